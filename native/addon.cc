@@ -1,0 +1,34 @@
+// Module entry point: per-environment state and the export table.
+#include "common.h"
+
+namespace semaim {
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  auto* data = new AddonData();
+  Napi::Function tensorCtor = TensorHandle::Define(env);
+  Napi::Function genCtor = GeneratorHandle::Define(env);
+  data->tensor_ctor = Napi::Persistent(tensorCtor);
+  data->generator_ctor = Napi::Persistent(genCtor);
+  env.SetInstanceData<AddonData>(data);
+  exports.Set("TensorHandle", tensorCtor);
+  exports.Set("Generator", genCtor);
+  exports.Set("cudaBuild", Napi::Boolean::New(env,
+#ifdef SEMAIM_CUDA
+      true
+#else
+      false
+#endif
+      ));
+  registerCore(env, exports);
+  registerMath(env, exports);
+  registerNN(env, exports);
+  registerOptim(env, exports);
+  registerCuda(env, exports);
+  return exports;
+}
+
+}  // namespace semaim
+
+static Napi::Object InitSemaim(Napi::Env env, Napi::Object exports) { return semaim::Init(env, exports); }
+
+NODE_API_MODULE(semaim, InitSemaim)

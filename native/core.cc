@@ -1,0 +1,567 @@
+// Tensor handles, argument parsing, errors, creation, data transfer, autograd, RNG and runtime settings.
+#include "common.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/autocast_mode.h>
+#include <ATen/Parallel.h>
+#include <c10/core/GradMode.h>
+
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+
+namespace semaim {
+
+std::atomic<int64_t> g_live_handles{0};
+std::atomic<int64_t> g_live_bytes{0};
+
+// ---------------------------------------------------------------- handles
+
+Napi::Function TensorHandle::Define(Napi::Env env) {
+  return DefineClass(env, "TensorHandle",
+                     {InstanceMethod("dispose", &TensorHandle::Dispose),
+                      InstanceMethod("isDisposed", &TensorHandle::IsDisposed)});
+}
+
+TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorHandle>(info) {}
+
+TensorHandle::~TensorHandle() {
+  // Finalizer path (the user forgot dispose()): the env may be shutting down, so no N-API calls.
+  if (counted_) g_live_handles--;
+  g_live_bytes -= accounted_bytes_;
+}
+
+const at::Tensor& TensorHandle::get(const char* what) const {
+  if (!tensor_.defined()) throw std::invalid_argument(std::string(what) + ": tensor was disposed");
+  return tensor_;
+}
+
+void TensorHandle::set(Napi::Env env, at::Tensor t) {
+  tensor_ = std::move(t);
+  counted_ = true;
+  g_live_handles++;
+  // Account host memory once per storage: views share their base's storage and are not counted.
+  if (tensor_.device().is_cpu() && !tensor_.is_view() && tensor_.has_storage()) {
+    accounted_bytes_ = static_cast<int64_t>(tensor_.storage().nbytes());
+    if (accounted_bytes_ > 0) {
+      g_live_bytes += accounted_bytes_;
+      Napi::MemoryManagement::AdjustExternalMemory(env, accounted_bytes_);
+    }
+  }
+}
+
+void TensorHandle::release(Napi::Env env) {
+  if (!tensor_.defined()) return;
+  tensor_.reset();
+  if (counted_) g_live_handles--;
+  counted_ = false;
+  if (accounted_bytes_ > 0) {
+    g_live_bytes -= accounted_bytes_;
+    Napi::MemoryManagement::AdjustExternalMemory(env, -accounted_bytes_);
+  }
+  accounted_bytes_ = 0;
+}
+
+Napi::Value TensorHandle::Dispose(const Napi::CallbackInfo& info) {
+  release(info.Env());
+  return info.Env().Undefined();
+}
+
+Napi::Value TensorHandle::IsDisposed(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), disposed());
+}
+
+Napi::Function GeneratorHandle::Define(Napi::Env env) {
+  return DefineClass(env, "GeneratorHandle",
+                     {InstanceMethod("seed", &GeneratorHandle::Seed),
+                      InstanceMethod("getState", &GeneratorHandle::GetState),
+                      InstanceMethod("setState", &GeneratorHandle::SetState)});
+}
+
+GeneratorHandle::GeneratorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<GeneratorHandle>(info) {
+  uint64_t seed = info.Length() > 0 && info[0].IsNumber() ? static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value())
+                                                         : 67280421310721ULL;
+  gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+}
+
+Napi::Value GeneratorHandle::Seed(const Napi::CallbackInfo& info) {
+  SEMAIM_GUARD("Generator.seed", {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_current_seed(static_cast<uint64_t>(argInt(info, 0)));
+    return info.Env().Undefined();
+  })
+}
+
+Napi::Value GeneratorHandle::GetState(const Napi::CallbackInfo& info) {
+  SEMAIM_GUARD("Generator.getState", {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    return wrap(info.Env(), gen.get_state());
+  })
+}
+
+Napi::Value GeneratorHandle::SetState(const Napi::CallbackInfo& info) {
+  SEMAIM_GUARD("Generator.setState", {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(argTensor(info, 0));
+    return info.Env().Undefined();
+  })
+}
+
+Napi::Value wrap(Napi::Env env, at::Tensor t) {
+  if (!t.defined()) return env.Null();
+  auto* data = env.GetInstanceData<AddonData>();
+  Napi::Object obj = data->tensor_ctor.New({});
+  TensorHandle::Unwrap(obj)->set(env, std::move(t));
+  return obj;
+}
+
+Napi::Value wrapList(Napi::Env env, const std::vector<at::Tensor>& ts) {
+  Napi::Array arr = Napi::Array::New(env, ts.size());
+  for (size_t i = 0; i < ts.size(); i++) arr.Set(i, wrap(env, ts[i]));
+  return arr;
+}
+
+// ---------------------------------------------------------------- argument readers
+
+static std::string where(size_t i) { return "argument " + std::to_string(i); }
+
+static TensorHandle* unwrapTensor(const Napi::Value& v, const std::string& what) {
+  if (!v.IsObject()) throw std::invalid_argument(what + ": expected a tensor");
+  Napi::Object o = v.As<Napi::Object>();
+  if (o.Has("h")) o = o.Get("h").As<Napi::Object>();  // accept the TS wrapper as well as the raw handle
+  auto* data = o.Env().GetInstanceData<AddonData>();
+  if (!o.InstanceOf(data->tensor_ctor.Value())) throw std::invalid_argument(what + ": expected a tensor");
+  return TensorHandle::Unwrap(o);
+}
+
+const at::Tensor& argTensor(const Napi::CallbackInfo& info, size_t i) {
+  // Fast path: the TS layer always passes raw handles.
+  Napi::Value v = info[i];
+  if (v.IsObject()) {
+    auto* data = info.Env().GetInstanceData<AddonData>();
+    Napi::Object o = v.As<Napi::Object>();
+    if (o.InstanceOf(data->tensor_ctor.Value())) {
+      TensorHandle* h = TensorHandle::Unwrap(o);
+      if (h->disposed()) throw std::invalid_argument(where(i) + ": tensor was disposed");
+      return h->get("tensor");
+    }
+  }
+  return unwrapTensor(v, where(i))->get(where(i).c_str());
+}
+
+c10::optional<at::Tensor> argOptTensor(const Napi::CallbackInfo& info, size_t i) {
+  if (i >= info.Length() || info[i].IsNull() || info[i].IsUndefined()) return c10::nullopt;
+  return argTensor(info, i);
+}
+
+std::vector<at::Tensor> argTensorList(const Napi::CallbackInfo& info, size_t i) {
+  if (!info[i].IsArray()) throw std::invalid_argument(where(i) + ": expected an array of tensors");
+  Napi::Array a = info[i].As<Napi::Array>();
+  std::vector<at::Tensor> out;
+  out.reserve(a.Length());
+  for (uint32_t k = 0; k < a.Length(); k++) {
+    std::string w = where(i) + "[" + std::to_string(k) + "]";
+    out.push_back(unwrapTensor(a.Get(k), w)->get(w.c_str()));
+  }
+  return out;
+}
+
+double argDouble(const Napi::CallbackInfo& info, size_t i) {
+  if (!info[i].IsNumber()) throw std::invalid_argument(where(i) + ": expected a number");
+  return info[i].As<Napi::Number>().DoubleValue();
+}
+
+c10::optional<double> argOptDouble(const Napi::CallbackInfo& info, size_t i) {
+  if (i >= info.Length() || info[i].IsNull() || info[i].IsUndefined()) return c10::nullopt;
+  return argDouble(info, i);
+}
+
+int64_t argInt(const Napi::CallbackInfo& info, size_t i) {
+  if (info[i].IsBigInt()) {
+    bool lossless;
+    return info[i].As<Napi::BigInt>().Int64Value(&lossless);
+  }
+  if (!info[i].IsNumber()) throw std::invalid_argument(where(i) + ": expected an integer");
+  double d = info[i].As<Napi::Number>().DoubleValue();
+  if (d != static_cast<double>(static_cast<int64_t>(d))) throw std::invalid_argument(where(i) + ": expected an integer, got " + std::to_string(d));
+  return static_cast<int64_t>(d);
+}
+
+c10::optional<int64_t> argOptInt(const Napi::CallbackInfo& info, size_t i) {
+  if (i >= info.Length() || info[i].IsNull() || info[i].IsUndefined()) return c10::nullopt;
+  return argInt(info, i);
+}
+
+bool argBool(const Napi::CallbackInfo& info, size_t i) {
+  if (i >= info.Length() || info[i].IsUndefined()) return false;
+  return info[i].ToBoolean().Value();
+}
+
+std::vector<int64_t> argIntList(const Napi::CallbackInfo& info, size_t i) {
+  if (info[i].IsNumber()) return {argInt(info, i)};
+  if (!info[i].IsArray()) throw std::invalid_argument(where(i) + ": expected an array of integers");
+  Napi::Array a = info[i].As<Napi::Array>();
+  std::vector<int64_t> out(a.Length());
+  for (uint32_t k = 0; k < a.Length(); k++) {
+    Napi::Value v = a.Get(k);
+    if (!v.IsNumber()) throw std::invalid_argument(where(i) + "[" + std::to_string(k) + "]: expected an integer");
+    out[k] = v.As<Napi::Number>().Int64Value();
+  }
+  return out;
+}
+
+c10::optional<std::vector<int64_t>> argOptIntList(const Napi::CallbackInfo& info, size_t i) {
+  if (i >= info.Length() || info[i].IsNull() || info[i].IsUndefined()) return c10::nullopt;
+  return argIntList(info, i);
+}
+
+at::Scalar argScalar(const Napi::CallbackInfo& info, size_t i) {
+  if (info[i].IsBoolean()) return at::Scalar(info[i].As<Napi::Boolean>().Value());
+  if (info[i].IsBigInt()) return at::Scalar(argInt(info, i));
+  // JS has one number type: integral values become integer scalars (as Python's `1`), so they keep
+  // integer tensors integral; type promotion still gives float results for float tensors.
+  double d = argDouble(info, i);
+  if (std::isfinite(d) && d == std::trunc(d) && std::fabs(d) < 9007199254740992.0) return at::Scalar(static_cast<int64_t>(d));
+  return at::Scalar(d);
+}
+
+std::string argString(const Napi::CallbackInfo& info, size_t i) {
+  if (!info[i].IsString()) throw std::invalid_argument(where(i) + ": expected a string");
+  return info[i].As<Napi::String>().Utf8Value();
+}
+
+at::ScalarType parseDtype(const std::string& s) {
+  if (s == "float32") return at::kFloat;
+  if (s == "float64") return at::kDouble;
+  if (s == "float16") return at::kHalf;
+  if (s == "bfloat16") return at::kBFloat16;
+  if (s == "int64") return at::kLong;
+  if (s == "int32") return at::kInt;
+  if (s == "int16") return at::kShort;
+  if (s == "int8") return at::kChar;
+  if (s == "uint8") return at::kByte;
+  if (s == "bool") return at::kBool;
+  throw std::invalid_argument("unknown dtype '" + s + "'");
+}
+
+const char* dtypeName(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return "float32";
+    case at::kDouble: return "float64";
+    case at::kHalf: return "float16";
+    case at::kBFloat16: return "bfloat16";
+    case at::kLong: return "int64";
+    case at::kInt: return "int32";
+    case at::kShort: return "int16";
+    case at::kChar: return "int8";
+    case at::kByte: return "uint8";
+    case at::kBool: return "bool";
+    default: return "unsupported";
+  }
+}
+
+at::ScalarType argDtype(const Napi::CallbackInfo& info, size_t i) { return parseDtype(argString(info, i)); }
+
+c10::optional<at::ScalarType> argOptDtype(const Napi::CallbackInfo& info, size_t i) {
+  if (i >= info.Length() || info[i].IsNull() || info[i].IsUndefined()) return c10::nullopt;
+  return argDtype(info, i);
+}
+
+at::Device argDevice(const Napi::CallbackInfo& info, size_t i) {
+  if (i >= info.Length() || info[i].IsNull() || info[i].IsUndefined()) return at::Device(at::kCPU);
+  return at::Device(argString(info, i));
+}
+
+c10::optional<at::Generator> argOptGenerator(const Napi::CallbackInfo& info, size_t i) {
+  if (i >= info.Length() || info[i].IsNull() || info[i].IsUndefined()) return c10::nullopt;
+  auto* data = info.Env().GetInstanceData<AddonData>();
+  if (!info[i].IsObject() || !info[i].As<Napi::Object>().InstanceOf(data->generator_ctor.Value()))
+    throw std::invalid_argument(where(i) + ": expected a Generator");
+  return GeneratorHandle::Unwrap(info[i].As<Napi::Object>())->gen;
+}
+
+at::TensorOptions argOptions(const Napi::CallbackInfo& info, size_t dtype_i, size_t device_i) {
+  auto dtype = argOptDtype(info, dtype_i);
+  return at::TensorOptions().dtype(dtype ? *dtype : at::kFloat).device(argDevice(info, device_i));
+}
+
+// ---------------------------------------------------------------- errors
+
+[[noreturn]] void rethrowAsJs(Napi::Env env, const char* op) {
+  std::string code = "ERR_TORCH";
+  std::string msg;
+  try {
+    throw;
+  } catch (const c10::OutOfMemoryError& e) {
+    code = "ERR_TORCH_OOM"; msg = e.what_without_backtrace();
+  } catch (const c10::IndexError& e) {
+    code = "ERR_TORCH_INDEX"; msg = e.what_without_backtrace();
+  } catch (const c10::ValueError& e) {
+    code = "ERR_TORCH_VALUE"; msg = e.what_without_backtrace();
+  } catch (const c10::TypeError& e) {
+    code = "ERR_TORCH_TYPE"; msg = e.what_without_backtrace();
+  } catch (const c10::NotImplementedError& e) {
+    code = "ERR_TORCH_NOT_IMPLEMENTED"; msg = e.what_without_backtrace();
+  } catch (const c10::Error& e) {
+    msg = e.what_without_backtrace();
+  } catch (const std::invalid_argument& e) {
+    code = "ERR_ARG"; msg = e.what();
+  } catch (const std::exception& e) {
+    code = "ERR_NATIVE"; msg = e.what();
+  } catch (...) {
+    code = "ERR_NATIVE"; msg = "unknown native exception";
+  }
+  // Keep the first line block of libtorch's message; drop "Exception raised from ..." trailers.
+  auto cut = msg.find("\nException raised from");
+  if (cut != std::string::npos) msg = msg.substr(0, cut);
+  Napi::Error err = Napi::Error::New(env, std::string(op) + ": " + msg);
+  err.Set("code", Napi::String::New(env, code));
+  err.Set("op", Napi::String::New(env, op));
+  throw err;
+}
+
+// ---------------------------------------------------------------- creation
+
+OP(empty, at::empty(argIntList(info, 0), argOptions(info, 1, 2)))
+OP(zeros, at::zeros(argIntList(info, 0), argOptions(info, 1, 2)))
+OP(ones, at::ones(argIntList(info, 0), argOptions(info, 1, 2)))
+OP(full, at::full(argIntList(info, 0), argScalar(info, 1), argOptions(info, 2, 3)))
+OP(arange, at::arange(argScalar(info, 0), argScalar(info, 1), argScalar(info, 2), argOptions(info, 3, 4)))
+OP(linspace, at::linspace(argScalar(info, 0), argScalar(info, 1), argInt(info, 2), argOptions(info, 3, 4)))
+OP(eye, at::eye(argInt(info, 0), argOptions(info, 1, 2)))
+
+// Random creation: generators are CPU generators; for another device the values are drawn on CPU
+// and moved, so a seeded generator gives the same numbers on every device.
+static at::Tensor onDevice(at::Tensor t, const at::Device& d) { return d.is_cpu() ? t : t.to(d); }
+
+FN(rand, {
+  auto gen = argOptGenerator(info, 3);
+  auto dev = argDevice(info, 2);
+  auto opts = argOptions(info, 1, 2);
+  at::Tensor t = gen ? onDevice(at::rand(argIntList(info, 0), gen, opts.device(at::kCPU)), dev) : at::rand(argIntList(info, 0), opts);
+  return wrap(info.Env(), t);
+})
+FN(randn, {
+  auto gen = argOptGenerator(info, 3);
+  auto dev = argDevice(info, 2);
+  auto opts = argOptions(info, 1, 2);
+  at::Tensor t = gen ? onDevice(at::randn(argIntList(info, 0), gen, opts.device(at::kCPU)), dev) : at::randn(argIntList(info, 0), opts);
+  return wrap(info.Env(), t);
+})
+FN(randint, {
+  auto gen = argOptGenerator(info, 4);
+  auto dev = argDevice(info, 3);
+  auto opts = at::TensorOptions().dtype(at::kLong).device(dev);
+  at::Tensor t = gen ? onDevice(at::randint(argInt(info, 0), argInt(info, 1), argIntList(info, 2), gen, opts.device(at::kCPU)), dev)
+                     : at::randint(argInt(info, 0), argInt(info, 1), argIntList(info, 2), opts);
+  return wrap(info.Env(), t);
+})
+FN(randperm, {
+  auto gen = argOptGenerator(info, 2);
+  auto dev = argDevice(info, 1);
+  auto opts = at::TensorOptions().dtype(at::kLong);
+  at::Tensor t = gen ? onDevice(at::randperm(argInt(info, 0), gen, opts), dev) : at::randperm(argInt(info, 0), opts.device(dev));
+  return wrap(info.Env(), t);
+})
+FN(uniform_, {
+  at::Tensor t = argTensor(info, 0);
+  auto gen = argOptGenerator(info, 3);
+  if (gen && !t.device().is_cpu()) t.copy_(at::empty(t.sizes(), t.options().device(at::kCPU)).uniform_(argDouble(info, 1), argDouble(info, 2), gen));
+  else t.uniform_(argDouble(info, 1), argDouble(info, 2), gen);
+  return info.Env().Undefined();
+})
+FN(normal_, {
+  at::Tensor t = argTensor(info, 0);
+  auto gen = argOptGenerator(info, 3);
+  if (gen && !t.device().is_cpu()) t.copy_(at::empty(t.sizes(), t.options().device(at::kCPU)).normal_(argDouble(info, 1), argDouble(info, 2), gen));
+  else t.normal_(argDouble(info, 1), argDouble(info, 2), gen);
+  return info.Env().Undefined();
+})
+FN(bernoulli, {
+  auto gen = argOptGenerator(info, 2);
+  const at::Tensor& t = argTensor(info, 0);
+  at::Tensor out = gen && !t.device().is_cpu()
+                       ? at::empty(t.sizes(), t.options().device(at::kCPU)).bernoulli_(argDouble(info, 1), gen).to(t.device())
+                       : at::empty_like(t).bernoulli_(argDouble(info, 1), gen);
+  return wrap(info.Env(), out);
+})
+
+// From a JS typed array: always one copy (the JS buffer may be detached or reused; a tensor
+// must own its memory because autograd may free it on another thread).
+FN(fromBuffer, {
+  Napi::TypedArray arr = info[0].As<Napi::TypedArray>();
+  auto shape = argIntList(info, 1);
+  auto dtype = argDtype(info, 2);
+  at::Tensor t = at::empty(shape, at::TensorOptions().dtype(dtype));
+  size_t need = t.nbytes();
+  if (arr.ByteLength() != need)
+    throw std::invalid_argument("fromBuffer: buffer has " + std::to_string(arr.ByteLength()) + " bytes, shape and dtype need " + std::to_string(need));
+  uint8_t* src = static_cast<uint8_t*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
+  if (need) std::memcpy(t.data_ptr(), src, need);
+  auto dev = argDevice(info, 3);
+  return wrap(info.Env(), dev.is_cpu() ? t : t.to(dev));
+})
+
+// To JS: a copy into a fresh ArrayBuffer (contiguous, on CPU).
+FN(toBuffer, {
+  at::Tensor t = argTensor(info, 0).detach().to(at::kCPU).contiguous();
+  Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(info.Env(), t.nbytes());
+  if (t.nbytes()) std::memcpy(buf.Data(), t.data_ptr(), t.nbytes());
+  return buf;
+})
+
+// Zero-copy view of a contiguous CPU tensor's memory; the ArrayBuffer keeps the storage alive.
+FN(sharedBuffer, {
+  const at::Tensor& src = argTensor(info, 0);
+  if (!src.device().is_cpu() || !src.is_contiguous())
+    throw std::invalid_argument("sharedBuffer: needs a contiguous CPU tensor (call .contiguous().cpu() first)");
+  auto* keep = new at::Tensor(src.detach());
+  if (keep->nbytes() == 0) { delete keep; return Napi::ArrayBuffer::New(info.Env(), 0); }
+  return Napi::ArrayBuffer::New(info.Env(), keep->data_ptr(), keep->nbytes(),
+                                [](Napi::Env, void*, at::Tensor* hint) { delete hint; }, keep);
+})
+
+FN(item, {
+  at::Tensor t = argTensor(info, 0);
+  if (t.numel() != 1) throw std::invalid_argument("item: tensor has " + std::to_string(t.numel()) + " elements, expected 1");
+  at::Scalar s = t.item();
+  if (s.isBoolean()) return Napi::Boolean::New(info.Env(), s.toBool());
+  return Napi::Number::New(info.Env(), s.toDouble());
+})
+
+// ---------------------------------------------------------------- properties
+
+FN(shape, {
+  auto sizes = argTensor(info, 0).sizes();
+  Napi::Array a = Napi::Array::New(info.Env(), sizes.size());
+  for (size_t k = 0; k < sizes.size(); k++) a.Set(k, Napi::Number::New(info.Env(), static_cast<double>(sizes[k])));
+  return a;
+})
+FN(strides, {
+  auto st = argTensor(info, 0).strides();
+  Napi::Array a = Napi::Array::New(info.Env(), st.size());
+  for (size_t k = 0; k < st.size(); k++) a.Set(k, Napi::Number::New(info.Env(), static_cast<double>(st[k])));
+  return a;
+})
+FN(dim, { return Napi::Number::New(info.Env(), static_cast<double>(argTensor(info, 0).dim())); })
+FN(numel, { return Napi::Number::New(info.Env(), static_cast<double>(argTensor(info, 0).numel())); })
+FN(dtype, { return Napi::String::New(info.Env(), dtypeName(argTensor(info, 0).scalar_type())); })
+FN(device, { return Napi::String::New(info.Env(), argTensor(info, 0).device().str()); })
+FN(isContiguous, { return Napi::Boolean::New(info.Env(), argTensor(info, 0).is_contiguous()); })
+FN(storageId, {
+  return Napi::Number::New(info.Env(), static_cast<double>(reinterpret_cast<uintptr_t>(argTensor(info, 0).storage().data())));
+})
+FN(format, {
+  std::ostringstream os;
+  os << argTensor(info, 0);
+  return Napi::String::New(info.Env(), os.str());
+})
+
+// ---------------------------------------------------------------- autograd
+
+FN(requiresGrad, { return Napi::Boolean::New(info.Env(), argTensor(info, 0).requires_grad()); })
+FN(setRequiresGrad, {
+  at::Tensor t = argTensor(info, 0);
+  t.requires_grad_(argBool(info, 1));
+  return info.Env().Undefined();
+})
+FN(isLeaf, { return Napi::Boolean::New(info.Env(), argTensor(info, 0).is_leaf()); })
+OP(grad, argTensor(info, 0).grad())
+FN(setGrad, {
+  at::Tensor t = argTensor(info, 0);
+  auto g = argOptTensor(info, 1);
+  t.mutable_grad() = g ? *g : at::Tensor();
+  return info.Env().Undefined();
+})
+// Replaces a tensor's data (dtype/device/shape) while keeping its identity, like `p.data = x` in
+// PyTorch: modules move parameters this way so every reference sees the new tensor.
+FN(setData, {
+  argTensor(info, 0).set_data(argTensor(info, 1));
+  return info.Env().Undefined();
+})
+FN(retainGrad, {
+  at::Tensor t = argTensor(info, 0);
+  t.retain_grad();
+  return info.Env().Undefined();
+})
+FN(backward, {
+  at::Tensor t = argTensor(info, 0);
+  auto g = argOptTensor(info, 1);
+  t.backward(g ? *g : at::Tensor(), argBool(info, 2), false);
+  return info.Env().Undefined();
+})
+FN(setGradEnabled, {
+  c10::GradMode::set_enabled(argBool(info, 0));
+  return info.Env().Undefined();
+})
+FN(isGradEnabled, { return Napi::Boolean::New(info.Env(), c10::GradMode::is_enabled()); })
+
+// Autocast (mixed precision) hides the 1.x / 2.x API difference: enable(deviceType, dtype).
+FN(setAutocast, {
+  bool on = argBool(info, 0);
+  std::string dev = argString(info, 1);
+  at::ScalarType dtype = argDtype(info, 2);
+#if TORCH_VERSION_MAJOR >= 2 && TORCH_VERSION_MINOR >= 4
+  at::DeviceType dt = dev == "cuda" ? at::kCUDA : at::kCPU;
+  at::autocast::set_autocast_dtype(dt, dtype);
+  at::autocast::set_autocast_enabled(dt, on);
+#else
+  if (dev == "cuda") {
+    at::autocast::set_autocast_gpu_dtype(dtype);
+    at::autocast::set_enabled(on);
+  } else {
+    at::autocast::set_autocast_cpu_dtype(dtype);
+    at::autocast::set_cpu_enabled(on);
+  }
+#endif
+  if (!on) at::autocast::clear_cache();
+  return info.Env().Undefined();
+})
+
+// ---------------------------------------------------------------- runtime
+
+FN(manualSeed, {
+  at::manual_seed(static_cast<uint64_t>(argInt(info, 0)));
+  return info.Env().Undefined();
+})
+FN(getRngState, {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return wrap(info.Env(), gen.get_state());
+})
+FN(setRngState, {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(argTensor(info, 0));
+  return info.Env().Undefined();
+})
+FN(setNumThreads, {
+  at::set_num_threads(static_cast<int>(argInt(info, 0)));
+  return info.Env().Undefined();
+})
+FN(getNumThreads, { return Napi::Number::New(info.Env(), at::get_num_threads()); })
+FN(liveHandles, { return Napi::Number::New(info.Env(), static_cast<double>(g_live_handles.load())); })
+FN(liveBytes, { return Napi::Number::New(info.Env(), static_cast<double>(g_live_bytes.load())); })
+FN(version, {
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("torch", Napi::String::New(info.Env(), TORCH_VERSION));
+  o.Set("major", TORCH_VERSION_MAJOR);
+  o.Set("minor", TORCH_VERSION_MINOR);
+  o.Set("config", Napi::String::New(info.Env(), at::show_config()));
+  o.Set("parallel", Napi::String::New(info.Env(), at::get_parallel_info()));
+  return o;
+})
+
+void registerCore(Napi::Env env, Napi::Object exports) {
+  EXPORT(empty); EXPORT(zeros); EXPORT(ones); EXPORT(full); EXPORT(arange); EXPORT(linspace); EXPORT(eye);
+  EXPORT(rand); EXPORT(randn); EXPORT(randint); EXPORT(randperm); EXPORT(uniform_); EXPORT(normal_); EXPORT(bernoulli);
+  EXPORT(fromBuffer); EXPORT(toBuffer); EXPORT(sharedBuffer); EXPORT(item);
+  EXPORT(shape); EXPORT(strides); EXPORT(dim); EXPORT(numel); EXPORT(dtype); EXPORT(device); EXPORT(isContiguous);
+  EXPORT(storageId); EXPORT(format);
+  EXPORT(requiresGrad); EXPORT(setRequiresGrad); EXPORT(isLeaf); EXPORT(grad); EXPORT(setGrad); EXPORT(setData); EXPORT(retainGrad);
+  EXPORT(backward); EXPORT(setGradEnabled); EXPORT(isGradEnabled); EXPORT(setAutocast);
+  EXPORT(manualSeed); EXPORT(getRngState); EXPORT(setRngState); EXPORT(setNumThreads); EXPORT(getNumThreads);
+  EXPORT(liveHandles); EXPORT(liveBytes); EXPORT(version);
+}
+
+}  // namespace semaim

@@ -1,0 +1,59 @@
+// CUDA runtime queries. Compiled in every build; the CUDA-only parts only when libtorch has CUDA.
+#include "common.h"
+
+#include <torch/cuda.h>
+
+#ifdef SEMAIM_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
+#endif
+
+namespace semaim {
+
+FN(cudaAvailable, { return Napi::Boolean::New(info.Env(), torch::cuda::is_available()); })
+FN(cudaDeviceCount, { return Napi::Number::New(info.Env(), static_cast<double>(torch::cuda::device_count())); })
+FN(cudaSynchronize, {
+  if (torch::cuda::is_available()) torch::cuda::synchronize();
+  return info.Env().Undefined();
+})
+
+// cudaMemory(device) -> { allocated, peakAllocated, reserved } in bytes (zeros without CUDA).
+FN(cudaMemory, {
+  Napi::Object o = Napi::Object::New(info.Env());
+  double alloc = 0, peak = 0, reserved = 0;
+#ifdef SEMAIM_CUDA
+  if (torch::cuda::is_available()) {
+    int dev = static_cast<int>(argOptInt(info, 0).value_or(0));
+    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(dev);
+    auto agg = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+    alloc = static_cast<double>(stats.allocated_bytes[agg].current);
+    peak = static_cast<double>(stats.allocated_bytes[agg].peak);
+    reserved = static_cast<double>(stats.reserved_bytes[agg].current);
+  }
+#endif
+  o.Set("allocated", alloc);
+  o.Set("peakAllocated", peak);
+  o.Set("reserved", reserved);
+  return o;
+})
+
+FN(cudaResetPeak, {
+#ifdef SEMAIM_CUDA
+  if (torch::cuda::is_available()) c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<int>(argOptInt(info, 0).value_or(0)));
+#endif
+  return info.Env().Undefined();
+})
+
+FN(cudaEmptyCache, {
+#ifdef SEMAIM_CUDA
+  if (torch::cuda::is_available()) c10::cuda::CUDACachingAllocator::emptyCache();
+#endif
+  return info.Env().Undefined();
+})
+
+void registerCuda(Napi::Env env, Napi::Object exports) {
+  EXPORT(cudaAvailable); EXPORT(cudaDeviceCount); EXPORT(cudaSynchronize); EXPORT(cudaMemory); EXPORT(cudaResetPeak);
+  EXPORT(cudaEmptyCache);
+}
+
+}  // namespace semaim

@@ -1,0 +1,84 @@
+#!/usr/bin/env node
+// Locates libtorch for the addon build (called by binding.gyp).
+// Order: $LIBTORCH, Debian's libtorch-dev, then the libtorch inside a pip PyTorch.
+// Usage: node native/find-libtorch.js include|libdir|libs|cflags|ldflags|info
+'use strict';
+const fs = require('node:fs');
+const path = require('node:path');
+const { execFileSync } = require('node:child_process');
+
+function fromDir(root, source) {
+  const inc = path.join(root, 'include');
+  const lib = path.join(root, 'lib');
+  if (!fs.existsSync(path.join(inc, 'torch', 'csrc', 'api', 'include', 'torch', 'torch.h'))) return null;
+  return { source, include: [inc, path.join(inc, 'torch', 'csrc', 'api', 'include')], libdir: lib };
+}
+
+function debian() {
+  const multiarch = '/usr/lib/x86_64-linux-gnu';
+  const arch = fs.existsSync(path.join(multiarch, 'libtorch.so')) ? multiarch : '/usr/lib/aarch64-linux-gnu';
+  if (!fs.existsSync('/usr/include/torch/csrc/api/include/torch/torch.h')) return null;
+  if (!fs.existsSync(path.join(arch, 'libtorch.so'))) return null;
+  return { source: 'debian', include: ['/usr/include', '/usr/include/torch/csrc/api/include'], libdir: arch };
+}
+
+function pip() {
+  for (const py of ['python3', '/usr/bin/python3', 'python']) {
+    try {
+      const dir = execFileSync(py, ['-c', 'import torch,os;print(os.path.dirname(torch.__file__))'], {
+        encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'],
+      }).trim();
+      const found = dir && fromDir(dir, `pip (${py})`);
+      if (found) return found;
+    } catch { /* try next */ }
+  }
+  return null;
+}
+
+function locate() {
+  if (process.env.LIBTORCH) {
+    const found = fromDir(process.env.LIBTORCH, '$LIBTORCH');
+    if (!found) throw new Error(`$LIBTORCH=${process.env.LIBTORCH} has no include/torch/csrc/api/include/torch/torch.h`);
+    return found;
+  }
+  const found = debian() || pip();
+  if (!found) {
+    throw new Error('libtorch not found: set $LIBTORCH, or `apt-get install libtorch-dev libopenblas0-openmp` (Debian 12), or install PyTorch with pip');
+  }
+  return found;
+}
+
+function has(libdir, name) { return fs.existsSync(path.join(libdir, `lib${name}.so`)); }
+
+// The C++11 ABI flag must match the one libtorch was built with. Pre-cxx11 builds export
+// std::string symbols without the __cxx11 tag; probe libc10 for one.
+function cxx11Abi(libdir) {
+  try {
+    const syms = execFileSync('nm', ['-DC', path.join(libdir, 'libc10.so')], { encoding: 'utf8', maxBuffer: 1 << 28 });
+    return /std::__cxx11::basic_string/.test(syms) ? 1 : 0;
+  } catch {
+    return 1;
+  }
+}
+
+const t = locate();
+const cuda = has(t.libdir, 'torch_cuda');
+const libs = ['torch', 'torch_cpu', 'c10'].concat(cuda ? ['torch_cuda', 'c10_cuda'] : []);
+const what = process.argv[2] || 'info';
+switch (what) {
+  case 'include': console.log(t.include.join(' ')); break;
+  case 'libdir': console.log(t.libdir); break;
+  case 'cflags': console.log(`-D_GLIBCXX_USE_CXX11_ABI=${cxx11Abi(t.libdir)}${cuda ? ' -DSEMAIM_CUDA=1' : ''}`); break;
+  case 'ldflags': {
+    // --no-as-needed keeps libtorch_cuda linked even though no symbol of it is named directly:
+    // without it, CUDA kernels never register. DT_RPATH (not RUNPATH) so it also applies to
+    // libtorch's own dependencies.
+    const rpath = [t.libdir];
+    const openblas = '/usr/lib/x86_64-linux-gnu/openblas-openmp';
+    if (t.source === 'debian' && fs.existsSync(openblas)) rpath.unshift(openblas);
+    console.log(['-Wl,--no-as-needed', ...libs.map((l) => `-l${l}`), '-Wl,--as-needed', `-L${t.libdir}`,
+      '-Wl,--disable-new-dtags', ...rpath.map((r) => `-Wl,-rpath,${r}`)].join(' '));
+    break;
+  }
+  default: console.log(JSON.stringify({ ...t, cuda, libs, cxx11Abi: cxx11Abi(t.libdir) }, null, 2));
+}

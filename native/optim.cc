@@ -1,0 +1,82 @@
+// Optimiser kernels: one native call per parameter group and step, using libtorch's multi-tensor
+// (_foreach) kernels, so a step costs a handful of dispatches instead of several per parameter.
+#include "common.h"
+
+#include <cmath>
+
+namespace semaim {
+
+// adamwStep(params, grads, expAvgs, expAvgSqs, lr, beta1, beta2, eps, weightDecay, step)
+// Decoupled weight decay, bias-corrected moments (PyTorch's AdamW, amsgrad off).
+FN(adamwStep, {
+  auto params = argTensorList(info, 0);
+  auto grads = argTensorList(info, 1);
+  auto m = argTensorList(info, 2);
+  auto v = argTensorList(info, 3);
+  double lr = argDouble(info, 4), b1 = argDouble(info, 5), b2 = argDouble(info, 6), eps = argDouble(info, 7);
+  double wd = argDouble(info, 8);
+  int64_t step = argInt(info, 9);
+  if (grads.size() != params.size() || m.size() != params.size() || v.size() != params.size())
+    throw std::invalid_argument("adamwStep: params, grads and states differ in length");
+  if (params.empty()) return info.Env().Undefined();
+  at::NoGradGuard no_grad;
+  if (wd != 0) at::_foreach_mul_(params, 1.0 - lr * wd);
+  at::_foreach_mul_(m, b1);
+  at::_foreach_add_(m, grads, 1.0 - b1);
+  at::_foreach_mul_(v, b2);
+  at::_foreach_addcmul_(v, grads, grads, 1.0 - b2);
+  double bc1 = 1.0 - std::pow(b1, static_cast<double>(step));
+  double bc2 = 1.0 - std::pow(b2, static_cast<double>(step));
+  auto denom = at::_foreach_sqrt(v);
+  at::_foreach_div_(denom, std::sqrt(bc2));
+  at::_foreach_add_(denom, eps);
+  at::_foreach_addcdiv_(params, m, denom, -lr / bc1);
+  return info.Env().Undefined();
+})
+
+// sgdStep(params, grads, buffers|null, lr, momentum, dampening, weightDecay, nesterov, firstStep)
+FN(sgdStep, {
+  auto params = argTensorList(info, 0);
+  auto grads = argTensorList(info, 1);
+  bool hasBuf = info[2].IsArray();
+  std::vector<at::Tensor> bufs = hasBuf ? argTensorList(info, 2) : std::vector<at::Tensor>();
+  double lr = argDouble(info, 3), momentum = argDouble(info, 4), dampening = argDouble(info, 5), wd = argDouble(info, 6);
+  bool nesterov = argBool(info, 7), first = argBool(info, 8);
+  if (params.empty()) return info.Env().Undefined();
+  at::NoGradGuard no_grad;
+  std::vector<at::Tensor> d = wd != 0 ? at::_foreach_add(grads, params, wd) : grads;
+  if (momentum != 0) {
+    if (!hasBuf || bufs.size() != params.size()) throw std::invalid_argument("sgdStep: momentum needs one buffer per parameter");
+    if (first) {
+      for (size_t i = 0; i < bufs.size(); i++) bufs[i].copy_(d[i]);
+    } else {
+      at::_foreach_mul_(bufs, momentum);
+      at::_foreach_add_(bufs, d, 1.0 - dampening);
+    }
+    d = nesterov ? at::_foreach_add(d, bufs, momentum) : bufs;
+  }
+  at::_foreach_add_(params, d, -lr);
+  return info.Env().Undefined();
+})
+
+// clipGradNorm(grads, maxNorm) -> total L2 norm (0-d tensor, before clipping). No host sync:
+// the scale is computed on the device and applied even when it is 1.
+FN(clipGradNorm, {
+  auto grads = argTensorList(info, 0);
+  double maxNorm = argDouble(info, 1);
+  if (grads.empty()) return wrap(info.Env(), at::zeros({}));
+  at::NoGradGuard no_grad;
+  auto norms = at::_foreach_norm(grads, 2);
+  at::Tensor total = at::stack(norms).norm();
+  if (std::isfinite(maxNorm)) {
+    at::Tensor coef = (maxNorm / (total + 1e-6)).clamp_max(1.0);
+    for (auto& g : grads) g.mul_(coef.to(g.scalar_type()));
+  }
+  return wrap(info.Env(), total);
+})
+
+void registerOptim(Napi::Env env, Napi::Object exports) {
+  EXPORT(adamwStep); EXPORT(sgdStep); EXPORT(clipGradNorm);
+}
+
+}  // namespace semaim

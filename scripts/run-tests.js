@@ -1,0 +1,30 @@
+#!/usr/bin/env node
+// Runs every compiled test file (dist/test/**/*.test.js) with node's built-in test runner.
+// Node 20's `--test` does not expand globs, so the list is built here.
+// Pass substrings to run a subset: `node scripts/run-tests.js tensor optim`.
+'use strict';
+const { readdirSync, statSync } = require('node:fs');
+const { join } = require('node:path');
+const { spawnSync } = require('node:child_process');
+
+function walk(dir) {
+  let out = [];
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) out = out.concat(walk(p));
+    else if (name.endsWith('.test.js')) out.push(p);
+  }
+  return out;
+}
+
+const filters = process.argv.slice(2);
+const files = walk(join(__dirname, '..', 'dist', 'test'))
+  .filter((f) => filters.length === 0 || filters.some((s) => f.includes(s)))
+  .sort();
+if (files.length === 0) {
+  console.error('no test files found under dist/test (did `npm run build` run?)');
+  process.exit(1);
+}
+const args = ['--expose-gc', '--test', '--test-concurrency=1', ...files];
+const r = spawnSync(process.execPath, args, { stdio: 'inherit' });
+process.exit(r.status ?? 1);

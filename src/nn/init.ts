@@ -1,0 +1,67 @@
+// In-place initialisers (torch.nn.init / timm). All run without recording gradients.
+import * as torch from '../torch';
+import { Tensor } from '../torch';
+
+/** fan_in, fan_out as PyTorch computes them (dims beyond the first two are the receptive field). */
+export function fans(t: Tensor): [number, number] {
+  const s = t.shape;
+  if (s.length < 2) throw new Error(`fan in/out need at least 2 dimensions, got shape [${s}]`);
+  const receptive = s.slice(2).reduce((a, b) => a * b, 1);
+  return [s[1] * receptive, s[0] * receptive];
+}
+
+export function uniform_(t: Tensor, low: number, high: number, generator?: torch.Generator): Tensor {
+  torch.noGrad(() => t.uniform_(low, high, generator));
+  return t;
+}
+
+export function normal_(t: Tensor, mean = 0, std = 1, generator?: torch.Generator): Tensor {
+  torch.noGrad(() => t.normal_(mean, std, generator));
+  return t;
+}
+
+export function constant_(t: Tensor, value: number): Tensor {
+  torch.noGrad(() => t.fill_(value));
+  return t;
+}
+
+export function zeros_(t: Tensor): Tensor {
+  return constant_(t, 0);
+}
+
+export function ones_(t: Tensor): Tensor {
+  return constant_(t, 1);
+}
+
+/** U(-a, a) with a = gain·sqrt(6 / (fan_in + fan_out)). */
+export function xavierUniform_(t: Tensor, gain = 1, generator?: torch.Generator): Tensor {
+  const [fanIn, fanOut] = fans(t);
+  const a = gain * Math.sqrt(6 / (fanIn + fanOut));
+  return uniform_(t, -a, a, generator);
+}
+
+/** PyTorch's default for Linear/Conv weights: kaiming_uniform(a=√5), i.e. U(±1/√fan_in). */
+export function defaultWeightInit_(t: Tensor, generator?: torch.Generator): Tensor {
+  const bound = 1 / Math.sqrt(fans(t)[0]);
+  return uniform_(t, -bound, bound, generator);
+}
+
+/**
+ * Normal(mean, std) truncated to [a, b] (absolute bounds, as timm's trunc_normal_): values outside
+ * are redrawn until none remain.
+ */
+export function truncNormal_(t: Tensor, std = 1, mean = 0, a = -2, b = 2, generator?: torch.Generator): Tensor {
+  torch.noGrad(() =>
+    torch.scope(() => {
+      t.normal_(mean, std, generator);
+      for (let i = 0; i < 100; i++) {
+        const bad = t.lt(a).logicalOr(t.gt(b));
+        if (!bad.any().item()) return;
+        const fresh = torch.empty(t.shape, { dtype: t.dtype, device: t.device }).normal_(mean, std, generator);
+        t.copy_(torch.where(bad, fresh, t));
+      }
+      t.clamp_(a, b);
+    }),
+  );
+  return t;
+}

@@ -1,0 +1,153 @@
+// Basic layers, following torch.nn's names, shapes and default initialisation.
+import * as torch from '../torch';
+import { F, Tensor } from '../torch';
+import { Module } from './module';
+import { defaultWeightInit_, uniform_, fans } from './init';
+
+export interface LayerOptions {
+  dtype?: torch.DType;
+  device?: torch.Device;
+}
+
+function empty(shape: number[], o: LayerOptions): Tensor {
+  return torch.empty(shape, { dtype: o.dtype ?? 'float32', device: o.device });
+}
+
+export class Identity extends Module {
+  forward(x: Tensor): Tensor {
+    return x;
+  }
+}
+
+export class Linear extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+  constructor(readonly inFeatures: number, readonly outFeatures: number, opts: LayerOptions & { bias?: boolean } = {}) {
+    super();
+    this.weight = this.param('weight', defaultWeightInit_(empty([outFeatures, inFeatures], opts)));
+    if (opts.bias ?? true) {
+      const bound = 1 / Math.sqrt(inFeatures);
+      this.bias = this.param('bias', uniform_(empty([outFeatures], opts), -bound, bound));
+    } else {
+      this.bias = null;
+    }
+  }
+  forward(x: Tensor): Tensor {
+    return F.linear(x, this.weight, this.bias);
+  }
+}
+
+export class LayerNorm extends Module {
+  readonly weight: Tensor | null;
+  readonly bias: Tensor | null;
+  constructor(readonly dim: number, readonly eps = 1e-5, opts: LayerOptions & { affine?: boolean } = {}) {
+    super();
+    const affine = opts.affine ?? true;
+    this.weight = affine ? this.param('weight', empty([dim], opts).fill_(1)) : null;
+    this.bias = affine ? this.param('bias', empty([dim], opts).fill_(0)) : null;
+  }
+  forward(x: Tensor): Tensor {
+    return F.layerNorm(x, [this.dim], this.weight, this.bias, this.eps);
+  }
+}
+
+export class Conv2d extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+  constructor(
+    readonly inChannels: number,
+    readonly outChannels: number,
+    readonly kernelSize: number,
+    readonly opts: LayerOptions & { stride?: number; padding?: number; groups?: number; bias?: boolean } = {},
+  ) {
+    super();
+    const groups = opts.groups ?? 1;
+    this.weight = this.param('weight', defaultWeightInit_(empty([outChannels, inChannels / groups, kernelSize, kernelSize], opts)));
+    if (opts.bias ?? true) {
+      const bound = 1 / Math.sqrt(fans(this.weight)[0]);
+      this.bias = this.param('bias', uniform_(empty([outChannels], opts), -bound, bound));
+    } else {
+      this.bias = null;
+    }
+  }
+  forward(x: Tensor): Tensor {
+    return F.conv2d(x, this.weight, this.bias, { stride: this.opts.stride ?? 1, padding: this.opts.padding ?? 0, groups: this.opts.groups ?? 1 });
+  }
+}
+
+/** BatchNorm over [N, C] (or [N, C, L]); affine=false gives the linear probe's parameter-free norm. */
+export class BatchNorm1d extends Module {
+  readonly weight: Tensor | null;
+  readonly bias: Tensor | null;
+  readonly runningMean: Tensor;
+  readonly runningVar: Tensor;
+  readonly numBatchesTracked: Tensor;
+  constructor(readonly numFeatures: number, readonly opts: LayerOptions & { eps?: number; momentum?: number; affine?: boolean } = {}) {
+    super();
+    const affine = opts.affine ?? true;
+    this.weight = affine ? this.param('weight', empty([numFeatures], opts).fill_(1)) : null;
+    this.bias = affine ? this.param('bias', empty([numFeatures], opts).fill_(0)) : null;
+    this.runningMean = this.buffer('running_mean', empty([numFeatures], opts).fill_(0));
+    this.runningVar = this.buffer('running_var', empty([numFeatures], opts).fill_(1));
+    this.numBatchesTracked = this.buffer('num_batches_tracked', torch.zeros([], { dtype: 'int64', device: opts.device }));
+  }
+  forward(x: Tensor): Tensor {
+    if (this.training) torch.noGrad(() => this.numBatchesTracked.add_(1));
+    return F.batchNorm(x, this.runningMean, this.runningVar, {
+      weight: this.weight, bias: this.bias, training: this.training, momentum: this.opts.momentum ?? 0.1, eps: this.opts.eps ?? 1e-5,
+    });
+  }
+}
+
+export class Dropout extends Module {
+  constructor(readonly p = 0.5) {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return this.p > 0 && this.training ? F.dropout(x, this.p, true) : x;
+  }
+}
+
+/** Stochastic depth per sample (timm's DropPath): drops the whole residual branch of a sample. */
+export class DropPath extends Module {
+  constructor(readonly p = 0) {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    if (this.p === 0 || !this.training) return x;
+    const keep = 1 - this.p;
+    return torch.scope(() => {
+      const shape = [x.shape[0], ...x.shape.slice(1).map(() => 1)];
+      const mask = torch.bernoulli(torch.empty(shape, { dtype: x.dtype, device: x.device }), keep);
+      return x.mul(mask.div_(keep));
+    });
+  }
+}
+
+export class GELU extends Module {
+  constructor(readonly approximate: 'none' | 'tanh' = 'none') {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return F.gelu(x, this.approximate);
+  }
+}
+
+/** fc1 → GELU → drop → fc2 → drop (timm's Mlp). */
+export class Mlp extends Module {
+  readonly fc1: Linear;
+  readonly act: GELU;
+  readonly fc2: Linear;
+  readonly drop: Dropout;
+  constructor(inFeatures: number, hiddenFeatures?: number, outFeatures?: number, opts: LayerOptions & { drop?: number } = {}) {
+    super();
+    const hidden = hiddenFeatures ?? inFeatures;
+    this.fc1 = this.module('fc1', new Linear(inFeatures, hidden, opts));
+    this.act = this.module('act', new GELU());
+    this.fc2 = this.module('fc2', new Linear(hidden, outFeatures ?? inFeatures, opts));
+    this.drop = this.module('drop', new Dropout(opts.drop ?? 0));
+  }
+  forward(x: Tensor): Tensor {
+    return torch.scope(() => this.drop.forward(this.fc2.forward(this.drop.forward(this.act.forward(this.fc1.forward(x))))));
+  }
+}

@@ -1,0 +1,174 @@
+// Module: the base of every layer and model. Holds named parameters, buffers and sub-modules,
+// walks them by dotted names (PyTorch's state-dict naming), and owns their lifetimes.
+import * as torch from '../torch';
+import { Tensor } from '../torch';
+
+export type StateDict = Map<string, Tensor>;
+
+export class StateDictError extends Error {
+  constructor(
+    message: string,
+    readonly missing: string[],
+    readonly unexpected: string[],
+    readonly shapeMismatch: { name: string; expected: number[]; got: number[] }[],
+  ) {
+    super(message);
+    this.name = 'StateDictError';
+  }
+}
+
+export abstract class Module {
+  training = true;
+  private readonly params = new Map<string, Tensor>();
+  private readonly buffers = new Map<string, { tensor: Tensor; persistent: boolean }>();
+  private readonly children_ = new Map<string, Module>();
+
+  /** Registers a trainable tensor (it is kept out of every scope and gets requiresGrad). */
+  protected param(name: string, t: Tensor, requiresGrad = true): Tensor {
+    this.checkName(name);
+    torch.keep(t);
+    if (requiresGrad) t.requiresGrad = true;
+    this.params.set(name, t);
+    return t;
+  }
+
+  /** Registers a non-trainable tensor; persistent buffers appear in stateDict(). */
+  protected buffer(name: string, t: Tensor, persistent = true): Tensor {
+    this.checkName(name);
+    torch.keep(t);
+    this.buffers.set(name, { tensor: t, persistent });
+    return t;
+  }
+
+  protected module<M extends Module>(name: string, m: M): M {
+    this.checkName(name);
+    this.children_.set(name, m);
+    return m;
+  }
+
+  private checkName(name: string): void {
+    if (!name || name.includes('.')) throw new Error(`invalid module member name '${name}'`);
+    if (this.params.has(name) || this.buffers.has(name) || this.children_.has(name)) {
+      throw new Error(`'${name}' is already registered in ${this.constructor.name}`);
+    }
+  }
+
+  *namedChildren(): IterableIterator<[string, Module]> {
+    yield* this.children_.entries();
+  }
+
+  *namedModules(prefix = ''): IterableIterator<[string, Module]> {
+    yield [prefix, this];
+    for (const [n, m] of this.children_) yield* m.namedModules(prefix ? `${prefix}.${n}` : n);
+  }
+
+  *namedParameters(prefix = ''): IterableIterator<[string, Tensor]> {
+    for (const [n, t] of this.params) yield [prefix ? `${prefix}.${n}` : n, t];
+    for (const [n, m] of this.children_) yield* m.namedParameters(prefix ? `${prefix}.${n}` : n);
+  }
+
+  parameters(): Tensor[] {
+    return [...this.namedParameters()].map(([, t]) => t);
+  }
+
+  *namedBuffers(prefix = '', persistentOnly = false): IterableIterator<[string, Tensor]> {
+    for (const [n, b] of this.buffers) if (!persistentOnly || b.persistent) yield [prefix ? `${prefix}.${n}` : n, b.tensor];
+    for (const [n, m] of this.children_) yield* m.namedBuffers(prefix ? `${prefix}.${n}` : n, persistentOnly);
+  }
+
+  /** Number of trainable elements. */
+  numParameters(): number {
+    return this.parameters().reduce((a, p) => a + p.numel, 0);
+  }
+
+  /**
+   * Parameters and persistent buffers by dotted name. The tensors are the module's own (not
+   * copies): do not dispose them.
+   */
+  stateDict(): StateDict {
+    return new Map([...this.namedParameters(), ...this.namedBuffers('', true)]);
+  }
+
+  /**
+   * Copies values into this module's tensors. strict: every name must match both ways and every
+   * shape must agree; a mismatch throws a StateDictError listing all differences, before anything
+   * is copied.
+   */
+  loadStateDict(sd: StateDict | Record<string, Tensor>, opts: { strict?: boolean } = {}): { missing: string[]; unexpected: string[] } {
+    const strict = opts.strict ?? true;
+    const src = sd instanceof Map ? sd : new Map(Object.entries(sd));
+    const own = this.stateDict();
+    const missing = [...own.keys()].filter((k) => !src.has(k));
+    const unexpected = [...src.keys()].filter((k) => !own.has(k));
+    const shapeMismatch: { name: string; expected: number[]; got: number[] }[] = [];
+    for (const [k, t] of own) {
+      const s = src.get(k);
+      if (s && !sameShape(s.shape, t.shape)) shapeMismatch.push({ name: k, expected: t.shape, got: s.shape });
+    }
+    if (shapeMismatch.length || (strict && (missing.length || unexpected.length))) {
+      const lines = [
+        ...missing.map((k) => `  missing:    ${k}`),
+        ...unexpected.map((k) => `  unexpected: ${k}`),
+        ...shapeMismatch.map((m) => `  shape:      ${m.name}: expected [${m.expected}], got [${m.got}]`),
+      ];
+      throw new StateDictError(`loadStateDict(${this.constructor.name}) failed:\n${lines.join('\n')}`, missing, unexpected, shapeMismatch);
+    }
+    torch.noGrad(() => {
+      for (const [k, t] of own) {
+        const s = src.get(k);
+        if (s) t.copy_(s);
+      }
+    });
+    return { missing, unexpected };
+  }
+
+  train(mode = true): this {
+    for (const [, m] of this.namedModules()) m.training = mode;
+    return this;
+  }
+
+  eval(): this {
+    return this.train(false);
+  }
+
+  /** Moves / casts every parameter and buffer in place (floating buffers only get the dtype). */
+  to(opts: { device?: torch.Device; dtype?: torch.DType }): this {
+    torch.noGrad(() => {
+      for (const [, t] of [...this.namedParameters(), ...this.namedBuffers()]) {
+        const dtype = opts.dtype && torch.isFloating(t.dtype) ? opts.dtype : undefined;
+        const moved = t.to({ device: opts.device, dtype });
+        t.setData(moved);
+        moved.dispose();
+      }
+    });
+    return this;
+  }
+
+  zeroGrad(): void {
+    for (const p of this.parameters()) p.grad = null;
+  }
+
+  /** Frees every parameter and buffer now. The module is unusable afterwards. */
+  dispose(): void {
+    for (const [, t] of [...this.namedParameters(), ...this.namedBuffers()]) t.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  /** A tree of the module with parameter counts. */
+  toString(): string {
+    const lines: string[] = [];
+    for (const [name, m] of this.namedModules()) {
+      const depth = name ? name.split('.').length : 0;
+      const own = [...m.params.values()].reduce((a, p) => a + p.numel, 0);
+      lines.push(`${'  '.repeat(depth)}${name || '(root)'}: ${m.constructor.name}${own ? ` (${own} params)` : ''}`);
+    }
+    return lines.join('\n');
+  }
+}
+
+function sameShape(a: number[], b: number[]): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}

@@ -1,0 +1,131 @@
+// Creating tensors: constants, ranges, random values and copies of JS data.
+import { native } from './native';
+import { DType, Device, TypedArray, dtypeOfArray } from './dtype';
+import { Tensor, wrap } from './tensor';
+import type { Generator } from './random';
+
+export interface CreateOptions {
+  dtype?: DType;
+  device?: Device;
+  requiresGrad?: boolean;
+}
+
+export interface RandomOptions extends CreateOptions {
+  generator?: Generator;
+}
+
+function finish(t: Tensor, o: CreateOptions): Tensor {
+  if (o.requiresGrad) t.requiresGrad = true;
+  return t;
+}
+
+export function empty(shape: number[], o: CreateOptions = {}): Tensor {
+  return finish(wrap(native.empty(shape, o.dtype ?? null, o.device ?? null)), o);
+}
+export function zeros(shape: number[], o: CreateOptions = {}): Tensor {
+  return finish(wrap(native.zeros(shape, o.dtype ?? null, o.device ?? null)), o);
+}
+export function ones(shape: number[], o: CreateOptions = {}): Tensor {
+  return finish(wrap(native.ones(shape, o.dtype ?? null, o.device ?? null)), o);
+}
+export function full(shape: number[], value: number | boolean, o: CreateOptions = {}): Tensor {
+  return finish(wrap(native.full(shape, value, o.dtype ?? null, o.device ?? null)), o);
+}
+export function zerosLike(t: Tensor, o: CreateOptions = {}): Tensor {
+  return zeros(t.shape, { dtype: t.dtype, device: t.device, ...o });
+}
+export function onesLike(t: Tensor, o: CreateOptions = {}): Tensor {
+  return ones(t.shape, { dtype: t.dtype, device: t.device, ...o });
+}
+export function fullLike(t: Tensor, value: number, o: CreateOptions = {}): Tensor {
+  return full(t.shape, value, { dtype: t.dtype, device: t.device, ...o });
+}
+/** [start, end) with step; integer arguments give int64 unless dtype is set. */
+export function arange(start: number, end?: number, step = 1, o: CreateOptions = {}): Tensor {
+  const [a, b] = end === undefined ? [0, start] : [start, end];
+  const ints = Number.isInteger(a) && Number.isInteger(b) && Number.isInteger(step);
+  const dtype = o.dtype ?? (ints ? 'int64' : 'float32');
+  return finish(wrap(native.arange(a, b, step, dtype, o.device ?? null)), o);
+}
+export function linspace(start: number, end: number, steps: number, o: CreateOptions = {}): Tensor {
+  return finish(wrap(native.linspace(start, end, steps, o.dtype ?? null, o.device ?? null)), o);
+}
+export function eye(n: number, o: CreateOptions = {}): Tensor {
+  return finish(wrap(native.eye(n, o.dtype ?? null, o.device ?? null)), o);
+}
+/** Uniform on [0, 1). */
+export function rand(shape: number[], o: RandomOptions = {}): Tensor {
+  return finish(wrap(native.rand(shape, o.dtype ?? null, o.device ?? null, o.generator?.native ?? null)), o);
+}
+export function randn(shape: number[], o: RandomOptions = {}): Tensor {
+  return finish(wrap(native.randn(shape, o.dtype ?? null, o.device ?? null, o.generator?.native ?? null)), o);
+}
+/** Integers in [low, high), int64. */
+export function randint(low: number, high: number, shape: number[], o: RandomOptions = {}): Tensor {
+  return wrap(native.randint(low, high, shape, o.device ?? null, o.generator?.native ?? null));
+}
+export function randperm(n: number, o: RandomOptions = {}): Tensor {
+  return wrap(native.randperm(n, o.device ?? null, o.generator?.native ?? null));
+}
+/** Bernoulli(p) samples shaped like t. */
+export function bernoulli(like: Tensor, p: number, o: RandomOptions = {}): Tensor {
+  return wrap(native.bernoulli(like.h, p, o.generator?.native ?? null));
+}
+
+type Nested = number | boolean | Nested[];
+
+function shapeOf(x: Nested): number[] {
+  const s: number[] = [];
+  let cur: Nested = x;
+  while (Array.isArray(cur)) {
+    s.push(cur.length);
+    cur = cur[0];
+  }
+  return s;
+}
+
+/**
+ * A tensor from JS data (always copied): nested number arrays (float32 unless dtype says otherwise)
+ * or a typed array with an explicit shape (default: 1-D).
+ */
+export function tensor(data: Nested | TypedArray, o: CreateOptions & { shape?: number[] } = {}): Tensor {
+  let buf: TypedArray;
+  let shape: number[];
+  let dtype: DType;
+  if (ArrayBuffer.isView(data)) {
+    buf = data as TypedArray;
+    if (!o.dtype && buf instanceof Uint16Array) throw new TypeError('tensor(): pass dtype float16 or bfloat16 for a Uint16Array');
+    dtype = o.dtype ?? dtypeOfArray(buf);
+    shape = o.shape ?? [buf.length];
+    const natural = buf instanceof Uint16Array ? dtype : dtypeOfArray(buf);
+    if (natural !== dtype) {
+      const t = wrap(native.fromBuffer(buf, shape, natural, null));
+      try { return finish(t.to({ dtype, device: o.device }), o); } finally { t.dispose(); }
+    }
+  } else {
+    shape = o.shape ?? shapeOf(data);
+    const flat = (Array.isArray(data) ? (data as unknown[]).flat(Infinity) : [data]) as (number | boolean)[];
+    dtype = o.dtype ?? (typeof flat[0] === 'boolean' ? 'bool' : 'float32');
+    const count = shape.reduce((a, b) => a * b, 1);
+    if (flat.length !== count) throw new RangeError(`tensor(): ragged or mismatched data: ${flat.length} values for shape [${shape}]`);
+    buf = toTyped(flat, dtype);
+    if (dtype === 'float16' || dtype === 'bfloat16') {
+      const t = wrap(native.fromBuffer(buf, shape, 'float32', null));
+      try { return finish(t.to({ dtype, device: o.device }), o); } finally { t.dispose(); }
+    }
+  }
+  return finish(wrap(native.fromBuffer(buf, shape, dtype, o.device ?? null)), o);
+}
+
+function toTyped(flat: (number | boolean)[], dtype: DType): TypedArray {
+  const nums = flat.map(Number);
+  switch (dtype) {
+    case 'float64': return Float64Array.from(nums);
+    case 'int64': return BigInt64Array.from(nums.map((v) => BigInt(Math.trunc(v))));
+    case 'int32': return Int32Array.from(nums);
+    case 'int16': return Int16Array.from(nums);
+    case 'int8': return Int8Array.from(nums);
+    case 'uint8': case 'bool': return Uint8Array.from(nums.map((v) => (dtype === 'bool' ? (v ? 1 : 0) : v)));
+    default: return Float32Array.from(nums);
+  }
+}

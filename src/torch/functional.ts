@@ -1,0 +1,115 @@
+// Neural-network functions (torch.nn.functional).
+import { native } from './native';
+import { Tensor, wrap } from './tensor';
+import type { DType } from './dtype';
+
+type Pair = number | [number, number];
+const pair = (x: Pair): [number, number] => (Array.isArray(x) ? x : [x, x]);
+export type Reduction = 'mean' | 'sum' | 'none';
+
+export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
+  return wrap(native.linear(x.h, weight.h, bias ? bias.h : null));
+}
+export function softmax(x: Tensor, dim: number, dtype?: DType): Tensor {
+  return wrap(native.softmax(x.h, dim, dtype ?? null));
+}
+export function logSoftmax(x: Tensor, dim: number, dtype?: DType): Tensor {
+  return wrap(native.logSoftmax(x.h, dim, dtype ?? null));
+}
+export function layerNorm(x: Tensor, normalizedShape: number[], weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {
+  return wrap(native.layerNorm(x.h, normalizedShape, weight ? weight.h : null, bias ? bias.h : null, eps));
+}
+export function batchNorm(
+  x: Tensor,
+  runningMean: Tensor | null,
+  runningVar: Tensor | null,
+  o: { weight?: Tensor | null; bias?: Tensor | null; training?: boolean; momentum?: number; eps?: number } = {},
+): Tensor {
+  return wrap(native.batchNorm(x.h, o.weight?.h ?? null, o.bias?.h ?? null, runningMean?.h ?? null, runningVar?.h ?? null,
+    o.training ?? false, o.momentum ?? 0.1, o.eps ?? 1e-5));
+}
+/** GELU; approximate 'none' (exact, erf) or 'tanh'. */
+export function gelu(x: Tensor, approximate: 'none' | 'tanh' = 'none'): Tensor {
+  return wrap(native.gelu(x.h, approximate));
+}
+export function relu(x: Tensor): Tensor {
+  return x.relu();
+}
+export function dropout(x: Tensor, p = 0.5, training = true): Tensor {
+  if (p < 0 || p > 1) throw new RangeError(`dropout: p must be in [0, 1], got ${p}`);
+  return wrap(native.dropout(x.h, p, training));
+}
+export function conv2d(
+  x: Tensor, weight: Tensor, bias?: Tensor | null,
+  o: { stride?: Pair; padding?: Pair; dilation?: Pair; groups?: number } = {},
+): Tensor {
+  return wrap(native.conv2d(x.h, weight.h, bias ? bias.h : null, pair(o.stride ?? 1), pair(o.padding ?? 0), pair(o.dilation ?? 1), o.groups ?? 1));
+}
+export function avgPool2d(x: Tensor, kernel: Pair, o: { stride?: Pair; padding?: Pair; ceilMode?: boolean; countIncludePad?: boolean } = {}): Tensor {
+  return wrap(native.avgPool2d(x.h, pair(kernel), pair(o.stride ?? kernel), pair(o.padding ?? 0), !!o.ceilMode, o.countIncludePad ?? true));
+}
+export function maxPool2d(x: Tensor, kernel: Pair, o: { stride?: Pair; padding?: Pair; dilation?: Pair; ceilMode?: boolean } = {}): Tensor {
+  return wrap(native.maxPool2d(x.h, pair(kernel), pair(o.stride ?? kernel), pair(o.padding ?? 0), pair(o.dilation ?? 1), !!o.ceilMode));
+}
+export function adaptiveAvgPool2d(x: Tensor, outputSize: Pair): Tensor {
+  return wrap(native.adaptiveAvgPool2d(x.h, pair(outputSize)));
+}
+export function interpolate(x: Tensor, size: Pair, mode: 'nearest' | 'bilinear' | 'bicubic' | 'area' = 'nearest', alignCorners = false): Tensor {
+  return wrap(native.interpolate(x.h, pair(size), mode, alignCorners));
+}
+/** Constant padding; pads as in PyTorch: [left, right, top, bottom, ...] from the last dim backwards. */
+export function pad(x: Tensor, pads: number[], value = 0): Tensor {
+  return wrap(native.pad(x.h, pads, value));
+}
+/**
+ * Cross entropy from logits [N, C]; target holds class indices (int64 [N]) or class probabilities
+ * (float [N, C], e.g. from mixup).
+ */
+export function crossEntropy(
+  logits: Tensor, target: Tensor,
+  o: { weight?: Tensor; reduction?: Reduction; ignoreIndex?: number; labelSmoothing?: number } = {},
+): Tensor {
+  return wrap(native.crossEntropy(logits.h, target.h, o.weight?.h ?? null, o.reduction ?? 'mean', o.ignoreIndex ?? -100, o.labelSmoothing ?? 0));
+}
+export function mseLoss(a: Tensor, b: Tensor, reduction: Reduction = 'mean'): Tensor {
+  return wrap(native.mseLoss(a.h, b.h, reduction));
+}
+export function cosineSimilarity(a: Tensor, b: Tensor, dim = 1, eps = 1e-8): Tensor {
+  return wrap(native.cosineSimilarity(a.h, b.h, dim, eps));
+}
+/** x / max(||x||_p, eps) along dim. */
+export function normalize(x: Tensor, dim = -1, p = 2, eps = 1e-12): Tensor {
+  const n = x.norm(p, dim, true);
+  try {
+    const d = n.clamp(eps);
+    try { return x.div(d); } finally { d.dispose(); }
+  } finally {
+    n.dispose();
+  }
+}
+export function oneHot(indices: Tensor, numClasses: number): Tensor {
+  return wrap(native.oneHot(indices.h, numClasses));
+}
+
+export interface AttentionOptions {
+  /** bool (true = may attend) or float (added to the scores), broadcastable to [..., L, S]. */
+  mask?: Tensor | null;
+  /** Query i attends to keys j <= i (top-left aligned when L != S). */
+  causal?: boolean;
+  dropout?: number;
+  /** Defaults to 1/sqrt(E). */
+  scale?: number;
+}
+
+/**
+ * softmax(q kᵀ · scale + mask) v over [..., L, E] tensors. Uses libtorch 2.x's fused kernels
+ * (flash / memory-efficient) where available and an exact math path on 1.13.
+ */
+export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions = {}): Tensor {
+  return wrap(native.scaledDotProductAttention(q.h, k.h, v.h, o.mask?.h ?? null, o.dropout ?? 0, !!o.causal, o.scale ?? null));
+}
+
+/** The explicit math path of attention (reference for tests). */
+export function attentionReference(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions = {}): Tensor {
+  return wrap(native.attentionReference(q.h, k.h, v.h, o.mask?.h ?? null, o.dropout ?? 0, !!o.causal, o.scale ?? null));
+}

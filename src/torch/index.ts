@@ -1,0 +1,11 @@
+// The tensor engine's public surface: `import * as torch from './torch'`.
+export { Tensor } from './tensor';
+export type { Scalar, TensorOrScalar } from './tensor';
+export type { DType, Device, TypedArray } from './dtype';
+export { isFloating, dtypeBytes } from './dtype';
+export { scope, keep, scopeDepth } from './scope';
+export { noGrad, enableGrad, isGradEnabled, autocast } from './autograd';
+export { manualSeed, getRngState, setRngState, Generator } from './random';
+export * from './creation';
+export * from './ops';
+export * as F from './functional';

@@ -1,0 +1,47 @@
+// Free functions over several tensors (joining, selection) and runtime controls.
+import { native } from './native';
+import { Tensor, TensorOrScalar, wrap } from './tensor';
+
+export function cat(tensors: Tensor[], dim = 0): Tensor {
+  return wrap(native.cat(tensors.map((t) => t.h), dim));
+}
+export function stack(tensors: Tensor[], dim = 0): Tensor {
+  return wrap(native.stack(tensors.map((t) => t.h), dim));
+}
+/** cond ? a : b, elementwise with broadcasting. */
+export function where(cond: Tensor, a: TensorOrScalar, b: TensorOrScalar): Tensor {
+  return wrap(native.where(cond.h, a instanceof Tensor ? a.h : a, b instanceof Tensor ? b.h : b));
+}
+export function matmul(a: Tensor, b: Tensor): Tensor {
+  return a.matmul(b);
+}
+export function outer(a: Tensor, b: Tensor): Tensor {
+  return wrap(native.outer(a.h, b.h));
+}
+
+/** Intra-op threads used by libtorch on CPU. */
+export function setNumThreads(n: number): void {
+  if (!Number.isInteger(n) || n < 1) throw new RangeError(`setNumThreads: expected a positive integer, got ${n}`);
+  native.setNumThreads(n);
+}
+export function getNumThreads(): number {
+  return native.getNumThreads();
+}
+
+/** Native counters for leak tests: live tensor handles and host bytes they own. */
+export function memoryStats(): { liveTensors: number; liveBytes: number } {
+  return { liveTensors: native.liveHandles(), liveBytes: native.liveBytes() };
+}
+
+export const cuda = {
+  isAvailable(): boolean { return native.cudaAvailable(); },
+  deviceCount(): number { return native.cudaDeviceCount(); },
+  synchronize(): void { native.cudaSynchronize(); },
+  memory(device = 0): { allocated: number; peakAllocated: number; reserved: number } { return native.cudaMemory(device); },
+  resetPeakMemory(device = 0): void { native.cudaResetPeak(device); },
+  emptyCache(): void { native.cudaEmptyCache(); },
+};
+
+export function version(): { torch: string; major: number; minor: number; config: string; parallel: string } {
+  return native.version();
+}
