@@ -1,0 +1,535 @@
+// Reader and writer for the safetensors format, independent of the tensor engine.
+//
+// Layout: u64 little-endian header length N, N bytes of JSON header
+// {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {str: str}},
+// then the data section; offsets are relative to the start of the data section.
+import * as fs from 'node:fs';
+import * as nodePath from 'node:path';
+import { randomBytes } from 'node:crypto';
+
+export type DType =
+  | 'float64' | 'float32' | 'float16' | 'bfloat16'
+  | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool';
+
+export interface TensorEntry {
+  dtype: DType;
+  shape: number[];
+  /** Raw little-endian bytes, row-major. */
+  data: Uint8Array;
+}
+
+/** A tensor whose dtype and shape are known up front but whose bytes are produced on demand. */
+export interface LazyTensorEntry {
+  dtype: DType;
+  shape: number[];
+  data: () => Uint8Array;
+}
+
+export type TensorSourceItem = TensorEntry | LazyTensorEntry | (() => TensorEntry);
+export type TensorSource =
+  | Iterable<[string, TensorSourceItem]>
+  | Record<string, TensorSourceItem>;
+
+export interface TensorInfo {
+  dtype: DType;
+  shape: number[];
+  /** Absolute byte offset of the tensor's data in the file (or buffer). */
+  offset: number;
+  byteLength: number;
+}
+
+export interface SafetensorsHeader {
+  metadata: Record<string, string>;
+  tensors: Map<string, TensorInfo>;
+}
+
+export interface SafetensorsContents {
+  metadata: Record<string, string>;
+  tensors: Map<string, TensorEntry>;
+}
+
+export const DTYPE_TO_SAFETENSORS: Readonly<Record<DType, string>> = {
+  float64: 'F64', float32: 'F32', float16: 'F16', bfloat16: 'BF16',
+  int64: 'I64', int32: 'I32', int16: 'I16', int8: 'I8', uint8: 'U8', bool: 'BOOL',
+};
+
+export const SAFETENSORS_TO_DTYPE: Readonly<Record<string, DType>> = Object.fromEntries(
+  Object.entries(DTYPE_TO_SAFETENSORS).map(([k, v]) => [v, k as DType]),
+);
+
+const BYTE_SIZE: Record<DType, number> = {
+  float64: 8, float32: 4, float16: 2, bfloat16: 2,
+  int64: 8, int32: 4, int16: 2, int8: 1, uint8: 1, bool: 1,
+};
+
+export function dtypeByteSize(dtype: DType): number {
+  const n = BYTE_SIZE[dtype];
+  if (n === undefined) throw new Error(`unknown dtype '${String(dtype)}'`);
+  return n;
+}
+
+/** Byte length of a tensor of this dtype and shape; validates the shape. */
+export function tensorByteLength(dtype: DType, shape: readonly number[]): number {
+  let n = dtypeByteSize(dtype);
+  for (const d of shape) {
+    if (!Number.isSafeInteger(d) || d < 0) throw new Error(`invalid shape [${shape.join(', ')}]`);
+    n *= d;
+  }
+  if (!Number.isSafeInteger(n)) throw new Error(`shape [${shape.join(', ')}] is too large`);
+  return n;
+}
+
+const MAX_HEADER_BYTES = 100_000_000; // same limit as the reference implementation
+
+// ---------------------------------------------------------------- writing
+
+interface Spec {
+  name: string;
+  dtype: DType;
+  shape: number[];
+  byteLength: number;
+}
+
+function normalizeSource(tensors: TensorSource): [string, TensorSourceItem][] {
+  const items: [string, TensorSourceItem][] =
+    Symbol.iterator in (tensors as object)
+      ? [...(tensors as Iterable<[string, TensorSourceItem]>)]
+      : Object.entries(tensors as Record<string, TensorSourceItem>);
+  const seen = new Set<string>();
+  for (const [name] of items) {
+    if (typeof name !== 'string' || name.length === 0) throw new Error('tensor names must be non-empty strings');
+    if (name === '__metadata__') throw new Error(`'__metadata__' is reserved and cannot be a tensor name`);
+    if (seen.has(name)) throw new Error(`duplicate tensor name '${name}'`);
+    seen.add(name);
+  }
+  return items.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+}
+
+function checkMetadata(metadata: Record<string, string> | undefined): void {
+  if (metadata === undefined) return;
+  for (const [k, v] of Object.entries(metadata)) {
+    if (typeof v !== 'string') throw new Error(`metadata value for '${k}' must be a string, got ${typeof v}`);
+  }
+}
+
+function specOf(name: string, dtype: DType, shape: number[]): Spec {
+  if (!(dtype in BYTE_SIZE)) throw new Error(`tensor '${name}': unknown dtype '${String(dtype)}'`);
+  if (!Array.isArray(shape)) throw new Error(`tensor '${name}': shape must be an array`);
+  try {
+    return { name, dtype, shape: [...shape], byteLength: tensorByteLength(dtype, shape) };
+  } catch (e) {
+    throw new Error(`tensor '${name}': ${(e as Error).message}`);
+  }
+}
+
+function checkData(spec: Spec, data: Uint8Array): void {
+  if (!(data instanceof Uint8Array)) throw new Error(`tensor '${spec.name}': data must be a Uint8Array`);
+  if (data.byteLength !== spec.byteLength) {
+    throw new Error(
+      `tensor '${spec.name}': ${spec.dtype} [${spec.shape.join(', ')}] needs ${spec.byteLength} bytes, got ${data.byteLength}`,
+    );
+  }
+}
+
+/** Resolves an item to its bytes, checking them against `spec` if it is already known. */
+function resolve(name: string, item: TensorSourceItem, spec?: Spec): { spec: Spec; data: Uint8Array } {
+  let entry: TensorEntry;
+  if (typeof item === 'function') entry = item();
+  else if (typeof item.data === 'function') entry = { dtype: item.dtype, shape: item.shape, data: item.data() };
+  else entry = item as TensorEntry;
+  if (entry === null || typeof entry !== 'object') throw new Error(`tensor '${name}': producer returned no entry`);
+  const actual = specOf(name, entry.dtype, entry.shape);
+  if (spec && (spec.dtype !== actual.dtype || spec.byteLength !== actual.byteLength)) {
+    throw new Error(`tensor '${name}': produced ${actual.dtype} [${actual.shape}] but declared ${spec.dtype} [${spec.shape}]`);
+  }
+  checkData(actual, entry.data);
+  return { spec: actual, data: entry.data };
+}
+
+/** Header bytes (length prefix + JSON padded with spaces so the data section is 8-aligned). */
+function encodeHeader(specs: Spec[], metadata?: Record<string, string>): Uint8Array {
+  const header: Record<string, unknown> = {};
+  if (metadata && Object.keys(metadata).length > 0) header.__metadata__ = metadata;
+  let offset = 0;
+  for (const s of specs) {
+    header[s.name] = { dtype: DTYPE_TO_SAFETENSORS[s.dtype], shape: s.shape, data_offsets: [offset, offset + s.byteLength] };
+    offset += s.byteLength;
+  }
+  const json = Buffer.from(JSON.stringify(header), 'utf8');
+  const n = Math.ceil(json.length / 8) * 8;
+  const out = Buffer.alloc(8 + n, 0x20);
+  out.writeBigUInt64LE(BigInt(n), 0);
+  json.copy(out, 8);
+  return out;
+}
+
+function writeAll(fd: number, data: Uint8Array): void {
+  let done = 0;
+  while (done < data.byteLength) done += fs.writeSync(fd, data, done, data.byteLength - done);
+}
+
+function readAt(fd: number, into: Uint8Array, position: number, label: string): void {
+  let done = 0;
+  while (done < into.byteLength) {
+    const n = fs.readSync(fd, into, done, into.byteLength - done, position + done);
+    if (n === 0) throw new Error(`${label}: unexpected end of file`);
+    done += n;
+  }
+}
+
+/**
+ * Writes a safetensors file atomically: the bytes go to a temporary file next to `path`,
+ * which is fsynced and renamed over `path` only once complete. Tensors are sorted by name
+ * and written one at a time; lazy producers are called one at a time, in that order.
+ *
+ * Prefer `{dtype, shape, data: () => bytes}` for lazy tensors: the header can then be
+ * written first. With bare `() => TensorEntry` producers the shapes are unknown until
+ * called, so the data section is staged in a second temporary file and copied after
+ * the header (memory stays bounded, at the cost of writing the data twice).
+ */
+export function writeSafetensors(path: string, tensors: TensorSource, metadata?: Record<string, string>): void {
+  checkMetadata(metadata);
+  const items = normalizeSource(tensors);
+  const tmp = `${path}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
+  const staging = `${tmp}.data`;
+  let fd: number | undefined = fs.openSync(tmp, 'wx');
+  let sfd: number | undefined;
+  try {
+    if (items.every(([, item]) => typeof item !== 'function')) {
+      const specs = items.map(([name, item]) => {
+        const e = item as TensorEntry | LazyTensorEntry;
+        return specOf(name, e.dtype, e.shape);
+      });
+      writeAll(fd, encodeHeader(specs, metadata));
+      items.forEach(([name, item], i) => writeAll(fd!, resolve(name, item, specs[i]).data));
+    } else {
+      sfd = fs.openSync(staging, 'wx+');
+      const specs: Spec[] = [];
+      for (const [name, item] of items) {
+        const r = resolve(name, item);
+        specs.push(r.spec);
+        writeAll(sfd, r.data);
+      }
+      writeAll(fd, encodeHeader(specs, metadata));
+      const total = specs.reduce((a, s) => a + s.byteLength, 0);
+      const chunk = new Uint8Array(Math.min(total, 16 << 20));
+      for (let pos = 0; pos < total; pos += chunk.byteLength) {
+        const part = chunk.subarray(0, Math.min(chunk.byteLength, total - pos));
+        readAt(sfd, part, pos, staging);
+        writeAll(fd, part);
+      }
+      fs.closeSync(sfd);
+      sfd = undefined;
+      fs.unlinkSync(staging);
+    }
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    fd = undefined;
+    fs.renameSync(tmp, path);
+  } catch (e) {
+    if (fd !== undefined) fs.closeSync(fd);
+    if (sfd !== undefined) fs.closeSync(sfd);
+    fs.rmSync(tmp, { force: true });
+    fs.rmSync(staging, { force: true });
+    throw e;
+  }
+  // Make the rename itself durable; not possible on every platform, so best effort.
+  try {
+    const dfd = fs.openSync(nodePath.dirname(path), 'r');
+    try { fs.fsyncSync(dfd); } finally { fs.closeSync(dfd); }
+  } catch { /* ignore */ }
+}
+
+/** In-memory variant of writeSafetensors. */
+export function serializeSafetensors(tensors: TensorSource, metadata?: Record<string, string>): Uint8Array {
+  checkMetadata(metadata);
+  const resolved = normalizeSource(tensors).map(([name, item]) => resolve(name, item));
+  const header = encodeHeader(resolved.map((r) => r.spec), metadata);
+  const out = new Uint8Array(header.byteLength + resolved.reduce((a, r) => a + r.data.byteLength, 0));
+  out.set(header, 0);
+  let pos = header.byteLength;
+  for (const r of resolved) {
+    out.set(r.data, pos);
+    pos += r.data.byteLength;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- reading
+
+/** Header length from the 8-byte prefix, checked against the total size. */
+function headerLength(prefix: Uint8Array, totalSize: number, label: string): number {
+  if (totalSize < 8) throw new Error(`${label}: truncated file (${totalSize} bytes, need at least 8 for the header length)`);
+  const n = Buffer.from(prefix.buffer, prefix.byteOffset, 8).readBigUInt64LE(0);
+  if (n > BigInt(totalSize - 8)) {
+    throw new Error(`${label}: header length ${n} is larger than the file (${totalSize} bytes); file truncated or not safetensors`);
+  }
+  if (n > BigInt(MAX_HEADER_BYTES)) throw new Error(`${label}: header length ${n} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
+  return Number(n);
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function isIndex(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+function parseHeader(json: Uint8Array, headerLen: number, totalSize: number, label: string): SafetensorsHeader {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(json));
+  } catch (e) {
+    throw new Error(`${label}: header is not valid UTF-8 JSON (${(e as Error).message})`);
+  }
+  if (!isPlainObject(raw)) throw new Error(`${label}: header must be a JSON object`);
+
+  const metadata: Record<string, string> = {};
+  const rawMeta = raw.__metadata__;
+  if (rawMeta !== undefined && rawMeta !== null) {
+    if (!isPlainObject(rawMeta)) throw new Error(`${label}: __metadata__ must be an object`);
+    for (const [k, v] of Object.entries(rawMeta)) {
+      if (typeof v !== 'string') throw new Error(`${label}: __metadata__ value for '${k}' is not a string`);
+      metadata[k] = v;
+    }
+  }
+
+  const dataStart = 8 + headerLen;
+  const dataSize = totalSize - dataStart;
+  const ranges: { name: string; begin: number; end: number }[] = [];
+  const tensors = new Map<string, TensorInfo>();
+  for (const [name, v] of Object.entries(raw)) {
+    if (name === '__metadata__') continue;
+    const where = `${label}: tensor '${name}'`;
+    if (!isPlainObject(v)) throw new Error(`${where}: entry must be an object`);
+    const dtype = typeof v.dtype === 'string' ? SAFETENSORS_TO_DTYPE[v.dtype] : undefined;
+    if (dtype === undefined) throw new Error(`${where}: unknown dtype ${JSON.stringify(v.dtype)}`);
+    const shape = v.shape;
+    if (!Array.isArray(shape) || !shape.every(isIndex)) throw new Error(`${where}: invalid shape ${JSON.stringify(shape)}`);
+    const off = v.data_offsets;
+    if (!Array.isArray(off) || off.length !== 2 || !isIndex(off[0]) || !isIndex(off[1]) || off[0] > off[1]) {
+      throw new Error(`${where}: invalid data_offsets ${JSON.stringify(off)}`);
+    }
+    const [begin, end] = off as [number, number];
+    if (end > dataSize) {
+      throw new Error(`${where}: data_offsets [${begin}, ${end}] out of range (data section is ${dataSize} bytes; file truncated?)`);
+    }
+    let expected: number;
+    try {
+      expected = tensorByteLength(dtype, shape);
+    } catch (e) {
+      throw new Error(`${where}: ${(e as Error).message}`);
+    }
+    if (end - begin !== expected) {
+      throw new Error(`${where}: ${v.dtype} [${shape.join(', ')}] needs ${expected} bytes but data_offsets span ${end - begin}`);
+    }
+    ranges.push({ name, begin, end });
+    tensors.set(name, { dtype, shape: shape as number[], offset: dataStart + begin, byteLength: end - begin });
+  }
+
+  // Tensors must tile the data section exactly: no overlaps, no gaps, nothing left over.
+  ranges.sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let pos = 0;
+  let prev = '';
+  for (const r of ranges) {
+    if (r.begin < pos) throw new Error(`${label}: tensor '${r.name}' overlaps tensor '${prev}' (offset ${r.begin} < ${pos})`);
+    if (r.begin > pos) throw new Error(`${label}: gap in data section before tensor '${r.name}' (bytes ${pos}..${r.begin} unused)`);
+    pos = r.end;
+    prev = r.name;
+  }
+  if (pos !== dataSize) {
+    throw new Error(`${label}: data section is ${dataSize} bytes but tensors cover only ${pos}`);
+  }
+  return { metadata, tensors };
+}
+
+/** Reads and validates just the header of a safetensors file. */
+export function readSafetensorsHeader(path: string): SafetensorsHeader {
+  const fd = fs.openSync(path, 'r');
+  try {
+    return readHeaderFd(fd, path);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function readHeaderFd(fd: number, label: string): SafetensorsHeader {
+  const size = fs.fstatSync(fd).size;
+  const prefix = new Uint8Array(8);
+  if (size >= 8) readAt(fd, prefix, 0, label);
+  const n = headerLength(prefix, size, label);
+  const json = new Uint8Array(n);
+  readAt(fd, json, 8, label);
+  return parseHeader(json, n, size, label);
+}
+
+/** Random access to the tensors of a file, reading one tensor at a time. */
+export class SafetensorsReader {
+  readonly path: string;
+  readonly metadata: Record<string, string>;
+  private readonly tensors: Map<string, TensorInfo>;
+  private fd: number | undefined;
+
+  constructor(path: string) {
+    this.path = path;
+    this.fd = fs.openSync(path, 'r');
+    try {
+      const h = readHeaderFd(this.fd, path);
+      this.metadata = h.metadata;
+      this.tensors = h.tensors;
+    } catch (e) {
+      fs.closeSync(this.fd);
+      this.fd = undefined;
+      throw e;
+    }
+  }
+
+  /** Tensor names, sorted. */
+  keys(): string[] {
+    return [...this.tensors.keys()].sort();
+  }
+
+  has(name: string): boolean {
+    return this.tensors.has(name);
+  }
+
+  info(name: string): TensorInfo {
+    const t = this.tensors.get(name);
+    if (!t) throw new Error(`${this.path}: no tensor named '${name}'`);
+    return { ...t, shape: [...t.shape] };
+  }
+
+  /** Reads one tensor's bytes into a fresh (hence suitably aligned) buffer. */
+  read(name: string): TensorEntry {
+    if (this.fd === undefined) throw new Error(`${this.path}: reader is closed`);
+    const t = this.info(name);
+    const data = new Uint8Array(t.byteLength);
+    readAt(this.fd, data, t.offset, this.path);
+    return { dtype: t.dtype, shape: t.shape, data };
+  }
+
+  close(): void {
+    if (this.fd !== undefined) {
+      fs.closeSync(this.fd);
+      this.fd = undefined;
+    }
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+/** Reads a whole file into memory. */
+export function readSafetensors(path: string): SafetensorsContents {
+  const r = new SafetensorsReader(path);
+  try {
+    return { metadata: r.metadata, tensors: new Map(r.keys().map((k) => [k, r.read(k)])) };
+  } finally {
+    r.close();
+  }
+}
+
+/** In-memory variant of readSafetensors; tensor data are copies, not views of `buf`. */
+export function deserializeSafetensors(buf: Uint8Array, label = '<buffer>'): SafetensorsContents {
+  const n = headerLength(buf.subarray(0, 8), buf.byteLength, label);
+  const h = parseHeader(buf.subarray(8, 8 + n), n, buf.byteLength, label);
+  const tensors = new Map<string, TensorEntry>();
+  for (const k of [...h.tensors.keys()].sort()) {
+    const t = h.tensors.get(k)!;
+    tensors.set(k, { dtype: t.dtype, shape: t.shape, data: buf.slice(t.offset, t.offset + t.byteLength) });
+  }
+  return { metadata: h.metadata, tensors };
+}
+
+// ---------------------------------------------------------------- half-precision helpers
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+function float32Bits(x: number): number {
+  f32[0] = x;
+  return u32[0]!;
+}
+
+function bitsToFloat32(bits: number): number {
+  u32[0] = bits >>> 0;
+  return f32[0]!;
+}
+
+function float32ToBfloat16Bits(x: number): number {
+  const bits = float32Bits(x);
+  if ((bits & 0x7fffffff) > 0x7f800000) return (bits >>> 16) | 0x40; // NaN: keep it a (quiet) NaN
+  return (bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16; // round to nearest even
+}
+
+function float32ToFloat16Bits(x: number): number {
+  const bits = float32Bits(x);
+  const sign = (bits >>> 16) & 0x8000;
+  const exp = (bits >>> 23) & 0xff;
+  let mant = bits & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 | (mant >>> 13) : 0);
+  const e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  let half: number;
+  let rem: number;
+  let mid: number;
+  if (e <= 0) {
+    if (e < -10) return sign; // below half the smallest subnormal
+    mant |= 0x800000;
+    const shift = 14 - e;
+    half = mant >>> shift;
+    rem = mant & ((1 << shift) - 1);
+    mid = 1 << (shift - 1);
+  } else {
+    half = (e << 10) | (mant >>> 13);
+    rem = mant & 0x1fff;
+    mid = 0x1000;
+  }
+  // A carry out of the mantissa correctly bumps the exponent (up to infinity).
+  if (rem > mid || (rem === mid && (half & 1) === 1)) half++;
+  return sign | half;
+}
+
+function float16BitsToFloat32(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >>> 10) & 0x1f;
+  const mant = h & 0x3ff;
+  if (exp === 0) return sign * mant * 2 ** -24;
+  if (exp === 0x1f) return mant ? NaN : sign * Infinity;
+  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
+}
+
+function encode16(values: ArrayLike<number>, conv: (x: number) => number): Uint8Array {
+  const out = new Uint8Array(values.length * 2);
+  const dv = new DataView(out.buffer);
+  for (let i = 0; i < values.length; i++) dv.setUint16(i * 2, conv(values[i]!), true);
+  return out;
+}
+
+function decode16(bytes: Uint8Array, conv: (h: number) => number): Float32Array {
+  if (bytes.byteLength % 2 !== 0) throw new Error(`16-bit data has odd byte length ${bytes.byteLength}`);
+  const out = new Float32Array(bytes.byteLength / 2);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  for (let i = 0; i < out.length; i++) out[i] = conv(dv.getUint16(i * 2, true));
+  return out;
+}
+
+/** Little-endian bfloat16 bytes, rounding to nearest even. */
+export function float32ToBfloat16Bytes(values: ArrayLike<number>): Uint8Array {
+  return encode16(values, float32ToBfloat16Bits);
+}
+
+export function bfloat16BytesToFloat32(bytes: Uint8Array): Float32Array {
+  return decode16(bytes, (h) => bitsToFloat32(h << 16));
+}
+
+/** Little-endian IEEE half bytes, rounding to nearest even (overflow gives infinity). */
+export function float32ToFloat16Bytes(values: ArrayLike<number>): Uint8Array {
+  return encode16(values, float32ToFloat16Bits);
+}
+
+export function float16BytesToFloat32(bytes: Uint8Array): Float32Array {
+  return decode16(bytes, float16BitsToFloat32);
+}
