@@ -55,7 +55,8 @@ FN(where, {
   if (isNum(info, 2)) return wrap(info.Env(), at::where(c, argTensor(info, 1), argScalar(info, 2)));
   return wrap(info.Env(), at::where(c, argTensor(info, 1), argTensor(info, 2)));
 })
-OP(argsort, at::argsort(argTensor(info, 0), argInt(info, 1), argBool(info, 2)))
+// argsort(t, dim, descending, stable): stable keeps equal elements in index order.
+OP(argsort, std::get<1>(at::sort(argTensor(info, 0), c10::optional<bool>(argBool(info, 3)), argInt(info, 1), argBool(info, 2))))
 FN(sort, {
   auto r = at::sort(argTensor(info, 0), argInt(info, 1), argBool(info, 2));
   return wrapList(info.Env(), {std::get<0>(r), std::get<1>(r)});

@@ -181,7 +181,8 @@ export class Tensor {
   maskedFill(mask: Tensor, value: TensorOrScalar): Tensor { return wrap(native.maskedFill(this.handle, mask.handle, arg(value))); }
   maskedSelect(mask: Tensor): Tensor { return wrap(native.maskedSelect(this.handle, mask.handle)); }
   nonzero(): Tensor { return wrap(native.nonzero(this.handle)); }
-  argsort(dim = -1, descending = false): Tensor { return wrap(native.argsort(this.handle, dim, descending)); }
+  /** Indices that sort along dim; stable keeps equal values in index order. */
+  argsort(dim = -1, descending = false, stable = false): Tensor { return wrap(native.argsort(this.handle, dim, descending, stable)); }
   sort(dim = -1, descending = false): [Tensor, Tensor] { return wrapPair(native.sort(this.handle, dim, descending)); }
   topk(k: number, dim = -1, largest = true, sorted = true): [Tensor, Tensor] {
     return wrapPair(native.topk(this.handle, k, dim, largest, sorted));

@@ -1,0 +1,124 @@
+// Model configuration: presets, defaults, validation and JSON round trip.
+export interface EncoderConfig {
+  imgSize: number;
+  patchSize: number;
+  inChans?: number;
+  embedDim: number;
+  depth: number;
+  numHeads: number;
+  mlpRatio?: number;
+  dropPath?: number;
+}
+
+export type TargetConfig =
+  | { type: 'pixels'; normPix: boolean; blur: boolean; blurKernel: number; blurSigma: number }
+  | { type: 'features'; teacher: string; teacherConfig: EncoderConfig };
+
+export type SimilaritySource = 'online' | 'ema' | 'teacher';
+
+export type OrderConfig =
+  | { type: 'raster' | 'snake' | 'stochastic' }
+  | { type: 'similarity'; source: SimilaritySource }
+  | { type: 'semantic'; source: SimilaritySource; filter: boolean; lambda: number }
+  | { type: 'multicenter'; source: SimilaritySource; k: number; minRelHeight: number; minDistance: number; filter: boolean; lambda: number };
+
+export interface SemAIMConfig extends EncoderConfig {
+  /** Number of decoder (query) blocks, 1..depth. */
+  decoderDepth: number;
+  target: TargetConfig;
+  order: OrderConfig;
+}
+
+export const PRESETS: Record<string, Pick<EncoderConfig, 'embedDim' | 'depth' | 'numHeads'>> = {
+  vit_tiny: { embedDim: 192, depth: 12, numHeads: 3 },
+  vit_small: { embedDim: 384, depth: 12, numHeads: 6 },
+  vit_base: { embedDim: 768, depth: 12, numHeads: 12 },
+  vit_large: { embedDim: 1024, depth: 24, numHeads: 16 },
+  vit_huge: { embedDim: 1280, depth: 32, numHeads: 16 },
+};
+
+export const DEFAULT_PIXEL_TARGET: TargetConfig = { type: 'pixels', normPix: true, blur: false, blurKernel: 9, blurSigma: 1 };
+
+/** Paper defaults: semantic order from the online model, 3×3 mean filter, λ = 0.01. */
+export const DEFAULT_ORDER: OrderConfig = { type: 'semantic', source: 'online', filter: true, lambda: 0.01 };
+
+/** The authors' released variant of the semantic order: no filter, λ = 1e-3. */
+export const AUTHORS_SEMANTIC_ORDER: OrderConfig = { type: 'semantic', source: 'online', filter: false, lambda: 1e-3 };
+
+export class ConfigError extends Error {
+  constructor(readonly key: string, message: string) {
+    super(`config '${key}': ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** A full model config from a preset name and overrides (decoder depth defaults to the encoder depth). */
+export function makeConfig(preset: keyof typeof PRESETS | string, overrides: Partial<SemAIMConfig> = {}): SemAIMConfig {
+  const p = PRESETS[preset];
+  if (!p) throw new ConfigError('preset', `unknown preset '${preset}' (known: ${Object.keys(PRESETS).join(', ')})`);
+  const cfg: SemAIMConfig = {
+    imgSize: 224, patchSize: 16, inChans: 3, mlpRatio: 4, dropPath: 0, ...p,
+    decoderDepth: overrides.depth ?? p.depth, target: DEFAULT_PIXEL_TARGET, order: DEFAULT_ORDER, ...overrides,
+  };
+  validateConfig(cfg);
+  return cfg;
+}
+
+const posInt = (v: unknown): boolean => typeof v === 'number' && Number.isInteger(v) && v > 0;
+
+export function validateEncoder(c: EncoderConfig, prefix = ''): void {
+  for (const k of ['imgSize', 'patchSize', 'embedDim', 'depth', 'numHeads'] as const) {
+    if (!posInt(c[k])) throw new ConfigError(prefix + k, `must be a positive integer, got ${JSON.stringify(c[k])}`);
+  }
+  if (c.imgSize % c.patchSize !== 0) throw new ConfigError(prefix + 'imgSize', `${c.imgSize} is not divisible by patchSize ${c.patchSize}`);
+  if (c.embedDim % c.numHeads !== 0) throw new ConfigError(prefix + 'embedDim', `${c.embedDim} is not divisible by numHeads ${c.numHeads}`);
+  if (c.embedDim % 4 !== 0) throw new ConfigError(prefix + 'embedDim', `${c.embedDim} must be divisible by 4 (2-D sin-cos position embedding)`);
+  if (c.inChans !== undefined && !posInt(c.inChans)) throw new ConfigError(prefix + 'inChans', 'must be a positive integer');
+  if (c.mlpRatio !== undefined && !(c.mlpRatio > 0)) throw new ConfigError(prefix + 'mlpRatio', 'must be > 0');
+  if (c.dropPath !== undefined && !(c.dropPath >= 0 && c.dropPath < 1)) throw new ConfigError(prefix + 'dropPath', 'must be in [0, 1)');
+}
+
+export function validateConfig(c: SemAIMConfig): void {
+  validateEncoder(c);
+  if (!posInt(c.decoderDepth) || c.decoderDepth > c.depth) {
+    throw new ConfigError('decoderDepth', `must be an integer in 1..depth (${c.depth}), got ${JSON.stringify(c.decoderDepth)}`);
+  }
+  const t = c.target;
+  if (t.type === 'pixels') {
+    if (t.blur && (!posInt(t.blurKernel) || t.blurKernel % 2 === 0)) throw new ConfigError('target.blurKernel', 'must be an odd positive integer');
+    if (t.blur && !(t.blurSigma > 0)) throw new ConfigError('target.blurSigma', 'must be > 0');
+  } else if (t.type === 'features') {
+    if (!t.teacher) throw new ConfigError('target.teacher', 'feature targets need a teacher safetensors file');
+    validateEncoder(t.teacherConfig, 'target.teacherConfig.');
+    if (t.teacherConfig.imgSize !== c.imgSize || t.teacherConfig.patchSize !== c.patchSize) {
+      throw new ConfigError('target.teacherConfig', 'the teacher must use the same image and patch size');
+    }
+  } else {
+    throw new ConfigError('target.type', `must be 'pixels' or 'features', got ${JSON.stringify((t as { type: unknown }).type)}`);
+  }
+  const o = c.order;
+  const types = ['raster', 'snake', 'stochastic', 'similarity', 'semantic', 'multicenter'];
+  if (!types.includes(o.type)) throw new ConfigError('order.type', `must be one of ${types.join(', ')}, got ${JSON.stringify(o.type)}`);
+  if ('source' in o && !['online', 'ema', 'teacher'].includes(o.source)) {
+    throw new ConfigError('order.source', `must be online, ema or teacher, got ${JSON.stringify(o.source)}`);
+  }
+  if ('source' in o && o.source === 'teacher' && t.type !== 'features') {
+    throw new ConfigError('order.source', "'teacher' needs a teacher (feature targets)");
+  }
+  if ('lambda' in o && !(o.lambda >= 0)) throw new ConfigError('order.lambda', 'must be >= 0');
+  if (o.type === 'multicenter') {
+    if (!posInt(o.k)) throw new ConfigError('order.k', 'must be a positive integer');
+    if (!(o.minRelHeight >= 0 && o.minRelHeight <= 1)) throw new ConfigError('order.minRelHeight', 'must be in [0, 1]');
+    if (!(o.minDistance >= 0)) throw new ConfigError('order.minDistance', 'must be >= 0');
+  }
+}
+
+export function configToJSON(c: SemAIMConfig): string {
+  return JSON.stringify(c, null, 2);
+}
+
+export function configFromJSON(text: string): SemAIMConfig {
+  const c = JSON.parse(text) as SemAIMConfig;
+  validateConfig(c);
+  return c;
+}

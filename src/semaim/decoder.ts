@@ -1,0 +1,68 @@
+// The parallel autoregressive decoder: cross-attention blocks whose queries are position
+// embeddings (no content), reading the encoder stream. Parameter names follow the authors' code.
+import * as torch from '../torch';
+import { F, Tensor } from '../torch';
+import { LayerNorm, Linear, Mlp, Module } from '../nn';
+import type { AttentionMasking } from './vit';
+
+export class CrossAttention extends Module {
+  readonly q: Linear;
+  readonly k: Linear;
+  readonly v: Linear;
+  readonly proj: Linear;
+  constructor(readonly dim: number, readonly numHeads: number) {
+    super();
+    this.q = this.module('q', new Linear(dim, dim));
+    this.k = this.module('k', new Linear(dim, dim));
+    this.v = this.module('v', new Linear(dim, dim));
+    this.proj = this.module('proj', new Linear(dim, dim));
+  }
+
+  private split(x: Tensor): Tensor {
+    const [B, T] = x.shape;
+    return x.view(B, T, this.numHeads, this.dim / this.numHeads).transpose(1, 2);
+  }
+
+  /** queries [B, T, D] attend to keys/values [B, S, D]. */
+  forward(queries: Tensor, kv: Tensor, m: AttentionMasking = {}): Tensor {
+    return torch.scope(() => {
+      const [B, T, D] = queries.shape;
+      const q = this.split(this.q.forward(queries));
+      const k = this.split(this.k.forward(kv));
+      const v = this.split(this.v.forward(kv));
+      const o = F.scaledDotProductAttention(q, k, v, { causal: m.causal, mask: m.mask });
+      return this.proj.forward(o.transpose(1, 2).reshape(B, T, D));
+    });
+  }
+}
+
+export class DecoderBlock extends Module {
+  readonly norm1: LayerNorm;
+  readonly attn: CrossAttention;
+  readonly norm2: LayerNorm;
+  readonly mlp: Mlp;
+  constructor(dim: number, numHeads: number, mlpRatio = 4) {
+    super();
+    this.norm1 = this.module('norm1', new LayerNorm(dim, 1e-6));
+    this.attn = this.module('attn', new CrossAttention(dim, numHeads));
+    this.norm2 = this.module('norm2', new LayerNorm(dim, 1e-6));
+    this.mlp = this.module('mlp', new Mlp(dim, Math.floor(dim * mlpRatio)));
+  }
+  /** g += attn(norm1(g), norm1(h)); g += mlp(norm2(g)). The same norm1 serves both streams. */
+  forward(g: Tensor, h: Tensor, m: AttentionMasking = {}): Tensor {
+    return torch.scope(() => {
+      const x = g.add(this.attn.forward(this.norm1.forward(g), this.norm1.forward(h), m));
+      return x.add(this.mlp.forward(this.norm2.forward(x)));
+    });
+  }
+}
+
+/**
+ * Which encoder block each decoder block reads: decoder block k reads the stream right after
+ * encoder block floor((k+1)·L/L') (1-based), a uniform choice for any 1 ≤ L' ≤ L; equals the
+ * authors' `(i+1) % (L/L') == 0` rule when L' divides L.
+ */
+export function decoderTaps(depth: number, decoderDepth: number): number[] {
+  if (decoderDepth < 1 || decoderDepth > depth) throw new RangeError(`decoder depth must be in 1..${depth}, got ${decoderDepth}`);
+  return Array.from({ length: decoderDepth }, (_, k) => Math.floor(((k + 1) * depth) / decoderDepth));
+}

@@ -1,0 +1,198 @@
+// Prediction orders. Each image gets order values p [B, N] (smaller = predicted earlier), computed
+// in batch on the tensors' device.
+import * as torch from '../torch';
+import { F, Tensor } from '../torch';
+import type { OrderConfig } from './config';
+
+export interface Grid {
+  gridH: number;
+  gridW: number;
+}
+
+export interface NoiseOptions {
+  /** U(0,1) noise [B, N]; drawn from `generator` (or the global RNG) when absent. */
+  noise?: Tensor;
+  generator?: torch.Generator;
+}
+
+function coords(g: Grid, device: torch.Device): { rows: Tensor; cols: Tensor } {
+  const N = g.gridH * g.gridW;
+  const idx = torch.arange(0, N, 1, { dtype: 'float32', device });
+  return { rows: idx.div(g.gridW).floor(), cols: idx.remainder(g.gridW) };
+}
+
+function noiseLike(B: number, N: number, device: torch.Device, o: NoiseOptions): Tensor {
+  return o.noise ?? torch.rand([B, N], { device, generator: o.generator });
+}
+
+/** Row-major index (iGPT; the authors' code calls it `zigzag`). */
+export function rasterOrder(B: number, g: Grid, device: torch.Device = 'cpu'): Tensor {
+  const N = g.gridH * g.gridW;
+  return torch.scope(() => torch.arange(0, N, 1, { dtype: 'float32', device }).unsqueeze(0).expand(B, N).contiguous());
+}
+
+/** Boustrophedon rows: even rows left→right, odd rows right→left (the authors' `raster`). */
+export function snakeOrder(B: number, g: Grid, device: torch.Device = 'cpu'): Tensor {
+  return torch.scope(() => {
+    const { rows, cols } = coords(g, device);
+    const odd = rows.remainder(2).eq(1);
+    const col = torch.where(odd, cols.rsub(g.gridW - 1), cols);
+    return rows.mul(g.gridW).add(col).unsqueeze(0).expand(B, g.gridH * g.gridW).contiguous();
+  });
+}
+
+/** U(0,1) per patch, fresh every call (SAIM). */
+export function stochasticOrder(B: number, g: Grid, o: NoiseOptions & { device?: torch.Device } = {}): Tensor {
+  return noiseLike(B, g.gridH * g.gridW, o.device ?? 'cpu', o).clone();
+}
+
+/**
+ * Similarity map [B, N] from encoder tokens [B, 1+N, D] (after the final norm): 'softmax' =
+ * softmax over patches of cos(z_cls, z_i) (online / EMA source); 'minmax' = the cosine min-max
+ * normalised to [0, 1] per image (teacher source).
+ */
+export function similarityMap(tokens: Tensor, mode: 'softmax' | 'minmax' = 'softmax'): Tensor {
+  return torch.scope(() => {
+    const z = F.normalize(tokens, -1);
+    const N = tokens.shape[1] - 1;
+    const cos = z.narrow(1, 1, N).mul(z.narrow(1, 0, 1)).sum(-1);
+    if (mode === 'softmax') return cos.softmax(1);
+    const lo = cos.amin(1, true);
+    const hi = cos.amax(1, true);
+    return cos.sub(lo).div(hi.sub(lo).clamp(1e-12));
+  });
+}
+
+/** Paper Table 1's "similarity" order: p = 1 − S. */
+export function similarityOrder(S: Tensor): Tensor {
+  return S.rsub(1);
+}
+
+/** 3×3 mean filter over the patch grid (border windows average only the patches inside). */
+export function meanFilter3x3(S: Tensor, g: Grid): Tensor {
+  return torch.scope(() => {
+    const B = S.shape[0];
+    const m = F.avgPool2d(S.reshape(B, 1, g.gridH, g.gridW), 3, { stride: 1, padding: 1, countIncludePad: false });
+    return m.reshape(B, g.gridH * g.gridW);
+  });
+}
+
+/** Euclidean distance of every patch to each centre index: centres [B, K] -> [B, K, N]. */
+function distances(centres: Tensor, g: Grid): Tensor {
+  return torch.scope(() => {
+    const { rows, cols } = coords(g, centres.device);
+    const c = centres.float();
+    const cy = c.div(g.gridW).floor().unsqueeze(-1);
+    const cx = c.remainder(g.gridW).unsqueeze(-1);
+    return cy.sub(rows).square().add(cx.sub(cols).square()).sqrt();
+  });
+}
+
+export interface SemanticOptions extends NoiseOptions {
+  /** Paper: 3×3 mean filter before the argmax (true); the authors' code: none. */
+  filter: boolean;
+  /** Noise scale: paper 0.01, authors' code 1e-3. */
+  lambda: number;
+}
+
+/**
+ * SemAIM's semantic order: distance to the semantic centre (argmax of the optionally filtered
+ * similarity map) plus λ·U(0,1), which only reorders patches within one distance ring.
+ */
+export function semanticOrder(S: Tensor, g: Grid, o: SemanticOptions): { order: Tensor; center: Tensor } {
+  return torch.scope(() => {
+    const [B, N] = S.shape;
+    const map = o.filter ? meanFilter3x3(S, g) : S;
+    const center = map.argmax(1);
+    const d = distances(center.unsqueeze(1), g).squeeze(1);
+    const order = d.add(noiseLike(B, N, S.device, o).mul(o.lambda));
+    return { order, center };
+  });
+}
+
+export interface MulticenterOptions extends SemanticOptions {
+  /** At most k centres per image. */
+  k: number;
+  /** A peak counts only if its height is at least this fraction of the image's highest peak. */
+  minRelHeight: number;
+  /** Centres closer than this (in patches) to a higher centre are suppressed. */
+  minDistance: number;
+}
+
+/**
+ * Beyond the paper: up to k semantic centres from local maxima (3×3 non-maximum suppression) of
+ * the (filtered) similarity map; p = distance to the nearest centre + λ·U(0,1).
+ */
+export function multicenterOrder(S: Tensor, g: Grid, o: MulticenterOptions): { order: Tensor; centers: Tensor; valid: Tensor } {
+  return torch.scope(() => {
+    const [B, N] = S.shape;
+    const map = o.filter ? meanFilter3x3(S, g) : S;
+    const pooled = F.maxPool2d(map.reshape(B, 1, g.gridH, g.gridW), 3, { stride: 1, padding: 1 }).reshape(B, N);
+    const isPeak = map.ge(pooled);
+    const k = Math.min(o.k, N);
+    const [heights, centers] = map.maskedFill(isPeak.logicalNot(), -Infinity).topk(k, 1);
+    const top = heights.narrow(1, 0, 1);
+    let valid = heights.gt(-Infinity).logicalAnd(heights.ge(top.mul(o.minRelHeight)));
+    // Greedy suppression by distance to every higher, still-valid centre (k is small).
+    if (o.minDistance > 0 && k > 1) {
+      const cc = distances(centers, { gridH: g.gridH, gridW: g.gridW }); // [B, K, N]
+      const pair = cc.gather(2, centers.unsqueeze(1).expand(B, k, k)); // [B, K, K]: distance centre i -> centre j
+      const keep: Tensor[] = [valid.narrow(1, 0, 1)];
+      for (let j = 1; j < k; j++) {
+        const prev = torch.cat(keep, 1); // [B, j]
+        const near = pair.select(2, j).narrow(1, 0, j).lt(o.minDistance).logicalAnd(prev).any(1, true);
+        keep.push(valid.narrow(1, j, 1).logicalAnd(near.logicalNot()));
+      }
+      valid = torch.cat(keep, 1);
+    }
+    const d = distances(centers, g).maskedFill(valid.logicalNot().unsqueeze(-1), Infinity);
+    const nearest = d.amin(1);
+    const order = nearest.add(noiseLike(B, N, S.device, o).mul(o.lambda));
+    return { order, centers, valid };
+  });
+}
+
+/**
+ * Makes any order values strict (distinct): p becomes its stable rank, so ties keep patch-index
+ * order. Used for user-supplied orders; the built-in ones are strict already.
+ */
+export function strictOrder(p: Tensor): Tensor {
+  return torch.scope(() => p.argsort(1, false, true).argsort(1, false, true).float());
+}
+
+/** A user order: a function from images [B, C, H, W] to order values [B, N]. */
+export type OrderFunction = (images: Tensor) => Tensor;
+
+export function checkOrder(p: Tensor, B: number, N: number): void {
+  const s = p.shape;
+  if (s.length !== 2 || s[0] !== B || s[1] !== N) throw new Error(`order values must have shape [${B}, ${N}], got [${s.join(', ')}]`);
+  if (!p.isfinite().all().item()) throw new Error('order values must be finite');
+}
+
+/** True where the config needs a similarity map. */
+export function needsSimilarity(o: OrderConfig): boolean {
+  return o.type === 'similarity' || o.type === 'semantic' || o.type === 'multicenter';
+}
+
+/** Order values for a batch from a config; S is the similarity map when the order needs one. */
+export function orderFromConfig(o: OrderConfig, B: number, g: Grid, S: Tensor | null, opts: NoiseOptions & { device?: torch.Device } = {}): Tensor {
+  const device = opts.device ?? S?.device ?? 'cpu';
+  switch (o.type) {
+    case 'raster': return rasterOrder(B, g, device);
+    case 'snake': return snakeOrder(B, g, device);
+    case 'stochastic': return stochasticOrder(B, g, { ...opts, device });
+    default: {
+      if (!S) throw new Error(`order '${o.type}' needs a similarity map`);
+      if (o.type === 'similarity') return similarityOrder(S);
+      if (o.type === 'semantic') {
+        const r = semanticOrder(S, g, { ...opts, filter: o.filter, lambda: o.lambda });
+        r.center.dispose();
+        return r.order;
+      }
+      const r = multicenterOrder(S, g, { ...opts, k: o.k, minRelHeight: o.minRelHeight, minDistance: o.minDistance, filter: o.filter, lambda: o.lambda });
+      r.centers.dispose();
+      r.valid.dispose();
+      return r.order;
+    }
+  }
+}

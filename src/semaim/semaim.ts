@@ -1,0 +1,203 @@
+// The SemAIM model: a ViT encoder, a parallel autoregressive cross-attention decoder and a
+// prediction head, trained to predict every patch from the patches before it in a semantic order.
+import * as torch from '../torch';
+import { Tensor } from '../torch';
+import { Mlp, ModuleList } from '../nn';
+import { SemAIMConfig, validateConfig } from './config';
+import { DecoderBlock, decoderTaps } from './decoder';
+import { orderFromConfig, needsSimilarity, similarityMap, checkOrder } from './orders';
+import { featurePatchLoss, pixelPatchLoss, pixelTargets } from './targets';
+import { VisionTransformer } from './vit';
+
+export type AttentionPath = 'fast' | 'reference';
+
+export interface SemAIMOutput {
+  /** Mean of patchLoss (scalar). */
+  loss: Tensor;
+  /** Loss per patch [B, N], in the original (row-major) patch order. */
+  patchLoss: Tensor;
+  /** The order values used [B, N]. */
+  order: Tensor;
+  /** Predictions [B, N, out] in the original patch order (only with outputs: 'all'). */
+  pred?: Tensor;
+  /** Targets [B, N, out] in the original patch order (only with outputs: 'all'). */
+  target?: Tensor;
+}
+
+export interface ForwardOptions {
+  /** 'fast' (default): tokens gathered into order, causal attention. 'reference': explicit masks. */
+  path?: AttentionPath;
+  /** 'loss' (default) skips reordering predictions and targets back for output. */
+  outputs?: 'loss' | 'all';
+}
+
+/**
+ * The similarity map S [B, N] from an encoder (the online model, an EMA copy or a frozen teacher):
+ * an unmasked forward pass in eval mode without gradients.
+ */
+export function encoderSimilarity(encoder: VisionTransformer, images: Tensor, mode: 'softmax' | 'minmax' = 'softmax'): Tensor {
+  const wasTraining = encoder.training;
+  encoder.eval();
+  try {
+    return torch.noGrad(() => torch.scope(() => similarityMap(encoder.forwardFeatures(images), mode)));
+  } finally {
+    encoder.train(wasTraining);
+  }
+}
+
+export class SemAIM extends VisionTransformer {
+  readonly query_blocks: ModuleList<DecoderBlock>;
+  /** Shares `norm` with the encoder, as the authors' model: LayerNorm → prediction_head. */
+  readonly prediction_head: Mlp;
+  readonly taps: number[];
+  readonly outDim: number;
+  /** Frozen teacher for feature targets (and the `teacher` similarity source); not a parameter. */
+  teacher: VisionTransformer | null = null;
+
+  constructor(readonly config: SemAIMConfig) {
+    validateConfig(config);
+    super(config);
+    const D = config.embedDim;
+    this.taps = decoderTaps(config.depth, config.decoderDepth);
+    this.query_blocks = this.module('query_blocks',
+      new ModuleList(this.taps.map(() => new DecoderBlock(D, config.numHeads, config.mlpRatio ?? 4))));
+    const t = config.target;
+    this.outDim = t.type === 'pixels' ? config.patchSize * config.patchSize * (config.inChans ?? 3) : t.teacherConfig.embedDim;
+    this.prediction_head = this.module('prediction_head', new Mlp(D, Math.floor(D * (config.mlpRatio ?? 4)), this.outDim));
+  }
+
+  get grid(): { gridH: number; gridW: number } {
+    return { gridH: this.gridH, gridW: this.gridW };
+  }
+
+  /** Targets [B, N, out] in row-major patch order. */
+  targets(images: Tensor): Tensor {
+    const t = this.config.target;
+    if (t.type === 'pixels') return torch.noGrad(() => pixelTargets(images, { patchSize: this.config.patchSize, ...t }));
+    if (!this.teacher) throw new Error('feature targets need a teacher: set model.teacher (see loadTeacher)');
+    const teacher = this.teacher;
+    return torch.noGrad(() => torch.scope(() => {
+      teacher.eval();
+      return teacher.forwardFeatures(images).narrow(1, 1, this.numPatches).contiguous();
+    }));
+  }
+
+  /**
+   * Order values for a batch from the config: similarity-based orders read S from the online model,
+   * an EMA encoder, or the teacher.
+   */
+  makeOrder(images: Tensor, opts: { ema?: VisionTransformer; generator?: torch.Generator; noise?: Tensor } = {}): { order: Tensor; similarity: Tensor | null } {
+    const o = this.config.order;
+    const B = images.shape[0];
+    let S: Tensor | null = null;
+    if (needsSimilarity(o)) {
+      const source = 'source' in o ? o.source : 'online';
+      if (source === 'teacher') {
+        if (!this.teacher) throw new Error("order source 'teacher' needs model.teacher");
+        S = encoderSimilarity(this.teacher, images, 'minmax');
+      } else if (source === 'ema') {
+        if (!opts.ema) throw new Error("order source 'ema' needs an EMA encoder");
+        S = encoderSimilarity(opts.ema, images);
+      } else {
+        S = encoderSimilarity(this, images);
+      }
+    }
+    const order = torch.noGrad(() => orderFromConfig(o, B, this.grid, S, { generator: opts.generator, noise: opts.noise, device: images.device }));
+    return { order, similarity: S };
+  }
+
+  /** Loss of predicting every patch in the given order (order values [B, N], strict). */
+  forward(images: Tensor, order: Tensor, opts: ForwardOptions = {}): SemAIMOutput {
+    this.checkImages(images);
+    checkOrder(order, images.shape[0], this.numPatches);
+    const path = opts.path ?? 'fast';
+    return torch.scope(() => {
+      const target = this.targets(images);
+      const { pred, patchLoss } = path === 'fast' ? this.forwardFast(images, order, target) : this.forwardReference(images, order, target);
+      const out: SemAIMOutput = { loss: patchLoss.mean(), patchLoss, order: order };
+      if (opts.outputs === 'all') {
+        out.pred = pred;
+        out.target = target;
+      }
+      return out;
+    });
+  }
+
+  private patchLossFn(pred: Tensor, target: Tensor): Tensor {
+    return this.config.target.type === 'pixels' ? pixelPatchLoss(pred, target) : featurePatchLoss(pred, target);
+  }
+
+  /**
+   * Tokens, queries and targets gathered into prediction order; then the encoder is causal over
+   * [CLS, p1..pN] and the decoder's queries 1..N attend causally to [CLS, p1..p(N-1)].
+   */
+  private forwardFast(images: Tensor, order: Tensor, target: Tensor): { pred: Tensor; patchLoss: Tensor } {
+    const [B] = images.shape;
+    const N = this.numPatches;
+    const D = this.config.embedDim;
+    const ids = order.argsort(1);
+    const idsD = ids.unsqueeze(-1).expand(B, N, D);
+    let h = torch.cat([this.clsTokens(B), this.embedPatches(images).gather(1, idsD)], 1);
+    let g = this.pos_embed.narrow(1, 1, N).expand(B, N, D).gather(1, idsD);
+    const blocks = [...this.blocks];
+    const decoders = [...this.query_blocks];
+    let k = 0;
+    for (let i = 0; i < blocks.length; i++) {
+      const next = blocks[i].forward(h, { causal: true });
+      h.dispose();
+      h = next;
+      while (k < decoders.length && this.taps[k] === i + 1) {
+        const keys = h.narrow(1, 0, N);
+        const ng = decoders[k].forward(g, keys, { causal: true });
+        keys.dispose();
+        g.dispose();
+        g = ng;
+        k++;
+      }
+    }
+    const predSorted = this.prediction_head.forward(this.norm.forward(g));
+    const idsOut = ids.unsqueeze(-1).expand(B, N, this.outDim);
+    const lossSorted = this.patchLossFn(predSorted, target.gather(1, idsOut));
+    // Back to row-major patch order.
+    const patchLoss = torch.zeros([B, N], { dtype: lossSorted.dtype, device: lossSorted.device }).scatter(1, ids, lossSorted);
+    const pred = torch.zerosLike(predSorted).scatter(1, idsOut, predSorted);
+    return { pred, patchLoss };
+  }
+
+  /** Explicit masks in row-major order (the specification, kept as the test reference). */
+  private forwardReference(images: Tensor, order: Tensor, target: Tensor): { pred: Tensor; patchLoss: Tensor } {
+    const [B] = images.shape;
+    const N = this.numPatches;
+    const D = this.config.embedDim;
+    const { encoder, decoder } = referenceMasks(order);
+    let h = torch.cat([this.clsTokens(B), this.embedPatches(images)], 1);
+    let g = this.pos_embed.narrow(1, 1, N).expand(B, N, D);
+    const decoders = [...this.query_blocks];
+    let k = 0;
+    [...this.blocks].forEach((block, i) => {
+      h = block.forward(h, { mask: encoder });
+      while (k < decoders.length && this.taps[k] === i + 1) g = decoders[k++].forward(g, h, { mask: decoder });
+    });
+    const pred = this.prediction_head.forward(this.norm.forward(g));
+    return { pred, patchLoss: this.patchLossFn(pred, target) };
+  }
+}
+
+/**
+ * The masks of SPEC §3 for order values p [B, N] (bool, true = may attend):
+ * encoder [B, 1, N+1, N+1]: patch i sees patch j iff p_j ≤ p_i, everyone sees [CLS], [CLS] sees only itself;
+ * decoder [B, 1, N, N+1]: query i sees patch j iff p_j < p_i, and sees [CLS].
+ */
+export function referenceMasks(order: Tensor): { encoder: Tensor; decoder: Tensor } {
+  return torch.scope(() => {
+    const [B, N] = order.shape;
+    const pi = order.unsqueeze(2);
+    const pj = order.unsqueeze(1);
+    const dev = order.device;
+    const colCls = torch.ones([B, N, 1], { dtype: 'bool', device: dev });
+    const rowCls = torch.cat([torch.ones([B, 1, 1], { dtype: 'bool', device: dev }), torch.zeros([B, 1, N], { dtype: 'bool', device: dev })], 2);
+    const encoder = torch.cat([rowCls, torch.cat([colCls, pj.le(pi)], 2)], 1).unsqueeze(1);
+    const decoder = torch.cat([colCls, pj.lt(pi)], 2).unsqueeze(1);
+    return { encoder, decoder };
+  });
+}

@@ -1,0 +1,192 @@
+// Vision Transformer encoder with timm's parameter names. Attention runs causal (tokens already in
+// autoregressive order), with an explicit mask (reference path), or unmasked.
+import * as torch from '../torch';
+import { F, Tensor } from '../torch';
+import { Conv2d, DropPath, Identity, LayerNorm, Linear, Mlp, Module, ModuleList, init } from '../nn';
+import { sincosPosEmbed2d } from './posembed';
+import { EncoderConfig } from './config';
+
+export interface AttentionMasking {
+  /** Tokens are in prediction order: token i attends to tokens j <= i. */
+  causal?: boolean;
+  /** Bool [B or 1, 1, T, S], true = may attend. */
+  mask?: Tensor | null;
+}
+
+export class PatchEmbed extends Module {
+  readonly proj: Conv2d;
+  constructor(readonly patchSize: number, inChans: number, embedDim: number) {
+    super();
+    this.proj = this.module('proj', new Conv2d(inChans, embedDim, patchSize, { stride: patchSize }));
+  }
+  /** [B, C, H, W] -> [B, N, D], patches in row-major order. */
+  forward(x: Tensor): Tensor {
+    return torch.scope(() => this.proj.forward(x).flatten(2).transpose(1, 2));
+  }
+}
+
+export class Attention extends Module {
+  readonly qkv: Linear;
+  readonly proj: Linear;
+  constructor(readonly dim: number, readonly numHeads: number) {
+    super();
+    if (dim % numHeads !== 0) throw new Error(`width ${dim} is not divisible by ${numHeads} heads`);
+    this.qkv = this.module('qkv', new Linear(dim, dim * 3));
+    this.proj = this.module('proj', new Linear(dim, dim));
+  }
+
+  private heads(x: Tensor): Tensor[] {
+    const [B, T] = x.shape;
+    const hd = this.dim / this.numHeads;
+    // [B, T, 3, H, hd] -> [3, B, H, T, hd]
+    return this.qkv.forward(x).view(B, T, 3, this.numHeads, hd).permute(2, 0, 3, 1, 4).chunk(3, 0).map((t) => t.squeeze(0));
+  }
+
+  forward(x: Tensor, m: AttentionMasking = {}): Tensor {
+    return torch.scope(() => {
+      const [B, T, D] = x.shape;
+      const [q, k, v] = this.heads(x);
+      const o = F.scaledDotProductAttention(q, k, v, { causal: m.causal, mask: m.mask });
+      return this.proj.forward(o.transpose(1, 2).reshape(B, T, D));
+    });
+  }
+
+  /** Attention probabilities [B, H, T, T] (for visualisation). */
+  probabilities(x: Tensor, m: AttentionMasking = {}): Tensor {
+    return torch.scope(() => {
+      const [q, k] = this.heads(x);
+      let scores = q.matmul(k.transpose(-2, -1)).mul(1 / Math.sqrt(this.dim / this.numHeads));
+      if (m.mask) scores = scores.maskedFill(m.mask.logicalNot(), -Infinity);
+      return scores.softmax(-1);
+    });
+  }
+}
+
+export class Block extends Module {
+  readonly norm1: LayerNorm;
+  readonly attn: Attention;
+  readonly norm2: LayerNorm;
+  readonly mlp: Mlp;
+  readonly dropPath: Module & { forward(x: Tensor): Tensor };
+  constructor(dim: number, numHeads: number, mlpRatio = 4, dropPath = 0) {
+    super();
+    this.norm1 = this.module('norm1', new LayerNorm(dim, 1e-6));
+    this.attn = this.module('attn', new Attention(dim, numHeads));
+    this.norm2 = this.module('norm2', new LayerNorm(dim, 1e-6));
+    this.mlp = this.module('mlp', new Mlp(dim, Math.floor(dim * mlpRatio)));
+    this.dropPath = this.module('drop_path', dropPath > 0 ? new DropPath(dropPath) : new Identity());
+  }
+  forward(x: Tensor, m: AttentionMasking = {}): Tensor {
+    return torch.scope(() => {
+      const h = x.add(this.dropPath.forward(this.attn.forward(this.norm1.forward(x), m)));
+      return h.add(this.dropPath.forward(this.mlp.forward(this.norm2.forward(h))));
+    });
+  }
+}
+
+/** Xavier-uniform Linear weights, zero biases, unit LayerNorms (the authors' / MAE's init). */
+export function initVitWeights(root: Module): void {
+  for (const [, m] of root.namedModules()) {
+    if (m instanceof Linear) {
+      init.xavierUniform_(m.weight);
+      if (m.bias) init.zeros_(m.bias);
+    } else if (m instanceof LayerNorm) {
+      if (m.weight) init.ones_(m.weight);
+      if (m.bias) init.zeros_(m.bias);
+    }
+  }
+}
+
+export type Pooling = 'cls' | 'mean' | 'all';
+
+export class VisionTransformer extends Module {
+  readonly gridH: number;
+  readonly gridW: number;
+  readonly numPatches: number;
+  readonly patch_embed: PatchEmbed;
+  readonly cls_token: Tensor;
+  readonly pos_embed: Tensor;
+  readonly blocks: ModuleList<Block>;
+  readonly norm: LayerNorm;
+
+  constructor(readonly cfg: EncoderConfig) {
+    super();
+    this.gridH = cfg.imgSize / cfg.patchSize;
+    this.gridW = cfg.imgSize / cfg.patchSize;
+    this.numPatches = this.gridH * this.gridW;
+    const D = cfg.embedDim;
+    this.patch_embed = this.module('patch_embed', new PatchEmbed(cfg.patchSize, cfg.inChans ?? 3, D));
+    this.cls_token = this.param('cls_token', torch.zeros([1, 1, D]));
+    this.pos_embed = this.buffer('pos_embed', sincosPosEmbed2d(D, this.gridH, this.gridW));
+    const rates = Array.from({ length: cfg.depth }, (_, i) => (cfg.depth > 1 ? ((cfg.dropPath ?? 0) * i) / (cfg.depth - 1) : 0));
+    this.blocks = this.module('blocks', new ModuleList(rates.map((r) => new Block(D, cfg.numHeads, cfg.mlpRatio ?? 4, r))));
+    this.norm = this.module('norm', new LayerNorm(D, 1e-6));
+  }
+
+  /** MAE / authors' initialisation; call once after construction. */
+  initWeights(generatorSeed?: number): this {
+    if (generatorSeed !== undefined) torch.manualSeed(generatorSeed);
+    initVitWeights(this);
+    const w = this.patch_embed.proj.weight;
+    torch.noGrad(() => {
+      // Patch embedding initialised like a Linear over its flattened kernel.
+      const flat = torch.empty([w.shape[0], w.numel / w.shape[0]]);
+      init.xavierUniform_(flat);
+      w.copy_(flat.view(w.shape));
+      flat.dispose();
+      if (this.patch_embed.proj.bias) this.patch_embed.proj.bias.zero_();
+    });
+    init.normal_(this.cls_token, 0, 0.02);
+    return this;
+  }
+
+  /** Patch tokens plus position embedding, [B, N, D], row-major. */
+  embedPatches(images: Tensor): Tensor {
+    this.checkImages(images);
+    return torch.scope(() => this.patch_embed.forward(images).add(this.pos_embed.narrow(1, 1, this.numPatches)));
+  }
+
+  /** [CLS] with its (zero) position embedding, [B, 1, D]. */
+  clsTokens(batch: number): Tensor {
+    return torch.scope(() => this.cls_token.add(this.pos_embed.narrow(1, 0, 1)).expand(batch, 1, this.cfg.embedDim));
+  }
+
+  checkImages(images: Tensor): void {
+    const s = images.shape;
+    const want = [this.cfg.inChans ?? 3, this.cfg.imgSize, this.cfg.imgSize];
+    if (s.length !== 4 || s[1] !== want[0] || s[2] !== want[1] || s[3] !== want[2]) {
+      throw new Error(`expected images [B, ${want.join(', ')}], got [${s.join(', ')}]`);
+    }
+  }
+
+  /** Unmasked encoder: all tokens after the final norm, [B, 1 + N, D]. */
+  forwardFeatures(images: Tensor): Tensor {
+    return torch.scope(() => {
+      let x = torch.cat([this.clsTokens(images.shape[0]), this.embedPatches(images)], 1);
+      for (const b of this.blocks) x = b.forward(x);
+      return this.norm.forward(x);
+    });
+  }
+
+  /** Backbone features: [CLS] token, mean of patch tokens, or all tokens. */
+  features(images: Tensor, pooling: Pooling = 'cls'): Tensor {
+    return torch.scope(() => {
+      const z = this.forwardFeatures(images);
+      if (pooling === 'cls') return z.select(1, 0);
+      if (pooling === 'mean') return z.narrow(1, 1, this.numPatches).mean(1);
+      return z;
+    });
+  }
+
+  /** Last block's [CLS]→patch self-attention, mean over heads, [B, N] (unmasked pass). */
+  clsAttention(images: Tensor): Tensor {
+    return torch.scope(() => {
+      let x = torch.cat([this.clsTokens(images.shape[0]), this.embedPatches(images)], 1);
+      const blocks = [...this.blocks];
+      for (const b of blocks.slice(0, -1)) x = b.forward(x);
+      const last = blocks[blocks.length - 1];
+      const p = last.attn.probabilities(last.norm1.forward(x));
+      return p.mean(1).select(1, 0).narrow(1, 1, this.numPatches);
+    });
+  }
+}
