@@ -15,9 +15,9 @@ export interface NoiseOptions {
   generator?: torch.Generator;
 }
 
-function coords(g: Grid, device: torch.Device): { rows: Tensor; cols: Tensor } {
+function coords(g: Grid, device: torch.Device, dtype: torch.DType = 'float32'): { rows: Tensor; cols: Tensor } {
   const N = g.gridH * g.gridW;
-  const idx = torch.arange(0, N, 1, { dtype: 'float32', device });
+  const idx = torch.arange(0, N, 1, { dtype, device });
   return { rows: idx.div(g.gridW).floor(), cols: idx.remainder(g.gridW) };
 }
 
@@ -78,10 +78,10 @@ export function meanFilter3x3(S: Tensor, g: Grid): Tensor {
 }
 
 /** Euclidean distance of every patch to each centre index: centres [B, K] -> [B, K, N]. */
-function distances(centres: Tensor, g: Grid): Tensor {
+function distances(centres: Tensor, g: Grid, dtype: torch.DType): Tensor {
   return torch.scope(() => {
-    const { rows, cols } = coords(g, centres.device);
-    const c = centres.float();
+    const { rows, cols } = coords(g, centres.device, dtype);
+    const c = centres.to({ dtype });
     const cy = c.div(g.gridW).floor().unsqueeze(-1);
     const cx = c.remainder(g.gridW).unsqueeze(-1);
     return cy.sub(rows).square().add(cx.sub(cols).square()).sqrt();
@@ -104,7 +104,7 @@ export function semanticOrder(S: Tensor, g: Grid, o: SemanticOptions): { order: 
     const [B, N] = S.shape;
     const map = o.filter ? meanFilter3x3(S, g) : S;
     const center = map.argmax(1);
-    const d = distances(center.unsqueeze(1), g).squeeze(1);
+    const d = distances(center.unsqueeze(1), g, S.dtype).squeeze(1);
     const order = d.add(noiseLike(B, N, S.device, o).mul(o.lambda));
     return { order, center };
   });
@@ -135,7 +135,7 @@ export function multicenterOrder(S: Tensor, g: Grid, o: MulticenterOptions): { o
     let valid = heights.gt(-Infinity).logicalAnd(heights.ge(top.mul(o.minRelHeight)));
     // Greedy suppression by distance to every higher, still-valid centre (k is small).
     if (o.minDistance > 0 && k > 1) {
-      const cc = distances(centers, { gridH: g.gridH, gridW: g.gridW }); // [B, K, N]
+      const cc = distances(centers, g, S.dtype); // [B, K, N]
       const pair = cc.gather(2, centers.unsqueeze(1).expand(B, k, k)); // [B, K, K]: distance centre i -> centre j
       const keep: Tensor[] = [valid.narrow(1, 0, 1)];
       for (let j = 1; j < k; j++) {
@@ -145,7 +145,7 @@ export function multicenterOrder(S: Tensor, g: Grid, o: MulticenterOptions): { o
       }
       valid = torch.cat(keep, 1);
     }
-    const d = distances(centers, g).maskedFill(valid.logicalNot().unsqueeze(-1), Infinity);
+    const d = distances(centers, g, S.dtype).maskedFill(valid.logicalNot().unsqueeze(-1), Infinity);
     const nearest = d.amin(1);
     const order = nearest.add(noiseLike(B, N, S.device, o).mul(o.lambda));
     return { order, centers, valid };

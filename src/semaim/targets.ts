@@ -5,7 +5,7 @@ import { F, Tensor } from '../torch';
 /** A normalised 2-D Gaussian kernel for each of `channels`, [C, 1, k, k] (the authors' GaussianConv2d). */
 export function gaussianKernel(size: number, sigma: number, channels = 3, like?: Tensor): Tensor {
   const c = (size - 1) / 2;
-  const k = new Float32Array(size * size);
+  const k = new Float64Array(size * size);
   let sum = 0;
   for (let i = 0; i < size; i++) {
     for (let j = 0; j < size; j++) {
@@ -15,9 +15,9 @@ export function gaussianKernel(size: number, sigma: number, channels = 3, like?:
     }
   }
   for (let i = 0; i < k.length; i++) k[i] /= sum;
-  const rep = new Float32Array(channels * size * size);
+  const rep = new Float64Array(channels * size * size);
   for (let ch = 0; ch < channels; ch++) rep.set(k, ch * size * size);
-  return torch.tensor(rep, { shape: [channels, 1, size, size], dtype: like?.dtype, device: like?.device });
+  return torch.tensor(rep, { shape: [channels, 1, size, size], dtype: like?.dtype ?? 'float32', device: like?.device });
 }
 
 /** Depthwise Gaussian blur with zero padding, as the authors' headline run (kernel 9, σ 1). */

@@ -1,0 +1,41 @@
+// Tensors <-> safetensors files. Reading streams one tensor at a time; writing produces each
+// tensor's bytes only when the writer reaches it, so a model is never held twice in host memory.
+import * as torch from '../torch';
+import { Tensor } from '../torch';
+import { native } from '../torch/native';
+import { wrap } from '../torch/tensor';
+import { SafetensorsReader, writeSafetensors, LazyTensorEntry } from './safetensors';
+
+/** Loads every tensor (or those whose name passes `filter`) from a safetensors file. */
+export function loadTensors(
+  path: string,
+  opts: { device?: torch.Device; dtype?: torch.DType; filter?: (name: string) => boolean } = {},
+): { tensors: Map<string, Tensor>; metadata: Record<string, string> } {
+  using reader = new SafetensorsReader(path);
+  const tensors = new Map<string, Tensor>();
+  for (const name of reader.keys()) {
+    if (opts.filter && !opts.filter(name)) continue;
+    const e = reader.read(name);
+    let t = wrap(native.fromBuffer(e.data, e.shape, e.dtype, opts.device ?? null));
+    if (opts.dtype && torch.isFloating(e.dtype) && e.dtype !== opts.dtype) {
+      const cast = t.to({ dtype: opts.dtype });
+      t.dispose();
+      t = cast;
+    }
+    tensors.set(name, t);
+  }
+  return { tensors, metadata: reader.metadata };
+}
+
+/** Writes tensors atomically (temp file + rename); values are copied to the host one at a time. */
+export function saveTensors(path: string, tensors: Map<string, Tensor> | [string, Tensor][], metadata: Record<string, string> = {}): void {
+  const entries: [string, LazyTensorEntry][] = [];
+  for (const [name, t] of tensors) {
+    entries.push([name, { dtype: t.dtype, shape: t.shape, data: () => new Uint8Array(native.toBuffer(t.h)) }]);
+  }
+  writeSafetensors(path, entries, metadata);
+}
+
+export function disposeAll(tensors: Map<string, Tensor>): void {
+  for (const t of tensors.values()) t.dispose();
+}

@@ -1,0 +1,189 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import * as torch from '../../src/torch';
+import { loadTensors } from '../../src/io';
+import {
+  SemAIM, SemAIMConfig, VisionTransformer, makeConfig, decoderTaps, sincosPosEmbed2d, configToJSON, configFromJSON, ConfigError,
+  OrderConfig, semanticOrder, encoderSimilarity,
+} from '../../src/semaim';
+
+const GOLDEN = join(__dirname, '..', '..', '..', 'test', 'golden', 'semaim');
+
+function maxRel(a: torch.Tensor, b: torch.Tensor): number {
+  return torch.scope(() => a.sub(b).abs().max().item() / Math.max(b.abs().max().item(), 1e-12));
+}
+
+interface GoldenConfig {
+  imgSize: number; patchSize: number; embedDim: number; depth: number; numHeads: number; mlpRatio: number; decoderDepth: number;
+  target: { type: 'pixel' | 'feature'; normPix: boolean; blur: boolean; blurKernel: number; blurSigma: number };
+  teacher: null | { imgSize: number; patchSize: number; embedDim: number; depth: number; numHeads: number; mlpRatio: number; prefix: string };
+  order: { type: string; filter?: boolean; lambda?: number };
+  decoderTaps: number[];
+}
+
+function loadCase(name: string) {
+  const { tensors, metadata } = loadTensors(join(GOLDEN, `${name}.safetensors`));
+  const g = JSON.parse(metadata.config) as GoldenConfig;
+  const order: OrderConfig = g.order.type === 'semantic'
+    ? { type: 'semantic', source: 'online', filter: !!g.order.filter, lambda: g.order.lambda! }
+    : { type: 'stochastic' };
+  const teacherConfig = g.teacher ? { imgSize: g.teacher.imgSize, patchSize: g.teacher.patchSize, embedDim: g.teacher.embedDim,
+    depth: g.teacher.depth, numHeads: g.teacher.numHeads, mlpRatio: g.teacher.mlpRatio } : null;
+  const cfg: SemAIMConfig = {
+    imgSize: g.imgSize, patchSize: g.patchSize, embedDim: g.embedDim, depth: g.depth, numHeads: g.numHeads, mlpRatio: g.mlpRatio,
+    decoderDepth: g.decoderDepth, order,
+    target: g.target.type === 'pixel'
+      ? { type: 'pixels', normPix: g.target.normPix, blur: g.target.blur, blurKernel: g.target.blurKernel, blurSigma: g.target.blurSigma }
+      : { type: 'features', teacher: 'in-file', teacherConfig: teacherConfig! },
+  };
+  const model = new SemAIM(cfg).to({ dtype: 'float64' });
+  assert.deepEqual(model.taps, g.decoderTaps);
+  // Our own fixed position embedding must equal the reference's.
+  assert.ok(maxRel(model.pos_embed, tensors.get('pos_embed')!) < 1e-6, 'pos_embed');
+  const own = new Map([...tensors].filter(([k]) => !/^(input|expect|grad|teacher)\./.test(k)));
+  model.loadStateDict(own);
+  if (teacherConfig) {
+    const teacher = new VisionTransformer(teacherConfig).to({ dtype: 'float64' });
+    teacher.loadStateDict(new Map([...tensors].filter(([k]) => k.startsWith('teacher.')).map(([k, v]) => [k.slice(8), v])));
+    model.teacher = teacher;
+  }
+  return { model, t: tensors };
+}
+
+for (const name of ['A', 'B', 'C', 'D', 'E']) {
+  test(`golden case ${name}: loss, predictions and gradients match the independent PyTorch reference`, () => {
+    const { model, t } = loadCase(name);
+    const images = t.get('input.images')!;
+    let order = t.get('input.order')!;
+    if (t.has('input.noise')) {
+      // Semantic order computed by the model from its own similarity map.
+      const S = encoderSimilarity(model, images);
+      assert.ok(maxRel(S, t.get('expect.similarity')!) < 1e-9, 'similarity map');
+      const o = model.config.order as { filter: boolean; lambda: number };
+      const r = semanticOrder(S, model.grid, { filter: o.filter, lambda: o.lambda, noise: t.get('input.noise')! });
+      assert.deepEqual(r.center.tolist(), t.get('expect.center')!.tolist());
+      assert.ok(maxRel(r.order, order) < 1e-12, 'semantic order values');
+      const viaConfig = model.makeOrder(images, { noise: t.get('input.noise')! });
+      assert.ok(maxRel(viaConfig.order, order) < 1e-12, 'makeOrder');
+      order = r.order;
+    }
+    for (const path of ['fast', 'reference'] as const) {
+      model.zeroGrad();
+      const out = model.forward(images, order, { path, outputs: 'all' });
+      assert.ok(Math.abs(out.loss.item() - t.get('expect.loss')!.item()) < 1e-10 * Math.abs(t.get('expect.loss')!.item()), `${path} loss`);
+      assert.ok(maxRel(out.patchLoss, t.get('expect.patch_loss')!) < 1e-9, `${path} patch loss`);
+      assert.ok(maxRel(out.pred!, t.get('expect.pred')!) < 1e-9, `${path} predictions`);
+      assert.ok(maxRel(out.target!, t.get('expect.target')!) < 1e-9, `${path} targets`);
+      out.loss.backward();
+      const params = new Map(model.namedParameters());
+      for (const [k, v] of t) {
+        if (!k.startsWith('grad.')) continue;
+        const g = params.get(k.slice(5))!.grad!;
+        assert.ok(maxRel(g, v) < 1e-8, `${path} ${k}: rel err ${maxRel(g, v)}`);
+      }
+    }
+    model.teacher?.dispose();
+    model.dispose();
+  });
+}
+
+function tinyConfig(decoderDepth: number, order: OrderConfig): SemAIMConfig {
+  return makeConfig('vit_tiny', { imgSize: 24, patchSize: 4, embedDim: 48, depth: 4, numHeads: 3, decoderDepth, order });
+}
+
+const orders: OrderConfig[] = [
+  { type: 'raster' }, { type: 'snake' }, { type: 'stochastic' }, { type: 'similarity', source: 'online' },
+  { type: 'semantic', source: 'online', filter: true, lambda: 0.01 },
+  { type: 'multicenter', source: 'online', k: 3, minRelHeight: 0.3, minDistance: 2, filter: true, lambda: 0.01 },
+];
+
+for (const dd of [4, 3, 1]) {
+  test(`fast path equals the masked reference (float32, L'=${dd}) for every order type: loss and gradients`, () => {
+    torch.manualSeed(11);
+    const model = new SemAIM(tinyConfig(dd, orders[0])).initWeights();
+    const images = torch.randn([3, 3, 24, 24]);
+    for (const oc of orders) {
+      const m = new SemAIM(tinyConfig(dd, oc));
+      m.loadStateDict(model.stateDict());
+      const { order } = m.makeOrder(images);
+      const grads: Map<string, torch.Tensor>[] = [];
+      const losses: number[] = [];
+      for (const path of ['fast', 'reference'] as const) {
+        m.zeroGrad();
+        const out = m.forward(images, order, { path });
+        out.loss.backward();
+        losses.push(out.loss.item());
+        grads.push(new Map([...m.namedParameters()].map(([k, p]) => [k, p.grad!])));
+      }
+      assert.ok(Math.abs(losses[0] - losses[1]) <= 1e-5 * Math.abs(losses[1]), `${oc.type}: loss ${losses[0]} vs ${losses[1]}`);
+      for (const [k, g] of grads[1]) {
+        const err = maxRel(grads[0].get(k)!, g);
+        assert.ok(err < 1e-5 || g.abs().max().item() < 1e-7, `${oc.type} ${k}: gradient rel err ${err}`);
+      }
+      m.dispose();
+    }
+    model.dispose();
+  });
+}
+
+test('decoder taps are uniform for any decoder depth', () => {
+  assert.deepEqual(decoderTaps(12, 12), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+  assert.deepEqual(decoderTaps(12, 4), [3, 6, 9, 12]);
+  assert.deepEqual(decoderTaps(12, 5), [2, 4, 7, 9, 12]);
+  assert.deepEqual(decoderTaps(4, 3), [1, 2, 4]);
+  assert.deepEqual(decoderTaps(12, 1), [12]);
+  assert.throws(() => decoderTaps(4, 5), /1\.\.4/);
+});
+
+test('the first patch of the order is predicted from [CLS] and its own position only', () => {
+  torch.manualSeed(5);
+  const model = new SemAIM(tinyConfig(4, { type: 'raster' })).initWeights();
+  torch.noGrad(() => torch.scope(() => {
+    const a = torch.randn([1, 3, 24, 24]);
+    const b = torch.randn([1, 3, 24, 24]);
+    const order = torch.rand([1, 36]);
+    const first = (order.argmin(1).tolist() as number[])[0];
+    const pa = model.forward(a, order, { outputs: 'all' }).pred!.select(1, first);
+    const pb = model.forward(b, order, { outputs: 'all' }).pred!.select(1, first);
+    assert.ok(pa.sub(pb).abs().max().item() < 1e-6);
+  }));
+  model.dispose();
+});
+
+test('sin-cos position embedding: MAE layout, zero [CLS] row', () => {
+  const pe = sincosPosEmbed2d(8, 2, 3);
+  const v = pe.tolist() as number[][][];
+  assert.deepEqual(v[0][0], [0, 0, 0, 0, 0, 0, 0, 0]);
+  // patch (row 1, col 2): first half encodes column 2, second half row 1; omega = [1, 1/100].
+  const p = v[0][1 + 1 * 3 + 2];
+  const expect = [Math.sin(2), Math.sin(0.02), Math.cos(2), Math.cos(0.02), Math.sin(1), Math.sin(0.01), Math.cos(1), Math.cos(0.01)];
+  p.forEach((x, i) => assert.ok(Math.abs(x - expect[i]) < 1e-6, `channel ${i}`));
+});
+
+test('config round-trips through JSON and bad values are refused naming the key', () => {
+  const c = makeConfig('vit_small', { imgSize: 32, patchSize: 4, decoderDepth: 6 });
+  assert.deepEqual(configFromJSON(configToJSON(c)), c);
+  assert.throws(() => makeConfig('vit_tiny', { imgSize: 30, patchSize: 4 }), (e: unknown) => e instanceof ConfigError && e.key === 'imgSize');
+  assert.throws(() => makeConfig('vit_tiny', { decoderDepth: 13 }), (e: unknown) => e instanceof ConfigError && e.key === 'decoderDepth');
+  assert.throws(() => makeConfig('vit_giant'), (e: unknown) => e instanceof ConfigError && e.key === 'preset');
+  assert.throws(() => makeConfig('vit_tiny', { order: { type: 'semantic', source: 'teacher', filter: true, lambda: 0.01 } }), /order.source/);
+  for (const [name, dims] of [['vit_tiny', [192, 12, 3]], ['vit_base', [768, 12, 12]], ['vit_large', [1024, 24, 16]], ['vit_huge', [1280, 32, 16]]] as const) {
+    const p = makeConfig(name);
+    assert.deepEqual([p.embedDim, p.depth, p.numHeads], dims);
+  }
+});
+
+test('backbone features: [CLS], mean-pooled and all tokens; timm names', () => {
+  const vit = new VisionTransformer({ imgSize: 16, patchSize: 4, embedDim: 32, depth: 2, numHeads: 4 }).initWeights(0);
+  const x = torch.randn([2, 3, 16, 16]);
+  assert.deepEqual(vit.features(x, 'cls').shape, [2, 32]);
+  assert.deepEqual(vit.features(x, 'mean').shape, [2, 32]);
+  assert.deepEqual(vit.features(x, 'all').shape, [2, 17, 32]);
+  assert.deepEqual(vit.clsAttention(x).shape, [2, 16]);
+  const names = [...vit.stateDict().keys()];
+  for (const n of ['patch_embed.proj.weight', 'cls_token', 'pos_embed', 'blocks.1.attn.qkv.weight', 'blocks.0.mlp.fc2.bias', 'norm.weight']) {
+    assert.ok(names.includes(n), n);
+  }
+  vit.dispose();
+});

@@ -1,0 +1,137 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as torch from '../../src/torch';
+import {
+  rasterOrder, snakeOrder, stochasticOrder, similarityOrder, semanticOrder, multicenterOrder, meanFilter3x3, strictOrder,
+  similarityMap, orderFromConfig, OrderConfig,
+} from '../../src/semaim';
+
+const grid = { gridH: 6, gridW: 6 };
+const N = 36;
+
+function rows(t: torch.Tensor): number[][] {
+  return t.tolist() as number[][];
+}
+
+function isStrict(p: number[]): boolean {
+  return new Set(p).size === p.length;
+}
+
+/** A similarity map with one bump centred on (r, c). */
+function bump(B: number, r: number, c: number): torch.Tensor {
+  const vals: number[] = [];
+  for (let b = 0; b < B; b++) for (let i = 0; i < N; i++) {
+    const y = Math.floor(i / 6); const x = i % 6;
+    vals.push(Math.exp(-((y - r) ** 2 + (x - c) ** 2) / 2));
+  }
+  return torch.tensor(vals, { shape: [B, N] }).softmax(1);
+}
+
+test('raster and snake match their definitions', () => {
+  assert.deepEqual(rows(rasterOrder(2, grid))[1], Array.from({ length: N }, (_, i) => i));
+  const s = rows(snakeOrder(1, grid))[0];
+  for (let r = 0; r < 6; r++) for (let c = 0; c < 6; c++) {
+    assert.equal(s[r * 6 + c], r % 2 === 0 ? r * 6 + c : r * 6 + (5 - c));
+  }
+});
+
+test('every order type gives strict order values', () => {
+  torch.manualSeed(1);
+  const S = torch.rand([3, N]).softmax(1);
+  const configs: OrderConfig[] = [
+    { type: 'raster' }, { type: 'snake' }, { type: 'stochastic' }, { type: 'similarity', source: 'online' },
+    { type: 'semantic', source: 'online', filter: true, lambda: 0.01 },
+    { type: 'semantic', source: 'online', filter: false, lambda: 1e-3 },
+    { type: 'multicenter', source: 'online', k: 3, minRelHeight: 0.5, minDistance: 2, filter: true, lambda: 0.01 },
+  ];
+  for (const c of configs) {
+    for (const p of rows(orderFromConfig(c, 3, grid, S))) assert.ok(isStrict(p), c.type);
+  }
+  const tied = torch.tensor([[0, 0, 1, 1, 0]]);
+  assert.deepEqual(rows(strictOrder(tied))[0], [0, 1, 3, 4, 2]);
+});
+
+test('seeded orders repeat with the same seed and differ with another', () => {
+  const run = (seed: number) => {
+    const g = new torch.Generator(seed);
+    const S = torch.rand([2, N], { generator: g }).softmax(1);
+    return [
+      rows(stochasticOrder(2, grid, { generator: g })),
+      rows(semanticOrder(S, grid, { filter: true, lambda: 0.01, generator: g }).order),
+      rows(multicenterOrder(S, grid, { k: 2, minRelHeight: 0.3, minDistance: 2, filter: true, lambda: 0.01, generator: g }).order),
+    ];
+  };
+  assert.deepEqual(run(7), run(7));
+  assert.notDeepEqual(run(7), run(8));
+  torch.manualSeed(3);
+  const a = rows(stochasticOrder(2, grid));
+  torch.manualSeed(3);
+  assert.deepEqual(rows(stochasticOrder(2, grid)), a);
+});
+
+test('semantic order starts at the argmax of the filtered map and never skips to a farther ring', () => {
+  torch.manualSeed(2);
+  const S = torch.rand([4, N]).softmax(1);
+  const filtered = meanFilter3x3(S, grid);
+  const { order, center } = semanticOrder(S, grid, { filter: true, lambda: 0.01 });
+  const f = rows(filtered);
+  const p = rows(order);
+  const centers = center.tolist() as number[];
+  for (let b = 0; b < 4; b++) {
+    const argmax = f[b].indexOf(Math.max(...f[b]));
+    assert.equal(centers[b], argmax);
+    const first = p[b].indexOf(Math.min(...p[b]));
+    assert.equal(first, argmax, 'the centre is predicted first');
+    const cy = Math.floor(argmax / 6); const cx = argmax % 6;
+    const dist = (i: number) => Math.hypot(Math.floor(i / 6) - cy, (i % 6) - cx);
+    const seq = p[b].map((v, i) => [v, i]).sort((x, y) => x[0] - y[0]).map(([, i]) => dist(i));
+    for (let i = 1; i < seq.length; i++) assert.ok(seq[i] >= seq[i - 1] - 1e-9, `ring order broken at step ${i}`);
+  }
+});
+
+test('mean filter averages the 3×3 neighbourhood inside the grid', () => {
+  const S = torch.arange(0, N, 1, { dtype: 'float32' }).unsqueeze(0);
+  const f = rows(meanFilter3x3(S, grid))[0];
+  assert.ok(Math.abs(f[0] - (0 + 1 + 6 + 7) / 4) < 1e-5);
+  assert.ok(Math.abs(f[7] - (0 + 1 + 2 + 6 + 7 + 8 + 12 + 13 + 14) / 9) < 1e-5);
+});
+
+test('the paper filter and the authors variant can pick different centres', () => {
+  // A single sharp spike at (0,0) beside a broad bump at (4,4): argmax of S is the spike; the
+  // filtered map prefers the bump.
+  const v: number[] = [];
+  for (let i = 0; i < N; i++) v.push(Math.exp(-((Math.floor(i / 6) - 3) ** 2 + ((i % 6) - 3) ** 2) / 2));
+  v[0] = 1.2;
+  const S = torch.tensor([v]);
+  assert.equal((semanticOrder(S, grid, { filter: false, lambda: 0 }).center.tolist() as number[])[0], 0);
+  assert.equal((semanticOrder(S, grid, { filter: true, lambda: 0 }).center.tolist() as number[])[0], 3 * 6 + 3);
+});
+
+test('multicenter finds separated peaks and orders by distance to the nearest', () => {
+  const a = rows(bump(1, 1, 1))[0];
+  const b = rows(bump(1, 4, 4))[0];
+  const S = torch.tensor([a.map((x, i) => x + 0.8 * b[i])]);
+  const r = multicenterOrder(S, grid, { k: 3, minRelHeight: 0.5, minDistance: 2, filter: false, lambda: 0.001 });
+  const centers = (r.centers.tolist() as number[][])[0];
+  const valid = (r.valid.tolist() as number[][])[0];
+  assert.equal(centers[0], 7);
+  assert.equal(centers[1], 28);
+  assert.equal(valid[0], 1);
+  assert.equal(valid[1], 1);
+  const p = rows(r.order)[0];
+  const firstTwo = p.map((v, i) => [v, i]).sort((x, y) => x[0] - y[0]).slice(0, 2).map(([, i]) => i).sort((x, y) => x - y);
+  assert.deepEqual(firstTwo, [7, 28]);
+  const single = multicenterOrder(S, grid, { k: 3, minRelHeight: 0.99, minDistance: 2, filter: false, lambda: 0 });
+  assert.deepEqual((single.valid.tolist() as number[][])[0].slice(0, 2), [1, 0]);
+});
+
+test('similarity order is 1 − S and similarity maps are normalised', () => {
+  torch.manualSeed(4);
+  const tokens = torch.randn([2, 1 + N, 8]);
+  const S = similarityMap(tokens);
+  const sums = S.sum(1).tolist() as number[];
+  for (const s of sums) assert.ok(Math.abs(s - 1) < 1e-5);
+  const mm = similarityMap(tokens, 'minmax');
+  assert.ok(Math.abs(mm.max().item() - 1) < 1e-6 && Math.abs(mm.min().item()) < 1e-6);
+  assert.ok(similarityOrder(S).add(S).sub(1).abs().max().item() < 1e-7);
+});
