@@ -1,0 +1,80 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as torch from '../../src/torch';
+import { AdamW, ADAMW_DEFAULTS } from '../../src/optim';
+import { GoldenCase, TOL, assertClose, golden, runCase, setGrad, t64 } from './helpers';
+
+const G = golden<{ defaults: Record<string, unknown>; cases: Record<string, GoldenCase> }>('adamw.json');
+
+test('AdamW defaults are PyTorch 1.13\'s', () => {
+  assert.deepEqual(
+    { lr: ADAMW_DEFAULTS.lr, betas: ADAMW_DEFAULTS.betas, eps: ADAMW_DEFAULTS.eps, weight_decay: ADAMW_DEFAULTS.weightDecay },
+    G.defaults,
+  );
+});
+
+for (const [name, c] of Object.entries(G.cases)) {
+  test(`AdamW matches torch.optim.AdamW: ${name}`, () => {
+    runCase(c, (groups) => new AdamW(groups), TOL, `adamw/${name}`);
+  });
+}
+
+test('AdamW: per-group hyper-parameters come from defaults unless the group sets them', () => {
+  const a = torch.keep(t64([1, 2], true));
+  const b = torch.keep(t64([[1, 2]], true));
+  const opt = new AdamW([{ params: [['a', a]] }, { params: [['b', b]], weightDecay: 0, lr: 5 }], { lr: 0.1, betas: [0.8, 0.9] });
+  assert.equal(opt.paramGroups[0].lr, 0.1);
+  assert.equal(opt.paramGroups[0].weightDecay, 0.01);
+  assert.deepEqual(opt.paramGroups[0].betas, [0.8, 0.9]);
+  assert.equal(opt.paramGroups[1].lr, 5);
+  assert.equal(opt.paramGroups[1].weightDecay, 0);
+  assert.equal(opt.paramGroups[1].lrScale, 1);
+  opt.dispose(); a.dispose(); b.dispose();
+});
+
+test('AdamW accepts a plain iterable of named parameters (a Map) as one group', () => {
+  const params = new Map([['w', torch.keep(t64([[1, -1]], true))]]);
+  const opt = new AdamW(params, { lr: 0.1, weightDecay: 0 });
+  assert.equal(opt.paramGroups.length, 1);
+  setGrad(params.get('w')!, [[1, -1]]);
+  opt.step();
+  // First Adam step moves each coordinate by lr·sign(g) (up to eps).
+  assertClose(params.get('w')!, [[0.9, -0.9]], 1e-6, 'w');
+  assert.equal(opt.getState('w')!.step, 1);
+  opt.dispose(); params.get('w')!.dispose();
+});
+
+test('AdamW works on float32 parameters (state in float32)', () => {
+  const w = torch.keep(torch.ones([3], { requiresGrad: true }));
+  const opt = new AdamW([['w', w]], { lr: 0.5, weightDecay: 0 });
+  const g = torch.tensor([1, -2, 0.5]);
+  w.grad = g; g.dispose();
+  opt.step();
+  assert.equal(opt.getState('w')!.tensors.get('exp_avg')!.dtype, 'float32');
+  assertClose(w, [0.5, 1.5, 0.5], 1e-6, 'w');
+  opt.dispose(); w.dispose();
+});
+
+test('AdamW rejects bad input clearly', () => {
+  const w = torch.keep(t64([1], true));
+  assert.throws(() => new AdamW([['w', w]], { betas: [1, 0.9] }), /beta1/);
+  assert.throws(() => new AdamW([['w', w]], { lr: -1 }), /learning rate/);
+  assert.throws(() => new AdamW([]), /empty parameter list/);
+  assert.throws(() => new AdamW([{ params: [['w', w]] }, { params: [['w', w]] }]), /'w' appears in more than one place/);
+  w.dispose();
+});
+
+test('zeroGrad sets gradients to null, or zeroes them in place', () => {
+  const w = torch.keep(t64([1, 2], true));
+  const opt = new AdamW([['w', w]]);
+  setGrad(w, [3, 4]);
+  opt.zeroGrad(false);
+  const g = w.grad!;
+  assert.deepEqual(Array.from(g.toFloat64Array()), [0, 0]);
+  g.dispose();
+  opt.zeroGrad();
+  assert.equal(w.grad, null);
+  opt.step(); // no gradient: nothing happens, no state
+  assert.equal(opt.getState('w'), undefined);
+  opt.dispose(); w.dispose();
+});

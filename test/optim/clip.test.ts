@@ -1,0 +1,46 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as torch from '../../src/torch';
+import { clipGradNorm, gradNorm, readNorm } from '../../src/optim';
+import { Nested, TOL, assertClose, disposeAll, golden, setGrad, shapeOf } from './helpers';
+
+const G = golden<{ cases: Record<string, { max_norm: number; grads: Nested[]; total: number; clipped: Nested[] }> }>('clip.json');
+
+function paramsWithGrads(grads: Nested[]): torch.Tensor[] {
+  return grads.map((g) => {
+    const p = torch.keep(torch.zeros(shapeOf(g), { dtype: 'float64', requiresGrad: true }));
+    setGrad(p, g);
+    return p;
+  });
+}
+
+for (const [name, c] of Object.entries(G.cases)) {
+  test(`clipGradNorm matches clip_grad_norm_: ${name}`, () => {
+    const ps = paramsWithGrads(c.grads);
+    const norm = clipGradNorm(ps.map((p, i) => [`p${i}`, p] as [string, torch.Tensor]), c.max_norm);
+    assert.deepEqual(norm.shape, []);
+    assertClose(readNorm(norm), c.total, TOL, 'total');
+    assert.ok(norm.isDisposed, 'readNorm disposes by default');
+    ps.forEach((p, i) => {
+      const g = p.grad!;
+      assertClose(g, c.clipped[i], TOL, `grad ${i}`);
+      g.dispose();
+    });
+    disposeAll(ps);
+  });
+}
+
+test('gradNorm measures without changing gradients; parameters without gradients are ignored', () => {
+  const c = G.cases.clips;
+  const ps = paramsWithGrads(c.grads);
+  const extra = torch.keep(torch.zeros([2], { dtype: 'float64', requiresGrad: true }));
+  const norm = gradNorm([...ps, extra]);
+  assertClose(readNorm(norm, { dispose: false }), c.total, TOL, 'total');
+  assert.ok(!norm.isDisposed);
+  norm.dispose();
+  ps.forEach((p, i) => { const g = p.grad!; assertClose(g, c.grads[i], 0, `grad ${i}`); g.dispose(); });
+  const none = clipGradNorm([extra], 1);
+  assert.equal(readNorm(none), 0);
+  assert.throws(() => clipGradNorm(ps, 0), /maxNorm must be positive/);
+  disposeAll([...ps, extra]);
+});

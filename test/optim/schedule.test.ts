@@ -1,0 +1,64 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as torch from '../../src/torch';
+import { SGD, constantLr, fractionalEpoch, scaleLr, stepLr, warmupCosine } from '../../src/optim';
+import { assertClose, golden, t64 } from './helpers';
+
+interface CosineSpec { lr: number; min_lr: number; warmup_epochs: number; epochs: number; iters: number }
+const G = golden<{
+  cosine: Array<{ spec: CosineSpec; points: Array<[number, number, number, number]> }>;
+  multistep: { lr: number; milestones: number[]; gamma: number; values: number[] };
+  steplr: { lr: number; step_size: number; gamma: number; values: number[] };
+  blr: Array<{ blr: number; batch: number; lr: number }>;
+}>('schedule.json');
+
+test('warmupCosine matches MAE\'s adjust_learning_rate per iteration', () => {
+  for (const { spec, points } of G.cosine) {
+    const sched = warmupCosine({ lr: spec.lr, minLr: spec.min_lr, warmupEpochs: spec.warmup_epochs, epochs: spec.epochs });
+    for (const [e, i, ep, lr] of points) {
+      const x = fractionalEpoch(e, i, spec.iters);
+      assert.equal(x, ep);
+      assertClose(sched(x), lr, 1e-12, `lr(${e}+${i}/${spec.iters})`);
+    }
+  }
+  const s = warmupCosine({ lr: 1, epochs: 10, warmupEpochs: 2 });
+  assert.equal(s(0), 0);
+  assert.equal(s(2), 1);
+  assertClose(s(10), 0, 1e-15, 'end');
+  assert.throws(() => warmupCosine({ lr: 1, epochs: 2, warmupEpochs: 2 }), /must exceed/);
+});
+
+test('stepLr matches torch MultiStepLR and StepLR at integer epochs', () => {
+  const m = G.multistep;
+  const ms = stepLr({ lr: m.lr, milestones: m.milestones, gamma: m.gamma });
+  m.values.forEach((v, e) => assertClose(ms(e), v, 1e-12, `multistep(${e})`));
+  const s = G.steplr;
+  const ss = stepLr({ lr: s.lr, stepSize: s.step_size, gamma: s.gamma });
+  s.values.forEach((v, e) => assertClose(ss(e), v, 1e-12, `steplr(${e})`));
+  assert.equal(ms(2.99), m.lr);
+  assert.throws(() => stepLr({ lr: 1 }), /exactly one/);
+  const w = stepLr({ lr: 1, stepSize: 10, warmupEpochs: 4 });
+  assert.equal(w(1), 0.25);
+  assert.equal(w(5), 1);
+});
+
+test('constantLr, with and without warm-up', () => {
+  assert.equal(constantLr({ lr: 0.3 })(0), 0.3);
+  const c = constantLr({ lr: 0.4, warmupEpochs: 2 });
+  assertClose(c(0.5), 0.1, 1e-15, 'warm-up');
+  assert.equal(c(7), 0.4);
+});
+
+test('scaleLr is blr × batch / 256', () => {
+  for (const b of G.blr) assertClose(scaleLr(b.blr, b.batch), b.lr, 1e-15, `blr ${b.blr} × ${b.batch}`);
+  assert.equal(scaleLr(1, 512, 512), 1);
+});
+
+test('setLr applies each group\'s lrScale (layer-wise decay)', () => {
+  const a = torch.keep(t64([1], true));
+  const b = torch.keep(t64([1], true));
+  const opt = new SGD([{ params: [['a', a]], lrScale: 0.25 }, { params: [['b', b]] }]);
+  opt.setLr(0.8);
+  assert.deepEqual(opt.paramGroups.map((g) => g.lr), [0.2, 0.8]);
+  opt.dispose(); a.dispose(); b.dispose();
+});

@@ -1,0 +1,39 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as torch from '../../src/torch';
+import { SGD } from '../../src/optim';
+import { GoldenCase, TOL, assertClose, golden, runCase, setGrad, t64 } from './helpers';
+
+const G = golden<{ cases: Record<string, GoldenCase> }>('sgd.json');
+
+for (const [name, c] of Object.entries(G.cases)) {
+  test(`SGD matches torch.optim.SGD: ${name}`, () => {
+    runCase(c, (groups) => new SGD(groups), TOL, `sgd/${name}`);
+  });
+}
+
+test('SGD: no momentum keeps no state tensors; Nesterov needs momentum and no dampening', () => {
+  const w = torch.keep(t64([1, 2], true));
+  const opt = new SGD([['w', w]], { lr: 0.5 });
+  setGrad(w, [1, 1]);
+  opt.step();
+  assertClose(w, [0.5, 1.5], 1e-12, 'w');
+  assert.equal(opt.getState('w')!.tensors.size, 0);
+  assert.equal(opt.stateDict().tensors.size, 0);
+  assert.throws(() => new SGD([['w', w]], { nesterov: true }), /Nesterov/);
+  assert.throws(() => new SGD([['w', w]], { nesterov: true, momentum: 0.9, dampening: 0.1 }), /Nesterov/);
+  opt.dispose(); w.dispose();
+});
+
+test('SGD: a momentum buffer starts as the first update direction even when momentum is switched on later', () => {
+  const w = torch.keep(t64([0, 0], true));
+  const opt = new SGD([['w', w]], { lr: 1 });
+  setGrad(w, [1, 1]);
+  opt.step(); // plain step: w = -1
+  opt.paramGroups[0].momentum = 0.5;
+  opt.paramGroups[0].dampening = 0.5;
+  opt.step(); // buf = g (dampening ignored on the first buffered update), w = -2
+  opt.step(); // buf = 0.5·1 + 0.5·1 = 1, w = -3
+  assertClose(w, [-3, -3], 1e-12, 'w');
+  opt.dispose(); w.dispose();
+});

@@ -1,0 +1,92 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as torch from '../../src/torch';
+import { AdamW, BaseHyper, LARS, Optimizer, OptimizerStateDict, ParamGroupSpec, SGD } from '../../src/optim';
+import { GoldenCase, TOL, disposeAll, golden, groupSpecs, makeParams, runSteps, t64 } from './helpers';
+
+type Make = (groups: ParamGroupSpec[]) => Optimizer<BaseHyper>;
+const CASES: Array<[string, GoldenCase, Make]> = [
+  ['AdamW', golden('adamw.json').cases.wd_two_groups, (g) => new AdamW(g)],
+  ['SGD', golden('sgd.json').cases.nesterov_wd, (g) => new SGD(g)],
+  ['LARS', golden('lars.json').cases.two_groups, (g) => new LARS(g)],
+];
+
+for (const [label, c, make] of CASES) {
+  test(`${label}: a state dict restored into a new optimiser continues identically`, () => {
+    const paramsA = makeParams(c.initial);
+    const a = make(groupSpecs(c, paramsA));
+    runSteps(c, paramsA, a, 0, 3, TOL, `${label} A`);
+    const sd = a.stateDict({ clone: true });
+    const meta = JSON.parse(JSON.stringify(sd.meta)); // as if saved to JSON
+    // A fresh model with the trained weights and a fresh optimiser with other hyper-parameters.
+    const paramsB = new Map([...paramsA].map(([n, p]) => [n, torch.keep(torch.noGrad(() => p.detach().clone()).requiresGrad_())]));
+    const b = make(groupSpecs(c, paramsB));
+    b.paramGroups[0].weightDecay = 0.123;
+    b.loadStateDict({ tensors: sd.tensors, meta });
+    assert.deepEqual(b.paramGroups.map(({ params: _p, ...h }) => h), a.paramGroups.map(({ params: _p, ...h }) => h));
+    disposeAll(sd.tensors.values()); // the optimiser copied them
+    runSteps(c, paramsB, b, 3, c.steps.length, TOL, `${label} B`);
+    runSteps(c, paramsA, a, 3, c.steps.length, TOL, `${label} A`);
+    a.dispose(); b.dispose();
+    disposeAll([...paramsA.values(), ...paramsB.values()]);
+  });
+}
+
+test('state dict layout: tensors keyed "<state>.<param name>", JSON meta with steps and hyper-parameters', () => {
+  const c = golden('adamw.json').cases.wd_two_groups as GoldenCase;
+  const params = makeParams(c.initial);
+  const opt = new AdamW(groupSpecs(c, params));
+  runSteps(c, params, opt, 0, 2, TOL, 'adamw');
+  const sd = opt.stateDict();
+  // 'cls_token' has no gradient at step 0 and 'blocks.0.attn.qkv.bias' none at step 1
+  assert.deepEqual(sd.meta.state, {
+    'blocks.0.attn.qkv.weight': { step: 2 }, 'head.weight': { step: 2 }, 'blocks.0.attn.qkv.bias': { step: 1 }, cls_token: { step: 1 },
+  });
+  assert.deepEqual([...sd.tensors.keys()].sort(), [
+    'exp_avg.blocks.0.attn.qkv.bias', 'exp_avg.blocks.0.attn.qkv.weight', 'exp_avg.cls_token', 'exp_avg.head.weight',
+    'exp_avg_sq.blocks.0.attn.qkv.bias', 'exp_avg_sq.blocks.0.attn.qkv.weight', 'exp_avg_sq.cls_token', 'exp_avg_sq.head.weight',
+  ]);
+  assert.equal(sd.meta.type, 'AdamW');
+  assert.deepEqual(sd.meta.groups[1], {
+    lr: c.steps[1].lrs[1], betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0, lrScale: 1, params: ['blocks.0.attn.qkv.bias', 'cls_token'],
+  });
+  // Without clone the tensors share storage with the live state; disposing them leaves the state intact.
+  const live = opt.getState('head.weight')!.tensors.get('exp_avg')!;
+  assert.deepEqual(Array.from(sd.tensors.get('exp_avg.head.weight')!.toFloat64Array()), Array.from(live.toFloat64Array()));
+  disposeAll(sd.tensors.values());
+  assert.ok(!live.isDisposed);
+  opt.dispose();
+  assert.ok(live.isDisposed, 'dispose() frees the state');
+  disposeAll(params.values());
+});
+
+test('loadStateDict rejects mismatches clearly and changes nothing', () => {
+  const w = torch.keep(t64([[1, 2], [3, 4]], true));
+  const b = torch.keep(t64([1, 2], true));
+  const opt = new AdamW([['w', w], ['b', b]]);
+  const g = t64([[1, 1], [1, 1]]); w.grad = g; g.dispose();
+  const gb = t64([1, 1]); b.grad = gb; gb.dispose();
+  opt.step();
+  const good = opt.stateDict({ clone: true });
+  const before = Array.from(opt.getState('w')!.tensors.get('exp_avg')!.toFloat64Array());
+  const with_ = (f: (sd: OptimizerStateDict) => void): OptimizerStateDict => {
+    const sd: OptimizerStateDict = { tensors: new Map(good.tensors), meta: JSON.parse(JSON.stringify(good.meta)) };
+    f(sd);
+    return sd;
+  };
+  const renamed = with_((sd) => { sd.meta.groups[0].params = ['w', 'bias']; });
+  assert.throws(() => opt.loadStateDict(renamed), /parameter group 0 differs: missing in the state dict: b; not in the optimiser: bias/);
+  const bad = torch.zeros([2, 3], { dtype: 'float64' });
+  assert.throws(() => opt.loadStateDict(with_((sd) => sd.tensors.set('exp_avg.w', bad))),
+    /tensor 'exp_avg.w' has shape \[2,3\], parameter has \[2,2\]/);
+  assert.throws(() => opt.loadStateDict(with_((sd) => sd.tensors.delete('exp_avg_sq.b'))), /missing tensor 'exp_avg_sq.b'/);
+  assert.throws(() => opt.loadStateDict(with_((sd) => sd.tensors.set('momentum_buffer.w', bad))), /unexpected tensor 'momentum_buffer.w'/);
+  assert.throws(() => opt.loadStateDict(with_((sd) => { sd.meta.state.nope = { step: 1 }; })), /state for unknown parameter 'nope'/);
+  assert.throws(() => opt.loadStateDict(with_((sd) => { sd.meta.type = 'SGD'; })), /for SGD, not AdamW/);
+  assert.throws(() => new SGD([['w', w], ['b', b]]).loadStateDict(good), /for AdamW, not SGD/);
+  assert.deepEqual(Array.from(opt.getState('w')!.tensors.get('exp_avg')!.toFloat64Array()), before);
+  assert.equal(opt.getState('w')!.step, 1);
+  bad.dispose();
+  disposeAll(good.tensors.values());
+  opt.dispose(); w.dispose(); b.dispose();
+});
