@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what semaim needs on Debian 12, then the npm packages and the native addon.
+# Idempotent: every step is skipped when already done. Run as root (or with sudo available).
+#   - libtorch: $LIBTORCH, else Debian's libtorch-dev + OpenBLAS (OpenMP build), else a pip PyTorch
+#   - python3-torch / python3-torchvision: reference implementations used by tests and benchmarks
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(libtorch-dev libopenblas0-openmp python3-torch python3-torchvision g++ make)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ -n "${LIBTORCH:-}" ] && [ ! -e /usr/bin/apt-get ]; then
+    echo "setup: using \$LIBTORCH=$LIBTORCH; skipping Debian packages (${missing[*]})"
+  else
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    echo "setup: installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -q
+    $SUDO apt-get install -y -q "${missing[@]}"
+  fi
+fi
+
+if [ ! -f build/Release/semaim.node ] || [ ! -d node_modules/node-addon-api ]; then
+  echo "setup: npm ci (builds the native addon against $(node native/find-libtorch.js libdir))"
+  npm ci --no-audit --no-fund
+fi
+npx tsc -p tsconfig.json

@@ -1,0 +1,40 @@
+// Exponential moving average of a model's parameters (a shadow copy, updated after each step).
+import * as torch from '../torch';
+import { Tensor } from '../torch';
+import { Module } from '../nn';
+
+export class EMA<M extends Module> {
+  private readonly pairs: [Tensor, Tensor][];
+  constructor(readonly shadow: M, source: Module, public decay: number) {
+    const src = new Map(source.namedParameters());
+    this.pairs = [...shadow.namedParameters()].map(([name, t]) => {
+      const s = src.get(name);
+      if (!s) throw new Error(`EMA: source has no parameter '${name}'`);
+      t.requiresGrad = false;
+      return [t, s];
+    });
+    this.copyFrom();
+    shadow.eval();
+  }
+
+  /** Sets the shadow equal to the source. */
+  copyFrom(): void {
+    torch.noGrad(() => { for (const [e, s] of this.pairs) e.copy_(s); });
+  }
+
+  /** shadow ← decay·shadow + (1 − decay)·source */
+  update(): void {
+    torch.noGrad(() => { for (const [e, s] of this.pairs) e.lerp_(s, 1 - this.decay); });
+  }
+
+  /** Shadow tensors under `ema.<name>` for checkpoints. */
+  stateTensors(): Map<string, Tensor> {
+    return new Map([...this.shadow.namedParameters()].map(([n, t]) => [`ema.${n}`, t]));
+  }
+
+  loadStateTensors(tensors: Map<string, Tensor>): void {
+    const own = new Map<string, Tensor>();
+    for (const [k, v] of tensors) if (k.startsWith('ema.')) own.set(k.slice(4), v);
+    this.shadow.loadStateDict(new Map([...this.shadow.stateDict()].map(([k, v]) => [k, own.get(k) ?? v])));
+  }
+}

@@ -1,0 +1,129 @@
+// `semaim pretrain` options (SPEC §5 defaults: the authors' ViT-B/16 ImageNet recipe) and their
+// translation into a model config. Everything is validated before any work starts.
+import { readFileSync } from 'node:fs';
+import { OptionError, OptionTable, OptionValues } from '../util/options';
+import {
+  AUTHORS_SEMANTIC_ORDER, ConfigError, EncoderConfig, OrderConfig, PRESETS, SemAIMConfig, TargetConfig, validateConfig,
+} from '../semaim';
+
+export const PRETRAIN_OPTIONS: OptionTable = {
+  // model
+  model: { type: 'string', default: 'vit_base', choices: Object.keys(PRESETS), help: 'encoder preset (width/depth/heads)' },
+  imgSize: { type: 'int', default: 224, min: 1, help: 'input image size (square)' },
+  patchSize: { type: 'int', default: 16, min: 1, help: 'patch size' },
+  embedDim: { type: 'int', min: 4, help: 'override the preset width' },
+  depth: { type: 'int', min: 1, help: 'override the preset depth' },
+  numHeads: { type: 'int', min: 1, help: 'override the preset number of heads' },
+  mlpRatio: { type: 'number', default: 4, min: 0.25, help: 'MLP hidden width / embed width' },
+  dropPath: { type: 'number', default: 0, min: 0, max: 0.99, help: 'stochastic depth rate (pre-training uses none)' },
+  decoderDepth: { type: 'int', min: 1, help: 'decoder (query) blocks, 1..depth (default: depth)' },
+  // order
+  order: { type: 'string', default: 'semantic', choices: ['raster', 'snake', 'stochastic', 'similarity', 'semantic', 'multicenter'], help: 'prediction order' },
+  orderVariant: { type: 'string', default: 'paper', choices: ['paper', 'authors'], help: "semantic centre: 'paper' = 3×3 mean filter, λ=0.01; 'authors' = no filter, λ=1e-3" },
+  orderLambda: { type: 'number', min: 0, help: 'override the noise scale λ of semantic/multicenter orders' },
+  similaritySource: { type: 'string', default: 'online', choices: ['online', 'ema', 'teacher'], help: 'model that gives the similarity map' },
+  centers: { type: 'int', default: 3, min: 1, help: 'multicenter: at most this many centres' },
+  minRelHeight: { type: 'number', default: 0.5, min: 0, max: 1, help: 'multicenter: minimum peak height relative to the highest' },
+  minDistance: { type: 'number', default: 2, min: 0, help: 'multicenter: minimum distance between centres (patches)' },
+  // target
+  target: { type: 'string', default: 'pixels', choices: ['pixels', 'features'], help: 'prediction target' },
+  normPix: { type: 'boolean', default: true, help: 'per-patch normalised pixel targets' },
+  blur: { type: 'boolean', default: true, help: 'Gaussian-blur pixel targets (authors’ headline run)' },
+  blurKernel: { type: 'int', default: 9, min: 1, help: 'blur kernel size (odd)' },
+  blurSigma: { type: 'number', default: 1, help: 'blur sigma' },
+  teacher: { type: 'string', help: 'feature targets: teacher encoder safetensors (with a .json config beside it)' },
+  // data
+  dataset: { type: 'string', default: 'synthetic', choices: ['synthetic', 'cifar10', 'folder', 'flat'], help: 'training data' },
+  dataPath: { type: 'string', help: 'dataset folder (cifar10: extracted or the .tar.gz; folder: class sub-folders; flat: images)' },
+  syntheticSize: { type: 'int', default: 5000, min: 1, help: 'synthetic dataset: number of images' },
+  numWorkers: { type: 'int', default: 2, min: 0, help: 'decoding/augmentation worker threads' },
+  minScale: { type: 'number', default: 0.2, min: 0.01, max: 1, help: 'RandomResizedCrop minimum scale' },
+  hflip: { type: 'boolean', default: true, help: 'random horizontal flip' },
+  // optimisation
+  batchSize: { type: 'int', default: 64, min: 1, help: 'images per step (per accumulation micro-batch)' },
+  accumIter: { type: 'int', default: 1, min: 1, help: 'gradient accumulation steps' },
+  epochs: { type: 'number', default: 800, min: 0, help: 'training epochs' },
+  maxSteps: { type: 'int', min: 1, help: 'stop after this many optimiser steps (budget cap)' },
+  blr: { type: 'number', default: 2e-4, min: 0, help: 'base lr; lr = blr × effective batch / 256' },
+  lr: { type: 'number', min: 0, help: 'absolute lr (overrides blr)' },
+  minLr: { type: 'number', default: 0, min: 0, help: 'final lr of the cosine schedule' },
+  warmupEpochs: { type: 'number', default: 30, min: 0, help: 'linear warm-up epochs' },
+  weightDecay: { type: 'number', default: 0.05, min: 0, help: 'AdamW weight decay (not on biases, norms, 1-D params, cls/pos)' },
+  beta1: { type: 'number', default: 0.9, min: 0, max: 1, help: 'AdamW beta1' },
+  beta2: { type: 'number', default: 0.95, min: 0, max: 1, help: 'AdamW beta2' },
+  clipGrad: { type: 'number', default: 3, min: 0, help: 'global gradient-norm clip (0 = off)' },
+  precision: { type: 'string', default: 'fp32', choices: ['fp32', 'bf16', 'fp16'], help: 'mixed precision (bf16/fp16 autocast; fp16 with loss scaling)' },
+  ema: { type: 'boolean', default: false, help: 'keep an EMA copy of the encoder' },
+  emaDecay: { type: 'number', default: 0.999, min: 0, max: 1, help: 'EMA decay per step' },
+  seed: { type: 'int', default: 0, help: 'random seed' },
+  device: { type: 'string', default: 'cpu', help: "'cpu', 'cuda' or 'cuda:N'" },
+  threads: { type: 'int', min: 1, help: 'CPU threads for libtorch (default: all cores)' },
+  // run
+  outDir: { type: 'string', default: 'runs/pretrain', help: 'output folder (checkpoints, metrics, config)' },
+  checkpointEvery: { type: 'int', default: 500, min: 1, help: 'save a checkpoint every N steps (and at each epoch end)' },
+  keepLast: { type: 'int', default: 3, min: 1, help: 'checkpoints to keep (plus the best)' },
+  logEvery: { type: 'int', default: 10, min: 1, help: 'read metrics from the device every N steps' },
+  resume: { type: 'boolean', default: true, help: 'continue from the latest checkpoint in out-dir if there is one' },
+};
+
+/** Builds and validates the model config; errors name the option. */
+export function modelConfigFrom(o: OptionValues): SemAIMConfig {
+  const preset = PRESETS[o.model as string];
+  const enc = {
+    imgSize: o.imgSize as number, patchSize: o.patchSize as number, inChans: 3,
+    embedDim: (o.embedDim as number | undefined) ?? preset.embedDim,
+    depth: (o.depth as number | undefined) ?? preset.depth,
+    numHeads: (o.numHeads as number | undefined) ?? preset.numHeads,
+    mlpRatio: o.mlpRatio as number, dropPath: o.dropPath as number,
+  };
+  let target: TargetConfig;
+  if (o.target === 'features') {
+    if (!o.teacher) throw new OptionError('teacher', "target 'features' needs --teacher <file.safetensors>");
+    target = { type: 'features', teacher: o.teacher as string, teacherConfig: readTeacherConfig(o.teacher as string) };
+  } else {
+    target = { type: 'pixels', normPix: o.normPix as boolean, blur: o.blur as boolean, blurKernel: o.blurKernel as number, blurSigma: o.blurSigma as number };
+  }
+  const source = o.similaritySource as 'online' | 'ema' | 'teacher';
+  if (source === 'ema' && !o.ema) throw new OptionError('similaritySource', "'ema' needs --ema");
+  const semantic = o.orderVariant === 'authors' ? (AUTHORS_SEMANTIC_ORDER as { filter: boolean; lambda: number }) : { filter: true, lambda: 0.01 };
+  const lambda = (o.orderLambda as number | undefined) ?? semantic.lambda;
+  let order: OrderConfig;
+  switch (o.order) {
+    case 'similarity': order = { type: 'similarity', source }; break;
+    case 'semantic': order = { type: 'semantic', source, filter: semantic.filter, lambda }; break;
+    case 'multicenter':
+      order = { type: 'multicenter', source, k: o.centers as number, minRelHeight: o.minRelHeight as number,
+        minDistance: o.minDistance as number, filter: semantic.filter, lambda };
+      break;
+    default: order = { type: o.order as 'raster' | 'snake' | 'stochastic' };
+  }
+  const cfg: SemAIMConfig = { ...enc, decoderDepth: (o.decoderDepth as number | undefined) ?? enc.depth, target, order };
+  try {
+    validateConfig(cfg);
+  } catch (e) {
+    if (e instanceof ConfigError) throw new OptionError(e.key.split('.').pop()!, e.message);
+    throw e;
+  }
+  return cfg;
+}
+
+/** A teacher's encoder config: `<file>.json` beside `<file>.safetensors` (as `semaim export` writes). */
+export function readTeacherConfig(path: string): EncoderConfig {
+  const jsonPath = path.replace(/\.safetensors$/, '') + '.json';
+  try {
+    const c = JSON.parse(readFileSync(jsonPath, 'utf8')) as EncoderConfig & { encoder?: EncoderConfig };
+    return c.encoder ?? c;
+  } catch (e) {
+    throw new OptionError('teacher', `cannot read the teacher's config ${jsonPath}: ${(e as Error).message}`);
+  }
+}
+
+/** Checks that need more than one option. */
+export function validatePretrain(o: OptionValues): void {
+  if ((o.dataset === 'folder' || o.dataset === 'flat') && !o.dataPath) throw new OptionError('dataPath', `dataset '${o.dataset}' needs --data-path`);
+  if (o.precision === 'fp16' && !String(o.device).startsWith('cuda')) throw new OptionError('precision', 'fp16 needs a CUDA device (use bf16 or fp32 on CPU)');
+  if (!/^(cpu|cuda(:\d+)?)$/.test(String(o.device))) throw new OptionError('device', `must be cpu, cuda or cuda:N, got '${o.device}'`);
+  if ((o.warmupEpochs as number) >= (o.epochs as number) && (o.epochs as number) > 0) {
+    throw new OptionError('warmupEpochs', `(${o.warmupEpochs}) must be below epochs (${o.epochs})`);
+  }
+}

@@ -1,0 +1,50 @@
+// A progress line for long loops: position, metrics, rate and ETA. Redraws in place on a TTY and
+// prints a plain line every few seconds otherwise (logs, CI).
+export interface ProgressFields {
+  [name: string]: string | number | undefined;
+}
+
+function duration(s: number): string {
+  if (!Number.isFinite(s) || s < 0) return '--:--';
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const sec = Math.floor(s % 60);
+  return (h ? `${h}:${String(m).padStart(2, '0')}` : String(m)) + `:${String(sec).padStart(2, '0')}`;
+}
+
+export function formatNumber(v: number): string {
+  if (v === 0) return '0';
+  const a = Math.abs(v);
+  return a >= 1000 || a < 1e-3 ? v.toExponential(2) : v.toPrecision(4);
+}
+
+export class Progress {
+  private readonly tty: boolean;
+  private lastPrint = 0;
+  private readonly start = Date.now();
+  constructor(readonly label: string, readonly total: number, private readonly out: NodeJS.WriteStream = process.stderr, readonly plainEverySec = 5) {
+    this.tty = !!out.isTTY;
+  }
+
+  update(done: number, fields: ProgressFields = {}, force = false): void {
+    const now = Date.now();
+    if (!this.tty && !force && now - this.lastPrint < this.plainEverySec * 1000 && done < this.total) return;
+    this.lastPrint = now;
+    const frac = this.total > 0 ? Math.min(1, done / this.total) : 0;
+    const width = 20;
+    const bar = '#'.repeat(Math.round(frac * width)).padEnd(width, '.');
+    const elapsed = (now - this.start) / 1000;
+    const eta = frac > 0 ? (elapsed * (1 - frac)) / frac : NaN;
+    const f = Object.entries(fields)
+      .filter(([, v]) => v !== undefined)
+      .map(([k, v]) => `${k} ${typeof v === 'number' ? formatNumber(v) : v}`)
+      .join(' | ');
+    const line = `${this.label} [${bar}] ${done}/${this.total} | ${f} | elapsed ${duration(elapsed)} ETA ${duration(eta)}`;
+    this.out.write(this.tty ? `\r\x1b[K${line}` : `${line}\n`);
+  }
+
+  done(message?: string): void {
+    if (this.tty) this.out.write('\n');
+    if (message) this.out.write(`${message}\n`);
+  }
+}

@@ -1,0 +1,136 @@
+// Declarative option tables shared by every command: defaults, --help text, config files (JSON or
+// YAML) with command-line overrides, and validation that names the offending key before any work.
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+
+export type OptionType = 'number' | 'int' | 'string' | 'boolean';
+
+export interface OptionSpec {
+  type: OptionType;
+  default?: number | string | boolean;
+  help: string;
+  /** Allowed values for strings. */
+  choices?: readonly string[];
+  min?: number;
+  max?: number;
+  /** Required unless it has a default. */
+  required?: boolean;
+}
+
+export type OptionTable = Record<string, OptionSpec>;
+export type OptionValues = Record<string, number | string | boolean | undefined>;
+
+export class OptionError extends Error {
+  constructor(readonly key: string, message: string) {
+    super(`option '${key}': ${message}`);
+    this.name = 'OptionError';
+  }
+}
+
+const kebab = (k: string) => k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+const camel = (k: string) => k.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+
+function coerce(key: string, spec: OptionSpec, raw: unknown): number | string | boolean {
+  if (spec.type === 'boolean') {
+    if (typeof raw === 'boolean') return raw;
+    if (raw === 'true' || raw === '1' || raw === 'yes') return true;
+    if (raw === 'false' || raw === '0' || raw === 'no') return false;
+    throw new OptionError(key, `expected true or false, got ${JSON.stringify(raw)}`);
+  }
+  if (spec.type === 'number' || spec.type === 'int') {
+    const v = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN;
+    if (!Number.isFinite(v)) throw new OptionError(key, `expected a number, got ${JSON.stringify(raw)}`);
+    if (spec.type === 'int' && !Number.isInteger(v)) throw new OptionError(key, `expected an integer, got ${v}`);
+    if (spec.min !== undefined && v < spec.min) throw new OptionError(key, `must be >= ${spec.min}, got ${v}`);
+    if (spec.max !== undefined && v > spec.max) throw new OptionError(key, `must be <= ${spec.max}, got ${v}`);
+    return v;
+  }
+  if (typeof raw !== 'string' && typeof raw !== 'number') throw new OptionError(key, `expected a string, got ${JSON.stringify(raw)}`);
+  const s = String(raw);
+  if (spec.choices && !spec.choices.includes(s)) throw new OptionError(key, `must be one of ${spec.choices.join(', ')}, got '${s}'`);
+  return s;
+}
+
+/** Reads a JSON or YAML config file into a flat object (keys in camelCase or kebab-case). */
+export function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new OptionError('config', `cannot read ${path}: ${(e as Error).message}`);
+  }
+  let data: unknown;
+  try {
+    data = /\.ya?ml$/i.test(path) ? parseYaml(text) : JSON.parse(text);
+  } catch (e) {
+    throw new OptionError('config', `${path} is not valid ${/\.ya?ml$/i.test(path) ? 'YAML' : 'JSON'}: ${(e as Error).message}`);
+  }
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) throw new OptionError('config', `${path} must hold an object of options`);
+  return Object.fromEntries(Object.entries(data as Record<string, unknown>).map(([k, v]) => [camel(k), v]));
+}
+
+/**
+ * Splits argv into `--key value` / `--key=value` / `--flag` / `--no-flag` options and positionals.
+ * Keys are returned in camelCase.
+ */
+export function parseArgv(argv: string[], table: OptionTable): { options: Record<string, unknown>; positionals: string[] } {
+  const options: Record<string, unknown> = {};
+  const positionals: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (!a.startsWith('--')) {
+      positionals.push(a);
+      continue;
+    }
+    let [k, v] = a.slice(2).split(/=(.*)/s, 2) as [string, string | undefined];
+    k = camel(k);
+    if (v === undefined && k.startsWith('no') && table[k[2]?.toLowerCase() + k.slice(3)]?.type === 'boolean') {
+      options[k[2].toLowerCase() + k.slice(3)] = false;
+      continue;
+    }
+    const spec = table[k];
+    if (!spec && k !== 'config' && k !== 'help') throw new OptionError(k, `unknown option --${kebab(k)} (see --help)`);
+    if (v === undefined) {
+      if (spec?.type === 'boolean' || k === 'help') v = 'true';
+      else if (i + 1 < argv.length) v = argv[++i];
+      else throw new OptionError(k, 'expects a value');
+    }
+    options[k] = v;
+  }
+  return { options, positionals };
+}
+
+/**
+ * Merges defaults < config file < command line and validates every value. Unknown keys are
+ * refused, naming the key.
+ */
+export function resolveOptions(table: OptionTable, ...layers: Record<string, unknown>[]): OptionValues {
+  const out: OptionValues = {};
+  for (const [k, spec] of Object.entries(table)) out[k] = spec.default;
+  for (const layer of layers) {
+    for (const [k, v] of Object.entries(layer)) {
+      if (k === 'config' || k === 'help') continue;
+      const spec = table[k];
+      if (!spec) throw new OptionError(k, `unknown option (known: ${Object.keys(table).map(kebab).join(', ')})`);
+      if (v === undefined || v === null) continue;
+      out[k] = coerce(k, spec, v);
+    }
+  }
+  for (const [k, spec] of Object.entries(table)) {
+    if (spec.required && out[k] === undefined) throw new OptionError(k, 'is required');
+  }
+  return out;
+}
+
+/** The --help text: one line per option with its type, default and meaning. */
+export function formatHelp(usage: string, description: string, table: OptionTable): string {
+  const rows = Object.entries(table).map(([k, s]) => {
+    const flag = s.type === 'boolean' ? `--${kebab(k)} / --no-${kebab(k)}` : `--${kebab(k)} <${s.choices ? s.choices.join('|') : s.type}>`;
+    const def = s.default === undefined ? (s.required ? ' (required)' : '') : ` (default: ${JSON.stringify(s.default)})`;
+    return [flag, s.help + def];
+  });
+  const width = Math.min(44, Math.max(...rows.map(([f]) => f.length)) + 2);
+  const lines = rows.map(([f, h]) => (f.length + 2 > width ? `  ${f}\n  ${' '.repeat(width)}${h}` : `  ${f.padEnd(width)}${h}`));
+  return `${usage}\n\n${description}\n\nOptions:\n  --config <file.json|file.yaml>`.padEnd(0) +
+    `\n  ${''.padEnd(width)}read options from a file; flags override it\n${lines.join('\n')}\n`;
+}

@@ -1,0 +1,123 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, writeFileSync, existsSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as torch from '../../src/torch';
+import { pretrain, TrainData, TrainBatch } from '../../src/train/pretrain';
+import { PRETRAIN_OPTIONS, modelConfigFrom } from '../../src/train/pretrain-config';
+import { CheckpointManager } from '../../src/train/checkpoint';
+import { readMetrics } from '../../src/train/metrics';
+import { resolveOptions, OptionError, parseArgv } from '../../src/util/options';
+import { SemAIM } from '../../src/semaim';
+import { paramGroupsWeightDecay } from '../../src/optim';
+
+/** Deterministic in-memory images: smooth random blobs, shuffled per epoch from the seed. */
+function memoryData(n: number, batch: number, seed: number, opts: { nan?: boolean } = {}): TrainData {
+  const g = new torch.Generator(seed);
+  const all = torch.randn([n, 3, 4, 4], { generator: g });
+  const up = torch.F.interpolate(all, 16, 'bilinear');
+  const pixels = up.toFloat32Array();
+  all.dispose();
+  up.dispose();
+  if (opts.nan) pixels.fill(NaN, 0, pixels.length / 2);
+  const per = 3 * 16 * 16;
+  return {
+    batchesPerEpoch: Math.floor(n / batch),
+    async *epoch(epoch: number, start: number): AsyncGenerator<TrainBatch> {
+      const perm = torch.randperm(n, { generator: new torch.Generator(seed * 1000 + epoch) });
+      const order = Array.from(perm.data() as BigInt64Array, Number);
+      perm.dispose();
+      for (let b = start; b < Math.floor(n / batch); b++) {
+        const images = new Float32Array(batch * per);
+        for (let i = 0; i < batch; i++) images.set(pixels.subarray(order[b * batch + i] * per, (order[b * batch + i] + 1) * per), i * per);
+        yield { images, shape: [batch, 3, 16, 16] };
+      }
+    },
+    close() {},
+  };
+}
+
+function options(outDir: string, extra: Record<string, unknown> = {}) {
+  return resolveOptions(PRETRAIN_OPTIONS, {
+    model: 'vit_tiny', imgSize: 16, patchSize: 4, embedDim: 32, depth: 2, numHeads: 2, decoderDepth: 2,
+    blur: false, batchSize: 4, epochs: 3, warmupEpochs: 1, blr: 1.5e-3, logEvery: 1, checkpointEvery: 3, keepLast: 3,
+    outDir, threads: 1, seed: 3, ...extra,
+  });
+}
+
+const quiet = { log: () => {} };
+
+test('an interrupted and resumed run gives the same losses as an uninterrupted one', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-resume-'));
+  const full = await pretrain(options(join(dir, 'a'), { maxSteps: 9 }), memoryData(16, 4, 1), quiet);
+  assert.equal(full.steps, 9);
+  const stop = { requested: false };
+  const first = await pretrain(options(join(dir, 'b'), { maxSteps: 9 }), memoryData(16, 4, 1), {
+    ...quiet, stop, onStep: (s) => { if (s === 5) stop.requested = true; },
+  });
+  assert.equal(first.stoppedBy, 'signal');
+  assert.equal(first.steps, 5);
+  const second = await pretrain(options(join(dir, 'b'), { maxSteps: 9 }), memoryData(16, 4, 1), quiet);
+  assert.equal(second.steps, 9);
+  const a = readMetrics(join(dir, 'a', 'metrics.jsonl')).map((r) => [r.step, r.loss] as [number, number]);
+  const b = readMetrics(join(dir, 'b', 'metrics.jsonl')).map((r) => [r.step, r.loss] as [number, number]);
+  assert.deepEqual(b.map(([s]) => s), a.map(([s]) => s));
+  for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i][1] - b[i][1]) <= 1e-6 * Math.abs(a[i][1]), `step ${a[i][0]}: ${a[i][1]} vs ${b[i][1]}`);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('a corrupted latest checkpoint falls back to the previous one with a warning', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ckpt-'));
+  await pretrain(options(dir, { maxSteps: 7 }), memoryData(16, 4, 2), quiet);
+  const warnings: string[] = [];
+  const mgr = new CheckpointManager(dir, 3, (m) => warnings.push(m));
+  const list = mgr.list();
+  assert.deepEqual(list.map((c) => c.step), [7, 6, 4]);
+  const f = join(list[0].dir, 'model.safetensors');
+  const bytes = readFileSync(f);
+  bytes[bytes.length - 3] ^= 0xff;
+  writeFileSync(f, bytes);
+  const loaded = mgr.loadLatest();
+  assert.equal(loaded?.step, 6);
+  assert.match(warnings.join('\n'), /step-00000007.*SHA-256/);
+  for (const t of [...loaded!.model.values(), ...loaded!.extra.values()]) t.dispose();
+  assert.ok(existsSync(join(dir, 'checkpoints', 'best', 'state.json')));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('a NaN loss stops the run with a clear message and writes no checkpoint after it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-nan-'));
+  const lines: string[] = [];
+  const r = await pretrain(options(dir, { maxSteps: 6 }), memoryData(16, 4, 3, { nan: true }), { log: (l) => lines.push(l) });
+  assert.equal(r.stoppedBy, 'nonfinite');
+  assert.match(lines.join('\n'), /NaN\/Inf/);
+  assert.equal(new CheckpointManager(dir).list().length, 0);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('bad configs are refused before any work, naming the key', () => {
+  assert.throws(() => resolveOptions(PRETRAIN_OPTIONS, { batchSzie: 4 }), (e: unknown) => e instanceof OptionError && e.key === 'batchSzie');
+  assert.throws(() => modelConfigFrom(options('/nonexistent', { imgSize: 30, patchSize: 4 })), (e: unknown) => e instanceof OptionError && e.key === 'imgSize');
+  assert.throws(() => resolveOptions(PRETRAIN_OPTIONS, { order: 'spiral' }), /order.*must be one of/);
+  assert.throws(() => resolveOptions(PRETRAIN_OPTIONS, { epochs: 'many' }), /epochs.*expected a number/);
+  assert.throws(() => parseArgv(['--no-such-flag', '1'], PRETRAIN_OPTIONS), /unknown option --no-such-flag/);
+  assert.throws(() => modelConfigFrom(options('/x', { decoderDepth: 5 })), (e: unknown) => e instanceof OptionError && e.key === 'decoderDepth');
+  assert.equal(existsSync('/nonexistent'), false);
+  const { options: parsed } = parseArgv(['--batch-size', '8', '--no-blur', '--order=raster'], PRETRAIN_OPTIONS);
+  assert.deepEqual(resolveOptions(PRETRAIN_OPTIONS, parsed).batchSize, 8);
+  assert.equal(resolveOptions(PRETRAIN_OPTIONS, parsed).blur, false);
+});
+
+test('the no-decay set is biases, norms, 1-D parameters and the [CLS] token', () => {
+  const model = new SemAIM(modelConfigFrom(options('/x')));
+  const [noDecay, decay] = paramGroupsWeightDecay(model.namedParameters(), { weightDecay: 0.05, noWeightDecay: ['cls_token', 'pos_embed'] });
+  const nd = [...noDecay.params].map(([n]) => n);
+  const d = [...decay.params].map(([n, p]) => [n, p.ndim] as [string, number]);
+  assert.ok(nd.includes('cls_token'));
+  for (const n of nd) assert.ok(/\.bias$|norm\d?\.weight$|^norm\.weight$|^cls_token$/.test(n), n);
+  for (const [n, nd2] of d) assert.ok(nd2 >= 2 && /weight$/.test(n) && !/norm/.test(n), n);
+  assert.equal(nd.length + d.length, model.parameters().length);
+  assert.equal([...model.namedParameters()].some(([n]) => n === 'pos_embed'), false, 'pos_embed is a fixed buffer');
+  model.dispose();
+});
