@@ -470,6 +470,12 @@ OP(grad, argTensor(info, 0).grad())
 FN(setGrad, {
   at::Tensor t = argTensor(info, 0);
   auto g = argOptTensor(info, 1);
+  if (g && (g->sizes() != t.sizes() || g->scalar_type() != t.scalar_type() || g->device() != t.device())) {
+    std::ostringstream os;
+    os << "setGrad: gradient must match the tensor: tensor " << t.sizes() << " " << dtypeName(t.scalar_type()) << " " << t.device()
+       << ", gradient " << g->sizes() << " " << dtypeName(g->scalar_type()) << " " << g->device();
+    throw std::invalid_argument(os.str());
+  }
   t.mutable_grad() = g ? *g : at::Tensor();
   return info.Env().Undefined();
 })

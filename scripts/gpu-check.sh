@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# On a machine with CUDA PyTorch (pip) and a node binary: builds the addon against that libtorch and
+# runs the engine and model tests on cuda. Usage:
+#   NODE_XZ=node-v20-linux-x64.tar.xz bash scripts/gpu-check.sh     (or with `node` on PATH)
+# Needs node_modules (node-addon-api, node-gyp, typescript) carried from a machine with npm.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v node >/dev/null 2>&1; then
+  : "${NODE_XZ:?no node on PATH: set NODE_XZ to a node-*.tar.xz}"
+  mkdir -p .tmp/node && tar -xJf "$NODE_XZ" -C .tmp/node --strip-components=1
+  export PATH="$PWD/.tmp/node/bin:$PATH"
+fi
+PY=${PYTHON:-python3}
+TORCH_DIR=$($PY -c 'import torch,os;print(os.path.dirname(torch.__file__))')
+export LIBTORCH="$TORCH_DIR"
+echo "== $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo 'no nvidia-smi')"
+echo "== torch $($PY -c 'import torch;print(torch.__version__, torch.version.cuda)') at $TORCH_DIR; node $(node --version)"
+node native/find-libtorch.js
+time node node_modules/node-gyp/bin/node-gyp.js rebuild -j "$(nproc)"
+node node_modules/typescript/bin/tsc -p tsconfig.json
+node -e 'const t=require("./dist/src/torch");console.log("cuda available:",t.cuda.isAvailable(),"devices:",t.cuda.deviceCount())'
+node scripts/run-tests.js cuda.test torch/ semaim/ optim/
