@@ -1,0 +1,69 @@
+// Classification accuracy from class scores: top-1, top-5 and per-class top-1, accumulated batch
+// by batch (one host transfer per batch).
+import * as torch from '../torch';
+import { Tensor } from '../torch';
+
+export interface Accuracy {
+  /** Fractions in [0, 1]. */
+  top1: number;
+  /** Top-min(5, numClasses). */
+  top5: number;
+  /** Top-1 per class; null for a class with no test images. */
+  perClass: (number | null)[];
+  /** Test images per class. */
+  perClassCount: number[];
+  n: number;
+}
+
+export class AccuracyTally {
+  private n = 0;
+  private top1 = 0;
+  private top5 = 0;
+  private readonly correct: number[];
+  private readonly count: number[];
+
+  constructor(readonly numClasses: number) {
+    this.correct = new Array(numClasses).fill(0);
+    this.count = new Array(numClasses).fill(0);
+  }
+
+  /** scores [B, C] (larger = more likely; ties go to the lower class index), labels [B]. */
+  add(scores: Tensor, labels: Int32Array): void {
+    const [B, C] = scores.shape;
+    if (C !== this.numClasses) throw new Error(`AccuracyTally: scores have ${C} classes, expected ${this.numClasses}`);
+    if (B !== labels.length) throw new Error(`AccuracyTally: ${B} score rows for ${labels.length} labels`);
+    const k = Math.min(5, C);
+    const [ranked1, ranked5] = torch.noGrad(() => torch.scope(() => {
+      const s = scores.detach().float().cpu();
+      // Stable descending sort: among equal scores the lower class index ranks first.
+      const order = s.argsort(1, true, true).narrow(1, 0, k);
+      const y = torch.tensor(labels, { dtype: 'int64' }).unsqueeze(1);
+      const hit = order.eq(y);
+      return [hit.select(1, 0).to({ dtype: 'uint8' }).data() as Uint8Array, hit.any(1).to({ dtype: 'uint8' }).data() as Uint8Array];
+    }));
+    for (let i = 0; i < B; i++) {
+      const c = labels[i];
+      this.count[c]++;
+      if (ranked1[i]) { this.correct[c]++; this.top1++; }
+      if (ranked5[i]) this.top5++;
+    }
+    this.n += B;
+  }
+
+  result(): Accuracy {
+    return {
+      top1: this.n ? this.top1 / this.n : NaN,
+      top5: this.n ? this.top5 / this.n : NaN,
+      perClass: this.count.map((c, i) => (c ? this.correct[i] / c : null)),
+      perClassCount: [...this.count],
+      n: this.n,
+    };
+  }
+}
+
+/** Accuracy of a whole score matrix at once. */
+export function accuracyOf(scores: Tensor, labels: Int32Array, numClasses: number): Accuracy {
+  const t = new AccuracyTally(numClasses);
+  t.add(scores, labels);
+  return t.result();
+}

@@ -1,0 +1,88 @@
+// Features of a frozen encoder over a labelled dataset: batched, no gradients, eval mode,
+// '[CLS]' or mean-of-patches pooling; the result stays on the encoder's device.
+import * as torch from '../torch';
+import { Tensor } from '../torch';
+import { VisionTransformer } from '../semaim';
+import { Progress } from '../train/progress';
+import { Augment, LabelledData } from './data';
+
+export type FeaturePooling = 'cls' | 'mean';
+
+/** Features [n, D] (float32, kept: dispose when done) and their labels. */
+export interface FeatureSet {
+  features: Tensor;
+  labels: Int32Array;
+}
+
+export interface ExtractOptions {
+  batchSize: number;
+  pooling: FeaturePooling;
+  /** Default 'none' (the evaluation transform). */
+  augment?: Augment;
+  epoch?: number;
+  seed?: number;
+  /** 'bf16' runs the encoder under autocast (CUDA or CPU); features are returned as float32. */
+  precision?: 'fp32' | 'bf16';
+  /** Progress bar label; null for none. Default 'features'. */
+  label?: string | null;
+}
+
+/** Runs the encoder over one batch of images (already on its device). */
+export function encodeBatch(encoder: VisionTransformer, images: Tensor, pooling: FeaturePooling, precision: 'fp32' | 'bf16' = 'fp32'): Tensor {
+  return torch.noGrad(() => torch.scope(() => {
+    const run = () => encoder.features(images, pooling);
+    const dev = images.device.startsWith('cuda') ? 'cuda' : 'cpu';
+    const f = precision === 'bf16' ? torch.autocast({ device: dev, dtype: 'bfloat16' }, run) : run();
+    return f.float();
+  }));
+}
+
+/** Checks that a dataset's images fit the encoder before any work. */
+export function checkImageShape(encoder: VisionTransformer, data: LabelledData, what: string): void {
+  const want = [encoder.cfg.inChans ?? 3, encoder.cfg.imgSize, encoder.cfg.imgSize];
+  const s = data.imageShape;
+  if (s && (s.length !== 3 || s.some((v, i) => v !== want[i]))) {
+    throw new Error(`${what}: images are [${s}], the encoder expects [${want}] (set the image size of the data to ${encoder.cfg.imgSize})`);
+  }
+}
+
+/** Extracts features of every image of `data` in its natural order. */
+export async function extractFeatures(encoder: VisionTransformer, data: LabelledData, o: ExtractOptions): Promise<FeatureSet> {
+  if (!(Number.isInteger(o.batchSize) && o.batchSize > 0)) throw new RangeError(`extractFeatures: batchSize must be a positive integer, got ${o.batchSize}`);
+  const wasTraining = encoder.training;
+  encoder.eval();
+  const device = encoder.cls_token.device;
+  const parts: Tensor[] = [];
+  const labels = new Int32Array(data.size);
+  let n = 0;
+  const label = o.label === undefined ? 'features' : o.label;
+  const progress = label === null ? null : new Progress(label, data.size);
+  const start = Date.now();
+  try {
+    for await (const batch of data.batches({ batchSize: o.batchSize, shuffle: false, epoch: o.epoch ?? 0, augment: o.augment ?? 'none', seed: o.seed })) {
+      const B = batch.shape[0];
+      if (n + B > data.size) throw new Error(`extractFeatures: the data gave more than its size (${data.size}) images`);
+      const f = torch.scope(() => {
+        const images = torch.tensor(batch.images, { shape: batch.shape, device });
+        encoder.checkImages(images);
+        return encodeBatch(encoder, images, o.pooling, o.precision);
+      });
+      parts.push(torch.keep(f));
+      labels.set(batch.labels, n);
+      n += B;
+      progress?.update(n, { 'img/s': (n / Math.max((Date.now() - start) / 1000, 1e-9)).toFixed(1) });
+    }
+    if (n !== data.size) throw new Error(`extractFeatures: the data gave ${n} images, its size is ${data.size}`);
+    if (!parts.length) throw new Error('extractFeatures: the data is empty');
+    const features = torch.keep(torch.cat(parts, 0));
+    return { features, labels };
+  } finally {
+    for (const p of parts) p.dispose();
+    progress?.done();
+    encoder.train(wasTraining);
+  }
+}
+
+export function disposeFeatures(...sets: (FeatureSet | null | undefined)[]): void {
+  for (const s of sets) s?.features.dispose();
+}

@@ -1,0 +1,96 @@
+// DINO's weighted k-NN classifier (eval_knn.py): L2-normalised features, cosine similarity to every
+// training feature, the k nearest vote for their class with weight exp(sim / T). Test rows are
+// processed in chunks so that a [chunk, nTrain] similarity block is all that is ever held, and every
+// k in the list is read from one top-max(k) pass.
+import * as torch from '../torch';
+import { F, Tensor } from '../torch';
+import { Progress } from '../train/progress';
+import { Accuracy, AccuracyTally } from './accuracy';
+import { FeatureSet } from './features';
+
+export interface KnnOptions {
+  /** Neighbour counts to report (DINO: 10, 20, 100, 200; SPEC: 20, also 10 and 30). */
+  ks: number[];
+  /** Temperature of the vote weights exp(sim / T). Default 0.07. */
+  temperature?: number;
+  numClasses: number;
+  /** Test rows per similarity block. Default 256. */
+  chunkSize?: number;
+  /** Progress bar label; null for none. */
+  label?: string | null;
+}
+
+export interface KnnResult {
+  k: number;
+  accuracy: Accuracy;
+}
+
+/** Parses '10,20,30' into sorted distinct positive integers. */
+export function parseKs(text: string): number[] {
+  const ks = text.split(',').map((s) => s.trim()).filter(Boolean).map(Number);
+  if (!ks.length || ks.some((k) => !Number.isInteger(k) || k < 1)) throw new RangeError(`k list must be positive integers separated by commas, got '${text}'`);
+  return [...new Set(ks)].sort((a, b) => a - b);
+}
+
+/**
+ * Class votes [B, C] of the first k neighbours: sum of weights per class. `weights` and
+ * `neighbourLabels` are [B, kmax], sorted by decreasing similarity.
+ */
+export function knnVotes(weights: Tensor, neighbourLabels: Tensor, k: number, numClasses: number): Tensor {
+  return torch.scope(() => {
+    const [B] = weights.shape;
+    const w = weights.narrow(1, 0, k);
+    const l = neighbourLabels.narrow(1, 0, k);
+    return torch.zeros([B, numClasses], { dtype: w.dtype, device: w.device }).scatterAdd(1, l, w);
+  });
+}
+
+/** Weighted k-NN accuracy of `test` against the bank `train`, for every k in o.ks. */
+export function knnClassify(train: FeatureSet, test: FeatureSet, o: KnnOptions): KnnResult[] {
+  const T = o.temperature ?? 0.07;
+  const chunk = o.chunkSize ?? 256;
+  const ks = [...new Set(o.ks)].sort((a, b) => a - b);
+  const nTrain = train.features.shape[0];
+  const nTest = test.features.shape[0];
+  if (!ks.length) throw new RangeError('knnClassify: no k given');
+  if (ks[0] < 1 || ks.some((k) => !Number.isInteger(k))) throw new RangeError(`knnClassify: k must be positive integers, got ${ks}`);
+  const kmax = ks[ks.length - 1];
+  if (kmax > nTrain) throw new RangeError(`knnClassify: k = ${kmax} exceeds the ${nTrain} training features`);
+  if (!(T > 0)) throw new RangeError(`knnClassify: temperature must be > 0, got ${T}`);
+  if (!(Number.isInteger(chunk) && chunk > 0)) throw new RangeError(`knnClassify: chunkSize must be a positive integer, got ${chunk}`);
+  if (train.features.shape[1] !== test.features.shape[1]) {
+    throw new Error(`knnClassify: train features have width ${train.features.shape[1]}, test features ${test.features.shape[1]}`);
+  }
+  if (train.labels.length !== nTrain || test.labels.length !== nTest) throw new Error('knnClassify: features and labels differ in count');
+  for (const l of train.labels) if (!(l >= 0 && l < o.numClasses)) throw new RangeError(`knnClassify: training label ${l} is outside 0..${o.numClasses - 1}`);
+
+  const tallies = ks.map(() => new AccuracyTally(o.numClasses));
+  const label = o.label === undefined ? 'k-NN' : o.label;
+  const progress = label === null ? null : new Progress(label, nTest);
+  const device = train.features.device;
+  const [bank, bankLabels] = torch.noGrad(() => torch.scope(() => {
+    const b = F.normalize(train.features.float(), 1).T.contiguous(); // [D, nTrain]
+    const l = torch.tensor(train.labels, { dtype: 'int64', device });
+    return [torch.keep(b), torch.keep(l)];
+  }));
+  try {
+    for (let start = 0; start < nTest; start += chunk) {
+      const len = Math.min(chunk, nTest - start);
+      const labels = test.labels.subarray(start, start + len);
+      torch.noGrad(() => torch.scope(() => {
+        const q = F.normalize(test.features.narrow(0, start, len).to({ dtype: 'float32', device }), 1);
+        const sim = q.mm(bank); // [len, nTrain] cosine similarities
+        const [top, idx] = sim.topk(kmax, 1, true, true);
+        const weights = top.div(T).exp();
+        const neighbourLabels = bankLabels.unsqueeze(0).expand(len, nTrain).gather(1, idx);
+        ks.forEach((k, i) => tallies[i].add(knnVotes(weights, neighbourLabels, k, o.numClasses), labels));
+      }));
+      progress?.update(start + len);
+    }
+  } finally {
+    bank.dispose();
+    bankLabels.dispose();
+    progress?.done();
+  }
+  return ks.map((k, i) => ({ k, accuracy: tallies[i].result() }));
+}

@@ -1,0 +1,182 @@
+// Batch-level regularisation of fine-tuning, as timm's Mixup (mode 'batch') and
+// SoftTargetCrossEntropy: mixup (α 0.8) or cutmix (α 1.0), chosen per batch with probability 0.5,
+// mixing each image with the batch flipped; targets are label-smoothed one-hots mixed with the same
+// λ (cutmix's λ corrected to the pasted box's area). Every random draw comes from one
+// torch.Generator, so a checkpointed generator state reproduces the stream exactly.
+import * as torch from '../torch';
+import { Tensor } from '../torch';
+
+export interface MixOptions {
+  numClasses: number;
+  /** Mixup Beta(α, α); 0 disables mixup. timm/MAE default 0.8. */
+  mixupAlpha: number;
+  /** CutMix Beta(α, α); 0 disables cutmix. Default 1.0. */
+  cutmixAlpha: number;
+  /** Probability of mixing a batch at all. Default 1. */
+  prob?: number;
+  /** Probability of cutmix rather than mixup when both are enabled. Default 0.5. */
+  switchProb?: number;
+  /** Label smoothing ε: the target is (1 − ε)·onehot + ε/C. Default 0.1. */
+  labelSmoothing?: number;
+  /** Correct λ to the area actually pasted (box clipped at the border). Default true. */
+  correctLam?: boolean;
+}
+
+export type MixMode = 'none' | 'mixup' | 'cutmix';
+
+export interface MixParams {
+  mode: MixMode;
+  /** Weight of the original image (1 = unchanged). */
+  lam: number;
+  /** Cutmix box [y0, y1) × [x0, x1) pasted from the flipped batch. */
+  box?: { y0: number; y1: number; x0: number; x1: number };
+}
+
+export interface MixedBatch extends MixParams {
+  images: Tensor;
+  /** Soft targets [B, C], each row sums to 1. */
+  targets: Tensor;
+}
+
+/** Uniform draws from a generator, fetched in blocks (one native call per block). */
+class Draws {
+  private buf: Float64Array = new Float64Array(0);
+  private i = 0;
+  constructor(private readonly gen: torch.Generator, private readonly block = 32) {}
+  uniform(): number {
+    if (this.i >= this.buf.length) {
+      const t = torch.rand([this.block], { dtype: 'float64', generator: this.gen });
+      this.buf = t.toFloat64Array();
+      t.dispose();
+      this.i = 0;
+    }
+    return this.buf[this.i++];
+  }
+  normal(): number {
+    // Box–Muller; 1 − u keeps the logarithm finite.
+    return Math.sqrt(-2 * Math.log(1 - this.uniform())) * Math.cos(2 * Math.PI * this.uniform());
+  }
+  /** Gamma(a, 1) by Marsaglia & Tsang (boosted for a < 1). */
+  gamma(a: number): number {
+    if (a < 1) return this.gamma(a + 1) * Math.pow(1 - this.uniform(), 1 / a);
+    const d = a - 1 / 3;
+    const c = 1 / Math.sqrt(9 * d);
+    for (;;) {
+      const x = this.normal();
+      const v0 = 1 + c * x;
+      if (v0 <= 0) continue;
+      const v = v0 * v0 * v0;
+      const u = 1 - this.uniform();
+      if (u < 1 - 0.0331 * x ** 4 || Math.log(u) < 0.5 * x * x + d * (1 - v + Math.log(v))) return d * v;
+    }
+  }
+  beta(a: number, b: number): number {
+    const x = this.gamma(a);
+    const y = this.gamma(b);
+    return x / (x + y);
+  }
+  /** Integer in [low, high). */
+  int(low: number, high: number): number {
+    return Math.min(high - 1, low + Math.floor(this.uniform() * (high - low)));
+  }
+}
+
+/** A Beta(a, b) sample from a generator (one block of uniforms). */
+export function sampleBeta(a: number, b: number, gen: torch.Generator): number {
+  return new Draws(gen).beta(a, b);
+}
+
+/** timm's rand_bbox + cutmix_bbox_and_lam: a box of side ratio √(1−λ), centred uniformly, clipped. */
+export function cutmixBox(H: number, W: number, lam: number, cy: number, cx: number, correctLam = true): { box: NonNullable<MixParams['box']>; lam: number } {
+  const ratio = Math.sqrt(1 - lam);
+  const cutH = Math.floor(H * ratio);
+  const cutW = Math.floor(W * ratio);
+  const clip = (v: number, hi: number) => Math.min(Math.max(v, 0), hi);
+  const box = {
+    y0: clip(cy - Math.floor(cutH / 2), H), y1: clip(cy + Math.floor(cutH / 2), H),
+    x0: clip(cx - Math.floor(cutW / 2), W), x1: clip(cx + Math.floor(cutW / 2), W),
+  };
+  const area = (box.y1 - box.y0) * (box.x1 - box.x0);
+  return { box, lam: correctLam ? 1 - area / (H * W) : lam };
+}
+
+/** Label-smoothed one-hot targets [B, C]: 1 − ε + ε/C on the class, ε/C elsewhere. */
+export function smoothOneHot(labels: Tensor, numClasses: number, smoothing = 0): Tensor {
+  return torch.scope(() => {
+    const off = smoothing / numClasses;
+    const on = 1 - smoothing + off;
+    return torch.F.oneHot(labels, numClasses).to({ dtype: 'float32' }).mul(on - off).add(off);
+  });
+}
+
+/** timm's mixup_target: λ·smooth(y) + (1 − λ)·smooth(flip(y)). */
+export function mixTargets(labels: Tensor, numClasses: number, lam: number, smoothing = 0): Tensor {
+  return torch.scope(() => {
+    const y1 = smoothOneHot(labels, numClasses, smoothing);
+    if (lam === 1) return y1;
+    const y2 = smoothOneHot(labels.flip(0), numClasses, smoothing);
+    return y1.mul(lam).add(y2.mul(1 - lam));
+  });
+}
+
+/** mean over the batch of −Σ_c target_c · log softmax(logits)_c (timm's SoftTargetCrossEntropy). */
+export function softTargetCrossEntropy(logits: Tensor, targets: Tensor): Tensor {
+  return torch.scope(() => targets.mul(logits.float().logSoftmax(-1)).sum(-1).neg().mean());
+}
+
+export class Mixup {
+  readonly o: Required<MixOptions>;
+  constructor(o: MixOptions, readonly generator: torch.Generator) {
+    this.o = { prob: 1, switchProb: 0.5, labelSmoothing: 0.1, correctLam: true, ...o };
+    const { mixupAlpha, cutmixAlpha, prob, switchProb, labelSmoothing, numClasses } = this.o;
+    if (!(mixupAlpha >= 0)) throw new RangeError(`Mixup: mixupAlpha must be >= 0, got ${mixupAlpha}`);
+    if (!(cutmixAlpha >= 0)) throw new RangeError(`Mixup: cutmixAlpha must be >= 0, got ${cutmixAlpha}`);
+    if (!(prob >= 0 && prob <= 1)) throw new RangeError(`Mixup: prob must be in [0, 1], got ${prob}`);
+    if (!(switchProb >= 0 && switchProb <= 1)) throw new RangeError(`Mixup: switchProb must be in [0, 1], got ${switchProb}`);
+    if (!(labelSmoothing >= 0 && labelSmoothing < 1)) throw new RangeError(`Mixup: labelSmoothing must be in [0, 1), got ${labelSmoothing}`);
+    if (!(Number.isInteger(numClasses) && numClasses > 1)) throw new RangeError(`Mixup: numClasses must be an integer > 1, got ${numClasses}`);
+  }
+
+  get enabled(): boolean {
+    return this.o.prob > 0 && (this.o.mixupAlpha > 0 || this.o.cutmixAlpha > 0);
+  }
+
+  /** Draws this batch's mode, λ and box (timm's _params_per_batch, then the box for cutmix). */
+  params(H: number, W: number): MixParams {
+    const { mixupAlpha, cutmixAlpha, prob, switchProb, correctLam } = this.o;
+    if (!this.enabled) return { mode: 'none', lam: 1 };
+    const r = new Draws(this.generator);
+    if (r.uniform() >= prob) return { mode: 'none', lam: 1 };
+    let cutmix: boolean;
+    if (mixupAlpha > 0 && cutmixAlpha > 0) cutmix = r.uniform() < switchProb;
+    else cutmix = cutmixAlpha > 0;
+    const alpha = cutmix ? cutmixAlpha : mixupAlpha;
+    const lam = r.beta(alpha, alpha);
+    if (!cutmix) return { mode: 'mixup', lam };
+    const cy = r.int(0, H);
+    const cx = r.int(0, W);
+    const { box, lam: corrected } = cutmixBox(H, W, lam, cy, cx, correctLam);
+    return { mode: 'cutmix', lam: corrected, box };
+  }
+
+  /** Mixes images [B, C, H, W] and builds soft targets from int64 labels [B]. */
+  apply(images: Tensor, labels: Tensor): MixedBatch {
+    const [, , H, W] = images.shape;
+    const p = this.params(H, W);
+    return torch.scope(() => {
+      let mixed = images;
+      if (p.mode === 'mixup') {
+        mixed = images.mul(p.lam).add(images.flip(0).mul(1 - p.lam));
+      } else if (p.mode === 'cutmix' && p.box) {
+        const { y0, y1, x0, x1 } = p.box;
+        const rows = torch.arange(H, undefined, 1, { device: images.device });
+        const cols = torch.arange(W, undefined, 1, { device: images.device });
+        const inRows = rows.ge(y0).logicalAnd(rows.lt(y1)).view(1, 1, H, 1);
+        const inCols = cols.ge(x0).logicalAnd(cols.lt(x1)).view(1, 1, 1, W);
+        mixed = torch.where(inRows.logicalAnd(inCols), images.flip(0), images);
+      }
+      const targets = mixTargets(labels, this.o.numClasses, p.lam, this.o.labelSmoothing).to({ device: images.device });
+      return { ...p, images: mixed === images ? images.clone() : mixed, targets };
+    });
+  }
+}

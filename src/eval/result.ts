@@ -1,0 +1,75 @@
+// Result files of the evaluation commands: one JSON per command in --out-dir (accuracies, the
+// resolved configuration, the encoder's path and SHA-256), written atomically, plus a short
+// Markdown table for the terminal.
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { OptionValues } from '../util/options';
+import { Accuracy } from './accuracy';
+import { EncoderSource } from './encoder';
+
+export interface ResultRow {
+  /** What was measured, e.g. 'k-NN k=20', 'linear probe', 'fine-tune (EMA)'. */
+  name: string;
+  accuracy: Accuracy;
+}
+
+export interface EvalResult {
+  format: 'semaim.eval/1';
+  command: 'knn' | 'linprobe' | 'finetune';
+  createdAt: string;
+  /** The headline accuracy (the first row). */
+  top1: number;
+  top5: number;
+  perClass: (number | null)[];
+  classNames?: string[];
+  rows: ResultRow[];
+  checkpoint: { path: string; weights: string; sha256: string; kind: string };
+  encoder: EncoderSource['config'];
+  data: { train: number; test: number; numClasses: number };
+  config: OptionValues;
+  seconds: number;
+  /** Command-specific extras (k-NN per k, probe history, fine-tuning run). */
+  details?: Record<string, unknown>;
+}
+
+export function makeResult(
+  command: EvalResult['command'], rows: ResultRow[], o: {
+    source: EncoderSource; config: OptionValues; data: EvalResult['data']; classNames?: string[]; seconds: number; details?: Record<string, unknown>;
+  },
+): EvalResult {
+  if (!rows.length) throw new Error('makeResult: no result rows');
+  const head = rows[0].accuracy;
+  return {
+    format: 'semaim.eval/1', command, createdAt: new Date().toISOString(),
+    top1: head.top1, top5: head.top5, perClass: head.perClass, classNames: o.classNames, rows,
+    checkpoint: { path: o.source.path, weights: o.source.weights, sha256: o.source.sha256, kind: o.source.kind },
+    encoder: o.source.config, data: o.data, config: o.config, seconds: o.seconds, details: o.details,
+  };
+}
+
+/** Writes `<outDir>/<command>.json` atomically; returns its path. */
+export function writeResult(outDir: string, result: EvalResult): string {
+  mkdirSync(outDir, { recursive: true });
+  const path = join(outDir, `${result.command}.json`);
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, JSON.stringify(result, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2) + '\n');
+  renameSync(tmp, path);
+  return path;
+}
+
+export const pct = (v: number | null | undefined, digits = 2): string => (v === null || v === undefined || !Number.isFinite(v) ? '–' : (100 * v).toFixed(digits));
+
+/** A Markdown table: header row, alignment row, body. */
+export function markdownTable(header: string[], rows: string[][], align: ('l' | 'r')[] = []): string {
+  const sep = header.map((_, i) => (align[i] === 'r' ? '---:' : '---'));
+  return [header, sep, ...rows].map((r) => `| ${r.join(' | ')} |`).join('\n') + '\n';
+}
+
+/** The short table the commands print: one row per measurement, then per-class top-1 of the first. */
+export function formatResult(r: EvalResult): string {
+  const main = markdownTable(['evaluation', 'top-1 %', 'top-5 %', 'images'],
+    r.rows.map((row) => [row.name, pct(row.accuracy.top1), pct(row.accuracy.top5), String(row.accuracy.n)]), ['l', 'r', 'r', 'r']);
+  const names = r.classNames ?? r.perClass.map((_, i) => String(i));
+  const perClass = markdownTable(['class', ...names.slice(0, r.perClass.length)], [[`top-1 % (${r.rows[0].name})`, ...r.perClass.map((v) => pct(v, 1))]]);
+  return `${main}\n${perClass}\nencoder ${r.checkpoint.weights} (sha256 ${r.checkpoint.sha256.slice(0, 16)}…)\n`;
+}

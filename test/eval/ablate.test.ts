@@ -1,0 +1,86 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { resolveOptions } from '../../src/util/options';
+import { ABLATE_OPTIONS } from '../../src/eval/options';
+import { RANDOM_INIT, ablate, ablationRecipe, limitTrainData, pretrainOptionsFor, stat } from '../../src/eval/ablate';
+import { modelConfigFrom } from '../../src/train/pretrain-config';
+import { TrainData } from '../../src/train/pretrain';
+import { memoryFactories, memoryTrainData, toyImages } from './helpers';
+
+test('a tiny ablation: matched pre-trains per order, k-NN + linear probe, table and JSON, resumable', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-'));
+  const train = toyImages(32, 3, 8, 1);
+  const testData = toyImages(12, 3, 8, 2);
+  const o = resolveOptions(ABLATE_OPTIONS, {
+    orders: 'raster,semantic', seeds: 2, budget: 'small', imgSize: 8, patchSize: 4, embedDim: 16, depth: 1, numHeads: 2, decoderDepth: 1,
+    epochs: 1, batchSize: 8, pretrainLimit: 16, linprobeEpochs: 2, k: '5,20', trainLimit: 30, outDir: dir, threads: 1,
+  });
+  const lines: string[] = [];
+  const r = await ablate(o, memoryFactories(train, testData), { log: (l) => lines.push(l), command: 'semaim ablate --orders raster,semantic' });
+  assert.equal(r.runs.length, 6, '2 orders + the random-init baseline, 2 seeds each');
+  assert.deepEqual(r.summary.map((s) => s.order), ['raster', 'semantic', RANDOM_INIT]);
+  for (const run of r.runs.filter((x) => x.order !== RANDOM_INIT)) {
+    assert.equal(run.pretrain.steps, 2, 'pretrain-limit 16 / batch 8 = 2 steps per epoch');
+    assert.match(run.pretrain.sha256, /^[0-9a-f]{64}$/);
+    assert.ok(Number.isFinite(run.pretrain.lastLoss));
+    for (const p of ['cls', 'mean']) {
+      assert.deepEqual(run.eval[p].knn.map((k) => k.k), [5, 20]);
+      assert.ok(run.eval[p].linprobe.top1 >= 0 && run.eval[p].linprobe.top1 <= 1);
+    }
+  }
+  // Same seed, same initial weights: the raster and semantic runs differ only in the order.
+  const cfgA = JSON.parse(readFileSync(join(dir, 'runs', 'raster-seed0', 'config.json'), 'utf8'));
+  const cfgB = JSON.parse(readFileSync(join(dir, 'runs', 'semantic-seed0', 'config.json'), 'utf8'));
+  const diff = Object.keys(cfgA.options).filter((k) => JSON.stringify(cfgA.options[k]) !== JSON.stringify(cfgB.options[k]));
+  assert.deepEqual(diff.sort(), ['order', 'outDir']);
+  assert.equal(r.headlineK, 20);
+  const md = readFileSync(join(dir, 'ablation.md'), 'utf8');
+  assert.match(md, /\| order \| runs \| k-NN top-1 % \(k=20, \[CLS\]\) \|/);
+  assert.match(md, /\| raster \| 2 \| [\d.]+ ± [\d.]+ \|/);
+  assert.match(md, /\| none \(random init\) \| 2 \| .* \| – \| – \|\n/);
+  assert.match(md, /semaim ablate --orders raster,semantic/);
+  const json = JSON.parse(readFileSync(join(dir, 'ablation.json'), 'utf8'));
+  assert.equal(json.format, 'semaim.ablation/1');
+  assert.equal(json.runs.length, 6);
+  assert.equal(json.summary[0].scores.mean.knnTop1.n, 2);
+  // Running again reuses every finished run.
+  const again: string[] = [];
+  const r2 = await ablate(o, memoryFactories(train, testData), { log: (l) => again.push(l) });
+  assert.equal(again.filter((l) => /already done/.test(l)).length, 6);
+  assert.deepEqual(r2.summary, r.summary);
+  assert.ok(existsSync(join(dir, 'runs', 'semantic-seed1', 'ablation-eval.json')));
+  // ... but not with another recipe in the same folder.
+  const other = resolveOptions(ABLATE_OPTIONS, { ...o, epochs: 2 });
+  await assert.rejects(ablate(other, memoryFactories(train, testData), { log: () => {} }), /made with another recipe \(pretrain\.epochs: 1 → 2/);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('the recipes resolve to valid pre-training configs', () => {
+  for (const budget of ['full', 'small'] as const) {
+    const o = resolveOptions(ABLATE_OPTIONS, { budget });
+    const p = pretrainOptionsFor(o, ablationRecipe(budget), 'multicenter', 0, '/tmp/x');
+    const cfg = modelConfigFrom(p);
+    assert.equal(cfg.imgSize, 32);
+    assert.equal(cfg.patchSize, 4);
+    assert.equal(cfg.order.type, 'multicenter');
+    assert.equal(p.blur, false);
+  }
+  assert.equal(modelConfigFrom(pretrainOptionsFor(resolveOptions(ABLATE_OPTIONS, {}), ablationRecipe('full'), 'semantic', 0, '/tmp/x')).embedDim, 192);
+});
+
+test('limitTrainData caps the batches per epoch and honours the start index', async () => {
+  const data: TrainData = memoryTrainData(toyImages(40, 2, 8, 1), 4, 1);
+  const lim = limitTrainData(data, 3);
+  assert.equal(lim.batchesPerEpoch, 3);
+  let n = 0;
+  for await (const _ of lim.epoch(0, 0)) n++;
+  assert.equal(n, 3);
+  n = 0;
+  for await (const _ of lim.epoch(0, 2)) n++;
+  assert.equal(n, 1);
+  assert.deepEqual(stat([1, 2, 3]), { mean: 2, std: 1, n: 3 });
+  assert.deepEqual(stat([0.5]), { mean: 0.5, std: 0, n: 1 });
+});

@@ -1,0 +1,164 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as torch from '../../src/torch';
+import { resolveOptions } from '../../src/util/options';
+import { FINETUNE_OPTIONS } from '../../src/eval/options';
+import { ViTClassifier } from '../../src/eval/classifier';
+import { finetune, makeFinetuneOptimizer } from '../../src/eval/finetune';
+import { runFinetune } from '../../src/eval/run';
+import { readMetrics } from '../../src/train/metrics';
+import { CheckpointManager } from '../../src/train/checkpoint';
+import { loadTensors, disposeAll } from '../../src/io';
+import { TINY, memoryFactories, toyImages, writeEncoder } from './helpers';
+
+test('layer-wise lr decay: lr = base × 0.65^(L+1−layer) with cls/patch_embed at 0, blocks.i at i+1, fc_norm/head at L+1', () => {
+  const L = 4;
+  const model = new ViTClassifier({ ...TINY, depth: L, numClasses: 10, pool: 'avg' });
+  const o = resolveOptions(FINETUNE_OPTIONS, { checkpoint: 'x' });
+  const opt = makeFinetuneOptimizer(model, o, 1);
+  const base = 2e-3;
+  opt.setLr(base);
+  const layerOf = (name: string) => {
+    if (name === 'cls_token' || name.startsWith('patch_embed.')) return 0;
+    const m = /^blocks\.(\d+)\./.exec(name);
+    if (m) return Number(m[1]) + 1;
+    assert.match(name, /^(fc_norm|head)\./);
+    return L + 1;
+  };
+  const seen = new Set<string>();
+  for (const g of opt.paramGroups) {
+    for (const [name, p] of g.params) {
+      seen.add(name);
+      const want = base * 0.65 ** (L + 1 - layerOf(name));
+      assert.ok(Math.abs(g.lr - want) <= 1e-15, `${name}: lr ${g.lr}, expected ${want}`);
+      const noDecay = p.ndim <= 1 || name === 'cls_token';
+      assert.equal(g.weightDecay, noDecay ? 0 : 0.05, `${name} weight decay`);
+    }
+  }
+  assert.equal(seen.size, model.parameters().length, 'every parameter is in a group');
+  assert.ok(seen.has('head.weight') && seen.has('fc_norm.weight') && !seen.has('norm.weight'));
+  opt.dispose();
+  model.dispose();
+});
+
+test('the classifier loads a pre-trained encoder and starts its head as MAE (trunc_normal 2e-5)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ft-'));
+  const path = writeEncoder(dir);
+  const { tensors } = loadTensors(path);
+  torch.manualSeed(0);
+  const model = new ViTClassifier({ ...TINY, numClasses: 5, pool: 'avg' }).initWeights();
+  const missing = model.loadEncoder(tensors);
+  assert.deepEqual(missing.sort(), ['fc_norm.bias', 'fc_norm.weight', 'head.bias', 'head.weight']);
+  assert.deepEqual(model.blocks.at(1).mlp.fc2.weight.toFloat64Array(), tensors.get('blocks.1.mlp.fc2.weight')!.toFloat64Array());
+  const w = torch.scope(() => {
+    const big = new ViTClassifier({ ...TINY, numClasses: 1000, pool: 'avg' }).initWeights();
+    try { return big.head.weight.toFloat64Array(); } finally { big.dispose(); }
+  });
+  const std = Math.sqrt(w.reduce((a, v) => a + v * v, 0) / w.length);
+  assert.ok(Math.abs(std / 2e-5 - 1) < 0.05, `head std ${std}`);
+  assert.ok(model.head.bias!.toFloat64Array().every((v) => v === 0));
+  tensors.delete('blocks.0.attn.qkv.weight');
+  assert.throws(() => model.loadEncoder(tensors), /lack blocks\.0\.attn\.qkv\.weight/);
+  disposeAll(tensors);
+  model.dispose();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function ftOptions(outDir: string, checkpoint: string, extra: Record<string, unknown> = {}) {
+  return resolveOptions(FINETUNE_OPTIONS, {
+    checkpoint, outDir, batchSize: 4, epochs: 3, warmupEpochs: 1, blr: 2e-2, logEvery: 1, checkpointEvery: 3, keepLast: 2,
+    evalBatchSize: 8, threads: 1, seed: 5, ema: true, emaDecay: 0.9, dropPath: 0.1, ...extra,
+  });
+}
+
+test('fine-tuning: an interrupted and resumed run gives the same losses as an uninterrupted one', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ft-resume-'));
+  const enc = writeEncoder(dir);
+  const train = toyImages(16, 3, 8, 1);
+  const testData = toyImages(9, 3, 8, 2);
+  const quiet = { log: () => {} };
+  const full = await finetune(ftOptions(join(dir, 'a'), enc, { maxSteps: 10 }), { train, test: testData }, quiet);
+  assert.equal(full.steps, 10);
+  assert.equal(full.stoppedBy, 'maxSteps');
+  assert.ok(full.accuracy && full.emaAccuracy);
+  const stop = { requested: false };
+  const first = await finetune(ftOptions(join(dir, 'b'), enc, { maxSteps: 10 }), { train, test: testData }, {
+    ...quiet, stop, onStep: (s) => { if (s === 6) stop.requested = true; },
+  });
+  assert.equal(first.stoppedBy, 'signal');
+  assert.equal(first.steps, 6);
+  assert.equal(first.accuracy, null);
+  const second = await finetune(ftOptions(join(dir, 'b'), enc, { maxSteps: 10 }), { train, test: testData }, quiet);
+  assert.equal(second.steps, 10);
+  const losses = (d: string) => readMetrics(join(dir, d, 'metrics.jsonl')).filter((r) => r.loss !== undefined).map((r) => [r.step, r.loss] as [number, number]);
+  const a = losses('a');
+  const b = losses('b');
+  assert.deepEqual(b.map(([s]) => s), a.map(([s]) => s));
+  assert.equal(a.length, 10);
+  for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i][1] - b[i][1]) <= 1e-5 * Math.abs(a[i][1]), `step ${a[i][0]}: ${a[i][1]} vs ${b[i][1]}`);
+  assert.deepEqual(second.accuracy, full.accuracy);
+  assert.deepEqual(second.emaAccuracy, full.emaAccuracy);
+  // Test evaluations at each epoch end (4 steps per epoch) and at the end.
+  const evals = readMetrics(join(dir, 'a', 'metrics.jsonl')).filter((r) => r.testTop1 !== undefined).map((r) => r.step);
+  assert.deepEqual(evals, [4, 8, 10]);
+  // Checkpoints: fine-tuning format, verified, with both RNG states.
+  const latest = new CheckpointManager(join(dir, 'b')).loadLatest()!;
+  assert.equal(latest.step, 10);
+  assert.ok(latest.extra.has('rng.global') && latest.extra.has('rng.mix') && latest.extra.has('ema.head.weight'));
+  assert.ok(latest.model.has('fc_norm.weight') && latest.model.has('head.weight') && !latest.model.has('norm.weight'));
+  disposeAll(latest.model);
+  disposeAll(latest.extra);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('fine-tuning learns the toy task and writes finetune.json', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ft-json-'));
+  const enc = writeEncoder(dir);
+  const train = toyImages(48, 3, 8, 3);
+  const testData = toyImages(24, 3, 8, 4);
+  const o = ftOptions(join(dir, 'run'), enc, { epochs: 6, warmupEpochs: 1, batchSize: 8, blr: 5e-2, mixup: 0, cutmix: 0, smoothing: 0, ema: false, evalEvery: 0 });
+  const r = await runFinetune(o, memoryFactories(train, testData), { log: () => {} });
+  assert.ok(r.result && r.path && existsSync(r.path));
+  const json = JSON.parse(readFileSync(r.path, 'utf8'));
+  assert.equal(json.command, 'finetune');
+  assert.ok(json.top1 >= 0.8, `top-1 ${json.top1}`);
+  assert.equal(json.data.numClasses, 3);
+  assert.equal(json.config.layerDecay, 0.65);
+  assert.equal(json.details.steps, 36);
+  assert.match(json.checkpoint.sha256, /^[0-9a-f]{64}$/);
+  assert.match(json.details.finetuneSha256, /^[0-9a-f]{64}$/);
+  assert.ok(existsSync(join(json.details.finetuneCheckpoint, 'model.safetensors')));
+  assert.match(r.table, /\| fine-tune \(36 steps\) \|/);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('no tensor outlives feature extraction, k-NN, the linear probe or fine-tuning', async () => {
+  const { knnClassify } = await import('../../src/eval/knn');
+  const { linprobeOnFeatures } = await import('../../src/eval/linprobe');
+  const { extractFeatures } = await import('../../src/eval/features');
+  const { loadEncoder } = await import('../../src/eval/encoder');
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ft-leak-'));
+  const enc = writeEncoder(dir);
+  const train = toyImages(16, 3, 8, 1);
+  const testData = toyImages(9, 3, 8, 2);
+  const run = async (i: number) => {
+    const { encoder } = loadEncoder(enc);
+    const tr = await extractFeatures(encoder, train, { batchSize: 5, pooling: 'cls', label: null });
+    const te = await extractFeatures(encoder, testData, { batchSize: 5, pooling: 'mean', label: null });
+    knnClassify(tr, te, { ks: [3, 5], numClasses: 3, chunkSize: 4, label: null });
+    const lp = await linprobeOnFeatures(tr, te, 3, { epochs: 2, batchSize: 4, blr: 0.1, label: null });
+    lp.probe.dispose();
+    tr.features.dispose();
+    te.features.dispose();
+    encoder.dispose();
+    await finetune(ftOptions(join(dir, `ft${i}`), enc, { epochs: 2, maxSteps: 5, checkpointEvery: 2 }), { train, test: testData }, { log: () => {} });
+  };
+  await run(0);
+  const before = torch.memoryStats().liveTensors;
+  await run(1);
+  assert.equal(torch.memoryStats().liveTensors, before);
+  rmSync(dir, { recursive: true, force: true });
+});

@@ -1,0 +1,84 @@
+// Shared fixtures of the evaluation tests: tiny encoders saved as exported files, labelled images in
+// memory, and in-memory data factories.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as torch from '../../src/torch';
+import { saveTensors } from '../../src/io';
+import { EncoderConfig, VisionTransformer } from '../../src/semaim';
+import { EvalDataFactories, EvalDataRequest, MemoryLabelledData } from '../../src/eval/data';
+import { TrainBatch, TrainData } from '../../src/train/pretrain';
+
+export const TINY: EncoderConfig = { imgSize: 8, patchSize: 4, inChans: 3, embedDim: 16, depth: 2, numHeads: 2, mlpRatio: 2 };
+
+/** Writes `<dir>/<name>.safetensors` + `.json` (as `semaim export`) for a seeded random encoder. */
+export function writeEncoder(dir: string, cfg: EncoderConfig = TINY, seed = 1, name = 'encoder'): string {
+  torch.manualSeed(seed);
+  const enc = new VisionTransformer(cfg).initWeights();
+  const path = join(dir, `${name}.safetensors`);
+  saveTensors(path, enc.stateDict(), { config: JSON.stringify(cfg) });
+  writeFileSync(join(dir, `${name}.json`), JSON.stringify(cfg));
+  enc.dispose();
+  return path;
+}
+
+/**
+ * n images [3, size, size] whose class (0..classes-1) sets a colour offset and a bright quadrant, plus
+ * seeded noise: learnable by a tiny model in a few steps.
+ */
+export function toyImages(n: number, classes: number, size: number, seed: number): MemoryLabelledData {
+  const g = new torch.Generator(seed);
+  const noise = torch.randn([n, 3, size, size], { generator: g }).mul(0.3);
+  const x = noise.toFloat32Array();
+  noise.dispose();
+  const labels = Int32Array.from({ length: n }, (_, i) => i % classes);
+  const per = 3 * size * size;
+  for (let i = 0; i < n; i++) {
+    const c = labels[i];
+    for (let ch = 0; ch < 3; ch++) for (let y = 0; y < size; y++) for (let xx = 0; xx < size; xx++) {
+      const q = (y < size / 2 ? 0 : 2) + (xx < size / 2 ? 0 : 1);
+      x[i * per + (ch * size + y) * size + xx] += (ch === c % 3 ? 1 : -0.5) + (q === c % 4 ? 1.5 : 0);
+    }
+  }
+  return new MemoryLabelledData(x, [n, 3, size, size], labels, classes, Array.from({ length: classes }, (_, i) => `class${i}`));
+}
+
+/** Pre-training data over a labelled set (labels dropped), shuffled per epoch from the seed. */
+export function memoryTrainData(data: MemoryLabelledData, batch: number, seed: number): TrainData {
+  const per = data.imageShape.reduce((a, b) => a * b, 1);
+  const n = data.size;
+  return {
+    batchesPerEpoch: Math.floor(n / batch),
+    async *epoch(epoch: number, start: number): AsyncGenerator<TrainBatch> {
+      const perm = torch.randperm(n, { generator: new torch.Generator(seed * 1000 + epoch) });
+      const order = Array.from(perm.data() as BigInt64Array, Number);
+      perm.dispose();
+      for (let b = start; b < Math.floor(n / batch); b++) {
+        const images = new Float32Array(batch * per);
+        for (let i = 0; i < batch; i++) images.set(data.images.subarray(order[b * batch + i] * per, (order[b * batch + i] + 1) * per), i * per);
+        yield { images, shape: [batch, ...data.imageShape] };
+      }
+    },
+    close() {},
+  };
+}
+
+/** Factories over fixed train/test sets (the limit picks a class-balanced subset). */
+export function memoryFactories(train: MemoryLabelledData, test: MemoryLabelledData, requests: EvalDataRequest[] = []): EvalDataFactories {
+  return {
+    makeEvalData(r) {
+      requests.push(r);
+      const d = r.split === 'train' ? train : test;
+      return r.limit ? d.subset(r.limit, r.seed) : d;
+    },
+    makeTrainData(o) {
+      return memoryTrainData(train, o.batchSize as number, o.seed as number);
+    },
+  };
+}
+
+/** Max |a − b|. */
+export function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}

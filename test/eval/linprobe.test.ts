@@ -1,0 +1,76 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as torch from '../../src/torch';
+import { linprobeOnFeatures, linprobeOnline } from '../../src/eval/linprobe';
+import { LinearProbe } from '../../src/eval/classifier';
+import { extractFeatures, FeatureSet } from '../../src/eval/features';
+import { loadEncoder } from '../../src/eval/encoder';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { toyImages, writeEncoder } from './helpers';
+
+/** Linearly separable features: class means far apart along random directions, small noise, a large offset and scale (BatchNorm's job). */
+function separable(n: number, C: number, D: number, seed: number): FeatureSet {
+  return torch.scope(() => {
+    const g = new torch.Generator(seed);
+    const means = torch.randn([C, D], { generator: new torch.Generator(99) }).mul(2);
+    const labels = Int32Array.from({ length: n }, (_, i) => i % C);
+    const idx = torch.tensor(labels, { dtype: 'int64' });
+    const x = means.indexSelect(0, idx).add(torch.randn([n, D], { generator: g }).mul(0.5)).mul(40).add(7);
+    return { features: torch.keep(x), labels };
+  });
+}
+
+test('the linear probe reaches >= 95% on linearly separable features (SGD and LARS)', async () => {
+  const train = separable(600, 5, 24, 1);
+  const testSet = separable(300, 5, 24, 2);
+  const sgd = await linprobeOnFeatures(train, testSet, 5, { epochs: 8, batchSize: 64, blr: 0.1, seed: 0, label: null, evalEvery: 4 });
+  assert.ok(sgd.accuracy.top1 >= 0.95, `SGD top-1 ${sgd.accuracy.top1}`);
+  assert.equal(sgd.accuracy.n, 300);
+  assert.equal(sgd.history.length, 8);
+  assert.ok(sgd.history[0].loss > sgd.history[7].loss, 'loss falls');
+  assert.equal(typeof sgd.history[3].top1, 'number');
+  assert.ok(Math.abs(sgd.lr - 0.1 * 64 / 256) < 1e-12, 'lr = blr × batch / 256');
+  assert.ok(sgd.history[7].lr < sgd.lr * 0.1, 'cosine to ~0');
+  // MAE's head: BatchNorm without affine (head.0) then Linear (head.1).
+  assert.deepEqual([...sgd.probe.stateDict().keys()].sort(),
+    ['head.0.num_batches_tracked', 'head.0.running_mean', 'head.0.running_var', 'head.1.bias', 'head.1.weight']);
+  sgd.probe.dispose();
+  // LARS's trust ratio (η = 0.001) makes the step lr·η·‖w‖: it needs MAE's large lr (0.1 × 16384 / 256).
+  const lars = await linprobeOnFeatures(train, testSet, 5, { epochs: 8, batchSize: 64, blr: 0.1, lr: 6.4, optimizer: 'lars', seed: 0, label: null });
+  assert.ok(lars.accuracy.top1 >= 0.95, `LARS top-1 ${lars.accuracy.top1}`);
+  lars.probe.dispose();
+  train.features.dispose();
+  testSet.features.dispose();
+});
+
+test('the probe starts as MAE: trunc-normal(0.01) weight, zero bias', () => {
+  torch.manualSeed(0);
+  const p = new LinearProbe(256, 100);
+  const w = p.linear.weight.toFloat64Array();
+  const std = Math.sqrt(w.reduce((a, v) => a + v * v, 0) / w.length);
+  assert.ok(Math.abs(std - 0.01) < 0.001, `std ${std}`);
+  assert.ok(p.linear.bias!.toFloat64Array().every((v) => v === 0));
+  p.dispose();
+});
+
+test('the online path trains through a frozen encoder and leaves it unchanged', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-lp-'));
+  const { encoder } = loadEncoder(writeEncoder(dir));
+  const before = encoder.blocks.at(0).attn.qkv.weight.toFloat64Array();
+  const train = toyImages(48, 3, 8, 1);
+  const testData = toyImages(24, 3, 8, 2);
+  const te = await extractFeatures(encoder, testData, { batchSize: 16, pooling: 'mean', label: null });
+  assert.deepEqual(te.features.shape, [24, 16]);
+  assert.deepEqual([...te.labels], [...testData.labels]);
+  const r = await linprobeOnline(encoder, train, te, 3, { epochs: 3, batchSize: 16, blr: 0.4, pooling: 'mean', seed: 0, label: null });
+  assert.equal(r.history.length, 3);
+  assert.ok(r.accuracy.top1 > 0.5, `top-1 ${r.accuracy.top1}`);
+  assert.deepEqual(encoder.blocks.at(0).attn.qkv.weight.toFloat64Array(), before);
+  assert.equal(encoder.training, false);
+  r.probe.dispose();
+  te.features.dispose();
+  encoder.dispose();
+  rmSync(dir, { recursive: true, force: true });
+});
