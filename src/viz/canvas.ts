@@ -1,0 +1,116 @@
+// An RGB8 raster (row-major, 3 bytes per pixel) with the few drawing operations the figures need:
+// rectangles, nearest-neighbour image blits, per-patch colour overlays and bitmap text.
+import { RGB } from './colormap';
+import { ADVANCE, GLYPH_W, glyphRows, textWidth } from './font';
+
+/** A plain RGB image: width × height × 3 bytes, row-major. */
+export interface RgbImage {
+  width: number;
+  height: number;
+  data: Uint8Array;
+}
+
+export const WHITE: RGB = [255, 255, 255];
+export const BLACK: RGB = [0, 0, 0];
+export const GREY: RGB = [110, 110, 110];
+
+export class Canvas implements RgbImage {
+  readonly data: Uint8Array;
+  constructor(readonly width: number, readonly height: number, background: RGB = WHITE) {
+    if (!(Number.isInteger(width) && Number.isInteger(height) && width > 0 && height > 0)) {
+      throw new RangeError(`canvas size must be positive integers, got ${width}×${height}`);
+    }
+    this.data = new Uint8Array(width * height * 3);
+    this.fillRect(0, 0, width, height, background);
+  }
+
+  get(x: number, y: number): RGB {
+    const i = (y * this.width + x) * 3;
+    return [this.data[i], this.data[i + 1], this.data[i + 2]];
+  }
+
+  set(x: number, y: number, c: RGB): void {
+    if (x < 0 || y < 0 || x >= this.width || y >= this.height) return;
+    const i = (y * this.width + x) * 3;
+    this.data[i] = c[0];
+    this.data[i + 1] = c[1];
+    this.data[i + 2] = c[2];
+  }
+
+  fillRect(x: number, y: number, w: number, h: number, c: RGB): void {
+    for (let yy = Math.max(0, y); yy < Math.min(this.height, y + h); yy++) {
+      for (let xx = Math.max(0, x); xx < Math.min(this.width, x + w); xx++) this.set(xx, yy, c);
+    }
+  }
+
+  strokeRect(x: number, y: number, w: number, h: number, c: RGB, thickness = 1): void {
+    this.fillRect(x, y, w, thickness, c);
+    this.fillRect(x, y + h - thickness, w, thickness, c);
+    this.fillRect(x, y, thickness, h, c);
+    this.fillRect(x + w - thickness, y, thickness, h, c);
+  }
+
+  /** Copies src scaled by an integer factor (nearest neighbour) with its top-left at (x, y). */
+  drawImage(src: RgbImage, x: number, y: number, scale = 1): void {
+    for (let sy = 0; sy < src.height; sy++) {
+      for (let sx = 0; sx < src.width; sx++) {
+        const i = (sy * src.width + sx) * 3;
+        this.fillRect(x + sx * scale, y + sy * scale, scale, scale, [src.data[i], src.data[i + 1], src.data[i + 2]]);
+      }
+    }
+  }
+
+  /**
+   * Draws src (scaled) with a per-patch colour blended over it: values [gridH·gridW] in [0, 1]
+   * through colour(), alpha = weight of the colour.
+   */
+  drawOverlay(src: RgbImage, x: number, y: number, scale: number, grid: { gridH: number; gridW: number }, values: ArrayLike<number>,
+    colour: (v: number) => RGB, alpha: number): void {
+    const ph = src.height / grid.gridH;
+    const pw = src.width / grid.gridW;
+    for (let sy = 0; sy < src.height; sy++) {
+      for (let sx = 0; sx < src.width; sx++) {
+        const c = colour(values[Math.floor(sy / ph) * grid.gridW + Math.floor(sx / pw)]);
+        const i = (sy * src.width + sx) * 3;
+        const mix: RGB = [0, 1, 2].map((k) => Math.round(alpha * c[k] + (1 - alpha) * src.data[i + k])) as unknown as RGB;
+        this.fillRect(x + sx * scale, y + sy * scale, scale, scale, mix);
+      }
+    }
+  }
+
+  /** Draws one line of text with its top-left at (x, y); returns its width. */
+  drawText(text: string, x: number, y: number, c: RGB = BLACK, scale = 1): number {
+    for (let k = 0; k < text.length; k++) {
+      const rows = glyphRows(text[k]);
+      const gx = x + k * ADVANCE * scale;
+      for (let r = 0; r < rows.length; r++) {
+        for (let col = 0; col < GLYPH_W; col++) {
+          if (rows[r] & (1 << (GLYPH_W - 1 - col))) this.fillRect(gx + col * scale, y + r * scale, scale, scale, c);
+        }
+      }
+    }
+    return textWidth(text, scale);
+  }
+
+  /** Text centred in a box of width w, at the largest scale ≤ maxScale that fits (cut with '~' if none does). */
+  drawTextCentred(text: string, x: number, y: number, w: number, c: RGB = BLACK, maxScale = 2): void {
+    const scale = fitScale([text], w, maxScale);
+    let t = text;
+    while (t.length > 1 && textWidth(t, scale) > w) t = t.slice(0, -2) + '~';
+    this.drawText(t, x + Math.max(0, Math.floor((w - textWidth(t, scale)) / 2)), y, c, scale);
+  }
+}
+
+/** A region of src as a new image. */
+export function crop(src: RgbImage, x: number, y: number, w: number, h: number): RgbImage {
+  const data = new Uint8Array(w * h * 3);
+  for (let yy = 0; yy < h; yy++) data.set(src.data.subarray(((y + yy) * src.width + x) * 3, ((y + yy) * src.width + x + w) * 3), yy * w * 3);
+  return { width: w, height: h, data };
+}
+
+/** The largest integer scale ≤ maxScale at which every text fits in width w (at least 1). */
+export function fitScale(texts: string[], w: number, maxScale = 2): number {
+  let scale = maxScale;
+  while (scale > 1 && texts.some((t) => textWidth(t, scale) > w)) scale--;
+  return scale;
+}

@@ -1,0 +1,61 @@
+// Loads a SemAIM model for inspection from a run folder (newest valid checkpoint) or a checkpoint
+// folder: weights, config, the frozen teacher for feature targets and the EMA encoder if saved.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as torch from '../torch';
+import { loadTensors, disposeAll } from '../io';
+import { SemAIM, SemAIMConfig, VisionTransformer } from '../semaim';
+import { checkpointConfig, resolveCheckpoint } from '../train/export';
+import { loadTeacher } from '../train/pretrain';
+
+export interface LoadedModel {
+  model: SemAIM;
+  /** EMA encoder (only when the order's similarity source is 'ema' and the checkpoint has one). */
+  ema: VisionTransformer | null;
+  checkpoint: string;
+  step: number | null;
+  config: SemAIMConfig;
+  dispose(): void;
+}
+
+export function loadModel(source: string, device: torch.Device = 'cpu'): LoadedModel {
+  const dir = resolveCheckpoint(source);
+  const config = checkpointConfig(dir);
+  const model = new SemAIM(config);
+  const { tensors } = loadTensors(join(dir, 'model.safetensors'), { device });
+  try {
+    model.to({ device });
+    model.loadStateDict(tensors, { strict: true });
+  } catch (e) {
+    model.dispose();
+    throw new Error(`cannot load ${dir}/model.safetensors: ${(e as Error).message}`);
+  } finally {
+    disposeAll(tensors);
+  }
+  model.eval();
+  if (config.target.type === 'features') {
+    if (!existsSync(config.target.teacher)) {
+      model.dispose();
+      throw new Error(`the checkpoint's teacher ${config.target.teacher} is not found (feature targets need it for the loss map)`);
+    }
+    model.teacher = loadTeacher(config, device);
+  }
+  let ema: VisionTransformer | null = null;
+  const opt = join(dir, 'optimizer.safetensors');
+  if ('source' in config.order && config.order.source === 'ema' && existsSync(opt)) {
+    const { tensors: e } = loadTensors(opt, { device, filter: (k) => k.startsWith('ema.') });
+    ema = new VisionTransformer(config).to({ device });
+    ema.loadStateDict(new Map([...e].map(([k, v]) => [k.slice(4), v])), { strict: false });
+    disposeAll(e);
+    ema.eval();
+  }
+  let step: number | null = null;
+  try {
+    step = Number((JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as { step?: number }).step ?? NaN);
+    if (!Number.isFinite(step)) step = null;
+  } catch { /* no state.json: a bare checkpoint folder */ }
+  return {
+    model, ema, checkpoint: dir, step, config,
+    dispose() { model.teacher?.dispose(); model.dispose(); ema?.dispose(); },
+  };
+}

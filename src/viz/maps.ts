@@ -1,0 +1,134 @@
+// Everything a figure shows, computed from a model for a batch of images and copied to plain
+// arrays: order values per order type, the last-block [CLS] attention, the similarity map S, the
+// per-patch loss and the reconstruction (pixel targets) under one chosen order.
+import * as torch from '../torch';
+import { Tensor } from '../torch';
+import {
+  SemAIM, SemAIMConfig, OrderConfig, SimilaritySource, VisionTransformer, encoderSimilarity, needsSimilarity, orderFromConfig,
+  pixelTargets, unpatchify,
+} from '../semaim';
+import type { RgbImage } from './canvas';
+import { denormalizeImage } from './images';
+
+export const ORDER_NAMES = ['raster', 'snake', 'stochastic', 'similarity', 'semantic', 'multicenter'] as const;
+export type OrderName = (typeof ORDER_NAMES)[number];
+
+export interface ImageMaps {
+  /** Order values per order type, [N] in row-major patch order (smaller = earlier). */
+  orders: Partial<Record<OrderName, Float32Array>>;
+  /** Last-block [CLS] attention (mean over heads), [N]. */
+  attention: Float32Array;
+  /** Similarity map S used by the similarity-based orders, [N]. */
+  similarity: Float32Array;
+  /** Per-patch loss under `lossOrder`, [N]. */
+  patchLoss: Float32Array;
+  /** Reconstruction from the predictions (pixel targets only). */
+  recon: RgbImage | null;
+}
+
+export interface MapOptions {
+  orders: readonly OrderName[];
+  /** The order used for the loss map and the reconstruction (default 'semantic'). */
+  lossOrder?: OrderName;
+  /** Seed of the noise of stochastic / semantic / multicenter orders. */
+  seed?: number;
+  batchSize?: number;
+  /** EMA encoder, for configs whose similarity source is 'ema'. */
+  ema?: VisionTransformer | null;
+}
+
+/**
+ * The OrderConfig used to show order type `name` for a model: the model's own order config when it
+ * trained with that type; otherwise the paper's defaults (semantic: 3×3 filter, λ 0.01; multicenter:
+ * k 3, minimum relative height 0.5, minimum distance 2) with the model's similarity source.
+ */
+export function orderConfigFor(name: OrderName, cfg: SemAIMConfig): OrderConfig {
+  if (cfg.order.type === name) return cfg.order;
+  const source: SimilaritySource = 'source' in cfg.order ? cfg.order.source : 'online';
+  switch (name) {
+    case 'raster': case 'snake': case 'stochastic': return { type: name };
+    case 'similarity': return { type: 'similarity', source };
+    case 'semantic': return { type: 'semantic', source, filter: true, lambda: 0.01 };
+    case 'multicenter': return { type: 'multicenter', source, k: 3, minRelHeight: 0.5, minDistance: 2, filter: true, lambda: 0.01 };
+  }
+}
+
+/** S [B, N] from the source the model's config names (online model, EMA encoder or teacher). */
+export function similarityFor(model: SemAIM, images: Tensor, ema?: VisionTransformer | null): Tensor {
+  const o = model.config.order;
+  const source = 'source' in o ? o.source : 'online';
+  if (source === 'teacher' && model.teacher) return encoderSimilarity(model.teacher, images, 'minmax');
+  if (source === 'ema' && ema) return encoderSimilarity(ema, images);
+  return encoderSimilarity(model, images);
+}
+
+/** Predictions [B, N, P²·C] -> images [B, C, H, W] in normalised units, undoing per-patch normalisation. */
+function reconstruct(model: SemAIM, images: Tensor, pred: Tensor): Tensor {
+  const t = model.config.target;
+  if (t.type !== 'pixels') throw new Error('reconstruction needs pixel targets');
+  let patches = pred;
+  if (t.normPix) {
+    const raw = pixelTargets(images, { patchSize: model.config.patchSize, ...t, normPix: false });
+    const mean = raw.mean(-1, true);
+    const std = raw.var(-1, true, true).add(1e-6).sqrt();
+    patches = pred.mul(std).add(mean);
+  }
+  return unpatchify(patches, model.config.patchSize, model.config.inChans ?? 3);
+}
+
+function rows(t: Tensor): Float32Array[] {
+  const [B, N] = t.shape;
+  const all = t.float().cpu().toFloat32Array();
+  return Array.from({ length: B }, (_, b) => all.slice(b * N, (b + 1) * N));
+}
+
+/** Maps for every image of an NCHW float32 batch (normalised like the model's training data). */
+export function computeMaps(model: SemAIM, images: Float32Array, opts: MapOptions): ImageMaps[] {
+  const { imgSize } = model.config;
+  const C = model.config.inChans ?? 3;
+  const per = C * imgSize * imgSize;
+  if (images.length % per !== 0) throw new RangeError(`image buffer of ${images.length} values is not a multiple of ${C}×${imgSize}×${imgSize}`);
+  const total = images.length / per;
+  const lossOrder = opts.lossOrder ?? 'semantic';
+  const bs = opts.batchSize ?? 16;
+  const generator = new torch.Generator(opts.seed ?? 0);
+  const device = model.cls_token.device;
+  const out: ImageMaps[] = [];
+  const wasTraining = model.training;
+  model.eval();
+  try {
+    for (let start = 0; start < total; start += bs) {
+      const B = Math.min(bs, total - start);
+      torch.noGrad(() => torch.scope(() => {
+        const x = torch.tensor(images.subarray(start * per, (start + B) * per), { shape: [B, C, imgSize, imgSize], device });
+        const S = similarityFor(model, x, opts.ema);
+        const attention = rows(model.clsAttention(x));
+        const similarity = rows(S);
+        const orders: Partial<Record<OrderName, Float32Array[]>> = {};
+        const orderTensors = new Map<OrderName, Tensor>();
+        for (const name of new Set([...opts.orders, lossOrder])) {
+          const oc = orderConfigFor(name, model.config);
+          const p = orderFromConfig(oc, B, model.grid, needsSimilarity(oc) ? S : null, { generator, device });
+          orderTensors.set(name, p);
+          if (opts.orders.includes(name)) orders[name] = rows(p);
+        }
+        const fwd = model.forward(x, orderTensors.get(lossOrder)!, { outputs: 'all' });
+        const patchLoss = rows(fwd.patchLoss);
+        let recon: RgbImage[] | null = null;
+        if (model.config.target.type === 'pixels') {
+          const r = reconstruct(model, x, fwd.pred!).float().cpu().toFloat32Array();
+          recon = Array.from({ length: B }, (_, b) => denormalizeImage(r, imgSize, b * per));
+        }
+        for (let b = 0; b < B; b++) {
+          out.push({
+            orders: Object.fromEntries(Object.entries(orders).map(([k, v]) => [k, v![b]])),
+            attention: attention[b], similarity: similarity[b], patchLoss: patchLoss[b], recon: recon ? recon[b] : null,
+          });
+        }
+      }));
+    }
+  } finally {
+    model.train(wasTraining);
+  }
+  return out;
+}

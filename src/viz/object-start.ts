@@ -1,0 +1,147 @@
+// Does the semantic order start on the object? For images with object masks: the fraction of
+// images whose first predicted patch lies inside the object (a patch counts as inside when at
+// least `threshold` of its pixels are object), against a random-centre baseline: the expected
+// fraction (mean share of object patches) and an empirical draw of uniformly random first patches.
+import * as torch from '../torch';
+import { SemAIM, VisionTransformer, needsSimilarity, orderFromConfig } from '../semaim';
+import { OrderName, orderConfigFor, similarityFor } from './maps';
+
+export interface ObjectData {
+  /** Normalised images, NCHW float32 at the model's image size. */
+  images: Float32Array;
+  /** Object masks, N×H×W, nonzero = object. */
+  masks: Uint8Array;
+}
+
+export interface ObjectStartScore {
+  n: number;
+  /** Images whose first patch is inside the object / n. */
+  fraction: number;
+  /** Binomial standard error of `fraction`. */
+  stdErr: number;
+  inside: boolean[];
+  firstPatch: number[];
+  /** Per image: share of patches that count as object. */
+  objectPatchFraction: number[];
+  /** Random-centre baseline, expected value: mean of objectPatchFraction. */
+  baselineExpected: number;
+  /** Random-centre baseline, measured: uniformly random first patches (`draws` per image). */
+  baselineEmpirical: number;
+  draws: number;
+  /** Images whose mask covers no patch (their first patch can never be inside). */
+  emptyMasks: number;
+}
+
+export interface ObjectStartOptions {
+  /** Order type to score (default 'semantic', with the model's own order settings when it trained with it). */
+  order?: OrderName;
+  threshold?: number;
+  /** Random first patches per image for the empirical baseline (default 100). */
+  draws?: number;
+  seed?: number;
+  batchSize?: number;
+  /** EMA encoder, for models whose similarity source is 'ema'. */
+  ema?: VisionTransformer | null;
+}
+
+/** Per patch (row-major): does ≥ threshold of its pixels belong to the object? mask: H×W at `offset`. */
+export function patchesInside(mask: Uint8Array, imgSize: number, patchSize: number, threshold = 0.5, offset = 0): boolean[] {
+  if (imgSize % patchSize !== 0) throw new RangeError(`image size ${imgSize} is not divisible by patch size ${patchSize}`);
+  const g = imgSize / patchSize;
+  const out: boolean[] = [];
+  for (let pr = 0; pr < g; pr++) {
+    for (let pc = 0; pc < g; pc++) {
+      let on = 0;
+      for (let y = pr * patchSize; y < (pr + 1) * patchSize; y++) {
+        for (let x = pc * patchSize; x < (pc + 1) * patchSize; x++) if (mask[offset + y * imgSize + x]) on++;
+      }
+      out.push(on >= threshold * patchSize * patchSize);
+    }
+  }
+  return out;
+}
+
+/** A small deterministic PRNG (mulberry32) for the baseline draws. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Scores given first patches against per-image inside-patch flags (the model-free part). */
+export function scoreFirstPatches(firstPatch: number[], inside: boolean[][], o: { draws?: number; seed?: number } = {}): ObjectStartScore {
+  const n = firstPatch.length;
+  if (inside.length !== n) throw new RangeError(`${n} first patches but ${inside.length} masks`);
+  if (n === 0) throw new RangeError('no images to score');
+  const draws = o.draws ?? 100;
+  const rand = prng(o.seed ?? 0);
+  const hit = firstPatch.map((p, i) => {
+    if (!(p >= 0 && p < inside[i].length)) throw new RangeError(`image ${i}: first patch ${p} is outside 0..${inside[i].length - 1}`);
+    return inside[i][p];
+  });
+  const share = inside.map((m) => m.filter(Boolean).length / m.length);
+  let randomHits = 0;
+  for (const m of inside) for (let d = 0; d < draws; d++) if (m[Math.floor(rand() * m.length)]) randomHits++;
+  const fraction = hit.filter(Boolean).length / n;
+  return {
+    n, fraction, stdErr: Math.sqrt((fraction * (1 - fraction)) / n), inside: hit, firstPatch, objectPatchFraction: share,
+    baselineExpected: share.reduce((a, b) => a + b, 0) / n,
+    baselineEmpirical: draws > 0 ? randomHits / (n * draws) : NaN,
+    draws, emptyMasks: share.filter((s) => s === 0).length,
+  };
+}
+
+/** The first patch (argmin of the order values) of the chosen order for every image. */
+export function firstPatches(model: SemAIM, images: Float32Array, o: ObjectStartOptions = {}): number[] {
+  const { imgSize } = model.config;
+  const C = model.config.inChans ?? 3;
+  const per = C * imgSize * imgSize;
+  if (images.length % per !== 0) throw new RangeError(`image buffer of ${images.length} values is not a multiple of ${C}×${imgSize}×${imgSize}`);
+  const total = images.length / per;
+  const bs = o.batchSize ?? 64;
+  const oc = orderConfigFor(o.order ?? 'semantic', model.config);
+  const generator = new torch.Generator(o.seed ?? 0);
+  const device = model.cls_token.device;
+  const out: number[] = [];
+  for (let s = 0; s < total; s += bs) {
+    const B = Math.min(bs, total - s);
+    torch.noGrad(() => torch.scope(() => {
+      const x = torch.tensor(images.subarray(s * per, (s + B) * per), { shape: [B, C, imgSize, imgSize], device });
+      const S = needsSimilarity(oc) ? similarityFor(model, x, o.ema) : null;
+      const p = orderFromConfig(oc, B, model.grid, S, { generator, device });
+      const first = p.argmin(1).cpu().toFloat64Array();
+      out.push(...Array.from(first, Number));
+    }));
+  }
+  return out;
+}
+
+/** The measurement: a model's order start vs. object masks, with the random-centre baseline. */
+export function objectStartFraction(model: SemAIM, data: ObjectData, o: ObjectStartOptions = {}): ObjectStartScore {
+  const { imgSize, patchSize } = model.config;
+  const hw = imgSize * imgSize;
+  const n = data.masks.length / hw;
+  if (!Number.isInteger(n) || n === 0) throw new RangeError(`masks of ${data.masks.length} bytes are not a whole number of ${imgSize}×${imgSize} masks`);
+  const nImages = data.images.length / ((model.config.inChans ?? 3) * hw);
+  if (nImages !== n) throw new RangeError(`${nImages} images but ${n} masks`);
+  const wasTraining = model.training;
+  model.eval();
+  try {
+    const first = firstPatches(model, data.images, o);
+    const inside = Array.from({ length: n }, (_, i) => patchesInside(data.masks, imgSize, patchSize, o.threshold ?? 0.5, i * hw));
+    return scoreFirstPatches(first, inside, { draws: o.draws, seed: o.seed });
+  } finally {
+    model.train(wasTraining);
+  }
+}
+
+/** One Markdown table row: | images | first patch on object | random centre (expected / drawn) |. */
+export function formatObjectStart(s: ObjectStartScore, label = 'semantic order'): string {
+  const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
+  return `| ${label} | ${s.n} | ${pct(s.fraction)} ± ${pct(s.stdErr)} | ${pct(s.baselineExpected)} / ${pct(s.baselineEmpirical)} (${s.draws} draws per image) |`;
+}

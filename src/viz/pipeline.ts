@@ -1,0 +1,69 @@
+// The two jobs behind the CLI: checkpoint + image files -> figures, and run folder -> HTML report.
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import * as torch from '../torch';
+import { loadImages } from './images';
+import { loadModel } from './load-model';
+import type { OrderName } from './maps';
+import { readRun } from './run-data';
+import { renderReport } from './report';
+import { visualizeModel, VisualizeResult } from './visualize';
+
+export interface VisualizeJob {
+  checkpoint: string;
+  images: string[];
+  out: string;
+  orders: OrderName[];
+  lossOrder?: OrderName;
+  maxImages?: number;
+  seed?: number;
+  batchSize?: number;
+  minCell?: number;
+  device?: torch.Device;
+}
+
+export async function visualizeCheckpoint(job: VisualizeJob): Promise<VisualizeResult & { checkpoint: string }> {
+  const loaded = loadModel(job.checkpoint, job.device ?? 'cpu');
+  try {
+    const images = await loadImages(job.images, loaded.config.imgSize, job.maxImages ?? Infinity);
+    const r = await visualizeModel(loaded.model, images, job.out, {
+      orders: job.orders, lossOrder: job.lossOrder, seed: job.seed, batchSize: job.batchSize, minCell: job.minCell, ema: loaded.ema,
+    });
+    return { ...r, checkpoint: loaded.checkpoint };
+  } finally {
+    loaded.dispose();
+  }
+}
+
+export interface ReportJob {
+  runDir: string;
+  /** Default: <runDir>/report.html. */
+  out?: string;
+  title?: string;
+  /** With images, the grid is generated (into vizOut, default <runDir>/viz) from `checkpoint` (default the run). */
+  visualize?: Omit<VisualizeJob, 'checkpoint' | 'out'> & { checkpoint?: string; out?: string };
+}
+
+export async function writeRunReport(job: ReportJob): Promise<{ out: string; grid: string | null; evals: number; metrics: number }> {
+  const run = readRun(job.runDir);
+  let grid: string | null = null;
+  let gridNote: string;
+  if (job.visualize && job.visualize.images.length > 0) {
+    const v = job.visualize;
+    const r = await visualizeCheckpoint({ ...v, checkpoint: v.checkpoint ?? job.runDir, out: v.out ?? join(job.runDir, 'viz') });
+    grid = r.grid;
+    gridNote = `Generated from ${r.checkpoint} for ${r.rows.length} image(s). Columns: ${r.columns.join(' | ')}.`;
+  } else if (existsSync(join(job.runDir, 'viz', 'grid.png'))) {
+    grid = join(job.runDir, 'viz', 'grid.png');
+    gridNote = `From ${grid} (run \`semaim report ${job.runDir} --images DIR\` to regenerate).`;
+  } else {
+    gridNote = 'No visualisation: pass --images DIR (or files) to generate one from the newest checkpoint.';
+  }
+  const html = renderReport(run, { title: job.title, grid: grid ? readFileSync(grid) : null, gridNote });
+  const out = job.out ?? join(job.runDir, 'report.html');
+  mkdirSync(dirname(out), { recursive: true });
+  const tmp = `${out}.tmp-${process.pid}`;
+  writeFileSync(tmp, html);
+  renameSync(tmp, out);
+  return { out, grid, evals: run.evals.length, metrics: run.metrics.length };
+}

@@ -1,0 +1,145 @@
+// `semaim report`: one self-contained HTML file for a run (no script, no external requests; a CSP
+// forbids them): config tables, metric curves as inline SVG, evaluation tables, and the
+// visualisation grid as a data: URI.
+import type { RunData, EvalRow } from './run-data';
+import { esc, fmt } from './html';
+import { lineChart, smooth, Series } from './svg';
+
+export interface ReportOptions {
+  title?: string;
+  /** PNG bytes of the visualisation grid to embed. */
+  grid?: Buffer | null;
+  /** A line under the grid (where it came from) or why there is none. */
+  gridNote?: string;
+  generatedAt?: Date;
+}
+
+const KNOWN: Record<string, { title: string; y: string; colour: string; logY?: boolean }> = {
+  loss: { title: 'Training loss', y: 'loss', colour: '#1f77b4' },
+  lr: { title: 'Learning rate', y: 'lr', colour: '#2ca02c' },
+  imgPerSec: { title: 'Throughput', y: 'images / s', colour: '#d62728' },
+  gradNorm: { title: 'Gradient norm (before clipping)', y: 'norm', colour: '#9467bd' },
+};
+const NOT_CURVES = new Set(['step', 'epoch', 'time']);
+
+function flatten(o: unknown, prefix = '', out: [string, unknown][] = []): [string, unknown][] {
+  if (o !== null && typeof o === 'object' && !Array.isArray(o)) {
+    for (const [k, v] of Object.entries(o as Record<string, unknown>)) flatten(v, prefix ? `${prefix}.${k}` : k, out);
+  } else {
+    out.push([prefix, Array.isArray(o) ? JSON.stringify(o) : o]);
+  }
+  return out;
+}
+
+function table(head: string[], rows: unknown[][], cls = ''): string {
+  return `<table class="${cls}"><thead><tr>${head.map((h) => `<th>${esc(h)}</th>`).join('')}</tr></thead><tbody>` +
+    rows.map((r) => `<tr>${r.map((c) => `<td>${esc(typeof c === 'number' ? fmt(c) : c ?? '')}</td>`).join('')}</tr>`).join('') + '</tbody></table>';
+}
+
+function configSection(run: RunData): string {
+  if (!run.config) return '<p class="muted">No config.json in the run folder.</p>';
+  const c = run.config;
+  const groups: [string, unknown][] = 'model' in c || 'options' in c
+    ? [['Model', c.model], ['Training options', c.options], ...Object.entries(c).filter(([k]) => k !== 'model' && k !== 'options')]
+    : [['Config', c]];
+  return groups.filter(([, v]) => v !== undefined).map(([name, v]) => {
+    const rows = flatten(v).filter(([, x]) => x !== undefined).map(([k, x]) => [k || name, typeof x === 'number' ? x : String(x)]);
+    return `<details open><summary>${esc(name)} <span class="muted">(${rows.length})</span></summary>${table(['key', 'value'], rows, 'kv')}</details>`;
+  }).join('');
+}
+
+function numericSeries(metrics: Record<string, unknown>[], key: string): [number, number][] {
+  const pts: [number, number][] = [];
+  metrics.forEach((m, i) => {
+    const y = m[key];
+    const x = typeof m.step === 'number' ? m.step : i;
+    if (typeof y === 'number' && Number.isFinite(y)) pts.push([x, y]);
+  });
+  return pts;
+}
+
+function summarySection(run: RunData): string {
+  const loss = numericSeries(run.metrics, 'loss');
+  const thr = numericSeries(run.metrics, 'imgPerSec').map((p) => p[1]).sort((a, b) => a - b);
+  const last = run.metrics[run.metrics.length - 1] ?? {};
+  const cells: [string, unknown][] = [
+    ['logged steps', run.metrics.length],
+    ['last step', last.step],
+    ['last epoch', last.epoch],
+    ['first loss', loss[0]?.[1]],
+    ['last loss', loss[loss.length - 1]?.[1]],
+    ['min loss', loss.length ? Math.min(...loss.map((p) => p[1])) : undefined],
+    ['median img/s', thr.length ? thr[Math.floor(thr.length / 2)] : undefined],
+    ['checkpoints', run.checkpoints.length ? `${run.checkpoints.length} (newest ${run.checkpoints[run.checkpoints.length - 1]})` : 'none'],
+  ];
+  return `<div class="cards">${cells.filter(([, v]) => v !== undefined).map(([k, v]) => `<div class="card"><div class="k">${esc(k)}</div><div class="v">${esc(fmt(v))}</div></div>`).join('')}</div>`;
+}
+
+function curvesSection(run: RunData): string {
+  if (run.metrics.length === 0) return '<p class="muted">No metrics.jsonl (or it is empty).</p>';
+  const keys = new Set<string>();
+  for (const m of run.metrics) for (const [k, v] of Object.entries(m)) if (typeof v === 'number' && !NOT_CURVES.has(k)) keys.add(k);
+  const ordered = [...Object.keys(KNOWN).filter((k) => keys.has(k)), ...[...keys].filter((k) => !(k in KNOWN)).sort()];
+  const xLabel = run.metrics.some((m) => typeof m.step === 'number') ? 'step' : 'record';
+  const charts = ordered.map((k) => {
+    const info = KNOWN[k] ?? { title: k, y: k, colour: '#444' };
+    const pts = numericSeries(run.metrics, k);
+    const series: Series[] = [{ name: k, points: pts, colour: info.colour, width: k === 'loss' && pts.length > 20 ? 1 : 1.5 }];
+    if (k === 'loss' && pts.length > 20) {
+      series[0].colour = '#9ecae1';
+      series.push({ name: 'loss (EMA 0.9)', points: smooth(pts), colour: info.colour, width: 2 });
+    }
+    return `<figure>${lineChart(series, { title: info.title, xLabel, yLabel: info.y, logY: info.logY })}</figure>`;
+  });
+  return `<div class="charts">${charts.join('')}</div>`;
+}
+
+function evalSection(rows: EvalRow[]): string {
+  if (rows.length === 0) {
+    return '<p class="muted">No evaluation results yet: k-NN or linear-probe JSON files with <code>top1</code> / <code>top5</code> fields in the run folder (or a sub-folder) appear here.</p>';
+  }
+  const extraKeys = [...new Set(rows.flatMap((r) => Object.keys(r.extra)))].slice(0, 8);
+  return table(['source', 'top-1', 'top-5', ...extraKeys], rows.map((r) => [r.source, r.top1, r.top5 ?? '', ...extraKeys.map((k) => r.extra[k] ?? '')]), 'eval');
+}
+
+const CSS = `
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;margin:24px auto;max-width:1200px;padding:0 16px;color:#222;background:#fff}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 10px;border-bottom:1px solid #ddd;padding-bottom:4px}
+.muted{color:#777}code{background:#f3f3f3;padding:0 3px;border-radius:3px}
+table{border-collapse:collapse;margin:6px 0 12px;font-size:13px}th,td{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
+th{background:#f5f5f5}table.kv td:first-child{font-family:ui-monospace,monospace;color:#444}table.eval td:nth-child(2),table.eval td:nth-child(3){font-weight:600}
+details{margin:4px 0}summary{cursor:pointer;font-weight:600}
+.cards{display:flex;flex-wrap:wrap;gap:8px}.card{border:1px solid #ddd;border-radius:6px;padding:6px 12px;min-width:110px}.card .k{font-size:12px;color:#777}.card .v{font-size:17px;font-weight:600}
+.charts{display:flex;flex-wrap:wrap;gap:12px}figure{margin:0}
+svg.chart{background:#fff;font-size:11px;font-family:inherit}svg.chart text{fill:#333}svg.chart .ct{font-size:13px;font-weight:600}svg.chart .muted{fill:#777}
+svg.chart .plot{fill:#fcfcfc;stroke:#bbb}svg.chart .grid{stroke:#e6e6e6}
+img.viz{max-width:100%;height:auto;border:1px solid #ddd}`;
+
+export function renderReport(run: RunData, o: ReportOptions = {}): string {
+  const title = o.title ?? `SemAIM run report: ${run.dir}`;
+  const viz = o.grid
+    ? `<img class="viz" alt="visualisation grid" src="data:image/png;base64,${o.grid.toString('base64')}">`
+    : '';
+  const problems = run.problems.length ? `<h2>Problems</h2><ul>${run.problems.map((p) => `<li>${esc(p)}</li>`).join('')}</ul>` : '';
+  return `<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
+<title>${esc(title)}</title><style>${CSS}</style></head>
+<body>
+<h1>${esc(title)}</h1>
+<p class="muted">run folder <code>${esc(run.dir)}</code> · generated ${esc((o.generatedAt ?? new Date()).toISOString())}</p>
+${summarySection(run)}
+<h2>Curves</h2>
+${curvesSection(run)}
+<h2>Evaluation</h2>
+${evalSection(run.evals)}
+<h2>Visualisation</h2>
+${viz}${o.gridNote ? `<p class="muted">${esc(o.gridNote)}</p>` : ''}
+<h2>Configuration</h2>
+${configSection(run)}
+${problems}
+</body></html>
+`;
+}

@@ -1,0 +1,70 @@
+// `semaim visualize`: one PNG row per image and a grid of all of them, plus visualize.json with
+// what was drawn (columns, the first patch of every order, the layout) for tools and tests.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, parse } from 'node:path';
+import type { SemAIM, VisionTransformer } from '../semaim';
+import type { LoadedImages } from './images';
+import { computeMaps, ImageMaps, OrderName } from './maps';
+import { FigureRow, imageRow, Layout, renderFigure } from './render';
+import { writePng } from './png';
+
+export interface VisualizeOptions {
+  orders: readonly OrderName[];
+  lossOrder?: OrderName;
+  seed?: number;
+  batchSize?: number;
+  /** Cells are enlarged (nearest) to at least this many pixels (default 128). */
+  minCell?: number;
+  ema?: VisionTransformer | null;
+}
+
+export interface VisualizeResult {
+  rows: string[];
+  grid: string;
+  summary: string;
+  columns: string[];
+  maps: ImageMaps[];
+  layout: Layout;
+}
+
+function argmin(a: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < a.length; i++) if (a[i] < a[best]) best = i;
+  return best;
+}
+
+function safeName(name: string): string {
+  return parse(name).name.replace(/[^A-Za-z0-9._-]+/g, '_').slice(0, 60) || 'image';
+}
+
+export async function visualizeModel(model: SemAIM, images: LoadedImages, outDir: string, o: VisualizeOptions): Promise<VisualizeResult> {
+  if ((model.config.inChans ?? 3) !== 3) throw new Error('visualisation needs RGB models (inChans 3)');
+  if (images.size !== model.config.imgSize) throw new Error(`images are ${images.size}² but the model takes ${model.config.imgSize}²`);
+  const lossOrder = o.lossOrder ?? 'semantic';
+  const maps = computeMaps(model, images.tensor, { orders: o.orders, lossOrder, seed: o.seed, batchSize: o.batchSize, ema: o.ema });
+  const figRows: FigureRow[] = maps.map((m, i) => imageRow(images.names[i], images.rgb[i], m, o.orders, lossOrder));
+  const render = { grid: model.grid, minCell: o.minCell };
+  mkdirSync(outDir, { recursive: true });
+  const rowFiles: string[] = [];
+  for (let i = 0; i < figRows.length; i++) {
+    const { canvas } = renderFigure([figRows[i]], render);
+    rowFiles.push(await writePng(join(outDir, `row-${String(i).padStart(3, '0')}-${safeName(images.names[i])}.png`), canvas));
+  }
+  const { canvas, layout } = renderFigure(figRows, render);
+  const grid = await writePng(join(outDir, 'grid.png'), canvas);
+  const columns = figRows[0].cells.map((c) => c.label);
+  const summary = join(outDir, 'visualize.json');
+  writeFileSync(summary, JSON.stringify({
+    columns,
+    grid: { gridH: model.grid.gridH, gridW: model.grid.gridW, imgSize: model.config.imgSize, patchSize: model.config.patchSize },
+    layout: { scale: layout.scale, cell: layout.cell, width: layout.width, height: layout.height },
+    lossOrder,
+    images: images.names.map((name, i) => ({
+      name,
+      file: rowFiles[i],
+      firstPatch: Object.fromEntries(Object.entries(maps[i].orders).map(([k, v]) => [k, argmin(v!)])),
+      meanLoss: maps[i].patchLoss.reduce((a, b) => a + b, 0) / maps[i].patchLoss.length,
+    })),
+  }, null, 2));
+  return { rows: rowFiles, grid, summary, columns, maps, layout };
+}

@@ -1,0 +1,82 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { vizCommands } from '../../src/cli/viz-commands';
+import { findEvalRows, lineChart, niceTicks, readRun, renderReport, reduceSeries } from '../../src/viz';
+import { tinyModel, writeRunCheckpoint, writeTestImages } from './helpers';
+
+function fakeRun(dir: string, steps = 40): void {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ options: { batchSize: 8, blr: 2e-4, order: 'semantic' }, model: tinyModel(0).config }, null, 2));
+  const lines = Array.from({ length: steps }, (_, i) => JSON.stringify({
+    time: new Date(0).toISOString(), step: (i + 1) * 10, epoch: i / 10, loss: 1.2 * Math.exp(-i / 15) + 0.1, lr: 1e-4 * Math.min(1, i / 5), gradNorm: 2 - i / 40, imgPerSec: 300 + (i % 3),
+  }));
+  writeFileSync(join(dir, 'metrics.jsonl'), lines.join('\n') + '\n{"truncated":\n');
+}
+
+test('report: self-contained HTML with SVG curves, config and evaluation tables', async () => {
+  const run = mkdtempSync(join(tmpdir(), 'semaim-report-'));
+  try {
+    fakeRun(run);
+    writeFileSync(join(run, 'knn.json'), JSON.stringify({ k: 20, temperature: 0.07, top1: 41.25, top5: 88.5 }));
+    mkdirSync(join(run, 'eval'));
+    writeFileSync(join(run, 'eval', 'linprobe.json'), JSON.stringify({ results: [{ epoch: 90, top1: 33.3, top5: 80.1 }] }));
+    writeFileSync(join(run, 'eval', 'broken.json'), '{nope');
+    const rc = await vizCommands.report.run([run]);
+    assert.equal(rc, 0);
+    const html = readFileSync(join(run, 'report.html'), 'utf8');
+    assert.match(html, /^<!DOCTYPE html>/);
+    assert.equal((html.match(/<svg /g) ?? []).length, 4, 'loss, lr, throughput and grad-norm charts');
+    assert.match(html, /<polyline points="[\d., ]+"/);
+    for (const s of ['Training loss', 'Learning rate', 'Throughput', '41.25', '88.5', '33.3', 'eval/linprobe.json results[0]', 'blurKernel', 'broken.json', 'No visualisation']) {
+      assert.ok(html.includes(s), `report mentions ${s}`);
+    }
+    assert.doesNotMatch(html, /<script|(src|href)="(https?:)?\/\//i, 'no scripts or external resources');
+    assert.doesNotMatch(html, /https?:/i);
+  } finally {
+    rmSync(run, { recursive: true, force: true });
+  }
+});
+
+test('report: absent metrics, config and evaluations are reported, not fatal', () => {
+  const run = mkdtempSync(join(tmpdir(), 'semaim-report-'));
+  try {
+    const html = renderReport(readRun(run));
+    assert.match(html, /No metrics\.jsonl/);
+    assert.match(html, /No config\.json/);
+    assert.match(html, /No evaluation results yet/);
+    assert.throws(() => readRun(join(run, 'missing')), /run folder not found/);
+  } finally {
+    rmSync(run, { recursive: true, force: true });
+  }
+});
+
+test('report --images: generates the grid from the run\'s newest checkpoint and embeds it as a data URI', async () => {
+  const run = mkdtempSync(join(tmpdir(), 'semaim-report-'));
+  try {
+    fakeRun(run, 5);
+    const model = tinyModel(2);
+    writeRunCheckpoint(run, model, 50);
+    model.dispose();
+    await writeTestImages(join(run, 'imgs'), 2);
+    const out = join(run, 'out', 'r.html');
+    assert.equal(await vizCommands.report.run([run, '--images', join(run, 'imgs'), '--out', out, '--orders', 'raster,semantic', '--threads', '2']), 0);
+    assert.ok(existsSync(join(run, 'viz', 'grid.png')));
+    const html = readFileSync(out, 'utf8');
+    assert.match(html, /<img class="viz" alt="visualisation grid" src="data:image\/png;base64,[A-Za-z0-9+/]+=*">/);
+    assert.match(html, /step-00000050/);
+  } finally {
+    rmSync(run, { recursive: true, force: true });
+  }
+});
+
+test('svg helpers: nice ticks, min/max reduction, empty chart', () => {
+  assert.deepEqual(niceTicks(0, 1, 5), [0, 0.2, 0.4, 0.6, 0.8, 1]);
+  const pts = Array.from({ length: 10000 }, (_, i) => [i, i === 5000 ? 99 : 0] as [number, number]);
+  const r = reduceSeries(pts, 100);
+  assert.ok(r.length <= 200 && r.some((p) => p[1] === 99), 'spikes survive the reduction');
+  assert.match(lineChart([{ name: 'a', points: [], colour: '#000' }], { title: 't', xLabel: 'x' }), /no data/);
+  assert.equal(findEvalRows({ a: { top1: 1 }, b: [{ top1: 2, top5: 3, k: 10 }] }, 'f').length, 2);
+});

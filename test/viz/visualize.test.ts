@@ -1,0 +1,104 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as torch from '../../src/torch';
+import { encoderSimilarity, meanFilter3x3 } from '../../src/semaim';
+import { figureLayout, loadImages, readRgb, orderEarliness, TURBO, colorize, Canvas, glyphRows, textWidth, computeMaps } from '../../src/viz';
+import { vizCommands } from '../../src/cli/viz-commands';
+import { OptionError } from '../../src/util/options';
+import { argmax, liveTensors, readOverlay, tinyModel, writeCheckpointFolder, writeTestImages } from './helpers';
+
+test('font: every printable ASCII glyph has ink except space; text width', () => {
+  for (let c = 33; c < 127; c++) assert.ok(glyphRows(String.fromCharCode(c)).some((r) => r > 0), `glyph ${String.fromCharCode(c)}`);
+  assert.deepEqual(glyphRows(' '), [0, 0, 0, 0, 0, 0, 0]);
+  assert.deepEqual(glyphRows('\u00e9'), glyphRows('?'));
+  assert.equal(textWidth('ab', 2), 22);
+  const c = new Canvas(20, 10);
+  c.drawText('I', 0, 0);
+  assert.deepEqual(c.get(2, 3), [0, 0, 0]);
+  assert.deepEqual(c.get(0, 3), [255, 255, 255]);
+});
+
+test('colour map and order earliness: the first patch is the warm end', () => {
+  assert.equal(TURBO.length, 256);
+  assert.ok(TURBO[255][0] > TURBO[255][2] && TURBO[64][2] > TURBO[64][0], 'turbo: red at 1, blue at 0.25');
+  const e = orderEarliness([0.3, 0.1, 0.9, 0.5]);
+  assert.deepEqual(Array.from(e), [2 / 3, 1, 0, 1 / 3].map(Math.fround));
+  assert.deepEqual(colorize(1), TURBO[255]);
+});
+
+test('visualize: grid and rows have the laid-out size; order maps start where the orders say', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'semaim-viz-'));
+  try {
+    const model = tinyModel(3);
+    const ckpt = writeCheckpointFolder(join(root, 'ckpt'), model);
+    const files = await writeTestImages(join(root, 'imgs'), 3);
+    const out = join(root, 'out');
+    const rc = await vizCommands.visualize.run(['--checkpoint', ckpt, '--images', files[0], files[1], files[2], '--out', out, '--threads', '2']);
+    assert.equal(rc, 0);
+    const summary = JSON.parse(readFileSync(join(out, 'visualize.json'), 'utf8'));
+    const cols: string[] = summary.columns;
+    assert.deepEqual(cols, ['input', 'order raster', 'order snake', 'order stochastic', 'order similarity', 'order semantic', 'order multicenter',
+      '[CLS] attention', 'similarity S', 'loss (semantic)', 'reconstruction']);
+    const L = figureLayout(3, cols.length, 16);
+    assert.equal(L.cell, 128);
+    const grid = await readRgb(join(out, 'grid.png'));
+    assert.equal(grid.width, L.width);
+    assert.equal(grid.height, L.height);
+    const rows = readdirSync(out).filter((f) => f.startsWith('row-')).sort();
+    assert.equal(rows.length, 3);
+    const row0 = await readRgb(join(out, rows[0]));
+    const L1 = figureLayout(1, cols.length, 16);
+    assert.deepEqual([row0.width, row0.height], [L1.width, L1.height]);
+
+    // Independent expectations from the model: S, its filtered argmax (semantic centre), S's argmax.
+    const imgs = await loadImages(files, 16);
+    const x = torch.tensor(imgs.tensor, { shape: [3, 3, 16, 16] });
+    const S = encoderSimilarity(model, x);
+    const centre = Array.from(meanFilter3x3(S, model.grid).argmax(1).toFloat64Array(), Number);
+    const sMax = Array.from(S.argmax(1).toFloat64Array(), Number);
+    x.dispose();
+    S.dispose();
+    const col = (name: string) => cols.indexOf(name);
+    for (let i = 0; i < 3; i++) {
+      const read = (name: string) => readOverlay(grid, L.cellX(0), L.cellX(col(name)), L.cellY(i), L.cell, 4);
+      const raster = read('order raster');
+      // Rank-exact for raster: patch k is the k-th predicted, colour index 255·(1 − k/15).
+      raster.forEach((v, k) => assert.ok(Math.abs(v - 255 * (1 - k / 15)) <= 3, `image ${i} raster patch ${k}: colour index ${v}`));
+      assert.equal(argmax(read('order snake')), 0);
+      const snake = read('order snake');
+      assert.ok(snake[7] > snake[4], 'snake: the second row runs right to left');
+      assert.equal(argmax(read('order semantic')), centre[i], `image ${i}: semantic order starts at the semantic centre`);
+      assert.equal(argmax(read('order similarity')), sMax[i], `image ${i}: similarity order starts at argmax S`);
+      assert.equal(summary.images[i].firstPatch.semantic, centre[i]);
+      assert.equal(argmax(read('similarity S')), sMax[i], 'S overlay is warmest at argmax S');
+    }
+    // computeMaps frees everything it creates.
+    const before = liveTensors();
+    const maps = computeMaps(model, imgs.tensor, { orders: ['raster', 'semantic'], lossOrder: 'stochastic', batchSize: 2 });
+    assert.equal(liveTensors(), before);
+    assert.equal(maps.length, 3);
+    assert.deepEqual(Object.keys(maps[0].orders), ['raster', 'semantic']);
+    assert.equal(maps[0].recon!.width, 16);
+    model.dispose();
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('visualize: clear errors for unknown orders and missing images', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'semaim-viz-'));
+  try {
+    const model = tinyModel(3);
+    const ckpt = writeCheckpointFolder(join(root, 'ckpt'), model);
+    model.dispose();
+    await assert.rejects(vizCommands.visualize.run(['--checkpoint', ckpt, '--images', root, '--out', root, '--orders', 'raster,spiral']),
+      (e: Error) => e instanceof OptionError && /spiral/.test(e.message));
+    await assert.rejects(vizCommands.visualize.run(['--checkpoint', ckpt, '--images', join(root, 'nope'), '--out', root]), /image path not found/);
+    await assert.rejects(vizCommands.visualize.run(['--checkpoint', ckpt, '--images', ckpt, '--out', root]), /no image files/);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
