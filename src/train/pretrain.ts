@@ -207,7 +207,7 @@ export async function pretrain(o: OptionValues, data: TrainData, hooks: Pretrain
           scaler?.update();
           optimizer.zeroGrad();
           ema?.update();
-          if ((step + 1) % (o.logEvery as number) === 0) lastGradNorm = norm.item();
+          if ((step + 1) % (o.logEvery as number) === 0 || step + 1 === totalSteps) lastGradNorm = norm.item();
         });
         step++;
         hooks.onStep?.(step);

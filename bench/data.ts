@@ -1,0 +1,223 @@
+// Data pipeline benchmark: images/s of the TypeScript DataLoader beside torchvision's ImageFolder +
+// RandomResizedCrop + DataLoader on the same files with the same number of workers.
+//
+//   npm run bench:data                       (all settings)
+//   node dist/bench/data.js --quick          (shorter runs)
+//   node dist/bench/data.js --only=large     (one dataset: cifar | large)
+//   node dist/bench/data.js --interp=bicubic (RandomResizedCrop interpolation, default bilinear)
+//
+// Datasets: CIFAR-10 JPEGs (extracted from ../shared/data/cifar10-jpeg.tar.gz into the data cache)
+// → RandomResizedCrop 32; and 500×375 JPEGs made by this script → RandomResizedCrop 224.
+// Each run: warm-up batches (worker start-up) excluded, then a fixed number of batches or seconds.
+// Python is run as /usr/bin/python3 (Debian's torchvision).
+
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync, renameSync, rmSync } from 'node:fs';
+import { cpus, availableParallelism, loadavg } from 'node:os';
+import { join } from 'node:path';
+import {
+  DataLoader,
+  imageFolder,
+  ensureCifar10Jpeg,
+  defaultDataCache,
+  randomResizedCrop,
+  horizontalFlip,
+  normalize,
+  renderSynthetic,
+  syntheticConfig,
+  Rng,
+  type Interpolation,
+} from '../src/data';
+
+interface Setting {
+  name: string;
+  root: string;
+  size: number;
+  batch: number;
+  warmup: number;
+  maxBatches: number;
+  maxSeconds: number;
+}
+
+interface Result {
+  rate: number;
+  images: number;
+  seconds: number;
+  /** CPU time used during the measurement (all threads/processes) per wall second. */
+  cores: number;
+}
+
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const only = args.find((a) => a.startsWith('--only='))?.slice(7);
+const interp = (args.find((a) => a.startsWith('--interp='))?.slice(9) ?? 'bilinear') as Interpolation;
+const workerCounts = [1, 2];
+const PY = '/usr/bin/python3';
+
+/** 500×375 JPEGs of synthetic scenes with photo-like noise, made once into the data cache. */
+async function makeLargeJpegs(dir: string, count: number): Promise<void> {
+  const marker = join(dir, '.complete');
+  if (existsSync(marker)) return;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const sharpMod = require('sharp');
+  const sharp = typeof sharpMod === 'function' ? sharpMod : sharpMod.default;
+  const tmp = `${dir}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  const cfg = syntheticConfig({ size: [375, 500], count, seed: 11 });
+  for (let i = 0; i < count; i++) {
+    const s = renderSynthetic(cfg, i);
+    const hw = 500 * 375;
+    const rgb = Buffer.alloc(hw * 3);
+    const rng = new Rng(11, 'noise', i);
+    const planes = s.image.planes;
+    for (let p = 0; p < hw; p++) {
+      // fine-grained texture so files have photo-like entropy (~80–120 KB at q90)
+      const n = rng.normal(0, 7);
+      for (let c = 0; c < 3; c++) {
+        const v = planes[c].data[planes[c].offset + p] + n + rng.normal(0, 3);
+        rgb[p * 3 + c] = v < 0 ? 0 : v > 255 ? 255 : v;
+      }
+    }
+    const cls = join(tmp, `class${i % 4}`);
+    mkdirSync(cls, { recursive: true });
+    await sharp(rgb, { raw: { width: 500, height: 375, channels: 3 } }).jpeg({ quality: 90 }).toFile(join(cls, `${String(i).padStart(5, '0')}.jpg`));
+  }
+  rmSync(dir, { recursive: true, force: true });
+  renameSync(tmp, dir);
+  writeFileSync(marker, 'made by bench/data.ts\n');
+}
+
+function averageFileKB(root: string): number {
+  let total = 0;
+  let n = 0;
+  for (const cls of readdirSync(root)) {
+    const d = join(root, cls);
+    if (!statSync(d).isDirectory()) continue;
+    for (const f of readdirSync(d).slice(0, 200)) {
+      total += statSync(join(d, f)).size;
+      n++;
+    }
+  }
+  return total / n / 1024;
+}
+
+async function runOurs(s: Setting, workers: number): Promise<Result> {
+  const ds = imageFolder(s.root);
+  const loader = new DataLoader(ds, {
+    batchSize: s.batch,
+    dropLast: true,
+    workers,
+    seed: 0,
+    transforms: [randomResizedCrop(s.size, { interpolation: interp }), horizontalFlip(), normalize()],
+  });
+  let images = 0;
+  let batches = 0;
+  let seen = 0;
+  let t0 = 0;
+  let c0 = process.cpuUsage();
+  let done = false;
+  try {
+    // continue into the next epoch when one ends (workers are kept)
+    while (!done) {
+      for await (const b of loader) {
+        seen++;
+        if (seen === s.warmup) {
+          t0 = performance.now();
+          c0 = process.cpuUsage();
+        }
+        if (seen <= s.warmup) continue;
+        images += b.shape[0];
+        batches++;
+        if (batches >= s.maxBatches || performance.now() - t0 > s.maxSeconds * 1000) {
+          done = true;
+          break;
+        }
+      }
+    }
+  } finally {
+    await loader.close();
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const c = process.cpuUsage(c0);
+  return { rate: images / seconds, images, seconds, cores: (c.user + c.system) / 1e6 / seconds };
+}
+
+function runTorchvision(s: Setting, workers: number): Result & { torch?: string; torchvision?: string } {
+  const script = join(__dirname, '..', '..', 'bench', 'data_torchvision.py');
+  const r = spawnSync(
+    PY,
+    [script, s.root, String(s.size), String(workers), String(s.batch), String(s.warmup), String(s.maxBatches), String(s.maxSeconds), interp],
+    { encoding: 'utf8', timeout: 600_000 },
+  );
+  if (r.status !== 0) throw new Error(`torchvision run failed: ${r.stderr || r.error?.message}`);
+  const line = r.stdout.trim().split('\n').pop()!;
+  return JSON.parse(line);
+}
+
+function fmt(n: number): string {
+  return n >= 100 ? n.toFixed(0) : n.toFixed(1);
+}
+
+async function main(): Promise<void> {
+  const cache = defaultDataCache();
+  const settings: Setting[] = [];
+  if (!only || only === 'cifar') {
+    const cifar = join(ensureCifar10Jpeg(), 'train');
+    settings.push({ name: 'CIFAR-10 JPEG 32×32 → RandomResizedCrop 32', root: cifar, size: 32, batch: 256, warmup: 3, maxBatches: quick ? 40 : 120, maxSeconds: quick ? 4 : 10 });
+  }
+  if (!only || only === 'large') {
+    const large = join(cache, 'bench-jpeg-500x375');
+    if (!existsSync(join(large, '.complete'))) process.stderr.write(`making 800 JPEGs of 500×375 in ${large} ...\n`);
+    await makeLargeJpegs(large, 800);
+    settings.push({ name: 'JPEG 500×375 → RandomResizedCrop 224', root: large, size: 224, batch: 32, warmup: 3, maxBatches: quick ? 20 : 60, maxSeconds: quick ? 5 : 12 });
+  }
+
+  const cpu = cpus()[0]?.model ?? 'unknown CPU';
+  const loadStart = loadavg().map((v) => v.toFixed(2)).join(' ');
+  const lines: string[] = [];
+  const out = (l: string): void => {
+    lines.push(l);
+    process.stdout.write(l + '\n');
+  };
+  let versions = '';
+  const rows: string[] = [];
+  for (const s of settings) {
+    const res: Record<string, { ours: Result; tv: Result }> = {};
+    for (const w of workerCounts) {
+      // interleave the two implementations so both see the same machine conditions
+      const ours = await runOurs(s, w);
+      const tv = runTorchvision(s, w);
+      if ((tv as { torchvision?: string }).torchvision) versions = `torch ${(tv as { torch?: string }).torch}, torchvision ${(tv as { torchvision?: string }).torchvision}`;
+      res[w] = { ours, tv };
+      process.stderr.write(
+        `${s.name}, ${w} worker(s): ours ${fmt(ours.rate)} img/s (${ours.cores.toFixed(2)} cores), torchvision ${fmt(tv.rate)} img/s (${tv.cores.toFixed(2)} cores)\n`,
+      );
+    }
+    for (const w of workerCounts) {
+      const { ours, tv } = res[w];
+      const scaleOurs = w > 1 ? ` (${(ours.rate / res[1].ours.rate).toFixed(2)}× 1 worker)` : '';
+      const scaleTv = w > 1 ? ` (${(tv.rate / res[1].tv.rate).toFixed(2)}×)` : '';
+      rows.push(
+        `| ${s.name} | ${w} | ${fmt(ours.rate)}${scaleOurs} | ${fmt(tv.rate)}${scaleTv} | ${(ours.rate / tv.rate).toFixed(2)}× | ${ours.cores.toFixed(2)} / ${tv.cores.toFixed(2)} | ${fmt(ours.rate / ours.cores)} / ${fmt(tv.rate / tv.cores)} |`,
+      );
+    }
+  }
+  out('');
+  out(`machine: ${cpu}, ${availableParallelism()} cores; node ${process.version}; ${versions}`);
+  out(`command: node dist/bench/data.js ${args.join(' ')}`.trimEnd());
+  out(`RandomResizedCrop interpolation: ${interp}; batch sizes 256 (CIFAR) / 32 (224²); warm-up batches excluded`);
+  if (settings.some((s) => s.size === 224)) {
+    out(`500×375 JPEGs: quality 90, 4:2:0, average ${averageFileKB(settings.find((s) => s.size === 224)!.root).toFixed(0)} KB`);
+  }
+  out('');
+  out(`load average at start / end: ${loadStart} / ${loadavg().map((v) => v.toFixed(2)).join(' ')}`);
+  out('');
+  out('| setting | workers | ours (img/s) | torchvision (img/s) | ours / torchvision | CPU cores used (ours / tv) | img per CPU-second (ours / tv) |');
+  out('|---|---|---|---|---|---|---|');
+  for (const r of rows) out(r);
+}
+
+main().catch((e) => {
+  process.stderr.write(`${(e as Error).stack ?? e}\n`);
+  process.exit(1);
+});

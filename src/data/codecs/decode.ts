@@ -1,0 +1,122 @@
+// Format sniffing and dispatch: bytes → an `ImageHandle` whose size is known before decoding.
+// JPEG (the common case) stays lazy so the transform can ask for just the region and scale it
+// needs; PNG and BMP decode in TypeScript; everything else goes through sharp.
+
+import { DecodeError, NeedsFallback } from './errors';
+import { JpegImage, isJpeg } from './jpeg';
+import { decodePng, isPng } from './png';
+import { decodeBmp, isBmp } from './bmp';
+import { decodeWithSharp } from './sharp';
+import type { Image } from '../image';
+import type { Rect } from '../resample';
+
+export type ImageFormat = 'jpeg' | 'png' | 'bmp' | 'gif' | 'webp' | 'tiff' | 'avif' | 'unknown';
+
+export function sniff(d: Uint8Array): ImageFormat {
+  if (isJpeg(d)) return 'jpeg';
+  if (isPng(d)) return 'png';
+  if (isBmp(d)) return 'bmp';
+  if (d.length >= 6 && d[0] === 0x47 && d[1] === 0x49 && d[2] === 0x46 && d[3] === 0x38) return 'gif';
+  if (d.length >= 12 && d[0] === 0x52 && d[1] === 0x49 && d[2] === 0x46 && d[3] === 0x46 && d[8] === 0x57 && d[9] === 0x45 && d[10] === 0x42 && d[11] === 0x50) {
+    return 'webp';
+  }
+  if (d.length >= 4 && ((d[0] === 0x49 && d[1] === 0x49 && d[2] === 0x2a && d[3] === 0) || (d[0] === 0x4d && d[1] === 0x4d && d[2] === 0 && d[3] === 0x2a))) {
+    return 'tiff';
+  }
+  if (d.length >= 12 && d[4] === 0x66 && d[5] === 0x74 && d[6] === 0x79 && d[7] === 0x70) return 'avif';
+  return 'unknown';
+}
+
+/** What a transform asks a handle for: the source region it will read and a DCT reduction. */
+export interface DecodeRequest {
+  region?: Rect;
+  reduction?: 1 | 2 | 4 | 8;
+  /** The caller consumes the image before the next decode: scratch memory may be used. */
+  scratch?: boolean;
+}
+
+export interface ImageHandle {
+  readonly width: number;
+  readonly height: number;
+  /** True when `reduction` in a request is honoured (JPEG). */
+  readonly scalable: boolean;
+  decode(req?: DecodeRequest): Image;
+}
+
+export interface OpenOptions {
+  /** Grey level (0–255) that transparent pixels are composited onto. */
+  background?: number;
+}
+
+class DecodedHandle implements ImageHandle {
+  readonly scalable = false;
+  constructor(private readonly img: Image) {}
+  get width(): number {
+    return this.img.width;
+  }
+  get height(): number {
+    return this.img.height;
+  }
+  decode(): Image {
+    return this.img;
+  }
+}
+
+class JpegHandle implements ImageHandle {
+  readonly scalable = true;
+  constructor(private readonly jpeg: JpegImage) {}
+  get width(): number {
+    return this.jpeg.width;
+  }
+  get height(): number {
+    return this.jpeg.height;
+  }
+  decode(req: DecodeRequest = {}): Image {
+    return this.jpeg.decode({ region: req.region, reduction: req.reduction, scratch: req.scratch });
+  }
+}
+
+/** Wraps an already decoded image. */
+export function handleFromImage(img: Image): ImageHandle {
+  return new DecodedHandle(img);
+}
+
+/**
+ * Opens encoded image bytes. Synchronous for JPEG/PNG/BMP, a promise for formats decoded by sharp.
+ * Throws (or rejects with) a `DecodeError` naming why the bytes cannot be used.
+ */
+export function openImage(bytes: Uint8Array, opts: OpenOptions = {}): ImageHandle | Promise<ImageHandle> {
+  const bg = opts.background ?? 0;
+  if (bytes.length === 0) throw new DecodeError('empty', 'empty file (0 bytes)');
+  const fmt = sniff(bytes);
+  try {
+    if (fmt === 'jpeg') return new JpegHandle(new JpegImage(bytes));
+    if (fmt === 'png') return new DecodedHandle(decodePng(bytes, bg));
+    if (fmt === 'bmp') return new DecodedHandle(decodeBmp(bytes, bg));
+  } catch (e) {
+    if (!(e instanceof NeedsFallback)) throw wrap(e);
+  }
+  if (fmt === 'unknown' && !looksLikeOtherImage(bytes)) {
+    throw new DecodeError('unsupported', 'not an image file (unrecognised format)');
+  }
+  return decodeWithSharp(bytes, bg).then((img) => new DecodedHandle(img));
+}
+
+/** Decodes fully (helper for tests and caching). */
+export async function decodeImage(bytes: Uint8Array, opts: OpenOptions = {}): Promise<Image> {
+  const h = await openImage(bytes, opts);
+  return h.decode();
+}
+
+function wrap(e: unknown): Error {
+  if (e instanceof DecodeError) return e;
+  return new DecodeError('corrupt', `corrupt image (${(e as Error).message})`);
+}
+
+/** Formats sharp may still read although we do not sniff them (SVG, JPEG 2000, PPM, ...). */
+function looksLikeOtherImage(d: Uint8Array): boolean {
+  if (d.length >= 2 && d[0] === 0x50 && d[1] >= 0x31 && d[1] <= 0x36) return true; // PNM
+  if (d.length >= 12 && d[0] === 0 && d[1] === 0 && d[2] === 0 && d[3] === 0x0c && d[4] === 0x6a && d[5] === 0x50) return true; // JP2
+  const head = Buffer.from(d.buffer, d.byteOffset, Math.min(d.length, 256)).toString('latin1');
+  return /<svg[\s>]/i.test(head) || /^\s*<\?xml[^>]*>\s*<svg/i.test(head);
+}

@@ -1,0 +1,233 @@
+// PNG decoder (all colour types, bit depths 1–16, palette + tRNS, Adam7 interlacing) using
+// node's zlib for inflate. 16-bit samples are rounded to 8 bits; alpha (channel or tRNS) is
+// composited onto the requested background grey level.
+
+import { inflateSync } from 'node:zlib';
+import { DecodeError } from './errors';
+import { fromInterleaved, type Image } from '../image';
+
+const SIG = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+
+export function isPng(d: Uint8Array): boolean {
+  if (d.length < 8) return false;
+  for (let i = 0; i < 8; i++) if (d[i] !== SIG[i]) return false;
+  return true;
+}
+
+function u32(d: Uint8Array, o: number): number {
+  return ((d[o] << 24) | (d[o + 1] << 16) | (d[o + 2] << 8) | d[o + 3]) >>> 0;
+}
+
+const CHANNELS: Record<number, number> = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 };
+const ADAM7 = [
+  [0, 0, 8, 8],
+  [4, 0, 8, 8],
+  [0, 4, 4, 8],
+  [2, 0, 4, 4],
+  [0, 2, 2, 4],
+  [1, 0, 2, 2],
+  [0, 1, 1, 2],
+];
+
+/** Width and height from the IHDR chunk. */
+export function pngSize(d: Uint8Array): { width: number; height: number } {
+  if (!isPng(d) || d.length < 24) throw new DecodeError('truncated', 'truncated PNG header');
+  return { width: u32(d, 16), height: u32(d, 20) };
+}
+
+export function decodePng(d: Uint8Array, background = 0): Image {
+  if (!isPng(d)) throw new DecodeError('unsupported', 'not a PNG file');
+  let pos = 8;
+  let width = 0;
+  let height = 0;
+  let depth = 0;
+  let ctype = -1;
+  let interlace = 0;
+  let palette: Uint8Array | null = null;
+  let trns: Uint8Array | null = null;
+  const idat: Uint8Array[] = [];
+  let sawEnd = false;
+  while (pos + 8 <= d.length) {
+    const len = u32(d, pos);
+    const type = String.fromCharCode(d[pos + 4], d[pos + 5], d[pos + 6], d[pos + 7]);
+    const start = pos + 8;
+    if (start + len > d.length) {
+      if (type === 'IDAT') idat.push(d.subarray(start, d.length));
+      break;
+    }
+    const body = d.subarray(start, start + len);
+    if (type === 'IHDR') {
+      if (len < 13) throw new DecodeError('corrupt', 'corrupt PNG: bad IHDR');
+      width = u32(body, 0);
+      height = u32(body, 4);
+      depth = body[8];
+      ctype = body[9];
+      interlace = body[12];
+    } else if (type === 'PLTE') palette = body;
+    else if (type === 'tRNS') trns = body;
+    else if (type === 'IDAT') idat.push(body);
+    else if (type === 'IEND') {
+      sawEnd = true;
+      break;
+    }
+    pos = start + len + 4;
+  }
+  if (ctype < 0) throw new DecodeError('corrupt', 'corrupt PNG: no IHDR chunk');
+  const ch = CHANNELS[ctype];
+  if (!ch || ![1, 2, 4, 8, 16].includes(depth)) throw new DecodeError('corrupt', `corrupt PNG: colour type ${ctype}, depth ${depth}`);
+  if (width === 0 || height === 0) throw new DecodeError('corrupt', 'corrupt PNG: zero size');
+  if (ctype === 3 && !palette) throw new DecodeError('corrupt', 'corrupt PNG: palette image without PLTE');
+  if (idat.length === 0) throw new DecodeError(sawEnd ? 'corrupt' : 'truncated', 'PNG has no image data');
+  let raw: Uint8Array;
+  try {
+    raw = inflateSync(idat.length === 1 ? idat[0] : Buffer.concat(idat));
+  } catch (e) {
+    const msg = (e as Error).message;
+    const truncated = !sawEnd || /unexpected end/i.test(msg);
+    throw new DecodeError(truncated ? 'truncated' : 'corrupt', `${truncated ? 'truncated' : 'corrupt'} PNG data (${msg})`);
+  }
+  const bitsPP = ch * depth;
+  const bpp = Math.max(1, bitsPP >> 3);
+
+  // Output channels: palette → 3 (or 4 with tRNS); gray/rgb + tRNS colour key → +alpha.
+  const keyed = trns !== null && (ctype === 0 || ctype === 2);
+  const outCh = ctype === 3 ? (trns ? 4 : 3) : keyed ? ch + 1 : ch;
+  const out = new Uint8Array(width * height * outCh);
+
+  let rp = 0;
+  const passes = interlace ? ADAM7 : [[0, 0, 1, 1]];
+  for (const [x0, y0, dx, dy] of passes) {
+    const pw = Math.ceil((width - x0) / dx);
+    const ph = Math.ceil((height - y0) / dy);
+    if (pw <= 0 || ph <= 0) continue;
+    const rowBytes = Math.ceil((pw * bitsPP) / 8);
+    const need = (rowBytes + 1) * ph;
+    if (rp + need > raw.length) throw new DecodeError('truncated', 'truncated PNG data');
+    let prev = new Uint8Array(rowBytes);
+    let cur = new Uint8Array(rowBytes);
+    for (let y = 0; y < ph; y++) {
+      const f = raw[rp];
+      const line = raw.subarray(rp + 1, rp + 1 + rowBytes);
+      rp += rowBytes + 1;
+      unfilter(f, line, prev, cur, bpp);
+      emitRow(cur, pw, y0 + y * dy, x0, dx, width, depth, ctype, ch, outCh, palette, trns, out);
+      const t = prev;
+      prev = cur;
+      cur = t;
+    }
+  }
+  return fromInterleaved(out, width, height, outCh, background);
+}
+
+function unfilter(f: number, line: Uint8Array, prev: Uint8Array, cur: Uint8Array, bpp: number): void {
+  const n = line.length;
+  switch (f) {
+    case 0:
+      cur.set(line);
+      break;
+    case 1:
+      for (let i = 0; i < n; i++) cur[i] = line[i] + (i >= bpp ? cur[i - bpp] : 0);
+      break;
+    case 2:
+      for (let i = 0; i < n; i++) cur[i] = line[i] + prev[i];
+      break;
+    case 3:
+      for (let i = 0; i < n; i++) cur[i] = line[i] + (((i >= bpp ? cur[i - bpp] : 0) + prev[i]) >> 1);
+      break;
+    case 4:
+      for (let i = 0; i < n; i++) {
+        const a = i >= bpp ? cur[i - bpp] : 0;
+        const b = prev[i];
+        const c = i >= bpp ? prev[i - bpp] : 0;
+        const p = a + b - c;
+        const pa = Math.abs(p - a);
+        const pb = Math.abs(p - b);
+        const pc = Math.abs(p - c);
+        cur[i] = line[i] + (pa <= pb && pa <= pc ? a : pb <= pc ? b : c);
+      }
+      break;
+    default:
+      throw new DecodeError('corrupt', `corrupt PNG: filter type ${f}`);
+  }
+}
+
+function emitRow(
+  row: Uint8Array,
+  pw: number,
+  y: number,
+  x0: number,
+  dx: number,
+  width: number,
+  depth: number,
+  ctype: number,
+  ch: number,
+  outCh: number,
+  palette: Uint8Array | null,
+  trns: Uint8Array | null,
+  out: Uint8Array,
+): void {
+  const base = y * width;
+  if (depth === 8 && ctype !== 3 && outCh === ch) {
+    if (dx === 1) {
+      out.set(row.subarray(0, pw * ch), base * ch);
+      return;
+    }
+    for (let i = 0; i < pw; i++) {
+      const o = (base + x0 + i * dx) * ch;
+      for (let c = 0; c < ch; c++) out[o + c] = row[i * ch + c];
+    }
+    return;
+  }
+  for (let i = 0; i < pw; i++) {
+    const o = (base + x0 + i * dx) * outCh;
+    if (ctype === 3) {
+      const idx = sample(row, i, depth);
+      out[o] = palette![idx * 3] ?? 0;
+      out[o + 1] = palette![idx * 3 + 1] ?? 0;
+      out[o + 2] = palette![idx * 3 + 2] ?? 0;
+      if (outCh === 4) out[o + 3] = idx < trns!.length ? trns![idx] : 255;
+      continue;
+    }
+    let keyMatch = true;
+    for (let c = 0; c < ch; c++) {
+      const v = sample(row, i * ch + c, depth);
+      out[o + c] = to8(v, depth);
+      if (outCh > ch) {
+        const key = (trns![2 * c] << 8) | trns![2 * c + 1];
+        if (v !== key) keyMatch = false;
+      }
+    }
+    if (outCh > ch) out[o + ch] = keyMatch ? 0 : 255;
+  }
+}
+
+/** k-th sample of a row at the given bit depth. */
+function sample(row: Uint8Array, k: number, depth: number): number {
+  switch (depth) {
+    case 8:
+      return row[k];
+    case 16:
+      return (row[2 * k] << 8) | row[2 * k + 1];
+    case 4:
+      return (row[k >> 1] >> (4 - 4 * (k & 1))) & 15;
+    case 2:
+      return (row[k >> 2] >> (6 - 2 * (k & 3))) & 3;
+    default:
+      return (row[k >> 3] >> (7 - (k & 7))) & 1;
+  }
+}
+
+function to8(v: number, depth: number): number {
+  switch (depth) {
+    case 8:
+      return v;
+    case 16:
+      return (v * 255 + 32767) / 65535 | 0;
+    case 4:
+      return v * 17;
+    case 2:
+      return v * 85;
+    default:
+      return v * 255;
+  }
+}

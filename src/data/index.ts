@@ -1,0 +1,72 @@
+// Public API of the data pipeline: datasets, transforms, and the DataLoader.
+// Batches are plain typed arrays (NCHW); converting them to tensors is left to the caller.
+
+export { Rng, permutation, hashKeys } from './rng';
+
+// datasets
+export type { Dataset, DatasetSpec, MemoryImages } from './dataset';
+export { imageFolder, imageFiles, IMAGE_EXTENSIONS, type FolderOptions, type ImageFolderDataset } from './sources/folder';
+export {
+  cifarBinary,
+  cifar10Jpeg,
+  ensureCifar10Jpeg,
+  extractArchive,
+  defaultCifar10Archive,
+  defaultDataCache,
+  CIFAR10_CLASSES,
+  type CifarBinaryOptions,
+  type Cifar10JpegOptions,
+} from './sources/cifar';
+export {
+  idxDataset,
+  parseIdx,
+  mnist,
+  mnistLike,
+  fashionMnist,
+  FASHION_MNIST_CLASSES,
+  FASHION_MNIST_DIR,
+  MNIST_CLASSES,
+} from './sources/idx';
+export {
+  syntheticObjects,
+  SyntheticObjects,
+  renderSynthetic,
+  syntheticConfig,
+  SHAPES,
+  type SyntheticOptions,
+  type SyntheticSample,
+  type ShapeName,
+} from './sources/synthetic';
+export { MemoryDataset } from './sources/memory';
+
+// transforms
+export {
+  resize,
+  centerCrop,
+  randomResizedCrop,
+  horizontalFlip,
+  randAugment,
+  normalize,
+  randomErasing,
+  pretrainTransforms,
+  finetuneTransforms,
+  evalTransforms,
+  type TransformSpec,
+  type Size,
+} from './transforms';
+export type { Interpolation } from './resample';
+export { IMAGENET_MEAN, IMAGENET_STD } from './color';
+export { mixBatch, softTargets, type MixupOptions, type MixResult } from './mix';
+
+// single-sample execution of a transform list (e.g. for visualisation tools)
+export { Pipeline, type PipelineOptions } from './pipeline';
+export { simdAvailable } from './simd';
+
+// decoding (for tools and tests)
+export { openImage, decodeImage, sniff, type ImageHandle, type ImageFormat } from './codecs/decode';
+export { DecodeError, type SkipReason } from './codecs/errors';
+export type { Image, Plane, ColorSpace } from './image';
+
+// loader
+export { DataLoader, dataLoader, type LoaderOptions, type Batch, type EpochSummary } from './loader';
+export type { CacheOptions } from './cache';

@@ -1,0 +1,476 @@
+// DataLoader: seeded shuffling, batching, and decoding/augmentation in worker threads with bounded
+// prefetch, yielding plain-array batches through async iteration.
+//
+// - The order of epoch e is a permutation seeded by (seed, e): it differs per epoch and repeats
+//   for the same seed. Each sample's augmentation is seeded by (seed, epoch, index), so results do
+//   not depend on the number of workers.
+// - Batch b goes to worker b mod W; at most `prefetch` batches per worker are in flight or waiting
+//   to be consumed. Buffers are transferred, not copied.
+// - Idle workers are unref'd, so a program that stops iterating (break, return, throw) exits
+//   normally; `close()` terminates them right away.
+// - An unusable sample is replaced by another one (batches keep their size), reported once with a
+//   warning line naming the file, and counted in the end-of-epoch summary.
+
+import { Worker } from 'node:worker_threads';
+import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { permutation, Rng } from './rng';
+import { BatchBuilder, type BuilderConfig, type BatchTask, type RawBatch, type PackedChunk, type SkipRecord } from './batch';
+import type { Dataset, DatasetSpec } from './dataset';
+import type { SkipReason } from './codecs/errors';
+import { staticOutputSize, validateTransforms, isGeometric, type TransformSpec } from './transforms';
+import { buildPlan } from './geometry';
+import type { MixupOptions } from './mix';
+import { assembleCache, cacheRanges, DEFAULT_CACHE_BYTES, type CacheOptions } from './cache';
+import type { FromWorker, ToWorker } from './worker';
+
+export interface LoaderOptions {
+  batchSize: number;
+  /** Shuffle every epoch (default true). */
+  shuffle?: boolean;
+  /** Seed for shuffling and augmentation (default 0). */
+  seed?: number;
+  /** Drop the last incomplete batch (default false). */
+  dropLast?: boolean;
+  /** Transforms (see transforms.ts); empty keeps images as they are (they must share one size). */
+  transforms?: TransformSpec[];
+  /** Worker threads; 0 runs everything on the calling thread. Default: min(4, cores - 1), at least 1. */
+  workers?: number;
+  /** Batches per worker in flight or waiting to be consumed (default 2). */
+  prefetch?: number;
+  /** Emit Uint8Array batches (0..255, no normalisation) instead of Float32Array. */
+  uint8?: boolean;
+  /** Also emit object masks [n, h, w] (datasets with masks only, e.g. synthetic objects). */
+  masks?: boolean;
+  /** Batch-level mixup/cutmix; produces soft `targets`. */
+  mixup?: MixupOptions;
+  /** Label smoothing for soft `targets` when mixup is off (0 = no targets). */
+  labelSmoothing?: number;
+  /** Number of classes for soft targets (default: dataset.classes.length). */
+  numClasses?: number;
+  /** Decode a file dataset once into shared memory before the first epoch. */
+  cache?: boolean | CacheOptions;
+  /** JPEG DCT-domain downscaling when a sample shrinks ≥ 2× (default true; false = torchvision-exact path). */
+  dctScaling?: boolean;
+  /** Background that transparent pixels are composited onto (default 'white'). */
+  alphaBackground?: 'black' | 'white' | number;
+  /** Keep workers between epochs (default true; idle workers never keep the process alive). */
+  persistentWorkers?: boolean;
+  /** Replacement attempts for one slot before the loader gives up (default 50). */
+  maxReplacements?: number;
+  /** Receives warning and summary lines (default: written to stderr). */
+  onWarning?: (line: string) => void;
+}
+
+export interface Batch {
+  /** N×3×H×W, normalised float32 (or bytes with `uint8`). */
+  images: Float32Array | Uint8Array;
+  dtype: 'float32' | 'uint8';
+  shape: [number, number, number, number];
+  /** Class labels (-1 for unlabelled data); the unmixed labels when mixup is on. */
+  labels: Int32Array;
+  /** Soft targets N×numClasses (mixup/cutmix and/or label smoothing). */
+  targets?: Float32Array;
+  /** Object masks N×H×W (0/1) when requested. */
+  masks?: Uint8Array;
+  /** Dataset index of each sample (after replacement of unusable ones). */
+  indices: Int32Array;
+  epoch: number;
+  /** Batch number within the epoch. */
+  index: number;
+  /** Mixing coefficient (1 = no mixing). */
+  lam: number;
+  /** Samples of this batch that replaced unusable ones. */
+  replaced: number;
+}
+
+export interface EpochSummary {
+  epoch: number;
+  batches: number;
+  samples: number;
+  /** Distinct samples skipped this epoch. */
+  skipped: number;
+  byReason: Partial<Record<SkipReason, number>>;
+  /** Names of the skipped samples (first 20). */
+  files: string[];
+  seconds: number;
+  /** False when iteration stopped before the end of the epoch. */
+  complete: boolean;
+}
+
+interface Slot {
+  worker: Worker;
+  outstanding: number;
+}
+
+interface Waiter {
+  resolve: (v: RawBatch | PackedChunk) => void;
+  reject: (e: Error) => void;
+}
+
+function defaultWorkers(): number {
+  return Math.max(1, Math.min(4, availableParallelism() - 1));
+}
+
+export class DataLoader implements AsyncIterable<Batch> {
+  readonly dataset: Dataset;
+  readonly batchSize: number;
+  /** Batches per epoch. */
+  readonly length: number;
+  /** Output [height, width]. */
+  readonly outputSize: [number, number];
+  readonly numWorkers: number;
+  /** The epoch the next `for await` iterates. */
+  epoch = 0;
+  /** Summary of the last epoch iterated (also when it stopped early). */
+  lastSummary: EpochSummary | null = null;
+
+  private readonly opts: LoaderOptions;
+  private readonly cfg: BuilderConfig;
+  private readonly prefetch: number;
+  private readonly persistent: boolean;
+  private readonly warn: (line: string) => void;
+  private slots: Slot[] | null = null;
+  private local: BatchBuilder | null = null;
+  private gen = 0;
+  private active = false;
+  private closed = false;
+  private readonly waiters = new Map<string, Waiter>();
+  private readonly warned = new Set<string>();
+  private spec: DatasetSpec;
+  private cacheDone = false;
+  private poolError: Error | null = null;
+
+  constructor(dataset: Dataset, opts: LoaderOptions) {
+    if (!(Number.isInteger(opts.batchSize) && opts.batchSize >= 1)) {
+      throw new RangeError(`DataLoader: batchSize must be a positive integer, got ${opts.batchSize}`);
+    }
+    if (dataset.length === 0) throw new Error(`DataLoader: dataset ${dataset.root} is empty`);
+    const transforms = opts.transforms ?? [];
+    validateTransforms(transforms);
+    this.dataset = dataset;
+    this.opts = opts;
+    this.batchSize = opts.batchSize;
+    const n = dataset.length;
+    this.length = opts.dropLast ? Math.floor(n / opts.batchSize) : Math.ceil(n / opts.batchSize);
+    if (this.length === 0) {
+      throw new Error(`DataLoader: dataset ${dataset.root} has ${n} samples, fewer than one batch of ${opts.batchSize} with dropLast`);
+    }
+    this.outputSize = resolveSize(dataset, transforms);
+    this.numWorkers = opts.workers ?? defaultWorkers();
+    if (!(Number.isInteger(this.numWorkers) && this.numWorkers >= 0)) throw new RangeError('DataLoader: workers must be an integer >= 0');
+    this.prefetch = Math.max(1, opts.prefetch ?? 2);
+    this.persistent = opts.persistentWorkers ?? true;
+    this.warn = opts.onWarning ?? ((line: string) => process.stderr.write(line + '\n'));
+    if (opts.masks && !dataset.hasMasks) throw new Error(`DataLoader: masks requested but ${dataset.root} has no object masks`);
+    const numClasses = opts.numClasses ?? dataset.classes.length;
+    if ((opts.mixup || (opts.labelSmoothing ?? 0) > 0) && numClasses < 1) {
+      throw new Error(`DataLoader: mixup/label smoothing need class labels, but ${dataset.root} is unlabelled`);
+    }
+    const bgOpt = opts.alphaBackground ?? 'white';
+    const background = bgOpt === 'white' ? 255 : bgOpt === 'black' ? 0 : Math.max(0, Math.min(255, Math.round(bgOpt)));
+    this.spec = dataset.spec;
+    this.cfg = {
+      spec: dataset.spec,
+      transforms,
+      uint8: !!opts.uint8,
+      dctScaling: opts.dctScaling ?? true,
+      background,
+      masks: !!opts.masks,
+      size: this.outputSize,
+      seed: opts.seed ?? 0,
+      mix: opts.mixup ?? null,
+      labelSmoothing: opts.labelSmoothing ?? 0,
+      numClasses,
+      maxReplacements: opts.maxReplacements ?? 50,
+    };
+  }
+
+  /** Sample order of an epoch. */
+  order(epoch: number): Int32Array {
+    const n = this.dataset.length;
+    if (this.opts.shuffle === false) {
+      const p = new Int32Array(n);
+      for (let i = 0; i < n; i++) p[i] = i;
+      return p;
+    }
+    return permutation(n, this.cfg.seed, 'shuffle', epoch);
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<Batch> {
+    return this.iterate(this.epoch);
+  }
+
+  /** Iterates one epoch (default: the next one); afterwards `epoch` is the following one. */
+  async *iterate(epoch: number = this.epoch): AsyncGenerator<Batch, void, undefined> {
+    if (this.closed) throw new Error('DataLoader: closed');
+    if (this.active) throw new Error('DataLoader: an epoch is already being iterated (finish or break it first)');
+    this.active = true;
+    this.epoch = epoch + 1;
+    const gen = ++this.gen;
+    const t0 = Date.now();
+    const tally = new Map<number, SkipRecord>();
+    let batches = 0;
+    let samples = 0;
+    let complete = false;
+    try {
+      await this.prepare(gen);
+      const order = this.order(epoch);
+      const nb = this.length;
+      const bs = this.batchSize;
+      const task = (b: number): BatchTask => ({
+        epoch,
+        batch: b,
+        indices: order.slice(b * bs, Math.min(order.length, (b + 1) * bs)),
+      });
+      if (this.slots) {
+        const slots = this.slots;
+        const W = slots.length;
+        const results: Array<Promise<RawBatch> | undefined> = new Array(nb);
+        let next = 0;
+        for (let b = 0; b < nb; b++) {
+          while (next < nb) {
+            const s = slots[next % W];
+            if (s.outstanding >= this.prefetch) break;
+            s.outstanding++;
+            results[next] = this.request<RawBatch>(s, `b${next}`, { type: 'batch', gen, task: task(next) });
+            next++;
+          }
+          // workers keep the process alive only while we wait for them, so an iterator that is
+          // abandoned without finishing (no break/return) does not hang the program
+          for (const s of slots) s.worker.ref();
+          let raw: RawBatch;
+          try {
+            raw = await results[b]!;
+          } finally {
+            if (this.slots === slots) for (const s of slots) s.worker.unref(); // (not while terminating)
+          }
+          results[b] = undefined;
+          slots[b % W].outstanding--;
+          batches++;
+          samples += raw.indices.length;
+          yield this.finish(raw, tally);
+        }
+      } else {
+        for (let b = 0; b < nb; b++) {
+          const raw = await this.local!.build(task(b));
+          batches++;
+          samples += raw.indices.length;
+          yield this.finish(raw, tally);
+        }
+      }
+      complete = true;
+    } finally {
+      this.active = false;
+      if (!complete) this.gen++; // results still in flight belong to a finished generation
+      this.waiters.clear();
+      if (this.slots) {
+        for (const s of this.slots) {
+          s.outstanding = 0;
+          s.worker.unref();
+        }
+      }
+      this.lastSummary = this.summarise(epoch, batches, samples, tally, (Date.now() - t0) / 1000, complete);
+      if (!this.persistent || this.poolError) await this.terminate();
+    }
+  }
+
+  /** Terminates the worker threads; the loader cannot be used afterwards. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.onWorkerFailure(new Error('DataLoader: closed'));
+    await this.terminate();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  private async prepare(gen: number): Promise<void> {
+    if (this.numWorkers === 0) {
+      if (!this.local) this.local = new BatchBuilder({ ...this.cfg, spec: this.spec });
+    } else if (!this.slots) {
+      this.startWorkers();
+    }
+    if (this.opts.cache && !this.cacheDone && this.spec.kind === 'files') await this.buildCache(gen);
+  }
+
+  private startWorkers(): void {
+    const script = join(__dirname, 'worker.js');
+    if (!existsSync(script)) throw new Error(`DataLoader: worker script ${script} not found (run the compiled JavaScript, or use workers: 0)`);
+    this.poolError = null;
+    const slots: Slot[] = [];
+    for (let i = 0; i < this.numWorkers; i++) {
+      const worker = new Worker(script, { workerData: { cfg: { ...this.cfg, spec: this.spec } } });
+      const slot: Slot = { worker, outstanding: 0 };
+      worker.on('message', (m: FromWorker) => this.onMessage(m));
+      worker.on('error', (e: Error) => this.onWorkerFailure(new Error(`data worker ${i} failed: ${e.message}`)));
+      worker.on('exit', (code) => {
+        if (this.slots === slots && !this.closed) this.onWorkerFailure(new Error(`data worker ${i} exited unexpectedly (code ${code})`));
+      });
+      worker.unref();
+      slots.push(slot);
+    }
+    this.slots = slots;
+  }
+
+  private onWorkerFailure(e: Error): void {
+    if (this.slots) this.poolError = e;
+    const ws = [...this.waiters.values()];
+    this.waiters.clear();
+    for (const w of ws) w.reject(e);
+  }
+
+  private onMessage(m: FromWorker): void {
+    if (m.gen !== this.gen) return; // stale result of an abandoned epoch
+    const key = m.type === 'batch' ? `b${m.batch.batch}` : m.type === 'decoded' ? `d${m.id}` : m.batch !== undefined ? `b${m.batch}` : `d${m.id}`;
+    const w = this.waiters.get(key);
+    if (!w) return;
+    this.waiters.delete(key);
+    if (m.type === 'error') {
+      const err = new Error(m.message);
+      if (m.stack) err.stack = `${m.message}\n    (in data worker)\n${m.stack.split('\n').slice(1).join('\n')}`;
+      w.reject(err);
+    } else if (m.type === 'batch') w.resolve(m.batch);
+    else w.resolve(m.chunk);
+  }
+
+  private request<T extends RawBatch | PackedChunk>(slot: Slot, key: string, msg: ToWorker): Promise<T> {
+    if (this.poolError) return Promise.reject(this.poolError);
+    const p = new Promise<T>((resolve, reject) => {
+      this.waiters.set(key, { resolve: resolve as (v: RawBatch | PackedChunk) => void, reject });
+    });
+    p.catch(() => undefined); // a prefetched batch nobody awaits must not raise an unhandled rejection
+    slot.worker.postMessage(msg);
+    return p;
+  }
+
+  private async buildCache(gen: number): Promise<void> {
+    const files = this.spec;
+    if (files.kind !== 'files') return;
+    const maxBytes = typeof this.opts.cache === 'object' ? (this.opts.cache.maxBytes ?? DEFAULT_CACHE_BYTES) : DEFAULT_CACHE_BYTES;
+    const n = files.paths.offsets.length - 1;
+    const ranges = cacheRanges(n);
+    const chunks: PackedChunk[] = [];
+    let bytes = 0;
+    let aborted = false;
+    const take = (c: PackedChunk): void => {
+      chunks.push(c);
+      bytes += c.data.byteLength;
+      for (const s of c.skipped) this.warnOnce(s);
+      if (bytes > maxBytes) aborted = true;
+    };
+    if (this.slots) {
+      const slots = this.slots;
+      for (const s of slots) s.worker.ref();
+      try {
+        let next = 0;
+        const runSlot = async (s: Slot): Promise<void> => {
+          while (next < ranges.length && !aborted) {
+            const id = next++;
+            const [a, b] = ranges[id];
+            take(await this.request<PackedChunk>(s, `d${id}`, { type: 'decode', gen, id, start: a, end: b }));
+          }
+        };
+        await Promise.all(slots.map(runSlot));
+      } finally {
+        if (this.slots === slots) for (const s of slots) s.worker.unref();
+      }
+    } else {
+      for (const [a, b] of ranges) {
+        if (aborted) break;
+        take(await this.local!.decodeRange(a, b));
+      }
+    }
+    this.cacheDone = true;
+    if (aborted) {
+      this.warn(`data: cache disabled: decoded images of ${files.root} need more than ${(maxBytes / 1024 ** 3).toFixed(1)} GiB; decoding from files instead`);
+      return;
+    }
+    this.spec = assembleCache(chunks, n, files);
+    if (this.slots) for (const s of this.slots) s.worker.postMessage({ type: 'spec', spec: this.spec } satisfies ToWorker);
+    if (this.local) this.local.setSpec(this.spec);
+  }
+
+  private warnOnce(s: SkipRecord): void {
+    if (this.warned.has(s.name)) return;
+    this.warned.add(s.name);
+    this.warn(`data: skipping ${s.name}: ${s.message}`);
+  }
+
+  private finish(raw: RawBatch, tally: Map<number, SkipRecord>): Batch {
+    for (const s of raw.skipped) {
+      this.warnOnce(s);
+      tally.set(s.index, s);
+    }
+    const batch: Batch = {
+      images: raw.images,
+      dtype: raw.images instanceof Float32Array ? 'float32' : 'uint8',
+      shape: raw.shape,
+      labels: raw.labels,
+      indices: raw.indices,
+      epoch: raw.epoch,
+      index: raw.batch,
+      lam: raw.lam,
+      replaced: raw.skipped.length,
+    };
+    if (raw.targets) batch.targets = raw.targets;
+    if (raw.masks) batch.masks = raw.masks;
+    return batch;
+  }
+
+  private summarise(epoch: number, batches: number, samples: number, tally: Map<number, SkipRecord>, seconds: number, complete: boolean): EpochSummary {
+    const byReason: Partial<Record<SkipReason, number>> = {};
+    const files: string[] = [];
+    for (const s of tally.values()) {
+      byReason[s.reason] = (byReason[s.reason] ?? 0) + 1;
+      if (files.length < 20) files.push(s.name);
+    }
+    const summary: EpochSummary = { epoch, batches, samples, skipped: tally.size, byReason, files, seconds, complete };
+    if (tally.size > 0) {
+      const reasons = Object.entries(byReason)
+        .map(([r, k]) => `${k} ${r}`)
+        .join(', ');
+      this.warn(
+        `data: epoch ${epoch}${complete ? '' : ' (stopped early)'}: skipped ${tally.size} unusable file${tally.size === 1 ? '' : 's'} (${reasons}); each was replaced by another sample`,
+      );
+    }
+    return summary;
+  }
+
+  private async terminate(): Promise<void> {
+    const slots = this.slots;
+    this.slots = null;
+    if (!slots) return;
+    // ref first: an unref'd worker being terminated would not keep the event loop alive until
+    // its exit, leaving the returned promise unsettled
+    await Promise.all(
+      slots.map((s) => {
+        s.worker.ref();
+        return s.worker.terminate().catch(() => undefined);
+      }),
+    );
+  }
+}
+
+/** Output size from the transforms, else from the dataset's fixed size. */
+function resolveSize(dataset: Dataset, transforms: TransformSpec[]): [number, number] {
+  const s = staticOutputSize(transforms);
+  if (s) return s;
+  if (dataset.fixedSize) {
+    const [h, w] = dataset.fixedSize;
+    const p = buildPlan(w, h, transforms.filter(isGeometric), new Rng(0));
+    return [p.outH, p.outW];
+  }
+  throw new Error(
+    `DataLoader: images of ${dataset.root} may differ in size and the transforms do not fix one; add centerCrop(...), randomResizedCrop(...) or resize([h, w])`,
+  );
+}
+
+/** Convenience: `new DataLoader(dataset, opts)`. */
+export function dataLoader(dataset: Dataset, opts: LoaderOptions): DataLoader {
+  return new DataLoader(dataset, opts);
+}

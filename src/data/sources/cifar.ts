@@ -1,0 +1,171 @@
+// CIFAR-10/100 in the standard binary format, and CIFAR-10 as JPEG folders extracted from an
+// archive (`cifar10/{train,test}/<class>/*.jpg`, e.g. ../shared/data/cifar10-jpeg.tar.gz) into a
+// cache directory with the system `tar` (never into the repository).
+
+import { existsSync, readFileSync, readdirSync, statSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve, dirname } from 'node:path';
+import { homedir } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { sharedInt32 } from '../dataset';
+import { MemoryDataset, uniformImages } from './memory';
+import { imageFolder, type FolderOptions, type ImageFolderDataset } from './folder';
+
+export const CIFAR10_CLASSES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'];
+
+export interface CifarBinaryOptions {
+  /** Training split (default) or test split. */
+  train?: boolean;
+  /** CIFAR-100: use the 100 fine labels (default) or the 20 coarse labels. */
+  labels?: 'fine' | 'coarse';
+}
+
+function readLines(path: string): string[] | null {
+  if (!existsSync(path)) return null;
+  return readFileSync(path, 'utf8')
+    .split(/\r?\n/)
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}
+
+/**
+ * CIFAR-10 (`data_batch_1..5.bin`, `test_batch.bin`) or CIFAR-100 (`train.bin`, `test.bin`) binary
+ * files. `root` may be the folder holding them or its parent (cifar-10-batches-bin /
+ * cifar-100-binary).
+ */
+export function cifarBinary(root: string, opts: CifarBinaryOptions = {}): MemoryDataset {
+  root = resolve(root);
+  const train = opts.train ?? true;
+  const candidates = [root, join(root, 'cifar-10-batches-bin'), join(root, 'cifar-100-binary')];
+  let dir: string | null = null;
+  let variant: 10 | 100 = 10;
+  for (const c of candidates) {
+    if (existsSync(join(c, train ? 'data_batch_1.bin' : 'test_batch.bin'))) {
+      dir = c;
+      variant = 10;
+      break;
+    }
+    if (existsSync(join(c, train ? 'train.bin' : 'test.bin'))) {
+      dir = c;
+      variant = 100;
+      break;
+    }
+  }
+  if (!dir) {
+    throw new Error(
+      `CIFAR binary: no ${train ? 'data_batch_1.bin (CIFAR-10) or train.bin (CIFAR-100)' : 'test_batch.bin (CIFAR-10) or test.bin (CIFAR-100)'} found in ${root} (expected the extracted cifar-10-batches-bin or cifar-100-binary folder)`,
+    );
+  }
+  let files: string[];
+  if (variant === 10) {
+    files = train ? [1, 2, 3, 4, 5].map((k) => join(dir!, `data_batch_${k}.bin`)).filter((f) => existsSync(f)) : [join(dir, 'test_batch.bin')];
+  } else files = [join(dir, train ? 'train.bin' : 'test.bin')];
+  const rec = variant === 10 ? 3073 : 3074;
+  const buffers = files.map((f) => {
+    const b = readFileSync(f);
+    if (b.length === 0 || b.length % rec !== 0) {
+      throw new Error(`CIFAR binary: ${f} has ${b.length} bytes, expected a multiple of ${rec} (1${variant === 100 ? '+1' : ''} label byte + 3072 pixel bytes per image)`);
+    }
+    return b;
+  });
+  const n = buffers.reduce((s, b) => s + b.length / rec, 0);
+  const mem = uniformImages(n, 32, 32, 3);
+  const labels = sharedInt32(n);
+  const coarse = opts.labels === 'coarse';
+  let k = 0;
+  for (const b of buffers) {
+    for (let o = 0; o < b.length; o += rec, k++) {
+      labels[k] = variant === 10 ? b[o] : coarse ? b[o] : b[o + 1];
+      mem.data.set(b.subarray(o + rec - 3072, o + rec), k * 3072);
+    }
+  }
+  let classes: string[];
+  if (variant === 10) classes = readLines(join(dir, 'batches.meta.txt'))?.slice(0, 10) ?? CIFAR10_CLASSES;
+  else {
+    const names = readLines(join(dir, coarse ? 'coarse_label_names.txt' : 'fine_label_names.txt'));
+    const nc = coarse ? 20 : 100;
+    classes = names && names.length >= nc ? names.slice(0, nc) : Array.from({ length: nc }, (_, i) => String(i));
+  }
+  return new MemoryDataset(`${dir} (CIFAR-${variant} ${train ? 'train' : 'test'})`, mem, labels, classes, [32, 32]);
+}
+
+// ------------------------------------------------------------------ JPEG archive
+
+/** The repository root (folder holding package.json) above this file, or cwd. */
+function repoRoot(): string {
+  let d = __dirname;
+  for (let i = 0; i < 8; i++) {
+    if (existsSync(join(d, 'package.json'))) return d;
+    const up = dirname(d);
+    if (up === d) break;
+    d = up;
+  }
+  return process.cwd();
+}
+
+/** Default location of cifar10-jpeg.tar.gz ($SEMAIM_CIFAR10_TAR, else ../shared/data next to the repo). */
+export function defaultCifar10Archive(): string {
+  if (process.env.SEMAIM_CIFAR10_TAR) return resolve(process.env.SEMAIM_CIFAR10_TAR);
+  const root = repoRoot();
+  const candidates = [
+    join(root, '..', 'shared', 'data', 'cifar10-jpeg.tar.gz'),
+    join(root, 'shared', 'data', 'cifar10-jpeg.tar.gz'),
+    join(process.cwd(), '..', 'shared', 'data', 'cifar10-jpeg.tar.gz'),
+  ];
+  return resolve(candidates.find((c) => existsSync(c)) ?? candidates[0]);
+}
+
+/** Default cache folder for extracted data ($SEMAIM_DATA_CACHE, else ~/.cache/semaim/data). */
+export function defaultDataCache(): string {
+  return resolve(process.env.SEMAIM_DATA_CACHE ?? join(homedir(), '.cache', 'semaim', 'data'));
+}
+
+/**
+ * Extracts `archive` (a .tar.gz) into `cacheDir` with the system tar unless `cacheDir/<top>` is
+ * already complete (marked by `.complete` inside it). Extraction goes to a temporary folder and is
+ * renamed into place, so an interrupted run never leaves a half folder that looks complete.
+ * Returns the path of `cacheDir/<top>`.
+ */
+export function extractArchive(archive: string, cacheDir: string, top: string): string {
+  const target = join(cacheDir, top);
+  const marker = join(target, '.complete');
+  if (existsSync(marker)) return target;
+  if (!existsSync(archive)) {
+    throw new Error(`archive ${archive} not found (expected a .tar.gz containing ${top}/; set SEMAIM_CIFAR10_TAR or pass its path)`);
+  }
+  mkdirSync(cacheDir, { recursive: true });
+  const tmp = join(cacheDir, `.extract-${process.pid}-${Date.now()}`);
+  mkdirSync(tmp, { recursive: true });
+  try {
+    const r = spawnSync('tar', ['-xzf', archive, '-C', tmp], { encoding: 'utf8' });
+    if (r.error) throw new Error(`cannot run tar to extract ${archive}: ${r.error.message}`);
+    if (r.status !== 0) throw new Error(`tar failed to extract ${archive}: ${(r.stderr || '').trim().split('\n')[0]}`);
+    const extracted = join(tmp, top);
+    if (!existsSync(extracted) || !statSync(extracted).isDirectory()) {
+      const found = readdirSync(tmp).join(', ') || 'nothing';
+      throw new Error(`archive ${archive} does not contain ${top}/ (found: ${found})`);
+    }
+    if (existsSync(target)) rmSync(target, { recursive: true, force: true });
+    renameSync(extracted, target);
+    writeFileSync(marker, `extracted from ${archive}\n`);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  return target;
+}
+
+export interface Cifar10JpegOptions extends FolderOptions {
+  split?: 'train' | 'test';
+  archive?: string;
+  cacheDir?: string;
+}
+
+/** Path of the extracted CIFAR-10 JPEG folder (extracting on first use). */
+export function ensureCifar10Jpeg(opts: { archive?: string; cacheDir?: string } = {}): string {
+  return extractArchive(opts.archive ?? defaultCifar10Archive(), opts.cacheDir ?? defaultDataCache(), 'cifar10');
+}
+
+/** CIFAR-10 as an ImageFolder of JPEGs (train: 50 000, test: 10 000). */
+export function cifar10Jpeg(opts: Cifar10JpegOptions = {}): ImageFolderDataset {
+  const dir = ensureCifar10Jpeg(opts);
+  return imageFolder(join(dir, opts.split ?? 'train'), opts);
+}

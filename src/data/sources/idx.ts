@@ -1,0 +1,122 @@
+// MNIST-style IDX files (raw or gzip): MNIST and Fashion-MNIST. Debian's `dataset-fashion-mnist`
+// installs Fashion-MNIST to /usr/share/datasets/fashion-mnist/.
+
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { sharedInt32 } from '../dataset';
+import { MemoryDataset, uniformImages } from './memory';
+
+export const FASHION_MNIST_CLASSES = [
+  'T-shirt/top',
+  'Trouser',
+  'Pullover',
+  'Dress',
+  'Coat',
+  'Sandal',
+  'Shirt',
+  'Sneaker',
+  'Bag',
+  'Ankle boot',
+];
+export const MNIST_CLASSES = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'];
+export const FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
+
+export interface IdxArray {
+  dims: number[];
+  data: Uint8Array;
+}
+
+/** Parses an unsigned-byte IDX file (gunzipping when needed). */
+export function parseIdx(bytes: Uint8Array, name = 'IDX file'): IdxArray {
+  let d = bytes;
+  if (d.length >= 2 && d[0] === 0x1f && d[1] === 0x8b) {
+    try {
+      d = gunzipSync(d);
+    } catch (e) {
+      throw new Error(`${name}: corrupt gzip data (${(e as Error).message})`);
+    }
+  }
+  if (d.length < 4 || d[0] !== 0 || d[1] !== 0) throw new Error(`${name}: not an IDX file (bad magic)`);
+  if (d[2] !== 0x08) throw new Error(`${name}: IDX element type 0x${d[2].toString(16)} is not unsigned byte`);
+  const nd = d[3];
+  if (nd < 1 || d.length < 4 + 4 * nd) throw new Error(`${name}: truncated IDX header`);
+  const dims: number[] = [];
+  let count = 1;
+  for (let i = 0; i < nd; i++) {
+    const o = 4 + 4 * i;
+    const v = ((d[o] << 24) | (d[o + 1] << 16) | (d[o + 2] << 8) | d[o + 3]) >>> 0;
+    dims.push(v);
+    count *= v;
+  }
+  const start = 4 + 4 * nd;
+  if (d.length - start < count) {
+    throw new Error(`${name}: truncated IDX data (${d.length - start} bytes, expected ${count} for dims ${dims.join('x')})`);
+  }
+  return { dims, data: d.subarray(start, start + count) };
+}
+
+function readIdx(path: string): IdxArray {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (e) {
+    throw new Error(`IDX: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  return parseIdx(bytes, path);
+}
+
+/** An IDX image file (n×h×w) with an optional label file (n). */
+export function idxDataset(imagesPath: string, labelsPath: string | null, classes: readonly string[] = []): MemoryDataset {
+  const img = readIdx(imagesPath);
+  if (img.dims.length !== 3) throw new Error(`IDX: ${imagesPath} has dims ${img.dims.join('x')}, expected n x height x width`);
+  const [n, h, w] = img.dims;
+  if (n === 0) throw new Error(`IDX: ${imagesPath} holds no images`);
+  const mem = uniformImages(n, h, w, 1);
+  mem.data.set(img.data);
+  let labels: Int32Array | null = null;
+  if (labelsPath) {
+    const lab = readIdx(labelsPath);
+    if (lab.dims.length !== 1 || lab.dims[0] !== n) {
+      throw new Error(`IDX: ${labelsPath} has dims ${lab.dims.join('x')}, expected ${n} labels to match ${imagesPath}`);
+    }
+    labels = sharedInt32(n);
+    labels.set(lab.data);
+  }
+  return new MemoryDataset(imagesPath, mem, labels, classes, [h, w]);
+}
+
+function findFile(root: string, base: string): string | null {
+  for (const name of [base, `${base}.gz`, base.replace(/-idx/, '.idx'), `${base.replace(/-idx/, '.idx')}.gz`]) {
+    const p = join(root, name);
+    if (existsSync(p)) return p;
+  }
+  return null;
+}
+
+/** MNIST-layout folder: train-/t10k- images-idx3-ubyte and labels-idx1-ubyte (raw or .gz). */
+export function mnistLike(root: string, opts: { train?: boolean; classes?: readonly string[] } = {}): MemoryDataset {
+  root = resolve(root);
+  const prefix = opts.train ?? true ? 'train' : 't10k';
+  const images = findFile(root, `${prefix}-images-idx3-ubyte`);
+  const labels = findFile(root, `${prefix}-labels-idx1-ubyte`);
+  if (!images || !labels) {
+    throw new Error(
+      `MNIST: ${root} lacks ${prefix}-images-idx3-ubyte[.gz] and/or ${prefix}-labels-idx1-ubyte[.gz] (expected an MNIST-layout folder of IDX files)`,
+    );
+  }
+  return idxDataset(images, labels, opts.classes ?? MNIST_CLASSES);
+}
+
+export function mnist(root: string, opts: { train?: boolean } = {}): MemoryDataset {
+  return mnistLike(root, { ...opts, classes: MNIST_CLASSES });
+}
+
+/** Fashion-MNIST (default folder: Debian's /usr/share/datasets/fashion-mnist). */
+export function fashionMnist(opts: { root?: string; train?: boolean } = {}): MemoryDataset {
+  const root = opts.root ?? FASHION_MNIST_DIR;
+  if (!opts.root && !existsSync(root)) {
+    throw new Error(`Fashion-MNIST: ${root} does not exist (install it with: apt-get install dataset-fashion-mnist)`);
+  }
+  return mnistLike(root, { train: opts.train, classes: FASHION_MNIST_CLASSES });
+}

@@ -1,0 +1,234 @@
+// Transform specifications: plain, serialisable objects (they are sent to worker threads) built by
+// small constructor functions that mirror torchvision/timm names. `pipeline.ts` executes them.
+//
+// Order rules (checked by `validateTransforms`): geometric transforms (resize, centerCrop,
+// randomResizedCrop, horizontalFlip) first, then randAugment, then normalize, then randomErasing.
+
+import type { Interpolation } from './resample';
+import { IMAGENET_MEAN, IMAGENET_STD } from './color';
+
+export type Size = number | readonly [number, number];
+
+export interface ResizeSpec {
+  op: 'resize';
+  /** Short side (number) or exact [height, width]. */
+  size: Size;
+  interpolation: Interpolation;
+  /** With a number size: cap for the long side (torchvision's max_size). */
+  maxSize?: number;
+}
+export interface CenterCropSpec {
+  op: 'centerCrop';
+  size: readonly [number, number];
+}
+export interface RandomResizedCropSpec {
+  op: 'randomResizedCrop';
+  size: readonly [number, number];
+  scale: readonly [number, number];
+  ratio: readonly [number, number];
+  interpolation: Interpolation;
+}
+export interface HorizontalFlipSpec {
+  op: 'horizontalFlip';
+  p: number;
+}
+export interface RandAugmentSpec {
+  op: 'randAugment';
+  /** Number of ops per image. */
+  n: number;
+  /** Magnitude 0..10. */
+  m: number;
+  /** Std-dev of the per-op magnitude noise (0 = fixed, Infinity = uniform in [0, m]). */
+  mstd: number;
+  /** Use timm's "increasing" op set (`-inc1`). */
+  increasing: boolean;
+  /** Probability each chosen op is applied. */
+  prob: number;
+  /** Fill colour for geometric ops (RGB 0..255). */
+  fill: readonly [number, number, number];
+  interpolation: 'bilinear' | 'bicubic';
+}
+export interface NormalizeSpec {
+  op: 'normalize';
+  mean: readonly [number, number, number];
+  std: readonly [number, number, number];
+}
+export interface RandomErasingSpec {
+  op: 'randomErasing';
+  p: number;
+  /** Fraction of the image area erased. */
+  scale: readonly [number, number];
+  ratio: readonly [number, number];
+  /** 'pixel': per-pixel normal noise; 'rand': one normal value per channel; 'const': zeros. */
+  mode: 'pixel' | 'rand' | 'const';
+  count: number;
+}
+
+export type TransformSpec =
+  | ResizeSpec
+  | CenterCropSpec
+  | RandomResizedCropSpec
+  | HorizontalFlipSpec
+  | RandAugmentSpec
+  | NormalizeSpec
+  | RandomErasingSpec;
+
+function pair(size: Size): [number, number] {
+  const s: [number, number] = typeof size === 'number' ? [size, size] : [size[0], size[1]];
+  if (!(s[0] >= 1 && s[1] >= 1) || !Number.isInteger(s[0]) || !Number.isInteger(s[1])) {
+    throw new RangeError(`transform size must be positive integers, got ${JSON.stringify(size)}`);
+  }
+  return s;
+}
+
+/** Resize: a number resizes the short side (keeping aspect), [h, w] resizes exactly. */
+export function resize(size: Size, opts: { interpolation?: Interpolation; maxSize?: number } = {}): ResizeSpec {
+  if (typeof size !== 'number') pair(size);
+  else if (!(size >= 1)) throw new RangeError(`resize: size must be >= 1, got ${size}`);
+  return { op: 'resize', size, interpolation: opts.interpolation ?? 'bilinear', maxSize: opts.maxSize };
+}
+
+/** Center crop; an image smaller than the crop is first upscaled so that the crop fits. */
+export function centerCrop(size: Size): CenterCropSpec {
+  return { op: 'centerCrop', size: pair(size) };
+}
+
+/** torchvision RandomResizedCrop (defaults scale 0.08–1, ratio 3/4–4/3, bilinear). */
+export function randomResizedCrop(
+  size: Size,
+  opts: { scale?: readonly [number, number]; ratio?: readonly [number, number]; interpolation?: Interpolation } = {},
+): RandomResizedCropSpec {
+  const scale = opts.scale ?? [0.08, 1];
+  const ratio = opts.ratio ?? [3 / 4, 4 / 3];
+  if (!(scale[0] > 0 && scale[0] <= scale[1])) throw new RangeError(`randomResizedCrop: bad scale ${JSON.stringify(scale)}`);
+  if (!(ratio[0] > 0 && ratio[0] <= ratio[1])) throw new RangeError(`randomResizedCrop: bad ratio ${JSON.stringify(ratio)}`);
+  return { op: 'randomResizedCrop', size: pair(size), scale, ratio, interpolation: opts.interpolation ?? 'bilinear' };
+}
+
+export function horizontalFlip(p = 0.5): HorizontalFlipSpec {
+  return { op: 'horizontalFlip', p };
+}
+
+/**
+ * RandAugment. Accepts timm's config string (e.g. 'rand-m9-mstd0.5-inc1', 'rand-m9-n2-mstd0.5')
+ * or options. Defaults follow timm: n=2, prob 0.5 per op, fill = ImageNet mean, bicubic.
+ */
+export function randAugment(
+  config: string | Partial<Omit<RandAugmentSpec, 'op'>> = 'rand-m9-mstd0.5-inc1',
+): RandAugmentSpec {
+  const spec: RandAugmentSpec = {
+    op: 'randAugment',
+    n: 2,
+    m: 9,
+    mstd: 0,
+    increasing: false,
+    prob: 0.5,
+    fill: [124, 116, 104],
+    interpolation: 'bicubic',
+  };
+  if (typeof config === 'string') {
+    const parts = config.split('-');
+    if (parts[0] !== 'rand') throw new Error(`randAugment: config must start with 'rand', got '${config}'`);
+    for (const p of parts.slice(1)) {
+      const m = /^([a-z]+)([0-9.]+|inf)$/.exec(p);
+      if (!m) throw new Error(`randAugment: cannot parse '${p}' in '${config}'`);
+      const v = m[2] === 'inf' ? Infinity : Number(m[2]);
+      if (m[1] === 'm') spec.m = v;
+      else if (m[1] === 'n') spec.n = v;
+      else if (m[1] === 'mstd') spec.mstd = v;
+      else if (m[1] === 'inc') spec.increasing = v !== 0;
+      else if (m[1] === 'p') spec.prob = v;
+      else throw new Error(`randAugment: unknown option '${m[1]}' in '${config}'`);
+    }
+  } else {
+    Object.assign(spec, config);
+  }
+  return spec;
+}
+
+export function normalize(
+  mean: readonly [number, number, number] = IMAGENET_MEAN,
+  std: readonly [number, number, number] = IMAGENET_STD,
+): NormalizeSpec {
+  return { op: 'normalize', mean, std };
+}
+
+/** timm RandomErasing (defaults: p 0.25, area 2–33%, mode 'pixel', one region). */
+export function randomErasing(opts: Partial<Omit<RandomErasingSpec, 'op'>> = {}): RandomErasingSpec {
+  return {
+    op: 'randomErasing',
+    p: opts.p ?? 0.25,
+    scale: opts.scale ?? [0.02, 1 / 3],
+    ratio: opts.ratio ?? [0.3, 1 / 0.3],
+    mode: opts.mode ?? 'pixel',
+    count: opts.count ?? 1,
+  };
+}
+
+const GEOMETRIC = new Set(['resize', 'centerCrop', 'randomResizedCrop', 'horizontalFlip']);
+const STAGE: Record<TransformSpec['op'], number> = {
+  resize: 0,
+  centerCrop: 0,
+  randomResizedCrop: 0,
+  horizontalFlip: 0,
+  randAugment: 1,
+  normalize: 2,
+  randomErasing: 3,
+};
+
+export function isGeometric(t: TransformSpec): boolean {
+  return GEOMETRIC.has(t.op);
+}
+
+/** Throws when transforms are out of order or repeated where that is not meaningful. */
+export function validateTransforms(ts: readonly TransformSpec[]): void {
+  let stage = 0;
+  const seen = new Set<string>();
+  for (const t of ts) {
+    if (!(t.op in STAGE)) throw new Error(`unknown transform op '${(t as { op: string }).op}'`);
+    const s = STAGE[t.op];
+    if (s < stage) {
+      throw new Error(
+        `transform '${t.op}' is out of order: use geometric transforms, then randAugment, then normalize, then randomErasing`,
+      );
+    }
+    if (s > 0 && seen.has(t.op)) throw new Error(`transform '${t.op}' appears twice`);
+    seen.add(t.op);
+    stage = s;
+  }
+}
+
+/** Output size [h, w] fixed by the transforms regardless of the input, or null. */
+export function staticOutputSize(ts: readonly TransformSpec[]): [number, number] | null {
+  let size: [number, number] | null = null;
+  for (const t of ts) {
+    if (t.op === 'randomResizedCrop' || t.op === 'centerCrop') size = [t.size[0], t.size[1]];
+    else if (t.op === 'resize') size = typeof t.size === 'number' ? null : [t.size[0], t.size[1]];
+  }
+  return size;
+}
+
+/** The usual pre-training augmentation: RandomResizedCrop + flip + normalise. */
+export function pretrainTransforms(size = 224, opts: { scale?: readonly [number, number]; interpolation?: Interpolation } = {}): TransformSpec[] {
+  return [
+    randomResizedCrop(size, { scale: opts.scale ?? [0.2, 1], interpolation: opts.interpolation ?? 'bicubic' }),
+    horizontalFlip(0.5),
+    normalize(),
+  ];
+}
+
+/** Fine-tuning augmentation (MAE/SemAIM recipe): RRC + flip + RandAugment + normalise + erasing. */
+export function finetuneTransforms(size = 224, opts: { randAugment?: string; reprob?: number } = {}): TransformSpec[] {
+  return [
+    randomResizedCrop(size, { scale: [0.08, 1], interpolation: 'bicubic' }),
+    horizontalFlip(0.5),
+    randAugment(opts.randAugment ?? 'rand-m9-mstd0.5-inc1'),
+    normalize(),
+    randomErasing({ p: opts.reprob ?? 0.25, mode: 'pixel' }),
+  ];
+}
+
+/** Evaluation: resize to size/0.875 (short side, bicubic) then center crop. */
+export function evalTransforms(size = 224, cropPct = 0.875): TransformSpec[] {
+  return [resize(Math.floor(size / cropPct), { interpolation: 'bicubic' }), centerCrop(size), normalize()];
+}

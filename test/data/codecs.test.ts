@@ -1,0 +1,289 @@
+// Decoders on real files made here: JPEG (baseline/progressive, 4:2:0/4:4:4/gray, regions, DCT
+// scaling, CMYK via fallback), PNG (all colour types, 16-bit, palette, interlaced), BMP, GIF,
+// WebP, TIFF, and broken inputs.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { openImage, decodeImage, sniff } from '../../src/data/codecs/decode';
+import { DecodeError } from '../../src/data/codecs/errors';
+import { JpegImage } from '../../src/data/codecs/jpeg';
+import { decodePng } from '../../src/data/codecs/png';
+import { decodeBmp } from '../../src/data/codecs/bmp';
+import { idct8, aanScaledQuant } from '../../src/data/codecs/idct';
+import { resampleToOutput } from '../../src/data/resample';
+import { sharp, picture, encode, sharpRgb, interleave, maxAbsDiff, meanAbsDiff, bmp, pngEncode } from './helpers';
+
+const W = 61;
+const H = 43;
+const RAW = picture(W, H);
+
+async function jsRgb(bytes: Uint8Array): Promise<Uint8Array> {
+  const h = await openImage(bytes);
+  const img = h.decode();
+  const out = new Uint8Array(3 * img.width * img.height);
+  const r = { x0: 0, y0: 0, x1: img.width, y1: img.height };
+  resampleToOutput(img, { sample: r, clip: r, outW: img.width, outH: img.height, flip: false, interp: 'bilinear' }, out, 0, { kind: 'uint8' });
+  // planar → interleaved
+  const hw = img.width * img.height;
+  const il = new Uint8Array(3 * hw);
+  for (let i = 0; i < hw; i++) for (let c = 0; c < 3; c++) il[i * 3 + c] = out[c * hw + i];
+  return il;
+}
+
+test('AAN IDCT matches a direct 2-D IDCT', () => {
+  const q = new Uint16Array(64).fill(1);
+  const qa = aanScaledQuant(q);
+  const coef = new Float64Array(64);
+  for (let i = 0; i < 64; i++) coef[i] = i < 20 ? Math.round(Math.sin(i * 7.3) * 60) : 0;
+  const blk = new Float64Array(64);
+  for (let i = 0; i < 64; i++) blk[i] = coef[i] * qa[i];
+  const out = new Uint8ClampedArray(64);
+  idct8(blk, out, 0, 8);
+  for (let y = 0; y < 8; y++) {
+    for (let x = 0; x < 8; x++) {
+      let s = 0;
+      for (let v = 0; v < 8; v++) {
+        for (let u = 0; u < 8; u++) {
+          const cu = u ? 1 : Math.SQRT1_2;
+          const cv = v ? 1 : Math.SQRT1_2;
+          s += cu * cv * coef[v * 8 + u] * Math.cos(((2 * x + 1) * u * Math.PI) / 16) * Math.cos(((2 * y + 1) * v * Math.PI) / 16);
+        }
+      }
+      const ref = Math.max(0, Math.min(255, Math.round(s / 4 + 128)));
+      assert.ok(Math.abs(out[y * 8 + x] - ref) <= 1, `(${x},${y}) ${out[y * 8 + x]} vs ${ref}`);
+    }
+  }
+});
+
+test('JPEG variants decode like libvips', async () => {
+  const variants: Array<[string, object]> = [
+    ['baseline 4:2:0', { quality: 90 }],
+    ['baseline 4:4:4', { quality: 85, chromaSubsampling: '4:4:4' }],
+    ['progressive 4:2:0', { quality: 80, progressive: true }],
+    ['progressive 4:4:4', { quality: 95, progressive: true, chromaSubsampling: '4:4:4' }],
+    ['mozjpeg', { quality: 75, mozjpeg: true }],
+  ];
+  for (const [name, opts] of variants) {
+    const bytes = await encode(RAW, W, H, 3, 'jpeg', opts);
+    assert.equal(sniff(bytes), 'jpeg');
+    const ref = await sharpRgb(bytes);
+    const mine = await jsRgb(bytes);
+    assert.ok(maxAbsDiff(mine, ref.data) <= 6, `${name}: max diff ${maxAbsDiff(mine, ref.data)}`);
+    assert.ok(meanAbsDiff(mine, ref.data) < 1, `${name}: mean diff ${meanAbsDiff(mine, ref.data)}`);
+  }
+  const gray = await sharp(RAW, { raw: { width: W, height: H, channels: 3 } }).toColourspace('b-w').jpeg({ quality: 90 }).toBuffer();
+  const gimg = new JpegImage(gray);
+  assert.equal(gimg.space, 'gray');
+  const gref = await sharpRgb(gray);
+  assert.ok(maxAbsDiff(await jsRgb(gray), gref.data) <= 2);
+});
+
+test('JPEG region decode and DCT scaling agree with a full decode', async () => {
+  const big = picture(160, 120, 3);
+  const bytes = await encode(big, 160, 120, 3, 'jpeg', { quality: 92 });
+  const j = new JpegImage(bytes);
+  const full = j.decode();
+  const part = j.decode({ region: { x0: 40, y0: 30, x1: 90, y1: 70 } });
+  const fy = full.planes[0];
+  const py = part.planes[0];
+  assert.ok(py.x0 <= 40 && py.y0 <= 30 && py.x0 + py.width >= 90 && py.y0 + py.height >= 70);
+  assert.ok(py.width * py.height < fy.width * fy.height / 2, 'region decode should be smaller');
+  for (let y = 30; y < 70; y++) {
+    for (let x = 40; x < 90; x++) {
+      assert.equal(py.data[(y - py.y0) * py.stride + (x - py.x0)], fy.data[y * fy.stride + x]);
+    }
+  }
+  // 1/2 and 1/8 scale: close to box-averaged full decode
+  for (const r of [2, 8] as const) {
+    const red = j.decode({ reduction: r }).planes[0];
+    assert.equal(red.sx, r);
+    assert.equal(red.width, Math.ceil(160 / r));
+    let worst = 0;
+    for (let y = 0; y < Math.floor(120 / r); y++) {
+      for (let x = 0; x < Math.floor(160 / r); x++) {
+        let s = 0;
+        for (let yy = 0; yy < r; yy++) for (let xx = 0; xx < r; xx++) s += fy.data[(y * r + yy) * fy.stride + x * r + xx];
+        worst = Math.max(worst, Math.abs(s / (r * r) - red.data[y * red.stride + x]));
+      }
+    }
+    assert.ok(worst < 12, `reduction ${r}: worst ${worst}`);
+  }
+});
+
+test('scratch decoding (SIMD IDCT into the wasm arena) matches the plain decoder', async () => {
+  for (const opts of [{ quality: 90 }, { quality: 85, progressive: true }, { quality: 80, chromaSubsampling: '4:4:4' }]) {
+    const bytes = await encode(picture(90, 70, 5), 90, 70, 3, 'jpeg', opts);
+    const plain = new JpegImage(bytes).decode();
+    const region = { x0: 20, y0: 10, x1: 70, y1: 60 };
+    const fast = new JpegImage(bytes).decode({ scratch: true, region });
+    for (let c = 0; c < 3; c++) {
+      const a = plain.planes[c];
+      const b = fast.planes[c];
+      for (let y = 0; y < b.height; y++) {
+        for (let x = 0; x < b.width; x++) {
+          const va = a.data[(y + b.y0 / b.sy) * a.stride + x + b.x0 / b.sx];
+          const vb = b.data[b.offset + y * b.stride + x];
+          assert.ok(Math.abs(va - vb) <= 1, `${JSON.stringify(opts)} plane ${c} (${x},${y}): ${va} vs ${vb}`);
+        }
+      }
+    }
+  }
+});
+
+test('CMYK JPEG is decoded (through libvips) to RGB', async () => {
+  const cmyk = await sharp(RAW, { raw: { width: W, height: H, channels: 3 } }).toColourspace('cmyk').jpeg({ quality: 95 }).toBuffer();
+  const meta = await sharp(cmyk).metadata();
+  assert.equal(meta.space, 'cmyk');
+  const img = await decodeImage(cmyk);
+  assert.equal(img.space, 'rgb');
+  assert.equal(img.width, W);
+  const diff = meanAbsDiff(interleave(img), RAW);
+  assert.ok(diff < 25, `CMYK round trip mean diff ${diff}`);
+});
+
+test('PNG colour types, bit depths, palette, tRNS and interlacing', async () => {
+  // RGB 8-bit, interlaced RGB
+  for (const opts of [{}, { progressive: true }]) {
+    const b = await encode(RAW, W, H, 3, 'png', opts);
+    assert.deepEqual(Buffer.from(interleave(decodePng(b))), RAW);
+  }
+  // palette
+  const pal = await encode(RAW, W, H, 3, 'png', { palette: true, colours: 16, dither: 0 });
+  assert.deepEqual(Buffer.from(interleave(decodePng(pal))), (await sharpRgb(pal)).data);
+  // 16-bit RGB
+  const b16 = await sharp(RAW, { raw: { width: W, height: H, channels: 3 } }).toColourspace('rgb16').png().toBuffer();
+  assert.equal((await sharp(b16).metadata()).depth, 'ushort');
+  assert.ok(maxAbsDiff(interleave(decodePng(b16)), RAW) <= 1);
+  // gray + alpha (8 and 16 bit), composited on black and on white
+  for (const depth of [8, 16] as const) {
+    const ga: number[] = [];
+    for (let i = 0; i < W * H; i++) ga.push(depth === 8 ? RAW[3 * i] : RAW[3 * i] * 257, i % 3 === 0 ? 0 : depth === 8 ? 255 : 65535);
+    const gaPng = pngEncode(W, H, 4, depth, ga);
+    assert.equal((await sharp(gaPng).metadata()).channels, 2);
+    const onBlack = decodePng(gaPng, 0);
+    const onWhite = decodePng(gaPng, 255);
+    assert.equal(onBlack.space, 'gray');
+    for (let i = 0; i < W * H; i++) {
+      const p = onBlack.planes[0].data[i];
+      const q = onWhite.planes[0].data[i];
+      if (i % 3 === 0) assert.deepEqual([p, q], [0, 255]);
+      else assert.deepEqual([p, q], [RAW[3 * i], RAW[3 * i]]);
+    }
+  }
+  // gray 2-bit and palette with tRNS, RGB with a tRNS colour key
+  const g2 = pngEncode(4, 1, 0, 2, [0, 1, 2, 3]);
+  assert.deepEqual([...decodePng(g2).planes[0].data], [0, 85, 170, 255]);
+  const palT = pngEncode(3, 1, 3, 8, [0, 1, 2], { plte: Uint8Array.from([10, 20, 30, 40, 50, 60, 70, 80, 90]), trns: Uint8Array.from([0]) });
+  assert.deepEqual([...interleave(decodePng(palT, 255))], [255, 255, 255, 40, 50, 60, 70, 80, 90]);
+  const keyed = pngEncode(2, 1, 2, 8, [1, 2, 3, 4, 5, 6], { trns: Uint8Array.from([0, 1, 0, 2, 0, 3]) });
+  assert.deepEqual([...interleave(decodePng(keyed, 0))], [0, 0, 0, 4, 5, 6]);
+  // RGBA
+  const rgba = Buffer.alloc(W * H * 4);
+  for (let i = 0; i < W * H; i++) {
+    rgba[4 * i] = RAW[3 * i];
+    rgba[4 * i + 1] = RAW[3 * i + 1];
+    rgba[4 * i + 2] = RAW[3 * i + 2];
+    rgba[4 * i + 3] = 128;
+  }
+  const rgbaImg = decodePng(await encode(rgba, W, H, 4, 'png'), 255);
+  assert.equal(rgbaImg.planes[0].data[0], Math.floor((RAW[0] * 128 + 255 * 127 + 127) / 255));
+  // 1-bit gray
+  const bw = await sharp(RAW, { raw: { width: W, height: H, channels: 3 } }).toColourspace('b-w').png({ palette: true, colours: 2 }).toBuffer();
+  const bwImg = await decodeImage(bw);
+  const bwRef = await sharpRgb(bw);
+  assert.deepEqual(Buffer.from(interleave(bwImg)), bwRef.data);
+});
+
+test('BMP: palette (1/4/8-bit), 24-bit, 16/32-bit bitfields, RLE8, top-down', () => {
+  const palette: Array<[number, number, number]> = [
+    [0, 0, 0],
+    [255, 0, 0],
+    [0, 255, 0],
+    [0, 0, 255],
+  ];
+  const palPx = (x: number, y: number): [number, number, number, number] => [...palette[(x + 2 * y) % 4], 255];
+  const rgbPx = (x: number, y: number): [number, number, number, number] => [(x * 37) & 255, (y * 53) & 255, ((x + y) * 11) & 255, 255];
+  const cases: Array<[string, Buffer, (x: number, y: number) => [number, number, number, number], number]> = [
+    ['8-bit', bmp(13, 7, palPx, { bpp: 8, palette }), palPx, 0],
+    ['4-bit', bmp(13, 7, palPx, { bpp: 4, palette }), palPx, 0],
+    ['1-bit', bmp(13, 7, (x, y) => [...palette[(x + y) % 2], 255], { bpp: 1, palette: palette.slice(0, 2) }), (x, y) => [...palette[(x + y) % 2], 255], 0],
+    ['rle8', bmp(13, 7, palPx, { bpp: 8, palette, rle8: true }), palPx, 0],
+    ['24-bit', bmp(13, 7, rgbPx, { bpp: 24 }), rgbPx, 0],
+    ['24-bit top-down', bmp(13, 7, rgbPx, { bpp: 24, topDown: true }), rgbPx, 0],
+    ['32-bit', bmp(13, 7, rgbPx, { bpp: 32 }), rgbPx, 0],
+    ['16-bit 565', bmp(13, 7, rgbPx, { bpp: 16 }), rgbPx, 8],
+  ];
+  for (const [name, file, px, tol] of cases) {
+    assert.equal(sniff(file), 'bmp');
+    const img = decodeBmp(file);
+    assert.equal(img.width, 13, name);
+    assert.equal(img.height, 7, name);
+    const got = interleave(img);
+    for (let y = 0; y < 7; y++) {
+      for (let x = 0; x < 13; x++) {
+        const [r, g, b] = px(x, y);
+        const o = (y * 13 + x) * 3;
+        assert.ok(Math.abs(got[o] - r) <= tol && Math.abs(got[o + 1] - g) <= tol && Math.abs(got[o + 2] - b) <= tol, `${name} (${x},${y})`);
+      }
+    }
+  }
+  // 32-bit with alpha 0 composited onto white
+  const transparent = bmp(4, 4, () => [10, 20, 30, 0], { bpp: 32 });
+  assert.deepEqual([...interleave(decodeBmp(transparent, 255)).slice(0, 3)], [255, 255, 255]);
+});
+
+test('GIF (first frame), WebP and TIFF decode through libvips', async () => {
+  for (const fmt of ['gif', 'webp', 'tiff']) {
+    const opts = fmt === 'webp' ? { lossless: true } : {};
+    const b = await encode(RAW, W, H, 3, fmt, opts);
+    assert.equal(sniff(b), fmt);
+    const h = openImage(b);
+    assert.ok(h instanceof Promise, `${fmt} decodes asynchronously`);
+    const img = (await h).decode();
+    assert.equal(img.width, W);
+    assert.equal(img.height, H);
+    const ref = await sharpRgb(b);
+    assert.ok(maxAbsDiff(interleave(img), ref.data) <= 1, fmt);
+  }
+  // 16-bit TIFF
+  const r16 = new Uint16Array(W * H * 3).map((_, i) => RAW[i] * 257);
+  const t16 = await sharp(Buffer.from(r16.buffer), { raw: { width: W, height: H, channels: 3, depth: 'ushort' } })
+    .toColourspace('rgb16')
+    .tiff({ compression: 'none' })
+    .toBuffer();
+  assert.equal((await sharp(t16).metadata()).depth, 'ushort');
+  const img16 = await decodeImage(t16);
+  assert.ok(maxAbsDiff(interleave(img16), (await sharpRgb(t16)).data) <= 1);
+});
+
+test('broken inputs raise DecodeError with a reason', async () => {
+  const jpeg = await encode(picture(64, 64), 64, 64, 3, 'jpeg', { quality: 90 });
+  const png = await encode(picture(64, 64), 64, 64, 3, 'png');
+  const cases: Array<[string, Uint8Array, string]> = [
+    ['zero bytes', new Uint8Array(0), 'empty'],
+    ['text named .jpg', Buffer.from('this is not an image\n'), 'unsupported'],
+    ['truncated JPEG', jpeg.subarray(0, Math.floor(jpeg.length / 2)), 'truncated'],
+    ['JPEG header only', jpeg.subarray(0, 200), 'truncated'],
+    ['truncated PNG', png.subarray(0, Math.floor(png.length / 2)), 'truncated'],
+    ['garbage after SOI', Buffer.concat([Buffer.from([0xff, 0xd8, 0xff]), Buffer.alloc(100, 7)]), 'truncated'],
+  ];
+  for (const [name, bytes, reason] of cases) {
+    await assert.rejects(
+      async () => (await openImage(bytes)).decode(),
+      (e: unknown) => e instanceof DecodeError && e.reason === reason,
+      name,
+    );
+  }
+});
+
+test('1×1 images decode', async () => {
+  const one = Buffer.from([200, 100, 50]);
+  for (const fmt of ['jpeg', 'png', 'webp']) {
+    const b = await encode(one, 1, 1, 3, fmt, fmt === 'jpeg' ? { quality: 100 } : {});
+    const img = await decodeImage(b);
+    assert.equal(img.width, 1);
+    assert.equal(img.height, 1);
+    const rgb = await jsRgb(b);
+    assert.ok(maxAbsDiff(rgb, one) <= 6, `${fmt}: ${[...rgb]}`);
+  }
+});

@@ -1,0 +1,154 @@
+// DataLoader: seeded shuffling, drop-last, workers vs. main thread, early stop without hanging,
+// decoded cache, uint8 batches, masks, soft targets.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import {
+  DataLoader,
+  imageFolder,
+  syntheticObjects,
+  randomResizedCrop,
+  horizontalFlip,
+  normalize,
+  centerCrop,
+  resize,
+  type Batch,
+} from '../../src/data';
+import { tempDir, write, picture, encode } from './helpers';
+
+let root: string;
+let cleanup: () => void;
+
+before(async () => {
+  ({ dir: root, cleanup } = tempDir());
+  for (let i = 0; i < 24; i++) {
+    const w = 40 + (i % 5) * 7;
+    const h = 30 + (i % 3) * 9;
+    write(join(root, 'imgs', `c${i % 3}`, `${i}.jpg`), await encode(picture(w, h, i), w, h, 3, 'jpeg', { quality: 85 }));
+  }
+  write(join(root, 'imgs', 'c1', 'broken.jpg'), 'not a jpeg');
+});
+
+after(() => cleanup());
+
+async function collect(loader: DataLoader, epoch?: number): Promise<Batch[]> {
+  const out: Batch[] = [];
+  for await (const b of loader.iterate(epoch)) out.push(b);
+  return out;
+}
+
+test('shuffling repeats per seed and differs per epoch; dropLast and length', async () => {
+  const ds = syntheticObjects({ size: 16, count: 50 });
+  const mk = (seed: number, dropLast = false) => new DataLoader(ds, { batchSize: 8, seed, workers: 0, dropLast });
+  const a = mk(1);
+  const b = mk(1);
+  assert.equal(a.length, 7);
+  assert.equal(mk(1, true).length, 6);
+  const e0 = (await collect(a)).flatMap((x) => [...x.indices]);
+  const e1 = (await collect(a)).flatMap((x) => [...x.indices]);
+  assert.equal(a.epoch, 2);
+  assert.deepEqual(e0, (await collect(b)).flatMap((x) => [...x.indices]));
+  assert.notDeepEqual(e0, e1);
+  assert.deepEqual([...e0].sort((x, y) => x - y), Array.from({ length: 50 }, (_, i) => i));
+  assert.notDeepEqual(e0, (await collect(mk(2))).flatMap((x) => [...x.indices]));
+  const last = (await collect(mk(1, true))).at(-1)!;
+  assert.equal(last.shape[0], 8);
+  const noShuffle = new DataLoader(ds, { batchSize: 8, shuffle: false, workers: 0 });
+  assert.deepEqual([...(await collect(noShuffle))[0].indices], [0, 1, 2, 3, 4, 5, 6, 7]);
+});
+
+test('worker threads give the same batches as the main thread', async () => {
+  const ds = imageFolder(join(root, 'imgs'));
+  const opts = {
+    batchSize: 5,
+    seed: 3,
+    transforms: [randomResizedCrop(24, { interpolation: 'bicubic' as const }), horizontalFlip(), normalize()],
+    onWarning: () => undefined,
+  };
+  const main = await collect(new DataLoader(ds, { ...opts, workers: 0 }), 4);
+  const pool = new DataLoader(ds, { ...opts, workers: 2, prefetch: 1 });
+  try {
+    const thr = await collect(pool, 4);
+    assert.equal(thr.length, main.length);
+    for (let i = 0; i < main.length; i++) {
+      assert.deepEqual(thr[i].indices, main[i].indices);
+      assert.deepEqual(thr[i].labels, main[i].labels);
+      assert.deepEqual(thr[i].images, main[i].images);
+    }
+    assert.equal(pool.lastSummary!.skipped, 1);
+  } finally {
+    await pool.close();
+  }
+});
+
+test('breaking out of an epoch leaves no hanging process', () => {
+  const mod = join(__dirname, '..', '..', 'src', 'data', 'index.js');
+  const script = `
+    const d = require(${JSON.stringify(mod)});
+    (async () => {
+      const loader = new d.DataLoader(d.syntheticObjects({ size: 32, count: 2000 }), { batchSize: 16, workers: 2, prefetch: 4 });
+      for await (const b of loader) { if (b.index === 1) break; }
+      console.log('broke');
+      // an iterator abandoned mid-epoch (neither finished nor returned) must not keep the process alive
+      const other = new d.DataLoader(d.syntheticObjects({ size: 32, count: 2000 }), { batchSize: 16, workers: 1 });
+      const it = other[Symbol.asyncIterator]();
+      await it.next();
+      console.log('abandoned');
+    })();`;
+  const t0 = Date.now();
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20000 });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /broke\nabandoned/);
+  assert.ok(Date.now() - t0 < 15000);
+});
+
+test('close() during an epoch ends the iteration with an error', async () => {
+  const loader = new DataLoader(syntheticObjects({ size: 16, count: 400 }), { batchSize: 8, workers: 1 });
+  const it = loader[Symbol.asyncIterator]();
+  await it.next();
+  const pending = assert.rejects(it.next(), /closed/);
+  await loader.close();
+  await pending;
+});
+
+test('decoded cache gives the same batches as reading files', async () => {
+  const ds = imageFolder(join(root, 'imgs'));
+  const opts = { batchSize: 6, seed: 5, transforms: [resize(32), centerCrop(28), normalize()], onWarning: () => undefined };
+  const plain = await collect(new DataLoader(ds, { ...opts, workers: 0 }));
+  for (const workers of [0, 1]) {
+    const cached = new DataLoader(ds, { ...opts, workers, cache: true });
+    try {
+      const got = await collect(cached);
+      for (let i = 0; i < plain.length; i++) assert.deepEqual(got[i].images, plain[i].images);
+      assert.equal(cached.lastSummary!.skipped, 1);
+    } finally {
+      await cached.close();
+    }
+  }
+});
+
+test('uint8 batches, masks, label smoothing and mixup targets', async () => {
+  const ds = syntheticObjects({ size: 24, count: 20 });
+  const u8 = await collect(new DataLoader(ds, { batchSize: 10, workers: 0, uint8: true, masks: true, transforms: [horizontalFlip()] }));
+  assert.ok(u8[0].images instanceof Uint8Array);
+  assert.equal(u8[0].dtype, 'uint8');
+  assert.deepEqual(u8[0].shape, [10, 3, 24, 24]);
+  assert.equal(u8[0].masks!.length, 10 * 24 * 24);
+  assert.ok(u8[0].masks!.some((v) => v === 1));
+  const ls = await collect(new DataLoader(ds, { batchSize: 10, workers: 0, labelSmoothing: 0.1 }));
+  const t = ls[0].targets!;
+  assert.equal(t.length, 10 * 10);
+  assert.ok(Math.abs(t[ls[0].labels[0]] - (0.9 + 0.01)) < 1e-6);
+  const mx = await collect(new DataLoader(ds, { batchSize: 10, workers: 0, mixup: { mixupAlpha: 0.8, cutmixAlpha: 1, labelSmoothing: 0.1 } }));
+  for (const b of mx) {
+    assert.ok(b.lam > 0 && b.lam <= 1);
+    for (let i = 0; i < 10; i++) {
+      let s = 0;
+      for (let c = 0; c < 10; c++) s += b.targets![i * 10 + c];
+      assert.ok(Math.abs(s - 1) < 1e-5);
+    }
+  }
+  assert.throws(() => new DataLoader(imageFolder(join(root, 'imgs')), { batchSize: 2, masks: true, transforms: [centerCrop(8)] }), /no object masks/);
+});

@@ -1,0 +1,243 @@
+// Datasets on real files made here: ImageFolder with every supported format plus broken files,
+// unlabelled folders, CIFAR binary (10 and 100), CIFAR JPEG archive extraction, IDX (raw and gz),
+// Fashion-MNIST when installed, and the synthetic objects.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { existsSync, statSync, mkdirSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { gzipSync } from 'node:zlib';
+import {
+  imageFolder,
+  imageFiles,
+  cifarBinary,
+  cifar10Jpeg,
+  idxDataset,
+  mnistLike,
+  fashionMnist,
+  FASHION_MNIST_DIR,
+  syntheticObjects,
+  DataLoader,
+  randomResizedCrop,
+  normalize,
+  SHAPES,
+} from '../../src/data';
+import { renderSynthetic, syntheticConfig, syntheticLabel } from '../../src/data/sources/synthetic';
+import { sharp, tempDir, write, picture, encode, pngEncode, bmp } from './helpers';
+
+let root: string;
+let cleanup: () => void;
+
+before(async () => {
+  ({ dir: root, cleanup } = tempDir());
+  const raw = picture(40, 30);
+  const rgb = (fmt: string, opts: object = {}) => encode(raw, 40, 30, 3, fmt, opts);
+  const folder = join(root, 'folder');
+  write(join(folder, 'a', 'base.jpg'), await rgb('jpeg', { quality: 90 }));
+  write(join(folder, 'a', 'prog.JPEG'), await rgb('jpeg', { quality: 80, progressive: true }));
+  write(join(folder, 'a', 'cmyk.jpg'), await sharp(raw, { raw: { width: 40, height: 30, channels: 3 } }).toColourspace('cmyk').jpeg().toBuffer());
+  write(join(folder, 'a', 'plain.png'), await rgb('png'));
+  write(
+    join(folder, 'a', 'deep16.png'),
+    await sharp(raw, { raw: { width: 40, height: 30, channels: 3 } }).toColourspace('rgb16').png().toBuffer(),
+  );
+  const ga: number[] = [];
+  for (let i = 0; i < 40 * 30; i++) ga.push(raw[3 * i], i % 2 ? 255 : 0);
+  write(join(folder, 'a', 'gray-alpha.png'), pngEncode(40, 30, 4, 8, ga));
+  write(join(folder, 'b', 'pic.webp'), await rgb('webp'));
+  write(join(folder, 'b', 'anim.gif'), await rgb('gif'));
+  write(join(folder, 'b', 'pic.tif'), await rgb('tiff'));
+  write(join(folder, 'b', 'pic.bmp'), bmp(40, 30, (x, y) => [raw[3 * (y * 40 + x)], raw[3 * (y * 40 + x) + 1], raw[3 * (y * 40 + x) + 2], 255], { bpp: 24 }));
+  write(join(folder, 'b', 'one.png'), await encode(Buffer.from([9, 99, 199]), 1, 1, 3, 'png'));
+  const jpeg = await rgb('jpeg', { quality: 90 });
+  write(join(folder, 'b', 'truncated.jpg'), jpeg.subarray(0, Math.floor(jpeg.length * 0.6)));
+  write(join(folder, 'b', 'empty.jpg'), new Uint8Array(0));
+  write(join(folder, 'b', 'notes.jpg'), 'this is a text file, not a JPEG\n');
+  write(join(folder, 'b', 'readme.txt'), 'ignored: not an image extension');
+});
+
+after(() => cleanup());
+
+test('ImageFolder lists classes and images like torchvision', () => {
+  const ds = imageFolder(join(root, 'folder'));
+  assert.deepEqual(ds.classes, ['a', 'b']);
+  assert.equal(ds.length, 14);
+  assert.equal(ds.name(0), join(root, 'folder', 'a', 'base.jpg'));
+  assert.equal(ds.label(0), 0);
+  assert.equal(ds.label(13), 1);
+  const flat = imageFiles(join(root, 'folder', 'b'));
+  assert.equal(flat.length, 8);
+  assert.equal(flat.label(0), -1);
+});
+
+test('every format decodes; bad files are skipped with one warning each and counted', async () => {
+  const ds = imageFolder(join(root, 'folder'));
+  const lines: string[] = [];
+  const loader = new DataLoader(ds, {
+    batchSize: 5,
+    transforms: [randomResizedCrop(16, { scale: [0.5, 1] }), normalize()],
+    workers: 0,
+    seed: 1,
+    onWarning: (l) => lines.push(l),
+  });
+  assert.equal(loader.length, 3);
+  const seen = new Set<number>();
+  for await (const b of loader) {
+    assert.equal(b.images.length, b.shape[0] * 3 * 16 * 16);
+    assert.ok(b.images instanceof Float32Array && b.images.every((v) => Number.isFinite(v)));
+    for (const i of b.indices) seen.add(i);
+  }
+  const s = loader.lastSummary!;
+  assert.equal(s.skipped, 3);
+  assert.deepEqual(s.byReason, { truncated: 1, empty: 1, unsupported: 1 });
+  assert.equal(s.samples, 14);
+  const skipLines = lines.filter((l) => l.startsWith('data: skipping'));
+  assert.equal(skipLines.length, 3);
+  assert.ok(skipLines.some((l) => l.includes('empty.jpg') && l.includes('empty file')));
+  assert.ok(skipLines.some((l) => l.includes('notes.jpg') && l.includes('not an image')));
+  assert.ok(skipLines.some((l) => l.includes('truncated.jpg') && l.includes('truncated')));
+  assert.ok(lines.some((l) => /epoch 0: skipped 3 unusable files/.test(l)));
+  const names = [...seen].map((i) => ds.name(i));
+  for (const good of ['base.jpg', 'prog.JPEG', 'cmyk.jpg', 'plain.png', 'deep16.png', 'gray-alpha.png', 'pic.webp', 'anim.gif', 'pic.tif', 'pic.bmp', 'one.png']) {
+    assert.ok(names.some((n) => n.endsWith(good)), `${good} was used`);
+  }
+  // second epoch: no new warning lines, summary still counts
+  lines.length = 0;
+  for await (const b of loader) void b;
+  assert.equal(lines.filter((l) => l.startsWith('data: skipping')).length, 0);
+  assert.equal(loader.lastSummary!.skipped, 3);
+});
+
+test('empty or unreadable datasets stop with errors naming the path', async () => {
+  const empty = join(root, 'empty');
+  mkdirSync(join(empty, 'cls'), { recursive: true });
+  assert.throws(() => imageFolder(join(root, 'missing')), (e: Error) => e.message.includes(join(root, 'missing')) && /does not exist/.test(e.message));
+  assert.throws(() => imageFolder(join(empty, 'cls')), /has no class sub-folders .*expected a folder with one sub-folder per class/);
+  assert.throws(() => imageFolder(empty), (e: Error) => e.message.includes(empty) && /found no images/.test(e.message));
+  assert.throws(() => imageFiles(join(empty, 'cls')), /found no images/);
+  const bad = join(root, 'allbad');
+  write(join(bad, 'x', '1.jpg'), 'nope');
+  write(join(bad, 'x', '2.jpg'), new Uint8Array(0));
+  const loader = new DataLoader(imageFolder(bad), { batchSize: 2, transforms: [randomResizedCrop(8)], workers: 0, onWarning: () => undefined, maxReplacements: 10 });
+  await assert.rejects(async () => {
+    for await (const b of loader) void b;
+  }, /10 samples in a row could not be used .*is the dataset readable/);
+  assert.throws(() => new DataLoader(imageFolder(join(root, 'folder')), { batchSize: 2 }), /differ in size/);
+});
+
+test('CIFAR-10 and CIFAR-100 binary batches', () => {
+  const dir = join(root, 'cifar-10-batches-bin');
+  const rec = (label: number, v: number) => {
+    const b = Buffer.alloc(3073, v);
+    b[0] = label;
+    b[1] = 255; // R of pixel 0
+    return b;
+  };
+  write(join(dir, 'data_batch_1.bin'), Buffer.concat([rec(3, 10), rec(7, 20)]));
+  write(join(dir, 'data_batch_2.bin'), Buffer.concat([rec(1, 30)]));
+  write(join(dir, 'test_batch.bin'), Buffer.concat([rec(9, 40)]));
+  write(join(dir, 'batches.meta.txt'), 'airplane\nautomobile\nbird\ncat\ndeer\ndog\nfrog\nhorse\nship\ntruck\n');
+  const train = cifarBinary(root);
+  assert.equal(train.length, 3);
+  assert.deepEqual([0, 1, 2].map((i) => train.label(i)), [3, 7, 1]);
+  assert.equal(train.classes[3], 'cat');
+  assert.deepEqual(train.fixedSize, [32, 32]);
+  const mem = train.spec.images;
+  assert.equal(mem.data[0], 255);
+  assert.equal(mem.data[1], 10);
+  assert.equal(mem.data[3072 + 5], 20);
+  assert.equal(cifarBinary(dir, { train: false }).label(0), 9);
+  const d100 = join(root, 'c100', 'cifar-100-binary');
+  const r100 = Buffer.alloc(3074, 5);
+  r100[0] = 4;
+  r100[1] = 77;
+  write(join(d100, 'train.bin'), r100);
+  assert.equal(cifarBinary(join(root, 'c100')).label(0), 77);
+  assert.equal(cifarBinary(join(root, 'c100'), { labels: 'coarse' }).label(0), 4);
+  write(join(root, 'badcifar', 'data_batch_1.bin'), Buffer.alloc(100));
+  assert.throws(() => cifarBinary(join(root, 'badcifar')), /expected a multiple of 3073/);
+  assert.throws(() => cifarBinary(join(root, 'nothing-here')), /no data_batch_1\.bin/);
+});
+
+test('CIFAR-10 JPEG archive is extracted once into the cache folder', async () => {
+  const src = join(root, 'tarsrc');
+  const jpg = await encode(picture(32, 32), 32, 32, 3, 'jpeg');
+  for (const split of ['train', 'test']) for (const cls of ['cat', 'dog']) write(join(src, 'cifar10', split, cls, '0000.jpg'), jpg);
+  const archive = join(root, 'mini-cifar.tar.gz');
+  const r = spawnSync('tar', ['-czf', archive, '-C', src, 'cifar10']);
+  assert.equal(r.status, 0);
+  const cache = join(root, 'cache');
+  const ds = cifar10Jpeg({ archive, cacheDir: cache });
+  assert.equal(ds.length, 2);
+  assert.deepEqual(ds.classes, ['cat', 'dog']);
+  const marker = join(cache, 'cifar10', '.complete');
+  const t = statSync(marker).mtimeMs;
+  const again = cifar10Jpeg({ archive, cacheDir: cache, split: 'test' });
+  assert.equal(again.length, 2);
+  assert.equal(statSync(marker).mtimeMs, t, 'not extracted twice');
+  assert.throws(() => cifar10Jpeg({ archive: join(root, 'nope.tar.gz'), cacheDir: join(root, 'cache2') }), /nope\.tar\.gz not found/);
+});
+
+test('IDX images and labels, raw and gzip', () => {
+  const n = 5;
+  const h = 4;
+  const w = 3;
+  const img = Buffer.alloc(16 + n * h * w);
+  img.writeUInt32BE(0x803, 0);
+  img.writeUInt32BE(n, 4);
+  img.writeUInt32BE(h, 8);
+  img.writeUInt32BE(w, 12);
+  for (let i = 0; i < n * h * w; i++) img[16 + i] = i;
+  const lab = Buffer.alloc(8 + n);
+  lab.writeUInt32BE(0x801, 0);
+  lab.writeUInt32BE(n, 4);
+  for (let i = 0; i < n; i++) lab[8 + i] = (i * 3) % 10;
+  const dir = join(root, 'mnist');
+  write(join(dir, 'train-images-idx3-ubyte.gz'), gzipSync(img));
+  write(join(dir, 'train-labels-idx1-ubyte'), lab);
+  const ds = mnistLike(dir);
+  assert.equal(ds.length, n);
+  assert.deepEqual(ds.fixedSize, [4, 3]);
+  assert.equal(ds.label(2), 6);
+  assert.equal(ds.spec.images.data[12 + 1], 13);
+  write(join(dir, 'short-idx3-ubyte'), img.subarray(0, 30));
+  assert.throws(() => idxDataset(join(dir, 'short-idx3-ubyte'), null), /truncated IDX data/);
+  assert.throws(() => mnistLike(join(root, 'folder')), /lacks train-images-idx3-ubyte/);
+});
+
+test('Fashion-MNIST from the Debian package', { skip: !existsSync(FASHION_MNIST_DIR) && 'dataset-fashion-mnist not installed' }, () => {
+  const ds = fashionMnist({ train: false });
+  assert.equal(ds.length, 10000);
+  assert.deepEqual(ds.fixedSize, [28, 28]);
+  assert.equal(ds.classes[9], 'Ankle boot');
+  const counts = new Array(10).fill(0);
+  for (let i = 0; i < ds.length; i++) counts[ds.label(i)]++;
+  assert.deepEqual(counts, new Array(10).fill(1000));
+});
+
+test('synthetic objects are deterministic, labelled by shape and masked', () => {
+  const cfg = syntheticConfig({ size: 32, count: 100, seed: 4 });
+  const a = renderSynthetic(cfg, 17);
+  const b = renderSynthetic(cfg, 17);
+  assert.deepEqual(a.image.planes[0].data, b.image.planes[0].data);
+  assert.equal(a.label, syntheticLabel(cfg, 17));
+  assert.equal(a.shape, SHAPES[a.label]);
+  const mask = a.image.mask!.data;
+  const area = mask.reduce((s, v) => s + v, 0);
+  assert.ok(area > 20 && area < 32 * 32 * 0.5, `mask area ${area}`);
+  // the object's centre pixel is usually inside the mask (not for ring/crescent)
+  let centred = 0;
+  const labels = new Array(10).fill(0);
+  for (let i = 0; i < 100; i++) {
+    const s = renderSynthetic(cfg, i);
+    labels[s.label]++;
+    const m = s.image.mask!.data[Math.floor(s.cy) * 32 + Math.floor(s.cx)];
+    if (m) centred++;
+  }
+  assert.ok(centred > 70, `centred ${centred}`);
+  assert.ok(labels.every((k) => k > 0), 'all classes occur');
+  const val = syntheticObjects({ split: 'val', size: 32, seed: 4 });
+  assert.notDeepEqual(val.sample(17).image.planes[0].data, a.image.planes[0].data);
+  assert.equal(val.length, 2000);
+});

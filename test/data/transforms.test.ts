@@ -1,0 +1,345 @@
+// Transforms: shapes and values of resize / crops / flip / normalise, the geometric plan, the
+// fused pipeline against a reference path, RandAugment ops, random erasing, mixup/cutmix, PRNG.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Rng, permutation } from '../../src/data/rng';
+import { resampleImage, resampleToOutput, type ResampleSpec } from '../../src/data/resample';
+import { allocImage, fullPlane, type Image } from '../../src/data/image';
+import { buildPlan, rrcParams } from '../../src/data/geometry';
+import { Pipeline } from '../../src/data/pipeline';
+import { handleFromImage } from '../../src/data/codecs/decode';
+import { JpegImage } from '../../src/data/codecs/jpeg';
+import {
+  resize,
+  centerCrop,
+  randomResizedCrop,
+  horizontalFlip,
+  normalize,
+  randAugment,
+  randomErasing,
+  validateTransforms,
+  staticOutputSize,
+  finetuneTransforms,
+} from '../../src/data/transforms';
+import { applyOp, randAugment as runRandAugment, RAND_INCREASING_TRANSFORMS, type AugImage, type OpName } from '../../src/data/randaugment';
+import { randomErase } from '../../src/data/erasing';
+import { mixBatch, softTargets } from '../../src/data/mix';
+import { IMAGENET_MEAN, IMAGENET_STD, floatFormat } from '../../src/data/color';
+import { simdAvailable, simdResampleToOutput, wasmIdct, arenaAlloc, arenaBuffer, arenaReset } from '../../src/data/simd';
+import { idct8, aanScaledQuant } from '../../src/data/codecs/idct';
+import { renderSynthetic, syntheticConfig } from '../../src/data/sources/synthetic';
+import { encode, picture } from './helpers';
+
+function rgbImage(w: number, h: number, f: (x: number, y: number, c: number) => number): Image {
+  const img = allocImage(w, h, 'rgb');
+  for (let c = 0; c < 3; c++) for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) img.planes[c].data[c * w * h + y * w + x] = f(x, y, c);
+  return img;
+}
+
+function full(w: number, h: number): ResampleSpec {
+  const r = { x0: 0, y0: 0, x1: w, y1: h };
+  return { sample: r, clip: r, outW: w, outH: h, flip: false, interp: 'bicubic' };
+}
+
+test('rng: deterministic per seed and key, sensible distributions', () => {
+  const a = new Rng(7, 'x', 3);
+  const b = new Rng(7, 'x', 3);
+  const c = new Rng(7, 'x', 4);
+  const sa = Array.from({ length: 5 }, () => a.nextU32());
+  assert.deepEqual(sa, Array.from({ length: 5 }, () => b.nextU32()));
+  assert.notDeepEqual(sa, Array.from({ length: 5 }, () => c.nextU32()));
+  const r = new Rng(1);
+  let sum = 0;
+  let sq = 0;
+  let betaSum = 0;
+  const n = 20000;
+  for (let i = 0; i < n; i++) {
+    const f = r.float();
+    assert.ok(f >= 0 && f < 1);
+    const k = r.int(7);
+    assert.ok(Number.isInteger(k) && k >= 0 && k < 7);
+    const z = r.normal();
+    sum += z;
+    sq += z * z;
+  }
+  for (let i = 0; i < 4000; i++) betaSum += r.beta(0.8, 0.8);
+  assert.ok(Math.abs(sum / n) < 0.05);
+  assert.ok(Math.abs(sq / n - 1) < 0.05);
+  assert.ok(Math.abs(betaSum / 4000 - 0.5) < 0.03);
+  const p = permutation(100, 3, 'e', 0);
+  assert.deepEqual([...p].sort((x, y) => x - y), Array.from({ length: 100 }, (_, i) => i));
+  assert.deepEqual(p, permutation(100, 3, 'e', 0));
+  assert.notDeepEqual(p, permutation(100, 3, 'e', 1));
+});
+
+test('resize keeps constant images constant and preserves the mean of a checkerboard', () => {
+  const flat = rgbImage(37, 23, (_x, _y, c) => 40 + 50 * c);
+  for (const interp of ['bilinear', 'bicubic'] as const) {
+    for (const [ow, oh] of [
+      [16, 10],
+      [100, 77],
+      [37, 23],
+    ]) {
+      const out = resampleImage(flat, { ...full(37, 23), outW: ow, outH: oh, interp });
+      for (let c = 0; c < 3; c++) {
+        const p = out.planes[c];
+        for (let i = 0; i < ow * oh; i++) assert.equal(p.data[p.offset + i], 40 + 50 * c);
+      }
+    }
+  }
+  const checker = rgbImage(64, 64, (x, y) => ((x + y) % 2 ? 255 : 0));
+  const small = resampleImage(checker, { ...full(64, 64), outW: 8, outH: 8, interp: 'bilinear' });
+  for (let i = 0; i < 64; i++) assert.ok(Math.abs(small.planes[0].data[i] - 127.5) <= 1, `antialiased: ${small.planes[0].data[i]}`);
+});
+
+test('identity, crop and flip resampling are exact copies', () => {
+  const img = rgbImage(20, 10, (x, y, c) => (x * 7 + y * 13 + c * 50) & 255);
+  const same = resampleImage(img, full(20, 10));
+  assert.deepEqual(same.planes[0].data.subarray(0, 200), img.planes[0].data.subarray(0, 200));
+  const crop = resampleImage(img, { sample: { x0: 5, y0: 2, x1: 15, y1: 8 }, clip: { x0: 5, y0: 2, x1: 15, y1: 8 }, outW: 10, outH: 6, flip: true, interp: 'bicubic' });
+  for (let y = 0; y < 6; y++) for (let x = 0; x < 10; x++) assert.equal(crop.planes[1].data[crop.planes[1].offset + y * 10 + x], img.planes[1].data[200 + (y + 2) * 20 + (5 + 9 - x)]);
+});
+
+test('normalize: float output is (v/255 - mean)/std, uint8 output is raw', () => {
+  const img = rgbImage(4, 4, (_x, _y, c) => [255, 128, 0][c]);
+  const p = new Pipeline([normalize()]);
+  const out = new Float32Array(48);
+  p.run(handleFromImage(img), new Rng(0), out, 0, 4, 4, null, 0);
+  for (let c = 0; c < 3; c++) {
+    const want = ([255, 128, 0][c] / 255 - IMAGENET_MEAN[c]) / IMAGENET_STD[c];
+    assert.ok(Math.abs(out[c * 16 + 5] - want) < 1e-5);
+  }
+  const bytes = new Uint8Array(48);
+  new Pipeline([normalize()], { uint8: true }).run(handleFromImage(img), new Rng(0), bytes, 0, 4, 4, null, 0);
+  assert.deepEqual([bytes[0], bytes[16], bytes[32]], [255, 128, 0]);
+  // no normalize: v/255
+  new Pipeline([]).run(handleFromImage(img), new Rng(0), out, 0, 4, 4, null, 0);
+  assert.ok(Math.abs(out[16] - 128 / 255) < 1e-6);
+});
+
+test('gray images become RGB', () => {
+  const g: Image = { width: 3, height: 2, space: 'gray', planes: [fullPlane(Uint8Array.from([0, 50, 100, 150, 200, 250]), 3, 2)] };
+  const out = new Uint8Array(18);
+  new Pipeline([], { uint8: true }).run(handleFromImage(g), new Rng(0), out, 0, 2, 3, null, 0);
+  assert.deepEqual([...out.subarray(0, 6)], [...out.subarray(6, 12)]);
+  assert.deepEqual([...out.subarray(12, 18)], [0, 50, 100, 150, 200, 250]);
+});
+
+test('RandomResizedCrop parameters follow torchvision and crops stay inside the image', () => {
+  const rng = new Rng(5);
+  let areaSum = 0;
+  for (let i = 0; i < 500; i++) {
+    const [top, left, h, w] = rrcParams(200, 100, [0.08, 1], [3 / 4, 4 / 3], rng);
+    assert.ok(top >= 0 && left >= 0 && top + h <= 100 && left + w <= 200 && h > 0 && w > 0);
+    areaSum += (h * w) / 20000;
+  }
+  assert.ok(areaSum / 500 > 0.3 && areaSum / 500 < 0.7);
+  // impossible scale → central fallback with clamped ratio
+  const [t, l, h, w] = rrcParams(100, 10, [1, 1], [1, 1], new Rng(0));
+  assert.deepEqual([t, l, h, w], [0, 45, 10, 10]);
+});
+
+test('geometric plans: resize short side, center crop, small images upscaled, flip before crop', () => {
+  const p = buildPlan(400, 300, [resize(256), centerCrop(224)], new Rng(0));
+  assert.equal(p.outW, 224);
+  assert.equal(p.outH, 224);
+  // torchvision rounds the crop offset half-to-even: round(58.5) = 58
+  assert.ok(Math.abs(p.sample.x0 - 58 * (400 / 341)) < 1e-9);
+  assert.deepEqual(p.clip, { x0: 0, y0: 0, x1: 400, y1: 300 });
+  const tiny = buildPlan(5, 3, [centerCrop(32)], new Rng(0));
+  assert.equal(tiny.outW, 32);
+  assert.equal(tiny.outH, 32);
+  assert.ok(tiny.sample.x1 - tiny.sample.x0 <= 5 + 1e-9 && tiny.sample.y1 - tiny.sample.y0 <= 3 + 1e-9);
+  const one = buildPlan(1, 1, [randomResizedCrop(24)], new Rng(0));
+  assert.deepEqual([one.outW, one.outH], [24, 24]);
+  // flip then crop on the left of the flipped image = right of the source
+  const f = buildPlan(100, 10, [horizontalFlip(1), resize([10, 100]), centerCrop([10, 20])], new Rng(0));
+  assert.equal(f.flip, true);
+  assert.deepEqual([f.sample.x0, f.sample.x1], [40, 60]);
+  assert.deepEqual(staticOutputSize([randomResizedCrop([20, 30])]), [20, 30]);
+  assert.equal(staticOutputSize([resize(64)]), null);
+  assert.throws(() => validateTransforms([normalize(), randomResizedCrop(8)]), /out of order/);
+});
+
+test('pipeline: fused JPEG path matches the reference decode → crop → resize path', async () => {
+  const raw = picture(120, 90, 1);
+  const jpeg = await encode(raw, 120, 90, 3, 'jpeg', { quality: 95 });
+  const ts = [randomResizedCrop(48, { scale: [0.3, 1], interpolation: 'bicubic' }), horizontalFlip(), normalize()];
+  const fast = new Pipeline(ts, { dctScaling: false });
+  const jimg = new JpegImage(jpeg);
+  const handle = { width: 120, height: 90, scalable: true, decode: (r?: { region?: object }) => jimg.decode(r as never) };
+  for (let s = 0; s < 6; s++) {
+    const a = new Float32Array(3 * 48 * 48);
+    fast.run(handle as never, new Rng(9, s), a, 0, 48, 48, null, 0);
+    // reference: full decode, same plan, planar resample then normalise
+    const plan = fast.plan(120, 90, new Rng(9, s));
+    const fullImg = jimg.decode();
+    const rgb = new Uint8Array(3 * 120 * 90);
+    const r = { x0: 0, y0: 0, x1: 120, y1: 90 };
+    resampleToOutput(fullImg, { sample: r, clip: r, outW: 120, outH: 90, flip: false, interp: 'bilinear' }, rgb, 0, { kind: 'uint8' });
+    const rgbImg: Image = { width: 120, height: 90, space: 'rgb', planes: [0, 1, 2].map((c) => fullPlane(rgb, 120, 90, c * 10800)) };
+    const ref = resampleImage(rgbImg, { sample: plan.sample, clip: plan.clip, outW: 48, outH: 48, flip: plan.flip, interp: plan.interp });
+    let worst = 0;
+    let mean = 0;
+    for (let c = 0; c < 3; c++) {
+      for (let i = 0; i < 48 * 48; i++) {
+        const v = (ref.planes[c].data[ref.planes[c].offset + i] / 255 - IMAGENET_MEAN[c]) / IMAGENET_STD[c];
+        const d = Math.abs(v - a[c * 2304 + i]) * 255 * IMAGENET_STD[c];
+        worst = Math.max(worst, d);
+        mean += d;
+      }
+    }
+    mean /= 3 * 2304;
+    assert.ok(mean < 1.5, `sample ${s}: mean diff ${mean}`);
+    assert.ok(worst < 24, `sample ${s}: worst diff ${worst}`);
+  }
+});
+
+test('masks follow crops and flips; RandAugment keeps shapes', () => {
+  const cfg = syntheticConfig({ size: 40, count: 10 });
+  const s = renderSynthetic(cfg, 3);
+  const p = new Pipeline([horizontalFlip(1)], { uint8: true });
+  const out = new Uint8Array(3 * 1600);
+  const masks = new Uint8Array(1600);
+  p.run(handleFromImage(s.image), new Rng(0), out, 0, 40, 40, masks, 0);
+  for (let y = 0; y < 40; y++) for (let x = 0; x < 40; x++) assert.equal(masks[y * 40 + x], s.image.mask!.data[y * 40 + 39 - x]);
+  const ft = new Pipeline(finetuneTransforms(32));
+  const f = new Float32Array(3 * 1024);
+  const m = new Uint8Array(1024);
+  for (let k = 0; k < 5; k++) {
+    ft.run(handleFromImage(s.image), new Rng(k), f, 0, 32, 32, m, 0);
+    assert.ok(f.every((v) => Number.isFinite(v)));
+  }
+});
+
+test('RandAugment ops follow PIL semantics', () => {
+  const mk = (vals: number[]): AugImage => ({ rgb: Uint8Array.from([...vals, ...vals, ...vals]), mask: null, width: vals.length, height: 1 });
+  const o = { fill: [1, 2, 3] as [number, number, number], interpolation: 'bilinear' as const };
+  const r = new Rng(0);
+  let im = mk([0, 100, 200, 255]);
+  applyOp(im, 'Invert', 9, r, o);
+  assert.deepEqual([...im.rgb.subarray(0, 4)], [255, 155, 55, 0]);
+  im = mk([0, 100, 200, 255]);
+  applyOp(im, 'Solarize', 5, r, o); // threshold 128
+  assert.deepEqual([...im.rgb.subarray(0, 4)], [0, 100, 55, 0]);
+  im = mk([0, 100, 200, 255]);
+  applyOp(im, 'PosterizeIncreasing', 9, r, o); // keep 4 - 3 = 1 bit
+  assert.deepEqual([...im.rgb.subarray(0, 4)], [0, 0, 128, 128]);
+  im = mk([50, 100, 150]);
+  applyOp(im, 'AutoContrast', 0, r, o);
+  assert.deepEqual([...im.rgb.subarray(0, 3)], [0, 127, 255]);
+  im = mk([10, 20, 30, 40]);
+  applyOp(im, 'SolarizeAdd', 10, r, o); // +110 below 128
+  assert.deepEqual([...im.rgb.subarray(0, 4)], [120, 130, 140, 150]);
+  im = mk([10, 20, 30, 40]);
+  applyOp(im, 'Brightness', 0, r, o); // factor 0.1
+  assert.deepEqual([...im.rgb.subarray(0, 4)], [1, 2, 3, 4]);
+  // translate by 45% of the width at level 10: the vacated part takes the fill colour
+  const t: AugImage = { rgb: new Uint8Array(3 * 20 * 4).fill(200), mask: new Uint8Array(80).fill(1), width: 20, height: 4 };
+  applyOp(t, 'TranslateXRel', 10, new Rng(1), o);
+  const filled = [...t.rgb.subarray(0, 20)].filter((v) => v === 1).length;
+  assert.ok(filled >= 8 && filled <= 10, `filled ${filled}`);
+  assert.equal([...t.mask!.subarray(0, 20)].filter((v) => v === 0).length, filled);
+  // rotate 90° (level 10 → ±30°; use the affine directly through Rotate at a fixed sign)
+  const sq: AugImage = { rgb: new Uint8Array(3 * 9 * 9), mask: null, width: 9, height: 9 };
+  for (let i = 0; i < 81; i++) sq.rgb[i] = sq.rgb[81 + i] = sq.rgb[162 + i] = 255;
+  applyOp(sq, 'Rotate', 10, new Rng(2), o);
+  assert.equal(sq.rgb[0], 1, 'corner filled after a 30° rotation');
+  assert.equal(sq.rgb[40], 255, 'centre kept');
+  // full RandAugment with the timm config
+  const spec = randAugment('rand-m9-mstd0.5-inc1');
+  assert.deepEqual([spec.n, spec.m, spec.mstd, spec.increasing], [2, 9, 0.5, true]);
+  const img: AugImage = { rgb: Uint8Array.from({ length: 3 * 256 }, (_, i) => i & 255), mask: null, width: 16, height: 16 };
+  const seen = new Set<OpName>();
+  for (let k = 0; k < 200; k++) for (const op of runRandAugment({ ...img, rgb: img.rgb.slice() }, spec, new Rng(k))) seen.add(op);
+  for (const op of seen) assert.ok(RAND_INCREASING_TRANSFORMS.includes(op));
+  assert.ok(seen.size >= 12, `ops seen: ${seen.size}`);
+});
+
+test('random erasing writes one rectangle of noise', () => {
+  const out = new Float32Array(3 * 32 * 32).fill(5);
+  const n = randomErase(out, 0, 32, 32, randomErasing({ p: 1 }), new Rng(3));
+  assert.equal(n, 1);
+  const changed = out.filter((v) => v !== 5).length;
+  assert.ok(changed >= 3 * 0.02 * 1024 * 0.9 && changed <= 3 * 1024 / 3 + 3 * 32, `changed ${changed}`);
+  const none = new Float32Array(12).fill(5);
+  assert.equal(randomErase(none, 0, 2, 2, randomErasing({ p: 0 }), new Rng(3)), 0);
+});
+
+test('mixup and cutmix mix pairs (i, n-1-i) and produce matching soft targets', () => {
+  const n = 4;
+  const shape: [number, number, number, number] = [n, 3, 8, 8];
+  const per = 192;
+  const base = () => {
+    const x = new Float32Array(n * per);
+    for (let i = 0; i < n; i++) x.fill(i, i * per, (i + 1) * per);
+    return x;
+  };
+  const labels = Int32Array.from([0, 1, 2, 3]);
+  const x = base();
+  const m = mixBatch(x, shape, null, { mixupAlpha: 0.8, cutmixAlpha: 0 }, new Rng(1));
+  assert.equal(m.cutmix, false);
+  assert.ok(Math.abs(x[0] - (0 * m.lam + 3 * (1 - m.lam))) < 1e-5);
+  assert.ok(Math.abs(x[per] - (1 * m.lam + 2 * (1 - m.lam))) < 1e-5);
+  const t = softTargets(labels, 5, m.lam, 0.1);
+  for (let i = 0; i < n; i++) {
+    let s = 0;
+    for (let c = 0; c < 5; c++) s += t[i * 5 + c];
+    assert.ok(Math.abs(s - 1) < 1e-5);
+  }
+  assert.ok(Math.abs(t[0] - (0.02 + 0.9 * m.lam)) < 1e-5);
+  assert.ok(Math.abs(t[3] - (0.02 + 0.9 * (1 - m.lam))) < 1e-5);
+  const y = base();
+  const masks = new Uint8Array(n * 64);
+  masks.fill(1, 0, 64);
+  const c = mixBatch(y, shape, masks, { mixupAlpha: 0, cutmixAlpha: 1 }, new Rng(4));
+  assert.equal(c.cutmix, true);
+  const [y0, y1, x0, x1] = c.box!;
+  const area = (y1 - y0) * (x1 - x0);
+  assert.ok(Math.abs(c.lam - (1 - area / 64)) < 1e-9);
+  let swapped = 0;
+  for (let k = 0; k < per; k++) if (y[k] === 3) swapped++;
+  assert.equal(swapped, 3 * area);
+  assert.equal(masks.subarray(192, 256).reduce((a, b) => a + b, 0), area);
+  const off = mixBatch(base(), shape, null, { prob: 0 }, new Rng(0));
+  assert.equal(off.lam, 1);
+});
+
+test('WebAssembly SIMD kernels match the TypeScript kernels', { skip: !simdAvailable() && 'no WebAssembly SIMD' }, () => {
+  // IDCT: bit-exact on random sparse blocks
+  const idct = wasmIdct()!;
+  arenaReset();
+  const coef = arenaAlloc(256)!;
+  const out = arenaAlloc(8 * 24)!;
+  const qa = aanScaledQuant(new Uint16Array(64).fill(3));
+  const rng = new Rng(2);
+  for (let trial = 0; trial < 100; trial++) {
+    const blk = new Float32Array(64);
+    for (let i = 0; i < 64; i++) blk[i] = (rng.float() < 0.4 ? Math.round(rng.normal(0, 30)) : 0) * qa[i];
+    const ref = new Uint8ClampedArray(64);
+    idct8(blk, ref, 0, 8);
+    new Float32Array(arenaBuffer()).set(blk, coef >> 2);
+    idct(coef, out, 24);
+    const u8 = new Uint8Array(arenaBuffer());
+    for (let y = 0; y < 8; y++) for (let x = 0; x < 8; x++) assert.ok(Math.abs(u8[out + y * 24 + x] - ref[y * 8 + x]) <= 1);
+    assert.ok(new Float32Array(arenaBuffer(), coef, 64).every((v) => v === 0), 'block zeroed');
+  }
+  // resampling + normalisation: identical to the TypeScript path for RGB and gray planes
+  const fmt = floatFormat(IMAGENET_MEAN, IMAGENET_STD);
+  const img = rgbImage(45, 33, (x, y, c) => (x * 5 + y * 11 + c * 70 + ((x * y) % 7) * 9) & 255);
+  for (const interp of ['bilinear', 'bicubic'] as const) {
+    for (const [ow, oh, flip] of [
+      [224, 160, false],
+      [20, 13, true],
+      [45, 33, false],
+    ] as const) {
+      const spec: ResampleSpec = { sample: { x0: 1.5, y0: 2, x1: 41, y1: 32 }, clip: { x0: 1, y0: 2, x1: 42, y1: 33 }, outW: ow, outH: oh, flip, interp };
+      const a = new Float32Array(3 * ow * oh + 4);
+      const b = new Float32Array(3 * ow * oh + 4);
+      resampleToOutput(img, spec, a, 4 - 2, fmt);
+      assert.equal(simdResampleToOutput(img, spec, b, 2, fmt), true);
+      for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i] - b[i]) < 1e-4, `${interp} ${ow}x${oh} @${i}: ${a[i]} vs ${b[i]}`);
+    }
+  }
+});
