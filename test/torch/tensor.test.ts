@@ -1,0 +1,703 @@
+// Tensor basics: creation, random streams, dtypes, JS data in and out, errors, lifetimes (dispose,
+// using, scope), grad mode, autograd basics and in-place ops.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import * as torch from '../../src/torch';
+import { Tensor, DType, F } from '../../src/torch';
+import { assertClose, noLeak, values } from './helpers';
+
+torch.setNumThreads(1);
+
+const live = (): number => torch.memoryStats().liveTensors;
+
+function throwsTorch(fn: () => unknown, o: { code?: string | RegExp; op?: string; message?: RegExp }): Error {
+  let err: unknown;
+  try { fn(); } catch (e) { err = e; }
+  assert.ok(err instanceof Error, 'expected a JS Error');
+  const e = err as Error & { code?: string; op?: string };
+  if (o.code instanceof RegExp) assert.match(String(e.code), o.code);
+  else if (o.code) assert.equal(e.code, o.code);
+  if (o.op) assert.equal(e.op, o.op);
+  if (o.message) assert.match(e.message, o.message);
+  return e;
+}
+
+// ---------------------------------------------------------------- creation
+
+test('creation: zeros, ones, full, empty, eye, *Like', () => {
+  noLeak(() => {
+    const z = torch.zeros([2, 3]);
+    assert.deepEqual(z.shape, [2, 3]);
+    assert.equal(z.dtype, 'float32');
+    assert.equal(z.device, 'cpu');
+    assert.deepEqual(values(z), [0, 0, 0, 0, 0, 0]);
+    const o = torch.ones([4], { dtype: 'int64' });
+    assert.equal(o.dtype, 'int64');
+    assert.deepEqual(values(o), [1, 1, 1, 1]);
+    const f = torch.full([2, 2], 2.5, { dtype: 'float64' });
+    assert.deepEqual(values(f), [2.5, 2.5, 2.5, 2.5]);
+    const fb = torch.full([3], true, { dtype: 'bool' });
+    assert.equal(fb.dtype, 'bool');
+    assert.deepEqual(values(fb), [1, 1, 1]);
+    assert.deepEqual(torch.empty([3, 0, 2]).shape, [3, 0, 2]);
+    assert.equal(torch.zeros([]).ndim, 0);
+    assert.equal(torch.zeros([]).numel, 1);
+    assert.deepEqual(values(torch.eye(3)), [1, 0, 0, 0, 1, 0, 0, 0, 1]);
+    const like = torch.onesLike(f);
+    assert.equal(like.dtype, 'float64');
+    assert.deepEqual(like.shape, [2, 2]);
+    assert.deepEqual(values(torch.zerosLike(f, { dtype: 'int32' })), [0, 0, 0, 0]);
+    assert.equal(torch.zerosLike(f, { dtype: 'int32' }).dtype, 'int32');
+    assert.deepEqual(values(torch.fullLike(o, 7)), [7, 7, 7, 7]);
+    const rg = torch.zeros([2], { requiresGrad: true });
+    assert.equal(rg.requiresGrad, true);
+  });
+});
+
+test('creation: arange and linspace', () => {
+  noLeak(() => {
+    const a = torch.arange(5);
+    assert.equal(a.dtype, 'int64');
+    assert.deepEqual(values(a), [0, 1, 2, 3, 4]);
+    assert.deepEqual(values(torch.arange(2, 11, 3)), [2, 5, 8]);
+    assert.deepEqual(values(torch.arange(5, 0, -2)), [5, 3, 1]);
+    const fa = torch.arange(0, 1, 0.25);
+    assert.equal(fa.dtype, 'float32');
+    assert.deepEqual(values(fa), [0, 0.25, 0.5, 0.75]);
+    const da = torch.arange(0, 3, 1, { dtype: 'float64' });
+    assert.equal(da.dtype, 'float64');
+    assert.deepEqual(values(da), [0, 1, 2]);
+    const l = torch.linspace(-1, 1, 5, { dtype: 'float64' });
+    assert.deepEqual(values(l), [-1, -0.5, 0, 0.5, 1]);
+    assert.equal(torch.linspace(0, 1, 3).dtype, 'float32');
+    assert.deepEqual(torch.linspace(0, 1, 1).shape, [1]);
+  });
+});
+
+test('creation: tensor() from nested arrays and typed arrays', () => {
+  noLeak(() => {
+    const t = torch.tensor([[1, 2, 3], [4, 5, 6]]);
+    assert.equal(t.dtype, 'float32');
+    assert.deepEqual(t.shape, [2, 3]);
+    assert.deepEqual(t.tolist(), [[1, 2, 3], [4, 5, 6]]);
+    const b = torch.tensor([[true, false], [false, true]]);
+    assert.equal(b.dtype, 'bool');
+    assert.deepEqual(b.tolist(), [[1, 0], [0, 1]]);
+    const i = torch.tensor([1, -2, 3], { dtype: 'int64' });
+    assert.equal(i.dtype, 'int64');
+    assert.deepEqual(Array.from(i.data() as BigInt64Array), [1n, -2n, 3n]);
+    const h = torch.tensor([0.5, -2], { dtype: 'float16' });
+    assert.equal(h.dtype, 'float16');
+    assert.deepEqual(Array.from(h.toFloat32Array()), [0.5, -2]);
+    assert.equal(torch.tensor(3.5).ndim, 0);
+    assert.equal(torch.tensor(3.5).item(), 3.5);
+    // A typed array converted to another dtype on the way in.
+    const c = torch.tensor(new Float64Array([1.5, 2.5]), { dtype: 'float32' });
+    assert.equal(c.dtype, 'float32');
+    assert.deepEqual(values(c), [1.5, 2.5]);
+    const shaped = torch.tensor(new Int32Array([1, 2, 3, 4, 5, 6]), { shape: [3, 2] });
+    assert.equal(shaped.dtype, 'int32');
+    assert.deepEqual(shaped.tolist(), [[1, 2], [3, 4], [5, 6]]);
+    assert.throws(() => torch.tensor([[1, 2], [3]]), RangeError);
+    assert.throws(() => torch.tensor(new Uint16Array(2)), /float16 or bfloat16/);
+    assert.throws(() => torch.tensor(new Float32Array(5), { shape: [2, 2] }), /bytes/);
+  });
+});
+
+// ---------------------------------------------------------------- random streams
+
+test('random: manualSeed makes rand/randn/randint/randperm/bernoulli repeat', () => {
+  noLeak(() => {
+    const draw = (): number[][] => [
+      values(torch.rand([50])), values(torch.randn([3, 7], { dtype: 'float64' })), values(torch.randint(0, 100, [20])),
+      values(torch.randperm(12)), values(torch.bernoulli(torch.zeros([30]), 0.3)),
+    ];
+    torch.manualSeed(2024);
+    const a = draw();
+    torch.manualSeed(2024);
+    const b = draw();
+    assert.deepEqual(a, b);
+    torch.manualSeed(2025);
+    assert.notDeepEqual(draw()[0], a[0]);
+    assert.ok(a[0].every((v) => v >= 0 && v < 1), 'rand in [0, 1)');
+    assert.ok(a[2].every((v) => Number.isInteger(v) && v >= 0 && v < 100), 'randint in [low, high)');
+    assert.deepEqual([...a[3]].sort((x, y) => x - y), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], 'randperm is a permutation');
+    // Moments of a large randn draw.
+    const n = values(torch.randn([20000]));
+    const mean = n.reduce((s, v) => s + v, 0) / n.length;
+    const sd = Math.sqrt(n.reduce((s, v) => s + (v - mean) ** 2, 0) / n.length);
+    assert.ok(Math.abs(mean) < 0.05 && Math.abs(sd - 1) < 0.05, `randn moments ${mean} ${sd}`);
+    // In-place initialisers follow the global seed too.
+    torch.manualSeed(5);
+    const u1 = values(torch.empty([10]).uniform_(-2, 3));
+    const n1 = values(torch.empty([10]).normal_(1, 0.5));
+    torch.manualSeed(5);
+    assert.deepEqual(values(torch.empty([10]).uniform_(-2, 3)), u1);
+    assert.deepEqual(values(torch.empty([10]).normal_(1, 0.5)), n1);
+    assert.ok(u1.every((v) => v >= -2 && v < 3));
+  });
+});
+
+test('random: Generators are independent streams with savable state', () => {
+  noLeak(() => {
+    const g1 = new torch.Generator(42);
+    const g2 = new torch.Generator(42);
+    const a1 = values(torch.randn([8], { generator: g1 }));
+    const a2 = values(torch.randn([8], { generator: g1 }));
+    assert.notDeepEqual(a1, a2, 'a generator advances');
+    assert.deepEqual(values(torch.randn([8], { generator: g2 })), a1, 'same seed, same stream');
+    assert.deepEqual(values(torch.randn([8], { generator: g2 })), a2);
+    assert.notDeepEqual(values(torch.randn([8], { generator: new torch.Generator(43) })), a1, 'different seed, different stream');
+    // Drawing from a generator leaves the global stream alone (and vice versa).
+    torch.manualSeed(9);
+    const globalRef = values(torch.rand([6]));
+    torch.manualSeed(9);
+    const g3 = new torch.Generator(1);
+    const fromG3 = values(torch.rand([6], { generator: g3 }));
+    torch.randperm(5, { generator: g3 });
+    torch.randint(0, 3, [4], { generator: g3 });
+    torch.empty([3]).normal_(0, 1, g3);
+    assert.deepEqual(values(torch.rand([6])), globalRef, 'generator draws must not advance the global stream');
+    torch.manualSeed(77);
+    torch.rand([100]);
+    assert.deepEqual(values(torch.rand([6], { generator: new torch.Generator(1) })), fromG3, 'global draws must not touch a generator');
+    // manualSeed on a generator restarts it.
+    g1.manualSeed(42);
+    assert.deepEqual(values(torch.randn([8], { generator: g1 })), a1);
+    // State save/restore.
+    const state = g1.getState();
+    assert.equal(state.dtype, 'uint8');
+    const next = values(torch.randn([5], { generator: g1 }));
+    const after = values(torch.rand([5], { generator: g1 }));
+    g1.setState(state);
+    assert.deepEqual(values(torch.randn([5], { generator: g1 })), next);
+    assert.deepEqual(values(torch.rand([5], { generator: g1 })), after);
+    // In-place initialisers and bernoulli with a generator.
+    const gA = new torch.Generator(3);
+    const gB = new torch.Generator(3);
+    assert.deepEqual(values(torch.empty([6]).uniform_(0, 1, gA)), values(torch.empty([6]).uniform_(0, 1, gB)));
+    assert.deepEqual(values(torch.bernoulli(torch.zeros([20]), 0.5, { generator: gA })),
+      values(torch.bernoulli(torch.zeros([20]), 0.5, { generator: gB })));
+  });
+});
+
+test('random: getRngState/setRngState replay the global stream', () => {
+  noLeak(() => {
+    torch.manualSeed(11);
+    torch.randn([3]);
+    const s = torch.getRngState();
+    assert.equal(s.dtype, 'uint8');
+    assert.equal(s.ndim, 1);
+    const x = values(torch.randn([16], { dtype: 'float64' }));
+    const y = values(torch.rand([4]));
+    const d = values(F.dropout(torch.ones([32]), 0.5));
+    torch.setRngState(s);
+    assert.deepEqual(values(torch.randn([16], { dtype: 'float64' })), x);
+    assert.deepEqual(values(torch.rand([4])), y);
+    assert.deepEqual(values(F.dropout(torch.ones([32]), 0.5)), d);
+    // The saved state is a snapshot: drawing more does not change it.
+    torch.setRngState(s);
+    assert.deepEqual(values(torch.randn([16], { dtype: 'float64' })), x);
+    assert.throws(() => torch.setRngState(torch.zeros([3], { dtype: 'uint8' })));
+  });
+});
+
+// ---------------------------------------------------------------- dtypes and data
+
+const ALL: DType[] = ['float32', 'float64', 'float16', 'bfloat16', 'int64', 'int32', 'int16', 'int8', 'uint8', 'bool'];
+
+test('dtypes: all ten round-trip through data() with the right typed array', () => {
+  noLeak(() => {
+    const cases: Record<DType, { arr: ArrayBufferView; ctor: Function; asNumbers: number[] }> = {
+      float32: { arr: new Float32Array([1.5, -2.25, 3e30, 0]), ctor: Float32Array, asNumbers: [1.5, -2.25, Math.fround(3e30), 0] },
+      float64: { arr: new Float64Array([1.5, -2.25, 1e300, Math.PI]), ctor: Float64Array, asNumbers: [1.5, -2.25, 1e300, Math.PI] },
+      // half types travel as raw bits: 1, -2, 0.5, 65504 (float16) / 1, -2, 0.5, 3.140625 (bfloat16)
+      float16: { arr: new Uint16Array([0x3c00, 0xc000, 0x3800, 0x7bff]), ctor: Uint16Array, asNumbers: [1, -2, 0.5, 65504] },
+      bfloat16: { arr: new Uint16Array([0x3f80, 0xc000, 0x3f00, 0x4049]), ctor: Uint16Array, asNumbers: [1, -2, 0.5, 3.140625] },
+      int64: { arr: new BigInt64Array([1n, -2n, 2n ** 40n, -(2n ** 62n)]), ctor: BigInt64Array, asNumbers: [1, -2, 2 ** 40, -(2 ** 62)] },
+      int32: { arr: new Int32Array([1, -2, 2 ** 31 - 1, -(2 ** 31)]), ctor: Int32Array, asNumbers: [1, -2, 2 ** 31 - 1, -(2 ** 31)] },
+      int16: { arr: new Int16Array([1, -2, 32767, -32768]), ctor: Int16Array, asNumbers: [1, -2, 32767, -32768] },
+      int8: { arr: new Int8Array([1, -2, 127, -128]), ctor: Int8Array, asNumbers: [1, -2, 127, -128] },
+      uint8: { arr: new Uint8Array([1, 2, 255, 0]), ctor: Uint8Array, asNumbers: [1, 2, 255, 0] },
+      bool: { arr: new Uint8Array([1, 0, 1, 1]), ctor: Uint8Array, asNumbers: [1, 0, 1, 1] },
+    };
+    for (const dt of ALL) {
+      const c = cases[dt];
+      const t = torch.tensor(c.arr as never, { dtype: dt, shape: [2, 2] });
+      assert.equal(t.dtype, dt);
+      assert.deepEqual(t.shape, [2, 2]);
+      const d = t.data();
+      assert.ok(d instanceof c.ctor, `${dt}: data() is a ${d.constructor.name}`);
+      assert.deepEqual(Array.from(d as ArrayLike<number | bigint>), Array.from(c.arr as unknown as ArrayLike<number | bigint>), `${dt} bits`);
+      assert.deepEqual(values(t), c.asNumbers, `${dt} values`);
+      // Conversions between every pair of dtypes agree with the values (small integers are exact everywhere).
+      const small = torch.tensor(new Float64Array([0, 1, 3, 7]), { dtype: 'float64' });
+      const conv = small.to({ dtype: dt });
+      assert.equal(conv.dtype, dt);
+      assert.deepEqual(values(conv), dt === 'bool' ? [0, 1, 1, 1] : [0, 1, 3, 7], `float64 -> ${dt}`);
+      for (const dt2 of ALL) {
+        const back = conv.to({ dtype: dt2 });
+        assert.equal(back.dtype, dt2);
+        assert.deepEqual(values(back), dt === 'bool' || dt2 === 'bool' ? [0, 1, 1, 1] : [0, 1, 3, 7], `${dt} -> ${dt2}`);
+      }
+      assert.equal(torch.zeros([3], { dtype: dt }).dtype, dt);
+    }
+    assert.deepEqual(torch.dtypeBytes('bfloat16'), 2);
+    assert.equal(torch.isFloating('float16'), true);
+    assert.equal(torch.isFloating('int64'), false);
+  });
+});
+
+test('typed arrays: copies in, copies out, offsets respected, float conversions', () => {
+  noLeak(() => {
+    const src = new Float32Array([1, 2, 3, 4]);
+    const t = torch.tensor(src, { shape: [2, 2] });
+    src[0] = 100;
+    assert.equal(values(t)[0], 1, 'tensor() copies its input');
+    const out = t.data() as Float32Array;
+    out[1] = 200;
+    assert.equal(values(t)[1], 2, 'data() returns a copy');
+    // A view into a larger buffer at an offset.
+    const bigBuf = new Float64Array([9, 9, 1.25, 2.5, 3.75, 9]);
+    const sub = bigBuf.subarray(2, 5);
+    assert.deepEqual(values(torch.tensor(sub)), [1.25, 2.5, 3.75]);
+    // Non-contiguous tensors come out in logical order.
+    const m = torch.tensor(new Float32Array([1, 2, 3, 4, 5, 6]), { shape: [2, 3] });
+    assert.deepEqual(Array.from(m.T.data() as Float32Array), [1, 4, 2, 5, 3, 6]);
+    assert.deepEqual(Array.from(m.T.toFloat64Array()), [1, 4, 2, 5, 3, 6]);
+    assert.deepEqual(Array.from(m.slice(1, 0, undefined, 2).toFloat32Array()), [1, 3, 4, 6]);
+    // Exact int64 beyond 2^53.
+    const huge = torch.tensor(new BigInt64Array([2n ** 60n + 1n]));
+    assert.equal((huge.data() as BigInt64Array)[0], 2n ** 60n + 1n);
+    // Empty tensors.
+    assert.equal(torch.zeros([0, 3]).data().length, 0);
+    assert.deepEqual(torch.zeros([0]).tolist(), []);
+  });
+});
+
+test('sharedData: zero-copy view of a contiguous CPU tensor, valid after dispose', () => {
+  noLeak(() => {
+    const t = torch.zeros([2, 3]);
+    const d = t.sharedData() as Float32Array;
+    assert.ok(d instanceof Float32Array);
+    assert.equal(d.length, 6);
+    t.fill_(3);
+    assert.equal(d[0], 3, 'in-place writes to the tensor show in the shared view');
+    d[4] = -7;
+    assert.equal(values(t)[4], -7, 'writes to the shared view show in the tensor');
+    // A contiguous view of part of a tensor shares from the right offset.
+    const row = t.select(0, 1);
+    const rd = row.sharedData() as Float32Array;
+    assert.equal(rd.length, 3);
+    assert.equal(rd[1], -7);
+    t.dispose();
+    row.dispose();
+    assert.equal(d[4], -7, 'the shared view keeps the storage alive after dispose');
+    d[0] = 1;
+    assert.equal(d[0], 1);
+    const nc = torch.ones([2, 3]).T;
+    throwsTorch(() => nc.sharedData(), { code: 'ERR_ARG', message: /contiguous/ });
+    assert.equal(torch.zeros([0]).sharedData().length, 0);
+  });
+});
+
+test('tolist, item, toString, print, properties', () => {
+  noLeak(() => {
+    const t = torch.arange(0, 6, 1, { dtype: 'float64' }).reshape(2, 3);
+    assert.deepEqual(t.tolist(), [[0, 1, 2], [3, 4, 5]]);
+    assert.deepEqual(torch.zeros([2, 1, 2]).tolist(), [[[0, 0]], [[0, 0]]]);
+    assert.equal(t.sum().tolist(), 15);
+    assert.equal(t.sum().item(), 15);
+    assert.equal(torch.tensor([7], { dtype: 'int64' }).item(), 7);
+    assert.equal(torch.tensor([true]).item(), 1);
+    assert.equal(torch.tensor([[2.5]]).item(), 2.5);
+    throwsTorch(() => t.item(), { code: 'ERR_ARG', op: 'item', message: /6 elements/ });
+    assert.equal(t.toString(), 'Tensor(shape=[2, 3], dtype=float64, device=cpu)');
+    const g = torch.zeros([1], { requiresGrad: true });
+    assert.match(g.toString(), /requiresGrad/);
+    assert.match(t.print(), /5/);
+    assert.equal(t.ndim, 2);
+    assert.equal(t.numel, 6);
+    assert.equal(t.size(-1), 3);
+    assert.throws(() => t.size(2), RangeError);
+    assert.deepEqual(t.strides, [3, 1]);
+    assert.equal(t.isContiguous, true);
+    assert.equal(t.T.isContiguous, false);
+    assert.equal(t.T.contiguous().isContiguous, true);
+    assert.ok(typeof torch.version().torch === 'string');
+  });
+});
+
+// ---------------------------------------------------------------- errors
+
+test('errors: libtorch errors become JS Errors with .code, .op and the libtorch message, without crashing', () => {
+  noLeak(() => {
+    const a = torch.ones([3, 4]);
+    const e = throwsTorch(() => a.add(torch.ones([5])), {
+      code: 'ERR_TORCH', op: 'add', message: /^add: The size of tensor a \(4\) must match the size of tensor b \(5\) at non-singleton dimension 1$/,
+    });
+    assert.ok(!/Exception raised from/.test(e.message), 'no C++ backtrace in the message');
+    throwsTorch(() => a.matmul(torch.ones([3, 2])), { code: 'ERR_TORCH', op: 'matmul', message: /mat1 and mat2 shapes cannot be multiplied \(3x4 and 3x2\)/ });
+    throwsTorch(() => a.indexSelect(0, torch.tensor(new BigInt64Array([9n]))), { code: 'ERR_TORCH_INDEX', op: 'indexSelect', message: /index out of range/ });
+    throwsTorch(() => F.softmax(a, 5), { code: 'ERR_TORCH_INDEX', op: 'softmax', message: /Dimension out of range/ });
+    throwsTorch(() => torch.cat([a, torch.ones([3, 5])], 0), { op: 'cat', message: /Sizes of tensors must match/ });
+    throwsTorch(() => a.view(5, -1), { op: 'view', message: /invalid for input of size 12/ });
+    throwsTorch(() => a.mul(2).sum(0).backward(), { code: 'ERR_TORCH', op: 'backward' });
+    throwsTorch(() => a.requiresGrad_(true).mul(2).backward(), { code: 'ERR_TORCH', op: 'backward', message: /only for scalar outputs/ });
+    a.requiresGrad = false;
+    throwsTorch(() => F.crossEntropy(torch.ones([2, 3]), torch.tensor(new BigInt64Array([0n, 5n]))), { op: 'crossEntropy', message: /out of bounds|Target 5/ });
+    // Argument errors from the binding: still JS errors with a code.
+    throwsTorch(() => (a as unknown as { add(x: unknown): Tensor }).add('x'), { code: 'ERR_ARG', op: 'add', message: /expected a tensor/ });
+    throwsTorch(() => torch.zeros([2], { dtype: 'complex64' as DType }), { code: 'ERR_ARG', message: /unknown dtype/ });
+    throwsTorch(() => torch.ones([2]).to({ device: 'cuda:7' }), { code: /^ERR_/ });
+    assert.throws(() => torch.setNumThreads(0), RangeError);
+    // The engine keeps working after all of this.
+    assert.deepEqual(values(torch.ones([2]).add(1)), [2, 2]);
+  });
+});
+
+// ---------------------------------------------------------------- lifetimes
+
+test('dispose: idempotent, disposed tensors throw on use, live count drops once', () => {
+  const before = live();
+  const t = torch.ones([4]);
+  const v = t.narrow(0, 0, 2);
+  assert.equal(live(), before + 2);
+  assert.equal(t.isDisposed, false);
+  t.dispose();
+  assert.equal(t.isDisposed, true);
+  assert.equal(live(), before + 1);
+  t.dispose();
+  t.dispose();
+  assert.equal(live(), before + 1, 'dispose is idempotent');
+  assert.equal(t.toString(), 'Tensor(disposed)');
+  throwsTorch(() => t.add(1), { code: 'ERR_ARG', op: 'add', message: /disposed/ });
+  throwsTorch(() => v.add(t), { code: 'ERR_ARG', message: /disposed/ });
+  throwsTorch(() => torch.cat([v, t]), { message: /disposed/ });
+  assert.throws(() => t.shape, /disposed/);
+  assert.throws(() => t.data(), /disposed/);
+  // A view keeps the storage alive after its base is disposed.
+  assert.deepEqual(values(v), [1, 1]);
+  v.dispose();
+  assert.equal(live(), before);
+});
+
+test('using / Symbol.dispose frees at block end', () => {
+  const before = live();
+  let outer: Tensor | undefined;
+  {
+    using t = torch.ones([3]);
+    outer = t;
+    assert.equal(live(), before + 1);
+    assert.equal(t.isDisposed, false);
+  }
+  assert.equal(outer!.isDisposed, true);
+  assert.equal(live(), before);
+  const t2 = torch.zeros([1]);
+  t2[Symbol.dispose]();
+  assert.equal(t2.isDisposed, true);
+  // An exception inside the block still disposes.
+  let inner: Tensor | undefined;
+  assert.throws(() => {
+    using x = torch.ones([2]);
+    inner = x;
+    throw new Error('boom');
+  }, /boom/);
+  assert.equal(inner!.isDisposed, true);
+  assert.equal(live(), before);
+});
+
+test('scope: frees inner tensors, keeps returned ones (tensor, array, object, Map), nests', () => {
+  const before = live();
+  const outside = torch.ones([2]);
+  let inner: Tensor[] = [];
+  const r = torch.scope(() => {
+    const a = outside.add(1);
+    const b = a.mul(2);
+    inner = [a, b];
+    return b.sum();
+  });
+  assert.equal(inner[0].isDisposed, true);
+  assert.equal(inner[1].isDisposed, true);
+  assert.equal(outside.isDisposed, false, 'tensors created before the scope are not its own');
+  assert.equal(r.isDisposed, false);
+  assert.equal(r.item(), 8);
+  assert.equal(live(), before + 2);
+  r.dispose();
+
+  // Arrays, plain objects and Maps (nested) are searched.
+  const res = torch.scope(() => {
+    const x = torch.ones([1]);
+    const y = torch.zeros([1]);
+    const z = torch.full([1], 3);
+    const w = torch.full([1], 4);
+    torch.full([1], 5); // dropped
+    return { list: [x, { deep: y }], map: new Map([['z', z]]), n: 1, w };
+  });
+  assert.equal(live(), before + 1 + 4);
+  assert.deepEqual([res.list[0] as Tensor, (res.list[1] as { deep: Tensor }).deep, res.map.get('z')!, res.w].map((t) => t.item()), [1, 0, 3, 4]);
+  for (const t of [res.list[0] as Tensor, (res.list[1] as { deep: Tensor }).deep, res.map.get('z')!, res.w]) t.dispose();
+
+  // Nested: what the inner scope returns moves to the outer scope, which frees it unless returned.
+  let movedUp: Tensor | undefined;
+  let innerOnly: Tensor | undefined;
+  const depth0 = torch.scopeDepth();
+  const out = torch.scope(() => {
+    assert.equal(torch.scopeDepth(), depth0 + 1);
+    movedUp = torch.scope(() => {
+      assert.equal(torch.scopeDepth(), depth0 + 2);
+      innerOnly = torch.ones([1]);
+      return torch.zeros([1]);
+    });
+    assert.equal(innerOnly!.isDisposed, true);
+    assert.equal(movedUp.isDisposed, false);
+    return movedUp.add(1);
+  });
+  assert.equal(torch.scopeDepth(), depth0);
+  assert.equal(movedUp!.isDisposed, true, 'the outer scope frees what the inner one returned');
+  assert.equal(out.item(), 1);
+  out.dispose();
+
+  // keep() exempts a tensor from every scope.
+  let kept: Tensor | undefined;
+  torch.scope(() => {
+    kept = torch.keep(torch.ones([1]));
+    torch.scope(() => { kept!.add(1); });
+  });
+  assert.equal(kept!.isDisposed, false, 'a kept tensor outlives its scopes');
+  assert.equal(live(), before + 2);
+  kept!.dispose();
+  // Exceptions: everything created inside is freed, the depth is restored, the error propagates.
+  let created: Tensor | undefined;
+  assert.throws(() => torch.scope(() => { created = torch.ones([1]); throw new Error('inside'); }), /inside/);
+  assert.equal(created!.isDisposed, true);
+  assert.equal(torch.scopeDepth(), depth0);
+  outside.dispose();
+  assert.equal(live(), before);
+});
+
+test('scope: rejects async functions and frees what they created before the first await', async () => {
+  const before = live();
+  let made: Tensor | undefined;
+  assert.throws(() => torch.scope((async () => { made = torch.ones([1]); await null; return made; }) as unknown as () => Tensor), /Promise|synchronous/);
+  assert.equal(made!.isDisposed, true);
+  assert.equal(torch.scopeDepth(), 0);
+  await new Promise((r) => setImmediate(r));
+  assert.equal(live(), before);
+});
+
+test('noGrad / enableGrad: grad mode on and off, restored after exceptions', () => {
+  noLeak(() => {
+    const w = torch.ones([3], { requiresGrad: true });
+    assert.equal(torch.isGradEnabled(), true);
+    const y = torch.noGrad(() => {
+      assert.equal(torch.isGradEnabled(), false);
+      const inner = torch.enableGrad(() => {
+        assert.equal(torch.isGradEnabled(), true);
+        return w.mul(2);
+      });
+      assert.equal(inner.requiresGrad, true);
+      assert.equal(torch.isGradEnabled(), false);
+      return w.mul(2);
+    });
+    assert.equal(y.requiresGrad, false);
+    assert.equal(torch.isGradEnabled(), true);
+    assert.throws(() => torch.noGrad(() => { throw new Error('x'); }), /x/);
+    assert.equal(torch.isGradEnabled(), true);
+    assert.throws(() => torch.noGrad((async () => 1) as unknown as () => number), /synchronous/);
+    assert.equal(torch.isGradEnabled(), true);
+    assert.equal(w.mul(2).requiresGrad, true);
+  });
+});
+
+test('autograd: backward, grad accumulation, detach, leaves, retainGrad, retainGraph, explicit gradient', () => {
+  noLeak(() => {
+    const x = torch.tensor([1, 2, 3], { dtype: 'float64', requiresGrad: true });
+    assert.equal(x.isLeaf, true);
+    assert.equal(x.grad, null);
+    const y = x.mul(x).sum();
+    assert.equal(y.isLeaf, false);
+    y.backward(undefined, { retainGraph: true });
+    assert.deepEqual(values(x.grad!), [2, 4, 6]);
+    y.backward();
+    assert.deepEqual(values(x.grad!), [4, 8, 12], 'gradients accumulate');
+    throwsTorch(() => y.backward(), { code: 'ERR_TORCH', op: 'backward', message: /second time/ });
+    x.grad = null;
+    assert.equal(x.grad, null);
+    const h = x.mul(3);
+    h.retainGrad();
+    h.backward(torch.tensor([1, 0, -1], { dtype: 'float64' }));
+    assert.deepEqual(values(h.grad!), [1, 0, -1]);
+    assert.deepEqual(values(x.grad!), [3, 0, -3]);
+    const d = x.detach();
+    assert.equal(d.requiresGrad, false);
+    d.add_(1);
+    assert.deepEqual(values(x), [2, 3, 4], 'detach shares storage');
+    x.grad = torch.zeros([3], { dtype: 'float64' });
+    assert.deepEqual(values(x.grad!), [0, 0, 0]);
+    x.requiresGrad = false;
+    assert.equal(x.requiresGrad, false);
+  });
+});
+
+// ---------------------------------------------------------------- in-place ops
+
+test('in-place ops: values, chaining, views, and autograd rules', () => {
+  noLeak(() => {
+    const t = torch.tensor([1, 2, 3, 4], { dtype: 'float64' });
+    const other = torch.tensor([4, 3, 2, 1], { dtype: 'float64' });
+    assert.equal(t.add_(1), t, 'in-place ops return this');
+    assert.deepEqual(values(t), [2, 3, 4, 5]);
+    t.add_(other, 2);
+    assert.deepEqual(values(t), [10, 9, 8, 7]);
+    t.sub_(other);
+    assert.deepEqual(values(t), [6, 6, 6, 6]);
+    t.sub_(1, 2).mul_(2);
+    assert.deepEqual(values(t), [8, 8, 8, 8]);
+    t.mul_(other).div_(2);
+    assert.deepEqual(values(t), [16, 12, 8, 4]);
+    t.div_(other);
+    assert.deepEqual(values(t), [4, 4, 4, 4]);
+    t.addcmul_(other, other, 0.5);
+    assert.deepEqual(values(t), [12, 8.5, 6, 4.5]);
+    t.addcdiv_(other, other, 2);
+    assert.deepEqual(values(t), [14, 10.5, 8, 6.5]);
+    t.lerp_(other, 0.5);
+    assert.deepEqual(values(t), [9, 6.75, 5, 3.75]);
+    t.lerp_(other, torch.tensor([1, 0, 1, 0], { dtype: 'float64' }));
+    assert.deepEqual(values(t), [4, 6.75, 2, 3.75]);
+    t.clamp_(2.5, 5);
+    assert.deepEqual(values(t), [4, 5, 2.5, 3.75]);
+    t.clamp_(null, 3);
+    assert.deepEqual(values(t), [3, 3, 2.5, 3]);
+    t.maskedFill_(torch.tensor([true, false, false, true]), -1);
+    assert.deepEqual(values(t), [-1, 3, 2.5, -1]);
+    t.copy_(other);
+    assert.deepEqual(values(t), [4, 3, 2, 1]);
+    t.copy_(torch.tensor([7], { dtype: 'float32' }));
+    assert.deepEqual(values(t), [7, 7, 7, 7], 'copy_ broadcasts and converts');
+    t.fill_(2).zero_();
+    assert.deepEqual(values(t), [0, 0, 0, 0]);
+    // In-place on a view writes through to the base.
+    const m = torch.zeros([2, 3]);
+    m.select(0, 1).fill_(5);
+    m.narrow(1, 0, 1).add_(1);
+    assert.deepEqual(m.tolist(), [[1, 0, 0], [6, 5, 5]]);
+    m.T.mul_(2);
+    assert.deepEqual(m.tolist(), [[2, 0, 0], [12, 10, 10]]);
+    // Autograd: in-place on a leaf that requires grad is refused outside noGrad, allowed inside (optimisers).
+    const w = torch.ones([3], { requiresGrad: true });
+    throwsTorch(() => w.sub_(0.1), { code: 'ERR_TORCH', op: 'sub_', message: /leaf Variable that requires grad/ });
+    w.mul(w).sum().backward();
+    torch.noGrad(() => { w.sub_(w.grad!, 0.5); });
+    assert.deepEqual(values(w), [0, 0, 0]);
+    assert.equal(w.requiresGrad, true);
+    assert.equal(w.isLeaf, true);
+    // Modifying a tensor needed by backward is detected by libtorch's version counter.
+    const a = torch.ones([2], { requiresGrad: true });
+    const b = a.mul(2);
+    const c = b.sin(); // sin saves its input b for backward
+    b.add_(1);
+    throwsTorch(() => c.sum().backward(), { code: 'ERR_TORCH', op: 'backward', message: /modified by an inplace operation/ });
+  });
+});
+
+test('conversion: to(), clone, contiguous, memoryStats bytes are counted once per storage', () => {
+  noLeak(() => {
+    const t = torch.ones([256], { dtype: 'float32' });
+    const base = torch.memoryStats().liveBytes;
+    const view = t.narrow(0, 0, 10).reshape(2, 5);
+    assert.equal(torch.memoryStats().liveBytes, base, 'views add no bytes');
+    const c = t.clone();
+    assert.equal(torch.memoryStats().liveBytes, base + 1024);
+    c.add_(1);
+    assert.equal(values(t)[0], 1, 'clone is independent');
+    const d = t.to({ dtype: 'float64' });
+    assert.equal(d.dtype, 'float64');
+    assert.equal(torch.memoryStats().liveBytes, base + 1024 + 2048);
+    const forced = t.to({ dtype: 'float32', copy: true });
+    forced.fill_(0);
+    assert.equal(values(t)[0], 1, 'copy: true copies');
+    torch.scope(() => {
+      assert.equal(t.cpu().device, 'cpu');
+      assert.equal(t.double().dtype, 'float64');
+      assert.equal(t.long().dtype, 'int64');
+      assert.equal(t.bool().dtype, 'bool');
+      assert.equal(d.float().dtype, 'float32');
+    });
+    assert.deepEqual(view.shape, [2, 5]);
+    forced.dispose();
+    view.dispose();
+    c.dispose();
+    d.dispose();
+    assert.equal(torch.memoryStats().liveBytes, base);
+  });
+});
+
+// Found while writing these tests: liveBytes counts bytes per handle for aliases that are not
+// libtorch "views" (detach(), a no-op to()/contiguous(), each .grad wrapper), so one storage is
+// counted (and reported to V8 as external memory) several times.
+test('memoryStats: aliases of one storage (detach, no-op to/contiguous, .grad) add no bytes',
+  { todo: 'native TensorHandle::set counts bytes per non-view handle, not per storage: detach()/no-op to()/contiguous()/.grad double-count' }, () => {
+    noLeak(() => {
+      const t = torch.ones([256], { requiresGrad: true });
+      t.mul(t).sum().backward();
+      const base = torch.memoryStats().liveBytes;
+      const aliases = [t.detach(), t.to({ dtype: 'float32' }), t.contiguous(), t.grad!, t.grad!];
+      assert.equal(torch.memoryStats().liveBytes - base, 0, `aliases added ${torch.memoryStats().liveBytes - base} bytes (expected 0)`);
+      for (const a of aliases) a.dispose();
+    });
+  });
+
+// Found while writing these tests: integer lists (shapes, dims) truncate non-integers silently,
+// while single integer arguments are checked (argInt). PyTorch raises a TypeError here.
+test('errors: a non-integer in a shape or dim list is rejected, not truncated',
+  { todo: 'native argIntList uses Int64Value() without the integrality check of argInt: zeros([2.7]) gives shape [2]' }, () => {
+    noLeak(() => {
+      throwsTorch(() => torch.zeros([2.7]), { code: 'ERR_ARG' });
+      throwsTorch(() => torch.ones([12]).reshape(1.5, 8), { code: 'ERR_ARG', op: 'reshape' });
+      throwsTorch(() => torch.ones([2, 3]).sum([0.5]), { code: 'ERR_ARG', op: 'sum' });
+    });
+  });
+
+test('threads: setNumThreads / getNumThreads', () => {
+  const prev = torch.getNumThreads();
+  torch.setNumThreads(2);
+  assert.equal(torch.getNumThreads(), 2);
+  torch.setNumThreads(prev);
+  assert.equal(torch.getNumThreads(), prev);
+  assert.throws(() => torch.setNumThreads(1.5), RangeError);
+});
+
+test('worker_threads: the addon loads and runs in workers (context-aware), the main thread is unaffected', async () => {
+  const torchPath = JSON.stringify(join(__dirname, '..', '..', 'src', 'torch'));
+  const code = `const { parentPort, workerData } = require('node:worker_threads');
+    const torch = require(${torchPath});
+    torch.setNumThreads(1);
+    const r = torch.scope(() => torch.arange(0, workerData, 1, { dtype: 'float64' }).mul(2).sum().item());
+    let code = '';
+    try { torch.ones([2]).add(torch.ones([3])); } catch (e) { code = e.code; }
+    parentPort.postMessage({ r, code, live: torch.memoryStats().liveTensors });`;
+  const run = (n: number): Promise<{ r: number; code: string; live: number }> => new Promise((resolve, reject) => {
+    // Resolve at exit (not at the message) so the worker's teardown is over before the next test.
+    const w = new Worker(code, { eval: true, workerData: n });
+    let msg: { r: number; code: string; live: number } | undefined;
+    w.once('message', (m) => { msg = m; });
+    w.once('error', reject);
+    w.once('exit', (c) => (c === 0 && msg ? resolve(msg) : reject(new Error(`worker exited with ${c}`))));
+  });
+  const [a, b] = await Promise.all([run(10), run(100)]);
+  assert.equal(a.r, 90);
+  assert.equal(b.r, 9900);
+  assert.equal(a.code, 'ERR_TORCH');
+  noLeak(() => assert.deepEqual(values(torch.ones([2]).add(1)), [2, 2]));
+});
+
+test('assertClose helper sanity', () => {
+  noLeak(() => {
+    assertClose(torch.tensor([1, 2]), [1, 2 + 1e-9], 1e-6);
+    assert.throws(() => assertClose(torch.tensor([1, 2]), [1, 2.1], 1e-6));
+  });
+});
