@@ -19,6 +19,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
       false
 #endif
       ));
+  registerAllocator(env, exports);
   registerCore(env, exports);
   registerMath(env, exports);
   registerNN(env, exports);

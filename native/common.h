@@ -39,7 +39,7 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   Napi::Value IsDisposed(const Napi::CallbackInfo& info);
   at::Tensor tensor_;
-  int64_t accounted_bytes_ = 0;
+  const void* storage_key_ = nullptr;  // the storage whose bytes this handle shares in the accounting
   bool counted_ = false;
 };
 
@@ -112,5 +112,6 @@ void registerMath(Napi::Env env, Napi::Object exports);
 void registerNN(Napi::Env env, Napi::Object exports);
 void registerOptim(Napi::Env env, Napi::Object exports);
 void registerCuda(Napi::Env env, Napi::Object exports);
+void registerAllocator(Napi::Env env, Napi::Object exports);
 
 }  // namespace semaim

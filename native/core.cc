@@ -8,7 +8,9 @@
 
 #include <cmath>
 #include <cstring>
+#include <mutex>
 #include <stdexcept>
+#include <unordered_map>
 
 namespace semaim {
 
@@ -25,10 +27,37 @@ Napi::Function TensorHandle::Define(Napi::Env env) {
 
 TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorHandle>(info) {}
 
+// Host bytes are accounted once per storage (views, detach() and .grad aliases share it): the first
+// handle of a storage adds its size, the last one to go subtracts it.
+namespace {
+std::mutex g_storage_mu;
+std::unordered_map<const void*, std::pair<int64_t, int64_t>> g_storages;  // key -> (handles, bytes)
+
+int64_t shareStorage(const void* key, int64_t bytes) {
+  std::lock_guard<std::mutex> lock(g_storage_mu);
+  auto& e = g_storages[key];
+  if (e.first++ == 0) {
+    e.second = bytes;
+    return bytes;
+  }
+  return 0;
+}
+
+int64_t unshareStorage(const void* key) {
+  std::lock_guard<std::mutex> lock(g_storage_mu);
+  auto it = g_storages.find(key);
+  if (it == g_storages.end()) return 0;
+  if (--it->second.first > 0) return 0;
+  int64_t bytes = it->second.second;
+  g_storages.erase(it);
+  return bytes;
+}
+}  // namespace
+
 TensorHandle::~TensorHandle() {
   // Finalizer path (the user forgot dispose()): the env may be shutting down, so no N-API calls.
   if (counted_) g_live_handles--;
-  g_live_bytes -= accounted_bytes_;
+  if (storage_key_) g_live_bytes -= unshareStorage(storage_key_);
 }
 
 const at::Tensor& TensorHandle::get(const char* what) const {
@@ -40,12 +69,12 @@ void TensorHandle::set(Napi::Env env, at::Tensor t) {
   tensor_ = std::move(t);
   counted_ = true;
   g_live_handles++;
-  // Account host memory once per storage: views share their base's storage and are not counted.
-  if (tensor_.device().is_cpu() && !tensor_.is_view() && tensor_.has_storage()) {
-    accounted_bytes_ = static_cast<int64_t>(tensor_.storage().nbytes());
-    if (accounted_bytes_ > 0) {
-      g_live_bytes += accounted_bytes_;
-      Napi::MemoryManagement::AdjustExternalMemory(env, accounted_bytes_);
+  if (tensor_.device().is_cpu() && tensor_.has_storage()) {
+    storage_key_ = tensor_.storage().unsafeGetStorageImpl();
+    int64_t added = shareStorage(storage_key_, static_cast<int64_t>(tensor_.storage().nbytes()));
+    if (added > 0) {
+      g_live_bytes += added;
+      Napi::MemoryManagement::AdjustExternalMemory(env, added);
     }
   }
 }
@@ -55,11 +84,14 @@ void TensorHandle::release(Napi::Env env) {
   tensor_.reset();
   if (counted_) g_live_handles--;
   counted_ = false;
-  if (accounted_bytes_ > 0) {
-    g_live_bytes -= accounted_bytes_;
-    Napi::MemoryManagement::AdjustExternalMemory(env, -accounted_bytes_);
+  if (storage_key_) {
+    int64_t removed = unshareStorage(storage_key_);
+    storage_key_ = nullptr;
+    if (removed > 0) {
+      g_live_bytes -= removed;
+      Napi::MemoryManagement::AdjustExternalMemory(env, -removed);
+    }
   }
-  accounted_bytes_ = 0;
 }
 
 Napi::Value TensorHandle::Dispose(const Napi::CallbackInfo& info) {
@@ -204,8 +236,9 @@ std::vector<int64_t> argIntList(const Napi::CallbackInfo& info, size_t i) {
   std::vector<int64_t> out(a.Length());
   for (uint32_t k = 0; k < a.Length(); k++) {
     Napi::Value v = a.Get(k);
-    if (!v.IsNumber()) throw std::invalid_argument(where(i) + "[" + std::to_string(k) + "]: expected an integer");
-    out[k] = v.As<Napi::Number>().Int64Value();
+    double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
+    if (!std::isfinite(d) || d != std::trunc(d)) throw std::invalid_argument(where(i) + "[" + std::to_string(k) + "]: expected an integer, got " + v.ToString().Utf8Value());
+    out[k] = static_cast<int64_t>(d);
   }
   return out;
 }

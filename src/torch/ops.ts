@@ -33,6 +33,19 @@ export function memoryStats(): { liveTensors: number; liveBytes: number } {
   return { liveTensors: native.liveHandles(), liveBytes: native.liveBytes() };
 }
 
+/**
+ * The caching CPU allocator (native/allocator.cc): bytes in live large blocks, their peak, bytes
+ * held in its free lists, and hit/miss counts. `SEMAIM_CPU_ALLOCATOR=system` turns it off;
+ * `SEMAIM_CPU_CACHE_MB` caps the cache (default 4096).
+ */
+export const cpuAllocator = {
+  stats(): { enabled: boolean; liveBytes?: number; peakLiveBytes?: number; cachedBytes?: number; mappedBytes?: number; hits?: number; misses?: number } {
+    return native.cpuAllocatorStats();
+  },
+  /** Returns cached free blocks to the OS. */
+  emptyCache(): void { native.cpuEmptyCache(); },
+};
+
 export const cuda = {
   isAvailable(): boolean { return native.cudaAvailable(); },
   deviceCount(): number { return native.cudaDeviceCount(); },

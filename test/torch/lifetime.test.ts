@@ -86,16 +86,11 @@ test('lifetime: 1,000 training steps keep live tensors and RSS flat', async (t) 
   assert.equal(torch.memoryStats().liveTensors, before);
 });
 
-// Found while writing these tests: with MB-sized activations RSS grows every step although every
-// tensor is disposed (liveTensors/liveBytes stay flat). malloc_stats() of such a process shows
-// ~1.8 GB of glibc heap "system bytes" with ~46 MB "in use": the freed libtorch buffers
-// (posix_memalign'd) are not reused, because small native allocations that live until the GC
-// finalizer runs (the TensorHandle wrappers) sit between them. With a GC and an event-loop turn
-// after each step the growth disappears; with MALLOC_MMAP_THRESHOLD_=1048576 too (at the cost of
-// page faults). The ViT of the engine benchmark grows ~50 MB per step this way; PyTorch stays flat.
-test('lifetime: RSS stays flat when every step allocates MB-sized activations', {
-  todo: 'engine: glibc heap fragmentation, freed tensor buffers pinned by wrapper allocations freed only at GC; RSS grows ~10-15 MB/step here',
-}, async () => {
+// With glibc malloc alone, RSS grew every step here although every tensor was disposed: freed
+// libtorch buffers were not reused because small native allocations that live until the GC
+// finalizer runs (the handle wrappers) sat between them. The addon's caching CPU allocator
+// (native/allocator.cc) keeps large buffers in mmap'd per-size free lists, so RSS stays flat.
+test('lifetime: RSS stays flat when every step allocates MB-sized activations', async () => {
   const x = torch.keep(rnd([128, 2048], { dtype: 'float32', seed: 5 })); // 1 MiB activations
   const ws = torch.keep(Array.from({ length: 6 }, (_, i) => rnd([2048], { dtype: 'float32', seed: 10 + i, lo: 0.5, hi: 1.5 })));
   for (const w of ws) w.requiresGrad = true;
