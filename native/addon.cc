@@ -5,12 +5,9 @@ namespace semaim {
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
-  Napi::Function tensorCtor = TensorHandle::Define(env);
   Napi::Function genCtor = GeneratorHandle::Define(env);
-  data->tensor_ctor = Napi::Persistent(tensorCtor);
   data->generator_ctor = Napi::Persistent(genCtor);
   env.SetInstanceData<AddonData>(data);
-  exports.Set("TensorHandle", tensorCtor);
   exports.Set("Generator", genCtor);
   exports.Set("cudaBuild", Napi::Boolean::New(env,
 #ifdef SEMAIM_CUDA

@@ -19,15 +19,7 @@ std::atomic<int64_t> g_live_bytes{0};
 
 // ---------------------------------------------------------------- handles
 
-Napi::Function TensorHandle::Define(Napi::Env env) {
-  return DefineClass(env, "TensorHandle",
-                     {InstanceMethod("dispose", &TensorHandle::Dispose),
-                      InstanceMethod("isDisposed", &TensorHandle::IsDisposed)});
-}
-
-TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorHandle>(info) {}
-
-// Host bytes are accounted once per storage (views, detach() and .grad aliases share it): the first
+// Host bytes (of storages >= 1 KiB) are accounted once per storage (views, detach() and .grad aliases share it): the first
 // handle of a storage adds its size, the last one to go subtracts it.
 namespace {
 std::mutex g_storage_mu;
@@ -69,7 +61,9 @@ void TensorHandle::set(Napi::Env env, at::Tensor t) {
   tensor_ = std::move(t);
   counted_ = true;
   g_live_handles++;
-  if (tensor_.device().is_cpu() && tensor_.has_storage()) {
+  // Storages under 1 KiB are not accounted: they do not matter to the GC and skipping them keeps
+  // the per-op cost down (a lock and a hash-map update).
+  if (tensor_.device().is_cpu() && tensor_.has_storage() && tensor_.storage().nbytes() >= 1024) {
     storage_key_ = tensor_.storage().unsafeGetStorageImpl();
     int64_t added = shareStorage(storage_key_, static_cast<int64_t>(tensor_.storage().nbytes()));
     if (added > 0) {
@@ -92,15 +86,6 @@ void TensorHandle::release(Napi::Env env) {
       Napi::MemoryManagement::AdjustExternalMemory(env, -removed);
     }
   }
-}
-
-Napi::Value TensorHandle::Dispose(const Napi::CallbackInfo& info) {
-  release(info.Env());
-  return info.Env().Undefined();
-}
-
-Napi::Value TensorHandle::IsDisposed(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), disposed());
 }
 
 Napi::Function GeneratorHandle::Define(Napi::Env env) {
@@ -141,10 +126,9 @@ Napi::Value GeneratorHandle::SetState(const Napi::CallbackInfo& info) {
 
 Napi::Value wrap(Napi::Env env, at::Tensor t) {
   if (!t.defined()) return env.Null();
-  auto* data = env.GetInstanceData<AddonData>();
-  Napi::Object obj = data->tensor_ctor.New({});
-  TensorHandle::Unwrap(obj)->set(env, std::move(t));
-  return obj;
+  auto* h = new TensorHandle();
+  h->set(env, std::move(t));
+  return Napi::External<TensorHandle>::New(env, h, [](Napi::Env, TensorHandle* p) { delete p; });
 }
 
 Napi::Value wrapList(Napi::Env env, const std::vector<at::Tensor>& ts) {
@@ -153,32 +137,38 @@ Napi::Value wrapList(Napi::Env env, const std::vector<at::Tensor>& ts) {
   return arr;
 }
 
+// dispose(handle): drops this handle's reference now (idempotent). isDisposed(handle).
+FN(dispose, {
+  if (!info[0].IsExternal()) throw std::invalid_argument("dispose: expected a tensor handle");
+  info[0].As<Napi::External<TensorHandle>>().Data()->release(info.Env());
+  return info.Env().Undefined();
+})
+FN(isDisposed, {
+  if (!info[0].IsExternal()) throw std::invalid_argument("isDisposed: expected a tensor handle");
+  return Napi::Boolean::New(info.Env(), info[0].As<Napi::External<TensorHandle>>().Data()->disposed());
+})
+
 // ---------------------------------------------------------------- argument readers
 
 static std::string where(size_t i) { return "argument " + std::to_string(i); }
 
-static TensorHandle* unwrapTensor(const Napi::Value& v, const std::string& what) {
-  if (!v.IsObject()) throw std::invalid_argument(what + ": expected a tensor");
-  Napi::Object o = v.As<Napi::Object>();
-  if (o.Has("h")) o = o.Get("h").As<Napi::Object>();  // accept the TS wrapper as well as the raw handle
-  auto* data = o.Env().GetInstanceData<AddonData>();
-  if (!o.InstanceOf(data->tensor_ctor.Value())) throw std::invalid_argument(what + ": expected a tensor");
-  return TensorHandle::Unwrap(o);
+// Accepts a handle (what the TS layer passes) or a TS Tensor (an object whose `h` is the handle).
+static TensorHandle* unwrapTensor(const Napi::Value& v, size_t i, const std::string& what) {
+  Napi::Value h = v;
+  if (v.IsObject() && !v.IsExternal()) h = v.As<Napi::Object>().Get("h");
+  if (!h.IsExternal()) throw std::invalid_argument(what + ": expected a tensor");
+  TensorHandle* p = h.As<Napi::External<TensorHandle>>().Data();
+  if (p->disposed()) throw std::invalid_argument(what + ": tensor was disposed");
+  return p;
 }
 
 const at::Tensor& argTensor(const Napi::CallbackInfo& info, size_t i) {
-  // Fast path: the TS layer always passes raw handles.
   Napi::Value v = info[i];
-  if (v.IsObject()) {
-    auto* data = info.Env().GetInstanceData<AddonData>();
-    Napi::Object o = v.As<Napi::Object>();
-    if (o.InstanceOf(data->tensor_ctor.Value())) {
-      TensorHandle* h = TensorHandle::Unwrap(o);
-      if (h->disposed()) throw std::invalid_argument(where(i) + ": tensor was disposed");
-      return h->get("tensor");
-    }
+  if (v.IsExternal()) {  // fast path
+    TensorHandle* p = v.As<Napi::External<TensorHandle>>().Data();
+    if (!p->disposed()) return p->get("tensor");
   }
-  return unwrapTensor(v, where(i))->get(where(i).c_str());
+  return unwrapTensor(v, i, where(i))->get("tensor");
 }
 
 c10::optional<at::Tensor> argOptTensor(const Napi::CallbackInfo& info, size_t i) {
@@ -192,8 +182,7 @@ std::vector<at::Tensor> argTensorList(const Napi::CallbackInfo& info, size_t i) 
   std::vector<at::Tensor> out;
   out.reserve(a.Length());
   for (uint32_t k = 0; k < a.Length(); k++) {
-    std::string w = where(i) + "[" + std::to_string(k) + "]";
-    out.push_back(unwrapTensor(a.Get(k), w)->get(w.c_str()));
+    out.push_back(unwrapTensor(a.Get(k), i, where(i) + "[" + std::to_string(k) + "]")->get("tensor"));
   }
   return out;
 }
@@ -592,6 +581,7 @@ FN(version, {
 })
 
 void registerCore(Napi::Env env, Napi::Object exports) {
+  EXPORT(dispose); EXPORT(isDisposed);
   EXPORT(empty); EXPORT(zeros); EXPORT(ones); EXPORT(full); EXPORT(arange); EXPORT(linspace); EXPORT(eye);
   EXPORT(rand); EXPORT(randn); EXPORT(randint); EXPORT(randperm); EXPORT(uniform_); EXPORT(normal_); EXPORT(bernoulli);
   EXPORT(fromBuffer); EXPORT(toBuffer); EXPORT(sharedBuffer); EXPORT(item);

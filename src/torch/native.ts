@@ -2,10 +2,9 @@
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
 
-/** An opaque handle to one libtorch tensor (owned by exactly one Tensor wrapper). */
+/** An opaque handle (an N-API external) to one libtorch tensor, owned by exactly one Tensor wrapper. */
 export interface TensorHandle {
-  dispose(): void;
-  isDisposed(): boolean;
+  readonly __tensorHandle: unique symbol;
 }
 
 /** A libtorch CPU random generator. */

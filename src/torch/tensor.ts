@@ -36,7 +36,7 @@ export class Tensor {
 
   /** Frees this wrapper's reference to the tensor now. Idempotent. */
   dispose(): void {
-    this.handle.dispose();
+    native.dispose(this.handle);
   }
 
   [Symbol.dispose](): void {
@@ -44,7 +44,7 @@ export class Tensor {
   }
 
   get isDisposed(): boolean {
-    return this.handle.isDisposed();
+    return native.isDisposed(this.handle);
   }
 
   // ------------------------------------------------------------ properties
@@ -201,7 +201,7 @@ export class Tensor {
   /** other - this */
   rsub(other: number): Tensor {
     const negated = native.neg(this.handle);
-    try { return wrap(native.add(negated, other)); } finally { negated.dispose(); }
+    try { return wrap(native.add(negated, other)); } finally { native.dispose(negated); }
   }
   eq(other: TensorOrScalar): Tensor { return wrap(native.eq(this.handle, arg(other))); }
   ne(other: TensorOrScalar): Tensor { return wrap(native.ne(this.handle, arg(other))); }
