@@ -6,6 +6,7 @@ import { EvalDataFactories, registeredEvalData } from '../eval/data';
 import { ABLATE_OPTIONS, FINETUNE_OPTIONS, KNN_OPTIONS, LINPROBE_OPTIONS, validateEval } from '../eval/options';
 import { runFinetune, runKnn, runLinprobe } from '../eval/run';
 import { ablate } from '../eval/ablate';
+import { resolveEncoder } from '../eval/encoder';
 
 /** The commands over given data factories (default: the registered adapters, looked up when a command runs). */
 export function makeEvalCommands(factories: () => EvalDataFactories = registeredEvalData): Record<string, Command> {
@@ -18,6 +19,7 @@ export function makeEvalCommands(factories: () => EvalDataFactories = registered
           'the k nearest vote with weight exp(cos / T). Writes <out-dir>/knn.json and prints a table.', KNN_OPTIONS);
         if (!p) return 0;
         validateEval(p.o);
+        resolveEncoder(String(p.o.checkpoint)); // a missing encoder is reported before any data is opened
         const r = await runKnn(p.o, factories());
         process.stdout.write(`${r.table}wrote ${r.path}\n`);
         return 0;
@@ -31,6 +33,7 @@ export function makeEvalCommands(factories: () => EvalDataFactories = registered
           'lr = blr × batch / 256, cosine schedule. Writes <out-dir>/linprobe.json and probe.safetensors.', LINPROBE_OPTIONS);
         if (!p) return 0;
         validateEval(p.o);
+        resolveEncoder(String(p.o.checkpoint)); // a missing encoder is reported before any data is opened
         const r = await runLinprobe(p.o, factories());
         process.stdout.write(`${r.table}wrote ${r.path}\n`);
         return 0;
@@ -45,6 +48,7 @@ export function makeEvalCommands(factories: () => EvalDataFactories = registered
           'Writes <out-dir>/finetune.json at the end.', FINETUNE_OPTIONS);
         if (!p) return 0;
         validateEval(p.o);
+        resolveEncoder(String(p.o.checkpoint)); // a missing encoder is reported before any data is opened
         const r = await runFinetune(p.o, factories());
         process.stdout.write(r.path ? `${r.table}wrote ${r.path}\n` : r.table);
         return r.stoppedBy === 'nonfinite' ? 1 : 0;
