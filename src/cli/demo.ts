@@ -31,13 +31,13 @@ export const DEMO_OPTIONS: OptionTable = {
   seed: { type: 'int', default: 0, help: 'random seed' },
 };
 
-/** The demo's pre-training recipe: a 6-block ViT at 32² with patch 4 (64 patches), semantic order. */
+/** The demo's pre-training recipe: a 4-block, 128-wide ViT at 32² with patch 4 (64 patches), semantic order. */
 function demoPretrainOptions(d: OptionValues): OptionValues {
   return resolveOptions(PRETRAIN_OPTIONS, {
     dataset: 'synthetic', syntheticSize: d.syntheticSize, imgSize: 32, patchSize: 4,
-    model: 'vit_tiny', embedDim: 192, depth: 6, numHeads: 3, decoderDepth: 6,
+    model: 'vit_tiny', embedDim: 128, depth: 4, numHeads: 4, decoderDepth: 4,
     order: 'semantic', blur: false, minScale: 0.5, batchSize: 64, epochs: d.epochs, warmupEpochs: Math.min(1, (d.epochs as number) / 4),
-    blr: 1e-3, weightDecay: 0.05, clipGrad: 3, numWorkers: 1, seed: d.seed, threads: d.threads,
+    blr: 2e-3, weightDecay: 0.05, clipGrad: 3, numWorkers: 1, seed: d.seed, threads: d.threads,
     outDir: d.outDir, checkpointEvery: 100, logEvery: 10,
   });
 }
