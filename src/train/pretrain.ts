@@ -211,6 +211,9 @@ export async function pretrain(o: OptionValues, data: TrainData, hooks: Pretrain
         });
         step++;
         hooks.onStep?.(step);
+        // Let the event loop turn once per step: Node runs the finalizers of collected handles there,
+        // and a loader that always has the next batch ready would otherwise never yield.
+        await new Promise((resolve) => setImmediate(resolve));
 
         if (step % (o.logEvery as number) === 0 || step === totalSteps) {
           if (!flushMetrics(epoch + batchIndex / (perEpoch * accum))) {

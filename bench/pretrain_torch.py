@@ -1,0 +1,376 @@
+#!/usr/bin/python3
+"""The PyTorch side of `npm run bench:pretrain` (bench/pretrain.ts runs it with /usr/bin/python3).
+
+The same SemAIM model and the same training step as src/train/pretrain.ts, written as ordinary
+PyTorch from SPEC.md §1-5:
+  * ViT encoder: P x P stride-P conv patch embedding, [CLS], fixed 2-D sin-cos position embedding,
+    timm-style pre-norm blocks (fused qkv, LayerNorm eps 1e-6, exact GELU, MLP ratio 4);
+  * decoder: L' cross-attention blocks (separate q/k/v/proj, the same norm1 on both streams), block k
+    reading the encoder stream after block floor((k+1)L/L'); queries = position embeddings;
+  * shared final `norm`, then the head MLP D -> 4D -> P*P*3;
+  * pixel targets: 9x9 sigma-1 Gaussian blur (zero padding, depthwise conv), patchify, per-patch norm;
+  * semantic order, every step: no-grad unmasked eval pass, S = softmax(cos(z_cls, z_i)), 3x3 mean filter
+    (avg_pool2d, count_include_pad=False), argmax, distance + 0.01 U(0,1);
+  * fast path: tokens / queries / targets gathered into order (argsort + gather), causal attention.
+    On CPU (and on torch < 2.0) attention is the explicit math path of our libtorch 1.13 build:
+    q@k^T * scale, masked_fill(~tril, -inf), softmax, @v. On CUDA with torch >= 2.0 it is
+    F.scaled_dot_product_attention (flash / memory-efficient) and the forward runs under bf16 autocast,
+    as src/train/pretrain.ts does with --precision bf16;
+  * AdamW(betas 0.9/0.95, wd 0.05, none on 1-D params / biases / cls_token), clip_grad_norm_ 3,
+    zero_grad(set_to_none=True).
+
+Prints one JSON object: ms/step (median of the measured steps after warm-up), img/s, phase medians
+(order / forward / backward / optimizer), peak RSS (VmHWM of /proc/self/status) and, on CUDA, peak
+allocated GPU memory.
+
+  /usr/bin/python3 bench/pretrain_torch.py --preset vit_tiny --img 32 --patch 4 --decoder-depth 12 \
+      --batch 64 --warmup 2 --steps 10 --threads 2 [--device cuda] [--phases] [--count-ops]
+"""
+import argparse
+import json
+import math
+import re
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+PRESETS = {
+    'vit_tiny': (192, 12, 3),
+    'vit_small': (384, 12, 6),
+    'vit_base': (768, 12, 12),
+    'vit_large': (1024, 24, 16),
+    'vit_huge': (1280, 32, 16),
+}
+LN_EPS = 1e-6
+USE_SDPA = False  # set in main(): CUDA with torch >= 2.0
+
+
+# --------------------------------------------------------------------------- fixed pieces
+
+def sincos_pos_embed(D, gh, gw):
+    """[1, 1 + gh*gw, D], MAE layout: first D/2 channels the column, second D/2 the row; CLS zeros."""
+    def one_d(dim, pos):
+        omega = 1.0 / 10000.0 ** (torch.arange(dim // 2, dtype=torch.float64) / (dim / 2.0))
+        out = pos.to(torch.float64).reshape(-1, 1) * omega.reshape(1, -1)
+        return torch.cat([out.sin(), out.cos()], 1)
+    rows = torch.arange(gh).repeat_interleave(gw)
+    cols = torch.arange(gw).repeat(gh)
+    emb = torch.cat([one_d(D // 2, cols), one_d(D // 2, rows)], 1)
+    return torch.cat([torch.zeros(1, D, dtype=torch.float64), emb], 0).unsqueeze(0).float()
+
+
+def gaussian_kernel(k, sigma, channels):
+    c = (k - 1) / 2.0
+    i = torch.arange(k, dtype=torch.float64)
+    g = torch.exp(-(((i - c) ** 2).reshape(-1, 1) + ((i - c) ** 2).reshape(1, -1)) / (2 * sigma ** 2))
+    return (g / g.sum()).float().reshape(1, 1, k, k).repeat(channels, 1, 1, 1)
+
+
+def attention(q, k, v, causal):
+    if USE_SDPA:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    scores = (q @ k.transpose(-2, -1)) * scale
+    if causal:
+        keep = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril()
+        scores = scores.masked_fill(~keep, float('-inf'))
+    return scores.softmax(-1) @ v
+
+
+# --------------------------------------------------------------------------- model
+
+class Mlp(nn.Module):
+    def __init__(self, dim, hidden, out=None):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, out or dim)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Attention(nn.Module):
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x, causal):
+        B, T, D = x.shape
+        q, k, v = self.qkv(x).reshape(B, T, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+        return self.proj(attention(q, k, v, causal).transpose(1, 2).reshape(B, T, D))
+
+
+class Block(nn.Module):
+    def __init__(self, dim, heads, mlp_ratio=4):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=LN_EPS)
+        self.attn = Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
+        self.mlp = Mlp(dim, dim * mlp_ratio)
+
+    def forward(self, x, causal=False):
+        x = x + self.attn(self.norm1(x), causal)
+        return x + self.mlp(self.norm2(x))
+
+
+class CrossAttention(nn.Module):
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(dim, dim)
+        self.v = nn.Linear(dim, dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, g, h, causal):
+        B, T, D = g.shape
+        S = h.shape[1]
+        split = lambda x, n: x.reshape(B, n, self.heads, D // self.heads).transpose(1, 2)  # noqa: E731
+        o = attention(split(self.q(g), T), split(self.k(h), S), split(self.v(h), S), causal)
+        return self.proj(o.transpose(1, 2).reshape(B, T, D))
+
+
+class DecoderBlock(nn.Module):
+    def __init__(self, dim, heads, mlp_ratio=4):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=LN_EPS)
+        self.attn = CrossAttention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
+        self.mlp = Mlp(dim, dim * mlp_ratio)
+
+    def forward(self, g, h, causal=True):
+        g = g + self.attn(self.norm1(g), self.norm1(h), causal)
+        return g + self.mlp(self.norm2(g))
+
+
+class SemAIM(nn.Module):
+    def __init__(self, img, patch, dim, depth, heads, decoder_depth, mlp_ratio=4):
+        super().__init__()
+        self.P, self.D = patch, dim
+        self.grid = img // patch
+        self.N = self.grid * self.grid
+        self.patch_embed = nn.Module()
+        self.patch_embed.proj = nn.Conv2d(3, dim, patch, stride=patch)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.register_buffer('pos_embed', sincos_pos_embed(dim, self.grid, self.grid))
+        self.blocks = nn.ModuleList([Block(dim, heads, mlp_ratio) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim, eps=LN_EPS)
+        self.taps = [((k + 1) * depth) // decoder_depth for k in range(decoder_depth)]
+        self.query_blocks = nn.ModuleList([DecoderBlock(dim, heads, mlp_ratio) for _ in self.taps])
+        self.prediction_head = Mlp(dim, dim * mlp_ratio, patch * patch * 3)
+        self.register_buffer('blur_weight', gaussian_kernel(9, 1.0, 3))
+
+    def init_weights(self):
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        w = self.patch_embed.proj.weight
+        nn.init.xavier_uniform_(w.data.view(w.shape[0], -1))
+        nn.init.zeros_(self.patch_embed.proj.bias)
+        nn.init.normal_(self.cls_token, std=0.02)
+        return self
+
+    def embed(self, images):
+        x = self.patch_embed.proj(images).flatten(2).transpose(1, 2)
+        return x + self.pos_embed[:, 1:]
+
+    def cls_tokens(self, B):
+        return (self.cls_token + self.pos_embed[:, :1]).expand(B, 1, self.D)
+
+    def forward_features(self, images):
+        x = torch.cat([self.cls_tokens(images.shape[0]), self.embed(images)], 1)
+        for blk in self.blocks:
+            x = blk(x)
+        return self.norm(x)
+
+    @torch.no_grad()
+    def semantic_order(self, images, generator, lam=0.01):
+        was = self.training
+        self.eval()
+        z = F.normalize(self.forward_features(images), dim=-1)
+        self.train(was)
+        B, N, g = images.shape[0], self.N, self.grid
+        S = (z[:, 1:] * z[:, :1]).sum(-1).softmax(1)
+        S = F.avg_pool2d(S.reshape(B, 1, g, g), 3, stride=1, padding=1, count_include_pad=False).reshape(B, N)
+        c = S.argmax(1).float()
+        idx = torch.arange(N, dtype=torch.float32, device=images.device)
+        rows, cols = (idx / g).floor(), idx.remainder(g)
+        cy, cx = (c / g).floor().unsqueeze(1), c.remainder(g).unsqueeze(1)
+        d = ((cy - rows) ** 2 + (cx - cols) ** 2).sqrt()
+        noise = torch.rand(B, N, generator=generator, device=images.device) if images.device.type == 'cpu' \
+            else torch.rand(B, N, generator=generator, device='cpu').to(images.device)
+        return d + lam * noise
+
+    @torch.no_grad()
+    def targets(self, images):
+        x = F.conv2d(images, self.blur_weight, None, padding=4, groups=3)
+        B, C, H, W = x.shape
+        h, P = H // self.P, self.P
+        t = x.reshape(B, C, h, P, h, P).permute(0, 2, 4, 3, 5, 1).reshape(B, h * h, P * P * C)
+        mean = t.mean(-1, keepdim=True)
+        var = t.var(-1, unbiased=True, keepdim=True)
+        return (t - mean) / (var + 1e-6).sqrt()
+
+    def forward(self, images, order):
+        B, N, D = images.shape[0], self.N, self.D
+        target = self.targets(images)
+        ids = order.argsort(1)
+        ids_d = ids.unsqueeze(-1).expand(B, N, D)
+        h = torch.cat([self.cls_tokens(B), self.embed(images).gather(1, ids_d)], 1)
+        g = self.pos_embed[:, 1:].expand(B, N, D).gather(1, ids_d)
+        k = 0
+        for i, blk in enumerate(self.blocks):
+            h = blk(h, causal=True)
+            while k < len(self.taps) and self.taps[k] == i + 1:
+                g = self.query_blocks[k](g, h[:, :N], causal=True)
+                k += 1
+        pred = self.prediction_head(self.norm(g))
+        t = target.gather(1, ids.unsqueeze(-1).expand(B, N, target.shape[-1]))
+        loss_sorted = (pred.float() - t).square().mean(-1)
+        patch_loss = torch.zeros(B, N, device=images.device).scatter(1, ids, loss_sorted)  # row-major, as returned
+        return patch_loss.mean(), patch_loss
+
+
+# --------------------------------------------------------------------------- bench
+
+def proc_status(key):
+    with open('/proc/self/status') as f:
+        m = re.search(key + r':\s+(\d+)\s+kB', f.read())
+    return int(m.group(1)) * 1024 if m else None
+
+
+def count_aten_ops(fn):
+    """Number of ATen ops dispatched by fn (forward and backward), via the profiler."""
+    from torch.profiler import profile, ProfilerActivity
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    counts = {}
+    for e in prof.events():
+        if e.name.startswith('aten::'):
+            counts[e.name] = counts.get(e.name, 0) + 1
+    return counts
+
+
+def main():
+    global USE_SDPA
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--preset', default='vit_tiny')
+    ap.add_argument('--img', type=int, default=32)
+    ap.add_argument('--patch', type=int, default=4)
+    ap.add_argument('--decoder-depth', type=int, default=12)
+    ap.add_argument('--batch', type=int, default=64)
+    ap.add_argument('--warmup', type=int, default=2)
+    ap.add_argument('--steps', type=int, default=10)
+    ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--device', default='cpu')
+    ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--phases', action='store_true', help='synchronise and time phases on CUDA too')
+    ap.add_argument('--verbose', action='store_true', help='one line per step on stderr')
+    ap.add_argument('--count-ops', action='store_true', help='count ATen ops of one step with the profiler')
+    a = ap.parse_args()
+
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    dev = torch.device(a.device)
+    cuda = dev.type == 'cuda'
+    USE_SDPA = cuda and hasattr(F, 'scaled_dot_product_attention')
+    phases = (not cuda) or a.phases
+    verbose = a.verbose
+    sync = (lambda: torch.cuda.synchronize()) if cuda else (lambda: None)
+
+    D, depth, heads = PRESETS[a.preset]
+    model = SemAIM(a.img, a.patch, D, depth, heads, a.decoder_depth).init_weights().to(dev)
+    n_params = sum(p.numel() for p in model.parameters())
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim <= 1 or name.endswith('.bias') or name in ('cls_token', 'pos_embed') else decay).append(p)
+    lr = 2e-4 * a.batch / 256
+    opt = torch.optim.AdamW([{'params': no_decay, 'weight_decay': 0.0}, {'params': decay, 'weight_decay': 0.05}],
+                            lr=lr, betas=(0.9, 0.95))
+    gen = torch.Generator(device='cpu')
+    gen.manual_seed(a.seed + 7919)
+    images = torch.randn(a.batch, 3, a.img, a.img, device=dev)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    autocast = (lambda: torch.autocast('cuda', dtype=torch.bfloat16)) if cuda else None
+
+    def step(times=None):
+        sync()
+        c0 = time.process_time()
+        t0 = time.perf_counter()
+        for gr in opt.param_groups:
+            gr['lr'] = lr
+        order = model.semantic_order(images, gen)
+        if phases:
+            sync()
+        t1 = time.perf_counter()
+        if autocast:
+            with autocast():
+                loss, _ = model(images, order)
+        else:
+            loss, _ = model(images, order)
+        if phases:
+            sync()
+        t2 = time.perf_counter()
+        loss.backward()
+        if phases:
+            sync()
+        t3 = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 3.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        sync()
+        t4 = time.perf_counter()
+        c4 = time.process_time()
+        if times is not None:
+            times.append((t4 - t0, t1 - t0, t2 - t1, t3 - t2, t4 - t3, c4 - c0))
+        if verbose:
+            print(f'step: {(t4 - t0) * 1e3:.0f} ms (cpu {(c4 - c0) * 1e3:.0f}; order {(t1 - t0) * 1e3:.0f}, fwd {(t2 - t1) * 1e3:.0f}, '
+                  f'bwd {(t3 - t2) * 1e3:.0f}, opt {(t4 - t3) * 1e3:.0f}), RSS {proc_status("VmRSS") / 2**20:.0f} MiB, '
+                  f'HWM {proc_status("VmHWM") / 2**20:.0f} MiB', file=sys.stderr)
+        return loss.item()
+
+    losses, rows = [], []
+    for s in range(a.warmup + a.steps):
+        losses.append(step(rows if s >= a.warmup else None))
+    med = lambda i: statistics.median(r[i] for r in rows) * 1e3  # noqa: E731
+    ms = med(0)
+    out = {
+        'side': 'pytorch',
+        'preset': a.preset, 'img': a.img, 'patch': a.patch, 'decoderDepth': a.decoder_depth, 'batch': a.batch,
+        'warmup': a.warmup, 'steps': a.steps, 'threads': torch.get_num_threads(), 'device': a.device,
+        'params': n_params,
+        'msPerStep': ms,
+        'minMs': min(r[0] for r in rows) * 1e3,
+        'imgPerSec': a.batch * 1000 / ms,
+        'stepsMs': [round(r[0] * 1e3, 1) for r in rows],
+        'cpuMsPerStep': med(5),
+        'minCpuMs': min(r[5] for r in rows) * 1e3,
+        'phasesMs': {'order': med(1), 'forward': med(2), 'backward': med(3), 'optimizer': med(4)} if phases else None,
+        'firstLoss': losses[0], 'lastLoss': losses[-1],
+        'allFinite': all(math.isfinite(x) for x in losses),
+        'peakRssBytes': proc_status('VmHWM'),
+        'torch': torch.__version__, 'python': sys.version.split()[0], 'sdpa': USE_SDPA,
+    }
+    if cuda:
+        out['peakGpuBytes'] = torch.cuda.max_memory_allocated()
+    if a.count_ops:
+        counts = count_aten_ops(lambda: step())
+        out['atenOps'] = sum(counts.values())
+        out['atenOpsByName'] = dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+    print(json.dumps(out))
+
+
+if __name__ == '__main__':
+    main()

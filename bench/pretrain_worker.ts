@@ -1,0 +1,178 @@
+// One SemAIM pre-training configuration timed in its own process (bench/pretrain.ts spawns it, so
+// the peak RSS it reports belongs to this run alone). The step is the one of src/train/pretrain.ts:
+// semantic order (no-grad unmasked similarity pass), fast-path forward, backward, clip 3, AdamW,
+// zeroGrad, each inside torch.scope. Prints one JSON line on stdout.
+//
+//   node dist/bench/pretrain_worker.js --preset vit_tiny --img 32 --patch 4 --decoder-depth 12 \
+//        --batch 64 --warmup 2 --steps 10 --threads 2 [--device cuda] [--phases] [--count-ops] [--no-yield] [--verbose]
+//
+// Phases (order / forward / backward / optimizer) are timed on every CPU step (the host waits for
+// every op anyway); on CUDA only with --phases, which synchronises between phases.
+import * as fs from 'node:fs';
+import * as torch from '../src/torch';
+import { native } from '../src/torch/native';
+import { SemAIM, makeConfig } from '../src/semaim';
+import { AdamW, clipGradNorm, paramGroupsWeightDecay, scaleLr } from '../src/optim';
+
+function opt(name: string, dflt: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : dflt;
+}
+const flag = (name: string): boolean => process.argv.includes(`--${name}`);
+
+const preset = opt('preset', 'vit_tiny');
+const img = Number(opt('img', '32'));
+const patch = Number(opt('patch', '4'));
+const decoderDepth = Number(opt('decoder-depth', '12'));
+const batch = Number(opt('batch', '64'));
+const warmup = Number(opt('warmup', '2'));
+const steps = Number(opt('steps', '10'));
+const threads = Number(opt('threads', '2'));
+const device = opt('device', 'cpu') as torch.Device;
+const seed = Number(opt('seed', '0'));
+const cuda = device.startsWith('cuda');
+const phases = !cuda || flag('phases');
+const countOps = flag('count-ops');
+// Node-API finalizers of disposed tensor handles run from the event loop (Node ≥ 20 defers them), so a
+// loop that never yields piles them up and fragments the malloc heap (RSS grows every step). A trainer
+// awaiting its data loader yields once per batch; so does this loop, unless --no-yield.
+const yieldEachStep = !flag('no-yield');
+const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+const now = (): number => Number(process.hrtime.bigint()) / 1e6; // ms
+const cpuNow = (): number => { const u = process.cpuUsage(); return (u.user + u.system) / 1e3; }; // ms, all threads
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const sync = (): void => { if (cuda) torch.cuda.synchronize(); };
+
+function procStatus(key: 'VmHWM' | 'VmRSS'): number {
+  const m = new RegExp(`${key}:\\s+(\\d+)\\s+kB`).exec(fs.readFileSync('/proc/self/status', 'utf8'));
+  return m ? Number(m[1]) * 1024 : NaN;
+}
+const verbose = flag('verbose');
+
+/** Counts calls into the addon (each is one or a few ATen ops) by wrapping every native function. */
+const opCounts = new Map<string, number>();
+let counting = false;
+if (countOps) {
+  const n = native as unknown as Record<string, unknown>;
+  for (const key of Object.keys(n)) {
+    const f = n[key];
+    if (typeof f !== 'function' || /^[A-Z]/.test(key)) continue;
+    n[key] = function (this: unknown, ...args: unknown[]) {
+      if (counting) opCounts.set(key, (opCounts.get(key) ?? 0) + 1);
+      return (f as (...a: unknown[]) => unknown).apply(this, args);
+    };
+  }
+}
+
+async function main(): Promise<void> {
+  torch.setNumThreads(threads);
+  torch.manualSeed(seed);
+  const cfg = makeConfig(preset, {
+    imgSize: img, patchSize: patch, decoderDepth,
+    target: { type: 'pixels', normPix: true, blur: true, blurKernel: 9, blurSigma: 1 },
+    order: { type: 'semantic', source: 'online', filter: true, lambda: 0.01 },
+  });
+  const model = new SemAIM(cfg).initWeights();
+  model.to({ device });
+  const params = model.namedParameters();
+  const nParams = [...params].reduce((s, [, p]) => s + p.numel, 0);
+  const lr = scaleLr(2e-4, batch);
+  const groups = paramGroupsWeightDecay(model.namedParameters(), { weightDecay: 0.05, noWeightDecay: ['cls_token', 'pos_embed'] });
+  const optimizer = new AdamW(groups, { lr, betas: [0.9, 0.95], weightDecay: 0.05 });
+  const orderGen = new torch.Generator(seed + 7919);
+  const images = torch.keep(torch.randn([batch, 3, img, img], { device }));
+  const lossSum = torch.keep(torch.zeros([], { device }));
+  const allFinite = torch.keep(torch.ones([], { dtype: 'bool', device }));
+  const autocast = <T>(fn: () => T): T => (cuda ? torch.autocast({ device: 'cuda', dtype: 'bfloat16' }, fn) : fn());
+  if (cuda) torch.cuda.resetPeakMemory();
+
+  const rows: { cpu: number; total: number; order: number; forward: number; backward: number; optimizer: number }[] = [];
+  const losses: number[] = [];
+  for (let s = 0; s < warmup + steps; s++) {
+    if (yieldEachStep) await yieldToEventLoop();
+    counting = countOps && s === warmup; // one measured step
+    sync();
+    const c0 = cpuNow();
+    const t0 = now();
+    let t1 = 0;
+    let t2 = 0;
+    let t3 = 0;
+    torch.scope(() => {
+      optimizer.setLr(lr);
+      const { order } = model.makeOrder(images, { generator: orderGen });
+      if (phases) { sync(); t1 = now(); }
+      const out = autocast(() => model.forward(images, order));
+      const loss = out.loss.div(1);
+      if (phases) { sync(); t2 = now(); }
+      loss.backward();
+      lossSum.add_(out.loss.detach().float());
+      allFinite.copy_(allFinite.logicalAnd(out.loss.isfinite()));
+      if (phases) { sync(); t3 = now(); }
+    });
+    torch.scope(() => {
+      clipGradNorm(model.namedParameters(), 3);
+      optimizer.step();
+      optimizer.zeroGrad();
+    });
+    sync();
+    const t4 = now();
+    const c4 = cpuNow();
+    counting = false;
+    if (s >= warmup) rows.push({ cpu: c4 - c0, total: t4 - t0, order: t1 - t0, forward: t2 - t1, backward: t3 - t2, optimizer: t4 - t3 });
+    losses.push(lossSum.item());
+    lossSum.zero_();
+    if (verbose) {
+      const m = torch.memoryStats();
+      const r = rows[rows.length - 1];
+      process.stderr.write(`step ${s}: ${(t4 - t0).toFixed(0)} ms (cpu ${(c4 - c0).toFixed(0)})` + (r && s >= warmup ? ` (order ${r.order.toFixed(0)}, fwd ${r.forward.toFixed(0)}, bwd ${r.backward.toFixed(0)}, opt ${r.optimizer.toFixed(0)})` : '') +
+        `, live tensors ${m.liveTensors} (${(m.liveBytes / 2 ** 20).toFixed(0)} MiB), RSS ${(procStatus('VmRSS') / 2 ** 20).toFixed(0)} MiB, HWM ${(procStatus('VmHWM') / 2 ** 20).toFixed(0)} MiB\n`);
+    }
+  }
+  const ms = median(rows.map((r) => r.total));
+  const result: Record<string, unknown> = {
+    side: 'ts',
+    yieldEachStep,
+    preset, img, patch, decoderDepth, batch, warmup, steps, threads: torch.getNumThreads(), device,
+    params: nParams,
+    msPerStep: ms,
+    minMs: Math.min(...rows.map((r) => r.total)),
+    imgPerSec: (batch * 1000) / ms,
+    stepsMs: rows.map((r) => Number(r.total.toFixed(1))),
+    cpuMsPerStep: median(rows.map((r) => r.cpu)),
+    minCpuMs: Math.min(...rows.map((r) => r.cpu)),
+    phasesMs: phases ? {
+      order: median(rows.map((r) => r.order)),
+      forward: median(rows.map((r) => r.forward)),
+      backward: median(rows.map((r) => r.backward)),
+      optimizer: median(rows.map((r) => r.optimizer)),
+    } : null,
+    firstLoss: losses[0],
+    lastLoss: losses[losses.length - 1],
+    allFinite: allFinite.item() as unknown as boolean,
+    peakRssBytes: procStatus('VmHWM'),
+    libtorch: torch.version().torch,
+  };
+  if (cuda) result.peakGpuBytes = torch.cuda.memory().peakAllocated;
+  // The addon's caching CPU allocator (native/allocator.cc), when this build has it.
+  const allocStats = (native as unknown as { cpuAllocatorStats?: () => Record<string, number | boolean> }).cpuAllocatorStats;
+  if (!cuda && typeof allocStats === 'function') result.cpuAllocator = allocStats();
+  if (countOps) {
+    result.nativeCalls = [...opCounts.values()].reduce((a, b) => a + b, 0);
+    result.nativeCallsByName = Object.fromEntries([...opCounts].sort((a, b) => b[1] - a[1]));
+  }
+  images.dispose();
+  lossSum.dispose();
+  allFinite.dispose();
+  optimizer.dispose();
+  model.dispose();
+  process.stdout.write(JSON.stringify(result) + '\n');
+}
+
+main().catch((e) => {
+  process.stderr.write(`${e instanceof Error ? e.stack : String(e)}\n`);
+  process.exit(1);
+});
