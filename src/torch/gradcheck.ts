@@ -5,6 +5,7 @@
 // elements (sampled with a seeded PRNG) perturbed by ±eps, and the central difference
 // (L(x+eps) - L(x-eps)) / 2eps is compared with the analytic gradient.
 // Everything the checker creates lives in torch.scope()s and is disposed before it returns.
+import { mulberry32 as prng } from '../util/prng';
 import { Tensor } from './tensor';
 import { scope } from './scope';
 import { noGrad } from './autograd';
@@ -59,18 +60,6 @@ function formatReport(r: GradcheckReport): string {
   }
   if (r.mismatches.length > 10) lines.push(`  ... and ${r.mismatches.length - 10} more`);
   return lines.join('\n');
-}
-
-/** mulberry32: a small seeded PRNG for choosing elements. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function sample(n: number, k: number, rand: () => number): number[] {

@@ -2,6 +2,7 @@
 // images whose first predicted patch lies inside the object (a patch counts as inside when at
 // least `threshold` of its pixels are object), against a random-centre baseline: the expected
 // fraction (mean share of object patches) and an empirical draw of uniformly random first patches.
+import { mulberry32 as prng } from '../util/prng';
 import * as torch from '../torch';
 import { SemAIM, VisionTransformer, needsSimilarity, orderFromConfig } from '../semaim';
 import { OrderName, orderConfigFor, similarityFor } from './maps';
@@ -59,18 +60,6 @@ export function patchesInside(mask: Uint8Array, imgSize: number, patchSize: numb
     }
   }
   return out;
-}
-
-/** A small deterministic PRNG (mulberry32) for the baseline draws. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Scores given first patches against per-image inside-patch flags (the model-free part). */

@@ -4,17 +4,9 @@ import assert from 'node:assert/strict';
 import * as torch from '../../src/torch';
 import { Tensor, DType } from '../../src/torch';
 
-/** mulberry32: a small seeded PRNG. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 as prng } from '../../src/util/prng';
+
+export { prng };
 
 const numel = (shape: number[]): number => shape.reduce((a, b) => a * b, 1);
 
