@@ -2,6 +2,7 @@
 // clipping, optional EMA and mixed precision), checkpoints that resume exactly, metrics as JSON lines,
 // and a progress line. Read it top to bottom like nanoGPT's train.py.
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import * as torch from '../torch';
 import { Tensor } from '../torch';
@@ -65,7 +66,7 @@ export async function pretrain(o: OptionValues, data: TrainData, hooks: Pretrain
   const device = o.device as torch.Device;
   const outDir = o.outDir as string;
   mkdirSync(outDir, { recursive: true });
-  torch.setNumThreads((o.threads as number | undefined) ?? require('node:os').availableParallelism());
+  torch.setNumThreads((o.threads as number | undefined) ?? availableParallelism());
   torch.manualSeed(o.seed as number);
 
   // ---- model, teacher, EMA

@@ -4,7 +4,9 @@ import { mkdtempSync, readFileSync, writeFileSync, existsSync, rmSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as torch from '../../src/torch';
-import { pretrain, TrainData, TrainBatch } from '../../src/train/pretrain';
+import { pretrain, TrainData } from '../../src/train/pretrain';
+import { MemoryLabelledData } from '../../src/eval/data';
+import { memoryTrainData } from '../eval/helpers';
 import { PRETRAIN_OPTIONS, modelConfigFrom } from '../../src/train/pretrain-config';
 import { CheckpointManager } from '../../src/train/checkpoint';
 import { readMetrics } from '../../src/train/metrics';
@@ -21,21 +23,7 @@ function memoryData(n: number, batch: number, seed: number, opts: { nan?: boolea
   all.dispose();
   up.dispose();
   if (opts.nan) pixels.fill(NaN, 0, pixels.length / 2);
-  const per = 3 * 16 * 16;
-  return {
-    batchesPerEpoch: Math.floor(n / batch),
-    async *epoch(epoch: number, start: number): AsyncGenerator<TrainBatch> {
-      const perm = torch.randperm(n, { generator: new torch.Generator(seed * 1000 + epoch) });
-      const order = Array.from(perm.data() as BigInt64Array, Number);
-      perm.dispose();
-      for (let b = start; b < Math.floor(n / batch); b++) {
-        const images = new Float32Array(batch * per);
-        for (let i = 0; i < batch; i++) images.set(pixels.subarray(order[b * batch + i] * per, (order[b * batch + i] + 1) * per), i * per);
-        yield { images, shape: [batch, 3, 16, 16] };
-      }
-    },
-    close() {},
-  };
+  return memoryTrainData(new MemoryLabelledData(pixels, [n, 3, 16, 16], new Int32Array(n), 1), batch, seed);
 }
 
 function options(outDir: string, extra: Record<string, unknown> = {}) {
