@@ -23,15 +23,16 @@ struct AddonData {
   Napi::FunctionReference generator_ctor;
 };
 
-// One libtorch tensor reference owned by one JS value. Handles are N-API externals (cheaper to
-// create than wrapped objects, which matters at ~2 µs per op); dispose() drops the reference at
-// once, the external's finalizer is only the backstop for handles nobody disposed.
+// One libtorch tensor reference owned by one TS Tensor. JS sees a handle as a BigInt id into a table
+// of these (see "handle table" in core.cc): the Tensor disposes its handle deterministically and
+// attaches a GC finalizer (backstop) only when it outlives its scope.
 class TensorHandle {
  public:
   ~TensorHandle();
   const at::Tensor& get(const char* what) const;
   void set(Napi::Env env, at::Tensor t);
-  void release(Napi::Env env);
+  // Drops the tensor reference; env is null where no N-API call is allowed (GC finalizers).
+  void release(Napi::Env* env);
   bool disposed() const { return !tensor_.defined(); }
 
  private:

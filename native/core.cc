@@ -46,11 +46,7 @@ int64_t unshareStorage(const void* key) {
 }
 }  // namespace
 
-TensorHandle::~TensorHandle() {
-  // Finalizer path (the user forgot dispose()): the env may be shutting down, so no N-API calls.
-  if (counted_) g_live_handles--;
-  if (storage_key_) g_live_bytes -= unshareStorage(storage_key_);
-}
+TensorHandle::~TensorHandle() { release(nullptr); }
 
 const at::Tensor& TensorHandle::get(const char* what) const {
   if (!tensor_.defined()) throw std::invalid_argument(std::string(what) + ": tensor was disposed");
@@ -73,7 +69,7 @@ void TensorHandle::set(Napi::Env env, at::Tensor t) {
   }
 }
 
-void TensorHandle::release(Napi::Env env) {
+void TensorHandle::release(Napi::Env* env) {
   if (!tensor_.defined()) return;
   tensor_.reset();
   if (counted_) g_live_handles--;
@@ -83,7 +79,7 @@ void TensorHandle::release(Napi::Env env) {
     storage_key_ = nullptr;
     if (removed > 0) {
       g_live_bytes -= removed;
-      Napi::MemoryManagement::AdjustExternalMemory(env, -removed);
+      if (env != nullptr) Napi::MemoryManagement::AdjustExternalMemory(*env, -removed);
     }
   }
 }
@@ -124,11 +120,62 @@ Napi::Value GeneratorHandle::SetState(const Napi::CallbackInfo& info) {
   })
 }
 
+// ---------------------------------------------------------------- handle table
+
+// A tensor handle, as JS sees it, is a BigInt: (generation << 32) | slot. Not an N-API external: Node
+// gives every external a V8 weak reference, which costs the scavenger ~0.3 µs per op — as much as a
+// small op. BigInts need none, stay distinct from the numbers used for scalars, and a stale or forged
+// id is detected (its generation no longer matches) instead of touching freed memory. Slots and their
+// TensorHandle objects are reused; slot 0 is the handle every disposed Tensor points at.
+namespace {
+TensorHandle g_disposed_handle;
+struct Slot {
+  TensorHandle* h;
+  uint32_t gen;
+};
+thread_local std::vector<Slot> t_slots{{&g_disposed_handle, 0}};
+thread_local std::vector<uint32_t> t_free;
+std::atomic<int64_t> g_backstops{0};  // GC finalizers attached and not yet run
+
+// The handle for `id`: nullptr when it names no slot, the disposed handle when stale.
+TensorHandle* lookup(uint64_t id) {
+  uint32_t idx = static_cast<uint32_t>(id);
+  if (idx >= t_slots.size()) return nullptr;
+  const Slot& s = t_slots[idx];
+  return s.gen == static_cast<uint32_t>(id >> 32) ? s.h : &g_disposed_handle;
+}
+
+TensorHandle* handleOf(const Napi::Value& v) {
+  if (!v.IsBigInt()) return nullptr;
+  bool lossless;
+  return lookup(v.As<Napi::BigInt>().Uint64Value(&lossless));
+}
+
+// Drops the tensor of handle `id` and frees its slot; stale ids and slot 0 are ignored.
+void disposeId(Napi::Env* env, uint64_t id) {
+  uint32_t idx = static_cast<uint32_t>(id);
+  if (idx == 0 || idx >= t_slots.size()) return;
+  Slot& s = t_slots[idx];
+  if (s.gen != static_cast<uint32_t>(id >> 32)) return;
+  s.h->release(env);
+  s.gen++;
+  t_free.push_back(idx);
+}
+}  // namespace
+
 Napi::Value wrap(Napi::Env env, at::Tensor t) {
   if (!t.defined()) return env.Null();
-  auto* h = new TensorHandle();
-  h->set(env, std::move(t));
-  return Napi::External<TensorHandle>::New(env, h, [](Napi::Env, TensorHandle* p) { delete p; });
+  uint32_t idx;
+  if (!t_free.empty()) {
+    idx = t_free.back();
+    t_free.pop_back();
+  } else {
+    idx = static_cast<uint32_t>(t_slots.size());
+    t_slots.push_back({new TensorHandle(), 0});
+  }
+  Slot& s = t_slots[idx];
+  s.h->set(env, std::move(t));
+  return Napi::BigInt::New(env, (static_cast<uint64_t>(s.gen) << 32) | idx);
 }
 
 Napi::Value wrapList(Napi::Env env, const std::vector<at::Tensor>& ts) {
@@ -137,15 +184,39 @@ Napi::Value wrapList(Napi::Env env, const std::vector<at::Tensor>& ts) {
   return arr;
 }
 
-// dispose(handle): drops this handle's reference now (idempotent). isDisposed(handle).
+static uint64_t idArg(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  if (!info[i].IsBigInt()) throw std::invalid_argument(std::string(what) + ": expected a tensor handle");
+  bool lossless;
+  return info[i].As<Napi::BigInt>().Uint64Value(&lossless);
+}
+
+FN(disposedHandle, { return Napi::BigInt::New(info.Env(), static_cast<uint64_t>(0)); })
+
+// dispose(handle): drops the tensor reference now and frees the handle (idempotent).
 FN(dispose, {
-  if (!info[0].IsExternal()) throw std::invalid_argument("dispose: expected a tensor handle");
-  info[0].As<Napi::External<TensorHandle>>().Data()->release(info.Env());
+  Napi::Env env = info.Env();
+  disposeId(&env, idArg(info, 0, "dispose"));
+  return env.Undefined();
+})
+
+// backstop(owner, handle): disposes the handle when `owner` (its TS Tensor) is garbage collected,
+// unless it was disposed before. No N-API calls in there: the env may be shutting down.
+FN(backstop, {
+  if (!info[0].IsObject()) throw std::invalid_argument("backstop: expected the owning object");
+  uint64_t id = idArg(info, 1, "backstop");
+  auto* data = new uint64_t(id);
+  info[0].As<Napi::Object>().AddFinalizer([](Napi::Env, uint64_t* p) {
+    disposeId(nullptr, *p);
+    delete p;
+    g_backstops--;
+  }, data);
+  g_backstops++;
   return info.Env().Undefined();
 })
+
 FN(isDisposed, {
-  if (!info[0].IsExternal()) throw std::invalid_argument("isDisposed: expected a tensor handle");
-  return Napi::Boolean::New(info.Env(), info[0].As<Napi::External<TensorHandle>>().Data()->disposed());
+  TensorHandle* p = lookup(idArg(info, 0, "isDisposed"));
+  return Napi::Boolean::New(info.Env(), p == nullptr || p->disposed());
 })
 
 // ---------------------------------------------------------------- argument readers
@@ -154,21 +225,16 @@ static std::string where(size_t i) { return "argument " + std::to_string(i); }
 
 // Accepts a handle (what the TS layer passes) or a TS Tensor (an object whose `h` is the handle).
 static TensorHandle* unwrapTensor(const Napi::Value& v, size_t i, const std::string& what) {
-  Napi::Value h = v;
-  if (v.IsObject() && !v.IsExternal()) h = v.As<Napi::Object>().Get("h");
-  if (!h.IsExternal()) throw std::invalid_argument(what + ": expected a tensor");
-  TensorHandle* p = h.As<Napi::External<TensorHandle>>().Data();
+  TensorHandle* p = handleOf(v.IsObject() ? v.As<Napi::Object>().Get("h") : v);
+  if (p == nullptr) throw std::invalid_argument(what + ": expected a tensor");
   if (p->disposed()) throw std::invalid_argument(what + ": tensor was disposed");
   return p;
 }
 
 const at::Tensor& argTensor(const Napi::CallbackInfo& info, size_t i) {
-  Napi::Value v = info[i];
-  if (v.IsExternal()) {  // fast path
-    TensorHandle* p = v.As<Napi::External<TensorHandle>>().Data();
-    if (!p->disposed()) return p->get("tensor");
-  }
-  return unwrapTensor(v, i, where(i))->get("tensor");
+  TensorHandle* p = handleOf(info[i]);  // fast path: a live handle
+  if (p != nullptr && !p->disposed()) return p->get("tensor");
+  return unwrapTensor(info[i], i, where(i))->get("tensor");
 }
 
 c10::optional<at::Tensor> argOptTensor(const Napi::CallbackInfo& info, size_t i) {
@@ -239,7 +305,7 @@ c10::optional<std::vector<int64_t>> argOptIntList(const Napi::CallbackInfo& info
 
 at::Scalar argScalar(const Napi::CallbackInfo& info, size_t i) {
   if (info[i].IsBoolean()) return at::Scalar(info[i].As<Napi::Boolean>().Value());
-  if (info[i].IsBigInt()) return at::Scalar(argInt(info, i));
+  if (info[i].IsBigInt()) throw std::invalid_argument(where(i) + ": expected a number, got a tensor");
   // JS has one number type: integral values become integer scalars (as Python's `1`), so they keep
   // integer tensors integral; type promotion still gives float results for float tensors.
   double d = argDouble(info, i);
@@ -569,6 +635,7 @@ FN(setNumThreads, {
 })
 FN(getNumThreads, { return Napi::Number::New(info.Env(), at::get_num_threads()); })
 FN(liveHandles, { return Napi::Number::New(info.Env(), static_cast<double>(g_live_handles.load())); })
+FN(gcTracked, { return Napi::Number::New(info.Env(), static_cast<double>(g_backstops.load())); })
 FN(liveBytes, { return Napi::Number::New(info.Env(), static_cast<double>(g_live_bytes.load())); })
 FN(version, {
   Napi::Object o = Napi::Object::New(info.Env());
@@ -581,7 +648,7 @@ FN(version, {
 })
 
 void registerCore(Napi::Env env, Napi::Object exports) {
-  EXPORT(dispose); EXPORT(isDisposed);
+  EXPORT(dispose); EXPORT(backstop); EXPORT(disposedHandle); EXPORT(isDisposed);
   EXPORT(empty); EXPORT(zeros); EXPORT(ones); EXPORT(full); EXPORT(arange); EXPORT(linspace); EXPORT(eye);
   EXPORT(rand); EXPORT(randn); EXPORT(randint); EXPORT(randperm); EXPORT(uniform_); EXPORT(normal_); EXPORT(bernoulli);
   EXPORT(fromBuffer); EXPORT(toBuffer); EXPORT(sharedBuffer); EXPORT(item);
@@ -590,7 +657,7 @@ void registerCore(Napi::Env env, Napi::Object exports) {
   EXPORT(requiresGrad); EXPORT(setRequiresGrad); EXPORT(isLeaf); EXPORT(grad); EXPORT(setGrad); EXPORT(setData); EXPORT(retainGrad);
   EXPORT(backward); EXPORT(setGradEnabled); EXPORT(isGradEnabled); EXPORT(setAutocast);
   EXPORT(manualSeed); EXPORT(getRngState); EXPORT(setRngState); EXPORT(setNumThreads); EXPORT(getNumThreads);
-  EXPORT(liveHandles); EXPORT(liveBytes); EXPORT(version);
+  EXPORT(liveHandles); EXPORT(liveBytes); EXPORT(gcTracked); EXPORT(version);
 }
 
 }  // namespace semaim

@@ -4,7 +4,7 @@
 namespace semaim {
 
 static bool isNum(const Napi::CallbackInfo& info, size_t i) {
-  return info[i].IsNumber() || info[i].IsBoolean() || info[i].IsBigInt();
+  return info[i].IsNumber() || info[i].IsBoolean();  // BigInts are tensor handles
 }
 
 // ---------------------------------------------------------------- views

@@ -2,10 +2,11 @@
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
 
-/** An opaque handle (an N-API external) to one libtorch tensor, owned by exactly one Tensor wrapper. */
-export interface TensorHandle {
-  readonly __tensorHandle: unique symbol;
-}
+/**
+ * An opaque handle to one libtorch tensor (a BigInt id into the addon's handle table), owned by
+ * exactly one Tensor wrapper. Ids are never reused: a disposed one stays invalid.
+ */
+export type TensorHandle = bigint & { readonly __tensorHandle: unique symbol };
 
 /** A libtorch CPU random generator. */
 export interface NativeGenerator {

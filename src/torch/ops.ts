@@ -28,9 +28,12 @@ export function getNumThreads(): number {
   return native.getNumThreads();
 }
 
-/** Native counters for leak tests: live tensor handles and host bytes they own. */
-export function memoryStats(): { liveTensors: number; liveBytes: number } {
-  return { liveTensors: native.liveHandles(), liveBytes: native.liveBytes() };
+/**
+ * Native counters for leak tests: live tensor handles, the host bytes they own, and how many
+ * wrappers have a GC backstop (tensors that outlived their scope; see scope.ts) not yet collected.
+ */
+export function memoryStats(): { liveTensors: number; liveBytes: number; gcTracked: number } {
+  return { liveTensors: native.liveHandles(), liveBytes: native.liveBytes(), gcTracked: native.gcTracked() };
 }
 
 /**

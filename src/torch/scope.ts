@@ -1,14 +1,48 @@
 // Deterministic tensor lifetimes. Every Tensor created while a scope is open belongs to it and is
 // disposed when the scope ends, except what the scope returns (which moves to the enclosing scope)
 // and what was kept with keep(). Scopes are synchronous and nest.
+//
+// Tensors outside every scope (made there, returned from the outermost scope, or kept) go to a
+// short "nursery" list. Each nursery sweep gives the still-undisposed ones a GC backstop
+// (Tensor.guard()): a V8 finalizer costs about as much as a small op, so temporaries that are
+// disposed right away, and everything a scope frees, never pay for one. The nursery holds its
+// tensors strongly until the next sweep: after NURSERY_SIZE tensors, or when the current task ends.
 import type { Tensor } from './tensor';
 
 const frames: Tensor[][] = [];
+const NURSERY_SIZE = 32;
+// A fixed array and a count (not push/length = 0, which reallocates and costs the GC ~0.3 µs per tensor).
+const nursery: (Tensor | undefined)[] = new Array(NURSERY_SIZE).fill(undefined);
+let nurseryCount = 0;
+let sweepScheduled = false;
+
+function sweep(): void {
+  for (let i = 0; i < nurseryCount; i++) {
+    nursery[i]!.guard();
+    nursery[i] = undefined;
+  }
+  nurseryCount = 0;
+}
+
+function sweepAtEndOfTask(): void {
+  sweepScheduled = false;
+  sweep();
+}
+
+function adopt(t: Tensor): void {
+  if (nurseryCount === NURSERY_SIZE) sweep(); // before adding t: its creator may still dispose it
+  nursery[nurseryCount++] = t;
+  if (!sweepScheduled) {
+    sweepScheduled = true;
+    setImmediate(sweepAtEndOfTask).unref();
+  }
+}
 
 /** Called by the Tensor constructor. */
 export function track(t: Tensor): void {
-  const top = frames[frames.length - 1];
-  if (top !== undefined) top.push(t);
+  const n = frames.length; // (no frames[-1]: an out-of-bounds read is V8's slow path)
+  if (n > 0) frames[n - 1].push(t);
+  else adopt(t);
 }
 
 function collect(value: unknown, out: Set<Tensor>, seen: Set<unknown>, TensorClass: Function): void {
@@ -57,8 +91,11 @@ export function scope<T>(fn: () => T): T {
 
 /** Exempts tensors from every scope: they live until dispose() (or garbage collection). */
 export function keep<T extends Tensor | Tensor[]>(t: T): T {
-  if (Array.isArray(t)) for (const x of t) x.kept = true;
-  else t.kept = true;
+  for (const x of Array.isArray(t) ? t : [t]) {
+    if (x.kept) continue;
+    x.kept = true;
+    adopt(x);
+  }
   return t;
 }
 

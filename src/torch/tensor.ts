@@ -3,6 +3,9 @@ import { native, TensorHandle } from './native';
 import { DType, Device, TypedArray, viewAs } from './dtype';
 import { registerTensorClass, track } from './scope';
 
+/** The handle of every disposed Tensor: native ops on it throw "<op>: tensor was disposed". */
+const DISPOSED: TensorHandle = native.disposedHandle();
+
 export type Scalar = number | boolean;
 export type TensorOrScalar = Tensor | Scalar;
 
@@ -22,12 +25,19 @@ function wrapPair(hs: TensorHandle[]): [Tensor, Tensor] {
 export class Tensor {
   /** Set by keep(): no scope disposes this tensor. */
   kept = false;
+  /** Whether garbage collection of this wrapper disposes the native handle (see guard()). */
+  private backstopped = false;
+  // A boolean beside the handle: comparing BigInt handles costs a runtime call per check.
+  private live = true;
 
   constructor(private handle: TensorHandle) {
     track(this);
   }
 
-  /** The native handle (ops on a disposed handle throw a clear error). */
+  /**
+   * The native handle, valid while this Tensor is alive and not disposed: do not store it apart from
+   * the Tensor (ops on a disposed Tensor's handle throw a clear error).
+   */
   get h(): TensorHandle {
     return this.handle;
   }
@@ -36,7 +46,11 @@ export class Tensor {
 
   /** Frees this wrapper's reference to the tensor now. Idempotent. */
   dispose(): void {
-    native.dispose(this.handle);
+    if (!this.live) return;
+    this.live = false;
+    const h = this.handle;
+    this.handle = DISPOSED;
+    native.dispose(h);
   }
 
   [Symbol.dispose](): void {
@@ -44,7 +58,18 @@ export class Tensor {
   }
 
   get isDisposed(): boolean {
-    return native.isDisposed(this.handle);
+    return !this.live;
+  }
+
+  /**
+   * Called by the scope machinery for tensors that outlive their scope (or were made outside one):
+   * from now on, garbage collection of this wrapper disposes the tensor if nobody else does.
+   * Tensors disposed before that never pay for a GC finalizer.
+   */
+  guard(): void {
+    if (this.backstopped || !this.live) return;
+    native.backstop(this, this.handle);
+    this.backstopped = true;
   }
 
   // ------------------------------------------------------------ properties

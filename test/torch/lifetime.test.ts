@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import * as torch from '../../src/torch';
 import { Tensor, F } from '../../src/torch';
 import { rnd } from './helpers';
+import { native } from '../../src/torch/native';
 
 torch.setNumThreads(1);
 
@@ -149,4 +150,44 @@ test('lifetime: scope + dispose keep up with 20,000 small ops (no growth)', () =
   assert.equal(torch.memoryStats().liveTensors, before);
   a.dispose();
   b.dispose();
+});
+
+test('lifetime: only tensors that outlive their scope get a GC backstop, and it frees them', { skip: gc ? false : 'needs --expose-gc' }, async () => {
+  await settle();
+  const before = torch.memoryStats();
+  // Temporaries disposed at once and everything a scope frees never get a finalizer.
+  const one = torch.ones([4]);
+  for (let i = 0; i < 1000; i++) one.add(1).dispose();
+  torch.scope(() => { for (let i = 0; i < 1000; i++) one.add(1).mul(2); });
+  assert.ok(torch.memoryStats().gcTracked <= before.gcTracked + 1, 'no finalizer for disposed or scoped tensors (only `one`)');
+  one.dispose();
+  assert.equal(torch.memoryStats().liveTensors, before.liveTensors);
+  await settle();
+  const mid = torch.memoryStats();
+  // Escaping the outermost scope, keep() and creation outside any scope: backstopped, then freed by the GC.
+  (() => {
+    torch.scope(() => torch.ones([1000]));
+    torch.scope(() => { torch.keep(torch.ones([1000])); });
+    torch.ones([1000]);
+  })();
+  assert.equal(torch.memoryStats().liveTensors, before.liveTensors + 3);
+  await new Promise((r) => setImmediate(r)); // the nursery sweep at the end of the task
+  assert.equal(torch.memoryStats().gcTracked, mid.gcTracked + 3);
+  for (let i = 0; i < 5 && torch.memoryStats().liveTensors > before.liveTensors; i++) await settle();
+  assert.equal(torch.memoryStats().liveTensors, before.liveTensors);
+  assert.equal(torch.memoryStats().liveBytes, before.liveBytes);
+  assert.equal(torch.memoryStats().gcTracked, mid.gcTracked);
+});
+
+test('lifetime: a handle kept apart from its disposed Tensor, or a forged one, throws instead of crashing', () => {
+  const t = torch.ones([3]);
+  const stale = t.h;
+  t.dispose();
+  const u = torch.ones([3]); // may reuse the freed slot: the stale id must not reach it
+  assert.throws(() => native.add(stale, u.h), /tensor was disposed/);
+  assert.throws(() => native.add(123456789n, u.h), /expected a tensor/);
+  assert.throws(() => native.add(u.h, stale), /tensor was disposed/);
+  native.dispose(stale); // a stale dispose is a no-op: u stays alive
+  assert.deepEqual(Array.from(u.add(1).toFloat32Array()), [2, 2, 2]);
+  u.dispose();
 });
