@@ -28,7 +28,7 @@ class CachingCPUAllocator final : public c10::Allocator {
  public:
   explicit CachingCPUAllocator(size_t limit) : limit_(limit) {}
 
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3)
+#if SEMAIM_TORCH_AT_LEAST(2, 3)
   c10::DataPtr allocate(size_t n) override { return allocateImpl(n); }
   void copy_data(void* dest, const void* src, std::size_t count) const override { default_copy_data(dest, src, count); }
 #else

@@ -12,6 +12,10 @@
 #include <string>
 #include <vector>
 
+// True when compiling against libtorch >= major.minor (TORCH_VERSION_* from torch/version.h).
+#define SEMAIM_TORCH_AT_LEAST(major, minor) \
+  (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
+
 namespace semaim {
 
 // Live handle and byte counters, for leak tests (process-wide; handles never cross threads).

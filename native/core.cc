@@ -595,7 +595,7 @@ FN(setAutocast, {
   bool on = argBool(info, 0);
   std::string dev = argString(info, 1);
   at::ScalarType dtype = argDtype(info, 2);
-#if TORCH_VERSION_MAJOR >= 2 && TORCH_VERSION_MINOR >= 4
+#if SEMAIM_TORCH_AT_LEAST(2, 4)  // (DeviceType, ...) API; the per-device setters are deprecated there
   at::DeviceType dt = dev == "cuda" ? at::kCUDA : at::kCPU;
   at::autocast::set_autocast_dtype(dt, dtype);
   at::autocast::set_autocast_enabled(dt, on);

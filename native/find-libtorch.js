@@ -7,11 +7,33 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { execFileSync } = require('node:child_process');
 
+const MULTIARCH = ['x86_64-linux-gnu', 'aarch64-linux-gnu'];
+
 function fromDir(root, source) {
   const inc = path.join(root, 'include');
   const lib = path.join(root, 'lib');
   if (!fs.existsSync(path.join(inc, 'torch', 'csrc', 'api', 'include', 'torch', 'torch.h'))) return null;
   return { source, include: [inc, path.join(inc, 'torch', 'csrc', 'api', 'include')], libdir: lib };
+}
+
+// $LIBTORCH may also be a Debian-style tree, e.g. an unpacked (dpkg -x) libtorch-dev of another
+// release: headers in [usr/]include, libraries in [usr/]lib/<multiarch>. Its libopenblas (if
+// unpacked alongside) lives in <libdir>/openblas-openmp, as on the system.
+function fromDebianTree(root, source) {
+  for (const prefix of [root, path.join(root, 'usr')]) {
+    const inc = path.join(prefix, 'include');
+    if (!fs.existsSync(path.join(inc, 'torch', 'csrc', 'api', 'include', 'torch', 'torch.h'))) continue;
+    for (const arch of MULTIARCH) {
+      const lib = path.join(prefix, 'lib', arch);
+      if (!fs.existsSync(path.join(lib, 'libtorch.so'))) continue;
+      const openblas = path.join(lib, 'openblas-openmp');
+      return {
+        source, include: [inc, path.join(inc, 'torch', 'csrc', 'api', 'include')], libdir: lib,
+        extraRpath: fs.existsSync(openblas) ? [openblas] : [],
+      };
+    }
+  }
+  return null;
 }
 
 function debian() {
@@ -37,8 +59,13 @@ function pip() {
 
 function locate() {
   if (process.env.LIBTORCH) {
-    const found = fromDir(process.env.LIBTORCH, '$LIBTORCH');
-    if (!found) throw new Error(`$LIBTORCH=${process.env.LIBTORCH} has no include/torch/csrc/api/include/torch/torch.h`);
+    const root = process.env.LIBTORCH;
+    const plain = fromDir(root, '$LIBTORCH');
+    const found = plain && has(plain.libdir, 'torch') ? plain : fromDebianTree(root, '$LIBTORCH') || plain;
+    if (!found) {
+      throw new Error(`$LIBTORCH=${root} has neither include/torch/csrc/api/include/torch/torch.h (libtorch or pip torch) ` +
+        'nor [usr/]include/torch/... with [usr/]lib/<multiarch>/libtorch.so (Debian layout)');
+    }
     return found;
   }
   const found = debian() || pip();
@@ -76,6 +103,7 @@ switch (what) {
     const rpath = [t.libdir];
     const openblas = '/usr/lib/x86_64-linux-gnu/openblas-openmp';
     if (t.source === 'debian' && fs.existsSync(openblas)) rpath.unshift(openblas);
+    if (t.extraRpath) rpath.unshift(...t.extraRpath);
     console.log(['-Wl,--no-as-needed', ...libs.map((l) => `-l${l}`), '-Wl,--as-needed', `-L${t.libdir}`,
       '-Wl,--disable-new-dtags', ...rpath.map((r) => `-Wl,-rpath,${r}`)].join(' '));
     break;

@@ -82,13 +82,13 @@ FN(scaledDotProductAttention, {
   auto scaleArg = argOptDouble(info, 6);
   double scale = scaleArg ? *scaleArg : 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
   if (causal && mask) throw std::invalid_argument("scaledDotProductAttention: give either causal or mask, not both");
-#if TORCH_VERSION_MAJOR >= 2
+#if SEMAIM_TORCH_AT_LEAST(2, 1)  // 2.0's public op has no scale argument
   // Fused kernels (flash / memory-efficient on CUDA, flash on CPU where available).
   return wrap(info.Env(), at::scaled_dot_product_attention(q, k, v, mask ? c10::optional<at::Tensor>(*mask) : c10::nullopt, dropout,
                                                            causal, scale));
 #else
-  // libtorch 1.13 only has a private math-path op; our own math path has the same numerics and
-  // clear mask semantics.
+  // libtorch 1.13 only has a private math-path op (and 2.0's public one takes no scale); our own
+  // math path has the same numerics and clear mask semantics.
   return wrap(info.Env(), attentionMath(q, k, v, mask, dropout, causal, scale));
 #endif
 })

@@ -2,6 +2,8 @@
 // (_foreach) kernels, so a step costs a handful of dispatches instead of several per parameter.
 #include "common.h"
 
+#include <c10/core/GradMode.h>
+
 #include <cmath>
 
 namespace semaim {
@@ -19,7 +21,8 @@ FN(adamwStep, {
   if (grads.size() != params.size() || m.size() != params.size() || v.size() != params.size())
     throw std::invalid_argument("adamwStep: params, grads and states differ in length");
   if (params.empty()) return info.Env().Undefined();
-  at::NoGradGuard no_grad;
+  // c10:: not at::, whose alias ATen/ATen.h no longer pulls in on 2.x.
+  c10::NoGradGuard no_grad;
   if (wd != 0) at::_foreach_mul_(params, 1.0 - lr * wd);
   at::_foreach_mul_(m, b1);
   at::_foreach_add_(m, grads, 1.0 - b1);
@@ -43,7 +46,7 @@ FN(sgdStep, {
   double lr = argDouble(info, 3), momentum = argDouble(info, 4), dampening = argDouble(info, 5), wd = argDouble(info, 6);
   bool nesterov = argBool(info, 7), first = argBool(info, 8);
   if (params.empty()) return info.Env().Undefined();
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   std::vector<at::Tensor> d = wd != 0 ? at::_foreach_add(grads, params, wd) : grads;
   if (momentum != 0) {
     if (!hasBuf || bufs.size() != params.size()) throw std::invalid_argument("sgdStep: momentum needs one buffer per parameter");
@@ -65,7 +68,7 @@ FN(clipGradNorm, {
   auto grads = argTensorList(info, 0);
   double maxNorm = argDouble(info, 1);
   if (grads.empty()) return wrap(info.Env(), at::zeros({}));
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   auto norms = at::_foreach_norm(grads, 2);
   at::Tensor total = at::stack(norms).norm();
   if (std::isfinite(maxNorm)) {
