@@ -16,11 +16,19 @@ export type TargetConfig =
 
 export type SimilaritySource = 'online' | 'ema' | 'teacher';
 
+/**
+ * Which tokens give the similarity map S (the authors' `--attention_type`): 'cls' (the paper and the
+ * default) = softmax over patches of cos(z_cls, z_i); 'gap' = the same with the mean of the patch
+ * tokens in place of z_cls; 'self' = the last encoder block's [CLS]→patch attention, mean over heads.
+ * Only the online and EMA sources use it; a teacher always uses 'cls' (min-max normalised).
+ */
+export type SimilarityTokens = 'cls' | 'gap' | 'self';
+
 export type OrderConfig =
   | { type: 'raster' | 'snake' | 'stochastic' }
-  | { type: 'similarity'; source: SimilaritySource }
-  | { type: 'semantic'; source: SimilaritySource; filter: boolean; lambda: number }
-  | { type: 'multicenter'; source: SimilaritySource; k: number; minRelHeight: number; minDistance: number; filter: boolean; lambda: number };
+  | { type: 'similarity'; source: SimilaritySource; tokens?: SimilarityTokens }
+  | { type: 'semantic'; source: SimilaritySource; filter: boolean; lambda: number; tokens?: SimilarityTokens }
+  | { type: 'multicenter'; source: SimilaritySource; k: number; minRelHeight: number; minDistance: number; filter: boolean; lambda: number; tokens?: SimilarityTokens };
 
 export interface SemAIMConfig extends EncoderConfig {
   /** Number of decoder (query) blocks, 1..depth. */
@@ -104,6 +112,9 @@ export function validateConfig(c: SemAIMConfig): void {
   }
   if ('source' in o && o.source === 'teacher' && t.type !== 'features') {
     throw new ConfigError('order.source', "'teacher' needs a teacher (feature targets)");
+  }
+  if ('tokens' in o && o.tokens !== undefined && !['cls', 'gap', 'self'].includes(o.tokens)) {
+    throw new ConfigError('order.tokens', `must be cls, gap or self, got ${JSON.stringify(o.tokens)}`);
   }
   if ('lambda' in o && !(o.lambda >= 0)) throw new ConfigError('order.lambda', 'must be >= 0');
   if (o.type === 'multicenter') {

@@ -49,13 +49,15 @@ export function stochasticOrder(B: number, g: Grid, o: NoiseOptions & { device?:
 /**
  * Similarity map [B, N] from encoder tokens [B, 1+N, D] (after the final norm): 'softmax' =
  * softmax over patches of cos(z_cls, z_i) (online / EMA source); 'minmax' = the cosine min-max
- * normalised to [0, 1] per image (teacher source).
+ * normalised to [0, 1] per image (teacher source). `reference` 'gap' compares the patches with their
+ * mean (the authors' `attention_type gap`) instead of [CLS].
  */
-export function similarityMap(tokens: Tensor, mode: 'softmax' | 'minmax' = 'softmax'): Tensor {
+export function similarityMap(tokens: Tensor, mode: 'softmax' | 'minmax' = 'softmax', reference: 'cls' | 'gap' = 'cls'): Tensor {
   return torch.scope(() => {
-    const z = F.normalize(tokens, -1);
     const N = tokens.shape[1] - 1;
-    const cos = z.narrow(1, 1, N).mul(z.narrow(1, 0, 1)).sum(-1);
+    const patches = F.normalize(tokens.narrow(1, 1, N), -1);
+    const ref = reference === 'gap' ? F.normalize(tokens.narrow(1, 1, N).mean(1, true), -1) : F.normalize(tokens.narrow(1, 0, 1), -1);
+    const cos = patches.mul(ref).sum(-1);
     if (mode === 'softmax') return cos.softmax(1);
     const lo = cos.amin(1, true);
     const hi = cos.amax(1, true);

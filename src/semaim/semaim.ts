@@ -3,7 +3,7 @@
 import * as torch from '../torch';
 import { Tensor } from '../torch';
 import { Mlp, ModuleList } from '../nn';
-import { SemAIMConfig, validateConfig } from './config';
+import { SemAIMConfig, SimilarityTokens, validateConfig } from './config';
 import { DecoderBlock, decoderTaps } from './decoder';
 import { orderFromConfig, needsSimilarity, similarityMap, checkOrder } from './orders';
 import { featurePatchLoss, pixelPatchLoss, pixelTargets } from './targets';
@@ -35,14 +35,20 @@ export interface ForwardOptions {
  * The similarity map S [B, N] from an encoder (the online model, an EMA copy or a frozen teacher):
  * an unmasked forward pass in eval mode without gradients.
  */
-export function encoderSimilarity(encoder: VisionTransformer, images: Tensor, mode: 'softmax' | 'minmax' = 'softmax'): Tensor {
+export function encoderSimilarity(encoder: VisionTransformer, images: Tensor, mode: 'softmax' | 'minmax' = 'softmax', tokens: SimilarityTokens = 'cls'): Tensor {
   const wasTraining = encoder.training;
   encoder.eval();
   try {
-    return torch.noGrad(() => torch.scope(() => similarityMap(encoder.forwardFeatures(images), mode)));
+    if (tokens === 'self') return torch.noGrad(() => encoder.clsAttention(images));
+    return torch.noGrad(() => torch.scope(() => similarityMap(encoder.forwardFeatures(images), mode, tokens)));
   } finally {
     encoder.train(wasTraining);
   }
+}
+
+/** The order's similarity tokens ('cls' when the order has none or does not say). */
+export function similarityTokens(o: SemAIMConfig['order']): SimilarityTokens {
+  return ('tokens' in o && o.tokens) || 'cls';
 }
 
 export class SemAIM extends VisionTransformer {
@@ -97,9 +103,9 @@ export class SemAIM extends VisionTransformer {
         S = encoderSimilarity(this.teacher, images, 'minmax');
       } else if (source === 'ema') {
         if (!opts.ema) throw new Error("order source 'ema' needs an EMA encoder");
-        S = encoderSimilarity(opts.ema, images);
+        S = encoderSimilarity(opts.ema, images, 'softmax', similarityTokens(o));
       } else {
-        S = encoderSimilarity(this, images);
+        S = encoderSimilarity(this, images, 'softmax', similarityTokens(o));
       }
     }
     const order = torch.noGrad(() => orderFromConfig(o, B, this.grid, S, { generator: opts.generator, noise: opts.noise, device: images.device }));

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { OptionError, OptionTable, OptionValues } from '../util/options';
 import {
-  AUTHORS_SEMANTIC_ORDER, ConfigError, EncoderConfig, OrderConfig, PRESETS, SemAIMConfig, TargetConfig, validateConfig,
+  AUTHORS_SEMANTIC_ORDER, ConfigError, EncoderConfig, OrderConfig, PRESETS, SemAIMConfig, SimilarityTokens, TargetConfig, validateConfig,
 } from '../semaim';
 
 export const PRETRAIN_OPTIONS: OptionTable = {
@@ -22,6 +22,10 @@ export const PRETRAIN_OPTIONS: OptionTable = {
   orderVariant: { type: 'string', default: 'paper', choices: ['paper', 'authors'], help: "semantic centre: 'paper' = 3×3 mean filter, λ=0.01; 'authors' = no filter, λ=1e-3" },
   orderLambda: { type: 'number', min: 0, help: 'override the noise scale λ of semantic/multicenter orders' },
   similaritySource: { type: 'string', default: 'online', choices: ['online', 'ema', 'teacher'], help: 'model that gives the similarity map' },
+  similarityTokens: {
+    type: 'string', choices: ['cls', 'gap', 'self'],
+    help: "tokens of S (authors' --attention_type; default cls): 'cls' = cos to [CLS] (paper); 'gap' = cos to the mean patch token; 'self' = last block's [CLS] attention",
+  },
   centers: { type: 'int', default: 3, min: 1, help: 'multicenter: at most this many centres' },
   minRelHeight: { type: 'number', default: 0.5, min: 0, max: 1, help: 'multicenter: minimum peak height relative to the highest' },
   minDistance: { type: 'number', default: 2, min: 0, help: 'multicenter: minimum distance between centres (patches)' },
@@ -87,13 +91,16 @@ export function modelConfigFrom(o: OptionValues): SemAIMConfig {
   if (source === 'ema' && !o.ema) throw new OptionError('similaritySource', "'ema' needs --ema");
   const semantic = o.orderVariant === 'authors' ? (AUTHORS_SEMANTIC_ORDER as { filter: boolean; lambda: number }) : { filter: true, lambda: 0.01 };
   const lambda = (o.orderLambda as number | undefined) ?? semantic.lambda;
+  // Only a non-default choice is written into the config, so paper-default configs stay as they were.
+  const tokens = o.similarityTokens && o.similarityTokens !== 'cls' ? { tokens: o.similarityTokens as SimilarityTokens } : {};
+  if ((tokens as { tokens?: string }).tokens && source === 'teacher') throw new OptionError('similarityTokens', "a teacher's similarity map always uses [CLS] (min-max)");
   let order: OrderConfig;
   switch (o.order) {
-    case 'similarity': order = { type: 'similarity', source }; break;
-    case 'semantic': order = { type: 'semantic', source, filter: semantic.filter, lambda }; break;
+    case 'similarity': order = { type: 'similarity', source, ...tokens }; break;
+    case 'semantic': order = { type: 'semantic', source, filter: semantic.filter, lambda, ...tokens }; break;
     case 'multicenter':
       order = { type: 'multicenter', source, k: o.centers as number, minRelHeight: o.minRelHeight as number,
-        minDistance: o.minDistance as number, filter: semantic.filter, lambda };
+        minDistance: o.minDistance as number, filter: semantic.filter, lambda, ...tokens };
       break;
     default: order = { type: o.order as 'raster' | 'snake' | 'stochastic' };
   }

@@ -4,7 +4,7 @@
 import * as torch from '../torch';
 import { Tensor } from '../torch';
 import {
-  SemAIM, SemAIMConfig, OrderConfig, SimilaritySource, VisionTransformer, encoderSimilarity, needsSimilarity, orderFromConfig,
+  SemAIM, SemAIMConfig, OrderConfig, SimilaritySource, SimilarityTokens, VisionTransformer, encoderSimilarity, needsSimilarity, orderFromConfig, similarityTokens,
   pixelTargets, unpatchify,
 } from '../semaim';
 import type { RgbImage } from './canvas';
@@ -53,13 +53,17 @@ export function orderConfigFor(name: OrderName, cfg: SemAIMConfig): OrderConfig 
   }
 }
 
-/** S [B, N] from the source the model's config names (online model, EMA encoder or teacher). */
-export function similarityFor(model: SemAIM, images: Tensor, ema?: VisionTransformer | null): Tensor {
+/**
+ * S [B, N] from the source the model's config names (online model, EMA encoder or teacher), from the
+ * tokens its order names (default [CLS]) unless `tokens` overrides them (for comparisons).
+ */
+export function similarityFor(model: SemAIM, images: Tensor, ema?: VisionTransformer | null, tokens?: SimilarityTokens): Tensor {
   const o = model.config.order;
   const source = 'source' in o ? o.source : 'online';
+  const t = tokens ?? similarityTokens(o);
   if (source === 'teacher' && model.teacher) return encoderSimilarity(model.teacher, images, 'minmax');
-  if (source === 'ema' && ema) return encoderSimilarity(ema, images);
-  return encoderSimilarity(model, images);
+  if (source === 'ema' && ema) return encoderSimilarity(ema, images, 'softmax', t);
+  return encoderSimilarity(model, images, 'softmax', t);
 }
 
 /** Predictions [B, N, P²·C] -> images [B, C, H, W] in normalised units, undoing per-patch normalisation. */

@@ -4,7 +4,7 @@
 // fraction (mean share of object patches) and an empirical draw of uniformly random first patches.
 import { mulberry32 as prng } from '../util/prng';
 import * as torch from '../torch';
-import { SemAIM, VisionTransformer, needsSimilarity, orderFromConfig } from '../semaim';
+import { SemAIM, SimilarityTokens, VisionTransformer, needsSimilarity, orderFromConfig } from '../semaim';
 import { OrderName, orderConfigFor, similarityFor } from './maps';
 
 export interface ObjectData {
@@ -43,6 +43,8 @@ export interface ObjectStartOptions {
   batchSize?: number;
   /** EMA encoder, for models whose similarity source is 'ema'. */
   ema?: VisionTransformer | null;
+  /** Tokens that give S, overriding the model's order (default: the model's own, [CLS] unless set). */
+  tokens?: SimilarityTokens;
 }
 
 /** Per patch (row-major): does ≥ threshold of its pixels belong to the object? mask: H×W at `offset`. */
@@ -101,7 +103,7 @@ export function firstPatches(model: SemAIM, images: Float32Array, o: ObjectStart
     const B = Math.min(bs, total - s);
     torch.noGrad(() => torch.scope(() => {
       const x = torch.tensor(images.subarray(s * per, (s + B) * per), { shape: [B, C, imgSize, imgSize], device });
-      const S = needsSimilarity(oc) ? similarityFor(model, x, o.ema) : null;
+      const S = needsSimilarity(oc) ? similarityFor(model, x, o.ema, o.tokens) : null;
       const p = orderFromConfig(oc, B, model.grid, S, { generator, device });
       const first = p.argmin(1).cpu().toFloat64Array();
       out.push(...Array.from(first, Number));

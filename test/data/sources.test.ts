@@ -241,3 +241,44 @@ test('synthetic objects are deterministic, labelled by shape and masked', () => 
   assert.notDeepEqual(val.sample(17).image.planes[0].data, a.image.planes[0].data);
   assert.equal(val.length, 2000);
 });
+
+test('synthetic objects: object scale and background contrast are options (defaults: large objects, low-contrast texture)', () => {
+  const base = { size: 32, count: 200, seed: 4 } as const;
+  const def = syntheticConfig(base);
+  assert.deepEqual([def.objectScale, def.backgroundContrast], [[0.3, 0.45], 0.3]);
+  const old = syntheticConfig({ ...base, objectScale: [0.2, 0.34], backgroundContrast: 1 });
+  let areaDef = 0;
+  let areaOld = 0;
+  let spreadDef = 0;
+  let spreadOld = 0;
+  // Spread of the background: mean absolute deviation of the red plane outside the mask.
+  const spread = (s: ReturnType<typeof renderSynthetic>): number => {
+    const d = s.image.planes[0].data;
+    const m = s.image.mask!.data;
+    let n = 0;
+    let sum = 0;
+    for (let p = 0; p < 1024; p++) if (!m[p]) { sum += d[p]; n++; }
+    const mean = sum / n;
+    let dev = 0;
+    for (let p = 0; p < 1024; p++) if (!m[p]) dev += Math.abs(d[p] - mean);
+    return dev / n;
+  };
+  for (let i = 0; i < 50; i++) {
+    const a = renderSynthetic(def, i);
+    const b = renderSynthetic(old, i);
+    assert.equal(a.label, b.label, 'same draws: same labels');
+    assert.ok(a.radius >= 0.3 * 32 && a.radius <= 0.45 * 32 && b.radius >= 0.2 * 32 && b.radius <= 0.34 * 32);
+    areaDef += a.image.mask!.data.reduce((s, v) => s + v, 0);
+    areaOld += b.image.mask!.data.reduce((s, v) => s + v, 0);
+    spreadDef += spread(a);
+    spreadOld += spread(b);
+  }
+  assert.ok(areaDef > 1.5 * areaOld, `areas ${areaDef} vs ${areaOld}`);
+  assert.ok(spreadDef < 0.6 * spreadOld, `background spread ${spreadDef} vs ${spreadOld}`);
+  // Tiny images: the radius is capped so that the object still fits.
+  const tiny = syntheticConfig({ size: 8, count: 20, objectScale: [0.45, 0.49] });
+  for (let i = 0; i < 20; i++) assert.ok(renderSynthetic(tiny, i).radius < 3);
+  assert.throws(() => syntheticConfig({ objectScale: [0.3, 0.5] }), /objectScale/);
+  assert.throws(() => syntheticConfig({ objectScale: [0.4, 0.3] }), /objectScale/);
+  assert.throws(() => syntheticConfig({ backgroundContrast: 1.5 }), /backgroundContrast/);
+});

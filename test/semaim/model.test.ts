@@ -187,3 +187,25 @@ test('backbone features: [CLS], mean-pooled and all tokens; timm names', () => {
   }
   vit.dispose();
 });
+
+test("similarity tokens (authors' attention_type): 'cls' by default, 'gap' and 'self' on request, refused when unknown", () => {
+  torch.manualSeed(6);
+  const semantic = (tokens?: 'cls' | 'gap' | 'self'): OrderConfig => ({ type: 'semantic', source: 'online', filter: true, lambda: 0, ...(tokens ? { tokens } : {}) });
+  const x = torch.randn([2, 3, 24, 24]);
+  const noise = torch.zeros([2, 36]);
+  const model = new SemAIM(tinyConfig(4, semantic())).initWeights();
+  const self = new SemAIM(tinyConfig(4, semantic('self')));
+  self.loadStateDict(model.stateDict(), { strict: true });
+  torch.noGrad(() => torch.scope(() => {
+    const own = model.makeOrder(x, { noise });
+    assert.ok(own.similarity!.sub(encoderSimilarity(model, x)).abs().max().item() === 0, "default = the paper's [CLS] map");
+    const s = self.makeOrder(x, { noise });
+    const att = model.clsAttention(x);
+    assert.ok(s.similarity!.sub(att).abs().max().item() < 1e-6, "'self' = last block's [CLS] attention");
+    assert.ok(encoderSimilarity(model, x, 'softmax', 'gap').sub(own.similarity!).abs().max().item() > 1e-6, "'gap' differs from 'cls'");
+  }));
+  const bad = { type: 'semantic', source: 'online', filter: true, lambda: 0, tokens: 'mean' } as unknown as OrderConfig;
+  assert.throws(() => makeConfig('vit_tiny', { order: bad }), /order.tokens/);
+  model.dispose();
+  self.dispose();
+});

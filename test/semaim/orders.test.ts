@@ -135,3 +135,13 @@ test('similarity order is 1 − S and similarity maps are normalised', () => {
   assert.ok(Math.abs(mm.max().item() - 1) < 1e-6 && Math.abs(mm.min().item()) < 1e-6);
   assert.ok(similarityOrder(S).add(S).sub(1).abs().max().item() < 1e-7);
 });
+
+test("similarity map from the authors' 'gap' tokens compares patches with their mean", () => {
+  torch.manualSeed(5);
+  const tokens = torch.randn([2, 1 + N, 8]);
+  const gap = similarityMap(tokens, 'softmax', 'gap');
+  // Reference: replace [CLS] by the mean patch token and use the paper's map.
+  const withMean = torch.cat([tokens.narrow(1, 1, N).mean(1, true), tokens.narrow(1, 1, N)], 1);
+  assert.ok(gap.sub(similarityMap(withMean)).abs().max().item() < 1e-6);
+  assert.ok(gap.sub(similarityMap(tokens)).abs().max().item() > 1e-4, 'differs from the [CLS] map');
+});

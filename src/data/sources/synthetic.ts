@@ -1,6 +1,6 @@
 // Synthetic objects: a deterministic, seeded dataset generated in code. Each image shows one
 // salient object — one of ten shape classes, random colour, size, rotation and position — on a
-// textured background (stripes, checks, smooth blobs or a noisy gradient). The label is the shape
+// textured background (stripes, checks, smooth blobs or a noisy gradient; its contrast is an option). The label is the shape
 // class and a per-pixel object mask comes with every image, so tests can measure whether a
 // generation order starts on the object. It is the built-in default dataset for the demo.
 
@@ -31,7 +31,20 @@ export interface SyntheticOptions {
   split?: 'train' | 'val';
   /** Number of shape classes used, 2–10 (default 10). */
   classes?: number;
+  /** Object radius as a fraction of the shorter side, [min, max] (default OBJECT_SCALE). */
+  objectScale?: readonly [number, number];
+  /** Contrast of the background texture: 1 = two independent colours in 40..200, 0 = one colour plus noise (default BACKGROUND_CONTRAST). */
+  backgroundContrast?: number;
 }
+
+/**
+ * Defaults of the generator. Objects cover about a third of the image (a quarter to two thirds of
+ * the patches) and the texture's two colours lie 30% of the way between two random colours, so the
+ * object is the salient thing and its shape, not the background, dominates the pixels. (Before
+ * 2026-11-26: radius 0.2–0.34 and full contrast; pass those to get the old, harder images.)
+ */
+export const OBJECT_SCALE: readonly [number, number] = [0.3, 0.45];
+export const BACKGROUND_CONTRAST = 0.3;
 
 export interface SyntheticConfig {
   height: number;
@@ -40,6 +53,8 @@ export interface SyntheticConfig {
   seed: number;
   split: 'train' | 'val';
   classes: number;
+  objectScale: readonly [number, number];
+  backgroundContrast: number;
 }
 
 export function syntheticConfig(opts: SyntheticOptions = {}): SyntheticConfig {
@@ -51,7 +66,11 @@ export function syntheticConfig(opts: SyntheticOptions = {}): SyntheticConfig {
   if (!(classes >= 2 && classes <= SHAPES.length)) throw new RangeError(`synthetic objects: classes must be 2..${SHAPES.length}`);
   const count = opts.count ?? (split === 'train' ? 10000 : 2000);
   if (!(count >= 1)) throw new RangeError('synthetic objects: count must be >= 1');
-  return { height, width, count, seed: opts.seed ?? 0, split, classes };
+  const [smin, smax] = opts.objectScale ?? OBJECT_SCALE;
+  if (!(smin > 0 && smin <= smax && smax < 0.5)) throw new RangeError(`synthetic objects: objectScale [${smin}, ${smax}] must satisfy 0 < min <= max < 0.5`);
+  const backgroundContrast = opts.backgroundContrast ?? BACKGROUND_CONTRAST;
+  if (!(backgroundContrast >= 0 && backgroundContrast <= 1)) throw new RangeError('synthetic objects: backgroundContrast must be in [0, 1]');
+  return { height, width, count, seed: opts.seed ?? 0, split, classes, objectScale: [smin, smax], backgroundContrast };
 }
 
 function sampleRng(c: SyntheticConfig, i: number): Rng {
@@ -160,6 +179,7 @@ export function renderSynthetic(c: SyntheticConfig, i: number): SyntheticSample 
   // --- background
   const c1 = [rng.uniform(40, 200), rng.uniform(40, 200), rng.uniform(40, 200)];
   const c2 = [rng.uniform(40, 200), rng.uniform(40, 200), rng.uniform(40, 200)];
+  for (let ch = 0; ch < 3; ch++) c2[ch] = c1[ch] + (c2[ch] - c1[ch]) * c.backgroundContrast;
   const pattern = rng.int(4);
   const ang = rng.uniform(0, Math.PI);
   const freq = rng.uniform(2, 6) / Math.min(W, H);
@@ -199,7 +219,8 @@ export function renderSynthetic(c: SyntheticConfig, i: number): SyntheticSample 
     col = hsv(rng.float(), rng.uniform(0.6, 1), rng.uniform(0.7, 1));
   }
   const minSide = Math.min(W, H);
-  const radius = minSide * rng.uniform(0.2, 0.34);
+  // Radii are capped so that the object fits with a 1-pixel margin (only matters for tiny images).
+  const radius = Math.min(minSide * rng.uniform(c.objectScale[0], c.objectScale[1]), minSide / 2 - 1.01);
   const cx = rng.uniform(radius + 1, W - radius - 1);
   const cy = rng.uniform(radius + 1, H - radius - 1);
   const phi = rng.uniform(0, 2 * Math.PI);
