@@ -95,6 +95,9 @@ export class Tensor {
     return `Tensor(shape=[${this.shape.join(', ')}], dtype=${this.dtype}, device=${this.device}${g})`;
   }
 
+  /** JSON.stringify gives the summary (the handle is a BigInt, which JSON cannot hold). */
+  toJSON(): string { return this.toString(); }
+
   /** libtorch's formatting of the values. */
   print(): string { return native.format(this.handle); }
 

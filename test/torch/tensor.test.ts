@@ -315,6 +315,7 @@ test('tolist, item, toString, print, properties', () => {
     assert.equal(torch.tensor([[2.5]]).item(), 2.5);
     throwsTorch(() => t.item(), { code: 'ERR_ARG', op: 'item', message: /6 elements/ });
     assert.equal(t.toString(), 'Tensor(shape=[2, 3], dtype=float64, device=cpu)');
+    assert.equal(JSON.stringify({ t }), '{"t":"Tensor(shape=[2, 3], dtype=float64, device=cpu)"}');
     const g = torch.zeros([1], { requiresGrad: true });
     assert.match(g.toString(), /requiresGrad/);
     assert.match(t.print(), /5/);
