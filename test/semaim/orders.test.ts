@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import * as torch from '../../src/torch';
 import {
   rasterOrder, snakeOrder, stochasticOrder, similarityOrder, semanticOrder, multicenterOrder, meanFilter3x3, strictOrder,
-  similarityMap, orderFromConfig, OrderConfig,
+  similarityMap, orderFromConfig, OrderConfig, checkOrder,
 } from '../../src/semaim';
 
 const grid = { gridH: 6, gridW: 6 };
@@ -144,4 +144,12 @@ test("similarity map from the authors' 'gap' tokens compares patches with their 
   const withMean = torch.cat([tokens.narrow(1, 1, N).mean(1, true), tokens.narrow(1, 1, N)], 1);
   assert.ok(gap.sub(similarityMap(withMean)).abs().max().item() < 1e-6);
   assert.ok(gap.sub(similarityMap(tokens)).abs().max().item() > 1e-4, 'differs from the [CLS] map');
+});
+
+test('checkOrder refuses a wrong shape and, on the CPU, non-finite values', () => {
+  torch.scope(() => {
+    assert.throws(() => checkOrder(torch.zeros([2, 5]), 2, 4), /shape \[2, 4\]/);
+    assert.throws(() => checkOrder(torch.tensor([[0, 1, NaN, 3]]), 1, 4), /finite/);
+    checkOrder(torch.tensor([[0, 1, 2, 3]]), 1, 4);
+  });
 });
