@@ -238,7 +238,7 @@ class SemAIM(nn.Module):
         pred = self.prediction_head(self.norm(g))
         t = target.gather(1, ids.unsqueeze(-1).expand(B, N, target.shape[-1]))
         loss_sorted = (pred.float() - t).square().mean(-1)
-        patch_loss = torch.zeros(B, N, device=images.device).scatter(1, ids, loss_sorted)  # row-major, as returned
+        patch_loss = torch.zeros(B, N, device=images.device, dtype=loss_sorted.dtype).scatter(1, ids, loss_sorted)  # row-major, as returned
         return patch_loss.mean(), patch_loss
 
 
