@@ -387,7 +387,7 @@ def main():
     ap.add_argument('--decay-cls-token', action='store_true', help="timm's no-decay set (the authors' code decays cls_token)")
     ap.add_argument('--no-amp', action='store_true', help='no fp16 autocast / GradScaler on CUDA')
     ap.add_argument('--init-weights', default=None, help='initial parameters (and optionally data.images) from a safetensors file')
-    ap.add_argument('--save-init', default=None, help='write the initial parameters to a safetensors file and go on')
+    ap.add_argument('--save-init', default=None, help='write the initial parameters and data.images to a safetensors file (then exit if --steps 0)')
     ap.add_argument('--data-seed', type=int, default=None, help='images from a CPU generator with this seed (else the global RNG)')
     ap.add_argument('--log-losses', type=int, default=0, help='report the first N step losses (warm-up steps included)')
     ap.add_argument('--phases', action='store_true', help='synchronise and time phases on CUDA too')
@@ -406,8 +406,6 @@ def main():
     filter_s, lam = SEMANTIC[a.semantic]
     model = AuthorsSemAIM(a.img, a.patch, D, depth, heads, a.decoder_depth, filter_s=filter_s, lam=lam).init_weights()
     extra = load_init(model, a.init_weights) if a.init_weights else {}
-    if a.save_init:
-        write_safetensors(a.save_init, {k: v for k, v in model.state_dict().items()}, {'source': 'bench/pretrain_authors.py'})
     model.to(dev)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     lr = a.lr if a.lr is not None else 2e-4 * a.batch / 256
@@ -424,6 +422,13 @@ def main():
         images = torch.randn(a.batch, 3, a.img, a.img, generator=gen).to(dev)
     else:
         images = torch.randn(a.batch, 3, a.img, a.img, device=dev)
+    if a.save_init:  # the parameters and the images, for the other sides' --init-weights
+        state = {k: v for k, v in model.state_dict().items()}
+        state['data.images'] = images
+        write_safetensors(a.save_init, state, {'source': 'bench/pretrain_authors.py --save-init'})
+        if a.steps == 0:
+            print(json.dumps({'saved': a.save_init}))
+            return
     if cuda:
         torch.cuda.reset_peak_memory_stats()
 
