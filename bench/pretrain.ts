@@ -4,12 +4,21 @@
 // warm-up and measured steps. Each side runs in its own child process, so the peak RSS (VmHWM) it
 // reports is that run's alone.
 //
-// Configs: ViT-Tiny/4 at 32² (batch 64) and ViT-B/16 at 224² (batch 8), 12 decoder blocks each.
+// With --reference authors (or both), the authors'-style reference bench/pretrain_authors.py runs too:
+// tokens in image order, explicit -inf masks, per-step forward_encoder pass, fp16 autocast + GradScaler
+// on CUDA (ours: bf16). All sides then start from the same weights and images (a safetensors file the
+// authors' script writes with --save-init) and log their first --log-losses step losses, so the loss
+// curves can be compared; speed ratios are against the authors' reference.
+//
+// Configs: CPU: ViT-Tiny/4 at 32² (batch 64) and ViT-B/16 at 224² (batch 8), 12 decoder blocks each.
+// CUDA: ViT-B/16 at 224², 12 decoder blocks, batch 64 and 256; ViT-L/16 at 224², 12 decoder blocks, batch 64.
 // Options:
+//   --reference ours|authors|both   PyTorch reference(s) beside TS    [ours on CPU, both on CUDA]
+//   --log-losses N      log and compare the first N step losses         [50 on CUDA, 0 on CPU]
 //   --device cpu|cuda   passed to both sides (CUDA: bf16 autocast; PyTorch ≥ 2 uses SDPA)   [cpu]
 //   --threads N         intra-op threads on both sides                                       [2]
 //   --rounds N          alternating TS/PyTorch rounds per config (the order flips each round) [1]
-//   --only tiny|base    run one config
+//   --only tiny|base|large   run one config (on CUDA, base = both batch sizes)
 //   --batch-tiny N, --batch-base N, --steps-tiny N, --steps-base N, --warmup N   override the sizes
 //   --quick             2 + 3 steps (smoke test)
 //   --write-docs        replace this benchmark's section of docs/BENCHMARKS.md
@@ -34,9 +43,19 @@ const threads = Number(opt('threads', '2'));
 const rounds = Number(opt('rounds', '1'));
 const quick = flag('quick');
 const warmup = Number(opt('warmup', '2'));
+const reference = opt('reference', cuda ? 'both' : 'ours');
+if (!['ours', 'authors', 'both'].includes(reference)) throw new Error(`--reference must be ours, authors or both, not ${reference}`);
+const logLosses = Number(opt('log-losses', cuda ? '50' : '0'));
+
+type Side = 'ts' | 'pytorch' | 'authors';
+const SIDES: Side[] = ['ts', ...(reference !== 'authors' ? ['pytorch' as const] : []), ...(reference !== 'ours' ? ['authors' as const] : [])];
+const SIDE_NAME: Record<Side, string> = { ts: 'TypeScript', pytorch: 'ours in PyTorch', authors: "authors'-style PyTorch" };
+const SIDE_PRECISION: Record<Side, string> = cuda
+  ? { ts: 'bf16 autocast', pytorch: 'bf16 autocast', authors: 'fp16 autocast + GradScaler' }
+  : { ts: 'fp32', pytorch: 'fp32', authors: 'fp32' };
 
 interface Config {
-  key: 'tiny' | 'base';
+  key: 'tiny' | 'base' | 'large';
   label: string;
   preset: string;
   img: number;
@@ -46,16 +65,27 @@ interface Config {
   steps: number;
 }
 
-const CONFIGS: Config[] = [
+const CPU_CONFIGS: Config[] = [
   { key: 'tiny', label: 'ViT-Tiny/4, 32², 12 dec', preset: 'vit_tiny', img: 32, patch: 4, decoderDepth: 12,
     batch: Number(opt('batch-tiny', '64')), steps: Number(opt('steps-tiny', quick ? '3' : '10')) },
   { key: 'base', label: 'ViT-B/16, 224², 12 dec', preset: 'vit_base', img: 224, patch: 16, decoderDepth: 12,
     batch: Number(opt('batch-base', '8')), steps: Number(opt('steps-base', quick ? '3' : '5')) },
-].filter((c) => !process.argv.includes('--only') || opt('only', '') === c.key) as Config[];
+];
+const cudaSteps = Number(opt('steps', quick ? '3' : '20'));
+const CUDA_CONFIGS: Config[] = [
+  { key: 'tiny', label: 'ViT-Tiny/4, 32², 12 dec', preset: 'vit_tiny', img: 32, patch: 4, decoderDepth: 12,
+    batch: Number(opt('batch-tiny', '64')), steps: cudaSteps },
+  { key: 'base', label: 'ViT-B/16, 224², 12 dec', preset: 'vit_base', img: 224, patch: 16, decoderDepth: 12, batch: 64, steps: cudaSteps },
+  { key: 'base', label: 'ViT-B/16, 224², 12 dec', preset: 'vit_base', img: 224, patch: 16, decoderDepth: 12, batch: 256, steps: cudaSteps },
+  { key: 'large', label: 'ViT-L/16, 224², 12 dec', preset: 'vit_large', img: 224, patch: 16, decoderDepth: 12, batch: 64, steps: cudaSteps },
+];
+// On CUDA the tiny config runs only when asked for (--only tiny).
+const CONFIGS: Config[] = (cuda ? CUDA_CONFIGS : CPU_CONFIGS)
+  .filter((c) => (process.argv.includes('--only') ? opt('only', '') === c.key : !(cuda && c.key === 'tiny')));
 
 interface Phases { order: number; forward: number; backward: number; optimizer: number }
 interface Result {
-  side: 'ts' | 'pytorch';
+  side: string;
   params: number;
   msPerStep: number;
   minMs: number;
@@ -66,12 +96,14 @@ interface Result {
   phasesMs: Phases | null;
   firstLoss: number;
   lastLoss: number;
+  losses?: number[];
   peakRssBytes: number;
   peakGpuBytes?: number;
   libtorch?: string;
   torch?: string;
   python?: string;
   sdpa?: boolean;
+  precision?: string;
   yieldEachStep?: boolean;
   cpuAllocator?: { enabled: boolean; peakLiveBytes?: number; mappedBytes?: number; cachedBytes?: number };
 }
@@ -87,13 +119,29 @@ function workerArgs(c: Config): string[] {
     '--device', device];
 }
 
-function run(side: 'ts' | 'pytorch', c: Config): Result {
-  const [cmd, script] = side === 'ts'
-    ? [process.execPath, path.join(__dirname, 'pretrain_worker.js')]
-    : [PY, path.join(ROOT, 'bench', 'pretrain_torch.py')];
-  const r = spawnSync(cmd, [script, ...workerArgs(c)], { encoding: 'utf8', maxBuffer: 1 << 24, env: { ...process.env } });
-  if (r.status !== 0) throw new Error(`${cmd} ${script} failed (status ${r.status}, signal ${r.signal}):\n${r.stderr}`);
-  return JSON.parse(r.stdout.trim().split('\n').pop()!) as Result;
+function spawnJSON(cmd: string, args: string[]): Record<string, unknown> {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 1 << 24, env: { ...process.env } });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (status ${r.status}, signal ${r.signal}):\n${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, unknown>;
+}
+
+const SCRIPTS: Record<Side, [string, string]> = {
+  ts: [process.execPath, path.join(__dirname, 'pretrain_worker.js')],
+  pytorch: [PY, path.join(ROOT, 'bench', 'pretrain_torch.py')],
+  authors: [PY, path.join(ROOT, 'bench', 'pretrain_authors.py')],
+};
+
+function run(side: Side, c: Config, extra: string[]): Result {
+  const [cmd, script] = SCRIPTS[side];
+  return spawnJSON(cmd, [script, ...workerArgs(c), ...extra]) as unknown as Result;
+}
+
+/** Initial weights and images shared by every side (written by the authors' script, our parameter names). */
+function sharedInit(c: Config): string {
+  const file = path.join(os.tmpdir(), `semaim-bench-init-${process.pid}-${c.preset}-${c.img}-${c.batch}.safetensors`);
+  spawnJSON(PY, [SCRIPTS.authors[1], ...workerArgs(c).filter((_, i, a) => a[i] !== '--device' && a[i - 1] !== '--device'),
+    '--device', 'cpu', '--steps', '0', '--data-seed', '0', '--save-init', file]);
+  return file;
 }
 
 /** Pools the rounds of one side: step times together, phases as the median over rounds, the largest peak. */
@@ -127,48 +175,88 @@ const gib = (b: number | undefined): string => (b === undefined || !Number.isFin
 const f1 = (x: number): string => x.toFixed(1);
 const f0 = (x: number): string => x.toFixed(0);
 
-function report(results: Array<{ c: Config; ts: Result; py: Result }>, started: Date, loads: number[][]): string {
-  const first = results[0];
+type Row = { c: Config; r: Partial<Record<Side, Result>> };
+
+/** Largest relative difference between two loss curves over their common prefix. */
+function curveDiff(a?: number[], b?: number[]): { n: number; max: number; meanAbs: number } | null {
+  if (!a || !b) return null;
+  const n = Math.min(a.length, b.length);
+  if (n === 0) return null;
+  let max = 0;
+  let sum = 0;
+  for (let i = 0; i < n; i++) {
+    max = Math.max(max, Math.abs(a[i] - b[i]) / Math.abs(b[i]));
+    sum += Math.abs(a[i] - b[i]);
+  }
+  return { n, max, meanAbs: sum / n };
+}
+
+function report(results: Row[], started: Date, loads: number[][]): string {
+  const first = results[0]?.r;
   const args = process.argv.slice(2).filter((a) => a !== '--write-docs');
+  const py = first?.pytorch ?? first?.authors;
   const lines = [
     `Date: ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC. ` +
       `Machine: ${cpuModel()}, ${os.cpus().length} logical cores, ${f0(os.totalmem() / 2 ** 30)} GiB RAM; ` +
       `load average ${loads.map((l) => l[0].toFixed(1)).join(' → ')} (start → end; the cores are shared with other work).`,
     `Command: \`npm run bench:pretrain${args.length ? ' -- ' + args.join(' ') : ''}\`. ` +
-      `TS: node ${process.version}, libtorch ${first?.ts.libtorch ?? '?'}; PyTorch: python ${first?.py.python ?? '?'}, torch ${first?.py.torch ?? '?'} (/usr/bin/python3). ` +
-      `Device ${device}${cuda ? ' (bf16 autocast; PyTorch SDPA: ' + String(first?.py.sdpa) + ')' : ''}; ${threads} threads each side; ` +
-      `${warmup} warm-up steps, then the measured steps; ${rounds} round(s), TS and PyTorch alternating, each run in its own process` +
-      `${first?.ts.yieldEachStep ? ' (the TS loop yields to the event loop once per step, as a trainer awaiting its loader does)' : ''}.`,
-    'Step: semantic order (no-grad unmasked similarity pass, 3×3 mean filter, λ 0.01), fast path (tokens in order, causal attention; ' +
-      'on libtorch 1.13 the explicit math path), pixel targets with 9×9 σ 1 blur and per-patch norm, backward, clip 3, AdamW (0.9, 0.95; wd 0.05), zeroGrad.',
+      `TS: node ${process.version}, libtorch ${first?.ts?.libtorch ?? '?'}; PyTorch: python ${py?.python ?? '?'}, torch ${py?.torch ?? '?'} (/usr/bin/python3). ` +
+      `Device ${device}${cuda ? ` (ours: bf16 autocast, PyTorch SDPA: ${String(first?.pytorch?.sdpa)}; authors': fp16 autocast + GradScaler)` : ''}; ${threads} threads each side; ` +
+      `${warmup} warm-up steps, then the measured steps; ${rounds} round(s), the sides alternating, each run in its own process` +
+      `${first?.ts?.yieldEachStep ? ' (the TS loop yields to the event loop once per step, as a trainer awaiting its loader does)' : ''}.`,
+    'Step: semantic order (no-grad unmasked similarity pass, 3×3 mean filter, λ 0.01), pixel targets with 9×9 σ 1 blur and per-patch norm, ' +
+      'backward, clip 3, AdamW (0.9, 0.95; wd 0.05), zero grad. TS and ours in PyTorch: fast path (tokens in order, causal attention; ' +
+      'on libtorch 1.13 the explicit math path). Authors\'-style (bench/pretrain_authors.py): tokens in image order, explicit N+1 × N+1 -inf masks, ' +
+      'the authors\' forward_encoder pass (last block twice), loss.item() every step.',
     '',
-    `| config | batch | TS ms/step (median; min) | TS img/s | TS peak RSS | PyTorch ms/step (median; min) | PyTorch img/s | PyTorch peak RSS | TS/PyTorch time (median; min) | target ≤ 1.15 |`,
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---|',
+    `| config | batch | side | precision | ms/step (median; min) | img/s | peak RSS | ${cuda ? 'peak GPU | ' : ''}speed vs authors' | TS time / ours-PyTorch time |`,
+    `|---|---:|---|---|---:|---:|---:|${cuda ? '---:|' : ''}---:|---:|`,
   ];
-  for (const { c, ts, py } of results) {
-    const ratio = ts.msPerStep / py.msPerStep;
-    const ratioMin = ts.minMs / py.minMs;
-    lines.push(`| ${c.label} | ${c.batch} | ${f0(ts.msPerStep)}; ${f0(ts.minMs)} | ${f1(ts.imgPerSec)} | ${gib(ts.peakRssBytes)} | ` +
-      `${f0(py.msPerStep)}; ${f0(py.minMs)} | ${f1(py.imgPerSec)} | ${gib(py.peakRssBytes)} | ${ratio.toFixed(2)}; ${ratioMin.toFixed(2)} | ` +
-      `${ratio <= 1.15 ? 'met' : 'NOT met'} |`);
+  for (const { c, r } of results) {
+    for (const side of SIDES) {
+      const x = r[side];
+      if (!x) continue;
+      const vsAuthors = r.authors ? `${(x.imgPerSec / r.authors.imgPerSec).toFixed(2)}×` : '–';
+      const vsOurs = side === 'ts' && r.pytorch
+        ? `${(x.msPerStep / r.pytorch.msPerStep).toFixed(2)}; ${(x.minMs / r.pytorch.minMs).toFixed(2)}` + (cuda ? '' : ` (≤ 1.15: ${x.msPerStep / r.pytorch.msPerStep <= 1.15 ? 'met' : 'NOT met'})`)
+        : '–';
+      lines.push(`| ${c.label} | ${c.batch} | ${SIDE_NAME[side]} | ${SIDE_PRECISION[side]} | ${f0(x.msPerStep)}; ${f0(x.minMs)} | ${f1(x.imgPerSec)} | ` +
+        `${gib(x.peakRssBytes)} | ${cuda ? gib(x.peakGpuBytes) + ' | ' : ''}${vsAuthors} | ${vsOurs} |`);
+    }
   }
   lines.push('', `Median phase times (ms) and CPU time per step (ms, user + system, all threads; median of the rounds):`, '',
-    '| config | side | order pass | forward | backward | clip + AdamW + zeroGrad | CPU time/step | steps (ms) |', '|---|---|---:|---:|---:|---:|---:|---|');
-  for (const { c, ts, py } of results) {
-    for (const [name, r] of [['TS', ts], ['PyTorch', py]] as const) {
-      const p = r.phasesMs;
-      lines.push(`| ${c.label} | ${name} | ${p ? f0(p.order) : '–'} | ${p ? f0(p.forward) : '–'} | ${p ? f0(p.backward) : '–'} | ` +
-        `${p ? f0(p.optimizer) : '–'} | ${f0(r.cpuMsPerStep)} | ${r.stepsMs.map(f0).join(', ')} |`);
+    '| config | batch | side | order pass | forward | backward | clip + AdamW + zero grad | CPU time/step | steps (ms) |', '|---|---:|---|---:|---:|---:|---:|---:|---|');
+  for (const { c, r } of results) {
+    for (const side of SIDES) {
+      const x = r[side];
+      if (!x) continue;
+      const p = x.phasesMs;
+      lines.push(`| ${c.label} | ${c.batch} | ${SIDE_NAME[side]} | ${p ? f0(p.order) : '–'} | ${p ? f0(p.forward) : '–'} | ${p ? f0(p.backward) : '–'} | ` +
+        `${p ? f0(p.optimizer) : '–'} | ${f0(x.cpuMsPerStep)} | ${x.stepsMs.map(f0).join(', ')} |`);
     }
   }
   const extra: string[] = [];
-  for (const { c, ts, py } of results) {
-    if (ts.params !== py.params) extra.push(`- **${c.label}: parameter counts differ (${ts.params} vs ${py.params}).**`);
-    const same = Math.abs(ts.firstLoss - py.firstLoss) <= 1e-4 * Math.abs(py.firstLoss);
-    extra.push(`- ${c.label}: ${(ts.params / 1e6).toFixed(2)} M parameters both sides; first-step loss TS ${ts.firstLoss.toPrecision(6)}, ` +
-      `PyTorch ${py.firstLoss.toPrecision(6)} (${same ? 'same' : 'different'} weights, images and order noise)` +
-      (cuda ? `; peak GPU memory TS ${gib(ts.peakGpuBytes)}, PyTorch ${gib(py.peakGpuBytes)}` : '') + '.');
-    const a = ts.cpuAllocator;
+  for (const { c, r } of results) {
+    const sides = SIDES.filter((s) => r[s]);
+    const params = sides.map((s) => r[s]!.params);
+    if (new Set(params).size > 1) extra.push(`- **${c.label}, batch ${c.batch}: parameter counts differ (${sides.map((s, i) => `${s} ${params[i]}`).join(', ')}).**`);
+    extra.push(`- ${c.label}, batch ${c.batch}: ${(params[0] / 1e6).toFixed(2)} M parameters; first-step loss ` +
+      sides.map((s) => `${SIDE_NAME[s]} ${r[s]!.firstLoss.toPrecision(6)}`).join(', ') +
+      (r.authors ? ' (same weights and images from the authors\' script\'s --save-init file; order noise drawn by each side\'s own RNG)' : '') + '.');
+    if (logLosses > 0 && r.authors) {
+      const pairs: Array<[string, Side, Side]> = [['TS vs authors\'', 'ts', 'authors'], ['ours-PyTorch vs authors\'', 'pytorch', 'authors'], ['TS vs ours-PyTorch', 'ts', 'pytorch']];
+      const parts = pairs.map(([name, a, b]) => {
+        const d = curveDiff(r[a]?.losses, r[b]?.losses);
+        return d ? `${name}: max rel ${d.max.toExponential(1)}, mean |Δ| ${d.meanAbs.toExponential(1)} over ${d.n} steps` : null;
+      }).filter((x) => x !== null);
+      const curves = sides.map((s) => `${s} ${(r[s]!.losses ?? []).slice(0, 5).map((l) => l.toFixed(4)).join(' ')} … ${(r[s]!.losses ?? []).slice(-1).map((l) => l.toFixed(4)).join('')}`);
+      extra.push(`  Loss curves (first ${logLosses} steps): ${parts.join('; ')}. (${curves.join(' | ')})`);
+    }
+    if (cuda && r.authors && r.ts && c.batch === 256 && c.key === 'base') {
+      const x = r.ts.imgPerSec / r.authors.imgPerSec;
+      extra.push(`  Target (issue #8): TS ≥ 1.6× the authors'-style reference at batch 256: ${x.toFixed(2)}× — ${x >= 1.6 ? 'met' : 'NOT met'}.`);
+    }
+    const a = r.ts?.cpuAllocator;
     if (a?.enabled) {
       extra.push(`- ${c.label}: the addon's caching CPU allocator (native/allocator.cc) was on: peak live ${gib(a.peakLiveBytes)}, ` +
         `${gib(a.mappedBytes)} mapped at the end (${gib(a.cachedBytes)} of it cached); SEMAIM_CPU_ALLOCATOR=system turns it off.`);
@@ -209,20 +297,33 @@ function writeDocs(body: string): void {
 function main(): void {
   const started = new Date();
   const loads = [os.loadavg()];
-  const results: Array<{ c: Config; ts: Result; py: Result }> = [];
+  const results: Row[] = [];
   for (const c of CONFIGS) {
-    const tsRuns: Result[] = [];
-    const pyRuns: Result[] = [];
-    for (let r = 0; r < rounds; r++) {
-      const order: Array<'ts' | 'pytorch'> = r % 2 === 0 ? ['ts', 'pytorch'] : ['pytorch', 'ts'];
-      for (const side of order) {
-        process.stderr.write(`${c.label}, batch ${c.batch}, round ${r + 1}/${rounds}: ${side === 'ts' ? 'TypeScript' : 'PyTorch'}... `);
-        const res = run(side, c);
-        process.stderr.write(`${f0(res.msPerStep)} ms/step (min ${f0(res.minMs)}), peak RSS ${gib(res.peakRssBytes)}\n`);
-        (side === 'ts' ? tsRuns : pyRuns).push(res);
-      }
+    const runs: Partial<Record<Side, Result[]>> = {};
+    let init: string | null = null;
+    const extra: string[] = [];
+    if (SIDES.includes('authors')) {
+      init = sharedInit(c);
+      extra.push('--init-weights', init);
     }
-    results.push({ c, ts: pool(tsRuns, c.batch), py: pool(pyRuns, c.batch) });
+    if (logLosses > 0) extra.push('--log-losses', String(logLosses));
+    try {
+      for (let r = 0; r < rounds; r++) {
+        const order = r % 2 === 0 ? SIDES : [...SIDES].reverse();
+        for (const side of order) {
+          process.stderr.write(`${c.label}, batch ${c.batch}, round ${r + 1}/${rounds}: ${SIDE_NAME[side]}... `);
+          const res = run(side, c, extra);
+          process.stderr.write(`${f0(res.msPerStep)} ms/step (min ${f0(res.minMs)}), peak RSS ${gib(res.peakRssBytes)}` +
+            `${res.peakGpuBytes !== undefined ? `, peak GPU ${gib(res.peakGpuBytes)}` : ''}\n`);
+          (runs[side] ??= []).push(res);
+        }
+      }
+    } finally {
+      if (init) fs.rmSync(init, { force: true });
+    }
+    const r: Partial<Record<Side, Result>> = {};
+    for (const side of SIDES) r[side] = pool(runs[side]!, c.batch);
+    results.push({ c, r });
   }
   loads.push(os.loadavg());
   const out = report(results, started, loads);

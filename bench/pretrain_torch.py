@@ -29,6 +29,7 @@ allocated GPU memory.
 import argparse
 import json
 import math
+import os
 import re
 import statistics
 import sys
@@ -238,7 +239,7 @@ class SemAIM(nn.Module):
         pred = self.prediction_head(self.norm(g))
         t = target.gather(1, ids.unsqueeze(-1).expand(B, N, target.shape[-1]))
         loss_sorted = (pred.float() - t).square().mean(-1)
-        patch_loss = torch.zeros(B, N, device=images.device).scatter(1, ids, loss_sorted)  # row-major, as returned
+        patch_loss = torch.zeros(B, N, device=images.device, dtype=loss_sorted.dtype).scatter(1, ids, loss_sorted)  # row-major, as returned
         return patch_loss.mean(), patch_loss
 
 
@@ -278,6 +279,9 @@ def main():
     ap.add_argument('--phases', action='store_true', help='synchronise and time phases on CUDA too')
     ap.add_argument('--verbose', action='store_true', help='one line per step on stderr')
     ap.add_argument('--count-ops', action='store_true', help='count ATen ops of one step with the profiler')
+    ap.add_argument('--init-weights', default=None, help='initial parameters (and optionally data.images) from a safetensors file')
+    ap.add_argument('--data-seed', type=int, default=None, help='images from a CPU generator with this seed (else the global RNG)')
+    ap.add_argument('--log-losses', type=int, default=0, help='report the first N step losses (warm-up steps included)')
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -290,7 +294,13 @@ def main():
     sync = (lambda: torch.cuda.synchronize()) if cuda else (lambda: None)
 
     D, depth, heads = PRESETS[a.preset]
-    model = SemAIM(a.img, a.patch, D, depth, heads, a.decoder_depth).init_weights().to(dev)
+    model = SemAIM(a.img, a.patch, D, depth, heads, a.decoder_depth).init_weights()
+    extra = {}
+    if a.init_weights:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from pretrain_authors import load_init
+        extra = load_init(model, a.init_weights)
+    model.to(dev)
     n_params = sum(p.numel() for p in model.parameters())
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -300,7 +310,15 @@ def main():
                             lr=lr, betas=(0.9, 0.95))
     gen = torch.Generator(device='cpu')
     gen.manual_seed(a.seed + 7919)
-    images = torch.randn(a.batch, 3, a.img, a.img, device=dev)
+    if 'data.images' in extra:
+        images = extra['data.images'].float().to(dev)
+        assert tuple(images.shape) == (a.batch, 3, a.img, a.img), images.shape
+    elif a.data_seed is not None:
+        dgen = torch.Generator(device='cpu')
+        dgen.manual_seed(a.data_seed)
+        images = torch.randn(a.batch, 3, a.img, a.img, generator=dgen).to(dev)
+    else:
+        images = torch.randn(a.batch, 3, a.img, a.img, device=dev)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     autocast = (lambda: torch.autocast('cuda', dtype=torch.bfloat16)) if cuda else None
@@ -342,8 +360,8 @@ def main():
         return loss.item()
 
     losses, rows = [], []
-    for s in range(a.warmup + a.steps):
-        losses.append(step(rows if s >= a.warmup else None))
+    for s in range(max(a.warmup + a.steps, a.log_losses)):
+        losses.append(step(rows if a.warmup <= s < a.warmup + a.steps else None))
     med = lambda i: statistics.median(r[i] for r in rows) * 1e3  # noqa: E731
     ms = med(0)
     out = {
@@ -358,11 +376,13 @@ def main():
         'cpuMsPerStep': med(5),
         'minCpuMs': min(r[5] for r in rows) * 1e3,
         'phasesMs': {'order': med(1), 'forward': med(2), 'backward': med(3), 'optimizer': med(4)} if phases else None,
-        'firstLoss': losses[0], 'lastLoss': losses[-1],
+        'firstLoss': losses[0], 'lastLoss': losses[a.warmup + a.steps - 1],
         'allFinite': all(math.isfinite(x) for x in losses),
         'peakRssBytes': proc_status('VmHWM'),
         'torch': torch.__version__, 'python': sys.version.split()[0], 'sdpa': USE_SDPA,
     }
+    if a.log_losses:
+        out['losses'] = losses[:a.log_losses]
     if cuda:
         out['peakGpuBytes'] = torch.cuda.max_memory_allocated()
     if a.count_ops:

@@ -5,6 +5,7 @@
 //
 //   node dist/bench/pretrain_worker.js --preset vit_tiny --img 32 --patch 4 --decoder-depth 12 \
 //        --batch 64 --warmup 2 --steps 10 --threads 2 [--device cuda] [--phases] [--count-ops] [--no-yield] [--verbose]
+//        [--init-weights FILE.safetensors] [--data-seed S] [--log-losses N]
 //
 // Phases (order / forward / backward / optimizer) are timed on every CPU step (the host waits for
 // every op anyway); on CUDA only with --phases, which synchronises between phases.
@@ -13,6 +14,7 @@ import * as torch from '../src/torch';
 import { native } from '../src/torch/native';
 import { SemAIM, makeConfig } from '../src/semaim';
 import { AdamW, clipGradNorm, paramGroupsWeightDecay, scaleLr } from '../src/optim';
+import { loadTensors } from '../src/io';
 
 function opt(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -52,6 +54,11 @@ function procStatus(key: 'VmHWM' | 'VmRSS'): number {
   return m ? Number(m[1]) * 1024 : NaN;
 }
 const verbose = flag('verbose');
+// Same initial weights / images as the PyTorch sides (a safetensors file with our parameter names and
+// optionally `data.images`), images from a seeded CPU generator, and the first N step losses.
+const initWeights = opt('init-weights', '');
+const dataSeed = opt('data-seed', '');
+const logLosses = Number(opt('log-losses', '0'));
 
 /** Counts calls into the addon (each is one or a few ATen ops) by wrapping every native function. */
 const opCounts = new Map<string, number>();
@@ -77,6 +84,15 @@ async function main(): Promise<void> {
     order: { type: 'semantic', source: 'online', filter: true, lambda: 0.01 },
   });
   const model = new SemAIM(cfg).initWeights();
+  let fileImages: torch.Tensor | null = null;
+  if (initWeights) {
+    const { tensors } = loadTensors(initWeights);
+    const own = new Map(model.namedParameters());
+    for (const k of own.keys()) if (!tensors.has(k)) throw new Error(`${initWeights}: parameter ${k} missing`);
+    model.loadStateDict(new Map([...tensors].filter(([k]) => own.has(k))), { strict: false });
+    fileImages = tensors.get('data.images') ?? null;
+    for (const [k, t] of tensors) if (k !== 'data.images') t.dispose();
+  }
   model.to({ device });
   const params = model.namedParameters();
   const nParams = [...params].reduce((s, [, p]) => s + p.numel, 0);
@@ -84,7 +100,10 @@ async function main(): Promise<void> {
   const groups = paramGroupsWeightDecay(model.namedParameters(), { weightDecay: 0.05, noWeightDecay: ['cls_token', 'pos_embed'] });
   const optimizer = new AdamW(groups, { lr, betas: [0.9, 0.95], weightDecay: 0.05 });
   const orderGen = new torch.Generator(seed + 7919);
-  const images = torch.keep(torch.randn([batch, 3, img, img], { device }));
+  const images = torch.keep(fileImages ? fileImages.to({ dtype: 'float32', device })
+    : dataSeed ? torch.randn([batch, 3, img, img], { generator: new torch.Generator(Number(dataSeed)) }).to({ device })
+      : torch.randn([batch, 3, img, img], { device }));
+  fileImages?.dispose();
   const lossSum = torch.keep(torch.zeros([], { device }));
   const allFinite = torch.keep(torch.ones([], { dtype: 'bool', device }));
   const autocast = <T>(fn: () => T): T => (cuda ? torch.autocast({ device: 'cuda', dtype: 'bfloat16' }, fn) : fn());
@@ -92,7 +111,7 @@ async function main(): Promise<void> {
 
   const rows: { cpu: number; total: number; order: number; forward: number; backward: number; optimizer: number }[] = [];
   const losses: number[] = [];
-  for (let s = 0; s < warmup + steps; s++) {
+  for (let s = 0; s < Math.max(warmup + steps, logLosses); s++) {
     if (yieldEachStep) await yieldToEventLoop();
     counting = countOps && s === warmup; // one measured step
     sync();
@@ -122,7 +141,7 @@ async function main(): Promise<void> {
     const t4 = now();
     const c4 = cpuNow();
     counting = false;
-    if (s >= warmup) rows.push({ cpu: c4 - c0, total: t4 - t0, order: t1 - t0, forward: t2 - t1, backward: t3 - t2, optimizer: t4 - t3 });
+    if (s >= warmup && s < warmup + steps) rows.push({ cpu: c4 - c0, total: t4 - t0, order: t1 - t0, forward: t2 - t1, backward: t3 - t2, optimizer: t4 - t3 });
     losses.push(lossSum.item());
     lossSum.zero_();
     if (verbose) {
@@ -151,7 +170,8 @@ async function main(): Promise<void> {
       optimizer: median(rows.map((r) => r.optimizer)),
     } : null,
     firstLoss: losses[0],
-    lastLoss: losses[losses.length - 1],
+    lastLoss: losses[warmup + steps - 1],
+    ...(logLosses ? { losses: losses.slice(0, logLosses) } : {}),
     allFinite: allFinite.item() as unknown as boolean,
     peakRssBytes: procStatus('VmHWM'),
     libtorch: torch.version().torch,
