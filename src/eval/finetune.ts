@@ -20,6 +20,7 @@ import { Augment, LabelledData, batchesPerEpoch } from './data';
 import { EncoderSource, loadEncoderTensors, resolveEncoder } from './encoder';
 import { Mixup, softTargetCrossEntropy } from './mix';
 import { validateEval } from './options';
+import { StopReason, afterStep, catchStopSignals } from '../train/step-control';
 
 export interface FinetuneData {
   train: LabelledData;
@@ -37,7 +38,7 @@ export interface FinetuneHooks {
 export interface FinetuneResult {
   outDir: string;
   steps: number;
-  stoppedBy: 'finished' | 'maxSteps' | 'signal' | 'nonfinite';
+  stoppedBy: StopReason;
   /** Test accuracy of the final model (null when stopped before the end). */
   accuracy: Accuracy | null;
   /** Test accuracy of the EMA model (with --ema). */
@@ -189,9 +190,7 @@ export async function finetune(o: OptionValues, data: FinetuneData, hooks: Finet
   let lastTop1: number | null = null;
 
   const stop = hooks.stop ?? { requested: false };
-  const onSignal = () => { stop.requested = true; };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const releaseSignals = catchStopSignals(stop);
 
   const saveCheckpoint = (epoch: number, batch: number) => {
     if (!allFinite.item()) return;
@@ -285,29 +284,20 @@ export async function finetune(o: OptionValues, data: FinetuneData, hooks: Finet
         step++;
         hooks.onStep?.(step);
 
-        if (step % (o.logEvery as number) === 0 || step === totalSteps) {
-          if (!flushMetrics(epoch + batchIndex / (perEpoch * accum))) {
-            stoppedBy = 'nonfinite';
-            log(`\nstopping: the loss became NaN/Inf by step ${step} (lr ${optimizer.paramGroups[optimizer.paramGroups.length - 1].lr}). ` +
-              `The last good checkpoint is ${lastCheckpoint ?? '(none yet)'}; lower --blr, raise --warmup-epochs, or use --precision fp32.`);
-            break outer;
-          }
-        }
-        const epochEnd = batchIndex >= perEpoch * accum;
-        if (epochEnd && step < totalSteps && (o.evalEvery as number) > 0 && (epoch + 1) % (o.evalEvery as number) === 0) await evaluate(epoch + 1);
-        if (step % (o.checkpointEvery as number) === 0 || (epochEnd && step < totalSteps)) {
-          saveCheckpoint(epochEnd ? epoch + 1 : epoch, epochEnd ? 0 : batchIndex);
-        }
-        if (step >= totalSteps) {
-          stoppedBy = totalSteps < Math.ceil(epochs * perEpoch) ? 'maxSteps' : 'finished';
+        const evalEvery = o.evalEvery as number;
+        const next = await afterStep(
+          { step, epoch, batchIndex, perEpoch, accum, totalSteps, plannedSteps: Math.ceil(epochs * perEpoch), logEvery: o.logEvery as number, checkpointEvery: o.checkpointEvery as number },
+          {
+            flushMetrics, saveCheckpoint, stopRequested: () => stop.requested, lastCheckpoint: () => lastCheckpoint, log,
+            lr: () => optimizer.paramGroups[optimizer.paramGroups.length - 1].lr,
+            onEpochEnd: async (done) => { if (evalEvery > 0 && done % evalEvery === 0) await evaluate(done); },
+          },
+        );
+        if (next === 'epochEnd') break;
+        if (next !== null) {
+          stoppedBy = next;
           break outer;
         }
-        if (stop.requested) {
-          stoppedBy = 'signal';
-          log(`\nstopping on request at step ${step}: writing a checkpoint`);
-          break outer;
-        }
-        if (epochEnd) break;
       }
     }
     if (stoppedBy !== 'nonfinite') {
@@ -316,8 +306,7 @@ export async function finetune(o: OptionValues, data: FinetuneData, hooks: Finet
       saveCheckpoint(Math.floor(step / perEpoch), (step % perEpoch) * accum);
     }
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    releaseSignals();
     progress.done();
     lossSum.dispose();
     allFinite.dispose();

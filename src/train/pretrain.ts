@@ -14,6 +14,7 @@ import { CheckpointManager } from './checkpoint';
 import { EMA } from './ema';
 import { MetricsLog } from './metrics';
 import { Progress } from './progress';
+import { StopReason, afterStep, catchStopSignals } from './step-control';
 import { modelConfigFrom, validatePretrain } from './pretrain-config';
 
 export interface TrainBatch {
@@ -36,7 +37,7 @@ export interface PretrainResult {
   steps: number;
   firstLoss: number;
   lastLoss: number;
-  stoppedBy: 'finished' | 'maxSteps' | 'signal' | 'nonfinite';
+  stoppedBy: StopReason;
   checkpoint: string | null;
 }
 
@@ -129,9 +130,7 @@ export async function pretrain(o: OptionValues, data: TrainData, hooks: Pretrain
   let lastCheckpoint: string | null = latest?.dir ?? null;
 
   const stop = hooks.stop ?? { requested: false };
-  const onSignal = () => { stop.requested = true; };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const releaseSignals = catchStopSignals(stop);
 
   const saveCheckpoint = (epoch: number, batch: number) => {
     // Never checkpoint weights after a non-finite loss.
@@ -216,28 +215,15 @@ export async function pretrain(o: OptionValues, data: TrainData, hooks: Pretrain
         // and a loader that always has the next batch ready would otherwise never yield.
         await new Promise((resolve) => setImmediate(resolve));
 
-        if (step % (o.logEvery as number) === 0 || step === totalSteps) {
-          if (!flushMetrics(epoch + batchIndex / (perEpoch * accum))) {
-            stoppedBy = 'nonfinite';
-            log(`\nstopping: the loss became NaN/Inf by step ${step} (lr ${optimizer.paramGroups[0].lr}). ` +
-              `The last good checkpoint is ${lastCheckpoint ?? '(none yet)'}; lower --blr, raise --warmup-epochs, or use --precision fp32.`);
-            break outer;
-          }
-        }
-        const epochEnd = batchIndex >= perEpoch * accum;
-        if (step % (o.checkpointEvery as number) === 0 || (epochEnd && step < totalSteps)) {
-          saveCheckpoint(epochEnd ? epoch + 1 : epoch, epochEnd ? 0 : batchIndex);
-        }
-        if (step >= totalSteps) {
-          stoppedBy = totalSteps < Math.ceil(epochs * perEpoch) ? 'maxSteps' : 'finished';
+        const next = await afterStep(
+          { step, epoch, batchIndex, perEpoch, accum, totalSteps, plannedSteps: Math.ceil(epochs * perEpoch), logEvery: o.logEvery as number, checkpointEvery: o.checkpointEvery as number },
+          { flushMetrics, saveCheckpoint, stopRequested: () => stop.requested, lr: () => optimizer.paramGroups[0].lr, lastCheckpoint: () => lastCheckpoint, log },
+        );
+        if (next === 'epochEnd') break;
+        if (next !== null) {
+          stoppedBy = next;
           break outer;
         }
-        if (stop.requested) {
-          stoppedBy = 'signal';
-          log(`\nstopping on request at step ${step}: writing a checkpoint`);
-          break outer;
-        }
-        if (epochEnd) break;
       }
     }
     if (stoppedBy !== 'nonfinite') {
@@ -246,8 +232,7 @@ export async function pretrain(o: OptionValues, data: TrainData, hooks: Pretrain
       saveCheckpoint(epochNow, (step % perEpoch) * accum);
     }
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    releaseSignals();
     progress.done();
     await data.close();
     lossSum.dispose();
