@@ -30,8 +30,6 @@ import argparse
 import json
 import math
 import os
-import re
-import statistics
 import sys
 import time
 
@@ -39,13 +37,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-PRESETS = {
-    'vit_tiny': (192, 12, 3),
-    'vit_small': (384, 12, 6),
-    'vit_base': (768, 12, 12),
-    'vit_large': (1024, 24, 16),
-    'vit_huge': (1280, 32, 16),
-}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_common import PRESETS, load_init, proc_status, add_common_args, bench_images, run_and_summarise  # noqa: E402
+
 LN_EPS = 1e-6
 USE_SDPA = False  # set in main(): CUDA with torch >= 2.0
 
@@ -245,12 +239,6 @@ class SemAIM(nn.Module):
 
 # --------------------------------------------------------------------------- bench
 
-def proc_status(key):
-    with open('/proc/self/status') as f:
-        m = re.search(key + r':\s+(\d+)\s+kB', f.read())
-    return int(m.group(1)) * 1024 if m else None
-
-
 def count_aten_ops(fn):
     """Number of ATen ops dispatched by fn (forward and backward), via the profiler."""
     from torch.profiler import profile, ProfilerActivity
@@ -266,22 +254,8 @@ def count_aten_ops(fn):
 def main():
     global USE_SDPA
     ap = argparse.ArgumentParser()
-    ap.add_argument('--preset', default='vit_tiny')
-    ap.add_argument('--img', type=int, default=32)
-    ap.add_argument('--patch', type=int, default=4)
-    ap.add_argument('--decoder-depth', type=int, default=12)
-    ap.add_argument('--batch', type=int, default=64)
-    ap.add_argument('--warmup', type=int, default=2)
-    ap.add_argument('--steps', type=int, default=10)
-    ap.add_argument('--threads', type=int, default=2)
-    ap.add_argument('--device', default='cpu')
-    ap.add_argument('--seed', type=int, default=0)
-    ap.add_argument('--phases', action='store_true', help='synchronise and time phases on CUDA too')
-    ap.add_argument('--verbose', action='store_true', help='one line per step on stderr')
+    add_common_args(ap)
     ap.add_argument('--count-ops', action='store_true', help='count ATen ops of one step with the profiler')
-    ap.add_argument('--init-weights', default=None, help='initial parameters (and optionally data.images) from a safetensors file')
-    ap.add_argument('--data-seed', type=int, default=None, help='images from a CPU generator with this seed (else the global RNG)')
-    ap.add_argument('--log-losses', type=int, default=0, help='report the first N step losses (warm-up steps included)')
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -297,8 +271,6 @@ def main():
     model = SemAIM(a.img, a.patch, D, depth, heads, a.decoder_depth).init_weights()
     extra = {}
     if a.init_weights:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        from pretrain_authors import load_init
         extra = load_init(model, a.init_weights)
     model.to(dev)
     n_params = sum(p.numel() for p in model.parameters())
@@ -310,15 +282,7 @@ def main():
                             lr=lr, betas=(0.9, 0.95))
     gen = torch.Generator(device='cpu')
     gen.manual_seed(a.seed + 7919)
-    if 'data.images' in extra:
-        images = extra['data.images'].float().to(dev)
-        assert tuple(images.shape) == (a.batch, 3, a.img, a.img), images.shape
-    elif a.data_seed is not None:
-        dgen = torch.Generator(device='cpu')
-        dgen.manual_seed(a.data_seed)
-        images = torch.randn(a.batch, 3, a.img, a.img, generator=dgen).to(dev)
-    else:
-        images = torch.randn(a.batch, 3, a.img, a.img, device=dev)
+    images = bench_images(a, extra, dev)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     autocast = (lambda: torch.autocast('cuda', dtype=torch.bfloat16)) if cuda else None
@@ -359,32 +323,8 @@ def main():
                   f'HWM {proc_status("VmHWM") / 2**20:.0f} MiB', file=sys.stderr)
         return loss.item()
 
-    losses, rows = [], []
-    for s in range(max(a.warmup + a.steps, a.log_losses)):
-        losses.append(step(rows if a.warmup <= s < a.warmup + a.steps else None))
-    med = lambda i: statistics.median(r[i] for r in rows) * 1e3  # noqa: E731
-    ms = med(0)
-    out = {
-        'side': 'pytorch',
-        'preset': a.preset, 'img': a.img, 'patch': a.patch, 'decoderDepth': a.decoder_depth, 'batch': a.batch,
-        'warmup': a.warmup, 'steps': a.steps, 'threads': torch.get_num_threads(), 'device': a.device,
-        'params': n_params,
-        'msPerStep': ms,
-        'minMs': min(r[0] for r in rows) * 1e3,
-        'imgPerSec': a.batch * 1000 / ms,
-        'stepsMs': [round(r[0] * 1e3, 1) for r in rows],
-        'cpuMsPerStep': med(5),
-        'minCpuMs': min(r[5] for r in rows) * 1e3,
-        'phasesMs': {'order': med(1), 'forward': med(2), 'backward': med(3), 'optimizer': med(4)} if phases else None,
-        'firstLoss': losses[0], 'lastLoss': losses[a.warmup + a.steps - 1],
-        'allFinite': all(math.isfinite(x) for x in losses),
-        'peakRssBytes': proc_status('VmHWM'),
-        'torch': torch.__version__, 'python': sys.version.split()[0], 'sdpa': USE_SDPA,
-    }
-    if a.log_losses:
-        out['losses'] = losses[:a.log_losses]
-    if cuda:
-        out['peakGpuBytes'] = torch.cuda.max_memory_allocated()
+    out = run_and_summarise(step, a, 'pytorch', n_params, phases, cuda)
+    out['sdpa'] = USE_SDPA
     if a.count_ops:
         counts = count_aten_ops(lambda: step())
         out['atenOps'] = sum(counts.values())
