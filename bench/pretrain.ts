@@ -140,7 +140,7 @@ function run(side: Side, c: Config, extra: string[]): Result {
 function sharedInit(c: Config): string {
   const file = path.join(os.tmpdir(), `semaim-bench-init-${process.pid}-${c.preset}-${c.img}-${c.batch}.safetensors`);
   spawnJSON(PY, [SCRIPTS.authors[1], ...workerArgs(c).filter((_, i, a) => a[i] !== '--device' && a[i - 1] !== '--device'),
-    '--device', 'cpu', '--steps', '0', '--data-seed', '0', '--save-init', file]);
+    '--device', 'cpu', '--steps', '0', '--data-seed', '0', '--save-init', file, '--noise-steps', String(Math.max(warmup + c.steps, logLosses))]);
   return file;
 }
 
@@ -242,7 +242,7 @@ function report(results: Row[], started: Date, loads: number[][]): string {
     if (new Set(params).size > 1) extra.push(`- **${c.label}, batch ${c.batch}: parameter counts differ (${sides.map((s, i) => `${s} ${params[i]}`).join(', ')}).**`);
     extra.push(`- ${c.label}, batch ${c.batch}: ${(params[0] / 1e6).toFixed(2)} M parameters; first-step loss ` +
       sides.map((s) => `${SIDE_NAME[s]} ${r[s]!.firstLoss.toPrecision(6)}`).join(', ') +
-      (r.authors ? ' (same weights and images from the authors\' script\'s --save-init file; order noise drawn by each side\'s own RNG)' : '') + '.');
+      (r.authors ? ' (same weights and images from the authors\' script\'s --save-init file; the same order noise per step)' : '') + '.');
     if (logLosses > 0 && r.authors) {
       const pairs: Array<[string, Side, Side]> = [['TS vs authors\'', 'ts', 'authors'], ['ours-PyTorch vs authors\'', 'pytorch', 'authors'], ['TS vs ours-PyTorch', 'ts', 'pytorch']];
       const parts = pairs.map(([name, a, b]) => {

@@ -303,6 +303,8 @@ def main():
     ap.add_argument('--decay-cls-token', action='store_true', help="timm's no-decay set (the authors' code decays cls_token)")
     ap.add_argument('--no-amp', action='store_true', help='no fp16 autocast / GradScaler on CUDA')
     ap.add_argument('--save-init', default=None, help='write the initial parameters and data.images to a safetensors file (then exit if --steps 0)')
+    ap.add_argument('--noise-steps', type=int, default=0,
+                    help='with --save-init: also write data.noise, U(0,1) order noise [K, batch, N] for K steps, so every side orders alike')
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -326,6 +328,10 @@ def main():
     if a.save_init:  # the parameters and the images, for the other sides' --init-weights
         state = {k: v for k, v in model.state_dict().items()}
         state['data.images'] = images
+        if a.noise_steps > 0:
+            ngen = torch.Generator(device='cpu')
+            ngen.manual_seed(a.seed + 104729)
+            state['data.noise'] = torch.rand(a.noise_steps, a.batch, (a.img // a.patch) ** 2, generator=ngen)
         write_safetensors(a.save_init, state, {'source': 'bench/pretrain_authors.py --save-init'})
         if a.steps == 0:
             print(json.dumps({'saved': a.save_init}))
@@ -333,17 +339,22 @@ def main():
     if cuda:
         torch.cuda.reset_peak_memory_stats()
 
+    shared_noise = extra.get('data.noise')  # [K, B, N]: the same order noise on every side
+    done = [0]
+
     def step(times=None):
         sync()
         c0 = time.process_time()
         t0 = time.perf_counter()
         for gr in opt.param_groups:
             gr['lr'] = lr
+        noise = None if shared_noise is None else shared_noise[done[0] % shared_noise.shape[0]].to(dev)
+        done[0] += 1
         # the authors' engine: eval mode, no grad, outside autocast
         model.eval()
         with torch.no_grad():
             _, S, _ = model.forward_encoder(images)
-            order = model.attention_center_order(S)
+            order = model.attention_center_order(S, noise)
         model.train()
         if phases:
             sync()

@@ -190,7 +190,7 @@ class SemAIM(nn.Module):
         return self.norm(x)
 
     @torch.no_grad()
-    def semantic_order(self, images, generator, lam=0.01):
+    def semantic_order(self, images, generator, lam=0.01, noise=None):
         was = self.training
         self.eval()
         z = F.normalize(self.forward_features(images), dim=-1)
@@ -203,9 +203,10 @@ class SemAIM(nn.Module):
         rows, cols = (idx / g).floor(), idx.remainder(g)
         cy, cx = (c / g).floor().unsqueeze(1), c.remainder(g).unsqueeze(1)
         d = ((cy - rows) ** 2 + (cx - cols) ** 2).sqrt()
-        noise = torch.rand(B, N, generator=generator, device=images.device) if images.device.type == 'cpu' \
-            else torch.rand(B, N, generator=generator, device='cpu').to(images.device)
-        return d + lam * noise
+        if noise is None:
+            noise = torch.rand(B, N, generator=generator, device=images.device) if images.device.type == 'cpu' \
+                else torch.rand(B, N, generator=generator, device='cpu').to(images.device)
+        return d + lam * noise.to(d.dtype)
 
     @torch.no_grad()
     def targets(self, images):
@@ -287,13 +288,18 @@ def main():
         torch.cuda.reset_peak_memory_stats()
     autocast = (lambda: torch.autocast('cuda', dtype=torch.bfloat16)) if cuda else None
 
+    shared_noise = extra.get('data.noise')  # [K, B, N]: the same order noise on every side
+    done = [0]
+
     def step(times=None):
         sync()
         c0 = time.process_time()
         t0 = time.perf_counter()
         for gr in opt.param_groups:
             gr['lr'] = lr
-        order = model.semantic_order(images, gen)
+        noise = None if shared_noise is None else shared_noise[done[0] % shared_noise.shape[0]].to(dev)
+        done[0] += 1
+        order = model.semantic_order(images, gen, noise=noise)
         if phases:
             sync()
         t1 = time.perf_counter()

@@ -85,13 +85,15 @@ async function main(): Promise<void> {
   });
   const model = new SemAIM(cfg).initWeights();
   let fileImages: torch.Tensor | null = null;
+  let fileNoise: torch.Tensor | null = null; // [K, B, N] order noise shared with the other sides
   if (initWeights) {
     const { tensors } = loadTensors(initWeights);
     const own = new Map(model.namedParameters());
     for (const k of own.keys()) if (!tensors.has(k)) throw new Error(`${initWeights}: parameter ${k} missing`);
     model.loadStateDict(new Map([...tensors].filter(([k]) => own.has(k))), { strict: false });
     fileImages = tensors.get('data.images') ?? null;
-    for (const [k, t] of tensors) if (k !== 'data.images') t.dispose();
+    fileNoise = tensors.get('data.noise') ?? null;
+    for (const [k, t] of tensors) if (k !== 'data.images' && k !== 'data.noise') t.dispose();
   }
   model.to({ device });
   const params = model.namedParameters();
@@ -122,7 +124,8 @@ async function main(): Promise<void> {
     let t3 = 0;
     torch.scope(() => {
       optimizer.setLr(lr);
-      const { order } = model.makeOrder(images, { generator: orderGen });
+      const noise = fileNoise ? fileNoise.select(0, s % fileNoise.shape[0]).to({ device }) : undefined;
+      const { order } = model.makeOrder(images, { generator: orderGen, noise });
       if (phases) { sync(); t1 = now(); }
       const out = autocast(() => model.forward(images, order));
       const loss = out.loss.div(1);
