@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # On a machine with CUDA PyTorch (pip) and a node binary: builds the addon against that libtorch and
 # runs the engine and model tests on cuda. Usage:
-#   NODE_XZ=node-v20-linux-x64.tar.xz bash scripts/gpu-check.sh     (or with `node` on PATH)
-# Needs node_modules (node-addon-api, node-gyp, typescript) carried from a machine with npm.
+#   bash scripts/gpu-check.sh                     (node on PATH, node_modules and dist/ present)
+#   NODE_XZ=node-v20-linux-x64.tar.xz bash scripts/gpu-check.sh
+# Without node-gyp (a machine without npm) the addon is built by scripts/build-addon.sh; without
+# TypeScript, the carried dist/ is used. scripts/gpu-session.sh wraps all of this for one device call.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v node >/dev/null 2>&1; then
@@ -16,7 +18,11 @@ export LIBTORCH="$TORCH_DIR"
 echo "== $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo 'no nvidia-smi')"
 echo "== torch $($PY -c 'import torch;print(torch.__version__, torch.version.cuda)') at $TORCH_DIR; node $(node --version)"
 node native/find-libtorch.js
-time node node_modules/node-gyp/bin/node-gyp.js rebuild -j "$(nproc)"
-node node_modules/typescript/bin/tsc -p tsconfig.json
+if [ -f node_modules/node-gyp/bin/node-gyp.js ]; then
+  time node node_modules/node-gyp/bin/node-gyp.js rebuild -j "$(nproc)"
+else
+  time bash scripts/build-addon.sh
+fi
+if [ -f node_modules/typescript/bin/tsc ]; then node node_modules/typescript/bin/tsc -p tsconfig.json; fi
 node -e 'const t=require("./dist/src/torch");console.log("cuda available:",t.cuda.isAvailable(),"devices:",t.cuda.deviceCount())'
 node scripts/run-tests.js cuda.test torch/ semaim/ optim/

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# One device call for a GPU session (issues #2 and #8): unpack .gpu/ (scripts/pack-gpu.sh), build the
+# addon against the machine's pip CUDA PyTorch, run the engine/model/optimiser tests with the CUDA ones,
+# then the CUDA pre-training benchmark against both PyTorch references. Logs and the updated
+# docs/BENCHMARKS.md go to $OUT (or .tmp/gpu-out). Usage from the device tool:
+#   run(command="bash scripts/gpu-session.sh", carry=[".gpu"], timeout_s=580)
+# BENCH=0 skips the benchmark; BENCH_ARGS adds flags to it (e.g. "--only base").
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD/.tmp/gpu-out}
+mkdir -p "$OUT" .tmp/node/bin
+if ! command -v node >/dev/null 2>&1; then
+  xz -dc .gpu/node.xz > .tmp/node/bin/node && chmod +x .tmp/node/bin/node
+  export PATH="$PWD/.tmp/node/bin:$PATH"
+fi
+mkdir -p node_modules && cp -rn .gpu/node_modules/* node_modules/ 2>/dev/null
+[ -d dist ] || cp -r .gpu/dist dist
+export NAPI_INCLUDE=${NAPI_INCLUDE:-$PWD/.gpu/napi-include}
+{
+  bash scripts/gpu-check.sh 2>&1 | grep -vE '^ *(duration_ms|\.\.\.|---|type:)' 
+} 2>&1 | tee "$OUT/gpu-check.log"
+if [ "${BENCH:-1}" != 0 ]; then
+  node dist/bench/pretrain.js --device cuda --reference both --write-docs ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-cuda.log"
+  cp docs/BENCHMARKS.md "$OUT/"
+fi

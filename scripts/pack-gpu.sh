@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Packs what a GPU machine without node, npm or network needs into .gpu/ (git-ignored), for one
+# device call: `bash scripts/gpu-session.sh` with carry [".gpu"]. Contents: this node binary (xz),
+# the Node-API C headers, the runtime npm packages the engine, model, tests and benchmark need, and
+# the compiled TypeScript (dist/). Run `npm run build` first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -f dist/src/torch/index.js ] || { echo "pack-gpu: run npm run build first" >&2; exit 1; }
+rm -rf .gpu && mkdir -p .gpu/napi-include .gpu/node_modules
+xz -T0 -6 -c "$(command -v node)" > .gpu/node.xz
+for h in node_api.h node_api_types.h js_native_api.h js_native_api_types.h; do cp "/usr/include/node/$h" .gpu/napi-include/; done
+cp -r node_modules/node-addon-api node_modules/yaml .gpu/node_modules/
+cp -r dist .gpu/dist
+du -sh .gpu
