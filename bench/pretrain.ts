@@ -27,6 +27,8 @@ import * as os from 'node:os';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { PRESETS } from '../src/semaim/config';
+import { peakMatmulFlops, stepFlopsPerImage } from './flops';
 
 const ROOT = path.join(__dirname, '..', '..');
 const PY = '/usr/bin/python3';
@@ -191,7 +193,12 @@ function curveDiff(a?: number[], b?: number[]): { n: number; max: number; meanAb
   return { n, max, meanAbs: sum / n };
 }
 
-function report(results: Row[], started: Date, loads: number[][]): string {
+function flopsOf(c: Config): number {
+  const p = PRESETS[c.preset];
+  return stepFlopsPerImage({ embedDim: p.embedDim, depth: p.depth, decoderDepth: c.decoderDepth, img: c.img, patch: c.patch }).total;
+}
+
+function report(results: Row[], started: Date, loads: number[][], peak: { flops: number; dtype: string; n: number }): string {
   const first = results[0]?.r;
   const args = process.argv.slice(2).filter((a) => a !== '--write-docs');
   const py = first?.pytorch ?? first?.authors;
@@ -209,8 +216,8 @@ function report(results: Row[], started: Date, loads: number[][]): string {
       'on libtorch 1.13 the explicit math path). Authors\'-style (bench/pretrain_authors.py): tokens in image order, explicit N+1 × N+1 -inf masks, ' +
       'the authors\' forward_encoder pass (last block twice), loss.item() every step.',
     '',
-    `| config | batch | side | precision | ms/step (median; min) | img/s | peak RSS | ${cuda ? 'peak GPU | ' : ''}speed vs authors' | TS time / ours-PyTorch time |`,
-    `|---|---:|---|---|---:|---:|---:|${cuda ? '---:|' : ''}---:|---:|`,
+    `| config | batch | side | precision | ms/step (median; min) | img/s | MFU | peak RSS | ${cuda ? 'peak GPU | ' : ''}speed vs authors' | TS time / ours-PyTorch time |`,
+    `|---|---:|---|---|---:|---:|---:|---:|${cuda ? '---:|' : ''}---:|---:|`,
   ];
   for (const { c, r } of results) {
     for (const side of SIDES) {
@@ -220,10 +227,14 @@ function report(results: Row[], started: Date, loads: number[][]): string {
       const vsOurs = side === 'ts' && r.pytorch
         ? `${(x.msPerStep / r.pytorch.msPerStep).toFixed(2)}; ${(x.minMs / r.pytorch.minMs).toFixed(2)}` + (cuda ? '' : ` (≤ 1.15: ${x.msPerStep / r.pytorch.msPerStep <= 1.15 ? 'met' : 'NOT met'})`)
         : '–';
-      lines.push(`| ${c.label} | ${c.batch} | ${SIDE_NAME[side]} | ${SIDE_PRECISION[side]} | ${f0(x.msPerStep)}; ${f0(x.minMs)} | ${f1(x.imgPerSec)} | ` +
+      const mfu = (flopsOf(c) * x.imgPerSec) / peak.flops;
+      lines.push(`| ${c.label} | ${c.batch} | ${SIDE_NAME[side]} | ${SIDE_PRECISION[side]} | ${f0(x.msPerStep)}; ${f0(x.minMs)} | ${f1(x.imgPerSec)} | ${(100 * mfu).toFixed(1)}% | ` +
         `${gib(x.peakRssBytes)} | ${cuda ? gib(x.peakGpuBytes) + ' | ' : ''}${vsAuthors} | ${vsOurs} |`);
     }
   }
+  lines.push('', `MFU = model FLOPs per image per step × img/s ÷ the measured peak matmul rate of this device: ${(peak.flops / 1e12).toFixed(1)} TFLOP/s ` +
+    `(${peak.dtype} ${peak.n}×${peak.n} matmuls through the addon, best of 3). FLOPs (bench/flops.ts): matmuls only, causal attention counted half, ` +
+    `backward 2× forward, plus the no-grad similarity pass: ${[...new Map(results.map(({ c }) => [c.label, c])).values()].map((c) => `${c.label} ${(flopsOf(c) / 1e9).toFixed(1)} GFLOP`).join(', ')} per image per step.`);
   lines.push('', `Median phase times (ms) and CPU time per step (ms, user + system, all threads; median of the rounds):`, '',
     '| config | batch | side | order pass | forward | backward | clip + AdamW + zero grad | CPU time/step | steps (ms) |', '|---|---:|---|---:|---:|---:|---:|---:|---|');
   for (const { c, r } of results) {
@@ -326,7 +337,10 @@ function main(): void {
     results.push({ c, r });
   }
   loads.push(os.loadavg());
-  const out = report(results, started, loads);
+  process.stderr.write('peak matmul rate of the device... ');
+  const peak = peakMatmulFlops(device as 'cpu' | 'cuda');
+  process.stderr.write(`${(peak.flops / 1e12).toFixed(2)} TFLOP/s\n`);
+  const out = report(results, started, loads, peak);
   console.log(out);
   if (flag('write-docs')) writeDocs(out);
 }
