@@ -8,6 +8,16 @@
 
 namespace semaim {
 
+#if SEMAIM_TORCH_AT_LEAST(2, 4)
+// The fused AdamW kernel takes one device and one floating dtype per call.
+static bool sameDeviceAndFloatDtype(const std::vector<at::Tensor>& ts) {
+  for (const auto& t : ts) {
+    if (t.device() != ts[0].device() || t.scalar_type() != ts[0].scalar_type()) return false;
+  }
+  return at::isFloatingType(ts[0].scalar_type());
+}
+#endif
+
 // adamwStep(params, grads, expAvgs, expAvgSqs, lr, beta1, beta2, eps, weightDecay, step)
 // Decoupled weight decay, bias-corrected moments (PyTorch's AdamW, amsgrad off).
 FN(adamwStep, {
@@ -23,6 +33,17 @@ FN(adamwStep, {
   if (params.empty()) return info.Env().Undefined();
   // c10:: not at::, whose alias ATen/ATen.h no longer pulls in on 2.x.
   c10::NoGradGuard no_grad;
+#if SEMAIM_TORCH_AT_LEAST(2, 4)
+  // libtorch >= 2.4 has one fused kernel for the whole update (CPU and CUDA): one launch per group
+  // instead of ~10 multi-tensor passes. It wants the step count as a float tensor per parameter.
+  if (sameDeviceAndFloatDtype(params)) {
+    auto steps = at::full({static_cast<int64_t>(params.size())}, static_cast<double>(step),
+                          params[0].options().dtype(at::kFloat));
+    std::vector<at::Tensor> stateSteps = steps.unbind(0);
+    at::_fused_adamw_(params, grads, m, v, {}, stateSteps, lr, b1, b2, wd, eps, /*amsgrad=*/false, /*maximize=*/false);
+    return info.Env().Undefined();
+  }
+#endif
   if (wd != 0) at::_foreach_mul_(params, 1.0 - lr * wd);
   at::_foreach_mul_(m, b1);
   at::_foreach_add_(m, grads, 1.0 - b1);
