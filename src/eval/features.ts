@@ -4,6 +4,7 @@ import * as torch from '../torch';
 import { Tensor } from '../torch';
 import { VisionTransformer } from '../semaim';
 import { Progress } from '../train/progress';
+import { withPrecision } from '../train/precision';
 import { Augment, LabelledData } from './data';
 
 export type FeaturePooling = 'cls' | 'mean';
@@ -30,9 +31,7 @@ export interface ExtractOptions {
 /** Runs the encoder over one batch of images (already on its device). */
 export function encodeBatch(encoder: VisionTransformer, images: Tensor, pooling: FeaturePooling, precision: 'fp32' | 'bf16' = 'fp32'): Tensor {
   return torch.noGrad(() => torch.scope(() => {
-    const run = () => encoder.features(images, pooling);
-    const dev = images.device.startsWith('cuda') ? 'cuda' : 'cpu';
-    const f = precision === 'bf16' ? torch.autocast({ device: dev, dtype: 'bfloat16' }, run) : run();
+    const f = withPrecision(precision, images.device, () => encoder.features(images, pooling));
     return f.float();
   }));
 }

@@ -7,7 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as torch from '../torch';
 import { Tensor } from '../torch';
-import { AdamW, GradScaler, clipGradNorm, fractionalEpoch, paramGroupsLayerDecay, scaleLr, warmupCosine } from '../optim';
+import { AdamW, GradScaler, fractionalEpoch, paramGroupsLayerDecay, scaleLr, warmupCosine } from '../optim';
 import { disposeAll } from '../io';
 import { CheckpointManager } from '../train/checkpoint';
 import { EMA } from '../train/ema';
@@ -21,6 +21,8 @@ import { EncoderSource, loadEncoderTensors, resolveEncoder } from './encoder';
 import { Mixup, softTargetCrossEntropy } from './mix';
 import { validateEval } from './options';
 import { StopReason, afterStep, catchStopSignals } from '../train/step-control';
+import { optimizerStep } from '../train/optimizer-step';
+import { withPrecision } from '../train/precision';
 
 export interface FinetuneData {
   train: LabelledData;
@@ -63,10 +65,7 @@ export async function evaluateClassifier(
     for await (const b of data.batches({ batchSize: o.batchSize, shuffle: false, epoch: 0, augment: 'none' })) {
       torch.noGrad(() => torch.scope(() => {
         const images = torch.tensor(b.images, { shape: b.shape, device });
-        const run = () => model.forward(images);
-        const logits = o.precision === 'bf16' || o.precision === 'fp16'
-          ? torch.autocast({ device: device.startsWith('cuda') ? 'cuda' : 'cpu', dtype: o.precision === 'fp16' ? 'float16' : 'bfloat16' }, run)
-          : run();
+        const logits = withPrecision(o.precision ?? 'fp32', device, () => model.forward(images));
         tally.add(logits, b.labels);
       }));
       progress?.update(tally.result().n);
@@ -239,8 +238,6 @@ export async function finetune(o: OptionValues, data: FinetuneData, hooks: Finet
     return { acc, emaAcc };
   };
 
-  const autocast = <T>(fn: () => T): T =>
-    o.precision === 'fp32' ? fn() : torch.autocast({ device: device.startsWith('cuda') ? 'cuda' : 'cpu', dtype: o.precision === 'fp16' ? 'float16' : 'bfloat16' }, fn);
 
   let final: { acc: Accuracy; emaAcc: Accuracy | null } | null = null;
   model.train();
@@ -257,7 +254,7 @@ export async function finetune(o: OptionValues, data: FinetuneData, hooks: Finet
         torch.scope(() => {
           if (micro === 0) optimizer.setLr(schedule(fractionalEpoch(epoch, batchIndex / accum, perEpoch)));
           const mixed = mixup.apply(images, labels);
-          const logits = autocast(() => model.forward(mixed.images));
+          const logits = withPrecision(o.precision as string, device, () => model.forward(mixed.images));
           const loss = softTargetCrossEntropy(logits, mixed.targets);
           const scaled = loss.div(accum);
           (scaler ? scaler.scale(scaled) : scaled).backward();
@@ -273,14 +270,7 @@ export async function finetune(o: OptionValues, data: FinetuneData, hooks: Finet
         if (micro < accum) continue;
         micro = 0;
 
-        torch.scope(() => {
-          if (scaler) scaler.unscale_(optimizer);
-          if ((o.clipGrad as number) > 0) clipGradNorm(model.namedParameters(), o.clipGrad as number);
-          if (scaler) scaler.step(optimizer); else optimizer.step();
-          scaler?.update();
-          optimizer.zeroGrad();
-          ema?.update();
-        });
+        torch.scope(() => { optimizerStep({ optimizer, scaler, params: model.namedParameters(), clipGrad: o.clipGrad as number, ema }); });
         step++;
         hooks.onStep?.(step);
 

@@ -6,7 +6,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import * as torch from '../torch';
 import { Tensor } from '../torch';
-import { AdamW, GradScaler, clipGradNorm, gradNorm, paramGroupsWeightDecay, warmupCosine, fractionalEpoch, scaleLr } from '../optim';
+import { AdamW, GradScaler, paramGroupsWeightDecay, warmupCosine, fractionalEpoch, scaleLr } from '../optim';
 import { SemAIM, SemAIMConfig, VisionTransformer } from '../semaim';
 import { loadTensors, disposeAll } from '../io';
 import { OptionValues } from '../util/options';
@@ -15,6 +15,8 @@ import { EMA } from './ema';
 import { MetricsLog } from './metrics';
 import { Progress } from './progress';
 import { StopReason, afterStep, catchStopSignals } from './step-control';
+import { optimizerStep } from './optimizer-step';
+import { withPrecision } from './precision';
 import { modelConfigFrom, validatePretrain } from './pretrain-config';
 
 export interface TrainBatch {
@@ -173,8 +175,6 @@ export async function pretrain(o: OptionValues, data: TrainData, hooks: Pretrain
     return finite && Number.isFinite(mean);
   };
 
-  const autocast = <T>(fn: () => T): T =>
-    o.precision === 'fp32' ? fn() : torch.autocast({ device: device.startsWith('cuda') ? 'cuda' : 'cpu', dtype: o.precision === 'fp16' ? 'float16' : 'bfloat16' }, fn);
 
   try {
     outer: for (let epoch = startEpoch; step < totalSteps; epoch++) {
@@ -185,7 +185,7 @@ export async function pretrain(o: OptionValues, data: TrainData, hooks: Pretrain
         torch.scope(() => {
           if (micro === 0) optimizer.setLr(schedule(fractionalEpoch(epoch, batchIndex / accum, perEpoch)));
           const { order } = model.makeOrder(images, { ema: ema?.shadow, generator: orderGen });
-          const out = autocast(() => model.forward(images, order));
+          const out = withPrecision(o.precision as string, device, () => model.forward(images, order));
           const loss = out.loss.div(accum);
           (scaler ? scaler.scale(loss) : loss).backward();
           lossSum.add_(out.loss.detach().float());
@@ -201,12 +201,7 @@ export async function pretrain(o: OptionValues, data: TrainData, hooks: Pretrain
 
         // Optimiser step: clip, update, EMA.
         torch.scope(() => {
-          if (scaler) scaler.unscale_(optimizer);
-          const norm = (o.clipGrad as number) > 0 ? clipGradNorm(model.namedParameters(), o.clipGrad as number) : gradNorm(model.namedParameters());
-          if (scaler) scaler.step(optimizer); else optimizer.step();
-          scaler?.update();
-          optimizer.zeroGrad();
-          ema?.update();
+          const norm = optimizerStep({ optimizer, scaler, params: model.namedParameters(), clipGrad: o.clipGrad as number, ema, measureNorm: true })!;
           if ((step + 1) % (o.logEvery as number) === 0 || step + 1 === totalSteps) lastGradNorm = norm.item();
         });
         step++;
