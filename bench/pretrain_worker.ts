@@ -13,8 +13,10 @@ import * as fs from 'node:fs';
 import * as torch from '../src/torch';
 import { native } from '../src/torch/native';
 import { SemAIM, makeConfig } from '../src/semaim';
-import { AdamW, clipGradNorm, paramGroupsWeightDecay, scaleLr } from '../src/optim';
+import { AdamW, paramGroupsWeightDecay, scaleLr } from '../src/optim';
 import { loadTensors } from '../src/io';
+import { withPrecision } from '../src/train/precision';
+import { optimizerStep } from '../src/train/optimizer-step';
 
 function opt(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -108,7 +110,7 @@ async function main(): Promise<void> {
   fileImages?.dispose();
   const lossSum = torch.keep(torch.zeros([], { device }));
   const allFinite = torch.keep(torch.ones([], { dtype: 'bool', device }));
-  const autocast = <T>(fn: () => T): T => (cuda ? torch.autocast({ device: 'cuda', dtype: 'bfloat16' }, fn) : fn());
+  const precision = cuda ? 'bf16' : 'fp32'; // as `semaim pretrain --precision bf16` on a GPU
   if (cuda) torch.cuda.resetPeakMemory();
 
   const rows: { cpu: number; total: number; order: number; forward: number; backward: number; optimizer: number }[] = [];
@@ -127,7 +129,7 @@ async function main(): Promise<void> {
       const noise = fileNoise ? fileNoise.select(0, s % fileNoise.shape[0]).to({ device }) : undefined;
       const { order } = model.makeOrder(images, { generator: orderGen, noise });
       if (phases) { sync(); t1 = now(); }
-      const out = autocast(() => model.forward(images, order));
+      const out = withPrecision(precision, device, () => model.forward(images, order));
       const loss = out.loss.div(1);
       if (phases) { sync(); t2 = now(); }
       loss.backward();
@@ -135,11 +137,7 @@ async function main(): Promise<void> {
       allFinite.copy_(allFinite.logicalAnd(out.loss.isfinite()));
       if (phases) { sync(); t3 = now(); }
     });
-    torch.scope(() => {
-      clipGradNorm(model.namedParameters(), 3);
-      optimizer.step();
-      optimizer.zeroGrad();
-    });
+    torch.scope(() => { optimizerStep({ optimizer, scaler: null, params: model.namedParameters(), clipGrad: 3 }); }); // the trainer's update
     sync();
     const t4 = now();
     const c4 = cpuNow();

@@ -214,10 +214,6 @@ FN(backstop, {
   return info.Env().Undefined();
 })
 
-FN(isDisposed, {
-  TensorHandle* p = lookup(idArg(info, 0, "isDisposed"));
-  return Napi::Boolean::New(info.Env(), p == nullptr || p->disposed());
-})
 
 // ---------------------------------------------------------------- argument readers
 
@@ -648,7 +644,7 @@ FN(version, {
 })
 
 void registerCore(Napi::Env env, Napi::Object exports) {
-  EXPORT(dispose); EXPORT(backstop); EXPORT(disposedHandle); EXPORT(isDisposed);
+  EXPORT(dispose); EXPORT(backstop); EXPORT(disposedHandle);
   EXPORT(empty); EXPORT(zeros); EXPORT(ones); EXPORT(full); EXPORT(arange); EXPORT(linspace); EXPORT(eye);
   EXPORT(rand); EXPORT(randn); EXPORT(randint); EXPORT(randperm); EXPORT(uniform_); EXPORT(normal_); EXPORT(bernoulli);
   EXPORT(fromBuffer); EXPORT(toBuffer); EXPORT(sharedBuffer); EXPORT(item);
