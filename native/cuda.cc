@@ -25,7 +25,9 @@ FN(cudaMemory, {
   if (torch::cuda::is_available()) {
     int dev = static_cast<int>(argOptInt(info, 0).value_or(0));
     auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(dev);
-    auto agg = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+    // StatType::AGGREGATE is 0 in every version, but the enum moved: c10::cuda::CUDACachingAllocator
+    // (2.1-2.4), c10::CachingDeviceAllocator (2.5 on). Index by value so both compile.
+    constexpr size_t agg = 0;
     alloc = static_cast<double>(stats.allocated_bytes[agg].current);
     peak = static_cast<double>(stats.allocated_bytes[agg].peak);
     reserved = static_cast<double>(stats.reserved_bytes[agg].current);

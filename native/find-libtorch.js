@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Locates libtorch for the addon build (called by binding.gyp).
 // Order: $LIBTORCH, Debian's libtorch-dev, then the libtorch inside a pip PyTorch.
-// Usage: node native/find-libtorch.js include|libdir|libs|cflags|ldflags|info
+// Usage: node native/find-libtorch.js include|libdir|std|cflags|ldflags|info
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
@@ -88,14 +88,54 @@ function cxx11Abi(libdir) {
   }
 }
 
+// The C++ standard libtorch's headers demand: ATen.h refuses older ones with
+// `#if __cplusplus < 201402L` (1.13), `< 201703L` (2.x) or `< 202002L` (2.10 and later).
+function cxxStandard(include) {
+  try {
+    const aten = fs.readFileSync(path.join(include[0], 'ATen', 'ATen.h'), 'utf8');
+    const m = /__cplusplus\s*<\s*(\d{6})L/.exec(aten);
+    if (m && Number(m[1]) >= 202002) return 'c++20';
+  } catch { /* fall through */ }
+  return 'c++17';
+}
+
+// A CUDA libtorch's c10/cuda headers include the CUDA runtime's (cuda_runtime_api.h), which a pip
+// PyTorch does not ship: they come from the CUDA toolkit ($CUDA_HOME, /usr/local/cuda) or from the
+// nvidia-cuda-runtime pip package next to torch (site-packages/nvidia/cuda_runtime/include).
+function cudaIncludes(t) {
+  const dirs = [];
+  const add = (d) => { if (d && fs.existsSync(path.join(d, 'cuda_runtime_api.h')) && !dirs.includes(d)) dirs.push(d); };
+  if (t.include.some((d) => fs.existsSync(path.join(d, 'cuda_runtime_api.h')))) return dirs;
+  for (const env of ['CUDA_HOME', 'CUDA_PATH']) if (process.env[env]) add(path.join(process.env[env], 'include'));
+  const sitePackages = path.dirname(path.dirname(t.include[0])); // <site-packages>/torch/include
+  const nvidia = path.join(sitePackages, 'nvidia');
+  if (fs.existsSync(nvidia)) {
+    add(path.join(nvidia, 'cuda_runtime', 'include'));
+    add(path.join(nvidia, 'cu13', 'include'));
+    for (const d of fs.readdirSync(nvidia)) add(path.join(nvidia, d, 'include'));
+  }
+  add('/usr/local/cuda/include');
+  try {
+    const nvcc = execFileSync('sh', ['-c', 'command -v nvcc'], { encoding: 'utf8' }).trim();
+    if (nvcc) add(path.join(path.dirname(path.dirname(fs.realpathSync(nvcc))), 'include'));
+  } catch { /* no nvcc */ }
+  add('/usr/include');
+  return dirs;
+}
+
 const t = locate();
 const cuda = has(t.libdir, 'torch_cuda');
 const libs = ['torch', 'torch_cpu', 'c10'].concat(cuda ? ['torch_cuda', 'c10_cuda'] : []);
+const include = cuda ? t.include.concat(cudaIncludes(t)) : t.include;
+if (cuda && include.length === t.include.length && !t.include.some((d) => fs.existsSync(path.join(d, 'cuda_runtime_api.h')))) {
+  console.error('find-libtorch: warning: this libtorch has CUDA but cuda_runtime_api.h was not found; set $CUDA_HOME to the CUDA toolkit');
+}
 const what = process.argv[2] || 'info';
 switch (what) {
-  case 'include': console.log(t.include.join(' ')); break;
+  case 'include': console.log(include.join(' ')); break;
   case 'libdir': console.log(t.libdir); break;
-  case 'cflags': console.log(`-D_GLIBCXX_USE_CXX11_ABI=${cxx11Abi(t.libdir)}${cuda ? ' -DSEMAIM_CUDA=1' : ''}`); break;
+  case 'std': console.log(cxxStandard(t.include)); break;
+  case 'cflags': console.log(`-std=${cxxStandard(t.include)} -D_GLIBCXX_USE_CXX11_ABI=${cxx11Abi(t.libdir)}${cuda ? ' -DSEMAIM_CUDA=1' : ''}`); break;
   case 'ldflags': {
     // --no-as-needed keeps libtorch_cuda linked even though no symbol of it is named directly:
     // without it, CUDA kernels never register. DT_RPATH (not RUNPATH) so it also applies to
@@ -108,5 +148,5 @@ switch (what) {
       '-Wl,--disable-new-dtags', ...rpath.map((r) => `-Wl,-rpath,${r}`)].join(' '));
     break;
   }
-  default: console.log(JSON.stringify({ ...t, cuda, libs, cxx11Abi: cxx11Abi(t.libdir) }, null, 2));
+  default: console.log(JSON.stringify({ ...t, include, cuda, libs, std: cxxStandard(t.include), cxx11Abi: cxx11Abi(t.libdir) }, null, 2));
 }

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Compiles the addon's CUDA code paths (-DSEMAIM_CUDA=1) on a machine without a GPU or CUDA, against
+# the headers of Debian trixie's CUDA libtorch (libtorch-cuda-dev 2.6, contrib) and CUDA toolkit
+# (nvidia-cuda-dev 12.4, non-free). Compile only (-fsyntax-only): nothing is linked or run, so this
+# catches what a GPU session would otherwise find out at build time (renamed c10::cuda APIs,
+# missing CUDA includes, C++ standard), without spending device time on it.
+#
+#   bash scripts/check-cuda-build.sh
+#
+# Needs deb.debian.org (or $DEBIAN_MIRROR): about 940 MB of downloads on the first run (the toolkit
+# package carries all its libraries; only its headers are unpacked). Cache: $SEMAIM_CUDA_CACHE
+# (default ~/.cache/semaim/cuda-headers). Not part of CI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUITE=${SUITE:-trixie}
+MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+CACHE=${SEMAIM_CUDA_CACHE:-$HOME/.cache/semaim/cuda-headers}
+ROOT=$CACHE/root
+log() { echo "check-cuda-build: $*" >&2; }
+die() { log "$*"; exit 1; }
+mkdir -p "$CACHE/debs"
+
+# package component
+PACKAGES=("libtorch-cuda-dev contrib" "nvidia-cuda-dev non-free")
+stamp=""
+for entry in "${PACKAGES[@]}"; do
+  read -r name component <<<"$entry"
+  index=$CACHE/Packages-$component.xz
+  if [ ! -s "$index" ] || [ -n "$(find "$index" -mmin +1440)" ]; then
+    curl -sSfL -o "$index.part" "$MIRROR/dists/$SUITE/$component/binary-amd64/Packages.xz" && mv "$index.part" "$index" ||
+      [ -s "$index" ] || die "cannot download the $SUITE/$component index"
+  fi
+  read -r file sha < <(xz -dc "$index" | awk -v p="$name" '
+    /^Package: /{ok = ($2 == p)} ok && /^Filename: /{f = $2} ok && /^SHA256: /{s = $2} /^$/{ if (ok && f) {print f, s; exit} ok = 0 }')
+  [ -n "${file:-}" ] || die "$name not in $SUITE/$component"
+  deb=$CACHE/debs/$(basename "$file")
+  if [ ! -f "$deb" ]; then
+    log "downloading $(basename "$file")"
+    curl -sSfL -o "$deb.part" "$MIRROR/$file" || die "cannot download $MIRROR/$file"
+    mv "$deb.part" "$deb"
+  fi
+  echo "$sha  $deb" | sha256sum --quiet -c - || die "checksum mismatch: $deb (delete it)"
+  stamp+="$(basename "$file") "
+done
+
+if [ "$(cat "$ROOT/.semaim-stamp" 2>/dev/null)" != "$stamp" ]; then
+  log "unpacking headers into $ROOT"
+  rm -rf "$ROOT" && mkdir -p "$ROOT"
+  for deb in $stamp; do dpkg-deb --fsys-tarfile "$CACHE/debs/$deb" | tar -x -C "$ROOT" --wildcards '*/include/*'; done
+  echo "$stamp" > "$ROOT/.semaim-stamp"
+fi
+INC=$ROOT/usr/include
+[ -f "$INC/c10/cuda/CUDACachingAllocator.h" ] && [ -f "$INC/cuda_runtime_api.h" ] || die "headers missing under $INC"
+
+STD=c++17
+grep -qE '__cplusplus < 202002L' "$INC/ATen/ATen.h" && STD=c++20
+NAPI_INCLUDE=${NAPI_INCLUDE:-/usr/include/node}
+ADDON_API=$(node -p "require('node-addon-api').include_dir")
+log "compiling native/*.cc with -DSEMAIM_CUDA=1 -std=$STD against $SUITE's CUDA libtorch headers"
+fail=0
+for f in native/*.cc; do
+  if g++ -std=$STD -fsyntax-only -fexceptions -frtti -Wall -Wno-unused-parameter -Wdeprecated-declarations \
+      -DNAPI_VERSION=8 -DNODE_ADDON_API_DISABLE_DEPRECATED -D_GLIBCXX_USE_CXX11_ABI=1 -DSEMAIM_CUDA=1 \
+      -I"$NAPI_INCLUDE" -I"$ADDON_API" -I"$INC" -I"$INC/torch/csrc/api/include" "$f" 2>"$CACHE/$(basename "$f").log"; then
+    warnings=$(grep -c 'warning:' "$CACHE/$(basename "$f").log" || true)
+    log "ok   $f ($warnings warnings)"
+  else
+    fail=1
+    log "FAIL $f"
+    grep -E 'error' "$CACHE/$(basename "$f").log" | head -n 20 >&2
+  fi
+done
+[ "$fail" = 0 ] && log "all CUDA code paths compile" || die "CUDA code paths do not compile"
