@@ -470,20 +470,37 @@ FN(bernoulli, {
   return wrap(info.Env(), out);
 })
 
+// Host staging memory for a copy to `dev`: page-locked (pinned) for CUDA, so the copy can run
+// asynchronously on the current stream instead of blocking the host until the GPU is idle. Freeing
+// the staging tensor right after is safe: the copy records an event on the pinned block and
+// libtorch's caching host allocator reuses it only after that event. Plain memory elsewhere, or if
+// pinning fails (no CUDA runtime for the host allocator).
+static at::Tensor stagingFor(at::IntArrayRef shape, at::ScalarType dtype, const at::Device& dev) {
+  auto opts = at::TensorOptions().dtype(dtype);
+  if (dev.is_cuda()) {
+    try {
+      return at::empty(shape, opts.pinned_memory(true));
+    } catch (const c10::Error&) { /* fall back to pageable memory */ }
+  }
+  return at::empty(shape, opts);
+}
+
 // From a JS typed array: always one copy (the JS buffer may be detached or reused; a tensor
-// must own its memory because autograd may free it on another thread).
+// must own its memory because autograd may free it on another thread). To CUDA: one host copy
+// into pinned memory, then an asynchronous host-to-device copy.
 FN(fromBuffer, {
   Napi::TypedArray arr = info[0].As<Napi::TypedArray>();
   auto shape = argIntList(info, 1);
   auto dtype = argDtype(info, 2);
-  at::Tensor t = at::empty(shape, at::TensorOptions().dtype(dtype));
+  auto dev = argDevice(info, 3);
+  at::Tensor t = stagingFor(shape, dtype, dev);
   size_t need = t.nbytes();
   if (arr.ByteLength() != need)
     throw std::invalid_argument("fromBuffer: buffer has " + std::to_string(arr.ByteLength()) + " bytes, shape and dtype need " + std::to_string(need));
   uint8_t* src = static_cast<uint8_t*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
   if (need) std::memcpy(t.data_ptr(), src, need);
-  auto dev = argDevice(info, 3);
-  return wrap(info.Env(), dev.is_cpu() ? t : t.to(dev));
+  if (dev.is_cpu()) return wrap(info.Env(), t);
+  return wrap(info.Env(), t.to(dev, /*non_blocking=*/t.is_pinned()));
 })
 
 // To JS: a copy into a fresh ArrayBuffer (contiguous, on CPU).

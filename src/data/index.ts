@@ -52,6 +52,7 @@ export {
   finetuneTransforms,
   evalTransforms,
   type TransformSpec,
+  type NormalizeSpec,
   type Size,
 } from './transforms';
 export type { Interpolation } from './resample';

@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   Dataset, DataLoader, cifar10Jpeg, imageFolder, imageFiles, syntheticObjects, pretrainTransforms, finetuneTransforms,
-  evalTransforms, randomResizedCrop, horizontalFlip, normalize, centerCrop, resize, permutation, TransformSpec, Batch,
+  evalTransforms, randomResizedCrop, horizontalFlip, normalize, centerCrop, resize, permutation, TransformSpec, NormalizeSpec, Batch,
 } from '../data';
 import { packStrings, sharedInt32, unpackString } from '../data/dataset';
 import { OptionValues } from '../util/options';
@@ -103,15 +103,30 @@ async function* epochFrom(loader: DataLoader, epoch: number, start: number): Asy
 export function makeTrainData(o: OptionValues): TrainData {
   const size = o.imgSize as number;
   const ds = openDataset(String(o.dataset), { split: 'train', dataPath: o.dataPath as string | undefined, imgSize: size, syntheticSize: o.syntheticSize as number, seed: o.seed as number });
-  const transforms = transformsFor('pretrain', size, ds, o.minScale as number).filter((t) => o.hflip || t.op !== 'horizontalFlip');
-  const loader = new DataLoader(ds, { batchSize: o.batchSize as number, shuffle: true, dropLast: true, seed: o.seed as number, transforms, workers: o.numWorkers as number });
+  let transforms = transformsFor('pretrain', size, ds, o.minScale as number).filter((t) => o.hflip || t.op !== 'horizontalFlip');
+  // uint8 batches: the loader stops before normalising and the trainer normalises on the device.
+  const normalizeOp = transforms.find((t): t is NormalizeSpec => t.op === 'normalize');
+  const uint8 = uploadsUint8(String(o.upload ?? 'auto'), String(o.device ?? 'cpu')) && !!normalizeOp;
+  if (uint8) transforms = transforms.filter((t) => t !== normalizeOp);
+  const loader = new DataLoader(ds, {
+    batchSize: o.batchSize as number, shuffle: true, dropLast: true, seed: o.seed as number, transforms, workers: o.numWorkers as number, uint8,
+  });
   return {
     batchesPerEpoch: loader.length,
+    normalize: uint8 ? { mean: normalizeOp!.mean, std: normalizeOp!.std } : null,
     async *epoch(epoch: number, start: number): AsyncGenerator<TrainBatch> {
-      for await (const b of epochFrom(loader, epoch, start)) yield { images: b.images as Float32Array, shape: b.shape, labels: b.labels };
+      for await (const b of epochFrom(loader, epoch, start)) yield { images: b.images, shape: b.shape, labels: b.labels };
     },
     close: () => loader.close(),
   };
+}
+
+/**
+ * `--upload`: uint8 batches copy 4× fewer bytes to a GPU (and are normalised there); on the CPU the
+ * loader's workers normalise in parallel with the model, so float32 is cheaper there.
+ */
+export function uploadsUint8(upload: string, device: string): boolean {
+  return upload === 'uint8' || (upload === 'auto' && device !== 'cpu');
 }
 
 /** Labelled data for evaluation (k-NN, linear probe, fine-tuning). */

@@ -41,6 +41,10 @@ export const PRETRAIN_OPTIONS: OptionTable = {
   dataPath: { type: 'string', help: 'dataset folder (cifar10: extracted or the .tar.gz; folder: class sub-folders; flat: images)' },
   syntheticSize: { type: 'int', default: 5000, min: 1, help: 'synthetic dataset: number of images' },
   numWorkers: { type: 'int', default: 2, min: 0, help: 'decoding/augmentation worker threads' },
+  upload: {
+    type: 'string', default: 'auto', choices: ['auto', 'uint8', 'float32'],
+    help: 'what the loader hands to the device: uint8 (4× fewer bytes, normalised on the device) or normalised float32; auto = uint8 on a GPU, float32 on the CPU',
+  },
   minScale: { type: 'number', default: 0.2, min: 0.01, max: 1, help: 'RandomResizedCrop minimum scale' },
   hflip: { type: 'boolean', default: true, help: 'random horizontal flip' },
   // optimisation

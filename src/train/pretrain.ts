@@ -17,11 +17,12 @@ import { Progress } from './progress';
 import { StopReason, afterStep, catchStopSignals } from './step-control';
 import { optimizerStep } from './optimizer-step';
 import { withPrecision } from './precision';
+import { DeviceImages, Normalization } from './device-images';
 import { modelConfigFrom, validatePretrain } from './pretrain-config';
 
 export interface TrainBatch {
-  /** NCHW float32, already normalised. */
-  images: Float32Array;
+  /** NCHW: float32 already normalised, or uint8 that the trainer normalises on the device with `TrainData.normalize`. */
+  images: Float32Array | Uint8Array;
   shape: number[];
   labels?: Int32Array;
 }
@@ -29,6 +30,8 @@ export interface TrainBatch {
 /** Seeded data: the same seed, epoch and batch index always give the same batch. */
 export interface TrainData {
   batchesPerEpoch: number;
+  /** Mean/std for uint8 batches (absent when batches are normalised float32). */
+  normalize?: Normalization | null;
   /** Batches of `epoch` from batch index `start` on. */
   epoch(epoch: number, start: number): AsyncIterable<TrainBatch>;
   close(): Promise<void> | void;
@@ -131,6 +134,7 @@ export async function pretrain(o: OptionValues, data: TrainData, hooks: Pretrain
   let stoppedBy: PretrainResult['stoppedBy'] = 'finished';
   let lastCheckpoint: string | null = latest?.dir ?? null;
 
+  const upload = new DeviceImages(data.normalize ?? null);
   const stop = hooks.stop ?? { requested: false };
   const releaseSignals = catchStopSignals(stop);
 
@@ -181,7 +185,7 @@ export async function pretrain(o: OptionValues, data: TrainData, hooks: Pretrain
       let micro = 0;
       let batchIndex = epoch === startEpoch ? startBatch : 0;
       for await (const batch of data.epoch(epoch, batchIndex)) {
-        const images = torch.tensor(batch.images, { shape: batch.shape, device });
+        const images = upload.upload(batch.images, batch.shape, device);
         torch.scope(() => {
           if (micro === 0) optimizer.setLr(schedule(fractionalEpoch(epoch, batchIndex / accum, perEpoch)));
           const { order } = model.makeOrder(images, { ema: ema?.shadow, generator: orderGen });
@@ -232,6 +236,7 @@ export async function pretrain(o: OptionValues, data: TrainData, hooks: Pretrain
     await data.close();
     lossSum.dispose();
     allFinite.dispose();
+    upload.dispose();
     optimizer.dispose();
     scaler?.dispose();
     ema?.shadow.dispose();

@@ -28,6 +28,21 @@ test('tensors move to cuda and back; ops and autograd run there', { skip }, () =
   });
 });
 
+test('host data reaches cuda through pinned memory, asynchronously, intact', { skip }, () => {
+  torch.scope(() => {
+    // Many uploads of different buffers back to back: each staging block may be reused only after
+    // its copy has finished, so every device tensor must still hold its own bytes.
+    const n = 3 * 64 * 64;
+    const uploads = Array.from({ length: 16 }, (_, i) => {
+      const bytes = new Uint8Array(n).map((_, j) => (i * 31 + j) & 255);
+      return { bytes, dev: torch.tensor(bytes, { shape: [3, 64, 64], dtype: 'uint8', device: 'cuda' }) };
+    });
+    for (const { bytes, dev } of uploads) assert.deepEqual(dev.cpu().data(), bytes);
+    const f = Float32Array.from({ length: 1000 }, (_, j) => j / 7);
+    assert.deepEqual(torch.tensor(f, { device: 'cuda' }).cpu().toFloat32Array(), f);
+  });
+});
+
 test('causal attention on cuda: fused bf16/fp16 and float64 equal the explicit masked softmax', { skip }, () => {
   torch.scope(() => {
     for (const [L, S] of [[64, 64], [63, 64]]) {

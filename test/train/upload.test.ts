@@ -1,0 +1,82 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as torch from '../../src/torch';
+import { makeTrainData, uploadsUint8 } from '../../src/train/data';
+import { DeviceImages } from '../../src/train/device-images';
+import { pretrain, TrainBatch } from '../../src/train/pretrain';
+import { PRETRAIN_OPTIONS } from '../../src/train/pretrain-config';
+import { readMetrics } from '../../src/train/metrics';
+import { resolveOptions } from '../../src/util/options';
+
+function options(extra: Record<string, unknown> = {}) {
+  return resolveOptions(PRETRAIN_OPTIONS, {
+    model: 'vit_tiny', imgSize: 16, patchSize: 4, embedDim: 32, depth: 2, numHeads: 2, decoderDepth: 2, blur: false,
+    dataset: 'synthetic', syntheticSize: 32, numWorkers: 0, batchSize: 8, epochs: 1, warmupEpochs: 0, blr: 1.5e-3,
+    logEvery: 1, checkpointEvery: 100, threads: 1, seed: 5, ...extra,
+  });
+}
+
+async function firstBatch(upload: string): Promise<{ batch: TrainBatch; normalize: unknown }> {
+  const data = makeTrainData(options({ upload }));
+  try {
+    for await (const batch of data.epoch(0, 0)) return { batch, normalize: data.normalize };
+    throw new Error('no batch');
+  } finally {
+    await data.close();
+  }
+}
+
+test('--upload: auto sends uint8 to a GPU and float32 on the CPU', () => {
+  assert.equal(uploadsUint8('auto', 'cpu'), false);
+  assert.equal(uploadsUint8('auto', 'cuda'), true);
+  assert.equal(uploadsUint8('auto', 'cuda:1'), true);
+  assert.equal(uploadsUint8('uint8', 'cpu'), true);
+  assert.equal(uploadsUint8('float32', 'cuda'), false);
+});
+
+test('uint8 batches normalised on the device: the loader formula applied to the float32 batch rounded to grey levels', async () => {
+  const f = await firstBatch('float32');
+  const u = await firstBatch('uint8');
+  assert.ok(f.batch.images instanceof Float32Array);
+  assert.ok(u.batch.images instanceof Uint8Array);
+  assert.equal(f.normalize, null);
+  assert.deepEqual(u.normalize, { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] });
+  assert.deepEqual(u.batch.shape, f.batch.shape);
+  assert.equal(u.batch.images.byteLength * 4, f.batch.images.byteLength);
+  const up = new DeviceImages(u.normalize as never);
+  const { mean, std } = u.normalize as { mean: number[]; std: number[] };
+  torch.scope(() => {
+    const a = up.upload(u.batch.images, u.batch.shape, 'cpu');
+    const b = new DeviceImages(null).upload(f.batch.images, f.batch.shape, 'cpu');
+    assert.equal(a.dtype, 'float32');
+    assert.deepEqual(a.shape, [8, 3, 16, 16]);
+    // The device applies the loader's normalisation to the bytes (float32 rounding only)...
+    const scale = torch.tensor(std.map((s) => 1 / (255 * s)), { shape: [1, 3, 1, 1], dtype: 'float64' });
+    const bias = torch.tensor(mean.map((m, c) => -m / std[c]), { shape: [1, 3, 1, 1], dtype: 'float64' });
+    const bytes = torch.tensor(u.batch.images, { shape: u.batch.shape, dtype: 'uint8' }).double();
+    const exact = bytes.mul(scale).add(bias);
+    assert.ok(a.double().sub(exact).abs().max().item() <= 1e-6);
+    // ...and the bytes are the float32 batch's grey levels rounded to the nearest whole level.
+    const levels = b.double().sub(bias).div(scale);
+    const off = levels.sub(bytes).abs().max().item();
+    assert.ok(off <= 0.5 + 1e-3, `max |float level − uint8 level| = ${off}`);
+    assert.ok(b.abs().max().item() > 1, 'the batch is normalised (values beyond [0, 1])');
+  });
+  up.dispose();
+  assert.throws(() => new DeviceImages(null).upload(u.batch.images, u.batch.shape, 'cpu'), /uint8 batch needs the normalisation/);
+});
+
+test('pre-training on uint8 uploads follows the float32 uploads (inputs differ by < half a grey level)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-upload-'));
+  const quiet = { log: () => {} };
+  for (const upload of ['float32', 'uint8']) await pretrain(options({ upload, maxSteps: 3, outDir: join(dir, upload) }), makeTrainData(options({ upload })), quiet);
+  const a = readMetrics(join(dir, 'float32', 'metrics.jsonl')) as { step: number; loss: number }[];
+  const b = readMetrics(join(dir, 'uint8', 'metrics.jsonl')) as { step: number; loss: number }[];
+  assert.equal(a.length, 3);
+  assert.deepEqual(b.map((r) => r.step), a.map((r) => r.step));
+  for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i].loss - b[i].loss) <= 1e-3 * Math.abs(a[i].loss), `step ${a[i].step}: ${a[i].loss} vs ${b[i].loss}`);
+  rmSync(dir, { recursive: true, force: true });
+});
