@@ -340,6 +340,8 @@ def main():
         torch.cuda.reset_peak_memory_stats()
 
     shared_noise = extra.get('data.noise')  # [K, B, N]: the same order noise on every side
+    if shared_noise is not None:
+        shared_noise = shared_noise.to(dev)  # once, not a host-to-device copy per step
     done = [0]
 
     def step(times=None):
@@ -348,7 +350,7 @@ def main():
         t0 = time.perf_counter()
         for gr in opt.param_groups:
             gr['lr'] = lr
-        noise = None if shared_noise is None else shared_noise[done[0] % shared_noise.shape[0]].to(dev)
+        noise = None if shared_noise is None else shared_noise[done[0] % shared_noise.shape[0]]
         done[0] += 1
         # the authors' engine: eval mode, no grad, outside autocast
         model.eval()

@@ -289,6 +289,8 @@ def main():
     autocast = (lambda: torch.autocast('cuda', dtype=torch.bfloat16)) if cuda else None
 
     shared_noise = extra.get('data.noise')  # [K, B, N]: the same order noise on every side
+    if shared_noise is not None:
+        shared_noise = shared_noise.to(dev)  # once, not a host-to-device copy per step
     done = [0]
 
     def step(times=None):
@@ -297,7 +299,7 @@ def main():
         t0 = time.perf_counter()
         for gr in opt.param_groups:
             gr['lr'] = lr
-        noise = None if shared_noise is None else shared_noise[done[0] % shared_noise.shape[0]].to(dev)
+        noise = None if shared_noise is None else shared_noise[done[0] % shared_noise.shape[0]]
         done[0] += 1
         order = model.semantic_order(images, gen, noise=noise)
         if phases:

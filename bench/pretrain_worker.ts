@@ -98,6 +98,11 @@ async function main(): Promise<void> {
     for (const [k, t] of tensors) if (k !== 'data.images' && k !== 'data.noise') t.dispose();
   }
   model.to({ device });
+  if (fileNoise) { // once, not a host-to-device copy per step
+    const onDevice = torch.keep(fileNoise.to({ device }));
+    if (onDevice !== fileNoise) fileNoise.dispose();
+    fileNoise = onDevice;
+  }
   const params = model.namedParameters();
   const nParams = [...params].reduce((s, [, p]) => s + p.numel, 0);
   const lr = scaleLr(2e-4, batch);
@@ -126,7 +131,7 @@ async function main(): Promise<void> {
     let t3 = 0;
     torch.scope(() => {
       optimizer.setLr(lr);
-      const noise = fileNoise ? fileNoise.select(0, s % fileNoise.shape[0]).to({ device }) : undefined;
+      const noise = fileNoise ? fileNoise.select(0, s % fileNoise.shape[0]) : undefined;
       const { order } = model.makeOrder(images, { generator: orderGen, noise });
       if (phases) { sync(); t1 = now(); }
       const out = withPrecision(precision, device, () => model.forward(images, order));
@@ -186,6 +191,7 @@ async function main(): Promise<void> {
     result.nativeCallsByName = Object.fromEntries([...opCounts].sort((a, b) => b[1] - a[1]));
   }
   images.dispose();
+  fileNoise?.dispose();
   lossSum.dispose();
   allFinite.dispose();
   optimizer.dispose();

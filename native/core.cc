@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <mutex>
 #include <stdexcept>
 #include <unordered_map>
@@ -414,62 +415,6 @@ OP(arange, at::arange(argScalar(info, 0), argScalar(info, 1), argScalar(info, 2)
 OP(linspace, at::linspace(argScalar(info, 0), argScalar(info, 1), argInt(info, 2), argOptions(info, 3, 4)))
 OP(eye, at::eye(argInt(info, 0), argOptions(info, 1, 2)))
 
-// Random creation: generators are CPU generators; for another device the values are drawn on CPU
-// and moved, so a seeded generator gives the same numbers on every device.
-static at::Tensor onDevice(at::Tensor t, const at::Device& d) { return d.is_cpu() ? t : t.to(d); }
-
-FN(rand, {
-  auto gen = argOptGenerator(info, 3);
-  auto dev = argDevice(info, 2);
-  auto opts = argOptions(info, 1, 2);
-  at::Tensor t = gen ? onDevice(at::rand(argIntList(info, 0), gen, opts.device(at::kCPU)), dev) : at::rand(argIntList(info, 0), opts);
-  return wrap(info.Env(), t);
-})
-FN(randn, {
-  auto gen = argOptGenerator(info, 3);
-  auto dev = argDevice(info, 2);
-  auto opts = argOptions(info, 1, 2);
-  at::Tensor t = gen ? onDevice(at::randn(argIntList(info, 0), gen, opts.device(at::kCPU)), dev) : at::randn(argIntList(info, 0), opts);
-  return wrap(info.Env(), t);
-})
-FN(randint, {
-  auto gen = argOptGenerator(info, 4);
-  auto dev = argDevice(info, 3);
-  auto opts = at::TensorOptions().dtype(at::kLong).device(dev);
-  at::Tensor t = gen ? onDevice(at::randint(argInt(info, 0), argInt(info, 1), argIntList(info, 2), gen, opts.device(at::kCPU)), dev)
-                     : at::randint(argInt(info, 0), argInt(info, 1), argIntList(info, 2), opts);
-  return wrap(info.Env(), t);
-})
-FN(randperm, {
-  auto gen = argOptGenerator(info, 2);
-  auto dev = argDevice(info, 1);
-  auto opts = at::TensorOptions().dtype(at::kLong);
-  at::Tensor t = gen ? onDevice(at::randperm(argInt(info, 0), gen, opts), dev) : at::randperm(argInt(info, 0), opts.device(dev));
-  return wrap(info.Env(), t);
-})
-FN(uniform_, {
-  at::Tensor t = argTensor(info, 0);
-  auto gen = argOptGenerator(info, 3);
-  if (gen && !t.device().is_cpu()) t.copy_(at::empty(t.sizes(), t.options().device(at::kCPU)).uniform_(argDouble(info, 1), argDouble(info, 2), gen));
-  else t.uniform_(argDouble(info, 1), argDouble(info, 2), gen);
-  return info.Env().Undefined();
-})
-FN(normal_, {
-  at::Tensor t = argTensor(info, 0);
-  auto gen = argOptGenerator(info, 3);
-  if (gen && !t.device().is_cpu()) t.copy_(at::empty(t.sizes(), t.options().device(at::kCPU)).normal_(argDouble(info, 1), argDouble(info, 2), gen));
-  else t.normal_(argDouble(info, 1), argDouble(info, 2), gen);
-  return info.Env().Undefined();
-})
-FN(bernoulli, {
-  auto gen = argOptGenerator(info, 2);
-  const at::Tensor& t = argTensor(info, 0);
-  at::Tensor out = gen && !t.device().is_cpu()
-                       ? at::empty(t.sizes(), t.options().device(at::kCPU)).bernoulli_(argDouble(info, 1), gen).to(t.device())
-                       : at::empty_like(t).bernoulli_(argDouble(info, 1), gen);
-  return wrap(info.Env(), out);
-})
-
 // Host staging memory for a copy to `dev`: page-locked (pinned) for CUDA, so the copy can run
 // asynchronously on the current stream instead of blocking the host until the GPU is idle. Freeing
 // the staging tensor right after is safe: the copy records an event on the pinned block and
@@ -484,6 +429,80 @@ static at::Tensor stagingFor(at::IntArrayRef shape, at::ScalarType dtype, const 
   }
   return at::empty(shape, opts);
 }
+
+// Random creation: generators are CPU generators; for another device the values are drawn on the
+// host (into pinned staging memory for CUDA) and copied without blocking, so a seeded generator gives
+// the same numbers on every device and drawing order noise each step does not stall the GPU queue.
+static at::Tensor drawOnHost(at::IntArrayRef sizes, at::ScalarType dtype, const at::Device& dev,
+                             const std::function<void(at::Tensor&)>& fill) {
+  at::Tensor host = stagingFor(sizes, dtype, dev);
+  fill(host);
+  return dev.is_cpu() ? host : host.to(dev, /*non_blocking=*/host.is_pinned());
+}
+static void copyFromHost(at::Tensor& t, const std::function<void(at::Tensor&)>& fill) {
+  at::Tensor host = stagingFor(t.sizes(), t.scalar_type(), t.device());
+  fill(host);
+  t.copy_(host, /*non_blocking=*/host.is_pinned());
+}
+
+FN(rand, {
+  auto gen = argOptGenerator(info, 3);
+  auto opts = argOptions(info, 1, 2);
+  auto sizes = argIntList(info, 0);
+  at::Tensor t = gen ? drawOnHost(sizes, opts.dtype().toScalarType(), opts.device(), [&](at::Tensor& h) { h.uniform_(0, 1, gen); })
+                     : at::rand(sizes, opts);
+  return wrap(info.Env(), t);
+})
+FN(randn, {
+  auto gen = argOptGenerator(info, 3);
+  auto opts = argOptions(info, 1, 2);
+  auto sizes = argIntList(info, 0);
+  at::Tensor t = gen ? drawOnHost(sizes, opts.dtype().toScalarType(), opts.device(), [&](at::Tensor& h) { h.normal_(0, 1, gen); })
+                     : at::randn(sizes, opts);
+  return wrap(info.Env(), t);
+})
+FN(randint, {
+  auto gen = argOptGenerator(info, 4);
+  auto dev = argDevice(info, 3);
+  auto low = argInt(info, 0), high = argInt(info, 1);
+  auto sizes = argIntList(info, 2);
+  at::Tensor t = gen ? drawOnHost(sizes, at::kLong, dev, [&](at::Tensor& h) { h.random_(low, high, gen); })
+                     : at::randint(low, high, sizes, at::TensorOptions().dtype(at::kLong).device(dev));
+  return wrap(info.Env(), t);
+})
+FN(randperm, {
+  auto gen = argOptGenerator(info, 2);
+  auto dev = argDevice(info, 1);
+  auto opts = at::TensorOptions().dtype(at::kLong);
+  at::Tensor t = gen ? drawOnHost({argInt(info, 0)}, at::kLong, dev, [&](at::Tensor& h) { at::randperm_out(h, h.size(0), gen); })
+                     : at::randperm(argInt(info, 0), opts.device(dev));
+  return wrap(info.Env(), t);
+})
+FN(uniform_, {
+  at::Tensor t = argTensor(info, 0);
+  auto gen = argOptGenerator(info, 3);
+  double a = argDouble(info, 1), b = argDouble(info, 2);
+  if (gen && !t.device().is_cpu()) copyFromHost(t, [&](at::Tensor& h) { h.uniform_(a, b, gen); });
+  else t.uniform_(a, b, gen);
+  return info.Env().Undefined();
+})
+FN(normal_, {
+  at::Tensor t = argTensor(info, 0);
+  auto gen = argOptGenerator(info, 3);
+  double mean = argDouble(info, 1), std = argDouble(info, 2);
+  if (gen && !t.device().is_cpu()) copyFromHost(t, [&](at::Tensor& h) { h.normal_(mean, std, gen); });
+  else t.normal_(mean, std, gen);
+  return info.Env().Undefined();
+})
+FN(bernoulli, {
+  auto gen = argOptGenerator(info, 2);
+  const at::Tensor& t = argTensor(info, 0);
+  double p = argDouble(info, 1);
+  at::Tensor out = gen && !t.device().is_cpu()
+                       ? drawOnHost(t.sizes(), t.scalar_type(), t.device(), [&](at::Tensor& h) { h.bernoulli_(p, gen); })
+                       : at::empty_like(t).bernoulli_(p, gen);
+  return wrap(info.Env(), out);
+})
 
 // From a JS typed array: always one copy (the JS buffer may be detached or reused; a tensor
 // must own its memory because autograd may free it on another thread). To CUDA: one host copy
