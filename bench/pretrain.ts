@@ -53,7 +53,7 @@ type Side = 'ts' | 'pytorch' | 'authors';
 const SIDES: Side[] = ['ts', ...(reference !== 'authors' ? ['pytorch' as const] : []), ...(reference !== 'ours' ? ['authors' as const] : [])];
 const SIDE_NAME: Record<Side, string> = { ts: 'TypeScript', pytorch: 'ours in PyTorch', authors: "authors'-style PyTorch" };
 const SIDE_PRECISION: Record<Side, string> = cuda
-  ? { ts: 'bf16 autocast', pytorch: 'bf16 autocast', authors: 'fp16 autocast + GradScaler' }
+  ? { ts: 'bf16 autocast', pytorch: 'bf16 autocast', authors: 'fp16 autocast + GradScaler (order pass fp32)' }
   : { ts: 'fp32', pytorch: 'fp32', authors: 'fp32' };
 
 interface Config {
@@ -208,7 +208,7 @@ function report(results: Row[], started: Date, loads: number[][], peak: { flops:
       `load average ${loads.map((l) => l[0].toFixed(1)).join(' → ')} (start → end; the cores are shared with other work).`,
     `Command: \`npm run bench:pretrain${args.length ? ' -- ' + args.join(' ') : ''}\`. ` +
       `TS: node ${process.version}, libtorch ${first?.ts?.libtorch ?? '?'}; PyTorch: python ${py?.python ?? '?'}, torch ${py?.torch ?? '?'} (/usr/bin/python3). ` +
-      `Device ${device}${cuda ? ` (ours: bf16 autocast, PyTorch SDPA: ${String(first?.pytorch?.sdpa)}; authors': fp16 autocast + GradScaler)` : ''}; ${threads} threads each side; ` +
+      `Device ${device}${cuda ? ` (ours: bf16 autocast, the similarity pass too, PyTorch SDPA: ${String(first?.pytorch?.sdpa)}; authors': fp16 autocast + GradScaler)` : ''}; ${threads} threads each side; ` +
       `${warmup} warm-up steps, then the measured steps; ${rounds} round(s), the sides alternating, each run in its own process` +
       `${first?.ts?.yieldEachStep ? ' (the TS loop yields to the event loop once per step, as a trainer awaiting its loader does)' : ''}.`,
     'Step: semantic order (no-grad unmasked similarity pass, 3×3 mean filter, λ 0.01), pixel targets with 9×9 σ 1 blur and per-patch norm, ' +

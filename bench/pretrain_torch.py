@@ -14,8 +14,8 @@ PyTorch from SPEC.md §1-5:
   * fast path: tokens / queries / targets gathered into order (argsort + gather), causal attention.
     On CPU (and on torch < 2.0) attention is the explicit math path of our libtorch 1.13 build:
     q@k^T * scale, masked_fill(~tril, -inf), softmax, @v. On CUDA with torch >= 2.0 it is
-    F.scaled_dot_product_attention (flash / memory-efficient) and the forward runs under bf16 autocast,
-    as src/train/pretrain.ts does with --precision bf16;
+    F.scaled_dot_product_attention (flash / memory-efficient) and the forward and the similarity pass
+    run under bf16 autocast (S itself in float32), as src/train/pretrain.ts does with --precision bf16;
   * AdamW(betas 0.9/0.95, wd 0.05, none on 1-D params / biases / cls_token), clip_grad_norm_ 3,
     zero_grad(set_to_none=True).
 
@@ -193,7 +193,7 @@ class SemAIM(nn.Module):
     def semantic_order(self, images, generator, lam=0.01, noise=None):
         was = self.training
         self.eval()
-        z = F.normalize(self.forward_features(images), dim=-1)
+        z = F.normalize(self.forward_features(images).float(), dim=-1)  # the map in float32 under autocast
         self.train(was)
         B, N, g = images.shape[0], self.N, self.grid
         S = (z[:, 1:] * z[:, :1]).sum(-1).softmax(1)
@@ -301,7 +301,11 @@ def main():
             gr['lr'] = lr
         noise = None if shared_noise is None else shared_noise[done[0] % shared_noise.shape[0]]
         done[0] += 1
-        order = model.semantic_order(images, gen, noise=noise)
+        if autocast:  # the similarity pass in bf16 too, as semaim's --order-precision same
+            with autocast():
+                order = model.semantic_order(images, gen, noise=noise)
+        else:
+            order = model.semantic_order(images, gen, noise=noise)
         if phases:
             sync()
         t1 = time.perf_counter()

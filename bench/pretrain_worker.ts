@@ -132,7 +132,7 @@ async function main(): Promise<void> {
     torch.scope(() => {
       optimizer.setLr(lr);
       const noise = fileNoise ? fileNoise.select(0, s % fileNoise.shape[0]) : undefined;
-      const { order } = model.makeOrder(images, { generator: orderGen, noise });
+      const { order } = withPrecision(precision, device, () => model.makeOrder(images, { generator: orderGen, noise })); // as the trainer's --order-precision same
       if (phases) { sync(); t1 = now(); }
       const out = withPrecision(precision, device, () => model.forward(images, order));
       const loss = out.loss.div(1);

@@ -55,8 +55,10 @@ export function stochasticOrder(B: number, g: Grid, o: NoiseOptions & { device?:
 export function similarityMap(tokens: Tensor, mode: 'softmax' | 'minmax' = 'softmax', reference: 'cls' | 'gap' = 'cls'): Tensor {
   return torch.scope(() => {
     const N = tokens.shape[1] - 1;
-    const patches = F.normalize(tokens.narrow(1, 1, N), -1);
-    const ref = reference === 'gap' ? F.normalize(tokens.narrow(1, 1, N).mean(1, true), -1) : F.normalize(tokens.narrow(1, 0, 1), -1);
+    // Features from a bf16/fp16 encoder pass: the map itself is computed in float32.
+    const x = tokens.dtype === 'float16' || tokens.dtype === 'bfloat16' ? tokens.float() : tokens;
+    const patches = F.normalize(x.narrow(1, 1, N), -1);
+    const ref = reference === 'gap' ? F.normalize(x.narrow(1, 1, N).mean(1, true), -1) : F.normalize(x.narrow(1, 0, 1), -1);
     const cos = patches.mul(ref).sum(-1);
     if (mode === 'softmax') return cos.softmax(1);
     const lo = cos.amin(1, true);

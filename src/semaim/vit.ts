@@ -186,7 +186,7 @@ export class VisionTransformer extends Module {
       for (const b of blocks.slice(0, -1)) x = b.forward(x);
       const last = blocks[blocks.length - 1];
       const p = last.attn.probabilities(last.norm1.forward(x));
-      return p.mean(1).select(1, 0).narrow(1, 1, this.numPatches);
+      return p.float().mean(1).select(1, 0).narrow(1, 1, this.numPatches);
     });
   }
 }

@@ -61,6 +61,10 @@ export const PRETRAIN_OPTIONS: OptionTable = {
   beta2: { type: 'number', default: 0.95, min: 0, max: 1, help: 'AdamW beta2' },
   clipGrad: { type: 'number', default: 3, min: 0, help: 'global gradient-norm clip (0 = off)' },
   precision: { type: 'string', default: 'fp32', choices: ['fp32', 'bf16', 'fp16'], help: 'mixed precision (bf16/fp16 autocast; fp16 with loss scaling)' },
+  orderPrecision: {
+    type: 'string', default: 'same', choices: ['same', 'fp32'],
+    help: "the per-step similarity pass that orders the patches: 'same' as --precision (its encoder forward under bf16/fp16 autocast, the map in float32), or 'fp32' (the authors' engine)",
+  },
   ema: { type: 'boolean', default: false, help: 'keep an EMA copy of the encoder' },
   emaDecay: { type: 'number', default: 0.999, min: 0, max: 1, help: 'EMA decay per step' },
   seed: { type: 'int', default: 0, help: 'random seed' },

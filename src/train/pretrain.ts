@@ -188,7 +188,8 @@ export async function pretrain(o: OptionValues, data: TrainData, hooks: Pretrain
         const images = upload.upload(batch.images, batch.shape, device);
         torch.scope(() => {
           if (micro === 0) optimizer.setLr(schedule(fractionalEpoch(epoch, batchIndex / accum, perEpoch)));
-          const { order } = model.makeOrder(images, { ema: ema?.shadow, generator: orderGen });
+          const orderPrecision = o.orderPrecision === 'fp32' ? 'fp32' : (o.precision as string);
+          const { order } = withPrecision(orderPrecision, device, () => model.makeOrder(images, { ema: ema?.shadow, generator: orderGen }));
           const out = withPrecision(o.precision as string, device, () => model.forward(images, order));
           const loss = out.loss.div(accum);
           (scaler ? scaler.scale(loss) : loss).backward();

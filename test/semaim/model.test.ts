@@ -209,3 +209,26 @@ test("similarity tokens (authors' attention_type): 'cls' by default, 'gap' and '
   model.dispose();
   self.dispose();
 });
+
+test('the similarity pass under bf16 autocast: S stays float32 and close to the fp32 map, the order stays strict', () => {
+  torch.manualSeed(11);
+  for (const tokens of ['cls', 'gap', 'self'] as const) {
+    const model = new SemAIM(makeConfig('vit_tiny', {
+      imgSize: 24, patchSize: 4, embedDim: 48, depth: 4, numHeads: 3, decoderDepth: 2,
+      order: { type: 'semantic', source: 'online', filter: true, lambda: 0.01, tokens },
+    })).initWeights();
+    torch.scope(() => {
+      const images = torch.randn([4, 3, 24, 24]);
+      const fp32 = model.makeOrder(images, { noise: torch.rand([4, 36]) });
+      const bf16 = torch.autocast({ device: 'cpu', dtype: 'bfloat16' }, () => model.makeOrder(images, { noise: torch.rand([4, 36]) }));
+      assert.equal(bf16.similarity!.dtype, 'float32', tokens);
+      assert.equal(bf16.order.dtype, 'float32', tokens);
+      const rel = bf16.similarity!.sub(fp32.similarity!).abs().max().item() / fp32.similarity!.abs().max().item();
+      assert.ok(rel < 0.05, `${tokens}: S under bf16 differs from fp32 by ${rel} of its range`);
+      assert.ok(rel > 0, `${tokens}: the pass did run in bf16`);
+      const [sorted] = bf16.order.sort(1);
+      assert.ok(sorted.narrow(1, 1, 35).sub(sorted.narrow(1, 0, 35)).min().item() > 0, `${tokens}: order values are strict`);
+    });
+    model.dispose();
+  }
+});
