@@ -2,6 +2,7 @@
 // translation into a model config. Everything is validated before any work starts.
 import { readFileSync } from 'node:fs';
 import { OptionError, OptionTable, OptionValues } from '../util/options';
+import { autoPrecision } from './precision';
 import {
   AUTHORS_SEMANTIC_ORDER, ConfigError, EncoderConfig, OrderConfig, PRESETS, SemAIMConfig, SimilarityTokens, TargetConfig, validateConfig,
 } from '../semaim';
@@ -42,7 +43,7 @@ export const PRETRAIN_OPTIONS: OptionTable = {
   syntheticSize: { type: 'int', default: 5000, min: 1, help: 'synthetic dataset: number of images' },
   numWorkers: { type: 'int', default: 2, min: 0, help: 'decoding/augmentation worker threads' },
   upload: {
-    type: 'string', default: 'auto', choices: ['auto', 'uint8', 'float32'],
+    type: 'string', default: 'auto', choices: ['auto', 'uint8', 'float32'], auto: (o) => (String(o.device).startsWith('cuda') ? 'uint8' : 'float32'),
     help: 'what the loader hands to the device: uint8 (4× fewer bytes, normalised on the device) or normalised float32; auto = uint8 on a GPU, float32 on the CPU',
   },
   minScale: { type: 'number', default: 0.2, min: 0.01, max: 1, help: 'RandomResizedCrop minimum scale' },
@@ -60,7 +61,10 @@ export const PRETRAIN_OPTIONS: OptionTable = {
   beta1: { type: 'number', default: 0.9, min: 0, max: 1, help: 'AdamW beta1' },
   beta2: { type: 'number', default: 0.95, min: 0, max: 1, help: 'AdamW beta2' },
   clipGrad: { type: 'number', default: 3, min: 0, help: 'global gradient-norm clip (0 = off)' },
-  precision: { type: 'string', default: 'fp32', choices: ['fp32', 'bf16', 'fp16'], help: 'mixed precision (bf16/fp16 autocast; fp16 with loss scaling)' },
+  precision: {
+    type: 'string', default: 'auto', choices: ['auto', 'fp32', 'bf16', 'fp16'], auto: autoPrecision,
+    help: 'mixed precision (bf16/fp16 autocast, float32 master weights; fp16 with loss scaling); auto = bf16 on a GPU, fp32 on the CPU',
+  },
   orderPrecision: {
     type: 'string', default: 'same', choices: ['same', 'fp32'],
     help: "the per-step similarity pass that orders the patches: 'same' as --precision (its encoder forward under bf16/fp16 autocast, the map in float32), or 'fp32' (the authors' engine)",

@@ -15,6 +15,8 @@ export interface OptionSpec {
   max?: number;
   /** Required unless it has a default. */
   required?: boolean;
+  /** Resolves the value 'auto' from the other options once they are all known (e.g. from --device). */
+  auto?: (o: OptionValues) => number | string | boolean;
 }
 
 export type OptionTable = Record<string, OptionSpec>;
@@ -118,6 +120,7 @@ export function resolveOptions(table: OptionTable, ...layers: Record<string, unk
   }
   for (const [k, spec] of Object.entries(table)) {
     if (spec.required && out[k] === undefined) throw new OptionError(k, 'is required');
+    if (spec.auto && out[k] === 'auto') out[k] = spec.auto(out);
   }
   return out;
 }

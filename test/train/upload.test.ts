@@ -10,6 +10,7 @@ import { pretrain, TrainBatch } from '../../src/train/pretrain';
 import { PRETRAIN_OPTIONS } from '../../src/train/pretrain-config';
 import { readMetrics } from '../../src/train/metrics';
 import { resolveOptions } from '../../src/util/options';
+import { KNN_OPTIONS, LINPROBE_OPTIONS, FINETUNE_OPTIONS } from '../../src/eval/options';
 
 function options(extra: Record<string, unknown> = {}) {
   return resolveOptions(PRETRAIN_OPTIONS, {
@@ -79,4 +80,20 @@ test('pre-training on uint8 uploads follows the float32 uploads (inputs differ b
   assert.deepEqual(b.map((r) => r.step), a.map((r) => r.step));
   for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i].loss - b[i].loss) <= 1e-3 * Math.abs(a[i].loss), `step ${a[i].step}: ${a[i].loss} vs ${b[i].loss}`);
   rmSync(dir, { recursive: true, force: true });
+});
+
+test("'auto' options resolve from --device: bf16 and uint8 uploads on a GPU, fp32 and float32 on the CPU", () => {
+  const gpu = resolveOptions(PRETRAIN_OPTIONS, { device: 'cuda:1' });
+  assert.equal(gpu.precision, 'bf16');
+  assert.equal(gpu.upload, 'uint8');
+  const cpu = resolveOptions(PRETRAIN_OPTIONS, {});
+  assert.equal(cpu.precision, 'fp32');
+  assert.equal(cpu.upload, 'float32');
+  const explicit = resolveOptions(PRETRAIN_OPTIONS, { device: 'cuda', precision: 'fp16', upload: 'float32' });
+  assert.equal(explicit.precision, 'fp16');
+  assert.equal(explicit.upload, 'float32');
+  for (const table of [KNN_OPTIONS, LINPROBE_OPTIONS, FINETUNE_OPTIONS]) {
+    assert.equal(resolveOptions(table, { checkpoint: 'x', device: 'cuda' }).precision, 'bf16');
+    assert.equal(resolveOptions(table, { checkpoint: 'x' }).precision, 'fp32');
+  }
 });
