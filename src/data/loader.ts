@@ -109,8 +109,9 @@ interface Waiter {
   reject: (e: Error) => void;
 }
 
-function defaultWorkers(): number {
-  return Math.max(1, Math.min(4, availableParallelism() - 1));
+/** One worker per core but one (the training thread's), at least 1 and at most 8. */
+export function defaultWorkers(): number {
+  return Math.max(1, Math.min(8, availableParallelism() - 1));
 }
 
 export class DataLoader implements AsyncIterable<Batch> {

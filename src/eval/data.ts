@@ -68,7 +68,8 @@ export interface EvalDataRequest {
   /** Use at most this many images (a seeded, class-balanced subset when smaller than the split). */
   limit?: number;
   seed: number;
-  numWorkers: number;
+  /** Loader worker threads (undefined: the loader's default). */
+  numWorkers?: number;
 }
 
 /**

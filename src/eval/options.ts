@@ -9,7 +9,7 @@ const DATA_OPTIONS: OptionTable = {
   dataPath: { type: 'string', help: 'dataset location (cifar10: folder or .tar.gz; folder: root with train/ and test/ class folders)' },
   trainLimit: { type: 'int', min: 1, help: 'use at most this many training images (seeded, class-balanced subset)' },
   testLimit: { type: 'int', min: 1, help: 'use at most this many test images (seeded, class-balanced subset)' },
-  numWorkers: { type: 'int', default: 2, min: 0, help: 'decoding/augmentation worker threads' },
+  numWorkers: { type: 'int', min: 0, help: 'decoding/augmentation worker threads (default: one per core but one, at most 8; 0 = on the main thread)' },
 };
 
 const RUN_OPTIONS: OptionTable = {

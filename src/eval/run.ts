@@ -22,7 +22,7 @@ export interface EvalRun {
 export function dataRequest(o: OptionValues, split: Split, imgSize: number): EvalDataRequest {
   return {
     split, dataset: String(o.dataset), dataPath: o.dataPath as string | undefined, imgSize,
-    limit: (split === 'train' ? o.trainLimit : o.testLimit) as number | undefined, seed: o.seed as number, numWorkers: o.numWorkers as number,
+    limit: (split === 'train' ? o.trainLimit : o.testLimit) as number | undefined, seed: o.seed as number, numWorkers: o.numWorkers as number | undefined,
   };
 }
 

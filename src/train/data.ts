@@ -109,7 +109,7 @@ export function makeTrainData(o: OptionValues): TrainData {
   const uint8 = uploadsUint8(String(o.upload ?? 'auto'), String(o.device ?? 'cpu')) && !!normalizeOp;
   if (uint8) transforms = transforms.filter((t) => t !== normalizeOp);
   const loader = new DataLoader(ds, {
-    batchSize: o.batchSize as number, shuffle: true, dropLast: true, seed: o.seed as number, transforms, workers: o.numWorkers as number, uint8,
+    batchSize: o.batchSize as number, shuffle: true, dropLast: true, seed: o.seed as number, transforms, workers: o.numWorkers as number | undefined, uint8,
   });
   return {
     batchesPerEpoch: loader.length,

@@ -41,7 +41,7 @@ export const PRETRAIN_OPTIONS: OptionTable = {
   dataset: { type: 'string', default: 'synthetic', choices: ['synthetic', 'cifar10', 'folder', 'flat'], help: 'training data' },
   dataPath: { type: 'string', help: 'dataset folder (cifar10: extracted or the .tar.gz; folder: class sub-folders; flat: images)' },
   syntheticSize: { type: 'int', default: 5000, min: 1, help: 'synthetic dataset: number of images' },
-  numWorkers: { type: 'int', default: 2, min: 0, help: 'decoding/augmentation worker threads' },
+  numWorkers: { type: 'int', min: 0, help: 'decoding/augmentation worker threads (default: one per core but one, at most 8; 0 = on the main thread)' },
   upload: {
     type: 'string', default: 'auto', choices: ['auto', 'uint8', 'float32'], auto: (o) => (String(o.device).startsWith('cuda') ? 'uint8' : 'float32'),
     help: 'what the loader hands to the device: uint8 (4× fewer bytes, normalised on the device) or normalised float32; auto = uint8 on a GPU, float32 on the CPU',
