@@ -16,7 +16,8 @@ import * as torch from '../src/torch';
 import { Tensor, F } from '../src/torch';
 
 const ROOT = path.join(__dirname, '..', '..');
-const PY = '/usr/bin/python3';
+// Debian's python3-torch here; on a GPU host the Python with its CUDA torch (scripts/find-torch-python.sh).
+const PY = process.env.SEMAIM_PYTHON || '/usr/bin/python3';
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(name);
@@ -210,7 +211,7 @@ function table(r: Results, pyInfo: { torch: string; threads: number; python: str
   const lines = [
     `- Machine: ${cpu[0]?.model ?? 'unknown CPU'}, ${cpu.length} logical cores, ${f(os.totalmem() / 2 ** 30, 0)} GiB RAM; ` +
       `${os.platform()} ${os.release()}`,
-    `- Engine: node ${process.version}, libtorch ${v.torch}; PyTorch: python ${pyInfo.python}, torch ${pyInfo.torch} (/usr/bin/python3)`,
+    `- Engine: node ${process.version}, libtorch ${v.torch}; PyTorch: python ${pyInfo.python}, torch ${pyInfo.torch} (${PY})`,
     `- Threads: ${torch.getNumThreads()} (engine) / ${pyInfo.threads} (PyTorch). Measurements alternate between the two sides; ` +
       `1-min load average ${f(loadAtStart, 2)} at start, ${f(os.loadavg()[0], 2)} at the end.`,
     `- Date: ${new Date().toISOString().slice(0, 10)}`,

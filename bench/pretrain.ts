@@ -1,6 +1,6 @@
 // `npm run bench:pretrain`: one SemAIM pre-training step (semantic order with its no-grad similarity
 // pass, fast-path forward, backward, clip 3, AdamW, zeroGrad) in TypeScript beside the same model and
-// step in PyTorch (bench/pretrain_torch.py, run with /usr/bin/python3), same thread count, same
+// step in PyTorch (bench/pretrain_torch.py, run with $SEMAIM_PYTHON or /usr/bin/python3), same thread count, same
 // warm-up and measured steps. Each side runs in its own child process, so the peak RSS (VmHWM) it
 // reports is that run's alone.
 //
@@ -31,7 +31,8 @@ import { PRESETS } from '../src/semaim/config';
 import { peakMatmulFlops, stepFlopsPerImage } from './flops';
 
 const ROOT = path.join(__dirname, '..', '..');
-const PY = '/usr/bin/python3';
+// Debian's python3-torch here; on a GPU host the Python with its CUDA torch (scripts/find-torch-python.sh).
+const PY = process.env.SEMAIM_PYTHON || '/usr/bin/python3';
 
 function opt(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -207,7 +208,7 @@ function report(results: Row[], started: Date, loads: number[][], peak: { flops:
       `Machine: ${cpuModel()}, ${os.cpus().length} logical cores, ${f0(os.totalmem() / 2 ** 30)} GiB RAM; ` +
       `load average ${loads.map((l) => l[0].toFixed(1)).join(' → ')} (start → end; the cores are shared with other work).`,
     `Command: \`npm run bench:pretrain${args.length ? ' -- ' + args.join(' ') : ''}\`. ` +
-      `TS: node ${process.version}, libtorch ${first?.ts?.libtorch ?? '?'}; PyTorch: python ${py?.python ?? '?'}, torch ${py?.torch ?? '?'} (/usr/bin/python3). ` +
+      `TS: node ${process.version}, libtorch ${first?.ts?.libtorch ?? '?'}; PyTorch: python ${py?.python ?? '?'}, torch ${py?.torch ?? '?'} (${PY}). ` +
       `Device ${device}${cuda ? ` (ours: bf16 autocast, the similarity pass too, PyTorch SDPA: ${String(first?.pytorch?.sdpa)}; authors': fp16 autocast + GradScaler)` : ''}; ${threads} threads each side; ` +
       `${warmup} warm-up steps, then the measured steps; ${rounds} round(s), the sides alternating, each run in its own process` +
       `${first?.ts?.yieldEachStep ? ' (the TS loop yields to the event loop once per step, as a trainer awaiting its loader does)' : ''}.`,

@@ -12,7 +12,8 @@ if ! command -v node >/dev/null 2>&1; then
   mkdir -p .tmp/node && tar -xJf "$NODE_XZ" -C .tmp/node --strip-components=1
   export PATH="$PWD/.tmp/node/bin:$PATH"
 fi
-PY=${PYTHON:-python3}
+PY=$(bash scripts/find-torch-python.sh)
+export SEMAIM_PYTHON=$PY
 TORCH_DIR=$($PY -c 'import torch,os;print(os.path.dirname(torch.__file__))')
 export LIBTORCH="$TORCH_DIR"
 echo "== $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo 'no nvidia-smi')"

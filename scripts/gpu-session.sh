@@ -16,6 +16,8 @@ fi
 mkdir -p node_modules && cp -rn .gpu/node_modules/* node_modules/ 2>/dev/null
 [ -d dist ] || cp -r .gpu/dist dist
 export NAPI_INCLUDE=${NAPI_INCLUDE:-$PWD/.gpu/napi-include}
+# The PyTorch references run with the Python that has the CUDA torch (not necessarily /usr/bin/python3).
+SEMAIM_PYTHON=$(bash scripts/find-torch-python.sh) && export SEMAIM_PYTHON
 {
   bash scripts/gpu-check.sh 2>&1 | grep -vE '^ *(duration_ms|\.\.\.|---|type:)' 
 } 2>&1 | tee "$OUT/gpu-check.log"
