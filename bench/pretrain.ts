@@ -78,8 +78,9 @@ const cudaSteps = Number(opt('steps', quick ? '3' : '20'));
 const CUDA_CONFIGS: Config[] = [
   { key: 'tiny', label: 'ViT-Tiny/4, 32², 12 dec', preset: 'vit_tiny', img: 32, patch: 4, decoderDepth: 12,
     batch: Number(opt('batch-tiny', '64')), steps: cudaSteps },
-  { key: 'base', label: 'ViT-B/16, 224², 12 dec', preset: 'vit_base', img: 224, patch: 16, decoderDepth: 12, batch: 64, steps: cudaSteps },
+  // batch 256 first: it carries the ≥ 1.6× target, so it is measured even if a time limit cuts the run short
   { key: 'base', label: 'ViT-B/16, 224², 12 dec', preset: 'vit_base', img: 224, patch: 16, decoderDepth: 12, batch: 256, steps: cudaSteps },
+  { key: 'base', label: 'ViT-B/16, 224², 12 dec', preset: 'vit_base', img: 224, patch: 16, decoderDepth: 12, batch: 64, steps: cudaSteps },
   { key: 'large', label: 'ViT-L/16, 224², 12 dec', preset: 'vit_large', img: 224, patch: 16, decoderDepth: 12, batch: 64, steps: cudaSteps },
 ];
 // On CUDA the tiny config runs only when asked for (--only tiny).

@@ -18,10 +18,15 @@ mkdir -p node_modules && cp -rn .gpu/node_modules/* node_modules/ 2>/dev/null
 export NAPI_INCLUDE=${NAPI_INCLUDE:-$PWD/.gpu/napi-include}
 # The PyTorch references run with the Python that has the CUDA torch (not necessarily /usr/bin/python3).
 SEMAIM_PYTHON=$(bash scripts/find-torch-python.sh) && export SEMAIM_PYTHON
+# Time limits so that a hang in one part still leaves time for the other and for the logs: the
+# device call is limited to 600 s (CHECK_TIMEOUT + BENCH_TIMEOUT + unpacking must stay under it).
+start=$(date +%s)
 {
-  bash scripts/gpu-check.sh 2>&1 | grep -vE '^ *(duration_ms|\.\.\.|---|type:)' 
+  timeout "${CHECK_TIMEOUT:-200}" bash scripts/gpu-check.sh 2>&1 | grep -vE '^ *(duration_ms|\.\.\.|---|type:)'
+  echo "== gpu-check: exit ${PIPESTATUS[0]} after $(( $(date +%s) - start )) s"
 } 2>&1 | tee "$OUT/gpu-check.log"
-if [ "${BENCH:-1}" != 0 ]; then
-  node dist/bench/pretrain.js --device cuda --reference both --write-docs ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-cuda.log"
+if [ "${BENCH:-1}" != 0 ] && [ -f build/Release/semaim.node ]; then
+  timeout "${BENCH_TIMEOUT:-330}" node dist/bench/pretrain.js --device cuda --reference both --write-docs ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-cuda.log"
+  echo "== bench: exit ${PIPESTATUS[0]} after $(( $(date +%s) - start )) s" | tee -a "$OUT/bench-cuda.log"
   cp docs/BENCHMARKS.md "$OUT/"
 fi
