@@ -21,7 +21,8 @@
 # updates a package (the cached index is refreshed once a day), about 150 MB of downloads and
 # 700 MB unpacked. Not part of CI. Everything lives in $SEMAIM_TRIXIE_CACHE
 # (default ~/.cache/semaim/libtorch-trixie); delete it to start over.
-# Environment: SUITE (default trixie), DEBIAN_MIRROR, JOBS (node-gyp -j, default 2).
+# Environment: SUITE (default trixie = libtorch 2.6; sid = 2.14 in November 2026, C++20 headers),
+# DEBIAN_MIRROR, JOBS (node-gyp -j, default 2).
 #
 # Speed: Debian's 2.6 runs ATen on all cores with OpenMP (1.13 here runs one thread). On a small
 # VM shared with other jobs libgomp's spin-waiting then makes some tests 50-200x slower (the
