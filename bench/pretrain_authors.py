@@ -311,6 +311,8 @@ def main():
     torch.manual_seed(a.seed)
     dev = torch.device(a.device)
     cuda = dev.type == 'cuda'
+    if cuda:
+        torch.backends.cudnn.benchmark = True  # the authors' main_pretrain.py: cudnn.benchmark = True
     amp = cuda and not a.no_amp
     phases = (not cuda) or a.phases
     sync = (lambda: torch.cuda.synchronize()) if cuda else (lambda: None)

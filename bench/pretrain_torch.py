@@ -263,6 +263,8 @@ def main():
     torch.manual_seed(a.seed)
     dev = torch.device(a.device)
     cuda = dev.type == 'cuda'
+    if cuda:
+        torch.backends.cudnn.benchmark = True  # as semaim does on a GPU (src/train/cudnn-autotune.ts)
     USE_SDPA = cuda and hasattr(F, 'scaled_dot_product_attention')
     phases = (not cuda) or a.phases
     verbose = a.verbose

@@ -17,6 +17,7 @@ import { AdamW, paramGroupsWeightDecay, scaleLr } from '../src/optim';
 import { loadTensors } from '../src/io';
 import { withPrecision } from '../src/train/precision';
 import { optimizerStep } from '../src/train/optimizer-step';
+import { cudnnAutotune } from '../src/train/cudnn-autotune';
 
 function opt(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -117,6 +118,7 @@ async function main(): Promise<void> {
   const allFinite = torch.keep(torch.ones([], { dtype: 'bool', device }));
   const precision = cuda ? 'bf16' : 'fp32'; // as `semaim pretrain --precision bf16` on a GPU
   if (cuda) torch.cuda.resetPeakMemory();
+  cudnnAutotune(device); // as the trainer
 
   const rows: { cpu: number; total: number; order: number; forward: number; backward: number; optimizer: number }[] = [];
   const losses: number[] = [];

@@ -53,9 +53,16 @@ FN(cudaEmptyCache, {
   return info.Env().Undefined();
 })
 
+// cuDNN's autotuner (torch.backends.cudnn.benchmark): times the convolution algorithms once per
+// input shape and keeps the fastest. Pays off when shapes repeat (training at a fixed image size).
+FN(cudnnBenchmark, {
+  if (info.Length() > 0 && !info[0].IsUndefined()) at::globalContext().setBenchmarkCuDNN(info[0].As<Napi::Boolean>().Value());
+  return Napi::Boolean::New(info.Env(), at::globalContext().benchmarkCuDNN());
+})
+
 void registerCuda(Napi::Env env, Napi::Object exports) {
   EXPORT(cudaAvailable); EXPORT(cudaDeviceCount); EXPORT(cudaSynchronize); EXPORT(cudaMemory); EXPORT(cudaResetPeak);
-  EXPORT(cudaEmptyCache);
+  EXPORT(cudaEmptyCache); EXPORT(cudnnBenchmark);
 }
 
 }  // namespace semaim

@@ -23,6 +23,7 @@ import { validateEval } from './options';
 import { StopReason, afterStep, catchStopSignals } from '../train/step-control';
 import { optimizerStep } from '../train/optimizer-step';
 import { withPrecision } from '../train/precision';
+import { cudnnAutotune } from '../train/cudnn-autotune';
 
 export interface FinetuneData {
   train: LabelledData;
@@ -190,6 +191,7 @@ export async function finetune(o: OptionValues, data: FinetuneData, hooks: Finet
 
   const stop = hooks.stop ?? { requested: false };
   const releaseSignals = catchStopSignals(stop);
+  const restoreCudnn = cudnnAutotune(device);
 
   const saveCheckpoint = (epoch: number, batch: number) => {
     if (!allFinite.item()) return;
@@ -297,6 +299,7 @@ export async function finetune(o: OptionValues, data: FinetuneData, hooks: Finet
     }
   } finally {
     releaseSignals();
+    restoreCudnn();
     progress.done();
     lossSum.dispose();
     allFinite.dispose();

@@ -58,6 +58,15 @@ export const cuda = {
   emptyCache(): void { native.cudaEmptyCache(); },
 };
 
+/** Backend switches, as torch.backends. */
+export const backends = {
+  cudnn: {
+    /** cuDNN autotuning of convolutions per input shape (PyTorch's default: off; the authors' scripts turn it on). */
+    get benchmark(): boolean { return native.cudnnBenchmark() as boolean; },
+    set benchmark(on: boolean) { native.cudnnBenchmark(on); },
+  },
+};
+
 export function version(): { torch: string; major: number; minor: number; config: string; parallel: string } {
   return native.version();
 }

@@ -17,6 +17,7 @@ import { Progress } from './progress';
 import { StopReason, afterStep, catchStopSignals } from './step-control';
 import { optimizerStep } from './optimizer-step';
 import { withPrecision } from './precision';
+import { cudnnAutotune } from './cudnn-autotune';
 import { DeviceImages, Normalization } from './device-images';
 import { modelConfigFrom, validatePretrain } from './pretrain-config';
 
@@ -137,6 +138,7 @@ export async function pretrain(o: OptionValues, data: TrainData, hooks: Pretrain
   const upload = new DeviceImages(data.normalize ?? null);
   const stop = hooks.stop ?? { requested: false };
   const releaseSignals = catchStopSignals(stop);
+  const restoreCudnn = cudnnAutotune(device);
 
   const saveCheckpoint = (epoch: number, batch: number) => {
     // Never checkpoint weights after a non-finite loss.
@@ -233,6 +235,7 @@ export async function pretrain(o: OptionValues, data: TrainData, hooks: Pretrain
     }
   } finally {
     releaseSignals();
+    restoreCudnn();
     progress.done();
     await data.close();
     lossSum.dispose();

@@ -1,3 +1,5 @@
+// What a GPU run does differently, checked on the CPU: uint8 uploads normalised on the device, options
+// that resolve from --device, cuDNN autotuning.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -6,6 +8,7 @@ import { join } from 'node:path';
 import * as torch from '../../src/torch';
 import { makeTrainData, uploadsUint8 } from '../../src/train/data';
 import { DeviceImages } from '../../src/train/device-images';
+import { cudnnAutotune } from '../../src/train/cudnn-autotune';
 import { pretrain, TrainBatch } from '../../src/train/pretrain';
 import { PRETRAIN_OPTIONS } from '../../src/train/pretrain-config';
 import { readMetrics } from '../../src/train/metrics';
@@ -96,4 +99,15 @@ test("'auto' options resolve from --device: bf16 and uint8 uploads on a GPU, fp3
     assert.equal(resolveOptions(table, { checkpoint: 'x', device: 'cuda' }).precision, 'bf16');
     assert.equal(resolveOptions(table, { checkpoint: 'x' }).precision, 'fp32');
   }
+});
+
+test('cuDNN autotuning: on for a CUDA run, untouched on the CPU, restored afterwards', () => {
+  assert.equal(torch.backends.cudnn.benchmark, false);
+  const noop = cudnnAutotune('cpu');
+  assert.equal(torch.backends.cudnn.benchmark, false);
+  noop();
+  const restore = cudnnAutotune('cuda:0'); // only flips libtorch's flag: needs no GPU
+  assert.equal(torch.backends.cudnn.benchmark, true);
+  restore();
+  assert.equal(torch.backends.cudnn.benchmark, false);
 });
