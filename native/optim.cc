@@ -2,6 +2,8 @@
 // (_foreach) kernels, so a step costs a handful of dispatches instead of several per parameter.
 #include "common.h"
 
+#include <algorithm>
+
 #include <c10/core/GradMode.h>
 
 #include <cmath>
@@ -94,13 +96,27 @@ FN(clipGradNorm, {
   at::Tensor total = at::stack(norms).norm();
   if (std::isfinite(maxNorm)) {
     at::Tensor coef = (maxNorm / (total + 1e-6)).clamp_max(1.0);
-    for (auto& g : grads) g.mul_(coef.to(g.scalar_type()));
+    bool oneDtype = std::all_of(grads.begin(), grads.end(), [&](const at::Tensor& g) { return g.scalar_type() == coef.scalar_type(); });
+#if SEMAIM_TORCH_AT_LEAST(2, 1)
+    // One multi-tensor kernel instead of one per parameter (_foreach_mul_ by a tensor: PyTorch >= 2.1).
+    if (oneDtype) at::_foreach_mul_(grads, coef);
+    else
+#endif
+      for (auto& g : grads) g.mul_(coef.to(g.scalar_type()));
   }
   return wrap(info.Env(), total);
 })
 
+// foreachMul_(tensors, scalar): multiplies every tensor in place (one multi-tensor kernel per dtype and device).
+FN(foreachMul_, {
+  auto tensors = argTensorList(info, 0);
+  c10::NoGradGuard no_grad;
+  if (!tensors.empty()) at::_foreach_mul_(tensors, argScalar(info, 1));
+  return info.Env().Undefined();
+})
+
 void registerOptim(Napi::Env env, Napi::Object exports) {
-  EXPORT(adamwStep); EXPORT(sgdStep); EXPORT(clipGradNorm);
+  EXPORT(adamwStep); EXPORT(sgdStep); EXPORT(clipGradNorm); EXPORT(foreachMul_);
 }
 
 }  // namespace semaim

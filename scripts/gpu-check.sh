@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On a machine with CUDA PyTorch (pip) and a node binary: builds the addon against that libtorch and
-# runs the engine and model tests on cuda. Usage:
+# runs the engine, nn, model and optimiser tests with their tensors on cuda. Usage:
 #   bash scripts/gpu-check.sh                     (node on PATH, node_modules and dist/ present)
 #   NODE_XZ=node-v20-linux-x64.tar.xz bash scripts/gpu-check.sh
 # Without node-gyp (a machine without npm) the addon is built by scripts/build-addon.sh; without
@@ -26,4 +26,8 @@ else
 fi
 if [ -f node_modules/typescript/bin/tsc ]; then node node_modules/typescript/bin/tsc -p tsconfig.json; fi
 node -e 'const t=require("./dist/src/torch");console.log("cuda available:",t.cuda.isAvailable(),"devices:",t.cuda.deviceCount())'
-node scripts/run-tests.js cuda.test torch/ semaim/ optim/
+# The engine, nn, model and optimiser tests with every tensor they create on the GPU (tests of CPU-only
+# behaviour skip themselves), plus the CUDA-specific ones.
+if node -e 'process.exit(require("./dist/src/torch").cuda.isAvailable() ? 0 : 1)'; then export SEMAIM_TEST_DEVICE=${SEMAIM_TEST_DEVICE:-cuda}; fi
+echo "== tests on ${SEMAIM_TEST_DEVICE:-cpu}"
+node scripts/run-tests.js cuda.test torch/ nn/ semaim/ optim/

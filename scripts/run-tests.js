@@ -2,6 +2,8 @@
 // Runs every compiled test file (dist/test/**/*.test.js) with node's built-in test runner.
 // Node 20's `--test` does not expand globs, so the list is built here.
 // Pass substrings to run a subset: `node scripts/run-tests.js tensor optim`.
+// SEMAIM_TEST_DEVICE=cuda runs them with tensors created without a device on that device
+// (scripts/test-device.js); tests of CPU-only behaviour skip themselves then.
 'use strict';
 const { readdirSync, statSync } = require('node:fs');
 const { join } = require('node:path');
@@ -26,5 +28,10 @@ if (files.length === 0) {
   process.exit(1);
 }
 const args = ['--expose-gc', '--test', '--test-concurrency=1', ...files];
-const r = spawnSync(process.execPath, args, { stdio: 'inherit' });
+const env = { ...process.env };
+if (env.SEMAIM_TEST_DEVICE) {
+  // Through NODE_OPTIONS, so that the runner's per-file child processes load it too.
+  env.NODE_OPTIONS = `--require ${join(__dirname, 'test-device.js')}${env.NODE_OPTIONS ? ` ${env.NODE_OPTIONS}` : ''}`;
+}
+const r = spawnSync(process.execPath, args, { stdio: 'inherit', env });
 process.exit(r.status ?? 1);

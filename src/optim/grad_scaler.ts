@@ -112,7 +112,7 @@ export class GradScaler {
       const inv = Math.fround(1 / this.scaleValue);
       torch.noGrad(() => {
         s.norm = torch.keep(wrap(native.clipGradNorm(grads.map((g) => g.h), Infinity)));
-        for (const g of grads) g.mul_(inv);
+        native.foreachMul_(grads.map((g) => g.h), inv);
       });
     } finally {
       for (const g of grads) g.dispose();

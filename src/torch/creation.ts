@@ -14,22 +14,40 @@ export interface RandomOptions extends CreateOptions {
   generator?: Generator;
 }
 
+let defaultDevice: Device | null = null;
+
+/**
+ * The device of tensors created without one (torch.set_default_device): 'cpu' unless set. Tensors
+ * made from others (ops, *Like, to()) follow their inputs as always.
+ */
+export function setDefaultDevice(device: Device): void {
+  if (device !== 'cpu') wrap(native.empty([0], null, device)).dispose(); // a bad or absent device throws here
+  defaultDevice = device === 'cpu' ? null : device;
+}
+export function getDefaultDevice(): Device {
+  return defaultDevice ?? 'cpu';
+}
+/** The device to pass to the addon (null: its default, the CPU). */
+function dev(o: CreateOptions): Device | null {
+  return o.device ?? defaultDevice;
+}
+
 function finish(t: Tensor, o: CreateOptions): Tensor {
   if (o.requiresGrad) t.requiresGrad = true;
   return t;
 }
 
 export function empty(shape: number[], o: CreateOptions = {}): Tensor {
-  return finish(wrap(native.empty(shape, o.dtype ?? null, o.device ?? null)), o);
+  return finish(wrap(native.empty(shape, o.dtype ?? null, dev(o))), o);
 }
 export function zeros(shape: number[], o: CreateOptions = {}): Tensor {
-  return finish(wrap(native.zeros(shape, o.dtype ?? null, o.device ?? null)), o);
+  return finish(wrap(native.zeros(shape, o.dtype ?? null, dev(o))), o);
 }
 export function ones(shape: number[], o: CreateOptions = {}): Tensor {
-  return finish(wrap(native.ones(shape, o.dtype ?? null, o.device ?? null)), o);
+  return finish(wrap(native.ones(shape, o.dtype ?? null, dev(o))), o);
 }
 export function full(shape: number[], value: number | boolean, o: CreateOptions = {}): Tensor {
-  return finish(wrap(native.full(shape, value, o.dtype ?? null, o.device ?? null)), o);
+  return finish(wrap(native.full(shape, value, o.dtype ?? null, dev(o))), o);
 }
 export function zerosLike(t: Tensor, o: CreateOptions = {}): Tensor {
   return zeros(t.shape, { dtype: t.dtype, device: t.device, ...o });
@@ -45,27 +63,27 @@ export function arange(start: number, end?: number, step = 1, o: CreateOptions =
   const [a, b] = end === undefined ? [0, start] : [start, end];
   const ints = Number.isInteger(a) && Number.isInteger(b) && Number.isInteger(step);
   const dtype = o.dtype ?? (ints ? 'int64' : 'float32');
-  return finish(wrap(native.arange(a, b, step, dtype, o.device ?? null)), o);
+  return finish(wrap(native.arange(a, b, step, dtype, dev(o))), o);
 }
 export function linspace(start: number, end: number, steps: number, o: CreateOptions = {}): Tensor {
-  return finish(wrap(native.linspace(start, end, steps, o.dtype ?? null, o.device ?? null)), o);
+  return finish(wrap(native.linspace(start, end, steps, o.dtype ?? null, dev(o))), o);
 }
 export function eye(n: number, o: CreateOptions = {}): Tensor {
-  return finish(wrap(native.eye(n, o.dtype ?? null, o.device ?? null)), o);
+  return finish(wrap(native.eye(n, o.dtype ?? null, dev(o))), o);
 }
 /** Uniform on [0, 1). */
 export function rand(shape: number[], o: RandomOptions = {}): Tensor {
-  return finish(wrap(native.rand(shape, o.dtype ?? null, o.device ?? null, o.generator?.native ?? null)), o);
+  return finish(wrap(native.rand(shape, o.dtype ?? null, dev(o), o.generator?.native ?? null)), o);
 }
 export function randn(shape: number[], o: RandomOptions = {}): Tensor {
-  return finish(wrap(native.randn(shape, o.dtype ?? null, o.device ?? null, o.generator?.native ?? null)), o);
+  return finish(wrap(native.randn(shape, o.dtype ?? null, dev(o), o.generator?.native ?? null)), o);
 }
 /** Integers in [low, high), int64. */
 export function randint(low: number, high: number, shape: number[], o: RandomOptions = {}): Tensor {
-  return wrap(native.randint(low, high, shape, o.device ?? null, o.generator?.native ?? null));
+  return wrap(native.randint(low, high, shape, dev(o), o.generator?.native ?? null));
 }
 export function randperm(n: number, o: RandomOptions = {}): Tensor {
-  return wrap(native.randperm(n, o.device ?? null, o.generator?.native ?? null));
+  return wrap(native.randperm(n, dev(o), o.generator?.native ?? null));
 }
 /** Bernoulli(p) samples shaped like t. */
 export function bernoulli(like: Tensor, p: number, o: RandomOptions = {}): Tensor {
@@ -100,7 +118,7 @@ export function tensor(data: Nested | TypedArray, o: CreateOptions & { shape?: n
     const natural = buf instanceof Uint16Array ? dtype : dtypeOfArray(buf);
     if (natural !== dtype) {
       const t = wrap(native.fromBuffer(buf, shape, natural, null));
-      try { return finish(t.to({ dtype, device: o.device }), o); } finally { t.dispose(); }
+      try { return finish(t.to({ dtype, device: dev(o) ?? undefined }), o); } finally { t.dispose(); }
     }
   } else {
     shape = o.shape ?? shapeOf(data);
@@ -111,10 +129,10 @@ export function tensor(data: Nested | TypedArray, o: CreateOptions & { shape?: n
     buf = toTyped(flat, dtype);
     if (dtype === 'float16' || dtype === 'bfloat16') {
       const t = wrap(native.fromBuffer(buf, shape, 'float32', null));
-      try { return finish(t.to({ dtype, device: o.device }), o); } finally { t.dispose(); }
+      try { return finish(t.to({ dtype, device: dev(o) ?? undefined }), o); } finally { t.dispose(); }
     }
   }
-  return finish(wrap(native.fromBuffer(buf, shape, dtype, o.device ?? null)), o);
+  return finish(wrap(native.fromBuffer(buf, shape, dtype, dev(o))), o);
 }
 
 function toTyped(flat: (number | boolean)[], dtype: DType): TypedArray {

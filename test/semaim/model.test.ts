@@ -220,7 +220,7 @@ test('the similarity pass under bf16 autocast: S stays float32 and close to the 
     torch.scope(() => {
       const images = torch.randn([4, 3, 24, 24]);
       const fp32 = model.makeOrder(images, { noise: torch.rand([4, 36]) });
-      const bf16 = torch.autocast({ device: 'cpu', dtype: 'bfloat16' }, () => model.makeOrder(images, { noise: torch.rand([4, 36]) }));
+      const bf16 = torch.autocast({ device: torch.getDefaultDevice().startsWith('cuda') ? 'cuda' : 'cpu', dtype: 'bfloat16' }, () => model.makeOrder(images, { noise: torch.rand([4, 36]) }));
       assert.equal(bf16.similarity!.dtype, 'float32', tokens);
       assert.equal(bf16.order.dtype, 'float32', tokens);
       const rel = bf16.similarity!.sub(fp32.similarity!).abs().max().item() / fp32.similarity!.abs().max().item();

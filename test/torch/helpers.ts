@@ -8,6 +8,9 @@ import { mulberry32 as prng } from '../../src/util/prng';
 
 export { prng };
 
+/** Skip reason for tests of CPU-only behaviour when SEMAIM_TEST_DEVICE makes tensors default to another device. */
+export const cpuOnly: string | false = torch.getDefaultDevice() === 'cpu' ? false : `CPU-only behaviour (tensors default to ${torch.getDefaultDevice()})`;
+
 const numel = (shape: number[]): number => shape.reduce((a, b) => a * b, 1);
 
 export interface RndOptions {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import * as torch from '../../src/torch';
 import { Tensor, DType, F } from '../../src/torch';
-import { assertClose, noLeak, values } from './helpers';
+import { assertClose, cpuOnly, noLeak, values } from './helpers';
 
 torch.setNumThreads(1);
 
@@ -26,12 +26,26 @@ function throwsTorch(fn: () => unknown, o: { code?: string | RegExp; op?: string
 
 // ---------------------------------------------------------------- creation
 
+test('default device: creation without a device uses it; a bad or absent device is refused and changes nothing', () => {
+  const was = torch.getDefaultDevice();
+  try {
+    torch.setDefaultDevice('cpu');
+    assert.equal(torch.getDefaultDevice(), 'cpu');
+    torch.scope(() => assert.equal(torch.tensor([1, 2]).device, 'cpu'));
+    assert.throws(() => torch.setDefaultDevice('tpu' as never));
+    if (!torch.cuda.isAvailable()) assert.throws(() => torch.setDefaultDevice('cuda'));
+    assert.equal(torch.getDefaultDevice(), 'cpu');
+  } finally {
+    torch.setDefaultDevice(was);
+  }
+});
+
 test('creation: zeros, ones, full, empty, eye, *Like', () => {
   noLeak(() => {
     const z = torch.zeros([2, 3]);
     assert.deepEqual(z.shape, [2, 3]);
     assert.equal(z.dtype, 'float32');
-    assert.equal(z.device, 'cpu');
+    assert.ok(z.device.startsWith(torch.getDefaultDevice()), z.device);
     assert.deepEqual(values(z), [0, 0, 0, 0, 0, 0]);
     const o = torch.ones([4], { dtype: 'int64' });
     assert.equal(o.dtype, 'int64');
@@ -277,7 +291,7 @@ test('typed arrays: copies in, copies out, offsets respected, float conversions'
   });
 });
 
-test('sharedData: zero-copy view of a contiguous CPU tensor, valid after dispose', () => {
+test('sharedData: zero-copy view of a contiguous CPU tensor, valid after dispose', { skip: cpuOnly }, () => {
   noLeak(() => {
     const t = torch.zeros([2, 3]);
     const d = t.sharedData() as Float32Array;
@@ -605,7 +619,7 @@ test('in-place ops: values, chaining, views, and autograd rules', () => {
   });
 });
 
-test('conversion: to(), clone, contiguous, memoryStats bytes are counted once per storage', () => {
+test('conversion: to(), clone, contiguous, memoryStats bytes are counted once per storage', { skip: cpuOnly }, () => {
   noLeak(() => {
     const t = torch.ones([256], { dtype: 'float32' });
     const base = torch.memoryStats().liveBytes;
