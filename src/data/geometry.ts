@@ -4,20 +4,12 @@
 // can skip what the crop leaves out and the resampler runs once.
 
 import type { Rng } from './rng';
-import type { Rect, ResampleSpec, Interpolation } from './resample';
+import type { Rect, ResampleSpec } from './resample';
 import { filterSupport } from './resample';
 import type { TransformSpec } from './transforms';
 
-export interface Plan {
-  /** Source rectangle mapped onto the output. */
-  sample: Rect;
-  /** Source pixels that may be read. */
-  clip: Rect;
-  outW: number;
-  outH: number;
-  flip: boolean;
-  interp: Interpolation;
-}
+/** A plan is what the resampler executes: source rectangle → output size, readable pixels, mirroring. */
+export type Plan = ResampleSpec;
 
 /** Python's round(): halves go to the even neighbour (as torchvision's center_crop uses). */
 function roundHalfEven(v: number): number {
@@ -183,8 +175,4 @@ export function reductionFor(p: Plan): 1 | 2 | 4 | 8 {
   if (f >= 4) return 4;
   if (f >= 2) return 2;
   return 1;
-}
-
-export function toResampleSpec(p: Plan): ResampleSpec {
-  return { sample: p.sample, clip: p.clip, outW: p.outW, outH: p.outH, flip: p.flip, interp: p.interp };
 }

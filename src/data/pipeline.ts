@@ -10,7 +10,7 @@ import type { ImageHandle } from './codecs/decode';
 import type { OutputFormat } from './resample';
 import { resampleToOutput, resamplePlane } from './resample';
 import { simdResampleToOutput, arenaReset } from './simd';
-import { buildPlan, neededRegion, reductionFor, toResampleSpec, type Plan } from './geometry';
+import { buildPlan, neededRegion, reductionFor, type Plan } from './geometry';
 import {
   validateTransforms,
   isGeometric,
@@ -91,22 +91,21 @@ export class Pipeline {
     arenaReset(); // per-sample scratch memory of the previous sample is no longer needed
     const reduction = this.dctScaling && handle.scalable ? reductionFor(plan) : 1;
     const img = handle.decode({ region: neededRegion(plan), reduction, scratch: true });
-    const spec = toResampleSpec(plan);
     const hw = w * h;
     if (!this.randAug) {
-      const done = !this.uint8 && simdResampleToOutput(img, spec, out as Float32Array, offset, this.format);
-      if (!done) resampleToOutput(img, spec, out, offset, this.format);
+      const done = !this.uint8 && simdResampleToOutput(img, plan, out as Float32Array, offset, this.format);
+      if (!done) resampleToOutput(img, plan, out, offset, this.format);
       if (masks) {
-        if (img.mask) resamplePlane(img.mask, spec, 'nearest', masks, maskOffset);
+        if (img.mask) resamplePlane(img.mask, plan, 'nearest', masks, maskOffset);
         else masks.fill(0, maskOffset, maskOffset + hw);
       }
     } else {
       const rgb = new Uint8Array(3 * hw);
-      resampleToOutput(img, spec, rgb, 0, { kind: 'uint8' });
+      resampleToOutput(img, plan, rgb, 0, { kind: 'uint8' });
       let mask: Uint8Array | null = null;
       if (masks && img.mask) {
         mask = new Uint8Array(hw);
-        resamplePlane(img.mask, spec, 'nearest', mask, 0);
+        resamplePlane(img.mask, plan, 'nearest', mask, 0);
       }
       const aug = { rgb, mask, width: w, height: h };
       randAugment(aug, this.randAug, rng);
