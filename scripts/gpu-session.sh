@@ -10,7 +10,9 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/.tmp/gpu-out}
 mkdir -p "$OUT" .tmp/node/bin
 if ! command -v node >/dev/null 2>&1; then
-  xz -dc .gpu/node.xz > .tmp/node/bin/node && chmod +x .tmp/node/bin/node
+  # xz, or Python's lzma where xz-utils is missing
+  { xz -dc .gpu/node.xz 2>/dev/null || python3 -c 'import lzma,shutil,sys;shutil.copyfileobj(lzma.open(".gpu/node.xz"),sys.stdout.buffer)'; } > .tmp/node/bin/node
+  chmod +x .tmp/node/bin/node
   export PATH="$PWD/.tmp/node/bin:$PATH"
 fi
 mkdir -p node_modules && cp -rn .gpu/node_modules/* node_modules/ 2>/dev/null
