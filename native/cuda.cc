@@ -3,7 +3,11 @@
 
 #include <torch/cuda.h>
 
+#include <mutex>
+#include <stdexcept>
+
 #ifdef SEMAIM_CUDA
+#include <ATen/cuda/CUDAGeneratorImpl.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
 #endif
@@ -53,6 +57,28 @@ FN(cudaEmptyCache, {
   return info.Env().Undefined();
 })
 
+// The default CUDA generator's state of a device (what the global-RNG draws on that device use, e.g.
+// drop path), as a uint8 CPU tensor for checkpoints, and back.
+FN(cudaGetRngState, {
+#ifdef SEMAIM_CUDA
+  auto gen = at::cuda::detail::getDefaultCUDAGenerator(static_cast<c10::DeviceIndex>(argOptInt(info, 0).value_or(0)));
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return wrap(info.Env(), gen.get_state());
+#else
+  throw std::invalid_argument("cudaGetRngState: this libtorch has no CUDA");
+#endif
+})
+FN(cudaSetRngState, {
+#ifdef SEMAIM_CUDA
+  auto gen = at::cuda::detail::getDefaultCUDAGenerator(static_cast<c10::DeviceIndex>(argOptInt(info, 1).value_or(0)));
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(argTensor(info, 0));
+  return info.Env().Undefined();
+#else
+  throw std::invalid_argument("cudaSetRngState: this libtorch has no CUDA");
+#endif
+})
+
 // cuDNN's autotuner (torch.backends.cudnn.benchmark): times the convolution algorithms once per
 // input shape and keeps the fastest. Pays off when shapes repeat (training at a fixed image size).
 FN(cudnnBenchmark, {
@@ -63,6 +89,7 @@ FN(cudnnBenchmark, {
 void registerCuda(Napi::Env env, Napi::Object exports) {
   EXPORT(cudaAvailable); EXPORT(cudaDeviceCount); EXPORT(cudaSynchronize); EXPORT(cudaMemory); EXPORT(cudaResetPeak);
   EXPORT(cudaEmptyCache); EXPORT(cudnnBenchmark);
+  EXPORT(cudaGetRngState); EXPORT(cudaSetRngState);
 }
 
 }  // namespace semaim

@@ -24,6 +24,7 @@ import { StopReason, afterStep, catchStopSignals } from '../train/step-control';
 import { optimizerStep } from '../train/optimizer-step';
 import { withPrecision } from '../train/precision';
 import { cudnnAutotune } from '../train/cudnn-autotune';
+import { globalRngStates, restoreGlobalRngStates } from '../train/rng-state';
 
 export interface FinetuneData {
   train: LabelledData;
@@ -166,7 +167,7 @@ export async function finetune(o: OptionValues, data: FinetuneData, hooks: Finet
       optimizer.loadStateDict({ tensors: optTensors, meta: s.optimizer as never });
       ema?.loadStateTensors(latest.extra);
       if (scaler && s.scaler) scaler.loadStateDict(s.scaler as never);
-      torch.setRngState(latest.extra.get('rng.global')!);
+      restoreGlobalRngStates(latest.extra, device);
       mixGen.setState(latest.extra.get('rng.mix')!);
       ({ step, epoch: startEpoch, batch: startBatch, bestTop1 } = s);
       log(`resumed from ${latest.dir} (step ${step}, epoch ${startEpoch}, batch ${startBatch})`);
@@ -198,9 +199,9 @@ export async function finetune(o: OptionValues, data: FinetuneData, hooks: Finet
     const optState = optimizer.stateDict();
     const extra = new Map<string, Tensor>([...optState.tensors].map(([k, v]) => [`opt.${k}`, v] as [string, Tensor]));
     if (ema) for (const [k, v] of ema.stateTensors()) extra.set(k, v);
-    const rngGlobal = torch.getRngState();
+    const rngStates = globalRngStates(device);
     const rngMix = mixGen.getState();
-    extra.set('rng.global', rngGlobal);
+    for (const [k, v] of rngStates) extra.set(k, v);
     extra.set('rng.mix', rngMix);
     const best = lastTop1 !== null && lastTop1 > bestTop1;
     if (best) bestTop1 = lastTop1!;
@@ -211,7 +212,7 @@ export async function finetune(o: OptionValues, data: FinetuneData, hooks: Finet
       modelMetadata: { config: JSON.stringify(cfg), format: 'semaim.finetune/1' },
     }, { best });
     disposeAll(optState.tensors);
-    rngGlobal.dispose();
+    disposeAll(rngStates);
     rngMix.dispose();
   };
 

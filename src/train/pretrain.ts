@@ -18,6 +18,7 @@ import { StopReason, afterStep, catchStopSignals } from './step-control';
 import { optimizerStep } from './optimizer-step';
 import { withPrecision } from './precision';
 import { cudnnAutotune } from './cudnn-autotune';
+import { globalRngStates, restoreGlobalRngStates } from './rng-state';
 import { DeviceImages, Normalization } from './device-images';
 import { modelConfigFrom, validatePretrain } from './pretrain-config';
 
@@ -108,7 +109,7 @@ export async function pretrain(o: OptionValues, data: TrainData, hooks: Pretrain
     optimizer.loadStateDict({ tensors: optTensors, meta: s.optimizer as never });
     ema?.loadStateTensors(latest.extra);
     if (scaler && s.scaler) scaler.loadStateDict(s.scaler as never);
-    torch.setRngState(latest.extra.get('rng.global')!);
+    restoreGlobalRngStates(latest.extra, device);
     orderGen.setState(latest.extra.get('rng.order')!);
     ({ step, epoch: startEpoch, batch: startBatch, bestLoss } = s);
     disposeAll(latest.model);
@@ -146,9 +147,9 @@ export async function pretrain(o: OptionValues, data: TrainData, hooks: Pretrain
     const optState = optimizer.stateDict();
     const extra = new Map<string, Tensor>([...[...optState.tensors].map(([k, v]) => [`opt.${k}`, v] as [string, Tensor])]);
     if (ema) for (const [k, v] of ema.stateTensors()) extra.set(k, v);
-    const rngGlobal = torch.getRngState();
+    const rngStates = globalRngStates(device);
     const rngOrder = orderGen.getState();
-    extra.set('rng.global', rngGlobal);
+    for (const [k, v] of rngStates) extra.set(k, v);
     extra.set('rng.order', rngOrder);
     const best = Number.isFinite(lastLoss) && lastLoss < bestLoss;
     if (best) bestLoss = lastLoss;
@@ -159,7 +160,7 @@ export async function pretrain(o: OptionValues, data: TrainData, hooks: Pretrain
       modelMetadata: { config: JSON.stringify(cfg), format: 'semaim.pretrain/1' },
     }, { best });
     disposeAll(optState.tensors);
-    rngGlobal.dispose();
+    disposeAll(rngStates);
     rngOrder.dispose();
     return true;
   };

@@ -9,6 +9,7 @@ import * as torch from '../../src/torch';
 import { makeTrainData, uploadsUint8 } from '../../src/train/data';
 import { DeviceImages } from '../../src/train/device-images';
 import { cudnnAutotune } from '../../src/train/cudnn-autotune';
+import { globalRngStates, restoreGlobalRngStates } from '../../src/train/rng-state';
 import { pretrain, TrainBatch } from '../../src/train/pretrain';
 import { PRETRAIN_OPTIONS } from '../../src/train/pretrain-config';
 import { readMetrics } from '../../src/train/metrics';
@@ -110,4 +111,15 @@ test('cuDNN autotuning: on for a CUDA run, untouched on the CPU, restored afterw
   assert.equal(torch.backends.cudnn.benchmark, true);
   restore();
   assert.equal(torch.backends.cudnn.benchmark, false);
+});
+
+test('checkpointed generator states: the CPU one always, the CUDA one only for a CUDA run', () => {
+  const states = globalRngStates('cpu');
+  assert.deepEqual([...states.keys()], ['rng.global']);
+  const a = torch.rand([5]).toFloat32Array();
+  restoreGlobalRngStates(states, 'cpu');
+  assert.deepEqual(torch.rand([5]).toFloat32Array(), a, 'the CPU generator continues from the saved state');
+  restoreGlobalRngStates(new Map([...states, ['rng.cuda', states.get('rng.global')!]]), 'cpu'); // a GPU checkpoint resumed on the CPU
+  for (const t of states.values()) t.dispose();
+  if (!torch.cuda.isAvailable()) assert.throws(() => globalRngStates('cuda:0'), /no CUDA|CUDA/);
 });
