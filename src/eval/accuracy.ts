@@ -37,7 +37,7 @@ export class AccuracyTally {
       const s = scores.detach().float().cpu();
       // Stable descending sort: among equal scores the lower class index ranks first.
       const order = s.argsort(1, true, true).narrow(1, 0, k);
-      const y = torch.tensor(labels, { dtype: 'int64' }).unsqueeze(1);
+      const y = torch.tensor(labels, { dtype: 'int64', device: 'cpu' }).unsqueeze(1);
       const hit = order.eq(y);
       return [hit.select(1, 0).to({ dtype: 'uint8' }).data() as Uint8Array, hit.any(1).to({ dtype: 'uint8' }).data() as Uint8Array];
     }));

@@ -100,7 +100,7 @@ export function registeredEvalData(): EvalDataFactories {
 // ------------------------------------------------------------------------ in memory
 
 function permutation(n: number, seed: number, epoch: number): Int32Array {
-  const p = torch.randperm(n, { generator: new torch.Generator(seed * 1_000_003 + epoch) });
+  const p = torch.randperm(n, { generator: new torch.Generator(seed * 1_000_003 + epoch), device: 'cpu' });
   try {
     return Int32Array.from(p.data() as BigInt64Array, Number);
   } finally {

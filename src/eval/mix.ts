@@ -45,7 +45,7 @@ class Draws {
   constructor(private readonly gen: torch.Generator, private readonly block = 32) {}
   uniform(): number {
     if (this.i >= this.buf.length) {
-      const t = torch.rand([this.block], { dtype: 'float64', generator: this.gen });
+      const t = torch.rand([this.block], { dtype: 'float64', generator: this.gen, device: 'cpu' });
       this.buf = t.toFloat64Array();
       t.dispose();
       this.i = 0;
