@@ -21,6 +21,7 @@
 //   --only tiny|base|large   run one config (on CUDA, base = both batch sizes)
 //   --batch-tiny N, --batch-base N, --steps-tiny N, --steps-base N, --warmup N   override the sizes
 //   --quick             2 + 3 steps (smoke test)
+//   --ablate-order      CUDA: also time TS with its similarity pass in fp32 (--order-precision fp32) at batch 256
 //   --write-docs        replace this benchmark's section of docs/BENCHMARKS.md
 //                       ("## Pre-training step (CPU)" or "(CUDA)"); other sections are left alone
 import * as os from 'node:os';
@@ -50,12 +51,17 @@ const reference = opt('reference', cuda ? 'both' : 'ours');
 if (!['ours', 'authors', 'both'].includes(reference)) throw new Error(`--reference must be ours, authors or both, not ${reference}`);
 const logLosses = Number(opt('log-losses', cuda ? '50' : '0'));
 
-type Side = 'ts' | 'pytorch' | 'authors';
-const SIDES: Side[] = ['ts', ...(reference !== 'authors' ? ['pytorch' as const] : []), ...(reference !== 'ours' ? ['authors' as const] : [])];
-const SIDE_NAME: Record<Side, string> = { ts: 'TypeScript', pytorch: 'ours in PyTorch', authors: "authors'-style PyTorch" };
+// tsOrderFp32: the TS step with its similarity pass outside autocast (before/after for that change).
+type Side = 'ts' | 'tsOrderFp32' | 'pytorch' | 'authors';
+const ablateOrder = cuda && flag('ablate-order');
+const SIDES: Side[] = ['ts', ...(ablateOrder ? ['tsOrderFp32' as const] : []),
+  ...(reference !== 'authors' ? ['pytorch' as const] : []), ...(reference !== 'ours' ? ['authors' as const] : [])];
+const SIDE_NAME: Record<Side, string> = { ts: 'TypeScript', tsOrderFp32: 'TypeScript, order pass fp32', pytorch: 'ours in PyTorch', authors: "authors'-style PyTorch" };
 const SIDE_PRECISION: Record<Side, string> = cuda
-  ? { ts: 'bf16 autocast', pytorch: 'bf16 autocast', authors: 'fp16 autocast + GradScaler (order pass fp32)' }
-  : { ts: 'fp32', pytorch: 'fp32', authors: 'fp32' };
+  ? { ts: 'bf16 autocast', tsOrderFp32: 'bf16 autocast (order pass fp32)', pytorch: 'bf16 autocast', authors: 'fp16 autocast + GradScaler (order pass fp32)' }
+  : { ts: 'fp32', tsOrderFp32: 'fp32', pytorch: 'fp32', authors: 'fp32' };
+/** The sides a config runs: the order ablation only at batch 256. */
+const sidesFor = (c: Config): Side[] => SIDES.filter((s) => s !== 'tsOrderFp32' || c.batch === 256);
 
 interface Config {
   key: 'tiny' | 'base' | 'large';
@@ -131,13 +137,15 @@ function spawnJSON(cmd: string, args: string[]): Record<string, unknown> {
 
 const SCRIPTS: Record<Side, [string, string]> = {
   ts: [process.execPath, path.join(__dirname, 'pretrain_worker.js')],
+  tsOrderFp32: [process.execPath, path.join(__dirname, 'pretrain_worker.js')],
   pytorch: [PY, path.join(ROOT, 'bench', 'pretrain_torch.py')],
   authors: [PY, path.join(ROOT, 'bench', 'pretrain_authors.py')],
 };
 
 function run(side: Side, c: Config, extra: string[]): Result {
   const [cmd, script] = SCRIPTS[side];
-  return spawnJSON(cmd, [script, ...workerArgs(c), ...extra]) as unknown as Result;
+  const own = side === 'tsOrderFp32' ? ['--order-precision', 'fp32'] : [];
+  return spawnJSON(cmd, [script, ...workerArgs(c), ...extra, ...own]) as unknown as Result;
 }
 
 /** Initial weights and images shared by every side (written by the authors' script, our parameter names). */
@@ -222,7 +230,7 @@ function report(results: Row[], started: Date, loads: number[][], peak: { flops:
     `|---|---:|---|---|---:|---:|---:|---:|${cuda ? '---:|' : ''}---:|---:|`,
   ];
   for (const { c, r } of results) {
-    for (const side of SIDES) {
+    for (const side of sidesFor(c)) {
       const x = r[side];
       if (!x) continue;
       const vsAuthors = r.authors ? `${(x.imgPerSec / r.authors.imgPerSec).toFixed(2)}×` : '–';
@@ -240,7 +248,7 @@ function report(results: Row[], started: Date, loads: number[][], peak: { flops:
   lines.push('', `Median phase times (ms) and CPU time per step (ms, user + system, all threads; median of the rounds):`, '',
     '| config | batch | side | order pass | forward | backward | clip + AdamW + zero grad | CPU time/step | steps (ms) |', '|---|---:|---|---:|---:|---:|---:|---:|---|');
   for (const { c, r } of results) {
-    for (const side of SIDES) {
+    for (const side of sidesFor(c)) {
       const x = r[side];
       if (!x) continue;
       const p = x.phasesMs;
@@ -250,7 +258,7 @@ function report(results: Row[], started: Date, loads: number[][], peak: { flops:
   }
   const extra: string[] = [];
   for (const { c, r } of results) {
-    const sides = SIDES.filter((s) => r[s]);
+    const sides = sidesFor(c).filter((s) => r[s]);
     const params = sides.map((s) => r[s]!.params);
     if (new Set(params).size > 1) extra.push(`- **${c.label}, batch ${c.batch}: parameter counts differ (${sides.map((s, i) => `${s} ${params[i]}`).join(', ')}).**`);
     extra.push(`- ${c.label}, batch ${c.batch}: ${(params[0] / 1e6).toFixed(2)} M parameters; first-step loss ` +
@@ -268,6 +276,7 @@ function report(results: Row[], started: Date, loads: number[][], peak: { flops:
     if (cuda && r.authors && r.ts && c.batch === 256 && c.key === 'base') {
       const x = r.ts.imgPerSec / r.authors.imgPerSec;
       extra.push(`  Target (issue #8): TS ≥ 1.6× the authors'-style reference at batch 256: ${x.toFixed(2)}× — ${x >= 1.6 ? 'met' : 'NOT met'}.`);
+      if (r.tsOrderFp32) extra.push(`  The similarity pass in bf16 instead of fp32 (the only difference between the two TS rows): ${(r.ts.imgPerSec / r.tsOrderFp32.imgPerSec).toFixed(2)}× the img/s.`);
     }
     const a = r.ts?.cpuAllocator;
     if (a?.enabled) {
@@ -322,7 +331,7 @@ function main(): void {
     if (logLosses > 0) extra.push('--log-losses', String(logLosses));
     try {
       for (let r = 0; r < rounds; r++) {
-        const order = r % 2 === 0 ? SIDES : [...SIDES].reverse();
+        const order = r % 2 === 0 ? sidesFor(c) : [...sidesFor(c)].reverse();
         for (const side of order) {
           process.stderr.write(`${c.label}, batch ${c.batch}, round ${r + 1}/${rounds}: ${SIDE_NAME[side]}... `);
           const res = run(side, c, extra);
@@ -335,7 +344,7 @@ function main(): void {
       if (init) fs.rmSync(init, { force: true });
     }
     const r: Partial<Record<Side, Result>> = {};
-    for (const side of SIDES) r[side] = pool(runs[side]!, c.batch);
+    for (const side of sidesFor(c)) r[side] = pool(runs[side]!, c.batch);
     results.push({ c, r });
   }
   loads.push(os.loadavg());

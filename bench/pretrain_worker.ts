@@ -5,7 +5,7 @@
 //
 //   node dist/bench/pretrain_worker.js --preset vit_tiny --img 32 --patch 4 --decoder-depth 12 \
 //        --batch 64 --warmup 2 --steps 10 --threads 2 [--device cuda] [--phases] [--count-ops] [--no-yield] [--verbose]
-//        [--init-weights FILE.safetensors] [--data-seed S] [--log-losses N]
+//        [--init-weights FILE.safetensors] [--data-seed S] [--log-losses N] [--order-precision same|fp32]
 //
 // Phases (order / forward / backward / optimizer) are timed on every CPU step (the host waits for
 // every op anyway); on CUDA only with --phases, which synchronises between phases.
@@ -116,7 +116,8 @@ async function main(): Promise<void> {
   fileImages?.dispose();
   const lossSum = torch.keep(torch.zeros([], { device }));
   const allFinite = torch.keep(torch.ones([], { dtype: 'bool', device }));
-  const precision = cuda ? 'bf16' : 'fp32'; // as `semaim pretrain --precision bf16` on a GPU
+  const precision = cuda ? 'bf16' : 'fp32'; // as `semaim pretrain --precision auto` on a GPU
+  const orderPrecision = opt('order-precision', 'same') === 'fp32' ? 'fp32' : precision; // as --order-precision
   if (cuda) torch.cuda.resetPeakMemory();
   cudnnAutotune(device); // as the trainer
 
@@ -134,7 +135,7 @@ async function main(): Promise<void> {
     torch.scope(() => {
       optimizer.setLr(lr);
       const noise = fileNoise ? fileNoise.select(0, s % fileNoise.shape[0]) : undefined;
-      const { order } = withPrecision(precision, device, () => model.makeOrder(images, { generator: orderGen, noise })); // as the trainer's --order-precision same
+      const { order } = withPrecision(orderPrecision, device, () => model.makeOrder(images, { generator: orderGen, noise }));
       if (phases) { sync(); t1 = now(); }
       const out = withPrecision(precision, device, () => model.forward(images, order));
       const loss = out.loss.div(1);

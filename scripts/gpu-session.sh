@@ -3,7 +3,7 @@
 # addon against the machine's pip CUDA PyTorch, run the engine/model/optimiser tests with the CUDA ones,
 # then the CUDA pre-training benchmark against both PyTorch references. Logs and the updated
 # docs/BENCHMARKS.md go to $OUT (or .tmp/gpu-out). Usage from the device tool:
-#   run(command="bash scripts/gpu-session.sh", carry=[".gpu"], timeout_s=580)
+#   run(command="bash scripts/gpu-session.sh", carry=[".gpu"], timeout_s=590)
 # BENCH=0 skips the benchmark; BENCH_ARGS adds flags to it (e.g. "--only base").
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +28,7 @@ start=$(date +%s)
   echo "== gpu-check: exit ${PIPESTATUS[0]} after $(( $(date +%s) - start )) s"
 } 2>&1 | tee "$OUT/gpu-check.log"
 if [ "${BENCH:-1}" != 0 ] && [ -f build/Release/semaim.node ]; then
-  timeout "${BENCH_TIMEOUT:-330}" node dist/bench/pretrain.js --device cuda --reference both --write-docs ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-cuda.log"
+  timeout "${BENCH_TIMEOUT:-340}" node dist/bench/pretrain.js --device cuda --reference both --ablate-order --write-docs ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-cuda.log"
   echo "== bench: exit ${PIPESTATUS[0]} after $(( $(date +%s) - start )) s" | tee -a "$OUT/bench-cuda.log"
   cp docs/BENCHMARKS.md "$OUT/"
 fi
