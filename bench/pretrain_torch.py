@@ -210,13 +210,14 @@ class SemAIM(nn.Module):
 
     @torch.no_grad()
     def targets(self, images):
-        x = F.conv2d(images, self.blur_weight, None, padding=4, groups=3)
-        B, C, H, W = x.shape
-        h, P = H // self.P, self.P
-        t = x.reshape(B, C, h, P, h, P).permute(0, 2, 4, 3, 5, 1).reshape(B, h * h, P * P * C)
-        mean = t.mean(-1, keepdim=True)
-        var = t.var(-1, unbiased=True, keepdim=True)
-        return (t - mean) / (var + 1e-6).sqrt()
+        with torch.autocast(images.device.type, enabled=False):  # float32 targets under autocast, as semaim
+            x = F.conv2d(images, self.blur_weight, None, padding=4, groups=3)
+            B, C, H, W = x.shape
+            h, P = H // self.P, self.P
+            t = x.reshape(B, C, h, P, h, P).permute(0, 2, 4, 3, 5, 1).reshape(B, h * h, P * P * C)
+            mean = t.mean(-1, keepdim=True)
+            var = t.var(-1, unbiased=True, keepdim=True)
+            return (t - mean) / (var + 1e-6).sqrt()
 
     def forward(self, images, order):
         B, N, D = images.shape[0], self.N, self.D

@@ -640,8 +640,28 @@ FN(setAutocast, {
     at::autocast::set_cpu_enabled(on);
   }
 #endif
-  if (!on) at::autocast::clear_cache();
+  // The cache of float32 weights cast to the autocast dtype: dropped when the outermost region ends.
+  if (info.Length() > 3 && info[3].IsBoolean() && info[3].As<Napi::Boolean>().Value()) at::autocast::clear_cache();
   return info.Env().Undefined();
+})
+
+// getAutocast(device) -> [enabled, dtype]: the state an autocast region restores when it ends.
+FN(getAutocast, {
+  std::string dev = argString(info, 0);
+  bool on;
+  at::ScalarType dtype;
+#if SEMAIM_TORCH_AT_LEAST(2, 4)
+  at::DeviceType dt = dev == "cuda" ? at::kCUDA : at::kCPU;
+  on = at::autocast::is_autocast_enabled(dt);
+  dtype = at::autocast::get_autocast_dtype(dt);
+#else
+  on = dev == "cuda" ? at::autocast::is_enabled() : at::autocast::is_cpu_enabled();
+  dtype = dev == "cuda" ? at::autocast::get_autocast_gpu_dtype() : at::autocast::get_autocast_cpu_dtype();
+#endif
+  Napi::Array out = Napi::Array::New(info.Env(), 2);
+  out.Set(0u, Napi::Boolean::New(info.Env(), on));
+  out.Set(1u, Napi::String::New(info.Env(), dtypeName(dtype)));
+  return out;
 })
 
 // ---------------------------------------------------------------- runtime
@@ -687,7 +707,7 @@ void registerCore(Napi::Env env, Napi::Object exports) {
   EXPORT(shape); EXPORT(strides); EXPORT(dim); EXPORT(numel); EXPORT(dtype); EXPORT(device); EXPORT(isContiguous);
   EXPORT(storageId); EXPORT(format);
   EXPORT(requiresGrad); EXPORT(setRequiresGrad); EXPORT(isLeaf); EXPORT(grad); EXPORT(setGrad); EXPORT(setData); EXPORT(retainGrad);
-  EXPORT(backward); EXPORT(setGradEnabled); EXPORT(isGradEnabled); EXPORT(setAutocast);
+  EXPORT(backward); EXPORT(setGradEnabled); EXPORT(isGradEnabled); EXPORT(setAutocast); EXPORT(getAutocast);
   EXPORT(manualSeed); EXPORT(getRngState); EXPORT(setRngState); EXPORT(setNumThreads); EXPORT(getNumThreads);
   EXPORT(liveHandles); EXPORT(liveBytes); EXPORT(gcTracked); EXPORT(version);
 }

@@ -46,6 +46,11 @@ export function encoderSimilarity(encoder: VisionTransformer, images: Tensor, mo
   }
 }
 
+/** float16/bfloat16 values as float32 (a new tensor); float32 and float64 as they are (the same tensor). */
+function atLeastFloat32(t: Tensor): Tensor {
+  return t.dtype === 'float16' || t.dtype === 'bfloat16' ? t.float() : t;
+}
+
 /** The order's similarity tokens ('cls' when the order has none or does not say). */
 export function similarityTokens(o: SemAIMConfig['order']): SimilarityTokens {
   return ('tokens' in o && o.tokens) || 'cls';
@@ -76,15 +81,22 @@ export class SemAIM extends VisionTransformer {
     return { gridH: this.gridH, gridW: this.gridW };
   }
 
-  /** Targets [B, N, out] in row-major patch order. */
+  /**
+   * Targets [B, N, out] in row-major patch order, float32 even inside a bf16/fp16 autocast region:
+   * pixel targets (blur, per-patch norm) are computed with autocast off, teacher features are cast up.
+   */
   targets(images: Tensor): Tensor {
     const t = this.config.target;
-    if (t.type === 'pixels') return torch.noGrad(() => pixelTargets(images, { patchSize: this.config.patchSize, ...t }));
+    const deviceType = images.device.startsWith('cuda') ? 'cuda' : 'cpu';
+    if (t.type === 'pixels') {
+      const o = { patchSize: this.config.patchSize, ...t };
+      return torch.noGrad(() => torch.autocast({ device: deviceType, enabled: false }, () => torch.scope(() => pixelTargets(atLeastFloat32(images), o))));
+    }
     if (!this.teacher) throw new Error('feature targets need a teacher: set model.teacher (see loadTeacher)');
     const teacher = this.teacher;
     return torch.noGrad(() => torch.scope(() => {
       teacher.eval();
-      return teacher.forwardFeatures(images).narrow(1, 1, this.numPatches).contiguous();
+      return atLeastFloat32(teacher.forwardFeatures(images).narrow(1, 1, this.numPatches)).contiguous();
     }));
   }
 
@@ -129,8 +141,12 @@ export class SemAIM extends VisionTransformer {
     });
   }
 
+  /** Per-patch loss [B, N], in float32 (predictions from a bf16/fp16 autocast region are cast up). */
   private patchLossFn(pred: Tensor, target: Tensor): Tensor {
-    return this.config.target.type === 'pixels' ? pixelPatchLoss(pred, target) : featurePatchLoss(pred, target);
+    return torch.scope(() => {
+      const p = atLeastFloat32(pred);
+      return this.config.target.type === 'pixels' ? pixelPatchLoss(p, target) : featurePatchLoss(p, target);
+    });
   }
 
   /**

@@ -28,14 +28,24 @@ export function isGradEnabled(): boolean {
 
 /**
  * Mixed precision: inside fn, eligible ops (matmul, linear, conv, attention) run in `dtype` on
- * `device` while parameters stay float32 (libtorch's autocast).
+ * `device` while parameters stay float32 (libtorch's autocast). Regions nest as in PyTorch: the
+ * previous state comes back when fn ends, and `enabled: false` turns autocast off inside an
+ * autocast region (for work that must stay float32).
  */
-export function autocast<T>(opts: { device: 'cpu' | 'cuda'; dtype: 'bfloat16' | 'float16'; enabled?: boolean }, fn: () => T): T {
-  if (opts.enabled === false) return fn();
-  native.setAutocast(true, opts.device, opts.dtype);
+export function autocast<T>(opts: { device: 'cpu' | 'cuda'; dtype?: 'bfloat16' | 'float16'; enabled?: boolean }, fn: () => T): T {
+  const [wasOn, wasDtype] = native.getAutocast(opts.device) as [boolean, string];
+  const on = opts.enabled !== false;
+  native.setAutocast(on, opts.device, opts.dtype ?? wasDtype, false);
   try {
     return fn();
   } finally {
-    native.setAutocast(false, opts.device, opts.dtype);
+    // Leaving the outermost region drops the cached low-precision weight copies, as PyTorch does.
+    native.setAutocast(wasOn, opts.device, wasDtype, !wasOn);
   }
+}
+
+/** The autocast state of a device type: whether it is on, and its dtype. */
+export function autocastState(device: 'cpu' | 'cuda'): { enabled: boolean; dtype: string } {
+  const [enabled, dtype] = native.getAutocast(device) as [boolean, string];
+  return { enabled, dtype };
 }

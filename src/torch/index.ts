@@ -4,7 +4,7 @@ export type { Scalar, TensorOrScalar } from './tensor';
 export type { DType, Device, TypedArray } from './dtype';
 export { isFloating, dtypeBytes } from './dtype';
 export { scope, keep, scopeDepth } from './scope';
-export { noGrad, enableGrad, isGradEnabled, autocast } from './autograd';
+export { noGrad, enableGrad, isGradEnabled, autocast, autocastState } from './autograd';
 export { manualSeed, getRngState, setRngState, Generator } from './random';
 export * from './creation';
 export * from './ops';

@@ -232,3 +232,23 @@ test('the similarity pass under bf16 autocast: S stays float32 and close to the 
     model.dispose();
   }
 });
+
+test('under bf16 autocast the targets and the loss stay float32, and the loss is close to the fp32 one', () => {
+  torch.manualSeed(12);
+  const dev = torch.getDefaultDevice().startsWith('cuda') ? 'cuda' : 'cpu';
+  const model = new SemAIM(makeConfig('vit_tiny', { imgSize: 24, patchSize: 4, embedDim: 48, depth: 4, numHeads: 3, decoderDepth: 2 })).initWeights();
+  torch.scope(() => {
+    const images = torch.randn([4, 3, 24, 24]);
+    const { order } = model.makeOrder(images, { noise: torch.rand([4, 36]) });
+    const ref = model.forward(images, order);
+    const targets = model.targets(images);
+    const low = torch.autocast({ device: dev, dtype: 'bfloat16' }, () => ({ t: model.targets(images), out: model.forward(images, order) }));
+    assert.equal(low.t.dtype, 'float32');
+    assert.equal(low.t.sub(targets).abs().max().item(), 0, 'pixel targets are computed with autocast off');
+    assert.equal(low.out.loss.dtype, 'float32');
+    assert.equal(low.out.patchLoss.dtype, 'float32');
+    const rel = Math.abs(low.out.loss.item() - ref.loss.item()) / ref.loss.item();
+    assert.ok(rel < 0.02, `bf16 loss differs from fp32 by ${rel}`);
+  });
+  model.dispose();
+});

@@ -717,3 +717,25 @@ test('assertClose helper sanity', () => {
     assert.throws(() => assertClose(torch.tensor([1, 2]), [1, 2.1], 1e-6));
   });
 });
+
+test('autocast: regions nest and restore the previous state; enabled: false turns it off inside', () => {
+  const dev = torch.getDefaultDevice().startsWith('cuda') ? 'cuda' : 'cpu';
+  torch.scope(() => {
+    const w = torch.randn([8, 8]);
+    const x = torch.randn([2, 8]);
+    const before = torch.autocastState(dev).enabled;
+    const dtypes = torch.autocast({ device: dev, dtype: 'bfloat16' }, () => {
+      const outer1 = x.matmul(w).dtype;
+      const off = torch.autocast({ device: dev, enabled: false }, () => {
+        assert.equal(torch.autocastState(dev).enabled, false);
+        return x.matmul(w).dtype;
+      });
+      const inner = torch.autocast({ device: dev, dtype: 'bfloat16' }, () => x.matmul(w).dtype);
+      const outer2 = x.matmul(w).dtype; // still on after both inner regions ended
+      return [outer1, off, inner, outer2];
+    });
+    assert.deepEqual(dtypes, ['bfloat16', 'float32', 'bfloat16', 'bfloat16']);
+    assert.equal(torch.autocastState(dev).enabled, before);
+    assert.equal(x.matmul(w).dtype, 'float32');
+  });
+});
