@@ -27,6 +27,8 @@ start=$(date +%s)
   timeout "${CHECK_TIMEOUT:-200}" bash scripts/gpu-check.sh 2>&1 | grep -vE '^ *(duration_ms|\.\.\.|---|type:)'
   echo "== gpu-check: exit ${PIPESTATUS[0]} after $(( $(date +%s) - start )) s"
 } 2>&1 | tee "$OUT/gpu-check.log"
+# timeout stops gpu-check itself, not the test processes it started: stop those before the benchmark.
+pkill -f "$PWD/dist/test/" 2>/dev/null; pkill -f "scripts/run-tests.js" 2>/dev/null
 if [ "${BENCH:-1}" != 0 ] && [ -f build/Release/semaim.node ]; then
   timeout "${BENCH_TIMEOUT:-340}" node dist/bench/pretrain.js --device cuda --reference both --ablate-order --write-docs ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-cuda.log"
   echo "== bench: exit ${PIPESTATUS[0]} after $(( $(date +%s) - start )) s" | tee -a "$OUT/bench-cuda.log"
