@@ -131,10 +131,11 @@ export class SemAIM extends VisionTransformer {
     const path = opts.path ?? 'fast';
     return torch.scope(() => {
       const target = this.targets(images);
-      const { pred, patchLoss } = path === 'fast' ? this.forwardFast(images, order, target) : this.forwardReference(images, order, target);
+      const all = opts.outputs === 'all';
+      const { pred, patchLoss } = path === 'fast' ? this.forwardFast(images, order, target, all) : this.forwardReference(images, order, target);
       const out: SemAIMOutput = { loss: patchLoss.mean(), patchLoss, order: order };
-      if (opts.outputs === 'all') {
-        out.pred = pred;
+      if (all) {
+        out.pred = pred!;
         out.target = target;
       }
       return out;
@@ -153,7 +154,7 @@ export class SemAIM extends VisionTransformer {
    * Tokens, queries and targets gathered into prediction order; then the encoder is causal over
    * [CLS, p1..pN] and the decoder's queries 1..N attend causally to [CLS, p1..p(N-1)].
    */
-  private forwardFast(images: Tensor, order: Tensor, target: Tensor): { pred: Tensor; patchLoss: Tensor } {
+  private forwardFast(images: Tensor, order: Tensor, target: Tensor, wantPred: boolean): { pred: Tensor | null; patchLoss: Tensor } {
     const [B] = images.shape;
     const N = this.numPatches;
     const D = this.config.embedDim;
@@ -182,7 +183,7 @@ export class SemAIM extends VisionTransformer {
     const lossSorted = this.patchLossFn(predSorted, target.gather(1, idsOut));
     // Back to row-major patch order.
     const patchLoss = torch.zeros([B, N], { dtype: lossSorted.dtype, device: lossSorted.device }).scatter(1, ids, lossSorted);
-    const pred = torch.zerosLike(predSorted).scatter(1, idsOut, predSorted);
+    const pred = wantPred ? torch.zerosLike(predSorted).scatter(1, idsOut, predSorted) : null; // training needs only the loss
     return { pred, patchLoss };
   }
 
