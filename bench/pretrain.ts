@@ -30,6 +30,7 @@ import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { PRESETS } from '../src/semaim/config';
 import { peakMatmulFlops, stepFlopsPerImage } from './flops';
+import * as torch from '../src/torch';
 
 const ROOT = path.join(__dirname, '..', '..');
 // Debian's python3-torch here; on a GPU host the Python with its CUDA torch (scripts/find-torch-python.sh).
@@ -183,6 +184,14 @@ function cpuModel(): string {
   return os.cpus()[0]?.model ?? 'unknown CPU';
 }
 
+/** The GPU's name, compute capability and memory (and the driver, from nvidia-smi when it is there). */
+function gpuName(): string {
+  const p = torch.cuda.getDeviceProperties(0);
+  const smi = spawnSync('nvidia-smi', ['--query-gpu=driver_version', '--format=csv,noheader'], { encoding: 'utf8' });
+  const driver = smi.status === 0 ? `, driver ${smi.stdout.trim().split('\n')[0]}` : '';
+  return `${p.name} (compute ${p.major}.${p.minor}, ${f0(p.totalMemory / 2 ** 30)} GiB${driver})`;
+}
+
 const gib = (b: number | undefined): string => (b === undefined || !Number.isFinite(b) ? '–' : `${(b / 2 ** 30).toFixed(2)} GiB`);
 const f1 = (x: number): string => x.toFixed(1);
 const f0 = (x: number): string => x.toFixed(0);
@@ -214,7 +223,7 @@ function report(results: Row[], started: Date, loads: number[][], peak: { flops:
   const py = first?.pytorch ?? first?.authors;
   const lines = [
     `Date: ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC. ` +
-      `Machine: ${cpuModel()}, ${os.cpus().length} logical cores, ${f0(os.totalmem() / 2 ** 30)} GiB RAM; ` +
+      `Machine: ${cuda ? `${gpuName()}; ` : ''}${cpuModel()}, ${os.cpus().length} logical cores, ${f0(os.totalmem() / 2 ** 30)} GiB RAM; ` +
       `load average ${loads.map((l) => l[0].toFixed(1)).join(' → ')} (start → end; the cores are shared with other work).`,
     `Command: \`npm run bench:pretrain${args.length ? ' -- ' + args.join(' ') : ''}\`. ` +
       `TS: node ${process.version}, libtorch ${first?.ts?.libtorch ?? '?'}; PyTorch: python ${py?.python ?? '?'}, torch ${py?.torch ?? '?'} (${PY}). ` +

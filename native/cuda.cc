@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #ifdef SEMAIM_CUDA
+#include <cuda_runtime_api.h>
 #include <ATen/cuda/CUDAGeneratorImpl.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
@@ -79,6 +80,25 @@ FN(cudaSetRngState, {
 #endif
 })
 
+// cudaDeviceProperties(device) -> { name, major, minor, totalMemory } (compute capability; what
+// --precision auto needs: bf16 tensor cores from 8.0 on). Through the CUDA runtime that libtorch_cuda
+// already loads, not ATen's CUDAContext (whose header also wants the cuBLAS/cuSPARSE/cuSOLVER headers).
+FN(cudaDeviceProperties, {
+#ifdef SEMAIM_CUDA
+  cudaDeviceProp prop;
+  cudaError_t err = cudaGetDeviceProperties(&prop, static_cast<int>(argOptInt(info, 0).value_or(0)));
+  if (err != cudaSuccess) throw std::invalid_argument(std::string("cudaDeviceProperties: ") + cudaGetErrorString(err));
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("name", std::string(prop.name));
+  o.Set("major", prop.major);
+  o.Set("minor", prop.minor);
+  o.Set("totalMemory", static_cast<double>(prop.totalGlobalMem));
+  return o;
+#else
+  throw std::invalid_argument("cudaDeviceProperties: this libtorch has no CUDA");
+#endif
+})
+
 // cuDNN's autotuner (torch.backends.cudnn.benchmark): times the convolution algorithms once per
 // input shape and keeps the fastest. Pays off when shapes repeat (training at a fixed image size).
 FN(cudnnBenchmark, {
@@ -89,7 +109,7 @@ FN(cudnnBenchmark, {
 void registerCuda(Napi::Env env, Napi::Object exports) {
   EXPORT(cudaAvailable); EXPORT(cudaDeviceCount); EXPORT(cudaSynchronize); EXPORT(cudaMemory); EXPORT(cudaResetPeak);
   EXPORT(cudaEmptyCache); EXPORT(cudnnBenchmark);
-  EXPORT(cudaGetRngState); EXPORT(cudaSetRngState);
+  EXPORT(cudaGetRngState); EXPORT(cudaSetRngState); EXPORT(cudaDeviceProperties);
 }
 
 }  // namespace semaim

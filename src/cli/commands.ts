@@ -53,7 +53,11 @@ const coreCommands: Record<string, Command> = {
     summary: 'show the libtorch build, threads and devices',
     async run() {
       const v = torch.version();
-      process.stdout.write(`libtorch ${v.torch}\nthreads ${torch.getNumThreads()}\ncuda ${torch.cuda.isAvailable() ? `${torch.cuda.deviceCount()} device(s)` : 'not available'}\n` +
+      const gpus = torch.cuda.isAvailable() ? Array.from({ length: torch.cuda.deviceCount() }, (_, i) => {
+        const p = torch.cuda.getDeviceProperties(i);
+        return `\n  cuda:${i} ${p.name}, compute ${p.major}.${p.minor}, ${(p.totalMemory / 2 ** 30).toFixed(0)} GiB`;
+      }).join('') : '';
+      process.stdout.write(`libtorch ${v.torch}\nthreads ${torch.getNumThreads()}\ncuda ${torch.cuda.isAvailable() ? `${torch.cuda.deviceCount()} device(s)` : 'not available'}${gpus}\n` +
         `${v.config.split('\n').filter((l) => /BLAS|CPU capability|CUDA/.test(l)).join('\n')}\n`);
       return 0;
     },

@@ -20,6 +20,7 @@ import { LinprobeOptions, linprobeOnFeatures } from './linprobe';
 import { parseOrders, validateEval } from './options';
 import { dataRequest } from './run';
 import { markdownTable, pct } from './result';
+import type { Precision } from '../train/precision';
 
 export type Budget = 'full' | 'small';
 
@@ -192,7 +193,7 @@ export function pretrainOptionsFor(o: OptionValues, recipe: AblationRecipe, orde
 }
 
 async function evaluateEncoder(
-  encoder: VisionTransformer, train: LabelledData, test: LabelledData, recipe: AblationRecipe, ks: number[], seed: number, precision: 'fp32' | 'bf16',
+  encoder: VisionTransformer, train: LabelledData, test: LabelledData, recipe: AblationRecipe, ks: number[], seed: number, precision: Precision,
 ): Promise<Record<string, PoolingScores>> {
   const out: Record<string, PoolingScores> = {};
   for (const pooling of recipe.poolings) {
@@ -370,7 +371,7 @@ export async function ablate(o: OptionValues, f: EvalDataFactories, hooks: Ablat
       try {
         checkImageShape(encoder, train, 'train data');
         checkImageShape(encoder, test, 'test data');
-        scores = await evaluateEncoder(encoder, train, test, recipe, ks, p.seed, o.precision as 'fp32' | 'bf16');
+        scores = await evaluateEncoder(encoder, train, test, recipe, ks, p.seed, o.precision as Precision);
       } finally {
         encoder.dispose();
       }

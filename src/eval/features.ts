@@ -4,7 +4,7 @@ import * as torch from '../torch';
 import { Tensor } from '../torch';
 import { VisionTransformer } from '../semaim';
 import { Progress } from '../train/progress';
-import { withPrecision } from '../train/precision';
+import { withPrecision, type Precision } from '../train/precision';
 import { Augment, LabelledData } from './data';
 
 export type FeaturePooling = 'cls' | 'mean';
@@ -23,13 +23,13 @@ export interface ExtractOptions {
   epoch?: number;
   seed?: number;
   /** 'bf16' runs the encoder under autocast (CUDA or CPU); features are returned as float32. */
-  precision?: 'fp32' | 'bf16';
+  precision?: Precision;
   /** Progress bar label; null for none. Default 'features'. */
   label?: string | null;
 }
 
 /** Runs the encoder over one batch of images (already on its device). */
-export function encodeBatch(encoder: VisionTransformer, images: Tensor, pooling: FeaturePooling, precision: 'fp32' | 'bf16' = 'fp32'): Tensor {
+export function encodeBatch(encoder: VisionTransformer, images: Tensor, pooling: FeaturePooling, precision: Precision = 'fp32'): Tensor {
   return torch.noGrad(() => torch.scope(() => {
     const f = withPrecision(precision, images.device, () => encoder.features(images, pooling));
     return f.float();

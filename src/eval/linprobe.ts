@@ -11,6 +11,7 @@ import { Accuracy, AccuracyTally } from './accuracy';
 import { LinearProbe } from './classifier';
 import { LabelledData, batchesPerEpoch } from './data';
 import { FeaturePooling, FeatureSet, encodeBatch } from './features';
+import type { Precision } from '../train/precision';
 
 export interface LinprobeOptions {
   epochs: number;
@@ -179,7 +180,7 @@ export async function linprobeOnFeatures(train: FeatureSet, test: FeatureSet, nu
 
 export interface OnlineLinprobeOptions extends LinprobeOptions {
   pooling: FeaturePooling;
-  precision?: 'fp32' | 'bf16';
+  precision?: Precision;
 }
 
 /**

@@ -21,7 +21,7 @@ const RUN_OPTIONS: OptionTable = {
 const FEATURE_OPTIONS: OptionTable = {
   pooling: { type: 'string', default: 'cls', choices: ['cls', 'mean'], help: "feature: the [CLS] token or the mean of the patch tokens (after the final norm)" },
   evalBatchSize: { type: 'int', default: 256, min: 1, help: 'images per batch when extracting features' },
-  precision: { type: 'string', default: 'auto', choices: ['auto', 'fp32', 'bf16'], auto: autoPrecision, help: 'encoder precision while extracting features (bf16 autocast); auto = bf16 on a GPU, fp32 on the CPU' },
+  precision: { type: 'string', default: 'auto', choices: ['auto', 'fp32', 'bf16', 'fp16'], auto: autoPrecision, help: 'encoder precision while extracting features (bf16/fp16 autocast); auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)' },
 };
 
 const KNN_ONLY: OptionTable = {
@@ -90,7 +90,7 @@ export const FINETUNE_OPTIONS: OptionTable = {
   smoothing: { type: 'number', default: 0.1, min: 0, max: 0.99, help: 'label smoothing' },
   ema: { type: 'boolean', default: false, help: 'keep (and evaluate) an EMA copy of the model' },
   emaDecay: { type: 'number', default: 0.9999, min: 0, max: 1, help: 'EMA decay per step' },
-  precision: { type: 'string', default: 'auto', choices: ['auto', 'fp32', 'bf16', 'fp16'], auto: autoPrecision, help: 'mixed precision (fp16 with loss scaling, CUDA only); auto = bf16 on a GPU, fp32 on the CPU' },
+  precision: { type: 'string', default: 'auto', choices: ['auto', 'fp32', 'bf16', 'fp16'], auto: autoPrecision, help: 'mixed precision (fp16 with loss scaling, CUDA only); auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)' },
   evalBatchSize: { type: 'int', default: 256, min: 1, help: 'images per evaluation batch' },
   ...DATA_OPTIONS,
   ...RUN_OPTIONS,
@@ -125,7 +125,7 @@ export const ABLATE_OPTIONS: OptionTable = {
   baseline: { type: 'boolean', default: true, help: 'also evaluate the same architecture randomly initialised (no pre-training)' },
   ...DATA_OPTIONS,
   ...RUN_OPTIONS,
-  precision: { type: 'string', default: 'auto', choices: ['auto', 'fp32', 'bf16'], auto: autoPrecision, help: 'pre-training and feature precision; auto = bf16 on a GPU, fp32 on the CPU' },
+  precision: { type: 'string', default: 'auto', choices: ['auto', 'fp32', 'bf16', 'fp16'], auto: autoPrecision, help: 'pre-training and feature precision; auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)' },
   outDir: { type: 'string', default: 'runs/ablate', help: 'output folder (ablation.md, ablation.json, one pre-training run per order and seed)' },
 };
 

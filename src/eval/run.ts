@@ -12,6 +12,7 @@ import { KnnResult, knnClassify, parseKs } from './knn';
 import { LinprobeOptions, linprobeOnFeatures, linprobeOnline } from './linprobe';
 import { validateEval } from './options';
 import { EvalResult, formatResult, makeResult, writeResult } from './result';
+import type { Precision } from '../train/precision';
 
 export interface EvalRun {
   result: EvalResult;
@@ -59,7 +60,7 @@ export async function encoderFeatures(o: OptionValues, f: EvalDataFactories, sou
     try {
       checkImageShape(loaded.encoder, splits.train, 'train data');
       checkImageShape(loaded.encoder, splits.test, 'test data');
-      const fo = { batchSize: o.evalBatchSize as number, pooling: o.pooling as FeaturePooling, precision: o.precision as 'fp32' | 'bf16' };
+      const fo = { batchSize: o.evalBatchSize as number, pooling: o.pooling as FeaturePooling, precision: o.precision as Precision };
       train = await extractFeatures(loaded.encoder, splits.train, { ...fo, label: 'features (train)' });
       const test = await extractFeatures(loaded.encoder, splits.test, { ...fo, label: 'features (test)' });
       return { loaded, train, test, numClasses: splits.train.numClasses, classNames: splits.train.classNames, sizes: { train: splits.train.size, test: splits.test.size } };
@@ -142,7 +143,7 @@ export async function runLinprobe(o: OptionValues, f: EvalDataFactories): Promis
         ({ numClasses, classNames } = splits.train);
         sizes = { train: splits.train.size, test: splits.test.size };
         test = await extractFeatures(loaded.encoder, splits.test, { batchSize: o.evalBatchSize as number, pooling: o.pooling as FeaturePooling, label: 'features (test)' });
-        r = await linprobeOnline(loaded.encoder, splits.train, test, numClasses, { ...lo, pooling: o.pooling as FeaturePooling, precision: o.precision as 'fp32' | 'bf16' });
+        r = await linprobeOnline(loaded.encoder, splits.train, test, numClasses, { ...lo, pooling: o.pooling as FeaturePooling, precision: o.precision as Precision });
       } finally {
         await splits.train.close();
         await splits.test.close();

@@ -56,6 +56,10 @@ export const cuda = {
   memory(device = 0): { allocated: number; peakAllocated: number; reserved: number } { return native.cudaMemory(device); },
   resetPeakMemory(device = 0): void { native.cudaResetPeak(device); },
   emptyCache(): void { native.cudaEmptyCache(); },
+  /** Name, compute capability and memory of a device. */
+  getDeviceProperties(device = 0): { name: string; major: number; minor: number; totalMemory: number } {
+    return native.cudaDeviceProperties(device) as { name: string; major: number; minor: number; totalMemory: number };
+  },
   /** The global CUDA generator's state of a device (a uint8 CPU tensor), for checkpoints. */
   getRngState(device = 0): Tensor { return wrap(native.cudaGetRngState(device)); },
   setRngState(state: Tensor, device = 0): void { native.cudaSetRngState(state.h, device); },

@@ -4,9 +4,24 @@ import * as torch from '../torch';
 
 export type Precision = 'fp32' | 'bf16' | 'fp16';
 
-/** What `--precision auto` means: bf16 autocast on a GPU (Ampere or newer; older GPUs: pass fp16), fp32 on the CPU. */
-export function autoPrecision(o: { device?: unknown }): Precision {
-  return String(o.device ?? 'cpu').startsWith('cuda') ? 'bf16' : 'fp32';
+/**
+ * What `--precision auto` means: fp32 on the CPU; on a GPU bf16 autocast where it has bf16 tensor
+ * cores (compute capability 8.0 on: A100, H100, RTX 30xx…), else fp16 with loss scaling (V100, T4).
+ */
+export function autoPrecision(o: { device?: unknown }, capability: (index: number) => number | null = cudaMajor): Precision {
+  const device = String(o.device ?? 'cpu');
+  if (!device.startsWith('cuda')) return 'fp32';
+  const major = capability(Number(device.split(':')[1] ?? 0));
+  return major !== null && major < 8 ? 'fp16' : 'bf16';
+}
+
+/** The compute capability's major version of a CUDA device, or null when it cannot be read (no CUDA here). */
+function cudaMajor(index: number): number | null {
+  try {
+    return torch.cuda.isAvailable() ? torch.cuda.getDeviceProperties(index).major : null;
+  } catch {
+    return null;
+  }
 }
 
 /** Runs fn under the autocast that `precision` names for `device` ('fp32': as it is). */

@@ -63,7 +63,7 @@ export const PRETRAIN_OPTIONS: OptionTable = {
   clipGrad: { type: 'number', default: 3, min: 0, help: 'global gradient-norm clip (0 = off)' },
   precision: {
     type: 'string', default: 'auto', choices: ['auto', 'fp32', 'bf16', 'fp16'], auto: autoPrecision,
-    help: 'mixed precision (bf16/fp16 autocast, float32 master weights; fp16 with loss scaling); auto = bf16 on a GPU, fp32 on the CPU',
+    help: 'mixed precision (bf16/fp16 autocast, float32 master weights; fp16 with loss scaling); auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)',
   },
   orderPrecision: {
     type: 'string', default: 'same', choices: ['same', 'fp32'],

@@ -168,3 +168,10 @@ test('the global CUDA generator state round-trips (checkpointed for drop path an
     assert.deepEqual(torch.rand([1000], { device: 'cuda' }).cpu().toFloat32Array(), a);
   });
 });
+
+test('device properties: name, compute capability and memory', { skip }, () => {
+  const p = torch.cuda.getDeviceProperties(0);
+  assert.ok(p.name.length > 0);
+  assert.ok(p.major >= 3 && p.minor >= 0, `${p.major}.${p.minor}`);
+  assert.ok(p.totalMemory > 2 ** 30);
+});

@@ -9,6 +9,7 @@ import * as torch from '../../src/torch';
 import { makeTrainData, uploadsUint8 } from '../../src/train/data';
 import { DeviceImages } from '../../src/train/device-images';
 import { cudnnAutotune } from '../../src/train/cudnn-autotune';
+import { autoPrecision } from '../../src/train/precision';
 import { globalRngStates, restoreGlobalRngStates } from '../../src/train/rng-state';
 import { pretrain, TrainBatch } from '../../src/train/pretrain';
 import { PRETRAIN_OPTIONS } from '../../src/train/pretrain-config';
@@ -122,4 +123,12 @@ test('checkpointed generator states: the CPU one always, the CUDA one only for a
   restoreGlobalRngStates(new Map([...states, ['rng.cuda', states.get('rng.global')!]]), 'cpu'); // a GPU checkpoint resumed on the CPU
   for (const t of states.values()) t.dispose();
   if (!torch.cuda.isAvailable()) assert.throws(() => globalRngStates('cuda:0'), /no CUDA|CUDA/);
+});
+
+test('--precision auto on a GPU: bf16 from compute capability 8.0 on, fp16 (with loss scaling) before', () => {
+  assert.equal(autoPrecision({ device: 'cpu' }, () => 9), 'fp32');
+  assert.equal(autoPrecision({ device: 'cuda' }, () => 9), 'bf16'); // H100
+  assert.equal(autoPrecision({ device: 'cuda:1' }, (i) => (i === 1 ? 8 : 7)), 'bf16'); // A100 as device 1
+  assert.equal(autoPrecision({ device: 'cuda:0' }, () => 7), 'fp16'); // V100 / T4
+  assert.equal(autoPrecision({ device: 'cuda' }, () => null), 'bf16'); // unknown: no CUDA here to ask
 });
