@@ -196,7 +196,13 @@ const gib = (b: number | undefined): string => (b === undefined || !Number.isFin
 const f1 = (x: number): string => x.toFixed(1);
 const f0 = (x: number): string => x.toFixed(0);
 
-type Row = { c: Config; r: Partial<Record<Side, Result>> };
+type Row = { c: Config; r: Partial<Record<Side, Result>>; failed?: Partial<Record<Side, string>> };
+
+/** The last non-empty line of an error's message (where a child process's stderr ends with the cause). */
+function causeOf(e: unknown): string {
+  const lines = String((e as Error)?.message ?? e).split('\n').map((l) => l.trim()).filter(Boolean);
+  return (lines[lines.length - 1] ?? 'unknown error').slice(0, 300);
+}
 
 /** Largest relative difference between two loss curves over their common prefix. */
 function curveDiff(a?: number[], b?: number[]): { n: number; max: number; meanAbs: number } | null {
@@ -266,8 +272,10 @@ function report(results: Row[], started: Date, loads: number[][], peak: { flops:
     }
   }
   const extra: string[] = [];
-  for (const { c, r } of results) {
+  for (const { c, r, failed } of results) {
+    for (const [side, why] of Object.entries(failed ?? {})) extra.push(`- **${c.label}, batch ${c.batch}, ${SIDE_NAME[side as Side]}: failed** — ${why}`);
     const sides = sidesFor(c).filter((s) => r[s]);
+    if (!sides.length) continue;
     const params = sides.map((s) => r[s]!.params);
     if (new Set(params).size > 1) extra.push(`- **${c.label}, batch ${c.batch}: parameter counts differ (${sides.map((s, i) => `${s} ${params[i]}`).join(', ')}).**`);
     extra.push(`- ${c.label}, batch ${c.batch}: ${(params[0] / 1e6).toFixed(2)} M parameters; first-step loss ` +
@@ -333,28 +341,44 @@ function main(): void {
     const runs: Partial<Record<Side, Result[]>> = {};
     let init: string | null = null;
     const extra: string[] = [];
-    if (SIDES.includes('authors')) {
-      init = sharedInit(c);
-      extra.push('--init-weights', init);
+    const failed: Partial<Record<Side, string>> = {};
+    try {
+      if (SIDES.includes('authors')) {
+        init = sharedInit(c);
+        extra.push('--init-weights', init);
+      }
+    } catch (e) {
+      // Without the shared initial weights no side can run this config: say so and go on to the next.
+      process.stderr.write(`${c.label}, batch ${c.batch}: the shared init file failed: ${causeOf(e)}\n`);
+      for (const side of sidesFor(c)) failed[side] = `shared init failed: ${causeOf(e)}`;
+      results.push({ c, r: {}, failed });
+      continue;
     }
     if (logLosses > 0) extra.push('--log-losses', String(logLosses));
     try {
       for (let r = 0; r < rounds; r++) {
         const order = r % 2 === 0 ? sidesFor(c) : [...sidesFor(c)].reverse();
         for (const side of order) {
+          if (failed[side]) continue;
           process.stderr.write(`${c.label}, batch ${c.batch}, round ${r + 1}/${rounds}: ${SIDE_NAME[side]}... `);
-          const res = run(side, c, extra);
-          process.stderr.write(`${f0(res.msPerStep)} ms/step (min ${f0(res.minMs)}), peak RSS ${gib(res.peakRssBytes)}` +
-            `${res.peakGpuBytes !== undefined ? `, peak GPU ${gib(res.peakGpuBytes)}` : ''}\n`);
-          (runs[side] ??= []).push(res);
+          try {
+            const res = run(side, c, extra);
+            process.stderr.write(`${f0(res.msPerStep)} ms/step (min ${f0(res.minMs)}), peak RSS ${gib(res.peakRssBytes)}` +
+              `${res.peakGpuBytes !== undefined ? `, peak GPU ${gib(res.peakGpuBytes)}` : ''}\n`);
+            (runs[side] ??= []).push(res);
+          } catch (e) {
+            // One side failing (e.g. out of memory) must not cost the other sides' numbers.
+            failed[side] = causeOf(e);
+            process.stderr.write(`FAILED: ${(e as Error).message}\n`);
+          }
         }
       }
     } finally {
       if (init) fs.rmSync(init, { force: true });
     }
     const r: Partial<Record<Side, Result>> = {};
-    for (const side of sidesFor(c)) r[side] = pool(runs[side]!, c.batch);
-    results.push({ c, r });
+    for (const side of sidesFor(c)) if (runs[side]?.length && !failed[side]) r[side] = pool(runs[side]!, c.batch);
+    results.push({ c, r, failed });
   }
   loads.push(os.loadavg());
   process.stderr.write('peak matmul rate of the device... ');
