@@ -337,6 +337,10 @@ function main(): void {
   const started = new Date();
   const loads = [os.loadavg()];
   const results: Row[] = [];
+  process.stderr.write('peak matmul rate of the device... ');
+  const peak = peakMatmulFlops(device as 'cpu' | 'cuda');
+  if (cuda) torch.cuda.emptyCache(); // the sides run in child processes: leave them the GPU memory
+  process.stderr.write(`${(peak.flops / 1e12).toFixed(2)} TFLOP/s\n`);
   for (const c of CONFIGS) {
     const runs: Partial<Record<Side, Result[]>> = {};
     let init: string | null = null;
@@ -379,11 +383,12 @@ function main(): void {
     const r: Partial<Record<Side, Result>> = {};
     for (const side of sidesFor(c)) if (runs[side]?.length && !failed[side]) r[side] = pool(runs[side]!, c.batch);
     results.push({ c, r, failed });
+    // After every config, so that a run cut short by a time limit still leaves what it measured.
+    if (flag('write-docs') && results.length < CONFIGS.length) {
+      writeDocs(`${report(results, started, [...loads, os.loadavg()], peak)}\n\n(Partial: ${results.length} of ${CONFIGS.length} configurations so far.)`);
+    }
   }
   loads.push(os.loadavg());
-  process.stderr.write('peak matmul rate of the device... ');
-  const peak = peakMatmulFlops(device as 'cpu' | 'cuda');
-  process.stderr.write(`${(peak.flops / 1e12).toFixed(2)} TFLOP/s\n`);
   const out = report(results, started, loads, peak);
   console.log(out);
   if (flag('write-docs')) writeDocs(out);
