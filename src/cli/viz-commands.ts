@@ -2,6 +2,7 @@
 // reconstructions for a checkpoint, and a self-contained HTML report for a run folder.
 import { availableParallelism } from 'node:os';
 import * as torch from '../torch';
+import { checkDevice } from '../util/device';
 import { OptionError, OptionTable, OptionValues } from '../util/options';
 import { ORDER_NAMES, OrderName } from '../viz/maps';
 import { visualizeCheckpoint, writeRunReport } from '../viz/pipeline';
@@ -47,8 +48,7 @@ function parseOrders(v: unknown): OrderName[] {
 
 function setup(o: OptionValues): torch.Device {
   const device = String(o.device);
-  if (!/^(cpu|cuda(:\d+)?)$/.test(device)) throw new OptionError('device', `must be cpu, cuda or cuda:N, got '${device}'`);
-  if (device.startsWith('cuda') && !torch.cuda.isAvailable()) throw new OptionError('device', 'CUDA is not available in this libtorch build / machine');
+  checkDevice(device);
   torch.setNumThreads((o.threads as number | undefined) ?? availableParallelism());
   return device as torch.Device;
 }

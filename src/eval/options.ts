@@ -3,6 +3,7 @@
 import { OptionError, OptionTable, OptionValues } from '../util/options';
 import { parseKs } from './knn';
 import { autoPrecision } from '../train/precision';
+import { checkDevice } from '../util/device';
 
 const DATA_OPTIONS: OptionTable = {
   dataset: { type: 'string', default: 'cifar10', help: 'labelled dataset (e.g. cifar10, synthetic, folder), as the data adapter names them' },
@@ -129,11 +130,9 @@ export const ABLATE_OPTIONS: OptionTable = {
   outDir: { type: 'string', default: 'runs/ablate', help: 'output folder (ablation.md, ablation.json, one pre-training run per order and seed)' },
 };
 
-const DEVICE = /^(cpu|cuda(:\d+)?)$/;
-
 /** Checks shared by every evaluation command. */
 export function validateEval(o: OptionValues): void {
-  if (!DEVICE.test(String(o.device))) throw new OptionError('device', `must be cpu, cuda or cuda:N, got '${o.device}'`);
+  checkDevice(String(o.device));
   if (o.dataset === 'folder' && !o.dataPath) throw new OptionError('dataPath', "dataset 'folder' needs --data-path");
   if (o.k !== undefined) {
     try {

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { OptionError, OptionTable, OptionValues } from '../util/options';
 import { autoPrecision } from './precision';
+import { checkDevice } from '../util/device';
 import {
   AUTHORS_SEMANTIC_ORDER, ConfigError, EncoderConfig, OrderConfig, PRESETS, SemAIMConfig, SimilarityTokens, TargetConfig, validateConfig,
 } from '../semaim';
@@ -140,8 +141,8 @@ export function readTeacherConfig(path: string): EncoderConfig {
 /** Checks that need more than one option. */
 export function validatePretrain(o: OptionValues): void {
   if ((o.dataset === 'folder' || o.dataset === 'flat') && !o.dataPath) throw new OptionError('dataPath', `dataset '${o.dataset}' needs --data-path`);
+  checkDevice(String(o.device));
   if (o.precision === 'fp16' && !String(o.device).startsWith('cuda')) throw new OptionError('precision', 'fp16 needs a CUDA device (use bf16 or fp32 on CPU)');
-  if (!/^(cpu|cuda(:\d+)?)$/.test(String(o.device))) throw new OptionError('device', `must be cpu, cuda or cuda:N, got '${o.device}'`);
   if ((o.warmupEpochs as number) >= (o.epochs as number) && (o.epochs as number) > 0) {
     throw new OptionError('warmupEpochs', `(${o.warmupEpochs}) must be below epochs (${o.epochs})`);
   }

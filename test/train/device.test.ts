@@ -12,9 +12,10 @@ import { cudnnAutotune } from '../../src/train/cudnn-autotune';
 import { autoPrecision } from '../../src/train/precision';
 import { globalRngStates, restoreGlobalRngStates } from '../../src/train/rng-state';
 import { pretrain, TrainBatch } from '../../src/train/pretrain';
-import { PRETRAIN_OPTIONS } from '../../src/train/pretrain-config';
+import { PRETRAIN_OPTIONS, validatePretrain } from '../../src/train/pretrain-config';
 import { readMetrics } from '../../src/train/metrics';
-import { resolveOptions } from '../../src/util/options';
+import { OptionError, resolveOptions } from '../../src/util/options';
+import { checkDevice } from '../../src/util/device';
 import { KNN_OPTIONS, LINPROBE_OPTIONS, FINETUNE_OPTIONS } from '../../src/eval/options';
 
 function options(extra: Record<string, unknown> = {}) {
@@ -132,3 +133,21 @@ test('--precision auto on a GPU: bf16 from compute capability 8.0 on, fp16 (with
   assert.equal(autoPrecision({ device: 'cuda:0' }, () => 7), 'fp16'); // V100 / T4
   assert.equal(autoPrecision({ device: 'cuda' }, () => null), 'bf16'); // unknown: no CUDA here to ask
 });
+
+test('--device is checked before any work: its form, CUDA present, the device index in range', () => {
+  assert.doesNotThrow(() => checkDevice('cpu'));
+  for (const bad of ['gpu', 'cuda:', 'cuda:x', 'cpu:0', 'CUDA']) {
+    assert.throws(() => checkDevice(bad), (e: unknown) => e instanceof OptionError && e.key === 'device' && /must be cpu, cuda or cuda:N/.test(e.message), bad);
+  }
+  if (!torch.cuda.isAvailable()) {
+    assert.throws(() => checkDevice('cuda'), /CUDA is not available/);
+    assert.throws(() => resolveAndValidate({ device: 'cuda:0' }), /CUDA is not available/);
+  } else {
+    assert.doesNotThrow(() => checkDevice('cuda:0'));
+    assert.throws(() => checkDevice(`cuda:${torch.cuda.deviceCount()}`), /there (is|are) \d+ CUDA device/);
+  }
+});
+
+function resolveAndValidate(extra: Record<string, unknown>): void {
+  validatePretrain(resolveOptions(PRETRAIN_OPTIONS, extra));
+}
