@@ -282,7 +282,8 @@ function report(results: Row[], started: Date, loads: number[][], peak: { flops:
       sides.map((s) => `${SIDE_NAME[s]} ${r[s]!.firstLoss.toPrecision(6)}`).join(', ') +
       (r.authors ? ' (same weights and images from the authors\' script\'s --save-init file; the same order noise per step)' : '') + '.');
     if (logLosses > 0 && r.authors) {
-      const pairs: Array<[string, Side, Side]> = [['TS vs authors\'', 'ts', 'authors'], ['ours-PyTorch vs authors\'', 'pytorch', 'authors'], ['TS vs ours-PyTorch', 'ts', 'pytorch']];
+      const pairs: Array<[string, Side, Side]> = [['TS vs authors\'', 'ts', 'authors'], ['ours-PyTorch vs authors\'', 'pytorch', 'authors'], ['TS vs ours-PyTorch', 'ts', 'pytorch'],
+        ['TS with the fp32 order pass (the authors\' order precision) vs authors\'', 'tsOrderFp32', 'authors']];
       const parts = pairs.map(([name, a, b]) => {
         const d = curveDiff(r[a]?.losses, r[b]?.losses);
         return d ? `${name}: max rel ${d.max.toExponential(1)}, mean |Δ| ${d.meanAbs.toExponential(1)} over ${d.n} steps` : null;
