@@ -215,13 +215,12 @@ FN(backstop, {
   return info.Env().Undefined();
 })
 
-
 // ---------------------------------------------------------------- argument readers
 
 static std::string where(size_t i) { return "argument " + std::to_string(i); }
 
 // Accepts a handle (what the TS layer passes) or a TS Tensor (an object whose `h` is the handle).
-static TensorHandle* unwrapTensor(const Napi::Value& v, size_t i, const std::string& what) {
+static TensorHandle* unwrapTensor(const Napi::Value& v, const std::string& what) {
   TensorHandle* p = handleOf(v.IsObject() ? v.As<Napi::Object>().Get("h") : v);
   if (p == nullptr) throw std::invalid_argument(what + ": expected a tensor");
   if (p->disposed()) throw std::invalid_argument(what + ": tensor was disposed");
@@ -231,7 +230,7 @@ static TensorHandle* unwrapTensor(const Napi::Value& v, size_t i, const std::str
 const at::Tensor& argTensor(const Napi::CallbackInfo& info, size_t i) {
   TensorHandle* p = handleOf(info[i]);  // fast path: a live handle
   if (p != nullptr && !p->disposed()) return p->get("tensor");
-  return unwrapTensor(info[i], i, where(i))->get("tensor");
+  return unwrapTensor(info[i], where(i))->get("tensor");
 }
 
 c10::optional<at::Tensor> argOptTensor(const Napi::CallbackInfo& info, size_t i) {
@@ -245,7 +244,7 @@ std::vector<at::Tensor> argTensorList(const Napi::CallbackInfo& info, size_t i) 
   std::vector<at::Tensor> out;
   out.reserve(a.Length());
   for (uint32_t k = 0; k < a.Length(); k++) {
-    out.push_back(unwrapTensor(a.Get(k), i, where(i) + "[" + std::to_string(k) + "]")->get("tensor"));
+    out.push_back(unwrapTensor(a.Get(k), where(i) + "[" + std::to_string(k) + "]")->get("tensor"));
   }
   return out;
 }

@@ -96,13 +96,14 @@ FN(clipGradNorm, {
   at::Tensor total = at::stack(norms).norm();
   if (std::isfinite(maxNorm)) {
     at::Tensor coef = (maxNorm / (total + 1e-6)).clamp_max(1.0);
-    bool oneDtype = std::all_of(grads.begin(), grads.end(), [&](const at::Tensor& g) { return g.scalar_type() == coef.scalar_type(); });
 #if SEMAIM_TORCH_AT_LEAST(2, 1)
     // One multi-tensor kernel instead of one per parameter (_foreach_mul_ by a tensor: PyTorch >= 2.1).
-    if (oneDtype) at::_foreach_mul_(grads, coef);
-    else
+    if (std::all_of(grads.begin(), grads.end(), [&](const at::Tensor& g) { return g.scalar_type() == coef.scalar_type(); })) {
+      at::_foreach_mul_(grads, coef);
+      return wrap(info.Env(), total);
+    }
 #endif
-      for (auto& g : grads) g.mul_(coef.to(g.scalar_type()));
+    for (auto& g : grads) g.mul_(coef.to(g.scalar_type()));
   }
   return wrap(info.Env(), total);
 })
