@@ -16,9 +16,9 @@ function fromDir(root, source) {
   return { source, include: [inc, path.join(inc, 'torch', 'csrc', 'api', 'include')], libdir: lib };
 }
 
-// $LIBTORCH may also be a Debian-style tree, e.g. an unpacked (dpkg -x) libtorch-dev of another
-// release: headers in [usr/]include, libraries in [usr/]lib/<multiarch>. Its libopenblas (if
-// unpacked alongside) lives in <libdir>/openblas-openmp, as on the system.
+// A Debian-style tree: the system's libtorch-dev (root '/'), or via $LIBTORCH an unpacked (dpkg -x)
+// libtorch-dev of another release: headers in [usr/]include, libraries in [usr/]lib/<multiarch>. Its
+// OpenMP libopenblas, when installed (or unpacked alongside), lives in <libdir>/openblas-openmp.
 function fromDebianTree(root, source) {
   for (const prefix of [root, path.join(root, 'usr')]) {
     const inc = path.join(prefix, 'include');
@@ -34,14 +34,6 @@ function fromDebianTree(root, source) {
     }
   }
   return null;
-}
-
-function debian() {
-  const multiarch = '/usr/lib/x86_64-linux-gnu';
-  const arch = fs.existsSync(path.join(multiarch, 'libtorch.so')) ? multiarch : '/usr/lib/aarch64-linux-gnu';
-  if (!fs.existsSync('/usr/include/torch/csrc/api/include/torch/torch.h')) return null;
-  if (!fs.existsSync(path.join(arch, 'libtorch.so'))) return null;
-  return { source: 'debian', include: ['/usr/include', '/usr/include/torch/csrc/api/include'], libdir: arch };
 }
 
 function pip() {
@@ -68,7 +60,7 @@ function locate() {
     }
     return found;
   }
-  const found = debian() || pip();
+  const found = fromDebianTree('/', 'debian') || pip();
   if (!found) {
     throw new Error('libtorch not found: set $LIBTORCH, or `apt-get install libtorch-dev libopenblas0-openmp` (Debian 12), or install PyTorch with pip');
   }
@@ -127,7 +119,7 @@ const t = locate();
 const cuda = has(t.libdir, 'torch_cuda');
 const libs = ['torch', 'torch_cpu', 'c10'].concat(cuda ? ['torch_cuda', 'c10_cuda'] : []);
 const include = cuda ? t.include.concat(cudaIncludes(t)) : t.include;
-if (cuda && include.length === t.include.length && !t.include.some((d) => fs.existsSync(path.join(d, 'cuda_runtime_api.h')))) {
+if (cuda && !include.some((d) => fs.existsSync(path.join(d, 'cuda_runtime_api.h')))) {
   console.error('find-libtorch: warning: this libtorch has CUDA but cuda_runtime_api.h was not found; set $CUDA_HOME to the CUDA toolkit');
 }
 const what = process.argv[2] || 'info';
@@ -140,10 +132,7 @@ switch (what) {
     // --no-as-needed keeps libtorch_cuda linked even though no symbol of it is named directly:
     // without it, CUDA kernels never register. DT_RPATH (not RUNPATH) so it also applies to
     // libtorch's own dependencies.
-    const rpath = [t.libdir];
-    const openblas = '/usr/lib/x86_64-linux-gnu/openblas-openmp';
-    if (t.source === 'debian' && fs.existsSync(openblas)) rpath.unshift(openblas);
-    if (t.extraRpath) rpath.unshift(...t.extraRpath);
+    const rpath = [...(t.extraRpath ?? []), t.libdir];
     console.log(['-Wl,--no-as-needed', ...libs.map((l) => `-l${l}`), '-Wl,--as-needed', `-L${t.libdir}`,
       '-Wl,--disable-new-dtags', ...rpath.map((r) => `-Wl,-rpath,${r}`)].join(' '));
     break;
