@@ -241,7 +241,6 @@ export async function finetune(o: OptionValues, data: FinetuneData, hooks: Finet
     return { acc, emaAcc };
   };
 
-
   let final: { acc: Accuracy; emaAcc: Accuracy | null } | null = null;
   model.train();
   try {

@@ -46,6 +46,11 @@ export function stochasticOrder(B: number, g: Grid, o: NoiseOptions & { device?:
   return noiseLike(B, g.gridH * g.gridW, o.device ?? 'cpu', o).clone();
 }
 
+/** float16/bfloat16 values as float32 (a new tensor); float32 and float64 as they are (the same tensor). */
+export function atLeastFloat32(t: Tensor): Tensor {
+  return t.dtype === 'float16' || t.dtype === 'bfloat16' ? t.float() : t;
+}
+
 /**
  * Similarity map [B, N] from encoder tokens [B, 1+N, D] (after the final norm): 'softmax' =
  * softmax over patches of cos(z_cls, z_i) (online / EMA source); 'minmax' = the cosine min-max
@@ -55,8 +60,7 @@ export function stochasticOrder(B: number, g: Grid, o: NoiseOptions & { device?:
 export function similarityMap(tokens: Tensor, mode: 'softmax' | 'minmax' = 'softmax', reference: 'cls' | 'gap' = 'cls'): Tensor {
   return torch.scope(() => {
     const N = tokens.shape[1] - 1;
-    // Features from a bf16/fp16 encoder pass: the map itself is computed in float32.
-    const x = tokens.dtype === 'float16' || tokens.dtype === 'bfloat16' ? tokens.float() : tokens;
+    const x = atLeastFloat32(tokens); // features from a bf16/fp16 encoder pass: the map itself in float32
     const patches = F.normalize(x.narrow(1, 1, N), -1);
     const ref = reference === 'gap' ? F.normalize(x.narrow(1, 1, N).mean(1, true), -1) : F.normalize(x.narrow(1, 0, 1), -1);
     const cos = patches.mul(ref).sum(-1);

@@ -5,7 +5,7 @@ import { Tensor } from '../torch';
 import { Mlp, ModuleList } from '../nn';
 import { SemAIMConfig, SimilarityTokens, validateConfig } from './config';
 import { DecoderBlock, decoderTaps } from './decoder';
-import { orderFromConfig, needsSimilarity, similarityMap, checkOrder } from './orders';
+import { atLeastFloat32, orderFromConfig, needsSimilarity, similarityMap, checkOrder } from './orders';
 import { featurePatchLoss, pixelPatchLoss, pixelTargets } from './targets';
 import { VisionTransformer } from './vit';
 
@@ -44,11 +44,6 @@ export function encoderSimilarity(encoder: VisionTransformer, images: Tensor, mo
   } finally {
     encoder.train(wasTraining);
   }
-}
-
-/** float16/bfloat16 values as float32 (a new tensor); float32 and float64 as they are (the same tensor). */
-function atLeastFloat32(t: Tensor): Tensor {
-  return t.dtype === 'float16' || t.dtype === 'bfloat16' ? t.float() : t;
 }
 
 /** The order's similarity tokens ('cls' when the order has none or does not say). */

@@ -9,6 +9,7 @@ import {
 import { packStrings, sharedInt32, unpackString } from '../data/dataset';
 import { OptionValues } from '../util/options';
 import { TrainData, TrainBatch } from './pretrain';
+import { uploadsUint8 } from './pretrain-config';
 import type { Augment, EvalDataRequest, LabelledData, LabelledBatch, BatchOptions } from '../eval/data';
 
 export const DATASETS = ['synthetic', 'cifar10', 'folder', 'flat'] as const;
@@ -119,14 +120,6 @@ export function makeTrainData(o: OptionValues): TrainData {
     },
     close: () => loader.close(),
   };
-}
-
-/**
- * `--upload`: uint8 batches copy 4× fewer bytes to a GPU (and are normalised there); on the CPU the
- * loader's workers normalise in parallel with the model, so float32 is cheaper there.
- */
-export function uploadsUint8(upload: string, device: string): boolean {
-  return upload === 'uint8' || (upload === 'auto' && device !== 'cpu');
 }
 
 /** Labelled data for evaluation (k-NN, linear probe, fine-tuning). */

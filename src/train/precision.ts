@@ -1,6 +1,7 @@
 // Mixed precision as the commands spell it: 'fp32' (off), 'bf16' or 'fp16' autocast on the device
 // type of the tensors involved (master weights stay float32).
 import * as torch from '../torch';
+import { cudaIndex } from '../util/device';
 
 export type Precision = 'fp32' | 'bf16' | 'fp16';
 
@@ -9,9 +10,9 @@ export type Precision = 'fp32' | 'bf16' | 'fp16';
  * cores (compute capability 8.0 on: A100, H100, RTX 30xx…), else fp16 with loss scaling (V100, T4).
  */
 export function autoPrecision(o: { device?: unknown }, capability: (index: number) => number | null = cudaMajor): Precision {
-  const device = String(o.device ?? 'cpu');
-  if (!device.startsWith('cuda')) return 'fp32';
-  const major = capability(Number(device.split(':')[1] ?? 0));
+  const index = cudaIndex(String(o.device ?? 'cpu'));
+  if (index === null) return 'fp32';
+  const major = capability(index);
   return major !== null && major < 8 ? 'fp16' : 'bf16';
 }
 
@@ -25,8 +26,7 @@ function cudaMajor(index: number): number | null {
 }
 
 /** Runs fn under the autocast that `precision` names for `device` ('fp32': as it is). */
-export function withPrecision<T>(precision: Precision | 'auto' | string, device: torch.Device, fn: () => T): T {
-  if (precision === 'auto') precision = autoPrecision({ device });
+export function withPrecision<T>(precision: Precision | string, device: torch.Device, fn: () => T): T {
   if (precision !== 'bf16' && precision !== 'fp16') return fn();
   return torch.autocast({ device: device.startsWith('cuda') ? 'cuda' : 'cpu', dtype: precision === 'fp16' ? 'float16' : 'bfloat16' }, fn);
 }

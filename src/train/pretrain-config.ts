@@ -44,7 +44,7 @@ export const PRETRAIN_OPTIONS: OptionTable = {
   syntheticSize: { type: 'int', default: 5000, min: 1, help: 'synthetic dataset: number of images' },
   numWorkers: { type: 'int', min: 0, help: 'decoding/augmentation worker threads (default: one per core but one, at most 8; 0 = on the main thread)' },
   upload: {
-    type: 'string', default: 'auto', choices: ['auto', 'uint8', 'float32'], auto: (o) => (String(o.device).startsWith('cuda') ? 'uint8' : 'float32'),
+    type: 'string', default: 'auto', choices: ['auto', 'uint8', 'float32'], auto: (o) => (uploadsUint8('auto', String(o.device)) ? 'uint8' : 'float32'),
     help: 'what the loader hands to the device: uint8 (4× fewer bytes, normalised on the device) or normalised float32; auto = uint8 on a GPU, float32 on the CPU',
   },
   minScale: { type: 'number', default: 0.2, min: 0.01, max: 1, help: 'RandomResizedCrop minimum scale' },
@@ -82,6 +82,14 @@ export const PRETRAIN_OPTIONS: OptionTable = {
   logEvery: { type: 'int', default: 10, min: 1, help: 'read metrics from the device every N steps' },
   resume: { type: 'boolean', default: true, help: 'continue from the latest checkpoint in out-dir if there is one' },
 };
+
+/**
+ * `--upload`: uint8 batches copy 4× fewer bytes to a GPU (and are normalised there); on the CPU the
+ * loader's workers normalise in parallel with the model, so float32 is cheaper there.
+ */
+export function uploadsUint8(upload: string, device: string): boolean {
+  return upload === 'uint8' || (upload === 'auto' && device !== 'cpu');
+}
 
 /** Builds and validates the model config; errors name the option. */
 export function modelConfigFrom(o: OptionValues): SemAIMConfig {

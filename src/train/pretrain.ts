@@ -140,6 +140,7 @@ export async function pretrain(o: OptionValues, data: TrainData, hooks: Pretrain
   const stop = hooks.stop ?? { requested: false };
   const releaseSignals = catchStopSignals(stop);
   const restoreCudnn = cudnnAutotune(device);
+  const orderPrecision = o.orderPrecision === 'fp32' ? 'fp32' : (o.precision as string);
 
   const saveCheckpoint = (epoch: number, batch: number) => {
     // Never checkpoint weights after a non-finite loss.
@@ -182,7 +183,6 @@ export async function pretrain(o: OptionValues, data: TrainData, hooks: Pretrain
     return finite && Number.isFinite(mean);
   };
 
-
   try {
     outer: for (let epoch = startEpoch; step < totalSteps; epoch++) {
       let micro = 0;
@@ -191,7 +191,6 @@ export async function pretrain(o: OptionValues, data: TrainData, hooks: Pretrain
         const images = upload.upload(batch.images, batch.shape, device);
         torch.scope(() => {
           if (micro === 0) optimizer.setLr(schedule(fractionalEpoch(epoch, batchIndex / accum, perEpoch)));
-          const orderPrecision = o.orderPrecision === 'fp32' ? 'fp32' : (o.precision as string);
           const { order } = withPrecision(orderPrecision, device, () => model.makeOrder(images, { ema: ema?.shadow, generator: orderGen }));
           const out = withPrecision(o.precision as string, device, () => model.forward(images, order));
           const loss = out.loss.div(accum);

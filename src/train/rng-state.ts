@@ -3,12 +3,7 @@
 // drop path, come from it). Stored in checkpoints as 'rng.global' and 'rng.cuda'.
 import * as torch from '../torch';
 import type { Tensor } from '../torch';
-
-function cudaIndex(device: torch.Device): number | null {
-  if (!device.startsWith('cuda')) return null;
-  const i = device.split(':')[1];
-  return i === undefined ? 0 : Number(i);
-}
+import { cudaIndex } from '../util/device';
 
 /** New tensors with the generator states (the caller disposes them after writing the checkpoint). */
 export function globalRngStates(device: torch.Device): Map<string, Tensor> {

@@ -2,6 +2,13 @@
 import * as torch from '../torch';
 import { OptionError } from './options';
 
+/** The CUDA device index of 'cuda' (0) or 'cuda:N'; null for the CPU. */
+export function cudaIndex(device: string): number | null {
+  if (!device.startsWith('cuda')) return null;
+  const i = device.split(':')[1];
+  return i === undefined ? 0 : Number(i);
+}
+
 /** Throws an OptionError for 'device' unless it is 'cpu', or 'cuda'/'cuda:N' with CUDA and device N present. */
 export function checkDevice(device: string): void {
   const m = /^(cpu|cuda)(?::(\d+))?$/.exec(device);
