@@ -13,7 +13,6 @@ Regenerate: /usr/bin/python3 scripts/golden_semaim.py      (deterministic: same 
 import json
 import math
 import os
-import struct
 import sys
 
 import torch
@@ -26,49 +25,9 @@ LN_EPS = 1e-6
 OUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test", "golden", "semaim")
 
 
-# --------------------------------------------------------------------------- safetensors writer
-
-ST_DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64"}
-
-
-def write_safetensors(path, tensors, metadata):
-    names = sorted(tensors)
-    header = {}
-    blobs = []
-    off = 0
-    for name in names:
-        t = tensors[name].detach().contiguous().cpu()
-        if t.dtype not in ST_DTYPES:
-            raise ValueError(f"{name}: dtype {t.dtype}")
-        raw = t.numpy().astype(t.numpy().dtype.newbyteorder("<"), copy=False).tobytes(order="C")
-        header[name] = {"dtype": ST_DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + len(raw)]}
-        blobs.append(raw)
-        off += len(raw)
-    header["__metadata__"] = {k: str(v) for k, v in metadata.items()}
-    hb = json.dumps(header, separators=(",", ":"), sort_keys=False).encode("utf-8")
-    hb += b" " * ((8 - len(hb) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(hb)))
-        f.write(hb)
-        for b in blobs:
-            f.write(b)
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        blob = f.read()
-    (n,) = struct.unpack("<Q", blob[:8])
-    header = json.loads(blob[8:8 + n])
-    meta = header.pop("__metadata__", {})
-    data = blob[8 + n:]
-    rev = {v: k for k, v in ST_DTYPES.items()}
-    out = {}
-    for name, info in header.items():
-        b, e = info["data_offsets"]
-        dt = rev[info["dtype"]]
-        t = torch.frombuffer(bytearray(data[b:e]), dtype=dt) if e > b else torch.empty(0, dtype=dt)
-        out[name] = t.reshape(info["shape"])
-    return out, meta
+# The safetensors reader and writer of the benchmark references (stdlib only; I/O, not SemAIM math).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
+from bench_common import read_safetensors, write_safetensors  # noqa: E402
 
 
 # --------------------------------------------------------------------------- fixed pieces
