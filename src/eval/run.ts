@@ -142,8 +142,10 @@ export async function runLinprobe(o: OptionValues, f: EvalDataFactories): Promis
         checkImageShape(loaded.encoder, splits.test, 'test data');
         ({ numClasses, classNames } = splits.train);
         sizes = { train: splits.train.size, test: splits.test.size };
-        test = await extractFeatures(loaded.encoder, splits.test, { batchSize: o.evalBatchSize as number, pooling: o.pooling as FeaturePooling, label: 'features (test)' });
-        r = await linprobeOnline(loaded.encoder, splits.train, test, numClasses, { ...lo, pooling: o.pooling as FeaturePooling, precision: o.precision as Precision });
+        // The test features in the precision the probe trains on, as the cached path extracts both splits.
+        const precision = o.precision as Precision;
+        test = await extractFeatures(loaded.encoder, splits.test, { batchSize: o.evalBatchSize as number, pooling: o.pooling as FeaturePooling, precision, label: 'features (test)' });
+        r = await linprobeOnline(loaded.encoder, splits.train, test, numClasses, { ...lo, pooling: o.pooling as FeaturePooling, precision });
       } finally {
         await splits.train.close();
         await splits.test.close();
