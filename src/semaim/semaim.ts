@@ -5,7 +5,7 @@ import { Tensor } from '../torch';
 import { Mlp, ModuleList } from '../nn';
 import { SemAIMConfig, SimilarityTokens, validateConfig } from './config';
 import { DecoderBlock, decoderTaps } from './decoder';
-import { atLeastFloat32, orderFromConfig, needsSimilarity, similarityMap, checkOrder } from './orders';
+import { atLeastFloat32, orderFromConfig, needsSimilarity, similarityMap, checkOrder, strictOrder } from './orders';
 import { featurePatchLoss, pixelPatchLoss, pixelTargets } from './targets';
 import { VisionTransformer } from './vit';
 
@@ -119,7 +119,7 @@ export class SemAIM extends VisionTransformer {
     return { order, similarity: S };
   }
 
-  /** Loss of predicting every patch in the given order (order values [B, N], strict). */
+  /** Loss of predicting every patch in the given order (order values [B, N]; tied values go in patch-index order). */
   forward(images: Tensor, order: Tensor, opts: ForwardOptions = {}): SemAIMOutput {
     this.checkImages(images);
     checkOrder(order, images.shape[0], this.numPatches);
@@ -153,7 +153,7 @@ export class SemAIM extends VisionTransformer {
     const [B] = images.shape;
     const N = this.numPatches;
     const D = this.config.embedDim;
-    const ids = order.argsort(1);
+    const ids = order.argsort(1, false, true); // stable: the same tie-break as strictOrder in the reference
     const idsD = ids.unsqueeze(-1).expand(B, N, D);
     let h = torch.cat([this.clsTokens(B), this.embedPatches(images).gather(1, idsD)], 1);
     let g = this.pos_embed.narrow(1, 1, N).expand(B, N, D).gather(1, idsD);
@@ -187,7 +187,7 @@ export class SemAIM extends VisionTransformer {
     const [B] = images.shape;
     const N = this.numPatches;
     const D = this.config.embedDim;
-    const { encoder, decoder } = referenceMasks(order);
+    const { encoder, decoder } = torch.scope(() => referenceMasks(strictOrder(order)));
     let h = torch.cat([this.clsTokens(B), this.embedPatches(images)], 1);
     let g = this.pos_embed.narrow(1, 1, N).expand(B, N, D);
     const decoders = [...this.query_blocks];

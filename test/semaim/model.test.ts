@@ -5,7 +5,7 @@ import * as torch from '../../src/torch';
 import { loadTensors } from '../../src/io';
 import {
   SemAIM, SemAIMConfig, VisionTransformer, makeConfig, decoderTaps, sincosPosEmbed2d, configToJSON, configFromJSON, ConfigError,
-  OrderConfig, semanticOrder, encoderSimilarity,
+  OrderConfig, semanticOrder, encoderSimilarity, strictOrder,
 } from '../../src/semaim';
 
 const GOLDEN = join(__dirname, '..', '..', '..', 'test', 'golden', 'semaim');
@@ -23,7 +23,7 @@ interface GoldenConfig {
 }
 
 function loadCase(name: string) {
-  const { tensors, metadata } = loadTensors(join(GOLDEN, `${name}.safetensors`));
+  const { tensors, metadata } = loadTensors(join(GOLDEN, `${name}.safetensors`), { device: torch.getDefaultDevice() });
   const g = JSON.parse(metadata.config) as GoldenConfig;
   const order: OrderConfig = g.order.type === 'semantic'
     ? { type: 'semantic', source: 'online', filter: !!g.order.filter, lambda: g.order.lambda! }
@@ -126,6 +126,25 @@ for (const dd of [4, 3, 1]) {
     model.dispose();
   });
 }
+
+test('tied order values: the fast path and the masked reference agree, ties taken in patch-index order', () => {
+  torch.manualSeed(12);
+  const model = new SemAIM(tinyConfig(2, { type: 'raster' })).initWeights().to({ dtype: 'float64' });
+  torch.scope(() => {
+    const images = torch.randn([2, 3, 24, 24], { dtype: 'float64' });
+    // Patches 2k and 2k+1 share an order value: 18 ties per image (float32 orders can tie, rarely).
+    const tied = torch.arange(0, 36, 1, { dtype: 'float64' }).div(2).floor().unsqueeze(0).expand(2, 36).contiguous();
+    const reversed = torch.arange(35, -1, -1, { dtype: 'float64' }).div(2).floor().unsqueeze(0).expand(2, 36).contiguous();
+    for (const order of [tied, reversed]) {
+      const fast = model.forward(images, order, { outputs: 'all' });
+      const ref = model.forward(images, order, { path: 'reference', outputs: 'all' });
+      const strict = model.forward(images, strictOrder(order), { path: 'reference', outputs: 'all' });
+      assert.ok(maxRel(fast.patchLoss, ref.patchLoss) < 1e-10, 'fast vs reference with ties');
+      assert.ok(maxRel(ref.pred!, strict.pred!) < 1e-12, 'ties are the stable rank');
+    }
+  });
+  model.dispose();
+});
 
 test('decoder taps are uniform for any decoder depth', () => {
   assert.deepEqual(decoderTaps(12, 12), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);

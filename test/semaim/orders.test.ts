@@ -35,7 +35,7 @@ test('raster and snake match their definitions', () => {
   }
 });
 
-test('every order type gives strict order values', () => {
+test('every order type gives finite order values; strictOrder ranks them, ties in patch-index order', () => {
   torch.manualSeed(1);
   const S = torch.rand([3, N]).softmax(1);
   const configs: OrderConfig[] = [
@@ -45,7 +45,19 @@ test('every order type gives strict order values', () => {
     { type: 'multicenter', source: 'online', k: 3, minRelHeight: 0.5, minDistance: 2, filter: true, lambda: 0.01 },
   ];
   for (const c of configs) {
-    for (const p of rows(orderFromConfig(c, 3, grid, S))) assert.ok(isStrict(p), c.type);
+    const p = orderFromConfig(c, 3, grid, S);
+    assert.deepEqual(p.shape, [3, N], c.type);
+    const vals = rows(p);
+    const ranks = rows(strictOrder(p));
+    vals.forEach((v, b) => {
+      assert.ok(v.every(Number.isFinite), c.type);
+      assert.deepEqual([...ranks[b]].sort((x, y) => x - y), Array.from({ length: N }, (_, i) => i), `${c.type}: ranks are a permutation`);
+      for (let i = 0; i < N; i++) for (let j = 0; j < N; j++) {
+        if (v[i] < v[j] || (v[i] === v[j] && i < j)) assert.ok(ranks[b][i] < ranks[b][j], `${c.type}: rank order`);
+      }
+    });
+    // Raster and snake are strict by construction.
+    if (c.type === 'raster' || c.type === 'snake') vals.forEach((v) => assert.ok(isStrict(v), c.type));
   }
   const tied = torch.tensor([[0, 0, 1, 1, 0]]);
   assert.deepEqual(rows(strictOrder(tied))[0], [0, 1, 3, 4, 2]);
@@ -149,7 +161,7 @@ test("similarity map from the authors' 'gap' tokens compares patches with their 
 test('checkOrder refuses a wrong shape and, on the CPU, non-finite values', () => {
   torch.scope(() => {
     assert.throws(() => checkOrder(torch.zeros([2, 5]), 2, 4), /shape \[2, 4\]/);
-    assert.throws(() => checkOrder(torch.tensor([[0, 1, NaN, 3]]), 1, 4), /finite/);
+    assert.throws(() => checkOrder(torch.tensor([[0, 1, NaN, 3]], { device: 'cpu' }), 1, 4), /finite/);
     checkOrder(torch.tensor([[0, 1, 2, 3]]), 1, 4);
   });
 });
