@@ -106,9 +106,22 @@ FN(cudnnBenchmark, {
   return Napi::Boolean::New(info.Env(), at::globalContext().benchmarkCuDNN());
 })
 
+// TF32 on the tensor cores for float32 work (torch.backends.cudnn.allow_tf32 and
+// torch.backends.cuda.matmul.allow_tf32; PyTorch's defaults: on for cuDNN convolutions, off for matmuls).
+// These are plain Context flags, present on CPU-only builds too (where they change nothing).
+FN(cudnnAllowTF32, {
+  if (info.Length() > 0 && !info[0].IsUndefined()) at::globalContext().setAllowTF32CuDNN(info[0].As<Napi::Boolean>().Value());
+  return Napi::Boolean::New(info.Env(), at::globalContext().allowTF32CuDNN());
+})
+
+FN(matmulAllowTF32, {
+  if (info.Length() > 0 && !info[0].IsUndefined()) at::globalContext().setAllowTF32CuBLAS(info[0].As<Napi::Boolean>().Value());
+  return Napi::Boolean::New(info.Env(), at::globalContext().allowTF32CuBLAS());
+})
+
 void registerCuda(Napi::Env env, Napi::Object exports) {
   EXPORT(cudaAvailable); EXPORT(cudaDeviceCount); EXPORT(cudaSynchronize); EXPORT(cudaMemory); EXPORT(cudaResetPeak);
-  EXPORT(cudaEmptyCache); EXPORT(cudnnBenchmark);
+  EXPORT(cudaEmptyCache); EXPORT(cudnnBenchmark); EXPORT(cudnnAllowTF32); EXPORT(matmulAllowTF32);
   EXPORT(cudaGetRngState); EXPORT(cudaSetRngState); EXPORT(cudaDeviceProperties);
 }
 

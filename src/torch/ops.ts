@@ -71,6 +71,16 @@ export const backends = {
     /** cuDNN autotuning of convolutions per input shape (PyTorch's default: off; the authors' scripts turn it on). */
     get benchmark(): boolean { return native.cudnnBenchmark() as boolean; },
     set benchmark(on: boolean) { native.cudnnBenchmark(on); },
+    /** TF32 tensor-core math in float32 convolutions (PyTorch's default: on). */
+    get allowTF32(): boolean { return native.cudnnAllowTF32() as boolean; },
+    set allowTF32(on: boolean) { native.cudnnAllowTF32(on); },
+  },
+  cuda: {
+    matmul: {
+      /** TF32 tensor-core math in float32 matrix products (PyTorch's default: off). */
+      get allowTF32(): boolean { return native.matmulAllowTF32() as boolean; },
+      set allowTF32(on: boolean) { native.matmulAllowTF32(on); },
+    },
   },
 };
 

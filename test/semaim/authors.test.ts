@@ -21,7 +21,7 @@ interface AuthorsConfig {
 }
 
 function replay(name: string, dtype: 'float64' | 'float32'): { losses: number[]; expect: number[]; orderErr: number[] } {
-  const { tensors, metadata } = loadTensors(join(GOLDEN, `${name}.safetensors`));
+  const { tensors, metadata } = loadTensors(join(GOLDEN, `${name}.safetensors`), { device: torch.getDefaultDevice() });
   const g = JSON.parse(metadata.config) as AuthorsConfig;
   const expect = JSON.parse(dtype === 'float64' ? metadata.losses_f64 : metadata.losses_f32) as number[];
   const cfg: SemAIMConfig = {
@@ -65,7 +65,12 @@ function replay(name: string, dtype: 'float64' | 'float32'): { losses: number[];
 for (const name of ['authors_paper', 'authors_code']) {
   for (const [dtype, tol, orderTol] of [['float64', 1e-8, 1e-12], ['float32', 1e-5, 1e-5]] as const) {
     test(`${name} (${dtype}): our fast path reproduces the authors'-style masked reference over 5 AdamW steps`, () => {
-      const { losses, expect, orderErr } = replay(name, dtype);
+      // The reference is IEEE float32: keep cuDNN's TF32 convolutions (PyTorch's default on a GPU) out of it.
+      const tf32 = torch.backends.cudnn.allowTF32;
+      torch.backends.cudnn.allowTF32 = false;
+      let r: ReturnType<typeof replay>;
+      try { r = replay(name, dtype); } finally { torch.backends.cudnn.allowTF32 = tf32; }
+      const { losses, expect, orderErr } = r;
       assert.equal(losses.length, expect.length);
       orderErr.forEach((e, s) => assert.ok(e < orderTol, `step ${s}: order values differ by ${e}`));
       losses.forEach((l, s) => {

@@ -16,7 +16,7 @@ function maxAbs(a: torch.Tensor, b: torch.Tensor): number {
 
 test('tensors move to cuda and back; ops and autograd run there', { skip }, () => {
   torch.scope(() => {
-    const a = torch.randn([64, 32], { dtype: 'float64' });
+    const a = torch.randn([64, 32], { dtype: 'float64', device: 'cpu' });
     const g = a.cuda();
     assert.equal(g.device, 'cuda:0');
     const w = torch.randn([32, 16], { dtype: 'float64', device: 'cuda' }).requiresGrad_();
