@@ -19,6 +19,7 @@
 //   --threads N         intra-op threads on both sides                                       [2]
 //   --rounds N          alternating TS/PyTorch rounds per config (the order flips each round) [1]
 //   --only tiny|base|large   run one config (on CUDA, base = both batch sizes)
+//   --only-batch N      CUDA: only the configs at this batch size (e.g. 256, the target's)
 //   --batch-tiny N, --batch-base N, --steps-tiny N, --steps-base N, --warmup N   override the sizes
 //   --quick             2 + 3 steps (smoke test)
 //   --ablate-order      CUDA: also time TS with its similarity pass in fp32 (--order-precision fp32) at batch 256
@@ -92,7 +93,8 @@ const CUDA_CONFIGS: Config[] = [
 ];
 // On CUDA the tiny config runs only when asked for (--only tiny).
 const CONFIGS: Config[] = (cuda ? CUDA_CONFIGS : CPU_CONFIGS)
-  .filter((c) => (process.argv.includes('--only') ? opt('only', '') === c.key : !(cuda && c.key === 'tiny')));
+  .filter((c) => (process.argv.includes('--only') ? opt('only', '') === c.key : !(cuda && c.key === 'tiny')))
+  .filter((c) => !flag('only-batch') || c.batch === Number(opt('only-batch', '0')));
 
 interface Phases { order: number; forward: number; backward: number; optimizer: number }
 interface Result {
