@@ -26,6 +26,7 @@ else
 fi
 if [ -f node_modules/typescript/bin/tsc ]; then node node_modules/typescript/bin/tsc -p tsconfig.json; fi
 node -e 'const t=require("./dist/src/torch");console.log("cuda available:",t.cuda.isAvailable(),"devices:",t.cuda.deviceCount())'
+[ "${TESTS:-1}" = 0 ] && exit 0
 # The engine, nn, model and optimiser tests with every tensor they create on the GPU (tests of CPU-only
 # behaviour skip themselves), plus the CUDA-specific ones.
 if node -e 'process.exit(require("./dist/src/torch").cuda.isAvailable() ? 0 : 1)'; then export SEMAIM_TEST_DEVICE=${SEMAIM_TEST_DEVICE:-cuda}; fi

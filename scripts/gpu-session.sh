@@ -4,7 +4,8 @@
 # then the CUDA pre-training benchmark against both PyTorch references. Logs and the updated
 # docs/BENCHMARKS.md go to $OUT (or .tmp/gpu-out). Usage from the device tool:
 #   run(command="bash scripts/gpu-session.sh", carry=[".gpu"], timeout_s=590)
-# BENCH=0 skips the benchmark; BENCH_ARGS adds flags to it (e.g. "--only base").
+# BENCH=0 skips the benchmark; BENCH_ARGS adds flags to it (e.g. "--only base"); TESTS=0 only builds;
+# CLI=1 also runs the command-line tool end to end on cuda (scripts/gpu-cli-check.sh).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/.tmp/gpu-out}
@@ -33,4 +34,12 @@ if [ "${BENCH:-1}" != 0 ] && [ -f build/Release/semaim.node ]; then
   timeout "${BENCH_TIMEOUT:-340}" node dist/bench/pretrain.js --device cuda --reference both --ablate-order --write-docs ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-cuda.log"
   echo "== bench: exit ${PIPESTATUS[0]} after $(( $(date +%s) - start )) s" | tee -a "$OUT/bench-cuda.log"
   cp docs/BENCHMARKS.md "$OUT/"
+fi
+if [ "${CLI:-0}" = 1 ] && [ -f build/Release/semaim.node ]; then
+  [ -d node_modules/sharp ] || tar -xJf .gpu/sharp.tar.xz 2>/dev/null \
+    || python3 -c 'import tarfile;tarfile.open(".gpu/sharp.tar.xz").extractall(".")'
+  timeout "${CLI_TIMEOUT:-150}" bash scripts/gpu-cli-check.sh 2>&1 | grep -vE '\[[#.]' | tee "$OUT/gpu-cli.log"
+  echo "== cli: exit ${PIPESTATUS[0]} after $(( $(date +%s) - start )) s" | tee -a "$OUT/gpu-cli.log"
+  cp .tmp/gpu-cli/pretrain/viz/grid.png "$OUT/cli-grid.png" 2>/dev/null
+  cp .tmp/gpu-cli/pretrain/report.html "$OUT/cli-report.html" 2>/dev/null
 fi

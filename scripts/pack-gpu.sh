@@ -11,4 +11,6 @@ xz -T0 -6 -c "$(command -v node)" > .gpu/node.xz
 for h in node_api.h node_api_types.h js_native_api.h js_native_api_types.h; do cp "/usr/include/node/$h" .gpu/napi-include/; done
 cp -r node_modules/node-addon-api node_modules/yaml .gpu/node_modules/
 cp -r dist .gpu/dist
+# sharp (PNG output of visualize/report) for gpu-cli-check.sh, compressed: its libvips is 18 MB.
+tar -cJf .gpu/sharp.tar.xz node_modules/sharp node_modules/@img node_modules/detect-libc node_modules/semver
 du -sh .gpu
