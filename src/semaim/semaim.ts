@@ -82,10 +82,9 @@ export class SemAIM extends VisionTransformer {
    */
   targets(images: Tensor): Tensor {
     const t = this.config.target;
-    const deviceType = images.device.startsWith('cuda') ? 'cuda' : 'cpu';
     if (t.type === 'pixels') {
       const o = { patchSize: this.config.patchSize, ...t };
-      return torch.noGrad(() => torch.autocast({ device: deviceType, enabled: false }, () => torch.scope(() => pixelTargets(atLeastFloat32(images), o))));
+      return torch.noGrad(() => torch.autocast({ device: torch.deviceType(images.device), enabled: false }, () => torch.scope(() => pixelTargets(atLeastFloat32(images), o))));
     }
     if (!this.teacher) throw new Error('feature targets need a teacher: set model.teacher (see loadTeacher)');
     const teacher = this.teacher;
@@ -187,7 +186,7 @@ export class SemAIM extends VisionTransformer {
     const [B] = images.shape;
     const N = this.numPatches;
     const D = this.config.embedDim;
-    const { encoder, decoder } = torch.scope(() => referenceMasks(strictOrder(order)));
+    const { encoder, decoder } = referenceMasks(order);
     let h = torch.cat([this.clsTokens(B), this.embedPatches(images)], 1);
     let g = this.pos_embed.narrow(1, 1, N).expand(B, N, D);
     const decoders = [...this.query_blocks];
@@ -202,15 +201,17 @@ export class SemAIM extends VisionTransformer {
 }
 
 /**
- * The masks of SPEC §3 for order values p [B, N] (bool, true = may attend):
+ * The masks of SPEC §3 for order values p [B, N] (bool, true = may attend); tied values are first
+ * ranked by patch index (strictOrder), the order the fast path takes them in:
  * encoder [B, 1, N+1, N+1]: patch i sees patch j iff p_j ≤ p_i, everyone sees [CLS], [CLS] sees only itself;
  * decoder [B, 1, N, N+1]: query i sees patch j iff p_j < p_i, and sees [CLS].
  */
 export function referenceMasks(order: Tensor): { encoder: Tensor; decoder: Tensor } {
   return torch.scope(() => {
     const [B, N] = order.shape;
-    const pi = order.unsqueeze(2);
-    const pj = order.unsqueeze(1);
+    const p = strictOrder(order);
+    const pi = p.unsqueeze(2);
+    const pj = p.unsqueeze(1);
     const dev = order.device;
     const colCls = torch.ones([B, N, 1], { dtype: 'bool', device: dev });
     const rowCls = torch.cat([torch.ones([B, 1, 1], { dtype: 'bool', device: dev }), torch.zeros([B, 1, N], { dtype: 'bool', device: dev })], 2);
