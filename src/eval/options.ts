@@ -2,7 +2,7 @@
 // that need more than one option. Everything is validated before any work starts.
 import { OptionError, OptionTable, OptionValues } from '../util/options';
 import { parseKs } from './knn';
-import { autoPrecision } from '../train/precision';
+import { autoPrecision, checkPrecision } from '../train/precision';
 import { checkDevice } from '../util/device';
 
 const DATA_OPTIONS: OptionTable = {
@@ -144,7 +144,7 @@ export function validateEval(o: OptionValues): void {
   if (o.warmupEpochs !== undefined && o.epochs !== undefined && (o.warmupEpochs as number) >= (o.epochs as number)) {
     throw new OptionError('warmupEpochs', `(${o.warmupEpochs}) must be below epochs (${o.epochs})`);
   }
-  if (o.precision === 'fp16' && !String(o.device).startsWith('cuda')) throw new OptionError('precision', 'fp16 needs a CUDA device (use bf16 or fp32 on CPU)');
+  checkPrecision(o.precision, o.device);
   if (o.orders !== undefined) parseOrders(String(o.orders));
 }
 

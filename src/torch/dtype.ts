@@ -2,6 +2,11 @@
 export type DType = 'float32' | 'float64' | 'float16' | 'bfloat16' | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool';
 export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
 
+/** The device's type, as autocast takes it (PyTorch: `torch.device(d).type`). */
+export function deviceType(device: Device | string): 'cpu' | 'cuda' {
+  return device.startsWith('cuda') ? 'cuda' : 'cpu';
+}
+
 export const FLOAT_DTYPES: readonly DType[] = ['float32', 'float64', 'float16', 'bfloat16'];
 
 export function isFloating(d: DType): boolean {

@@ -2,7 +2,7 @@
 export { Tensor } from './tensor';
 export type { Scalar, TensorOrScalar } from './tensor';
 export type { DType, Device, TypedArray } from './dtype';
-export { isFloating, dtypeBytes } from './dtype';
+export { isFloating, dtypeBytes, deviceType } from './dtype';
 export { scope, keep, scopeDepth } from './scope';
 export { noGrad, enableGrad, isGradEnabled, autocast, autocastState } from './autograd';
 export { manualSeed, getRngState, setRngState, Generator } from './random';

@@ -2,6 +2,7 @@
 // type of the tensors involved (master weights stay float32).
 import * as torch from '../torch';
 import { cudaIndex } from '../util/device';
+import { OptionError } from '../util/options';
 
 export type Precision = 'fp32' | 'bf16' | 'fp16';
 
@@ -25,8 +26,13 @@ function cudaMajor(index: number): number | null {
   }
 }
 
+/** Throws an OptionError for 'precision' when it cannot run on `device`: fp16 (with loss scaling) is CUDA-only. */
+export function checkPrecision(precision: unknown, device: unknown): void {
+  if (precision === 'fp16' && !String(device).startsWith('cuda')) throw new OptionError('precision', 'fp16 needs a CUDA device (use bf16 or fp32 on CPU)');
+}
+
 /** Runs fn under the autocast that `precision` names for `device` ('fp32': as it is). */
 export function withPrecision<T>(precision: Precision | string, device: torch.Device, fn: () => T): T {
   if (precision !== 'bf16' && precision !== 'fp16') return fn();
-  return torch.autocast({ device: device.startsWith('cuda') ? 'cuda' : 'cpu', dtype: precision === 'fp16' ? 'float16' : 'bfloat16' }, fn);
+  return torch.autocast({ device: torch.deviceType(device), dtype: precision === 'fp16' ? 'float16' : 'bfloat16' }, fn);
 }

@@ -2,7 +2,7 @@
 // translation into a model config. Everything is validated before any work starts.
 import { readFileSync } from 'node:fs';
 import { OptionError, OptionTable, OptionValues } from '../util/options';
-import { autoPrecision } from './precision';
+import { autoPrecision, checkPrecision } from './precision';
 import { checkDevice } from '../util/device';
 import {
   AUTHORS_SEMANTIC_ORDER, ConfigError, EncoderConfig, OrderConfig, PRESETS, SemAIMConfig, SimilarityTokens, TargetConfig, validateConfig,
@@ -150,7 +150,7 @@ export function readTeacherConfig(path: string): EncoderConfig {
 export function validatePretrain(o: OptionValues): void {
   if ((o.dataset === 'folder' || o.dataset === 'flat') && !o.dataPath) throw new OptionError('dataPath', `dataset '${o.dataset}' needs --data-path`);
   checkDevice(String(o.device));
-  if (o.precision === 'fp16' && !String(o.device).startsWith('cuda')) throw new OptionError('precision', 'fp16 needs a CUDA device (use bf16 or fp32 on CPU)');
+  checkPrecision(o.precision, o.device);
   if ((o.warmupEpochs as number) >= (o.epochs as number) && (o.epochs as number) > 0) {
     throw new OptionError('warmupEpochs', `(${o.warmupEpochs}) must be below epochs (${o.epochs})`);
   }

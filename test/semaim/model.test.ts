@@ -239,7 +239,7 @@ test('the similarity pass under bf16 autocast: S stays float32 and close to the 
     torch.scope(() => {
       const images = torch.randn([4, 3, 24, 24]);
       const fp32 = model.makeOrder(images, { noise: torch.rand([4, 36]) });
-      const bf16 = torch.autocast({ device: torch.getDefaultDevice().startsWith('cuda') ? 'cuda' : 'cpu', dtype: 'bfloat16' }, () => model.makeOrder(images, { noise: torch.rand([4, 36]) }));
+      const bf16 = torch.autocast({ device: torch.deviceType(torch.getDefaultDevice()), dtype: 'bfloat16' }, () => model.makeOrder(images, { noise: torch.rand([4, 36]) }));
       assert.equal(bf16.similarity!.dtype, 'float32', tokens);
       assert.equal(bf16.order.dtype, 'float32', tokens);
       const rel = bf16.similarity!.sub(fp32.similarity!).abs().max().item() / fp32.similarity!.abs().max().item();
@@ -254,7 +254,7 @@ test('the similarity pass under bf16 autocast: S stays float32 and close to the 
 
 test('under bf16 autocast the targets and the loss stay float32, and the loss is close to the fp32 one', () => {
   torch.manualSeed(12);
-  const dev = torch.getDefaultDevice().startsWith('cuda') ? 'cuda' : 'cpu';
+  const dev = torch.deviceType(torch.getDefaultDevice());
   const model = new SemAIM(makeConfig('vit_tiny', { imgSize: 24, patchSize: 4, embedDim: 48, depth: 4, numHeads: 3, decoderDepth: 2 })).initWeights();
   torch.scope(() => {
     const images = torch.randn([4, 3, 24, 24]);

@@ -738,7 +738,7 @@ test('assertClose helper sanity', () => {
 });
 
 test('autocast: regions nest and restore the previous state; enabled: false turns it off inside', () => {
-  const dev = torch.getDefaultDevice().startsWith('cuda') ? 'cuda' : 'cpu';
+  const dev = torch.deviceType(torch.getDefaultDevice());
   torch.scope(() => {
     const w = torch.randn([8, 8]);
     const x = torch.randn([2, 8]);
