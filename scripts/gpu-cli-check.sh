@@ -25,7 +25,6 @@ node -e '
     for (let j = 0; j < px.length; j++) px[j] = (j * (7 + i) + (j >> 5) * 13) & 255;
     sharp(px, { raw: { width: 32, height: 32, channels: 3 } }).png().toFile(process.argv[1] + "/img" + i + ".png");
   }' "$R/images"
-sleep 1
 semaim visualize --checkpoint "$R/pretrain" --images "$R/images" --device "$DEVICE" --out "$R/viz"
 semaim report "$R/pretrain" --images "$R/images" --device "$DEVICE"
 echo "== files"; find "$R" -name '*.json' -o -name '*.png' -o -name '*.html' | sort

@@ -38,8 +38,9 @@ fi
 if [ "${CLI:-0}" = 1 ] && [ -f build/Release/semaim.node ]; then
   [ -d node_modules/sharp ] || tar -xJf .gpu/sharp.tar.xz 2>/dev/null \
     || python3 -c 'import tarfile;tarfile.open(".gpu/sharp.tar.xz").extractall(".")'
+  export RUN_DIR=.tmp/gpu-cli
   timeout "${CLI_TIMEOUT:-150}" bash scripts/gpu-cli-check.sh 2>&1 | grep -vE '\[[#.]' | tee "$OUT/gpu-cli.log"
   echo "== cli: exit ${PIPESTATUS[0]} after $(( $(date +%s) - start )) s" | tee -a "$OUT/gpu-cli.log"
-  cp .tmp/gpu-cli/pretrain/viz/grid.png "$OUT/cli-grid.png" 2>/dev/null
-  cp .tmp/gpu-cli/pretrain/report.html "$OUT/cli-report.html" 2>/dev/null
+  cp "$RUN_DIR/pretrain/viz/grid.png" "$OUT/cli-grid.png" 2>/dev/null
+  cp "$RUN_DIR/pretrain/report.html" "$OUT/cli-report.html" 2>/dev/null
 fi
