@@ -15,9 +15,9 @@ import { native } from '../src/torch/native';
 import { SemAIM, makeConfig } from '../src/semaim';
 import { AdamW, paramGroupsWeightDecay, scaleLr } from '../src/optim';
 import { loadTensors } from '../src/io';
-import { withPrecision } from '../src/train/precision';
-import { optimizerStep } from '../src/train/optimizer-step';
-import { cudnnAutotune } from '../src/train/cudnn-autotune';
+import { withPrecision } from '../src/run/precision';
+import { optimizerStep } from '../src/run/optimizer-step';
+import { cudnnAutotune } from '../src/run/cudnn-autotune';
 
 function opt(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);

@@ -1,13 +1,29 @@
-// What every sub-command is, and the shared parsing step (config file + flags, validated, --help).
-import { formatHelp, OptionTable, OptionValues, parseArgv, readConfigFile, resolveOptions } from '../util/options';
+// What every sub-command is. A command declares its options once (one table); the parser, --help,
+// validation and the typed options object its job receives all come from that table.
+import { formatHelp, OptionTable, Options, parseArgv, readConfigFile, resolveOptions } from '../util/options';
 
 export interface Command {
   summary: string;
+  /** Parses and validates argv without doing any work; null for --help (after printing it). */
+  parse(argv: string[]): { options: Record<string, unknown>; positionals: string[] } | null;
   run(argv: string[]): Promise<number>;
 }
 
-/** Parses argv against a table; prints help and returns null for --help. */
-export function parseCommand(argv: string[], usage: string, description: string, table: OptionTable): { o: OptionValues; positionals: string[] } | null {
+export interface CommandSpec<T extends OptionTable> {
+  summary: string;
+  usage: string;
+  description: string;
+  options: T;
+  /** Checks that involve more than one option or the machine (throw an OptionError naming the key). */
+  validate?(o: Options<T>, positionals: string[]): void;
+  /** The job; returns the exit code. */
+  run(o: Options<T>, positionals: string[]): Promise<number>;
+}
+
+/** Parses argv against a table (config file < flags), validated; prints help and returns null for --help. */
+export function parseCommand<T extends OptionTable>(
+  argv: string[], usage: string, description: string, table: T,
+): { o: Options<T>; positionals: string[] } | null {
   const { options, positionals } = parseArgv(argv, table);
   if (options.help) {
     process.stdout.write(formatHelp(usage, description, table));
@@ -15,4 +31,23 @@ export function parseCommand(argv: string[], usage: string, description: string,
   }
   const file = options.config ? readConfigFile(String(options.config)) : {};
   return { o: resolveOptions(table, file, options), positionals };
+}
+
+export function defineCommand<T extends OptionTable>(spec: CommandSpec<T>): Command {
+  const parse = (argv: string[]) => {
+    const p = parseCommand(argv, spec.usage, spec.description, spec.options);
+    if (p) spec.validate?.(p.o, p.positionals);
+    return p;
+  };
+  return {
+    summary: spec.summary,
+    parse: (argv) => {
+      const p = parse(argv);
+      return p && { options: p.o, positionals: p.positionals };
+    },
+    async run(argv) {
+      const p = parse(argv);
+      return p ? spec.run(p.o, p.positionals) : 0;
+    },
+  };
 }

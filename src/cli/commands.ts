@@ -1,56 +1,57 @@
-// Sub-commands: each parses its options (file + flags, validated before work) and runs its job.
+// Sub-commands: each declares its options once (src/cli/command.ts) and runs its job.
 import * as torch from '../torch';
-import { OptionTable } from '../util/options';
-import { Command, parseCommand } from './command';
+import { defineOptions } from '../util/options';
+import { Command, defineCommand } from './command';
 import { evalCommands } from './eval-commands';
 import { vizCommands } from './viz-commands';
 import { demoCommand } from './demo';
-import { registerEvalData } from '../eval/data';
-import { PRETRAIN_OPTIONS, validatePretrain, modelConfigFrom } from '../train/pretrain-config';
+import { PRETRAIN_OPTIONS, validatePretrain, modelConfigFrom, trainDataRequest } from '../train/pretrain-options';
 import { pretrain } from '../train/pretrain';
-import { exportEncoder } from '../train/export';
-import { makeTrainData, makeEvalData } from '../train/data';
+import { exportEncoder } from '../export/safetensors';
+import { makeTrainData } from '../data';
 
-export { Command, parseCommand };
+export { Command, defineCommand };
 
-registerEvalData({ makeEvalData, makeTrainData });
-
-const EXPORT_OPTIONS: OptionTable = {
+const EXPORT_OPTIONS = defineOptions({
   checkpoint: { type: 'string', required: true, help: 'run folder (newest valid checkpoint) or a checkpoint folder' },
   out: { type: 'string', required: true, help: 'output path without extension: writes <out>.safetensors and <out>.json' },
   encoderOnly: { type: 'boolean', default: true, help: 'timm-compatible encoder only (the only export format)' },
-};
+});
 
 const coreCommands: Record<string, Command> = {
-  pretrain: {
+  pretrain: defineCommand({
     summary: 'pre-train a ViT with SemAIM (checkpoints, metrics, resume)',
-    async run(argv) {
-      const p = parseCommand(argv, 'semaim pretrain [options]',
-        'Pre-trains a SemAIM model. Defaults follow the authors\' ViT-B/16 ImageNet recipe (SPEC §5);\n' +
-        'a run killed at any moment continues from its last checkpoint when started again with the same --out-dir.',
-        PRETRAIN_OPTIONS);
-      if (!p) return 0;
-      validatePretrain(p.o);
-      modelConfigFrom(p.o);
-      const data = await makeTrainData(p.o);
-      const r = await pretrain(p.o, data);
+    usage: 'semaim pretrain [options]',
+    description: 'Pre-trains a SemAIM model. Defaults follow the authors\' ViT-B/16 ImageNet recipe (docs/METHOD.md §6.1);\n' +
+      'a run killed at any moment continues from its last checkpoint when started again with the same --out-dir.',
+    options: PRETRAIN_OPTIONS,
+    validate: (o) => {
+      validatePretrain(o);
+      modelConfigFrom(o);
+    },
+    async run(o) {
+      const r = await pretrain(o, makeTrainData(trainDataRequest(o)));
       process.stdout.write(`pretrain ${r.stoppedBy} after ${r.steps} steps; loss ${r.firstLoss.toFixed(4)} → ${r.lastLoss.toFixed(4)}\n` +
         `  checkpoint: ${r.checkpoint}\n  metrics:    ${r.outDir}/metrics.jsonl\n`);
       return r.stoppedBy === 'nonfinite' ? 1 : 0;
     },
-  },
-  export: {
+  }),
+  export: defineCommand({
     summary: 'export the encoder of a checkpoint as timm-compatible safetensors + config JSON',
-    async run(argv) {
-      const p = parseCommand(argv, 'semaim export --checkpoint RUN_DIR --out FILE', 'Writes the encoder (timm names) of a checkpoint.', EXPORT_OPTIONS);
-      if (!p) return 0;
-      const r = exportEncoder(String(p.o.checkpoint), String(p.o.out));
+    usage: 'semaim export --checkpoint RUN_DIR --out FILE',
+    description: 'Writes the encoder (timm names) of a checkpoint.',
+    options: EXPORT_OPTIONS,
+    async run(o) {
+      const r = exportEncoder(o.checkpoint, o.out);
       process.stdout.write(`wrote ${r.weights} (${r.tensors} tensors) and ${r.config}\n`);
       return 0;
     },
-  },
-  info: {
+  }),
+  info: defineCommand({
     summary: 'show the libtorch build, threads and devices',
+    usage: 'semaim info',
+    description: 'The libtorch version and build settings, CPU threads and CUDA devices.',
+    options: defineOptions({}),
     async run() {
       const v = torch.version();
       const gpus = torch.cuda.isAvailable() ? Array.from({ length: torch.cuda.deviceCount() }, (_, i) => {
@@ -61,7 +62,7 @@ const coreCommands: Record<string, Command> = {
         `${v.config.split('\n').filter((l) => /BLAS|CPU capability|CUDA/.test(l)).join('\n')}\n`);
       return 0;
     },
-  },
+  }),
 };
 
 export const commands: Record<string, Command> = { demo: demoCommand, ...coreCommands, ...evalCommands, ...vizCommands };

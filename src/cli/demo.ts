@@ -9,20 +9,20 @@ import * as torch from '../torch';
 import { DataLoader, normalize } from '../data';
 import { SemAIM, SimilarityTokens, similarityTokens } from '../semaim';
 import { saveTensors } from '../io';
-import { OptionTable, OptionValues, resolveOptions } from '../util/options';
-import { PRETRAIN_OPTIONS, modelConfigFrom } from '../train/pretrain-config';
+import { Options, defineOptions, resolveOptions } from '../util/options';
+import { PRETRAIN_OPTIONS, PretrainOptions, modelConfigFrom, trainDataRequest } from '../train/pretrain-options';
 import { pretrain } from '../train/pretrain';
-import { encoderConfigOf } from '../train/export';
-import { makeEvalData, makeTrainData, openDataset } from '../train/data';
+import { encoderConfigOf } from '../semaim';
+import { DATA_FACTORIES, makeTrainData, openDataset } from '../data';
 import { KNN_OPTIONS } from '../eval/options';
 import { runKnn } from '../eval/run';
 import { objectStartFraction } from '../viz/object-start';
-import { loadModel } from '../viz/load-model';
+import { loadModel } from '../semaim';
 import { visualizeCheckpoint, writeRunReport } from '../viz/pipeline';
 import { ORDER_NAMES } from '../viz/maps';
-import { Command, parseCommand } from './command';
+import { defineCommand } from './command';
 
-export const DEMO_OPTIONS: OptionTable = {
+export const DEMO_OPTIONS = defineOptions({
   outDir: { type: 'string', default: 'runs/demo', help: 'output folder' },
   epochs: { type: 'number', default: 3, min: 0.1, help: 'pre-training epochs over the synthetic training set' },
   syntheticSize: { type: 'int', default: 4096, min: 64, help: 'synthetic training images' },
@@ -34,7 +34,9 @@ export const DEMO_OPTIONS: OptionTable = {
     help: "tokens of the similarity map S that orders training (authors' attention_type): cls (paper), gap, self",
   },
   seed: { type: 'int', default: 0, help: 'random seed' },
-};
+});
+
+type DemoOptions = Options<typeof DEMO_OPTIONS>;
 
 /**
  * The demo's pre-training recipe: a 4-block, 128-wide ViT at 32² with patch 4 (64 patches), semantic order
@@ -44,11 +46,11 @@ export const DEMO_OPTIONS: OptionTable = {
  * 24% at step 128 → 16.5% at step 512; the same with 16,384 distinct images, so it is not repetition), so
  * a longer schedule buys a lower loss, not better features. Lower lrs (blr 2e-3…8e-3) gave less.
  */
-function demoPretrainOptions(d: OptionValues): OptionValues {
+function demoPretrainOptions(d: DemoOptions): PretrainOptions {
   return resolveOptions(PRETRAIN_OPTIONS, {
     dataset: 'synthetic', syntheticSize: d.syntheticSize, imgSize: 32, patchSize: 4,
     model: 'vit_tiny', embedDim: 128, depth: 4, numHeads: 4, decoderDepth: 4,
-    order: 'semantic', blur: false, minScale: 0.5, batchSize: 64, epochs: d.epochs, warmupEpochs: Math.min(1, (d.epochs as number) / 4),
+    order: 'semantic', blur: false, minScale: 0.5, batchSize: 64, epochs: d.epochs, warmupEpochs: Math.min(1, d.epochs / 4),
     blr: 1.6e-2, weightDecay: 0.05, clipGrad: 3, numWorkers: 1, seed: d.seed, threads: d.threads,
     outDir: d.outDir, checkpointEvery: 100, logEvery: 10, similarityTokens: d.similarityTokens,
   });
@@ -58,18 +60,18 @@ const TOKEN_NAMES: Record<SimilarityTokens, string> = {
   cls: 'cos to [CLS], the paper', gap: "cos to the mean patch token, authors' gap", self: "the last block's [CLS] attention, authors' self",
 };
 
-async function knn(checkpoint: string, d: OptionValues, out: string, pooling: 'cls' | 'mean' = 'cls'): Promise<number> {
+async function knn(checkpoint: string, d: DemoOptions, out: string, pooling: 'cls' | 'mean' = 'cls'): Promise<number> {
   const o = resolveOptions(KNN_OPTIONS, {
-    checkpoint, dataset: 'synthetic', trainLimit: Math.min(d.knnTrainSize as number, d.syntheticSize as number), testLimit: d.testSize, outDir: out, k: '20', seed: d.seed, threads: d.threads, numWorkers: 1, pooling,
+    checkpoint, dataset: 'synthetic', trainLimit: Math.min(d.knnTrainSize, d.syntheticSize), testLimit: d.testSize, outDir: out, k: '20', seed: d.seed, threads: d.threads, numWorkers: 1, pooling,
   });
-  const r = await runKnn(o, { makeEvalData, makeTrainData });
+  const r = await runKnn(o, DATA_FACTORIES);
   return r.result.rows[0].accuracy.top1;
 }
 
 /** The first `n` synthetic test images as PNG files (inputs for `semaim visualize`). */
-async function writeSamples(dir: string, n: number, d: OptionValues): Promise<string[]> {
+async function writeSamples(dir: string, n: number, d: DemoOptions): Promise<string[]> {
   mkdirSync(dir, { recursive: true });
-  const ds = openDataset('synthetic', { split: 'test', imgSize: 32, syntheticSize: d.testSize as number, seed: d.seed as number });
+  const ds = openDataset('synthetic', { split: 'test', imgSize: 32, syntheticSize: d.testSize, seed: d.seed });
   const loader = new DataLoader(ds, { batchSize: n, shuffle: false, workers: 0, uint8: true });
   const files: string[] = [];
   for await (const b of loader.iterate(0)) {
@@ -93,16 +95,16 @@ type ObjectStart = ReturnType<typeof objectStartFraction>;
  * Where the semantic order starts, with S from the model's own tokens (the paper's [CLS] unless the
  * recipe says otherwise) and, for comparison, from each of the authors' three `attention_type`s.
  */
-async function objectStart(checkpoint: string, d: OptionValues): Promise<{ own: ObjectStart; byTokens: Record<SimilarityTokens, ObjectStart> }> {
-  const ds = openDataset('synthetic', { split: 'test', imgSize: 32, syntheticSize: d.testSize as number, seed: d.seed as number });
-  const loader = new DataLoader(ds, { batchSize: d.testSize as number, shuffle: false, workers: 0, masks: true, transforms: [normalize()] });
+async function objectStart(checkpoint: string, d: DemoOptions): Promise<{ own: ObjectStart; byTokens: Record<SimilarityTokens, ObjectStart> }> {
+  const ds = openDataset('synthetic', { split: 'test', imgSize: 32, syntheticSize: d.testSize, seed: d.seed });
+  const loader = new DataLoader(ds, { batchSize: d.testSize, shuffle: false, workers: 0, masks: true, transforms: [normalize()] });
   const loaded = loadModel(checkpoint);
   try {
     for await (const b of loader.iterate(0)) {
       const data = { images: b.images as Float32Array, masks: b.masks! };
-      const own = objectStartFraction(loaded.model, data, { seed: d.seed as number, ema: loaded.ema });
+      const own = objectStartFraction(loaded.model, data, { seed: d.seed, ema: loaded.ema });
       const byTokens = Object.fromEntries((['cls', 'gap', 'self'] as const).map((tokens) =>
-        [tokens, objectStartFraction(loaded.model, data, { seed: d.seed as number, ema: loaded.ema, tokens })])) as Record<SimilarityTokens, ObjectStart>;
+        [tokens, objectStartFraction(loaded.model, data, { seed: d.seed, ema: loaded.ema, tokens })])) as Record<SimilarityTokens, ObjectStart>;
       return { own, byTokens };
     }
     throw new Error('synthetic test set is empty');
@@ -112,15 +114,15 @@ async function objectStart(checkpoint: string, d: OptionValues): Promise<{ own: 
   }
 }
 
-export async function runDemo(d: OptionValues): Promise<Record<string, unknown>> {
-  const outDir = resolve(String(d.outDir));
+export async function runDemo(d: DemoOptions): Promise<Record<string, unknown>> {
+  const outDir = resolve(d.outDir);
   const o = demoPretrainOptions({ ...d, outDir });
   const cfg = modelConfigFrom(o);
   mkdirSync(outDir, { recursive: true });
   const t0 = Date.now();
 
   // The encoder exactly as pre-training initialises it (same seed), as the k-NN baseline.
-  torch.manualSeed(o.seed as number);
+  torch.manualSeed(o.seed);
   const init = new SemAIM(cfg).initWeights();
   const initPath = join(outDir, 'init-encoder');
   saveTensors(`${initPath}.safetensors`, new Map([...init.stateDict()].filter(([k]) => !/^(query_blocks|prediction_head)\./.test(k))),
@@ -129,7 +131,7 @@ export async function runDemo(d: OptionValues): Promise<Record<string, unknown>>
   init.dispose();
 
   process.stderr.write(`demo: pre-training ${cfg.embedDim}-wide, ${cfg.depth}-block ViT on ${d.syntheticSize} synthetic images for ${d.epochs} epochs\n`);
-  const run = await pretrain(o, makeTrainData(o));
+  const run = await pretrain(o, makeTrainData(trainDataRequest(o)));
   process.stderr.write('demo: k-NN (k=20) of the [CLS] feature, at initialisation and after pre-training\n');
   const knnInit = await knn(`${initPath}.safetensors`, d, join(outDir, 'eval-init'));
   const knnTrained = await knn(outDir, d, join(outDir, 'eval'));
@@ -177,12 +179,13 @@ export async function runDemo(d: OptionValues): Promise<Record<string, unknown>>
   return summary;
 }
 
-export const demoCommand: Command = {
+export const demoCommand = defineCommand({
   summary: 'the main job: pre-train a small ViT on synthetic objects (~3 min on a 2-core CPU), k-NN, order maps, report',
-  async run(argv) {
-    const p = parseCommand(argv, 'semaim demo [options]', 'Pre-trains, evaluates and visualises a small SemAIM model on built-in synthetic images.', DEMO_OPTIONS);
-    if (!p) return 0;
-    await runDemo(p.o);
+  usage: 'semaim demo [options]',
+  description: 'Pre-trains, evaluates and visualises a small SemAIM model on built-in synthetic images.',
+  options: DEMO_OPTIONS,
+  async run(o) {
+    await runDemo(o);
     return 0;
   },
-};
+});

@@ -2,15 +2,15 @@
 // reconstructions for a checkpoint, and a self-contained HTML report for a run folder.
 import { availableParallelism } from 'node:os';
 import * as torch from '../torch';
-import { checkDevice } from '../util/device';
-import { OptionError, OptionTable, OptionValues } from '../util/options';
+import { checkDevice } from '../run/device';
+import { OptionError, Options, defineOptions } from '../util/options';
 import { ORDER_NAMES, OrderName } from '../viz/maps';
 import { visualizeCheckpoint, writeRunReport } from '../viz/pipeline';
-import { Command, parseCommand } from './command';
+import { Command, defineCommand } from './command';
 
 const ALL_ORDERS = ORDER_NAMES.join(',');
 
-const FIGURE_OPTIONS: OptionTable = {
+const FIGURE_OPTIONS = defineOptions({
   orders: { type: 'string', default: ALL_ORDERS, help: 'comma-separated order types to show' },
   lossOrder: { type: 'string', default: 'semantic', choices: ORDER_NAMES, help: 'order used for the loss map and the reconstruction' },
   maxImages: { type: 'int', default: 16, min: 1, help: 'use at most this many images (folders are read in name order)' },
@@ -19,26 +19,26 @@ const FIGURE_OPTIONS: OptionTable = {
   cellSize: { type: 'int', default: 128, min: 8, max: 1024, help: 'enlarge each cell (nearest neighbour, integer factor) to at least this many pixels' },
   device: { type: 'string', default: 'cpu', help: "'cpu', 'cuda' or 'cuda:N'" },
   threads: { type: 'int', min: 1, help: 'CPU threads for libtorch (default: all cores)' },
-};
+});
 
-const VISUALIZE_OPTIONS: OptionTable = {
+const VISUALIZE_OPTIONS = defineOptions({
   checkpoint: { type: 'string', required: true, help: 'run folder (newest valid checkpoint) or a checkpoint folder' },
   images: { type: 'string', required: true, help: 'a folder of images or an image file; more files may follow as arguments' },
   out: { type: 'string', required: true, help: 'output folder: row-NNN-<name>.png per image, grid.png, visualize.json' },
   ...FIGURE_OPTIONS,
-};
+});
 
-const REPORT_OPTIONS: OptionTable = {
+const REPORT_OPTIONS = defineOptions({
   out: { type: 'string', help: 'HTML file to write (default: RUN_DIR/report.html)' },
   title: { type: 'string', help: 'page title (default: the run folder)' },
   images: { type: 'string', help: 'generate the visualisation grid from these images (folder or file; more files may follow)' },
   checkpoint: { type: 'string', help: 'checkpoint for the grid (default: the newest valid one of RUN_DIR)' },
   vizOut: { type: 'string', help: 'where the generated figures go (default: RUN_DIR/viz)' },
   ...FIGURE_OPTIONS,
-};
+});
 
-function parseOrders(v: unknown): OrderName[] {
-  const names = String(v).split(',').map((s) => s.trim()).filter(Boolean);
+function parseOrders(v: string): OrderName[] {
+  const names = v.split(',').map((s) => s.trim()).filter(Boolean);
   if (names.length === 0) throw new OptionError('orders', 'needs at least one order type');
   for (const n of names) {
     if (!(ORDER_NAMES as readonly string[]).includes(n)) throw new OptionError('orders', `unknown order type '${n}' (known: ${ALL_ORDERS})`);
@@ -46,59 +46,62 @@ function parseOrders(v: unknown): OrderName[] {
   return [...new Set(names)] as OrderName[];
 }
 
-function setup(o: OptionValues): torch.Device {
-  const device = String(o.device);
-  checkDevice(device);
-  torch.setNumThreads((o.threads as number | undefined) ?? availableParallelism());
-  return device as torch.Device;
+type FigureOptions = Options<typeof FIGURE_OPTIONS>;
+
+function setup(o: FigureOptions): torch.Device {
+  const device = checkDevice(o.device);
+  torch.setNumThreads(o.threads ?? availableParallelism());
+  return device;
 }
 
-function figureJob(o: OptionValues, images: string[]) {
-  return {
-    images, orders: parseOrders(o.orders), lossOrder: o.lossOrder as OrderName, maxImages: o.maxImages as number,
-    seed: o.seed as number, batchSize: o.batchSize as number, minCell: o.cellSize as number,
-  };
+function figureJob(o: FigureOptions, images: string[]) {
+  return { images, orders: parseOrders(o.orders), lossOrder: o.lossOrder, maxImages: o.maxImages, seed: o.seed, batchSize: o.batchSize, minCell: o.cellSize };
 }
 
 export const vizCommands: Record<string, Command> = {
-  visualize: {
+  visualize: defineCommand({
     summary: 'draw order, attention, similarity, loss and reconstruction maps for images (PNG rows and a grid)',
-    async run(argv) {
-      const p = parseCommand(argv, 'semaim visualize --checkpoint RUN_OR_CKPT --images DIR|FILE [FILE...] --out DIR [options]',
-        'For each image a PNG row: the input; per order type the order map over the image (warm = predicted first);\n' +
-        'the last-block [CLS] attention (mean over heads) and the similarity map S; the per-patch loss and the\n' +
-        'reconstruction (pixel targets) under --loss-order. Also grid.png with every image, and visualize.json.',
-        VISUALIZE_OPTIONS);
-      if (!p) return 0;
-      const job = figureJob(p.o, [String(p.o.images), ...p.positionals]);
-      const device = setup(p.o);
-      const r = await visualizeCheckpoint({ ...job, checkpoint: String(p.o.checkpoint), out: String(p.o.out), device });
+    usage: 'semaim visualize --checkpoint RUN_OR_CKPT --images DIR|FILE [FILE...] --out DIR [options]',
+    description: 'For each image a PNG row: the input; per order type the order map over the image (warm = predicted first);\n' +
+      'the last-block [CLS] attention (mean over heads) and the similarity map S; the per-patch loss and the\n' +
+      'reconstruction (pixel targets) under --loss-order. Also grid.png with every image, and visualize.json.',
+    options: VISUALIZE_OPTIONS,
+    validate: (o) => {
+      parseOrders(o.orders);
+      checkDevice(o.device);
+    },
+    async run(o, positionals) {
+      const job = figureJob(o, [o.images, ...positionals]);
+      const device = setup(o);
+      const r = await visualizeCheckpoint({ ...job, checkpoint: o.checkpoint, out: o.out, device });
       process.stdout.write(`checkpoint ${r.checkpoint}\nwrote ${r.rows.length} row(s), ${r.grid} (${r.layout.width}×${r.layout.height}) and ${r.summary}\n` +
         `columns: ${r.columns.join(' | ')}\n`);
       return 0;
     },
-  },
-  report: {
+  }),
+  report: defineCommand({
     summary: 'write a self-contained HTML report of a run (config, curves, evaluations, visualisation grid)',
-    async run(argv) {
-      const p = parseCommand(argv, 'semaim report RUN_DIR [--out FILE] [--images DIR|FILE...] [options]',
-        'One HTML file with no external resources: the config, loss / lr / throughput curves from metrics.jsonl,\n' +
-        'evaluation tables from JSON results with top1/top5 fields, and the visualisation grid (generated with --images,\n' +
-        'else RUN_DIR/viz/grid.png if present).',
-        REPORT_OPTIONS);
-      if (!p) return 0;
-      const [runDir, ...rest] = p.positionals;
+    usage: 'semaim report RUN_DIR [--out FILE] [--images DIR|FILE...] [options]',
+    description: 'One HTML file with no external resources: the config, loss / lr / throughput curves from metrics.jsonl,\n' +
+      'evaluation tables from JSON results with top1/top5 fields, and the visualisation grid (generated with --images,\n' +
+      'else RUN_DIR/viz/grid.png if present).',
+    options: REPORT_OPTIONS,
+    validate: (o, positionals) => {
+      const [runDir, ...rest] = positionals;
       if (!runDir) throw new OptionError('runDir', 'expects the run folder: semaim report RUN_DIR');
-      if (rest.length && !p.o.images) throw new OptionError('runDir', `one run folder expected, got also ${rest.join(' ')}`);
-      const images = p.o.images ? [String(p.o.images), ...rest] : [];
-      let device: torch.Device = 'cpu';
-      if (images.length) device = setup(p.o);
+      if (rest.length && !o.images) throw new OptionError('runDir', `one run folder expected, got also ${rest.join(' ')}`);
+      parseOrders(o.orders);
+    },
+    async run(o, positionals) {
+      const [runDir, ...rest] = positionals;
+      const images = o.images ? [o.images, ...rest] : [];
+      const device = images.length ? setup(o) : 'cpu';
       const r = await writeRunReport({
-        runDir, out: p.o.out as string | undefined, title: p.o.title as string | undefined,
-        visualize: images.length ? { ...figureJob(p.o, images), device, checkpoint: p.o.checkpoint as string | undefined, out: p.o.vizOut as string | undefined } : undefined,
+        runDir, out: o.out, title: o.title,
+        visualize: images.length ? { ...figureJob(o, images), device, checkpoint: o.checkpoint, out: o.vizOut } : undefined,
       });
       process.stdout.write(`wrote ${r.out} (${r.metrics} metric records, ${r.evals} evaluation rows, ${r.grid ? 'grid ' + r.grid : 'no grid'})\n`);
       return 0;
     },
-  },
+  }),
 };

@@ -71,3 +71,8 @@ export type { Image, Plane, ColorSpace } from './image';
 // loader
 export { DataLoader, dataLoader, type LoaderOptions, type Batch, type EpochSummary } from './loader';
 export type { CacheOptions } from './cache';
+
+// what training and evaluation consume, and the datasets by name
+export * from './streams';
+export { MemoryLabelledData } from './sources/memory-labelled';
+export { DATASETS, DATA_FACTORIES, makeTrainData, makeEvalData, openDataset, subsetDataset, transformsFor, type DatasetName, type OpenOptions } from './factories';

@@ -4,7 +4,7 @@ import * as torch from '../torch';
 import { Tensor } from '../torch';
 import { BatchNorm1d, LayerNorm, Linear, Module, ModuleList, Sequential, init } from '../nn';
 import { Block, EncoderConfig, PatchEmbed, initVitWeights, sincosPosEmbed2d, validateEncoder } from '../semaim';
-import { ENCODER_KEY } from './encoder';
+import { ENCODER_KEY } from '../semaim';
 
 /**
  * MAE's linear-probe head: `head = Sequential(BatchNorm1d(D, affine=False, eps=1e-6), Linear(D, C))`

@@ -3,9 +3,9 @@
 import * as torch from '../torch';
 import { Tensor } from '../torch';
 import { VisionTransformer } from '../semaim';
-import { Progress } from '../train/progress';
-import { withPrecision, type Precision } from '../train/precision';
-import { Augment, LabelledData } from './data';
+import { Progress } from '../run/progress';
+import { withPrecision, type Precision } from '../run/precision';
+import { Augment, LabelledData } from '../data';
 
 export type FeaturePooling = 'cls' | 'mean';
 

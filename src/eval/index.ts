@@ -1,7 +1,5 @@
-// Evaluation: k-NN, linear probe, fine-tuning, the order ablation, and their result files.
-export * from './data';
+// Evaluation: k-NN, linear probe, fine-tuning, and their result files.
 export * from './accuracy';
-export * from './encoder';
 export * from './features';
 export * from './knn';
 export * from './classifier';
@@ -11,4 +9,3 @@ export * from './finetune';
 export * from './options';
 export * from './result';
 export * from './run';
-export * from './ablate';

@@ -4,7 +4,7 @@
 // k in the list is read from one top-max(k) pass.
 import * as torch from '../torch';
 import { F, Tensor } from '../torch';
-import { Progress } from '../train/progress';
+import { Progress } from '../run/progress';
 import { Accuracy, AccuracyTally } from './accuracy';
 import { FeatureSet } from './features';
 

@@ -6,12 +6,12 @@ import * as torch from '../torch';
 import { F, Tensor } from '../torch';
 import { LARS, Optimizer, SGD, BaseHyper, fractionalEpoch, scaleLr, warmupCosine } from '../optim';
 import { VisionTransformer } from '../semaim';
-import { Progress } from '../train/progress';
+import { Progress } from '../run/progress';
 import { Accuracy, AccuracyTally } from './accuracy';
 import { LinearProbe } from './classifier';
-import { LabelledData, batchesPerEpoch } from './data';
+import { LabelledData, batchesPerEpoch } from '../data';
 import { FeaturePooling, FeatureSet, encodeBatch } from './features';
-import type { Precision } from '../train/precision';
+import type { Precision } from '../run/precision';
 
 export interface LinprobeOptions {
   epochs: number;

@@ -5,7 +5,7 @@ import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { OptionValues } from '../util/options';
 import { Accuracy } from './accuracy';
-import { EncoderSource } from './encoder';
+import { EncoderSource } from '../semaim';
 
 export interface ResultRow {
   /** What was measured, e.g. 'k-NN k=20', 'linear probe', 'fine-tune (EMA)'. */

@@ -1,18 +1,18 @@
 // The jobs behind `semaim knn | linprobe | finetune`: resolve the encoder, make the labelled data,
 // run the protocol, write `<out-dir>/<command>.json` and return the short table.
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import * as torch from '../torch';
 import { saveTensors } from '../io';
-import { OptionValues } from '../util/options';
-import { EvalDataFactories, EvalDataRequest, LabelledData, Split } from './data';
-import { EncoderSource, LoadedEncoder, loadEncoder, resolveEncoder, sha256File } from './encoder';
-import { FeaturePooling, FeatureSet, checkImageShape, disposeFeatures, extractFeatures } from './features';
+import { DataFactories, EvalDataRequest, LabelledData, Split } from '../data';
+import { EncoderSource, LoadedEncoder, loadEncoder, resolveEncoder, sha256File } from '../semaim';
+import { checkDevice } from '../run/device';
+import { FeatureSet, checkImageShape, disposeFeatures, extractFeatures } from './features';
 import { FinetuneHooks, finetune } from './finetune';
 import { KnnResult, knnClassify, parseKs } from './knn';
 import { LinprobeOptions, linprobeOnFeatures, linprobeOnline } from './linprobe';
-import { validateEval } from './options';
+import { EvalCommonOptions, FinetuneOptions, KnnCommandOptions, LinprobeCommandOptions, validateEval } from './options';
 import { EvalResult, formatResult, makeResult, writeResult } from './result';
-import type { Precision } from '../train/precision';
 
 export interface EvalRun {
   result: EvalResult;
@@ -20,19 +20,19 @@ export interface EvalRun {
   table: string;
 }
 
-export function dataRequest(o: OptionValues, split: Split, imgSize: number): EvalDataRequest {
+export function dataRequest(o: EvalCommonOptions, split: Split, imgSize: number): EvalDataRequest {
   return {
-    split, dataset: String(o.dataset), dataPath: o.dataPath as string | undefined, imgSize,
-    limit: (split === 'train' ? o.trainLimit : o.testLimit) as number | undefined, seed: o.seed as number, numWorkers: o.numWorkers as number | undefined,
+    split, dataset: o.dataset, dataPath: o.dataPath, imgSize,
+    limit: split === 'train' ? o.trainLimit : o.testLimit, seed: o.seed, numWorkers: o.numWorkers,
   };
 }
 
-function setThreads(o: OptionValues): void {
-  torch.setNumThreads((o.threads as number | undefined) ?? require('node:os').availableParallelism());
+function setThreads(o: EvalCommonOptions): void {
+  torch.setNumThreads(o.threads ?? availableParallelism());
 }
 
 /** Both labelled splits; checks that they agree on the classes. */
-export async function makeSplits(f: EvalDataFactories, o: OptionValues, imgSize: number): Promise<{ train: LabelledData; test: LabelledData }> {
+export async function makeSplits(f: DataFactories, o: EvalCommonOptions, imgSize: number): Promise<{ train: LabelledData; test: LabelledData }> {
   const train = await f.makeEvalData(dataRequest(o, 'train', imgSize));
   let test: LabelledData;
   try {
@@ -50,17 +50,17 @@ export async function makeSplits(f: EvalDataFactories, o: OptionValues, imgSize:
 }
 
 /** Loads the encoder and extracts train and test features. */
-export async function encoderFeatures(o: OptionValues, f: EvalDataFactories, source: EncoderSource): Promise<{
+export async function encoderFeatures(o: KnnCommandOptions | LinprobeCommandOptions, f: DataFactories, source: EncoderSource): Promise<{
   loaded: LoadedEncoder; train: FeatureSet; test: FeatureSet; numClasses: number; classNames?: string[]; sizes: { train: number; test: number };
 }> {
-  const loaded = loadEncoder(source, { device: o.device as torch.Device });
+  const loaded = loadEncoder(source, { device: checkDevice(o.device) });
   let train: FeatureSet | null = null;
   try {
     const splits = await makeSplits(f, o, loaded.source.config.imgSize);
     try {
       checkImageShape(loaded.encoder, splits.train, 'train data');
       checkImageShape(loaded.encoder, splits.test, 'test data');
-      const fo = { batchSize: o.evalBatchSize as number, pooling: o.pooling as FeaturePooling, precision: o.precision as Precision };
+      const fo = { batchSize: o.evalBatchSize, pooling: o.pooling, precision: o.precision };
       train = await extractFeatures(loaded.encoder, splits.train, { ...fo, label: 'features (train)' });
       const test = await extractFeatures(loaded.encoder, splits.test, { ...fo, label: 'features (test)' });
       return { loaded, train, test, numClasses: splits.train.numClasses, classNames: splits.train.classNames, sizes: { train: splits.train.size, test: splits.test.size } };
@@ -81,21 +81,21 @@ export function knnRows(results: KnnResult[]): { name: string; accuracy: KnnResu
   return sorted.map((r) => ({ name: `k-NN k=${r.k}`, accuracy: r.accuracy }));
 }
 
-export async function runKnn(o: OptionValues, f: EvalDataFactories): Promise<EvalRun> {
+export async function runKnn(o: KnnCommandOptions, f: DataFactories): Promise<EvalRun> {
   validateEval(o);
-  const source = resolveEncoder(String(o.checkpoint));
+  const source = resolveEncoder(o.checkpoint);
   setThreads(o);
   const t0 = Date.now();
   const ft = await encoderFeatures(o, f, source);
   try {
     const results = knnClassify(ft.train, ft.test, {
-      ks: parseKs(String(o.k)), temperature: o.temperature as number, numClasses: ft.numClasses, chunkSize: o.chunkSize as number,
+      ks: parseKs(o.k), temperature: o.temperature, numClasses: ft.numClasses, chunkSize: o.chunkSize,
     });
     const result = makeResult('knn', knnRows(results), {
       source: ft.loaded.source, config: o, data: { ...ft.sizes, numClasses: ft.numClasses }, classNames: ft.classNames,
       seconds: (Date.now() - t0) / 1000, details: { perK: results.map((r) => ({ k: r.k, ...r.accuracy })) },
     });
-    const path = writeResult(String(o.outDir), result);
+    const path = writeResult(o.outDir, result);
     return { result, path, table: formatResult(result) };
   } finally {
     disposeFeatures(ft.train, ft.test);
@@ -103,17 +103,16 @@ export async function runKnn(o: OptionValues, f: EvalDataFactories): Promise<Eva
   }
 }
 
-export function linprobeOptionsFrom(o: OptionValues): LinprobeOptions {
+export function linprobeOptionsFrom(o: LinprobeCommandOptions): LinprobeOptions {
   return {
-    epochs: o.epochs as number, batchSize: o.batchSize as number, blr: o.blr as number, lr: o.lr as number | undefined,
-    minLr: o.minLr as number, warmupEpochs: o.warmupEpochs as number, weightDecay: o.weightDecay as number,
-    momentum: o.momentum as number, optimizer: o.optimizer as 'sgd' | 'lars', seed: o.seed as number, evalEvery: o.evalEvery as number,
+    epochs: o.epochs, batchSize: o.batchSize, blr: o.blr, lr: o.lr, minLr: o.minLr, warmupEpochs: o.warmupEpochs, weightDecay: o.weightDecay,
+    momentum: o.momentum, optimizer: o.optimizer, seed: o.seed, evalEvery: o.evalEvery,
   };
 }
 
-export async function runLinprobe(o: OptionValues, f: EvalDataFactories): Promise<EvalRun> {
+export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories): Promise<EvalRun> {
   validateEval(o);
-  const source = resolveEncoder(String(o.checkpoint));
+  const source = resolveEncoder(o.checkpoint);
   setThreads(o);
   const t0 = Date.now();
   const lo = linprobeOptionsFrom(o);
@@ -134,7 +133,7 @@ export async function runLinprobe(o: OptionValues, f: EvalDataFactories): Promis
       loaded.encoder.dispose();
     }
   } else {
-    loaded = loadEncoder(source, { device: o.device as torch.Device });
+    loaded = loadEncoder(source, { device: checkDevice(o.device) });
     try {
       const splits = await makeSplits(f, o, loaded.source.config.imgSize);
       try {
@@ -143,9 +142,9 @@ export async function runLinprobe(o: OptionValues, f: EvalDataFactories): Promis
         ({ numClasses, classNames } = splits.train);
         sizes = { train: splits.train.size, test: splits.test.size };
         // The test features in the precision the probe trains on, as the cached path extracts both splits.
-        const precision = o.precision as Precision;
-        test = await extractFeatures(loaded.encoder, splits.test, { batchSize: o.evalBatchSize as number, pooling: o.pooling as FeaturePooling, precision, label: 'features (test)' });
-        r = await linprobeOnline(loaded.encoder, splits.train, test, numClasses, { ...lo, pooling: o.pooling as FeaturePooling, precision });
+        const precision = o.precision;
+        test = await extractFeatures(loaded.encoder, splits.test, { batchSize: o.evalBatchSize, pooling: o.pooling, precision, label: 'features (test)' });
+        r = await linprobeOnline(loaded.encoder, splits.train, test, numClasses, { ...lo, pooling: o.pooling, precision });
       } finally {
         await splits.train.close();
         await splits.test.close();
@@ -156,7 +155,7 @@ export async function runLinprobe(o: OptionValues, f: EvalDataFactories): Promis
     }
   }
   try {
-    const outDir = String(o.outDir);
+    const outDir = o.outDir;
     const result = makeResult('linprobe', [{ name: `linear probe (${o.optimizer}, ${o.epochs} ep)`, accuracy: r.accuracy }], {
       source: loaded.source, config: o, data: { ...sizes, numClasses }, classNames,
       seconds: (Date.now() - t0) / 1000, details: { lr: r.lr, history: r.history },
@@ -177,9 +176,9 @@ export interface FinetuneRun {
   stoppedBy: string;
 }
 
-export async function runFinetune(o: OptionValues, f: EvalDataFactories, hooks: FinetuneHooks = {}): Promise<FinetuneRun> {
+export async function runFinetune(o: FinetuneOptions, f: DataFactories, hooks: FinetuneHooks = {}): Promise<FinetuneRun> {
   validateEval(o);
-  const source = resolveEncoder(String(o.checkpoint));
+  const source = resolveEncoder(o.checkpoint);
   setThreads(o);
   const t0 = Date.now();
   const splits = await makeSplits(f, o, source.config.imgSize);
@@ -199,7 +198,7 @@ export async function runFinetune(o: OptionValues, f: EvalDataFactories, hooks: 
         finetuneCheckpoint: r.checkpoint, finetuneSha256: r.checkpoint ? sha256File(join(r.checkpoint, 'model.safetensors')) : null,
       },
     });
-    const path = writeResult(String(o.outDir), result);
+    const path = writeResult(o.outDir, result);
     return { result, path, table: formatResult(result), stoppedBy: r.stoppedBy };
   } finally {
     await splits.train.close();

@@ -1,2 +1,3 @@
 export * from './safetensors';
 export * from './tensors';
+export * from './checkpoint';

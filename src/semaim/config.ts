@@ -24,10 +24,11 @@ export type SimilaritySource = 'online' | 'ema' | 'teacher';
  */
 export type SimilarityTokens = 'cls' | 'gap' | 'self';
 
+export type SemanticOrderConfig = { type: 'semantic'; source: SimilaritySource; filter: boolean; lambda: number; tokens?: SimilarityTokens };
 export type OrderConfig =
   | { type: 'raster' | 'snake' | 'stochastic' }
   | { type: 'similarity'; source: SimilaritySource; tokens?: SimilarityTokens }
-  | { type: 'semantic'; source: SimilaritySource; filter: boolean; lambda: number; tokens?: SimilarityTokens }
+  | SemanticOrderConfig
   | { type: 'multicenter'; source: SimilaritySource; k: number; minRelHeight: number; minDistance: number; filter: boolean; lambda: number; tokens?: SimilarityTokens };
 
 export interface SemAIMConfig extends EncoderConfig {
@@ -48,10 +49,10 @@ export const PRESETS: Record<string, Pick<EncoderConfig, 'embedDim' | 'depth' | 
 export const DEFAULT_PIXEL_TARGET: TargetConfig = { type: 'pixels', normPix: true, blur: false, blurKernel: 9, blurSigma: 1 };
 
 /** Paper defaults: semantic order from the online model, 3×3 mean filter, λ = 0.01. */
-export const DEFAULT_ORDER: OrderConfig = { type: 'semantic', source: 'online', filter: true, lambda: 0.01 };
+export const DEFAULT_ORDER: SemanticOrderConfig = { type: 'semantic', source: 'online', filter: true, lambda: 0.01 };
 
 /** The authors' released variant of the semantic order: no filter, λ = 1e-3. */
-export const AUTHORS_SEMANTIC_ORDER: OrderConfig = { type: 'semantic', source: 'online', filter: false, lambda: 1e-3 };
+export const AUTHORS_SEMANTIC_ORDER: SemanticOrderConfig = { type: 'semantic', source: 'online', filter: false, lambda: 1e-3 };
 
 export class ConfigError extends Error {
   constructor(readonly key: string, message: string) {

@@ -5,3 +5,5 @@ export * from './decoder';
 export * from './orders';
 export * from './targets';
 export * from './semaim';
+export * from './pretrained';
+export * from './load-model';

@@ -17,10 +17,37 @@ export interface OptionSpec {
   required?: boolean;
   /** Resolves the value 'auto' from the other options once they are all known (e.g. from --device). */
   auto?: (o: OptionValues) => number | string | boolean;
+  /**
+   * A resumed run may take a different value than the one it started with: the option changes where
+   * or how fast a run goes, or how long it runs, not what each step computes (see src/run/recipe.ts).
+   */
+  mayChangeOnResume?: boolean;
 }
 
 export type OptionTable = Record<string, OptionSpec>;
 export type OptionValues = Record<string, number | string | boolean | undefined>;
+
+/** The value type one spec gives: numbers, booleans, a union of its choices ('auto' resolved away), or a string. */
+type ValueOf<S> = S extends { type: 'boolean' }
+  ? boolean
+  : S extends { type: 'number' | 'int' }
+    ? number
+    : S extends { choices: readonly (infer C)[] }
+      ? S extends { auto: unknown }
+        ? Exclude<C, 'auto'>
+        : C
+      : string;
+type AlwaysSet<S> = S extends { default: number | string | boolean } ? true : S extends { required: true } ? true : false;
+
+/** The typed options object a table resolves to: an option without a default or `required` may be undefined. */
+export type Options<T extends OptionTable> = {
+  -readonly [K in keyof T]: AlwaysSet<T[K]> extends true ? ValueOf<T[K]> : ValueOf<T[K]> | undefined;
+};
+
+/** Declares an option table, keeping its literal types (choices, defaults) so that `Options<typeof T>` is exact. */
+export function defineOptions<const T extends OptionTable>(table: T): T {
+  return table;
+}
 
 export class OptionError extends Error {
   constructor(readonly key: string, message: string) {
@@ -29,7 +56,7 @@ export class OptionError extends Error {
   }
 }
 
-const kebab = (k: string) => k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+export const kebab = (k: string) => k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
 const camel = (k: string) => k.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 
 function coerce(key: string, spec: OptionSpec, raw: unknown): number | string | boolean {
@@ -106,7 +133,7 @@ export function parseArgv(argv: string[], table: OptionTable): { options: Record
  * Merges defaults < config file < command line and validates every value. Unknown keys are
  * refused, naming the key.
  */
-export function resolveOptions(table: OptionTable, ...layers: Record<string, unknown>[]): OptionValues {
+export function resolveOptions<T extends OptionTable>(table: T, ...layers: Record<string, unknown>[]): Options<T> {
   const out: OptionValues = {};
   for (const [k, spec] of Object.entries(table)) out[k] = spec.default;
   for (const layer of layers) {
@@ -122,7 +149,7 @@ export function resolveOptions(table: OptionTable, ...layers: Record<string, unk
     if (spec.required && out[k] === undefined) throw new OptionError(k, 'is required');
     if (spec.auto && out[k] === 'auto') out[k] = spec.auto(out);
   }
-  return out;
+  return out as Options<T>;
 }
 
 /** The --help text: one line per option with its type, default and meaning. */

@@ -6,7 +6,7 @@ export * from './images';
 export * from './maps';
 export * from './render';
 export * from './visualize';
-export * from './load-model';
+export * from '../semaim';
 export * from './run-data';
 export * from './svg';
 export * from './report';

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from '
 import { dirname, join } from 'node:path';
 import * as torch from '../torch';
 import { loadImages } from './images';
-import { loadModel } from './load-model';
+import { loadModel } from '../semaim';
 import type { OrderName } from './maps';
 import { readRun } from './run-data';
 import { renderReport } from './report';

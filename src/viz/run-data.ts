@@ -2,7 +2,7 @@
 // evaluation results (any JSON with top1/top5 fields), checkpoints and an existing viz grid.
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { readMetrics } from '../train/metrics';
+import { readMetrics } from '../run/metrics';
 
 export interface EvalRow {
   /** File (relative to the run folder) and the JSON path of the object inside it. */

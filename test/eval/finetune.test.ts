@@ -9,8 +9,8 @@ import { FINETUNE_OPTIONS } from '../../src/eval/options';
 import { ViTClassifier } from '../../src/eval/classifier';
 import { finetune, makeFinetuneOptimizer } from '../../src/eval/finetune';
 import { runFinetune } from '../../src/eval/run';
-import { readMetrics } from '../../src/train/metrics';
-import { CheckpointManager } from '../../src/train/checkpoint';
+import { readMetrics } from '../../src/run/metrics';
+import { CheckpointManager } from '../../src/run/checkpoints';
 import { loadTensors, disposeAll } from '../../src/io';
 import { TINY, memoryFactories, toyImages, writeEncoder } from './helpers';
 
@@ -147,7 +147,7 @@ test('no tensor outlives feature extraction, k-NN, the linear probe or fine-tuni
   const { knnClassify } = await import('../../src/eval/knn');
   const { linprobeOnFeatures } = await import('../../src/eval/linprobe');
   const { extractFeatures } = await import('../../src/eval/features');
-  const { loadEncoder } = await import('../../src/eval/encoder');
+  const { loadEncoder } = await import('../../src/semaim');
   const dir = mkdtempSync(join(tmpdir(), 'semaim-ft-leak-'));
   const enc = writeEncoder(dir);
   const train = toyImages(16, 3, 8, 1);

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import * as torch from '../../src/torch';
 import { saveTensors } from '../../src/io';
 import { EncoderConfig, VisionTransformer } from '../../src/semaim';
-import { EvalDataFactories, EvalDataRequest, MemoryLabelledData } from '../../src/eval/data';
+import { DataFactories, EvalDataRequest, MemoryLabelledData } from '../../src/data';
 import { TrainBatch, TrainData } from '../../src/train/pretrain';
 
 export const TINY: EncoderConfig = { imgSize: 8, patchSize: 4, inChans: 3, embedDim: 16, depth: 2, numHeads: 2, mlpRatio: 2 };
@@ -63,7 +63,7 @@ export function memoryTrainData(data: MemoryLabelledData, batch: number, seed: n
 }
 
 /** Factories over fixed train/test sets (the limit picks a class-balanced subset). */
-export function memoryFactories(train: MemoryLabelledData, test: MemoryLabelledData, requests: EvalDataRequest[] = []): EvalDataFactories {
+export function memoryFactories(train: MemoryLabelledData, test: MemoryLabelledData, requests: EvalDataRequest[] = []): DataFactories {
   return {
     makeEvalData(r) {
       requests.push(r);
@@ -71,7 +71,7 @@ export function memoryFactories(train: MemoryLabelledData, test: MemoryLabelledD
       return r.limit ? d.subset(r.limit, r.seed) : d;
     },
     makeTrainData(o) {
-      return memoryTrainData(train, o.batchSize as number, o.seed as number);
+      return memoryTrainData(train, o.batchSize, o.seed);
     },
   };
 }

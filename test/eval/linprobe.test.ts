@@ -4,7 +4,7 @@ import * as torch from '../../src/torch';
 import { linprobeOnFeatures, linprobeOnline } from '../../src/eval/linprobe';
 import { LinearProbe } from '../../src/eval/classifier';
 import { extractFeatures, FeatureSet } from '../../src/eval/features';
-import { loadEncoder } from '../../src/eval/encoder';
+import { loadEncoder } from '../../src/semaim';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -5,10 +5,11 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { resolveOptions, OptionError, parseArgv } from '../../src/util/options';
-import { KNN_OPTIONS, LINPROBE_OPTIONS, ABLATE_OPTIONS, validateEval } from '../../src/eval/options';
+import { KNN_OPTIONS, LINPROBE_OPTIONS, validateEval } from '../../src/eval/options';
+import { ABLATE_OPTIONS, validateAblate } from '../../src/experiments/ablate-options';
 import { runKnn, runLinprobe } from '../../src/eval/run';
-import { resolveEncoder } from '../../src/eval/encoder';
-import { EvalDataRequest } from '../../src/eval/data';
+import { resolveEncoder } from '../../src/semaim';
+import { EvalDataRequest } from '../../src/data';
 import { memoryFactories, toyImages, writeEncoder } from './helpers';
 
 test('knn and linprobe write a result JSON with accuracies, config, checkpoint path and SHA-256', async () => {
@@ -57,7 +58,7 @@ test('bad evaluation options are refused before any work, naming the key', async
   assert.throws(() => resolveOptions(KNN_OPTIONS, {}), (e: unknown) => e instanceof OptionError && e.key === 'checkpoint');
   assert.throws(() => validateEval(resolveOptions(KNN_OPTIONS, { checkpoint: 'x', k: '10,abc' })), (e: unknown) => e instanceof OptionError && e.key === 'k');
   assert.throws(() => validateEval(resolveOptions(KNN_OPTIONS, { checkpoint: 'x', device: 'gpu' })), (e: unknown) => e instanceof OptionError && e.key === 'device');
-  assert.throws(() => validateEval(resolveOptions(ABLATE_OPTIONS, { orders: 'raster,spiral' })), /unknown order 'spiral'/);
+  assert.throws(() => validateAblate(resolveOptions(ABLATE_OPTIONS, { orders: 'raster,spiral' })), /unknown order 'spiral'/);
   assert.throws(() => validateEval(resolveOptions(LINPROBE_OPTIONS, { checkpoint: 'x', epochs: 5, warmupEpochs: 5 })), /warmupEpochs/);
   assert.throws(() => resolveOptions(LINPROBE_OPTIONS, { checkpoint: 'x', optimizer: 'adam' }), /must be one of sgd, lars/);
   assert.throws(() => parseArgv(['--chunk-sise', '3'], KNN_OPTIONS), /unknown option --chunk-sise/);

@@ -132,8 +132,8 @@ test('pretrain runs on cuda: uint8 uploads, bf16 (auto), checkpoints and resume'
   const { tmpdir } = await import('node:os');
   const { join } = await import('node:path');
   const { pretrain } = await import('../../src/train/pretrain');
-  const { makeTrainData } = await import('../../src/train/data');
-  const { PRETRAIN_OPTIONS } = await import('../../src/train/pretrain-config');
+  const { makeTrainData } = await import('../../src/data');
+  const { PRETRAIN_OPTIONS, trainDataRequest } = await import('../../src/train/pretrain-options');
   const { resolveOptions } = await import('../../src/util/options');
   const dir = mkdtempSync(join(tmpdir(), 'semaim-cuda-'));
   const o = (extra: Record<string, unknown>) => resolveOptions(PRETRAIN_OPTIONS, {
@@ -142,14 +142,14 @@ test('pretrain runs on cuda: uint8 uploads, bf16 (auto), checkpoints and resume'
     logEvery: 2, checkpointEvery: 2, device: 'cuda', outDir: dir, seed: 1, ...extra,
   });
   try {
-    const first = await pretrain(o({ maxSteps: 4 }), makeTrainData(o({})), { log: () => {} });
+    const first = await pretrain(o({ maxSteps: 4 }), makeTrainData(trainDataRequest(o({}))), { log: () => {} });
     assert.equal(o({}).precision, 'bf16');
     assert.equal(o({}).upload, 'uint8');
     assert.equal(first.steps, 4);
     assert.ok(Number.isFinite(first.lastLoss) && first.lastLoss < first.firstLoss * 1.5, `${first.firstLoss} → ${first.lastLoss}`);
-    const resumed = await pretrain(o({ maxSteps: 6 }), makeTrainData(o({})), { log: () => {} });
+    const resumed = await pretrain(o({ maxSteps: 6 }), makeTrainData(trainDataRequest(o({}))), { log: () => {} });
     assert.equal(resumed.steps, 6);
-    const fp16 = await pretrain(o({ maxSteps: 2, precision: 'fp16', outDir: join(dir, 'fp16') }), makeTrainData(o({})), { log: () => {} });
+    const fp16 = await pretrain(o({ maxSteps: 2, precision: 'fp16', outDir: join(dir, 'fp16') }), makeTrainData(trainDataRequest(o({}))), { log: () => {} });
     assert.ok(Number.isFinite(fp16.lastLoss), 'fp16 with loss scaling');
     assert.ok(torch.cuda.memory().peakAllocated > 0);
   } finally {

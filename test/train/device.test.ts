@@ -6,16 +6,16 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as torch from '../../src/torch';
-import { makeTrainData } from '../../src/train/data';
-import { DeviceImages } from '../../src/train/device-images';
-import { cudnnAutotune } from '../../src/train/cudnn-autotune';
-import { autoPrecision } from '../../src/train/precision';
-import { globalRngStates, restoreGlobalRngStates } from '../../src/train/rng-state';
+import { makeTrainData } from '../../src/data';
+import { DeviceImages } from '../../src/run/device-images';
+import { cudnnAutotune } from '../../src/run/cudnn-autotune';
+import { autoPrecision } from '../../src/run/precision';
+import { globalRngStates, restoreGlobalRngStates } from '../../src/run/rng-state';
 import { pretrain, TrainBatch } from '../../src/train/pretrain';
-import { PRETRAIN_OPTIONS, uploadsUint8, validatePretrain } from '../../src/train/pretrain-config';
-import { readMetrics } from '../../src/train/metrics';
+import { PRETRAIN_OPTIONS, trainDataRequest, uploadsUint8, validatePretrain } from '../../src/train/pretrain-options';
+import { readMetrics } from '../../src/run/metrics';
 import { OptionError, resolveOptions } from '../../src/util/options';
-import { checkDevice } from '../../src/util/device';
+import { checkDevice } from '../../src/run/device';
 import { KNN_OPTIONS, LINPROBE_OPTIONS, FINETUNE_OPTIONS } from '../../src/eval/options';
 
 function options(extra: Record<string, unknown> = {}) {
@@ -27,7 +27,7 @@ function options(extra: Record<string, unknown> = {}) {
 }
 
 async function firstBatch(upload: string): Promise<{ batch: TrainBatch; normalize: unknown }> {
-  const data = makeTrainData(options({ upload }));
+  const data = makeTrainData(trainDataRequest(options({ upload })));
   try {
     for await (const batch of data.epoch(0, 0)) return { batch, normalize: data.normalize };
     throw new Error('no batch');
@@ -79,7 +79,7 @@ test('uint8 batches normalised on the device: the loader formula applied to the 
 test('pre-training on uint8 uploads follows the float32 uploads (inputs differ by < half a grey level)', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-upload-'));
   const quiet = { log: () => {} };
-  for (const upload of ['float32', 'uint8']) await pretrain(options({ upload, maxSteps: 3, outDir: join(dir, upload) }), makeTrainData(options({ upload })), quiet);
+  for (const upload of ['float32', 'uint8']) await pretrain(options({ upload, maxSteps: 3, outDir: join(dir, upload) }), makeTrainData(trainDataRequest(options({ upload }))), quiet);
   const a = readMetrics(join(dir, 'float32', 'metrics.jsonl')) as { step: number; loss: number }[];
   const b = readMetrics(join(dir, 'uint8', 'metrics.jsonl')) as { step: number; loss: number }[];
   assert.equal(a.length, 3);

@@ -6,7 +6,7 @@ import sharp from 'sharp';
 import * as torch from '../../src/torch';
 import { saveTensors } from '../../src/io';
 import { SemAIM, SemAIMConfig, makeConfig } from '../../src/semaim';
-import { CheckpointManager } from '../../src/train/checkpoint';
+import { CheckpointManager } from '../../src/run/checkpoints';
 import { RGB, RgbImage, nearestIndex } from '../../src/viz';
 
 export function tinyConfig(): SemAIMConfig {

@@ -6,21 +6,20 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as torch from '../torch';
-import { PRETRAIN_OPTIONS, modelConfigFrom, validatePretrain } from '../train/pretrain-config';
-import { TrainData, pretrain } from '../train/pretrain';
-import { OptionValues, resolveOptions } from '../util/options';
-import { VisionTransformer } from '../semaim';
-import { encoderConfigOf } from '../train/export';
-import { Accuracy } from './accuracy';
-import { EvalDataFactories, LabelledData } from './data';
-import { loadEncoder } from './encoder';
-import { FeaturePooling, checkImageShape, disposeFeatures, extractFeatures } from './features';
-import { knnClassify, parseKs } from './knn';
-import { LinprobeOptions, linprobeOnFeatures } from './linprobe';
-import { parseOrders, validateEval } from './options';
-import { dataRequest } from './run';
-import { markdownTable, pct } from './result';
-import type { Precision } from '../train/precision';
+import { PRETRAIN_OPTIONS, PretrainOptions, modelConfigFrom, trainDataRequest, validatePretrain } from '../train/pretrain-options';
+import { pretrain } from '../train/pretrain';
+import { resolveOptions } from '../util/options';
+import { VisionTransformer, encoderConfigOf, loadEncoder } from '../semaim';
+import { DataFactories, LabelledData, TrainData } from '../data';
+import { checkDevice } from '../run/device';
+import { Accuracy } from '../eval/accuracy';
+import { FeaturePooling, checkImageShape, disposeFeatures, extractFeatures } from '../eval/features';
+import { knnClassify, parseKs } from '../eval/knn';
+import { LinprobeOptions, linprobeOnFeatures } from '../eval/linprobe';
+import { AblateOptions, parseOrders, validateAblate } from './ablate-options';
+import { dataRequest } from '../eval/run';
+import { markdownTable, pct } from '../eval/result';
+import type { Precision } from '../run/precision';
 
 export type Budget = 'full' | 'small';
 
@@ -108,7 +107,7 @@ export interface AblationRun {
 /** Options that do not change results (where and how fast a run goes). */
 const NEUTRAL = new Set(['outDir', 'threads', 'numWorkers', 'device', 'resume', 'logEvery', 'checkpointEvery', 'keepLast']);
 
-export function fingerprint(pretrainOptions: OptionValues, recipe: AblationRecipe, ks: number[]): Record<string, unknown> {
+export function fingerprint(pretrainOptions: Record<string, unknown>, recipe: AblationRecipe, ks: number[]): Record<string, unknown> {
   const pretrain = Object.fromEntries(Object.entries(pretrainOptions).filter(([k, v]) => !NEUTRAL.has(k) && v !== undefined && v !== null).sort());
   return {
     pretrain, pretrainLimit: recipe.pretrainLimit ?? null, trainLimit: recipe.trainLimit ?? null, testLimit: recipe.testLimit ?? null,
@@ -146,10 +145,10 @@ export interface AblationResult {
   createdAt: string;
   command?: string;
   budget: Budget;
-  options: OptionValues;
+  options: AblateOptions;
   recipe: AblationRecipe;
   /** The options every pre-training got (order, seed and out-dir differ). */
-  pretrainOptions: OptionValues;
+  pretrainOptions: Omit<PretrainOptions, 'order' | 'seed' | 'outDir'>;
   headlineK: number;
   runs: AblationRun[];
   summary: AblationSummary[];
@@ -179,16 +178,16 @@ function fmtStat(s: Stat, asPct = true, digits = 2): string {
 }
 
 /** The resolved options of the pre-training run for one order and seed. */
-export function pretrainOptionsFor(o: OptionValues, recipe: AblationRecipe, order: string, seed: number, runDir: string): OptionValues {
+export function pretrainOptionsFor(o: AblateOptions, recipe: AblationRecipe, order: string, seed: number, runDir: string): PretrainOptions {
   const overrides: Record<string, unknown> = {};
-  for (const k of ['epochs', 'maxSteps', 'batchSize', 'embedDim', 'depth', 'numHeads', 'decoderDepth', 'patchSize', 'imgSize']) {
+  for (const k of ['epochs', 'maxSteps', 'batchSize', 'embedDim', 'depth', 'numHeads', 'decoderDepth', 'patchSize', 'imgSize'] as const) {
     if (o[k] !== undefined) overrides[k] = o[k];
   }
   const p = resolveOptions(PRETRAIN_OPTIONS, recipe.pretrain, overrides, {
     order, seed, outDir: runDir, dataset: o.dataset, dataPath: o.dataPath, numWorkers: o.numWorkers, device: o.device,
     threads: o.threads, precision: o.precision, resume: true,
   });
-  if ((p.warmupEpochs as number) >= (p.epochs as number)) p.warmupEpochs = (p.epochs as number) / 10;
+  if (p.warmupEpochs >= p.epochs) p.warmupEpochs = p.epochs / 10;
   return p;
 }
 
@@ -281,27 +280,28 @@ export function ablationMarkdown(r: Omit<AblationResult, 'markdown'>): string {
 }
 
 /** Runs the whole ablation; writes `<out-dir>/ablation.{md,json}`. */
-export async function ablate(o: OptionValues, f: EvalDataFactories, hooks: AblationHooks = {}): Promise<AblationResult> {
+export async function ablate(o: AblateOptions, f: DataFactories, hooks: AblationHooks = {}): Promise<AblationResult> {
   const log = hooks.log ?? ((l: string) => process.stderr.write(l + '\n'));
-  validateEval(o);
-  const orders = parseOrders(String(o.orders));
-  const ks = parseKs(String(o.k));
+  validateAblate(o);
+  const device = checkDevice(o.device);
+  const orders = parseOrders(o.orders);
+  const ks = parseKs(o.k);
   const headlineK = ks.includes(20) ? 20 : ks[0];
-  const budget = o.budget as Budget;
+  const budget = o.budget;
   const base = ablationRecipe(budget);
   const recipe: AblationRecipe = {
     ...base,
-    pretrainLimit: (o.pretrainLimit as number | undefined) ?? base.pretrainLimit,
-    trainLimit: (o.trainLimit as number | undefined) ?? base.trainLimit,
-    testLimit: (o.testLimit as number | undefined) ?? base.testLimit,
-    linprobe: { ...base.linprobe, epochs: (o.linprobeEpochs as number | undefined) ?? base.linprobe.epochs },
+    pretrainLimit: o.pretrainLimit ?? base.pretrainLimit,
+    trainLimit: o.trainLimit ?? base.trainLimit,
+    testLimit: o.testLimit ?? base.testLimit,
+    linprobe: { ...base.linprobe, epochs: o.linprobeEpochs ?? base.linprobe.epochs },
     poolings: o.pooling === 'cls' || o.pooling === 'mean' ? [o.pooling] : base.poolings,
   };
-  const outDir = String(o.outDir);
-  const seeds = o.seeds as number;
+  const outDir = o.outDir;
+  const seeds = o.seeds;
   // Resolve (and so validate) every pre-training configuration before any work.
   const rowNames = o.baseline ? [...orders, RANDOM_INIT] : orders;
-  const plan = rowNames.flatMap((order) => Array.from({ length: seeds }, (_, s) => (o.seed as number) + s).map((seed) => {
+  const plan = rowNames.flatMap((order) => Array.from({ length: seeds }, (_, s) => o.seed + s).map((seed) => {
     const runDir = join(outDir, 'runs', `${order === RANDOM_INIT ? 'random-init' : order}-seed${seed}`);
     // The baseline has the architecture of the others (its pre-training options only name it).
     return { order, seed, runDir, options: pretrainOptionsFor(o, recipe, order === RANDOM_INIT ? 'raster' : order, seed, runDir) };
@@ -312,7 +312,7 @@ export async function ablate(o: OptionValues, f: EvalDataFactories, hooks: Ablat
   }
   mkdirSync(outDir, { recursive: true });
   const t0 = Date.now();
-  const imgSize = plan[0].options.imgSize as number;
+  const imgSize = plan[0].options.imgSize;
   const evalOptions = { ...o, trainLimit: recipe.trainLimit, testLimit: recipe.testLimit };
   const train = await f.makeEvalData(dataRequest(evalOptions, 'train', imgSize));
   let test: LabelledData;
@@ -339,7 +339,7 @@ export async function ablate(o: OptionValues, f: EvalDataFactories, hooks: Ablat
       }
       const started = join(p.runDir, 'config.json');
       if (p.order !== RANDOM_INIT && existsSync(started)) {
-        const before = fingerprint((JSON.parse(readFileSync(started, 'utf8')) as { options: OptionValues }).options, recipe, ks);
+        const before = fingerprint((JSON.parse(readFileSync(started, 'utf8')) as { options: Record<string, unknown> }).options, recipe, ks);
         if (JSON.stringify(before.pretrain) !== JSON.stringify(fp.pretrain)) {
           throw new Error(`${p.runDir} holds a pre-training with other options (${describeDiff(before, fp)}); use a new --out-dir`);
         }
@@ -351,17 +351,17 @@ export async function ablate(o: OptionValues, f: EvalDataFactories, hooks: Ablat
       if (p.order === RANDOM_INIT) {
         log(`[${i + 1}/${plan.length}] baseline: random initialisation, seed ${p.seed}`);
         torch.manualSeed(p.seed);
-        encoder = new VisionTransformer(encoderConfigOf(modelConfigFrom(p.options))).initWeights().to({ device: o.device as torch.Device }).eval();
+        encoder = new VisionTransformer(encoderConfigOf(modelConfigFrom(p.options))).initWeights().to({ device }).eval();
         for (const t of encoder.parameters()) t.requiresGrad = false;
       } else {
         log(`[${i + 1}/${plan.length}] pre-training order '${p.order}', seed ${p.seed} → ${p.runDir}`);
-        let data = await f.makeTrainData(p.options);
-        if (recipe.pretrainLimit) data = limitTrainData(data, Math.max(1, Math.floor(recipe.pretrainLimit / (p.options.batchSize as number))));
+        let data = await f.makeTrainData(trainDataRequest(p.options));
+        if (recipe.pretrainLimit) data = limitTrainData(data, Math.max(1, Math.floor(recipe.pretrainLimit / p.options.batchSize)));
         const r = await pretrain(p.options, data, { log });
         if (r.stoppedBy === 'signal') throw new Error(`interrupted during '${p.order}' seed ${p.seed}; run the same command again to continue`);
         if (r.stoppedBy === 'nonfinite' || !r.checkpoint) throw new Error(`pre-training '${p.order}' seed ${p.seed} diverged (NaN/Inf loss); see ${p.runDir}/metrics.jsonl`);
         pr = r;
-        const loaded = loadEncoder(p.runDir, { device: o.device as torch.Device });
+        const loaded = loadEncoder(p.runDir, { device });
         encoder = loaded.encoder;
         sha256 = loaded.source.sha256;
       }
@@ -371,7 +371,7 @@ export async function ablate(o: OptionValues, f: EvalDataFactories, hooks: Ablat
       try {
         checkImageShape(encoder, train, 'train data');
         checkImageShape(encoder, test, 'test data');
-        scores = await evaluateEncoder(encoder, train, test, recipe, ks, p.seed, o.precision as Precision);
+        scores = await evaluateEncoder(encoder, train, test, recipe, ks, p.seed, o.precision);
       } finally {
         encoder.dispose();
       }

@@ -1,14 +1,13 @@
 // `semaim pretrain` options (SPEC §5 defaults: the authors' ViT-B/16 ImageNet recipe) and their
 // translation into a model config. Everything is validated before any work starts.
 import { readFileSync } from 'node:fs';
-import { OptionError, OptionTable, OptionValues } from '../util/options';
-import { autoPrecision, checkPrecision } from './precision';
-import { checkDevice } from '../util/device';
-import {
-  AUTHORS_SEMANTIC_ORDER, ConfigError, EncoderConfig, OrderConfig, PRESETS, SemAIMConfig, SimilarityTokens, TargetConfig, validateConfig,
-} from '../semaim';
+import { OptionError, Options, defineOptions } from '../util/options';
+import { autoPrecision, checkPrecision } from '../run/precision';
+import { checkDevice } from '../run/device';
+import { AUTHORS_SEMANTIC_ORDER, DEFAULT_ORDER, ConfigError, EncoderConfig, OrderConfig, PRESETS, SemAIMConfig, TargetConfig, validateConfig } from '../semaim';
+import type { TrainDataRequest } from '../data';
 
-export const PRETRAIN_OPTIONS: OptionTable = {
+export const PRETRAIN_OPTIONS = defineOptions({
   // model
   model: { type: 'string', default: 'vit_base', choices: Object.keys(PRESETS), help: 'encoder preset (width/depth/heads)' },
   imgSize: { type: 'int', default: 224, min: 1, help: 'input image size (square)' },
@@ -42,8 +41,8 @@ export const PRETRAIN_OPTIONS: OptionTable = {
   dataset: { type: 'string', default: 'synthetic', choices: ['synthetic', 'cifar10', 'folder', 'flat'], help: 'training data' },
   dataPath: { type: 'string', help: 'dataset folder (cifar10: extracted or the .tar.gz; folder: class sub-folders; flat: images)' },
   syntheticSize: { type: 'int', default: 5000, min: 1, help: 'synthetic dataset: number of images' },
-  numWorkers: { type: 'int', min: 0, help: 'decoding/augmentation worker threads (default: one per core but one, at most 8; 0 = on the main thread)' },
-  upload: {
+  numWorkers: { mayChangeOnResume: true, type: 'int', min: 0, help: 'decoding/augmentation worker threads (default: one per core but one, at most 8; 0 = on the main thread)' },
+  upload: { mayChangeOnResume: true,
     type: 'string', default: 'auto', choices: ['auto', 'uint8', 'float32'], auto: (o) => (uploadsUint8('auto', String(o.device)) ? 'uint8' : 'float32'),
     help: 'what the loader hands to the device: uint8 (4× fewer bytes, normalised on the device) or normalised float32; auto = uint8 on a GPU, float32 on the CPU',
   },
@@ -52,8 +51,8 @@ export const PRETRAIN_OPTIONS: OptionTable = {
   // optimisation
   batchSize: { type: 'int', default: 64, min: 1, help: 'images per step (per accumulation micro-batch)' },
   accumIter: { type: 'int', default: 1, min: 1, help: 'gradient accumulation steps' },
-  epochs: { type: 'number', default: 800, min: 0, help: 'training epochs' },
-  maxSteps: { type: 'int', min: 1, help: 'stop after this many optimiser steps (budget cap)' },
+  epochs: { mayChangeOnResume: true, type: 'number', default: 800, min: 0, help: 'training epochs' },
+  maxSteps: { mayChangeOnResume: true, type: 'int', min: 1, help: 'stop after this many optimiser steps (budget cap)' },
   blr: { type: 'number', default: 2e-4, min: 0, help: 'base lr; lr = blr × effective batch / 256' },
   lr: { type: 'number', min: 0, help: 'absolute lr (overrides blr)' },
   minLr: { type: 'number', default: 0, min: 0, help: 'final lr of the cosine schedule' },
@@ -73,15 +72,17 @@ export const PRETRAIN_OPTIONS: OptionTable = {
   ema: { type: 'boolean', default: false, help: 'keep an EMA copy of the encoder' },
   emaDecay: { type: 'number', default: 0.999, min: 0, max: 1, help: 'EMA decay per step' },
   seed: { type: 'int', default: 0, help: 'random seed' },
-  device: { type: 'string', default: 'cpu', help: "'cpu', 'cuda' or 'cuda:N'" },
-  threads: { type: 'int', min: 1, help: 'CPU threads for libtorch (default: all cores)' },
+  device: { mayChangeOnResume: true, type: 'string', default: 'cpu', help: "'cpu', 'cuda' or 'cuda:N'" },
+  threads: { mayChangeOnResume: true, type: 'int', min: 1, help: 'CPU threads for libtorch (default: all cores)' },
   // run
-  outDir: { type: 'string', default: 'runs/pretrain', help: 'output folder (checkpoints, metrics, config)' },
-  checkpointEvery: { type: 'int', default: 500, min: 1, help: 'save a checkpoint every N steps (and at each epoch end)' },
-  keepLast: { type: 'int', default: 3, min: 1, help: 'checkpoints to keep (plus the best)' },
-  logEvery: { type: 'int', default: 10, min: 1, help: 'read metrics from the device every N steps' },
-  resume: { type: 'boolean', default: true, help: 'continue from the latest checkpoint in out-dir if there is one' },
-};
+  outDir: { mayChangeOnResume: true, type: 'string', default: 'runs/pretrain', help: 'output folder (checkpoints, metrics, config)' },
+  checkpointEvery: { mayChangeOnResume: true, type: 'int', default: 500, min: 1, help: 'save a checkpoint every N steps (and at each epoch end)' },
+  keepLast: { mayChangeOnResume: true, type: 'int', default: 3, min: 1, help: 'checkpoints to keep (plus the best)' },
+  logEvery: { mayChangeOnResume: true, type: 'int', default: 10, min: 1, help: 'read metrics from the device every N steps' },
+  resume: { mayChangeOnResume: true, type: 'boolean', default: true, help: 'continue from the latest checkpoint in out-dir if there is one' },
+});
+
+export type PretrainOptions = Options<typeof PRETRAIN_OPTIONS>;
 
 /**
  * `--upload`: uint8 batches copy 4× fewer bytes to a GPU (and are normalised there); on the CPU the
@@ -92,40 +93,39 @@ export function uploadsUint8(upload: string, device: string): boolean {
 }
 
 /** Builds and validates the model config; errors name the option. */
-export function modelConfigFrom(o: OptionValues): SemAIMConfig {
-  const preset = PRESETS[o.model as string];
+export function modelConfigFrom(o: PretrainOptions): SemAIMConfig {
+  const preset = PRESETS[o.model];
   const enc = {
-    imgSize: o.imgSize as number, patchSize: o.patchSize as number, inChans: 3,
-    embedDim: (o.embedDim as number | undefined) ?? preset.embedDim,
-    depth: (o.depth as number | undefined) ?? preset.depth,
-    numHeads: (o.numHeads as number | undefined) ?? preset.numHeads,
-    mlpRatio: o.mlpRatio as number, dropPath: o.dropPath as number,
+    imgSize: o.imgSize, patchSize: o.patchSize, inChans: 3,
+    embedDim: o.embedDim ?? preset.embedDim,
+    depth: o.depth ?? preset.depth,
+    numHeads: o.numHeads ?? preset.numHeads,
+    mlpRatio: o.mlpRatio, dropPath: o.dropPath,
   };
   let target: TargetConfig;
   if (o.target === 'features') {
     if (!o.teacher) throw new OptionError('teacher', "target 'features' needs --teacher <file.safetensors>");
-    target = { type: 'features', teacher: o.teacher as string, teacherConfig: readTeacherConfig(o.teacher as string) };
+    target = { type: 'features', teacher: o.teacher, teacherConfig: readTeacherConfig(o.teacher) };
   } else {
-    target = { type: 'pixels', normPix: o.normPix as boolean, blur: o.blur as boolean, blurKernel: o.blurKernel as number, blurSigma: o.blurSigma as number };
+    target = { type: 'pixels', normPix: o.normPix, blur: o.blur, blurKernel: o.blurKernel, blurSigma: o.blurSigma };
   }
-  const source = o.similaritySource as 'online' | 'ema' | 'teacher';
+  const source = o.similaritySource;
   if (source === 'ema' && !o.ema) throw new OptionError('similaritySource', "'ema' needs --ema");
-  const semantic = o.orderVariant === 'authors' ? (AUTHORS_SEMANTIC_ORDER as { filter: boolean; lambda: number }) : { filter: true, lambda: 0.01 };
-  const lambda = (o.orderLambda as number | undefined) ?? semantic.lambda;
+  const semantic = o.orderVariant === 'authors' ? AUTHORS_SEMANTIC_ORDER : DEFAULT_ORDER;
+  const lambda = o.orderLambda ?? semantic.lambda;
   // Only a non-default choice is written into the config, so paper-default configs stay as they were.
-  const tokens = o.similarityTokens && o.similarityTokens !== 'cls' ? { tokens: o.similarityTokens as SimilarityTokens } : {};
-  if ((tokens as { tokens?: string }).tokens && source === 'teacher') throw new OptionError('similarityTokens', "a teacher's similarity map always uses [CLS] (min-max)");
+  const tokens = o.similarityTokens && o.similarityTokens !== 'cls' ? { tokens: o.similarityTokens } : {};
+  if (tokens.tokens && source === 'teacher') throw new OptionError('similarityTokens', "a teacher's similarity map always uses [CLS] (min-max)");
   let order: OrderConfig;
   switch (o.order) {
     case 'similarity': order = { type: 'similarity', source, ...tokens }; break;
     case 'semantic': order = { type: 'semantic', source, filter: semantic.filter, lambda, ...tokens }; break;
     case 'multicenter':
-      order = { type: 'multicenter', source, k: o.centers as number, minRelHeight: o.minRelHeight as number,
-        minDistance: o.minDistance as number, filter: semantic.filter, lambda, ...tokens };
+      order = { type: 'multicenter', source, k: o.centers, minRelHeight: o.minRelHeight, minDistance: o.minDistance, filter: semantic.filter, lambda, ...tokens };
       break;
-    default: order = { type: o.order as 'raster' | 'snake' | 'stochastic' };
+    default: order = { type: o.order };
   }
-  const cfg: SemAIMConfig = { ...enc, decoderDepth: (o.decoderDepth as number | undefined) ?? enc.depth, target, order };
+  const cfg: SemAIMConfig = { ...enc, decoderDepth: o.decoderDepth ?? enc.depth, target, order };
   try {
     validateConfig(cfg);
   } catch (e) {
@@ -146,12 +146,20 @@ export function readTeacherConfig(path: string): EncoderConfig {
   }
 }
 
+/** What the run asks of the data pipeline. */
+export function trainDataRequest(o: PretrainOptions): TrainDataRequest {
+  return {
+    dataset: o.dataset, dataPath: o.dataPath, imgSize: o.imgSize, syntheticSize: o.syntheticSize, seed: o.seed, minScale: o.minScale,
+    hflip: o.hflip, batchSize: o.batchSize, numWorkers: o.numWorkers, uint8: uploadsUint8(o.upload, o.device),
+  };
+}
+
 /** Checks that need more than one option. */
-export function validatePretrain(o: OptionValues): void {
+export function validatePretrain(o: PretrainOptions): void {
   if ((o.dataset === 'folder' || o.dataset === 'flat') && !o.dataPath) throw new OptionError('dataPath', `dataset '${o.dataset}' needs --data-path`);
-  checkDevice(String(o.device));
+  checkDevice(o.device);
   checkPrecision(o.precision, o.device);
-  if ((o.warmupEpochs as number) >= (o.epochs as number) && (o.epochs as number) > 0) {
+  if (o.warmupEpochs >= o.epochs && o.epochs > 0) {
     throw new OptionError('warmupEpochs', `(${o.warmupEpochs}) must be below epochs (${o.epochs})`);
   }
 }

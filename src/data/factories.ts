@@ -1,16 +1,17 @@
-// Adapters from the data pipeline (src/data) to what training and evaluation consume: the
-// datasets by name, their transforms, seeded subsets, and resumable epoch streams.
+// The datasets by name, adapted to what training and evaluation consume (streams.ts): their
+// transforms, seeded subsets, and resumable epoch streams.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { Dataset, packStrings, sharedInt32, unpackString } from './dataset';
+import { DataLoader, Batch } from './loader';
+import { permutation } from './rng';
+import { cifar10Jpeg } from './sources/cifar';
+import { imageFolder, imageFiles } from './sources/folder';
+import { syntheticObjects } from './sources/synthetic';
 import {
-  Dataset, DataLoader, cifar10Jpeg, imageFolder, imageFiles, syntheticObjects, pretrainTransforms, finetuneTransforms,
-  evalTransforms, randomResizedCrop, horizontalFlip, normalize, centerCrop, resize, permutation, TransformSpec, NormalizeSpec, Batch,
-} from '../data';
-import { packStrings, sharedInt32, unpackString } from '../data/dataset';
-import { OptionValues } from '../util/options';
-import { TrainData, TrainBatch } from './pretrain';
-import { uploadsUint8 } from './pretrain-config';
-import type { Augment, EvalDataRequest, LabelledData, LabelledBatch, BatchOptions } from '../eval/data';
+  pretrainTransforms, finetuneTransforms, evalTransforms, randomResizedCrop, horizontalFlip, normalize, centerCrop, resize, TransformSpec, NormalizeSpec,
+} from './transforms';
+import type { Augment, BatchOptions, DataFactories, EvalDataRequest, LabelledBatch, LabelledData, TrainBatch, TrainData, TrainDataRequest } from './streams';
 
 export const DATASETS = ['synthetic', 'cifar10', 'folder', 'flat'] as const;
 export type DatasetName = (typeof DATASETS)[number];
@@ -100,17 +101,17 @@ async function* epochFrom(loader: DataLoader, epoch: number, start: number): Asy
   }
 }
 
-/** Pre-training data from resolved `semaim pretrain` options. */
-export function makeTrainData(o: OptionValues): TrainData {
-  const size = o.imgSize as number;
-  const ds = openDataset(String(o.dataset), { split: 'train', dataPath: o.dataPath as string | undefined, imgSize: size, syntheticSize: o.syntheticSize as number, seed: o.seed as number });
-  let transforms = transformsFor('pretrain', size, ds, o.minScale as number).filter((t) => o.hflip || t.op !== 'horizontalFlip');
+/** Pre-training data. */
+export function makeTrainData(o: TrainDataRequest): TrainData {
+  const size = o.imgSize;
+  const ds = openDataset(o.dataset, { split: 'train', dataPath: o.dataPath, imgSize: size, syntheticSize: o.syntheticSize, seed: o.seed });
+  let transforms = transformsFor('pretrain', size, ds, o.minScale).filter((t) => o.hflip || t.op !== 'horizontalFlip');
   // uint8 batches: the loader stops before normalising and the trainer normalises on the device.
   const normalizeOp = transforms.find((t): t is NormalizeSpec => t.op === 'normalize');
-  const uint8 = uploadsUint8(String(o.upload ?? 'auto'), String(o.device ?? 'cpu')) && !!normalizeOp;
+  const uint8 = o.uint8 && !!normalizeOp;
   if (uint8) transforms = transforms.filter((t) => t !== normalizeOp);
   const loader = new DataLoader(ds, {
-    batchSize: o.batchSize as number, shuffle: true, dropLast: true, seed: o.seed as number, transforms, workers: o.numWorkers as number | undefined, uint8,
+    batchSize: o.batchSize, shuffle: true, dropLast: true, seed: o.seed, transforms, workers: o.numWorkers, uint8,
   });
   return {
     batchesPerEpoch: loader.length,
@@ -152,3 +153,6 @@ export function makeEvalData(req: EvalDataRequest): LabelledData {
   };
 }
 
+
+/** The real datasets, as the factories evaluations and experiments are given. */
+export const DATA_FACTORIES: DataFactories = { makeEvalData, makeTrainData };

@@ -1,7 +1,7 @@
 // Mixed precision as the commands spell it: 'fp32' (off), 'bf16' or 'fp16' autocast on the device
 // type of the tensors involved (master weights stay float32).
 import * as torch from '../torch';
-import { cudaIndex } from '../util/device';
+import { cudaIndex } from './device';
 import { OptionError } from '../util/options';
 
 export type Precision = 'fp32' | 'bf16' | 'fp16';

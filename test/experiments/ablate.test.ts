@@ -4,11 +4,11 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { resolveOptions } from '../../src/util/options';
-import { ABLATE_OPTIONS } from '../../src/eval/options';
-import { RANDOM_INIT, ablate, ablationRecipe, limitTrainData, pretrainOptionsFor, stat } from '../../src/eval/ablate';
-import { modelConfigFrom } from '../../src/train/pretrain-config';
+import { ABLATE_OPTIONS } from '../../src/experiments/ablate-options';
+import { RANDOM_INIT, ablate, ablationRecipe, limitTrainData, pretrainOptionsFor, stat } from '../../src/experiments/ablate';
+import { modelConfigFrom } from '../../src/train/pretrain-options';
 import { TrainData } from '../../src/train/pretrain';
-import { memoryFactories, memoryTrainData, toyImages } from './helpers';
+import { memoryFactories, memoryTrainData, toyImages } from '../eval/helpers';
 
 test('a tiny ablation: matched pre-trains per order, k-NN + linear probe, table and JSON, resumable', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-'));

@@ -1,14 +1,51 @@
-// Loads a pre-trained ViT encoder for evaluation from a run folder, a checkpoint folder, or an
-// exported encoder (`<name>.safetensors` + `<name>.json`), and identifies it by the SHA-256 of its
-// weights file.
-import { createHash } from 'node:crypto';
-import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+// Pre-trained weights: finds and verifies checkpoints of a run, reads their model config, and loads
+// encoders (for evaluation), frozen teachers (feature targets) and exported encoders
+// (`<name>.safetensors` + `<name>.json`), identified by the SHA-256 of their weights file.
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import * as torch from '../torch';
 import { Tensor } from '../torch';
 import { disposeAll, loadTensors } from '../io';
-import { EncoderConfig, VisionTransformer, validateEncoder } from '../semaim';
-import { encoderConfigOf, resolveCheckpoint } from '../train/export';
+import { listCheckpoints, sha256File, verifyCheckpoint } from '../io/checkpoint';
+import { EncoderConfig, SemAIMConfig, validateEncoder } from './config';
+import { VisionTransformer } from './vit';
+
+export { sha256File };
+
+/** The newest valid checkpoint folder of a run folder, or the folder itself if it is a checkpoint. */
+export function resolveCheckpoint(path: string): string {
+  if (existsSync(join(path, 'state.json'))) return path;
+  for (const { dir } of listCheckpoints(join(path, 'checkpoints'))) {
+    const problem = verifyCheckpoint(dir);
+    if (!problem) return dir;
+    console.warn(`warning: skipping checkpoint ${dir}: ${problem}`);
+  }
+  throw new Error(`no usable checkpoint in ${path} (expected a run folder with checkpoints/step-* or a checkpoint folder)`);
+}
+
+/** Reads the model config stored in a checkpoint's model.safetensors metadata. */
+export function checkpointConfig(checkpointDir: string): SemAIMConfig {
+  const { metadata, tensors } = loadTensors(join(checkpointDir, 'model.safetensors'), { filter: () => false });
+  disposeAll(tensors);
+  if (!metadata.config) throw new Error(`${checkpointDir}/model.safetensors has no model config in its metadata`);
+  return JSON.parse(metadata.config) as SemAIMConfig;
+}
+
+/** The encoder part of a SemAIM config. */
+export function encoderConfigOf(c: EncoderConfig): EncoderConfig {
+  return { imgSize: c.imgSize, patchSize: c.patchSize, inChans: c.inChans ?? 3, embedDim: c.embedDim, depth: c.depth, numHeads: c.numHeads, mlpRatio: c.mlpRatio ?? 4 };
+}
+
+/** Loads a frozen teacher encoder (feature targets / teacher similarity source); null for pixel targets. */
+export function loadTeacher(cfg: SemAIMConfig, device: torch.Device): VisionTransformer | null {
+  if (cfg.target.type !== 'features') return null;
+  const teacher = new VisionTransformer(cfg.target.teacherConfig);
+  const { tensors } = loadTensors(cfg.target.teacher);
+  teacher.loadStateDict(tensors, { strict: true });
+  disposeAll(tensors);
+  for (const p of teacher.parameters()) p.requiresGrad = false;
+  return teacher.to({ device }).eval();
+}
 
 /** Tensors of a pre-training checkpoint that belong to the encoder (timm names). */
 export const ENCODER_KEY = /^(patch_embed\.|cls_token$|pos_embed$|blocks\.|norm\.)/;
@@ -24,23 +61,6 @@ export interface EncoderSource {
   config: EncoderConfig;
 }
 
-/** SHA-256 of a file, read in 4 MiB pieces. */
-export function sha256File(path: string): string {
-  const h = createHash('sha256');
-  const fd = openSync(path, 'r');
-  try {
-    const buf = Buffer.allocUnsafe(4 << 20);
-    for (;;) {
-      const n = readSync(fd, buf, 0, buf.length, null);
-      if (n <= 0) break;
-      h.update(buf.subarray(0, n));
-    }
-  } finally {
-    closeSync(fd);
-  }
-  return h.digest('hex');
-}
-
 function configFromMetadata(text: string, where: string): EncoderConfig {
   let c: Record<string, unknown>;
   try {
@@ -49,7 +69,7 @@ function configFromMetadata(text: string, where: string): EncoderConfig {
     throw new Error(`${where}: the model config is not valid JSON (${(e as Error).message})`);
   }
   const enc = (c.encoder ?? c) as EncoderConfig;
-  const cfg = encoderConfigOf(enc as never);
+  const cfg = encoderConfigOf(enc);
   validateEncoder(cfg);
   return cfg;
 }

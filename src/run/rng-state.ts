@@ -3,7 +3,7 @@
 // drop path, come from it). Stored in checkpoints as 'rng.global' and 'rng.cuda'.
 import * as torch from '../torch';
 import type { Tensor } from '../torch';
-import { cudaIndex } from '../util/device';
+import { cudaIndex } from './device';
 
 /** New tensors with the generator states (the caller disposes them after writing the checkpoint). */
 export function globalRngStates(device: torch.Device): Map<string, Tensor> {

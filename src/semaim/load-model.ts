@@ -4,9 +4,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as torch from '../torch';
 import { loadTensors, disposeAll } from '../io';
-import { SemAIM, SemAIMConfig, VisionTransformer } from '../semaim';
-import { checkpointConfig, resolveCheckpoint } from '../train/export';
-import { loadTeacher } from '../train/pretrain';
+import { SemAIMConfig } from './config';
+import { VisionTransformer } from './vit';
+import { SemAIM } from './semaim';
+import { checkpointConfig, loadTeacher, resolveCheckpoint } from './pretrained';
 
 export interface LoadedModel {
   model: SemAIM;

@@ -1,0 +1,122 @@
+// What training and evaluation consume from the data pipeline: seeded, resumable streams of batches.
+// The real datasets (CIFAR-10, synthetic objects, ImageFolder) are adapted to these interfaces in
+// factories.ts; training and evaluation never decode images themselves.
+
+export interface TrainBatch {
+  /** NCHW: float32 already normalised, or uint8 that the trainer normalises on the device with `TrainData.normalize`. */
+  images: Float32Array | Uint8Array;
+  shape: number[];
+  labels?: Int32Array;
+}
+
+/** Per-channel mean/std of the normalisation, as fractions of the full 0..255 range. */
+export interface Normalization {
+  mean: readonly number[];
+  std: readonly number[];
+}
+
+/** Seeded pre-training data: the same seed, epoch and batch index always give the same batch. */
+export interface TrainData {
+  batchesPerEpoch: number;
+  /** Mean/std for uint8 batches (absent when batches are normalised float32). */
+  normalize?: Normalization | null;
+  /** Batches of `epoch` from batch index `start` on. */
+  epoch(epoch: number, start: number): AsyncIterable<TrainBatch>;
+  close(): Promise<void> | void;
+}
+
+/** What a pre-training run asks of the data pipeline. */
+export interface TrainDataRequest {
+  dataset: string;
+  dataPath?: string;
+  /** Square crop size. */
+  imgSize: number;
+  /** Synthetic objects: images in the training split. */
+  syntheticSize: number;
+  seed: number;
+  /** RandomResizedCrop's minimum scale. */
+  minScale: number;
+  hflip: boolean;
+  batchSize: number;
+  /** Loader worker threads (undefined: the loader's default). */
+  numWorkers?: number;
+  /** Hand out uint8 batches (normalised later, on the device) instead of normalised float32. */
+  uint8: boolean;
+}
+
+/**
+ * Augmentation a batch stream applies:
+ * - 'none': the evaluation transform (resize/centre crop to the model's size, normalise);
+ * - 'crop-flip': RandomResizedCrop + horizontal flip (MAE's linear-probe training transform);
+ * - 'finetune': the fine-tuning transform (RandomResizedCrop, flip, RandAugment m9-mstd0.5, random
+ *   erasing 0.25). Mixup/cutmix and label smoothing are applied later, on tensors (src/eval/mix.ts).
+ */
+export type Augment = 'none' | 'crop-flip' | 'finetune';
+
+export interface LabelledBatch {
+  /** NCHW float32, already normalised. */
+  images: Float32Array;
+  shape: number[];
+  /** Class indices in 0..numClasses-1. */
+  labels: Int32Array;
+}
+
+export interface BatchOptions {
+  batchSize: number;
+  /** Shuffle with a permutation that depends only on (seed, epoch). */
+  shuffle: boolean;
+  epoch: number;
+  augment: Augment;
+  /** Seed of the shuffle and of the augmentation (default 0). */
+  seed?: number;
+  /** Drop the last incomplete batch (training). Default false. */
+  dropLast?: boolean;
+  /**
+   * Start at this batch index of the epoch (resume). The batches from `start` on must be exactly
+   * those an uninterrupted epoch gives (same images, same augmentation draws).
+   */
+  start?: number;
+}
+
+export interface LabelledData {
+  /** Number of images. */
+  size: number;
+  numClasses: number;
+  classNames?: string[];
+  /** Image shape [C, H, W] when known (checked against the encoder before any work). */
+  imageShape?: number[];
+  batches(o: BatchOptions): AsyncIterable<LabelledBatch>;
+  close(): Promise<void> | void;
+}
+
+/** Number of batches one epoch gives. */
+export function batchesPerEpoch(size: number, batchSize: number, dropLast: boolean): number {
+  return dropLast ? Math.floor(size / batchSize) : Math.ceil(size / batchSize);
+}
+
+/** Which labelled split a command asks for: 'train' (fit k-NN bank / heads) or 'test' (measure). */
+export type Split = 'train' | 'test';
+
+/** What the evaluation commands tell the data adapter. */
+export interface EvalDataRequest {
+  split: Split;
+  dataset: string;
+  dataPath?: string;
+  /** Square image size the encoder expects. */
+  imgSize: number;
+  /** Use at most this many images (a seeded, class-balanced subset when smaller than the split). */
+  limit?: number;
+  seed: number;
+  /** Loader worker threads (undefined: the loader's default). */
+  numWorkers?: number;
+}
+
+/**
+ * The data factories that evaluations and experiments are given: the real datasets
+ * (src/data/factories.ts) from the command line, in-memory data in tests.
+ */
+export interface DataFactories {
+  makeEvalData(request: EvalDataRequest): Promise<LabelledData> | LabelledData;
+  /** Pre-training data (the order ablation pre-trains). */
+  makeTrainData(request: TrainDataRequest): Promise<TrainData> | TrainData;
+}

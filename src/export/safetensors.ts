@@ -1,0 +1,27 @@
+// `semaim export --encoder-only`: a timm-compatible ViT encoder (timm parameter names, no head) as
+// safetensors, with its config JSON beside it.
+import { writeFileSync, renameSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadTensors, saveTensors, disposeAll } from '../io';
+import { ENCODER_KEY, checkpointConfig, encoderConfigOf, resolveCheckpoint } from '../semaim';
+
+/** Writes `<out>.safetensors` and `<out>.json`; returns both paths. */
+export function exportEncoder(source: string, out: string): { weights: string; config: string; tensors: number } {
+  const dir = resolveCheckpoint(source);
+  const cfg = checkpointConfig(dir);
+  const enc = encoderConfigOf(cfg);
+  const base = out.replace(/\.(safetensors|json)$/, '');
+  const { tensors } = loadTensors(join(dir, 'model.safetensors'), { filter: (k) => ENCODER_KEY.test(k) });
+  try {
+    saveTensors(`${base}.safetensors`, tensors, {
+      format: 'pt', config: JSON.stringify(enc), source: dir,
+      note: 'timm VisionTransformer(img_size, patch_size, embed_dim, depth, num_heads, mlp_ratio, num_classes=0, global_pool="token")',
+    });
+  } finally {
+    disposeAll(tensors);
+  }
+  const tmp = `${base}.json.tmp-${process.pid}`;
+  writeFileSync(tmp, JSON.stringify({ ...enc, timm: { num_classes: 0, global_pool: 'token', class_token: true, qkv_bias: true } }, null, 2));
+  renameSync(tmp, `${base}.json`);
+  return { weights: `${base}.safetensors`, config: `${base}.json`, tensors: tensors.size };
+}

@@ -1,0 +1,172 @@
+// The one training loop, shared by pre-training and fine-tuning: learning-rate schedule per
+// iteration, gradient accumulation, mixed precision with optional loss scaling, clipping, EMA,
+// metrics, checkpoints that resume exactly, and stops (step budget, signal, non-finite loss).
+// What differs between the jobs (model, loss, data, schedule, evaluation) comes in a TrainJob.
+// Read it top to bottom like nanoGPT's train.py.
+import * as torch from '../torch';
+import { Tensor } from '../torch';
+import { GradScaler, Optimizer, BaseHyper, fractionalEpoch } from '../optim';
+import { Module } from '../nn';
+import { EMA } from './ema';
+import { optimizerStep } from './optimizer-step';
+import { cudnnAutotune } from './cudnn-autotune';
+import { catchStopSignals } from './signals';
+import { TrainState, StopReason } from './train-state';
+
+export type { StopReason };
+
+/** The run settings every trainer has (its option table has these keys). */
+export interface LoopSettings {
+  outDir: string;
+  device: torch.Device;
+  /** Micro-batches per optimiser step. */
+  accumIter: number;
+  epochs: number;
+  maxSteps?: number;
+  logEvery: number;
+  checkpointEvery: number;
+  keepLast: number;
+  resume: boolean;
+  /** Global-norm clipping threshold (0: none). */
+  clipGrad: number;
+}
+
+/** What differs between trainers. */
+export interface TrainJob<B> {
+  /** 'pretrain' or 'finetune': the progress label and the checkpoint format `semaim.<kind>/1`. */
+  kind: string;
+  model: Module;
+  optimizer: Optimizer<BaseHyper>;
+  /** Learning rate at a fractional epoch. */
+  schedule: (epoch: number) => number;
+  scaler: GradScaler | null;
+  ema: EMA<Module> | null;
+  /** Random streams of the job besides the global ones (saved as rng.<name>). */
+  generators: Record<string, torch.Generator>;
+  /** The model config: stored in every checkpoint and compared on resume. */
+  config: unknown;
+  /** The options, stored with every checkpoint. */
+  options: Record<string, unknown>;
+  /** More JSON state to store with every checkpoint. */
+  extraState?: Record<string, unknown>;
+  batchesPerEpoch: number;
+  /** This epoch's batches from batch index `start` on (a resumed epoch skips the ones already seen). */
+  batches(epoch: number, start: number): AsyncIterable<B>;
+  /** Images in a batch (for the throughput). */
+  batchSize(batch: B): number;
+  /** The batch's loss (a 0-d tensor), computed inside the loop's tensor scope. */
+  loss(batch: B): Tensor;
+  /** Which checkpoint is 'best': the score after a step, and whether lower or higher wins. */
+  best: { score(state: TrainState): number | null; lowerIsBetter: boolean };
+  /** At an epoch end that is not the run's end, before its checkpoint (e.g. a test-set evaluation). */
+  onEpochEnd?(epochsDone: number, state: TrainState): Promise<void>;
+  /** After the last step unless the run stopped on a signal or a non-finite loss, before the final checkpoint. */
+  onFinish?(epochsDone: number, state: TrainState): Promise<void>;
+}
+
+export interface LoopHooks {
+  /** Called after every optimiser step with the step number (tests use it to interrupt runs). */
+  onStep?: (step: number) => void;
+  /** Set to true to stop at the next step boundary (a checkpoint is written first). */
+  stop?: { requested: boolean };
+  log?: (line: string) => void;
+}
+
+export interface LoopResult {
+  steps: number;
+  firstLoss: number;
+  lastLoss: number;
+  stoppedBy: StopReason;
+  checkpoint: string | null;
+  /** The best score a checkpoint had (null when none was scored). */
+  best: number | null;
+}
+
+/** Lets the event loop turn: Node runs the finalizers of collected handles there, and a loader that always has the next batch ready would otherwise never yield. */
+const yieldToEventLoop = () => new Promise((resolve) => setImmediate(resolve));
+
+export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: LoopHooks = {}): Promise<LoopResult> {
+  const log = hooks.log ?? ((l: string) => process.stderr.write(l + '\n'));
+  const { optimizer, scaler, model, ema } = job;
+  const accum = run.accumIter;
+  const perEpoch = Math.floor(job.batchesPerEpoch / accum);
+  if (perEpoch < 1) throw new Error(`the data gives ${job.batchesPerEpoch} batches per epoch, fewer than --accum-iter ${accum}`);
+  const plannedSteps = Math.ceil(run.epochs * perEpoch);
+  const totalSteps = Math.min(plannedSteps, run.maxSteps ?? Infinity);
+
+  const state = new TrainState(job, run, { perEpoch, totalSteps, log });
+  if (run.resume) state.resume();
+  const stop = hooks.stop ?? { requested: false };
+  const releaseSignals = catchStopSignals(stop);
+  const restoreCudnn = cudnnAutotune(run.device);
+  const startEpoch = state.epoch;
+  model.train();
+  try {
+    outer: for (let epoch = startEpoch; state.step < totalSteps; epoch++) {
+      let micro = 0;
+      let batchIndex = epoch === startEpoch ? state.batch : 0;
+      for await (const batch of job.batches(epoch, batchIndex)) {
+        // Forward and backward of one micro-batch; the loss window stays on the device.
+        torch.scope(() => {
+          if (micro === 0) optimizer.setLr(job.schedule(fractionalEpoch(epoch, batchIndex / accum, perEpoch)));
+          const loss = job.loss(batch);
+          const scaled = loss.div(accum);
+          (scaler ? scaler.scale(scaled) : scaled).backward();
+          state.window.add(loss);
+        });
+        state.window.images += job.batchSize(batch);
+        micro++;
+        batchIndex++;
+        if (micro < accum) continue;
+        micro = 0;
+
+        // Optimiser step: unscale, clip, update, EMA.
+        const logStep = (state.step + 1) % run.logEvery === 0 || state.step + 1 === totalSteps;
+        torch.scope(() => {
+          const norm = optimizerStep({ optimizer, scaler, params: model.namedParameters(), clipGrad: run.clipGrad, ema, measureNorm: logStep });
+          if (logStep && norm) state.lastGradNorm = norm.item();
+        });
+        state.step++;
+        state.epoch = epoch;
+        state.batch = batchIndex;
+        hooks.onStep?.(state.step);
+        await yieldToEventLoop();
+
+        // Policy: log, stop on a non-finite loss, evaluate, checkpoint, stop at the budget or on request.
+        const epochEnd = batchIndex >= perEpoch * accum;
+        if (logStep && !state.flushMetrics(epoch + batchIndex / (perEpoch * accum))) {
+          log(`\nstopping: the loss became NaN/Inf by step ${state.step} (lr ${state.lr()}). ` +
+            `The last good checkpoint is ${state.lastCheckpoint ?? '(none yet)'}; lower --blr, raise --warmup-epochs, or use --precision fp32.`);
+          state.stoppedBy = 'nonfinite';
+          break outer;
+        }
+        if (epochEnd && state.step < totalSteps) await job.onEpochEnd?.(epoch + 1, state);
+        if (state.step % run.checkpointEvery === 0 || (epochEnd && state.step < totalSteps)) {
+          state.save(epochEnd ? epoch + 1 : epoch, epochEnd ? 0 : batchIndex);
+        }
+        if (state.step >= totalSteps) {
+          state.stoppedBy = totalSteps < plannedSteps ? 'maxSteps' : 'finished';
+          break outer;
+        }
+        if (stop.requested) {
+          log(`\nstopping on request at step ${state.step}: writing a checkpoint`);
+          state.stoppedBy = 'signal';
+          break outer;
+        }
+        if (epochEnd) break;
+      }
+    }
+
+    // The end: the last metrics window, the job's final evaluation, the last checkpoint.
+    if (state.stoppedBy !== 'nonfinite') {
+      state.flushMetrics(state.step / perEpoch);
+      if (state.stoppedBy !== 'signal') await job.onFinish?.(Number((state.step / perEpoch).toFixed(4)), state);
+      state.save(Math.floor(state.step / perEpoch), (state.step % perEpoch) * accum);
+    }
+  } finally {
+    releaseSignals();
+    restoreCudnn();
+    state.dispose();
+  }
+  return { steps: state.step, firstLoss: state.firstLoss, lastLoss: state.lastLoss, stoppedBy: state.stoppedBy, checkpoint: state.lastCheckpoint, best: state.best };
+}

@@ -1,0 +1,190 @@
+// Everything a training run carries from step to step and into its checkpoints: the position (step,
+// epoch, batch), the loss window kept on the device, the best score, and the save / resume of the
+// model, optimiser, loss scaler, EMA and random streams.
+import { join } from 'node:path';
+import * as torch from '../torch';
+import { Tensor } from '../torch';
+import { disposeAll } from '../io';
+import { CheckpointManager } from './checkpoints';
+import { MetricsLog } from './metrics';
+import { Progress } from './progress';
+import { globalRngStates, restoreGlobalRngStates } from './rng-state';
+import type { LoopSettings, TrainJob } from './loop';
+
+export type StopReason = 'finished' | 'maxSteps' | 'signal' | 'nonfinite';
+
+/**
+ * Sum and count of the losses since the last log, and whether all were finite, kept on the device so
+ * that a step never waits for the GPU; read only every --log-every steps.
+ */
+export class LossWindow {
+  readonly sum: Tensor;
+  readonly allFinite: Tensor;
+  count = 0;
+  images = 0;
+  started = Date.now();
+
+  constructor(device: torch.Device) {
+    this.sum = torch.keep(torch.zeros([], { device }));
+    this.allFinite = torch.keep(torch.ones([], { dtype: 'bool', device }));
+  }
+
+  add(loss: Tensor): void {
+    this.sum.add_(loss.detach().float());
+    this.allFinite.copy_(this.allFinite.logicalAnd(loss.isfinite()));
+    this.count++;
+  }
+
+  /** Whether every loss so far was finite (reads the device). */
+  finite(): boolean {
+    return this.allFinite.item() as unknown as boolean;
+  }
+
+  /** The mean loss and the images per second of the window, then starts a new window (the finiteness flag persists). */
+  take(): { mean: number; rate: number } {
+    const mean = this.count ? this.sum.item() / this.count : NaN;
+    const rate = this.images / Math.max((Date.now() - this.started) / 1000, 1e-9);
+    this.sum.zero_();
+    this.count = 0;
+    this.images = 0;
+    this.started = Date.now();
+    return { mean, rate };
+  }
+
+  dispose(): void {
+    this.sum.dispose();
+    this.allFinite.dispose();
+  }
+}
+
+interface SavedState {
+  step: number;
+  epoch: number;
+  batch: number;
+  best: number | null;
+  optimizer: unknown;
+  scaler?: unknown;
+  config: unknown;
+}
+
+export class TrainState {
+  step = 0;
+  /** Where the next batch comes from: epoch and batch (micro-batch) index within it. */
+  epoch = 0;
+  batch = 0;
+  best: number | null = null;
+  firstLoss = NaN;
+  lastLoss = NaN;
+  lastGradNorm = NaN;
+  lastCheckpoint: string | null = null;
+  stoppedBy: StopReason = 'finished';
+  readonly window: LossWindow;
+  private readonly checkpoints: CheckpointManager;
+  private readonly metrics: MetricsLog;
+  private readonly progress: Progress;
+  private readonly log: (line: string) => void;
+
+  constructor(
+    private readonly job: TrainJob<unknown>,
+    private readonly run: LoopSettings,
+    o: { perEpoch: number; totalSteps: number; log: (line: string) => void },
+  ) {
+    this.log = o.log;
+    this.window = new LossWindow(run.device);
+    this.checkpoints = new CheckpointManager(run.outDir, run.keepLast, (m) => this.log(m));
+    this.metrics = new MetricsLog(join(run.outDir, 'metrics.jsonl'));
+    this.progress = new Progress(job.kind, o.totalSteps);
+  }
+
+  /** The largest learning rate of the optimiser's groups (layer-wise decay gives the head the largest). */
+  lr(): number {
+    return Math.max(...this.job.optimizer.paramGroups.map((g) => g.lr));
+  }
+
+  /** Continues from the newest good checkpoint of the run folder, if there is one. */
+  resume(): void {
+    const latest = this.checkpoints.loadLatest();
+    if (!latest) return;
+    const { job } = this;
+    try {
+      const s = latest.state as unknown as SavedState & { bestLoss?: number; bestTop1?: number };
+      if (JSON.stringify(s.config) !== JSON.stringify(job.config)) {
+        throw new Error(`the checkpoint in ${latest.dir} was made for another model (${JSON.stringify(s.config)}); use a new --out-dir or --no-resume`);
+      }
+      job.model.loadStateDict(latest.model);
+      const optTensors = new Map([...latest.extra].filter(([k]) => k.startsWith('opt.')).map(([k, v]) => [k.slice(4), v]));
+      job.optimizer.loadStateDict({ tensors: optTensors, meta: s.optimizer as never });
+      job.ema?.loadStateTensors(latest.extra);
+      if (job.scaler && s.scaler) job.scaler.loadStateDict(s.scaler as never);
+      restoreGlobalRngStates(latest.extra, this.run.device);
+      for (const [name, g] of Object.entries(job.generators)) {
+        const st = latest.extra.get(`rng.${name}`);
+        if (!st) throw new Error(`checkpoint ${latest.dir} has no state for the random stream '${name}'`);
+        g.setState(st);
+      }
+      this.step = s.step;
+      this.epoch = s.epoch;
+      this.batch = s.batch;
+      this.best = s.best ?? s.bestLoss ?? (s.bestTop1 !== undefined && s.bestTop1 >= 0 ? s.bestTop1 : null);
+      this.lastCheckpoint = latest.dir;
+      this.log(`resumed from ${latest.dir} (step ${this.step}, epoch ${this.epoch}, batch ${this.batch})`);
+    } finally {
+      disposeAll(latest.model);
+      disposeAll(latest.extra);
+    }
+  }
+
+  /** Writes a checkpoint positioned at (epoch, batch); none after a non-finite loss. */
+  save(epoch: number, batch: number): void {
+    if (!this.window.finite()) return;
+    const { job } = this;
+    const optState = job.optimizer.stateDict();
+    const extra = new Map<string, Tensor>([...optState.tensors].map(([k, v]) => [`opt.${k}`, v] as [string, Tensor]));
+    if (job.ema) for (const [k, v] of job.ema.stateTensors()) extra.set(k, v);
+    const owned = globalRngStates(this.run.device);
+    for (const [name, g] of Object.entries(job.generators)) owned.set(`rng.${name}`, g.getState());
+    for (const [k, v] of owned) extra.set(k, v);
+    const score = job.best.score(this);
+    const better = score !== null && Number.isFinite(score) &&
+      (this.best === null || (job.best.lowerIsBetter ? score < this.best : score > this.best));
+    if (better) this.best = score;
+    try {
+      const state: SavedState & Record<string, unknown> = {
+        step: this.step, epoch, batch, best: this.best, optimizer: optState.meta, scaler: job.scaler?.stateDict(),
+        config: job.config, options: job.options, ...job.extraState,
+      };
+      this.lastCheckpoint = this.checkpoints.save(this.step, {
+        model: job.model.stateDict(),
+        extra,
+        state,
+        modelMetadata: { config: JSON.stringify(job.config), format: `semaim.${job.kind}/1` },
+      }, { best: better });
+    } finally {
+      disposeAll(optState.tensors);
+      disposeAll(owned);
+    }
+  }
+
+  /** Writes the metrics window (nothing when it is empty); false when the loss became NaN/Inf. */
+  flushMetrics(fractionalEpoch: number): boolean {
+    if (this.window.count === 0) return true;
+    const finite = this.window.finite();
+    const { mean, rate } = this.window.take();
+    if (Number.isNaN(this.firstLoss)) this.firstLoss = mean;
+    this.lastLoss = mean;
+    const rec = { step: this.step, epoch: Number(fractionalEpoch.toFixed(4)), loss: mean, lr: this.lr(), gradNorm: this.lastGradNorm, imgPerSec: rate };
+    this.metrics.write(rec);
+    this.progress.update(this.step, { epoch: fractionalEpoch.toFixed(2), loss: mean, lr: rec.lr, gnorm: this.lastGradNorm, 'img/s': rate.toFixed(1) }, true);
+    return finite && Number.isFinite(mean);
+  }
+
+  /** Records more metrics (e.g. a test-set evaluation) at the current step. */
+  writeMetrics(record: Record<string, unknown>): void {
+    this.metrics.write({ step: this.step, ...record });
+  }
+
+  dispose(): void {
+    this.progress.done();
+    this.window.dispose();
+  }
+}
