@@ -26,7 +26,7 @@ const coreCommands: Record<string, Command> = {
     summary: 'pre-train a ViT with SemAIM (checkpoints, metrics, resume)',
     async run(argv) {
       const p = parseCommand(argv, 'semaim pretrain [options]',
-        'Pre-trains a SemAIM model. Defaults follow the authors\' ViT-B/16 ImageNet recipe (SPEC §5);\n' +
+        'Pre-trains a SemAIM model. Defaults follow the authors\' ViT-B/16 ImageNet recipe (docs/METHOD.md §6.1);\n' +
         'a run killed at any moment continues from its last checkpoint when started again with the same --out-dir.',
         PRETRAIN_OPTIONS);
       if (!p) return 0;

@@ -43,7 +43,7 @@ export function makeEvalCommands(factories: () => EvalDataFactories = registered
       summary: 'full fine-tuning (layer-wise lr decay, mixup/cutmix, drop-path; checkpoints and resume)',
       async run(argv) {
         const p = parseCommand(argv, 'semaim finetune --checkpoint RUN_DIR|ENCODER.safetensors [options]',
-          'Fine-tunes the encoder with global average pooling + fc_norm + head, as MAE (SPEC §5 defaults).\n' +
+          'Fine-tunes the encoder with global average pooling + fc_norm + head, as MAE (defaults: docs/METHOD.md §6.2).\n' +
           'A run killed at any moment continues from its last checkpoint when started again with the same --out-dir.\n' +
           'Writes <out-dir>/finetune.json at the end.', FINETUNE_OPTIONS);
         if (!p) return 0;

@@ -8,7 +8,7 @@ import { Tensor } from '../torch';
 import { loadTensors, saveTensors } from '../io';
 
 export interface CheckpointFiles {
-  /** Tensors written to model.safetensors (SPEC parameter names). */
+  /** Tensors written to model.safetensors (parameter names of docs/METHOD.md §2.7). */
   model: Map<string, Tensor>;
   /** Tensors written to optimizer.safetensors (optimiser moments, EMA weights, RNG states...). */
   extra: Map<string, Tensor>;

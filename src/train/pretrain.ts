@@ -84,7 +84,7 @@ export async function pretrain(o: OptionValues, data: TrainData, hooks: Pretrain
   const ema = o.ema ? new EMA(new VisionTransformer(cfg).to({ device }), model, o.emaDecay as number) : null;
   writeFileSync(join(outDir, 'config.json'), JSON.stringify({ options: o, model: cfg }, null, 2));
 
-  // ---- optimiser and schedule (SPEC §5)
+  // ---- optimiser and schedule (docs/METHOD.md §6.1)
   const accum = o.accumIter as number;
   const effectiveBatch = (o.batchSize as number) * accum;
   const lr = (o.lr as number | undefined) ?? scaleLr(o.blr as number, effectiveBatch);
