@@ -27,7 +27,7 @@ with Block_SelfMask / Block_SelfCrossMask and engine_pretrain's loop), not copie
     AdamW (0.9, 0.95), wd 0.05, no decay on 1-D params, biases, cls_token and pos_embed (the TS
     trainer's set; --decay-cls-token gives timm's add_weight_decay set of the authors' code, where
     cls_token is decayed).
-Parameter names are the project's (SPEC.md §1: timm names for the encoder, query_blocks.{k}.attn.q/k/v/proj,
+Parameter names are the project's (docs/METHOD.md §2.7: timm names for the encoder, query_blocks.{k}.attn.q/k/v/proj,
 prediction_head.fc1/fc2, shared `norm`), so --init-weights loads the same safetensors file as the TS
 model and bench/pretrain_torch.py. Decoder block k reads the encoder after block (k+1)*L/L' (the
 authors' `(i+1) % step == 0` when L' divides L).
@@ -188,7 +188,7 @@ class AuthorsSemAIM(nn.Module):
         if depth % decoder_depth == 0:
             step = depth // decoder_depth
             self.taps = [i + 1 for i in range(depth) if (i + 1) % step == 0]
-        else:  # the authors' code needs L' | L; uniform choice otherwise (SPEC §1)
+        else:  # the authors' code needs L' | L; uniform choice otherwise (docs/METHOD.md §2.4)
             self.taps = [((k + 1) * depth) // decoder_depth for k in range(decoder_depth)]
         self.query_blocks = nn.ModuleList([SelfCrossMaskBlock(dim, heads, mlp_ratio) for _ in self.taps])
         self.norm = nn.LayerNorm(dim, eps=LN_EPS)

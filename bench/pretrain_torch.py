@@ -2,7 +2,7 @@
 """The PyTorch side of `npm run bench:pretrain` (bench/pretrain.ts runs it with /usr/bin/python3).
 
 The same SemAIM model and the same training step as src/train/pretrain.ts, written as ordinary
-PyTorch from SPEC.md §1-5:
+PyTorch from docs/METHOD.md §2-5:
   * ViT encoder: P x P stride-P conv patch embedding, [CLS], fixed 2-D sin-cos position embedding,
     timm-style pre-norm blocks (fused qkv, LayerNorm eps 1e-6, exact GELU, MLP ratio 4);
   * decoder: L' cross-attention blocks (separate q/k/v/proj, the same norm1 on both streams), block k

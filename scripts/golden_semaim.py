@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Independent PyTorch reference for SemAIM (SPEC.md §1-4) and the golden files under test/golden/semaim/.
+"""Independent PyTorch reference for SemAIM (docs/METHOD.md §2-5) and the golden files under test/golden/semaim/.
 
-Written from /work/shared/SPEC.md only (not from src/semaim), in float64, with explicit additive -inf
+Written from the method description only (now docs/METHOD.md; not from src/semaim), in float64, with explicit additive -inf
 masks in the original token order. Self-checks before writing anything:
   * explicit-mask attention == a naive per-query loop (each query softmaxes over its visible keys only),
-  * explicit-mask attention == the "tokens gathered into order + causal mask" path of SPEC §3,
+  * explicit-mask attention == the "tokens gathered into order + causal mask" path of docs/METHOD.md §4.2,
   * the masks element by element against their definitions, and the pos-embed, blur and patchify
     against hand-written loops.
 
@@ -323,7 +323,7 @@ def forward_pred(p, cfg, imgs, order, mode="mask"):
 
 
 def forward_pred_permuted(p, cfg, imgs, order):
-    """SPEC §3 fast path: gather patches into order, plain causal masks, scatter the predictions back."""
+    """docs/METHOD.md §4.2 fast path: gather patches into order, plain causal masks, scatter the predictions back."""
     P, L, Lp, heads = cfg["patchSize"], cfg["depth"], cfg["decoderDepth"], cfg["numHeads"]
     B, N = order.shape
     perm = torch.argsort(order, dim=1)  # perm[b, t] = patch index predicted t-th
@@ -509,7 +509,7 @@ def check_all(p, cfg, imgs, order, ref, name):
     with torch.no_grad():
         pr3 = forward_pred_permuted(p, cfg, imgs, order)
     assert torch.allclose(pred, pr3, rtol=1e-10, atol=1e-12), f"case {name}: permuted causal path differs"
-    # SPEC §3: CLS sees only itself, so the first patch of the order is predicted from an image-independent
+    # docs/METHOD.md §4.1: CLS sees only itself, so the first patch of the order is predicted from an image-independent
     # state: its prediction must not change when the image does.
     with torch.no_grad():
         other = forward_pred(p, cfg, torch.randn(imgs.shape, dtype=DT, generator=torch.Generator().manual_seed(7)),

@@ -1,4 +1,4 @@
-// Full fine-tuning (MAE's main_finetune.py with SPEC §5's settings): the pre-trained encoder with
+// Full fine-tuning (MAE's main_finetune.py with the settings of docs/METHOD.md §6.2): the pre-trained encoder with
 // global average pooling → fc_norm → head, AdamW with layer-wise lr decay, warm-up + cosine per
 // iteration down to min lr, drop-path, mixup/cutmix with label smoothing (soft-target cross
 // entropy), optional EMA and mixed precision; checkpoints that resume exactly (same semantics as

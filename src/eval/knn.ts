@@ -9,7 +9,7 @@ import { Accuracy, AccuracyTally } from './accuracy';
 import { FeatureSet } from './features';
 
 export interface KnnOptions {
-  /** Neighbour counts to report (DINO: 10, 20, 100, 200; SPEC: 20, also 10 and 30). */
+  /** Neighbour counts to report (DINO: 10, 20, 100, 200; SemAIM authors: 20, also 10 and 30, docs/METHOD.md §6.4). */
   ks: number[];
   /** Temperature of the vote weights exp(sim / T). Default 0.07. */
   temperature?: number;

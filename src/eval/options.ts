@@ -1,4 +1,4 @@
-// Option tables of `semaim knn | linprobe | finetune | ablate` (SPEC §5 defaults) and the checks
+// Option tables of `semaim knn | linprobe | finetune | ablate` (defaults: docs/METHOD.md §6) and the checks
 // that need more than one option. Everything is validated before any work starts.
 import { OptionError, Options, defineOptions } from '../util/options';
 import { parseKs } from './knn';
@@ -33,14 +33,14 @@ const KNN_ONLY = defineOptions({
 
 const LINPROBE_ONLY = defineOptions({
   epochs: { type: 'number', default: 90, min: 0.001, help: 'training epochs' },
-  batchSize: { type: 'int', default: 256, min: 2, help: 'training batch (MAE: 16384 over 64 GPUs; SPEC: 4096)' },
+  batchSize: { type: 'int', default: 256, min: 2, help: 'training batch (MAE: 16384 over 64 GPUs; SemAIM authors: 4096, docs/METHOD.md §6.3)' },
   blr: { type: 'number', default: 0.1, min: 0, help: 'base lr; lr = blr × batch / 256' },
   lr: { type: 'number', min: 0, help: 'absolute lr (overrides blr)' },
   minLr: { type: 'number', default: 0, min: 0, help: 'final lr of the cosine schedule' },
-  warmupEpochs: { type: 'number', default: 0, min: 0, help: 'linear warm-up epochs (SPEC: none; MAE: 10)' },
+  warmupEpochs: { type: 'number', default: 0, min: 0, help: 'linear warm-up epochs (SemAIM authors: none; MAE: 10)' },
   weightDecay: { type: 'number', default: 0, min: 0, help: 'weight decay' },
   momentum: { type: 'number', default: 0.9, min: 0, max: 1, help: 'SGD/LARS momentum' },
-  optimizer: { type: 'string', default: 'sgd', choices: ['sgd', 'lars'], help: 'SGD (SPEC) or LARS (MAE)' },
+  optimizer: { type: 'string', default: 'sgd', choices: ['sgd', 'lars'], help: 'SGD (SemAIM authors) or LARS (MAE)' },
   cacheFeatures: { type: 'boolean', default: true, help: 'extract features once (no augmentation) and train on them; --no-cache-features runs the encoder on every crop-flip batch' },
   evalEvery: { type: 'int', default: 0, min: 0, help: 'report test accuracy every N epochs (0: only at the end)' },
 });

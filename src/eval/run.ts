@@ -76,7 +76,7 @@ export async function encoderFeatures(o: KnnCommandOptions | LinprobeCommandOpti
 }
 
 export function knnRows(results: KnnResult[]): { name: string; accuracy: KnnResult['accuracy'] }[] {
-  // The headline is k = 20 when asked for (SPEC), else the first k.
+  // The headline is k = 20 when asked for (the authors' choice, docs/METHOD.md §6.4), else the first k.
   const sorted = [...results].sort((a, b) => (a.k === 20 ? -1 : b.k === 20 ? 1 : a.k - b.k));
   return sorted.map((r) => ({ name: `k-NN k=${r.k}`, accuracy: r.accuracy }));
 }

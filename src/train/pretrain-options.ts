@@ -1,4 +1,4 @@
-// `semaim pretrain` options (SPEC §5 defaults: the authors' ViT-B/16 ImageNet recipe) and their
+// `semaim pretrain` options (defaults: the authors' ViT-B/16 ImageNet recipe, docs/METHOD.md §6.1) and their
 // translation into a model config. Everything is validated before any work starts.
 import { readFileSync } from 'node:fs';
 import { OptionError, Options, defineOptions } from '../util/options';
