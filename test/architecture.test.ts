@@ -1,0 +1,73 @@
+// The layers of src/ and what each may import: lower layers never import higher ones, so the tensor
+// library, the data pipeline and the model stay usable on their own. Reads the import statements
+// of every source file.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join, relative, resolve, sep } from 'node:path';
+
+const SRC = resolve(__dirname, '..', '..', 'src');
+
+/** Folder → the folders it may import from (besides itself). */
+const MAY_IMPORT: Record<string, string[]> = {
+  util: [],
+  torch: ['util'],
+  nn: ['torch', 'util'],
+  optim: ['torch', 'nn', 'util'],
+  io: ['torch', 'util'],
+  data: ['torch', 'io', 'util'],
+  semaim: ['torch', 'nn', 'io', 'util'],
+  dist: ['torch', 'nn', 'util'],
+  run: ['torch', 'nn', 'optim', 'io', 'semaim', 'data', 'dist', 'util'],
+  train: ['torch', 'nn', 'optim', 'io', 'semaim', 'data', 'dist', 'run', 'util'],
+  eval: ['torch', 'nn', 'optim', 'io', 'semaim', 'data', 'dist', 'run', 'util'],
+  viz: ['torch', 'nn', 'io', 'semaim', 'data', 'run', 'util'],
+  export: ['torch', 'nn', 'io', 'semaim', 'data', 'run', 'viz', 'util'],
+  experiments: ['torch', 'nn', 'optim', 'io', 'semaim', 'data', 'dist', 'run', 'train', 'eval', 'viz', 'util'],
+  cli: ['torch', 'nn', 'optim', 'io', 'semaim', 'data', 'dist', 'run', 'train', 'eval', 'viz', 'export', 'experiments', 'util'],
+};
+
+function sourceFiles(dir: string): string[] {
+  return readdirSync(dir).flatMap((n) => {
+    const p = join(dir, n);
+    return statSync(p).isDirectory() ? sourceFiles(p) : n.endsWith('.ts') ? [p] : [];
+  });
+}
+
+/** Top-level folder of src/ a path lies in ('' for files directly in src/). */
+function layerOf(path: string): string {
+  const parts = relative(SRC, path).split(sep);
+  return parts.length > 1 ? parts[0] : '';
+}
+
+/** Relative module specifiers a file imports (static, dynamic and require). */
+export function importsOf(text: string): string[] {
+  const out: string[] = [];
+  for (const m of text.matchAll(/(?:from\s+|import\s*\(\s*|require\s*\(\s*|import\s+)'(\.[^']*)'/g)) out.push(m[1]);
+  return out;
+}
+
+test('each layer of src/ imports only the layers below it', () => {
+  const violations: string[] = [];
+  const files = sourceFiles(SRC);
+  assert.ok(files.length > 50, `found only ${files.length} source files under ${SRC}`);
+  for (const file of files) {
+    const from = layerOf(file);
+    if (!from) continue; // src/index.ts: the public entry point may re-export anything
+    const allowed = MAY_IMPORT[from];
+    if (!allowed) {
+      violations.push(`${relative(SRC, file)}: folder '${from}' has no entry in the layer table`);
+      continue;
+    }
+    for (const spec of importsOf(readFileSync(file, 'utf8'))) {
+      const to = relative(SRC, resolve(dirname(file), spec)).split(sep)[0];
+      if (to !== from && !allowed.includes(to)) violations.push(`${relative(SRC, file)} imports ${spec} (${from} → ${to || 'src'})`);
+    }
+  }
+  assert.deepEqual(violations, []);
+});
+
+test('the import reader sees static, dynamic and require imports', () => {
+  assert.deepEqual(importsOf("import { a } from '../x';\nconst b = await import('./y');\nconst c = require('../../z');\nimport './side';"), ['../x', './y', '../../z', './side']);
+  assert.deepEqual(importsOf("import { readFileSync } from 'node:fs';"), []);
+});
