@@ -9,6 +9,8 @@ import { PRETRAIN_OPTIONS, validatePretrain, modelConfigFrom, trainDataRequest }
 import { pretrain } from '../train/pretrain';
 import { exportEncoder } from '../export/safetensors';
 import { makeTrainData } from '../data';
+import { VERIFY_OPTIONS } from '../eval/options';
+import { runExitCode } from '../run/signals';
 
 export { Command, defineCommand };
 
@@ -16,6 +18,7 @@ const EXPORT_OPTIONS = defineOptions({
   checkpoint: { type: 'string', required: true, help: 'run folder (newest valid checkpoint) or a checkpoint folder' },
   out: { type: 'string', required: true, help: 'output path without extension: writes <out>.safetensors and <out>.json' },
   encoderOnly: { type: 'boolean', default: true, help: 'timm-compatible encoder only (the only export format)' },
+  ...VERIFY_OPTIONS,
 });
 
 const coreCommands: Record<string, Command> = {
@@ -33,7 +36,7 @@ const coreCommands: Record<string, Command> = {
       const r = await pretrain(o, makeTrainData(trainDataRequest(o)));
       process.stdout.write(`pretrain ${r.stoppedBy} after ${r.steps} steps; loss ${r.firstLoss.toFixed(4)} → ${r.lastLoss.toFixed(4)}\n` +
         `  checkpoint: ${r.checkpoint}\n  metrics:    ${r.outDir}/metrics.jsonl\n`);
-      return r.stoppedBy === 'nonfinite' ? 1 : 0;
+      return runExitCode(r);
     },
   }),
   export: defineCommand({
@@ -42,7 +45,7 @@ const coreCommands: Record<string, Command> = {
     description: 'Writes the encoder (timm names) of a checkpoint.',
     options: EXPORT_OPTIONS,
     async run(o) {
-      const r = exportEncoder(o.checkpoint, o.out);
+      const r = exportEncoder(o.checkpoint, o.out, o);
       process.stdout.write(`wrote ${r.weights} (${r.tensors} tensors) and ${r.config}\n`);
       return 0;
     },

@@ -8,6 +8,7 @@ import { ABLATE_OPTIONS, validateAblate } from '../experiments/ablate-options';
 import { runFinetune, runKnn, runLinprobe } from '../eval/run';
 import { ablate } from '../experiments/ablate';
 import { resolveEncoder } from '../semaim';
+import { runExitCode } from '../run/signals';
 
 /** The commands over the given data factories (looked up only when a command runs). */
 export function makeEvalCommands(factories: () => DataFactories = () => DATA_FACTORIES): Record<string, Command> {
@@ -20,7 +21,7 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
       options: KNN_OPTIONS,
       validate: (o) => {
         validateEval(o);
-        resolveEncoder(o.checkpoint); // a missing encoder is reported before any data is opened
+        resolveEncoder(o.checkpoint, o); // a missing encoder is reported before any data is opened
       },
       async run(o) {
         const r = await runKnn(o, factories());
@@ -36,7 +37,7 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
       options: LINPROBE_OPTIONS,
       validate: (o) => {
         validateEval(o);
-        resolveEncoder(o.checkpoint);
+        resolveEncoder(o.checkpoint, o);
       },
       async run(o) {
         const r = await runLinprobe(o, factories());
@@ -53,12 +54,12 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
       options: FINETUNE_OPTIONS,
       validate: (o) => {
         validateEval(o);
-        resolveEncoder(o.checkpoint);
+        resolveEncoder(o.checkpoint, o);
       },
       async run(o) {
         const r = await runFinetune(o, factories());
         process.stdout.write(r.path ? `${r.table}wrote ${r.path}\n` : r.table);
-        return r.stoppedBy === 'nonfinite' ? 1 : 0;
+        return runExitCode(r);
       },
     }),
     ablate: defineCommand({

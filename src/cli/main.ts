@@ -24,9 +24,9 @@ async function main(argv: string[]): Promise<number> {
 
 main(process.argv.slice(2)).then(
   (code) => { process.exitCode = code; },
-  (err: Error & { key?: string }) => {
+  (err: Error & { key?: string; exitCode?: number }) => {
     process.stderr.write(`semaim: ${err.message}\n`);
     if (process.env.SEMAIM_DEBUG) process.stderr.write(`${err.stack}\n`);
-    process.exitCode = err.name === 'OptionError' || err.name === 'ConfigError' ? 2 : 1;
+    process.exitCode = err.exitCode ?? (err.name === 'OptionError' || err.name === 'ConfigError' ? 2 : 1);
   },
 );

@@ -7,6 +7,7 @@ import { OptionError, Options, defineOptions } from '../util/options';
 import { ORDER_NAMES, OrderName } from '../viz/maps';
 import { visualizeCheckpoint, writeRunReport } from '../viz/pipeline';
 import { Command, defineCommand } from './command';
+import { VERIFY_OPTIONS } from '../eval/options';
 
 const ALL_ORDERS = ORDER_NAMES.join(',');
 
@@ -18,6 +19,7 @@ const FIGURE_OPTIONS = defineOptions({
   batchSize: { type: 'int', default: 16, min: 1, help: 'images per forward pass' },
   cellSize: { type: 'int', default: 128, min: 8, max: 1024, help: 'enlarge each cell (nearest neighbour, integer factor) to at least this many pixels' },
   device: { type: 'string', default: 'cpu', help: "'cpu', 'cuda' or 'cuda:N'" },
+  ...VERIFY_OPTIONS,
   threads: { type: 'int', min: 1, help: 'CPU threads for libtorch (default: all cores)' },
 });
 
@@ -55,7 +57,7 @@ function setup(o: FigureOptions): torch.Device {
 }
 
 function figureJob(o: FigureOptions, images: string[]) {
-  return { images, orders: parseOrders(o.orders), lossOrder: o.lossOrder, maxImages: o.maxImages, seed: o.seed, batchSize: o.batchSize, minCell: o.cellSize };
+  return { images, orders: parseOrders(o.orders), lossOrder: o.lossOrder, maxImages: o.maxImages, seed: o.seed, batchSize: o.batchSize, minCell: o.cellSize, verify: o.verify };
 }
 
 export const vizCommands: Record<string, Command> = {

@@ -3,9 +3,8 @@
 // iteration down to min lr, drop-path, mixup/cutmix with label smoothing (soft-target cross
 // entropy), optional EMA and mixed precision; checkpoints that resume exactly (same semantics as
 // pre-training: atomic, verified, the global and mixing RNG states saved with them).
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
 import * as torch from '../torch';
 import { AdamW, GradScaler, paramGroupsLayerDecay, scaleLr, warmupCosine } from '../optim';
 import { disposeAll } from '../io';
@@ -15,12 +14,13 @@ import { EMA } from '../run/ema';
 import { Progress } from '../run/progress';
 import { LoopHooks, StopReason, trainLoop } from '../run/loop';
 import type { TrainState } from '../run/train-state';
+import type { StopSignal } from '../run/signals';
 import { withPrecision } from '../run/precision';
 import { checkDevice } from '../run/device';
 import { Accuracy, AccuracyTally } from './accuracy';
 import { ClassifierConfig, ViTClassifier } from './classifier';
 import { Mixup, softTargetCrossEntropy } from './mix';
-import { FinetuneOptions, validateEval } from './options';
+import { FINETUNE_OPTIONS, FinetuneOptions, validateEval } from './options';
 
 export interface FinetuneData {
   train: LabelledData;
@@ -33,6 +33,7 @@ export interface FinetuneResult {
   outDir: string;
   steps: number;
   stoppedBy: StopReason;
+  signal?: StopSignal;
   /** Test accuracy of the final model (null when stopped before the end). */
   accuracy: Accuracy | null;
   /** Test accuracy of the EMA model (with --ema). */
@@ -93,7 +94,7 @@ export function makeFinetuneOptimizer(model: ViTClassifier, o: FinetuneOptions, 
 export async function finetune(o: FinetuneOptions, data: FinetuneData, hooks: FinetuneHooks = {}, source?: EncoderSource): Promise<FinetuneResult> {
   const log = hooks.log ?? ((l: string) => process.stderr.write(l + '\n'));
   validateEval(o);
-  source ??= resolveEncoder(o.checkpoint);
+  source ??= resolveEncoder(o.checkpoint, o);
   const numClasses = data.train.numClasses;
   if (data.test.numClasses !== numClasses) throw new Error(`train data has ${numClasses} classes, test data ${data.test.numClasses}`);
   const cfg = classifierConfigFrom(o, source, numClasses);
@@ -120,7 +121,6 @@ export async function finetune(o: FinetuneOptions, data: FinetuneData, hooks: Fi
   }
   model.to({ device });
   const ema = o.ema ? new EMA(new ViTClassifier(cfg).to({ device }), model, o.emaDecay) : null;
-  writeFileSync(join(o.outDir, 'config.json'), JSON.stringify({ options: o, model: cfg, encoder: source }, null, 2));
 
   // ---- optimiser, schedule, mixing
   const lr = o.lr ?? scaleLr(o.blr, o.batchSize * o.accumIter);
@@ -147,7 +147,7 @@ export async function finetune(o: FinetuneOptions, data: FinetuneData, hooks: Fi
   const end: { final?: { acc: Accuracy; emaAcc: Accuracy | null } } = {};
   try {
     const r = await trainLoop<LabelledBatch>({
-      kind: 'finetune', model, optimizer, schedule, scaler, ema, generators: { mix: mixGen }, config: cfg, options: o, extraState: { encoder: source },
+      kind: 'finetune', model, optimizer, schedule, scaler, ema, generators: { mix: mixGen }, config: cfg, options: o, optionTable: FINETUNE_OPTIONS, extraState: { encoder: source },
       batchesPerEpoch: perEpoch * o.accumIter,
       batches: (epoch, start) => data.train.batches({ batchSize: o.batchSize, shuffle: true, epoch, augment: o.augment, seed: o.seed, dropLast: true, start }),
       batchSize: (b) => b.shape[0],
@@ -168,7 +168,7 @@ export async function finetune(o: FinetuneOptions, data: FinetuneData, hooks: Fi
     }, { ...o, device }, hooks);
     const done = end.final;
     return {
-      outDir: o.outDir, steps: r.steps, stoppedBy: r.stoppedBy, accuracy: done?.acc ?? null, emaAccuracy: done?.emaAcc ?? null,
+      outDir: o.outDir, steps: r.steps, stoppedBy: r.stoppedBy, signal: r.signal, accuracy: done?.acc ?? null, emaAccuracy: done?.emaAcc ?? null,
       bestTop1: Math.max(r.best ?? -1, done?.acc.top1 ?? -1), lastLoss: r.lastLoss, checkpoint: r.checkpoint, encoder: source, config: cfg,
     };
   } finally {

@@ -13,6 +13,13 @@ export const DATA_OPTIONS = defineOptions({
   numWorkers: { mayChangeOnResume: true, type: 'int', min: 0, help: 'decoding/augmentation worker threads (default: one per core but one, at most 8; 0 = on the main thread)' },
 });
 
+export const VERIFY_OPTIONS = defineOptions({
+  verify: {
+    type: 'boolean', default: true, mayChangeOnResume: true,
+    help: "check a checkpoint folder's files against the SHA-256 in its state.json before using it (--no-verify uses a corrupted one anyway)",
+  },
+});
+
 export const RUN_OPTIONS = defineOptions({
   seed: { type: 'int', default: 0, help: 'random seed' },
   device: { mayChangeOnResume: true, type: 'string', default: 'cpu', help: "'cpu', 'cuda' or 'cuda:N'" },
@@ -47,6 +54,7 @@ const LINPROBE_ONLY = defineOptions({
 
 export const KNN_OPTIONS = defineOptions({
   checkpoint: { type: 'string', required: true, help: 'pre-training run folder (newest valid checkpoint), checkpoint folder, or exported encoder .safetensors' },
+  ...VERIFY_OPTIONS,
   ...KNN_ONLY,
   ...FEATURE_OPTIONS,
   ...DATA_OPTIONS,
@@ -56,6 +64,7 @@ export const KNN_OPTIONS = defineOptions({
 
 export const LINPROBE_OPTIONS = defineOptions({
   checkpoint: { type: 'string', required: true, help: 'pre-training run folder, checkpoint folder, or exported encoder .safetensors' },
+  ...VERIFY_OPTIONS,
   ...LINPROBE_ONLY,
   ...FEATURE_OPTIONS,
   ...DATA_OPTIONS,
@@ -65,6 +74,7 @@ export const LINPROBE_OPTIONS = defineOptions({
 
 export const FINETUNE_OPTIONS = defineOptions({
   checkpoint: { type: 'string', required: true, help: 'pre-training run folder, checkpoint folder, or exported encoder .safetensors' },
+  ...VERIFY_OPTIONS,
   init: { type: 'string', default: 'pretrained', choices: ['pretrained', 'random'], help: "'random': the checkpoint's architecture from scratch (baseline)" },
   pool: { type: 'string', default: 'avg', choices: ['avg', 'cls'], help: "'avg': mean of patch tokens → fc_norm (MAE); 'cls': norm → [CLS]" },
   dropPath: { type: 'number', default: 0.1, min: 0, max: 0.99, help: 'stochastic depth rate (rises linearly over the blocks)' },

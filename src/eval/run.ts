@@ -7,6 +7,8 @@ import { saveTensors } from '../io';
 import { DataFactories, EvalDataRequest, LabelledData, Split } from '../data';
 import { EncoderSource, LoadedEncoder, loadEncoder, resolveEncoder, sha256File } from '../semaim';
 import { checkDevice } from '../run/device';
+import type { StopReason } from '../run/loop';
+import type { StopSignal } from '../run/signals';
 import { FeatureSet, checkImageShape, disposeFeatures, extractFeatures } from './features';
 import { FinetuneHooks, finetune } from './finetune';
 import { KnnResult, knnClassify, parseKs } from './knn';
@@ -83,7 +85,7 @@ export function knnRows(results: KnnResult[]): { name: string; accuracy: KnnResu
 
 export async function runKnn(o: KnnCommandOptions, f: DataFactories): Promise<EvalRun> {
   validateEval(o);
-  const source = resolveEncoder(o.checkpoint);
+  const source = resolveEncoder(o.checkpoint, o);
   setThreads(o);
   const t0 = Date.now();
   const ft = await encoderFeatures(o, f, source);
@@ -112,7 +114,7 @@ export function linprobeOptionsFrom(o: LinprobeCommandOptions): LinprobeOptions 
 
 export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories): Promise<EvalRun> {
   validateEval(o);
-  const source = resolveEncoder(o.checkpoint);
+  const source = resolveEncoder(o.checkpoint, o);
   setThreads(o);
   const t0 = Date.now();
   const lo = linprobeOptionsFrom(o);
@@ -173,12 +175,13 @@ export interface FinetuneRun {
   result: EvalResult | null;
   path: string | null;
   table: string;
-  stoppedBy: string;
+  stoppedBy: StopReason;
+  signal?: StopSignal;
 }
 
 export async function runFinetune(o: FinetuneOptions, f: DataFactories, hooks: FinetuneHooks = {}): Promise<FinetuneRun> {
   validateEval(o);
-  const source = resolveEncoder(o.checkpoint);
+  const source = resolveEncoder(o.checkpoint, o);
   setThreads(o);
   const t0 = Date.now();
   const splits = await makeSplits(f, o, source.config.imgSize);
@@ -186,7 +189,7 @@ export async function runFinetune(o: FinetuneOptions, f: DataFactories, hooks: F
     const r = await finetune(o, splits, hooks, source);
     if (!r.accuracy) {
       const msg = `fine-tuning stopped (${r.stoppedBy}) after ${r.steps} steps; run again with the same --out-dir to continue from ${r.checkpoint ?? 'the start'}`;
-      return { result: null, path: null, table: msg + '\n', stoppedBy: r.stoppedBy };
+      return { result: null, path: null, table: msg + '\n', stoppedBy: r.stoppedBy, signal: r.signal };
     }
     const rows = [{ name: `fine-tune (${r.steps} steps)`, accuracy: r.accuracy }];
     if (r.emaAccuracy) rows.push({ name: 'fine-tune (EMA)', accuracy: r.emaAccuracy });

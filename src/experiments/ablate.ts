@@ -12,6 +12,7 @@ import { resolveOptions } from '../util/options';
 import { VisionTransformer, encoderConfigOf, loadEncoder } from '../semaim';
 import { DataFactories, LabelledData, TrainData } from '../data';
 import { checkDevice } from '../run/device';
+import { StoppedBySignal } from '../run/signals';
 import { Accuracy } from '../eval/accuracy';
 import { FeaturePooling, checkImageShape, disposeFeatures, extractFeatures } from '../eval/features';
 import { knnClassify, parseKs } from '../eval/knn';
@@ -358,7 +359,7 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
         let data = await f.makeTrainData(trainDataRequest(p.options));
         if (recipe.pretrainLimit) data = limitTrainData(data, Math.max(1, Math.floor(recipe.pretrainLimit / p.options.batchSize)));
         const r = await pretrain(p.options, data, { log });
-        if (r.stoppedBy === 'signal') throw new Error(`interrupted during '${p.order}' seed ${p.seed}; run the same command again to continue`);
+        if (r.stoppedBy === 'signal') throw new StoppedBySignal(`interrupted during '${p.order}' seed ${p.seed}; run the same command again to continue`, r.signal);
         if (r.stoppedBy === 'nonfinite' || !r.checkpoint) throw new Error(`pre-training '${p.order}' seed ${p.seed} diverged (NaN/Inf loss); see ${p.runDir}/metrics.jsonl`);
         pr = r;
         const loaded = loadEncoder(p.runDir, { device });

@@ -3,11 +3,11 @@
 import { writeFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadTensors, saveTensors, disposeAll } from '../io';
-import { ENCODER_KEY, checkpointConfig, encoderConfigOf, resolveCheckpoint } from '../semaim';
+import { ENCODER_KEY, VerifyOption, checkpointConfig, encoderConfigOf, resolveCheckpoint } from '../semaim';
 
 /** Writes `<out>.safetensors` and `<out>.json`; returns both paths. */
-export function exportEncoder(source: string, out: string): { weights: string; config: string; tensors: number } {
-  const dir = resolveCheckpoint(source);
+export function exportEncoder(source: string, out: string, o: VerifyOption = {}): { weights: string; config: string; tensors: number } {
+  const dir = resolveCheckpoint(source, o);
   const cfg = checkpointConfig(dir);
   const enc = encoderConfigOf(cfg);
   const base = out.replace(/\.(safetensors|json)$/, '');

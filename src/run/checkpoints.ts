@@ -1,20 +1,56 @@
 // A run's checkpoints: a folder per step (src/io/checkpoint.ts), written into a temporary folder and
-// renamed into place so that a checkpoint is either complete or absent; the last K are kept, plus
-// 'best'; a corrupted one is detected and skipped.
-import { cpSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+// renamed into place so that a checkpoint is either complete or absent; the last K of this run are
+// kept, plus 'best'. Rules that keep work from being lost:
+// - a checkpoint is deleted only when K newer ones of the same run are known good (written by this
+//   process, or verified against their SHA-256 when the run resumed);
+// - a corrupted checkpoint is moved to checkpoints/corrupt/, never used and never counted;
+// - a run that starts afresh in a folder holding another run's checkpoints moves them (and that run's
+//   metrics) to previous/<run>/ first, so that one folder holds one run;
+// - temporary folders of processes that died while saving are removed when a run starts.
+import { cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { saveTensors } from '../io';
-import { CheckpointContents, LoadedCheckpoint, fsyncPath, listCheckpoints, readCheckpoint, sha256File, stepDirName, verifyCheckpoint } from '../io/checkpoint';
+import {
+  CheckpointContents, LoadedCheckpoint, fsyncPath, listCheckpoints, readCheckpoint, readCheckpointState, sha256File, stepDirName, verifyCheckpoint,
+} from '../io/checkpoint';
 
 export interface CheckpointFiles extends CheckpointContents {
   /** Stored as safetensors metadata of model.safetensors (e.g. the model config). */
   modelMetadata?: Record<string, string>;
 }
 
+const TEMP_DIR = /^\.tmp-(?:step-\d+|best)-(\d+)$/;
+
+/** Whether a process with this id is alive (signal 0 tests without sending). */
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Runs a file write, naming the file in the error (ENOSPC alone does not say which file). */
+function writing<T>(path: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    const hint = err.code === 'ENOSPC' ? ' (the disk is full: free space, or use --keep-last 1 / another --out-dir)' : '';
+    throw new Error(`cannot write ${path}: ${err.message}${hint}`);
+  }
+}
+
 export class CheckpointManager {
   readonly root: string;
+  /** This run's id, recorded in every checkpoint it writes. */
+  runId: string | null = null;
+  /** Checkpoints known to be good, with the run that wrote them. */
+  private readonly known = new Map<string, string | null>();
+
   constructor(
-    outDir: string,
+    readonly outDir: string,
     readonly keepLast = 3,
     readonly warn: (msg: string) => void = (m) => console.warn(m),
   ) {
@@ -26,30 +62,79 @@ export class CheckpointManager {
     return listCheckpoints(this.root);
   }
 
-  /** Writes checkpoint `step` atomically, then prunes old ones (keeping the last K and 'best'). */
+  /** Removes temporary folders left by processes that died while saving; returns their names. */
+  removeDeadTemps(): string[] {
+    if (!existsSync(this.root)) return [];
+    const removed: string[] = [];
+    for (const name of readdirSync(this.root)) {
+      const m = TEMP_DIR.exec(name);
+      if (!m || Number(m[1]) === process.pid || processAlive(Number(m[1]))) continue;
+      rmSync(join(this.root, name), { recursive: true, force: true });
+      removed.push(name);
+    }
+    if (removed.length) this.warn(`removed ${removed.length} unfinished checkpoint folder(s) of earlier processes: ${removed.join(', ')}`);
+    return removed;
+  }
+
+  /** Moves a corrupted checkpoint out of the way (to checkpoints/corrupt/), keeping it for inspection. */
+  quarantine(dir: string, problem: string): string {
+    const target = join(this.root, 'corrupt', `${dir.split(/[\\/]/).pop()}-${Date.now()}`);
+    mkdirSync(join(this.root, 'corrupt'), { recursive: true });
+    renameSync(dir, target);
+    this.warn(`warning: checkpoint ${dir} is corrupted (${problem}); moved it to ${target}`);
+    return target;
+  }
+
+  /**
+   * Before a fresh run: moves the checkpoints, best and metrics of an earlier run in this folder to
+   * previous/<run>-<time>/ (nothing is deleted). Returns where they went, or null when there were none.
+   */
+  archivePreviousRun(files: string[] = ['metrics.jsonl', 'config.json']): string | null {
+    const steps = this.list();
+    const earlier = [join(this.root, 'best'), join(this.root, 'corrupt'), join(this.outDir, 'metrics.jsonl')];
+    if (!steps.length && !earlier.some((p) => existsSync(p))) return null;
+    let id = 'unknown';
+    for (const { dir } of steps) {
+      try {
+        id = String(readCheckpointState(dir).runId ?? 'unknown');
+        break;
+      } catch {
+        /* unreadable state.json: try the next one */
+      }
+    }
+    const target = join(this.outDir, 'previous', `${id}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+    mkdirSync(target, { recursive: true });
+    if (existsSync(this.root)) renameSync(this.root, join(target, 'checkpoints'));
+    for (const f of files) if (existsSync(join(this.outDir, f))) renameSync(join(this.outDir, f), join(target, f));
+    this.warn(`starting a new run: the earlier run's checkpoints and metrics in ${this.outDir} were moved to ${target}`);
+    return target;
+  }
+
+  /** Writes checkpoint `step` atomically, then prunes this run's old ones (keeping the last K and 'best'). */
   save(step: number, files: CheckpointFiles, opts: { best?: boolean } = {}): string {
     mkdirSync(this.root, { recursive: true });
     const name = stepDirName(step);
     const final = join(this.root, name);
     const tmp = join(this.root, `.tmp-${name}-${process.pid}`);
-    rmSync(tmp, { recursive: true, force: true });
-    mkdirSync(tmp);
-    saveTensors(join(tmp, 'model.safetensors'), files.model, files.modelMetadata ?? {});
-    saveTensors(join(tmp, 'optimizer.safetensors'), files.extra);
-    const state = {
-      ...files.state,
-      step,
-      files: {
-        'model.safetensors': sha256File(join(tmp, 'model.safetensors')),
-        'optimizer.safetensors': sha256File(join(tmp, 'optimizer.safetensors')),
-      },
-    };
-    const statePath = join(tmp, 'state.json');
-    writeFileSync(statePath, JSON.stringify(state, null, 1));
-    fsyncPath(statePath);
-    rmSync(final, { recursive: true, force: true });
-    renameSync(tmp, final);
-    fsyncPath(this.root);
+    try {
+      rmSync(tmp, { recursive: true, force: true });
+      mkdirSync(tmp);
+      const model = join(tmp, 'model.safetensors');
+      const optimizer = join(tmp, 'optimizer.safetensors');
+      writing(model, () => saveTensors(model, files.model, files.modelMetadata ?? {}));
+      writing(optimizer, () => saveTensors(optimizer, files.extra));
+      const state = { ...files.state, step, runId: this.runId, files: { 'model.safetensors': sha256File(model), 'optimizer.safetensors': sha256File(optimizer) } };
+      const statePath = join(tmp, 'state.json');
+      writing(statePath, () => writeFileSync(statePath, JSON.stringify(state, null, 1)));
+      fsyncPath(statePath);
+      rmSync(final, { recursive: true, force: true });
+      renameSync(tmp, final);
+      fsyncPath(this.root);
+    } catch (e) {
+      rmSync(tmp, { recursive: true, force: true });
+      throw e;
+    }
+    this.known.set(final, this.runId);
     if (opts.best) this.markBest(final);
     this.prune();
     return final;
@@ -58,14 +143,30 @@ export class CheckpointManager {
   private markBest(dir: string): void {
     const best = join(this.root, 'best');
     const tmp = join(this.root, `.tmp-best-${process.pid}`);
-    rmSync(tmp, { recursive: true, force: true });
-    cpSync(dir, tmp, { recursive: true });
-    rmSync(best, { recursive: true, force: true });
-    renameSync(tmp, best);
+    try {
+      rmSync(tmp, { recursive: true, force: true });
+      writing(tmp, () => cpSync(dir, tmp, { recursive: true }));
+      rmSync(best, { recursive: true, force: true });
+      renameSync(tmp, best);
+    } catch (e) {
+      rmSync(tmp, { recursive: true, force: true });
+      throw e;
+    }
   }
 
+  /** Deletes this run's good checkpoints beyond the newest K; anything unknown or of another run stays. */
   private prune(): void {
-    for (const { dir } of this.list().slice(this.keepLast)) rmSync(dir, { recursive: true, force: true });
+    const ours = this.list().filter(({ dir }) => this.known.has(dir) && this.known.get(dir) === this.runId);
+    for (const { dir } of ours.slice(this.keepLast)) {
+      rmSync(dir, { recursive: true, force: true });
+      this.known.delete(dir);
+    }
+  }
+
+  /** Step folders newest first, then 'best' (a copy of a good checkpoint: the last resort when all step folders are corrupted). */
+  private candidates(): { step: number; dir: string }[] {
+    const best = join(this.root, 'best');
+    return existsSync(best) ? [...this.list(), { step: -1, dir: best }] : this.list();
   }
 
   verify(dir: string): string | null {
@@ -73,18 +174,31 @@ export class CheckpointManager {
   }
 
   load(dir: string): LoadedCheckpoint {
-    return readCheckpoint(dir);
+    const loaded = readCheckpoint(dir);
+    this.known.set(dir, (loaded.state.runId as string | undefined) ?? null);
+    return loaded;
   }
 
-  /** The newest checkpoint that verifies; corrupted newer ones are reported and skipped. */
+  /**
+   * The newest checkpoint that verifies, its run becoming this run; corrupted newer ones are moved
+   * to checkpoints/corrupt/. Every older good checkpoint of the same run is verified too, so that
+   * pruning may count on it.
+   */
   loadLatest(): LoadedCheckpoint | null {
-    for (const { dir } of this.list()) {
+    for (const { dir } of this.candidates()) {
       const problem = this.verify(dir);
       if (problem) {
-        this.warn(`warning: skipping checkpoint ${dir}: ${problem}; falling back to an earlier one`);
+        this.quarantine(dir, problem);
         continue;
       }
-      return this.load(dir);
+      const loaded = this.load(dir);
+      this.runId = (loaded.state.runId as string | undefined) ?? null;
+      for (const older of this.list()) {
+        if (older.dir === dir || this.known.has(older.dir) || verifyCheckpoint(older.dir)) continue;
+        const runId = (readCheckpointState(older.dir).runId as string | undefined) ?? null;
+        this.known.set(older.dir, runId);
+      }
+      return loaded;
     }
     return null;
   }

@@ -10,7 +10,8 @@ import { Module } from '../nn';
 import { EMA } from './ema';
 import { optimizerStep } from './optimizer-step';
 import { cudnnAutotune } from './cudnn-autotune';
-import { catchStopSignals } from './signals';
+import { StopRequest, StopSignal, catchStopSignals } from './signals';
+import type { OptionTable } from '../util/options';
 import { TrainState, StopReason } from './train-state';
 
 export type { StopReason };
@@ -45,9 +46,11 @@ export interface TrainJob<B> {
   generators: Record<string, torch.Generator>;
   /** The model config: stored in every checkpoint and compared on resume. */
   config: unknown;
-  /** The options, stored with every checkpoint. */
+  /** The options, stored with every checkpoint and written to config.json. */
   options: Record<string, unknown>;
-  /** More JSON state to store with every checkpoint. */
+  /** Their table: a resumed run must agree on every option not flagged `mayChangeOnResume`. */
+  optionTable?: OptionTable;
+  /** More JSON state to store with every checkpoint (and in config.json). */
   extraState?: Record<string, unknown>;
   batchesPerEpoch: number;
   /** This epoch's batches from batch index `start` on (a resumed epoch skips the ones already seen). */
@@ -67,8 +70,8 @@ export interface TrainJob<B> {
 export interface LoopHooks {
   /** Called after every optimiser step with the step number (tests use it to interrupt runs). */
   onStep?: (step: number) => void;
-  /** Set to true to stop at the next step boundary (a checkpoint is written first). */
-  stop?: { requested: boolean };
+  /** Set `requested` to stop at the next step boundary (a checkpoint is written first). */
+  stop?: StopRequest;
   log?: (line: string) => void;
 }
 
@@ -80,6 +83,8 @@ export interface LoopResult {
   checkpoint: string | null;
   /** The best score a checkpoint had (null when none was scored). */
   best: number | null;
+  /** The signal that stopped the run (stoppedBy 'signal'). */
+  signal?: StopSignal;
 }
 
 /** Lets the event loop turn: Node runs the finalizers of collected handles there, and a loader that always has the next batch ready would otherwise never yield. */
@@ -95,9 +100,19 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
   const totalSteps = Math.min(plannedSteps, run.maxSteps ?? Infinity);
 
   const state = new TrainState(job, run, { perEpoch, totalSteps, log });
-  if (run.resume) state.resume();
-  const stop = hooks.stop ?? { requested: false };
-  const releaseSignals = catchStopSignals(stop);
+  state.start(run.resume, { options: job.options, model: job.config, ...job.extraState });
+  const stop: StopRequest = hooks.stop ?? { requested: false };
+  const result = (): LoopResult => ({
+    steps: state.step, firstLoss: state.firstLoss, lastLoss: state.lastLoss, stoppedBy: state.stoppedBy, checkpoint: state.lastCheckpoint, best: state.best,
+    ...(state.stoppedBy === 'signal' ? { signal: stop.signal } : {}),
+  });
+  if (state.step >= totalSteps) {
+    log(`nothing to do: the run in ${run.outDir} already reached step ${state.step} of ${totalSteps} (checkpoint ${state.lastCheckpoint})`);
+    state.stoppedBy = totalSteps < plannedSteps ? 'maxSteps' : 'finished';
+    state.dispose();
+    return result();
+  }
+  const releaseSignals = catchStopSignals(stop, log);
   const restoreCudnn = cudnnAutotune(run.device);
   const startEpoch = state.epoch;
   model.train();
@@ -141,7 +156,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
           break outer;
         }
         if (epochEnd && state.step < totalSteps) await job.onEpochEnd?.(epoch + 1, state);
-        if (state.step % run.checkpointEvery === 0 || (epochEnd && state.step < totalSteps)) {
+        if (state.step < totalSteps && (state.step % run.checkpointEvery === 0 || epochEnd)) {
           state.save(epochEnd ? epoch + 1 : epoch, epochEnd ? 0 : batchIndex);
         }
         if (state.step >= totalSteps) {
@@ -149,7 +164,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
           break outer;
         }
         if (stop.requested) {
-          log(`\nstopping on request at step ${state.step}: writing a checkpoint`);
+          log(`\nstopping on request at step ${state.step}`);
           state.stoppedBy = 'signal';
           break outer;
         }
@@ -161,12 +176,12 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
     if (state.stoppedBy !== 'nonfinite') {
       state.flushMetrics(state.step / perEpoch);
       if (state.stoppedBy !== 'signal') await job.onFinish?.(Number((state.step / perEpoch).toFixed(4)), state);
-      state.save(Math.floor(state.step / perEpoch), (state.step % perEpoch) * accum);
+      if (state.savedStep !== state.step) state.save(Math.floor(state.step / perEpoch), (state.step % perEpoch) * accum);
     }
   } finally {
     releaseSignals();
     restoreCudnn();
     state.dispose();
   }
-  return { steps: state.step, firstLoss: state.firstLoss, lastLoss: state.lastLoss, stoppedBy: state.stoppedBy, checkpoint: state.lastCheckpoint, best: state.best };
+  return result();
 }

@@ -1,19 +1,45 @@
 // Metrics as JSON lines: one object per logged step, appended and flushed as it happens.
-import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 export class MetricsLog {
   constructor(readonly path: string) {
     mkdirSync(dirname(path), { recursive: true });
   }
+
   write(record: Record<string, unknown>): void {
     appendFileSync(this.path, JSON.stringify({ time: new Date().toISOString(), ...record }) + '\n');
+  }
+
+  /**
+   * Drops the records of steps after `step` (a resumed run computes them again), rewriting the file
+   * atomically. Returns how many were dropped.
+   */
+  truncateAfter(step: number): number {
+    if (!existsSync(this.path)) return 0;
+    const lines = readFileSync(this.path, 'utf8').split('\n').filter((l) => l.trim());
+    const keep = lines.filter((l) => {
+      try {
+        return !((JSON.parse(l) as { step?: number }).step! > step);
+      } catch {
+        return true; // a line this reader cannot parse is kept as it is
+      }
+    });
+    if (keep.length === lines.length) return 0;
+    const tmp = `${this.path}.tmp-${process.pid}`;
+    writeFileSync(tmp, keep.map((l) => l + '\n').join(''));
+    renameSync(tmp, this.path);
+    return lines.length - keep.length;
   }
 }
 
 export function readMetrics(path: string): Record<string, unknown>[] {
   if (!existsSync(path)) return [];
   return readFileSync(path, 'utf8').split('\n').filter((l) => l.trim()).flatMap((l) => {
-    try { return [JSON.parse(l) as Record<string, unknown>]; } catch { return []; }
+    try {
+      return [JSON.parse(l) as Record<string, unknown>];
+    } catch {
+      return [];
+    }
   });
 }

@@ -1,12 +1,16 @@
 // Everything a training run carries from step to step and into its checkpoints: the position (step,
 // epoch, batch), the loss window kept on the device, the best score, and the save / resume of the
 // model, optimiser, loss scaler, EMA and random streams.
+import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as torch from '../torch';
 import { Tensor } from '../torch';
 import { disposeAll } from '../io';
+import type { LoadedCheckpoint } from '../io/checkpoint';
 import { CheckpointManager } from './checkpoints';
-import { MetricsLog } from './metrics';
+import { MetricsLog, readMetrics } from './metrics';
+import { recipeChanges, refuseRecipeChanges } from './recipe';
 import { Progress } from './progress';
 import { globalRngStates, restoreGlobalRngStates } from './rng-state';
 import type { LoopSettings, TrainJob } from './loop';
@@ -77,6 +81,8 @@ export class TrainState {
   lastLoss = NaN;
   lastGradNorm = NaN;
   lastCheckpoint: string | null = null;
+  /** The step of the newest checkpoint (written or resumed from); -1 before any. */
+  savedStep = -1;
   stoppedBy: StopReason = 'finished';
   readonly window: LossWindow;
   private readonly checkpoints: CheckpointManager;
@@ -101,37 +107,57 @@ export class TrainState {
     return Math.max(...this.job.optimizer.paramGroups.map((g) => g.lr));
   }
 
-  /** Continues from the newest good checkpoint of the run folder, if there is one. */
-  resume(): void {
-    const latest = this.checkpoints.loadLatest();
-    if (!latest) return;
-    const { job } = this;
-    try {
-      const s = latest.state as unknown as SavedState & { bestLoss?: number; bestTop1?: number };
-      if (JSON.stringify(s.config) !== JSON.stringify(job.config)) {
-        throw new Error(`the checkpoint in ${latest.dir} was made for another model (${JSON.stringify(s.config)}); use a new --out-dir or --no-resume`);
+  /**
+   * Starts the run: removes temporary folders of dead processes, then continues from the newest good
+   * checkpoint when resuming (refusing a changed recipe), else moves an earlier run in the folder aside.
+   * config.json is written only after these checks pass.
+   */
+  start(resume: boolean, configJson: Record<string, unknown>): void {
+    this.checkpoints.removeDeadTemps();
+    const latest = resume ? this.checkpoints.loadLatest() : null;
+    if (latest) {
+      try {
+        this.restore(latest);
+      } finally {
+        disposeAll(latest.model);
+        disposeAll(latest.extra);
       }
-      job.model.loadStateDict(latest.model);
-      const optTensors = new Map([...latest.extra].filter(([k]) => k.startsWith('opt.')).map(([k, v]) => [k.slice(4), v]));
-      job.optimizer.loadStateDict({ tensors: optTensors, meta: s.optimizer as never });
-      job.ema?.loadStateTensors(latest.extra);
-      if (job.scaler && s.scaler) job.scaler.loadStateDict(s.scaler as never);
-      restoreGlobalRngStates(latest.extra, this.run.device);
-      for (const [name, g] of Object.entries(job.generators)) {
-        const st = latest.extra.get(`rng.${name}`);
-        if (!st) throw new Error(`checkpoint ${latest.dir} has no state for the random stream '${name}'`);
-        g.setState(st);
-      }
-      this.step = s.step;
-      this.epoch = s.epoch;
-      this.batch = s.batch;
-      this.best = s.best ?? s.bestLoss ?? (s.bestTop1 !== undefined && s.bestTop1 >= 0 ? s.bestTop1 : null);
-      this.lastCheckpoint = latest.dir;
-      this.log(`resumed from ${latest.dir} (step ${this.step}, epoch ${this.epoch}, batch ${this.batch})`);
-    } finally {
-      disposeAll(latest.model);
-      disposeAll(latest.extra);
+    } else {
+      this.checkpoints.archivePreviousRun();
+      this.checkpoints.runId = `${new Date().toISOString().replace(/[-:]|\.\d+Z$/g, '')}-${randomBytes(3).toString('hex')}`;
     }
+    writeFileSync(join(this.run.outDir, 'config.json'), JSON.stringify({ runId: this.checkpoints.runId, ...configJson }, null, 2));
+  }
+
+  private restore(latest: LoadedCheckpoint): void {
+    const { job } = this;
+    const s = latest.state as unknown as SavedState & { bestLoss?: number; bestTop1?: number; options?: Record<string, unknown> };
+    if (job.optionTable && s.options) refuseRecipeChanges(job.optionTable, recipeChanges(job.optionTable, s.options, job.options), this.run.outDir);
+    if (JSON.stringify(s.config) !== JSON.stringify(job.config)) {
+      throw new Error(`the checkpoint in ${latest.dir} was made for another model (${JSON.stringify(s.config)}); use a new --out-dir or --no-resume`);
+    }
+    job.model.loadStateDict(latest.model);
+    const optTensors = new Map([...latest.extra].filter(([k]) => k.startsWith('opt.')).map(([k, v]) => [k.slice(4), v]));
+    job.optimizer.loadStateDict({ tensors: optTensors, meta: s.optimizer as never });
+    job.ema?.loadStateTensors(latest.extra);
+    if (job.scaler && s.scaler) job.scaler.loadStateDict(s.scaler as never);
+    restoreGlobalRngStates(latest.extra, this.run.device);
+    for (const [name, g] of Object.entries(job.generators)) {
+      const st = latest.extra.get(`rng.${name}`);
+      if (!st) throw new Error(`checkpoint ${latest.dir} has no state for the random stream '${name}'`);
+      g.setState(st);
+    }
+    this.step = s.step;
+    this.epoch = s.epoch;
+    this.batch = s.batch;
+    this.best = s.best ?? s.bestLoss ?? (s.bestTop1 !== undefined && s.bestTop1 >= 0 ? s.bestTop1 : null);
+    this.lastCheckpoint = latest.dir;
+    this.savedStep = s.step;
+    // Metrics logged after the checkpoint are computed again: drop them, and take up the loss curve.
+    this.metrics.truncateAfter(this.step);
+    const losses = readMetrics(this.metrics.path).map((r) => r.loss).filter((l): l is number => typeof l === 'number');
+    if (losses.length) [this.firstLoss, this.lastLoss] = [losses[0], losses[losses.length - 1]];
+    this.log(`resumed from ${latest.dir} (step ${this.step}, epoch ${this.epoch}, batch ${this.batch})`);
   }
 
   /** Writes a checkpoint positioned at (epoch, batch); none after a non-finite loss. */
@@ -159,6 +185,7 @@ export class TrainState {
         state,
         modelMetadata: { config: JSON.stringify(job.config), format: `semaim.${job.kind}/1` },
       }, { best: better });
+      this.savedStep = this.step;
     } finally {
       disposeAll(optState.tensors);
       disposeAll(owned);

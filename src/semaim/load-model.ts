@@ -7,7 +7,7 @@ import { loadTensors, disposeAll } from '../io';
 import { SemAIMConfig } from './config';
 import { VisionTransformer } from './vit';
 import { SemAIM } from './semaim';
-import { checkpointConfig, loadTeacher, resolveCheckpoint } from './pretrained';
+import { VerifyOption, checkpointConfig, loadTeacher, resolveCheckpoint } from './pretrained';
 
 export interface LoadedModel {
   model: SemAIM;
@@ -19,8 +19,8 @@ export interface LoadedModel {
   dispose(): void;
 }
 
-export function loadModel(source: string, device: torch.Device = 'cpu'): LoadedModel {
-  const dir = resolveCheckpoint(source);
+export function loadModel(source: string, device: torch.Device = 'cpu', o: VerifyOption = {}): LoadedModel {
+  const dir = resolveCheckpoint(source, o);
   const config = checkpointConfig(dir);
   const model = new SemAIM(config);
   const { tensors } = loadTensors(join(dir, 'model.safetensors'), { device });

@@ -12,9 +12,21 @@ import { VisionTransformer } from './vit';
 
 export { sha256File };
 
-/** The newest valid checkpoint folder of a run folder, or the folder itself if it is a checkpoint. */
-export function resolveCheckpoint(path: string): string {
-  if (existsSync(join(path, 'state.json'))) return path;
+export interface VerifyOption {
+  /** Check a checkpoint folder's files against the SHA-256 in its state.json (default true). */
+  verify?: boolean;
+}
+
+/**
+ * The newest valid checkpoint folder of a run folder, or the folder itself if it is a checkpoint
+ * (verified unless `verify` is false: a corrupted one is refused).
+ */
+export function resolveCheckpoint(path: string, o: VerifyOption = {}): string {
+  if (existsSync(join(path, 'state.json'))) {
+    const problem = o.verify === false ? null : verifyCheckpoint(path);
+    if (problem) throw new Error(`checkpoint ${path} is not usable: ${problem} (--no-verify uses it anyway)`);
+    return path;
+  }
   for (const { dir } of listCheckpoints(join(path, 'checkpoints'))) {
     const problem = verifyCheckpoint(dir);
     if (!problem) return dir;
@@ -40,9 +52,17 @@ export function encoderConfigOf(c: EncoderConfig): EncoderConfig {
 export function loadTeacher(cfg: SemAIMConfig, device: torch.Device): VisionTransformer | null {
   if (cfg.target.type !== 'features') return null;
   const teacher = new VisionTransformer(cfg.target.teacherConfig);
-  const { tensors } = loadTensors(cfg.target.teacher);
-  teacher.loadStateDict(tensors, { strict: true });
-  disposeAll(tensors);
+  try {
+    const { tensors } = loadTensors(cfg.target.teacher);
+    try {
+      teacher.loadStateDict(tensors, { strict: true });
+    } finally {
+      disposeAll(tensors);
+    }
+  } catch (e) {
+    teacher.dispose();
+    throw new Error(`cannot load the teacher ${cfg.target.teacher}: ${(e as Error).message}`);
+  }
   for (const p of teacher.parameters()) p.requiresGrad = false;
   return teacher.to({ device }).eval();
 }
@@ -75,10 +95,10 @@ function configFromMetadata(text: string, where: string): EncoderConfig {
 }
 
 /** Finds the weights and config of an encoder without loading any tensor. */
-export function resolveEncoder(path: string): EncoderSource {
+export function resolveEncoder(path: string, o: VerifyOption = {}): EncoderSource {
   if (!existsSync(path)) throw new Error(`encoder '${path}' does not exist (give a run folder, a checkpoint folder or an exported .safetensors)`);
   if (statSync(path).isDirectory()) {
-    const dir = resolveCheckpoint(path);
+    const dir = resolveCheckpoint(path, o);
     const weights = join(dir, 'model.safetensors');
     const { metadata, tensors } = loadTensors(weights, { filter: () => false });
     disposeAll(tensors);

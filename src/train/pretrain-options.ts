@@ -1,6 +1,7 @@
 // `semaim pretrain` options (defaults: the authors' ViT-B/16 ImageNet recipe, docs/METHOD.md §6.1) and their
 // translation into a model config. Everything is validated before any work starts.
 import { readFileSync } from 'node:fs';
+import { totalmem } from 'node:os';
 import { OptionError, Options, defineOptions } from '../util/options';
 import { autoPrecision, checkPrecision } from '../run/precision';
 import { checkDevice } from '../run/device';
@@ -129,10 +130,45 @@ export function modelConfigFrom(o: PretrainOptions): SemAIMConfig {
   try {
     validateConfig(cfg);
   } catch (e) {
-    if (e instanceof ConfigError) throw new OptionError(e.key.split('.').pop()!, e.message);
+    if (e instanceof ConfigError) throw new OptionError(CONFIG_KEY_OPTION[e.key] ?? e.key.split('.').pop()!, e.message);
     throw e;
   }
+  checkModelFits(cfg, o);
   return cfg;
+}
+
+/** The option behind each model-config key whose name differs. */
+const CONFIG_KEY_OPTION: Record<string, string> = {
+  'order.type': 'order', 'order.source': 'similaritySource', 'order.tokens': 'similarityTokens', 'order.k': 'centers',
+  'order.lambda': 'orderLambda', 'target.type': 'target', 'target.teacher': 'teacher', 'target.teacherConfig': 'teacher',
+};
+
+/**
+ * Refuses a model whose parameters, gradients and AdamW moments alone (16 bytes per parameter) would
+ * not fit in this machine's memory, naming the option that made it large, before anything is allocated.
+ */
+export function checkModelFits(cfg: SemAIMConfig, o: PretrainOptions, memoryBytes = totalmem()): void {
+  const params = semaimParameterCount(cfg);
+  const bytes = params * 16;
+  if (bytes <= memoryBytes) return;
+  const key = o.mlpRatio !== 4 ? 'mlpRatio' : o.embedDim !== undefined ? 'embedDim' : o.depth !== undefined ? 'depth' : 'model';
+  throw new OptionError(key, `the model would have ${(params / 1e9).toFixed(2)} billion parameters (embed ${cfg.embedDim}, depth ${cfg.depth}, ` +
+    `MLP ratio ${cfg.mlpRatio}, decoder ${cfg.decoderDepth}): ${(bytes / 2 ** 30).toFixed(1)} GiB for weights, gradients and AdamW state, ` +
+    `more than this machine's ${(memoryBytes / 2 ** 30).toFixed(1)} GiB`);
+}
+
+/** Trainable parameters of a SemAIM model (encoder, decoder, head), counted from its config. */
+export function semaimParameterCount(c: SemAIMConfig): number {
+  const D = c.embedDim;
+  const H = Math.round(D * (c.mlpRatio ?? 4));
+  const P = c.patchSize * c.patchSize * (c.inChans ?? 3);
+  const norm = 2 * D;
+  const mlp = D * H + H + H * D + D;
+  const encoderBlock = norm + (3 * D * D + 3 * D) + (D * D + D) + norm + mlp;
+  const decoderBlock = norm + 4 * (D * D + D) + norm + mlp;
+  const out = c.target.type === 'pixels' ? P : c.target.teacherConfig.embedDim;
+  const head = D * 4 * D + 4 * D + 4 * D * out + out; // the final norm is the encoder's
+  return P * D + D + D + c.depth * encoderBlock + norm + c.decoderDepth * decoderBlock + head;
 }
 
 /** A teacher's encoder config: `<file>.json` beside `<file>.safetensors` (as `semaim export` writes). */
@@ -159,7 +195,8 @@ export function validatePretrain(o: PretrainOptions): void {
   if ((o.dataset === 'folder' || o.dataset === 'flat') && !o.dataPath) throw new OptionError('dataPath', `dataset '${o.dataset}' needs --data-path`);
   checkDevice(o.device);
   checkPrecision(o.precision, o.device);
-  if (o.warmupEpochs >= o.epochs && o.epochs > 0) {
+  if (!(o.epochs > 0)) throw new OptionError('epochs', `must be > 0, got ${o.epochs}`);
+  if (o.warmupEpochs >= o.epochs) {
     throw new OptionError('warmupEpochs', `(${o.warmupEpochs}) must be below epochs (${o.epochs})`);
   }
 }

@@ -1,19 +1,19 @@
 // SemAIM pre-training: what is particular to it — the model (with its teacher and EMA copy), the
 // order of every batch from its own similarity pass, the loss, AdamW over the weight-decay groups and
 // the warm-up + cosine schedule (docs/METHOD.md §6). The loop itself is src/run/loop.ts.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
 import * as torch from '../torch';
 import { AdamW, GradScaler, paramGroupsWeightDecay, warmupCosine, scaleLr } from '../optim';
 import { SemAIM, VisionTransformer, loadTeacher } from '../semaim';
 import type { TrainBatch, TrainData } from '../data';
 import { EMA } from '../run/ema';
 import { LoopHooks, StopReason, trainLoop } from '../run/loop';
+import type { StopSignal } from '../run/signals';
 import { withPrecision } from '../run/precision';
 import { DeviceImages } from '../run/device-images';
 import { checkDevice } from '../run/device';
-import { PretrainOptions, modelConfigFrom, validatePretrain } from './pretrain-options';
+import { PRETRAIN_OPTIONS, PretrainOptions, modelConfigFrom, validatePretrain } from './pretrain-options';
 
 export type { TrainBatch, TrainData };
 
@@ -23,6 +23,7 @@ export interface PretrainResult {
   firstLoss: number;
   lastLoss: number;
   stoppedBy: StopReason;
+  signal?: StopSignal;
   checkpoint: string | null;
 }
 
@@ -42,7 +43,6 @@ export async function pretrain(o: PretrainOptions, data: TrainData, hooks: Pretr
   model.to({ device });
   model.teacher = loadTeacher(cfg, device);
   const ema = o.ema ? new EMA(new VisionTransformer(cfg).to({ device }), model, o.emaDecay) : null;
-  writeFileSync(join(o.outDir, 'config.json'), JSON.stringify({ options: o, model: cfg }, null, 2));
 
   // ---- optimiser and schedule (docs/METHOD.md §6.1)
   const lr = o.lr ?? scaleLr(o.blr, o.batchSize * o.accumIter);
@@ -56,7 +56,7 @@ export async function pretrain(o: PretrainOptions, data: TrainData, hooks: Pretr
 
   try {
     const r = await trainLoop<TrainBatch>({
-      kind: 'pretrain', model, optimizer, schedule, scaler, ema, generators: { order: orderGen }, config: cfg, options: o,
+      kind: 'pretrain', model, optimizer, schedule, scaler, ema, generators: { order: orderGen }, config: cfg, options: o, optionTable: PRETRAIN_OPTIONS,
       batchesPerEpoch: data.batchesPerEpoch,
       batches: (epoch, start) => data.epoch(epoch, start),
       batchSize: (b) => b.shape[0],

@@ -11,6 +11,8 @@ import { visualizeModel, VisualizeResult } from './visualize';
 
 export interface VisualizeJob {
   checkpoint: string;
+  /** Verify a checkpoint folder's SHA-256 (default true). */
+  verify?: boolean;
   images: string[];
   out: string;
   orders: OrderName[];
@@ -23,7 +25,7 @@ export interface VisualizeJob {
 }
 
 export async function visualizeCheckpoint(job: VisualizeJob): Promise<VisualizeResult & { checkpoint: string }> {
-  const loaded = loadModel(job.checkpoint, job.device ?? 'cpu');
+  const loaded = loadModel(job.checkpoint, job.device ?? 'cpu', { verify: job.verify });
   try {
     const images = await loadImages(job.images, loaded.config.imgSize, job.maxImages ?? Infinity);
     const r = await visualizeModel(loaded.model, images, job.out, {

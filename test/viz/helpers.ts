@@ -4,7 +4,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import * as torch from '../../src/torch';
-import { saveTensors } from '../../src/io';
+import { saveTensors, sha256File } from '../../src/io';
 import { SemAIM, SemAIMConfig, makeConfig } from '../../src/semaim';
 import { CheckpointManager } from '../../src/run/checkpoints';
 import { RGB, RgbImage, nearestIndex } from '../../src/viz';
@@ -17,11 +17,11 @@ export function tinyModel(seed = 1): SemAIM {
   return new SemAIM(tinyConfig()).initWeights(seed).eval();
 }
 
-/** A checkpoint folder as a bare folder: model.safetensors (config in metadata) + state.json. */
+/** A checkpoint folder as a bare folder: model.safetensors (config in metadata) + state.json with its SHA-256. */
 export function writeCheckpointFolder(dir: string, model: SemAIM, step = 3): string {
   mkdirSync(dir, { recursive: true });
   saveTensors(join(dir, 'model.safetensors'), model.stateDict(), { config: JSON.stringify(model.config), format: 'semaim.pretrain/1' });
-  writeFileSync(join(dir, 'state.json'), JSON.stringify({ step }));
+  writeFileSync(join(dir, 'state.json'), JSON.stringify({ step, files: { 'model.safetensors': sha256File(join(dir, 'model.safetensors')) } }));
   return dir;
 }
 

@@ -1,0 +1,36 @@
+// What a resumed run must share with the run it continues: every option that changes what a step
+// computes. Options flagged `mayChangeOnResume` in their table (where and how fast a run goes, how long
+// it runs, how often it logs or saves) may differ; any other difference refuses to resume.
+import { OptionError, OptionTable, kebab } from '../util/options';
+
+export interface RecipeChange {
+  key: string;
+  before: unknown;
+  now: unknown;
+}
+
+/** The options that differ between the stored run and this one (missing stored keys count as their default). */
+export function recipeChanges(table: OptionTable, stored: Record<string, unknown>, now: Record<string, unknown>): RecipeChange[] {
+  const changes: RecipeChange[] = [];
+  for (const [key, spec] of Object.entries(table)) {
+    if (spec.mayChangeOnResume) continue;
+    const before = key in stored ? stored[key] : spec.default;
+    if (JSON.stringify(before ?? null) !== JSON.stringify(now[key] ?? null)) changes.push({ key, before, now: now[key] });
+  }
+  return changes;
+}
+
+/** Throws an OptionError with a table of the changed options, and which ones may change. */
+export function refuseRecipeChanges(table: OptionTable, changes: RecipeChange[], where: string): void {
+  if (!changes.length) return;
+  const show = (v: unknown) => (v === undefined ? '(unset)' : JSON.stringify(v));
+  const rows = changes.map((c) => [`--${kebab(c.key)}`, show(c.before), show(c.now)]);
+  const widths = [0, 1, 2].map((i) => Math.max(['option', 'run', 'now'][i].length, ...rows.map((r) => r[i].length)));
+  const line = (r: string[]) => '  ' + r.map((c, i) => c.padEnd(widths[i])).join('  ');
+  const free = Object.entries(table).filter(([, s]) => s.mayChangeOnResume).map(([k]) => `--${kebab(k)}`);
+  throw new OptionError(changes[0].key,
+    `the run in ${where} was started with other settings, and resuming it with these would train a different recipe:\n` +
+    [line(['option', 'run', 'now']), ...rows.map(line)].join('\n') +
+    `\nRun with the run's values to continue it, or start a new run: another --out-dir, or --no-resume (the old run is moved to previous/).` +
+    `\nOptions that may change when resuming: ${free.join(', ')}.`);
+}

@@ -1,0 +1,173 @@
+// Faults a run must survive without losing work or using a corrupted file: corrupted checkpoints,
+// an old run in the same folder, dead processes' temporary folders, a changed recipe on resume, a
+// crash after logging, a finished run started again, corrupted evaluation inputs, and messages that
+// must name the right option or file.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as torch from '../../src/torch';
+import { pretrain, TrainData } from '../../src/train/pretrain';
+import { PRETRAIN_OPTIONS, PretrainOptions, checkModelFits, modelConfigFrom, semaimParameterCount, validatePretrain } from '../../src/train/pretrain-options';
+import { MemoryLabelledData } from '../../src/data';
+import { CheckpointManager } from '../../src/run/checkpoints';
+import { readMetrics } from '../../src/run/metrics';
+import { OptionError, resolveOptions } from '../../src/util/options';
+import { SemAIM, loadTeacher, resolveEncoder } from '../../src/semaim';
+import { memoryTrainData } from '../eval/helpers';
+
+function data(seed = 1): TrainData {
+  const g = new torch.Generator(seed);
+  const x = torch.randn([16, 3, 16, 16], { generator: g });
+  const pixels = x.toFloat32Array();
+  x.dispose();
+  return memoryTrainData(new MemoryLabelledData(pixels, [16, 3, 16, 16], new Int32Array(16), 1), 4, seed);
+}
+
+function options(outDir: string, extra: Record<string, unknown> = {}): PretrainOptions {
+  return resolveOptions(PRETRAIN_OPTIONS, {
+    model: 'vit_tiny', imgSize: 16, patchSize: 4, embedDim: 32, depth: 2, numHeads: 2, decoderDepth: 1, blur: false,
+    batchSize: 4, epochs: 20, warmupEpochs: 1, blr: 1e-3, logEvery: 1, checkpointEvery: 3, keepLast: 2, outDir, threads: 1, seed: 2, ...extra,
+  });
+}
+
+const quiet = { log: () => {} };
+const steps = (dir: string) => new CheckpointManager(dir).list().map((c) => c.step).sort((a, b) => a - b);
+
+function corrupt(file: string): void {
+  const bytes = readFileSync(file);
+  bytes[bytes.length - 5] ^= 0xff;
+  writeFileSync(file, bytes);
+}
+
+function tmp(name: string): string {
+  return mkdtempSync(join(tmpdir(), `semaim-${name}-`));
+}
+
+test('corrupted newer checkpoints never cause new ones to be deleted, and are kept aside', async () => {
+  const dir = tmp('prune');
+  await pretrain(options(dir, { maxSteps: 13 }), data(), quiet);
+  assert.deepEqual(steps(dir), [12, 13]);
+  for (const s of ['step-00000012', 'step-00000013', 'best']) corrupt(join(dir, 'checkpoints', s, 'model.safetensors'));
+  const lines: string[] = [];
+  const r = await pretrain(options(dir, { maxSteps: 7 }), data(), { log: (l) => lines.push(l) });
+  assert.ok(r.checkpoint && existsSync(r.checkpoint), `the reported checkpoint ${r.checkpoint} exists`);
+  assert.deepEqual(steps(dir), [6, 7]);
+  assert.match(lines.join('\n'), /step-00000013 is corrupted/);
+  // The earlier run, its corrupted checkpoints included, is kept aside, not deleted.
+  const [previous] = readdirSync(join(dir, 'previous'));
+  assert.equal(readdirSync(join(dir, 'previous', previous, 'checkpoints', 'corrupt')).length, 3);
+  // A rerun continues from the new checkpoints instead of starting over.
+  const again: string[] = [];
+  await pretrain(options(dir, { maxSteps: 9 }), data(), { log: (l) => again.push(l) });
+  assert.match(again.join('\n'), /resumed from .*step-00000007/);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('a fresh run (--no-resume) in a folder with another run moves that run aside instead of mixing with it', async () => {
+  const dir = tmp('fresh');
+  await pretrain(options(dir, { maxSteps: 5 }), data(), quiet);
+  const oldBest = readFileSync(join(dir, 'checkpoints', 'best', 'state.json'), 'utf8');
+  await pretrain(options(dir, { maxSteps: 2, resume: false }), data(), quiet);
+  const previous = readdirSync(join(dir, 'previous'));
+  assert.equal(previous.length, 1);
+  const archived = join(dir, 'previous', previous[0]);
+  assert.deepEqual(new CheckpointManager(archived).list().map((c) => c.step).sort(), [4, 5]);
+  assert.equal(readFileSync(join(archived, 'checkpoints', 'best', 'state.json'), 'utf8'), oldBest);
+  assert.deepEqual(steps(dir), [2]);
+  const best = JSON.parse(readFileSync(join(dir, 'checkpoints', 'best', 'state.json'), 'utf8')) as { step: number; runId: string };
+  assert.equal(best.step <= 2, true, 'best belongs to the new run');
+  assert.deepEqual(readMetrics(join(dir, 'metrics.jsonl')).map((m) => m.step), [1, 2]);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('when every step checkpoint is corrupted, the run resumes from its best one', async () => {
+  const dir = tmp('best');
+  await pretrain(options(dir, { maxSteps: 6 }), data(), quiet);
+  const best = JSON.parse(readFileSync(join(dir, 'checkpoints', 'best', 'state.json'), 'utf8')) as { step: number };
+  for (const c of new CheckpointManager(dir).list()) corrupt(join(c.dir, 'model.safetensors'));
+  const lines: string[] = [];
+  await pretrain(options(dir, { maxSteps: 8 }), data(), { log: (l) => lines.push(l) });
+  assert.match(lines.join('\n'), new RegExp(`resumed from .*best \\(step ${best.step},`));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('temporary folders of dead processes are removed when a run starts; a live process keeps its own', async () => {
+  const dir = tmp('temps');
+  const root = join(dir, 'checkpoints');
+  mkdirSync(join(root, '.tmp-step-00000004-999999999'), { recursive: true });
+  mkdirSync(join(root, '.tmp-best-999999998'));
+  mkdirSync(join(root, '.tmp-step-00000004-1')); // pid 1 is alive
+  await pretrain(options(dir, { maxSteps: 1 }), data(), quiet);
+  const left = readdirSync(root).filter((n) => n.startsWith('.tmp-'));
+  assert.deepEqual(left, ['.tmp-step-00000004-1']);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('resuming with a changed recipe is refused with a table of the changes, and config.json is left as it was', async () => {
+  const dir = tmp('recipe');
+  await pretrain(options(dir, { maxSteps: 3 }), data(), quiet);
+  const config = readFileSync(join(dir, 'config.json'), 'utf8');
+  await assert.rejects(pretrain(options(dir, { maxSteps: 6, batchSize: 8, seed: 5 }), data(), quiet), (e: unknown) => {
+    assert.ok(e instanceof OptionError);
+    assert.match(e.message, /--batch-size +4 +8/);
+    assert.match(e.message, /--seed +2 +5/);
+    assert.match(e.message, /may change when resuming: .*--epochs/);
+    return true;
+  });
+  assert.equal(readFileSync(join(dir, 'config.json'), 'utf8'), config);
+  // Options that may change (longer run, logging, cadence) resume.
+  const r = await pretrain(options(dir, { maxSteps: 5, epochs: 30, logEvery: 2, checkpointEvery: 5 }), data(), quiet);
+  assert.equal(r.steps, 5);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('after a crash, the resumed run logs each step once', async () => {
+  const dir = tmp('crash');
+  // Checkpoints at steps 3 and 4 (epoch end), metrics logged up to step 5, then a crash in step 6.
+  await assert.rejects(pretrain(options(dir, { maxSteps: 8 }), data(), { ...quiet, onStep: (s) => { if (s === 6) throw new Error('crash'); } }), /crash/);
+  assert.deepEqual(readMetrics(join(dir, 'metrics.jsonl')).map((m) => m.step), [1, 2, 3, 4, 5]);
+  await pretrain(options(dir, { maxSteps: 8 }), data(), quiet);
+  assert.deepEqual(readMetrics(join(dir, 'metrics.jsonl')).map((m) => m.step), [1, 2, 3, 4, 5, 6, 7, 8]);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('a finished run started again does nothing, keeps its checkpoint and reports its losses; zero epochs are refused', async () => {
+  const dir = tmp('finished');
+  const first = await pretrain(options(dir, { maxSteps: 4 }), data(), quiet);
+  const ckpt = join(first.checkpoint!, 'model.safetensors');
+  const mtime = statSync(ckpt).mtimeMs;
+  const lines: string[] = [];
+  const again = await pretrain(options(dir, { maxSteps: 4 }), data(), { log: (l) => lines.push(l) });
+  assert.match(lines.join('\n'), /nothing to do/);
+  assert.equal(again.steps, 4);
+  assert.equal(statSync(ckpt).mtimeMs, mtime);
+  assert.ok(Number.isFinite(again.firstLoss) && Number.isFinite(again.lastLoss));
+  assert.equal(again.lastLoss, first.lastLoss);
+  assert.throws(() => validatePretrain(options(dir, { epochs: 0, warmupEpochs: 0 })), (e: unknown) => e instanceof OptionError && e.key === 'epochs');
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('evaluation refuses a corrupted checkpoint folder unless verification is turned off', async () => {
+  const dir = tmp('verify');
+  const r = await pretrain(options(dir, { maxSteps: 2 }), data(), quiet);
+  corrupt(join(r.checkpoint!, 'model.safetensors'));
+  assert.throws(() => resolveEncoder(r.checkpoint!), /does not match its recorded SHA-256.*--no-verify/);
+  assert.equal(resolveEncoder(r.checkpoint!, { verify: false }).kind, 'checkpoint');
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('model-config errors name the option, an oversized model is refused before allocation, a teacher error names its file', () => {
+  assert.throws(() => modelConfigFrom(options('/x', { similaritySource: 'teacher' })), (e: unknown) => e instanceof OptionError && e.key === 'similaritySource');
+  assert.throws(() => modelConfigFrom(options('/x', { mlpRatio: 1e7 })), (e: unknown) => e instanceof OptionError && e.key === 'mlpRatio' && /billion parameters/.test(e.message));
+  const o = options('/x');
+  assert.doesNotThrow(() => checkModelFits(modelConfigFrom(o), o));
+  const cfg = modelConfigFrom(o);
+  const model = new SemAIM(cfg);
+  assert.equal(semaimParameterCount(cfg), model.numParameters());
+  model.dispose();
+  const missing = join(tmpdir(), 'no-such-teacher.safetensors');
+  const teacherCfg = { ...cfg, target: { type: 'features' as const, teacher: missing, teacherConfig: cfg } };
+  assert.throws(() => loadTeacher(teacherCfg, 'cpu'), new RegExp(`cannot load the teacher ${missing.replace(/[.]/g, '\\.')}`));
+});
