@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Fault injection on the command-line tool: kill -9 at random moments (some during checkpoint writes)
+# then resume, corrupted checkpoints, a full disk, and a changed recipe on resume. Prints one summary
+# line; exits non-zero when a case fails. Needs a built tree (npm run build).
+#   KILLS=18 bash scripts/fault-check.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+KILLS=${KILLS:-12}
+WORK=$(mktemp -d /tmp/semaim-fault-XXXXXX)
+trap 'umount "$WORK/full" 2>/dev/null; rm -rf "$WORK"' EXIT
+MAIN=dist/src/cli/main.js
+semaim() { node "$MAIN" "$@"; }
+B=(pretrain --model vit_tiny --embed-dim 64 --depth 2 --num-heads 2 --decoder-depth 1 --img-size 32 --patch-size 4
+   --batch-size 16 --synthetic-size 1280 --epochs 2 --warmup-epochs 1 --checkpoint-every 7 --keep-last 3 --log-every 1
+   --threads 1 --num-workers 0)
+sha() { sha256sum "$1" | cut -c1-64; }
+latest() { ls -d "$1"/checkpoints/step-* 2>/dev/null | sort | tail -1; }
+summary=()
+fail=0
+
+# 1. kill -9 at random moments, resume each time; the final weights must equal an uninterrupted run's.
+semaim "${B[@]}" --out-dir "$WORK/ref" >/dev/null 2>&1 || { echo "fault-check: the reference run failed"; exit 1; }
+ref=$(sha "$(latest "$WORK/ref")/model.safetensors")
+exact=0
+for i in $(seq 1 "$KILLS"); do
+  node "$MAIN" "${B[@]}" --out-dir "$WORK/kill" >/dev/null 2>&1 &
+  pid=$!
+  # Half of the kills wait for a checkpoint write to begin (a .tmp- folder appears), the others a random time.
+  if (( i % 2 )); then
+    for _ in $(seq 1 400); do ls "$WORK/kill/checkpoints"/.tmp-* >/dev/null 2>&1 && break; sleep 0.01; done
+  else
+    sleep "0.$(( RANDOM % 9 + 1 ))$(( RANDOM % 10 ))"
+  fi
+  kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+done
+semaim "${B[@]}" --out-dir "$WORK/kill" >/dev/null 2>&1
+got=$(sha "$(latest "$WORK/kill")/model.safetensors")
+temps=$(ls -d "$WORK/kill/checkpoints"/.tmp-* 2>/dev/null | wc -l)
+dups=$(node -e "const l=require('fs').readFileSync('$WORK/kill/metrics.jsonl','utf8').trim().split('\n').map(x=>JSON.parse(x).step).filter(s=>s!==undefined);console.log(l.length-new Set(l).size)")
+if [ "$got" = "$ref" ] && [ "$temps" = 0 ] && [ "$dups" = 0 ]; then exact=1; fi
+summary+=("kill-9 x$KILLS: $([ $exact = 1 ] && echo 'final weights byte-identical, no temp folders, no duplicate metrics' || echo "FAILED (sha match $([ "$got" = "$ref" ] && echo yes || echo no), $temps temp folders, $dups duplicate metrics)")")
+[ $exact = 1 ] || fail=1
+
+# 2. Corrupt every checkpoint of a run, then run a shorter budget: new checkpoints must survive.
+semaim "${B[@]}" --max-steps 61 --out-dir "$WORK/corrupt" >/dev/null 2>&1
+for f in "$WORK"/corrupt/checkpoints/{step-*,best}/model.safetensors; do printf '\xff\xff\xff\xff' | dd of="$f" bs=1 seek=200 conv=notrunc 2>/dev/null; done
+out=$(semaim "${B[@]}" --max-steps 40 --out-dir "$WORK/corrupt" 2>&1)
+ck=$(echo "$out" | sed -n 's/^  checkpoint: //p')
+rerun=$(semaim "${B[@]}" --max-steps 45 --out-dir "$WORK/corrupt" 2>&1 | grep -c 'resumed from .*step-00000040')
+if [ -n "$ck" ] && [ -d "$ck" ] && [ "$rerun" = 1 ] && ls -d "$WORK"/corrupt/previous/*/checkpoints/corrupt >/dev/null 2>&1; then
+  summary+=("corrupt checkpoints: kept aside, new ones kept, rerun resumed")
+else
+  summary+=("corrupt checkpoints: FAILED (reported '$ck', rerun resumed: $rerun)"); fail=1
+fi
+
+# 3. A full disk: a small tmpfs (root only). The write error names the file, leaves no temp folder,
+#    and the run resumes once there is room.
+if [ "$(id -u)" = 0 ] && mkdir -p "$WORK/full" && mount -t tmpfs -o size=5m tmpfs "$WORK/full" 2>/dev/null; then
+  out=$(semaim "${B[@]}" --max-steps 60 --keep-last 50 --out-dir "$WORK/full/run" 2>&1); rc=$?
+  named=$(echo "$out" | grep -cE 'cannot write .*(model|optimizer)\.safetensors.*(ENOSPC|no space)')
+  temps=$(ls -d "$WORK"/full/run/checkpoints/.tmp-* 2>/dev/null | wc -l)
+  mount -o remount,size=64m "$WORK/full"
+  resumed=$(semaim "${B[@]}" --max-steps 60 --keep-last 50 --out-dir "$WORK/full/run" 2>&1 | grep -c 'resumed from')
+  if [ $rc = 1 ] && [ "$named" -ge 1 ] && [ "$temps" = 0 ] && [ "$resumed" = 1 ]; then
+    summary+=("disk full: rc 1, error names the file, no temp folder, resumed after freeing space")
+  else
+    summary+=("disk full: FAILED (rc $rc, named $named, $temps temp folders, resumed $resumed)"); fail=1
+  fi
+else
+  summary+=("disk full: skipped (needs root to mount a small tmpfs)")
+fi
+
+# 4. Resume with a changed recipe: refused (rc 2) with the changed keys, config.json untouched.
+semaim "${B[@]}" --max-steps 5 --out-dir "$WORK/recipe" >/dev/null 2>&1
+before=$(sha "$WORK/recipe/config.json")
+out=$(semaim "${B[@]}" --max-steps 10 --batch-size 32 --seed 3 --out-dir "$WORK/recipe" 2>&1); rc=$?
+if [ $rc = 2 ] && echo "$out" | grep -q -- '--batch-size' && echo "$out" | grep -q -- '--seed' && [ "$(sha "$WORK/recipe/config.json")" = "$before" ]; then
+  summary+=("changed recipe: refused with the changed keys, config.json unchanged")
+else
+  summary+=("changed recipe: FAILED (rc $rc)"); fail=1
+fi
+
+# 5. SIGINT: checkpoint, then exit 130.
+# A background job of a script ignores SIGINT unless it restores the default first (POSIX), so the
+# job is started through a shell that does.
+bash -c 'trap - INT; exec node "$@"' _ "$MAIN" "${B[@]}" --out-dir "$WORK/sig" >/dev/null 2>"$WORK/sig.err" &
+pid=$!
+for _ in $(seq 1 500); do grep -q 'pretrain \[' "$WORK/sig.err" 2>/dev/null && break; sleep 0.02; done
+kill -INT $pid; wait $pid; rc=$?
+if [ $rc = 130 ] && [ -n "$(latest "$WORK/sig")" ]; then summary+=("SIGINT: checkpoint written, exit 130"); else summary+=("SIGINT: FAILED (rc $rc)"); fail=1; fi
+
+echo "fault-check: $(IFS=';'; echo "${summary[*]}" | sed 's/;/; /g')"
+exit $fail
