@@ -9,7 +9,7 @@
           "action_name": "gen_ops",
           "message": "Generating the op glue from native/ops.yaml",
           "inputs": ["native/ops.yaml", "native/gen-ops.js"],
-          "outputs": ["native/generated/ops.h"],
+          "outputs": ["<!@(node native/gen-ops.js --gyp-outputs)"],
           "action": ["node", "native/gen-ops.js"]
         }
       ],

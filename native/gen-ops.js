@@ -3,7 +3,8 @@
 // format is documented at the top of that file). Writes, only where the content changed:
 //   native/generated/<unit>.inc, native/generated/ops.h, src/torch/generated/native-ops.ts
 // Run by binding.gyp (an action before compiling), scripts/build-addon.sh, scripts/check-cuda-build.sh,
-// `npm run build` (prebuild) and scripts/setup.sh. `node native/gen-ops.js --check` only validates.
+// `npm run build` (prebuild) and scripts/setup.sh. `--check` only validates the table; `--gyp-outputs` lists
+// the generated files for binding.gyp.
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -417,11 +418,17 @@ function main() {
   }
   if (process.argv.includes('--check')) return;
   const outputs = [
-    ...table.units.map((u) => [path.join(CPP_OUT, `${u.name}.inc`), unitInc(u)]),
-    [path.join(CPP_OUT, 'ops.h'), opsHeader(table)],
-    [TS_OUT, tsFile(table)],
+    ...table.units.map((u) => [path.join(CPP_OUT, `${u.name}.inc`), () => unitInc(u)]),
+    [path.join(CPP_OUT, 'ops.h'), () => opsHeader(table)],
+    [TS_OUT, () => tsFile(table)],
   ];
-  const changed = outputs.filter(([f, text]) => writeIfChanged(f, text)).map(([f]) => path.relative(ROOT, f));
+  if (process.argv.includes('--gyp-outputs')) {
+    // For binding.gyp: every generated file is an output of its action, named as the compiler's
+    // dependency files name them (make runs in build/), so that make sees them change.
+    console.log(outputs.map(([f]) => `$(srcdir)/${path.relative(ROOT, f)}`).join(' '));
+    return;
+  }
+  const changed = outputs.filter(([f, text]) => writeIfChanged(f, text())).map(([f]) => path.relative(ROOT, f));
   if (changed.length) console.error(`gen-ops: ${table.ops.length} ops; wrote ${changed.join(', ')}`);
 }
 
