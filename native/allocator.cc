@@ -7,6 +7,7 @@
 // Large buffers here come from mmap (never interleaved with small objects) and are kept in per-size
 // free lists; a training step allocates the same sizes every time, so after the first step nearly
 // every allocation is a cache hit with no page faults. Small buffers still use malloc.
+// The `allocator` unit of native/ops.yaml (its statistics and cache control).
 #include "common.h"
 
 #include <c10/core/CPUAllocator.h>
@@ -152,7 +153,7 @@ size_t cacheLimit() {
 
 }  // namespace
 
-/** Installs the caching allocator once per process unless SEMAIM_CPU_ALLOCATOR=system. */
+// Installs the caching allocator once per process unless SEMAIM_CPU_ALLOCATOR=system.
 void installCpuAllocator() {
   static std::once_flag once;
   std::call_once(once, [] {
@@ -163,29 +164,29 @@ void installCpuAllocator() {
   });
 }
 
-FN(cpuAllocatorStats, {
-  Napi::Object o = Napi::Object::New(info.Env());
-  o.Set("enabled", g_allocator != nullptr && c10::GetCPUAllocator() == g_allocator);
+namespace impl {
+
+static CpuAllocatorStatsResult cpuAllocatorStats() {
+  CpuAllocatorStatsResult r{};
+  r.enabled = g_allocator != nullptr && c10::GetCPUAllocator() == g_allocator;
   if (g_allocator) {
     auto s = g_allocator->stats();
-    o.Set("liveBytes", static_cast<double>(s.liveBytes));
-    o.Set("peakLiveBytes", static_cast<double>(s.peakLiveBytes));
-    o.Set("cachedBytes", static_cast<double>(s.cachedBytes));
-    o.Set("mappedBytes", static_cast<double>(s.mappedBytes));
-    o.Set("hits", static_cast<double>(s.hits));
-    o.Set("misses", static_cast<double>(s.misses));
+    r.liveBytes = static_cast<double>(s.liveBytes);
+    r.peakLiveBytes = static_cast<double>(s.peakLiveBytes);
+    r.cachedBytes = static_cast<double>(s.cachedBytes);
+    r.mappedBytes = static_cast<double>(s.mappedBytes);
+    r.hits = static_cast<double>(s.hits);
+    r.misses = static_cast<double>(s.misses);
   }
-  return o;
-})
-
-FN(cpuEmptyCache, {
-  if (g_allocator) g_allocator->emptyCache();
-  return info.Env().Undefined();
-})
-
-void registerAllocator(Napi::Env env, Napi::Object exports) {
-  installCpuAllocator();
-  EXPORT(cpuAllocatorStats); EXPORT(cpuEmptyCache);
+  return r;
 }
 
+static void cpuEmptyCache() {
+  if (g_allocator) g_allocator->emptyCache();
+}
+
+}  // namespace impl
+
 }  // namespace semaim
+
+#include "generated/allocator.inc"

@@ -1,6 +1,7 @@
-// Shared pieces of the semaim addon: the tensor handle, argument readers and the error guard.
-// Every exported function runs inside GUARD so that no C++ exception ever reaches N-API
-// (an uncaught c10::Error would abort the Node process).
+// Shared pieces of the semaim addon: the tensor handle, argument readers, result conversions and the
+// error guard. The addon's functions are declared in native/ops.yaml; native/gen-ops.js generates their
+// glue, which runs every op inside a guard so that no C++ exception ever reaches N-API (an uncaught
+// c10::Error would abort the Node process).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -57,28 +58,53 @@ class GeneratorHandle : public Napi::ObjectWrap<GeneratorHandle> {
   Napi::Value SetState(const Napi::CallbackInfo& info);
 };
 
-// Wraps a tensor into a fresh JS handle that owns one reference to it.
+// Wraps a tensor into a fresh JS handle that owns one reference to it (an undefined tensor: null).
 Napi::Value wrap(Napi::Env env, at::Tensor t);
 Napi::Value wrapList(Napi::Env env, const std::vector<at::Tensor>& ts);
 
-// Argument readers. They throw std::invalid_argument with a message naming the position.
+// A tensor-or-scalar argument: `tensor` points into the handle table for the duration of the call.
+struct TensorOrScalar {
+  const at::Tensor* tensor = nullptr;
+  at::Scalar scalar;
+};
+// f(the tensor) or f(the scalar): generated glue compiles an op's expression for both.
+template <typename F>
+auto dispatch(const TensorOrScalar& x, F&& f) {
+  return x.tensor ? f(*x.tensor) : f(x.scalar);
+}
+
+// Argument readers, used by the generated glue (native/generated/*.inc). They throw
+// std::invalid_argument with a message naming the position.
 const at::Tensor& argTensor(const Napi::CallbackInfo& info, size_t i);
 c10::optional<at::Tensor> argOptTensor(const Napi::CallbackInfo& info, size_t i);
 std::vector<at::Tensor> argTensorList(const Napi::CallbackInfo& info, size_t i);
+c10::optional<std::vector<at::Tensor>> argOptTensorList(const Napi::CallbackInfo& info, size_t i);
+TensorOrScalar argTensorOrScalar(const Napi::CallbackInfo& info, size_t i);
 double argDouble(const Napi::CallbackInfo& info, size_t i);
 c10::optional<double> argOptDouble(const Napi::CallbackInfo& info, size_t i);
 int64_t argInt(const Napi::CallbackInfo& info, size_t i);
 c10::optional<int64_t> argOptInt(const Napi::CallbackInfo& info, size_t i);
 bool argBool(const Napi::CallbackInfo& info, size_t i);
+c10::optional<bool> argOptBool(const Napi::CallbackInfo& info, size_t i);
 std::vector<int64_t> argIntList(const Napi::CallbackInfo& info, size_t i);
 c10::optional<std::vector<int64_t>> argOptIntList(const Napi::CallbackInfo& info, size_t i);
 at::Scalar argScalar(const Napi::CallbackInfo& info, size_t i);
 std::string argString(const Napi::CallbackInfo& info, size_t i);
 at::ScalarType argDtype(const Napi::CallbackInfo& info, size_t i);
 c10::optional<at::ScalarType> argOptDtype(const Napi::CallbackInfo& info, size_t i);
-at::Device argDevice(const Napi::CallbackInfo& info, size_t i);
+c10::optional<at::Device> argOptDevice(const Napi::CallbackInfo& info, size_t i);
 c10::optional<at::Generator> argOptGenerator(const Napi::CallbackInfo& info, size_t i);
-at::TensorOptions argOptions(const Napi::CallbackInfo& info, size_t dtype_i, size_t device_i);
+Napi::TypedArray argTypedArray(const Napi::CallbackInfo& info, size_t i);
+Napi::Object argObject(const Napi::CallbackInfo& info, size_t i);
+uint64_t argHandle(const Napi::CallbackInfo& info, size_t i);
+
+// Result conversions (besides wrap/wrapList) used by the generated glue.
+Napi::Value scalarToJs(Napi::Env env, const at::Scalar& s);
+Napi::Value intListToJs(Napi::Env env, at::IntArrayRef values);
+// A copy of the bytes of a contiguous CPU tensor.
+Napi::Value bufferToJs(Napi::Env env, const at::Tensor& t);
+// The memory of a contiguous CPU tensor, zero-copy: the ArrayBuffer keeps the storage alive.
+Napi::Value sharedBufferToJs(Napi::Env env, const at::Tensor& t);
 
 at::ScalarType parseDtype(const std::string& s);
 const char* dtypeName(at::ScalarType t);
@@ -86,7 +112,7 @@ const char* dtypeName(at::ScalarType t);
 // Converts any in-flight C++ exception into a JS exception carrying .code and .op.
 [[noreturn]] void rethrowAsJs(Napi::Env env, const char* op);
 
-// One function per op: `OP(add, at::add(argTensor(info,0), argTensor(info,1)))`.
+// The error guard of hand-written N-API callbacks (the Generator class); the generated glue has its own.
 #define SEMAIM_GUARD(opname, ...)                  \
   try {                                            \
     __VA_ARGS__                                    \
@@ -96,24 +122,10 @@ const char* dtypeName(at::ScalarType t);
     ::semaim::rethrowAsJs(info.Env(), opname);     \
   }
 
-#define OP(name, ...)                                                       \
-  static Napi::Value op_##name(const Napi::CallbackInfo& info) {           \
-    SEMAIM_GUARD(#name, return ::semaim::wrap(info.Env(), (__VA_ARGS__));) \
-  }
-
-#define FN(name, ...)                                             \
-  static Napi::Value op_##name(const Napi::CallbackInfo& info) {  \
-    SEMAIM_GUARD(#name, __VA_ARGS__)                              \
-  }
-
-#define EXPORT(name) exports.Set(#name, Napi::Function::New(env, op_##name, #name))
-
-// Registration hooks of each translation unit.
-void registerCore(Napi::Env env, Napi::Object exports);
-void registerMath(Napi::Env env, Napi::Object exports);
-void registerNN(Napi::Env env, Napi::Object exports);
-void registerOptim(Napi::Env env, Napi::Object exports);
-void registerCuda(Napi::Env env, Napi::Object exports);
-void registerAllocator(Napi::Env env, Napi::Object exports);
+// Installs the caching CPU allocator (native/allocator.cc) unless SEMAIM_CPU_ALLOCATOR=system.
+void installCpuAllocator();
 
 }  // namespace semaim
+
+// Result structs and the export functions of each translation unit, from native/ops.yaml.
+#include "generated/ops.h"

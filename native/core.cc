@@ -1,4 +1,5 @@
-// Tensor handles, argument parsing, errors, creation, data transfer, autograd, RNG and runtime settings.
+// Tensor handles, argument parsing, errors, and the ops of native/ops.yaml's `core` unit: creation,
+// data transfer, autograd, RNG and runtime settings.
 #include "common.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -185,35 +186,47 @@ Napi::Value wrapList(Napi::Env env, const std::vector<at::Tensor>& ts) {
   return arr;
 }
 
-static uint64_t idArg(const Napi::CallbackInfo& info, size_t i, const char* what) {
-  if (!info[i].IsBigInt()) throw std::invalid_argument(std::string(what) + ": expected a tensor handle");
-  bool lossless;
-  return info[i].As<Napi::BigInt>().Uint64Value(&lossless);
-}
-
-FN(disposedHandle, { return Napi::BigInt::New(info.Env(), static_cast<uint64_t>(0)); })
+namespace impl {
 
 // dispose(handle): drops the tensor reference now and frees the handle (idempotent).
-FN(dispose, {
-  Napi::Env env = info.Env();
-  disposeId(&env, idArg(info, 0, "dispose"));
-  return env.Undefined();
-})
+static void dispose(Napi::Env env, uint64_t handle) { disposeId(&env, handle); }
 
 // backstop(owner, handle): disposes the handle when `owner` (its TS Tensor) is garbage collected,
 // unless it was disposed before. No N-API calls in there: the env may be shutting down.
-FN(backstop, {
-  if (!info[0].IsObject()) throw std::invalid_argument("backstop: expected the owning object");
-  uint64_t id = idArg(info, 1, "backstop");
-  auto* data = new uint64_t(id);
-  info[0].As<Napi::Object>().AddFinalizer([](Napi::Env, uint64_t* p) {
+static void backstop(Napi::Object owner, uint64_t handle) {
+  owner.AddFinalizer([](Napi::Env, uint64_t* p) {
     disposeId(nullptr, *p);
     delete p;
     g_backstops--;
-  }, data);
+  }, new uint64_t(handle));
   g_backstops++;
-  return info.Env().Undefined();
-})
+}
+
+}  // namespace impl
+
+Napi::Value scalarToJs(Napi::Env env, const at::Scalar& s) {
+  if (s.isBoolean()) return Napi::Boolean::New(env, s.toBool());
+  return Napi::Number::New(env, s.toDouble());
+}
+
+Napi::Value intListToJs(Napi::Env env, at::IntArrayRef values) {
+  Napi::Array a = Napi::Array::New(env, values.size());
+  for (size_t k = 0; k < values.size(); k++) a.Set(k, Napi::Number::New(env, static_cast<double>(values[k])));
+  return a;
+}
+
+// To JS: a copy into a fresh ArrayBuffer.
+Napi::Value bufferToJs(Napi::Env env, const at::Tensor& t) {
+  Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(env, t.nbytes());
+  if (t.nbytes()) std::memcpy(buf.Data(), t.data_ptr(), t.nbytes());
+  return buf;
+}
+
+Napi::Value sharedBufferToJs(Napi::Env env, const at::Tensor& t) {
+  if (t.nbytes() == 0) return Napi::ArrayBuffer::New(env, 0);
+  auto* keep = new at::Tensor(t);
+  return Napi::ArrayBuffer::New(env, keep->data_ptr(), keep->nbytes(), [](Napi::Env, void*, at::Tensor* hint) { delete hint; }, keep);
+}
 
 // ---------------------------------------------------------------- argument readers
 
@@ -236,6 +249,19 @@ const at::Tensor& argTensor(const Napi::CallbackInfo& info, size_t i) {
 c10::optional<at::Tensor> argOptTensor(const Napi::CallbackInfo& info, size_t i) {
   if (i >= info.Length() || info[i].IsNull() || info[i].IsUndefined()) return c10::nullopt;
   return argTensor(info, i);
+}
+
+c10::optional<std::vector<at::Tensor>> argOptTensorList(const Napi::CallbackInfo& info, size_t i) {
+  if (i >= info.Length() || info[i].IsNull() || info[i].IsUndefined()) return c10::nullopt;
+  return argTensorList(info, i);
+}
+
+// A number or boolean is a scalar (BigInts are tensor handles).
+TensorOrScalar argTensorOrScalar(const Napi::CallbackInfo& info, size_t i) {
+  TensorOrScalar x;
+  if (info[i].IsNumber() || info[i].IsBoolean()) x.scalar = argScalar(info, i);
+  else x.tensor = &argTensor(info, i);
+  return x;
 }
 
 std::vector<at::Tensor> argTensorList(const Napi::CallbackInfo& info, size_t i) {
@@ -278,6 +304,11 @@ c10::optional<int64_t> argOptInt(const Napi::CallbackInfo& info, size_t i) {
 bool argBool(const Napi::CallbackInfo& info, size_t i) {
   if (i >= info.Length() || info[i].IsUndefined()) return false;
   return info[i].ToBoolean().Value();
+}
+
+c10::optional<bool> argOptBool(const Napi::CallbackInfo& info, size_t i) {
+  if (i >= info.Length() || info[i].IsNull() || info[i].IsUndefined()) return c10::nullopt;
+  return argBool(info, i);
 }
 
 std::vector<int64_t> argIntList(const Napi::CallbackInfo& info, size_t i) {
@@ -351,8 +382,8 @@ c10::optional<at::ScalarType> argOptDtype(const Napi::CallbackInfo& info, size_t
   return argDtype(info, i);
 }
 
-at::Device argDevice(const Napi::CallbackInfo& info, size_t i) {
-  if (i >= info.Length() || info[i].IsNull() || info[i].IsUndefined()) return at::Device(at::kCPU);
+c10::optional<at::Device> argOptDevice(const Napi::CallbackInfo& info, size_t i) {
+  if (i >= info.Length() || info[i].IsNull() || info[i].IsUndefined()) return c10::nullopt;
   return at::Device(argString(info, i));
 }
 
@@ -364,9 +395,21 @@ c10::optional<at::Generator> argOptGenerator(const Napi::CallbackInfo& info, siz
   return GeneratorHandle::Unwrap(info[i].As<Napi::Object>())->gen;
 }
 
-at::TensorOptions argOptions(const Napi::CallbackInfo& info, size_t dtype_i, size_t device_i) {
-  auto dtype = argOptDtype(info, dtype_i);
-  return at::TensorOptions().dtype(dtype ? *dtype : at::kFloat).device(argDevice(info, device_i));
+Napi::TypedArray argTypedArray(const Napi::CallbackInfo& info, size_t i) {
+  if (!info[i].IsTypedArray()) throw std::invalid_argument(where(i) + ": expected a typed array");
+  return info[i].As<Napi::TypedArray>();
+}
+
+Napi::Object argObject(const Napi::CallbackInfo& info, size_t i) {
+  if (!info[i].IsObject()) throw std::invalid_argument(where(i) + ": expected an object");
+  return info[i].As<Napi::Object>();
+}
+
+// A raw handle id, not looked up (dispose and backstop accept stale ids).
+uint64_t argHandle(const Napi::CallbackInfo& info, size_t i) {
+  if (!info[i].IsBigInt()) throw std::invalid_argument(where(i) + ": expected a tensor handle");
+  bool lossless;
+  return info[i].As<Napi::BigInt>().Uint64Value(&lossless);
 }
 
 // ---------------------------------------------------------------- errors
@@ -406,13 +449,10 @@ at::TensorOptions argOptions(const Napi::CallbackInfo& info, size_t dtype_i, siz
 
 // ---------------------------------------------------------------- creation
 
-OP(empty, at::empty(argIntList(info, 0), argOptions(info, 1, 2)))
-OP(zeros, at::zeros(argIntList(info, 0), argOptions(info, 1, 2)))
-OP(ones, at::ones(argIntList(info, 0), argOptions(info, 1, 2)))
-OP(full, at::full(argIntList(info, 0), argScalar(info, 1), argOptions(info, 2, 3)))
-OP(arange, at::arange(argScalar(info, 0), argScalar(info, 1), argScalar(info, 2), argOptions(info, 3, 4)))
-OP(linspace, at::linspace(argScalar(info, 0), argScalar(info, 1), argInt(info, 2), argOptions(info, 3, 4)))
-OP(eye, at::eye(argInt(info, 0), argOptions(info, 1, 2)))
+// Creation options: float32 and the CPU unless given.
+static at::TensorOptions options(c10::optional<at::ScalarType> dtype, c10::optional<at::Device> device) {
+  return at::TensorOptions().dtype(dtype.value_or(at::kFloat)).device(device.value_or(at::Device(at::kCPU)));
+}
 
 // Host staging memory for a copy to `dev`: page-locked (pinned) for CUDA, so the copy can run
 // asynchronously on the current stream instead of blocking the host until the GPU is idle. Freeing
@@ -438,157 +478,88 @@ static at::Tensor drawOnHost(at::IntArrayRef sizes, at::ScalarType dtype, const 
   fill(host);
   return dev.is_cpu() ? host : host.to(dev, /*non_blocking=*/host.is_pinned());
 }
-static void copyFromHost(at::Tensor& t, const std::function<void(at::Tensor&)>& fill) {
+static void copyFromHost(const at::Tensor& t, const std::function<void(at::Tensor&)>& fill) {
   at::Tensor host = stagingFor(t.sizes(), t.scalar_type(), t.device());
   fill(host);
   t.copy_(host, /*non_blocking=*/host.is_pinned());
 }
 
-FN(rand, {
-  auto gen = argOptGenerator(info, 3);
-  auto opts = argOptions(info, 1, 2);
-  auto sizes = argIntList(info, 0);
-  at::Tensor t = gen ? drawOnHost(sizes, opts.dtype().toScalarType(), opts.device(), [&](at::Tensor& h) { h.uniform_(0, 1, gen); })
-                     : at::rand(sizes, opts);
-  return wrap(info.Env(), t);
-})
-FN(randn, {
-  auto gen = argOptGenerator(info, 3);
-  auto opts = argOptions(info, 1, 2);
-  auto sizes = argIntList(info, 0);
-  at::Tensor t = gen ? drawOnHost(sizes, opts.dtype().toScalarType(), opts.device(), [&](at::Tensor& h) { h.normal_(0, 1, gen); })
-                     : at::randn(sizes, opts);
-  return wrap(info.Env(), t);
-})
-FN(randint, {
-  auto gen = argOptGenerator(info, 4);
-  auto dev = argDevice(info, 3);
-  auto low = argInt(info, 0), high = argInt(info, 1);
-  auto sizes = argIntList(info, 2);
-  at::Tensor t = gen ? drawOnHost(sizes, at::kLong, dev, [&](at::Tensor& h) { h.random_(low, high, gen); })
-                     : at::randint(low, high, sizes, at::TensorOptions().dtype(at::kLong).device(dev));
-  return wrap(info.Env(), t);
-})
-FN(randperm, {
-  auto gen = argOptGenerator(info, 2);
-  auto dev = argDevice(info, 1);
-  auto opts = at::TensorOptions().dtype(at::kLong);
-  at::Tensor t = gen ? drawOnHost({argInt(info, 0)}, at::kLong, dev, [&](at::Tensor& h) { at::randperm_out(h, h.size(0), gen); })
-                     : at::randperm(argInt(info, 0), opts.device(dev));
-  return wrap(info.Env(), t);
-})
-FN(uniform_, {
-  at::Tensor t = argTensor(info, 0);
-  auto gen = argOptGenerator(info, 3);
-  double a = argDouble(info, 1), b = argDouble(info, 2);
-  if (gen && !t.device().is_cpu()) copyFromHost(t, [&](at::Tensor& h) { h.uniform_(a, b, gen); });
-  else t.uniform_(a, b, gen);
-  return info.Env().Undefined();
-})
-FN(normal_, {
-  at::Tensor t = argTensor(info, 0);
-  auto gen = argOptGenerator(info, 3);
-  double mean = argDouble(info, 1), std = argDouble(info, 2);
-  if (gen && !t.device().is_cpu()) copyFromHost(t, [&](at::Tensor& h) { h.normal_(mean, std, gen); });
-  else t.normal_(mean, std, gen);
-  return info.Env().Undefined();
-})
-FN(bernoulli, {
-  auto gen = argOptGenerator(info, 2);
-  const at::Tensor& t = argTensor(info, 0);
-  double p = argDouble(info, 1);
-  at::Tensor out = gen && !t.device().is_cpu()
-                       ? drawOnHost(t.sizes(), t.scalar_type(), t.device(), [&](at::Tensor& h) { h.bernoulli_(p, gen); })
-                       : at::empty_like(t).bernoulli_(p, gen);
-  return wrap(info.Env(), out);
-})
+namespace impl {
+
+static at::Tensor rand(const std::vector<int64_t>& size, c10::optional<at::ScalarType> dtype, c10::optional<at::Device> device,
+                       const c10::optional<at::Generator>& gen) {
+  auto opts = options(dtype, device);
+  return gen ? drawOnHost(size, opts.dtype().toScalarType(), opts.device(), [&](at::Tensor& h) { h.uniform_(0, 1, gen); })
+             : at::rand(size, opts);
+}
+static at::Tensor randn(const std::vector<int64_t>& size, c10::optional<at::ScalarType> dtype, c10::optional<at::Device> device,
+                        const c10::optional<at::Generator>& gen) {
+  auto opts = options(dtype, device);
+  return gen ? drawOnHost(size, opts.dtype().toScalarType(), opts.device(), [&](at::Tensor& h) { h.normal_(0, 1, gen); })
+             : at::randn(size, opts);
+}
+static at::Tensor randint(int64_t low, int64_t high, const std::vector<int64_t>& size, c10::optional<at::Device> device,
+                          const c10::optional<at::Generator>& gen) {
+  at::Device dev = device.value_or(at::Device(at::kCPU));
+  return gen ? drawOnHost(size, at::kLong, dev, [&](at::Tensor& h) { h.random_(low, high, gen); })
+             : at::randint(low, high, size, at::TensorOptions().dtype(at::kLong).device(dev));
+}
+static at::Tensor randperm(int64_t n, c10::optional<at::Device> device, const c10::optional<at::Generator>& gen) {
+  at::Device dev = device.value_or(at::Device(at::kCPU));
+  return gen ? drawOnHost({n}, at::kLong, dev, [&](at::Tensor& h) { at::randperm_out(h, h.size(0), gen); })
+             : at::randperm(n, at::TensorOptions().dtype(at::kLong).device(dev));
+}
+static void uniform_(const at::Tensor& t, double low, double high, const c10::optional<at::Generator>& gen) {
+  if (gen && !t.device().is_cpu()) copyFromHost(t, [&](at::Tensor& h) { h.uniform_(low, high, gen); });
+  else t.uniform_(low, high, gen);
+}
+static void normal_(const at::Tensor& t, double mean, double stddev, const c10::optional<at::Generator>& gen) {
+  if (gen && !t.device().is_cpu()) copyFromHost(t, [&](at::Tensor& h) { h.normal_(mean, stddev, gen); });
+  else t.normal_(mean, stddev, gen);
+}
+static at::Tensor bernoulli(const at::Tensor& t, double p, const c10::optional<at::Generator>& gen) {
+  return gen && !t.device().is_cpu() ? drawOnHost(t.sizes(), t.scalar_type(), t.device(), [&](at::Tensor& h) { h.bernoulli_(p, gen); })
+                                     : at::empty_like(t).bernoulli_(p, gen);
+}
 
 // From a JS typed array: always one copy (the JS buffer may be detached or reused; a tensor
 // must own its memory because autograd may free it on another thread). To CUDA: one host copy
 // into pinned memory, then an asynchronous host-to-device copy.
-FN(fromBuffer, {
-  Napi::TypedArray arr = info[0].As<Napi::TypedArray>();
-  auto shape = argIntList(info, 1);
-  auto dtype = argDtype(info, 2);
-  auto dev = argDevice(info, 3);
-  at::Tensor t = stagingFor(shape, dtype, dev);
+static at::Tensor fromBuffer(Napi::TypedArray data, const std::vector<int64_t>& size, at::ScalarType dtype,
+                             c10::optional<at::Device> device) {
+  at::Device dev = device.value_or(at::Device(at::kCPU));
+  at::Tensor t = stagingFor(size, dtype, dev);
   size_t need = t.nbytes();
-  if (arr.ByteLength() != need)
-    throw std::invalid_argument("fromBuffer: buffer has " + std::to_string(arr.ByteLength()) + " bytes, shape and dtype need " + std::to_string(need));
-  uint8_t* src = static_cast<uint8_t*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
+  if (data.ByteLength() != need)
+    throw std::invalid_argument("fromBuffer: buffer has " + std::to_string(data.ByteLength()) + " bytes, shape and dtype need " + std::to_string(need));
+  uint8_t* src = static_cast<uint8_t*>(data.ArrayBuffer().Data()) + data.ByteOffset();
   if (need) std::memcpy(t.data_ptr(), src, need);
-  if (dev.is_cpu()) return wrap(info.Env(), t);
-  return wrap(info.Env(), t.to(dev, /*non_blocking=*/t.is_pinned()));
-})
+  if (dev.is_cpu()) return t;
+  return t.to(dev, /*non_blocking=*/t.is_pinned());
+}
 
-// To JS: a copy into a fresh ArrayBuffer (contiguous, on CPU).
-FN(toBuffer, {
-  at::Tensor t = argTensor(info, 0).detach().to(at::kCPU).contiguous();
-  Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(info.Env(), t.nbytes());
-  if (t.nbytes()) std::memcpy(buf.Data(), t.data_ptr(), t.nbytes());
-  return buf;
-})
-
-// Zero-copy view of a contiguous CPU tensor's memory; the ArrayBuffer keeps the storage alive.
-FN(sharedBuffer, {
-  const at::Tensor& src = argTensor(info, 0);
-  if (!src.device().is_cpu() || !src.is_contiguous())
+static at::Tensor sharedBuffer(const at::Tensor& self) {
+  if (!self.device().is_cpu() || !self.is_contiguous())
     throw std::invalid_argument("sharedBuffer: needs a contiguous CPU tensor (call .contiguous().cpu() first)");
-  auto* keep = new at::Tensor(src.detach());
-  if (keep->nbytes() == 0) { delete keep; return Napi::ArrayBuffer::New(info.Env(), 0); }
-  return Napi::ArrayBuffer::New(info.Env(), keep->data_ptr(), keep->nbytes(),
-                                [](Napi::Env, void*, at::Tensor* hint) { delete hint; }, keep);
-})
+  return self.detach();
+}
 
-FN(item, {
-  at::Tensor t = argTensor(info, 0);
-  if (t.numel() != 1) throw std::invalid_argument("item: tensor has " + std::to_string(t.numel()) + " elements, expected 1");
-  at::Scalar s = t.item();
-  if (s.isBoolean()) return Napi::Boolean::New(info.Env(), s.toBool());
-  return Napi::Number::New(info.Env(), s.toDouble());
-})
+static at::Scalar item(const at::Tensor& self) {
+  if (self.numel() != 1) throw std::invalid_argument("item: tensor has " + std::to_string(self.numel()) + " elements, expected 1");
+  return self.item();
+}
 
 // ---------------------------------------------------------------- properties
 
-FN(shape, {
-  auto sizes = argTensor(info, 0).sizes();
-  Napi::Array a = Napi::Array::New(info.Env(), sizes.size());
-  for (size_t k = 0; k < sizes.size(); k++) a.Set(k, Napi::Number::New(info.Env(), static_cast<double>(sizes[k])));
-  return a;
-})
-FN(strides, {
-  auto st = argTensor(info, 0).strides();
-  Napi::Array a = Napi::Array::New(info.Env(), st.size());
-  for (size_t k = 0; k < st.size(); k++) a.Set(k, Napi::Number::New(info.Env(), static_cast<double>(st[k])));
-  return a;
-})
-FN(dim, { return Napi::Number::New(info.Env(), static_cast<double>(argTensor(info, 0).dim())); })
-FN(numel, { return Napi::Number::New(info.Env(), static_cast<double>(argTensor(info, 0).numel())); })
-FN(dtype, { return Napi::String::New(info.Env(), dtypeName(argTensor(info, 0).scalar_type())); })
-FN(device, { return Napi::String::New(info.Env(), argTensor(info, 0).device().str()); })
-FN(isContiguous, { return Napi::Boolean::New(info.Env(), argTensor(info, 0).is_contiguous()); })
-FN(storageId, {
-  return Napi::Number::New(info.Env(), static_cast<double>(reinterpret_cast<uintptr_t>(argTensor(info, 0).storage().data())));
-})
-FN(format, {
+static std::string format(const at::Tensor& self) {
   std::ostringstream os;
-  os << argTensor(info, 0);
-  return Napi::String::New(info.Env(), os.str());
-})
+  os << self;
+  return os.str();
+}
 
 // ---------------------------------------------------------------- autograd
 
-FN(requiresGrad, { return Napi::Boolean::New(info.Env(), argTensor(info, 0).requires_grad()); })
-FN(setRequiresGrad, {
-  at::Tensor t = argTensor(info, 0);
-  t.requires_grad_(argBool(info, 1));
-  return info.Env().Undefined();
-})
-FN(isLeaf, { return Napi::Boolean::New(info.Env(), argTensor(info, 0).is_leaf()); })
-OP(grad, argTensor(info, 0).grad())
-FN(setGrad, {
-  at::Tensor t = argTensor(info, 0);
-  auto g = argOptTensor(info, 1);
+static void setGrad(const at::Tensor& t, const c10::optional<at::Tensor>& g) {
   if (g && (g->sizes() != t.sizes() || g->scalar_type() != t.scalar_type() || g->device() != t.device())) {
     std::ostringstream os;
     os << "setGrad: gradient must match the tensor: tensor " << t.sizes() << " " << dtypeName(t.scalar_type()) << " " << t.device()
@@ -596,36 +567,10 @@ FN(setGrad, {
     throw std::invalid_argument(os.str());
   }
   t.mutable_grad() = g ? *g : at::Tensor();
-  return info.Env().Undefined();
-})
-// Replaces a tensor's data (dtype/device/shape) while keeping its identity, like `p.data = x` in
-// PyTorch: modules move parameters this way so every reference sees the new tensor.
-FN(setData, {
-  argTensor(info, 0).set_data(argTensor(info, 1));
-  return info.Env().Undefined();
-})
-FN(retainGrad, {
-  at::Tensor t = argTensor(info, 0);
-  t.retain_grad();
-  return info.Env().Undefined();
-})
-FN(backward, {
-  at::Tensor t = argTensor(info, 0);
-  auto g = argOptTensor(info, 1);
-  t.backward(g ? *g : at::Tensor(), argBool(info, 2), false);
-  return info.Env().Undefined();
-})
-FN(setGradEnabled, {
-  c10::GradMode::set_enabled(argBool(info, 0));
-  return info.Env().Undefined();
-})
-FN(isGradEnabled, { return Napi::Boolean::New(info.Env(), c10::GradMode::is_enabled()); })
+}
 
 // Autocast (mixed precision) hides the 1.x / 2.x API difference: enable(deviceType, dtype).
-FN(setAutocast, {
-  bool on = argBool(info, 0);
-  std::string dev = argString(info, 1);
-  at::ScalarType dtype = argDtype(info, 2);
+static void setAutocast(bool on, const std::string& dev, at::ScalarType dtype, bool clearCache) {
 #if SEMAIM_TORCH_AT_LEAST(2, 4)  // (DeviceType, ...) API; the per-device setters are deprecated there
   at::DeviceType dt = dev == "cuda" ? at::kCUDA : at::kCPU;
   at::autocast::set_autocast_dtype(dt, dtype);
@@ -640,75 +585,39 @@ FN(setAutocast, {
   }
 #endif
   // The cache of float32 weights cast to the autocast dtype: dropped when the outermost region ends.
-  if (info.Length() > 3 && info[3].IsBoolean() && info[3].As<Napi::Boolean>().Value()) at::autocast::clear_cache();
-  return info.Env().Undefined();
-})
+  if (clearCache) at::autocast::clear_cache();
+}
 
 // getAutocast(device) -> [enabled, dtype]: the state an autocast region restores when it ends.
-FN(getAutocast, {
-  std::string dev = argString(info, 0);
-  bool on;
-  at::ScalarType dtype;
+static std::tuple<bool, at::ScalarType> getAutocast(const std::string& dev) {
 #if SEMAIM_TORCH_AT_LEAST(2, 4)
   at::DeviceType dt = dev == "cuda" ? at::kCUDA : at::kCPU;
-  on = at::autocast::is_autocast_enabled(dt);
-  dtype = at::autocast::get_autocast_dtype(dt);
+  return {at::autocast::is_autocast_enabled(dt), at::autocast::get_autocast_dtype(dt)};
 #else
-  on = dev == "cuda" ? at::autocast::is_enabled() : at::autocast::is_cpu_enabled();
-  dtype = dev == "cuda" ? at::autocast::get_autocast_gpu_dtype() : at::autocast::get_autocast_cpu_dtype();
+  if (dev == "cuda") return {at::autocast::is_enabled(), at::autocast::get_autocast_gpu_dtype()};
+  return {at::autocast::is_cpu_enabled(), at::autocast::get_autocast_cpu_dtype()};
 #endif
-  Napi::Array out = Napi::Array::New(info.Env(), 2);
-  out.Set(0u, Napi::Boolean::New(info.Env(), on));
-  out.Set(1u, Napi::String::New(info.Env(), dtypeName(dtype)));
-  return out;
-})
+}
 
 // ---------------------------------------------------------------- runtime
 
-FN(manualSeed, {
-  at::manual_seed(static_cast<uint64_t>(argInt(info, 0)));
-  return info.Env().Undefined();
-})
-FN(getRngState, {
+static at::Tensor getRngState() {
   auto gen = at::detail::getDefaultCPUGenerator();
   std::lock_guard<std::mutex> lock(gen.mutex());
-  return wrap(info.Env(), gen.get_state());
-})
-FN(setRngState, {
+  return gen.get_state();
+}
+static void setRngState(const at::Tensor& state) {
   auto gen = at::detail::getDefaultCPUGenerator();
   std::lock_guard<std::mutex> lock(gen.mutex());
-  gen.set_state(argTensor(info, 0));
-  return info.Env().Undefined();
-})
-FN(setNumThreads, {
-  at::set_num_threads(static_cast<int>(argInt(info, 0)));
-  return info.Env().Undefined();
-})
-FN(getNumThreads, { return Napi::Number::New(info.Env(), at::get_num_threads()); })
-FN(liveHandles, { return Napi::Number::New(info.Env(), static_cast<double>(g_live_handles.load())); })
-FN(gcTracked, { return Napi::Number::New(info.Env(), static_cast<double>(g_backstops.load())); })
-FN(liveBytes, { return Napi::Number::New(info.Env(), static_cast<double>(g_live_bytes.load())); })
-FN(version, {
-  Napi::Object o = Napi::Object::New(info.Env());
-  o.Set("torch", Napi::String::New(info.Env(), TORCH_VERSION));
-  o.Set("major", TORCH_VERSION_MAJOR);
-  o.Set("minor", TORCH_VERSION_MINOR);
-  o.Set("config", Napi::String::New(info.Env(), at::show_config()));
-  o.Set("parallel", Napi::String::New(info.Env(), at::get_parallel_info()));
-  return o;
-})
-
-void registerCore(Napi::Env env, Napi::Object exports) {
-  EXPORT(dispose); EXPORT(backstop); EXPORT(disposedHandle);
-  EXPORT(empty); EXPORT(zeros); EXPORT(ones); EXPORT(full); EXPORT(arange); EXPORT(linspace); EXPORT(eye);
-  EXPORT(rand); EXPORT(randn); EXPORT(randint); EXPORT(randperm); EXPORT(uniform_); EXPORT(normal_); EXPORT(bernoulli);
-  EXPORT(fromBuffer); EXPORT(toBuffer); EXPORT(sharedBuffer); EXPORT(item);
-  EXPORT(shape); EXPORT(strides); EXPORT(dim); EXPORT(numel); EXPORT(dtype); EXPORT(device); EXPORT(isContiguous);
-  EXPORT(storageId); EXPORT(format);
-  EXPORT(requiresGrad); EXPORT(setRequiresGrad); EXPORT(isLeaf); EXPORT(grad); EXPORT(setGrad); EXPORT(setData); EXPORT(retainGrad);
-  EXPORT(backward); EXPORT(setGradEnabled); EXPORT(isGradEnabled); EXPORT(setAutocast); EXPORT(getAutocast);
-  EXPORT(manualSeed); EXPORT(getRngState); EXPORT(setRngState); EXPORT(setNumThreads); EXPORT(getNumThreads);
-  EXPORT(liveHandles); EXPORT(liveBytes); EXPORT(gcTracked); EXPORT(version);
+  gen.set_state(state);
 }
 
+static VersionResult version() {
+  return {TORCH_VERSION, TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR, at::show_config(), at::get_parallel_info()};
+}
+
+}  // namespace impl
+
 }  // namespace semaim
+
+#include "generated/core.inc"

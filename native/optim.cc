@@ -1,4 +1,4 @@
-// Optimiser kernels: one native call per parameter group and step, using libtorch's multi-tensor
+// Optimiser kernels (the `optim` unit of native/ops.yaml): one native call per parameter group and step, using libtorch's multi-tensor
 // (_foreach) kernels, so a step costs a handful of dispatches instead of several per parameter.
 #include "common.h"
 
@@ -20,19 +20,15 @@ static bool sameDeviceAndFloatDtype(const std::vector<at::Tensor>& ts) {
 }
 #endif
 
+namespace impl {
+
 // adamwStep(params, grads, expAvgs, expAvgSqs, lr, beta1, beta2, eps, weightDecay, step)
 // Decoupled weight decay, bias-corrected moments (PyTorch's AdamW, amsgrad off).
-FN(adamwStep, {
-  auto params = argTensorList(info, 0);
-  auto grads = argTensorList(info, 1);
-  auto m = argTensorList(info, 2);
-  auto v = argTensorList(info, 3);
-  double lr = argDouble(info, 4), b1 = argDouble(info, 5), b2 = argDouble(info, 6), eps = argDouble(info, 7);
-  double wd = argDouble(info, 8);
-  int64_t step = argInt(info, 9);
+static void adamwStep(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>& grads, const std::vector<at::Tensor>& m,
+                      const std::vector<at::Tensor>& v, double lr, double b1, double b2, double eps, double wd, int64_t step) {
   if (grads.size() != params.size() || m.size() != params.size() || v.size() != params.size())
     throw std::invalid_argument("adamwStep: params, grads and states differ in length");
-  if (params.empty()) return info.Env().Undefined();
+  if (params.empty()) return;
   // c10:: not at::, whose alias ATen/ATen.h no longer pulls in on 2.x.
   c10::NoGradGuard no_grad;
 #if SEMAIM_TORCH_AT_LEAST(2, 4)
@@ -43,7 +39,7 @@ FN(adamwStep, {
                           params[0].options().dtype(at::kFloat));
     std::vector<at::Tensor> stateSteps = steps.unbind(0);
     at::_fused_adamw_(params, grads, m, v, {}, stateSteps, lr, b1, b2, wd, eps, /*amsgrad=*/false, /*maximize=*/false);
-    return info.Env().Undefined();
+    return;
   }
 #endif
   if (wd != 0) at::_foreach_mul_(params, 1.0 - lr * wd);
@@ -57,22 +53,18 @@ FN(adamwStep, {
   at::_foreach_div_(denom, std::sqrt(bc2));
   at::_foreach_add_(denom, eps);
   at::_foreach_addcdiv_(params, m, denom, -lr / bc1);
-  return info.Env().Undefined();
-})
+}
 
 // sgdStep(params, grads, buffers|null, lr, momentum, dampening, weightDecay, nesterov, firstStep)
-FN(sgdStep, {
-  auto params = argTensorList(info, 0);
-  auto grads = argTensorList(info, 1);
-  bool hasBuf = info[2].IsArray();
-  std::vector<at::Tensor> bufs = hasBuf ? argTensorList(info, 2) : std::vector<at::Tensor>();
-  double lr = argDouble(info, 3), momentum = argDouble(info, 4), dampening = argDouble(info, 5), wd = argDouble(info, 6);
-  bool nesterov = argBool(info, 7), first = argBool(info, 8);
-  if (params.empty()) return info.Env().Undefined();
+static void sgdStep(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>& grads,
+                    const c10::optional<std::vector<at::Tensor>>& buffers, double lr, double momentum, double dampening, double wd,
+                    bool nesterov, bool first) {
+  if (params.empty()) return;
   c10::NoGradGuard no_grad;
   std::vector<at::Tensor> d = wd != 0 ? at::_foreach_add(grads, params, wd) : grads;
   if (momentum != 0) {
-    if (!hasBuf || bufs.size() != params.size()) throw std::invalid_argument("sgdStep: momentum needs one buffer per parameter");
+    if (!buffers || buffers->size() != params.size()) throw std::invalid_argument("sgdStep: momentum needs one buffer per parameter");
+    const std::vector<at::Tensor>& bufs = *buffers;
     if (first) {
       for (size_t i = 0; i < bufs.size(); i++) bufs[i].copy_(d[i]);
     } else {
@@ -82,15 +74,12 @@ FN(sgdStep, {
     d = nesterov ? at::_foreach_add(d, bufs, momentum) : bufs;
   }
   at::_foreach_add_(params, d, -lr);
-  return info.Env().Undefined();
-})
+}
 
 // clipGradNorm(grads, maxNorm) -> total L2 norm (0-d tensor, before clipping). No host sync:
 // the scale is computed on the device and applied even when it is 1.
-FN(clipGradNorm, {
-  auto grads = argTensorList(info, 0);
-  double maxNorm = argDouble(info, 1);
-  if (grads.empty()) return wrap(info.Env(), at::zeros({}));
+static at::Tensor clipGradNorm(const std::vector<at::Tensor>& grads, double maxNorm) {
+  if (grads.empty()) return at::zeros({});
   c10::NoGradGuard no_grad;
   auto norms = at::_foreach_norm(grads, 2);
   at::Tensor total = at::stack(norms).norm();
@@ -100,24 +89,22 @@ FN(clipGradNorm, {
     // One multi-tensor kernel instead of one per parameter (_foreach_mul_ by a tensor: PyTorch >= 2.1).
     if (std::all_of(grads.begin(), grads.end(), [&](const at::Tensor& g) { return g.scalar_type() == coef.scalar_type(); })) {
       at::_foreach_mul_(grads, coef);
-      return wrap(info.Env(), total);
+      return total;
     }
 #endif
-    for (auto& g : grads) g.mul_(coef.to(g.scalar_type()));
+    for (const auto& g : grads) g.mul_(coef.to(g.scalar_type()));
   }
-  return wrap(info.Env(), total);
-})
-
-// foreachMul_(tensors, scalar): multiplies every tensor in place (one multi-tensor kernel per dtype and device).
-FN(foreachMul_, {
-  auto tensors = argTensorList(info, 0);
-  c10::NoGradGuard no_grad;
-  if (!tensors.empty()) at::_foreach_mul_(tensors, argScalar(info, 1));
-  return info.Env().Undefined();
-})
-
-void registerOptim(Napi::Env env, Napi::Object exports) {
-  EXPORT(adamwStep); EXPORT(sgdStep); EXPORT(clipGradNorm); EXPORT(foreachMul_);
+  return total;
 }
 
+// foreachMul_(tensors, scalar): multiplies every tensor in place (one multi-tensor kernel per dtype and device).
+static void foreachMul_(const std::vector<at::Tensor>& tensors, const at::Scalar& scalar) {
+  c10::NoGradGuard no_grad;
+  if (!tensors.empty()) at::_foreach_mul_(tensors, scalar);
+}
+
+}  // namespace impl
+
 }  // namespace semaim
+
+#include "generated/optim.inc"

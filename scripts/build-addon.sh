@@ -9,7 +9,8 @@ NAPI_INCLUDE=${NAPI_INCLUDE:-$( [ -f /usr/include/node/node_api.h ] && echo /usr
 [ -f "$NAPI_INCLUDE/node_api.h" ] || { echo "build-addon: node_api.h not found in $NAPI_INCLUDE" >&2; exit 1; }
 ADDON_API=$(node -p "require('node-addon-api').include_dir")
 INCLUDES=$(node native/find-libtorch.js include | tr ' ' '\n' | sed 's/^/-I/' | tr '\n' ' ')
-CFLAGS="-O2 -fPIC -fexceptions -frtti -Wno-unused-parameter -Wno-deprecated-declarations -DNAPI_VERSION=8 -DNODE_ADDON_API_DISABLE_DEPRECATED -DBUILDING_NODE_EXTENSION $(node native/find-libtorch.js cflags)"
+CFLAGS="-O2 -fPIC -fexceptions -frtti -Wno-unused-parameter -Wno-deprecated-declarations -Werror=unused-function -Werror=missing-declarations -DNAPI_VERSION=8 -DNODE_ADDON_API_DISABLE_DEPRECATED -DBUILDING_NODE_EXTENSION $(node native/find-libtorch.js cflags)"
+node native/gen-ops.js  # the op glue from native/ops.yaml (needs the yaml package)
 mkdir -p build/Release/obj
 JOBS=${JOBS:-$(nproc)}
 echo "build-addon: $(node native/find-libtorch.js libdir) ($CFLAGS), $JOBS jobs"

@@ -56,10 +56,12 @@ STD=c++17
 grep -qE '__cplusplus < 202002L' "$INC/ATen/ATen.h" && STD=c++20
 NAPI_INCLUDE=${NAPI_INCLUDE:-/usr/include/node}
 ADDON_API=$(node -p "require('node-addon-api').include_dir")
+node native/gen-ops.js  # the op glue from native/ops.yaml
 log "compiling native/*.cc with -DSEMAIM_CUDA=1 -std=$STD against $SUITE's CUDA libtorch headers"
 fail=0
 for f in native/*.cc; do
   if g++ -std=$STD -fsyntax-only -fexceptions -frtti -Wall -Wno-unused-parameter -Wdeprecated-declarations \
+      -Werror=unused-function -Werror=missing-declarations \
       -DNAPI_VERSION=8 -DNODE_ADDON_API_DISABLE_DEPRECATED -D_GLIBCXX_USE_CXX11_ABI=1 -DSEMAIM_CUDA=1 \
       -I"$NAPI_INCLUDE" -I"$ADDON_API" -I"$INC" -I"$INC/torch/csrc/api/include" "$f" 2>"$CACHE/$(basename "$f").log"; then
     warnings=$(grep -c 'warning:' "$CACHE/$(basename "$f").log" || true)

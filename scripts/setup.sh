@@ -28,4 +28,5 @@ if [ ! -f build/Release/semaim.node ] || [ ! -d node_modules/node-addon-api ]; t
   echo "setup: npm ci (builds the native addon against $(node native/find-libtorch.js libdir))"
   npm ci --no-audit --no-fund
 fi
+node native/gen-ops.js  # the typed addon interface (src/torch/generated/) from native/ops.yaml
 npx tsc -p tsconfig.json

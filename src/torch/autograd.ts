@@ -2,7 +2,7 @@
 import { native } from './native';
 
 function withGradMode<T>(enabled: boolean, fn: () => T): T {
-  const prev = native.isGradEnabled() as boolean;
+  const prev = native.isGradEnabled();
   native.setGradEnabled(enabled);
   try {
     const r = fn();
@@ -33,7 +33,7 @@ export function isGradEnabled(): boolean {
  * autocast region (for work that must stay float32).
  */
 export function autocast<T>(opts: { device: 'cpu' | 'cuda'; dtype?: 'bfloat16' | 'float16'; enabled?: boolean }, fn: () => T): T {
-  const [wasOn, wasDtype] = native.getAutocast(opts.device) as [boolean, string];
+  const [wasOn, wasDtype] = native.getAutocast(opts.device);
   const on = opts.enabled !== false;
   native.setAutocast(on, opts.device, opts.dtype ?? wasDtype, false);
   try {
@@ -46,6 +46,6 @@ export function autocast<T>(opts: { device: 'cpu' | 'cuda'; dtype?: 'bfloat16' |
 
 /** The autocast state of a device type: whether it is on, and its dtype. */
 export function autocastState(device: 'cpu' | 'cuda'): { enabled: boolean; dtype: string } {
-  const [enabled, dtype] = native.getAutocast(device) as [boolean, string];
+  const [enabled, dtype] = native.getAutocast(device);
   return { enabled, dtype };
 }

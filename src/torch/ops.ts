@@ -58,7 +58,7 @@ export const cuda = {
   emptyCache(): void { native.cudaEmptyCache(); },
   /** Name, compute capability and memory of a device. */
   getDeviceProperties(device = 0): { name: string; major: number; minor: number; totalMemory: number } {
-    return native.cudaDeviceProperties(device) as { name: string; major: number; minor: number; totalMemory: number };
+    return native.cudaDeviceProperties(device);
   },
   /** The global CUDA generator's state of a device (a uint8 CPU tensor), for checkpoints. */
   getRngState(device = 0): Tensor { return wrap(native.cudaGetRngState(device)); },
@@ -69,16 +69,16 @@ export const cuda = {
 export const backends = {
   cudnn: {
     /** cuDNN autotuning of convolutions per input shape (PyTorch's default: off; the authors' scripts turn it on). */
-    get benchmark(): boolean { return native.cudnnBenchmark() as boolean; },
+    get benchmark(): boolean { return native.cudnnBenchmark(); },
     set benchmark(on: boolean) { native.cudnnBenchmark(on); },
     /** TF32 tensor-core math in float32 convolutions (PyTorch's default: on). */
-    get allowTF32(): boolean { return native.cudnnAllowTF32() as boolean; },
+    get allowTF32(): boolean { return native.cudnnAllowTF32(); },
     set allowTF32(on: boolean) { native.cudnnAllowTF32(on); },
   },
   cuda: {
     matmul: {
       /** TF32 tensor-core math in float32 matrix products (PyTorch's default: off). */
-      get allowTF32(): boolean { return native.matmulAllowTF32() as boolean; },
+      get allowTF32(): boolean { return native.matmulAllowTF32(); },
       set allowTF32(on: boolean) { native.matmulAllowTF32(on); },
     },
   },

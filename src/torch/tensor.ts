@@ -2,6 +2,7 @@
 import { native, TensorHandle } from './native';
 import { DType, Device, TypedArray, viewAs } from './dtype';
 import { registerTensorClass, track } from './scope';
+import type { Generator } from './random';
 
 /** The handle of every disposed Tensor: native ops on it throw "<op>: tensor was disposed". */
 const DISPOSED: TensorHandle = native.disposedHandle();
@@ -190,7 +191,10 @@ export class Tensor {
   flip(...dims: number[] | [number[]]): Tensor { return wrap(native.flip(this.handle, flatShape(dims))); }
   tril(diagonal = 0): Tensor { return wrap(native.tril(this.handle, diagonal)); }
   triu(diagonal = 0): Tensor { return wrap(native.triu(this.handle, diagonal)); }
-  split(sizeOrSizes: number | number[], dim = 0): Tensor[] { return native.split(this.handle, sizeOrSizes, dim).map(wrap); }
+  split(sizeOrSizes: number | number[], dim = 0): Tensor[] {
+    const hs = typeof sizeOrSizes === 'number' ? native.split(this.handle, sizeOrSizes, dim) : native.splitWithSizes(this.handle, sizeOrSizes, dim);
+    return hs.map(wrap);
+  }
   chunk(chunks: number, dim = 0): Tensor[] { return native.chunk(this.handle, chunks, dim).map(wrap); }
 
   // ------------------------------------------------------------ indexing
@@ -315,11 +319,11 @@ export class Tensor {
   fill_(value: Scalar): this { native.fill_(this.handle, value); return this; }
   clamp_(min?: number | null, max?: number | null): this { native.clamp_(this.handle, min ?? null, max ?? null); return this; }
   maskedFill_(mask: Tensor, value: Scalar): this { native.maskedFill_(this.handle, mask.handle, value); return this; }
-  uniform_(low = 0, high = 1, generator?: { native: unknown }): this {
+  uniform_(low = 0, high = 1, generator?: Generator): this {
     native.uniform_(this.handle, low, high, generator?.native ?? null);
     return this;
   }
-  normal_(mean = 0, std = 1, generator?: { native: unknown }): this {
+  normal_(mean = 0, std = 1, generator?: Generator): this {
     native.normal_(this.handle, mean, std, generator?.native ?? null);
     return this;
   }

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import * as torch from '../../src/torch';
 import { Tensor, F } from '../../src/torch';
 import { rnd } from './helpers';
-import { native } from '../../src/torch/native';
+import { native, TensorHandle } from '../../src/torch/native';
 
 torch.setNumThreads(1);
 
@@ -185,7 +185,7 @@ test('lifetime: a handle kept apart from its disposed Tensor, or a forged one, t
   t.dispose();
   const u = torch.ones([3]); // may reuse the freed slot: the stale id must not reach it
   assert.throws(() => native.add(stale, u.h), /tensor was disposed/);
-  assert.throws(() => native.add(123456789n, u.h), /expected a tensor/);
+  assert.throws(() => native.add(123456789n as TensorHandle, u.h), /expected a tensor/); // a forged handle
   assert.throws(() => native.add(u.h, stale), /tensor was disposed/);
   native.dispose(stale); // a stale dispose is a no-op: u stays alive
   assert.deepEqual(Array.from(u.add(1).toFloat32Array()), [2, 2, 2]);

@@ -1,0 +1,71 @@
+// The addon, the op table (native/ops.yaml) and the generated TypeScript interface agree.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { native } from '../../src/torch/native';
+import { nativeOpNames } from '../../src/torch/generated/native-ops';
+
+interface TableOp { name: string; unit: string }
+const genOps = require(join(__dirname, '..', '..', '..', 'native', 'gen-ops.js')) as {
+  readTable(file?: string): { ops: TableOp[] };
+};
+
+const tableNames = (): string[] => genOps.readTable().ops.map((op) => op.name);
+
+test('native ops: the addon exports exactly the functions of native/ops.yaml', () => {
+  const exported = Object.keys(native).filter((k) => typeof (native as unknown as Record<string, unknown>)[k] === 'function' && k !== 'Generator');
+  const table = tableNames();
+  const missing = table.filter((n) => !exported.includes(n));
+  const extra = exported.filter((n) => !table.includes(n));
+  assert.deepEqual({ missing, extra }, { missing: [], extra: [] },
+    'the addon does not match native/ops.yaml: rebuild it (npm run build:native)');
+  // Besides the table: the hand-written Generator class and the build flag.
+  assert.deepEqual(Object.keys(native).filter((k) => !table.includes(k)).sort(), ['Generator', 'cudaBuild']);
+  assert.equal(typeof native.cudaBuild, 'boolean');
+});
+
+test('native ops: the generated TypeScript interface lists the ops of native/ops.yaml', () => {
+  assert.deepEqual([...nativeOpNames], tableNames(), 'src/torch/generated is stale: run npm run build');
+});
+
+test('native ops: table mistakes are reported with the op and the reason', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ops-'));
+  const read = (text: string): void => {
+    const file = join(dir, 'ops.yaml');
+    writeFileSync(file, text);
+    genOps.readTable(file);
+  };
+  try {
+    read('math:\n  - neg(Tensor self) -> Tensor = at::neg(self)\n');
+    assert.throws(() => read('math:\n  - neg(Tensr self) -> Tensor\n'), /math\.neg: unknown parameter type 'Tensr'/);
+    assert.throws(() => read('math:\n  - neg(Tensor self) -> Tensr\n'), /math\.neg: unknown return type 'Tensr'/);
+    assert.throws(() => read('math:\n  - neg(Tensor self) -> Tensor\nnn:\n  - neg(Tensor self) -> Tensor\n'), /'neg' is declared twice/);
+    assert.throws(() => read('math:\n  - sq(Tensor self, int? d) -> Tensor = d ? a : b\n'), /quote it when it contains ': '/);
+    assert.throws(() => read('math:\n  - f(Scalar a=1, Tensor b) -> Tensor\n'), /'b' has no default but follows a parameter with one/);
+    assert.throws(() => read('math:\n  - f(int? a=0) -> Tensor\n'), /nullable parameter's default must be None/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('native ops: a tensor-or-scalar argument takes a number, a boolean or a tensor; defaults apply when omitted', () => {
+  const t = native.fromBuffer(new Float32Array([1, 2, 3]), [3], 'float32', null);
+  const handles = [t];
+  try {
+    const byScalar = native.add(t, 2); // alpha omitted: 1
+    const byTensor = native.add(t, t, 0.5);
+    const byBool = native.mul(t, true);
+    handles.push(byScalar, byTensor, byBool);
+    assert.deepEqual(Array.from(new Float32Array(native.toBuffer(byScalar))), [3, 4, 5]);
+    assert.deepEqual(Array.from(new Float32Array(native.toBuffer(byTensor))), [1.5, 3, 4.5]);
+    assert.deepEqual(Array.from(new Float32Array(native.toBuffer(byBool))), [1, 2, 3]);
+    const parts = native.splitWithSizes(t, [1, 2], 0);
+    handles.push(...parts);
+    assert.deepEqual(parts.map((h) => native.shape(h)), [[1], [2]]);
+    assert.deepEqual(native.getAutocast('cpu').length, 2);
+  } finally {
+    for (const h of handles) native.dispose(h);
+  }
+});
