@@ -118,7 +118,7 @@ export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories): 
   setThreads(o);
   const t0 = Date.now();
   const lo = linprobeOptionsFrom(o);
-  let train: FeatureSet | null = null;
+  let train: FeatureSet | null;
   let test: FeatureSet | null = null;
   let sizes: { train: number; test: number };
   let numClasses: number;

@@ -118,7 +118,7 @@ function specOf(name: string, dtype: DType, shape: number[]): Spec {
   try {
     return { name, dtype, shape: [...shape], byteLength: tensorByteLength(dtype, shape) };
   } catch (e) {
-    throw new Error(`tensor '${name}': ${(e as Error).message}`);
+    throw new Error(`tensor '${name}': ${(e as Error).message}`, { cause: e });
   }
 }
 
@@ -281,7 +281,7 @@ function parseHeader(json: Uint8Array, headerLen: number, totalSize: number, lab
   try {
     raw = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(json));
   } catch (e) {
-    throw new Error(`${label}: header is not valid UTF-8 JSON (${(e as Error).message})`);
+    throw new Error(`${label}: header is not valid UTF-8 JSON (${(e as Error).message})`, { cause: e });
   }
   if (!isPlainObject(raw)) throw new Error(`${label}: header must be a JSON object`);
 
@@ -319,7 +319,7 @@ function parseHeader(json: Uint8Array, headerLen: number, totalSize: number, lab
     try {
       expected = tensorByteLength(dtype, shape);
     } catch (e) {
-      throw new Error(`${where}: ${(e as Error).message}`);
+      throw new Error(`${where}: ${(e as Error).message}`, { cause: e });
     }
     if (end - begin !== expected) {
       throw new Error(`${where}: ${v.dtype} [${shape.join(', ')}] needs ${expected} bytes but data_offsets span ${end - begin}`);

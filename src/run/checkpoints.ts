@@ -38,7 +38,7 @@ function writing<T>(path: string, fn: () => T): T {
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     const hint = err.code === 'ENOSPC' ? ' (the disk is full: free space, or use --keep-last 1 / another --out-dir)' : '';
-    throw new Error(`cannot write ${path}: ${err.message}${hint}`);
+    throw new Error(`cannot write ${path}: ${err.message}${hint}`, { cause: e });
   }
 }
 

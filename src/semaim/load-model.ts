@@ -29,7 +29,7 @@ export function loadModel(source: string, device: torch.Device = 'cpu', o: Verif
     model.loadStateDict(tensors, { strict: true });
   } catch (e) {
     model.dispose();
-    throw new Error(`cannot load ${dir}/model.safetensors: ${(e as Error).message}`);
+    throw new Error(`cannot load ${dir}/model.safetensors: ${(e as Error).message}`, { cause: e });
   } finally {
     disposeAll(tensors);
   }

@@ -61,7 +61,7 @@ export function loadTeacher(cfg: SemAIMConfig, device: torch.Device): VisionTran
     }
   } catch (e) {
     teacher.dispose();
-    throw new Error(`cannot load the teacher ${cfg.target.teacher}: ${(e as Error).message}`);
+    throw new Error(`cannot load the teacher ${cfg.target.teacher}: ${(e as Error).message}`, { cause: e });
   }
   for (const p of teacher.parameters()) p.requiresGrad = false;
   return teacher.to({ device }).eval();
@@ -86,7 +86,7 @@ function configFromMetadata(text: string, where: string): EncoderConfig {
   try {
     c = JSON.parse(text) as Record<string, unknown>;
   } catch (e) {
-    throw new Error(`${where}: the model config is not valid JSON (${(e as Error).message})`);
+    throw new Error(`${where}: the model config is not valid JSON (${(e as Error).message})`, { cause: e });
   }
   const enc = (c.encoder ?? c) as EncoderConfig;
   const cfg = encoderConfigOf(enc);
@@ -145,7 +145,7 @@ export function loadEncoder(from: string | EncoderSource, o: { device?: torch.De
     encoder.loadStateDict(tensors, { strict: true });
   } catch (e) {
     encoder.dispose();
-    throw new Error(`cannot load the encoder from ${source.weights}: ${(e as Error).message}`);
+    throw new Error(`cannot load the encoder from ${source.weights}: ${(e as Error).message}`, { cause: e });
   } finally {
     disposeAll(tensors);
   }

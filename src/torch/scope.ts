@@ -45,7 +45,9 @@ export function track(t: Tensor): void {
   else adopt(t);
 }
 
-function collect(value: unknown, out: Set<Tensor>, seen: Set<unknown>, TensorClass: Function): void {
+type Constructor = abstract new (...args: never[]) => unknown;
+
+function collect(value: unknown, out: Set<Tensor>, seen: Set<unknown>, TensorClass: Constructor): void {
   if (value === null || typeof value !== 'object' || seen.has(value)) return;
   seen.add(value);
   if (value instanceof TensorClass) { out.add(value as Tensor); return; }
@@ -56,8 +58,8 @@ function collect(value: unknown, out: Set<Tensor>, seen: Set<unknown>, TensorCla
   }
 }
 
-let tensorClass: Function | undefined;
-export function registerTensorClass(c: Function): void { tensorClass = c; }
+let tensorClass: Constructor | undefined;
+export function registerTensorClass(c: Constructor): void { tensorClass = c; }
 
 /**
  * Runs fn and disposes every tensor created inside it, except tensors found in its return value

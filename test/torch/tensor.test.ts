@@ -226,7 +226,7 @@ const ALL: DType[] = ['float32', 'float64', 'float16', 'bfloat16', 'int64', 'int
 
 test('dtypes: all ten round-trip through data() with the right typed array', () => {
   noLeak(() => {
-    const cases: Record<DType, { arr: ArrayBufferView; ctor: Function; asNumbers: number[] }> = {
+    const cases: Record<DType, { arr: ArrayBufferView; ctor: abstract new (...args: never[]) => unknown; asNumbers: number[] }> = {
       float32: { arr: new Float32Array([1.5, -2.25, 3e30, 0]), ctor: Float32Array, asNumbers: [1.5, -2.25, Math.fround(3e30), 0] },
       float64: { arr: new Float64Array([1.5, -2.25, 1e300, Math.PI]), ctor: Float64Array, asNumbers: [1.5, -2.25, 1e300, Math.PI] },
       // half types travel as raw bits: 1, -2, 0.5, 65504 (float16) / 1, -2, 0.5, 3.140625 (bfloat16)
