@@ -3,6 +3,8 @@ import { formatHelp, OptionTable, OptionValues, parseArgv, readConfigFile, resol
 
 export interface Command {
   summary: string;
+  /** The option table `run` parses (for --help, and for tests that check documented command lines). */
+  options?: OptionTable;
   run(argv: string[]): Promise<number>;
 }
 

@@ -10,6 +10,7 @@ import { PRETRAIN_OPTIONS, validatePretrain, modelConfigFrom } from '../train/pr
 import { pretrain } from '../train/pretrain';
 import { exportEncoder } from '../train/export';
 import { makeTrainData, makeEvalData } from '../train/data';
+import { checkDataPath } from '../data/options';
 
 export { Command, parseCommand };
 
@@ -24,6 +25,7 @@ const EXPORT_OPTIONS: OptionTable = {
 const coreCommands: Record<string, Command> = {
   pretrain: {
     summary: 'pre-train a ViT with SemAIM (checkpoints, metrics, resume)',
+    options: PRETRAIN_OPTIONS,
     async run(argv) {
       const p = parseCommand(argv, 'semaim pretrain [options]',
         'Pre-trains a SemAIM model. Defaults follow the authors\' ViT-B/16 ImageNet recipe (SPEC §5);\n' +
@@ -31,6 +33,7 @@ const coreCommands: Record<string, Command> = {
         PRETRAIN_OPTIONS);
       if (!p) return 0;
       validatePretrain(p.o);
+      checkDataPath(p.o);
       modelConfigFrom(p.o);
       const data = await makeTrainData(p.o);
       const r = await pretrain(p.o, data);
@@ -41,6 +44,7 @@ const coreCommands: Record<string, Command> = {
   },
   export: {
     summary: 'export the encoder of a checkpoint as timm-compatible safetensors + config JSON',
+    options: EXPORT_OPTIONS,
     async run(argv) {
       const p = parseCommand(argv, 'semaim export --checkpoint RUN_DIR --out FILE', 'Writes the encoder (timm names) of a checkpoint.', EXPORT_OPTIONS);
       if (!p) return 0;
@@ -51,6 +55,7 @@ const coreCommands: Record<string, Command> = {
   },
   info: {
     summary: 'show the libtorch build, threads and devices',
+    options: {},
     async run() {
       const v = torch.version();
       const gpus = torch.cuda.isAvailable() ? Array.from({ length: torch.cuda.deviceCount() }, (_, i) => {

@@ -179,6 +179,7 @@ export async function runDemo(d: OptionValues): Promise<Record<string, unknown>>
 
 export const demoCommand: Command = {
   summary: 'the main job: pre-train a small ViT on synthetic objects (~3 min on a 2-core CPU), k-NN, order maps, report',
+  options: DEMO_OPTIONS,
   async run(argv) {
     const p = parseCommand(argv, 'semaim demo [options]', 'Pre-trains, evaluates and visualises a small SemAIM model on built-in synthetic images.', DEMO_OPTIONS);
     if (!p) return 0;

@@ -7,6 +7,7 @@ import { OptionError, OptionTable, OptionValues } from '../util/options';
 import { ORDER_NAMES, OrderName } from '../viz/maps';
 import { visualizeCheckpoint, writeRunReport } from '../viz/pipeline';
 import { Command, parseCommand } from './command';
+import { IMAGE_INPUT_OPTIONS, imageInputOptions } from '../data/options';
 
 const ALL_ORDERS = ORDER_NAMES.join(',');
 
@@ -19,6 +20,7 @@ const FIGURE_OPTIONS: OptionTable = {
   cellSize: { type: 'int', default: 128, min: 8, max: 1024, help: 'enlarge each cell (nearest neighbour, integer factor) to at least this many pixels' },
   device: { type: 'string', default: 'cpu', help: "'cpu', 'cuda' or 'cuda:N'" },
   threads: { type: 'int', min: 1, help: 'CPU threads for libtorch (default: all cores)' },
+  ...IMAGE_INPUT_OPTIONS,
 };
 
 const VISUALIZE_OPTIONS: OptionTable = {
@@ -56,13 +58,14 @@ function setup(o: OptionValues): torch.Device {
 function figureJob(o: OptionValues, images: string[]) {
   return {
     images, orders: parseOrders(o.orders), lossOrder: o.lossOrder as OrderName, maxImages: o.maxImages as number,
-    seed: o.seed as number, batchSize: o.batchSize as number, minCell: o.cellSize as number,
+    seed: o.seed as number, batchSize: o.batchSize as number, minCell: o.cellSize as number, imageInput: imageInputOptions(o),
   };
 }
 
 export const vizCommands: Record<string, Command> = {
   visualize: {
     summary: 'draw order, attention, similarity, loss and reconstruction maps for images (PNG rows and a grid)',
+    options: VISUALIZE_OPTIONS,
     async run(argv) {
       const p = parseCommand(argv, 'semaim visualize --checkpoint RUN_OR_CKPT --images DIR|FILE [FILE...] --out DIR [options]',
         'For each image a PNG row: the input; per order type the order map over the image (warm = predicted first);\n' +
@@ -74,12 +77,14 @@ export const vizCommands: Record<string, Command> = {
       const device = setup(p.o);
       const r = await visualizeCheckpoint({ ...job, checkpoint: String(p.o.checkpoint), out: String(p.o.out), device });
       process.stdout.write(`checkpoint ${r.checkpoint}\nwrote ${r.rows.length} row(s), ${r.grid} (${r.layout.width}×${r.layout.height}) and ${r.summary}\n` +
-        `columns: ${r.columns.join(' | ')}\n`);
+        `columns: ${r.columns.join(' | ')}\n` +
+        (r.skipped.length ? `skipped ${r.skipped.length} unreadable image(s), listed in ${r.summary}\n` : ''));
       return 0;
     },
   },
   report: {
     summary: 'write a self-contained HTML report of a run (config, curves, evaluations, visualisation grid)',
+    options: REPORT_OPTIONS,
     async run(argv) {
       const p = parseCommand(argv, 'semaim report RUN_DIR [--out FILE] [--images DIR|FILE...] [options]',
         'One HTML file with no external resources: the config, loss / lr / throughput curves from metrics.jsonl,\n' +

@@ -186,6 +186,7 @@ export function pretrainOptionsFor(o: OptionValues, recipe: AblationRecipe, orde
   }
   const p = resolveOptions(PRETRAIN_OPTIONS, recipe.pretrain, overrides, {
     order, seed, outDir: runDir, dataset: o.dataset, dataPath: o.dataPath, numWorkers: o.numWorkers, device: o.device,
+    maxImagePixels: o.maxImagePixels, exifOrientation: o.exifOrientation,
     threads: o.threads, precision: o.precision, resume: true,
   });
   if ((p.warmupEpochs as number) >= (p.epochs as number)) p.warmupEpochs = (p.epochs as number) / 10;

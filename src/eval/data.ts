@@ -4,6 +4,7 @@
 import * as torch from '../torch';
 import type { TrainData } from '../train/pretrain';
 import type { OptionValues } from '../util/options';
+import type { ImageInputOptions } from '../data/options';
 
 /**
  * Augmentation a batch stream applies:
@@ -70,6 +71,8 @@ export interface EvalDataRequest {
   seed: number;
   /** Loader worker threads (undefined: the loader's default). */
   numWorkers?: number;
+  /** Pixel limit and EXIF policy for image files (undefined: the defaults). */
+  imageInput?: ImageInputOptions;
 }
 
 /**

@@ -4,6 +4,7 @@ import { OptionError, OptionTable, OptionValues } from '../util/options';
 import { parseKs } from './knn';
 import { autoPrecision, checkPrecision } from '../train/precision';
 import { checkDevice } from '../util/device';
+import { IMAGE_INPUT_OPTIONS } from '../data/options';
 
 const DATA_OPTIONS: OptionTable = {
   dataset: { type: 'string', default: 'cifar10', help: 'labelled dataset (e.g. cifar10, synthetic, folder), as the data adapter names them' },
@@ -11,6 +12,7 @@ const DATA_OPTIONS: OptionTable = {
   trainLimit: { type: 'int', min: 1, help: 'use at most this many training images (seeded, class-balanced subset)' },
   testLimit: { type: 'int', min: 1, help: 'use at most this many test images (seeded, class-balanced subset)' },
   numWorkers: { type: 'int', min: 0, help: 'decoding/augmentation worker threads (default: one per core but one, at most 8; 0 = on the main thread)' },
+  ...IMAGE_INPUT_OPTIONS,
 };
 
 const RUN_OPTIONS: OptionTable = {

@@ -11,6 +11,7 @@ import { FinetuneHooks, finetune } from './finetune';
 import { KnnResult, knnClassify, parseKs } from './knn';
 import { LinprobeOptions, linprobeOnFeatures, linprobeOnline } from './linprobe';
 import { validateEval } from './options';
+import { imageInputOptions } from '../data/options';
 import { EvalResult, formatResult, makeResult, writeResult } from './result';
 import type { Precision } from '../train/precision';
 
@@ -24,6 +25,7 @@ export function dataRequest(o: OptionValues, split: Split, imgSize: number): Eva
   return {
     split, dataset: String(o.dataset), dataPath: o.dataPath as string | undefined, imgSize,
     limit: (split === 'train' ? o.trainLimit : o.testLimit) as number | undefined, seed: o.seed as number, numWorkers: o.numWorkers as number | undefined,
+    imageInput: imageInputOptions(o),
   };
 }
 

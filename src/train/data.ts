@@ -8,6 +8,7 @@ import {
 } from '../data';
 import { packStrings, sharedInt32, unpackString } from '../data/dataset';
 import { OptionValues } from '../util/options';
+import { imageInputOptions } from '../data/options';
 import { TrainData, TrainBatch } from './pretrain';
 import { uploadsUint8 } from './pretrain-config';
 import type { Augment, EvalDataRequest, LabelledData, LabelledBatch, BatchOptions } from '../eval/data';
@@ -111,6 +112,7 @@ export function makeTrainData(o: OptionValues): TrainData {
   if (uint8) transforms = transforms.filter((t) => t !== normalizeOp);
   const loader = new DataLoader(ds, {
     batchSize: o.batchSize as number, shuffle: true, dropLast: true, seed: o.seed as number, transforms, workers: o.numWorkers as number | undefined, uint8,
+    ...imageInputOptions(o), // maxImagePixels, exifOrientation: the loader's option names
   });
   return {
     batchesPerEpoch: loader.length,
@@ -133,7 +135,7 @@ export function makeEvalData(req: EvalDataRequest): LabelledData {
     let l = loaders.get(key);
     if (!l) {
       l = new DataLoader(ds, { batchSize: o.batchSize, shuffle: o.shuffle, dropLast: !!o.dropLast, seed: o.seed ?? 0,
-        transforms: transformsFor(o.augment, req.imgSize, ds), workers: req.numWorkers });
+        transforms: transformsFor(o.augment, req.imgSize, ds), workers: req.numWorkers, ...req.imageInput });
       loaders.set(key, l);
     }
     return l;

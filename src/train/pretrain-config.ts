@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { OptionError, OptionTable, OptionValues } from '../util/options';
 import { autoPrecision, checkPrecision } from './precision';
 import { checkDevice } from '../util/device';
+import { IMAGE_INPUT_OPTIONS } from '../data/options';
 import {
   AUTHORS_SEMANTIC_ORDER, ConfigError, EncoderConfig, OrderConfig, PRESETS, SemAIMConfig, SimilarityTokens, TargetConfig, validateConfig,
 } from '../semaim';
@@ -49,6 +50,7 @@ export const PRETRAIN_OPTIONS: OptionTable = {
   },
   minScale: { type: 'number', default: 0.2, min: 0.01, max: 1, help: 'RandomResizedCrop minimum scale' },
   hflip: { type: 'boolean', default: true, help: 'random horizontal flip' },
+  ...IMAGE_INPUT_OPTIONS,
   // optimisation
   batchSize: { type: 'int', default: 64, min: 1, help: 'images per step (per accumulation micro-batch)' },
   accumIter: { type: 'int', default: 1, min: 1, help: 'gradient accumulation steps' },

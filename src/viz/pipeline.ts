@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from '
 import { dirname, join } from 'node:path';
 import * as torch from '../torch';
 import { loadImages } from './images';
+import type { ImageInputOptions } from '../data/options';
 import { loadModel } from './load-model';
 import type { OrderName } from './maps';
 import { readRun } from './run-data';
@@ -20,12 +21,16 @@ export interface VisualizeJob {
   batchSize?: number;
   minCell?: number;
   device?: torch.Device;
+  /** Pixel limit and EXIF policy (the loader's; default: its defaults). */
+  imageInput?: ImageInputOptions;
+  /** Receives a line per skipped image (default: stderr). */
+  onWarning?: (line: string) => void;
 }
 
 export async function visualizeCheckpoint(job: VisualizeJob): Promise<VisualizeResult & { checkpoint: string }> {
   const loaded = loadModel(job.checkpoint, job.device ?? 'cpu');
   try {
-    const images = await loadImages(job.images, loaded.config.imgSize, job.maxImages ?? Infinity);
+    const images = await loadImages(job.images, loaded.config.imgSize, job.maxImages ?? Infinity, job.imageInput, job.onWarning);
     const r = await visualizeModel(loaded.model, images, job.out, {
       orders: job.orders, lossOrder: job.lossOrder, seed: job.seed, batchSize: job.batchSize, minCell: job.minCell, ema: loaded.ema,
     });
