@@ -30,17 +30,23 @@ test('visualize: unreadable images are skipped with a warning and listed in visu
     symlinkSync('loop.png', loop);
     const out = join(root, 'out');
     const stderr: string[] = [];
-    const write = process.stderr.write.bind(process.stderr);
-    process.stderr.write = ((chunk: string | Uint8Array) => {
-      stderr.push(String(chunk));
+    const stdout: string[] = [];
+    const writeErr = process.stderr.write.bind(process.stderr);
+    const writeOut = process.stdout.write.bind(process.stdout);
+    const capture = (into: string[]) => ((chunk: string | Uint8Array) => {
+      into.push(String(chunk));
       return true;
     }) as typeof process.stderr.write;
+    process.stderr.write = capture(stderr);
+    process.stdout.write = capture(stdout);
     let rc: number;
     try {
       rc = await vizCommands.visualize.run(['--checkpoint', ckpt, '--images', join(root, 'imgs'), '--out', out, '--threads', '1', '--orders', 'raster']);
     } finally {
-      process.stderr.write = write;
+      process.stderr.write = writeErr;
+      process.stdout.write = writeOut;
     }
+    assert.match(stdout.join(''), /skipped 3 unreadable image\(s\), listed in .*visualize\.json/);
     assert.equal(rc, 0);
     const summary = JSON.parse(readFileSync(join(out, 'visualize.json'), 'utf8'));
     assert.deepEqual(summary.images.map((i: { name: string }) => i.name), ['img0.png']);
