@@ -21,6 +21,7 @@ import { parseOrders, validateEval } from './options';
 import { dataRequest } from './run';
 import { markdownTable, pct } from './result';
 import type { Precision } from '../train/precision';
+import { DEFAULT_MAX_IMAGE_PIXELS } from '../data/codecs/limits';
 
 export type Budget = 'full' | 'small';
 
@@ -108,8 +109,12 @@ export interface AblationRun {
 /** Options that do not change results (where and how fast a run goes). */
 const NEUTRAL = new Set(['outDir', 'threads', 'numWorkers', 'device', 'resume', 'logEvery', 'checkpointEvery', 'keepLast']);
 
+/** Options added after fingerprints were first recorded: left out at their defaults, so earlier runs still match. */
+const ADDED_LATER: Record<string, unknown> = { maxImagePixels: DEFAULT_MAX_IMAGE_PIXELS, exifOrientation: 'ignore' };
+
 export function fingerprint(pretrainOptions: OptionValues, recipe: AblationRecipe, ks: number[]): Record<string, unknown> {
-  const pretrain = Object.fromEntries(Object.entries(pretrainOptions).filter(([k, v]) => !NEUTRAL.has(k) && v !== undefined && v !== null).sort());
+  const pretrain = Object.fromEntries(Object.entries(pretrainOptions)
+    .filter(([k, v]) => !NEUTRAL.has(k) && v !== undefined && v !== null && ADDED_LATER[k] !== v).sort());
   return {
     pretrain, pretrainLimit: recipe.pretrainLimit ?? null, trainLimit: recipe.trainLimit ?? null, testLimit: recipe.testLimit ?? null,
     linprobe: recipe.linprobe, poolings: recipe.poolings, evalBatchSize: recipe.evalBatchSize, ks,

@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import { commands } from '../../src/cli/commands';
 import { OptionError, resolveOptions } from '../../src/util/options';
 import { PRETRAIN_OPTIONS } from '../../src/train/pretrain-config';
+import { ABLATE_OPTIONS } from '../../src/eval/options';
+import { ablationRecipe, fingerprint, pretrainOptionsFor } from '../../src/eval/ablate';
 import { makeEvalData, makeTrainData } from '../../src/train/data';
 import { claimedSizePng } from '../data/hostile-files';
 import { encode, picture, write } from '../data/helpers';
@@ -91,3 +93,17 @@ test('pretrain and evaluation data pass the image options to the loader', () =>
     assert.doesNotMatch(evalRun.stderr, /big\.png/, 'no limit: the 40×40 image is used');
     assert.match(evalRun.stderr, /bomb\.png: truncated PNG data/, 'no limit: the bomb header is read further and found truncated');
   }));
+
+test('ablate forwards the image options to its pre-trains; at their defaults they stay out of the run fingerprint', () => {
+  const recipe = ablationRecipe('small');
+  const at = (extra: Record<string, unknown>) => pretrainOptionsFor(resolveOptions(ABLATE_OPTIONS, extra), recipe, 'semantic', 0, '/tmp/x');
+  const defaults = at({});
+  assert.equal(defaults.maxImagePixels, 178_956_970);
+  // a finished run recorded before these options existed must still match
+  const before = fingerprint(Object.fromEntries(Object.entries(defaults).filter(([k]) => k !== 'maxImagePixels' && k !== 'exifOrientation')), recipe, [20]);
+  assert.deepEqual(fingerprint(defaults, recipe, [20]), before);
+  const changed = at({ maxImagePixels: 1000, exifOrientation: 'apply' });
+  assert.deepEqual([changed.maxImagePixels, changed.exifOrientation], [1000, 'apply']);
+  const fp = fingerprint(changed, recipe, [20]).pretrain as Record<string, unknown>;
+  assert.deepEqual([fp.maxImagePixels, fp.exifOrientation], [1000, 'apply']);
+});
