@@ -4,7 +4,9 @@ import { formatHelp, OptionTable, Options, parseArgv, readConfigFile, resolveOpt
 
 export interface Command {
   summary: string;
-  /** Parses and validates argv without doing any work; null for --help (after printing it). */
+  /** The option table (for --help, and for tests that check documented command lines). */
+  options: OptionTable;
+  /** Parses and validates argv without doing any work or looking at files; null for --help (after printing it). */
   parse(argv: string[]): { options: Record<string, unknown>; positionals: string[] } | null;
   run(argv: string[]): Promise<number>;
 }
@@ -14,8 +16,10 @@ export interface CommandSpec<T extends OptionTable> {
   usage: string;
   description: string;
   options: T;
-  /** Checks that involve more than one option or the machine (throw an OptionError naming the key). */
+  /** Checks of the options beyond each one's own range (throw an OptionError naming the key). */
   validate?(o: Options<T>, positionals: string[]): void;
+  /** Checks of the files the options name (data path, checkpoint), before any work. */
+  preflight?(o: Options<T>, positionals: string[]): void;
   /** The job; returns the exit code. */
   run(o: Options<T>, positionals: string[]): Promise<number>;
 }
@@ -41,13 +45,16 @@ export function defineCommand<T extends OptionTable>(spec: CommandSpec<T>): Comm
   };
   return {
     summary: spec.summary,
+    options: spec.options,
     parse: (argv) => {
       const p = parse(argv);
       return p && { options: p.o, positionals: p.positionals };
     },
     async run(argv) {
       const p = parse(argv);
-      return p ? spec.run(p.o, p.positionals) : 0;
+      if (!p) return 0;
+      spec.preflight?.(p.o, p.positionals);
+      return spec.run(p.o, p.positionals);
     },
   };
 }

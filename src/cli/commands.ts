@@ -10,6 +10,7 @@ import { pretrain } from '../train/pretrain';
 import { exportEncoder } from '../export/safetensors';
 import { makeTrainData } from '../data';
 import { VERIFY_OPTIONS } from '../eval/options';
+import { checkDataPath } from '../data/options';
 import { runExitCode } from '../run/signals';
 
 export { Command, defineCommand };
@@ -30,7 +31,11 @@ const coreCommands: Record<string, Command> = {
     options: PRETRAIN_OPTIONS,
     validate: (o) => {
       validatePretrain(o);
-      modelConfigFrom(o);
+      if (o.target !== 'features') modelConfigFrom(o);
+    },
+    preflight: (o) => {
+      checkDataPath(o);
+      if (o.target === 'features') modelConfigFrom(o); // reads the teacher's config file
     },
     async run(o) {
       const r = await pretrain(o, makeTrainData(trainDataRequest(o)));

@@ -9,6 +9,7 @@ import { runFinetune, runKnn, runLinprobe } from '../eval/run';
 import { ablate } from '../experiments/ablate';
 import { resolveEncoder } from '../semaim';
 import { runExitCode } from '../run/signals';
+import { checkDataPath } from '../data/options';
 
 /** The commands over the given data factories (looked up only when a command runs). */
 export function makeEvalCommands(factories: () => DataFactories = () => DATA_FACTORIES): Record<string, Command> {
@@ -19,8 +20,9 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
       description: 'DINO\'s weighted k-NN: L2-normalised [CLS] (or mean) features, cosine similarity to every training feature,\n' +
         'the k nearest vote with weight exp(cos / T). Writes <out-dir>/knn.json and prints a table.',
       options: KNN_OPTIONS,
-      validate: (o) => {
-        validateEval(o);
+      validate: validateEval,
+      preflight: (o) => {
+        checkDataPath(o);
         resolveEncoder(o.checkpoint, o); // a missing encoder is reported before any data is opened
       },
       async run(o) {
@@ -35,8 +37,9 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
       description: 'MAE\'s linear probe: frozen encoder → BatchNorm1d (no affine) → Linear; SGD momentum 0.9 (or LARS),\n' +
         'lr = blr × batch / 256, cosine schedule. Writes <out-dir>/linprobe.json and probe.safetensors.',
       options: LINPROBE_OPTIONS,
-      validate: (o) => {
-        validateEval(o);
+      validate: validateEval,
+      preflight: (o) => {
+        checkDataPath(o);
         resolveEncoder(o.checkpoint, o);
       },
       async run(o) {
@@ -52,8 +55,9 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
         'A run killed at any moment continues from its last checkpoint when started again with the same --out-dir.\n' +
         'Writes <out-dir>/finetune.json at the end.',
       options: FINETUNE_OPTIONS,
-      validate: (o) => {
-        validateEval(o);
+      validate: validateEval,
+      preflight: (o) => {
+        checkDataPath(o);
         resolveEncoder(o.checkpoint, o);
       },
       async run(o) {
@@ -70,6 +74,7 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
         'ablation.json. Run again with the same --out-dir to continue an interrupted ablation.',
       options: ABLATE_OPTIONS,
       validate: validateAblate,
+      preflight: checkDataPath,
       async run(o) {
         const r = await ablate(o, factories(), { command: `semaim ablate ${process.argv.slice(3).join(' ')}`.trim() });
         process.stdout.write(`${r.markdown}\nwrote ${o.outDir}/ablation.md and ablation.json\n`);

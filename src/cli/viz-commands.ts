@@ -8,6 +8,7 @@ import { ORDER_NAMES, OrderName } from '../viz/maps';
 import { visualizeCheckpoint, writeRunReport } from '../viz/pipeline';
 import { Command, defineCommand } from './command';
 import { VERIFY_OPTIONS } from '../eval/options';
+import { IMAGE_INPUT_OPTIONS, imageInputOptions } from '../data/options';
 
 const ALL_ORDERS = ORDER_NAMES.join(',');
 
@@ -20,6 +21,7 @@ const FIGURE_OPTIONS = defineOptions({
   cellSize: { type: 'int', default: 128, min: 8, max: 1024, help: 'enlarge each cell (nearest neighbour, integer factor) to at least this many pixels' },
   device: { type: 'string', default: 'cpu', help: "'cpu', 'cuda' or 'cuda:N'" },
   ...VERIFY_OPTIONS,
+  ...IMAGE_INPUT_OPTIONS,
   threads: { type: 'int', min: 1, help: 'CPU threads for libtorch (default: all cores)' },
 });
 
@@ -57,7 +59,7 @@ function setup(o: FigureOptions): torch.Device {
 }
 
 function figureJob(o: FigureOptions, images: string[]) {
-  return { images, orders: parseOrders(o.orders), lossOrder: o.lossOrder, maxImages: o.maxImages, seed: o.seed, batchSize: o.batchSize, minCell: o.cellSize, verify: o.verify };
+  return { images, orders: parseOrders(o.orders), lossOrder: o.lossOrder, maxImages: o.maxImages, seed: o.seed, batchSize: o.batchSize, minCell: o.cellSize, verify: o.verify, imageInput: imageInputOptions(o) };
 }
 
 export const vizCommands: Record<string, Command> = {
@@ -77,7 +79,8 @@ export const vizCommands: Record<string, Command> = {
       const device = setup(o);
       const r = await visualizeCheckpoint({ ...job, checkpoint: o.checkpoint, out: o.out, device });
       process.stdout.write(`checkpoint ${r.checkpoint}\nwrote ${r.rows.length} row(s), ${r.grid} (${r.layout.width}×${r.layout.height}) and ${r.summary}\n` +
-        `columns: ${r.columns.join(' | ')}\n`);
+        `columns: ${r.columns.join(' | ')}\n` +
+        (r.skipped.length ? `skipped ${r.skipped.length} unreadable image(s), listed in ${r.summary}\n` : ''));
       return 0;
     },
   }),

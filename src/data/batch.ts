@@ -2,12 +2,14 @@
 // replaces unusable samples, then applies batch-level mixup/cutmix and soft targets. Runs inside
 // worker threads (worker.ts) or on the main thread when the loader has no workers.
 //
-// Bad samples: a file that cannot be used (empty, truncated, corrupt, unsupported, unreadable) is
-// recorded and replaced by another sample drawn with a seeded RNG, so every batch keeps its size.
+// Bad samples: a file that cannot be used (empty, truncated, corrupt, unsupported, unreadable, or
+// over the pixel limit) is recorded and replaced by another sample drawn with a seeded RNG, so every
+// batch keeps its size.
 
 import { Rng } from './rng';
-import { DecodeError, type SkipReason } from './codecs/errors';
-import { createSource, packImage, packLayout, packedSize, type DatasetSpec, type SampleSource } from './dataset';
+import { DecodeError, SKIP_REASONS, type SkipReason } from './codecs/errors';
+import type { ExifOrientationPolicy } from './codecs/orientation';
+import { createSource, packImage, packLayout, packedSize, type DatasetSpec, type SampleSource, type SourceOptions } from './dataset';
 import { Pipeline, SizeMismatchError } from './pipeline';
 import type { TransformSpec } from './transforms';
 import { mixBatch, softTargets, type MixupOptions } from './mix';
@@ -20,6 +22,10 @@ export interface BuilderConfig {
   dctScaling: boolean;
   /** Grey level for alpha compositing. */
   background: number;
+  /** Pixel limit checked from each header before decoding (undefined = the default, 0 = none). */
+  maxPixels?: number;
+  /** Apply or ignore the EXIF orientation of files. */
+  exifOrientation?: ExifOrientationPolicy;
   masks: boolean;
   /** Output [h, w]. */
   size: [number, number];
@@ -73,7 +79,9 @@ export interface PackedChunk {
   skipped: SkipRecord[];
 }
 
-export const SKIP_REASONS: SkipReason[] = ['empty', 'truncated', 'corrupt', 'unsupported', 'unreadable'];
+function sourceOptions(cfg: BuilderConfig): SourceOptions {
+  return { background: cfg.background, maxPixels: cfg.maxPixels, exifOrientation: cfg.exifOrientation };
+}
 
 export class BatchBuilder {
   private source: SampleSource;
@@ -82,13 +90,13 @@ export class BatchBuilder {
   private readonly bad = new Map<number, { reason: SkipReason; message: string }>();
 
   constructor(private readonly cfg: BuilderConfig) {
-    this.source = createSource(cfg.spec, { background: cfg.background });
+    this.source = createSource(cfg.spec, sourceOptions(cfg));
     this.pipeline = new Pipeline(cfg.transforms, { uint8: cfg.uint8, dctScaling: cfg.dctScaling });
   }
 
   /** Switches to another description of the same samples (e.g. the decoded cache). */
   setSpec(spec: DatasetSpec): void {
-    this.source = createSource(spec, { background: this.cfg.background });
+    this.source = createSource(spec, sourceOptions(this.cfg));
   }
 
   async build(task: BatchTask): Promise<RawBatch> {

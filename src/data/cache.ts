@@ -4,7 +4,8 @@
 // still subsampled (1.5 bytes per pixel for 4:2:0).
 
 import { sharedBytes, sharedFloat64, sharedInt32, markFailed, type FilesSpec, type MemoryImages, type MemorySpec } from './dataset';
-import { SKIP_REASONS, type PackedChunk } from './batch';
+import { SKIP_REASONS } from './codecs/errors';
+import type { PackedChunk } from './batch';
 
 export interface CacheOptions {
   /** Give up caching (with a warning) when the decoded data would exceed this (default 4 GiB). */

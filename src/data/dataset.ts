@@ -7,8 +7,9 @@
 
 import { openSync, readSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
-import { DecodeError } from './codecs/errors';
+import { DecodeError, SKIP_REASONS } from './codecs/errors';
 import { openImage, handleFromImage, type ImageHandle } from './codecs/decode';
+import type { ExifOrientationPolicy } from './codecs/orientation';
 import type { Image, Plane } from './image';
 import { renderSynthetic, syntheticLabel as renderSyntheticLabel, type SyntheticConfig } from './sources/synthetic';
 
@@ -60,8 +61,6 @@ export const LAYOUT_YCBCR = 2;
 /** An image that failed to decode while caching (its reason code is in `csx`). */
 export const LAYOUT_FAILED = 255;
 
-const REASONS: DecodeError['reason'][] = ['empty', 'truncated', 'corrupt', 'unsupported', 'unreadable'];
-
 /**
  * Decoded images in one byte store: image i starts at offsets[i] with planes stored one after the
  * other (gray: 1 plane; rgb: 3 full planes; ycbcr: Y full, Cb/Cr at ceil(w/csx)×ceil(h/csy)).
@@ -111,7 +110,7 @@ export function memoryImage(mem: MemoryImages, i: number): Image {
   const h = mem.heights[i];
   const layout = mem.layout[i];
   if (layout === LAYOUT_FAILED) {
-    const reason = REASONS[mem.csx[i]] ?? 'corrupt';
+    const reason = SKIP_REASONS[mem.csx[i]] ?? 'corrupt';
     throw new DecodeError(reason, `${reason} image (found while caching)`);
   }
   const o = mem.offsets[i];
@@ -152,7 +151,7 @@ export function memoryImage(mem: MemoryImages, i: number): Image {
 /** Marks image i of a store as failed with a reason. */
 export function markFailed(mem: MemoryImages, i: number, reason: DecodeError['reason']): void {
   mem.layout[i] = LAYOUT_FAILED;
-  mem.csx[i] = Math.max(0, REASONS.indexOf(reason));
+  mem.csx[i] = Math.max(0, SKIP_REASONS.indexOf(reason));
 }
 
 // ------------------------------------------------------------------ dataset specs
@@ -260,11 +259,15 @@ export interface SampleSource {
 export interface SourceOptions {
   /** Grey level transparent pixels are composited onto. */
   background?: number;
+  /** Pixel limit checked from each file's header (undefined = the default, 0 = none). */
+  maxPixels?: number;
+  /** Whether the EXIF orientation of files is applied (default: ignored, as torchvision). */
+  exifOrientation?: ExifOrientationPolicy;
 }
 
 export function createSource(spec: DatasetSpec, opts: SourceOptions = {}): SampleSource {
   const length = specLength(spec);
-  const bg = opts.background ?? 0;
+  const decodeOptions = { background: opts.background ?? 0, maxPixels: opts.maxPixels, exifOrientation: opts.exifOrientation };
   return {
     spec,
     length,
@@ -280,7 +283,7 @@ export function createSource(spec: DatasetSpec, opts: SourceOptions = {}): Sampl
           const err = e as NodeJS.ErrnoException;
           throw new DecodeError('unreadable', `cannot read file (${err.code ?? err.message})`);
         }
-        return { handle: openImage(bytes, { background: bg }), label: spec.labels ? spec.labels[i] : -1 };
+        return { handle: openImage(bytes, decodeOptions), label: spec.labels ? spec.labels[i] : -1 };
       }
       if (spec.kind === 'memory') {
         return { handle: handleFromImage(memoryImage(spec.images, i)), label: spec.labels ? spec.labels[i] : -1 };

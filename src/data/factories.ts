@@ -111,7 +111,7 @@ export function makeTrainData(o: TrainDataRequest): TrainData {
   const uint8 = o.uint8 && !!normalizeOp;
   if (uint8) transforms = transforms.filter((t) => t !== normalizeOp);
   const loader = new DataLoader(ds, {
-    batchSize: o.batchSize, shuffle: true, dropLast: true, seed: o.seed, transforms, workers: o.numWorkers, uint8,
+    batchSize: o.batchSize, shuffle: true, dropLast: true, seed: o.seed, transforms, workers: o.numWorkers, uint8, ...o.imageInput,
   });
   return {
     batchesPerEpoch: loader.length,
@@ -134,7 +134,7 @@ export function makeEvalData(req: EvalDataRequest): LabelledData {
     let l = loaders.get(key);
     if (!l) {
       l = new DataLoader(ds, { batchSize: o.batchSize, shuffle: o.shuffle, dropLast: !!o.dropLast, seed: o.seed ?? 0,
-        transforms: transformsFor(o.augment, req.imgSize, ds), workers: req.numWorkers });
+        transforms: transformsFor(o.augment, req.imgSize, ds), workers: req.numWorkers, ...req.imageInput });
       loaders.set(key, l);
     }
     return l;

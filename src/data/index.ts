@@ -65,7 +65,9 @@ export { simdAvailable } from './simd';
 
 // decoding (for tools and tests)
 export { openImage, decodeImage, sniff, type ImageHandle, type ImageFormat } from './codecs/decode';
-export { DecodeError, type SkipReason } from './codecs/errors';
+export { DecodeError, SKIP_REASONS, type SkipReason } from './codecs/errors';
+export { DEFAULT_MAX_IMAGE_PIXELS } from './codecs/limits';
+export { exifOrientation, orientImage, EXIF_ORIENTATION_POLICIES, type ExifOrientationPolicy } from './codecs/orientation';
 export type { Image, Plane, ColorSpace } from './image';
 
 // loader

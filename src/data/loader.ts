@@ -19,6 +19,7 @@ import { permutation, Rng } from './rng';
 import { BatchBuilder, type BuilderConfig, type BatchTask, type RawBatch, type PackedChunk, type SkipRecord } from './batch';
 import type { Dataset, DatasetSpec } from './dataset';
 import type { SkipReason } from './codecs/errors';
+import type { ExifOrientationPolicy } from './codecs/orientation';
 import { staticOutputSize, validateTransforms, isGeometric, type TransformSpec } from './transforms';
 import { buildPlan } from './geometry';
 import type { MixupOptions } from './mix';
@@ -53,6 +54,13 @@ export interface LoaderOptions {
   cache?: boolean | CacheOptions;
   /** JPEG DCT-domain downscaling when a sample shrinks ≥ 2× (default true; false = torchvision-exact path). */
   dctScaling?: boolean;
+  /**
+   * Refuse (skip and count, like a corrupt file) images whose header declares more pixels than this
+   * (default DEFAULT_MAX_IMAGE_PIXELS = 178,956,970, PIL's decompression-bomb limit; 0 = no limit).
+   */
+  maxImagePixels?: number;
+  /** 'ignore' (default, as torchvision) or 'apply' the EXIF orientation of image files. */
+  exifOrientation?: ExifOrientationPolicy;
   /** Background that transparent pixels are composited onto (default 'white'). */
   alphaBackground?: 'black' | 'white' | number;
   /** Keep workers between epochs (default true; idle workers never keep the process alive). */
@@ -150,6 +158,9 @@ export class DataLoader implements AsyncIterable<Batch> {
     if (dataset.length === 0) throw new Error(`DataLoader: dataset ${dataset.root} is empty`);
     const transforms = opts.transforms ?? [];
     validateTransforms(transforms);
+    if (opts.maxImagePixels !== undefined && !(Number.isSafeInteger(opts.maxImagePixels) && opts.maxImagePixels >= 0)) {
+      throw new RangeError(`DataLoader: maxImagePixels must be an integer >= 0 (0 = no limit), got ${opts.maxImagePixels}`);
+    }
     this.dataset = dataset;
     this.opts = opts;
     this.batchSize = opts.batchSize;
@@ -178,6 +189,8 @@ export class DataLoader implements AsyncIterable<Batch> {
       uint8: !!opts.uint8,
       dctScaling: opts.dctScaling ?? true,
       background,
+      maxPixels: opts.maxImagePixels,
+      exifOrientation: opts.exifOrientation,
       masks: !!opts.masks,
       size: this.outputSize,
       seed: opts.seed ?? 0,

@@ -2,6 +2,8 @@
 // The real datasets (CIFAR-10, synthetic objects, ImageFolder) are adapted to these interfaces in
 // factories.ts; training and evaluation never decode images themselves.
 
+import type { ImageInputOptions } from './options';
+
 export interface TrainBatch {
   /** NCHW: float32 already normalised, or uint8 that the trainer normalises on the device with `TrainData.normalize`. */
   images: Float32Array | Uint8Array;
@@ -42,6 +44,8 @@ export interface TrainDataRequest {
   numWorkers?: number;
   /** Hand out uint8 batches (normalised later, on the device) instead of normalised float32. */
   uint8: boolean;
+  /** Pixel limit and EXIF policy for image files (undefined: the defaults). */
+  imageInput?: ImageInputOptions;
 }
 
 /**
@@ -109,6 +113,8 @@ export interface EvalDataRequest {
   seed: number;
   /** Loader worker threads (undefined: the loader's default). */
   numWorkers?: number;
+  /** Pixel limit and EXIF policy for image files (undefined: the defaults). */
+  imageInput?: ImageInputOptions;
 }
 
 /**

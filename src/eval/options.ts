@@ -4,6 +4,7 @@ import { OptionError, Options, defineOptions } from '../util/options';
 import { parseKs } from './knn';
 import { autoPrecision, checkPrecision } from '../run/precision';
 import { checkDevice } from '../run/device';
+import { IMAGE_INPUT_OPTIONS, ImageInputOptions } from '../data/options';
 
 export const DATA_OPTIONS = defineOptions({
   dataset: { type: 'string', default: 'cifar10', help: 'labelled dataset (e.g. cifar10, synthetic, folder), as the data adapter names them' },
@@ -11,6 +12,7 @@ export const DATA_OPTIONS = defineOptions({
   trainLimit: { type: 'int', min: 1, help: 'use at most this many training images (seeded, class-balanced subset)' },
   testLimit: { type: 'int', min: 1, help: 'use at most this many test images (seeded, class-balanced subset)' },
   numWorkers: { mayChangeOnResume: true, type: 'int', min: 0, help: 'decoding/augmentation worker threads (default: one per core but one, at most 8; 0 = on the main thread)' },
+  ...IMAGE_INPUT_OPTIONS,
 });
 
 export const VERIFY_OPTIONS = defineOptions({
@@ -119,7 +121,7 @@ export type LinprobeCommandOptions = Options<typeof LINPROBE_OPTIONS>;
 export type FinetuneOptions = Options<typeof FINETUNE_OPTIONS>;
 
 /** What every evaluation's options have in common (the data and where it runs). */
-export interface EvalCommonOptions {
+export interface EvalCommonOptions extends ImageInputOptions {
   device: string;
   dataset: string;
   dataPath?: string;

@@ -7,6 +7,7 @@ import { saveTensors } from '../io';
 import { DataFactories, EvalDataRequest, LabelledData, Split } from '../data';
 import { EncoderSource, LoadedEncoder, loadEncoder, resolveEncoder, sha256File } from '../semaim';
 import { checkDevice } from '../run/device';
+import { imageInputOptions } from '../data/options';
 import type { StopReason } from '../run/loop';
 import type { StopSignal } from '../run/signals';
 import { FeatureSet, checkImageShape, disposeFeatures, extractFeatures } from './features';
@@ -25,7 +26,7 @@ export interface EvalRun {
 export function dataRequest(o: EvalCommonOptions, split: Split, imgSize: number): EvalDataRequest {
   return {
     split, dataset: o.dataset, dataPath: o.dataPath, imgSize,
-    limit: split === 'train' ? o.trainLimit : o.testLimit, seed: o.seed, numWorkers: o.numWorkers,
+    limit: split === 'train' ? o.trainLimit : o.testLimit, seed: o.seed, numWorkers: o.numWorkers, imageInput: imageInputOptions(o),
   };
 }
 

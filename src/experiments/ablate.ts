@@ -12,6 +12,7 @@ import { resolveOptions } from '../util/options';
 import { VisionTransformer, encoderConfigOf, loadEncoder } from '../semaim';
 import { DataFactories, LabelledData, TrainData } from '../data';
 import { checkDevice } from '../run/device';
+import { DEFAULT_MAX_IMAGE_PIXELS } from '../data/codecs/limits';
 import { StoppedBySignal } from '../run/signals';
 import { Accuracy } from '../eval/accuracy';
 import { FeaturePooling, checkImageShape, disposeFeatures, extractFeatures } from '../eval/features';
@@ -108,8 +109,12 @@ export interface AblationRun {
 /** Options that do not change results (where and how fast a run goes). */
 const NEUTRAL = new Set(['outDir', 'threads', 'numWorkers', 'device', 'resume', 'logEvery', 'checkpointEvery', 'keepLast']);
 
+/** Options added after fingerprints were first recorded: left out at their defaults, so earlier runs still match. */
+const ADDED_LATER: Record<string, unknown> = { maxImagePixels: DEFAULT_MAX_IMAGE_PIXELS, exifOrientation: 'ignore', verify: true };
+
 export function fingerprint(pretrainOptions: Record<string, unknown>, recipe: AblationRecipe, ks: number[]): Record<string, unknown> {
-  const pretrain = Object.fromEntries(Object.entries(pretrainOptions).filter(([k, v]) => !NEUTRAL.has(k) && v !== undefined && v !== null).sort());
+  const pretrain = Object.fromEntries(Object.entries(pretrainOptions)
+    .filter(([k, v]) => !NEUTRAL.has(k) && v !== undefined && v !== null && ADDED_LATER[k] !== v).sort());
   return {
     pretrain, pretrainLimit: recipe.pretrainLimit ?? null, trainLimit: recipe.trainLimit ?? null, testLimit: recipe.testLimit ?? null,
     linprobe: recipe.linprobe, poolings: recipe.poolings, evalBatchSize: recipe.evalBatchSize, ks,
@@ -186,6 +191,7 @@ export function pretrainOptionsFor(o: AblateOptions, recipe: AblationRecipe, ord
   }
   const p = resolveOptions(PRETRAIN_OPTIONS, recipe.pretrain, overrides, {
     order, seed, outDir: runDir, dataset: o.dataset, dataPath: o.dataPath, numWorkers: o.numWorkers, device: o.device,
+    maxImagePixels: o.maxImagePixels, exifOrientation: o.exifOrientation,
     threads: o.threads, precision: o.precision, resume: true,
   });
   if (p.warmupEpochs >= p.epochs) p.warmupEpochs = p.epochs / 10;

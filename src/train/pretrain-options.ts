@@ -7,6 +7,7 @@ import { autoPrecision, checkPrecision } from '../run/precision';
 import { checkDevice } from '../run/device';
 import { AUTHORS_SEMANTIC_ORDER, DEFAULT_ORDER, ConfigError, EncoderConfig, OrderConfig, PRESETS, SemAIMConfig, TargetConfig, validateConfig } from '../semaim';
 import type { TrainDataRequest } from '../data';
+import { IMAGE_INPUT_OPTIONS, imageInputOptions } from '../data/options';
 
 export const PRETRAIN_OPTIONS = defineOptions({
   // model
@@ -49,6 +50,7 @@ export const PRETRAIN_OPTIONS = defineOptions({
   },
   minScale: { type: 'number', default: 0.2, min: 0.01, max: 1, help: 'RandomResizedCrop minimum scale' },
   hflip: { type: 'boolean', default: true, help: 'random horizontal flip' },
+  ...IMAGE_INPUT_OPTIONS,
   // optimisation
   batchSize: { type: 'int', default: 64, min: 1, help: 'images per step (per accumulation micro-batch)' },
   accumIter: { type: 'int', default: 1, min: 1, help: 'gradient accumulation steps' },
@@ -186,7 +188,7 @@ export function readTeacherConfig(path: string): EncoderConfig {
 export function trainDataRequest(o: PretrainOptions): TrainDataRequest {
   return {
     dataset: o.dataset, dataPath: o.dataPath, imgSize: o.imgSize, syntheticSize: o.syntheticSize, seed: o.seed, minScale: o.minScale,
-    hflip: o.hflip, batchSize: o.batchSize, numWorkers: o.numWorkers, uint8: uploadsUint8(o.upload, o.device),
+    hflip: o.hflip, batchSize: o.batchSize, numWorkers: o.numWorkers, uint8: uploadsUint8(o.upload, o.device), imageInput: imageInputOptions(o),
   };
 }
 

@@ -1,9 +1,17 @@
-// The user's images for visualisation: file discovery, decoding with sharp, resize of the shorter
-// side + centre crop to the model's image size, ImageNet normalisation (and back).
-import { existsSync, readdirSync, statSync } from 'node:fs';
+// The user's images for visualisation: file discovery, decoding, resize of the shorter side +
+// centre crop to the model's image size (sharp), ImageNet normalisation (and back). Files are
+// decoded by the data loader's decoders with the same image-input options, so figures and training
+// data agree: the pixel limit is checked from the header before decoding, and the EXIF orientation
+// is applied only with exifOrientation 'apply'. An image that cannot be used is skipped with a
+// warning; only when none can be used does loading fail.
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
 import sharp from 'sharp';
 import type { RgbImage } from './canvas';
+import { openImage } from '../data/codecs/decode';
+import { identityPlan } from '../data/geometry';
+import { resampleToOutput } from '../data/resample';
+import type { ImageInputOptions } from '../data/options';
 
 export const IMAGENET_MEAN = [0.485, 0.456, 0.406] as const;
 export const IMAGENET_STD = [0.229, 0.224, 0.225] as const;
@@ -17,6 +25,13 @@ export interface LoadedImages {
   /** Normalised model input, NCHW float32. */
   tensor: Float32Array;
   size: number;
+  /** Files that could not be used, with why (they are left out of the figures). */
+  skipped: SkippedImage[];
+}
+
+export interface SkippedImage {
+  file: string;
+  reason: string;
 }
 
 /**
@@ -40,14 +55,18 @@ export function listImageFiles(inputs: string[], limit = Infinity): string[] {
 }
 
 /** Decodes one image and resizes the shorter side to `size`, centre-cropping the longer one. */
-export async function loadRgb(path: string, size: number): Promise<RgbImage> {
+export async function loadRgb(path: string, size: number, io: Partial<ImageInputOptions> = {}): Promise<RgbImage> {
   try {
-    const { data, info } = await sharp(path, { pages: 1 })
-      .rotate()
-      .flatten({ background: '#ffffff' })
-      .toColourspace('srgb')
+    const handle = await openImage(readFileSync(path), { background: 255, maxPixels: io.maxImagePixels, exifOrientation: io.exifOrientation });
+    const img = handle.decode();
+    const { width, height } = img;
+    const chw = new Uint8Array(3 * width * height);
+    resampleToOutput(img, identityPlan(width, height), chw, 0, { kind: 'uint8' });
+    const hwc = Buffer.alloc(chw.length);
+    const hw = width * height;
+    for (let i = 0; i < hw; i++) for (let c = 0; c < 3; c++) hwc[i * 3 + c] = chw[c * hw + i];
+    const { data, info } = await sharp(hwc, { raw: { width, height, channels: 3 } })
       .resize(size, size, { fit: 'cover', position: 'centre', kernel: 'cubic' })
-      .removeAlpha()
       .raw()
       .toBuffer({ resolveWithObject: true });
     return { width: info.width, height: info.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) };
@@ -82,10 +101,31 @@ export function denormalizeImage(chw: ArrayLike<number>, size: number, offset = 
   return { width: size, height: size, data };
 }
 
-/** Loads images for a model of image size `size`. */
-export async function loadImages(inputs: string[], size: number, limit = Infinity): Promise<LoadedImages> {
-  const files = listImageFiles(inputs, limit);
+/**
+ * Loads images for a model of image size `size`. Unreadable ones are skipped, each with a line to
+ * `warn` (default stderr), and listed in `skipped`; it fails only when none is readable.
+ */
+export async function loadImages(
+  inputs: string[], size: number, limit = Infinity, io: Partial<ImageInputOptions> = {},
+  warn: (line: string) => void = (l) => process.stderr.write(l + '\n'),
+): Promise<LoadedImages> {
+  const files = listImageFiles(inputs);
   const rgb: RgbImage[] = [];
-  for (const f of files) rgb.push(await loadRgb(f, size));
-  return { names: files.map((f) => basename(f)), rgb, tensor: normalizeImages(rgb, size), size };
+  const names: string[] = [];
+  const skipped: SkippedImage[] = [];
+  for (const f of files) {
+    if (rgb.length >= limit) break;
+    try {
+      rgb.push(await loadRgb(f, size, io));
+      names.push(basename(f));
+    } catch (e) {
+      const reason = (e as Error).message;
+      skipped.push({ file: f, reason });
+      warn(`visualize: skipping ${reason}`);
+    }
+  }
+  if (rgb.length === 0) {
+    throw new Error(`none of the ${files.length} image(s) could be read:\n  ${skipped.map((s) => s.reason).join('\n  ')}`);
+  }
+  return { names, rgb, tensor: normalizeImages(rgb, size), size, skipped };
 }

@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import * as torch from '../torch';
 import { loadImages } from './images';
 import { loadModel } from '../semaim';
+import type { ImageInputOptions } from '../data/options';
 import type { OrderName } from './maps';
 import { readRun } from './run-data';
 import { renderReport } from './report';
@@ -13,6 +14,10 @@ export interface VisualizeJob {
   checkpoint: string;
   /** Verify a checkpoint folder's SHA-256 (default true). */
   verify?: boolean;
+  /** Pixel limit and EXIF policy (the loader's; default: its defaults). */
+  imageInput?: ImageInputOptions;
+  /** Receives a line per skipped image (default: stderr). */
+  onWarning?: (line: string) => void;
   images: string[];
   out: string;
   orders: OrderName[];
@@ -27,7 +32,7 @@ export interface VisualizeJob {
 export async function visualizeCheckpoint(job: VisualizeJob): Promise<VisualizeResult & { checkpoint: string }> {
   const loaded = loadModel(job.checkpoint, job.device ?? 'cpu', { verify: job.verify });
   try {
-    const images = await loadImages(job.images, loaded.config.imgSize, job.maxImages ?? Infinity);
+    const images = await loadImages(job.images, loaded.config.imgSize, job.maxImages ?? Infinity, job.imageInput, job.onWarning);
     const r = await visualizeModel(loaded.model, images, job.out, {
       orders: job.orders, lossOrder: job.lossOrder, seed: job.seed, batchSize: job.batchSize, minCell: job.minCell, ema: loaded.ema,
     });

@@ -25,6 +25,8 @@ export interface VisualizeResult {
   columns: string[];
   maps: ImageMaps[];
   layout: Layout;
+  /** Input files left out because they could not be read, with why. */
+  skipped: LoadedImages['skipped'];
 }
 
 function argmin(a: ArrayLike<number>): number {
@@ -65,6 +67,7 @@ export async function visualizeModel(model: SemAIM, images: LoadedImages, outDir
       firstPatch: Object.fromEntries(Object.entries(maps[i].orders).map(([k, v]) => [k, argmin(v!)])),
       meanLoss: maps[i].patchLoss.reduce((a, b) => a + b, 0) / maps[i].patchLoss.length,
     })),
+    skipped: images.skipped,
   }, null, 2));
-  return { rows: rowFiles, grid, summary, columns, maps, layout };
+  return { rows: rowFiles, grid, summary, columns, maps, layout, skipped: images.skipped };
 }

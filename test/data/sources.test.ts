@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { existsSync, statSync, mkdirSync } from 'node:fs';
+import { existsSync, statSync, mkdirSync, rmSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { gzipSync } from 'node:zlib';
 import {
@@ -13,6 +13,7 @@ import {
   imageFiles,
   cifarBinary,
   cifar10Jpeg,
+  ensureCifar10Jpeg,
   idxDataset,
   mnistLike,
   fashionMnist,
@@ -23,6 +24,7 @@ import {
   normalize,
   SHAPES,
 } from '../../src/data';
+import { fileSha256 } from '../../src/data/sources/cifar';
 import { renderSynthetic, syntheticConfig, syntheticLabel } from '../../src/data/sources/synthetic';
 import { sharp, tempDir, write, picture, encode, pngEncode, bmp } from './helpers';
 
@@ -160,22 +162,39 @@ test('CIFAR-10 and CIFAR-100 binary batches', () => {
   assert.throws(() => cifarBinary(join(root, 'nothing-here')), /no data_batch_1\.bin/);
 });
 
-test('CIFAR-10 JPEG archive is extracted once into the cache folder', async () => {
-  const src = join(root, 'tarsrc');
+test('CIFAR-10 JPEG archive is extracted once into a cache folder keyed by the archive content', async () => {
   const jpg = await encode(picture(32, 32), 32, 32, 3, 'jpeg');
-  for (const split of ['train', 'test']) for (const cls of ['cat', 'dog']) write(join(src, 'cifar10', split, cls, '0000.jpg'), jpg);
-  const archive = join(root, 'mini-cifar.tar.gz');
-  const r = spawnSync('tar', ['-czf', archive, '-C', src, 'cifar10']);
-  assert.equal(r.status, 0);
+  const makeArchive = (name: string, perClass: number): string => {
+    const src = join(root, `tarsrc-${name}`);
+    rmSync(src, { recursive: true, force: true });
+    for (const split of ['train', 'test']) for (const cls of ['cat', 'dog']) for (let i = 0; i < perClass; i++) write(join(src, 'cifar10', split, cls, `000${i}.jpg`), jpg);
+    const archive = join(root, `${name}.tar.gz`);
+    const r = spawnSync('tar', ['-czf', archive, '-C', src, 'cifar10']);
+    assert.equal(r.status, 0);
+    return archive;
+  };
+  const archive = makeArchive('mini-cifar', 1);
   const cache = join(root, 'cache');
   const ds = cifar10Jpeg({ archive, cacheDir: cache });
   assert.equal(ds.length, 2);
   assert.deepEqual(ds.classes, ['cat', 'dog']);
-  const marker = join(cache, 'cifar10', '.complete');
+  const folder = ensureCifar10Jpeg({ archive, cacheDir: cache });
+  assert.equal(folder, join(cache, `cifar10-${fileSha256(archive).slice(0, 16)}`));
+  const marker = join(folder, '.complete');
   const t = statSync(marker).mtimeMs;
   const again = cifar10Jpeg({ archive, cacheDir: cache, split: 'test' });
   assert.equal(again.length, 2);
   assert.equal(statSync(marker).mtimeMs, t, 'not extracted twice');
+  // another archive gets its own cache, not the first one's
+  const other = makeArchive('other-cifar', 2);
+  assert.equal(cifar10Jpeg({ archive: other, cacheDir: cache }).length, 4);
+  assert.equal(cifar10Jpeg({ archive, cacheDir: cache }).length, 2);
+  // an archive changed in place is extracted again
+  const changed = makeArchive('mini-cifar', 3);
+  assert.equal(changed, archive);
+  assert.equal(cifar10Jpeg({ archive, cacheDir: cache }).length, 6);
+  // a missing archive is an error although caches exist
+  assert.throws(() => cifar10Jpeg({ archive: join(root, 'nope.tar.gz'), cacheDir: cache }), /nope\.tar\.gz not found/);
   assert.throws(() => cifar10Jpeg({ archive: join(root, 'nope.tar.gz'), cacheDir: join(root, 'cache2') }), /nope\.tar\.gz not found/);
 });
 

@@ -3,6 +3,7 @@
 // RLE8/RLE4, bottom-up and top-down rows.
 
 import { DecodeError } from './errors';
+import { checkPixelLimit } from './limits';
 import { fromInterleaved, type Image } from '../image';
 
 export function isBmp(d: Uint8Array): boolean {
@@ -39,7 +40,8 @@ function channel(px: number, m: Mask): number {
   return Math.round((((px & m.mask) >>> m.shift) * 255) / m.max);
 }
 
-export function decodeBmp(d: Uint8Array, background = 0): Image {
+/** Decodes a BMP; `maxPixels`: the pixel limit (undefined = the default, 0 = none). */
+export function decodeBmp(d: Uint8Array, background = 0, maxPixels?: number): Image {
   if (!isBmp(d)) throw new DecodeError('unsupported', 'not a BMP file');
   if (d.length < 26) throw new DecodeError('truncated', 'truncated BMP header');
   const dataOffset = u32(d, 10);
@@ -70,6 +72,7 @@ export function decodeBmp(d: Uint8Array, background = 0): Image {
   if (width <= 0 || height === 0 || width > 65535 || height > 65535) {
     throw new DecodeError('corrupt', `corrupt BMP: size ${width}x${height}`);
   }
+  checkPixelLimit(width, height, maxPixels, 'BMP');
   if (compression === 4 || compression === 5) throw new DecodeError('unsupported', 'BMP with embedded JPEG/PNG');
   // masks for bitfields
   let masks: Mask[] | null = null;

@@ -1,12 +1,15 @@
 // Format sniffing and dispatch: bytes → an `ImageHandle` whose size is known before decoding.
 // JPEG (the common case) stays lazy so the transform can ask for just the region and scale it
-// needs; PNG and BMP decode in TypeScript; everything else goes through sharp.
+// needs; PNG and BMP decode in TypeScript; everything else goes through sharp. Every path checks
+// the pixel count in the header against a limit before decoding (limits.ts), and applies the
+// EXIF orientation only when asked to (orientation.ts).
 
 import { DecodeError, NeedsFallback } from './errors';
 import { JpegImage, isJpeg } from './jpeg';
 import { decodePng, isPng } from './png';
 import { decodeBmp, isBmp } from './bmp';
 import { decodeWithSharp } from './sharp';
+import { exifOrientation, orientImage, swapsAxes, type ExifOrientationPolicy } from './orientation';
 import type { Image } from '../image';
 import type { Rect } from '../resample';
 
@@ -46,6 +49,10 @@ export interface ImageHandle {
 export interface OpenOptions {
   /** Grey level (0–255) that transparent pixels are composited onto. */
   background?: number;
+  /** Refuse images with more pixels than this, read from the header (default DEFAULT_MAX_IMAGE_PIXELS; 0 = no limit). */
+  maxPixels?: number;
+  /** 'ignore' (default, as torchvision) or 'apply' the EXIF orientation tag. */
+  exifOrientation?: ExifOrientationPolicy;
 }
 
 class DecodedHandle implements ImageHandle {
@@ -76,6 +83,24 @@ class JpegHandle implements ImageHandle {
   }
 }
 
+/** A JPEG or PNG shown under its EXIF orientation: decoded in full, then rotated/flipped. */
+class OrientedHandle implements ImageHandle {
+  readonly scalable = false;
+  readonly width: number;
+  readonly height: number;
+  constructor(
+    private readonly inner: ImageHandle,
+    private readonly orientation: number,
+  ) {
+    const swap = swapsAxes(orientation);
+    this.width = swap ? inner.height : inner.width;
+    this.height = swap ? inner.width : inner.height;
+  }
+  decode(req: DecodeRequest = {}): Image {
+    return orientImage(this.inner.decode({ scratch: req.scratch }), this.orientation);
+  }
+}
+
 /** Wraps an already decoded image. */
 export function handleFromImage(img: Image): ImageHandle {
   return new DecodedHandle(img);
@@ -87,19 +112,25 @@ export function handleFromImage(img: Image): ImageHandle {
  */
 export function openImage(bytes: Uint8Array, opts: OpenOptions = {}): ImageHandle | Promise<ImageHandle> {
   const bg = opts.background ?? 0;
+  const apply = opts.exifOrientation === 'apply';
   if (bytes.length === 0) throw new DecodeError('empty', 'empty file (0 bytes)');
   const fmt = sniff(bytes);
   try {
-    if (fmt === 'jpeg') return new JpegHandle(new JpegImage(bytes));
-    if (fmt === 'png') return new DecodedHandle(decodePng(bytes, bg));
-    if (fmt === 'bmp') return new DecodedHandle(decodeBmp(bytes, bg));
+    let handle: ImageHandle | null = null;
+    if (fmt === 'jpeg') handle = new JpegHandle(new JpegImage(bytes, opts.maxPixels));
+    else if (fmt === 'png') handle = new DecodedHandle(decodePng(bytes, bg, opts.maxPixels));
+    else if (fmt === 'bmp') handle = new DecodedHandle(decodeBmp(bytes, bg, opts.maxPixels));
+    if (handle) {
+      const orientation = apply ? exifOrientation(bytes, fmt) : 1;
+      return orientation === 1 ? handle : new OrientedHandle(handle, orientation);
+    }
   } catch (e) {
     if (!(e instanceof NeedsFallback)) throw wrap(e);
   }
   if (fmt === 'unknown' && !looksLikeOtherImage(bytes)) {
     throw new DecodeError('unsupported', 'not an image file (unrecognised format)');
   }
-  return decodeWithSharp(bytes, bg).then((img) => new DecodedHandle(img));
+  return decodeWithSharp(bytes, { background: bg, maxPixels: opts.maxPixels, applyOrientation: apply }).then((img) => new DecodedHandle(img));
 }
 
 /** Decodes fully (helper for tests and caching). */

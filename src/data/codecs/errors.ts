@@ -1,7 +1,8 @@
 // Error types raised while reading or decoding one sample.
 
-/** Why a sample could not be used; counted per epoch in the loader's summary. */
-export type SkipReason = 'empty' | 'truncated' | 'corrupt' | 'unsupported' | 'unreadable';
+/** Why a sample could not be used; counted per epoch in the loader's summary (the index is its code in caches). */
+export const SKIP_REASONS = ['empty', 'truncated', 'corrupt', 'unsupported', 'unreadable', 'too-large'] as const;
+export type SkipReason = (typeof SKIP_REASONS)[number];
 
 export class DecodeError extends Error {
   constructor(

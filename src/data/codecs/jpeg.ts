@@ -10,6 +10,7 @@
 // factors, DNL) raise `NeedsFallback` so the caller can use sharp/libvips instead.
 
 import { DecodeError, NeedsFallback } from './errors';
+import { checkPixelLimit } from './limits';
 import { ZIGZAG, aanScaledQuant, plainQuant, idct8, idctReduced, fillBlock } from './idct';
 import type { Image, Plane } from '../image';
 import { scratchU8, scratchI16 } from '../scratch';
@@ -175,7 +176,8 @@ export class JpegImage {
   private coefOff = -1;
   private widct: ((coef: number, out: number, stride: number) => void) | null = null;
 
-  constructor(data: Uint8Array) {
+  /** Reads the headers; `maxPixels`: the pixel limit (undefined = the default, 0 = none), checked before any decoding. */
+  constructor(data: Uint8Array, maxPixels?: number) {
     if (!isJpeg(data)) throw new DecodeError('unsupported', 'not a JPEG file');
     this.data = data;
     let pos = 2;
@@ -234,6 +236,7 @@ export class JpegImage {
     const nc = data[s + 5];
     if (this.height === 0) throw new NeedsFallback('JPEG with DNL marker');
     if (this.width === 0) throw corrupt('zero width');
+    checkPixelLimit(this.width, this.height, maxPixels, 'JPEG');
     if (nc !== 1 && nc !== 3) throw new NeedsFallback(`JPEG with ${nc} components (CMYK/YCCK)`);
     this.progressive = m === 0xc2;
     this.components = nc;

@@ -1,9 +1,12 @@
 // PNG decoder (all colour types, bit depths 1–16, palette + tRNS, Adam7 interlacing) using
 // node's zlib for inflate. 16-bit samples are rounded to 8 bits; alpha (channel or tRNS) is
-// composited onto the requested background grey level.
+// composited onto the requested background grey level. The size in IHDR is checked against the
+// pixel limit before anything is inflated, and inflating stops at twice the size IHDR implies.
 
 import { inflateSync } from 'node:zlib';
+import { constants } from 'node:buffer';
 import { DecodeError } from './errors';
+import { checkPixelLimit } from './limits';
 import { fromInterleaved, type Image } from '../image';
 
 const SIG = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
@@ -18,6 +21,7 @@ function u32(d: Uint8Array, o: number): number {
   return ((d[o] << 24) | (d[o + 1] << 16) | (d[o + 2] << 8) | d[o + 3]) >>> 0;
 }
 
+const MAX_LENGTH = constants.MAX_LENGTH;
 const CHANNELS: Record<number, number> = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 };
 const ADAM7 = [
   [0, 0, 8, 8],
@@ -35,7 +39,8 @@ export function pngSize(d: Uint8Array): { width: number; height: number } {
   return { width: u32(d, 16), height: u32(d, 20) };
 }
 
-export function decodePng(d: Uint8Array, background = 0): Image {
+/** Decodes a PNG; `maxPixels`: the pixel limit (undefined = the default, 0 = none). */
+export function decodePng(d: Uint8Array, background = 0, maxPixels?: number): Image {
   if (!isPng(d)) throw new DecodeError('unsupported', 'not a PNG file');
   let pos = 8;
   let width = 0;
@@ -77,16 +82,28 @@ export function decodePng(d: Uint8Array, background = 0): Image {
   if (!ch || ![1, 2, 4, 8, 16].includes(depth)) throw new DecodeError('corrupt', `corrupt PNG: colour type ${ctype}, depth ${depth}`);
   if (width === 0 || height === 0) throw new DecodeError('corrupt', 'corrupt PNG: zero size');
   if (ctype === 3 && !palette) throw new DecodeError('corrupt', 'corrupt PNG: palette image without PLTE');
+  checkPixelLimit(width, height, maxPixels, 'PNG');
   if (idat.length === 0) throw new DecodeError(sawEnd ? 'corrupt' : 'truncated', 'PNG has no image data');
+  const bitsPP = ch * depth;
+  let expected = 0;
+  for (const [x0, y0, dx, dy] of interlace ? ADAM7 : [[0, 0, 1, 1]]) {
+    const pw = Math.ceil((width - x0) / dx);
+    const ph = Math.ceil((height - y0) / dy);
+    if (pw > 0 && ph > 0) expected += (Math.ceil((pw * bitsPP) / 8) + 1) * ph;
+  }
   let raw: Uint8Array;
   try {
-    raw = inflateSync(idat.length === 1 ? idat[0] : Buffer.concat(idat));
+    // a stream that inflates far beyond what IHDR declares is refused instead of filling memory
+    raw = inflateSync(idat.length === 1 ? idat[0] : Buffer.concat(idat), { maxOutputLength: Math.min(2 * expected + (1 << 20), MAX_LENGTH) });
   } catch (e) {
     const msg = (e as Error).message;
+    if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
+      throw new DecodeError('corrupt', `corrupt PNG: its data inflates to more than twice the ${expected} bytes a ${width}×${height} image needs`);
+    }
     const truncated = !sawEnd || /unexpected end/i.test(msg);
     throw new DecodeError(truncated ? 'truncated' : 'corrupt', `${truncated ? 'truncated' : 'corrupt'} PNG data (${msg})`);
   }
-  const bitsPP = ch * depth;
+  if (raw.length < expected) throw new DecodeError('truncated', 'truncated PNG data');
   const bpp = Math.max(1, bitsPP >> 3);
 
   // Output channels: palette → 3 (or 4 with tRNS); gray/rgb + tRNS colour key → +alpha.

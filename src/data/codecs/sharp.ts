@@ -2,19 +2,24 @@
 // handle: WebP, GIF (first frame), TIFF, AVIF/HEIF, CMYK/YCCK or arithmetic-coded JPEG, ...
 // sharp is loaded lazily so workers that never need it do not pay for it. The result is flattened
 // onto the background grey level, converted to sRGB (CMYK through libvips' profile) and to 8 bits.
+// The size is read from the header (sharp's metadata) and checked against the pixel limit first;
+// libvips' own limitInputPixels is set to the same limit as a second guard.
 
 import { DecodeError } from './errors';
+import { checkPixelLimit, effectivePixelLimit } from './limits';
 import { fromInterleaved, type Image } from '../image';
 
 // The subset of sharp's API used here (typed structurally: sharp ships ESM-first typings).
 interface SharpPipeline {
+  metadata(): Promise<{ width?: number; height?: number; format?: string }>;
+  autoOrient(): SharpPipeline;
   flatten(o: { background: { r: number; g: number; b: number } }): SharpPipeline;
   toColourspace(space: string): SharpPipeline;
   raw(o: { depth: 'uchar' }): SharpPipeline;
   toBuffer(o: { resolveWithObject: true }): Promise<{ data: Buffer; info: { width: number; height: number; channels: number } }>;
 }
 interface SharpModule {
-  (input: Uint8Array, opts: { pages: number; failOn: string; limitInputPixels: number }): SharpPipeline;
+  (input: Uint8Array, opts: { pages: number; failOn: string; limitInputPixels: number | false }): SharpPipeline;
   cache(on: boolean): unknown;
 }
 let sharpMod: SharpModule | null = null;
@@ -30,15 +35,33 @@ function loadSharp(): SharpModule {
 }
 
 function classify(msg: string): DecodeError['reason'] {
+  if (/exceeds pixel limit/i.test(msg)) return 'too-large';
   if (/unsupported image format|bad seek|not a known file format|unable to (open|read) image/i.test(msg)) return 'unsupported';
   if (/premature end|truncat|end of (file|stream|data)|unexpected end|short read|out of data/i.test(msg)) return 'truncated';
   return 'corrupt';
 }
 
-export async function decodeWithSharp(buf: Uint8Array, background = 0): Promise<Image> {
+export interface SharpDecodeOptions {
+  /** Grey level transparent pixels are composited onto. */
+  background?: number;
+  /** Pixel limit (undefined = the default, 0 = none). */
+  maxPixels?: number;
+  /** Rotate/flip as the EXIF orientation says (default: ignore it, as torchvision does). */
+  applyOrientation?: boolean;
+}
+
+export async function decodeWithSharp(buf: Uint8Array, opts: SharpDecodeOptions = {}): Promise<Image> {
   const sharp = loadSharp();
+  const background = opts.background ?? 0;
+  const limit = effectivePixelLimit(opts.maxPixels);
+  const input = { pages: 1, failOn: 'error', limitInputPixels: Number.isFinite(limit) ? limit : (false as const) };
   try {
-    const { data, info } = await sharp(buf, { pages: 1, failOn: 'error', limitInputPixels: 1 << 30 })
+    // metadata reads only the header; libvips would refuse it over the limit without saying the size
+    const meta = await sharp(buf, { ...input, limitInputPixels: false }).metadata();
+    if (meta.width !== undefined && meta.height !== undefined) checkPixelLimit(meta.width, meta.height, opts.maxPixels, (meta.format ?? 'image').toUpperCase());
+    let pipeline = sharp(buf, input);
+    if (opts.applyOrientation) pipeline = pipeline.autoOrient();
+    const { data, info } = await pipeline
       .flatten({ background: { r: background, g: background, b: background } })
       .toColourspace('srgb')
       .raw({ depth: 'uchar' })
@@ -53,6 +76,7 @@ export async function decodeWithSharp(buf: Uint8Array, background = 0): Promise<
     }
     return fromInterleaved(bytes, info.width, info.height, info.channels, background);
   } catch (e) {
+    if (e instanceof DecodeError) throw e;
     const msg = (e as Error).message.split('\n')[0];
     const reason = classify(msg);
     throw new DecodeError(reason, reason === 'unsupported' ? 'not an image file (unsupported format)' : `${reason} image (${msg})`);

@@ -42,8 +42,29 @@ function checkRoot(root: string, what: string, expected: string): void {
   if (!st.isDirectory()) throw new Error(`${what}: ${root} is not a folder (expected ${expected})`);
 }
 
-/** Recursively lists files under dir (following symlinks), relative to base, sorted. */
-function listImages(dir: string, rel: string, exts: Set<string>, out: string[]): void {
+/** What a listing left out: symlinks that lead back into a folder being listed, and entries that cannot be read. */
+export interface ListingReport {
+  /** Links (relative to the root) to a folder they are inside of; each is listed once, not followed. */
+  symlinkLoops: string[];
+  /** Entries (relative to the root) that cannot be stat'ed: dangling links, file symlink loops (code: ENOENT, ELOOP, ...). */
+  unreadable: Array<{ path: string; code: string }>;
+}
+
+interface Walk {
+  exts: Set<string>;
+  out: string[];
+  report: ListingReport;
+  /** dev:ino of the folders on the current path, to detect links back into them. */
+  ancestors: Set<string>;
+}
+
+function folderId(path: string): string {
+  const st = statSync(path);
+  return `${st.dev}:${st.ino}`;
+}
+
+/** Recursively lists image files under dir (following symlinks, but not around a loop), relative to the root, sorted. */
+function listImages(dir: string, rel: string, walk: Walk): void {
   let entries: Dirent[];
   try {
     entries = readdirSync(dir, { withFileTypes: true });
@@ -55,20 +76,52 @@ function listImages(dir: string, rel: string, exts: Set<string>, out: string[]):
     const name = ent.name;
     if (name.startsWith('.')) continue;
     const r = rel ? `${rel}/${name}` : name;
+    const path = join(dir, name);
     let isDir = ent.isDirectory();
     let isFile = ent.isFile();
     if (ent.isSymbolicLink() || (!isDir && !isFile)) {
       try {
-        const st = statSync(join(dir, name));
+        const st = statSync(path);
         isDir = st.isDirectory();
         isFile = st.isFile();
-      } catch {
-        continue; // dangling link
+      } catch (e) {
+        walk.report.unreadable.push({ path: r, code: (e as NodeJS.ErrnoException).code ?? 'error' });
+        continue;
       }
     }
-    if (isDir) listImages(join(dir, name), r, exts, out);
-    else if (isFile && exts.has(extname(name).toLowerCase())) out.push(r);
+    if (isDir) {
+      const id = folderId(path);
+      if (walk.ancestors.has(id)) {
+        walk.report.symlinkLoops.push(r);
+        continue;
+      }
+      walk.ancestors.add(id);
+      listImages(path, r, walk);
+      walk.ancestors.delete(id);
+    } else if (isFile && walk.exts.has(extname(name).toLowerCase())) walk.out.push(r);
   }
+}
+
+function newWalk(root: string, exts: Set<string>, out: string[], report: ListingReport): Walk {
+  return { exts, out, report, ancestors: new Set([folderId(root)]) };
+}
+
+/** One warning per symlink loop and one for the unreadable entries of a listing. */
+function warnListing(root: string, report: ListingReport, warn: (line: string) => void): void {
+  for (const l of report.symlinkLoops) {
+    warn(`data: warning: ${join(root, l)} is a symlink loop (it leads back into a folder that contains it); listed once, not followed`);
+  }
+  const n = report.unreadable.length;
+  if (n > 0) {
+    const what = (u: { path: string; code: string }): string =>
+      `${u.path} (${u.code === 'ELOOP' ? 'symlink loop' : u.code === 'ENOENT' ? 'dangling link' : u.code})`;
+    warn(`data: warning: ${root}: ${n} entr${n === 1 ? 'y' : 'ies'} cannot be read and ${n === 1 ? 'is' : 'are'} left out: ` +
+      `${report.unreadable.slice(0, 5).map(what).join(', ')}${n > 5 ? ', ...' : ''}`);
+  }
+}
+
+function stderrWarn(line: string): void {
+  process.stderr.write(line + '\n');
 }
 
 class FilesDataset implements Dataset {
@@ -82,6 +135,8 @@ class FilesDataset implements Dataset {
     paths: string[],
     labels: Int32Array | null,
     readonly classes: readonly string[],
+    /** Symlink loops and unreadable entries met while listing (each also reported as a warning). */
+    readonly listing: ListingReport = { symlinkLoops: [], unreadable: [] },
   ) {
     this.spec = { kind: 'files', root, paths: packStrings(paths), labels };
     this.length = paths.length;
@@ -112,38 +167,48 @@ export function imageFolder(root: string, opts: FolderOptions = {}): ImageFolder
   const expected = 'a folder with one sub-folder per class, e.g. <root>/cat/0001.jpg';
   checkRoot(root, 'ImageFolder', expected);
   const exts = new Set((opts.extensions ?? IMAGE_EXTENSIONS).map((e) => e.toLowerCase()));
-  const classes = readdirSync(root)
-    .filter((n) => !n.startsWith('.'))
-    .filter((n) => {
-      try {
-        return statSync(join(root, n)).isDirectory();
-      } catch {
-        return false;
-      }
-    })
-    .sort(byteOrder);
-  if (classes.length === 0) throw new Error(`ImageFolder: ${root} has no class sub-folders (expected ${expected})`);
   const paths: string[] = [];
   const labelList: number[] = [];
   const empty: string[] = [];
+  const report: ListingReport = { symlinkLoops: [], unreadable: [] };
+  const walk = newWalk(root, exts, paths, report);
+  const classes: string[] = [];
+  for (const name of readdirSync(root).filter((n) => !n.startsWith('.')).sort(byteOrder)) {
+    let st;
+    try {
+      st = statSync(join(root, name));
+    } catch (e) {
+      report.unreadable.push({ path: name, code: (e as NodeJS.ErrnoException).code ?? 'error' });
+      continue;
+    }
+    if (!st.isDirectory()) continue;
+    // a "class" that links back to the root is a loop, not a class
+    if (walk.ancestors.has(`${st.dev}:${st.ino}`)) report.symlinkLoops.push(name);
+    else classes.push(name);
+  }
+  if (classes.length === 0) throw new Error(`ImageFolder: ${root} has no class sub-folders (expected ${expected})`);
+  const warn = opts.onWarning ?? stderrWarn;
   classes.forEach((cls, k) => {
     const before = paths.length;
-    listImages(join(root, cls), cls, exts, paths);
+    const id = folderId(join(root, cls));
+    walk.ancestors.add(id);
+    listImages(join(root, cls), cls, walk);
+    walk.ancestors.delete(id);
     for (let i = before; i < paths.length; i++) labelList.push(k);
     if (paths.length === before) empty.push(cls);
   });
+  warnListing(root, report, warn);
   if (paths.length === 0) {
     throw new Error(
       `ImageFolder: found no images under ${root} (looked for ${[...exts].join(' ')} files in ${classes.length} class folders)`,
     );
   }
   if (empty.length) {
-    const warn = opts.onWarning ?? ((l: string) => process.stderr.write(l + '\n'));
     warn(`data: warning: ImageFolder ${root}: ${empty.length} class folder(s) contain no images: ${empty.slice(0, 5).join(', ')}${empty.length > 5 ? ', ...' : ''}`);
   }
   const labels = sharedInt32(labelList.length);
   labels.set(labelList);
-  return new FilesDataset(root, paths, labels, classes);
+  return new FilesDataset(root, paths, labels, classes, report);
 }
 
 /** An unlabelled folder of images (recursively listed); labels are -1. */
@@ -153,18 +218,20 @@ export function imageFiles(root: string, opts: FolderOptions & { recursive?: boo
   checkRoot(root, 'image folder', expected);
   const exts = new Set((opts.extensions ?? IMAGE_EXTENSIONS).map((e) => e.toLowerCase()));
   const paths: string[] = [];
+  const report: ListingReport = { symlinkLoops: [], unreadable: [] };
   if (opts.recursive === false) {
     for (const name of readdirSync(root).sort(byteOrder)) {
       if (name.startsWith('.') || !exts.has(extname(name).toLowerCase())) continue;
       try {
         if (statSync(join(root, name)).isFile()) paths.push(name);
-      } catch {
-        /* dangling link */
+      } catch (e) {
+        report.unreadable.push({ path: name, code: (e as NodeJS.ErrnoException).code ?? 'error' });
       }
     }
-  } else listImages(root, '', exts, paths);
+  } else listImages(root, '', newWalk(root, exts, paths, report));
+  warnListing(root, report, opts.onWarning ?? stderrWarn);
   if (paths.length === 0) {
     throw new Error(`image folder: found no images in ${root} (looked for ${[...exts].join(' ')} files)`);
   }
-  return new FilesDataset(root, paths, null, []);
+  return new FilesDataset(root, paths, null, [], report);
 }

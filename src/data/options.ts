@@ -1,0 +1,35 @@
+// Options shared by every command that reads image files (pretrain, knn/linprobe/finetune/ablate,
+// visualize/report): the decompression-bomb limit and the EXIF-orientation policy, one table and
+// one typed reader; and the check that a given --data-path exists, made before any work.
+import { existsSync } from 'node:fs';
+import { OptionError, defineOptions } from '../util/options';
+import { DEFAULT_MAX_IMAGE_PIXELS } from './codecs/limits';
+import { EXIF_ORIENTATION_POLICIES, type ExifOrientationPolicy } from './codecs/orientation';
+
+export const IMAGE_INPUT_OPTIONS = defineOptions({
+  maxImagePixels: {
+    type: 'int', default: DEFAULT_MAX_IMAGE_PIXELS, min: 0,
+    help: "refuse images whose header declares more pixels than this, before decoding (PIL's decompression-bomb limit; 0 = no limit); datasets skip and count them",
+  },
+  exifOrientation: {
+    type: 'string', default: 'ignore', choices: EXIF_ORIENTATION_POLICIES,
+    help: "EXIF orientation of image files: 'ignore' it as torchvision does, or 'apply' it as PIL's exif_transpose (data and figures alike)",
+  },
+});
+
+export interface ImageInputOptions {
+  /** Pixel limit; 0 = none. */
+  maxImagePixels: number;
+  exifOrientation: ExifOrientationPolicy;
+}
+
+/** The image-input options of resolved command options. */
+export function imageInputOptions(o: ImageInputOptions): ImageInputOptions {
+  return { maxImagePixels: o.maxImagePixels, exifOrientation: o.exifOrientation };
+}
+
+/** A --data-path that was given must exist (else the command would quietly use something else, e.g. a cache). */
+export function checkDataPath(o: { dataPath?: string }): void {
+  if (o.dataPath === undefined || o.dataPath === '') return;
+  if (!existsSync(o.dataPath)) throw new OptionError('dataPath', `${o.dataPath} does not exist`);
+}

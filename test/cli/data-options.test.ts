@@ -1,0 +1,109 @@
+// The data options of the commands: every command that reads image files takes --max-image-pixels
+// and --exif-orientation and hands them to the loader, and a --data-path that does not exist is an
+// option error before any work (it used to train from a cache of some other archive).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { commands } from '../../src/cli/commands';
+import { OptionError, resolveOptions } from '../../src/util/options';
+import { PRETRAIN_OPTIONS, trainDataRequest } from '../../src/train/pretrain-options';
+import { ABLATE_OPTIONS } from '../../src/experiments/ablate-options';
+import { ablationRecipe, fingerprint, pretrainOptionsFor } from '../../src/experiments/ablate';
+import { makeEvalData, makeTrainData } from '../../src/data';
+import { claimedSizePng } from '../data/hostile-files';
+import { encode, picture, write } from '../data/helpers';
+
+const IMAGE_COMMANDS = ['pretrain', 'knn', 'linprobe', 'finetune', 'ablate', 'visualize', 'report'];
+
+function withTemp<T>(fn: (root: string) => Promise<T>): Promise<T> {
+  const root = mkdtempSync(join(tmpdir(), 'semaim-data-options-'));
+  return fn(root).finally(() => rmSync(root, { recursive: true, force: true }));
+}
+
+/** Runs fn with stderr captured. */
+async function captureStderr<T>(fn: () => Promise<T>): Promise<{ result: T; stderr: string }> {
+  const lines: string[] = [];
+  const write = process.stderr.write.bind(process.stderr);
+  process.stderr.write = ((chunk: string | Uint8Array) => {
+    lines.push(String(chunk));
+    return true;
+  }) as typeof process.stderr.write;
+  try {
+    return { result: await fn(), stderr: lines.join('') };
+  } finally {
+    process.stderr.write = write;
+  }
+}
+
+test('every command that reads images takes --max-image-pixels (PIL default, 0 = none) and --exif-orientation', () => {
+  for (const name of IMAGE_COMMANDS) {
+    const table = commands[name].options;
+    assert.equal(table.maxImagePixels?.default, 178_956_970, name);
+    assert.equal(table.maxImagePixels?.min, 0, name);
+    assert.equal(table.exifOrientation?.default, 'ignore', name);
+    assert.deepEqual(table.exifOrientation?.choices, ['ignore', 'apply'], name);
+  }
+});
+
+test('a --data-path that does not exist is an option error before any work (cifar10 archive, folder)', () =>
+  withTemp(async (root) => {
+    const out = join(root, 'run');
+    const runs: Array<[string, string[]]> = [
+      ['pretrain', ['--dataset', 'cifar10', '--data-path', '/nonexistent.tar.gz', '--out-dir', out, '--model', 'vit_tiny']],
+      ['pretrain', ['--dataset', 'folder', '--data-path', join(root, 'nope'), '--out-dir', out]],
+      ['knn', ['--checkpoint', join(root, 'missing-run'), '--dataset', 'cifar10', '--data-path', '/nonexistent.tar.gz', '--out-dir', out]],
+      ['linprobe', ['--checkpoint', join(root, 'missing-run'), '--data-path', '/nonexistent.tar.gz', '--out-dir', out]],
+      ['finetune', ['--checkpoint', join(root, 'missing-run'), '--data-path', '/nonexistent.tar.gz', '--out-dir', out]],
+      ['ablate', ['--dataset', 'cifar10', '--data-path', '/nonexistent.tar.gz', '--out-dir', out]],
+    ];
+    for (const [name, argv] of runs) {
+      await assert.rejects(commands[name].run(argv), (e: Error) => e instanceof OptionError && e.key === 'dataPath' && /does not exist/.test(e.message), name);
+      assert.equal(existsSync(out), false, `${name}: nothing written`);
+    }
+  }));
+
+test('pretrain and evaluation data pass the image options to the loader', () =>
+  withTemp(async (root) => {
+    for (const cls of ['a', 'b']) for (let i = 0; i < 4; i++) write(join(root, 'data', 'train', cls, `${i}.png`), await encode(picture(20, 20, i), 20, 20, 3, 'png'));
+    write(join(root, 'data', 'train', 'a', 'bomb.png'), claimedSizePng(30000, 30000));
+    write(join(root, 'data', 'train', 'b', 'big.png'), await encode(picture(40, 40), 40, 40, 3, 'png'));
+    const o = resolveOptions(PRETRAIN_OPTIONS, {
+      dataset: 'folder', dataPath: join(root, 'data'), imgSize: 16, batchSize: 5, numWorkers: 0, maxImagePixels: 1000, outDir: join(root, 'run'),
+    });
+    const { stderr } = await captureStderr(async () => {
+      const data = makeTrainData(trainDataRequest(o));
+      try {
+        for await (const b of data.epoch(0, 0)) void b;
+      } finally {
+        await data.close();
+      }
+    });
+    assert.match(stderr, /bomb\.png: PNG of 30000×30000 = 900,000,000 pixels exceeds the limit of 1,000 pixels/);
+    assert.match(stderr, /big\.png: PNG of 40×40 = 1,600 pixels exceeds the limit of 1,000 pixels/);
+    const evalRun = await captureStderr(async () => {
+      const data = makeEvalData({ split: 'train', dataset: 'folder', dataPath: join(root, 'data'), imgSize: 16, seed: 0, numWorkers: 0, imageInput: { maxImagePixels: 0, exifOrientation: 'ignore' } });
+      try {
+        for await (const b of data.batches({ batchSize: 10, shuffle: false, epoch: 0, augment: 'none' })) void b;
+      } finally {
+        await data.close();
+      }
+    });
+    assert.doesNotMatch(evalRun.stderr, /big\.png/, 'no limit: the 40×40 image is used');
+    assert.match(evalRun.stderr, /bomb\.png: truncated PNG data/, 'no limit: the bomb header is read further and found truncated');
+  }));
+
+test('ablate forwards the image options to its pre-trains; at their defaults they stay out of the run fingerprint', () => {
+  const recipe = ablationRecipe('small');
+  const at = (extra: Record<string, unknown>) => pretrainOptionsFor(resolveOptions(ABLATE_OPTIONS, extra), recipe, 'semantic', 0, '/tmp/x');
+  const defaults = at({});
+  assert.equal(defaults.maxImagePixels, 178_956_970);
+  // a finished run recorded before these options existed must still match
+  const before = fingerprint(Object.fromEntries(Object.entries(defaults).filter(([k]) => k !== 'maxImagePixels' && k !== 'exifOrientation')), recipe, [20]);
+  assert.deepEqual(fingerprint(defaults, recipe, [20]), before);
+  const changed = at({ maxImagePixels: 1000, exifOrientation: 'apply' });
+  assert.deepEqual([changed.maxImagePixels, changed.exifOrientation], [1000, 'apply']);
+  const fp = fingerprint(changed, recipe, [20]).pretrain as Record<string, unknown>;
+  assert.deepEqual([fp.maxImagePixels, fp.exifOrientation], [1000, 'apply']);
+});

@@ -1,0 +1,80 @@
+// Every `semaim ...` command line in the code blocks of README.md and docs/*.md goes through its
+// command's option parser and checks (parse + validate, no work), so a documented example cannot
+// name an option that does not exist or a value that is refused.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import * as torch from '../../src/torch';
+import { commands } from '../../src/cli/commands';
+
+const REPO = join(__dirname, '..', '..', '..');
+
+interface DocLine {
+  file: string;
+  line: number;
+  command: string;
+  args: string[];
+}
+
+/** Shell words of a command line (plain words and '...'/"..." quoting; enough for documentation). */
+function words(text: string): string[] {
+  const out: string[] = [];
+  const re = /'([^']*)'|"([^"]*)"|(\S+)/g;
+  for (let m; (m = re.exec(text)); ) out.push(m[1] ?? m[2] ?? m[3]);
+  return out;
+}
+
+/** The `semaim <command> ...` lines inside fenced code blocks (continuations joined, comments cut). */
+export function documentedCommands(file: string, text: string): DocLine[] {
+  const found: DocLine[] = [];
+  const lines = text.split('\n');
+  let inBlock = false;
+  for (let i = 0; i < lines.length; i++) {
+    if (/^\s*```/.test(lines[i])) {
+      inBlock = !inBlock;
+      continue;
+    }
+    if (!inBlock) continue;
+    const first = i;
+    let line = lines[i];
+    while (/\\\s*$/.test(line) && i + 1 < lines.length) line = line.replace(/\\\s*$/, ' ') + lines[++i];
+    line = line.replace(/(^|\s)#.*$/, '').trim();
+    const m = /^(?:npx\s+semaim|semaim|node\s+dist\/src\/cli\/main\.js)\s+(\S+)(.*)$/.exec(line);
+    if (m) found.push({ file, line: first + 1, command: m[1], args: words(m[2]) });
+  }
+  return found;
+}
+
+function allDocumentedCommands(): DocLine[] {
+  const files = ['README.md', ...readdirSync(join(REPO, 'docs')).filter((f) => f.endsWith('.md')).map((f) => join('docs', f))];
+  return files.flatMap((f) => documentedCommands(f, readFileSync(join(REPO, f), 'utf8')));
+}
+
+test('documented command lines: the extractor finds continued lines and cuts comments', () => {
+  const md = ['text', '```sh', 'npx semaim pretrain --a 1 \\', '  --b 2   # note', 'semaim report runs/x  # y', 'npm test', '```', 'semaim knn --not-in-a-block'].join('\n');
+  assert.deepEqual(documentedCommands('x.md', md), [
+    { file: 'x.md', line: 3, command: 'pretrain', args: ['--a', '1', '--b', '2'] },
+    { file: 'x.md', line: 5, command: 'report', args: ['runs/x'] },
+  ]);
+});
+
+test('every semaim command line in README.md and docs/*.md parses and validates', () => {
+  const found = allDocumentedCommands();
+  assert.ok(found.length >= 8, `found only ${found.length} documented command lines`);
+  const failures: string[] = [];
+  for (const d of found) {
+    const where = `${d.file}:${d.line} semaim ${d.command} ${d.args.join(' ')}`;
+    try {
+      const cmd = commands[d.command];
+      if (!cmd) throw new Error(`unknown command '${d.command}'`);
+      // A GPU example is still checked on a machine without one, for everything but the device.
+      const cpu = 'device' in cmd.options && !torch.cuda.isAvailable() ? ['--device', 'cpu'] : [];
+      if (d.args.includes('--help')) continue;
+      cmd.parse([...d.args, ...cpu]);
+    } catch (e) {
+      failures.push(`${where}\n    ${(e as Error).message}`);
+    }
+  }
+  assert.deepEqual(failures, []);
+});

@@ -1,0 +1,254 @@
+// Hostile inputs for the data side: headers that claim 30000×30000 pixels (refused before decoding
+// by every decoder, skipped and counted by the loader), symlink loops and dangling links in folder
+// listings, and the EXIF-orientation policy (ignored by default, applied on request) in the decoder
+// and the loader. The crafted files are a few dozen bytes; nothing of the claimed size is allocated.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { symlinkSync, mkdirSync } from 'node:fs';
+import { openImage, decodeImage } from '../../src/data/codecs/decode';
+import { DecodeError } from '../../src/data/codecs/errors';
+import { DEFAULT_MAX_IMAGE_PIXELS } from '../../src/data/codecs/limits';
+import { exifOrientation } from '../../src/data/codecs/orientation';
+import { identityPlan } from '../../src/data/geometry';
+import { resampleToOutput } from '../../src/data/resample';
+import { DataLoader, imageFiles, imageFolder, centerCrop, randomResizedCrop, normalize, type Image } from '../../src/data';
+import { claimedSizeBmp, claimedSizeGif, claimedSizeJpeg, claimedSizePng } from './hostile-files';
+import { sharp, tempDir, write, encode, picture, bmp } from './helpers';
+
+const BIG = 30000;
+
+async function rejection(p: () => unknown): Promise<DecodeError> {
+  try {
+    await p();
+  } catch (e) {
+    assert.ok(e instanceof DecodeError, `expected a DecodeError, got ${(e as Error).message}`);
+    return e;
+  }
+  assert.fail('expected the image to be refused');
+}
+
+test('pixel limit: every decoder refuses a header claiming 30000×30000 before decoding, naming size and limit', async () => {
+  assert.equal(DEFAULT_MAX_IMAGE_PIXELS, 178_956_970);
+  const files: Array<[string, Buffer]> = [
+    ['PNG', claimedSizePng(BIG, BIG)],
+    ['JPEG', claimedSizeJpeg(BIG, BIG)],
+    ['BMP', claimedSizeBmp(BIG, BIG)],
+    ['GIF', claimedSizeGif(BIG, BIG)], // decoded through sharp/libvips
+  ];
+  for (const [format, bytes] of files) {
+    assert.ok(bytes.length < 100, `${format} file is tiny (${bytes.length} bytes)`);
+    const e = await rejection(async () => (await openImage(bytes)).decode());
+    assert.equal(e.reason, 'too-large', `${format}: ${e.message}`);
+    assert.match(e.message, new RegExp(`^${format} of 30000×30000 = 900,000,000 pixels exceeds the limit of 178,956,970 pixels`), format);
+    assert.match(e.message, /--max-image-pixels/);
+  }
+});
+
+test('pixel limit: the limit is an option (exact boundary; 0 = no limit) for built-in and sharp decoders', async () => {
+  const W = 64;
+  const H = 48;
+  const raw = picture(W, H);
+  const files: Array<[string, Buffer]> = [
+    ['PNG', await encode(raw, W, H, 3, 'png')],
+    ['JPEG', await encode(raw, W, H, 3, 'jpeg')],
+    ['BMP', bmp(W, H, (x, y) => [raw[(y * W + x) * 3], raw[(y * W + x) * 3 + 1], raw[(y * W + x) * 3 + 2], 255], { bpp: 24 })],
+    ['WEBP', await encode(raw, W, H, 3, 'webp')],
+  ];
+  for (const [format, bytes] of files) {
+    const e = await rejection(async () => (await openImage(bytes, { maxPixels: W * H - 1 })).decode());
+    assert.equal(e.reason, 'too-large', format);
+    assert.match(e.message, /64×48 = 3,072 pixels exceeds the limit of 3,071 pixels/, format);
+    for (const maxPixels of [W * H, 0]) {
+      const img = await decodeImage(bytes, { maxPixels });
+      assert.deepEqual([img.width, img.height], [W, H], `${format} with limit ${maxPixels}`);
+    }
+  }
+});
+
+test('pixel limit: the loader skips and counts an over-limit file like a corrupt one, in workers and in the cache', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    for (let i = 0; i < 5; i++) write(join(dir, `ok${i}.png`), await encode(picture(40, 30, i), 40, 30, 3, 'png'));
+    write(join(dir, 'bomb.png'), claimedSizePng(BIG, BIG));
+    write(join(dir, 'big.jpg'), await encode(picture(64, 64), 64, 64, 3, 'jpeg'));
+    const warnings: string[] = [];
+    const ds = imageFiles(dir, { onWarning: (l) => warnings.push(l) });
+    for (const [workers, cache] of [[0, false], [1, false], [0, true]] as const) {
+      warnings.length = 0;
+      const loader = new DataLoader(ds, {
+        batchSize: 7, workers, cache, shuffle: false, transforms: [randomResizedCrop(16), normalize()], onWarning: (l) => warnings.push(l),
+      });
+      try {
+        for await (const b of loader.iterate(0)) assert.equal(b.indices.length, 7);
+        const s = loader.lastSummary!;
+        assert.deepEqual(s.byReason, { 'too-large': 1 }, `workers ${workers}, cache ${cache}`);
+        const line = warnings.find((l) => l.includes('bomb.png'));
+        assert.ok(line, warnings.join('\n'));
+        assert.match(line, /data: skipping .*bomb\.png: PNG of 30000×30000 = 900,000,000 pixels exceeds the limit of 178,956,970 pixels/);
+        assert.ok(warnings.some((l) => /skipped 1 unusable file \(1 too-large\)/.test(l)), warnings.join('\n'));
+      } finally {
+        await loader.close();
+      }
+    }
+    // the loader option reaches the decoders (in a worker too): a lower limit also refuses the 64×64 JPEG
+    warnings.length = 0;
+    const strict = new DataLoader(ds, { batchSize: 7, workers: 1, shuffle: false, maxImagePixels: 40 * 30, transforms: [randomResizedCrop(16)], onWarning: (l) => warnings.push(l) });
+    try {
+      for await (const b of strict.iterate(0)) void b;
+      assert.deepEqual(strict.lastSummary!.byReason, { 'too-large': 2 });
+      assert.ok(warnings.some((l) => /big\.jpg: JPEG of 64×64 = 4,096 pixels exceeds the limit of 1,200 pixels/.test(l)), warnings.join('\n'));
+    } finally {
+      await strict.close();
+    }
+    assert.throws(() => new DataLoader(ds, { batchSize: 2, maxImagePixels: -1 }), /maxImagePixels must be an integer >= 0/);
+  } finally {
+    cleanup();
+  }
+});
+
+test('folder listing: a directory symlink loop lists each image once and is reported once', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const png = await encode(picture(8, 8), 8, 8, 3, 'png');
+    write(join(dir, 'flat', 'a', 'x.png'), png);
+    write(join(dir, 'flat', 'a', 'b', 'y.png'), png);
+    symlinkSync('.', join(dir, 'flat', 'a', 'loop')); // a/loop -> a
+    symlinkSync('..', join(dir, 'flat', 'a', 'b', 'up')); // a/b/up -> a
+    const warnings: string[] = [];
+    const flat = imageFiles(join(dir, 'flat'), { onWarning: (l) => warnings.push(l) });
+    assert.deepEqual(Array.from({ length: flat.length }, (_, i) => flat.relativePath(i)), ['a/b/y.png', 'a/x.png']);
+    assert.deepEqual(flat.listing.symlinkLoops, ['a/b/up', 'a/loop']);
+    assert.equal(warnings.filter((l) => /symlink loop/.test(l)).length, 2, warnings.join('\n'));
+    assert.ok(warnings.some((l) => l.includes(join(dir, 'flat', 'a', 'loop'))));
+
+    // ImageFolder: a loop inside a class, and a "class" that links back to the root
+    write(join(dir, 'classes', 'cat', 'c.png'), png);
+    write(join(dir, 'classes', 'dog', 'd.png'), png);
+    symlinkSync('.', join(dir, 'classes', 'cat', 'again'));
+    symlinkSync('.', join(dir, 'classes', 'root-again'));
+    warnings.length = 0;
+    const folder = imageFolder(join(dir, 'classes'), { onWarning: (l) => warnings.push(l) });
+    assert.deepEqual(folder.classes, ['cat', 'dog']);
+    assert.equal(folder.length, 2);
+    assert.deepEqual(folder.listing.symlinkLoops.sort(), ['cat/again', 'root-again']);
+    assert.equal(warnings.filter((l) => /symlink loop/.test(l)).length, 2, warnings.join('\n'));
+  } finally {
+    cleanup();
+  }
+});
+
+test('folder listing: file symlink loops and dangling links are reported and counted, not dropped silently', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const png = await encode(picture(8, 8), 8, 8, 3, 'png');
+    write(join(dir, 'imgs', 'cls', 'good.png'), png);
+    symlinkSync('self.png', join(dir, 'imgs', 'cls', 'self.png')); // ELOOP
+    symlinkSync('missing.png', join(dir, 'imgs', 'cls', 'gone.png')); // ENOENT
+    mkdirSync(join(dir, 'imgs', 'other'));
+    write(join(dir, 'imgs', 'other', 'o.png'), png);
+    for (const make of [
+      (warn: (l: string) => void) => imageFiles(join(dir, 'imgs'), { onWarning: warn }),
+      (warn: (l: string) => void) => imageFolder(join(dir, 'imgs'), { onWarning: warn }),
+      (warn: (l: string) => void) => imageFiles(join(dir, 'imgs', 'cls'), { onWarning: warn, recursive: false }),
+    ]) {
+      const warnings: string[] = [];
+      const ds = make((l) => warnings.push(l));
+      assert.deepEqual(ds.listing.unreadable.map((u) => [u.path.split('/').pop(), u.code]), [['gone.png', 'ENOENT'], ['self.png', 'ELOOP']]);
+      const line = warnings.find((l) => /cannot be read/.test(l));
+      assert.ok(line, warnings.join('\n'));
+      assert.match(line, /2 entries cannot be read and are left out: .*gone\.png \(dangling link\), .*self\.png \(symlink loop\)/);
+    }
+  } finally {
+    cleanup();
+  }
+});
+
+/** Interleaved RGB of a decoded image (any layout), through the resampler's identity plan. */
+function rgbOf(img: Image): { width: number; height: number; data: Uint8Array } {
+  const { width, height } = img;
+  const chw = new Uint8Array(3 * width * height);
+  resampleToOutput(img, identityPlan(width, height), chw, 0, { kind: 'uint8' });
+  const hw = width * height;
+  const data = new Uint8Array(3 * hw);
+  for (let i = 0; i < hw; i++) for (let c = 0; c < 3; c++) data[i * 3 + c] = chw[c * hw + i];
+  return { width, height, data };
+}
+
+/** Rotates interleaved RGB 90° clockwise (what EXIF orientation 6 asks for). */
+function rot90cw(src: { width: number; height: number; data: Uint8Array }): { width: number; height: number; data: Uint8Array } {
+  const { width: W, height: H } = src;
+  const out = new Uint8Array(src.data.length);
+  for (let y = 0; y < W; y++) for (let x = 0; x < H; x++) for (let c = 0; c < 3; c++) out[(y * H + x) * 3 + c] = src.data[((H - 1 - x) * W + y) * 3 + c];
+  return { width: H, height: W, data: out };
+}
+
+/** A 48×32 picture with four flat quadrants (red, green, blue, white) and orientation 6 in its EXIF. */
+async function orientedFiles(): Promise<Array<[string, Buffer]>> {
+  const W = 48;
+  const H = 32;
+  const raw = Buffer.alloc(W * H * 3);
+  const colours = [[220, 30, 30], [30, 200, 30], [30, 30, 220], [240, 240, 240]];
+  for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) raw.set(colours[(y < H / 2 ? 0 : 2) + (x < W / 2 ? 0 : 1)], (y * W + x) * 3);
+  const base = () => sharp(raw, { raw: { width: W, height: H, channels: 3 } });
+  return [
+    ['jpeg 4:2:0', await base().jpeg({ quality: 95 }).withMetadata({ orientation: 6 }).toBuffer()],
+    ['jpeg 4:4:4', await base().jpeg({ quality: 95, chromaSubsampling: '4:4:4' }).withMetadata({ orientation: 6 }).toBuffer()],
+    ['png', await base().png().withMetadata({ orientation: 6 }).toBuffer()],
+  ];
+}
+
+test('EXIF orientation: ignored by default as torchvision does, applied on request like libvips autorotate', async () => {
+  for (const [name, bytes] of await orientedFiles()) {
+    assert.equal(exifOrientation(bytes, name.startsWith('jpeg') ? 'jpeg' : 'png'), 6, name);
+    const asStored = await decodeImage(bytes);
+    const ignored = await decodeImage(bytes, { exifOrientation: 'ignore' });
+    const applied = await decodeImage(bytes, { exifOrientation: 'apply' });
+    assert.deepEqual([asStored.width, asStored.height, ignored.width, ignored.height], [48, 32, 48, 32], name);
+    const handle = await openImage(bytes, { exifOrientation: 'apply' });
+    assert.deepEqual([handle.width, handle.height, applied.width, applied.height], [32, 48, 32, 48], `${name}: size known before decoding`);
+    // applied = the stored pixels rotated 90° clockwise, exactly
+    assert.deepEqual(rgbOf(applied), rot90cw(rgbOf(ignored)), name);
+    // and what libvips shows: red at the top right after the rotation (colours within JPEG error)
+    const { data } = await sharp(bytes).autoOrient().raw().toBuffer({ resolveWithObject: true });
+    const ours = rgbOf(applied).data;
+    let diff = 0;
+    for (let i = 0; i < ours.length; i++) diff += Math.abs(ours[i] - data[i]);
+    assert.ok(diff / ours.length < 3, `${name}: mean |ours − libvips| = ${diff / ours.length}`);
+    const px = (x: number, y: number) => Array.from(ours.subarray((y * 32 + x) * 3, (y * 32 + x) * 3 + 3));
+    assert.ok(px(28, 4)[0] > 180 && px(28, 4)[1] < 80, `${name}: red quadrant at the top right, got ${px(28, 4)}`);
+  }
+});
+
+test('EXIF orientation: the loader honours the policy (workers and cache alike)', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const [, [, jpeg444]] = await orientedFiles();
+    write(join(dir, 'one', 'rotated.jpg'), jpeg444);
+    const ds = imageFiles(join(dir, 'one'));
+    const batch = async (exif: 'ignore' | 'apply' | undefined, workers: number, cache: boolean): Promise<Uint8Array> => {
+      const loader = new DataLoader(ds, { batchSize: 1, workers, cache, uint8: true, transforms: [centerCrop(32)], exifOrientation: exif });
+      try {
+        for await (const b of loader.iterate(0)) return b.images as Uint8Array;
+        throw new Error('no batch');
+      } finally {
+        await loader.close();
+      }
+    };
+    const hwc = (chw: Uint8Array) => {
+      const d = new Uint8Array(chw.length);
+      for (let i = 0; i < 1024; i++) for (let c = 0; c < 3; c++) d[i * 3 + c] = chw[c * 1024 + i];
+      return { width: 32, height: 32, data: d };
+    };
+    const ignored = await batch(undefined, 0, false);
+    assert.deepEqual(await batch('ignore', 1, false), ignored);
+    const applied = await batch('apply', 0, false);
+    // centre crops of the stored and of the rotated image: one is the other turned 90° clockwise
+    assert.deepEqual(hwc(applied), rot90cw(hwc(ignored)));
+    assert.deepEqual(await batch('apply', 1, false), applied);
+    assert.deepEqual(await batch('apply', 0, true), applied);
+  } finally {
+    cleanup();
+  }
+});
