@@ -1,0 +1,46 @@
+// `semaim shards`: packs an ImageFolder into WebDataset-style tar shards plus index.json, for
+// `--dataset shards --data-path 'DIR/shard-{000000..NNNNNN}.tar'`.
+import { OptionTable, OptionValues } from '../util/options';
+import { Progress } from '../train/progress';
+import { packImageFolder, DEFAULT_SHARD_SIZE, type PackOptions } from '../data';
+import { Command, parseCommand } from './command';
+
+const SHARDS_OPTIONS: OptionTable = {
+  input: { type: 'string', required: true, help: 'ImageFolder to pack: one sub-folder per class (e.g. data/train/cat/001.jpg)' },
+  output: { type: 'string', required: true, help: 'folder for shard-NNNNNN.tar and index.json' },
+  shardSize: { type: 'int', default: DEFAULT_SHARD_SIZE, min: 1, help: 'images per shard' },
+  shuffle: { type: 'boolean', default: false, help: 'pack the images in a seeded random order (default: class by class, in name order)' },
+  seed: { type: 'int', default: 0, help: 'seed of --shuffle' },
+  overwrite: { type: 'boolean', default: false, help: 'replace shards and index.json already in --output' },
+};
+
+function packOptions(o: OptionValues): PackOptions {
+  return {
+    input: String(o.input), output: String(o.output), shardSize: o.shardSize as number, shuffle: o.shuffle as boolean, seed: o.seed as number,
+    overwrite: o.overwrite as boolean,
+  };
+}
+
+export const shardsCommand: Command = {
+  summary: 'pack an ImageFolder into WebDataset-style tar shards (for --dataset shards)',
+  async run(argv) {
+    const p = parseCommand(argv, 'semaim shards --input IMAGEFOLDER --output DIR [options]',
+      'Packs the images of an ImageFolder, unchanged, into tar shards of KEY.<ext> + KEY.cls + KEY.json\n' +
+      '(WebDataset layout) and writes index.json (class names, samples per shard). Each shard is written\n' +
+      'to a temporary file and renamed when complete.', SHARDS_OPTIONS);
+    if (!p) return 0;
+    const o = packOptions(p.o);
+    let progress: Progress | null = null;
+    const r = await packImageFolder({
+      ...o,
+      onProgress: (done, total) => {
+        progress ??= new Progress('shards', total);
+        progress.update(done, {}, done === total);
+      },
+    });
+    (progress as Progress | null)?.done();
+    process.stdout.write(`packed ${r.samples} images of ${r.classes.length} classes into ${r.shards.length} shard(s), ${(r.bytes / 2 ** 20).toFixed(1)} MiB\n` +
+      `  index:     ${r.index}\n  data path: --dataset shards --data-path '${r.pattern}'\n`);
+    return 0;
+  },
+};
