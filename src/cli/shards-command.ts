@@ -11,12 +11,13 @@ const SHARDS_OPTIONS: OptionTable = {
   shardSize: { type: 'int', default: DEFAULT_SHARD_SIZE, min: 1, help: 'images per shard' },
   shuffle: { type: 'boolean', default: false, help: 'pack the images in a seeded random order (default: class by class, in name order)' },
   seed: { type: 'int', default: 0, help: 'seed of --shuffle' },
+  json: { type: 'boolean', default: false, help: 'also write KEY.json per image: label, class name and source path (one more tar member per image to read)' },
   overwrite: { type: 'boolean', default: false, help: 'replace shards and index.json already in --output' },
 };
 
 function packOptions(o: OptionValues): PackOptions {
   return {
-    input: String(o.input), output: String(o.output), shardSize: o.shardSize as number, shuffle: o.shuffle as boolean, seed: o.seed as number,
+    input: String(o.input), output: String(o.output), shardSize: o.shardSize as number, shuffle: o.shuffle as boolean, seed: o.seed as number, json: o.json as boolean,
     overwrite: o.overwrite as boolean,
   };
 }
@@ -25,7 +26,7 @@ export const shardsCommand: Command = {
   summary: 'pack an ImageFolder into WebDataset-style tar shards (for --dataset shards)',
   async run(argv) {
     const p = parseCommand(argv, 'semaim shards --input IMAGEFOLDER --output DIR [options]',
-      'Packs the images of an ImageFolder, unchanged, into tar shards of KEY.<ext> + KEY.cls + KEY.json\n' +
+      'Packs the images of an ImageFolder, unchanged, into tar shards of KEY.<ext> + KEY.cls (+ KEY.json)\n' +
       '(WebDataset layout) and writes index.json (class names, samples per shard). Each shard is written\n' +
       'to a temporary file and renamed when complete.', SHARDS_OPTIONS);
     if (!p) return 0;

@@ -5,11 +5,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join, basename } from 'node:path';
-import { copyFileSync, mkdirSync, readFileSync, readdirSync, statSync, truncateSync, openSync, writeSync, closeSync, existsSync, writeFileSync } from 'node:fs';
+import { createWriteStream, copyFileSync, mkdirSync, readFileSync, readdirSync, statSync, truncateSync, openSync, writeSync, closeSync, existsSync, writeFileSync } from 'node:fs';
 import {
   packImageFolder, shardDataset, ShardLoader, expandBraces, resolveShardPaths, imageFolder, resize, normalize, Rng,
   type Batch, type ShardLoaderOptions,
 } from '../../src/data';
+import { pack as tarPack } from 'tar-stream';
 import { readShard, shardEpochPlan, ShuffleBuffer, replay, readIndexFile } from '../../src/data/shards';
 import { tempDir, write, picture, encode } from './helpers';
 
@@ -87,7 +88,7 @@ test('the packer round-trips: every image bytes-equal with its label, index.json
   assert.deepEqual(readdirSync(shards).filter((f) => f.includes('.tmp')), [], 'no temporary files left');
   await assert.rejects(packImageFolder({ input: folder, output: shards }), /already holds 6 shard\/index file\(s\)/);
   // shuffled packing: the same images, in a seeded order
-  const mixed = await packImageFolder({ input: folder, output: join(root, 'mixed'), shardSize: 10, shuffle: true, seed: 1 });
+  const mixed = await packImageFolder({ input: folder, output: join(root, 'mixed'), shardSize: 10, shuffle: true, seed: 1, json: true });
   const seen: string[] = [];
   for (const p of mixed.shards) for await (const s of readShard(p, { images: false })) seen.push(s.key);
   assert.equal(seen.length, 23);
@@ -95,6 +96,31 @@ test('the packer round-trips: every image bytes-equal with its label, index.json
   for (const p of mixed.shards) for await (const s of readShard(p)) paths.push(s.image!.toString('base64'));
   assert.notDeepEqual(paths, Array.from({ length: 23 }, (_, i) => readFileSync(ds.name(i)).toString('base64')));
   assert.deepEqual([...paths].sort(), Array.from({ length: 23 }, (_, i) => readFileSync(ds.name(i)).toString('base64')).sort());
+});
+
+test('shards made elsewhere: labels from .json, any image extension, members outside samples ignored', async () => {
+  const path = join(root, 'foreign.tar');
+  const p = tarPack();
+  const done = new Promise<void>((res) => p.pipe(createWriteStream(path)).on('finish', () => res()));
+  const add = (name: string, data: string) => p.entry({ name }, Buffer.from(data));
+  add('a/x1.png', 'png bytes');
+  add('a/x1.json', '{"label": 3}');
+  add('README.txt', 'not a sample');
+  add('a/x2.webp', 'webp bytes');
+  add('a/x2.seg.png', 'a second field: not the image');
+  add('a/x2.json', '{"cls": 1}');
+  add('x4.txt', 'a sample without an image is no sample');
+  add('x3.jpg', 'jpg bytes');
+  add('x3.cls', 'abc');
+  p.finalize();
+  await done;
+  const got = [];
+  for await (const s of readShard(path)) got.push([s.key, s.imageExt, s.image!.toString(), s.label, s.labelError ?? null]);
+  assert.deepEqual(got, [
+    ['a/x1', 'png', 'png bytes', 3, null],
+    ['a/x2', 'webp', 'webp bytes', 1, null],
+    ['x3', 'jpg', 'jpg bytes', null, ".cls holds 'abc', not a class index"],
+  ]);
 });
 
 test('epoch plans: over ranks and workers every stream position once (padded without dropLast), equal batches per rank', () => {

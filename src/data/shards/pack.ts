@@ -1,7 +1,8 @@
 // Packs an ImageFolder (one sub-folder per class, as the folder source reads it) into
 // WebDataset-style tar shards: `shard-NNNNNN.tar`, each holding for every image `KEY.<ext>` (the
-// file's bytes, unchanged), `KEY.cls` (class index as text) and `KEY.json` ({label, class, path});
-// KEY is the image's 9-digit position in the packed order. An `index.json` beside the shards
+// file's bytes, unchanged), `KEY.cls` (class index as text) and, with `json`, `KEY.json` ({label,
+// class, path}: where it came from; one more tar member per sample to read); KEY is the image's
+// 9-digit position in the packed order. An `index.json` beside the shards
 // lists the class names and the samples per shard, so readers need not scan them.
 //
 // Each shard is written to a temporary file and renamed into place when complete, and the index
@@ -23,6 +24,8 @@ export interface PackOptions {
   /** Pack the images in a seeded random order instead of class by class (default false). */
   shuffle?: boolean;
   seed?: number;
+  /** Also write KEY.json with the label, class name and source path (default false). */
+  json?: boolean;
   /** Replace shards already in the output folder (default: refuse). */
   overwrite?: boolean;
   onProgress?: (done: number, total: number) => void;
@@ -104,7 +107,7 @@ export async function packImageFolder(o: PackOptions): Promise<PackResult> {
       if (ext === 'jfif') ext = 'jpg';
       members.push({ name: `${key}.${ext}`, data: readFileSync(join(input, rel)) });
       members.push({ name: `${key}.cls`, data: Buffer.from(`${label}\n`) });
-      members.push({ name: `${key}.json`, data: Buffer.from(JSON.stringify({ label, class: ds.classes[label], path: rel }) + '\n') });
+      if (o.json) members.push({ name: `${key}.json`, data: Buffer.from(JSON.stringify({ label, class: ds.classes[label], path: rel }) + '\n') });
       maxLabel = Math.max(maxLabel, label);
     }
     const file = shardName(k);
@@ -112,7 +115,7 @@ export async function packImageFolder(o: PackOptions): Promise<PackResult> {
     await writeShard(path, members);
     const size = statSync(path).size;
     bytes += size;
-    const count = members.length / 3;
+    const count = Math.min(n, start + shardSize) - start;
     entries.push({ file, bytes: size, samples: count, labelled: count, maxLabel });
     shards.push(path);
     o.onProgress?.(Math.min(n, start + shardSize), n);

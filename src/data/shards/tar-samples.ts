@@ -11,7 +11,10 @@
 import { createReadStream } from 'node:fs';
 import { basename } from 'node:path';
 import { createGunzip } from 'node:zlib';
-import { extract } from 'tar-stream';
+import { extract, type Extract } from 'tar-stream';
+
+/** A member being read (tar-stream does not export its type). */
+type Source = Extract extends AsyncIterable<infer S> ? S : never;
 import { IMAGE_EXTENSIONS } from '../sources/folder';
 
 /** Image member extensions, in order of preference when a sample has several. */
@@ -92,10 +95,17 @@ function parseLabel(g: Group): { label: number | null; labelError?: string } {
   return { label: null };
 }
 
-async function readAll(stream: AsyncIterable<unknown>): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of stream) chunks.push(c as Buffer);
-  return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+/**
+ * A member's bytes in a buffer of their own (a chunk is a view of a whole read block, which a held
+ * sample must not keep alive). Events, not async iteration: one promise per member, not per chunk.
+ */
+function readAll(entry: Source): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    entry.on('data', (c: unknown) => chunks.push(c as Buffer));
+    entry.on('end', () => resolve(Buffer.concat(chunks)));
+    entry.on('error', reject);
+  });
 }
 
 /** Streams the samples of a shard in order. */
