@@ -11,7 +11,8 @@ import {
   type Batch, type ShardLoaderOptions,
 } from '../../src/data';
 import { pack as tarPack } from 'tar-stream';
-import { readShard, shardEpochPlan, ShuffleBuffer, replay, readIndexFile } from '../../src/data/shards';
+import { gzipSync } from 'node:zlib';
+import { readShard, ShardReadError, shardEpochPlan, ShuffleBuffer, replay, readIndexFile } from '../../src/data/shards';
 import { tempDir, write, picture, encode } from './helpers';
 
 let root: string;
@@ -96,6 +97,19 @@ test('the packer round-trips: every image bytes-equal with its label, index.json
   for (const p of mixed.shards) for await (const s of readShard(p)) paths.push(s.image!.toString('base64'));
   assert.notDeepEqual(paths, Array.from({ length: 23 }, (_, i) => readFileSync(ds.name(i)).toString('base64')));
   assert.deepEqual([...paths].sort(), Array.from({ length: 23 }, (_, i) => readFileSync(ds.name(i)).toString('base64')).sort());
+});
+
+test('gzipped shards are read through zlib; a truncated one stops with ShardReadError, never hangs', async () => {
+  const tgz = join(root, 'gz', 'shard-000000.tar.gz');
+  write(tgz, gzipSync(readFileSync(join(shards, 'shard-000000.tar'))));
+  const keys: string[] = [];
+  for await (const s of readShard(tgz)) keys.push(s.key);
+  assert.deepEqual(keys, ['000000000', '000000001', '000000002', '000000003', '000000004']);
+  const cut = join(root, 'gz', 'cut.tgz');
+  write(cut, readFileSync(tgz).subarray(0, Math.floor(statSync(tgz).size * 0.6)));
+  await assert.rejects(async () => {
+    for await (const s of readShard(cut)) void s;
+  }, (e: Error) => e instanceof ShardReadError && /cut\.tgz: truncated after \d sample\(s\)/.test(e.message));
 });
 
 test('shards made elsewhere: labels from .json, any image extension, members outside samples ignored', async () => {
