@@ -1,5 +1,6 @@
 // Data pipeline benchmark: images/s of the TypeScript DataLoader beside torchvision's ImageFolder +
-// RandomResizedCrop + DataLoader on the same files with the same number of workers.
+// RandomResizedCrop + DataLoader on the same files with the same number of workers, and of the
+// ShardLoader on the same images packed into tar shards (`semaim shards`, made once into the cache).
 //
 //   npm run bench:data                       (all settings)
 //   node dist/bench/data.js --quick          (shorter runs)
@@ -12,11 +13,15 @@
 // Python is run as /usr/bin/python3 (Debian's torchvision).
 
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync, renameSync, rmSync } from 'node:fs';
 import { cpus, availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import {
   DataLoader,
+  ShardLoader,
+  shardDataset,
+  packImageFolder,
+  DEFAULT_SHUFFLE_BUFFER,
   imageFolder,
   ensureCifar10Jpeg,
   defaultDataCache,
@@ -32,6 +37,9 @@ import {
 interface Setting {
   name: string;
   root: string;
+  /** The same images packed into tar shards. */
+  shards: string;
+  shardSize: number;
   size: number;
   batch: number;
   warmup: number;
@@ -101,15 +109,28 @@ function averageFileKB(root: string): number {
   return total / n / 1024;
 }
 
-async function runOurs(s: Setting, workers: number): Promise<Result> {
-  const ds = imageFolder(s.root);
-  const loader = new DataLoader(ds, {
+/** Packs the setting's folder into shards once (kept in the data cache; index.json marks completion). */
+async function ensureShards(s: Setting): Promise<string> {
+  const pattern = (n: number) => join(s.shards, n === 1 ? 'shard-000000.tar' : `shard-{000000..${String(n - 1).padStart(6, '0')}}.tar`);
+  const index = join(s.shards, 'index.json');
+  if (existsSync(index)) {
+    const n = (JSON.parse(readFileSync(index, 'utf8')) as { shards: unknown[] }).shards.length;
+    return pattern(n);
+  }
+  process.stderr.write(`packing ${s.root} into shards of ${s.shardSize} in ${s.shards} ...\n`);
+  const r = await packImageFolder({ input: s.root, output: s.shards, shardSize: s.shardSize, shuffle: true, seed: 0, overwrite: true });
+  return r.pattern;
+}
+
+async function runOurs(s: Setting, workers: number, shards: string | null = null): Promise<Result> {
+  const opts = {
     batchSize: s.batch,
     dropLast: true,
     workers,
     seed: 0,
     transforms: [randomResizedCrop(s.size, { interpolation: interp }), horizontalFlip(), normalize()],
-  });
+  };
+  const loader = shards ? new ShardLoader(shardDataset(shards), opts) : new DataLoader(imageFolder(s.root), opts);
   let images = 0;
   let batches = 0;
   let seen = 0;
@@ -163,13 +184,13 @@ async function main(): Promise<void> {
   const settings: Setting[] = [];
   if (!only || only === 'cifar') {
     const cifar = join(ensureCifar10Jpeg(), 'train');
-    settings.push({ name: 'CIFAR-10 JPEG 32×32 → RandomResizedCrop 32', root: cifar, size: 32, batch: 256, warmup: 3, maxBatches: quick ? 40 : 120, maxSeconds: quick ? 4 : 10 });
+    settings.push({ name: 'CIFAR-10 JPEG 32×32 → RandomResizedCrop 32', root: cifar, shards: join(cache, 'bench-shards', 'cifar10-train'), shardSize: 1000, size: 32, batch: 256, warmup: 3, maxBatches: quick ? 40 : 120, maxSeconds: quick ? 4 : 10 });
   }
   if (!only || only === 'large') {
     const large = join(cache, 'bench-jpeg-500x375');
     if (!existsSync(join(large, '.complete'))) process.stderr.write(`making 800 JPEGs of 500×375 in ${large} ...\n`);
     await makeLargeJpegs(large, 800);
-    settings.push({ name: 'JPEG 500×375 → RandomResizedCrop 224', root: large, size: 224, batch: 32, warmup: 3, maxBatches: quick ? 20 : 60, maxSeconds: quick ? 5 : 12 });
+    settings.push({ name: 'JPEG 500×375 → RandomResizedCrop 224', root: large, shards: join(cache, 'bench-shards', 'jpeg-500x375'), shardSize: 100, size: 224, batch: 32, warmup: 3, maxBatches: quick ? 20 : 60, maxSeconds: quick ? 5 : 12 });
   }
 
   const cpu = cpus()[0]?.model ?? 'unknown CPU';
@@ -182,15 +203,17 @@ async function main(): Promise<void> {
   let versions = '';
   const rows: string[] = [];
   for (const s of settings) {
-    const res: Record<string, { ours: Result; tv: Result }> = {};
+    const res: Record<string, { ours: Result; tv: Result; shards: Result }> = {};
+    const shardPath = await ensureShards(s);
     for (const w of workerCounts) {
-      // interleave the two implementations so both see the same machine conditions
+      // interleave the implementations so all see the same machine conditions
       const ours = await runOurs(s, w);
       const tv = runTorchvision(s, w);
+      const shards = await runOurs(s, w, shardPath);
       if ((tv as { torchvision?: string }).torchvision) versions = `torch ${(tv as { torch?: string }).torch}, torchvision ${(tv as { torchvision?: string }).torchvision}`;
-      res[w] = { ours, tv };
+      res[w] = { ours, tv, shards };
       process.stderr.write(
-        `${s.name}, ${w} worker(s): ours ${fmt(ours.rate)} img/s (${ours.cores.toFixed(2)} cores), torchvision ${fmt(tv.rate)} img/s (${tv.cores.toFixed(2)} cores)\n`,
+        `${s.name}, ${w} worker(s): ours ${fmt(ours.rate)} img/s (${ours.cores.toFixed(2)} cores), torchvision ${fmt(tv.rate)} img/s (${tv.cores.toFixed(2)} cores), ours from shards ${fmt(shards.rate)} img/s (${shards.cores.toFixed(2)} cores)\n`,
       );
     }
     for (const w of workerCounts) {
@@ -201,11 +224,19 @@ async function main(): Promise<void> {
         `| ${s.name} | ${w} | ${fmt(ours.rate)}${scaleOurs} | ${fmt(tv.rate)}${scaleTv} | ${(ours.rate / tv.rate).toFixed(2)}× | ${ours.cores.toFixed(2)} / ${tv.cores.toFixed(2)} | ${fmt(ours.rate / ours.cores)} / ${fmt(tv.rate / tv.cores)} |`,
       );
     }
+    for (const w of workerCounts) {
+      const { ours, tv, shards } = res[w];
+      const scale = w > 1 ? ` (${(shards.rate / res[1].shards.rate).toFixed(2)}× 1 worker)` : '';
+      rows.push(
+        `| ${s.name}, tar shards of ${s.shardSize} | ${w} | ${fmt(shards.rate)}${scale}, ${(shards.rate / ours.rate).toFixed(2)}× folder | (folder) ${fmt(tv.rate)} | ${(shards.rate / tv.rate).toFixed(2)}× | ${shards.cores.toFixed(2)} / ${tv.cores.toFixed(2)} | ${fmt(shards.rate / shards.cores)} / ${fmt(tv.rate / tv.cores)} |`,
+      );
+    }
   }
   out('');
   out(`machine: ${cpu}, ${availableParallelism()} cores; node ${process.version}; ${versions}`);
   out(`command: node dist/bench/data.js ${args.join(' ')}`.trimEnd());
   out(`RandomResizedCrop interpolation: ${interp}; batch sizes 256 (CIFAR) / 32 (224²); warm-up batches excluded`);
+  out(`tar shards: the same images packed in a shuffled order by \`semaim shards\`, read by the ShardLoader (shard order permuted per epoch, shuffle buffer ${DEFAULT_SHUFFLE_BUFFER} per worker)`);
   if (settings.some((s) => s.size === 224)) {
     out(`500×375 JPEGs: quality 90, 4:2:0, average ${averageFileKB(settings.find((s) => s.size === 224)!.root).toFixed(0)} KB`);
   }

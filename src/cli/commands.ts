@@ -5,6 +5,7 @@ import { Command, defineCommand } from './command';
 import { evalCommands } from './eval-commands';
 import { vizCommands } from './viz-commands';
 import { demoCommand } from './demo';
+import { shardsCommand } from './shards-command';
 import { PRETRAIN_OPTIONS, validatePretrain, modelConfigFrom, trainDataRequest } from '../train/pretrain-options';
 import { pretrain } from '../train/pretrain';
 import { exportEncoder } from '../export/safetensors';
@@ -73,4 +74,4 @@ const coreCommands: Record<string, Command> = {
   }),
 };
 
-export const commands: Record<string, Command> = { demo: demoCommand, ...coreCommands, ...evalCommands, ...vizCommands };
+export const commands: Record<string, Command> = { demo: demoCommand, ...coreCommands, ...evalCommands, ...vizCommands, shards: shardsCommand };

@@ -40,6 +40,8 @@ export interface BuilderConfig {
 export interface BatchTask {
   epoch: number;
   batch: number;
+  /** Data-parallel rank when the world has more than one (keys the batch-level mixing draws). */
+  rank?: number;
   indices: Int32Array;
 }
 
@@ -118,7 +120,7 @@ export class BatchBuilder {
     let targets: Float32Array | null = null;
     const shape: [number, number, number, number] = [n, 3, h, w];
     if (cfg.mix) {
-      const res = mixBatch(images, shape, masks, cfg.mix, new Rng(cfg.seed, 'mix', task.epoch, task.batch));
+      const res = mixBatch(images, shape, masks, cfg.mix, new Rng(cfg.seed, 'mix', task.epoch, task.batch, ...(task.rank === undefined ? [] : [task.rank])));
       lam = res.lam;
       targets = softTargets(labels, cfg.numClasses, lam, cfg.mix.labelSmoothing ?? 0);
     } else if (cfg.labelSmoothing > 0) {

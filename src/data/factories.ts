@@ -11,9 +11,12 @@ import { syntheticObjects } from './sources/synthetic';
 import {
   pretrainTransforms, finetuneTransforms, evalTransforms, randomResizedCrop, horizontalFlip, normalize, centerCrop, resize, TransformSpec, NormalizeSpec,
 } from './transforms';
-import type { Augment, BatchOptions, DataFactories, EvalDataRequest, LabelledBatch, LabelledData, TrainBatch, TrainData, TrainDataRequest } from './streams';
+import { ShardLoader, shardDataset, isShardDataset, type ShardDataset } from './shards';
+import { type LoaderOptions } from './loader';
+import { type RankSlice } from './sharding';
+import type { Augment, BatchOptions, DataFactories, EvalDataRequest, LabelledBatch, LabelledData, RankedTrainData, TrainBatch, TrainDataRequest } from './streams';
 
-export const DATASETS = ['synthetic', 'cifar10', 'folder', 'flat'] as const;
+export const DATASETS = ['synthetic', 'cifar10', 'folder', 'flat', 'shards'] as const;
 export type DatasetName = (typeof DATASETS)[number];
 
 export interface OpenOptions {
@@ -40,9 +43,28 @@ export function openDataset(name: string, o: OpenOptions): Dataset {
     case 'flat':
       if (!o.dataPath) throw new Error("dataset 'flat' needs --data-path (a folder of images)");
       return imageFiles(o.dataPath, { recursive: true });
+    case 'shards':
+      throw new Error("dataset 'shards' is streamed, not indexed: open it with openData");
     default:
       throw new Error(`unknown dataset '${name}' (known: ${DATASETS.join(', ')})`);
   }
+}
+
+/** Opens a dataset by name, including streamed tar shards ('shards': a brace pattern, list or folder; `{split}` is replaced). */
+export function openData(name: string, o: OpenOptions): Dataset | ShardDataset {
+  if (name !== 'shards') return openDataset(name, o);
+  if (!o.dataPath) throw new Error("dataset 'shards' needs --data-path (e.g. 'dir/shard-{000000..000127}.tar', a list, or a folder of .tar files)");
+  return shardDataset(o.dataPath, { split: o.split });
+}
+
+/** The data-parallel place of this process (default: rank 0 of 1). */
+export const SINGLE_PROCESS: RankSlice = { rank: 0, worldSize: 1 };
+
+/** An epoch source: the DataLoader for indexed datasets, the ShardLoader for shards. */
+type EpochLoader = DataLoader | ShardLoader;
+
+function makeLoader(ds: Dataset | ShardDataset, opts: LoaderOptions & { shuffleBuffer?: number }): EpochLoader {
+  return isShardDataset(ds) ? new ShardLoader(ds, opts) : new DataLoader(ds, opts);
 }
 
 function splitFolder(root: string, split: string): string {
@@ -80,7 +102,7 @@ export function subsetDataset(ds: Dataset, limit: number, seed: number): Dataset
 }
 
 /** Transforms for an augmentation kind at a square size. */
-export function transformsFor(kind: Augment | 'pretrain', size: number, ds: Dataset, minScale = 0.2): TransformSpec[] {
+export function transformsFor(kind: Augment | 'pretrain', size: number, ds: Pick<Dataset, 'fixedSize'>, minScale = 0.2): TransformSpec[] {
   const native = ds.fixedSize && ds.fixedSize[0] === size && ds.fixedSize[1] === size;
   switch (kind) {
     case 'pretrain': return pretrainTransforms(size, { scale: [minScale, 1] });
@@ -92,49 +114,59 @@ export function transformsFor(kind: Augment | 'pretrain', size: number, ds: Data
   }
 }
 
-/** Batches of one epoch from batch `start` on (earlier batches are skipped without decoding when possible). */
-async function* epochFrom(loader: DataLoader, epoch: number, start: number): AsyncGenerator<Batch> {
-  let b = 0;
-  for await (const batch of loader.iterate(epoch)) {
-    if (b++ < start) continue;
-    yield batch;
-  }
+/** Batches of one epoch from batch `start` on (earlier batches are not built). */
+function epochFrom(loader: EpochLoader, epoch: number, start: number): AsyncGenerator<Batch> {
+  return loader.iterate(epoch, { batch: start });
 }
 
-/** Pre-training data. */
-export function makeTrainData(o: TrainDataRequest): TrainData {
+/** Pre-training data of rank `dist.rank` of `dist.worldSize` (see RankedTrainData). */
+export function makeTrainData(o: TrainDataRequest, dist: RankSlice = SINGLE_PROCESS): RankedTrainData {
   const size = o.imgSize;
-  const ds = openDataset(o.dataset, { split: 'train', dataPath: o.dataPath, imgSize: size, syntheticSize: o.syntheticSize, seed: o.seed });
+  const ds = openData(o.dataset, { split: 'train', dataPath: o.dataPath, imgSize: size, syntheticSize: o.syntheticSize, seed: o.seed });
   let transforms = transformsFor('pretrain', size, ds, o.minScale).filter((t) => o.hflip || t.op !== 'horizontalFlip');
   // uint8 batches: the loader stops before normalising and the trainer normalises on the device.
   const normalizeOp = transforms.find((t): t is NormalizeSpec => t.op === 'normalize');
   const uint8 = o.uint8 && !!normalizeOp;
   if (uint8) transforms = transforms.filter((t) => t !== normalizeOp);
-  const loader = new DataLoader(ds, {
+  const loader = makeLoader(ds, {
     batchSize: o.batchSize, shuffle: true, dropLast: true, seed: o.seed, transforms, workers: o.numWorkers, uint8, ...o.imageInput,
+    rank: dist.rank, worldSize: dist.worldSize, shuffleBuffer: o.shuffleBuffer,
   });
+  const batches = async function* (it: AsyncIterable<Batch>): AsyncGenerator<TrainBatch> {
+    for await (const b of it) yield { images: b.images, shape: b.shape, labels: b.labels };
+  };
   return {
+    rank: dist.rank,
+    worldSize: dist.worldSize,
+    globalBatchSize: dist.worldSize * o.batchSize,
     batchesPerEpoch: loader.length,
     normalize: uint8 ? { mean: normalizeOp!.mean, std: normalizeOp!.std } : null,
-    async *epoch(epoch: number, start: number): AsyncGenerator<TrainBatch> {
-      for await (const b of epochFrom(loader, epoch, start)) yield { images: b.images, shape: b.shape, labels: b.labels };
-    },
+    epoch: (epoch: number, start: number) => batches(epochFrom(loader, epoch, start)),
+    epochFromSample: (epoch: number, sample: number) => batches(loader.iterate(epoch, { sample })),
     close: () => loader.close(),
   };
 }
 
-/** Labelled data for evaluation (k-NN, linear probe, fine-tuning). */
-export function makeEvalData(req: EvalDataRequest): LabelledData {
-  let ds = openDataset(req.dataset, { split: req.split, dataPath: req.dataPath, imgSize: req.imgSize, seed: req.seed, syntheticSize: req.limit });
-  if (req.limit) ds = subsetDataset(ds, req.limit, req.seed);
+/**
+ * Labelled data for evaluation (k-NN, linear probe, fine-tuning), for rank `dist.rank` of
+ * `dist.worldSize`: each rank's batches are its slices of the global batches (worldSize ×
+ * batchSize); without dropLast the order is padded to a multiple of worldSize (the batch
+ * `indices` tell the repeats). Batches per rank and epoch = batchesPerEpoch(size, worldSize ×
+ * batchSize, dropLast).
+ */
+export function makeEvalData(req: EvalDataRequest, dist: RankSlice = SINGLE_PROCESS): LabelledData {
+  let ds = openData(req.dataset, { split: req.split, dataPath: req.dataPath, imgSize: req.imgSize, seed: req.seed, syntheticSize: req.limit });
+  if (req.limit && isShardDataset(ds)) throw new Error(`a subset (--train-limit/--test-limit) of streamed shards is not supported: pack a smaller folder with \`semaim shards\``);
+  if (req.limit && !isShardDataset(ds)) ds = subsetDataset(ds, req.limit, req.seed);
   if (ds.classes.length < 2) throw new Error(`${ds.root} has no class labels: evaluation needs a labelled dataset`);
-  const loaders = new Map<string, DataLoader>();
-  const loaderFor = (o: BatchOptions): DataLoader => {
+  const data = ds;
+  const loaders = new Map<string, EpochLoader>();
+  const loaderFor = (o: BatchOptions): EpochLoader => {
     const key = `${o.batchSize}/${o.shuffle}/${o.augment}/${o.seed ?? 0}/${!!o.dropLast}`;
     let l = loaders.get(key);
     if (!l) {
-      l = new DataLoader(ds, { batchSize: o.batchSize, shuffle: o.shuffle, dropLast: !!o.dropLast, seed: o.seed ?? 0,
-        transforms: transformsFor(o.augment, req.imgSize, ds), workers: req.numWorkers, ...req.imageInput });
+      l = makeLoader(data, { batchSize: o.batchSize, shuffle: o.shuffle, dropLast: !!o.dropLast, seed: o.seed ?? 0,
+        transforms: transformsFor(o.augment, req.imgSize, data), workers: req.numWorkers, ...req.imageInput, rank: dist.rank, worldSize: dist.worldSize });
       loaders.set(key, l);
     }
     return l;

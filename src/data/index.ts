@@ -71,7 +71,25 @@ export { exifOrientation, orientImage, EXIF_ORIENTATION_POLICIES, type ExifOrien
 export type { Image, Plane, ColorSpace } from './image';
 
 // loader
-export { DataLoader, dataLoader, type LoaderOptions, type Batch, type EpochSummary } from './loader';
+export { DataLoader, dataLoader, type LoaderOptions, type Batch, type EpochSummary, type EpochStart } from './loader';
+export { rankPlan, type RankSlice, type RankPlan } from './sharding';
+
+// sharded tar datasets
+export {
+  shardDataset,
+  isShardDataset,
+  ShardLoader,
+  packImageFolder,
+  resolveShardPaths,
+  expandBraces,
+  DEFAULT_SHUFFLE_BUFFER,
+  DEFAULT_SHARD_SIZE,
+  type ShardDataset,
+  type ShardLoaderOptions,
+  type ShardEpochSummary,
+  type PackOptions,
+  type PackResult,
+} from './shards';
 export type { CacheOptions } from './cache';
 
 // what training and evaluation consume, and the datasets by name

@@ -25,6 +25,7 @@ import { buildPlan } from './geometry';
 import type { MixupOptions } from './mix';
 import { assembleCache, cacheRanges, DEFAULT_CACHE_BYTES, type CacheOptions } from './cache';
 import type { FromWorker, ToWorker } from './worker';
+import { rankPlan, sliceWrapped, type RankPlan } from './sharding';
 
 export interface LoaderOptions {
   batchSize: number;
@@ -69,6 +70,21 @@ export interface LoaderOptions {
   maxReplacements?: number;
   /** Receives warning and summary lines (default: written to stderr). */
   onWarning?: (line: string) => void;
+  /**
+   * Data-parallel rank and world size (default 0 / 1). Each rank gets its slice of every global
+   * batch of worldSize × batchSize samples of one seeded order (see sharding.ts).
+   */
+  rank?: number;
+  worldSize?: number;
+}
+
+/**
+ * Where an epoch starts: at a batch of this loader (`batch`), or after `sample` samples of the
+ * epoch's order (a position that is the same at any world size: resume after re-sharding).
+ */
+export interface EpochStart {
+  batch?: number;
+  sample?: number;
 }
 
 export interface Batch {
@@ -85,7 +101,7 @@ export interface Batch {
   /** Dataset index of each sample (after replacement of unusable ones). */
   indices: Int32Array;
   epoch: number;
-  /** Batch number within the epoch. */
+  /** Batch number within the epoch (the global batch: the same on every rank). */
   index: number;
   /** Mixing coefficient (1 = no mixing). */
   lam: number;
@@ -130,6 +146,8 @@ export class DataLoader implements AsyncIterable<Batch> {
   /** Output [height, width]. */
   readonly outputSize: [number, number];
   readonly numWorkers: number;
+  readonly rank: number;
+  readonly worldSize: number;
   /** The epoch the next `for await` iterates. */
   epoch = 0;
   /** Summary of the last epoch iterated (also when it stopped early). */
@@ -165,9 +183,12 @@ export class DataLoader implements AsyncIterable<Batch> {
     this.opts = opts;
     this.batchSize = opts.batchSize;
     const n = dataset.length;
-    this.length = opts.dropLast ? Math.floor(n / opts.batchSize) : Math.ceil(n / opts.batchSize);
+    this.rank = opts.rank ?? 0;
+    this.worldSize = opts.worldSize ?? 1;
+    this.length = this.plan(0).count;
     if (this.length === 0) {
-      throw new Error(`DataLoader: dataset ${dataset.root} has ${n} samples, fewer than one batch of ${opts.batchSize} with dropLast`);
+      const batch = this.worldSize > 1 ? `global batch of ${this.worldSize}×${opts.batchSize}` : `batch of ${opts.batchSize}`;
+      throw new Error(`DataLoader: dataset ${dataset.root} has ${n} samples, fewer than one ${batch} with dropLast`);
     }
     this.outputSize = resolveSize(dataset, transforms);
     this.numWorkers = opts.workers ?? defaultWorkers();
@@ -212,12 +233,22 @@ export class DataLoader implements AsyncIterable<Batch> {
     return permutation(n, this.cfg.seed, 'shuffle', epoch);
   }
 
+  /** This rank's batches of an epoch from a start position (samples of the epoch's order consumed). */
+  plan(startSample: number): RankPlan {
+    return rankPlan({
+      length: this.dataset.length, batchSize: this.batchSize, dropLast: !!this.opts.dropLast, rank: this.rank, worldSize: this.worldSize, startSample,
+    });
+  }
+
   [Symbol.asyncIterator](): AsyncIterator<Batch> {
     return this.iterate(this.epoch);
   }
 
-  /** Iterates one epoch (default: the next one); afterwards `epoch` is the following one. */
-  async *iterate(epoch: number = this.epoch): AsyncGenerator<Batch, void, undefined> {
+  /**
+   * Iterates one epoch (default: the next one) from `start` (default: its beginning; earlier
+   * batches are not built); afterwards `epoch` is the following one.
+   */
+  async *iterate(epoch: number = this.epoch, start: EpochStart = {}): AsyncGenerator<Batch, void, undefined> {
     if (this.closed) throw new Error('DataLoader: closed');
     if (this.active) throw new Error('DataLoader: an epoch is already being iterated (finish or break it first)');
     this.active = true;
@@ -229,15 +260,14 @@ export class DataLoader implements AsyncIterable<Batch> {
     let samples = 0;
     let complete = false;
     try {
+      const startSample = this.startSample(start);
+      const plan = this.plan(startSample);
       await this.prepare(gen);
       const order = this.order(epoch);
-      const nb = this.length;
-      const bs = this.batchSize;
-      const task = (b: number): BatchTask => ({
-        epoch,
-        batch: b,
-        indices: order.slice(b * bs, Math.min(order.length, (b + 1) * bs)),
-      });
+      const nb = plan.count;
+      const first = Math.floor(startSample / plan.globalBatch);
+      const rank = this.worldSize > 1 ? this.rank : undefined;
+      const task = (b: number): BatchTask => ({ epoch, batch: first + b, rank, indices: sliceWrapped(order, ...plan.range(b)) });
       if (this.slots) {
         const slots = this.slots;
         const W = slots.length;
@@ -302,6 +332,14 @@ export class DataLoader implements AsyncIterable<Batch> {
   }
 
   // ---------------------------------------------------------------- internals
+
+  private startSample(start: EpochStart): number {
+    if (start.batch !== undefined && start.sample !== undefined) throw new Error('DataLoader: give the epoch start as a batch or as a sample, not both');
+    if (start.sample !== undefined) return start.sample;
+    const b = start.batch ?? 0;
+    if (!(Number.isInteger(b) && b >= 0)) throw new RangeError(`DataLoader: start batch must be an integer >= 0, got ${b}`);
+    return Math.min(this.dataset.length, b * this.plan(0).globalBatch);
+  }
 
   private async prepare(gen: number): Promise<void> {
     if (this.numWorkers === 0) {

@@ -46,6 +46,27 @@ export interface TrainDataRequest {
   uint8: boolean;
   /** Pixel limit and EXIF policy for image files (undefined: the defaults). */
   imageInput?: ImageInputOptions;
+  /** Tar shards: samples each loader worker shuffles among. */
+  shuffleBuffer?: number;
+}
+
+/**
+ * Pre-training data of one data-parallel rank. Each rank reads its slice of every global batch
+ * (worldSize × batchSize images): for indexed datasets exactly the images one process with the
+ * global batch would read, for shards disjoint parts of the epoch's shard stream.
+ */
+export interface RankedTrainData extends TrainData {
+  rank: number;
+  worldSize: number;
+  /** Images per micro-step over all ranks (worldSize × batchSize). */
+  globalBatchSize: number;
+  /**
+   * Batches of `epoch` after `sample` images of it were consumed, counted over all ranks (= batch ×
+   * global batch size of the run that stopped): resumes at another world size or batch size.
+   * Exact for indexed datasets (the rest of the same image order); for shards the nearest batch
+   * boundary of this run's plan.
+   */
+  epochFromSample(epoch: number, sample: number): AsyncIterable<TrainBatch>;
 }
 
 /**

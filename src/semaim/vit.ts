@@ -128,14 +128,13 @@ export class VisionTransformer extends Module {
     if (generatorSeed !== undefined) torch.manualSeed(generatorSeed);
     initVitWeights(this);
     const w = this.patch_embed.proj.weight;
-    torch.noGrad(() => {
+    torch.noGrad(() => torch.scope(() => {
       // Patch embedding initialised like a Linear over its flattened kernel.
       const flat = torch.empty([w.shape[0], w.numel / w.shape[0]]);
       init.xavierUniform_(flat);
       w.copy_(flat.view(w.shape));
-      flat.dispose();
       if (this.patch_embed.proj.bias) this.patch_embed.proj.bias.zero_();
-    });
+    }));
     init.normal_(this.cls_token, 0, 0.02);
     return this;
   }

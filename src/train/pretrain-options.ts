@@ -40,8 +40,9 @@ export const PRETRAIN_OPTIONS = defineOptions({
   blurSigma: { type: 'number', default: 1, help: 'blur sigma' },
   teacher: { type: 'string', help: 'feature targets: teacher encoder safetensors (with a .json config beside it)' },
   // data
-  dataset: { type: 'string', default: 'synthetic', choices: ['synthetic', 'cifar10', 'folder', 'flat'], help: 'training data' },
-  dataPath: { type: 'string', help: 'dataset folder (cifar10: extracted or the .tar.gz; folder: class sub-folders; flat: images)' },
+  dataset: { type: 'string', default: 'synthetic', choices: ['synthetic', 'cifar10', 'folder', 'flat', 'shards'], help: 'training data' },
+  dataPath: { type: 'string', help: "dataset folder (cifar10: extracted or the .tar.gz; folder: class sub-folders; flat: images; shards: 'dir/shard-{000000..000127}.tar', a list or a folder of tar shards)" },
+  shuffleBuffer: { type: 'int', default: 1000, min: 1, help: 'shards: samples each loader worker shuffles among (memory: this many encoded images per worker)' },
   syntheticSize: { type: 'int', default: 5000, min: 1, help: 'synthetic dataset: number of images' },
   numWorkers: { mayChangeOnResume: true, type: 'int', min: 0, help: 'decoding/augmentation worker threads (default: one per core but one, at most 8; 0 = on the main thread)' },
   upload: { mayChangeOnResume: true,
@@ -189,12 +190,13 @@ export function trainDataRequest(o: PretrainOptions): TrainDataRequest {
   return {
     dataset: o.dataset, dataPath: o.dataPath, imgSize: o.imgSize, syntheticSize: o.syntheticSize, seed: o.seed, minScale: o.minScale,
     hflip: o.hflip, batchSize: o.batchSize, numWorkers: o.numWorkers, uint8: uploadsUint8(o.upload, o.device), imageInput: imageInputOptions(o),
+    shuffleBuffer: o.shuffleBuffer,
   };
 }
 
 /** Checks that need more than one option. */
 export function validatePretrain(o: PretrainOptions): void {
-  if ((o.dataset === 'folder' || o.dataset === 'flat') && !o.dataPath) throw new OptionError('dataPath', `dataset '${o.dataset}' needs --data-path`);
+  if ((o.dataset === 'folder' || o.dataset === 'flat' || o.dataset === 'shards') && !o.dataPath) throw new OptionError('dataPath', `dataset '${o.dataset}' needs --data-path`);
   checkDevice(o.device);
   checkPrecision(o.precision, o.device);
   if (!(o.epochs > 0)) throw new OptionError('epochs', `must be > 0, got ${o.epochs}`);

@@ -27,9 +27,7 @@ export function writeEncoder(dir: string, cfg: EncoderConfig = TINY, seed = 1, n
  */
 export function toyImages(n: number, classes: number, size: number, seed: number): MemoryLabelledData {
   const g = new torch.Generator(seed);
-  const noise = torch.randn([n, 3, size, size], { generator: g }).mul(0.3);
-  const x = noise.toFloat32Array();
-  noise.dispose();
+  const x = torch.scope(() => torch.randn([n, 3, size, size], { generator: g }).mul(0.3).toFloat32Array());
   const labels = Int32Array.from({ length: n }, (_, i) => i % classes);
   const per = 3 * size * size;
   for (let i = 0; i < n; i++) {

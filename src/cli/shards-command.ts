@@ -1,0 +1,39 @@
+// `semaim shards`: packs an ImageFolder into WebDataset-style tar shards plus index.json, for
+// `--dataset shards --data-path 'DIR/shard-{000000..NNNNNN}.tar'`.
+import { defineOptions } from '../util/options';
+import { Progress } from '../run/progress';
+import { packImageFolder, DEFAULT_SHARD_SIZE } from '../data';
+import { defineCommand } from './command';
+
+const SHARDS_OPTIONS = defineOptions({
+  input: { type: 'string', required: true, help: 'ImageFolder to pack: one sub-folder per class (e.g. data/train/cat/001.jpg)' },
+  output: { type: 'string', required: true, help: 'folder for shard-NNNNNN.tar and index.json' },
+  shardSize: { type: 'int', default: DEFAULT_SHARD_SIZE, min: 1, help: 'images per shard' },
+  shuffle: { type: 'boolean', default: false, help: 'pack the images in a seeded random order (default: class by class, in name order)' },
+  seed: { type: 'int', default: 0, help: 'seed of --shuffle' },
+  json: { type: 'boolean', default: false, help: 'also write KEY.json per image: label, class name and source path (one more tar member per image to read)' },
+  overwrite: { type: 'boolean', default: false, help: 'replace shards and index.json already in --output' },
+});
+
+export const shardsCommand = defineCommand({
+  summary: 'pack an ImageFolder into WebDataset-style tar shards (for --dataset shards)',
+  usage: 'semaim shards --input IMAGEFOLDER --output DIR [options]',
+  description: 'Packs the images of an ImageFolder, unchanged, into tar shards of KEY.<ext> + KEY.cls (+ KEY.json)\n' +
+    '(WebDataset layout) and writes index.json (class names, samples per shard). Each shard is written\n' +
+    'to a temporary file and renamed when complete.',
+  options: SHARDS_OPTIONS,
+  async run(o) {
+    let progress: Progress | null = null;
+    const r = await packImageFolder({
+      ...o,
+      onProgress: (done, total) => {
+        progress ??= new Progress('shards', total);
+        progress.update(done, {}, done === total);
+      },
+    });
+    (progress as Progress | null)?.done();
+    process.stdout.write(`packed ${r.samples} images of ${r.classes.length} classes into ${r.shards.length} shard(s), ${(r.bytes / 2 ** 20).toFixed(1)} MiB\n` +
+      `  index:     ${r.index}\n  data path: --dataset shards --data-path '${r.pattern}'\n`);
+    return 0;
+  },
+});

@@ -1,0 +1,327 @@
+// ShardLoader: batches from tar shards, streamed by worker threads (see plan.ts for who reads
+// what). The same batches and options as the DataLoader, plus `shuffleBuffer`; batch j of an
+// epoch comes from worker j mod K with at most `prefetch` batches per worker in flight.
+//
+// Determinism: the batches depend on (seed, epoch, rank, worldSize, workers, batchSize,
+// shuffleBuffer); the set of samples an epoch uses depends on (seed, epoch, worldSize, batchSize)
+// only. Resume (`iterate(epoch, { batch })`) gives exactly the batches an uninterrupted epoch
+// gives from there when those are unchanged (each worker replays its shuffle buffer over sample
+// positions and re-reads only the shards its buffer still held; samples replaced because they
+// were unusable may differ right after the resume point).
+
+import { Worker } from 'node:worker_threads';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { staticOutputSize, validateTransforms } from '../transforms';
+import { defaultWorkers, type Batch, type EpochStart, type EpochSummary, type LoaderOptions } from '../loader';
+import type { RawBatch, SkipRecord } from '../batch';
+import type { SkipReason } from '../codecs/errors';
+import { ShardBatchBuilder, type EpochTask, type ShardBuilderConfig } from './builder';
+import { shardEpochPlan, shardEpochSize, type ShardEpochPlan } from './plan';
+import type { ShardDataset } from './dataset';
+import type { FromShardWorker, ToShardWorker } from './worker';
+import { checkRankSlice } from '../sharding';
+
+export interface ShardLoaderOptions extends Omit<LoaderOptions, 'cache' | 'masks'> {
+  /** Samples each worker's shuffle buffer holds (default 1000; 1 = no shuffling inside shards). */
+  shuffleBuffer?: number;
+}
+
+export interface ShardEpochSummary extends EpochSummary {
+  /** Shards of the dataset skipped in whole or in part (truncated, corrupt, empty). */
+  badShards: number;
+}
+
+export const DEFAULT_SHUFFLE_BUFFER = 1000;
+
+interface Slot {
+  worker: Worker;
+  outstanding: number;
+}
+
+interface Waiter {
+  resolve: (v: RawBatch) => void;
+  reject: (e: Error) => void;
+}
+
+export class ShardLoader implements AsyncIterable<Batch> {
+  readonly dataset: ShardDataset;
+  readonly batchSize: number;
+  /** Batches per epoch (per rank). */
+  readonly length: number;
+  readonly outputSize: [number, number];
+  readonly numWorkers: number;
+  readonly rank: number;
+  readonly worldSize: number;
+  readonly shuffleBuffer: number;
+  epoch = 0;
+  lastSummary: ShardEpochSummary | null = null;
+
+  private readonly opts: ShardLoaderOptions;
+  private readonly cfg: ShardBuilderConfig;
+  private readonly prefetch: number;
+  private readonly warn: (line: string) => void;
+  private slots: Slot[] | null = null;
+  private local: ShardBatchBuilder | null = null;
+  private gen = 0;
+  private active = false;
+  private closed = false;
+  private poolError: Error | null = null;
+  private readonly waiters = new Map<number, Waiter>();
+  private readonly warned = new Set<string>();
+
+  constructor(dataset: ShardDataset, opts: ShardLoaderOptions) {
+    if (!(Number.isInteger(opts.batchSize) && opts.batchSize >= 1)) throw new RangeError(`ShardLoader: batchSize must be a positive integer, got ${opts.batchSize}`);
+    const transforms = opts.transforms ?? [];
+    validateTransforms(transforms);
+    this.dataset = dataset;
+    this.opts = opts;
+    this.batchSize = opts.batchSize;
+    this.rank = opts.rank ?? 0;
+    this.worldSize = opts.worldSize ?? 1;
+    checkRankSlice(this, 'ShardLoader');
+    this.length = shardEpochSize(dataset.length, this.worldSize, this.batchSize, !!opts.dropLast).batches;
+    if (this.length === 0) {
+      throw new Error(`ShardLoader: ${dataset.root} has ${dataset.length} samples, fewer than one global batch of ${this.worldSize}×${this.batchSize} with dropLast`);
+    }
+    const size = staticOutputSize(transforms);
+    if (!size) throw new Error(`ShardLoader: images of ${dataset.root} may differ in size; add centerCrop(...), randomResizedCrop(...) or resize([h, w])`);
+    this.outputSize = size;
+    this.numWorkers = opts.workers ?? defaultWorkers();
+    if (!(Number.isInteger(this.numWorkers) && this.numWorkers >= 0)) throw new RangeError('ShardLoader: workers must be an integer >= 0');
+    this.shuffleBuffer = opts.shuffleBuffer ?? DEFAULT_SHUFFLE_BUFFER;
+    if (!(Number.isInteger(this.shuffleBuffer) && this.shuffleBuffer >= 1)) throw new RangeError(`ShardLoader: shuffleBuffer must be an integer >= 1, got ${this.shuffleBuffer}`);
+    this.prefetch = Math.max(1, opts.prefetch ?? 2);
+    this.warn = opts.onWarning ?? ((line: string) => process.stderr.write(line + '\n'));
+    const numClasses = opts.numClasses ?? dataset.classes.length;
+    if ((opts.mixup || (opts.labelSmoothing ?? 0) > 0) && numClasses < 1) throw new Error(`ShardLoader: mixup/label smoothing need class labels, but ${dataset.root} is unlabelled`);
+    const bgOpt = opts.alphaBackground ?? 'white';
+    const background = bgOpt === 'white' ? 255 : bgOpt === 'black' ? 0 : Math.max(0, Math.min(255, Math.round(bgOpt)));
+    const t = dataset.table;
+    this.cfg = {
+      transforms,
+      uint8: !!opts.uint8,
+      dctScaling: opts.dctScaling ?? true,
+      background,
+      size: this.outputSize,
+      seed: opts.seed ?? 0,
+      mix: opts.mixup ?? null,
+      labelSmoothing: opts.labelSmoothing ?? 0,
+      numClasses,
+      maxReplacements: opts.maxReplacements ?? 50,
+      stream: { paths: t.paths, bases: t.bases, seed: opts.seed ?? 0, labelled: dataset.classes.length > 0 },
+    };
+  }
+
+  /** What this rank's workers read in an epoch. */
+  plan(epoch: number): ShardEpochPlan {
+    return shardEpochPlan({
+      counts: this.dataset.table.entries.map((e) => e.samples), epoch, seed: this.cfg.seed, shuffle: this.opts.shuffle !== false,
+      rank: this.rank, worldSize: this.worldSize, workers: this.numWorkers, batchSize: this.batchSize, dropLast: !!this.opts.dropLast,
+    });
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<Batch> {
+    return this.iterate(this.epoch);
+  }
+
+  /**
+   * Iterates one epoch from `start`: a batch of this loader, or a number of samples of the epoch
+   * consumed (converted to the nearest batch boundary at this world size and batch size: only an
+   * approximation of the same position when those changed).
+   */
+  async *iterate(epoch: number = this.epoch, start: EpochStart = {}): AsyncGenerator<Batch, void, undefined> {
+    if (this.closed) throw new Error('ShardLoader: closed');
+    if (this.active) throw new Error('ShardLoader: an epoch is already being iterated (finish or break it first)');
+    this.active = true;
+    this.epoch = epoch + 1;
+    const gen = ++this.gen;
+    const t0 = Date.now();
+    const tally = new Map<number, SkipRecord>();
+    let batches = 0;
+    let samples = 0;
+    let complete = false;
+    try {
+      const plan = this.plan(epoch);
+      const first = this.startBatch(start, plan.count);
+      const task = (w: number): EpochTask => ({
+        epoch,
+        segments: plan.pieces[w].segments,
+        length: plan.pieces[w].length,
+        skip: plan.emittedBefore(w, first),
+        bufferSize: this.opts.shuffle === false ? 1 : this.shuffleBuffer,
+        rngKeys: ['buffer', epoch, this.rank, w],
+        rank: this.worldSize > 1 ? this.rank : undefined,
+      });
+      const sizeOf = (j: number): number => {
+        const p = plan.pieces[plan.workerOf(j)];
+        return p.sizes[p.batches.indexOf(j)];
+      };
+      if (this.numWorkers === 0) {
+        this.local ??= new ShardBatchBuilder(this.cfg);
+        await this.local.start(task(0));
+        for (let j = first; j < plan.count; j++) {
+          const raw = await this.local.build(j, sizeOf(j));
+          batches++;
+          samples += raw.indices.length;
+          yield this.finish(raw, tally);
+        }
+      } else {
+        if (!this.slots) this.startWorkers();
+        const slots = this.slots!;
+        for (let w = 0; w < slots.length; w++) {
+          slots[w].outstanding = 0;
+          slots[w].worker.postMessage({ type: 'epoch', gen, task: task(w) } satisfies ToShardWorker);
+        }
+        const results = new Map<number, Promise<RawBatch>>();
+        let next = first;
+        for (let j = first; j < plan.count; j++) {
+          while (next < plan.count) {
+            const s = slots[plan.workerOf(next)];
+            if (s.outstanding >= this.prefetch) break;
+            s.outstanding++;
+            results.set(next, this.request(s, gen, next, sizeOf(next)));
+            next++;
+          }
+          for (const s of slots) s.worker.ref();
+          let raw: RawBatch;
+          try {
+            raw = await results.get(j)!;
+          } finally {
+            if (this.slots === slots) for (const s of slots) s.worker.unref();
+          }
+          results.delete(j);
+          slots[plan.workerOf(j)].outstanding--;
+          batches++;
+          samples += raw.indices.length;
+          yield this.finish(raw, tally);
+        }
+      }
+      complete = true;
+    } finally {
+      this.active = false;
+      if (!complete) this.gen++;
+      this.waiters.clear();
+      if (this.slots) for (const s of this.slots) s.worker.unref();
+      if (this.local && !complete) await this.local.close();
+      this.lastSummary = this.summarise(epoch, batches, samples, tally, (Date.now() - t0) / 1000, complete);
+      if (this.opts.persistentWorkers === false || this.poolError) await this.terminate();
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.onWorkerFailure(new Error('ShardLoader: closed'));
+    await this.local?.close();
+    await this.terminate();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  private startBatch(start: EpochStart, count: number): number {
+    if (start.batch !== undefined && start.sample !== undefined) throw new Error('ShardLoader: give the epoch start as a batch or as a sample, not both');
+    const b = start.sample !== undefined ? Math.round(start.sample / (this.worldSize * this.batchSize)) : (start.batch ?? 0);
+    if (!(Number.isInteger(b) && b >= 0)) throw new RangeError(`ShardLoader: start must be >= 0, got ${b}`);
+    return Math.min(b, count);
+  }
+
+  private startWorkers(): void {
+    const script = join(__dirname, 'worker.js');
+    if (!existsSync(script)) throw new Error(`ShardLoader: worker script ${script} not found (run the compiled JavaScript, or use workers: 0)`);
+    this.poolError = null;
+    const slots: Slot[] = [];
+    for (let i = 0; i < this.numWorkers; i++) {
+      const worker = new Worker(script, { workerData: { cfg: this.cfg } });
+      worker.on('message', (m: FromShardWorker) => this.onMessage(m));
+      worker.on('error', (e: Error) => this.onWorkerFailure(new Error(`shard worker ${i} failed: ${e.message}`)));
+      worker.on('exit', (code) => {
+        if (this.slots === slots && !this.closed) this.onWorkerFailure(new Error(`shard worker ${i} exited unexpectedly (code ${code})`));
+      });
+      worker.unref();
+      slots.push({ worker, outstanding: 0 });
+    }
+    this.slots = slots;
+  }
+
+  private onWorkerFailure(e: Error): void {
+    if (this.slots) this.poolError = e;
+    const ws = [...this.waiters.values()];
+    this.waiters.clear();
+    for (const w of ws) w.reject(e);
+  }
+
+  private onMessage(m: FromShardWorker): void {
+    if (m.gen !== this.gen) return;
+    const key = m.type === 'batch' ? m.batch.batch : m.batch;
+    if (key === undefined) return;
+    const w = this.waiters.get(key);
+    if (!w) return;
+    this.waiters.delete(key);
+    if (m.type === 'error') {
+      const err = new Error(m.message);
+      if (m.stack) err.stack = `${m.message}\n    (in shard worker)\n${m.stack.split('\n').slice(1).join('\n')}`;
+      w.reject(err);
+    } else w.resolve(m.batch);
+  }
+
+  private request(slot: Slot, gen: number, batch: number, size: number): Promise<RawBatch> {
+    if (this.poolError) return Promise.reject(this.poolError);
+    const p = new Promise<RawBatch>((resolve, reject) => this.waiters.set(batch, { resolve, reject }));
+    p.catch(() => undefined);
+    slot.worker.postMessage({ type: 'batch', gen, batch, size } satisfies ToShardWorker);
+    return p;
+  }
+
+  private warnOnce(s: SkipRecord): void {
+    if (this.warned.has(s.name)) return;
+    this.warned.add(s.name);
+    this.warn(`data: skipping ${s.name}: ${s.message}`);
+  }
+
+  private finish(raw: RawBatch, tally: Map<number, SkipRecord>): Batch {
+    for (const s of raw.skipped) {
+      this.warnOnce(s);
+      tally.set(s.index, s);
+    }
+    const batch: Batch = {
+      images: raw.images,
+      dtype: raw.images instanceof Float32Array ? 'float32' : 'uint8',
+      shape: raw.shape,
+      labels: raw.labels,
+      indices: raw.indices,
+      epoch: raw.epoch,
+      index: raw.batch,
+      lam: raw.lam,
+      replaced: raw.skipped.length,
+    };
+    if (raw.targets) batch.targets = raw.targets;
+    return batch;
+  }
+
+  private summarise(epoch: number, batches: number, samples: number, tally: Map<number, SkipRecord>, seconds: number, complete: boolean): ShardEpochSummary {
+    const byReason: Partial<Record<SkipReason, number>> = {};
+    const files: string[] = [];
+    for (const s of tally.values()) {
+      byReason[s.reason] = (byReason[s.reason] ?? 0) + 1;
+      if (files.length < 20 && !files.includes(s.name)) files.push(s.name);
+    }
+    const badShards = this.dataset.table.problems.length;
+    if (tally.size > 0) {
+      const reasons = Object.entries(byReason).map(([r, k]) => `${k} ${r}`).join(', ');
+      this.warn(`data: epoch ${epoch}${complete ? '' : ' (stopped early)'}: skipped ${tally.size} unusable sample${tally.size === 1 ? '' : 's'} (${reasons}); each was replaced by another sample`);
+    }
+    return { epoch, batches, samples, skipped: tally.size, byReason, files, seconds, complete, badShards };
+  }
+
+  private async terminate(): Promise<void> {
+    const slots = this.slots;
+    this.slots = null;
+    if (!slots) return;
+    await Promise.all(slots.map((s) => {
+      s.worker.ref();
+      return s.worker.terminate().catch(() => undefined);
+    }));
+  }
+}

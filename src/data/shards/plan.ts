@@ -1,0 +1,140 @@
+// What each rank and each of its loader workers reads in one epoch over tar shards.
+//
+// The epoch's *stream* is every sample of every shard, shards in a seeded per-epoch order
+// (permutation(shards, seed, 'shards', epoch)), samples in their order inside a shard. With N
+// samples, W ranks and per-rank batch b:
+//
+// - dropLast (training): each rank gets nb = floor(N / (W·b)) batches; rank r reads stream
+//   positions [r·nb·b, (r+1)·nb·b). The < W·b samples at the end of the stream are not used this
+//   epoch (the shard order changes every epoch, so different ones each time).
+// - otherwise (evaluation): each rank reads m = ceil(N / W) positions [r·m, (r+1)·m), positions
+//   past the end wrapping to the stream's start (DistributedSampler's padding: every sample at
+//   least once, < W of them twice); nb = ceil(m / b), the last batch smaller.
+//
+// Inside a rank, batch j is built by worker j mod K (K workers, as the DataLoader does), and the
+// rank's range is cut into K contiguous pieces, one per worker, each exactly as long as that
+// worker's batches need. A worker streams its piece (at most two shards only partly), shuffles it
+// with its buffer and cuts batches from it, so every rank gets the same number of batches and
+// every sample of the epoch's stream is used once, with no coordination between readers.
+
+import { permutation } from '../rng';
+import { checkRankSlice } from '../sharding';
+
+/** Ordinals [from, to) of one shard (its index in the dataset's shard list). */
+export interface ShardSegment {
+  shard: number;
+  from: number;
+  to: number;
+}
+
+/** What one worker reads and emits in an epoch. */
+export interface WorkerPiece {
+  /** The shard pieces it streams, in order (positions 0..length-1 of its input). */
+  segments: ShardSegment[];
+  length: number;
+  /** The rank's batch numbers it builds, ascending, and their sizes. */
+  batches: number[];
+  sizes: number[];
+}
+
+export interface ShardPlanOptions {
+  /** Samples per shard, in the dataset's shard order. */
+  counts: readonly number[];
+  epoch: number;
+  seed: number;
+  shuffle: boolean;
+  rank: number;
+  worldSize: number;
+  /** Loader workers of this rank (0 = the main thread, planned as one). */
+  workers: number;
+  batchSize: number;
+  dropLast: boolean;
+}
+
+export interface ShardEpochPlan {
+  /** Batches every rank gets this epoch. */
+  count: number;
+  /** Shard order of the epoch's stream. */
+  shardOrder: Int32Array;
+  /** Stream positions [start, start + length) of this rank (modulo the total when padded). */
+  rankStart: number;
+  rankLength: number;
+  pieces: WorkerPiece[];
+  /** Worker that builds batch j. */
+  workerOf(j: number): number;
+  /** Samples worker w has emitted before batch `start` (what it skips when an epoch resumes there). */
+  emittedBefore(w: number, start: number): number;
+}
+
+/** Batches per rank and samples per rank of an epoch (the same for every epoch). */
+export function shardEpochSize(total: number, worldSize: number, batchSize: number, dropLast: boolean): { batches: number; samples: number } {
+  if (dropLast) {
+    const batches = Math.floor(total / (worldSize * batchSize));
+    return { batches, samples: batches * batchSize };
+  }
+  const samples = Math.ceil(total / worldSize);
+  return { batches: Math.ceil(samples / batchSize), samples };
+}
+
+export function shardEpochPlan(o: ShardPlanOptions): ShardEpochPlan {
+  checkRankSlice(o, 'shards');
+  const total = o.counts.reduce((a, c) => a + c, 0);
+  const { batches: count, samples: perRank } = shardEpochSize(total, o.worldSize, o.batchSize, o.dropLast);
+  const S = o.counts.length;
+  const shardOrder = o.shuffle ? permutation(S, o.seed, 'shards', o.epoch) : Int32Array.from({ length: S }, (_, i) => i);
+  const K = Math.max(1, o.workers);
+  const sizeOf = (j: number) => (j < count - 1 ? o.batchSize : perRank - (count - 1) * o.batchSize);
+  const rankStart = o.rank * perRank;
+  const pieces: WorkerPiece[] = [];
+  let offset = rankStart;
+  for (let w = 0; w < K; w++) {
+    const batches: number[] = [];
+    const sizes: number[] = [];
+    for (let j = w; j < count; j += K) {
+      batches.push(j);
+      sizes.push(sizeOf(j));
+    }
+    const length = sizes.reduce((a, s) => a + s, 0);
+    pieces.push({ segments: streamSegments(o.counts, shardOrder, offset, length), length, batches, sizes });
+    offset += length;
+  }
+  return {
+    count,
+    shardOrder,
+    rankStart,
+    rankLength: perRank,
+    pieces,
+    workerOf: (j) => j % K,
+    emittedBefore(w, start) {
+      const p = pieces[w];
+      let n = 0;
+      for (let i = 0; i < p.batches.length && p.batches[i] < start; i++) n += p.sizes[i];
+      return n;
+    },
+  };
+}
+
+/** Shard pieces covering stream positions [start, start + length), wrapping past the end. */
+export function streamSegments(counts: readonly number[], shardOrder: Int32Array, start: number, length: number): ShardSegment[] {
+  const total = counts.reduce((a, c) => a + c, 0);
+  const out: ShardSegment[] = [];
+  if (length <= 0) return out;
+  if (total === 0) throw new Error('shards: the dataset has no samples');
+  let pos = start % total;
+  let left = length;
+  while (left > 0) {
+    // find the shard holding stream position pos
+    let acc = 0;
+    let k = 0;
+    while (acc + counts[shardOrder[k]] <= pos) acc += counts[shardOrder[k++]];
+    const shard = shardOrder[k];
+    const from = pos - acc;
+    const take = Math.min(left, counts[shard] - from);
+    const last = out[out.length - 1];
+    if (last && last.shard === shard && last.to === from) last.to += take;
+    else out.push({ shard, from, to: from + take });
+    left -= take;
+    pos = (pos + take) % total;
+  }
+  return out;
+}

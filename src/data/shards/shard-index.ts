@@ -1,0 +1,230 @@
+// The index of a shard dataset: samples per shard (and whether they are labelled), built once by
+// reading every shard (labels only, image bytes skipped) and kept as `index.json` beside the
+// shards (`semaim shards` writes it while packing). It lets every rank know the epoch's size,
+// and so give the same number of batches, without reading the shards first.
+//
+// An entry is trusted while its shard file keeps its size; a shard that is new or changed is
+// scanned again. The scan runs in a child process so that opening a dataset stays synchronous.
+// When the shard folder is not writable (or holds another tool's index.json), the index goes to
+// the data cache (~/.cache/semaim/data/shard-index/).
+
+import { createHash } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { defaultDataCache } from '../sources/cifar';
+import { readShard, ShardReadError } from './tar-samples';
+
+export const INDEX_FILE = 'index.json';
+export const INDEX_FORMAT = 'semaim.shards/1';
+
+export interface ShardEntry {
+  /** File name (in the index's folder). */
+  file: string;
+  /** File size when indexed. */
+  bytes: number;
+  /** Complete samples (runs of members with an image). */
+  samples: number;
+  /** Samples with a readable class index. */
+  labelled: number;
+  /** Largest class index (-1 when none). */
+  maxLabel: number;
+  /** Why reading stopped early (truncated or corrupt shard); its first `samples` samples are used. */
+  error?: string;
+}
+
+export interface ShardIndexFile {
+  format: typeof INDEX_FORMAT;
+  /** Class names (index = label), when known (the packer writes them). */
+  classes?: string[];
+  /** What the shards were made from. */
+  source?: string;
+  samples: number;
+  shards: ShardEntry[];
+}
+
+/** Reads a shard once (labels only) and describes it. Never throws for a bad shard. */
+export async function scanShard(path: string): Promise<ShardEntry> {
+  const e: ShardEntry = { file: basename(path), bytes: 0, samples: 0, labelled: 0, maxLabel: -1 };
+  try {
+    e.bytes = statSync(path).size;
+    for await (const s of readShard(path, { images: false })) {
+      e.samples++;
+      if (s.label !== null) {
+        e.labelled++;
+        e.maxLabel = Math.max(e.maxLabel, s.label);
+      }
+    }
+  } catch (err) {
+    e.error = err instanceof ShardReadError ? err.message : `${basename(path)}: unreadable (${(err as Error).message})`;
+  }
+  return e;
+}
+
+export async function scanShards(paths: readonly string[], onProgress?: (done: number, total: number) => void): Promise<ShardEntry[]> {
+  const out: ShardEntry[] = [];
+  for (const p of paths) {
+    out.push(await scanShard(p));
+    onProgress?.(out.length, paths.length);
+  }
+  return out;
+}
+
+/** scanShards in a child process (scan-main.js), for callers that must stay synchronous. */
+export function scanShardsSync(paths: readonly string[]): ShardEntry[] {
+  const script = join(__dirname, 'scan-main.js');
+  if (!existsSync(script)) throw new Error(`shards: scanner ${script} not found (run the compiled JavaScript)`);
+  const r = spawnSync(process.execPath, [script], {
+    input: JSON.stringify(paths),
+    encoding: 'utf8',
+    stdio: ['pipe', 'pipe', 'inherit'],
+    maxBuffer: 256 * 1024 * 1024,
+  });
+  if (r.error) throw new Error(`shards: cannot run the shard scanner: ${r.error.message}`);
+  if (r.status !== 0) throw new Error(`shards: the shard scanner failed (exit ${r.status}${r.signal ? `, ${r.signal}` : ''})`);
+  return JSON.parse(r.stdout) as ShardEntry[];
+}
+
+export function readIndexFile(path: string): ShardIndexFile | null {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return null;
+  }
+  try {
+    const v = JSON.parse(text) as ShardIndexFile;
+    return v && v.format === INDEX_FORMAT && Array.isArray(v.shards) ? v : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Where the cached index of a shard folder lives when the folder itself is not used. */
+export function cachedIndexPath(dir: string): string {
+  const h = createHash('sha1').update(dir).digest('hex').slice(0, 16);
+  return join(defaultDataCache(), 'shard-index', `${h}.json`);
+}
+
+/** Writes a file atomically (temp file + rename). */
+export function writeFileAtomic(path: string, data: string | Uint8Array): void {
+  mkdirSync(dirname(path), { recursive: true });
+  const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
+  try {
+    writeFileSync(tmp, data);
+    renameSync(tmp, path);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+}
+
+/** Saves an index beside its shards when possible, else in the data cache; returns where (null: nowhere). */
+export function saveIndex(dir: string, index: ShardIndexFile): string | null {
+  const beside = join(dir, INDEX_FILE);
+  const text = JSON.stringify(index, null, 1) + '\n';
+  if (!existsSync(beside) || readIndexFile(beside)) {
+    try {
+      writeFileAtomic(beside, text);
+      return beside;
+    } catch {
+      /* read-only folder: fall through to the cache */
+    }
+  }
+  try {
+    const cached = cachedIndexPath(dir);
+    writeFileAtomic(cached, text);
+    return cached;
+  } catch {
+    return null;
+  }
+}
+
+/** What a dataset of shards holds, in the order its paths were given. */
+export interface ShardTable {
+  paths: string[];
+  entries: ShardEntry[];
+  /** Global index of each shard's first sample (samples are numbered shard by shard). */
+  bases: number[];
+  total: number;
+  /** Class names: from the index, else '0'..'max label'; empty when unlabelled. */
+  classes: string[];
+  /** Shards skipped in whole or in part (truncated, corrupt, empty). */
+  problems: string[];
+}
+
+export interface TableOptions {
+  onWarning?: (line: string) => void;
+}
+
+/** The index entries of `paths`, from their folders' index files, scanning what is missing or changed. */
+export function loadShardTable(paths: readonly string[], opts: TableOptions = {}): ShardTable {
+  const warn = opts.onWarning ?? ((l: string) => process.stderr.write(l + '\n'));
+  const byDir = new Map<string, string[]>();
+  for (const p of paths) {
+    const d = dirname(p);
+    if (!byDir.has(d)) byDir.set(d, []);
+    byDir.get(d)!.push(p);
+  }
+  const entries = new Map<string, ShardEntry>();
+  let classes: string[] | undefined;
+  for (const [dir, files] of byDir) {
+    const index = readIndexFile(join(dir, INDEX_FILE)) ?? readIndexFile(cachedIndexPath(dir));
+    const known = new Map((index?.shards ?? []).map((e) => [e.file, e]));
+    const stale: string[] = [];
+    for (const p of files) {
+      const e = known.get(basename(p));
+      let size = -1;
+      try {
+        size = statSync(p).size;
+      } catch {
+        /* scanned below: reports it unreadable */
+      }
+      if (e && e.bytes === size) entries.set(p, e);
+      else stale.push(p);
+    }
+    if (index?.classes && !classes) classes = index.classes;
+    else if (index?.classes && classes && index.classes.join('\n') !== classes.join('\n')) {
+      warn(`data: warning: ${join(dir, INDEX_FILE)} names other classes than the first shard folder; using the first folder's names`);
+    }
+    if (stale.length) {
+      warn(`data: indexing ${stale.length} shard(s) in ${dir} (samples per shard; read once, kept in ${INDEX_FILE}) ...`);
+      const t0 = Date.now();
+      const scanned = scanShardsSync(stale);
+      stale.forEach((p, i) => {
+        entries.set(p, scanned[i]);
+        known.set(basename(p), scanned[i]);
+      });
+      const merged = [...known.values()].sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : 0));
+      const where = saveIndex(dir, {
+        format: INDEX_FORMAT,
+        ...(index?.classes ? { classes: index.classes } : {}),
+        ...(index?.source ? { source: index.source } : {}),
+        samples: merged.reduce((a, e) => a + e.samples, 0),
+        shards: merged,
+      });
+      warn(`data: indexed ${stale.length} shard(s) in ${((Date.now() - t0) / 1000).toFixed(1)} s${where ? `; saved ${where}` : ' (could not save the index)'}`);
+    }
+  }
+  const list = paths.map((p) => entries.get(p)!);
+  const bases: number[] = [];
+  let total = 0;
+  let labelled = 0;
+  let maxLabel = -1;
+  const problems: string[] = [];
+  list.forEach((e, i) => {
+    bases.push(total);
+    total += e.samples;
+    labelled += e.labelled;
+    maxLabel = Math.max(maxLabel, e.maxLabel);
+    if (e.error) problems.push(`${e.error}: using its ${e.samples} complete sample(s), skipping the rest`);
+    else if (e.samples === 0) problems.push(`${basename(paths[i])}: holds no samples (no member with an image extension)`);
+  });
+  for (const p of problems) warn(`data: skipping shard ${p}`);
+  if (total === 0) throw new Error(`shards: no usable samples in ${paths.length} shard(s) (first: ${paths[0]})`);
+  if (labelled > 0 && labelled < total) {
+    warn(`data: warning: ${total - labelled} of ${total} samples have no class label (.cls or .json); they will be skipped when read`);
+  }
+  const names = labelled === 0 ? [] : classes && classes.length > maxLabel ? classes : Array.from({ length: maxLabel + 1 }, (_, k) => String(k));
+  return { paths: [...paths], entries: list, bases, total, classes: names, problems };
+}

@@ -1,0 +1,130 @@
+// The sample stream of one worker's piece of an epoch (plan.ts): its shard pieces read in order,
+// passed through the seeded shuffle buffer. A stream can start after `skip` emitted samples
+// (resume): the buffer is replayed over positions alone, then only the shards from the oldest
+// sample still buffered on are read again (image bytes kept for the buffered ones only).
+//
+// Every position of the piece yields exactly one item, so the count per rank never changes: a
+// sample the shard does not deliver (it ended early or broke after being indexed) becomes an
+// item carrying the error, which the batch builder replaces.
+
+import { basename } from 'node:path';
+import { Rng } from '../rng';
+import type { SkipReason } from '../codecs/errors';
+import { readShard, ShardReadError } from './tar-samples';
+import { replay } from './shuffle-buffer';
+import type { ShardSegment } from './plan';
+
+export interface StreamItem {
+  /** Position in the piece. */
+  pos: number;
+  /** Global sample index (numbered shard by shard in the dataset's order). */
+  index: number;
+  /** `shard.tar:key` (the shard's name alone for a sample it did not deliver). */
+  name: string;
+  image: Buffer | null;
+  label: number;
+  error?: { reason: SkipReason; message: string };
+}
+
+export interface PieceTask {
+  epoch: number;
+  segments: ShardSegment[];
+  length: number;
+  /** Items already emitted (resume). */
+  skip: number;
+  /** Shuffle buffer size (1 = stream order). */
+  bufferSize: number;
+  /** Keys of the buffer's generator after the seed (e.g. ['buffer', epoch, rank, worker]). */
+  rngKeys: (string | number)[];
+}
+
+export interface StreamContext {
+  paths: readonly string[];
+  bases: readonly number[];
+  seed: number;
+  /** Samples without a class label are unusable (labelled dataset). */
+  labelled: boolean;
+}
+
+/** Items of positions [from, length) of a piece, in input order. */
+async function* pieceInputs(ctx: StreamContext, task: PieceTask, from: number, keepImage: (pos: number) => boolean): AsyncGenerator<StreamItem> {
+  let pos = 0;
+  for (const seg of task.segments) {
+    const len = seg.to - seg.from;
+    if (pos + len <= from) {
+      pos += len;
+      continue;
+    }
+    const path = ctx.paths[seg.shard];
+    const shardName = basename(path);
+    const base = ctx.bases[seg.shard];
+    const start = seg.from + Math.max(0, from - pos);
+    pos += start - seg.from;
+    let next = start; // next ordinal expected
+    let failure: { reason: SkipReason; message: string } | null = null;
+    try {
+      for await (const s of readShard(path, { from: start, to: seg.to })) {
+        const keep = keepImage(pos);
+        let error: StreamItem['error'];
+        let label = s.label ?? -1;
+        if (ctx.labelled && s.label === null) error = { reason: 'corrupt', message: s.labelError ?? 'no class label (.cls or .json)' };
+        else if (!ctx.labelled) label = -1;
+        yield { pos: pos++, index: base + s.ordinal, name: `${shardName}:${s.key}`, image: keep ? s.image : null, label, error };
+        next = s.ordinal + 1;
+      }
+    } catch (e) {
+      const m = e instanceof ShardReadError ? e.message : `${shardName}: ${(e as Error).message}`;
+      failure = { reason: /truncated/.test(m) ? 'truncated' : 'corrupt', message: m };
+    }
+    if (next < seg.to && !failure) failure = { reason: 'truncated', message: `${shardName}: ended after ${next} sample(s), the index says ${seg.to}` };
+    for (; next < seg.to; next++) yield { pos: pos++, index: base + next, name: shardName, image: null, label: -1, error: failure! };
+  }
+}
+
+export class PieceStream {
+  private readonly gen: AsyncGenerator<StreamItem, void, undefined>;
+
+  constructor(ctx: StreamContext, task: PieceTask) {
+    this.gen = PieceStream.items(ctx, task);
+  }
+
+  /** The next item (undefined after the last). */
+  async next(): Promise<StreamItem | undefined> {
+    const r = await this.gen.next();
+    return r.done ? undefined : r.value;
+  }
+
+  /** Stops reading (closes the shard being read). */
+  async close(): Promise<void> {
+    await this.gen.return(undefined);
+  }
+
+  private static async *items(ctx: StreamContext, task: PieceTask): AsyncGenerator<StreamItem, void, undefined> {
+    const rng = new Rng(ctx.seed, ...task.rngKeys);
+    const { buffer: positions, consumed } = replay(task.bufferSize, rng, task.length, task.skip);
+    // the buffered positions (oldest first read) come back from the shards, then the stream goes on
+    const slotOf = new Map<number, number>();
+    positions.items.forEach((p, slot) => slotOf.set(p, slot));
+    let from = consumed;
+    for (const p of slotOf.keys()) from = Math.min(from, p);
+    const buffer = positions.map<StreamItem | null>(() => null);
+    const inputs = pieceInputs(ctx, task, from, (pos) => pos >= consumed || slotOf.has(pos));
+    try {
+      for (let q = from; q < consumed; q++) {
+        const r = await inputs.next();
+        if (r.done) throw new Error(`shards: stream ended at ${q} while resuming (expected ${task.length} samples)`);
+        const slot = slotOf.get(q);
+        if (slot !== undefined) buffer.items[slot] = r.value;
+      }
+      for (let q = consumed; q < task.length; q++) {
+        const r = await inputs.next();
+        if (r.done) throw new Error(`shards: stream ended at ${q} (expected ${task.length} samples)`);
+        const out = buffer.push(r.value);
+        if (out) yield out;
+      }
+      for (let out = buffer.pop(); out; out = buffer.pop()) yield out;
+    } finally {
+      await inputs.return(undefined);
+    }
+  }
+}

@@ -1,0 +1,171 @@
+// Samples of one WebDataset-style tar shard, streamed (tar-stream) without unpacking to disk.
+//
+// A sample is a run of consecutive members sharing a key: the member path up to the first '.' of
+// its file name ('n01440764/abc.jpg' and 'n01440764/abc.cls' form sample 'n01440764/abc'). Its
+// image is the member with an image extension (jpg, jpeg, png, webp, ...); its label the integer
+// text of `.cls`, else the `label` or `cls` field of `.json`. Runs without an image are not
+// samples. A shard that ends early or is corrupt yields its complete samples, then throws
+// ShardReadError; the sample being read when it broke is dropped. The index (shard-index.ts) and
+// the readers use this one function, so they agree on what the samples of a shard are.
+
+import { createReadStream } from 'node:fs';
+import { basename } from 'node:path';
+import { createGunzip } from 'node:zlib';
+import { extract, type Extract } from 'tar-stream';
+
+/** A member being read (tar-stream does not export its type). */
+type Source = Extract extends AsyncIterable<infer S> ? S : never;
+import { IMAGE_EXTENSIONS } from '../sources/folder';
+
+/** Image member extensions, in order of preference when a sample has several. */
+export const IMAGE_MEMBER_EXTENSIONS = ['jpg', 'jpeg', 'png', 'webp', ...IMAGE_EXTENSIONS.map((e) => e.slice(1)).filter((e) => !['jpg', 'jpeg', 'png', 'webp'].includes(e))];
+const IMAGE_EXT_SET = new Set(IMAGE_MEMBER_EXTENSIONS);
+
+export interface TarSample {
+  /** Position among the samples of the shard (0-based). */
+  ordinal: number;
+  key: string;
+  /** Image bytes (absent when reading labels only, or for samples before `from`). */
+  image: Buffer | null;
+  imageExt: string;
+  /** Class index, or null when the sample has none. */
+  label: number | null;
+  /** Why the label could not be read (the sample is then unusable in a labelled dataset). */
+  labelError?: string;
+}
+
+export class ShardReadError extends Error {
+  constructor(
+    readonly shard: string,
+    /** Complete samples read before the error. */
+    readonly samplesRead: number,
+    readonly reason: string,
+  ) {
+    super(`${basename(shard)}: ${/unexpected end/i.test(reason) ? 'truncated' : 'corrupt'} after ${samplesRead} sample(s) (${reason})`);
+    this.name = 'ShardReadError';
+  }
+}
+
+export interface ReadShardOptions {
+  /** Samples before this ordinal are skipped without keeping their bytes (default 0). */
+  from?: number;
+  /** Stop after this ordinal (exclusive; default: the whole shard). */
+  to?: number;
+  /** Keep image bytes (default true); false reads labels only (the index scan). */
+  images?: boolean;
+}
+
+/** Splits a member path into its key and (lower-case) extension after the first dot of its name. */
+export function splitMemberName(path: string): { key: string; ext: string } {
+  const slash = path.lastIndexOf('/');
+  const dot = path.indexOf('.', slash + 1);
+  if (dot < 0) return { key: path, ext: '' };
+  return { key: path.slice(0, dot), ext: path.slice(dot + 1).toLowerCase() };
+}
+
+interface Group {
+  key: string;
+  /** Image members present (extensions) and, when kept, their bytes. */
+  imageExts: Set<string>;
+  images: Map<string, Buffer>;
+  cls: string | null;
+  json: string | null;
+}
+
+function parseLabel(g: Group): { label: number | null; labelError?: string } {
+  if (g.cls !== null) {
+    const t = g.cls.trim();
+    if (/^\d+$/.test(t)) return { label: Number(t) };
+    return { label: null, labelError: `.cls holds '${t.slice(0, 20)}', not a class index` };
+  }
+  if (g.json !== null) {
+    let v: unknown;
+    try {
+      v = JSON.parse(g.json);
+    } catch {
+      return { label: null, labelError: '.json is not valid JSON' };
+    }
+    if (v && typeof v === 'object') {
+      const o = v as Record<string, unknown>;
+      const l = o.label ?? o.cls;
+      if (Number.isInteger(l) && (l as number) >= 0) return { label: l as number };
+      if (l !== undefined) return { label: null, labelError: `.json label ${JSON.stringify(l).slice(0, 20)} is not a class index` };
+    }
+  }
+  return { label: null };
+}
+
+/**
+ * A member's bytes in a buffer of their own (a chunk is a view of a whole read block, which a held
+ * sample must not keep alive). Events, not async iteration: one promise per member, not per chunk.
+ */
+function readAll(entry: Source): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    entry.on('data', (c: unknown) => chunks.push(c as Buffer));
+    entry.on('end', () => resolve(Buffer.concat(chunks)));
+    entry.on('error', reject);
+  });
+}
+
+/** Streams the samples of a shard in order. */
+export async function* readShard(path: string, opts: ReadShardOptions = {}): AsyncGenerator<TarSample, void, undefined> {
+  const from = opts.from ?? 0;
+  const to = opts.to ?? Infinity;
+  const images = opts.images ?? true;
+  if (from >= to) return;
+  const source = createReadStream(path, { highWaterMark: 1 << 20 });
+  const ex = extract();
+  const fail = (e: Error) => ex.destroy(e);
+  source.on('error', fail);
+  if (/\.(tar\.gz|tgz)$/i.test(path)) {
+    const gunzip = createGunzip();
+    gunzip.on('error', fail);
+    source.pipe(gunzip).pipe(ex);
+  } else source.pipe(ex);
+
+  let done = 0; // complete samples so far
+  let group: Group | null = null;
+  const finish = (g: Group): TarSample | null => {
+    if (g.imageExts.size === 0) return null;
+    const ordinal = done++;
+    if (ordinal < from) return null;
+    const imageExt = IMAGE_MEMBER_EXTENSIONS.find((e) => g.imageExts.has(e))!;
+    return { ordinal, key: g.key, image: g.images.get(imageExt) ?? null, imageExt, ...parseLabel(g) };
+  };
+  try {
+    for await (const entry of ex) {
+      const h = entry.header;
+      if (h.type !== 'file' && h.type !== 'contiguous-file') {
+        entry.resume();
+        continue;
+      }
+      const { key, ext } = splitMemberName(h.name);
+      if (!group || group.key !== key) {
+        if (group) {
+          const s = finish(group);
+          if (s) yield s;
+          if (done >= to) return;
+        }
+        group = { key, imageExts: new Set(), images: new Map(), cls: null, json: null };
+      }
+      const keep = done >= from; // this group's ordinal, if it has an image, is `done`
+      if (IMAGE_EXT_SET.has(ext)) {
+        group.imageExts.add(ext);
+        if (keep && images) group.images.set(ext, await readAll(entry));
+        else entry.resume();
+      } else if (ext === 'cls' && keep) group.cls = (await readAll(entry)).toString('utf8');
+      else if (ext === 'json' && keep) group.json = (await readAll(entry)).toString('utf8');
+      else entry.resume();
+    }
+    if (group) {
+      const s = finish(group);
+      if (s) yield s;
+    }
+  } catch (e) {
+    throw new ShardReadError(path, done, (e as Error).message);
+  } finally {
+    source.destroy();
+    ex.destroy();
+  }
+}

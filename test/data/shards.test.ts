@@ -1,0 +1,308 @@
+// Sharded tar datasets: brace expansion, the packer's round trip, the epoch plan over ranks and
+// workers, the shuffle buffer's replay, reading every image once per epoch over 2 ranks × 2
+// workers, resume, and bad shards / members skipped with a warning and counted.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join, basename } from 'node:path';
+import { createWriteStream, copyFileSync, mkdirSync, readFileSync, readdirSync, statSync, truncateSync, openSync, writeSync, closeSync, existsSync, writeFileSync } from 'node:fs';
+import {
+  packImageFolder, shardDataset, ShardLoader, expandBraces, resolveShardPaths, imageFolder, resize, normalize, Rng,
+  type Batch, type ShardLoaderOptions,
+} from '../../src/data';
+import { pack as tarPack } from 'tar-stream';
+import { gzipSync } from 'node:zlib';
+import { readShard, ShardReadError, shardEpochPlan, ShuffleBuffer, replay, readIndexFile } from '../../src/data/shards';
+import { tempDir, write, picture, encode } from './helpers';
+
+let root: string;
+let cleanup: () => void;
+let folder: string;
+let shards: string;
+let pattern: string;
+
+before(async () => {
+  ({ dir: root, cleanup } = tempDir('semaim-shards-'));
+  folder = join(root, 'imgs');
+  for (let i = 0; i < 23; i++) {
+    const w = 12 + (i % 4) * 3;
+    const h = 10 + (i % 3) * 2;
+    const png = i % 5 === 4;
+    write(join(folder, `class${i % 3}`, `${String(i).padStart(2, '0')}.${png ? 'png' : 'jpg'}`), await encode(picture(w, h, i), w, h, 3, png ? 'png' : 'jpeg', { quality: 85 }));
+  }
+  shards = join(root, 'shards');
+  const r = await packImageFolder({ input: folder, output: shards, shardSize: 5 });
+  pattern = r.pattern;
+});
+
+after(() => cleanup());
+
+const tf = [resize([8, 8]), normalize()];
+
+async function collect(it: AsyncIterable<Batch>): Promise<Batch[]> {
+  const out: Batch[] = [];
+  for await (const b of it) out.push(b);
+  return out;
+}
+
+function loaders(data: string, worldSize: number, opts: Partial<ShardLoaderOptions> = {}): ShardLoader[] {
+  return Array.from({ length: worldSize }, (_, rank) =>
+    new ShardLoader(shardDataset(data, { onWarning: () => {} }), { batchSize: 3, workers: 2, rank, worldSize, transforms: tf, seed: 4, shuffleBuffer: 4, ...opts }),
+  );
+}
+
+test('brace patterns expand like the shell: zero-padded ranges, lists, nesting; paths are checked', () => {
+  assert.deepEqual(expandBraces('d/shard-{000..003}.tar'), ['d/shard-000.tar', 'd/shard-001.tar', 'd/shard-002.tar', 'd/shard-003.tar']);
+  assert.deepEqual(expandBraces('{a,b}{1..2}.tar'), ['a1.tar', 'a2.tar', 'b1.tar', 'b2.tar']);
+  assert.deepEqual(expandBraces('x{1,{3..4}}'), ['x1', 'x3', 'x4']);
+  assert.deepEqual(expandBraces('{9..11}'), ['9', '10', '11']);
+  assert.deepEqual(expandBraces('plain.tar'), ['plain.tar']);
+  assert.throws(() => expandBraces('a{1..2.tar'), /without a matching/);
+  assert.throws(() => expandBraces('a{x}.tar'), /neither a range/);
+  const all = resolveShardPaths(pattern);
+  assert.equal(all.length, 5);
+  assert.deepEqual(resolveShardPaths(shards), all, 'a folder lists its shards in name order');
+  assert.deepEqual(resolveShardPaths(`${all[3]},${join(shards, 'shard-00000{0..1}.tar')}`), [all[3], all[0], all[1]]);
+  assert.deepEqual(resolveShardPaths(join(root, '{split}'), 'shards'), all, '{split} is replaced by the split');
+  assert.deepEqual(resolveShardPaths(root, 'shards'), all, 'a folder with one sub-folder per split');
+  assert.throws(() => resolveShardPaths(join(shards, 'shard-{000000..000009}.tar')), /5 shard file\(s\) .* do not exist/);
+});
+
+test('the packer round-trips: every image bytes-equal with its label, index.json with classes and counts', async () => {
+  const ds = imageFolder(folder);
+  const index = readIndexFile(join(shards, 'index.json'))!;
+  assert.deepEqual(index.classes, ['class0', 'class1', 'class2']);
+  assert.deepEqual(index.shards.map((e) => [e.file, e.samples]), [0, 1, 2, 3, 4].map((k) => [`shard-00000${k}.tar`, k < 4 ? 5 : 3]));
+  assert.equal(index.samples, 23);
+  let t = 0;
+  for (const path of resolveShardPaths(pattern)) {
+    assert.equal(statSync(path).size, index.shards.find((e) => e.file === basename(path))!.bytes);
+    for await (const s of readShard(path)) {
+      assert.equal(s.key, String(t).padStart(9, '0'));
+      assert.deepEqual(s.image, readFileSync(ds.name(t)), `${ds.name(t)} bytes`);
+      assert.equal(s.imageExt, ds.name(t).endsWith('.png') ? 'png' : 'jpg');
+      assert.equal(s.label, ds.label(t));
+      t++;
+    }
+  }
+  assert.equal(t, 23);
+  assert.deepEqual(readdirSync(shards).filter((f) => f.includes('.tmp')), [], 'no temporary files left');
+  await assert.rejects(packImageFolder({ input: folder, output: shards }), /already holds 6 shard\/index file\(s\)/);
+  // shuffled packing: the same images, in a seeded order
+  const mixed = await packImageFolder({ input: folder, output: join(root, 'mixed'), shardSize: 10, shuffle: true, seed: 1, json: true });
+  const seen: string[] = [];
+  for (const p of mixed.shards) for await (const s of readShard(p, { images: false })) seen.push(s.key);
+  assert.equal(seen.length, 23);
+  const paths: string[] = [];
+  for (const p of mixed.shards) for await (const s of readShard(p)) paths.push(s.image!.toString('base64'));
+  assert.notDeepEqual(paths, Array.from({ length: 23 }, (_, i) => readFileSync(ds.name(i)).toString('base64')));
+  assert.deepEqual([...paths].sort(), Array.from({ length: 23 }, (_, i) => readFileSync(ds.name(i)).toString('base64')).sort());
+});
+
+test('gzipped shards are read through zlib; a truncated one stops with ShardReadError, never hangs', async () => {
+  const tgz = join(root, 'gz', 'shard-000000.tar.gz');
+  write(tgz, gzipSync(readFileSync(join(shards, 'shard-000000.tar'))));
+  const keys: string[] = [];
+  for await (const s of readShard(tgz)) keys.push(s.key);
+  assert.deepEqual(keys, ['000000000', '000000001', '000000002', '000000003', '000000004']);
+  const cut = join(root, 'gz', 'cut.tgz');
+  write(cut, readFileSync(tgz).subarray(0, Math.floor(statSync(tgz).size * 0.6)));
+  await assert.rejects(async () => {
+    for await (const s of readShard(cut)) void s;
+  }, (e: Error) => e instanceof ShardReadError && /cut\.tgz: truncated after \d sample\(s\)/.test(e.message));
+});
+
+test('shards made elsewhere: labels from .json, any image extension, members outside samples ignored', async () => {
+  const path = join(root, 'foreign.tar');
+  const p = tarPack();
+  const done = new Promise<void>((res) => p.pipe(createWriteStream(path)).on('finish', () => res()));
+  const add = (name: string, data: string) => p.entry({ name }, Buffer.from(data));
+  add('a/x1.png', 'png bytes');
+  add('a/x1.json', '{"label": 3}');
+  add('README.txt', 'not a sample');
+  add('a/x2.webp', 'webp bytes');
+  add('a/x2.seg.png', 'a second field: not the image');
+  add('a/x2.json', '{"cls": 1}');
+  add('x4.txt', 'a sample without an image is no sample');
+  add('x3.jpg', 'jpg bytes');
+  add('x3.cls', 'abc');
+  p.finalize();
+  await done;
+  const got = [];
+  for await (const s of readShard(path)) got.push([s.key, s.imageExt, s.image!.toString(), s.label, s.labelError ?? null]);
+  assert.deepEqual(got, [
+    ['a/x1', 'png', 'png bytes', 3, null],
+    ['a/x2', 'webp', 'webp bytes', 1, null],
+    ['x3', 'jpg', 'jpg bytes', null, ".cls holds 'abc', not a class index"],
+  ]);
+});
+
+test('epoch plans: over ranks and workers every stream position once (padded without dropLast), equal batches per rank', () => {
+  const counts = [5, 0, 7, 3, 9, 1];
+  const N = 25;
+  for (const W of [1, 2, 3]) {
+    for (const K of [0, 1, 2, 3]) {
+      for (const b of [1, 2, 4]) {
+        for (const dropLast of [false, true]) {
+          const plans = Array.from({ length: W }, (_, rank) => shardEpochPlan({ counts, epoch: 1, seed: 2, shuffle: true, rank, worldSize: W, workers: K, batchSize: b, dropLast }));
+          const seen = new Map<string, number>();
+          for (const p of plans) {
+            assert.equal(p.count, plans[0].count);
+            assert.deepEqual(p.pieces.flatMap((x) => x.batches).sort((x, y) => x - y), Array.from({ length: p.count }, (_, j) => j));
+            for (const piece of p.pieces) {
+              assert.equal(piece.segments.reduce((a, s) => a + s.to - s.from, 0), piece.length);
+              assert.equal(piece.sizes.reduce((a, s) => a + s, 0), piece.length);
+              for (const s of piece.segments) for (let o = s.from; o < s.to; o++) seen.set(`${s.shard}:${o}`, (seen.get(`${s.shard}:${o}`) ?? 0) + 1);
+            }
+          }
+          const used = [...seen.values()].reduce((a, c) => a + c, 0);
+          if (dropLast) {
+            assert.equal(used, Math.floor(N / (W * b)) * W * b);
+            assert.ok([...seen.values()].every((c) => c === 1));
+          } else {
+            assert.equal(used, Math.ceil(N / W) * W);
+            assert.equal(seen.size, N, 'every sample at least once');
+          }
+        }
+      }
+    }
+  }
+  const a = shardEpochPlan({ counts, epoch: 0, seed: 2, shuffle: true, rank: 0, worldSize: 1, workers: 1, batchSize: 1, dropLast: true });
+  const c = shardEpochPlan({ counts, epoch: 1, seed: 2, shuffle: true, rank: 0, worldSize: 1, workers: 1, batchSize: 1, dropLast: true });
+  assert.notDeepEqual([...a.shardOrder], [...c.shardOrder], 'the shard order changes per epoch');
+});
+
+test('the shuffle buffer resumes exactly from a replay over positions', () => {
+  for (const size of [1, 3, 10]) {
+    for (const skip of [0, 1, 7, 19, 30]) {
+      const n = 30;
+      const full: number[] = [];
+      const buf = ShuffleBuffer.create<number>(size, new Rng(1, 'b'));
+      for (let i = 0; i < n; i++) {
+        const o = buf.push(i);
+        if (o !== undefined) full.push(o);
+      }
+      for (let o = buf.pop(); o !== undefined; o = buf.pop()) full.push(o);
+      assert.deepEqual([...full].sort((x, y) => x - y), Array.from({ length: n }, (_, i) => i));
+      if (size > 1) assert.notDeepEqual(full, Array.from({ length: n }, (_, i) => i));
+      const { buffer, consumed } = replay(size, new Rng(1, 'b'), n, skip);
+      const rest: number[] = [];
+      for (let i = consumed; i < n; i++) {
+        const o = buffer.push(i);
+        if (o !== undefined) rest.push(o);
+      }
+      for (let o = buffer.pop(); o !== undefined; o = buffer.pop()) rest.push(o);
+      assert.deepEqual(rest, full.slice(skip), `size ${size}, skip ${skip}`);
+    }
+  }
+});
+
+test('2 ranks × 2 workers read every image of the packed folder exactly once per epoch', async () => {
+  const ds = imageFolder(folder);
+  for (const [dropLast, batchSize] of [[false, 3], [true, 2]] as const) {
+    const ranks = loaders(pattern, 2, { dropLast, batchSize });
+    try {
+      for (const epoch of [0, 1]) {
+        const got = await Promise.all(ranks.map((l) => collect(l.iterate(epoch))));
+        assert.equal(got[0].length, got[1].length, 'the same number of batches on both ranks');
+        const idx = got.flatMap((g) => g.flatMap((b) => [...b.indices]));
+        for (const g of got) for (const b of g) b.indices.forEach((i, k) => assert.equal(b.labels[k], ds.label(i), 'label of the packed image'));
+        const counts = new Map<number, number>();
+        for (const i of idx) counts.set(i, (counts.get(i) ?? 0) + 1);
+        if (dropLast) {
+          // 23 samples, global batch 4: 5 batches per rank... 20 distinct samples, none twice
+          assert.equal(got[0].length, 5);
+          assert.equal(idx.length, 20);
+          assert.equal(counts.size, 20);
+        } else {
+          // ceil(23 / 2) = 12 per rank: all 23 once, one (the stream's first) twice
+          assert.equal(got[0].length, 4);
+          assert.equal(idx.length, 24);
+          assert.deepEqual([...counts.keys()].sort((a, b) => a - b), Array.from({ length: 23 }, (_, i) => i));
+          assert.equal([...counts.values()].filter((c) => c === 2).length, 1);
+        }
+        for (const l of ranks) assert.equal(l.lastSummary!.skipped, 0);
+      }
+    } finally {
+      for (const l of ranks) await l.close();
+    }
+  }
+  // the same images in the same epoch with 1 rank of 1 worker as a set
+  const [one] = loaders(pattern, 1, { workers: 0, batchSize: 4 });
+  const all = (await collect(one.iterate(0))).flatMap((b) => [...b.indices]).sort((a, b) => a - b);
+  assert.deepEqual(all, Array.from({ length: 23 }, (_, i) => i));
+  await one.close();
+});
+
+test('an epoch over shards resumes at a batch with exactly the batches of an uninterrupted one', async () => {
+  for (const workers of [0, 2]) {
+    const [l] = loaders(pattern, 1, { workers, batchSize: 2, shuffleBuffer: 6, dropLast: true });
+    try {
+      const full = await collect(l.iterate(3));
+      for (const start of [1, 4, 7]) {
+        const resumed = await collect(l.iterate(3, { batch: start }));
+        assert.deepEqual(resumed.map((b) => [...b.indices]), full.slice(start).map((b) => [...b.indices]), `workers ${workers}, start ${start}`);
+        assert.deepEqual(resumed.map((b) => b.images), full.slice(start).map((b) => b.images));
+        assert.equal(resumed[0].index, start);
+      }
+      // breaking out mid-epoch and starting another epoch works (streams of the old epoch are dropped)
+      for await (const b of l.iterate(4)) if (b.index === 1) break;
+      assert.equal((await collect(l.iterate(4))).length, full.length);
+    } finally {
+      await l.close();
+    }
+  }
+});
+
+test('a truncated shard, a corrupt shard and a corrupt member are skipped with a warning and counted', async () => {
+  const dir = join(root, 'bad');
+  mkdirSync(dir);
+  for (const f of readdirSync(shards)) copyFileSync(join(shards, f), join(dir, f));
+  // a corrupt image inside shard 1: its first image's bytes overwritten in place (same size, index still valid)
+  const s1 = join(dir, 'shard-000001.tar');
+  const bytes = readFileSync(s1);
+  const fd = openSync(s1, 'r+');
+  writeSync(fd, Buffer.alloc(200, 0x55), 0, 200, 512); // the first member's data starts after its 512-byte header
+  closeSync(fd);
+  assert.equal(statSync(s1).size, bytes.length);
+  // shard 2 cut in the middle (its index entry no longer matches: it is scanned again)
+  truncateSync(join(dir, 'shard-000002.tar'), Math.floor(statSync(join(dir, 'shard-000002.tar')).size / 2));
+  // shard 3 replaced by garbage of another size
+  writeFileSync(join(dir, 'shard-000003.tar'), Buffer.alloc(3000, 7));
+  const warnings: string[] = [];
+  const ds = shardDataset(dir, { onWarning: (l) => warnings.push(l) });
+  assert.equal(ds.table.problems.length, 2);
+  assert.ok(warnings.some((w) => /shard-000002\.tar: truncated after \d sample\(s\)/.test(w)), warnings.join('\n'));
+  assert.ok(warnings.some((w) => /shard-000003\.tar: corrupt after 0 sample\(s\) \(Invalid tar header/.test(w)), warnings.join('\n'));
+  const readable = ds.length;
+  assert.ok(readable >= 13 && readable < 18, `${readable}`);
+  assert.ok(existsSync(join(dir, 'index.json')));
+  const loaderWarnings: string[] = [];
+  const l = new ShardLoader(ds, { batchSize: 3, dropLast: true, workers: 2, transforms: tf, seed: 1, shuffleBuffer: 3, onWarning: (w) => loaderWarnings.push(w) });
+  try {
+    const got = await collect(l.iterate(0));
+    assert.ok(got.every((b) => b.shape[0] === 3), 'every batch keeps its size');
+    const s = l.lastSummary!;
+    assert.equal(s.skipped, 1);
+    assert.equal(s.badShards, 2);
+    assert.ok(loaderWarnings.some((w) => /skipping shard-000001\.tar:000000005/.test(w)), loaderWarnings.join('\n'));
+    assert.ok(loaderWarnings.some((w) => /skipped 1 unusable sample/.test(w)));
+    const idx = got.flatMap((b) => [...b.indices]);
+    assert.ok(!idx.includes(ds.table.bases[1]), 'the corrupt image is replaced');
+  } finally {
+    await l.close();
+  }
+  // a shard that ends early after it was indexed (same size, all zeros: an empty archive) still gives full batches
+  const s4 = join(dir, 'shard-000004.tar');
+  writeFileSync(s4, Buffer.alloc(statSync(s4).size));
+  const late: string[] = [];
+  const l2 = new ShardLoader(shardDataset(dir, { onWarning: () => {} }), { batchSize: 2, dropLast: true, workers: 0, transforms: tf, onWarning: (w) => late.push(w) });
+  try {
+    const got = await collect(l2.iterate(0));
+    assert.ok(got.every((b) => b.shape[0] === 2));
+    assert.ok(late.some((w) => /skipping shard-000004\.tar: shard-000004\.tar: ended after 0 sample\(s\), the index says 3/.test(w)), late.join('\n'));
+    assert.equal(l2.lastSummary!.byReason.truncated, 3);
+  } finally {
+    await l2.close();
+  }
+});
