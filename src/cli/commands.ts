@@ -1,6 +1,5 @@
 // Sub-commands: each parses its options (file + flags, validated before work) and runs its job.
 import * as torch from '../torch';
-import { OptionTable } from '../util/options';
 import { Command, parseCommand } from './command';
 import { evalCommands } from './eval-commands';
 import { vizCommands } from './viz-commands';
@@ -8,18 +7,12 @@ import { demoCommand } from './demo';
 import { registerEvalData } from '../eval/data';
 import { PRETRAIN_OPTIONS, validatePretrain, modelConfigFrom } from '../train/pretrain-config';
 import { pretrain } from '../train/pretrain';
-import { exportEncoder } from '../train/export';
+import { exportCommand } from '../export/cli';
 import { makeTrainData, makeEvalData } from '../train/data';
 
 export { Command, parseCommand };
 
 registerEvalData({ makeEvalData, makeTrainData });
-
-const EXPORT_OPTIONS: OptionTable = {
-  checkpoint: { type: 'string', required: true, help: 'run folder (newest valid checkpoint) or a checkpoint folder' },
-  out: { type: 'string', required: true, help: 'output path without extension: writes <out>.safetensors and <out>.json' },
-  encoderOnly: { type: 'boolean', default: true, help: 'timm-compatible encoder only (the only export format)' },
-};
 
 const coreCommands: Record<string, Command> = {
   pretrain: {
@@ -39,16 +32,7 @@ const coreCommands: Record<string, Command> = {
       return r.stoppedBy === 'nonfinite' ? 1 : 0;
     },
   },
-  export: {
-    summary: 'export the encoder of a checkpoint as timm-compatible safetensors + config JSON',
-    async run(argv) {
-      const p = parseCommand(argv, 'semaim export --checkpoint RUN_DIR --out FILE', 'Writes the encoder (timm names) of a checkpoint.', EXPORT_OPTIONS);
-      if (!p) return 0;
-      const r = exportEncoder(String(p.o.checkpoint), String(p.o.out));
-      process.stdout.write(`wrote ${r.weights} (${r.tensors} tensors) and ${r.config}\n`);
-      return 0;
-    },
-  },
+  export: exportCommand,
   info: {
     summary: 'show the libtorch build, threads and devices',
     async run() {
