@@ -50,13 +50,16 @@ export class GraphBuilder {
 
   /** A graph input. */
   input(name: string, type: DataTypeCode, dims: Dim[]): string {
-    this.inputs.push(valueInfo(this.unique(name), type, dims));
-    return name;
+    const unique = this.unique(name);
+    this.inputs.push(valueInfo(unique, type, dims));
+    return unique;
   }
 
   /** Makes `value` a graph output called `name`. */
   output(value: string, name: string, type: DataTypeCode, dims: Dim[], doc?: string): void {
-    this.nodes.push({ op_type: 'Identity', name: this.unique(`${name}/Identity`), input: [value], output: [this.unique(name)], attribute: [] });
+    if (this.names.has(name)) throw new Error(`graph output ${name} clashes with a value of the same name`);
+    this.names.add(name);
+    this.nodes.push({ op_type: 'Identity', name: this.unique(`${name}/Identity`), input: [value], output: [name], attribute: [] });
     this.outputs.push(valueInfo(name, type, dims, doc));
   }
 
@@ -64,7 +67,9 @@ export class GraphBuilder {
   weight(name: string, dims: number[], values: Float32Array): string {
     const size = dims.reduce((a, b) => a * b, 1);
     if (values.length !== size) throw new Error(`weight ${name}: ${values.length} values for shape [${dims.join(', ')}]`);
-    this.initializers.push({ name: this.unique(name), dims, data_type: ONNX_FLOAT[this.floatType], raw_data: floatBytes(values, this.floatType) });
+    if (this.names.has(name)) throw new Error(`weight ${name} is already in the graph`);
+    this.names.add(name);
+    this.initializers.push({ name, dims, data_type: ONNX_FLOAT[this.floatType], raw_data: floatBytes(values, this.floatType) });
     return name;
   }
 

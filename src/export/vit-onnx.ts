@@ -1,10 +1,12 @@
 // The ViT encoder (src/semaim/vit.ts, timm parameter names) as an ONNX graph, one function per
 // layer type. Input `pixel_values` [batch, C, H, W] float32; outputs `last_hidden_state`
-// [batch, 1+N, D] (all tokens after the final norm) and, optionally, `cls_attention` [batch, N]
-// (the last block's [CLS]→patch attention, mean over heads). Weights keep their timm names and
+// [batch, 1+N, D] (all tokens after the final norm), `pooler_output` [batch, D] (its [CLS] token,
+// the feature k-NN and the linear probe use) and, optionally, `cls_attention` [batch, N] (the last
+// block's [CLS]→patch attention, mean over heads). Weights keep their timm names and
 // shapes (Linear weights are transposed by a Transpose node that runtimes fold at load time).
 // float16: weights and every operation in float16; the float32 input is cast on entry and the
 // outputs are cast back to float32, so callers see the same interface for both.
+import * as torch from '../torch';
 import type { EncoderConfig } from '../semaim/config';
 import type { VisionTransformer } from '../semaim/vit';
 import { DataType } from './onnx-proto';
@@ -33,7 +35,7 @@ export interface VitOnnxOptions {
 /** The encoder's parameters and position embedding as float32 arrays, by timm name. */
 export function encoderWeights(vit: VisionTransformer): EncoderWeights {
   const out: EncoderWeights = new Map();
-  for (const [name, t] of vit.stateDict()) out.set(name, { dims: [...t.shape], values: t.cpu().toFloat32Array() });
+  for (const [name, t] of vit.stateDict()) out.set(name, { dims: [...t.shape], values: torch.scope(() => t.cpu().toFloat32Array()) });
   return out;
 }
 
