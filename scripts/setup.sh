@@ -3,10 +3,11 @@
 # Idempotent: every step is skipped when already done. Run as root (or with sudo available).
 #   - libtorch: $LIBTORCH, else Debian's libtorch-dev + OpenBLAS (OpenMP build), else a pip PyTorch
 #   - python3-torch / python3-torchvision: reference implementations used by tests and benchmarks
+#   - chromium: the headless browser the test of the exported web page drives
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(libtorch-dev libopenblas0-openmp python3-torch python3-torchvision g++ make)
+APT_PACKAGES=(libtorch-dev libopenblas0-openmp python3-torch python3-torchvision g++ make chromium)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -24,7 +25,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
-if [ ! -f build/Release/semaim.node ] || [ ! -d node_modules/node-addon-api ]; then
+# onnxruntime-node (a devDependency, for the ONNX export tests) carries its CPU binaries in the npm
+# package; its install script would also fetch CUDA providers from outside the npm registry unless told not to.
+export ONNXRUNTIME_NODE_INSTALL=skip ONNXRUNTIME_NODE_INSTALL_CUDA=skip
+if [ ! -f build/Release/semaim.node ] || [ ! -d node_modules/node-addon-api ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "setup: npm ci (builds the native addon against $(node native/find-libtorch.js libdir))"
   npm ci --no-audit --no-fund
 fi

@@ -8,20 +8,13 @@ import { demoCommand } from './demo';
 import { shardsCommand } from './shards-command';
 import { PRETRAIN_OPTIONS, validatePretrain, modelConfigFrom, trainDataRequest } from '../train/pretrain-options';
 import { pretrain } from '../train/pretrain';
-import { exportEncoder } from '../export/safetensors';
 import { makeTrainData } from '../data';
-import { VERIFY_OPTIONS } from '../eval/options';
 import { checkDataPath } from '../data/options';
 import { runExitCode } from '../run/signals';
+import { exportCommand } from './export-command';
 
 export { Command, defineCommand };
 
-const EXPORT_OPTIONS = defineOptions({
-  checkpoint: { type: 'string', required: true, help: 'run folder (newest valid checkpoint) or a checkpoint folder' },
-  out: { type: 'string', required: true, help: 'output path without extension: writes <out>.safetensors and <out>.json' },
-  encoderOnly: { type: 'boolean', default: true, help: 'timm-compatible encoder only (the only export format)' },
-  ...VERIFY_OPTIONS,
-});
 
 const coreCommands: Record<string, Command> = {
   pretrain: defineCommand({
@@ -45,17 +38,7 @@ const coreCommands: Record<string, Command> = {
       return runExitCode(r);
     },
   }),
-  export: defineCommand({
-    summary: 'export the encoder of a checkpoint as timm-compatible safetensors + config JSON',
-    usage: 'semaim export --checkpoint RUN_DIR --out FILE',
-    description: 'Writes the encoder (timm names) of a checkpoint.',
-    options: EXPORT_OPTIONS,
-    async run(o) {
-      const r = exportEncoder(o.checkpoint, o.out, o);
-      process.stdout.write(`wrote ${r.weights} (${r.tensors} tensors) and ${r.config}\n`);
-      return 0;
-    },
-  }),
+  export: exportCommand,
   info: defineCommand({
     summary: 'show the libtorch build, threads and devices',
     usage: 'semaim info',

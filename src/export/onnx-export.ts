@@ -1,0 +1,75 @@
+// `semaim export --format onnx`: an encoder (run folder, checkpoint folder or exported
+// .safetensors) as a folder that onnxruntime and transformers.js open directly:
+//   onnx/model.onnx (float32) or onnx/model_fp16.onnx (float16), config.json, preprocessor_config.json.
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { EncoderConfig } from '../semaim/config';
+import { loadEncoder, resolveEncoder } from '../semaim';
+import { encodeModel } from './onnx-proto';
+import { FloatType } from './onnx-graph';
+import { encoderWeights, vitToOnnx, OPSET } from './vit-onnx';
+import { modelConfigJson, preprocessorConfigJson } from './hf-config';
+import { evalPreprocessing } from './preprocessing';
+
+export interface OnnxOptions {
+  dtype: FloatType;
+  /** Add the `cls_attention` output (last block's [CLS] attention). */
+  attention: boolean;
+  /** Verify a checkpoint folder's SHA-256 (default true). */
+  verify?: boolean;
+}
+
+export interface OnnxModelBytes {
+  bytes: Uint8Array;
+  config: EncoderConfig;
+  /** SHA-256 of the weights file the encoder came from. */
+  sourceSha256: string;
+}
+
+/** Writes through a temporary name, so a reader never sees half a file. */
+export function writeFileAtomic(path: string, data: Uint8Array | string): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, data);
+  renameSync(tmp, path);
+}
+
+/** The encoder of `source` as .onnx bytes. */
+export function onnxModelOf(source: string, o: OnnxOptions): OnnxModelBytes {
+  const { encoder, source: src } = loadEncoder(resolveEncoder(source, { verify: o.verify }));
+  try {
+    const cfg = src.config;
+    const model = vitToOnnx(cfg, encoderWeights(encoder), {
+      dtype: o.dtype,
+      attention: o.attention,
+      metadata: { semaim_encoder: JSON.stringify(cfg), semaim_source_sha256: src.sha256, semaim_preprocessing: JSON.stringify(evalPreprocessing(cfg.imgSize)) },
+    });
+    return { bytes: encodeModel(model), config: cfg, sourceSha256: src.sha256 };
+  } finally {
+    encoder.dispose();
+  }
+}
+
+/** File name transformers.js looks for under onnx/ for a dtype. */
+export function onnxFileName(dtype: FloatType): string {
+  return dtype === 'float16' ? 'model_fp16.onnx' : 'model.onnx';
+}
+
+export interface OnnxExportResult {
+  dir: string;
+  model: string;
+  modelBytes: number;
+  files: string[];
+}
+
+export function exportOnnx(source: string, outDir: string, o: OnnxOptions): OnnxExportResult {
+  const m = onnxModelOf(source, o);
+  mkdirSync(join(outDir, 'onnx'), { recursive: true });
+  const model = join(outDir, 'onnx', onnxFileName(o.dtype));
+  writeFileAtomic(model, m.bytes);
+  const info = { encoder: m.config, dtype: o.dtype, opset: OPSET, outputs: ['last_hidden_state', 'pooler_output', ...(o.attention ? ['cls_attention'] : [])], sourceSha256: m.sourceSha256 };
+  const config = join(outDir, 'config.json');
+  writeFileAtomic(config, JSON.stringify(modelConfigJson(m.config, info), null, 2) + '\n');
+  const pre = join(outDir, 'preprocessor_config.json');
+  writeFileAtomic(pre, JSON.stringify(preprocessorConfigJson(evalPreprocessing(m.config.imgSize)), null, 2) + '\n');
+  return { dir: outDir, model, modelBytes: m.bytes.length, files: [model, config, pre] };
+}

@@ -1,0 +1,61 @@
+// `semaim export --format web`: a static folder that shows an encoder's [CLS] attention and
+// semantic order for any image, in the browser, with nothing fetched from elsewhere:
+//   index.html, app.js, maps.js, preprocess.js, style.css   the page (from src/export/web/)
+//   model.onnx, model.json                                  the encoder (with cls_attention) and what the page needs to know
+//   ort/                                                    onnxruntime-web's WebAssembly build, copied from node_modules
+import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { exportAsset, packageVersion } from './assets';
+import { FloatType } from './onnx-graph';
+import { onnxModelOf, writeFileAtomic } from './onnx-export';
+import { evalPreprocessing } from './preprocessing';
+import { OPSET } from './vit-onnx';
+
+const PAGE_FILES = ['index.html', 'app.js', 'maps.js', 'preprocess.js', 'style.css'];
+/** The WebAssembly build of onnxruntime-web: the ES module the page imports and what it loads. */
+const ORT_FILES = ['ort.wasm.min.mjs', 'ort-wasm-simd-threaded.mjs', 'ort-wasm-simd-threaded.wasm'];
+
+/** onnxruntime-web's dist/ folder and version, or a clear error when the package is not installed. */
+export function onnxruntimeWeb(): { dist: string; version: string } {
+  let entry: string;
+  try {
+    entry = require.resolve('onnxruntime-web');
+  } catch {
+    throw new Error("export --format web needs the npm package onnxruntime-web (its WebAssembly files go into the folder): run 'npm install onnxruntime-web'");
+  }
+  for (let dir = dirname(entry); dirname(dir) !== dir; dir = dirname(dir)) {
+    const pkg = join(dir, 'package.json');
+    if (!existsSync(pkg)) continue;
+    const json = JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string; version?: string };
+    if (json.name !== 'onnxruntime-web') continue;
+    const dist = join(dir, 'dist');
+    const missing = ORT_FILES.filter((f) => !existsSync(join(dist, f)));
+    if (missing.length) throw new Error(`onnxruntime-web ${json.version} in ${dir} lacks ${missing.join(', ')}`);
+    return { dist, version: json.version ?? '?' };
+  }
+  throw new Error(`cannot find onnxruntime-web's package.json above ${entry}`);
+}
+
+export interface WebExportResult {
+  dir: string;
+  page: string;
+  modelBytes: number;
+  ortVersion: string;
+}
+
+export function exportWeb(source: string, outDir: string, o: { dtype: FloatType; verify?: boolean }): WebExportResult {
+  const ort = onnxruntimeWeb();
+  const m = onnxModelOf(source, { dtype: o.dtype, attention: true, verify: o.verify });
+  mkdirSync(join(outDir, 'ort'), { recursive: true });
+  writeFileAtomic(join(outDir, 'model.onnx'), m.bytes);
+  const info = {
+    encoder: m.config, dtype: o.dtype, opset: OPSET, preprocessing: evalPreprocessing(m.config.imgSize),
+    outputs: ['last_hidden_state', 'pooler_output', 'cls_attention'], sourceSha256: m.sourceSha256, semaim: packageVersion(), onnxruntimeWeb: ort.version,
+  };
+  writeFileAtomic(join(outDir, 'model.json'), JSON.stringify(info, null, 2) + '\n');
+  for (const f of PAGE_FILES) copyFileSync(exportAsset(join('web', f)), join(outDir, f));
+  for (const f of ORT_FILES) copyFileSync(join(ort.dist, f), join(outDir, 'ort', f));
+  writeFileAtomic(join(outDir, 'ort', 'README.txt'),
+    `onnxruntime-web ${ort.version} (WebAssembly build), copied from its npm package. MIT License, Copyright (c) Microsoft Corporation.\n`);
+  return { dir: outDir, page: join(outDir, 'index.html'), modelBytes: m.bytes.length, ortVersion: ort.version };
+}

@@ -1,0 +1,152 @@
+// The ONNX export runs in onnxruntime-node (an independent runtime) and gives semaim's own
+// forward pass: last_hidden_state and cls_attention within 1e-4 of the largest value (float32),
+// 1e-2 (float16), for batch 1 and 3; plus the file's structure and the command line.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import * as torch from '../../src/torch';
+import { SemAIM, makeConfig } from '../../src/semaim';
+import type { EncoderConfig, VisionTransformer } from '../../src/semaim';
+import { decodeModel, encodeModel, DataType } from '../../src/export/onnx-proto';
+import { encoderWeights, vitToOnnx } from '../../src/export/vit-onnx';
+import type { FloatType } from '../../src/export/onnx-graph';
+import { commands } from '../../src/cli/commands';
+import { SMALL, difference, randomImages, smallEncoder } from './helpers';
+import { writeCheckpointFolder } from '../viz/helpers';
+
+interface Outputs {
+  hidden: Float32Array;
+  pooled: Float32Array;
+  attention: Float32Array;
+  dims: readonly number[];
+}
+
+async function runOnnx(bytes: Uint8Array, images: Float32Array, B: number, cfg: EncoderConfig): Promise<Outputs> {
+  const session = await ort.InferenceSession.create(bytes);
+  try {
+    const r = await session.run({ pixel_values: new ort.Tensor('float32', images, [B, cfg.inChans ?? 3, cfg.imgSize, cfg.imgSize]) });
+    return {
+      hidden: r.last_hidden_state.data as Float32Array, pooled: r.pooler_output.data as Float32Array,
+      attention: r.cls_attention.data as Float32Array, dims: r.last_hidden_state.dims,
+    };
+  } finally {
+    await session.release();
+  }
+}
+
+function reference(vit: VisionTransformer, images: Float32Array, B: number, cfg: EncoderConfig): { hidden: Float32Array; attention: Float32Array } {
+  return torch.noGrad(() => torch.scope(() => {
+    const x = torch.tensor(images, { shape: [B, cfg.inChans ?? 3, cfg.imgSize, cfg.imgSize] });
+    return { hidden: vit.forwardFeatures(x).toFloat32Array(), attention: vit.clsAttention(x).toFloat32Array() };
+  }));
+}
+
+function onnxBytes(vit: VisionTransformer, cfg: EncoderConfig, dtype: FloatType): Uint8Array {
+  return encodeModel(vitToOnnx(cfg, encoderWeights(vit), { dtype, attention: true }));
+}
+
+function clsRows(hidden: Float32Array, B: number, T: number, D: number): Float32Array {
+  const out = new Float32Array(B * D);
+  for (let b = 0; b < B; b++) out.set(hidden.subarray(b * T * D, b * T * D + D), b * D);
+  return out;
+}
+
+const CASES: { dtype: FloatType; tol: number }[] = [{ dtype: 'float32', tol: 1e-4 }, { dtype: 'float16', tol: 1e-2 }];
+
+for (const { dtype, tol } of CASES) {
+  test(`onnx ${dtype}: onnxruntime-node equals semaim's forward for batch 1 and 3 (within ${tol} of max |y|)`, async () => {
+    const vit = smallEncoder();
+    const bytes = onnxBytes(vit, SMALL, dtype);
+    const T = 1 + (SMALL.imgSize / SMALL.patchSize) ** 2;
+    for (const B of [1, 3]) {
+      const images = randomImages(B, SMALL, 20 + B);
+      const got = await runOnnx(bytes, images, B, SMALL);
+      const ref = reference(vit, images, B, SMALL);
+      assert.deepEqual(got.dims, [B, T, SMALL.embedDim]);
+      const h = difference(got.hidden, ref.hidden);
+      const a = difference(got.attention, ref.attention);
+      console.log(`# ${dtype} batch ${B}: last_hidden_state max abs ${h.maxAbs.toExponential(2)}, rel ${h.rel.toExponential(2)}; ` +
+        `cls_attention max abs ${a.maxAbs.toExponential(2)}, rel ${a.rel.toExponential(2)}`);
+      assert.ok(h.rel <= tol, `last_hidden_state rel ${h.rel}`);
+      assert.ok(a.rel <= tol, `cls_attention rel ${a.rel}`);
+      assert.deepEqual(got.pooled, clsRows(got.hidden, B, T, SMALL.embedDim), 'pooler_output is the [CLS] row');
+    }
+  });
+}
+
+test('onnx: another shape (img 24, patch 8, dim 48, 3 heads, mlp ratio 2, depth 3) also matches', async () => {
+  const cfg: EncoderConfig = { imgSize: 24, patchSize: 8, inChans: 3, embedDim: 48, depth: 3, numHeads: 3, mlpRatio: 2 };
+  const vit = smallEncoder(5, cfg);
+  const images = randomImages(2, cfg, 9);
+  const got = await runOnnx(onnxBytes(vit, cfg, 'float32'), images, 2, cfg);
+  const ref = reference(vit, images, 2, cfg);
+  assert.ok(difference(got.hidden, ref.hidden).rel <= 1e-4);
+  assert.ok(difference(got.attention, ref.attention).rel <= 1e-4);
+});
+
+test('onnx file: opset 17, dynamic batch, float32 interface, weights under their timm names and shapes', () => {
+  const vit = smallEncoder();
+  const sd = vit.stateDict();
+  for (const dtype of ['float32', 'float16'] as const) {
+    const m = decodeModel(onnxBytes(vit, SMALL, dtype));
+    assert.deepEqual(m.opset_import.map((o) => [o.domain ?? '', o.version]), [['', 17]]);
+    assert.equal(m.ir_version, 8);
+    const input = m.graph.input[0];
+    assert.equal(input.name, 'pixel_values');
+    assert.equal(input.type.tensor_type.elem_type, DataType.FLOAT);
+    assert.deepEqual(input.type.tensor_type.shape.dim.map((d) => d.dim_param ?? d.dim_value), ['batch', 3, 32, 32]);
+    assert.deepEqual(m.graph.output.map((o) => o.name), ['last_hidden_state', 'pooler_output', 'cls_attention']);
+    for (const o of m.graph.output) assert.equal(o.type.tensor_type.elem_type, DataType.FLOAT, `${o.name} is float32`);
+    const weights = new Map(m.graph.initializer.filter((t) => t.data_type !== DataType.INT64 && sd.has(t.name)).map((t) => [t.name, t]));
+    assert.deepEqual([...weights.keys()].sort(), [...sd.keys()].sort());
+    for (const [name, t] of weights) {
+      assert.deepEqual(t.dims, sd.get(name)!.shape, name);
+      assert.equal(t.data_type, dtype === 'float16' ? DataType.FLOAT16 : DataType.FLOAT, name);
+    }
+    const ops = new Set(m.graph.node.map((n) => n.op_type));
+    for (const op of ['Conv', 'LayerNormalization', 'MatMul', 'Softmax', 'Erf']) assert.ok(ops.has(op), op);
+    if (dtype === 'float32') assert.ok(!ops.has('Cast'));
+    const norms = m.graph.node.filter((n) => n.op_type === 'LayerNormalization');
+    assert.equal(norms.length, 2 * SMALL.depth + 1);
+    for (const n of norms) {
+      assert.equal(n.attribute.find((a) => a.name === 'axis')?.i, -1);
+      assert.ok(Math.abs((n.attribute.find((a) => a.name === 'epsilon')?.f ?? 0) - 1e-6) < 1e-12, 'LayerNorm epsilon is 1e-6 as in the model');
+    }
+  }
+});
+
+test('semaim export --format onnx: a checkpoint folder becomes onnx/model.onnx + config.json + preprocessor_config.json', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-onnx-cli-'));
+  const model = new SemAIM(makeConfig('vit_tiny', { imgSize: 16, patchSize: 4, embedDim: 32, depth: 2, numHeads: 2, decoderDepth: 1 })).initWeights(4).eval();
+  const ckpt = writeCheckpointFolder(join(dir, 'ckpt'), model);
+  const out = join(dir, 'out');
+  assert.equal(await commands.export.run(['--checkpoint', ckpt, '--out', out, '--format', 'onnx']), 0);
+  assert.ok(existsSync(join(out, 'onnx', 'model.onnx')));
+  const config = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')) as Record<string, unknown>;
+  assert.equal(config.model_type, 'vit');
+  assert.equal(config.hidden_size, 32);
+  const pre = JSON.parse(readFileSync(join(out, 'preprocessor_config.json'), 'utf8')) as Record<string, unknown>;
+  assert.deepEqual(pre.crop_size, { height: 16, width: 16 });
+  assert.deepEqual(pre.size, { shortest_edge: 18 });
+  const images = randomImages(2, { ...model.config }, 3);
+  const got = await runOnnx(readFileSync(join(out, 'onnx', 'model.onnx')), images, 2, model.config);
+  assert.ok(difference(got.hidden, reference(model, images, 2, model.config).hidden).rel <= 1e-4);
+
+  assert.equal(await commands.export.run(['--checkpoint', ckpt, '--out', out, '--format', 'onnx', '--dtype', 'float16', '--no-attention']), 0);
+  const half = decodeModel(readFileSync(join(out, 'onnx', 'model_fp16.onnx')));
+  assert.deepEqual(half.graph.output.map((o) => o.name), ['last_hidden_state', 'pooler_output']);
+  // The default format is still the timm safetensors export.
+  assert.equal(await commands.export.run(['--checkpoint', ckpt, '--out', join(dir, 'enc')]), 0);
+  assert.ok(existsSync(join(dir, 'enc.safetensors')) && existsSync(join(dir, 'enc.json')));
+});
+
+test('semaim export: bad options fail with a message naming the option, before any work', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-onnx-bad-'));
+  await assert.rejects(commands.export.run(['--checkpoint', dir, '--out', join(dir, 'x'), '--format', 'tflite']), /option 'format': must be one of safetensors, onnx, web/);
+  await assert.rejects(commands.export.run(['--checkpoint', dir, '--out', join(dir, 'x'), '--dtype', 'float16']), /option 'dtype': float16 is for --format onnx or web/);
+  await assert.rejects(commands.export.run(['--checkpoint', join(dir, 'nothing'), '--out', join(dir, 'x'), '--format', 'onnx']), /does not exist/);
+  assert.throws(() => vitToOnnx(SMALL, new Map(), { dtype: 'float32', attention: false }), /the encoder weights lack 'patch_embed.proj.weight'/);
+});
