@@ -5,6 +5,7 @@ import { Command, parseCommand } from './command';
 import { evalCommands } from './eval-commands';
 import { vizCommands } from './viz-commands';
 import { demoCommand } from './demo';
+import { segprobeCommand } from './segprobe-command';
 import { registerEvalData } from '../eval/data';
 import { PRETRAIN_OPTIONS, validatePretrain, modelConfigFrom } from '../train/pretrain-config';
 import { pretrain } from '../train/pretrain';
@@ -64,4 +65,4 @@ const coreCommands: Record<string, Command> = {
   },
 };
 
-export const commands: Record<string, Command> = { demo: demoCommand, ...coreCommands, ...evalCommands, ...vizCommands };
+export const commands: Record<string, Command> = { demo: demoCommand, ...coreCommands, ...evalCommands, segprobe: segprobeCommand, ...vizCommands };
