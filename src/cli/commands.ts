@@ -11,10 +11,11 @@ import { PRETRAIN_OPTIONS, validatePretrain, modelConfigFrom } from '../train/pr
 import { pretrain } from '../train/pretrain';
 import { exportEncoder } from '../train/export';
 import { makeTrainData, makeEvalData } from '../train/data';
+import { makeSegData } from '../data/seg-loader';
 
 export { Command, parseCommand };
 
-registerEvalData({ makeEvalData, makeTrainData });
+registerEvalData({ makeEvalData, makeTrainData, makeSegData });
 
 const EXPORT_OPTIONS: OptionTable = {
   checkpoint: { type: 'string', required: true, help: 'run folder (newest valid checkpoint) or a checkpoint folder' },

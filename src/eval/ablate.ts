@@ -21,6 +21,7 @@ import { parseOrders, validateEval } from './options';
 import { dataRequest } from './run';
 import { markdownTable, pct } from './result';
 import type { Precision } from '../train/precision';
+import { AblationSegprobe, SegScore, ablationSegRecipe } from './ablate-segprobe';
 
 export type Budget = 'full' | 'small';
 
@@ -103,6 +104,8 @@ export interface AblationRun {
   evalSeconds: number;
   /** What must match for a finished run to be reused. */
   fingerprint: Record<string, unknown>;
+  /** With --eval segprobe: the segmentation probe (kept in the run folder's ablation-segprobe.json). */
+  segprobe?: SegScore;
 }
 
 /** Options that do not change results (where and how fast a run goes). */
@@ -139,6 +142,8 @@ export interface AblationSummary {
   scores: Record<string, { knnTop1: Stat; linTop1: Stat; linTop5: Stat }>;
   lastLoss: Stat;
   pretrainSeconds: Stat;
+  /** With --eval segprobe: the probe's mIoU. */
+  segMIoU?: Stat;
 }
 
 export interface AblationResult {
@@ -155,6 +160,8 @@ export interface AblationResult {
   summary: AblationSummary[];
   seconds: number;
   markdown: string;
+  /** With --eval segprobe: what the column measures. */
+  segprobe?: string;
 }
 
 export interface AblationHooks {
@@ -241,6 +248,7 @@ export function summarise(runs: AblationRun[], orders: string[], poolings: strin
       order, runs: rs.length, scores,
       lastLoss: stat(rs.map((r) => r.pretrain.lastLoss ?? NaN)),
       pretrainSeconds: stat(rs.map((r) => r.pretrain.seconds ?? NaN)),
+      ...(rs.some((r) => r.segprobe) ? { segMIoU: stat(rs.map((r) => r.segprobe?.mIoU ?? NaN)) } : {}),
     };
   });
 }
@@ -251,11 +259,13 @@ export function ablationMarkdown(r: Omit<AblationResult, 'markdown'>): string {
   const header = ['order', 'runs',
     ...poolings.map((p) => `k-NN top-1 % (k=${r.headlineK}, ${name(p)})`),
     ...poolings.map((p) => `linear top-1 % (${name(p)})`),
+    ...(r.segprobe ? ['seg mIoU %'] : []),
     'final pre-train loss', 'pre-train min'];
   const rows = r.summary.map((s) => [
     s.order, String(s.runs),
     ...poolings.map((p) => fmtStat(s.scores[p].knnTop1)),
     ...poolings.map((p) => fmtStat(s.scores[p].linTop1)),
+    ...(r.segprobe ? [s.segMIoU ? fmtStat(s.segMIoU) : '–'] : []),
     fmtStat(s.lastLoss, false, 4),
     fmtStat({ ...s.pretrainSeconds, mean: s.pretrainSeconds.mean / 60, std: s.pretrainSeconds.std / 60 }, false, 1),
   ]);
@@ -274,10 +284,19 @@ export function ablationMarkdown(r: Omit<AblationResult, 'markdown'>): string {
       `linear probe: BatchNorm (no affine) + Linear, ${(lp.optimizer ?? 'sgd').toUpperCase()} momentum ${lp.momentum}, blr ${lp.blr}, ${lp.epochs} epochs on cached features` +
       `${r.recipe.trainLimit || r.options.trainLimit ? `, ${r.options.trainLimit ?? r.recipe.trainLimit} train` : ''}` +
       `${r.recipe.testLimit || r.options.testLimit ? ` / ${r.options.testLimit ?? r.recipe.testLimit} test images` : ''}.`,
+    ...(r.segprobe ? [`seg mIoU: ${r.segprobe}.`] : []),
     `Total wall time ${(r.seconds / 60).toFixed(1)} min. Mean ± sample std over seeds where runs > 1.`,
     '',
   ];
   return lines.join('\n');
+}
+
+/** The baseline encoder: the architecture of the pre-training options, initialised from `seed` (frozen, eval mode). */
+function randomInitEncoder(options: OptionValues, seed: number, device: torch.Device): VisionTransformer {
+  torch.manualSeed(seed);
+  const encoder = new VisionTransformer(encoderConfigOf(modelConfigFrom(options))).initWeights().to({ device }).eval();
+  for (const t of encoder.parameters()) t.requiresGrad = false;
+  return encoder;
 }
 
 /** Runs the whole ablation; writes `<out-dir>/ablation.{md,json}`. */
@@ -289,6 +308,7 @@ export async function ablate(o: OptionValues, f: EvalDataFactories, hooks: Ablat
   const headlineK = ks.includes(20) ? 20 : ks[0];
   const budget = o.budget as Budget;
   const base = ablationRecipe(budget);
+  const segRecipe = ablationSegRecipe(o, budget);
   const recipe: AblationRecipe = {
     ...base,
     pretrainLimit: (o.pretrainLimit as number | undefined) ?? base.pretrainLimit,
@@ -323,11 +343,23 @@ export async function ablate(o: OptionValues, f: EvalDataFactories, hooks: Ablat
     throw e;
   }
   const runs: AblationRun[] = [];
+  let seg: AblationSegprobe | null = null;
+  let segDescription: string | undefined;
   try {
     if (train.numClasses !== test.numClasses) throw new Error(`the train split has ${train.numClasses} classes, the test split ${test.numClasses}`);
+    if (segRecipe) {
+      seg = await AblationSegprobe.open(segRecipe, f.makeSegData, imgSize, o.seed as number, { evalBatchSize: recipe.evalBatchSize, precision: o.precision as Precision });
+      segDescription = seg.description;
+    }
     for (const [i, p] of plan.entries()) {
       const cached = join(p.runDir, 'ablation-eval.json');
       const fp = fingerprint(p.options, recipe, ks);
+      const addSegprobe = async (run: AblationRun): Promise<void> => {
+        if (!seg) return;
+        run.segprobe = await seg.score(p.runDir, p.seed, fp.pretrain, () => (p.order === RANDOM_INIT
+          ? randomInitEncoder(p.options, p.seed, o.device as torch.Device) : loadEncoder(p.runDir, { device: o.device as torch.Device }).encoder));
+        log(`    ${p.order} seed ${p.seed}: segmentation probe mIoU ${pct(run.segprobe.mIoU)}% (constant majority class: ${pct(run.segprobe.baselineMIoU)}%)`);
+      };
       if (existsSync(cached)) {
         const run = JSON.parse(readFileSync(cached, 'utf8')) as AblationRun;
         if (JSON.stringify(run.fingerprint) !== JSON.stringify(fp)) {
@@ -335,6 +367,7 @@ export async function ablate(o: OptionValues, f: EvalDataFactories, hooks: Ablat
         }
         log(`[${i + 1}/${plan.length}] ${p.order} seed ${p.seed}: already done (${cached})`);
         runs.push(run);
+        await addSegprobe(run);
         continue;
       }
       const started = join(p.runDir, 'config.json');
@@ -350,9 +383,7 @@ export async function ablate(o: OptionValues, f: EvalDataFactories, hooks: Ablat
       let sha256 = 'random-init';
       if (p.order === RANDOM_INIT) {
         log(`[${i + 1}/${plan.length}] baseline: random initialisation, seed ${p.seed}`);
-        torch.manualSeed(p.seed);
-        encoder = new VisionTransformer(encoderConfigOf(modelConfigFrom(p.options))).initWeights().to({ device: o.device as torch.Device }).eval();
-        for (const t of encoder.parameters()) t.requiresGrad = false;
+        encoder = randomInitEncoder(p.options, p.seed, o.device as torch.Device);
       } else {
         log(`[${i + 1}/${plan.length}] pre-training order '${p.order}', seed ${p.seed} → ${p.runDir}`);
         let data = await f.makeTrainData(p.options);
@@ -386,11 +417,13 @@ export async function ablate(o: OptionValues, f: EvalDataFactories, hooks: Ablat
       };
       writeJson(cached, run);
       runs.push(run);
+      await addSegprobe(run);
       const h = scores[recipe.poolings[0]];
       log(`    ${p.order} seed ${p.seed}: loss ${run.pretrain.lastLoss?.toFixed(4)}, k-NN@${headlineK} ${pct(h.knn.find((k) => k.k === headlineK)?.top1)}%, ` +
         `linear ${pct(h.linprobe.top1)}% (${recipe.poolings[0]})`);
     }
   } finally {
+    await seg?.close();
     await train.close();
     await test.close();
   }
@@ -398,6 +431,7 @@ export async function ablate(o: OptionValues, f: EvalDataFactories, hooks: Ablat
   const partial: Omit<AblationResult, 'markdown'> = {
     format: 'semaim.ablation/1', createdAt: new Date().toISOString(), command: hooks.command, budget, options: o, recipe, pretrainOptions,
     headlineK, runs, summary: summarise(runs, rowNames, recipe.poolings, headlineK), seconds: (Date.now() - t0) / 1000,
+    ...(segDescription ? { segprobe: segDescription } : {}),
   };
   const markdown = ablationMarkdown(partial);
   const result: AblationResult = { ...partial, markdown };

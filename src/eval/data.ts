@@ -4,6 +4,8 @@
 import * as torch from '../torch';
 import type { TrainData } from '../train/pretrain';
 import type { OptionValues } from '../util/options';
+import type { SegDataRequest } from '../data/seg-loader';
+import type { SegData } from './seg-data';
 
 /**
  * Augmentation a batch stream applies:
@@ -80,6 +82,8 @@ export interface EvalDataFactories {
   makeEvalData(request: EvalDataRequest): Promise<LabelledData> | LabelledData;
   /** Pre-training data for `ablate`, from resolved PRETRAIN_OPTIONS. */
   makeTrainData(options: OptionValues): Promise<TrainData> | TrainData;
+  /** Data with per-pixel labels, for `ablate --eval segprobe` (src/data/seg-loader.ts's makeSegData). */
+  makeSegData?(request: SegDataRequest): Promise<SegData> | SegData;
 }
 
 let registered: EvalDataFactories | null = null;

@@ -4,6 +4,7 @@ import { OptionError, OptionTable, OptionValues } from '../util/options';
 import { parseKs } from './knn';
 import { autoPrecision, checkPrecision } from '../train/precision';
 import { checkDevice } from '../util/device';
+import { SEG_DATA_OPTIONS } from './segprobe-options';
 
 const DATA_OPTIONS: OptionTable = {
   dataset: { type: 'string', default: 'cifar10', help: 'labelled dataset (e.g. cifar10, synthetic, folder), as the data adapter names them' },
@@ -124,6 +125,11 @@ export const ABLATE_OPTIONS: OptionTable = {
   k: { type: 'string', default: '10,20,30', help: 'k-NN neighbour counts (the table shows k = 20 when present)' },
   pooling: { type: 'string', default: 'both', choices: ['cls', 'mean', 'both'], help: 'features evaluated: [CLS], mean of patch tokens, or both' },
   baseline: { type: 'boolean', default: true, help: 'also evaluate the same architecture randomly initialised (no pre-training)' },
+  eval: { type: 'string', default: 'none', choices: ['none', 'segprobe'], help: "extra column: 'segprobe' = the segmentation probe's mIoU on data with masks (see --seg-dataset)" },
+  segDataset: { type: 'string', default: 'auto', choices: ['auto', 'synthetic', 'seg-folder'], help: "--eval segprobe: data with masks; auto = the synthetic objects when --dataset synthetic" },
+  segDataPath: { type: 'string', help: '--eval segprobe with --seg-dataset seg-folder: its root ({train,test}/images, {train,test}/masks, classes.txt)' },
+  segprobeEpochs: { type: 'number', min: 0.001, help: 'override the recipe: segmentation-probe epochs' },
+  ...SEG_DATA_OPTIONS,
   ...DATA_OPTIONS,
   ...RUN_OPTIONS,
   precision: { type: 'string', default: 'auto', choices: ['auto', 'fp32', 'bf16', 'fp16'], auto: autoPrecision, help: 'pre-training and feature precision; auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)' },

@@ -196,7 +196,7 @@ export async function runSegprobe(cfg: SegprobeConfig, options: OptionValues, f:
   const { probe, baseline } = outcome;
   try {
     const m = probe.metrics;
-    const label = cfg.init === 'random' ? 'random-init encoder' : 'pre-trained encoder';
+    const label = cfg.init === 'random' ? 'random-init encoder' : 'frozen encoder';
     const result: SegprobeFile = {
       format: 'semaim.segprobe/1', command: 'segprobe', createdAt: new Date().toISOString(),
       mIoU: m.mIoU, pixelAccuracy: m.pixelAccuracy, meanAccuracy: m.meanAccuracy, perClassIoU: m.perClassIoU, perClassAccuracy: m.perClassAccuracy,

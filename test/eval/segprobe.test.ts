@@ -8,13 +8,13 @@ import { join } from 'node:path';
 import * as torch from '../../src/torch';
 import { loadTensors } from '../../src/io';
 import { loadEncoder } from '../../src/eval/encoder';
-import { MemorySegData } from '../../src/eval/seg-data';
 import { SegFeatureSet, extractSegFeatures, parseBlocks, patchTokens } from '../../src/eval/seg-features';
 import { segprobeOnFeatures, segprobeOnline } from '../../src/eval/segprobe';
 import { SEGPROBE_OPTIONS, readSegprobeConfig } from '../../src/eval/segprobe-options';
 import { SegprobeFile, runSegprobe } from '../../src/eval/segprobe-run';
 import { resolveOptions } from '../../src/util/options';
 import { maxDiff, writeEncoder } from './helpers';
+import { squares } from './seg-helpers';
 
 torch.setNumThreads(1);
 
@@ -107,24 +107,6 @@ test('blocks: last, lastN, index lists; the last block is the encoder\'s own out
     rmSync(dir, { recursive: true, force: true });
   }
 });
-
-/** 8×8 images, 2×2 patches of 4×4: a bright square marks class 1 in some patch, the rest is class 0. */
-function squares(n: number, seed: number): MemorySegData {
-  const g = new torch.Generator(seed);
-  const noise = torch.randn([n, 3, 8, 8], { generator: g }).mul(0.2);
-  const x = noise.toFloat32Array();
-  noise.dispose();
-  const masks = new Uint8Array(n * 64);
-  for (let i = 0; i < n; i++) {
-    const q = i % 4;
-    const [py, px] = [Math.floor(q / 2) * 4, (q % 2) * 4];
-    for (let y = 0; y < 4; y++) for (let xx = 0; xx < 4; xx++) {
-      masks[i * 64 + (py + y) * 8 + px + xx] = 1;
-      for (let c = 0; c < 3; c++) x[i * 192 + c * 64 + (py + y) * 8 + px + xx] += 2;
-    }
-  }
-  return new MemorySegData(x, [n, 3, 8, 8], masks, 2, ['background', 'square']);
-}
 
 test('the online path trains through the frozen encoder (images and masks flipped together) and leaves it unchanged', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-sp-'));
