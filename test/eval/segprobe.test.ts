@@ -13,6 +13,7 @@ import { segprobeOnFeatures, segprobeOnline } from '../../src/eval/segprobe';
 import { SEGPROBE_OPTIONS, readSegprobeConfig } from '../../src/eval/segprobe-options';
 import { SegprobeFile, runSegprobe } from '../../src/eval/segprobe-run';
 import { resolveOptions } from '../../src/util/options';
+import { makeSegprobeCommand } from '../../src/cli/segprobe-command';
 import { maxDiff, writeEncoder } from './helpers';
 import { squares } from './seg-helpers';
 
@@ -171,6 +172,33 @@ test('runSegprobe writes segprobe.json (fractions), the figure and the head; --i
     assert.throws(() => readSegprobeConfig(resolveOptions(SEGPROBE_OPTIONS, {}, { checkpoint: enc, epochs: 2, warmupEpochs: 2 })), /warmupEpochs/);
     assert.throws(() => readSegprobeConfig(resolveOptions(SEGPROBE_OPTIONS, {}, { checkpoint: enc, dataset: 'seg-folder' })), /needs --data-path/);
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the segprobe command parses its flags, checks them before any data is read, and prints the table', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-sp-'));
+  const out: string[] = [];
+  const write = process.stdout.write.bind(process.stdout);
+  try {
+    const enc = writeEncoder(dir);
+    let opened = 0;
+    const cmd = makeSegprobeCommand(() => {
+      opened++;
+      return squares(16, opened);
+    });
+    await assert.rejects(cmd.run(['--checkpoint', enc, '--blocks', 'last3']), /blocks 'last3': the encoder has 2 blocks/);
+    await assert.rejects(cmd.run(['--checkpoint', join(dir, 'missing.safetensors')]), /does not exist/);
+    assert.equal(opened, 0, 'no data opened for a bad command');
+    process.stdout.write = ((s: string) => (out.push(s), true)) as typeof process.stdout.write;
+    const rc = await cmd.run(['--checkpoint', enc, '--epochs', '1', '--batch-size', '8', '--figure-images', '0', '--threads', '1', '--out-dir', join(dir, 'o')]);
+    process.stdout.write = write;
+    assert.equal(rc, 0);
+    assert.match(out.join(''), /\| linear probe, frozen encoder \(adamw, 1 ep, blocks last\) \| [\d.]+ \|/);
+    assert.match(out.join(''), /wrote .*segprobe\.json\n/);
+    assert.ok(!existsSync(join(dir, 'o', 'segprobe.png')), '--figure-images 0: no figure');
+  } finally {
+    process.stdout.write = write;
     rmSync(dir, { recursive: true, force: true });
   }
 });
