@@ -6,6 +6,7 @@ import { evalCommands } from './eval-commands';
 import { vizCommands } from './viz-commands';
 import { demoCommand } from './demo';
 import { shardsCommand } from './shards-command';
+import { segprobeCommand } from './segprobe-command';
 import { PRETRAIN_OPTIONS, validatePretrain, modelConfigFrom, trainDataRequest } from '../train/pretrain-options';
 import { pretrain } from '../train/pretrain';
 import { makeTrainData } from '../data';
@@ -57,4 +58,4 @@ const coreCommands: Record<string, Command> = {
   }),
 };
 
-export const commands: Record<string, Command> = { demo: demoCommand, ...coreCommands, ...evalCommands, ...vizCommands, shards: shardsCommand };
+export const commands: Record<string, Command> = { demo: demoCommand, ...coreCommands, ...evalCommands, segprobe: segprobeCommand, ...vizCommands, shards: shardsCommand };

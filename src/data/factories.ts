@@ -14,6 +14,7 @@ import {
 import { ShardLoader, shardDataset, isShardDataset, type ShardDataset } from './shards';
 import { type LoaderOptions } from './loader';
 import { type RankSlice } from './sharding';
+import { makeSegData } from './seg-loader';
 import type { Augment, BatchOptions, DataFactories, EvalDataRequest, LabelledBatch, LabelledData, RankedTrainData, TrainBatch, TrainDataRequest } from './streams';
 
 export const DATASETS = ['synthetic', 'cifar10', 'folder', 'flat', 'shards'] as const;
@@ -187,4 +188,4 @@ export function makeEvalData(req: EvalDataRequest, dist: RankSlice = SINGLE_PROC
 
 
 /** The real datasets, as the factories evaluations and experiments are given. */
-export const DATA_FACTORIES: DataFactories = { makeEvalData, makeTrainData };
+export const DATA_FACTORIES: DataFactories = { makeEvalData, makeTrainData, makeSegData };

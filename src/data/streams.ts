@@ -3,6 +3,8 @@
 // factories.ts; training and evaluation never decode images themselves.
 
 import type { ImageInputOptions } from './options';
+import type { SegDataRequest } from './seg-loader';
+import type { SegData } from './seg-streams';
 
 export interface TrainBatch {
   /** NCHW: float32 already normalised, or uint8 that the trainer normalises on the device with `TrainData.normalize`. */
@@ -146,4 +148,6 @@ export interface DataFactories {
   makeEvalData(request: EvalDataRequest): Promise<LabelledData> | LabelledData;
   /** Pre-training data (the order ablation pre-trains). */
   makeTrainData(request: TrainDataRequest): Promise<TrainData> | TrainData;
+  /** Data with per-pixel labels, for `ablate --eval segprobe` (src/data/seg-loader.ts's makeSegData). */
+  makeSegData?(request: SegDataRequest): Promise<SegData> | SegData;
 }

@@ -47,8 +47,8 @@ export function makeResult(
   };
 }
 
-/** Writes `<outDir>/<command>.json` atomically; returns its path. */
-export function writeResult(outDir: string, result: EvalResult): string {
+/** Writes `<outDir>/<command>.json` atomically (any evaluator's result file); returns its path. */
+export function writeResult(outDir: string, result: { command: string }): string {
   mkdirSync(outDir, { recursive: true });
   const path = join(outDir, `${result.command}.json`);
   const tmp = `${path}.tmp-${process.pid}`;

@@ -2,6 +2,8 @@
 import { OptionError, Options, defineOptions } from '../util/options';
 import { autoPrecision } from '../run/precision';
 import { DATA_OPTIONS, RUN_OPTIONS, validateEval } from '../eval/options';
+import { SEG_DATA_OPTIONS } from '../eval/segprobe-options';
+import { ablationSegRecipe } from './ablate-segprobe';
 
 export const ABLATE_ORDERS = ['raster', 'stochastic', 'similarity', 'semantic', 'multicenter'] as const;
 
@@ -23,6 +25,11 @@ export const ABLATE_OPTIONS = defineOptions({
   k: { type: 'string', default: '10,20,30', help: 'k-NN neighbour counts (the table shows k = 20 when present)' },
   pooling: { type: 'string', default: 'both', choices: ['cls', 'mean', 'both'], help: 'features evaluated: [CLS], mean of patch tokens, or both' },
   baseline: { type: 'boolean', default: true, help: 'also evaluate the same architecture randomly initialised (no pre-training)' },
+  eval: { type: 'string', default: 'none', choices: ['none', 'segprobe'], help: "extra column: 'segprobe' = the segmentation probe's mIoU on data with masks (see --seg-dataset)" },
+  segDataset: { type: 'string', default: 'auto', choices: ['auto', 'synthetic', 'seg-folder'], help: "--eval segprobe: data with masks; auto = the synthetic objects when --dataset synthetic" },
+  segDataPath: { type: 'string', help: '--eval segprobe with --seg-dataset seg-folder: its root ({train,test}/images, {train,test}/masks, classes.txt)' },
+  segprobeEpochs: { type: 'number', min: 0.001, help: 'override the recipe: segmentation-probe epochs' },
+  ...SEG_DATA_OPTIONS,
   ...DATA_OPTIONS,
   ...RUN_OPTIONS,
   precision: { type: 'string', default: 'auto', choices: ['auto', 'fp32', 'bf16', 'fp16'], auto: autoPrecision, help: 'pre-training and feature precision; auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)' },
@@ -35,6 +42,7 @@ export type AblateOptions = Options<typeof ABLATE_OPTIONS>;
 export function validateAblate(o: AblateOptions): void {
   validateEval(o);
   parseOrders(o.orders);
+  ablationSegRecipe(o, o.budget);
 }
 
 /** Parses the ablation's order list. */

@@ -22,6 +22,7 @@ import { AblateOptions, parseOrders, validateAblate } from './ablate-options';
 import { dataRequest } from '../eval/run';
 import { markdownTable, pct } from '../eval/result';
 import type { Precision } from '../run/precision';
+import { AblationSegprobe, SegScore, ablationSegRecipe } from './ablate-segprobe';
 
 export type Budget = 'full' | 'small';
 
@@ -104,6 +105,8 @@ export interface AblationRun {
   evalSeconds: number;
   /** What must match for a finished run to be reused. */
   fingerprint: Record<string, unknown>;
+  /** With --eval segprobe: the segmentation probe (kept in the run folder's ablation-segprobe.json). */
+  segprobe?: SegScore;
 }
 
 /** Options that do not change results (where and how fast a run goes). */
@@ -144,6 +147,8 @@ export interface AblationSummary {
   scores: Record<string, { knnTop1: Stat; linTop1: Stat; linTop5: Stat }>;
   lastLoss: Stat;
   pretrainSeconds: Stat;
+  /** With --eval segprobe: the probe's mIoU. */
+  segMIoU?: Stat;
 }
 
 export interface AblationResult {
@@ -160,6 +165,8 @@ export interface AblationResult {
   summary: AblationSummary[];
   seconds: number;
   markdown: string;
+  /** With --eval segprobe: what the column measures. */
+  segprobe?: string;
 }
 
 export interface AblationHooks {
@@ -247,6 +254,7 @@ export function summarise(runs: AblationRun[], orders: string[], poolings: strin
       order, runs: rs.length, scores,
       lastLoss: stat(rs.map((r) => r.pretrain.lastLoss ?? NaN)),
       pretrainSeconds: stat(rs.map((r) => r.pretrain.seconds ?? NaN)),
+      ...(rs.some((r) => r.segprobe) ? { segMIoU: stat(rs.map((r) => r.segprobe?.mIoU ?? NaN)) } : {}),
     };
   });
 }
@@ -257,11 +265,13 @@ export function ablationMarkdown(r: Omit<AblationResult, 'markdown'>): string {
   const header = ['order', 'runs',
     ...poolings.map((p) => `k-NN top-1 % (k=${r.headlineK}, ${name(p)})`),
     ...poolings.map((p) => `linear top-1 % (${name(p)})`),
+    ...(r.segprobe ? ['seg mIoU %'] : []),
     'final pre-train loss', 'pre-train min'];
   const rows = r.summary.map((s) => [
     s.order, String(s.runs),
     ...poolings.map((p) => fmtStat(s.scores[p].knnTop1)),
     ...poolings.map((p) => fmtStat(s.scores[p].linTop1)),
+    ...(r.segprobe ? [s.segMIoU ? fmtStat(s.segMIoU) : '–'] : []),
     fmtStat(s.lastLoss, false, 4),
     fmtStat({ ...s.pretrainSeconds, mean: s.pretrainSeconds.mean / 60, std: s.pretrainSeconds.std / 60 }, false, 1),
   ]);
@@ -280,10 +290,19 @@ export function ablationMarkdown(r: Omit<AblationResult, 'markdown'>): string {
       `linear probe: BatchNorm (no affine) + Linear, ${(lp.optimizer ?? 'sgd').toUpperCase()} momentum ${lp.momentum}, blr ${lp.blr}, ${lp.epochs} epochs on cached features` +
       `${r.recipe.trainLimit || r.options.trainLimit ? `, ${r.options.trainLimit ?? r.recipe.trainLimit} train` : ''}` +
       `${r.recipe.testLimit || r.options.testLimit ? ` / ${r.options.testLimit ?? r.recipe.testLimit} test images` : ''}.`,
+    ...(r.segprobe ? [`seg mIoU: ${r.segprobe}.`] : []),
     `Total wall time ${(r.seconds / 60).toFixed(1)} min. Mean ± sample std over seeds where runs > 1.`,
     '',
   ];
   return lines.join('\n');
+}
+
+/** The baseline encoder: the architecture of the pre-training options, initialised from `seed` (frozen, eval mode). */
+function randomInitEncoder(options: PretrainOptions, seed: number, device: torch.Device): VisionTransformer {
+  torch.manualSeed(seed);
+  const encoder = new VisionTransformer(encoderConfigOf(modelConfigFrom(options))).initWeights().to({ device }).eval();
+  for (const t of encoder.parameters()) t.requiresGrad = false;
+  return encoder;
 }
 
 /** Runs the whole ablation; writes `<out-dir>/ablation.{md,json}`. */
@@ -296,6 +315,7 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
   const headlineK = ks.includes(20) ? 20 : ks[0];
   const budget = o.budget;
   const base = ablationRecipe(budget);
+  const segRecipe = ablationSegRecipe(o, budget);
   const recipe: AblationRecipe = {
     ...base,
     pretrainLimit: o.pretrainLimit ?? base.pretrainLimit,
@@ -330,11 +350,23 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
     throw e;
   }
   const runs: AblationRun[] = [];
+  let seg: AblationSegprobe | null = null;
+  let segDescription: string | undefined;
   try {
     if (train.numClasses !== test.numClasses) throw new Error(`the train split has ${train.numClasses} classes, the test split ${test.numClasses}`);
+    if (segRecipe) {
+      seg = await AblationSegprobe.open(segRecipe, f.makeSegData, imgSize, o.seed, { evalBatchSize: recipe.evalBatchSize, precision: o.precision });
+      segDescription = seg.description;
+    }
     for (const [i, p] of plan.entries()) {
       const cached = join(p.runDir, 'ablation-eval.json');
       const fp = fingerprint(p.options, recipe, ks);
+      const addSegprobe = async (run: AblationRun): Promise<void> => {
+        if (!seg) return;
+        run.segprobe = await seg.score(p.runDir, p.seed, fp.pretrain as Record<string, unknown>, () => (p.order === RANDOM_INIT
+          ? randomInitEncoder(p.options, p.seed, device) : loadEncoder(p.runDir, { device }).encoder));
+        log(`    ${p.order} seed ${p.seed}: segmentation probe mIoU ${pct(run.segprobe.mIoU)}% (constant majority class: ${pct(run.segprobe.baselineMIoU)}%)`);
+      };
       if (existsSync(cached)) {
         const run = JSON.parse(readFileSync(cached, 'utf8')) as AblationRun;
         if (JSON.stringify(run.fingerprint) !== JSON.stringify(fp)) {
@@ -342,6 +374,7 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
         }
         log(`[${i + 1}/${plan.length}] ${p.order} seed ${p.seed}: already done (${cached})`);
         runs.push(run);
+        await addSegprobe(run);
         continue;
       }
       const started = join(p.runDir, 'config.json');
@@ -357,9 +390,7 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
       let sha256 = 'random-init';
       if (p.order === RANDOM_INIT) {
         log(`[${i + 1}/${plan.length}] baseline: random initialisation, seed ${p.seed}`);
-        torch.manualSeed(p.seed);
-        encoder = new VisionTransformer(encoderConfigOf(modelConfigFrom(p.options))).initWeights().to({ device }).eval();
-        for (const t of encoder.parameters()) t.requiresGrad = false;
+        encoder = randomInitEncoder(p.options, p.seed, device);
       } else {
         log(`[${i + 1}/${plan.length}] pre-training order '${p.order}', seed ${p.seed} → ${p.runDir}`);
         let data = await f.makeTrainData(trainDataRequest(p.options));
@@ -393,11 +424,13 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
       };
       writeJson(cached, run);
       runs.push(run);
+      await addSegprobe(run);
       const h = scores[recipe.poolings[0]];
       log(`    ${p.order} seed ${p.seed}: loss ${run.pretrain.lastLoss?.toFixed(4)}, k-NN@${headlineK} ${pct(h.knn.find((k) => k.k === headlineK)?.top1)}%, ` +
         `linear ${pct(h.linprobe.top1)}% (${recipe.poolings[0]})`);
     }
   } finally {
+    await seg?.close();
     await train.close();
     await test.close();
   }
@@ -405,6 +438,7 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
   const partial: Omit<AblationResult, 'markdown'> = {
     format: 'semaim.ablation/1', createdAt: new Date().toISOString(), command: hooks.command, budget, options: o, recipe, pretrainOptions,
     headlineK, runs, summary: summarise(runs, rowNames, recipe.poolings, headlineK), seconds: (Date.now() - t0) / 1000,
+    ...(segDescription ? { segprobe: segDescription } : {}),
   };
   const markdown = ablationMarkdown(partial);
   const result: AblationResult = { ...partial, markdown };

@@ -17,13 +17,13 @@ export function isPng(d: Uint8Array): boolean {
   return true;
 }
 
-function u32(d: Uint8Array, o: number): number {
+export function u32(d: Uint8Array, o: number): number {
   return ((d[o] << 24) | (d[o + 1] << 16) | (d[o + 2] << 8) | d[o + 3]) >>> 0;
 }
 
 const MAX_LENGTH = constants.MAX_LENGTH;
 const CHANNELS: Record<number, number> = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 };
-const ADAM7 = [
+export const ADAM7 = [
   [0, 0, 8, 8],
   [4, 0, 8, 8],
   [0, 4, 4, 8],
@@ -136,7 +136,7 @@ export function decodePng(d: Uint8Array, background = 0, maxPixels?: number): Im
   return fromInterleaved(out, width, height, outCh, background);
 }
 
-function unfilter(f: number, line: Uint8Array, prev: Uint8Array, cur: Uint8Array, bpp: number): void {
+export function unfilter(f: number, line: Uint8Array, prev: Uint8Array, cur: Uint8Array, bpp: number): void {
   const n = line.length;
   switch (f) {
     case 0:
@@ -219,7 +219,7 @@ function emitRow(
 }
 
 /** k-th sample of a row at the given bit depth. */
-function sample(row: Uint8Array, k: number, depth: number): number {
+export function sample(row: Uint8Array, k: number, depth: number): number {
   switch (depth) {
     case 8:
       return row[k];

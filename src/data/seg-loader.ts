@@ -1,0 +1,141 @@
+// Batches of images and label masks for the segmentation probe. Samples go through the same
+// transform pipeline as the classification data (one geometric plan per sample; the mask plane is
+// resampled nearest-neighbour, so labels are never blended), on the calling thread.
+//
+// Unusable samples follow the loader's bad-input rule with one difference: they are left out, not
+// replaced (a metric over a test set must not count an image twice), named once on stderr and
+// counted by reason in `skipped()`.
+import { Rng, permutation } from './rng';
+import { Pipeline, SizeMismatchError } from './pipeline';
+import { DecodeError } from './codecs/errors';
+import { centerCrop, evalTransforms, horizontalFlip, normalize, randomResizedCrop, resize, type TransformSpec } from './transforms';
+import { SegSkipError, type SegSource } from './sources/seg-source';
+import { syntheticSegSource, type SyntheticSegClasses } from './sources/seg-synthetic';
+import { segFolder } from './sources/seg-folder';
+import { IGNORE_INDEX, SkipTally, type SegAugment, type SegBatch, type SegBatchOptions, type SegData, type SkipSummary } from './seg-streams';
+
+/** The transforms of a segmentation batch stream at a square size. */
+export function segTransforms(augment: SegAugment, size: number, fixedSize: readonly [number, number] | null): TransformSpec[] {
+  if (augment === 'crop-flip') return [randomResizedCrop(size, { scale: [0.5, 1], interpolation: 'bicubic' }), horizontalFlip(0.5), normalize()];
+  const native = fixedSize && fixedSize[0] === size && fixedSize[1] === size;
+  // As the classification data: images at the model's size are only normalised; others resize + centre-crop.
+  return native ? [normalize()] : fixedSize ? [resize(size, { interpolation: 'bicubic' }), centerCrop(size), normalize()] : evalTransforms(size);
+}
+
+export class SegLoader implements SegData {
+  readonly size: number;
+  readonly numClasses: number;
+  readonly classNames: string[];
+  readonly ignoreIndex = IGNORE_INDEX;
+  readonly imageShape: number[];
+  readonly name: string;
+  private readonly tally: SkipTally;
+  private readonly pipelines = new Map<SegAugment, Pipeline>();
+
+  constructor(readonly source: SegSource, readonly imgSize: number, warn?: (line: string) => void) {
+    if (source.length === 0 && source.listingSkips.length === 0) throw new Error(`${source.root} holds no image`);
+    this.size = source.length;
+    this.numClasses = source.classes.length;
+    this.classNames = [...source.classes];
+    this.imageShape = [3, imgSize, imgSize];
+    this.name = source.root;
+    this.tally = new SkipTally(`data ${source.root}`, warn);
+    for (const s of source.listingSkips) this.tally.add(s);
+    if (source.length === 0) throw new Error(`${source.root}: no usable sample (${source.listingSkips.length} image(s) without a mask)`);
+  }
+
+  private pipeline(augment: SegAugment): Pipeline {
+    let p = this.pipelines.get(augment);
+    if (!p) {
+      p = new Pipeline(segTransforms(augment, this.imgSize, this.source.fixedSize));
+      this.pipelines.set(augment, p);
+    }
+    return p;
+  }
+
+  async *batches(o: SegBatchOptions): AsyncGenerator<SegBatch> {
+    const n = this.size;
+    const seed = o.seed ?? 0;
+    const order = o.shuffle ? permutation(n, seed, 'shuffle', o.epoch) : Int32Array.from({ length: n }, (_, i) => i);
+    const pipeline = this.pipeline(o.augment);
+    const S = this.imgSize;
+    const per = 3 * S * S;
+    const hw = S * S;
+    let images = new Float32Array(o.batchSize * per);
+    let masks = new Uint8Array(o.batchSize * hw);
+    let indices = new Int32Array(o.batchSize);
+    let k = 0;
+    let used = 0;
+    for (const i of order) {
+      const name = this.source.name(i);
+      if (this.tally.has(name)) continue;
+      try {
+        const opened = this.source.open(i);
+        const handle = opened instanceof Promise ? await opened : opened;
+        pipeline.run(handle, new Rng(seed, o.epoch, i, 0), images, k * per, S, S, masks, k * hw);
+      } catch (e) {
+        if (e instanceof SizeMismatchError) throw new Error(`${name}: ${e.message}`);
+        const reason = e instanceof SegSkipError || e instanceof DecodeError ? e.reason : 'corrupt';
+        this.tally.add({ name, reason, message: (e as Error).message });
+        continue;
+      }
+      indices[k++] = i;
+      used++;
+      if (k === o.batchSize) {
+        yield { images, shape: [k, 3, S, S], masks, indices };
+        images = new Float32Array(o.batchSize * per);
+        masks = new Uint8Array(o.batchSize * hw);
+        indices = new Int32Array(o.batchSize);
+        k = 0;
+      }
+    }
+    if (used === 0) throw new Error(`${this.source.root}: none of its ${n} samples could be used (${describe(this.tally.summary())})`);
+    if (k > 0 && !o.dropLast) yield { images: images.subarray(0, k * per), shape: [k, 3, S, S], masks: masks.subarray(0, k * hw), indices: indices.subarray(0, k) };
+  }
+
+  skipped(): SkipSummary {
+    return this.tally.summary();
+  }
+
+  close(): void {}
+}
+
+function describe(s: SkipSummary): string {
+  return Object.entries(s.byReason).map(([r, c]) => `${r} ${c}`).join(', ');
+}
+
+/** What the segmentation probe asks the data adapter for. */
+export interface SegDataRequest {
+  split: 'train' | 'test';
+  /** 'synthetic' or 'seg-folder'. */
+  dataset: string;
+  dataPath?: string;
+  imgSize: number;
+  /** At most this many samples (synthetic: the first N; folder: a seeded subset). */
+  limit?: number;
+  seed: number;
+  /** Synthetic objects: 'shapes' (background + 10 shapes) or 'object' (background + object). */
+  segClasses?: SyntheticSegClasses;
+  /** Folder without classes.txt: the number of classes. */
+  numClasses?: number;
+  reduceZeroLabel?: boolean;
+  warn?: (line: string) => void;
+}
+
+export const SEG_DATASETS = ['synthetic', 'seg-folder'] as const;
+
+/** Segmentation data by name. Synthetic splits are the generator's disjoint train and 'val' streams (5000 / 1000 images unless limited). */
+export function makeSegData(r: SegDataRequest): SegData {
+  let source: SegSource;
+  if (r.dataset === 'synthetic') {
+    source = syntheticSegSource({
+      size: r.imgSize, count: r.limit ?? (r.split === 'train' ? 5000 : 1000), seed: r.seed, split: r.split === 'train' ? 'train' : 'val', segClasses: r.segClasses ?? 'shapes',
+    });
+  } else if (r.dataset === 'seg-folder') {
+    if (!r.dataPath) throw new Error("dataset 'seg-folder' needs --data-path (a folder with train/ and test/, each holding images/ and masks/)");
+    source = segFolder(r.dataPath, { split: r.split, numClasses: r.numClasses, reduceZeroLabel: r.reduceZeroLabel, limit: r.limit, seed: r.seed });
+  } else {
+    throw new Error(`dataset '${r.dataset}' has no segmentation masks (known: ${SEG_DATASETS.join(', ')})`);
+  }
+  return new SegLoader(source, r.imgSize, r.warn);
+}

@@ -1,0 +1,127 @@
+// Users' segmentation data in the ADE20K / VOC style:
+//
+//   <root>/classes.txt              one class name per line (line k = class index k); optional when
+//                                   the number of classes is given
+//   <root>/<split>/images/**/x.jpg  images (any format the loader reads)
+//   <root>/<split>/masks/**/x.png   one class index per pixel (8-bit grey or palette PNG), 255 = ignore
+//
+// An image and its mask share their path under images/ and masks/ up to the extension. An image
+// without a mask is left out while listing; a mask whose size differs from its image, that does not
+// decode, or that holds a label outside the classes is left out when read (SegSkipError), as is an
+// image that does not decode (DecodeError). Nothing is replaced: the loader counts what it leaves out.
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { openImage, type ImageHandle } from '../codecs/decode';
+import { DecodeError } from '../codecs/errors';
+import { decodeLabelPng } from '../codecs/label-png';
+import { permutation } from '../rng';
+import { IMAGE_EXTENSIONS, imageFiles } from './folder';
+import { maskPlane, SegSkipError, withMask, type SegSource } from './seg-source';
+
+export interface SegFolderOptions {
+  split: 'train' | 'test';
+  /** Number of classes when there is no classes.txt (names become class0, class1, ...). */
+  numClasses?: number;
+  /** ADE20K's convention: label 0 ('other') becomes ignore (255) and every other label k becomes k − 1. */
+  reduceZeroLabel?: boolean;
+  /** Use a seeded random subset of at most this many listed pairs. */
+  limit?: number;
+  seed?: number;
+  /** Grey level transparent pixels are composited onto (default 255, as the loader). */
+  background?: number;
+}
+
+const LAYOUT = '<root>/{train,test}/images/**/NAME.{jpg,png,...} with <root>/{train,test}/masks/**/NAME.png (and <root>/classes.txt)';
+
+const stem = (rel: string): string => rel.replace(/\.[^./]+$/, '');
+
+function readClasses(root: string, numClasses: number | undefined): string[] {
+  const file = join(root, 'classes.txt');
+  if (existsSync(file)) {
+    const names = readFileSync(file, 'utf8').split(/\r?\n/).map((s) => s.trim());
+    while (names.length && names[names.length - 1] === '') names.pop();
+    if (names.length < 1) throw new Error(`${file} lists no class`);
+    if (numClasses !== undefined && numClasses !== names.length) throw new Error(`${file} lists ${names.length} classes, but the number of classes given is ${numClasses}`);
+    if (names.length > 255) throw new Error(`${file} lists ${names.length} classes; masks hold at most 255 (0–254, 255 = ignore)`);
+    return names;
+  }
+  if (numClasses === undefined) throw new Error(`segmentation folder ${root}: no classes.txt (one class name per line) and no number of classes given (--num-classes)`);
+  if (!(Number.isInteger(numClasses) && numClasses >= 2 && numClasses <= 255)) throw new RangeError(`number of classes must be 2..255, got ${numClasses}`);
+  return Array.from({ length: numClasses }, (_, k) => `class${k}`);
+}
+
+export function segFolder(rootIn: string, o: SegFolderOptions): SegSource {
+  const root = resolve(rootIn);
+  const splitDir = join(root, o.split);
+  const imagesDir = join(splitDir, 'images');
+  const masksDir = join(splitDir, 'masks');
+  for (const d of [imagesDir, masksDir]) {
+    if (!existsSync(d) || !statSync(d).isDirectory()) throw new Error(`segmentation folder: ${d} is missing (expected ${LAYOUT})`);
+  }
+  const classes = readClasses(root, o.numClasses);
+  const images = imageFiles(imagesDir, { recursive: true });
+  const maskPaths = new Map<string, string>();
+  try {
+    const masks = imageFiles(masksDir, { recursive: true, extensions: ['.png'] });
+    for (let i = 0; i < masks.length; i++) maskPaths.set(stem(masks.relativePath(i)), masks.relativePath(i));
+  } catch {
+    // no mask at all: every image is left out below, and the loader says so
+  }
+  const pairs: { image: string; mask: string }[] = [];
+  const listingSkips: { name: string; reason: string; message: string }[] = [];
+  for (let i = 0; i < images.length; i++) {
+    const rel = images.relativePath(i);
+    const m = maskPaths.get(stem(rel));
+    if (m) pairs.push({ image: rel, mask: m });
+    else listingSkips.push({ name: join(imagesDir, rel), reason: 'no-mask', message: `no mask ${join(masksDir, stem(rel))}.png` });
+  }
+  let chosen = pairs;
+  if (o.limit !== undefined && o.limit < pairs.length) {
+    const pick = [...permutation(pairs.length, o.seed ?? 0, 'seg-subset').subarray(0, o.limit)].sort((a, b) => a - b);
+    chosen = pick.map((k) => pairs[k]);
+  }
+  const numClasses = classes.length;
+  const reduceZero = !!o.reduceZeroLabel;
+  const background = o.background ?? 255;
+  const extensions = IMAGE_EXTENSIONS.join(' ');
+  return {
+    root: splitDir,
+    length: chosen.length,
+    classes,
+    fixedSize: null,
+    listingSkips,
+    name: (i) => join(imagesDir, chosen[i].image),
+    open(i): ImageHandle | Promise<ImageHandle> {
+      const maskFile = join(masksDir, chosen[i].mask);
+      let mask;
+      try {
+        mask = decodeLabelPng(readFileSync(maskFile));
+      } catch (e) {
+        throw new SegSkipError('mask-unreadable', `mask ${maskFile}: ${(e as Error).message}`);
+      }
+      const data = mask.data;
+      for (let k = 0; k < data.length; k++) {
+        let v = data[k];
+        if (reduceZero) v = data[k] = v === 0 || v === 255 ? 255 : v - 1;
+        if (v >= numClasses && v !== 255) {
+          throw new SegSkipError('mask-labels', `mask ${maskFile} holds label ${v}${reduceZero ? ' (after reducing the zero label)' : ''}, outside the ${numClasses} classes (0..${numClasses - 1}; 255 = ignore)`);
+        }
+      }
+      let bytes: Uint8Array;
+      const imageFile = join(imagesDir, chosen[i].image);
+      try {
+        bytes = readFileSync(imageFile);
+      } catch (e) {
+        throw new DecodeError('unreadable', `cannot read file (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; images are ${extensions})`);
+      }
+      const attach = (h: ImageHandle): ImageHandle => {
+        if (h.width !== mask.width || h.height !== mask.height) {
+          throw new SegSkipError('mask-size', `mask ${maskFile} is ${mask.width}×${mask.height}, its image ${h.width}×${h.height}`);
+        }
+        return withMask(h, maskPlane(data, mask.width, mask.height));
+      };
+      const h = openImage(bytes, { background });
+      return h instanceof Promise ? h.then(attach) : attach(h);
+    },
+  };
+}

@@ -1,0 +1,237 @@
+// The job behind `semaim segprobe`: the frozen encoder (pre-trained, or its architecture freshly
+// initialised), both splits of a dataset with masks, the probe, then `<out-dir>/segprobe.json`
+// (fractions 0–1), `segprobe.png` (predictions beside the ground truth), `seg-head.safetensors`,
+// and a Markdown table for the terminal.
+import { mkdirSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import * as torch from '../torch';
+import { saveTensors } from '../io';
+import { VisionTransformer } from '../semaim';
+import { writePng } from '../viz/png';
+import { drawSegFigure } from '../viz/seg-figure';
+import type { SegDataRequest } from '../data/seg-loader';
+import { EncoderSource, loadEncoder, resolveEncoder } from '../semaim';
+import { SegMetrics } from './miou';
+import { markdownTable, pct, writeResult } from './result';
+import { SegData, SkipSummary, describeSkips } from '../data/seg-streams';
+import { extractSegFeatures, parseBlocks, SegFeatureSet } from './seg-features';
+import { SegDataSettings, SegprobeConfig, SegprobeSettings } from './segprobe-options';
+import { SegprobeResult, constantPredictionMetrics, segprobeOnFeatures, segprobeOnline } from './segprobe';
+import type { Precision } from '../run/precision';
+
+/** Where segmentation data comes from (src/data/seg-loader.ts's makeSegData, or memory in tests). */
+export type SegDataFactory = (request: SegDataRequest) => SegData | Promise<SegData>;
+
+export interface SegprobeOutcome {
+  probe: SegprobeResult;
+  /** Predicting the class most frequent in the training masks everywhere. */
+  baseline: { classIndex: number; className: string; metrics: SegMetrics };
+  blocks: number[];
+  featureDim: number;
+  sizes: { train: number; test: number };
+  skipped: { train: SkipSummary; test: SkipSummary };
+  /** The first test images (normalised) and their masks, for the figure. */
+  figure: { images: Float32Array; truth: Uint8Array; count: number };
+}
+
+export interface ProbeRunOptions {
+  evalBatchSize: number;
+  precision: Precision;
+  seed: number;
+  evalEvery?: number;
+  /** Test images kept for the figure. */
+  keep?: number;
+  /** Show progress bars (default true). */
+  progress?: boolean;
+}
+
+function checkShapes(encoder: VisionTransformer, data: SegData, what: string): void {
+  const want = [encoder.cfg.inChans ?? 3, encoder.cfg.imgSize, encoder.cfg.imgSize];
+  if (data.imageShape.join() !== want.join()) throw new Error(`${what}: images are [${data.imageShape}], the encoder expects [${want}]`);
+}
+
+/** Trains and scores the probe on a frozen encoder over two splits. */
+export async function segprobeEncoder(encoder: VisionTransformer, train: SegData, test: SegData, s: SegprobeSettings, o: ProbeRunOptions): Promise<SegprobeOutcome> {
+  if (train.numClasses !== test.numClasses) throw new Error(`the train split has ${train.numClasses} classes, the test split ${test.numClasses}`);
+  checkShapes(encoder, train, 'train data');
+  checkShapes(encoder, test, 'test data');
+  const blocks = parseBlocks(s.blocks, encoder.cfg.depth);
+  const C = train.numClasses;
+  const show = o.progress ?? true;
+  const fo = { batchSize: o.evalBatchSize, blocks, precision: o.precision };
+  const keep = o.keep ?? 0;
+  const settings = {
+    epochs: s.epochs, batchSize: s.batchSize, lr: s.lr, minLr: s.minLr, warmupEpochs: s.warmupEpochs, weightDecay: s.weightDecay,
+    momentum: s.momentum, optimizer: s.optimizer, seed: o.seed, evalEvery: o.evalEvery, keepPredictions: keep, label: show ? 'segprobe' : null,
+  };
+  let testSet: SegFeatureSet | null = null;
+  let trainSet: SegFeatureSet | null = null;
+  try {
+    testSet = await extractSegFeatures(encoder, test, { ...fo, keepImages: keep, label: show ? 'features (test)' : null });
+    let probe: SegprobeResult;
+    let trainCount: number;
+    if (s.augment === 'none') {
+      trainSet = await extractSegFeatures(encoder, train, { ...fo, label: show ? 'features (train)' : null });
+      trainCount = trainSet.features.shape[0];
+      probe = await segprobeOnFeatures(trainSet, testSet, C, settings);
+    } else {
+      probe = await segprobeOnline(encoder, train, testSet, C, { ...settings, blocks, augment: s.augment, precision: o.precision });
+      trainCount = train.size - train.skipped().count;
+    }
+    const h = probe.trainHistogram;
+    const classIndex = h.reduce((best, v, k) => (v > h[best] ? k : best), 0);
+    const hw = testSet.size[0] * testSet.size[1];
+    const count = Math.min(keep, testSet.features.shape[0]);
+    return {
+      probe, blocks, featureDim: testSet.features.shape[2],
+      baseline: { classIndex, className: train.classNames[classIndex], metrics: constantPredictionMetrics(testSet.masks, C, classIndex) },
+      sizes: { train: trainCount, test: testSet.features.shape[0] },
+      skipped: { train: train.skipped(), test: test.skipped() },
+      figure: { images: testSet.images, truth: testSet.masks.slice(0, count * hw), count },
+    };
+  } finally {
+    trainSet?.features.dispose();
+    testSet?.features.dispose();
+  }
+}
+
+/** The frozen encoder: pre-trained weights, or the same architecture initialised from `seed`. */
+export function frozenEncoder(source: EncoderSource, init: 'pretrained' | 'random', seed: number, device: torch.Device): VisionTransformer {
+  if (init === 'pretrained') return loadEncoder(source, { device }).encoder;
+  torch.manualSeed(seed);
+  const encoder = new VisionTransformer(source.config).initWeights();
+  for (const p of encoder.parameters()) p.requiresGrad = false;
+  return encoder.to({ device }).eval();
+}
+
+export function segDataRequest(d: SegDataSettings, split: 'train' | 'test', imgSize: number, seed: number): SegDataRequest {
+  return {
+    split, dataset: d.dataset, dataPath: d.dataPath, imgSize, limit: split === 'train' ? d.trainLimit : d.testLimit, seed,
+    segClasses: d.segClasses, numClasses: d.numClasses, reduceZeroLabel: d.reduceZeroLabel,
+  };
+}
+
+/** Both splits; closes the first when the second cannot be opened. */
+export async function openSegSplits(f: SegDataFactory, d: SegDataSettings, imgSize: number, seed: number): Promise<{ train: SegData; test: SegData }> {
+  const train = await f(segDataRequest(d, 'train', imgSize, seed));
+  try {
+    return { train, test: await f(segDataRequest(d, 'test', imgSize, seed)) };
+  } catch (e) {
+    await train.close();
+    throw e;
+  }
+}
+
+export interface SegRow {
+  name: string;
+  mIoU: number;
+  pixelAccuracy: number;
+  meanAccuracy: number;
+  pixels: number;
+}
+
+export interface SegprobeFile {
+  format: 'semaim.segprobe/1';
+  command: 'segprobe';
+  createdAt: string;
+  /** The headline: the probe's mean IoU, 0–1 (mean over classes present in the truth or the prediction). */
+  mIoU: number;
+  pixelAccuracy: number;
+  meanAccuracy: number;
+  perClassIoU: (number | null)[];
+  perClassAccuracy: (number | null)[];
+  classNames: string[];
+  rows: SegRow[];
+  checkpoint: { path: string; weights: string; sha256: string; kind: string; init: 'pretrained' | 'random' };
+  encoder: EncoderSource['config'];
+  data: { dataset: string; train: number; test: number; numClasses: number; ignoreIndex: number; skipped: { train: SkipSummary; test: SkipSummary } };
+  config: Record<string, unknown>;
+  seconds: number;
+  details: Record<string, unknown>;
+}
+
+const row = (name: string, m: SegMetrics): SegRow => ({ name, mIoU: m.mIoU, pixelAccuracy: m.pixelAccuracy, meanAccuracy: m.meanAccuracy, pixels: m.pixels });
+
+/** The table printed after a run: one row per measurement, then the per-class IoU of the probe. */
+export function formatSegprobe(r: SegprobeFile): string {
+  const main = markdownTable(['evaluation', 'mIoU %', 'pixel acc %', 'mean acc %', 'test images'],
+    r.rows.map((x) => [x.name, pct(x.mIoU), pct(x.pixelAccuracy), pct(x.meanAccuracy), String(r.data.test)]), ['l', 'r', 'r', 'r', 'r']);
+  const perClass = markdownTable(['class', ...r.classNames], [['IoU % (probe)', ...r.perClassIoU.map((v) => pct(v, 1))]]);
+  const skips = `skipped samples: train ${describeSkips(r.data.skipped.train)}, test ${describeSkips(r.data.skipped.test)}`;
+  const enc = r.checkpoint.init === 'random' ? `encoder: the architecture of ${r.checkpoint.weights}, randomly initialised (seed ${r.config.seed})`
+    : `encoder ${r.checkpoint.weights} (sha256 ${r.checkpoint.sha256.slice(0, 16)}…)`;
+  return `${main}\n${perClass}\n${skips}\n${enc}\n`;
+}
+
+export interface SegprobeRun {
+  result: SegprobeFile;
+  path: string;
+  figure: string | null;
+  table: string;
+}
+
+export async function runSegprobe(cfg: SegprobeConfig, options: Record<string, unknown>, f: SegDataFactory): Promise<SegprobeRun> {
+  const source = resolveEncoder(cfg.checkpoint, { verify: cfg.verify });
+  parseBlocks(cfg.probe.blocks, source.config.depth); // a bad --blocks stops here, before any data is read
+  torch.setNumThreads(cfg.threads ?? availableParallelism());
+  const t0 = Date.now();
+  const encoder = frozenEncoder(source, cfg.init, cfg.seed, cfg.device);
+  let outcome: SegprobeOutcome;
+  let names: string[];
+  try {
+    const { train, test } = await openSegSplits(f, cfg.data, source.config.imgSize, cfg.seed);
+    try {
+      names = train.classNames;
+      outcome = await segprobeEncoder(encoder, train, test, cfg.probe, {
+        evalBatchSize: cfg.evalBatchSize, precision: cfg.precision, seed: cfg.seed, evalEvery: cfg.evalEvery, keep: cfg.figureImages,
+      });
+    } finally {
+      await train.close();
+      await test.close();
+    }
+  } finally {
+    encoder.dispose();
+  }
+  const { probe, baseline } = outcome;
+  try {
+    const m = probe.metrics;
+    const label = cfg.init === 'random' ? 'random-init encoder' : 'frozen encoder';
+    const result: SegprobeFile = {
+      format: 'semaim.segprobe/1', command: 'segprobe', createdAt: new Date().toISOString(),
+      mIoU: m.mIoU, pixelAccuracy: m.pixelAccuracy, meanAccuracy: m.meanAccuracy, perClassIoU: m.perClassIoU, perClassAccuracy: m.perClassAccuracy,
+      classNames: names,
+      rows: [
+        row(`linear probe, ${label} (${cfg.probe.optimizer}, ${cfg.probe.epochs} ep, blocks ${cfg.probe.blocks})`, m),
+        row(`constant '${baseline.className}' (most frequent training class)`, baseline.metrics),
+      ],
+      checkpoint: { path: source.path, weights: source.weights, sha256: source.sha256, kind: source.kind, init: cfg.init },
+      encoder: source.config,
+      data: { dataset: cfg.data.dataset, ...outcome.sizes, numClasses: names.length, ignoreIndex: 255, skipped: outcome.skipped },
+      config: options, seconds: 0,
+      details: {
+        lr: probe.lr, history: probe.history, blocks: outcome.blocks, featureDim: outcome.featureDim,
+        baseline: { classIndex: baseline.classIndex, perClassIoU: baseline.metrics.perClassIoU },
+        pixels: m.pixels, classesScored: m.classesScored,
+        miou: 'mean over classes present in the test truth or the prediction (a class absent from both is left out, as mmseg); ignore index 255',
+      },
+    };
+    mkdirSync(cfg.outDir, { recursive: true });
+    let figure: string | null = null;
+    if (outcome.figure.count > 0) {
+      figure = await writePng(join(cfg.outDir, 'segprobe.png'), drawSegFigure({
+        images: outcome.figure.images, truth: outcome.figure.truth, prediction: probe.predictions, size: source.config.imgSize,
+        count: outcome.figure.count, classNames: names, title: `segprobe: mIoU ${pct(m.mIoU, 1)}% (${label})`,
+      }));
+      result.details.figure = figure;
+    }
+    saveTensors(join(cfg.outDir, 'seg-head.safetensors'), probe.head.stateDict(), {
+      format: 'semaim.seghead/1', encoderSha256: source.sha256, init: cfg.init, blocks: JSON.stringify(outcome.blocks), classNames: JSON.stringify(names),
+    });
+    result.seconds = (Date.now() - t0) / 1000;
+    const path = writeResult(cfg.outDir, result);
+    return { result, path, figure, table: formatSegprobe(result) };
+  } finally {
+    probe.head.dispose();
+  }
+}

@@ -1,0 +1,121 @@
+// The segmentation probe as an optional column of `semaim ablate` (--eval segprobe): every encoder
+// of the ablation (each order and seed, and the random-init baseline) gets the same probe on the
+// same data with masks. Each run folder keeps its score in ablation-segprobe.json, beside
+// ablation-eval.json, so the column can be added to a finished ablation without pre-training again.
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { VisionTransformer } from '../semaim';
+import { OptionError, resolveOptions } from '../util/options';
+import type { Precision } from '../run/precision';
+import type { SegDataRequest } from '../data/seg-loader';
+import type { SegData } from '../data/seg-streams';
+import { SEG_PROBE_OPTIONS, SegDataSettings, SegprobeSettings, readSegprobeSettings } from '../eval/segprobe-options';
+import { openSegSplits, segprobeEncoder } from '../eval/segprobe-run';
+
+export interface AblationSegRecipe {
+  settings: SegprobeSettings;
+  data: SegDataSettings;
+}
+
+export interface SegScore {
+  mIoU: number;
+  pixelAccuracy: number;
+  meanAccuracy: number;
+  perClassIoU: (number | null)[];
+  /** The constant most-frequent-class prediction on the same test set. */
+  baselineMIoU: number;
+  seconds: number;
+  fingerprint: Record<string, unknown>;
+}
+
+/** Images of the probe's splits per budget (the synthetic objects: a disjoint test stream). */
+const SEG_LIMITS = { full: { train: 5000, test: 1000 }, small: { train: 1000, test: 500 } };
+
+/** The probe's recipe from the ablation's options, or null when --eval does not ask for it. Checks everything before any work. */
+/** The ablation's options this recipe reads. */
+export interface AblationSegOptions {
+  eval: string;
+  segDataset: string;
+  segDataPath?: string;
+  segprobeEpochs?: number;
+  dataset: string;
+  segClasses: 'shapes' | 'object';
+  numClasses?: number;
+  reduceZeroLabel: boolean;
+}
+
+export function ablationSegRecipe(o: AblationSegOptions, budget: 'full' | 'small'): AblationSegRecipe | null {
+  if (o.eval !== 'segprobe') return null;
+  let dataset = o.segDataset;
+  if (dataset === 'auto') {
+    if (o.dataset !== 'synthetic') {
+      throw new OptionError('segDataset', `--eval segprobe needs data with masks, and dataset '${o.dataset}' has none: pass --seg-dataset synthetic (the built-in objects) or --seg-dataset seg-folder --seg-data-path ROOT`);
+    }
+    dataset = 'synthetic';
+  }
+  if (dataset === 'seg-folder' && !o.segDataPath) throw new OptionError('segDataPath', "--seg-dataset seg-folder needs --seg-data-path (a folder with {train,test}/images and {train,test}/masks)");
+  const settings = readSegprobeSettings(resolveOptions(SEG_PROBE_OPTIONS, {}, o.segprobeEpochs !== undefined ? { epochs: o.segprobeEpochs } : {}));
+  return {
+    settings,
+    data: {
+      dataset, dataPath: o.segDataPath, segClasses: o.segClasses, numClasses: o.numClasses, reduceZeroLabel: o.reduceZeroLabel,
+      trainLimit: SEG_LIMITS[budget].train, testLimit: SEG_LIMITS[budget].test,
+    },
+  };
+}
+
+function writeJson(path: string, value: unknown): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, JSON.stringify(value, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2) + '\n');
+  renameSync(tmp, path);
+}
+
+/** The probe over the ablation's encoders: both splits opened once, one score per run (cached in the run folder). */
+export class AblationSegprobe {
+  private constructor(readonly recipe: AblationSegRecipe, private readonly train: SegData, private readonly test: SegData,
+    private readonly o: { evalBatchSize: number; precision: Precision }) {}
+
+  static async open(recipe: AblationSegRecipe, make: ((r: SegDataRequest) => SegData | Promise<SegData>) | undefined, imgSize: number, seed: number,
+    o: { evalBatchSize: number; precision: Precision }): Promise<AblationSegprobe> {
+    if (!make) throw new Error('--eval segprobe: no segmentation data adapter (makeSegData) was given to the ablation');
+    const { train, test } = await openSegSplits(make, recipe.data, imgSize, seed);
+    return new AblationSegprobe(recipe, train, test, o);
+  }
+
+  get description(): string {
+    const s = this.recipe.settings;
+    const d = this.recipe.data;
+    return `segmentation probe on ${d.dataset}${d.dataset === 'synthetic' ? ` (${this.train.numClasses} classes)` : ''}, ${this.train.size} train / ${this.test.size} test images: ` +
+      `BatchNorm + linear head on the patch tokens of blocks '${s.blocks}', ${s.optimizer} lr ${s.lr}, ${s.epochs} epochs, mIoU over classes present`;
+  }
+
+  /** The run's score: reused from `<runDir>/ablation-segprobe.json` when made with the same recipe, else computed on the encoder `load` gives. */
+  async score(runDir: string, seed: number, pretrain: unknown, load: () => VisionTransformer): Promise<SegScore> {
+    const file = join(runDir, 'ablation-segprobe.json');
+    const fingerprint = { pretrain, seed, settings: this.recipe.settings, data: this.recipe.data, evalBatchSize: this.o.evalBatchSize };
+    if (existsSync(file)) {
+      const cached = JSON.parse(readFileSync(file, 'utf8')) as SegScore;
+      if (JSON.stringify(cached.fingerprint) === JSON.stringify(fingerprint)) return cached;
+    }
+    const t0 = Date.now();
+    const encoder = load();
+    try {
+      const r = await segprobeEncoder(encoder, this.train, this.test, this.recipe.settings, { ...this.o, seed, progress: false });
+      r.probe.head.dispose();
+      const m = r.probe.metrics;
+      const score: SegScore = {
+        mIoU: m.mIoU, pixelAccuracy: m.pixelAccuracy, meanAccuracy: m.meanAccuracy, perClassIoU: m.perClassIoU,
+        baselineMIoU: r.baseline.metrics.mIoU, seconds: (Date.now() - t0) / 1000, fingerprint,
+      };
+      writeJson(file, score);
+      return score;
+    } finally {
+      encoder.dispose();
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.train.close();
+    await this.test.close();
+  }
+}

@@ -1,0 +1,138 @@
+// Segmentation data: label PNGs read raw, the synthetic objects as label maps, the images/ + masks/
+// folder layout with its bad-input rules, and masks moved with their images (nearest-neighbour).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { decodeLabelPng } from '../../src/data/codecs/label-png';
+import { renderSynthetic, syntheticConfig } from '../../src/data/sources/synthetic';
+import { syntheticSegSource } from '../../src/data/sources/seg-synthetic';
+import { SegLoader, makeSegData } from '../../src/data/seg-loader';
+import type { SegBatch, SegData } from '../../src/data/seg-streams';
+import { encode, pngEncode, picture, sharp, tempDir, write } from './helpers';
+
+async function all(data: SegData, augment: 'none' | 'crop-flip' = 'none', batchSize = 4): Promise<SegBatch[]> {
+  const out: SegBatch[] = [];
+  for await (const b of data.batches({ batchSize, shuffle: false, epoch: 0, augment })) out.push(b);
+  return out;
+}
+
+test('label PNGs give raw indices: 8-bit grey, palette indices (not colours), 4-bit grey unscaled, Adam7', async () => {
+  const vals = Array.from({ length: 6 * 5 }, (_, i) => (i * 7) % 12);
+  vals[3] = 255;
+  assert.deepEqual([...decodeLabelPng(pngEncode(6, 5, 0, 8, vals)).data], vals);
+  const plte = new Uint8Array(12 * 3).map((_, i) => (i * 37) % 256);
+  const pal = decodeLabelPng(pngEncode(6, 5, 3, 8, vals.map((v) => v % 12), { plte }));
+  assert.deepEqual([...pal.data], vals.map((v) => v % 12), 'palette PNG: the index, not the colour');
+  const four = decodeLabelPng(pngEncode(6, 5, 0, 4, vals.map((v) => v % 12)));
+  assert.deepEqual([...four.data], vals.map((v) => v % 12), '4-bit grey: not scaled to 0..255');
+  const big = Array.from({ length: 13 * 11 }, (_, i) => (i * 5) % 150);
+  const interlaced = await sharp(Buffer.from(big), { raw: { width: 13, height: 11, channels: 1 } }).toColourspace('b-w').png({ progressive: true }).toBuffer();
+  assert.deepEqual([interlaced[24], interlaced[25], interlaced[28]], [8, 0, 1], 'sharp wrote an 8-bit grey interlaced PNG');
+  const d = decodeLabelPng(interlaced);
+  assert.deepEqual([d.width, d.height], [13, 11]);
+  assert.deepEqual([...d.data], big);
+  assert.throws(() => decodeLabelPng(pngEncode(2, 2, 2, 8, new Array(12).fill(1))), /colour type 2 \(RGB\).*grey or palette/);
+  assert.throws(() => decodeLabelPng(pngEncode(2, 1, 0, 16, [3, 300])), /mask value 300/);
+});
+
+test('synthetic objects as label maps: background 0, shape k as 1 + k (or object 1), pixel for pixel the object mask', async () => {
+  const cfg = syntheticConfig({ size: 32, count: 6, seed: 3, split: 'val' });
+  for (const segClasses of ['shapes', 'object'] as const) {
+    const data = new SegLoader(syntheticSegSource({ size: 32, count: 6, seed: 3, split: 'val', segClasses }), 32);
+    assert.equal(data.numClasses, segClasses === 'shapes' ? 11 : 2);
+    assert.equal(data.classNames[0], 'background');
+    const [b] = await all(data, 'none', 6);
+    assert.deepEqual(b.shape, [6, 3, 32, 32]);
+    for (let i = 0; i < 6; i++) {
+      const s = renderSynthetic(cfg, i);
+      const m = s.image.mask!;
+      const want = Array.from(m.data.subarray(0, 32 * 32), (v) => (v ? (segClasses === 'shapes' ? 1 + s.label : 1) : 0));
+      assert.deepEqual([...b.masks.subarray(i * 1024, (i + 1) * 1024)], want, `image ${i}`);
+    }
+  }
+});
+
+test('resized masks are resampled nearest-neighbour: labels are never blended', async () => {
+  // 32² synthetic images at 24²: resize + centre crop; every mask value must be 0 or the image's class.
+  const data = makeSegData({ split: 'train', dataset: 'synthetic', imgSize: 24, limit: 8, seed: 0 });
+  const cfg = syntheticConfig({ size: 24, count: 8, seed: 0 });
+  for (const augment of ['none', 'crop-flip'] as const) {
+    const [b] = await all(data, augment, 8);
+    assert.deepEqual(b.shape, [8, 3, 24, 24]);
+    for (let i = 0; i < 8; i++) {
+      const label = 1 + renderSynthetic(cfg, b.indices[i]).label;
+      const seen = new Set(b.masks.subarray(i * 576, (i + 1) * 576));
+      assert.ok([...seen].every((v) => v === 0 || v === label), `image ${i}: ${[...seen]}`);
+      assert.ok(seen.has(label), `image ${i} keeps its object (${augment})`);
+    }
+  }
+});
+
+test('seg-folder: a missing mask, a mask of the wrong size, a bad label, a truncated image are skipped and counted', async () => {
+  const { dir, cleanup } = tempDir('semaim-seg-');
+  const warnings: string[] = [];
+  try {
+    write(join(dir, 'classes.txt'), 'sky\nground\nthing\n');
+    const mask = (w: number, h: number, f: (x: number, y: number) => number) => pngEncode(w, h, 0, 8, Array.from({ length: w * h }, (_, i) => f(i % w, Math.floor(i / w))));
+    for (const split of ['train', 'test']) {
+      const root = join(dir, split);
+      write(join(root, 'images', 'a.png'), await encode(picture(20, 16), 20, 16, 3, 'png'));
+      write(join(root, 'masks', 'a.png'), mask(20, 16, (x, y) => (y < 5 ? 0 : x < 10 ? 1 : 2)));
+      write(join(root, 'images', 'sub', 'b.jpg'), await encode(picture(20, 16, 3), 20, 16, 3, 'jpeg'));
+      write(join(root, 'masks', 'sub', 'b.png'), mask(20, 16, (x) => (x < 8 ? 255 : 1)));
+      write(join(root, 'images', 'no-mask.png'), await encode(picture(20, 16, 5), 20, 16, 3, 'png'));
+      write(join(root, 'images', 'small-mask.png'), await encode(picture(20, 16, 6), 20, 16, 3, 'png'));
+      write(join(root, 'masks', 'small-mask.png'), mask(10, 8, () => 0));
+      write(join(root, 'images', 'bad-label.png'), await encode(picture(20, 16, 7), 20, 16, 3, 'png'));
+      write(join(root, 'masks', 'bad-label.png'), mask(20, 16, (x) => (x === 4 ? 7 : 0)));
+      write(join(root, 'images', 'corrupt.jpg'), new Uint8Array([0xff, 0xd8, 0xff, 0xe0, 1, 2, 3]));
+      write(join(root, 'masks', 'corrupt.png'), mask(20, 16, () => 0));
+    }
+    const data = makeSegData({ split: 'train', dataset: 'seg-folder', dataPath: dir, imgSize: 16, seed: 0, warn: (l) => warnings.push(l) });
+    assert.equal(data.numClasses, 3);
+    assert.deepEqual(data.classNames, ['sky', 'ground', 'thing']);
+    const batches = await all(data, 'none', 4);
+    const got = batches.flatMap((b) => [...b.indices]);
+    assert.equal(got.length, 2, 'two usable pairs');
+    const s = data.skipped();
+    assert.equal(s.count, 4);
+    assert.deepEqual(s.byReason, { 'no-mask': 1, 'mask-size': 1, 'mask-labels': 1, truncated: 1 });
+    assert.ok(s.samples.some((x) => x.reason === 'mask-size' && /10×8, its image 20×16/.test(x.message)));
+    assert.ok(s.samples.some((x) => x.reason === 'mask-labels' && /label 7, outside the 3 classes/.test(x.message)));
+    assert.equal(warnings.length, 4, 'each skipped sample named once on stderr');
+    // A second pass skips the same samples without counting or warning again.
+    await all(data, 'none', 4);
+    assert.equal(data.skipped().count, 4);
+    assert.equal(warnings.length, 4);
+    // 20×16 → evaluation transform (resize short side to 18, centre crop 16): the mask follows, nearest.
+    const b = batches[0];
+    assert.deepEqual(b.shape.slice(1), [3, 16, 16]);
+    const m = b.masks.subarray(0, 256);
+    assert.ok([...m].every((v) => v <= 2), 'labels stay class indices');
+    assert.equal(m[0], 0, 'top rows are sky');
+    assert.equal(m[15 * 16 + 1], 1, 'bottom left is ground');
+    assert.equal(m[15 * 16 + 14], 2, 'bottom right is thing');
+    const mb = batches[0].masks.subarray(256, 512);
+    assert.equal(mb[0], 255, 'ignore stays 255');
+    // --reduce-zero-label: 0 → ignore, k → k − 1 (and 255 stays ignore).
+    const reduced = makeSegData({ split: 'test', dataset: 'seg-folder', dataPath: dir, imgSize: 16, seed: 0, reduceZeroLabel: true, numClasses: 3, warn: () => {} });
+    const [rb] = await all(reduced, 'none', 4);
+    assert.equal(rb.masks[0], 255, 'sky (0) became ignore');
+    assert.equal(rb.masks[15 * 16 + 1], 0, 'ground (1) became 0');
+  } finally {
+    cleanup();
+  }
+});
+
+test('seg-folder: clear errors for a wrong layout or a missing class list', () => {
+  const { dir, cleanup } = tempDir('semaim-seg-');
+  try {
+    assert.throws(() => makeSegData({ split: 'train', dataset: 'seg-folder', dataPath: dir, imgSize: 16, seed: 0 }), /train\/images is missing \(expected <root>/);
+    write(join(dir, 'train', 'images', 'a.png'), pngEncode(2, 2, 0, 8, [0, 0, 0, 0]));
+    write(join(dir, 'train', 'masks', 'a.png'), pngEncode(2, 2, 0, 8, [0, 0, 0, 0]));
+    assert.throws(() => makeSegData({ split: 'train', dataset: 'seg-folder', dataPath: dir, imgSize: 16, seed: 0 }), /no classes.txt .*\(--num-classes\)/);
+    assert.throws(() => makeSegData({ split: 'train', dataset: 'cifar10', imgSize: 16, seed: 0 }), /has no segmentation masks/);
+  } finally {
+    cleanup();
+  }
+});

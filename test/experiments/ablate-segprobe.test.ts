@@ -1,0 +1,70 @@
+// `semaim ablate --eval segprobe`: the segmentation probe as an extra column, scored once per run
+// and kept in the run folder, so that it can be added to a finished ablation.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { OptionError, resolveOptions } from '../../src/util/options';
+import { ABLATE_OPTIONS } from '../../src/experiments/ablate-options';
+import { RANDOM_INIT, ablate } from '../../src/experiments/ablate';
+import { ablationSegRecipe } from '../../src/experiments/ablate-segprobe';
+import { memoryFactories, toyImages } from '../eval/helpers';
+import { squares } from '../eval/seg-helpers';
+
+test('ablate --eval segprobe adds a seg mIoU column, scores every run once and adds it to a finished ablation', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-seg-'));
+  try {
+    const train = toyImages(32, 3, 8, 1);
+    const testData = toyImages(12, 3, 8, 2);
+    const segRequests: string[] = [];
+    const factories = {
+      ...memoryFactories(train, testData),
+      makeSegData: (r: { split: string; imgSize: number; dataset: string }) => {
+        segRequests.push(`${r.dataset}/${r.split}@${r.imgSize}`);
+        return r.split === 'train' ? squares(32, 1) : squares(12, 2);
+      },
+    };
+    const base = {
+      orders: 'raster', seeds: 1, budget: 'small', imgSize: 8, patchSize: 4, embedDim: 16, depth: 1, numHeads: 2, decoderDepth: 1,
+      epochs: 1, batchSize: 8, pretrainLimit: 16, linprobeEpochs: 1, k: '5', trainLimit: 30, outDir: dir, threads: 1, pooling: 'cls',
+      dataset: 'synthetic',
+    };
+    // Without the column first: a finished ablation.
+    const plain = await ablate(resolveOptions(ABLATE_OPTIONS, base), factories, { log: () => {} });
+    assert.equal(plain.runs[0].segprobe, undefined);
+    assert.doesNotMatch(plain.markdown, /seg mIoU/);
+    const lines: string[] = [];
+    const o = resolveOptions(ABLATE_OPTIONS, { ...base, eval: 'segprobe', segprobeEpochs: 2 });
+    const r = await ablate(o, factories, { log: (l) => lines.push(l) });
+    assert.equal(lines.filter((l) => /already done/.test(l)).length, 2, 'pre-training and k-NN / linear probe reused');
+    assert.deepEqual(segRequests, ['synthetic/train@8', 'synthetic/test@8']);
+    assert.equal(r.runs.length, 2);
+    for (const run of r.runs) {
+      assert.ok(run.segprobe && run.segprobe.mIoU >= 0 && run.segprobe.mIoU <= 1, `${run.order}: ${run.segprobe?.mIoU}`);
+      assert.equal(run.segprobe.baselineMIoU, 0.375, 'all background: (0.75 + 0) / 2');
+      assert.ok(existsSync(join(run.runDir, 'ablation-segprobe.json')));
+    }
+    assert.notEqual(r.runs[0].segprobe!.mIoU, r.runs[1].segprobe!.mIoU, 'the pre-trained and the random-init encoders differ');
+    assert.match(r.markdown, /\| order \| runs \| k-NN top-1 % \(k=5, \[CLS\]\) \| linear top-1 % \(\[CLS\]\) \| seg mIoU % \|/);
+    assert.match(r.markdown, new RegExp(`\\| ${RANDOM_INIT.replace(/[()]/g, '\\$&')} \\| 1 \\| .* \\| [\\d.]+ \\| – \\| – \\|\\n`));
+    assert.match(r.markdown, /seg mIoU: segmentation probe on synthetic \(2 classes\), 32 train \/ 12 test images/);
+    const json = JSON.parse(readFileSync(join(dir, 'ablation.json'), 'utf8'));
+    assert.equal(json.summary[0].segMIoU.n, 1);
+    // Again: every score is read back, none recomputed.
+    const again: string[] = [];
+    const r2 = await ablate(o, factories, { log: (l) => again.push(l) });
+    assert.deepEqual(r2.runs.map((x) => x.segprobe!.seconds), r.runs.map((x) => x.segprobe!.seconds));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('ablate --eval segprobe needs data with masks, named before any work', () => {
+  const o = resolveOptions(ABLATE_OPTIONS, { eval: 'segprobe', dataset: 'cifar10' });
+  assert.throws(() => ablationSegRecipe(o, 'small'), (e: Error) => e instanceof OptionError && /dataset 'cifar10' has none: pass --seg-dataset synthetic/.test(e.message));
+  assert.throws(() => ablationSegRecipe({ ...o, segDataset: 'seg-folder' }, 'small'), /needs --seg-data-path/);
+  const r = ablationSegRecipe({ ...o, segDataset: 'synthetic' }, 'small')!;
+  assert.deepEqual([r.data.dataset, r.data.segClasses, r.data.trainLimit, r.data.testLimit], ['synthetic', 'shapes', 1000, 500]);
+  assert.equal(ablationSegRecipe(resolveOptions(ABLATE_OPTIONS, {}), 'small'), null, 'off by default');
+});
