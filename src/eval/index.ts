@@ -9,3 +9,4 @@ export * from './finetune';
 export * from './options';
 export * from './result';
 export * from './run';
+export * from './embed';
