@@ -12,7 +12,11 @@ import { resolveEncoder } from '../semaim';
 import { defineCommand } from './command';
 
 export const EMBED_OPTIONS = defineOptions({
-  checkpoint: { type: 'string', required: true, help: 'pre-training run folder (newest valid checkpoint), checkpoint folder, or exported encoder .safetensors' },
+  checkpoint: {
+    type: 'string',
+    required: true,
+    help: 'pre-training run folder (newest valid checkpoint), checkpoint folder, or exported encoder .safetensors',
+  },
   ...VERIFY_OPTIONS,
   images: { type: 'string', help: 'a folder of images, searched recursively (no labels); or give --dataset' },
   dataset: {
@@ -23,7 +27,12 @@ export const EMBED_OPTIONS = defineOptions({
   dataPath: { type: 'string', help: 'dataset location (cifar10: folder or .tar.gz; folder: root with train/ and test/ class folders)' },
   split: { type: 'string', default: 'test', choices: ['train', 'test'], help: 'split of --dataset' },
   limit: { type: 'int', min: 1, help: "at most this many images: the seeded, class-balanced subset the evaluations' --test-limit / --train-limit take" },
-  pooling: { type: 'string', default: 'cls', choices: EMBED_POOLINGS, help: '[CLS] token, mean of the patch tokens, or all tokens [1 + P, D] (after the final norm)' },
+  pooling: {
+    type: 'string',
+    default: 'cls',
+    choices: EMBED_POOLINGS,
+    help: '[CLS] token, mean of the patch tokens, or all tokens [1 + P, D] (after the final norm)',
+  },
   dtype: { type: 'string', default: 'float32', choices: EMBED_DTYPES, help: 'stored type of the features (float16 halves the file)' },
   batchSize: { type: 'int', default: 256, min: 1, help: 'images per batch (256, as the evaluations, gives bit-equal features)' },
   precision: {
@@ -77,13 +86,9 @@ function validateEmbed(o: EmbedCommandOptions): void {
 function preflight(o: EmbedCommandOptions): void {
   checkDataPath(o);
   if (o.images) {
-    let isDir = false;
-    try {
-      isDir = statSync(o.images).isDirectory();
-    } catch {
-      throw new OptionError('images', `${o.images} does not exist`);
-    }
-    if (!isDir) throw new OptionError('images', `${o.images} is not a folder`);
+    const stat = statSync(o.images, { throwIfNoEntry: false });
+    if (!stat) throw new OptionError('images', `${o.images} does not exist`);
+    if (!stat.isDirectory()) throw new OptionError('images', `${o.images} is not a folder`);
   }
   resolveEncoder(o.checkpoint, o); // a missing encoder is reported before any image is read
 }

@@ -107,9 +107,11 @@ export function embedListPath(out: string): string {
 export function checkEmbedOptions(o: EmbedOptions): void {
   if (!o.out.endsWith('.safetensors')) throw new Error(`embed: the output '${o.out}' must end in .safetensors (the image list goes beside it as .json)`);
   if (!!o.images === !!o.dataset) throw new Error('embed: give either a folder of images (images) or a dataset (dataset), not both');
-  if (o.pooling !== undefined && !EMBED_POOLINGS.includes(o.pooling)) throw new Error(`embed: pooling must be one of ${EMBED_POOLINGS.join(', ')}, got '${o.pooling}'`);
+  if (o.pooling !== undefined && !EMBED_POOLINGS.includes(o.pooling))
+    throw new Error(`embed: pooling must be one of ${EMBED_POOLINGS.join(', ')}, got '${o.pooling}'`);
   if (o.dtype !== undefined && !EMBED_DTYPES.includes(o.dtype)) throw new Error(`embed: dtype must be one of ${EMBED_DTYPES.join(', ')}, got '${o.dtype}'`);
-  if (o.batchSize !== undefined && !(Number.isInteger(o.batchSize) && o.batchSize > 0)) throw new Error(`embed: batchSize must be a positive integer, got ${o.batchSize}`);
+  if (o.batchSize !== undefined && !(Number.isInteger(o.batchSize) && o.batchSize > 0))
+    throw new Error(`embed: batchSize must be a positive integer, got ${o.batchSize}`);
 }
 
 /** The images to embed: the folder, or the dataset split and subset exactly as makeEvalData opens them. */
@@ -160,7 +162,13 @@ export async function embed(o: EmbedOptions): Promise<EmbedResult> {
   // The loader replaces an unreadable image by another one (training keeps its batch size); its
   // warnings name the file. Here the replacement's row is dropped, and the summary is ours.
   const loader = new DataLoader(ds, {
-    batchSize, shuffle: false, dropLast: false, seed: 0, transforms, workers: o.numWorkers, ...o.imageInput,
+    batchSize,
+    shuffle: false,
+    dropLast: false,
+    seed: 0,
+    transforms,
+    workers: o.numWorkers,
+    ...o.imageInput,
     onWarning: (line) => {
       warnings.push(line);
       if (!line.startsWith('data: epoch ')) warn(line);
@@ -206,7 +214,9 @@ export async function embed(o: EmbedOptions): Promise<EmbedResult> {
     if (indices.length === 0) throw new Error(`embed: no readable image in ${ds.root} (${skipped.length} skipped)`);
     const n = indices.length;
     const idx = Int32Array.from(indices);
-    const tail: Record<string, { dtype: 'int32'; shape: number[]; data: Uint8Array }> = { indices: { dtype: 'int32', shape: [n], data: new Uint8Array(idx.buffer) } };
+    const tail: Record<string, { dtype: 'int32'; shape: number[]; data: Uint8Array }> = {
+      indices: { dtype: 'int32', shape: [n], data: new Uint8Array(idx.buffer) },
+    };
     const labels = Int32Array.from(indices, (i) => ds.label(i));
     if (labelled) tail.labels = { dtype: 'int32', shape: [n], data: new Uint8Array(labels.buffer) };
     const listPath = embedListPath(out);
@@ -218,7 +228,15 @@ export async function embed(o: EmbedOptions): Promise<EmbedResult> {
       dtype,
       pooling,
       encoder: { path: source.path, weights: source.weights, sha256: source.sha256, kind: source.kind, config: source.config },
-      input: { images: o.images, dataset: o.dataset, dataPath: o.dataPath, split: o.images ? undefined : (o.split ?? 'test'), limit: o.limit, seed: o.seed ?? 0, root: ds.root },
+      input: {
+        images: o.images,
+        dataset: o.dataset,
+        dataPath: o.dataPath,
+        split: o.images ? undefined : (o.split ?? 'test'),
+        limit: o.limit,
+        seed: o.seed ?? 0,
+        root: ds.root,
+      },
       preprocessing: transforms,
       classNames: labelled ? [...ds.classes] : null,
       count: n,

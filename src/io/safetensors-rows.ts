@@ -31,7 +31,7 @@ function headerBytes(header: Record<string, unknown>, minLength = 0): Uint8Array
 }
 
 function writeAll(fd: number, bytes: Uint8Array, position: number): void {
-  for (let done = 0; done < bytes.byteLength; ) done += fs.writeSync(fd, bytes, done, bytes.byteLength - done, position + done);
+  for (let done = 0; done < bytes.byteLength;) done += fs.writeSync(fd, bytes, done, bytes.byteLength - done, position + done);
 }
 
 export class SafetensorsRowWriter {
@@ -85,7 +85,8 @@ export class SafetensorsRowWriter {
       if (tails.length !== Object.keys(tail).length) throw new Error(`SafetensorsRowWriter: tail tensor '${this.spec.name}' clashes with the row tensor`);
       for (const [name, t] of tails) {
         const n = tensorByteLength(t.dtype, t.shape);
-        if (n !== t.data.byteLength) throw new Error(`SafetensorsRowWriter: tensor '${name}' [${t.shape}] ${t.dtype} needs ${n} bytes, got ${t.data.byteLength}`);
+        if (n !== t.data.byteLength)
+          throw new Error(`SafetensorsRowWriter: tensor '${name}' [${t.shape}] ${t.dtype} needs ${n} bytes, got ${t.data.byteLength}`);
         writeAll(fd, t.data, this.dataStart + end);
         header[name] = { dtype: DTYPE_TO_SAFETENSORS[t.dtype], shape: t.shape, data_offsets: [end, end + n] };
         end += n;
@@ -124,7 +125,7 @@ export class SafetensorsRowWriter {
       try {
         writeAll(out, head, 0);
         const chunk = Buffer.alloc(Math.min(Math.max(dataLength, 1), 16 << 20));
-        for (let pos = 0; pos < dataLength; ) {
+        for (let pos = 0; pos < dataLength;) {
           const k = fs.readSync(fd, chunk, 0, Math.min(chunk.byteLength, dataLength - pos), this.dataStart + pos);
           if (k <= 0) throw new Error(`SafetensorsRowWriter: ${this.partialPath} ended early`);
           writeAll(out, chunk.subarray(0, k), head.byteLength + pos);

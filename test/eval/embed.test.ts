@@ -48,42 +48,71 @@ function maxDiff(a: Float32Array, b: Float32Array): number {
 
 const archive = defaultCifar10Archive();
 
-test('semaim embed on CIFAR-10 test images writes the features semaim knn uses ([CLS] and mean)', { skip: existsSync(archive) ? false : `no CIFAR-10 archive at ${archive} (set SEMAIM_CIFAR10_TAR)` }, async () => {
-  for (const pooling of ['cls', 'mean'] as const) {
-    const out = join(dir, `cifar-${pooling}.safetensors`);
-    const code = await embedCommand.run([
-      '--checkpoint', encoderPath, '--dataset', 'cifar10', '--split', 'test', '--limit', '200', '--pooling', pooling, '--num-workers', '1', '--out', out,
-    ]);
-    assert.equal(code, 0);
+test(
+  'semaim embed on CIFAR-10 test images writes the features semaim knn uses ([CLS] and mean)',
+  { skip: existsSync(archive) ? false : `no CIFAR-10 archive at ${archive} (set SEMAIM_CIFAR10_TAR)` },
+  async () => {
+    for (const pooling of ['cls', 'mean'] as const) {
+      const out = join(dir, `cifar-${pooling}.safetensors`);
+      const code = await embedCommand.run([
+        '--checkpoint',
+        encoderPath,
+        '--dataset',
+        'cifar10',
+        '--split',
+        'test',
+        '--limit',
+        '200',
+        '--pooling',
+        pooling,
+        '--num-workers',
+        '1',
+        '--out',
+        out,
+      ]);
+      assert.equal(code, 0);
 
-    // What `semaim knn` computes: its options, its feature extraction over its data factories.
-    const knn = parseCommand(
-      ['--checkpoint', encoderPath, '--dataset', 'cifar10', '--test-limit', '200', '--train-limit', '10', '--pooling', pooling, '--num-workers', '1'],
-      '', '', KNN_OPTIONS,
-    )!.o;
-    const ft = await encoderFeatures(knn, DATA_FACTORIES, resolveEncoder(encoderPath));
-    try {
-      const want = ft.test.features.toFloat32Array();
-      const got = floats(out, 'features');
-      assert.deepEqual(readSafetensorsHeader(out).tensors.get('features')!.shape, [200, CFG.embedDim]);
-      assert.equal(maxDiff(got, want), 0, `${pooling}: features differ from k-NN's`);
-      assert.deepEqual(Array.from(ints(out, 'labels')), Array.from(ft.test.labels));
-      const list = JSON.parse(readFileSync(out.replace(/\.safetensors$/, '.json'), 'utf8')) as EmbedList;
-      assert.equal(list.count, 200);
-      assert.equal(list.images.length, 200);
-      assert.equal(list.classNames?.length, 10);
-      assert.deepEqual(list.images.map((i) => i.label), Array.from(ft.test.labels));
-      assert.ok(list.images.every((i) => i.path.endsWith('.jpg')));
-    } finally {
-      disposeFeatures(ft.train, ft.test);
-      ft.loaded.encoder.dispose();
+      // What `semaim knn` computes: its options, its feature extraction over its data factories.
+      const knn = parseCommand(
+        ['--checkpoint', encoderPath, '--dataset', 'cifar10', '--test-limit', '200', '--train-limit', '10', '--pooling', pooling, '--num-workers', '1'],
+        '',
+        '',
+        KNN_OPTIONS,
+      )!.o;
+      const ft = await encoderFeatures(knn, DATA_FACTORIES, resolveEncoder(encoderPath));
+      try {
+        const want = ft.test.features.toFloat32Array();
+        const got = floats(out, 'features');
+        assert.deepEqual(readSafetensorsHeader(out).tensors.get('features')!.shape, [200, CFG.embedDim]);
+        assert.equal(maxDiff(got, want), 0, `${pooling}: features differ from k-NN's`);
+        assert.deepEqual(Array.from(ints(out, 'labels')), Array.from(ft.test.labels));
+        const list = JSON.parse(readFileSync(out.replace(/\.safetensors$/, '.json'), 'utf8')) as EmbedList;
+        assert.equal(list.count, 200);
+        assert.equal(list.images.length, 200);
+        assert.equal(list.classNames?.length, 10);
+        assert.deepEqual(
+          list.images.map((i) => i.label),
+          Array.from(ft.test.labels),
+        );
+        assert.ok(list.images.every((i) => i.path.endsWith('.jpg')));
+      } finally {
+        disposeFeatures(ft.train, ft.test);
+        ft.loaded.encoder.dispose();
+      }
     }
-  }
-});
+  },
+);
 
 test('semaim embed of a folder: evaluation transform, a corrupt image skipped and listed, all tokens agree with the pooled features', async () => {
   const images = join(dir, 'photos');
-  const sizes: [number, number][] = [[40, 30], [64, 48], [30, 50], [32, 32], [100, 80], [33, 47]];
+  const sizes: [number, number][] = [
+    [40, 30],
+    [64, 48],
+    [30, 50],
+    [32, 32],
+    [100, 80],
+    [33, 47],
+  ];
   for (let i = 0; i < sizes.length; i++) {
     const [w, h] = sizes[i];
     const fmt = i % 2 ? 'png' : 'jpeg';
@@ -100,7 +129,10 @@ test('semaim embed of a folder: evaluation transform, a corrupt image skipped an
   const D = CFG.embedDim;
   assert.deepEqual([all.count, all.skipped], [6, 1]);
   assert.deepEqual(all.shape, [6, T, D]);
-  assert.ok(warnings.some((l) => l.includes('broken.jpg')), warnings.join('\n'));
+  assert.ok(
+    warnings.some((l) => l.includes('broken.jpg')),
+    warnings.join('\n'),
+  );
   assert.ok(warnings.some((l) => /embed: skipped 1 unreadable image/.test(l)));
   assert.ok(!warnings.some((l) => l.includes('replaced by another sample')), 'the loader summary about replacements is not shown');
 
@@ -116,7 +148,11 @@ test('semaim embed of a folder: evaluation transform, a corrupt image skipped an
   const idx = Array.from(ints(all.path, 'indices'));
   assert.equal(idx.length, 6);
   assert.equal(new Set(idx).size, 6);
-  assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith('.partial')), [], 'no partial files left');
+  assert.deepEqual(
+    readdirSync(dir).filter((f) => f.endsWith('.partial')),
+    [],
+    'no partial files left',
+  );
 
   // The same rows from the evaluation transform run by hand, one image at a time.
   const tokens = floats(all.path, 'features');
@@ -142,7 +178,7 @@ test('semaim embed of a folder: evaluation transform, a corrupt image skipped an
   const mf = float16BytesToFloat32(m.data);
   for (let r = 0; r < 6; r++) {
     for (let d = 0; d < D; d++) {
-      assert.equal(c[r * D + d], tokens[(r * T) * D + d]);
+      assert.equal(c[r * D + d], tokens[r * T * D + d]);
       let s = 0;
       for (let t = 1; t < T; t++) s += tokens[(r * T + t) * D + d];
       assert.ok(Math.abs(mf[r * D + d] - s / (T - 1)) < 2e-3 * Math.max(1, Math.abs(s / (T - 1))), `mean row ${r} dim ${d}`);

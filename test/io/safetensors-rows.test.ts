@@ -60,11 +60,17 @@ test('rows appended in batches, a tail tensor and metadata read back exactly; th
   assert.deepEqual(Array.from(new Int32Array(tensors.get('labels')!.data.slice().buffer)), [0, 1, 2, 0, 1, 2, 0, 1]);
   const headerLength = Number(readFileSync(path).readBigUInt64LE(0));
   assert.equal((8 + headerLength) % 8, 0, 'the data section starts 8-aligned');
-  assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith('.partial')), []);
+  assert.deepEqual(
+    readdirSync(dir).filter((f) => f.endsWith('.partial')),
+    [],
+  );
   const py = pythonRead(path);
   if (py) {
     assert.deepEqual(py.features.shape, [8, 2, 3]);
-    assert.equal(py.features.sum, rows.reduce((a, b) => a + b, 0));
+    assert.equal(
+      py.features.sum,
+      rows.reduce((a, b) => a + b, 0),
+    );
     assert.deepEqual(py.labels.first, [0, 1, 2, 0, 1, 2, 0, 1]);
   }
 });
