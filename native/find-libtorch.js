@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// Locates libtorch for the addon build (called by binding.gyp).
+// Locates libtorch for the addon build (called by binding.gyp and native/install.js).
 // Order: $LIBTORCH, Debian's libtorch-dev, then the libtorch inside a pip PyTorch.
 // Usage: node native/find-libtorch.js include|libdir|std|cflags|ldflags|info
+// When none is found it prints one message saying how to get one (no stack trace) and exits 1.
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
@@ -36,8 +37,8 @@ function fromDebianTree(root, source) {
   return null;
 }
 
-function pip() {
-  for (const py of ['python3', '/usr/bin/python3', 'python']) {
+function pip(pythons) {
+  for (const py of pythons) {
     try {
       const dir = execFileSync(py, ['-c', 'import torch,os;print(os.path.dirname(torch.__file__))'], {
         encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'],
@@ -49,20 +50,43 @@ function pip() {
   return null;
 }
 
-function locate() {
-  if (process.env.LIBTORCH) {
-    const root = process.env.LIBTORCH;
+/** How to get a libtorch: the text of the error when none is found. */
+const HOW_TO_GET_LIBTORCH = [
+  'semaim needs libtorch (PyTorch\'s C++ library) to build its native addon. Get one of:',
+  '  - Debian 12 / Ubuntu: sudo apt-get install libtorch-dev libopenblas0-openmp',
+  '  - a PyTorch from pip, found through python3: pip install torch',
+  '  - any unpacked libtorch (e.g. the zip from pytorch.org): LIBTORCH=/path/to/libtorch npm install semaim',
+  'then install semaim again.',
+].join('\n');
+
+class LibtorchNotFound extends Error {
+  constructor(what) {
+    super(`${what}\n${HOW_TO_GET_LIBTORCH}`);
+    this.name = 'LibtorchNotFound';
+  }
+}
+
+/**
+ * Finds libtorch. `o` overrides where it looks (for tests): env ($LIBTORCH), systemRoot (where a
+ * Debian libtorch-dev is installed, default '/') and pythons (interpreters asked for a pip PyTorch).
+ */
+function locate(o = {}) {
+  const env = o.env ?? process.env;
+  const systemRoot = o.systemRoot ?? '/';
+  const pythons = o.pythons ?? ['python3', '/usr/bin/python3', 'python'];
+  if (env.LIBTORCH) {
+    const root = env.LIBTORCH;
     const plain = fromDir(root, '$LIBTORCH');
     const found = plain && has(plain.libdir, 'torch') ? plain : fromDebianTree(root, '$LIBTORCH') || plain;
     if (!found) {
-      throw new Error(`$LIBTORCH=${root} has neither include/torch/csrc/api/include/torch/torch.h (libtorch or pip torch) ` +
-        'nor [usr/]include/torch/... with [usr/]lib/<multiarch>/libtorch.so (Debian layout)');
+      throw new LibtorchNotFound(`libtorch not found: $LIBTORCH=${root} has neither include/torch/csrc/api/include/torch/torch.h ` +
+        '(a libtorch or pip torch folder) nor [usr/]include/torch/... with [usr/]lib/<multiarch>/libtorch.so (Debian layout).');
     }
     return found;
   }
-  const found = fromDebianTree('/', 'debian') || pip();
+  const found = fromDebianTree(systemRoot, 'debian') || pip(pythons);
   if (!found) {
-    throw new Error('libtorch not found: set $LIBTORCH, or `apt-get install libtorch-dev libopenblas0-openmp` (Debian 12), or install PyTorch with pip');
+    throw new LibtorchNotFound(`libtorch not found: $LIBTORCH is not set, there is no libtorch-dev under ${systemRoot} and no python (${pythons.join(', ')}) has torch.`);
   }
   return found;
 }
@@ -115,27 +139,39 @@ function cudaIncludes(t) {
   return dirs;
 }
 
-const t = locate();
-const cuda = has(t.libdir, 'torch_cuda');
-const libs = ['torch', 'torch_cpu', 'c10'].concat(cuda ? ['torch_cuda', 'c10_cuda'] : []);
-const include = cuda ? t.include.concat(cudaIncludes(t)) : t.include;
-if (cuda && !include.some((d) => fs.existsSync(path.join(d, 'cuda_runtime_api.h')))) {
-  console.error('find-libtorch: warning: this libtorch has CUDA but cuda_runtime_api.h was not found; set $CUDA_HOME to the CUDA toolkit');
-}
-const what = process.argv[2] || 'info';
-switch (what) {
-  case 'include': console.log(include.join(' ')); break;
-  case 'libdir': console.log(t.libdir); break;
-  case 'std': console.log(cxxStandard(t.include)); break;
-  case 'cflags': console.log(`-std=${cxxStandard(t.include)} -D_GLIBCXX_USE_CXX11_ABI=${cxx11Abi(t.libdir)}${cuda ? ' -DSEMAIM_CUDA=1' : ''}`); break;
-  case 'ldflags': {
-    // --no-as-needed keeps libtorch_cuda linked even though no symbol of it is named directly:
-    // without it, CUDA kernels never register. DT_RPATH (not RUNPATH) so it also applies to
-    // libtorch's own dependencies.
-    const rpath = [...(t.extraRpath ?? []), t.libdir];
-    console.log(['-Wl,--no-as-needed', ...libs.map((l) => `-l${l}`), '-Wl,--as-needed', `-L${t.libdir}`,
-      '-Wl,--disable-new-dtags', ...rpath.map((r) => `-Wl,-rpath,${r}`)].join(' '));
-    break;
+function main(what) {
+  let t;
+  try {
+    t = locate();
+  } catch (e) {
+    if (e.name !== 'LibtorchNotFound') throw e;
+    console.error(e.message);
+    process.exit(1);
   }
-  default: console.log(JSON.stringify({ ...t, include, cuda, libs, std: cxxStandard(t.include), cxx11Abi: cxx11Abi(t.libdir) }, null, 2));
+  const cuda = has(t.libdir, 'torch_cuda');
+  const libs = ['torch', 'torch_cpu', 'c10'].concat(cuda ? ['torch_cuda', 'c10_cuda'] : []);
+  const include = cuda ? t.include.concat(cudaIncludes(t)) : t.include;
+  if (cuda && !include.some((d) => fs.existsSync(path.join(d, 'cuda_runtime_api.h')))) {
+    console.error('find-libtorch: warning: this libtorch has CUDA but cuda_runtime_api.h was not found; set $CUDA_HOME to the CUDA toolkit');
+  }
+  switch (what) {
+    case 'include': console.log(include.join(' ')); break;
+    case 'libdir': console.log(t.libdir); break;
+    case 'std': console.log(cxxStandard(t.include)); break;
+    case 'cflags': console.log(`-std=${cxxStandard(t.include)} -D_GLIBCXX_USE_CXX11_ABI=${cxx11Abi(t.libdir)}${cuda ? ' -DSEMAIM_CUDA=1' : ''}`); break;
+    case 'ldflags': {
+      // --no-as-needed keeps libtorch_cuda linked even though no symbol of it is named directly:
+      // without it, CUDA kernels never register. DT_RPATH (not RUNPATH) so it also applies to
+      // libtorch's own dependencies.
+      const rpath = [...(t.extraRpath ?? []), t.libdir];
+      console.log(['-Wl,--no-as-needed', ...libs.map((l) => `-l${l}`), '-Wl,--as-needed', `-L${t.libdir}`,
+        '-Wl,--disable-new-dtags', ...rpath.map((r) => `-Wl,-rpath,${r}`)].join(' '));
+      break;
+    }
+    default: console.log(JSON.stringify({ ...t, include, cuda, libs, std: cxxStandard(t.include), cxx11Abi: cxx11Abi(t.libdir) }, null, 2));
+  }
 }
+
+module.exports = { locate, LibtorchNotFound, HOW_TO_GET_LIBTORCH };
+
+if (require.main === module) main(process.argv[2] || 'info');

@@ -13,6 +13,7 @@ import { makeTrainData } from '../data';
 import { checkDataPath } from '../data/options';
 import { runExitCode } from '../run/signals';
 import { exportCommand } from './export-command';
+import { embedCommand } from './embed-command';
 
 export { Command, defineCommand };
 
@@ -58,4 +59,6 @@ const coreCommands: Record<string, Command> = {
   }),
 };
 
-export const commands: Record<string, Command> = { demo: demoCommand, ...coreCommands, ...evalCommands, segprobe: segprobeCommand, ...vizCommands, shards: shardsCommand };
+export const commands: Record<string, Command> = {
+  demo: demoCommand, ...coreCommands, ...evalCommands, segprobe: segprobeCommand, embed: embedCommand, ...vizCommands, shards: shardsCommand,
+};

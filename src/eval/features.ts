@@ -2,7 +2,7 @@
 // '[CLS]' or mean-of-patches pooling; the result stays on the encoder's device.
 import * as torch from '../torch';
 import { Tensor } from '../torch';
-import { VisionTransformer } from '../semaim';
+import { Pooling, VisionTransformer } from '../semaim';
 import { Progress } from '../run/progress';
 import { withPrecision, type Precision } from '../run/precision';
 import { Augment, LabelledData } from '../data';
@@ -28,8 +28,8 @@ export interface ExtractOptions {
   label?: string | null;
 }
 
-/** Runs the encoder over one batch of images (already on its device). */
-export function encodeBatch(encoder: VisionTransformer, images: Tensor, pooling: FeaturePooling, precision: Precision = 'fp32'): Tensor {
+/** Runs the encoder over one batch of images (already on its device); 'all' gives every token [B, 1 + P, D]. */
+export function encodeBatch(encoder: VisionTransformer, images: Tensor, pooling: Pooling, precision: Precision = 'fp32'): Tensor {
   return torch.noGrad(() => torch.scope(() => {
     const f = withPrecision(precision, images.device, () => encoder.features(images, pooling));
     return f.float();

@@ -9,3 +9,7 @@ export * from './finetune';
 export * from './options';
 export * from './result';
 export * from './run';
+export * from './embed';
+export * from './miou';
+export { runSegprobe, type SegprobeRun } from './segprobe-run';
+export { SEGPROBE_OPTIONS, readSegprobeConfig, type SegprobeConfig } from './segprobe-options';

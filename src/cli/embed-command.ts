@@ -1,0 +1,115 @@
+// `semaim embed`: features of a folder of images or a dataset, from a checkpoint or an exported
+// encoder, into one safetensors file (+ the image list as JSON); the job is src/eval/embed.ts.
+import { statSync } from 'node:fs';
+import { OptionError, Options, defineOptions } from '../util/options';
+import { RUN_OPTIONS, VERIFY_OPTIONS } from '../eval/options';
+import { EMBED_DTYPES, EMBED_POOLINGS, EmbedOptions, embed } from '../eval/embed';
+import { IMAGE_INPUT_OPTIONS, checkDataPath, imageInputOptions } from '../data/options';
+import { DATASETS } from '../data';
+import { autoPrecision, checkPrecision } from '../run/precision';
+import { checkDevice } from '../run/device';
+import { resolveEncoder } from '../semaim';
+import { defineCommand } from './command';
+
+export const EMBED_OPTIONS = defineOptions({
+  checkpoint: {
+    type: 'string',
+    required: true,
+    help: 'pre-training run folder (newest valid checkpoint), checkpoint folder, or exported encoder .safetensors',
+  },
+  ...VERIFY_OPTIONS,
+  images: { type: 'string', help: 'a folder of images, searched recursively (no labels); or give --dataset' },
+  dataset: {
+    type: 'string',
+    choices: DATASETS.filter((d) => d !== 'shards'),
+    help: 'a dataset as the evaluations name it (cifar10, synthetic, folder: class folders); or give --images',
+  },
+  dataPath: { type: 'string', help: 'dataset location (cifar10: folder or .tar.gz; folder: root with train/ and test/ class folders)' },
+  split: { type: 'string', default: 'test', choices: ['train', 'test'], help: 'split of --dataset' },
+  limit: { type: 'int', min: 1, help: "at most this many images: the seeded, class-balanced subset the evaluations' --test-limit / --train-limit take" },
+  pooling: {
+    type: 'string',
+    default: 'cls',
+    choices: EMBED_POOLINGS,
+    help: '[CLS] token, mean of the patch tokens, or all tokens [1 + P, D] (after the final norm)',
+  },
+  dtype: { type: 'string', default: 'float32', choices: EMBED_DTYPES, help: 'stored type of the features (float16 halves the file)' },
+  batchSize: { type: 'int', default: 256, min: 1, help: 'images per batch (256, as the evaluations, gives bit-equal features)' },
+  precision: {
+    type: 'string',
+    default: 'auto',
+    choices: ['auto', 'fp32', 'bf16', 'fp16'],
+    auto: autoPrecision,
+    help: 'encoder precision (bf16/fp16 autocast); auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)',
+  },
+  numWorkers: { type: 'int', min: 0, help: 'decoding worker threads (default: one per core but one, at most 8; 0 = on the main thread)' },
+  ...IMAGE_INPUT_OPTIONS,
+  ...RUN_OPTIONS,
+  out: { type: 'string', default: 'runs/embed/features.safetensors', help: 'output .safetensors (the image list goes beside it as .json)' },
+});
+
+export type EmbedCommandOptions = Options<typeof EMBED_OPTIONS>;
+
+/** The job's options from the command's. */
+export function embedOptionsFrom(o: EmbedCommandOptions): EmbedOptions {
+  return {
+    checkpoint: o.checkpoint,
+    out: o.out,
+    images: o.images,
+    dataset: o.dataset,
+    dataPath: o.dataPath,
+    split: o.split,
+    limit: o.limit,
+    seed: o.seed,
+    pooling: o.pooling,
+    dtype: o.dtype,
+    batchSize: o.batchSize,
+    device: o.device,
+    precision: o.precision,
+    threads: o.threads,
+    numWorkers: o.numWorkers,
+    imageInput: imageInputOptions(o),
+    verify: o.verify,
+  };
+}
+
+function validateEmbed(o: EmbedCommandOptions): void {
+  if (!o.images && !o.dataset) throw new OptionError('images', 'give a folder of images (--images DIR) or a dataset (--dataset NAME)');
+  if (o.images && o.dataset) throw new OptionError('images', '--images and --dataset exclude each other');
+  if (o.images && o.dataPath) throw new OptionError('dataPath', '--data-path goes with --dataset; --images names the folder itself');
+  if (o.dataset === 'folder' && !o.dataPath) throw new OptionError('dataPath', "dataset 'folder' needs --data-path");
+  if (!o.out.endsWith('.safetensors')) throw new OptionError('out', `must end in .safetensors, got '${o.out}'`);
+  checkDevice(o.device);
+  checkPrecision(o.precision, o.device);
+}
+
+function preflight(o: EmbedCommandOptions): void {
+  checkDataPath(o);
+  if (o.images) {
+    const stat = statSync(o.images, { throwIfNoEntry: false });
+    if (!stat) throw new OptionError('images', `${o.images} does not exist`);
+    if (!stat.isDirectory()) throw new OptionError('images', `${o.images} is not a folder`);
+  }
+  resolveEncoder(o.checkpoint, o); // a missing encoder is reported before any image is read
+}
+
+export const embedCommand = defineCommand({
+  summary: 'features of a folder of images or a dataset ([CLS], mean or all tokens) as safetensors',
+  usage: 'semaim embed --checkpoint RUN_DIR|ENCODER.safetensors (--images DIR | --dataset NAME) [options]',
+  description:
+    'Runs the encoder over every image with the evaluation preprocessing (resize + centre crop + normalise, as k-NN\n' +
+    'and the linear probe) and writes the features to one safetensors file, batch by batch: features [n, D]\n' +
+    '(or [n, 1 + P, D] with --pooling all), indices and, for labelled data, labels; beside it <name>.json lists\n' +
+    'the images in row order (with labels) and the skipped unreadable ones.',
+  options: EMBED_OPTIONS,
+  validate: validateEmbed,
+  preflight,
+  async run(o) {
+    const r = await embed(embedOptionsFrom(o));
+    process.stdout.write(
+      `embedded ${r.count} images${r.skipped ? ` (${r.skipped} skipped)` : ''} in ${r.seconds.toFixed(1)} s: features [${r.shape.join(', ')}]\n` +
+        `  wrote ${r.path}\n  and   ${r.listPath}\n`,
+    );
+    return 0;
+  },
+});

@@ -1,0 +1,260 @@
+// `semaim embed`: features of every image of a folder or a dataset, from a checkpoint or an exported
+// encoder, with the evaluations' preprocessing (the data factories' 'none' transform) and their
+// feature extraction (encodeBatch): the [CLS] and mean features equal those k-NN and the linear probe use.
+//
+// Output: ONE safetensors file written incrementally (SafetensorsRowWriter): each batch's rows are
+// appended as they are computed, so memory stays one batch however large the set, and the result
+// is a single file that readers open lazily (Python's safe_open/get_slice, mmap) without
+// concatenating parts. Beside it, <name>.json lists the images in row order with their labels, the
+// skipped ones with the reason, the encoder and the preprocessing. Unreadable images are skipped
+// (not replaced, as training does): they get no row, and are counted and listed.
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { basename, dirname, resolve } from 'node:path';
+import * as torch from '../torch';
+import { SafetensorsRowWriter, float32ToFloat16Bytes } from '../io';
+import { DataLoader, Dataset, Split, openDataset, subsetDataset, transformsFor } from '../data';
+import type { ImageInputOptions } from '../data/options';
+import { EncoderSource, Pooling, loadEncoder, resolveEncoder } from '../semaim';
+import { Progress } from '../run/progress';
+import { checkDevice } from '../run/device';
+import { type Precision } from '../run/precision';
+import { encodeBatch } from './features';
+
+export const EMBED_POOLINGS = ['cls', 'mean', 'all'] as const;
+export const EMBED_DTYPES = ['float32', 'float16'] as const;
+export type EmbedDType = (typeof EMBED_DTYPES)[number];
+
+export interface EmbedOptions {
+  /** Pre-training run folder (newest valid checkpoint), checkpoint folder, or exported encoder .safetensors. */
+  checkpoint: string;
+  /** Output file, ending in .safetensors; the image list is written beside it as <name>.json. */
+  out: string;
+  /** A folder of image files, searched recursively (no labels). Give this or `dataset`. */
+  images?: string;
+  /** A dataset as the evaluations name them (cifar10, synthetic, folder, flat). */
+  dataset?: string;
+  dataPath?: string;
+  /** Split of `dataset` (default 'test'). */
+  split?: Split;
+  /** At most this many images: the seeded, class-balanced subset the evaluations' --test-limit/--train-limit take. */
+  limit?: number;
+  /** Seed of that subset (default 0). */
+  seed?: number;
+  /** [CLS] token, mean of the patch tokens, or all tokens [1 + P, D] (after the final norm). Default 'cls'. */
+  pooling?: Pooling;
+  /** Stored type of the features (computed in float32 or `precision`). Default 'float32'. */
+  dtype?: EmbedDType;
+  /** Images per batch (default 256, as the evaluations). */
+  batchSize?: number;
+  /** Default 'cpu'. */
+  device?: string;
+  /** Encoder precision (autocast); default 'fp32'. */
+  precision?: Precision;
+  /** CPU threads for libtorch (default: all cores). */
+  threads?: number;
+  /** Loader worker threads (default: the loader's). */
+  numWorkers?: number;
+  imageInput?: ImageInputOptions;
+  /** Check a checkpoint folder's files against its state.json (default true). */
+  verify?: boolean;
+  /** Progress bar label; null for none. Default 'embed'. */
+  progress?: string | null;
+  /** Receives warnings (unreadable images, the summary); default: stderr. */
+  onWarning?: (line: string) => void;
+}
+
+export interface EmbeddedImage {
+  path: string;
+  /** Class index (absent for unlabelled images). */
+  label?: number;
+}
+
+export interface EmbedResult {
+  /** The safetensors file: `features` [n, D] or [n, 1 + P, D], `indices` (int32: dataset index of each row), `labels` (int32, labelled data only). */
+  path: string;
+  /** The image list (JSON). */
+  listPath: string;
+  count: number;
+  skipped: number;
+  /** Shape of `features`. */
+  shape: number[];
+  seconds: number;
+}
+
+export interface EmbedList {
+  format: 'semaim.embed/1';
+  features: string;
+  shape: number[];
+  dtype: EmbedDType;
+  pooling: Pooling;
+  encoder: { path: string; weights: string; sha256: string; kind: EncoderSource['kind']; config: EncoderSource['config'] };
+  input: { images?: string; dataset?: string; dataPath?: string; split?: Split; limit?: number; seed: number; root: string };
+  preprocessing: unknown[];
+  classNames: string[] | null;
+  count: number;
+  images: EmbeddedImage[];
+  skipped: { path: string; reason: string }[];
+  seconds: number;
+}
+
+/** Where the image list of an output file goes: `x.safetensors` → `x.json`. */
+export function embedListPath(out: string): string {
+  return out.replace(/\.safetensors$/, '.json');
+}
+
+/** Checks of the options that need no files (the command runs them before any work). */
+export function checkEmbedOptions(o: EmbedOptions): void {
+  if (!o.out.endsWith('.safetensors')) throw new Error(`embed: the output '${o.out}' must end in .safetensors (the image list goes beside it as .json)`);
+  if (!!o.images === !!o.dataset) throw new Error('embed: give either a folder of images (images) or a dataset (dataset), not both');
+  if (o.pooling !== undefined && !EMBED_POOLINGS.includes(o.pooling))
+    throw new Error(`embed: pooling must be one of ${EMBED_POOLINGS.join(', ')}, got '${o.pooling}'`);
+  if (o.dtype !== undefined && !EMBED_DTYPES.includes(o.dtype)) throw new Error(`embed: dtype must be one of ${EMBED_DTYPES.join(', ')}, got '${o.dtype}'`);
+  if (o.batchSize !== undefined && !(Number.isInteger(o.batchSize) && o.batchSize > 0))
+    throw new Error(`embed: batchSize must be a positive integer, got ${o.batchSize}`);
+}
+
+/** The images to embed: the folder, or the dataset split and subset exactly as makeEvalData opens them. */
+export function embedDataset(o: EmbedOptions, imgSize: number): Dataset {
+  const seed = o.seed ?? 0;
+  const name = o.images ? 'flat' : o.dataset!;
+  const dataPath = o.images ?? o.dataPath;
+  const ds = openDataset(name, { split: o.split ?? 'test', dataPath, imgSize, seed, syntheticSize: o.limit });
+  return o.limit ? subsetDataset(ds, o.limit, seed) : ds;
+}
+
+/** The image list as JSON: the header fields indented, then one line per image. */
+export function formatList(list: EmbedList): string {
+  const { images, skipped, ...head } = list;
+  const lines = (items: object[]) => (items.length ? `[\n${items.map((i) => `    ${JSON.stringify(i)}`).join(',\n')}\n  ]` : '[]');
+  const top = JSON.stringify(head, null, 2).replace(/\n}$/, '');
+  return `${top},\n  "skipped": ${lines(skipped)},\n  "images": ${lines(images)}\n}\n`;
+}
+
+/** The message of the loader's warning about one skipped image ('data: skipping NAME: MESSAGE'). */
+function skipReason(warnings: string[], name: string): string {
+  const prefix = `data: skipping ${name}: `;
+  const line = warnings.find((l) => l.startsWith(prefix));
+  return line ? line.slice(prefix.length) : 'unreadable';
+}
+
+/** Computes the features of every image and writes them (see the top of this file). */
+export async function embed(o: EmbedOptions): Promise<EmbedResult> {
+  checkEmbedOptions(o);
+  const t0 = Date.now();
+  const pooling = o.pooling ?? 'cls';
+  const dtype = o.dtype ?? 'float32';
+  const batchSize = o.batchSize ?? 256;
+  const warn = o.onWarning ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const device = checkDevice(o.device ?? 'cpu');
+  torch.setNumThreads(o.threads ?? availableParallelism());
+  const source = resolveEncoder(o.checkpoint, { verify: o.verify });
+  const ds = embedDataset(o, source.config.imgSize);
+  const { encoder } = loadEncoder(source, { device });
+  const out = resolve(o.out);
+  mkdirSync(dirname(out), { recursive: true });
+  const P = encoder.numPatches;
+  const D = source.config.embedDim;
+  const rowShape = pooling === 'all' ? [1 + P, D] : [D];
+  const writer = new SafetensorsRowWriter(out, { name: 'features', dtype, rowShape });
+  const transforms = transformsFor('none', source.config.imgSize, ds);
+  const warnings: string[] = [];
+  // The loader replaces an unreadable image by another one (training keeps its batch size); its
+  // warnings name the file. Here the replacement's row is dropped, and the summary is ours.
+  const loader = new DataLoader(ds, {
+    batchSize,
+    shuffle: false,
+    dropLast: false,
+    seed: 0,
+    transforms,
+    workers: o.numWorkers,
+    ...o.imageInput,
+    onWarning: (line) => {
+      warnings.push(line);
+      if (!line.startsWith('data: epoch ')) warn(line);
+    },
+  });
+  const labelled = ds.classes.length > 0;
+  const indices: number[] = [];
+  const skipped: { path: string; reason: string }[] = [];
+  const progress = o.progress === null ? null : new Progress(o.progress ?? 'embed', ds.length);
+  let seen = 0;
+  try {
+    for await (const batch of loader.iterate(0)) {
+      const B = batch.shape[0];
+      const keep: number[] = [];
+      for (let i = 0; i < B; i++) {
+        const expected = batch.index * batchSize + i;
+        if (batch.indices[i] === expected) keep.push(i);
+        else skipped.push({ path: ds.name(expected), reason: skipReason(warnings, ds.name(expected)) });
+      }
+      // The whole batch, as extractFeatures runs it: the kept rows are bit-equal to the evaluations' features.
+      const pixels = batch.images;
+      if (!(pixels instanceof Float32Array)) throw new Error('embed: the loader gave uint8 images, expected normalised float32');
+      const f = torch.scope(() => {
+        const images = torch.tensor(pixels, { shape: batch.shape, device });
+        encoder.checkImages(images);
+        return encodeBatch(encoder, images, pooling, o.precision ?? 'fp32');
+      });
+      let rows: Float32Array;
+      try {
+        rows = f.toFloat32Array();
+      } finally {
+        f.dispose();
+      }
+      const per = rows.length / B;
+      const kept = keep.length === B ? rows : new Float32Array(keep.length * per);
+      if (kept !== rows) keep.forEach((i, k) => kept.set(rows.subarray(i * per, (i + 1) * per), k * per));
+      writer.append(dtype === 'float32' ? new Uint8Array(kept.buffer, kept.byteOffset, kept.byteLength) : float32ToFloat16Bytes(kept));
+      for (const i of keep) indices.push(batch.indices[i]);
+      seen += B;
+      progress?.update(seen, { 'img/s': (seen / Math.max((Date.now() - t0) / 1000, 1e-9)).toFixed(1), skipped: skipped.length });
+    }
+    if (seen !== ds.length) throw new Error(`embed: the loader gave ${seen} images, the dataset has ${ds.length}`);
+    if (indices.length === 0) throw new Error(`embed: no readable image in ${ds.root} (${skipped.length} skipped)`);
+    const n = indices.length;
+    const idx = Int32Array.from(indices);
+    const tail: Record<string, { dtype: 'int32'; shape: number[]; data: Uint8Array }> = {
+      indices: { dtype: 'int32', shape: [n], data: new Uint8Array(idx.buffer) },
+    };
+    const labels = Int32Array.from(indices, (i) => ds.label(i));
+    if (labelled) tail.labels = { dtype: 'int32', shape: [n], data: new Uint8Array(labels.buffer) };
+    const listPath = embedListPath(out);
+    const seconds = (Date.now() - t0) / 1000;
+    const list: EmbedList = {
+      format: 'semaim.embed/1',
+      features: basename(out),
+      shape: [n, ...rowShape],
+      dtype,
+      pooling,
+      encoder: { path: source.path, weights: source.weights, sha256: source.sha256, kind: source.kind, config: source.config },
+      input: {
+        images: o.images,
+        dataset: o.dataset,
+        dataPath: o.dataPath,
+        split: o.images ? undefined : (o.split ?? 'test'),
+        limit: o.limit,
+        seed: o.seed ?? 0,
+        root: ds.root,
+      },
+      preprocessing: transforms,
+      classNames: labelled ? [...ds.classes] : null,
+      count: n,
+      images: indices.map((i, k) => (labelled ? { path: ds.name(i), label: labels[k] } : { path: ds.name(i) })),
+      skipped,
+      seconds,
+    };
+    writeFileSync(`${listPath}.partial`, formatList(list));
+    writer.finish(tail, { format: 'semaim.embed/1', pooling, encoder_sha256: source.sha256, images: basename(listPath) });
+    renameSync(`${listPath}.partial`, listPath);
+    if (skipped.length) warn(`embed: skipped ${skipped.length} unreadable image${skipped.length === 1 ? '' : 's'} (no row; listed in ${listPath})`);
+    return { path: out, listPath, count: n, skipped: skipped.length, shape: list.shape, seconds };
+  } catch (e) {
+    writer.abort();
+    throw e;
+  } finally {
+    progress?.done();
+    await loader.close();
+    encoder.dispose();
+  }
+}

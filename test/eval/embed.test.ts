@@ -1,0 +1,195 @@
+// `semaim embed`: on CIFAR-10 test images it writes the very features `semaim knn` computes ([CLS]
+// and mean pooling); on a folder of images of assorted sizes it applies the evaluation transform
+// (resize + centre crop + normalise), skips and lists a corrupt file, and its 'all' tokens agree
+// with the pooled features.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import * as torch from '../../src/torch';
+import { float16BytesToFloat32, readSafetensors, readSafetensorsHeader } from '../../src/io';
+import { DATA_FACTORIES, Rng, defaultCifar10Archive, evalTransforms, openImage, Pipeline } from '../../src/data';
+import { loadEncoder, resolveEncoder } from '../../src/semaim';
+import { parseCommand } from '../../src/cli/command';
+import { embedCommand } from '../../src/cli/embed-command';
+import { KNN_OPTIONS, encoderFeatures, disposeFeatures, embed, type EmbedList } from '../../src/eval';
+import { EncoderConfig } from '../../src/semaim';
+import { tempDir, write, picture, encode } from '../data/helpers';
+import { writeEncoder } from './helpers';
+
+const CFG: EncoderConfig = { imgSize: 32, patchSize: 8, inChans: 3, embedDim: 16, depth: 2, numHeads: 2, mlpRatio: 2 };
+
+let dir: string;
+let cleanup: () => void;
+let encoderPath: string;
+
+before(() => {
+  ({ dir, cleanup } = tempDir('semaim-embed-'));
+  encoderPath = writeEncoder(dir, CFG, 7);
+});
+after(() => cleanup());
+
+function floats(path: string, name: string): Float32Array {
+  const t = readSafetensors(path).tensors.get(name)!;
+  return new Float32Array(t.data.buffer.slice(t.data.byteOffset, t.data.byteOffset + t.data.byteLength));
+}
+
+function ints(path: string, name: string): Int32Array {
+  const t = readSafetensors(path).tensors.get(name)!;
+  return new Int32Array(t.data.buffer.slice(t.data.byteOffset, t.data.byteOffset + t.data.byteLength));
+}
+
+function maxDiff(a: Float32Array, b: Float32Array): number {
+  assert.equal(a.length, b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+const archive = defaultCifar10Archive();
+
+test(
+  'semaim embed on CIFAR-10 test images writes the features semaim knn uses ([CLS] and mean)',
+  { skip: existsSync(archive) ? false : `no CIFAR-10 archive at ${archive} (set SEMAIM_CIFAR10_TAR)` },
+  async () => {
+    for (const pooling of ['cls', 'mean'] as const) {
+      const out = join(dir, `cifar-${pooling}.safetensors`);
+      const code = await embedCommand.run([
+        '--checkpoint',
+        encoderPath,
+        '--dataset',
+        'cifar10',
+        '--split',
+        'test',
+        '--limit',
+        '200',
+        '--pooling',
+        pooling,
+        '--num-workers',
+        '1',
+        '--out',
+        out,
+      ]);
+      assert.equal(code, 0);
+
+      // What `semaim knn` computes: its options, its feature extraction over its data factories.
+      const knn = parseCommand(
+        ['--checkpoint', encoderPath, '--dataset', 'cifar10', '--test-limit', '200', '--train-limit', '10', '--pooling', pooling, '--num-workers', '1'],
+        '',
+        '',
+        KNN_OPTIONS,
+      )!.o;
+      const ft = await encoderFeatures(knn, DATA_FACTORIES, resolveEncoder(encoderPath));
+      try {
+        const want = ft.test.features.toFloat32Array();
+        const got = floats(out, 'features');
+        assert.deepEqual(readSafetensorsHeader(out).tensors.get('features')!.shape, [200, CFG.embedDim]);
+        assert.equal(maxDiff(got, want), 0, `${pooling}: features differ from k-NN's`);
+        assert.deepEqual(Array.from(ints(out, 'labels')), Array.from(ft.test.labels));
+        const list = JSON.parse(readFileSync(out.replace(/\.safetensors$/, '.json'), 'utf8')) as EmbedList;
+        assert.equal(list.count, 200);
+        assert.equal(list.images.length, 200);
+        assert.equal(list.classNames?.length, 10);
+        assert.deepEqual(
+          list.images.map((i) => i.label),
+          Array.from(ft.test.labels),
+        );
+        assert.ok(list.images.every((i) => i.path.endsWith('.jpg')));
+      } finally {
+        disposeFeatures(ft.train, ft.test);
+        ft.loaded.encoder.dispose();
+      }
+    }
+  },
+);
+
+test('semaim embed of a folder: evaluation transform, a corrupt image skipped and listed, all tokens agree with the pooled features', async () => {
+  const images = join(dir, 'photos');
+  const sizes: [number, number][] = [
+    [40, 30],
+    [64, 48],
+    [30, 50],
+    [32, 32],
+    [100, 80],
+    [33, 47],
+  ];
+  for (let i = 0; i < sizes.length; i++) {
+    const [w, h] = sizes[i];
+    const fmt = i % 2 ? 'png' : 'jpeg';
+    write(join(images, i < 3 ? '' : 'more', `img${i}.${fmt === 'png' ? 'png' : 'jpg'}`), await encode(picture(w, h, i * 5), w, h, 3, fmt));
+  }
+  write(join(images, 'broken.jpg'), 'this is a text file, not a JPEG\n');
+  const warnings: string[] = [];
+  const base = { checkpoint: encoderPath, images, batchSize: 4, numWorkers: 0, progress: null, onWarning: (l: string) => warnings.push(l) };
+  const all = await embed({ ...base, pooling: 'all', out: join(dir, 'photos-all.safetensors') });
+  const cls = await embed({ ...base, pooling: 'cls', out: join(dir, 'photos-cls.safetensors') });
+  const mean = await embed({ ...base, pooling: 'mean', dtype: 'float16', out: join(dir, 'photos-mean.safetensors') });
+
+  const T = 1 + (CFG.imgSize / CFG.patchSize) ** 2;
+  const D = CFG.embedDim;
+  assert.deepEqual([all.count, all.skipped], [6, 1]);
+  assert.deepEqual(all.shape, [6, T, D]);
+  assert.ok(
+    warnings.some((l) => l.includes('broken.jpg')),
+    warnings.join('\n'),
+  );
+  assert.ok(warnings.some((l) => /embed: skipped 1 unreadable image/.test(l)));
+  assert.ok(!warnings.some((l) => l.includes('replaced by another sample')), 'the loader summary about replacements is not shown');
+
+  const list = JSON.parse(readFileSync(all.listPath, 'utf8')) as EmbedList;
+  assert.equal(list.skipped.length, 1);
+  assert.ok(list.skipped[0].path.endsWith('broken.jpg'));
+  assert.match(list.skipped[0].reason, /not an image|unknown|format/i);
+  assert.equal(list.images.length, 6);
+  assert.ok(list.images.every((i) => !i.path.endsWith('broken.jpg') && i.label === undefined));
+  assert.equal(list.classNames, null);
+  assert.deepEqual(list.preprocessing, JSON.parse(JSON.stringify(evalTransforms(CFG.imgSize))));
+  assert.equal(readSafetensorsHeader(all.path).tensors.has('labels'), false);
+  const idx = Array.from(ints(all.path, 'indices'));
+  assert.equal(idx.length, 6);
+  assert.equal(new Set(idx).size, 6);
+  assert.deepEqual(
+    readdirSync(dir).filter((f) => f.endsWith('.partial')),
+    [],
+    'no partial files left',
+  );
+
+  // The same rows from the evaluation transform run by hand, one image at a time.
+  const tokens = floats(all.path, 'features');
+  const { encoder } = loadEncoder(encoderPath);
+  try {
+    const pipe = new Pipeline(evalTransforms(CFG.imgSize));
+    const S = CFG.imgSize;
+    const pixels = new Float32Array(6 * 3 * S * S);
+    for (let k = 0; k < 6; k++) {
+      const handle = await openImage(readFileSync(list.images[k].path), { background: 255 });
+      pipe.run(handle, new Rng(0), pixels, k * 3 * S * S, S, S, null, 0);
+    }
+    const ref = torch.scope(() => encoder.features(torch.tensor(pixels, { shape: [6, 3, S, S] }), 'all').toFloat32Array());
+    assert.ok(maxDiff(tokens, ref) < 1e-5, `all tokens differ from the hand-run transform by ${maxDiff(tokens, ref)}`);
+  } finally {
+    encoder.dispose();
+  }
+
+  // [CLS] is token 0; the mean is the mean of the patch tokens (stored as float16 here).
+  const c = floats(cls.path, 'features');
+  const m = readSafetensors(mean.path).tensors.get('features')!;
+  assert.equal(m.dtype, 'float16');
+  const mf = float16BytesToFloat32(m.data);
+  for (let r = 0; r < 6; r++) {
+    for (let d = 0; d < D; d++) {
+      assert.equal(c[r * D + d], tokens[r * T * D + d]);
+      let s = 0;
+      for (let t = 1; t < T; t++) s += tokens[(r * T + t) * D + d];
+      assert.ok(Math.abs(mf[r * D + d] - s / (T - 1)) < 2e-3 * Math.max(1, Math.abs(s / (T - 1))), `mean row ${r} dim ${d}`);
+    }
+  }
+});
+
+test('embed refuses bad options before any work', async () => {
+  await assert.rejects(embed({ checkpoint: encoderPath, out: join(dir, 'x.bin'), images: dir }), /must end in \.safetensors/);
+  await assert.rejects(embed({ checkpoint: encoderPath, out: join(dir, 'x.safetensors') }), /either a folder of images/);
+  await assert.rejects(embedCommand.run(['--checkpoint', encoderPath, '--out', join(dir, 'y.safetensors')]), /--images DIR/);
+  await assert.rejects(embedCommand.run(['--checkpoint', encoderPath, '--images', join(dir, 'nope'), '--out', join(dir, 'y.safetensors')]), /does not exist/);
+  assert.equal(existsSync(join(dir, 'y.safetensors')), false);
+});
