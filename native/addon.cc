@@ -22,6 +22,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   registerNN(env, exports);
   registerOptim(env, exports);
   registerCuda(env, exports);
+  registerDist(env, exports);
   return exports;
 }
 

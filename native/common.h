@@ -115,5 +115,6 @@ void registerNN(Napi::Env env, Napi::Object exports);
 void registerOptim(Napi::Env env, Napi::Object exports);
 void registerCuda(Napi::Env env, Napi::Object exports);
 void registerAllocator(Napi::Env env, Napi::Object exports);
+void registerDist(Napi::Env env, Napi::Object exports);
 
 }  // namespace semaim
