@@ -122,7 +122,7 @@ export class DistributedDataParallel {
     try {
       if (this.reducer) {
         this.reducer.prepareForward(sync);
-        if (sync && process.env.X_NOSYNC === undefined) this.reducer.prepareBackward(this.findUnused ? [loss.h] : undefined);
+        if (sync) this.reducer.prepareBackward(this.findUnused ? [loss.h] : undefined);
       }
       loss.backward(undefined, { retainGraph: opts.retainGraph });
     } catch (e) {
