@@ -35,7 +35,8 @@ test('gloo collectives across 2 processes: sum, avg, max, coalesced, broadcast, 
   }
 });
 
-test('a rank that never joins an all-reduce: ERR_DIST_TIMEOUT on the waiting rank, naming the op and rank', { skip: gloo }, async () => {
+test('a rank that never joins an all-reduce: ERR_DIST_TIMEOUT naming the op and rank; the rank gives the group up and exits at once', { skip: gloo }, async () => {
+  const t0 = Date.now();
   const runs = await runWorkers(workerScript('collectives'), 2, ['timeout']);
   const r0 = lineWith(runs[0], 'error');
   const e = r0.error as { code: string; op: string; rank: number; worldSize: number; message: string };
@@ -44,30 +45,10 @@ test('a rank that never joins an all-reduce: ERR_DIST_TIMEOUT on the waiting ran
   assert.equal(e.rank, 0);
   assert.equal(e.worldSize, 2);
   assert.match(e.message, /^dist\.allReduce failed on rank 0 of 2 \(gloo\): .*not every rank joined within 1500 ms/);
-  assert.ok(Number(r0.ms) < 10_000, `timed out after ${r0.ms} ms, expected about 1500`);
-  assert.equal(runs[0].code, 0);
-});
-
-test('a dead peer: ERR_DIST_PEER on the surviving rank at its next collective, no hang', { skip: gloo }, async () => {
-  const runs = await runWorkers(workerScript('collectives'), 2, ['dead-peer']);
-  assert.equal(runs[1].code, 7);
-  const r0 = lineWith(runs[0], 'error');
-  const e = r0.error as { code: string; op: string; rank: number; message: string };
-  assert.equal(e.code, 'ERR_DIST_PEER');
-  assert.equal(e.op, 'allReduce');
-  assert.equal(e.rank, 0);
-  assert.match(e.message, /^dist\.allReduce failed on rank 0 of 2 \(gloo\): .*another rank exited/);
-  assert.ok(Number(r0.ms) < 10_000, `the error came after ${r0.ms} ms`);
-  assert.equal(runs[0].code, 0, runs[0].stderr);
-});
-
-test('a stuck peer: the rank that timed out gives the group up and exits at once', { skip: gloo }, async () => {
-  const t0 = Date.now();
-  const runs = await runWorkers(workerScript('collectives'), 2, ['stuck-peer'], { timeoutMs: 60_000 });
-  const r0 = lineWith(runs[0], 'error');
-  assert.equal((r0.error as { code: string }).code, 'ERR_DIST_TIMEOUT');
-  assert.equal(runs[0].code, 3);
-  assert.ok(runs[0].ms - (Number(r0.exitAt) - t0) < 3000, `rank 0 exited ${runs[0].ms - (Number(r0.exitAt) - t0)} ms after giving up`);
+  assert.ok(Number(r0.ms) < 5000, `timed out after ${r0.ms} ms, expected about 1500`);
+  assert.equal(runs[0].code, 3, runs[0].stderr);
+  const exitDelay = runs[0].ms - (Number(r0.exitAt) - t0);
+  assert.ok(exitDelay < 2500, `rank 0 exited ${exitDelay} ms after giving the group up (rank 1 was still alive)`);
 });
 
 test('initProcessGroup outside a distributed run says how to start one', async () => {
