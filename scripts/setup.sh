@@ -3,10 +3,11 @@
 # Idempotent: every step is skipped when already done. Run as root (or with sudo available).
 #   - libtorch: $LIBTORCH, else Debian's libtorch-dev + OpenBLAS (OpenMP build), else a pip PyTorch
 #   - python3-torch / python3-torchvision: reference implementations used by tests and benchmarks
+#   - libgloo-dev: gloo's headers, for the addon's Gloo process groups (libtorch-dev ships the library only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(libtorch-dev libopenblas0-openmp python3-torch python3-torchvision g++ make)
+APT_PACKAGES=(libtorch-dev libopenblas0-openmp libgloo-dev python3-torch python3-torchvision g++ make)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -24,6 +25,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
+# An addon built before gloo's headers were installed has no Gloo backend: rebuild it.
+if [[ " ${missing[*]} " == *" libgloo-dev "* ]] && dpkg -s libgloo-dev >/dev/null 2>&1 && [ -f build/Release/semaim.node ] && [ -d node_modules/node-addon-api ]; then
+  echo "setup: rebuilding the native addon with Gloo"
+  npx node-gyp rebuild -j 2
+fi
 if [ ! -f build/Release/semaim.node ] || [ ! -d node_modules/node-addon-api ]; then
   echo "setup: npm ci (builds the native addon against $(node native/find-libtorch.js libdir))"
   npm ci --no-audit --no-fund
