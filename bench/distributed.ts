@@ -133,7 +133,8 @@ function report(s: Partial<Record<RunKey, Summary>>, started: Date, loads: numbe
     const b = base(r);
     const exposed = r.procs > 1 ? x.ms - x.nosync : NaN;
     const over = r.procs > 1 && b ? x.ms - b.ms : NaN;
-    lines.push(`| ${r.label} | ${r.procs} | ${r.procs > 1 ? (r.key === 'ts-2-after' ? `after backward (all-reduce wait ${f0(x.afterSync)} ms)` : r.mode === 'overlap' ? 'during backward (hooks)' : 'during backward (hooks)') : '–'} | ` +
+    const how = r.procs === 1 ? '–' : r.key === 'ts-2-after' ? `after backward (all-reduce wait ${f0(x.afterSync)} ms)` : 'during backward (gradient hooks)';
+    lines.push(`| ${r.label} | ${r.procs} | ${how} | ` +
       `${f0(x.ms)} | ${((batch * r.procs * 1000) / x.ms).toFixed(1)} | ${f0(x.backward)} | ${r.procs > 1 ? f0(x.nosync) : '–'} | ` +
       `${r.procs > 1 ? `${f0(exposed)} (${((100 * exposed) / x.ms).toFixed(1)}%)` : '–'} | ${r.procs > 1 && b ? `${f0(over)} (${((100 * over) / b.ms).toFixed(1)}%)` : '–'} |`);
   }
@@ -147,7 +148,7 @@ function report(s: Partial<Record<RunKey, Summary>>, started: Date, loads: numbe
     const label = RUNS.find((r) => r.key === k)?.label;
     notes.push(`- ${label}: overhead ${f0(o)} ms/step vs PyTorch DDP's ${f0(torchOver)} ms (${(100 * rel(k, 'ts-1')).toFixed(1)}% vs ` +
       `${(100 * rel('torch-2', 'torch-1')).toFixed(1)}% of the 1-process step); target (no worse than PyTorch DDP): ` +
-      `${o <= torchOver || rel(k, 'ts-1') <= rel('torch-2', 'torch-1') ? 'met' : 'NOT met'}.`);
+      `${o <= torchOver ? 'met' : 'NOT met'} (on the ms overhead).`);
   }
   if (s['ts-1'] && s['torch-1']) notes.push(`- 1 process: TS/PyTorch step time ${(s['ts-1'].ms / s['torch-1'].ms).toFixed(2)}.`);
   if (s['ts-2-overlap']?.res.buckets) notes.push(`- ${(s['ts-2-overlap'].res.params / 1e6).toFixed(2)} M parameters, ${s['ts-2-overlap'].res.buckets} gradient buckets at start (25 MB, the first 1 MB; c10d's Reducer rebuilds them in backward order after the first step).`);

@@ -172,19 +172,19 @@ struct InitOptions {
 std::string strOpt(const Napi::Object& o, const char* k, const std::string& dflt = "") {
   Napi::Value v = o.Get(k);
   if (v.IsUndefined() || v.IsNull()) return dflt;
-  if (!v.IsString()) throw std::invalid_argument(std::string("dist init: option '") + k + "' must be a string");
+  if (!v.IsString()) throw std::invalid_argument(std::string("option '") + k + "' must be a string");
   return v.As<Napi::String>().Utf8Value();
 }
 int64_t intOpt(const Napi::Object& o, const char* k, int64_t dflt) {
   Napi::Value v = o.Get(k);
   if (v.IsUndefined() || v.IsNull()) return dflt;
   double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
-  if (!std::isfinite(d) || d != std::trunc(d)) throw std::invalid_argument(std::string("dist init: option '") + k + "' must be an integer");
+  if (!std::isfinite(d) || d != std::trunc(d)) throw std::invalid_argument(std::string("option '") + k + "' must be an integer");
   return static_cast<int64_t>(d);
 }
 
 InitOptions readInitOptions(const Napi::Value& v) {
-  if (!v.IsObject()) throw std::invalid_argument("dist init: expected an options object");
+  if (!v.IsObject()) throw std::invalid_argument("expected an options object");
   Napi::Object o = v.As<Napi::Object>();
   InitOptions r;
   r.backend = strOpt(o, "backend", "gloo");
@@ -200,17 +200,17 @@ InitOptions readInitOptions(const Napi::Value& v) {
   r.glooThreads = static_cast<int>(intOpt(o, "glooThreads", 2));
   r.device = static_cast<int>(intOpt(o, "device", 0));
   if (r.size < 1 || r.rank < 0 || r.rank >= r.size)
-    throw std::invalid_argument("dist init: rank " + std::to_string(r.rank) + " is not in [0, worldSize = " + std::to_string(r.size) + ")");
-  if (r.masterPort < 1 || r.masterPort > 65535) throw std::invalid_argument("dist init: masterPort must be in 1..65535, got " + std::to_string(r.masterPort));
-  if (r.timeoutMs < 1) throw std::invalid_argument("dist init: timeoutMs must be positive");
-  if (r.glooThreads < 1) throw std::invalid_argument("dist init: glooThreads must be positive");
+    throw std::invalid_argument("rank " + std::to_string(r.rank) + " is not in [0, worldSize = " + std::to_string(r.size) + ")");
+  if (r.masterPort < 1 || r.masterPort > 65535) throw std::invalid_argument("masterPort must be in 1..65535, got " + std::to_string(r.masterPort));
+  if (r.timeoutMs < 1) throw std::invalid_argument("timeoutMs must be positive");
+  if (r.glooThreads < 1) throw std::invalid_argument("glooThreads must be positive");
 #ifndef USE_C10D_GLOO
-  if (r.backend == "gloo") throw std::invalid_argument("dist init: this build has no Gloo backend (libtorch without ProcessGroupGloo, or gloo's headers were missing at build time: install libgloo-dev and rebuild)");
+  if (r.backend == "gloo") throw std::invalid_argument("this build has no Gloo backend (libtorch without ProcessGroupGloo, or gloo's headers were missing at build time: install libgloo-dev and rebuild)");
 #endif
 #ifndef USE_C10D_NCCL
-  if (r.backend == "nccl") throw std::invalid_argument("dist init: this build has no NCCL backend (needs a CUDA libtorch with ProcessGroupNCCL and nccl.h at build time)");
+  if (r.backend == "nccl") throw std::invalid_argument("this build has no NCCL backend (needs a CUDA libtorch with ProcessGroupNCCL and nccl.h at build time)");
 #endif
-  if (r.backend != "gloo" && r.backend != "nccl") throw std::invalid_argument("dist init: unknown backend '" + r.backend + "' (gloo or nccl)");
+  if (r.backend != "gloo" && r.backend != "nccl") throw std::invalid_argument("unknown backend '" + r.backend + "' (gloo or nccl)");
   return r;
 }
 
@@ -218,6 +218,20 @@ struct Group {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::ProcessGroup> pg;
 };
+
+// libtorch >= 2.4 asks for the libuv TCPStore by default, which builds without libuv (Debian's 2.6)
+// refuse: fall back to the classic one there.
+c10::intrusive_ptr<c10d::Store> tcpStore(const std::string& host, c10d::TCPStoreOptions so) {
+#if SEMAIM_TORCH_AT_LEAST(2, 2)
+  try {
+    return c10::make_intrusive<c10d::TCPStore>(host, so);
+  } catch (const c10::Error& e) {
+    if (!so.useLibUV || !contains(e.what(), "libuv")) throw;
+    so.useLibUV = false;
+  }
+#endif
+  return c10::make_intrusive<c10d::TCPStore>(host, so);
+}
 
 // Runs off the main thread: the rendezvous blocks until every rank has joined (or the timeout).
 Group createGroup(const InitOptions& o) {
@@ -230,7 +244,7 @@ Group createGroup(const InitOptions& o) {
   so.timeout = timeout;
   so.multiTenant = true;
   Group g;
-  c10::intrusive_ptr<c10d::Store> tcp = c10::make_intrusive<c10d::TCPStore>(o.masterAddr, so);
+  c10::intrusive_ptr<c10d::Store> tcp = tcpStore(o.masterAddr, so);
   if (o.storePrefix.empty()) {
     g.store = tcp;
   } else {
@@ -264,7 +278,7 @@ Group createGroup(const InitOptions& o) {
 #endif
   }
 #endif
-  if (!g.pg) throw std::invalid_argument("dist init: backend '" + o.backend + "' is not built in");
+  if (!g.pg) throw std::invalid_argument("backend '" + o.backend + "' is not built in");
   return g;
 }
 
@@ -333,12 +347,12 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
   }
 
   static ProcessGroupHandle* from(const Napi::Value& v, const char* what) {
-    if (!v.IsObject() || !v.As<Napi::Object>().CheckTypeTag(&kGroupTag)) throw std::invalid_argument(std::string(what) + ": expected a ProcessGroup");
+    if (!v.IsObject() || !v.As<Napi::Object>().CheckTypeTag(&kGroupTag)) throw std::invalid_argument(std::string("expected a ProcessGroup, got something else (") + what + ")");
     return Unwrap(v.As<Napi::Object>());
   }
 
   const c10::intrusive_ptr<c10d::ProcessGroup>& group(const char* op) const {
-    if (!pg_) throw std::invalid_argument(std::string("dist.") + op + ": " + (shutDown_ ? "the process group was shut down" : "the process group is not initialised"));
+    if (!pg_) throw std::invalid_argument(shutDown_ ? "the process group was shut down" : "the process group is not initialised");
     return pg_;
   }
   Where where(const std::string& op, int64_t timeoutMs = 0) const { return Where{op, rank_, size_, backend_, timeoutMs > 0 ? timeoutMs : timeoutMs_}; }
@@ -393,11 +407,11 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
                               : op == "max"              ? c10d::ReduceOp::MAX
                               : op == "min"              ? c10d::ReduceOp::MIN
                               : op == "product"          ? c10d::ReduceOp::PRODUCT
-                                                         : throw std::invalid_argument("dist.allReduce: unknown op '" + op + "' (sum, avg, max, min, product)");
-      if (p.inputs.empty()) throw std::invalid_argument("dist.allReduce: no tensors");
+                                                         : throw std::invalid_argument("unknown op '" + op + "' (sum, avg, max, min, product)");
+      if (p.inputs.empty()) throw std::invalid_argument("no tensors");
       if (op == "avg") {
         for (auto& t : p.inputs) {
-          if (!at::isFloatingType(t.scalar_type())) throw std::invalid_argument(std::string("dist.allReduce: avg needs floating tensors, got ") + dtypeName(t.scalar_type()));
+          if (!at::isFloatingType(t.scalar_type())) throw std::invalid_argument(std::string("avg needs floating tensors, got ") + dtypeName(t.scalar_type()));
         }
         group("allReduce");
         at::NoGradGuard ng;
@@ -427,8 +441,8 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
       int64_t root = argInt(info, 1);
       Millis timeout = opTimeout(info, 2);
       group("broadcast");
-      if (root < 0 || root >= size_) throw std::invalid_argument("dist.broadcast: root " + std::to_string(root) + " is not a rank");
-      if (p.inputs.empty()) throw std::invalid_argument("dist.broadcast: no tensors");
+      if (root < 0 || root >= size_) throw std::invalid_argument("root " + std::to_string(root) + " is not a rank");
+      if (p.inputs.empty()) throw std::invalid_argument("no tensors");
       return launch(info, "broadcast", timeout, std::move(p), [&](const c10::intrusive_ptr<c10d::ProcessGroup>& pg, Pending& q) {
         c10d::BroadcastOptions o;
         o.rootRank = root;
@@ -471,7 +485,7 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
 
   Pending take(int64_t id, const char* what) {
     auto it = works_.find(id);
-    if (it == works_.end()) throw std::invalid_argument(std::string(what) + ": no collective in flight with id " + std::to_string(id) + " (already waited for?)");
+    if (it == works_.end()) throw std::invalid_argument("no collective in flight with id " + std::to_string(id) + " (already waited for?)");
     Pending p = std::move(it->second);
     works_.erase(it);
     return p;
@@ -511,8 +525,8 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
       int64_t root = argInt(info, 1);
       int64_t bytes = argInt(info, 2);
       const auto& pg = group("broadcastCoalesced");
-      if (root < 0 || root >= size_) throw std::invalid_argument("dist.broadcastCoalesced: root " + std::to_string(root) + " is not a rank");
-      if (bytes < 1) throw std::invalid_argument("dist.broadcastCoalesced: bufferBytes must be positive");
+      if (root < 0 || root >= size_) throw std::invalid_argument("root " + std::to_string(root) + " is not a rank");
+      if (bytes < 1) throw std::invalid_argument("bufferBytes must be positive");
       try {
         at::NoGradGuard ng;
         if (!ts.empty()) c10d::broadcast_coalesced(pg, ts, static_cast<size_t>(bytes), static_cast<int>(root));
@@ -608,8 +622,8 @@ class InitWorker : public Napi::AsyncWorker {
 
 Napi::Value ProcessGroupHandle::Init(const Napi::CallbackInfo& info) {
   SEMAIM_GUARD("dist.init", {
-    if (pg_ || initialising_) throw std::invalid_argument("dist.init: this process group is already initialised");
-    if (shutDown_) throw std::invalid_argument("dist.init: this process group was shut down; create a new one");
+    if (pg_ || initialising_) throw std::invalid_argument("this process group is already initialised");
+    if (shutDown_) throw std::invalid_argument("this process group was shut down; create a new one");
     InitOptions o = readInitOptions(info[0]);
 #ifdef USE_C10D_NCCL
     // The CUDA current device is per thread: set it here, on the thread that issues the collectives.
@@ -649,12 +663,12 @@ class GradReducerHandle : public Napi::ObjectWrap<GradReducerHandle> {
       std::vector<at::Tensor> params = argTensorList(info, 1);
       int64_t cap = argInt(info, 2), first = argInt(info, 3);
       bool findUnused = argBool(info, 4);
-      if (params.empty()) throw std::invalid_argument("GradReducer: no parameters");
+      if (params.empty()) throw std::invalid_argument("no parameters");
       for (size_t i = 0; i < params.size(); i++) {
         if (!params[i].requires_grad() || !params[i].is_leaf())
-          throw std::invalid_argument("GradReducer: parameter " + std::to_string(i) + " is not a leaf tensor that requires grad");
+          throw std::invalid_argument("parameter " + std::to_string(i) + " is not a leaf tensor that requires grad");
       }
-      if (cap < 1 || first < 1) throw std::invalid_argument("GradReducer: bucket sizes must be positive");
+      if (cap < 1 || first < 1) throw std::invalid_argument("bucket sizes must be positive");
       try {
         // Every rank must hold the same parameters (count, shapes, dtypes): checked with one allgather.
         c10d::verify_params_across_processes(pg, params, c10::nullopt);
@@ -681,7 +695,7 @@ class GradReducerHandle : public Napi::ObjectWrap<GradReducerHandle> {
 
  private:
   c10d::Reducer& reducer(const char* op) {
-    if (reducer_ == nullptr) throw std::invalid_argument(std::string("GradReducer.") + op + ": disposed");
+    if (reducer_ == nullptr) throw std::invalid_argument("the gradient reducer was disposed");
     return *reducer_;
   }
 
