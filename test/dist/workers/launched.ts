@@ -1,7 +1,7 @@
 // A worker of test/dist/launch.test.ts, started by the launcher or by torchrun.
 //   ok        one all-reduce of (rank + 1); prints {rank, worldSize, localRank, sum}
 //   crash     rank 1 throws after the first collective; the others keep all-reducing
-//   loop      all-reduces every 50 ms for up to 60 s (the test kills one worker)
+//   loop      all-reduces every 50 ms for up to 60 s, ignoring SIGTERM (the test kills one worker)
 //   sigterm   like loop, but exits 0 on SIGTERM after printing it
 import * as torch from '../../../src/torch';
 import * as dist from '../../../src/dist';
@@ -30,6 +30,8 @@ async function main(): Promise<void> {
     }
     await loop(g);
   } else if (scenario === 'loop') {
+    // Ignores the launcher's SIGTERM: this worker must stop on its own, from the collective's error.
+    process.on('SIGTERM', () => { process.stderr.write('SIGTERM ignored\n'); });
     await loop(g);
   } else if (scenario === 'sigterm') {
     process.on('SIGTERM', () => { out({ rank: g.rank, signal: 'SIGTERM' }); process.exit(0); });
