@@ -57,7 +57,8 @@ def main():
 
     synced, local, first_loss = [], [], None
     for s in range(a.warmup + a.steps + a.nosync_steps):
-        sync = s < a.warmup + a.steps
+        sync = is_synced(s, a.warmup, a.steps, a.nosync_steps)
+        c0 = time.process_time()  # every thread of the process: ATen's, Gloo's, autograd's
         t0 = time.perf_counter()
         order = model.semantic_order(images, gen)
         ctx = net.no_sync() if (distributed and not sync) else _null()
@@ -71,7 +72,7 @@ def main():
         torch.nn.utils.clip_grad_norm_(model.parameters(), 3.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        row = (time.perf_counter() - t0, te - tb)
+        row = (time.perf_counter() - t0, te - tb, time.process_time() - c0)
         if s >= a.warmup:
             (synced if sync else local).append(row)
     med = lambda rows, i: statistics.median(r[i] for r in rows) * 1e3 if rows else None  # noqa: E731
@@ -80,6 +81,7 @@ def main():
         'threads': torch.get_num_threads(), 'batch': a.batch, 'params': sum(p.numel() for p in model.parameters()),
         'msPerStep': med(synced, 0), 'backwardMs': med(synced, 1), 'syncAfterBackwardMs': 0,
         'nosyncMsPerStep': med(local, 0), 'nosyncBackwardMs': med(local, 1),
+        'cpuMsPerStep': med(synced, 2), 'nosyncCpuMsPerStep': med(local, 2),
         'stepsMs': [round(r[0] * 1e3, 1) for r in synced], 'nosyncStepsMs': [round(r[0] * 1e3, 1) for r in local],
         'firstLoss': first_loss, 'torch': torch.__version__, 'python': sys.version.split()[0],
     }
@@ -87,6 +89,16 @@ def main():
     if distributed:
         dist.barrier()
         dist.destroy_process_group()
+
+
+def is_synced(s, warmup, steps, nosync):
+    """Warm-up steps synchronise; then synchronised and unsynchronised steps alternate (as the TS worker)."""
+    if s < warmup:
+        return True
+    k, pairs = s - warmup, min(steps, nosync)
+    if k < 2 * pairs:
+        return k % 2 == 0
+    return steps > nosync
 
 
 class _null:

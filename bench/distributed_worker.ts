@@ -1,9 +1,9 @@
 // One rank of `npm run bench:distributed` (bench/distributed.ts starts it with torchrun's variables, or
 // alone for the 1-process run): the SemAIM pre-training step of bench/pretrain_worker.ts (semantic
 // order, fast-path forward, backward, clip 3, AdamW, zeroGrad), data-parallel with
-// DistributedDataParallel when WORLD_SIZE > 1. Times --steps synchronised steps after --warmup, then
-// --nosync-steps steps inside ddp.noSync() (no collective at all: the same work without the
-// all-reduce). Prints one JSON line on stdout.
+// DistributedDataParallel when WORLD_SIZE > 1. After --warmup steps, times --steps synchronised steps
+// and --nosync-steps steps without synchronisation (ddp.backward(loss, { sync: false }): no collective
+// at all, the same work without the all-reduce), alternating. Prints one JSON line on stdout.
 //
 //   node dist/bench/distributed_worker.js --preset vit_tiny --img 32 --patch 4 --decoder-depth 12 \
 //        --batch 16 --warmup 2 --steps 8 --nosync-steps 8 --threads 1 --mode overlap|after-backward
@@ -18,10 +18,24 @@ function opt(name: string, dflt: string): string {
   return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : dflt;
 }
 const now = (): number => Number(process.hrtime.bigint()) / 1e6;
+/** CPU time of the whole process (every thread: ATen's, Gloo's, autograd's), ms. */
+const cpuNow = (): number => { const u = process.cpuUsage(); return (u.user + u.system) / 1e3; };
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
+
+/**
+ * Whether step s synchronises: the warm-up steps do; after them synchronised and unsynchronised steps
+ * alternate (while both kinds remain), so that both see the same load on a shared machine.
+ */
+function isSynced(s: number, warmup: number, steps: number, nosync: number): boolean {
+  if (s < warmup) return true;
+  const k = s - warmup;
+  const pairs = Math.min(steps, nosync);
+  if (k < 2 * pairs) return k % 2 === 0;
+  return steps > nosync;
+}
 
 async function main(): Promise<void> {
   const preset = opt('preset', 'vit_tiny');
@@ -52,18 +66,21 @@ async function main(): Promise<void> {
   const orderGen = new torch.Generator(7919 + rank);
   const images = torch.keep(torch.randn([batch, 3, img, img], { generator: new torch.Generator(1 + rank) }));
 
-  interface Row { total: number; backward: number; sync: number }
+  interface Row { total: number; cpu: number; order: number; forward: number; backward: number; sync: number; optimizer: number }
   const synced: Row[] = [];
   const local: Row[] = [];
   let firstLoss = NaN;
   for (let s = 0; s < warmup + steps + nosyncSteps; s++) {
     await new Promise((r) => setImmediate(r)); // a trainer awaiting its loader yields once per step
-    const sync = s < warmup + steps;
+    const sync = isSynced(s, warmup, steps, nosyncSteps);
+    const c0 = cpuNow();
     const t0 = now();
+    let tf = 0;
     let tb = 0;
     let te = 0;
     torch.scope(() => {
       const { order } = model.makeOrder(images, { generator: orderGen });
+      tf = now();
       const out = model.forward(images, order);
       if (s === 0) firstLoss = out.loss.item();
       tb = now();
@@ -72,7 +89,9 @@ async function main(): Promise<void> {
       te = now();
     });
     torch.scope(() => { optimizerStep({ optimizer, scaler: null, params: model.namedParameters(), clipGrad: 3 }); });
-    const row = { total: now() - t0, backward: te - tb, sync: ddp && sync && ddp.mode === 'after-backward' ? ddp.lastSyncMs : 0 };
+    const t1 = now();
+    const sy = ddp && sync && ddp.mode === 'after-backward' ? ddp.lastSyncMs : 0;
+    const row = { total: t1 - t0, cpu: cpuNow() - c0, order: tf - t0, forward: tb - tf, backward: te - tb - sy, sync: sy, optimizer: t1 - te };
     if (s >= warmup) (sync ? synced : local).push(row);
   }
   const result = {
@@ -80,9 +99,13 @@ async function main(): Promise<void> {
     params: model.parameters().reduce((a, p) => a + p.numel, 0),
     buckets: ddp ? ddp.buckets.length : 0,
     msPerStep: median(synced.map((r) => r.total)),
-    backwardMs: median(synced.map((r) => r.backward)),
+    phasesMs: Object.fromEntries((['order', 'forward', 'backward', 'sync', 'optimizer'] as const).map((k) => [k, median(synced.map((r) => r[k]))])),
+    nosyncPhasesMs: Object.fromEntries((['order', 'forward', 'backward', 'optimizer'] as const).map((k) => [k, median(local.map((r) => r[k]))])),
+    backwardMs: median(synced.map((r) => r.backward + r.sync)),
     syncAfterBackwardMs: median(synced.map((r) => r.sync)),
     nosyncMsPerStep: median(local.map((r) => r.total)),
+    cpuMsPerStep: median(synced.map((r) => r.cpu)),
+    nosyncCpuMsPerStep: median(local.map((r) => r.cpu)),
     nosyncBackwardMs: median(local.map((r) => r.backward)),
     stepsMs: synced.map((r) => Number(r.total.toFixed(1))),
     nosyncStepsMs: local.map((r) => Number(r.total.toFixed(1))),

@@ -1,13 +1,14 @@
 // Data-parallel training is the same function as one process with the whole batch: 2 Gloo processes
 // × batch b against 1 process × batch 2b, in float64, for a small MLP and a small SemAIM model, with
 // c10d's Reducer (gradients all-reduced from hooks during backward) and after backward, with and
-// without gradient accumulation (noSync), through global-norm clipping and AdamW.
+// without gradient accumulation (noSync), through global-norm clipping and AdamW; and a peer that dies
+// before a synchronised backward.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as torch from '../../src/torch';
 import * as dist from '../../src/dist';
 import { buildModel, CaseModel, CaseResult, train } from './workers/ddp-case';
-import { runWorkers, workerScript, WorkerRun } from './helpers';
+import { lineWith, runWorkers, workerScript, WorkerRun } from './helpers';
 
 const info = dist.distBuildInfo();
 const gloo = info.gloo ? false : 'the addon was built without Gloo';
@@ -66,10 +67,20 @@ function compare(runs: WorkerRun[], c: string, ref: CaseResult, tol: number): vo
 test('DDP: 2 processes × batch 4 = 1 process × batch 8 (float64 MLP and SemAIM; overlap and after-backward; accumulation)', { skip: gloo }, async () => {
   const cases = ['mlp:after-backward:1', 'mlp:after-backward:2', 'semaim:after-backward:1'];
   if (info.reducer) cases.push('mlp:overlap:1', 'mlp:overlap:2', 'semaim:overlap:1', 'semaim:overlap:2');
-  const runs = await runWorkers(workerScript('ddp'), 2, [String(GLOBAL_BATCH), String(STEPS), ...cases]);
+  const runs = await runWorkers(workerScript('ddp'), 2, [String(GLOBAL_BATCH), String(STEPS), ...cases, 'dead-peer']);
   for (const run of runs) assert.equal(run.code, 0, `rank ${run.rank} failed:\n${run.stderr}`);
   const refs = { mlp: reference('mlp'), semaim: reference('semaim') };
   for (const c of cases) compare(runs, c, refs[c.split(':')[0] as CaseModel], 1e-10);
+
+  // Then rank 1 exited: rank 0's synchronised backward fails with a coded error naming the op and rank.
+  const dead = lineWith(runs[0], 'deadPeer');
+  const e = dead.deadPeer as { code: string; op: string; rank: number; message: string; mode: string };
+  assert.equal(e.code, 'ERR_DIST_PEER', e.message);
+  assert.equal(e.rank, 0);
+  assert.match(e.message, e.mode === 'overlap' ? /^dist\.backward \(gradient all-reduce\) failed on rank 0 of 2 \(gloo\): .*another rank exited/
+    : /^dist\.allReduceCoalesced failed on rank 0 of 2 \(gloo\): .*another rank exited/);
+  assert.equal(dead.failed, true, 'the group is marked failed, so that shutdown abandons it instead of waiting');
+  assert.ok(Number(dead.ms) < 10_000, `the error came after ${dead.ms} ms`);
 });
 
 test('bucketsBySize: reverse order, caps, one dtype per bucket, an oversized tensor alone', () => {
