@@ -18,6 +18,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
       ));
   installCpuAllocator();
   registerOps(env, exports);
+  registerDistHandles(env, exports);
   return exports;
 }
 

@@ -125,6 +125,9 @@ const char* dtypeName(at::ScalarType t);
 // Installs the caching CPU allocator (native/allocator.cc) unless SEMAIM_CPU_ALLOCATOR=system.
 void installCpuAllocator();
 
+// The distributed handle classes (ProcessGroup, GradReducer) of native/dist.cc, when built with c10d.
+void registerDistHandles(Napi::Env env, Napi::Object exports);
+
 }  // namespace semaim
 
 // Result structs and the export functions of each translation unit, from native/ops.yaml.

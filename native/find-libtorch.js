@@ -139,6 +139,48 @@ function cudaIncludes(t) {
   return dirs;
 }
 
+// What of libtorch's distributed engine (c10d) this libtorch has, for native/dist.cc: the headers and
+// the symbols (a libtorch built with USE_DISTRIBUTED=0 may still ship headers). Gloo (CPU) also needs
+// gloo's own headers, which Debian ships apart (libgloo-dev); NCCL (CUDA) needs nccl.h. c10d's
+// gradient Reducer (DDP's engine) includes a dist-autograd header Debian's libtorch-dev leaves out:
+// native/compat supplies the two declarations it uses.
+function definesSymbol(libdir, lib, needle) {
+  try {
+    const out = execFileSync('sh', ['-c', `nm -D --defined-only "$0" | grep -c -- "$1"`, path.join(libdir, `lib${lib}.so`), needle],
+      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    return Number(out.trim()) > 0;
+  } catch {
+    return false;
+  }
+}
+
+function findHeader(name, dirs) {
+  return dirs.find((d) => fs.existsSync(path.join(d, name))) ?? null;
+}
+
+function distFeatures(t, include, cuda) {
+  const c10d = path.join(t.include[0], 'torch', 'csrc', 'distributed', 'c10d');
+  const hasHeader = (h) => fs.existsSync(path.join(c10d, h));
+  const none = { c10d: false, gloo: false, nccl: false, reducer: false, extraInclude: [] };
+  if (!hasHeader('ProcessGroup.hpp') || !hasHeader('TCPStore.hpp') || !definesSymbol(t.libdir, 'torch_cpu', 'TCPStore')) return none;
+  const glooDir = findHeader(path.join('gloo', 'config.h'), [...include, '/usr/include']);
+  const gloo = hasHeader('ProcessGroupGloo.hpp') && glooDir !== null && definesSymbol(t.libdir, 'torch_cpu', 'ProcessGroupGloo');
+  const nccl = cuda && hasHeader('ProcessGroupNCCL.hpp') && findHeader('nccl.h', include) !== null &&
+    definesSymbol(t.libdir, 'torch_cuda', 'ProcessGroupNCCL');
+  const reducer = hasHeader('reducer.hpp') && definesSymbol(t.libdir, 'torch_cpu', 'c10d7Reducer');
+  const extraInclude = [];
+  if (gloo && !include.includes(glooDir)) extraInclude.push(glooDir);
+  if (reducer && !fs.existsSync(path.join(t.include[0], 'torch', 'csrc', 'distributed', 'autograd', 'context', 'context.h'))) {
+    extraInclude.push(path.join(__dirname, 'compat'));
+  }
+  return { c10d: true, gloo, nccl, reducer, extraInclude };
+}
+
+function distDefines(d) {
+  return [d.c10d && '-DSEMAIM_C10D=1', d.gloo && '-DUSE_C10D_GLOO=1', d.nccl && '-DUSE_C10D_NCCL=1', d.reducer && '-DSEMAIM_C10D_REDUCER=1']
+    .filter(Boolean).join(' ');
+}
+
 function main(what) {
   let t;
   try {
@@ -150,7 +192,9 @@ function main(what) {
   }
   const cuda = has(t.libdir, 'torch_cuda');
   const libs = ['torch', 'torch_cpu', 'c10'].concat(cuda ? ['torch_cuda', 'c10_cuda'] : []);
-  const include = cuda ? t.include.concat(cudaIncludes(t)) : t.include;
+  const baseInclude = cuda ? t.include.concat(cudaIncludes(t)) : t.include;
+  const dist = ['include', 'cflags', 'info'].includes(what) ? distFeatures(t, baseInclude, cuda) : null;
+  const include = dist ? baseInclude.concat(dist.extraInclude) : baseInclude;
   if (cuda && !include.some((d) => fs.existsSync(path.join(d, 'cuda_runtime_api.h')))) {
     console.error('find-libtorch: warning: this libtorch has CUDA but cuda_runtime_api.h was not found; set $CUDA_HOME to the CUDA toolkit');
   }
@@ -158,7 +202,7 @@ function main(what) {
     case 'include': console.log(include.join(' ')); break;
     case 'libdir': console.log(t.libdir); break;
     case 'std': console.log(cxxStandard(t.include)); break;
-    case 'cflags': console.log(`-std=${cxxStandard(t.include)} -D_GLIBCXX_USE_CXX11_ABI=${cxx11Abi(t.libdir)}${cuda ? ' -DSEMAIM_CUDA=1' : ''}`); break;
+    case 'cflags': console.log(`-std=${cxxStandard(t.include)} -D_GLIBCXX_USE_CXX11_ABI=${cxx11Abi(t.libdir)}${cuda ? ' -DSEMAIM_CUDA=1' : ''} ${distDefines(dist)}`.trim()); break;
     case 'ldflags': {
       // --no-as-needed keeps libtorch_cuda linked even though no symbol of it is named directly:
       // without it, CUDA kernels never register. DT_RPATH (not RUNPATH) so it also applies to
@@ -168,7 +212,7 @@ function main(what) {
         '-Wl,--disable-new-dtags', ...rpath.map((r) => `-Wl,-rpath,${r}`)].join(' '));
       break;
     }
-    default: console.log(JSON.stringify({ ...t, include, cuda, libs, std: cxxStandard(t.include), cxx11Abi: cxx11Abi(t.libdir) }, null, 2));
+    default: console.log(JSON.stringify({ ...t, include, cuda, libs, std: cxxStandard(t.include), cxx11Abi: cxx11Abi(t.libdir), dist }, null, 2));
   }
 }
 

@@ -5,7 +5,8 @@
 # catches what a GPU session would otherwise find out at build time (renamed c10::cuda APIs,
 # missing CUDA includes, C++ standard), without spending device time on it.
 #
-#   bash scripts/check-cuda-build.sh
+#   bash scripts/check-cuda-build.sh                 # every native/*.cc
+#   bash scripts/check-cuda-build.sh native/dist.cc  # only these
 #
 # Needs deb.debian.org (or $DEBIAN_MIRROR): about 940 MB of downloads on the first run (the toolkit
 # package carries all its libraries; only its headers are unpacked). Cache: $SEMAIM_CUDA_CACHE
@@ -20,8 +21,8 @@ log() { echo "check-cuda-build: $*" >&2; }
 die() { log "$*"; exit 1; }
 mkdir -p "$CACHE/debs"
 
-# package component
-PACKAGES=("libtorch-cuda-dev contrib" "nvidia-cuda-dev non-free")
+# package component (nccl.h, gloo and libcu++ headers: for native/dist.cc, whose ProcessGroupNCCL.hpp pulls in ATen/cuda)
+PACKAGES=("libtorch-cuda-dev contrib" "nvidia-cuda-dev non-free" "libnccl-dev contrib" "libgloo-cuda-dev contrib" "libcu++-dev main")
 stamp=""
 for entry in "${PACKAGES[@]}"; do
   read -r name component <<<"$entry"
@@ -50,19 +51,24 @@ if [ "$(cat "$ROOT/.semaim-stamp" 2>/dev/null)" != "$stamp" ]; then
   echo "$stamp" > "$ROOT/.semaim-stamp"
 fi
 INC=$ROOT/usr/include
-[ -f "$INC/c10/cuda/CUDACachingAllocator.h" ] && [ -f "$INC/cuda_runtime_api.h" ] || die "headers missing under $INC"
+[ -f "$INC/c10/cuda/CUDACachingAllocator.h" ] && [ -f "$INC/cuda_runtime_api.h" ] && [ -f "$INC/nccl.h" ] && [ -f "$INC/gloo/config.h" ] ||
+  die "headers missing under $INC"
 
 STD=c++17
 grep -qE '__cplusplus < 202002L' "$INC/ATen/ATen.h" && STD=c++20
 NAPI_INCLUDE=${NAPI_INCLUDE:-/usr/include/node}
 ADDON_API=$(node -p "require('node-addon-api').include_dir")
 node native/gen-ops.js  # the op glue from native/ops.yaml
-log "compiling native/*.cc with -DSEMAIM_CUDA=1 -std=$STD against $SUITE's CUDA libtorch headers"
+# Every distributed part on (c10d, Gloo, NCCL, the Reducer), as native/find-libtorch.js turns them on
+# for a CUDA libtorch that has them.
+DIST="-DSEMAIM_C10D=1 -DUSE_C10D_GLOO=1 -DUSE_C10D_NCCL=1 -DSEMAIM_C10D_REDUCER=1"
+log "compiling native/*.cc with -DSEMAIM_CUDA=1 $DIST -std=$STD against $SUITE's CUDA libtorch headers"
 fail=0
-for f in native/*.cc; do
+if [ $# -gt 0 ]; then FILES=("$@"); else FILES=(native/*.cc); fi
+for f in "${FILES[@]}"; do
   if g++ -std=$STD -fsyntax-only -fexceptions -frtti -Wall -Wno-unused-parameter -Wdeprecated-declarations \
       -Werror=unused-function -Werror=missing-declarations \
-      -DNAPI_VERSION=8 -DNODE_ADDON_API_DISABLE_DEPRECATED -D_GLIBCXX_USE_CXX11_ABI=1 -DSEMAIM_CUDA=1 \
+      -DNAPI_VERSION=8 -DNODE_ADDON_API_DISABLE_DEPRECATED -D_GLIBCXX_USE_CXX11_ABI=1 -DSEMAIM_CUDA=1 $DIST \
       -I"$NAPI_INCLUDE" -I"$ADDON_API" -I"$INC" -I"$INC/torch/csrc/api/include" "$f" 2>"$CACHE/$(basename "$f").log"; then
     warnings=$(grep -c 'warning:' "$CACHE/$(basename "$f").log" || true)
     log "ok   $f ($warnings warnings)"

@@ -37,7 +37,7 @@ CACHE=${SEMAIM_TRIXIE_CACHE:-$HOME/.cache/semaim/libtorch-$SUITE}
 JOBS=${JOBS:-2}
 ROOT=$CACHE/root
 MULTIARCH=x86_64-linux-gnu
-ROOTS=(libtorch-dev libopenblas0-openmp)
+ROOTS=(libtorch-dev libopenblas0-openmp libgloo-dev)  # libgloo-dev: gloo headers for the Gloo process groups
 # Build-time only dependencies of libtorch-dev that the addon does not need (python3-dev alone
 # pulls in a whole Python).
 EXCLUDES=(python3-dev libprotobuf-dev)

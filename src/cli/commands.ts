@@ -2,6 +2,7 @@
 import * as torch from '../torch';
 import { defineOptions } from '../util/options';
 import { Command, defineCommand } from './command';
+import { distBuildInfo } from '../dist/native-dist';
 import { evalCommands } from './eval-commands';
 import { vizCommands } from './viz-commands';
 import { demoCommand } from './demo';
@@ -52,7 +53,11 @@ const coreCommands: Record<string, Command> = {
         const p = torch.cuda.getDeviceProperties(i);
         return `\n  cuda:${i} ${p.name}, compute ${p.major}.${p.minor}, ${(p.totalMemory / 2 ** 30).toFixed(0)} GiB`;
       }).join('') : '';
+      const d = distBuildInfo();
+      const distLine = d.c10d ? `c10d with ${[d.gloo && 'gloo (cpu)', d.nccl && 'nccl (cuda)'].filter(Boolean).join(', ') || 'no backend'}` +
+        `${d.reducer ? ', gradient reducer' : ''}` : 'not built (single process only)';
       process.stdout.write(`libtorch ${v.torch}\nthreads ${torch.getNumThreads()}\ncuda ${torch.cuda.isAvailable() ? `${torch.cuda.deviceCount()} device(s)` : 'not available'}${gpus}\n` +
+        `distributed ${distLine}\n` +
         `${v.config.split('\n').filter((l) => /BLAS|CPU capability|CUDA/.test(l)).join('\n')}\n`);
       return 0;
     },

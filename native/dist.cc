@@ -1,0 +1,778 @@
+// Process groups on libtorch's own distributed engine (c10d): a TCPStore rendezvous (rank 0 hosts it,
+// or torchrun's agent does), Gloo for CPU tensors, NCCL for CUDA ones, collectives whose completion can
+// be awaited off the main thread, and c10d's gradient Reducer (the engine behind PyTorch's
+// DistributedDataParallel: bucketed all-reduce started from gradient hooks while backward runs).
+//
+// Compiled in every build; the c10d parts only when native/find-libtorch.js found c10d
+// (SEMAIM_C10D), Gloo (USE_C10D_GLOO), NCCL (USE_C10D_NCCL, CUDA builds) and the Reducer
+// (SEMAIM_C10D_REDUCER). distInfo() tells JS which of them this build has.
+//
+// Lifetimes: a ProcessGroup object owns its store and c10d process group until shutdown() (or until
+// it is garbage collected); a collective returns a work id owned by the group until wait()/waitAsync()
+// consumes it. A GradReducer keeps its group alive until dispose(). No C++ exception crosses into
+// N-API: every libtorch/Gloo error becomes a JS Error with .code (ERR_DIST, ERR_DIST_TIMEOUT,
+// ERR_DIST_PEER), .op, .rank and .worldSize.
+#include "common.h"
+
+#include <chrono>
+#include <cmath>
+#include <functional>
+#include <memory>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#ifdef SEMAIM_C10D
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/distributed/c10d/comm.hpp>
+#ifdef USE_C10D_GLOO
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
+#ifdef USE_C10D_NCCL
+#include <c10/cuda/CUDAFunctions.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+#ifdef SEMAIM_C10D_REDUCER
+#include <torch/csrc/distributed/c10d/reducer.hpp>
+#endif
+#endif
+
+namespace semaim {
+
+namespace impl {
+
+// Which of libtorch's distributed pieces this build has (the defines come from native/find-libtorch.js).
+static DistInfoResult distInfo() {
+  bool c10d = false, gloo = false, nccl = false, reducer = false;
+#ifdef SEMAIM_C10D
+  c10d = true;
+#endif
+#ifdef USE_C10D_GLOO
+  gloo = true;
+#endif
+#ifdef USE_C10D_NCCL
+  nccl = true;
+#endif
+#ifdef SEMAIM_C10D_REDUCER
+  reducer = true;
+#endif
+  return {c10d, gloo, nccl, reducer};
+}
+
+}  // namespace impl
+
+#ifdef SEMAIM_C10D
+
+namespace {
+
+using Millis = std::chrono::milliseconds;
+
+// ---------------------------------------------------------------- errors
+
+// What went wrong in a collective, classified so that JS can tell a dead peer from a timeout.
+struct Failure {
+  std::string code = "ERR_DIST";
+  std::string message;
+};
+
+bool contains(const std::string& s, const char* needle) { return s.find(needle) != std::string::npos; }
+
+// Call inside a catch block: the in-flight exception as a Failure (never rethrows).
+Failure currentFailure() {
+  Failure f;
+  try {
+    throw;
+  } catch (const c10::Error& e) {
+    f.message = e.what_without_backtrace();
+  } catch (const std::exception& e) {
+    f.message = e.what();
+  } catch (...) {
+    f.message = "unknown native exception";
+  }
+  auto cut = f.message.find("\nException raised from");
+  if (cut != std::string::npos) f.message = f.message.substr(0, cut);
+  while (!f.message.empty() && (f.message.back() == '\n' || f.message.back() == ' ')) f.message.pop_back();
+  const std::string& m = f.message;
+  if (contains(m, "imed out") || contains(m, "timeout") || contains(m, "Timeout")) {
+    f.code = "ERR_DIST_TIMEOUT";
+  } else if (contains(m, "closed by peer") || contains(m, "reset by peer") || contains(m, "Broken pipe") ||
+             contains(m, "Connection refused") || contains(m, "Connection closed") || contains(m, "EOF")) {
+    f.code = "ERR_DIST_PEER";
+  }
+  return f;
+}
+
+// Where a failure happened, for the message.
+struct Where {
+  std::string op;
+  int rank = -1;
+  int size = 0;
+  std::string backend;
+  int64_t timeoutMs = 0;
+};
+
+Napi::Error distError(Napi::Env env, const Failure& f, const Where& w) {
+  std::string msg = "dist." + w.op + " failed on rank " + std::to_string(w.rank) + " of " + std::to_string(w.size) +
+                    (w.backend.empty() ? "" : " (" + w.backend + ")") + ": " + f.message;
+  if (f.code == "ERR_DIST_PEER") {
+    msg += " [another rank exited, was killed or closed the process group: see that rank's output]";
+  } else if (f.code == "ERR_DIST_TIMEOUT") {
+    msg += " [not every rank joined within " + std::to_string(w.timeoutMs) +
+           " ms: a rank is stuck, much slower, dead, or calls collectives in a different order]";
+  }
+  Napi::Error err = Napi::Error::New(env, msg);
+  err.Set("code", Napi::String::New(env, f.code));
+  err.Set("op", Napi::String::New(env, w.op));
+  err.Set("rank", Napi::Number::New(env, w.rank));
+  err.Set("worldSize", Napi::Number::New(env, w.size));
+  return err;
+}
+
+// ---------------------------------------------------------------- libtorch 1.x / 2.x
+
+// libtorch 1.x: a backend (ProcessGroupGloo, ProcessGroupNCCL) is the process group. 2.x: backends
+// derive from c10d::Backend and a c10d::ProcessGroup routes each device type to one of them.
+#if SEMAIM_TORCH_AT_LEAST(2, 0)
+c10::intrusive_ptr<c10d::ProcessGroup> groupOf(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
+                                               const c10::intrusive_ptr<c10d::Backend>& backend,
+                                               c10d::ProcessGroup::BackendType type, std::vector<c10::DeviceType> devices,
+                                               Millis timeout) {
+#if SEMAIM_TORCH_AT_LEAST(2, 6)
+  auto pg = c10::make_intrusive<c10d::ProcessGroup>(store, rank, size);
+#else
+  auto pg = c10::make_intrusive<c10d::ProcessGroup>(
+      store, rank, size, c10::make_intrusive<c10d::ProcessGroup::Options>(backend->getBackendName(), timeout));
+#endif
+  for (auto d : devices) pg->setBackend(d, type, backend);
+  pg->setDefaultBackend(type);
+  return pg;
+}
+#endif
+
+// ---------------------------------------------------------------- init
+
+struct InitOptions {
+  std::string backend;  // "gloo" | "nccl"
+  int rank = 0;
+  int size = 1;
+  std::string masterAddr;
+  int masterPort = 0;
+  int64_t timeoutMs = 0;
+  bool storeHost = false;       // this process runs the TCPStore server
+  std::string storePrefix;      // keys under this prefix (torchrun's agent store); empty = none
+  std::string glooInterface;    // network interface for Gloo (GLOO_SOCKET_IFNAME); empty = by host
+  std::string glooHost;         // address Gloo binds to; empty = this machine's hostname (c10d's default)
+  int glooThreads = 2;
+  int device = 0;               // CUDA device index (NCCL)
+};
+
+std::string strOpt(const Napi::Object& o, const char* k, const std::string& dflt = "") {
+  Napi::Value v = o.Get(k);
+  if (v.IsUndefined() || v.IsNull()) return dflt;
+  if (!v.IsString()) throw std::invalid_argument(std::string("option '") + k + "' must be a string");
+  return v.As<Napi::String>().Utf8Value();
+}
+int64_t intOpt(const Napi::Object& o, const char* k, int64_t dflt) {
+  Napi::Value v = o.Get(k);
+  if (v.IsUndefined() || v.IsNull()) return dflt;
+  double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
+  if (!std::isfinite(d) || d != std::trunc(d)) throw std::invalid_argument(std::string("option '") + k + "' must be an integer");
+  return static_cast<int64_t>(d);
+}
+
+InitOptions readInitOptions(const Napi::Value& v) {
+  if (!v.IsObject()) throw std::invalid_argument("expected an options object");
+  Napi::Object o = v.As<Napi::Object>();
+  InitOptions r;
+  r.backend = strOpt(o, "backend", "gloo");
+  r.rank = static_cast<int>(intOpt(o, "rank", 0));
+  r.size = static_cast<int>(intOpt(o, "worldSize", 1));
+  r.masterAddr = strOpt(o, "masterAddr", "127.0.0.1");
+  r.masterPort = static_cast<int>(intOpt(o, "masterPort", 29500));
+  r.timeoutMs = intOpt(o, "timeoutMs", 30 * 60 * 1000);
+  r.storeHost = o.Get("storeHost").ToBoolean().Value();
+  r.storePrefix = strOpt(o, "storePrefix");
+  r.glooInterface = strOpt(o, "glooInterface");
+  r.glooHost = strOpt(o, "glooHost");
+  r.glooThreads = static_cast<int>(intOpt(o, "glooThreads", 2));
+  r.device = static_cast<int>(intOpt(o, "device", 0));
+  if (r.size < 1 || r.rank < 0 || r.rank >= r.size)
+    throw std::invalid_argument("rank " + std::to_string(r.rank) + " is not in [0, worldSize = " + std::to_string(r.size) + ")");
+  if (r.masterPort < 1 || r.masterPort > 65535) throw std::invalid_argument("masterPort must be in 1..65535, got " + std::to_string(r.masterPort));
+  if (r.timeoutMs < 1) throw std::invalid_argument("timeoutMs must be positive");
+  if (r.glooThreads < 1) throw std::invalid_argument("glooThreads must be positive");
+#ifndef USE_C10D_GLOO
+  if (r.backend == "gloo") throw std::invalid_argument("this build has no Gloo backend (libtorch without ProcessGroupGloo, or gloo's headers were missing at build time: install libgloo-dev and rebuild)");
+#endif
+#ifndef USE_C10D_NCCL
+  if (r.backend == "nccl") throw std::invalid_argument("this build has no NCCL backend (needs a CUDA libtorch with ProcessGroupNCCL and nccl.h at build time)");
+#endif
+  if (r.backend != "gloo" && r.backend != "nccl") throw std::invalid_argument("unknown backend '" + r.backend + "' (gloo or nccl)");
+  return r;
+}
+
+struct Group {
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::ProcessGroup> pg;
+};
+
+// libtorch >= 2.4 asks for the libuv TCPStore by default, which builds without libuv (Debian's 2.6)
+// refuse: fall back to the classic one there.
+c10::intrusive_ptr<c10d::Store> tcpStore(const std::string& host, c10d::TCPStoreOptions so) {
+#if SEMAIM_TORCH_AT_LEAST(2, 2)
+  try {
+    return c10::make_intrusive<c10d::TCPStore>(host, so);
+  } catch (const c10::Error& e) {
+    if (!so.useLibUV || !contains(e.what(), "libuv")) throw;
+    so.useLibUV = false;
+  }
+#endif
+  return c10::make_intrusive<c10d::TCPStore>(host, so);
+}
+
+// Runs off the main thread: the rendezvous blocks until every rank has joined (or the timeout).
+Group createGroup(const InitOptions& o) {
+  Millis timeout(o.timeoutMs);
+  c10d::TCPStoreOptions so;
+  so.port = static_cast<std::uint16_t>(o.masterPort);
+  so.isServer = o.storeHost;
+  so.numWorkers = o.storePrefix.empty() ? c10::optional<std::size_t>(static_cast<std::size_t>(o.size)) : c10::nullopt;
+  so.waitWorkers = o.storePrefix.empty();
+  so.timeout = timeout;
+  so.multiTenant = true;
+  Group g;
+  c10::intrusive_ptr<c10d::Store> tcp = tcpStore(o.masterAddr, so);
+  if (o.storePrefix.empty()) {
+    g.store = tcp;
+  } else {
+    g.store = c10::make_intrusive<c10d::PrefixStore>(o.storePrefix, tcp);
+  }
+  g.store->setTimeout(timeout);
+#ifdef USE_C10D_GLOO
+  if (o.backend == "gloo") {
+    auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
+    opts->devices.push_back(!o.glooInterface.empty() ? c10d::ProcessGroupGloo::createDeviceForInterface(o.glooInterface)
+                            : !o.glooHost.empty()    ? c10d::ProcessGroupGloo::createDeviceForHostname(o.glooHost)
+                                                     : c10d::ProcessGroupGloo::createDefaultDevice());
+    opts->threads = o.glooThreads;
+    auto gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(g.store, o.rank, o.size, opts);
+#if SEMAIM_TORCH_AT_LEAST(2, 0)
+    g.pg = groupOf(g.store, o.rank, o.size, gloo, c10d::ProcessGroup::BackendType::GLOO, {c10::DeviceType::CPU, c10::DeviceType::CUDA}, timeout);
+#else
+    g.pg = gloo;
+#endif
+  }
+#endif
+#ifdef USE_C10D_NCCL
+  if (o.backend == "nccl") {
+    auto opts = c10d::ProcessGroupNCCL::Options::create();
+    opts->timeout = timeout;
+    auto nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(g.store, o.rank, o.size, opts);
+#if SEMAIM_TORCH_AT_LEAST(2, 0)
+    g.pg = groupOf(g.store, o.rank, o.size, nccl, c10d::ProcessGroup::BackendType::NCCL, {c10::DeviceType::CUDA}, timeout);
+#else
+    g.pg = nccl;
+#endif
+  }
+#endif
+  if (!g.pg) throw std::invalid_argument("backend '" + o.backend + "' is not built in");
+  return g;
+}
+
+// ---------------------------------------------------------------- process group
+
+const napi_type_tag kGroupTag = {0x5e3a1a0d15c0ffeeULL, 0x9d1c10d0a11e0001ULL};
+
+// One collective in flight: its c10d work, the tensors it uses (kept alive until it completes) and,
+// for allGather, the output list.
+struct Pending {
+  c10::intrusive_ptr<c10d::Work> work;
+  Millis timeout{0};  // also enforced by the wait: some backends (Gloo in 1.13) use only the group's
+  Where where;
+  std::vector<at::Tensor> inputs;
+  std::vector<at::Tensor> outputs;
+};
+
+Napi::Value outputsToJs(Napi::Env env, const Pending& p) { return wrapList(env, p.outputs); }
+
+// Waits for one collective on a libuv pool thread, so the main thread (timers, signals, I/O) keeps
+// running; resolves with the collective's output tensors (allGather) or an empty array.
+class WaitWorker : public Napi::AsyncWorker {
+ public:
+  WaitWorker(Napi::Env env, Pending p, std::function<void()> onFailure)
+      : Napi::AsyncWorker(env, "semaim.dist.wait"), deferred_(Napi::Promise::Deferred::New(env)), p_(std::move(p)), onFailure_(std::move(onFailure)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+  void Execute() override {
+    try {
+      p_.work->wait(p_.timeout);
+    } catch (...) {
+      failure_ = currentFailure();
+      SetError(failure_.message);
+    }
+  }
+  void OnOK() override { deferred_.Resolve(outputsToJs(Env(), p_)); }
+  void OnError(const Napi::Error&) override {
+    onFailure_();
+    deferred_.Reject(distError(Env(), failure_, p_.where).Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Pending p_;
+  std::function<void()> onFailure_;  // runs on the main thread
+  Failure failure_;
+};
+
+class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "ProcessGroup",
+                       {InstanceMethod("init", &ProcessGroupHandle::Init), InstanceMethod("rank", &ProcessGroupHandle::Rank),
+                        InstanceMethod("size", &ProcessGroupHandle::Size), InstanceMethod("backend", &ProcessGroupHandle::Backend),
+                        InstanceMethod("allReduce", &ProcessGroupHandle::AllReduce),
+                        InstanceMethod("broadcast", &ProcessGroupHandle::Broadcast),
+                        InstanceMethod("allGather", &ProcessGroupHandle::AllGather),
+                        InstanceMethod("barrier", &ProcessGroupHandle::Barrier), InstanceMethod("wait", &ProcessGroupHandle::Wait),
+                        InstanceMethod("waitAsync", &ProcessGroupHandle::WaitAsync),
+                        InstanceMethod("pending", &ProcessGroupHandle::PendingCount),
+                        InstanceMethod("broadcastCoalesced", &ProcessGroupHandle::BroadcastCoalesced),
+                        InstanceMethod("shutdown", &ProcessGroupHandle::Shutdown)});
+  }
+
+  explicit ProcessGroupHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ProcessGroupHandle>(info) {
+    info.This().As<Napi::Object>().TypeTag(&kGroupTag);
+  }
+
+  static ProcessGroupHandle* from(const Napi::Value& v, const char* what) {
+    if (!v.IsObject() || !v.As<Napi::Object>().CheckTypeTag(&kGroupTag)) throw std::invalid_argument(std::string("expected a ProcessGroup, got something else (") + what + ")");
+    return Unwrap(v.As<Napi::Object>());
+  }
+
+  const c10::intrusive_ptr<c10d::ProcessGroup>& group(const char* op) const {
+    if (!pg_) throw std::invalid_argument(shutDown_ ? "the process group was shut down" : "the process group is not initialised");
+    return pg_;
+  }
+  Where where(const std::string& op, int64_t timeoutMs = 0) const { return Where{op, rank_, size_, backend_, timeoutMs > 0 ? timeoutMs : timeoutMs_}; }
+
+ private:
+  friend class InitWorker;
+
+  // init(options) -> Promise<void>: TCPStore rendezvous and backend creation, off the main thread.
+  Napi::Value Init(const Napi::CallbackInfo& info);
+
+  Napi::Value Rank(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), rank_); }
+  Napi::Value Size(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), size_); }
+  Napi::Value Backend(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), backend_); }
+  Napi::Value PendingCount(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(works_.size())); }
+
+  Millis opTimeout(const Napi::CallbackInfo& info, size_t i) const {
+    auto t = argOptInt(info, i);
+    return t && *t > 0 ? Millis(*t) : Millis(timeoutMs_);
+  }
+
+  Napi::Value track(Napi::Env env, Pending p) {
+    int64_t id = nextId_++;
+    works_.emplace(id, std::move(p));
+    return Napi::Number::New(env, static_cast<double>(id));
+  }
+
+  // Launches a collective; a synchronous failure (bad tensor, broken group) throws a dist error.
+  template <typename F>
+  Napi::Value launch(const Napi::CallbackInfo& info, const std::string& op, Millis timeout, Pending p, F start) {
+    const auto& pg = group(op.c_str());
+    p.where = where(op, timeout.count());
+    p.timeout = timeout;
+    try {
+      p.work = start(pg, p);
+    } catch (...) {
+      throw distError(info.Env(), currentFailure(), p.where);
+    }
+    return track(info.Env(), std::move(p));
+  }
+
+  // allReduce(tensors, op 'sum'|'avg'|'max'|'min'|'product', timeoutMs?, coalesced?) -> work id. In place.
+  // avg divides by the world size first (as DDP does: Gloo has no AVG), so it needs floating tensors.
+  // coalesced: one collective over the flattened list (allreduce_coalesced), else one per tensor.
+  Napi::Value AllReduce(const Napi::CallbackInfo& info) {
+    SEMAIM_GUARD("dist.allReduce", {
+      Pending p;
+      p.inputs = argTensorList(info, 0);
+      std::string op = argString(info, 1);
+      Millis timeout = opTimeout(info, 2);
+      bool coalesced = argBool(info, 3);
+      c10d::ReduceOp reduce = op == "sum" || op == "avg" ? c10d::ReduceOp::SUM
+                              : op == "max"              ? c10d::ReduceOp::MAX
+                              : op == "min"              ? c10d::ReduceOp::MIN
+                              : op == "product"          ? c10d::ReduceOp::PRODUCT
+                                                         : throw std::invalid_argument("unknown op '" + op + "' (sum, avg, max, min, product)");
+      if (p.inputs.empty()) throw std::invalid_argument("no tensors");
+      if (op == "avg") {
+        for (auto& t : p.inputs) {
+          if (!at::isFloatingType(t.scalar_type())) throw std::invalid_argument(std::string("avg needs floating tensors, got ") + dtypeName(t.scalar_type()));
+        }
+        group("allReduce");
+        at::NoGradGuard ng;
+        for (auto& t : p.inputs) t.div_(size_);
+      }
+      return launch(info, coalesced ? "allReduceCoalesced" : "allReduce", timeout, std::move(p),
+                    [&](const c10::intrusive_ptr<c10d::ProcessGroup>& pg, Pending& q) {
+                      if (coalesced) {
+                        c10d::AllreduceCoalescedOptions o;
+                        o.reduceOp = reduce;
+                        o.timeout = timeout;
+                        return pg->allreduce_coalesced(q.inputs, o);
+                      }
+                      c10d::AllreduceOptions o;
+                      o.reduceOp = reduce;
+                      o.timeout = timeout;
+                      return pg->allreduce(q.inputs, o);
+                    });
+    })
+  }
+
+  // broadcast(tensors, root, timeoutMs?) -> work id. In place.
+  Napi::Value Broadcast(const Napi::CallbackInfo& info) {
+    SEMAIM_GUARD("dist.broadcast", {
+      Pending p;
+      p.inputs = argTensorList(info, 0);
+      int64_t root = argInt(info, 1);
+      Millis timeout = opTimeout(info, 2);
+      group("broadcast");
+      if (root < 0 || root >= size_) throw std::invalid_argument("root " + std::to_string(root) + " is not a rank");
+      if (p.inputs.empty()) throw std::invalid_argument("no tensors");
+      return launch(info, "broadcast", timeout, std::move(p), [&](const c10::intrusive_ptr<c10d::ProcessGroup>& pg, Pending& q) {
+        c10d::BroadcastOptions o;
+        o.rootRank = root;
+        o.timeout = timeout;
+        return pg->broadcast(q.inputs, o);
+      });
+    })
+  }
+
+  // allGather(tensor, timeoutMs?) -> work id; its wait returns one tensor per rank.
+  Napi::Value AllGather(const Napi::CallbackInfo& info) {
+    SEMAIM_GUARD("dist.allGather", {
+      Pending p;
+      p.inputs = {argTensor(info, 0)};
+      Millis timeout = opTimeout(info, 1);
+      group("allGather");
+      for (int r = 0; r < size_; r++) p.outputs.push_back(at::empty_like(p.inputs[0], at::MemoryFormat::Contiguous));
+      return launch(info, "allGather", timeout, std::move(p), [&](const c10::intrusive_ptr<c10d::ProcessGroup>& pg, Pending& q) {
+        std::vector<std::vector<at::Tensor>> out{q.outputs};
+        c10d::AllgatherOptions o;
+        o.timeout = timeout;
+        auto w = pg->allgather(out, q.inputs, o);
+        q.outputs = out[0];
+        return w;
+      });
+    })
+  }
+
+  // barrier(timeoutMs?) -> work id.
+  Napi::Value Barrier(const Napi::CallbackInfo& info) {
+    SEMAIM_GUARD("dist.barrier", {
+      Millis timeout = opTimeout(info, 0);
+      return launch(info, "barrier", timeout, Pending{}, [&](const c10::intrusive_ptr<c10d::ProcessGroup>& pg, Pending&) {
+        c10d::BarrierOptions o;
+        o.timeout = timeout;
+        return pg->barrier(o);
+      });
+    })
+  }
+
+  Pending take(int64_t id, const char* what) {
+    auto it = works_.find(id);
+    if (it == works_.end()) throw std::invalid_argument("no collective in flight with id " + std::to_string(id) + " (already waited for?)");
+    Pending p = std::move(it->second);
+    works_.erase(it);
+    return p;
+  }
+
+  // wait(id) -> output tensors: blocks the calling (main) thread until the collective completes.
+  Napi::Value Wait(const Napi::CallbackInfo& info) {
+    SEMAIM_GUARD("dist.wait", {
+      Pending p = take(argInt(info, 0), "dist.wait");
+      try {
+        p.work->wait(p.timeout);
+      } catch (...) {
+        broken_ = true;
+        throw distError(info.Env(), currentFailure(), p.where);
+      }
+      return outputsToJs(info.Env(), p);
+    })
+  }
+
+  // waitAsync(id) -> Promise<output tensors>: the wait runs on a libuv pool thread.
+  Napi::Value WaitAsync(const Napi::CallbackInfo& info) {
+    SEMAIM_GUARD("dist.waitAsync", {
+      // The worker holds a reference to this object (self) so that marking it broken stays valid.
+      auto self = std::make_shared<Napi::ObjectReference>(Napi::Persistent(info.This().As<Napi::Object>()));
+      auto* w = new WaitWorker(info.Env(), take(argInt(info, 0), "dist.waitAsync"), [this, self]() { broken_ = true; });
+      Napi::Promise promise = w->promise();
+      w->Queue();
+      return promise;
+    })
+  }
+
+  // broadcastCoalesced(tensors, root, bufferBytes): c10d's broadcast_coalesced (DDP's parameter and
+  // buffer sync): tensors packed into flat buffers of up to bufferBytes per collective. Synchronous.
+  Napi::Value BroadcastCoalesced(const Napi::CallbackInfo& info) {
+    SEMAIM_GUARD("dist.broadcastCoalesced", {
+      std::vector<at::Tensor> ts = argTensorList(info, 0);
+      int64_t root = argInt(info, 1);
+      int64_t bytes = argInt(info, 2);
+      const auto& pg = group("broadcastCoalesced");
+      if (root < 0 || root >= size_) throw std::invalid_argument("root " + std::to_string(root) + " is not a rank");
+      if (bytes < 1) throw std::invalid_argument("bufferBytes must be positive");
+      try {
+        at::NoGradGuard ng;
+        if (!ts.empty()) c10d::broadcast_coalesced(pg, ts, static_cast<size_t>(bytes), static_cast<int>(root));
+      } catch (...) {
+        broken_ = true;
+        throw distError(info.Env(), currentFailure(), where("broadcastCoalesced"));
+      }
+      return info.Env().Undefined();
+    })
+  }
+
+  // shutdown(abandon?): drops the group and the store (joins the backend's threads). Idempotent. A
+  // GradReducer made from this group keeps it alive until disposed. A group that may still have a
+  // collective running (one failed or timed out, one was never waited for, or the caller says so) is
+  // abandoned instead: destroying it would block until that collective ends, which with a stuck peer is
+  // the group's whole timeout. Its threads and sockets then go with the process.
+  Napi::Value Shutdown(const Napi::CallbackInfo& info) {
+    SEMAIM_GUARD("dist.shutdown", {
+      release(argBool(info, 0));
+      return info.Env().Undefined();
+    })
+  }
+
+  void release(bool abandon) {
+    if (abandon || broken_ || !works_.empty()) {
+      if (pg_) pg_.release();
+      if (store_) store_.release();
+    }
+    works_.clear();
+    pg_.reset();
+    store_.reset();
+    shutDown_ = true;
+  }
+
+ public:
+  // Garbage collection or the environment's teardown (process exit) never waits for collectives.
+  ~ProcessGroupHandle() override { release(true); }
+ private:
+
+  c10::intrusive_ptr<c10d::Store> store_;
+  c10::intrusive_ptr<c10d::ProcessGroup> pg_;
+  int rank_ = -1;
+  int size_ = 0;
+  std::string backend_;
+  int64_t timeoutMs_ = 0;
+  bool initialising_ = false;
+  bool shutDown_ = false;
+  bool broken_ = false;
+  int64_t nextId_ = 1;
+  std::map<int64_t, Pending> works_;
+};
+
+class InitWorker : public Napi::AsyncWorker {
+ public:
+  InitWorker(Napi::Env env, ProcessGroupHandle* target, Napi::Object self, InitOptions o)
+      : Napi::AsyncWorker(env, "semaim.dist.init"), deferred_(Napi::Promise::Deferred::New(env)), target_(target),
+        self_(Napi::Persistent(self)), o_(std::move(o)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+  void Execute() override {
+    try {
+      g_ = createGroup(o_);
+    } catch (...) {
+      failure_ = currentFailure();
+      SetError(failure_.message);
+    }
+  }
+  void OnOK() override {
+    target_->store_ = g_.store;
+    target_->pg_ = g_.pg;
+    target_->rank_ = o_.rank;
+    target_->size_ = o_.size;
+    target_->backend_ = o_.backend;
+    target_->timeoutMs_ = o_.timeoutMs;
+    target_->initialising_ = false;
+    deferred_.Resolve(Env().Undefined());
+  }
+  void OnError(const Napi::Error&) override {
+    target_->initialising_ = false;
+    std::string hint = o_.storeHost ? "" : " (is rank 0 / the store host at " + o_.masterAddr + ":" + std::to_string(o_.masterPort) + " running?)";
+    Failure f = failure_;
+    if (f.code == "ERR_DIST_PEER" || f.code == "ERR_DIST") f.message += hint;
+    deferred_.Reject(distError(Env(), f, Where{"init", o_.rank, o_.size, o_.backend, o_.timeoutMs}).Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  ProcessGroupHandle* target_;
+  Napi::ObjectReference self_;  // keeps the ProcessGroup object (and target_) alive meanwhile
+  InitOptions o_;
+  Group g_;
+  Failure failure_;
+};
+
+Napi::Value ProcessGroupHandle::Init(const Napi::CallbackInfo& info) {
+  SEMAIM_GUARD("dist.init", {
+    if (pg_ || initialising_) throw std::invalid_argument("this process group is already initialised");
+    if (shutDown_) throw std::invalid_argument("this process group was shut down; create a new one");
+    InitOptions o = readInitOptions(info[0]);
+#ifdef USE_C10D_NCCL
+    // The CUDA current device is per thread: set it here, on the thread that issues the collectives.
+    if (o.backend == "nccl") c10::cuda::set_device(static_cast<c10::DeviceIndex>(o.device));
+#endif
+    initialising_ = true;
+    auto* w = new InitWorker(info.Env(), this, info.This().As<Napi::Object>(), std::move(o));
+    Napi::Promise promise = w->promise();
+    w->Queue();
+    return promise;
+  })
+}
+
+// ---------------------------------------------------------------- gradient reducer
+
+#ifdef SEMAIM_C10D_REDUCER
+// c10d::Reducer over a list of parameters: hooks on their gradient accumulators copy each gradient
+// into a flat bucket as soon as autograd has produced it, and each full bucket is all-reduced (sum of
+// gradient / world size) while backward goes on; at the end of backward the averaged buckets are
+// copied back into the gradients. prepareBackward() arms it for the next backward (DDP's forward
+// does the same); a backward without it (gradient accumulation) leaves the gradients local.
+class GradReducerHandle : public Napi::ObjectWrap<GradReducerHandle> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "GradReducer",
+                       {InstanceMethod("prepareForward", &GradReducerHandle::PrepareForward),
+                        InstanceMethod("prepareBackward", &GradReducerHandle::PrepareBackward),
+                        InstanceMethod("buckets", &GradReducerHandle::Buckets), InstanceMethod("dispose", &GradReducerHandle::Dispose)});
+  }
+
+  // new GradReducer(group, params, bucketCapBytes, firstBucketCapBytes, findUnusedParameters)
+  explicit GradReducerHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<GradReducerHandle>(info) {
+    SEMAIM_GUARD("dist.GradReducer", {
+      ProcessGroupHandle* g = ProcessGroupHandle::from(info[0], "GradReducer");
+      auto pg = g->group("GradReducer");
+      where_ = g->where("gradReducer");
+      std::vector<at::Tensor> params = argTensorList(info, 1);
+      int64_t cap = argInt(info, 2), first = argInt(info, 3);
+      bool findUnused = argBool(info, 4);
+      if (params.empty()) throw std::invalid_argument("no parameters");
+      for (size_t i = 0; i < params.size(); i++) {
+        if (!params[i].requires_grad() || !params[i].is_leaf())
+          throw std::invalid_argument("parameter " + std::to_string(i) + " is not a leaf tensor that requires grad");
+      }
+      if (cap < 1 || first < 1) throw std::invalid_argument("bucket sizes must be positive");
+      try {
+        // Every rank must hold the same parameters (count, shapes, dtypes): checked with one allgather.
+        c10d::verify_params_across_processes(pg, params, c10::nullopt);
+        // As DDP: buckets of ~cap bytes (the first, smaller one starts the all-reduce early) over the
+        // parameters in reverse order, the order in which backward produces their gradients. After the
+        // first backward the Reducer rebuilds them in the order actually observed.
+        auto assignment = c10d::compute_bucket_assignment_by_size(params, {static_cast<size_t>(first), static_cast<size_t>(cap)},
+                                                                  std::vector<bool>(params.size(), false));
+        auto& indices = std::get<0>(assignment);
+        auto& limits = std::get<1>(assignment);
+        buckets_.assign(indices.rbegin(), indices.rend());
+        std::vector<size_t> limitsRev(limits.rbegin(), limits.rend());
+        reducer_ = new c10d::Reducer(params, buckets_, limitsRev, pg, std::vector<bool>(params.size(), false), cap, findUnused,
+                                     /*gradient_as_bucket_view=*/false, std::unordered_map<size_t, std::string>{}, first);
+      } catch (const Napi::Error&) {
+        throw;
+      } catch (...) {
+        throw distError(info.Env(), currentFailure(), where_);
+      }
+    })
+  }
+
+  ~GradReducerHandle() override { release(); }
+
+ private:
+  c10d::Reducer& reducer(const char* op) {
+    if (reducer_ == nullptr) throw std::invalid_argument("the gradient reducer was disposed");
+    return *reducer_;
+  }
+
+  // Before the forward pass of a step whose gradients are synchronised: rebuilds the buckets once
+  // (after the first backward; a broadcast from rank 0 so that every rank uses the same buckets).
+  Napi::Value PrepareForward(const Napi::CallbackInfo& info) {
+    SEMAIM_GUARD("GradReducer.prepareForward", {
+      c10d::Reducer& r = reducer("prepareForward");
+      try {
+        if (argBool(info, 0)) r.prepare_for_forward();
+        r.rebuild_buckets();
+      } catch (...) {
+        Where w = where_;
+        w.op = "gradReducer.rebuildBuckets";
+        throw distError(info.Env(), currentFailure(), w);
+      }
+      return info.Env().Undefined();
+    })
+  }
+
+  // prepareBackward(outputs): arms the hooks for the next backward. outputs (the loss) are searched
+  // for unused parameters when the reducer was made with findUnusedParameters.
+  Napi::Value PrepareBackward(const Napi::CallbackInfo& info) {
+    SEMAIM_GUARD("GradReducer.prepareBackward", {
+      c10d::Reducer& r = reducer("prepareBackward");
+      std::vector<at::Tensor> outputs = info.Length() > 0 && !info[0].IsUndefined() ? argTensorList(info, 0) : std::vector<at::Tensor>{};
+      r.prepare_for_backward(outputs);
+      return info.Env().Undefined();
+    })
+  }
+
+  // The initial bucket assignment (parameter indices per bucket, in all-reduce order).
+  Napi::Value Buckets(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Array out = Napi::Array::New(env, buckets_.size());
+    for (size_t b = 0; b < buckets_.size(); b++) {
+      Napi::Array a = Napi::Array::New(env, buckets_[b].size());
+      for (size_t k = 0; k < buckets_[b].size(); k++) a.Set(k, Napi::Number::New(env, static_cast<double>(buckets_[b][k])));
+      out.Set(b, a);
+    }
+    return out;
+  }
+
+  // Removes the gradient hooks and releases the process group reference. Idempotent.
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    release();
+    return info.Env().Undefined();
+  }
+
+  void release() {
+    c10d::Reducer* r = reducer_;
+    reducer_ = nullptr;
+    try {
+      delete r;  // ~Reducer is noexcept(false): it asserts while removing its hooks
+    } catch (...) {
+    }
+  }
+
+  c10d::Reducer* reducer_ = nullptr;
+  std::vector<std::vector<size_t>> buckets_;
+  Where where_;
+};
+#endif
+
+}  // namespace
+
+#endif  // SEMAIM_C10D
+
+void registerDistHandles(Napi::Env env, Napi::Object exports) {
+#ifdef SEMAIM_C10D
+  exports.Set("ProcessGroup", ProcessGroupHandle::Define(env));
+#ifdef SEMAIM_C10D_REDUCER
+  exports.Set("GradReducer", GradReducerHandle::Define(env));
+#endif
+#endif
+}
+
+}  // namespace semaim
+
+#include "generated/dist.inc"

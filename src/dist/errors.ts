@@ -1,0 +1,37 @@
+// Errors of distributed work: the codes the addon gives them (native/dist.cc), and the same
+// classification for failures that surface elsewhere (a gradient all-reduce failing inside backward).
+
+export type DistErrorCode = 'ERR_DIST' | 'ERR_DIST_PEER' | 'ERR_DIST_TIMEOUT';
+
+export interface DistError extends Error {
+  code: DistErrorCode;
+  op: string;
+  rank: number;
+  worldSize: number;
+}
+
+export function isDistError(e: unknown): e is DistError {
+  const code = e instanceof Error ? (e as { code?: unknown }).code : undefined;
+  return typeof code === 'string' && code.startsWith('ERR_DIST');
+}
+
+/** The code a libtorch / Gloo / NCCL message deserves (the same rules as the addon's). */
+export function classifyDistMessage(message: string): DistErrorCode {
+  if (/imed out|timeout/i.test(message)) return 'ERR_DIST_TIMEOUT';
+  if (/closed by peer|reset by peer|Broken pipe|Connection refused|Connection closed|EOF/.test(message)) return 'ERR_DIST_PEER';
+  return 'ERR_DIST';
+}
+
+/** A DistError for a failure of `op` on this rank, keeping the original message. */
+export function distError(op: string, rank: number, worldSize: number, backend: string, cause: unknown): DistError {
+  const message = cause instanceof Error ? cause.message : String(cause);
+  const code = classifyDistMessage(message);
+  const hint = code === 'ERR_DIST_PEER' ? ' [another rank exited, was killed or closed the process group: see that rank\'s output]'
+    : code === 'ERR_DIST_TIMEOUT' ? ' [not every rank joined in time: a rank is stuck, much slower, dead, or calls collectives in a different order]' : '';
+  const err = new Error(`dist.${op} failed on rank ${rank} of ${worldSize} (${backend}): ${message}${hint}`, { cause }) as DistError;
+  err.code = code;
+  err.op = op;
+  err.rank = rank;
+  err.worldSize = worldSize;
+  return err;
+}

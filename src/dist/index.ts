@@ -1,0 +1,17 @@
+// Data-parallel training on libtorch's c10d: process groups and collectives, the DDP wrapper, and the
+// launcher. `import * as dist from './dist'`.
+export { readDistEnv, isWorkerProcess, isLoopback } from './env';
+export type { DistEnv } from './env';
+export {
+  ProcessGroup, Work, initProcessGroup, getProcessGroup, processGroupOrNull, rank, worldSize, isDistributed,
+  destroyProcessGroup, DEFAULT_TIMEOUT_MS,
+} from './process-group';
+export type { Backend, ReduceOp, InitOptions, CollectiveOptions } from './process-group';
+export { DistributedDataParallel, bucketsBySize } from './ddp';
+export type { DdpOptions, GradSyncMode, ParameterOwner } from './ddp';
+export { launchWorkers, launchOptionsFrom, stripLaunchFlags, freePort, LAUNCH_OPTIONS } from './launch';
+export type { LaunchOptions, LaunchResult } from './launch';
+export { isDistError, classifyDistMessage } from './errors';
+export type { DistError, DistErrorCode } from './errors';
+export { distBuildInfo } from './native-dist';
+export type { DistBuildInfo } from './native-dist';

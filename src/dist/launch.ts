@@ -1,0 +1,250 @@
+// The built-in launcher: `semaim <command> --nproc-per-node N [--nnodes M --node-rank R --master-addr A
+// --master-port P]` starts N workers of the same command on this machine with torchrun's environment
+// (RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, GROUP_RANK, MASTER_ADDR, MASTER_PORT), forwards
+// SIGINT/SIGTERM to them, and when one fails stops the others (SIGTERM, then SIGKILL after a grace
+// period) and reports the failed rank with its last lines of output.
+import { spawn, ChildProcess } from 'node:child_process';
+import * as net from 'node:net';
+import type { OptionTable, OptionValues } from '../util/options';
+
+export interface LaunchOptions {
+  /** Workers on this machine. */
+  nprocPerNode: number;
+  /** Machines taking part (each runs this launcher with its own nodeRank). */
+  nnodes?: number;
+  nodeRank?: number;
+  /** Where rank 0 hosts the rendezvous store (default 127.0.0.1: one machine). */
+  masterAddr?: string;
+  /** Default: a free port for one machine, 29500 (torchrun's) for several. */
+  masterPort?: number;
+  /** The script the workers run (default: this process's, process.argv[1]). */
+  script?: string;
+  /** Node's flags for the workers (default: this process's). */
+  execArgv?: string[];
+  /** The workers' environment before the distributed variables are added (default process.env). */
+  env?: NodeJS.ProcessEnv;
+  /** How long stopped workers get between SIGTERM and SIGKILL (default 15 s). */
+  killGraceMs?: number;
+  /** Lines of a failed worker's output quoted in the failure message (default 20). */
+  tailLines?: number;
+  /** Where rank 0's output goes unchanged and the other ranks' with a `[rank N]` prefix (default this process's). */
+  stdout?: NodeJS.WritableStream;
+  stderr?: NodeJS.WritableStream;
+}
+
+export interface LaunchResult {
+  /** 0 when every worker succeeded; else the failed worker's code (1 if it died by a signal), or 128 + signal when stopped by one. */
+  exitCode: number;
+  /** The global rank that failed first (null when none failed). */
+  failedRank: number | null;
+  /** The failure report printed on stderr (null on success). */
+  message: string | null;
+}
+
+/** The launcher's flags, in the option-table form the training commands use. */
+export const LAUNCH_OPTIONS: OptionTable = {
+  nprocPerNode: { type: 'int', default: 1, min: 1, help: 'worker processes on this machine (data-parallel; >1 starts them with the built-in launcher)' },
+  nnodes: { type: 'int', default: 1, min: 1, help: 'machines taking part (each runs the same command with its own --node-rank)' },
+  nodeRank: { type: 'int', default: 0, min: 0, help: 'this machine\'s index among --nnodes' },
+  masterAddr: { type: 'string', default: '127.0.0.1', help: 'address of node 0, where rank 0 hosts the rendezvous' },
+  masterPort: { type: 'int', default: 0, min: 0, max: 65535, help: 'rendezvous port on node 0 (0: a free port with one node, 29500 with several)' },
+};
+
+const FLAGS = ['nproc-per-node', 'nnodes', 'node-rank', 'master-addr', 'master-port'];
+
+/** The launcher's options from parsed option values (LAUNCH_OPTIONS keys). */
+export function launchOptionsFrom(o: OptionValues): LaunchOptions {
+  const port = Number(o.masterPort ?? 0);
+  return {
+    nprocPerNode: Number(o.nprocPerNode ?? 1),
+    nnodes: Number(o.nnodes ?? 1),
+    nodeRank: Number(o.nodeRank ?? 0),
+    masterAddr: String(o.masterAddr ?? '127.0.0.1'),
+    masterPort: port > 0 ? port : undefined,
+  };
+}
+
+/** argv without the launcher's own flags (`--flag value` and `--flag=value`), as the workers get it. */
+export function stripLaunchFlags(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const name = a.startsWith('--') ? a.slice(2).split('=')[0].replace(/_/g, '-') : '';
+    if (FLAGS.includes(name)) {
+      if (!a.includes('=')) i++;
+      continue;
+    }
+    out.push(a);
+  }
+  return out;
+}
+
+/** A TCP port free on addr right now. */
+export function freePort(addr = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, addr, () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+interface Worker {
+  rank: number;
+  localRank: number;
+  child: ChildProcess;
+  tail: string[];
+  exited: boolean;
+  closed: boolean;
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  exitOrder: number;
+}
+
+const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGINT: 2, SIGTERM: 15, SIGKILL: 9, SIGHUP: 1 };
+
+/**
+ * Starts the workers and resolves when all have exited. Prints (on stderr) which rank failed, with its
+ * last lines, when one does. The caller sets its exit code from the result.
+ */
+export async function launchWorkers(argv: string[], o: LaunchOptions): Promise<LaunchResult> {
+  const nproc = o.nprocPerNode;
+  const nnodes = o.nnodes ?? 1;
+  const nodeRank = o.nodeRank ?? 0;
+  if (!Number.isInteger(nproc) || nproc < 1) throw new RangeError(`launch: --nproc-per-node must be a positive integer, got ${nproc}`);
+  if (!Number.isInteger(nnodes) || nnodes < 1) throw new RangeError(`launch: --nnodes must be a positive integer, got ${nnodes}`);
+  if (!Number.isInteger(nodeRank) || nodeRank < 0 || nodeRank >= nnodes) {
+    throw new RangeError(`launch: --node-rank must be in [0, ${nnodes - 1}] (--nnodes ${nnodes}), got ${nodeRank}`);
+  }
+  const masterAddr = o.masterAddr ?? '127.0.0.1';
+  const masterPort = o.masterPort ?? (nnodes === 1 ? await freePort(masterAddr) : 29500);
+  const script = o.script ?? process.argv[1];
+  const execArgv = o.execArgv ?? process.execArgv;
+  const graceMs = o.killGraceMs ?? 15_000;
+  const tailLines = o.tailLines ?? 20;
+  const stdout = o.stdout ?? process.stdout;
+  const stderr = o.stderr ?? process.stderr;
+  const workerArgv = stripLaunchFlags(argv);
+  const worldSize = nproc * nnodes;
+
+  const workers: Worker[] = [];
+  let exits = 0;
+  let stopping: 'failure' | NodeJS.Signals | null = null;
+  let killTimer: NodeJS.Timeout | null = null;
+
+  const live = (): Worker[] => workers.filter((w) => !w.exited);
+  const stopAll = (signal: NodeJS.Signals): void => {
+    for (const w of live()) w.child.kill(signal);
+    if (!killTimer) {
+      killTimer = setTimeout(() => { for (const w of live()) w.child.kill('SIGKILL'); }, graceMs);
+      killTimer.unref();
+    }
+  };
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping === null) stopping = signal;
+    stopAll(signal);
+  };
+  const onSigint = (): void => onSignal('SIGINT');
+  const onSigterm = (): void => onSignal('SIGTERM');
+  process.on('SIGINT', onSigint);
+  process.on('SIGTERM', onSigterm);
+
+  const done = new Promise<void>((resolve) => {
+    for (let localRank = 0; localRank < nproc; localRank++) {
+      const rank = nodeRank * nproc + localRank;
+      const child = spawn(process.execPath, [...execArgv, script, ...workerArgv], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: {
+          ...(o.env ?? process.env),
+          RANK: String(rank), LOCAL_RANK: String(localRank), WORLD_SIZE: String(worldSize),
+          LOCAL_WORLD_SIZE: String(nproc), GROUP_RANK: String(nodeRank), GROUP_WORLD_SIZE: String(nnodes),
+          ROLE_RANK: String(rank), ROLE_WORLD_SIZE: String(worldSize),
+          MASTER_ADDR: masterAddr, MASTER_PORT: String(masterPort),
+        },
+      });
+      const w: Worker = { rank, localRank, child, tail: [], exited: false, closed: false, code: null, signal: null, exitOrder: 0 };
+      workers.push(w);
+      forward(child.stdout, rank === 0 ? null : `[rank ${rank}] `, stdout, w.tail, tailLines);
+      forward(child.stderr, rank === 0 ? null : `[rank ${rank}] `, stderr, w.tail, tailLines);
+      child.on('error', (e) => { w.tail.push(`launch: cannot start the worker: ${e.message}`); });
+      child.on('exit', (code, signal) => {
+        w.exited = true;
+        w.code = code;
+        w.signal = signal;
+        w.exitOrder = ++exits;
+        if ((code !== 0 || signal) && stopping === null) {
+          stopping = 'failure';
+          stopAll('SIGTERM');
+        }
+      });
+      child.on('close', () => {
+        w.closed = true;
+        if (workers.length === nproc && workers.every((x) => x.closed)) resolve();
+      });
+    }
+  });
+  try {
+    await done;
+  } finally {
+    process.off('SIGINT', onSigint);
+    process.off('SIGTERM', onSigterm);
+    if (killTimer) clearTimeout(killTimer);
+  }
+
+  const failed = workers.filter((w) => w.code !== 0 || w.signal);
+  if (stopping !== null && stopping !== 'failure') {
+    return { exitCode: 128 + (SIGNAL_NUMBERS[stopping] ?? 1), failedRank: null, message: null };
+  }
+  if (failed.length === 0) return { exitCode: 0, failedRank: null, message: null };
+  const culprit = rootCause(failed);
+  const how = culprit.signal ? `was killed by ${culprit.signal}` : `exited with code ${culprit.code}`;
+  const others = workers.length - 1;
+  const message = `launch: rank ${culprit.rank} (node ${nodeRank}, local rank ${culprit.localRank}, pid ${culprit.child.pid}) ${how}` +
+    (others > 0 ? `; stopped the other ${others} worker${others > 1 ? 's' : ''} on this node` : '') +
+    `.\nlast ${Math.min(tailLines, culprit.tail.length)} lines of rank ${culprit.rank}:\n` +
+    (culprit.tail.length ? culprit.tail.map((l) => `  | ${l}`).join('\n') : '  (no output)') + '\n';
+  stderr.write(message);
+  return { exitCode: culprit.code && culprit.code > 0 ? culprit.code : 1, failedRank: culprit.rank, message };
+}
+
+/**
+ * The worker whose failure caused the others': the first to exit, passing over workers whose output
+ * says they only saw a peer go away (they fail right after it, sometimes in the same instant).
+ */
+function rootCause(failed: Worker[]): Worker {
+  const byTime = [...failed].sort((a, b) => a.exitOrder - b.exitOrder);
+  const consequence = (w: Worker): boolean => w.tail.some((l) => /ERR_DIST_PEER|another rank exited/.test(l));
+  return byTime.find((w) => w.signal || !consequence(w)) ?? byTime[0];
+}
+
+/** Copies a worker's stream to ours (prefixing each line, except for rank 0) and keeps its last lines. */
+function forward(src: NodeJS.ReadableStream | null, prefix: string | null, dst: NodeJS.WritableStream, tail: string[], keep: number): void {
+  if (!src) return;
+  let partial = '';
+  const remember = (line: string): void => {
+    const l = line.replace(/\s+$/, '');
+    if (!l) return;
+    tail.push(l);
+    if (tail.length > keep) tail.shift();
+  };
+  src.setEncoding('utf8');
+  src.on('data', (chunk: string) => {
+    const text = partial + chunk;
+    const lines = text.split(/\r?\n|\r/);
+    partial = lines.pop() ?? '';
+    for (const l of lines) remember(l);
+    if (prefix === null) {
+      dst.write(chunk);
+    } else {
+      const complete = text.slice(0, text.length - partial.length);
+      if (complete) dst.write(complete.replace(/^(?=.)/gm, prefix));
+    }
+  });
+  src.on('end', () => {
+    remember(partial);
+    if (prefix !== null && partial) dst.write(`${prefix}${partial}\n`);
+    partial = '';
+  });
+}

@@ -1,0 +1,69 @@
+// The typed surface of the addon's distributed part (native/dist.cc). Classes are absent from a build
+// whose libtorch has no c10d; distInfo() is always there.
+import { native, TensorHandle } from '../torch/native';
+
+/** Which of libtorch's distributed pieces this build of the addon has. */
+export interface DistBuildInfo {
+  /** c10d (TCPStore, process groups) at all. */
+  c10d: boolean;
+  /** The Gloo backend (CPU tensors). */
+  gloo: boolean;
+  /** The NCCL backend (CUDA tensors). */
+  nccl: boolean;
+  /** c10d's gradient Reducer (gradients all-reduced from hooks while backward runs). */
+  reducer: boolean;
+}
+
+export interface NativeInitOptions {
+  backend: 'gloo' | 'nccl';
+  rank: number;
+  worldSize: number;
+  masterAddr: string;
+  masterPort: number;
+  timeoutMs: number;
+  storeHost: boolean;
+  storePrefix?: string;
+  glooInterface?: string;
+  glooHost?: string;
+  glooThreads?: number;
+  device?: number;
+}
+
+export type NativeReduceOp = 'sum' | 'avg' | 'max' | 'min' | 'product';
+
+export interface NativeProcessGroup {
+  init(o: NativeInitOptions): Promise<void>;
+  rank(): number;
+  size(): number;
+  backend(): string;
+  allReduce(tensors: TensorHandle[], op: NativeReduceOp, timeoutMs?: number, coalesced?: boolean): number;
+  broadcast(tensors: TensorHandle[], root: number, timeoutMs?: number): number;
+  allGather(tensor: TensorHandle, timeoutMs?: number): number;
+  barrier(timeoutMs?: number): number;
+  wait(id: number): TensorHandle[];
+  waitAsync(id: number): Promise<TensorHandle[]>;
+  pending(): number;
+  broadcastCoalesced(tensors: TensorHandle[], root: number, bufferBytes: number): void;
+  shutdown(abandon?: boolean): void;
+}
+
+export interface NativeGradReducer {
+  prepareForward(countIteration: boolean): void;
+  prepareBackward(outputs?: TensorHandle[]): void;
+  buckets(): number[][];
+  dispose(): void;
+}
+
+interface DistAddon {
+  distInfo(): DistBuildInfo;
+  ProcessGroup?: new () => NativeProcessGroup;
+  GradReducer?: new (group: NativeProcessGroup, params: TensorHandle[], bucketCapBytes: number, firstBucketCapBytes: number,
+    findUnused: boolean) => NativeGradReducer;
+}
+
+export const distNative = native as unknown as DistAddon;
+
+/** The distributed backends built into the addon (for `semaim info`). */
+export function distBuildInfo(): DistBuildInfo {
+  return distNative.distInfo();
+}

@@ -1,0 +1,326 @@
+// A process group on libtorch's c10d (native/dist.cc): the rendezvous, the collectives, and the
+// process-wide default group that `rank()`, `worldSize()` and `isDistributed()` describe.
+//
+// Collectives run in the background (Gloo's threads, NCCL's streams). The Promise forms wait for them
+// on a libuv pool thread, so timers, signals and I/O go on meanwhile; the *Sync forms block the main
+// thread (for short collectives inside a synchronous step). Errors are Errors with .code
+// ERR_DIST_PEER (another rank died or closed its connection), ERR_DIST_TIMEOUT or ERR_DIST, and
+// .op, .rank, .worldSize.
+import type { Device, Tensor } from '../torch';
+import * as torch from '../torch';
+import { wrap } from '../torch/tensor';
+import type { TensorHandle } from '../torch/native';
+import { distNative, NativeProcessGroup, NativeReduceOp } from './native-dist';
+import { DistEnv, isLoopback, readDistEnv } from './env';
+
+export type Backend = 'gloo' | 'nccl';
+export type ReduceOp = NativeReduceOp;
+
+/** torch.distributed's default: long enough for a slow checkpoint write on another rank. */
+export const DEFAULT_TIMEOUT_MS = 30 * 60 * 1000;
+
+export interface InitOptions {
+  /** 'auto' (default): NCCL for a CUDA device, Gloo otherwise. */
+  backend?: Backend | 'auto';
+  /** The device this process trains on; with NCCL it must be CUDA (default cuda:<localRank>). */
+  device?: Device;
+  /** Explicit placement; each defaults to the torchrun environment variable. */
+  rank?: number;
+  worldSize?: number;
+  localRank?: number;
+  masterAddr?: string;
+  masterPort?: number;
+  /** Rendezvous and default per-collective timeout. */
+  timeoutMs?: number;
+  /** Gloo's worker threads per process (c10d's default: 2). */
+  glooThreads?: number;
+  /** Where torchrun's variables are read from (default process.env). */
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface CollectiveOptions {
+  /** Overrides the group's timeout for this collective. */
+  timeoutMs?: number;
+}
+
+function handles(ts: Tensor | Tensor[]): TensorHandle[] {
+  return (Array.isArray(ts) ? ts : [ts]).map((t) => t.h);
+}
+
+/** One collective in flight. Wait for it exactly once. */
+export class Work {
+  private done = false;
+
+  constructor(private readonly group: ProcessGroup, private readonly id: number) {}
+
+  /** Blocks until the collective completes; returns its output tensors (allGather) or []. */
+  wait(): Tensor[] {
+    this.consume();
+    try {
+      return this.group.native.wait(this.id).map(wrap);
+    } catch (e) {
+      this.group.markFailed();
+      throw e;
+    }
+  }
+
+  /** Waits off the main thread. */
+  async waitAsync(): Promise<Tensor[]> {
+    this.consume();
+    try {
+      return (await this.group.native.waitAsync(this.id)).map(wrap);
+    } catch (e) {
+      this.group.markFailed();
+      throw e;
+    }
+  }
+
+  private consume(): void {
+    if (this.done) throw new Error('dist: this collective was already waited for');
+    this.done = true;
+  }
+}
+
+export class ProcessGroup {
+  /** The device whose tensors this group's collectives take ('cpu' for Gloo, a CUDA device for NCCL). */
+  readonly device: Device;
+  private failedOnce = false;
+
+  private constructor(
+    private readonly g: NativeProcessGroup,
+    readonly rank: number,
+    readonly worldSize: number,
+    readonly localRank: number,
+    readonly backend: Backend,
+    device: Device,
+    readonly timeoutMs: number,
+  ) {
+    this.device = device;
+  }
+
+  /** Rendezvous with the other ranks (rank 0 or torchrun's agent hosts the TCPStore) and creates the backend. */
+  static async create(o: InitOptions = {}): Promise<ProcessGroup> {
+    const info = distNative.distInfo();
+    const Native = distNative.ProcessGroup;
+    if (!info.c10d || !Native) {
+      throw new Error('initProcessGroup: this build of the addon has no c10d (libtorch without distributed support); ' +
+        'it can only train in one process');
+    }
+    const env = readDistEnv(o.env ?? process.env);
+    const explicit = o.rank !== undefined && o.worldSize !== undefined;
+    if (!env && !explicit) {
+      throw new Error('initProcessGroup: not a distributed worker (RANK / WORLD_SIZE unset): start with ' +
+        '`torchrun --nproc_per_node N --no_python node ...` or `--nproc-per-node N`, or pass rank and worldSize');
+    }
+    const rank = o.rank ?? (env as DistEnv).rank;
+    const worldSize = o.worldSize ?? (env as DistEnv).worldSize;
+    const localRank = o.localRank ?? env?.localRank ?? rank;
+    const masterAddr = o.masterAddr ?? env?.masterAddr ?? '127.0.0.1';
+    const masterPort = o.masterPort ?? env?.masterPort ?? 29500;
+    const timeoutMs = o.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const wantsCuda = o.device !== undefined && torch.deviceType(o.device) === 'cuda';
+    const backend: Backend = o.backend === undefined || o.backend === 'auto' ? (wantsCuda ? 'nccl' : 'gloo') : o.backend;
+    if (!info[backend]) {
+      throw new Error(`initProcessGroup: backend ${backend} is not built into the addon (built: ${builtBackends(info).join(', ') || 'none'})` +
+        (backend === 'gloo' ? '; install libgloo-dev and rebuild (npm run build:native)' : ''));
+    }
+    let device: Device = 'cpu';
+    let cudaIndex = 0;
+    if (backend === 'nccl') {
+      device = o.device && o.device.includes(':') ? o.device : (`cuda:${localRank}` as Device);
+      cudaIndex = Number(device.split(':')[1]);
+    }
+    const g = new Native();
+    await g.init({
+      backend, rank, worldSize, masterAddr, masterPort, timeoutMs,
+      storeHost: env?.agentStore ? false : rank === 0,
+      storePrefix: env?.agentStore ? `/worker/attempt_${env.agentStore.restartCount}` : '',
+      glooInterface: env?.glooInterface ?? '',
+      glooHost: env?.glooInterface ? '' : isLoopback(masterAddr) ? '127.0.0.1' : '',
+      glooThreads: o.glooThreads ?? 2,
+      device: cudaIndex,
+    });
+    return new ProcessGroup(g, rank, worldSize, localRank, backend, device, timeoutMs);
+  }
+
+  /** The native group, for the gradient reducer. */
+  get native(): NativeProcessGroup {
+    return this.g;
+  }
+
+  /** Whether a collective of this group has failed (the group is then of no further use). */
+  get failed(): boolean {
+    return this.failedOnce;
+  }
+
+  /** Records a failure seen outside the group's own collectives (e.g. a gradient all-reduce inside backward). */
+  markFailed(): void {
+    this.failedOnce = true;
+  }
+
+  // ------------------------------------------------------------ starting collectives
+
+  /** Starts an in-place all-reduce (one collective per tensor, or one over all of them with coalesced). */
+  startAllReduce(tensors: Tensor | Tensor[], op: ReduceOp = 'sum', o: CollectiveOptions & { coalesced?: boolean } = {}): Work {
+    return new Work(this, this.g.allReduce(handles(tensors), op, o.timeoutMs, !!o.coalesced));
+  }
+
+  startBroadcast(tensors: Tensor | Tensor[], root = 0, o: CollectiveOptions = {}): Work {
+    return new Work(this, this.g.broadcast(handles(tensors), root, o.timeoutMs));
+  }
+
+  startAllGather(t: Tensor, o: CollectiveOptions = {}): Work {
+    return new Work(this, this.g.allGather(t.h, o.timeoutMs));
+  }
+
+  startBarrier(o: CollectiveOptions = {}): Work {
+    return new Work(this, this.g.barrier(o.timeoutMs));
+  }
+
+  // ------------------------------------------------------------ collectives, awaited
+
+  /** In place: every rank ends with the reduction ('avg' = sum / world size, floating tensors). */
+  async allReduce(tensors: Tensor | Tensor[], op: ReduceOp = 'sum', o: CollectiveOptions = {}): Promise<void> {
+    await this.startAllReduce(tensors, op, o).waitAsync();
+  }
+
+  /** As allReduce, but one collective over the flattened list (tensors of one dtype and device). */
+  async allReduceCoalesced(tensors: Tensor[], op: ReduceOp = 'sum', o: CollectiveOptions = {}): Promise<void> {
+    await this.startAllReduce(tensors, op, { ...o, coalesced: true }).waitAsync();
+  }
+
+  /** In place: every rank ends with root's values. */
+  async broadcast(tensors: Tensor | Tensor[], root = 0, o: CollectiveOptions = {}): Promise<void> {
+    await this.startBroadcast(tensors, root, o).waitAsync();
+  }
+
+  /** One tensor per rank, in rank order (every rank passes a tensor of the same shape and dtype). */
+  async allGather(t: Tensor, o: CollectiveOptions = {}): Promise<Tensor[]> {
+    return this.startAllGather(t, o).waitAsync();
+  }
+
+  async barrier(o: CollectiveOptions = {}): Promise<void> {
+    await this.startBarrier(o).waitAsync();
+  }
+
+  // ------------------------------------------------------------ collectives, blocking
+
+  allReduceSync(tensors: Tensor | Tensor[], op: ReduceOp = 'sum', o: CollectiveOptions & { coalesced?: boolean } = {}): void {
+    this.startAllReduce(tensors, op, o).wait();
+  }
+
+  broadcastSync(tensors: Tensor | Tensor[], root = 0, o: CollectiveOptions = {}): void {
+    this.startBroadcast(tensors, root, o).wait();
+  }
+
+  allGatherSync(t: Tensor, o: CollectiveOptions = {}): Tensor[] {
+    return this.startAllGather(t, o).wait();
+  }
+
+  barrierSync(o: CollectiveOptions = {}): void {
+    this.startBarrier(o).wait();
+  }
+
+  /**
+   * c10d's broadcast_coalesced (what DDP uses to start every rank from rank 0's weights): tensors
+   * packed into flat buffers of up to bufferBytes, one broadcast per buffer. Blocking.
+   */
+  broadcastCoalesced(tensors: Tensor[], root = 0, bufferBytes = 250 * 2 ** 20): void {
+    try {
+      this.g.broadcastCoalesced(handles(tensors), root, bufferBytes);
+    } catch (e) {
+      this.markFailed();
+      throw e;
+    }
+  }
+
+  // ------------------------------------------------------------ small agreements
+
+  /** Every rank's numbers averaged (e.g. losses for the log); one collective. */
+  async averageNumbers(values: number[], o: CollectiveOptions = {}): Promise<number[]> {
+    if (values.length === 0) return [];
+    const t = torch.tensor(Float64Array.from(values), { device: this.device });
+    try {
+      await this.allReduce(t, 'avg', o);
+      return Array.from(t.toFloat64Array());
+    } finally {
+      t.dispose();
+    }
+  }
+
+  /** True on every rank when any rank passes true (e.g. a stop request seen by one rank). */
+  async anyTrue(flag: boolean, o: CollectiveOptions = {}): Promise<boolean> {
+    const t = torch.tensor(Float64Array.of(flag ? 1 : 0), { device: this.device });
+    try {
+      await this.allReduce(t, 'max', o);
+      return t.item() > 0;
+    } finally {
+      t.dispose();
+    }
+  }
+
+  /** Collectives started and not yet waited for. */
+  get pending(): number {
+    return this.g.pending();
+  }
+
+  /**
+   * Releases the group (and, on the store host, the TCPStore). Idempotent. After a failure the group
+   * is abandoned rather than destroyed (destroying waits for collectives that may never end); its
+   * threads and sockets go with the process.
+   */
+  shutdown(): void {
+    this.g.shutdown(this.failedOnce);
+  }
+}
+
+function builtBackends(info: { gloo: boolean; nccl: boolean }): Backend[] {
+  return (['gloo', 'nccl'] as const).filter((b) => info[b]);
+}
+
+// ---------------------------------------------------------------- the process-wide default group
+
+let defaultGroup: ProcessGroup | null = null;
+
+/**
+ * Joins the distributed run this process is a worker of (torchrun's variables, or explicit options) and
+ * makes it the default group. Throws when called twice without destroyProcessGroup().
+ */
+export async function initProcessGroup(o: InitOptions = {}): Promise<ProcessGroup> {
+  if (defaultGroup) throw new Error('initProcessGroup: already initialised (call destroyProcessGroup() first)');
+  const g = await ProcessGroup.create(o);
+  defaultGroup = g;
+  return g;
+}
+
+/** The default group; throws when none was initialised. */
+export function getProcessGroup(): ProcessGroup {
+  if (!defaultGroup) throw new Error('no process group: call initProcessGroup() first');
+  return defaultGroup;
+}
+
+/** The default group, or null in a single-process run. */
+export function processGroupOrNull(): ProcessGroup | null {
+  return defaultGroup;
+}
+
+/** This process's rank (0 without a group). */
+export function rank(): number {
+  return defaultGroup ? defaultGroup.rank : 0;
+}
+
+/** The number of processes (1 without a group). */
+export function worldSize(): number {
+  return defaultGroup ? defaultGroup.worldSize : 1;
+}
+
+/** Whether this process trains together with others. */
+export function isDistributed(): boolean {
+  return defaultGroup !== null && defaultGroup.worldSize > 1;
+}
+
+/** Shuts the default group down (idempotent). */
+export function destroyProcessGroup(): void {
+  defaultGroup?.shutdown();
+  defaultGroup = null;
+}

@@ -1,0 +1,89 @@
+// Process groups on c10d with Gloo, two processes on 127.0.0.1: every collective's values, and the
+// errors a stuck or dead peer gives (clear, coded, naming the op and the rank; never a hang or an abort).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as dist from '../../src/dist';
+import { lineWith, runWorkers, workerScript } from './helpers';
+
+const gloo = dist.distBuildInfo().gloo ? false : 'the addon was built without Gloo (install libgloo-dev and rebuild)';
+
+test('distBuildInfo reports the backends of this build', () => {
+  const info = dist.distBuildInfo();
+  for (const k of ['c10d', 'gloo', 'nccl', 'reducer'] as const) assert.equal(typeof info[k], 'boolean');
+});
+
+test('gloo collectives across 2 processes: sum, avg, max, coalesced, broadcast, allGather, barrier', { skip: gloo }, async () => {
+  const runs = await runWorkers(workerScript('collectives'), 2, ['ok']);
+  for (const run of runs) {
+    assert.equal(run.code, 0, `rank ${run.rank} failed:\n${run.stderr}`);
+    const head = lineWith(run, 'backend');
+    assert.deepEqual(head, { rank: run.rank, worldSize: 2, backend: 'gloo', isDistributed: true, rankFn: run.rank, worldSizeFn: 2 });
+    const r = lineWith(run, 'sum');
+    assert.deepEqual(r.sum, [3, 30]);
+    assert.deepEqual(r.avg, [1.5, 1.5]);
+    assert.deepEqual(r.max, [1, 0]);
+    assert.deepEqual(r.coalesced, [[1.5, 2.5, 3.5], [1, 1, 0, 0.5]]);
+    assert.deepEqual(r.broadcast0, [7, 8]);
+    assert.deepEqual(r.broadcast1, [5]);
+    assert.deepEqual(r.gathered, [[0, 0, 100], [1, 1, 101]]);
+    assert.deepEqual(r.gatheredSync, [{ shape: [1, 1], dtype: 'int64', v: [0] }, { shape: [1, 1], dtype: 'int64', v: [1] }]);
+    assert.deepEqual(r.broadcastCoalesced, [[3, 3, 3, 3], [1, 1, 1, 1]]);
+    assert.deepEqual(r.averageNumbers, [0.5, 10]);
+    assert.deepEqual(r.anyTrue, [true, false]);
+    assert.match(String(r.intAvg), /avg needs floating tensors, got int64/);
+    assert.equal(r.pending, 0);
+  }
+});
+
+test('a rank that never joins an all-reduce: ERR_DIST_TIMEOUT naming the op and rank; the rank gives the group up and exits at once', { skip: gloo }, async () => {
+  const t0 = Date.now();
+  const runs = await runWorkers(workerScript('collectives'), 2, ['timeout']);
+  const r0 = lineWith(runs[0], 'error');
+  const e = r0.error as { code: string; op: string; rank: number; worldSize: number; message: string };
+  assert.equal(e.code, 'ERR_DIST_TIMEOUT');
+  assert.equal(e.op, 'allReduce');
+  assert.equal(e.rank, 0);
+  assert.equal(e.worldSize, 2);
+  assert.match(e.message, /^dist\.allReduce failed on rank 0 of 2 \(gloo\): .*not every rank joined within 1500 ms/);
+  assert.ok(Number(r0.ms) < 5000, `timed out after ${r0.ms} ms, expected about 1500`);
+  assert.equal(runs[0].code, 3, runs[0].stderr);
+  const exitDelay = runs[0].ms - (Number(r0.exitAt) - t0);
+  assert.ok(exitDelay < 2500, `rank 0 exited ${exitDelay} ms after giving the group up (rank 1 was still alive)`);
+});
+
+test('initProcessGroup outside a distributed run says how to start one', async () => {
+  await assert.rejects(dist.initProcessGroup({ env: {} }), /not a distributed worker \(RANK \/ WORLD_SIZE unset\).*torchrun/);
+  assert.equal(dist.rank(), 0);
+  assert.equal(dist.worldSize(), 1);
+  assert.equal(dist.isDistributed(), false);
+});
+
+test('a world of one process works (collectives are identities)', { skip: gloo }, async () => {
+  const port = await dist.freePort();
+  const g = await dist.initProcessGroup({ rank: 0, worldSize: 1, masterPort: port, env: {} });
+  try {
+    const torch = await import('../../src/torch');
+    const t = torch.tensor([2, 4], { dtype: 'float32' });
+    await g.allReduce(t, 'avg');
+    assert.deepEqual(Array.from(t.toFloat32Array()), [2, 4]);
+    assert.equal(dist.isDistributed(), false);
+    assert.equal(dist.worldSize(), 1);
+    await assert.rejects(dist.initProcessGroup({ rank: 0, worldSize: 1, masterPort: port }), /already initialised/);
+  } finally {
+    dist.destroyProcessGroup();
+  }
+  assert.throws(() => g.barrierSync(), /dist\.barrier: the process group was shut down/);
+});
+
+test('readDistEnv: torchrun variables, agent store, and clear errors for bad values', () => {
+  assert.equal(dist.readDistEnv({}), null);
+  const e = dist.readDistEnv({ RANK: '3', WORLD_SIZE: '4', LOCAL_RANK: '1', LOCAL_WORLD_SIZE: '2', MASTER_ADDR: 'node0', MASTER_PORT: '29400' });
+  assert.deepEqual(e, { rank: 3, worldSize: 4, localRank: 1, localWorldSize: 2, masterAddr: 'node0', masterPort: 29400, agentStore: null, glooInterface: null });
+  const a = dist.readDistEnv({ RANK: '0', WORLD_SIZE: '2', MASTER_ADDR: 'h', MASTER_PORT: '1', TORCHELASTIC_USE_AGENT_STORE: 'True', TORCHELASTIC_RESTART_COUNT: '2', GLOO_SOCKET_IFNAME: 'eth1' });
+  assert.deepEqual(a?.agentStore, { restartCount: 2 });
+  assert.equal(a?.glooInterface, 'eth1');
+  assert.equal(a?.localRank, 0);
+  assert.throws(() => dist.readDistEnv({ RANK: '2', WORLD_SIZE: '2', MASTER_ADDR: 'h', MASTER_PORT: '1' }), /RANK=2 is not an integer in \[0, 1\]/);
+  assert.throws(() => dist.readDistEnv({ RANK: '0', WORLD_SIZE: '2' }), /MASTER_ADDR, MASTER_PORT not set/);
+  assert.throws(() => dist.readDistEnv({ RANK: '0', WORLD_SIZE: 'two', MASTER_ADDR: 'h', MASTER_PORT: '1' }), /WORLD_SIZE=two/);
+});

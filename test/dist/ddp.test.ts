@@ -1,0 +1,95 @@
+// Data-parallel training is the same function as one process with the whole batch: 2 Gloo processes
+// × batch b against 1 process × batch 2b, in float64, for a small MLP and a small SemAIM model, with
+// c10d's Reducer (gradients all-reduced from hooks during backward) and after backward, with and
+// without gradient accumulation (noSync), through global-norm clipping and AdamW; and a peer that dies
+// before a synchronised backward.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as torch from '../../src/torch';
+import * as dist from '../../src/dist';
+import { buildModel, CaseModel, CaseResult, train } from './workers/ddp-case';
+import { lineWith, runWorkers, workerScript, WorkerRun } from './helpers';
+
+const info = dist.distBuildInfo();
+const gloo = info.gloo ? false : 'the addon was built without Gloo';
+const GLOBAL_BATCH = 8;
+const STEPS = 3;
+
+/**
+ * max |a - b| / max |b| over one tensor, with max |b| floored at 1e-6: some gradients are exactly zero
+ * in exact arithmetic (the cross-attention key bias: a constant added to every key shifts all scores of
+ * a query equally) and only float noise in practice.
+ */
+function relErr(a: number[], b: number[]): number {
+  assert.equal(a.length, b.length);
+  let d = 0;
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    d = Math.max(d, Math.abs(a[i] - b[i]));
+    m = Math.max(m, Math.abs(b[i]));
+  }
+  return d / Math.max(m, 1e-6);
+}
+
+function reference(kind: CaseModel): CaseResult {
+  const m = buildModel(kind, 17, GLOBAL_BATCH);
+  try {
+    return train(m, { steps: STEPS, from: 0, to: GLOBAL_BATCH, accum: 1, backward: (loss) => loss.backward() });
+  } finally {
+    m.module.dispose();
+  }
+}
+
+function compare(runs: WorkerRun[], c: string, ref: CaseResult, tol: number): void {
+  const [r0, r1] = runs.map((run) => run.lines.find((l) => l.case === c) as unknown as CaseResult & { mode: string; buckets: number[][] });
+  assert.ok(r0 && r1, `case ${c} missing:\n${runs.map((r) => r.stderr).join('\n')}`);
+  for (const [name, want] of Object.entries(ref.grads)) {
+    for (const r of [r0, r1]) assert.ok(relErr(r.grads[name], want) <= tol, `${c}: gradient of ${name} differs by ${relErr(r.grads[name], want)}`);
+  }
+  for (const [name, want] of Object.entries(ref.params)) {
+    // A gradient that is float noise (max |g| ~ 1e-13) still moves AdamW's parameter by up to lr per
+    // step (g / (|g| + eps)); for those only the size of the change is checked.
+    const noiseOnly = name in ref.grads && Math.max(...ref.grads[name].map(Math.abs)) < 1e-9;
+    for (const r of [r0, r1]) {
+      const err = noiseOnly ? Math.max(...r.params[name].map((v, i) => Math.abs(v - want[i]))) : relErr(r.params[name], want);
+      assert.ok(err <= (noiseOnly ? 1e-4 : tol), `${c}: ${name} after ${STEPS} steps differs by ${err}`);
+    }
+  }
+  for (let s = 0; s < STEPS; s++) {
+    const avg = (r0.losses[s] + r1.losses[s]) / 2;
+    assert.ok(Math.abs(avg - ref.losses[s]) <= tol * Math.abs(ref.losses[s]), `${c}: step ${s} loss ${avg} vs ${ref.losses[s]}`);
+  }
+  assert.equal(r0.mode, c.split(':')[1]);
+  assert.ok(r0.buckets.length >= 2, `${c}: expected several buckets with the tiny bucket cap, got ${r0.buckets.length}`);
+  assert.deepEqual([...r0.buckets.flat()].sort((a, b) => a - b), Object.keys(ref.grads).map((_, i) => i), `${c}: every parameter in exactly one bucket`);
+}
+
+test('DDP: 2 processes × batch 4 = 1 process × batch 8 (float64 MLP and SemAIM; overlap and after-backward; accumulation)', { skip: gloo }, async () => {
+  const cases = ['mlp:after-backward:1', 'mlp:after-backward:2', 'semaim:after-backward:1'];
+  if (info.reducer) cases.push('mlp:overlap:1', 'mlp:overlap:2', 'semaim:overlap:1', 'semaim:overlap:2');
+  const runs = await runWorkers(workerScript('ddp'), 2, [String(GLOBAL_BATCH), String(STEPS), ...cases, 'dead-peer']);
+  for (const run of runs) assert.equal(run.code, 0, `rank ${run.rank} failed:\n${run.stderr}`);
+  const refs = { mlp: reference('mlp'), semaim: reference('semaim') };
+  for (const c of cases) compare(runs, c, refs[c.split(':')[0] as CaseModel], 1e-10);
+
+  // Then rank 1 exited: rank 0's synchronised backward fails with a coded error naming the op and rank.
+  const dead = lineWith(runs[0], 'deadPeer');
+  const e = dead.deadPeer as { code: string; op: string; rank: number; message: string; mode: string };
+  assert.equal(e.code, 'ERR_DIST_PEER', e.message);
+  assert.equal(e.rank, 0);
+  assert.match(e.message, e.mode === 'overlap' ? /^dist\.backward \(gradient all-reduce\) failed on rank 0 of 2 \(gloo\): .*another rank exited/
+    : /^dist\.allReduceCoalesced failed on rank 0 of 2 \(gloo\): .*another rank exited/);
+  assert.equal(dead.failed, true, 'the group is marked failed, so that shutdown abandons it instead of waiting');
+  assert.ok(Number(dead.ms) < 10_000, `the error came after ${dead.ms} ms`);
+});
+
+test('bucketsBySize: reverse order, caps, one dtype per bucket, an oversized tensor alone', () => {
+  const ts = [torch.zeros([10]), torch.zeros([10]), torch.zeros([100]), torch.zeros([5], { dtype: 'float64' }), torch.zeros([3])];
+  try {
+    // bytes: 40, 40, 400, 40 (float64), 12
+    assert.deepEqual(dist.bucketsBySize(ts, 100), [[4], [3], [2], [1, 0]]);
+    assert.deepEqual(dist.bucketsBySize(ts, 1000), [[4], [3], [2, 1, 0]]);
+  } finally {
+    for (const t of ts) t.dispose();
+  }
+});

@@ -1,0 +1,130 @@
+// Starting workers: the built-in launcher (failure of one rank stops all and names it; kill -9 of one
+// worker; signal forwarding; two "nodes" on 127.0.0.1) and torchrun (1.13's spelling, --no_python).
+// Debian 12's torchrun (torch 1.13 on Python 3.11) fails before starting any worker unless given
+// `--redirects 1 --tee 1`: its Std.from_str maps the default "0" to None (Python 3.11 no longer iterates
+// a Flag's zero member). --monitor_interval only makes it notice the workers' exit sooner.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { PassThrough } from 'node:stream';
+import * as torch from '../../src/torch';
+import * as dist from '../../src/dist';
+import { workerScript } from './helpers';
+
+const gloo = dist.distBuildInfo().gloo ? false : 'the addon was built without Gloo';
+const TORCHRUN = '/usr/bin/torchrun';
+const noTorchrun = existsSync(TORCHRUN) ? false : `${TORCHRUN} not found (Debian's python3-torch)`;
+
+/** The torch version of torchrun's Python (read from torch/version.py, without importing torch). */
+function torchrunTorchMajor(): number {
+  const r = spawnSync('/usr/bin/python3', ['-c', 'import importlib.util,os;print(os.path.dirname(importlib.util.find_spec("torch").origin))'], { encoding: 'utf8' });
+  const file = `${r.stdout.trim()}/version.py`;
+  const m = existsSync(file) ? /__version__\s*=\s*'(\d+)\./.exec(readFileSync(file, 'utf8')) : null;
+  return m ? Number(m[1]) : NaN;
+}
+// With the static rendezvous the workers join the store of torchrun's own agent, so both must speak the
+// same TCPStore protocol (2.x clients validate the connection with a command 1.13 servers lack).
+const agentStoreMismatch = (): string | false => {
+  if (noTorchrun) return noTorchrun;
+  const agent = torchrunTorchMajor();
+  const ours = torch.version().major;
+  return agent === ours ? false : `torchrun's agent runs torch ${agent}.x, this addon libtorch ${ours}.x: their TCPStores do not talk to each other`;
+};
+
+/** A writable stream that keeps what was written. */
+function sink(): PassThrough & { text: () => string } {
+  const s = new PassThrough() as PassThrough & { text: () => string };
+  let buf = '';
+  s.setEncoding('utf8');
+  s.on('data', (c: string) => { buf += c; });
+  s.text = () => buf;
+  return s;
+}
+
+const jsonLines = (text: string): Record<string, unknown>[] =>
+  text.split('\n').map((l) => l.replace(/^\[rank \d+\] |^\[default\d+\]:/, '')).filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+
+test('stripLaunchFlags removes the launcher flags in both spellings and keeps the rest', () => {
+  assert.deepEqual(dist.stripLaunchFlags(['pretrain', '--nproc-per-node', '2', '--batch-size', '16', '--master-port=123', '--nnodes=1',
+    '--node_rank', '0', '--master-addr', 'h', '--out-dir', 'x']), ['pretrain', '--batch-size', '16', '--out-dir', 'x']);
+  assert.deepEqual(dist.launchOptionsFrom({ nprocPerNode: 4, nnodes: 2, nodeRank: 1, masterAddr: 'n0', masterPort: 0 }),
+    { nprocPerNode: 4, nnodes: 2, nodeRank: 1, masterAddr: 'n0', masterPort: undefined });
+});
+
+test('launcher: rank 1 crashes -> every worker stops within seconds, exit non-zero, the message names rank 1 and its last lines', { skip: gloo }, async () => {
+  const stdout = sink();
+  const stderr = sink();
+  const t0 = Date.now();
+  const r = await dist.launchWorkers(['crash'], { nprocPerNode: 2, script: workerScript('launched'), stdout, stderr, killGraceMs: 5000 });
+  const ms = Date.now() - t0;
+  assert.equal(r.failedRank, 1, stderr.text());
+  assert.notEqual(r.exitCode, 0);
+  assert.match(r.message ?? '', /^launch: rank 1 \(node 0, local rank 1, pid \d+\) exited with code 1; stopped the other 1 worker on this node/);
+  assert.match(r.message ?? '', /deliberate crash on rank 1/);
+  assert.match(r.message ?? '', /rank 1 is about to crash/);
+  assert.match(stderr.text(), /launch: rank 1/);
+  assert.ok(ms < 30_000, `took ${ms} ms`);
+});
+
+test('launcher: kill -9 of one worker -> the other sees ERR_DIST_PEER and exits; the launcher names the killed rank', { skip: gloo }, async () => {
+  const stdout = sink();
+  const stderr = sink();
+  let killedAt = 0;
+  const watcher = setInterval(() => {
+    const r1 = jsonLines(stdout.text()).find((l) => l.rank === 1 && typeof l.pid === 'number');
+    if (r1 && !killedAt) {
+      killedAt = Date.now();
+      process.kill(Number(r1.pid), 'SIGKILL');
+    }
+  }, 100);
+  const r = await dist.launchWorkers(['loop'], { nprocPerNode: 2, script: workerScript('launched'), stdout, stderr, killGraceMs: 60_000 });
+  clearInterval(watcher);
+  assert.ok(killedAt > 0, 'rank 1 never started');
+  const ms = Date.now() - killedAt;
+  assert.equal(r.failedRank, 1, stderr.text());
+  assert.match(r.message ?? '', /^launch: rank 1 \(node 0, local rank 1, pid \d+\) was killed by SIGKILL/);
+  // Rank 0 ignores the launcher's SIGTERM: it can only have stopped on its collective's error.
+  assert.match(stderr.text(), /worker failed: ERR_DIST_PEER dist\.allReduce failed on rank 0 of 2/, 'rank 0 should report the dead peer itself');
+  assert.ok(ms < 60_000, `the workers took ${ms} ms to stop after the kill`);
+});
+
+test('launcher forwards SIGTERM to the workers and exits with 128 + 15', { skip: gloo }, async () => {
+  const child = spawn(process.execPath, [workerScript('launcher'), 'sigterm'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (c: string) => {
+    out += c;
+    if (jsonLines(out).filter((l) => l.ready).length === 2) child.kill('SIGTERM');
+  });
+  let err = '';
+  child.stderr.setEncoding('utf8').on('data', (c: string) => { err += c; });
+  const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+  const got = jsonLines(out).filter((l) => l.signal === 'SIGTERM').map((l) => l.rank).sort();
+  assert.deepEqual(got, [0, 1], `stdout:\n${out}\nstderr:\n${err}`);
+  assert.equal(code, 143);
+});
+
+test('launcher: two nodes on 127.0.0.1 (--nnodes 2 --node-rank 0/1) form one world of 2', { skip: gloo }, async () => {
+  const masterPort = await dist.freePort();
+  const outs = [sink(), sink()];
+  const rs = await Promise.all([0, 1].map((nodeRank) => dist.launchWorkers(['ok'], {
+    nprocPerNode: 1, nnodes: 2, nodeRank, masterAddr: '127.0.0.1', masterPort, script: workerScript('launched'), stdout: outs[nodeRank], stderr: outs[nodeRank],
+  })));
+  assert.deepEqual(rs.map((r) => r.exitCode), [0, 0], outs.map((o) => o.text()).join('\n'));
+  const lines = outs.flatMap((o) => jsonLines(o.text())).sort((a, b) => Number(a.rank) - Number(b.rank));
+  assert.deepEqual(lines.map((l) => [l.rank, l.worldSize, l.localRank, l.sum]), [[0, 2, 0, 3], [1, 2, 0, 3]]);
+});
+
+for (const [name, args] of [
+  ['--standalone', ['--standalone', '--nproc_per_node', '2']],
+  ['static rendezvous (the agent hosts the store)', ['--nnodes', '1', '--nproc_per_node', '2', '--master_addr', '127.0.0.1']],
+] as const) {
+  test(`torchrun ${name} --no_python node <worker> works unchanged`, { skip: gloo || (name.startsWith('static') ? agentStoreMismatch() : noTorchrun) }, async () => {
+    const extra = name.startsWith('static') ? ['--master_port', String(await dist.freePort())] : [];
+    const r = spawnSync(TORCHRUN, [...args, ...extra, '--redirects', '1', '--tee', '1', '--monitor_interval', '0.2', '--no_python', process.execPath, workerScript('launched'), 'ok'], { encoding: 'utf8', timeout: 120_000 });
+    assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+    const lines = jsonLines(r.stdout).sort((a, b) => Number(a.rank) - Number(b.rank));
+    assert.deepEqual(lines.map((l) => [l.rank, l.worldSize, l.localRank, l.sum]), [[0, 2, 0, 3], [1, 2, 1, 3]]);
+    assert.deepEqual(lines.map((l) => l.agentStore), name.startsWith('static') ? [true, true] : [false, false]);
+  });
+}

@@ -1,0 +1,48 @@
+// A worker of test/dist/launch.test.ts, started by the launcher or by torchrun.
+//   ok        one all-reduce of (rank + 1); prints {rank, worldSize, localRank, sum}
+//   crash     rank 1 throws after the first collective; the others keep all-reducing
+//   loop      all-reduces every 50 ms for up to 60 s, ignoring SIGTERM (the test kills one worker)
+//   sigterm   like loop, but exits 0 on SIGTERM after printing it
+import * as torch from '../../../src/torch';
+import * as dist from '../../../src/dist';
+
+const scenario = process.argv[2] ?? 'ok';
+const out = (o: Record<string, unknown>): void => { process.stdout.write(`${JSON.stringify(o)}\n`); };
+
+async function loop(g: dist.ProcessGroup): Promise<void> {
+  const until = Date.now() + 60_000;
+  while (Date.now() < until) {
+    await g.allReduce(torch.ones([4]), 'sum');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function main(): Promise<void> {
+  const env = dist.readDistEnv();
+  const g = await dist.initProcessGroup({ timeoutMs: 60_000 });
+  const t = torch.tensor([g.rank + 1], { dtype: 'float64' });
+  await g.allReduce(t, 'sum');
+  out({ rank: g.rank, worldSize: g.worldSize, localRank: env?.localRank, agentStore: env?.agentStore !== null, sum: t.item(), pid: process.pid });
+  if (scenario === 'crash') {
+    if (g.rank === 1) {
+      process.stdout.write('rank 1 is about to crash\n');
+      throw new Error('deliberate crash on rank 1');
+    }
+    await loop(g);
+  } else if (scenario === 'loop') {
+    // Ignores the launcher's SIGTERM: this worker must stop on its own, from the collective's error.
+    process.on('SIGTERM', () => { process.stderr.write('SIGTERM ignored\n'); });
+    await loop(g);
+  } else if (scenario === 'sigterm') {
+    process.on('SIGTERM', () => { out({ rank: g.rank, signal: 'SIGTERM' }); process.exit(0); });
+    out({ rank: g.rank, ready: true });
+    await loop(g);
+  }
+  dist.destroyProcessGroup();
+}
+
+main().catch((e) => {
+  const err = e as Error & { code?: string };
+  process.stderr.write(`worker failed: ${err.code ?? ''} ${err.message}\n`);
+  process.exit(1);
+});
