@@ -7,7 +7,7 @@
 // - Batch b goes to worker b mod W; at most `prefetch` batches per worker are in flight or waiting
 //   to be consumed. Buffers are transferred, not copied.
 // - Idle workers are unref'd, so a program that stops iterating (break, return, throw) exits
-//   normally; `close()` terminates them right away.
+//   normally; `close()` stops them after their current task (see stopWorker).
 // - An unusable sample is replaced by another one (batches keep their size), reported once with a
 //   warning line naming the file, and counted in the end-of-epoch summary.
 
@@ -125,6 +125,7 @@ export interface EpochSummary {
 
 interface Slot {
   worker: Worker;
+  stopFlag: Int32Array;
   outstanding: number;
 }
 
@@ -132,6 +133,9 @@ interface Waiter {
   resolve: (v: RawBatch | PackedChunk) => void;
   reject: (e: Error) => void;
 }
+
+/** Loaders with live workers, stopped politely when the program is about to exit (see stopWorker). */
+const liveLoaders = new Set<DataLoader>();
 
 /** One worker per core but one (the training thread's), at least 1 and at most 8. */
 export function defaultWorkers(): number {
@@ -356,8 +360,9 @@ export class DataLoader implements AsyncIterable<Batch> {
     this.poolError = null;
     const slots: Slot[] = [];
     for (let i = 0; i < this.numWorkers; i++) {
-      const worker = new Worker(script, { workerData: { cfg: { ...this.cfg, spec: this.spec } } });
-      const slot: Slot = { worker, outstanding: 0 };
+      const stopFlag = new Int32Array(new SharedArrayBuffer(4));
+      const worker = new Worker(script, { workerData: { cfg: { ...this.cfg, spec: this.spec }, stopFlag } });
+      const slot: Slot = { worker, stopFlag, outstanding: 0 };
       worker.on('message', (m: FromWorker) => this.onMessage(m));
       worker.on('error', (e: Error) => this.onWorkerFailure(new Error(`data worker ${i} failed: ${e.message}`)));
       worker.on('exit', (code) => {
@@ -367,6 +372,7 @@ export class DataLoader implements AsyncIterable<Batch> {
       slots.push(slot);
     }
     this.slots = slots;
+    liveLoaders.add(this);
   }
 
   private onWorkerFailure(e: Error): void {
@@ -493,19 +499,41 @@ export class DataLoader implements AsyncIterable<Batch> {
     return summary;
   }
 
+  static {
+    // runs when nothing else is left to do; once the workers have ended, the loop is empty again
+    // and the process exits with the set empty. (The loader stays usable: workers restart on demand.)
+    process.on('beforeExit', () => {
+      for (const loader of [...liveLoaders]) void loader.terminate();
+    });
+  }
+
   private async terminate(): Promise<void> {
     const slots = this.slots;
     this.slots = null;
+    liveLoaders.delete(this);
     if (!slots) return;
-    // ref first: an unref'd worker being terminated would not keep the event loop alive until
-    // its exit, leaving the returned promise unsettled
-    await Promise.all(
-      slots.map((s) => {
-        s.worker.ref();
-        return s.worker.terminate().catch(() => undefined);
-      }),
-    );
+    // ref first: an unref'd worker would not keep the event loop alive until its exit, leaving
+    // the returned promise unsettled
+    await Promise.all(slots.map((s) => stopWorker(s)));
   }
+}
+
+/** Asks a worker to end after its current task; terminates it if it has not within a grace period. */
+async function stopWorker(s: Slot, graceMs = 5000): Promise<void> {
+  const w = s.worker;
+  w.ref();
+  const exited = new Promise<void>((resolve) => w.once('exit', () => resolve()));
+  Atomics.store(s.stopFlag, 0, 1);
+  try {
+    w.postMessage({ type: 'stop' } satisfies ToWorker);
+  } catch {
+    // already gone
+  }
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), graceMs)));
+  const how = await Promise.race([exited.then(() => 'exited' as const), late]);
+  clearTimeout(timer);
+  if (how === 'late') await w.terminate().catch(() => undefined);
 }
 
 /** Output size from the transforms, else from the dataset's fixed size. */

@@ -8,7 +8,8 @@ import type { DatasetSpec } from './dataset';
 export type ToWorker =
   | { type: 'batch'; gen: number; task: BatchTask }
   | { type: 'decode'; gen: number; id: number; start: number; end: number }
-  | { type: 'spec'; spec: DatasetSpec };
+  | { type: 'spec'; spec: DatasetSpec }
+  | { type: 'stop' };
 
 export type FromWorker =
   | { type: 'batch'; gen: number; batch: import('./batch').RawBatch }
@@ -17,13 +18,19 @@ export type FromWorker =
 
 if (parentPort) {
   const port = parentPort;
-  const builder = new BatchBuilder((workerData as { cfg: BuilderConfig }).cfg);
+  const { cfg, stopFlag } = workerData as { cfg: BuilderConfig; stopFlag: Int32Array };
+  const builder = new BatchBuilder(cfg);
   let chain: Promise<void> = Promise.resolve();
   port.on('message', (msg: ToWorker) => {
-    chain = chain.then(() => handle(msg)).catch(() => undefined);
+    // 'stop' closes the port, so the thread ends by itself once the task in hand is done: being
+    // torn down while busy can abort the whole process in Node 20 (a V8 background compile job
+    // racing the isolate's disposal), so the loader asks instead of terminating
+    if (msg.type === 'stop') port.close();
+    else chain = chain.then(() => handle(msg)).catch(() => undefined);
   });
 
-  const handle = async (msg: ToWorker): Promise<void> => {
+  const handle = async (msg: Exclude<ToWorker, { type: 'stop' }>): Promise<void> => {
+    if (Atomics.load(stopFlag, 0) !== 0) return; // queued before the stop request
     if (msg.type === 'spec') {
       builder.setSpec(msg.spec);
       return;
