@@ -12,6 +12,7 @@ import { makeTrainData } from '../data';
 import { checkDataPath } from '../data/options';
 import { runExitCode } from '../run/signals';
 import { exportCommand } from './export-command';
+import { objectStartCommand } from './object-start-command';
 
 export { Command, defineCommand };
 
@@ -57,4 +58,4 @@ const coreCommands: Record<string, Command> = {
   }),
 };
 
-export const commands: Record<string, Command> = { demo: demoCommand, ...coreCommands, ...evalCommands, ...vizCommands, shards: shardsCommand };
+export const commands: Record<string, Command> = { demo: demoCommand, ...coreCommands, ...evalCommands, ...vizCommands, shards: shardsCommand, 'object-start': objectStartCommand };
