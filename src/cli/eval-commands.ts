@@ -96,7 +96,7 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
         });
         if (o.planOnly) {
           const again = argv.filter((a) => a !== '--plan-only');
-          process.stdout.write(`${describePlan(r.plan!)}\nwrote ${o.outDir}/plan.json; run:\n  semaim ablate ${again.join(' ')}\n`);
+          process.stdout.write(`wrote ${o.outDir}/plan.json (${describePlan(r.plan!).split('\n')[0]}); run:\n  semaim ablate ${again.join(' ')}\n`);
           return 0;
         }
         if (o.shard !== undefined) {

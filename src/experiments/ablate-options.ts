@@ -23,6 +23,7 @@ export const ABLATE_OPTIONS = defineOptions({
   imgSize: { type: 'int', min: 1, help: 'override the recipe: image size' },
   pretrainLimit: { type: 'int', min: 1, help: 'override the recipe: images per pre-training epoch (a seeded random subset each epoch)' },
   linprobeEpochs: { type: 'number', min: 0.001, help: 'override the recipe: linear-probe epochs' },
+  linprobeBatchSize: { type: 'int', min: 2, help: "override the recipe: linear-probe batch (lr = blr × batch / 256; the authors': 4096)" },
   blr: { type: 'number', min: 0, help: 'override the recipe: pre-training base lr' },
   decayClsToken: { type: 'boolean', help: "override: weight decay on cls_token (pretrain's default: on, as the authors')" },
   // planning and running

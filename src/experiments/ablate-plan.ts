@@ -250,11 +250,29 @@ export function writePlan(outDir: string, plan: AblationPlan): void {
   renameSync(tmp, p);
 }
 
-/** The inputs that differ between a stored plan and this call ('' when none). */
-export function planInputsDiffer(stored: PlanInputs, now: PlanInputs): string {
+/** Inputs that may differ from a stored plan: rows and seeds added later get the planned length too. */
+const EXTENSIBLE: (keyof PlanInputs)[] = ['rows', 'seeds', 'baseline'];
+
+/**
+ * The inputs that differ between a stored plan and this call: `refuse` lists what makes another
+ * recipe (the budget, the first seed, the recipe), `extended` the rows, seeds or baseline a later
+ * call may add or drop while keeping the planned length (the budget then no longer holds).
+ */
+export function planInputsDiffer(stored: PlanInputs, now: PlanInputs): { refuse: string; extended: string } {
   const keys = Object.keys(now) as (keyof PlanInputs)[];
   const diff = keys.filter((k) => JSON.stringify(stored[k]) !== JSON.stringify(now[k]));
-  return diff.map((k) => k === 'recipe' ? 'the recipe' : `${k}: ${JSON.stringify(stored[k])} → ${JSON.stringify(now[k])}`).join(', ');
+  const say = (ks: (keyof PlanInputs)[]) => ks.map((k) => (k === 'recipe' ? 'the recipe' : `${k}: ${JSON.stringify(stored[k])} → ${JSON.stringify(now[k])}`)).join(', ');
+  return { refuse: say(diff.filter((k) => !EXTENSIBLE.includes(k))), extended: say(diff.filter((k) => EXTENSIBLE.includes(k))) };
+}
+
+/**
+ * The shard that runs run `i` of `keys`: the plan's assignment, and for runs the plan does not know
+ * (rows or seeds added later) a round-robin over those runs.
+ */
+export function shardOf(keys: string[], i: number, count: number, planned: Record<string, number> | null): number {
+  if (planned && planned[keys[i]] !== undefined && planned[keys[i]] < count) return planned[keys[i]];
+  const unplanned = keys.filter((k) => !planned || planned[k] === undefined || planned[k] >= count);
+  return unplanned.indexOf(keys[i]) % count;
 }
 
 /** A short human summary of a plan. */

@@ -21,7 +21,7 @@ import { knnClassify, parseKs } from '../eval/knn';
 import { LinprobeOptions, linprobeOnFeatures } from '../eval/linprobe';
 import { AblateOptions, OrderSpec, parseOrderSpec, parseOrders, parseShard, validateAblate } from './ablate-options';
 import {
-  AblationPlan, Measurement, PlanInputs, PlannedRun, describePlan, epochsForSteps, planInputsDiffer, planSteps, readPlan, timeEvaluation,
+  AblationPlan, Measurement, PlanInputs, PlannedRun, describePlan, epochsForSteps, planInputsDiffer, planSteps, readPlan, shardOf, timeEvaluation,
   timeSteps, writePlan,
 } from './ablate-plan';
 import { dataRequest } from '../eval/run';
@@ -318,7 +318,7 @@ export function ablationMarkdown(r: Omit<AblationResult, 'markdown'>): string {
       `weight decay ${po.weightDecay}${po.decayClsToken ? ' (cls_token too)' : ' (not on cls_token)'}, ${po.precision}, device ${po.device}` +
       (r.plan ? `; length planned for --budget-minutes ${r.plan.inputs.budgetMinutes}: ${r.plan.steps} steps per run` : '') + '.',
     `Evaluation on ${r.options.dataset}: features of the final encoder (unmasked, eval mode); k-NN: DINO weighted vote, T = 0.07; ` +
-      `linear probe: BatchNorm (no affine) + Linear, ${(lp.optimizer ?? 'sgd').toUpperCase()} momentum ${lp.momentum}, blr ${lp.blr}, ${lp.epochs} epochs on cached features` +
+      `linear probe: BatchNorm (no affine) + Linear, ${(lp.optimizer ?? 'sgd').toUpperCase()} momentum ${lp.momentum}, batch ${lp.batchSize}, blr ${lp.blr}, ${lp.epochs} epochs on cached features` +
       `${r.recipe.trainLimit || r.options.trainLimit ? `, ${r.options.trainLimit ?? r.recipe.trainLimit} train` : ''}` +
       `${r.recipe.testLimit || r.options.testLimit ? ` / ${r.options.testLimit ?? r.recipe.testLimit} test images` : ''}.`,
     `Wall time of this call ${(r.seconds / 60).toFixed(1)} min; pre-training and evaluation summed over the runs ` +
@@ -388,16 +388,16 @@ function resolveAblation(o: AblateOptions): { recipe: AblationRecipe; rows: stri
     pretrainLimit: o.pretrainLimit ?? base.pretrainLimit,
     trainLimit: o.trainLimit ?? base.trainLimit,
     testLimit: o.testLimit ?? base.testLimit,
-    linprobe: { ...base.linprobe, epochs: o.linprobeEpochs ?? base.linprobe.epochs },
+    linprobe: { ...base.linprobe, epochs: o.linprobeEpochs ?? base.linprobe.epochs, batchSize: o.linprobeBatchSize ?? base.linprobe.batchSize },
     poolings: o.pooling === 'cls' || o.pooling === 'mean' ? [o.pooling] : base.poolings,
   };
   return { recipe, orders, rows: o.baseline ? [...orders, RANDOM_INIT] : orders, ks };
 }
 
-/** Loader seconds per batch of the real pre-training data (after its first batch, which starts the workers). */
-async function timeLoader(data: TrainData, batches = 8): Promise<number> {
+/** Loader seconds per batch of the real pre-training data (after a few batches that start the workers and warm up). */
+async function timeLoader(data: TrainData, batches = 8, skip = 3): Promise<number> {
   const it = data.epoch(0, 0)[Symbol.asyncIterator]();
-  await it.next();
+  for (let i = 0; i < skip; i++) if ((await it.next()).done) return 0;
   const t0 = performance.now();
   let n = 0;
   for (; n < batches; n++) if ((await it.next()).done) break;
@@ -412,9 +412,10 @@ async function makePlan(o: AblateOptions, f: DataFactories, hooks: AblationHooks
   const inputs = planInputs(o, ctx.rows, ctx.recipe, ctx.ks);
   const stored = readPlan(o.outDir);
   if (stored) {
-    const differ = planInputsDiffer(stored.inputs, inputs);
-    if (differ) throw new Error(`${join(o.outDir, 'plan.json')} was planned for other settings (${differ}); use a new --out-dir, or the settings it was planned for`);
-    ctx.log(`using the stored plan ${join(o.outDir, 'plan.json')}`);
+    const { refuse, extended } = planInputsDiffer(stored.inputs, inputs);
+    if (refuse) throw new Error(`${join(o.outDir, 'plan.json')} was planned for other settings (${refuse}); use a new --out-dir, or the settings it was planned for`);
+    ctx.log(`using the stored plan ${join(o.outDir, 'plan.json')}` +
+      (extended ? ` (planned for other runs: ${extended}; the new runs get the same ${stored.steps} steps, the budget no longer holds)` : ''));
     return stored;
   }
   if (o.shard !== undefined) throw new Error(`--shard with --budget-minutes needs ${join(o.outDir, 'plan.json')}: run without --shard (--jobs starts the shards after planning)`);
@@ -525,9 +526,8 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
     const left = o.stopAfterMinutes !== undefined ? Math.max(0.1, o.stopAfterMinutes - (Date.now() - t0) / 60_000) : undefined;
     await hooks.runShards(shards, { stopAfterMinutes: left === undefined ? undefined : Number(left.toFixed(3)) });
   }
-  const mine = shard
-    ? all.filter((p, i) => (plan ? plan.shards[p.key] === shard.index : i % shard.count === shard.index))
-    : all;
+  const keys = all.map((p) => p.key);
+  const mine = shard ? all.filter((_, i) => shardOf(keys, i, shard.count, plan?.shards ?? null) === shard.index) : all;
 
   const deadline = o.stopAfterMinutes !== undefined ? t0 + o.stopAfterMinutes * 60_000 : Infinity;
   const stop: StopRequest = hooks.stop ?? { requested: false };
@@ -657,7 +657,7 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
       writeJson(cached, run);
       runs.push(run);
       const h = scores[recipe.poolings[0]];
-      log(`    ${p.row} seed ${p.seed}: loss ${run.pretrain.lastLoss?.toFixed(4)}, k-NN@${headlineK} ${pct(h.knn.find((k) => k.k === headlineK)?.top1)}%, ` +
+      log(`    ${p.row} seed ${p.seed}: ${run.pretrain.lastLoss === null ? '' : `loss ${run.pretrain.lastLoss.toFixed(4)}, `}k-NN@${headlineK} ${pct(h.knn.find((k) => k.k === headlineK)?.top1)}%, ` +
         `linear ${pct(h.linprobe.top1)}% (${recipe.poolings[0]}), evaluation ${run.evalSeconds.toFixed(1)} s`);
     }
   } finally {

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { resolveOptions, OptionError } from '../../src/util/options';
 import { ABLATE_OPTIONS, AblateOptions, parseOrderSpec, parseShard, validateAblate } from '../../src/experiments/ablate-options';
 import { RANDOM_INIT, ablate, pretrainOptionsFor, ablationRecipe, runDirName } from '../../src/experiments/ablate';
-import { assignShards, epochsForSteps, planSteps, runSeconds, PlannedRun, Measurement } from '../../src/experiments/ablate-plan';
+import { assignShards, epochsForSteps, planSteps, runSeconds, shardOf, PlannedRun, Measurement } from '../../src/experiments/ablate-plan';
 import { childArgs } from '../../src/cli/ablate-jobs';
 import { StoppedBySignal } from '../../src/run/signals';
 import { memoryFactories, toyImages } from '../eval/helpers';
@@ -44,6 +44,10 @@ test('the plan arithmetic: the largest step count whose longest shard fits, and 
   assert.equal(planSteps({ budgetSeconds: 10, spentSeconds: 0, runs, measured, loaderWait: noWait, jobs: 1 }).steps, 0, 'the evaluations alone do not fit');
   // The loader's time adds to a step when batches are made on the main thread.
   assert.equal(runSeconds(runs[0], 10, { measured, loaderWait: () => 0.1 }), 10 * 1.1 + 5);
+  // Runs the plan does not know are spread round-robin over the shards.
+  const keys = ['a/0', 'b/0', 'c/0', 'c/1', 'c/2'];
+  assert.deepEqual(keys.map((_, i) => shardOf(keys, i, 2, { 'a/0': 1, 'b/0': 0 })), [1, 0, 0, 1, 0]);
+  assert.deepEqual(keys.map((_, i) => shardOf(keys, i, 2, null)), [0, 1, 0, 1, 0]);
   for (const [steps, perEpoch] of [[1, 1], [7, 3], [1000, 781], [123457, 195], [5, 78], [99, 7]]) {
     const e = epochsForSteps(steps, perEpoch);
     assert.equal(Math.ceil(e.epochs * perEpoch), steps, `${steps} steps of ${perEpoch}`);
@@ -96,6 +100,12 @@ test('--budget-minutes plans the length once (plan.json), every run gets the pla
     assert.match(r.markdown, /length planned for --budget-minutes 2: 3 steps per run/);
     await assert.rejects(ablate({ ...o, planOnly: false, budgetMinutes: 3 }, memoryFactories(train, testData), { log: () => {} }),
       /planned for other settings \(budgetMinutes: 2 → 3\)/);
+    // A row added later gets the planned length (the earlier runs are reused).
+    const more: string[] = [];
+    const r2 = await ablate({ ...o, planOnly: false, orders: 'raster,semantic,semantic:self' }, memoryFactories(train, testData), { log: (l) => more.push(l) });
+    assert.ok(more.some((l) => /planned for other runs: rows/.test(l)), more.join('\n'));
+    assert.equal(more.filter((l) => /already done/.test(l)).length, 3);
+    assert.deepEqual(r2.runs.filter((x) => x.order !== RANDOM_INIT).map((x) => [x.order, x.pretrain.steps]), [['raster', 3], ['semantic', 3], ['semantic:self', 3]]);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
