@@ -4,15 +4,18 @@
 #
 #   Here:   npm run build && CIFAR=1 bash scripts/pack-gpu.sh          (.gpu/: node, dist, CIFAR-10 archive)
 #   Device: run(command="bash scripts/gpu-ablation.sh", carry=[".gpu"], timeout_s=590)
-#   Again:  the same call continues (the run folders stay on a warm machine; on a fresh one, carry
-#           ".gpu-resume" made from the first call's $OUT/resume: finished runs are not repeated).
+#   Again:  the same call continues (the run folders stay on a warm machine). On a fresh machine:
+#           cp -r <first call's files_at>/resume .gpu-resume, then carry=[".gpu", ".gpu-resume"]: the
+#           plan and the finished runs are restored (unfinished ones start over: no checkpoints travel).
 #
 # What it runs (every part stops at a checkpoint before the call's time is up and is continued by the
 # next call; results and logs go to $OUT):
 #   1. unpack .gpu, build the addon against the machine's CUDA PyTorch (skipped when already built);
 #   2. `semaim ablate --budget full`: CIFAR-10 at 32² (all 50,000 training images, evaluated on all
-#      50,000 / 10,000), ViT 192×6 with patch 4 (64 patches), 6 decoder blocks, batch 512, bf16; the
-#      orders raster, stochastic, similarity, semantic, multicenter, semantic:self, plus random init;
+#      50,000 / 10,000), ViT 192×6 with patch 4 (64 patches), 6 decoder blocks, batch 512, bf16 with the
+#      similarity pass in fp32 (as the authors' engine); the
+#      orders raster, stochastic, similarity, semantic, multicenter, plus random init (ORDERS=...,semantic:self
+#      adds the authors' [CLS]-attention S as a row, at the cost of a sixth of the steps);
 #      3 seeds; k-NN and a linear probe (batch 4096, as the authors) on [CLS] and mean features;
 #      the length planned by --budget-minutes from steps timed in $JOBS processes at once;
 #   3. `semaim object-start`: synthetic objects, a ViT trained with S = cls and one with S = self,
@@ -50,15 +53,15 @@ if [ "${DRY:-0}" = 1 ]; then
   JOBS=${JOBS:-2}; SEEDS=${SEEDS:-2}
 else
   DEVICE=${DEVICE:-cuda}
-  ABL_SIZE=(--batch-size 512 --linprobe-batch-size 4096 --num-workers 4)
-  OBJ_SIZE=(--steps 600 --points 5 --test-size 2000 --embed-dim 192 --depth 6 --num-heads 3 --decoder-depth 6 --batch-size 256 --num-workers 8)
+  ABL_SIZE=(--batch-size 512 --linprobe-batch-size 4096 --order-precision fp32 --num-workers 4)
+  OBJ_SIZE=(--steps 600 --points 5 --test-size 2000 --embed-dim 192 --depth 6 --num-heads 3 --decoder-depth 6 --batch-size 256 --blr 4e-3 --num-workers 8)
 fi
 if [ "$DEVICE" != cpu ] && ! node -e 'process.exit(require("./dist/src/torch").cuda.isAvailable() ? 0 : 1)' 2>/dev/null; then
   say "building the addon against this machine's CUDA PyTorch"
   TESTS=0 bash scripts/gpu-check.sh > "$OUT/build.log" 2>&1 || { say "build failed (see build.log)"; tail -20 "$OUT/build.log"; exit 1; }
 fi
 semaim() { node dist/src/cli/main.js "$@"; }
-say "$(semaim info 2>&1 | tr '\n' ' ')"
+say "$(semaim info 2>&1 | head -4 | tr '\n' ' ')"
 
 # A fresh machine after an earlier call: restore the finished runs (and the plan) that call saved.
 if [ -d .gpu-resume/ablation ] && [ ! -f "$RUN/ablation/plan.json" ]; then
@@ -68,15 +71,20 @@ fi
 # ---- 2. the order ablation
 OBJECTS_MIN=${OBJECTS_MIN:-1.5}
 ablation_stop=$(python3 -c "print(round($(left_min) - $OBJECTS_MIN - 0.3, 2))")
+# A later call keeps the budget its plan was made for (the plan, and so every run's length, stays).
+if [ -f "$RUN/ablation/plan.json" ]; then
+  ABLATION_MIN=$(python3 -c "import json;print(json.load(open('$RUN/ablation/plan.json'))['inputs']['budgetMinutes'])")
+fi
 ABLATION_MIN=${ABLATION_MIN:-$ablation_stop}
-ORDERS=${ORDERS:-raster,stochastic,similarity,semantic,multicenter,semantic:self}
+ORDERS=${ORDERS:-raster,stochastic,similarity,semantic,multicenter}
 if python3 -c "import sys; sys.exit(0 if $ablation_stop > 0.5 else 1)"; then
   say "ablation: budget ${ABLATION_MIN} min, stop after ${ablation_stop} min, ${JOBS:-3} processes"
   semaim ablate --device "$DEVICE" --dataset cifar10 --budget full --orders "$ORDERS" --seeds "${SEEDS:-3}" "${ABL_SIZE[@]}" \
     --budget-minutes "$ABLATION_MIN" --stop-after-minutes "$ablation_stop" --jobs "${JOBS:-3}" --out-dir "$RUN/ablation" ${ABL_ARGS:-} \
     > "$OUT/ablation.stdout" 2> "$OUT/ablation.stderr"
   rc=$?
-  say "ablation: exit $rc ($( [ $rc = 0 ] && echo complete || { [ $rc = 75 ] && echo 'partial: call again to continue' || echo failed; })"
+  case $rc in 0) state=complete ;; 75) state='partial: call again to continue' ;; *) state=failed ;; esac
+  say "ablation: exit $rc ($state)"
   tail -5 "$OUT/ablation.stderr"
 else
   say "ablation: no time left in this call"

@@ -26,6 +26,8 @@ export const ABLATE_OPTIONS = defineOptions({
   linprobeBatchSize: { type: 'int', min: 2, help: "override the recipe: linear-probe batch (lr = blr × batch / 256; the authors': 4096)" },
   blr: { type: 'number', min: 0, help: 'override the recipe: pre-training base lr' },
   decayClsToken: { type: 'boolean', help: "override: weight decay on cls_token (pretrain's default: on, as the authors')" },
+  orderPrecision: { type: 'string', choices: ['same', 'fp32'], help: "override: precision of the similarity pass ('fp32' as the authors; pretrain's default 'same')" },
+  orderVariant: { type: 'string', choices: ['paper', 'authors'], help: "override: semantic centre 'paper' (3×3 filter, λ 0.01, default) or 'authors' (argmax, λ 1e-3)" },
   // planning and running
   budgetMinutes: {
     type: 'number', min: 0.5,

@@ -216,7 +216,7 @@ export interface PlannedLength {
 export function pretrainOptionsFor(o: AblateOptions, recipe: AblationRecipe, row: string, seed: number, runDir: string, planned?: PlannedLength): PretrainOptions {
   const spec: OrderSpec = parseOrderSpec(row);
   const overrides: Record<string, unknown> = {};
-  for (const k of ['epochs', 'maxSteps', 'batchSize', 'embedDim', 'depth', 'numHeads', 'decoderDepth', 'patchSize', 'imgSize', 'blr', 'decayClsToken'] as const) {
+  for (const k of ['epochs', 'maxSteps', 'batchSize', 'embedDim', 'depth', 'numHeads', 'decoderDepth', 'patchSize', 'imgSize', 'blr', 'decayClsToken', 'orderPrecision', 'orderVariant'] as const) {
     if (o[k] !== undefined) overrides[k] = o[k];
   }
   if (planned) Object.assign(overrides, planned);
