@@ -186,7 +186,10 @@ function cpuModel(): string {
 
 const END_MARK = '<!-- end of the generated tables: notes below are kept by --write-docs -->';
 
-function writeDocs(body: string): void {
+const INTRO = '`npm run bench:ablation` (= `npm run build && node dist/bench/ablation.js`; `--only step|threads|batch|eval`, `--quick`).';
+
+function writeDocs(generated: string): void {
+  const body = `${INTRO}\n\n${generated}`;
   const file = path.join(ROOT, 'docs', 'BENCHMARKS.md');
   const title = '## Order ablation on the CPU (step profile, threads, evaluation)';
   const text = fs.readFileSync(file, 'utf8');
