@@ -37,7 +37,7 @@ export const ABLATE_OPTIONS = defineOptions({
   planOnly: { type: 'boolean', default: false, help: 'with --budget-minutes: measure, write plan.json, print the plan and stop' },
   jobs: {
     mayChangeOnResume: true, type: 'int', default: 1, min: 1,
-    help: 'pre-train in this many processes at once (--threads each); for small models on a few cores, N processes of 1 thread beat 1 process of N threads',
+    help: 'pre-train in this many processes at once (--threads each, default: cores / N); small models on a few cores: N processes of 1 thread never wait on each other',
   },
   shard: { type: 'string', help: "internal (started by --jobs): 'i/n', run only this process's share of the runs and write no table" },
   planMeasure: { type: 'boolean', default: false, help: 'internal (started by --jobs with --budget-minutes): time the steps and the evaluation, print them as JSON, stop' },
