@@ -25,6 +25,9 @@ allocated GPU memory.
 
   /usr/bin/python3 bench/pretrain_torch.py --preset vit_tiny --img 32 --patch 4 --decoder-depth 12 \
       --batch 64 --warmup 2 --steps 10 --threads 2 [--device cuda] [--phases] [--count-ops]
+      [--embed-dim D --depth L --heads H] [--order semantic|raster|stochastic] [--no-blur]
+(the last line as bench/pretrain_worker.ts: the order ablation's small model and recipe; raster and
+stochastic run no similarity pass)
 """
 import argparse
 import json
@@ -146,8 +149,9 @@ class DecoderBlock(nn.Module):
 
 
 class SemAIM(nn.Module):
-    def __init__(self, img, patch, dim, depth, heads, decoder_depth, mlp_ratio=4):
+    def __init__(self, img, patch, dim, depth, heads, decoder_depth, mlp_ratio=4, blur=True):
         super().__init__()
+        self.blur = blur
         self.P, self.D = patch, dim
         self.grid = img // patch
         self.N = self.grid * self.grid
@@ -211,7 +215,7 @@ class SemAIM(nn.Module):
     @torch.no_grad()
     def targets(self, images):
         with torch.autocast(images.device.type, enabled=False):  # float32 targets under autocast, as semaim
-            x = F.conv2d(images, self.blur_weight, None, padding=4, groups=3)
+            x = F.conv2d(images, self.blur_weight, None, padding=4, groups=3) if self.blur else images
             B, C, H, W = x.shape
             h, P = H // self.P, self.P
             t = x.reshape(B, C, h, P, h, P).permute(0, 2, 4, 3, 5, 1).reshape(B, h * h, P * P * C)
@@ -258,6 +262,11 @@ def main():
     ap = argparse.ArgumentParser()
     add_common_args(ap)
     ap.add_argument('--count-ops', action='store_true', help='count ATen ops of one step with the profiler')
+    ap.add_argument('--embed-dim', type=int, default=None, help='override the preset width')
+    ap.add_argument('--depth', type=int, default=None, help='override the preset depth')
+    ap.add_argument('--heads', type=int, default=None, help='override the preset heads')
+    ap.add_argument('--order', default='semantic', choices=['semantic', 'raster', 'stochastic'])
+    ap.add_argument('--no-blur', action='store_true', help='pixel targets without the 9x9 blur')
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -272,7 +281,8 @@ def main():
     sync = (lambda: torch.cuda.synchronize()) if cuda else (lambda: None)
 
     D, depth, heads = PRESETS[a.preset]
-    model = SemAIM(a.img, a.patch, D, depth, heads, a.decoder_depth).init_weights()
+    D, depth, heads = a.embed_dim or D, a.depth or depth, a.heads or heads
+    model = SemAIM(a.img, a.patch, D, depth, heads, a.decoder_depth, blur=not a.no_blur).init_weights()
     extra = {}
     if a.init_weights:
         extra = load_init(model, a.init_weights)
@@ -304,7 +314,11 @@ def main():
             gr['lr'] = lr
         noise = None if shared_noise is None else shared_noise[done[0] % shared_noise.shape[0]]
         done[0] += 1
-        if autocast:  # the similarity pass in bf16 too, as semaim's --order-precision same
+        if a.order == 'raster':
+            order = torch.arange(model.N, dtype=torch.float32, device=dev).expand(images.shape[0], model.N)
+        elif a.order == 'stochastic':
+            order = torch.rand(images.shape[0], model.N, generator=gen).to(dev)
+        elif autocast:  # the similarity pass in bf16 too, as semaim's --order-precision same
             with autocast():
                 order = model.semantic_order(images, gen, noise=noise)
         else:
@@ -340,6 +354,7 @@ def main():
 
     out = run_and_summarise(step, a, 'pytorch', n_params, phases, cuda)
     out['sdpa'] = USE_SDPA
+    out.update({'embedDim': D, 'depth': depth, 'numHeads': heads, 'order': a.order, 'blur': not a.no_blur})
     if a.count_ops:
         counts = count_aten_ops(lambda: step())
         out['atenOps'] = sum(counts.values())

@@ -6,6 +6,11 @@
 //   node dist/bench/pretrain_worker.js --preset vit_tiny --img 32 --patch 4 --decoder-depth 12 \
 //        --batch 64 --warmup 2 --steps 10 --threads 2 [--device cuda] [--phases] [--count-ops] [--no-yield] [--verbose]
 //        [--init-weights FILE.safetensors] [--data-seed S] [--log-losses N] [--order-precision same|fp32]
+//        [--embed-dim D] [--depth L] [--heads H] [--order semantic|raster|stochastic] [--no-blur]
+//
+// --embed-dim/--depth/--heads override the preset (the order ablation's small model: 96 × 4, 3 heads);
+// --order raster|stochastic runs no similarity pass (as the trainer: only S-based orders need it);
+// --no-blur: pixel targets without the 9×9 blur (the ablation's recipe).
 //
 // Phases (order / forward / backward / optimizer) are timed on every CPU step (the host waits for
 // every op anyway); on CUDA only with --phases, which synchronises between phases.
@@ -36,6 +41,12 @@ const threads = Number(opt('threads', '2'));
 const device = opt('device', 'cpu') as torch.Device;
 const seed = Number(opt('seed', '0'));
 const cuda = device.startsWith('cuda');
+const embedDim = opt('embed-dim', '');
+const depthOpt = opt('depth', '');
+const headsOpt = opt('heads', '');
+const orderType = opt('order', 'semantic');
+if (!['semantic', 'raster', 'stochastic'].includes(orderType)) throw new Error(`--order must be semantic, raster or stochastic, not ${orderType}`);
+const blur = !flag('no-blur');
 const phases = !cuda || flag('phases');
 const countOps = flag('count-ops');
 // Node-API finalizers of disposed tensor handles run from the event loop (Node ≥ 20 defers them), so a
@@ -83,8 +94,9 @@ async function main(): Promise<void> {
   torch.manualSeed(seed);
   const cfg = makeConfig(preset, {
     imgSize: img, patchSize: patch, decoderDepth,
-    target: { type: 'pixels', normPix: true, blur: true, blurKernel: 9, blurSigma: 1 },
-    order: { type: 'semantic', source: 'online', filter: true, lambda: 0.01 },
+    ...(embedDim ? { embedDim: Number(embedDim) } : {}), ...(depthOpt ? { depth: Number(depthOpt) } : {}), ...(headsOpt ? { numHeads: Number(headsOpt) } : {}),
+    target: { type: 'pixels', normPix: true, blur, blurKernel: 9, blurSigma: 1 },
+    order: orderType === 'semantic' ? { type: 'semantic', source: 'online', filter: true, lambda: 0.01 } : { type: orderType as 'raster' | 'stochastic' },
   });
   const model = new SemAIM(cfg).initWeights();
   let fileImages: torch.Tensor | null = null;
@@ -164,7 +176,7 @@ async function main(): Promise<void> {
   const result: Record<string, unknown> = {
     side: 'ts',
     yieldEachStep,
-    preset, img, patch, decoderDepth, batch, warmup, steps, threads: torch.getNumThreads(), device,
+    preset, embedDim: cfg.embedDim, depth: cfg.depth, numHeads: cfg.numHeads, order: orderType, blur, img, patch, decoderDepth, batch, warmup, steps, threads: torch.getNumThreads(), device,
     params: nParams,
     msPerStep: ms,
     minMs: Math.min(...rows.map((r) => r.total)),

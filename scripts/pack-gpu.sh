@@ -2,7 +2,8 @@
 # Packs what a GPU machine without node, npm or network needs into .gpu/ (git-ignored), for one
 # device call: `bash scripts/gpu-session.sh` with carry [".gpu"]. Contents: this node binary (xz),
 # the Node-API C headers, the runtime npm packages the engine, model, tests and benchmark need, and
-# the compiled TypeScript (dist/). Run `npm run build` first.
+# the compiled TypeScript (dist/), and with CIFAR=1 the CIFAR-10 archive (for scripts/gpu-ablation.sh).
+# Run `npm run build` first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f dist/src/torch/index.js ] || { echo "pack-gpu: run npm run build first" >&2; exit 1; }
@@ -13,4 +14,9 @@ cp -r node_modules/node-addon-api node_modules/yaml .gpu/node_modules/
 cp -r dist .gpu/dist
 # sharp (PNG output of visualize/report) for gpu-cli-check.sh, compressed: its libvips is 18 MB.
 tar -cJf .gpu/sharp.tar.xz node_modules/sharp node_modules/@img node_modules/detect-libc node_modules/semver
+if [ "${CIFAR:-0}" = 1 ]; then
+  a=${SEMAIM_CIFAR10_TAR:-../shared/data/cifar10-jpeg.tar.gz}
+  [ -f "$a" ] || { echo "pack-gpu: CIFAR=1 but $a is missing (set SEMAIM_CIFAR10_TAR)" >&2; exit 1; }
+  cp "$a" .gpu/cifar10-jpeg.tar.gz
+fi
 du -sh .gpu

@@ -15,6 +15,7 @@ import { checkDataPath } from '../data/options';
 import { runExitCode } from '../run/signals';
 import { exportCommand } from './export-command';
 import { embedCommand } from './embed-command';
+import { objectStartCommand } from './object-start-command';
 
 export { Command, defineCommand };
 
@@ -66,4 +67,5 @@ const coreCommands: Record<string, Command> = {
 
 export const commands: Record<string, Command> = {
   demo: demoCommand, ...coreCommands, ...evalCommands, segprobe: segprobeCommand, embed: embedCommand, ...vizCommands, shards: shardsCommand,
+  'object-start': objectStartCommand,
 };

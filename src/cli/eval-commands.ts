@@ -6,7 +6,9 @@ import { DATA_FACTORIES, DataFactories } from '../data';
 import { FINETUNE_OPTIONS, KNN_OPTIONS, LINPROBE_OPTIONS, validateEval } from '../eval/options';
 import { ABLATE_OPTIONS, validateAblate } from '../experiments/ablate-options';
 import { runFinetune, runKnn, runLinprobe } from '../eval/run';
-import { ablate } from '../experiments/ablate';
+import { ablate, measureAblation } from '../experiments/ablate';
+import { describePlan } from '../experiments/ablate-plan';
+import { ChildRunner, measureInProcesses, runShardProcesses } from './ablate-jobs';
 import { resolveEncoder } from '../semaim';
 import { runExitCode } from '../run/signals';
 import { checkDataPath } from '../data/options';
@@ -71,14 +73,38 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
       usage: 'semaim ablate [options]',
       description: 'Pre-trains one encoder per order (raster, stochastic, similarity, semantic, multicenter) with the same\n' +
         'recipe and seeds, evaluates each with k-NN and a linear probe, and writes <out-dir>/ablation.md and\n' +
-        'ablation.json. Run again with the same --out-dir to continue an interrupted ablation.',
+        'ablation.json. Run again with the same --out-dir to continue an interrupted ablation.\n' +
+        '--budget-minutes M plans the length from timed steps (plan.json); --jobs N runs N processes at once;\n' +
+        '--stop-after-minutes stops at a checkpoint and exits with code 75 until every run is done.',
       options: ABLATE_OPTIONS,
       validate: validateAblate,
       preflight: checkDataPath,
       async run(o) {
-        const r = await ablate(o, factories(), { command: `semaim ablate ${process.argv.slice(3).join(' ')}`.trim() });
+        if (o.planMeasure) {
+          process.stdout.write(JSON.stringify(await measureAblation(o, factories(), (l) => process.stderr.write(l + '\n'))) + '\n');
+          return 0;
+        }
+        const argv = process.argv.slice(3);
+        const runner: ChildRunner = {
+          command: [process.execPath, process.argv[1]], argv, outDir: o.outDir, jobs: o.jobs, threads: o.threads,
+          log: (l) => process.stderr.write(l + '\n'),
+        };
+        const r = await ablate(o, factories(), {
+          command: `semaim ablate ${argv.join(' ')}`.trim(),
+          runShards: (shards, so) => runShardProcesses(runner, shards, so),
+          measureInProcesses: (n) => measureInProcesses(runner, n),
+        });
+        if (o.planOnly) {
+          const again = argv.filter((a) => a !== '--plan-only');
+          process.stdout.write(`wrote ${o.outDir}/plan.json (${describePlan(r.plan!).split('\n')[0]}); run:\n  semaim ablate ${again.join(' ')}\n`);
+          return 0;
+        }
+        if (o.shard !== undefined) {
+          process.stdout.write(`shard ${o.shard}: ${r.complete ? 'done' : 'stopped early'}\n`);
+          return r.complete ? 0 : 75;
+        }
         process.stdout.write(`${r.markdown}\nwrote ${o.outDir}/ablation.md and ablation.json\n`);
-        return 0;
+        return r.complete ? 0 : 75;
       },
     }),
   };

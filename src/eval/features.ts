@@ -82,6 +82,54 @@ export async function extractFeatures(encoder: VisionTransformer, data: Labelled
   }
 }
 
+/**
+ * Features of several poolings from ONE encoder pass per batch (the pass is the expensive part;
+ * '[CLS]' and the mean of the patch tokens are read from the same final-norm tokens). Each set equals
+ * what extractFeatures gives for that pooling alone.
+ */
+export async function extractPooledFeatures(
+  encoder: VisionTransformer, data: LabelledData, poolings: readonly FeaturePooling[], o: Omit<ExtractOptions, 'pooling'>,
+): Promise<Map<FeaturePooling, FeatureSet>> {
+  const kinds = [...new Set(poolings)];
+  if (!kinds.length) throw new RangeError('extractPooledFeatures: no pooling given');
+  if (!(Number.isInteger(o.batchSize) && o.batchSize > 0)) throw new RangeError(`extractPooledFeatures: batchSize must be a positive integer, got ${o.batchSize}`);
+  const wasTraining = encoder.training;
+  encoder.eval();
+  const device = encoder.cls_token.device;
+  const N = encoder.numPatches;
+  const parts = new Map<FeaturePooling, Tensor[]>(kinds.map((k) => [k, []]));
+  const labels = new Int32Array(data.size);
+  let n = 0;
+  const label = o.label === undefined ? 'features' : o.label;
+  const progress = label === null ? null : new Progress(label, data.size);
+  const start = Date.now();
+  try {
+    for await (const batch of data.batches({ batchSize: o.batchSize, shuffle: false, epoch: o.epoch ?? 0, augment: o.augment ?? 'none', seed: o.seed })) {
+      const B = batch.shape[0];
+      if (n + B > data.size) throw new Error(`extractPooledFeatures: the data gave more than its size (${data.size}) images`);
+      torch.noGrad(() => torch.scope(() => {
+        const images = torch.tensor(batch.images, { shape: batch.shape, device });
+        encoder.checkImages(images);
+        const z = withPrecision(o.precision ?? 'fp32', images.device, () => encoder.forwardFeatures(images));
+        for (const k of kinds) {
+          const f = k === 'cls' ? z.select(1, 0).float() : z.narrow(1, 1, N).mean(1).float();
+          parts.get(k)!.push(torch.keep(f));
+        }
+      }));
+      labels.set(batch.labels, n);
+      n += B;
+      progress?.update(n, { 'img/s': (n / Math.max((Date.now() - start) / 1000, 1e-9)).toFixed(1) });
+    }
+    if (n !== data.size) throw new Error(`extractPooledFeatures: the data gave ${n} images, its size is ${data.size}`);
+    if (!n) throw new Error('extractPooledFeatures: the data is empty');
+    return new Map(kinds.map((k) => [k, { features: torch.keep(torch.cat(parts.get(k)!, 0)), labels: labels.slice() }]));
+  } finally {
+    for (const ps of parts.values()) for (const p of ps) p.dispose();
+    progress?.done();
+    encoder.train(wasTraining);
+  }
+}
+
 export function disposeFeatures(...sets: (FeatureSet | null | undefined)[]): void {
   for (const s of sets) s?.features.dispose();
 }

@@ -4,21 +4,26 @@
 // Finished runs are not repeated: each run folder keeps its evaluation, and an interrupted
 // pre-training continues from its checkpoint.
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import * as torch from '../torch';
 import { PRETRAIN_OPTIONS, PretrainOptions, modelConfigFrom, trainDataRequest, validatePretrain } from '../train/pretrain-options';
 import { pretrain } from '../train/pretrain';
 import { resolveOptions } from '../util/options';
 import { VisionTransformer, encoderConfigOf, loadEncoder } from '../semaim';
-import { DataFactories, LabelledData, TrainData } from '../data';
+import { DataFactories, LabelledData, MemoryLabelledData, TrainData } from '../data';
 import { checkDevice } from '../run/device';
 import { DEFAULT_MAX_IMAGE_PIXELS } from '../data/codecs/limits';
-import { StoppedBySignal } from '../run/signals';
+import { StopRequest, StoppedBySignal } from '../run/signals';
 import { Accuracy } from '../eval/accuracy';
-import { FeaturePooling, checkImageShape, disposeFeatures, extractFeatures } from '../eval/features';
+import { FeaturePooling, checkImageShape, disposeFeatures, extractPooledFeatures } from '../eval/features';
 import { knnClassify, parseKs } from '../eval/knn';
 import { LinprobeOptions, linprobeOnFeatures } from '../eval/linprobe';
-import { AblateOptions, parseOrders, validateAblate } from './ablate-options';
+import { AblateOptions, OrderSpec, parseOrderSpec, parseOrders, parseShard, validateAblate } from './ablate-options';
+import {
+  AblationPlan, Measurement, PlanInputs, PlannedRun, describePlan, epochsForSteps, planInputsDiffer, planSteps, readPlan, shardOf, timeEvaluation,
+  timeSteps, writePlan,
+} from './ablate-plan';
 import { dataRequest } from '../eval/run';
 import { markdownTable, pct } from '../eval/result';
 import type { Precision } from '../run/precision';
@@ -113,7 +118,7 @@ export interface AblationRun {
 const NEUTRAL = new Set(['outDir', 'threads', 'numWorkers', 'device', 'resume', 'logEvery', 'checkpointEvery', 'keepLast']);
 
 /** Options added after fingerprints were first recorded: left out at their defaults, so earlier runs still match. */
-const ADDED_LATER: Record<string, unknown> = { maxImagePixels: DEFAULT_MAX_IMAGE_PIXELS, exifOrientation: 'ignore', verify: true };
+const ADDED_LATER: Record<string, unknown> = { maxImagePixels: DEFAULT_MAX_IMAGE_PIXELS, exifOrientation: 'ignore', verify: true, decayClsToken: false };
 
 export function fingerprint(pretrainOptions: Record<string, unknown>, recipe: AblationRecipe, ks: number[]): Record<string, unknown> {
   const pretrain = Object.fromEntries(Object.entries(pretrainOptions)
@@ -164,6 +169,11 @@ export interface AblationResult {
   runs: AblationRun[];
   summary: AblationSummary[];
   seconds: number;
+  /** false when --stop-after-minutes (or --plan-only, or a shard) ended the call before every run was done. */
+  complete: boolean;
+  /** The runs the whole ablation has (complete: runs.length === planned). */
+  planned: number;
+  plan?: AblationPlan;
   markdown: string;
   /** With --eval segprobe: what the column measures. */
   segprobe?: string;
@@ -173,6 +183,16 @@ export interface AblationHooks {
   log?: (line: string) => void;
   /** The command line, recorded in ablation.md. */
   command?: string;
+  /** Passed to every pre-training (tests stop runs through it). */
+  stop?: StopRequest;
+  onStep?: (step: number) => void;
+  /**
+   * --jobs N: runs shards 0..N-1 ('i/N') at once (the CLI starts one process per shard) and resolves
+   * when all have ended; rejects if one failed. Without it --jobs > 1 is refused.
+   */
+  runShards?: (shards: string[], o: { stopAfterMinutes?: number }) => Promise<void>;
+  /** --jobs N with --budget-minutes: N processes each measure (timeSteps, timeEvaluation) at once. */
+  measureInProcesses?: (count: number) => Promise<Measurement[]>;
 }
 
 export function stat(values: number[]): Stat {
@@ -190,14 +210,25 @@ function fmtStat(s: Stat, asPct = true, digits = 2): string {
   return s.n > 1 ? `${f(s.mean)} ± ${f(s.std)}` : f(s.mean);
 }
 
-/** The resolved options of the pre-training run for one order and seed. */
-export function pretrainOptionsFor(o: AblateOptions, recipe: AblationRecipe, order: string, seed: number, runDir: string): PretrainOptions {
+/** The length a plan chose (epochs and warm-up epochs). */
+export interface PlannedLength {
+  epochs: number;
+  warmupEpochs: number;
+}
+
+/**
+ * The resolved options of the pre-training run for one row ('semantic', 'semantic:self') and seed;
+ * `planned` (from --budget-minutes) sets the epochs and warm-up.
+ */
+export function pretrainOptionsFor(o: AblateOptions, recipe: AblationRecipe, row: string, seed: number, runDir: string, planned?: PlannedLength): PretrainOptions {
+  const spec: OrderSpec = parseOrderSpec(row);
   const overrides: Record<string, unknown> = {};
-  for (const k of ['epochs', 'maxSteps', 'batchSize', 'embedDim', 'depth', 'numHeads', 'decoderDepth', 'patchSize', 'imgSize'] as const) {
+  for (const k of ['epochs', 'maxSteps', 'batchSize', 'embedDim', 'depth', 'numHeads', 'decoderDepth', 'patchSize', 'imgSize', 'blr', 'decayClsToken', 'orderPrecision', 'orderVariant'] as const) {
     if (o[k] !== undefined) overrides[k] = o[k];
   }
+  if (planned) Object.assign(overrides, planned);
   const p = resolveOptions(PRETRAIN_OPTIONS, recipe.pretrain, overrides, {
-    order, seed, outDir: runDir, dataset: o.dataset, dataPath: o.dataPath, numWorkers: o.numWorkers, device: o.device,
+    order: spec.order, similarityTokens: spec.tokens, seed, outDir: runDir, dataset: o.dataset, dataPath: o.dataPath, numWorkers: o.numWorkers, device: o.device,
     maxImagePixels: o.maxImagePixels, exifOrientation: o.exifOrientation,
     threads: o.threads, precision: o.precision, resume: true,
   });
@@ -205,16 +236,24 @@ export function pretrainOptionsFor(o: AblateOptions, recipe: AblationRecipe, ord
   return p;
 }
 
+/** The folder name of a row's run ('semantic:self' → 'semantic-self-seed0'). */
+export function runDirName(row: string, seed: number): string {
+  return `${row === RANDOM_INIT ? 'random-init' : row.replace(/:/g, '-')}-seed${seed}`;
+}
+
 async function evaluateEncoder(
   encoder: VisionTransformer, train: LabelledData, test: LabelledData, recipe: AblationRecipe, ks: number[], seed: number, precision: Precision,
 ): Promise<Record<string, PoolingScores>> {
   const out: Record<string, PoolingScores> = {};
-  for (const pooling of recipe.poolings) {
-    const fo = { batchSize: recipe.evalBatchSize, pooling, precision, label: null };
-    const tr = await extractFeatures(encoder, train, fo);
+  // One encoder pass per split gives every pooling.
+  const fo = { batchSize: recipe.evalBatchSize, precision, label: null };
+  const trs = await extractPooledFeatures(encoder, train, recipe.poolings, fo);
+  try {
+    const tes = await extractPooledFeatures(encoder, test, recipe.poolings, fo);
     try {
-      const te = await extractFeatures(encoder, test, fo);
-      try {
+      for (const pooling of recipe.poolings) {
+        const tr = trs.get(pooling)!;
+        const te = tes.get(pooling)!;
         const knn = knnClassify(tr, te, { ks, numClasses: train.numClasses, label: null });
         const lp = await linprobeOnFeatures(tr, te, train.numClasses, { ...recipe.linprobe, seed, label: null });
         lp.probe.dispose();
@@ -223,12 +262,12 @@ async function evaluateEncoder(
           knn: knn.map((r) => ({ k: r.k, top1: r.accuracy.top1, top5: r.accuracy.top5 })),
           linprobe: { top1: a.top1, top5: a.top5, perClass: a.perClass },
         };
-      } finally {
-        disposeFeatures(te);
       }
     } finally {
-      disposeFeatures(tr);
+      disposeFeatures(...tes.values());
     }
+  } finally {
+    disposeFeatures(...trs.values());
   }
   return out;
 }
@@ -285,13 +324,18 @@ export function ablationMarkdown(r: Omit<AblationResult, 'markdown'>): string {
     `Pre-training (identical for every order; seeds ${r.options.seed}..${Number(r.options.seed) + Number(r.options.seeds) - 1}): ViT ${po.embedDim}×${po.depth} (${po.numHeads} heads), ` +
       `patch ${po.patchSize} at ${po.imgSize}², decoder ${po.decoderDepth}, ${po.epochs} epochs` +
       (r.recipe.pretrainLimit ? ` of ${r.recipe.pretrainLimit} images` : '') + `${po.maxSteps ? ` (at most ${po.maxSteps} steps)` : ''}, ` +
-      `batch ${po.batchSize}, blr ${po.blr}, warm-up ${po.warmupEpochs}, pixel targets (norm-pix ${po.normPix}, blur ${po.blur}), ${po.precision}, device ${po.device}.`,
+      `batch ${po.batchSize}, blr ${po.blr}, warm-up ${po.warmupEpochs}, pixel targets (norm-pix ${po.normPix}, blur ${po.blur}), ` +
+      `weight decay ${po.weightDecay}${po.decayClsToken ? ' (cls_token too)' : ' (not on cls_token)'}, ${po.precision}, device ${po.device}` +
+      (r.plan ? `; length planned for --budget-minutes ${r.plan.inputs.budgetMinutes}: ${r.plan.steps} steps per run` : '') + '.',
     `Evaluation on ${r.options.dataset}: features of the final encoder (unmasked, eval mode); k-NN: DINO weighted vote, T = 0.07; ` +
-      `linear probe: BatchNorm (no affine) + Linear, ${(lp.optimizer ?? 'sgd').toUpperCase()} momentum ${lp.momentum}, blr ${lp.blr}, ${lp.epochs} epochs on cached features` +
+      `linear probe: BatchNorm (no affine) + Linear, ${(lp.optimizer ?? 'sgd').toUpperCase()} momentum ${lp.momentum}, batch ${lp.batchSize}, blr ${lp.blr}, ${lp.epochs} epochs on cached features` +
       `${r.recipe.trainLimit || r.options.trainLimit ? `, ${r.options.trainLimit ?? r.recipe.trainLimit} train` : ''}` +
       `${r.recipe.testLimit || r.options.testLimit ? ` / ${r.options.testLimit ?? r.recipe.testLimit} test images` : ''}.`,
     ...(r.segprobe ? [`seg mIoU: ${r.segprobe}.`] : []),
-    `Total wall time ${(r.seconds / 60).toFixed(1)} min. Mean ± sample std over seeds where runs > 1.`,
+    `Wall time of this call ${(r.seconds / 60).toFixed(1)} min; pre-training and evaluation summed over the runs ` +
+      `${(r.runs.reduce((t, x) => t + (Number.isFinite(x.pretrain.seconds ?? NaN) ? x.pretrain.seconds! : 0) + x.evalSeconds, 0) / 60).toFixed(1)} min. ` +
+      'Mean ± sample std over seeds where runs > 1.',
+    ...(r.complete ? [] : ['', `**Partial: ${r.runs.length} of ${r.planned} runs done; run the same command again to continue.**`]),
     '',
   ];
   return lines.join('\n');
@@ -305,117 +349,336 @@ function randomInitEncoder(options: PretrainOptions, seed: number, device: torch
   return encoder;
 }
 
-/** Runs the whole ablation; writes `<out-dir>/ablation.{md,json}`. */
-export async function ablate(o: AblateOptions, f: DataFactories, hooks: AblationHooks = {}): Promise<AblationResult> {
-  const log = hooks.log ?? ((l: string) => process.stderr.write(l + '\n'));
-  validateAblate(o);
-  const device = checkDevice(o.device);
+/** The runs of an ablation in the order they are done: rows × seeds, then the baseline × seeds. */
+function planRuns(rows: string[], seeds: number[], outDir: string): { row: string; seed: number; runDir: string; key: string }[] {
+  return rows.flatMap((row) => seeds.map((seed) => ({ row, seed, runDir: join(outDir, 'runs', runDirName(row, seed)), key: `${row}/${seed}` })));
+}
+
+/** The plan inputs of this call (what a stored plan must match). */
+function planInputs(o: AblateOptions, rows: string[], recipe: AblationRecipe, ks: number[]): PlanInputs {
+  const probe = pretrainOptionsFor(o, recipe, rows.find((r) => r !== RANDOM_INIT) ?? 'raster', o.seed, '/plan');
+  const fp = fingerprint({ ...probe, epochs: undefined, warmupEpochs: undefined, order: undefined, similarityTokens: undefined, seed: undefined }, recipe, ks);
+  return { budgetMinutes: o.budgetMinutes!, rows, seeds: o.seeds, seed: o.seed, baseline: o.baseline, recipe: fp };
+}
+
+/**
+ * What this process measures for a plan: the step time of every row (the real loop on random
+ * images) and one run's evaluation at the sizes of the evaluation data.
+ */
+export async function measureAblation(o: AblateOptions, f: DataFactories, log: (l: string) => void = () => {}): Promise<Measurement> {
+  const { recipe, rows, ks } = resolveAblation(o);
+  const sizes = await evalSizes(o, f, recipe, rows);
+  const steps: Measurement['steps'] = {};
+  for (const row of rows.filter((r) => r !== RANDOM_INIT)) {
+    const opts = pretrainOptionsFor(o, recipe, row, o.seed, '/plan');
+    steps[row] = await timeSteps(opts, o.device === 'cpu' ? 2 : 5, o.device === 'cpu' ? 4 : 10);
+    log(`  measured '${row}': ${(1000 * steps[row].step).toFixed(0)} ms per step, ${steps[row].startup.toFixed(1)} s per run besides the steps`);
+  }
+  const opts = pretrainOptionsFor(o, recipe, rows[0] === RANDOM_INIT ? 'raster' : rows[0], o.seed, '/plan');
+  const evalSeconds = await timeEvaluation(opts, {
+    sizes: { train: sizes.train, test: sizes.test }, numClasses: sizes.numClasses, poolings: recipe.poolings, ks, evalBatchSize: recipe.evalBatchSize,
+    linprobe: recipe.linprobe, precision: o.precision, device: checkDevice(o.device),
+  });
+  log(`  measured evaluation: ${evalSeconds.toFixed(1)} s per run`);
+  return { steps, evalSeconds };
+}
+
+/** The sizes of the evaluation splits (opened and closed again). */
+async function evalSizes(o: AblateOptions, f: DataFactories, recipe: AblationRecipe, rows: string[]): Promise<{ train: number; test: number; numClasses: number }> {
+  const imgSize = pretrainOptionsFor(o, recipe, rows[0] === RANDOM_INIT ? 'raster' : rows[0], o.seed, '/x').imgSize;
+  const evalOptions = { ...o, trainLimit: recipe.trainLimit, testLimit: recipe.testLimit };
+  const train = await f.makeEvalData(dataRequest(evalOptions, 'train', imgSize));
+  try {
+    const test = await f.makeEvalData(dataRequest(evalOptions, 'test', imgSize));
+    await test.close();
+    return { train: train.size, test: test.size, numClasses: train.numClasses };
+  } finally {
+    await train.close();
+  }
+}
+
+/** Recipe, rows and k list of a call. */
+function resolveAblation(o: AblateOptions): { recipe: AblationRecipe; rows: string[]; orders: string[]; ks: number[] } {
   const orders = parseOrders(o.orders);
   const ks = parseKs(o.k);
-  const headlineK = ks.includes(20) ? 20 : ks[0];
-  const budget = o.budget;
-  const base = ablationRecipe(budget);
-  const segRecipe = ablationSegRecipe(o, budget);
+  const base = ablationRecipe(o.budget);
   const recipe: AblationRecipe = {
     ...base,
     pretrainLimit: o.pretrainLimit ?? base.pretrainLimit,
     trainLimit: o.trainLimit ?? base.trainLimit,
     testLimit: o.testLimit ?? base.testLimit,
-    linprobe: { ...base.linprobe, epochs: o.linprobeEpochs ?? base.linprobe.epochs },
+    linprobe: { ...base.linprobe, epochs: o.linprobeEpochs ?? base.linprobe.epochs, batchSize: o.linprobeBatchSize ?? base.linprobe.batchSize },
     poolings: o.pooling === 'cls' || o.pooling === 'mean' ? [o.pooling] : base.poolings,
   };
+  return { recipe, orders, rows: o.baseline ? [...orders, RANDOM_INIT] : orders, ks };
+}
+
+/** Loader seconds per batch of the real pre-training data (after a few batches that start the workers and warm up). */
+async function timeLoader(data: TrainData, batches = 8, skip = 3): Promise<number> {
+  const it = data.epoch(0, 0)[Symbol.asyncIterator]();
+  for (let i = 0; i < skip; i++) if ((await it.next()).done) return 0;
+  const t0 = performance.now();
+  let n = 0;
+  for (; n < batches; n++) if ((await it.next()).done) break;
+  await it.return?.(undefined);
+  return n ? (performance.now() - t0) / 1000 / n : 0;
+}
+
+/** Makes the plan of this call, or reuses the stored one. */
+async function makePlan(o: AblateOptions, f: DataFactories, hooks: AblationHooks, ctx: {
+  recipe: AblationRecipe; rows: string[]; ks: number[]; seeds: number[]; t0: number; log: (l: string) => void;
+}): Promise<AblationPlan> {
+  const inputs = planInputs(o, ctx.rows, ctx.recipe, ctx.ks);
+  const stored = readPlan(o.outDir);
+  if (stored) {
+    const { refuse, extended } = planInputsDiffer(stored.inputs, inputs);
+    if (refuse) throw new Error(`${join(o.outDir, 'plan.json')} was planned for other settings (${refuse}); use a new --out-dir, or the settings it was planned for`);
+    ctx.log(`using the stored plan ${join(o.outDir, 'plan.json')}` +
+      (extended ? ` (planned for other runs: ${extended}; the new runs get the same ${stored.steps} steps, the budget no longer holds)` : ''));
+    return stored;
+  }
+  if (o.shard !== undefined) throw new Error(`--shard with --budget-minutes needs ${join(o.outDir, 'plan.json')}: run without --shard (--jobs starts the shards after planning)`);
+  ctx.log(`planning for ${o.budgetMinutes} min: timing ${ctx.rows.filter((r) => r !== RANDOM_INIT).length} rows' steps and one evaluation` +
+    (o.jobs > 1 ? ` in ${o.jobs} processes at once` : ''));
+  let measured: Measurement;
+  if (o.jobs > 1) {
+    if (!hooks.measureInProcesses) throw new Error('--jobs > 1 needs a way to start processes (the command line has one)');
+    const all = await hooks.measureInProcesses(o.jobs);
+    // The slowest process of each row: the shards run at once, as they were measured.
+    measured = {
+      steps: Object.fromEntries(Object.keys(all[0].steps).map((r) => [r, {
+        step: Math.max(...all.map((m) => m.steps[r].step)), startup: Math.max(...all.map((m) => m.steps[r].startup)),
+      }])),
+      evalSeconds: Math.max(...all.map((m) => m.evalSeconds)),
+    };
+  } else {
+    measured = await measureAblation(o, f, ctx.log);
+  }
+  // The real loader, for one run's options.
+  const first = pretrainOptionsFor(o, ctx.recipe, ctx.rows[0] === RANDOM_INIT ? 'raster' : ctx.rows[0], o.seed, '/plan');
+  let data = await f.makeTrainData(trainDataRequest(first));
+  let loaderSecondsPerBatch: number;
+  let perEpoch: number;
+  try {
+    if (ctx.recipe.pretrainLimit) data = limitTrainData(data, Math.max(1, Math.floor(ctx.recipe.pretrainLimit / first.batchSize)));
+    perEpoch = data.batchesPerEpoch;
+    loaderSecondsPerBatch = await timeLoader(data);
+  } finally {
+    await data.close();
+  }
+  const workers = first.numWorkers ?? 1;
+  const loaderWait = (step: number) => (workers === 0 ? loaderSecondsPerBatch : Math.max(0, loaderSecondsPerBatch - step));
+  const spentSeconds = (Date.now() - ctx.t0) / 1000;
+  const runs: PlannedRun[] = ctx.rows.flatMap((row) => ctx.seeds.map((seed) => ({ key: `${row}/${seed}`, row: row === RANDOM_INIT ? null : row })));
+  const budgetSeconds = o.budgetMinutes! * 60;
+  const r = planSteps({ budgetSeconds, spentSeconds, runs, measured, loaderWait, jobs: o.jobs });
+  if (r.steps < 1) {
+    throw new Error(`a budget of ${o.budgetMinutes} min does not cover even the evaluations and one step per run (predicted ` +
+      `${(r.predictedSeconds / 60).toFixed(1)} min); raise --budget-minutes, or lower --seeds, --train-limit or --test-limit`);
+  }
+  const { epochs, steps } = epochsForSteps(r.steps, perEpoch);
+  const warmRatio = Number(ctx.recipe.pretrain.warmupEpochs) / Number(ctx.recipe.pretrain.epochs);
+  const plan: AblationPlan = {
+    format: 'semaim.ablation-plan/1', createdAt: new Date().toISOString(), inputs, jobs: o.jobs, device: o.device, threads: o.threads ?? null,
+    measured: { ...measured, processes: o.jobs, loaderSecondsPerBatch, loaderWorkers: workers, spentSeconds },
+    batchesPerEpoch: perEpoch, steps, epochs, warmupEpochs: Number((epochs * warmRatio).toFixed(6)),
+    predictedSeconds: r.predictedSeconds, shards: r.shards,
+  };
+  if (steps < 50) ctx.log(`warning: the plan gives only ${steps} steps per pre-training; the orders will hardly differ`);
+  writePlan(o.outDir, plan);
+  return plan;
+}
+
+/** Runs the whole ablation; writes `<out-dir>/ablation.{md,json}` (and plan.json with --budget-minutes). */
+export async function ablate(o: AblateOptions, f: DataFactories, hooks: AblationHooks = {}): Promise<AblationResult> {
+  const log = hooks.log ?? ((l: string) => process.stderr.write(l + '\n'));
+  validateAblate(o);
+  const t0 = Date.now();
+  const device = checkDevice(o.device);
+  const { recipe, rows: rowNames, ks } = resolveAblation(o);
+  const headlineK = ks.includes(20) ? 20 : ks[0];
+  const budget = o.budget;
+  const segRecipe = ablationSegRecipe(o, budget);
+  let segDescription: string | undefined;
   const outDir = o.outDir;
-  const seeds = o.seeds;
-  // Resolve (and so validate) every pre-training configuration before any work.
-  const rowNames = o.baseline ? [...orders, RANDOM_INIT] : orders;
-  const plan = rowNames.flatMap((order) => Array.from({ length: seeds }, (_, s) => o.seed + s).map((seed) => {
-    const runDir = join(outDir, 'runs', `${order === RANDOM_INIT ? 'random-init' : order}-seed${seed}`);
+  const seedList = Array.from({ length: o.seeds }, (_, s) => o.seed + s);
+  const shard = o.shard !== undefined ? parseShard(o.shard) : null;
+  // Validate every pre-training configuration before any work (with the recipe's length; a plan only changes it).
+  for (const row of rowNames) {
+    const opts = pretrainOptionsFor(o, recipe, row === RANDOM_INIT ? 'raster' : row, o.seed, '/x');
+    validatePretrain(opts);
+    modelConfigFrom(opts);
+  }
+  mkdirSync(outDir, { recursive: true });
+  const plan = o.budgetMinutes !== undefined ? await makePlan(o, f, hooks, { recipe, rows: rowNames, ks, seeds: seedList, t0, log }) : undefined;
+  if (plan) log(describePlan(plan));
+  const planned: PlannedLength | undefined = plan ? { epochs: plan.epochs, warmupEpochs: plan.warmupEpochs } : undefined;
+  const all = planRuns(rowNames, seedList, outDir).map((p) => ({
+    ...p,
     // The baseline has the architecture of the others (its pre-training options only name it).
-    return { order, seed, runDir, options: pretrainOptionsFor(o, recipe, order === RANDOM_INIT ? 'raster' : order, seed, runDir) };
+    options: pretrainOptionsFor(o, recipe, p.row === RANDOM_INIT ? 'raster' : p.row, p.seed, p.runDir, planned),
   }));
-  for (const p of plan) {
+  for (const p of all) {
     validatePretrain(p.options);
     modelConfigFrom(p.options);
   }
-  mkdirSync(outDir, { recursive: true });
-  const t0 = Date.now();
-  const imgSize = plan[0].options.imgSize;
-  const evalOptions = { ...o, trainLimit: recipe.trainLimit, testLimit: recipe.testLimit };
-  const train = await f.makeEvalData(dataRequest(evalOptions, 'train', imgSize));
-  let test: LabelledData;
-  try {
-    test = await f.makeEvalData(dataRequest(evalOptions, 'test', imgSize));
-  } catch (e) {
-    await train.close();
-    throw e;
+  const pretrainOptions = { ...all[0].options, order: undefined, seed: undefined, outDir: undefined };
+  const finish = (runs: AblationRun[], complete: boolean): AblationResult => {
+    const partial: Omit<AblationResult, 'markdown'> = {
+      format: 'semaim.ablation/1', createdAt: new Date().toISOString(), command: hooks.command, budget, options: o, recipe, pretrainOptions,
+      headlineK, runs, summary: summarise(runs, rowNames, recipe.poolings, headlineK), seconds: (Date.now() - t0) / 1000,
+      complete, planned: all.length, ...(plan ? { plan } : {}), ...(segDescription ? { segprobe: segDescription } : {}),
+    };
+    const markdown = ablationMarkdown(partial);
+    const result: AblationResult = { ...partial, markdown };
+    if (!shard && runs.length) {
+      writeFileSync(join(outDir, 'ablation.md'), markdown);
+      writeJson(join(outDir, 'ablation.json'), result);
+    }
+    return result;
+  };
+  if (o.planOnly) return finish([], false);
+
+  // --jobs N: the shards run in their own processes; this one then collects their finished runs.
+  if (o.jobs > 1) {
+    if (!hooks.runShards) throw new Error('--jobs > 1 needs a way to start processes (the command line has one)');
+    const shards = Array.from({ length: o.jobs }, (_, i) => `${i}/${o.jobs}`);
+    log(`running ${all.length} runs in ${o.jobs} processes (logs: ${join(outDir, 'logs')})`);
+    const left = o.stopAfterMinutes !== undefined ? Math.max(0.1, o.stopAfterMinutes - (Date.now() - t0) / 60_000) : undefined;
+    await hooks.runShards(shards, { stopAfterMinutes: left === undefined ? undefined : Number(left.toFixed(3)) });
   }
+  const keys = all.map((p) => p.key);
+  const mine = shard ? all.filter((_, i) => shardOf(keys, i, shard.count, plan?.shards ?? null) === shard.index) : all;
+
+  const deadline = o.stopAfterMinutes !== undefined ? t0 + o.stopAfterMinutes * 60_000 : Infinity;
+  const stop: StopRequest = hooks.stop ?? { requested: false };
+  const timer = Number.isFinite(deadline) ? setTimeout(() => { stop.requested = true; }, Math.max(0, deadline - Date.now())) : null;
+  timer?.unref();
+  const timeUp = () => Date.now() >= deadline;
+
+  const imgSize = all[0].options.imgSize;
+  const evalOptions = { ...o, trainLimit: recipe.trainLimit, testLimit: recipe.testLimit };
+  const ev: { train: LabelledData | null; test: LabelledData | null } = { train: null, test: null };
+  const openEval = async (): Promise<{ train: LabelledData; test: LabelledData }> => {
+    if (ev.train && ev.test) return { train: ev.train, test: ev.test };
+    const tr = await f.makeEvalData(dataRequest(evalOptions, 'train', imgSize));
+    let te: LabelledData;
+    try {
+      te = await f.makeEvalData(dataRequest(evalOptions, 'test', imgSize));
+    } catch (e) {
+      await tr.close();
+      throw e;
+    }
+    if (tr.numClasses !== te.numClasses) {
+      await tr.close();
+      await te.close();
+      throw new Error(`the train split has ${tr.numClasses} classes, the test split ${te.numClasses}`);
+    }
+    if (!o.cacheEvalImages) {
+      [ev.train, ev.test] = [tr, te];
+      return { train: tr, test: te };
+    }
+    // Decoded once for every run of this call.
+    const tc = Date.now();
+    let train: MemoryLabelledData;
+    let test: MemoryLabelledData;
+    try {
+      train = await MemoryLabelledData.load(tr, recipe.evalBatchSize);
+      test = await MemoryLabelledData.load(te, recipe.evalBatchSize);
+    } finally {
+      await tr.close();
+      await te.close();
+    }
+    [ev.train, ev.test] = [train, test];
+    log(`evaluation images decoded into memory: ${train.size} train, ${test.size} test (${((Date.now() - tc) / 1000).toFixed(1)} s)`);
+    return { train, test };
+  };
+
   const runs: AblationRun[] = [];
   let seg: AblationSegprobe | null = null;
-  let segDescription: string | undefined;
+  let complete = true;
   try {
-    if (train.numClasses !== test.numClasses) throw new Error(`the train split has ${train.numClasses} classes, the test split ${test.numClasses}`);
     if (segRecipe) {
       seg = await AblationSegprobe.open(segRecipe, f.makeSegData, imgSize, o.seed, { evalBatchSize: recipe.evalBatchSize, precision: o.precision });
       segDescription = seg.description;
     }
-    for (const [i, p] of plan.entries()) {
+    for (const [i, p] of all.entries()) {
       const cached = join(p.runDir, 'ablation-eval.json');
       const fp = fingerprint(p.options, recipe, ks);
       const addSegprobe = async (run: AblationRun): Promise<void> => {
         if (!seg) return;
-        run.segprobe = await seg.score(p.runDir, p.seed, fp.pretrain as Record<string, unknown>, () => (p.order === RANDOM_INIT
+        run.segprobe = await seg.score(p.runDir, p.seed, fp.pretrain as Record<string, unknown>, () => (p.row === RANDOM_INIT
           ? randomInitEncoder(p.options, p.seed, device) : loadEncoder(p.runDir, { device }).encoder));
-        log(`    ${p.order} seed ${p.seed}: segmentation probe mIoU ${pct(run.segprobe.mIoU)}% (constant majority class: ${pct(run.segprobe.baselineMIoU)}%)`);
+        log(`    ${p.row} seed ${p.seed}: segmentation probe mIoU ${pct(run.segprobe.mIoU)}% (constant majority class: ${pct(run.segprobe.baselineMIoU)}%)`);
       };
       if (existsSync(cached)) {
         const run = JSON.parse(readFileSync(cached, 'utf8')) as AblationRun;
         if (JSON.stringify(run.fingerprint) !== JSON.stringify(fp)) {
           throw new Error(`${cached} was made with another recipe (${describeDiff(run.fingerprint, fp)}); use a new --out-dir`);
         }
-        log(`[${i + 1}/${plan.length}] ${p.order} seed ${p.seed}: already done (${cached})`);
+        if (!shard || mine.includes(p)) log(`[${i + 1}/${all.length}] ${p.row} seed ${p.seed}: already done (${cached})`);
         runs.push(run);
         await addSegprobe(run);
         continue;
       }
+      if (!mine.includes(p)) continue;
+      if (o.jobs > 1) {
+        // Its process stopped early (--stop-after-minutes): the next call continues it.
+        complete = false;
+        log(`[${i + 1}/${all.length}] ${p.row} seed ${p.seed}: not finished yet`);
+        continue;
+      }
+      if (timeUp()) {
+        complete = false;
+        log(`--stop-after-minutes ${o.stopAfterMinutes} reached before '${p.row}' seed ${p.seed}; run the same command again to continue`);
+        break;
+      }
       const started = join(p.runDir, 'config.json');
-      if (p.order !== RANDOM_INIT && existsSync(started)) {
+      if (p.row !== RANDOM_INIT && existsSync(started)) {
         const before = fingerprint((JSON.parse(readFileSync(started, 'utf8')) as { options: Record<string, unknown> }).options, recipe, ks);
         if (JSON.stringify(before.pretrain) !== JSON.stringify(fp.pretrain)) {
           throw new Error(`${p.runDir} holds a pre-training with other options (${describeDiff(before, fp)}); use a new --out-dir`);
         }
       }
+      const data = await openEval();
       const tp = Date.now();
       let pr: { steps: number; firstLoss: number; lastLoss: number; checkpoint: string | null } = { steps: 0, firstLoss: NaN, lastLoss: NaN, checkpoint: null };
       let encoder: VisionTransformer;
       let sha256 = 'random-init';
-      if (p.order === RANDOM_INIT) {
-        log(`[${i + 1}/${plan.length}] baseline: random initialisation, seed ${p.seed}`);
+      if (p.row === RANDOM_INIT) {
+        log(`[${i + 1}/${all.length}] baseline: random initialisation, seed ${p.seed}`);
+        torch.setNumThreads(o.threads ?? availableParallelism());
         encoder = randomInitEncoder(p.options, p.seed, device);
       } else {
-        log(`[${i + 1}/${plan.length}] pre-training order '${p.order}', seed ${p.seed} → ${p.runDir}`);
-        let data = await f.makeTrainData(trainDataRequest(p.options));
-        if (recipe.pretrainLimit) data = limitTrainData(data, Math.max(1, Math.floor(recipe.pretrainLimit / p.options.batchSize)));
-        const r = await pretrain(p.options, data, { log });
-        if (r.stoppedBy === 'signal') throw new StoppedBySignal(`interrupted during '${p.order}' seed ${p.seed}; run the same command again to continue`, r.signal);
-        if (r.stoppedBy === 'nonfinite' || !r.checkpoint) throw new Error(`pre-training '${p.order}' seed ${p.seed} diverged (NaN/Inf loss); see ${p.runDir}/metrics.jsonl`);
+        log(`[${i + 1}/${all.length}] pre-training '${p.row}', seed ${p.seed} → ${p.runDir}`);
+        let td = await f.makeTrainData(trainDataRequest(p.options));
+        if (recipe.pretrainLimit) td = limitTrainData(td, Math.max(1, Math.floor(recipe.pretrainLimit / p.options.batchSize)));
+        const r = await pretrain(p.options, td, { log, stop, onStep: hooks.onStep });
+        if (r.stoppedBy === 'signal') {
+          if (stop.signal || !timeUp()) throw new StoppedBySignal(`interrupted during '${p.row}' seed ${p.seed}; run the same command again to continue`, r.signal);
+          complete = false;
+          log(`--stop-after-minutes ${o.stopAfterMinutes} reached during '${p.row}' seed ${p.seed} (checkpoint at step ${r.steps}); run the same command again to continue`);
+          break;
+        }
+        if (r.stoppedBy === 'nonfinite' || !r.checkpoint) throw new Error(`pre-training '${p.row}' seed ${p.seed} diverged (NaN/Inf loss); see ${p.runDir}/metrics.jsonl`);
         pr = r;
         const loaded = loadEncoder(p.runDir, { device });
         encoder = loaded.encoder;
         sha256 = loaded.source.sha256;
       }
-      const pretrainSeconds = p.order === RANDOM_INIT ? NaN : (Date.now() - tp) / 1000;
+      const pretrainSeconds = p.row === RANDOM_INIT ? NaN : (Date.now() - tp) / 1000;
       const te = Date.now();
       let scores: Record<string, PoolingScores>;
       try {
-        checkImageShape(encoder, train, 'train data');
-        checkImageShape(encoder, test, 'test data');
-        scores = await evaluateEncoder(encoder, train, test, recipe, ks, p.seed, o.precision);
+        checkImageShape(encoder, data.train, 'train data');
+        checkImageShape(encoder, data.test, 'test data');
+        scores = await evaluateEncoder(encoder, data.train, data.test, recipe, ks, p.seed, o.precision);
       } finally {
         encoder.dispose();
       }
       mkdirSync(p.runDir, { recursive: true });
       const run: AblationRun = {
-        order: p.order, seed: p.seed, runDir: p.runDir,
+        order: p.row, seed: p.seed, runDir: p.runDir,
         pretrain: {
           steps: pr.steps, firstLoss: Number.isFinite(pr.firstLoss) ? pr.firstLoss : null, lastLoss: Number.isFinite(pr.lastLoss) ? pr.lastLoss : null,
           seconds: pretrainSeconds, checkpoint: pr.checkpoint, sha256,
@@ -426,23 +689,16 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
       runs.push(run);
       await addSegprobe(run);
       const h = scores[recipe.poolings[0]];
-      log(`    ${p.order} seed ${p.seed}: loss ${run.pretrain.lastLoss?.toFixed(4)}, k-NN@${headlineK} ${pct(h.knn.find((k) => k.k === headlineK)?.top1)}%, ` +
-        `linear ${pct(h.linprobe.top1)}% (${recipe.poolings[0]})`);
+      log(`    ${p.row} seed ${p.seed}: ${run.pretrain.lastLoss === null ? '' : `loss ${run.pretrain.lastLoss.toFixed(4)}, `}k-NN@${headlineK} ${pct(h.knn.find((k) => k.k === headlineK)?.top1)}%, ` +
+        `linear ${pct(h.linprobe.top1)}% (${recipe.poolings[0]}), evaluation ${run.evalSeconds.toFixed(1)} s`);
     }
   } finally {
+    if (timer) clearTimeout(timer);
     await seg?.close();
-    await train.close();
-    await test.close();
+    await ev.train?.close();
+    await ev.test?.close();
   }
-  const pretrainOptions = { ...plan[0].options, order: undefined, seed: undefined, outDir: undefined };
-  const partial: Omit<AblationResult, 'markdown'> = {
-    format: 'semaim.ablation/1', createdAt: new Date().toISOString(), command: hooks.command, budget, options: o, recipe, pretrainOptions,
-    headlineK, runs, summary: summarise(runs, rowNames, recipe.poolings, headlineK), seconds: (Date.now() - t0) / 1000,
-    ...(segDescription ? { segprobe: segDescription } : {}),
-  };
-  const markdown = ablationMarkdown(partial);
-  const result: AblationResult = { ...partial, markdown };
-  writeFileSync(join(outDir, 'ablation.md'), markdown);
-  writeJson(join(outDir, 'ablation.json'), result);
-  return result;
+  // A shard is complete when its own runs are; the ablation when all are.
+  const done = new Set(runs.map((r) => r.runDir));
+  return finish(runs, complete && (shard ? mine : all).every((p) => done.has(p.runDir)));
 }

@@ -9,12 +9,15 @@ export interface RecipeChange {
   now: unknown;
 }
 
-/** The options that differ between the stored run and this one (missing stored keys count as their default). */
+/**
+ * The options that differ between the stored run and this one (a missing stored key counts as its
+ * `absentMeans`, else its default).
+ */
 export function recipeChanges(table: OptionTable, stored: Record<string, unknown>, now: Record<string, unknown>): RecipeChange[] {
   const changes: RecipeChange[] = [];
   for (const [key, spec] of Object.entries(table)) {
     if (spec.mayChangeOnResume) continue;
-    const before = key in stored ? stored[key] : spec.default;
+    const before = key in stored ? stored[key] : 'absentMeans' in spec ? spec.absentMeans : spec.default;
     if (JSON.stringify(before ?? null) !== JSON.stringify(now[key] ?? null)) changes.push({ key, before, now: now[key] });
   }
   return changes;

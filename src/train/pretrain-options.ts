@@ -61,7 +61,11 @@ export const PRETRAIN_OPTIONS = defineOptions({
   lr: { type: 'number', min: 0, help: 'absolute lr (overrides blr)' },
   minLr: { type: 'number', default: 0, min: 0, help: 'final lr of the cosine schedule' },
   warmupEpochs: { type: 'number', default: 30, min: 0, help: 'linear warm-up epochs' },
-  weightDecay: { type: 'number', default: 0.05, min: 0, help: 'AdamW weight decay (not on biases, norms, 1-D params, cls/pos)' },
+  weightDecay: { type: 'number', default: 0.05, min: 0, help: 'AdamW weight decay (not on biases, norms, 1-D params, pos_embed; cls_token see --decay-cls-token)' },
+  decayClsToken: {
+    type: 'boolean', default: true, absentMeans: false,
+    help: "weight decay on cls_token too, as the authors' (and MAE's) pre-training: timm's add_weight_decay exempts only 1-D params and biases; --no-decay-cls-token exempts it (semaim before this option)",
+  },
   beta1: { type: 'number', default: 0.9, min: 0, max: 1, help: 'AdamW beta1' },
   beta2: { type: 'number', default: 0.95, min: 0, max: 1, help: 'AdamW beta2' },
   clipGrad: { type: 'number', default: 3, min: 0, help: 'global gradient-norm clip (0 = off)' },

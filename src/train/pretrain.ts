@@ -29,6 +29,14 @@ export interface PretrainResult {
 
 export type PretrainHooks = LoopHooks;
 
+/**
+ * Parameters exempt from weight decay besides 1-D ones and biases: pos_embed (fixed, not trained);
+ * cls_token unless --decay-cls-token (the authors' recipe decays it, docs/METHOD.md §6.1).
+ */
+export function noWeightDecayNames(o: Pick<PretrainOptions, 'decayClsToken'>): string[] {
+  return o.decayClsToken ? ['pos_embed'] : ['cls_token', 'pos_embed'];
+}
+
 /** Pre-trains on `data` (which it closes when done). */
 export async function pretrain(o: PretrainOptions, data: TrainData, hooks: PretrainHooks = {}): Promise<PretrainResult> {
   validatePretrain(o);
@@ -46,7 +54,7 @@ export async function pretrain(o: PretrainOptions, data: TrainData, hooks: Pretr
 
   // ---- optimiser and schedule (docs/METHOD.md §6.1)
   const lr = o.lr ?? scaleLr(o.blr, o.batchSize * o.accumIter);
-  const groups = paramGroupsWeightDecay(model.namedParameters(), { weightDecay: o.weightDecay, noWeightDecay: ['cls_token', 'pos_embed'] });
+  const groups = paramGroupsWeightDecay(model.namedParameters(), { weightDecay: o.weightDecay, noWeightDecay: noWeightDecayNames(o) });
   const optimizer = new AdamW(groups, { lr, betas: [o.beta1, o.beta2], weightDecay: o.weightDecay });
   const schedule = warmupCosine({ lr, minLr: o.minLr, warmupEpochs: o.warmupEpochs, epochs: Math.max(o.epochs, o.warmupEpochs + 1e-9) });
   const scaler = o.precision === 'fp16' ? new GradScaler() : null;

@@ -22,6 +22,11 @@ export interface OptionSpec {
    * or how fast a run goes, or how long it runs, not what each step computes (see src/run/recipe.ts).
    */
   mayChangeOnResume?: boolean;
+  /**
+   * What a run stored before this option existed did (when that differs from the default): a resumed
+   * run whose stored options lack the key is compared against this value, not the default.
+   */
+  absentMeans?: number | string | boolean;
 }
 
 export type OptionTable = Record<string, OptionSpec>;

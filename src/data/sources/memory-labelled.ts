@@ -44,6 +44,30 @@ export class MemoryLabelledData implements LabelledData {
     return new MemoryLabelledData(images.toFloat32Array(), images.shape, Int32Array.from(labels), numClasses, classNames);
   }
 
+  /**
+   * Every image of `data` read once in its natural order without augmentation (decoded, resized and
+   * normalised as its evaluation transform does), so that many evaluations of one dataset decode it
+   * once. Memory: 4 bytes per value (CIFAR-10 at 32²: 12 KiB per image, 0.6 GB for 50,000).
+   */
+  static async load(data: LabelledData, batchSize = 512): Promise<MemoryLabelledData> {
+    if (!data.imageShape) throw new Error('MemoryLabelledData.load: the data does not declare its image shape');
+    const [C, H, W] = data.imageShape;
+    const per = C * H * W;
+    const images = new Float32Array(data.size * per);
+    const labels = new Int32Array(data.size);
+    let n = 0;
+    for await (const b of data.batches({ batchSize, shuffle: false, epoch: 0, augment: 'none' })) {
+      const B = b.shape[0];
+      if (n + B > data.size) throw new Error(`MemoryLabelledData.load: the data gave more than its size (${data.size}) images`);
+      if (b.shape[1] !== C || b.shape[2] !== H || b.shape[3] !== W) throw new Error(`MemoryLabelledData.load: a batch of [${b.shape}], expected [B, ${C}, ${H}, ${W}]`);
+      images.set(b.images, n * per);
+      labels.set(b.labels, n);
+      n += B;
+    }
+    if (n !== data.size) throw new Error(`MemoryLabelledData.load: the data gave ${n} images, its size is ${data.size}`);
+    return new MemoryLabelledData(images, [n, C, H, W], labels, data.numClasses, data.classNames);
+  }
+
   /** A class-balanced subset of at most n images, chosen by a seeded permutation. */
   subset(n: number, seed = 0): MemoryLabelledData {
     if (n >= this.size) return this;

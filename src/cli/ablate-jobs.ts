@@ -1,0 +1,93 @@
+// `semaim ablate --jobs N`: the child processes. The same command line runs once per shard
+// (`--shard i/N`) and, for a plan, once per process with `--plan-measure` (all N at once, as the
+// shards will run). Each child's output goes to <out-dir>/logs/; run headers and results are echoed.
+import { spawn } from 'node:child_process';
+import { createWriteStream, mkdirSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import type { Measurement } from '../experiments/ablate-plan';
+
+/** Options the parent sets for its children (they are removed from the parent's command line). */
+const PARENT_ONLY = new Set(['jobs', 'shard', 'plan-only', 'plan-measure', 'stop-after-minutes']);
+const FLAGS = new Set(['plan-only', 'plan-measure']);
+
+/** The parent's `ablate` arguments without the options it sets for its children. */
+export function childArgs(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const m = /^--(?:no-)?([a-z0-9-]+)(=.*)?$/.exec(a);
+    if (m && PARENT_ONLY.has(m[1])) {
+      if (!m[2] && !FLAGS.has(m[1]) && !a.startsWith('--no-')) i++; // its value
+      continue;
+    }
+    out.push(a);
+  }
+  return out;
+}
+
+export interface ChildRunner {
+  /** node and the CLI script. */
+  command: [string, string];
+  /** The parent's arguments after `ablate`. */
+  argv: string[];
+  outDir: string;
+  jobs: number;
+  threads?: number;
+  log: (line: string) => void;
+}
+
+const ECHO = /^\[\d+\/\d+\]|seed \d+: |already done|--stop-after-minutes|stopping|measured|error|Error|warning/;
+
+function startChild(r: ChildRunner, name: string, extra: string[], capture: boolean): Promise<string> {
+  const logs = join(r.outDir, 'logs');
+  mkdirSync(logs, { recursive: true });
+  const file = createWriteStream(join(logs, `${name}.log`), { flags: 'a' });
+  const threads = r.threads ?? Math.max(1, Math.floor(availableParallelism() / r.jobs));
+  const args = [r.command[1], 'ablate', ...childArgs(r.argv), '--threads', String(threads), ...extra];
+  file.write(`== ${new Date().toISOString()} ${args.join(' ')}\n`);
+  const child = spawn(r.command[0], args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let pending = '';
+  child.stdout.on('data', (b: Buffer) => {
+    if (capture) stdout += b.toString();
+    file.write(b);
+  });
+  child.stderr.on('data', (b: Buffer) => {
+    file.write(b);
+    pending += b.toString();
+    const lines = pending.split(/\r?\n|\r/);
+    pending = lines.pop() ?? '';
+    for (const l of lines) if (ECHO.test(l)) r.log(`[${name}] ${l.trim()}`);
+  });
+  return new Promise((resolve, reject) => {
+    child.on('error', (e) => reject(new Error(`cannot start ${name}: ${e.message}`)));
+    child.on('close', (code, signal) => {
+      file.end();
+      // 75: a shard stopped early by --stop-after-minutes (the parent reports what is left).
+      if (code === 0 || (code === 75 && name.startsWith('shard'))) resolve(stdout);
+      else reject(new Error(`${name} ${signal ? `was stopped by ${signal}` : `exited with code ${code}`}; see ${join(logs, `${name}.log`)}`));
+    });
+  });
+}
+
+/** Runs shards 'i/N' at once; rejects with the first failure after all have ended. */
+export async function runShardProcesses(r: ChildRunner, shards: string[], o: { stopAfterMinutes?: number }): Promise<void> {
+  const stop = o.stopAfterMinutes !== undefined ? ['--stop-after-minutes', String(o.stopAfterMinutes)] : [];
+  const results = await Promise.allSettled(shards.map((s) => startChild(r, `shard-${s.replace('/', '-of-')}`, ['--shard', s, ...stop], false)));
+  const failed = results.find((x): x is PromiseRejectedResult => x.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
+/** N processes measure at once (`--plan-measure`), each printing its Measurement as the last line of stdout. */
+export async function measureInProcesses(r: ChildRunner, count: number): Promise<Measurement[]> {
+  const outs = await Promise.all(Array.from({ length: count }, (_, i) => startChild(r, `measure-${i}`, ['--plan-measure'], true)));
+  return outs.map((s, i) => {
+    const last = s.trim().split('\n').pop() ?? '';
+    try {
+      return JSON.parse(last) as Measurement;
+    } catch {
+      throw new Error(`measure-${i} printed no measurement (last line: ${last.slice(0, 200)})`);
+    }
+  });
+}

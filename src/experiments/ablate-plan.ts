@@ -1,0 +1,289 @@
+// Planning an order ablation to a time budget (`semaim ablate --budget-minutes M`): time a few
+// pre-training steps of every row and the evaluation of one run on this machine, then choose the one
+// number of steps every pre-training gets so that all runs (spread over --jobs processes) and their
+// evaluations fit. The plan is stored in <out-dir>/plan.json so that a later call (after an
+// interruption, or on a second time-limited machine session) continues with the same recipe.
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as torch from '../torch';
+import { PretrainOptions, modelConfigFrom } from '../train/pretrain-options';
+import { pretrain } from '../train/pretrain';
+import { VisionTransformer, encoderConfigOf } from '../semaim';
+import { MemoryLabelledData, TrainBatch, TrainData } from '../data';
+import { extractPooledFeatures, disposeFeatures, FeatureSet, FeaturePooling } from '../eval/features';
+import { knnClassify } from '../eval/knn';
+import { linprobeOnFeatures, LinprobeOptions } from '../eval/linprobe';
+import type { Precision } from '../run/precision';
+
+export interface StepTiming {
+  /** Seconds per optimiser step (median of the timed steps after the warm-up ones). */
+  step: number;
+  /** Seconds of one run besides its steps: building the model, the last checkpoint. */
+  startup: number;
+}
+
+/** What one process measured (with --jobs N, N processes measure at once, as they will run). */
+export interface Measurement {
+  /** Per row name. */
+  steps: Record<string, StepTiming>;
+  /** Seconds of one run's evaluation: features of the train and test images (all poolings), k-NN, linear probe. */
+  evalSeconds: number;
+}
+
+/** What must match for a stored plan to be reused. */
+export interface PlanInputs {
+  budgetMinutes: number;
+  rows: string[];
+  seeds: number;
+  seed: number;
+  baseline: boolean;
+  /** The pre-training and evaluation recipe, without the epochs the plan chooses. */
+  recipe: Record<string, unknown>;
+}
+
+export interface AblationPlan {
+  format: 'semaim.ablation-plan/1';
+  createdAt: string;
+  inputs: PlanInputs;
+  jobs: number;
+  device: string;
+  threads: number | null;
+  measured: Measurement & {
+    /** Processes that measured at once (= jobs). */
+    processes: number;
+    /** Seconds per batch of the real training data loader. */
+    loaderSecondsPerBatch: number;
+    /** Loader worker threads (0: batches are made on the main thread, so their time adds to a step's). */
+    loaderWorkers: number;
+    /** Seconds already spent before the plan (opening and caching the evaluation images, measuring). */
+    spentSeconds: number;
+  };
+  batchesPerEpoch: number;
+  /** Optimiser steps of every pre-training. */
+  steps: number;
+  epochs: number;
+  warmupEpochs: number;
+  /** Predicted wall time of the whole ablation from its start, seconds. */
+  predictedSeconds: number;
+  /** Per run key ('<row>/<seed>'): the shard 0..jobs-1 that runs it. */
+  shards: Record<string, number>;
+}
+
+export interface PlannedRun {
+  key: string;
+  /** Row name; null for the random-init baseline (no pre-training). */
+  row: string | null;
+}
+
+/** In-memory pre-training data of random normalised images (only the step time matters). */
+function randomTrainData(shape: number[], batches: number, seed: number): TrainData {
+  const images = torch.scope(() => torch.randn(shape, { generator: new torch.Generator(seed) }).toFloat32Array());
+  return {
+    batchesPerEpoch: batches,
+    async *epoch(_epoch: number, start: number): AsyncGenerator<TrainBatch> {
+      for (let b = start; b < batches; b++) yield { images, shape };
+    },
+    close() {},
+  };
+}
+
+/** Times `warmup + timed` steps of the real pre-training loop on random images (in a temporary folder). */
+export async function timeSteps(options: PretrainOptions, warmup = 2, timed = 4): Promise<StepTiming> {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-plan-'));
+  const total = warmup + timed;
+  const stamps: number[] = [];
+  const t0 = performance.now();
+  try {
+    const o: PretrainOptions = {
+      ...options, outDir: dir, epochs: 1e6, warmupEpochs: 1, maxSteps: total, resume: false, logEvery: Math.max(options.logEvery, 1),
+      checkpointEvery: 1e9, keepLast: 1,
+    };
+    const shape = [o.batchSize, 3, o.imgSize, o.imgSize];
+    await pretrain(o, randomTrainData(shape, total, o.seed), { log: () => {}, onStep: () => stamps.push(performance.now()) });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const elapsed = (performance.now() - t0) / 1000;
+  const gaps = stamps.slice(warmup).map((t, i) => (t - stamps[warmup + i - 1]) / 1000).filter((x) => Number.isFinite(x));
+  const step = median(gaps.length ? gaps : [(stamps[stamps.length - 1] - stamps[0]) / 1000 / Math.max(1, stamps.length - 1)]);
+  return { step, startup: Math.max(0, elapsed - step * total) };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+export interface EvalCost {
+  sizes: { train: number; test: number };
+  numClasses: number;
+  poolings: FeaturePooling[];
+  ks: number[];
+  evalBatchSize: number;
+  linprobe: LinprobeOptions;
+  precision: Precision;
+  device: torch.Device;
+}
+
+/**
+ * Times one run's evaluation with a random-init encoder on random images: feature extraction over
+ * `sample` images scaled to the train + test sizes; k-NN on random features of the real sizes; one
+ * linear-probe epoch (or the recipe's epochs when fewer) scaled to the recipe's epochs.
+ */
+export async function timeEvaluation(options: PretrainOptions, c: EvalCost, sample = 1024): Promise<number> {
+  torch.manualSeed(options.seed);
+  const cfg = encoderConfigOf(modelConfigFrom(options));
+  const encoder = new VisionTransformer(cfg).initWeights().to({ device: c.device }).eval();
+  for (const p of encoder.parameters()) p.requiresGrad = false;
+  const n = Math.max(1, Math.min(sample, c.sizes.train + c.sizes.test));
+  const shape = [n, 3, cfg.imgSize, cfg.imgSize];
+  const images = torch.scope(() => torch.randn(shape, { generator: new torch.Generator(1) }).toFloat32Array());
+  const data = new MemoryLabelledData(images, shape, Int32Array.from({ length: n }, (_, i) => i % c.numClasses), c.numClasses);
+  const sets: FeatureSet[] = [];
+  try {
+    const t0 = performance.now();
+    disposeFeatures(...(await extractPooledFeatures(encoder, data, c.poolings, { batchSize: c.evalBatchSize, precision: c.precision, label: null })).values());
+    const features = ((performance.now() - t0) / 1000) * ((c.sizes.train + c.sizes.test) / n);
+    const rand = (rows: number, seed: number): FeatureSet => {
+      const f = torch.keep(torch.randn([rows, cfg.embedDim], { generator: new torch.Generator(seed) }).to({ device: c.device }));
+      const set = { features: f, labels: Int32Array.from({ length: rows }, (_, i) => i % c.numClasses) };
+      sets.push(set);
+      return set;
+    };
+    const tr = rand(c.sizes.train, 2);
+    const te = rand(c.sizes.test, 3);
+    const t1 = performance.now();
+    knnClassify(tr, te, { ks: c.ks.filter((k) => k <= c.sizes.train), numClasses: c.numClasses, label: null });
+    const knn = (performance.now() - t1) / 1000;
+    const epochs = Math.min(1, c.linprobe.epochs);
+    const t2 = performance.now();
+    const lp = await linprobeOnFeatures(tr, te, c.numClasses, { ...c.linprobe, epochs, warmupEpochs: 0, label: null });
+    lp.probe.dispose();
+    const linprobe = ((performance.now() - t2) / 1000) * (c.linprobe.epochs / epochs);
+    return features + c.poolings.length * (knn + linprobe);
+  } finally {
+    disposeFeatures(...sets);
+    encoder.dispose();
+  }
+}
+
+export interface PlanArithmetic {
+  budgetSeconds: number;
+  /** Already spent (data, measuring). */
+  spentSeconds: number;
+  runs: PlannedRun[];
+  measured: Measurement;
+  /** Seconds a step waits for the loader on top of the model step. */
+  loaderWait: (step: number) => number;
+  jobs: number;
+  /** Fraction of the remaining budget planned for (the rest is margin). Default 0.95. */
+  fill?: number;
+}
+
+/** Seconds of one run at `steps` steps. */
+export function runSeconds(run: PlannedRun, steps: number, a: Pick<PlanArithmetic, 'measured' | 'loaderWait'>): number {
+  if (run.row === null) return a.measured.evalSeconds;
+  const t = a.measured.steps[run.row];
+  if (!t) throw new Error(`no step time measured for row '${run.row}'`);
+  return steps * (t.step + a.loaderWait(t.step)) + t.startup + a.measured.evalSeconds;
+}
+
+/**
+ * Longest-processing-time assignment of runs to `jobs` shards (deterministic: ties keep the run
+ * order); returns each run's shard and the largest shard's seconds.
+ */
+export function assignShards(costs: { key: string; seconds: number }[], jobs: number): { shards: Record<string, number>; makespan: number } {
+  const load = new Array<number>(jobs).fill(0);
+  const shards: Record<string, number> = {};
+  const order = costs.map((c, i) => ({ ...c, i })).sort((a, b) => b.seconds - a.seconds || a.i - b.i);
+  for (const c of order) {
+    let best = 0;
+    for (let s = 1; s < jobs; s++) if (load[s] < load[best]) best = s;
+    shards[c.key] = best;
+    load[best] += c.seconds;
+  }
+  return { shards, makespan: Math.max(0, ...load) };
+}
+
+/** The largest number of steps whose predicted wall time fits the budget (0 when none does). */
+export function planSteps(a: PlanArithmetic): { steps: number; predictedSeconds: number; shards: Record<string, number> } {
+  const limit = (a.budgetSeconds - a.spentSeconds) * (a.fill ?? 0.95);
+  const at = (steps: number) => assignShards(a.runs.map((r) => ({ key: r.key, seconds: runSeconds(r, steps, a) })), a.jobs);
+  if (at(1).makespan > limit) return { steps: 0, predictedSeconds: a.spentSeconds + at(1).makespan, shards: at(1).shards };
+  let lo = 1;
+  let hi = 2;
+  while (at(hi).makespan <= limit && hi < 1e9) hi *= 2;
+  while (hi - lo > 1) {
+    const mid = Math.floor((lo + hi) / 2);
+    if (at(mid).makespan <= limit) lo = mid;
+    else hi = mid;
+  }
+  const r = at(lo);
+  return { steps: lo, predictedSeconds: a.spentSeconds + r.makespan, shards: r.shards };
+}
+
+/** Epochs that give exactly `steps` steps at `perEpoch` batches per epoch (as the loop counts: ⌈epochs × perEpoch⌉). */
+export function epochsForSteps(steps: number, perEpoch: number): { epochs: number; steps: number } {
+  let epochs = Number((steps / perEpoch).toFixed(6));
+  while (Math.ceil(epochs * perEpoch) > steps) epochs = Number((epochs - 1e-6).toFixed(6));
+  while (Math.ceil(epochs * perEpoch) < steps) epochs = Number((epochs + 1e-6).toFixed(6));
+  return { epochs, steps: Math.ceil(epochs * perEpoch) };
+}
+
+export function planPath(outDir: string): string {
+  return join(outDir, 'plan.json');
+}
+
+export function readPlan(outDir: string): AblationPlan | null {
+  const p = planPath(outDir);
+  if (!existsSync(p)) return null;
+  const plan = JSON.parse(readFileSync(p, 'utf8')) as AblationPlan;
+  if (plan.format !== 'semaim.ablation-plan/1') throw new Error(`${p} is not an ablation plan (format ${JSON.stringify(plan.format)})`);
+  return plan;
+}
+
+export function writePlan(outDir: string, plan: AblationPlan): void {
+  const p = planPath(outDir);
+  const tmp = `${p}.tmp-${process.pid}`;
+  writeFileSync(tmp, JSON.stringify(plan, null, 2) + '\n');
+  renameSync(tmp, p);
+}
+
+/** Inputs that may differ from a stored plan: rows and seeds added later get the planned length too. */
+const EXTENSIBLE: (keyof PlanInputs)[] = ['rows', 'seeds', 'baseline'];
+
+/**
+ * The inputs that differ between a stored plan and this call: `refuse` lists what makes another
+ * recipe (the budget, the first seed, the recipe), `extended` the rows, seeds or baseline a later
+ * call may add or drop while keeping the planned length (the budget then no longer holds).
+ */
+export function planInputsDiffer(stored: PlanInputs, now: PlanInputs): { refuse: string; extended: string } {
+  const keys = Object.keys(now) as (keyof PlanInputs)[];
+  const diff = keys.filter((k) => JSON.stringify(stored[k]) !== JSON.stringify(now[k]));
+  const say = (ks: (keyof PlanInputs)[]) => ks.map((k) => (k === 'recipe' ? 'the recipe' : `${k}: ${JSON.stringify(stored[k])} → ${JSON.stringify(now[k])}`)).join(', ');
+  return { refuse: say(diff.filter((k) => !EXTENSIBLE.includes(k))), extended: say(diff.filter((k) => EXTENSIBLE.includes(k))) };
+}
+
+/**
+ * The shard that runs run `i` of `keys`: the plan's assignment, and for runs the plan does not know
+ * (rows or seeds added later) a round-robin over those runs.
+ */
+export function shardOf(keys: string[], i: number, count: number, planned: Record<string, number> | null): number {
+  if (planned && planned[keys[i]] !== undefined && planned[keys[i]] < count) return planned[keys[i]];
+  const unplanned = keys.filter((k) => !planned || planned[k] === undefined || planned[k] >= count);
+  return unplanned.indexOf(keys[i]) % count;
+}
+
+/** A short human summary of a plan. */
+export function describePlan(plan: AblationPlan): string {
+  const m = plan.measured;
+  const rows = Object.entries(m.steps).map(([r, t]) => `${r} ${(1000 * t.step).toFixed(0)} ms`).join(', ');
+  return [
+    `plan: ${plan.steps} steps per pre-training (${plan.epochs} epochs of ${plan.batchesPerEpoch} batches, warm-up ${plan.warmupEpochs}), ` +
+      `${plan.jobs} process(es); predicted ${(plan.predictedSeconds / 60).toFixed(1)} min of the ${plan.inputs.budgetMinutes} min budget`,
+    `  measured (${m.processes} process(es) at once, ${plan.device}, ${plan.threads ?? 'all'} thread(s)): step ${rows}; ` +
+      `evaluation ${m.evalSeconds.toFixed(1)} s per run; loader ${(1000 * m.loaderSecondsPerBatch).toFixed(1)} ms per batch (${m.loaderWorkers} workers); ` +
+      `${m.spentSeconds.toFixed(0)} s spent before planning`,
+  ].join('\n');
+}

@@ -1,0 +1,178 @@
+// Where does the semantic order start? On the synthetic objects (images with object masks): pre-train
+// one model per S used for training (default: the paper's [CLS] cosine, and the authors' `self`
+// [CLS] attention), then, at initialisation and at evenly spaced checkpoints, the fraction of test
+// images whose first predicted patch lies on the object, with S from each of cls / gap / self,
+// against the random-centre baseline. Writes object-start.md and object-start.json.
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as torch from '../torch';
+import { DataLoader, normalize, openDataset, makeTrainData } from '../data';
+import { SemAIM, SimilarityTokens, loadModel } from '../semaim';
+import { listCheckpoints } from '../io/checkpoint';
+import { PRETRAIN_OPTIONS, PretrainOptions, modelConfigFrom, trainDataRequest, validatePretrain } from '../train/pretrain-options';
+import { pretrain } from '../train/pretrain';
+import { StoppedBySignal } from '../run/signals';
+import { checkDevice } from '../run/device';
+import { ObjectData, ObjectStartScore, objectStartFraction } from '../viz/object-start';
+import { OptionError, Options, defineOptions, resolveOptions } from '../util/options';
+import { autoPrecision } from '../run/precision';
+import { markdownTable } from '../eval/result';
+
+export const TOKENS: SimilarityTokens[] = ['cls', 'gap', 'self'];
+
+export const OBJECT_STUDY_OPTIONS = defineOptions({
+  outDir: { type: 'string', default: 'runs/object-start', help: 'output folder (one pre-training run per --train-tokens, object-start.md/json)' },
+  trainTokens: { type: 'string', default: 'cls,self', help: "S the models train with, comma-separated: cls (paper), gap, self (authors' [CLS] attention); one run each" },
+  steps: { type: 'int', default: 192, min: 1, help: 'optimiser steps per run (fresh synthetic images every step: batch × steps images, one epoch)' },
+  points: { type: 'int', default: 4, min: 1, help: 'checkpoints evaluated per run, evenly spaced (plus initialisation)' },
+  testSize: { type: 'int', default: 1000, min: 10, help: 'synthetic test images with object masks' },
+  imgSize: { type: 'int', default: 32, min: 8, help: 'image size' },
+  patchSize: { type: 'int', default: 4, min: 1, help: 'patch size' },
+  embedDim: { type: 'int', default: 128, min: 4, help: 'encoder width' },
+  depth: { type: 'int', default: 4, min: 1, help: 'encoder depth' },
+  numHeads: { type: 'int', default: 4, min: 1, help: 'attention heads' },
+  decoderDepth: { type: 'int', default: 4, min: 1, help: 'decoder blocks' },
+  batchSize: { type: 'int', default: 64, min: 1, help: 'pre-training batch' },
+  blr: { type: 'number', default: 1.6e-2, min: 0, help: "base lr (lr = blr × batch / 256); the demo's recipe" },
+  warmupFraction: { type: 'number', default: 0.25, min: 0, max: 0.9, help: 'linear warm-up as a fraction of the steps' },
+  orderVariant: { type: 'string', default: 'paper', choices: ['paper', 'authors'], help: "semantic centre: 'paper' (3×3 filter) or 'authors' (argmax of S)" },
+  decayClsToken: { type: 'boolean', default: true, help: 'weight decay on cls_token (as the authors)' },
+  threshold: { type: 'number', default: 0.5, min: 0, max: 1, help: 'a patch is on the object when at least this share of its pixels is' },
+  seed: { type: 'int', default: 0, help: 'random seed (same initial weights for every run)' },
+  device: { mayChangeOnResume: true, type: 'string', default: 'cpu', help: "'cpu', 'cuda' or 'cuda:N'" },
+  threads: { mayChangeOnResume: true, type: 'int', min: 1, help: 'CPU threads for libtorch (default: all cores)' },
+  numWorkers: { mayChangeOnResume: true, type: 'int', min: 0, help: 'data worker threads (default: one per core but one, at most 8)' },
+  precision: { type: 'string', default: 'auto', choices: ['auto', 'fp32', 'bf16', 'fp16'], auto: autoPrecision, help: 'pre-training precision; auto = fp32 on the CPU, bf16 on a GPU' },
+});
+
+export type ObjectStudyOptions = Options<typeof OBJECT_STUDY_OPTIONS>;
+
+export interface StudyPoint {
+  /** The S the model trained with. */
+  trainedWith: SimilarityTokens;
+  step: number;
+  /** Per S used to order: the fraction of images whose order starts on the object, and its standard error. */
+  byTokens: Record<SimilarityTokens, { fraction: number; stdErr: number }>;
+  /** The random-centre baseline: the mean share of object patches. */
+  randomCentre: number;
+}
+
+export interface StudyResult {
+  format: 'semaim.object-start/1';
+  options: ObjectStudyOptions;
+  n: number;
+  points: StudyPoint[];
+  markdown: string;
+}
+
+export function parseTrainTokens(text: string): SimilarityTokens[] {
+  const list = text.split(',').map((s) => s.trim()).filter(Boolean);
+  if (!list.length) throw new OptionError('trainTokens', 'is empty');
+  for (const t of list) if (!(TOKENS as string[]).includes(t)) throw new OptionError('trainTokens', `unknown tokens '${t}' (known: ${TOKENS.join(', ')})`);
+  if (new Set(list).size !== list.length) throw new OptionError('trainTokens', `names a token twice: ${text}`);
+  return list as SimilarityTokens[];
+}
+
+/** The pre-training options of the run trained with S from `tokens`. */
+export function studyPretrainOptions(o: ObjectStudyOptions, tokens: SimilarityTokens): PretrainOptions {
+  const every = Math.max(1, Math.ceil(o.steps / o.points));
+  return resolveOptions(PRETRAIN_OPTIONS, {
+    dataset: 'synthetic', syntheticSize: o.steps * o.batchSize, imgSize: o.imgSize, patchSize: o.patchSize, model: 'vit_tiny',
+    embedDim: o.embedDim, depth: o.depth, numHeads: o.numHeads, decoderDepth: o.decoderDepth,
+    order: 'semantic', orderVariant: o.orderVariant, similarityTokens: tokens, blur: false, minScale: 0.5,
+    batchSize: o.batchSize, epochs: 1, warmupEpochs: o.warmupFraction, blr: o.blr, weightDecay: 0.05, clipGrad: 3, decayClsToken: o.decayClsToken,
+    seed: o.seed, device: o.device, threads: o.threads, numWorkers: o.numWorkers, precision: o.precision,
+    outDir: join(o.outDir, `trained-${tokens}`), checkpointEvery: every, keepLast: o.points + 1, logEvery: Math.min(20, every),
+  });
+}
+
+/** The synthetic test images with their object masks (normalised as the model sees them). */
+export async function objectTestData(o: Pick<ObjectStudyOptions, 'imgSize' | 'testSize' | 'seed'>): Promise<ObjectData> {
+  const ds = openDataset('synthetic', { split: 'test', imgSize: o.imgSize, syntheticSize: o.testSize, seed: o.seed });
+  const loader = new DataLoader(ds, { batchSize: o.testSize, shuffle: false, workers: 0, masks: true, transforms: [normalize()] });
+  try {
+    for await (const b of loader.iterate(0)) return { images: b.images as Float32Array, masks: b.masks! };
+    throw new Error('the synthetic test set is empty');
+  } finally {
+    await loader.close();
+  }
+}
+
+function score(model: SemAIM, data: ObjectData, o: ObjectStudyOptions, trainedWith: SimilarityTokens, step: number): StudyPoint {
+  const by = {} as StudyPoint['byTokens'];
+  let s: ObjectStartScore | null = null;
+  for (const tokens of TOKENS) {
+    s = objectStartFraction(model, data, { seed: o.seed, tokens, threshold: o.threshold });
+    by[tokens] = { fraction: s.fraction, stdErr: s.stdErr };
+  }
+  return { trainedWith, step, byTokens: by, randomCentre: s!.baselineExpected };
+}
+
+/** Evaluation points: initialisation, then up to `points` checkpoints evenly spaced over the run (the last one included). */
+export function pickCheckpoints(steps: number[], points: number): number[] {
+  const s = [...new Set(steps)].sort((a, b) => a - b);
+  if (s.length <= points) return s;
+  return [...new Set(Array.from({ length: points }, (_, i) => s[Math.round(((i + 1) * (s.length - 1)) / points)]))];
+}
+
+export function studyMarkdown(r: Omit<StudyResult, 'markdown'>): string {
+  const pct = (x: { fraction: number; stdErr: number }) => `${(100 * x.fraction).toFixed(1)} ± ${(100 * x.stdErr).toFixed(1)}`;
+  const rows = r.points.map((p) => [p.trainedWith, String(p.step), ...TOKENS.map((t) => pct(p.byTokens[t])), (100 * p.randomCentre).toFixed(1)]);
+  const o = r.options;
+  return [
+    '# Where the semantic order starts (synthetic objects)', '',
+    markdownTable(['trained with S =', 'step', 'starts on the object %, S = cls', 'S = gap', 'S = self', 'random centre %'], rows,
+      ['l', 'r', 'r', 'r', 'r', 'r']),
+    `${r.n} synthetic test images (${o.imgSize}², patch ${o.patchSize}); a patch is on the object when ≥ ${o.threshold} of its pixels are. ` +
+      `Models: ViT ${o.embedDim}×${o.depth} (${o.numHeads} heads), decoder ${o.decoderDepth}, semantic order (${o.orderVariant} variant), ` +
+      `${o.steps} steps of batch ${o.batchSize} on fresh synthetic images, blr ${o.blr}, warm-up ${o.warmupFraction} of the steps, ` +
+      `weight decay 0.05${o.decayClsToken ? ' (cls_token too)' : ''}, seed ${o.seed}, ${o.device}. Step 0 is the initialisation (the same weights for every run). ` +
+      '± is the binomial standard error over the test images.', '',
+  ].join('\n');
+}
+
+/** Runs the study (pre-trainings resume from their checkpoints when run again). */
+export async function objectStartStudy(o: ObjectStudyOptions, log: (l: string) => void = (l) => process.stderr.write(l + '\n')): Promise<StudyResult> {
+  const trained = parseTrainTokens(o.trainTokens);
+  const device = checkDevice(o.device);
+  const runs = trained.map((t) => ({ tokens: t, options: studyPretrainOptions(o, t) }));
+  for (const r of runs) {
+    validatePretrain(r.options);
+    modelConfigFrom(r.options);
+  }
+  mkdirSync(o.outDir, { recursive: true });
+  const data = await objectTestData(o);
+  const points: StudyPoint[] = [];
+  for (const r of runs) {
+    log(`object-start: pre-training with S = ${r.tokens} (${o.steps} steps) → ${r.options.outDir}`);
+    const res = await pretrain(r.options, makeTrainData(trainDataRequest(r.options)), { log });
+    if (res.stoppedBy === 'signal') throw new StoppedBySignal(`interrupted during the run with S = ${r.tokens}; run the same command again to continue`, res.signal);
+    if (res.stoppedBy === 'nonfinite') throw new Error(`the run with S = ${r.tokens} diverged (NaN/Inf loss); see ${r.options.outDir}/metrics.jsonl`);
+    // Initialisation: the weights pre-training starts from (same seed, same config).
+    torch.manualSeed(r.options.seed);
+    const init = new SemAIM(modelConfigFrom(r.options)).initWeights().to({ device });
+    try {
+      points.push(score(init, data, o, r.tokens, 0));
+    } finally {
+      init.dispose();
+    }
+    const saved = listCheckpoints(join(r.options.outDir, 'checkpoints'));
+    for (const step of pickCheckpoints(saved.map((c) => c.step), o.points)) {
+      const loaded = loadModel(saved.find((c) => c.step === step)!.dir, device);
+      try {
+        points.push(score(loaded.model, data, o, r.tokens, step));
+      } finally {
+        loaded.dispose();
+      }
+      const p = points[points.length - 1];
+      log(`  step ${step}: on the object ${TOKENS.map((t) => `${t} ${(100 * p.byTokens[t].fraction).toFixed(1)}%`).join(', ')} (random centre ${(100 * p.randomCentre).toFixed(1)}%)`);
+    }
+  }
+  const partial = { format: 'semaim.object-start/1' as const, options: o, n: data.masks.length / (o.imgSize * o.imgSize), points };
+  const result: StudyResult = { ...partial, markdown: studyMarkdown(partial) };
+  writeFileSync(join(o.outDir, 'object-start.md'), result.markdown);
+  const tmp = join(o.outDir, `object-start.json.tmp-${process.pid}`);
+  writeFileSync(tmp, JSON.stringify(result, null, 2) + '\n');
+  renameSync(tmp, join(o.outDir, 'object-start.json'));
+  return result;
+}

@@ -1,0 +1,41 @@
+// One encoder pass for several poolings gives exactly the features of one pass per pooling, and
+// evaluation images decoded once into memory are the images the data gives.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as torch from '../../src/torch';
+import { VisionTransformer } from '../../src/semaim';
+import { MemoryLabelledData } from '../../src/data';
+import { extractFeatures, extractPooledFeatures, disposeFeatures } from '../../src/eval/features';
+import { TINY, toyImages } from './helpers';
+
+test('extractPooledFeatures: [CLS] and mean from one pass equal extractFeatures of each pooling', async () => {
+  torch.manualSeed(4);
+  const enc = new VisionTransformer(TINY).initWeights();
+  const data = toyImages(21, 3, 8, 5);
+  const both = await extractPooledFeatures(enc, data, ['cls', 'mean'], { batchSize: 8, label: null });
+  try {
+    for (const pooling of ['cls', 'mean'] as const) {
+      const one = await extractFeatures(enc, data, { batchSize: 8, pooling, label: null });
+      const got = both.get(pooling)!;
+      assert.deepEqual(got.features.shape, [21, TINY.embedDim]);
+      assert.deepEqual(Array.from(got.features.toFloat32Array()), Array.from(one.features.toFloat32Array()), pooling);
+      assert.deepEqual(got.labels, one.labels);
+      disposeFeatures(one);
+    }
+    assert.notDeepEqual(Array.from(both.get('cls')!.features.toFloat32Array()), Array.from(both.get('mean')!.features.toFloat32Array()));
+  } finally {
+    disposeFeatures(...both.values());
+    enc.dispose();
+  }
+});
+
+test('MemoryLabelledData.load reads every image once, in order, with labels and classes', async () => {
+  const data = toyImages(19, 3, 8, 6);
+  const cached = await MemoryLabelledData.load(data, 4);
+  assert.equal(cached.size, 19);
+  assert.deepEqual(cached.imageShape, [3, 8, 8]);
+  assert.deepEqual(Array.from(cached.images), Array.from(data.images));
+  assert.deepEqual(cached.labels, data.labels);
+  assert.equal(cached.numClasses, 3);
+  assert.deepEqual(cached.classNames, data.classNames);
+});

@@ -1,0 +1,180 @@
+// Planning the ablation to a time budget, shards (--jobs), --stop-after-minutes, resuming an
+// interrupted pre-training, and rows with named similarity tokens.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { resolveOptions, OptionError } from '../../src/util/options';
+import { ABLATE_OPTIONS, AblateOptions, parseOrderSpec, parseShard, validateAblate } from '../../src/experiments/ablate-options';
+import { RANDOM_INIT, ablate, pretrainOptionsFor, ablationRecipe, runDirName } from '../../src/experiments/ablate';
+import { assignShards, epochsForSteps, planSteps, runSeconds, shardOf, PlannedRun, Measurement } from '../../src/experiments/ablate-plan';
+import { childArgs } from '../../src/cli/ablate-jobs';
+import { StoppedBySignal } from '../../src/run/signals';
+import { memoryFactories, toyImages } from '../eval/helpers';
+
+const train = toyImages(32, 3, 8, 1);
+const testData = toyImages(12, 3, 8, 2);
+
+function options(dir: string, extra: Record<string, unknown> = {}): AblateOptions {
+  return resolveOptions(ABLATE_OPTIONS, {
+    orders: 'raster,semantic', seeds: 1, budget: 'small', imgSize: 8, patchSize: 4, embedDim: 16, depth: 1, numHeads: 2, decoderDepth: 1,
+    epochs: 2, batchSize: 8, pretrainLimit: 16, linprobeEpochs: 2, k: '5', trainLimit: 30, outDir: dir, threads: 1, ...extra,
+  });
+}
+
+test('the plan arithmetic: the largest step count whose longest shard fits, and epochs that give exactly those steps', () => {
+  const measured: Measurement = { steps: { a: { step: 1, startup: 2 }, b: { step: 0.5, startup: 2 } }, evalSeconds: 3 };
+  const runs: PlannedRun[] = [
+    { key: 'a/0', row: 'a' }, { key: 'a/1', row: 'a' }, { key: 'b/0', row: 'b' }, { key: 'b/1', row: 'b' }, { key: 'base/0', row: null },
+  ];
+  const noWait = () => 0;
+  assert.equal(runSeconds(runs[0], 10, { measured, loaderWait: noWait }), 10 + 2 + 3);
+  assert.equal(runSeconds(runs[4], 10, { measured, loaderWait: noWait }), 3);
+  for (const jobs of [1, 2]) {
+    const a = { budgetSeconds: 200, spentSeconds: 20, runs, measured, loaderWait: noWait, jobs, fill: 1 };
+    const p = planSteps(a);
+    const span = (s: number) => assignShards(runs.map((r) => ({ key: r.key, seconds: runSeconds(r, s, a) })), jobs).makespan;
+    assert.ok(span(p.steps) <= 180 && span(p.steps + 1) > 180, `jobs ${jobs}: ${p.steps} steps`);
+    assert.equal(p.predictedSeconds, 20 + span(p.steps));
+    // one process: 2·(s + 5) + 2·(0.5 s + 5) + 3 ≤ 180 → s ≤ 52.6
+    if (jobs === 1) assert.equal(p.steps, 52);
+    assert.deepEqual(new Set(Object.values(p.shards)), new Set(jobs === 1 ? [0] : [0, 1]));
+  }
+  assert.equal(planSteps({ budgetSeconds: 10, spentSeconds: 0, runs, measured, loaderWait: noWait, jobs: 1 }).steps, 0, 'the evaluations alone do not fit');
+  // The loader's time adds to a step when batches are made on the main thread.
+  assert.equal(runSeconds(runs[0], 10, { measured, loaderWait: () => 0.1 }), 10 * 1.1 + 5);
+  // Runs the plan does not know are spread round-robin over the shards.
+  const keys = ['a/0', 'b/0', 'c/0', 'c/1', 'c/2'];
+  assert.deepEqual(keys.map((_, i) => shardOf(keys, i, 2, { 'a/0': 1, 'b/0': 0 })), [1, 0, 0, 1, 0]);
+  assert.deepEqual(keys.map((_, i) => shardOf(keys, i, 2, null)), [0, 1, 0, 1, 0]);
+  for (const [steps, perEpoch] of [[1, 1], [7, 3], [1000, 781], [123457, 195], [5, 78], [99, 7]]) {
+    const e = epochsForSteps(steps, perEpoch);
+    assert.equal(Math.ceil(e.epochs * perEpoch), steps, `${steps} steps of ${perEpoch}`);
+    assert.equal(e.steps, steps);
+  }
+});
+
+test('rows may name the tokens of S; shards and order specs are checked', () => {
+  assert.deepEqual(parseOrderSpec('semantic:self'), { name: 'semantic:self', order: 'semantic', tokens: 'self' });
+  assert.deepEqual(parseOrderSpec('raster'), { name: 'raster', order: 'raster' });
+  assert.throws(() => parseOrderSpec('raster:self'), /only similarity, semantic, multicenter/);
+  assert.throws(() => parseOrderSpec('semantic:foo'), /tokens must be cls, gap or self/);
+  assert.throws(() => parseShard('2/2'), OptionError);
+  assert.deepEqual(parseShard('1/3'), { index: 1, count: 3 });
+  const o = options('/tmp/x', { orders: 'semantic:self' });
+  const p = pretrainOptionsFor(o, ablationRecipe('small'), 'semantic:self', 0, '/tmp/x/r');
+  assert.equal(p.order, 'semantic');
+  assert.equal(p.similarityTokens, 'self');
+  assert.equal(runDirName('semantic:self', 2), 'semantic-self-seed2');
+  assert.equal(runDirName(RANDOM_INIT, 0), 'random-init-seed0');
+  assert.throws(() => validateAblate(resolveOptions(ABLATE_OPTIONS, { budgetMinutes: 5, epochs: 3 })), /--budget-minutes or --epochs/);
+  assert.throws(() => validateAblate(resolveOptions(ABLATE_OPTIONS, { planOnly: true })), /needs --budget-minutes/);
+  assert.deepEqual(childArgs(['--jobs', '2', '--seeds', '3', '--plan-only', '--stop-after-minutes=8', '--no-baseline', '--shard', '0/2', '--out-dir', 'x']),
+    ['--seeds', '3', '--no-baseline', '--out-dir', 'x']);
+});
+
+test('--budget-minutes plans the length once (plan.json), every run gets the planned steps, and a later call reuses the plan', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-plan-'));
+  try {
+    const o = options(dir, { epochs: undefined, budgetMinutes: 2, planOnly: true });
+    const lines: string[] = [];
+    const planned = await ablate(o, memoryFactories(train, testData), { log: (l) => lines.push(l) });
+    assert.equal(planned.runs.length, 0);
+    assert.equal(planned.complete, false);
+    const plan = JSON.parse(readFileSync(join(dir, 'plan.json'), 'utf8'));
+    assert.equal(plan.format, 'semaim.ablation-plan/1');
+    assert.deepEqual(Object.keys(plan.measured.steps).sort(), ['raster', 'semantic']);
+    assert.equal(plan.batchesPerEpoch, 2, 'pretrain-limit 16 / batch 8');
+    assert.ok(plan.steps >= 1 && plan.predictedSeconds <= 120, JSON.stringify(plan));
+    assert.equal(Math.ceil(plan.epochs * 2), plan.steps);
+    assert.ok(!existsSync(join(dir, 'ablation.md')));
+    // A much smaller plan for the test's sake: the runs must follow whatever plan.json says.
+    const small = { ...plan, steps: 3, epochs: 1.5, warmupEpochs: 0.3 };
+    writeFileSync(join(dir, 'plan.json'), JSON.stringify(small));
+    const again: string[] = [];
+    const r = await ablate({ ...o, planOnly: false }, memoryFactories(train, testData), { log: (l) => again.push(l) });
+    assert.ok(again.some((l) => /using the stored plan/.test(l)));
+    assert.equal(r.complete, true);
+    for (const run of r.runs.filter((x) => x.order !== RANDOM_INIT)) assert.equal(run.pretrain.steps, 3);
+    assert.match(r.markdown, /length planned for --budget-minutes 2: 3 steps per run/);
+    await assert.rejects(ablate({ ...o, planOnly: false, budgetMinutes: 3 }, memoryFactories(train, testData), { log: () => {} }),
+      /planned for other settings \(budgetMinutes: 2 → 3\)/);
+    // A row added later gets the planned length (the earlier runs are reused).
+    const more: string[] = [];
+    const r2 = await ablate({ ...o, planOnly: false, orders: 'raster,semantic,semantic:self' }, memoryFactories(train, testData), { log: (l) => more.push(l) });
+    assert.ok(more.some((l) => /planned for other runs: rows/.test(l)), more.join('\n'));
+    assert.equal(more.filter((l) => /already done/.test(l)).length, 3);
+    assert.deepEqual(r2.runs.filter((x) => x.order !== RANDOM_INIT).map((x) => [x.order, x.pretrain.steps]), [['raster', 3], ['semantic', 3], ['semantic:self', 3]]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('an interrupted pre-training continues from its checkpoint, and ends where an uninterrupted ablation ends', async () => {
+  const dirA = mkdtempSync(join(tmpdir(), 'semaim-ablate-int-'));
+  const dirB = mkdtempSync(join(tmpdir(), 'semaim-ablate-ref-'));
+  try {
+    const stop = { requested: false };
+    const first = ablate(options(dirA, { orders: 'semantic', baseline: false }), memoryFactories(train, testData), {
+      log: () => {}, stop, onStep: (s) => { if (s === 2) stop.requested = true; },
+    });
+    await assert.rejects(first, StoppedBySignal);
+    const lines: string[] = [];
+    const resumed = await ablate(options(dirA, { orders: 'semantic', baseline: false }), memoryFactories(train, testData), { log: (l) => lines.push(l) });
+    assert.ok(lines.some((l) => /resumed from .* \(step 2,/.test(l)), lines.join('\n'));
+    const ref = await ablate(options(dirB, { orders: 'semantic', baseline: false }), memoryFactories(train, testData), { log: () => {} });
+    assert.equal(resumed.runs[0].pretrain.steps, 4);
+    assert.equal(resumed.runs[0].pretrain.sha256, ref.runs[0].pretrain.sha256, 'the same final weights');
+    assert.deepEqual(resumed.runs[0].eval, ref.runs[0].eval);
+  } finally {
+    rmSync(dirA, { recursive: true, force: true });
+    rmSync(dirB, { recursive: true, force: true });
+  }
+});
+
+test('--jobs runs shards (each its share, no table), then collects; --stop-after-minutes leaves a partial table', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-jobs-'));
+  const ref = mkdtempSync(join(tmpdir(), 'semaim-ablate-jobs-ref-'));
+  try {
+    const o = options(dir, { seeds: 2, jobs: 2 });
+    const shardLogs: Record<string, string[]> = {};
+    const r = await ablate(o, memoryFactories(train, testData), {
+      log: () => {},
+      runShards: async (shards) => {
+        for (const s of shards) {
+          shardLogs[s] = [];
+          const part = await ablate({ ...o, jobs: 1, shard: s }, memoryFactories(train, testData), { log: (l) => shardLogs[s].push(l) });
+          assert.equal(part.complete, true);
+          assert.ok(!existsSync(join(dir, 'ablation.md')), 'a shard writes no table');
+        }
+      },
+    });
+    assert.equal(r.complete, true);
+    assert.equal(r.runs.length, 6);
+    const ran = (s: string) => shardLogs[s].filter((l) => /pre-training|baseline/.test(l)).length;
+    assert.equal(ran('0/2') + ran('1/2'), 6);
+    assert.ok(ran('0/2') >= 2 && ran('1/2') >= 2, `${ran('0/2')} + ${ran('1/2')}`);
+    const plain = await ablate(options(ref, { seeds: 2 }), memoryFactories(train, testData), { log: () => {} });
+    assert.deepEqual(r.summary.map((x) => [x.order, x.runs, x.scores, x.lastLoss]), plain.summary.map((x) => [x.order, x.runs, x.scores, x.lastLoss]));
+
+    // A time limit reached before a run: nothing started, a partial result; the same call later finishes.
+    const late = mkdtempSync(join(tmpdir(), 'semaim-ablate-late-'));
+    try {
+      const lo = options(late);
+      lo.stopAfterMinutes = 1e-6;
+      const part = await ablate(lo, memoryFactories(train, testData), { log: () => {} });
+      assert.equal(part.complete, false);
+      assert.equal(part.runs.length, 0);
+      assert.equal(part.planned, 3);
+      const full = await ablate(options(late), memoryFactories(train, testData), { log: () => {} });
+      assert.equal(full.complete, true);
+      assert.doesNotMatch(full.markdown, /Partial/);
+    } finally {
+      rmSync(late, { recursive: true, force: true });
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(ref, { recursive: true, force: true });
+  }
+});
