@@ -25,7 +25,7 @@ import { native } from '../src/torch/native';
 import { SemAIM, makeConfig } from '../src/semaim';
 import { AdamW, paramGroupsWeightDecay, scaleLr } from '../src/optim';
 import { loadTensors } from '../src/io';
-import { withPrecision } from '../src/run/precision';
+import { withPrecision, type Precision } from '../src/run/precision';
 import { optimizerStep } from '../src/run/optimizer-step';
 import { cudnnAutotune } from '../src/run/cudnn-autotune';
 import { clipGradNorm } from '../src/optim';
@@ -33,6 +33,7 @@ import { CudaGraphStep, cudaGraphRefusal } from '../src/run/cuda-graph-step';
 import { PhaseTimer, medianPhases, type PhaseTimes } from '../src/run/phase-timer';
 import { setPhaseProbe, markPhase } from '../src/semaim/phases';
 import { DeviceImages } from '../src/run/device-images';
+import { forwardBackward } from './pretrain_step';
 
 function opt(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -161,12 +162,12 @@ async function main(): Promise<void> {
   fileImages?.dispose();
   const lossSum = torch.keep(torch.zeros([], { device }));
   const allFinite = torch.keep(torch.ones([], { dtype: 'bool', device }));
-  const precision = cuda ? 'bf16' : 'fp32'; // as `semaim pretrain --precision auto` on a GPU
-  const orderPrecision = opt('order-precision', 'same') === 'fp32' ? 'fp32' : precision; // as --order-precision
+  const precision: Precision = cuda ? 'bf16' : 'fp32'; // as `semaim pretrain --precision auto` on a GPU
+  const orderPrecision: Precision = opt('order-precision', 'same') === 'fp32' ? 'fp32' : precision; // as --order-precision
   if (cuda) torch.cuda.resetPeakMemory();
   cudnnAutotune(device); // as the trainer
   const pe = model.config;
-  const sdpa = { priority: sdpaPriority, ...sdpaChoices(batch, model.numPatches + 1, pe.embedDim, pe.numHeads) };
+  const attention = { priority: sdpaPriority, ...sdpaChoices(batch, model.numPatches + 1, pe.embedDim, pe.numHeads) };
   const timer = phaseTimerOn ? new PhaseTimer(cuda) : null;
   setPhaseProbe(timer);
   const phaseRows: { gpu: PhaseTimes | null; host: PhaseTimes }[] = [];
@@ -177,12 +178,7 @@ async function main(): Promise<void> {
   const N = model.numPatches;
   const staticNoise = cudaGraphs ? torch.keep(torch.zeros([batch, N], { device })) : null;
   const lossOut = cudaGraphs ? torch.keep(torch.zeros([], { device })) : null;
-  const graphStep = cudaGraphs ? new CudaGraphStep(() => torch.scope(() => {
-    const { order } = withPrecision(orderPrecision, device, () => model.makeOrder(images, { noise: staticNoise! }));
-    const out = withPrecision(precision, device, () => model.forward(images, order));
-    out.loss.backward();
-    lossOut!.copy_(out.loss.detach().float());
-  }), {
+  const graphStep = cudaGraphs ? new CudaGraphStep(() => forwardBackward(model, { images, noise: staticNoise!, lossOut: lossOut! }, { precision, orderPrecision, device }), {
     warmup: warmup - 1, // eager steps on the side stream; the capture is the last warm-up step
     clearGrads: () => optimizer.zeroGrad(),
     inputs: { noise: staticNoise! },
@@ -271,7 +267,7 @@ async function main(): Promise<void> {
     } : {}),
     fused: fusedKinds,
     ...(fusedStatus ? { fusedKernels: fusedStatus } : {}),
-    sdpa,
+    attention,
     cudaGraphs,
     phasesMs: phases && !graphStep ? {
       order: median(rows.map((r) => r.order)),

@@ -24,6 +24,7 @@
 
 #ifdef SEMAIM_CUDA
 #include <cuda_runtime_api.h>
+#include <torch/cuda.h>
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAStream.h>
 #include <dlfcn.h>
