@@ -17,7 +17,10 @@ function choices(): string {
     const dtype = cuda ? 'bfloat16' : 'float32';
     const qkv = torch.zeros([B, T, 3, H, hd], { dtype, device }).permute(2, 0, 3, 1, 4);
     const enc = F.sdpaBackend(qkv.select(0, 0), qkv.select(0, 1), qkv.select(0, 2), { causal: true });
-    const sep = torch.zeros([B, T - 1, H * hd], { dtype, device }).view(B, T - 1, H, hd).transpose(1, 2);
+    const sep = torch
+      .zeros([B, T - 1, H * hd], { dtype, device })
+      .view(B, T - 1, H, hd)
+      .transpose(1, 2);
     const dec = F.sdpaBackend(sep, sep, sep, { causal: true });
     return `encoder ${enc}, decoder ${dec}`;
   });

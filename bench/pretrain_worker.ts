@@ -164,10 +164,10 @@ async function main(): Promise<void> {
   const allFinite = torch.keep(torch.ones([], { dtype: 'bool', device }));
   const precision: Precision = cuda ? 'bf16' : 'fp32'; // as `semaim pretrain --precision auto` on a GPU
   const orderPrecision: Precision = opt('order-precision', 'same') === 'fp32' ? 'fp32' : precision; // as --order-precision
+  // The backend choice does not depend on the batch size: ask with 2 images (before the peak-memory count).
+  const attention = { priority: sdpaPriority, ...sdpaChoices(2, model.numPatches + 1, model.config.embedDim, model.config.numHeads) };
   if (cuda) torch.cuda.resetPeakMemory();
   cudnnAutotune(device); // as the trainer
-  const pe = model.config;
-  const attention = { priority: sdpaPriority, ...sdpaChoices(batch, model.numPatches + 1, pe.embedDim, pe.numHeads) };
   const timer = phaseTimerOn ? new PhaseTimer(cuda) : null;
   setPhaseProbe(timer);
   const phaseRows: { gpu: PhaseTimes | null; host: PhaseTimes }[] = [];

@@ -26,6 +26,7 @@
 #include <cuda_runtime_api.h>
 #include <torch/cuda.h>
 #include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <dlfcn.h>
 #include <glob.h>
@@ -244,6 +245,7 @@ void launchKernel(const std::string& name, const semaim_launch::Launch& l, const
     }
     fn = it->second;
   }
+  const c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(device));
   ensureContext(api);
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(device)).stream();
   const int r = api.cuLaunchKernel(fn, l.grid, 1, 1, l.block, 1, 1, static_cast<unsigned>(l.sharedBytes), stream, args.data(), nullptr);

@@ -36,8 +36,12 @@ export class CudaGraphStep {
   private graph: torch.CudaGraph | null = null;
   private runs = 0;
 
-  constructor(private readonly body: () => void, private readonly o: CudaGraphStepOptions) {
-    if (!Number.isInteger(o.warmup) || o.warmup < 1) throw new RangeError('CudaGraphStep: warmup must be a positive integer (the capture needs warmed-up libraries)');
+  constructor(
+    private readonly body: () => void,
+    private readonly o: CudaGraphStepOptions,
+  ) {
+    if (!Number.isInteger(o.warmup) || o.warmup < 1)
+      throw new RangeError('CudaGraphStep: warmup must be a positive integer (the capture needs warmed-up libraries)');
   }
 
   get captured(): boolean {
@@ -50,7 +54,9 @@ export class CudaGraphStep {
       const dst = this.o.inputs[name];
       if (!dst) throw new Error(`CudaGraphStep: no static input '${name}'`);
       if (v.shape.length !== dst.shape.length || v.shape.some((s, i) => s !== dst.shape[i]) || v.dtype !== dst.dtype) {
-        throw new Error(`CUDA graphs need static shapes: input '${name}' was [${dst.shape.join(', ')}] ${dst.dtype} at capture, now [${v.shape.join(', ')}] ${v.dtype}`);
+        throw new Error(
+          `CUDA graphs need static shapes: input '${name}' was [${dst.shape.join(', ')}] ${dst.dtype} at capture, now [${v.shape.join(', ')}] ${v.dtype}`,
+        );
       }
       torch.noGrad(() => dst.copy_(v));
     }
@@ -81,8 +87,15 @@ export class CudaGraphStep {
       try {
         this.body();
       } catch (e) {
-        try { graph.captureEnd(); } catch { /* the capture is invalid anyway */ }
-        throw new Error(`CUDA graph capture failed: ${(e as Error).message.split('\n')[0]} (the step must not synchronise with the host, upload host data or change shapes)`, { cause: e });
+        try {
+          graph.captureEnd();
+        } catch {
+          /* the capture is invalid anyway */
+        }
+        throw new Error(
+          `CUDA graph capture failed: ${(e as Error).message.split('\n')[0]} (the step must not synchronise with the host, upload host data or change shapes)`,
+          { cause: e },
+        );
       }
       graph.captureEnd();
     } catch (e) {

@@ -56,7 +56,10 @@ export class PhaseTimer implements PhaseProbe {
 export function medianPhases(steps: PhaseTimes[]): PhaseTimes {
   const out: PhaseTimes = {};
   for (const p of PHASES) {
-    const xs = steps.map((s) => s[p]).filter((x): x is number => x !== undefined).sort((a, b) => a - b);
+    const xs = steps
+      .map((s) => s[p])
+      .filter((x): x is number => x !== undefined)
+      .sort((a, b) => a - b);
     if (!xs.length) continue;
     out[p] = xs.length % 2 ? xs[(xs.length - 1) / 2] : (xs[xs.length / 2 - 1] + xs[xs.length / 2]) / 2;
   }

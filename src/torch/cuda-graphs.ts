@@ -4,9 +4,13 @@ import { native } from './native';
 
 /** Events in numbered slots, recorded on the current stream. */
 export const cudaEvents = {
-  record(slot: number): void { native.cudaEventRecordSlot(slot); },
+  record(slot: number): void {
+    native.cudaEventRecordSlot(slot);
+  },
   /** Milliseconds from slot `start` to slot `end` (waits for `end`). */
-  elapsed(start: number, end: number): number { return native.cudaEventElapsed(start, end); },
+  elapsed(start: number, end: number): number {
+    return native.cudaEventElapsed(start, end);
+  },
 };
 
 /** Makes a side stream current (ordered after the current one), and back (ordering the old one after it). */
@@ -27,9 +31,15 @@ export class CudaGraph {
     if (this.id === null) throw new Error('CudaGraph: disposed');
     return this.id;
   }
-  captureBegin(): void { native.cudaGraphCaptureBegin(this.handle); }
-  captureEnd(): void { native.cudaGraphCaptureEnd(this.handle); }
-  replay(): void { native.cudaGraphReplay(this.handle); }
+  captureBegin(): void {
+    native.cudaGraphCaptureBegin(this.handle);
+  }
+  captureEnd(): void {
+    native.cudaGraphCaptureEnd(this.handle);
+  }
+  replay(): void {
+    native.cudaGraphReplay(this.handle);
+  }
   dispose(): void {
     if (this.id !== null) native.cudaGraphDestroy(this.id);
     this.id = null;

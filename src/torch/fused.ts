@@ -80,7 +80,14 @@ export function layerNorm(x: Tensor, weight: Tensor | null, bias: Tensor | null,
 }
 
 /** sum = x + residual (in x's dtype) and normed = LayerNorm(sum). */
-export function addLayerNorm(x: Tensor, residual: Tensor, weight: Tensor | null, bias: Tensor | null, eps: number, o: FusedOptions = {}): { sum: Tensor; normed: Tensor } {
+export function addLayerNorm(
+  x: Tensor,
+  residual: Tensor,
+  weight: Tensor | null,
+  bias: Tensor | null,
+  eps: number,
+  o: FusedOptions = {},
+): { sum: Tensor; normed: Tensor } {
   const fused = o.fused ?? useFused('layernorm', x);
   const [h, y] = native.fusedLayerNorm(x.h, residual.h, weight?.h ?? null, bias?.h ?? null, eps, outDtype(x, o, fused), fused);
   return { sum: wrap(h!), normed: wrap(y) };

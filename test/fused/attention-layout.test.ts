@@ -8,14 +8,18 @@ import { native } from '../../src/torch/native';
 import { Attention } from '../../src/semaim/vit';
 import { rnd } from '../torch/helpers';
 
-test('the encoder attention\'s q, k, v are views of one qkv projection in the packed [B, T, 3, H, hd] layout', () => {
+test("the encoder attention's q, k, v are views of one qkv projection in the packed [B, T, 3, H, hd] layout", () => {
   torch.scope(() => {
     const [B, T, D, H] = [2, 5, 24, 3];
     const hd = D / H;
     const attn = new Attention(D, H);
     const x = rnd([B, T, D], { dtype: 'float32' });
     const [q, k, v] = attn.heads(x);
-    for (const [name, t] of [['q', q], ['k', k], ['v', v]] as const) {
+    for (const [name, t] of [
+      ['q', q],
+      ['k', k],
+      ['v', v],
+    ] as const) {
       assert.deepEqual(t.shape, [B, H, T, hd], name);
       assert.deepEqual(t.strides, [T * 3 * D, hd, 3 * D, 1], `${name}: cuDNN's packed QKV strides`);
     }

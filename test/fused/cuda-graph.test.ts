@@ -27,7 +27,10 @@ test('the graph step keeps static inputs: another shape or dtype is refused, a b
   torch.scope(() => {
     const noise = torch.zeros([2, 4]);
     const step = new CudaGraphStep(() => {}, { warmup: 1, clearGrads: () => {}, inputs: { noise } });
-    assert.throws(() => step.setInputs({ noise: torch.zeros([3, 4]) }), /CUDA graphs need static shapes: input 'noise' was \[2, 4\] float32 at capture, now \[3, 4\] float32/);
+    assert.throws(
+      () => step.setInputs({ noise: torch.zeros([3, 4]) }),
+      /CUDA graphs need static shapes: input 'noise' was \[2, 4\] float32 at capture, now \[3, 4\] float32/,
+    );
     assert.throws(() => step.setInputs({ noise: torch.zeros([2, 4], { dtype: 'float64' }) }), /static shapes/);
     assert.throws(() => step.setInputs({ images: torch.zeros([2, 4]) }), /no static input 'images'/);
     step.setInputs({ noise: torch.ones([2, 4]) });
@@ -66,7 +69,12 @@ test('the captured step (order pass, forward, backward) makes no host read or up
     torch.scope(() => {
       torch.manualSeed(0);
       const cfg = makeConfig('vit_tiny', {
-        imgSize: 32, patchSize: 8, embedDim: 48, depth: 2, numHeads: 3, decoderDepth: 2,
+        imgSize: 32,
+        patchSize: 8,
+        embedDim: 48,
+        depth: 2,
+        numHeads: 3,
+        decoderDepth: 2,
         target: { type: 'pixels', normPix: true, blur: true, blurKernel: 9, blurSigma: 1 },
         order: { type: 'semantic', source: 'online', filter: true, lambda: 0.01 },
       });

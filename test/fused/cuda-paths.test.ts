@@ -20,7 +20,12 @@ const DEV = 'cuda';
 function tinyModel(): SemAIM {
   torch.manualSeed(7);
   const cfg = makeConfig('vit_tiny', {
-    imgSize: 64, patchSize: 8, embedDim: 96, depth: 4, numHeads: 3, decoderDepth: 2,
+    imgSize: 64,
+    patchSize: 8,
+    embedDim: 96,
+    depth: 4,
+    numHeads: 3,
+    decoderDepth: 2,
     target: { type: 'pixels', normPix: true, blur: true, blurKernel: 9, blurSigma: 1 },
     order: { type: 'semantic', source: 'online', filter: true, lambda: 0.01 },
   });
@@ -71,7 +76,10 @@ test('SemAIM on cuda: the fused kernels give the unfused loss and gradients (flo
 });
 
 test('a CUDA-graph step replays the eager steps (optimiser outside the graph), with and without the fused kernels', { skip }, () => {
-  for (const [precision, kinds] of [['fp32', 'none'], ['bf16', 'all']] as const) {
+  for (const [precision, kinds] of [
+    ['fp32', 'none'],
+    ['bf16', 'all'],
+  ] as const) {
     const losses: Record<'eager' | 'graph', number[]> = { eager: [], graph: [] };
     for (const mode of ['eager', 'graph'] as const) {
       torch.scope(() => {
@@ -112,7 +120,9 @@ test('a CUDA-graph step replays the eager steps (optimiser outside the graph), w
       });
     }
     const tol = precision === 'fp32' ? 1e-5 : 2e-3;
-    losses.eager.forEach((l, i) => assert.ok(Math.abs(losses.graph[i] - l) <= tol * Math.abs(l), `${precision}/${kinds} step ${i}: graph ${losses.graph[i]} vs eager ${l}`));
+    losses.eager.forEach((l, i) =>
+      assert.ok(Math.abs(losses.graph[i] - l) <= tol * Math.abs(l), `${precision}/${kinds} step ${i}: graph ${losses.graph[i]} vs eager ${l}`),
+    );
     assert.ok(losses.eager[4] !== losses.eager[0], 'the optimiser changed the weights');
   }
 });

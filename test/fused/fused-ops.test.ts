@@ -21,7 +21,14 @@ function unfusedAddLayerNorm(x: Tensor, r: Tensor | null, w: Tensor, b: Tensor, 
 
 /** Gradients of sum(outs · projections) with respect to the inputs. */
 function grads(inputs: Tensor[], outs: Tensor[], seed: number): Tensor[] {
-  const loss = outs.map((o, i) => o.float().mul(rnd(o.shape, { seed: seed + i, dtype: 'float32' }).to({ device: o.device })).sum()).reduce((a, c) => a.add(c));
+  const loss = outs
+    .map((o, i) =>
+      o
+        .float()
+        .mul(rnd(o.shape, { seed: seed + i, dtype: 'float32' }).to({ device: o.device }))
+        .sum(),
+    )
+    .reduce((a, c) => a.add(c));
   loss.backward();
   return inputs.map((t) => t.grad!.clone());
 }
@@ -40,8 +47,24 @@ test('fused=false is the unfused composition, op for op', () => {
     const got = fused.addLayerNorm(x, r, w, b, 1e-6, { fused: false });
     assert.equal(got.sum.sub(want.h!).abs().max().item(), 0);
     assert.equal(got.normed.sub(want.y).abs().max().item(), 0);
-    assert.equal(fused.layerNorm(x, w, b, 1e-6, { fused: false }).sub(F.layerNorm(x, [12], w, b, 1e-6)).abs().max().item(), 0);
-    assert.equal(fused.biasGelu(x, b, { fused: false }).sub(F.gelu(x.add(b))).abs().max().item(), 0);
+    assert.equal(
+      fused
+        .layerNorm(x, w, b, 1e-6, { fused: false })
+        .sub(F.layerNorm(x, [12], w, b, 1e-6))
+        .abs()
+        .max()
+        .item(),
+      0,
+    );
+    assert.equal(
+      fused
+        .biasGelu(x, b, { fused: false })
+        .sub(F.gelu(x.add(b)))
+        .abs()
+        .max()
+        .item(),
+      0,
+    );
   });
 });
 
@@ -90,7 +113,9 @@ test('fused LayerNorm in 16-bit storage, with a 16-bit branch added to a float32
       // (CPU autocast in libtorch 1.13 knows only bfloat16).
       if (low === 'float16' && torch.deviceType(x.device) === 'cpu') continue;
       const xs = rnd([2, 6, 64], { dtype: 'float32', lo: -2, hi: 2, seed: 24 });
-      const mixed = torch.autocast({ device: torch.deviceType(xs.device), dtype: low }, () => fused.addLayerNorm(xs, r, w, b, 1e-6, { fused: true, forLinear: true }));
+      const mixed = torch.autocast({ device: torch.deviceType(xs.device), dtype: low }, () =>
+        fused.addLayerNorm(xs, r, w, b, 1e-6, { fused: true, forLinear: true }),
+      );
       assert.equal(mixed.sum.dtype, 'float32');
       assert.equal(mixed.normed.dtype, low);
       assertClose(mixed.sum, xs.add(r), 0, 0, `${low} mixed sum`);
@@ -111,10 +136,13 @@ test('fused LayerNorm: float64 gradcheck of x, residual, weight and bias', () =>
     const r = rnd([2, 3, 6], { seed: 41 }).requiresGrad_();
     const w = rnd([6], { seed: 42 }).requiresGrad_();
     const b = rnd([6], { seed: 43 }).requiresGrad_();
-    gradcheck((a, c, d, e) => {
-      const o = fused.addLayerNorm(a, c, d, e, 1e-5, { fused: true });
-      return o.normed.add(o.sum.mul(0.5));
-    }, [x, r, w, b]);
+    gradcheck(
+      (a, c, d, e) => {
+        const o = fused.addLayerNorm(a, c, d, e, 1e-5, { fused: true });
+        return o.normed.add(o.sum.mul(0.5));
+      },
+      [x, r, w, b],
+    );
     gradcheck((a, d, e) => fused.layerNorm(a, d, e, 1e-5, { fused: true }), [x, w, b]);
   });
 });
@@ -122,7 +150,8 @@ test('fused LayerNorm: float64 gradcheck of x, residual, weight and bias', () =>
 test('fused bias + GELU equals gelu(x + b), forward and backward, and passes a float64 gradcheck', () => {
   torch.scope(() => {
     const cpu = torch.deviceType(torch.zeros([1]).device) === 'cpu';
-    for (const dtype of ['float32', 'float64', 'bfloat16', ...(cpu ? [] : ['float16' as const])] as const) { // no float16 GELU on the CPU
+    for (const dtype of ['float32', 'float64', 'bfloat16', ...(cpu ? [] : ['float16' as const])] as const) {
+      // no float16 GELU on the CPU
       const x0 = rnd([3, 5, 24], { dtype, lo: -4, hi: 4 });
       const b0 = rnd([24], { dtype: 'float32', seed: 51 });
       const [x, b] = [leaf(x0), leaf(b0)];
@@ -145,7 +174,12 @@ test('fused bias + GELU equals gelu(x + b), forward and backward, and passes a f
 test('pixel targets: the addon composition is the TypeScript one bit for bit; the fused path agrees', () => {
   torch.scope(() => {
     const images = rnd([2, 3, 32, 32], { dtype: 'float32', lo: -2, hi: 2 });
-    for (const [blur, norm] of [[9, true], [9, false], [0, true], [3, true]] as const) {
+    for (const [blur, norm] of [
+      [9, true],
+      [9, false],
+      [0, true],
+      [3, true],
+    ] as const) {
       const ts = torch.scope(() => {
         const src = blur ? gaussianBlur(images, blur, 1) : images;
         const t = patchify(src, 8);
@@ -167,8 +201,14 @@ test('fused ops refuse bad shapes with clear errors; the kind list is validated'
     assert.throws(() => fused.addLayerNorm(x, rnd([2, 3, 7], { dtype: 'float32' }), null, null, 1e-6, { fused: true }), /residual's shape/);
     assert.throws(() => fused.layerNorm(x, rnd([7], { dtype: 'float32' }), null, 1e-6, { fused: true }), /weight and bias/);
     assert.throws(() => fused.biasGelu(x, rnd([7], { dtype: 'float32' })), /bias needs/);
-    assert.throws(() => fused.pixelTargets(rnd([1, 3, 10, 10], { dtype: 'float32' }), { patchSize: 4, blurKernel: 9, blurSigma: 1, normPix: true }), /multiples of the patch/);
-    assert.throws(() => fused.pixelTargets(rnd([1, 3, 8, 8], { dtype: 'float32' }), { patchSize: 4, blurKernel: 4, blurSigma: 1, normPix: true }), /must be odd/);
+    assert.throws(
+      () => fused.pixelTargets(rnd([1, 3, 10, 10], { dtype: 'float32' }), { patchSize: 4, blurKernel: 9, blurSigma: 1, normPix: true }),
+      /multiples of the patch/,
+    );
+    assert.throws(
+      () => fused.pixelTargets(rnd([1, 3, 8, 8], { dtype: 'float32' }), { patchSize: 4, blurKernel: 4, blurSigma: 1, normPix: true }),
+      /must be odd/,
+    );
   });
   assert.deepEqual(fused.parseFusedKinds('all'), ['layernorm', 'gelu', 'targets']);
   assert.deepEqual(fused.parseFusedKinds('targets, layernorm'), ['targets', 'layernorm']);

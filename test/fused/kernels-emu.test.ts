@@ -31,7 +31,9 @@ function emulator(): string {
   const bin = path.join(os.tmpdir(), `semaim-emu-runner-${hash.digest('hex').slice(0, 16)}`);
   if (!fs.existsSync(bin)) {
     const tmp = `${bin}.${process.pid}`;
-    const r = spawnSync('g++', ['-std=c++20', '-O1', '-pthread', '-Wall', '-Wextra', '-Werror', '-o', tmp, path.join(KERNELS, 'emu-runner.cc')], { encoding: 'utf8' });
+    const r = spawnSync('g++', ['-std=c++20', '-O1', '-pthread', '-Wall', '-Wextra', '-Werror', '-o', tmp, path.join(KERNELS, 'emu-runner.cc')], {
+      encoding: 'utf8',
+    });
     assert.equal(r.status, 0, `building the emulator failed:\n${r.stderr}`);
     fs.renameSync(tmp, bin);
   }
@@ -80,7 +82,7 @@ interface LnCase {
   narrowed?: boolean;
 }
 
-test('emulated LayerNorm kernel: strided rows, residual add in x\'s dtype, 16-bit rounding, statistics', { skip }, () => {
+test("emulated LayerNorm kernel: strided rows, residual add in x's dtype, 16-bit rounding, statistics", { skip }, () => {
   const cases: LnCase[] = [
     { T: 'f32', R: 'bf16', W: 'f32', O: 'bf16', residual: true, weights: true, shape: [2, 6, 72], narrowed: true }, // bf16 autocast
     { T: 'f32', R: 'f32', W: 'f32', O: 'f32', residual: false, weights: false, shape: [3, 5, 33], narrowed: true },
@@ -98,7 +100,8 @@ test('emulated LayerNorm kernel: strided rows, residual add in x\'s dtype, 16-bi
       const xr = rows(x);
       const rr = rows(r);
       const M = x.numel / D;
-      const job = `ln ${c.T} ${c.R} ${c.W} ${c.O} ${M} ${D} ${xr.perBatch} ${xr.sB} ${xr.sT} ${c.residual ? 1 : 0} ${rr.sB} ${rr.sT} ` +
+      const job =
+        `ln ${c.T} ${c.R} ${c.W} ${c.O} ${M} ${D} ${xr.perBatch} ${xr.sB} ${xr.sT} ${c.residual ? 1 : 0} ${rr.sB} ${rr.sT} ` +
         `${c.weights ? 1 : 0} ${c.weights ? 1 : 0} 1e-6`;
       // A narrowed x starts at its base's first element: the kernel reads the base's bytes through x's strides.
       const inputs: Record<string, Tensor> = { 'x.bin': full ?? xr.base, 'r.bin': rr.base, 'w.bin': w, 'b.bin': b };
@@ -145,7 +148,11 @@ test('emulated bias + GELU kernels equal gelu(x + b) and its backward, in float3
 
 test('emulated pixel-target kernel equals blur + patchify + per-patch normalisation', { skip }, () => {
   torch.scope(() => {
-    for (const [P, K, norm, H] of [[16, 9, true, 32], [4, 3, false, 16], [8, 0, true, 16]] as const) {
+    for (const [P, K, norm, H] of [
+      [16, 9, true, 32],
+      [4, 3, false, 16],
+      [8, 0, true, 16],
+    ] as const) {
       const images = rnd([1, 3, H, H + P], { dtype: 'float32', lo: -2, hi: 2 });
       const want = torch.scope(() => {
         const src = K ? gaussianBlur(images, K, 1) : images;

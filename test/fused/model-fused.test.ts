@@ -13,7 +13,12 @@ import { rnd } from '../torch/helpers';
 function tinyModel(dtype: torch.DType): SemAIM {
   torch.manualSeed(3);
   const cfg = makeConfig('vit_tiny', {
-    imgSize: 32, patchSize: 8, embedDim: 48, depth: 3, numHeads: 3, decoderDepth: 2,
+    imgSize: 32,
+    patchSize: 8,
+    embedDim: 48,
+    depth: 3,
+    numHeads: 3,
+    decoderDepth: 2,
     target: { type: 'pixels', normPix: true, blur: true, blurKernel: 9, blurSigma: 1 },
     order: { type: 'semantic', source: 'online', filter: true, lambda: 0.01 },
   });
@@ -40,7 +45,10 @@ function step(model: SemAIM, images: torch.Tensor, noise: torch.Tensor): { order
 }
 
 test('SemAIM with the fused LayerNorm, bias + GELU and target paths equals the unfused model (float64 and float32)', () => {
-  for (const [dtype, tol] of [['float64', 1e-10], ['float32', 2e-4]] as const) {
+  for (const [dtype, tol] of [
+    ['float64', 1e-10],
+    ['float32', 2e-4],
+  ] as const) {
     torch.scope(() => {
       const model = tinyModel(dtype);
       const images = rnd([2, 3, 32, 32], { dtype, lo: -2, hi: 2 });
@@ -53,7 +61,11 @@ test('SemAIM with the fused LayerNorm, bias + GELU and target paths equals the u
       } finally {
         fused.setFused('none');
       }
-      assert.deepEqual(fast.order.map((v) => v.toFixed(6)), plain.order.map((v) => v.toFixed(6)), `${dtype} order`);
+      assert.deepEqual(
+        fast.order.map((v) => v.toFixed(6)),
+        plain.order.map((v) => v.toFixed(6)),
+        `${dtype} order`,
+      );
       assert.ok(Math.abs(fast.loss - plain.loss) <= tol * Math.abs(plain.loss), `${dtype} loss ${fast.loss} vs ${plain.loss}`);
       for (const [name, g] of plain.grads) {
         const f = fast.grads.get(name)!;
