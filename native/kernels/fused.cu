@@ -197,11 +197,16 @@ __device__ __forceinline__ float geluGrad(float v) {
   return cdf + v * pdf;
 }
 
+// i % D, in 32 bits where the tensor allows (a 64-bit remainder costs dozens of instructions).
+__device__ __forceinline__ int column(i64 i, i64 n, int D) {
+  return n <= 0xffffffffLL ? static_cast<int>(static_cast<u32>(i) % static_cast<u32>(D)) : static_cast<int>(i % D);
+}
+
 template <typename T>
 __device__ __forceinline__ void biasGeluForward(const T* __restrict__ h, const T* __restrict__ b, T* __restrict__ out, i64 n, int D) {
   const i64 stride = static_cast<i64>(gridDim.x) * blockDim.x;
   for (i64 i = static_cast<i64>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
-    const float v = roundTo<T>(toFloat(h[i]) + toFloat(b[i % D]));
+    const float v = roundTo<T>(toFloat(h[i]) + toFloat(b[column(i, n, D)]));
     out[i] = fromFloat<T>(gelu(v));
   }
 }
@@ -211,7 +216,7 @@ __device__ __forceinline__ void biasGeluBackward(const T* __restrict__ g, const 
                                                  T* __restrict__ gradV, i64 n, int D) {
   const i64 stride = static_cast<i64>(gridDim.x) * blockDim.x;
   for (i64 i = static_cast<i64>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
-    const float v = roundTo<T>(toFloat(h[i]) + toFloat(b[i % D]));
+    const float v = roundTo<T>(toFloat(h[i]) + toFloat(b[column(i, n, D)]));
     gradV[i] = fromFloat<T>(toFloat(g[i]) * geluGrad(v));
   }
 }
