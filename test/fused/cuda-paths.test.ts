@@ -119,7 +119,7 @@ test('a CUDA-graph step replays the eager steps (optimiser outside the graph), w
         }
       });
     }
-    const tol = precision === 'fp32' ? 1e-5 : 2e-3;
+    const tol = precision === 'fp32' ? 1e-4 : 2e-3; // attention backward kernels use atomics: not bit-reproducible
     losses.eager.forEach((l, i) =>
       assert.ok(Math.abs(losses.graph[i] - l) <= tol * Math.abs(l), `${precision}/${kinds} step ${i}: graph ${losses.graph[i]} vs eager ${l}`),
     );
