@@ -2,13 +2,13 @@
   "targets": [
     {
       "target_name": "semaim",
-      "sources": ["native/addon.cc", "native/core.cc", "native/math.cc", "native/nn.cc", "native/optim.cc", "native/cuda.cc", "native/allocator.cc", "native/dist.cc"],
+      "sources": ["native/addon.cc", "native/core.cc", "native/math.cc", "native/nn.cc", "native/optim.cc", "native/cuda.cc", "native/allocator.cc", "native/dist.cc", "native/fused.cc"],
       # The op glue (native/generated/) and the TypeScript interface, from native/ops.yaml.
       "actions": [
         {
           "action_name": "gen_ops",
           "message": "Generating the op glue from native/ops.yaml",
-          "inputs": ["native/ops.yaml", "native/gen-ops.js"],
+          "inputs": ["native/ops.yaml", "native/gen-ops.js", "<!@(ls native/kernels/*.cu)"],
           "outputs": ["<!@(node native/gen-ops.js --gyp-outputs)"],
           "action": ["node", "native/gen-ops.js"]
         }

@@ -23,6 +23,13 @@
 //   --batch-tiny N, --batch-base N, --steps-tiny N, --steps-base N, --warmup N   override the sizes
 //   --quick             2 + 3 steps (smoke test)
 //   --ablate-order      CUDA: also time TS with its similarity pass in fp32 (--order-precision fp32) at batch 256
+// The speed levers of issue 19, each an extra TypeScript side beside the plain one (off by default):
+//   --fused KINDS       the fused kernels (all, or a list of layernorm,gelu,targets; src/torch/fused.ts)
+//   --cuda-graphs       CUDA only: the step captured once as a CUDA graph and replayed (with --fused: also fused)
+//   --graphs-at KEY:BATCH   the CUDA-graph sides only at this config (e.g. base:64)    [every config]
+//   --sdpa ORDER        the attention backends' priority, e.g. cudnn,flash,efficient,math (libtorch >= 2.6)
+//   --phase-timer       a side timed per phase (input upload, similarity pass, order, targets, encoder,
+//                       decoder, head, loss, backward, optimizer): CUDA events on a GPU, wall time on the CPU
 //   --write-docs        replace this benchmark's section of docs/BENCHMARKS.md
 //                       ("## Pre-training step (CPU)" or "(CUDA)"); other sections are left alone
 import * as os from 'node:os';
@@ -32,6 +39,8 @@ import { spawnSync } from 'node:child_process';
 import { PRESETS } from '../src/semaim/config';
 import { peakMatmulFlops, stepFlopsPerImage } from './flops';
 import * as torch from '../src/torch';
+import { PHASES } from '../src/semaim/phases';
+import type { PhaseTimes } from '../src/run/phase-timer';
 
 const ROOT = path.join(__dirname, '..', '..');
 // Debian's python3-torch here; on a GPU host the Python with its CUDA torch (scripts/find-torch-python.sh).
@@ -54,16 +63,45 @@ if (!['ours', 'authors', 'both'].includes(reference)) throw new Error(`--referen
 const logLosses = Number(opt('log-losses', cuda ? '50' : '0'));
 
 // tsOrderFp32: the TS step with its similarity pass outside autocast (before/after for that change).
-type Side = 'ts' | 'tsOrderFp32' | 'pytorch' | 'authors';
+// tsFused, tsGraphs, tsFusedGraphs, tsSdpa, tsPhases: the TS step with one of issue 19's levers.
+type Side = 'ts' | 'tsOrderFp32' | 'tsFused' | 'tsGraphs' | 'tsFusedGraphs' | 'tsSdpa' | 'tsPhases' | 'pytorch' | 'authors';
 const ablateOrder = cuda && flag('ablate-order');
-const SIDES: Side[] = ['ts', ...(ablateOrder ? ['tsOrderFp32' as const] : []),
+const fusedKinds = opt('fused', '');
+const cudaGraphs = flag('cuda-graphs');
+if (cudaGraphs && !cuda) {
+  process.stderr.write('--cuda-graphs refused: CUDA graphs need --device cuda\n');
+  process.exit(2);
+}
+const graphsAt = opt('graphs-at', '');
+const sdpaOrder = opt('sdpa', '');
+const phaseTimer = flag('phase-timer');
+const SIDES: Side[] = ['ts', ...(ablateOrder ? ['tsOrderFp32' as const] : []), ...(fusedKinds ? ['tsFused' as const] : []),
+  ...(cudaGraphs ? ['tsGraphs' as const] : []), ...(cudaGraphs && fusedKinds ? ['tsFusedGraphs' as const] : []),
+  ...(sdpaOrder ? ['tsSdpa' as const] : []), ...(phaseTimer ? ['tsPhases' as const] : []),
   ...(reference !== 'authors' ? ['pytorch' as const] : []), ...(reference !== 'ours' ? ['authors' as const] : [])];
-const SIDE_NAME: Record<Side, string> = { ts: 'TypeScript', tsOrderFp32: 'TypeScript, order pass fp32', pytorch: 'ours in PyTorch', authors: "authors'-style PyTorch" };
+const SIDE_NAME: Record<Side, string> = {
+  ts: 'TypeScript', tsOrderFp32: 'TypeScript, order pass fp32', tsFused: `TypeScript, fused kernels (${fusedKinds})`,
+  tsGraphs: 'TypeScript, CUDA graphs', tsFusedGraphs: `TypeScript, fused (${fusedKinds}) + CUDA graphs`, tsSdpa: `TypeScript, attention ${sdpaOrder}`,
+  tsPhases: 'TypeScript, phase timer', pytorch: 'ours in PyTorch', authors: "authors'-style PyTorch",
+};
+/** The worker flags of each TypeScript side (the plain one: none). */
+const SIDE_FLAGS: Partial<Record<Side, string[]>> = {
+  tsOrderFp32: ['--order-precision', 'fp32'],
+  tsFused: ['--fused', fusedKinds],
+  tsGraphs: ['--cuda-graphs'],
+  tsFusedGraphs: ['--cuda-graphs', '--fused', fusedKinds],
+  tsSdpa: ['--sdpa', sdpaOrder],
+  tsPhases: ['--phase-timer', '--upload-input'],
+};
+/** Sides that log the loss curve (the others run the measured steps only). */
+const LOGS_LOSSES: ReadonlySet<Side> = new Set<Side>(['ts', 'tsOrderFp32', 'tsFused', 'tsFusedGraphs', 'tsGraphs', 'pytorch', 'authors']);
 const SIDE_PRECISION: Record<Side, string> = cuda
-  ? { ts: 'bf16 autocast', tsOrderFp32: 'bf16 autocast (order pass fp32)', pytorch: 'bf16 autocast', authors: 'fp16 autocast + GradScaler (order pass fp32)' }
-  : { ts: 'fp32', tsOrderFp32: 'fp32', pytorch: 'fp32', authors: 'fp32' };
-/** The sides a config runs: the order ablation only at batch 256. */
-const sidesFor = (c: Config): Side[] => SIDES.filter((s) => s !== 'tsOrderFp32' || c.batch === 256);
+  ? { ts: 'bf16 autocast', tsOrderFp32: 'bf16 autocast (order pass fp32)', tsFused: 'bf16 autocast', tsGraphs: 'bf16 autocast', tsFusedGraphs: 'bf16 autocast',
+    tsSdpa: 'bf16 autocast', tsPhases: 'bf16 autocast', pytorch: 'bf16 autocast', authors: 'fp16 autocast + GradScaler (order pass fp32)' }
+  : { ts: 'fp32', tsOrderFp32: 'fp32', tsFused: 'fp32 (no kernels on the CPU)', tsGraphs: '–', tsFusedGraphs: '–', tsSdpa: 'fp32', tsPhases: 'fp32', pytorch: 'fp32', authors: 'fp32' };
+/** The sides a config runs: the order ablation only at batch 256, the CUDA-graph sides where --graphs-at says. */
+const sidesFor = (c: Config): Side[] => SIDES.filter((s) => (s !== 'tsOrderFp32' || c.batch === 256) &&
+  ((s !== 'tsGraphs' && s !== 'tsFusedGraphs') || !graphsAt || graphsAt === `${c.key}:${c.batch}`));
 
 interface Config {
   key: 'tiny' | 'base' | 'large';
@@ -107,6 +145,12 @@ interface Result {
   cpuMsPerStep: number;
   minCpuMs: number;
   phasesMs: Phases | null;
+  phaseTimer?: { gpuMs: PhaseTimes | null; hostMs: PhaseTimes };
+  fused?: string[];
+  fusedKernels?: string;
+  /** The attention backends' priority and the backend libtorch picks for the encoder's and decoder's attention. */
+  attention?: { priority: string; encoder: string; decoder: string };
+  cudaGraphs?: boolean;
   firstLoss: number;
   lastLoss: number;
   losses?: number[];
@@ -138,17 +182,17 @@ function spawnJSON(cmd: string, args: string[]): Record<string, unknown> {
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, unknown>;
 }
 
+const WORKER: [string, string] = [process.execPath, path.join(__dirname, 'pretrain_worker.js')];
 const SCRIPTS: Record<Side, [string, string]> = {
-  ts: [process.execPath, path.join(__dirname, 'pretrain_worker.js')],
-  tsOrderFp32: [process.execPath, path.join(__dirname, 'pretrain_worker.js')],
+  ts: WORKER, tsOrderFp32: WORKER, tsFused: WORKER, tsGraphs: WORKER, tsFusedGraphs: WORKER, tsSdpa: WORKER, tsPhases: WORKER,
   pytorch: [PY, path.join(ROOT, 'bench', 'pretrain_torch.py')],
   authors: [PY, path.join(ROOT, 'bench', 'pretrain_authors.py')],
 };
 
 function run(side: Side, c: Config, extra: string[]): Result {
   const [cmd, script] = SCRIPTS[side];
-  const own = side === 'tsOrderFp32' ? ['--order-precision', 'fp32'] : [];
-  return spawnJSON(cmd, [script, ...workerArgs(c), ...extra, ...own]) as unknown as Result;
+  const args = LOGS_LOSSES.has(side) ? extra : extra.filter((a, i) => a !== '--log-losses' && extra[i - 1] !== '--log-losses');
+  return spawnJSON(cmd, [script, ...workerArgs(c), ...args, ...(SIDE_FLAGS[side] ?? [])]) as unknown as Result;
 }
 
 /** Initial weights and images shared by every side (written by the authors' script, our parameter names). */
@@ -202,7 +246,8 @@ type Row = { c: Config; r: Partial<Record<Side, Result>>; failed?: Partial<Recor
 
 /** The last non-empty line of an error's message (where a child process's stderr ends with the cause). */
 function causeOf(e: unknown): string {
-  const lines = String((e as Error)?.message ?? e).split('\n').map((l) => l.trim()).filter(Boolean);
+  // A child's JavaScript stack trace ends with 'at ...' frames: the cause is the line before them.
+  const lines = String((e as Error)?.message ?? e).split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('at '));
   return (lines[lines.length - 1] ?? 'unknown error').slice(0, 300);
 }
 
@@ -273,6 +318,7 @@ function report(results: Row[], started: Date, loads: number[][], peak: { flops:
         `${p ? f0(p.optimizer) : '–'} | ${f0(x.cpuMsPerStep)} | ${x.stepsMs.map(f0).join(', ')} |`);
     }
   }
+  lines.push(...phaseTimerTable(results));
   const extra: string[] = [];
   for (const { c, r, failed } of results) {
     for (const [side, why] of Object.entries(failed ?? {})) extra.push(`- **${c.label}, batch ${c.batch}, ${SIDE_NAME[side as Side]}: failed** — ${why}`);
@@ -285,7 +331,9 @@ function report(results: Row[], started: Date, loads: number[][], peak: { flops:
       (r.authors ? ' (same weights and images from the authors\' script\'s --save-init file; the same order noise per step)' : '') + '.');
     if (logLosses > 0 && r.authors) {
       const pairs: Array<[string, Side, Side]> = [['TS vs authors\'', 'ts', 'authors'], ['ours-PyTorch vs authors\'', 'pytorch', 'authors'], ['TS vs ours-PyTorch', 'ts', 'pytorch'],
-        ['TS with the fp32 order pass (the authors\' order precision) vs authors\'', 'tsOrderFp32', 'authors']];
+        ['TS with the fp32 order pass (the authors\' order precision) vs authors\'', 'tsOrderFp32', 'authors'],
+        ['TS fused vs TS', 'tsFused', 'ts'], ['TS fused vs authors\'', 'tsFused', 'authors'], ['TS CUDA graphs vs TS', 'tsGraphs', 'ts'],
+        ['TS fused + CUDA graphs vs TS', 'tsFusedGraphs', 'ts']];
       const parts = pairs.map(([name, a, b]) => {
         const d = curveDiff(r[a]?.losses, r[b]?.losses);
         return d ? `${name}: max rel ${d.max.toExponential(1)}, mean |Δ| ${d.meanAbs.toExponential(1)} over ${d.n} steps` : null;
@@ -298,6 +346,7 @@ function report(results: Row[], started: Date, loads: number[][], peak: { flops:
       extra.push(`  Target (issue #8): TS ≥ 1.6× the authors'-style reference at batch 256: ${x.toFixed(2)}× — ${x >= 1.6 ? 'met' : 'NOT met'}.`);
       if (r.tsOrderFp32) extra.push(`  The similarity pass in bf16 instead of fp32 (the only difference between the two TS rows): ${(r.ts.imgPerSec / r.tsOrderFp32.imgPerSec).toFixed(2)}× the img/s.`);
     }
+    extra.push(...leverLines(c, r));
     const a = r.ts?.cpuAllocator;
     if (a?.enabled) {
       extra.push(`- ${c.label}: the addon's caching CPU allocator (native/allocator.cc) was on: peak live ${gib(a.peakLiveBytes)}, ` +
@@ -306,6 +355,52 @@ function report(results: Row[], started: Date, loads: number[][], peak: { flops:
   }
   lines.push('', ...extra);
   return lines.join('\n');
+}
+
+/** The per-phase table of the sides run with --phase-timer (empty when none was). */
+function phaseTimerTable(results: Row[]): string[] {
+  const rows = results.flatMap(({ c, r }) => sidesFor(c).filter((s) => r[s]?.phaseTimer).map((s) => ({ c, side: s, t: r[s]!.phaseTimer! })));
+  if (!rows.length) return [];
+  const cols = PHASES.filter((p) => rows.some(({ t }) => t.hostMs[p] !== undefined));
+  const cell = (gpu: number | undefined, host: number | undefined): string =>
+    gpu !== undefined ? `${gpu.toFixed(1)} (${(host ?? NaN).toFixed(1)})` : host !== undefined ? host.toFixed(1) : '–';
+  const out = ['', cuda
+    ? 'Per-phase time (ms per step, median; GPU time between CUDA events at the phase marks, no synchronisation between phases; in parentheses the host time to issue the phase — where it exceeds the GPU time the phase is launch-bound; input: the trainer\'s uint8 upload + normalisation of one batch):'
+    : 'Per-phase time (ms per step, median wall time; input: the trainer\'s uint8 upload + normalisation of one batch):', '',
+  `| config | batch | side | ${cols.join(' | ')} | sum |`, `|---|---:|---|${cols.map(() => '---:').join('|')}|---:|`];
+  for (const { c, side, t } of rows) {
+    const src = t.gpuMs ?? t.hostMs;
+    const sum = cols.reduce((a, p) => a + (src[p] ?? 0), 0);
+    out.push(`| ${c.label} | ${c.batch} | ${SIDE_NAME[side]} | ${cols.map((p) => cell(t.gpuMs?.[p], t.hostMs[p])).join(' | ')} | ${sum.toFixed(1)} |`);
+  }
+  return out;
+}
+
+/** Per config: what each lever gives against the plain TypeScript side, the attention backends, the kernels used, and issue 19's target. */
+function leverLines(c: Config, r: Partial<Record<Side, Result>>): string[] {
+  const out: string[] = [];
+  const ts = r.ts;
+  const levers = (['tsFused', 'tsGraphs', 'tsFusedGraphs', 'tsSdpa'] as Side[]).filter((s) => r[s] && ts);
+  if (levers.length) {
+    out.push(`  Levers (img/s against the TypeScript row; peak GPU memory): ${levers.map((s) => `${SIDE_NAME[s]} ${(r[s]!.imgPerSec / ts!.imgPerSec).toFixed(3)}×` +
+      (r[s]!.peakGpuBytes !== undefined ? ` (${gib(r[s]!.peakGpuBytes)})` : '')).join('; ')}.`);
+  }
+  const att = (['ts', 'tsSdpa'] as Side[]).filter((s) => r[s]?.attention).map((s) => {
+    const a = r[s]!.attention!;
+    return `${SIDE_NAME[s]}: encoder ${a.encoder}, decoder ${a.decoder}${a.priority ? ` (priority ${a.priority})` : ''}`;
+  });
+  if (att.length) out.push(`  Attention backend libtorch picks: ${att.join('; ')}.`);
+  const k = (['tsFused', 'tsFusedGraphs'] as Side[]).map((s) => r[s]?.fusedKernels).find((m) => m);
+  if (k) out.push(`  Fused kernels: ${k}.`);
+  if (cuda && c.key === 'base' && c.batch === 256 && r.authors) {
+    const best = (['ts', 'tsFused', 'tsGraphs', 'tsFusedGraphs', 'tsSdpa'] as Side[]).filter((s) => r[s]).sort((a, b) => r[b]!.imgPerSec - r[a]!.imgPerSec)[0];
+    if (best) {
+      const x = r[best]!.imgPerSec / r.authors.imgPerSec;
+      out.push(`  Target (issue 19): ≥ 3.0× the authors'-style reference at batch 256 (milestone 2.6×), peak GPU memory ≤ 37.8 GiB: best side ${SIDE_NAME[best]} ` +
+        `${x.toFixed(2)}× (${x >= 3 ? 'met' : x >= 2.6 ? 'milestone met' : 'NOT met'}), peak ${gib(r[best]!.peakGpuBytes)}.`);
+    }
+  }
+  return out;
 }
 
 const END_MARK = '<!-- end of the generated table: notes below are kept by --write-docs -->';

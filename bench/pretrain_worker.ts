@@ -11,18 +11,34 @@
 // --embed-dim/--depth/--heads override the preset (the order ablation's small model: 96 × 4, 3 heads);
 // --order raster|stochastic runs no similarity pass (as the trainer: only S-based orders need it);
 // --no-blur: pixel targets without the 9×9 blur (the ablation's recipe).
+//        [--phase-timer [--upload-input]] [--fused all|none|layernorm,gelu,targets] [--sdpa cudnn,flash,...]
+//        [--cuda-graphs]
 //
 // Phases (order / forward / backward / optimizer) are timed on every CPU step (the host waits for
 // every op anyway); on CUDA only with --phases, which synchronises between phases.
+// --phase-timer: finer phases (input, similarity pass, order, targets, encoder, decoder, head, loss,
+//   backward, optimizer) from the model's phase marks: CUDA events on a GPU (no synchronisation between
+//   phases), wall time on the CPU; --upload-input adds the trainer's uint8 upload + normalisation of a
+//   batch to each step (timed as 'input'; the step still trains on the fixed images).
+// --fused: the fused kernels of src/torch/fused.ts (CUDA; elsewhere the unfused ops run).
+// --sdpa: the attention backends' priority order (libtorch >= 2.6); the result names the backend chosen.
+// --cuda-graphs: the order pass, forward and backward captured once as a CUDA graph and replayed
+//   (src/run/cuda-graph-step.ts); clip and AdamW run eagerly after each replay. Refused off CUDA.
 import * as fs from 'node:fs';
 import * as torch from '../src/torch';
 import { native } from '../src/torch/native';
 import { SemAIM, makeConfig } from '../src/semaim';
 import { AdamW, paramGroupsWeightDecay, scaleLr } from '../src/optim';
 import { loadTensors } from '../src/io';
-import { withPrecision } from '../src/run/precision';
+import { withPrecision, type Precision } from '../src/run/precision';
 import { optimizerStep } from '../src/run/optimizer-step';
 import { cudnnAutotune } from '../src/run/cudnn-autotune';
+import { clipGradNorm } from '../src/optim';
+import { CudaGraphStep, cudaGraphRefusal } from '../src/run/cuda-graph-step';
+import { PhaseTimer, medianPhases, type PhaseTimes } from '../src/run/phase-timer';
+import { setPhaseProbe, markPhase } from '../src/semaim/phases';
+import { DeviceImages } from '../src/run/device-images';
+import { forwardBackward } from './pretrain_step';
 
 function opt(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -49,6 +65,11 @@ if (!['semantic', 'raster', 'stochastic'].includes(orderType)) throw new Error(`
 const blur = !flag('no-blur');
 const phases = !cuda || flag('phases');
 const countOps = flag('count-ops');
+const phaseTimerOn = flag('phase-timer');
+const uploadInput = phaseTimerOn && flag('upload-input');
+const fusedKinds = torch.fused.parseFusedKinds(opt('fused', 'none'));
+const sdpaOrder = opt('sdpa', '');
+const cudaGraphs = flag('cuda-graphs');
 // Node-API finalizers of disposed tensor handles run from the event loop (Node ≥ 20 defers them), so a
 // loop that never yields piles them up and fragments the malloc heap (RSS grows every step). A trainer
 // awaiting its data loader yields once per batch; so does this loop, unless --no-yield.
@@ -89,9 +110,34 @@ if (countOps) {
   }
 }
 
+/** The attention backend libtorch picks for the encoder's packed q/k/v and the decoder's separate ones (bf16 on CUDA). */
+function sdpaChoices(b: number, tokens: number, dim: number, heads: number): { encoder: string; decoder: string } {
+  return torch.scope(() => {
+    const dtype = cuda ? 'bfloat16' : 'float32';
+    const hd = dim / heads;
+    const [q, k, v] = torch.zeros([b, tokens, 3, heads, hd], { dtype, device }).permute(2, 0, 3, 1, 4).chunk(3, 0).map((t) => t.squeeze(0));
+    const n = tokens - 1;
+    const sep = torch.zeros([b, n, dim], { dtype, device }).view(b, n, heads, hd).transpose(1, 2);
+    return { encoder: torch.F.sdpaBackend(q, k, v, { causal: true }), decoder: torch.F.sdpaBackend(sep, sep, sep, { causal: true }) };
+  });
+}
+
 async function main(): Promise<void> {
   torch.setNumThreads(threads);
   torch.manualSeed(seed);
+  const refusal = cudaGraphs ? cudaGraphRefusal({ device, precision: cuda ? 'bf16' : 'fp32', cudaBuild: native.cudaBuild, phaseTimer: phaseTimerOn }) : null;
+  if (refusal || (cudaGraphs && warmup < 2)) {
+    process.stderr.write(`--cuda-graphs refused: ${refusal ?? 'it needs --warmup 2 or more (eager warm-up, then the capture, before the measured steps)'}\n`);
+    process.exit(2);
+  }
+  torch.fused.setFused(fusedKinds);
+  let fusedStatus: string | null = null;
+  if (fusedKinds.length && cuda) {
+    const st = torch.fused.kernelStatus(true);
+    if (!st.loaded) throw new Error(`--fused ${fusedKinds.join(',')}: the kernels cannot run: ${st.message}`);
+    fusedStatus = st.message;
+  }
+  const sdpaPriority = sdpaOrder ? torch.F.sdpaPriority(sdpaOrder) : torch.F.sdpaPriority();
   const cfg = makeConfig(preset, {
     imgSize: img, patchSize: patch, decoderDepth,
     ...(embedDim ? { embedDim: Number(embedDim) } : {}), ...(depthOpt ? { depth: Number(depthOpt) } : {}), ...(headsOpt ? { numHeads: Number(headsOpt) } : {}),
@@ -128,10 +174,27 @@ async function main(): Promise<void> {
   fileImages?.dispose();
   const lossSum = torch.keep(torch.zeros([], { device }));
   const allFinite = torch.keep(torch.ones([], { dtype: 'bool', device }));
-  const precision = cuda ? 'bf16' : 'fp32'; // as `semaim pretrain --precision auto` on a GPU
-  const orderPrecision = opt('order-precision', 'same') === 'fp32' ? 'fp32' : precision; // as --order-precision
+  const precision: Precision = cuda ? 'bf16' : 'fp32'; // as `semaim pretrain --precision auto` on a GPU
+  const orderPrecision: Precision = opt('order-precision', 'same') === 'fp32' ? 'fp32' : precision; // as --order-precision
+  // The backend choice does not depend on the batch size: ask with 2 images (before the peak-memory count).
+  const attention = { priority: sdpaPriority, ...sdpaChoices(2, model.numPatches + 1, model.config.embedDim, model.config.numHeads) };
   if (cuda) torch.cuda.resetPeakMemory();
   cudnnAutotune(device); // as the trainer
+  const timer = phaseTimerOn ? new PhaseTimer(cuda) : null;
+  setPhaseProbe(timer);
+  const phaseRows: { gpu: PhaseTimes | null; host: PhaseTimes }[] = [];
+  // --upload-input: a uint8 host batch uploaded and normalised each step, as the trainer's loader path.
+  const hostBatch = uploadInput ? Uint8Array.from({ length: batch * 3 * img * img }, (_, i) => (i * 2654435761) >>> 24) : null;
+  const uploader = uploadInput ? new DeviceImages({ mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] }) : null;
+  // --cuda-graphs: static noise input, static loss output; the captured body is the eager step's.
+  const N = model.numPatches;
+  const staticNoise = cudaGraphs ? torch.keep(torch.zeros([batch, N], { device })) : null;
+  const lossOut = cudaGraphs ? torch.keep(torch.zeros([], { device })) : null;
+  const graphStep = cudaGraphs ? new CudaGraphStep(() => forwardBackward(model, { images, noise: staticNoise!, lossOut: lossOut! }, { precision, orderPrecision, device }), {
+    warmup: warmup - 1, // eager steps on the side stream; the capture is the last warm-up step
+    clearGrads: () => optimizer.zeroGrad(),
+    inputs: { noise: staticNoise! },
+  }) : null;
 
   const rows: { cpu: number; total: number; order: number; forward: number; backward: number; optimizer: number }[] = [];
   const losses: number[] = [];
@@ -144,7 +207,23 @@ async function main(): Promise<void> {
     let t1 = 0;
     let t2 = 0;
     let t3 = 0;
-    torch.scope(() => {
+    timer?.beginStep();
+    if (uploader) {
+      markPhase('input');
+      uploader.upload(hostBatch!, [batch, 3, img, img], device).dispose();
+    }
+    if (graphStep) {
+      torch.scope(() => {
+        optimizer.setLr(lr);
+        graphStep.setInputs({ noise: fileNoise ? fileNoise.select(0, s % fileNoise.shape[0]) : torch.rand([batch, N], { generator: orderGen }) });
+        graphStep.run();
+        lossSum.add_(lossOut!);
+        allFinite.copy_(allFinite.logicalAnd(lossOut!.isfinite()));
+        // The optimiser outside the graph; the gradients are not cleared (the next replay rewrites them).
+        clipGradNorm(model.namedParameters(), 3);
+        optimizer.step();
+      });
+    } else torch.scope(() => {
       optimizer.setLr(lr);
       const noise = fileNoise ? fileNoise.select(0, s % fileNoise.shape[0]) : undefined;
       const { order } = withPrecision(orderPrecision, device, () => model.makeOrder(images, { generator: orderGen, noise }));
@@ -152,17 +231,25 @@ async function main(): Promise<void> {
       const out = withPrecision(precision, device, () => model.forward(images, order));
       const loss = out.loss.div(1);
       if (phases) { sync(); t2 = now(); }
+      markPhase('backward');
       loss.backward();
       lossSum.add_(out.loss.detach().float());
       allFinite.copy_(allFinite.logicalAnd(out.loss.isfinite()));
       if (phases) { sync(); t3 = now(); }
     });
-    torch.scope(() => { optimizerStep({ optimizer, scaler: null, params: model.namedParameters(), clipGrad: 3 }); }); // the trainer's update
+    if (!graphStep) {
+      markPhase('optimizer');
+      torch.scope(() => { optimizerStep({ optimizer, scaler: null, params: model.namedParameters(), clipGrad: 3 }); }); // the trainer's update
+    }
+    const stepPhases = timer ? timer.endStep() : null;
     sync();
     const t4 = now();
     const c4 = cpuNow();
     counting = false;
-    if (s >= warmup && s < warmup + steps) rows.push({ cpu: c4 - c0, total: t4 - t0, order: t1 - t0, forward: t2 - t1, backward: t3 - t2, optimizer: t4 - t3 });
+    if (s >= warmup && s < warmup + steps) {
+      rows.push({ cpu: c4 - c0, total: t4 - t0, order: t1 - t0, forward: t2 - t1, backward: t3 - t2, optimizer: t4 - t3 });
+      if (stepPhases) phaseRows.push(stepPhases);
+    }
     losses.push(lossSum.item());
     lossSum.zero_();
     if (verbose) {
@@ -184,7 +271,17 @@ async function main(): Promise<void> {
     stepsMs: rows.map((r) => Number(r.total.toFixed(1))),
     cpuMsPerStep: median(rows.map((r) => r.cpu)),
     minCpuMs: Math.min(...rows.map((r) => r.cpu)),
-    phasesMs: phases ? {
+    ...(phaseRows.length ? {
+      phaseTimer: {
+        gpuMs: cuda ? medianPhases(phaseRows.map((r) => r.gpu ?? {})) : null,
+        hostMs: medianPhases(phaseRows.map((r) => r.host)),
+      },
+    } : {}),
+    fused: fusedKinds,
+    ...(fusedStatus ? { fusedKernels: fusedStatus } : {}),
+    attention,
+    cudaGraphs,
+    phasesMs: phases && !graphStep ? {
       order: median(rows.map((r) => r.order)),
       forward: median(rows.map((r) => r.forward)),
       backward: median(rows.map((r) => r.backward)),
@@ -205,6 +302,11 @@ async function main(): Promise<void> {
     result.nativeCalls = [...opCounts.values()].reduce((a, b) => a + b, 0);
     result.nativeCallsByName = Object.fromEntries([...opCounts].sort((a, b) => b[1] - a[1]));
   }
+  setPhaseProbe(null);
+  graphStep?.dispose();
+  staticNoise?.dispose();
+  lossOut?.dispose();
+  uploader?.dispose();
   images.dispose();
   fileNoise?.dispose();
   lossSum.dispose();

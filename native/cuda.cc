@@ -10,8 +10,16 @@
 #ifdef SEMAIM_CUDA
 #include <cuda_runtime_api.h>
 #include <ATen/cuda/CUDAGeneratorImpl.h>
+#include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAGraphsC10Utils.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <vector>
 #endif
 
 namespace semaim {
@@ -104,6 +112,164 @@ static bool cudnnAllowTF32(c10::optional<bool> enabled) {
 static bool matmulAllowTF32(c10::optional<bool> enabled) {
   if (enabled) at::globalContext().setAllowTF32CuBLAS(*enabled);
   return at::globalContext().allowTF32CuBLAS();
+}
+
+// ---------------------------------------------------------------- event timing
+// Events in numbered slots (created on first use, with timing), recorded on the current stream: the
+// bench's phase timer marks phase boundaries without synchronising, then reads the elapsed times once
+// the step has finished.
+#ifdef SEMAIM_CUDA
+static void checkCuda(cudaError_t err, const char* what) {
+  if (err != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(err));
+}
+static std::vector<cudaEvent_t>& eventSlots() {
+  static auto* slots = new std::vector<cudaEvent_t>();  // never destroyed: outlives CUDA's shutdown
+  return *slots;
+}
+#endif
+
+static void cudaEventRecordSlot(int64_t slot) {
+#ifdef SEMAIM_CUDA
+  if (slot < 0 || slot > 100000) throw std::invalid_argument("cudaEventRecordSlot: slot out of range");
+  auto& slots = eventSlots();
+  while (static_cast<int64_t>(slots.size()) <= slot) {
+    cudaEvent_t e;
+    checkCuda(cudaEventCreate(&e), "cudaEventCreate");
+    slots.push_back(e);
+  }
+  checkCuda(cudaEventRecord(slots[static_cast<size_t>(slot)], c10::cuda::getCurrentCUDAStream().stream()), "cudaEventRecord");
+#else
+  (void)slot;
+  throw std::invalid_argument("cudaEventRecordSlot: this libtorch has no CUDA");
+#endif
+}
+
+// Milliseconds between two recorded slots; waits for the later one.
+static double cudaEventElapsed(int64_t start, int64_t end) {
+#ifdef SEMAIM_CUDA
+  auto& slots = eventSlots();
+  if (start < 0 || end < 0 || start >= static_cast<int64_t>(slots.size()) || end >= static_cast<int64_t>(slots.size()))
+    throw std::invalid_argument("cudaEventElapsed: slot never recorded");
+  checkCuda(cudaEventSynchronize(slots[static_cast<size_t>(end)]), "cudaEventSynchronize");
+  float ms = 0;
+  checkCuda(cudaEventElapsedTime(&ms, slots[static_cast<size_t>(start)], slots[static_cast<size_t>(end)]), "cudaEventElapsedTime");
+  return ms;
+#else
+  (void)start;
+  (void)end;
+  throw std::invalid_argument("cudaEventElapsed: this libtorch has no CUDA");
+#endif
+}
+
+// ---------------------------------------------------------------- CUDA graphs
+// A step is captured on a side stream (capture needs a non-default stream; warm-up runs there too),
+// then replayed. The side stream stays current between cudaSideStream(true) and cudaSideStream(false),
+// which order it after, then before, the stream that was current.
+#ifdef SEMAIM_CUDA
+struct SideStream {
+  c10::cuda::CUDAStream previous;
+  c10::cuda::CUDAStream side;
+};
+static std::optional<SideStream>& sideStream() {
+  static std::optional<SideStream> s;
+  return s;
+}
+static void streamWaits(const c10::cuda::CUDAStream& waiter, const c10::cuda::CUDAStream& on) {
+  cudaEvent_t e;
+  checkCuda(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate");
+  checkCuda(cudaEventRecord(e, on.stream()), "cudaEventRecord");
+  checkCuda(cudaStreamWaitEvent(waiter.stream(), e, 0), "cudaStreamWaitEvent");
+  checkCuda(cudaEventDestroy(e), "cudaEventDestroy");
+}
+static std::map<int64_t, std::unique_ptr<at::cuda::CUDAGraph>>& graphs() {
+  static auto* g = new std::map<int64_t, std::unique_ptr<at::cuda::CUDAGraph>>();
+  return *g;
+}
+static at::cuda::CUDAGraph& graphAt(int64_t id, const char* op) {
+  auto it = graphs().find(id);
+  if (it == graphs().end()) throw std::invalid_argument(std::string(op) + ": no CUDA graph " + std::to_string(id));
+  return *it->second;
+}
+#endif
+
+static void cudaSideStream(bool enter) {
+#ifdef SEMAIM_CUDA
+  auto& s = sideStream();
+  if (enter) {
+    if (s) throw std::logic_error("cudaSideStream: already on the side stream");
+    const auto previous = c10::cuda::getCurrentCUDAStream();
+    const auto side = c10::cuda::getStreamFromPool();
+    streamWaits(side, previous);
+    c10::cuda::setCurrentCUDAStream(side);
+    s = SideStream{previous, side};
+  } else {
+    if (!s) throw std::logic_error("cudaSideStream: not on the side stream");
+    streamWaits(s->previous, s->side);
+    c10::cuda::setCurrentCUDAStream(s->previous);
+    s.reset();
+  }
+#else
+  (void)enter;
+  throw std::invalid_argument("cudaSideStream: this libtorch has no CUDA");
+#endif
+}
+
+static int64_t cudaGraphCreate() {
+#ifdef SEMAIM_CUDA
+  static int64_t next = 1;
+  graphs().emplace(next, std::make_unique<at::cuda::CUDAGraph>());
+  return next++;
+#else
+  throw std::invalid_argument("cudaGraphCreate: this libtorch has no CUDA");
+#endif
+}
+
+static void cudaGraphCaptureBegin(int64_t id) {
+#ifdef SEMAIM_CUDA
+  auto& g = graphAt(id, "cudaGraphCaptureBegin");
+  if (!sideStream()) throw std::logic_error("cudaGraphCaptureBegin: capture on the side stream (cudaSideStream(true) first)");
+  g.capture_begin();
+#else
+  (void)id;
+  throw std::invalid_argument("cudaGraphCaptureBegin: this libtorch has no CUDA");
+#endif
+}
+
+static void cudaGraphCaptureEnd(int64_t id) {
+#ifdef SEMAIM_CUDA
+  graphAt(id, "cudaGraphCaptureEnd").capture_end();
+#else
+  (void)id;
+  throw std::invalid_argument("cudaGraphCaptureEnd: this libtorch has no CUDA");
+#endif
+}
+
+static void cudaGraphReplay(int64_t id) {
+#ifdef SEMAIM_CUDA
+  graphAt(id, "cudaGraphReplay").replay();
+#else
+  (void)id;
+  throw std::invalid_argument("cudaGraphReplay: this libtorch has no CUDA");
+#endif
+}
+
+static void cudaGraphDestroy(int64_t id) {
+#ifdef SEMAIM_CUDA
+  graphs().erase(id);
+#else
+  (void)id;
+  throw std::invalid_argument("cudaGraphDestroy: this libtorch has no CUDA");
+#endif
+}
+
+// Whether the current stream is being captured (work issued now would be recorded, not run).
+static bool cudaStreamCapturing() {
+#ifdef SEMAIM_CUDA
+  if (!torch::cuda::is_available()) return false;
+  return c10::cuda::currentStreamCaptureStatusMayInitCtx() != c10::cuda::CaptureStatus::None;
+#else
+  return false;
+#endif
 }
 
 }  // namespace impl

@@ -3,7 +3,12 @@
 // and 2.x are hidden here.
 #include "common.h"
 
+#include <algorithm>
 #include <cmath>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
 
 namespace semaim {
 
@@ -69,6 +74,71 @@ static at::Tensor attentionReference(const at::Tensor& q, const at::Tensor& k, c
                                      const c10::optional<at::Tensor>& mask, double dropout, bool causal,
                                      c10::optional<double> scale) {
   return attentionMath(q, k, v, mask, dropout, causal, scaleOr(q, scale));
+}
+
+#if SEMAIM_TORCH_AT_LEAST(2, 1)
+static const char* sdpaBackendName(int64_t b) {
+  switch (b) {
+    case 0: return "math";
+    case 1: return "flash";
+    case 2: return "efficient";
+    case 3: return "cudnn";
+    case 4: return "overrideable";
+    default: return "error";
+  }
+}
+#endif
+
+// The fused attention backend libtorch picks for these inputs (what scaledDotProductAttention runs):
+// flash, efficient, cudnn or math (at::_fused_sdp_choice); "semaim-math" before 2.1, where the addon
+// runs its own math path.
+static std::string sdpaChoice(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const c10::optional<at::Tensor>& mask, bool causal) {
+#if SEMAIM_TORCH_AT_LEAST(2, 1)
+  return sdpaBackendName(at::_fused_sdp_choice(q, k, v, mask, 0.0, causal, scaleOr(q, c10::nullopt)));
+#else
+  return "semaim-math";
+#endif
+}
+
+// The backends' priority order, e.g. "cudnn,flash,efficient,math": sets it when `order` is not empty
+// (listed backends enabled and tried in that order, the others disabled), and returns the order in force
+// with the enabled ones. libtorch >= 2.6.
+static std::string sdpaPriority(const std::string& order) {
+#if SEMAIM_TORCH_AT_LEAST(2, 6)
+  auto& ctx = at::globalContext();
+  if (!order.empty()) {
+    const std::map<std::string, int64_t> ids{{"math", 0}, {"flash", 1}, {"efficient", 2}, {"cudnn", 3}};
+    std::vector<int64_t> list;
+    std::stringstream ss(order);
+    std::string name;
+    while (std::getline(ss, name, ',')) {
+      auto it = ids.find(name);
+      if (it == ids.end()) throw std::invalid_argument("sdpaPriority: unknown backend '" + name + "' (flash, efficient, cudnn, math)");
+      list.push_back(it->second);
+    }
+    auto has = [&](int64_t id) { return std::find(list.begin(), list.end(), id) != list.end(); };
+    for (int64_t id : {0, 1, 2, 3}) {
+      if (!has(id)) list.push_back(id);  // the order lists every backend; disabled ones come last
+    }
+    ctx.setSDPUseMath(has(0));
+    ctx.setSDPUseFlash(has(1));
+    ctx.setSDPUseMemEfficient(has(2));
+    ctx.setSDPUseCuDNN(has(3));
+    list.push_back(4);  // overrideable, as libtorch's default order ends
+    ctx.setSDPPriorityOrder(list);
+  }
+  std::string out;
+  for (const auto b : ctx.sDPPriorityOrder()) {
+    const auto id = static_cast<int64_t>(b);
+    const bool on = (id == 0 && ctx.userEnabledMathSDP()) || (id == 1 && ctx.userEnabledFlashSDP()) ||
+                    (id == 2 && ctx.userEnabledMemEfficientSDP()) || (id == 3 && ctx.userEnabledCuDNNSDP());
+    if (on) out += (out.empty() ? "" : ",") + std::string(sdpaBackendName(id));
+  }
+  return out;
+#else
+  if (!order.empty()) throw std::invalid_argument("sdpaPriority: choosing the attention backend needs libtorch >= 2.6");
+  return "";
+#endif
 }
 
 }  // namespace impl

@@ -31,4 +31,4 @@ node -e 'const t=require("./dist/src/torch");console.log("cuda available:",t.cud
 # behaviour skip themselves), plus the CUDA-specific ones.
 if node -e 'process.exit(require("./dist/src/torch").cuda.isAvailable() ? 0 : 1)'; then export SEMAIM_TEST_DEVICE=${SEMAIM_TEST_DEVICE:-cuda}; fi
 echo "== tests on ${SEMAIM_TEST_DEVICE:-cpu}"
-node scripts/run-tests.js cuda.test torch/ nn/ semaim/ optim/ eval/finetune
+node scripts/run-tests.js cuda.test torch/ nn/ semaim/ optim/ eval/finetune fused/

@@ -5,7 +5,17 @@
 # docs/BENCHMARKS.md go to $OUT (or .tmp/gpu-out). Usage from the device tool:
 #   run(command="bash scripts/gpu-session.sh", carry=[".gpu"], timeout_s=590)
 # BENCH=0 skips the benchmark; BENCH_ARGS adds flags to it (e.g. "--only base"); TESTS=0 only builds;
-# CLI=1 also runs the command-line tool end to end on cuda (scripts/gpu-cli-check.sh).
+# CHECK=0 skips the build and tests (an addon already built); CLI=1 also runs the command-line tool end to
+# end on cuda (scripts/gpu-cli-check.sh).
+# PERF=1 (issue 19): the tests include the fused-kernel, CUDA-graph and attention checks (test/fused/),
+# then a preflight (NVRTC, attention backends; $OUT/preflight.log) and the benchmark with every speed
+# lever as its own side beside the plain TypeScript one and the authors'-style reference: fused kernels,
+# CUDA graphs at ViT-B/16 batch 64, cuDNN-first attention, and the per-phase timer (ViT-B/16 batch 256
+# first, then batch 64, then ViT-L/16 batch 64; the docs section is rewritten after each config).
+#   run(command="PERF=1 bash scripts/gpu-session.sh", carry=[".gpu"], timeout_s=590)
+# DEVICE=cpu (a dry run without a GPU): the same steps on the CPU with tiny sizes, the CUDA-only lever
+# checked to be refused, and docs/BENCHMARKS.md left alone.
+#   DEVICE=cpu PERF=1 CHECK=0 bash scripts/gpu-session.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/.tmp/gpu-out}
@@ -23,16 +33,33 @@ export NAPI_INCLUDE=${NAPI_INCLUDE:-$PWD/.gpu/napi-include}
 SEMAIM_PYTHON=$(bash scripts/find-torch-python.sh) && export SEMAIM_PYTHON
 # Time limits so that a hang in one part still leaves time for the other and for the logs: the
 # device call is limited to 600 s (CHECK_TIMEOUT + BENCH_TIMEOUT + unpacking must stay under it).
+DEVICE=${DEVICE:-cuda}
+PERF=${PERF:-0}
 start=$(date +%s)
-{
-  timeout "${CHECK_TIMEOUT:-200}" bash scripts/gpu-check.sh 2>&1 | grep -vE '^ *(duration_ms|\.\.\.|---|type:)'
-  echo "== gpu-check: exit ${PIPESTATUS[0]} after $(( $(date +%s) - start )) s"
-} 2>&1 | tee "$OUT/gpu-check.log"
-# timeout stops gpu-check itself, not the test processes it started: stop those before the benchmark.
-pkill -f "$PWD/dist/test/" 2>/dev/null; pkill -f "scripts/run-tests.js" 2>/dev/null
+if [ "${CHECK:-1}" != 0 ]; then
+  {
+    timeout "${CHECK_TIMEOUT:-$([ "$PERF" = 1 ] && echo 180 || echo 200)}" bash scripts/gpu-check.sh 2>&1 | grep -vE '^ *(duration_ms|\.\.\.|---|type:)'
+    echo "== gpu-check: exit ${PIPESTATUS[0]} after $(( $(date +%s) - start )) s"
+  } 2>&1 | tee "$OUT/gpu-check.log"
+  # timeout stops gpu-check itself, not the test processes it started: stop those before the benchmark.
+  pkill -f "$PWD/dist/test/" 2>/dev/null; pkill -f "scripts/run-tests.js" 2>/dev/null
+fi
 if [ "${BENCH:-1}" != 0 ] && [ -f build/Release/semaim.node ]; then
-  timeout "${BENCH_TIMEOUT:-340}" node dist/bench/pretrain.js --device cuda --reference both --ablate-order --write-docs ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-cuda.log"
-  echo "== bench: exit ${PIPESTATUS[0]} after $(( $(date +%s) - start )) s" | tee -a "$OUT/bench-cuda.log"
+  if [ "$PERF" = 1 ]; then
+    timeout 60 node dist/bench/gpu_preflight.js --device "$DEVICE" 2>&1 | tee "$OUT/preflight.log"
+    if [ "$DEVICE" = cpu ]; then
+      # Dry run: tiny sizes, no docs; the CUDA-graph lever must be refused with its reason.
+      LEVERS=(--fused all --sdpa cudnn,flash,efficient,math --phase-timer --quick --only tiny --batch-tiny 4 --steps-tiny 2 --reference ours)
+      node dist/bench/pretrain.js --device cpu --cuda-graphs 2>&1 | tee "$OUT/refusal.log"
+      grep -q 'refused: CUDA graphs need --device cuda' "$OUT/refusal.log" && echo "== --cuda-graphs refused on the CPU, as it should" | tee -a "$OUT/refusal.log"
+    else
+      LEVERS=(--reference authors --fused all --cuda-graphs --graphs-at base:64 --sdpa cudnn,flash,efficient,math --phase-timer --write-docs)
+    fi
+    timeout "${BENCH_TIMEOUT:-330}" node dist/bench/pretrain.js --device "$DEVICE" "${LEVERS[@]}" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-$DEVICE.log"
+  else
+    timeout "${BENCH_TIMEOUT:-340}" node dist/bench/pretrain.js --device cuda --reference both --ablate-order --write-docs ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-cuda.log"
+  fi
+  echo "== bench: exit ${PIPESTATUS[0]} after $(( $(date +%s) - start )) s" | tee -a "$OUT/bench-$DEVICE.log"
   cp docs/BENCHMARKS.md "$OUT/"
 fi
 if [ "${CLI:-0}" = 1 ] && [ -f build/Release/semaim.node ]; then

@@ -1,6 +1,6 @@
 // Basic layers, following torch.nn's names, shapes and default initialisation.
 import * as torch from '../torch';
-import { F, Tensor } from '../torch';
+import { F, Tensor, fused } from '../torch';
 import { Module } from './module';
 import { defaultWeightInit_, uniform_, fans } from './init';
 
@@ -148,6 +148,12 @@ export class Mlp extends Module {
     this.drop = this.module('drop', new Dropout(opts.drop ?? 0));
   }
   forward(x: Tensor): Tensor {
-    return torch.scope(() => this.drop.forward(this.fc2.forward(this.drop.forward(this.act.forward(this.fc1.forward(x))))));
+    return torch.scope(() => {
+      // With the bias + GELU kernel (torch/fused.ts), fc1 runs without its bias and the kernel adds it.
+      const hidden = fused.useFused('gelu', x) && this.fc1.bias && this.act.approximate === 'none'
+        ? fused.biasGelu(F.linear(x, this.fc1.weight, null), this.fc1.bias)
+        : this.act.forward(this.fc1.forward(x));
+      return this.drop.forward(this.fc2.forward(this.drop.forward(hidden)));
+    });
   }
 }

@@ -1,7 +1,7 @@
 // The parallel autoregressive decoder: cross-attention blocks whose queries are position
 // embeddings (no content), reading the encoder stream. Parameter names follow the authors' code.
 import * as torch from '../torch';
-import { F, Tensor } from '../torch';
+import { F, Tensor, fused } from '../torch';
 import { LayerNorm, Linear, Mlp, Module } from '../nn';
 import type { AttentionMasking } from './vit';
 
@@ -51,6 +51,14 @@ export class DecoderBlock extends Module {
   /** g += attn(norm1(g), norm1(h)); g += mlp(norm2(g)). The same norm1 serves both streams. */
   forward(g: Tensor, h: Tensor, m: AttentionMasking = {}): Tensor {
     return torch.scope(() => {
+      if (fused.useFused('layernorm', g)) {
+        // LayerNorm kernels: norm1 of both streams (h read in place when narrowed), residual add + norm2.
+        const { weight, bias, eps } = this.norm1;
+        const q = fused.layerNorm(g, weight, bias, eps, { forLinear: true });
+        const kv = fused.layerNorm(h, weight, bias, eps, { forLinear: true });
+        const a = fused.addLayerNorm(g, this.attn.forward(q, kv, m), this.norm2.weight, this.norm2.bias, this.norm2.eps, { forLinear: true });
+        return a.sum.add(this.mlp.forward(a.normed));
+      }
       const x = g.add(this.attn.forward(this.norm1.forward(g), this.norm1.forward(h), m));
       return x.add(this.mlp.forward(this.norm2.forward(x)));
     });

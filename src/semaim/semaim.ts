@@ -1,13 +1,14 @@
 // The SemAIM model: a ViT encoder, a parallel autoregressive cross-attention decoder and a
 // prediction head, trained to predict every patch from the patches before it in a semantic order.
 import * as torch from '../torch';
-import { Tensor } from '../torch';
+import { Tensor, fused } from '../torch';
 import { Mlp, ModuleList } from '../nn';
 import { SemAIMConfig, SimilarityTokens, validateConfig } from './config';
 import { DecoderBlock, decoderTaps } from './decoder';
 import { atLeastFloat32, orderFromConfig, needsSimilarity, similarityMap, checkOrder, strictOrder } from './orders';
 import { featurePatchLoss, pixelPatchLoss, pixelTargets } from './targets';
 import { VisionTransformer } from './vit';
+import { markPhase } from './phases';
 
 export type AttentionPath = 'fast' | 'reference';
 
@@ -102,6 +103,7 @@ export class SemAIM extends VisionTransformer {
     const o = this.config.order;
     const B = images.shape[0];
     let S: Tensor | null = null;
+    markPhase('similarity');
     if (needsSimilarity(o)) {
       const source = 'source' in o ? o.source : 'online';
       if (source === 'teacher') {
@@ -114,6 +116,7 @@ export class SemAIM extends VisionTransformer {
         S = encoderSimilarity(this, images, 'softmax', similarityTokens(o));
       }
     }
+    markPhase('order');
     const order = torch.noGrad(() => orderFromConfig(o, B, this.grid, S, { generator: opts.generator, noise: opts.noise, device: images.device }));
     return { order, similarity: S };
   }
@@ -124,6 +127,7 @@ export class SemAIM extends VisionTransformer {
     checkOrder(order, images.shape[0], this.numPatches);
     const path = opts.path ?? 'fast';
     return torch.scope(() => {
+      markPhase('targets');
       const target = this.targets(images);
       const all = opts.outputs === 'all';
       const { pred, patchLoss } = path === 'fast' ? this.forwardFast(images, order, target, all) : this.forwardReference(images, order, target);
@@ -152,6 +156,7 @@ export class SemAIM extends VisionTransformer {
     const [B] = images.shape;
     const N = this.numPatches;
     const D = this.config.embedDim;
+    markPhase('encoder');
     const ids = order.argsort(1, false, true); // stable: the same tie-break as strictOrder in the reference
     const idsD = ids.unsqueeze(-1).expand(B, N, D);
     let h = torch.cat([this.clsTokens(B), this.embedPatches(images).gather(1, idsD)], 1);
@@ -160,10 +165,12 @@ export class SemAIM extends VisionTransformer {
     const decoders = [...this.query_blocks];
     let k = 0;
     for (let i = 0; i < blocks.length; i++) {
+      markPhase('encoder');
       const next = blocks[i].forward(h, { causal: true });
       h.dispose();
       h = next;
       while (k < decoders.length && this.taps[k] === i + 1) {
+        markPhase('decoder');
         const keys = h.narrow(1, 0, N);
         const ng = decoders[k].forward(g, keys, { causal: true });
         keys.dispose();
@@ -172,7 +179,12 @@ export class SemAIM extends VisionTransformer {
         k++;
       }
     }
-    const predSorted = this.prediction_head.forward(this.norm.forward(g));
+    markPhase('head');
+    const normed = fused.useFused('layernorm', g)
+      ? fused.layerNorm(g, this.norm.weight, this.norm.bias, this.norm.eps, { forLinear: true })
+      : this.norm.forward(g);
+    const predSorted = this.prediction_head.forward(normed);
+    markPhase('loss');
     const idsOut = ids.unsqueeze(-1).expand(B, N, this.outDim);
     const lossSorted = this.patchLossFn(predSorted, target.gather(1, idsOut));
     // Back to row-major patch order.

@@ -1,6 +1,6 @@
 // Prediction targets and losses: pixels (optional blur, per-patch normalisation) and teacher features.
 import * as torch from '../torch';
-import { F, Tensor } from '../torch';
+import { F, Tensor, fused } from '../torch';
 
 /** A normalised 2-D Gaussian kernel for each of `channels`, [C, 1, k, k] (the authors' GaussianConv2d). */
 export function gaussianKernel(size: number, sigma: number, channels = 3, like?: Tensor): Tensor {
@@ -60,8 +60,15 @@ export interface PixelTargetOptions {
   blurSigma: number;
 }
 
-/** Pixel targets [B, N, P²·C] in row-major patch order. */
+/**
+ * Pixel targets [B, N, P²·C] in row-major patch order. On a GPU the same ops run in the addon, which keeps
+ * the Gaussian on the device (no upload per step; a CUDA graph can capture it) or, with the `targets`
+ * kernel on (torch/fused.ts), run as one kernel.
+ */
 export function pixelTargets(images: Tensor, o: PixelTargetOptions): Tensor {
+  if ((torch.deviceType(images.device) === 'cuda' || fused.useFused('targets', images)) && images.dtype === 'float32') {
+    return fused.pixelTargets(images, { patchSize: o.patchSize, blurKernel: o.blur ? o.blurKernel : 0, blurSigma: o.blurSigma, normPix: o.normPix });
+  }
   return torch.scope(() => {
     const src = o.blur ? gaussianBlur(images, o.blurKernel, o.blurSigma) : images;
     const t = patchify(src, o.patchSize);

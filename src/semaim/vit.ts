@@ -1,7 +1,7 @@
 // Vision Transformer encoder with timm's parameter names. Attention runs causal (tokens already in
 // autoregressive order), with an explicit mask (reference path), or unmasked.
 import * as torch from '../torch';
-import { F, Tensor } from '../torch';
+import { F, Tensor, fused } from '../torch';
 import { Conv2d, DropPath, Identity, LayerNorm, Linear, Mlp, Module, ModuleList, init } from '../nn';
 import { sincosPosEmbed2d } from './posembed';
 import { EncoderConfig } from './config';
@@ -35,7 +35,11 @@ export class Attention extends Module {
     this.proj = this.module('proj', new Linear(dim, dim));
   }
 
-  private heads(x: Tensor): Tensor[] {
+  /**
+   * q, k, v [B, H, T, hd]: views of the one qkv projection, no copies. Their strides are cuDNN's packed
+   * QKV layout ([B, T, 3, H, hd] memory), which the flash and cuDNN attention kernels read as they are.
+   */
+  heads(x: Tensor): Tensor[] {
     const [B, T] = x.shape;
     const hd = this.dim / this.numHeads;
     // [B, T, 3, H, hd] -> [3, B, H, T, hd]
@@ -78,6 +82,12 @@ export class Block extends Module {
   }
   forward(x: Tensor, m: AttentionMasking = {}): Tensor {
     return torch.scope(() => {
+      if (fused.useFused('layernorm', x)) {
+        // The same block with LayerNorm kernels: norm1, and residual add + norm2 in one (torch/fused.ts).
+        const n1 = fused.layerNorm(x, this.norm1.weight, this.norm1.bias, this.norm1.eps, { forLinear: true });
+        const a = fused.addLayerNorm(x, this.dropPath.forward(this.attn.forward(n1, m)), this.norm2.weight, this.norm2.bias, this.norm2.eps, { forLinear: true });
+        return a.sum.add(this.dropPath.forward(this.mlp.forward(a.normed)));
+      }
       const h = x.add(this.dropPath.forward(this.attn.forward(this.norm1.forward(x), m)));
       return h.add(this.dropPath.forward(this.mlp.forward(this.norm2.forward(h))));
     });

@@ -113,3 +113,20 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, o: At
 export function attentionReference(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions = {}): Tensor {
   return wrap(native.attentionReference(q.h, k.h, v.h, o.mask?.h ?? null, o.dropout ?? 0, !!o.causal, o.scale ?? null));
 }
+
+/**
+ * The fused attention backend libtorch picks for these inputs: 'flash', 'efficient', 'cudnn' or 'math'
+ * ('semaim-math' before libtorch 2.1, where the addon runs its own math path).
+ */
+export function sdpaBackend(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions = {}): string {
+  return native.sdpaChoice(q.h, k.h, v.h, o.mask?.h ?? null, !!o.causal);
+}
+
+/**
+ * The attention backends' priority order, e.g. 'cudnn,flash,efficient,math': sets it when given (the
+ * listed backends on, in that order; the others off) and returns the enabled backends in order.
+ * Setting needs libtorch >= 2.6.
+ */
+export function sdpaPriority(order = ''): string {
+  return native.sdpaPriority(order);
+}

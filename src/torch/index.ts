@@ -9,3 +9,5 @@ export { manualSeed, getRngState, setRngState, Generator } from './random';
 export * from './creation';
 export * from './ops';
 export * as F from './functional';
+export * as fused from './fused';
+export { CudaGraph, cudaEvents, sideStream, isCapturing } from './cuda-graphs';

@@ -1,0 +1,588 @@
+// Fused elementwise ops (the `fused` unit of native/ops.yaml): LayerNorm with an optional residual add,
+// bias + GELU, and the pixel targets. Each op takes `fused`:
+//   false  the unfused libtorch composition, exactly the ops the TypeScript model runs without fusion
+//          (through the dispatcher, so autocast applies as before);
+//   true   a custom autograd function whose forward runs one CUDA kernel of native/kernels/fused.cu
+//          (compiled at run time by NVRTC) on CUDA tensors, and the same arithmetic as libtorch ops
+//          elsewhere (how the CPU tests check the function's backward), and whose backward is made of
+//          libtorch ops (LayerNorm's backward, GELU's backward, sums).
+// The kernels need a CUDA libtorch (SEMAIM_CUDA) and, at run time, libnvrtc and libcuda; both are opened
+// with dlopen, so the addon builds without the NVRTC or driver headers and loads without the libraries.
+#include "common.h"
+
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <cmath>
+#include <map>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "kernels/launch.h"
+
+#ifdef SEMAIM_CUDA
+#include <cuda_runtime_api.h>
+#include <torch/cuda.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <dlfcn.h>
+#include <glob.h>
+
+#include "generated/kernels.inc"
+#endif
+
+namespace semaim {
+
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// ---------------------------------------------------------------- the CUDA kernels (NVRTC)
+
+#ifdef SEMAIM_CUDA
+// The NVRTC and driver entry points the kernels need. Opaque handles as void*; results as int (C enums).
+// These C functions have kept their signatures from CUDA 11 to 13.
+struct CudaApi {
+  int (*nvrtcCreateProgram)(void**, const char*, const char*, int, const char* const*, const char* const*) = nullptr;
+  int (*nvrtcCompileProgram)(void*, int, const char* const*) = nullptr;
+  int (*nvrtcGetProgramLogSize)(void*, size_t*) = nullptr;
+  int (*nvrtcGetProgramLog)(void*, char*) = nullptr;
+  int (*nvrtcGetCUBINSize)(void*, size_t*) = nullptr;  // CUDA >= 11.1; without it, PTX for the driver to JIT
+  int (*nvrtcGetCUBIN)(void*, char*) = nullptr;
+  int (*nvrtcGetPTXSize)(void*, size_t*) = nullptr;
+  int (*nvrtcGetPTX)(void*, char*) = nullptr;
+  int (*nvrtcDestroyProgram)(void**) = nullptr;
+  const char* (*nvrtcGetErrorString)(int) = nullptr;
+  int (*nvrtcVersion)(int*, int*) = nullptr;
+  int (*cuModuleLoadData)(void**, const void*) = nullptr;
+  int (*cuModuleGetFunction)(void**, void*, const char*) = nullptr;
+  int (*cuLaunchKernel)(void*, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, cudaStream_t, void**, void**) = nullptr;
+  int (*cuGetErrorString)(int, const char**) = nullptr;
+  int (*cuCtxGetCurrent)(void**) = nullptr;
+  std::string nvrtcPath;
+  int nvrtcMajor = 0, nvrtcMinor = 0;
+};
+
+template <typename F>
+bool bind(void* lib, const char* name, F& fn) {
+  fn = reinterpret_cast<F>(dlsym(lib, name));
+  return fn != nullptr;
+}
+
+std::vector<std::string> globPaths(const std::string& pattern) {
+  std::vector<std::string> out;
+  glob_t g;
+  if (glob(pattern.c_str(), 0, nullptr, &g) == 0) {
+    for (size_t i = 0; i < g.gl_pathc; ++i) out.emplace_back(g.gl_pathv[i]);
+  }
+  globfree(&g);
+  return out;
+}
+
+std::string dirOf(const std::string& path) {
+  const auto slash = path.rfind('/');
+  return slash == std::string::npos ? "." : path.substr(0, slash);
+}
+
+// Where libnvrtc may be: $SEMAIM_NVRTC; the loader's search path; next to a pip PyTorch
+// (site-packages/nvidia/*/lib, found from the loaded libc10_cuda); the CUDA toolkit.
+std::vector<std::string> nvrtcCandidates() {
+  std::vector<std::string> c;
+  if (const char* env = std::getenv("SEMAIM_NVRTC")) c.emplace_back(env);
+  for (const char* name : {"libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2", "libnvrtc.so"}) c.emplace_back(name);
+  Dl_info info;
+  if (dladdr(reinterpret_cast<void*>(&c10::cuda::device_count), &info) && info.dli_fname) {
+    const std::string sitePackages = dirOf(dirOf(dirOf(info.dli_fname)));  // <site-packages>/torch/lib/libc10_cuda.so
+    for (const auto& p : globPaths(sitePackages + "/nvidia/*/lib/libnvrtc.so*")) {
+      if (p.find("builtins") == std::string::npos) c.push_back(p);
+    }
+  }
+  for (const auto& p : globPaths("/usr/local/cuda/lib64/libnvrtc.so*")) {
+    if (p.find("builtins") == std::string::npos) c.push_back(p);
+  }
+  return c;
+}
+
+// Loads the libraries once; returns the API or throws with what was tried.
+const CudaApi& cudaApi() {
+  static std::mutex mutex;
+  static CudaApi* api = nullptr;
+  static std::string error;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (api) return *api;
+  if (!error.empty()) throw std::runtime_error(error);
+  auto a = std::make_unique<CudaApi>();
+  void* nvrtc = nullptr;
+  std::string tried;
+  for (const auto& name : nvrtcCandidates()) {
+    nvrtc = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (nvrtc) {
+      a->nvrtcPath = name;
+      break;
+    }
+    tried += (tried.empty() ? "" : ", ") + name;
+  }
+  void* driver = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (!nvrtc || !driver) {
+    error = !nvrtc ? "fused kernels: libnvrtc not found (tried " + tried + "; set SEMAIM_NVRTC to its path)"
+                   : "fused kernels: the CUDA driver library libcuda.so.1 cannot be opened";
+    throw std::runtime_error(error);
+  }
+  // libnvrtc opens its builtins library by name; a pip wheel keeps it in the same folder.
+  Dl_info info;
+  void* version = dlsym(nvrtc, "nvrtcVersion");
+  if (version && dladdr(version, &info) && info.dli_fname) {
+    a->nvrtcPath = info.dli_fname;
+    for (const auto& p : globPaths(dirOf(info.dli_fname) + "/libnvrtc-builtins.so*")) dlopen(p.c_str(), RTLD_NOW | RTLD_GLOBAL);
+  }
+  bool ok = bind(nvrtc, "nvrtcCreateProgram", a->nvrtcCreateProgram) && bind(nvrtc, "nvrtcCompileProgram", a->nvrtcCompileProgram) &&
+            bind(nvrtc, "nvrtcGetProgramLogSize", a->nvrtcGetProgramLogSize) && bind(nvrtc, "nvrtcGetProgramLog", a->nvrtcGetProgramLog) &&
+            bind(nvrtc, "nvrtcGetPTXSize", a->nvrtcGetPTXSize) && bind(nvrtc, "nvrtcGetPTX", a->nvrtcGetPTX) &&
+            bind(nvrtc, "nvrtcDestroyProgram", a->nvrtcDestroyProgram) && bind(nvrtc, "nvrtcGetErrorString", a->nvrtcGetErrorString) &&
+            bind(nvrtc, "nvrtcVersion", a->nvrtcVersion) && bind(driver, "cuModuleLoadData", a->cuModuleLoadData) &&
+            bind(driver, "cuModuleGetFunction", a->cuModuleGetFunction) && bind(driver, "cuLaunchKernel", a->cuLaunchKernel) &&
+            bind(driver, "cuGetErrorString", a->cuGetErrorString) && bind(driver, "cuCtxGetCurrent", a->cuCtxGetCurrent);
+  if (!ok) {
+    error = "fused kernels: " + a->nvrtcPath + " or libcuda.so.1 lacks an expected function";
+    throw std::runtime_error(error);
+  }
+  bind(nvrtc, "nvrtcGetCUBINSize", a->nvrtcGetCUBINSize);
+  bind(nvrtc, "nvrtcGetCUBIN", a->nvrtcGetCUBIN);
+  a->nvrtcVersion(&a->nvrtcMajor, &a->nvrtcMinor);
+  api = a.release();
+  return *api;
+}
+
+std::string driverError(const CudaApi& api, int r) {
+  const char* s = nullptr;
+  api.cuGetErrorString(r, &s);
+  return s ? s : "CUDA driver error " + std::to_string(r);
+}
+
+// The primary context must be current on the calling thread (the main thread or autograd's device
+// thread) for driver calls; the runtime makes it so on first use.
+void ensureContext(const CudaApi& api) {
+  void* ctx = nullptr;
+  if (api.cuCtxGetCurrent(&ctx) != 0 || ctx == nullptr) cudaFree(nullptr);
+}
+
+// The compiled module of a device: NVRTC runs once per device and process (about a second).
+struct KernelModule {
+  void* module = nullptr;
+  std::map<std::string, void*> functions;
+  std::string arch;
+};
+
+KernelModule compileFor(const CudaApi& api, int device) {
+  cudaDeviceProp prop;
+  if (cudaGetDeviceProperties(&prop, device) != cudaSuccess) throw std::runtime_error("fused kernels: cannot read the device properties");
+  const std::string cc = std::to_string(prop.major) + std::to_string(prop.minor);
+  // A cubin for this GPU where NVRTC can write one; PTX (JIT-compiled by the driver) otherwise.
+  for (const bool cubin : {true, false}) {
+    if (cubin && !api.nvrtcGetCUBIN) continue;
+    const std::string arch = std::string("--gpu-architecture=") + (cubin ? "sm_" : "compute_") + cc;
+    const char* opts[] = {arch.c_str(), "--std=c++17"};
+    void* prog = nullptr;
+    int r = api.nvrtcCreateProgram(&prog, kKernelSource_fused, "fused.cu", 0, nullptr, nullptr);
+    if (r != 0) throw std::runtime_error(std::string("fused kernels: nvrtcCreateProgram: ") + api.nvrtcGetErrorString(r));
+    r = api.nvrtcCompileProgram(prog, 2, opts);
+    size_t logSize = 0;
+    api.nvrtcGetProgramLogSize(prog, &logSize);
+    std::string log(logSize, '\0');
+    if (logSize) api.nvrtcGetProgramLog(prog, &log[0]);
+    if (r != 0) {
+      api.nvrtcDestroyProgram(&prog);
+      if (cubin) continue;  // e.g. an NVRTC older than this GPU: try PTX for the newest it knows
+      throw std::runtime_error("fused kernels: NVRTC " + std::to_string(api.nvrtcMajor) + "." + std::to_string(api.nvrtcMinor) + " (" +
+                               api.nvrtcPath + ") failed for " + arch + ": " + api.nvrtcGetErrorString(r) + "\n" + log);
+    }
+    size_t size = 0;
+    (cubin ? api.nvrtcGetCUBINSize : api.nvrtcGetPTXSize)(prog, &size);
+    std::string image(size, '\0');
+    (cubin ? api.nvrtcGetCUBIN : api.nvrtcGetPTX)(prog, &image[0]);
+    api.nvrtcDestroyProgram(&prog);
+    KernelModule m;
+    m.arch = arch;
+    ensureContext(api);
+    r = api.cuModuleLoadData(&m.module, image.data());
+    if (r != 0) throw std::runtime_error("fused kernels: loading the " + arch + " module: " + driverError(api, r));
+    return m;
+  }
+  throw std::runtime_error("fused kernels: no NVRTC target for compute capability " + cc);
+}
+
+std::mutex g_moduleMutex;
+std::map<int, KernelModule>& modules() {
+  static auto* m = new std::map<int, KernelModule>();  // never destroyed: outlives CUDA's shutdown
+  return *m;
+}
+
+KernelModule& moduleFor(int device) {
+  const CudaApi& api = cudaApi();
+  std::lock_guard<std::mutex> lock(g_moduleMutex);
+  auto it = modules().find(device);
+  if (it == modules().end()) it = modules().emplace(device, compileFor(api, device)).first;
+  return it->second;
+}
+
+void launchKernel(const std::string& name, const semaim_launch::Launch& l, const at::Tensor& like, std::vector<void*> args) {
+  if (l.sharedBytes > semaim_launch::kMaxSharedBytes) throw std::invalid_argument("fused kernels: " + name + " needs too much shared memory");
+  const CudaApi& api = cudaApi();
+  const int device = like.device().index();
+  KernelModule& m = moduleFor(device);
+  void* fn = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(g_moduleMutex);
+    auto it = m.functions.find(name);
+    if (it == m.functions.end()) {
+      const int r = api.cuModuleGetFunction(&fn, m.module, name.c_str());
+      if (r != 0) throw std::runtime_error("fused kernels: no kernel " + name + ": " + driverError(api, r));
+      it = m.functions.emplace(name, fn).first;
+    }
+    fn = it->second;
+  }
+  const c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(device));
+  ensureContext(api);
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(device)).stream();
+  const int r = api.cuLaunchKernel(fn, l.grid, 1, 1, l.block, 1, 1, static_cast<unsigned>(l.sharedBytes), stream, args.data(), nullptr);
+  if (r != 0) throw std::runtime_error("fused kernels: launching " + name + ": " + driverError(api, r));
+}
+#endif  // SEMAIM_CUDA
+
+// The storage code of a kernel type, or "" where no kernel exists for it (double, integers).
+std::string kernelCode(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return "f32";
+    case at::kBFloat16: return "bf16";
+    case at::kHalf: return "f16";
+    default: return "";
+  }
+}
+
+// Whether `t` runs on the CUDA kernels (a CUDA tensor of a kernel type in a CUDA build).
+bool onKernels(const at::Tensor& t) {
+#ifdef SEMAIM_CUDA
+  return t.is_cuda() && !kernelCode(t.scalar_type()).empty();
+#else
+  (void)t;
+  return false;
+#endif
+}
+
+at::ScalarType accType(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
+
+#ifdef SEMAIM_CUDA
+// x and r (same shape) as rows of their last dimension for the LayerNorm kernel: a 3-D tensor as
+// [batch, rowsPerBatch] rows with its own strides (a narrowed sequence is read without a copy), any
+// other as one batch of contiguous rows.
+struct RowLayout {
+  at::Tensor t;
+  int64_t sB, sT;
+};
+RowLayout rowLayout(const at::Tensor& t) {
+  const int64_t D = t.size(-1);
+  if (t.dim() == 3) {
+    if (t.stride(2) == 1) return {t, t.stride(0), t.stride(1)};
+    return {t.contiguous(), t.size(1) * D, D};
+  }
+  return {t.contiguous(), 0, D};
+}
+int64_t rowsPerBatch(const at::Tensor& t) {
+  const int64_t D = t.size(-1);
+  return std::max<int64_t>(t.dim() == 3 ? t.size(1) : (D ? t.numel() / D : 0), 1);
+}
+#endif
+
+// Whether the LayerNorm kernel covers these dtypes (of x, the residual or x's when absent, the weights, the output).
+bool layerNormOnKernels(const at::Tensor& x, const at::Tensor& r, at::ScalarType W, at::ScalarType out) {
+  if (!onKernels(x)) return false;
+  const std::string T = kernelCode(x.scalar_type());
+  return semaim_launch::layerNormKernelExists(T, r.defined() ? kernelCode(r.scalar_type()) : T, kernelCode(W), kernelCode(out));
+}
+
+// The weights' dtype for the kernel: theirs when float32 or x's (and both alike), else float32.
+at::ScalarType weightType(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  at::ScalarType W = w.defined() ? w.scalar_type() : (b.defined() ? b.scalar_type() : at::kFloat);
+  if ((W != at::kFloat && W != x.scalar_type()) || (w.defined() && b.defined() && w.scalar_type() != b.scalar_type())) W = at::kFloat;
+  return W;
+}
+
+std::vector<int64_t> statShape(const at::Tensor& x) {
+  std::vector<int64_t> s(x.sizes().begin(), x.sizes().end());
+  s.back() = 1;
+  return s;
+}
+
+// ---------------------------------------------------------------- LayerNorm (+ residual)
+
+struct LayerNormOut {
+  at::Tensor h, y, mean, rstd;
+};
+
+// The forward arithmetic of the fused function: h = x + r (in x's dtype), y = LayerNorm(h or x) in
+// float (double for double inputs), rounded to outDtype; the per-row mean and 1/std for the backward.
+LayerNormOut layerNormForward(const at::Tensor& x, const at::Tensor& r, const at::Tensor& w, const at::Tensor& b, double eps,
+                              at::ScalarType out) {  // r, w, b: undefined when absent
+  const int64_t D = x.size(-1);
+#ifdef SEMAIM_CUDA
+  const at::ScalarType W = weightType(x, w, b);
+  if (layerNormOnKernels(x, r, W, out)) {
+    const at::Tensor wk = w.defined() ? w.to(W).contiguous() : w;
+    const at::Tensor bk = b.defined() ? b.to(W).contiguous() : b;
+    const RowLayout xl = rowLayout(x);
+    const RowLayout rl = r.defined() ? rowLayout(r) : RowLayout{r, 0, 0};
+    long long rows = D ? x.numel() / D : 0;
+    LayerNormOut o;
+    o.h = r.defined() ? at::empty(x.sizes(), x.options()) : at::Tensor();
+    o.y = at::empty(x.sizes(), x.options().dtype(out));
+    o.mean = at::empty({rows}, x.options().dtype(at::kFloat));
+    o.rstd = at::empty({rows}, x.options().dtype(at::kFloat));
+    if (rows == 0) return o;
+    void* xp = xl.t.data_ptr();
+    void* rp = r.defined() ? rl.t.data_ptr() : nullptr;
+    void* wp = wk.defined() ? wk.data_ptr() : nullptr;
+    void* bp = bk.defined() ? bk.data_ptr() : nullptr;
+    void* hp = o.h.defined() ? o.h.data_ptr() : nullptr;
+    void* yp = o.y.data_ptr();
+    void* mp = o.mean.data_ptr();
+    void* sp = o.rstd.data_ptr();
+    long long xsB = xl.sB, xsT = xl.sT, rsB = rl.sB, rsT = rl.sT, perBatch = rowsPerBatch(x);
+    int Di = static_cast<int>(D);
+    float epsf = static_cast<float>(eps);
+    const std::string T = kernelCode(x.scalar_type());
+    launchKernel(semaim_launch::layerNormName(T, r.defined() ? kernelCode(r.scalar_type()) : T, kernelCode(W), kernelCode(out)),
+                 semaim_launch::layerNorm(rows), x, {&xp, &xsB, &xsT, &rp, &rsB, &rsT, &perBatch, &wp, &bp, &hp, &yp, &mp, &sp, &rows, &Di, &epsf});
+    return o;
+  }
+#endif
+  LayerNormOut o;
+  o.h = r.defined() ? at::add(x, r) : at::Tensor();
+  const at::Tensor& src = r.defined() ? o.h : x;
+  const at::ScalarType acc = accType(src.scalar_type());
+  auto res = at::native_layer_norm(src.to(acc), {D}, w.defined() ? c10::optional<at::Tensor>(w.to(acc)) : c10::nullopt,
+                                   b.defined() ? c10::optional<at::Tensor>(b.to(acc)) : c10::nullopt, eps);
+  o.y = std::get<0>(res).to(out);
+  o.mean = std::get<1>(res);
+  o.rstd = std::get<2>(res);
+  return o;
+}
+
+// Outputs {y} or, with a residual, {h, y}. Backward: libtorch's LayerNorm backward in float from the saved
+// statistics; with a residual, x and r both get d(h) = dLayerNorm + the gradient of h itself.
+// (Absent tensors are empty optionals: an undefined tensor cannot be an autograd function's input.)
+struct LayerNormFunction : public torch::autograd::Function<LayerNormFunction> {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& x, const c10::optional<at::Tensor>& ro, const c10::optional<at::Tensor>& wo,
+                               const c10::optional<at::Tensor>& bo, double eps, int64_t out) {
+    const at::Tensor r = ro.value_or(at::Tensor()), w = wo.value_or(at::Tensor()), b = bo.value_or(at::Tensor());
+    LayerNormOut o = layerNormForward(x, r, w, b, eps, static_cast<at::ScalarType>(out));
+    const bool residual = r.defined();
+    ctx->saved_data["residual"] = residual;
+    ctx->saved_data["residualDtype"] = static_cast<int64_t>(residual ? r.scalar_type() : x.scalar_type());
+    ctx->save_for_backward({residual ? o.h : x, w, b, o.mean, o.rstd});
+    return residual ? variable_list{o.h, o.y} : variable_list{o.y};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const bool residual = ctx->saved_data["residual"].toBool();
+    const auto residualDtype = static_cast<at::ScalarType>(ctx->saved_data["residualDtype"].toInt());
+    auto saved = ctx->get_saved_variables();
+    const at::Tensor& src = saved[0];
+    const at::Tensor& w = saved[1];
+    const at::Tensor& b = saved[2];
+    const at::Tensor& gy = grads[residual ? 1 : 0];
+    const at::ScalarType acc = accType(src.scalar_type());
+    const auto stat = statShape(src);
+    auto res = at::native_layer_norm_backward(gy.to(acc), src.to(acc), {src.size(-1)}, saved[3].to(acc).view(stat), saved[4].to(acc).view(stat),
+                                              w.defined() ? c10::optional<at::Tensor>(w.to(acc)) : c10::nullopt,
+                                              b.defined() ? c10::optional<at::Tensor>(b.to(acc)) : c10::nullopt,
+                                              {true, w.defined(), b.defined()});
+    at::Tensor dx = std::get<0>(res).to(src.scalar_type());
+    const at::Tensor dw = w.defined() ? std::get<1>(res).to(w.scalar_type()) : at::Tensor();
+    const at::Tensor db = b.defined() ? std::get<2>(res).to(b.scalar_type()) : at::Tensor();
+    if (!residual) return {dx, at::Tensor(), dw, db, at::Tensor(), at::Tensor()};
+    const at::Tensor dh = at::add(dx, grads[0]);
+    return {dh, dh.to(residualDtype), dw, db, at::Tensor(), at::Tensor()};
+  }
+};
+
+// ---------------------------------------------------------------- bias + GELU
+
+// v = x + b (b in x's dtype, rounded as a stored sum is); forward gelu(v).
+at::Tensor biasGeluForward(const at::Tensor& x, const at::Tensor& bT) {
+#ifdef SEMAIM_CUDA
+  if (onKernels(x)) {
+    const at::Tensor xc = x.contiguous();
+    at::Tensor outT = at::empty_like(xc);
+    long long n = xc.numel();
+    if (n == 0) return outT;
+    int D = static_cast<int>(xc.size(-1));
+    void* hp = xc.data_ptr();
+    void* bp = bT.data_ptr();
+    void* op = outT.data_ptr();
+    launchKernel(semaim_launch::biasGeluName(kernelCode(x.scalar_type()), false), semaim_launch::elementwise(n), x, {&hp, &bp, &op, &n, &D});
+    return outT;
+  }
+#endif
+  return at::gelu(at::add(x, bT));
+}
+
+at::Tensor biasGeluBackward(const at::Tensor& g, const at::Tensor& x, const at::Tensor& bT) {
+#ifdef SEMAIM_CUDA
+  if (onKernels(x)) {
+    const at::Tensor xc = x.contiguous();
+    const at::Tensor gc = g.to(x.scalar_type()).contiguous();
+    at::Tensor gv = at::empty_like(xc);
+    long long n = xc.numel();
+    if (n == 0) return gv;
+    int D = static_cast<int>(xc.size(-1));
+    void* gp = gc.data_ptr();
+    void* hp = xc.data_ptr();
+    void* bp = bT.data_ptr();
+    void* op = gv.data_ptr();
+    launchKernel(semaim_launch::biasGeluName(kernelCode(x.scalar_type()), true), semaim_launch::elementwise(n), x, {&gp, &hp, &bp, &op, &n, &D});
+    return gv;
+  }
+#endif
+  return at::gelu_backward(g, at::add(x, bT));
+}
+
+// gelu(x + b) without storing x + b. Backward: d(x + b) from GELU's derivative, summed over rows for b.
+struct BiasGeluFunction : public torch::autograd::Function<BiasGeluFunction> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& b) {
+    const at::Tensor bT = b.to(x.scalar_type()).contiguous();
+    ctx->save_for_backward({x, b});
+    return biasGeluForward(x, bT);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const at::Tensor& x = saved[0];
+    const at::Tensor& b = saved[1];
+    const at::Tensor gv = biasGeluBackward(grads[0], x, b.to(x.scalar_type()).contiguous());
+    const at::Tensor db = gv.reshape({-1, x.size(-1)}).sum(0).to(b.scalar_type());
+    return {gv, db};
+  }
+};
+
+// ---------------------------------------------------------------- pixel targets
+
+// The normalised K×K Gaussian (the authors' GaussianConv2d): computed in double, as the TypeScript
+// gaussianKernel, then stored in `dtype` on `device`. Cached: no host-to-device copy per step.
+at::Tensor gaussianWeights(int64_t K, double sigma, int64_t channels, at::ScalarType dtype, at::Device device) {
+  static std::mutex mutex;
+  static auto* cache = new std::map<std::tuple<int64_t, double, int64_t, int, std::string>, at::Tensor>();
+  std::lock_guard<std::mutex> lock(mutex);
+  const auto key = std::make_tuple(K, sigma, channels, static_cast<int>(dtype), device.str());
+  auto it = cache->find(key);
+  if (it != cache->end()) return it->second;
+  const double c = (K - 1) / 2.0;
+  std::vector<double> k(static_cast<size_t>(K * K));
+  double sum = 0;
+  for (int64_t i = 0; i < K; ++i) {
+    for (int64_t j = 0; j < K; ++j) {
+      const double v = std::exp(-((i - c) * (i - c) + (j - c) * (j - c)) / (2 * sigma * sigma));
+      k[static_cast<size_t>(i * K + j)] = v;
+      sum += v;
+    }
+  }
+  for (auto& v : k) v /= sum;
+  at::Tensor one = at::from_blob(k.data(), {1, 1, K, K}, at::TensorOptions().dtype(at::kDouble)).clone();
+  at::Tensor w = one.expand({channels, 1, K, K}).contiguous().to(at::TensorOptions().dtype(dtype).device(device));
+  cache->emplace(key, w);
+  return w;
+}
+
+// The unfused composition: depthwise blur (zero padding), patchify, per-patch normalisation.
+at::Tensor pixelTargetsComposite(const at::Tensor& images, int64_t P, int64_t K, double sigma, bool normPix) {
+  const int64_t B = images.size(0), C = images.size(1), H = images.size(2), W = images.size(3);
+  at::Tensor src = K > 0 ? at::conv2d(images, gaussianWeights(K, sigma, C, images.scalar_type(), images.device()), {}, 1, K / 2, 1, C) : images;
+  at::Tensor t = src.reshape({B, C, H / P, P, W / P, P}).permute({0, 2, 4, 3, 5, 1}).reshape({B, (H / P) * (W / P), P * P * C});
+  if (!normPix) return t;
+  const at::Tensor mean = t.mean({-1}, true);
+  const at::Tensor var = t.var({-1}, true, true);
+  return t.sub(mean).div(var.add(1e-6).sqrt());
+}
+
+}  // namespace
+
+namespace impl {
+
+static FusedKernelsResult fusedKernels(bool load) {
+#ifdef SEMAIM_CUDA
+  if (!load) return {true, false, "CUDA build; the kernels compile on first use"};
+  try {
+    if (!torch::cuda::is_available()) return {true, false, "CUDA build, but no CUDA device"};
+    const CudaApi& api = cudaApi();
+    KernelModule& m = moduleFor(c10::cuda::current_device());
+    return {true, true, "NVRTC " + std::to_string(api.nvrtcMajor) + "." + std::to_string(api.nvrtcMinor) + " (" + api.nvrtcPath + "), " + m.arch};
+  } catch (const std::exception& e) {
+    return {true, false, e.what()};
+  }
+#else
+  (void)load;
+  return {false, false, "this libtorch has no CUDA: the fused ops run their libtorch fallback"};
+#endif
+}
+
+static std::tuple<at::Tensor, at::Tensor> fusedLayerNorm(const at::Tensor& x, const c10::optional<at::Tensor>& residual,
+                                                         const c10::optional<at::Tensor>& weight, const c10::optional<at::Tensor>& bias,
+                                                         double eps, c10::optional<at::ScalarType> outDtype, bool fused) {
+  const int64_t D = x.size(-1);
+  if (residual && residual->sizes() != x.sizes()) throw std::invalid_argument("fusedLayerNorm: the residual's shape differs from the input's");
+  if ((weight && weight->numel() != D) || (bias && bias->numel() != D)) throw std::invalid_argument("fusedLayerNorm: weight and bias need as many values as the last dimension");
+  if (!fused) {
+    at::Tensor h = residual ? at::add(x, *residual) : at::Tensor();
+    at::Tensor y = at::layer_norm(residual ? h : x, {D}, weight, bias, eps);
+    return {h, y};
+  }
+  const at::ScalarType out = outDtype.value_or(x.scalar_type());
+  if (residual && at::promote_types(x.scalar_type(), residual->scalar_type()) != x.scalar_type()) {
+    throw std::invalid_argument("fusedLayerNorm: the residual's dtype must not be wider than the input's (x + r keeps x's dtype)");
+  }
+  if (x.is_cuda() && !layerNormOnKernels(x, residual.value_or(at::Tensor()), weightType(x, weight.value_or(at::Tensor()), bias.value_or(at::Tensor())), out)) {
+    // No kernel for these dtypes (e.g. double): the composition, in the requested output dtype.
+    at::Tensor h = residual ? at::add(x, *residual) : at::Tensor();
+    return {h, at::layer_norm(residual ? h : x, {D}, weight, bias, eps).to(out)};
+  }
+  auto outs = LayerNormFunction::apply(x, residual, weight, bias, eps, static_cast<int64_t>(out));
+  return residual ? std::make_tuple(outs[0], outs[1]) : std::make_tuple(at::Tensor(), outs[0]);
+}
+
+static at::Tensor fusedBiasGelu(const at::Tensor& x, const at::Tensor& bias, bool fused) {
+  if (bias.dim() != 1 || bias.numel() != x.size(-1)) throw std::invalid_argument("fusedBiasGelu: the bias needs as many values as the last dimension");
+  if (!fused) return at::gelu(at::add(x, bias.to(x.scalar_type())));
+  return BiasGeluFunction::apply(x, bias);
+}
+
+static at::Tensor fusedPixelTargets(const at::Tensor& images, int64_t patch, int64_t blurKernel, double blurSigma, bool normPix, bool fused) {
+  if (images.dim() != 4 || images.size(2) % patch || images.size(3) % patch) throw std::invalid_argument("fusedPixelTargets: expects [B, C, H, W] images with H and W multiples of the patch size");
+  if (blurKernel < 0 || (blurKernel > 0 && blurKernel % 2 == 0)) throw std::invalid_argument("fusedPixelTargets: the blur kernel size must be odd (0: no blur)");
+  c10::NoGradGuard noGrad;
+#ifdef SEMAIM_CUDA
+  const int64_t B = images.size(0), C = images.size(1), H = images.size(2), W = images.size(3);
+  const auto l = semaim_launch::pixelTargets(B, static_cast<int>(C), static_cast<int>(H), static_cast<int>(W), static_cast<int>(patch), static_cast<int>(blurKernel));
+  if (fused && images.is_cuda() && images.scalar_type() == at::kFloat && l.sharedBytes <= semaim_launch::kMaxSharedBytes && B > 0) {
+    const at::Tensor img = images.contiguous();
+    const at::Tensor weights = blurKernel > 0 ? gaussianWeights(blurKernel, blurSigma, 1, at::kFloat, images.device()) : img;
+    at::Tensor out = at::empty({B, (H / patch) * (W / patch), patch * patch * C}, img.options());
+    void* ip = img.data_ptr();
+    void* wp = weights.data_ptr();
+    void* op = out.data_ptr();
+    int Ci = static_cast<int>(C), Hi = static_cast<int>(H), Wi = static_cast<int>(W), Pi = static_cast<int>(patch), Ki = static_cast<int>(blurKernel),
+        norm = normPix ? 1 : 0;
+    launchKernel(semaim_launch::pixelTargetsName(), l, img, {&ip, &wp, &op, &Ci, &Hi, &Wi, &Pi, &Ki, &norm});
+    return out;
+  }
+#endif
+  return pixelTargetsComposite(images, patch, blurKernel, blurSigma, normPix);
+}
+
+}  // namespace impl
+
+}  // namespace semaim
+
+#include "generated/fused.inc"

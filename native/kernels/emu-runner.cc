@@ -1,0 +1,160 @@
+// Runs one kernel of native/kernels/fused.cu on the CPU through the SIMT emulator (simt-emu.h), with
+// the launch configuration the addon uses (launch.h). Built and driven by test/fused/kernels-emu.test.ts:
+//   emu-runner DIR      reads DIR/job.txt and the input files, writes the output files (raw bytes)
+// Jobs (one line):
+//   ln T R W O M D rowsPerBatch xsB xsT hasR rsB rsT hasW hasB eps
+//        x.bin (T), r.bin (R), w.bin b.bin (W) -> h.bin (T, with hasR), y.bin (O), mean.bin rstd.bin (float)
+//   gelu T n D backward      h.bin b.bin [g.bin] (T) -> out.bin (T)
+//   targets B C H W P K normPix   img.bin weights.bin (float) -> out.bin (float)
+#include "simt-emu.h"
+#include "fused.cu"
+#include "launch.h"
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <map>
+#include <sstream>
+#include <string>
+
+namespace {
+
+using Bytes = std::vector<unsigned char>;
+using semaim_launch::Launch;
+
+Bytes readFile(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw std::runtime_error("cannot read " + path);
+  return Bytes(std::istreambuf_iterator<char>(f), {});
+}
+void writeFile(const std::string& path, const Bytes& b) {
+  std::ofstream f(path, std::ios::binary);
+  f.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+  if (!f) throw std::runtime_error("cannot write " + path);
+}
+size_t sizeOf(const std::string& code) { return code == "f32" ? 4 : 2; }
+
+using LayerNormFn = void (*)(const Launch&, const void*, long long, long long, const void*, long long, long long, long long, const void*,
+                             const void*, void*, void*, float*, float*, long long, int, float);
+const std::map<std::string, LayerNormFn>& layerNormKernels() {
+#define SEMAIM_EMU_LN(T, R, W, O)                                                                                                    \
+  {semaim_launch::layerNormName(#T, #R, #W, #O),                                                                                        \
+   [](const Launch& l, const void* x, long long xsB, long long xsT, const void* r, long long rsB, long long rsT, long long rpb,     \
+      const void* w, const void* b, void* h, void* y, float* mean, float* rstd, long long M, int D, float eps) {                    \
+     simt_emu::launch(semaim_layer_norm_##T##_##R##_##W##_##O, l.grid, l.block, l.sharedBytes, static_cast<const semaim_kernels::T*>(x), \
+                      xsB, xsT, static_cast<const semaim_kernels::R*>(r), rsB, rsT, rpb, static_cast<const semaim_kernels::W*>(w), \
+                      static_cast<const semaim_kernels::W*>(b), static_cast<semaim_kernels::T*>(h),                                 \
+                      static_cast<semaim_kernels::O*>(y), mean, rstd, M, D, eps);                                                   \
+   }},
+  static const std::map<std::string, LayerNormFn> table{SEMAIM_FOR_EACH_LAYER_NORM(SEMAIM_EMU_LN)};
+#undef SEMAIM_EMU_LN
+  return table;
+}
+
+using GeluFn = void (*)(const Launch&, const void* g, const void* h, const void* b, void* out, long long n, int D, bool backward);
+const std::map<std::string, GeluFn>& geluKernels() {
+#define SEMAIM_EMU_GELU(T)                                                                                                           \
+  {#T, [](const Launch& l, const void* g, const void* h, const void* b, void* out, long long n, int D, bool backward) {            \
+     using S = semaim_kernels::T;                                                                                                   \
+     if (backward)                                                                                                                  \
+       simt_emu::launch(semaim_bias_gelu_bwd_##T, l.grid, l.block, l.sharedBytes, static_cast<const S*>(g), static_cast<const S*>(h), \
+                        static_cast<const S*>(b), static_cast<S*>(out), n, D);                                                      \
+     else                                                                                                                           \
+       simt_emu::launch(semaim_bias_gelu_fwd_##T, l.grid, l.block, l.sharedBytes, static_cast<const S*>(h), static_cast<const S*>(b), \
+                        static_cast<S*>(out), n, D);                                                                                \
+   }},
+  static const std::map<std::string, GeluFn> table{SEMAIM_FOR_EACH_STORAGE(SEMAIM_EMU_GELU)};
+#undef SEMAIM_EMU_GELU
+  return table;
+}
+
+void runLayerNorm(const std::string& dir, std::istringstream& in) {
+  std::string T, R, W, O;
+  long long M, rowsPerBatch, xsB, xsT, rsB, rsT;
+  int D, hasR, hasW, hasB;
+  float eps;
+  in >> T >> R >> W >> O >> M >> D >> rowsPerBatch >> xsB >> xsT >> hasR >> rsB >> rsT >> hasW >> hasB >> eps;
+  if (!in) throw std::runtime_error("ln: bad job line");
+  const auto it = layerNormKernels().find(semaim_launch::layerNormName(T, R, W, O));
+  if (it == layerNormKernels().end()) throw std::runtime_error("ln: no kernel for " + T + " " + R + " " + W + " " + O);
+  const Bytes x = readFile(dir + "/x.bin");
+  const Bytes r = hasR ? readFile(dir + "/r.bin") : Bytes();
+  const Bytes w = hasW ? readFile(dir + "/w.bin") : Bytes();
+  const Bytes b = hasB ? readFile(dir + "/b.bin") : Bytes();
+  Bytes h(hasR ? static_cast<size_t>(M) * D * sizeOf(T) : 0);
+  Bytes y(static_cast<size_t>(M) * D * sizeOf(O));
+  std::vector<float> mean(M), rstd(M);
+  it->second(semaim_launch::layerNorm(M), x.data(), xsB, xsT, hasR ? r.data() : nullptr, rsB, rsT, rowsPerBatch, hasW ? w.data() : nullptr,
+             hasB ? b.data() : nullptr, hasR ? h.data() : nullptr, y.data(), mean.data(), rstd.data(), M, D, eps);
+  if (hasR) writeFile(dir + "/h.bin", h);
+  writeFile(dir + "/y.bin", y);
+  writeFile(dir + "/mean.bin", Bytes(reinterpret_cast<unsigned char*>(mean.data()), reinterpret_cast<unsigned char*>(mean.data() + M)));
+  writeFile(dir + "/rstd.bin", Bytes(reinterpret_cast<unsigned char*>(rstd.data()), reinterpret_cast<unsigned char*>(rstd.data() + M)));
+}
+
+void runGelu(const std::string& dir, std::istringstream& in) {
+  std::string T;
+  long long n;
+  int D, backward;
+  in >> T >> n >> D >> backward;
+  if (!in) throw std::runtime_error("gelu: bad job line");
+  const auto it = geluKernels().find(T);
+  if (it == geluKernels().end()) throw std::runtime_error("gelu: no kernel for " + T);
+  const Bytes h = readFile(dir + "/h.bin");
+  const Bytes b = readFile(dir + "/b.bin");
+  const Bytes g = backward ? readFile(dir + "/g.bin") : Bytes();
+  Bytes out(static_cast<size_t>(n) * sizeOf(T));
+  it->second(semaim_launch::elementwise(n), backward ? g.data() : nullptr, h.data(), b.data(), out.data(), n, D, backward != 0);
+  writeFile(dir + "/out.bin", out);
+}
+
+void runTargets(const std::string& dir, std::istringstream& in) {
+  long long B;
+  int C, H, W, P, K, norm;
+  in >> B >> C >> H >> W >> P >> K >> norm;
+  if (!in) throw std::runtime_error("targets: bad job line");
+  const Bytes img = readFile(dir + "/img.bin");
+  const Bytes weights = K > 0 ? readFile(dir + "/weights.bin") : Bytes(4);
+  Bytes out(static_cast<size_t>(B) * H * W * C * sizeof(float));
+  const Launch l = semaim_launch::pixelTargets(B, C, H, W, P, K);
+  simt_emu::launch(semaim_pixel_targets_f32, l.grid, l.block, l.sharedBytes, reinterpret_cast<const float*>(img.data()),
+                   reinterpret_cast<const float*>(weights.data()), reinterpret_cast<float*>(out.data()), C, H, W, P, K, norm);
+  writeFile(dir + "/out.bin", out);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::cerr << "usage: emu-runner DIR\n";
+    return 2;
+  }
+  try {
+    // The launch header's list of LayerNorm kernels must be the source's.
+    size_t listed = 0;
+    for (const char* t : {"f32", "bf16", "f16"})
+      for (const char* r : {"f32", "bf16", "f16"})
+        for (const char* w : {"f32", "bf16", "f16"})
+          for (const char* o : {"f32", "bf16", "f16"}) {
+            const bool exists = semaim_launch::layerNormKernelExists(t, r, w, o);
+            listed += exists;
+            if (exists != (layerNormKernels().count(semaim_launch::layerNormName(t, r, w, o)) == 1))
+              throw std::logic_error(std::string("launch.h and fused.cu disagree about ") + semaim_launch::layerNormName(t, r, w, o));
+          }
+    if (listed != layerNormKernels().size()) throw std::logic_error("launch.h lists fewer LayerNorm kernels than fused.cu defines");
+    const std::string dir = argv[1];
+    const Bytes job = readFile(dir + "/job.txt");
+    std::istringstream in(std::string(job.begin(), job.end()));
+    std::string kind;
+    in >> kind;
+    if (kind == "ln") runLayerNorm(dir, in);
+    else if (kind == "gelu") runGelu(dir, in);
+    else if (kind == "targets") runTargets(dir, in);
+    else throw std::runtime_error("unknown job '" + kind + "'");
+  } catch (const std::exception& e) {
+    std::cerr << "emu-runner: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,329 @@
+// Fused elementwise kernels of the training step: LayerNorm with an optional residual add, bias + GELU
+// (forward and backward), and the pixel targets (Gaussian blur, patchify, per-patch normalisation).
+//
+// One source, three compilers: NVRTC compiles it at run time inside the addon (native/fused.cc embeds
+// it through native/gen-ops.js), nvcc checks it at build time where a toolkit exists
+// (scripts/check-kernels.sh), and the tests run it on the CPU under a small SIMT emulator
+// (native/kernels/simt-emu.h) against libtorch's unfused ops. So it includes no header: 16-bit floats
+// are raw bits with software conversions (round to nearest even, as c10::BFloat16 and c10::Half), and
+// it uses only threadIdx/blockIdx/blockDim/gridDim, __shfl_xor_sync, dynamic shared memory and the
+// float math functions.
+//
+// Numerics follow the unfused libtorch ops they replace: every sum in float, results rounded once to
+// the storage type, and intermediate results rounded where the unfused composition stores them
+// (the residual sum h, the biased pre-activation of GELU).
+
+#ifndef SEMAIM_DYNAMIC_SHARED
+#define SEMAIM_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
+#endif
+
+namespace semaim_kernels {
+
+typedef unsigned short u16;
+typedef unsigned int u32;
+typedef long long i64;
+
+typedef float f32;
+struct bf16 { u16 bits; };
+struct f16 { u16 bits; };
+
+__device__ __forceinline__ u32 floatBits(float f) {
+  union { float f; u32 u; } v;
+  v.f = f;
+  return v.u;
+}
+__device__ __forceinline__ float bitsFloat(u32 u) {
+  union { u32 u; float f; } v;
+  v.u = u;
+  return v.f;
+}
+
+__device__ __forceinline__ float toFloat(float x) { return x; }
+__device__ __forceinline__ float toFloat(bf16 x) { return bitsFloat(static_cast<u32>(x.bits) << 16); }
+__device__ __forceinline__ float toFloat(f16 x) {
+  const u32 sign = static_cast<u32>(x.bits & 0x8000u) << 16;
+  const u32 e = (x.bits >> 10) & 0x1fu;
+  const u32 m = x.bits & 0x3ffu;
+  if (e == 0) {
+    const float v = static_cast<float>(m) * 5.9604644775390625e-8f;  // m * 2^-24, exact
+    return sign ? -v : v;
+  }
+  if (e == 31) return bitsFloat(sign | 0x7f800000u | (m << 13));
+  return bitsFloat(sign | ((e + 112u) << 23) | (m << 13));
+}
+
+template <typename T> struct FromFloat;
+template <> struct FromFloat<float> {
+  __device__ __forceinline__ static float apply(float f) { return f; }
+};
+template <> struct FromFloat<bf16> {
+  __device__ __forceinline__ static bf16 apply(float f) {
+    const u32 u = floatBits(f);
+    bf16 r;
+    if ((u & 0x7fffffffu) > 0x7f800000u) {
+      r.bits = 0x7fc0;
+    } else {
+      r.bits = static_cast<u16>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    }
+    return r;
+  }
+};
+template <> struct FromFloat<f16> {
+  __device__ __forceinline__ static f16 apply(float f) {
+    const u32 u = floatBits(f);
+    const u32 sign = (u >> 16) & 0x8000u;
+    const u32 a = u & 0x7fffffffu;
+    u32 h;
+    if (a > 0x7f800000u) {
+      h = 0x7e00u;  // NaN
+    } else if (a >= 0x477ff000u) {
+      h = 0x7c00u;  // rounds to infinity (65520 and above)
+    } else if (a >= 0x38800000u) {  // a normal half: 2^-14 and above
+      h = (((a >> 23) - 112u) << 10) | ((a >> 13) & 0x3ffu);
+      const u32 rem = a & 0x1fffu;
+      if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;
+    } else {
+      const int e = static_cast<int>(a >> 23);
+      if (e < 102) {
+        h = 0;  // below half of the smallest subnormal
+      } else {
+        const u32 mant = (a & 0x7fffffu) | 0x800000u;
+        const int shift = 126 - e;  // 14..24
+        h = mant >> shift;
+        const u32 rem = mant & ((1u << shift) - 1u);
+        const u32 halfway = 1u << (shift - 1);
+        if (rem > halfway || (rem == halfway && (h & 1u))) ++h;
+      }
+    }
+    f16 r;
+    r.bits = static_cast<u16>(sign | h);
+    return r;
+  }
+};
+template <typename T>
+__device__ __forceinline__ T fromFloat(float f) { return FromFloat<T>::apply(f); }
+// A float rounded to T and back: the value the unfused composition stores between two ops.
+template <typename T>
+__device__ __forceinline__ float roundTo(float f) { return toFloat(fromFloat<T>(f)); }
+
+__device__ __forceinline__ float warpSum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32); scratch: 32 floats of shared memory.
+__device__ __forceinline__ float blockSum(float v, float* scratch) {
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  const int warps = blockDim.x >> 5;
+  v = warpSum(v);
+  __syncthreads();  // scratch may still be read from the previous call
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    float t = lane < warps ? scratch[lane] : 0.0f;
+    t = warpSum(t);
+    if (lane == 0) scratch[0] = t;
+  }
+  __syncthreads();
+  return scratch[0];
+}
+
+// ---------------------------------------------------------------- LayerNorm (+ residual)
+//
+// One warp per row of D values; rows are [rowsPerBatch] rows of a batch with strides (sB, sT) into x
+// and r, so a narrowed (non-contiguous) sequence needs no copy. With r: h = round_T(x + r) is written
+// (contiguous) and normalised (r may be narrower than T: the bf16 output of a branch added to the float32
+// residual stream under autocast); without: x is normalised. y = (v - mean) * rstd * w + b in float, rounded
+// to O. mean and rstd (float, per row) are kept for the backward pass. Two passes over the row (mean,
+// then the centred squares) instead of libtorch's Welford: equal to float rounding.
+template <typename T, typename R, typename W, typename O>
+__device__ __forceinline__ void layerNormRows(const T* __restrict__ x, i64 xsB, i64 xsT, const R* __restrict__ r, i64 rsB, i64 rsT,
+                                              i64 rowsPerBatch, const W* __restrict__ w, const W* __restrict__ b, T* __restrict__ h,
+                                              O* __restrict__ y, float* __restrict__ mean, float* __restrict__ rstd, i64 M, int D,
+                                              float eps) {
+  const int lane = threadIdx.x & 31;
+  const int rowsPerBlock = blockDim.x >> 5;
+  const i64 first = static_cast<i64>(blockIdx.x) * rowsPerBlock + (threadIdx.x >> 5);
+  const i64 stride = static_cast<i64>(gridDim.x) * rowsPerBlock;
+  for (i64 row = first; row < M; row += stride) {
+    const i64 bi = row / rowsPerBatch;
+    const i64 ti = row - bi * rowsPerBatch;
+    const T* xr = x + bi * xsB + ti * xsT;
+    const R* rr = r ? r + bi * rsB + ti * rsT : nullptr;
+    T* hr = h ? h + row * D : nullptr;
+    float s = 0.0f;
+    for (int c = lane; c < D; c += 32) {
+      float v = toFloat(xr[c]);
+      if (rr) {
+        const T hv = fromFloat<T>(v + toFloat(rr[c]));
+        hr[c] = hv;
+        v = toFloat(hv);
+      }
+      s += v;
+    }
+    const float mu = warpSum(s) / static_cast<float>(D);
+    const T* src = rr ? hr : xr;  // each lane rereads only the values it wrote itself
+    float q = 0.0f;
+    for (int c = lane; c < D; c += 32) {
+      const float d = toFloat(src[c]) - mu;
+      q += d * d;
+    }
+    const float var = warpSum(q) / static_cast<float>(D);
+    const float rs = rsqrtf(var + eps);
+    O* yr = y + row * D;
+    for (int c = lane; c < D; c += 32) {
+      float o = (toFloat(src[c]) - mu) * rs;
+      if (w) o = o * toFloat(w[c]);
+      if (b) o = o + toFloat(b[c]);
+      yr[c] = fromFloat<O>(o);
+    }
+    if (lane == 0) {
+      mean[row] = mu;
+      rstd[row] = rs;
+    }
+  }
+}
+
+// ---------------------------------------------------------------- bias + GELU (exact, erf)
+//
+// Forward: out = gelu(round_T(h + b)) with b broadcast along the last dimension (D). Backward:
+// gradV = round_T(g * gelu'(round_T(h + b))), the gradient of both h and (summed over rows) b.
+// The formulas are libtorch's GELU and GELU-backward kernels' (float opmath).
+__device__ __forceinline__ float gelu(float v) { return v * 0.5f * (1.0f + erff(v * 0.70710678118654752440f)); }
+__device__ __forceinline__ float geluGrad(float v) {
+  const float cdf = 0.5f * (1.0f + erff(v * 0.70710678118654752440f));
+  const float pdf = 0.39894228040143267794f * expf(v * v * -0.5f);  // 2/sqrt(pi) * 1/sqrt(2) * 0.5
+  return cdf + v * pdf;
+}
+
+// i % D, in 32 bits where the tensor allows (a 64-bit remainder costs dozens of instructions).
+__device__ __forceinline__ int column(i64 i, i64 n, int D) {
+  return n <= 0xffffffffLL ? static_cast<int>(static_cast<u32>(i) % static_cast<u32>(D)) : static_cast<int>(i % D);
+}
+
+template <typename T>
+__device__ __forceinline__ void biasGeluForward(const T* __restrict__ h, const T* __restrict__ b, T* __restrict__ out, i64 n, int D) {
+  const i64 stride = static_cast<i64>(gridDim.x) * blockDim.x;
+  for (i64 i = static_cast<i64>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+    const float v = roundTo<T>(toFloat(h[i]) + toFloat(b[column(i, n, D)]));
+    out[i] = fromFloat<T>(gelu(v));
+  }
+}
+
+template <typename T>
+__device__ __forceinline__ void biasGeluBackward(const T* __restrict__ g, const T* __restrict__ h, const T* __restrict__ b,
+                                                 T* __restrict__ gradV, i64 n, int D) {
+  const i64 stride = static_cast<i64>(gridDim.x) * blockDim.x;
+  for (i64 i = static_cast<i64>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+    const float v = roundTo<T>(toFloat(h[i]) + toFloat(b[column(i, n, D)]));
+    gradV[i] = fromFloat<T>(toFloat(g[i]) * geluGrad(v));
+  }
+}
+
+// ---------------------------------------------------------------- pixel targets
+//
+// One block per (image, patch) of float32 images [B, C, H, W] (contiguous): the patch and its
+// halo (K/2 pixels, zeros outside the image, as conv2d's padding) go to shared memory; each value
+// of the patch is blurred with the K×K weights (a depthwise cross-correlation, every channel with
+// the same kernel; K = 0: no blur) and stored in patchify order ((row, col, channel) within the
+// patch); with normPix, (v − mean) / sqrt(var + 1e-6) over the patch, var unbiased.
+// Shared memory: C·(P+K−1)² + P·P·C + 32 floats (pixelTargetsSharedBytes in launch.h).
+__device__ __forceinline__ void pixelTargetsBlock(const float* __restrict__ img, const float* __restrict__ weights, float* __restrict__ out,
+                                                  int C, int H, int W, int P, int K, int normPix) {
+  SEMAIM_DYNAMIC_SHARED(float, smem);
+  const int R = K > 0 ? K / 2 : 0;
+  const int tile = P + 2 * R;
+  const int gw = W / P;
+  const int patches = (H / P) * gw;
+  const i64 blk = blockIdx.x;
+  const i64 bi = blk / patches;
+  const int pidx = static_cast<int>(blk - bi * patches);
+  const int y0 = (pidx / gw) * P - R;
+  const int x0 = (pidx % gw) * P - R;
+  float* tileBuf = smem;
+  float* vals = smem + C * tile * tile;
+  float* scratch = vals + P * P * C;
+  for (int idx = threadIdx.x; idx < C * tile * tile; idx += blockDim.x) {
+    const int c = idx / (tile * tile);
+    const int rem = idx - c * tile * tile;
+    const int yy = y0 + rem / tile;
+    const int xx = x0 + rem % tile;
+    tileBuf[idx] = (yy >= 0 && yy < H && xx >= 0 && xx < W) ? img[((bi * C + c) * H + yy) * W + xx] : 0.0f;
+  }
+  __syncthreads();
+  const int n = P * P * C;
+  float s = 0.0f;
+  for (int idx = threadIdx.x; idx < n; idx += blockDim.x) {
+    const int c = idx % C;
+    const int pos = idx / C;
+    const int py = pos / P;
+    const int px = pos - py * P;
+    float v;
+    if (K > 0) {
+      v = 0.0f;
+      for (int ky = 0; ky < K; ++ky) {
+        const float* rowp = tileBuf + (c * tile + py + ky) * tile + px;
+        for (int kx = 0; kx < K; ++kx) v += weights[ky * K + kx] * rowp[kx];
+      }
+    } else {
+      v = tileBuf[(c * tile + py) * tile + px];
+    }
+    vals[idx] = v;
+    s += v;
+  }
+  float* o = out + blk * n;
+  if (!normPix) {
+    for (int idx = threadIdx.x; idx < n; idx += blockDim.x) o[idx] = vals[idx];
+    return;
+  }
+  const float mu = blockSum(s, scratch) / static_cast<float>(n);
+  float q = 0.0f;
+  for (int idx = threadIdx.x; idx < n; idx += blockDim.x) {
+    const float d = vals[idx] - mu;
+    q += d * d;
+  }
+  const float var = blockSum(q, scratch) / static_cast<float>(n - 1);
+  const float denom = sqrtf(var + 1e-6f);
+  for (int idx = threadIdx.x; idx < n; idx += blockDim.x) o[idx] = (vals[idx] - mu) / denom;
+}
+
+}  // namespace semaim_kernels
+
+// ---------------------------------------------------------------- entry points (unmangled names)
+// The type combinations the addon launches; SEMAIM_FOR_EACH_* also build the emulator's name table.
+// LayerNorm: T of x and h; R of the residual (T, or a 16-bit branch output added to a float32 stream);
+// W of weight and bias (float32 or T); O of the output (T, float32, or the autocast dtype for a float32
+// stream that feeds a Linear).
+#define SEMAIM_FOR_EACH_LAYER_NORM(X)                                                                                      \
+  X(f32, f32, f32, f32) X(f32, f32, f32, bf16) X(f32, f32, f32, f16) X(f32, bf16, f32, f32) X(f32, bf16, f32, bf16)     \
+  X(f32, bf16, f32, f16) X(f32, f16, f32, f32) X(f32, f16, f32, bf16) X(f32, f16, f32, f16) X(bf16, bf16, f32, bf16)    \
+  X(bf16, bf16, f32, f32) X(bf16, bf16, bf16, bf16) X(bf16, bf16, bf16, f32) X(f16, f16, f32, f16) X(f16, f16, f32, f32) \
+  X(f16, f16, f16, f16) X(f16, f16, f16, f32)
+#define SEMAIM_FOR_EACH_STORAGE(X) X(f32) X(bf16) X(f16)
+
+#define SEMAIM_LAYER_NORM_KERNEL(T, R, W, O)                                                                                       \
+  extern "C" __global__ void semaim_layer_norm_##T##_##R##_##W##_##O(                                                             \
+      const semaim_kernels::T* x, long long xsB, long long xsT, const semaim_kernels::R* r, long long rsB, long long rsT,        \
+      long long rowsPerBatch, const semaim_kernels::W* w, const semaim_kernels::W* b, semaim_kernels::T* h, semaim_kernels::O* y, \
+      float* mean, float* rstd, long long M, int D, float eps) {                                                                  \
+    semaim_kernels::layerNormRows<semaim_kernels::T, semaim_kernels::R, semaim_kernels::W, semaim_kernels::O>(                    \
+        x, xsB, xsT, r, rsB, rsT, rowsPerBatch, w, b, h, y, mean, rstd, M, D, eps);                                               \
+  }
+SEMAIM_FOR_EACH_LAYER_NORM(SEMAIM_LAYER_NORM_KERNEL)
+
+#define SEMAIM_BIAS_GELU_KERNELS(T)                                                                                                \
+  extern "C" __global__ void semaim_bias_gelu_fwd_##T(const semaim_kernels::T* h, const semaim_kernels::T* b, semaim_kernels::T* out, \
+                                                      long long n, int D) {                                                        \
+    semaim_kernels::biasGeluForward<semaim_kernels::T>(h, b, out, n, D);                                                           \
+  }                                                                                                                                \
+  extern "C" __global__ void semaim_bias_gelu_bwd_##T(const semaim_kernels::T* g, const semaim_kernels::T* h,                      \
+                                                      const semaim_kernels::T* b, semaim_kernels::T* gradV, long long n, int D) {  \
+    semaim_kernels::biasGeluBackward<semaim_kernels::T>(g, h, b, gradV, n, D);                                                     \
+  }
+SEMAIM_FOR_EACH_STORAGE(SEMAIM_BIAS_GELU_KERNELS)
+
+extern "C" __global__ void semaim_pixel_targets_f32(const float* img, const float* weights, float* out, int C, int H, int W, int P, int K,
+                                                    int normPix) {
+  semaim_kernels::pixelTargetsBlock(img, weights, out, C, H, W, P, K, normPix);
+}

@@ -1,0 +1,60 @@
+// Launch configurations and kernel names of native/kernels/fused.cu, shared by the addon
+// (native/fused.cc) and the CPU emulator's runner (test/native/kernel-runner.cc), so that the tests
+// run the kernels with the grids the addon uses. Plain C++, no CUDA.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+
+namespace semaim_launch {
+
+struct Launch {
+  unsigned grid;
+  unsigned block;
+  size_t sharedBytes;
+};
+
+// LayerNorm: one warp per row, 4 rows per block.
+constexpr unsigned kLayerNormRowsPerBlock = 4;
+inline Launch layerNorm(int64_t rows) {
+  const int64_t blocks = (rows + kLayerNormRowsPerBlock - 1) / kLayerNormRowsPerBlock;
+  return {static_cast<unsigned>(std::clamp<int64_t>(blocks, 1, 1 << 30)), 32 * kLayerNormRowsPerBlock, 0};
+}
+
+// Elementwise (bias + GELU): grid-stride loops, 256 threads, at most 8 blocks per SM-ish cap.
+inline Launch elementwise(int64_t n) {
+  const int64_t blocks = (n + 255) / 256;
+  return {static_cast<unsigned>(std::clamp<int64_t>(blocks, 1, 65536)), 256, 0};
+}
+
+// Pixel targets: one block per (image, patch).
+inline size_t pixelTargetsSharedBytes(int C, int P, int K) {
+  const int tile = P + 2 * (K > 0 ? K / 2 : 0);
+  return sizeof(float) * (static_cast<size_t>(C) * tile * tile + static_cast<size_t>(P) * P * C + 32);
+}
+inline Launch pixelTargets(int64_t B, int C, int H, int W, int P, int K) {
+  const int n = P * P * C;
+  const unsigned block = static_cast<unsigned>(std::min(256, (n + 31) / 32 * 32));
+  return {static_cast<unsigned>(B * (H / P) * (W / P)), block, pixelTargetsSharedBytes(C, P, K)};
+}
+// Dynamic shared memory without opting in to more (cudaFuncSetAttribute).
+constexpr size_t kMaxSharedBytes = 48 * 1024;
+
+inline std::string layerNormName(const std::string& t, const std::string& r, const std::string& w, const std::string& o) {
+  return "semaim_layer_norm_" + t + "_" + r + "_" + w + "_" + o;
+}
+inline std::string biasGeluName(const std::string& t, bool backward) { return std::string("semaim_bias_gelu_") + (backward ? "bwd_" : "fwd_") + t; }
+// The LayerNorm combinations fused.cu instantiates (SEMAIM_FOR_EACH_LAYER_NORM; the emulator's runner
+// checks that the two agree).
+inline bool layerNormKernelExists(const std::string& t, const std::string& r, const std::string& w, const std::string& o) {
+  const bool storage = t == "f32" || t == "bf16" || t == "f16";
+  const bool half = r == "bf16" || r == "f16";
+  const bool residualOk = r == t || (t == "f32" && half);
+  const bool weightsOk = w == "f32" || w == t;
+  const bool outOk = o == t || o == "f32" || (t == "f32" && (o == "bf16" || o == "f16"));
+  return storage && residualOk && weightsOk && outOk;
+}
+inline const char* pixelTargetsName() { return "semaim_pixel_targets_f32"; }
+
+}  // namespace semaim_launch

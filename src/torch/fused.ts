@@ -1,0 +1,112 @@
+// Fused elementwise kernels (native/kernels/fused.cu, compiled at run time by NVRTC) behind a switch
+// that is off by default. When a kind is on and its input is a CUDA tensor, one kernel replaces the
+// unfused libtorch ops; everywhere else (CPU, the switch off) the unfused composition runs, the same ops
+// as before. The kinds:
+//   layernorm  LayerNorm, and residual add + LayerNorm, written in the autocast dtype when the result
+//              only feeds Linear layers (which would cast it anyway), reading a narrowed sequence
+//              without a copy
+//   gelu       bias + GELU after a bias-free Linear (fc1 of the MLPs)
+//   targets    the pixel targets: blur, patchify and per-patch normalisation in one kernel
+import { native } from './native';
+import { Tensor, wrap } from './tensor';
+import { autocastState } from './autograd';
+import { deviceType, type DType } from './dtype';
+
+export type FusedKind = 'layernorm' | 'gelu' | 'targets';
+export const FUSED_KINDS: readonly FusedKind[] = ['layernorm', 'gelu', 'targets'];
+
+const enabled = new Set<FusedKind>();
+let onCpu = false;
+
+/**
+ * Turns the fused kernels of these kinds on (and the others off): a list, 'all' or 'none'. `onCpu`
+ * (tests): also take the fused paths for CPU tensors, where the fused functions run the kernels'
+ * arithmetic with libtorch ops, so that the model's fused wiring and backward are checked without a GPU.
+ */
+export function setFused(kinds: readonly FusedKind[] | 'all' | 'none', o: { onCpu?: boolean } = {}): void {
+  enabled.clear();
+  for (const k of kinds === 'all' ? FUSED_KINDS : kinds === 'none' ? [] : kinds) enabled.add(k);
+  onCpu = !!o.onCpu;
+}
+
+/** The kinds now on. */
+export function fusedKinds(): FusedKind[] {
+  return FUSED_KINDS.filter((k) => enabled.has(k));
+}
+
+/** "layernorm,targets", "all" or "none" → the kinds; throws naming the unknown ones. */
+export function parseFusedKinds(spec: string): FusedKind[] {
+  const s = spec.trim();
+  if (s === 'all') return [...FUSED_KINDS];
+  if (s === 'none' || s === '') return [];
+  const parts = s.split(',').map((p) => p.trim());
+  const bad = parts.filter((p) => !(FUSED_KINDS as readonly string[]).includes(p));
+  if (bad.length) throw new RangeError(`unknown fused kernel kind(s) ${bad.join(', ')}: expected all, none or a list of ${FUSED_KINDS.join(', ')}`);
+  return [...new Set(parts as FusedKind[])];
+}
+
+/** Whether the kernel of `kind` runs for a tensor: the kind is on and the tensor is on a CUDA device. */
+export function useFused(kind: FusedKind, t: Tensor): boolean {
+  return enabled.has(kind) && (onCpu || deviceType(t.device) === 'cuda');
+}
+
+/**
+ * Whether this addon has the kernels and (with load) whether NVRTC compiles them for the current
+ * device, with what it used or why not.
+ */
+export function kernelStatus(load = false): { cudaBuild: boolean; loaded: boolean; message: string } {
+  return native.fusedKernels(load);
+}
+
+export interface FusedOptions {
+  /** Run the fused function (default: useFused for the input); on the CPU it runs the kernel's arithmetic with libtorch ops. */
+  fused?: boolean;
+  /** The result only feeds Linear layers: under autocast it is written in the autocast dtype. */
+  forLinear?: boolean;
+}
+
+/** The dtype a fused LayerNorm writes: the autocast dtype when it feeds a Linear under autocast, else its input's. */
+function outDtype(x: Tensor, o: FusedOptions, fused: boolean): DType | null {
+  if (!fused || !o.forLinear) return null;
+  const ac = autocastState(deviceType(x.device));
+  return ac.enabled ? (ac.dtype as DType) : null;
+}
+
+/** LayerNorm over the last dimension. */
+export function layerNorm(x: Tensor, weight: Tensor | null, bias: Tensor | null, eps: number, o: FusedOptions = {}): Tensor {
+  const fused = o.fused ?? useFused('layernorm', x);
+  const [, y] = native.fusedLayerNorm(x.h, null, weight?.h ?? null, bias?.h ?? null, eps, outDtype(x, o, fused), fused);
+  return wrap(y);
+}
+
+/** sum = x + residual (in x's dtype) and normed = LayerNorm(sum). */
+export function addLayerNorm(
+  x: Tensor,
+  residual: Tensor,
+  weight: Tensor | null,
+  bias: Tensor | null,
+  eps: number,
+  o: FusedOptions = {},
+): { sum: Tensor; normed: Tensor } {
+  const fused = o.fused ?? useFused('layernorm', x);
+  const [h, y] = native.fusedLayerNorm(x.h, residual.h, weight?.h ?? null, bias?.h ?? null, eps, outDtype(x, o, fused), fused);
+  return { sum: wrap(h!), normed: wrap(y) };
+}
+
+/** gelu(x + bias) (exact GELU), bias over the last dimension. */
+export function biasGelu(x: Tensor, bias: Tensor, o: { fused?: boolean } = {}): Tensor {
+  return wrap(native.fusedBiasGelu(x.h, bias.h, o.fused ?? useFused('gelu', x)));
+}
+
+export interface PixelTargetSpec {
+  patchSize: number;
+  /** 0: no blur. */
+  blurKernel: number;
+  blurSigma: number;
+  normPix: boolean;
+}
+
+/** Pixel targets [B, N, P²·C] of float32 images: blur (zero padding), patchify, per-patch normalisation. */
+export function pixelTargets(images: Tensor, s: PixelTargetSpec, o: { fused?: boolean } = {}): Tensor {
+  return wrap(native.fusedPixelTargets(images.h, s.patchSize, s.blurKernel, s.blurSigma, s.normPix, o.fused ?? useFused('targets', images)));
+}

@@ -1,0 +1,234 @@
+// The fused ops (src/torch/fused.ts, native/fused.cc) against the unfused libtorch composition, forward
+// and backward. On the CPU the fused functions run the kernels' arithmetic with libtorch ops (so their
+// custom backward is what is checked); on a GPU (scripts/gpu-check.sh, SEMAIM_TEST_DEVICE=cuda) the same
+// tests compare the CUDA kernels with the unfused ops.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as torch from '../../src/torch';
+import { F, Tensor, fused } from '../../src/torch';
+import { gradcheck } from '../../src/torch/gradcheck';
+import { gaussianBlur, normalizePatches, patchify } from '../../src/semaim/targets';
+import { rnd, assertClose } from '../torch/helpers';
+
+type Low = 'bfloat16' | 'float16';
+/** Tolerance of a dtype's rounding (a couple of units in the last place, relative). */
+const tol = (dtype: torch.DType): number => (dtype === 'bfloat16' ? 2 ** -7 : dtype === 'float16' ? 2 ** -10 : dtype === 'float32' ? 1e-5 : 1e-12);
+
+function unfusedAddLayerNorm(x: Tensor, r: Tensor | null, w: Tensor, b: Tensor, eps: number): { h: Tensor | null; y: Tensor } {
+  const h = r ? x.add(r) : null;
+  return { h, y: F.layerNorm(h ?? x, [x.shape[x.shape.length - 1]], w, b, eps) };
+}
+
+/** Gradients of sum(outs · projections) with respect to the inputs. */
+function grads(inputs: Tensor[], outs: Tensor[], seed: number): Tensor[] {
+  const loss = outs
+    .map((o, i) =>
+      o
+        .float()
+        .mul(rnd(o.shape, { seed: seed + i, dtype: 'float32' }).to({ device: o.device }))
+        .sum(),
+    )
+    .reduce((a, c) => a.add(c));
+  loss.backward();
+  return inputs.map((t) => t.grad!.clone());
+}
+
+function leaf(t: Tensor): Tensor {
+  return t.detach().requiresGrad_();
+}
+
+test('fused=false is the unfused composition, op for op', () => {
+  torch.scope(() => {
+    const x = rnd([2, 5, 12], { dtype: 'float32' });
+    const r = rnd([2, 5, 12], { dtype: 'float32', seed: 2 });
+    const w = rnd([12], { dtype: 'float32', seed: 3 });
+    const b = rnd([12], { dtype: 'float32', seed: 4 });
+    const want = unfusedAddLayerNorm(x, r, w, b, 1e-6);
+    const got = fused.addLayerNorm(x, r, w, b, 1e-6, { fused: false });
+    assert.equal(got.sum.sub(want.h!).abs().max().item(), 0);
+    assert.equal(got.normed.sub(want.y).abs().max().item(), 0);
+    assert.equal(
+      fused
+        .layerNorm(x, w, b, 1e-6, { fused: false })
+        .sub(F.layerNorm(x, [12], w, b, 1e-6))
+        .abs()
+        .max()
+        .item(),
+      0,
+    );
+    assert.equal(
+      fused
+        .biasGelu(x, b, { fused: false })
+        .sub(F.gelu(x.add(b)))
+        .abs()
+        .max()
+        .item(),
+      0,
+    );
+  });
+});
+
+test('fused LayerNorm (+ residual) equals the unfused ops, forward and backward, float32 and float64', () => {
+  torch.scope(() => {
+    for (const dtype of ['float32', 'float64'] as const) {
+      for (const residual of [false, true]) {
+        const x0 = rnd([3, 7, 40], { dtype, lo: -3, hi: 3 });
+        const r0 = rnd([3, 7, 40], { dtype, seed: 11 });
+        const w0 = rnd([40], { dtype, seed: 12 });
+        const b0 = rnd([40], { dtype, seed: 13 });
+        const inputs = (): Tensor[] => [leaf(x0), leaf(r0), leaf(w0), leaf(b0)];
+        const [x, r, w, b] = inputs();
+        const want = unfusedAddLayerNorm(x, residual ? r : null, w, b, 1e-6);
+        const wantGrads = grads(residual ? [x, r, w, b] : [x, w, b], want.h ? [want.h, want.y] : [want.y], 100);
+        const [x2, r2, w2, b2] = inputs();
+        let outs: Tensor[];
+        if (residual) {
+          const got = fused.addLayerNorm(x2, r2, w2, b2, 1e-6, { fused: true });
+          assertClose(got.sum, want.h!, 0, 0, `${dtype} sum`);
+          outs = [got.sum, got.normed];
+        } else {
+          outs = [fused.layerNorm(x2, w2, b2, 1e-6, { fused: true })];
+        }
+        assertClose(outs[outs.length - 1], want.y, tol(dtype), tol(dtype), `${dtype} residual=${residual} y`);
+        const gotGrads = grads(residual ? [x2, r2, w2, b2] : [x2, w2, b2], outs, 100);
+        gotGrads.forEach((g, i) => assertClose(g, wantGrads[i], 10 * tol(dtype), 10 * tol(dtype), `${dtype} residual=${residual} grad ${i}`));
+      }
+    }
+  });
+});
+
+test('fused LayerNorm in 16-bit storage, with a 16-bit branch added to a float32 stream, and a narrowed input', () => {
+  torch.scope(() => {
+    for (const low of ['bfloat16', 'float16'] as Low[]) {
+      // A 16-bit model: x, r and the weights in the same dtype; the output rounded once.
+      const x = rnd([2, 6, 64], { dtype: low, lo: -2, hi: 2 });
+      const r = rnd([2, 6, 64], { dtype: low, seed: 21 });
+      const w = rnd([64], { dtype: 'float32', seed: 22 });
+      const b = rnd([64], { dtype: 'float32', seed: 23 });
+      const got = fused.addLayerNorm(x, r, w, b, 1e-6, { fused: true });
+      assert.equal(got.sum.dtype, low);
+      assertClose(got.sum, x.add(r), 0, 0, `${low} sum rounded as x.add(r)`);
+      assertClose(got.normed, F.layerNorm(x.add(r).float(), [64], w, b, 1e-6), tol(low), tol(low), `${low} y`);
+      // Autocast's residual stream: float32 x plus a 16-bit branch, the result written in 16 bits for a Linear
+      // (CPU autocast in libtorch 1.13 knows only bfloat16).
+      if (low === 'float16' && torch.deviceType(x.device) === 'cpu') continue;
+      const xs = rnd([2, 6, 64], { dtype: 'float32', lo: -2, hi: 2, seed: 24 });
+      const mixed = torch.autocast({ device: torch.deviceType(xs.device), dtype: low }, () =>
+        fused.addLayerNorm(xs, r, w, b, 1e-6, { fused: true, forLinear: true }),
+      );
+      assert.equal(mixed.sum.dtype, 'float32');
+      assert.equal(mixed.normed.dtype, low);
+      assertClose(mixed.sum, xs.add(r), 0, 0, `${low} mixed sum`);
+      assertClose(mixed.normed, F.layerNorm(xs.add(r), [64], w, b, 1e-6).to({ dtype: low }), tol(low), tol(low), `${low} mixed y`);
+    }
+    // A sequence narrowed from a longer one (the decoder's keys): no contiguous copy needed, same values.
+    const full = rnd([2, 9, 32], { dtype: 'float32' });
+    const w = rnd([32], { dtype: 'float32', seed: 31 });
+    const narrowed = full.narrow(1, 0, 8);
+    assert.equal(narrowed.isContiguous, false);
+    assertClose(fused.layerNorm(narrowed, w, null, 1e-6, { fused: true }), F.layerNorm(narrowed, [32], w, null, 1e-6), 1e-5, 1e-5, 'narrowed');
+  });
+});
+
+test('fused LayerNorm: float64 gradcheck of x, residual, weight and bias', () => {
+  torch.scope(() => {
+    const x = rnd([2, 3, 6], { lo: -2, hi: 2 }).requiresGrad_();
+    const r = rnd([2, 3, 6], { seed: 41 }).requiresGrad_();
+    const w = rnd([6], { seed: 42 }).requiresGrad_();
+    const b = rnd([6], { seed: 43 }).requiresGrad_();
+    gradcheck(
+      (a, c, d, e) => {
+        const o = fused.addLayerNorm(a, c, d, e, 1e-5, { fused: true });
+        return o.normed.add(o.sum.mul(0.5));
+      },
+      [x, r, w, b],
+    );
+    gradcheck((a, d, e) => fused.layerNorm(a, d, e, 1e-5, { fused: true }), [x, w, b]);
+  });
+});
+
+test('fused bias + GELU equals gelu(x + b), forward and backward, and passes a float64 gradcheck', () => {
+  torch.scope(() => {
+    const cpu = torch.deviceType(torch.zeros([1]).device) === 'cpu';
+    for (const dtype of ['float32', 'float64', 'bfloat16', ...(cpu ? [] : ['float16' as const])] as const) {
+      // no float16 GELU on the CPU
+      const x0 = rnd([3, 5, 24], { dtype, lo: -4, hi: 4 });
+      const b0 = rnd([24], { dtype: 'float32', seed: 51 });
+      const [x, b] = [leaf(x0), leaf(b0)];
+      const want = F.gelu(x.add(b.to({ dtype })));
+      const wantGrads = grads([x, b], [want], 200);
+      const [x2, b2] = [leaf(x0), leaf(b0)];
+      const got = fused.biasGelu(x2, b2, { fused: true });
+      assert.equal(got.dtype, dtype);
+      assertClose(got, want, tol(dtype), tol(dtype), `${dtype} forward`);
+      const gotGrads = grads([x2, b2], [got], 200);
+      assertClose(gotGrads[0], wantGrads[0], 4 * tol(dtype), 4 * tol(dtype), `${dtype} grad x`);
+      assertClose(gotGrads[1], wantGrads[1], 40 * tol(dtype), 4 * tol(dtype), `${dtype} grad b`);
+    }
+    const x = rnd([2, 4, 5], { lo: -3, hi: 3, seed: 52 }).requiresGrad_();
+    const b = rnd([5], { seed: 53 }).requiresGrad_();
+    gradcheck((a, c) => fused.biasGelu(a, c, { fused: true }), [x, b]);
+  });
+});
+
+test('pixel targets: the addon composition is the TypeScript one bit for bit; the fused path agrees', () => {
+  torch.scope(() => {
+    const images = rnd([2, 3, 32, 32], { dtype: 'float32', lo: -2, hi: 2 });
+    for (const [blur, norm] of [
+      [9, true],
+      [9, false],
+      [0, true],
+      [3, true],
+    ] as const) {
+      const ts = torch.scope(() => {
+        const src = blur ? gaussianBlur(images, blur, 1) : images;
+        const t = patchify(src, 8);
+        return norm ? normalizePatches(t) : t;
+      });
+      const spec = { patchSize: 8, blurKernel: blur, blurSigma: 1, normPix: norm };
+      const composite = fused.pixelTargets(images, spec, { fused: false });
+      assert.deepEqual(composite.shape, [2, 16, 192]);
+      if (torch.deviceType(images.device) === 'cpu') assert.equal(composite.sub(ts).abs().max().item(), 0, `blur ${blur} norm ${norm}: exact on the CPU`);
+      else assertClose(composite, ts, 1e-5, 1e-5, `blur ${blur} norm ${norm}`);
+      assertClose(fused.pixelTargets(images, spec, { fused: true }), ts, 2e-5, 2e-5, `blur ${blur} norm ${norm} fused`);
+    }
+  });
+});
+
+test('fused ops refuse bad shapes with clear errors; the kind list is validated', () => {
+  torch.scope(() => {
+    const x = rnd([2, 3, 8], { dtype: 'float32' });
+    assert.throws(() => fused.addLayerNorm(x, rnd([2, 3, 7], { dtype: 'float32' }), null, null, 1e-6, { fused: true }), /residual's shape/);
+    assert.throws(() => fused.layerNorm(x, rnd([7], { dtype: 'float32' }), null, 1e-6, { fused: true }), /weight and bias/);
+    assert.throws(() => fused.biasGelu(x, rnd([7], { dtype: 'float32' })), /bias needs/);
+    assert.throws(
+      () => fused.pixelTargets(rnd([1, 3, 10, 10], { dtype: 'float32' }), { patchSize: 4, blurKernel: 9, blurSigma: 1, normPix: true }),
+      /multiples of the patch/,
+    );
+    assert.throws(
+      () => fused.pixelTargets(rnd([1, 3, 8, 8], { dtype: 'float32' }), { patchSize: 4, blurKernel: 4, blurSigma: 1, normPix: true }),
+      /must be odd/,
+    );
+  });
+  assert.deepEqual(fused.parseFusedKinds('all'), ['layernorm', 'gelu', 'targets']);
+  assert.deepEqual(fused.parseFusedKinds('targets, layernorm'), ['targets', 'layernorm']);
+  assert.deepEqual(fused.parseFusedKinds('none'), []);
+  assert.throws(() => fused.parseFusedKinds('layernorm,softmax'), /unknown fused kernel kind\(s\) softmax/);
+});
+
+test('the switch is off by default and sends CPU tensors to the unfused ops', () => {
+  torch.scope(() => {
+    assert.deepEqual(fused.fusedKinds(), []);
+    const cpu = torch.zeros([2, 2], { device: 'cpu' });
+    fused.setFused('all');
+    try {
+      assert.deepEqual(fused.fusedKinds(), ['layernorm', 'gelu', 'targets']);
+      assert.equal(fused.useFused('layernorm', cpu), false);
+    } finally {
+      fused.setFused('none');
+    }
+    const st = fused.kernelStatus();
+    assert.equal(typeof st.message, 'string');
+    if (!st.cudaBuild) assert.match(st.message, /no CUDA/);
+  });
+});

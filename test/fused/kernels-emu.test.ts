@@ -1,0 +1,169 @@
+// The CUDA kernels of native/kernels/fused.cu run on the CPU through the SIMT emulator
+// (native/kernels/simt-emu.h, one thread per CUDA thread, with the addon's launch configurations from
+// launch.h) and are compared with libtorch's unfused ops: their indexing (strided rows, halos, patch
+// order), warp and block reductions, and 16-bit rounding, without a GPU. Needs g++ (C++20); the runner is
+// built once per source version into the temp folder.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as torch from '../../src/torch';
+import { F, Tensor } from '../../src/torch';
+import { gaussianBlur, gaussianKernel, normalizePatches, patchify } from '../../src/semaim/targets';
+import { rnd, assertClose, cpuOnly } from '../torch/helpers';
+
+const KERNELS = path.join(__dirname, '..', '..', '..', 'native', 'kernels');
+const hasGpp = spawnSync('g++', ['--version']).status === 0;
+const skip = cpuOnly || (hasGpp ? false : 'no g++ to build the emulator');
+
+type Code = 'f32' | 'bf16' | 'f16';
+const DTYPE: Record<Code, torch.DType> = { f32: 'float32', bf16: 'bfloat16', f16: 'float16' };
+
+let runner: string | null = null;
+function emulator(): string {
+  if (runner) return runner;
+  const files = ['emu-runner.cc', 'simt-emu.h', 'fused.cu', 'launch.h'];
+  const hash = createHash('sha256');
+  for (const f of files) hash.update(fs.readFileSync(path.join(KERNELS, f)));
+  const bin = path.join(os.tmpdir(), `semaim-emu-runner-${hash.digest('hex').slice(0, 16)}`);
+  if (!fs.existsSync(bin)) {
+    const tmp = `${bin}.${process.pid}`;
+    const r = spawnSync('g++', ['-std=c++20', '-O1', '-pthread', '-Wall', '-Wextra', '-Werror', '-o', tmp, path.join(KERNELS, 'emu-runner.cc')], {
+      encoding: 'utf8',
+    });
+    assert.equal(r.status, 0, `building the emulator failed:\n${r.stderr}`);
+    fs.renameSync(tmp, bin);
+  }
+  runner = bin;
+  return bin;
+}
+
+function bytes(t: Tensor): Buffer {
+  const a = t.contiguous().data();
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+}
+
+function readTensor(file: string, dtype: torch.DType, shape: number[]): Tensor {
+  const b = fs.readFileSync(file);
+  const ab = b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
+  const data = dtype === 'float32' ? new Float32Array(ab) : new Uint16Array(ab);
+  return torch.tensor(data, { dtype, shape });
+}
+
+/** Runs one job: writes the inputs, runs the emulator, returns the folder with the outputs. */
+function runJob(job: string, inputs: Record<string, Tensor>): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'semaim-emu-'));
+  fs.writeFileSync(path.join(dir, 'job.txt'), job);
+  for (const [name, t] of Object.entries(inputs)) fs.writeFileSync(path.join(dir, name), bytes(t));
+  const r = spawnSync(emulator(), [dir], { encoding: 'utf8' });
+  assert.equal(r.status, 0, `emu-runner ${job}: ${r.stderr}`);
+  return dir;
+}
+
+/** Rows of a tensor as the addon passes them: (rowsPerBatch, batch stride, row stride) and the bytes from its first element. */
+function rows(t: Tensor): { perBatch: number; sB: number; sT: number; base: Tensor } {
+  const D = t.shape[t.shape.length - 1];
+  if (t.shape.length === 3 && t.strides[2] === 1) return { perBatch: t.shape[1], sB: t.strides[0], sT: t.strides[1], base: t };
+  return { perBatch: t.numel / D, sB: 0, sT: D, base: t.contiguous() };
+}
+
+interface LnCase {
+  T: Code;
+  R: Code;
+  W: Code;
+  O: Code;
+  residual: boolean;
+  weights: boolean;
+  shape: number[];
+  /** Narrow dim 1 of a longer tensor (x read through its strides). */
+  narrowed?: boolean;
+}
+
+test("emulated LayerNorm kernel: strided rows, residual add in x's dtype, 16-bit rounding, statistics", { skip }, () => {
+  const cases: LnCase[] = [
+    { T: 'f32', R: 'bf16', W: 'f32', O: 'bf16', residual: true, weights: true, shape: [2, 6, 72], narrowed: true }, // bf16 autocast
+    { T: 'f32', R: 'f32', W: 'f32', O: 'f32', residual: false, weights: false, shape: [3, 5, 33], narrowed: true },
+    { T: 'bf16', R: 'bf16', W: 'bf16', O: 'f32', residual: false, weights: true, shape: [10, 40] },
+    { T: 'f16', R: 'f16', W: 'f32', O: 'f16', residual: true, weights: true, shape: [2, 3, 96] },
+  ];
+  torch.scope(() => {
+    for (const c of cases) {
+      const D = c.shape[c.shape.length - 1];
+      const full = c.narrowed ? rnd([c.shape[0], c.shape[1] + 1, D], { dtype: 'float32', lo: -3, hi: 3 }).to({ dtype: DTYPE[c.T] }) : null;
+      const x = full ? full.narrow(1, 0, c.shape[1]) : rnd(c.shape, { dtype: 'float32', lo: -3, hi: 3 }).to({ dtype: DTYPE[c.T] });
+      const r = rnd(c.shape, { dtype: 'float32', seed: 7 }).to({ dtype: DTYPE[c.R] });
+      const w = rnd([D], { dtype: 'float32', seed: 8 }).to({ dtype: DTYPE[c.W] });
+      const b = rnd([D], { dtype: 'float32', seed: 9 }).to({ dtype: DTYPE[c.W] });
+      const xr = rows(x);
+      const rr = rows(r);
+      const M = x.numel / D;
+      const job =
+        `ln ${c.T} ${c.R} ${c.W} ${c.O} ${M} ${D} ${xr.perBatch} ${xr.sB} ${xr.sT} ${c.residual ? 1 : 0} ${rr.sB} ${rr.sT} ` +
+        `${c.weights ? 1 : 0} ${c.weights ? 1 : 0} 1e-6`;
+      // A narrowed x starts at its base's first element: the kernel reads the base's bytes through x's strides.
+      const inputs: Record<string, Tensor> = { 'x.bin': full ?? xr.base, 'r.bin': rr.base, 'w.bin': w, 'b.bin': b };
+      const dir = runJob(job, inputs);
+      const what = `${c.T}/${c.R}/${c.W}/${c.O} residual=${c.residual}`;
+      const h = c.residual ? x.add(r) : x;
+      assert.equal(h.dtype, DTYPE[c.T]);
+      if (c.residual) assertClose(readTensor(path.join(dir, 'h.bin'), DTYPE[c.T], c.shape), h, 0, 0, `${what} h`);
+      const hf = h.float();
+      const want = F.layerNorm(hf, [D], c.weights ? w.float() : null, c.weights ? b.float() : null, 1e-6).to({ dtype: DTYPE[c.O] });
+      const ulp = c.O === 'bf16' ? 2 ** -7 : c.O === 'f16' ? 2 ** -10 : 2e-6;
+      assertClose(readTensor(path.join(dir, 'y.bin'), DTYPE[c.O], c.shape), want, ulp * 4, ulp, `${what} y`);
+      const mean = hf.reshape([M, D]).mean(1);
+      const rstd = hf.reshape([M, D]).var(1, false).add(1e-6).rsqrt();
+      assertClose(readTensor(path.join(dir, 'mean.bin'), 'float32', [M]), mean, 1e-6, 1e-5, `${what} mean`);
+      assertClose(readTensor(path.join(dir, 'rstd.bin'), 'float32', [M]), rstd, 1e-6, 1e-5, `${what} rstd`);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+test('emulated bias + GELU kernels equal gelu(x + b) and its backward, in float32, bfloat16 and float16', { skip }, () => {
+  torch.scope(() => {
+    for (const T of ['f32', 'bf16', 'f16'] as Code[]) {
+      const dtype = DTYPE[T];
+      const shape = [3, 7, 40];
+      const x = rnd(shape, { dtype: 'float32', lo: -4, hi: 4 }).to({ dtype });
+      const bT = rnd([40], { dtype: 'float32', seed: 3 }).to({ dtype });
+      const g = rnd(shape, { dtype: 'float32', seed: 4 }).to({ dtype });
+      // The reference in float from the stored sum (libtorch 1.13 has no float16 GELU on the CPU).
+      const v = x.add(bT).float().requiresGrad_();
+      const act = F.gelu(v);
+      act.backward(g.float());
+      const n = x.numel;
+      const ulp = T === 'bf16' ? 2 ** -7 : T === 'f16' ? 2 ** -10 : 2e-6;
+      const fwd = runJob(`gelu ${T} ${n} 40 0`, { 'h.bin': x, 'b.bin': bT });
+      assertClose(readTensor(path.join(fwd, 'out.bin'), dtype, shape), act.detach().to({ dtype }), ulp * 2, ulp, `${T} forward`);
+      const bwd = runJob(`gelu ${T} ${n} 40 1`, { 'h.bin': x, 'b.bin': bT, 'g.bin': g });
+      assertClose(readTensor(path.join(bwd, 'out.bin'), dtype, shape), v.grad!.to({ dtype }), ulp * 2, ulp, `${T} backward`);
+      for (const d of [fwd, bwd]) fs.rmSync(d, { recursive: true, force: true });
+    }
+  });
+});
+
+test('emulated pixel-target kernel equals blur + patchify + per-patch normalisation', { skip }, () => {
+  torch.scope(() => {
+    for (const [P, K, norm, H] of [
+      [16, 9, true, 32],
+      [4, 3, false, 16],
+      [8, 0, true, 16],
+    ] as const) {
+      const images = rnd([1, 3, H, H + P], { dtype: 'float32', lo: -2, hi: 2 });
+      const want = torch.scope(() => {
+        const src = K ? gaussianBlur(images, K, 1) : images;
+        const t = patchify(src, P);
+        return norm ? normalizePatches(t) : t;
+      });
+      // The normalised Gaussian the addon uploads: one channel of gaussianKernel's.
+      const weights = K ? gaussianKernel(K, 1, 1) : null;
+      const dir = runJob(`targets 1 3 ${H} ${H + P} ${P} ${K} ${norm ? 1 : 0}`, { 'img.bin': images, ...(weights ? { 'weights.bin': weights } : {}) });
+      assertClose(readTensor(path.join(dir, 'out.bin'), 'float32', want.shape), want, 2e-5, 2e-5, `P ${P} K ${K} norm ${norm}`);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,98 @@
+// SemAIM with every fused path on equals SemAIM without: the similarity pass, the order, the loss and every
+// parameter's gradient. On the CPU (setFused's onCpu) the fused functions run their libtorch arithmetic,
+// which checks the model's wiring of the fused ops (blocks, decoder, MLPs, final norm, targets) and their
+// backward; on a GPU the same test compares the kernels. Also: the phase marks the model emits.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as torch from '../../src/torch';
+import { fused } from '../../src/torch';
+import { SemAIM, makeConfig } from '../../src/semaim';
+import { setPhaseProbe, type Phase } from '../../src/semaim/phases';
+import { rnd } from '../torch/helpers';
+
+function tinyModel(dtype: torch.DType): SemAIM {
+  torch.manualSeed(3);
+  const cfg = makeConfig('vit_tiny', {
+    imgSize: 32,
+    patchSize: 8,
+    embedDim: 48,
+    depth: 3,
+    numHeads: 3,
+    decoderDepth: 2,
+    target: { type: 'pixels', normPix: true, blur: true, blurKernel: 9, blurSigma: 1 },
+    order: { type: 'semantic', source: 'online', filter: true, lambda: 0.01 },
+  });
+  const model = new SemAIM(cfg).initWeights();
+  // LayerNorms and biases away from their 1 / 0 init, so that swapping one for another shows.
+  torch.noGrad(() => {
+    let seed = 100;
+    for (const [name, p] of model.namedParameters()) {
+      if (/norm\d?\.(weight|bias)$|\.bias$/.test(name)) p.copy_(rnd(p.shape, { dtype: 'float32', lo: 0.5, hi: 1.5, seed: seed++ }));
+    }
+  });
+  return model.to({ dtype });
+}
+
+function step(model: SemAIM, images: torch.Tensor, noise: torch.Tensor): { order: number[]; loss: number; grads: Map<string, torch.Tensor> } {
+  model.zeroGrad();
+  return torch.scope(() => {
+    const { order } = model.makeOrder(images, { noise });
+    const out = model.forward(images, order);
+    out.loss.backward();
+    const grads = new Map([...model.namedParameters()].map(([k, p]) => [k, torch.keep(p.grad!.clone())]));
+    return { order: Array.from(order.toFloat64Array()), loss: out.loss.item(), grads };
+  });
+}
+
+test('SemAIM with the fused LayerNorm, bias + GELU and target paths equals the unfused model (float64 and float32)', () => {
+  for (const [dtype, tol] of [
+    ['float64', 1e-10],
+    ['float32', 2e-4],
+  ] as const) {
+    torch.scope(() => {
+      const model = tinyModel(dtype);
+      const images = rnd([2, 3, 32, 32], { dtype, lo: -2, hi: 2 });
+      const noise = rnd([2, 16], { dtype, lo: 0, hi: 1, seed: 5 });
+      const plain = step(model, images, noise);
+      fused.setFused('all', { onCpu: true });
+      let fast: ReturnType<typeof step>;
+      try {
+        fast = step(model, images, noise);
+      } finally {
+        fused.setFused('none');
+      }
+      assert.deepEqual(
+        fast.order.map((v) => v.toFixed(6)),
+        plain.order.map((v) => v.toFixed(6)),
+        `${dtype} order`,
+      );
+      assert.ok(Math.abs(fast.loss - plain.loss) <= tol * Math.abs(plain.loss), `${dtype} loss ${fast.loss} vs ${plain.loss}`);
+      for (const [name, g] of plain.grads) {
+        const f = fast.grads.get(name)!;
+        const rel = f.sub(g).abs().max().item() / Math.max(g.abs().max().item(), 1e-12);
+        assert.ok(rel <= 10 * tol, `${dtype} grad ${name}: relative difference ${rel}`);
+      }
+      for (const m of [plain.grads, fast.grads]) for (const g of m.values()) g.dispose();
+      model.dispose();
+    });
+  }
+});
+
+test('the model marks its phases in order: similarity pass, order, targets, then encoder and decoder blocks, head, loss', () => {
+  torch.scope(() => {
+    const model = tinyModel('float32');
+    const images = rnd([1, 3, 32, 32], { dtype: 'float32' });
+    const marks: Phase[] = [];
+    setPhaseProbe({ mark: (p) => marks.push(p) });
+    try {
+      const { order } = model.makeOrder(images, { noise: rnd([1, 16], { dtype: 'float32', lo: 0, hi: 1 }) });
+      model.forward(images, order);
+    } finally {
+      setPhaseProbe(null);
+    }
+    // depth 3, decoder depth 2: decoder taps after encoder blocks 1 and 3.
+    assert.deepEqual(marks, ['similarity', 'order', 'targets', 'encoder', 'encoder', 'decoder', 'encoder', 'encoder', 'decoder', 'head', 'loss']);
+    assert.deepEqual(model.taps, [1, 3]);
+    model.dispose();
+  });
+});
