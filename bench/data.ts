@@ -66,7 +66,7 @@ const PY = '/usr/bin/python3';
 async function makeLargeJpegs(dir: string, count: number): Promise<void> {
   const marker = join(dir, '.complete');
   if (existsSync(marker)) return;
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
+   
   const sharpMod = require('sharp');
   const sharp = typeof sharpMod === 'function' ? sharpMod : sharpMod.default;
   const tmp = `${dir}.tmp-${process.pid}`;

@@ -153,7 +153,7 @@ export class BatchBuilder {
           this.pipeline.run(handle, rng, out, offset, cfg.size[0], cfg.size[1], masks, maskOffset);
           return { index, label: opened.label };
         } catch (e) {
-          if (e instanceof SizeMismatchError) throw new Error(`${this.source.name(index)}: ${e.message}`);
+          if (e instanceof SizeMismatchError) throw new Error(`${this.source.name(index)}: ${e.message}`, { cause: e });
           const de = e instanceof DecodeError ? e : new DecodeError('corrupt', `cannot decode (${(e as Error).message})`);
           this.bad.set(index, { reason: de.reason, message: de.message });
           skipped.push({ index, name: this.source.name(index), reason: de.reason, message: de.message });

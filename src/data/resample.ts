@@ -463,12 +463,11 @@ export function resampleToOutput(
   let pb: Prepared | null = null;
   let pr: Prepared | null = null;
   let cw = outW;
-  let ch = outH;
   let ux: UpMap | null = null;
   let uy: UpMap | null = null;
   if (half) {
     cw = Math.ceil(outW / fx);
-    ch = Math.ceil(outH / fy);
+    const ch = Math.ceil(outH / fy);
     const dx = (spec.sample.x1 - spec.sample.x0) / outW;
     const dy = (spec.sample.y1 - spec.sample.y0) / outH;
     const cspec: ResampleSpec = {

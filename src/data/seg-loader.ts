@@ -74,7 +74,7 @@ export class SegLoader implements SegData {
         const handle = opened instanceof Promise ? await opened : opened;
         pipeline.run(handle, new Rng(seed, o.epoch, i, 0), images, k * per, S, S, masks, k * hw);
       } catch (e) {
-        if (e instanceof SizeMismatchError) throw new Error(`${name}: ${e.message}`);
+        if (e instanceof SizeMismatchError) throw new Error(`${name}: ${e.message}`, { cause: e });
         const reason = e instanceof SegSkipError || e instanceof DecodeError ? e.reason : 'corrupt';
         this.tally.add({ name, reason, message: (e as Error).message });
         continue;

@@ -71,7 +71,7 @@ export async function loadRgb(path: string, size: number, io: Partial<ImageInput
       .toBuffer({ resolveWithObject: true });
     return { width: info.width, height: info.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) };
   } catch (e) {
-    throw new Error(`cannot read image ${path}: ${(e as Error).message.split('\n')[0]}`);
+    throw new Error(`cannot read image ${path}: ${(e as Error).message.split('\n')[0]}`, { cause: e });
   }
 }
 

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import type { Image } from '../../src/data/image';
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
+ 
 const sharpMod = require('sharp');
 // sharp ships ESM-first typings; the tests use it structurally.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -198,7 +198,7 @@ export function pngEncode(
   samples: ArrayLike<number>,
   extra: { plte?: Uint8Array; trns?: Uint8Array } = {},
 ): Buffer {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
+   
   const { deflateSync } = require('node:zlib') as typeof import('node:zlib');
   const ch = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 }[ctype];
   const rowBytes = Math.ceil((w * ch * depth) / 8);

@@ -26,7 +26,7 @@ let sharpMod: SharpModule | null = null;
 
 function loadSharp(): SharpModule {
   if (!sharpMod) {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
+     
     const m = require('sharp') as SharpModule | { default: SharpModule };
     sharpMod = typeof m === 'function' ? m : m.default;
     sharpMod.cache(false);

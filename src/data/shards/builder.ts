@@ -101,7 +101,7 @@ export class ShardBatchBuilder {
         }
         return true;
       } catch (e) {
-        if (e instanceof SizeMismatchError) throw new Error(`${item.name}: ${e.message}`);
+        if (e instanceof SizeMismatchError) throw new Error(`${item.name}: ${e.message}`, { cause: e });
         fail = e instanceof DecodeError ? e : new DecodeError('corrupt', `cannot decode (${(e as Error).message})`);
       }
     }

@@ -69,7 +69,7 @@ function listImages(dir: string, rel: string, walk: Walk): void {
   try {
     entries = readdirSync(dir, { withFileTypes: true });
   } catch (e) {
-    throw new Error(`cannot list ${dir}: ${(e as Error).message}`);
+    throw new Error(`cannot list ${dir}: ${(e as Error).message}`, { cause: e });
   }
   entries.sort((a, b) => byteOrder(a.name, b.name));
   for (const ent of entries) {

@@ -34,7 +34,7 @@ export function parseIdx(bytes: Uint8Array, name = 'IDX file'): IdxArray {
     try {
       d = gunzipSync(d);
     } catch (e) {
-      throw new Error(`${name}: corrupt gzip data (${(e as Error).message})`);
+      throw new Error(`${name}: corrupt gzip data (${(e as Error).message})`, { cause: e });
     }
   }
   if (d.length < 4 || d[0] !== 0 || d[1] !== 0) throw new Error(`${name}: not an IDX file (bad magic)`);
@@ -61,7 +61,7 @@ function readIdx(path: string): IdxArray {
   try {
     bytes = readFileSync(path);
   } catch (e) {
-    throw new Error(`IDX: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    throw new Error(`IDX: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { cause: e });
   }
   return parseIdx(bytes, path);
 }
