@@ -14,6 +14,7 @@ import { makeTrainData } from '../data';
 import { checkDataPath } from '../data/options';
 import { runExitCode } from '../run/signals';
 import { exportCommand } from './export-command';
+import { rankSlice, runDataParallel } from './data-parallel';
 import { embedCommand } from './embed-command';
 import { objectStartCommand } from './object-start-command';
 
@@ -35,12 +36,14 @@ const coreCommands: Record<string, Command> = {
       checkDataPath(o);
       if (o.target === 'features') modelConfigFrom(o); // reads the teacher's config file
     },
-    async run(o) {
-      const r = await pretrain(o, makeTrainData(trainDataRequest(o)));
-      process.stdout.write(`pretrain ${r.stoppedBy} after ${r.steps} steps; loss ${r.firstLoss.toFixed(4)} → ${r.lastLoss.toFixed(4)}\n` +
-        `  checkpoint: ${r.checkpoint}\n  metrics:    ${r.outDir}/metrics.jsonl\n`);
+    run: (o) => runDataParallel(o, async (group) => {
+      const r = await pretrain(o, makeTrainData(trainDataRequest(o), rankSlice(group)), { group });
+      if (!group || group.rank === 0) {
+        process.stdout.write(`pretrain ${r.stoppedBy} after ${r.steps} steps; loss ${r.firstLoss.toFixed(4)} → ${r.lastLoss.toFixed(4)}\n` +
+          `  checkpoint: ${r.checkpoint}\n  metrics:    ${r.outDir}/metrics.jsonl\n`);
+      }
       return runExitCode(r);
-    },
+    }),
   }),
   export: exportCommand,
   info: defineCommand({

@@ -12,6 +12,7 @@ import { ChildRunner, measureInProcesses, runShardProcesses } from './ablate-job
 import { resolveEncoder } from '../semaim';
 import { runExitCode } from '../run/signals';
 import { checkDataPath } from '../data/options';
+import { runDataParallel } from './data-parallel';
 
 /** The commands over the given data factories (looked up only when a command runs). */
 export function makeEvalCommands(factories: () => DataFactories = () => DATA_FACTORIES): Record<string, Command> {
@@ -62,11 +63,11 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
         checkDataPath(o);
         resolveEncoder(o.checkpoint, o);
       },
-      async run(o) {
-        const r = await runFinetune(o, factories());
+      run: (o) => runDataParallel(o, async (group) => {
+        const r = await runFinetune(o, factories(), { group });
         process.stdout.write(r.path ? `${r.table}wrote ${r.path}\n` : r.table);
         return runExitCode(r);
-      },
+      }),
     }),
     ablate: defineCommand({
       summary: 'order ablation: matched pre-trains per order, k-NN + linear probe, mean ± std over seeds',

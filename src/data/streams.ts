@@ -2,6 +2,7 @@
 // The real datasets (CIFAR-10, synthetic objects, ImageFolder) are adapted to these interfaces in
 // factories.ts; training and evaluation never decode images themselves.
 
+import type { RankSlice } from './sharding';
 import type { ImageInputOptions } from './options';
 import type { SegDataRequest } from './seg-loader';
 import type { SegData } from './seg-streams';
@@ -145,9 +146,10 @@ export interface EvalDataRequest {
  * (src/data/factories.ts) from the command line, in-memory data in tests.
  */
 export interface DataFactories {
-  makeEvalData(request: EvalDataRequest): Promise<LabelledData> | LabelledData;
+  /** Labelled data; with `dist`, each rank's batches are its slices of the global batches. */
+  makeEvalData(request: EvalDataRequest, dist?: RankSlice): Promise<LabelledData> | LabelledData;
   /** Pre-training data (the order ablation pre-trains). */
-  makeTrainData(request: TrainDataRequest): Promise<TrainData> | TrainData;
+  makeTrainData(request: TrainDataRequest, dist?: RankSlice): Promise<TrainData> | TrainData;
   /** Data with per-pixel labels, for `ablate --eval segprobe` (src/data/seg-loader.ts's makeSegData). */
   makeSegData?(request: SegDataRequest): Promise<SegData> | SegData;
 }

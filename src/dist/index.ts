@@ -10,7 +10,7 @@ export type { Backend, ReduceOp, InitOptions, CollectiveOptions } from './proces
 export { DistributedDataParallel, bucketsBySize } from './ddp';
 export type { DdpOptions, GradSyncMode, ParameterOwner } from './ddp';
 export { launchWorkers, launchOptionsFrom, stripLaunchFlags, freePort, LAUNCH_OPTIONS } from './launch';
-export type { LaunchOptions, LaunchResult } from './launch';
+export type { LaunchOptions, LaunchResult, LaunchFlags } from './launch';
 export { isDistError, classifyDistMessage } from './errors';
 export type { DistError, DistErrorCode } from './errors';
 export { distBuildInfo } from './native-dist';

@@ -5,7 +5,7 @@
 // period) and reports the failed rank with its last lines of output.
 import { spawn, ChildProcess } from 'node:child_process';
 import * as net from 'node:net';
-import type { OptionTable, OptionValues } from '../util/options';
+import { defineOptions } from '../util/options';
 
 export interface LaunchOptions {
   /** Workers on this machine. */
@@ -41,19 +41,34 @@ export interface LaunchResult {
   message: string | null;
 }
 
-/** The launcher's flags, in the option-table form the training commands use. */
-export const LAUNCH_OPTIONS: OptionTable = {
-  nprocPerNode: { type: 'int', default: 1, min: 1, help: 'worker processes on this machine (data-parallel; >1 starts them with the built-in launcher)' },
-  nnodes: { type: 'int', default: 1, min: 1, help: 'machines taking part (each runs the same command with its own --node-rank)' },
-  nodeRank: { type: 'int', default: 0, min: 0, help: 'this machine\'s index among --nnodes' },
-  masterAddr: { type: 'string', default: '127.0.0.1', help: 'address of node 0, where rank 0 hosts the rendezvous' },
-  masterPort: { type: 'int', default: 0, min: 0, max: 65535, help: 'rendezvous port on node 0 (0: a free port with one node, 29500 with several)' },
-};
+/** The launcher's flags, in the option-table form the training commands use (they may change when a run resumes). */
+export const LAUNCH_OPTIONS = defineOptions({
+  nprocPerNode: {
+    mayChangeOnResume: true, type: 'int', default: 1, min: 1,
+    help: 'worker processes on this machine (data-parallel; >1 starts them with the built-in launcher; --batch-size is per process)',
+  },
+  nnodes: { mayChangeOnResume: true, type: 'int', default: 1, min: 1, help: 'machines taking part (each runs the same command with its own --node-rank)' },
+  nodeRank: { mayChangeOnResume: true, type: 'int', default: 0, min: 0, help: 'this machine\'s index among --nnodes' },
+  masterAddr: { mayChangeOnResume: true, type: 'string', default: '127.0.0.1', help: 'address of node 0, where rank 0 hosts the rendezvous' },
+  masterPort: {
+    mayChangeOnResume: true, type: 'int', default: 0, min: 0, max: 65535,
+    help: 'rendezvous port on node 0 (0: a free port with one node, 29500 with several)',
+  },
+});
+
+/** The launcher's option values (LAUNCH_OPTIONS keys). */
+export interface LaunchFlags {
+  nprocPerNode?: number;
+  nnodes?: number;
+  nodeRank?: number;
+  masterAddr?: string;
+  masterPort?: number;
+}
 
 const FLAGS = ['nproc-per-node', 'nnodes', 'node-rank', 'master-addr', 'master-port'];
 
 /** The launcher's options from parsed option values (LAUNCH_OPTIONS keys). */
-export function launchOptionsFrom(o: OptionValues): LaunchOptions {
+export function launchOptionsFrom(o: LaunchFlags): LaunchOptions {
   const port = Number(o.masterPort ?? 0);
   return {
     nprocPerNode: Number(o.nprocPerNode ?? 1),

@@ -17,6 +17,7 @@ import type { TrainState } from '../run/train-state';
 import type { StopSignal } from '../run/signals';
 import { withPrecision } from '../run/precision';
 import { checkDevice } from '../run/device';
+import { readDistEnv, type ProcessGroup } from '../dist';
 import { Accuracy, AccuracyTally } from './accuracy';
 import { ClassifierConfig, ViTClassifier } from './classifier';
 import { Mixup, softTargetCrossEntropy } from './mix';
@@ -27,7 +28,10 @@ export interface FinetuneData {
   test: LabelledData;
 }
 
-export type FinetuneHooks = LoopHooks;
+export interface FinetuneHooks extends LoopHooks {
+  /** The data-parallel group; data.train must then be this rank's slice. Rank 0 alone evaluates. */
+  group?: ProcessGroup | null;
+}
 
 export interface FinetuneResult {
   outDir: string;
@@ -102,11 +106,14 @@ export async function finetune(o: FinetuneOptions, data: FinetuneData, hooks: Fi
   for (const [name, d] of [['train', data.train], ['test', data.test]] as const) {
     if (d.imageShape && d.imageShape.some((v, i) => v !== want[i])) throw new Error(`${name} images are [${d.imageShape}], the encoder expects [${want}]`);
   }
-  const device = checkDevice(o.device);
-  const perEpoch = Math.floor(batchesPerEpoch(data.train.size, o.batchSize, true) / o.accumIter);
-  if (perEpoch < 1) throw new Error(`the training set (${data.train.size} images) gives no full step of ${o.batchSize} × ${o.accumIter} images`);
+  const group = hooks.group ?? null;
+  const world = group?.worldSize ?? 1;
+  const evaluates = (group?.rank ?? 0) === 0;
+  const device = group?.backend === 'nccl' ? group.device : checkDevice(o.device);
+  const perEpoch = Math.floor(batchesPerEpoch(data.train.size, o.batchSize * world, true) / o.accumIter);
+  if (perEpoch < 1) throw new Error(`the training set (${data.train.size} images) gives no full step of ${o.batchSize} × ${o.accumIter} × ${world} images`);
   mkdirSync(o.outDir, { recursive: true });
-  torch.setNumThreads(o.threads ?? availableParallelism());
+  torch.setNumThreads(o.threads ?? Math.max(1, Math.floor(availableParallelism() / (readDistEnv()?.localWorldSize ?? 1))));
   torch.manualSeed(o.seed);
 
   // ---- model (MAE: init, load the encoder, head trunc_normal 2e-5), EMA
@@ -123,7 +130,7 @@ export async function finetune(o: FinetuneOptions, data: FinetuneData, hooks: Fi
   const ema = o.ema ? new EMA(new ViTClassifier(cfg).to({ device }), model, o.emaDecay) : null;
 
   // ---- optimiser, schedule, mixing
-  const lr = o.lr ?? scaleLr(o.blr, o.batchSize * o.accumIter);
+  const lr = o.lr ?? scaleLr(o.blr, o.batchSize * o.accumIter * world);
   const optimizer = makeFinetuneOptimizer(model, o, lr);
   const schedule = warmupCosine({ lr, minLr: o.minLr, warmupEpochs: o.warmupEpochs, epochs: o.epochs });
   const scaler = o.precision === 'fp16' ? new GradScaler() : null;
@@ -135,6 +142,7 @@ export async function finetune(o: FinetuneOptions, data: FinetuneData, hooks: Fi
   // ---- evaluation on the test set (every --eval-every epochs and at the end)
   let lastTop1: number | null = null;
   const evaluate = async (epoch: number, state: TrainState) => {
+    if (!evaluates) return undefined;
     const eo = { batchSize: o.evalBatchSize, precision: o.precision };
     const acc = await evaluateClassifier(model, data.test, eo);
     const emaAcc = ema ? await evaluateClassifier(ema.shadow, data.test, eo) : null;
@@ -165,7 +173,7 @@ export async function finetune(o: FinetuneOptions, data: FinetuneData, hooks: Fi
       onFinish: async (epochs, state) => {
         end.final = await evaluate(epochs, state);
       },
-    }, { ...o, device }, hooks);
+    }, { ...o, device, group }, hooks);
     const done = end.final;
     return {
       outDir: o.outDir, steps: r.steps, stoppedBy: r.stoppedBy, signal: r.signal, accuracy: done?.acc ?? null, emaAccuracy: done?.emaAcc ?? null,

@@ -5,6 +5,7 @@ import { parseKs } from './knn';
 import { autoPrecision, checkPrecision } from '../run/precision';
 import { checkDevice } from '../run/device';
 import { IMAGE_INPUT_OPTIONS, ImageInputOptions } from '../data/options';
+import { LAUNCH_OPTIONS } from '../dist/launch';
 
 export const DATA_OPTIONS = defineOptions({
   dataset: { type: 'string', default: 'cifar10', help: 'labelled dataset (e.g. cifar10, synthetic, folder), as the data adapter names them' },
@@ -83,7 +84,7 @@ export const FINETUNE_OPTIONS = defineOptions({
   // optimisation
   epochs: { mayChangeOnResume: true, type: 'number', default: 100, min: 0.001, help: 'training epochs' },
   maxSteps: { mayChangeOnResume: true, type: 'int', min: 1, help: 'stop after this many optimiser steps (budget cap)' },
-  batchSize: { type: 'int', default: 64, min: 2, help: 'images per micro-batch' },
+  batchSize: { type: 'int', default: 64, min: 2, help: 'images per micro-batch and process (effective batch = batch × accum × processes)' },
   accumIter: { type: 'int', default: 1, min: 1, help: 'gradient accumulation steps' },
   blr: { type: 'number', default: 5e-4, min: 0, help: 'base lr; lr = blr × effective batch / 256' },
   lr: { type: 'number', min: 0, help: 'absolute lr (overrides blr)' },
@@ -114,6 +115,8 @@ export const FINETUNE_OPTIONS = defineOptions({
   keepLast: { mayChangeOnResume: true, type: 'int', default: 2, min: 1, help: 'checkpoints to keep (plus the best)' },
   logEvery: { mayChangeOnResume: true, type: 'int', default: 10, min: 1, help: 'read the loss from the device every N steps' },
   resume: { mayChangeOnResume: true, type: 'boolean', default: true, help: 'continue from the latest checkpoint in out-dir if there is one' },
+  // data-parallel (docs/DISTRIBUTED.md)
+  ...LAUNCH_OPTIONS,
 });
 
 export type KnnCommandOptions = Options<typeof KNN_OPTIONS>;

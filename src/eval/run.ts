@@ -4,7 +4,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import * as torch from '../torch';
 import { saveTensors } from '../io';
-import { DataFactories, EvalDataRequest, LabelledData, Split } from '../data';
+import { DataFactories, EvalDataRequest, LabelledData, RankSlice, Split } from '../data';
 import { EncoderSource, LoadedEncoder, loadEncoder, resolveEncoder, sha256File } from '../semaim';
 import { checkDevice } from '../run/device';
 import { imageInputOptions } from '../data/options';
@@ -35,8 +35,8 @@ function setThreads(o: EvalCommonOptions): void {
 }
 
 /** Both labelled splits; checks that they agree on the classes. */
-export async function makeSplits(f: DataFactories, o: EvalCommonOptions, imgSize: number): Promise<{ train: LabelledData; test: LabelledData }> {
-  const train = await f.makeEvalData(dataRequest(o, 'train', imgSize));
+export async function makeSplits(f: DataFactories, o: EvalCommonOptions, imgSize: number, trainSlice?: RankSlice): Promise<{ train: LabelledData; test: LabelledData }> {
+  const train = await f.makeEvalData(dataRequest(o, 'train', imgSize), trainSlice);
   let test: LabelledData;
   try {
     test = await f.makeEvalData(dataRequest(o, 'test', imgSize));
@@ -185,9 +185,12 @@ export async function runFinetune(o: FinetuneOptions, f: DataFactories, hooks: F
   const source = resolveEncoder(o.checkpoint, o);
   setThreads(o);
   const t0 = Date.now();
-  const splits = await makeSplits(f, o, source.config.imgSize);
+  const group = hooks.group ?? null;
+  // data-parallel: each rank trains on its slices of the global batches; rank 0 evaluates and reports
+  const splits = await makeSplits(f, o, source.config.imgSize, group ? { rank: group.rank, worldSize: group.worldSize } : undefined);
   try {
     const r = await finetune(o, splits, hooks, source);
+    if (group && group.rank !== 0) return { result: null, path: null, table: '', stoppedBy: r.stoppedBy, signal: r.signal };
     if (!r.accuracy) {
       const msg = `fine-tuning stopped (${r.stoppedBy}) after ${r.steps} steps; run again with the same --out-dir to continue from ${r.checkpoint ?? 'the start'}`;
       return { result: null, path: null, table: msg + '\n', stoppedBy: r.stoppedBy, signal: r.signal };

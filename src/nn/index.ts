@@ -3,3 +3,5 @@ export type { StateDict } from './module';
 export * from './layers';
 export * from './containers';
 export * as init from './init';
+export { batchSlice, setBatchSlice } from './batch-slice';
+export type { BatchSlice } from './batch-slice';

@@ -2,6 +2,7 @@
 import * as torch from '../torch';
 import { F, Tensor, fused } from '../torch';
 import { Module } from './module';
+import { batchSlice } from './batch-slice';
 import { defaultWeightInit_, uniform_, fans } from './init';
 
 export interface LayerOptions {
@@ -117,9 +118,12 @@ export class DropPath extends Module {
     if (this.p === 0 || !this.training) return x;
     const keep = 1 - this.p;
     return torch.scope(() => {
-      const shape = [x.shape[0], ...x.shape.slice(1).map(() => 1)];
-      const mask = torch.bernoulli(torch.empty(shape, { dtype: x.dtype, device: x.device }), keep);
-      return x.mul(mask.div_(keep));
+      // the masks of the global batch, this rank's rows (see batch-slice.ts)
+      const { rank, worldSize } = batchSlice();
+      const B = x.shape[0];
+      const shape = [B * worldSize, ...x.shape.slice(1).map(() => 1)];
+      const mask = torch.bernoulli(torch.empty(shape, { dtype: x.dtype, device: x.device }), keep).narrow(0, rank * B, B);
+      return x.mul(mask.div(keep));
     });
   }
 }

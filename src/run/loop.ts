@@ -3,15 +3,21 @@
 // metrics, checkpoints that resume exactly, and stops (step budget, signal, non-finite loss).
 // What differs between the jobs (model, loss, data, schedule, evaluation) comes in a TrainJob.
 // Read it top to bottom like nanoGPT's train.py.
+//
+// Data-parallel (a process group in the settings): every rank runs this same loop on its slice of
+// each global batch; backward averages the gradients over the ranks (only on an optimiser step's
+// last micro-batch), so every rank takes the same step. The ranks agree on stopping every step and on
+// the logged loss (their mean); rank 0 alone writes metrics, progress and checkpoints.
 import * as torch from '../torch';
 import { Tensor } from '../torch';
 import { GradScaler, Optimizer, BaseHyper, fractionalEpoch } from '../optim';
-import { Module } from '../nn';
+import { Module, setBatchSlice } from '../nn';
 import { EMA } from './ema';
 import { optimizerStep } from './optimizer-step';
 import { cudnnAutotune } from './cudnn-autotune';
 import { StopRequest, StopSignal, catchStopSignals } from './signals';
 import type { OptionTable } from '../util/options';
+import { DistributedDataParallel, ProcessGroup } from '../dist';
 import { TrainState, StopReason } from './train-state';
 
 export type { StopReason };
@@ -30,6 +36,8 @@ export interface LoopSettings {
   resume: boolean;
   /** Global-norm clipping threshold (0: none). */
   clipGrad: number;
+  /** The data-parallel group this process trains in (absent or null: one process). */
+  group?: ProcessGroup | null;
 }
 
 /** What differs between trainers. */
@@ -91,7 +99,9 @@ export interface LoopResult {
 const yieldToEventLoop = () => new Promise((resolve) => setImmediate(resolve));
 
 export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: LoopHooks = {}): Promise<LoopResult> {
-  const log = hooks.log ?? ((l: string) => process.stderr.write(l + '\n'));
+  const group = run.group ?? null;
+  // the ranks agree on what happens; rank 0 says it
+  const log = group && group.rank !== 0 ? () => {} : (hooks.log ?? ((l: string) => process.stderr.write(l + '\n')));
   const { optimizer, scaler, model, ema } = job;
   const accum = run.accumIter;
   const perEpoch = Math.floor(job.batchesPerEpoch / accum);
@@ -100,7 +110,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
   const totalSteps = Math.min(plannedSteps, run.maxSteps ?? Infinity);
 
   const state = new TrainState(job, run, { perEpoch, totalSteps, log });
-  state.start(run.resume, { options: job.options, model: job.config, ...job.extraState });
+  await state.start(run.resume, { options: job.options, model: job.config, ...job.extraState });
   const stop: StopRequest = hooks.stop ?? { requested: false };
   const result = (): LoopResult => ({
     steps: state.step, firstLoss: state.firstLoss, lastLoss: state.lastLoss, stoppedBy: state.stoppedBy, checkpoint: state.lastCheckpoint, best: state.best,
@@ -114,6 +124,9 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
   }
   const releaseSignals = catchStopSignals(stop, log);
   const restoreCudnn = cudnnAutotune(run.device);
+  // after the resume: every rank starts from rank 0's parameters (the same checkpoint anyway)
+  const ddp = group ? new DistributedDataParallel(model, group) : null;
+  const restoreSlice = setBatchSlice({ rank: group?.rank ?? 0, worldSize: group?.worldSize ?? 1 });
   const startEpoch = state.epoch;
   model.train();
   try {
@@ -126,7 +139,9 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
           if (micro === 0) optimizer.setLr(job.schedule(fractionalEpoch(epoch, batchIndex / accum, perEpoch)));
           const loss = job.loss(batch);
           const scaled = loss.div(accum);
-          (scaler ? scaler.scale(scaled) : scaled).backward();
+          const toBackward = scaler ? scaler.scale(scaled) : scaled;
+          if (ddp) ddp.backward(toBackward, { sync: micro === accum - 1 });
+          else toBackward.backward();
           state.window.add(loss);
         });
         state.window.images += job.batchSize(batch);
@@ -149,7 +164,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
 
         // Policy: log, stop on a non-finite loss, evaluate, checkpoint, stop at the budget or on request.
         const epochEnd = batchIndex >= perEpoch * accum;
-        if (logStep && !state.flushMetrics(epoch + batchIndex / (perEpoch * accum))) {
+        if (logStep && !(await state.flushMetrics(epoch + batchIndex / (perEpoch * accum)))) {
           log(`\nstopping: the loss became NaN/Inf by step ${state.step} (lr ${state.lr()}). ` +
             `The last good checkpoint is ${state.lastCheckpoint ?? '(none yet)'}; lower --blr, raise --warmup-epochs, or use --precision fp32.`);
           state.stoppedBy = 'nonfinite';
@@ -157,13 +172,14 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
         }
         if (epochEnd && state.step < totalSteps) await job.onEpochEnd?.(epoch + 1, state);
         if (state.step < totalSteps && (state.step % run.checkpointEvery === 0 || epochEnd)) {
-          state.save(epochEnd ? epoch + 1 : epoch, epochEnd ? 0 : batchIndex);
+          await state.save(epochEnd ? epoch + 1 : epoch, epochEnd ? 0 : batchIndex);
         }
         if (state.step >= totalSteps) {
           state.stoppedBy = totalSteps < plannedSteps ? 'maxSteps' : 'finished';
           break outer;
         }
-        if (stop.requested) {
+        // one rank may see a signal (or its own stop request) before the others: all stop together
+        if (group ? await group.anyTrue(stop.requested) : stop.requested) {
           log(`\nstopping on request at step ${state.step}`);
           state.stoppedBy = 'signal';
           break outer;
@@ -174,11 +190,13 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
 
     // The end: the last metrics window, the job's final evaluation, the last checkpoint.
     if (state.stoppedBy !== 'nonfinite') {
-      state.flushMetrics(state.step / perEpoch);
+      await state.flushMetrics(state.step / perEpoch);
       if (state.stoppedBy !== 'signal') await job.onFinish?.(Number((state.step / perEpoch).toFixed(4)), state);
-      if (state.savedStep !== state.step) state.save(Math.floor(state.step / perEpoch), (state.step % perEpoch) * accum);
+      if (state.savedStep !== state.step) await state.save(Math.floor(state.step / perEpoch), (state.step % perEpoch) * accum);
     }
   } finally {
+    ddp?.dispose();
+    restoreSlice();
     releaseSignals();
     restoreCudnn();
     state.dispose();

@@ -13,6 +13,7 @@ import { MetricsLog, readMetrics } from './metrics';
 import { recipeChanges, refuseRecipeChanges } from './recipe';
 import { Progress } from './progress';
 import { globalRngStates, restoreGlobalRngStates } from './rng-state';
+import type { ProcessGroup } from '../dist';
 import type { LoopSettings, TrainJob } from './loop';
 
 export type StopReason = 'finished' | 'maxSteps' | 'signal' | 'nonfinite';
@@ -62,6 +63,8 @@ export class LossWindow {
 }
 
 interface SavedState {
+  /** Processes that trained (absent in checkpoints from before data-parallel training: 1). */
+  worldSize?: number;
   step: number;
   epoch: number;
   batch: number;
@@ -89,6 +92,9 @@ export class TrainState {
   private readonly metrics: MetricsLog;
   private readonly progress: Progress;
   private readonly log: (line: string) => void;
+  private readonly group: ProcessGroup | null;
+  /** Rank 0 (or the only process): the one that writes files. */
+  private readonly writes: boolean;
 
   constructor(
     private readonly job: TrainJob<unknown>,
@@ -96,10 +102,17 @@ export class TrainState {
     o: { perEpoch: number; totalSteps: number; log: (line: string) => void },
   ) {
     this.log = o.log;
+    this.group = run.group ?? null;
+    this.writes = (this.group?.rank ?? 0) === 0;
     this.window = new LossWindow(run.device);
     this.checkpoints = new CheckpointManager(run.outDir, run.keepLast, (m) => this.log(m));
     this.metrics = new MetricsLog(join(run.outDir, 'metrics.jsonl'));
     this.progress = new Progress(job.kind, o.totalSteps);
+  }
+
+  /** Processes training together (1 without a group). */
+  get worldSize(): number {
+    return this.group?.worldSize ?? 1;
   }
 
   /** The largest learning rate of the optimiser's groups (layer-wise decay gives the head the largest). */
@@ -110,29 +123,58 @@ export class TrainState {
   /**
    * Starts the run: removes temporary folders of dead processes, then continues from the newest good
    * checkpoint when resuming (refusing a changed recipe), else moves an earlier run in the folder aside.
-   * config.json is written only after these checks pass.
+   * config.json is written only after these checks pass. Data-parallel: rank 0 does all this first
+   * (it alone touches the folder); the other ranks then load the checkpoint it settled on.
    */
-  start(resume: boolean, configJson: Record<string, unknown>): void {
-    this.checkpoints.removeDeadTemps();
-    const latest = resume ? this.checkpoints.loadLatest() : null;
-    if (latest) {
-      try {
-        this.restore(latest);
-      } finally {
-        disposeAll(latest.model);
-        disposeAll(latest.extra);
-      }
-    } else {
-      this.checkpoints.archivePreviousRun();
-      this.checkpoints.runId = `${new Date().toISOString().replace(/[-:]|\.\d+Z$/g, '')}-${randomBytes(3).toString('hex')}`;
+  async start(resume: boolean, configJson: Record<string, unknown>): Promise<void> {
+    if (!this.writes) {
+      await this.group!.barrier();
+      const latest = resume ? this.checkpoints.loadLatest() : null;
+      if (latest) this.restoreFrom(latest);
+      return;
     }
-    writeFileSync(join(this.run.outDir, 'config.json'), JSON.stringify({ runId: this.checkpoints.runId, ...configJson }, null, 2));
+    try {
+      this.checkpoints.removeDeadTemps();
+      const latest = resume ? this.checkpoints.loadLatest() : null;
+      if (latest) {
+        this.restoreFrom(latest);
+      } else {
+        this.checkpoints.archivePreviousRun();
+        this.checkpoints.runId = `${new Date().toISOString().replace(/[-:]|\.\d+Z$/g, '')}-${randomBytes(3).toString('hex')}`;
+      }
+      writeFileSync(join(this.run.outDir, 'config.json'), JSON.stringify({ runId: this.checkpoints.runId, worldSize: this.worldSize, ...configJson }, null, 2));
+    } catch (e) {
+      this.group?.markFailed(); // the others wait at the barrier until this process exits
+      throw e;
+    }
+    await this.group?.barrier();
+  }
+
+  private restoreFrom(latest: LoadedCheckpoint): void {
+    try {
+      this.restore(latest);
+    } finally {
+      disposeAll(latest.model);
+      disposeAll(latest.extra);
+    }
   }
 
   private restore(latest: LoadedCheckpoint): void {
     const { job } = this;
     const s = latest.state as unknown as SavedState & { bestLoss?: number; bestTop1?: number; options?: Record<string, unknown> };
-    if (job.optionTable && s.options) refuseRecipeChanges(job.optionTable, recipeChanges(job.optionTable, s.options, job.options), this.run.outDir);
+    if (job.optionTable && s.options) {
+      // --batch-size is per process: a run may resume with other processes that see the same global batch
+      const global = (opts: Record<string, unknown>, world: number) =>
+        (typeof opts.batchSize === 'number' ? { ...opts, batchSize: opts.batchSize * world } : opts);
+      const changes = recipeChanges(job.optionTable, global(s.options, s.worldSize ?? 1), global(job.options, this.worldSize));
+      const worlds = [s.worldSize ?? 1, this.worldSize];
+      for (const c of changes) {
+        if (c.key !== 'batchSize' || worlds.every((w) => w === 1)) continue;
+        c.before = `${c.before} (global: ${s.options.batchSize} × ${s.worldSize ?? 1} processes)`;
+        c.now = `${c.now} (global: ${job.options.batchSize} × ${this.worldSize} processes)`;
+      }
+      refuseRecipeChanges(job.optionTable, changes, this.run.outDir);
+    }
     if (JSON.stringify(s.config) !== JSON.stringify(job.config)) {
       throw new Error(`the checkpoint in ${latest.dir} was made for another model (${JSON.stringify(s.config)}); use a new --out-dir or --no-resume`);
     }
@@ -154,15 +196,32 @@ export class TrainState {
     this.lastCheckpoint = latest.dir;
     this.savedStep = s.step;
     // Metrics logged after the checkpoint are computed again: drop them, and take up the loss curve.
-    this.metrics.truncateAfter(this.step);
+    if (this.writes) this.metrics.truncateAfter(this.step);
     const losses = readMetrics(this.metrics.path).map((r) => r.loss).filter((l): l is number => typeof l === 'number');
     if (losses.length) [this.firstLoss, this.lastLoss] = [losses[0], losses[losses.length - 1]];
-    this.log(`resumed from ${latest.dir} (step ${this.step}, epoch ${this.epoch}, batch ${this.batch})`);
+    const worlds = (s.worldSize ?? 1) !== this.worldSize ? `; written by ${s.worldSize ?? 1} process(es), continued by ${this.worldSize}` : '';
+    if (this.writes) this.log(`resumed from ${latest.dir} (step ${this.step}, epoch ${this.epoch}, batch ${this.batch}${worlds})`);
   }
 
-  /** Writes a checkpoint positioned at (epoch, batch); none after a non-finite loss. */
-  save(epoch: number, batch: number): void {
-    if (!this.window.finite()) return;
+  /**
+   * Writes a checkpoint positioned at (epoch, batch); none after a non-finite loss (on any rank).
+   * Data-parallel: rank 0 writes, then all ranks pass a barrier, so that no rank goes on (or ends)
+   * before the checkpoint exists.
+   */
+  async save(epoch: number, batch: number): Promise<void> {
+    const nonFinite = !this.window.finite();
+    if (this.group ? await this.group.anyTrue(nonFinite) : nonFinite) return;
+    const { job } = this;
+    const score = job.best.score(this);
+    const better = score !== null && Number.isFinite(score) &&
+      (this.best === null || (job.best.lowerIsBetter ? score < this.best : score > this.best));
+    if (better) this.best = score;
+    if (this.writes) this.write(epoch, batch, better);
+    this.savedStep = this.step;
+    await this.group?.barrier();
+  }
+
+  private write(epoch: number, batch: number, better: boolean): void {
     const { job } = this;
     const optState = job.optimizer.stateDict();
     const extra = new Map<string, Tensor>([...optState.tensors].map(([k, v]) => [`opt.${k}`, v] as [string, Tensor]));
@@ -170,13 +229,9 @@ export class TrainState {
     const owned = globalRngStates(this.run.device);
     for (const [name, g] of Object.entries(job.generators)) owned.set(`rng.${name}`, g.getState());
     for (const [k, v] of owned) extra.set(k, v);
-    const score = job.best.score(this);
-    const better = score !== null && Number.isFinite(score) &&
-      (this.best === null || (job.best.lowerIsBetter ? score < this.best : score > this.best));
-    if (better) this.best = score;
     try {
       const state: SavedState & Record<string, unknown> = {
-        step: this.step, epoch, batch, best: this.best, optimizer: optState.meta, scaler: job.scaler?.stateDict(),
+        worldSize: this.worldSize, step: this.step, epoch, batch, best: this.best, optimizer: optState.meta, scaler: job.scaler?.stateDict(),
         config: job.config, options: job.options, ...job.extraState,
       };
       this.lastCheckpoint = this.checkpoints.save(this.step, {
@@ -185,21 +240,28 @@ export class TrainState {
         state,
         modelMetadata: { config: JSON.stringify(job.config), format: `semaim.${job.kind}/1` },
       }, { best: better });
-      this.savedStep = this.step;
     } finally {
       disposeAll(optState.tensors);
       disposeAll(owned);
     }
   }
 
-  /** Writes the metrics window (nothing when it is empty); false when the loss became NaN/Inf. */
-  flushMetrics(fractionalEpoch: number): boolean {
+  /**
+   * Writes the metrics window (nothing when it is empty); false when the loss became NaN/Inf.
+   * Data-parallel: the loss is the mean over the ranks, the rate their sum; every rank returns the same.
+   */
+  async flushMetrics(fractionalEpoch: number): Promise<boolean> {
     if (this.window.count === 0) return true;
-    const finite = this.window.finite();
-    const { mean, rate } = this.window.take();
+    let finite = this.window.finite();
+    let { mean, rate } = this.window.take();
+    if (this.group) {
+      const [m, anyNonFinite, r] = await this.group.averageNumbers([mean, finite ? 0 : 1, rate]);
+      [mean, finite, rate] = [m, anyNonFinite === 0, r * this.worldSize];
+    }
     if (Number.isNaN(this.firstLoss)) this.firstLoss = mean;
     this.lastLoss = mean;
     const rec = { step: this.step, epoch: Number(fractionalEpoch.toFixed(4)), loss: mean, lr: this.lr(), gradNorm: this.lastGradNorm, imgPerSec: rate };
+    if (!this.writes) return finite && Number.isFinite(mean);
     this.metrics.write(rec);
     this.progress.update(this.step, { epoch: fractionalEpoch.toFixed(2), loss: mean, lr: rec.lr, gnorm: this.lastGradNorm, 'img/s': rate.toFixed(1) }, true);
     return finite && Number.isFinite(mean);
@@ -207,11 +269,11 @@ export class TrainState {
 
   /** Records more metrics (e.g. a test-set evaluation) at the current step. */
   writeMetrics(record: Record<string, unknown>): void {
-    this.metrics.write({ step: this.step, ...record });
+    if (this.writes) this.metrics.write({ step: this.step, ...record });
   }
 
   dispose(): void {
-    this.progress.done();
+    if (this.writes) this.progress.done();
     this.window.dispose();
   }
 }

@@ -185,6 +185,11 @@ export function needsSimilarity(o: OrderConfig): boolean {
   return o.type === 'similarity' || o.type === 'semantic' || o.type === 'multicenter';
 }
 
+/** Whether the order draws U(0,1) noise [B, N] (data-parallel ranks then take their rows of one global draw). */
+export function orderUsesNoise(o: OrderConfig): boolean {
+  return o.type === 'stochastic' || o.type === 'semantic' || o.type === 'multicenter';
+}
+
 /** Order values for a batch from a config; S is the similarity map when the order needs one. */
 export function orderFromConfig(o: OrderConfig, B: number, g: Grid, S: Tensor | null, opts: NoiseOptions & { device?: torch.Device } = {}): Tensor {
   const device = opts.device ?? S?.device ?? 'cpu';

@@ -8,6 +8,7 @@ import { checkDevice } from '../run/device';
 import { AUTHORS_SEMANTIC_ORDER, DEFAULT_ORDER, ConfigError, EncoderConfig, OrderConfig, PRESETS, SemAIMConfig, TargetConfig, validateConfig } from '../semaim';
 import type { TrainDataRequest } from '../data';
 import { IMAGE_INPUT_OPTIONS, imageInputOptions } from '../data/options';
+import { LAUNCH_OPTIONS } from '../dist/launch';
 
 export const PRETRAIN_OPTIONS = defineOptions({
   // model
@@ -53,7 +54,7 @@ export const PRETRAIN_OPTIONS = defineOptions({
   hflip: { type: 'boolean', default: true, help: 'random horizontal flip' },
   ...IMAGE_INPUT_OPTIONS,
   // optimisation
-  batchSize: { type: 'int', default: 64, min: 1, help: 'images per step (per accumulation micro-batch)' },
+  batchSize: { type: 'int', default: 64, min: 1, help: 'images per step and process (per accumulation micro-batch); the effective batch is batch × accum × processes' },
   accumIter: { type: 'int', default: 1, min: 1, help: 'gradient accumulation steps' },
   epochs: { mayChangeOnResume: true, type: 'number', default: 800, min: 0, help: 'training epochs' },
   maxSteps: { mayChangeOnResume: true, type: 'int', min: 1, help: 'stop after this many optimiser steps (budget cap)' },
@@ -81,13 +82,15 @@ export const PRETRAIN_OPTIONS = defineOptions({
   emaDecay: { type: 'number', default: 0.999, min: 0, max: 1, help: 'EMA decay per step' },
   seed: { type: 'int', default: 0, help: 'random seed' },
   device: { mayChangeOnResume: true, type: 'string', default: 'cpu', help: "'cpu', 'cuda' or 'cuda:N'" },
-  threads: { mayChangeOnResume: true, type: 'int', min: 1, help: 'CPU threads for libtorch (default: all cores)' },
+  threads: { mayChangeOnResume: true, type: 'int', min: 1, help: 'CPU threads for libtorch (default: all cores, shared among the processes on this machine)' },
   // run
   outDir: { mayChangeOnResume: true, type: 'string', default: 'runs/pretrain', help: 'output folder (checkpoints, metrics, config)' },
   checkpointEvery: { mayChangeOnResume: true, type: 'int', default: 500, min: 1, help: 'save a checkpoint every N steps (and at each epoch end)' },
   keepLast: { mayChangeOnResume: true, type: 'int', default: 3, min: 1, help: 'checkpoints to keep (plus the best)' },
   logEvery: { mayChangeOnResume: true, type: 'int', default: 10, min: 1, help: 'read metrics from the device every N steps' },
   resume: { mayChangeOnResume: true, type: 'boolean', default: true, help: 'continue from the latest checkpoint in out-dir if there is one' },
+  // data-parallel (docs/DISTRIBUTED.md)
+  ...LAUNCH_OPTIONS,
 });
 
 export type PretrainOptions = Options<typeof PRETRAIN_OPTIONS>;

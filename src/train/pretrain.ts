@@ -5,7 +5,7 @@ import { mkdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import * as torch from '../torch';
 import { AdamW, GradScaler, paramGroupsWeightDecay, warmupCosine, scaleLr } from '../optim';
-import { SemAIM, VisionTransformer, loadTeacher } from '../semaim';
+import { SemAIM, VisionTransformer, loadTeacher, orderUsesNoise } from '../semaim';
 import type { TrainBatch, TrainData } from '../data';
 import { EMA } from '../run/ema';
 import { LoopHooks, StopReason, trainLoop } from '../run/loop';
@@ -13,6 +13,7 @@ import type { StopSignal } from '../run/signals';
 import { withPrecision } from '../run/precision';
 import { DeviceImages } from '../run/device-images';
 import { checkDevice } from '../run/device';
+import { readDistEnv, type ProcessGroup } from '../dist';
 import { PRETRAIN_OPTIONS, PretrainOptions, modelConfigFrom, validatePretrain } from './pretrain-options';
 
 export type { TrainBatch, TrainData };
@@ -27,7 +28,13 @@ export interface PretrainResult {
   checkpoint: string | null;
 }
 
-export type PretrainHooks = LoopHooks;
+export interface PretrainHooks extends LoopHooks {
+  /**
+   * The data-parallel group this process trains in (src/cli/data-parallel.ts makes it); `data` must
+   * then be this rank's slice (makeTrainData(request, { rank, worldSize })).
+   */
+  group?: ProcessGroup | null;
+}
 
 /**
  * Parameters exempt from weight decay besides 1-D ones and biases: pos_embed (fixed, not trained);
@@ -41,9 +48,12 @@ export function noWeightDecayNames(o: Pick<PretrainOptions, 'decayClsToken'>): s
 export async function pretrain(o: PretrainOptions, data: TrainData, hooks: PretrainHooks = {}): Promise<PretrainResult> {
   validatePretrain(o);
   const cfg = modelConfigFrom(o);
-  const device = checkDevice(o.device);
+  const group = hooks.group ?? null;
+  const [rank, world] = [group?.rank ?? 0, group?.worldSize ?? 1];
+  const device = group?.backend === 'nccl' ? group.device : checkDevice(o.device);
   mkdirSync(o.outDir, { recursive: true });
-  torch.setNumThreads(o.threads ?? availableParallelism());
+  // processes on one machine share its cores
+  torch.setNumThreads(o.threads ?? Math.max(1, Math.floor(availableParallelism() / (readDistEnv()?.localWorldSize ?? 1))));
   torch.manualSeed(o.seed);
 
   // ---- model, teacher, EMA
@@ -52,8 +62,8 @@ export async function pretrain(o: PretrainOptions, data: TrainData, hooks: Pretr
   model.teacher = loadTeacher(cfg, device);
   const ema = o.ema ? new EMA(new VisionTransformer(cfg).to({ device }), model, o.emaDecay) : null;
 
-  // ---- optimiser and schedule (docs/METHOD.md §6.1)
-  const lr = o.lr ?? scaleLr(o.blr, o.batchSize * o.accumIter);
+  // ---- optimiser and schedule (docs/METHOD.md §6.1); the effective batch counts every process
+  const lr = o.lr ?? scaleLr(o.blr, o.batchSize * o.accumIter * world);
   const groups = paramGroupsWeightDecay(model.namedParameters(), { weightDecay: o.weightDecay, noWeightDecay: noWeightDecayNames(o) });
   const optimizer = new AdamW(groups, { lr, betas: [o.beta1, o.beta2], weightDecay: o.weightDecay });
   const schedule = warmupCosine({ lr, minLr: o.minLr, warmupEpochs: o.warmupEpochs, epochs: Math.max(o.epochs, o.warmupEpochs + 1e-9) });
@@ -70,11 +80,15 @@ export async function pretrain(o: PretrainOptions, data: TrainData, hooks: Pretr
       batchSize: (b) => b.shape[0],
       loss(batch) {
         const images = upload.upload(batch.images, batch.shape, device);
-        const { order } = withPrecision(orderPrecision, device, () => model.makeOrder(images, { ema: ema?.shadow, generator: orderGen }));
+        // N processes × batch b draw the noise of 1 process × batch N·b, each taking its rows
+        const B = images.shape[0];
+        const noise = world > 1 && orderUsesNoise(cfg.order)
+          ? torch.rand([world * B, model.numPatches], { device, generator: orderGen }).narrow(0, rank * B, B) : undefined;
+        const { order } = withPrecision(orderPrecision, device, () => model.makeOrder(images, { ema: ema?.shadow, generator: orderGen, noise }));
         return withPrecision(o.precision, device, () => model.forward(images, order)).loss;
       },
       best: { score: (s) => s.lastLoss, lowerIsBetter: true },
-    }, { ...o, device }, hooks);
+    }, { ...o, device, group }, hooks);
     return { outDir: o.outDir, ...r };
   } finally {
     await data.close();

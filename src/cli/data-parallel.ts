@@ -1,0 +1,30 @@
+// How a training command runs data-parallel. Given --nproc-per-node N (or --nnodes M), this process
+// is the launcher: it starts the workers with the same command line and waits for them. A worker
+// (started by it or by torchrun) joins the process group, runs the job, and leaves the group.
+// Otherwise the job runs in this process alone.
+import * as dist from '../dist';
+import type { Device } from '../torch';
+
+export async function runDataParallel(
+  o: dist.LaunchFlags & { device: string },
+  job: (group: dist.ProcessGroup | null) => Promise<number>,
+): Promise<number> {
+  if (!dist.isWorkerProcess()) {
+    if ((o.nprocPerNode ?? 1) > 1 || (o.nnodes ?? 1) > 1) {
+      const r = await dist.launchWorkers(process.argv.slice(2), dist.launchOptionsFrom(o));
+      return r.exitCode;
+    }
+    return job(null);
+  }
+  const group = await dist.initProcessGroup({ device: o.device as Device });
+  try {
+    return await job(group);
+  } finally {
+    dist.destroyProcessGroup();
+  }
+}
+
+/** This process's slice of the training data. */
+export function rankSlice(group: dist.ProcessGroup | null): { rank: number; worldSize: number } {
+  return { rank: group?.rank ?? 0, worldSize: group?.worldSize ?? 1 };
+}

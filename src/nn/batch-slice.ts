@@ -1,0 +1,27 @@
+// Data-parallel training: where this process's batch sits in the global batch. Per-sample random
+// draws inside the model (drop-path masks) are made for the whole global batch and each rank keeps
+// its rows, so N processes × batch b draw exactly what 1 process × batch N·b would. The training loop
+// sets it for the run (src/run/loop.ts); outside data-parallel training it is rank 0 of 1.
+
+export interface BatchSlice {
+  rank: number;
+  worldSize: number;
+}
+
+let current: BatchSlice = { rank: 0, worldSize: 1 };
+
+export function batchSlice(): BatchSlice {
+  return current;
+}
+
+/** Sets the slice and returns a function that restores the previous one. */
+export function setBatchSlice(s: BatchSlice): () => void {
+  if (!(Number.isInteger(s.worldSize) && s.worldSize >= 1 && Number.isInteger(s.rank) && s.rank >= 0 && s.rank < s.worldSize)) {
+    throw new RangeError(`setBatchSlice: rank ${s.rank} of ${s.worldSize} is not a place in a world`);
+  }
+  const before = current;
+  current = { ...s };
+  return () => {
+    current = before;
+  };
+}
