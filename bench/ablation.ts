@@ -42,9 +42,27 @@ const part = (p: string): boolean => !only || only === p;
 
 const SMALL = ['--preset', 'vit_tiny', '--embed-dim', '96', '--depth', '4', '--heads', '3', '--decoder-depth', '4', '--no-blur'];
 const TINY = ['--preset', 'vit_tiny', '--decoder-depth', '12', '--no-blur'];
-const common = (batch: number, th: number): string[] => ['--img', '32', '--patch', '4', '--batch', String(batch), '--warmup', String(warmup), '--steps', String(steps), '--threads', String(th)];
+const common = (batch: number, th: number): string[] => [
+  '--img',
+  '32',
+  '--patch',
+  '4',
+  '--batch',
+  String(batch),
+  '--warmup',
+  String(warmup),
+  '--steps',
+  String(steps),
+  '--threads',
+  String(th),
+];
 
-interface StepResult { msPerStep: number; imgPerSec: number; cpuMsPerStep: number; phasesMs: { order: number; forward: number; backward: number; optimizer: number } | null }
+interface StepResult {
+  msPerStep: number;
+  imgPerSec: number;
+  cpuMsPerStep: number;
+  phasesMs: { order: number; forward: number; backward: number; optimizer: number } | null;
+}
 
 function lastJson(out: string): StepResult {
   return JSON.parse(out.trim().split('\n').pop()!) as StepResult;
@@ -62,8 +80,12 @@ function runStepAsync(args: string[]): Promise<StepResult> {
     const c = spawn(process.execPath, [WORKER, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
-    c.stdout.on('data', (b: Buffer) => { out += b.toString(); });
-    c.stderr.on('data', (b: Buffer) => { err += b.toString(); });
+    c.stdout.on('data', (b: Buffer) => {
+      out += b.toString();
+    });
+    c.stderr.on('data', (b: Buffer) => {
+      err += b.toString();
+    });
     c.on('close', (code) => (code === 0 ? resolve(lastJson(out)) : reject(new Error(err))));
   });
 }
@@ -71,21 +93,34 @@ function runStepAsync(args: string[]): Promise<StepResult> {
 const f0 = (x: number): string => x.toFixed(0);
 const f1 = (x: number): string => x.toFixed(1);
 const load = (): string => os.loadavg()[0].toFixed(1);
-const phases = (r: StepResult): string => (r.phasesMs ? [r.phasesMs.order, r.phasesMs.forward, r.phasesMs.backward, r.phasesMs.optimizer].map(f0).join(' / ') : '–');
+const phases = (r: StepResult): string =>
+  r.phasesMs ? [r.phasesMs.order, r.phasesMs.forward, r.phasesMs.backward, r.phasesMs.optimizer].map(f0).join(' / ') : '–';
 
 function stepTable(lines: string[]): void {
-  lines.push('### The pre-training step per order (TypeScript vs PyTorch, same config and threads)', '',
-    `${threads} thread(s), batch 64, ${warmup} warm-up + ${steps} timed steps, median.`, '',
+  lines.push(
+    '### The pre-training step per order (TypeScript vs PyTorch, same config and threads)',
+    '',
+    `${threads} thread(s), batch 64, ${warmup} warm-up + ${steps} timed steps, median.`,
+    '',
     '| model | order | side | ms/step | img/s | order pass / forward / backward / clip+AdamW (ms) | CPU ms/step | TS time / PyTorch time | load |',
-    '|---|---|---|---:|---:|---|---:|---:|---:|');
-  for (const [label, model] of [['small: ViT 96×4, dec 4', SMALL], ['ViT-Tiny/4: 192×12, dec 12', TINY]] as const) {
+    '|---|---|---|---:|---:|---|---:|---:|---:|',
+  );
+  for (const [label, model] of [
+    ['small: ViT 96×4, dec 4', SMALL],
+    ['ViT-Tiny/4: 192×12, dec 12', TINY],
+  ] as const) {
     for (const order of quick || model === TINY ? ['raster', 'semantic'] : ['raster', 'stochastic', 'semantic']) {
       const args = [...model, ...common(64, threads), '--order', order];
       const ts = runStep('ts', args);
       const py = runStep('pytorch', args);
-      for (const [side, r] of [['TypeScript', ts], ['PyTorch', py]] as const) {
-        lines.push(`| ${label} | ${order} | ${side} | ${f0(r.msPerStep)} | ${f1(r.imgPerSec)} | ${phases(r)} | ${f0(r.cpuMsPerStep)} | ` +
-          `${side === 'TypeScript' ? (ts.msPerStep / py.msPerStep).toFixed(2) : '–'} | ${load()} |`);
+      for (const [side, r] of [
+        ['TypeScript', ts],
+        ['PyTorch', py],
+      ] as const) {
+        lines.push(
+          `| ${label} | ${order} | ${side} | ${f0(r.msPerStep)} | ${f1(r.imgPerSec)} | ${phases(r)} | ${f0(r.cpuMsPerStep)} | ` +
+            `${side === 'TypeScript' ? (ts.msPerStep / py.msPerStep).toFixed(2) : '–'} | ${load()} |`,
+        );
         process.stderr.write(`${label} ${order} ${side}: ${f0(r.msPerStep)} ms/step\n`);
       }
     }
@@ -94,8 +129,12 @@ function stepTable(lines: string[]): void {
 }
 
 async function threadTable(lines: string[]): Promise<void> {
-  lines.push('### Threads and processes (small model, semantic order, TypeScript)', '',
-    '| setting | ms/step (per process) | img/s (all processes) | CPU ms/step | load |', '|---|---:|---:|---:|---:|');
+  lines.push(
+    '### Threads and processes (small model, semantic order, TypeScript)',
+    '',
+    '| setting | ms/step (per process) | img/s (all processes) | CPU ms/step | load |',
+    '|---|---:|---:|---:|---:|',
+  );
   const args = (th: number) => [...SMALL, ...common(64, th), '--order', 'semantic'];
   const rows: [string, () => Promise<StepResult[]>][] = [
     ['1 process × 2 threads (OpenMP default wait policy)', async () => [runStep('ts', args(2))]],
@@ -105,8 +144,10 @@ async function threadTable(lines: string[]): Promise<void> {
   ];
   for (const [name, run] of rows) {
     const rs = await run();
-    lines.push(`| ${name} | ${rs.map((r) => f0(r.msPerStep)).join(', ')} | ${f1(rs.reduce((s, r) => s + r.imgPerSec, 0))} | ` +
-      `${rs.map((r) => f0(r.cpuMsPerStep)).join(', ')} | ${load()} |`);
+    lines.push(
+      `| ${name} | ${rs.map((r) => f0(r.msPerStep)).join(', ')} | ${f1(rs.reduce((s, r) => s + r.imgPerSec, 0))} | ` +
+        `${rs.map((r) => f0(r.cpuMsPerStep)).join(', ')} | ${load()} |`,
+    );
     process.stderr.write(`${name}: done\n`);
   }
   lines.push('');
@@ -127,7 +168,18 @@ async function evalTable(lines: string[]): Promise<void> {
   const req = (split: 'train' | 'test', limit: number) => ({ split, dataset: 'cifar10', imgSize: 32, limit, seed: 0, numWorkers: 1 });
   torch.manualSeed(0);
   const enc = new VisionTransformer({ imgSize: 32, patchSize: 4, inChans: 3, embedDim: 96, depth: 4, numHeads: 3, mlpRatio: 4 }).initWeights().eval();
-  const lp = { epochs: 30, batchSize: 256, blr: 0.1, warmupEpochs: 0, minLr: 0, weightDecay: 0, momentum: 0.9, optimizer: 'sgd' as const, seed: 0, label: null };
+  const lp = {
+    epochs: 30,
+    batchSize: 256,
+    blr: 0.1,
+    warmupEpochs: 0,
+    minLr: 0,
+    weightDecay: 0,
+    momentum: 0.9,
+    optimizer: 'sgd' as const,
+    seed: 0,
+    label: null,
+  };
   const probe = async (tr: FeatureSet, te: FeatureSet): Promise<number> => {
     const t = performance.now();
     knnClassify(tr, te, { ks: [10, 20, 30], numClasses: 10, label: null });
@@ -173,15 +225,20 @@ async function evalTable(lines: string[]): Promise<void> {
   disposeFeatures(...trs.values(), ...tes.values());
   const after = (performance.now() - ta) / 1000;
   enc.dispose();
-  lines.push(`### One run's evaluation (${sizes.train} train / ${sizes.test} test CIFAR-10 images, ViT 96×4, [CLS] and mean, ${threads} thread(s))`, '',
-    '| path | features (s) | k-NN + linear probe (s) | per run (s) | once per ablation call (s) | load |', '|---|---:|---:|---:|---:|---:|',
+  lines.push(
+    `### One run's evaluation (${sizes.train} train / ${sizes.test} test CIFAR-10 images, ViT 96×4, [CLS] and mean, ${threads} thread(s))`,
+    '',
+    '| path | features (s) | k-NN + linear probe (s) | per run (s) | once per ablation call (s) | load |',
+    '|---|---:|---:|---:|---:|---:|',
     `| before: one encoder pass per pooling, images decoded for each pass | ${f1(featBefore)} | ${f1(probeBefore)} | ${f1(before)} | – | ${load()} |`,
-    `| now: decoded once into memory, one pass for both poolings | ${f1(featAfter)} | ${f1(probeAfter)} | ${f1(after)} | ${f1(decodeOnce)} | ${load()} |`, '');
+    `| now: decoded once into memory, one pass for both poolings | ${f1(featAfter)} | ${f1(probeAfter)} | ${f1(after)} | ${f1(decodeOnce)} | ${load()} |`,
+    '',
+  );
 }
 
 function cpuModel(): string {
   const m = /^model name\s*:\s*(.+)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'));
-  return m ? m[1].trim() : os.cpus()[0]?.model ?? 'unknown CPU';
+  return m ? m[1].trim() : (os.cpus()[0]?.model ?? 'unknown CPU');
 }
 
 const END_MARK = '<!-- end of the generated tables: notes below are kept by --write-docs -->';
@@ -212,8 +269,12 @@ async function main(): Promise<void> {
   const lines = [
     `Date: ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC. Machine: ${cpuModel()}, ${os.cpus().length} logical cores; ` +
       `load average at the start ${load()} (the "load" columns: at each row's end; the cores are shared with other work). ` +
-      `Command: \`node dist/bench/ablation.js ${process.argv.slice(2).filter((a) => a !== '--write-docs').join(' ')}\`. ` +
-      `TypeScript: node ${process.version}, libtorch ${torch.version().torch}; PyTorch: ${PY}.`, '',
+      `Command: \`node dist/bench/ablation.js ${process.argv
+        .slice(2)
+        .filter((a) => a !== '--write-docs')
+        .join(' ')}\`. ` +
+      `TypeScript: node ${process.version}, libtorch ${torch.version().torch}; PyTorch: ${PY}.`,
+    '',
   ];
   if (part('step')) stepTable(lines);
   if (part('threads')) await threadTable(lines);

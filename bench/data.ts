@@ -66,7 +66,7 @@ const PY = '/usr/bin/python3';
 async function makeLargeJpegs(dir: string, count: number): Promise<void> {
   const marker = join(dir, '.complete');
   if (existsSync(marker)) return;
-   
+
   const sharpMod = require('sharp');
   const sharp = typeof sharpMod === 'function' ? sharpMod : sharpMod.default;
   const tmp = `${dir}.tmp-${process.pid}`;
@@ -88,7 +88,9 @@ async function makeLargeJpegs(dir: string, count: number): Promise<void> {
     }
     const cls = join(tmp, `class${i % 4}`);
     mkdirSync(cls, { recursive: true });
-    await sharp(rgb, { raw: { width: 500, height: 375, channels: 3 } }).jpeg({ quality: 90 }).toFile(join(cls, `${String(i).padStart(5, '0')}.jpg`));
+    await sharp(rgb, { raw: { width: 500, height: 375, channels: 3 } })
+      .jpeg({ quality: 90 })
+      .toFile(join(cls, `${String(i).padStart(5, '0')}.jpg`));
   }
   rmSync(dir, { recursive: true, force: true });
   renameSync(tmp, dir);
@@ -184,17 +186,39 @@ async function main(): Promise<void> {
   const settings: Setting[] = [];
   if (!only || only === 'cifar') {
     const cifar = join(ensureCifar10Jpeg(), 'train');
-    settings.push({ name: 'CIFAR-10 JPEG 32×32 → RandomResizedCrop 32', root: cifar, shards: join(cache, 'bench-shards', 'cifar10-train'), shardSize: 1000, size: 32, batch: 256, warmup: 3, maxBatches: quick ? 40 : 120, maxSeconds: quick ? 4 : 10 });
+    settings.push({
+      name: 'CIFAR-10 JPEG 32×32 → RandomResizedCrop 32',
+      root: cifar,
+      shards: join(cache, 'bench-shards', 'cifar10-train'),
+      shardSize: 1000,
+      size: 32,
+      batch: 256,
+      warmup: 3,
+      maxBatches: quick ? 40 : 120,
+      maxSeconds: quick ? 4 : 10,
+    });
   }
   if (!only || only === 'large') {
     const large = join(cache, 'bench-jpeg-500x375');
     if (!existsSync(join(large, '.complete'))) process.stderr.write(`making 800 JPEGs of 500×375 in ${large} ...\n`);
     await makeLargeJpegs(large, 800);
-    settings.push({ name: 'JPEG 500×375 → RandomResizedCrop 224', root: large, shards: join(cache, 'bench-shards', 'jpeg-500x375'), shardSize: 100, size: 224, batch: 32, warmup: 3, maxBatches: quick ? 20 : 60, maxSeconds: quick ? 5 : 12 });
+    settings.push({
+      name: 'JPEG 500×375 → RandomResizedCrop 224',
+      root: large,
+      shards: join(cache, 'bench-shards', 'jpeg-500x375'),
+      shardSize: 100,
+      size: 224,
+      batch: 32,
+      warmup: 3,
+      maxBatches: quick ? 20 : 60,
+      maxSeconds: quick ? 5 : 12,
+    });
   }
 
   const cpu = cpus()[0]?.model ?? 'unknown CPU';
-  const loadStart = loadavg().map((v) => v.toFixed(2)).join(' ');
+  const loadStart = loadavg()
+    .map((v) => v.toFixed(2))
+    .join(' ');
   const lines: string[] = [];
   const out = (l: string): void => {
     lines.push(l);
@@ -210,7 +234,8 @@ async function main(): Promise<void> {
       const ours = await runOurs(s, w);
       const tv = runTorchvision(s, w);
       const shards = await runOurs(s, w, shardPath);
-      if ((tv as { torchvision?: string }).torchvision) versions = `torch ${(tv as { torch?: string }).torch}, torchvision ${(tv as { torchvision?: string }).torchvision}`;
+      if ((tv as { torchvision?: string }).torchvision)
+        versions = `torch ${(tv as { torch?: string }).torch}, torchvision ${(tv as { torchvision?: string }).torchvision}`;
       res[w] = { ours, tv, shards };
       process.stderr.write(
         `${s.name}, ${w} worker(s): ours ${fmt(ours.rate)} img/s (${ours.cores.toFixed(2)} cores), torchvision ${fmt(tv.rate)} img/s (${tv.cores.toFixed(2)} cores), ours from shards ${fmt(shards.rate)} img/s (${shards.cores.toFixed(2)} cores)\n`,
@@ -236,12 +261,18 @@ async function main(): Promise<void> {
   out(`machine: ${cpu}, ${availableParallelism()} cores; node ${process.version}; ${versions}`);
   out(`command: node dist/bench/data.js ${args.join(' ')}`.trimEnd());
   out(`RandomResizedCrop interpolation: ${interp}; batch sizes 256 (CIFAR) / 32 (224²); warm-up batches excluded`);
-  out(`tar shards: the same images packed in a shuffled order by \`semaim shards\`, read by the ShardLoader (shard order permuted per epoch, shuffle buffer ${DEFAULT_SHUFFLE_BUFFER} per worker)`);
+  out(
+    `tar shards: the same images packed in a shuffled order by \`semaim shards\`, read by the ShardLoader (shard order permuted per epoch, shuffle buffer ${DEFAULT_SHUFFLE_BUFFER} per worker)`,
+  );
   if (settings.some((s) => s.size === 224)) {
     out(`500×375 JPEGs: quality 90, 4:2:0, average ${averageFileKB(settings.find((s) => s.size === 224)!.root).toFixed(0)} KB`);
   }
   out('');
-  out(`load average at start / end: ${loadStart} / ${loadavg().map((v) => v.toFixed(2)).join(' ')}`);
+  out(
+    `load average at start / end: ${loadStart} / ${loadavg()
+      .map((v) => v.toFixed(2))
+      .join(' ')}`,
+  );
   out('');
   out('| setting | workers | ours (img/s) | torchvision (img/s) | ours / torchvision | CPU cores used (ours / tv) | img per CPU-second (ours / tv) |');
   out('|---|---|---|---|---|---|---|');

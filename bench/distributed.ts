@@ -38,7 +38,13 @@ const rounds = Number(opt('rounds', '1'));
 const MODEL = { preset: 'vit_tiny', img: 32, patch: 4, decoderDepth: 12, label: 'ViT-Tiny/4, 32², 12 dec' };
 
 type RunKey = 'ts-1' | 'torch-1' | 'ts-2-overlap' | 'ts-2-after' | 'torch-2';
-interface Run { key: RunKey; side: 'ts' | 'pytorch'; procs: number; mode: string; label: string }
+interface Run {
+  key: RunKey;
+  side: 'ts' | 'pytorch';
+  procs: number;
+  mode: string;
+  label: string;
+}
 const RUNS: Run[] = [
   { key: 'ts-1', side: 'ts', procs: 1, mode: 'none', label: 'TypeScript' },
   { key: 'torch-1', side: 'pytorch', procs: 1, mode: 'none', label: 'PyTorch' },
@@ -48,10 +54,26 @@ const RUNS: Run[] = [
 ];
 
 interface Result {
-  rank: number; worldSize: number; mode: string; threads: number; batch: number; params: number; buckets?: number;
-  msPerStep: number; backwardMs: number; syncAfterBackwardMs: number; nosyncMsPerStep: number; nosyncBackwardMs: number;
-  cpuMsPerStep: number; nosyncCpuMsPerStep: number | null;
-  stepsMs: number[]; nosyncStepsMs: number[]; firstLoss: number; libtorch?: string; torch?: string; python?: string;
+  rank: number;
+  worldSize: number;
+  mode: string;
+  threads: number;
+  batch: number;
+  params: number;
+  buckets?: number;
+  msPerStep: number;
+  backwardMs: number;
+  syncAfterBackwardMs: number;
+  nosyncMsPerStep: number;
+  nosyncBackwardMs: number;
+  cpuMsPerStep: number;
+  nosyncCpuMsPerStep: number | null;
+  stepsMs: number[];
+  nosyncStepsMs: number[];
+  firstLoss: number;
+  libtorch?: string;
+  torch?: string;
+  python?: string;
 }
 
 const median = (xs: number[]): number => {
@@ -61,9 +83,26 @@ const median = (xs: number[]): number => {
 const f0 = (x: number): string => (Number.isFinite(x) ? x.toFixed(0) : '–');
 
 function commandOf(r: Run): [string, string[]] {
-  const common = ['--preset', MODEL.preset, '--img', String(MODEL.img), '--patch', String(MODEL.patch), '--decoder-depth', String(MODEL.decoderDepth),
-    '--batch', String(batch), '--warmup', String(warmup), '--steps', String(steps), '--nosync-steps', String(r.procs > 1 ? nosyncSteps : 0),
-    '--threads', String(threads)];
+  const common = [
+    '--preset',
+    MODEL.preset,
+    '--img',
+    String(MODEL.img),
+    '--patch',
+    String(MODEL.patch),
+    '--decoder-depth',
+    String(MODEL.decoderDepth),
+    '--batch',
+    String(batch),
+    '--warmup',
+    String(warmup),
+    '--steps',
+    String(steps),
+    '--nosync-steps',
+    String(r.procs > 1 ? nosyncSteps : 0),
+    '--threads',
+    String(threads),
+  ];
   return r.side === 'ts'
     ? [process.execPath, [path.join(__dirname, 'distributed_worker.js'), ...common, '--mode', r.mode === 'none' ? 'overlap' : r.mode]]
     : [PY, [path.join(ROOT, 'bench', 'distributed_torch.py'), ...common]];
@@ -74,41 +113,77 @@ async function runOnce(r: Run): Promise<Result[]> {
   const [cmd, args] = commandOf(r);
   const port = await freePort();
   const env = { ...process.env, OMP_NUM_THREADS: String(threads) };
-  const outs = await Promise.all(Array.from({ length: r.procs }, (_, rank) => new Promise<Result>((resolve, reject) => {
-    const child = spawn(cmd, args, {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: r.procs > 1
-        ? { ...env, RANK: String(rank), LOCAL_RANK: String(rank), WORLD_SIZE: String(r.procs), LOCAL_WORLD_SIZE: String(r.procs), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port) }
-        : env,
-    });
-    let out = '';
-    let err = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => { out += c; });
-    child.stderr.setEncoding('utf8').on('data', (c: string) => { err += c; });
-    child.on('close', (code) => {
-      if (code !== 0) reject(new Error(`${r.label}, rank ${rank}: exit ${code}\n${err}`));
-      else resolve(JSON.parse(out.trim().split('\n').pop() as string) as Result);
-    });
-  })));
+  const outs = await Promise.all(
+    Array.from(
+      { length: r.procs },
+      (_, rank) =>
+        new Promise<Result>((resolve, reject) => {
+          const child = spawn(cmd, args, {
+            stdio: ['ignore', 'pipe', 'pipe'],
+            env:
+              r.procs > 1
+                ? {
+                    ...env,
+                    RANK: String(rank),
+                    LOCAL_RANK: String(rank),
+                    WORLD_SIZE: String(r.procs),
+                    LOCAL_WORLD_SIZE: String(r.procs),
+                    MASTER_ADDR: '127.0.0.1',
+                    MASTER_PORT: String(port),
+                  }
+                : env,
+          });
+          let out = '';
+          let err = '';
+          child.stdout.setEncoding('utf8').on('data', (c: string) => {
+            out += c;
+          });
+          child.stderr.setEncoding('utf8').on('data', (c: string) => {
+            err += c;
+          });
+          child.on('close', (code) => {
+            if (code !== 0) reject(new Error(`${r.label}, rank ${rank}: exit ${code}\n${err}`));
+            else resolve(JSON.parse(out.trim().split('\n').pop() as string) as Result);
+          });
+        }),
+    ),
+  );
   return outs;
 }
 
 function cpuModel(): string {
   const m = os.cpus()[0]?.model ?? 'unknown CPU';
-  return m.replace(/\s+\d+-Core Processor/, '').replace(/\(R\)|\(TM\)/g, '').trim();
+  return m
+    .replace(/\s+\d+-Core Processor/, '')
+    .replace(/\(R\)|\(TM\)/g, '')
+    .trim();
 }
 
 interface Summary {
-  ms: number; backward: number; nosync: number; afterSync: number; cpu: number; nosyncCpu: number; steps: number[]; nosyncSteps: number[]; res: Result;
+  ms: number;
+  backward: number;
+  nosync: number;
+  afterSync: number;
+  cpu: number;
+  nosyncCpu: number;
+  steps: number[];
+  nosyncSteps: number[];
+  res: Result;
 }
 
 function summarise(rs: Result[][]): Summary {
   // The median over rounds of rank 0's medians; the step lists of every round.
   const r0 = rs.map((x) => x[0]);
   return {
-    ms: median(r0.map((r) => r.msPerStep)), backward: median(r0.map((r) => r.backwardMs)), nosync: median(r0.map((r) => r.nosyncMsPerStep)),
-    afterSync: median(r0.map((r) => r.syncAfterBackwardMs)), cpu: median(r0.map((r) => r.cpuMsPerStep)),
-    nosyncCpu: median(r0.map((r) => r.nosyncCpuMsPerStep ?? NaN)), steps: r0.flatMap((r) => r.stepsMs), nosyncSteps: r0.flatMap((r) => r.nosyncStepsMs), res: r0[0],
+    ms: median(r0.map((r) => r.msPerStep)),
+    backward: median(r0.map((r) => r.backwardMs)),
+    nosync: median(r0.map((r) => r.nosyncMsPerStep)),
+    afterSync: median(r0.map((r) => r.syncAfterBackwardMs)),
+    cpu: median(r0.map((r) => r.cpuMsPerStep)),
+    nosyncCpu: median(r0.map((r) => r.nosyncCpuMsPerStep ?? NaN)),
+    steps: r0.flatMap((r) => r.stepsMs),
+    nosyncSteps: r0.flatMap((r) => r.nosyncStepsMs),
+    res: r0[0],
   };
 }
 
@@ -140,10 +215,12 @@ function report(s: Partial<Record<RunKey, Summary>>, started: Date, loads: numbe
     const exposed = r.procs > 1 ? x.ms - x.nosync : NaN;
     const over = r.procs > 1 && b ? x.ms - b.ms : NaN;
     const how = r.procs === 1 ? '–' : r.key === 'ts-2-after' ? `after backward (all-reduce wait ${f0(x.afterSync)} ms)` : 'during backward (gradient hooks)';
-    lines.push(`| ${r.label} | ${r.procs} | ${how} | ` +
-      `${f0(x.ms)} | ${((batch * r.procs * 1000) / x.ms).toFixed(1)} | ${f0(x.backward)} | ${r.procs > 1 ? f0(x.nosync) : '–'} | ` +
-      `${r.procs > 1 ? `${f0(exposed)} (${((100 * exposed) / x.ms).toFixed(1)}%)` : '–'} | ${r.procs > 1 && b ? `${f0(over)} (${((100 * over) / b.ms).toFixed(1)}%)` : '–'} | ` +
-      `${f0(x.cpu)}${r.procs > 1 ? `; ${f0(x.nosyncCpu)}` : ''} | ${r.procs > 1 ? f0(x.cpu - x.nosyncCpu) : '–'} |`);
+    lines.push(
+      `| ${r.label} | ${r.procs} | ${how} | ` +
+        `${f0(x.ms)} | ${((batch * r.procs * 1000) / x.ms).toFixed(1)} | ${f0(x.backward)} | ${r.procs > 1 ? f0(x.nosync) : '–'} | ` +
+        `${r.procs > 1 ? `${f0(exposed)} (${((100 * exposed) / x.ms).toFixed(1)}%)` : '–'} | ${r.procs > 1 && b ? `${f0(over)} (${((100 * over) / b.ms).toFixed(1)}%)` : '–'} | ` +
+        `${f0(x.cpu)}${r.procs > 1 ? `; ${f0(x.nosyncCpu)}` : ''} | ${r.procs > 1 ? f0(x.cpu - x.nosyncCpu) : '–'} |`,
+    );
   }
   const overhead = (k: RunKey, b: RunKey): number => (s[k] && s[b] ? (s[k] as Summary).ms - (s[b] as Summary).ms : NaN);
   const rel = (k: RunKey, b: RunKey): number => overhead(k, b) / (s[b]?.ms ?? NaN);
@@ -155,16 +232,24 @@ function report(s: Partial<Record<RunKey, Summary>>, started: Date, loads: numbe
     const label = RUNS.find((r) => r.key === k)?.label;
     const cpuCost = (s[k] as Summary).cpu - (s[k] as Summary).nosyncCpu;
     const torchCpuCost = (s['torch-2'] as Summary).cpu - (s['torch-2'] as Summary).nosyncCpu;
-    notes.push(`- ${label}: wall-time overhead ${f0(o)} ms/step vs PyTorch DDP's ${f0(torchOver)} ms (${(100 * rel(k, 'ts-1')).toFixed(1)}% vs ` +
-      `${(100 * rel('torch-2', 'torch-1')).toFixed(1)}% of the 1-process step): ${o <= torchOver ? 'no worse' : 'worse'}; ` +
-      `CPU cost of the sync ${f0(cpuCost)} vs ${f0(torchCpuCost)} ms/step: ${cpuCost <= torchCpuCost ? 'no worse' : 'worse'}.`);
+    notes.push(
+      `- ${label}: wall-time overhead ${f0(o)} ms/step vs PyTorch DDP's ${f0(torchOver)} ms (${(100 * rel(k, 'ts-1')).toFixed(1)}% vs ` +
+        `${(100 * rel('torch-2', 'torch-1')).toFixed(1)}% of the 1-process step): ${o <= torchOver ? 'no worse' : 'worse'}; ` +
+        `CPU cost of the sync ${f0(cpuCost)} vs ${f0(torchCpuCost)} ms/step: ${cpuCost <= torchCpuCost ? 'no worse' : 'worse'}.`,
+    );
   }
   if (s['ts-1'] && s['torch-1']) notes.push(`- 1 process: TS/PyTorch step time ${(s['ts-1'].ms / s['torch-1'].ms).toFixed(2)}.`);
-  if (s['ts-2-overlap']?.res.buckets) notes.push(`- ${(s['ts-2-overlap'].res.params / 1e6).toFixed(2)} M parameters, ${s['ts-2-overlap'].res.buckets} gradient buckets at start (25 MB, the first 1 MB; c10d's Reducer rebuilds them in backward order after the first step).`);
+  if (s['ts-2-overlap']?.res.buckets)
+    notes.push(
+      `- ${(s['ts-2-overlap'].res.params / 1e6).toFixed(2)} M parameters, ${s['ts-2-overlap'].res.buckets} gradient buckets at start (25 MB, the first 1 MB; c10d's Reducer rebuilds them in backward order after the first step).`,
+    );
   notes.push('', 'Steps (ms, rank 0, synchronised | without synchronisation):', '');
   for (const r of RUNS) {
     const x = s[r.key];
-    if (x) notes.push(`- ${r.label}, ${r.procs} process${r.procs > 1 ? 'es' : ''}: ${x.steps.map(f0).join(', ')}${r.procs > 1 ? ` | ${x.nosyncSteps.map(f0).join(', ')}` : ''}`);
+    if (x)
+      notes.push(
+        `- ${r.label}, ${r.procs} process${r.procs > 1 ? 'es' : ''}: ${x.steps.map(f0).join(', ')}${r.procs > 1 ? ` | ${x.nosyncSteps.map(f0).join(', ')}` : ''}`,
+      );
   }
   return [...lines, ...notes].join('\n');
 }
@@ -200,7 +285,9 @@ async function main(): Promise<void> {
     const order = round % 2 === 0 ? RUNS : [...RUNS].reverse();
     for (const r of order) {
       const [cmd, args] = commandOf(r);
-      process.stderr.write(`round ${round + 1}/${rounds}: ${r.label}, ${r.procs} process(es): ${path.basename(cmd)} ${args.map((a) => path.basename(a)).join(' ')}\n`);
+      process.stderr.write(
+        `round ${round + 1}/${rounds}: ${r.label}, ${r.procs} process(es): ${path.basename(cmd)} ${args.map((a) => path.basename(a)).join(' ')}\n`,
+      );
       const res = await runOnce(r);
       (results[r.key] ??= []).push(res);
       process.stderr.write(`  ${f0(res[0].msPerStep)} ms/step${r.procs > 1 ? `, no sync ${f0(res[0].nosyncMsPerStep)} ms/step` : ''}\n`);
@@ -213,4 +300,7 @@ async function main(): Promise<void> {
   if (flag('write-docs')) writeDocs(out);
 }
 
-main().catch((e) => { console.error((e as Error).message); process.exit(1); });
+main().catch((e) => {
+  console.error((e as Error).message);
+  process.exit(1);
+});

@@ -19,7 +19,10 @@ function opt(name: string, dflt: string): string {
 }
 const now = (): number => Number(process.hrtime.bigint()) / 1e6;
 /** CPU time of the whole process (every thread: ATen's, Gloo's, autograd's), ms. */
-const cpuNow = (): number => { const u = process.cpuUsage(); return (u.user + u.system) / 1e3; };
+const cpuNow = (): number => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e3;
+};
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
@@ -54,7 +57,9 @@ async function main(): Promise<void> {
   const rank = group?.rank ?? 0;
   torch.manualSeed(0);
   const cfg = makeConfig(preset, {
-    imgSize: img, patchSize: patch, decoderDepth,
+    imgSize: img,
+    patchSize: patch,
+    decoderDepth,
     target: { type: 'pixels', normPix: true, blur: true, blurKernel: 9, blurSigma: 1 },
     order: { type: 'semantic', source: 'online', filter: true, lambda: 0.01 },
   });
@@ -66,7 +71,15 @@ async function main(): Promise<void> {
   const orderGen = new torch.Generator(7919 + rank);
   const images = torch.keep(torch.randn([batch, 3, img, img], { generator: new torch.Generator(1 + rank) }));
 
-  interface Row { total: number; cpu: number; order: number; forward: number; backward: number; sync: number; optimizer: number }
+  interface Row {
+    total: number;
+    cpu: number;
+    order: number;
+    forward: number;
+    backward: number;
+    sync: number;
+    optimizer: number;
+  }
   const synced: Row[] = [];
   const local: Row[] = [];
   let firstLoss = NaN;
@@ -88,14 +101,21 @@ async function main(): Promise<void> {
       else out.loss.backward();
       te = now();
     });
-    torch.scope(() => { optimizerStep({ optimizer, scaler: null, params: model.namedParameters(), clipGrad: 3 }); });
+    torch.scope(() => {
+      optimizerStep({ optimizer, scaler: null, params: model.namedParameters(), clipGrad: 3 });
+    });
     const t1 = now();
     const sy = ddp && sync && ddp.mode === 'after-backward' ? ddp.lastSyncMs : 0;
     const row = { total: t1 - t0, cpu: cpuNow() - c0, order: tf - t0, forward: tb - tf, backward: te - tb - sy, sync: sy, optimizer: t1 - te };
     if (s >= warmup) (sync ? synced : local).push(row);
   }
   const result = {
-    side: 'ts', rank, worldSize: group?.worldSize ?? 1, mode: ddp ? ddp.mode : 'none', threads: torch.getNumThreads(), batch,
+    side: 'ts',
+    rank,
+    worldSize: group?.worldSize ?? 1,
+    mode: ddp ? ddp.mode : 'none',
+    threads: torch.getNumThreads(),
+    batch,
     params: model.parameters().reduce((a, p) => a + p.numel, 0),
     buckets: ddp ? ddp.buckets.length : 0,
     msPerStep: median(synced.map((r) => r.total)),
@@ -122,4 +142,7 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((e) => { process.stderr.write(`${(e as Error).stack}\n`); process.exit(1); });
+main().catch((e) => {
+  process.stderr.write(`${(e as Error).stack}\n`);
+  process.exit(1);
+});

@@ -48,7 +48,9 @@ class TorchServer {
   constructor() {
     const script = path.join(ROOT, 'bench', 'engine_torch.py');
     this.proc = spawn(PY, [script, '--serve', '--threads', String(threads)]);
-    this.proc.stderr.on('data', (d: Buffer) => { this.stderr += d.toString(); });
+    this.proc.stderr.on('data', (d: Buffer) => {
+      this.stderr += d.toString();
+    });
     this.lines = readline.createInterface({ input: this.proc.stdout })[Symbol.asyncIterator]();
   }
   async ask<T>(cmd: Record<string, unknown>): Promise<T> {
@@ -113,14 +115,27 @@ class EngineBench {
   }
 }
 
-interface Block { ln1: Tensor[]; qkv: Tensor[]; proj: Tensor[]; ln2: Tensor[]; fc1: Tensor[]; fc2: Tensor[] }
+interface Block {
+  ln1: Tensor[];
+  qkv: Tensor[];
+  proj: Tensor[];
+  ln2: Tensor[];
+  fc1: Tensor[];
+  fc2: Tensor[];
+}
 
 /** The ViT of bench/engine_torch.py, with the same ops. */
 class ViT {
   blocks: Block[] = [];
   norm: Tensor[];
   head: Tensor[];
-  constructor(depth: number, readonly dim: number, readonly heads: number, mlpRatio: number, classes: number) {
+  constructor(
+    depth: number,
+    readonly dim: number,
+    readonly heads: number,
+    mlpRatio: number,
+    classes: number,
+  ) {
     const lin = (o: number, i: number): Tensor[] => [torch.randn([o, i]).mul_(0.02), torch.zeros([o])];
     const ln = (): Tensor[] => [torch.ones([dim]), torch.zeros([dim])];
     const hidden = dim * mlpRatio;
@@ -165,7 +180,8 @@ async function measure(py: TorchServer): Promise<Results> {
   const eng = new EngineBench();
   const log = (s: string): boolean => process.stderr.write(s);
   const res: Results = {
-    matmul: [], dispatch: { ts: [], py: [] },
+    matmul: [],
+    dispatch: { ts: [], py: [] },
     vit: { ts: [], py: [], tsRss: [], pyRss: [], tsParams: 0, pyParams: 0 },
   };
   for (const n of sizes) {
@@ -222,23 +238,33 @@ function table(r: Results, pyInfo: { torch: string; threads: number; python: str
   ];
   for (const m of r.matmul) {
     const gf = (s: number): number => (2 * m.n ** 3) / s / 1e9;
-    lines.push(`| fp32 matmul ${m.n}×${m.n} (GFLOP/s, best of ${m.ts.length}) | ${f(gf(min(m.ts)))} | ${f(gf(min(m.py)))} | ` +
-      `${f(min(m.ts) / min(m.py), 2)} | — |`);
+    lines.push(
+      `| fp32 matmul ${m.n}×${m.n} (GFLOP/s, best of ${m.ts.length}) | ${f(gf(min(m.ts)))} | ${f(gf(min(m.py)))} | ` + `${f(min(m.ts) / min(m.py), 2)} | — |`,
+    );
   }
   const dts = min(r.dispatch.ts);
   const dpy = min(r.dispatch.py);
-  lines.push(`| dispatch: add of two 4×4 tensors incl. dispose (µs/op; mean of ${calls / 1000}k calls, best of ${r.dispatch.ts.length} rounds) | ` +
-    `${f(dts, 2)} | ${f(dpy, 2)} | ${f(dts / dpy, 2)} | ≤ 1.00: ${dts <= dpy ? 'met' : 'NOT met'} |`);
+  lines.push(
+    `| dispatch: add of two 4×4 tensors incl. dispose (µs/op; mean of ${calls / 1000}k calls, best of ${r.dispatch.ts.length} rounds) | ` +
+      `${f(dts, 2)} | ${f(dpy, 2)} | ${f(dts / dpy, 2)} | ≤ 1.00: ${dts <= dpy ? 'met' : 'NOT met'} |`,
+  );
   const vts = min(r.vit.ts);
   const vpy = min(r.vit.py);
-  lines.push(`| ViT fwd+bwd, 4 blocks, B=32, 64 tokens, D=192, 6 heads (ms/step: fastest of ${r.vit.ts.length} (median)) | ` +
-    `${f(vts)} (${f(median(r.vit.ts))}) | ${f(vpy)} (${f(median(r.vit.py))}) | ${f(vts / vpy, 2)} (${f(median(r.vit.ts) / median(r.vit.py), 2)}) | ` +
-    `≤ 1.10: ${vts / vpy <= 1.1 ? 'met' : 'NOT met'} |`);
+  lines.push(
+    `| ViT fwd+bwd, 4 blocks, B=32, 64 tokens, D=192, 6 heads (ms/step: fastest of ${r.vit.ts.length} (median)) | ` +
+      `${f(vts)} (${f(median(r.vit.ts))}) | ${f(vpy)} (${f(median(r.vit.py))}) | ${f(vts / vpy, 2)} (${f(median(r.vit.ts) / median(r.vit.py), 2)}) | ` +
+      `≤ 1.10: ${vts / vpy <= 1.1 ? 'met' : 'NOT met'} |`,
+  );
   const growth = (xs: number[]): number => xs[xs.length - 1] - xs[0];
-  lines.push(`| ViT: process RSS growth over the measured steps (MB; every step frees all it allocates) | ${f(growth(r.vit.tsRss), 0)} | ` +
-    `${f(growth(r.vit.pyRss), 0)} | — | flat |`);
-  lines.push('', `ViT parameters: ${r.vit.tsParams} (engine) / ${r.vit.pyParams} (PyTorch). Ratios compare the fastest ` +
-    'measurements (load from other processes only ever adds time); medians in parentheses.');
+  lines.push(
+    `| ViT: process RSS growth over the measured steps (MB; every step frees all it allocates) | ${f(growth(r.vit.tsRss), 0)} | ` +
+      `${f(growth(r.vit.pyRss), 0)} | — | flat |`,
+  );
+  lines.push(
+    '',
+    `ViT parameters: ${r.vit.tsParams} (engine) / ${r.vit.pyParams} (PyTorch). Ratios compare the fastest ` +
+      'measurements (load from other processes only ever adds time); medians in parentheses.',
+  );
   return lines.join('\n');
 }
 

@@ -34,10 +34,16 @@ export function stepFlopsPerImage(s: StepShape): { encoderCausal: number; encode
 }
 
 /** Best matmul rate (FLOP/s) of n×n × n×n products on the device: bfloat16 on CUDA, float32 on the CPU. */
-export function peakMatmulFlops(device: torch.Device, n = device.startsWith('cuda') ? 8192 : 2048, reps = device.startsWith('cuda') ? 20 : 3): { flops: number; dtype: string; n: number } {
+export function peakMatmulFlops(
+  device: torch.Device,
+  n = device.startsWith('cuda') ? 8192 : 2048,
+  reps = device.startsWith('cuda') ? 20 : 3,
+): { flops: number; dtype: string; n: number } {
   const cuda = device.startsWith('cuda');
   const dtype = cuda ? 'bfloat16' : 'float32';
-  const sync = () => { if (cuda) torch.cuda.synchronize(); };
+  const sync = () => {
+    if (cuda) torch.cuda.synchronize();
+  };
   return torch.scope(() => {
     const a = torch.randn([n, n], { dtype, device });
     const b = torch.randn([n, n], { dtype, device });

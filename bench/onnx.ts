@@ -67,18 +67,27 @@ async function main(): Promise<void> {
       await session.release();
       const ms = median(times) * 1e3;
       const refMs = median(semaimTimes) * 1e3;
-      rows.push(`| ${name}/16 (${(vit.numParameters() / 1e6).toFixed(1)} M) | ${dtype} | ${(bytes.length / 2 ** 20).toFixed(1)} MiB | ${exportS.toFixed(1)} s | ` +
-        `${ms.toFixed(0)} ms | ${refMs.toFixed(0)} ms | ${(refMs / ms).toFixed(2)}× | ${rel(out, ref).toExponential(2)} |`);
+      rows.push(
+        `| ${name}/16 (${(vit.numParameters() / 1e6).toFixed(1)} M) | ${dtype} | ${(bytes.length / 2 ** 20).toFixed(1)} MiB | ${exportS.toFixed(1)} s | ` +
+          `${ms.toFixed(0)} ms | ${refMs.toFixed(0)} ms | ${(refMs / ms).toFixed(2)}× | ${rel(out, ref).toExponential(2)} |`,
+      );
       console.error(rows[rows.length - 1]);
     }
     x.dispose();
     vit.dispose();
   }
   const cpu = os.cpus()[0]?.model ?? '?';
-  process.stdout.write(`\nMachine: ${cpu}, ${os.cpus().length} cores, ${threads} threads, load ${os.loadavg()[0].toFixed(1)}; ` +
-    `onnxruntime-node ${ort.env.versions.common}; libtorch ${torch.version().torch}. Command: npm run bench:onnx -- --threads ${threads} --runs ${runs}\n\n` +
-    '| encoder | dtype | .onnx | export | onnxruntime, 1 image | semaim forward | semaim / onnxruntime | rel. difference of last_hidden_state |\n' +
-    '|---|---|---:|---:|---:|---:|---:|---:|\n' + rows.join('\n') + '\n');
+  process.stdout.write(
+    `\nMachine: ${cpu}, ${os.cpus().length} cores, ${threads} threads, load ${os.loadavg()[0].toFixed(1)}; ` +
+      `onnxruntime-node ${ort.env.versions.common}; libtorch ${torch.version().torch}. Command: npm run bench:onnx -- --threads ${threads} --runs ${runs}\n\n` +
+      '| encoder | dtype | .onnx | export | onnxruntime, 1 image | semaim forward | semaim / onnxruntime | rel. difference of last_hidden_state |\n' +
+      '|---|---|---:|---:|---:|---:|---:|---:|\n' +
+      rows.join('\n') +
+      '\n',
+  );
 }
 
-main().catch((e) => { console.error(e); process.exit(1); });
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

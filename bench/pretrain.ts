@@ -75,14 +75,27 @@ if (cudaGraphs && !cuda) {
 const graphsAt = opt('graphs-at', '');
 const sdpaOrder = opt('sdpa', '');
 const phaseTimer = flag('phase-timer');
-const SIDES: Side[] = ['ts', ...(ablateOrder ? ['tsOrderFp32' as const] : []), ...(fusedKinds ? ['tsFused' as const] : []),
-  ...(cudaGraphs ? ['tsGraphs' as const] : []), ...(cudaGraphs && fusedKinds ? ['tsFusedGraphs' as const] : []),
-  ...(sdpaOrder ? ['tsSdpa' as const] : []), ...(phaseTimer ? ['tsPhases' as const] : []),
-  ...(reference !== 'authors' ? ['pytorch' as const] : []), ...(reference !== 'ours' ? ['authors' as const] : [])];
+const SIDES: Side[] = [
+  'ts',
+  ...(ablateOrder ? ['tsOrderFp32' as const] : []),
+  ...(fusedKinds ? ['tsFused' as const] : []),
+  ...(cudaGraphs ? ['tsGraphs' as const] : []),
+  ...(cudaGraphs && fusedKinds ? ['tsFusedGraphs' as const] : []),
+  ...(sdpaOrder ? ['tsSdpa' as const] : []),
+  ...(phaseTimer ? ['tsPhases' as const] : []),
+  ...(reference !== 'authors' ? ['pytorch' as const] : []),
+  ...(reference !== 'ours' ? ['authors' as const] : []),
+];
 const SIDE_NAME: Record<Side, string> = {
-  ts: 'TypeScript', tsOrderFp32: 'TypeScript, order pass fp32', tsFused: `TypeScript, fused kernels (${fusedKinds})`,
-  tsGraphs: 'TypeScript, CUDA graphs', tsFusedGraphs: `TypeScript, fused (${fusedKinds}) + CUDA graphs`, tsSdpa: `TypeScript, attention ${sdpaOrder}`,
-  tsPhases: 'TypeScript, phase timer', pytorch: 'ours in PyTorch', authors: "authors'-style PyTorch",
+  ts: 'TypeScript',
+  tsOrderFp32: 'TypeScript, order pass fp32',
+  tsFused: `TypeScript, fused kernels (${fusedKinds})`,
+  tsGraphs: 'TypeScript, CUDA graphs',
+  tsFusedGraphs: `TypeScript, fused (${fusedKinds}) + CUDA graphs`,
+  tsSdpa: `TypeScript, attention ${sdpaOrder}`,
+  tsPhases: 'TypeScript, phase timer',
+  pytorch: 'ours in PyTorch',
+  authors: "authors'-style PyTorch",
 };
 /** The worker flags of each TypeScript side (the plain one: none). */
 const SIDE_FLAGS: Partial<Record<Side, string[]>> = {
@@ -96,12 +109,33 @@ const SIDE_FLAGS: Partial<Record<Side, string[]>> = {
 /** Sides that log the loss curve (the others run the measured steps only). */
 const LOGS_LOSSES: ReadonlySet<Side> = new Set<Side>(['ts', 'tsOrderFp32', 'tsFused', 'tsFusedGraphs', 'tsGraphs', 'pytorch', 'authors']);
 const SIDE_PRECISION: Record<Side, string> = cuda
-  ? { ts: 'bf16 autocast', tsOrderFp32: 'bf16 autocast (order pass fp32)', tsFused: 'bf16 autocast', tsGraphs: 'bf16 autocast', tsFusedGraphs: 'bf16 autocast',
-    tsSdpa: 'bf16 autocast', tsPhases: 'bf16 autocast', pytorch: 'bf16 autocast', authors: 'fp16 autocast + GradScaler (order pass fp32)' }
-  : { ts: 'fp32', tsOrderFp32: 'fp32', tsFused: 'fp32 (no kernels on the CPU)', tsGraphs: '–', tsFusedGraphs: '–', tsSdpa: 'fp32', tsPhases: 'fp32', pytorch: 'fp32', authors: 'fp32' };
+  ? {
+      ts: 'bf16 autocast',
+      tsOrderFp32: 'bf16 autocast (order pass fp32)',
+      tsFused: 'bf16 autocast',
+      tsGraphs: 'bf16 autocast',
+      tsFusedGraphs: 'bf16 autocast',
+      tsSdpa: 'bf16 autocast',
+      tsPhases: 'bf16 autocast',
+      pytorch: 'bf16 autocast',
+      authors: 'fp16 autocast + GradScaler (order pass fp32)',
+    }
+  : {
+      ts: 'fp32',
+      tsOrderFp32: 'fp32',
+      tsFused: 'fp32 (no kernels on the CPU)',
+      tsGraphs: '–',
+      tsFusedGraphs: '–',
+      tsSdpa: 'fp32',
+      tsPhases: 'fp32',
+      pytorch: 'fp32',
+      authors: 'fp32',
+    };
 /** The sides a config runs: the order ablation only at batch 256, the CUDA-graph sides where --graphs-at says. */
-const sidesFor = (c: Config): Side[] => SIDES.filter((s) => (s !== 'tsOrderFp32' || c.batch === 256) &&
-  ((s !== 'tsGraphs' && s !== 'tsFusedGraphs') || !graphsAt || graphsAt === `${c.key}:${c.batch}`));
+const sidesFor = (c: Config): Side[] =>
+  SIDES.filter(
+    (s) => (s !== 'tsOrderFp32' || c.batch === 256) && ((s !== 'tsGraphs' && s !== 'tsFusedGraphs') || !graphsAt || graphsAt === `${c.key}:${c.batch}`),
+  );
 
 interface Config {
   key: 'tiny' | 'base' | 'large';
@@ -115,15 +149,39 @@ interface Config {
 }
 
 const CPU_CONFIGS: Config[] = [
-  { key: 'tiny', label: 'ViT-Tiny/4, 32², 12 dec', preset: 'vit_tiny', img: 32, patch: 4, decoderDepth: 12,
-    batch: Number(opt('batch-tiny', '64')), steps: Number(opt('steps-tiny', quick ? '3' : '10')) },
-  { key: 'base', label: 'ViT-B/16, 224², 12 dec', preset: 'vit_base', img: 224, patch: 16, decoderDepth: 12,
-    batch: Number(opt('batch-base', '8')), steps: Number(opt('steps-base', quick ? '3' : '5')) },
+  {
+    key: 'tiny',
+    label: 'ViT-Tiny/4, 32², 12 dec',
+    preset: 'vit_tiny',
+    img: 32,
+    patch: 4,
+    decoderDepth: 12,
+    batch: Number(opt('batch-tiny', '64')),
+    steps: Number(opt('steps-tiny', quick ? '3' : '10')),
+  },
+  {
+    key: 'base',
+    label: 'ViT-B/16, 224², 12 dec',
+    preset: 'vit_base',
+    img: 224,
+    patch: 16,
+    decoderDepth: 12,
+    batch: Number(opt('batch-base', '8')),
+    steps: Number(opt('steps-base', quick ? '3' : '5')),
+  },
 ];
 const cudaSteps = Number(opt('steps', quick ? '3' : '20'));
 const CUDA_CONFIGS: Config[] = [
-  { key: 'tiny', label: 'ViT-Tiny/4, 32², 12 dec', preset: 'vit_tiny', img: 32, patch: 4, decoderDepth: 12,
-    batch: Number(opt('batch-tiny', '64')), steps: cudaSteps },
+  {
+    key: 'tiny',
+    label: 'ViT-Tiny/4, 32², 12 dec',
+    preset: 'vit_tiny',
+    img: 32,
+    patch: 4,
+    decoderDepth: 12,
+    batch: Number(opt('batch-tiny', '64')),
+    steps: cudaSteps,
+  },
   // batch 256 first: it carries the ≥ 1.6× target, so it is measured even if a time limit cuts the run short
   { key: 'base', label: 'ViT-B/16, 224², 12 dec', preset: 'vit_base', img: 224, patch: 16, decoderDepth: 12, batch: 256, steps: cudaSteps },
   { key: 'base', label: 'ViT-B/16, 224², 12 dec', preset: 'vit_base', img: 224, patch: 16, decoderDepth: 12, batch: 64, steps: cudaSteps },
@@ -134,7 +192,12 @@ const CONFIGS: Config[] = (cuda ? CUDA_CONFIGS : CPU_CONFIGS)
   .filter((c) => (process.argv.includes('--only') ? opt('only', '') === c.key : !(cuda && c.key === 'tiny')))
   .filter((c) => !flag('only-batch') || c.batch === Number(opt('only-batch', '0')));
 
-interface Phases { order: number; forward: number; backward: number; optimizer: number }
+interface Phases {
+  order: number;
+  forward: number;
+  backward: number;
+  optimizer: number;
+}
 interface Result {
   side: string;
   params: number;
@@ -171,9 +234,26 @@ const median = (xs: number[]): number => {
 };
 
 function workerArgs(c: Config): string[] {
-  return ['--preset', c.preset, '--img', String(c.img), '--patch', String(c.patch), '--decoder-depth', String(c.decoderDepth),
-    '--batch', String(c.batch), '--warmup', String(warmup), '--steps', String(c.steps), '--threads', String(threads),
-    '--device', device];
+  return [
+    '--preset',
+    c.preset,
+    '--img',
+    String(c.img),
+    '--patch',
+    String(c.patch),
+    '--decoder-depth',
+    String(c.decoderDepth),
+    '--batch',
+    String(c.batch),
+    '--warmup',
+    String(warmup),
+    '--steps',
+    String(c.steps),
+    '--threads',
+    String(threads),
+    '--device',
+    device,
+  ];
 }
 
 function spawnJSON(cmd: string, args: string[]): Record<string, unknown> {
@@ -184,7 +264,13 @@ function spawnJSON(cmd: string, args: string[]): Record<string, unknown> {
 
 const WORKER: [string, string] = [process.execPath, path.join(__dirname, 'pretrain_worker.js')];
 const SCRIPTS: Record<Side, [string, string]> = {
-  ts: WORKER, tsOrderFp32: WORKER, tsFused: WORKER, tsGraphs: WORKER, tsFusedGraphs: WORKER, tsSdpa: WORKER, tsPhases: WORKER,
+  ts: WORKER,
+  tsOrderFp32: WORKER,
+  tsFused: WORKER,
+  tsGraphs: WORKER,
+  tsFusedGraphs: WORKER,
+  tsSdpa: WORKER,
+  tsPhases: WORKER,
   pytorch: [PY, path.join(ROOT, 'bench', 'pretrain_torch.py')],
   authors: [PY, path.join(ROOT, 'bench', 'pretrain_authors.py')],
 };
@@ -198,8 +284,20 @@ function run(side: Side, c: Config, extra: string[]): Result {
 /** Initial weights and images shared by every side (written by the authors' script, our parameter names). */
 function sharedInit(c: Config): string {
   const file = path.join(os.tmpdir(), `semaim-bench-init-${process.pid}-${c.preset}-${c.img}-${c.batch}.safetensors`);
-  spawnJSON(PY, [SCRIPTS.authors[1], ...workerArgs(c).filter((_, i, a) => a[i] !== '--device' && a[i - 1] !== '--device'),
-    '--device', 'cpu', '--steps', '0', '--data-seed', '0', '--save-init', file, '--noise-steps', String(Math.max(warmup + c.steps, logLosses))]);
+  spawnJSON(PY, [
+    SCRIPTS.authors[1],
+    ...workerArgs(c).filter((_, i, a) => a[i] !== '--device' && a[i - 1] !== '--device'),
+    '--device',
+    'cpu',
+    '--steps',
+    '0',
+    '--data-seed',
+    '0',
+    '--save-init',
+    file,
+    '--noise-steps',
+    String(Math.max(warmup + c.steps, logLosses)),
+  ]);
   return file;
 }
 
@@ -226,7 +324,9 @@ function cpuModel(): string {
   try {
     const m = /^model name\s*:\s*(.+)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'));
     if (m) return m[1].trim();
-  } catch { /* not Linux */ }
+  } catch {
+    /* not Linux */
+  }
   return os.cpus()[0]?.model ?? 'unknown CPU';
 }
 
@@ -247,7 +347,10 @@ type Row = { c: Config; r: Partial<Record<Side, Result>>; failed?: Partial<Recor
 /** The last non-empty line of an error's message (where a child process's stderr ends with the cause). */
 function causeOf(e: unknown): string {
   // A child's JavaScript stack trace ends with 'at ...' frames: the cause is the line before them.
-  const lines = String((e as Error)?.message ?? e).split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('at '));
+  const lines = String((e as Error)?.message ?? e)
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('at '));
   return (lines[lines.length - 1] ?? 'unknown error').slice(0, 300);
 }
 
@@ -285,8 +388,8 @@ function report(results: Row[], started: Date, loads: number[][], peak: { flops:
       `${first?.ts?.yieldEachStep ? ' (the TS loop yields to the event loop once per step, as a trainer awaiting its loader does)' : ''}.`,
     'Step: semantic order (no-grad unmasked similarity pass, 3×3 mean filter, λ 0.01), pixel targets with 9×9 σ 1 blur and per-patch norm, ' +
       'backward, clip 3, AdamW (0.9, 0.95; wd 0.05), zero grad. TS and ours in PyTorch: fast path (tokens in order, causal attention; ' +
-      'on libtorch 1.13 the explicit math path). Authors\'-style (bench/pretrain_authors.py): tokens in image order, explicit N+1 × N+1 -inf masks, ' +
-      'the authors\' forward_encoder pass (last block twice), loss.item() every step.',
+      "on libtorch 1.13 the explicit math path). Authors'-style (bench/pretrain_authors.py): tokens in image order, explicit N+1 × N+1 -inf masks, " +
+      "the authors' forward_encoder pass (last block twice), loss.item() every step.",
     '',
     `| config | batch | side | precision | ms/step (median; min) | img/s | MFU | peak RSS | ${cuda ? 'peak GPU | ' : ''}speed vs authors' | TS time / ours-PyTorch time |`,
     `|---|---:|---|---|---:|---:|---:|---:|${cuda ? '---:|' : ''}---:|---:|`,
@@ -296,26 +399,40 @@ function report(results: Row[], started: Date, loads: number[][], peak: { flops:
       const x = r[side];
       if (!x) continue;
       const vsAuthors = r.authors ? `${(x.imgPerSec / r.authors.imgPerSec).toFixed(2)}×` : '–';
-      const vsOurs = side === 'ts' && r.pytorch
-        ? `${(x.msPerStep / r.pytorch.msPerStep).toFixed(2)}; ${(x.minMs / r.pytorch.minMs).toFixed(2)}` + (cuda ? '' : ` (≤ 1.15: ${x.msPerStep / r.pytorch.msPerStep <= 1.15 ? 'met' : 'NOT met'})`)
-        : '–';
+      const vsOurs =
+        side === 'ts' && r.pytorch
+          ? `${(x.msPerStep / r.pytorch.msPerStep).toFixed(2)}; ${(x.minMs / r.pytorch.minMs).toFixed(2)}` +
+            (cuda ? '' : ` (≤ 1.15: ${x.msPerStep / r.pytorch.msPerStep <= 1.15 ? 'met' : 'NOT met'})`)
+          : '–';
       const mfu = (flopsOf(c) * x.imgPerSec) / peak.flops;
-      lines.push(`| ${c.label} | ${c.batch} | ${SIDE_NAME[side]} | ${SIDE_PRECISION[side]} | ${f0(x.msPerStep)}; ${f0(x.minMs)} | ${f1(x.imgPerSec)} | ${(100 * mfu).toFixed(1)}% | ` +
-        `${gib(x.peakRssBytes)} | ${cuda ? gib(x.peakGpuBytes) + ' | ' : ''}${vsAuthors} | ${vsOurs} |`);
+      lines.push(
+        `| ${c.label} | ${c.batch} | ${SIDE_NAME[side]} | ${SIDE_PRECISION[side]} | ${f0(x.msPerStep)}; ${f0(x.minMs)} | ${f1(x.imgPerSec)} | ${(100 * mfu).toFixed(1)}% | ` +
+          `${gib(x.peakRssBytes)} | ${cuda ? gib(x.peakGpuBytes) + ' | ' : ''}${vsAuthors} | ${vsOurs} |`,
+      );
     }
   }
-  lines.push('', `MFU = model FLOPs per image per step × img/s ÷ the measured peak matmul rate of this device: ${(peak.flops / 1e12).toFixed(1)} TFLOP/s ` +
-    `(${peak.dtype} ${peak.n}×${peak.n} matmuls through the addon, best of 3). FLOPs (bench/flops.ts): matmuls only, causal attention counted half, ` +
-    `backward 2× forward, plus the no-grad similarity pass: ${[...new Map(results.map(({ c }) => [c.label, c])).values()].map((c) => `${c.label} ${(flopsOf(c) / 1e9).toFixed(1)} GFLOP`).join(', ')} per image per step.`);
-  lines.push('', `Median phase times (ms) and CPU time per step (ms, user + system, all threads; median of the rounds):`, '',
-    '| config | batch | side | order pass | forward | backward | clip + AdamW + zero grad | CPU time/step | steps (ms) |', '|---|---:|---|---:|---:|---:|---:|---:|---|');
+  lines.push(
+    '',
+    `MFU = model FLOPs per image per step × img/s ÷ the measured peak matmul rate of this device: ${(peak.flops / 1e12).toFixed(1)} TFLOP/s ` +
+      `(${peak.dtype} ${peak.n}×${peak.n} matmuls through the addon, best of 3). FLOPs (bench/flops.ts): matmuls only, causal attention counted half, ` +
+      `backward 2× forward, plus the no-grad similarity pass: ${[...new Map(results.map(({ c }) => [c.label, c])).values()].map((c) => `${c.label} ${(flopsOf(c) / 1e9).toFixed(1)} GFLOP`).join(', ')} per image per step.`,
+  );
+  lines.push(
+    '',
+    `Median phase times (ms) and CPU time per step (ms, user + system, all threads; median of the rounds):`,
+    '',
+    '| config | batch | side | order pass | forward | backward | clip + AdamW + zero grad | CPU time/step | steps (ms) |',
+    '|---|---:|---|---:|---:|---:|---:|---:|---|',
+  );
   for (const { c, r } of results) {
     for (const side of sidesFor(c)) {
       const x = r[side];
       if (!x) continue;
       const p = x.phasesMs;
-      lines.push(`| ${c.label} | ${c.batch} | ${SIDE_NAME[side]} | ${p ? f0(p.order) : '–'} | ${p ? f0(p.forward) : '–'} | ${p ? f0(p.backward) : '–'} | ` +
-        `${p ? f0(p.optimizer) : '–'} | ${f0(x.cpuMsPerStep)} | ${x.stepsMs.map(f0).join(', ')} |`);
+      lines.push(
+        `| ${c.label} | ${c.batch} | ${SIDE_NAME[side]} | ${p ? f0(p.order) : '–'} | ${p ? f0(p.forward) : '–'} | ${p ? f0(p.backward) : '–'} | ` +
+          `${p ? f0(p.optimizer) : '–'} | ${f0(x.cpuMsPerStep)} | ${x.stepsMs.map(f0).join(', ')} |`,
+      );
     }
   }
   lines.push(...phaseTimerTable(results));
@@ -325,32 +442,58 @@ function report(results: Row[], started: Date, loads: number[][], peak: { flops:
     const sides = sidesFor(c).filter((s) => r[s]);
     if (!sides.length) continue;
     const params = sides.map((s) => r[s]!.params);
-    if (new Set(params).size > 1) extra.push(`- **${c.label}, batch ${c.batch}: parameter counts differ (${sides.map((s, i) => `${s} ${params[i]}`).join(', ')}).**`);
-    extra.push(`- ${c.label}, batch ${c.batch}: ${(params[0] / 1e6).toFixed(2)} M parameters; first-step loss ` +
-      sides.map((s) => `${SIDE_NAME[s]} ${r[s]!.firstLoss.toPrecision(6)}`).join(', ') +
-      (r.authors ? ' (same weights and images from the authors\' script\'s --save-init file; the same order noise per step)' : '') + '.');
+    if (new Set(params).size > 1)
+      extra.push(`- **${c.label}, batch ${c.batch}: parameter counts differ (${sides.map((s, i) => `${s} ${params[i]}`).join(', ')}).**`);
+    extra.push(
+      `- ${c.label}, batch ${c.batch}: ${(params[0] / 1e6).toFixed(2)} M parameters; first-step loss ` +
+        sides.map((s) => `${SIDE_NAME[s]} ${r[s]!.firstLoss.toPrecision(6)}`).join(', ') +
+        (r.authors ? " (same weights and images from the authors' script's --save-init file; the same order noise per step)" : '') +
+        '.',
+    );
     if (logLosses > 0 && r.authors) {
-      const pairs: Array<[string, Side, Side]> = [['TS vs authors\'', 'ts', 'authors'], ['ours-PyTorch vs authors\'', 'pytorch', 'authors'], ['TS vs ours-PyTorch', 'ts', 'pytorch'],
-        ['TS with the fp32 order pass (the authors\' order precision) vs authors\'', 'tsOrderFp32', 'authors'],
-        ['TS fused vs TS', 'tsFused', 'ts'], ['TS fused vs authors\'', 'tsFused', 'authors'], ['TS CUDA graphs vs TS', 'tsGraphs', 'ts'],
-        ['TS fused + CUDA graphs vs TS', 'tsFusedGraphs', 'ts']];
-      const parts = pairs.map(([name, a, b]) => {
-        const d = curveDiff(r[a]?.losses, r[b]?.losses);
-        return d ? `${name}: max rel ${d.max.toExponential(1)}, mean |Δ| ${d.meanAbs.toExponential(1)} over ${d.n} steps` : null;
-      }).filter((x) => x !== null);
-      const curves = sides.map((s) => `${s} ${(r[s]!.losses ?? []).slice(0, 5).map((l) => l.toFixed(4)).join(' ')} … ${(r[s]!.losses ?? []).slice(-1).map((l) => l.toFixed(4)).join('')}`);
+      const pairs: Array<[string, Side, Side]> = [
+        ["TS vs authors'", 'ts', 'authors'],
+        ["ours-PyTorch vs authors'", 'pytorch', 'authors'],
+        ['TS vs ours-PyTorch', 'ts', 'pytorch'],
+        ["TS with the fp32 order pass (the authors' order precision) vs authors'", 'tsOrderFp32', 'authors'],
+        ['TS fused vs TS', 'tsFused', 'ts'],
+        ["TS fused vs authors'", 'tsFused', 'authors'],
+        ['TS CUDA graphs vs TS', 'tsGraphs', 'ts'],
+        ['TS fused + CUDA graphs vs TS', 'tsFusedGraphs', 'ts'],
+      ];
+      const parts = pairs
+        .map(([name, a, b]) => {
+          const d = curveDiff(r[a]?.losses, r[b]?.losses);
+          return d ? `${name}: max rel ${d.max.toExponential(1)}, mean |Δ| ${d.meanAbs.toExponential(1)} over ${d.n} steps` : null;
+        })
+        .filter((x) => x !== null);
+      const curves = sides.map(
+        (s) =>
+          `${s} ${(r[s]!.losses ?? [])
+            .slice(0, 5)
+            .map((l) => l.toFixed(4))
+            .join(' ')} … ${(r[s]!.losses ?? [])
+            .slice(-1)
+            .map((l) => l.toFixed(4))
+            .join('')}`,
+      );
       extra.push(`  Loss curves (first ${logLosses} steps): ${parts.join('; ')}. (${curves.join(' | ')})`);
     }
     if (cuda && r.authors && r.ts && c.batch === 256 && c.key === 'base') {
       const x = r.ts.imgPerSec / r.authors.imgPerSec;
       extra.push(`  Target (issue #8): TS ≥ 1.6× the authors'-style reference at batch 256: ${x.toFixed(2)}× — ${x >= 1.6 ? 'met' : 'NOT met'}.`);
-      if (r.tsOrderFp32) extra.push(`  The similarity pass in bf16 instead of fp32 (the only difference between the two TS rows): ${(r.ts.imgPerSec / r.tsOrderFp32.imgPerSec).toFixed(2)}× the img/s.`);
+      if (r.tsOrderFp32)
+        extra.push(
+          `  The similarity pass in bf16 instead of fp32 (the only difference between the two TS rows): ${(r.ts.imgPerSec / r.tsOrderFp32.imgPerSec).toFixed(2)}× the img/s.`,
+        );
     }
     extra.push(...leverLines(c, r));
     const a = r.ts?.cpuAllocator;
     if (a?.enabled) {
-      extra.push(`- ${c.label}: the addon's caching CPU allocator (native/allocator.cc) was on: peak live ${gib(a.peakLiveBytes)}, ` +
-        `${gib(a.mappedBytes)} mapped at the end (${gib(a.cachedBytes)} of it cached); SEMAIM_CPU_ALLOCATOR=system turns it off.`);
+      extra.push(
+        `- ${c.label}: the addon's caching CPU allocator (native/allocator.cc) was on: peak live ${gib(a.peakLiveBytes)}, ` +
+          `${gib(a.mappedBytes)} mapped at the end (${gib(a.cachedBytes)} of it cached); SEMAIM_CPU_ALLOCATOR=system turns it off.`,
+      );
     }
   }
   lines.push('', ...extra);
@@ -359,15 +502,24 @@ function report(results: Row[], started: Date, loads: number[][], peak: { flops:
 
 /** The per-phase table of the sides run with --phase-timer (empty when none was). */
 function phaseTimerTable(results: Row[]): string[] {
-  const rows = results.flatMap(({ c, r }) => sidesFor(c).filter((s) => r[s]?.phaseTimer).map((s) => ({ c, side: s, t: r[s]!.phaseTimer! })));
+  const rows = results.flatMap(({ c, r }) =>
+    sidesFor(c)
+      .filter((s) => r[s]?.phaseTimer)
+      .map((s) => ({ c, side: s, t: r[s]!.phaseTimer! })),
+  );
   if (!rows.length) return [];
   const cols = PHASES.filter((p) => rows.some(({ t }) => t.hostMs[p] !== undefined));
   const cell = (gpu: number | undefined, host: number | undefined): string =>
     gpu !== undefined ? `${gpu.toFixed(1)} (${(host ?? NaN).toFixed(1)})` : host !== undefined ? host.toFixed(1) : '–';
-  const out = ['', cuda
-    ? 'Per-phase time (ms per step, median; GPU time between CUDA events at the phase marks, no synchronisation between phases; in parentheses the host time to issue the phase — where it exceeds the GPU time the phase is launch-bound; input: the trainer\'s uint8 upload + normalisation of one batch):'
-    : 'Per-phase time (ms per step, median wall time; input: the trainer\'s uint8 upload + normalisation of one batch):', '',
-  `| config | batch | side | ${cols.join(' | ')} | sum |`, `|---|---:|---|${cols.map(() => '---:').join('|')}|---:|`];
+  const out = [
+    '',
+    cuda
+      ? "Per-phase time (ms per step, median; GPU time between CUDA events at the phase marks, no synchronisation between phases; in parentheses the host time to issue the phase — where it exceeds the GPU time the phase is launch-bound; input: the trainer's uint8 upload + normalisation of one batch):"
+      : "Per-phase time (ms per step, median wall time; input: the trainer's uint8 upload + normalisation of one batch):",
+    '',
+    `| config | batch | side | ${cols.join(' | ')} | sum |`,
+    `|---|---:|---|${cols.map(() => '---:').join('|')}|---:|`,
+  ];
   for (const { c, side, t } of rows) {
     const src = t.gpuMs ?? t.hostMs;
     const sum = cols.reduce((a, p) => a + (src[p] ?? 0), 0);
@@ -382,13 +534,20 @@ function leverLines(c: Config, r: Partial<Record<Side, Result>>): string[] {
   const ts = r.ts;
   const levers = (['tsFused', 'tsGraphs', 'tsFusedGraphs', 'tsSdpa'] as Side[]).filter((s) => r[s] && ts);
   if (levers.length) {
-    out.push(`  Levers (img/s against the TypeScript row; peak GPU memory): ${levers.map((s) => `${SIDE_NAME[s]} ${(r[s]!.imgPerSec / ts!.imgPerSec).toFixed(3)}×` +
-      (r[s]!.peakGpuBytes !== undefined ? ` (${gib(r[s]!.peakGpuBytes)})` : '')).join('; ')}.`);
+    out.push(
+      `  Levers (img/s against the TypeScript row; peak GPU memory): ${levers
+        .map(
+          (s) => `${SIDE_NAME[s]} ${(r[s]!.imgPerSec / ts!.imgPerSec).toFixed(3)}×` + (r[s]!.peakGpuBytes !== undefined ? ` (${gib(r[s]!.peakGpuBytes)})` : ''),
+        )
+        .join('; ')}.`,
+    );
   }
-  const att = (['ts', 'tsSdpa'] as Side[]).filter((s) => r[s]?.attention).map((s) => {
-    const a = r[s]!.attention!;
-    return `${SIDE_NAME[s]}: encoder ${a.encoder}, decoder ${a.decoder}${a.priority ? ` (priority ${a.priority})` : ''}`;
-  });
+  const att = (['ts', 'tsSdpa'] as Side[])
+    .filter((s) => r[s]?.attention)
+    .map((s) => {
+      const a = r[s]!.attention!;
+      return `${SIDE_NAME[s]}: encoder ${a.encoder}, decoder ${a.decoder}${a.priority ? ` (priority ${a.priority})` : ''}`;
+    });
   if (att.length) out.push(`  Attention backend libtorch picks: ${att.join('; ')}.`);
   const k = (['tsFused', 'tsFusedGraphs'] as Side[]).map((s) => r[s]?.fusedKernels).find((m) => m);
   if (k) out.push(`  Fused kernels: ${k}.`);
@@ -396,8 +555,10 @@ function leverLines(c: Config, r: Partial<Record<Side, Result>>): string[] {
     const best = (['ts', 'tsFused', 'tsGraphs', 'tsFusedGraphs', 'tsSdpa'] as Side[]).filter((s) => r[s]).sort((a, b) => r[b]!.imgPerSec - r[a]!.imgPerSec)[0];
     if (best) {
       const x = r[best]!.imgPerSec / r.authors.imgPerSec;
-      out.push(`  Target (issue 19): ≥ 3.0× the authors'-style reference at batch 256 (milestone 2.6×), peak GPU memory ≤ 37.8 GiB: best side ${SIDE_NAME[best]} ` +
-        `${x.toFixed(2)}× (${x >= 3 ? 'met' : x >= 2.6 ? 'milestone met' : 'NOT met'}), peak ${gib(r[best]!.peakGpuBytes)}.`);
+      out.push(
+        `  Target (issue 19): ≥ 3.0× the authors'-style reference at batch 256 (milestone 2.6×), peak GPU memory ≤ 37.8 GiB: best side ${SIDE_NAME[best]} ` +
+          `${x.toFixed(2)}× (${x >= 3 ? 'met' : x >= 2.6 ? 'milestone met' : 'NOT met'}), peak ${gib(r[best]!.peakGpuBytes)}.`,
+      );
     }
   }
   return out;
@@ -465,8 +626,10 @@ function main(): void {
           process.stderr.write(`${c.label}, batch ${c.batch}, round ${r + 1}/${rounds}: ${SIDE_NAME[side]}... `);
           try {
             const res = run(side, c, extra);
-            process.stderr.write(`${f0(res.msPerStep)} ms/step (min ${f0(res.minMs)}), peak RSS ${gib(res.peakRssBytes)}` +
-              `${res.peakGpuBytes !== undefined ? `, peak GPU ${gib(res.peakGpuBytes)}` : ''}\n`);
+            process.stderr.write(
+              `${f0(res.msPerStep)} ms/step (min ${f0(res.minMs)}), peak RSS ${gib(res.peakRssBytes)}` +
+                `${res.peakGpuBytes !== undefined ? `, peak GPU ${gib(res.peakGpuBytes)}` : ''}\n`,
+            );
             (runs[side] ??= []).push(res);
           } catch (e) {
             // One side failing (e.g. out of memory) must not cost the other sides' numbers.

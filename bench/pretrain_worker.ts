@@ -77,12 +77,17 @@ const yieldEachStep = !flag('no-yield');
 const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 const now = (): number => Number(process.hrtime.bigint()) / 1e6; // ms
-const cpuNow = (): number => { const u = process.cpuUsage(); return (u.user + u.system) / 1e3; }; // ms, all threads
+const cpuNow = (): number => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e3;
+}; // ms, all threads
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
-const sync = (): void => { if (cuda) torch.cuda.synchronize(); };
+const sync = (): void => {
+  if (cuda) torch.cuda.synchronize();
+};
 
 function procStatus(key: 'VmHWM' | 'VmRSS'): number {
   const m = new RegExp(`${key}:\\s+(\\d+)\\s+kB`).exec(fs.readFileSync('/proc/self/status', 'utf8'));
@@ -115,7 +120,11 @@ function sdpaChoices(b: number, tokens: number, dim: number, heads: number): { e
   return torch.scope(() => {
     const dtype = cuda ? 'bfloat16' : 'float32';
     const hd = dim / heads;
-    const [q, k, v] = torch.zeros([b, tokens, 3, heads, hd], { dtype, device }).permute(2, 0, 3, 1, 4).chunk(3, 0).map((t) => t.squeeze(0));
+    const [q, k, v] = torch
+      .zeros([b, tokens, 3, heads, hd], { dtype, device })
+      .permute(2, 0, 3, 1, 4)
+      .chunk(3, 0)
+      .map((t) => t.squeeze(0));
     const n = tokens - 1;
     const sep = torch.zeros([b, n, dim], { dtype, device }).view(b, n, heads, hd).transpose(1, 2);
     return { encoder: torch.F.sdpaBackend(q, k, v, { causal: true }), decoder: torch.F.sdpaBackend(sep, sep, sep, { causal: true }) };
@@ -139,8 +148,12 @@ async function main(): Promise<void> {
   }
   const sdpaPriority = sdpaOrder ? torch.F.sdpaPriority(sdpaOrder) : torch.F.sdpaPriority();
   const cfg = makeConfig(preset, {
-    imgSize: img, patchSize: patch, decoderDepth,
-    ...(embedDim ? { embedDim: Number(embedDim) } : {}), ...(depthOpt ? { depth: Number(depthOpt) } : {}), ...(headsOpt ? { numHeads: Number(headsOpt) } : {}),
+    imgSize: img,
+    patchSize: patch,
+    decoderDepth,
+    ...(embedDim ? { embedDim: Number(embedDim) } : {}),
+    ...(depthOpt ? { depth: Number(depthOpt) } : {}),
+    ...(headsOpt ? { numHeads: Number(headsOpt) } : {}),
     target: { type: 'pixels', normPix: true, blur, blurKernel: 9, blurSigma: 1 },
     order: orderType === 'semantic' ? { type: 'semantic', source: 'online', filter: true, lambda: 0.01 } : { type: orderType as 'raster' | 'stochastic' },
   });
@@ -157,7 +170,8 @@ async function main(): Promise<void> {
     for (const [k, t] of tensors) if (k !== 'data.images' && k !== 'data.noise') t.dispose();
   }
   model.to({ device });
-  if (fileNoise) { // once, not a host-to-device copy per step
+  if (fileNoise) {
+    // once, not a host-to-device copy per step
     const onDevice = torch.keep(fileNoise.to({ device }));
     if (onDevice !== fileNoise) fileNoise.dispose();
     fileNoise = onDevice;
@@ -168,9 +182,13 @@ async function main(): Promise<void> {
   const groups = paramGroupsWeightDecay(model.namedParameters(), { weightDecay: 0.05, noWeightDecay: ['cls_token', 'pos_embed'] });
   const optimizer = new AdamW(groups, { lr, betas: [0.9, 0.95], weightDecay: 0.05 });
   const orderGen = new torch.Generator(seed + 7919);
-  const images = torch.keep(fileImages ? fileImages.to({ dtype: 'float32', device })
-    : dataSeed ? torch.randn([batch, 3, img, img], { generator: new torch.Generator(Number(dataSeed)) }).to({ device })
-      : torch.randn([batch, 3, img, img], { device }));
+  const images = torch.keep(
+    fileImages
+      ? fileImages.to({ dtype: 'float32', device })
+      : dataSeed
+        ? torch.randn([batch, 3, img, img], { generator: new torch.Generator(Number(dataSeed)) }).to({ device })
+        : torch.randn([batch, 3, img, img], { device }),
+  );
   fileImages?.dispose();
   const lossSum = torch.keep(torch.zeros([], { device }));
   const allFinite = torch.keep(torch.ones([], { dtype: 'bool', device }));
@@ -190,11 +208,13 @@ async function main(): Promise<void> {
   const N = model.numPatches;
   const staticNoise = cudaGraphs ? torch.keep(torch.zeros([batch, N], { device })) : null;
   const lossOut = cudaGraphs ? torch.keep(torch.zeros([], { device })) : null;
-  const graphStep = cudaGraphs ? new CudaGraphStep(() => forwardBackward(model, { images, noise: staticNoise!, lossOut: lossOut! }, { precision, orderPrecision, device }), {
-    warmup: warmup - 1, // eager steps on the side stream; the capture is the last warm-up step
-    clearGrads: () => optimizer.zeroGrad(),
-    inputs: { noise: staticNoise! },
-  }) : null;
+  const graphStep = cudaGraphs
+    ? new CudaGraphStep(() => forwardBackward(model, { images, noise: staticNoise!, lossOut: lossOut! }, { precision, orderPrecision, device }), {
+        warmup: warmup - 1, // eager steps on the side stream; the capture is the last warm-up step
+        clearGrads: () => optimizer.zeroGrad(),
+        inputs: { noise: staticNoise! },
+      })
+    : null;
 
   const rows: { cpu: number; total: number; order: number; forward: number; backward: number; optimizer: number }[] = [];
   const losses: number[] = [];
@@ -223,23 +243,35 @@ async function main(): Promise<void> {
         clipGradNorm(model.namedParameters(), 3);
         optimizer.step();
       });
-    } else torch.scope(() => {
-      optimizer.setLr(lr);
-      const noise = fileNoise ? fileNoise.select(0, s % fileNoise.shape[0]) : undefined;
-      const { order } = withPrecision(orderPrecision, device, () => model.makeOrder(images, { generator: orderGen, noise }));
-      if (phases) { sync(); t1 = now(); }
-      const out = withPrecision(precision, device, () => model.forward(images, order));
-      const loss = out.loss.div(1);
-      if (phases) { sync(); t2 = now(); }
-      markPhase('backward');
-      loss.backward();
-      lossSum.add_(out.loss.detach().float());
-      allFinite.copy_(allFinite.logicalAnd(out.loss.isfinite()));
-      if (phases) { sync(); t3 = now(); }
-    });
+    } else
+      torch.scope(() => {
+        optimizer.setLr(lr);
+        const noise = fileNoise ? fileNoise.select(0, s % fileNoise.shape[0]) : undefined;
+        const { order } = withPrecision(orderPrecision, device, () => model.makeOrder(images, { generator: orderGen, noise }));
+        if (phases) {
+          sync();
+          t1 = now();
+        }
+        const out = withPrecision(precision, device, () => model.forward(images, order));
+        const loss = out.loss.div(1);
+        if (phases) {
+          sync();
+          t2 = now();
+        }
+        markPhase('backward');
+        loss.backward();
+        lossSum.add_(out.loss.detach().float());
+        allFinite.copy_(allFinite.logicalAnd(out.loss.isfinite()));
+        if (phases) {
+          sync();
+          t3 = now();
+        }
+      });
     if (!graphStep) {
       markPhase('optimizer');
-      torch.scope(() => { optimizerStep({ optimizer, scaler: null, params: model.namedParameters(), clipGrad: 3 }); }); // the trainer's update
+      torch.scope(() => {
+        optimizerStep({ optimizer, scaler: null, params: model.namedParameters(), clipGrad: 3 });
+      }); // the trainer's update
     }
     const stepPhases = timer ? timer.endStep() : null;
     sync();
@@ -255,15 +287,31 @@ async function main(): Promise<void> {
     if (verbose) {
       const m = torch.memoryStats();
       const r = rows[rows.length - 1];
-      process.stderr.write(`step ${s}: ${(t4 - t0).toFixed(0)} ms (cpu ${(c4 - c0).toFixed(0)})` + (r && s >= warmup ? ` (order ${r.order.toFixed(0)}, fwd ${r.forward.toFixed(0)}, bwd ${r.backward.toFixed(0)}, opt ${r.optimizer.toFixed(0)})` : '') +
-        `, live tensors ${m.liveTensors} (${(m.liveBytes / 2 ** 20).toFixed(0)} MiB), RSS ${(procStatus('VmRSS') / 2 ** 20).toFixed(0)} MiB, HWM ${(procStatus('VmHWM') / 2 ** 20).toFixed(0)} MiB\n`);
+      process.stderr.write(
+        `step ${s}: ${(t4 - t0).toFixed(0)} ms (cpu ${(c4 - c0).toFixed(0)})` +
+          (r && s >= warmup ? ` (order ${r.order.toFixed(0)}, fwd ${r.forward.toFixed(0)}, bwd ${r.backward.toFixed(0)}, opt ${r.optimizer.toFixed(0)})` : '') +
+          `, live tensors ${m.liveTensors} (${(m.liveBytes / 2 ** 20).toFixed(0)} MiB), RSS ${(procStatus('VmRSS') / 2 ** 20).toFixed(0)} MiB, HWM ${(procStatus('VmHWM') / 2 ** 20).toFixed(0)} MiB\n`,
+      );
     }
   }
   const ms = median(rows.map((r) => r.total));
   const result: Record<string, unknown> = {
     side: 'ts',
     yieldEachStep,
-    preset, embedDim: cfg.embedDim, depth: cfg.depth, numHeads: cfg.numHeads, order: orderType, blur, img, patch, decoderDepth, batch, warmup, steps, threads: torch.getNumThreads(), device,
+    preset,
+    embedDim: cfg.embedDim,
+    depth: cfg.depth,
+    numHeads: cfg.numHeads,
+    order: orderType,
+    blur,
+    img,
+    patch,
+    decoderDepth,
+    batch,
+    warmup,
+    steps,
+    threads: torch.getNumThreads(),
+    device,
     params: nParams,
     msPerStep: ms,
     minMs: Math.min(...rows.map((r) => r.total)),
@@ -271,22 +319,27 @@ async function main(): Promise<void> {
     stepsMs: rows.map((r) => Number(r.total.toFixed(1))),
     cpuMsPerStep: median(rows.map((r) => r.cpu)),
     minCpuMs: Math.min(...rows.map((r) => r.cpu)),
-    ...(phaseRows.length ? {
-      phaseTimer: {
-        gpuMs: cuda ? medianPhases(phaseRows.map((r) => r.gpu ?? {})) : null,
-        hostMs: medianPhases(phaseRows.map((r) => r.host)),
-      },
-    } : {}),
+    ...(phaseRows.length
+      ? {
+          phaseTimer: {
+            gpuMs: cuda ? medianPhases(phaseRows.map((r) => r.gpu ?? {})) : null,
+            hostMs: medianPhases(phaseRows.map((r) => r.host)),
+          },
+        }
+      : {}),
     fused: fusedKinds,
     ...(fusedStatus ? { fusedKernels: fusedStatus } : {}),
     attention,
     cudaGraphs,
-    phasesMs: phases && !graphStep ? {
-      order: median(rows.map((r) => r.order)),
-      forward: median(rows.map((r) => r.forward)),
-      backward: median(rows.map((r) => r.backward)),
-      optimizer: median(rows.map((r) => r.optimizer)),
-    } : null,
+    phasesMs:
+      phases && !graphStep
+        ? {
+            order: median(rows.map((r) => r.order)),
+            forward: median(rows.map((r) => r.forward)),
+            backward: median(rows.map((r) => r.backward)),
+            optimizer: median(rows.map((r) => r.optimizer)),
+          }
+        : null,
     firstLoss: losses[0],
     lastLoss: losses[warmup + steps - 1],
     ...(logLosses ? { losses: losses.slice(0, logLosses) } : {}),

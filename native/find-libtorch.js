@@ -29,7 +29,9 @@ function fromDebianTree(root, source) {
       if (!fs.existsSync(path.join(lib, 'libtorch.so'))) continue;
       const openblas = path.join(lib, 'openblas-openmp');
       return {
-        source, include: [inc, path.join(inc, 'torch', 'csrc', 'api', 'include')], libdir: lib,
+        source,
+        include: [inc, path.join(inc, 'torch', 'csrc', 'api', 'include')],
+        libdir: lib,
         extraRpath: fs.existsSync(openblas) ? [openblas] : [],
       };
     }
@@ -41,18 +43,21 @@ function pip(pythons) {
   for (const py of pythons) {
     try {
       const dir = execFileSync(py, ['-c', 'import torch,os;print(os.path.dirname(torch.__file__))'], {
-        encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'],
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'ignore'],
       }).trim();
       const found = dir && fromDir(dir, `pip (${py})`);
       if (found) return found;
-    } catch { /* try next */ }
+    } catch {
+      /* try next */
+    }
   }
   return null;
 }
 
 /** How to get a libtorch: the text of the error when none is found. */
 const HOW_TO_GET_LIBTORCH = [
-  'semaim needs libtorch (PyTorch\'s C++ library) to build its native addon. Get one of:',
+  "semaim needs libtorch (PyTorch's C++ library) to build its native addon. Get one of:",
   '  - Debian 12 / Ubuntu: sudo apt-get install libtorch-dev libopenblas0-openmp',
   '  - a PyTorch from pip, found through python3: pip install torch',
   '  - any unpacked libtorch (e.g. the zip from pytorch.org): LIBTORCH=/path/to/libtorch npm install semaim',
@@ -79,19 +84,25 @@ function locate(o = {}) {
     const plain = fromDir(root, '$LIBTORCH');
     const found = plain && has(plain.libdir, 'torch') ? plain : fromDebianTree(root, '$LIBTORCH') || plain;
     if (!found) {
-      throw new LibtorchNotFound(`libtorch not found: $LIBTORCH=${root} has neither include/torch/csrc/api/include/torch/torch.h ` +
-        '(a libtorch or pip torch folder) nor [usr/]include/torch/... with [usr/]lib/<multiarch>/libtorch.so (Debian layout).');
+      throw new LibtorchNotFound(
+        `libtorch not found: $LIBTORCH=${root} has neither include/torch/csrc/api/include/torch/torch.h ` +
+          '(a libtorch or pip torch folder) nor [usr/]include/torch/... with [usr/]lib/<multiarch>/libtorch.so (Debian layout).',
+      );
     }
     return found;
   }
   const found = fromDebianTree(systemRoot, 'debian') || pip(pythons);
   if (!found) {
-    throw new LibtorchNotFound(`libtorch not found: $LIBTORCH is not set, there is no libtorch-dev under ${systemRoot} and no python (${pythons.join(', ')}) has torch.`);
+    throw new LibtorchNotFound(
+      `libtorch not found: $LIBTORCH is not set, there is no libtorch-dev under ${systemRoot} and no python (${pythons.join(', ')}) has torch.`,
+    );
   }
   return found;
 }
 
-function has(libdir, name) { return fs.existsSync(path.join(libdir, `lib${name}.so`)); }
+function has(libdir, name) {
+  return fs.existsSync(path.join(libdir, `lib${name}.so`));
+}
 
 // The C++11 ABI flag must match the one libtorch was built with. Pre-cxx11 builds export
 // std::string symbols without the __cxx11 tag; probe libc10 for one.
@@ -111,7 +122,9 @@ function cxxStandard(include) {
     const aten = fs.readFileSync(path.join(include[0], 'ATen', 'ATen.h'), 'utf8');
     const m = /__cplusplus\s*<\s*(\d{6})L/.exec(aten);
     if (m && Number(m[1]) >= 202002) return 'c++20';
-  } catch { /* fall through */ }
+  } catch {
+    /* fall through */
+  }
   return 'c++17';
 }
 
@@ -120,7 +133,9 @@ function cxxStandard(include) {
 // nvidia-cuda-runtime pip package next to torch (site-packages/nvidia/cuda_runtime/include).
 function cudaIncludes(t) {
   const dirs = [];
-  const add = (d) => { if (d && fs.existsSync(path.join(d, 'cuda_runtime_api.h')) && !dirs.includes(d)) dirs.push(d); };
+  const add = (d) => {
+    if (d && fs.existsSync(path.join(d, 'cuda_runtime_api.h')) && !dirs.includes(d)) dirs.push(d);
+  };
   if (t.include.some((d) => fs.existsSync(path.join(d, 'cuda_runtime_api.h')))) return dirs;
   for (const env of ['CUDA_HOME', 'CUDA_PATH']) if (process.env[env]) add(path.join(process.env[env], 'include'));
   const sitePackages = path.dirname(path.dirname(t.include[0])); // <site-packages>/torch/include
@@ -134,7 +149,9 @@ function cudaIncludes(t) {
   try {
     const nvcc = execFileSync('sh', ['-c', 'command -v nvcc'], { encoding: 'utf8' }).trim();
     if (nvcc) add(path.join(path.dirname(path.dirname(fs.realpathSync(nvcc))), 'include'));
-  } catch { /* no nvcc */ }
+  } catch {
+    /* no nvcc */
+  }
   add('/usr/include');
   return dirs;
 }
@@ -146,8 +163,10 @@ function cudaIncludes(t) {
 // native/compat supplies the two declarations it uses.
 function definesSymbol(libdir, lib, needle) {
   try {
-    const out = execFileSync('sh', ['-c', `nm -D --defined-only "$0" | grep -c -- "$1"`, path.join(libdir, `lib${lib}.so`), needle],
-      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    const out = execFileSync('sh', ['-c', `nm -D --defined-only "$0" | grep -c -- "$1"`, path.join(libdir, `lib${lib}.so`), needle], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
     return Number(out.trim()) > 0;
   } catch {
     return false;
@@ -165,8 +184,7 @@ function distFeatures(t, include, cuda) {
   if (!hasHeader('ProcessGroup.hpp') || !hasHeader('TCPStore.hpp') || !definesSymbol(t.libdir, 'torch_cpu', 'TCPStore')) return none;
   const glooDir = findHeader(path.join('gloo', 'config.h'), [...include, '/usr/include']);
   const gloo = hasHeader('ProcessGroupGloo.hpp') && glooDir !== null && definesSymbol(t.libdir, 'torch_cpu', 'ProcessGroupGloo');
-  const nccl = cuda && hasHeader('ProcessGroupNCCL.hpp') && findHeader('nccl.h', include) !== null &&
-    definesSymbol(t.libdir, 'torch_cuda', 'ProcessGroupNCCL');
+  const nccl = cuda && hasHeader('ProcessGroupNCCL.hpp') && findHeader('nccl.h', include) !== null && definesSymbol(t.libdir, 'torch_cuda', 'ProcessGroupNCCL');
   const reducer = hasHeader('reducer.hpp') && definesSymbol(t.libdir, 'torch_cpu', 'c10d7Reducer');
   const extraInclude = [];
   if (gloo && !include.includes(glooDir)) extraInclude.push(glooDir);
@@ -178,7 +196,8 @@ function distFeatures(t, include, cuda) {
 
 function distDefines(d) {
   return [d.c10d && '-DSEMAIM_C10D=1', d.gloo && '-DUSE_C10D_GLOO=1', d.nccl && '-DUSE_C10D_NCCL=1', d.reducer && '-DSEMAIM_C10D_REDUCER=1']
-    .filter(Boolean).join(' ');
+    .filter(Boolean)
+    .join(' ');
 }
 
 function main(what) {
@@ -199,20 +218,37 @@ function main(what) {
     console.error('find-libtorch: warning: this libtorch has CUDA but cuda_runtime_api.h was not found; set $CUDA_HOME to the CUDA toolkit');
   }
   switch (what) {
-    case 'include': console.log(include.join(' ')); break;
-    case 'libdir': console.log(t.libdir); break;
-    case 'std': console.log(cxxStandard(t.include)); break;
-    case 'cflags': console.log(`-std=${cxxStandard(t.include)} -D_GLIBCXX_USE_CXX11_ABI=${cxx11Abi(t.libdir)}${cuda ? ' -DSEMAIM_CUDA=1' : ''} ${distDefines(dist)}`.trim()); break;
+    case 'include':
+      console.log(include.join(' '));
+      break;
+    case 'libdir':
+      console.log(t.libdir);
+      break;
+    case 'std':
+      console.log(cxxStandard(t.include));
+      break;
+    case 'cflags':
+      console.log(`-std=${cxxStandard(t.include)} -D_GLIBCXX_USE_CXX11_ABI=${cxx11Abi(t.libdir)}${cuda ? ' -DSEMAIM_CUDA=1' : ''} ${distDefines(dist)}`.trim());
+      break;
     case 'ldflags': {
       // --no-as-needed keeps libtorch_cuda linked even though no symbol of it is named directly:
       // without it, CUDA kernels never register. DT_RPATH (not RUNPATH) so it also applies to
       // libtorch's own dependencies.
       const rpath = [...(t.extraRpath ?? []), t.libdir];
-      console.log(['-Wl,--no-as-needed', ...libs.map((l) => `-l${l}`), '-Wl,--as-needed', `-L${t.libdir}`,
-        '-Wl,--disable-new-dtags', ...rpath.map((r) => `-Wl,-rpath,${r}`)].join(' '));
+      console.log(
+        [
+          '-Wl,--no-as-needed',
+          ...libs.map((l) => `-l${l}`),
+          '-Wl,--as-needed',
+          `-L${t.libdir}`,
+          '-Wl,--disable-new-dtags',
+          ...rpath.map((r) => `-Wl,-rpath,${r}`),
+        ].join(' '),
+      );
       break;
     }
-    default: console.log(JSON.stringify({ ...t, include, cuda, libs, std: cxxStandard(t.include), cxx11Abi: cxx11Abi(t.libdir), dist }, null, 2));
+    default:
+      console.log(JSON.stringify({ ...t, include, cuda, libs, std: cxxStandard(t.include), cxx11Abi: cxx11Abi(t.libdir), dist }, null, 2));
   }
 }
 

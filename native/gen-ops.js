@@ -23,8 +23,10 @@ const PARAMS = {
   'Tensor?': { param: 'const c10::optional<at::Tensor>&', local: 'c10::optional<at::Tensor>', read: 'argOptTensor', ts: 'TensorHandle | null' },
   'Tensor[]': { param: 'const std::vector<at::Tensor>&', local: 'std::vector<at::Tensor>', read: 'argTensorList', ts: 'readonly TensorHandle[]' },
   'Tensor[]?': {
-    param: 'const c10::optional<std::vector<at::Tensor>>&', local: 'c10::optional<std::vector<at::Tensor>>',
-    read: 'argOptTensorList', ts: 'readonly TensorHandle[] | null',
+    param: 'const c10::optional<std::vector<at::Tensor>>&',
+    local: 'c10::optional<std::vector<at::Tensor>>',
+    read: 'argOptTensorList',
+    ts: 'readonly TensorHandle[] | null',
   },
   'Tensor|Scalar': { param: 'const TensorOrScalar&', local: 'TensorOrScalar', read: 'argTensorOrScalar', ts: 'TensorHandle | Scalar' },
   int: { param: 'int64_t', local: 'int64_t', read: 'argInt', ts: 'number' },
@@ -32,11 +34,15 @@ const PARAMS = {
   'int[]': { param: 'const std::vector<int64_t>&', local: 'std::vector<int64_t>', read: 'argIntList', ts: 'readonly number[]' },
   'int[1]': { param: 'const std::vector<int64_t>&', local: 'std::vector<int64_t>', read: 'argIntList', ts: 'number | readonly number[]' },
   'int[]?': {
-    param: 'const c10::optional<std::vector<int64_t>>&', local: 'c10::optional<std::vector<int64_t>>', read: 'argOptIntList',
+    param: 'const c10::optional<std::vector<int64_t>>&',
+    local: 'c10::optional<std::vector<int64_t>>',
+    read: 'argOptIntList',
     ts: 'readonly number[] | null',
   },
   'int[1]?': {
-    param: 'const c10::optional<std::vector<int64_t>>&', local: 'c10::optional<std::vector<int64_t>>', read: 'argOptIntList',
+    param: 'const c10::optional<std::vector<int64_t>>&',
+    local: 'c10::optional<std::vector<int64_t>>',
+    read: 'argOptIntList',
     ts: 'number | readonly number[] | null',
   },
   float: { param: 'double', local: 'double', read: 'argDouble', ts: 'number' },
@@ -49,7 +55,9 @@ const PARAMS = {
   'ScalarType?': { param: 'c10::optional<at::ScalarType>', local: 'c10::optional<at::ScalarType>', read: 'argOptDtype', ts: 'DType | null' },
   'Device?': { param: 'c10::optional<at::Device>', local: 'c10::optional<at::Device>', read: 'argOptDevice', ts: 'Device | null' },
   'Generator?': {
-    param: 'const c10::optional<at::Generator>&', local: 'c10::optional<at::Generator>', read: 'argOptGenerator',
+    param: 'const c10::optional<at::Generator>&',
+    local: 'c10::optional<at::Generator>',
+    read: 'argOptGenerator',
     ts: 'NativeGenerator | null',
   },
   TypedArray: { param: 'Napi::TypedArray', local: 'Napi::TypedArray', read: 'argTypedArray', ts: 'TypedArray' },
@@ -152,8 +160,10 @@ function parseReturn(text, where) {
 function parseLine(line, unit, index) {
   let where = `native/ops.yaml: ${unit}[${index}]`;
   if (typeof line !== 'string') {
-    throw new TableError(`${where}: expected one line 'name(params) -> Return [= expression]', got ${JSON.stringify(line)} ` +
-      "(YAML read the line as something else: quote it when it contains ': ' or ' #')");
+    throw new TableError(
+      `${where}: expected one line 'name(params) -> Return [= expression]', got ${JSON.stringify(line)} ` +
+        "(YAML read the line as something else: quote it when it contains ': ' or ' #')",
+    );
   }
   const open = line.indexOf('(');
   const name = line.slice(0, open).trim();
@@ -163,7 +173,10 @@ function parseLine(line, unit, index) {
   let close = -1;
   for (let i = open; i < line.length; i++) {
     if (line[i] === '(') depth++;
-    if (line[i] === ')' && --depth === 0) { close = i; break; }
+    if (line[i] === ')' && --depth === 0) {
+      close = i;
+      break;
+    }
   }
   if (close < 0) throw new TableError(`${where}: unbalanced parentheses`);
   const rest = line.slice(close + 1).trim();
@@ -306,24 +319,28 @@ function unitInc(unit) {
 }
 
 function opsHeader(table) {
-  const structs = table.ops.filter((op) => op.ret.kind === 'struct').map((op) => {
-    const n = structName(op);
-    const f = op.ret.fields;
-    return [
-      `// ${op.name}()`,
-      `struct ${n} {`,
-      ...f.map((x) => `  ${x.optional ? `c10::optional<${FIELDS[x.type].cpp}>` : FIELDS[x.type].cpp} ${x.name};`),
-      '};',
-      `inline Napi::Value toJs(Napi::Env env, const ${n}& r) {`,
-      '  Napi::Object o = Napi::Object::New(env);',
-      ...f.map((x) => (x.optional
-        ? `  if (r.${x.name}) o.Set("${x.name}", ${FIELDS[x.type].js(`*r.${x.name}`)});`
-        : `  o.Set("${x.name}", ${FIELDS[x.type].js(`r.${x.name}`)});`)),
-      '  return o;',
-      '}',
-      '',
-    ].join('\n');
-  });
+  const structs = table.ops
+    .filter((op) => op.ret.kind === 'struct')
+    .map((op) => {
+      const n = structName(op);
+      const f = op.ret.fields;
+      return [
+        `// ${op.name}()`,
+        `struct ${n} {`,
+        ...f.map((x) => `  ${x.optional ? `c10::optional<${FIELDS[x.type].cpp}>` : FIELDS[x.type].cpp} ${x.name};`),
+        '};',
+        `inline Napi::Value toJs(Napi::Env env, const ${n}& r) {`,
+        '  Napi::Object o = Napi::Object::New(env);',
+        ...f.map((x) =>
+          x.optional
+            ? `  if (r.${x.name}) o.Set("${x.name}", ${FIELDS[x.type].js(`*r.${x.name}`)});`
+            : `  o.Set("${x.name}", ${FIELDS[x.type].js(`r.${x.name}`)});`,
+        ),
+        '  return o;',
+        '}',
+        '',
+      ].join('\n');
+    });
   return [
     HEADER('Included by common.h.'),
     '#pragma once',
@@ -358,8 +375,7 @@ function tsFile(table) {
   for (const unit of table.units) {
     lines.push(`  // ---------------------------------------------------------------- native/${unit.name}.cc`);
     for (const op of unit.ops) {
-      const params = op.params.filter((p) => p.type !== 'Env')
-        .map((p) => `${p.name}${p.default !== undefined ? '?' : ''}: ${p.spec.ts}`);
+      const params = op.params.filter((p) => p.type !== 'Env').map((p) => `${p.name}${p.default !== undefined ? '?' : ''}: ${p.spec.ts}`);
       lines.push(`  /** ${op.line.replace(/\*\//g, '* /')} */`);
       lines.push(`  readonly ${op.name}: (${params.join(', ')}) => ${tsReturn(op)};`);
     }
@@ -392,8 +408,19 @@ function tsFile(table) {
 const KERNEL_DIR = path.join(__dirname, 'kernels');
 const KERNEL_DELIMITER = 'SEMAIM_CU';
 function kernelSources() {
-  const files = fs.existsSync(KERNEL_DIR) ? fs.readdirSync(KERNEL_DIR).filter((f) => f.endsWith('.cu')).sort() : [];
-  const lines = ['// Generated by native/gen-ops.js from native/kernels/*.cu: do not edit. The CUDA sources NVRTC compiles at run time.', '#pragma once', '', 'namespace semaim {', ''];
+  const files = fs.existsSync(KERNEL_DIR)
+    ? fs
+        .readdirSync(KERNEL_DIR)
+        .filter((f) => f.endsWith('.cu'))
+        .sort()
+    : [];
+  const lines = [
+    '// Generated by native/gen-ops.js from native/kernels/*.cu: do not edit. The CUDA sources NVRTC compiles at run time.',
+    '#pragma once',
+    '',
+    'namespace semaim {',
+    '',
+  ];
   for (const f of files) {
     const name = f.slice(0, -3);
     if (!/^[a-z][a-z0-9_]*$/.test(name)) throw new TableError(`native/kernels/${f}: the name must be a lower-case identifier`);

@@ -68,6 +68,11 @@ test('each layer of src/ imports only the layers below it', () => {
 });
 
 test('the import reader sees static, dynamic and require imports', () => {
-  assert.deepEqual(importsOf("import { a } from '../x';\nconst b = await import('./y');\nconst c = require('../../z');\nimport './side';"), ['../x', './y', '../../z', './side']);
+  assert.deepEqual(importsOf("import { a } from '../x';\nconst b = await import('./y');\nconst c = require('../../z');\nimport './side';"), [
+    '../x',
+    './y',
+    '../../z',
+    './side',
+  ]);
   assert.deepEqual(importsOf("import { readFileSync } from 'node:fs';"), []);
 });

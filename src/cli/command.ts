@@ -26,7 +26,10 @@ export interface CommandSpec<T extends OptionTable> {
 
 /** Parses argv against a table (config file < flags), validated; prints help and returns null for --help. */
 export function parseCommand<T extends OptionTable>(
-  argv: string[], usage: string, description: string, table: T,
+  argv: string[],
+  usage: string,
+  description: string,
+  table: T,
 ): { o: Options<T>; positionals: string[] } | null {
   const { options, positionals } = parseArgv(argv, table);
   if (options.help) {

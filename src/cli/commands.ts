@@ -20,12 +20,12 @@ import { objectStartCommand } from './object-start-command';
 
 export { Command, defineCommand };
 
-
 const coreCommands: Record<string, Command> = {
   pretrain: defineCommand({
     summary: 'pre-train a ViT with SemAIM (checkpoints, metrics, resume)',
     usage: 'semaim pretrain [options]',
-    description: 'Pre-trains a SemAIM model. Defaults follow the authors\' ViT-B/16 ImageNet recipe (docs/METHOD.md §6.1);\n' +
+    description:
+      "Pre-trains a SemAIM model. Defaults follow the authors' ViT-B/16 ImageNet recipe (docs/METHOD.md §6.1);\n" +
       'a run killed at any moment continues from its last checkpoint when started again with the same --out-dir.',
     options: PRETRAIN_OPTIONS,
     validate: (o) => {
@@ -36,14 +36,17 @@ const coreCommands: Record<string, Command> = {
       checkDataPath(o);
       if (o.target === 'features') modelConfigFrom(o); // reads the teacher's config file
     },
-    run: (o) => runDataParallel(o, async (group) => {
-      const r = await pretrain(o, makeTrainData(trainDataRequest(o), rankSlice(group)), { group });
-      if (!group || group.rank === 0) {
-        process.stdout.write(`pretrain ${r.stoppedBy} after ${r.steps} steps; loss ${r.firstLoss.toFixed(4)} → ${r.lastLoss.toFixed(4)}\n` +
-          `  checkpoint: ${r.checkpoint}\n  metrics:    ${r.outDir}/metrics.jsonl\n`);
-      }
-      return runExitCode(r);
-    }),
+    run: (o) =>
+      runDataParallel(o, async (group) => {
+        const r = await pretrain(o, makeTrainData(trainDataRequest(o), rankSlice(group)), { group });
+        if (!group || group.rank === 0) {
+          process.stdout.write(
+            `pretrain ${r.stoppedBy} after ${r.steps} steps; loss ${r.firstLoss.toFixed(4)} → ${r.lastLoss.toFixed(4)}\n` +
+              `  checkpoint: ${r.checkpoint}\n  metrics:    ${r.outDir}/metrics.jsonl\n`,
+          );
+        }
+        return runExitCode(r);
+      }),
   }),
   export: exportCommand,
   info: defineCommand({
@@ -53,22 +56,37 @@ const coreCommands: Record<string, Command> = {
     options: defineOptions({}),
     async run() {
       const v = torch.version();
-      const gpus = torch.cuda.isAvailable() ? Array.from({ length: torch.cuda.deviceCount() }, (_, i) => {
-        const p = torch.cuda.getDeviceProperties(i);
-        return `\n  cuda:${i} ${p.name}, compute ${p.major}.${p.minor}, ${(p.totalMemory / 2 ** 30).toFixed(0)} GiB`;
-      }).join('') : '';
+      const gpus = torch.cuda.isAvailable()
+        ? Array.from({ length: torch.cuda.deviceCount() }, (_, i) => {
+            const p = torch.cuda.getDeviceProperties(i);
+            return `\n  cuda:${i} ${p.name}, compute ${p.major}.${p.minor}, ${(p.totalMemory / 2 ** 30).toFixed(0)} GiB`;
+          }).join('')
+        : '';
       const d = distBuildInfo();
-      const distLine = d.c10d ? `c10d with ${[d.gloo && 'gloo (cpu)', d.nccl && 'nccl (cuda)'].filter(Boolean).join(', ') || 'no backend'}` +
-        `${d.reducer ? ', gradient reducer' : ''}` : 'not built (single process only)';
-      process.stdout.write(`libtorch ${v.torch}\nthreads ${torch.getNumThreads()}\ncuda ${torch.cuda.isAvailable() ? `${torch.cuda.deviceCount()} device(s)` : 'not available'}${gpus}\n` +
-        `distributed ${distLine}\n` +
-        `${v.config.split('\n').filter((l) => /BLAS|CPU capability|CUDA/.test(l)).join('\n')}\n`);
+      const distLine = d.c10d
+        ? `c10d with ${[d.gloo && 'gloo (cpu)', d.nccl && 'nccl (cuda)'].filter(Boolean).join(', ') || 'no backend'}` +
+          `${d.reducer ? ', gradient reducer' : ''}`
+        : 'not built (single process only)';
+      process.stdout.write(
+        `libtorch ${v.torch}\nthreads ${torch.getNumThreads()}\ncuda ${torch.cuda.isAvailable() ? `${torch.cuda.deviceCount()} device(s)` : 'not available'}${gpus}\n` +
+          `distributed ${distLine}\n` +
+          `${v.config
+            .split('\n')
+            .filter((l) => /BLAS|CPU capability|CUDA/.test(l))
+            .join('\n')}\n`,
+      );
       return 0;
     },
   }),
 };
 
 export const commands: Record<string, Command> = {
-  demo: demoCommand, ...coreCommands, ...evalCommands, segprobe: segprobeCommand, embed: embedCommand, ...vizCommands, shards: shardsCommand,
+  demo: demoCommand,
+  ...coreCommands,
+  ...evalCommands,
+  segprobe: segprobeCommand,
+  embed: embedCommand,
+  ...vizCommands,
+  shards: shardsCommand,
   'object-start': objectStartCommand,
 };

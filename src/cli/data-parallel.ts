@@ -5,10 +5,7 @@
 import * as dist from '../dist';
 import type { Device } from '../torch';
 
-export async function runDataParallel(
-  o: dist.LaunchFlags & { device: string },
-  job: (group: dist.ProcessGroup | null) => Promise<number>,
-): Promise<number> {
+export async function runDataParallel(o: dist.LaunchFlags & { device: string }, job: (group: dist.ProcessGroup | null) => Promise<number>): Promise<number> {
   if (!dist.isWorkerProcess()) {
     if ((o.nprocPerNode ?? 1) > 1 || (o.nnodes ?? 1) > 1) {
       const r = await dist.launchWorkers(process.argv.slice(2), dist.launchOptionsFrom(o));

@@ -30,7 +30,9 @@ export const DEMO_OPTIONS = defineOptions({
   knnTrainSize: { type: 'int', default: 4096, min: 20, help: 'k-NN bank: the first N training images (at most --synthetic-size)' },
   threads: { type: 'int', min: 1, help: 'CPU threads (default: all cores)' },
   similarityTokens: {
-    type: 'string', default: 'cls', choices: ['cls', 'gap', 'self'],
+    type: 'string',
+    default: 'cls',
+    choices: ['cls', 'gap', 'self'],
     help: "tokens of the similarity map S that orders training (authors' attention_type): cls (paper), gap, self",
   },
   seed: { type: 'int', default: 0, help: 'random seed' },
@@ -48,23 +50,54 @@ type DemoOptions = Options<typeof DEMO_OPTIONS>;
  */
 function demoPretrainOptions(d: DemoOptions): PretrainOptions {
   return resolveOptions(PRETRAIN_OPTIONS, {
-    dataset: 'synthetic', syntheticSize: d.syntheticSize, imgSize: 32, patchSize: 4,
-    model: 'vit_tiny', embedDim: 128, depth: 4, numHeads: 4, decoderDepth: 4,
-    order: 'semantic', blur: false, minScale: 0.5, batchSize: 64, epochs: d.epochs, warmupEpochs: Math.min(1, d.epochs / 4),
-    blr: 1.6e-2, weightDecay: 0.05, clipGrad: 3, numWorkers: 1, seed: d.seed, threads: d.threads,
-    outDir: d.outDir, checkpointEvery: 100, logEvery: 10, similarityTokens: d.similarityTokens,
+    dataset: 'synthetic',
+    syntheticSize: d.syntheticSize,
+    imgSize: 32,
+    patchSize: 4,
+    model: 'vit_tiny',
+    embedDim: 128,
+    depth: 4,
+    numHeads: 4,
+    decoderDepth: 4,
+    order: 'semantic',
+    blur: false,
+    minScale: 0.5,
+    batchSize: 64,
+    epochs: d.epochs,
+    warmupEpochs: Math.min(1, d.epochs / 4),
+    blr: 1.6e-2,
+    weightDecay: 0.05,
+    clipGrad: 3,
+    numWorkers: 1,
+    seed: d.seed,
+    threads: d.threads,
+    outDir: d.outDir,
+    checkpointEvery: 100,
+    logEvery: 10,
+    similarityTokens: d.similarityTokens,
     // cls_token exempt from weight decay, as when the demo's numbers in docs/RESULTS.md were measured.
     decayClsToken: false,
   });
 }
 
 const TOKEN_NAMES: Record<SimilarityTokens, string> = {
-  cls: 'cos to [CLS], the paper', gap: "cos to the mean patch token, authors' gap", self: "the last block's [CLS] attention, authors' self",
+  cls: 'cos to [CLS], the paper',
+  gap: "cos to the mean patch token, authors' gap",
+  self: "the last block's [CLS] attention, authors' self",
 };
 
 async function knn(checkpoint: string, d: DemoOptions, out: string, pooling: 'cls' | 'mean' = 'cls'): Promise<number> {
   const o = resolveOptions(KNN_OPTIONS, {
-    checkpoint, dataset: 'synthetic', trainLimit: Math.min(d.knnTrainSize, d.syntheticSize), testLimit: d.testSize, outDir: out, k: '20', seed: d.seed, threads: d.threads, numWorkers: 1, pooling,
+    checkpoint,
+    dataset: 'synthetic',
+    trainLimit: Math.min(d.knnTrainSize, d.syntheticSize),
+    testLimit: d.testSize,
+    outDir: out,
+    k: '20',
+    seed: d.seed,
+    threads: d.threads,
+    numWorkers: 1,
+    pooling,
   });
   const r = await runKnn(o, DATA_FACTORIES);
   return r.result.rows[0].accuracy.top1;
@@ -82,7 +115,9 @@ async function writeSamples(dir: string, n: number, d: DemoOptions): Promise<str
       const hwc = Buffer.alloc(H * W * C);
       for (let c = 0; c < C; c++) for (let p = 0; p < H * W; p++) hwc[p * C + c] = b.images[(i * C + c) * H * W + p];
       const f = join(dir, `sample-${String(i).padStart(2, '0')}-${ds.classes[b.labels[i]]}.png`);
-      await sharp(hwc, { raw: { width: W, height: H, channels: C as 3 } }).png().toFile(f);
+      await sharp(hwc, { raw: { width: W, height: H, channels: C as 3 } })
+        .png()
+        .toFile(f);
       files.push(f);
     }
     break;
@@ -105,8 +140,9 @@ async function objectStart(checkpoint: string, d: DemoOptions): Promise<{ own: O
     for await (const b of loader.iterate(0)) {
       const data = { images: b.images as Float32Array, masks: b.masks! };
       const own = objectStartFraction(loaded.model, data, { seed: d.seed, ema: loaded.ema });
-      const byTokens = Object.fromEntries((['cls', 'gap', 'self'] as const).map((tokens) =>
-        [tokens, objectStartFraction(loaded.model, data, { seed: d.seed, ema: loaded.ema, tokens })])) as Record<SimilarityTokens, ObjectStart>;
+      const byTokens = Object.fromEntries(
+        (['cls', 'gap', 'self'] as const).map((tokens) => [tokens, objectStartFraction(loaded.model, data, { seed: d.seed, ema: loaded.ema, tokens })]),
+      ) as Record<SimilarityTokens, ObjectStart>;
       return { own, byTokens };
     }
     throw new Error('synthetic test set is empty');
@@ -127,8 +163,9 @@ export async function runDemo(d: DemoOptions): Promise<Record<string, unknown>> 
   torch.manualSeed(o.seed);
   const init = new SemAIM(cfg).initWeights();
   const initPath = join(outDir, 'init-encoder');
-  saveTensors(`${initPath}.safetensors`, new Map([...init.stateDict()].filter(([k]) => !/^(query_blocks|prediction_head)\./.test(k))),
-    { config: JSON.stringify(encoderConfigOf(cfg)) });
+  saveTensors(`${initPath}.safetensors`, new Map([...init.stateDict()].filter(([k]) => !/^(query_blocks|prediction_head)\./.test(k))), {
+    config: JSON.stringify(encoderConfigOf(cfg)),
+  });
   writeFileSync(`${initPath}.json`, JSON.stringify(encoderConfigOf(cfg), null, 2));
   init.dispose();
 
@@ -153,31 +190,38 @@ export async function runDemo(d: DemoOptions): Promise<Record<string, unknown>> 
     knnTop1: { init: knnInit, trained: knnTrained },
     knnTop1Mean: { init: knnInitMean, trained: knnTrainedMean },
     objectStart: {
-      similarityTokens: tokens, fraction: start.fraction, stdErr: start.stdErr, randomCentreBaseline: start.baselineExpected, n: start.n,
+      similarityTokens: tokens,
+      fraction: start.fraction,
+      stdErr: start.stdErr,
+      randomCentreBaseline: start.baselineExpected,
+      n: start.n,
       byTokens: Object.fromEntries(Object.entries(byTokens).map(([k, s]) => [k, { fraction: s.fraction, stdErr: s.stdErr }])),
     },
     outputs: { run: outDir, checkpoint: run.checkpoint, metrics: join(outDir, 'metrics.jsonl'), grid: viz.grid, report: report.out },
   };
   writeFileSync(join(outDir, 'demo.json'), JSON.stringify(summary, null, 2));
-  process.stdout.write([
-    '',
-    '| measure | value |',
-    '|---|---|',
-    `| pixel loss | ${run.firstLoss.toFixed(4)} → ${run.lastLoss.toFixed(4)} (−${(100 * summary.loss.drop).toFixed(1)}%) |`,
-    `| k-NN top-1, [CLS], k=20 | ${(100 * knnInit).toFixed(1)}% at init → ${(100 * knnTrained).toFixed(1)}% pre-trained |`,
-    `| k-NN top-1, mean of patch tokens, k=20 | ${(100 * knnInitMean).toFixed(1)}% at init → ${(100 * knnTrainedMean).toFixed(1)}% pre-trained |`,
-    `| semantic order starts on the object (S from ${TOKEN_NAMES[tokens]}, as trained) | ${(100 * start.fraction).toFixed(1)}% ± ${(100 * start.stdErr).toFixed(1)}% of ${start.n} test images (random centre: ${(100 * start.baselineExpected).toFixed(1)}%) |`,
-    ...(['cls', 'gap', 'self'] as const).filter((t) => t !== tokens).map((t) =>
-      `| … with S from ${TOKEN_NAMES[t]} instead | ${(100 * byTokens[t].fraction).toFixed(1)}% ± ${(100 * byTokens[t].stdErr).toFixed(1)}% |`),
-    '',
-    `outputs in ${outDir}:`,
-    `  report        ${report.out}`,
-    `  order maps    ${viz.grid}`,
-    `  checkpoint    ${run.checkpoint}`,
-    `  metrics       ${summary.outputs.metrics}`,
-    `  summary       ${join(outDir, 'demo.json')}`,
-    '',
-  ].join('\n'));
+  process.stdout.write(
+    [
+      '',
+      '| measure | value |',
+      '|---|---|',
+      `| pixel loss | ${run.firstLoss.toFixed(4)} → ${run.lastLoss.toFixed(4)} (−${(100 * summary.loss.drop).toFixed(1)}%) |`,
+      `| k-NN top-1, [CLS], k=20 | ${(100 * knnInit).toFixed(1)}% at init → ${(100 * knnTrained).toFixed(1)}% pre-trained |`,
+      `| k-NN top-1, mean of patch tokens, k=20 | ${(100 * knnInitMean).toFixed(1)}% at init → ${(100 * knnTrainedMean).toFixed(1)}% pre-trained |`,
+      `| semantic order starts on the object (S from ${TOKEN_NAMES[tokens]}, as trained) | ${(100 * start.fraction).toFixed(1)}% ± ${(100 * start.stdErr).toFixed(1)}% of ${start.n} test images (random centre: ${(100 * start.baselineExpected).toFixed(1)}%) |`,
+      ...(['cls', 'gap', 'self'] as const)
+        .filter((t) => t !== tokens)
+        .map((t) => `| … with S from ${TOKEN_NAMES[t]} instead | ${(100 * byTokens[t].fraction).toFixed(1)}% ± ${(100 * byTokens[t].stdErr).toFixed(1)}% |`),
+      '',
+      `outputs in ${outDir}:`,
+      `  report        ${report.out}`,
+      `  order maps    ${viz.grid}`,
+      `  checkpoint    ${run.checkpoint}`,
+      `  metrics       ${summary.outputs.metrics}`,
+      `  summary       ${join(outDir, 'demo.json')}`,
+      '',
+    ].join('\n'),
+  );
   return summary;
 }
 

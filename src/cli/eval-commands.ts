@@ -18,9 +18,10 @@ import { runDataParallel } from './data-parallel';
 export function makeEvalCommands(factories: () => DataFactories = () => DATA_FACTORIES): Record<string, Command> {
   return {
     knn: defineCommand({
-      summary: 'weighted k-NN accuracy (DINO) of a pre-trained encoder\'s features',
+      summary: "weighted k-NN accuracy (DINO) of a pre-trained encoder's features",
       usage: 'semaim knn --checkpoint RUN_DIR|ENCODER.safetensors [options]',
-      description: 'DINO\'s weighted k-NN: L2-normalised [CLS] (or mean) features, cosine similarity to every training feature,\n' +
+      description:
+        "DINO's weighted k-NN: L2-normalised [CLS] (or mean) features, cosine similarity to every training feature,\n" +
         'the k nearest vote with weight exp(cos / T). Writes <out-dir>/knn.json and prints a table.',
       options: KNN_OPTIONS,
       validate: validateEval,
@@ -37,7 +38,8 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
     linprobe: defineCommand({
       summary: 'linear probe (BatchNorm + Linear on frozen features, SGD or LARS)',
       usage: 'semaim linprobe --checkpoint RUN_DIR|ENCODER.safetensors [options]',
-      description: 'MAE\'s linear probe: frozen encoder → BatchNorm1d (no affine) → Linear; SGD momentum 0.9 (or LARS),\n' +
+      description:
+        "MAE's linear probe: frozen encoder → BatchNorm1d (no affine) → Linear; SGD momentum 0.9 (or LARS),\n" +
         'lr = blr × batch / 256, cosine schedule. Writes <out-dir>/linprobe.json and probe.safetensors.',
       options: LINPROBE_OPTIONS,
       validate: validateEval,
@@ -54,7 +56,8 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
     finetune: defineCommand({
       summary: 'full fine-tuning (layer-wise lr decay, mixup/cutmix, drop-path; checkpoints and resume)',
       usage: 'semaim finetune --checkpoint RUN_DIR|ENCODER.safetensors [options]',
-      description: 'Fine-tunes the encoder with global average pooling + fc_norm + head, as MAE (docs/METHOD.md §6.2 defaults).\n' +
+      description:
+        'Fine-tunes the encoder with global average pooling + fc_norm + head, as MAE (docs/METHOD.md §6.2 defaults).\n' +
         'A run killed at any moment continues from its last checkpoint when started again with the same --out-dir.\n' +
         'Writes <out-dir>/finetune.json at the end.',
       options: FINETUNE_OPTIONS,
@@ -63,16 +66,18 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
         checkDataPath(o);
         resolveEncoder(o.checkpoint, o);
       },
-      run: (o) => runDataParallel(o, async (group) => {
-        const r = await runFinetune(o, factories(), { group });
-        process.stdout.write(r.path ? `${r.table}wrote ${r.path}\n` : r.table);
-        return runExitCode(r);
-      }),
+      run: (o) =>
+        runDataParallel(o, async (group) => {
+          const r = await runFinetune(o, factories(), { group });
+          process.stdout.write(r.path ? `${r.table}wrote ${r.path}\n` : r.table);
+          return runExitCode(r);
+        }),
     }),
     ablate: defineCommand({
       summary: 'order ablation: matched pre-trains per order, k-NN + linear probe, mean ± std over seeds',
       usage: 'semaim ablate [options]',
-      description: 'Pre-trains one encoder per order (raster, stochastic, similarity, semantic, multicenter) with the same\n' +
+      description:
+        'Pre-trains one encoder per order (raster, stochastic, similarity, semantic, multicenter) with the same\n' +
         'recipe and seeds, evaluates each with k-NN and a linear probe, and writes <out-dir>/ablation.md and\n' +
         'ablation.json. Run again with the same --out-dir to continue an interrupted ablation.\n' +
         '--budget-minutes M plans the length from timed steps (plan.json); --jobs N runs N processes at once;\n' +
@@ -87,7 +92,11 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
         }
         const argv = process.argv.slice(3);
         const runner: ChildRunner = {
-          command: [process.execPath, process.argv[1]], argv, outDir: o.outDir, jobs: o.jobs, threads: o.threads,
+          command: [process.execPath, process.argv[1]],
+          argv,
+          outDir: o.outDir,
+          jobs: o.jobs,
+          threads: o.threads,
           log: (l) => process.stderr.write(l + '\n'),
         };
         const r = await ablate(o, factories(), {

@@ -12,10 +12,24 @@ export const EXPORT_FORMATS = ['safetensors', 'onnx', 'web'] as const;
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
 
 export const EXPORT_OPTIONS = defineOptions({
-  checkpoint: { type: 'string', required: true, help: 'run folder (newest valid checkpoint) or a checkpoint folder; onnx and web also take an exported encoder .safetensors' },
+  checkpoint: {
+    type: 'string',
+    required: true,
+    help: 'run folder (newest valid checkpoint) or a checkpoint folder; onnx and web also take an exported encoder .safetensors',
+  },
   out: { type: 'string', required: true, help: 'safetensors: path without extension (writes <out>.safetensors and <out>.json); onnx, web: a folder' },
-  format: { type: 'string', default: 'safetensors', choices: EXPORT_FORMATS, help: 'safetensors (timm names), onnx (model + transformers.js configs) or web (a static page running the model in the browser)' },
-  dtype: { type: 'string', default: 'float32', choices: ['float32', 'float16'], help: 'onnx, web: weights and compute in this type (input and outputs stay float32)' },
+  format: {
+    type: 'string',
+    default: 'safetensors',
+    choices: EXPORT_FORMATS,
+    help: 'safetensors (timm names), onnx (model + transformers.js configs) or web (a static page running the model in the browser)',
+  },
+  dtype: {
+    type: 'string',
+    default: 'float32',
+    choices: ['float32', 'float16'],
+    help: 'onnx, web: weights and compute in this type (input and outputs stay float32)',
+  },
   attention: { type: 'boolean', default: true, help: "onnx: add the output cls_attention (last block's [CLS] attention, mean over heads)" },
   encoderOnly: { type: 'boolean', default: true, help: 'safetensors: timm-compatible encoder only (the only choice)' },
   ...VERIFY_OPTIONS,
@@ -29,12 +43,14 @@ function size(path: string): string {
 export const exportCommand = defineCommand({
   summary: 'export the encoder of a checkpoint: timm-compatible safetensors, ONNX, or a browser page',
   usage: 'semaim export --checkpoint RUN_DIR --out PATH [--format safetensors|onnx|web]',
-  description: 'Writes the encoder (timm names) of a checkpoint as safetensors + config JSON, as an ONNX model folder\n' +
+  description:
+    'Writes the encoder (timm names) of a checkpoint as safetensors + config JSON, as an ONNX model folder\n' +
     '(onnx/model.onnx or onnx/model_fp16.onnx, config.json, preprocessor_config.json for transformers.js),\n' +
     'or as a static page that shows its [CLS] attention and semantic order for any image (serve it over http).',
   options: EXPORT_OPTIONS,
   validate: (o) => {
-    if (o.format === 'safetensors' && o.dtype !== 'float32') throw new OptionError('dtype', "float16 is for --format onnx or web (safetensors keeps the checkpoint's float32)");
+    if (o.format === 'safetensors' && o.dtype !== 'float32')
+      throw new OptionError('dtype', "float16 is for --format onnx or web (safetensors keeps the checkpoint's float32)");
   },
   async run(o) {
     if (o.format === 'safetensors') {
@@ -45,8 +61,10 @@ export const exportCommand = defineCommand({
       process.stdout.write(`wrote ${r.model} (${size(r.model)}, ${o.dtype}) and ${r.files.slice(1).join(', ')}\n`);
     } else {
       const r = exportWeb(o.checkpoint, o.out, { dtype: o.dtype, verify: o.verify });
-      process.stdout.write(`wrote ${r.page} with model.onnx (${size(`${r.dir}/model.onnx`)}, ${o.dtype}) and onnxruntime-web ${r.ortVersion}\n` +
-        `  view it over http, e.g.: python3 -m http.server -d ${r.dir}  (then open http://localhost:8000/)\n`);
+      process.stdout.write(
+        `wrote ${r.page} with model.onnx (${size(`${r.dir}/model.onnx`)}, ${o.dtype}) and onnxruntime-web ${r.ortVersion}\n` +
+          `  view it over http, e.g.: python3 -m http.server -d ${r.dir}  (then open http://localhost:8000/)\n`,
+      );
     }
     return 0;
   },

@@ -8,9 +8,11 @@ async function main(argv: string[]): Promise<number> {
     const width = Math.max(...Object.keys(commands).map((n) => n.length)) + 2;
     process.stdout.write(
       'semaim — SemAIM pre-training, evaluation and visualisation for Vision Transformers\n\n' +
-      'Usage: semaim <command> [--config file.json|yaml] [--option value ...]\n\nCommands:\n' +
-      Object.entries(commands).map(([n, c]) => `  ${n.padEnd(width)}${c.summary}`).join('\n') +
-      '\n\nRun `semaim <command> --help` for its options and defaults.\n',
+        'Usage: semaim <command> [--config file.json|yaml] [--option value ...]\n\nCommands:\n' +
+        Object.entries(commands)
+          .map(([n, c]) => `  ${n.padEnd(width)}${c.summary}`)
+          .join('\n') +
+        '\n\nRun `semaim <command> --help` for its options and defaults.\n',
     );
     return name ? 0 : 1;
   }
@@ -23,7 +25,9 @@ async function main(argv: string[]): Promise<number> {
 }
 
 main(process.argv.slice(2)).then(
-  (code) => { process.exitCode = code; },
+  (code) => {
+    process.exitCode = code;
+  },
   (err: Error & { key?: string; exitCode?: number }) => {
     process.stderr.write(`semaim: ${err.message}\n`);
     if (process.env.SEMAIM_DEBUG) process.stderr.write(`${err.stack}\n`);

@@ -7,9 +7,10 @@ import { validatePretrain } from '../train/pretrain-options';
 export const objectStartCommand = defineCommand({
   summary: 'how often the semantic order starts on the object (synthetic objects), for S = cls / gap / self, over pre-training',
   usage: 'semaim object-start [options]',
-  description: 'Pre-trains one model per --train-tokens on fresh synthetic objects, then scores the initialisation and evenly\n' +
+  description:
+    'Pre-trains one model per --train-tokens on fresh synthetic objects, then scores the initialisation and evenly\n' +
     'spaced checkpoints: the share of test images whose first predicted patch lies on the object, with S from each of\n' +
-    'cls (the paper), gap and self (the authors\' alternatives), against a random centre. Writes <out-dir>/object-start.md\n' +
+    "cls (the paper), gap and self (the authors' alternatives), against a random centre. Writes <out-dir>/object-start.md\n" +
     'and .json; run again with the same --out-dir to continue interrupted pre-trainings.',
   options: OBJECT_STUDY_OPTIONS,
   validate: (o) => {

@@ -10,7 +10,8 @@ export function makeSegprobeCommand(factory: SegDataFactory = makeSegData): Comm
   return defineCommand({
     summary: 'segmentation probe: BatchNorm + linear head on frozen patch tokens, mIoU on data with masks',
     usage: 'semaim segprobe --checkpoint RUN_DIR|ENCODER.safetensors [options]',
-    description: 'The linear segmentation protocol (DINOv2 / mmseg BNHead): patch tokens of the frozen encoder (after its final norm)\n' +
+    description:
+      'The linear segmentation protocol (DINOv2 / mmseg BNHead): patch tokens of the frozen encoder (after its final norm)\n' +
       '→ BatchNorm → per-patch Linear → bilinear upsampling to the image; per-pixel cross-entropy (255 = ignore).\n' +
       'Datasets: the built-in synthetic objects (--seg-classes shapes|object) or --dataset seg-folder --data-path ROOT\n' +
       'with ROOT/{train,test}/images/NAME.jpg|png, ROOT/{train,test}/masks/NAME.png and ROOT/classes.txt.\n' +

@@ -18,7 +18,8 @@ const SHARDS_OPTIONS = defineOptions({
 export const shardsCommand = defineCommand({
   summary: 'pack an ImageFolder into WebDataset-style tar shards (for --dataset shards)',
   usage: 'semaim shards --input IMAGEFOLDER --output DIR [options]',
-  description: 'Packs the images of an ImageFolder, unchanged, into tar shards of KEY.<ext> + KEY.cls (+ KEY.json)\n' +
+  description:
+    'Packs the images of an ImageFolder, unchanged, into tar shards of KEY.<ext> + KEY.cls (+ KEY.json)\n' +
     '(WebDataset layout) and writes index.json (class names, samples per shard). Each shard is written\n' +
     'to a temporary file and renamed when complete.',
   options: SHARDS_OPTIONS,
@@ -32,8 +33,10 @@ export const shardsCommand = defineCommand({
       },
     });
     (progress as Progress | null)?.done();
-    process.stdout.write(`packed ${r.samples} images of ${r.classes.length} classes into ${r.shards.length} shard(s), ${(r.bytes / 2 ** 20).toFixed(1)} MiB\n` +
-      `  index:     ${r.index}\n  data path: --dataset shards --data-path '${r.pattern}'\n`);
+    process.stdout.write(
+      `packed ${r.samples} images of ${r.classes.length} classes into ${r.shards.length} shard(s), ${(r.bytes / 2 ** 20).toFixed(1)} MiB\n` +
+        `  index:     ${r.index}\n  data path: --dataset shards --data-path '${r.pattern}'\n`,
+    );
     return 0;
   },
 });

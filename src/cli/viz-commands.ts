@@ -42,7 +42,10 @@ const REPORT_OPTIONS = defineOptions({
 });
 
 function parseOrders(v: string): OrderName[] {
-  const names = v.split(',').map((s) => s.trim()).filter(Boolean);
+  const names = v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (names.length === 0) throw new OptionError('orders', 'needs at least one order type');
   for (const n of names) {
     if (!(ORDER_NAMES as readonly string[]).includes(n)) throw new OptionError('orders', `unknown order type '${n}' (known: ${ALL_ORDERS})`);
@@ -59,14 +62,25 @@ function setup(o: FigureOptions): torch.Device {
 }
 
 function figureJob(o: FigureOptions, images: string[]) {
-  return { images, orders: parseOrders(o.orders), lossOrder: o.lossOrder, maxImages: o.maxImages, seed: o.seed, batchSize: o.batchSize, minCell: o.cellSize, verify: o.verify, imageInput: imageInputOptions(o) };
+  return {
+    images,
+    orders: parseOrders(o.orders),
+    lossOrder: o.lossOrder,
+    maxImages: o.maxImages,
+    seed: o.seed,
+    batchSize: o.batchSize,
+    minCell: o.cellSize,
+    verify: o.verify,
+    imageInput: imageInputOptions(o),
+  };
 }
 
 export const vizCommands: Record<string, Command> = {
   visualize: defineCommand({
     summary: 'draw order, attention, similarity, loss and reconstruction maps for images (PNG rows and a grid)',
     usage: 'semaim visualize --checkpoint RUN_OR_CKPT --images DIR|FILE [FILE...] --out DIR [options]',
-    description: 'For each image a PNG row: the input; per order type the order map over the image (warm = predicted first);\n' +
+    description:
+      'For each image a PNG row: the input; per order type the order map over the image (warm = predicted first);\n' +
       'the last-block [CLS] attention (mean over heads) and the similarity map S; the per-patch loss and the\n' +
       'reconstruction (pixel targets) under --loss-order. Also grid.png with every image, and visualize.json.',
     options: VISUALIZE_OPTIONS,
@@ -78,16 +92,19 @@ export const vizCommands: Record<string, Command> = {
       const job = figureJob(o, [o.images, ...positionals]);
       const device = setup(o);
       const r = await visualizeCheckpoint({ ...job, checkpoint: o.checkpoint, out: o.out, device });
-      process.stdout.write(`checkpoint ${r.checkpoint}\nwrote ${r.rows.length} row(s), ${r.grid} (${r.layout.width}×${r.layout.height}) and ${r.summary}\n` +
-        `columns: ${r.columns.join(' | ')}\n` +
-        (r.skipped.length ? `skipped ${r.skipped.length} unreadable image(s), listed in ${r.summary}\n` : ''));
+      process.stdout.write(
+        `checkpoint ${r.checkpoint}\nwrote ${r.rows.length} row(s), ${r.grid} (${r.layout.width}×${r.layout.height}) and ${r.summary}\n` +
+          `columns: ${r.columns.join(' | ')}\n` +
+          (r.skipped.length ? `skipped ${r.skipped.length} unreadable image(s), listed in ${r.summary}\n` : ''),
+      );
       return 0;
     },
   }),
   report: defineCommand({
     summary: 'write a self-contained HTML report of a run (config, curves, evaluations, visualisation grid)',
     usage: 'semaim report RUN_DIR [--out FILE] [--images DIR|FILE...] [options]',
-    description: 'One HTML file with no external resources: the config, loss / lr / throughput curves from metrics.jsonl,\n' +
+    description:
+      'One HTML file with no external resources: the config, loss / lr / throughput curves from metrics.jsonl,\n' +
       'evaluation tables from JSON results with top1/top5 fields, and the visualisation grid (generated with --images,\n' +
       'else RUN_DIR/viz/grid.png if present).',
     options: REPORT_OPTIONS,
@@ -102,7 +119,9 @@ export const vizCommands: Record<string, Command> = {
       const images = o.images ? [o.images, ...rest] : [];
       const device = images.length ? setup(o) : 'cpu';
       const r = await writeRunReport({
-        runDir, out: o.out, title: o.title,
+        runDir,
+        out: o.out,
+        title: o.title,
         visualize: images.length ? { ...figureJob(o, images), device, checkpoint: o.checkpoint, out: o.vizOut } : undefined,
       });
       process.stdout.write(`wrote ${r.out} (${r.metrics} metric records, ${r.evals} evaluation rows, ${r.grid ? 'grid ' + r.grid : 'no grid'})\n`);

@@ -161,9 +161,7 @@ export class BatchBuilder {
       }
       if (attempt + 1 >= cfg.maxReplacements) {
         const last = skipped[skipped.length - 1];
-        throw new Error(
-          `data: ${attempt + 1} samples in a row could not be used (last: ${last.name}: ${last.message}); is the dataset readable?`,
-        );
+        throw new Error(`data: ${attempt + 1} samples in a row could not be used (last: ${last.name}: ${last.message}); is the dataset readable?`);
       }
       index = new Rng(cfg.seed, 'replace', task.epoch, first, attempt).int(N);
     }

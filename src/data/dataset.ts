@@ -212,7 +212,6 @@ export function specLabel(spec: DatasetSpec, i: number): number {
   return spec.labels ? spec.labels[i] : -1;
 }
 
-
 // ------------------------------------------------------------------ reading samples (workers)
 
 let readBuf = Buffer.allocUnsafe(1 << 20);

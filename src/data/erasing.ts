@@ -6,14 +6,7 @@ import type { Rng } from './rng';
 import type { RandomErasingSpec } from './transforms';
 
 /** Erases up to `count` rectangles of the 3×h×w sample at `offset`; returns how many were erased. */
-export function randomErase(
-  out: Float32Array | Uint8Array,
-  offset: number,
-  w: number,
-  h: number,
-  spec: RandomErasingSpec,
-  rng: Rng,
-): number {
+export function randomErase(out: Float32Array | Uint8Array, offset: number, w: number, h: number, spec: RandomErasingSpec, rng: Rng): number {
   if (rng.float() > spec.p) return 0;
   const area = w * h;
   const logLo = Math.log(spec.ratio[0]);

@@ -9,13 +9,32 @@ import { cifar10Jpeg } from './sources/cifar';
 import { imageFolder, imageFiles } from './sources/folder';
 import { syntheticObjects } from './sources/synthetic';
 import {
-  pretrainTransforms, finetuneTransforms, evalTransforms, randomResizedCrop, horizontalFlip, normalize, centerCrop, resize, TransformSpec, NormalizeSpec,
+  pretrainTransforms,
+  finetuneTransforms,
+  evalTransforms,
+  randomResizedCrop,
+  horizontalFlip,
+  normalize,
+  centerCrop,
+  resize,
+  TransformSpec,
+  NormalizeSpec,
 } from './transforms';
 import { ShardLoader, shardDataset, isShardDataset, type ShardDataset } from './shards';
 import { type LoaderOptions } from './loader';
 import { type RankSlice } from './sharding';
 import { makeSegData } from './seg-loader';
-import type { Augment, BatchOptions, DataFactories, EvalDataRequest, LabelledBatch, LabelledData, RankedTrainData, TrainBatch, TrainDataRequest } from './streams';
+import type {
+  Augment,
+  BatchOptions,
+  DataFactories,
+  EvalDataRequest,
+  LabelledBatch,
+  LabelledData,
+  RankedTrainData,
+  TrainBatch,
+  TrainDataRequest,
+} from './streams';
 
 export const DATASETS = ['synthetic', 'cifar10', 'folder', 'flat', 'shards'] as const;
 export type DatasetName = (typeof DATASETS)[number];
@@ -34,7 +53,12 @@ export function openDataset(name: string, o: OpenOptions): Dataset {
   switch (name as DatasetName) {
     case 'synthetic':
       // The test split is the generator's disjoint 'val' stream.
-      return syntheticObjects({ size: o.imgSize, count: o.syntheticSize ?? (o.split === 'train' ? 5000 : 1000), seed: o.seed ?? 0, split: o.split === 'train' ? 'train' : 'val' });
+      return syntheticObjects({
+        size: o.imgSize,
+        count: o.syntheticSize ?? (o.split === 'train' ? 5000 : 1000),
+        seed: o.seed ?? 0,
+        split: o.split === 'train' ? 'train' : 'val',
+      });
     case 'cifar10':
       if (o.dataPath && !/\.tar\.gz$|\.tgz$/.test(o.dataPath)) return imageFolder(join(o.dataPath, o.split));
       return cifar10Jpeg({ split: o.split, archive: o.dataPath });
@@ -94,11 +118,19 @@ export function subsetDataset(ds: Dataset, limit: number, seed: number): Dataset
   chosen.sort((a, b) => a - b);
   const paths = chosen.map((i) => unpackString(files.paths, i));
   const labels = sharedInt32(chosen.length);
-  chosen.forEach((i, k) => { labels[k] = ds.label(i); });
+  chosen.forEach((i, k) => {
+    labels[k] = ds.label(i);
+  });
   const spec = { kind: 'files' as const, root: files.root, paths: packStrings(paths), labels };
   return {
-    spec, length: chosen.length, classes: ds.classes, root: `${ds.root} (subset of ${chosen.length}, seed ${seed})`, fixedSize: ds.fixedSize,
-    hasMasks: false, label: (i: number) => labels[i], name: (i: number) => join(files.root, paths[i]),
+    spec,
+    length: chosen.length,
+    classes: ds.classes,
+    root: `${ds.root} (subset of ${chosen.length}, seed ${seed})`,
+    fixedSize: ds.fixedSize,
+    hasMasks: false,
+    label: (i: number) => labels[i],
+    name: (i: number) => join(files.root, paths[i]),
   };
 }
 
@@ -106,9 +138,12 @@ export function subsetDataset(ds: Dataset, limit: number, seed: number): Dataset
 export function transformsFor(kind: Augment | 'pretrain', size: number, ds: Pick<Dataset, 'fixedSize'>, minScale = 0.2): TransformSpec[] {
   const native = ds.fixedSize && ds.fixedSize[0] === size && ds.fixedSize[1] === size;
   switch (kind) {
-    case 'pretrain': return pretrainTransforms(size, { scale: [minScale, 1] });
-    case 'finetune': return finetuneTransforms(size);
-    case 'crop-flip': return [randomResizedCrop(size, { scale: [0.08, 1], interpolation: 'bicubic' }), horizontalFlip(0.5), normalize()];
+    case 'pretrain':
+      return pretrainTransforms(size, { scale: [minScale, 1] });
+    case 'finetune':
+      return finetuneTransforms(size);
+    case 'crop-flip':
+      return [randomResizedCrop(size, { scale: [0.08, 1], interpolation: 'bicubic' }), horizontalFlip(0.5), normalize()];
     default:
       // Small datasets at their native size are only normalised; others resize + centre-crop.
       return native ? [normalize()] : ds.fixedSize ? [resize(size, { interpolation: 'bicubic' }), centerCrop(size), normalize()] : evalTransforms(size);
@@ -130,8 +165,17 @@ export function makeTrainData(o: TrainDataRequest, dist: RankSlice = SINGLE_PROC
   const uint8 = o.uint8 && !!normalizeOp;
   if (uint8) transforms = transforms.filter((t) => t !== normalizeOp);
   const loader = makeLoader(ds, {
-    batchSize: o.batchSize, shuffle: true, dropLast: true, seed: o.seed, transforms, workers: o.numWorkers, uint8, ...o.imageInput,
-    rank: dist.rank, worldSize: dist.worldSize, shuffleBuffer: o.shuffleBuffer,
+    batchSize: o.batchSize,
+    shuffle: true,
+    dropLast: true,
+    seed: o.seed,
+    transforms,
+    workers: o.numWorkers,
+    uint8,
+    ...o.imageInput,
+    rank: dist.rank,
+    worldSize: dist.worldSize,
+    shuffleBuffer: o.shuffleBuffer,
   });
   const batches = async function* (it: AsyncIterable<Batch>): AsyncGenerator<TrainBatch> {
     for await (const b of it) yield { images: b.images, shape: b.shape, labels: b.labels };
@@ -157,7 +201,8 @@ export function makeTrainData(o: TrainDataRequest, dist: RankSlice = SINGLE_PROC
  */
 export function makeEvalData(req: EvalDataRequest, dist: RankSlice = SINGLE_PROCESS): LabelledData {
   let ds = openData(req.dataset, { split: req.split, dataPath: req.dataPath, imgSize: req.imgSize, seed: req.seed, syntheticSize: req.limit });
-  if (req.limit && isShardDataset(ds)) throw new Error(`a subset (--train-limit/--test-limit) of streamed shards is not supported: pack a smaller folder with \`semaim shards\``);
+  if (req.limit && isShardDataset(ds))
+    throw new Error(`a subset (--train-limit/--test-limit) of streamed shards is not supported: pack a smaller folder with \`semaim shards\``);
   if (req.limit && !isShardDataset(ds)) ds = subsetDataset(ds, req.limit, req.seed);
   if (ds.classes.length < 2) throw new Error(`${ds.root} has no class labels: evaluation needs a labelled dataset`);
   const data = ds;
@@ -166,8 +211,17 @@ export function makeEvalData(req: EvalDataRequest, dist: RankSlice = SINGLE_PROC
     const key = `${o.batchSize}/${o.shuffle}/${o.augment}/${o.seed ?? 0}/${!!o.dropLast}`;
     let l = loaders.get(key);
     if (!l) {
-      l = makeLoader(data, { batchSize: o.batchSize, shuffle: o.shuffle, dropLast: !!o.dropLast, seed: o.seed ?? 0,
-        transforms: transformsFor(o.augment, req.imgSize, data), workers: req.numWorkers, ...req.imageInput, rank: dist.rank, worldSize: dist.worldSize });
+      l = makeLoader(data, {
+        batchSize: o.batchSize,
+        shuffle: o.shuffle,
+        dropLast: !!o.dropLast,
+        seed: o.seed ?? 0,
+        transforms: transformsFor(o.augment, req.imgSize, data),
+        workers: req.numWorkers,
+        ...req.imageInput,
+        rank: dist.rank,
+        worldSize: dist.worldSize,
+      });
       loaders.set(key, l);
     }
     return l;
@@ -185,7 +239,6 @@ export function makeEvalData(req: EvalDataRequest, dist: RankSlice = SINGLE_PROC
     },
   };
 }
-
 
 /** The real datasets, as the factories evaluations and experiments are given. */
 export const DATA_FACTORIES: DataFactories = { makeEvalData, makeTrainData, makeSegData };

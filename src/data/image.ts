@@ -49,13 +49,7 @@ export function allocImage(width: number, height: number, space: ColorSpace): Im
 }
 
 /** Planar image from interleaved 8-bit pixels with 1–4 channels; alpha is composited onto `background`. */
-export function fromInterleaved(
-  src: Uint8Array,
-  width: number,
-  height: number,
-  channels: number,
-  background: number,
-): Image {
+export function fromInterleaved(src: Uint8Array, width: number, height: number, channels: number, background: number): Image {
   const n = width * height;
   if (channels === 1) {
     const buf = new Uint8Array(n);

@@ -17,16 +17,7 @@ export {
   type CifarBinaryOptions,
   type Cifar10JpegOptions,
 } from './sources/cifar';
-export {
-  idxDataset,
-  parseIdx,
-  mnist,
-  mnistLike,
-  fashionMnist,
-  FASHION_MNIST_CLASSES,
-  FASHION_MNIST_DIR,
-  MNIST_CLASSES,
-} from './sources/idx';
+export { idxDataset, parseIdx, mnist, mnistLike, fashionMnist, FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, MNIST_CLASSES } from './sources/idx';
 export {
   syntheticObjects,
   SyntheticObjects,
@@ -95,4 +86,14 @@ export type { CacheOptions } from './cache';
 // what training and evaluation consume, and the datasets by name
 export * from './streams';
 export { MemoryLabelledData } from './sources/memory-labelled';
-export { DATASETS, DATA_FACTORIES, makeTrainData, makeEvalData, openDataset, subsetDataset, transformsFor, type DatasetName, type OpenOptions } from './factories';
+export {
+  DATASETS,
+  DATA_FACTORIES,
+  makeTrainData,
+  makeEvalData,
+  openDataset,
+  subsetDataset,
+  transformsFor,
+  type DatasetName,
+  type OpenOptions,
+} from './factories';

@@ -240,7 +240,12 @@ export class DataLoader implements AsyncIterable<Batch> {
   /** This rank's batches of an epoch from a start position (samples of the epoch's order consumed). */
   plan(startSample: number): RankPlan {
     return rankPlan({
-      length: this.dataset.length, batchSize: this.batchSize, dropLast: !!this.opts.dropLast, rank: this.rank, worldSize: this.worldSize, startSample,
+      length: this.dataset.length,
+      batchSize: this.batchSize,
+      dropLast: !!this.opts.dropLast,
+      rank: this.rank,
+      worldSize: this.worldSize,
+      startSample,
     });
   }
 

@@ -8,11 +8,15 @@ import { EXIF_ORIENTATION_POLICIES, type ExifOrientationPolicy } from './codecs/
 
 export const IMAGE_INPUT_OPTIONS = defineOptions({
   maxImagePixels: {
-    type: 'int', default: DEFAULT_MAX_IMAGE_PIXELS, min: 0,
+    type: 'int',
+    default: DEFAULT_MAX_IMAGE_PIXELS,
+    min: 0,
     help: "refuse images whose header declares more pixels than this, before decoding (PIL's decompression-bomb limit; 0 = no limit); datasets skip and count them",
   },
   exifOrientation: {
-    type: 'string', default: 'ignore', choices: EXIF_ORIENTATION_POLICIES,
+    type: 'string',
+    default: 'ignore',
+    choices: EXIF_ORIENTATION_POLICIES,
     help: "EXIF orientation of image files: 'ignore' it as torchvision does, or 'apply' it as PIL's exif_transpose (data and figures alike)",
   },
 });

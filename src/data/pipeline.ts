@@ -11,14 +11,7 @@ import type { OutputFormat } from './resample';
 import { resampleToOutput, resamplePlane } from './resample';
 import { simdResampleToOutput, arenaReset } from './simd';
 import { buildPlan, neededRegion, reductionFor, type Plan } from './geometry';
-import {
-  validateTransforms,
-  isGeometric,
-  type TransformSpec,
-  type RandAugmentSpec,
-  type NormalizeSpec,
-  type RandomErasingSpec,
-} from './transforms';
+import { validateTransforms, isGeometric, type TransformSpec, type RandAugmentSpec, type NormalizeSpec, type RandomErasingSpec } from './transforms';
 import { floatFormat, writeCHW } from './color';
 import { randAugment } from './randaugment';
 import { randomErase } from './erasing';
@@ -55,11 +48,7 @@ export class Pipeline {
     this.erasing = (transforms.find((t) => t.op === 'randomErasing') as RandomErasingSpec | undefined) ?? null;
     this.uint8 = !!opts.uint8;
     this.dctScaling = opts.dctScaling ?? true;
-    this.format = this.uint8
-      ? { kind: 'uint8' }
-      : this.normalize
-        ? floatFormat(this.normalize.mean, this.normalize.std)
-        : floatFormat();
+    this.format = this.uint8 ? { kind: 'uint8' } : this.normalize ? floatFormat(this.normalize.mean, this.normalize.std) : floatFormat();
   }
 
   /** The geometric plan for an image of this size (draws from rng). */
@@ -72,16 +61,7 @@ export class Pipeline {
    * `masks` at `maskOffset` (h×w; zeros when the image has none). Throws SizeMismatchError when the
    * output is not h×w.
    */
-  run(
-    handle: ImageHandle,
-    rng: Rng,
-    out: Float32Array | Uint8Array,
-    offset: number,
-    h: number,
-    w: number,
-    masks: Uint8Array | null,
-    maskOffset: number,
-  ): void {
+  run(handle: ImageHandle, rng: Rng, out: Float32Array | Uint8Array, offset: number, h: number, w: number, masks: Uint8Array | null, maskOffset: number): void {
     const plan = this.plan(handle.width, handle.height, rng);
     if (plan.outW !== w || plan.outH !== h) {
       throw new SizeMismatchError(

@@ -272,8 +272,7 @@ function sharpness(img: AugImage, f: number): void {
       for (let y = 1; y < h - 1; y++) {
         for (let x = 1; x < w - 1; x++) {
           const i = o + y * w + x;
-          const s =
-            d[i - w - 1] + d[i - w] + d[i - w + 1] + d[i - 1] + 5 * d[i] + d[i + 1] + d[i + w - 1] + d[i + w] + d[i + w + 1];
+          const s = d[i - w - 1] + d[i - w] + d[i - w + 1] + d[i - 1] + 5 * d[i] + d[i + 1] + d[i + w - 1] + d[i + w] + d[i + w + 1];
           smooth[i] = Math.min(255, Math.round(s / 13));
         }
       }

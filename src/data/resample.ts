@@ -424,13 +424,7 @@ function upMap(n: number, f: number, m: number, flip: boolean): UpMap {
  * resolution and upsampled with a triangle filter (libjpeg's "fancy" upsampling) in the same loop.
  * The mask, if any, is not written.
  */
-export function resampleToOutput(
-  img: Image,
-  spec: ResampleSpec,
-  out: Float32Array | Uint8Array,
-  offset: number,
-  fmt: OutputFormat,
-): void {
+export function resampleToOutput(img: Image, spec: ResampleSpec, out: Float32Array | Uint8Array, offset: number, fmt: OutputFormat): void {
   const { outW, outH } = spec;
   const hw = outW * outH;
   const ycc = img.space === 'ycbcr';
@@ -438,14 +432,7 @@ export function resampleToOutput(
   const fx = ycc ? P[1].sx / P[0].sx : 1;
   const fy = ycc ? P[1].sy / P[0].sy : 1;
   const half =
-    ycc &&
-    (fx === 2 || fy === 2) &&
-    (fx === 1 || fx === 2) &&
-    (fy === 1 || fy === 2) &&
-    P[2].sx === P[1].sx &&
-    P[2].sy === P[1].sy &&
-    outW >= 2 &&
-    outH >= 2;
+    ycc && (fx === 2 || fy === 2) && (fx === 1 || fx === 2) && (fy === 1 || fy === 2) && P[2].sx === P[1].sx && P[2].sy === P[1].sy && outW >= 2 && outH >= 2;
   const isFloat = fmt.kind === 'float';
   const fo = isFloat ? (out as Float32Array) : null;
   const bo = isFloat ? null : new Uint8ClampedArray(out.buffer, out.byteOffset, out.length);
@@ -693,7 +680,31 @@ function fusedRow(mode: 'half' | 'ycc' | 'rgb' | 'gray', taps: number, isFloat: 
       b = b < 0 ? 0 : b > 255 ? 255 : b;
       ${store}
     }`;
-  f = new Function('tmp', 'base', 'outW', 'yw', 'wo', 'cbA', 'cbB', 'crA', 'crB', 'wy', 'i0', 'i1', 'wx', 'out', 'o', 'hw', 's0', 's1', 's2', 'b0', 'b1', 'b2', src) as FusedRow;
+  f = new Function(
+    'tmp',
+    'base',
+    'outW',
+    'yw',
+    'wo',
+    'cbA',
+    'cbB',
+    'crA',
+    'crB',
+    'wy',
+    'i0',
+    'i1',
+    'wx',
+    'out',
+    'o',
+    'hw',
+    's0',
+    's1',
+    's2',
+    'b0',
+    'b1',
+    'b2',
+    src,
+  ) as FusedRow;
   fusedCache.set(key, f);
   return f;
 }
@@ -775,15 +786,7 @@ function writeFloatRow(
   }
 }
 
-function writeByteRow(
-  bo: Uint8ClampedArray,
-  o: number,
-  hw: number,
-  a0: Float32Array,
-  a1: Float32Array,
-  a2: Float32Array,
-  n: number,
-): void {
+function writeByteRow(bo: Uint8ClampedArray, o: number, hw: number, a0: Float32Array, a1: Float32Array, a2: Float32Array, n: number): void {
   const o1 = o + hw;
   const o2 = o + 2 * hw;
   for (let x = 0; x < n; x++) {

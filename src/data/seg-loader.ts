@@ -32,7 +32,11 @@ export class SegLoader implements SegData {
   private readonly tally: SkipTally;
   private readonly pipelines = new Map<SegAugment, Pipeline>();
 
-  constructor(readonly source: SegSource, readonly imgSize: number, warn?: (line: string) => void) {
+  constructor(
+    readonly source: SegSource,
+    readonly imgSize: number,
+    warn?: (line: string) => void,
+  ) {
     if (source.length === 0 && source.listingSkips.length === 0) throw new Error(`${source.root} holds no image`);
     this.size = source.length;
     this.numClasses = source.classes.length;
@@ -90,7 +94,8 @@ export class SegLoader implements SegData {
       }
     }
     if (used === 0) throw new Error(`${this.source.root}: none of its ${n} samples could be used (${describe(this.tally.summary())})`);
-    if (k > 0 && !o.dropLast) yield { images: images.subarray(0, k * per), shape: [k, 3, S, S], masks: masks.subarray(0, k * hw), indices: indices.subarray(0, k) };
+    if (k > 0 && !o.dropLast)
+      yield { images: images.subarray(0, k * per), shape: [k, 3, S, S], masks: masks.subarray(0, k * hw), indices: indices.subarray(0, k) };
   }
 
   skipped(): SkipSummary {
@@ -101,7 +106,9 @@ export class SegLoader implements SegData {
 }
 
 function describe(s: SkipSummary): string {
-  return Object.entries(s.byReason).map(([r, c]) => `${r} ${c}`).join(', ');
+  return Object.entries(s.byReason)
+    .map(([r, c]) => `${r} ${c}`)
+    .join(', ');
 }
 
 /** What the segmentation probe asks the data adapter for. */
@@ -129,7 +136,11 @@ export function makeSegData(r: SegDataRequest): SegData {
   let source: SegSource;
   if (r.dataset === 'synthetic') {
     source = syntheticSegSource({
-      size: r.imgSize, count: r.limit ?? (r.split === 'train' ? 5000 : 1000), seed: r.seed, split: r.split === 'train' ? 'train' : 'val', segClasses: r.segClasses ?? 'shapes',
+      size: r.imgSize,
+      count: r.limit ?? (r.split === 'train' ? 5000 : 1000),
+      seed: r.seed,
+      split: r.split === 'train' ? 'train' : 'val',
+      segClasses: r.segClasses ?? 'shapes',
     });
   } else if (r.dataset === 'seg-folder') {
     if (!r.dataPath) throw new Error("dataset 'seg-folder' needs --data-path (a folder with train/ and test/, each holding images/ and masks/)");

@@ -64,7 +64,11 @@ export interface SegData {
 export class SkipTally {
   private readonly seen = new Map<string, SegSkip>();
 
-  constructor(private readonly what: string, private readonly warn: (line: string) => void = (l) => process.stderr.write(l + '\n'), private readonly report = 20) {}
+  constructor(
+    private readonly what: string,
+    private readonly warn: (line: string) => void = (l) => process.stderr.write(l + '\n'),
+    private readonly report = 20,
+  ) {}
 
   add(s: SegSkip): void {
     if (this.seen.has(s.name)) return;
@@ -87,7 +91,9 @@ export class SkipTally {
 /** "3 skipped (mask-size 2, no-mask 1)" or "none skipped". */
 export function describeSkips(s: SkipSummary): string {
   if (!s.count) return 'none skipped';
-  return `${s.count} skipped (${Object.entries(s.byReason).map(([r, n]) => `${r} ${n}`).join(', ')})`;
+  return `${s.count} skipped (${Object.entries(s.byReason)
+    .map(([r, n]) => `${r} ${n}`)
+    .join(', ')})`;
 }
 
 function permutation(n: number, seed: number, epoch: number): Int32Array {
@@ -118,7 +124,13 @@ export class MemorySegData implements SegData {
   readonly ignoreIndex = IGNORE_INDEX;
   readonly name = 'memory';
 
-  constructor(readonly images: Float32Array, shape: number[], readonly masks: Uint8Array, readonly numClasses: number, readonly classNames: string[] = Array.from({ length: numClasses }, (_, i) => `class${i}`)) {
+  constructor(
+    readonly images: Float32Array,
+    shape: number[],
+    readonly masks: Uint8Array,
+    readonly numClasses: number,
+    readonly classNames: string[] = Array.from({ length: numClasses }, (_, i) => `class${i}`),
+  ) {
     if (shape.length !== 4) throw new Error(`MemorySegData: expected an NCHW shape, got [${shape}]`);
     this.size = shape[0];
     this.imageShape = shape.slice(1);

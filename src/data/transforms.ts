@@ -64,14 +64,7 @@ export interface RandomErasingSpec {
   count: number;
 }
 
-export type TransformSpec =
-  | ResizeSpec
-  | CenterCropSpec
-  | RandomResizedCropSpec
-  | HorizontalFlipSpec
-  | RandAugmentSpec
-  | NormalizeSpec
-  | RandomErasingSpec;
+export type TransformSpec = ResizeSpec | CenterCropSpec | RandomResizedCropSpec | HorizontalFlipSpec | RandAugmentSpec | NormalizeSpec | RandomErasingSpec;
 
 function pair(size: Size): [number, number] {
   const s: [number, number] = typeof size === 'number' ? [size, size] : [size[0], size[1]];
@@ -113,9 +106,7 @@ export function horizontalFlip(p = 0.5): HorizontalFlipSpec {
  * RandAugment. Accepts timm's config string (e.g. 'rand-m9-mstd0.5-inc1', 'rand-m9-n2-mstd0.5')
  * or options. Defaults follow timm: n=2, prob 0.5 per op, fill = ImageNet mean, bicubic.
  */
-export function randAugment(
-  config: string | Partial<Omit<RandAugmentSpec, 'op'>> = 'rand-m9-mstd0.5-inc1',
-): RandAugmentSpec {
+export function randAugment(config: string | Partial<Omit<RandAugmentSpec, 'op'>> = 'rand-m9-mstd0.5-inc1'): RandAugmentSpec {
   const spec: RandAugmentSpec = {
     op: 'randAugment',
     n: 2,
@@ -146,10 +137,7 @@ export function randAugment(
   return spec;
 }
 
-export function normalize(
-  mean: readonly [number, number, number] = IMAGENET_MEAN,
-  std: readonly [number, number, number] = IMAGENET_STD,
-): NormalizeSpec {
+export function normalize(mean: readonly [number, number, number] = IMAGENET_MEAN, std: readonly [number, number, number] = IMAGENET_STD): NormalizeSpec {
   return { op: 'normalize', mean, std };
 }
 
@@ -188,9 +176,7 @@ export function validateTransforms(ts: readonly TransformSpec[]): void {
     if (!(t.op in STAGE)) throw new Error(`unknown transform op '${(t as { op: string }).op}'`);
     const s = STAGE[t.op];
     if (s < stage) {
-      throw new Error(
-        `transform '${t.op}' is out of order: use geometric transforms, then randAugment, then normalize, then randomErasing`,
-      );
+      throw new Error(`transform '${t.op}' is out of order: use geometric transforms, then randAugment, then normalize, then randomErasing`);
     }
     if (s > 0 && seen.has(t.op)) throw new Error(`transform '${t.op}' appears twice`);
     seen.add(t.op);
@@ -210,11 +196,7 @@ export function staticOutputSize(ts: readonly TransformSpec[]): [number, number]
 
 /** The usual pre-training augmentation: RandomResizedCrop + flip + normalise. */
 export function pretrainTransforms(size = 224, opts: { scale?: readonly [number, number]; interpolation?: Interpolation } = {}): TransformSpec[] {
-  return [
-    randomResizedCrop(size, { scale: opts.scale ?? [0.2, 1], interpolation: opts.interpolation ?? 'bicubic' }),
-    horizontalFlip(0.5),
-    normalize(),
-  ];
+  return [randomResizedCrop(size, { scale: opts.scale ?? [0.2, 1], interpolation: opts.interpolation ?? 'bicubic' }), horizontalFlip(0.5), normalize()];
 }
 
 /** Fine-tuning augmentation (MAE/SemAIM recipe): RRC + flip + RandAugment + normalise + erasing. */

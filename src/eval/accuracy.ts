@@ -33,18 +33,23 @@ export class AccuracyTally {
     if (C !== this.numClasses) throw new Error(`AccuracyTally: scores have ${C} classes, expected ${this.numClasses}`);
     if (B !== labels.length) throw new Error(`AccuracyTally: ${B} score rows for ${labels.length} labels`);
     const k = Math.min(5, C);
-    const [ranked1, ranked5] = torch.noGrad(() => torch.scope(() => {
-      const s = scores.detach().float().cpu();
-      // Stable descending sort: among equal scores the lower class index ranks first.
-      const order = s.argsort(1, true, true).narrow(1, 0, k);
-      const y = torch.tensor(labels, { dtype: 'int64', device: 'cpu' }).unsqueeze(1);
-      const hit = order.eq(y);
-      return [hit.select(1, 0).to({ dtype: 'uint8' }).data() as Uint8Array, hit.any(1).to({ dtype: 'uint8' }).data() as Uint8Array];
-    }));
+    const [ranked1, ranked5] = torch.noGrad(() =>
+      torch.scope(() => {
+        const s = scores.detach().float().cpu();
+        // Stable descending sort: among equal scores the lower class index ranks first.
+        const order = s.argsort(1, true, true).narrow(1, 0, k);
+        const y = torch.tensor(labels, { dtype: 'int64', device: 'cpu' }).unsqueeze(1);
+        const hit = order.eq(y);
+        return [hit.select(1, 0).to({ dtype: 'uint8' }).data() as Uint8Array, hit.any(1).to({ dtype: 'uint8' }).data() as Uint8Array];
+      }),
+    );
     for (let i = 0; i < B; i++) {
       const c = labels[i];
       this.count[c]++;
-      if (ranked1[i]) { this.correct[c]++; this.top1++; }
+      if (ranked1[i]) {
+        this.correct[c]++;
+        this.top1++;
+      }
       if (ranked5[i]) this.top5++;
     }
     this.n += B;

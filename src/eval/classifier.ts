@@ -14,7 +14,10 @@ export class LinearProbe extends Module {
   readonly head: Sequential;
   readonly bn: BatchNorm1d;
   readonly linear: Linear;
-  constructor(readonly dim: number, readonly numClasses: number) {
+  constructor(
+    readonly dim: number,
+    readonly numClasses: number,
+  ) {
     super();
     this.bn = new BatchNorm1d(dim, { affine: false, eps: 1e-6 });
     this.linear = new Linear(dim, numClasses);
@@ -54,7 +57,8 @@ export class ViTClassifier extends Module {
   constructor(readonly cfg: ClassifierConfig) {
     super();
     validateEncoder(cfg);
-    if (!(Number.isInteger(cfg.numClasses) && cfg.numClasses > 1)) throw new RangeError(`ViTClassifier: numClasses must be an integer > 1, got ${cfg.numClasses}`);
+    if (!(Number.isInteger(cfg.numClasses) && cfg.numClasses > 1))
+      throw new RangeError(`ViTClassifier: numClasses must be an integer > 1, got ${cfg.numClasses}`);
     const D = cfg.embedDim;
     const grid = cfg.imgSize / cfg.patchSize;
     this.numPatches = grid * grid;
@@ -72,12 +76,14 @@ export class ViTClassifier extends Module {
   initWeights(): this {
     initVitWeights(this);
     const w = this.patch_embed.proj.weight;
-    torch.noGrad(() => torch.scope(() => {
-      const flat = torch.empty([w.shape[0], w.numel / w.shape[0]]);
-      init.xavierUniform_(flat);
-      w.copy_(flat.view(w.shape));
-      this.patch_embed.proj.bias?.zero_();
-    }));
+    torch.noGrad(() =>
+      torch.scope(() => {
+        const flat = torch.empty([w.shape[0], w.numel / w.shape[0]]);
+        init.xavierUniform_(flat);
+        w.copy_(flat.view(w.shape));
+        this.patch_embed.proj.bias?.zero_();
+      }),
+    );
     init.normal_(this.cls_token, 0, 0.02);
     init.truncNormal_(this.head.weight, 2e-5);
     init.zeros_(this.head.bias!);

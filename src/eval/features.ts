@@ -30,10 +30,12 @@ export interface ExtractOptions {
 
 /** Runs the encoder over one batch of images (already on its device); 'all' gives every token [B, 1 + P, D]. */
 export function encodeBatch(encoder: VisionTransformer, images: Tensor, pooling: Pooling, precision: Precision = 'fp32'): Tensor {
-  return torch.noGrad(() => torch.scope(() => {
-    const f = withPrecision(precision, images.device, () => encoder.features(images, pooling));
-    return f.float();
-  }));
+  return torch.noGrad(() =>
+    torch.scope(() => {
+      const f = withPrecision(precision, images.device, () => encoder.features(images, pooling));
+      return f.float();
+    }),
+  );
 }
 
 /** Checks that a dataset's images fit the encoder before any work. */
@@ -88,11 +90,15 @@ export async function extractFeatures(encoder: VisionTransformer, data: Labelled
  * what extractFeatures gives for that pooling alone.
  */
 export async function extractPooledFeatures(
-  encoder: VisionTransformer, data: LabelledData, poolings: readonly FeaturePooling[], o: Omit<ExtractOptions, 'pooling'>,
+  encoder: VisionTransformer,
+  data: LabelledData,
+  poolings: readonly FeaturePooling[],
+  o: Omit<ExtractOptions, 'pooling'>,
 ): Promise<Map<FeaturePooling, FeatureSet>> {
   const kinds = [...new Set(poolings)];
   if (!kinds.length) throw new RangeError('extractPooledFeatures: no pooling given');
-  if (!(Number.isInteger(o.batchSize) && o.batchSize > 0)) throw new RangeError(`extractPooledFeatures: batchSize must be a positive integer, got ${o.batchSize}`);
+  if (!(Number.isInteger(o.batchSize) && o.batchSize > 0))
+    throw new RangeError(`extractPooledFeatures: batchSize must be a positive integer, got ${o.batchSize}`);
   const wasTraining = encoder.training;
   encoder.eval();
   const device = encoder.cls_token.device;
@@ -107,15 +113,17 @@ export async function extractPooledFeatures(
     for await (const batch of data.batches({ batchSize: o.batchSize, shuffle: false, epoch: o.epoch ?? 0, augment: o.augment ?? 'none', seed: o.seed })) {
       const B = batch.shape[0];
       if (n + B > data.size) throw new Error(`extractPooledFeatures: the data gave more than its size (${data.size}) images`);
-      torch.noGrad(() => torch.scope(() => {
-        const images = torch.tensor(batch.images, { shape: batch.shape, device });
-        encoder.checkImages(images);
-        const z = withPrecision(o.precision ?? 'fp32', images.device, () => encoder.forwardFeatures(images));
-        for (const k of kinds) {
-          const f = k === 'cls' ? z.select(1, 0).float() : z.narrow(1, 1, N).mean(1).float();
-          parts.get(k)!.push(torch.keep(f));
-        }
-      }));
+      torch.noGrad(() =>
+        torch.scope(() => {
+          const images = torch.tensor(batch.images, { shape: batch.shape, device });
+          encoder.checkImages(images);
+          const z = withPrecision(o.precision ?? 'fp32', images.device, () => encoder.forwardFeatures(images));
+          for (const k of kinds) {
+            const f = k === 'cls' ? z.select(1, 0).float() : z.narrow(1, 1, N).mean(1).float();
+            parts.get(k)!.push(torch.keep(f));
+          }
+        }),
+      );
       labels.set(batch.labels, n);
       n += B;
       progress?.update(n, { 'img/s': (n / Math.max((Date.now() - start) / 1000, 1e-9)).toFixed(1) });

@@ -51,7 +51,9 @@ export interface FinetuneResult {
 
 /** Test accuracy of a classifier over a dataset (eval mode, no gradients, no augmentation). */
 export async function evaluateClassifier(
-  model: ViTClassifier, data: LabelledData, o: { batchSize: number; precision?: string; label?: string | null },
+  model: ViTClassifier,
+  data: LabelledData,
+  o: { batchSize: number; precision?: string; label?: string | null },
 ): Promise<Accuracy> {
   const wasTraining = model.training;
   model.eval();
@@ -60,11 +62,13 @@ export async function evaluateClassifier(
   const progress = o.label ? new Progress(o.label, data.size) : null;
   try {
     for await (const b of data.batches({ batchSize: o.batchSize, shuffle: false, epoch: 0, augment: 'none' })) {
-      torch.noGrad(() => torch.scope(() => {
-        const images = torch.tensor(b.images, { shape: b.shape, device });
-        const logits = withPrecision(o.precision ?? 'fp32', device, () => model.forward(images));
-        tally.add(logits, b.labels);
-      }));
+      torch.noGrad(() =>
+        torch.scope(() => {
+          const images = torch.tensor(b.images, { shape: b.shape, device });
+          const logits = withPrecision(o.precision ?? 'fp32', device, () => model.forward(images));
+          tally.add(logits, b.labels);
+        }),
+      );
       progress?.update(tally.result().n);
     }
   } finally {
@@ -86,7 +90,10 @@ export function classifierConfigFrom(o: FinetuneOptions, source: EncoderSource, 
  */
 export function makeFinetuneOptimizer(model: ViTClassifier, o: FinetuneOptions, lr: number): AdamW {
   const groups = paramGroupsLayerDecay(model.namedParameters(), {
-    numLayers: model.cfg.depth, layerDecay: o.layerDecay, weightDecay: o.weightDecay, noWeightDecay: ['cls_token', 'pos_embed'],
+    numLayers: model.cfg.depth,
+    layerDecay: o.layerDecay,
+    weightDecay: o.weightDecay,
+    noWeightDecay: ['cls_token', 'pos_embed'],
   });
   return new AdamW(groups, { lr, betas: [o.beta1, o.beta2], weightDecay: o.weightDecay });
 }
@@ -103,7 +110,10 @@ export async function finetune(o: FinetuneOptions, data: FinetuneData, hooks: Fi
   if (data.test.numClasses !== numClasses) throw new Error(`train data has ${numClasses} classes, test data ${data.test.numClasses}`);
   const cfg = classifierConfigFrom(o, source, numClasses);
   const want = [cfg.inChans ?? 3, cfg.imgSize, cfg.imgSize];
-  for (const [name, d] of [['train', data.train], ['test', data.test]] as const) {
+  for (const [name, d] of [
+    ['train', data.train],
+    ['test', data.test],
+  ] as const) {
     if (d.imageShape && d.imageShape.some((v, i) => v !== want[i])) throw new Error(`${name} images are [${d.imageShape}], the encoder expects [${want}]`);
   }
   const group = hooks.group ?? null;
@@ -135,9 +145,17 @@ export async function finetune(o: FinetuneOptions, data: FinetuneData, hooks: Fi
   const schedule = warmupCosine({ lr, minLr: o.minLr, warmupEpochs: o.warmupEpochs, epochs: o.epochs });
   const scaler = o.precision === 'fp16' ? new GradScaler() : null;
   const mixGen = new torch.Generator(o.seed + 104729);
-  const mixup = new Mixup({
-    numClasses, mixupAlpha: o.mixup, cutmixAlpha: o.cutmix, prob: o.mixupProb, switchProb: o.mixupSwitchProb, labelSmoothing: o.smoothing,
-  }, mixGen);
+  const mixup = new Mixup(
+    {
+      numClasses,
+      mixupAlpha: o.mixup,
+      cutmixAlpha: o.cutmix,
+      prob: o.mixupProb,
+      switchProb: o.mixupSwitchProb,
+      labelSmoothing: o.smoothing,
+    },
+    mixGen,
+  );
 
   // ---- evaluation on the test set (every --eval-every epochs and at the end)
   let lastTop1: number | null = null;
@@ -148,36 +166,62 @@ export async function finetune(o: FinetuneOptions, data: FinetuneData, hooks: Fi
     const emaAcc = ema ? await evaluateClassifier(ema.shadow, data.test, eo) : null;
     lastTop1 = acc.top1;
     state.writeMetrics({ epoch, testTop1: acc.top1, testTop5: acc.top5, ...(emaAcc ? { emaTop1: emaAcc.top1, emaTop5: emaAcc.top5 } : {}) });
-    log(`\nepoch ${epoch}: test top-1 ${(100 * acc.top1).toFixed(2)}%, top-5 ${(100 * acc.top5).toFixed(2)}%` +
-      (emaAcc ? ` (EMA top-1 ${(100 * emaAcc.top1).toFixed(2)}%)` : ''));
+    log(
+      `\nepoch ${epoch}: test top-1 ${(100 * acc.top1).toFixed(2)}%, top-5 ${(100 * acc.top5).toFixed(2)}%` +
+        (emaAcc ? ` (EMA top-1 ${(100 * emaAcc.top1).toFixed(2)}%)` : ''),
+    );
     return { acc, emaAcc };
   };
   const end: { final?: { acc: Accuracy; emaAcc: Accuracy | null } } = {};
   try {
-    const r = await trainLoop<LabelledBatch>({
-      kind: 'finetune', model, optimizer, schedule, scaler, ema, generators: { mix: mixGen }, config: cfg, options: o, optionTable: FINETUNE_OPTIONS, extraState: { encoder: source },
-      batchesPerEpoch: perEpoch * o.accumIter,
-      batches: (epoch, start) => data.train.batches({ batchSize: o.batchSize, shuffle: true, epoch, augment: o.augment, seed: o.seed, dropLast: true, start }),
-      batchSize: (b) => b.shape[0],
-      loss(batch) {
-        const images = torch.tensor(batch.images, { shape: batch.shape, device });
-        const labels = torch.tensor(batch.labels, { dtype: 'int64', device });
-        const mixed = mixup.apply(images, labels);
-        const logits = withPrecision(o.precision, device, () => model.forward(mixed.images));
-        return softTargetCrossEntropy(logits, mixed.targets);
+    const r = await trainLoop<LabelledBatch>(
+      {
+        kind: 'finetune',
+        model,
+        optimizer,
+        schedule,
+        scaler,
+        ema,
+        generators: { mix: mixGen },
+        config: cfg,
+        options: o,
+        optionTable: FINETUNE_OPTIONS,
+        extraState: { encoder: source },
+        batchesPerEpoch: perEpoch * o.accumIter,
+        batches: (epoch, start) =>
+          data.train.batches({ batchSize: o.batchSize, shuffle: true, epoch, augment: o.augment, seed: o.seed, dropLast: true, start }),
+        batchSize: (b) => b.shape[0],
+        loss(batch) {
+          const images = torch.tensor(batch.images, { shape: batch.shape, device });
+          const labels = torch.tensor(batch.labels, { dtype: 'int64', device });
+          const mixed = mixup.apply(images, labels);
+          const logits = withPrecision(o.precision, device, () => model.forward(mixed.images));
+          return softTargetCrossEntropy(logits, mixed.targets);
+        },
+        best: { score: () => lastTop1, lowerIsBetter: false },
+        onEpochEnd: async (done, state) => {
+          if (o.evalEvery > 0 && done % o.evalEvery === 0) await evaluate(done, state);
+        },
+        onFinish: async (epochs, state) => {
+          end.final = await evaluate(epochs, state);
+        },
       },
-      best: { score: () => lastTop1, lowerIsBetter: false },
-      onEpochEnd: async (done, state) => {
-        if (o.evalEvery > 0 && done % o.evalEvery === 0) await evaluate(done, state);
-      },
-      onFinish: async (epochs, state) => {
-        end.final = await evaluate(epochs, state);
-      },
-    }, { ...o, device, group }, hooks);
+      { ...o, device, group },
+      hooks,
+    );
     const done = end.final;
     return {
-      outDir: o.outDir, steps: r.steps, stoppedBy: r.stoppedBy, signal: r.signal, accuracy: done?.acc ?? null, emaAccuracy: done?.emaAcc ?? null,
-      bestTop1: Math.max(r.best ?? -1, done?.acc.top1 ?? -1), lastLoss: r.lastLoss, checkpoint: r.checkpoint, encoder: source, config: cfg,
+      outDir: o.outDir,
+      steps: r.steps,
+      stoppedBy: r.stoppedBy,
+      signal: r.signal,
+      accuracy: done?.acc ?? null,
+      emaAccuracy: done?.emaAcc ?? null,
+      bestTop1: Math.max(r.best ?? -1, done?.acc.top1 ?? -1),
+      lastLoss: r.lastLoss,
+      checkpoint: r.checkpoint,
+      encoder: source,
+      config: cfg,
     };
   } finally {
     optimizer.dispose();

@@ -27,7 +27,11 @@ export interface KnnResult {
 
 /** Parses '10,20,30' into sorted distinct positive integers. */
 export function parseKs(text: string): number[] {
-  const ks = text.split(',').map((s) => s.trim()).filter(Boolean).map(Number);
+  const ks = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map(Number);
   if (!ks.length || ks.some((k) => !Number.isInteger(k) || k < 1)) throw new RangeError(`k list must be positive integers separated by commas, got '${text}'`);
   return [...new Set(ks)].sort((a, b) => a - b);
 }
@@ -68,23 +72,27 @@ export function knnClassify(train: FeatureSet, test: FeatureSet, o: KnnOptions):
   const label = o.label === undefined ? 'k-NN' : o.label;
   const progress = label === null ? null : new Progress(label, nTest);
   const device = train.features.device;
-  const [bank, bankLabels] = torch.noGrad(() => torch.scope(() => {
-    const b = F.normalize(train.features.float(), 1).T.contiguous(); // [D, nTrain]
-    const l = torch.tensor(train.labels, { dtype: 'int64', device });
-    return [torch.keep(b), torch.keep(l)];
-  }));
+  const [bank, bankLabels] = torch.noGrad(() =>
+    torch.scope(() => {
+      const b = F.normalize(train.features.float(), 1).T.contiguous(); // [D, nTrain]
+      const l = torch.tensor(train.labels, { dtype: 'int64', device });
+      return [torch.keep(b), torch.keep(l)];
+    }),
+  );
   try {
     for (let start = 0; start < nTest; start += chunk) {
       const len = Math.min(chunk, nTest - start);
       const labels = test.labels.subarray(start, start + len);
-      torch.noGrad(() => torch.scope(() => {
-        const q = F.normalize(test.features.narrow(0, start, len).to({ dtype: 'float32', device }), 1);
-        const sim = q.mm(bank); // [len, nTrain] cosine similarities
-        const [top, idx] = sim.topk(kmax, 1, true, true);
-        const weights = top.div(T).exp();
-        const neighbourLabels = bankLabels.unsqueeze(0).expand(len, nTrain).gather(1, idx);
-        ks.forEach((k, i) => tallies[i].add(knnVotes(weights, neighbourLabels, k, o.numClasses), labels));
-      }));
+      torch.noGrad(() =>
+        torch.scope(() => {
+          const q = F.normalize(test.features.narrow(0, start, len).to({ dtype: 'float32', device }), 1);
+          const sim = q.mm(bank); // [len, nTrain] cosine similarities
+          const [top, idx] = sim.topk(kmax, 1, true, true);
+          const weights = top.div(T).exp();
+          const neighbourLabels = bankLabels.unsqueeze(0).expand(len, nTrain).gather(1, idx);
+          ks.forEach((k, i) => tallies[i].add(knnVotes(weights, neighbourLabels, k, o.numClasses), labels));
+        }),
+      );
       progress?.update(start + len);
     }
   } finally {

@@ -64,9 +64,7 @@ export function makeProbeOptimizer(probe: LinearProbe, o: LinprobeOptions, lr: n
   const params = probe.namedParameters();
   const wd = o.weightDecay ?? 0;
   const momentum = o.momentum ?? 0.9;
-  return (o.optimizer ?? 'sgd') === 'lars'
-    ? new LARS(params, { lr, weightDecay: wd, momentum })
-    : new SGD(params, { lr, weightDecay: wd, momentum });
+  return (o.optimizer ?? 'sgd') === 'lars' ? new LARS(params, { lr, weightDecay: wd, momentum }) : new SGD(params, { lr, weightDecay: wd, momentum });
 }
 
 /** Logits of the probe (eval mode) for every feature row, tallied against labels. */
@@ -91,7 +89,9 @@ export function evaluateProbe(probe: LinearProbe, test: FeatureSet, numClasses: 
  * owns nothing it yields: tensors are disposed after each step).
  */
 async function trainProbe(
-  probe: LinearProbe, o: LinprobeOptions, perEpoch: number,
+  probe: LinearProbe,
+  o: LinprobeOptions,
+  perEpoch: number,
   batches: (epoch: number) => AsyncIterable<ProbeBatch>,
   evaluate: () => Accuracy,
 ): Promise<LinprobeResult> {
@@ -188,7 +188,11 @@ export interface OnlineLinprobeOptions extends LinprobeOptions {
  * augmentation ('crop-flip'); `test` holds the test features (extracted once, no augmentation).
  */
 export async function linprobeOnline(
-  encoder: VisionTransformer, trainData: LabelledData, test: FeatureSet, numClasses: number, o: OnlineLinprobeOptions,
+  encoder: VisionTransformer,
+  trainData: LabelledData,
+  test: FeatureSet,
+  numClasses: number,
+  o: OnlineLinprobeOptions,
 ): Promise<LinprobeResult> {
   validate(o);
   const device = encoder.cls_token.device;

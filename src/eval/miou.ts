@@ -32,7 +32,10 @@ export interface SegMetrics {
 export class ConfusionMatrix {
   readonly counts: Float64Array;
 
-  constructor(readonly numClasses: number, readonly ignoreIndex = IGNORE_INDEX) {
+  constructor(
+    readonly numClasses: number,
+    readonly ignoreIndex = IGNORE_INDEX,
+  ) {
     if (!(Number.isInteger(numClasses) && numClasses >= 1)) throw new RangeError(`ConfusionMatrix: numClasses must be a positive integer, got ${numClasses}`);
     this.counts = new Float64Array(numClasses * numClasses);
   }
@@ -57,19 +60,25 @@ export class ConfusionMatrix {
    * device (one scatter-add), only the C×C counts come back.
    */
   addTensors(truth: Tensor, prediction: Tensor): this {
-    if (truth.shape.join() !== prediction.shape.join()) throw new RangeError(`ConfusionMatrix: truth [${truth.shape}] and prediction [${prediction.shape}] differ`);
+    if (truth.shape.join() !== prediction.shape.join())
+      throw new RangeError(`ConfusionMatrix: truth [${truth.shape}] and prediction [${prediction.shape}] differ`);
     const C = this.numClasses;
-    const counts = torch.noGrad(() => torch.scope(() => {
-      const t = truth.flatten().long();
-      const p = prediction.flatten().long();
-      const keep = t.ne(this.ignoreIndex);
-      const tk = t.maskedSelect(keep);
-      const pk = p.maskedSelect(keep);
-      const bad = tk.lt(0).logicalOr(tk.ge(C)).any().item() || pk.lt(0).logicalOr(pk.ge(C)).any().item();
-      if (bad) throw new RangeError(`ConfusionMatrix: a label is outside 0..${C - 1} (truth other than the ignore index ${this.ignoreIndex}, or prediction)`);
-      const idx = tk.mul(C).add(pk);
-      return torch.zeros([C * C], { dtype: 'float64', device: idx.device }).scatterAdd(0, idx, torch.ones([idx.shape[0]], { dtype: 'float64', device: idx.device })).toFloat64Array();
-    }));
+    const counts = torch.noGrad(() =>
+      torch.scope(() => {
+        const t = truth.flatten().long();
+        const p = prediction.flatten().long();
+        const keep = t.ne(this.ignoreIndex);
+        const tk = t.maskedSelect(keep);
+        const pk = p.maskedSelect(keep);
+        const bad = tk.lt(0).logicalOr(tk.ge(C)).any().item() || pk.lt(0).logicalOr(pk.ge(C)).any().item();
+        if (bad) throw new RangeError(`ConfusionMatrix: a label is outside 0..${C - 1} (truth other than the ignore index ${this.ignoreIndex}, or prediction)`);
+        const idx = tk.mul(C).add(pk);
+        return torch
+          .zeros([C * C], { dtype: 'float64', device: idx.device })
+          .scatterAdd(0, idx, torch.ones([idx.shape[0]], { dtype: 'float64', device: idx.device }))
+          .toFloat64Array();
+      }),
+    );
     for (let i = 0; i < counts.length; i++) this.counts[i] += counts[i];
     return this;
   }
@@ -106,7 +115,12 @@ export function metricsFromConfusion(counts: ArrayLike<number>, C: number): SegM
   };
   const scored = perClassIoU.filter((x) => x !== null).length;
   return {
-    mIoU: mean(perClassIoU), pixelAccuracy: pixels > 0 ? correct / pixels : NaN, meanAccuracy: mean(perClassAccuracy),
-    perClassIoU, perClassAccuracy, pixels, classesScored: scored,
+    mIoU: mean(perClassIoU),
+    pixelAccuracy: pixels > 0 ? correct / pixels : NaN,
+    meanAccuracy: mean(perClassAccuracy),
+    perClassIoU,
+    perClassAccuracy,
+    pixels,
+    classesScored: scored,
   };
 }

@@ -42,7 +42,10 @@ export interface MixedBatch extends MixParams {
 class Draws {
   private buf: Float64Array = new Float64Array(0);
   private i = 0;
-  constructor(private readonly gen: torch.Generator, private readonly block = 32) {}
+  constructor(
+    private readonly gen: torch.Generator,
+    private readonly block = 32,
+  ) {}
   uniform(): number {
     if (this.i >= this.buf.length) {
       const t = torch.rand([this.block], { dtype: 'float64', generator: this.gen, device: 'cpu' });
@@ -93,8 +96,10 @@ export function cutmixBox(H: number, W: number, lam: number, cy: number, cx: num
   const cutW = Math.floor(W * ratio);
   const clip = (v: number, hi: number) => Math.min(Math.max(v, 0), hi);
   const box = {
-    y0: clip(cy - Math.floor(cutH / 2), H), y1: clip(cy + Math.floor(cutH / 2), H),
-    x0: clip(cx - Math.floor(cutW / 2), W), x1: clip(cx + Math.floor(cutW / 2), W),
+    y0: clip(cy - Math.floor(cutH / 2), H),
+    y1: clip(cy + Math.floor(cutH / 2), H),
+    x0: clip(cx - Math.floor(cutW / 2), W),
+    x1: clip(cx + Math.floor(cutW / 2), W),
   };
   const area = (box.y1 - box.y0) * (box.x1 - box.x0);
   return { box, lam: correctLam ? 1 - area / (H * W) : lam };
@@ -105,7 +110,10 @@ export function smoothOneHot(labels: Tensor, numClasses: number, smoothing = 0):
   return torch.scope(() => {
     const off = smoothing / numClasses;
     const on = 1 - smoothing + off;
-    return torch.F.oneHot(labels, numClasses).to({ dtype: 'float32' }).mul(on - off).add(off);
+    return torch.F.oneHot(labels, numClasses)
+      .to({ dtype: 'float32' })
+      .mul(on - off)
+      .add(off);
   });
 }
 
@@ -126,7 +134,10 @@ export function softTargetCrossEntropy(logits: Tensor, targets: Tensor): Tensor 
 
 export class Mixup {
   readonly o: Required<MixOptions>;
-  constructor(o: MixOptions, readonly generator: torch.Generator) {
+  constructor(
+    o: MixOptions,
+    readonly generator: torch.Generator,
+  ) {
     this.o = { prob: 1, switchProb: 0.5, labelSmoothing: 0.1, correctLam: true, ...o };
     const { mixupAlpha, cutmixAlpha, prob, switchProb, labelSmoothing, numClasses } = this.o;
     if (!(mixupAlpha >= 0)) throw new RangeError(`Mixup: mixupAlpha must be >= 0, got ${mixupAlpha}`);

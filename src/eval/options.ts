@@ -12,13 +12,20 @@ export const DATA_OPTIONS = defineOptions({
   dataPath: { type: 'string', help: 'dataset location (cifar10: folder or .tar.gz; folder: root with train/ and test/ class folders)' },
   trainLimit: { type: 'int', min: 1, help: 'use at most this many training images (seeded, class-balanced subset)' },
   testLimit: { type: 'int', min: 1, help: 'use at most this many test images (seeded, class-balanced subset)' },
-  numWorkers: { mayChangeOnResume: true, type: 'int', min: 0, help: 'decoding/augmentation worker threads (default: one per core but one, at most 8; 0 = on the main thread)' },
+  numWorkers: {
+    mayChangeOnResume: true,
+    type: 'int',
+    min: 0,
+    help: 'decoding/augmentation worker threads (default: one per core but one, at most 8; 0 = on the main thread)',
+  },
   ...IMAGE_INPUT_OPTIONS,
 });
 
 export const VERIFY_OPTIONS = defineOptions({
   verify: {
-    type: 'boolean', default: true, mayChangeOnResume: true,
+    type: 'boolean',
+    default: true,
+    mayChangeOnResume: true,
     help: "check a checkpoint folder's files against the SHA-256 in its state.json before using it (--no-verify uses a corrupted one anyway)",
   },
 });
@@ -30,9 +37,20 @@ export const RUN_OPTIONS = defineOptions({
 });
 
 const FEATURE_OPTIONS = defineOptions({
-  pooling: { type: 'string', default: 'cls', choices: ['cls', 'mean'], help: "feature: the [CLS] token or the mean of the patch tokens (after the final norm)" },
+  pooling: {
+    type: 'string',
+    default: 'cls',
+    choices: ['cls', 'mean'],
+    help: 'feature: the [CLS] token or the mean of the patch tokens (after the final norm)',
+  },
   evalBatchSize: { type: 'int', default: 256, min: 1, help: 'images per batch when extracting features' },
-  precision: { type: 'string', default: 'auto', choices: ['auto', 'fp32', 'bf16', 'fp16'], auto: autoPrecision, help: 'encoder precision while extracting features (bf16/fp16 autocast); auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)' },
+  precision: {
+    type: 'string',
+    default: 'auto',
+    choices: ['auto', 'fp32', 'bf16', 'fp16'],
+    auto: autoPrecision,
+    help: 'encoder precision while extracting features (bf16/fp16 autocast); auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)',
+  },
 });
 
 const KNN_ONLY = defineOptions({
@@ -51,12 +69,20 @@ const LINPROBE_ONLY = defineOptions({
   weightDecay: { type: 'number', default: 0, min: 0, help: 'weight decay' },
   momentum: { type: 'number', default: 0.9, min: 0, max: 1, help: 'SGD/LARS momentum' },
   optimizer: { type: 'string', default: 'sgd', choices: ['sgd', 'lars'], help: 'SGD (SemAIM authors) or LARS (MAE)' },
-  cacheFeatures: { type: 'boolean', default: true, help: 'extract features once (no augmentation) and train on them; --no-cache-features runs the encoder on every crop-flip batch' },
+  cacheFeatures: {
+    type: 'boolean',
+    default: true,
+    help: 'extract features once (no augmentation) and train on them; --no-cache-features runs the encoder on every crop-flip batch',
+  },
   evalEvery: { type: 'int', default: 0, min: 0, help: 'report test accuracy every N epochs (0: only at the end)' },
 });
 
 export const KNN_OPTIONS = defineOptions({
-  checkpoint: { type: 'string', required: true, help: 'pre-training run folder (newest valid checkpoint), checkpoint folder, or exported encoder .safetensors' },
+  checkpoint: {
+    type: 'string',
+    required: true,
+    help: 'pre-training run folder (newest valid checkpoint), checkpoint folder, or exported encoder .safetensors',
+  },
   ...VERIFY_OPTIONS,
   ...KNN_ONLY,
   ...FEATURE_OPTIONS,
@@ -96,7 +122,12 @@ export const FINETUNE_OPTIONS = defineOptions({
   beta2: { type: 'number', default: 0.999, min: 0, max: 1, help: 'AdamW beta2' },
   clipGrad: { type: 'number', default: 0, min: 0, help: 'global gradient-norm clip (0 = off, as MAE)' },
   // regularisation
-  augment: { type: 'string', default: 'finetune', choices: ['finetune', 'crop-flip', 'none'], help: "data augmentation: 'finetune' = crop, flip, RandAugment m9-mstd0.5, random erasing 0.25" },
+  augment: {
+    type: 'string',
+    default: 'finetune',
+    choices: ['finetune', 'crop-flip', 'none'],
+    help: "data augmentation: 'finetune' = crop, flip, RandAugment m9-mstd0.5, random erasing 0.25",
+  },
   mixup: { type: 'number', default: 0.8, min: 0, help: 'mixup Beta(α, α) (0 = off)' },
   cutmix: { type: 'number', default: 1.0, min: 0, help: 'cutmix Beta(α, α) (0 = off)' },
   mixupProb: { type: 'number', default: 1, min: 0, max: 1, help: 'probability of mixing a batch' },
@@ -104,7 +135,13 @@ export const FINETUNE_OPTIONS = defineOptions({
   smoothing: { type: 'number', default: 0.1, min: 0, max: 0.99, help: 'label smoothing' },
   ema: { type: 'boolean', default: false, help: 'keep (and evaluate) an EMA copy of the model' },
   emaDecay: { type: 'number', default: 0.9999, min: 0, max: 1, help: 'EMA decay per step' },
-  precision: { type: 'string', default: 'auto', choices: ['auto', 'fp32', 'bf16', 'fp16'], auto: autoPrecision, help: 'mixed precision (fp16 with loss scaling, CUDA only); auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)' },
+  precision: {
+    type: 'string',
+    default: 'auto',
+    choices: ['auto', 'fp32', 'bf16', 'fp16'],
+    auto: autoPrecision,
+    help: 'mixed precision (fp16 with loss scaling, CUDA only); auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)',
+  },
   evalBatchSize: { mayChangeOnResume: true, type: 'int', default: 256, min: 1, help: 'images per evaluation batch' },
   ...DATA_OPTIONS,
   ...RUN_OPTIONS,

@@ -33,17 +33,34 @@ export interface EvalResult {
 }
 
 export function makeResult(
-  command: EvalResult['command'], rows: ResultRow[], o: {
-    source: EncoderSource; config: OptionValues; data: EvalResult['data']; classNames?: string[]; seconds: number; details?: Record<string, unknown>;
+  command: EvalResult['command'],
+  rows: ResultRow[],
+  o: {
+    source: EncoderSource;
+    config: OptionValues;
+    data: EvalResult['data'];
+    classNames?: string[];
+    seconds: number;
+    details?: Record<string, unknown>;
   },
 ): EvalResult {
   if (!rows.length) throw new Error('makeResult: no result rows');
   const head = rows[0].accuracy;
   return {
-    format: 'semaim.eval/1', command, createdAt: new Date().toISOString(),
-    top1: head.top1, top5: head.top5, perClass: head.perClass, classNames: o.classNames, rows,
+    format: 'semaim.eval/1',
+    command,
+    createdAt: new Date().toISOString(),
+    top1: head.top1,
+    top5: head.top5,
+    perClass: head.perClass,
+    classNames: o.classNames,
+    rows,
     checkpoint: { path: o.source.path, weights: o.source.weights, sha256: o.source.sha256, kind: o.source.kind },
-    encoder: o.source.config, data: o.data, config: o.config, seconds: o.seconds, details: o.details,
+    encoder: o.source.config,
+    data: o.data,
+    config: o.config,
+    seconds: o.seconds,
+    details: o.details,
   };
 }
 
@@ -57,7 +74,8 @@ export function writeResult(outDir: string, result: { command: string }): string
   return path;
 }
 
-export const pct = (v: number | null | undefined, digits = 2): string => (v === null || v === undefined || !Number.isFinite(v) ? '–' : (100 * v).toFixed(digits));
+export const pct = (v: number | null | undefined, digits = 2): string =>
+  v === null || v === undefined || !Number.isFinite(v) ? '–' : (100 * v).toFixed(digits);
 
 /** A Markdown table: header row, alignment row, body. */
 export function markdownTable(header: string[], rows: string[][], align: ('l' | 'r')[] = []): string {
@@ -67,8 +85,11 @@ export function markdownTable(header: string[], rows: string[][], align: ('l' | 
 
 /** The short table the commands print: one row per measurement, then per-class top-1 of the first. */
 export function formatResult(r: EvalResult): string {
-  const main = markdownTable(['evaluation', 'top-1 %', 'top-5 %', 'images'],
-    r.rows.map((row) => [row.name, pct(row.accuracy.top1), pct(row.accuracy.top5), String(row.accuracy.n)]), ['l', 'r', 'r', 'r']);
+  const main = markdownTable(
+    ['evaluation', 'top-1 %', 'top-5 %', 'images'],
+    r.rows.map((row) => [row.name, pct(row.accuracy.top1), pct(row.accuracy.top5), String(row.accuracy.n)]),
+    ['l', 'r', 'r', 'r'],
+  );
   const names = r.classNames ?? r.perClass.map((_, i) => String(i));
   const perClass = markdownTable(['class', ...names.slice(0, r.perClass.length)], [[`top-1 % (${r.rows[0].name})`, ...r.perClass.map((v) => pct(v, 1))]]);
   return `${main}\n${perClass}\nencoder ${r.checkpoint.weights} (sha256 ${r.checkpoint.sha256.slice(0, 16)}…)\n`;

@@ -25,8 +25,14 @@ export interface EvalRun {
 
 export function dataRequest(o: EvalCommonOptions, split: Split, imgSize: number): EvalDataRequest {
   return {
-    split, dataset: o.dataset, dataPath: o.dataPath, imgSize,
-    limit: split === 'train' ? o.trainLimit : o.testLimit, seed: o.seed, numWorkers: o.numWorkers, imageInput: imageInputOptions(o),
+    split,
+    dataset: o.dataset,
+    dataPath: o.dataPath,
+    imgSize,
+    limit: split === 'train' ? o.trainLimit : o.testLimit,
+    seed: o.seed,
+    numWorkers: o.numWorkers,
+    imageInput: imageInputOptions(o),
   };
 }
 
@@ -35,7 +41,12 @@ function setThreads(o: EvalCommonOptions): void {
 }
 
 /** Both labelled splits; checks that they agree on the classes. */
-export async function makeSplits(f: DataFactories, o: EvalCommonOptions, imgSize: number, trainSlice?: RankSlice): Promise<{ train: LabelledData; test: LabelledData }> {
+export async function makeSplits(
+  f: DataFactories,
+  o: EvalCommonOptions,
+  imgSize: number,
+  trainSlice?: RankSlice,
+): Promise<{ train: LabelledData; test: LabelledData }> {
   const train = await f.makeEvalData(dataRequest(o, 'train', imgSize), trainSlice);
   let test: LabelledData;
   try {
@@ -53,8 +64,17 @@ export async function makeSplits(f: DataFactories, o: EvalCommonOptions, imgSize
 }
 
 /** Loads the encoder and extracts train and test features. */
-export async function encoderFeatures(o: KnnCommandOptions | LinprobeCommandOptions, f: DataFactories, source: EncoderSource): Promise<{
-  loaded: LoadedEncoder; train: FeatureSet; test: FeatureSet; numClasses: number; classNames?: string[]; sizes: { train: number; test: number };
+export async function encoderFeatures(
+  o: KnnCommandOptions | LinprobeCommandOptions,
+  f: DataFactories,
+  source: EncoderSource,
+): Promise<{
+  loaded: LoadedEncoder;
+  train: FeatureSet;
+  test: FeatureSet;
+  numClasses: number;
+  classNames?: string[];
+  sizes: { train: number; test: number };
 }> {
   const loaded = loadEncoder(source, { device: checkDevice(o.device) });
   let train: FeatureSet | null = null;
@@ -66,7 +86,14 @@ export async function encoderFeatures(o: KnnCommandOptions | LinprobeCommandOpti
       const fo = { batchSize: o.evalBatchSize, pooling: o.pooling, precision: o.precision };
       train = await extractFeatures(loaded.encoder, splits.train, { ...fo, label: 'features (train)' });
       const test = await extractFeatures(loaded.encoder, splits.test, { ...fo, label: 'features (test)' });
-      return { loaded, train, test, numClasses: splits.train.numClasses, classNames: splits.train.classNames, sizes: { train: splits.train.size, test: splits.test.size } };
+      return {
+        loaded,
+        train,
+        test,
+        numClasses: splits.train.numClasses,
+        classNames: splits.train.classNames,
+        sizes: { train: splits.train.size, test: splits.test.size },
+      };
     } finally {
       await splits.train.close();
       await splits.test.close();
@@ -92,11 +119,18 @@ export async function runKnn(o: KnnCommandOptions, f: DataFactories): Promise<Ev
   const ft = await encoderFeatures(o, f, source);
   try {
     const results = knnClassify(ft.train, ft.test, {
-      ks: parseKs(o.k), temperature: o.temperature, numClasses: ft.numClasses, chunkSize: o.chunkSize,
+      ks: parseKs(o.k),
+      temperature: o.temperature,
+      numClasses: ft.numClasses,
+      chunkSize: o.chunkSize,
     });
     const result = makeResult('knn', knnRows(results), {
-      source: ft.loaded.source, config: o, data: { ...ft.sizes, numClasses: ft.numClasses }, classNames: ft.classNames,
-      seconds: (Date.now() - t0) / 1000, details: { perK: results.map((r) => ({ k: r.k, ...r.accuracy })) },
+      source: ft.loaded.source,
+      config: o,
+      data: { ...ft.sizes, numClasses: ft.numClasses },
+      classNames: ft.classNames,
+      seconds: (Date.now() - t0) / 1000,
+      details: { perK: results.map((r) => ({ k: r.k, ...r.accuracy })) },
     });
     const path = writeResult(o.outDir, result);
     return { result, path, table: formatResult(result) };
@@ -108,8 +142,17 @@ export async function runKnn(o: KnnCommandOptions, f: DataFactories): Promise<Ev
 
 export function linprobeOptionsFrom(o: LinprobeCommandOptions): LinprobeOptions {
   return {
-    epochs: o.epochs, batchSize: o.batchSize, blr: o.blr, lr: o.lr, minLr: o.minLr, warmupEpochs: o.warmupEpochs, weightDecay: o.weightDecay,
-    momentum: o.momentum, optimizer: o.optimizer, seed: o.seed, evalEvery: o.evalEvery,
+    epochs: o.epochs,
+    batchSize: o.batchSize,
+    blr: o.blr,
+    lr: o.lr,
+    minLr: o.minLr,
+    warmupEpochs: o.warmupEpochs,
+    weightDecay: o.weightDecay,
+    momentum: o.momentum,
+    optimizer: o.optimizer,
+    seed: o.seed,
+    evalEvery: o.evalEvery,
   };
 }
 
@@ -160,8 +203,12 @@ export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories): 
   try {
     const outDir = o.outDir;
     const result = makeResult('linprobe', [{ name: `linear probe (${o.optimizer}, ${o.epochs} ep)`, accuracy: r.accuracy }], {
-      source: loaded.source, config: o, data: { ...sizes, numClasses }, classNames,
-      seconds: (Date.now() - t0) / 1000, details: { lr: r.lr, history: r.history },
+      source: loaded.source,
+      config: o,
+      data: { ...sizes, numClasses },
+      classNames,
+      seconds: (Date.now() - t0) / 1000,
+      details: { lr: r.lr, history: r.history },
     });
     const path = writeResult(outDir, result);
     saveTensors(`${outDir}/probe.safetensors`, r.probe.stateDict(), { format: 'semaim.linprobe/1', encoderSha256: loaded.source.sha256 });
@@ -198,11 +245,19 @@ export async function runFinetune(o: FinetuneOptions, f: DataFactories, hooks: F
     const rows = [{ name: `fine-tune (${r.steps} steps)`, accuracy: r.accuracy }];
     if (r.emaAccuracy) rows.push({ name: 'fine-tune (EMA)', accuracy: r.emaAccuracy });
     const result = makeResult('finetune', rows, {
-      source: r.encoder, config: o, data: { train: splits.train.size, test: splits.test.size, numClasses: splits.train.numClasses },
-      classNames: splits.train.classNames, seconds: (Date.now() - t0) / 1000,
+      source: r.encoder,
+      config: o,
+      data: { train: splits.train.size, test: splits.test.size, numClasses: splits.train.numClasses },
+      classNames: splits.train.classNames,
+      seconds: (Date.now() - t0) / 1000,
       details: {
-        steps: r.steps, stoppedBy: r.stoppedBy, bestTop1: r.bestTop1, lastLoss: r.lastLoss, model: r.config,
-        finetuneCheckpoint: r.checkpoint, finetuneSha256: r.checkpoint ? sha256File(join(r.checkpoint, 'model.safetensors')) : null,
+        steps: r.steps,
+        stoppedBy: r.stoppedBy,
+        bestTop1: r.bestTop1,
+        lastLoss: r.lastLoss,
+        model: r.config,
+        finetuneCheckpoint: r.checkpoint,
+        finetuneSha256: r.checkpoint ? sha256File(join(r.checkpoint, 'model.safetensors')) : null,
       },
     });
     const path = writeResult(o.outDir, result);

@@ -23,12 +23,16 @@ export function parseBlocks(text: string, depth: number): number[] {
     if (!(n >= 1 && n <= depth)) throw new RangeError(`blocks '${text}': the encoder has ${depth} blocks`);
     list = Array.from({ length: n }, (_, i) => depth - n + i);
   } else {
-    list = t.split(',').map((s) => s.trim()).filter(Boolean).map((s) => {
-      if (!/^\d+$/.test(s)) throw new RangeError(`blocks '${text}': expected 'last', 'lastN' or 0-based block indices such as '1,3'`);
-      const i = Number(s);
-      if (i >= depth) throw new RangeError(`blocks '${text}': block ${i} does not exist (the encoder has blocks 0..${depth - 1})`);
-      return i;
-    });
+    list = t
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)
+      .map((s) => {
+        if (!/^\d+$/.test(s)) throw new RangeError(`blocks '${text}': expected 'last', 'lastN' or 0-based block indices such as '1,3'`);
+        const i = Number(s);
+        if (i >= depth) throw new RangeError(`blocks '${text}': block ${i} does not exist (the encoder has blocks 0..${depth - 1})`);
+        return i;
+      });
     if (!list.length) throw new RangeError(`blocks '${text}' names no block`);
   }
   return [...new Set(list)].sort((a, b) => a - b);
@@ -38,18 +42,22 @@ export function parseBlocks(text: string, depth: number): number[] {
 export function patchTokens(encoder: VisionTransformer, images: Tensor, blocks: number[], precision: Precision = 'fp32'): Tensor {
   const wanted = new Set(blocks);
   const lastNeeded = Math.max(...blocks);
-  return torch.noGrad(() => torch.scope(() => withPrecision(precision, images.device, () => {
-    const N = encoder.numPatches;
-    let x = torch.cat([encoder.clsTokens(images.shape[0]), encoder.embedPatches(images)], 1);
-    const outs: Tensor[] = [];
-    let i = 0;
-    for (const b of encoder.blocks) {
-      x = b.forward(x);
-      if (wanted.has(i)) outs.push(encoder.norm.forward(x).narrow(1, 1, N));
-      if (i++ === lastNeeded) break;
-    }
-    return (outs.length === 1 ? outs[0] : torch.cat(outs, 2)).float();
-  })));
+  return torch.noGrad(() =>
+    torch.scope(() =>
+      withPrecision(precision, images.device, () => {
+        const N = encoder.numPatches;
+        let x = torch.cat([encoder.clsTokens(images.shape[0]), encoder.embedPatches(images)], 1);
+        const outs: Tensor[] = [];
+        let i = 0;
+        for (const b of encoder.blocks) {
+          x = b.forward(x);
+          if (wanted.has(i)) outs.push(encoder.norm.forward(x).narrow(1, 1, N));
+          if (i++ === lastNeeded) break;
+        }
+        return (outs.length === 1 ? outs[0] : torch.cat(outs, 2)).float();
+      }),
+    ),
+  );
 }
 
 /** Cached patch features of a segmentation dataset. */
@@ -95,11 +103,15 @@ export async function extractSegFeatures(encoder: VisionTransformer, data: SegDa
   try {
     for await (const b of data.batches({ batchSize: o.batchSize, shuffle: false, epoch: 0, augment: 'none' })) {
       const B = b.shape[0];
-      parts.push(torch.keep(torch.scope(() => {
-        const images = torch.tensor(b.images, { shape: b.shape, device });
-        encoder.checkImages(images);
-        return patchTokens(encoder, images, o.blocks, o.precision);
-      })));
+      parts.push(
+        torch.keep(
+          torch.scope(() => {
+            const images = torch.tensor(b.images, { shape: b.shape, device });
+            encoder.checkImages(images);
+            return patchTokens(encoder, images, o.blocks, o.precision);
+          }),
+        ),
+      );
       maskParts.push(b.masks.slice(0, B * hw));
       indexParts.push(b.indices.slice(0, B));
       if (keptCount < keep) {
@@ -122,8 +134,12 @@ export async function extractSegFeatures(encoder: VisionTransformer, data: SegDa
       return out;
     };
     return {
-      features, masks: concat(maskParts, (l) => new Uint8Array(l)), indices: concat(indexParts, (l) => new Int32Array(l)),
-      grid: [encoder.gridH, encoder.gridW], size: [H, W], images: concat(kept, (l) => new Float32Array(l)),
+      features,
+      masks: concat(maskParts, (l) => new Uint8Array(l)),
+      indices: concat(indexParts, (l) => new Int32Array(l)),
+      grid: [encoder.gridH, encoder.gridW],
+      size: [H, W],
+      images: concat(kept, (l) => new Float32Array(l)),
     };
   } finally {
     for (const p of parts) p.dispose();

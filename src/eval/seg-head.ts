@@ -16,7 +16,10 @@ export class SegLinearHead extends Module {
    * (a Linear follows, which can absorb a scale and shift), eps 1e-6, as the linear probe; Linear
    * weight N(0, 0.01²) and zero bias, as mmseg's conv_seg.
    */
-  constructor(readonly dim: number, readonly numClasses: number) {
+  constructor(
+    readonly dim: number,
+    readonly numClasses: number,
+  ) {
     super();
     if (!(Number.isInteger(numClasses) && numClasses >= 2)) throw new RangeError(`SegLinearHead: numClasses must be an integer >= 2, got ${numClasses}`);
     this.bn = this.module('bn', new BatchNorm1d(dim, { affine: false, eps: 1e-6 }));

@@ -10,14 +10,23 @@ import { defaultSegLr, type SegOptimizer } from './segprobe';
 
 /** The data options (also offered by `semaim ablate --eval segprobe`). */
 export const SEG_DATA_OPTIONS = defineOptions({
-  segClasses: { type: 'string', default: 'shapes', choices: ['shapes', 'object'], help: "synthetic objects: 'shapes' = background + one class per shape (11), 'object' = background + object (2)" },
+  segClasses: {
+    type: 'string',
+    default: 'shapes',
+    choices: ['shapes', 'object'],
+    help: "synthetic objects: 'shapes' = background + one class per shape (11), 'object' = background + object (2)",
+  },
   numClasses: { type: 'int', min: 2, max: 255, help: 'seg-folder without classes.txt: the number of classes (mask values 0..N-1, 255 = ignore)' },
   reduceZeroLabel: { type: 'boolean', default: false, help: "seg-folder: ADE20K's convention, label 0 becomes ignore and label k becomes k-1" },
 });
 
 /** The probe's training options. */
 export const SEG_PROBE_OPTIONS = defineOptions({
-  blocks: { type: 'string', default: 'last', help: "patch tokens of: 'last' (final block, after the final norm), 'lastN' (e.g. last4, concatenated, each through the final norm) or 0-based block indices '1,3'" },
+  blocks: {
+    type: 'string',
+    default: 'last',
+    help: "patch tokens of: 'last' (final block, after the final norm), 'lastN' (e.g. last4, concatenated, each through the final norm) or 0-based block indices '1,3'",
+  },
   epochs: { type: 'number', default: 20, min: 0.001, help: 'training epochs' },
   batchSize: { type: 'int', default: 16, min: 1, help: 'images per step' },
   optimizer: { type: 'string', default: 'adamw', choices: ['adamw', 'sgd'], help: 'AdamW (β 0.9, 0.999) or SGD with momentum' },
@@ -26,24 +35,50 @@ export const SEG_PROBE_OPTIONS = defineOptions({
   warmupEpochs: { type: 'number', default: 0, min: 0, help: 'linear warm-up epochs (below --epochs)' },
   weightDecay: { type: 'number', default: 1e-4, min: 0, help: 'weight decay' },
   momentum: { type: 'number', default: 0.9, min: 0, max: 1, help: 'SGD momentum' },
-  augment: { type: 'string', default: 'none', choices: ['none', 'crop-flip'], help: "'none': features extracted once and cached; 'crop-flip': random resized crop (scale 0.5-1) + flip of image and mask, the encoder runs on every batch" },
+  augment: {
+    type: 'string',
+    default: 'none',
+    choices: ['none', 'crop-flip'],
+    help: "'none': features extracted once and cached; 'crop-flip': random resized crop (scale 0.5-1) + flip of image and mask, the encoder runs on every batch",
+  },
 });
 
 export const SEGPROBE_OPTIONS = defineOptions({
-  checkpoint: { type: 'string', required: true, help: 'pre-training run folder (newest valid checkpoint), checkpoint folder, or exported encoder .safetensors' },
+  checkpoint: {
+    type: 'string',
+    required: true,
+    help: 'pre-training run folder (newest valid checkpoint), checkpoint folder, or exported encoder .safetensors',
+  },
   verify: {
-    type: 'boolean', default: true,
+    type: 'boolean',
+    default: true,
     help: "check a checkpoint folder's files against the SHA-256 in its state.json before using it (--no-verify uses a corrupted one anyway)",
   },
-  init: { type: 'string', default: 'pretrained', choices: ['pretrained', 'random'], help: "'random': the checkpoint's architecture freshly initialised from --seed (baseline)" },
+  init: {
+    type: 'string',
+    default: 'pretrained',
+    choices: ['pretrained', 'random'],
+    help: "'random': the checkpoint's architecture freshly initialised from --seed (baseline)",
+  },
   ...SEG_PROBE_OPTIONS,
-  dataset: { type: 'string', default: 'synthetic', choices: ['synthetic', 'seg-folder'], help: "'synthetic' (built-in objects with masks) or 'seg-folder' (--data-path with {train,test}/images and {train,test}/masks)" },
+  dataset: {
+    type: 'string',
+    default: 'synthetic',
+    choices: ['synthetic', 'seg-folder'],
+    help: "'synthetic' (built-in objects with masks) or 'seg-folder' (--data-path with {train,test}/images and {train,test}/masks)",
+  },
   dataPath: { type: 'string', help: 'seg-folder: the root folder' },
   ...SEG_DATA_OPTIONS,
   trainLimit: { type: 'int', min: 2, help: 'use at most this many training images (synthetic: default 5000; folder: a seeded subset)' },
   testLimit: { type: 'int', min: 1, help: 'use at most this many test images (synthetic: default 1000; folder: a seeded subset)' },
   evalBatchSize: { type: 'int', default: 64, min: 1, help: 'images per batch when extracting features and predicting' },
-  precision: { type: 'string', default: 'auto', choices: ['auto', 'fp32', 'bf16', 'fp16'], auto: autoPrecision, help: 'encoder precision (autocast); auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)' },
+  precision: {
+    type: 'string',
+    default: 'auto',
+    choices: ['auto', 'fp32', 'bf16', 'fp16'],
+    auto: autoPrecision,
+    help: 'encoder precision (autocast); auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)',
+  },
   evalEvery: { type: 'int', default: 0, min: 0, help: 'report test mIoU every N epochs (0: only at the end)' },
   figureImages: { type: 'int', default: 8, min: 0, help: 'test images drawn in segprobe.png (0: no figure)' },
   seed: { type: 'int', default: 0, help: "random seed (the head's initialisation and shuffling; also the synthetic objects' image streams)" },
@@ -97,11 +132,19 @@ export type SegprobeCommandOptions = Options<typeof SEGPROBE_OPTIONS>;
 /** The probe's settings from resolved options (SEG_PROBE_OPTIONS keys). */
 export function readSegprobeSettings(o: Options<typeof SEG_PROBE_OPTIONS>): SegprobeSettings {
   const s: SegprobeSettings = {
-    blocks: o.blocks, epochs: o.epochs, batchSize: o.batchSize, optimizer: o.optimizer,
-    lr: o.lr ?? defaultSegLr(o.optimizer), minLr: o.minLr, warmupEpochs: o.warmupEpochs,
-    weightDecay: o.weightDecay, momentum: o.momentum, augment: o.augment,
+    blocks: o.blocks,
+    epochs: o.epochs,
+    batchSize: o.batchSize,
+    optimizer: o.optimizer,
+    lr: o.lr ?? defaultSegLr(o.optimizer),
+    minLr: o.minLr,
+    warmupEpochs: o.warmupEpochs,
+    weightDecay: o.weightDecay,
+    momentum: o.momentum,
+    augment: o.augment,
   };
-  if (!/^last\d*$|^\d+(\s*,\s*\d+)*$/.test(s.blocks.trim())) throw new OptionError('blocks', `expected 'last', 'lastN' or 0-based block indices such as '1,3', got '${s.blocks}'`);
+  if (!/^last\d*$|^\d+(\s*,\s*\d+)*$/.test(s.blocks.trim()))
+    throw new OptionError('blocks', `expected 'last', 'lastN' or 0-based block indices such as '1,3', got '${s.blocks}'`);
   if (s.warmupEpochs >= s.epochs) throw new OptionError('warmupEpochs', `(${s.warmupEpochs}) must be below epochs (${s.epochs})`);
   return s;
 }
@@ -109,10 +152,16 @@ export function readSegprobeSettings(o: Options<typeof SEG_PROBE_OPTIONS>): Segp
 /** Data settings from resolved options (SEG_DATA_OPTIONS plus dataset, dataPath, limits). */
 export function readSegDataSettings(o: SegDataSettings): SegDataSettings {
   const d: SegDataSettings = {
-    dataset: o.dataset, dataPath: o.dataPath, segClasses: o.segClasses, numClasses: o.numClasses, reduceZeroLabel: o.reduceZeroLabel,
-    trainLimit: o.trainLimit, testLimit: o.testLimit,
+    dataset: o.dataset,
+    dataPath: o.dataPath,
+    segClasses: o.segClasses,
+    numClasses: o.numClasses,
+    reduceZeroLabel: o.reduceZeroLabel,
+    trainLimit: o.trainLimit,
+    testLimit: o.testLimit,
   };
-  if (d.dataset === 'seg-folder' && !d.dataPath) throw new OptionError('dataPath', "dataset 'seg-folder' needs --data-path (a folder with train/ and test/, each holding images/ and masks/)");
+  if (d.dataset === 'seg-folder' && !d.dataPath)
+    throw new OptionError('dataPath', "dataset 'seg-folder' needs --data-path (a folder with train/ and test/, each holding images/ and masks/)");
   return d;
 }
 
@@ -120,8 +169,18 @@ export function readSegprobeConfig(o: SegprobeCommandOptions): SegprobeConfig {
   const device = checkDevice(o.device);
   checkPrecision(o.precision, o.device);
   return {
-    checkpoint: o.checkpoint, verify: o.verify, init: o.init, probe: readSegprobeSettings(o), data: readSegDataSettings(o),
-    evalBatchSize: o.evalBatchSize, precision: o.precision, evalEvery: o.evalEvery,
-    figureImages: o.figureImages, seed: o.seed, device, threads: o.threads, outDir: o.outDir,
+    checkpoint: o.checkpoint,
+    verify: o.verify,
+    init: o.init,
+    probe: readSegprobeSettings(o),
+    data: readSegDataSettings(o),
+    evalBatchSize: o.evalBatchSize,
+    precision: o.precision,
+    evalEvery: o.evalEvery,
+    figureImages: o.figureImages,
+    seed: o.seed,
+    device,
+    threads: o.threads,
+    outDir: o.outDir,
   };
 }

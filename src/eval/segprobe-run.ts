@@ -52,7 +52,13 @@ function checkShapes(encoder: VisionTransformer, data: SegData, what: string): v
 }
 
 /** Trains and scores the probe on a frozen encoder over two splits. */
-export async function segprobeEncoder(encoder: VisionTransformer, train: SegData, test: SegData, s: SegprobeSettings, o: ProbeRunOptions): Promise<SegprobeOutcome> {
+export async function segprobeEncoder(
+  encoder: VisionTransformer,
+  train: SegData,
+  test: SegData,
+  s: SegprobeSettings,
+  o: ProbeRunOptions,
+): Promise<SegprobeOutcome> {
   if (train.numClasses !== test.numClasses) throw new Error(`the train split has ${train.numClasses} classes, the test split ${test.numClasses}`);
   checkShapes(encoder, train, 'train data');
   checkShapes(encoder, test, 'test data');
@@ -62,8 +68,18 @@ export async function segprobeEncoder(encoder: VisionTransformer, train: SegData
   const fo = { batchSize: o.evalBatchSize, blocks, precision: o.precision };
   const keep = o.keep ?? 0;
   const settings = {
-    epochs: s.epochs, batchSize: s.batchSize, lr: s.lr, minLr: s.minLr, warmupEpochs: s.warmupEpochs, weightDecay: s.weightDecay,
-    momentum: s.momentum, optimizer: s.optimizer, seed: o.seed, evalEvery: o.evalEvery, keepPredictions: keep, label: show ? 'segprobe' : null,
+    epochs: s.epochs,
+    batchSize: s.batchSize,
+    lr: s.lr,
+    minLr: s.minLr,
+    warmupEpochs: s.warmupEpochs,
+    weightDecay: s.weightDecay,
+    momentum: s.momentum,
+    optimizer: s.optimizer,
+    seed: o.seed,
+    evalEvery: o.evalEvery,
+    keepPredictions: keep,
+    label: show ? 'segprobe' : null,
   };
   let testSet: SegFeatureSet | null = null;
   let trainSet: SegFeatureSet | null = null;
@@ -84,7 +100,9 @@ export async function segprobeEncoder(encoder: VisionTransformer, train: SegData
     const hw = testSet.size[0] * testSet.size[1];
     const count = Math.min(keep, testSet.features.shape[0]);
     return {
-      probe, blocks, featureDim: testSet.features.shape[2],
+      probe,
+      blocks,
+      featureDim: testSet.features.shape[2],
       baseline: { classIndex, className: train.classNames[classIndex], metrics: constantPredictionMetrics(testSet.masks, C, classIndex) },
       sizes: { train: trainCount, test: testSet.features.shape[0] },
       skipped: { train: train.skipped(), test: test.skipped() },
@@ -107,8 +125,15 @@ export function frozenEncoder(source: EncoderSource, init: 'pretrained' | 'rando
 
 export function segDataRequest(d: SegDataSettings, split: 'train' | 'test', imgSize: number, seed: number): SegDataRequest {
   return {
-    split, dataset: d.dataset, dataPath: d.dataPath, imgSize, limit: split === 'train' ? d.trainLimit : d.testLimit, seed,
-    segClasses: d.segClasses, numClasses: d.numClasses, reduceZeroLabel: d.reduceZeroLabel,
+    split,
+    dataset: d.dataset,
+    dataPath: d.dataPath,
+    imgSize,
+    limit: split === 'train' ? d.trainLimit : d.testLimit,
+    seed,
+    segClasses: d.segClasses,
+    numClasses: d.numClasses,
+    reduceZeroLabel: d.reduceZeroLabel,
   };
 }
 
@@ -155,12 +180,17 @@ const row = (name: string, m: SegMetrics): SegRow => ({ name, mIoU: m.mIoU, pixe
 
 /** The table printed after a run: one row per measurement, then the per-class IoU of the probe. */
 export function formatSegprobe(r: SegprobeFile): string {
-  const main = markdownTable(['evaluation', 'mIoU %', 'pixel acc %', 'mean acc %', 'test images'],
-    r.rows.map((x) => [x.name, pct(x.mIoU), pct(x.pixelAccuracy), pct(x.meanAccuracy), String(r.data.test)]), ['l', 'r', 'r', 'r', 'r']);
+  const main = markdownTable(
+    ['evaluation', 'mIoU %', 'pixel acc %', 'mean acc %', 'test images'],
+    r.rows.map((x) => [x.name, pct(x.mIoU), pct(x.pixelAccuracy), pct(x.meanAccuracy), String(r.data.test)]),
+    ['l', 'r', 'r', 'r', 'r'],
+  );
   const perClass = markdownTable(['class', ...r.classNames], [['IoU % (probe)', ...r.perClassIoU.map((v) => pct(v, 1))]]);
   const skips = `skipped samples: train ${describeSkips(r.data.skipped.train)}, test ${describeSkips(r.data.skipped.test)}`;
-  const enc = r.checkpoint.init === 'random' ? `encoder: the architecture of ${r.checkpoint.weights}, randomly initialised (seed ${r.config.seed})`
-    : `encoder ${r.checkpoint.weights} (sha256 ${r.checkpoint.sha256.slice(0, 16)}…)`;
+  const enc =
+    r.checkpoint.init === 'random'
+      ? `encoder: the architecture of ${r.checkpoint.weights}, randomly initialised (seed ${r.config.seed})`
+      : `encoder ${r.checkpoint.weights} (sha256 ${r.checkpoint.sha256.slice(0, 16)}…)`;
   return `${main}\n${perClass}\n${skips}\n${enc}\n`;
 }
 
@@ -184,7 +214,11 @@ export async function runSegprobe(cfg: SegprobeConfig, options: Record<string, u
     try {
       names = train.classNames;
       outcome = await segprobeEncoder(encoder, train, test, cfg.probe, {
-        evalBatchSize: cfg.evalBatchSize, precision: cfg.precision, seed: cfg.seed, evalEvery: cfg.evalEvery, keep: cfg.figureImages,
+        evalBatchSize: cfg.evalBatchSize,
+        precision: cfg.precision,
+        seed: cfg.seed,
+        evalEvery: cfg.evalEvery,
+        keep: cfg.figureImages,
       });
     } finally {
       await train.close();
@@ -198,8 +232,14 @@ export async function runSegprobe(cfg: SegprobeConfig, options: Record<string, u
     const m = probe.metrics;
     const label = cfg.init === 'random' ? 'random-init encoder' : 'frozen encoder';
     const result: SegprobeFile = {
-      format: 'semaim.segprobe/1', command: 'segprobe', createdAt: new Date().toISOString(),
-      mIoU: m.mIoU, pixelAccuracy: m.pixelAccuracy, meanAccuracy: m.meanAccuracy, perClassIoU: m.perClassIoU, perClassAccuracy: m.perClassAccuracy,
+      format: 'semaim.segprobe/1',
+      command: 'segprobe',
+      createdAt: new Date().toISOString(),
+      mIoU: m.mIoU,
+      pixelAccuracy: m.pixelAccuracy,
+      meanAccuracy: m.meanAccuracy,
+      perClassIoU: m.perClassIoU,
+      perClassAccuracy: m.perClassAccuracy,
       classNames: names,
       rows: [
         row(`linear probe, ${label} (${cfg.probe.optimizer}, ${cfg.probe.epochs} ep, blocks ${cfg.probe.blocks})`, m),
@@ -208,25 +248,42 @@ export async function runSegprobe(cfg: SegprobeConfig, options: Record<string, u
       checkpoint: { path: source.path, weights: source.weights, sha256: source.sha256, kind: source.kind, init: cfg.init },
       encoder: source.config,
       data: { dataset: cfg.data.dataset, ...outcome.sizes, numClasses: names.length, ignoreIndex: 255, skipped: outcome.skipped },
-      config: options, seconds: 0,
+      config: options,
+      seconds: 0,
       details: {
-        lr: probe.lr, history: probe.history, blocks: outcome.blocks, featureDim: outcome.featureDim,
+        lr: probe.lr,
+        history: probe.history,
+        blocks: outcome.blocks,
+        featureDim: outcome.featureDim,
         baseline: { classIndex: baseline.classIndex, perClassIoU: baseline.metrics.perClassIoU },
-        pixels: m.pixels, classesScored: m.classesScored,
+        pixels: m.pixels,
+        classesScored: m.classesScored,
         miou: 'mean over classes present in the test truth or the prediction (a class absent from both is left out, as mmseg); ignore index 255',
       },
     };
     mkdirSync(cfg.outDir, { recursive: true });
     let figure: string | null = null;
     if (outcome.figure.count > 0) {
-      figure = await writePng(join(cfg.outDir, 'segprobe.png'), drawSegFigure({
-        images: outcome.figure.images, truth: outcome.figure.truth, prediction: probe.predictions, size: source.config.imgSize,
-        count: outcome.figure.count, classNames: names, title: `segprobe: mIoU ${pct(m.mIoU, 1)}% (${label})`,
-      }));
+      figure = await writePng(
+        join(cfg.outDir, 'segprobe.png'),
+        drawSegFigure({
+          images: outcome.figure.images,
+          truth: outcome.figure.truth,
+          prediction: probe.predictions,
+          size: source.config.imgSize,
+          count: outcome.figure.count,
+          classNames: names,
+          title: `segprobe: mIoU ${pct(m.mIoU, 1)}% (${label})`,
+        }),
+      );
       result.details.figure = figure;
     }
     saveTensors(join(cfg.outDir, 'seg-head.safetensors'), probe.head.stateDict(), {
-      format: 'semaim.seghead/1', encoderSha256: source.sha256, init: cfg.init, blocks: JSON.stringify(outcome.blocks), classNames: JSON.stringify(names),
+      format: 'semaim.seghead/1',
+      encoderSha256: source.sha256,
+      init: cfg.init,
+      blocks: JSON.stringify(outcome.blocks),
+      classNames: JSON.stringify(names),
     });
     result.seconds = (Date.now() - t0) / 1000;
     const path = writeResult(cfg.outDir, result);

@@ -79,7 +79,12 @@ function makeOptimizer(head: SegLinearHead, o: SegprobeOptions, lr: number): Opt
 }
 
 /** Scores the head on cached test features; also returns the predictions of the first `keep` images. */
-export function evaluateSegHead(head: SegLinearHead, test: SegFeatureSet, numClasses: number, o: { chunk?: number; keep?: number } = {}): { metrics: SegMetrics; predictions: Uint8Array } {
+export function evaluateSegHead(
+  head: SegLinearHead,
+  test: SegFeatureSet,
+  numClasses: number,
+  o: { chunk?: number; keep?: number } = {},
+): { metrics: SegMetrics; predictions: Uint8Array } {
   const wasTraining = head.training;
   head.eval();
   const conf = new ConfusionMatrix(numClasses, IGNORE_INDEX);
@@ -93,15 +98,17 @@ export function evaluateSegHead(head: SegLinearHead, test: SegFeatureSet, numCla
   try {
     for (let s = 0; s < n; s += chunk) {
       const len = Math.min(chunk, n - s);
-      torch.noGrad(() => torch.scope(() => {
-        const pred = head.forward(test.features.narrow(0, s, len), test.grid, test.size).argmax(1);
-        const truth = torch.tensor(test.masks.subarray(s * hw, (s + len) * hw), { shape: [len, H, W], device });
-        conf.addTensors(truth, pred);
-        if (s < keep) {
-          const k = Math.min(keep - s, len);
-          predictions.set(Uint8Array.from(pred.narrow(0, 0, k).toFloat64Array()), s * hw);
-        }
-      }));
+      torch.noGrad(() =>
+        torch.scope(() => {
+          const pred = head.forward(test.features.narrow(0, s, len), test.grid, test.size).argmax(1);
+          const truth = torch.tensor(test.masks.subarray(s * hw, (s + len) * hw), { shape: [len, H, W], device });
+          conf.addTensors(truth, pred);
+          if (s < keep) {
+            const k = Math.min(keep - s, len);
+            predictions.set(Uint8Array.from(pred.narrow(0, 0, k).toFloat64Array()), s * hw);
+          }
+        }),
+      );
     }
   } finally {
     head.train(wasTraining);
@@ -122,8 +129,13 @@ interface SegTrainBatch {
 }
 
 async function trainHead(
-  head: SegLinearHead, o: SegprobeOptions, perEpoch: number, grid: [number, number], size: [number, number],
-  batches: (epoch: number) => AsyncIterable<SegTrainBatch>, evaluate: () => SegMetrics,
+  head: SegLinearHead,
+  o: SegprobeOptions,
+  perEpoch: number,
+  grid: [number, number],
+  size: [number, number],
+  batches: (epoch: number) => AsyncIterable<SegTrainBatch>,
+  evaluate: () => SegMetrics,
 ): Promise<{ lr: number; history: SegprobeEpoch[] }> {
   const lr = o.lr ?? defaultSegLr(o.optimizer ?? 'adamw');
   const schedule = warmupCosine({ lr, minLr: o.minLr ?? 0, warmupEpochs: o.warmupEpochs ?? 0, epochs: o.epochs });
@@ -225,7 +237,13 @@ export interface OnlineSegprobeOptions extends SegprobeOptions {
  * The online path: every training batch goes through the frozen encoder with `augment`; `test`
  * holds the test features (extracted once, no augmentation).
  */
-export async function segprobeOnline(encoder: VisionTransformer, trainData: SegData, test: SegFeatureSet, numClasses: number, o: OnlineSegprobeOptions): Promise<SegprobeResult> {
+export async function segprobeOnline(
+  encoder: VisionTransformer,
+  trainData: SegData,
+  test: SegFeatureSet,
+  numClasses: number,
+  o: OnlineSegprobeOptions,
+): Promise<SegprobeResult> {
   validate(o);
   const device = encoder.cls_token.device;
   const seed = o.seed ?? 0;
@@ -241,7 +259,10 @@ export async function segprobeOnline(encoder: VisionTransformer, trainData: SegD
       if (!anyLabelled(b.masks)) continue;
       yield torch.scope(() => {
         const images = torch.tensor(b.images, { shape: b.shape, device });
-        return { tokens: patchTokens(encoder, images, o.blocks, o.precision), masks: torch.tensor(b.masks, { shape: [b.shape[0], b.shape[2], b.shape[3]], device }).long() };
+        return {
+          tokens: patchTokens(encoder, images, o.blocks, o.precision),
+          masks: torch.tensor(b.masks, { shape: [b.shape[0], b.shape[2], b.shape[3]], device }).long(),
+        };
       });
     }
   }

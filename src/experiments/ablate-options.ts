@@ -9,11 +9,17 @@ export const ABLATE_ORDERS = ['raster', 'stochastic', 'similarity', 'semantic', 
 
 export const ABLATE_OPTIONS = defineOptions({
   orders: {
-    type: 'string', default: ABLATE_ORDERS.join(','),
+    type: 'string',
+    default: ABLATE_ORDERS.join(','),
     help: "orders to compare, comma-separated (also: snake); an S-based order may name its tokens: 'semantic:self', 'semantic:gap', 'similarity:self' (one row each)",
   },
   seeds: { type: 'int', default: 1, min: 1, help: 'pre-train each order with seeds seed..seed+N-1 and report mean ± std' },
-  budget: { type: 'string', default: 'full', choices: ['full', 'small'], help: "recipe: 'full' (CIFAR-10 32², ViT 192×6, patch 4: a GPU job) or 'small' (CPU-friendly)" },
+  budget: {
+    type: 'string',
+    default: 'full',
+    choices: ['full', 'small'],
+    help: "recipe: 'full' (CIFAR-10 32², ViT 192×6, patch 4: a GPU job) or 'small' (CPU-friendly)",
+  },
   epochs: { type: 'number', min: 0.001, help: 'override the recipe: pre-training epochs' },
   maxSteps: { type: 'int', min: 1, help: 'override the recipe: pre-training step cap' },
   batchSize: { type: 'int', min: 1, help: 'override the recipe: pre-training batch' },
@@ -28,40 +34,73 @@ export const ABLATE_OPTIONS = defineOptions({
   linprobeBatchSize: { type: 'int', min: 2, help: "override the recipe: linear-probe batch (lr = blr × batch / 256; the authors': 4096)" },
   blr: { type: 'number', min: 0, help: 'override the recipe: pre-training base lr' },
   decayClsToken: { type: 'boolean', help: "override: weight decay on cls_token (pretrain's default: on, as the authors')" },
-  orderPrecision: { type: 'string', choices: ['same', 'fp32'], help: "override: precision of the similarity pass ('fp32' as the authors; pretrain's default 'same')" },
-  orderVariant: { type: 'string', choices: ['paper', 'authors'], help: "override: semantic centre 'paper' (3×3 filter, λ 0.01, default) or 'authors' (argmax, λ 1e-3)" },
+  orderPrecision: {
+    type: 'string',
+    choices: ['same', 'fp32'],
+    help: "override: precision of the similarity pass ('fp32' as the authors; pretrain's default 'same')",
+  },
+  orderVariant: {
+    type: 'string',
+    choices: ['paper', 'authors'],
+    help: "override: semantic centre 'paper' (3×3 filter, λ 0.01, default) or 'authors' (argmax, λ 1e-3)",
+  },
   // planning and running
   budgetMinutes: {
-    type: 'number', min: 0.5,
-    help: 'plan the pre-training length so that the whole ablation takes about this long: times a few steps of every row and the evaluation, ' +
+    type: 'number',
+    min: 0.5,
+    help:
+      'plan the pre-training length so that the whole ablation takes about this long: times a few steps of every row and the evaluation, ' +
       'then sets the epochs (the same number of steps for every order); the plan is kept in <out-dir>/plan.json and reused when run again',
   },
   planOnly: { type: 'boolean', default: false, help: 'with --budget-minutes: measure, write plan.json, print the plan and stop' },
   jobs: {
-    mayChangeOnResume: true, type: 'int', default: 1, min: 1,
+    mayChangeOnResume: true,
+    type: 'int',
+    default: 1,
+    min: 1,
     help: 'pre-train in this many processes at once (--threads each, default: cores / N); small models on a few cores: N processes of 1 thread never wait on each other',
   },
   shard: { type: 'string', help: "internal (started by --jobs): 'i/n', run only this process's share of the runs and write no table" },
-  planMeasure: { type: 'boolean', default: false, help: 'internal (started by --jobs with --budget-minutes): time the steps and the evaluation, print them as JSON, stop' },
+  planMeasure: {
+    type: 'boolean',
+    default: false,
+    help: 'internal (started by --jobs with --budget-minutes): time the steps and the evaluation, print them as JSON, stop',
+  },
   stopAfterMinutes: {
-    type: 'number', min: 0.1,
+    type: 'number',
+    min: 0.1,
     help: 'stop at a checkpoint once this much time has passed (for time-limited machines) and write the table of the runs done so far; the same command continues',
   },
   cacheEvalImages: { type: 'boolean', default: true, help: 'decode the evaluation images once into memory for all runs (CIFAR-10 at 32²: 12 KiB per image)' },
   k: { type: 'string', default: '10,20,30', help: 'k-NN neighbour counts (the table shows k = 20 when present)' },
   pooling: { type: 'string', default: 'both', choices: ['cls', 'mean', 'both'], help: 'features evaluated: [CLS], mean of patch tokens, or both' },
   baseline: { type: 'boolean', default: true, help: 'also evaluate the same architecture randomly initialised (no pre-training)' },
-  eval: { type: 'string', default: 'none', choices: ['none', 'segprobe'], help: "extra column: 'segprobe' = the segmentation probe's mIoU on data with masks (see --seg-dataset)" },
-  segDataset: { type: 'string', default: 'auto', choices: ['auto', 'synthetic', 'seg-folder'], help: "--eval segprobe: data with masks; auto = the synthetic objects when --dataset synthetic" },
+  eval: {
+    type: 'string',
+    default: 'none',
+    choices: ['none', 'segprobe'],
+    help: "extra column: 'segprobe' = the segmentation probe's mIoU on data with masks (see --seg-dataset)",
+  },
+  segDataset: {
+    type: 'string',
+    default: 'auto',
+    choices: ['auto', 'synthetic', 'seg-folder'],
+    help: '--eval segprobe: data with masks; auto = the synthetic objects when --dataset synthetic',
+  },
   segDataPath: { type: 'string', help: '--eval segprobe with --seg-dataset seg-folder: its root ({train,test}/images, {train,test}/masks, classes.txt)' },
   segprobeEpochs: { type: 'number', min: 0.001, help: 'override the recipe: segmentation-probe epochs' },
   ...SEG_DATA_OPTIONS,
   ...DATA_OPTIONS,
   ...RUN_OPTIONS,
-  precision: { type: 'string', default: 'auto', choices: ['auto', 'fp32', 'bf16', 'fp16'], auto: autoPrecision, help: 'pre-training and feature precision; auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)' },
+  precision: {
+    type: 'string',
+    default: 'auto',
+    choices: ['auto', 'fp32', 'bf16', 'fp16'],
+    auto: autoPrecision,
+    help: 'pre-training and feature precision; auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)',
+  },
   outDir: { type: 'string', default: 'runs/ablate', help: 'output folder (ablation.md, ablation.json, one pre-training run per order and seed)' },
 });
-
 
 export type AblateOptions = Options<typeof ABLATE_OPTIONS>;
 
@@ -110,7 +149,10 @@ export function parseOrderSpec(text: string): OrderSpec {
 
 /** Parses the ablation's order list (row names). */
 export function parseOrders(text: string): string[] {
-  const list = text.split(',').map((s) => s.trim()).filter(Boolean);
+  const list = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (!list.length) throw new OptionError('orders', 'is empty');
   for (const s of list) parseOrderSpec(s);
   if (new Set(list).size !== list.length) throw new OptionError('orders', `lists an order twice: ${text}`);

@@ -96,8 +96,15 @@ export async function timeSteps(options: PretrainOptions, warmup = 2, timed = 4)
   const t0 = performance.now();
   try {
     const o: PretrainOptions = {
-      ...options, outDir: dir, epochs: 1e6, warmupEpochs: 1, maxSteps: total, resume: false, logEvery: Math.max(options.logEvery, 1),
-      checkpointEvery: 1e9, keepLast: 1,
+      ...options,
+      outDir: dir,
+      epochs: 1e6,
+      warmupEpochs: 1,
+      maxSteps: total,
+      resume: false,
+      logEvery: Math.max(options.logEvery, 1),
+      checkpointEvery: 1e9,
+      keepLast: 1,
     };
     const shape = [o.batchSize, 3, o.imgSize, o.imgSize];
     await pretrain(o, randomTrainData(shape, total, o.seed), { log: () => {}, onStep: () => stamps.push(performance.now()) });
@@ -105,7 +112,10 @@ export async function timeSteps(options: PretrainOptions, warmup = 2, timed = 4)
     rmSync(dir, { recursive: true, force: true });
   }
   const elapsed = (performance.now() - t0) / 1000;
-  const gaps = stamps.slice(warmup).map((t, i) => (t - stamps[warmup + i - 1]) / 1000).filter((x) => Number.isFinite(x));
+  const gaps = stamps
+    .slice(warmup)
+    .map((t, i) => (t - stamps[warmup + i - 1]) / 1000)
+    .filter((x) => Number.isFinite(x));
   const step = median(gaps.length ? gaps : [(stamps[stamps.length - 1] - stamps[0]) / 1000 / Math.max(1, stamps.length - 1)]);
   return { step, startup: Math.max(0, elapsed - step * total) };
 }
@@ -139,7 +149,12 @@ export async function timeEvaluation(options: PretrainOptions, c: EvalCost, samp
   const n = Math.max(1, Math.min(sample, c.sizes.train + c.sizes.test));
   const shape = [n, 3, cfg.imgSize, cfg.imgSize];
   const images = torch.scope(() => torch.randn(shape, { generator: new torch.Generator(1) }).toFloat32Array());
-  const data = new MemoryLabelledData(images, shape, Int32Array.from({ length: n }, (_, i) => i % c.numClasses), c.numClasses);
+  const data = new MemoryLabelledData(
+    images,
+    shape,
+    Int32Array.from({ length: n }, (_, i) => i % c.numClasses),
+    c.numClasses,
+  );
   const sets: FeatureSet[] = [];
   try {
     const t0 = performance.now();
@@ -209,7 +224,11 @@ export function assignShards(costs: { key: string; seconds: number }[], jobs: nu
 /** The largest number of steps whose predicted wall time fits the budget (0 when none does). */
 export function planSteps(a: PlanArithmetic): { steps: number; predictedSeconds: number; shards: Record<string, number> } {
   const limit = (a.budgetSeconds - a.spentSeconds) * (a.fill ?? 0.95);
-  const at = (steps: number) => assignShards(a.runs.map((r) => ({ key: r.key, seconds: runSeconds(r, steps, a) })), a.jobs);
+  const at = (steps: number) =>
+    assignShards(
+      a.runs.map((r) => ({ key: r.key, seconds: runSeconds(r, steps, a) })),
+      a.jobs,
+    );
   if (at(1).makespan > limit) return { steps: 0, predictedSeconds: a.spentSeconds + at(1).makespan, shards: at(1).shards };
   let lo = 1;
   let hi = 2;
@@ -261,7 +280,8 @@ const EXTENSIBLE: (keyof PlanInputs)[] = ['rows', 'seeds', 'baseline'];
 export function planInputsDiffer(stored: PlanInputs, now: PlanInputs): { refuse: string; extended: string } {
   const keys = Object.keys(now) as (keyof PlanInputs)[];
   const diff = keys.filter((k) => JSON.stringify(stored[k]) !== JSON.stringify(now[k]));
-  const say = (ks: (keyof PlanInputs)[]) => ks.map((k) => (k === 'recipe' ? 'the recipe' : `${k}: ${JSON.stringify(stored[k])} → ${JSON.stringify(now[k])}`)).join(', ');
+  const say = (ks: (keyof PlanInputs)[]) =>
+    ks.map((k) => (k === 'recipe' ? 'the recipe' : `${k}: ${JSON.stringify(stored[k])} → ${JSON.stringify(now[k])}`)).join(', ');
   return { refuse: say(diff.filter((k) => !EXTENSIBLE.includes(k))), extended: say(diff.filter((k) => EXTENSIBLE.includes(k))) };
 }
 
@@ -278,7 +298,9 @@ export function shardOf(keys: string[], i: number, count: number, planned: Recor
 /** A short human summary of a plan. */
 export function describePlan(plan: AblationPlan): string {
   const m = plan.measured;
-  const rows = Object.entries(m.steps).map(([r, t]) => `${r} ${(1000 * t.step).toFixed(0)} ms`).join(', ');
+  const rows = Object.entries(m.steps)
+    .map(([r, t]) => `${r} ${(1000 * t.step).toFixed(0)} ms`)
+    .join(', ');
   return [
     `plan: ${plan.steps} steps per pre-training (${plan.epochs} epochs of ${plan.batchesPerEpoch} batches, warm-up ${plan.warmupEpochs}), ` +
       `${plan.jobs} process(es); predicted ${(plan.predictedSeconds / 60).toFixed(1)} min of the ${plan.inputs.budgetMinutes} min budget`,

@@ -49,17 +49,26 @@ export function ablationSegRecipe(o: AblationSegOptions, budget: 'full' | 'small
   let dataset = o.segDataset;
   if (dataset === 'auto') {
     if (o.dataset !== 'synthetic') {
-      throw new OptionError('segDataset', `--eval segprobe needs data with masks, and dataset '${o.dataset}' has none: pass --seg-dataset synthetic (the built-in objects) or --seg-dataset seg-folder --seg-data-path ROOT`);
+      throw new OptionError(
+        'segDataset',
+        `--eval segprobe needs data with masks, and dataset '${o.dataset}' has none: pass --seg-dataset synthetic (the built-in objects) or --seg-dataset seg-folder --seg-data-path ROOT`,
+      );
     }
     dataset = 'synthetic';
   }
-  if (dataset === 'seg-folder' && !o.segDataPath) throw new OptionError('segDataPath', "--seg-dataset seg-folder needs --seg-data-path (a folder with {train,test}/images and {train,test}/masks)");
+  if (dataset === 'seg-folder' && !o.segDataPath)
+    throw new OptionError('segDataPath', '--seg-dataset seg-folder needs --seg-data-path (a folder with {train,test}/images and {train,test}/masks)');
   const settings = readSegprobeSettings(resolveOptions(SEG_PROBE_OPTIONS, {}, o.segprobeEpochs !== undefined ? { epochs: o.segprobeEpochs } : {}));
   return {
     settings,
     data: {
-      dataset, dataPath: o.segDataPath, segClasses: o.segClasses, numClasses: o.numClasses, reduceZeroLabel: o.reduceZeroLabel,
-      trainLimit: SEG_LIMITS[budget].train, testLimit: SEG_LIMITS[budget].test,
+      dataset,
+      dataPath: o.segDataPath,
+      segClasses: o.segClasses,
+      numClasses: o.numClasses,
+      reduceZeroLabel: o.reduceZeroLabel,
+      trainLimit: SEG_LIMITS[budget].train,
+      testLimit: SEG_LIMITS[budget].test,
     },
   };
 }
@@ -72,11 +81,20 @@ function writeJson(path: string, value: unknown): void {
 
 /** The probe over the ablation's encoders: both splits opened once, one score per run (cached in the run folder). */
 export class AblationSegprobe {
-  private constructor(readonly recipe: AblationSegRecipe, private readonly train: SegData, private readonly test: SegData,
-    private readonly o: { evalBatchSize: number; precision: Precision }) {}
+  private constructor(
+    readonly recipe: AblationSegRecipe,
+    private readonly train: SegData,
+    private readonly test: SegData,
+    private readonly o: { evalBatchSize: number; precision: Precision },
+  ) {}
 
-  static async open(recipe: AblationSegRecipe, make: ((r: SegDataRequest) => SegData | Promise<SegData>) | undefined, imgSize: number, seed: number,
-    o: { evalBatchSize: number; precision: Precision }): Promise<AblationSegprobe> {
+  static async open(
+    recipe: AblationSegRecipe,
+    make: ((r: SegDataRequest) => SegData | Promise<SegData>) | undefined,
+    imgSize: number,
+    seed: number,
+    o: { evalBatchSize: number; precision: Precision },
+  ): Promise<AblationSegprobe> {
     if (!make) throw new Error('--eval segprobe: no segmentation data adapter (makeSegData) was given to the ablation');
     const { train, test } = await openSegSplits(make, recipe.data, imgSize, seed);
     return new AblationSegprobe(recipe, train, test, o);
@@ -85,8 +103,10 @@ export class AblationSegprobe {
   get description(): string {
     const s = this.recipe.settings;
     const d = this.recipe.data;
-    return `segmentation probe on ${d.dataset}${d.dataset === 'synthetic' ? ` (${this.train.numClasses} classes)` : ''}, ${this.train.size} train / ${this.test.size} test images: ` +
-      `BatchNorm + linear head on the patch tokens of blocks '${s.blocks}', ${s.optimizer} lr ${s.lr}, ${s.epochs} epochs, mIoU over classes present`;
+    return (
+      `segmentation probe on ${d.dataset}${d.dataset === 'synthetic' ? ` (${this.train.numClasses} classes)` : ''}, ${this.train.size} train / ${this.test.size} test images: ` +
+      `BatchNorm + linear head on the patch tokens of blocks '${s.blocks}', ${s.optimizer} lr ${s.lr}, ${s.epochs} epochs, mIoU over classes present`
+    );
   }
 
   /** The run's score: reused from `<runDir>/ablation-segprobe.json` when made with the same recipe, else computed on the encoder `load` gives. */
@@ -104,8 +124,13 @@ export class AblationSegprobe {
       r.probe.head.dispose();
       const m = r.probe.metrics;
       const score: SegScore = {
-        mIoU: m.mIoU, pixelAccuracy: m.pixelAccuracy, meanAccuracy: m.meanAccuracy, perClassIoU: m.perClassIoU,
-        baselineMIoU: r.baseline.metrics.mIoU, seconds: (Date.now() - t0) / 1000, fingerprint,
+        mIoU: m.mIoU,
+        pixelAccuracy: m.pixelAccuracy,
+        meanAccuracy: m.meanAccuracy,
+        perClassIoU: m.perClassIoU,
+        baselineMIoU: r.baseline.metrics.mIoU,
+        seconds: (Date.now() - t0) / 1000,
+        fingerprint,
       };
       writeJson(file, score);
       return score;

@@ -21,8 +21,19 @@ import { knnClassify, parseKs } from '../eval/knn';
 import { LinprobeOptions, linprobeOnFeatures } from '../eval/linprobe';
 import { AblateOptions, OrderSpec, parseOrderSpec, parseOrders, parseShard, validateAblate } from './ablate-options';
 import {
-  AblationPlan, Measurement, PlanInputs, PlannedRun, describePlan, epochsForSteps, planInputsDiffer, planSteps, readPlan, shardOf, timeEvaluation,
-  timeSteps, writePlan,
+  AblationPlan,
+  Measurement,
+  PlanInputs,
+  PlannedRun,
+  describePlan,
+  epochsForSteps,
+  planInputsDiffer,
+  planSteps,
+  readPlan,
+  shardOf,
+  timeEvaluation,
+  timeSteps,
+  writePlan,
 } from './ablate-plan';
 import { dataRequest } from '../eval/run';
 import { markdownTable, pct } from '../eval/result';
@@ -54,12 +65,35 @@ export interface AblationRecipe {
  */
 export function ablationRecipe(budget: Budget): AblationRecipe {
   const common = {
-    model: 'vit_tiny', imgSize: 32, patchSize: 4, mlpRatio: 4, blur: false, normPix: true, minScale: 0.2, hflip: true,
-    weightDecay: 0.05, beta1: 0.9, beta2: 0.95, clipGrad: 3, logEvery: 20, keepLast: 1,
+    model: 'vit_tiny',
+    imgSize: 32,
+    patchSize: 4,
+    mlpRatio: 4,
+    blur: false,
+    normPix: true,
+    minScale: 0.2,
+    hflip: true,
+    weightDecay: 0.05,
+    beta1: 0.9,
+    beta2: 0.95,
+    clipGrad: 3,
+    logEvery: 20,
+    keepLast: 1,
   };
   if (budget === 'full') {
     return {
-      pretrain: { ...common, embedDim: 192, depth: 6, numHeads: 3, decoderDepth: 6, batchSize: 256, epochs: 100, warmupEpochs: 10, blr: 5e-4, checkpointEvery: 1000 },
+      pretrain: {
+        ...common,
+        embedDim: 192,
+        depth: 6,
+        numHeads: 3,
+        decoderDepth: 6,
+        batchSize: 256,
+        epochs: 100,
+        warmupEpochs: 10,
+        blr: 5e-4,
+        checkpointEvery: 1000,
+      },
       linprobe: { epochs: 90, batchSize: 256, blr: 0.1, warmupEpochs: 0, minLr: 0, weightDecay: 0, momentum: 0.9, optimizer: 'sgd' },
       poolings: ['cls', 'mean'],
       evalBatchSize: 512,
@@ -121,22 +155,40 @@ const NEUTRAL = new Set(['outDir', 'threads', 'numWorkers', 'device', 'resume', 
 const ADDED_LATER: Record<string, unknown> = { maxImagePixels: DEFAULT_MAX_IMAGE_PIXELS, exifOrientation: 'ignore', verify: true, decayClsToken: false };
 
 export function fingerprint(pretrainOptions: Record<string, unknown>, recipe: AblationRecipe, ks: number[]): Record<string, unknown> {
-  const pretrain = Object.fromEntries(Object.entries(pretrainOptions)
-    .filter(([k, v]) => !NEUTRAL.has(k) && v !== undefined && v !== null && ADDED_LATER[k] !== v).sort());
+  const pretrain = Object.fromEntries(
+    Object.entries(pretrainOptions)
+      .filter(([k, v]) => !NEUTRAL.has(k) && v !== undefined && v !== null && ADDED_LATER[k] !== v)
+      .sort(),
+  );
   return {
-    pretrain, pretrainLimit: recipe.pretrainLimit ?? null, trainLimit: recipe.trainLimit ?? null, testLimit: recipe.testLimit ?? null,
-    linprobe: recipe.linprobe, poolings: recipe.poolings, evalBatchSize: recipe.evalBatchSize, ks,
+    pretrain,
+    pretrainLimit: recipe.pretrainLimit ?? null,
+    trainLimit: recipe.trainLimit ?? null,
+    testLimit: recipe.testLimit ?? null,
+    linprobe: recipe.linprobe,
+    poolings: recipe.poolings,
+    evalBatchSize: recipe.evalBatchSize,
+    ks,
   };
 }
 
 function describeDiff(a: Record<string, unknown> | undefined, b: Record<string, unknown>): string {
   if (!a) return 'no recipe recorded';
-  const flat = (x: Record<string, unknown>, pre = ''): Record<string, string> => Object.fromEntries(Object.entries(x).flatMap(([k, v]) =>
-    v !== null && typeof v === 'object' && !Array.isArray(v) ? Object.entries(flat(v as Record<string, unknown>, `${pre}${k}.`)) : [[`${pre}${k}`, JSON.stringify(v)]]));
+  const flat = (x: Record<string, unknown>, pre = ''): Record<string, string> =>
+    Object.fromEntries(
+      Object.entries(x).flatMap(([k, v]) =>
+        v !== null && typeof v === 'object' && !Array.isArray(v)
+          ? Object.entries(flat(v as Record<string, unknown>, `${pre}${k}.`))
+          : [[`${pre}${k}`, JSON.stringify(v)]],
+      ),
+    );
   const fa = flat(a);
   const fb = flat(b);
   const keys = [...new Set([...Object.keys(fa), ...Object.keys(fb)])].filter((k) => fa[k] !== fb[k]);
-  return keys.slice(0, 4).map((k) => `${k}: ${fa[k] ?? '–'} → ${fb[k] ?? '–'}`).join(', ');
+  return keys
+    .slice(0, 4)
+    .map((k) => `${k}: ${fa[k] ?? '–'} → ${fb[k] ?? '–'}`)
+    .join(', ');
 }
 
 export interface Stat {
@@ -220,17 +272,48 @@ export interface PlannedLength {
  * The resolved options of the pre-training run for one row ('semantic', 'semantic:self') and seed;
  * `planned` (from --budget-minutes) sets the epochs and warm-up.
  */
-export function pretrainOptionsFor(o: AblateOptions, recipe: AblationRecipe, row: string, seed: number, runDir: string, planned?: PlannedLength): PretrainOptions {
+export function pretrainOptionsFor(
+  o: AblateOptions,
+  recipe: AblationRecipe,
+  row: string,
+  seed: number,
+  runDir: string,
+  planned?: PlannedLength,
+): PretrainOptions {
   const spec: OrderSpec = parseOrderSpec(row);
   const overrides: Record<string, unknown> = {};
-  for (const k of ['epochs', 'maxSteps', 'batchSize', 'embedDim', 'depth', 'numHeads', 'decoderDepth', 'patchSize', 'imgSize', 'blr', 'decayClsToken', 'orderPrecision', 'orderVariant'] as const) {
+  for (const k of [
+    'epochs',
+    'maxSteps',
+    'batchSize',
+    'embedDim',
+    'depth',
+    'numHeads',
+    'decoderDepth',
+    'patchSize',
+    'imgSize',
+    'blr',
+    'decayClsToken',
+    'orderPrecision',
+    'orderVariant',
+  ] as const) {
     if (o[k] !== undefined) overrides[k] = o[k];
   }
   if (planned) Object.assign(overrides, planned);
   const p = resolveOptions(PRETRAIN_OPTIONS, recipe.pretrain, overrides, {
-    order: spec.order, similarityTokens: spec.tokens, seed, outDir: runDir, dataset: o.dataset, dataPath: o.dataPath, numWorkers: o.numWorkers, device: o.device,
-    maxImagePixels: o.maxImagePixels, exifOrientation: o.exifOrientation,
-    threads: o.threads, precision: o.precision, resume: true,
+    order: spec.order,
+    similarityTokens: spec.tokens,
+    seed,
+    outDir: runDir,
+    dataset: o.dataset,
+    dataPath: o.dataPath,
+    numWorkers: o.numWorkers,
+    device: o.device,
+    maxImagePixels: o.maxImagePixels,
+    exifOrientation: o.exifOrientation,
+    threads: o.threads,
+    precision: o.precision,
+    resume: true,
   });
   if (p.warmupEpochs >= p.epochs) p.warmupEpochs = p.epochs / 10;
   return p;
@@ -242,7 +325,13 @@ export function runDirName(row: string, seed: number): string {
 }
 
 async function evaluateEncoder(
-  encoder: VisionTransformer, train: LabelledData, test: LabelledData, recipe: AblationRecipe, ks: number[], seed: number, precision: Precision,
+  encoder: VisionTransformer,
+  train: LabelledData,
+  test: LabelledData,
+  recipe: AblationRecipe,
+  ks: number[],
+  seed: number,
+  precision: Precision,
 ): Promise<Record<string, PoolingScores>> {
   const out: Record<string, PoolingScores> = {};
   // One encoder pass per split gives every pooling.
@@ -290,7 +379,9 @@ export function summarise(runs: AblationRun[], orders: string[], poolings: strin
       };
     }
     return {
-      order, runs: rs.length, scores,
+      order,
+      runs: rs.length,
+      scores,
       lastLoss: stat(rs.map((r) => r.pretrain.lastLoss ?? NaN)),
       pretrainSeconds: stat(rs.map((r) => r.pretrain.seconds ?? NaN)),
       ...(rs.some((r) => r.segprobe) ? { segMIoU: stat(rs.map((r) => r.segprobe?.mIoU ?? NaN)) } : {}),
@@ -301,13 +392,18 @@ export function summarise(runs: AblationRun[], orders: string[], poolings: strin
 export function ablationMarkdown(r: Omit<AblationResult, 'markdown'>): string {
   const poolings = r.recipe.poolings;
   const name = (p: string) => (p === 'cls' ? '[CLS]' : 'mean');
-  const header = ['order', 'runs',
+  const header = [
+    'order',
+    'runs',
     ...poolings.map((p) => `k-NN top-1 % (k=${r.headlineK}, ${name(p)})`),
     ...poolings.map((p) => `linear top-1 % (${name(p)})`),
     ...(r.segprobe ? ['seg mIoU %'] : []),
-    'final pre-train loss', 'pre-train min'];
+    'final pre-train loss',
+    'pre-train min',
+  ];
   const rows = r.summary.map((s) => [
-    s.order, String(s.runs),
+    s.order,
+    String(s.runs),
     ...poolings.map((p) => fmtStat(s.scores[p].knnTop1)),
     ...poolings.map((p) => fmtStat(s.scores[p].linTop1)),
     ...(r.segprobe ? [s.segMIoU ? fmtStat(s.segMIoU) : '–'] : []),
@@ -323,10 +419,12 @@ export function ablationMarkdown(r: Omit<AblationResult, 'markdown'>): string {
     markdownTable(header, rows, ['l', 'r', ...header.slice(2).map(() => 'r' as const)]),
     `Pre-training (identical for every order; seeds ${r.options.seed}..${Number(r.options.seed) + Number(r.options.seeds) - 1}): ViT ${po.embedDim}×${po.depth} (${po.numHeads} heads), ` +
       `patch ${po.patchSize} at ${po.imgSize}², decoder ${po.decoderDepth}, ${po.epochs} epochs` +
-      (r.recipe.pretrainLimit ? ` of ${r.recipe.pretrainLimit} images` : '') + `${po.maxSteps ? ` (at most ${po.maxSteps} steps)` : ''}, ` +
+      (r.recipe.pretrainLimit ? ` of ${r.recipe.pretrainLimit} images` : '') +
+      `${po.maxSteps ? ` (at most ${po.maxSteps} steps)` : ''}, ` +
       `batch ${po.batchSize}, blr ${po.blr}, warm-up ${po.warmupEpochs}, pixel targets (norm-pix ${po.normPix}, blur ${po.blur}), ` +
       `weight decay ${po.weightDecay}${po.decayClsToken ? ' (cls_token too)' : ' (not on cls_token)'}, ${po.precision}, device ${po.device}` +
-      (r.plan ? `; length planned for --budget-minutes ${r.plan.inputs.budgetMinutes}: ${r.plan.steps} steps per run` : '') + '.',
+      (r.plan ? `; length planned for --budget-minutes ${r.plan.inputs.budgetMinutes}: ${r.plan.steps} steps per run` : '') +
+      '.',
     `Evaluation on ${r.options.dataset}: features of the final encoder (unmasked, eval mode); k-NN: DINO weighted vote, T = 0.07; ` +
       `linear probe: BatchNorm (no affine) + Linear, ${(lp.optimizer ?? 'sgd').toUpperCase()} momentum ${lp.momentum}, batch ${lp.batchSize}, blr ${lp.blr}, ${lp.epochs} epochs on cached features` +
       `${r.recipe.trainLimit || r.options.trainLimit ? `, ${r.options.trainLimit ?? r.recipe.trainLimit} train` : ''}` +
@@ -376,15 +474,26 @@ export async function measureAblation(o: AblateOptions, f: DataFactories, log: (
   }
   const opts = pretrainOptionsFor(o, recipe, rows[0] === RANDOM_INIT ? 'raster' : rows[0], o.seed, '/plan');
   const evalSeconds = await timeEvaluation(opts, {
-    sizes: { train: sizes.train, test: sizes.test }, numClasses: sizes.numClasses, poolings: recipe.poolings, ks, evalBatchSize: recipe.evalBatchSize,
-    linprobe: recipe.linprobe, precision: o.precision, device: checkDevice(o.device),
+    sizes: { train: sizes.train, test: sizes.test },
+    numClasses: sizes.numClasses,
+    poolings: recipe.poolings,
+    ks,
+    evalBatchSize: recipe.evalBatchSize,
+    linprobe: recipe.linprobe,
+    precision: o.precision,
+    device: checkDevice(o.device),
   });
   log(`  measured evaluation: ${evalSeconds.toFixed(1)} s per run`);
   return { steps, evalSeconds };
 }
 
 /** The sizes of the evaluation splits (opened and closed again). */
-async function evalSizes(o: AblateOptions, f: DataFactories, recipe: AblationRecipe, rows: string[]): Promise<{ train: number; test: number; numClasses: number }> {
+async function evalSizes(
+  o: AblateOptions,
+  f: DataFactories,
+  recipe: AblationRecipe,
+  rows: string[],
+): Promise<{ train: number; test: number; numClasses: number }> {
   const imgSize = pretrainOptionsFor(o, recipe, rows[0] === RANDOM_INIT ? 'raster' : rows[0], o.seed, '/x').imgSize;
   const evalOptions = { ...o, trainLimit: recipe.trainLimit, testLimit: recipe.testLimit };
   const train = await f.makeEvalData(dataRequest(evalOptions, 'train', imgSize));
@@ -425,30 +534,52 @@ async function timeLoader(data: TrainData, batches = 8, skip = 3): Promise<numbe
 }
 
 /** Makes the plan of this call, or reuses the stored one. */
-async function makePlan(o: AblateOptions, f: DataFactories, hooks: AblationHooks, ctx: {
-  recipe: AblationRecipe; rows: string[]; ks: number[]; seeds: number[]; t0: number; log: (l: string) => void;
-}): Promise<AblationPlan> {
+async function makePlan(
+  o: AblateOptions,
+  f: DataFactories,
+  hooks: AblationHooks,
+  ctx: {
+    recipe: AblationRecipe;
+    rows: string[];
+    ks: number[];
+    seeds: number[];
+    t0: number;
+    log: (l: string) => void;
+  },
+): Promise<AblationPlan> {
   const inputs = planInputs(o, ctx.rows, ctx.recipe, ctx.ks);
   const stored = readPlan(o.outDir);
   if (stored) {
     const { refuse, extended } = planInputsDiffer(stored.inputs, inputs);
-    if (refuse) throw new Error(`${join(o.outDir, 'plan.json')} was planned for other settings (${refuse}); use a new --out-dir, or the settings it was planned for`);
-    ctx.log(`using the stored plan ${join(o.outDir, 'plan.json')}` +
-      (extended ? ` (planned for other runs: ${extended}; the new runs get the same ${stored.steps} steps, the budget no longer holds)` : ''));
+    if (refuse)
+      throw new Error(`${join(o.outDir, 'plan.json')} was planned for other settings (${refuse}); use a new --out-dir, or the settings it was planned for`);
+    ctx.log(
+      `using the stored plan ${join(o.outDir, 'plan.json')}` +
+        (extended ? ` (planned for other runs: ${extended}; the new runs get the same ${stored.steps} steps, the budget no longer holds)` : ''),
+    );
     return stored;
   }
-  if (o.shard !== undefined) throw new Error(`--shard with --budget-minutes needs ${join(o.outDir, 'plan.json')}: run without --shard (--jobs starts the shards after planning)`);
-  ctx.log(`planning for ${o.budgetMinutes} min: timing ${ctx.rows.filter((r) => r !== RANDOM_INIT).length} rows' steps and one evaluation` +
-    (o.jobs > 1 ? ` in ${o.jobs} processes at once` : ''));
+  if (o.shard !== undefined)
+    throw new Error(`--shard with --budget-minutes needs ${join(o.outDir, 'plan.json')}: run without --shard (--jobs starts the shards after planning)`);
+  ctx.log(
+    `planning for ${o.budgetMinutes} min: timing ${ctx.rows.filter((r) => r !== RANDOM_INIT).length} rows' steps and one evaluation` +
+      (o.jobs > 1 ? ` in ${o.jobs} processes at once` : ''),
+  );
   let measured: Measurement;
   if (o.jobs > 1) {
     if (!hooks.measureInProcesses) throw new Error('--jobs > 1 needs a way to start processes (the command line has one)');
     const all = await hooks.measureInProcesses(o.jobs);
     // The slowest process of each row: the shards run at once, as they were measured.
     measured = {
-      steps: Object.fromEntries(Object.keys(all[0].steps).map((r) => [r, {
-        step: Math.max(...all.map((m) => m.steps[r].step)), startup: Math.max(...all.map((m) => m.steps[r].startup)),
-      }])),
+      steps: Object.fromEntries(
+        Object.keys(all[0].steps).map((r) => [
+          r,
+          {
+            step: Math.max(...all.map((m) => m.steps[r].step)),
+            startup: Math.max(...all.map((m) => m.steps[r].startup)),
+          },
+        ]),
+      ),
       evalSeconds: Math.max(...all.map((m) => m.evalSeconds)),
     };
   } else {
@@ -473,16 +604,27 @@ async function makePlan(o: AblateOptions, f: DataFactories, hooks: AblationHooks
   const budgetSeconds = o.budgetMinutes! * 60;
   const r = planSteps({ budgetSeconds, spentSeconds, runs, measured, loaderWait, jobs: o.jobs });
   if (r.steps < 1) {
-    throw new Error(`a budget of ${o.budgetMinutes} min does not cover even the evaluations and one step per run (predicted ` +
-      `${(r.predictedSeconds / 60).toFixed(1)} min); raise --budget-minutes, or lower --seeds, --train-limit or --test-limit`);
+    throw new Error(
+      `a budget of ${o.budgetMinutes} min does not cover even the evaluations and one step per run (predicted ` +
+        `${(r.predictedSeconds / 60).toFixed(1)} min); raise --budget-minutes, or lower --seeds, --train-limit or --test-limit`,
+    );
   }
   const { epochs, steps } = epochsForSteps(r.steps, perEpoch);
   const warmRatio = Number(ctx.recipe.pretrain.warmupEpochs) / Number(ctx.recipe.pretrain.epochs);
   const plan: AblationPlan = {
-    format: 'semaim.ablation-plan/1', createdAt: new Date().toISOString(), inputs, jobs: o.jobs, device: o.device, threads: o.threads ?? null,
+    format: 'semaim.ablation-plan/1',
+    createdAt: new Date().toISOString(),
+    inputs,
+    jobs: o.jobs,
+    device: o.device,
+    threads: o.threads ?? null,
     measured: { ...measured, processes: o.jobs, loaderSecondsPerBatch, loaderWorkers: workers, spentSeconds },
-    batchesPerEpoch: perEpoch, steps, epochs, warmupEpochs: Number((epochs * warmRatio).toFixed(6)),
-    predictedSeconds: r.predictedSeconds, shards: r.shards,
+    batchesPerEpoch: perEpoch,
+    steps,
+    epochs,
+    warmupEpochs: Number((epochs * warmRatio).toFixed(6)),
+    predictedSeconds: r.predictedSeconds,
+    shards: r.shards,
   };
   if (steps < 50) ctx.log(`warning: the plan gives only ${steps} steps per pre-training; the orders will hardly differ`);
   writePlan(o.outDir, plan);
@@ -525,9 +667,21 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
   const pretrainOptions = { ...all[0].options, order: undefined, seed: undefined, outDir: undefined };
   const finish = (runs: AblationRun[], complete: boolean): AblationResult => {
     const partial: Omit<AblationResult, 'markdown'> = {
-      format: 'semaim.ablation/1', createdAt: new Date().toISOString(), command: hooks.command, budget, options: o, recipe, pretrainOptions,
-      headlineK, runs, summary: summarise(runs, rowNames, recipe.poolings, headlineK), seconds: (Date.now() - t0) / 1000,
-      complete, planned: all.length, ...(plan ? { plan } : {}), ...(segDescription ? { segprobe: segDescription } : {}),
+      format: 'semaim.ablation/1',
+      createdAt: new Date().toISOString(),
+      command: hooks.command,
+      budget,
+      options: o,
+      recipe,
+      pretrainOptions,
+      headlineK,
+      runs,
+      summary: summarise(runs, rowNames, recipe.poolings, headlineK),
+      seconds: (Date.now() - t0) / 1000,
+      complete,
+      planned: all.length,
+      ...(plan ? { plan } : {}),
+      ...(segDescription ? { segprobe: segDescription } : {}),
     };
     const markdown = ablationMarkdown(partial);
     const result: AblationResult = { ...partial, markdown };
@@ -552,7 +706,14 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
 
   const deadline = o.stopAfterMinutes !== undefined ? t0 + o.stopAfterMinutes * 60_000 : Infinity;
   const stop: StopRequest = hooks.stop ?? { requested: false };
-  const timer = Number.isFinite(deadline) ? setTimeout(() => { stop.requested = true; }, Math.max(0, deadline - Date.now())) : null;
+  const timer = Number.isFinite(deadline)
+    ? setTimeout(
+        () => {
+          stop.requested = true;
+        },
+        Math.max(0, deadline - Date.now()),
+      )
+    : null;
   timer?.unref();
   const timeUp = () => Date.now() >= deadline;
 
@@ -607,8 +768,9 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
       const fp = fingerprint(p.options, recipe, ks);
       const addSegprobe = async (run: AblationRun): Promise<void> => {
         if (!seg) return;
-        run.segprobe = await seg.score(p.runDir, p.seed, fp.pretrain as Record<string, unknown>, () => (p.row === RANDOM_INIT
-          ? randomInitEncoder(p.options, p.seed, device) : loadEncoder(p.runDir, { device }).encoder));
+        run.segprobe = await seg.score(p.runDir, p.seed, fp.pretrain as Record<string, unknown>, () =>
+          p.row === RANDOM_INIT ? randomInitEncoder(p.options, p.seed, device) : loadEncoder(p.runDir, { device }).encoder,
+        );
         log(`    ${p.row} seed ${p.seed}: segmentation probe mIoU ${pct(run.segprobe.mIoU)}% (constant majority class: ${pct(run.segprobe.baselineMIoU)}%)`);
       };
       if (existsSync(cached)) {
@@ -655,12 +817,16 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
         if (recipe.pretrainLimit) td = limitTrainData(td, Math.max(1, Math.floor(recipe.pretrainLimit / p.options.batchSize)));
         const r = await pretrain(p.options, td, { log, stop, onStep: hooks.onStep });
         if (r.stoppedBy === 'signal') {
-          if (stop.signal || !timeUp()) throw new StoppedBySignal(`interrupted during '${p.row}' seed ${p.seed}; run the same command again to continue`, r.signal);
+          if (stop.signal || !timeUp())
+            throw new StoppedBySignal(`interrupted during '${p.row}' seed ${p.seed}; run the same command again to continue`, r.signal);
           complete = false;
-          log(`--stop-after-minutes ${o.stopAfterMinutes} reached during '${p.row}' seed ${p.seed} (checkpoint at step ${r.steps}); run the same command again to continue`);
+          log(
+            `--stop-after-minutes ${o.stopAfterMinutes} reached during '${p.row}' seed ${p.seed} (checkpoint at step ${r.steps}); run the same command again to continue`,
+          );
           break;
         }
-        if (r.stoppedBy === 'nonfinite' || !r.checkpoint) throw new Error(`pre-training '${p.row}' seed ${p.seed} diverged (NaN/Inf loss); see ${p.runDir}/metrics.jsonl`);
+        if (r.stoppedBy === 'nonfinite' || !r.checkpoint)
+          throw new Error(`pre-training '${p.row}' seed ${p.seed} diverged (NaN/Inf loss); see ${p.runDir}/metrics.jsonl`);
         pr = r;
         const loaded = loadEncoder(p.runDir, { device });
         encoder = loaded.encoder;
@@ -678,19 +844,29 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
       }
       mkdirSync(p.runDir, { recursive: true });
       const run: AblationRun = {
-        order: p.row, seed: p.seed, runDir: p.runDir,
+        order: p.row,
+        seed: p.seed,
+        runDir: p.runDir,
         pretrain: {
-          steps: pr.steps, firstLoss: Number.isFinite(pr.firstLoss) ? pr.firstLoss : null, lastLoss: Number.isFinite(pr.lastLoss) ? pr.lastLoss : null,
-          seconds: pretrainSeconds, checkpoint: pr.checkpoint, sha256,
+          steps: pr.steps,
+          firstLoss: Number.isFinite(pr.firstLoss) ? pr.firstLoss : null,
+          lastLoss: Number.isFinite(pr.lastLoss) ? pr.lastLoss : null,
+          seconds: pretrainSeconds,
+          checkpoint: pr.checkpoint,
+          sha256,
         },
-        eval: scores, evalSeconds: (Date.now() - te) / 1000, fingerprint: fp,
+        eval: scores,
+        evalSeconds: (Date.now() - te) / 1000,
+        fingerprint: fp,
       };
       writeJson(cached, run);
       runs.push(run);
       await addSegprobe(run);
       const h = scores[recipe.poolings[0]];
-      log(`    ${p.row} seed ${p.seed}: ${run.pretrain.lastLoss === null ? '' : `loss ${run.pretrain.lastLoss.toFixed(4)}, `}k-NN@${headlineK} ${pct(h.knn.find((k) => k.k === headlineK)?.top1)}%, ` +
-        `linear ${pct(h.linprobe.top1)}% (${recipe.poolings[0]}), evaluation ${run.evalSeconds.toFixed(1)} s`);
+      log(
+        `    ${p.row} seed ${p.seed}: ${run.pretrain.lastLoss === null ? '' : `loss ${run.pretrain.lastLoss.toFixed(4)}, `}k-NN@${headlineK} ${pct(h.knn.find((k) => k.k === headlineK)?.top1)}%, ` +
+          `linear ${pct(h.linprobe.top1)}% (${recipe.poolings[0]}), evaluation ${run.evalSeconds.toFixed(1)} s`,
+      );
     }
   } finally {
     if (timer) clearTimeout(timer);

@@ -22,7 +22,11 @@ export const TOKENS: SimilarityTokens[] = ['cls', 'gap', 'self'];
 
 export const OBJECT_STUDY_OPTIONS = defineOptions({
   outDir: { type: 'string', default: 'runs/object-start', help: 'output folder (one pre-training run per --train-tokens, object-start.md/json)' },
-  trainTokens: { type: 'string', default: 'cls,self', help: "S the models train with, comma-separated: cls (paper), gap, self (authors' [CLS] attention); one run each" },
+  trainTokens: {
+    type: 'string',
+    default: 'cls,self',
+    help: "S the models train with, comma-separated: cls (paper), gap, self (authors' [CLS] attention); one run each",
+  },
   steps: { type: 'int', default: 192, min: 1, help: 'optimiser steps per run (fresh synthetic images every step: batch × steps images, one epoch)' },
   points: { type: 'int', default: 4, min: 1, help: 'checkpoints evaluated per run, evenly spaced (plus initialisation)' },
   testSize: { type: 'int', default: 1000, min: 10, help: 'synthetic test images with object masks' },
@@ -42,7 +46,13 @@ export const OBJECT_STUDY_OPTIONS = defineOptions({
   device: { mayChangeOnResume: true, type: 'string', default: 'cpu', help: "'cpu', 'cuda' or 'cuda:N'" },
   threads: { mayChangeOnResume: true, type: 'int', min: 1, help: 'CPU threads for libtorch (default: all cores)' },
   numWorkers: { mayChangeOnResume: true, type: 'int', min: 0, help: 'data worker threads (default: one per core but one, at most 8)' },
-  precision: { type: 'string', default: 'auto', choices: ['auto', 'fp32', 'bf16', 'fp16'], auto: autoPrecision, help: 'pre-training precision; auto = fp32 on the CPU, bf16 on a GPU' },
+  precision: {
+    type: 'string',
+    default: 'auto',
+    choices: ['auto', 'fp32', 'bf16', 'fp16'],
+    auto: autoPrecision,
+    help: 'pre-training precision; auto = fp32 on the CPU, bf16 on a GPU',
+  },
 });
 
 export type ObjectStudyOptions = Options<typeof OBJECT_STUDY_OPTIONS>;
@@ -66,7 +76,10 @@ export interface StudyResult {
 }
 
 export function parseTrainTokens(text: string): SimilarityTokens[] {
-  const list = text.split(',').map((s) => s.trim()).filter(Boolean);
+  const list = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (!list.length) throw new OptionError('trainTokens', 'is empty');
   for (const t of list) if (!(TOKENS as string[]).includes(t)) throw new OptionError('trainTokens', `unknown tokens '${t}' (known: ${TOKENS.join(', ')})`);
   if (new Set(list).size !== list.length) throw new OptionError('trainTokens', `names a token twice: ${text}`);
@@ -77,12 +90,36 @@ export function parseTrainTokens(text: string): SimilarityTokens[] {
 export function studyPretrainOptions(o: ObjectStudyOptions, tokens: SimilarityTokens): PretrainOptions {
   const every = Math.max(1, Math.ceil(o.steps / o.points));
   return resolveOptions(PRETRAIN_OPTIONS, {
-    dataset: 'synthetic', syntheticSize: o.steps * o.batchSize, imgSize: o.imgSize, patchSize: o.patchSize, model: 'vit_tiny',
-    embedDim: o.embedDim, depth: o.depth, numHeads: o.numHeads, decoderDepth: o.decoderDepth,
-    order: 'semantic', orderVariant: o.orderVariant, similarityTokens: tokens, blur: false, minScale: 0.5,
-    batchSize: o.batchSize, epochs: 1, warmupEpochs: o.warmupFraction, blr: o.blr, weightDecay: 0.05, clipGrad: 3, decayClsToken: o.decayClsToken,
-    seed: o.seed, device: o.device, threads: o.threads, numWorkers: o.numWorkers, precision: o.precision,
-    outDir: join(o.outDir, `trained-${tokens}`), checkpointEvery: every, keepLast: o.points + 1, logEvery: Math.min(20, every),
+    dataset: 'synthetic',
+    syntheticSize: o.steps * o.batchSize,
+    imgSize: o.imgSize,
+    patchSize: o.patchSize,
+    model: 'vit_tiny',
+    embedDim: o.embedDim,
+    depth: o.depth,
+    numHeads: o.numHeads,
+    decoderDepth: o.decoderDepth,
+    order: 'semantic',
+    orderVariant: o.orderVariant,
+    similarityTokens: tokens,
+    blur: false,
+    minScale: 0.5,
+    batchSize: o.batchSize,
+    epochs: 1,
+    warmupEpochs: o.warmupFraction,
+    blr: o.blr,
+    weightDecay: 0.05,
+    clipGrad: 3,
+    decayClsToken: o.decayClsToken,
+    seed: o.seed,
+    device: o.device,
+    threads: o.threads,
+    numWorkers: o.numWorkers,
+    precision: o.precision,
+    outDir: join(o.outDir, `trained-${tokens}`),
+    checkpointEvery: every,
+    keepLast: o.points + 1,
+    logEvery: Math.min(20, every),
   });
 }
 
@@ -120,14 +157,22 @@ export function studyMarkdown(r: Omit<StudyResult, 'markdown'>): string {
   const rows = r.points.map((p) => [p.trainedWith, String(p.step), ...TOKENS.map((t) => pct(p.byTokens[t])), (100 * p.randomCentre).toFixed(1)]);
   const o = r.options;
   return [
-    '# Where the semantic order starts (synthetic objects)', '',
-    markdownTable(['trained with S =', 'step', 'starts on the object %, S = cls', 'S = gap', 'S = self', 'random centre %'], rows,
-      ['l', 'r', 'r', 'r', 'r', 'r']),
+    '# Where the semantic order starts (synthetic objects)',
+    '',
+    markdownTable(['trained with S =', 'step', 'starts on the object %, S = cls', 'S = gap', 'S = self', 'random centre %'], rows, [
+      'l',
+      'r',
+      'r',
+      'r',
+      'r',
+      'r',
+    ]),
     `${r.n} synthetic test images (${o.imgSize}², patch ${o.patchSize}); a patch is on the object when ≥ ${o.threshold} of its pixels are. ` +
       `Models: ViT ${o.embedDim}×${o.depth} (${o.numHeads} heads), decoder ${o.decoderDepth}, semantic order (${o.orderVariant} variant), ` +
       `${o.steps} steps of batch ${o.batchSize} on fresh synthetic images, blr ${o.blr}, warm-up ${o.warmupFraction} of the steps, ` +
       `weight decay 0.05${o.decayClsToken ? ' (cls_token too)' : ''}, seed ${o.seed}, ${o.device}. Step 0 is the initialisation (the same weights for every run). ` +
-      '± is the binomial standard error over the test images.', '',
+      '± is the binomial standard error over the test images.',
+    '',
   ].join('\n');
 }
 
@@ -146,7 +191,8 @@ export async function objectStartStudy(o: ObjectStudyOptions, log: (l: string) =
   for (const r of runs) {
     log(`object-start: pre-training with S = ${r.tokens} (${o.steps} steps) → ${r.options.outDir}`);
     const res = await pretrain(r.options, makeTrainData(trainDataRequest(r.options)), { log });
-    if (res.stoppedBy === 'signal') throw new StoppedBySignal(`interrupted during the run with S = ${r.tokens}; run the same command again to continue`, res.signal);
+    if (res.stoppedBy === 'signal')
+      throw new StoppedBySignal(`interrupted during the run with S = ${r.tokens}; run the same command again to continue`, res.signal);
     if (res.stoppedBy === 'nonfinite') throw new Error(`the run with S = ${r.tokens} diverged (NaN/Inf loss); see ${r.options.outDir}/metrics.jsonl`);
     // Initialisation: the weights pre-training starts from (same seed, same config).
     torch.manualSeed(r.options.seed);
@@ -157,7 +203,10 @@ export async function objectStartStudy(o: ObjectStudyOptions, log: (l: string) =
       init.dispose();
     }
     const saved = listCheckpoints(join(r.options.outDir, 'checkpoints'));
-    for (const step of pickCheckpoints(saved.map((c) => c.step), o.points)) {
+    for (const step of pickCheckpoints(
+      saved.map((c) => c.step),
+      o.points,
+    )) {
       const loaded = loadModel(saved.find((c) => c.step === step)!.dir, device);
       try {
         points.push(score(loaded.model, data, o, r.tokens, step));
@@ -165,7 +214,9 @@ export async function objectStartStudy(o: ObjectStudyOptions, log: (l: string) =
         loaded.dispose();
       }
       const p = points[points.length - 1];
-      log(`  step ${step}: on the object ${TOKENS.map((t) => `${t} ${(100 * p.byTokens[t].fraction).toFixed(1)}%`).join(', ')} (random centre ${(100 * p.randomCentre).toFixed(1)}%)`);
+      log(
+        `  step ${step}: on the object ${TOKENS.map((t) => `${t} ${(100 * p.byTokens[t].fraction).toFixed(1)}%`).join(', ')} (random centre ${(100 * p.randomCentre).toFixed(1)}%)`,
+      );
     }
   }
   const partial = { format: 'semaim.object-start/1' as const, options: o, n: data.masks.length / (o.imgSize * o.imgSize), points };

@@ -66,7 +66,13 @@ export function exportOnnx(source: string, outDir: string, o: OnnxOptions): Onnx
   mkdirSync(join(outDir, 'onnx'), { recursive: true });
   const model = join(outDir, 'onnx', onnxFileName(o.dtype));
   writeFileAtomic(model, m.bytes);
-  const info = { encoder: m.config, dtype: o.dtype, opset: OPSET, outputs: ['last_hidden_state', 'pooler_output', ...(o.attention ? ['cls_attention'] : [])], sourceSha256: m.sourceSha256 };
+  const info = {
+    encoder: m.config,
+    dtype: o.dtype,
+    opset: OPSET,
+    outputs: ['last_hidden_state', 'pooler_output', ...(o.attention ? ['cls_attention'] : [])],
+    sourceSha256: m.sourceSha256,
+  };
   const config = join(outDir, 'config.json');
   writeFileAtomic(config, JSON.stringify(modelConfigJson(m.config, info), null, 2) + '\n');
   const pre = join(outDir, 'preprocessor_config.json');

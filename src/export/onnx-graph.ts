@@ -3,7 +3,17 @@
 // constants are stored in the graph's compute type (float32 or float16).
 import { float32ToFloat16Bytes } from '../io/safetensors';
 import {
-  AttributeProto, AttributeType, DataType, DataTypeCode, Dimension, GraphProto, IR_VERSION, ModelProto, NodeProto, TensorProto, ValueInfoProto,
+  AttributeProto,
+  AttributeType,
+  DataType,
+  DataTypeCode,
+  Dimension,
+  GraphProto,
+  IR_VERSION,
+  ModelProto,
+  NodeProto,
+  TensorProto,
+  ValueInfoProto,
 } from './onnx-proto';
 
 export type FloatType = 'float32' | 'float16';
@@ -110,7 +120,12 @@ export class GraphBuilder {
   /** The finished model for the default ONNX domain at `opset`. */
   model(o: { name: string; opset: number; producer: string; version: string; doc?: string; metadata?: Record<string, string> }): ModelProto {
     const graph: GraphProto = {
-      name: o.name, node: this.nodes, initializer: this.initializers, input: this.inputs, output: this.outputs, ...(o.doc ? { doc_string: o.doc } : {}),
+      name: o.name,
+      node: this.nodes,
+      initializer: this.initializers,
+      input: this.inputs,
+      output: this.outputs,
+      ...(o.doc ? { doc_string: o.doc } : {}),
     };
     return {
       ir_version: IR_VERSION,

@@ -24,9 +24,15 @@ export function evalPreprocessing(size: number): EvalPreprocessing {
   const resize = t.find((s): s is ResizeSpec => s.op === 'resize');
   const crop = t.find((s): s is CenterCropSpec => s.op === 'centerCrop');
   const norm = t.find((s): s is NormalizeSpec => s.op === 'normalize');
-  if (!resize || typeof resize.size !== 'number' || !crop || !norm) throw new Error('evaluation transforms are not resize(short side) + centerCrop + normalize');
+  if (!resize || typeof resize.size !== 'number' || !crop || !norm)
+    throw new Error('evaluation transforms are not resize(short side) + centerCrop + normalize');
   return {
-    size, resizeShortSide: resize.size, interpolation: resize.interpolation, crop: [crop.size[0], crop.size[1]],
-    mean: [...norm.mean], std: [...norm.std], alphaBackground: 255,
+    size,
+    resizeShortSide: resize.size,
+    interpolation: resize.interpolation,
+    crop: [crop.size[0], crop.size[1]],
+    mean: [...norm.mean],
+    std: [...norm.std],
+    alphaBackground: 255,
   };
 }

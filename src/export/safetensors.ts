@@ -14,7 +14,9 @@ export function exportEncoder(source: string, out: string, o: VerifyOption = {})
   const { tensors } = loadTensors(join(dir, 'model.safetensors'), { filter: (k) => ENCODER_KEY.test(k) });
   try {
     saveTensors(`${base}.safetensors`, tensors, {
-      format: 'pt', config: JSON.stringify(enc), source: dir,
+      format: 'pt',
+      config: JSON.stringify(enc),
+      source: dir,
       note: 'timm VisionTransformer(img_size, patch_size, embed_dim, depth, num_heads, mlp_ratio, num_classes=0, global_pool="token")',
     });
   } finally {

@@ -41,7 +41,11 @@ export function encoderWeights(vit: VisionTransformer): EncoderWeights {
 
 class VitGraph {
   readonly g: GraphBuilder;
-  constructor(readonly cfg: EncoderConfig, private readonly weights: EncoderWeights, dtype: FloatType) {
+  constructor(
+    readonly cfg: EncoderConfig,
+    private readonly weights: EncoderWeights,
+    dtype: FloatType,
+  ) {
     this.g = new GraphBuilder(dtype);
   }
 
@@ -71,9 +75,9 @@ class VitGraph {
   }
 
   layerNorm(x: string, name: string): string {
-    return this.inScope(name, () => this.g.node('LayerNormalization', [x, this.param(`${name}.weight`), this.param(`${name}.bias`)], [
-      attr.int('axis', -1), attr.float('epsilon', LN_EPS),
-    ]));
+    return this.inScope(name, () =>
+      this.g.node('LayerNormalization', [x, this.param(`${name}.weight`), this.param(`${name}.bias`)], [attr.int('axis', -1), attr.float('epsilon', LN_EPS)]),
+    );
   }
 
   /** Exact GELU: 0.5·x·(1 + erf(x/√2)). */
@@ -120,9 +124,11 @@ class VitGraph {
     const g = this.g;
     const p = this.cfg.patchSize;
     return this.inScope('patch_embed', () => {
-      const conv = g.node('Conv', [images, this.param('patch_embed.proj.weight'), this.param('patch_embed.proj.bias')], [
-        attr.ints('kernel_shape', [p, p]), attr.ints('strides', [p, p]),
-      ]);
+      const conv = g.node(
+        'Conv',
+        [images, this.param('patch_embed.proj.weight'), this.param('patch_embed.proj.bias')],
+        [attr.ints('kernel_shape', [p, p]), attr.ints('strides', [p, p])],
+      );
       const flat = g.node('Reshape', [conv, g.int64s([0, this.cfg.embedDim, -1])]);
       return g.node('Transpose', [flat], [attr.ints('perm', [0, 2, 1])]);
     });
@@ -166,13 +172,28 @@ export function vitToOnnx(cfg: EncoderConfig, weights: EncoderWeights, o: VitOnn
   for (let i = 0; i < cfg.depth; i++) ({ out: x, probs } = vit.block(x, `blocks.${i}`));
   const toFloat32 = (v: string) => (half ? g.node('Cast', [v], [attr.int('to', DataType.FLOAT)]) : v);
   const hidden = toFloat32(vit.layerNorm(x, 'norm'));
-  g.output(hidden, 'last_hidden_state', DataType.FLOAT, ['batch', 1 + N, cfg.embedDim],
-    'all tokens ([CLS] first, then patches in row-major order) after the final LayerNorm');
-  g.output(g.node('Gather', [hidden, g.int64s([0], true)], [attr.int('axis', 1)]), 'pooler_output', DataType.FLOAT, ['batch', cfg.embedDim],
-    'the [CLS] token of last_hidden_state');
+  g.output(
+    hidden,
+    'last_hidden_state',
+    DataType.FLOAT,
+    ['batch', 1 + N, cfg.embedDim],
+    'all tokens ([CLS] first, then patches in row-major order) after the final LayerNorm',
+  );
+  g.output(
+    g.node('Gather', [hidden, g.int64s([0], true)], [attr.int('axis', 1)]),
+    'pooler_output',
+    DataType.FLOAT,
+    ['batch', cfg.embedDim],
+    'the [CLS] token of last_hidden_state',
+  );
   if (o.attention) {
-    g.output(toFloat32(vit.clsAttention(probs, N)), 'cls_attention', DataType.FLOAT, ['batch', N],
-      "last block's [CLS]-to-patch attention, mean over heads, patches in row-major order");
+    g.output(
+      toFloat32(vit.clsAttention(probs, N)),
+      'cls_attention',
+      DataType.FLOAT,
+      ['batch', N],
+      "last block's [CLS]-to-patch attention, mean over heads, patches in row-major order",
+    );
   }
   return g.model({
     name: 'semaim_vit_encoder',

@@ -49,13 +49,21 @@ export function exportWeb(source: string, outDir: string, o: { dtype: FloatType;
   mkdirSync(join(outDir, 'ort'), { recursive: true });
   writeFileAtomic(join(outDir, 'model.onnx'), m.bytes);
   const info = {
-    encoder: m.config, dtype: o.dtype, opset: OPSET, preprocessing: evalPreprocessing(m.config.imgSize),
-    outputs: ['last_hidden_state', 'pooler_output', 'cls_attention'], sourceSha256: m.sourceSha256, semaim: packageVersion(), onnxruntimeWeb: ort.version,
+    encoder: m.config,
+    dtype: o.dtype,
+    opset: OPSET,
+    preprocessing: evalPreprocessing(m.config.imgSize),
+    outputs: ['last_hidden_state', 'pooler_output', 'cls_attention'],
+    sourceSha256: m.sourceSha256,
+    semaim: packageVersion(),
+    onnxruntimeWeb: ort.version,
   };
   writeFileAtomic(join(outDir, 'model.json'), JSON.stringify(info, null, 2) + '\n');
   for (const f of PAGE_FILES) copyFileSync(exportAsset(join('web', f)), join(outDir, f));
   for (const f of ORT_FILES) copyFileSync(join(ort.dist, f), join(outDir, 'ort', f));
-  writeFileAtomic(join(outDir, 'ort', 'README.txt'),
-    `onnxruntime-web ${ort.version} (WebAssembly build), copied from its npm package. MIT License, Copyright (c) Microsoft Corporation.\n`);
+  writeFileAtomic(
+    join(outDir, 'ort', 'README.txt'),
+    `onnxruntime-web ${ort.version} (WebAssembly build), copied from its npm package. MIT License, Copyright (c) Microsoft Corporation.\n`,
+  );
   return { dir: outDir, page: join(outDir, 'index.html'), modelBytes: m.bytes.length, ortVersion: ort.version };
 }

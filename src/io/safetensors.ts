@@ -7,9 +7,7 @@ import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { randomBytes } from 'node:crypto';
 
-export type DType =
-  | 'float64' | 'float32' | 'float16' | 'bfloat16'
-  | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool';
+export type DType = 'float64' | 'float32' | 'float16' | 'bfloat16' | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool';
 
 export interface TensorEntry {
   dtype: DType;
@@ -26,9 +24,7 @@ export interface LazyTensorEntry {
 }
 
 export type TensorSourceItem = TensorEntry | LazyTensorEntry | (() => TensorEntry);
-export type TensorSource =
-  | Iterable<[string, TensorSourceItem]>
-  | Record<string, TensorSourceItem>;
+export type TensorSource = Iterable<[string, TensorSourceItem]> | Record<string, TensorSourceItem>;
 
 export interface TensorInfo {
   dtype: DType;
@@ -49,17 +45,31 @@ export interface SafetensorsContents {
 }
 
 export const DTYPE_TO_SAFETENSORS: Readonly<Record<DType, string>> = {
-  float64: 'F64', float32: 'F32', float16: 'F16', bfloat16: 'BF16',
-  int64: 'I64', int32: 'I32', int16: 'I16', int8: 'I8', uint8: 'U8', bool: 'BOOL',
+  float64: 'F64',
+  float32: 'F32',
+  float16: 'F16',
+  bfloat16: 'BF16',
+  int64: 'I64',
+  int32: 'I32',
+  int16: 'I16',
+  int8: 'I8',
+  uint8: 'U8',
+  bool: 'BOOL',
 };
 
-export const SAFETENSORS_TO_DTYPE: Readonly<Record<string, DType>> = Object.fromEntries(
-  Object.entries(DTYPE_TO_SAFETENSORS).map(([k, v]) => [v, k as DType]),
-);
+export const SAFETENSORS_TO_DTYPE: Readonly<Record<string, DType>> = Object.fromEntries(Object.entries(DTYPE_TO_SAFETENSORS).map(([k, v]) => [v, k as DType]));
 
 const BYTE_SIZE: Record<DType, number> = {
-  float64: 8, float32: 4, float16: 2, bfloat16: 2,
-  int64: 8, int32: 4, int16: 2, int8: 1, uint8: 1, bool: 1,
+  float64: 8,
+  float32: 4,
+  float16: 2,
+  bfloat16: 2,
+  int64: 8,
+  int32: 4,
+  int16: 2,
+  int8: 1,
+  uint8: 1,
+  bool: 1,
 };
 
 export function dtypeByteSize(dtype: DType): number {
@@ -125,9 +135,7 @@ function specOf(name: string, dtype: DType, shape: number[]): Spec {
 function checkData(spec: Spec, data: Uint8Array): void {
   if (!(data instanceof Uint8Array)) throw new Error(`tensor '${spec.name}': data must be a Uint8Array`);
   if (data.byteLength !== spec.byteLength) {
-    throw new Error(
-      `tensor '${spec.name}': ${spec.dtype} [${spec.shape.join(', ')}] needs ${spec.byteLength} bytes, got ${data.byteLength}`,
-    );
+    throw new Error(`tensor '${spec.name}': ${spec.dtype} [${spec.shape.join(', ')}] needs ${spec.byteLength} bytes, got ${data.byteLength}`);
   }
 }
 
@@ -236,15 +244,24 @@ export function writeSafetensors(path: string, tensors: TensorSource, metadata?:
   // Make the rename itself durable; not possible on every platform, so best effort.
   try {
     const dfd = fs.openSync(nodePath.dirname(path), 'r');
-    try { fs.fsyncSync(dfd); } finally { fs.closeSync(dfd); }
-  } catch { /* ignore */ }
+    try {
+      fs.fsyncSync(dfd);
+    } finally {
+      fs.closeSync(dfd);
+    }
+  } catch {
+    /* ignore */
+  }
 }
 
 /** In-memory variant of writeSafetensors. */
 export function serializeSafetensors(tensors: TensorSource, metadata?: Record<string, string>): Uint8Array {
   checkMetadata(metadata);
   const resolved = normalizeSource(tensors).map(([name, item]) => resolve(name, item));
-  const header = encodeHeader(resolved.map((r) => r.spec), metadata);
+  const header = encodeHeader(
+    resolved.map((r) => r.spec),
+    metadata,
+  );
   const out = new Uint8Array(header.byteLength + resolved.reduce((a, r) => a + r.data.byteLength, 0));
   out.set(header, 0);
   let pos = header.byteLength;

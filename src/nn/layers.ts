@@ -23,7 +23,11 @@ export class Identity extends Module {
 export class Linear extends Module {
   readonly weight: Tensor;
   readonly bias: Tensor | null;
-  constructor(readonly inFeatures: number, readonly outFeatures: number, opts: LayerOptions & { bias?: boolean } = {}) {
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    opts: LayerOptions & { bias?: boolean } = {},
+  ) {
     super();
     this.weight = this.param('weight', defaultWeightInit_(empty([outFeatures, inFeatures], opts)));
     if (opts.bias ?? true) {
@@ -41,7 +45,11 @@ export class Linear extends Module {
 export class LayerNorm extends Module {
   readonly weight: Tensor | null;
   readonly bias: Tensor | null;
-  constructor(readonly dim: number, readonly eps = 1e-5, opts: LayerOptions & { affine?: boolean } = {}) {
+  constructor(
+    readonly dim: number,
+    readonly eps = 1e-5,
+    opts: LayerOptions & { affine?: boolean } = {},
+  ) {
     super();
     const affine = opts.affine ?? true;
     this.weight = affine ? this.param('weight', empty([dim], opts).fill_(1)) : null;
@@ -83,7 +91,10 @@ export class BatchNorm1d extends Module {
   readonly runningMean: Tensor;
   readonly runningVar: Tensor;
   readonly numBatchesTracked: Tensor;
-  constructor(readonly numFeatures: number, readonly opts: LayerOptions & { eps?: number; momentum?: number; affine?: boolean } = {}) {
+  constructor(
+    readonly numFeatures: number,
+    readonly opts: LayerOptions & { eps?: number; momentum?: number; affine?: boolean } = {},
+  ) {
     super();
     const affine = opts.affine ?? true;
     this.weight = affine ? this.param('weight', empty([numFeatures], opts).fill_(1)) : null;
@@ -95,7 +106,11 @@ export class BatchNorm1d extends Module {
   forward(x: Tensor): Tensor {
     if (this.training) torch.noGrad(() => this.numBatchesTracked.add_(1));
     return F.batchNorm(x, this.runningMean, this.runningVar, {
-      weight: this.weight, bias: this.bias, training: this.training, momentum: this.opts.momentum ?? 0.1, eps: this.opts.eps ?? 1e-5,
+      weight: this.weight,
+      bias: this.bias,
+      training: this.training,
+      momentum: this.opts.momentum ?? 0.1,
+      eps: this.opts.eps ?? 1e-5,
     });
   }
 }
@@ -154,9 +169,10 @@ export class Mlp extends Module {
   forward(x: Tensor): Tensor {
     return torch.scope(() => {
       // With the bias + GELU kernel (torch/fused.ts), fc1 runs without its bias and the kernel adds it.
-      const hidden = fused.useFused('gelu', x) && this.fc1.bias && this.act.approximate === 'none'
-        ? fused.biasGelu(F.linear(x, this.fc1.weight, null), this.fc1.bias)
-        : this.act.forward(this.fc1.forward(x));
+      const hidden =
+        fused.useFused('gelu', x) && this.fc1.bias && this.act.approximate === 'none'
+          ? fused.biasGelu(F.linear(x, this.fc1.weight, null), this.fc1.bias)
+          : this.act.forward(this.fc1.forward(x));
       return this.drop.forward(this.fc2.forward(this.drop.forward(hidden)));
     });
   }

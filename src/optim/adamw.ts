@@ -22,7 +22,9 @@ export class AdamW extends Optimizer<AdamWHyper> {
     super('AdamW', params, { ...ADAMW_DEFAULTS, ...withoutUndefined(opts) });
   }
 
-  protected stateKeys(): string[] { return ['exp_avg', 'exp_avg_sq']; }
+  protected stateKeys(): string[] {
+    return ['exp_avg', 'exp_avg_sq'];
+  }
 
   protected override validate(g: ParamGroup<AdamWHyper>): void {
     super.validate(g);
@@ -39,15 +41,23 @@ export class AdamW extends Optimizer<AdamWHyper> {
       const st = this.stateOf(group, it.name, it.param);
       st.step += 1;
       const list = byStep.get(st.step);
-      if (list) list.push(it); else byStep.set(st.step, [it]);
+      if (list) list.push(it);
+      else byStep.set(st.step, [it]);
     }
     const [b1, b2] = group.betas;
     for (const [step, list] of byStep) {
       const states = list.map((it) => this.state.get(it.name)!.tensors);
       native.adamwStep(
-        list.map((it) => it.param.h), list.map((it) => it.grad.h),
-        states.map((s) => s.get('exp_avg')!.h), states.map((s) => s.get('exp_avg_sq')!.h),
-        group.lr, b1, b2, group.eps, group.weightDecay, step,
+        list.map((it) => it.param.h),
+        list.map((it) => it.grad.h),
+        states.map((s) => s.get('exp_avg')!.h),
+        states.map((s) => s.get('exp_avg_sq')!.h),
+        group.lr,
+        b1,
+        b2,
+        group.eps,
+        group.weightDecay,
+        step,
       );
     }
   }

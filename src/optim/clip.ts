@@ -24,7 +24,14 @@ export function clipGradNorm(params: ParamsLike, maxNorm: number): Tensor {
       const g = p.grad;
       if (g !== null) grads.push(g);
     }
-    return wrap(torch.noGrad(() => native.clipGradNorm(grads.map((g) => g.h), maxNorm)));
+    return wrap(
+      torch.noGrad(() =>
+        native.clipGradNorm(
+          grads.map((g) => g.h),
+          maxNorm,
+        ),
+      ),
+    );
   } finally {
     for (const g of grads) g.dispose();
   }

@@ -90,7 +90,11 @@ export class GradScaler {
     if (!this.enabled) return loss;
     if (loss.dtype === 'float16' || loss.dtype === 'bfloat16') {
       const up = loss.float();
-      try { return up.mul(this.scaleValue); } finally { up.dispose(); }
+      try {
+        return up.mul(this.scaleValue);
+      } finally {
+        up.dispose();
+      }
     }
     return loss.mul(this.scaleValue);
   }
@@ -111,8 +115,18 @@ export class GradScaler {
       }
       const inv = Math.fround(1 / this.scaleValue);
       torch.noGrad(() => {
-        s.norm = torch.keep(wrap(native.clipGradNorm(grads.map((g) => g.h), Infinity)));
-        native.foreachMul_(grads.map((g) => g.h), inv);
+        s.norm = torch.keep(
+          wrap(
+            native.clipGradNorm(
+              grads.map((g) => g.h),
+              Infinity,
+            ),
+          ),
+        );
+        native.foreachMul_(
+          grads.map((g) => g.h),
+          inv,
+        );
       });
     } finally {
       for (const g of grads) g.dispose();
@@ -183,7 +197,8 @@ export class GradScaler {
       throw new Error('GradScaler.loadStateDict: not a GradScaler state dict');
     }
     const diffs = (['growthFactor', 'backoffFactor', 'growthInterval'] as const)
-      .filter((k) => s[k] !== this[k]).map((k) => `${k} ${s[k]} (state dict) vs ${this[k]}`);
+      .filter((k) => s[k] !== this[k])
+      .map((k) => `${k} ${s[k]} (state dict) vs ${this[k]}`);
     if (diffs.length) throw new Error(`GradScaler.loadStateDict: options differ: ${diffs.join(', ')}`);
     if (!(s.scale > 0) || !Number.isFinite(s.scale)) throw new RangeError(`GradScaler.loadStateDict: invalid scale ${s.scale}`);
     if (!Number.isInteger(s.growthTracker) || s.growthTracker < 0) throw new RangeError(`GradScaler.loadStateDict: invalid growthTracker ${s.growthTracker}`);

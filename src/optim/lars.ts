@@ -45,7 +45,9 @@ export class LARS extends Optimizer<LARSHyper> {
     }
   }
 
-  protected stateKeys(): string[] { return ['mu']; }
+  protected stateKeys(): string[] {
+    return ['mu'];
+  }
 
   protected override validate(g: ParamGroup<LARSHyper>): void {
     super.validate(g);

@@ -108,7 +108,11 @@ export abstract class Optimizer<H extends BaseHyper> {
    * @param typeName 'AdamW', 'SGD', 'LARS': stored in state dicts and checked on load.
    * @param defaults hyper-parameters for groups that do not set them.
    */
-  protected constructor(readonly typeName: string, params: ParamsInput, readonly defaults: H) {
+  protected constructor(
+    readonly typeName: string,
+    params: ParamsInput,
+    readonly defaults: H,
+  ) {
     const specs: ParamGroupSpec[] = isGroupList(params) ? params : [{ params: params as NamedParams }];
     for (const spec of specs) this.addParamGroup(spec);
     if (this.byName.size === 0) throw new Error(`${this.typeName}: got an empty parameter list`);
@@ -169,7 +173,11 @@ export abstract class Optimizer<H extends BaseHyper> {
       } else {
         const g = p.grad;
         if (g) {
-          try { g.zero_(); } finally { g.dispose(); }
+          try {
+            g.zero_();
+          } finally {
+            g.dispose();
+          }
         }
       }
     }
@@ -262,7 +270,10 @@ export abstract class Optimizer<H extends BaseHyper> {
     const problems: string[] = [];
     for (const [name, s] of Object.entries(meta.state)) {
       const g = groupOf.get(name);
-      if (!g) { problems.push(`state for unknown parameter '${name}'`); continue; }
+      if (!g) {
+        problems.push(`state for unknown parameter '${name}'`);
+        continue;
+      }
       if (!Number.isInteger(s.step) || s.step < 0) problems.push(`'${name}': invalid step ${s.step}`);
       const merged = { ...g, ...(hypers[this.paramGroups.indexOf(g)] as object) } as ParamGroup<H>;
       for (const key of this.stateKeys(merged)) expected.set(`${key}.${name}`, { name, key });
@@ -270,7 +281,10 @@ export abstract class Optimizer<H extends BaseHyper> {
     for (const k of expected.keys()) if (!tensors.has(k)) problems.push(`missing tensor '${k}'`);
     for (const [k, t] of tensors) {
       const e = expected.get(k);
-      if (!e) { problems.push(`unexpected tensor '${k}'`); continue; }
+      if (!e) {
+        problems.push(`unexpected tensor '${k}'`);
+        continue;
+      }
       const p = this.byName.get(e.name)!;
       if (t.isDisposed) problems.push(`tensor '${k}' was disposed`);
       else if (!sameShape(t.shape, p.shape)) problems.push(`tensor '${k}' has shape [${t.shape}], parameter has [${p.shape}]`);

@@ -20,10 +20,7 @@ export function isNoWeightDecay(name: string, param: Tensor, noWeightDecay: Iter
  * Parameters with requiresGrad false are left out. Names like 'cls_token', 'pos_embed', 'mask_token'
  * go in `noWeightDecay` (a model's noWeightDecay() list).
  */
-export function paramGroupsWeightDecay(
-  params: NamedParams,
-  o: { weightDecay: number; noWeightDecay?: Iterable<string> },
-): ParamGroupSpec[] {
+export function paramGroupsWeightDecay(params: NamedParams, o: { weightDecay: number; noWeightDecay?: Iterable<string> }): ParamGroupSpec[] {
   const skip = [...(o.noWeightDecay ?? [])];
   const decay: Array<[string, Tensor]> = [];
   const noDecay: Array<[string, Tensor]> = [];
@@ -77,7 +74,8 @@ export function paramGroupsLayerDecay(params: NamedParams, o: LayerDecayOptions)
     if (!p.requiresGrad) continue;
     const noDecay = isNoWeightDecay(name, p, skip);
     const id = layerId(name, o.numLayers);
-    if (!(Number.isInteger(id) && id >= 0 && id <= o.numLayers + 1)) throw new RangeError(`paramGroupsLayerDecay: layer id ${id} of '${name}' is outside 0..${o.numLayers + 1}`);
+    if (!(Number.isInteger(id) && id >= 0 && id <= o.numLayers + 1))
+      throw new RangeError(`paramGroupsLayerDecay: layer id ${id} of '${name}' is outside 0..${o.numLayers + 1}`);
     const key = `layer_${id}_${noDecay ? 'no_decay' : 'decay'}`;
     let g = groups.get(key);
     if (!g) {

@@ -37,8 +37,7 @@ export function warmupCosine(o: WarmupCosineOptions): LrSchedule {
   checkWarmup(warmupEpochs, 'warmupCosine');
   if (!(o.epochs > warmupEpochs)) throw new RangeError(`warmupCosine: epochs (${o.epochs}) must exceed warmupEpochs (${warmupEpochs})`);
   return (epoch) =>
-    warmup(o.lr, warmupEpochs, epoch) ??
-    minLr + (o.lr - minLr) * 0.5 * (1 + Math.cos((Math.PI * (epoch - warmupEpochs)) / (o.epochs - warmupEpochs)));
+    warmup(o.lr, warmupEpochs, epoch) ?? minLr + (o.lr - minLr) * 0.5 * (1 + Math.cos((Math.PI * (epoch - warmupEpochs)) / (o.epochs - warmupEpochs)));
 }
 
 /** A constant learning rate, after an optional linear warm-up from 0. */

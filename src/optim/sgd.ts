@@ -41,8 +41,17 @@ export class SGD extends Optimizer<SGDHyper> {
     const { lr, momentum, dampening, weightDecay, nesterov } = group;
     const call = (list: ParamWithGrad[], bufs: torch.Tensor[] | null, first: boolean): void => {
       if (!list.length) return;
-      native.sgdStep(list.map((it) => it.param.h), list.map((it) => it.grad.h), bufs ? bufs.map((b) => b.h) : null,
-        lr, momentum, dampening, weightDecay, nesterov, first);
+      native.sgdStep(
+        list.map((it) => it.param.h),
+        list.map((it) => it.grad.h),
+        bufs ? bufs.map((b) => b.h) : null,
+        lr,
+        momentum,
+        dampening,
+        weightDecay,
+        nesterov,
+        first,
+      );
     };
     if (momentum === 0) {
       for (const it of items) this.stateOf(group, it.name, it.param).step += 1;

@@ -11,7 +11,15 @@ import { cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFi
 import { join } from 'node:path';
 import { saveTensors } from '../io';
 import {
-  CheckpointContents, LoadedCheckpoint, fsyncPath, listCheckpoints, readCheckpoint, readCheckpointState, sha256File, stepDirName, verifyCheckpoint,
+  CheckpointContents,
+  LoadedCheckpoint,
+  fsyncPath,
+  listCheckpoints,
+  readCheckpoint,
+  readCheckpointState,
+  sha256File,
+  stepDirName,
+  verifyCheckpoint,
 } from '../io/checkpoint';
 
 export interface CheckpointFiles extends CheckpointContents {
@@ -123,7 +131,12 @@ export class CheckpointManager {
       const optimizer = join(tmp, 'optimizer.safetensors');
       writing(model, () => saveTensors(model, files.model, files.modelMetadata ?? {}));
       writing(optimizer, () => saveTensors(optimizer, files.extra));
-      const state = { ...files.state, step, runId: this.runId, files: { 'model.safetensors': sha256File(model), 'optimizer.safetensors': sha256File(optimizer) } };
+      const state = {
+        ...files.state,
+        step,
+        runId: this.runId,
+        files: { 'model.safetensors': sha256File(model), 'optimizer.safetensors': sha256File(optimizer) },
+      };
       const statePath = join(tmp, 'state.json');
       writing(statePath, () => writeFileSync(statePath, JSON.stringify(state, null, 1)));
       fsyncPath(statePath);

@@ -7,5 +7,7 @@ export function cudnnAutotune(device: torch.Device): () => void {
   if (!device.startsWith('cuda')) return () => {};
   const was = torch.backends.cudnn.benchmark;
   torch.backends.cudnn.benchmark = true;
-  return () => { torch.backends.cudnn.benchmark = was; };
+  return () => {
+    torch.backends.cudnn.benchmark = was;
+  };
 }

@@ -38,7 +38,8 @@ export class DeviceImages {
     if (this.affine?.device !== device) {
       this.dispose();
       const { mean, std } = this.normalize!;
-      if (mean.length !== channels || std.length !== channels) throw new Error(`DeviceImages: mean/std have ${mean.length}/${std.length} values for ${channels} channels`);
+      if (mean.length !== channels || std.length !== channels)
+        throw new Error(`DeviceImages: mean/std have ${mean.length}/${std.length} values for ${channels} channels`);
       const scale = Float32Array.from(std, (s) => 1 / (255 * s));
       const bias = Float32Array.from(mean, (m, c) => -m / std[c]);
       this.affine = {

@@ -18,6 +18,7 @@ export function checkDevice(device: string): torch.Device {
     throw new OptionError('device', `${device}: CUDA is not available (this libtorch has no CUDA or the machine no GPU; \`semaim info\` shows what there is)`);
   }
   const n = torch.cuda.deviceCount();
-  if (m[2] !== undefined && Number(m[2]) >= n) throw new OptionError('device', `${device}: there ${n === 1 ? 'is 1 CUDA device' : `are ${n} CUDA devices`} (cuda:0${n > 1 ? `…cuda:${n - 1}` : ''})`);
+  if (m[2] !== undefined && Number(m[2]) >= n)
+    throw new OptionError('device', `${device}: there ${n === 1 ? 'is 1 CUDA device' : `are ${n} CUDA devices`} (cuda:0${n > 1 ? `…cuda:${n - 1}` : ''})`);
   return m[2] === undefined ? 'cuda' : `cuda:${Number(m[2])}`;
 }

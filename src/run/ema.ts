@@ -5,7 +5,11 @@ import { Module } from '../nn';
 
 export class EMA<M extends Module> {
   private readonly pairs: [Tensor, Tensor][];
-  constructor(readonly shadow: M, source: Module, public decay: number) {
+  constructor(
+    readonly shadow: M,
+    source: Module,
+    public decay: number,
+  ) {
     const src = new Map(source.namedParameters());
     this.pairs = [...shadow.namedParameters()].map(([name, t]) => {
       const s = src.get(name);
@@ -19,12 +23,16 @@ export class EMA<M extends Module> {
 
   /** Sets the shadow equal to the source. */
   copyFrom(): void {
-    torch.noGrad(() => { for (const [e, s] of this.pairs) e.copy_(s); });
+    torch.noGrad(() => {
+      for (const [e, s] of this.pairs) e.copy_(s);
+    });
   }
 
   /** shadow ← decay·shadow + (1 − decay)·source */
   update(): void {
-    torch.noGrad(() => { for (const [e, s] of this.pairs) e.lerp_(s, 1 - this.decay); });
+    torch.noGrad(() => {
+      for (const [e, s] of this.pairs) e.lerp_(s, 1 - this.decay);
+    });
   }
 
   /** Shadow tensors under `ema.<name>` for checkpoints. */

@@ -113,7 +113,12 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
   await state.start(run.resume, { options: job.options, model: job.config, ...job.extraState });
   const stop: StopRequest = hooks.stop ?? { requested: false };
   const result = (): LoopResult => ({
-    steps: state.step, firstLoss: state.firstLoss, lastLoss: state.lastLoss, stoppedBy: state.stoppedBy, checkpoint: state.lastCheckpoint, best: state.best,
+    steps: state.step,
+    firstLoss: state.firstLoss,
+    lastLoss: state.lastLoss,
+    stoppedBy: state.stoppedBy,
+    checkpoint: state.lastCheckpoint,
+    best: state.best,
     ...(state.stoppedBy === 'signal' ? { signal: stop.signal } : {}),
   });
   if (state.step >= totalSteps) {
@@ -165,8 +170,10 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
         // Policy: log, stop on a non-finite loss, evaluate, checkpoint, stop at the budget or on request.
         const epochEnd = batchIndex >= perEpoch * accum;
         if (logStep && !(await state.flushMetrics(epoch + batchIndex / (perEpoch * accum)))) {
-          log(`\nstopping: the loss became NaN/Inf by step ${state.step} (lr ${state.lr()}). ` +
-            `The last good checkpoint is ${state.lastCheckpoint ?? '(none yet)'}; lower --blr, raise --warmup-epochs, or use --precision fp32.`);
+          log(
+            `\nstopping: the loss became NaN/Inf by step ${state.step} (lr ${state.lr()}). ` +
+              `The last good checkpoint is ${state.lastCheckpoint ?? '(none yet)'}; lower --blr, raise --warmup-epochs, or use --precision fp32.`,
+          );
           state.stoppedBy = 'nonfinite';
           break outer;
         }

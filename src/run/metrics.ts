@@ -17,7 +17,9 @@ export class MetricsLog {
    */
   truncateAfter(step: number): number {
     if (!existsSync(this.path)) return 0;
-    const lines = readFileSync(this.path, 'utf8').split('\n').filter((l) => l.trim());
+    const lines = readFileSync(this.path, 'utf8')
+      .split('\n')
+      .filter((l) => l.trim());
     const keep = lines.filter((l) => {
       try {
         return !((JSON.parse(l) as { step?: number }).step! > step);
@@ -35,11 +37,14 @@ export class MetricsLog {
 
 export function readMetrics(path: string): Record<string, unknown>[] {
   if (!existsSync(path)) return [];
-  return readFileSync(path, 'utf8').split('\n').filter((l) => l.trim()).flatMap((l) => {
-    try {
-      return [JSON.parse(l) as Record<string, unknown>];
-    } catch {
-      return [];
-    }
-  });
+  return readFileSync(path, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim())
+    .flatMap((l) => {
+      try {
+        return [JSON.parse(l) as Record<string, unknown>];
+      } catch {
+        return [];
+      }
+    });
 }

@@ -18,7 +18,8 @@ export interface OptimizerStepOptions {
 export function optimizerStep(o: OptimizerStepOptions): Tensor | null {
   if (o.scaler) o.scaler.unscale_(o.optimizer);
   const norm = o.clipGrad > 0 ? clipGradNorm(o.params, o.clipGrad) : o.measureNorm ? gradNorm(o.params) : null;
-  if (o.scaler) o.scaler.step(o.optimizer); else o.optimizer.step();
+  if (o.scaler) o.scaler.step(o.optimizer);
+  else o.optimizer.step();
   o.scaler?.update();
   o.optimizer.zeroGrad();
   o.ema?.update();

@@ -22,7 +22,12 @@ export class Progress {
   private readonly tty: boolean;
   private lastPrint = 0;
   private readonly start = Date.now();
-  constructor(readonly label: string, readonly total: number, private readonly out: NodeJS.WriteStream = process.stderr, readonly plainEverySec = 5) {
+  constructor(
+    readonly label: string,
+    readonly total: number,
+    private readonly out: NodeJS.WriteStream = process.stderr,
+    readonly plainEverySec = 5,
+  ) {
     this.tty = !!out.isTTY;
   }
 

@@ -30,10 +30,14 @@ export function refuseRecipeChanges(table: OptionTable, changes: RecipeChange[],
   const rows = changes.map((c) => [`--${kebab(c.key)}`, show(c.before), show(c.now)]);
   const widths = [0, 1, 2].map((i) => Math.max(['option', 'run', 'now'][i].length, ...rows.map((r) => r[i].length)));
   const line = (r: string[]) => '  ' + r.map((c, i) => c.padEnd(widths[i])).join('  ');
-  const free = Object.entries(table).filter(([, s]) => s.mayChangeOnResume).map(([k]) => `--${kebab(k)}`);
-  throw new OptionError(changes[0].key,
+  const free = Object.entries(table)
+    .filter(([, s]) => s.mayChangeOnResume)
+    .map(([k]) => `--${kebab(k)}`);
+  throw new OptionError(
+    changes[0].key,
     `the run in ${where} was started with other settings, and resuming it with these would train a different recipe:\n` +
-    [line(['option', 'run', 'now']), ...rows.map(line)].join('\n') +
-    `\nRun with the run's values to continue it, or start a new run: another --out-dir, or --no-resume (the old run is moved to previous/).` +
-    `\nOptions that may change when resuming: ${free.join(', ')}.`);
+      [line(['option', 'run', 'now']), ...rows.map(line)].join('\n') +
+      `\nRun with the run's values to continue it, or start a new run: another --out-dir, or --no-resume (the old run is moved to previous/).` +
+      `\nOptions that may change when resuming: ${free.join(', ')}.`,
+  );
 }

@@ -43,7 +43,10 @@ export function runExitCode(r: { stoppedBy: string; signal?: StopSignal }): numb
 /** A job stopped by a signal; the command exits with `exitCode` (130 / 143). */
 export class StoppedBySignal extends Error {
   readonly exitCode: number;
-  constructor(message: string, readonly signal?: StopSignal) {
+  constructor(
+    message: string,
+    readonly signal?: StopSignal,
+  ) {
     super(message);
     this.name = 'StoppedBySignal';
     this.exitCode = signalExitCode(signal);

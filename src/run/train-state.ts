@@ -165,7 +165,7 @@ export class TrainState {
     if (job.optionTable && s.options) {
       // --batch-size is per process: a run may resume with other processes that see the same global batch
       const global = (opts: Record<string, unknown>, world: number) =>
-        (typeof opts.batchSize === 'number' ? { ...opts, batchSize: opts.batchSize * world } : opts);
+        typeof opts.batchSize === 'number' ? { ...opts, batchSize: opts.batchSize * world } : opts;
       const changes = recipeChanges(job.optionTable, global(s.options, s.worldSize ?? 1), global(job.options, this.worldSize));
       const worlds = [s.worldSize ?? 1, this.worldSize];
       for (const c of changes) {
@@ -197,7 +197,9 @@ export class TrainState {
     this.savedStep = s.step;
     // Metrics logged after the checkpoint are computed again: drop them, and take up the loss curve.
     if (this.writes) this.metrics.truncateAfter(this.step);
-    const losses = readMetrics(this.metrics.path).map((r) => r.loss).filter((l): l is number => typeof l === 'number');
+    const losses = readMetrics(this.metrics.path)
+      .map((r) => r.loss)
+      .filter((l): l is number => typeof l === 'number');
     if (losses.length) [this.firstLoss, this.lastLoss] = [losses[0], losses[losses.length - 1]];
     const worlds = (s.worldSize ?? 1) !== this.worldSize ? `; written by ${s.worldSize ?? 1} process(es), continued by ${this.worldSize}` : '';
     if (this.writes) this.log(`resumed from ${latest.dir} (step ${this.step}, epoch ${this.epoch}, batch ${this.batch}${worlds})`);
@@ -213,8 +215,7 @@ export class TrainState {
     if (this.group ? await this.group.anyTrue(nonFinite) : nonFinite) return;
     const { job } = this;
     const score = job.best.score(this);
-    const better = score !== null && Number.isFinite(score) &&
-      (this.best === null || (job.best.lowerIsBetter ? score < this.best : score > this.best));
+    const better = score !== null && Number.isFinite(score) && (this.best === null || (job.best.lowerIsBetter ? score < this.best : score > this.best));
     if (better) this.best = score;
     if (this.writes) this.write(epoch, batch, better);
     this.savedStep = this.step;
@@ -231,15 +232,27 @@ export class TrainState {
     for (const [k, v] of owned) extra.set(k, v);
     try {
       const state: SavedState & Record<string, unknown> = {
-        worldSize: this.worldSize, step: this.step, epoch, batch, best: this.best, optimizer: optState.meta, scaler: job.scaler?.stateDict(),
-        config: job.config, options: job.options, ...job.extraState,
+        worldSize: this.worldSize,
+        step: this.step,
+        epoch,
+        batch,
+        best: this.best,
+        optimizer: optState.meta,
+        scaler: job.scaler?.stateDict(),
+        config: job.config,
+        options: job.options,
+        ...job.extraState,
       };
-      this.lastCheckpoint = this.checkpoints.save(this.step, {
-        model: job.model.stateDict(),
-        extra,
-        state,
-        modelMetadata: { config: JSON.stringify(job.config), format: `semaim.${job.kind}/1` },
-      }, { best: better });
+      this.lastCheckpoint = this.checkpoints.save(
+        this.step,
+        {
+          model: job.model.stateDict(),
+          extra,
+          state,
+          modelMetadata: { config: JSON.stringify(job.config), format: `semaim.${job.kind}/1` },
+        },
+        { best: better },
+      );
     } finally {
       disposeAll(optState.tensors);
       disposeAll(owned);

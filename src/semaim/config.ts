@@ -29,7 +29,16 @@ export type OrderConfig =
   | { type: 'raster' | 'snake' | 'stochastic' }
   | { type: 'similarity'; source: SimilaritySource; tokens?: SimilarityTokens }
   | SemanticOrderConfig
-  | { type: 'multicenter'; source: SimilaritySource; k: number; minRelHeight: number; minDistance: number; filter: boolean; lambda: number; tokens?: SimilarityTokens };
+  | {
+      type: 'multicenter';
+      source: SimilaritySource;
+      k: number;
+      minRelHeight: number;
+      minDistance: number;
+      filter: boolean;
+      lambda: number;
+      tokens?: SimilarityTokens;
+    };
 
 export interface SemAIMConfig extends EncoderConfig {
   /** Number of decoder (query) blocks, 1..depth. */
@@ -55,7 +64,10 @@ export const DEFAULT_ORDER: SemanticOrderConfig = { type: 'semantic', source: 'o
 export const AUTHORS_SEMANTIC_ORDER: SemanticOrderConfig = { type: 'semantic', source: 'online', filter: false, lambda: 1e-3 };
 
 export class ConfigError extends Error {
-  constructor(readonly key: string, message: string) {
+  constructor(
+    readonly key: string,
+    message: string,
+  ) {
     super(`config '${key}': ${message}`);
     this.name = 'ConfigError';
   }
@@ -66,8 +78,16 @@ export function makeConfig(preset: keyof typeof PRESETS | string, overrides: Par
   const p = PRESETS[preset];
   if (!p) throw new ConfigError('preset', `unknown preset '${preset}' (known: ${Object.keys(PRESETS).join(', ')})`);
   const cfg: SemAIMConfig = {
-    imgSize: 224, patchSize: 16, inChans: 3, mlpRatio: 4, dropPath: 0, ...p,
-    decoderDepth: overrides.depth ?? p.depth, target: DEFAULT_PIXEL_TARGET, order: DEFAULT_ORDER, ...overrides,
+    imgSize: 224,
+    patchSize: 16,
+    inChans: 3,
+    mlpRatio: 4,
+    dropPath: 0,
+    ...p,
+    decoderDepth: overrides.depth ?? p.depth,
+    target: DEFAULT_PIXEL_TARGET,
+    order: DEFAULT_ORDER,
+    ...overrides,
   };
   validateConfig(cfg);
   return cfg;

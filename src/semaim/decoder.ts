@@ -10,7 +10,10 @@ export class CrossAttention extends Module {
   readonly k: Linear;
   readonly v: Linear;
   readonly proj: Linear;
-  constructor(readonly dim: number, readonly numHeads: number) {
+  constructor(
+    readonly dim: number,
+    readonly numHeads: number,
+  ) {
     super();
     this.q = this.module('q', new Linear(dim, dim));
     this.k = this.module('k', new Linear(dim, dim));

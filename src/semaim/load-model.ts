@@ -54,9 +54,19 @@ export function loadModel(source: string, device: torch.Device = 'cpu', o: Verif
   try {
     step = Number((JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as { step?: number }).step ?? NaN);
     if (!Number.isFinite(step)) step = null;
-  } catch { /* no state.json: a bare checkpoint folder */ }
+  } catch {
+    /* no state.json: a bare checkpoint folder */
+  }
   return {
-    model, ema, checkpoint: dir, step, config,
-    dispose() { model.teacher?.dispose(); model.dispose(); ema?.dispose(); },
+    model,
+    ema,
+    checkpoint: dir,
+    step,
+    config,
+    dispose() {
+      model.teacher?.dispose();
+      model.dispose();
+      ema?.dispose();
+    },
   };
 }

@@ -37,7 +37,12 @@ export function snakeOrder(B: number, g: Grid, device: torch.Device = 'cpu'): Te
     const { rows, cols } = coords(g, device);
     const odd = rows.remainder(2).eq(1);
     const col = torch.where(odd, cols.rsub(g.gridW - 1), cols);
-    return rows.mul(g.gridW).add(col).unsqueeze(0).expand(B, g.gridH * g.gridW).contiguous();
+    return rows
+      .mul(g.gridW)
+      .add(col)
+      .unsqueeze(0)
+      .expand(B, g.gridH * g.gridW)
+      .contiguous();
   });
 }
 
@@ -194,9 +199,12 @@ export function orderUsesNoise(o: OrderConfig): boolean {
 export function orderFromConfig(o: OrderConfig, B: number, g: Grid, S: Tensor | null, opts: NoiseOptions & { device?: torch.Device } = {}): Tensor {
   const device = opts.device ?? S?.device ?? 'cpu';
   switch (o.type) {
-    case 'raster': return rasterOrder(B, g, device);
-    case 'snake': return snakeOrder(B, g, device);
-    case 'stochastic': return stochasticOrder(B, g, { ...opts, device });
+    case 'raster':
+      return rasterOrder(B, g, device);
+    case 'snake':
+      return snakeOrder(B, g, device);
+    case 'stochastic':
+      return stochasticOrder(B, g, { ...opts, device });
     default: {
       if (!S) throw new Error(`order '${o.type}' needs a similarity map`);
       if (o.type === 'similarity') return similarityOrder(S);

@@ -45,7 +45,15 @@ export function checkpointConfig(checkpointDir: string): SemAIMConfig {
 
 /** The encoder part of a SemAIM config. */
 export function encoderConfigOf(c: EncoderConfig): EncoderConfig {
-  return { imgSize: c.imgSize, patchSize: c.patchSize, inChans: c.inChans ?? 3, embedDim: c.embedDim, depth: c.depth, numHeads: c.numHeads, mlpRatio: c.mlpRatio ?? 4 };
+  return {
+    imgSize: c.imgSize,
+    patchSize: c.patchSize,
+    inChans: c.inChans ?? 3,
+    embedDim: c.embedDim,
+    depth: c.depth,
+    numHeads: c.numHeads,
+    mlpRatio: c.mlpRatio ?? 4,
+  };
 }
 
 /** Loads a frozen teacher encoder (feature targets / teacher similarity source); null for pixel targets. */

@@ -36,7 +36,12 @@ export interface ForwardOptions {
  * The similarity map S [B, N] from an encoder (the online model, an EMA copy or a frozen teacher):
  * an unmasked forward pass in eval mode without gradients.
  */
-export function encoderSimilarity(encoder: VisionTransformer, images: Tensor, mode: 'softmax' | 'minmax' = 'softmax', tokens: SimilarityTokens = 'cls'): Tensor {
+export function encoderSimilarity(
+  encoder: VisionTransformer,
+  images: Tensor,
+  mode: 'softmax' | 'minmax' = 'softmax',
+  tokens: SimilarityTokens = 'cls',
+): Tensor {
   const wasTraining = encoder.training;
   encoder.eval();
   try {
@@ -66,8 +71,7 @@ export class SemAIM extends VisionTransformer {
     super(config);
     const D = config.embedDim;
     this.taps = decoderTaps(config.depth, config.decoderDepth);
-    this.query_blocks = this.module('query_blocks',
-      new ModuleList(this.taps.map(() => new DecoderBlock(D, config.numHeads, config.mlpRatio ?? 4))));
+    this.query_blocks = this.module('query_blocks', new ModuleList(this.taps.map(() => new DecoderBlock(D, config.numHeads, config.mlpRatio ?? 4))));
     const t = config.target;
     this.outDim = t.type === 'pixels' ? config.patchSize * config.patchSize * (config.inChans ?? 3) : t.teacherConfig.embedDim;
     this.prediction_head = this.module('prediction_head', new Mlp(D, Math.floor(D * (config.mlpRatio ?? 4)), this.outDim));
@@ -85,14 +89,18 @@ export class SemAIM extends VisionTransformer {
     const t = this.config.target;
     if (t.type === 'pixels') {
       const o = { patchSize: this.config.patchSize, ...t };
-      return torch.noGrad(() => torch.autocast({ device: torch.deviceType(images.device), enabled: false }, () => torch.scope(() => pixelTargets(atLeastFloat32(images), o))));
+      return torch.noGrad(() =>
+        torch.autocast({ device: torch.deviceType(images.device), enabled: false }, () => torch.scope(() => pixelTargets(atLeastFloat32(images), o))),
+      );
     }
     if (!this.teacher) throw new Error('feature targets need a teacher: set model.teacher (see loadTeacher)');
     const teacher = this.teacher;
-    return torch.noGrad(() => torch.scope(() => {
-      teacher.eval();
-      return atLeastFloat32(teacher.forwardFeatures(images).narrow(1, 1, this.numPatches)).contiguous();
-    }));
+    return torch.noGrad(() =>
+      torch.scope(() => {
+        teacher.eval();
+        return atLeastFloat32(teacher.forwardFeatures(images).narrow(1, 1, this.numPatches)).contiguous();
+      }),
+    );
   }
 
   /**

@@ -33,14 +33,24 @@ export function patchify(images: Tensor, p: number): Tensor {
   const [B, C, H, W] = images.shape;
   const h = H / p;
   const w = W / p;
-  return torch.scope(() => images.reshape(B, C, h, p, w, p).permute(0, 2, 4, 3, 5, 1).reshape(B, h * w, p * p * C));
+  return torch.scope(() =>
+    images
+      .reshape(B, C, h, p, w, p)
+      .permute(0, 2, 4, 3, 5, 1)
+      .reshape(B, h * w, p * p * C),
+  );
 }
 
 /** Inverse of patchify for square images. */
 export function unpatchify(x: Tensor, p: number, channels = 3): Tensor {
   const [B, N] = x.shape;
   const h = Math.round(Math.sqrt(N));
-  return torch.scope(() => x.reshape(B, h, h, p, p, channels).permute(0, 5, 1, 3, 2, 4).reshape(B, channels, h * p, h * p));
+  return torch.scope(() =>
+    x
+      .reshape(B, h, h, p, p, channels)
+      .permute(0, 5, 1, 3, 2, 4)
+      .reshape(B, channels, h * p, h * p),
+  );
 }
 
 /** (t − mean)/sqrt(var + 1e-6) over the last dim, unbiased variance. */

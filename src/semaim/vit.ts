@@ -15,7 +15,11 @@ export interface AttentionMasking {
 
 export class PatchEmbed extends Module {
   readonly proj: Conv2d;
-  constructor(readonly patchSize: number, inChans: number, embedDim: number) {
+  constructor(
+    readonly patchSize: number,
+    inChans: number,
+    embedDim: number,
+  ) {
     super();
     this.proj = this.module('proj', new Conv2d(inChans, embedDim, patchSize, { stride: patchSize }));
   }
@@ -28,7 +32,10 @@ export class PatchEmbed extends Module {
 export class Attention extends Module {
   readonly qkv: Linear;
   readonly proj: Linear;
-  constructor(readonly dim: number, readonly numHeads: number) {
+  constructor(
+    readonly dim: number,
+    readonly numHeads: number,
+  ) {
     super();
     if (dim % numHeads !== 0) throw new Error(`width ${dim} is not divisible by ${numHeads} heads`);
     this.qkv = this.module('qkv', new Linear(dim, dim * 3));
@@ -43,7 +50,12 @@ export class Attention extends Module {
     const [B, T] = x.shape;
     const hd = this.dim / this.numHeads;
     // [B, T, 3, H, hd] -> [3, B, H, T, hd]
-    return this.qkv.forward(x).view(B, T, 3, this.numHeads, hd).permute(2, 0, 3, 1, 4).chunk(3, 0).map((t) => t.squeeze(0));
+    return this.qkv
+      .forward(x)
+      .view(B, T, 3, this.numHeads, hd)
+      .permute(2, 0, 3, 1, 4)
+      .chunk(3, 0)
+      .map((t) => t.squeeze(0));
   }
 
   forward(x: Tensor, m: AttentionMasking = {}): Tensor {
@@ -85,7 +97,9 @@ export class Block extends Module {
       if (fused.useFused('layernorm', x)) {
         // The same block with LayerNorm kernels: norm1, and residual add + norm2 in one (torch/fused.ts).
         const n1 = fused.layerNorm(x, this.norm1.weight, this.norm1.bias, this.norm1.eps, { forLinear: true });
-        const a = fused.addLayerNorm(x, this.dropPath.forward(this.attn.forward(n1, m)), this.norm2.weight, this.norm2.bias, this.norm2.eps, { forLinear: true });
+        const a = fused.addLayerNorm(x, this.dropPath.forward(this.attn.forward(n1, m)), this.norm2.weight, this.norm2.bias, this.norm2.eps, {
+          forLinear: true,
+        });
         return a.sum.add(this.dropPath.forward(this.mlp.forward(a.normed)));
       }
       const h = x.add(this.dropPath.forward(this.attn.forward(this.norm1.forward(x), m)));
@@ -138,13 +152,15 @@ export class VisionTransformer extends Module {
     if (generatorSeed !== undefined) torch.manualSeed(generatorSeed);
     initVitWeights(this);
     const w = this.patch_embed.proj.weight;
-    torch.noGrad(() => torch.scope(() => {
-      // Patch embedding initialised like a Linear over its flattened kernel.
-      const flat = torch.empty([w.shape[0], w.numel / w.shape[0]]);
-      init.xavierUniform_(flat);
-      w.copy_(flat.view(w.shape));
-      if (this.patch_embed.proj.bias) this.patch_embed.proj.bias.zero_();
-    }));
+    torch.noGrad(() =>
+      torch.scope(() => {
+        // Patch embedding initialised like a Linear over its flattened kernel.
+        const flat = torch.empty([w.shape[0], w.numel / w.shape[0]]);
+        init.xavierUniform_(flat);
+        w.copy_(flat.view(w.shape));
+        if (this.patch_embed.proj.bias) this.patch_embed.proj.bias.zero_();
+      }),
+    );
     init.normal_(this.cls_token, 0, 0.02);
     return this;
   }

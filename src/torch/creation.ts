@@ -118,7 +118,11 @@ export function tensor(data: Nested | TypedArray, o: CreateOptions & { shape?: n
     const natural = buf instanceof Uint16Array ? dtype : dtypeOfArray(buf);
     if (natural !== dtype) {
       const t = wrap(native.fromBuffer(buf, shape, natural, null));
-      try { return finish(t.to({ dtype, device: dev(o) ?? undefined }), o); } finally { t.dispose(); }
+      try {
+        return finish(t.to({ dtype, device: dev(o) ?? undefined }), o);
+      } finally {
+        t.dispose();
+      }
     }
   } else {
     shape = o.shape ?? shapeOf(data);
@@ -129,7 +133,11 @@ export function tensor(data: Nested | TypedArray, o: CreateOptions & { shape?: n
     buf = toTyped(flat, dtype);
     if (dtype === 'float16' || dtype === 'bfloat16') {
       const t = wrap(native.fromBuffer(buf, shape, 'float32', null));
-      try { return finish(t.to({ dtype, device: dev(o) ?? undefined }), o); } finally { t.dispose(); }
+      try {
+        return finish(t.to({ dtype, device: dev(o) ?? undefined }), o);
+      } finally {
+        t.dispose();
+      }
     }
   }
   return finish(wrap(native.fromBuffer(buf, shape, dtype, dev(o))), o);
@@ -138,12 +146,20 @@ export function tensor(data: Nested | TypedArray, o: CreateOptions & { shape?: n
 function toTyped(flat: (number | boolean)[], dtype: DType): TypedArray {
   const nums = flat.map(Number);
   switch (dtype) {
-    case 'float64': return Float64Array.from(nums);
-    case 'int64': return BigInt64Array.from(nums.map((v) => BigInt(Math.trunc(v))));
-    case 'int32': return Int32Array.from(nums);
-    case 'int16': return Int16Array.from(nums);
-    case 'int8': return Int8Array.from(nums);
-    case 'uint8': case 'bool': return Uint8Array.from(nums.map((v) => (dtype === 'bool' ? (v ? 1 : 0) : v)));
-    default: return Float32Array.from(nums);
+    case 'float64':
+      return Float64Array.from(nums);
+    case 'int64':
+      return BigInt64Array.from(nums.map((v) => BigInt(Math.trunc(v))));
+    case 'int32':
+      return Int32Array.from(nums);
+    case 'int16':
+      return Int16Array.from(nums);
+    case 'int8':
+      return Int8Array.from(nums);
+    case 'uint8':
+    case 'bool':
+      return Uint8Array.from(nums.map((v) => (dtype === 'bool' ? (v ? 1 : 0) : v)));
+    default:
+      return Float32Array.from(nums);
   }
 }

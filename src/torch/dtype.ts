@@ -15,10 +15,18 @@ export function isFloating(d: DType): boolean {
 
 export function dtypeBytes(d: DType): number {
   switch (d) {
-    case 'float64': case 'int64': return 8;
-    case 'float32': case 'int32': return 4;
-    case 'float16': case 'bfloat16': case 'int16': return 2;
-    default: return 1;
+    case 'float64':
+    case 'int64':
+      return 8;
+    case 'float32':
+    case 'int32':
+      return 4;
+    case 'float16':
+    case 'bfloat16':
+    case 'int16':
+      return 2;
+    default:
+      return 1;
   }
 }
 
@@ -39,13 +47,22 @@ export function dtypeOfArray(a: TypedArray): DType {
 /** A typed array view over raw bytes of the given dtype (half types as raw Uint16 bits). */
 export function viewAs(d: DType, buf: ArrayBuffer): TypedArray {
   switch (d) {
-    case 'float32': return new Float32Array(buf);
-    case 'float64': return new Float64Array(buf);
-    case 'int64': return new BigInt64Array(buf);
-    case 'int32': return new Int32Array(buf);
-    case 'int16': return new Int16Array(buf);
-    case 'int8': return new Int8Array(buf);
-    case 'float16': case 'bfloat16': return new Uint16Array(buf);
-    default: return new Uint8Array(buf);
+    case 'float32':
+      return new Float32Array(buf);
+    case 'float64':
+      return new Float64Array(buf);
+    case 'int64':
+      return new BigInt64Array(buf);
+    case 'int32':
+      return new Int32Array(buf);
+    case 'int16':
+      return new Int16Array(buf);
+    case 'int8':
+      return new Int8Array(buf);
+    case 'float16':
+    case 'bfloat16':
+      return new Uint16Array(buf);
+    default:
+      return new Uint8Array(buf);
   }
 }

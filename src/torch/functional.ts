@@ -25,8 +25,18 @@ export function batchNorm(
   runningVar: Tensor | null,
   o: { weight?: Tensor | null; bias?: Tensor | null; training?: boolean; momentum?: number; eps?: number } = {},
 ): Tensor {
-  return wrap(native.batchNorm(x.h, o.weight?.h ?? null, o.bias?.h ?? null, runningMean?.h ?? null, runningVar?.h ?? null,
-    o.training ?? false, o.momentum ?? 0.1, o.eps ?? 1e-5));
+  return wrap(
+    native.batchNorm(
+      x.h,
+      o.weight?.h ?? null,
+      o.bias?.h ?? null,
+      runningMean?.h ?? null,
+      runningVar?.h ?? null,
+      o.training ?? false,
+      o.momentum ?? 0.1,
+      o.eps ?? 1e-5,
+    ),
+  );
 }
 /** GELU; approximate 'none' (exact, erf) or 'tanh'. */
 export function gelu(x: Tensor, approximate: 'none' | 'tanh' = 'none'): Tensor {
@@ -39,10 +49,7 @@ export function dropout(x: Tensor, p = 0.5, training = true): Tensor {
   if (p < 0 || p > 1) throw new RangeError(`dropout: p must be in [0, 1], got ${p}`);
   return wrap(native.dropout(x.h, p, training));
 }
-export function conv2d(
-  x: Tensor, weight: Tensor, bias?: Tensor | null,
-  o: { stride?: Pair; padding?: Pair; dilation?: Pair; groups?: number } = {},
-): Tensor {
+export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, o: { stride?: Pair; padding?: Pair; dilation?: Pair; groups?: number } = {}): Tensor {
   return wrap(native.conv2d(x.h, weight.h, bias ? bias.h : null, pair(o.stride ?? 1), pair(o.padding ?? 0), pair(o.dilation ?? 1), o.groups ?? 1));
 }
 export function avgPool2d(x: Tensor, kernel: Pair, o: { stride?: Pair; padding?: Pair; ceilMode?: boolean; countIncludePad?: boolean } = {}): Tensor {
@@ -66,7 +73,8 @@ export function pad(x: Tensor, pads: number[], value = 0): Tensor {
  * (float [N, C], e.g. from mixup).
  */
 export function crossEntropy(
-  logits: Tensor, target: Tensor,
+  logits: Tensor,
+  target: Tensor,
   o: { weight?: Tensor; reduction?: Reduction; ignoreIndex?: number; labelSmoothing?: number } = {},
 ): Tensor {
   return wrap(native.crossEntropy(logits.h, target.h, o.weight?.h ?? null, o.reduction ?? 'mean', o.ignoreIndex ?? -100, o.labelSmoothing ?? 0));
@@ -82,7 +90,11 @@ export function normalize(x: Tensor, dim = -1, p = 2, eps = 1e-12): Tensor {
   const n = x.norm(p, dim, true);
   try {
     const d = n.clamp(eps);
-    try { return x.div(d); } finally { d.dispose(); }
+    try {
+      return x.div(d);
+    } finally {
+      d.dispose();
+    }
   } finally {
     n.dispose();
   }

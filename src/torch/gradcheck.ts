@@ -55,8 +55,10 @@ export class GradcheckError extends Error {
 function formatReport(r: GradcheckReport): string {
   const lines = [`gradcheck failed: ${r.mismatches.length} mismatching element(s)`];
   for (const m of r.mismatches.slice(0, 10)) {
-    lines.push(`  input ${m.input} element ${m.element} [${m.index.join(', ')}]: analytic ${m.analytic} vs numeric ${m.numeric}` +
-      ` (diff ${Math.abs(m.analytic - m.numeric).toExponential(3)})`);
+    lines.push(
+      `  input ${m.input} element ${m.element} [${m.index.join(', ')}]: analytic ${m.analytic} vs numeric ${m.numeric}` +
+        ` (diff ${Math.abs(m.analytic - m.numeric).toExponential(3)})`,
+    );
   }
   if (r.mismatches.length > 10) lines.push(`  ... and ${r.mismatches.length - 10} more`);
   return lines.join('\n');
@@ -122,15 +124,17 @@ export function gradcheck(fn: (...xs: Tensor[]) => Tensor, inputs: Tensor[], opt
     const projData = proj.toFloat64Array();
 
     const evalAt = (which: number, values: Float64Array, shape: number[]): number =>
-      scope(() => noGrad(() => {
-        const x = tensor(values, { dtype: 'float64', shape });
-        const args = base.map((t, i) => (i === which ? x : t));
-        const out = fn(...args);
-        const o = out.contiguous().toFloat64Array();
-        let s = 0;
-        for (let k = 0; k < o.length; k++) s += o[k] * projData[k];
-        return s;
-      }));
+      scope(() =>
+        noGrad(() => {
+          const x = tensor(values, { dtype: 'float64', shape });
+          const args = base.map((t, i) => (i === which ? x : t));
+          const out = fn(...args);
+          const o = out.contiguous().toFloat64Array();
+          let s = 0;
+          for (let k = 0; k < o.length; k++) s += o[k] * projData[k];
+          return s;
+        }),
+      );
 
     const rand = prng(seed);
     wrt.forEach((inputIndex, w) => {

@@ -28,11 +28,9 @@ export interface NativeAddon extends NativeOps {
 
 function load(): NativeAddon {
   const root = join(__dirname, '..', '..', '..');
-  const candidates = [
-    process.env.SEMAIM_ADDON,
-    join(root, 'build', 'Release', 'semaim.node'),
-    join(root, 'build', 'Debug', 'semaim.node'),
-  ].filter((p): p is string => !!p);
+  const candidates = [process.env.SEMAIM_ADDON, join(root, 'build', 'Release', 'semaim.node'), join(root, 'build', 'Debug', 'semaim.node')].filter(
+    (p): p is string => !!p,
+  );
   for (const p of candidates) {
     if (existsSync(p)) return require(p) as NativeAddon;
   }

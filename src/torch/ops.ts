@@ -3,10 +3,20 @@ import { native } from './native';
 import { Tensor, TensorOrScalar, wrap } from './tensor';
 
 export function cat(tensors: Tensor[], dim = 0): Tensor {
-  return wrap(native.cat(tensors.map((t) => t.h), dim));
+  return wrap(
+    native.cat(
+      tensors.map((t) => t.h),
+      dim,
+    ),
+  );
 }
 export function stack(tensors: Tensor[], dim = 0): Tensor {
-  return wrap(native.stack(tensors.map((t) => t.h), dim));
+  return wrap(
+    native.stack(
+      tensors.map((t) => t.h),
+      dim,
+    ),
+  );
 }
 /** cond ? a : b, elementwise with broadcasting. */
 export function where(cond: Tensor, a: TensorOrScalar, b: TensorOrScalar): Tensor {
@@ -46,40 +56,70 @@ export const cpuAllocator = {
     return native.cpuAllocatorStats();
   },
   /** Returns cached free blocks to the OS. */
-  emptyCache(): void { native.cpuEmptyCache(); },
+  emptyCache(): void {
+    native.cpuEmptyCache();
+  },
 };
 
 export const cuda = {
-  isAvailable(): boolean { return native.cudaAvailable(); },
-  deviceCount(): number { return native.cudaDeviceCount(); },
-  synchronize(): void { native.cudaSynchronize(); },
-  memory(device = 0): { allocated: number; peakAllocated: number; reserved: number } { return native.cudaMemory(device); },
-  resetPeakMemory(device = 0): void { native.cudaResetPeak(device); },
-  emptyCache(): void { native.cudaEmptyCache(); },
+  isAvailable(): boolean {
+    return native.cudaAvailable();
+  },
+  deviceCount(): number {
+    return native.cudaDeviceCount();
+  },
+  synchronize(): void {
+    native.cudaSynchronize();
+  },
+  memory(device = 0): { allocated: number; peakAllocated: number; reserved: number } {
+    return native.cudaMemory(device);
+  },
+  resetPeakMemory(device = 0): void {
+    native.cudaResetPeak(device);
+  },
+  emptyCache(): void {
+    native.cudaEmptyCache();
+  },
   /** Name, compute capability and memory of a device. */
   getDeviceProperties(device = 0): { name: string; major: number; minor: number; totalMemory: number } {
     return native.cudaDeviceProperties(device);
   },
   /** The global CUDA generator's state of a device (a uint8 CPU tensor), for checkpoints. */
-  getRngState(device = 0): Tensor { return wrap(native.cudaGetRngState(device)); },
-  setRngState(state: Tensor, device = 0): void { native.cudaSetRngState(state.h, device); },
+  getRngState(device = 0): Tensor {
+    return wrap(native.cudaGetRngState(device));
+  },
+  setRngState(state: Tensor, device = 0): void {
+    native.cudaSetRngState(state.h, device);
+  },
 };
 
 /** Backend switches, as torch.backends. */
 export const backends = {
   cudnn: {
     /** cuDNN autotuning of convolutions per input shape (PyTorch's default: off; the authors' scripts turn it on). */
-    get benchmark(): boolean { return native.cudnnBenchmark(); },
-    set benchmark(on: boolean) { native.cudnnBenchmark(on); },
+    get benchmark(): boolean {
+      return native.cudnnBenchmark();
+    },
+    set benchmark(on: boolean) {
+      native.cudnnBenchmark(on);
+    },
     /** TF32 tensor-core math in float32 convolutions (PyTorch's default: on). */
-    get allowTF32(): boolean { return native.cudnnAllowTF32(); },
-    set allowTF32(on: boolean) { native.cudnnAllowTF32(on); },
+    get allowTF32(): boolean {
+      return native.cudnnAllowTF32();
+    },
+    set allowTF32(on: boolean) {
+      native.cudnnAllowTF32(on);
+    },
   },
   cuda: {
     matmul: {
       /** TF32 tensor-core math in float32 matrix products (PyTorch's default: off). */
-      get allowTF32(): boolean { return native.matmulAllowTF32(); },
-      set allowTF32(on: boolean) { native.matmulAllowTF32(on); },
+      get allowTF32(): boolean {
+        return native.matmulAllowTF32();
+      },
+      set allowTF32(on: boolean) {
+        native.matmulAllowTF32(on);
+      },
     },
   },
 };

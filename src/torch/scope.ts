@@ -50,16 +50,27 @@ type Constructor = abstract new (...args: never[]) => unknown;
 function collect(value: unknown, out: Set<Tensor>, seen: Set<unknown>, TensorClass: Constructor): void {
   if (value === null || typeof value !== 'object' || seen.has(value)) return;
   seen.add(value);
-  if (value instanceof TensorClass) { out.add(value as Tensor); return; }
-  if (Array.isArray(value)) { for (const v of value) collect(v, out, seen, TensorClass); return; }
-  if (value instanceof Map) { for (const v of value.values()) collect(v, out, seen, TensorClass); return; }
+  if (value instanceof TensorClass) {
+    out.add(value as Tensor);
+    return;
+  }
+  if (Array.isArray(value)) {
+    for (const v of value) collect(v, out, seen, TensorClass);
+    return;
+  }
+  if (value instanceof Map) {
+    for (const v of value.values()) collect(v, out, seen, TensorClass);
+    return;
+  }
   if (Object.getPrototypeOf(value) === Object.prototype) {
     for (const v of Object.values(value as Record<string, unknown>)) collect(v, out, seen, TensorClass);
   }
 }
 
 let tensorClass: Constructor | undefined;
-export function registerTensorClass(c: Constructor): void { tensorClass = c; }
+export function registerTensorClass(c: Constructor): void {
+  tensorClass = c;
+}
 
 /**
  * Runs fn and disposes every tensor created inside it, except tensors found in its return value

@@ -23,11 +23,17 @@ export const PRETRAIN_OPTIONS = defineOptions({
   decoderDepth: { type: 'int', min: 1, help: 'decoder (query) blocks, 1..depth (default: depth)' },
   // order
   order: { type: 'string', default: 'semantic', choices: ['raster', 'snake', 'stochastic', 'similarity', 'semantic', 'multicenter'], help: 'prediction order' },
-  orderVariant: { type: 'string', default: 'paper', choices: ['paper', 'authors'], help: "semantic centre: 'paper' = 3×3 mean filter, λ=0.01; 'authors' = no filter, λ=1e-3" },
+  orderVariant: {
+    type: 'string',
+    default: 'paper',
+    choices: ['paper', 'authors'],
+    help: "semantic centre: 'paper' = 3×3 mean filter, λ=0.01; 'authors' = no filter, λ=1e-3",
+  },
   orderLambda: { type: 'number', min: 0, help: 'override the noise scale λ of semantic/multicenter orders' },
   similaritySource: { type: 'string', default: 'online', choices: ['online', 'ema', 'teacher'], help: 'model that gives the similarity map' },
   similarityTokens: {
-    type: 'string', choices: ['cls', 'gap', 'self'],
+    type: 'string',
+    choices: ['cls', 'gap', 'self'],
     help: "tokens of S (authors' --attention_type; default cls): 'cls' = cos to [CLS] (paper); 'gap' = cos to the mean patch token; 'self' = last block's [CLS] attention",
   },
   centers: { type: 'int', default: 3, min: 1, help: 'multicenter: at most this many centres' },
@@ -42,19 +48,41 @@ export const PRETRAIN_OPTIONS = defineOptions({
   teacher: { type: 'string', help: 'feature targets: teacher encoder safetensors (with a .json config beside it)' },
   // data
   dataset: { type: 'string', default: 'synthetic', choices: ['synthetic', 'cifar10', 'folder', 'flat', 'shards'], help: 'training data' },
-  dataPath: { type: 'string', help: "dataset folder (cifar10: extracted or the .tar.gz; folder: class sub-folders; flat: images; shards: 'dir/shard-{000000..000127}.tar', a list or a folder of tar shards)" },
-  shuffleBuffer: { type: 'int', default: 1000, min: 1, help: 'shards: samples each loader worker shuffles among (memory: this many encoded images per worker)' },
+  dataPath: {
+    type: 'string',
+    help: "dataset folder (cifar10: extracted or the .tar.gz; folder: class sub-folders; flat: images; shards: 'dir/shard-{000000..000127}.tar', a list or a folder of tar shards)",
+  },
+  shuffleBuffer: {
+    type: 'int',
+    default: 1000,
+    min: 1,
+    help: 'shards: samples each loader worker shuffles among (memory: this many encoded images per worker)',
+  },
   syntheticSize: { type: 'int', default: 5000, min: 1, help: 'synthetic dataset: number of images' },
-  numWorkers: { mayChangeOnResume: true, type: 'int', min: 0, help: 'decoding/augmentation worker threads (default: one per core but one, at most 8; 0 = on the main thread)' },
-  upload: { mayChangeOnResume: true,
-    type: 'string', default: 'auto', choices: ['auto', 'uint8', 'float32'], auto: (o) => (uploadsUint8('auto', String(o.device)) ? 'uint8' : 'float32'),
+  numWorkers: {
+    mayChangeOnResume: true,
+    type: 'int',
+    min: 0,
+    help: 'decoding/augmentation worker threads (default: one per core but one, at most 8; 0 = on the main thread)',
+  },
+  upload: {
+    mayChangeOnResume: true,
+    type: 'string',
+    default: 'auto',
+    choices: ['auto', 'uint8', 'float32'],
+    auto: (o) => (uploadsUint8('auto', String(o.device)) ? 'uint8' : 'float32'),
     help: 'what the loader hands to the device: uint8 (4× fewer bytes, normalised on the device) or normalised float32; auto = uint8 on a GPU, float32 on the CPU',
   },
   minScale: { type: 'number', default: 0.2, min: 0.01, max: 1, help: 'RandomResizedCrop minimum scale' },
   hflip: { type: 'boolean', default: true, help: 'random horizontal flip' },
   ...IMAGE_INPUT_OPTIONS,
   // optimisation
-  batchSize: { type: 'int', default: 64, min: 1, help: 'images per step and process (per accumulation micro-batch); the effective batch is batch × accum × processes' },
+  batchSize: {
+    type: 'int',
+    default: 64,
+    min: 1,
+    help: 'images per step and process (per accumulation micro-batch); the effective batch is batch × accum × processes',
+  },
   accumIter: { type: 'int', default: 1, min: 1, help: 'gradient accumulation steps' },
   epochs: { mayChangeOnResume: true, type: 'number', default: 800, min: 0, help: 'training epochs' },
   maxSteps: { mayChangeOnResume: true, type: 'int', min: 1, help: 'stop after this many optimiser steps (budget cap)' },
@@ -62,20 +90,32 @@ export const PRETRAIN_OPTIONS = defineOptions({
   lr: { type: 'number', min: 0, help: 'absolute lr (overrides blr)' },
   minLr: { type: 'number', default: 0, min: 0, help: 'final lr of the cosine schedule' },
   warmupEpochs: { type: 'number', default: 30, min: 0, help: 'linear warm-up epochs' },
-  weightDecay: { type: 'number', default: 0.05, min: 0, help: 'AdamW weight decay (not on biases, norms, 1-D params, pos_embed; cls_token see --decay-cls-token)' },
+  weightDecay: {
+    type: 'number',
+    default: 0.05,
+    min: 0,
+    help: 'AdamW weight decay (not on biases, norms, 1-D params, pos_embed; cls_token see --decay-cls-token)',
+  },
   decayClsToken: {
-    type: 'boolean', default: true, absentMeans: false,
+    type: 'boolean',
+    default: true,
+    absentMeans: false,
     help: "weight decay on cls_token too, as the authors' (and MAE's) pre-training: timm's add_weight_decay exempts only 1-D params and biases; --no-decay-cls-token exempts it (semaim before this option)",
   },
   beta1: { type: 'number', default: 0.9, min: 0, max: 1, help: 'AdamW beta1' },
   beta2: { type: 'number', default: 0.95, min: 0, max: 1, help: 'AdamW beta2' },
   clipGrad: { type: 'number', default: 3, min: 0, help: 'global gradient-norm clip (0 = off)' },
   precision: {
-    type: 'string', default: 'auto', choices: ['auto', 'fp32', 'bf16', 'fp16'], auto: autoPrecision,
+    type: 'string',
+    default: 'auto',
+    choices: ['auto', 'fp32', 'bf16', 'fp16'],
+    auto: autoPrecision,
     help: 'mixed precision (bf16/fp16 autocast, float32 master weights; fp16 with loss scaling); auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)',
   },
   orderPrecision: {
-    type: 'string', default: 'same', choices: ['same', 'fp32'],
+    type: 'string',
+    default: 'same',
+    choices: ['same', 'fp32'],
     help: "the per-step similarity pass that orders the patches: 'same' as --precision (its encoder forward under bf16/fp16 autocast, the map in float32), or 'fp32' (the authors' engine)",
   },
   ema: { type: 'boolean', default: false, help: 'keep an EMA copy of the encoder' },
@@ -107,11 +147,14 @@ export function uploadsUint8(upload: string, device: string): boolean {
 export function modelConfigFrom(o: PretrainOptions): SemAIMConfig {
   const preset = PRESETS[o.model];
   const enc = {
-    imgSize: o.imgSize, patchSize: o.patchSize, inChans: 3,
+    imgSize: o.imgSize,
+    patchSize: o.patchSize,
+    inChans: 3,
     embedDim: o.embedDim ?? preset.embedDim,
     depth: o.depth ?? preset.depth,
     numHeads: o.numHeads ?? preset.numHeads,
-    mlpRatio: o.mlpRatio, dropPath: o.dropPath,
+    mlpRatio: o.mlpRatio,
+    dropPath: o.dropPath,
   };
   let target: TargetConfig;
   if (o.target === 'features') {
@@ -129,12 +172,26 @@ export function modelConfigFrom(o: PretrainOptions): SemAIMConfig {
   if (tokens.tokens && source === 'teacher') throw new OptionError('similarityTokens', "a teacher's similarity map always uses [CLS] (min-max)");
   let order: OrderConfig;
   switch (o.order) {
-    case 'similarity': order = { type: 'similarity', source, ...tokens }; break;
-    case 'semantic': order = { type: 'semantic', source, filter: semantic.filter, lambda, ...tokens }; break;
-    case 'multicenter':
-      order = { type: 'multicenter', source, k: o.centers, minRelHeight: o.minRelHeight, minDistance: o.minDistance, filter: semantic.filter, lambda, ...tokens };
+    case 'similarity':
+      order = { type: 'similarity', source, ...tokens };
       break;
-    default: order = { type: o.order };
+    case 'semantic':
+      order = { type: 'semantic', source, filter: semantic.filter, lambda, ...tokens };
+      break;
+    case 'multicenter':
+      order = {
+        type: 'multicenter',
+        source,
+        k: o.centers,
+        minRelHeight: o.minRelHeight,
+        minDistance: o.minDistance,
+        filter: semantic.filter,
+        lambda,
+        ...tokens,
+      };
+      break;
+    default:
+      order = { type: o.order };
   }
   const cfg: SemAIMConfig = { ...enc, decoderDepth: o.decoderDepth ?? enc.depth, target, order };
   try {
@@ -149,8 +206,14 @@ export function modelConfigFrom(o: PretrainOptions): SemAIMConfig {
 
 /** The option behind each model-config key whose name differs. */
 const CONFIG_KEY_OPTION: Record<string, string> = {
-  'order.type': 'order', 'order.source': 'similaritySource', 'order.tokens': 'similarityTokens', 'order.k': 'centers',
-  'order.lambda': 'orderLambda', 'target.type': 'target', 'target.teacher': 'teacher', 'target.teacherConfig': 'teacher',
+  'order.type': 'order',
+  'order.source': 'similaritySource',
+  'order.tokens': 'similarityTokens',
+  'order.k': 'centers',
+  'order.lambda': 'orderLambda',
+  'target.type': 'target',
+  'target.teacher': 'teacher',
+  'target.teacherConfig': 'teacher',
 };
 
 /**
@@ -162,9 +225,12 @@ export function checkModelFits(cfg: SemAIMConfig, o: PretrainOptions, memoryByte
   const bytes = params * 16;
   if (bytes <= memoryBytes) return;
   const key = o.mlpRatio !== 4 ? 'mlpRatio' : o.embedDim !== undefined ? 'embedDim' : o.depth !== undefined ? 'depth' : 'model';
-  throw new OptionError(key, `the model would have ${(params / 1e9).toFixed(2)} billion parameters (embed ${cfg.embedDim}, depth ${cfg.depth}, ` +
-    `MLP ratio ${cfg.mlpRatio}, decoder ${cfg.decoderDepth}): ${(bytes / 2 ** 30).toFixed(1)} GiB for weights, gradients and AdamW state, ` +
-    `more than this machine's ${(memoryBytes / 2 ** 30).toFixed(1)} GiB`);
+  throw new OptionError(
+    key,
+    `the model would have ${(params / 1e9).toFixed(2)} billion parameters (embed ${cfg.embedDim}, depth ${cfg.depth}, ` +
+      `MLP ratio ${cfg.mlpRatio}, decoder ${cfg.decoderDepth}): ${(bytes / 2 ** 30).toFixed(1)} GiB for weights, gradients and AdamW state, ` +
+      `more than this machine's ${(memoryBytes / 2 ** 30).toFixed(1)} GiB`,
+  );
 }
 
 /** Trainable parameters of a SemAIM model (encoder, decoder, head), counted from its config. */
@@ -195,15 +261,25 @@ export function readTeacherConfig(path: string): EncoderConfig {
 /** What the run asks of the data pipeline. */
 export function trainDataRequest(o: PretrainOptions): TrainDataRequest {
   return {
-    dataset: o.dataset, dataPath: o.dataPath, imgSize: o.imgSize, syntheticSize: o.syntheticSize, seed: o.seed, minScale: o.minScale,
-    hflip: o.hflip, batchSize: o.batchSize, numWorkers: o.numWorkers, uint8: uploadsUint8(o.upload, o.device), imageInput: imageInputOptions(o),
+    dataset: o.dataset,
+    dataPath: o.dataPath,
+    imgSize: o.imgSize,
+    syntheticSize: o.syntheticSize,
+    seed: o.seed,
+    minScale: o.minScale,
+    hflip: o.hflip,
+    batchSize: o.batchSize,
+    numWorkers: o.numWorkers,
+    uint8: uploadsUint8(o.upload, o.device),
+    imageInput: imageInputOptions(o),
     shuffleBuffer: o.shuffleBuffer,
   };
 }
 
 /** Checks that need more than one option. */
 export function validatePretrain(o: PretrainOptions): void {
-  if ((o.dataset === 'folder' || o.dataset === 'flat' || o.dataset === 'shards') && !o.dataPath) throw new OptionError('dataPath', `dataset '${o.dataset}' needs --data-path`);
+  if ((o.dataset === 'folder' || o.dataset === 'flat' || o.dataset === 'shards') && !o.dataPath)
+    throw new OptionError('dataPath', `dataset '${o.dataset}' needs --data-path`);
   checkDevice(o.device);
   checkPrecision(o.precision, o.device);
   if (!(o.epochs > 0)) throw new OptionError('epochs', `must be > 0, got ${o.epochs}`);

@@ -73,22 +73,37 @@ export async function pretrain(o: PretrainOptions, data: TrainData, hooks: Pretr
   const orderPrecision = o.orderPrecision === 'fp32' ? 'fp32' : o.precision;
 
   try {
-    const r = await trainLoop<TrainBatch>({
-      kind: 'pretrain', model, optimizer, schedule, scaler, ema, generators: { order: orderGen }, config: cfg, options: o, optionTable: PRETRAIN_OPTIONS,
-      batchesPerEpoch: data.batchesPerEpoch,
-      batches: (epoch, start) => data.epoch(epoch, start),
-      batchSize: (b) => b.shape[0],
-      loss(batch) {
-        const images = upload.upload(batch.images, batch.shape, device);
-        // N processes × batch b draw the noise of 1 process × batch N·b, each taking its rows
-        const B = images.shape[0];
-        const noise = world > 1 && orderUsesNoise(cfg.order)
-          ? torch.rand([world * B, model.numPatches], { device, generator: orderGen }).narrow(0, rank * B, B) : undefined;
-        const { order } = withPrecision(orderPrecision, device, () => model.makeOrder(images, { ema: ema?.shadow, generator: orderGen, noise }));
-        return withPrecision(o.precision, device, () => model.forward(images, order)).loss;
+    const r = await trainLoop<TrainBatch>(
+      {
+        kind: 'pretrain',
+        model,
+        optimizer,
+        schedule,
+        scaler,
+        ema,
+        generators: { order: orderGen },
+        config: cfg,
+        options: o,
+        optionTable: PRETRAIN_OPTIONS,
+        batchesPerEpoch: data.batchesPerEpoch,
+        batches: (epoch, start) => data.epoch(epoch, start),
+        batchSize: (b) => b.shape[0],
+        loss(batch) {
+          const images = upload.upload(batch.images, batch.shape, device);
+          // N processes × batch b draw the noise of 1 process × batch N·b, each taking its rows
+          const B = images.shape[0];
+          const noise =
+            world > 1 && orderUsesNoise(cfg.order)
+              ? torch.rand([world * B, model.numPatches], { device, generator: orderGen }).narrow(0, rank * B, B)
+              : undefined;
+          const { order } = withPrecision(orderPrecision, device, () => model.makeOrder(images, { ema: ema?.shadow, generator: orderGen, noise }));
+          return withPrecision(o.precision, device, () => model.forward(images, order)).loss;
+        },
+        best: { score: (s) => s.lastLoss, lowerIsBetter: true },
       },
-      best: { score: (s) => s.lastLoss, lowerIsBetter: true },
-    }, { ...o, device, group }, hooks);
+      { ...o, device, group },
+      hooks,
+    );
     return { outDir: o.outDir, ...r };
   } finally {
     await data.close();

@@ -55,7 +55,10 @@ export function defineOptions<const T extends OptionTable>(table: T): T {
 }
 
 export class OptionError extends Error {
-  constructor(readonly key: string, message: string) {
+  constructor(
+    readonly key: string,
+    message: string,
+  ) {
     super(`option '${key}': ${message}`);
     this.name = 'OptionError';
   }
@@ -166,6 +169,8 @@ export function formatHelp(usage: string, description: string, table: OptionTabl
   });
   const width = Math.min(44, Math.max(...rows.map(([f]) => f.length)) + 2);
   const lines = rows.map(([f, h]) => (f.length + 2 > width ? `  ${f}\n  ${' '.repeat(width)}${h}` : `  ${f.padEnd(width)}${h}`));
-  return `${usage}\n\n${description}\n\nOptions:\n  --config <file.json|file.yaml>`.padEnd(0) +
-    `\n  ${''.padEnd(width)}read options from a file; flags override it\n${lines.join('\n')}\n`;
+  return (
+    `${usage}\n\n${description}\n\nOptions:\n  --config <file.json|file.yaml>`.padEnd(0) +
+    `\n  ${''.padEnd(width)}read options from a file; flags override it\n${lines.join('\n')}\n`
+  );
 }

@@ -16,7 +16,11 @@ export const GREY: RGB = [110, 110, 110];
 
 export class Canvas implements RgbImage {
   readonly data: Uint8Array;
-  constructor(readonly width: number, readonly height: number, background: RGB = WHITE) {
+  constructor(
+    readonly width: number,
+    readonly height: number,
+    background: RGB = WHITE,
+  ) {
     if (!(Number.isInteger(width) && Number.isInteger(height) && width > 0 && height > 0)) {
       throw new RangeError(`canvas size must be positive integers, got ${width}×${height}`);
     }
@@ -64,8 +68,16 @@ export class Canvas implements RgbImage {
    * Draws src (scaled) with a per-patch colour blended over it: values [gridH·gridW] in [0, 1]
    * through colour(), alpha = weight of the colour.
    */
-  drawOverlay(src: RgbImage, x: number, y: number, scale: number, grid: { gridH: number; gridW: number }, values: ArrayLike<number>,
-    colour: (v: number) => RGB, alpha: number): void {
+  drawOverlay(
+    src: RgbImage,
+    x: number,
+    y: number,
+    scale: number,
+    grid: { gridH: number; gridW: number },
+    values: ArrayLike<number>,
+    colour: (v: number) => RGB,
+    alpha: number,
+  ): void {
     const ph = src.height / grid.gridH;
     const pw = src.width / grid.gridW;
     for (let sy = 0; sy < src.height; sy++) {

@@ -29,7 +29,10 @@ export function nearestIndex(c: RGB, table: readonly RGB[] = TURBO): number {
   let bestD = Infinity;
   table.forEach((t, i) => {
     const d = (t[0] - c[0]) ** 2 + (t[1] - c[1]) ** 2 + (t[2] - c[2]) ** 2;
-    if (d < bestD) { bestD = d; best = i; }
+    if (d < bestD) {
+      bestD = d;
+      best = i;
+    }
   });
   return best;
 }
@@ -40,7 +43,10 @@ export function minMax(values: ArrayLike<number>): Float32Array {
   let hi = -Infinity;
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
-    if (Number.isFinite(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+    if (Number.isFinite(v)) {
+      lo = Math.min(lo, v);
+      hi = Math.max(hi, v);
+    }
   }
   const out = new Float32Array(values.length);
   const span = hi - lo;
@@ -56,6 +62,8 @@ export function orderEarliness(order: ArrayLike<number>): Float32Array {
   const n = order.length;
   const idx = Array.from({ length: n }, (_, i) => i).sort((a, b) => order[a] - order[b] || a - b);
   const out = new Float32Array(n);
-  idx.forEach((patch, rank) => { out[patch] = n > 1 ? 1 - rank / (n - 1) : 1; });
+  idx.forEach((patch, rank) => {
+    out[patch] = n > 1 ? 1 - rank / (n - 1) : 1;
+  });
   return out;
 }

@@ -43,7 +43,10 @@ export function listImageFiles(inputs: string[], limit = Infinity): string[] {
   for (const p of inputs) {
     if (!existsSync(p)) throw new Error(`image path not found: ${p}`);
     if (statSync(p).isDirectory()) {
-      const inDir = readdirSync(p).filter((n) => IMAGE_EXT.has(extname(n).toLowerCase())).sort().map((n) => join(p, n));
+      const inDir = readdirSync(p)
+        .filter((n) => IMAGE_EXT.has(extname(n).toLowerCase()))
+        .sort()
+        .map((n) => join(p, n));
       if (inDir.length === 0) throw new Error(`no image files (${[...IMAGE_EXT].join(' ')}) in folder ${p}`);
       files.push(...inDir);
     } else {
@@ -106,7 +109,10 @@ export function denormalizeImage(chw: ArrayLike<number>, size: number, offset = 
  * `warn` (default stderr), and listed in `skipped`; it fails only when none is readable.
  */
 export async function loadImages(
-  inputs: string[], size: number, limit = Infinity, io: Partial<ImageInputOptions> = {},
+  inputs: string[],
+  size: number,
+  limit = Infinity,
+  io: Partial<ImageInputOptions> = {},
   warn: (line: string) => void = (l) => process.stderr.write(l + '\n'),
 ): Promise<LoadedImages> {
   const files = listImageFiles(inputs);

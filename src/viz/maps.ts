@@ -4,8 +4,18 @@
 import * as torch from '../torch';
 import { Tensor } from '../torch';
 import {
-  SemAIM, SemAIMConfig, OrderConfig, SimilaritySource, SimilarityTokens, VisionTransformer, encoderSimilarity, needsSimilarity, orderFromConfig, similarityTokens,
-  pixelTargets, unpatchify,
+  SemAIM,
+  SemAIMConfig,
+  OrderConfig,
+  SimilaritySource,
+  SimilarityTokens,
+  VisionTransformer,
+  encoderSimilarity,
+  needsSimilarity,
+  orderFromConfig,
+  similarityTokens,
+  pixelTargets,
+  unpatchify,
 } from '../semaim';
 import type { RgbImage } from './canvas';
 import { denormalizeImage } from './images';
@@ -46,10 +56,16 @@ export function orderConfigFor(name: OrderName, cfg: SemAIMConfig): OrderConfig 
   if (cfg.order.type === name) return cfg.order;
   const source: SimilaritySource = 'source' in cfg.order ? cfg.order.source : 'online';
   switch (name) {
-    case 'raster': case 'snake': case 'stochastic': return { type: name };
-    case 'similarity': return { type: 'similarity', source };
-    case 'semantic': return { type: 'semantic', source, filter: true, lambda: 0.01 };
-    case 'multicenter': return { type: 'multicenter', source, k: 3, minRelHeight: 0.5, minDistance: 2, filter: true, lambda: 0.01 };
+    case 'raster':
+    case 'snake':
+    case 'stochastic':
+      return { type: name };
+    case 'similarity':
+      return { type: 'similarity', source };
+    case 'semantic':
+      return { type: 'semantic', source, filter: true, lambda: 0.01 };
+    case 'multicenter':
+      return { type: 'multicenter', source, k: 3, minRelHeight: 0.5, minDistance: 2, filter: true, lambda: 0.01 };
   }
 }
 
@@ -103,33 +119,38 @@ export function computeMaps(model: SemAIM, images: Float32Array, opts: MapOption
   try {
     for (let start = 0; start < total; start += bs) {
       const B = Math.min(bs, total - start);
-      torch.noGrad(() => torch.scope(() => {
-        const x = torch.tensor(images.subarray(start * per, (start + B) * per), { shape: [B, C, imgSize, imgSize], device });
-        const S = similarityFor(model, x, opts.ema);
-        const attention = rows(model.clsAttention(x));
-        const similarity = rows(S);
-        const orders: Partial<Record<OrderName, Float32Array[]>> = {};
-        const orderTensors = new Map<OrderName, Tensor>();
-        for (const name of new Set([...opts.orders, lossOrder])) {
-          const oc = orderConfigFor(name, model.config);
-          const p = orderFromConfig(oc, B, model.grid, needsSimilarity(oc) ? S : null, { generator, device });
-          orderTensors.set(name, p);
-          if (opts.orders.includes(name)) orders[name] = rows(p);
-        }
-        const fwd = model.forward(x, orderTensors.get(lossOrder)!, { outputs: 'all' });
-        const patchLoss = rows(fwd.patchLoss);
-        let recon: RgbImage[] | null = null;
-        if (model.config.target.type === 'pixels') {
-          const r = reconstruct(model, x, fwd.pred!).float().cpu().toFloat32Array();
-          recon = Array.from({ length: B }, (_, b) => denormalizeImage(r, imgSize, b * per));
-        }
-        for (let b = 0; b < B; b++) {
-          out.push({
-            orders: Object.fromEntries(Object.entries(orders).map(([k, v]) => [k, v![b]])),
-            attention: attention[b], similarity: similarity[b], patchLoss: patchLoss[b], recon: recon ? recon[b] : null,
-          });
-        }
-      }));
+      torch.noGrad(() =>
+        torch.scope(() => {
+          const x = torch.tensor(images.subarray(start * per, (start + B) * per), { shape: [B, C, imgSize, imgSize], device });
+          const S = similarityFor(model, x, opts.ema);
+          const attention = rows(model.clsAttention(x));
+          const similarity = rows(S);
+          const orders: Partial<Record<OrderName, Float32Array[]>> = {};
+          const orderTensors = new Map<OrderName, Tensor>();
+          for (const name of new Set([...opts.orders, lossOrder])) {
+            const oc = orderConfigFor(name, model.config);
+            const p = orderFromConfig(oc, B, model.grid, needsSimilarity(oc) ? S : null, { generator, device });
+            orderTensors.set(name, p);
+            if (opts.orders.includes(name)) orders[name] = rows(p);
+          }
+          const fwd = model.forward(x, orderTensors.get(lossOrder)!, { outputs: 'all' });
+          const patchLoss = rows(fwd.patchLoss);
+          let recon: RgbImage[] | null = null;
+          if (model.config.target.type === 'pixels') {
+            const r = reconstruct(model, x, fwd.pred!).float().cpu().toFloat32Array();
+            recon = Array.from({ length: B }, (_, b) => denormalizeImage(r, imgSize, b * per));
+          }
+          for (let b = 0; b < B; b++) {
+            out.push({
+              orders: Object.fromEntries(Object.entries(orders).map(([k, v]) => [k, v![b]])),
+              attention: attention[b],
+              similarity: similarity[b],
+              patchLoss: patchLoss[b],
+              recon: recon ? recon[b] : null,
+            });
+          }
+        }),
+      );
     }
   } finally {
     model.train(wasTraining);

@@ -80,10 +80,16 @@ export function scoreFirstPatches(firstPatch: number[], inside: boolean[][], o: 
   for (const m of inside) for (let d = 0; d < draws; d++) if (m[Math.floor(rand() * m.length)]) randomHits++;
   const fraction = hit.filter(Boolean).length / n;
   return {
-    n, fraction, stdErr: Math.sqrt((fraction * (1 - fraction)) / n), inside: hit, firstPatch, objectPatchFraction: share,
+    n,
+    fraction,
+    stdErr: Math.sqrt((fraction * (1 - fraction)) / n),
+    inside: hit,
+    firstPatch,
+    objectPatchFraction: share,
     baselineExpected: share.reduce((a, b) => a + b, 0) / n,
     baselineEmpirical: draws > 0 ? randomHits / (n * draws) : NaN,
-    draws, emptyMasks: share.filter((s) => s === 0).length,
+    draws,
+    emptyMasks: share.filter((s) => s === 0).length,
   };
 }
 
@@ -101,13 +107,15 @@ export function firstPatches(model: SemAIM, images: Float32Array, o: ObjectStart
   const out: number[] = [];
   for (let s = 0; s < total; s += bs) {
     const B = Math.min(bs, total - s);
-    torch.noGrad(() => torch.scope(() => {
-      const x = torch.tensor(images.subarray(s * per, (s + B) * per), { shape: [B, C, imgSize, imgSize], device });
-      const S = needsSimilarity(oc) ? similarityFor(model, x, o.ema, o.tokens) : null;
-      const p = orderFromConfig(oc, B, model.grid, S, { generator, device });
-      const first = p.argmin(1).cpu().toFloat64Array();
-      out.push(...Array.from(first, Number));
-    }));
+    torch.noGrad(() =>
+      torch.scope(() => {
+        const x = torch.tensor(images.subarray(s * per, (s + B) * per), { shape: [B, C, imgSize, imgSize], device });
+        const S = needsSimilarity(oc) ? similarityFor(model, x, o.ema, o.tokens) : null;
+        const p = orderFromConfig(oc, B, model.grid, S, { generator, device });
+        const first = p.argmin(1).cpu().toFloat64Array();
+        out.push(...Array.from(first, Number));
+      }),
+    );
   }
   return out;
 }

@@ -34,7 +34,12 @@ export async function visualizeCheckpoint(job: VisualizeJob): Promise<VisualizeR
   try {
     const images = await loadImages(job.images, loaded.config.imgSize, job.maxImages ?? Infinity, job.imageInput, job.onWarning);
     const r = await visualizeModel(loaded.model, images, job.out, {
-      orders: job.orders, lossOrder: job.lossOrder, seed: job.seed, batchSize: job.batchSize, minCell: job.minCell, ema: loaded.ema,
+      orders: job.orders,
+      lossOrder: job.lossOrder,
+      seed: job.seed,
+      batchSize: job.batchSize,
+      minCell: job.minCell,
+      ema: loaded.ema,
     });
     return { ...r, checkpoint: loaded.checkpoint };
   } finally {

@@ -5,8 +5,11 @@ import sharp from 'sharp';
 import type { RgbImage } from './canvas';
 
 export async function encodePng(img: RgbImage): Promise<Buffer> {
-  if (img.data.length !== img.width * img.height * 3) throw new RangeError(`RGB buffer of ${img.data.length} bytes does not match ${img.width}×${img.height}×3`);
-  return sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } }).png({ compressionLevel: 6 }).toBuffer();
+  if (img.data.length !== img.width * img.height * 3)
+    throw new RangeError(`RGB buffer of ${img.data.length} bytes does not match ${img.width}×${img.height}×3`);
+  return sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } })
+    .png({ compressionLevel: 6 })
+    .toBuffer();
 }
 
 export async function writePng(path: string, img: RgbImage): Promise<string> {
@@ -17,7 +20,12 @@ export async function writePng(path: string, img: RgbImage): Promise<string> {
 
 /** Reads any image sharp decodes as RGB8 (alpha flattened onto white). */
 export async function readRgb(pathOrBuffer: string | Buffer): Promise<RgbImage> {
-  const { data, info } = await sharp(pathOrBuffer).flatten({ background: '#ffffff' }).toColourspace('srgb').removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  const { data, info } = await sharp(pathOrBuffer)
+    .flatten({ background: '#ffffff' })
+    .toColourspace('srgb')
+    .removeAlpha()
+    .raw()
+    .toBuffer({ resolveWithObject: true });
   if (info.channels !== 3) throw new Error(`expected 3 channels after conversion, got ${info.channels}`);
   return { width: info.width, height: info.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) };
 }

@@ -54,7 +54,14 @@ export function figureLayout(rows: number, cols: number, imgSize: number, minCel
   const width = 2 * margin + cols * cell + (cols - 1) * gap;
   const height = margin + headerH + rows * rowH + footerH;
   return {
-    scale, cell, margin, gap, headerH, rowH, width, height,
+    scale,
+    cell,
+    margin,
+    gap,
+    headerH,
+    rowH,
+    width,
+    height,
     cellX: (col) => margin + col * (cell + gap),
     cellY: (row) => margin + headerH + row * rowH,
   };
@@ -83,7 +90,11 @@ export function renderFigure(rows: FigureRow[], o: RenderOptions): { canvas: Can
   const imgSize = rows[0].cells[0].image.width;
   const L = figureLayout(rows.length, cols, imgSize, o.minCell ?? 128);
   const c = new Canvas(L.width, L.height);
-  const labelScale = fitScale(rows[0].cells.map((cell) => cell.label), L.cell, LABEL_SCALE);
+  const labelScale = fitScale(
+    rows[0].cells.map((cell) => cell.label),
+    L.cell,
+    LABEL_SCALE,
+  );
   const labelY = L.margin + L.headerH - 8 - textHeight(labelScale);
   rows[0].cells.forEach((cell, j) => c.drawTextCentred(cell.label, L.cellX(j), labelY, L.cell, BLACK, labelScale));
   rows.forEach((row, i) => {
@@ -100,7 +111,12 @@ export function renderFigure(rows: FigureRow[], o: RenderOptions): { canvas: Can
 }
 
 export const ORDER_LABEL: Record<OrderName, string> = {
-  raster: 'raster', snake: 'snake', stochastic: 'stochastic', similarity: 'similarity', semantic: 'semantic', multicenter: 'multicenter',
+  raster: 'raster',
+  snake: 'snake',
+  stochastic: 'stochastic',
+  similarity: 'similarity',
+  semantic: 'semantic',
+  multicenter: 'multicenter',
 };
 
 /** The cells of one image: input, one order map per order type, attention, S, loss, reconstruction. */

@@ -32,20 +32,29 @@ function flatten(o: unknown, prefix = '', out: [string, unknown][] = []): [strin
 }
 
 function table(head: string[], rows: unknown[][], cls = ''): string {
-  return `<table class="${cls}"><thead><tr>${head.map((h) => `<th>${esc(h)}</th>`).join('')}</tr></thead><tbody>` +
-    rows.map((r) => `<tr>${r.map((c) => `<td>${esc(typeof c === 'number' ? fmt(c) : c ?? '')}</td>`).join('')}</tr>`).join('') + '</tbody></table>';
+  return (
+    `<table class="${cls}"><thead><tr>${head.map((h) => `<th>${esc(h)}</th>`).join('')}</tr></thead><tbody>` +
+    rows.map((r) => `<tr>${r.map((c) => `<td>${esc(typeof c === 'number' ? fmt(c) : (c ?? ''))}</td>`).join('')}</tr>`).join('') +
+    '</tbody></table>'
+  );
 }
 
 function configSection(run: RunData): string {
   if (!run.config) return '<p class="muted">No config.json in the run folder.</p>';
   const c = run.config;
-  const groups: [string, unknown][] = 'model' in c || 'options' in c
-    ? [['Model', c.model], ['Training options', c.options], ...Object.entries(c).filter(([k]) => k !== 'model' && k !== 'options')]
-    : [['Config', c]];
-  return groups.filter(([, v]) => v !== undefined).map(([name, v]) => {
-    const rows = flatten(v).filter(([, x]) => x !== undefined).map(([k, x]) => [k || name, typeof x === 'number' ? x : String(x)]);
-    return `<details open><summary>${esc(name)} <span class="muted">(${rows.length})</span></summary>${table(['key', 'value'], rows, 'kv')}</details>`;
-  }).join('');
+  const groups: [string, unknown][] =
+    'model' in c || 'options' in c
+      ? [['Model', c.model], ['Training options', c.options], ...Object.entries(c).filter(([k]) => k !== 'model' && k !== 'options')]
+      : [['Config', c]];
+  return groups
+    .filter(([, v]) => v !== undefined)
+    .map(([name, v]) => {
+      const rows = flatten(v)
+        .filter(([, x]) => x !== undefined)
+        .map(([k, x]) => [k || name, typeof x === 'number' ? x : String(x)]);
+      return `<details open><summary>${esc(name)} <span class="muted">(${rows.length})</span></summary>${table(['key', 'value'], rows, 'kv')}</details>`;
+    })
+    .join('');
 }
 
 function numericSeries(metrics: Record<string, unknown>[], key: string): [number, number][] {
@@ -60,7 +69,9 @@ function numericSeries(metrics: Record<string, unknown>[], key: string): [number
 
 function summarySection(run: RunData): string {
   const loss = numericSeries(run.metrics, 'loss');
-  const thr = numericSeries(run.metrics, 'imgPerSec').map((p) => p[1]).sort((a, b) => a - b);
+  const thr = numericSeries(run.metrics, 'imgPerSec')
+    .map((p) => p[1])
+    .sort((a, b) => a - b);
   const last = run.metrics[run.metrics.length - 1] ?? {};
   const cells: [string, unknown][] = [
     ['logged steps', run.metrics.length],
@@ -72,7 +83,10 @@ function summarySection(run: RunData): string {
     ['median img/s', thr.length ? thr[Math.floor(thr.length / 2)] : undefined],
     ['checkpoints', run.checkpoints.length ? `${run.checkpoints.length} (newest ${run.checkpoints[run.checkpoints.length - 1]})` : 'none'],
   ];
-  return `<div class="cards">${cells.filter(([, v]) => v !== undefined).map(([k, v]) => `<div class="card"><div class="k">${esc(k)}</div><div class="v">${esc(fmt(v))}</div></div>`).join('')}</div>`;
+  return `<div class="cards">${cells
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => `<div class="card"><div class="k">${esc(k)}</div><div class="v">${esc(fmt(v))}</div></div>`)
+    .join('')}</div>`;
 }
 
 function curvesSection(run: RunData): string {
@@ -99,7 +113,11 @@ function evalSection(rows: EvalRow[]): string {
     return '<p class="muted">No evaluation results yet: k-NN or linear-probe JSON files with <code>top1</code> / <code>top5</code> fields in the run folder (or a sub-folder) appear here.</p>';
   }
   const extraKeys = [...new Set(rows.flatMap((r) => Object.keys(r.extra)))].slice(0, 8);
-  return table(['source', 'top-1', 'top-5', ...extraKeys], rows.map((r) => [r.source, r.top1, r.top5 ?? '', ...extraKeys.map((k) => r.extra[k] ?? '')]), 'eval');
+  return table(
+    ['source', 'top-1', 'top-5', ...extraKeys],
+    rows.map((r) => [r.source, r.top1, r.top5 ?? '', ...extraKeys.map((k) => r.extra[k] ?? '')]),
+    'eval',
+  );
 }
 
 const CSS = `
@@ -117,9 +135,7 @@ img.viz{max-width:100%;height:auto;border:1px solid #ddd}`;
 
 export function renderReport(run: RunData, o: ReportOptions = {}): string {
   const title = o.title ?? `SemAIM run report: ${run.dir}`;
-  const viz = o.grid
-    ? `<img class="viz" alt="visualisation grid" src="data:image/png;base64,${o.grid.toString('base64')}">`
-    : '';
+  const viz = o.grid ? `<img class="viz" alt="visualisation grid" src="data:image/png;base64,${o.grid.toString('base64')}">` : '';
   const problems = run.problems.length ? `<h2>Problems</h2><ul>${run.problems.map((p) => `<li>${esc(p)}</li>`).join('')}</ul>` : '';
   return `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">

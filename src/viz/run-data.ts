@@ -30,7 +30,11 @@ function jsonFiles(dir: string, depth: number): string[] {
   for (const name of readdirSync(dir).sort()) {
     const p = join(dir, name);
     let st;
-    try { st = statSync(p); } catch { continue; }
+    try {
+      st = statSync(p);
+    } catch {
+      continue;
+    }
     if (st.isDirectory()) {
       if (depth > 0 && name !== 'checkpoints' && !name.startsWith('.')) out.push(...jsonFiles(p, depth - 1));
     } else if (name.endsWith('.json') && !NOT_EVAL.has(name) && st.size < 16 << 20) {
@@ -65,7 +69,11 @@ export function readRun(dir: string): RunData {
   let config: Record<string, unknown> | null = null;
   const cfgPath = join(dir, 'config.json');
   if (existsSync(cfgPath)) {
-    try { config = JSON.parse(readFileSync(cfgPath, 'utf8')) as Record<string, unknown>; } catch (e) { problems.push(`config.json: ${(e as Error).message}`); }
+    try {
+      config = JSON.parse(readFileSync(cfgPath, 'utf8')) as Record<string, unknown>;
+    } catch (e) {
+      problems.push(`config.json: ${(e as Error).message}`);
+    }
   }
   const evals: EvalRow[] = [];
   for (const f of jsonFiles(dir, 2)) {
@@ -76,6 +84,10 @@ export function readRun(dir: string): RunData {
     }
   }
   const ckDir = join(dir, 'checkpoints');
-  const checkpoints = existsSync(ckDir) ? readdirSync(ckDir).filter((n) => /^step-\d+$/.test(n)).sort() : [];
+  const checkpoints = existsSync(ckDir)
+    ? readdirSync(ckDir)
+        .filter((n) => /^step-\d+$/.test(n))
+        .sort()
+    : [];
   return { dir, config, metrics: readMetrics(join(dir, 'metrics.jsonl')), evals, problems, checkpoints };
 }

@@ -40,7 +40,10 @@ export function reduceSeries(points: [number, number][], buckets = 600): [number
     if (chunk.length === 0) continue;
     let lo = chunk[0];
     let hi = chunk[0];
-    for (const p of chunk) { if (p[1] < lo[1]) lo = p; if (p[1] > hi[1]) hi = p; }
+    for (const p of chunk) {
+      if (p[1] < lo[1]) lo = p;
+      if (p[1] > hi[1]) hi = p;
+    }
     out.push(...(lo[0] <= hi[0] ? [lo, hi] : [hi, lo]));
   }
   return out;
@@ -61,14 +64,22 @@ export function lineChart(series: Series[], o: ChartOptions): string {
   const pad = { l: 62, r: 14, t: 28, b: 40 };
   const data = series.map((s) => ({ ...s, points: reduceSeries(s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!o.logY || y > 0))) }));
   const all = data.flatMap((s) => s.points);
-  const head = `<svg class="chart" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(o.title)}">` +
+  const head =
+    `<svg class="chart" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(o.title)}">` +
     `<text x="${W / 2}" y="17" text-anchor="middle" class="ct">${esc(o.title)}</text>`;
   if (all.length === 0) return `${head}<text x="${W / 2}" y="${H / 2}" text-anchor="middle" class="muted">no data</text></svg>`;
   const fy = (y: number) => (o.logY ? Math.log10(y) : y);
   let [x0, x1] = [Math.min(...all.map((p) => p[0])), Math.max(...all.map((p) => p[0]))];
   let [y0, y1] = [Math.min(...all.map((p) => fy(p[1]))), Math.max(...all.map((p) => fy(p[1])))];
-  if (x1 === x0) { x0 -= 1; x1 += 1; }
-  if (y1 === y0) { const d = Math.abs(y0) * 0.1 || 1; y0 -= d; y1 += d; }
+  if (x1 === x0) {
+    x0 -= 1;
+    x1 += 1;
+  }
+  if (y1 === y0) {
+    const d = Math.abs(y0) * 0.1 || 1;
+    y0 -= d;
+    y1 += d;
+  }
   const yPad = (y1 - y0) * 0.05;
   y0 -= yPad;
   y1 += yPad;
@@ -78,26 +89,39 @@ export function lineChart(series: Series[], o: ChartOptions): string {
   parts.push(`<rect x="${pad.l}" y="${pad.t}" width="${W - pad.l - pad.r}" height="${H - pad.t - pad.b}" class="plot"/>`);
   for (const t of niceTicks(x0, x1, 6)) {
     const x = px(t).toFixed(1);
-    parts.push(`<line x1="${x}" x2="${x}" y1="${pad.t}" y2="${H - pad.b}" class="grid"/><text x="${x}" y="${H - pad.b + 14}" text-anchor="middle">${fmt(t)}</text>`);
+    parts.push(
+      `<line x1="${x}" x2="${x}" y1="${pad.t}" y2="${H - pad.b}" class="grid"/><text x="${x}" y="${H - pad.b + 14}" text-anchor="middle">${fmt(t)}</text>`,
+    );
   }
-  const yt = o.logY ? niceTicks(Math.floor(y0), Math.ceil(y1), Math.max(1, Math.ceil(y1) - Math.floor(y0))).filter((t) => t >= y0 && t <= y1) : niceTicks(y0, y1, 5);
+  const yt = o.logY
+    ? niceTicks(Math.floor(y0), Math.ceil(y1), Math.max(1, Math.ceil(y1) - Math.floor(y0))).filter((t) => t >= y0 && t <= y1)
+    : niceTicks(y0, y1, 5);
   for (const t of yt) {
     const v = o.logY ? 10 ** t : t;
     const y = py(v).toFixed(1);
-    parts.push(`<line x1="${pad.l}" x2="${W - pad.r}" y1="${y}" y2="${y}" class="grid"/><text x="${pad.l - 5}" y="${y}" dy="4" text-anchor="end">${fmt(v)}</text>`);
+    parts.push(
+      `<line x1="${pad.l}" x2="${W - pad.r}" y1="${y}" y2="${y}" class="grid"/><text x="${pad.l - 5}" y="${y}" dy="4" text-anchor="end">${fmt(v)}</text>`,
+    );
   }
   parts.push(`<text x="${(pad.l + W - pad.r) / 2}" y="${H - 6}" text-anchor="middle" class="muted">${esc(o.xLabel)}</text>`);
-  if (o.yLabel) parts.push(`<text x="13" y="${(pad.t + H - pad.b) / 2}" text-anchor="middle" transform="rotate(-90 13 ${(pad.t + H - pad.b) / 2})" class="muted">${esc(o.yLabel)}</text>`);
+  if (o.yLabel)
+    parts.push(
+      `<text x="13" y="${(pad.t + H - pad.b) / 2}" text-anchor="middle" transform="rotate(-90 13 ${(pad.t + H - pad.b) / 2})" class="muted">${esc(o.yLabel)}</text>`,
+    );
   data.forEach((s, i) => {
     if (s.points.length === 0) return;
     const d = s.points.map(([x, y]) => `${px(x).toFixed(1)},${py(y).toFixed(1)}`).join(' ');
-    parts.push(s.points.length === 1
-      ? `<circle cx="${px(s.points[0][0]).toFixed(1)}" cy="${py(s.points[0][1]).toFixed(1)}" r="3" fill="${s.colour}"/>`
-      : `<polyline points="${d}" fill="none" stroke="${s.colour}" stroke-width="${s.width ?? 1.5}" stroke-linejoin="round"/>`);
+    parts.push(
+      s.points.length === 1
+        ? `<circle cx="${px(s.points[0][0]).toFixed(1)}" cy="${py(s.points[0][1]).toFixed(1)}" r="3" fill="${s.colour}"/>`
+        : `<polyline points="${d}" fill="none" stroke="${s.colour}" stroke-width="${s.width ?? 1.5}" stroke-linejoin="round"/>`,
+    );
     if (series.length > 1) {
       const lx = W - pad.r - 120;
       const ly = pad.t + 12 + i * 14;
-      parts.push(`<line x1="${lx}" x2="${lx + 16}" y1="${ly - 4}" y2="${ly - 4}" stroke="${s.colour}" stroke-width="2"/><text x="${lx + 20}" y="${ly}">${esc(s.name)}</text>`);
+      parts.push(
+        `<line x1="${lx}" x2="${lx + 16}" y1="${ly - 4}" y2="${ly - 4}" stroke="${s.colour}" stroke-width="2"/><text x="${lx + 20}" y="${ly}">${esc(s.name)}</text>`,
+      );
     }
   });
   parts.push('</svg>');

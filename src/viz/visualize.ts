@@ -36,7 +36,11 @@ function argmin(a: ArrayLike<number>): number {
 }
 
 function safeName(name: string): string {
-  return parse(name).name.replace(/[^A-Za-z0-9._-]+/g, '_').slice(0, 60) || 'image';
+  return (
+    parse(name)
+      .name.replace(/[^A-Za-z0-9._-]+/g, '_')
+      .slice(0, 60) || 'image'
+  );
 }
 
 export async function visualizeModel(model: SemAIM, images: LoadedImages, outDir: string, o: VisualizeOptions): Promise<VisualizeResult> {
@@ -56,18 +60,25 @@ export async function visualizeModel(model: SemAIM, images: LoadedImages, outDir
   const grid = await writePng(join(outDir, 'grid.png'), canvas);
   const columns = figRows[0].cells.map((c) => c.label);
   const summary = join(outDir, 'visualize.json');
-  writeFileSync(summary, JSON.stringify({
-    columns,
-    grid: { gridH: model.grid.gridH, gridW: model.grid.gridW, imgSize: model.config.imgSize, patchSize: model.config.patchSize },
-    layout: { scale: layout.scale, cell: layout.cell, width: layout.width, height: layout.height },
-    lossOrder,
-    images: images.names.map((name, i) => ({
-      name,
-      file: rowFiles[i],
-      firstPatch: Object.fromEntries(Object.entries(maps[i].orders).map(([k, v]) => [k, argmin(v!)])),
-      meanLoss: maps[i].patchLoss.reduce((a, b) => a + b, 0) / maps[i].patchLoss.length,
-    })),
-    skipped: images.skipped,
-  }, null, 2));
+  writeFileSync(
+    summary,
+    JSON.stringify(
+      {
+        columns,
+        grid: { gridH: model.grid.gridH, gridW: model.grid.gridW, imgSize: model.config.imgSize, patchSize: model.config.patchSize },
+        layout: { scale: layout.scale, cell: layout.cell, width: layout.width, height: layout.height },
+        lossOrder,
+        images: images.names.map((name, i) => ({
+          name,
+          file: rowFiles[i],
+          firstPatch: Object.fromEntries(Object.entries(maps[i].orders).map(([k, v]) => [k, argmin(v!)])),
+          meanLoss: maps[i].patchLoss.reduce((a, b) => a + b, 0) / maps[i].patchLoss.length,
+        })),
+        skipped: images.skipped,
+      },
+      null,
+      2,
+    ),
+  );
   return { rows: rowFiles, grid, summary, columns, maps, layout, skipped: images.skipped };
 }

@@ -66,11 +66,18 @@ test('a --data-path that does not exist is an option error before any work (cifa
 
 test('pretrain and evaluation data pass the image options to the loader', () =>
   withTemp(async (root) => {
-    for (const cls of ['a', 'b']) for (let i = 0; i < 4; i++) write(join(root, 'data', 'train', cls, `${i}.png`), await encode(picture(20, 20, i), 20, 20, 3, 'png'));
+    for (const cls of ['a', 'b'])
+      for (let i = 0; i < 4; i++) write(join(root, 'data', 'train', cls, `${i}.png`), await encode(picture(20, 20, i), 20, 20, 3, 'png'));
     write(join(root, 'data', 'train', 'a', 'bomb.png'), claimedSizePng(30000, 30000));
     write(join(root, 'data', 'train', 'b', 'big.png'), await encode(picture(40, 40), 40, 40, 3, 'png'));
     const o = resolveOptions(PRETRAIN_OPTIONS, {
-      dataset: 'folder', dataPath: join(root, 'data'), imgSize: 16, batchSize: 5, numWorkers: 0, maxImagePixels: 1000, outDir: join(root, 'run'),
+      dataset: 'folder',
+      dataPath: join(root, 'data'),
+      imgSize: 16,
+      batchSize: 5,
+      numWorkers: 0,
+      maxImagePixels: 1000,
+      outDir: join(root, 'run'),
     });
     const { stderr } = await captureStderr(async () => {
       const data = makeTrainData(trainDataRequest(o));
@@ -83,7 +90,15 @@ test('pretrain and evaluation data pass the image options to the loader', () =>
     assert.match(stderr, /bomb\.png: PNG of 30000×30000 = 900,000,000 pixels exceeds the limit of 1,000 pixels/);
     assert.match(stderr, /big\.png: PNG of 40×40 = 1,600 pixels exceeds the limit of 1,000 pixels/);
     const evalRun = await captureStderr(async () => {
-      const data = makeEvalData({ split: 'train', dataset: 'folder', dataPath: join(root, 'data'), imgSize: 16, seed: 0, numWorkers: 0, imageInput: { maxImagePixels: 0, exifOrientation: 'ignore' } });
+      const data = makeEvalData({
+        split: 'train',
+        dataset: 'folder',
+        dataPath: join(root, 'data'),
+        imgSize: 16,
+        seed: 0,
+        numWorkers: 0,
+        imageInput: { maxImagePixels: 0, exifOrientation: 'ignore' },
+      });
       try {
         for await (const b of data.batches({ batchSize: 10, shuffle: false, epoch: 0, augment: 'none' })) void b;
       } finally {

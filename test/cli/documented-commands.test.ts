@@ -21,7 +21,7 @@ interface DocLine {
 function words(text: string): string[] {
   const out: string[] = [];
   const re = /'([^']*)'|"([^"]*)"|(\S+)/g;
-  for (let m; (m = re.exec(text)); ) out.push(m[1] ?? m[2] ?? m[3]);
+  for (let m; (m = re.exec(text));) out.push(m[1] ?? m[2] ?? m[3]);
   return out;
 }
 
@@ -47,12 +47,26 @@ export function documentedCommands(file: string, text: string): DocLine[] {
 }
 
 function allDocumentedCommands(): DocLine[] {
-  const files = ['README.md', ...readdirSync(join(REPO, 'docs')).filter((f) => f.endsWith('.md')).map((f) => join('docs', f))];
+  const files = [
+    'README.md',
+    ...readdirSync(join(REPO, 'docs'))
+      .filter((f) => f.endsWith('.md'))
+      .map((f) => join('docs', f)),
+  ];
   return files.flatMap((f) => documentedCommands(f, readFileSync(join(REPO, f), 'utf8')));
 }
 
 test('documented command lines: the extractor finds continued lines and cuts comments', () => {
-  const md = ['text', '```sh', 'npx semaim pretrain --a 1 \\', '  --b 2   # note', 'semaim report runs/x  # y', 'npm test', '```', 'semaim knn --not-in-a-block'].join('\n');
+  const md = [
+    'text',
+    '```sh',
+    'npx semaim pretrain --a 1 \\',
+    '  --b 2   # note',
+    'semaim report runs/x  # y',
+    'npm test',
+    '```',
+    'semaim knn --not-in-a-block',
+  ].join('\n');
   assert.deepEqual(documentedCommands('x.md', md), [
     { file: 'x.md', line: 3, command: 'pretrain', args: ['--a', '1', '--b', '2'] },
     { file: 'x.md', line: 5, command: 'report', args: ['runs/x'] },

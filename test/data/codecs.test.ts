@@ -71,7 +71,10 @@ test('JPEG variants decode like libvips', async () => {
     assert.ok(maxAbsDiff(mine, ref.data) <= 6, `${name}: max diff ${maxAbsDiff(mine, ref.data)}`);
     assert.ok(meanAbsDiff(mine, ref.data) < 1, `${name}: mean diff ${meanAbsDiff(mine, ref.data)}`);
   }
-  const gray = await sharp(RAW, { raw: { width: W, height: H, channels: 3 } }).toColourspace('b-w').jpeg({ quality: 90 }).toBuffer();
+  const gray = await sharp(RAW, { raw: { width: W, height: H, channels: 3 } })
+    .toColourspace('b-w')
+    .jpeg({ quality: 90 })
+    .toBuffer();
   const gimg = new JpegImage(gray);
   assert.equal(gimg.space, 'gray');
   const gref = await sharpRgb(gray);
@@ -87,7 +90,7 @@ test('JPEG region decode and DCT scaling agree with a full decode', async () => 
   const fy = full.planes[0];
   const py = part.planes[0];
   assert.ok(py.x0 <= 40 && py.y0 <= 30 && py.x0 + py.width >= 90 && py.y0 + py.height >= 70);
-  assert.ok(py.width * py.height < fy.width * fy.height / 2, 'region decode should be smaller');
+  assert.ok(py.width * py.height < (fy.width * fy.height) / 2, 'region decode should be smaller');
   for (let y = 30; y < 70; y++) {
     for (let x = 40; x < 90; x++) {
       assert.equal(py.data[(y - py.y0) * py.stride + (x - py.x0)], fy.data[y * fy.stride + x]);
@@ -131,7 +134,10 @@ test('scratch decoding (SIMD IDCT into the wasm arena) matches the plain decoder
 });
 
 test('CMYK JPEG is decoded (through libvips) to RGB', async () => {
-  const cmyk = await sharp(RAW, { raw: { width: W, height: H, channels: 3 } }).toColourspace('cmyk').jpeg({ quality: 95 }).toBuffer();
+  const cmyk = await sharp(RAW, { raw: { width: W, height: H, channels: 3 } })
+    .toColourspace('cmyk')
+    .jpeg({ quality: 95 })
+    .toBuffer();
   const meta = await sharp(cmyk).metadata();
   assert.equal(meta.space, 'cmyk');
   const img = await decodeImage(cmyk);
@@ -151,7 +157,10 @@ test('PNG colour types, bit depths, palette, tRNS and interlacing', async () => 
   const pal = await encode(RAW, W, H, 3, 'png', { palette: true, colours: 16, dither: 0 });
   assert.deepEqual(Buffer.from(interleave(decodePng(pal))), (await sharpRgb(pal)).data);
   // 16-bit RGB
-  const b16 = await sharp(RAW, { raw: { width: W, height: H, channels: 3 } }).toColourspace('rgb16').png().toBuffer();
+  const b16 = await sharp(RAW, { raw: { width: W, height: H, channels: 3 } })
+    .toColourspace('rgb16')
+    .png()
+    .toBuffer();
   assert.equal((await sharp(b16).metadata()).depth, 'ushort');
   assert.ok(maxAbsDiff(interleave(decodePng(b16)), RAW) <= 1);
   // gray + alpha (8 and 16 bit), composited on black and on white
@@ -188,7 +197,10 @@ test('PNG colour types, bit depths, palette, tRNS and interlacing', async () => 
   const rgbaImg = decodePng(await encode(rgba, W, H, 4, 'png'), 255);
   assert.equal(rgbaImg.planes[0].data[0], Math.floor((RAW[0] * 128 + 255 * 127 + 127) / 255));
   // 1-bit gray
-  const bw = await sharp(RAW, { raw: { width: W, height: H, channels: 3 } }).toColourspace('b-w').png({ palette: true, colours: 2 }).toBuffer();
+  const bw = await sharp(RAW, { raw: { width: W, height: H, channels: 3 } })
+    .toColourspace('b-w')
+    .png({ palette: true, colours: 2 })
+    .toBuffer();
   const bwImg = await decodeImage(bw);
   const bwRef = await sharpRgb(bw);
   assert.deepEqual(Buffer.from(interleave(bwImg)), bwRef.data);

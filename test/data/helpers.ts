@@ -5,7 +5,6 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import type { Image } from '../../src/data/image';
 
- 
 const sharpMod = require('sharp');
 // sharp ships ESM-first typings; the tests use it structurally.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -38,7 +37,9 @@ export function picture(w: number, h: number, seed = 0): Buffer {
 
 /** Encodes interleaved raw pixels with sharp. */
 export async function encode(raw: Buffer, w: number, h: number, ch: number, fmt: string, opts: object = {}): Promise<Buffer> {
-  return sharp(raw, { raw: { width: w, height: h, channels: ch } })[fmt](opts).toBuffer();
+  return sharp(raw, { raw: { width: w, height: h, channels: ch } })
+    [fmt](opts)
+    .toBuffer();
 }
 
 /** Decodes with sharp to interleaved sRGB, alpha flattened on black. */
@@ -198,7 +199,6 @@ export function pngEncode(
   samples: ArrayLike<number>,
   extra: { plte?: Uint8Array; trns?: Uint8Array } = {},
 ): Buffer {
-   
   const { deflateSync } = require('node:zlib') as typeof import('node:zlib');
   const ch = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 }[ctype];
   const rowBytes = Math.ceil((w * ch * depth) / 8);

@@ -75,10 +75,19 @@ test('pixel limit: the loader skips and counts an over-limit file like a corrupt
     write(join(dir, 'big.jpg'), await encode(picture(64, 64), 64, 64, 3, 'jpeg'));
     const warnings: string[] = [];
     const ds = imageFiles(dir, { onWarning: (l) => warnings.push(l) });
-    for (const [workers, cache] of [[0, false], [1, false], [0, true]] as const) {
+    for (const [workers, cache] of [
+      [0, false],
+      [1, false],
+      [0, true],
+    ] as const) {
       warnings.length = 0;
       const loader = new DataLoader(ds, {
-        batchSize: 7, workers, cache, shuffle: false, transforms: [randomResizedCrop(16), normalize()], onWarning: (l) => warnings.push(l),
+        batchSize: 7,
+        workers,
+        cache,
+        shuffle: false,
+        transforms: [randomResizedCrop(16), normalize()],
+        onWarning: (l) => warnings.push(l),
       });
       try {
         for await (const b of loader.iterate(0)) assert.equal(b.indices.length, 7);
@@ -87,18 +96,31 @@ test('pixel limit: the loader skips and counts an over-limit file like a corrupt
         const line = warnings.find((l) => l.includes('bomb.png'));
         assert.ok(line, warnings.join('\n'));
         assert.match(line, /data: skipping .*bomb\.png: PNG of 30000×30000 = 900,000,000 pixels exceeds the limit of 178,956,970 pixels/);
-        assert.ok(warnings.some((l) => /skipped 1 unusable file \(1 too-large\)/.test(l)), warnings.join('\n'));
+        assert.ok(
+          warnings.some((l) => /skipped 1 unusable file \(1 too-large\)/.test(l)),
+          warnings.join('\n'),
+        );
       } finally {
         await loader.close();
       }
     }
     // the loader option reaches the decoders (in a worker too): a lower limit also refuses the 64×64 JPEG
     warnings.length = 0;
-    const strict = new DataLoader(ds, { batchSize: 7, workers: 1, shuffle: false, maxImagePixels: 40 * 30, transforms: [randomResizedCrop(16)], onWarning: (l) => warnings.push(l) });
+    const strict = new DataLoader(ds, {
+      batchSize: 7,
+      workers: 1,
+      shuffle: false,
+      maxImagePixels: 40 * 30,
+      transforms: [randomResizedCrop(16)],
+      onWarning: (l) => warnings.push(l),
+    });
     try {
       for await (const b of strict.iterate(0)) void b;
       assert.deepEqual(strict.lastSummary!.byReason, { 'too-large': 2 });
-      assert.ok(warnings.some((l) => /big\.jpg: JPEG of 64×64 = 4,096 pixels exceeds the limit of 1,200 pixels/.test(l)), warnings.join('\n'));
+      assert.ok(
+        warnings.some((l) => /big\.jpg: JPEG of 64×64 = 4,096 pixels exceeds the limit of 1,200 pixels/.test(l)),
+        warnings.join('\n'),
+      );
     } finally {
       await strict.close();
     }
@@ -118,7 +140,10 @@ test('folder listing: a directory symlink loop lists each image once and is repo
     symlinkSync('..', join(dir, 'flat', 'a', 'b', 'up')); // a/b/up -> a
     const warnings: string[] = [];
     const flat = imageFiles(join(dir, 'flat'), { onWarning: (l) => warnings.push(l) });
-    assert.deepEqual(Array.from({ length: flat.length }, (_, i) => flat.relativePath(i)), ['a/b/y.png', 'a/x.png']);
+    assert.deepEqual(
+      Array.from({ length: flat.length }, (_, i) => flat.relativePath(i)),
+      ['a/b/y.png', 'a/x.png'],
+    );
     assert.deepEqual(flat.listing.symlinkLoops, ['a/b/up', 'a/loop']);
     assert.equal(warnings.filter((l) => /symlink loop/.test(l)).length, 2, warnings.join('\n'));
     assert.ok(warnings.some((l) => l.includes(join(dir, 'flat', 'a', 'loop'))));
@@ -155,7 +180,13 @@ test('folder listing: file symlink loops and dangling links are reported and cou
     ]) {
       const warnings: string[] = [];
       const ds = make((l) => warnings.push(l));
-      assert.deepEqual(ds.listing.unreadable.map((u) => [u.path.split('/').pop(), u.code]), [['gone.png', 'ENOENT'], ['self.png', 'ELOOP']]);
+      assert.deepEqual(
+        ds.listing.unreadable.map((u) => [u.path.split('/').pop(), u.code]),
+        [
+          ['gone.png', 'ENOENT'],
+          ['self.png', 'ELOOP'],
+        ],
+      );
       const line = warnings.find((l) => /cannot be read/.test(l));
       assert.ok(line, warnings.join('\n'));
       assert.match(line, /2 entries cannot be read and are left out: .*gone\.png \(dangling link\), .*self\.png \(symlink loop\)/);
@@ -189,7 +220,12 @@ async function orientedFiles(): Promise<Array<[string, Buffer]>> {
   const W = 48;
   const H = 32;
   const raw = Buffer.alloc(W * H * 3);
-  const colours = [[220, 30, 30], [30, 200, 30], [30, 30, 220], [240, 240, 240]];
+  const colours = [
+    [220, 30, 30],
+    [30, 200, 30],
+    [30, 30, 220],
+    [240, 240, 240],
+  ];
   for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) raw.set(colours[(y < H / 2 ? 0 : 2) + (x < W / 2 ? 0 : 1)], (y * W + x) * 3);
   const base = () => sharp(raw, { raw: { width: W, height: H, channels: 3 } });
   return [

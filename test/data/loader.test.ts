@@ -5,17 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import {
-  DataLoader,
-  imageFolder,
-  syntheticObjects,
-  randomResizedCrop,
-  horizontalFlip,
-  normalize,
-  centerCrop,
-  resize,
-  type Batch,
-} from '../../src/data';
+import { DataLoader, imageFolder, syntheticObjects, randomResizedCrop, horizontalFlip, normalize, centerCrop, resize, type Batch } from '../../src/data';
 import { tempDir, write, picture, encode } from './helpers';
 
 let root: string;
@@ -49,10 +39,19 @@ test('shuffling repeats per seed and differs per epoch; dropLast and length', as
   const e0 = (await collect(a)).flatMap((x) => [...x.indices]);
   const e1 = (await collect(a)).flatMap((x) => [...x.indices]);
   assert.equal(a.epoch, 2);
-  assert.deepEqual(e0, (await collect(b)).flatMap((x) => [...x.indices]));
+  assert.deepEqual(
+    e0,
+    (await collect(b)).flatMap((x) => [...x.indices]),
+  );
   assert.notDeepEqual(e0, e1);
-  assert.deepEqual([...e0].sort((x, y) => x - y), Array.from({ length: 50 }, (_, i) => i));
-  assert.notDeepEqual(e0, (await collect(mk(2))).flatMap((x) => [...x.indices]));
+  assert.deepEqual(
+    [...e0].sort((x, y) => x - y),
+    Array.from({ length: 50 }, (_, i) => i),
+  );
+  assert.notDeepEqual(
+    e0,
+    (await collect(mk(2))).flatMap((x) => [...x.indices]),
+  );
   const last = (await collect(mk(1, true))).at(-1)!;
   assert.equal(last.shape[0], 8);
   const noShuffle = new DataLoader(ds, { batchSize: 8, shuffle: false, workers: 0 });

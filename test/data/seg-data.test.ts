@@ -21,12 +21,40 @@ test('label PNGs give raw indices: 8-bit grey, palette indices (not colours), 4-
   vals[3] = 255;
   assert.deepEqual([...decodeLabelPng(pngEncode(6, 5, 0, 8, vals)).data], vals);
   const plte = new Uint8Array(12 * 3).map((_, i) => (i * 37) % 256);
-  const pal = decodeLabelPng(pngEncode(6, 5, 3, 8, vals.map((v) => v % 12), { plte }));
-  assert.deepEqual([...pal.data], vals.map((v) => v % 12), 'palette PNG: the index, not the colour');
-  const four = decodeLabelPng(pngEncode(6, 5, 0, 4, vals.map((v) => v % 12)));
-  assert.deepEqual([...four.data], vals.map((v) => v % 12), '4-bit grey: not scaled to 0..255');
+  const pal = decodeLabelPng(
+    pngEncode(
+      6,
+      5,
+      3,
+      8,
+      vals.map((v) => v % 12),
+      { plte },
+    ),
+  );
+  assert.deepEqual(
+    [...pal.data],
+    vals.map((v) => v % 12),
+    'palette PNG: the index, not the colour',
+  );
+  const four = decodeLabelPng(
+    pngEncode(
+      6,
+      5,
+      0,
+      4,
+      vals.map((v) => v % 12),
+    ),
+  );
+  assert.deepEqual(
+    [...four.data],
+    vals.map((v) => v % 12),
+    '4-bit grey: not scaled to 0..255',
+  );
   const big = Array.from({ length: 13 * 11 }, (_, i) => (i * 5) % 150);
-  const interlaced = await sharp(Buffer.from(big), { raw: { width: 13, height: 11, channels: 1 } }).toColourspace('b-w').png({ progressive: true }).toBuffer();
+  const interlaced = await sharp(Buffer.from(big), { raw: { width: 13, height: 11, channels: 1 } })
+    .toColourspace('b-w')
+    .png({ progressive: true })
+    .toBuffer();
   assert.deepEqual([interlaced[24], interlaced[25], interlaced[28]], [8, 0, 1], 'sharp wrote an 8-bit grey interlaced PNG');
   const d = decodeLabelPng(interlaced);
   assert.deepEqual([d.width, d.height], [13, 11]);
@@ -62,7 +90,10 @@ test('resized masks are resampled nearest-neighbour: labels are never blended', 
     for (let i = 0; i < 8; i++) {
       const label = 1 + renderSynthetic(cfg, b.indices[i]).label;
       const seen = new Set(b.masks.subarray(i * 576, (i + 1) * 576));
-      assert.ok([...seen].every((v) => v === 0 || v === label), `image ${i}: ${[...seen]}`);
+      assert.ok(
+        [...seen].every((v) => v === 0 || v === label),
+        `image ${i}: ${[...seen]}`,
+      );
       assert.ok(seen.has(label), `image ${i} keeps its object (${augment})`);
     }
   }
@@ -73,20 +104,42 @@ test('seg-folder: a missing mask, a mask of the wrong size, a bad label, a trunc
   const warnings: string[] = [];
   try {
     write(join(dir, 'classes.txt'), 'sky\nground\nthing\n');
-    const mask = (w: number, h: number, f: (x: number, y: number) => number) => pngEncode(w, h, 0, 8, Array.from({ length: w * h }, (_, i) => f(i % w, Math.floor(i / w))));
+    const mask = (w: number, h: number, f: (x: number, y: number) => number) =>
+      pngEncode(
+        w,
+        h,
+        0,
+        8,
+        Array.from({ length: w * h }, (_, i) => f(i % w, Math.floor(i / w))),
+      );
     for (const split of ['train', 'test']) {
       const root = join(dir, split);
       write(join(root, 'images', 'a.png'), await encode(picture(20, 16), 20, 16, 3, 'png'));
-      write(join(root, 'masks', 'a.png'), mask(20, 16, (x, y) => (y < 5 ? 0 : x < 10 ? 1 : 2)));
+      write(
+        join(root, 'masks', 'a.png'),
+        mask(20, 16, (x, y) => (y < 5 ? 0 : x < 10 ? 1 : 2)),
+      );
       write(join(root, 'images', 'sub', 'b.jpg'), await encode(picture(20, 16, 3), 20, 16, 3, 'jpeg'));
-      write(join(root, 'masks', 'sub', 'b.png'), mask(20, 16, (x) => (x < 8 ? 255 : 1)));
+      write(
+        join(root, 'masks', 'sub', 'b.png'),
+        mask(20, 16, (x) => (x < 8 ? 255 : 1)),
+      );
       write(join(root, 'images', 'no-mask.png'), await encode(picture(20, 16, 5), 20, 16, 3, 'png'));
       write(join(root, 'images', 'small-mask.png'), await encode(picture(20, 16, 6), 20, 16, 3, 'png'));
-      write(join(root, 'masks', 'small-mask.png'), mask(10, 8, () => 0));
+      write(
+        join(root, 'masks', 'small-mask.png'),
+        mask(10, 8, () => 0),
+      );
       write(join(root, 'images', 'bad-label.png'), await encode(picture(20, 16, 7), 20, 16, 3, 'png'));
-      write(join(root, 'masks', 'bad-label.png'), mask(20, 16, (x) => (x === 4 ? 7 : 0)));
+      write(
+        join(root, 'masks', 'bad-label.png'),
+        mask(20, 16, (x) => (x === 4 ? 7 : 0)),
+      );
       write(join(root, 'images', 'corrupt.jpg'), new Uint8Array([0xff, 0xd8, 0xff, 0xe0, 1, 2, 3]));
-      write(join(root, 'masks', 'corrupt.png'), mask(20, 16, () => 0));
+      write(
+        join(root, 'masks', 'corrupt.png'),
+        mask(20, 16, () => 0),
+      );
     }
     const data = makeSegData({ split: 'train', dataset: 'seg-folder', dataPath: dir, imgSize: 16, seed: 0, warn: (l) => warnings.push(l) });
     assert.equal(data.numClasses, 3);
@@ -108,14 +161,26 @@ test('seg-folder: a missing mask, a mask of the wrong size, a bad label, a trunc
     const b = batches[0];
     assert.deepEqual(b.shape.slice(1), [3, 16, 16]);
     const m = b.masks.subarray(0, 256);
-    assert.ok([...m].every((v) => v <= 2), 'labels stay class indices');
+    assert.ok(
+      [...m].every((v) => v <= 2),
+      'labels stay class indices',
+    );
     assert.equal(m[0], 0, 'top rows are sky');
     assert.equal(m[15 * 16 + 1], 1, 'bottom left is ground');
     assert.equal(m[15 * 16 + 14], 2, 'bottom right is thing');
     const mb = batches[0].masks.subarray(256, 512);
     assert.equal(mb[0], 255, 'ignore stays 255');
     // --reduce-zero-label: 0 → ignore, k → k − 1 (and 255 stays ignore).
-    const reduced = makeSegData({ split: 'test', dataset: 'seg-folder', dataPath: dir, imgSize: 16, seed: 0, reduceZeroLabel: true, numClasses: 3, warn: () => {} });
+    const reduced = makeSegData({
+      split: 'test',
+      dataset: 'seg-folder',
+      dataPath: dir,
+      imgSize: 16,
+      seed: 0,
+      reduceZeroLabel: true,
+      numClasses: 3,
+      warn: () => {},
+    });
     const [rb] = await all(reduced, 'none', 4);
     assert.equal(rb.masks[0], 255, 'sky (0) became ignore');
     assert.equal(rb.masks[15 * 16 + 1], 0, 'ground (1) became 0');
@@ -127,7 +192,10 @@ test('seg-folder: a missing mask, a mask of the wrong size, a bad label, a trunc
 test('seg-folder: clear errors for a wrong layout or a missing class list', () => {
   const { dir, cleanup } = tempDir('semaim-seg-');
   try {
-    assert.throws(() => makeSegData({ split: 'train', dataset: 'seg-folder', dataPath: dir, imgSize: 16, seed: 0 }), /train\/images is missing \(expected <root>/);
+    assert.throws(
+      () => makeSegData({ split: 'train', dataset: 'seg-folder', dataPath: dir, imgSize: 16, seed: 0 }),
+      /train\/images is missing \(expected <root>/,
+    );
     write(join(dir, 'train', 'images', 'a.png'), pngEncode(2, 2, 0, 8, [0, 0, 0, 0]));
     write(join(dir, 'train', 'masks', 'a.png'), pngEncode(2, 2, 0, 8, [0, 0, 0, 0]));
     assert.throws(() => makeSegData({ split: 'train', dataset: 'seg-folder', dataPath: dir, imgSize: 16, seed: 0 }), /no classes.txt .*\(--num-classes\)/);

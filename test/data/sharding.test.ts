@@ -31,11 +31,17 @@ test('rank plans: equal batch counts, global batch = concatenated rank slices, p
           }
           if (dropLast) {
             assert.equal(count, one.count);
-            assert.deepEqual(used, Array.from({ length: count * W * b }, (_, t) => t));
+            assert.deepEqual(
+              used,
+              Array.from({ length: count * W * b }, (_, t) => t),
+            );
           } else {
             // every position once, padded up to a multiple of W (at most W - 1 repeats of the start)
             const padded = Math.ceil(n / W) * W;
-            assert.deepEqual(used, Array.from({ length: padded }, (_, t) => t));
+            assert.deepEqual(
+              used,
+              Array.from({ length: padded }, (_, t) => t),
+            );
           }
         }
       }
@@ -75,10 +81,16 @@ test('without dropLast every image is used at least once and each rank gets the 
   const ds = syntheticObjects({ size: 8, count: 11 });
   const ranks = [0, 1, 2].map((rank) => new DataLoader(ds, { batchSize: 2, workers: 0, rank, worldSize: 3, seed: 1, transforms: [normalize()] }));
   const got = await Promise.all(ranks.map((l) => collect(l.iterate(0))));
-  assert.deepEqual(got.map((g) => g.length), [2, 2, 2]);
+  assert.deepEqual(
+    got.map((g) => g.length),
+    [2, 2, 2],
+  );
   const all = got.flatMap((g) => g.flatMap((b) => [...b.indices]));
   assert.equal(all.length, 12);
-  assert.deepEqual([...new Set(all)].sort((a, b) => a - b), Array.from({ length: 11 }, (_, i) => i));
+  assert.deepEqual(
+    [...new Set(all)].sort((a, b) => a - b),
+    Array.from({ length: 11 }, (_, i) => i),
+  );
   const order = ranks[0].order(0);
   const dup = all.filter((x, i) => all.indexOf(x) !== i);
   assert.deepEqual(dup, [order[0]], 'the padding repeats the start of the order');
@@ -90,7 +102,10 @@ test('an epoch resumes at a batch, and at a sample position with another world s
   const one = new DataLoader(ds, { ...opts, batchSize: 4 });
   const full = await collect(one.iterate(2));
   const resumed = await collect(one.iterate(2, { batch: 3 }));
-  assert.deepEqual(resumed.map((b) => [...b.indices]), full.slice(3).map((b) => [...b.indices]));
+  assert.deepEqual(
+    resumed.map((b) => [...b.indices]),
+    full.slice(3).map((b) => [...b.indices]),
+  );
   assert.deepEqual(resumed[0].images, full[3].images);
   assert.equal(resumed[0].index, 3);
   // 3 batches of 4 consumed at world size 1 → 12 samples; go on at world size 2 with batch 3 (global 6)

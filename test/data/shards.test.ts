@@ -5,10 +5,32 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join, basename } from 'node:path';
-import { createWriteStream, copyFileSync, mkdirSync, readFileSync, readdirSync, statSync, truncateSync, openSync, writeSync, closeSync, existsSync, writeFileSync } from 'node:fs';
 import {
-  packImageFolder, shardDataset, ShardLoader, expandBraces, resolveShardPaths, imageFolder, resize, normalize, Rng,
-  type Batch, type ShardLoaderOptions,
+  createWriteStream,
+  copyFileSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  statSync,
+  truncateSync,
+  openSync,
+  writeSync,
+  closeSync,
+  existsSync,
+  writeFileSync,
+} from 'node:fs';
+import {
+  packImageFolder,
+  shardDataset,
+  ShardLoader,
+  expandBraces,
+  resolveShardPaths,
+  imageFolder,
+  resize,
+  normalize,
+  Rng,
+  type Batch,
+  type ShardLoaderOptions,
 } from '../../src/data';
 import { pack as tarPack } from 'tar-stream';
 import { gzipSync } from 'node:zlib';
@@ -28,7 +50,10 @@ before(async () => {
     const w = 12 + (i % 4) * 3;
     const h = 10 + (i % 3) * 2;
     const png = i % 5 === 4;
-    write(join(folder, `class${i % 3}`, `${String(i).padStart(2, '0')}.${png ? 'png' : 'jpg'}`), await encode(picture(w, h, i), w, h, 3, png ? 'png' : 'jpeg', { quality: 85 }));
+    write(
+      join(folder, `class${i % 3}`, `${String(i).padStart(2, '0')}.${png ? 'png' : 'jpg'}`),
+      await encode(picture(w, h, i), w, h, 3, png ? 'png' : 'jpeg', { quality: 85 }),
+    );
   }
   shards = join(root, 'shards');
   const r = await packImageFolder({ input: folder, output: shards, shardSize: 5 });
@@ -46,8 +71,19 @@ async function collect(it: AsyncIterable<Batch>): Promise<Batch[]> {
 }
 
 function loaders(data: string, worldSize: number, opts: Partial<ShardLoaderOptions> = {}): ShardLoader[] {
-  return Array.from({ length: worldSize }, (_, rank) =>
-    new ShardLoader(shardDataset(data, { onWarning: () => {} }), { batchSize: 3, workers: 2, rank, worldSize, transforms: tf, seed: 4, shuffleBuffer: 4, ...opts }),
+  return Array.from(
+    { length: worldSize },
+    (_, rank) =>
+      new ShardLoader(shardDataset(data, { onWarning: () => {} }), {
+        batchSize: 3,
+        workers: 2,
+        rank,
+        worldSize,
+        transforms: tf,
+        seed: 4,
+        shuffleBuffer: 4,
+        ...opts,
+      }),
   );
 }
 
@@ -72,7 +108,10 @@ test('the packer round-trips: every image bytes-equal with its label, index.json
   const ds = imageFolder(folder);
   const index = readIndexFile(join(shards, 'index.json'))!;
   assert.deepEqual(index.classes, ['class0', 'class1', 'class2']);
-  assert.deepEqual(index.shards.map((e) => [e.file, e.samples]), [0, 1, 2, 3, 4].map((k) => [`shard-00000${k}.tar`, k < 4 ? 5 : 3]));
+  assert.deepEqual(
+    index.shards.map((e) => [e.file, e.samples]),
+    [0, 1, 2, 3, 4].map((k) => [`shard-00000${k}.tar`, k < 4 ? 5 : 3]),
+  );
   assert.equal(index.samples, 23);
   let t = 0;
   for (const path of resolveShardPaths(pattern)) {
@@ -86,7 +125,11 @@ test('the packer round-trips: every image bytes-equal with its label, index.json
     }
   }
   assert.equal(t, 23);
-  assert.deepEqual(readdirSync(shards).filter((f) => f.includes('.tmp')), [], 'no temporary files left');
+  assert.deepEqual(
+    readdirSync(shards).filter((f) => f.includes('.tmp')),
+    [],
+    'no temporary files left',
+  );
   await assert.rejects(packImageFolder({ input: folder, output: shards }), /already holds 6 shard\/index file\(s\)/);
   // shuffled packing: the same images, in a seeded order
   const mixed = await packImageFolder({ input: folder, output: join(root, 'mixed'), shardSize: 10, shuffle: true, seed: 1, json: true });
@@ -95,7 +138,10 @@ test('the packer round-trips: every image bytes-equal with its label, index.json
   assert.equal(seen.length, 23);
   const paths: string[] = [];
   for (const p of mixed.shards) for await (const s of readShard(p)) paths.push(s.image!.toString('base64'));
-  assert.notDeepEqual(paths, Array.from({ length: 23 }, (_, i) => readFileSync(ds.name(i)).toString('base64')));
+  assert.notDeepEqual(
+    paths,
+    Array.from({ length: 23 }, (_, i) => readFileSync(ds.name(i)).toString('base64')),
+  );
   assert.deepEqual([...paths].sort(), Array.from({ length: 23 }, (_, i) => readFileSync(ds.name(i)).toString('base64')).sort());
 });
 
@@ -107,9 +153,12 @@ test('gzipped shards are read through zlib; a truncated one stops with ShardRead
   assert.deepEqual(keys, ['000000000', '000000001', '000000002', '000000003', '000000004']);
   const cut = join(root, 'gz', 'cut.tgz');
   write(cut, readFileSync(tgz).subarray(0, Math.floor(statSync(tgz).size * 0.6)));
-  await assert.rejects(async () => {
-    for await (const s of readShard(cut)) void s;
-  }, (e: Error) => e instanceof ShardReadError && /cut\.tgz: truncated after \d sample\(s\)/.test(e.message));
+  await assert.rejects(
+    async () => {
+      for await (const s of readShard(cut)) void s;
+    },
+    (e: Error) => e instanceof ShardReadError && /cut\.tgz: truncated after \d sample\(s\)/.test(e.message),
+  );
 });
 
 test('shards made elsewhere: labels from .json, any image extension, members outside samples ignored', async () => {
@@ -144,14 +193,25 @@ test('epoch plans: over ranks and workers every stream position once (padded wit
     for (const K of [0, 1, 2, 3]) {
       for (const b of [1, 2, 4]) {
         for (const dropLast of [false, true]) {
-          const plans = Array.from({ length: W }, (_, rank) => shardEpochPlan({ counts, epoch: 1, seed: 2, shuffle: true, rank, worldSize: W, workers: K, batchSize: b, dropLast }));
+          const plans = Array.from({ length: W }, (_, rank) =>
+            shardEpochPlan({ counts, epoch: 1, seed: 2, shuffle: true, rank, worldSize: W, workers: K, batchSize: b, dropLast }),
+          );
           const seen = new Map<string, number>();
           for (const p of plans) {
             assert.equal(p.count, plans[0].count);
-            assert.deepEqual(p.pieces.flatMap((x) => x.batches).sort((x, y) => x - y), Array.from({ length: p.count }, (_, j) => j));
+            assert.deepEqual(
+              p.pieces.flatMap((x) => x.batches).sort((x, y) => x - y),
+              Array.from({ length: p.count }, (_, j) => j),
+            );
             for (const piece of p.pieces) {
-              assert.equal(piece.segments.reduce((a, s) => a + s.to - s.from, 0), piece.length);
-              assert.equal(piece.sizes.reduce((a, s) => a + s, 0), piece.length);
+              assert.equal(
+                piece.segments.reduce((a, s) => a + s.to - s.from, 0),
+                piece.length,
+              );
+              assert.equal(
+                piece.sizes.reduce((a, s) => a + s, 0),
+                piece.length,
+              );
               for (const s of piece.segments) for (let o = s.from; o < s.to; o++) seen.set(`${s.shard}:${o}`, (seen.get(`${s.shard}:${o}`) ?? 0) + 1);
             }
           }
@@ -183,8 +243,15 @@ test('the shuffle buffer resumes exactly from a replay over positions', () => {
         if (o !== undefined) full.push(o);
       }
       for (let o = buf.pop(); o !== undefined; o = buf.pop()) full.push(o);
-      assert.deepEqual([...full].sort((x, y) => x - y), Array.from({ length: n }, (_, i) => i));
-      if (size > 1) assert.notDeepEqual(full, Array.from({ length: n }, (_, i) => i));
+      assert.deepEqual(
+        [...full].sort((x, y) => x - y),
+        Array.from({ length: n }, (_, i) => i),
+      );
+      if (size > 1)
+        assert.notDeepEqual(
+          full,
+          Array.from({ length: n }, (_, i) => i),
+        );
       const { buffer, consumed } = replay(size, new Rng(1, 'b'), n, skip);
       const rest: number[] = [];
       for (let i = consumed; i < n; i++) {
@@ -199,7 +266,10 @@ test('the shuffle buffer resumes exactly from a replay over positions', () => {
 
 test('2 ranks × 2 workers read every image of the packed folder exactly once per epoch', async () => {
   const ds = imageFolder(folder);
-  for (const [dropLast, batchSize] of [[false, 3], [true, 2]] as const) {
+  for (const [dropLast, batchSize] of [
+    [false, 3],
+    [true, 2],
+  ] as const) {
     const ranks = loaders(pattern, 2, { dropLast, batchSize });
     try {
       for (const epoch of [0, 1]) {
@@ -218,7 +288,10 @@ test('2 ranks × 2 workers read every image of the packed folder exactly once pe
           // ceil(23 / 2) = 12 per rank: all 23 once, one (the stream's first) twice
           assert.equal(got[0].length, 4);
           assert.equal(idx.length, 24);
-          assert.deepEqual([...counts.keys()].sort((a, b) => a - b), Array.from({ length: 23 }, (_, i) => i));
+          assert.deepEqual(
+            [...counts.keys()].sort((a, b) => a - b),
+            Array.from({ length: 23 }, (_, i) => i),
+          );
           assert.equal([...counts.values()].filter((c) => c === 2).length, 1);
         }
         for (const l of ranks) assert.equal(l.lastSummary!.skipped, 0);
@@ -230,7 +303,10 @@ test('2 ranks × 2 workers read every image of the packed folder exactly once pe
   // the same images in the same epoch with 1 rank of 1 worker as a set
   const [one] = loaders(pattern, 1, { workers: 0, batchSize: 4 });
   const all = (await collect(one.iterate(0))).flatMap((b) => [...b.indices]).sort((a, b) => a - b);
-  assert.deepEqual(all, Array.from({ length: 23 }, (_, i) => i));
+  assert.deepEqual(
+    all,
+    Array.from({ length: 23 }, (_, i) => i),
+  );
   await one.close();
 });
 
@@ -241,8 +317,15 @@ test('an epoch over shards resumes at a batch with exactly the batches of an uni
       const full = await collect(l.iterate(3));
       for (const start of [1, 4, 7]) {
         const resumed = await collect(l.iterate(3, { batch: start }));
-        assert.deepEqual(resumed.map((b) => [...b.indices]), full.slice(start).map((b) => [...b.indices]), `workers ${workers}, start ${start}`);
-        assert.deepEqual(resumed.map((b) => b.images), full.slice(start).map((b) => b.images));
+        assert.deepEqual(
+          resumed.map((b) => [...b.indices]),
+          full.slice(start).map((b) => [...b.indices]),
+          `workers ${workers}, start ${start}`,
+        );
+        assert.deepEqual(
+          resumed.map((b) => b.images),
+          full.slice(start).map((b) => b.images),
+        );
         assert.equal(resumed[0].index, start);
       }
       // breaking out mid-epoch and starting another epoch works (streams of the old epoch are dropped)
@@ -272,20 +355,40 @@ test('a truncated shard, a corrupt shard and a corrupt member are skipped with a
   const warnings: string[] = [];
   const ds = shardDataset(dir, { onWarning: (l) => warnings.push(l) });
   assert.equal(ds.table.problems.length, 2);
-  assert.ok(warnings.some((w) => /shard-000002\.tar: truncated after \d sample\(s\)/.test(w)), warnings.join('\n'));
-  assert.ok(warnings.some((w) => /shard-000003\.tar: corrupt after 0 sample\(s\) \(Invalid tar header/.test(w)), warnings.join('\n'));
+  assert.ok(
+    warnings.some((w) => /shard-000002\.tar: truncated after \d sample\(s\)/.test(w)),
+    warnings.join('\n'),
+  );
+  assert.ok(
+    warnings.some((w) => /shard-000003\.tar: corrupt after 0 sample\(s\) \(Invalid tar header/.test(w)),
+    warnings.join('\n'),
+  );
   const readable = ds.length;
   assert.ok(readable >= 13 && readable < 18, `${readable}`);
   assert.ok(existsSync(join(dir, 'index.json')));
   const loaderWarnings: string[] = [];
-  const l = new ShardLoader(ds, { batchSize: 3, dropLast: true, workers: 2, transforms: tf, seed: 1, shuffleBuffer: 3, onWarning: (w) => loaderWarnings.push(w) });
+  const l = new ShardLoader(ds, {
+    batchSize: 3,
+    dropLast: true,
+    workers: 2,
+    transforms: tf,
+    seed: 1,
+    shuffleBuffer: 3,
+    onWarning: (w) => loaderWarnings.push(w),
+  });
   try {
     const got = await collect(l.iterate(0));
-    assert.ok(got.every((b) => b.shape[0] === 3), 'every batch keeps its size');
+    assert.ok(
+      got.every((b) => b.shape[0] === 3),
+      'every batch keeps its size',
+    );
     const s = l.lastSummary!;
     assert.equal(s.skipped, 1);
     assert.equal(s.badShards, 2);
-    assert.ok(loaderWarnings.some((w) => /skipping shard-000001\.tar:000000005/.test(w)), loaderWarnings.join('\n'));
+    assert.ok(
+      loaderWarnings.some((w) => /skipping shard-000001\.tar:000000005/.test(w)),
+      loaderWarnings.join('\n'),
+    );
     assert.ok(loaderWarnings.some((w) => /skipped 1 unusable sample/.test(w)));
     const idx = got.flatMap((b) => [...b.indices]);
     assert.ok(!idx.includes(ds.table.bases[1]), 'the corrupt image is replaced');
@@ -296,11 +399,20 @@ test('a truncated shard, a corrupt shard and a corrupt member are skipped with a
   const s4 = join(dir, 'shard-000004.tar');
   writeFileSync(s4, Buffer.alloc(statSync(s4).size));
   const late: string[] = [];
-  const l2 = new ShardLoader(shardDataset(dir, { onWarning: () => {} }), { batchSize: 2, dropLast: true, workers: 0, transforms: tf, onWarning: (w) => late.push(w) });
+  const l2 = new ShardLoader(shardDataset(dir, { onWarning: () => {} }), {
+    batchSize: 2,
+    dropLast: true,
+    workers: 0,
+    transforms: tf,
+    onWarning: (w) => late.push(w),
+  });
   try {
     const got = await collect(l2.iterate(0));
     assert.ok(got.every((b) => b.shape[0] === 2));
-    assert.ok(late.some((w) => /skipping shard-000004\.tar: shard-000004\.tar: ended after 0 sample\(s\), the index says 3/.test(w)), late.join('\n'));
+    assert.ok(
+      late.some((w) => /skipping shard-000004\.tar: shard-000004\.tar: ended after 0 sample\(s\), the index says 3/.test(w)),
+      late.join('\n'),
+    );
     assert.equal(l2.lastSummary!.byReason.truncated, 3);
   } finally {
     await l2.close();

@@ -38,11 +38,20 @@ before(async () => {
   const folder = join(root, 'folder');
   write(join(folder, 'a', 'base.jpg'), await rgb('jpeg', { quality: 90 }));
   write(join(folder, 'a', 'prog.JPEG'), await rgb('jpeg', { quality: 80, progressive: true }));
-  write(join(folder, 'a', 'cmyk.jpg'), await sharp(raw, { raw: { width: 40, height: 30, channels: 3 } }).toColourspace('cmyk').jpeg().toBuffer());
+  write(
+    join(folder, 'a', 'cmyk.jpg'),
+    await sharp(raw, { raw: { width: 40, height: 30, channels: 3 } })
+      .toColourspace('cmyk')
+      .jpeg()
+      .toBuffer(),
+  );
   write(join(folder, 'a', 'plain.png'), await rgb('png'));
   write(
     join(folder, 'a', 'deep16.png'),
-    await sharp(raw, { raw: { width: 40, height: 30, channels: 3 } }).toColourspace('rgb16').png().toBuffer(),
+    await sharp(raw, { raw: { width: 40, height: 30, channels: 3 } })
+      .toColourspace('rgb16')
+      .png()
+      .toBuffer(),
   );
   const ga: number[] = [];
   for (let i = 0; i < 40 * 30; i++) ga.push(raw[3 * i], i % 2 ? 255 : 0);
@@ -50,7 +59,10 @@ before(async () => {
   write(join(folder, 'b', 'pic.webp'), await rgb('webp'));
   write(join(folder, 'b', 'anim.gif'), await rgb('gif'));
   write(join(folder, 'b', 'pic.tif'), await rgb('tiff'));
-  write(join(folder, 'b', 'pic.bmp'), bmp(40, 30, (x, y) => [raw[3 * (y * 40 + x)], raw[3 * (y * 40 + x) + 1], raw[3 * (y * 40 + x) + 2], 255], { bpp: 24 }));
+  write(
+    join(folder, 'b', 'pic.bmp'),
+    bmp(40, 30, (x, y) => [raw[3 * (y * 40 + x)], raw[3 * (y * 40 + x) + 1], raw[3 * (y * 40 + x) + 2], 255], { bpp: 24 }),
+  );
   write(join(folder, 'b', 'one.png'), await encode(Buffer.from([9, 99, 199]), 1, 1, 3, 'png'));
   const jpeg = await rgb('jpeg', { quality: 90 });
   write(join(folder, 'b', 'truncated.jpg'), jpeg.subarray(0, Math.floor(jpeg.length * 0.6)));
@@ -101,8 +113,23 @@ test('every format decodes; bad files are skipped with one warning each and coun
   assert.ok(skipLines.some((l) => l.includes('truncated.jpg') && l.includes('truncated')));
   assert.ok(lines.some((l) => /epoch 0: skipped 3 unusable files/.test(l)));
   const names = [...seen].map((i) => ds.name(i));
-  for (const good of ['base.jpg', 'prog.JPEG', 'cmyk.jpg', 'plain.png', 'deep16.png', 'gray-alpha.png', 'pic.webp', 'anim.gif', 'pic.tif', 'pic.bmp', 'one.png']) {
-    assert.ok(names.some((n) => n.endsWith(good)), `${good} was used`);
+  for (const good of [
+    'base.jpg',
+    'prog.JPEG',
+    'cmyk.jpg',
+    'plain.png',
+    'deep16.png',
+    'gray-alpha.png',
+    'pic.webp',
+    'anim.gif',
+    'pic.tif',
+    'pic.bmp',
+    'one.png',
+  ]) {
+    assert.ok(
+      names.some((n) => n.endsWith(good)),
+      `${good} was used`,
+    );
   }
   // second epoch: no new warning lines, summary still counts
   lines.length = 0;
@@ -114,14 +141,26 @@ test('every format decodes; bad files are skipped with one warning each and coun
 test('empty or unreadable datasets stop with errors naming the path', async () => {
   const empty = join(root, 'empty');
   mkdirSync(join(empty, 'cls'), { recursive: true });
-  assert.throws(() => imageFolder(join(root, 'missing')), (e: Error) => e.message.includes(join(root, 'missing')) && /does not exist/.test(e.message));
+  assert.throws(
+    () => imageFolder(join(root, 'missing')),
+    (e: Error) => e.message.includes(join(root, 'missing')) && /does not exist/.test(e.message),
+  );
   assert.throws(() => imageFolder(join(empty, 'cls')), /has no class sub-folders .*expected a folder with one sub-folder per class/);
-  assert.throws(() => imageFolder(empty), (e: Error) => e.message.includes(empty) && /found no images/.test(e.message));
+  assert.throws(
+    () => imageFolder(empty),
+    (e: Error) => e.message.includes(empty) && /found no images/.test(e.message),
+  );
   assert.throws(() => imageFiles(join(empty, 'cls')), /found no images/);
   const bad = join(root, 'allbad');
   write(join(bad, 'x', '1.jpg'), 'nope');
   write(join(bad, 'x', '2.jpg'), new Uint8Array(0));
-  const loader = new DataLoader(imageFolder(bad), { batchSize: 2, transforms: [randomResizedCrop(8)], workers: 0, onWarning: () => undefined, maxReplacements: 10 });
+  const loader = new DataLoader(imageFolder(bad), {
+    batchSize: 2,
+    transforms: [randomResizedCrop(8)],
+    workers: 0,
+    onWarning: () => undefined,
+    maxReplacements: 10,
+  });
   await assert.rejects(async () => {
     for await (const b of loader) void b;
   }, /10 samples in a row could not be used .*is the dataset readable/);
@@ -142,7 +181,10 @@ test('CIFAR-10 and CIFAR-100 binary batches', () => {
   write(join(dir, 'batches.meta.txt'), 'airplane\nautomobile\nbird\ncat\ndeer\ndog\nfrog\nhorse\nship\ntruck\n');
   const train = cifarBinary(root);
   assert.equal(train.length, 3);
-  assert.deepEqual([0, 1, 2].map((i) => train.label(i)), [3, 7, 1]);
+  assert.deepEqual(
+    [0, 1, 2].map((i) => train.label(i)),
+    [3, 7, 1],
+  );
   assert.equal(train.classes[3], 'cat');
   assert.deepEqual(train.fixedSize, [32, 32]);
   const mem = train.spec.images;
@@ -167,7 +209,8 @@ test('CIFAR-10 JPEG archive is extracted once into a cache folder keyed by the a
   const makeArchive = (name: string, perClass: number): string => {
     const src = join(root, `tarsrc-${name}`);
     rmSync(src, { recursive: true, force: true });
-    for (const split of ['train', 'test']) for (const cls of ['cat', 'dog']) for (let i = 0; i < perClass; i++) write(join(src, 'cifar10', split, cls, `000${i}.jpg`), jpg);
+    for (const split of ['train', 'test'])
+      for (const cls of ['cat', 'dog']) for (let i = 0; i < perClass; i++) write(join(src, 'cifar10', split, cls, `000${i}.jpg`), jpg);
     const archive = join(root, `${name}.tar.gz`);
     const r = spawnSync('tar', ['-czf', archive, '-C', src, 'cifar10']);
     assert.equal(r.status, 0);
@@ -255,7 +298,10 @@ test('synthetic objects are deterministic, labelled by shape and masked', () => 
     if (m) centred++;
   }
   assert.ok(centred > 70, `centred ${centred}`);
-  assert.ok(labels.every((k) => k > 0), 'all classes occur');
+  assert.ok(
+    labels.every((k) => k > 0),
+    'all classes occur',
+  );
   const val = syntheticObjects({ split: 'val', size: 32, seed: 4 });
   assert.notDeepEqual(val.sample(17).image.planes[0].data, a.image.planes[0].data);
   assert.equal(val.length, 2000);
@@ -276,7 +322,11 @@ test('synthetic objects: object scale and background contrast are options (defau
     const m = s.image.mask!.data;
     let n = 0;
     let sum = 0;
-    for (let p = 0; p < 1024; p++) if (!m[p]) { sum += d[p]; n++; }
+    for (let p = 0; p < 1024; p++)
+      if (!m[p]) {
+        sum += d[p];
+        n++;
+      }
     const mean = sum / n;
     let dev = 0;
     for (let p = 0; p < 1024; p++) if (!m[p]) dev += Math.abs(d[p] - mean);

@@ -47,8 +47,14 @@ test('rng: deterministic per seed and key, sensible distributions', () => {
   const b = new Rng(7, 'x', 3);
   const c = new Rng(7, 'x', 4);
   const sa = Array.from({ length: 5 }, () => a.nextU32());
-  assert.deepEqual(sa, Array.from({ length: 5 }, () => b.nextU32()));
-  assert.notDeepEqual(sa, Array.from({ length: 5 }, () => c.nextU32()));
+  assert.deepEqual(
+    sa,
+    Array.from({ length: 5 }, () => b.nextU32()),
+  );
+  assert.notDeepEqual(
+    sa,
+    Array.from({ length: 5 }, () => c.nextU32()),
+  );
   const r = new Rng(1);
   let sum = 0;
   let sq = 0;
@@ -68,7 +74,10 @@ test('rng: deterministic per seed and key, sensible distributions', () => {
   assert.ok(Math.abs(sq / n - 1) < 0.05);
   assert.ok(Math.abs(betaSum / 4000 - 0.5) < 0.03);
   const p = permutation(100, 3, 'e', 0);
-  assert.deepEqual([...p].sort((x, y) => x - y), Array.from({ length: 100 }, (_, i) => i));
+  assert.deepEqual(
+    [...p].sort((x, y) => x - y),
+    Array.from({ length: 100 }, (_, i) => i),
+  );
   assert.deepEqual(p, permutation(100, 3, 'e', 0));
   assert.notDeepEqual(p, permutation(100, 3, 'e', 1));
 });
@@ -97,8 +106,16 @@ test('identity, crop and flip resampling are exact copies', () => {
   const img = rgbImage(20, 10, (x, y, c) => (x * 7 + y * 13 + c * 50) & 255);
   const same = resampleImage(img, full(20, 10));
   assert.deepEqual(same.planes[0].data.subarray(0, 200), img.planes[0].data.subarray(0, 200));
-  const crop = resampleImage(img, { sample: { x0: 5, y0: 2, x1: 15, y1: 8 }, clip: { x0: 5, y0: 2, x1: 15, y1: 8 }, outW: 10, outH: 6, flip: true, interp: 'bicubic' });
-  for (let y = 0; y < 6; y++) for (let x = 0; x < 10; x++) assert.equal(crop.planes[1].data[crop.planes[1].offset + y * 10 + x], img.planes[1].data[200 + (y + 2) * 20 + (5 + 9 - x)]);
+  const crop = resampleImage(img, {
+    sample: { x0: 5, y0: 2, x1: 15, y1: 8 },
+    clip: { x0: 5, y0: 2, x1: 15, y1: 8 },
+    outW: 10,
+    outH: 6,
+    flip: true,
+    interp: 'bicubic',
+  });
+  for (let y = 0; y < 6; y++)
+    for (let x = 0; x < 10; x++) assert.equal(crop.planes[1].data[crop.planes[1].offset + y * 10 + x], img.planes[1].data[200 + (y + 2) * 20 + (5 + 9 - x)]);
 });
 
 test('normalize: float output is (v/255 - mean)/std, uint8 output is raw', () => {
@@ -262,7 +279,7 @@ test('random erasing writes one rectangle of noise', () => {
   const n = randomErase(out, 0, 32, 32, randomErasing({ p: 1 }), new Rng(3));
   assert.equal(n, 1);
   const changed = out.filter((v) => v !== 5).length;
-  assert.ok(changed >= 3 * 0.02 * 1024 * 0.9 && changed <= 3 * 1024 / 3 + 3 * 32, `changed ${changed}`);
+  assert.ok(changed >= 3 * 0.02 * 1024 * 0.9 && changed <= (3 * 1024) / 3 + 3 * 32, `changed ${changed}`);
   const none = new Float32Array(12).fill(5);
   assert.equal(randomErase(none, 0, 2, 2, randomErasing({ p: 0 }), new Rng(3)), 0);
 });
@@ -301,7 +318,10 @@ test('mixup and cutmix mix pairs (i, n-1-i) and produce matching soft targets', 
   let swapped = 0;
   for (let k = 0; k < per; k++) if (y[k] === 3) swapped++;
   assert.equal(swapped, 3 * area);
-  assert.equal(masks.subarray(192, 256).reduce((a, b) => a + b, 0), area);
+  assert.equal(
+    masks.subarray(192, 256).reduce((a, b) => a + b, 0),
+    area,
+  );
   const off = mixBatch(base(), shape, null, { prob: 0 }, new Rng(0));
   assert.equal(off.lam, 1);
 });
@@ -323,7 +343,10 @@ test('WebAssembly SIMD kernels match the TypeScript kernels', { skip: !simdAvail
     idct(coef, out, 24);
     const u8 = new Uint8Array(arenaBuffer());
     for (let y = 0; y < 8; y++) for (let x = 0; x < 8; x++) assert.ok(Math.abs(u8[out + y * 24 + x] - ref[y * 8 + x]) <= 1);
-    assert.ok(new Float32Array(arenaBuffer(), coef, 64).every((v) => v === 0), 'block zeroed');
+    assert.ok(
+      new Float32Array(arenaBuffer(), coef, 64).every((v) => v === 0),
+      'block zeroed',
+    );
   }
   // resampling + normalisation: identical to the TypeScript path for RGB and gray planes
   const fmt = floatFormat(IMAGENET_MEAN, IMAGENET_STD);

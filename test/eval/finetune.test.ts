@@ -55,7 +55,11 @@ test('the classifier loads a pre-trained encoder and starts its head as MAE (tru
   assert.deepEqual(model.blocks.at(1).mlp.fc2.weight.toFloat64Array(), tensors.get('blocks.1.mlp.fc2.weight')!.toFloat64Array());
   const w = torch.scope(() => {
     const big = new ViTClassifier({ ...TINY, numClasses: 1000, pool: 'avg' }).initWeights();
-    try { return big.head.weight.toFloat64Array(); } finally { big.dispose(); }
+    try {
+      return big.head.weight.toFloat64Array();
+    } finally {
+      big.dispose();
+    }
   });
   const std = Math.sqrt(w.reduce((a, v) => a + v * v, 0) / w.length);
   assert.ok(Math.abs(std / 2e-5 - 1) < 0.05, `head std ${std}`);
@@ -69,57 +73,91 @@ test('the classifier loads a pre-trained encoder and starts its head as MAE (tru
 
 function ftOptions(outDir: string, checkpoint: string, extra: Record<string, unknown> = {}) {
   return resolveOptions(FINETUNE_OPTIONS, {
-    checkpoint, outDir, batchSize: 4, epochs: 3, warmupEpochs: 1, blr: 2e-2, logEvery: 1, checkpointEvery: 3, keepLast: 2,
-    evalBatchSize: 8, threads: 1, seed: 5, ema: true, emaDecay: 0.9, dropPath: 0.1, ...extra,
+    checkpoint,
+    outDir,
+    batchSize: 4,
+    epochs: 3,
+    warmupEpochs: 1,
+    blr: 2e-2,
+    logEvery: 1,
+    checkpointEvery: 3,
+    keepLast: 2,
+    evalBatchSize: 8,
+    threads: 1,
+    seed: 5,
+    ema: true,
+    emaDecay: 0.9,
+    dropPath: 0.1,
+    ...extra,
   });
 }
 
 for (const device of ['cpu', 'cuda'] as const) {
-  test(`fine-tuning on ${device}: an interrupted and resumed run gives the same losses as an uninterrupted one (drop path included)`, {
-    skip: device === 'cuda' && !torch.cuda.isAvailable() && 'no CUDA device',
-  }, async () => {
-    // On a GPU the drop-path masks come from the CUDA generator, whose state the checkpoint keeps too;
-    // some CUDA backward kernels accumulate with atomics, hence the looser tolerance there.
-    const tol = device === 'cuda' ? 1e-4 : 1e-5;
-    const dir = mkdtempSync(join(tmpdir(), 'semaim-ft-resume-'));
-    const enc = writeEncoder(dir);
-    const train = toyImages(16, 3, 8, 1);
-    const testData = toyImages(9, 3, 8, 2);
-    const quiet = { log: () => {} };
-    const full = await finetune(ftOptions(join(dir, 'a'), enc, { maxSteps: 10, device }), { train, test: testData }, quiet);
-    assert.equal(full.steps, 10);
-    assert.equal(full.stoppedBy, 'maxSteps');
-    assert.ok(full.accuracy && full.emaAccuracy);
-    const stop = { requested: false };
-    const first = await finetune(ftOptions(join(dir, 'b'), enc, { maxSteps: 10, device }), { train, test: testData }, {
-      ...quiet, stop, onStep: (s) => { if (s === 6) stop.requested = true; },
-    });
-    assert.equal(first.stoppedBy, 'signal');
-    assert.equal(first.steps, 6);
-    assert.equal(first.accuracy, null);
-    const second = await finetune(ftOptions(join(dir, 'b'), enc, { maxSteps: 10, device }), { train, test: testData }, quiet);
-    assert.equal(second.steps, 10);
-    const losses = (d: string) => readMetrics(join(dir, d, 'metrics.jsonl')).filter((r) => r.loss !== undefined).map((r) => [r.step, r.loss] as [number, number]);
-    const a = losses('a');
-    const b = losses('b');
-    assert.deepEqual(b.map(([s]) => s), a.map(([s]) => s));
-    assert.equal(a.length, 10);
-    for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i][1] - b[i][1]) <= tol * Math.abs(a[i][1]), `step ${a[i][0]}: ${a[i][1]} vs ${b[i][1]}`);
-    assert.deepEqual(second.accuracy, full.accuracy);
-    assert.deepEqual(second.emaAccuracy, full.emaAccuracy);
-    // Test evaluations at each epoch end (4 steps per epoch) and at the end.
-    const evals = readMetrics(join(dir, 'a', 'metrics.jsonl')).filter((r) => r.testTop1 !== undefined).map((r) => r.step);
-    assert.deepEqual(evals, [4, 8, 10]);
-    // Checkpoints: fine-tuning format, verified, with both RNG states.
-    const latest = new CheckpointManager(join(dir, 'b')).loadLatest()!;
-    assert.equal(latest.step, 10);
-    assert.ok(latest.extra.has('rng.global') && latest.extra.has('rng.mix') && latest.extra.has('ema.head.weight'));
-    assert.equal(latest.extra.has('rng.cuda'), device === 'cuda');
-    assert.ok(latest.model.has('fc_norm.weight') && latest.model.has('head.weight') && !latest.model.has('norm.weight'));
-    disposeAll(latest.model);
-    disposeAll(latest.extra);
-    rmSync(dir, { recursive: true, force: true });
-  });
+  test(
+    `fine-tuning on ${device}: an interrupted and resumed run gives the same losses as an uninterrupted one (drop path included)`,
+    {
+      skip: device === 'cuda' && !torch.cuda.isAvailable() && 'no CUDA device',
+    },
+    async () => {
+      // On a GPU the drop-path masks come from the CUDA generator, whose state the checkpoint keeps too;
+      // some CUDA backward kernels accumulate with atomics, hence the looser tolerance there.
+      const tol = device === 'cuda' ? 1e-4 : 1e-5;
+      const dir = mkdtempSync(join(tmpdir(), 'semaim-ft-resume-'));
+      const enc = writeEncoder(dir);
+      const train = toyImages(16, 3, 8, 1);
+      const testData = toyImages(9, 3, 8, 2);
+      const quiet = { log: () => {} };
+      const full = await finetune(ftOptions(join(dir, 'a'), enc, { maxSteps: 10, device }), { train, test: testData }, quiet);
+      assert.equal(full.steps, 10);
+      assert.equal(full.stoppedBy, 'maxSteps');
+      assert.ok(full.accuracy && full.emaAccuracy);
+      const stop = { requested: false };
+      const first = await finetune(
+        ftOptions(join(dir, 'b'), enc, { maxSteps: 10, device }),
+        { train, test: testData },
+        {
+          ...quiet,
+          stop,
+          onStep: (s) => {
+            if (s === 6) stop.requested = true;
+          },
+        },
+      );
+      assert.equal(first.stoppedBy, 'signal');
+      assert.equal(first.steps, 6);
+      assert.equal(first.accuracy, null);
+      const second = await finetune(ftOptions(join(dir, 'b'), enc, { maxSteps: 10, device }), { train, test: testData }, quiet);
+      assert.equal(second.steps, 10);
+      const losses = (d: string) =>
+        readMetrics(join(dir, d, 'metrics.jsonl'))
+          .filter((r) => r.loss !== undefined)
+          .map((r) => [r.step, r.loss] as [number, number]);
+      const a = losses('a');
+      const b = losses('b');
+      assert.deepEqual(
+        b.map(([s]) => s),
+        a.map(([s]) => s),
+      );
+      assert.equal(a.length, 10);
+      for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i][1] - b[i][1]) <= tol * Math.abs(a[i][1]), `step ${a[i][0]}: ${a[i][1]} vs ${b[i][1]}`);
+      assert.deepEqual(second.accuracy, full.accuracy);
+      assert.deepEqual(second.emaAccuracy, full.emaAccuracy);
+      // Test evaluations at each epoch end (4 steps per epoch) and at the end.
+      const evals = readMetrics(join(dir, 'a', 'metrics.jsonl'))
+        .filter((r) => r.testTop1 !== undefined)
+        .map((r) => r.step);
+      assert.deepEqual(evals, [4, 8, 10]);
+      // Checkpoints: fine-tuning format, verified, with both RNG states.
+      const latest = new CheckpointManager(join(dir, 'b')).loadLatest()!;
+      assert.equal(latest.step, 10);
+      assert.ok(latest.extra.has('rng.global') && latest.extra.has('rng.mix') && latest.extra.has('ema.head.weight'));
+      assert.equal(latest.extra.has('rng.cuda'), device === 'cuda');
+      assert.ok(latest.model.has('fc_norm.weight') && latest.model.has('head.weight') && !latest.model.has('norm.weight'));
+      disposeAll(latest.model);
+      disposeAll(latest.extra);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  );
 }
 
 test('fine-tuning learns the toy task and writes finetune.json', async () => {
@@ -127,7 +165,17 @@ test('fine-tuning learns the toy task and writes finetune.json', async () => {
   const enc = writeEncoder(dir);
   const train = toyImages(48, 3, 8, 3);
   const testData = toyImages(24, 3, 8, 4);
-  const o = ftOptions(join(dir, 'run'), enc, { epochs: 6, warmupEpochs: 1, batchSize: 8, blr: 5e-2, mixup: 0, cutmix: 0, smoothing: 0, ema: false, evalEvery: 0 });
+  const o = ftOptions(join(dir, 'run'), enc, {
+    epochs: 6,
+    warmupEpochs: 1,
+    batchSize: 8,
+    blr: 5e-2,
+    mixup: 0,
+    cutmix: 0,
+    smoothing: 0,
+    ema: false,
+    evalEvery: 0,
+  });
   const r = await runFinetune(o, memoryFactories(train, testData), { log: () => {} });
   assert.ok(r.result && r.path && existsSync(r.path));
   const json = JSON.parse(readFileSync(r.path, 'utf8'));

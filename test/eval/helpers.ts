@@ -32,12 +32,20 @@ export function toyImages(n: number, classes: number, size: number, seed: number
   const per = 3 * size * size;
   for (let i = 0; i < n; i++) {
     const c = labels[i];
-    for (let ch = 0; ch < 3; ch++) for (let y = 0; y < size; y++) for (let xx = 0; xx < size; xx++) {
-      const q = (y < size / 2 ? 0 : 2) + (xx < size / 2 ? 0 : 1);
-      x[i * per + (ch * size + y) * size + xx] += (ch === c % 3 ? 1 : -0.5) + (q === c % 4 ? 1.5 : 0);
-    }
+    for (let ch = 0; ch < 3; ch++)
+      for (let y = 0; y < size; y++)
+        for (let xx = 0; xx < size; xx++) {
+          const q = (y < size / 2 ? 0 : 2) + (xx < size / 2 ? 0 : 1);
+          x[i * per + (ch * size + y) * size + xx] += (ch === c % 3 ? 1 : -0.5) + (q === c % 4 ? 1.5 : 0);
+        }
   }
-  return new MemoryLabelledData(x, [n, 3, size, size], labels, classes, Array.from({ length: classes }, (_, i) => `class${i}`));
+  return new MemoryLabelledData(
+    x,
+    [n, 3, size, size],
+    labels,
+    classes,
+    Array.from({ length: classes }, (_, i) => `class${i}`),
+  );
 }
 
 /** Pre-training data over a labelled set (labels dropped), shuffled per epoch from the seed. */

@@ -45,8 +45,10 @@ test('weighted vote: two very close neighbours outvote three farther ones (hand-
 
 test('per-class accuracy, k larger than a class, and k larger than the bank', () => {
   // Class 0 has 4 images near 0°, class 1 has 2 images near 90°, class 2 has 4 images near 180°.
-  const train = set([angle(0), angle(5), angle(-5), angle(10), angle(88), angle(92), angle(180), angle(175), angle(185), angle(170)],
-    [0, 0, 0, 0, 1, 1, 2, 2, 2, 2]);
+  const train = set(
+    [angle(0), angle(5), angle(-5), angle(10), angle(88), angle(92), angle(180), angle(175), angle(185), angle(170)],
+    [0, 0, 0, 0, 1, 1, 2, 2, 2, 2],
+  );
   // Queries: at 2° (class 0), at 90° (class 1), at 178° (class 2), at 60° labelled 1.
   const q = set([angle(2), angle(90), angle(178), angle(60)], [0, 1, 2, 1]);
   const res = knnClassify(train, q, { ks: [1, 2, 6], numClasses: 3, label: null, chunkSize: 3 });

@@ -17,7 +17,11 @@ function separable(n: number, C: number, D: number, seed: number): FeatureSet {
     const means = torch.randn([C, D], { generator: new torch.Generator(99) }).mul(2);
     const labels = Int32Array.from({ length: n }, (_, i) => i % C);
     const idx = torch.tensor(labels, { dtype: 'int64' });
-    const x = means.indexSelect(0, idx).add(torch.randn([n, D], { generator: g }).mul(0.5)).mul(40).add(7);
+    const x = means
+      .indexSelect(0, idx)
+      .add(torch.randn([n, D], { generator: g }).mul(0.5))
+      .mul(40)
+      .add(7);
     return { features: torch.keep(x), labels };
   });
 }
@@ -31,11 +35,16 @@ test('the linear probe reaches >= 95% on linearly separable features (SGD and LA
   assert.equal(sgd.history.length, 8);
   assert.ok(sgd.history[0].loss > sgd.history[7].loss, 'loss falls');
   assert.equal(typeof sgd.history[3].top1, 'number');
-  assert.ok(Math.abs(sgd.lr - 0.1 * 64 / 256) < 1e-12, 'lr = blr × batch / 256');
+  assert.ok(Math.abs(sgd.lr - (0.1 * 64) / 256) < 1e-12, 'lr = blr × batch / 256');
   assert.ok(sgd.history[7].lr < sgd.lr * 0.1, 'cosine to ~0');
   // MAE's head: BatchNorm without affine (head.0) then Linear (head.1).
-  assert.deepEqual([...sgd.probe.stateDict().keys()].sort(),
-    ['head.0.num_batches_tracked', 'head.0.running_mean', 'head.0.running_var', 'head.1.bias', 'head.1.weight']);
+  assert.deepEqual([...sgd.probe.stateDict().keys()].sort(), [
+    'head.0.num_batches_tracked',
+    'head.0.running_mean',
+    'head.0.running_var',
+    'head.1.bias',
+    'head.1.weight',
+  ]);
   sgd.probe.dispose();
   // LARS's trust ratio (η = 0.001) makes the step lr·η·‖w‖: it needs MAE's large lr (0.1 × 16384 / 256).
   const lars = await linprobeOnFeatures(train, testSet, 5, { epochs: 8, batchSize: 64, blr: 0.1, lr: 6.4, optimizer: 'lars', seed: 0, label: null });

@@ -23,11 +23,17 @@ test('mIoU of a hand-computed confusion: ignored pixels count nowhere, a class a
   const c = new ConfusionMatrix(4).addArrays(truth, pred);
   assert.deepEqual([...c.counts], [3, 1, 0, 0, 1, 2, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0]);
   const m = c.metrics();
-  assert.deepEqual(m.perClassIoU.map((v) => (v === null ? null : Number(v.toFixed(12)))), [0.6, 0.4, 0.5, null]);
+  assert.deepEqual(
+    m.perClassIoU.map((v) => (v === null ? null : Number(v.toFixed(12)))),
+    [0.6, 0.4, 0.5, null],
+  );
   close(m.mIoU, (0.6 + 0.4 + 0.5) / 3, 'mIoU (mean over the 3 classes present)');
   close(m.pixelAccuracy, 6 / 9, 'pixel accuracy');
   close(m.meanAccuracy, (3 / 4 + 2 / 3 + 1 / 2) / 3, 'mean accuracy');
-  assert.deepEqual(m.perClassAccuracy.map((v) => (v === null ? null : Number(v.toFixed(12)))), [0.75, Number((2 / 3).toFixed(12)), 0.5, null]);
+  assert.deepEqual(
+    m.perClassAccuracy.map((v) => (v === null ? null : Number(v.toFixed(12)))),
+    [0.75, Number((2 / 3).toFixed(12)), 0.5, null],
+  );
   assert.equal(m.pixels, 9);
   assert.equal(m.classesScored, 3);
 });
@@ -36,18 +42,26 @@ test('a class predicted but absent from the truth counts with IoU 0', () => {
   // As above with 5 classes and one more truth-0 pixel predicted as class 4.
   const m = new ConfusionMatrix(5).addArrays([...truth, 0], [...pred, 4]).metrics();
   // IoU0 = 3 / (5 + 4 − 3) = 1/2; IoU4 = 0 / 1 = 0; class 3 still left out.
-  assert.deepEqual(m.perClassIoU.map((v) => (v === null ? null : Number(v.toFixed(12)))), [0.5, 0.4, 0.5, null, 0]);
+  assert.deepEqual(
+    m.perClassIoU.map((v) => (v === null ? null : Number(v.toFixed(12)))),
+    [0.5, 0.4, 0.5, null, 0],
+  );
   close(m.mIoU, (0.5 + 0.4 + 0.5 + 0) / 4, 'mIoU over 4 classes');
   assert.equal(m.perClassAccuracy[4], null, 'no truth pixel of class 4: no accuracy');
 });
 
 test('counting on tensors gives the same matrix as counting on arrays, and bad labels are refused', () => {
   const c = new ConfusionMatrix(4);
-  torch.scope(() => c.addTensors(torch.tensor(Uint8Array.from(truth), { shape: [1, 11] }), torch.tensor(BigInt64Array.from(pred.map(BigInt)), { shape: [1, 11] })));
+  torch.scope(() =>
+    c.addTensors(torch.tensor(Uint8Array.from(truth), { shape: [1, 11] }), torch.tensor(BigInt64Array.from(pred.map(BigInt)), { shape: [1, 11] })),
+  );
   assert.deepEqual([...c.counts], [...new ConfusionMatrix(4).addArrays(truth, pred).counts]);
   assert.throws(() => new ConfusionMatrix(3).addArrays([3], [0]), /truth label 3 is outside 0..2/);
   assert.throws(() => new ConfusionMatrix(3).addArrays([0], [5]), /predicted label 5/);
-  assert.throws(() => torch.scope(() => new ConfusionMatrix(3).addTensors(torch.tensor(Uint8Array.from([0, 7])), torch.tensor(Uint8Array.from([0, 1])))), /outside 0..2/);
+  assert.throws(
+    () => torch.scope(() => new ConfusionMatrix(3).addTensors(torch.tensor(Uint8Array.from([0, 7])), torch.tensor(Uint8Array.from([0, 1])))),
+    /outside 0..2/,
+  );
   assert.ok(Number.isNaN(metricsFromConfusion(new Float64Array(4), 2).mIoU), 'nothing labelled: NaN, not 0');
 });
 

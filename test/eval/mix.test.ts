@@ -42,7 +42,10 @@ test('mixup mixes images with the flipped batch by lambda, cutmix pastes a box a
         const { y0, y1, x0, x1 } = r.box!;
         assert.ok(Math.abs(r.lam - (1 - ((y1 - y0) * (x1 - x0)) / 64)) < 1e-12, 'lambda = 1 − box area / image area');
         const inside = r.images.narrow(2, y0, y1 - y0).narrow(3, x0, x1 - x0);
-        const flippedInside = x.flip(0).narrow(2, y0, y1 - y0).narrow(3, x0, x1 - x0);
+        const flippedInside = x
+          .flip(0)
+          .narrow(2, y0, y1 - y0)
+          .narrow(3, x0, x1 - x0);
         assert.ok(inside.numel === 0 || inside.sub(flippedInside).abs().max().item() === 0);
         const changed = r.images.ne(x).any(1).to({ dtype: 'float32' }).sum().item();
         assert.ok(changed <= 6 * (y1 - y0) * (x1 - x0));

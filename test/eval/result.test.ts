@@ -38,7 +38,13 @@ test('knn and linprobe write a result JSON with accuracies, config, checkpoint p
   assert.equal(json.config.k, '5,20');
   assert.equal(json.config.temperature, 0.07);
   assert.equal(json.encoder.embedDim, 16);
-  assert.deepEqual(requests.map((q) => [q.split, q.imgSize, q.limit]), [['train', 8, undefined], ['test', 8, 21]]);
+  assert.deepEqual(
+    requests.map((q) => [q.split, q.imgSize, q.limit]),
+    [
+      ['train', 8, undefined],
+      ['test', 8, 21],
+    ],
+  );
   assert.ok(json.top1 > 0.6, `k-NN top-1 on the toy task ${json.top1}`);
   assert.match(r.table, /\| k-NN k=20 \| +[\d.]+ \| +[\d.]+ \| 21 \|/);
   assert.match(r.table, /\| class \| class0 \| class1 \| class2 \|/);
@@ -49,15 +55,24 @@ test('knn and linprobe write a result JSON with accuracies, config, checkpoint p
   assert.equal(lj.command, 'linprobe');
   assert.equal(lj.checkpoint.sha256, sha);
   assert.equal(lj.details.history.length, 5);
-  assert.equal(lj.details.lr, 0.5 * 16 / 256);
+  assert.equal(lj.details.lr, (0.5 * 16) / 256);
   assert.ok(existsSync(join(dir, 'lp', 'probe.safetensors')));
   rmSync(dir, { recursive: true, force: true });
 });
 
 test('bad evaluation options are refused before any work, naming the key', async (t) => {
-  assert.throws(() => resolveOptions(KNN_OPTIONS, {}), (e: unknown) => e instanceof OptionError && e.key === 'checkpoint');
-  assert.throws(() => validateEval(resolveOptions(KNN_OPTIONS, { checkpoint: 'x', k: '10,abc' })), (e: unknown) => e instanceof OptionError && e.key === 'k');
-  assert.throws(() => validateEval(resolveOptions(KNN_OPTIONS, { checkpoint: 'x', device: 'gpu' })), (e: unknown) => e instanceof OptionError && e.key === 'device');
+  assert.throws(
+    () => resolveOptions(KNN_OPTIONS, {}),
+    (e: unknown) => e instanceof OptionError && e.key === 'checkpoint',
+  );
+  assert.throws(
+    () => validateEval(resolveOptions(KNN_OPTIONS, { checkpoint: 'x', k: '10,abc' })),
+    (e: unknown) => e instanceof OptionError && e.key === 'k',
+  );
+  assert.throws(
+    () => validateEval(resolveOptions(KNN_OPTIONS, { checkpoint: 'x', device: 'gpu' })),
+    (e: unknown) => e instanceof OptionError && e.key === 'device',
+  );
   assert.throws(() => validateAblate(resolveOptions(ABLATE_OPTIONS, { orders: 'raster,spiral' })), /unknown order 'spiral'/);
   assert.throws(() => validateEval(resolveOptions(LINPROBE_OPTIONS, { checkpoint: 'x', epochs: 5, warmupEpochs: 5 })), /warmupEpochs/);
   assert.throws(() => resolveOptions(LINPROBE_OPTIONS, { checkpoint: 'x', optimizer: 'adam' }), /must be one of sgd, lars/);
@@ -74,7 +89,10 @@ test('bad evaluation options are refused before any work, naming the key', async
   }
   const { makeEvalCommands } = mod;
   let asked = false;
-  const cmds = makeEvalCommands(() => { asked = true; throw new Error('no data'); });
+  const cmds = makeEvalCommands(() => {
+    asked = true;
+    throw new Error('no data');
+  });
   await assert.rejects(cmds.knn.run(['--checkpoint', '/nonexistent/run']), /does not exist/);
   await assert.rejects(cmds.linprobe.run(['--checkpoint', 'x', '--k', '3']), /unknown option --k/);
   assert.equal(asked, false);

@@ -12,10 +12,11 @@ export function squares(n: number, seed: number): MemorySegData {
   for (let i = 0; i < n; i++) {
     const q = i % 4;
     const [py, px] = [Math.floor(q / 2) * 4, (q % 2) * 4];
-    for (let y = 0; y < 4; y++) for (let xx = 0; xx < 4; xx++) {
-      masks[i * 64 + (py + y) * 8 + px + xx] = 1;
-      for (let c = 0; c < 3; c++) x[i * 192 + c * 64 + (py + y) * 8 + px + xx] += 2;
-    }
+    for (let y = 0; y < 4; y++)
+      for (let xx = 0; xx < 4; xx++) {
+        masks[i * 64 + (py + y) * 8 + px + xx] = 1;
+        for (let c = 0; c < 3; c++) x[i * 192 + c * 64 + (py + y) * 8 + px + xx] += 2;
+      }
   }
   return new MemorySegData(x, [n, 3, 8, 8], masks, 2, ['background', 'square']);
 }

@@ -11,15 +11,31 @@ import { F } from '../../src/torch';
 import { SegLinearHead, upsampleLogits } from '../../src/eval/seg-head';
 import { maxDiff } from './helpers';
 
-interface Encoded { shape: number[]; data: number[] }
-interface UpCase { input: Encoded; size: [number, number]; output: Encoded }
+interface Encoded {
+  shape: number[];
+  data: number[];
+}
+interface UpCase {
+  input: Encoded;
+  size: [number, number];
+  output: Encoded;
+}
 interface HeadCase {
-  tokens: Encoded; weight: Encoded; bias: Encoded; target: Encoded; grid: [number, number]; size: [number, number];
-  logits: Encoded; loss: number; gradWeight: Encoded; gradBias: Encoded;
+  tokens: Encoded;
+  weight: Encoded;
+  bias: Encoded;
+  target: Encoded;
+  grid: [number, number];
+  size: [number, number];
+  logits: Encoded;
+  loss: number;
+  gradWeight: Encoded;
+  gradBias: Encoded;
 }
 
 const golden = JSON.parse(readFileSync(join(__dirname, '..', '..', '..', 'test', 'golden', 'segprobe', 'head.json'), 'utf8')) as {
-  torch: string; cases: Record<string, UpCase | HeadCase>;
+  torch: string;
+  cases: Record<string, UpCase | HeadCase>;
 };
 const f64 = (e: Encoded) => torch.tensor(Float64Array.from(e.data), { shape: e.shape });
 

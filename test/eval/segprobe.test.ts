@@ -45,14 +45,19 @@ function separablePatches(n: number, C: number, D: number, seed: number): SegFea
   const features = torch.scope(() => {
     const means = torch.randn([C, D], { generator: new torch.Generator(99) }).mul(2);
     const labels = torch.tensor(BigInt64Array.from(lab.map(BigInt)));
-    const x = means.indexSelect(0, labels).add(torch.randn([n * N, D], { generator: g }).mul(0.4)).mul(30).add(5);
+    const x = means
+      .indexSelect(0, labels)
+      .add(torch.randn([n * N, D], { generator: g }).mul(0.4))
+      .mul(30)
+      .add(5);
     return torch.keep(x.view(n, N, D));
   });
   const masks = new Uint8Array(n * S * S);
   for (let i = 0; i < n; i++) {
-    for (let y = 0; y < S; y++) for (let x = 0; x < S; x++) {
-      masks[(i * S + y) * S + x] = (x + 2 * y + i) % 29 === 0 ? 255 : lab[i * N + Math.floor(y / 4) * G + Math.floor(x / 4)];
-    }
+    for (let y = 0; y < S; y++)
+      for (let x = 0; x < S; x++) {
+        masks[(i * S + y) * S + x] = (x + 2 * y + i) % 29 === 0 ? 255 : lab[i * N + Math.floor(y / 4) * G + Math.floor(x / 4)];
+      }
   }
   return { features, masks, indices: Int32Array.from({ length: n }, (_, i) => i), grid: [G, G], size: [S, S], images: new Float32Array(0) };
 }
@@ -69,7 +74,13 @@ test('a head on perfectly separable patch features reaches >= 0.95 mIoU (AdamW a
     assert.equal(typeof adamw.history[4].mIoU, 'number');
     assert.equal(adamw.metrics.pixels, [...testSet.masks].filter((v) => v !== 255).length, 'every labelled test pixel scored');
     assert.equal(adamw.predictions.length, 2 * 24 * 24);
-    assert.deepEqual([...adamw.head.stateDict().keys()].sort(), ['bn.num_batches_tracked', 'bn.running_mean', 'bn.running_var', 'linear.bias', 'linear.weight']);
+    assert.deepEqual([...adamw.head.stateDict().keys()].sort(), [
+      'bn.num_batches_tracked',
+      'bn.running_mean',
+      'bn.running_var',
+      'linear.bias',
+      'linear.weight',
+    ]);
     adamw.head.dispose();
     const sgd = await segprobeOnFeatures(train, testSet, 5, { epochs: 15, batchSize: 8, optimizer: 'sgd', lr: 0.1, seed: 0, label: null });
     assert.ok(sgd.metrics.mIoU >= 0.95, `SGD mIoU ${sgd.metrics.mIoU}`);
@@ -80,7 +91,7 @@ test('a head on perfectly separable patch features reaches >= 0.95 mIoU (AdamW a
   }
 });
 
-test('blocks: last, lastN, index lists; the last block is the encoder\'s own output after the final norm', () => {
+test("blocks: last, lastN, index lists; the last block is the encoder's own output after the final norm", () => {
   assert.deepEqual(parseBlocks('last', 6), [5]);
   assert.deepEqual(parseBlocks('last4', 6), [2, 3, 4, 5]);
   assert.deepEqual(parseBlocks('3, 1,3', 6), [1, 3]);
@@ -100,7 +111,9 @@ test('blocks: last, lastN, index lists; the last block is the encoder\'s own out
       assert.deepEqual(both.shape, [2, 4, 32]);
       assert.ok(maxDiff(both.narrow(2, 16, 16).contiguous().toFloat32Array(), own.toFloat32Array()) < 1e-6, 'the last block comes last');
       // block 0's part: its output through the final norm
-      const x0 = torch.noGrad(() => encoder.norm.forward(encoder.blocks.at(0).forward(torch.cat([encoder.clsTokens(2), encoder.embedPatches(images)], 1))).narrow(1, 1, 4));
+      const x0 = torch.noGrad(() =>
+        encoder.norm.forward(encoder.blocks.at(0).forward(torch.cat([encoder.clsTokens(2), encoder.embedPatches(images)], 1))).narrow(1, 1, 4),
+      );
       assert.ok(maxDiff(both.narrow(2, 0, 16).contiguous().toFloat32Array(), x0.toFloat32Array()) < 1e-6);
     });
   } finally {
@@ -117,7 +130,15 @@ test('the online path trains through the frozen encoder (images and masks flippe
   try {
     assert.deepEqual(te.features.shape, [16, 4, 16]);
     assert.equal(te.images.length, 3 * 192);
-    const r = await segprobeOnline(encoder, squares(32, 1), te, 2, { epochs: 4, batchSize: 8, lr: 2e-2, seed: 0, label: null, blocks: [1], augment: 'crop-flip' });
+    const r = await segprobeOnline(encoder, squares(32, 1), te, 2, {
+      epochs: 4,
+      batchSize: 8,
+      lr: 2e-2,
+      seed: 0,
+      label: null,
+      blocks: [1],
+      augment: 'crop-flip',
+    });
     assert.equal(r.history.length, 4);
     assert.ok(r.metrics.mIoU > 0.6, `mIoU ${r.metrics.mIoU}`);
     assert.deepEqual([...r.trainHistogram], [32 * 48, 32 * 16], 'class counts of the first epoch');
@@ -191,7 +212,20 @@ test('the segprobe command parses its flags, checks them before any data is read
     await assert.rejects(cmd.run(['--checkpoint', join(dir, 'missing.safetensors')]), /does not exist/);
     assert.equal(opened, 0, 'no data opened for a bad command');
     process.stdout.write = ((s: string) => (out.push(s), true)) as typeof process.stdout.write;
-    const rc = await cmd.run(['--checkpoint', enc, '--epochs', '1', '--batch-size', '8', '--figure-images', '0', '--threads', '1', '--out-dir', join(dir, 'o')]);
+    const rc = await cmd.run([
+      '--checkpoint',
+      enc,
+      '--epochs',
+      '1',
+      '--batch-size',
+      '8',
+      '--figure-images',
+      '0',
+      '--threads',
+      '1',
+      '--out-dir',
+      join(dir, 'o'),
+    ]);
     process.stdout.write = write;
     assert.equal(rc, 0);
     assert.match(out.join(''), /\| linear probe, frozen encoder \(adamw, 1 ep, blocks last\) \| [\d.]+ \|/);

@@ -18,15 +18,35 @@ const testData = toyImages(12, 3, 8, 2);
 
 function options(dir: string, extra: Record<string, unknown> = {}): AblateOptions {
   return resolveOptions(ABLATE_OPTIONS, {
-    orders: 'raster,semantic', seeds: 1, budget: 'small', imgSize: 8, patchSize: 4, embedDim: 16, depth: 1, numHeads: 2, decoderDepth: 1,
-    epochs: 2, batchSize: 8, pretrainLimit: 16, linprobeEpochs: 2, k: '5', trainLimit: 30, outDir: dir, threads: 1, ...extra,
+    orders: 'raster,semantic',
+    seeds: 1,
+    budget: 'small',
+    imgSize: 8,
+    patchSize: 4,
+    embedDim: 16,
+    depth: 1,
+    numHeads: 2,
+    decoderDepth: 1,
+    epochs: 2,
+    batchSize: 8,
+    pretrainLimit: 16,
+    linprobeEpochs: 2,
+    k: '5',
+    trainLimit: 30,
+    outDir: dir,
+    threads: 1,
+    ...extra,
   });
 }
 
 test('the plan arithmetic: the largest step count whose longest shard fits, and epochs that give exactly those steps', () => {
   const measured: Measurement = { steps: { a: { step: 1, startup: 2 }, b: { step: 0.5, startup: 2 } }, evalSeconds: 3 };
   const runs: PlannedRun[] = [
-    { key: 'a/0', row: 'a' }, { key: 'a/1', row: 'a' }, { key: 'b/0', row: 'b' }, { key: 'b/1', row: 'b' }, { key: 'base/0', row: null },
+    { key: 'a/0', row: 'a' },
+    { key: 'a/1', row: 'a' },
+    { key: 'b/0', row: 'b' },
+    { key: 'b/1', row: 'b' },
+    { key: 'base/0', row: null },
   ];
   const noWait = () => 0;
   assert.equal(runSeconds(runs[0], 10, { measured, loaderWait: noWait }), 10 + 2 + 3);
@@ -34,7 +54,11 @@ test('the plan arithmetic: the largest step count whose longest shard fits, and 
   for (const jobs of [1, 2]) {
     const a = { budgetSeconds: 200, spentSeconds: 20, runs, measured, loaderWait: noWait, jobs, fill: 1 };
     const p = planSteps(a);
-    const span = (s: number) => assignShards(runs.map((r) => ({ key: r.key, seconds: runSeconds(r, s, a) })), jobs).makespan;
+    const span = (s: number) =>
+      assignShards(
+        runs.map((r) => ({ key: r.key, seconds: runSeconds(r, s, a) })),
+        jobs,
+      ).makespan;
     assert.ok(span(p.steps) <= 180 && span(p.steps + 1) > 180, `jobs ${jobs}: ${p.steps} steps`);
     assert.equal(p.predictedSeconds, 20 + span(p.steps));
     // one process: 2·(s + 5) + 2·(0.5 s + 5) + 3 ≤ 180 → s ≤ 52.6
@@ -46,9 +70,22 @@ test('the plan arithmetic: the largest step count whose longest shard fits, and 
   assert.equal(runSeconds(runs[0], 10, { measured, loaderWait: () => 0.1 }), 10 * 1.1 + 5);
   // Runs the plan does not know are spread round-robin over the shards.
   const keys = ['a/0', 'b/0', 'c/0', 'c/1', 'c/2'];
-  assert.deepEqual(keys.map((_, i) => shardOf(keys, i, 2, { 'a/0': 1, 'b/0': 0 })), [1, 0, 0, 1, 0]);
-  assert.deepEqual(keys.map((_, i) => shardOf(keys, i, 2, null)), [0, 1, 0, 1, 0]);
-  for (const [steps, perEpoch] of [[1, 1], [7, 3], [1000, 781], [123457, 195], [5, 78], [99, 7]]) {
+  assert.deepEqual(
+    keys.map((_, i) => shardOf(keys, i, 2, { 'a/0': 1, 'b/0': 0 })),
+    [1, 0, 0, 1, 0],
+  );
+  assert.deepEqual(
+    keys.map((_, i) => shardOf(keys, i, 2, null)),
+    [0, 1, 0, 1, 0],
+  );
+  for (const [steps, perEpoch] of [
+    [1, 1],
+    [7, 3],
+    [1000, 781],
+    [123457, 195],
+    [5, 78],
+    [99, 7],
+  ]) {
     const e = epochsForSteps(steps, perEpoch);
     assert.equal(Math.ceil(e.epochs * perEpoch), steps, `${steps} steps of ${perEpoch}`);
     assert.equal(e.steps, steps);
@@ -70,8 +107,13 @@ test('rows may name the tokens of S; shards and order specs are checked', () => 
   assert.equal(runDirName(RANDOM_INIT, 0), 'random-init-seed0');
   assert.throws(() => validateAblate(resolveOptions(ABLATE_OPTIONS, { budgetMinutes: 5, epochs: 3 })), /--budget-minutes or --epochs/);
   assert.throws(() => validateAblate(resolveOptions(ABLATE_OPTIONS, { planOnly: true })), /needs --budget-minutes/);
-  assert.deepEqual(childArgs(['--jobs', '2', '--seeds', '3', '--plan-only', '--stop-after-minutes=8', '--no-baseline', '--shard', '0/2', '--out-dir', 'x']),
-    ['--seeds', '3', '--no-baseline', '--out-dir', 'x']);
+  assert.deepEqual(childArgs(['--jobs', '2', '--seeds', '3', '--plan-only', '--stop-after-minutes=8', '--no-baseline', '--shard', '0/2', '--out-dir', 'x']), [
+    '--seeds',
+    '3',
+    '--no-baseline',
+    '--out-dir',
+    'x',
+  ]);
 });
 
 test('--budget-minutes plans the length once (plan.json), every run gets the planned steps, and a later call reuses the plan', async () => {
@@ -98,14 +140,26 @@ test('--budget-minutes plans the length once (plan.json), every run gets the pla
     assert.equal(r.complete, true);
     for (const run of r.runs.filter((x) => x.order !== RANDOM_INIT)) assert.equal(run.pretrain.steps, 3);
     assert.match(r.markdown, /length planned for --budget-minutes 2: 3 steps per run/);
-    await assert.rejects(ablate({ ...o, planOnly: false, budgetMinutes: 3 }, memoryFactories(train, testData), { log: () => {} }),
-      /planned for other settings \(budgetMinutes: 2 → 3\)/);
+    await assert.rejects(
+      ablate({ ...o, planOnly: false, budgetMinutes: 3 }, memoryFactories(train, testData), { log: () => {} }),
+      /planned for other settings \(budgetMinutes: 2 → 3\)/,
+    );
     // A row added later gets the planned length (the earlier runs are reused).
     const more: string[] = [];
     const r2 = await ablate({ ...o, planOnly: false, orders: 'raster,semantic,semantic:self' }, memoryFactories(train, testData), { log: (l) => more.push(l) });
-    assert.ok(more.some((l) => /planned for other runs: rows/.test(l)), more.join('\n'));
+    assert.ok(
+      more.some((l) => /planned for other runs: rows/.test(l)),
+      more.join('\n'),
+    );
     assert.equal(more.filter((l) => /already done/.test(l)).length, 3);
-    assert.deepEqual(r2.runs.filter((x) => x.order !== RANDOM_INIT).map((x) => [x.order, x.pretrain.steps]), [['raster', 3], ['semantic', 3], ['semantic:self', 3]]);
+    assert.deepEqual(
+      r2.runs.filter((x) => x.order !== RANDOM_INIT).map((x) => [x.order, x.pretrain.steps]),
+      [
+        ['raster', 3],
+        ['semantic', 3],
+        ['semantic:self', 3],
+      ],
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -117,12 +171,19 @@ test('an interrupted pre-training continues from its checkpoint, and ends where 
   try {
     const stop = { requested: false };
     const first = ablate(options(dirA, { orders: 'semantic', baseline: false }), memoryFactories(train, testData), {
-      log: () => {}, stop, onStep: (s) => { if (s === 2) stop.requested = true; },
+      log: () => {},
+      stop,
+      onStep: (s) => {
+        if (s === 2) stop.requested = true;
+      },
     });
     await assert.rejects(first, StoppedBySignal);
     const lines: string[] = [];
     const resumed = await ablate(options(dirA, { orders: 'semantic', baseline: false }), memoryFactories(train, testData), { log: (l) => lines.push(l) });
-    assert.ok(lines.some((l) => /resumed from .* \(step 2,/.test(l)), lines.join('\n'));
+    assert.ok(
+      lines.some((l) => /resumed from .* \(step 2,/.test(l)),
+      lines.join('\n'),
+    );
     const ref = await ablate(options(dirB, { orders: 'semantic', baseline: false }), memoryFactories(train, testData), { log: () => {} });
     assert.equal(resumed.runs[0].pretrain.steps, 4);
     assert.equal(resumed.runs[0].pretrain.sha256, ref.runs[0].pretrain.sha256, 'the same final weights');
@@ -156,7 +217,10 @@ test('--jobs runs shards (each its share, no table), then collects; --stop-after
     assert.equal(ran('0/2') + ran('1/2'), 6);
     assert.ok(ran('0/2') >= 2 && ran('1/2') >= 2, `${ran('0/2')} + ${ran('1/2')}`);
     const plain = await ablate(options(ref, { seeds: 2 }), memoryFactories(train, testData), { log: () => {} });
-    assert.deepEqual(r.summary.map((x) => [x.order, x.runs, x.scores, x.lastLoss]), plain.summary.map((x) => [x.order, x.runs, x.scores, x.lastLoss]));
+    assert.deepEqual(
+      r.summary.map((x) => [x.order, x.runs, x.scores, x.lastLoss]),
+      plain.summary.map((x) => [x.order, x.runs, x.scores, x.lastLoss]),
+    );
 
     // A time limit reached before a run: nothing started, a partial result; the same call later finishes.
     const late = mkdtempSync(join(tmpdir(), 'semaim-ablate-late-'));

@@ -26,8 +26,24 @@ test('ablate --eval segprobe adds a seg mIoU column, scores every run once and a
       },
     };
     const base = {
-      orders: 'raster', seeds: 1, budget: 'small', imgSize: 8, patchSize: 4, embedDim: 16, depth: 1, numHeads: 2, decoderDepth: 1,
-      epochs: 1, batchSize: 8, pretrainLimit: 16, linprobeEpochs: 1, k: '5', trainLimit: 30, outDir: dir, threads: 1, pooling: 'cls',
+      orders: 'raster',
+      seeds: 1,
+      budget: 'small',
+      imgSize: 8,
+      patchSize: 4,
+      embedDim: 16,
+      depth: 1,
+      numHeads: 2,
+      decoderDepth: 1,
+      epochs: 1,
+      batchSize: 8,
+      pretrainLimit: 16,
+      linprobeEpochs: 1,
+      k: '5',
+      trainLimit: 30,
+      outDir: dir,
+      threads: 1,
+      pooling: 'cls',
       dataset: 'synthetic',
     };
     // Without the column first: a finished ablation.
@@ -54,7 +70,10 @@ test('ablate --eval segprobe adds a seg mIoU column, scores every run once and a
     // Again: every score is read back, none recomputed.
     const again: string[] = [];
     const r2 = await ablate(o, factories, { log: (l) => again.push(l) });
-    assert.deepEqual(r2.runs.map((x) => x.segprobe!.seconds), r.runs.map((x) => x.segprobe!.seconds));
+    assert.deepEqual(
+      r2.runs.map((x) => x.segprobe!.seconds),
+      r.runs.map((x) => x.segprobe!.seconds),
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -62,7 +81,10 @@ test('ablate --eval segprobe adds a seg mIoU column, scores every run once and a
 
 test('ablate --eval segprobe needs data with masks, named before any work', () => {
   const o = resolveOptions(ABLATE_OPTIONS, { eval: 'segprobe', dataset: 'cifar10' });
-  assert.throws(() => ablationSegRecipe(o, 'small'), (e: Error) => e instanceof OptionError && /dataset 'cifar10' has none: pass --seg-dataset synthetic/.test(e.message));
+  assert.throws(
+    () => ablationSegRecipe(o, 'small'),
+    (e: Error) => e instanceof OptionError && /dataset 'cifar10' has none: pass --seg-dataset synthetic/.test(e.message),
+  );
   assert.throws(() => ablationSegRecipe({ ...o, segDataset: 'seg-folder' }, 'small'), /needs --seg-data-path/);
   const r = ablationSegRecipe({ ...o, segDataset: 'synthetic' }, 'small')!;
   assert.deepEqual([r.data.dataset, r.data.segClasses, r.data.trainLimit, r.data.testLimit], ['synthetic', 'shapes', 1000, 500]);

@@ -15,19 +15,40 @@ test('a tiny ablation: matched pre-trains per order, k-NN + linear probe, table 
   const train = toyImages(32, 3, 8, 1);
   const testData = toyImages(12, 3, 8, 2);
   const o = resolveOptions(ABLATE_OPTIONS, {
-    orders: 'raster,semantic', seeds: 2, budget: 'small', imgSize: 8, patchSize: 4, embedDim: 16, depth: 1, numHeads: 2, decoderDepth: 1,
-    epochs: 1, batchSize: 8, pretrainLimit: 16, linprobeEpochs: 2, k: '5,20', trainLimit: 30, outDir: dir, threads: 1,
+    orders: 'raster,semantic',
+    seeds: 2,
+    budget: 'small',
+    imgSize: 8,
+    patchSize: 4,
+    embedDim: 16,
+    depth: 1,
+    numHeads: 2,
+    decoderDepth: 1,
+    epochs: 1,
+    batchSize: 8,
+    pretrainLimit: 16,
+    linprobeEpochs: 2,
+    k: '5,20',
+    trainLimit: 30,
+    outDir: dir,
+    threads: 1,
   });
   const lines: string[] = [];
   const r = await ablate(o, memoryFactories(train, testData), { log: (l) => lines.push(l), command: 'semaim ablate --orders raster,semantic' });
   assert.equal(r.runs.length, 6, '2 orders + the random-init baseline, 2 seeds each');
-  assert.deepEqual(r.summary.map((s) => s.order), ['raster', 'semantic', RANDOM_INIT]);
+  assert.deepEqual(
+    r.summary.map((s) => s.order),
+    ['raster', 'semantic', RANDOM_INIT],
+  );
   for (const run of r.runs.filter((x) => x.order !== RANDOM_INIT)) {
     assert.equal(run.pretrain.steps, 2, 'pretrain-limit 16 / batch 8 = 2 steps per epoch');
     assert.match(run.pretrain.sha256, /^[0-9a-f]{64}$/);
     assert.ok(Number.isFinite(run.pretrain.lastLoss));
     for (const p of ['cls', 'mean']) {
-      assert.deepEqual(run.eval[p].knn.map((k) => k.k), [5, 20]);
+      assert.deepEqual(
+        run.eval[p].knn.map((k) => k.k),
+        [5, 20],
+      );
       assert.ok(run.eval[p].linprobe.top1 >= 0 && run.eval[p].linprobe.top1 <= 1);
     }
   }

@@ -19,14 +19,36 @@ test('object-start study: init and checkpoints per trained S, scored with cls / 
   const dir = mkdtempSync(join(tmpdir(), 'semaim-objstart-'));
   try {
     const o = resolveOptions(OBJECT_STUDY_OPTIONS, {
-      outDir: dir, trainTokens: 'cls,self', steps: 4, points: 2, testSize: 24, imgSize: 16, patchSize: 4, embedDim: 16, depth: 1, numHeads: 2,
-      decoderDepth: 1, batchSize: 4, threads: 1, numWorkers: 0,
+      outDir: dir,
+      trainTokens: 'cls,self',
+      steps: 4,
+      points: 2,
+      testSize: 24,
+      imgSize: 16,
+      patchSize: 4,
+      embedDim: 16,
+      depth: 1,
+      numHeads: 2,
+      decoderDepth: 1,
+      batchSize: 4,
+      threads: 1,
+      numWorkers: 0,
     });
     assert.equal(studyPretrainOptions(o, 'self').similarityTokens, 'self');
     assert.equal(studyPretrainOptions(o, 'cls').syntheticSize, 16, 'fresh images: batch × steps');
     const r = await objectStartStudy(o, () => {});
     assert.equal(r.n, 24);
-    assert.deepEqual(r.points.map((p) => [p.trainedWith, p.step]), [['cls', 0], ['cls', 2], ['cls', 4], ['self', 0], ['self', 2], ['self', 4]]);
+    assert.deepEqual(
+      r.points.map((p) => [p.trainedWith, p.step]),
+      [
+        ['cls', 0],
+        ['cls', 2],
+        ['cls', 4],
+        ['self', 0],
+        ['self', 2],
+        ['self', 4],
+      ],
+    );
     for (const p of r.points) {
       for (const t of ['cls', 'gap', 'self'] as const) assert.ok(p.byTokens[t].fraction >= 0 && p.byTokens[t].fraction <= 1);
       assert.ok(p.randomCentre > 0 && p.randomCentre < 1);

@@ -29,8 +29,10 @@ async function runOnnx(bytes: Uint8Array, images: Float32Array, B: number, cfg: 
   try {
     const r = await session.run({ pixel_values: new ort.Tensor('float32', images, [B, cfg.inChans ?? 3, cfg.imgSize, cfg.imgSize]) });
     return {
-      hidden: r.last_hidden_state.data as Float32Array, pooled: r.pooler_output.data as Float32Array,
-      attention: r.cls_attention.data as Float32Array, dims: r.last_hidden_state.dims,
+      hidden: r.last_hidden_state.data as Float32Array,
+      pooled: r.pooler_output.data as Float32Array,
+      attention: r.cls_attention.data as Float32Array,
+      dims: r.last_hidden_state.dims,
     };
   } finally {
     await session.release();
@@ -38,10 +40,12 @@ async function runOnnx(bytes: Uint8Array, images: Float32Array, B: number, cfg: 
 }
 
 function reference(vit: VisionTransformer, images: Float32Array, B: number, cfg: EncoderConfig): { hidden: Float32Array; attention: Float32Array } {
-  return torch.noGrad(() => torch.scope(() => {
-    const x = torch.tensor(images, { shape: [B, cfg.inChans ?? 3, cfg.imgSize, cfg.imgSize] });
-    return { hidden: vit.forwardFeatures(x).toFloat32Array(), attention: vit.clsAttention(x).toFloat32Array() };
-  }));
+  return torch.noGrad(() =>
+    torch.scope(() => {
+      const x = torch.tensor(images, { shape: [B, cfg.inChans ?? 3, cfg.imgSize, cfg.imgSize] });
+      return { hidden: vit.forwardFeatures(x).toFloat32Array(), attention: vit.clsAttention(x).toFloat32Array() };
+    }),
+  );
 }
 
 function onnxBytes(vit: VisionTransformer, cfg: EncoderConfig, dtype: FloatType): Uint8Array {
@@ -54,7 +58,10 @@ function clsRows(hidden: Float32Array, B: number, T: number, D: number): Float32
   return out;
 }
 
-const CASES: { dtype: FloatType; tol: number }[] = [{ dtype: 'float32', tol: 1e-4 }, { dtype: 'float16', tol: 1e-2 }];
+const CASES: { dtype: FloatType; tol: number }[] = [
+  { dtype: 'float32', tol: 1e-4 },
+  { dtype: 'float16', tol: 1e-2 },
+];
 
 for (const { dtype, tol } of CASES) {
   test(`onnx ${dtype}: onnxruntime-node equals semaim's forward for batch 1 and 3 (within ${tol} of max |y|)`, async () => {
@@ -68,8 +75,10 @@ for (const { dtype, tol } of CASES) {
       assert.deepEqual(got.dims, [B, T, SMALL.embedDim]);
       const h = difference(got.hidden, ref.hidden);
       const a = difference(got.attention, ref.attention);
-      console.log(`# ${dtype} batch ${B}: last_hidden_state max abs ${h.maxAbs.toExponential(2)}, rel ${h.rel.toExponential(2)}; ` +
-        `cls_attention max abs ${a.maxAbs.toExponential(2)}, rel ${a.rel.toExponential(2)}`);
+      console.log(
+        `# ${dtype} batch ${B}: last_hidden_state max abs ${h.maxAbs.toExponential(2)}, rel ${h.rel.toExponential(2)}; ` +
+          `cls_attention max abs ${a.maxAbs.toExponential(2)}, rel ${a.rel.toExponential(2)}`,
+      );
       assert.ok(h.rel <= tol, `last_hidden_state rel ${h.rel}`);
       assert.ok(a.rel <= tol, `cls_attention rel ${a.rel}`);
       assert.deepEqual(got.pooled, clsRows(got.hidden, B, T, SMALL.embedDim), 'pooler_output is the [CLS] row');
@@ -92,13 +101,22 @@ test('onnx file: opset 17, dynamic batch, float32 interface, weights under their
   const sd = vit.stateDict();
   for (const dtype of ['float32', 'float16'] as const) {
     const m = decodeModel(onnxBytes(vit, SMALL, dtype));
-    assert.deepEqual(m.opset_import.map((o) => [o.domain ?? '', o.version]), [['', 17]]);
+    assert.deepEqual(
+      m.opset_import.map((o) => [o.domain ?? '', o.version]),
+      [['', 17]],
+    );
     assert.equal(m.ir_version, 8);
     const input = m.graph.input[0];
     assert.equal(input.name, 'pixel_values');
     assert.equal(input.type.tensor_type.elem_type, DataType.FLOAT);
-    assert.deepEqual(input.type.tensor_type.shape.dim.map((d) => d.dim_param ?? d.dim_value), ['batch', 3, 32, 32]);
-    assert.deepEqual(m.graph.output.map((o) => o.name), ['last_hidden_state', 'pooler_output', 'cls_attention']);
+    assert.deepEqual(
+      input.type.tensor_type.shape.dim.map((d) => d.dim_param ?? d.dim_value),
+      ['batch', 3, 32, 32],
+    );
+    assert.deepEqual(
+      m.graph.output.map((o) => o.name),
+      ['last_hidden_state', 'pooler_output', 'cls_attention'],
+    );
     for (const o of m.graph.output) assert.equal(o.type.tensor_type.elem_type, DataType.FLOAT, `${o.name} is float32`);
     const weights = new Map(m.graph.initializer.filter((t) => t.data_type !== DataType.INT64 && sd.has(t.name)).map((t) => [t.name, t]));
     assert.deepEqual([...weights.keys()].sort(), [...sd.keys()].sort());
@@ -137,7 +155,10 @@ test('semaim export --format onnx: a checkpoint folder becomes onnx/model.onnx +
 
   assert.equal(await commands.export.run(['--checkpoint', ckpt, '--out', out, '--format', 'onnx', '--dtype', 'float16', '--no-attention']), 0);
   const half = decodeModel(readFileSync(join(out, 'onnx', 'model_fp16.onnx')));
-  assert.deepEqual(half.graph.output.map((o) => o.name), ['last_hidden_state', 'pooler_output']);
+  assert.deepEqual(
+    half.graph.output.map((o) => o.name),
+    ['last_hidden_state', 'pooler_output'],
+  );
   // The default format is still the timm safetensors export.
   assert.equal(await commands.export.run(['--checkpoint', ckpt, '--out', join(dir, 'enc')]), 0);
   assert.ok(existsSync(join(dir, 'enc.safetensors')) && existsSync(join(dir, 'enc.json')));
@@ -145,8 +166,14 @@ test('semaim export --format onnx: a checkpoint folder becomes onnx/model.onnx +
 
 test('semaim export: bad options fail with a message naming the option, before any work', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-onnx-bad-'));
-  await assert.rejects(commands.export.run(['--checkpoint', dir, '--out', join(dir, 'x'), '--format', 'tflite']), /option 'format': must be one of safetensors, onnx, web/);
-  await assert.rejects(commands.export.run(['--checkpoint', dir, '--out', join(dir, 'x'), '--dtype', 'float16']), /option 'dtype': float16 is for --format onnx or web/);
+  await assert.rejects(
+    commands.export.run(['--checkpoint', dir, '--out', join(dir, 'x'), '--format', 'tflite']),
+    /option 'format': must be one of safetensors, onnx, web/,
+  );
+  await assert.rejects(
+    commands.export.run(['--checkpoint', dir, '--out', join(dir, 'x'), '--dtype', 'float16']),
+    /option 'dtype': float16 is for --format onnx or web/,
+  );
   await assert.rejects(commands.export.run(['--checkpoint', join(dir, 'nothing'), '--out', join(dir, 'x'), '--format', 'onnx']), /does not exist/);
   assert.throws(() => vitToOnnx(SMALL, new Map(), { dtype: 'float32', attention: false }), /the encoder weights lack 'patch_embed.proj.weight'/);
 });

@@ -22,11 +22,13 @@ async function writeSmoothImage(path: string, w: number, h: number): Promise<str
       for (let c = 0; c < 3; c++) data[(y * w + x) * 3 + c] = Math.round(127 + 100 * Math.sin(x / 17 + c) * Math.cos(y / 23 - c));
     }
   }
-  await sharp(data, { raw: { width: w, height: h, channels: 3 } }).png().toFile(path);
+  await sharp(data, { raw: { width: w, height: h, channels: 3 } })
+    .png()
+    .toFile(path);
   return path;
 }
 
-test('transformers.js loads the exported folder offline (image-feature-extraction) and gives semaim\'s features', async () => {
+test("transformers.js loads the exported folder offline (image-feature-extraction) and gives semaim's features", async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-tfjs-'));
   const vit = smallEncoder();
   const src = writeExportedEncoder(join(dir, 'enc'), vit);
@@ -39,7 +41,10 @@ test('transformers.js loads the exported folder offline (image-feature-extractio
   tf.env.allowLocalModels = true;
   tf.env.localModelPath = models;
   const image = await tf.RawImage.read(path);
-  for (const [dtype, tol] of [['fp32', 1e-4], ['fp16', 1e-2]] as const) {
+  for (const [dtype, tol] of [
+    ['fp32', 1e-4],
+    ['fp16', 1e-2],
+  ] as const) {
     const extractor = await tf.pipeline('image-feature-extraction', 'semaim-small', { dtype });
     try {
       const features = await extractor(image);
@@ -47,7 +52,9 @@ test('transformers.js loads the exported folder offline (image-feature-extractio
       const { pixel_values } = (await extractor.processor(image)) as { pixel_values: tf.Tensor };
       assert.deepEqual(pixel_values.dims, [1, 3, SMALL.imgSize, SMALL.imgSize]);
       const pixels = pixel_values.data as Float32Array;
-      const ref = torch.noGrad(() => torch.scope(() => vit.forwardFeatures(torch.tensor(pixels, { shape: [1, 3, SMALL.imgSize, SMALL.imgSize] })).toFloat32Array()));
+      const ref = torch.noGrad(() =>
+        torch.scope(() => vit.forwardFeatures(torch.tensor(pixels, { shape: [1, 3, SMALL.imgSize, SMALL.imgSize] })).toFloat32Array()),
+      );
       const d = difference(features.data as Float32Array, ref);
       console.log(`# transformers.js ${dtype}: features vs semaim on its pixels: max abs ${d.maxAbs.toExponential(2)}, rel ${d.rel.toExponential(2)}`);
       assert.ok(d.rel <= tol, `features rel ${d.rel}`);

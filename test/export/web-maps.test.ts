@@ -17,7 +17,9 @@ import { SMALL, difference, evalPixels, randomImages, smallEncoder } from './hel
 
 interface MapsModule {
   imageMaps(o: { tokens: Float32Array; attention: Float32Array | null; gridH: number; gridW: number; dim: number }): {
-    similarity: Float64Array; centre: number; order: Float64Array;
+    similarity: Float64Array;
+    centre: number;
+    order: Float64Array;
   };
   meanFilter3x3(map: ArrayLike<number>, gridH: number, gridW: number): Float64Array;
   orderEarliness(order: ArrayLike<number>): Float64Array;
@@ -36,15 +38,17 @@ const pageModule = <T>(name: string) => importEsm<T>(pathToFileURL(exportAsset(j
 async function writePng(path: string, w: number, h: number, channels: 3 | 4, px: (x: number, y: number, c: number) => number): Promise<string> {
   const data = Buffer.alloc(w * h * channels);
   for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) for (let c = 0; c < channels; c++) data[(y * w + x) * channels + c] = px(x, y, c);
-  await sharp(data, { raw: { width: w, height: h, channels } }).png().toFile(path);
+  await sharp(data, { raw: { width: w, height: h, channels } })
+    .png()
+    .toFile(path);
   return path;
 }
 
-test('page preprocessing equals semaim\'s evaluation pipeline (downscale, upscale, native size, odd sizes, alpha, noise)', async () => {
+test("page preprocessing equals semaim's evaluation pipeline (downscale, upscale, native size, odd sizes, alpha, noise)", async () => {
   const { preprocess } = await pageModule<PreprocessModule>('preprocess.js');
   const dir = mkdtempSync(join(tmpdir(), 'semaim-web-pre-'));
   let s = 12345;
-  const rnd = () => ((s = (s * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+  const rnd = () => (s = (s * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
   const smooth = (x: number, y: number, c: number) => Math.round(127 + 100 * Math.sin(x / 7 + c) * Math.cos(y / 9 - c));
   const files = [
     await writePng(join(dir, 'landscape.png'), 300, 200, 3, smooth),
@@ -64,19 +68,27 @@ test('page preprocessing equals semaim\'s evaluation pipeline (downscale, upscal
   }
 });
 
-test('page maps equal semaim\'s similarity map, 3×3 filter, semantic centre and order on the same tokens', async () => {
+test("page maps equal semaim's similarity map, 3×3 filter, semantic centre and order on the same tokens", async () => {
   const maps = await pageModule<MapsModule>('maps.js');
   const vit = smallEncoder(8);
   const B = 6;
   const grid = SMALL.imgSize / SMALL.patchSize;
   const N = grid * grid;
   const g = { gridH: grid, gridW: grid };
-  const ref = torch.noGrad(() => torch.scope(() => {
-    const tokens = vit.forwardFeatures(torch.tensor(randomImages(B, SMALL, 31), { shape: [B, 3, SMALL.imgSize, SMALL.imgSize] }));
-    const S = similarityMap(tokens, 'softmax', 'cls');
-    const { order, center } = semanticOrder(S, g, { filter: true, lambda: 0, noise: torch.zeros([B, N]) });
-    return { tokens: tokens.toFloat32Array(), S: S.toFloat32Array(), filtered: meanFilter3x3(S, g).toFloat32Array(), order: order.toFloat32Array(), centre: Array.from(center.toFloat32Array()) };
-  }));
+  const ref = torch.noGrad(() =>
+    torch.scope(() => {
+      const tokens = vit.forwardFeatures(torch.tensor(randomImages(B, SMALL, 31), { shape: [B, 3, SMALL.imgSize, SMALL.imgSize] }));
+      const S = similarityMap(tokens, 'softmax', 'cls');
+      const { order, center } = semanticOrder(S, g, { filter: true, lambda: 0, noise: torch.zeros([B, N]) });
+      return {
+        tokens: tokens.toFloat32Array(),
+        S: S.toFloat32Array(),
+        filtered: meanFilter3x3(S, g).toFloat32Array(),
+        order: order.toFloat32Array(),
+        centre: Array.from(center.toFloat32Array()),
+      };
+    }),
+  );
   const T = N + 1;
   for (let b = 0; b < B; b++) {
     const tokens = ref.tokens.slice(b * T * SMALL.embedDim, (b + 1) * T * SMALL.embedDim);
@@ -91,7 +103,7 @@ test('page maps equal semaim\'s similarity map, 3×3 filter, semantic centre and
   }
 });
 
-test('page colours and scalings are semaim\'s figures\' (turbo table, order earliness, min-max)', async () => {
+test("page colours and scalings are semaim's figures' (turbo table, order earliness, min-max)", async () => {
   const maps = await pageModule<MapsModule>('maps.js');
   for (let i = 0; i < 256; i++) assert.deepEqual(maps.turbo(i / 255), [...TURBO[i]], `turbo ${i}`);
   const order = [3, 1, 1, 0, 2.5, 7];

@@ -34,67 +34,84 @@ async function writePhoto(path: string, w: number, h: number, format: 'png' | 'j
   return path;
 }
 
-test('web page: headless Chromium computes semaim\'s maps for a dropped image, without console errors', { skip: missing ?? false, timeout: 240_000 }, async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'semaim-web-page-'));
-  const vit = smallEncoder(6);
-  const web = join(dir, 'web');
-  const r = exportWeb(writeExportedEncoder(join(dir, 'enc'), vit), web, { dtype: 'float32' });
-  assert.deepEqual(readdirSync(join(web, 'ort')).sort(), ['README.txt', 'ort-wasm-simd-threaded.mjs', 'ort-wasm-simd-threaded.wasm', 'ort.wasm.min.mjs']);
-  const png = await writePhoto(join(dir, 'photo.png'), 90, 70, 'png');
-  const jpeg = await writePhoto(join(dir, 'photo.jpg'), 120, 160, 'jpeg');
+test(
+  "web page: headless Chromium computes semaim's maps for a dropped image, without console errors",
+  { skip: missing ?? false, timeout: 240_000 },
+  async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'semaim-web-page-'));
+    const vit = smallEncoder(6);
+    const web = join(dir, 'web');
+    const r = exportWeb(writeExportedEncoder(join(dir, 'enc'), vit), web, { dtype: 'float32' });
+    assert.deepEqual(readdirSync(join(web, 'ort')).sort(), ['README.txt', 'ort-wasm-simd-threaded.mjs', 'ort-wasm-simd-threaded.wasm', 'ort.wasm.min.mjs']);
+    const png = await writePhoto(join(dir, 'photo.png'), 90, 70, 'png');
+    const jpeg = await writePhoto(join(dir, 'photo.jpg'), 120, 160, 'jpeg');
 
-  const server = await serveFolder(web);
-  const session = await openPage(server.url);
-  try {
-    await dropImage(session.page, png);
-    await waitForState(session.page, 'done');
-    const got = await pageResult(session.page);
-    assert.equal(got.name, 'photo.png');
+    const server = await serveFolder(web);
+    const session = await openPage(server.url);
+    try {
+      await dropImage(session.page, png);
+      await waitForState(session.page, 'done');
+      const got = await pageResult(session.page);
+      assert.equal(got.name, 'photo.png');
 
-    const grid = SMALL.imgSize / SMALL.patchSize;
-    const N = grid * grid;
-    const pixels = await evalPixels(png, SMALL.imgSize);
-    const ref = torch.noGrad(() => torch.scope(() => {
-      const x = torch.tensor(pixels, { shape: [1, 3, SMALL.imgSize, SMALL.imgSize] });
-      const tokens = vit.forwardFeatures(x);
-      const S = similarityMap(tokens, 'softmax', 'cls');
-      const g = { gridH: grid, gridW: grid };
-      const { order, center } = semanticOrder(S, g, { filter: true, lambda: 0, noise: torch.zeros([1, N]) });
-      return {
-        tokens: tokens.toFloat32Array(), attention: vit.clsAttention(x).toFloat32Array(), S: S.toFloat32Array(),
-        filtered: meanFilter3x3(S, g).toFloat32Array(), order: order.toFloat32Array(), centre: center.item(),
+      const grid = SMALL.imgSize / SMALL.patchSize;
+      const N = grid * grid;
+      const pixels = await evalPixels(png, SMALL.imgSize);
+      const ref = torch.noGrad(() =>
+        torch.scope(() => {
+          const x = torch.tensor(pixels, { shape: [1, 3, SMALL.imgSize, SMALL.imgSize] });
+          const tokens = vit.forwardFeatures(x);
+          const S = similarityMap(tokens, 'softmax', 'cls');
+          const g = { gridH: grid, gridW: grid };
+          const { order, center } = semanticOrder(S, g, { filter: true, lambda: 0, noise: torch.zeros([1, N]) });
+          return {
+            tokens: tokens.toFloat32Array(),
+            attention: vit.clsAttention(x).toFloat32Array(),
+            S: S.toFloat32Array(),
+            filtered: meanFilter3x3(S, g).toFloat32Array(),
+            order: order.toFloat32Array(),
+            centre: center.item(),
+          };
+        }),
+      );
+      const d = {
+        pixels: difference(got.pixels, pixels),
+        tokens: difference(got.tokens, ref.tokens),
+        attention: difference(got.attention, ref.attention),
+        similarity: difference(got.similarity, ref.S),
       };
-    }));
-    const d = {
-      pixels: difference(got.pixels, pixels), tokens: difference(got.tokens, ref.tokens), attention: difference(got.attention, ref.attention),
-      similarity: difference(got.similarity, ref.S),
-    };
-    console.log(`# page vs semaim: pixels max abs ${d.pixels.maxAbs.toExponential(2)}; last_hidden_state rel ${d.tokens.rel.toExponential(2)}; ` +
-      `cls_attention rel ${d.attention.rel.toExponential(2)}; S rel ${d.similarity.rel.toExponential(2)}; centre ${got.centre} (semaim ${ref.centre})`);
-    assert.ok(d.pixels.maxAbs < 1e-4, 'preprocessing');
-    assert.ok(d.tokens.rel < 1e-4, 'last_hidden_state');
-    assert.ok(d.attention.rel < 1e-4, 'cls_attention');
-    assert.ok(d.similarity.rel < 1e-4, 'similarity map');
-    const tie = Math.abs(ref.filtered[got.centre] - ref.filtered[ref.centre]) < 1e-7;
-    assert.ok(got.centre === ref.centre || tie, `semantic centre ${got.centre} vs semaim's ${ref.centre}`);
-    if (got.centre === ref.centre) assert.ok(difference(got.order, ref.order).maxAbs < 1e-5, 'semantic order');
+      console.log(
+        `# page vs semaim: pixels max abs ${d.pixels.maxAbs.toExponential(2)}; last_hidden_state rel ${d.tokens.rel.toExponential(2)}; ` +
+          `cls_attention rel ${d.attention.rel.toExponential(2)}; S rel ${d.similarity.rel.toExponential(2)}; centre ${got.centre} (semaim ${ref.centre})`,
+      );
+      assert.ok(d.pixels.maxAbs < 1e-4, 'preprocessing');
+      assert.ok(d.tokens.rel < 1e-4, 'last_hidden_state');
+      assert.ok(d.attention.rel < 1e-4, 'cls_attention');
+      assert.ok(d.similarity.rel < 1e-4, 'similarity map');
+      const tie = Math.abs(ref.filtered[got.centre] - ref.filtered[ref.centre]) < 1e-7;
+      assert.ok(got.centre === ref.centre || tie, `semantic centre ${got.centre} vs semaim's ${ref.centre}`);
+      if (got.centre === ref.centre) assert.ok(difference(got.order, ref.order).maxAbs < 1e-5, 'semantic order');
 
-    // The order map is drawn: its cell holds many colours, not a blank canvas.
-    const cell = await sharp(await session.page.locator('#order').screenshot()).stats();
-    assert.ok(cell.channels.every((c) => c.stdev > 10), 'the order map has colour variation');
+      // The order map is drawn: its cell holds many colours, not a blank canvas.
+      const cell = await sharp(await session.page.locator('#order').screenshot()).stats();
+      assert.ok(
+        cell.channels.every((c) => c.stdev > 10),
+        'the order map has colour variation',
+      );
 
-    // The file picker takes a JPEG as well.
-    await session.page.setInputFiles('#file', jpeg);
-    await session.page.waitForFunction('window.semaimResult && window.semaimResult.name === "photo.jpg"', undefined, { timeout: 30_000 });
-    await waitForState(session.page, 'done');
+      // The file picker takes a JPEG as well.
+      await session.page.setInputFiles('#file', jpeg);
+      await session.page.waitForFunction('window.semaimResult && window.semaimResult.name === "photo.jpg"', undefined, { timeout: 30_000 });
+      await waitForState(session.page, 'done');
 
-    const shot = process.env.SEMAIM_WEB_SCREENSHOT ?? join(dir, 'page.png');
-    await session.page.screenshot({ path: shot, fullPage: true });
-    assert.ok(existsSync(shot));
-    console.log(`# screenshot: ${shot}; model.onnx ${r.modelBytes} bytes`);
-    assert.deepEqual(session.errors, [], 'console errors');
-  } finally {
-    await session.close();
-    await server.close();
-  }
-});
+      const shot = process.env.SEMAIM_WEB_SCREENSHOT ?? join(dir, 'page.png');
+      await session.page.screenshot({ path: shot, fullPage: true });
+      assert.ok(existsSync(shot));
+      console.log(`# screenshot: ${shot}; model.onnx ${r.modelBytes} bytes`);
+      assert.deepEqual(session.errors, [], 'console errors');
+    } finally {
+      await session.close();
+      await server.close();
+    }
+  },
+);

@@ -29,7 +29,9 @@ async function main(): Promise<void> {
   const rgb = Buffer.alloc(size * size * 3);
   for (let i = 0; i < size * size; i++) for (let c = 0; c < 3; c++) rgb[i * 3 + c] = p[c].data[p[c].offset + i];
   const png = join(dir, `synthetic-${index}.png`);
-  await sharp(rgb, { raw: { width: size, height: size, channels: 3 } }).png().toFile(png);
+  await sharp(rgb, { raw: { width: size, height: size, channels: 3 } })
+    .png()
+    .toFile(png);
   const server = await serveFolder(r.dir);
   const session = await openPage(server.url);
   try {
@@ -39,12 +41,17 @@ async function main(): Promise<void> {
     const out = arg('--out');
     await session.page.screenshot({ path: out, fullPage: true });
     const grid = res.attention.length ** 0.5;
-    process.stdout.write(`wrote ${out}: synthetic test image ${index} (${sample.shape} at x ${sample.cx.toFixed(1)}, y ${sample.cy.toFixed(1)} px), ` +
-      `semantic centre at patch row ${Math.floor(res.centre / grid)}, column ${res.centre % grid}; console errors: ${session.errors.length}\n`);
+    process.stdout.write(
+      `wrote ${out}: synthetic test image ${index} (${sample.shape} at x ${sample.cx.toFixed(1)}, y ${sample.cy.toFixed(1)} px), ` +
+        `semantic centre at patch row ${Math.floor(res.centre / grid)}, column ${res.centre % grid}; console errors: ${session.errors.length}\n`,
+    );
   } finally {
     await session.close();
     await server.close();
   }
 }
 
-main().catch((e) => { console.error(e); process.exit(1); });
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -5,10 +5,22 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import {
-  DType, TensorEntry, DTYPE_TO_SAFETENSORS, SAFETENSORS_TO_DTYPE, dtypeByteSize, tensorByteLength,
-  writeSafetensors, readSafetensorsHeader, SafetensorsReader, readSafetensors,
-  serializeSafetensors, deserializeSafetensors,
-  float32ToBfloat16Bytes, bfloat16BytesToFloat32, float32ToFloat16Bytes, float16BytesToFloat32,
+  DType,
+  TensorEntry,
+  DTYPE_TO_SAFETENSORS,
+  SAFETENSORS_TO_DTYPE,
+  dtypeByteSize,
+  tensorByteLength,
+  writeSafetensors,
+  readSafetensorsHeader,
+  SafetensorsReader,
+  readSafetensors,
+  serializeSafetensors,
+  deserializeSafetensors,
+  float32ToBfloat16Bytes,
+  bfloat16BytesToFloat32,
+  float32ToFloat16Bytes,
+  float16BytesToFloat32,
 } from '../../src/io/safetensors';
 
 const ALL: DType[] = ['float64', 'float32', 'float16', 'bfloat16', 'int64', 'int32', 'int16', 'int8', 'uint8', 'bool'];
@@ -53,16 +65,36 @@ function decode(e: TensorEntry): (number | bigint | boolean)[] {
   const out: (number | bigint | boolean)[] = [];
   for (let i = 0; i < n; i++) {
     switch (e.dtype) {
-      case 'float64': out.push(dv.getFloat64(i * 8, true)); break;
-      case 'float32': out.push(dv.getFloat32(i * 4, true)); break;
-      case 'float16': out.push(float16BytesToFloat32(d.subarray(i * 2, i * 2 + 2))[0]!); break;
-      case 'bfloat16': out.push(bfloat16BytesToFloat32(d.subarray(i * 2, i * 2 + 2))[0]!); break;
-      case 'int64': out.push(dv.getBigInt64(i * 8, true)); break;
-      case 'int32': out.push(dv.getInt32(i * 4, true)); break;
-      case 'int16': out.push(dv.getInt16(i * 2, true)); break;
-      case 'int8': out.push(dv.getInt8(i)); break;
-      case 'uint8': out.push(dv.getUint8(i)); break;
-      case 'bool': out.push(dv.getUint8(i) !== 0); break;
+      case 'float64':
+        out.push(dv.getFloat64(i * 8, true));
+        break;
+      case 'float32':
+        out.push(dv.getFloat32(i * 4, true));
+        break;
+      case 'float16':
+        out.push(float16BytesToFloat32(d.subarray(i * 2, i * 2 + 2))[0]!);
+        break;
+      case 'bfloat16':
+        out.push(bfloat16BytesToFloat32(d.subarray(i * 2, i * 2 + 2))[0]!);
+        break;
+      case 'int64':
+        out.push(dv.getBigInt64(i * 8, true));
+        break;
+      case 'int32':
+        out.push(dv.getInt32(i * 4, true));
+        break;
+      case 'int16':
+        out.push(dv.getInt16(i * 2, true));
+        break;
+      case 'int8':
+        out.push(dv.getInt8(i));
+        break;
+      case 'uint8':
+        out.push(dv.getUint8(i));
+        break;
+      case 'bool':
+        out.push(dv.getUint8(i) !== 0);
+        break;
     }
   }
   return out;
@@ -136,7 +168,11 @@ test('accepts records, pair lists and lazy producers; no metadata gives an empty
   const b = entry('int16', [2, 2], 2);
   const c = entry('bfloat16', [3], 3);
   const viaRecord = serializeSafetensors({ b, a, c });
-  const viaPairs = serializeSafetensors([['c', () => c], ['a', a], ['b', { dtype: b.dtype, shape: b.shape, data: () => b.data }]]);
+  const viaPairs = serializeSafetensors([
+    ['c', () => c],
+    ['a', a],
+    ['b', { dtype: b.dtype, shape: b.shape, data: () => b.data }],
+  ]);
   assert.deepEqual(viaPairs, viaRecord);
   const back = deserializeSafetensors(viaRecord);
   assert.deepEqual(back.metadata, {});
@@ -188,7 +224,11 @@ test('writes streamingly: lazy producers run one at a time, in name order, after
       return pattern(4 * n, n);
     },
   });
-  writeSafetensors(file, [['c', lazy('c', 3)], ['a', lazy('a', 1)], ['b', lazy('b', 2)]]);
+  writeSafetensors(file, [
+    ['c', lazy('c', 3)],
+    ['a', lazy('a', 1)],
+    ['b', lazy('b', 2)],
+  ]);
   assert.deepEqual(calls, ['a', 'b', 'c']);
   const start = readSafetensorsHeader(file).tensors.get('a')!.offset;
   assert.deepEqual(sizes, [start, start + 4, start + 12]);
@@ -196,7 +236,10 @@ test('writes streamingly: lazy producers run one at a time, in name order, after
   // Bare producers go through a staging file but give the same result.
   const order: string[] = [];
   const file2 = path.join(dir, 's2.safetensors');
-  writeSafetensors(file2, [['c', () => (order.push('c'), entry('int8', [3], 3))], ['a', () => (order.push('a'), entry('int8', [1], 1))]]);
+  writeSafetensors(file2, [
+    ['c', () => (order.push('c'), entry('int8', [3], 3))],
+    ['a', () => (order.push('a'), entry('int8', [1], 1))],
+  ]);
   assert.deepEqual(order, ['a', 'c']);
   assert.deepEqual(readSafetensors(file2).tensors.get('c'), entry('int8', [3], 3));
   assert.deepEqual(fs.readdirSync(dir).sort(), ['s.safetensors', 's2.safetensors']);
@@ -208,7 +251,9 @@ test('atomic write: a failing producer leaves the old file and no temporary file
   const file = path.join(dir, 'ckpt.safetensors');
   writeSafetensors(file, { old: entry('int32', [2], 7) });
   const before = fs.readFileSync(file);
-  const boom = () => { throw new Error('boom'); };
+  const boom = () => {
+    throw new Error('boom');
+  };
   assert.throws(() => writeSafetensors(file, { a: entry('float32', [1000]), b: { dtype: 'float32', shape: [2], data: boom } }), /boom/);
   assert.throws(() => writeSafetensors(file, { a: () => entry('float32', [1000]), b: boom }), /boom/);
   assert.throws(
@@ -229,7 +274,14 @@ test('writer validation', () => {
   const file = path.join(dir, 'v.safetensors');
   const ok = entry('float32', [2]);
   assert.throws(() => writeSafetensors(file, { x: { dtype: 'float32', shape: [3], data: new Uint8Array(8) } }), /'x'.*needs 12 bytes, got 8/);
-  assert.throws(() => writeSafetensors(file, [['x', ok], ['x', ok]]), /duplicate tensor name 'x'/);
+  assert.throws(
+    () =>
+      writeSafetensors(file, [
+        ['x', ok],
+        ['x', ok],
+      ]),
+    /duplicate tensor name 'x'/,
+  );
   assert.throws(() => writeSafetensors(file, [['', ok]]), /non-empty/);
   assert.throws(() => writeSafetensors(file, { __metadata__: ok }), /reserved/);
   assert.throws(() => writeSafetensors(file, { x: ok }, { n: 1 as unknown as string }), /metadata value for 'n' must be a string/);
@@ -242,11 +294,13 @@ test('writer validation', () => {
 
 test('reader rejects malformed files with clear errors', () => {
   const dir = tmpDir();
-  const good = fs.readFileSync((() => {
-    const f = path.join(dir, 'good.safetensors');
-    writeSafetensors(f, { a: entry('float32', [2, 2]), b: entry('int8', [3]) });
-    return f;
-  })());
+  const good = fs.readFileSync(
+    (() => {
+      const f = path.join(dir, 'good.safetensors');
+      writeSafetensors(f, { a: entry('float32', [2, 2]), b: entry('int8', [3]) });
+      return f;
+    })(),
+  );
   const f32x2 = (begin: number, end: number) => ({ dtype: 'F32', shape: [2], data_offsets: [begin, end] });
   const cases: [string, Uint8Array, RegExp][] = [
     ['empty file', new Uint8Array(0), /truncated file \(0 bytes/],
@@ -268,11 +322,14 @@ test('reader rejects malformed files with clear errors', () => {
   for (const [label, content, re] of cases) {
     const f = path.join(dir, `${label.replace(/ /g, '_')}.safetensors`);
     fs.writeFileSync(f, content);
-    assert.throws(() => readSafetensorsHeader(f), (e: Error) => {
-      assert.match(e.message, re, label);
-      assert.ok(e.message.startsWith(f), `${label}: message names the file`);
-      return true;
-    });
+    assert.throws(
+      () => readSafetensorsHeader(f),
+      (e: Error) => {
+        assert.match(e.message, re, label);
+        assert.ok(e.message.startsWith(f), `${label}: message names the file`);
+        return true;
+      },
+    );
     assert.throws(() => new SafetensorsReader(f), re, label);
     assert.throws(() => deserializeSafetensors(content), re, label);
   }

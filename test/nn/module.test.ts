@@ -21,8 +21,13 @@ test('named parameters and state dict use PyTorch dotted names', () => {
   const net = new Net();
   const names = [...net.namedParameters()].map(([n]) => n);
   assert.deepEqual(names.slice(0, 7), [
-    'cls_token', 'blocks.0.norm.weight', 'blocks.0.norm.bias', 'blocks.0.mlp.fc1.weight', 'blocks.0.mlp.fc1.bias',
-    'blocks.0.mlp.fc2.weight', 'blocks.0.mlp.fc2.bias',
+    'cls_token',
+    'blocks.0.norm.weight',
+    'blocks.0.norm.bias',
+    'blocks.0.mlp.fc1.weight',
+    'blocks.0.mlp.fc1.bias',
+    'blocks.0.mlp.fc2.weight',
+    'blocks.0.mlp.fc2.bias',
   ]);
   const sd = net.stateDict();
   assert.ok(sd.has('bn.running_mean') && sd.has('bn.running_var') && sd.has('bn.num_batches_tracked'));
@@ -43,15 +48,18 @@ test('loadStateDict copies values and reports every mismatch before copying', ()
   bad.set('extra.weight', torch.zeros([1]));
   bad.set('blocks.0.norm.weight', torch.zeros([5]));
   const before = b.blocks.at(1).norm.weight!.toFloat32Array();
-  assert.throws(() => b.loadStateDict(bad), (e: unknown) => {
-    assert.ok(e instanceof StateDictError);
-    assert.deepEqual(e.missing, ['cls_token']);
-    assert.deepEqual(e.unexpected, ['extra.weight']);
-    assert.equal(e.shapeMismatch[0].name, 'blocks.0.norm.weight');
-    assert.match(e.message, /missing: +cls_token/);
-    assert.match(e.message, /expected \[4\], got \[5\]/);
-    return true;
-  });
+  assert.throws(
+    () => b.loadStateDict(bad),
+    (e: unknown) => {
+      assert.ok(e instanceof StateDictError);
+      assert.deepEqual(e.missing, ['cls_token']);
+      assert.deepEqual(e.unexpected, ['extra.weight']);
+      assert.equal(e.shapeMismatch[0].name, 'blocks.0.norm.weight');
+      assert.match(e.message, /missing: +cls_token/);
+      assert.match(e.message, /expected \[4\], got \[5\]/);
+      return true;
+    },
+  );
   assert.deepEqual(b.blocks.at(1).norm.weight!.toFloat32Array(), before);
   bad.delete('blocks.0.norm.weight');
   const r = b.loadStateDict(bad, { strict: false });
@@ -71,7 +79,12 @@ test('train/eval reach every sub-module; to() casts in place keeping identity', 
   assert.equal(w.dtype, 'float64');
   assert.equal(w.requiresGrad, true);
   assert.equal(net.bn.numBatchesTracked.dtype, 'int64');
-  const y = torch.scope(() => net.blocks.at(0).forward(torch.randn([2, 3, 4], { dtype: 'float64' })).sum());
+  const y = torch.scope(() =>
+    net.blocks
+      .at(0)
+      .forward(torch.randn([2, 3, 4], { dtype: 'float64' }))
+      .sum(),
+  );
   y.backward();
   assert.equal(w.grad!.dtype, 'float64');
   net.zeroGrad();
@@ -104,7 +117,10 @@ test('Conv2d shapes and default init bounds', () => {
 
 test('BatchNorm1d tracks running statistics in training and uses them in eval', () => {
   const bn = new BatchNorm1d(2, { affine: false, momentum: 0.5 });
-  const x = torch.tensor([[1, 10], [3, 30]]);
+  const x = torch.tensor([
+    [1, 10],
+    [3, 30],
+  ]);
   bn.forward(x);
   assert.deepEqual(Array.from(bn.runningMean.toFloat32Array()), [1, 10]);
   assert.equal(bn.numBatchesTracked.item(), 1);
@@ -130,7 +146,10 @@ test('DropPath drops whole samples and rescales the kept ones; identity in eval'
 test('Sequential chains modules; init helpers respect their bounds', () => {
   const s = new Sequential(new Linear(4, 6), new GELU('tanh'), new Linear(6, 2));
   assert.deepEqual(s.forward(torch.randn([3, 4])).shape, [3, 2]);
-  assert.deepEqual([...s.namedParameters()].map(([n]) => n), ['0.weight', '0.bias', '2.weight', '2.bias']);
+  assert.deepEqual(
+    [...s.namedParameters()].map(([n]) => n),
+    ['0.weight', '0.bias', '2.weight', '2.bias'],
+  );
   const t = torch.empty([200, 300]);
   init.xavierUniform_(t);
   const a = Math.sqrt(6 / 500);

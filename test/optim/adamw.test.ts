@@ -6,11 +6,8 @@ import { GoldenCase, TOL, assertClose, golden, runCase, setGrad, t64 } from './h
 
 const G = golden<{ defaults: Record<string, unknown>; cases: Record<string, GoldenCase> }>('adamw.json');
 
-test('AdamW defaults are PyTorch 1.13\'s', () => {
-  assert.deepEqual(
-    { lr: ADAMW_DEFAULTS.lr, betas: ADAMW_DEFAULTS.betas, eps: ADAMW_DEFAULTS.eps, weight_decay: ADAMW_DEFAULTS.weightDecay },
-    G.defaults,
-  );
+test("AdamW defaults are PyTorch 1.13's", () => {
+  assert.deepEqual({ lr: ADAMW_DEFAULTS.lr, betas: ADAMW_DEFAULTS.betas, eps: ADAMW_DEFAULTS.eps, weight_decay: ADAMW_DEFAULTS.weightDecay }, G.defaults);
 });
 
 for (const [name, c] of Object.entries(G.cases)) {
@@ -29,7 +26,9 @@ test('AdamW: per-group hyper-parameters come from defaults unless the group sets
   assert.equal(opt.paramGroups[1].lr, 5);
   assert.equal(opt.paramGroups[1].weightDecay, 0);
   assert.equal(opt.paramGroups[1].lrScale, 1);
-  opt.dispose(); a.dispose(); b.dispose();
+  opt.dispose();
+  a.dispose();
+  b.dispose();
 });
 
 test('AdamW accepts a plain iterable of named parameters (a Map) as one group', () => {
@@ -41,18 +40,21 @@ test('AdamW accepts a plain iterable of named parameters (a Map) as one group', 
   // First Adam step moves each coordinate by lr·sign(g) (up to eps).
   assertClose(params.get('w')!, [[0.9, -0.9]], 1e-6, 'w');
   assert.equal(opt.getState('w')!.step, 1);
-  opt.dispose(); params.get('w')!.dispose();
+  opt.dispose();
+  params.get('w')!.dispose();
 });
 
 test('AdamW works on float32 parameters (state in float32)', () => {
   const w = torch.keep(torch.ones([3], { requiresGrad: true }));
   const opt = new AdamW([['w', w]], { lr: 0.5, weightDecay: 0 });
   const g = torch.tensor([1, -2, 0.5]);
-  w.grad = g; g.dispose();
+  w.grad = g;
+  g.dispose();
   opt.step();
   assert.equal(opt.getState('w')!.tensors.get('exp_avg')!.dtype, 'float32');
   assertClose(w, [0.5, 1.5, 0.5], 1e-6, 'w');
-  opt.dispose(); w.dispose();
+  opt.dispose();
+  w.dispose();
 });
 
 test('AdamW rejects bad input clearly', () => {
@@ -76,5 +78,6 @@ test('zeroGrad sets gradients to null, or zeroes them in place', () => {
   assert.equal(w.grad, null);
   opt.step(); // no gradient: nothing happens, no state
   assert.equal(opt.getState('w'), undefined);
-  opt.dispose(); w.dispose();
+  opt.dispose();
+  w.dispose();
 });

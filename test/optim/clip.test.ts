@@ -17,7 +17,10 @@ function paramsWithGrads(grads: Nested[]): torch.Tensor[] {
 for (const [name, c] of Object.entries(G.cases)) {
   test(`clipGradNorm matches clip_grad_norm_: ${name}`, () => {
     const ps = paramsWithGrads(c.grads);
-    const norm = clipGradNorm(ps.map((p, i) => [`p${i}`, p] as [string, torch.Tensor]), c.max_norm);
+    const norm = clipGradNorm(
+      ps.map((p, i) => [`p${i}`, p] as [string, torch.Tensor]),
+      c.max_norm,
+    );
     assert.deepEqual(norm.shape, []);
     assertClose(readNorm(norm), c.total, TOL, 'total');
     assert.ok(norm.isDisposed, 'readNorm disposes by default');
@@ -38,7 +41,11 @@ test('gradNorm measures without changing gradients; parameters without gradients
   assertClose(readNorm(norm, { dispose: false }), c.total, TOL, 'total');
   assert.ok(!norm.isDisposed);
   norm.dispose();
-  ps.forEach((p, i) => { const g = p.grad!; assertClose(g, c.grads[i], 0, `grad ${i}`); g.dispose(); });
+  ps.forEach((p, i) => {
+    const g = p.grad!;
+    assertClose(g, c.grads[i], 0, `grad ${i}`);
+    g.dispose();
+  });
   const none = clipGradNorm([extra], 1);
   assert.equal(readNorm(none), 0);
   assert.throws(() => clipGradNorm(ps, 0), /maxNorm must be positive/);

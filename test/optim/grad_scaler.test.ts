@@ -4,20 +4,34 @@ import * as torch from '../../src/torch';
 import { GradScaler, SGD, clipGradNorm } from '../../src/optim';
 import { Nested, TOL, assertClose, disposeAll, golden, makeParams, setGrad, t64 } from './helpers';
 
-interface Rec { scale_before: number; clip: boolean; found_inf: boolean; scale_after: number; growth_tracker: number; params: Record<string, Nested> }
+interface Rec {
+  scale_before: number;
+  clip: boolean;
+  found_inf: boolean;
+  scale_after: number;
+  growth_tracker: number;
+  params: Record<string, Nested>;
+}
 const G = golden<{
   defaults: { scale: number; growth_factor: number; backoff_factor: number; growth_interval: number; _growth_tracker: number };
   options: { init_scale: number; growth_factor: number; backoff_factor: number; growth_interval: number };
-  lr: number; momentum: number; initial: Record<string, Nested>; coefs: Array<Record<string, Nested>>;
+  lr: number;
+  momentum: number;
+  initial: Record<string, Nested>;
+  coefs: Array<Record<string, Nested>>;
   inject: Record<string, { param: string; index: number; value: string }>;
-  records: Rec[]; final_state: { scale: number; growth_tracker?: number; _growth_tracker: number };
+  records: Rec[];
+  final_state: { scale: number; growth_tracker?: number; _growth_tracker: number };
 }>('grad_scaler.json');
 
-test('GradScaler defaults are PyTorch\'s', () => {
+test("GradScaler defaults are PyTorch's", () => {
   const s = new GradScaler();
   assert.deepEqual(s.stateDict(), {
-    scale: G.defaults.scale, growthFactor: G.defaults.growth_factor, backoffFactor: G.defaults.backoff_factor,
-    growthInterval: G.defaults.growth_interval, growthTracker: G.defaults._growth_tracker,
+    scale: G.defaults.scale,
+    growthFactor: G.defaults.growth_factor,
+    backoffFactor: G.defaults.backoff_factor,
+    growthInterval: G.defaults.growth_interval,
+    growthTracker: G.defaults._growth_tracker,
   });
 });
 
@@ -97,10 +111,14 @@ test('GradScaler: misuse errors, disabled mode, state dict round trip', () => {
   // float16 gradients are refused (PyTorch: "Attempting to unscale FP16 gradients.")
   const h = torch.keep(torch.ones([2], { dtype: 'float16', requiresGrad: true }));
   const hg = torch.ones([2], { dtype: 'float16' });
-  h.grad = hg; hg.dispose();
+  h.grad = hg;
+  hg.dispose();
   const hopt = new SGD([['h', h]], { lr: 0.1 });
   assert.throws(() => new GradScaler().step(hopt), /FP16 gradients/);
-  hopt.dispose(); h.dispose(); opt.dispose(); w.dispose();
+  hopt.dispose();
+  h.dispose();
+  opt.dispose();
+  w.dispose();
 });
 
 test('GradScaler scales a float16 loss in float32', () => {
@@ -109,5 +127,6 @@ test('GradScaler scales a float16 loss in float32', () => {
   const scaled = s.scale(loss);
   assert.equal(scaled.dtype, 'float32');
   assert.equal(scaled.item(), 131072);
-  loss.dispose(); scaled.dispose();
+  loss.dispose();
+  scaled.dispose();
 });

@@ -7,7 +7,8 @@ import type { Optimizer, BaseHyper, ParamGroupSpec } from '../../src/optim';
 
 export type Nested = number | Nested[];
 
-export function golden<T = any>(name: string): T { // eslint-disable-line @typescript-eslint/no-explicit-any
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export function golden<T = any>(name: string): T {
   const file = path.join(__dirname, '..', '..', '..', 'test', 'golden', 'optim', name);
   return JSON.parse(fs.readFileSync(file, 'utf8')) as T;
 }
@@ -19,7 +20,10 @@ export function t64(data: Nested, requiresGrad = false): torch.Tensor {
 export function shapeOf(x: Nested): number[] {
   const s: number[] = [];
   let cur = x;
-  while (Array.isArray(cur)) { s.push(cur.length); cur = cur[0]; }
+  while (Array.isArray(cur)) {
+    s.push(cur.length);
+    cur = cur[0];
+  }
   return s;
 }
 
@@ -81,11 +85,19 @@ export function groupSpecs(c: GoldenCase, params: Map<string, torch.Tensor>): Pa
 
 /** Runs steps [from, to) of a golden case on an existing optimiser and checks the parameters after each. */
 export function runSteps(
-  c: GoldenCase, params: Map<string, torch.Tensor>, opt: Optimizer<BaseHyper>, from: number, to: number, tol: number, label: string,
+  c: GoldenCase,
+  params: Map<string, torch.Tensor>,
+  opt: Optimizer<BaseHyper>,
+  from: number,
+  to: number,
+  tol: number,
+  label: string,
 ): void {
   for (let k = from; k < to; k++) {
     const s = c.steps[k];
-    opt.paramGroups.forEach((g, i) => { g.lr = s.lrs[i]; });
+    opt.paramGroups.forEach((g, i) => {
+      g.lr = s.lrs[i];
+    });
     for (const [n, p] of params) setGrad(p, s.grads[n]);
     opt.step();
     for (const [n, p] of params) assertClose(p, c.expected[k][n], tol, `${label} step ${k} ${n}`);
@@ -93,9 +105,7 @@ export function runSteps(
 }
 
 /** Runs a whole golden case with a fresh optimiser from makeOpt. */
-export function runCase(
-  c: GoldenCase, makeOpt: (groups: ParamGroupSpec[]) => Optimizer<BaseHyper>, tol: number, label: string,
-): void {
+export function runCase(c: GoldenCase, makeOpt: (groups: ParamGroupSpec[]) => Optimizer<BaseHyper>, tol: number, label: string): void {
   const params = makeParams(c.initial);
   const opt = makeOpt(groupSpecs(c, params));
   try {

@@ -31,7 +31,8 @@ function train(named: Array<[string, torch.Tensor]>, opt: Optimizer<BaseHyper>, 
       norm.dispose();
       return l.detach();
     });
-    if (i % 50 === 0) losses.push(readNorm(loss)); else loss.dispose();
+    if (i % 50 === 0) losses.push(readNorm(loss));
+    else loss.dispose();
   }
   return losses;
 }

@@ -4,7 +4,12 @@ import * as torch from '../../src/torch';
 import { AdamW, paramGroupsLayerDecay, paramGroupsWeightDecay, vitLayerId } from '../../src/optim';
 import { disposeAll, golden } from './helpers';
 
-interface PG { params: string[]; weight_decay: number; lr_scale?: number; name?: string }
+interface PG {
+  params: string[];
+  weight_decay: number;
+  lr_scale?: number;
+  name?: string;
+}
 const G = golden<{
   params: Array<{ name: string; shape: number[]; frozen: boolean }>;
   weight_decay: { weight_decay: number; no_weight_decay_list: string[]; groups: PG[] };
@@ -17,10 +22,13 @@ function model(): Array<[string, torch.Tensor]> {
 
 const names = (ps: Iterable<[string, torch.Tensor]>): string[] => [...ps].map(([n]) => n);
 
-test('paramGroupsWeightDecay matches timm\'s param_groups_weight_decay', () => {
+test("paramGroupsWeightDecay matches timm's param_groups_weight_decay", () => {
   const named = model();
   const groups = paramGroupsWeightDecay(named, { weightDecay: G.weight_decay.weight_decay, noWeightDecay: G.weight_decay.no_weight_decay_list });
-  assert.deepEqual(groups.map((g) => ({ params: names(g.params), weight_decay: g.weightDecay })), G.weight_decay.groups);
+  assert.deepEqual(
+    groups.map((g) => ({ params: names(g.params), weight_decay: g.weightDecay })),
+    G.weight_decay.groups,
+  );
   disposeAll(named.map(([, p]) => p));
 });
 
@@ -43,10 +51,15 @@ test('the no-decay group holds exactly the biases, norm weights, 1-D params, cls
   disposeAll(named.map(([, p]) => p));
 });
 
-test('paramGroupsLayerDecay matches MAE\'s param_groups_lrd', () => {
+test("paramGroupsLayerDecay matches MAE's param_groups_lrd", () => {
   const named = model();
   const l = G.lrd;
-  const groups = paramGroupsLayerDecay(named, { numLayers: l.num_blocks, layerDecay: l.layer_decay, weightDecay: l.weight_decay, noWeightDecay: l.no_weight_decay_list });
+  const groups = paramGroupsLayerDecay(named, {
+    numLayers: l.num_blocks,
+    layerDecay: l.layer_decay,
+    weightDecay: l.weight_decay,
+    noWeightDecay: l.no_weight_decay_list,
+  });
   assert.equal(groups.length, l.groups.length);
   groups.forEach((g, i) => {
     const e = l.groups[i];
@@ -66,7 +79,7 @@ test('paramGroupsLayerDecay matches MAE\'s param_groups_lrd', () => {
   disposeAll(named.map(([, p]) => p));
 });
 
-test('vitLayerId follows MAE\'s get_layer_id_for_vit', () => {
+test("vitLayerId follows MAE's get_layer_id_for_vit", () => {
   assert.equal(vitLayerId('cls_token', 12), 0);
   assert.equal(vitLayerId('pos_embed', 12), 0);
   assert.equal(vitLayerId('patch_embed.proj.weight', 12), 0);

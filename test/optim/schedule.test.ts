@@ -4,7 +4,13 @@ import * as torch from '../../src/torch';
 import { SGD, constantLr, fractionalEpoch, scaleLr, stepLr, warmupCosine } from '../../src/optim';
 import { assertClose, golden, t64 } from './helpers';
 
-interface CosineSpec { lr: number; min_lr: number; warmup_epochs: number; epochs: number; iters: number }
+interface CosineSpec {
+  lr: number;
+  min_lr: number;
+  warmup_epochs: number;
+  epochs: number;
+  iters: number;
+}
 const G = golden<{
   cosine: Array<{ spec: CosineSpec; points: Array<[number, number, number, number]> }>;
   multistep: { lr: number; milestones: number[]; gamma: number; values: number[] };
@@ -12,7 +18,7 @@ const G = golden<{
   blr: Array<{ blr: number; batch: number; lr: number }>;
 }>('schedule.json');
 
-test('warmupCosine matches MAE\'s adjust_learning_rate per iteration', () => {
+test("warmupCosine matches MAE's adjust_learning_rate per iteration", () => {
   for (const { spec, points } of G.cosine) {
     const sched = warmupCosine({ lr: spec.lr, minLr: spec.min_lr, warmupEpochs: spec.warmup_epochs, epochs: spec.epochs });
     for (const [e, i, ep, lr] of points) {
@@ -54,11 +60,16 @@ test('scaleLr is blr × batch / 256', () => {
   assert.equal(scaleLr(1, 512, 512), 1);
 });
 
-test('setLr applies each group\'s lrScale (layer-wise decay)', () => {
+test("setLr applies each group's lrScale (layer-wise decay)", () => {
   const a = torch.keep(t64([1], true));
   const b = torch.keep(t64([1], true));
   const opt = new SGD([{ params: [['a', a]], lrScale: 0.25 }, { params: [['b', b]] }]);
   opt.setLr(0.8);
-  assert.deepEqual(opt.paramGroups.map((g) => g.lr), [0.2, 0.8]);
-  opt.dispose(); a.dispose(); b.dispose();
+  assert.deepEqual(
+    opt.paramGroups.map((g) => g.lr),
+    [0.2, 0.8],
+  );
+  opt.dispose();
+  a.dispose();
+  b.dispose();
 });

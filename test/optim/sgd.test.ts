@@ -22,7 +22,8 @@ test('SGD: no momentum keeps no state tensors; Nesterov needs momentum and no da
   assert.equal(opt.stateDict().tensors.size, 0);
   assert.throws(() => new SGD([['w', w]], { nesterov: true }), /Nesterov/);
   assert.throws(() => new SGD([['w', w]], { nesterov: true, momentum: 0.9, dampening: 0.1 }), /Nesterov/);
-  opt.dispose(); w.dispose();
+  opt.dispose();
+  w.dispose();
 });
 
 test('SGD: a momentum buffer starts as the first update direction even when momentum is switched on later', () => {
@@ -35,5 +36,6 @@ test('SGD: a momentum buffer starts as the first update direction even when mome
   opt.step(); // buf = g (dampening ignored on the first buffered update), w = -2
   opt.step(); // buf = 0.5·1 + 0.5·1 = 1, w = -3
   assertClose(w, [-3, -3], 1e-12, 'w');
-  opt.dispose(); w.dispose();
+  opt.dispose();
+  w.dispose();
 });

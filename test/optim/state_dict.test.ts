@@ -23,11 +23,15 @@ for (const [label, c, make] of CASES) {
     const b = make(groupSpecs(c, paramsB));
     b.paramGroups[0].weightDecay = 0.123;
     b.loadStateDict({ tensors: sd.tensors, meta });
-    assert.deepEqual(b.paramGroups.map(({ params: _p, ...h }) => h), a.paramGroups.map(({ params: _p, ...h }) => h));
+    assert.deepEqual(
+      b.paramGroups.map(({ params: _p, ...h }) => h),
+      a.paramGroups.map(({ params: _p, ...h }) => h),
+    );
     disposeAll(sd.tensors.values()); // the optimiser copied them
     runSteps(c, paramsB, b, 3, c.steps.length, TOL, `${label} B`);
     runSteps(c, paramsA, a, 3, c.steps.length, TOL, `${label} A`);
-    a.dispose(); b.dispose();
+    a.dispose();
+    b.dispose();
     disposeAll([...paramsA.values(), ...paramsB.values()]);
   });
 }
@@ -40,15 +44,29 @@ test('state dict layout: tensors keyed "<state>.<param name>", JSON meta with st
   const sd = opt.stateDict();
   // 'cls_token' has no gradient at step 0 and 'blocks.0.attn.qkv.bias' none at step 1
   assert.deepEqual(sd.meta.state, {
-    'blocks.0.attn.qkv.weight': { step: 2 }, 'head.weight': { step: 2 }, 'blocks.0.attn.qkv.bias': { step: 1 }, cls_token: { step: 1 },
+    'blocks.0.attn.qkv.weight': { step: 2 },
+    'head.weight': { step: 2 },
+    'blocks.0.attn.qkv.bias': { step: 1 },
+    cls_token: { step: 1 },
   });
   assert.deepEqual([...sd.tensors.keys()].sort(), [
-    'exp_avg.blocks.0.attn.qkv.bias', 'exp_avg.blocks.0.attn.qkv.weight', 'exp_avg.cls_token', 'exp_avg.head.weight',
-    'exp_avg_sq.blocks.0.attn.qkv.bias', 'exp_avg_sq.blocks.0.attn.qkv.weight', 'exp_avg_sq.cls_token', 'exp_avg_sq.head.weight',
+    'exp_avg.blocks.0.attn.qkv.bias',
+    'exp_avg.blocks.0.attn.qkv.weight',
+    'exp_avg.cls_token',
+    'exp_avg.head.weight',
+    'exp_avg_sq.blocks.0.attn.qkv.bias',
+    'exp_avg_sq.blocks.0.attn.qkv.weight',
+    'exp_avg_sq.cls_token',
+    'exp_avg_sq.head.weight',
   ]);
   assert.equal(sd.meta.type, 'AdamW');
   assert.deepEqual(sd.meta.groups[1], {
-    lr: c.steps[1].lrs[1], betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0, lrScale: 1, params: ['blocks.0.attn.qkv.bias', 'cls_token'],
+    lr: c.steps[1].lrs[1],
+    betas: [0.9, 0.95],
+    eps: 1e-8,
+    weightDecay: 0,
+    lrScale: 1,
+    params: ['blocks.0.attn.qkv.bias', 'cls_token'],
   });
   // Without clone the tensors share storage with the live state; disposing them leaves the state intact.
   const live = opt.getState('head.weight')!.tensors.get('exp_avg')!;
@@ -61,11 +79,29 @@ test('state dict layout: tensors keyed "<state>.<param name>", JSON meta with st
 });
 
 test('loadStateDict rejects mismatches clearly and changes nothing', () => {
-  const w = torch.keep(t64([[1, 2], [3, 4]], true));
+  const w = torch.keep(
+    t64(
+      [
+        [1, 2],
+        [3, 4],
+      ],
+      true,
+    ),
+  );
   const b = torch.keep(t64([1, 2], true));
-  const opt = new AdamW([['w', w], ['b', b]]);
-  const g = t64([[1, 1], [1, 1]]); w.grad = g; g.dispose();
-  const gb = t64([1, 1]); b.grad = gb; gb.dispose();
+  const opt = new AdamW([
+    ['w', w],
+    ['b', b],
+  ]);
+  const g = t64([
+    [1, 1],
+    [1, 1],
+  ]);
+  w.grad = g;
+  g.dispose();
+  const gb = t64([1, 1]);
+  b.grad = gb;
+  gb.dispose();
   opt.step();
   const good = opt.stateDict({ clone: true });
   const before = Array.from(opt.getState('w')!.tensors.get('exp_avg')!.toFloat64Array());
@@ -74,19 +110,45 @@ test('loadStateDict rejects mismatches clearly and changes nothing', () => {
     f(sd);
     return sd;
   };
-  const renamed = with_((sd) => { sd.meta.groups[0].params = ['w', 'bias']; });
+  const renamed = with_((sd) => {
+    sd.meta.groups[0].params = ['w', 'bias'];
+  });
   assert.throws(() => opt.loadStateDict(renamed), /parameter group 0 differs: missing in the state dict: b; not in the optimiser: bias/);
   const bad = torch.zeros([2, 3], { dtype: 'float64' });
-  assert.throws(() => opt.loadStateDict(with_((sd) => sd.tensors.set('exp_avg.w', bad))),
-    /tensor 'exp_avg.w' has shape \[2,3\], parameter has \[2,2\]/);
+  assert.throws(() => opt.loadStateDict(with_((sd) => sd.tensors.set('exp_avg.w', bad))), /tensor 'exp_avg.w' has shape \[2,3\], parameter has \[2,2\]/);
   assert.throws(() => opt.loadStateDict(with_((sd) => sd.tensors.delete('exp_avg_sq.b'))), /missing tensor 'exp_avg_sq.b'/);
   assert.throws(() => opt.loadStateDict(with_((sd) => sd.tensors.set('momentum_buffer.w', bad))), /unexpected tensor 'momentum_buffer.w'/);
-  assert.throws(() => opt.loadStateDict(with_((sd) => { sd.meta.state.nope = { step: 1 }; })), /state for unknown parameter 'nope'/);
-  assert.throws(() => opt.loadStateDict(with_((sd) => { sd.meta.type = 'SGD'; })), /for SGD, not AdamW/);
-  assert.throws(() => new SGD([['w', w], ['b', b]]).loadStateDict(good), /for AdamW, not SGD/);
+  assert.throws(
+    () =>
+      opt.loadStateDict(
+        with_((sd) => {
+          sd.meta.state.nope = { step: 1 };
+        }),
+      ),
+    /state for unknown parameter 'nope'/,
+  );
+  assert.throws(
+    () =>
+      opt.loadStateDict(
+        with_((sd) => {
+          sd.meta.type = 'SGD';
+        }),
+      ),
+    /for SGD, not AdamW/,
+  );
+  assert.throws(
+    () =>
+      new SGD([
+        ['w', w],
+        ['b', b],
+      ]).loadStateDict(good),
+    /for AdamW, not SGD/,
+  );
   assert.deepEqual(Array.from(opt.getState('w')!.tensors.get('exp_avg')!.toFloat64Array()), before);
   assert.equal(opt.getState('w')!.step, 1);
   bad.dispose();
   disposeAll(good.tensors.values());
-  opt.dispose(); w.dispose(); b.dispose();
+  opt.dispose();
+  w.dispose();
+  b.dispose();
 });

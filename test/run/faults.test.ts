@@ -27,13 +27,34 @@ function data(seed = 1): TrainData {
 
 function options(outDir: string, extra: Record<string, unknown> = {}): PretrainOptions {
   return resolveOptions(PRETRAIN_OPTIONS, {
-    model: 'vit_tiny', imgSize: 16, patchSize: 4, embedDim: 32, depth: 2, numHeads: 2, decoderDepth: 1, blur: false,
-    batchSize: 4, epochs: 20, warmupEpochs: 1, blr: 1e-3, logEvery: 1, checkpointEvery: 3, keepLast: 2, outDir, threads: 1, seed: 2, ...extra,
+    model: 'vit_tiny',
+    imgSize: 16,
+    patchSize: 4,
+    embedDim: 32,
+    depth: 2,
+    numHeads: 2,
+    decoderDepth: 1,
+    blur: false,
+    batchSize: 4,
+    epochs: 20,
+    warmupEpochs: 1,
+    blr: 1e-3,
+    logEvery: 1,
+    checkpointEvery: 3,
+    keepLast: 2,
+    outDir,
+    threads: 1,
+    seed: 2,
+    ...extra,
   });
 }
 
 const quiet = { log: () => {} };
-const steps = (dir: string) => new CheckpointManager(dir).list().map((c) => c.step).sort((a, b) => a - b);
+const steps = (dir: string) =>
+  new CheckpointManager(dir)
+    .list()
+    .map((c) => c.step)
+    .sort((a, b) => a - b);
 
 function corrupt(file: string): void {
   const bytes = readFileSync(file);
@@ -73,12 +94,21 @@ test('a fresh run (--no-resume) in a folder with another run moves that run asid
   const previous = readdirSync(join(dir, 'previous'));
   assert.equal(previous.length, 1);
   const archived = join(dir, 'previous', previous[0]);
-  assert.deepEqual(new CheckpointManager(archived).list().map((c) => c.step).sort(), [4, 5]);
+  assert.deepEqual(
+    new CheckpointManager(archived)
+      .list()
+      .map((c) => c.step)
+      .sort(),
+    [4, 5],
+  );
   assert.equal(readFileSync(join(archived, 'checkpoints', 'best', 'state.json'), 'utf8'), oldBest);
   assert.deepEqual(steps(dir), [2]);
   const best = JSON.parse(readFileSync(join(dir, 'checkpoints', 'best', 'state.json'), 'utf8')) as { step: number; runId: string };
   assert.equal(best.step <= 2, true, 'best belongs to the new run');
-  assert.deepEqual(readMetrics(join(dir, 'metrics.jsonl')).map((m) => m.step), [1, 2]);
+  assert.deepEqual(
+    readMetrics(join(dir, 'metrics.jsonl')).map((m) => m.step),
+    [1, 2],
+  );
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -126,10 +156,24 @@ test('resuming with a changed recipe is refused with a table of the changes, and
 test('after a crash, the resumed run logs each step once', async () => {
   const dir = tmp('crash');
   // Checkpoints at steps 3 and 4 (epoch end), metrics logged up to step 5, then a crash in step 6.
-  await assert.rejects(pretrain(options(dir, { maxSteps: 8 }), data(), { ...quiet, onStep: (s) => { if (s === 6) throw new Error('crash'); } }), /crash/);
-  assert.deepEqual(readMetrics(join(dir, 'metrics.jsonl')).map((m) => m.step), [1, 2, 3, 4, 5]);
+  await assert.rejects(
+    pretrain(options(dir, { maxSteps: 8 }), data(), {
+      ...quiet,
+      onStep: (s) => {
+        if (s === 6) throw new Error('crash');
+      },
+    }),
+    /crash/,
+  );
+  assert.deepEqual(
+    readMetrics(join(dir, 'metrics.jsonl')).map((m) => m.step),
+    [1, 2, 3, 4, 5],
+  );
   await pretrain(options(dir, { maxSteps: 8 }), data(), quiet);
-  assert.deepEqual(readMetrics(join(dir, 'metrics.jsonl')).map((m) => m.step), [1, 2, 3, 4, 5, 6, 7, 8]);
+  assert.deepEqual(
+    readMetrics(join(dir, 'metrics.jsonl')).map((m) => m.step),
+    [1, 2, 3, 4, 5, 6, 7, 8],
+  );
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -145,7 +189,10 @@ test('a finished run started again does nothing, keeps its checkpoint and report
   assert.equal(statSync(ckpt).mtimeMs, mtime);
   assert.ok(Number.isFinite(again.firstLoss) && Number.isFinite(again.lastLoss));
   assert.equal(again.lastLoss, first.lastLoss);
-  assert.throws(() => validatePretrain(options(dir, { epochs: 0, warmupEpochs: 0 })), (e: unknown) => e instanceof OptionError && e.key === 'epochs');
+  assert.throws(
+    () => validatePretrain(options(dir, { epochs: 0, warmupEpochs: 0 })),
+    (e: unknown) => e instanceof OptionError && e.key === 'epochs',
+  );
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -159,8 +206,14 @@ test('evaluation refuses a corrupted checkpoint folder unless verification is tu
 });
 
 test('model-config errors name the option, an oversized model is refused before allocation, a teacher error names its file', () => {
-  assert.throws(() => modelConfigFrom(options('/x', { similaritySource: 'teacher' })), (e: unknown) => e instanceof OptionError && e.key === 'similaritySource');
-  assert.throws(() => modelConfigFrom(options('/x', { mlpRatio: 1e7 })), (e: unknown) => e instanceof OptionError && e.key === 'mlpRatio' && /billion parameters/.test(e.message));
+  assert.throws(
+    () => modelConfigFrom(options('/x', { similaritySource: 'teacher' })),
+    (e: unknown) => e instanceof OptionError && e.key === 'similaritySource',
+  );
+  assert.throws(
+    () => modelConfigFrom(options('/x', { mlpRatio: 1e7 })),
+    (e: unknown) => e instanceof OptionError && e.key === 'mlpRatio' && /billion parameters/.test(e.message),
+  );
   const o = options('/x');
   assert.doesNotThrow(() => checkModelFits(modelConfigFrom(o), o));
   const cfg = modelConfigFrom(o);

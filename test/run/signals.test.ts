@@ -12,9 +12,44 @@ const MAIN = resolve(__dirname, '..', '..', 'src', 'cli', 'main.js');
 
 /** Runs a small CLI pre-training, sends `signal` once it has logged a step; resolves with the exit code. */
 function stopRun(signal: NodeJS.Signals, outDir: string): Promise<{ code: number | null; stderr: string }> {
-  const args = [MAIN, 'pretrain', '--dataset', 'synthetic', '--synthetic-size', '512', '--img-size', '16', '--patch-size', '4', '--model', 'vit_tiny',
-    '--embed-dim', '32', '--depth', '2', '--num-heads', '2', '--decoder-depth', '1', '--batch-size', '8', '--epochs', '50', '--warmup-epochs', '1',
-    '--log-every', '1', '--checkpoint-every', '100000', '--threads', '1', '--num-workers', '0', '--out-dir', outDir];
+  const args = [
+    MAIN,
+    'pretrain',
+    '--dataset',
+    'synthetic',
+    '--synthetic-size',
+    '512',
+    '--img-size',
+    '16',
+    '--patch-size',
+    '4',
+    '--model',
+    'vit_tiny',
+    '--embed-dim',
+    '32',
+    '--depth',
+    '2',
+    '--num-heads',
+    '2',
+    '--decoder-depth',
+    '1',
+    '--batch-size',
+    '8',
+    '--epochs',
+    '50',
+    '--warmup-epochs',
+    '1',
+    '--log-every',
+    '1',
+    '--checkpoint-every',
+    '100000',
+    '--threads',
+    '1',
+    '--num-workers',
+    '0',
+    '--out-dir',
+    outDir,
+  ];
   return new Promise((done, fail) => {
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
@@ -31,7 +66,10 @@ function stopRun(signal: NodeJS.Signals, outDir: string): Promise<{ code: number
   });
 }
 
-for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+for (const [signal, code] of [
+  ['SIGINT', 130],
+  ['SIGTERM', 143],
+] as const) {
   test(`a run stopped by ${signal} writes its checkpoint and exits ${code}`, async () => {
     const dir = mkdtempSync(join(tmpdir(), 'semaim-signal-'));
     const r = await stopRun(signal, dir);
@@ -47,7 +85,9 @@ for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
 test('a second signal exits at once with the signal code', () => {
   const exits: number[] = [];
   const realExit = process.exit;
-  process.exit = ((c?: number) => { exits.push(c ?? 0); }) as typeof process.exit;
+  process.exit = ((c?: number) => {
+    exits.push(c ?? 0);
+  }) as typeof process.exit;
   const stop: StopRequest = { requested: false };
   const release = catchStopSignals(stop, () => {});
   // As Node delivers a signal: the listener gets its name.

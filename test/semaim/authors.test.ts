@@ -15,9 +15,19 @@ import { AdamW, clipGradNorm, paramGroupsWeightDecay } from '../../src/optim';
 const GOLDEN = join(__dirname, '..', '..', '..', 'test', 'golden', 'semaim');
 
 interface AuthorsConfig {
-  imgSize: number; patchSize: number; embedDim: number; depth: number; numHeads: number; mlpRatio: number; decoderDepth: number;
+  imgSize: number;
+  patchSize: number;
+  embedDim: number;
+  depth: number;
+  numHeads: number;
+  mlpRatio: number;
+  decoderDepth: number;
   order: { type: 'semantic'; filter: boolean; lambda: number };
-  lr: number; betas: [number, number]; weightDecay: number; clip: number; steps: number;
+  lr: number;
+  betas: [number, number];
+  weightDecay: number;
+  clip: number;
+  steps: number;
 }
 
 function replay(name: string, dtype: 'float64' | 'float32'): { losses: number[]; expect: number[]; orderErr: number[] } {
@@ -25,7 +35,12 @@ function replay(name: string, dtype: 'float64' | 'float32'): { losses: number[];
   const g = JSON.parse(metadata.config) as AuthorsConfig;
   const expect = JSON.parse(dtype === 'float64' ? metadata.losses_f64 : metadata.losses_f32) as number[];
   const cfg: SemAIMConfig = {
-    imgSize: g.imgSize, patchSize: g.patchSize, embedDim: g.embedDim, depth: g.depth, numHeads: g.numHeads, mlpRatio: g.mlpRatio,
+    imgSize: g.imgSize,
+    patchSize: g.patchSize,
+    embedDim: g.embedDim,
+    depth: g.depth,
+    numHeads: g.numHeads,
+    mlpRatio: g.mlpRatio,
     decoderDepth: g.decoderDepth,
     order: { type: 'semantic', source: 'online', filter: g.order.filter, lambda: g.order.lambda },
     target: { type: 'pixels', normPix: true, blur: true, blurKernel: 9, blurSigma: 1 },
@@ -63,13 +78,20 @@ function replay(name: string, dtype: 'float64' | 'float32'): { losses: number[];
 }
 
 for (const name of ['authors_paper', 'authors_code']) {
-  for (const [dtype, tol, orderTol] of [['float64', 1e-8, 1e-12], ['float32', 1e-5, 1e-5]] as const) {
+  for (const [dtype, tol, orderTol] of [
+    ['float64', 1e-8, 1e-12],
+    ['float32', 1e-5, 1e-5],
+  ] as const) {
     test(`${name} (${dtype}): our fast path reproduces the authors'-style masked reference over 5 AdamW steps`, () => {
       // The reference is IEEE float32: keep cuDNN's TF32 convolutions (PyTorch's default on a GPU) out of it.
       const tf32 = torch.backends.cudnn.allowTF32;
       torch.backends.cudnn.allowTF32 = false;
       let r: ReturnType<typeof replay>;
-      try { r = replay(name, dtype); } finally { torch.backends.cudnn.allowTF32 = tf32; }
+      try {
+        r = replay(name, dtype);
+      } finally {
+        torch.backends.cudnn.allowTF32 = tf32;
+      }
       const { losses, expect, orderErr } = r;
       assert.equal(losses.length, expect.length);
       orderErr.forEach((e, s) => assert.ok(e < orderTol, `step ${s}: order values differ by ${e}`));

@@ -4,8 +4,19 @@ import { join } from 'node:path';
 import * as torch from '../../src/torch';
 import { loadTensors } from '../../src/io';
 import {
-  SemAIM, SemAIMConfig, VisionTransformer, makeConfig, decoderTaps, sincosPosEmbed2d, configToJSON, configFromJSON, ConfigError,
-  OrderConfig, semanticOrder, encoderSimilarity, strictOrder,
+  SemAIM,
+  SemAIMConfig,
+  VisionTransformer,
+  makeConfig,
+  decoderTaps,
+  sincosPosEmbed2d,
+  configToJSON,
+  configFromJSON,
+  ConfigError,
+  OrderConfig,
+  semanticOrder,
+  encoderSimilarity,
+  strictOrder,
 } from '../../src/semaim';
 
 const GOLDEN = join(__dirname, '..', '..', '..', 'test', 'golden', 'semaim');
@@ -15,7 +26,13 @@ function maxRel(a: torch.Tensor, b: torch.Tensor): number {
 }
 
 interface GoldenConfig {
-  imgSize: number; patchSize: number; embedDim: number; depth: number; numHeads: number; mlpRatio: number; decoderDepth: number;
+  imgSize: number;
+  patchSize: number;
+  embedDim: number;
+  depth: number;
+  numHeads: number;
+  mlpRatio: number;
+  decoderDepth: number;
   target: { type: 'pixel' | 'feature'; normPix: boolean; blur: boolean; blurKernel: number; blurSigma: number };
   teacher: null | { imgSize: number; patchSize: number; embedDim: number; depth: number; numHeads: number; mlpRatio: number; prefix: string };
   order: { type: string; filter?: boolean; lambda?: number };
@@ -25,17 +42,31 @@ interface GoldenConfig {
 function loadCase(name: string) {
   const { tensors, metadata } = loadTensors(join(GOLDEN, `${name}.safetensors`), { device: torch.getDefaultDevice() });
   const g = JSON.parse(metadata.config) as GoldenConfig;
-  const order: OrderConfig = g.order.type === 'semantic'
-    ? { type: 'semantic', source: 'online', filter: !!g.order.filter, lambda: g.order.lambda! }
-    : { type: 'stochastic' };
-  const teacherConfig = g.teacher ? { imgSize: g.teacher.imgSize, patchSize: g.teacher.patchSize, embedDim: g.teacher.embedDim,
-    depth: g.teacher.depth, numHeads: g.teacher.numHeads, mlpRatio: g.teacher.mlpRatio } : null;
+  const order: OrderConfig =
+    g.order.type === 'semantic' ? { type: 'semantic', source: 'online', filter: !!g.order.filter, lambda: g.order.lambda! } : { type: 'stochastic' };
+  const teacherConfig = g.teacher
+    ? {
+        imgSize: g.teacher.imgSize,
+        patchSize: g.teacher.patchSize,
+        embedDim: g.teacher.embedDim,
+        depth: g.teacher.depth,
+        numHeads: g.teacher.numHeads,
+        mlpRatio: g.teacher.mlpRatio,
+      }
+    : null;
   const cfg: SemAIMConfig = {
-    imgSize: g.imgSize, patchSize: g.patchSize, embedDim: g.embedDim, depth: g.depth, numHeads: g.numHeads, mlpRatio: g.mlpRatio,
-    decoderDepth: g.decoderDepth, order,
-    target: g.target.type === 'pixel'
-      ? { type: 'pixels', normPix: g.target.normPix, blur: g.target.blur, blurKernel: g.target.blurKernel, blurSigma: g.target.blurSigma }
-      : { type: 'features', teacher: 'in-file', teacherConfig: teacherConfig! },
+    imgSize: g.imgSize,
+    patchSize: g.patchSize,
+    embedDim: g.embedDim,
+    depth: g.depth,
+    numHeads: g.numHeads,
+    mlpRatio: g.mlpRatio,
+    decoderDepth: g.decoderDepth,
+    order,
+    target:
+      g.target.type === 'pixel'
+        ? { type: 'pixels', normPix: g.target.normPix, blur: g.target.blur, blurKernel: g.target.blurKernel, blurSigma: g.target.blurSigma }
+        : { type: 'features', teacher: 'in-file', teacherConfig: teacherConfig! },
   };
   const model = new SemAIM(cfg).to({ dtype: 'float64' });
   assert.deepEqual(model.taps, g.decoderTaps);
@@ -93,7 +124,10 @@ function tinyConfig(decoderDepth: number, order: OrderConfig): SemAIMConfig {
 }
 
 const orders: OrderConfig[] = [
-  { type: 'raster' }, { type: 'snake' }, { type: 'stochastic' }, { type: 'similarity', source: 'online' },
+  { type: 'raster' },
+  { type: 'snake' },
+  { type: 'stochastic' },
+  { type: 'similarity', source: 'online' },
   { type: 'semantic', source: 'online', filter: true, lambda: 0.01 },
   { type: 'multicenter', source: 'online', k: 3, minRelHeight: 0.3, minDistance: 2, filter: true, lambda: 0.01 },
 ];
@@ -158,15 +192,17 @@ test('decoder taps are uniform for any decoder depth', () => {
 test('the first patch of the order is predicted from [CLS] and its own position only', () => {
   torch.manualSeed(5);
   const model = new SemAIM(tinyConfig(4, { type: 'raster' })).initWeights();
-  torch.noGrad(() => torch.scope(() => {
-    const a = torch.randn([1, 3, 24, 24]);
-    const b = torch.randn([1, 3, 24, 24]);
-    const order = torch.rand([1, 36]);
-    const first = (order.argmin(1).tolist() as number[])[0];
-    const pa = model.forward(a, order, { outputs: 'all' }).pred!.select(1, first);
-    const pb = model.forward(b, order, { outputs: 'all' }).pred!.select(1, first);
-    assert.ok(pa.sub(pb).abs().max().item() < 1e-6);
-  }));
+  torch.noGrad(() =>
+    torch.scope(() => {
+      const a = torch.randn([1, 3, 24, 24]);
+      const b = torch.randn([1, 3, 24, 24]);
+      const order = torch.rand([1, 36]);
+      const first = (order.argmin(1).tolist() as number[])[0];
+      const pa = model.forward(a, order, { outputs: 'all' }).pred!.select(1, first);
+      const pb = model.forward(b, order, { outputs: 'all' }).pred!.select(1, first);
+      assert.ok(pa.sub(pb).abs().max().item() < 1e-6);
+    }),
+  );
   model.dispose();
 });
 
@@ -183,11 +219,25 @@ test('sin-cos position embedding: MAE layout, zero [CLS] row', () => {
 test('config round-trips through JSON and bad values are refused naming the key', () => {
   const c = makeConfig('vit_small', { imgSize: 32, patchSize: 4, decoderDepth: 6 });
   assert.deepEqual(configFromJSON(configToJSON(c)), c);
-  assert.throws(() => makeConfig('vit_tiny', { imgSize: 30, patchSize: 4 }), (e: unknown) => e instanceof ConfigError && e.key === 'imgSize');
-  assert.throws(() => makeConfig('vit_tiny', { decoderDepth: 13 }), (e: unknown) => e instanceof ConfigError && e.key === 'decoderDepth');
-  assert.throws(() => makeConfig('vit_giant'), (e: unknown) => e instanceof ConfigError && e.key === 'preset');
+  assert.throws(
+    () => makeConfig('vit_tiny', { imgSize: 30, patchSize: 4 }),
+    (e: unknown) => e instanceof ConfigError && e.key === 'imgSize',
+  );
+  assert.throws(
+    () => makeConfig('vit_tiny', { decoderDepth: 13 }),
+    (e: unknown) => e instanceof ConfigError && e.key === 'decoderDepth',
+  );
+  assert.throws(
+    () => makeConfig('vit_giant'),
+    (e: unknown) => e instanceof ConfigError && e.key === 'preset',
+  );
   assert.throws(() => makeConfig('vit_tiny', { order: { type: 'semantic', source: 'teacher', filter: true, lambda: 0.01 } }), /order.source/);
-  for (const [name, dims] of [['vit_tiny', [192, 12, 3]], ['vit_base', [768, 12, 12]], ['vit_large', [1024, 24, 16]], ['vit_huge', [1280, 32, 16]]] as const) {
+  for (const [name, dims] of [
+    ['vit_tiny', [192, 12, 3]],
+    ['vit_base', [768, 12, 12]],
+    ['vit_large', [1024, 24, 16]],
+    ['vit_huge', [1280, 32, 16]],
+  ] as const) {
     const p = makeConfig(name);
     assert.deepEqual([p.embedDim, p.depth, p.numHeads], dims);
   }
@@ -209,20 +259,28 @@ test('backbone features: [CLS], mean-pooled and all tokens; timm names', () => {
 
 test("similarity tokens (authors' attention_type): 'cls' by default, 'gap' and 'self' on request, refused when unknown", () => {
   torch.manualSeed(6);
-  const semantic = (tokens?: 'cls' | 'gap' | 'self'): OrderConfig => ({ type: 'semantic', source: 'online', filter: true, lambda: 0, ...(tokens ? { tokens } : {}) });
+  const semantic = (tokens?: 'cls' | 'gap' | 'self'): OrderConfig => ({
+    type: 'semantic',
+    source: 'online',
+    filter: true,
+    lambda: 0,
+    ...(tokens ? { tokens } : {}),
+  });
   const x = torch.randn([2, 3, 24, 24]);
   const noise = torch.zeros([2, 36]);
   const model = new SemAIM(tinyConfig(4, semantic())).initWeights();
   const self = new SemAIM(tinyConfig(4, semantic('self')));
   self.loadStateDict(model.stateDict(), { strict: true });
-  torch.noGrad(() => torch.scope(() => {
-    const own = model.makeOrder(x, { noise });
-    assert.ok(own.similarity!.sub(encoderSimilarity(model, x)).abs().max().item() === 0, "default = the paper's [CLS] map");
-    const s = self.makeOrder(x, { noise });
-    const att = model.clsAttention(x);
-    assert.ok(s.similarity!.sub(att).abs().max().item() < 1e-6, "'self' = last block's [CLS] attention");
-    assert.ok(encoderSimilarity(model, x, 'softmax', 'gap').sub(own.similarity!).abs().max().item() > 1e-6, "'gap' differs from 'cls'");
-  }));
+  torch.noGrad(() =>
+    torch.scope(() => {
+      const own = model.makeOrder(x, { noise });
+      assert.ok(own.similarity!.sub(encoderSimilarity(model, x)).abs().max().item() === 0, "default = the paper's [CLS] map");
+      const s = self.makeOrder(x, { noise });
+      const att = model.clsAttention(x);
+      assert.ok(s.similarity!.sub(att).abs().max().item() < 1e-6, "'self' = last block's [CLS] attention");
+      assert.ok(encoderSimilarity(model, x, 'softmax', 'gap').sub(own.similarity!).abs().max().item() > 1e-6, "'gap' differs from 'cls'");
+    }),
+  );
   const bad = { type: 'semantic', source: 'online', filter: true, lambda: 0, tokens: 'mean' } as unknown as OrderConfig;
   assert.throws(() => makeConfig('vit_tiny', { order: bad }), /order.tokens/);
   model.dispose();
@@ -232,21 +290,37 @@ test("similarity tokens (authors' attention_type): 'cls' by default, 'gap' and '
 test('the similarity pass under bf16 autocast: S stays float32 and close to the fp32 map, the order stays strict', () => {
   torch.manualSeed(11);
   for (const tokens of ['cls', 'gap', 'self'] as const) {
-    const model = new SemAIM(makeConfig('vit_tiny', {
-      imgSize: 24, patchSize: 4, embedDim: 48, depth: 4, numHeads: 3, decoderDepth: 2,
-      order: { type: 'semantic', source: 'online', filter: true, lambda: 0.01, tokens },
-    })).initWeights();
+    const model = new SemAIM(
+      makeConfig('vit_tiny', {
+        imgSize: 24,
+        patchSize: 4,
+        embedDim: 48,
+        depth: 4,
+        numHeads: 3,
+        decoderDepth: 2,
+        order: { type: 'semantic', source: 'online', filter: true, lambda: 0.01, tokens },
+      }),
+    ).initWeights();
     torch.scope(() => {
       const images = torch.randn([4, 3, 24, 24]);
       const fp32 = model.makeOrder(images, { noise: torch.rand([4, 36]) });
-      const bf16 = torch.autocast({ device: torch.deviceType(torch.getDefaultDevice()), dtype: 'bfloat16' }, () => model.makeOrder(images, { noise: torch.rand([4, 36]) }));
+      const bf16 = torch.autocast({ device: torch.deviceType(torch.getDefaultDevice()), dtype: 'bfloat16' }, () =>
+        model.makeOrder(images, { noise: torch.rand([4, 36]) }),
+      );
       assert.equal(bf16.similarity!.dtype, 'float32', tokens);
       assert.equal(bf16.order.dtype, 'float32', tokens);
       const rel = bf16.similarity!.sub(fp32.similarity!).abs().max().item() / fp32.similarity!.abs().max().item();
       assert.ok(rel < 0.05, `${tokens}: S under bf16 differs from fp32 by ${rel} of its range`);
       assert.ok(rel > 0, `${tokens}: the pass did run in bf16`);
       const [sorted] = bf16.order.sort(1);
-      assert.ok(sorted.narrow(1, 1, 35).sub(sorted.narrow(1, 0, 35)).min().item() > 0, `${tokens}: order values are strict`);
+      assert.ok(
+        sorted
+          .narrow(1, 1, 35)
+          .sub(sorted.narrow(1, 0, 35))
+          .min()
+          .item() > 0,
+        `${tokens}: order values are strict`,
+      );
     });
     model.dispose();
   }

@@ -2,8 +2,18 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as torch from '../../src/torch';
 import {
-  rasterOrder, snakeOrder, stochasticOrder, similarityOrder, semanticOrder, multicenterOrder, meanFilter3x3, strictOrder,
-  similarityMap, orderFromConfig, OrderConfig, checkOrder,
+  rasterOrder,
+  snakeOrder,
+  stochasticOrder,
+  similarityOrder,
+  semanticOrder,
+  multicenterOrder,
+  meanFilter3x3,
+  strictOrder,
+  similarityMap,
+  orderFromConfig,
+  OrderConfig,
+  checkOrder,
 } from '../../src/semaim';
 
 const grid = { gridH: 6, gridW: 6 };
@@ -20,26 +30,35 @@ function isStrict(p: number[]): boolean {
 /** A similarity map with one bump centred on (r, c). */
 function bump(B: number, r: number, c: number): torch.Tensor {
   const vals: number[] = [];
-  for (let b = 0; b < B; b++) for (let i = 0; i < N; i++) {
-    const y = Math.floor(i / 6); const x = i % 6;
-    vals.push(Math.exp(-((y - r) ** 2 + (x - c) ** 2) / 2));
-  }
+  for (let b = 0; b < B; b++)
+    for (let i = 0; i < N; i++) {
+      const y = Math.floor(i / 6);
+      const x = i % 6;
+      vals.push(Math.exp(-((y - r) ** 2 + (x - c) ** 2) / 2));
+    }
   return torch.tensor(vals, { shape: [B, N] }).softmax(1);
 }
 
 test('raster and snake match their definitions', () => {
-  assert.deepEqual(rows(rasterOrder(2, grid))[1], Array.from({ length: N }, (_, i) => i));
+  assert.deepEqual(
+    rows(rasterOrder(2, grid))[1],
+    Array.from({ length: N }, (_, i) => i),
+  );
   const s = rows(snakeOrder(1, grid))[0];
-  for (let r = 0; r < 6; r++) for (let c = 0; c < 6; c++) {
-    assert.equal(s[r * 6 + c], r % 2 === 0 ? r * 6 + c : r * 6 + (5 - c));
-  }
+  for (let r = 0; r < 6; r++)
+    for (let c = 0; c < 6; c++) {
+      assert.equal(s[r * 6 + c], r % 2 === 0 ? r * 6 + c : r * 6 + (5 - c));
+    }
 });
 
 test('every order type gives finite order values; strictOrder ranks them, ties in patch-index order', () => {
   torch.manualSeed(1);
   const S = torch.rand([3, N]).softmax(1);
   const configs: OrderConfig[] = [
-    { type: 'raster' }, { type: 'snake' }, { type: 'stochastic' }, { type: 'similarity', source: 'online' },
+    { type: 'raster' },
+    { type: 'snake' },
+    { type: 'stochastic' },
+    { type: 'similarity', source: 'online' },
     { type: 'semantic', source: 'online', filter: true, lambda: 0.01 },
     { type: 'semantic', source: 'online', filter: false, lambda: 1e-3 },
     { type: 'multicenter', source: 'online', k: 3, minRelHeight: 0.5, minDistance: 2, filter: true, lambda: 0.01 },
@@ -51,10 +70,15 @@ test('every order type gives finite order values; strictOrder ranks them, ties i
     const ranks = rows(strictOrder(p));
     vals.forEach((v, b) => {
       assert.ok(v.every(Number.isFinite), c.type);
-      assert.deepEqual([...ranks[b]].sort((x, y) => x - y), Array.from({ length: N }, (_, i) => i), `${c.type}: ranks are a permutation`);
-      for (let i = 0; i < N; i++) for (let j = 0; j < N; j++) {
-        if (v[i] < v[j] || (v[i] === v[j] && i < j)) assert.ok(ranks[b][i] < ranks[b][j], `${c.type}: rank order`);
-      }
+      assert.deepEqual(
+        [...ranks[b]].sort((x, y) => x - y),
+        Array.from({ length: N }, (_, i) => i),
+        `${c.type}: ranks are a permutation`,
+      );
+      for (let i = 0; i < N; i++)
+        for (let j = 0; j < N; j++) {
+          if (v[i] < v[j] || (v[i] === v[j] && i < j)) assert.ok(ranks[b][i] < ranks[b][j], `${c.type}: rank order`);
+        }
     });
     // Raster and snake are strict by construction.
     if (c.type === 'raster' || c.type === 'snake') vals.forEach((v) => assert.ok(isStrict(v), c.type));
@@ -94,9 +118,13 @@ test('semantic order starts at the argmax of the filtered map and never skips to
     assert.equal(centers[b], argmax);
     const first = p[b].indexOf(Math.min(...p[b]));
     assert.equal(first, argmax, 'the centre is predicted first');
-    const cy = Math.floor(argmax / 6); const cx = argmax % 6;
+    const cy = Math.floor(argmax / 6);
+    const cx = argmax % 6;
     const dist = (i: number) => Math.hypot(Math.floor(i / 6) - cy, (i % 6) - cx);
-    const seq = p[b].map((v, i) => [v, i]).sort((x, y) => x[0] - y[0]).map(([, i]) => dist(i));
+    const seq = p[b]
+      .map((v, i) => [v, i])
+      .sort((x, y) => x[0] - y[0])
+      .map(([, i]) => dist(i));
     for (let i = 1; i < seq.length; i++) assert.ok(seq[i] >= seq[i - 1] - 1e-9, `ring order broken at step ${i}`);
   }
 });
@@ -131,7 +159,12 @@ test('multicenter finds separated peaks and orders by distance to the nearest', 
   assert.equal(valid[0], 1);
   assert.equal(valid[1], 1);
   const p = rows(r.order)[0];
-  const firstTwo = p.map((v, i) => [v, i]).sort((x, y) => x[0] - y[0]).slice(0, 2).map(([, i]) => i).sort((x, y) => x - y);
+  const firstTwo = p
+    .map((v, i) => [v, i])
+    .sort((x, y) => x[0] - y[0])
+    .slice(0, 2)
+    .map(([, i]) => i)
+    .sort((x, y) => x - y);
   assert.deepEqual(firstTwo, [7, 28]);
   const single = multicenterOrder(S, grid, { k: 3, minRelHeight: 0.99, minDistance: 2, filter: false, lambda: 0 });
   assert.deepEqual((single.valid.tolist() as number[][])[0].slice(0, 2), [1, 0]);

@@ -45,7 +45,10 @@ test('host data reaches cuda through pinned memory, asynchronously, intact', { s
 
 test('causal attention on cuda: fused bf16/fp16 and float64 equal the explicit masked softmax', { skip }, () => {
   torch.scope(() => {
-    for (const [L, S] of [[64, 64], [63, 64]]) {
+    for (const [L, S] of [
+      [64, 64],
+      [63, 64],
+    ]) {
       const q = torch.randn([2, 4, L, 32], { dtype: 'float64', device: 'cuda' });
       const k = torch.randn([2, 4, S, 32], { dtype: 'float64', device: 'cuda' });
       const v = torch.randn([2, 4, S, 32], { dtype: 'float64', device: 'cuda' });
@@ -136,11 +139,29 @@ test('pretrain runs on cuda: uint8 uploads, bf16 (auto), checkpoints and resume'
   const { PRETRAIN_OPTIONS, trainDataRequest } = await import('../../src/train/pretrain-options');
   const { resolveOptions } = await import('../../src/util/options');
   const dir = mkdtempSync(join(tmpdir(), 'semaim-cuda-'));
-  const o = (extra: Record<string, unknown>) => resolveOptions(PRETRAIN_OPTIONS, {
-    model: 'vit_tiny', imgSize: 32, patchSize: 4, embedDim: 64, depth: 4, numHeads: 4, decoderDepth: 4,
-    dataset: 'synthetic', syntheticSize: 64, numWorkers: 1, batchSize: 16, epochs: 2, warmupEpochs: 0, blr: 1e-3,
-    logEvery: 2, checkpointEvery: 2, device: 'cuda', outDir: dir, seed: 1, ...extra,
-  });
+  const o = (extra: Record<string, unknown>) =>
+    resolveOptions(PRETRAIN_OPTIONS, {
+      model: 'vit_tiny',
+      imgSize: 32,
+      patchSize: 4,
+      embedDim: 64,
+      depth: 4,
+      numHeads: 4,
+      decoderDepth: 4,
+      dataset: 'synthetic',
+      syntheticSize: 64,
+      numWorkers: 1,
+      batchSize: 16,
+      epochs: 2,
+      warmupEpochs: 0,
+      blr: 1e-3,
+      logEvery: 2,
+      checkpointEvery: 2,
+      device: 'cuda',
+      outDir: dir,
+      seed: 1,
+      ...extra,
+    });
   try {
     const first = await pretrain(o({ maxSteps: 4 }), makeTrainData(trainDataRequest(o({}))), { log: () => {} });
     assert.equal(o({}).precision, 'bf16');

@@ -31,12 +31,17 @@ test('gradcheck: passes a correct gradient, reports a wrong one precisely, frees
     const x = rnd([3, 4], { seed: 1 });
     const r = gradcheck((a) => a.mul(a), [x]);
     assert.equal(r.ok, true);
-    assert.deepEqual(r.inputs.map((i) => [i.input, i.checked]), [[0, 12]]);
+    assert.deepEqual(
+      r.inputs.map((i) => [i.input, i.checked]),
+      [[0, 12]],
+    );
     // d/dx (x * stop_grad(x)) is x, not 2x: the checker must say which input/element and both values.
     let err: unknown;
     try {
       gradcheck((a) => a.mul(a.detach()), [x]);
-    } catch (e) { err = e; }
+    } catch (e) {
+      err = e;
+    }
     assert.ok(err instanceof GradcheckError, 'a wrong gradient must throw GradcheckError');
     const rep = (err as GradcheckError).report;
     assert.equal(rep.ok, false);
@@ -53,7 +58,7 @@ test('gradcheck: passes a correct gradient, reports a wrong one precisely, frees
     big.requiresGrad = true;
     const r2 = gradcheck((a) => a.sin(), [big], { maxElements: 7 });
     assert.equal(r2.inputs[0].checked, 7);
-    assert.equal(big.grad, null, 'gradcheck must not accumulate into the caller\'s .grad');
+    assert.equal(big.grad, null, "gradcheck must not accumulate into the caller's .grad");
     // Only float64 inputs can be differentiated.
     assert.throws(() => gradcheck((a) => a.mul(2), [rnd([2], { dtype: 'float32' })]), /float64/);
   });
@@ -221,7 +226,10 @@ test('grad: dropout (p=0, eval, and a fixed seed is consistent)', () => {
     gc('dropout p=0', (a) => F.dropout(a, 0), [x]);
     gc('dropout eval', (a) => F.dropout(a, 0.5, false), [x]);
     // Same seed → same mask: forward values repeat and the finite differences see a fixed function.
-    const drop = (a: Tensor): Tensor => { torch.manualSeed(1234); return F.dropout(a, 0.4); };
+    const drop = (a: Tensor): Tensor => {
+      torch.manualSeed(1234);
+      return F.dropout(a, 0.4);
+    };
     const y1 = drop(x);
     const y2 = drop(x);
     assertClose(y1, y2, 0, 0, 'dropout with the same seed');
@@ -249,8 +257,12 @@ test('grad: conv2d (stride, padding, dilation, groups, bias)', () => {
     gc('conv2d stride 2 padding 1 bias', (a, w, b) => F.conv2d(a, w, b, { stride: 2, padding: 1 }), [x, rnd([3, 4, 3, 3]), rnd([3])], { maxElements: 30 });
     gc('conv2d groups 2', (a, w, b) => F.conv2d(a, w, b, { groups: 2, padding: 1 }), [x, rnd([4, 2, 3, 3]), rnd([4])], { maxElements: 30 });
     gc('conv2d depthwise', (a, w) => F.conv2d(a, w, null, { groups: 4 }), [x, rnd([4, 1, 3, 3])], { maxElements: 30 });
-    gc('conv2d rectangular stride/padding, dilation', (a, w) => F.conv2d(a, w, null, { stride: [2, 1], padding: [0, 2], dilation: 2 }),
-      [x, rnd([2, 4, 2, 3])], { maxElements: 30 });
+    gc(
+      'conv2d rectangular stride/padding, dilation',
+      (a, w) => F.conv2d(a, w, null, { stride: [2, 1], padding: [0, 2], dilation: 2 }),
+      [x, rnd([2, 4, 2, 3])],
+      { maxElements: 30 },
+    );
     gc('conv2d patchify (kernel = stride)', (a, w, b) => F.conv2d(a, w, b, { stride: 3 }), [x, rnd([5, 4, 3, 3]), rnd([5])], { maxElements: 30 });
   });
 });
@@ -324,10 +336,31 @@ test('grad: cat, stack, split, chunk', () => {
     gc('cat dim 1 (3 inputs)', (x, y, z) => torch.cat([x, y, z], 1), [rnd([2, 3]), rnd([2, 1]), rnd([2, 2])]);
     gc('stack dim 0', (x, y) => torch.stack([x, y]), [rnd([2, 3]), rnd([2, 3])]);
     gc('stack dim -1', (x, y) => torch.stack([x, y], -1), [rnd([2, 3]), rnd([2, 3])]);
-    gc('split by size', (x) => { const p = x.split(2, 1); return torch.cat([p[2].mul(3), p[0], p[1].mul(-2)], 1); }, [rnd([3, 5])]);
-    gc('split by sizes', (x) => { const p = x.split([1, 3], 0); return p[1].sum(0).add(p[0].mul(5)); }, [rnd([4, 3])]);
+    gc(
+      'split by size',
+      (x) => {
+        const p = x.split(2, 1);
+        return torch.cat([p[2].mul(3), p[0], p[1].mul(-2)], 1);
+      },
+      [rnd([3, 5])],
+    );
+    gc(
+      'split by sizes',
+      (x) => {
+        const p = x.split([1, 3], 0);
+        return p[1].sum(0).add(p[0].mul(5));
+      },
+      [rnd([4, 3])],
+    );
     gc('split one part used', (x) => x.split([2, 2], 1)[1], [rnd([3, 4])]);
-    gc('chunk', (x) => { const c = x.chunk(3, 1); return c[0].mul(c[1]).add(c[2]); }, [rnd([2, 6])]);
+    gc(
+      'chunk',
+      (x) => {
+        const c = x.chunk(3, 1);
+        return c[0].mul(c[1]).add(c[2]);
+      },
+      [rnd([2, 6])],
+    );
   });
 });
 
@@ -344,7 +377,11 @@ test('grad: gather, scatter, scatterAdd, indexSelect, index, maskedFill, where',
     gc('indexSelect dim 0', (a, i) => a.indexSelect(0, i), [x, intTensor([2, 0, 2], [3])]);
     gc('indexSelect dim 1 (repeats)', (a, i) => a.indexSelect(1, i), [x, intTensor([4, 4, 1, 0], [4])]);
     gc('index (advanced)', (a, i) => a.index([i]), [x, intTensor([1, 1, 0], [3])]);
-    const mask = torch.tensor([[true, false, false, true, false], [false, false, true, false, false], [true, true, false, false, true]]);
+    const mask = torch.tensor([
+      [true, false, false, true, false],
+      [false, false, true, false, false],
+      [true, true, false, false, true],
+    ]);
     gc('maskedFill scalar', (a, m) => a.maskedFill(m, -2.5), [x, mask]);
     gc('maskedFill broadcast mask', (a, m) => a.maskedFill(m, 0), [rnd([2, 3, 5]), mask]);
     gc('where tensors', (c, a, b) => torch.where(c, a, b), [mask, x, rnd([3, 5])]);
@@ -386,7 +423,9 @@ test('grad: views (reshape, view, permute, transpose, expand, slice, narrow, sel
 
 test('grad: scaledDotProductAttention (plain, causal, bool mask, float mask, Lq != Lk, scale)', () => {
   noLeak(() => {
-    const B = 2, H = 2, E = 4;
+    const B = 2,
+      H = 2,
+      E = 4;
     const q = rnd([B, H, 3, E], { lo: -2, hi: 2 });
     const k = rnd([B, H, 5, E], { lo: -2, hi: 2 });
     const v = rnd([B, H, 5, E]);

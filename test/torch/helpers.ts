@@ -77,11 +77,16 @@ export function assertClose(actual: Tensor | ArrayLike<number>, expected: Tensor
     const same = a[i] === e[i];
     const err = Math.abs(a[i] - e[i]);
     if (!bothNan && !same && !(err <= atol + rtol * Math.abs(e[i]))) {
-      if (worst < 0 || err > worstErr) { worst = i; worstErr = err; }
+      if (worst < 0 || err > worstErr) {
+        worst = i;
+        worstErr = err;
+      }
     }
   }
   if (worst >= 0) {
-    assert.fail(`${what ? what + ': ' : ''}element ${worst}: got ${a[worst]}, expected ${e[worst]} (|diff| ${worstErr.toExponential(3)} > atol ${atol} + rtol ${rtol})`);
+    assert.fail(
+      `${what ? what + ': ' : ''}element ${worst}: got ${a[worst]}, expected ${e[worst]} (|diff| ${worstErr.toExponential(3)} > atol ${atol} + rtol ${rtol})`,
+    );
   }
 }
 

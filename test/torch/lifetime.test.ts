@@ -20,35 +20,43 @@ async function settle(): Promise<void> {
 
 test('lifetime: 1,000 training steps keep live tensors and RSS flat', async (t) => {
   const before = torch.memoryStats().liveTensors;
-  const B = 64, IN = 32, HID = 128, OUT = 10;
+  const B = 64,
+    IN = 32,
+    HID = 128,
+    OUT = 10;
   // Fixed data: a learnable labelling (argmax of a fixed linear map).
   const x = torch.keep(rnd([B, IN], { dtype: 'float32', seed: 1 }));
   const y = torch.keep(torch.scope(() => x.matmul(rnd([IN, OUT], { dtype: 'float32', seed: 2 })).argmax(1)));
   const params = torch.keep([
-    rnd([HID, IN], { dtype: 'float32', seed: 3, lo: -0.2, hi: 0.2 }), torch.zeros([HID]),
-    rnd([OUT, HID], { dtype: 'float32', seed: 4, lo: -0.1, hi: 0.1 }), torch.zeros([OUT]),
+    rnd([HID, IN], { dtype: 'float32', seed: 3, lo: -0.2, hi: 0.2 }),
+    torch.zeros([HID]),
+    rnd([OUT, HID], { dtype: 'float32', seed: 4, lo: -0.1, hi: 0.1 }),
+    torch.zeros([OUT]),
   ]);
   for (const p of params) p.requiresGrad = true;
   const [w1, b1, w2, b2] = params;
   const lr = 0.1;
 
-  const step = (): number => torch.scope(() => {
-    const h = F.gelu(F.linear(x, w1, b1));
-    const logits = F.linear(F.dropout(h, 0.1), w2, b2);
-    const loss = F.crossEntropy(logits, y, { labelSmoothing: 0.05 });
-    loss.backward();
-    torch.noGrad(() => {
-      for (const p of params) {
-        const g = p.grad!;
-        p.sub_(g, lr);
-        p.grad = null;
-      }
+  const step = (): number =>
+    torch.scope(() => {
+      const h = F.gelu(F.linear(x, w1, b1));
+      const logits = F.linear(F.dropout(h, 0.1), w2, b2);
+      const loss = F.crossEntropy(logits, y, { labelSmoothing: 0.05 });
+      loss.backward();
+      torch.noGrad(() => {
+        for (const p of params) {
+          const g = p.grad!;
+          p.sub_(g, lr);
+          p.grad = null;
+        }
+      });
+      return loss.item();
     });
-    return loss.item();
-  });
 
   const losses: number[] = [];
-  let liveAt100 = -1, bytesAt100 = -1, rssAt200 = 0;
+  let liveAt100 = -1,
+    bytesAt100 = -1,
+    rssAt200 = 0;
   const t0 = Date.now();
   for (let i = 1; i <= 1000; i++) {
     losses.push(step());
@@ -73,9 +81,11 @@ test('lifetime: 1,000 training steps keep live tensors and RSS flat', async (t) 
   assert.equal(liveAt1000, liveAt100, `live tensors at step 100: ${liveAt100}, at step 1000: ${liveAt1000}`);
   assert.equal(bytesAt1000, bytesAt100, `live bytes at step 100: ${bytesAt100}, at step 1000: ${bytesAt1000}`);
   const growthMB = (rssAt1000 - rssAt200) / 2 ** 20;
-  t.diagnostic(`1,000 steps in ${ms} ms; live tensors ${liveAt100} at step 100 and ${liveAt1000} at step 1000; ` +
-    `RSS ${(rssAt200 / 2 ** 20).toFixed(1)} MB at step 200, ${(rssAt1000 / 2 ** 20).toFixed(1)} MB at step 1000; ` +
-    `loss ${losses[0].toFixed(3)} -> ${losses[losses.length - 1].toFixed(3)}`);
+  t.diagnostic(
+    `1,000 steps in ${ms} ms; live tensors ${liveAt100} at step 100 and ${liveAt1000} at step 1000; ` +
+      `RSS ${(rssAt200 / 2 ** 20).toFixed(1)} MB at step 200, ${(rssAt1000 / 2 ** 20).toFixed(1)} MB at step 1000; ` +
+      `loss ${losses[0].toFixed(3)} -> ${losses[losses.length - 1].toFixed(3)}`,
+  );
   assert.ok(growthMB < 30, `RSS grew ${growthMB.toFixed(1)} MB between step 200 and 1000`);
   // And it trained.
   const first = losses.slice(0, 10).reduce((a, b) => a + b) / 10;
@@ -101,7 +111,12 @@ test('lifetime: RSS stays flat when every step allocates MB-sized activations', 
       let h = x;
       for (const w of ws) h = h.mul(w).tanh();
       h.mean().backward();
-      torch.noGrad(() => { for (const w of ws) { w.sub_(w.grad!, 0.1); w.grad = null; } });
+      torch.noGrad(() => {
+        for (const w of ws) {
+          w.sub_(w.grad!, 0.1);
+          w.grad = null;
+        }
+      });
     });
     if (i === 20) rssAt20 = process.memoryUsage().rss;
   }
@@ -114,11 +129,15 @@ test('lifetime: a step that throws inside a scope leaks nothing', () => {
   const before = torch.memoryStats().liveTensors;
   const w = torch.keep(torch.ones([4, 4], { requiresGrad: true }));
   for (let i = 0; i < 50; i++) {
-    assert.throws(() => torch.scope(() => {
-      const h = w.matmul(w).relu();
-      h.sum().backward();
-      h.matmul(torch.ones([5, 5])); // shape error mid-step
-    }), /cannot be multiplied/);
+    assert.throws(
+      () =>
+        torch.scope(() => {
+          const h = w.matmul(w).relu();
+          h.sum().backward();
+          h.matmul(torch.ones([5, 5])); // shape error mid-step
+        }),
+      /cannot be multiplied/,
+    );
     w.grad = null;
   }
   w.dispose();
@@ -158,7 +177,9 @@ test('lifetime: only tensors that outlive their scope get a GC backstop, and it 
   // Temporaries disposed at once and everything a scope frees never get a finalizer.
   const one = torch.ones([4]);
   for (let i = 0; i < 1000; i++) one.add(1).dispose();
-  torch.scope(() => { for (let i = 0; i < 1000; i++) one.add(1).mul(2); });
+  torch.scope(() => {
+    for (let i = 0; i < 1000; i++) one.add(1).mul(2);
+  });
   assert.ok(torch.memoryStats().gcTracked <= before.gcTracked + 1, 'no finalizer for disposed or scoped tensors (only `one`)');
   one.dispose();
   assert.equal(torch.memoryStats().liveTensors, before.liveTensors);
@@ -167,7 +188,9 @@ test('lifetime: only tensors that outlive their scope get a GC backstop, and it 
   // Escaping the outermost scope, keep() and creation outside any scope: backstopped, then freed by the GC.
   (() => {
     torch.scope(() => torch.ones([1000]));
-    torch.scope(() => { torch.keep(torch.ones([1000])); });
+    torch.scope(() => {
+      torch.keep(torch.ones([1000]));
+    });
     torch.ones([1000]);
   })();
   assert.equal(torch.memoryStats().liveTensors, before.liveTensors + 3);

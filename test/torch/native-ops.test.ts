@@ -7,7 +7,10 @@ import { join } from 'node:path';
 import { native } from '../../src/torch/native';
 import { nativeOpNames } from '../../src/torch/generated/native-ops';
 
-interface TableOp { name: string; unit: string }
+interface TableOp {
+  name: string;
+  unit: string;
+}
 const genOps = require(join(__dirname, '..', '..', '..', 'native', 'gen-ops.js')) as {
   readTable(file?: string): { ops: TableOp[] };
 };
@@ -23,9 +26,13 @@ test('native ops: the addon exports exactly the functions of native/ops.yaml', (
   const table = tableNames();
   const missing = table.filter((n) => !exported.includes(n));
   const extra = exported.filter((n) => !table.includes(n));
-  assert.deepEqual({ missing, extra }, { missing: [], extra: [] },
-    'the addon does not match native/ops.yaml: rebuild it (npm run build:native)');
-  assert.deepEqual(Object.keys(native).filter((k) => !table.includes(k)).sort(), [...handles, 'cudaBuild'].sort());
+  assert.deepEqual({ missing, extra }, { missing: [], extra: [] }, 'the addon does not match native/ops.yaml: rebuild it (npm run build:native)');
+  assert.deepEqual(
+    Object.keys(native)
+      .filter((k) => !table.includes(k))
+      .sort(),
+    [...handles, 'cudaBuild'].sort(),
+  );
   assert.equal(typeof native.cudaBuild, 'boolean');
 });
 
@@ -66,7 +73,10 @@ test('native ops: a tensor-or-scalar argument takes a number, a boolean or a ten
     assert.deepEqual(Array.from(new Float32Array(native.toBuffer(byBool))), [1, 2, 3]);
     const parts = native.splitWithSizes(t, [1, 2], 0);
     handles.push(...parts);
-    assert.deepEqual(parts.map((h) => native.shape(h)), [[1], [2]]);
+    assert.deepEqual(
+      parts.map((h) => native.shape(h)),
+      [[1], [2]],
+    );
     assert.deepEqual(native.getAutocast('cpu').length, 2);
   } finally {
     for (const h of handles) native.dispose(h);

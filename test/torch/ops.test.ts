@@ -16,12 +16,24 @@ const GOLDEN = join(__dirname, '..', '..', '..', 'test', 'golden', 'ops');
 interface Spec {
   kind: 'sin' | 'int' | 'bool';
   shape: number[];
-  a: number; b: number;
-  s?: number; o?: number; m?: number;
+  a: number;
+  b: number;
+  s?: number;
+  o?: number;
+  m?: number;
   dtype?: DType;
 }
-interface Encoded { shape: number[]; dtype: DType; data: number[] }
-interface Case { inputs: Spec[]; outputs: Encoded[]; atol: number; rtol: number }
+interface Encoded {
+  shape: number[];
+  dtype: DType;
+  data: number[];
+}
+interface Case {
+  inputs: Spec[];
+  outputs: Encoded[];
+  atol: number;
+  rtol: number;
+}
 
 const ops = JSON.parse(readFileSync(join(GOLDEN, 'ops.json'), 'utf8')) as { torch: string; cases: Record<string, Case> };
 const rng = JSON.parse(readFileSync(join(GOLDEN, 'rng.json'), 'utf8')) as { torch: string; input: Spec; values: Record<string, Encoded> };
@@ -218,8 +230,18 @@ const IMPL: Record<string, Impl> = {
   tril_triu: (a) => [a.tril(), a.triu(1), a.tril(-1)],
   flip_repeat: (a) => [a.flip(0, 1), a.repeat(2, 3)],
   views: (a) => [
-    a.reshape(4, 6), a.view(6, 4), a.permute(2, 0, 1), a.transpose(0, 2), a.slice(2, 1, 3), a.slice(2, 0, undefined, 2), a.slice(1, -2),
-    a.narrow(1, 1, 2), a.select(1, 2), a.flatten(1), a.unsqueeze(1), a.T,
+    a.reshape(4, 6),
+    a.view(6, 4),
+    a.permute(2, 0, 1),
+    a.transpose(0, 2),
+    a.slice(2, 1, 3),
+    a.slice(2, 0, undefined, 2),
+    a.slice(1, -2),
+    a.narrow(1, 1, 2),
+    a.select(1, 2),
+    a.flatten(1),
+    a.unsqueeze(1),
+    a.T,
   ],
   expand_squeeze: (a, b) => [a.expand(2, 3, 5), b.squeeze(), b.squeeze(2)],
   // attention (golden: the explicit softmax(q kᵀ · scale + mask) v, causal top-left aligned)
@@ -267,7 +289,7 @@ const sameTorch = (() => {
 })();
 const rngSkip = sameTorch ? false : `the rng golden values come from torch ${rng.torch}; this libtorch is ${torch.version().torch}`;
 
-test('golden rng: manualSeed/Generator streams equal PyTorch\'s (same libtorch version)', { skip: rngSkip }, () => {
+test("golden rng: manualSeed/Generator streams equal PyTorch's (same libtorch version)", { skip: rngSkip }, () => {
   noLeak(() => {
     const r = rng.values;
     const check = (name: string, t: Tensor): void => compare(name, t, r[name], 0, 0);
@@ -308,7 +330,13 @@ function causalKeep(L: number, S: number, offset = 0): Tensor {
 
 test('attention: causal equals an explicit masked softmax within 1e-6 (float64)', () => {
   noLeak(() => {
-    for (const [L, S] of [[7, 7], [4, 9], [9, 4], [1, 5], [16, 16]]) {
+    for (const [L, S] of [
+      [7, 7],
+      [4, 9],
+      [9, 4],
+      [1, 5],
+      [16, 16],
+    ]) {
       const q = rnd([2, 3, L, 8], { lo: -2, hi: 2, seed: 100 + L });
       const k = rnd([2, 3, S, 8], { lo: -2, hi: 2, seed: 200 + S });
       const v = rnd([2, 3, S, 8], { seed: 300 + S });
@@ -323,7 +351,9 @@ test('attention: causal equals an explicit masked softmax within 1e-6 (float64)'
 
 test('attention: Lq != Lk causal is top-left aligned (query i sees keys j <= i)', () => {
   noLeak(() => {
-    const L = 3, S = 6, E = 4;
+    const L = 3,
+      S = 6,
+      E = 4;
     const q = rnd([1, L, E], { lo: -2, hi: 2, seed: 7 });
     const k = rnd([1, S, E], { lo: -2, hi: 2, seed: 8 });
     const v = rnd([1, S, E], { seed: 9 });
@@ -359,7 +389,10 @@ test('attention: bool mask (true = attend) and float mask (added) match their de
     keep.select(1, 0).fill_(1); // every query keeps at least key 0
     assertClose(F.scaledDotProductAttention(q, k, v, { mask: keep }), explicitAttention(q, k, v, keep), 1e-12, 0, 'bool mask');
     const bias = rnd([2, 1, 4, 6], { seed: 25 });
-    const s = q.matmul(k.transpose(-2, -1)).mul(1 / Math.sqrt(8)).add(bias);
+    const s = q
+      .matmul(k.transpose(-2, -1))
+      .mul(1 / Math.sqrt(8))
+      .add(bias);
     assertClose(F.scaledDotProductAttention(q, k, v, { mask: bias }), F.softmax(s, -1).matmul(v), 1e-12, 0, 'float mask');
     assert.throws(() => F.scaledDotProductAttention(q, k, v, { mask: keep, causal: true }), /either causal or mask/);
   });

@@ -14,7 +14,11 @@ const live = (): number => torch.memoryStats().liveTensors;
 
 function throwsTorch(fn: () => unknown, o: { code?: string | RegExp; op?: string; message?: RegExp }): Error {
   let err: unknown;
-  try { fn(); } catch (e) { err = e; }
+  try {
+    fn();
+  } catch (e) {
+    err = e;
+  }
   assert.ok(err instanceof Error, 'expected a JS Error');
   const e = err as Error & { code?: string; op?: string };
   if (o.code instanceof RegExp) assert.match(String(e.code), o.code);
@@ -92,13 +96,25 @@ test('creation: arange and linspace', () => {
 
 test('creation: tensor() from nested arrays and typed arrays', () => {
   noLeak(() => {
-    const t = torch.tensor([[1, 2, 3], [4, 5, 6]]);
+    const t = torch.tensor([
+      [1, 2, 3],
+      [4, 5, 6],
+    ]);
     assert.equal(t.dtype, 'float32');
     assert.deepEqual(t.shape, [2, 3]);
-    assert.deepEqual(t.tolist(), [[1, 2, 3], [4, 5, 6]]);
-    const b = torch.tensor([[true, false], [false, true]]);
+    assert.deepEqual(t.tolist(), [
+      [1, 2, 3],
+      [4, 5, 6],
+    ]);
+    const b = torch.tensor([
+      [true, false],
+      [false, true],
+    ]);
     assert.equal(b.dtype, 'bool');
-    assert.deepEqual(b.tolist(), [[1, 0], [0, 1]]);
+    assert.deepEqual(b.tolist(), [
+      [1, 0],
+      [0, 1],
+    ]);
     const i = torch.tensor([1, -2, 3], { dtype: 'int64' });
     assert.equal(i.dtype, 'int64');
     assert.deepEqual(Array.from(i.data() as BigInt64Array), [1n, -2n, 3n]);
@@ -113,7 +129,11 @@ test('creation: tensor() from nested arrays and typed arrays', () => {
     assert.deepEqual(values(c), [1.5, 2.5]);
     const shaped = torch.tensor(new Int32Array([1, 2, 3, 4, 5, 6]), { shape: [3, 2] });
     assert.equal(shaped.dtype, 'int32');
-    assert.deepEqual(shaped.tolist(), [[1, 2], [3, 4], [5, 6]]);
+    assert.deepEqual(shaped.tolist(), [
+      [1, 2],
+      [3, 4],
+      [5, 6],
+    ]);
     assert.throws(() => torch.tensor([[1, 2], [3]]), RangeError);
     assert.throws(() => torch.tensor(new Uint16Array(2)), /float16 or bfloat16/);
     assert.throws(() => torch.tensor(new Float32Array(5), { shape: [2, 2] }), /bytes/);
@@ -125,8 +145,11 @@ test('creation: tensor() from nested arrays and typed arrays', () => {
 test('random: manualSeed makes rand/randn/randint/randperm/bernoulli repeat', () => {
   noLeak(() => {
     const draw = (): number[][] => [
-      values(torch.rand([50])), values(torch.randn([3, 7], { dtype: 'float64' })), values(torch.randint(0, 100, [20])),
-      values(torch.randperm(12)), values(torch.bernoulli(torch.zeros([30]), 0.3)),
+      values(torch.rand([50])),
+      values(torch.randn([3, 7], { dtype: 'float64' })),
+      values(torch.randint(0, 100, [20])),
+      values(torch.randperm(12)),
+      values(torch.bernoulli(torch.zeros([30]), 0.3)),
     ];
     torch.manualSeed(2024);
     const a = draw();
@@ -135,9 +158,19 @@ test('random: manualSeed makes rand/randn/randint/randperm/bernoulli repeat', ()
     assert.deepEqual(a, b);
     torch.manualSeed(2025);
     assert.notDeepEqual(draw()[0], a[0]);
-    assert.ok(a[0].every((v) => v >= 0 && v < 1), 'rand in [0, 1)');
-    assert.ok(a[2].every((v) => Number.isInteger(v) && v >= 0 && v < 100), 'randint in [low, high)');
-    assert.deepEqual([...a[3]].sort((x, y) => x - y), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], 'randperm is a permutation');
+    assert.ok(
+      a[0].every((v) => v >= 0 && v < 1),
+      'rand in [0, 1)',
+    );
+    assert.ok(
+      a[2].every((v) => Number.isInteger(v) && v >= 0 && v < 100),
+      'randint in [low, high)',
+    );
+    assert.deepEqual(
+      [...a[3]].sort((x, y) => x - y),
+      [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+      'randperm is a permutation',
+    );
     // Moments of a large randn draw.
     const n = values(torch.randn([20000]));
     const mean = n.reduce((s, v) => s + v, 0) / n.length;
@@ -192,8 +225,7 @@ test('random: Generators are independent streams with savable state', () => {
     const gA = new torch.Generator(3);
     const gB = new torch.Generator(3);
     assert.deepEqual(values(torch.empty([6]).uniform_(0, 1, gA)), values(torch.empty([6]).uniform_(0, 1, gB)));
-    assert.deepEqual(values(torch.bernoulli(torch.zeros([20]), 0.5, { generator: gA })),
-      values(torch.bernoulli(torch.zeros([20]), 0.5, { generator: gB })));
+    assert.deepEqual(values(torch.bernoulli(torch.zeros([20]), 0.5, { generator: gA })), values(torch.bernoulli(torch.zeros([20]), 0.5, { generator: gB })));
   });
 });
 
@@ -322,7 +354,10 @@ test('sharedData: zero-copy view of a contiguous CPU tensor, valid after dispose
 test('tolist, item, toString, print, properties', () => {
   noLeak(() => {
     const t = torch.arange(0, 6, 1, { dtype: 'float64' }).reshape(2, 3);
-    assert.deepEqual(t.tolist(), [[0, 1, 2], [3, 4, 5]]);
+    assert.deepEqual(t.tolist(), [
+      [0, 1, 2],
+      [3, 4, 5],
+    ]);
     assert.deepEqual(torch.zeros([2, 1, 2]).tolist(), [[[0, 0]], [[0, 0]]]);
     assert.equal(t.sum().tolist(), 15);
     assert.equal(t.sum().item(), 15);
@@ -354,21 +389,30 @@ test('errors: libtorch errors become JS Errors with .code, .op and the libtorch 
   noLeak(() => {
     const a = torch.ones([3, 4]);
     const e = throwsTorch(() => a.add(torch.ones([5])), {
-      code: 'ERR_TORCH', op: 'add', message: /^add: The size of tensor a \(4\) must match the size of tensor b \(5\) at non-singleton dimension 1$/,
+      code: 'ERR_TORCH',
+      op: 'add',
+      message: /^add: The size of tensor a \(4\) must match the size of tensor b \(5\) at non-singleton dimension 1$/,
     });
     assert.ok(!/Exception raised from/.test(e.message), 'no C++ backtrace in the message');
     throwsTorch(() => a.matmul(torch.ones([3, 2])), { code: 'ERR_TORCH', op: 'matmul', message: /mat1 and mat2 shapes cannot be multiplied \(3x4 and 3x2\)/ });
     // Out-of-range indices on the CPU: on a GPU they trip a device-side assert that ends the process's
     // CUDA context (as in PyTorch), so these two run on the CPU whatever the default device.
     const ac = torch.ones([3, 4], { device: 'cpu' });
-    throwsTorch(() => ac.indexSelect(0, torch.tensor(new BigInt64Array([9n]), { device: 'cpu' })), { code: 'ERR_TORCH_INDEX', op: 'indexSelect', message: /index out of range/ });
+    throwsTorch(() => ac.indexSelect(0, torch.tensor(new BigInt64Array([9n]), { device: 'cpu' })), {
+      code: 'ERR_TORCH_INDEX',
+      op: 'indexSelect',
+      message: /index out of range/,
+    });
     throwsTorch(() => F.softmax(a, 5), { code: 'ERR_TORCH_INDEX', op: 'softmax', message: /Dimension out of range/ });
     throwsTorch(() => torch.cat([a, torch.ones([3, 5])], 0), { op: 'cat', message: /Sizes of tensors must match/ });
     throwsTorch(() => a.view(5, -1), { op: 'view', message: /invalid for input of size 12/ });
     throwsTorch(() => a.mul(2).sum(0).backward(), { code: 'ERR_TORCH', op: 'backward' });
     throwsTorch(() => a.requiresGrad_(true).mul(2).backward(), { code: 'ERR_TORCH', op: 'backward', message: /only for scalar outputs/ });
     a.requiresGrad = false;
-    throwsTorch(() => F.crossEntropy(torch.ones([2, 3], { device: 'cpu' }), torch.tensor(new BigInt64Array([0n, 5n]), { device: 'cpu' })), { op: 'crossEntropy', message: /out of bounds|Target 5/ });
+    throwsTorch(() => F.crossEntropy(torch.ones([2, 3], { device: 'cpu' }), torch.tensor(new BigInt64Array([0n, 5n]), { device: 'cpu' })), {
+      op: 'crossEntropy',
+      message: /out of bounds|Target 5/,
+    });
     // Argument errors from the binding: still JS errors with a code.
     throwsTorch(() => (a as unknown as { add(x: unknown): Tensor }).add('x'), { code: 'ERR_ARG', op: 'add', message: /expected a tensor/ });
     throwsTorch(() => torch.zeros([2], { dtype: 'complex64' as DType }), { code: 'ERR_ARG', message: /unknown dtype/ });
@@ -458,7 +502,10 @@ test('scope: frees inner tensors, keeps returned ones (tensor, array, object, Ma
     return { list: [x, { deep: y }], map: new Map([['z', z]]), n: 1, w };
   });
   assert.equal(live(), before + 1 + 4);
-  assert.deepEqual([res.list[0] as Tensor, (res.list[1] as { deep: Tensor }).deep, res.map.get('z')!, res.w].map((t) => t.item()), [1, 0, 3, 4]);
+  assert.deepEqual(
+    [res.list[0] as Tensor, (res.list[1] as { deep: Tensor }).deep, res.map.get('z')!, res.w].map((t) => t.item()),
+    [1, 0, 3, 4],
+  );
   for (const t of [res.list[0] as Tensor, (res.list[1] as { deep: Tensor }).deep, res.map.get('z')!, res.w]) t.dispose();
 
   // Nested: what the inner scope returns moves to the outer scope, which frees it unless returned.
@@ -485,14 +532,23 @@ test('scope: frees inner tensors, keeps returned ones (tensor, array, object, Ma
   let kept: Tensor | undefined;
   torch.scope(() => {
     kept = torch.keep(torch.ones([1]));
-    torch.scope(() => { kept!.add(1); });
+    torch.scope(() => {
+      kept!.add(1);
+    });
   });
   assert.equal(kept!.isDisposed, false, 'a kept tensor outlives its scopes');
   assert.equal(live(), before + 2);
   kept!.dispose();
   // Exceptions: everything created inside is freed, the depth is restored, the error propagates.
   let created: Tensor | undefined;
-  assert.throws(() => torch.scope(() => { created = torch.ones([1]); throw new Error('inside'); }), /inside/);
+  assert.throws(
+    () =>
+      torch.scope(() => {
+        created = torch.ones([1]);
+        throw new Error('inside');
+      }),
+    /inside/,
+  );
   assert.equal(created!.isDisposed, true);
   assert.equal(torch.scopeDepth(), depth0);
   outside.dispose();
@@ -502,7 +558,15 @@ test('scope: frees inner tensors, keeps returned ones (tensor, array, object, Ma
 test('scope: rejects async functions and frees what they created before the first await', async () => {
   const before = live();
   let made: Tensor | undefined;
-  assert.throws(() => torch.scope((async () => { made = torch.ones([1]); await null; return made; }) as unknown as () => Tensor), /Promise|synchronous/);
+  assert.throws(
+    () =>
+      torch.scope((async () => {
+        made = torch.ones([1]);
+        await null;
+        return made;
+      }) as unknown as () => Tensor),
+    /Promise|synchronous/,
+  );
   assert.equal(made!.isDisposed, true);
   assert.equal(torch.scopeDepth(), 0);
   await new Promise((r) => setImmediate(r));
@@ -525,7 +589,13 @@ test('noGrad / enableGrad: grad mode on and off, restored after exceptions', () 
     });
     assert.equal(y.requiresGrad, false);
     assert.equal(torch.isGradEnabled(), true);
-    assert.throws(() => torch.noGrad(() => { throw new Error('x'); }), /x/);
+    assert.throws(
+      () =>
+        torch.noGrad(() => {
+          throw new Error('x');
+        }),
+      /x/,
+    );
     assert.equal(torch.isGradEnabled(), true);
     assert.throws(() => torch.noGrad((async () => 1) as unknown as () => number), /synchronous/);
     assert.equal(torch.isGradEnabled(), true);
@@ -605,14 +675,22 @@ test('in-place ops: values, chaining, views, and autograd rules', () => {
     const m = torch.zeros([2, 3]);
     m.select(0, 1).fill_(5);
     m.narrow(1, 0, 1).add_(1);
-    assert.deepEqual(m.tolist(), [[1, 0, 0], [6, 5, 5]]);
+    assert.deepEqual(m.tolist(), [
+      [1, 0, 0],
+      [6, 5, 5],
+    ]);
     m.T.mul_(2);
-    assert.deepEqual(m.tolist(), [[2, 0, 0], [12, 10, 10]]);
+    assert.deepEqual(m.tolist(), [
+      [2, 0, 0],
+      [12, 10, 10],
+    ]);
     // Autograd: in-place on a leaf that requires grad is refused outside noGrad, allowed inside (optimisers).
     const w = torch.ones([3], { requiresGrad: true });
     throwsTorch(() => w.sub_(0.1), { code: 'ERR_TORCH', op: 'sub_', message: /leaf Variable that requires grad/ });
     w.mul(w).sum().backward();
-    torch.noGrad(() => { w.sub_(w.grad!, 0.5); });
+    torch.noGrad(() => {
+      w.sub_(w.grad!, 0.5);
+    });
     assert.deepEqual(values(w), [0, 0, 0]);
     assert.equal(w.requiresGrad, true);
     assert.equal(w.isLeaf, true);
@@ -660,29 +738,27 @@ test('conversion: to(), clone, contiguous, memoryStats bytes are counted once pe
 // Found while writing these tests: liveBytes counts bytes per handle for aliases that are not
 // libtorch "views" (detach(), a no-op to()/contiguous(), each .grad wrapper), so one storage is
 // counted (and reported to V8 as external memory) several times.
-test('memoryStats: aliases of one storage (detach, no-op to/contiguous, .grad) add no bytes',
-  () => {
-    noLeak(() => {
-      const t = torch.ones([256], { requiresGrad: true });
-      t.mul(t).sum().backward();
-      const grad = t.grad!; // the gradient is a storage of its own: counted once, here
-      const base = torch.memoryStats().liveBytes;
-      const aliases = [grad, t.detach(), t.to({ dtype: 'float32' }), t.contiguous(), t.grad!, t.grad!];
-      assert.equal(torch.memoryStats().liveBytes - base, 0, `aliases added ${torch.memoryStats().liveBytes - base} bytes (expected 0)`);
-      for (const a of aliases) a.dispose();
-    });
+test('memoryStats: aliases of one storage (detach, no-op to/contiguous, .grad) add no bytes', () => {
+  noLeak(() => {
+    const t = torch.ones([256], { requiresGrad: true });
+    t.mul(t).sum().backward();
+    const grad = t.grad!; // the gradient is a storage of its own: counted once, here
+    const base = torch.memoryStats().liveBytes;
+    const aliases = [grad, t.detach(), t.to({ dtype: 'float32' }), t.contiguous(), t.grad!, t.grad!];
+    assert.equal(torch.memoryStats().liveBytes - base, 0, `aliases added ${torch.memoryStats().liveBytes - base} bytes (expected 0)`);
+    for (const a of aliases) a.dispose();
   });
+});
 
 // Found while writing these tests: integer lists (shapes, dims) truncate non-integers silently,
 // while single integer arguments are checked (argInt). PyTorch raises a TypeError here.
-test('errors: a non-integer in a shape or dim list is rejected, not truncated',
-  () => {
-    noLeak(() => {
-      throwsTorch(() => torch.zeros([2.7]), { code: 'ERR_ARG' });
-      throwsTorch(() => torch.ones([12]).reshape(1.5, 8), { code: 'ERR_ARG', op: 'reshape' });
-      throwsTorch(() => torch.ones([2, 3]).sum([0.5]), { code: 'ERR_ARG', op: 'sum' });
-    });
+test('errors: a non-integer in a shape or dim list is rejected, not truncated', () => {
+  noLeak(() => {
+    throwsTorch(() => torch.zeros([2.7]), { code: 'ERR_ARG' });
+    throwsTorch(() => torch.ones([12]).reshape(1.5, 8), { code: 'ERR_ARG', op: 'reshape' });
+    throwsTorch(() => torch.ones([2, 3]).sum([0.5]), { code: 'ERR_ARG', op: 'sum' });
   });
+});
 
 test('backends: cudnn.benchmark, cudnn.allowTF32 and cuda.matmul.allowTF32 read back what is set (PyTorch defaults)', () => {
   const b = torch.backends;
@@ -715,14 +791,17 @@ test('worker_threads: the addon loads and runs in workers (context-aware), the m
     let code = '';
     try { torch.ones([2]).add(torch.ones([3])); } catch (e) { code = e.code; }
     parentPort.postMessage({ r, code, live: torch.memoryStats().liveTensors });`;
-  const run = (n: number): Promise<{ r: number; code: string; live: number }> => new Promise((resolve, reject) => {
-    // Resolve at exit (not at the message) so the worker's teardown is over before the next test.
-    const w = new Worker(code, { eval: true, workerData: n });
-    let msg: { r: number; code: string; live: number } | undefined;
-    w.once('message', (m) => { msg = m; });
-    w.once('error', reject);
-    w.once('exit', (c) => (c === 0 && msg ? resolve(msg) : reject(new Error(`worker exited with ${c}`))));
-  });
+  const run = (n: number): Promise<{ r: number; code: string; live: number }> =>
+    new Promise((resolve, reject) => {
+      // Resolve at exit (not at the message) so the worker's teardown is over before the next test.
+      const w = new Worker(code, { eval: true, workerData: n });
+      let msg: { r: number; code: string; live: number } | undefined;
+      w.once('message', (m) => {
+        msg = m;
+      });
+      w.once('error', reject);
+      w.once('exit', (c) => (c === 0 && msg ? resolve(msg) : reject(new Error(`worker exited with ${c}`))));
+    });
   const [a, b] = await Promise.all([run(10), run(100)]);
   assert.equal(a.r, 90);
   assert.equal(b.r, 9900);

@@ -12,8 +12,23 @@ import { tempDir, write, picture, encode } from '../data/helpers';
 
 function options(extra: Record<string, unknown> = {}) {
   return resolveOptions(PRETRAIN_OPTIONS, {
-    model: 'vit_tiny', imgSize: 16, patchSize: 4, embedDim: 32, depth: 2, numHeads: 2, decoderDepth: 2, blur: false,
-    dataset: 'synthetic', syntheticSize: 40, numWorkers: 0, batchSize: 4, epochs: 1, warmupEpochs: 0, threads: 1, seed: 5, ...extra,
+    model: 'vit_tiny',
+    imgSize: 16,
+    patchSize: 4,
+    embedDim: 32,
+    depth: 2,
+    numHeads: 2,
+    decoderDepth: 2,
+    blur: false,
+    dataset: 'synthetic',
+    syntheticSize: 40,
+    numWorkers: 0,
+    batchSize: 4,
+    epochs: 1,
+    warmupEpochs: 0,
+    threads: 1,
+    seed: 5,
+    ...extra,
   });
 }
 
@@ -59,17 +74,29 @@ test('--dataset shards trains and evaluates from packed shards on each rank', as
     try {
       assert.equal(ranks[0].batchesPerEpoch, 2); // floor(18 / (2 × 4))
       const got = await Promise.all(ranks.map((d) => collect(d.epoch(0, 0))));
-      assert.deepEqual(got.map((g) => g.map((b) => b.shape)), [0, 1].map(() => [[4, 3, 16, 16], [4, 3, 16, 16]]));
+      assert.deepEqual(
+        got.map((g) => g.map((b) => b.shape)),
+        [0, 1].map(() => [
+          [4, 3, 16, 16],
+          [4, 3, 16, 16],
+        ]),
+      );
     } finally {
       for (const d of ranks) await d.close();
     }
-    const ev = makeEvalData({ split: 'test', dataset: 'shards', dataPath: join(dir, '{split}'), imgSize: 16, seed: 0, numWorkers: 0 }, { rank: 1, worldSize: 2 });
+    const ev = makeEvalData(
+      { split: 'test', dataset: 'shards', dataPath: join(dir, '{split}'), imgSize: 16, seed: 0, numWorkers: 0 },
+      { rank: 1, worldSize: 2 },
+    );
     try {
       assert.equal(ev.size, 18);
       assert.deepEqual(ev.classNames, ['k0', 'k1']);
       const batches = [];
       for await (const b of ev.batches({ batchSize: 4, shuffle: false, epoch: 0, augment: 'none' })) batches.push(b);
-      assert.deepEqual(batches.map((b) => b.shape[0]), [4, 4, 1]); // 9 of the 18 on rank 1
+      assert.deepEqual(
+        batches.map((b) => b.shape[0]),
+        [4, 4, 1],
+      ); // 9 of the 18 on rank 1
     } finally {
       await ev.close();
     }

@@ -15,7 +15,10 @@ const small = { model: 'vit_tiny', imgSize: 16, patchSize: 4, embedDim: 32, dept
 
 /** timm's add_weight_decay rule, written out independently: decay = trainable, ≥ 2-D, not a bias. */
 function timmDecayed(model: SemAIM): string[] {
-  return [...model.namedParameters()].filter(([n, p]) => p.requiresGrad && p.ndim > 1 && !n.endsWith('.bias')).map(([n]) => n).sort();
+  return [...model.namedParameters()]
+    .filter(([n, p]) => p.requiresGrad && p.ndim > 1 && !n.endsWith('.bias'))
+    .map(([n]) => n)
+    .sort();
 }
 
 test("--decay-cls-token (default) gives timm's add_weight_decay groups; --no-decay-cls-token exempts cls_token", () => {
@@ -25,11 +28,14 @@ test("--decay-cls-token (default) gives timm's add_weight_decay groups; --no-dec
   assert.equal(off.decayClsToken, false);
   const model = new SemAIM(modelConfigFrom(on));
   try {
-    const decayed = (o: typeof on) => [...paramGroupsWeightDecay(model.namedParameters(), { weightDecay: 0.05, noWeightDecay: noWeightDecayNames(o) })[1].params]
-      .map(([n]) => n).sort();
+    const decayed = (o: typeof on) =>
+      [...paramGroupsWeightDecay(model.namedParameters(), { weightDecay: 0.05, noWeightDecay: noWeightDecayNames(o) })[1].params].map(([n]) => n).sort();
     assert.deepEqual(decayed(on), timmDecayed(model));
     assert.ok(decayed(on).includes('cls_token'));
-    assert.deepEqual(decayed(off), timmDecayed(model).filter((n) => n !== 'cls_token'));
+    assert.deepEqual(
+      decayed(off),
+      timmDecayed(model).filter((n) => n !== 'cls_token'),
+    );
   } finally {
     model.dispose();
   }

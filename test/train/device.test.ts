@@ -20,9 +20,26 @@ import { KNN_OPTIONS, LINPROBE_OPTIONS, FINETUNE_OPTIONS } from '../../src/eval/
 
 function options(extra: Record<string, unknown> = {}) {
   return resolveOptions(PRETRAIN_OPTIONS, {
-    model: 'vit_tiny', imgSize: 16, patchSize: 4, embedDim: 32, depth: 2, numHeads: 2, decoderDepth: 2, blur: false,
-    dataset: 'synthetic', syntheticSize: 32, numWorkers: 0, batchSize: 8, epochs: 1, warmupEpochs: 0, blr: 1.5e-3,
-    logEvery: 1, checkpointEvery: 100, threads: 1, seed: 5, ...extra,
+    model: 'vit_tiny',
+    imgSize: 16,
+    patchSize: 4,
+    embedDim: 32,
+    depth: 2,
+    numHeads: 2,
+    decoderDepth: 2,
+    blur: false,
+    dataset: 'synthetic',
+    syntheticSize: 32,
+    numWorkers: 0,
+    batchSize: 8,
+    epochs: 1,
+    warmupEpochs: 0,
+    blr: 1.5e-3,
+    logEvery: 1,
+    checkpointEvery: 100,
+    threads: 1,
+    seed: 5,
+    ...extra,
   });
 }
 
@@ -61,8 +78,14 @@ test('uint8 batches normalised on the device: the loader formula applied to the 
     assert.equal(a.dtype, 'float32');
     assert.deepEqual(a.shape, [8, 3, 16, 16]);
     // The device applies the loader's normalisation to the bytes (float32 rounding only)...
-    const scale = torch.tensor(std.map((s) => 1 / (255 * s)), { shape: [1, 3, 1, 1], dtype: 'float64' });
-    const bias = torch.tensor(mean.map((m, c) => -m / std[c]), { shape: [1, 3, 1, 1], dtype: 'float64' });
+    const scale = torch.tensor(
+      std.map((s) => 1 / (255 * s)),
+      { shape: [1, 3, 1, 1], dtype: 'float64' },
+    );
+    const bias = torch.tensor(
+      mean.map((m, c) => -m / std[c]),
+      { shape: [1, 3, 1, 1], dtype: 'float64' },
+    );
     const bytes = torch.tensor(u.batch.images, { shape: u.batch.shape, dtype: 'uint8' }).double();
     const exact = bytes.mul(scale).add(bias);
     assert.ok(a.double().sub(exact).abs().max().item() <= 1e-6);
@@ -79,12 +102,17 @@ test('uint8 batches normalised on the device: the loader formula applied to the 
 test('pre-training on uint8 uploads follows the float32 uploads (inputs differ by < half a grey level)', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-upload-'));
   const quiet = { log: () => {} };
-  for (const upload of ['float32', 'uint8']) await pretrain(options({ upload, maxSteps: 3, outDir: join(dir, upload) }), makeTrainData(trainDataRequest(options({ upload }))), quiet);
+  for (const upload of ['float32', 'uint8'])
+    await pretrain(options({ upload, maxSteps: 3, outDir: join(dir, upload) }), makeTrainData(trainDataRequest(options({ upload }))), quiet);
   const a = readMetrics(join(dir, 'float32', 'metrics.jsonl')) as { step: number; loss: number }[];
   const b = readMetrics(join(dir, 'uint8', 'metrics.jsonl')) as { step: number; loss: number }[];
   assert.equal(a.length, 3);
-  assert.deepEqual(b.map((r) => r.step), a.map((r) => r.step));
-  for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i].loss - b[i].loss) <= 1e-3 * Math.abs(a[i].loss), `step ${a[i].step}: ${a[i].loss} vs ${b[i].loss}`);
+  assert.deepEqual(
+    b.map((r) => r.step),
+    a.map((r) => r.step),
+  );
+  for (let i = 0; i < a.length; i++)
+    assert.ok(Math.abs(a[i].loss - b[i].loss) <= 1e-3 * Math.abs(a[i].loss), `step ${a[i].step}: ${a[i].loss} vs ${b[i].loss}`);
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -127,17 +155,36 @@ test('checkpointed generator states: the CPU one always, the CUDA one only for a
 });
 
 test('--precision auto on a GPU: bf16 from compute capability 8.0 on, fp16 (with loss scaling) before', () => {
-  assert.equal(autoPrecision({ device: 'cpu' }, () => 9), 'fp32');
-  assert.equal(autoPrecision({ device: 'cuda' }, () => 9), 'bf16'); // H100
-  assert.equal(autoPrecision({ device: 'cuda:1' }, (i) => (i === 1 ? 8 : 7)), 'bf16'); // A100 as device 1
-  assert.equal(autoPrecision({ device: 'cuda:0' }, () => 7), 'fp16'); // V100 / T4
-  assert.equal(autoPrecision({ device: 'cuda' }, () => null), 'bf16'); // unknown: no CUDA here to ask
+  assert.equal(
+    autoPrecision({ device: 'cpu' }, () => 9),
+    'fp32',
+  );
+  assert.equal(
+    autoPrecision({ device: 'cuda' }, () => 9),
+    'bf16',
+  ); // H100
+  assert.equal(
+    autoPrecision({ device: 'cuda:1' }, (i) => (i === 1 ? 8 : 7)),
+    'bf16',
+  ); // A100 as device 1
+  assert.equal(
+    autoPrecision({ device: 'cuda:0' }, () => 7),
+    'fp16',
+  ); // V100 / T4
+  assert.equal(
+    autoPrecision({ device: 'cuda' }, () => null),
+    'bf16',
+  ); // unknown: no CUDA here to ask
 });
 
 test('--device is checked before any work: its form, CUDA present, the device index in range', () => {
   assert.doesNotThrow(() => checkDevice('cpu'));
   for (const bad of ['gpu', 'cuda:', 'cuda:x', 'cpu:0', 'CUDA']) {
-    assert.throws(() => checkDevice(bad), (e: unknown) => e instanceof OptionError && e.key === 'device' && /must be cpu, cuda or cuda:N/.test(e.message), bad);
+    assert.throws(
+      () => checkDevice(bad),
+      (e: unknown) => e instanceof OptionError && e.key === 'device' && /must be cpu, cuda or cuda:N/.test(e.message),
+      bad,
+    );
   }
   if (!torch.cuda.isAvailable()) {
     assert.throws(() => checkDevice('cuda'), /CUDA is not available/);

@@ -28,9 +28,25 @@ function memoryData(n: number, batch: number, seed: number, opts: { nan?: boolea
 
 function options(outDir: string, extra: Record<string, unknown> = {}) {
   return resolveOptions(PRETRAIN_OPTIONS, {
-    model: 'vit_tiny', imgSize: 16, patchSize: 4, embedDim: 32, depth: 2, numHeads: 2, decoderDepth: 2,
-    blur: false, batchSize: 4, epochs: 3, warmupEpochs: 1, blr: 1.5e-3, logEvery: 1, checkpointEvery: 3, keepLast: 3,
-    outDir, threads: 1, seed: 3, ...extra,
+    model: 'vit_tiny',
+    imgSize: 16,
+    patchSize: 4,
+    embedDim: 32,
+    depth: 2,
+    numHeads: 2,
+    decoderDepth: 2,
+    blur: false,
+    batchSize: 4,
+    epochs: 3,
+    warmupEpochs: 1,
+    blr: 1.5e-3,
+    logEvery: 1,
+    checkpointEvery: 3,
+    keepLast: 3,
+    outDir,
+    threads: 1,
+    seed: 3,
+    ...extra,
   });
 }
 
@@ -42,7 +58,11 @@ test('an interrupted and resumed run gives the same losses as an uninterrupted o
   assert.equal(full.steps, 9);
   const stop = { requested: false };
   const first = await pretrain(options(join(dir, 'b'), { maxSteps: 9 }), memoryData(16, 4, 1), {
-    ...quiet, stop, onStep: (s) => { if (s === 5) stop.requested = true; },
+    ...quiet,
+    stop,
+    onStep: (s) => {
+      if (s === 5) stop.requested = true;
+    },
   });
   assert.equal(first.stoppedBy, 'signal');
   assert.equal(first.steps, 5);
@@ -50,7 +70,10 @@ test('an interrupted and resumed run gives the same losses as an uninterrupted o
   assert.equal(second.steps, 9);
   const a = readMetrics(join(dir, 'a', 'metrics.jsonl')).map((r) => [r.step, r.loss] as [number, number]);
   const b = readMetrics(join(dir, 'b', 'metrics.jsonl')).map((r) => [r.step, r.loss] as [number, number]);
-  assert.deepEqual(b.map(([s]) => s), a.map(([s]) => s));
+  assert.deepEqual(
+    b.map(([s]) => s),
+    a.map(([s]) => s),
+  );
   for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i][1] - b[i][1]) <= 1e-6 * Math.abs(a[i][1]), `step ${a[i][0]}: ${a[i][1]} vs ${b[i][1]}`);
   rmSync(dir, { recursive: true, force: true });
 });
@@ -61,7 +84,10 @@ test('a corrupted latest checkpoint falls back to the previous one with a warnin
   const warnings: string[] = [];
   const mgr = new CheckpointManager(dir, 3, (m) => warnings.push(m));
   const list = mgr.list();
-  assert.deepEqual(list.map((c) => c.step), [7, 6, 4]);
+  assert.deepEqual(
+    list.map((c) => c.step),
+    [7, 6, 4],
+  );
   const f = join(list[0].dir, 'model.safetensors');
   const bytes = readFileSync(f);
   bytes[bytes.length - 3] ^= 0xff;
@@ -85,12 +111,21 @@ test('a NaN loss stops the run with a clear message and writes no checkpoint aft
 });
 
 test('bad configs are refused before any work, naming the key', () => {
-  assert.throws(() => resolveOptions(PRETRAIN_OPTIONS, { batchSzie: 4 }), (e: unknown) => e instanceof OptionError && e.key === 'batchSzie');
-  assert.throws(() => modelConfigFrom(options('/nonexistent', { imgSize: 30, patchSize: 4 })), (e: unknown) => e instanceof OptionError && e.key === 'imgSize');
+  assert.throws(
+    () => resolveOptions(PRETRAIN_OPTIONS, { batchSzie: 4 }),
+    (e: unknown) => e instanceof OptionError && e.key === 'batchSzie',
+  );
+  assert.throws(
+    () => modelConfigFrom(options('/nonexistent', { imgSize: 30, patchSize: 4 })),
+    (e: unknown) => e instanceof OptionError && e.key === 'imgSize',
+  );
   assert.throws(() => resolveOptions(PRETRAIN_OPTIONS, { order: 'spiral' }), /order.*must be one of/);
   assert.throws(() => resolveOptions(PRETRAIN_OPTIONS, { epochs: 'many' }), /epochs.*expected a number/);
   assert.throws(() => parseArgv(['--no-such-flag', '1'], PRETRAIN_OPTIONS), /unknown option --no-such-flag/);
-  assert.throws(() => modelConfigFrom(options('/x', { decoderDepth: 5 })), (e: unknown) => e instanceof OptionError && e.key === 'decoderDepth');
+  assert.throws(
+    () => modelConfigFrom(options('/x', { decoderDepth: 5 })),
+    (e: unknown) => e instanceof OptionError && e.key === 'decoderDepth',
+  );
   assert.equal(existsSync('/nonexistent'), false);
   const { options: parsed } = parseArgv(['--batch-size', '8', '--no-blur', '--order=raster'], PRETRAIN_OPTIONS);
   assert.deepEqual(resolveOptions(PRETRAIN_OPTIONS, parsed).batchSize, 8);
@@ -106,6 +141,10 @@ test('the no-decay set is biases, norms, 1-D parameters and the [CLS] token', ()
   for (const n of nd) assert.ok(/\.bias$|norm\d?\.weight$|^norm\.weight$|^cls_token$/.test(n), n);
   for (const [n, nd2] of d) assert.ok(nd2 >= 2 && /weight$/.test(n) && !/norm/.test(n), n);
   assert.equal(nd.length + d.length, model.parameters().length);
-  assert.equal([...model.namedParameters()].some(([n]) => n === 'pos_embed'), false, 'pos_embed is a fixed buffer');
+  assert.equal(
+    [...model.namedParameters()].some(([n]) => n === 'pos_embed'),
+    false,
+    'pos_embed is a fixed buffer',
+  );
   model.dispose();
 });

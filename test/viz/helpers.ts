@@ -28,23 +28,33 @@ export function writeCheckpointFolder(dir: string, model: SemAIM, step = 3): str
 /** A checkpoint written by the trainer's CheckpointManager into <runDir>/checkpoints/step-*. */
 export function writeRunCheckpoint(runDir: string, model: SemAIM, step = 5): string {
   return new CheckpointManager(runDir).save(step, {
-    model: model.stateDict(), extra: new Map(), state: { step }, modelMetadata: { config: JSON.stringify(model.config), format: 'semaim.pretrain/1' },
+    model: model.stateDict(),
+    extra: new Map(),
+    state: { step },
+    modelMetadata: { config: JSON.stringify(model.config), format: 'semaim.pretrain/1' },
   });
 }
 
 /** Writes `count` random RGB PNGs of various sizes into dir; returns their paths. */
 export async function writeTestImages(dir: string, count: number, seed = 7): Promise<string[]> {
   mkdirSync(dir, { recursive: true });
-  const sizes = [[16, 16], [24, 20], [20, 30], [32, 32]];
+  const sizes = [
+    [16, 16],
+    [24, 20],
+    [20, 30],
+    [32, 32],
+  ];
   let s = seed;
-  const rnd = () => ((s = (s * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+  const rnd = () => (s = (s * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
   const files: string[] = [];
   for (let i = 0; i < count; i++) {
     const [w, h] = sizes[i % sizes.length];
     const data = Buffer.alloc(w * h * 3);
     for (let k = 0; k < data.length; k++) data[k] = Math.floor(rnd() * 256);
     const f = join(dir, `img${i}.png`);
-    await sharp(data, { raw: { width: w, height: h, channels: 3 } }).png().toFile(f);
+    await sharp(data, { raw: { width: w, height: h, channels: 3 } })
+      .png()
+      .toFile(f);
     files.push(f);
   }
   return files;

@@ -33,10 +33,11 @@ test('visualize: unreadable images are skipped with a warning and listed in visu
     const stdout: string[] = [];
     const writeErr = process.stderr.write.bind(process.stderr);
     const writeOut = process.stdout.write.bind(process.stdout);
-    const capture = (into: string[]) => ((chunk: string | Uint8Array) => {
-      into.push(String(chunk));
-      return true;
-    }) as typeof process.stderr.write;
+    const capture = (into: string[]) =>
+      ((chunk: string | Uint8Array) => {
+        into.push(String(chunk));
+        return true;
+      }) as typeof process.stderr.write;
     process.stderr.write = capture(stderr);
     process.stdout.write = capture(stdout);
     let rc: number;
@@ -49,13 +50,19 @@ test('visualize: unreadable images are skipped with a warning and listed in visu
     assert.match(stdout.join(''), /skipped 3 unreadable image\(s\), listed in .*visualize\.json/);
     assert.equal(rc, 0);
     const summary = JSON.parse(readFileSync(join(out, 'visualize.json'), 'utf8'));
-    assert.deepEqual(summary.images.map((i: { name: string }) => i.name), ['img0.png']);
+    assert.deepEqual(
+      summary.images.map((i: { name: string }) => i.name),
+      ['img0.png'],
+    );
     const skipped: Array<{ file: string; reason: string }> = summary.skipped;
     assert.deepEqual(skipped.map((s) => s.file).sort(), [bomb, corrupt, loop].sort());
     assert.match(skipped.find((s) => s.file === bomb)!.reason, /bomb\.png: PNG of 30000×30000 = 900,000,000 pixels exceeds the limit of 178,956,970 pixels/);
     assert.match(skipped.find((s) => s.file === loop)!.reason, /loop\.png: .*ELOOP/);
     assert.equal(stderr.filter((l) => /^visualize: skipping cannot read image/.test(l)).length, 3, stderr.join(''));
-    assert.deepEqual(readdirSync(out).filter((f) => f.startsWith('row-')), ['row-000-img0.png']);
+    assert.deepEqual(
+      readdirSync(out).filter((f) => f.startsWith('row-')),
+      ['row-000-img0.png'],
+    );
 
     // nothing readable: an error that names every file and why
     await assert.rejects(
@@ -67,7 +74,10 @@ test('visualize: unreadable images are skipped with a warning and listed in visu
       vizCommands.visualize.run(['--checkpoint', ckpt, '--images', good, '--out', join(root, 'out2'), '--max-image-pixels', '255']),
       /none of the 1 image\(s\) could be read:\n {2}cannot read image .*img0\.png: PNG of 16×16 = 256 pixels exceeds the limit of 255 pixels/,
     );
-    await assert.rejects(vizCommands.visualize.run(['--checkpoint', ckpt, '--images', good, '--out', out, '--max-image-pixels', '-1']), /option 'maxImagePixels': must be >= 0/);
+    await assert.rejects(
+      vizCommands.visualize.run(['--checkpoint', ckpt, '--images', good, '--out', out, '--max-image-pixels', '-1']),
+      /option 'maxImagePixels': must be >= 0/,
+    );
   }));
 
 test('visualize and the loader apply one EXIF policy: ignored by default, both rotate with apply', () =>
@@ -78,7 +88,10 @@ test('visualize and the loader apply one EXIF policy: ignored by default, both r
     for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) raw.set(x < W / 2 ? (y < H / 2 ? [220, 30, 30] : [30, 30, 220]) : [240, 240, 240], (y * W + x) * 3);
     mkdirSync(join(root, 'imgs'));
     const file = join(root, 'imgs', 'rotated.jpg');
-    await sharp(raw, { raw: { width: W, height: H, channels: 3 } }).jpeg({ quality: 95, chromaSubsampling: '4:4:4' }).withMetadata({ orientation: 6 }).toFile(file);
+    await sharp(raw, { raw: { width: W, height: H, channels: 3 } })
+      .jpeg({ quality: 95, chromaSubsampling: '4:4:4' })
+      .withMetadata({ orientation: 6 })
+      .toFile(file);
     const loader = async (exif: 'ignore' | 'apply'): Promise<Uint8Array> => {
       const l = new DataLoader(imageFiles(join(root, 'imgs')), { batchSize: 1, workers: 0, uint8: true, transforms: [centerCrop(32)], exifOrientation: exif });
       try {
@@ -103,5 +116,8 @@ test('visualize and the loader apply one EXIF policy: ignored by default, both r
     // stored: red top left, white right half; rotated 90° clockwise: red top right, white bottom half
     assert.ok(px(ignored.data, 2, 2)[0] > 180 && px(ignored.data, 2, 2)[2] < 80, `ignore: red at the top left, got ${px(ignored.data, 2, 2)}`);
     assert.ok(px(applied.data, 29, 2)[0] > 180 && px(applied.data, 29, 2)[2] < 80, `apply: red at the top right, got ${px(applied.data, 29, 2)}`);
-    assert.ok(px(applied.data, 16, 29).every((v) => v > 200), `apply: white at the bottom, got ${px(applied.data, 16, 29)}`);
+    assert.ok(
+      px(applied.data, 16, 29).every((v) => v > 200),
+      `apply: white at the bottom, got ${px(applied.data, 16, 29)}`,
+    );
   }));

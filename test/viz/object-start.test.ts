@@ -32,7 +32,7 @@ test('scoreFirstPatches: hand-made case and the random-centre baseline', () => {
   assert.equal(formatObjectStart(s), '| semantic order | 4 | 50.0% ± 25.0% | 25.0% / ' + (100 * s.baselineEmpirical).toFixed(1) + '% (4000 draws per image) |');
 });
 
-test('objectStartFraction: masks on / off the model\'s own first patch give 1 / 0', () => {
+test("objectStartFraction: masks on / off the model's own first patch give 1 / 0", () => {
   const model = tinyModel(5);
   const n = 6;
   const images = torch.scope(() => torch.randn([n, 3, 16, 16], { generator: new torch.Generator(11) }).toFloat32Array());

@@ -10,9 +10,17 @@ import { tinyModel, writeRunCheckpoint, writeTestImages } from './helpers';
 function fakeRun(dir: string, steps = 40): void {
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'config.json'), JSON.stringify({ options: { batchSize: 8, blr: 2e-4, order: 'semantic' }, model: tinyModel(0).config }, null, 2));
-  const lines = Array.from({ length: steps }, (_, i) => JSON.stringify({
-    time: new Date(0).toISOString(), step: (i + 1) * 10, epoch: i / 10, loss: 1.2 * Math.exp(-i / 15) + 0.1, lr: 1e-4 * Math.min(1, i / 5), gradNorm: 2 - i / 40, imgPerSec: 300 + (i % 3),
-  }));
+  const lines = Array.from({ length: steps }, (_, i) =>
+    JSON.stringify({
+      time: new Date(0).toISOString(),
+      step: (i + 1) * 10,
+      epoch: i / 10,
+      loss: 1.2 * Math.exp(-i / 15) + 0.1,
+      lr: 1e-4 * Math.min(1, i / 5),
+      gradNorm: 2 - i / 40,
+      imgPerSec: 300 + (i % 3),
+    }),
+  );
   writeFileSync(join(dir, 'metrics.jsonl'), lines.join('\n') + '\n{"truncated":\n');
 }
 
@@ -30,7 +38,18 @@ test('report: self-contained HTML with SVG curves, config and evaluation tables'
     assert.match(html, /^<!DOCTYPE html>/);
     assert.equal((html.match(/<svg /g) ?? []).length, 4, 'loss, lr, throughput and grad-norm charts');
     assert.match(html, /<polyline points="[\d., ]+"/);
-    for (const s of ['Training loss', 'Learning rate', 'Throughput', '41.25', '88.5', '33.3', 'eval/linprobe.json results[0]', 'blurKernel', 'broken.json', 'No visualisation']) {
+    for (const s of [
+      'Training loss',
+      'Learning rate',
+      'Throughput',
+      '41.25',
+      '88.5',
+      '33.3',
+      'eval/linprobe.json results[0]',
+      'blurKernel',
+      'broken.json',
+      'No visualisation',
+    ]) {
       assert.ok(html.includes(s), `report mentions ${s}`);
     }
     assert.doesNotMatch(html, /<script|(src|href)="(https?:)?\/\//i, 'no scripts or external resources');
@@ -53,7 +72,7 @@ test('report: absent metrics, config and evaluations are reported, not fatal', (
   }
 });
 
-test('report --images: generates the grid from the run\'s newest checkpoint and embeds it as a data URI', async () => {
+test("report --images: generates the grid from the run's newest checkpoint and embeds it as a data URI", async () => {
   const run = mkdtempSync(join(tmpdir(), 'semaim-report-'));
   try {
     fakeRun(run, 5);

@@ -11,7 +11,11 @@ import { OptionError } from '../../src/util/options';
 import { argmax, liveTensors, readOverlay, tinyModel, writeCheckpointFolder, writeTestImages } from './helpers';
 
 test('font: every printable ASCII glyph has ink except space; text width', () => {
-  for (let c = 33; c < 127; c++) assert.ok(glyphRows(String.fromCharCode(c)).some((r) => r > 0), `glyph ${String.fromCharCode(c)}`);
+  for (let c = 33; c < 127; c++)
+    assert.ok(
+      glyphRows(String.fromCharCode(c)).some((r) => r > 0),
+      `glyph ${String.fromCharCode(c)}`,
+    );
   assert.deepEqual(glyphRows(' '), [0, 0, 0, 0, 0, 0, 0]);
   assert.deepEqual(glyphRows('\u00e9'), glyphRows('?'));
   assert.equal(textWidth('ab', 2), 22);
@@ -40,14 +44,27 @@ test('visualize: grid and rows have the laid-out size; order maps start where th
     assert.equal(rc, 0);
     const summary = JSON.parse(readFileSync(join(out, 'visualize.json'), 'utf8'));
     const cols: string[] = summary.columns;
-    assert.deepEqual(cols, ['input', 'order raster', 'order snake', 'order stochastic', 'order similarity', 'order semantic', 'order multicenter',
-      '[CLS] attention', 'similarity S', 'loss (semantic)', 'reconstruction']);
+    assert.deepEqual(cols, [
+      'input',
+      'order raster',
+      'order snake',
+      'order stochastic',
+      'order similarity',
+      'order semantic',
+      'order multicenter',
+      '[CLS] attention',
+      'similarity S',
+      'loss (semantic)',
+      'reconstruction',
+    ]);
     const L = figureLayout(3, cols.length, 16);
     assert.equal(L.cell, 128);
     const grid = await readRgb(join(out, 'grid.png'));
     assert.equal(grid.width, L.width);
     assert.equal(grid.height, L.height);
-    const rows = readdirSync(out).filter((f) => f.startsWith('row-')).sort();
+    const rows = readdirSync(out)
+      .filter((f) => f.startsWith('row-'))
+      .sort();
     assert.equal(rows.length, 3);
     const row0 = await readRgb(join(out, rows[0]));
     const L1 = figureLayout(1, cols.length, 16);
@@ -94,8 +111,10 @@ test('visualize: clear errors for unknown orders and missing images', async () =
     const model = tinyModel(3);
     const ckpt = writeCheckpointFolder(join(root, 'ckpt'), model);
     model.dispose();
-    await assert.rejects(vizCommands.visualize.run(['--checkpoint', ckpt, '--images', root, '--out', root, '--orders', 'raster,spiral']),
-      (e: Error) => e instanceof OptionError && /spiral/.test(e.message));
+    await assert.rejects(
+      vizCommands.visualize.run(['--checkpoint', ckpt, '--images', root, '--out', root, '--orders', 'raster,spiral']),
+      (e: Error) => e instanceof OptionError && /spiral/.test(e.message),
+    );
     await assert.rejects(vizCommands.visualize.run(['--checkpoint', ckpt, '--images', join(root, 'nope'), '--out', root]), /image path not found/);
     await assert.rejects(vizCommands.visualize.run(['--checkpoint', ckpt, '--images', ckpt, '--out', root]), /no image files/);
   } finally {

@@ -153,16 +153,7 @@ export function decodeBmp(d: Uint8Array, background = 0, maxPixels?: number): Im
   return fromInterleaved(out, width, height, outCh, background);
 }
 
-function decodeRle(
-  d: Uint8Array,
-  pos: number,
-  width: number,
-  height: number,
-  bits: 4 | 8,
-  pal: Uint8Array,
-  topDown: boolean,
-  out: Uint8Array,
-): void {
+function decodeRle(d: Uint8Array, pos: number, width: number, height: number, bits: 4 | 8, pal: Uint8Array, topDown: boolean, out: Uint8Array): void {
   let x = 0;
   let y = 0;
   const put = (idx: number): void => {

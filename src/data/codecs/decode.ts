@@ -20,7 +20,17 @@ export function sniff(d: Uint8Array): ImageFormat {
   if (isPng(d)) return 'png';
   if (isBmp(d)) return 'bmp';
   if (d.length >= 6 && d[0] === 0x47 && d[1] === 0x49 && d[2] === 0x46 && d[3] === 0x38) return 'gif';
-  if (d.length >= 12 && d[0] === 0x52 && d[1] === 0x49 && d[2] === 0x46 && d[3] === 0x46 && d[8] === 0x57 && d[9] === 0x45 && d[10] === 0x42 && d[11] === 0x50) {
+  if (
+    d.length >= 12 &&
+    d[0] === 0x52 &&
+    d[1] === 0x49 &&
+    d[2] === 0x46 &&
+    d[3] === 0x46 &&
+    d[8] === 0x57 &&
+    d[9] === 0x45 &&
+    d[10] === 0x42 &&
+    d[11] === 0x50
+  ) {
     return 'webp';
   }
   if (d.length >= 4 && ((d[0] === 0x49 && d[1] === 0x49 && d[2] === 0x2a && d[3] === 0) || (d[0] === 0x4d && d[1] === 0x4d && d[2] === 0 && d[3] === 0x2a))) {

@@ -794,7 +794,7 @@ export class JpegImage {
           const look = T.look;
           let last = 0;
           if (need) blk[0] = c.pred * q[0];
-          for (let k = 1; k < 64; ) {
+          for (let k = 1; k < 64;) {
             if (nbits < 16) {
               // fast path: two bytes without 0xFF
               if (pos + 1 < end && data[pos] !== 0xff && data[pos + 1] !== 0xff) {
@@ -1001,7 +1001,7 @@ export class JpegImage {
         this.eobrun--;
         return;
       }
-      for (let k = ss; k <= se; ) {
+      for (let k = ss; k <= se;) {
         const rs = this.decodeHuff(acT);
         const s = rs & 15;
         const r = rs >> 4;

@@ -49,7 +49,10 @@ export function decodeLabelPng(d: Uint8Array): LabelMask {
   }
   if (ctype < 0) throw new DecodeError('corrupt', 'corrupt PNG: no IHDR chunk');
   if (ctype !== 0 && ctype !== 3) {
-    throw new DecodeError('unsupported', `mask PNG has colour type ${ctype} (${ctype === 2 || ctype === 6 ? 'RGB' : 'grey + alpha'}); a mask must be an 8-bit grey or palette PNG of class indices`);
+    throw new DecodeError(
+      'unsupported',
+      `mask PNG has colour type ${ctype} (${ctype === 2 || ctype === 6 ? 'RGB' : 'grey + alpha'}); a mask must be an 8-bit grey or palette PNG of class indices`,
+    );
   }
   if (![1, 2, 4, 8, 16].includes(depth) || (ctype === 3 && depth === 16)) throw new DecodeError('corrupt', `corrupt PNG: colour type ${ctype}, depth ${depth}`);
   if (width === 0 || height === 0) throw new DecodeError('corrupt', 'corrupt PNG: zero size');

@@ -17,7 +17,8 @@ function tiffOrientation(d: Uint8Array, t: number, end: number): number {
   const le = d[t] === 0x49 && d[t + 1] === 0x49;
   if (!le && !(d[t] === 0x4d && d[t + 1] === 0x4d)) return 1;
   const u16 = (o: number): number => (le ? d[o] | (d[o + 1] << 8) : (d[o] << 8) | d[o + 1]);
-  const u32 = (o: number): number => (le ? (d[o] | (d[o + 1] << 8) | (d[o + 2] << 16) | (d[o + 3] << 24)) >>> 0 : ((d[o] << 24) | (d[o + 1] << 16) | (d[o + 2] << 8) | d[o + 3]) >>> 0);
+  const u32 = (o: number): number =>
+    le ? (d[o] | (d[o + 1] << 8) | (d[o + 2] << 16) | (d[o + 3] << 24)) >>> 0 : ((d[o] << 24) | (d[o + 1] << 16) | (d[o + 2] << 8) | d[o + 3]) >>> 0;
   if (u16(t + 2) !== 42) return 1;
   const ifd = t + u32(t + 4);
   if (ifd + 2 > end) return 1;
@@ -48,7 +49,16 @@ function jpegOrientation(d: Uint8Array): number {
     const seg = pos + 4;
     const end = Math.min(d.length, pos + 2 + len);
     // "Exif\0\0" then the TIFF structure
-    if (marker === 0xe1 && len >= 16 && d[seg] === 0x45 && d[seg + 1] === 0x78 && d[seg + 2] === 0x69 && d[seg + 3] === 0x66 && d[seg + 4] === 0 && d[seg + 5] === 0) {
+    if (
+      marker === 0xe1 &&
+      len >= 16 &&
+      d[seg] === 0x45 &&
+      d[seg + 1] === 0x78 &&
+      d[seg + 2] === 0x69 &&
+      d[seg + 3] === 0x66 &&
+      d[seg + 4] === 0 &&
+      d[seg + 5] === 0
+    ) {
       return tiffOrientation(d, seg + 6, end);
     }
     pos += 2 + len;
@@ -89,14 +99,22 @@ export function swapsAxes(orientation: number): boolean {
 /** Source (x, y) of display pixel (x', y') for an orientation, in a W×H stored image. */
 function sourceOf(orientation: number, W: number, H: number, xo: number, yo: number): [number, number] {
   switch (orientation) {
-    case 2: return [W - 1 - xo, yo];
-    case 3: return [W - 1 - xo, H - 1 - yo];
-    case 4: return [xo, H - 1 - yo];
-    case 5: return [yo, xo];
-    case 6: return [yo, H - 1 - xo];
-    case 7: return [W - 1 - yo, H - 1 - xo];
-    case 8: return [W - 1 - yo, xo];
-    default: return [xo, yo];
+    case 2:
+      return [W - 1 - xo, yo];
+    case 3:
+      return [W - 1 - xo, H - 1 - yo];
+    case 4:
+      return [xo, H - 1 - yo];
+    case 5:
+      return [yo, xo];
+    case 6:
+      return [yo, H - 1 - xo];
+    case 7:
+      return [W - 1 - yo, H - 1 - xo];
+    case 8:
+      return [W - 1 - yo, xo];
+    default:
+      return [xo, yo];
   }
 }
 

@@ -239,7 +239,7 @@ function to8(v: number, depth: number): number {
     case 8:
       return v;
     case 16:
-      return (v * 255 + 32767) / 65535 | 0;
+      return ((v * 255 + 32767) / 65535) | 0;
     case 4:
       return v * 17;
     case 2:

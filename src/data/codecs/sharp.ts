@@ -26,7 +26,6 @@ let sharpMod: SharpModule | null = null;
 
 function loadSharp(): SharpModule {
   if (!sharpMod) {
-     
     const m = require('sharp') as SharpModule | { default: SharpModule };
     sharpMod = typeof m === 'function' ? m : m.default;
     sharpMod.cache(false);

@@ -114,7 +114,9 @@ export class ShardBatchBuilder {
   private async replace(failed: StreamItem, out: Float32Array | Uint8Array, offset: number, skipped: SkipRecord[]): Promise<StreamItem> {
     const { cfg } = this;
     for (let attempt = 1; attempt <= cfg.maxReplacements; attempt++) {
-      const cand = this.ring.length ? this.ring[new Rng(cfg.seed, 'replace', this.task!.epoch, failed.index, attempt).int(this.ring.length)] : await this.goodAhead();
+      const cand = this.ring.length
+        ? this.ring[new Rng(cfg.seed, 'replace', this.task!.epoch, failed.index, attempt).int(this.ring.length)]
+        : await this.goodAhead();
       if (!cand) break;
       if (await this.run(cand, attempt, out, offset, skipped)) return cand;
     }

@@ -71,7 +71,8 @@ export class ShardLoader implements AsyncIterable<Batch> {
   private readonly warned = new Set<string>();
 
   constructor(dataset: ShardDataset, opts: ShardLoaderOptions) {
-    if (!(Number.isInteger(opts.batchSize) && opts.batchSize >= 1)) throw new RangeError(`ShardLoader: batchSize must be a positive integer, got ${opts.batchSize}`);
+    if (!(Number.isInteger(opts.batchSize) && opts.batchSize >= 1))
+      throw new RangeError(`ShardLoader: batchSize must be a positive integer, got ${opts.batchSize}`);
     const transforms = opts.transforms ?? [];
     validateTransforms(transforms);
     this.dataset = dataset;
@@ -82,7 +83,9 @@ export class ShardLoader implements AsyncIterable<Batch> {
     checkRankSlice(this, 'ShardLoader');
     this.length = shardEpochSize(dataset.length, this.worldSize, this.batchSize, !!opts.dropLast).batches;
     if (this.length === 0) {
-      throw new Error(`ShardLoader: ${dataset.root} has ${dataset.length} samples, fewer than one global batch of ${this.worldSize}×${this.batchSize} with dropLast`);
+      throw new Error(
+        `ShardLoader: ${dataset.root} has ${dataset.length} samples, fewer than one global batch of ${this.worldSize}×${this.batchSize} with dropLast`,
+      );
     }
     const size = staticOutputSize(transforms);
     if (!size) throw new Error(`ShardLoader: images of ${dataset.root} may differ in size; add centerCrop(...), randomResizedCrop(...) or resize([h, w])`);
@@ -90,11 +93,13 @@ export class ShardLoader implements AsyncIterable<Batch> {
     this.numWorkers = opts.workers ?? defaultWorkers();
     if (!(Number.isInteger(this.numWorkers) && this.numWorkers >= 0)) throw new RangeError('ShardLoader: workers must be an integer >= 0');
     this.shuffleBuffer = opts.shuffleBuffer ?? DEFAULT_SHUFFLE_BUFFER;
-    if (!(Number.isInteger(this.shuffleBuffer) && this.shuffleBuffer >= 1)) throw new RangeError(`ShardLoader: shuffleBuffer must be an integer >= 1, got ${this.shuffleBuffer}`);
+    if (!(Number.isInteger(this.shuffleBuffer) && this.shuffleBuffer >= 1))
+      throw new RangeError(`ShardLoader: shuffleBuffer must be an integer >= 1, got ${this.shuffleBuffer}`);
     this.prefetch = Math.max(1, opts.prefetch ?? 2);
     this.warn = opts.onWarning ?? ((line: string) => process.stderr.write(line + '\n'));
     const numClasses = opts.numClasses ?? dataset.classes.length;
-    if ((opts.mixup || (opts.labelSmoothing ?? 0) > 0) && numClasses < 1) throw new Error(`ShardLoader: mixup/label smoothing need class labels, but ${dataset.root} is unlabelled`);
+    if ((opts.mixup || (opts.labelSmoothing ?? 0) > 0) && numClasses < 1)
+      throw new Error(`ShardLoader: mixup/label smoothing need class labels, but ${dataset.root} is unlabelled`);
     const bgOpt = opts.alphaBackground ?? 'white';
     const background = bgOpt === 'white' ? 255 : bgOpt === 'black' ? 0 : Math.max(0, Math.min(255, Math.round(bgOpt)));
     const t = dataset.table;
@@ -116,8 +121,15 @@ export class ShardLoader implements AsyncIterable<Batch> {
   /** What this rank's workers read in an epoch. */
   plan(epoch: number): ShardEpochPlan {
     return shardEpochPlan({
-      counts: this.dataset.table.entries.map((e) => e.samples), epoch, seed: this.cfg.seed, shuffle: this.opts.shuffle !== false,
-      rank: this.rank, worldSize: this.worldSize, workers: this.numWorkers, batchSize: this.batchSize, dropLast: !!this.opts.dropLast,
+      counts: this.dataset.table.entries.map((e) => e.samples),
+      epoch,
+      seed: this.cfg.seed,
+      shuffle: this.opts.shuffle !== false,
+      rank: this.rank,
+      worldSize: this.worldSize,
+      workers: this.numWorkers,
+      batchSize: this.batchSize,
+      dropLast: !!this.opts.dropLast,
     });
   }
 
@@ -309,8 +321,12 @@ export class ShardLoader implements AsyncIterable<Batch> {
     }
     const badShards = this.dataset.table.problems.length;
     if (tally.size > 0) {
-      const reasons = Object.entries(byReason).map(([r, k]) => `${k} ${r}`).join(', ');
-      this.warn(`data: epoch ${epoch}${complete ? '' : ' (stopped early)'}: skipped ${tally.size} unusable sample${tally.size === 1 ? '' : 's'} (${reasons}); each was replaced by another sample`);
+      const reasons = Object.entries(byReason)
+        .map(([r, k]) => `${k} ${r}`)
+        .join(', ');
+      this.warn(
+        `data: epoch ${epoch}${complete ? '' : ' (stopped early)'}: skipped ${tally.size} unusable sample${tally.size === 1 ? '' : 's'} (${reasons}); each was replaced by another sample`,
+      );
     }
     return { epoch, batches, samples, skipped: tally.size, byReason, files, seconds, complete, badShards };
   }
@@ -319,9 +335,11 @@ export class ShardLoader implements AsyncIterable<Batch> {
     const slots = this.slots;
     this.slots = null;
     if (!slots) return;
-    await Promise.all(slots.map((s) => {
-      s.worker.ref();
-      return s.worker.terminate().catch(() => undefined);
-    }));
+    await Promise.all(
+      slots.map((s) => {
+        s.worker.ref();
+        return s.worker.terminate().catch(() => undefined);
+      }),
+    );
   }
 }

@@ -87,7 +87,10 @@ export async function packImageFolder(o: PackOptions): Promise<PackResult> {
   mkdirSync(output, { recursive: true });
   const existing = readdirSync(output).filter((f) => isShardFile(f) || f === INDEX_FILE);
   if (existing.length) {
-    if (!o.overwrite) throw new Error(`shards: ${output} already holds ${existing.length} shard/index file(s) (e.g. ${existing[0]}); choose an empty folder or pass --overwrite`);
+    if (!o.overwrite)
+      throw new Error(
+        `shards: ${output} already holds ${existing.length} shard/index file(s) (e.g. ${existing[0]}); choose an empty folder or pass --overwrite`,
+      );
     for (const f of existing) rmSync(join(output, f), { force: true });
   }
   const n = ds.length;
@@ -124,7 +127,7 @@ export async function packImageFolder(o: PackOptions): Promise<PackResult> {
   const indexPath = join(output, INDEX_FILE);
   writeFileAtomic(indexPath, JSON.stringify(index, null, 1) + '\n');
   const last = shards.length - 1;
-  const pattern = shards.length === 1 ? join(output, shardName(0)) : join(output, `shard-{${String(0).padStart(6, '0')}..${String(last).padStart(6, '0')}}.tar`);
+  const pattern =
+    shards.length === 1 ? join(output, shardName(0)) : join(output, `shard-{${String(0).padStart(6, '0')}..${String(last).padStart(6, '0')}}.tar`);
   return { output, shards, samples: n, classes: [...ds.classes], bytes, index: indexPath, pattern };
 }
-

@@ -18,7 +18,13 @@ type Source = Extract extends AsyncIterable<infer S> ? S : never;
 import { IMAGE_EXTENSIONS } from '../sources/folder';
 
 /** Image member extensions, in order of preference when a sample has several. */
-export const IMAGE_MEMBER_EXTENSIONS = ['jpg', 'jpeg', 'png', 'webp', ...IMAGE_EXTENSIONS.map((e) => e.slice(1)).filter((e) => !['jpg', 'jpeg', 'png', 'webp'].includes(e))];
+export const IMAGE_MEMBER_EXTENSIONS = [
+  'jpg',
+  'jpeg',
+  'png',
+  'webp',
+  ...IMAGE_EXTENSIONS.map((e) => e.slice(1)).filter((e) => !['jpg', 'jpeg', 'png', 'webp'].includes(e)),
+];
 const IMAGE_EXT_SET = new Set(IMAGE_MEMBER_EXTENSIONS);
 
 export interface TarSample {

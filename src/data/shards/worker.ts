@@ -5,13 +5,9 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { RawBatch } from '../batch';
 import { ShardBatchBuilder, type EpochTask, type ShardBuilderConfig } from './builder';
 
-export type ToShardWorker =
-  | { type: 'epoch'; gen: number; task: EpochTask }
-  | { type: 'batch'; gen: number; batch: number; size: number };
+export type ToShardWorker = { type: 'epoch'; gen: number; task: EpochTask } | { type: 'batch'; gen: number; batch: number; size: number };
 
-export type FromShardWorker =
-  | { type: 'batch'; gen: number; batch: RawBatch }
-  | { type: 'error'; gen: number; batch?: number; message: string; stack?: string };
+export type FromShardWorker = { type: 'batch'; gen: number; batch: RawBatch } | { type: 'error'; gen: number; batch?: number; message: string; stack?: string };
 
 if (parentPort) {
   const port = parentPort;
@@ -41,7 +37,13 @@ if (parentPort) {
       port.postMessage({ type: 'batch', gen: msg.gen, batch: b } satisfies FromShardWorker, transfer);
     } catch (e) {
       const err = e as Error;
-      port.postMessage({ type: 'error', gen: msg.gen, batch: msg.type === 'batch' ? msg.batch : undefined, message: err.message, stack: err.stack } satisfies FromShardWorker);
+      port.postMessage({
+        type: 'error',
+        gen: msg.gen,
+        batch: msg.type === 'batch' ? msg.batch : undefined,
+        message: err.message,
+        stack: err.stack,
+      } satisfies FromShardWorker);
     }
   };
 }

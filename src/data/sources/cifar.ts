@@ -64,7 +64,9 @@ export function cifarBinary(root: string, opts: CifarBinaryOptions = {}): Memory
   const buffers = files.map((f) => {
     const b = readFileSync(f);
     if (b.length === 0 || b.length % rec !== 0) {
-      throw new Error(`CIFAR binary: ${f} has ${b.length} bytes, expected a multiple of ${rec} (1${variant === 100 ? '+1' : ''} label byte + 3072 pixel bytes per image)`);
+      throw new Error(
+        `CIFAR binary: ${f} has ${b.length} bytes, expected a multiple of ${rec} (1${variant === 100 ? '+1' : ''} label byte + 3072 pixel bytes per image)`,
+      );
     }
     return b;
   });
@@ -126,7 +128,7 @@ export function fileSha256(path: string): string {
   const buf = Buffer.allocUnsafe(4 << 20);
   const fd = openSync(path, 'r');
   try {
-    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0; ) hash.update(buf.subarray(0, n));
+    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0;) hash.update(buf.subarray(0, n));
   } finally {
     closeSync(fd);
   }

@@ -6,20 +6,7 @@ import { join, resolve, extname } from 'node:path';
 import { packStrings, sharedInt32, unpackString, type Dataset, type FilesSpec } from '../dataset';
 
 /** File extensions listed (case-insensitive); files are identified by content when decoded. */
-export const IMAGE_EXTENSIONS = [
-  '.jpg',
-  '.jpeg',
-  '.jfif',
-  '.png',
-  '.bmp',
-  '.gif',
-  '.webp',
-  '.tif',
-  '.tiff',
-  '.avif',
-  '.ppm',
-  '.pgm',
-];
+export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.jfif', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff', '.avif', '.ppm', '.pgm'];
 
 export interface FolderOptions {
   /** Extensions to list (default IMAGE_EXTENSIONS). */
@@ -115,8 +102,10 @@ function warnListing(root: string, report: ListingReport, warn: (line: string) =
   if (n > 0) {
     const what = (u: { path: string; code: string }): string =>
       `${u.path} (${u.code === 'ELOOP' ? 'symlink loop' : u.code === 'ENOENT' ? 'dangling link' : u.code})`;
-    warn(`data: warning: ${root}: ${n} entr${n === 1 ? 'y' : 'ies'} cannot be read and ${n === 1 ? 'is' : 'are'} left out: ` +
-      `${report.unreadable.slice(0, 5).map(what).join(', ')}${n > 5 ? ', ...' : ''}`);
+    warn(
+      `data: warning: ${root}: ${n} entr${n === 1 ? 'y' : 'ies'} cannot be read and ${n === 1 ? 'is' : 'are'} left out: ` +
+        `${report.unreadable.slice(0, 5).map(what).join(', ')}${n > 5 ? ', ...' : ''}`,
+    );
   }
 }
 
@@ -173,7 +162,9 @@ export function imageFolder(root: string, opts: FolderOptions = {}): ImageFolder
   const report: ListingReport = { symlinkLoops: [], unreadable: [] };
   const walk = newWalk(root, exts, paths, report);
   const classes: string[] = [];
-  for (const name of readdirSync(root).filter((n) => !n.startsWith('.')).sort(byteOrder)) {
+  for (const name of readdirSync(root)
+    .filter((n) => !n.startsWith('.'))
+    .sort(byteOrder)) {
     let st;
     try {
       st = statSync(join(root, name));
@@ -199,12 +190,12 @@ export function imageFolder(root: string, opts: FolderOptions = {}): ImageFolder
   });
   warnListing(root, report, warn);
   if (paths.length === 0) {
-    throw new Error(
-      `ImageFolder: found no images under ${root} (looked for ${[...exts].join(' ')} files in ${classes.length} class folders)`,
-    );
+    throw new Error(`ImageFolder: found no images under ${root} (looked for ${[...exts].join(' ')} files in ${classes.length} class folders)`);
   }
   if (empty.length) {
-    warn(`data: warning: ImageFolder ${root}: ${empty.length} class folder(s) contain no images: ${empty.slice(0, 5).join(', ')}${empty.length > 5 ? ', ...' : ''}`);
+    warn(
+      `data: warning: ImageFolder ${root}: ${empty.length} class folder(s) contain no images: ${empty.slice(0, 5).join(', ')}${empty.length > 5 ? ', ...' : ''}`,
+    );
   }
   const labels = sharedInt32(labelList.length);
   labels.set(labelList);

@@ -7,18 +7,7 @@ import { gunzipSync } from 'node:zlib';
 import { sharedInt32 } from '../dataset';
 import { MemoryDataset, uniformImages } from './memory';
 
-export const FASHION_MNIST_CLASSES = [
-  'T-shirt/top',
-  'Trouser',
-  'Pullover',
-  'Dress',
-  'Coat',
-  'Sandal',
-  'Shirt',
-  'Sneaker',
-  'Bag',
-  'Ankle boot',
-];
+export const FASHION_MNIST_CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
 export const MNIST_CLASSES = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'];
 export const FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
 
@@ -97,7 +86,7 @@ function findFile(root: string, base: string): string | null {
 /** MNIST-layout folder: train-/t10k- images-idx3-ubyte and labels-idx1-ubyte (raw or .gz). */
 export function mnistLike(root: string, opts: { train?: boolean; classes?: readonly string[] } = {}): MemoryDataset {
   root = resolve(root);
-  const prefix = opts.train ?? true ? 'train' : 't10k';
+  const prefix = (opts.train ?? true) ? 'train' : 't10k';
   const images = findFile(root, `${prefix}-images-idx3-ubyte`);
   const labels = findFile(root, `${prefix}-labels-idx1-ubyte`);
   if (!images || !labels) {

@@ -59,7 +59,8 @@ export class MemoryLabelledData implements LabelledData {
     for await (const b of data.batches({ batchSize, shuffle: false, epoch: 0, augment: 'none' })) {
       const B = b.shape[0];
       if (n + B > data.size) throw new Error(`MemoryLabelledData.load: the data gave more than its size (${data.size}) images`);
-      if (b.shape[1] !== C || b.shape[2] !== H || b.shape[3] !== W) throw new Error(`MemoryLabelledData.load: a batch of [${b.shape}], expected [B, ${C}, ${H}, ${W}]`);
+      if (b.shape[1] !== C || b.shape[2] !== H || b.shape[3] !== W)
+        throw new Error(`MemoryLabelledData.load: a batch of [${b.shape}], expected [B, ${C}, ${H}, ${W}]`);
       images.set(b.images, n * per);
       labels.set(b.labels, n);
       n += B;
@@ -79,7 +80,13 @@ export class MemoryLabelledData implements LabelledData {
     pick.sort((a, b) => a - b);
     const images = new Float32Array(pick.length * this.per);
     pick.forEach((src, i) => images.set(this.images.subarray(src * this.per, (src + 1) * this.per), i * this.per));
-    return new MemoryLabelledData(images, [pick.length, ...this.imageShape], Int32Array.from(pick, (i) => this.labels[i]), this.numClasses, this.classNames);
+    return new MemoryLabelledData(
+      images,
+      [pick.length, ...this.imageShape],
+      Int32Array.from(pick, (i) => this.labels[i]),
+      this.numClasses,
+      this.classNames,
+    );
   }
 
   async *batches(o: BatchOptions): AsyncGenerator<LabelledBatch> {
@@ -95,10 +102,11 @@ export class MemoryLabelledData implements LabelledData {
         const img = this.images.subarray(src * this.per, (src + 1) * this.per);
         if (o.augment !== 'none' && flipHash(seed, o.epoch, b * o.batchSize + i)) {
           const out = images.subarray(i * this.per, (i + 1) * this.per);
-          for (let c = 0; c < C; c++) for (let y = 0; y < H; y++) {
-            const row = (c * H + y) * W;
-            for (let x = 0; x < W; x++) out[row + x] = img[row + W - 1 - x];
-          }
+          for (let c = 0; c < C; c++)
+            for (let y = 0; y < H; y++) {
+              const row = (c * H + y) * W;
+              for (let x = 0; x < W; x++) out[row + x] = img[row + W - 1 - x];
+            }
         } else {
           images.set(img, i * this.per);
         }

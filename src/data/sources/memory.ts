@@ -1,15 +1,6 @@
 // Datasets held decoded in (shared) memory: CIFAR binary batches, IDX files, and decoded caches.
 
-import {
-  sharedBytes,
-  sharedFloat64,
-  sharedInt32,
-  LAYOUT_GRAY,
-  LAYOUT_RGB,
-  type Dataset,
-  type MemoryImages,
-  type MemorySpec,
-} from '../dataset';
+import { sharedBytes, sharedFloat64, sharedInt32, LAYOUT_GRAY, LAYOUT_RGB, type Dataset, type MemoryImages, type MemorySpec } from '../dataset';
 
 export class MemoryDataset implements Dataset {
   readonly spec: MemorySpec;

@@ -38,14 +38,18 @@ const stem = (rel: string): string => rel.replace(/\.[^./]+$/, '');
 function readClasses(root: string, numClasses: number | undefined): string[] {
   const file = join(root, 'classes.txt');
   if (existsSync(file)) {
-    const names = readFileSync(file, 'utf8').split(/\r?\n/).map((s) => s.trim());
+    const names = readFileSync(file, 'utf8')
+      .split(/\r?\n/)
+      .map((s) => s.trim());
     while (names.length && names[names.length - 1] === '') names.pop();
     if (names.length < 1) throw new Error(`${file} lists no class`);
-    if (numClasses !== undefined && numClasses !== names.length) throw new Error(`${file} lists ${names.length} classes, but the number of classes given is ${numClasses}`);
+    if (numClasses !== undefined && numClasses !== names.length)
+      throw new Error(`${file} lists ${names.length} classes, but the number of classes given is ${numClasses}`);
     if (names.length > 255) throw new Error(`${file} lists ${names.length} classes; masks hold at most 255 (0–254, 255 = ignore)`);
     return names;
   }
-  if (numClasses === undefined) throw new Error(`segmentation folder ${root}: no classes.txt (one class name per line) and no number of classes given (--num-classes)`);
+  if (numClasses === undefined)
+    throw new Error(`segmentation folder ${root}: no classes.txt (one class name per line) and no number of classes given (--num-classes)`);
   if (!(Number.isInteger(numClasses) && numClasses >= 2 && numClasses <= 255)) throw new RangeError(`number of classes must be 2..255, got ${numClasses}`);
   return Array.from({ length: numClasses }, (_, k) => `class${k}`);
 }
@@ -104,7 +108,10 @@ export function segFolder(rootIn: string, o: SegFolderOptions): SegSource {
         let v = data[k];
         if (reduceZero) v = data[k] = v === 0 || v === 255 ? 255 : v - 1;
         if (v >= numClasses && v !== 255) {
-          throw new SegSkipError('mask-labels', `mask ${maskFile} holds label ${v}${reduceZero ? ' (after reducing the zero label)' : ''}, outside the ${numClasses} classes (0..${numClasses - 1}; 255 = ignore)`);
+          throw new SegSkipError(
+            'mask-labels',
+            `mask ${maskFile} holds label ${v}${reduceZero ? ' (after reducing the zero label)' : ''}, outside the ${numClasses} classes (0..${numClasses - 1}; 255 = ignore)`,
+          );
         }
       }
       let bytes: Uint8Array;

@@ -20,7 +20,10 @@ export interface SegSource {
 
 /** Why a listed sample's mask cannot be used. */
 export class SegSkipError extends Error {
-  constructor(readonly reason: 'no-mask' | 'mask-size' | 'mask-labels' | 'mask-unreadable', message: string) {
+  constructor(
+    readonly reason: 'no-mask' | 'mask-size' | 'mask-labels' | 'mask-unreadable',
+    message: string,
+  ) {
     super(message);
     this.name = 'SegSkipError';
   }

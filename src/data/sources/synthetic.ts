@@ -8,18 +8,7 @@ import { Rng } from '../rng';
 import type { Image } from '../image';
 import type { Dataset, SyntheticSpec } from '../dataset';
 
-export const SHAPES = [
-  'circle',
-  'square',
-  'triangle',
-  'cross',
-  'ring',
-  'diamond',
-  'star',
-  'hexagon',
-  'heart',
-  'crescent',
-] as const;
+export const SHAPES = ['circle', 'square', 'triangle', 'cross', 'ring', 'diamond', 'star', 'hexagon', 'heart', 'crescent'] as const;
 export type ShapeName = (typeof SHAPES)[number];
 
 export interface SyntheticOptions {
