@@ -49,39 +49,8 @@ export function checkImageShape(encoder: VisionTransformer, data: LabelledData, 
 
 /** Extracts features of every image of `data` in its natural order. */
 export async function extractFeatures(encoder: VisionTransformer, data: LabelledData, o: ExtractOptions): Promise<FeatureSet> {
-  if (!(Number.isInteger(o.batchSize) && o.batchSize > 0)) throw new RangeError(`extractFeatures: batchSize must be a positive integer, got ${o.batchSize}`);
-  const wasTraining = encoder.training;
-  encoder.eval();
-  const device = encoder.cls_token.device;
-  const parts: Tensor[] = [];
-  const labels = new Int32Array(data.size);
-  let n = 0;
-  const label = o.label === undefined ? 'features' : o.label;
-  const progress = label === null ? null : new Progress(label, data.size);
-  const start = Date.now();
-  try {
-    for await (const batch of data.batches({ batchSize: o.batchSize, shuffle: false, epoch: o.epoch ?? 0, augment: o.augment ?? 'none', seed: o.seed })) {
-      const B = batch.shape[0];
-      if (n + B > data.size) throw new Error(`extractFeatures: the data gave more than its size (${data.size}) images`);
-      const f = torch.scope(() => {
-        const images = torch.tensor(batch.images, { shape: batch.shape, device });
-        encoder.checkImages(images);
-        return encodeBatch(encoder, images, o.pooling, o.precision);
-      });
-      parts.push(torch.keep(f));
-      labels.set(batch.labels, n);
-      n += B;
-      progress?.update(n, { 'img/s': (n / Math.max((Date.now() - start) / 1000, 1e-9)).toFixed(1) });
-    }
-    if (n !== data.size) throw new Error(`extractFeatures: the data gave ${n} images, its size is ${data.size}`);
-    if (!parts.length) throw new Error('extractFeatures: the data is empty');
-    const features = torch.keep(torch.cat(parts, 0));
-    return { features, labels };
-  } finally {
-    for (const p of parts) p.dispose();
-    progress?.done();
-    encoder.train(wasTraining);
-  }
+  const { pooling, ...rest } = o;
+  return (await extractPooledFeatures(encoder, data, [pooling], rest)).get(pooling)!;
 }
 
 /**
@@ -97,8 +66,7 @@ export async function extractPooledFeatures(
 ): Promise<Map<FeaturePooling, FeatureSet>> {
   const kinds = [...new Set(poolings)];
   if (!kinds.length) throw new RangeError('extractPooledFeatures: no pooling given');
-  if (!(Number.isInteger(o.batchSize) && o.batchSize > 0))
-    throw new RangeError(`extractPooledFeatures: batchSize must be a positive integer, got ${o.batchSize}`);
+  if (!(Number.isInteger(o.batchSize) && o.batchSize > 0)) throw new RangeError(`features: batchSize must be a positive integer, got ${o.batchSize}`);
   const wasTraining = encoder.training;
   encoder.eval();
   const device = encoder.cls_token.device;
@@ -112,24 +80,25 @@ export async function extractPooledFeatures(
   try {
     for await (const batch of data.batches({ batchSize: o.batchSize, shuffle: false, epoch: o.epoch ?? 0, augment: o.augment ?? 'none', seed: o.seed })) {
       const B = batch.shape[0];
-      if (n + B > data.size) throw new Error(`extractPooledFeatures: the data gave more than its size (${data.size}) images`);
+      if (n + B > data.size) throw new Error(`features: the data gave more than its size (${data.size}) images`);
       torch.noGrad(() =>
         torch.scope(() => {
           const images = torch.tensor(batch.images, { shape: batch.shape, device });
           encoder.checkImages(images);
-          const z = withPrecision(o.precision ?? 'fp32', images.device, () => encoder.forwardFeatures(images));
-          for (const k of kinds) {
-            const f = k === 'cls' ? z.select(1, 0).float() : z.narrow(1, 1, N).mean(1).float();
-            parts.get(k)!.push(torch.keep(f));
-          }
+          // pooled inside the precision scope, as encoder.features() under encodeBatch
+          const pooled = withPrecision(o.precision ?? 'fp32', images.device, () => {
+            const z = encoder.forwardFeatures(images);
+            return kinds.map((k) => (k === 'cls' ? z.select(1, 0) : z.narrow(1, 1, N).mean(1)));
+          });
+          kinds.forEach((k, i) => parts.get(k)!.push(torch.keep(pooled[i].float())));
         }),
       );
       labels.set(batch.labels, n);
       n += B;
       progress?.update(n, { 'img/s': (n / Math.max((Date.now() - start) / 1000, 1e-9)).toFixed(1) });
     }
-    if (n !== data.size) throw new Error(`extractPooledFeatures: the data gave ${n} images, its size is ${data.size}`);
-    if (!n) throw new Error('extractPooledFeatures: the data is empty');
+    if (n !== data.size) throw new Error(`features: the data gave ${n} images, its size is ${data.size}`);
+    if (!n) throw new Error('features: the data is empty');
     return new Map(kinds.map((k) => [k, { features: torch.keep(torch.cat(parts.get(k)!, 0)), labels: labels.slice() }]));
   } finally {
     for (const ps of parts.values()) for (const p of ps) p.dispose();
