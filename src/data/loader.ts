@@ -7,11 +7,12 @@
 // - Batch b goes to worker b mod W; at most `prefetch` batches per worker are in flight or waiting
 //   to be consumed. Buffers are transferred, not copied.
 // - Idle workers are unref'd, so a program that stops iterating (break, return, throw) exits
-//   normally; `close()` stops them after their current task (see stopWorker).
+//   normally; `close()` stops them after their current task (src/data/worker-stop.ts).
 // - An unusable sample is replaced by another one (batches keep their size), reported once with a
 //   warning line naming the file, and counted in the end-of-epoch summary.
 
 import { Worker } from 'node:worker_threads';
+import { newStopFlag, stopBeforeExit, stopWorker } from './worker-stop';
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
@@ -134,9 +135,6 @@ interface Waiter {
   reject: (e: Error) => void;
 }
 
-/** Loaders with live workers, stopped politely when the program is about to exit (see stopWorker). */
-const liveLoaders = new Set<DataLoader>();
-
 /** One worker per core but one (the training thread's), at least 1 and at most 8. */
 export function defaultWorkers(): number {
   return Math.max(1, Math.min(8, availableParallelism() - 1));
@@ -163,6 +161,7 @@ export class DataLoader implements AsyncIterable<Batch> {
   private readonly persistent: boolean;
   private readonly warn: (line: string) => void;
   private slots: Slot[] | null = null;
+  private unregisterExit: (() => void) | null = null;
   private local: BatchBuilder | null = null;
   private gen = 0;
   private active = false;
@@ -365,7 +364,7 @@ export class DataLoader implements AsyncIterable<Batch> {
     this.poolError = null;
     const slots: Slot[] = [];
     for (let i = 0; i < this.numWorkers; i++) {
-      const stopFlag = new Int32Array(new SharedArrayBuffer(4));
+      const stopFlag = newStopFlag();
       const worker = new Worker(script, { workerData: { cfg: { ...this.cfg, spec: this.spec }, stopFlag } });
       const slot: Slot = { worker, stopFlag, outstanding: 0 };
       worker.on('message', (m: FromWorker) => this.onMessage(m));
@@ -377,7 +376,7 @@ export class DataLoader implements AsyncIterable<Batch> {
       slots.push(slot);
     }
     this.slots = slots;
-    liveLoaders.add(this);
+    this.unregisterExit = stopBeforeExit(() => this.terminate());
   }
 
   private onWorkerFailure(e: Error): void {
@@ -469,20 +468,7 @@ export class DataLoader implements AsyncIterable<Batch> {
       this.warnOnce(s);
       tally.set(s.index, s);
     }
-    const batch: Batch = {
-      images: raw.images,
-      dtype: raw.images instanceof Float32Array ? 'float32' : 'uint8',
-      shape: raw.shape,
-      labels: raw.labels,
-      indices: raw.indices,
-      epoch: raw.epoch,
-      index: raw.batch,
-      lam: raw.lam,
-      replaced: raw.skipped.length,
-    };
-    if (raw.targets) batch.targets = raw.targets;
-    if (raw.masks) batch.masks = raw.masks;
-    return batch;
+    return batchFromRaw(raw);
   }
 
   private summarise(epoch: number, batches: number, samples: number, tally: Map<number, SkipRecord>, seconds: number, complete: boolean): EpochSummary {
@@ -504,41 +490,31 @@ export class DataLoader implements AsyncIterable<Batch> {
     return summary;
   }
 
-  static {
-    // runs when nothing else is left to do; once the workers have ended, the loop is empty again
-    // and the process exits with the set empty. (The loader stays usable: workers restart on demand.)
-    process.on('beforeExit', () => {
-      for (const loader of [...liveLoaders]) void loader.terminate();
-    });
-  }
-
   private async terminate(): Promise<void> {
     const slots = this.slots;
     this.slots = null;
-    liveLoaders.delete(this);
+    this.unregisterExit?.();
     if (!slots) return;
-    // ref first: an unref'd worker would not keep the event loop alive until its exit, leaving
-    // the returned promise unsettled
-    await Promise.all(slots.map((s) => stopWorker(s)));
+    await Promise.all(slots.map((s) => stopWorker(s.worker, s.stopFlag)));
   }
 }
 
-/** Asks a worker to end after its current task; terminates it if it has not within a grace period. */
-async function stopWorker(s: Slot, graceMs = 5000): Promise<void> {
-  const w = s.worker;
-  w.ref();
-  const exited = new Promise<void>((resolve) => w.once('exit', () => resolve()));
-  Atomics.store(s.stopFlag, 0, 1);
-  try {
-    w.postMessage({ type: 'stop' } satisfies ToWorker);
-  } catch {
-    // already gone
-  }
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), graceMs)));
-  const how = await Promise.race([exited.then(() => 'exited' as const), late]);
-  clearTimeout(timer);
-  if (how === 'late') await w.terminate().catch(() => undefined);
+/** A worker's batch as the loaders yield it. */
+export function batchFromRaw(raw: RawBatch): Batch {
+  const batch: Batch = {
+    images: raw.images,
+    dtype: raw.images instanceof Float32Array ? 'float32' : 'uint8',
+    shape: raw.shape,
+    labels: raw.labels,
+    indices: raw.indices,
+    epoch: raw.epoch,
+    index: raw.batch,
+    lam: raw.lam,
+    replaced: raw.skipped.length,
+  };
+  if (raw.targets) batch.targets = raw.targets;
+  if (raw.masks) batch.masks = raw.masks;
+  return batch;
 }
 
 /** Output size from the transforms, else from the dataset's fixed size. */

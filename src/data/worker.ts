@@ -4,6 +4,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { BatchBuilder, type BuilderConfig, type BatchTask } from './batch';
 import type { DatasetSpec } from './dataset';
+import { handleStop, stopRequested } from './worker-stop';
 
 export type ToWorker =
   | { type: 'batch'; gen: number; task: BatchTask }
@@ -22,15 +23,12 @@ if (parentPort) {
   const builder = new BatchBuilder(cfg);
   let chain: Promise<void> = Promise.resolve();
   port.on('message', (msg: ToWorker) => {
-    // 'stop' closes the port, so the thread ends by itself once the task in hand is done: being
-    // torn down while busy can abort the whole process in Node 20 (a V8 background compile job
-    // racing the isolate's disposal), so the loader asks instead of terminating
-    if (msg.type === 'stop') port.close();
-    else chain = chain.then(() => handle(msg)).catch(() => undefined);
+    // the loader asks the thread to end rather than terminating it (src/data/worker-stop.ts)
+    if (!handleStop(port, msg)) chain = chain.then(() => handle(msg as Exclude<ToWorker, { type: 'stop' }>)).catch(() => undefined);
   });
 
   const handle = async (msg: Exclude<ToWorker, { type: 'stop' }>): Promise<void> => {
-    if (Atomics.load(stopFlag, 0) !== 0) return; // queued before the stop request
+    if (stopRequested(stopFlag)) return; // queued before the stop request
     if (msg.type === 'spec') {
       builder.setSpec(msg.spec);
       return;

@@ -13,7 +13,7 @@ import { Worker } from 'node:worker_threads';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { staticOutputSize, validateTransforms } from '../transforms';
-import { defaultWorkers, type Batch, type EpochStart, type EpochSummary, type LoaderOptions } from '../loader';
+import { batchFromRaw, defaultWorkers, type Batch, type EpochStart, type EpochSummary, type LoaderOptions } from '../loader';
 import type { RawBatch, SkipRecord } from '../batch';
 import type { SkipReason } from '../codecs/errors';
 import { ShardBatchBuilder, type EpochTask, type ShardBuilderConfig } from './builder';
@@ -21,6 +21,7 @@ import { shardEpochPlan, shardEpochSize, type ShardEpochPlan } from './plan';
 import type { ShardDataset } from './dataset';
 import type { FromShardWorker, ToShardWorker } from './worker';
 import { checkRankSlice } from '../sharding';
+import { newStopFlag, stopBeforeExit, stopWorker } from '../worker-stop';
 
 export interface ShardLoaderOptions extends Omit<LoaderOptions, 'cache' | 'masks'> {
   /** Samples each worker's shuffle buffer holds (default 1000; 1 = no shuffling inside shards). */
@@ -36,6 +37,7 @@ export const DEFAULT_SHUFFLE_BUFFER = 1000;
 
 interface Slot {
   worker: Worker;
+  stopFlag: Int32Array;
   outstanding: number;
 }
 
@@ -62,6 +64,7 @@ export class ShardLoader implements AsyncIterable<Batch> {
   private readonly prefetch: number;
   private readonly warn: (line: string) => void;
   private slots: Slot[] | null = null;
+  private unregisterExit: (() => void) | null = null;
   private local: ShardBatchBuilder | null = null;
   private gen = 0;
   private active = false;
@@ -245,16 +248,18 @@ export class ShardLoader implements AsyncIterable<Batch> {
     this.poolError = null;
     const slots: Slot[] = [];
     for (let i = 0; i < this.numWorkers; i++) {
-      const worker = new Worker(script, { workerData: { cfg: this.cfg } });
+      const stopFlag = newStopFlag();
+      const worker = new Worker(script, { workerData: { cfg: this.cfg, stopFlag } });
       worker.on('message', (m: FromShardWorker) => this.onMessage(m));
       worker.on('error', (e: Error) => this.onWorkerFailure(new Error(`shard worker ${i} failed: ${e.message}`)));
       worker.on('exit', (code) => {
         if (this.slots === slots && !this.closed) this.onWorkerFailure(new Error(`shard worker ${i} exited unexpectedly (code ${code})`));
       });
       worker.unref();
-      slots.push({ worker, outstanding: 0 });
+      slots.push({ worker, stopFlag, outstanding: 0 });
     }
     this.slots = slots;
+    this.unregisterExit = stopBeforeExit(() => this.terminate());
   }
 
   private onWorkerFailure(e: Error): void {
@@ -297,19 +302,7 @@ export class ShardLoader implements AsyncIterable<Batch> {
       this.warnOnce(s);
       tally.set(s.index, s);
     }
-    const batch: Batch = {
-      images: raw.images,
-      dtype: raw.images instanceof Float32Array ? 'float32' : 'uint8',
-      shape: raw.shape,
-      labels: raw.labels,
-      indices: raw.indices,
-      epoch: raw.epoch,
-      index: raw.batch,
-      lam: raw.lam,
-      replaced: raw.skipped.length,
-    };
-    if (raw.targets) batch.targets = raw.targets;
-    return batch;
+    return batchFromRaw(raw);
   }
 
   private summarise(epoch: number, batches: number, samples: number, tally: Map<number, SkipRecord>, seconds: number, complete: boolean): ShardEpochSummary {
@@ -334,12 +327,8 @@ export class ShardLoader implements AsyncIterable<Batch> {
   private async terminate(): Promise<void> {
     const slots = this.slots;
     this.slots = null;
+    this.unregisterExit?.();
     if (!slots) return;
-    await Promise.all(
-      slots.map((s) => {
-        s.worker.ref();
-        return s.worker.terminate().catch(() => undefined);
-      }),
-    );
+    await Promise.all(slots.map((s) => stopWorker(s.worker, s.stopFlag)));
   }
 }

@@ -4,22 +4,26 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { RawBatch } from '../batch';
 import { ShardBatchBuilder, type EpochTask, type ShardBuilderConfig } from './builder';
+import { handleStop, stopRequested } from '../worker-stop';
 
-export type ToShardWorker = { type: 'epoch'; gen: number; task: EpochTask } | { type: 'batch'; gen: number; batch: number; size: number };
+export type ToShardWorker = { type: 'epoch'; gen: number; task: EpochTask } | { type: 'batch'; gen: number; batch: number; size: number } | { type: 'stop' };
 
 export type FromShardWorker = { type: 'batch'; gen: number; batch: RawBatch } | { type: 'error'; gen: number; batch?: number; message: string; stack?: string };
 
 if (parentPort) {
   const port = parentPort;
-  const builder = new ShardBatchBuilder((workerData as { cfg: ShardBuilderConfig }).cfg);
+  const { cfg, stopFlag } = workerData as { cfg: ShardBuilderConfig; stopFlag: Int32Array };
+  const builder = new ShardBatchBuilder(cfg);
   let gen = -1;
   let startError: Error | null = null;
   let chain: Promise<void> = Promise.resolve();
   port.on('message', (msg: ToShardWorker) => {
-    chain = chain.then(() => handle(msg)).catch(() => undefined);
+    // the loader asks the thread to end rather than terminating it (src/data/worker-stop.ts)
+    if (!handleStop(port, msg)) chain = chain.then(() => handle(msg as Exclude<ToShardWorker, { type: 'stop' }>)).catch(() => undefined);
   });
 
-  const handle = async (msg: ToShardWorker): Promise<void> => {
+  const handle = async (msg: Exclude<ToShardWorker, { type: 'stop' }>): Promise<void> => {
+    if (stopRequested(stopFlag)) return; // queued before the stop request
     try {
       if (msg.type === 'epoch') {
         gen = msg.gen;
