@@ -149,17 +149,42 @@ export interface AblationRun {
 }
 
 /** Options that do not change results (where and how fast a run goes). */
-const NEUTRAL = new Set(['outDir', 'threads', 'numWorkers', 'device', 'resume', 'logEvery', 'checkpointEvery', 'keepLast']);
+const NEUTRAL = new Set([
+  'outDir',
+  'threads',
+  'numWorkers',
+  'device',
+  'resume',
+  'logEvery',
+  'checkpointEvery',
+  'keepLast',
+  // where the processes run (a run may resume with other processes and the same global batch)
+  'nprocPerNode',
+  'nnodes',
+  'nodeRank',
+  'masterAddr',
+  'masterPort',
+]);
 
 /** Options added after fingerprints were first recorded: left out at their defaults, so earlier runs still match. */
 const ADDED_LATER: Record<string, unknown> = { maxImagePixels: DEFAULT_MAX_IMAGE_PIXELS, exifOrientation: 'ignore', verify: true, decayClsToken: false };
 
-export function fingerprint(pretrainOptions: Record<string, unknown>, recipe: AblationRecipe, ks: number[]): Record<string, unknown> {
-  const pretrain = Object.fromEntries(
+function recipeOptions(pretrainOptions: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(
     Object.entries(pretrainOptions)
       .filter(([k, v]) => !NEUTRAL.has(k) && v !== undefined && v !== null && ADDED_LATER[k] !== v)
       .sort(),
   );
+}
+
+/** A stored fingerprint as this version would record it (options since made neutral left out). */
+export function currentFingerprint(stored: Record<string, unknown>): Record<string, unknown> {
+  const p = stored.pretrain;
+  return p && typeof p === 'object' ? { ...stored, pretrain: recipeOptions(p as Record<string, unknown>) } : stored;
+}
+
+export function fingerprint(pretrainOptions: Record<string, unknown>, recipe: AblationRecipe, ks: number[]): Record<string, unknown> {
+  const pretrain = recipeOptions(pretrainOptions);
   return {
     pretrain,
     pretrainLimit: recipe.pretrainLimit ?? null,
@@ -550,7 +575,7 @@ async function makePlan(
   const inputs = planInputs(o, ctx.rows, ctx.recipe, ctx.ks);
   const stored = readPlan(o.outDir);
   if (stored) {
-    const { refuse, extended } = planInputsDiffer(stored.inputs, inputs);
+    const { refuse, extended } = planInputsDiffer({ ...stored.inputs, recipe: currentFingerprint(stored.inputs.recipe) }, inputs);
     if (refuse)
       throw new Error(`${join(o.outDir, 'plan.json')} was planned for other settings (${refuse}); use a new --out-dir, or the settings it was planned for`);
     ctx.log(
@@ -775,7 +800,7 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
       };
       if (existsSync(cached)) {
         const run = JSON.parse(readFileSync(cached, 'utf8')) as AblationRun;
-        if (JSON.stringify(run.fingerprint) !== JSON.stringify(fp)) {
+        if (JSON.stringify(currentFingerprint(run.fingerprint)) !== JSON.stringify(fp)) {
           throw new Error(`${cached} was made with another recipe (${describeDiff(run.fingerprint, fp)}); use a new --out-dir`);
         }
         if (!shard || mine.includes(p)) log(`[${i + 1}/${all.length}] ${p.row} seed ${p.seed}: already done (${cached})`);
