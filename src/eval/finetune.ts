@@ -2,7 +2,8 @@
 // global average pooling → fc_norm → head, AdamW with layer-wise lr decay, warm-up + cosine per
 // iteration down to min lr, drop-path, mixup/cutmix with label smoothing (soft-target cross
 // entropy), optional EMA and mixed precision; checkpoints that resume exactly (same semantics as
-// pre-training: atomic, verified, the global and mixing RNG states saved with them).
+// pre-training: atomic, verified, the global and mixing RNG states saved with them). The loop itself is
+// src/run/loop.ts.
 import { mkdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import * as torch from '../torch';
