@@ -13,8 +13,8 @@
 // Each step measurement runs in its own process (bench/pretrain_worker.js, bench/pretrain_torch.py).
 //   node dist/bench/ablation.js [--steps N] [--warmup N] [--threads N] [--only step|threads|batch|eval] [--quick] [--write-docs]
 import * as os from 'node:os';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { cpuModel, writeBenchmarksSection } from './docs-section';
 import { spawn, spawnSync } from 'node:child_process';
 import * as torch from '../src/torch';
 import { VisionTransformer } from '../src/semaim';
@@ -236,33 +236,12 @@ async function evalTable(lines: string[]): Promise<void> {
   );
 }
 
-function cpuModel(): string {
-  const m = /^model name\s*:\s*(.+)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'));
-  return m ? m[1].trim() : (os.cpus()[0]?.model ?? 'unknown CPU');
-}
-
-const END_MARK = '<!-- end of the generated tables: notes below are kept by --write-docs -->';
+const ABLATION_END_MARK = '<!-- end of the generated tables: notes below are kept by --write-docs -->';
 
 const INTRO = '`npm run bench:ablation` (= `npm run build && node dist/bench/ablation.js`; `--only step|threads|batch|eval`, `--quick`).';
 
 function writeDocs(generated: string): void {
-  const body = `${INTRO}\n\n${generated}`;
-  const file = path.join(ROOT, 'docs', 'BENCHMARKS.md');
-  const title = '## Order ablation on the CPU (step profile, threads, evaluation)';
-  const text = fs.readFileSync(file, 'utf8');
-  const lines = text.split('\n');
-  const start = lines.findIndex((l) => l.trim() === title);
-  let out: string;
-  if (start < 0) out = `${text.replace(/\n*$/, '\n')}\n${title}\n\n${body}\n${END_MARK}\n`;
-  else {
-    let end = lines.findIndex((l, i) => i > start && /^## /.test(l));
-    if (end < 0) end = lines.length;
-    const mark = lines.findIndex((l, i) => i > start && i < end && l.trim() === END_MARK);
-    const notes = mark < 0 ? [] : lines.slice(mark + 1, end);
-    out = [...lines.slice(0, start), title, '', body, END_MARK, ...notes, ...lines.slice(end)].join('\n');
-  }
-  fs.writeFileSync(file, out);
-  console.log(`wrote the "${title}" section of docs/BENCHMARKS.md`);
+  writeBenchmarksSection('## Order ablation on the CPU (step profile, threads, evaluation)', `${INTRO}\n\n${generated}`, ABLATION_END_MARK);
 }
 
 async function main(): Promise<void> {

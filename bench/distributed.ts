@@ -15,8 +15,8 @@
 //          --threads N (1), --rounds N (1; the order of the runs flips each round), --quick (1 + 2 steps),
 //          --write-docs (replace this benchmark's section of docs/BENCHMARKS.md).
 import * as os from 'node:os';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { cpuModel, writeBenchmarksSection } from './docs-section';
 import { spawn } from 'node:child_process';
 import { freePort } from '../src/dist';
 
@@ -151,14 +151,6 @@ async function runOnce(r: Run): Promise<Result[]> {
   return outs;
 }
 
-function cpuModel(): string {
-  const m = os.cpus()[0]?.model ?? 'unknown CPU';
-  return m
-    .replace(/\s+\d+-Core Processor/, '')
-    .replace(/\(R\)|\(TM\)/g, '')
-    .trim();
-}
-
 interface Summary {
   ms: number;
   backward: number;
@@ -254,28 +246,7 @@ function report(s: Partial<Record<RunKey, Summary>>, started: Date, loads: numbe
   return [...lines, ...notes].join('\n');
 }
 
-const END_MARK = '<!-- end of the generated table: notes below are kept by --write-docs -->';
 const TITLE = '## Data-parallel step (CPU, 2 processes)';
-
-/** Replaces the generated part of this benchmark's section of docs/BENCHMARKS.md; notes after END_MARK are kept. */
-function writeDocs(body: string): void {
-  const file = path.join(ROOT, 'docs', 'BENCHMARKS.md');
-  const text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '# Benchmarks\n';
-  const lines = text.split('\n');
-  const start = lines.findIndex((l) => l.trim() === TITLE);
-  let out: string;
-  if (start < 0) {
-    out = `${text.replace(/\n*$/, '\n')}\n${TITLE}\n\n${body}\n\n${END_MARK}\n`;
-  } else {
-    let end = lines.findIndex((l, i) => i > start && /^## /.test(l));
-    if (end < 0) end = lines.length;
-    const mark = lines.findIndex((l, i) => i > start && i < end && l.trim() === END_MARK);
-    const notes = mark < 0 ? [] : lines.slice(mark + 1, end);
-    out = [...lines.slice(0, start), TITLE, '', body, '', END_MARK, ...notes, ...lines.slice(end)].join('\n');
-  }
-  fs.writeFileSync(file, out);
-  console.log(`\nwrote the "${TITLE}" section of ${path.relative(process.cwd(), file)}`);
-}
 
 async function main(): Promise<void> {
   const started = new Date();
@@ -297,7 +268,7 @@ async function main(): Promise<void> {
   const summaries = Object.fromEntries(Object.entries(results).map(([k, v]) => [k, summarise(v as Result[][])])) as Partial<Record<RunKey, Summary>>;
   const out = report(summaries, started, loads);
   console.log(`\n${out}`);
-  if (flag('write-docs')) writeDocs(out);
+  if (flag('write-docs')) writeBenchmarksSection(TITLE, out);
 }
 
 main().catch((e) => {

@@ -35,6 +35,7 @@
 import * as os from 'node:os';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { cpuModel, writeBenchmarksSection } from './docs-section';
 import { spawnSync } from 'node:child_process';
 import { PRESETS } from '../src/semaim/config';
 import { peakMatmulFlops, stepFlopsPerImage } from './flops';
@@ -320,16 +321,6 @@ function pool(rs: Result[], batch: number): Result {
   };
 }
 
-function cpuModel(): string {
-  try {
-    const m = /^model name\s*:\s*(.+)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'));
-    if (m) return m[1].trim();
-  } catch {
-    /* not Linux */
-  }
-  return os.cpus()[0]?.model ?? 'unknown CPU';
-}
-
 /** The GPU's name, compute capability and memory (and the driver, from nvidia-smi when it is there). */
 function gpuName(): string {
   const p = torch.cuda.getDeviceProperties(0);
@@ -564,32 +555,9 @@ function leverLines(c: Config, r: Partial<Record<Side, Result>>): string[] {
   return out;
 }
 
-const END_MARK = '<!-- end of the generated table: notes below are kept by --write-docs -->';
-
-/**
- * Replaces the generated part of this benchmark's section of docs/BENCHMARKS.md (appending the section
- * when absent); hand-written notes after END_MARK and every other section are kept.
- */
+/** Replaces the generated part of this benchmark's section of docs/BENCHMARKS.md (notes below it are kept). */
 function writeDocs(body: string): void {
-  const file = path.join(ROOT, 'docs', 'BENCHMARKS.md');
-  const title = `## Pre-training step (${cuda ? 'CUDA' : 'CPU'})`;
-  const text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '# Benchmarks\n';
-  const lines = text.split('\n');
-  const start = lines.findIndex((l) => l.trim() === title);
-  let out: string;
-  if (start < 0) {
-    out = `${text.replace(/\n*$/, '\n')}\n${title}\n\n${body}\n\n${END_MARK}\n`;
-  } else {
-    let end = lines.findIndex((l, i) => i > start && /^## /.test(l));
-    if (end < 0) end = lines.length;
-    const mark = lines.findIndex((l, i) => i > start && i < end && l.trim() === END_MARK);
-    const notes = mark < 0 ? [] : lines.slice(mark + 1, end);
-    const section = [title, '', body, '', END_MARK, ...notes];
-    out = [...lines.slice(0, start), ...section, ...lines.slice(end)].join('\n');
-  }
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  fs.writeFileSync(file, out);
-  console.log(`\nwrote the "${title}" section of ${path.relative(process.cwd(), file)}`);
+  writeBenchmarksSection(`## Pre-training step (${cuda ? 'CUDA' : 'CPU'})`, body);
 }
 
 function main(): void {

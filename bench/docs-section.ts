@@ -1,0 +1,42 @@
+// What the benchmarks share when they write their results: the CPU's name, and the replacement of a
+// benchmark's generated section of docs/BENCHMARKS.md with hand-written notes below it kept.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+export const END_MARK = '<!-- end of the generated table: notes below are kept by --write-docs -->';
+
+/** The CPU's model name (/proc/cpuinfo on Linux, else Node's). */
+export function cpuModel(): string {
+  try {
+    const m = /^model name\s*:\s*(.+)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'));
+    if (m) return m[1].trim();
+  } catch {
+    /* not Linux */
+  }
+  return os.cpus()[0]?.model ?? 'unknown CPU';
+}
+
+/**
+ * Replaces the generated part of the section `title` of docs/BENCHMARKS.md (appending the section when
+ * absent); hand-written notes after `endMark` and every other section are kept.
+ */
+export function writeBenchmarksSection(title: string, body: string, endMark = END_MARK): void {
+  const file = path.join(__dirname, '..', '..', 'docs', 'BENCHMARKS.md');
+  const text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '# Benchmarks\n';
+  const lines = text.split('\n');
+  const start = lines.findIndex((l) => l.trim() === title);
+  let out: string;
+  if (start < 0) {
+    out = `${text.replace(/\n*$/, '\n')}\n${title}\n\n${body}\n\n${endMark}\n`;
+  } else {
+    let end = lines.findIndex((l, i) => i > start && /^## /.test(l));
+    if (end < 0) end = lines.length;
+    const mark = lines.findIndex((l, i) => i > start && i < end && l.trim() === endMark);
+    const notes = mark < 0 ? [] : lines.slice(mark + 1, end);
+    out = [...lines.slice(0, start), title, '', body, '', endMark, ...notes, ...lines.slice(end)].join('\n');
+  }
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, out);
+  console.log(`\nwrote the "${title}" section of ${path.relative(process.cwd(), file)}`);
+}
