@@ -61,6 +61,19 @@ test('label PNGs give raw indices: 8-bit grey, palette indices (not colours), 4-
   assert.deepEqual([...d.data], big);
   assert.throws(() => decodeLabelPng(pngEncode(2, 2, 2, 8, new Array(12).fill(1))), /colour type 2 \(RGB\).*grey or palette/);
   assert.throws(() => decodeLabelPng(pngEncode(2, 1, 0, 16, [3, 300])), /mask value 300/);
+  // a header claiming 30000×30000 is refused before anything is inflated, as for images
+  const forged = Buffer.from(pngEncode(2, 2, 0, 8, [0, 1, 2, 3]));
+  forged.writeUInt32BE(30000, 16);
+  forged.writeUInt32BE(30000, 20);
+  assert.throws(
+    () => decodeLabelPng(forged),
+    (e: Error & { reason?: string }) => e.reason === 'too-large' && /mask PNG of 30000×30000/.test(e.message),
+  );
+  // data that inflates far beyond what IHDR declares is refused instead of filling memory
+  const small = Buffer.from(pngEncode(1024, 1100, 0, 8, new Array(1024 * 1100).fill(7)));
+  small.writeUInt32BE(1, 16);
+  small.writeUInt32BE(1, 20);
+  assert.throws(() => decodeLabelPng(small), /inflates to more than twice/);
 });
 
 test('synthetic objects as label maps: background 0, shape k as 1 + k (or object 1), pixel for pixel the object mask', async () => {

@@ -2,9 +2,9 @@
 // Unlike decodePng (which makes pictures: palette entries become colours, low bit depths are
 // scaled to 0–255), a grey PNG gives its sample values and a palette PNG its palette indices.
 // Colour PNGs are refused: a mask is one index per pixel, not a picture.
-import { inflateSync } from 'node:zlib';
 import { DecodeError } from './errors';
-import { ADAM7, isPng, sample, u32, unfilter } from './png';
+import { checkPixelLimit } from './limits';
+import { ADAM7, inflatePngData, isPng, readPngChunks, sample, unfilter } from './png';
 
 export interface LabelMask {
   width: number;
@@ -16,38 +16,8 @@ export interface LabelMask {
 /** Decodes a grey (1–16 bit) or palette (1–8 bit) PNG into its raw per-pixel values (at most 255). */
 export function decodeLabelPng(d: Uint8Array): LabelMask {
   if (!isPng(d)) throw new DecodeError('unsupported', 'not a PNG file (masks are PNGs of class indices)');
-  let pos = 8;
-  let width = 0;
-  let height = 0;
-  let depth = 0;
-  let ctype = -1;
-  let interlace = 0;
-  const idat: Uint8Array[] = [];
-  let sawEnd = false;
-  while (pos + 8 <= d.length) {
-    const len = u32(d, pos);
-    const type = String.fromCharCode(d[pos + 4], d[pos + 5], d[pos + 6], d[pos + 7]);
-    const start = pos + 8;
-    if (start + len > d.length) {
-      if (type === 'IDAT') idat.push(d.subarray(start, d.length));
-      break;
-    }
-    const body = d.subarray(start, start + len);
-    if (type === 'IHDR') {
-      if (len < 13) throw new DecodeError('corrupt', 'corrupt PNG: bad IHDR');
-      width = u32(body, 0);
-      height = u32(body, 4);
-      depth = body[8];
-      ctype = body[9];
-      interlace = body[12];
-    } else if (type === 'IDAT') idat.push(body);
-    else if (type === 'IEND') {
-      sawEnd = true;
-      break;
-    }
-    pos = start + len + 4;
-  }
-  if (ctype < 0) throw new DecodeError('corrupt', 'corrupt PNG: no IHDR chunk');
+  const c = readPngChunks(d);
+  const { width, height, depth, ctype } = c;
   if (ctype !== 0 && ctype !== 3) {
     throw new DecodeError(
       'unsupported',
@@ -56,19 +26,13 @@ export function decodeLabelPng(d: Uint8Array): LabelMask {
   }
   if (![1, 2, 4, 8, 16].includes(depth) || (ctype === 3 && depth === 16)) throw new DecodeError('corrupt', `corrupt PNG: colour type ${ctype}, depth ${depth}`);
   if (width === 0 || height === 0) throw new DecodeError('corrupt', 'corrupt PNG: zero size');
-  if (idat.length === 0) throw new DecodeError(sawEnd ? 'corrupt' : 'truncated', 'PNG has no image data');
-  let raw: Uint8Array;
-  try {
-    raw = inflateSync(idat.length === 1 ? idat[0] : Buffer.concat(idat));
-  } catch (e) {
-    const msg = (e as Error).message;
-    const truncated = !sawEnd || /unexpected end/i.test(msg);
-    throw new DecodeError(truncated ? 'truncated' : 'corrupt', `${truncated ? 'truncated' : 'corrupt'} PNG data (${msg})`);
-  }
+  // a mask is decoded whole, so a forged size is refused as for images
+  checkPixelLimit(width, height, undefined, 'mask PNG');
+  const raw = inflatePngData(c, depth);
   const out = new Uint8Array(width * height);
   const bpp = Math.max(1, depth >> 3);
   let rp = 0;
-  for (const [x0, y0, dx, dy] of interlace ? ADAM7 : [[0, 0, 1, 1]]) {
+  for (const [x0, y0, dx, dy] of c.interlace ? ADAM7 : [[0, 0, 1, 1]]) {
     const pw = Math.ceil((width - x0) / dx);
     const ph = Math.ceil((height - y0) / dy);
     if (pw <= 0 || ph <= 0) continue;

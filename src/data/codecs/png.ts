@@ -39,61 +39,68 @@ export function pngSize(d: Uint8Array): { width: number; height: number } {
   return { width: u32(d, 16), height: u32(d, 20) };
 }
 
-/** Decodes a PNG; `maxPixels`: the pixel limit (undefined = the default, 0 = none). */
-export function decodePng(d: Uint8Array, background = 0, maxPixels?: number): Image {
-  if (!isPng(d)) throw new DecodeError('unsupported', 'not a PNG file');
+/** The chunks the decoders read, up to IEND. */
+export interface PngChunks {
+  width: number;
+  height: number;
+  depth: number;
+  ctype: number;
+  interlace: number;
+  palette: Uint8Array | null;
+  trns: Uint8Array | null;
+  idat: Uint8Array[];
+  sawEnd: boolean;
+}
+
+/** Walks a PNG's chunks (a truncated last IDAT is kept as far as it goes); throws when there is no IHDR. */
+export function readPngChunks(d: Uint8Array): PngChunks {
+  const c: PngChunks = { width: 0, height: 0, depth: 0, ctype: -1, interlace: 0, palette: null, trns: null, idat: [], sawEnd: false };
   let pos = 8;
-  let width = 0;
-  let height = 0;
-  let depth = 0;
-  let ctype = -1;
-  let interlace = 0;
-  let palette: Uint8Array | null = null;
-  let trns: Uint8Array | null = null;
-  const idat: Uint8Array[] = [];
-  let sawEnd = false;
   while (pos + 8 <= d.length) {
     const len = u32(d, pos);
     const type = String.fromCharCode(d[pos + 4], d[pos + 5], d[pos + 6], d[pos + 7]);
     const start = pos + 8;
     if (start + len > d.length) {
-      if (type === 'IDAT') idat.push(d.subarray(start, d.length));
+      if (type === 'IDAT') c.idat.push(d.subarray(start, d.length));
       break;
     }
     const body = d.subarray(start, start + len);
     if (type === 'IHDR') {
       if (len < 13) throw new DecodeError('corrupt', 'corrupt PNG: bad IHDR');
-      width = u32(body, 0);
-      height = u32(body, 4);
-      depth = body[8];
-      ctype = body[9];
-      interlace = body[12];
-    } else if (type === 'PLTE') palette = body;
-    else if (type === 'tRNS') trns = body;
-    else if (type === 'IDAT') idat.push(body);
+      c.width = u32(body, 0);
+      c.height = u32(body, 4);
+      c.depth = body[8];
+      c.ctype = body[9];
+      c.interlace = body[12];
+    } else if (type === 'PLTE') c.palette = body;
+    else if (type === 'tRNS') c.trns = body;
+    else if (type === 'IDAT') c.idat.push(body);
     else if (type === 'IEND') {
-      sawEnd = true;
+      c.sawEnd = true;
       break;
     }
     pos = start + len + 4;
   }
-  if (ctype < 0) throw new DecodeError('corrupt', 'corrupt PNG: no IHDR chunk');
-  const ch = CHANNELS[ctype];
-  if (!ch || ![1, 2, 4, 8, 16].includes(depth)) throw new DecodeError('corrupt', `corrupt PNG: colour type ${ctype}, depth ${depth}`);
-  if (width === 0 || height === 0) throw new DecodeError('corrupt', 'corrupt PNG: zero size');
-  if (ctype === 3 && !palette) throw new DecodeError('corrupt', 'corrupt PNG: palette image without PLTE');
-  checkPixelLimit(width, height, maxPixels, 'PNG');
+  if (c.ctype < 0) throw new DecodeError('corrupt', 'corrupt PNG: no IHDR chunk');
+  return c;
+}
+
+/**
+ * The inflated image data at `bitsPP` bits per pixel (filter bytes included). Refused when there is
+ * none, when it is shorter than IHDR's size needs, and when it inflates beyond twice that size
+ * (instead of filling memory).
+ */
+export function inflatePngData(c: PngChunks, bitsPP: number): Uint8Array {
+  const { width, height, idat, sawEnd } = c;
   if (idat.length === 0) throw new DecodeError(sawEnd ? 'corrupt' : 'truncated', 'PNG has no image data');
-  const bitsPP = ch * depth;
   let expected = 0;
-  for (const [x0, y0, dx, dy] of interlace ? ADAM7 : [[0, 0, 1, 1]]) {
+  for (const [x0, y0, dx, dy] of c.interlace ? ADAM7 : [[0, 0, 1, 1]]) {
     const pw = Math.ceil((width - x0) / dx);
     const ph = Math.ceil((height - y0) / dy);
     if (pw > 0 && ph > 0) expected += (Math.ceil((pw * bitsPP) / 8) + 1) * ph;
   }
   let raw: Uint8Array;
   try {
-    // a stream that inflates far beyond what IHDR declares is refused instead of filling memory
     raw = inflateSync(idat.length === 1 ? idat[0] : Buffer.concat(idat), { maxOutputLength: Math.min(2 * expected + (1 << 20), MAX_LENGTH) });
   } catch (e) {
     const msg = (e as Error).message;
@@ -104,6 +111,21 @@ export function decodePng(d: Uint8Array, background = 0, maxPixels?: number): Im
     throw new DecodeError(truncated ? 'truncated' : 'corrupt', `${truncated ? 'truncated' : 'corrupt'} PNG data (${msg})`);
   }
   if (raw.length < expected) throw new DecodeError('truncated', 'truncated PNG data');
+  return raw;
+}
+
+/** Decodes a PNG; `maxPixels`: the pixel limit (undefined = the default, 0 = none). */
+export function decodePng(d: Uint8Array, background = 0, maxPixels?: number): Image {
+  if (!isPng(d)) throw new DecodeError('unsupported', 'not a PNG file');
+  const c = readPngChunks(d);
+  const { width, height, depth, ctype, palette, trns } = c;
+  const ch = CHANNELS[ctype];
+  if (!ch || ![1, 2, 4, 8, 16].includes(depth)) throw new DecodeError('corrupt', `corrupt PNG: colour type ${ctype}, depth ${depth}`);
+  if (width === 0 || height === 0) throw new DecodeError('corrupt', 'corrupt PNG: zero size');
+  if (ctype === 3 && !palette) throw new DecodeError('corrupt', 'corrupt PNG: palette image without PLTE');
+  checkPixelLimit(width, height, maxPixels, 'PNG');
+  const bitsPP = ch * depth;
+  const raw = inflatePngData(c, bitsPP);
   const bpp = Math.max(1, bitsPP >> 3);
 
   // Output channels: palette → 3 (or 4 with tRNS); gray/rgb + tRNS colour key → +alpha.
@@ -112,7 +134,7 @@ export function decodePng(d: Uint8Array, background = 0, maxPixels?: number): Im
   const out = new Uint8Array(width * height * outCh);
 
   let rp = 0;
-  const passes = interlace ? ADAM7 : [[0, 0, 1, 1]];
+  const passes = c.interlace ? ADAM7 : [[0, 0, 1, 1]];
   for (const [x0, y0, dx, dy] of passes) {
     const pw = Math.ceil((width - x0) / dx);
     const ph = Math.ceil((height - y0) / dy);
