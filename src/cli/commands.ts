@@ -14,7 +14,8 @@ import { makeTrainData } from '../data';
 import { checkDataPath } from '../data/options';
 import { runExitCode } from '../run/signals';
 import { exportCommand } from './export-command';
-import { rankSlice, runDataParallel } from './data-parallel';
+import { runDataParallel } from './data-parallel';
+import { rankSlice } from '../dist';
 import { embedCommand } from './embed-command';
 import { objectStartCommand } from './object-start-command';
 

@@ -20,8 +20,3 @@ export async function runDataParallel(o: dist.LaunchFlags & { device: string }, 
     dist.destroyProcessGroup();
   }
 }
-
-/** This process's slice of the training data. */
-export function rankSlice(group: dist.ProcessGroup | null): { rank: number; worldSize: number } {
-  return { rank: group?.rank ?? 0, worldSize: group?.worldSize ?? 1 };
-}

@@ -304,6 +304,11 @@ export function processGroupOrNull(): ProcessGroup | null {
   return defaultGroup;
 }
 
+/** A process's place in a group: rank and world size (rank 0 of 1 without a group). */
+export function rankSlice(group: ProcessGroup | null): { rank: number; worldSize: number } {
+  return { rank: group?.rank ?? 0, worldSize: group?.worldSize ?? 1 };
+}
+
 /** This process's rank (0 without a group). */
 export function rank(): number {
   return defaultGroup ? defaultGroup.rank : 0;

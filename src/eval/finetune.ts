@@ -18,7 +18,7 @@ import type { TrainState } from '../run/train-state';
 import type { StopSignal } from '../run/signals';
 import { withPrecision } from '../run/precision';
 import { checkDevice } from '../run/device';
-import { readDistEnv, type ProcessGroup } from '../dist';
+import { rankSlice, readDistEnv, type ProcessGroup } from '../dist';
 import { Accuracy, AccuracyTally } from './accuracy';
 import { ClassifierConfig, ViTClassifier } from './classifier';
 import { Mixup, softTargetCrossEntropy } from './mix';
@@ -118,8 +118,8 @@ export async function finetune(o: FinetuneOptions, data: FinetuneData, hooks: Fi
     if (d.imageShape && d.imageShape.some((v, i) => v !== want[i])) throw new Error(`${name} images are [${d.imageShape}], the encoder expects [${want}]`);
   }
   const group = hooks.group ?? null;
-  const world = group?.worldSize ?? 1;
-  const evaluates = (group?.rank ?? 0) === 0;
+  const { rank, worldSize: world } = rankSlice(group);
+  const evaluates = rank === 0;
   const device = group?.backend === 'nccl' ? group.device : checkDevice(o.device);
   const perEpoch = Math.floor(batchesPerEpoch(data.train.size, o.batchSize * world, true) / o.accumIter);
   if (perEpoch < 1) throw new Error(`the training set (${data.train.size} images) gives no full step of ${o.batchSize} × ${o.accumIter} × ${world} images`);

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import * as torch from '../torch';
 import { saveTensors } from '../io';
 import { DataFactories, EvalDataRequest, LabelledData, RankSlice, Split } from '../data';
+import { rankSlice } from '../dist';
 import { EncoderSource, LoadedEncoder, loadEncoder, resolveEncoder, sha256File } from '../semaim';
 import { checkDevice } from '../run/device';
 import { imageInputOptions } from '../data/options';
@@ -234,7 +235,7 @@ export async function runFinetune(o: FinetuneOptions, f: DataFactories, hooks: F
   const t0 = Date.now();
   const group = hooks.group ?? null;
   // data-parallel: each rank trains on its slices of the global batches; rank 0 evaluates and reports
-  const splits = await makeSplits(f, o, source.config.imgSize, group ? { rank: group.rank, worldSize: group.worldSize } : undefined);
+  const splits = await makeSplits(f, o, source.config.imgSize, rankSlice(group));
   try {
     const r = await finetune(o, splits, hooks, source);
     if (group && group.rank !== 0) return { result: null, path: null, table: '', stoppedBy: r.stoppedBy, signal: r.signal };

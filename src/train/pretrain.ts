@@ -13,7 +13,7 @@ import type { StopSignal } from '../run/signals';
 import { withPrecision } from '../run/precision';
 import { DeviceImages } from '../run/device-images';
 import { checkDevice } from '../run/device';
-import { readDistEnv, type ProcessGroup } from '../dist';
+import { rankSlice, readDistEnv, type ProcessGroup } from '../dist';
 import { PRETRAIN_OPTIONS, PretrainOptions, modelConfigFrom, validatePretrain } from './pretrain-options';
 
 export type { TrainBatch, TrainData };
@@ -49,7 +49,7 @@ export async function pretrain(o: PretrainOptions, data: TrainData, hooks: Pretr
   validatePretrain(o);
   const cfg = modelConfigFrom(o);
   const group = hooks.group ?? null;
-  const [rank, world] = [group?.rank ?? 0, group?.worldSize ?? 1];
+  const { rank, worldSize: world } = rankSlice(group);
   const device = group?.backend === 'nccl' ? group.device : checkDevice(o.device);
   mkdirSync(o.outDir, { recursive: true });
   // processes on one machine share its cores
