@@ -6,8 +6,8 @@
 //
 // Data-parallel (a process group in the settings): every rank runs this same loop on its slice of
 // each global batch; backward averages the gradients over the ranks (only on an optimiser step's
-// last micro-batch), so every rank takes the same step. The ranks agree on stopping every step and on
-// the logged loss (their mean); rank 0 alone writes metrics, progress and checkpoints.
+// last micro-batch), so every rank takes the same step. The ranks agree on stopping and on the logged
+// loss (their mean) at log steps; rank 0 alone writes metrics, progress and checkpoints.
 import * as torch from '../torch';
 import { Tensor } from '../torch';
 import { GradScaler, Optimizer, BaseHyper, fractionalEpoch } from '../optim';
@@ -17,7 +17,7 @@ import { optimizerStep } from './optimizer-step';
 import { cudnnAutotune } from './cudnn-autotune';
 import { StopRequest, StopSignal, catchStopSignals } from './signals';
 import type { OptionTable } from '../util/options';
-import { DistributedDataParallel, ProcessGroup } from '../dist';
+import { DistributedDataParallel, ProcessGroup, rankSlice } from '../dist';
 import { TrainState, StopReason } from './train-state';
 
 export type { StopReason };
@@ -131,7 +131,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
   const restoreCudnn = cudnnAutotune(run.device);
   // after the resume: every rank starts from rank 0's parameters (the same checkpoint anyway)
   const ddp = group ? new DistributedDataParallel(model, group) : null;
-  const restoreSlice = setBatchSlice({ rank: group?.rank ?? 0, worldSize: group?.worldSize ?? 1 });
+  const restoreSlice = setBatchSlice(rankSlice(group));
   const startEpoch = state.epoch;
   model.train();
   try {
@@ -185,8 +185,9 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
           state.stoppedBy = totalSteps < plannedSteps ? 'maxSteps' : 'finished';
           break outer;
         }
-        // one rank may see a signal (or its own stop request) before the others: all stop together
-        if (group ? await group.anyTrue(stop.requested) : stop.requested) {
+        // One rank may see a signal (or its own stop request) before the others: they agree at log
+        // steps, so all stop together and the collective (a device sync under NCCL) stays off the others.
+        if (group ? logStep && (await group.anyTrue(stop.requested)) : stop.requested) {
           log(`\nstopping on request at step ${state.step}`);
           state.stoppedBy = 'signal';
           break outer;

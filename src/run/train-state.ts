@@ -162,15 +162,15 @@ export class TrainState {
   private restore(latest: LoadedCheckpoint): void {
     const { job } = this;
     const s = latest.state as unknown as SavedState & { bestLoss?: number; bestTop1?: number; options?: Record<string, unknown> };
+    const savedWorld = s.worldSize ?? 1;
     if (job.optionTable && s.options) {
       // --batch-size is per process: a run may resume with other processes that see the same global batch
       const global = (opts: Record<string, unknown>, world: number) =>
         typeof opts.batchSize === 'number' ? { ...opts, batchSize: opts.batchSize * world } : opts;
-      const changes = recipeChanges(job.optionTable, global(s.options, s.worldSize ?? 1), global(job.options, this.worldSize));
-      const worlds = [s.worldSize ?? 1, this.worldSize];
+      const changes = recipeChanges(job.optionTable, global(s.options, savedWorld), global(job.options, this.worldSize));
       for (const c of changes) {
-        if (c.key !== 'batchSize' || worlds.every((w) => w === 1)) continue;
-        c.before = `${c.before} (global: ${s.options.batchSize} × ${s.worldSize ?? 1} processes)`;
+        if (c.key !== 'batchSize' || (savedWorld === 1 && this.worldSize === 1)) continue;
+        c.before = `${c.before} (global: ${s.options.batchSize} × ${savedWorld} processes)`;
         c.now = `${c.now} (global: ${job.options.batchSize} × ${this.worldSize} processes)`;
       }
       refuseRecipeChanges(job.optionTable, changes, this.run.outDir);
@@ -201,7 +201,7 @@ export class TrainState {
       .map((r) => r.loss)
       .filter((l): l is number => typeof l === 'number');
     if (losses.length) [this.firstLoss, this.lastLoss] = [losses[0], losses[losses.length - 1]];
-    const worlds = (s.worldSize ?? 1) !== this.worldSize ? `; written by ${s.worldSize ?? 1} process(es), continued by ${this.worldSize}` : '';
+    const worlds = savedWorld !== this.worldSize ? `; written by ${savedWorld} process(es), continued by ${this.worldSize}` : '';
     if (this.writes) this.log(`resumed from ${latest.dir} (step ${this.step}, epoch ${this.epoch}, batch ${this.batch}${worlds})`);
   }
 
