@@ -3,7 +3,7 @@
 // factories they are given (the real datasets by default).
 import { Command, defineCommand } from './command';
 import { DATA_FACTORIES, DataFactories } from '../data';
-import { FINETUNE_OPTIONS, KNN_OPTIONS, LINPROBE_OPTIONS, validateEval } from '../eval/options';
+import { FINETUNE_OPTIONS, KNN_OPTIONS, LINPROBE_OPTIONS, validateEval, validateLinprobe } from '../eval/options';
 import { ABLATE_OPTIONS, validateAblate } from '../experiments/ablate-options';
 import { runFinetune, runKnn, runLinprobe } from '../eval/run';
 import { ablate, measureAblation } from '../experiments/ablate';
@@ -29,11 +29,12 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
         checkDataPath(o);
         resolveEncoder(o.checkpoint, o); // a missing encoder is reported before any data is opened
       },
-      async run(o) {
-        const r = await runKnn(o, factories());
-        process.stdout.write(`${r.table}wrote ${r.path}\n`);
-        return 0;
-      },
+      run: (o) =>
+        runDataParallel(o, async (group) => {
+          const r = await runKnn(o, factories(), group);
+          if (r) process.stdout.write(`${r.table}wrote ${r.path}\n`);
+          return 0;
+        }),
     }),
     linprobe: defineCommand({
       summary: 'linear probe (BatchNorm + Linear on frozen features, SGD or LARS)',
@@ -42,16 +43,17 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
         "MAE's linear probe: frozen encoder → BatchNorm1d (no affine) → Linear; SGD momentum 0.9 (or LARS),\n" +
         'lr = blr × batch / 256, cosine schedule. Writes <out-dir>/linprobe.json and probe.safetensors.',
       options: LINPROBE_OPTIONS,
-      validate: validateEval,
+      validate: validateLinprobe,
       preflight: (o) => {
         checkDataPath(o);
         resolveEncoder(o.checkpoint, o);
       },
-      async run(o) {
-        const r = await runLinprobe(o, factories());
-        process.stdout.write(`${r.table}wrote ${r.path}\n`);
-        return 0;
-      },
+      run: (o) =>
+        runDataParallel(o, async (group) => {
+          const r = await runLinprobe(o, factories(), group);
+          if (r) process.stdout.write(`${r.table}wrote ${r.path}\n`);
+          return 0;
+        }),
     }),
     finetune: defineCommand({
       summary: 'full fine-tuning (layer-wise lr decay, mixup/cutmix, drop-path; checkpoints and resume)',

@@ -1,11 +1,14 @@
 // Features of a frozen encoder over a labelled dataset: batched, no gradients, eval mode,
-// '[CLS]' or mean-of-patches pooling; the result stays on the encoder's device.
+// '[CLS]' or mean-of-patches pooling; the result stays on the encoder's device. Data-parallel, each
+// rank encodes its slices of the batches and every rank ends with all features in dataset order.
 import * as torch from '../torch';
 import { Tensor } from '../torch';
 import { Pooling, VisionTransformer } from '../semaim';
 import { Progress } from '../run/progress';
 import { withPrecision, type Precision } from '../run/precision';
 import { Augment, LabelledData } from '../data';
+import { rankSlice, type ProcessGroup } from '../dist';
+import { gatherRankFeatures, rowsPerRankBatch } from './gather-features';
 
 export type FeaturePooling = 'cls' | 'mean';
 
@@ -26,6 +29,11 @@ export interface ExtractOptions {
   precision?: Precision;
   /** Progress bar label; null for none. Default 'features'. */
   label?: string | null;
+  /**
+   * Data-parallel: `data` gives this rank's slices of the global batches (makeEvalData with the
+   * group's rank slice); the features of all ranks are gathered on every rank.
+   */
+  group?: ProcessGroup | null;
 }
 
 /** Runs the encoder over one batch of images (already on its device); 'all' gives every token [B, 1 + P, D]. */
@@ -72,15 +80,20 @@ export async function extractPooledFeatures(
   const device = encoder.cls_token.device;
   const N = encoder.numPatches;
   const parts = new Map<FeaturePooling, Tensor[]>(kinds.map((k) => [k, []]));
-  const labels = new Int32Array(data.size);
+  const group = o.group ?? null;
+  const { rank, worldSize } = rankSlice(group);
+  const perBatch = rowsPerRankBatch(data.size, o.batchSize, worldSize);
+  const mine = perBatch.reduce((s, p) => s + p, 0); // data.size in one process
+  const labels = new Int32Array(mine);
   let n = 0;
-  const label = o.label === undefined ? 'features' : o.label;
-  const progress = label === null ? null : new Progress(label, data.size);
+  const label = rank !== 0 ? null : o.label === undefined ? 'features' : o.label;
+  const progress = label === null ? null : new Progress(label, mine);
   const start = Date.now();
+  const mineOf = worldSize > 1 ? ` (rank ${rank} of ${worldSize}: its share of ${data.size})` : '';
   try {
     for await (const batch of data.batches({ batchSize: o.batchSize, shuffle: false, epoch: o.epoch ?? 0, augment: o.augment ?? 'none', seed: o.seed })) {
       const B = batch.shape[0];
-      if (n + B > data.size) throw new Error(`features: the data gave more than its size (${data.size}) images`);
+      if (n + B > mine) throw new Error(`features: the data gave more than its size (${mine}${mineOf}) images`);
       torch.noGrad(() =>
         torch.scope(() => {
           const images = torch.tensor(batch.images, { shape: batch.shape, device });
@@ -95,11 +108,29 @@ export async function extractPooledFeatures(
       );
       labels.set(batch.labels, n);
       n += B;
-      progress?.update(n, { 'img/s': (n / Math.max((Date.now() - start) / 1000, 1e-9)).toFixed(1) });
+      progress?.update(n, { 'img/s': ((n * worldSize) / Math.max((Date.now() - start) / 1000, 1e-9)).toFixed(1) });
     }
-    if (n !== data.size) throw new Error(`features: the data gave ${n} images, its size is ${data.size}`);
+    if (n !== mine) throw new Error(`features: the data gave ${n} images, its size is ${mine}${mineOf}`);
     if (!n) throw new Error('features: the data is empty');
-    return new Map(kinds.map((k) => [k, { features: torch.keep(torch.cat(parts.get(k)!, 0)), labels: labels.slice() }]));
+    const sets = new Map<FeaturePooling, FeatureSet>();
+    try {
+      for (const k of kinds) {
+        const features = torch.keep(torch.cat(parts.get(k)!, 0));
+        if (!group || worldSize === 1) {
+          sets.set(k, { features, labels: labels.slice() });
+          continue;
+        }
+        try {
+          sets.set(k, await gatherRankFeatures(group, { features, labels }, perBatch, data.size));
+        } finally {
+          features.dispose();
+        }
+      }
+    } catch (e) {
+      for (const set of sets.values()) set.features.dispose();
+      throw e;
+    }
+    return sets;
   } finally {
     for (const ps of parts.values()) for (const p of ps) p.dispose();
     progress?.done();

@@ -89,6 +89,8 @@ export const KNN_OPTIONS = defineOptions({
   ...DATA_OPTIONS,
   ...RUN_OPTIONS,
   outDir: { type: 'string', default: 'runs/knn', help: 'output folder (knn.json)' },
+  // data-parallel feature extraction (docs/DISTRIBUTED.md)
+  ...LAUNCH_OPTIONS,
 });
 
 export const LINPROBE_OPTIONS = defineOptions({
@@ -99,6 +101,8 @@ export const LINPROBE_OPTIONS = defineOptions({
   ...DATA_OPTIONS,
   ...RUN_OPTIONS,
   outDir: { type: 'string', default: 'runs/linprobe', help: 'output folder (linprobe.json, probe.safetensors)' },
+  // data-parallel feature extraction (docs/DISTRIBUTED.md)
+  ...LAUNCH_OPTIONS,
 });
 
 export const FINETUNE_OPTIONS = defineOptions({
@@ -191,4 +195,12 @@ export function validateEval(o: EvalCommonOptions): void {
     throw new OptionError('warmupEpochs', `(${o.warmupEpochs}) must be below epochs (${o.epochs})`);
   }
   checkPrecision(o.precision, o.device);
+}
+
+/** The linear probe's checks: the shared ones, and no data-parallel launch of the online (uncached) probe. */
+export function validateLinprobe(o: LinprobeCommandOptions): void {
+  validateEval(o);
+  if (!o.cacheFeatures && (o.nprocPerNode > 1 || o.nnodes > 1)) {
+    throw new OptionError('cacheFeatures', 'false (--no-cache-features) runs in one process: drop --nproc-per-node/--nnodes, or keep the cached features');
+  }
 }

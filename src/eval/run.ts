@@ -1,11 +1,13 @@
 // The jobs behind `semaim knn | linprobe | finetune`: resolve the encoder, make the labelled data,
-// run the protocol, write `<out-dir>/<command>.json` and return the short table.
+// run the protocol, write `<out-dir>/<command>.json` and return the short table. Data-parallel (a
+// process group), every rank extracts or trains on its slices and rank 0 alone reports and writes.
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import * as torch from '../torch';
+import type { Device } from '../torch';
 import { saveTensors } from '../io';
 import { DataFactories, EvalDataRequest, LabelledData, RankSlice, Split } from '../data';
-import { rankSlice } from '../dist';
+import { rankSlice, readDistEnv, type ProcessGroup } from '../dist';
 import { EncoderSource, LoadedEncoder, loadEncoder, resolveEncoder, sha256File } from '../semaim';
 import { checkDevice } from '../run/device';
 import { imageInputOptions } from '../data/options';
@@ -17,6 +19,11 @@ import { KnnResult, knnClassify, parseKs } from './knn';
 import { LinprobeOptions, linprobeOnFeatures, linprobeOnline } from './linprobe';
 import { EvalCommonOptions, FinetuneOptions, KnnCommandOptions, LinprobeCommandOptions, validateEval } from './options';
 import { EvalResult, formatResult, makeResult, writeResult } from './result';
+
+/** Why `linprobe --no-cache-features` is refused data-parallel. */
+export const LINPROBE_ONLINE_ONE_PROCESS =
+  'linprobe --no-cache-features trains on crop-flip batches in one process: run it without --nproc-per-node/--nnodes, ' +
+  'or keep the cached features (the default), which data-parallel ranks extract together';
 
 export interface EvalRun {
   result: EvalResult;
@@ -37,21 +44,27 @@ export function dataRequest(o: EvalCommonOptions, split: Split, imgSize: number)
   };
 }
 
+/** CPU threads: as asked, else this machine's cores shared among the processes on it. */
 function setThreads(o: EvalCommonOptions): void {
-  torch.setNumThreads(o.threads ?? availableParallelism());
+  torch.setNumThreads(o.threads ?? Math.max(1, Math.floor(availableParallelism() / (readDistEnv()?.localWorldSize ?? 1))));
 }
 
-/** Both labelled splits; checks that they agree on the classes. */
+/** The device of this process: the group's GPU with NCCL, else the one asked for. */
+function evalDevice(o: EvalCommonOptions, group: ProcessGroup | null): Device {
+  return group?.backend === 'nccl' ? group.device : checkDevice(o.device);
+}
+
+/** Both labelled splits (each as the rank slice given for it, if any); checks that they agree on the classes. */
 export async function makeSplits(
   f: DataFactories,
   o: EvalCommonOptions,
   imgSize: number,
-  trainSlice?: RankSlice,
+  slices: { train?: RankSlice; test?: RankSlice } = {},
 ): Promise<{ train: LabelledData; test: LabelledData }> {
-  const train = await f.makeEvalData(dataRequest(o, 'train', imgSize), trainSlice);
+  const train = await f.makeEvalData(dataRequest(o, 'train', imgSize), slices.train);
   let test: LabelledData;
   try {
-    test = await f.makeEvalData(dataRequest(o, 'test', imgSize));
+    test = await f.makeEvalData(dataRequest(o, 'test', imgSize), slices.test);
   } catch (e) {
     await train.close();
     throw e;
@@ -64,11 +77,12 @@ export async function makeSplits(
   return { train, test };
 }
 
-/** Loads the encoder and extracts train and test features. */
+/** Loads the encoder and extracts train and test features (data-parallel with a group: every rank gets all of them). */
 export async function encoderFeatures(
   o: KnnCommandOptions | LinprobeCommandOptions,
   f: DataFactories,
   source: EncoderSource,
+  group: ProcessGroup | null = null,
 ): Promise<{
   loaded: LoadedEncoder;
   train: FeatureSet;
@@ -77,14 +91,15 @@ export async function encoderFeatures(
   classNames?: string[];
   sizes: { train: number; test: number };
 }> {
-  const loaded = loadEncoder(source, { device: checkDevice(o.device) });
+  const loaded = loadEncoder(source, { device: evalDevice(o, group) });
   let train: FeatureSet | null = null;
   try {
-    const splits = await makeSplits(f, o, loaded.source.config.imgSize);
+    const slice = rankSlice(group);
+    const splits = await makeSplits(f, o, loaded.source.config.imgSize, { train: slice, test: slice });
     try {
       checkImageShape(loaded.encoder, splits.train, 'train data');
       checkImageShape(loaded.encoder, splits.test, 'test data');
-      const fo = { batchSize: o.evalBatchSize, pooling: o.pooling, precision: o.precision };
+      const fo = { batchSize: o.evalBatchSize, pooling: o.pooling, precision: o.precision, group };
       train = await extractFeatures(loaded.encoder, splits.train, { ...fo, label: 'features (train)' });
       const test = await extractFeatures(loaded.encoder, splits.test, { ...fo, label: 'features (test)' });
       return {
@@ -112,13 +127,17 @@ export function knnRows(results: KnnResult[]): { name: string; accuracy: KnnResu
   return sorted.map((r) => ({ name: `k-NN k=${r.k}`, accuracy: r.accuracy }));
 }
 
-export async function runKnn(o: KnnCommandOptions, f: DataFactories): Promise<EvalRun> {
+/** k-NN of the encoder's features; null on data-parallel ranks other than 0 (they only extract). */
+export async function runKnn(o: KnnCommandOptions, f: DataFactories): Promise<EvalRun>;
+export async function runKnn(o: KnnCommandOptions, f: DataFactories, group: ProcessGroup | null): Promise<EvalRun | null>;
+export async function runKnn(o: KnnCommandOptions, f: DataFactories, group: ProcessGroup | null = null): Promise<EvalRun | null> {
   validateEval(o);
   const source = resolveEncoder(o.checkpoint, o);
   setThreads(o);
   const t0 = Date.now();
-  const ft = await encoderFeatures(o, f, source);
+  const ft = await encoderFeatures(o, f, source, group);
   try {
+    if (group && group.rank !== 0) return null;
     const results = knnClassify(ft.train, ft.test, {
       ks: parseKs(o.k),
       temperature: o.temperature,
@@ -157,8 +176,15 @@ export function linprobeOptionsFrom(o: LinprobeCommandOptions): LinprobeOptions 
   };
 }
 
-export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories): Promise<EvalRun> {
+/**
+ * The linear probe; null on data-parallel ranks other than 0 (they only extract features: the probe on
+ * cached features is cheap next to the encoder pass, so rank 0 trains it alone).
+ */
+export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories): Promise<EvalRun>;
+export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories, group: ProcessGroup | null): Promise<EvalRun | null>;
+export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories, group: ProcessGroup | null = null): Promise<EvalRun | null> {
   validateEval(o);
+  if (group && group.worldSize > 1 && !o.cacheFeatures) throw new Error(LINPROBE_ONLINE_ONE_PROCESS);
   const source = resolveEncoder(o.checkpoint, o);
   setThreads(o);
   const t0 = Date.now();
@@ -171,9 +197,10 @@ export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories): 
   let loaded: LoadedEncoder;
   let r;
   if (o.cacheFeatures) {
-    const ft = await encoderFeatures(o, f, source);
+    const ft = await encoderFeatures(o, f, source, group);
     ({ loaded, train, test, numClasses, classNames, sizes } = ft);
     try {
+      if (group && group.rank !== 0) return null;
       r = await linprobeOnFeatures(train, test, numClasses, lo);
     } finally {
       disposeFeatures(train, test);
@@ -235,7 +262,7 @@ export async function runFinetune(o: FinetuneOptions, f: DataFactories, hooks: F
   const t0 = Date.now();
   const group = hooks.group ?? null;
   // data-parallel: each rank trains on its slices of the global batches; rank 0 evaluates and reports
-  const splits = await makeSplits(f, o, source.config.imgSize, rankSlice(group));
+  const splits = await makeSplits(f, o, source.config.imgSize, { train: rankSlice(group) });
   try {
     const r = await finetune(o, splits, hooks, source);
     if (group && group.rank !== 0) return { result: null, path: null, table: '', stoppedBy: r.stoppedBy, signal: r.signal };

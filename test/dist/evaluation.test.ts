@@ -1,0 +1,91 @@
+// Data-parallel evaluation: features extracted by 2 and 3 ranks (each its slices of the batches, the
+// last global batch padded) and gathered equal one process's; `semaim knn` and `semaim linprobe` with
+// --nproc-per-node 2 give one process's results, written once, by rank 0.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as torch from '../../src/torch';
+import * as dist from '../../src/dist';
+import { loadTensors } from '../../src/io';
+import { makeEvalData } from '../../src/data';
+import { extractPooledFeatures } from '../../src/eval/features';
+import { runWorkers, workerScript } from './helpers';
+import { FEATURE_ENCODER, featureEncoder } from './workers/features-case';
+import { maxDiff, writeEncoder } from '../eval/helpers';
+
+const CLI = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
+const gloo = dist.distBuildInfo().gloo ? false : 'the addon was built without Gloo';
+const root = mkdtempSync(join(tmpdir(), 'semaim-dp-eval-'));
+process.on('exit', () => rmSync(root, { recursive: true, force: true }));
+
+const IMAGES = 203; // not a multiple of 2 × 16 or 3 × 16: the last global batch is split and padded
+const BATCH = 16;
+
+test('features from 2 and 3 ranks, gathered, equal one process’s, in dataset order', { skip: gloo }, async () => {
+  torch.setNumThreads(1);
+  const encoder = featureEncoder();
+  const data = makeEvalData({ split: 'train', dataset: 'synthetic', imgSize: FEATURE_ENCODER.imgSize, limit: IMAGES, seed: 0, numWorkers: 0 });
+  const one = await extractPooledFeatures(encoder, data, ['cls', 'mean'], { batchSize: BATCH, label: null });
+  await data.close();
+  for (const W of [2, 3]) {
+    const out = join(root, `features-${W}.safetensors`);
+    const runs = await runWorkers(workerScript('features'), W, [out, String(IMAGES), String(BATCH)]);
+    for (const r of runs) {
+      assert.equal(r.code, 0, `rank ${r.rank}: ${r.stderr}`);
+      assert.deepEqual(r.lines[0], { rank: r.rank, rows: IMAGES, sameLabels: true }, `every rank holds all ${IMAGES} features`);
+    }
+    const got = loadTensors(out).tensors;
+    for (const k of ['cls', 'mean'] as const) {
+      assert.deepEqual(got.get(k)!.shape, one.get(k)!.features.shape);
+      const d = maxDiff(got.get(k)!.toFloat32Array(), one.get(k)!.features.toFloat32Array());
+      assert.ok(d <= 1e-5, `${W} ranks, ${k}: max |diff| ${d}`);
+    }
+    assert.deepEqual(Array.from(got.get('labels')!.data() as Int32Array), Array.from(one.get('cls')!.labels), `${W} ranks: labels in dataset order`);
+    for (const t of got.values()) t.dispose();
+  }
+  for (const s of one.values()) s.features.dispose();
+  encoder.dispose();
+});
+
+function cli(args: string[]): { code: number | null; out: string } {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 120_000 });
+  return { code: r.status, out: `${r.stdout}\n${r.stderr}` };
+}
+
+test('semaim knn and linprobe --nproc-per-node 2 give one process’s results, written once by rank 0', { skip: gloo }, () => {
+  const encoder = writeEncoder(root);
+  const common = ['--checkpoint', encoder, '--dataset', 'synthetic', '--train-limit', String(IMAGES), '--test-limit', '61',
+    '--eval-batch-size', String(BATCH), '--num-workers', '0', '--threads', '1'];
+  const json = (dir: string, name: string) => JSON.parse(readFileSync(join(root, dir, name), 'utf8'));
+
+  const k1 = cli(['knn', ...common, '--out-dir', join(root, 'knn-1')]);
+  assert.equal(k1.code, 0, k1.out);
+  const k2 = cli(['knn', ...common, '--nproc-per-node', '2', '--out-dir', join(root, 'knn-2')]);
+  assert.equal(k2.code, 0, k2.out);
+  assert.equal((k2.out.match(/wrote .*knn\.json/g) ?? []).length, 1, 'one knn.json, from rank 0');
+  const [a, b] = [json('knn-1', 'knn.json'), json('knn-2', 'knn.json')];
+  assert.deepEqual(b.data, { train: IMAGES, test: 61, numClasses: 10 });
+  assert.deepEqual(b.details.perK, a.details.perK, 'k-NN accuracies per k');
+  assert.deepEqual(b.perClass, a.perClass);
+
+  const lp = ['linprobe', ...common, '--epochs', '3', '--batch-size', '32'];
+  const l1 = cli([...lp, '--out-dir', join(root, 'lp-1')]);
+  assert.equal(l1.code, 0, l1.out);
+  const l2 = cli([...lp, '--nproc-per-node', '2', '--out-dir', join(root, 'lp-2')]);
+  assert.equal(l2.code, 0, l2.out);
+  assert.equal((l2.out.match(/wrote .*linprobe\.json/g) ?? []).length, 1, 'one linprobe.json, from rank 0');
+  const [p1, p2] = [loadTensors(join(root, 'lp-1', 'probe.safetensors')).tensors, loadTensors(join(root, 'lp-2', 'probe.safetensors')).tensors];
+  assert.deepEqual([...p2.keys()].sort(), [...p1.keys()].sort());
+  for (const [name, t] of p1) {
+    const d = maxDiff(p2.get(name)!.toFloat32Array(), t.toFloat32Array());
+    assert.ok(d <= 1e-4, `probe ${name}: max |diff| ${d}`);
+  }
+  assert.equal(json('lp-2', 'linprobe.json').top1, json('lp-1', 'linprobe.json').top1);
+
+  const refused = cli([...lp, '--no-cache-features', '--nproc-per-node', '2', '--out-dir', join(root, 'lp-online')]);
+  assert.notEqual(refused.code, 0);
+  assert.match(refused.out, /--no-cache-features\) runs in one process/);
+});
