@@ -10,6 +10,8 @@ import { autoPrecision, checkPrecision } from '../run/precision';
 import { checkDevice } from '../run/device';
 import { resolveEncoder } from '../semaim';
 import { defineCommand } from './command';
+import { runDataParallel } from './data-parallel';
+import { LAUNCH_OPTIONS } from '../dist/launch';
 
 export const EMBED_OPTIONS = defineOptions({
   checkpoint: {
@@ -46,6 +48,8 @@ export const EMBED_OPTIONS = defineOptions({
   ...IMAGE_INPUT_OPTIONS,
   ...RUN_OPTIONS,
   out: { type: 'string', default: 'runs/embed/features.safetensors', help: 'output .safetensors (the image list goes beside it as .json)' },
+  // data-parallel: the ranks share the images, rank 0 writes (docs/DISTRIBUTED.md)
+  ...LAUNCH_OPTIONS,
 });
 
 export type EmbedCommandOptions = Options<typeof EMBED_OPTIONS>;
@@ -104,12 +108,15 @@ export const embedCommand = defineCommand({
   options: EMBED_OPTIONS,
   validate: validateEmbed,
   preflight,
-  async run(o) {
-    const r = await embed(embedOptionsFrom(o));
-    process.stdout.write(
-      `embedded ${r.count} images${r.skipped ? ` (${r.skipped} skipped)` : ''} in ${r.seconds.toFixed(1)} s: features [${r.shape.join(', ')}]\n` +
-        `  wrote ${r.path}\n  and   ${r.listPath}\n`,
-    );
-    return 0;
-  },
+  run: (o) =>
+    runDataParallel(o, async (group) => {
+      const r = await embed({ ...embedOptionsFrom(o), group });
+      if (r) {
+        process.stdout.write(
+          `embedded ${r.count} images${r.skipped ? ` (${r.skipped} skipped)` : ''} in ${r.seconds.toFixed(1)} s: features [${r.shape.join(', ')}]\n` +
+            `  wrote ${r.path}\n  and   ${r.listPath}\n`,
+        );
+      }
+      return 0;
+    }),
 });

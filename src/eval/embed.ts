@@ -8,6 +8,10 @@
 // concatenating parts. Beside it, <name>.json lists the images in row order with their labels, the
 // skipped ones with the reason, the encoder and the preprocessing. Unreadable images are skipped
 // (not replaced, as training does): they get no row, and are counted and listed.
+//
+// Data-parallel (a process group), each rank encodes its slices of the batches; after each batch rank 0
+// gathers every rank's rows and writes them in dataset order (padding of the last batch dropped), so the
+// file is the one a single process writes.
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename, dirname, resolve } from 'node:path';
@@ -19,6 +23,7 @@ import { EncoderSource, Pooling, loadEncoder, resolveEncoder } from '../semaim';
 import { Progress } from '../run/progress';
 import { checkDevice } from '../run/device';
 import { type Precision } from '../run/precision';
+import { rankSlice, readDistEnv, type ProcessGroup } from '../dist';
 import { encodeBatch } from './features';
 
 export const EMBED_POOLINGS = ['cls', 'mean', 'all'] as const;
@@ -62,6 +67,8 @@ export interface EmbedOptions {
   progress?: string | null;
   /** Receives warnings (unreadable images, the summary); default: stderr. */
   onWarning?: (line: string) => void;
+  /** Data-parallel: the ranks share the images and rank 0 writes the file (the others return null). */
+  group?: ProcessGroup | null;
 }
 
 export interface EmbeddedImage {
@@ -138,25 +145,54 @@ function skipReason(warnings: string[], name: string): string {
   return line ? line.slice(prefix.length) : 'unreadable';
 }
 
-/** Computes the features of every image and writes them (see the top of this file). */
-export async function embed(o: EmbedOptions): Promise<EmbedResult> {
+/** What becomes of one row of a rank's batch: its dataset index, PADDING, or skipped (see rowCode). */
+const PADDING = -1;
+/** A row's code: the dataset index when the image was read, PADDING past the end, -(index + 2) when skipped. */
+function rowCode(expected: number, got: number, size: number): number {
+  if (expected >= size) return PADDING;
+  return got === expected ? expected : -(expected + 2);
+}
+
+/** Every rank's rows and row codes of one batch (only this rank's without a group), in rank order. */
+async function gatherBatch(group: ProcessGroup | null, rows: torch.Tensor, codes: Float64Array): Promise<{ rows: Float32Array; codes: Float64Array }[]> {
+  if (!group || group.worldSize === 1) return [{ rows: rows.toFloat32Array(), codes }];
+  const sendCodes = torch.tensor(codes, { dtype: 'float64', device: group.device });
+  const all: torch.Tensor[] = [];
+  try {
+    const parts = await group.allGather(rows);
+    all.push(...parts);
+    const codeParts = await group.allGather(sendCodes);
+    all.push(...codeParts);
+    return parts.map((p, r) => ({ rows: p.toFloat32Array(), codes: torch.scope(() => Float64Array.from(codeParts[r].cpu().data() as Float64Array)) }));
+  } finally {
+    sendCodes.dispose();
+    for (const t of all) t.dispose();
+  }
+}
+
+/** Computes the features of every image and writes them (see the top of this file); null on ranks other than 0. */
+export async function embed(o: EmbedOptions & { group?: undefined }): Promise<EmbedResult>;
+export async function embed(o: EmbedOptions): Promise<EmbedResult | null>;
+export async function embed(o: EmbedOptions): Promise<EmbedResult | null> {
   checkEmbedOptions(o);
   const t0 = Date.now();
   const pooling = o.pooling ?? 'cls';
   const dtype = o.dtype ?? 'float32';
   const batchSize = o.batchSize ?? 256;
   const warn = o.onWarning ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const device = checkDevice(o.device ?? 'cpu');
-  torch.setNumThreads(o.threads ?? availableParallelism());
+  const group = o.group ?? null;
+  const { rank, worldSize } = rankSlice(group);
+  const device = group?.backend === 'nccl' ? group.device : checkDevice(o.device ?? 'cpu');
+  torch.setNumThreads(o.threads ?? Math.max(1, Math.floor(availableParallelism() / (readDistEnv()?.localWorldSize ?? 1))));
   const source = resolveEncoder(o.checkpoint, { verify: o.verify });
   const ds = embedDataset(o, source.config.imgSize);
   const { encoder } = loadEncoder(source, { device });
   const out = resolve(o.out);
-  mkdirSync(dirname(out), { recursive: true });
+  if (rank === 0) mkdirSync(dirname(out), { recursive: true });
   const P = encoder.numPatches;
   const D = source.config.embedDim;
   const rowShape = pooling === 'all' ? [1 + P, D] : [D];
-  const writer = new SafetensorsRowWriter(out, { name: 'features', dtype, rowShape });
+  const writer = rank === 0 ? new SafetensorsRowWriter(out, { name: 'features', dtype, rowShape }) : null;
   const transforms = transformsFor('none', source.config.imgSize, ds);
   const warnings: string[] = [];
   // The loader replaces an unreadable image by another one (training keeps its batch size); its
@@ -169,6 +205,8 @@ export async function embed(o: EmbedOptions): Promise<EmbedResult> {
     transforms,
     workers: o.numWorkers,
     ...o.imageInput,
+    rank,
+    worldSize,
     onWarning: (line) => {
       warnings.push(line);
       if (!line.startsWith('data: epoch ')) warn(line);
@@ -177,17 +215,15 @@ export async function embed(o: EmbedOptions): Promise<EmbedResult> {
   const labelled = ds.classes.length > 0;
   const indices: number[] = [];
   const skipped: { path: string; reason: string }[] = [];
-  const progress = o.progress === null ? null : new Progress(o.progress ?? 'embed', ds.length);
+  const progress = o.progress === null || rank !== 0 ? null : new Progress(o.progress ?? 'embed', ds.length);
+  const plan = loader.plan(0);
+  const mine = Array.from({ length: plan.count }, (_, j) => plan.range(j)).reduce((s, [a, b]) => s + b - a, 0);
   let seen = 0;
   try {
     for await (const batch of loader.iterate(0)) {
       const B = batch.shape[0];
-      const keep: number[] = [];
-      for (let i = 0; i < B; i++) {
-        const expected = batch.index * batchSize + i;
-        if (batch.indices[i] === expected) keep.push(i);
-        else skipped.push({ path: ds.name(expected), reason: skipReason(warnings, ds.name(expected)) });
-      }
+      const [first] = plan.range(batch.index);
+      const codes = Float64Array.from({ length: B }, (_, i) => rowCode(first + i, batch.indices[i], ds.length));
       // The whole batch, as extractFeatures runs it: the kept rows are bit-equal to the evaluations' features.
       const pixels = batch.images;
       if (!(pixels instanceof Float32Array)) throw new Error('embed: the loader gave uint8 images, expected normalised float32');
@@ -196,21 +232,35 @@ export async function embed(o: EmbedOptions): Promise<EmbedResult> {
         encoder.checkImages(images);
         return encodeBatch(encoder, images, pooling, o.precision ?? 'fp32');
       });
-      let rows: Float32Array;
+      let parts: { rows: Float32Array; codes: Float64Array }[];
       try {
-        rows = f.toFloat32Array();
+        parts = await gatherBatch(group, f, codes);
       } finally {
         f.dispose();
       }
-      const per = rows.length / B;
-      const kept = keep.length === B ? rows : new Float32Array(keep.length * per);
-      if (kept !== rows) keep.forEach((i, k) => kept.set(rows.subarray(i * per, (i + 1) * per), k * per));
-      writer.append(dtype === 'float32' ? new Uint8Array(kept.buffer, kept.byteOffset, kept.byteLength) : float32ToFloat16Bytes(kept));
-      for (const i of keep) indices.push(batch.indices[i]);
       seen += B;
-      progress?.update(seen, { 'img/s': (seen / Math.max((Date.now() - t0) / 1000, 1e-9)).toFixed(1), skipped: skipped.length });
+      if (!writer) continue;
+      for (const [r, part] of parts.entries()) {
+        const per = part.rows.length / part.codes.length;
+        const keep: number[] = [];
+        part.codes.forEach((code, i) => {
+          if (code >= 0) keep.push(i);
+          else if (code !== PADDING) {
+            const name = ds.name(-code - 2);
+            skipped.push({ path: name, reason: r === rank ? skipReason(warnings, name) : `unreadable (rank ${r}'s warnings give the reason)` });
+          }
+        });
+        const kept = keep.length === part.codes.length ? part.rows : new Float32Array(keep.length * per);
+        if (kept !== part.rows) keep.forEach((i, k) => kept.set(part.rows.subarray(i * per, (i + 1) * per), k * per));
+        writer.append(dtype === 'float32' ? new Uint8Array(kept.buffer, kept.byteOffset, kept.byteLength) : float32ToFloat16Bytes(kept));
+        for (const i of keep) indices.push(part.codes[i]);
+      }
+      const done = Math.min(ds.length, seen * worldSize);
+      progress?.update(done, { 'img/s': (done / Math.max((Date.now() - t0) / 1000, 1e-9)).toFixed(1), skipped: skipped.length });
     }
-    if (seen !== ds.length) throw new Error(`embed: the loader gave ${seen} images, the dataset has ${ds.length}`);
+    const ofRank = worldSize > 1 ? ` (rank ${rank} of ${worldSize}: its share of ${ds.length})` : '';
+    if (seen !== mine) throw new Error(`embed: the loader gave ${seen} images, the dataset has ${mine}${ofRank}`);
+    if (!writer) return null;
     if (indices.length === 0) throw new Error(`embed: no readable image in ${ds.root} (${skipped.length} skipped)`);
     const n = indices.length;
     const idx = Int32Array.from(indices);
@@ -250,7 +300,7 @@ export async function embed(o: EmbedOptions): Promise<EmbedResult> {
     if (skipped.length) warn(`embed: skipped ${skipped.length} unreadable image${skipped.length === 1 ? '' : 's'} (no row; listed in ${listPath})`);
     return { path: out, listPath, count: n, skipped: skipped.length, shape: list.shape, seconds };
   } catch (e) {
-    writer.abort();
+    writer?.abort();
     throw e;
   } finally {
     progress?.done();

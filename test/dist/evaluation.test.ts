@@ -1,6 +1,7 @@
 // Data-parallel evaluation: features extracted by 2 and 3 ranks (each its slices of the batches, the
 // last global batch padded) and gathered equal one process's; `semaim knn` and `semaim linprobe` with
-// --nproc-per-node 2 give one process's results, written once, by rank 0.
+// --nproc-per-node 2 give one process's results, written once, by rank 0; `semaim embed` on 2 and 3
+// processes writes one process's file.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -15,6 +16,8 @@ import { extractPooledFeatures } from '../../src/eval/features';
 import { runWorkers, workerScript } from './helpers';
 import { FEATURE_ENCODER, featureEncoder } from './workers/features-case';
 import { maxDiff, writeEncoder } from '../eval/helpers';
+import { encode, picture, write } from '../data/helpers';
+import type { EmbedList } from '../../src/eval/embed';
 
 const CLI = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
 const gloo = dist.distBuildInfo().gloo ? false : 'the addon was built without Gloo';
@@ -88,4 +91,35 @@ test('semaim knn and linprobe --nproc-per-node 2 give one process’s results, w
   const refused = cli([...lp, '--no-cache-features', '--nproc-per-node', '2', '--out-dir', join(root, 'lp-online')]);
   assert.notEqual(refused.code, 0);
   assert.match(refused.out, /--no-cache-features\) runs in one process/);
+});
+
+test('semaim embed --nproc-per-node 2 and 3 write the file one process writes (skipped images listed, padding dropped)', { skip: gloo }, async () => {
+  const encoder = writeEncoder(root, { imgSize: 16, patchSize: 4, inChans: 3, embedDim: 16, depth: 1, numHeads: 2, mlpRatio: 2 }, 3, 'embed-encoder');
+  const images = join(root, 'photos');
+  for (let i = 0; i < 13; i++) {
+    const [w, h] = [20 + 3 * i, 18 + 2 * i];
+    write(join(images, `img${String(i).padStart(2, '0')}.png`), await encode(picture(w, h, i), w, h, 3, 'png'));
+  }
+  // two unreadable files, at positions that fall to different ranks
+  write(join(images, 'img03b.jpg'), 'not a JPEG\n');
+  write(join(images, 'img10b.png'), 'not a PNG either\n');
+  const run = (n: number) => {
+    const out = join(root, `embed-${n}.safetensors`);
+    const r = cli(['embed', '--checkpoint', encoder, '--images', images, '--batch-size', '2', '--num-workers', '0', '--threads', '1',
+      '--pooling', 'all', '--out', out, ...(n > 1 ? ['--nproc-per-node', String(n)] : [])]);
+    assert.equal(r.code, 0, r.out);
+    assert.equal((r.out.match(/embedded 13 images \(2 skipped\)/g) ?? []).length, 1, `${n} processes: one report, from rank 0\n${r.out}`);
+    return { tensors: loadTensors(out).tensors, list: JSON.parse(readFileSync(out.replace(/safetensors$/, 'json'), 'utf8')) as EmbedList };
+  };
+  const one = run(1);
+  assert.deepEqual(one.tensors.get('features')!.shape, [13, 17, 16]);
+  for (const n of [2, 3]) {
+    const many = run(n);
+    const d = maxDiff(many.tensors.get('features')!.toFloat32Array(), one.tensors.get('features')!.toFloat32Array());
+    assert.ok(d <= 1e-5, `${n} processes: features max |diff| ${d}`);
+    assert.deepEqual(Array.from(many.tensors.get('indices')!.data() as Int32Array), Array.from(one.tensors.get('indices')!.data() as Int32Array));
+    assert.deepEqual(many.list.images, one.list.images);
+    assert.deepEqual(many.list.skipped.map((s) => s.path), one.list.skipped.map((s) => s.path));
+    for (const t of many.tensors.values()) t.dispose();
+  }
 });
