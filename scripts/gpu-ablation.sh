@@ -18,11 +18,12 @@
 #      adds the authors' [CLS]-attention S as a row, at the cost of a sixth of the steps);
 #      3 seeds; k-NN and a linear probe (batch 4096, as the authors) on [CLS] and mean features;
 #      the length planned by --budget-minutes from steps timed in $JOBS processes at once;
-#   3. `semaim object-start`: synthetic objects, a ViT trained with S = cls and one with S = self,
-#      scored at init and at checkpoints with S = cls / gap / self against a random centre.
+#   3. `semaim object-start`: synthetic objects, ViTs trained with S = cls and with S = self (OBJ_SEEDS
+#      seeds each, default 3: mean ± std), scored at init and at checkpoints with S = cls / gap / self
+#      against a random centre (estimated ~25 s per run on an H200: 6 runs in the 3 minutes kept).
 #
 # Settings (environment): CALL_MIN (the call's length, default 9.3), OBJECTS_MIN (time kept for part 3,
-# default 1.5; 0 skips it), ABLATION_MIN (the ablation's planned length; default: what is left),
+# default 3; 0 skips it), OBJ_SEEDS (3), ABLATION_MIN (the ablation's planned length; default: what is left),
 # JOBS (processes sharing the GPU, default 3), SEEDS (3), ORDERS, DEVICE (cuda), ABL_ARGS / OBJ_ARGS
 # (extra flags), RUN (run folder, default runs/gpu-ablation).
 # DRY=1: the same script on the CPU at toy size (a check that it runs; nothing is measured).
@@ -69,7 +70,7 @@ if [ -d .gpu-resume/ablation ] && [ ! -f "$RUN/ablation/plan.json" ]; then
 fi
 
 # ---- 2. the order ablation
-OBJECTS_MIN=${OBJECTS_MIN:-1.5}
+OBJECTS_MIN=${OBJECTS_MIN:-3}
 ablation_stop=$(python3 -c "print(round($(left_min) - $OBJECTS_MIN - 0.3, 2))")
 # A later call keeps the budget its plan was made for (the plan, and so every run's length, stays).
 if [ -f "$RUN/ablation/plan.json" ]; then
@@ -102,7 +103,7 @@ objects_left=$(left_min)
 if [ "$OBJECTS_MIN" != 0 ] && python3 -c "import sys; sys.exit(0 if $objects_left > 0.5 else 1)"; then
   say "object-start study: ${objects_left} min left"
   timeout -s INT "$(python3 -c "print(int(($objects_left - 0.2) * 60))")" \
-    node dist/src/cli/main.js object-start --device "$DEVICE" --train-tokens cls,self "${OBJ_SIZE[@]}" --out-dir "$RUN/object-start" ${OBJ_ARGS:-} \
+    node dist/src/cli/main.js object-start --device "$DEVICE" --train-tokens cls,self --seeds "${OBJ_SEEDS:-3}" "${OBJ_SIZE[@]}" --out-dir "$RUN/object-start" ${OBJ_ARGS:-} \
     > "$OUT/object-start.stdout" 2> "$OUT/object-start.stderr"
   say "object-start study: exit $?"
   cp "$RUN/object-start/object-start.md" "$RUN/object-start/object-start.json" "$OUT/" 2>/dev/null

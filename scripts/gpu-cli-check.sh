@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The command-line tool end to end on a GPU, on the built-in synthetic dataset: pretrain (bf16 auto,
 # uint8 uploads, checkpoints), an interrupted-and-resumed continuation, k-NN, linear probe, visualize
-# and report, each with --device cuda. A short check that the user-facing paths run there, not a
-# measurement. `DEVICE=cpu bash scripts/gpu-cli-check.sh` runs the same on the CPU.
+# and report, each with --device cuda; then k-NN and a few pre-training steps as a data-parallel worker
+# of world size 1 (NCCL on a GPU, Gloo on the CPU), which must repeat the one-process results. A short
+# check that the user-facing paths run there, not a measurement.
+# `DEVICE=cpu bash scripts/gpu-cli-check.sh` runs the same on the CPU.
 # gpu-session.sh calls it when CLI=1 (sharp comes from .gpu/sharp.tar.xz, packed by pack-gpu.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,4 +29,22 @@ node -e '
   }' "$R/images"
 semaim visualize --checkpoint "$R/pretrain" --images "$R/images" --device "$DEVICE" --out "$R/viz"
 semaim report "$R/pretrain" --images "$R/images" --device "$DEVICE"
+# World size 1 through the process group (the backend a multi-GPU run uses): torchrun's variables set by hand.
+worker() { env RANK=0 WORLD_SIZE=1 LOCAL_RANK=0 LOCAL_WORLD_SIZE=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=$((20000 + RANDOM % 20000)) node dist/src/cli/main.js "$@"; }
+echo "== semaim knn as a world-size-1 worker"
+worker knn "${EVAL[@]}" --out-dir "$R/knn-worker"
+STEPS=(--epochs 1 --max-steps 6 --log-every 1 --checkpoint-every 100)
+semaim pretrain "${MODEL[@]/$R\/pretrain/$R/pt-one}" "${STEPS[@]}"
+echo "== semaim pretrain as a world-size-1 worker"
+worker pretrain "${MODEL[@]/$R\/pretrain/$R/pt-worker}" "${STEPS[@]}"
+node -e '
+  const fs = require("fs"), [R] = process.argv.slice(1);
+  const top1 = (d) => JSON.parse(fs.readFileSync(`${R}/${d}/knn.json`, "utf8")).top1;
+  const losses = (d) => fs.readFileSync(`${R}/${d}/metrics.jsonl`, "utf8").trim().split("\n").map(JSON.parse).filter((m) => typeof m.loss === "number").map((m) => m.loss);
+  const [a, b] = [losses("pt-one"), losses("pt-worker")];
+  const rel = Math.max(...a.map((x, i) => Math.abs(x - b[i]) / Math.abs(x)));
+  const worldSize = JSON.parse(fs.readFileSync(`${R}/pt-worker/config.json`, "utf8")).worldSize;
+  console.log(`== world-size-1 worker: k-NN top-1 ${top1("knn-worker")} vs ${top1("knn")}; ${b.length} losses vs ${a.length}, max rel diff ${rel.toExponential(2)} (worldSize ${worldSize})`);
+  if (top1("knn-worker") !== top1("knn") || a.length !== b.length || a.length === 0 || !(rel <= 1e-3)) { console.log("== MISMATCH"); process.exit(1); }
+' "$R"
 echo "== files"; find "$R" -name '*.json' -o -name '*.png' -o -name '*.html' | sort

@@ -2,7 +2,8 @@
 // one model per S used for training (default: the paper's [CLS] cosine, and the authors' `self`
 // [CLS] attention), then, at initialisation and at evenly spaced checkpoints, the fraction of test
 // images whose first predicted patch lies on the object, with S from each of cls / gap / self,
-// against the random-centre baseline. Writes object-start.md and object-start.json.
+// against the random-centre baseline. With --seeds N every S is trained with N seeds (the test images
+// stay those of --seed) and the table gives mean ± std over them. Writes object-start.md and .json.
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as torch from '../torch';
@@ -17,6 +18,7 @@ import { ObjectData, ObjectStartScore, objectStartFraction } from '../viz/object
 import { OptionError, Options, defineOptions, resolveOptions } from '../util/options';
 import { autoPrecision } from '../run/precision';
 import { markdownTable } from '../eval/result';
+import { stat } from './ablate';
 
 export const TOKENS: SimilarityTokens[] = ['cls', 'gap', 'self'];
 
@@ -42,7 +44,8 @@ export const OBJECT_STUDY_OPTIONS = defineOptions({
   orderVariant: { type: 'string', default: 'paper', choices: ['paper', 'authors'], help: "semantic centre: 'paper' (3×3 filter) or 'authors' (argmax of S)" },
   decayClsToken: { type: 'boolean', default: true, help: 'weight decay on cls_token (as the authors)' },
   threshold: { type: 'number', default: 0.5, min: 0, max: 1, help: 'a patch is on the object when at least this share of its pixels is' },
-  seed: { type: 'int', default: 0, help: 'random seed (same initial weights for every run)' },
+  seed: { type: 'int', default: 0, help: 'random seed (same initial weights for every run; the test images)' },
+  seeds: { type: 'int', default: 1, min: 1, help: 'train each S with seeds seed..seed+N-1 and report mean ± std over them' },
   device: { mayChangeOnResume: true, type: 'string', default: 'cpu', help: "'cpu', 'cuda' or 'cuda:N'" },
   threads: { mayChangeOnResume: true, type: 'int', min: 1, help: 'CPU threads for libtorch (default: all cores)' },
   numWorkers: { mayChangeOnResume: true, type: 'int', min: 0, help: 'data worker threads (default: one per core but one, at most 8)' },
@@ -60,6 +63,8 @@ export type ObjectStudyOptions = Options<typeof OBJECT_STUDY_OPTIONS>;
 export interface StudyPoint {
   /** The S the model trained with. */
   trainedWith: SimilarityTokens;
+  /** The seed of its pre-training (initial weights, images, order noise). */
+  seed: number;
   step: number;
   /** Per S used to order: the fraction of images whose order starts on the object, and its standard error. */
   byTokens: Record<SimilarityTokens, { fraction: number; stdErr: number }>;
@@ -86,8 +91,18 @@ export function parseTrainTokens(text: string): SimilarityTokens[] {
   return list as SimilarityTokens[];
 }
 
-/** The pre-training options of the run trained with S from `tokens`. */
-export function studyPretrainOptions(o: ObjectStudyOptions, tokens: SimilarityTokens): PretrainOptions {
+/** Where the run trained with S from `tokens` and `seed` lives (--seed's runs keep the one-seed name). */
+export function studyRunDir(o: Pick<ObjectStudyOptions, 'outDir' | 'seed'>, tokens: SimilarityTokens, seed: number): string {
+  return join(o.outDir, seed === o.seed ? `trained-${tokens}` : `trained-${tokens}-seed${seed}`);
+}
+
+/** The seeds every S is trained with. */
+export function studySeeds(o: Pick<ObjectStudyOptions, 'seed' | 'seeds'>): number[] {
+  return Array.from({ length: o.seeds }, (_, i) => o.seed + i);
+}
+
+/** The pre-training options of the run trained with S from `tokens` (and `seed`, default --seed). */
+export function studyPretrainOptions(o: ObjectStudyOptions, tokens: SimilarityTokens, seed = o.seed): PretrainOptions {
   const every = Math.max(1, Math.ceil(o.steps / o.points));
   return resolveOptions(PRETRAIN_OPTIONS, {
     dataset: 'synthetic',
@@ -111,12 +126,12 @@ export function studyPretrainOptions(o: ObjectStudyOptions, tokens: SimilarityTo
     weightDecay: 0.05,
     clipGrad: 3,
     decayClsToken: o.decayClsToken,
-    seed: o.seed,
+    seed,
     device: o.device,
     threads: o.threads,
     numWorkers: o.numWorkers,
     precision: o.precision,
-    outDir: join(o.outDir, `trained-${tokens}`),
+    outDir: studyRunDir(o, tokens, seed),
     checkpointEvery: every,
     keepLast: o.points + 1,
     logEvery: Math.min(20, every),
@@ -135,14 +150,14 @@ export async function objectTestData(o: Pick<ObjectStudyOptions, 'imgSize' | 'te
   }
 }
 
-function score(model: SemAIM, data: ObjectData, o: ObjectStudyOptions, trainedWith: SimilarityTokens, step: number): StudyPoint {
+function score(model: SemAIM, data: ObjectData, o: ObjectStudyOptions, trainedWith: SimilarityTokens, seed: number, step: number): StudyPoint {
   const by = {} as StudyPoint['byTokens'];
   let s: ObjectStartScore | null = null;
   for (const tokens of TOKENS) {
     s = objectStartFraction(model, data, { seed: o.seed, tokens, threshold: o.threshold });
     by[tokens] = { fraction: s.fraction, stdErr: s.stdErr };
   }
-  return { trainedWith, step, byTokens: by, randomCentre: s!.baselineExpected };
+  return { trainedWith, seed, step, byTokens: by, randomCentre: s!.baselineExpected };
 }
 
 /** Evaluation points: initialisation, then up to `points` checkpoints evenly spaced over the run (the last one included). */
@@ -152,10 +167,34 @@ export function pickCheckpoints(steps: number[], points: number): number[] {
   return [...new Set(Array.from({ length: points }, (_, i) => s[Math.round(((i + 1) * (s.length - 1)) / points)]))];
 }
 
+/** One table row per (trained S, step): one seed's fractions ± their standard error, or mean ± std over the seeds. */
+function studyRows(points: StudyPoint[], seeds: number): string[][] {
+  const pct = (x: number) => (100 * x).toFixed(1);
+  if (seeds === 1)
+    return points.map((p) => [
+      p.trainedWith,
+      String(p.step),
+      ...TOKENS.map((t) => `${pct(p.byTokens[t].fraction)} ± ${pct(p.byTokens[t].stdErr)}`),
+      pct(p.randomCentre),
+    ]);
+  const groups = new Map<string, StudyPoint[]>();
+  for (const p of points) {
+    const key = `${p.trainedWith}/${p.step}`;
+    groups.set(key, [...(groups.get(key) ?? []), p]);
+  }
+  return [...groups.values()].map((g) => {
+    const cell = (t: SimilarityTokens) => {
+      const s = stat(g.map((p) => p.byTokens[t].fraction));
+      return `${pct(s.mean)} ± ${pct(s.std)}${s.n < seeds ? ` (${s.n} of ${seeds} seeds)` : ''}`;
+    };
+    return [g[0].trainedWith, String(g[0].step), ...TOKENS.map(cell), pct(stat(g.map((p) => p.randomCentre)).mean)];
+  });
+}
+
 export function studyMarkdown(r: Omit<StudyResult, 'markdown'>): string {
-  const pct = (x: { fraction: number; stdErr: number }) => `${(100 * x.fraction).toFixed(1)} ± ${(100 * x.stdErr).toFixed(1)}`;
-  const rows = r.points.map((p) => [p.trainedWith, String(p.step), ...TOKENS.map((t) => pct(p.byTokens[t])), (100 * p.randomCentre).toFixed(1)]);
   const o = r.options;
+  const rows = studyRows(r.points, o.seeds);
+  const seeds = studySeeds(o);
   return [
     '# Where the semantic order starts (synthetic objects)',
     '',
@@ -170,8 +209,12 @@ export function studyMarkdown(r: Omit<StudyResult, 'markdown'>): string {
     `${r.n} synthetic test images (${o.imgSize}², patch ${o.patchSize}); a patch is on the object when ≥ ${o.threshold} of its pixels are. ` +
       `Models: ViT ${o.embedDim}×${o.depth} (${o.numHeads} heads), decoder ${o.decoderDepth}, semantic order (${o.orderVariant} variant), ` +
       `${o.steps} steps of batch ${o.batchSize} on fresh synthetic images, blr ${o.blr}, warm-up ${o.warmupFraction} of the steps, ` +
-      `weight decay 0.05${o.decayClsToken ? ' (cls_token too)' : ''}, seed ${o.seed}, ${o.device}. Step 0 is the initialisation (the same weights for every run). ` +
-      '± is the binomial standard error over the test images.',
+      `weight decay 0.05${o.decayClsToken ? ' (cls_token too)' : ''}, ` +
+      (seeds.length > 1 ? `seeds ${seeds[0]}..${seeds[seeds.length - 1]} (test images of seed ${o.seed})` : `seed ${o.seed}`) +
+      `, ${o.device}. Step 0 is the initialisation (the same weights for every run of a seed). ` +
+      (seeds.length > 1
+        ? `± is the standard deviation over the ${seeds.length} seeds (the binomial standard error of one value is about ${(100 * Math.sqrt(0.25 / r.n)).toFixed(1)} points at most).`
+        : '± is the binomial standard error over the test images.'),
     '',
   ].join('\n');
 }
@@ -180,7 +223,7 @@ export function studyMarkdown(r: Omit<StudyResult, 'markdown'>): string {
 export async function objectStartStudy(o: ObjectStudyOptions, log: (l: string) => void = (l) => process.stderr.write(l + '\n')): Promise<StudyResult> {
   const trained = parseTrainTokens(o.trainTokens);
   const device = checkDevice(o.device);
-  const runs = trained.map((t) => ({ tokens: t, options: studyPretrainOptions(o, t) }));
+  const runs = trained.flatMap((t) => studySeeds(o).map((seed) => ({ tokens: t, seed, options: studyPretrainOptions(o, t, seed) })));
   for (const r of runs) {
     validatePretrain(r.options);
     modelConfigFrom(r.options);
@@ -189,16 +232,17 @@ export async function objectStartStudy(o: ObjectStudyOptions, log: (l: string) =
   const data = await objectTestData(o);
   const points: StudyPoint[] = [];
   for (const r of runs) {
-    log(`object-start: pre-training with S = ${r.tokens} (${o.steps} steps) → ${r.options.outDir}`);
+    log(`object-start: pre-training with S = ${r.tokens}, seed ${r.seed} (${o.steps} steps) → ${r.options.outDir}`);
     const res = await pretrain(r.options, makeTrainData(trainDataRequest(r.options)), { log });
     if (res.stoppedBy === 'signal')
-      throw new StoppedBySignal(`interrupted during the run with S = ${r.tokens}; run the same command again to continue`, res.signal);
-    if (res.stoppedBy === 'nonfinite') throw new Error(`the run with S = ${r.tokens} diverged (NaN/Inf loss); see ${r.options.outDir}/metrics.jsonl`);
+      throw new StoppedBySignal(`interrupted during the run with S = ${r.tokens}, seed ${r.seed}; run the same command again to continue`, res.signal);
+    if (res.stoppedBy === 'nonfinite')
+      throw new Error(`the run with S = ${r.tokens}, seed ${r.seed} diverged (NaN/Inf loss); see ${r.options.outDir}/metrics.jsonl`);
     // Initialisation: the weights pre-training starts from (same seed, same config).
     torch.manualSeed(r.options.seed);
     const init = new SemAIM(modelConfigFrom(r.options)).initWeights().to({ device });
     try {
-      points.push(score(init, data, o, r.tokens, 0));
+      points.push(score(init, data, o, r.tokens, r.seed, 0));
     } finally {
       init.dispose();
     }
@@ -209,7 +253,7 @@ export async function objectStartStudy(o: ObjectStudyOptions, log: (l: string) =
     )) {
       const loaded = loadModel(saved.find((c) => c.step === step)!.dir, device);
       try {
-        points.push(score(loaded.model, data, o, r.tokens, step));
+        points.push(score(loaded.model, data, o, r.tokens, r.seed, step));
       } finally {
         loaded.dispose();
       }

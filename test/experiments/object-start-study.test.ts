@@ -6,7 +6,14 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { resolveOptions, OptionError } from '../../src/util/options';
-import { OBJECT_STUDY_OPTIONS, objectStartStudy, parseTrainTokens, pickCheckpoints, studyPretrainOptions } from '../../src/experiments/object-start-study';
+import {
+  OBJECT_STUDY_OPTIONS,
+  objectStartStudy,
+  parseTrainTokens,
+  pickCheckpoints,
+  studyMarkdown,
+  studyPretrainOptions,
+} from '../../src/experiments/object-start-study';
 
 test('pickCheckpoints spreads the evaluation points evenly and keeps the last', () => {
   assert.deepEqual(pickCheckpoints([2, 4, 6, 8], 4), [2, 4, 6, 8]);
@@ -64,6 +71,57 @@ test('object-start study: init and checkpoints per trained S, scored with cls / 
     const again = await objectStartStudy(o, (l) => lines.push(l));
     assert.ok(lines.some((l) => /nothing to do/.test(l)));
     assert.deepEqual(again.points, r.points);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('object-start study with --seeds: one run per S and seed, the table gives mean ± std over the seeds', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-objstart-seeds-'));
+  try {
+    const o = resolveOptions(OBJECT_STUDY_OPTIONS, {
+      outDir: dir,
+      trainTokens: 'cls',
+      seeds: 2,
+      seed: 4,
+      steps: 2,
+      points: 1,
+      testSize: 16,
+      imgSize: 16,
+      patchSize: 4,
+      embedDim: 16,
+      depth: 1,
+      numHeads: 2,
+      decoderDepth: 1,
+      batchSize: 4,
+      threads: 1,
+      numWorkers: 0,
+    });
+    assert.equal(studyPretrainOptions(o, 'cls', 5).seed, 5);
+    const r = await objectStartStudy(o, () => {});
+    assert.deepEqual(
+      r.points.map((p) => [p.trainedWith, p.seed, p.step]),
+      [
+        ['cls', 4, 0],
+        ['cls', 4, 2],
+        ['cls', 5, 0],
+        ['cls', 5, 2],
+      ],
+    );
+    assert.ok(existsSync(join(dir, 'trained-cls', 'config.json')), '--seed keeps the one-seed folder name');
+    assert.equal(JSON.parse(readFileSync(join(dir, 'trained-cls-seed5', 'config.json'), 'utf8')).options.seed, 5);
+    // the table: one row per step, each cell the mean ± sample std of the two seeds' fractions
+    const md = readFileSync(join(dir, 'object-start.md'), 'utf8');
+    const rows = md.split('\n').filter((l) => /^\| cls \|/.test(l));
+    assert.equal(rows.length, 2);
+    const [a, b] = [r.points[1].byTokens.self.fraction, r.points[3].byTokens.self.fraction];
+    const want = `${(50 * (a + b)).toFixed(1)} ± ${((100 * Math.abs(a - b)) / Math.SQRT2).toFixed(1)}`;
+    assert.equal(rows[1].split('|')[5].trim(), want, `S = self at step 2: ${rows[1]}`);
+    assert.match(md, /seeds 4\.\.5 \(test images of seed 4\)/);
+    assert.match(md, /standard deviation over the 2 seeds/);
+    // one seed missing from a row is said in the cell
+    const partial = studyMarkdown({ ...r, points: r.points.slice(0, 3) });
+    assert.match(partial, /\(1 of 2 seeds\)/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
