@@ -804,6 +804,7 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
           throw new Error(`${cached} was made with another recipe (${describeDiff(run.fingerprint, fp)}); use a new --out-dir`);
         }
         if (!shard || mine.includes(p)) log(`[${i + 1}/${all.length}] ${p.row} seed ${p.seed}: already done (${cached})`);
+        run.runDir = p.runDir; // where it is now: the out-dir may have been moved or copied since
         runs.push(run);
         await addSegprobe(run);
         continue;

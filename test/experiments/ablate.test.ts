@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { resolveOptions } from '../../src/util/options';
@@ -73,6 +73,15 @@ test('a tiny ablation: matched pre-trains per order, k-NN + linear probe, table 
   assert.equal(again.filter((l) => /already done/.test(l)).length, 6);
   assert.deepEqual(r2.summary, r.summary);
   assert.ok(existsSync(join(dir, 'runs', 'semantic-seed1', 'ablation-eval.json')));
+  assert.equal(r2.complete, true);
+  // A moved (or copied) folder is still the finished ablation: its runs are found where they are now.
+  const moved = `${dir}-moved`;
+  renameSync(dir, moved);
+  const r3 = await ablate({ ...o, outDir: moved }, memoryFactories(train, testData), { log: () => {} });
+  assert.equal(r3.complete, true, 'a moved ablation is complete');
+  assert.ok(r3.runs.every((x) => x.runDir.startsWith(moved)));
+  assert.doesNotMatch(readFileSync(join(moved, 'ablation.md'), 'utf8'), /Partial/);
+  renameSync(moved, dir);
   // ... but not with another recipe in the same folder.
   const other = resolveOptions(ABLATE_OPTIONS, { ...o, epochs: 2 });
   await assert.rejects(ablate(other, memoryFactories(train, testData), { log: () => {} }), /made with another recipe \(pretrain\.epochs: 1 → 2/);
