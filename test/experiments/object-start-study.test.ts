@@ -15,6 +15,9 @@ import {
   studyPretrainOptions,
 } from '../../src/experiments/object-start-study';
 
+/** A model and run small enough for a test (one block each side, one thread). */
+const TOY_MODEL = { imgSize: 16, patchSize: 4, embedDim: 16, depth: 1, numHeads: 2, decoderDepth: 1, batchSize: 4, threads: 1, numWorkers: 0 };
+
 test('pickCheckpoints spreads the evaluation points evenly and keeps the last', () => {
   assert.deepEqual(pickCheckpoints([2, 4, 6, 8], 4), [2, 4, 6, 8]);
   assert.deepEqual(pickCheckpoints([10, 20, 30, 40, 50, 60, 70, 80, 90], 3), [40, 60, 90]);
@@ -31,15 +34,7 @@ test('object-start study: init and checkpoints per trained S, scored with cls / 
       steps: 4,
       points: 2,
       testSize: 24,
-      imgSize: 16,
-      patchSize: 4,
-      embedDim: 16,
-      depth: 1,
-      numHeads: 2,
-      decoderDepth: 1,
-      batchSize: 4,
-      threads: 1,
-      numWorkers: 0,
+      ...TOY_MODEL,
     });
     assert.equal(studyPretrainOptions(o, 'self').similarityTokens, 'self');
     assert.equal(studyPretrainOptions(o, 'cls').syntheticSize, 16, 'fresh images: batch × steps');
@@ -87,15 +82,7 @@ test('object-start study with --seeds: one run per S and seed, the table gives m
       steps: 2,
       points: 1,
       testSize: 16,
-      imgSize: 16,
-      patchSize: 4,
-      embedDim: 16,
-      depth: 1,
-      numHeads: 2,
-      decoderDepth: 1,
-      batchSize: 4,
-      threads: 1,
-      numWorkers: 0,
+      ...TOY_MODEL,
     });
     assert.equal(studyPretrainOptions(o, 'cls', 5).seed, 5);
     const r = await objectStartStudy(o, () => {});
