@@ -13,7 +13,6 @@
 // gathers every rank's rows and writes them in dataset order (padding of the last batch dropped), so the
 // file is the one a single process writes.
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { basename, dirname, resolve } from 'node:path';
 import * as torch from '../torch';
 import { SafetensorsRowWriter, float32ToFloat16Bytes } from '../io';
@@ -21,10 +20,11 @@ import { DataLoader, Dataset, Split, openDataset, subsetDataset, transformsFor }
 import type { ImageInputOptions } from '../data/options';
 import { EncoderSource, Pooling, loadEncoder, resolveEncoder } from '../semaim';
 import { Progress } from '../run/progress';
-import { checkDevice } from '../run/device';
+import { processDevice, setProcessThreads } from '../run/device';
 import { type Precision } from '../run/precision';
-import { rankSlice, readDistEnv, type ProcessGroup } from '../dist';
+import { rankSlice, type ProcessGroup } from '../dist';
 import { encodeBatch } from './features';
+import { allGatherRows } from './gather-features';
 
 export const EMBED_POOLINGS = ['cls', 'mean', 'all'] as const;
 export const EMBED_DTYPES = ['float32', 'float16'] as const;
@@ -156,17 +156,11 @@ function rowCode(expected: number, got: number, size: number): number {
 /** Every rank's rows and row codes of one batch (only this rank's without a group), in rank order. */
 async function gatherBatch(group: ProcessGroup | null, rows: torch.Tensor, codes: Float64Array): Promise<{ rows: Float32Array; codes: Float64Array }[]> {
   if (!group || group.worldSize === 1) return [{ rows: rows.toFloat32Array(), codes }];
-  const sendCodes = torch.tensor(codes, { dtype: 'float64', device: group.device });
-  const all: torch.Tensor[] = [];
+  const all = await allGatherRows(group, rows, codes);
   try {
-    const parts = await group.allGather(rows);
-    all.push(...parts);
-    const codeParts = await group.allGather(sendCodes);
-    all.push(...codeParts);
-    return parts.map((p, r) => ({ rows: p.toFloat32Array(), codes: torch.scope(() => Float64Array.from(codeParts[r].cpu().data() as Float64Array)) }));
+    return all.rows.map((p, r) => ({ rows: p.toFloat32Array(), codes: all.perRow[r] }));
   } finally {
-    sendCodes.dispose();
-    for (const t of all) t.dispose();
+    for (const t of all.rows) t.dispose();
   }
 }
 
@@ -182,8 +176,8 @@ export async function embed(o: EmbedOptions): Promise<EmbedResult | null> {
   const warn = o.onWarning ?? ((line: string) => process.stderr.write(`${line}\n`));
   const group = o.group ?? null;
   const { rank, worldSize } = rankSlice(group);
-  const device = group?.backend === 'nccl' ? group.device : checkDevice(o.device ?? 'cpu');
-  torch.setNumThreads(o.threads ?? Math.max(1, Math.floor(availableParallelism() / (readDistEnv()?.localWorldSize ?? 1))));
+  const device = processDevice(o.device ?? 'cpu', group);
+  setProcessThreads(o.threads);
   const source = resolveEncoder(o.checkpoint, { verify: o.verify });
   const ds = embedDataset(o, source.config.imgSize);
   const { encoder } = loadEncoder(source, { device });

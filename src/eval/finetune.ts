@@ -5,7 +5,6 @@
 // pre-training: atomic, verified, the global and mixing RNG states saved with them). The loop itself is
 // src/run/loop.ts.
 import { mkdirSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import * as torch from '../torch';
 import { AdamW, GradScaler, paramGroupsLayerDecay, scaleLr, warmupCosine } from '../optim';
 import { disposeAll } from '../io';
@@ -17,8 +16,8 @@ import { LoopHooks, StopReason, trainLoop } from '../run/loop';
 import type { TrainState } from '../run/train-state';
 import type { StopSignal } from '../run/signals';
 import { withPrecision } from '../run/precision';
-import { checkDevice } from '../run/device';
-import { rankSlice, readDistEnv, type ProcessGroup } from '../dist';
+import { processDevice, setProcessThreads } from '../run/device';
+import { rankSlice, type ProcessGroup } from '../dist';
 import { Accuracy, AccuracyTally } from './accuracy';
 import { ClassifierConfig, ViTClassifier } from './classifier';
 import { Mixup, softTargetCrossEntropy } from './mix';
@@ -120,11 +119,11 @@ export async function finetune(o: FinetuneOptions, data: FinetuneData, hooks: Fi
   const group = hooks.group ?? null;
   const { rank, worldSize: world } = rankSlice(group);
   const evaluates = rank === 0;
-  const device = group?.backend === 'nccl' ? group.device : checkDevice(o.device);
+  const device = processDevice(o.device, group);
   const perEpoch = Math.floor(batchesPerEpoch(data.train.size, o.batchSize * world, true) / o.accumIter);
   if (perEpoch < 1) throw new Error(`the training set (${data.train.size} images) gives no full step of ${o.batchSize} × ${o.accumIter} × ${world} images`);
   mkdirSync(o.outDir, { recursive: true });
-  torch.setNumThreads(o.threads ?? Math.max(1, Math.floor(availableParallelism() / (readDistEnv()?.localWorldSize ?? 1))));
+  setProcessThreads(o.threads);
   torch.manualSeed(o.seed);
 
   // ---- model (MAE: init, load the encoder, head trunc_normal 2e-5), EMA

@@ -53,6 +53,29 @@ export function interleaveRankLabels(parts: Int32Array[], perBatch: number[], si
   return out;
 }
 
+/**
+ * Every rank's rows and one number per row (a label, a row code), in rank order, on every rank. The
+ * caller disposes the returned row tensors.
+ */
+export async function allGatherRows(group: ProcessGroup, rows: Tensor, perRow: ArrayLike<number>): Promise<{ rows: Tensor[]; perRow: Float64Array[] }> {
+  const send = torch.tensor(Float64Array.from(perRow), { dtype: 'float64', device: group.device });
+  try {
+    const parts = await group.allGather(rows);
+    let numbers: Tensor[] = [];
+    try {
+      numbers = await group.allGather(send);
+      return { rows: parts, perRow: numbers.map((t) => torch.scope(() => Float64Array.from(t.cpu().data() as Float64Array))) };
+    } catch (e) {
+      for (const t of parts) t.dispose();
+      throw e;
+    } finally {
+      for (const t of numbers) t.dispose();
+    }
+  } finally {
+    send.dispose();
+  }
+}
+
 /** Every rank's features and labels, gathered and put in dataset order (on every rank). */
 export async function gatherRankFeatures(
   group: ProcessGroup,
@@ -60,20 +83,15 @@ export async function gatherRankFeatures(
   perBatch: number[],
   size: number,
 ): Promise<{ features: Tensor; labels: Int32Array }> {
-  const sendLabels = torch.tensor(Float64Array.from(mine.labels), { dtype: 'float64', device: group.device });
-  const gathered: Tensor[] = [];
+  const all = await allGatherRows(group, mine.features, mine.labels);
   try {
-    gathered.push(...(await group.allGather(mine.features)));
-    const labelParts = await group.allGather(sendLabels);
-    gathered.push(...labelParts);
     const labels = interleaveRankLabels(
-      labelParts.map((t) => torch.scope(() => Int32Array.from(t.cpu().data() as Float64Array))),
+      all.perRow.map((l) => Int32Array.from(l)),
       perBatch,
       size,
     );
-    return { features: torch.keep(interleaveRankRows(gathered.slice(0, group.worldSize), perBatch, size)), labels };
+    return { features: torch.keep(interleaveRankRows(all.rows, perBatch, size)), labels };
   } finally {
-    sendLabels.dispose();
-    for (const t of gathered) t.dispose();
+    for (const t of all.rows) t.dispose();
   }
 }

@@ -197,10 +197,18 @@ export function validateEval(o: EvalCommonOptions): void {
   checkPrecision(o.precision, o.device);
 }
 
+/** The online (uncached) probe trains on crop-flip batches in one process: refused on more than one. */
+export function checkLinprobeProcesses(o: { cacheFeatures: boolean }, processes: number): void {
+  if (!o.cacheFeatures && processes > 1) {
+    throw new OptionError(
+      'cacheFeatures',
+      'false (--no-cache-features) runs in one process: drop --nproc-per-node/--nnodes (or torchrun), or keep the cached features',
+    );
+  }
+}
+
 /** The linear probe's checks: the shared ones, and no data-parallel launch of the online (uncached) probe. */
 export function validateLinprobe(o: LinprobeCommandOptions): void {
   validateEval(o);
-  if (!o.cacheFeatures && (o.nprocPerNode > 1 || o.nnodes > 1)) {
-    throw new OptionError('cacheFeatures', 'false (--no-cache-features) runs in one process: drop --nproc-per-node/--nnodes, or keep the cached features');
-  }
+  checkLinprobeProcesses(o, o.nprocPerNode * o.nnodes);
 }

@@ -1,15 +1,12 @@
 // The jobs behind `semaim knn | linprobe | finetune`: resolve the encoder, make the labelled data,
 // run the protocol, write `<out-dir>/<command>.json` and return the short table. Data-parallel (a
 // process group), every rank extracts or trains on its slices and rank 0 alone reports and writes.
-import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import * as torch from '../torch';
-import type { Device } from '../torch';
 import { saveTensors } from '../io';
 import { DataFactories, EvalDataRequest, LabelledData, RankSlice, Split } from '../data';
-import { rankSlice, readDistEnv, type ProcessGroup } from '../dist';
+import { rankSlice, type ProcessGroup } from '../dist';
 import { EncoderSource, LoadedEncoder, loadEncoder, resolveEncoder, sha256File } from '../semaim';
-import { checkDevice } from '../run/device';
+import { processDevice, setProcessThreads } from '../run/device';
 import { imageInputOptions } from '../data/options';
 import type { StopReason } from '../run/loop';
 import type { StopSignal } from '../run/signals';
@@ -17,13 +14,8 @@ import { FeatureSet, checkImageShape, disposeFeatures, extractFeatures } from '.
 import { FinetuneHooks, finetune } from './finetune';
 import { KnnResult, knnClassify, parseKs } from './knn';
 import { LinprobeOptions, linprobeOnFeatures, linprobeOnline } from './linprobe';
-import { EvalCommonOptions, FinetuneOptions, KnnCommandOptions, LinprobeCommandOptions, validateEval } from './options';
+import { EvalCommonOptions, FinetuneOptions, KnnCommandOptions, LinprobeCommandOptions, checkLinprobeProcesses, validateEval } from './options';
 import { EvalResult, formatResult, makeResult, writeResult } from './result';
-
-/** Why `linprobe --no-cache-features` is refused data-parallel. */
-export const LINPROBE_ONLINE_ONE_PROCESS =
-  'linprobe --no-cache-features trains on crop-flip batches in one process: run it without --nproc-per-node/--nnodes, ' +
-  'or keep the cached features (the default), which data-parallel ranks extract together';
 
 export interface EvalRun {
   result: EvalResult;
@@ -42,16 +34,6 @@ export function dataRequest(o: EvalCommonOptions, split: Split, imgSize: number)
     numWorkers: o.numWorkers,
     imageInput: imageInputOptions(o),
   };
-}
-
-/** CPU threads: as asked, else this machine's cores shared among the processes on it. */
-function setThreads(o: EvalCommonOptions): void {
-  torch.setNumThreads(o.threads ?? Math.max(1, Math.floor(availableParallelism() / (readDistEnv()?.localWorldSize ?? 1))));
-}
-
-/** The device of this process: the group's GPU with NCCL, else the one asked for. */
-function evalDevice(o: EvalCommonOptions, group: ProcessGroup | null): Device {
-  return group?.backend === 'nccl' ? group.device : checkDevice(o.device);
 }
 
 /** Both labelled splits (each as the rank slice given for it, if any); checks that they agree on the classes. */
@@ -91,7 +73,7 @@ export async function encoderFeatures(
   classNames?: string[];
   sizes: { train: number; test: number };
 }> {
-  const loaded = loadEncoder(source, { device: evalDevice(o, group) });
+  const loaded = loadEncoder(source, { device: processDevice(o.device, group) });
   let train: FeatureSet | null = null;
   try {
     const slice = rankSlice(group);
@@ -133,7 +115,7 @@ export async function runKnn(o: KnnCommandOptions, f: DataFactories, group: Proc
 export async function runKnn(o: KnnCommandOptions, f: DataFactories, group: ProcessGroup | null = null): Promise<EvalRun | null> {
   validateEval(o);
   const source = resolveEncoder(o.checkpoint, o);
-  setThreads(o);
+  setProcessThreads(o.threads);
   const t0 = Date.now();
   const ft = await encoderFeatures(o, f, source, group);
   try {
@@ -184,9 +166,9 @@ export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories): 
 export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories, group: ProcessGroup | null): Promise<EvalRun | null>;
 export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories, group: ProcessGroup | null = null): Promise<EvalRun | null> {
   validateEval(o);
-  if (group && group.worldSize > 1 && !o.cacheFeatures) throw new Error(LINPROBE_ONLINE_ONE_PROCESS);
+  checkLinprobeProcesses(o, group?.worldSize ?? 1); // under torchrun the launch flags say nothing
   const source = resolveEncoder(o.checkpoint, o);
-  setThreads(o);
+  setProcessThreads(o.threads);
   const t0 = Date.now();
   const lo = linprobeOptionsFrom(o);
   let train: FeatureSet | null;
@@ -207,7 +189,7 @@ export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories, g
       loaded.encoder.dispose();
     }
   } else {
-    loaded = loadEncoder(source, { device: checkDevice(o.device) });
+    loaded = loadEncoder(source, { device: processDevice(o.device, group) });
     try {
       const splits = await makeSplits(f, o, loaded.source.config.imgSize);
       try {
@@ -258,7 +240,7 @@ export interface FinetuneRun {
 export async function runFinetune(o: FinetuneOptions, f: DataFactories, hooks: FinetuneHooks = {}): Promise<FinetuneRun> {
   validateEval(o);
   const source = resolveEncoder(o.checkpoint, o);
-  setThreads(o);
+  setProcessThreads(o.threads);
   const t0 = Date.now();
   const group = hooks.group ?? null;
   // data-parallel: each rank trains on its slices of the global batches; rank 0 evaluates and reports

@@ -1,6 +1,9 @@
-// Whether a --device value can be used on this machine, checked before any work starts.
+// Whether a --device value can be used on this machine, checked before any work starts; and where a
+// process of a data-parallel run computes (its GPU, its share of the CPU cores).
+import { availableParallelism } from 'node:os';
 import * as torch from '../torch';
 import { OptionError } from '../util/options';
+import { readDistEnv, type ProcessGroup } from '../dist';
 
 /** The CUDA device index of 'cuda' (0) or 'cuda:N'; null for the CPU. */
 export function cudaIndex(device: string): number | null {
@@ -21,4 +24,14 @@ export function checkDevice(device: string): torch.Device {
   if (m[2] !== undefined && Number(m[2]) >= n)
     throw new OptionError('device', `${device}: there ${n === 1 ? 'is 1 CUDA device' : `are ${n} CUDA devices`} (cuda:0${n > 1 ? `…cuda:${n - 1}` : ''})`);
   return m[2] === undefined ? 'cuda' : `cuda:${Number(m[2])}`;
+}
+
+/** The device this process computes on: its group's GPU under NCCL, else the one asked for (checked). */
+export function processDevice(requested: string, group: ProcessGroup | null): torch.Device {
+  return group?.backend === 'nccl' ? group.device : checkDevice(requested);
+}
+
+/** Sets libtorch's CPU threads: as asked, else this machine's cores shared among the processes on it. */
+export function setProcessThreads(threads: number | undefined): void {
+  torch.setNumThreads(threads ?? Math.max(1, Math.floor(availableParallelism() / (readDistEnv()?.localWorldSize ?? 1))));
 }

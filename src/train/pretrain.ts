@@ -2,7 +2,6 @@
 // order of every batch from its own similarity pass, the loss, AdamW over the weight-decay groups and
 // the warm-up + cosine schedule (docs/METHOD.md §6). The loop itself is src/run/loop.ts.
 import { mkdirSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import * as torch from '../torch';
 import { AdamW, GradScaler, paramGroupsWeightDecay, warmupCosine, scaleLr } from '../optim';
 import { SemAIM, VisionTransformer, loadTeacher, orderUsesNoise } from '../semaim';
@@ -12,8 +11,8 @@ import { LoopHooks, StopReason, trainLoop } from '../run/loop';
 import type { StopSignal } from '../run/signals';
 import { withPrecision } from '../run/precision';
 import { DeviceImages } from '../run/device-images';
-import { checkDevice } from '../run/device';
-import { rankSlice, readDistEnv, type ProcessGroup } from '../dist';
+import { processDevice, setProcessThreads } from '../run/device';
+import { rankSlice, type ProcessGroup } from '../dist';
 import { PRETRAIN_OPTIONS, PretrainOptions, modelConfigFrom, validatePretrain } from './pretrain-options';
 
 export type { TrainBatch, TrainData };
@@ -50,10 +49,9 @@ export async function pretrain(o: PretrainOptions, data: TrainData, hooks: Pretr
   const cfg = modelConfigFrom(o);
   const group = hooks.group ?? null;
   const { rank, worldSize: world } = rankSlice(group);
-  const device = group?.backend === 'nccl' ? group.device : checkDevice(o.device);
+  const device = processDevice(o.device, group);
   mkdirSync(o.outDir, { recursive: true });
-  // processes on one machine share its cores
-  torch.setNumThreads(o.threads ?? Math.max(1, Math.floor(availableParallelism() / (readDistEnv()?.localWorldSize ?? 1))));
+  setProcessThreads(o.threads);
   torch.manualSeed(o.seed);
 
   // ---- model, teacher, EMA
