@@ -24,6 +24,7 @@ export function cpuModel(): string {
 export function writeBenchmarksSection(title: string, body: string, endMark = END_MARK): void {
   const file = path.join(__dirname, '..', '..', 'docs', 'BENCHMARKS.md');
   const text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '# Benchmarks\n';
+  body = body.replace(/\n+$/, ''); // one blank line before the mark, whatever the body ends with
   const lines = text.split('\n');
   const start = lines.findIndex((l) => l.trim() === title);
   let out: string;
