@@ -38,7 +38,7 @@ import { CudaGraphStep, cudaGraphRefusal } from '../src/run/cuda-graph-step';
 import { PhaseTimer, medianPhases, type PhaseTimes } from '../src/run/phase-timer';
 import { setPhaseProbe, markPhase } from '../src/semaim/phases';
 import { DeviceImages } from '../src/run/device-images';
-import { forwardBackward } from './pretrain_step';
+import { forwardBackward } from '../src/train/pretrain-step';
 
 function opt(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);

@@ -2,7 +2,8 @@
 # The command-line tool end to end on a GPU, on the built-in synthetic dataset: pretrain (bf16 auto,
 # uint8 uploads, checkpoints), an interrupted-and-resumed continuation, k-NN, linear probe, visualize
 # and report, each with --device cuda; then k-NN and a few pre-training steps as a data-parallel worker
-# of world size 1 (NCCL on a GPU, Gloo on the CPU), which must repeat the one-process results. A short
+# of world size 1 (NCCL on a GPU, Gloo on the CPU), which must repeat the one-process results, and (on a
+# GPU) the same steps with --cuda-graphs, whose losses must follow the eager ones. A short
 # check that the user-facing paths run there, not a measurement.
 # `DEVICE=cpu bash scripts/gpu-cli-check.sh` runs the same on the CPU.
 # gpu-session.sh calls it when CLI=1 (sharp comes from .gpu/sharp.tar.xz, packed by pack-gpu.sh).
@@ -33,18 +34,31 @@ semaim report "$R/pretrain" --images "$R/images" --device "$DEVICE"
 worker() { env RANK=0 WORLD_SIZE=1 LOCAL_RANK=0 LOCAL_WORLD_SIZE=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=$((20000 + RANDOM % 20000)) node dist/src/cli/main.js "$@"; }
 echo "== semaim knn as a world-size-1 worker"
 worker knn "${EVAL[@]}" --out-dir "$R/knn-worker"
-STEPS=(--epochs 1 --max-steps 6 --log-every 1 --checkpoint-every 100)
+STEPS=(--epochs 1 --max-steps 12 --log-every 1 --checkpoint-every 100)
 semaim pretrain "${MODEL[@]/$R\/pretrain/$R/pt-one}" "${STEPS[@]}"
 echo "== semaim pretrain as a world-size-1 worker"
 worker pretrain "${MODEL[@]/$R\/pretrain/$R/pt-worker}" "${STEPS[@]}"
+# --cuda-graphs (issue 19): 3 eager steps, the capture, then replays; the losses must follow the eager run's.
+GRAPHS=0
+if [ "$DEVICE" != cpu ]; then
+  GRAPHS=1
+  semaim pretrain "${MODEL[@]/$R\/pretrain/$R/pt-graphs}" "${STEPS[@]}" --cuda-graphs
+fi
 node -e '
-  const fs = require("fs"), [R] = process.argv.slice(1);
+  const fs = require("fs"), [R, graphs] = process.argv.slice(1);
   const top1 = (d) => JSON.parse(fs.readFileSync(`${R}/${d}/knn.json`, "utf8")).top1;
   const losses = (d) => fs.readFileSync(`${R}/${d}/metrics.jsonl`, "utf8").trim().split("\n").map(JSON.parse).filter((m) => typeof m.loss === "number").map((m) => m.loss);
+  const maxRel = (a, b) => Math.max(...a.map((x, i) => Math.abs(x - b[i]) / Math.abs(x)));
   const [a, b] = [losses("pt-one"), losses("pt-worker")];
-  const rel = Math.max(...a.map((x, i) => Math.abs(x - b[i]) / Math.abs(x)));
+  const rel = maxRel(a, b);
   const worldSize = JSON.parse(fs.readFileSync(`${R}/pt-worker/config.json`, "utf8")).worldSize;
   console.log(`== world-size-1 worker: k-NN top-1 ${top1("knn-worker")} vs ${top1("knn")}; ${b.length} losses vs ${a.length}, max rel diff ${rel.toExponential(2)} (worldSize ${worldSize})`);
-  if (top1("knn-worker") !== top1("knn") || a.length !== b.length || a.length === 0 || !(rel <= 1e-3)) { console.log("== MISMATCH"); process.exit(1); }
-' "$R"
+  let bad = top1("knn-worker") !== top1("knn") || a.length !== b.length || a.length === 0 || !(rel <= 1e-3);
+  if (graphs === "1") {
+    const g = losses("pt-graphs"), relG = maxRel(a, g);
+    console.log(`== --cuda-graphs: ${g.length} losses vs ${a.length}, max rel diff ${relG.toExponential(2)}; losses ${g.map((x) => x.toFixed(4)).join(" ")}`);
+    bad ||= g.length !== a.length || !(relG <= 5e-3);
+  }
+  if (bad) { console.log("== MISMATCH"); process.exit(1); }
+' "$R" "$GRAPHS"
 echo "== files"; find "$R" -name '*.json' -o -name '*.png' -o -name '*.html' | sort

@@ -21,6 +21,11 @@ export interface CudaGraphStepOptions {
   clearGrads: () => void;
   /** The static inputs the step reads (e.g. images and order noise). */
   inputs: Record<string, Tensor>;
+  /**
+   * false: never capture; every call runs the step eagerly with the gradients cleared first, through
+   * the same static inputs. It checks the code around a graph step where no GPU is (tests on the CPU).
+   */
+  capture?: boolean;
 }
 
 /** Why a CUDA-graph step cannot run here, or null when it can. */
@@ -69,6 +74,10 @@ export class CudaGraphStep {
       return;
     }
     this.o.clearGrads();
+    if (this.o.capture === false) {
+      this.body();
+      return;
+    }
     if (this.runs < this.o.warmup) {
       this.runs++;
       torch.sideStream(true);

@@ -67,6 +67,17 @@ export interface TrainJob<B> {
   batchSize(batch: B): number;
   /** The batch's loss (a 0-d tensor), computed inside the loop's tensor scope. */
   loss(batch: B): Tensor;
+  /**
+   * In place of loss() and the loop's backward: runs the micro-batch's forward and backward itself and
+   * returns its loss (a replayed CUDA graph, --cuda-graphs). Only with one process, no loss scaling and
+   * no accumulation.
+   */
+  forwardBackward?(batch: B): Tensor;
+  /**
+   * True while the gradients live in buffers that the next forwardBackward overwrites (a captured CUDA
+   * graph writes into the ones it was captured with): the optimiser step leaves them instead of clearing them.
+   */
+  gradsPersist?(): boolean;
   /** Which checkpoint is 'best': the score after a step, and whether lower or higher wins. */
   best: { score(state: TrainState): number | null; lowerIsBetter: boolean };
   /** At an epoch end that is not the run's end, before its checkpoint (e.g. a test-set evaluation). */
@@ -106,6 +117,8 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
   const accum = run.accumIter;
   const perEpoch = Math.floor(job.batchesPerEpoch / accum);
   if (perEpoch < 1) throw new Error(`the data gives ${job.batchesPerEpoch} batches per epoch, fewer than --accum-iter ${accum}`);
+  if (job.forwardBackward && (accum !== 1 || group || scaler))
+    throw new Error('a job that runs its own forward and backward (CUDA graphs) needs one process, --accum-iter 1 and no fp16 loss scaling');
   const plannedSteps = Math.ceil(run.epochs * perEpoch);
   const totalSteps = Math.min(plannedSteps, run.maxSteps ?? Infinity);
 
@@ -142,6 +155,10 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
         // Forward and backward of one micro-batch; the loss window stays on the device.
         torch.scope(() => {
           if (micro === 0) optimizer.setLr(job.schedule(fractionalEpoch(epoch, batchIndex / accum, perEpoch)));
+          if (job.forwardBackward) {
+            state.window.add(job.forwardBackward(batch));
+            return;
+          }
           const loss = job.loss(batch);
           const scaled = loss.div(accum);
           const toBackward = scaler ? scaler.scale(scaled) : scaled;
@@ -158,7 +175,15 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
         // Optimiser step: unscale, clip, update, EMA.
         const logStep = (state.step + 1) % run.logEvery === 0 || state.step + 1 === totalSteps;
         torch.scope(() => {
-          const norm = optimizerStep({ optimizer, scaler, params: model.namedParameters(), clipGrad: run.clipGrad, ema, measureNorm: logStep });
+          const norm = optimizerStep({
+            optimizer,
+            scaler,
+            params: model.namedParameters(),
+            clipGrad: run.clipGrad,
+            ema,
+            measureNorm: logStep,
+            clearGrads: !job.gradsPersist?.(),
+          });
           if (logStep && norm) state.lastGradNorm = norm.item();
         });
         state.step++;

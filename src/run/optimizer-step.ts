@@ -1,5 +1,5 @@
 // One optimiser update once a step's gradients are accumulated, as pretrain and finetune both do it:
-// unscale (fp16 loss scaling), clip, step, scaler update, zero the gradients, update the EMA copy.
+// unscale (fp16 loss scaling), clip, step, scaler update, clear the gradients, update the EMA copy.
 import type { Tensor } from '../torch';
 import { GradScaler, ParamsLike, ScalableOptimizer, clipGradNorm, gradNorm } from '../optim';
 
@@ -12,6 +12,8 @@ export interface OptimizerStepOptions {
   ema?: { update(): void } | null;
   /** Also measure the gradient norm when not clipping (clipping always measures it). */
   measureNorm?: boolean;
+  /** Clear the gradients after the update (default); false leaves them for a replayed CUDA graph to overwrite. */
+  clearGrads?: boolean;
 }
 
 /** Returns the gradient norm before clipping (a 0-d tensor, not read back), or null when not measured. */
@@ -21,7 +23,7 @@ export function optimizerStep(o: OptimizerStepOptions): Tensor | null {
   if (o.scaler) o.scaler.step(o.optimizer);
   else o.optimizer.step();
   o.scaler?.update();
-  o.optimizer.zeroGrad();
+  if (o.clearGrads !== false) o.optimizer.zeroGrad();
   o.ema?.update();
   return norm;
 }

@@ -5,6 +5,8 @@ import { totalmem } from 'node:os';
 import { OptionError, Options, defineOptions } from '../util/options';
 import { autoPrecision, checkPrecision } from '../run/precision';
 import { checkDevice } from '../run/device';
+import { cudaGraphRefusal } from '../run/cuda-graph-step';
+import { native } from '../torch/native';
 import { AUTHORS_SEMANTIC_ORDER, DEFAULT_ORDER, ConfigError, EncoderConfig, OrderConfig, PRESETS, SemAIMConfig, TargetConfig, validateConfig } from '../semaim';
 import type { TrainDataRequest } from '../data';
 import { IMAGE_INPUT_OPTIONS, imageInputOptions } from '../data/options';
@@ -117,6 +119,12 @@ export const PRETRAIN_OPTIONS = defineOptions({
     default: 'same',
     choices: ['same', 'fp32'],
     help: "the per-step similarity pass that orders the patches: 'same' as --precision (its encoder forward under bf16/fp16 autocast, the map in float32), or 'fp32' (the authors' engine)",
+  },
+  cudaGraphs: {
+    mayChangeOnResume: true,
+    type: 'boolean',
+    default: false,
+    help: 'capture the order pass, forward and backward once as a CUDA graph and replay it each step (CUDA, bf16 or fp32, one process, --accum-iter 1; the optimiser runs after each replay)',
   },
   ema: { type: 'boolean', default: false, help: 'keep an EMA copy of the encoder' },
   emaDecay: { type: 'number', default: 0.999, min: 0, max: 1, help: 'EMA decay per step' },
@@ -286,4 +294,19 @@ export function validatePretrain(o: PretrainOptions): void {
   if (o.warmupEpochs >= o.epochs) {
     throw new OptionError('warmupEpochs', `(${o.warmupEpochs}) must be below epochs (${o.epochs})`);
   }
+  checkCudaGraphs(o, o.nprocPerNode * o.nnodes);
+}
+
+/** --cuda-graphs: where the captured step can run (under torchrun the launch flags say nothing: pretrain checks again). */
+export function checkCudaGraphs(o: Pick<PretrainOptions, 'cudaGraphs' | 'device' | 'precision' | 'accumIter'>, processes: number): void {
+  if (!o.cudaGraphs) return;
+  if (o.accumIter > 1)
+    throw new OptionError('cudaGraphs', `needs --accum-iter 1 (got ${o.accumIter}): a replayed backward writes the gradients anew instead of adding to them`);
+  if (processes > 1)
+    throw new OptionError(
+      'cudaGraphs',
+      `runs in one process (got ${processes}): the gradient all-reduce is not captured; drop --nproc-per-node/--nnodes (or torchrun)`,
+    );
+  const why = cudaGraphRefusal({ device: o.device, precision: o.precision, cudaBuild: native.cudaBuild });
+  if (why) throw new OptionError('cudaGraphs', why);
 }

@@ -13,7 +13,8 @@ import { withPrecision } from '../run/precision';
 import { DeviceImages } from '../run/device-images';
 import { processDevice, setProcessThreads } from '../run/device';
 import { rankSlice, type ProcessGroup } from '../dist';
-import { PRETRAIN_OPTIONS, PretrainOptions, modelConfigFrom, validatePretrain } from './pretrain-options';
+import { PRETRAIN_OPTIONS, PretrainOptions, checkCudaGraphs, modelConfigFrom, validatePretrain } from './pretrain-options';
+import { StaticPretrainStep } from './pretrain-step';
 
 export type { TrainBatch, TrainData };
 
@@ -33,6 +34,11 @@ export interface PretrainHooks extends LoopHooks {
    * then be this rank's slice (makeTrainData(request, { rank, worldSize })).
    */
   group?: ProcessGroup | null;
+  /**
+   * Tests where no GPU is: take --cuda-graphs's step path (static inputs, the job's own forward and
+   * backward) with every step run eagerly instead of captured.
+   */
+  staticStepWithoutCapture?: boolean;
 }
 
 /**
@@ -49,6 +55,7 @@ export async function pretrain(o: PretrainOptions, data: TrainData, hooks: Pretr
   const cfg = modelConfigFrom(o);
   const group = hooks.group ?? null;
   const { rank, worldSize: world } = rankSlice(group);
+  checkCudaGraphs(o, world);
   const device = processDevice(o.device, group);
   mkdirSync(o.outDir, { recursive: true });
   setProcessThreads(o.threads);
@@ -69,6 +76,20 @@ export async function pretrain(o: PretrainOptions, data: TrainData, hooks: Pretr
   const orderGen = new torch.Generator(o.seed + 7919);
   const upload = new DeviceImages(data.normalize ?? null);
   const orderPrecision = o.orderPrecision === 'fp32' ? 'fp32' : o.precision;
+  // --cuda-graphs: the order pass, forward and backward as one captured graph; the noise is drawn
+  // outside it from the same stream the eager step draws from (a capture cannot upload host data).
+  const staticStep =
+    o.cudaGraphs || hooks.staticStepWithoutCapture
+      ? new StaticPretrainStep(model, {
+          precision: o.precision,
+          orderPrecision,
+          device,
+          ema: ema?.shadow,
+          warmup: 3,
+          clearGrads: () => optimizer.zeroGrad(),
+          capture: !hooks.staticStepWithoutCapture,
+        })
+      : null;
 
   try {
     const r = await trainLoop<TrainBatch>(
@@ -97,6 +118,14 @@ export async function pretrain(o: PretrainOptions, data: TrainData, hooks: Pretr
           const { order } = withPrecision(orderPrecision, device, () => model.makeOrder(images, { ema: ema?.shadow, generator: orderGen, noise }));
           return withPrecision(o.precision, device, () => model.forward(images, order)).loss;
         },
+        ...(staticStep && {
+          forwardBackward(batch: TrainBatch) {
+            const images = upload.upload(batch.images, batch.shape, device);
+            const noise = orderUsesNoise(cfg.order) ? torch.rand([images.shape[0], model.numPatches], { device, generator: orderGen }) : undefined;
+            return staticStep.run(images, noise);
+          },
+          gradsPersist: () => staticStep.captured,
+        }),
         best: { score: (s) => s.lastLoss, lowerIsBetter: true },
       },
       { ...o, device, group },
@@ -106,6 +135,7 @@ export async function pretrain(o: PretrainOptions, data: TrainData, hooks: Pretr
   } finally {
     await data.close();
     upload.dispose();
+    staticStep?.dispose();
     optimizer.dispose();
     scaler?.dispose();
     ema?.shadow.dispose();

@@ -1,5 +1,5 @@
 // The CUDA-graph step's host-side logic, checked without a GPU: where it is refused and why, static-shape
-// inputs, and that the step it captures (bench/pretrain_step.ts) is capture-safe by construction: no host
+// inputs, and that the step it captures (src/train/pretrain-step.ts) is capture-safe by construction: no host
 // read, upload or data-dependent shape inside it. What only a GPU can show (the capture succeeds, replays
 // equal the eager steps) is in cuda-paths.test.ts.
 import { test } from 'node:test';
@@ -11,7 +11,7 @@ import { fused } from '../../src/torch';
 import { native } from '../../src/torch/native';
 import { SemAIM, makeConfig } from '../../src/semaim';
 import { CudaGraphStep, cudaGraphRefusal } from '../../src/run/cuda-graph-step';
-import { forwardBackward } from '../../bench/pretrain_step';
+import { forwardBackward } from '../../src/train/pretrain-step';
 import { rnd, cpuOnly } from '../torch/helpers';
 
 test('CUDA graphs are refused off CUDA, without a CUDA build, with fp16 loss scaling and with the phase timer', () => {

@@ -7,7 +7,8 @@ import * as torch from '../../src/torch';
 import { pretrain, TrainData } from '../../src/train/pretrain';
 import { MemoryLabelledData } from '../../src/data';
 import { memoryTrainData } from '../eval/helpers';
-import { PRETRAIN_OPTIONS, modelConfigFrom } from '../../src/train/pretrain-options';
+import { PRETRAIN_OPTIONS, checkCudaGraphs, modelConfigFrom, validatePretrain } from '../../src/train/pretrain-options';
+import { native } from '../../src/torch/native';
 import { CheckpointManager } from '../../src/run/checkpoints';
 import { readMetrics } from '../../src/run/metrics';
 import { resolveOptions, OptionError, parseArgv } from '../../src/util/options';
@@ -147,4 +148,47 @@ test('the no-decay set is biases, norms, 1-D parameters and the [CLS] token', ()
     'pos_embed is a fixed buffer',
   );
   model.dispose();
+});
+
+test('--cuda-graphs is refused before any work where the captured step cannot run, with the reason', () => {
+  const refusal = (extra: Record<string, unknown>) => () => validatePretrain(options('/nonexistent', { cudaGraphs: true, ...extra }));
+  const byCudaGraphs = (re: RegExp) => (e: unknown) => e instanceof OptionError && e.key === 'cudaGraphs' && re.test(e.message);
+  assert.throws(refusal({ accumIter: 2 }), byCudaGraphs(/needs --accum-iter 1 \(got 2\)/));
+  assert.throws(refusal({ nprocPerNode: 2 }), byCudaGraphs(/runs in one process \(got 2\)/));
+  assert.throws(refusal({ device: 'cpu' }), byCudaGraphs(/need a CUDA device \(got cpu\)/));
+  const onCuda = { cudaGraphs: true, device: 'cuda', precision: 'bf16' as const, accumIter: 1 };
+  if (!native.cudaBuild) assert.throws(() => checkCudaGraphs(onCuda, 1), byCudaGraphs(/addon built against a CUDA libtorch/));
+  assert.throws(
+    () => checkCudaGraphs(onCuda, 4),
+    byCudaGraphs(/one process \(got 4\)/), // under torchrun, where the launch flags say nothing
+  );
+  assert.doesNotThrow(() => validatePretrain(options('/nonexistent', { cudaGraphs: false, accumIter: 2 })));
+  assert.equal(existsSync('/nonexistent'), false);
+});
+
+// The code around the captured step (static inputs, the order noise drawn outside it, the job's own
+// forward and backward, the optimiser after it) without the capture itself, which needs a GPU
+// (test/fused/cuda-paths.test.ts runs the capture there).
+test('--cuda-graphs’s step path, run eagerly, trains exactly as the plain step, through a resume', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-static-step-'));
+  const losses = (d: string) => readMetrics(join(d, 'metrics.jsonl')).map((r) => r.loss);
+  const orders: Record<string, Record<string, unknown>> = {
+    semantic: {},
+    'semantic, EMA map': { ema: true, similaritySource: 'ema' },
+    stochastic: { order: 'stochastic' },
+    raster: { order: 'raster' },
+  };
+  for (const [name, extra] of Object.entries(orders)) {
+    const o = (d: string) => options(join(dir, name, d), { maxSteps: 8, ...extra });
+    await pretrain(o('plain'), memoryData(16, 4, 1), quiet);
+    const stop = { requested: false };
+    const onStep = (s: number) => void (s === 5 && (stop.requested = true));
+    const first = await pretrain(o('static'), memoryData(16, 4, 1), { ...quiet, stop, onStep, staticStepWithoutCapture: true });
+    assert.equal(first.stoppedBy, 'signal');
+    await pretrain(o('static'), memoryData(16, 4, 1), { ...quiet, staticStepWithoutCapture: true });
+    const plain = losses(join(dir, name, 'plain'));
+    assert.equal(plain.length, 8);
+    assert.deepEqual(losses(join(dir, name, 'static')), plain, name);
+  }
+  rmSync(dir, { recursive: true, force: true });
 });
