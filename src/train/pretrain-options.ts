@@ -7,6 +7,7 @@ import { autoPrecision, checkPrecision } from '../run/precision';
 import { checkDevice } from '../run/device';
 import { cudaGraphRefusal } from '../run/cuda-graph-step';
 import { native } from '../torch/native';
+import { fused } from '../torch';
 import { AUTHORS_SEMANTIC_ORDER, DEFAULT_ORDER, ConfigError, EncoderConfig, OrderConfig, PRESETS, SemAIMConfig, TargetConfig, validateConfig } from '../semaim';
 import type { TrainDataRequest } from '../data';
 import { IMAGE_INPUT_OPTIONS, imageInputOptions } from '../data/options';
@@ -125,6 +126,12 @@ export const PRETRAIN_OPTIONS = defineOptions({
     type: 'boolean',
     default: false,
     help: 'capture the order pass, forward and backward once as a CUDA graph and replay it each step (CUDA, bf16 or fp32, one process, --accum-iter 1; the optimiser runs after each replay)',
+  },
+  fused: {
+    mayChangeOnResume: true,
+    type: 'string',
+    default: 'none',
+    help: "fused CUDA kernels (compiled at run time with NVRTC): 'all', 'none' or a list of layernorm, gelu, targets",
   },
   ema: { type: 'boolean', default: false, help: 'keep an EMA copy of the encoder' },
   emaDecay: { type: 'number', default: 0.999, min: 0, max: 1, help: 'EMA decay per step' },
@@ -295,6 +302,22 @@ export function validatePretrain(o: PretrainOptions): void {
     throw new OptionError('warmupEpochs', `(${o.warmupEpochs}) must be below epochs (${o.epochs})`);
   }
   checkCudaGraphs(o, o.nprocPerNode * o.nnodes);
+  fusedKindsOf(o);
+}
+
+/** --fused: the kernel kinds, refused before any work where they cannot run (compiles them on a GPU). */
+export function fusedKindsOf(o: Pick<PretrainOptions, 'fused' | 'device'>): fused.FusedKind[] {
+  let kinds: fused.FusedKind[];
+  try {
+    kinds = fused.parseFusedKinds(o.fused);
+  } catch (e) {
+    throw new OptionError('fused', (e as Error).message);
+  }
+  if (!kinds.length) return kinds;
+  if (!o.device.startsWith('cuda')) throw new OptionError('fused', `the fused kernels run on CUDA devices only (got --device ${o.device}); use --fused none`);
+  const status = fused.kernelStatus(true);
+  if (!status.loaded) throw new OptionError('fused', `the kernels cannot run here: ${status.message}`);
+  return kinds;
 }
 
 /** --cuda-graphs: where the captured step can run (under torchrun the launch flags say nothing: pretrain checks again). */

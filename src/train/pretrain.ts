@@ -59,6 +59,7 @@ export async function pretrain(o: PretrainOptions, data: TrainData, hooks: Pretr
   const device = processDevice(o.device, group);
   mkdirSync(o.outDir, { recursive: true });
   setProcessThreads(o.threads);
+  const fusedKinds = torch.fused.parseFusedKinds(o.fused); // checked by validatePretrain
   torch.manualSeed(o.seed);
 
   // ---- model, teacher, EMA
@@ -91,6 +92,8 @@ export async function pretrain(o: PretrainOptions, data: TrainData, hooks: Pretr
         })
       : null;
 
+  const fusedBefore = torch.fused.fusedKinds();
+  torch.fused.setFused(fusedKinds);
   try {
     const r = await trainLoop<TrainBatch>(
       {
@@ -141,5 +144,6 @@ export async function pretrain(o: PretrainOptions, data: TrainData, hooks: Pretr
     ema?.shadow.dispose();
     model.teacher?.dispose();
     model.dispose();
+    torch.fused.setFused(fusedBefore);
   }
 }

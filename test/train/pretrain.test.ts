@@ -7,7 +7,7 @@ import * as torch from '../../src/torch';
 import { pretrain, TrainData } from '../../src/train/pretrain';
 import { MemoryLabelledData } from '../../src/data';
 import { memoryTrainData } from '../eval/helpers';
-import { PRETRAIN_OPTIONS, checkCudaGraphs, modelConfigFrom, validatePretrain } from '../../src/train/pretrain-options';
+import { PRETRAIN_OPTIONS, checkCudaGraphs, fusedKindsOf, modelConfigFrom, validatePretrain } from '../../src/train/pretrain-options';
 import { native } from '../../src/torch/native';
 import { CheckpointManager } from '../../src/run/checkpoints';
 import { readMetrics } from '../../src/run/metrics';
@@ -150,7 +150,7 @@ test('the no-decay set is biases, norms, 1-D parameters and the [CLS] token', ()
   model.dispose();
 });
 
-test('--cuda-graphs is refused before any work where the captured step cannot run, with the reason', () => {
+test('--cuda-graphs and --fused are refused before any work where they cannot run, with the reason', () => {
   const refusal = (extra: Record<string, unknown>) => () => validatePretrain(options('/nonexistent', { cudaGraphs: true, ...extra }));
   const byCudaGraphs = (re: RegExp) => (e: unknown) => e instanceof OptionError && e.key === 'cudaGraphs' && re.test(e.message);
   assert.throws(refusal({ accumIter: 2 }), byCudaGraphs(/needs --accum-iter 1 \(got 2\)/));
@@ -163,6 +163,11 @@ test('--cuda-graphs is refused before any work where the captured step cannot ru
     byCudaGraphs(/one process \(got 4\)/), // under torchrun, where the launch flags say nothing
   );
   assert.doesNotThrow(() => validatePretrain(options('/nonexistent', { cudaGraphs: false, accumIter: 2 })));
+  const byFused = (re: RegExp) => (e: unknown) => e instanceof OptionError && e.key === 'fused' && re.test(e.message);
+  assert.throws(() => validatePretrain(options('/nonexistent', { fused: 'layernorm,softmax' })), byFused(/unknown fused kernel kind\(s\) softmax/));
+  assert.throws(() => validatePretrain(options('/nonexistent', { fused: 'all' })), byFused(/CUDA devices only \(got --device cpu\)/));
+  if (!native.cudaBuild) assert.throws(() => fusedKindsOf({ fused: 'gelu', device: 'cuda' }), byFused(/cannot run here/));
+  assert.deepEqual(fusedKindsOf({ fused: 'none', device: 'cpu' }), []);
   assert.equal(existsSync('/nonexistent'), false);
 });
 
