@@ -44,6 +44,8 @@ if [ "$DEVICE" != cpu ]; then
   GRAPHS=1
   semaim pretrain "${MODEL[@]/$R\/pretrain/$R/pt-graphs}" "${STEPS[@]}" --cuda-graphs
   semaim pretrain "${MODEL[@]/$R\/pretrain/$R/pt-fused-graphs}" "${STEPS[@]}" --cuda-graphs --fused all
+  echo "== semaim pretrain --cuda-graphs as a world-size-1 worker (NCCL all-reduce after each replay)"
+  worker pretrain "${MODEL[@]/$R\/pretrain/$R/pt-graphs-worker}" "${STEPS[@]}" --cuda-graphs
 fi
 node -e '
   const fs = require("fs"), [R, graphs] = process.argv.slice(1);
@@ -56,7 +58,7 @@ node -e '
   console.log(`== world-size-1 worker: k-NN top-1 ${top1("knn-worker")} vs ${top1("knn")}; ${b.length} losses vs ${a.length}, max rel diff ${rel.toExponential(2)} (worldSize ${worldSize})`);
   let bad = top1("knn-worker") !== top1("knn") || a.length !== b.length || a.length === 0 || !(rel <= 1e-3);
   if (graphs === "1") {
-    for (const [d, tol] of [["pt-graphs", 5e-3], ["pt-fused-graphs", 1e-2]]) {
+    for (const [d, tol] of [["pt-graphs", 5e-3], ["pt-fused-graphs", 1e-2], ["pt-graphs-worker", 5e-3]]) {
       const g = losses(d), relG = maxRel(a, g);
       console.log(`== ${d}: ${g.length} losses vs ${a.length}, max rel diff ${relG.toExponential(2)}; losses ${g.map((x) => x.toFixed(4)).join(" ")}`);
       bad ||= g.length !== a.length || !(relG <= tol);

@@ -129,11 +129,16 @@ export class DistributedDataParallel {
       if (sync) this.group.markFailed();
       throw sync && !isDistError(e) ? distError('backward (gradient all-reduce)', this.group.rank, this.group.worldSize, this.group.backend, e) : e;
     }
-    if (sync && !this.reducer) this.syncGradients();
+    if (sync && !this.reducer) this.allReduceGradients();
   }
 
-  /** 'after-backward': averages the gradients now (missing ones count as zeros). */
-  private syncGradients(): void {
+  /**
+   * 'after-backward': averages the gradients now (missing ones count as zeros). For a backward that ran
+   * without backward() here, e.g. inside a replayed CUDA graph, whose buffers are averaged in place.
+   */
+  allReduceGradients(): void {
+    this.checkLive();
+    if (this.reducer) throw new Error("DistributedDataParallel: allReduceGradients() is for mode 'after-backward' (the 'overlap' Reducer syncs inside backward())");
     const t0 = performance.now();
     const works: Work[] = [];
     const grads: Tensor[] = [];

@@ -69,8 +69,8 @@ export interface TrainJob<B> {
   loss(batch: B): Tensor;
   /**
    * In place of loss() and the loop's backward: runs the micro-batch's forward and backward itself and
-   * returns its loss (a replayed CUDA graph, --cuda-graphs). Only with one process, no loss scaling and
-   * no accumulation.
+   * returns its loss (a replayed CUDA graph, --cuda-graphs). No loss scaling, no accumulation; with a
+   * process group the gradients are averaged after it ('after-backward': no hooks inside the graph).
    */
   forwardBackward?(batch: B): Tensor;
   /**
@@ -117,8 +117,8 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
   const accum = run.accumIter;
   const perEpoch = Math.floor(job.batchesPerEpoch / accum);
   if (perEpoch < 1) throw new Error(`the data gives ${job.batchesPerEpoch} batches per epoch, fewer than --accum-iter ${accum}`);
-  if (job.forwardBackward && (accum !== 1 || group || scaler))
-    throw new Error('a job that runs its own forward and backward (CUDA graphs) needs one process, --accum-iter 1 and no fp16 loss scaling');
+  if (job.forwardBackward && (accum !== 1 || scaler))
+    throw new Error('a job that runs its own forward and backward (CUDA graphs) needs --accum-iter 1 and no fp16 loss scaling');
   const plannedSteps = Math.ceil(run.epochs * perEpoch);
   const totalSteps = Math.min(plannedSteps, run.maxSteps ?? Infinity);
 
@@ -143,7 +143,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
   const releaseSignals = catchStopSignals(stop, log);
   const restoreCudnn = cudnnAutotune(run.device);
   // after the resume: every rank starts from rank 0's parameters (the same checkpoint anyway)
-  const ddp = group ? new DistributedDataParallel(model, group) : null;
+  const ddp = group ? new DistributedDataParallel(model, group, job.forwardBackward ? { mode: 'after-backward' } : {}) : null;
   const restoreSlice = setBatchSlice(rankSlice(group));
   const startEpoch = state.epoch;
   model.train();
@@ -157,6 +157,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
           if (micro === 0) optimizer.setLr(job.schedule(fractionalEpoch(epoch, batchIndex / accum, perEpoch)));
           if (job.forwardBackward) {
             state.window.add(job.forwardBackward(batch));
+            ddp?.allReduceGradients();
             return;
           }
           const loss = job.loss(batch);

@@ -125,7 +125,7 @@ export const PRETRAIN_OPTIONS = defineOptions({
     mayChangeOnResume: true,
     type: 'boolean',
     default: false,
-    help: 'capture the order pass, forward and backward once as a CUDA graph and replay it each step (CUDA, bf16 or fp32, one process, --accum-iter 1; the optimiser runs after each replay)',
+    help: 'capture the order pass, forward and backward once as a CUDA graph and replay it each step (CUDA, bf16 or fp32, --accum-iter 1; the gradient all-reduce and the optimiser run after each replay)',
   },
   fused: {
     mayChangeOnResume: true,
@@ -301,7 +301,7 @@ export function validatePretrain(o: PretrainOptions): void {
   if (o.warmupEpochs >= o.epochs) {
     throw new OptionError('warmupEpochs', `(${o.warmupEpochs}) must be below epochs (${o.epochs})`);
   }
-  checkCudaGraphs(o, o.nprocPerNode * o.nnodes);
+  checkCudaGraphs(o);
   fusedKindsOf(o);
 }
 
@@ -320,16 +320,11 @@ export function fusedKindsOf(o: Pick<PretrainOptions, 'fused' | 'device'>): fuse
   return kinds;
 }
 
-/** --cuda-graphs: where the captured step can run (under torchrun the launch flags say nothing: pretrain checks again). */
-export function checkCudaGraphs(o: Pick<PretrainOptions, 'cudaGraphs' | 'device' | 'precision' | 'accumIter'>, processes: number): void {
+/** --cuda-graphs: where the captured step can run. */
+export function checkCudaGraphs(o: Pick<PretrainOptions, 'cudaGraphs' | 'device' | 'precision' | 'accumIter'>): void {
   if (!o.cudaGraphs) return;
   if (o.accumIter > 1)
     throw new OptionError('cudaGraphs', `needs --accum-iter 1 (got ${o.accumIter}): a replayed backward writes the gradients anew instead of adding to them`);
-  if (processes > 1)
-    throw new OptionError(
-      'cudaGraphs',
-      `runs in one process (got ${processes}): the gradient all-reduce is not captured; drop --nproc-per-node/--nnodes (or torchrun)`,
-    );
   const why = cudaGraphRefusal({ device: o.device, precision: o.precision, cudaBuild: native.cudaBuild });
   if (why) throw new OptionError('cudaGraphs', why);
 }

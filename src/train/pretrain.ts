@@ -13,7 +13,7 @@ import { withPrecision } from '../run/precision';
 import { DeviceImages } from '../run/device-images';
 import { processDevice, setProcessThreads } from '../run/device';
 import { rankSlice, type ProcessGroup } from '../dist';
-import { PRETRAIN_OPTIONS, PretrainOptions, checkCudaGraphs, modelConfigFrom, validatePretrain } from './pretrain-options';
+import { PRETRAIN_OPTIONS, PretrainOptions, modelConfigFrom, validatePretrain } from './pretrain-options';
 import { StaticPretrainStep } from './pretrain-step';
 
 export type { TrainBatch, TrainData };
@@ -55,7 +55,6 @@ export async function pretrain(o: PretrainOptions, data: TrainData, hooks: Pretr
   const cfg = modelConfigFrom(o);
   const group = hooks.group ?? null;
   const { rank, worldSize: world } = rankSlice(group);
-  checkCudaGraphs(o, world);
   const device = processDevice(o.device, group);
   mkdirSync(o.outDir, { recursive: true });
   setProcessThreads(o.threads);
@@ -77,8 +76,14 @@ export async function pretrain(o: PretrainOptions, data: TrainData, hooks: Pretr
   const orderGen = new torch.Generator(o.seed + 7919);
   const upload = new DeviceImages(data.normalize ?? null);
   const orderPrecision = o.orderPrecision === 'fp32' ? 'fp32' : o.precision;
-  // --cuda-graphs: the order pass, forward and backward as one captured graph; the noise is drawn
-  // outside it from the same stream the eager step draws from (a capture cannot upload host data).
+  // The order's U(0,1) noise for a batch of B: N processes × batch B draw the noise of 1 process ×
+  // batch N·B, each taking its rows. Drawn here, outside a captured graph (which cannot upload host data).
+  const orderNoise = (B: number): torch.Tensor | undefined => {
+    if (!orderUsesNoise(cfg.order)) return undefined;
+    const noise = torch.rand([world * B, model.numPatches], { device, generator: orderGen });
+    return world > 1 ? noise.narrow(0, rank * B, B) : noise;
+  };
+  // --cuda-graphs: the order pass, forward and backward as one captured graph.
   const staticStep =
     o.cudaGraphs || hooks.staticStepWithoutCapture
       ? new StaticPretrainStep(model, {
@@ -112,20 +117,14 @@ export async function pretrain(o: PretrainOptions, data: TrainData, hooks: Pretr
         batchSize: (b) => b.shape[0],
         loss(batch) {
           const images = upload.upload(batch.images, batch.shape, device);
-          // N processes × batch b draw the noise of 1 process × batch N·b, each taking its rows
-          const B = images.shape[0];
-          const noise =
-            world > 1 && orderUsesNoise(cfg.order)
-              ? torch.rand([world * B, model.numPatches], { device, generator: orderGen }).narrow(0, rank * B, B)
-              : undefined;
+          const noise = orderNoise(images.shape[0]);
           const { order } = withPrecision(orderPrecision, device, () => model.makeOrder(images, { ema: ema?.shadow, generator: orderGen, noise }));
           return withPrecision(o.precision, device, () => model.forward(images, order)).loss;
         },
         ...(staticStep && {
           forwardBackward(batch: TrainBatch) {
             const images = upload.upload(batch.images, batch.shape, device);
-            const noise = orderUsesNoise(cfg.order) ? torch.rand([images.shape[0], model.numPatches], { device, generator: orderGen }) : undefined;
-            return staticStep.run(images, noise);
+            return staticStep.run(images, orderNoise(images.shape[0]));
           },
           gradsPersist: () => staticStep.captured,
         }),

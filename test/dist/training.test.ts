@@ -10,6 +10,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as dist from '../../src/dist';
+import { runWorkers, workerScript } from './helpers';
 
 const CLI = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
 const gloo = dist.distBuildInfo().gloo ? false : 'the addon was built without Gloo';
@@ -94,6 +95,14 @@ test('pretrain: two "nodes" on 127.0.0.1 (--nnodes 2 --node-rank 0/1) give the s
   assert.equal(n0.code, 0, n0.out);
   assert.equal(n1.code, 0, n1.out);
   assertSameLosses(losses(out), oneProcess(), '2 nodes × 1 process × 16');
+});
+
+test('pretrain: --cuda-graphs’s step path (run eagerly) on 2 processes × batch 16 = 1 process × batch 32', { skip: gloo }, async () => {
+  const out = join(root, 'static-step');
+  const ranks = await runWorkers(workerScript('static-step'), 2, [...COMMON, '--batch-size', '16', '--max-steps', '12', '--out-dir', out], { timeoutMs: 240_000 });
+  for (const r of ranks) assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(ranks.map((r) => r.lines[0]?.steps), [12, 12]);
+  assertSameLosses(losses(out), oneProcess(), 'static step, 2 × 16');
 });
 
 test('pretrain: resumes at world size 2 from world size 1 and back, exactly (same global batch)', { skip: gloo }, () => {
