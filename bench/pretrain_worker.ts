@@ -22,8 +22,9 @@
 //   batch to each step (timed as 'input'; the step still trains on the fixed images).
 // --fused: the fused kernels of src/torch/fused.ts (CUDA; elsewhere the unfused ops run).
 // --sdpa: the attention backends' priority order (libtorch >= 2.6); the result names the backend chosen.
-// --cuda-graphs: the order pass, forward and backward captured once as a CUDA graph and replayed
-//   (src/run/cuda-graph-step.ts); clip and AdamW run eagerly after each replay. Refused off CUDA.
+// --cuda-graphs: the order pass, forward and backward captured once as a CUDA graph and replayed, as
+//   `semaim pretrain --cuda-graphs` does it (src/train/pretrain-step.ts); clip and AdamW run eagerly
+//   after each replay. Refused off CUDA.
 import * as fs from 'node:fs';
 import * as torch from '../src/torch';
 import { native } from '../src/torch/native';
@@ -34,11 +35,11 @@ import { withPrecision, type Precision } from '../src/run/precision';
 import { optimizerStep } from '../src/run/optimizer-step';
 import { cudnnAutotune } from '../src/run/cudnn-autotune';
 import { clipGradNorm } from '../src/optim';
-import { CudaGraphStep, cudaGraphRefusal } from '../src/run/cuda-graph-step';
+import { cudaGraphRefusal } from '../src/run/cuda-graph-step';
 import { PhaseTimer, medianPhases, type PhaseTimes } from '../src/run/phase-timer';
 import { setPhaseProbe, markPhase } from '../src/semaim/phases';
 import { DeviceImages } from '../src/run/device-images';
-import { forwardBackward } from '../src/train/pretrain-step';
+import { StaticPretrainStep } from '../src/train/pretrain-step';
 
 function opt(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -204,16 +205,11 @@ async function main(): Promise<void> {
   // --upload-input: a uint8 host batch uploaded and normalised each step, as the trainer's loader path.
   const hostBatch = uploadInput ? Uint8Array.from({ length: batch * 3 * img * img }, (_, i) => (i * 2654435761) >>> 24) : null;
   const uploader = uploadInput ? new DeviceImages({ mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] }) : null;
-  // --cuda-graphs: static noise input, static loss output; the captured body is the eager step's.
+  // --cuda-graphs: the trainer's captured step (src/train/pretrain-step.ts), eager for the warm-up steps
+  // but the last, which captures the graph.
   const N = model.numPatches;
-  const staticNoise = cudaGraphs ? torch.keep(torch.zeros([batch, N], { device })) : null;
-  const lossOut = cudaGraphs ? torch.keep(torch.zeros([], { device })) : null;
   const graphStep = cudaGraphs
-    ? new CudaGraphStep(() => forwardBackward(model, { images, noise: staticNoise!, lossOut: lossOut! }, { precision, orderPrecision, device }), {
-        warmup: warmup - 1, // eager steps on the side stream; the capture is the last warm-up step
-        clearGrads: () => optimizer.zeroGrad(),
-        inputs: { noise: staticNoise! },
-      })
+    ? new StaticPretrainStep(model, { precision, orderPrecision, device, warmup: warmup - 1, clearGrads: () => optimizer.zeroGrad(), capture: true })
     : null;
 
   const rows: { cpu: number; total: number; order: number; forward: number; backward: number; optimizer: number }[] = [];
@@ -235,10 +231,9 @@ async function main(): Promise<void> {
     if (graphStep) {
       torch.scope(() => {
         optimizer.setLr(lr);
-        graphStep.setInputs({ noise: fileNoise ? fileNoise.select(0, s % fileNoise.shape[0]) : torch.rand([batch, N], { generator: orderGen }) });
-        graphStep.run();
-        lossSum.add_(lossOut!);
-        allFinite.copy_(allFinite.logicalAnd(lossOut!.isfinite()));
+        const lossOut = graphStep.run(images, fileNoise ? fileNoise.select(0, s % fileNoise.shape[0]) : torch.rand([batch, N], { generator: orderGen }));
+        lossSum.add_(lossOut);
+        allFinite.copy_(allFinite.logicalAnd(lossOut.isfinite()));
         // The optimiser outside the graph; the gradients are not cleared (the next replay rewrites them).
         clipGradNorm(model.namedParameters(), 3);
         optimizer.step();
@@ -357,8 +352,6 @@ async function main(): Promise<void> {
   }
   setPhaseProbe(null);
   graphStep?.dispose();
-  staticNoise?.dispose();
-  lossOut?.dispose();
   uploader?.dispose();
   images.dispose();
   fileNoise?.dispose();
