@@ -24,7 +24,9 @@
 #
 # Settings (environment): CALL_MIN (the call's length, default 9.3), OBJECTS_MIN (time kept for part 3,
 # default 3; 0 skips it), OBJ_SEEDS (3), ABLATION_MIN (the ablation's planned length; default: what is left),
-# JOBS (processes sharing the GPU, default 3), SEEDS (3), ORDERS, DEVICE (cuda), ABL_ARGS / OBJ_ARGS
+# JOBS (processes sharing the GPU, default 3), SEEDS (3), ORDERS, DEVICE (cuda), GRAPHS (1: pre-train with
+# --cuda-graphs, which removes the host time per step that bounds this small model; turn it on once
+# test/fused/cuda-paths.test.ts has passed on a GPU: it compares the graph run with the eager one), ABL_ARGS / OBJ_ARGS
 # (extra flags), RUN (run folder, default runs/gpu-ablation).
 # DRY=1: the same script on the CPU at toy size (a check that it runs; nothing is measured).
 set -uo pipefail
@@ -81,7 +83,7 @@ ORDERS=${ORDERS:-raster,stochastic,similarity,semantic,multicenter}
 if python3 -c "import sys; sys.exit(0 if $ablation_stop > 0.5 else 1)"; then
   say "ablation: budget ${ABLATION_MIN} min, stop after ${ablation_stop} min, ${JOBS:-3} processes"
   semaim ablate --device "$DEVICE" --dataset cifar10 --budget full --orders "$ORDERS" --seeds "${SEEDS:-3}" "${ABL_SIZE[@]}" \
-    --budget-minutes "$ABLATION_MIN" --stop-after-minutes "$ablation_stop" --jobs "${JOBS:-3}" --out-dir "$RUN/ablation" ${ABL_ARGS:-} \
+    --budget-minutes "$ABLATION_MIN" --stop-after-minutes "$ablation_stop" --jobs "${JOBS:-3}" --out-dir "$RUN/ablation" $([ "${GRAPHS:-0}" = 1 ] && echo --cuda-graphs) ${ABL_ARGS:-} \
     > "$OUT/ablation.stdout" 2> "$OUT/ablation.stderr"
   rc=$?
   case $rc in 0) state=complete ;; 75) state='partial: call again to continue' ;; *) state=failed ;; esac

@@ -99,6 +99,18 @@ export const ABLATE_OPTIONS = defineOptions({
     auto: autoPrecision,
     help: 'pre-training and feature precision; auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)',
   },
+  cudaGraphs: {
+    mayChangeOnResume: true,
+    type: 'boolean',
+    default: false,
+    help: "pre-train with the step captured as a CUDA graph (pretrain's --cuda-graphs: CUDA, bf16 or fp32; same losses, less host time per step)",
+  },
+  fused: {
+    mayChangeOnResume: true,
+    type: 'string',
+    default: 'none',
+    help: "pretrain's --fused: fused CUDA kernels 'all', 'none' or a list of layernorm, gelu, targets",
+  },
   outDir: { type: 'string', default: 'runs/ablate', help: 'output folder (ablation.md, ablation.json, one pre-training run per order and seed)' },
 });
 

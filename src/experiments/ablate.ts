@@ -164,6 +164,9 @@ const NEUTRAL = new Set([
   'nodeRank',
   'masterAddr',
   'masterPort',
+  // how the same step is executed on a GPU (a captured graph, fused kernels)
+  'cudaGraphs',
+  'fused',
 ]);
 
 /** Options added after fingerprints were first recorded: left out at their defaults, so earlier runs still match. */
@@ -338,6 +341,8 @@ export function pretrainOptionsFor(
     exifOrientation: o.exifOrientation,
     threads: o.threads,
     precision: o.precision,
+    cudaGraphs: o.cudaGraphs,
+    fused: o.fused,
     resume: true,
   });
   if (p.warmupEpochs >= p.epochs) p.warmupEpochs = p.epochs / 10;

@@ -109,14 +109,19 @@ test('pretrain and evaluation data pass the image options to the loader', () =>
     assert.match(evalRun.stderr, /bomb\.png: truncated PNG data/, 'no limit: the bomb header is read further and found truncated');
   }));
 
-test('ablate forwards the image options to its pre-trains; at their defaults they stay out of the run fingerprint', () => {
+test('ablate forwards the image and GPU-execution options to its pre-trains; they stay out of the run fingerprint at their defaults (GPU ones always)', () => {
   const recipe = ablationRecipe('small');
   const at = (extra: Record<string, unknown>) => pretrainOptionsFor(resolveOptions(ABLATE_OPTIONS, extra), recipe, 'semantic', 0, '/tmp/x');
   const defaults = at({});
   assert.equal(defaults.maxImagePixels, 178_956_970);
   // a finished run recorded before these options existed must still match
-  const before = fingerprint(Object.fromEntries(Object.entries(defaults).filter(([k]) => k !== 'maxImagePixels' && k !== 'exifOrientation')), recipe, [20]);
+  const laterKeys = ['maxImagePixels', 'exifOrientation', 'cudaGraphs', 'fused'];
+  const before = fingerprint(Object.fromEntries(Object.entries(defaults).filter(([k]) => !laterKeys.includes(k))), recipe, [20]);
   assert.deepEqual(fingerprint(defaults, recipe, [20]), before);
+  // how a GPU executes the step (a captured graph, fused kernels) is not part of the recipe
+  const graphs = at({ cudaGraphs: true, fused: 'all' });
+  assert.deepEqual([graphs.cudaGraphs, graphs.fused], [true, 'all']);
+  assert.deepEqual(fingerprint(graphs, recipe, [20]), before);
   const changed = at({ maxImagePixels: 1000, exifOrientation: 'apply' });
   assert.deepEqual([changed.maxImagePixels, changed.exifOrientation], [1000, 'apply']);
   const fp = fingerprint(changed, recipe, [20]).pretrain as Record<string, unknown>;
