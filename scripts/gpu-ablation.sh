@@ -25,7 +25,7 @@
 # Settings (environment): CALL_MIN (the call's length, default 9.3), OBJECTS_MIN (time kept for part 3,
 # default 3; 0 skips it), OBJ_SEEDS (3), ABLATION_MIN (the ablation's planned length; default: what is left),
 # JOBS (processes sharing the GPU, default 3), SEEDS (3), ORDERS, DEVICE (cuda), GRAPHS (1: pre-train with
-# --cuda-graphs, which removes the host time per step that bounds this small model; turn it on once
+# --cuda-graphs, ablation and object-start: it removes the host time per step that bounds these small models; turn it on once
 # test/fused/cuda-paths.test.ts has passed on a GPU: it compares the graph run with the eager one), ABL_ARGS / OBJ_ARGS
 # (extra flags), RUN (run folder, default runs/gpu-ablation).
 # DRY=1: the same script on the CPU at toy size (a check that it runs; nothing is measured).
@@ -105,7 +105,7 @@ objects_left=$(left_min)
 if [ "$OBJECTS_MIN" != 0 ] && python3 -c "import sys; sys.exit(0 if $objects_left > 0.5 else 1)"; then
   say "object-start study: ${objects_left} min left"
   timeout -s INT "$(python3 -c "print(int(($objects_left - 0.2) * 60))")" \
-    node dist/src/cli/main.js object-start --device "$DEVICE" --train-tokens cls,self --seeds "${OBJ_SEEDS:-3}" "${OBJ_SIZE[@]}" --out-dir "$RUN/object-start" ${OBJ_ARGS:-} \
+    node dist/src/cli/main.js object-start --device "$DEVICE" --train-tokens cls,self --seeds "${OBJ_SEEDS:-3}" "${OBJ_SIZE[@]}" --out-dir "$RUN/object-start" $([ "${GRAPHS:-0}" = 1 ] && echo --cuda-graphs) ${OBJ_ARGS:-} \
     > "$OUT/object-start.stdout" 2> "$OUT/object-start.stderr"
   say "object-start study: exit $?"
   cp "$RUN/object-start/object-start.md" "$RUN/object-start/object-start.json" "$OUT/" 2>/dev/null

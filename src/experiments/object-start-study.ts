@@ -56,6 +56,7 @@ export const OBJECT_STUDY_OPTIONS = defineOptions({
     auto: autoPrecision,
     help: 'pre-training precision; auto = fp32 on the CPU, bf16 on a GPU',
   },
+  cudaGraphs: { mayChangeOnResume: true, type: 'boolean', default: false, help: "pre-train with pretrain's --cuda-graphs (CUDA, bf16 or fp32)" },
 });
 
 export type ObjectStudyOptions = Options<typeof OBJECT_STUDY_OPTIONS>;
@@ -131,6 +132,7 @@ export function studyPretrainOptions(o: ObjectStudyOptions, tokens: SimilarityTo
     threads: o.threads,
     numWorkers: o.numWorkers,
     precision: o.precision,
+    cudaGraphs: o.cudaGraphs,
     outDir: studyRunDir(o, tokens, seed),
     checkpointEvery: every,
     keepLast: o.points + 1,
