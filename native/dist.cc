@@ -335,6 +335,7 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
                         InstanceMethod("allReduce", &ProcessGroupHandle::AllReduce),
                         InstanceMethod("broadcast", &ProcessGroupHandle::Broadcast),
                         InstanceMethod("allGather", &ProcessGroupHandle::AllGather),
+                        InstanceMethod("gather", &ProcessGroupHandle::Gather),
                         InstanceMethod("barrier", &ProcessGroupHandle::Barrier), InstanceMethod("wait", &ProcessGroupHandle::Wait),
                         InstanceMethod("waitAsync", &ProcessGroupHandle::WaitAsync),
                         InstanceMethod("pending", &ProcessGroupHandle::PendingCount),
@@ -466,6 +467,31 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
         o.timeout = timeout;
         auto w = pg->allgather(out, q.inputs, o);
         q.outputs = out[0];
+        return w;
+      });
+    })
+  }
+
+  // gather(tensor, root, timeoutMs?) -> work id; its wait returns one tensor per rank on root, none elsewhere.
+  Napi::Value Gather(const Napi::CallbackInfo& info) {
+    SEMAIM_GUARD("dist.gather", {
+      Pending p;
+      p.inputs = {argTensor(info, 0)};
+      int64_t root = argInt(info, 1);
+      Millis timeout = opTimeout(info, 2);
+      group("gather");
+      if (root < 0 || root >= size_) throw std::invalid_argument("root " + std::to_string(root) + " is not a rank");
+      if (rank_ == root)
+        for (int r = 0; r < size_; r++) p.outputs.push_back(at::empty_like(p.inputs[0], at::MemoryFormat::Contiguous));
+      return launch(info, "gather", timeout, std::move(p), [&](const c10::intrusive_ptr<c10d::ProcessGroup>& pg, Pending& q) {
+        // c10d wants no output list at all off the root
+        std::vector<std::vector<at::Tensor>> out;
+        if (!q.outputs.empty()) out.push_back(q.outputs);
+        c10d::GatherOptions o;
+        o.rootRank = root;
+        o.timeout = timeout;
+        auto w = pg->gather(out, q.inputs, o);
+        if (!out.empty()) q.outputs = out[0];
         return w;
       });
     })

@@ -39,6 +39,7 @@ export interface NativeProcessGroup {
   allReduce(tensors: TensorHandle[], op: NativeReduceOp, timeoutMs?: number, coalesced?: boolean): number;
   broadcast(tensors: TensorHandle[], root: number, timeoutMs?: number): number;
   allGather(tensor: TensorHandle, timeoutMs?: number): number;
+  gather(tensor: TensorHandle, root: number, timeoutMs?: number): number;
   barrier(timeoutMs?: number): number;
   wait(id: number): TensorHandle[];
   waitAsync(id: number): Promise<TensorHandle[]>;

@@ -53,7 +53,7 @@ export class Work {
 
   constructor(private readonly group: ProcessGroup, private readonly id: number) {}
 
-  /** Blocks until the collective completes; returns its output tensors (allGather) or []. */
+  /** Blocks until the collective completes; returns its output tensors (allGather; gather on its root) or []. */
   wait(): Tensor[] {
     this.consume();
     try {
@@ -173,6 +173,10 @@ export class ProcessGroup {
     return new Work(this, this.g.allGather(t.h, o.timeoutMs));
   }
 
+  startGather(t: Tensor, root = 0, o: CollectiveOptions = {}): Work {
+    return new Work(this, this.g.gather(t.h, root, o.timeoutMs));
+  }
+
   startBarrier(o: CollectiveOptions = {}): Work {
     return new Work(this, this.g.barrier(o.timeoutMs));
   }
@@ -197,6 +201,11 @@ export class ProcessGroup {
   /** One tensor per rank, in rank order (every rank passes a tensor of the same shape and dtype). */
   async allGather(t: Tensor, o: CollectiveOptions = {}): Promise<Tensor[]> {
     return this.startAllGather(t, o).waitAsync();
+  }
+
+  /** On root: one tensor per rank, in rank order; [] on the other ranks (each passes a tensor of the same shape and dtype). */
+  async gather(t: Tensor, root = 0, o: CollectiveOptions = {}): Promise<Tensor[]> {
+    return this.startGather(t, root, o).waitAsync();
   }
 
   async barrier(o: CollectiveOptions = {}): Promise<void> {

@@ -24,7 +24,7 @@ import { processDevice, setProcessThreads } from '../run/device';
 import { type Precision } from '../run/precision';
 import { rankSlice, type ProcessGroup } from '../dist';
 import { encodeBatch } from './features';
-import { allGatherRows } from './gather-features';
+import { gatherRows } from './gather-features';
 
 export const EMBED_POOLINGS = ['cls', 'mean', 'all'] as const;
 export const EMBED_DTYPES = ['float32', 'float16'] as const;
@@ -153,10 +153,11 @@ function rowCode(expected: number, got: number, size: number): number {
   return got === expected ? expected : -(expected + 2);
 }
 
-/** Every rank's rows and row codes of one batch (only this rank's without a group), in rank order. */
+/** Every rank's rows and row codes of one batch, in rank order, on rank 0 (this rank's alone without a group; [] on the other ranks). */
 async function gatherBatch(group: ProcessGroup | null, rows: torch.Tensor, codes: Float64Array): Promise<{ rows: Float32Array; codes: Float64Array }[]> {
   if (!group || group.worldSize === 1) return [{ rows: rows.toFloat32Array(), codes }];
-  const all = await allGatherRows(group, rows, codes);
+  const all = await gatherRows(group, rows, codes, { root: 0 });
+  if (!all) return [];
   try {
     return all.rows.map((p, r) => ({ rows: p.toFloat32Array(), codes: all.perRow[r] }));
   } finally {

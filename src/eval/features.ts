@@ -1,6 +1,7 @@
 // Features of a frozen encoder over a labelled dataset: batched, no gradients, eval mode,
 // '[CLS]' or mean-of-patches pooling; the result stays on the encoder's device. Data-parallel, each
-// rank encodes its slices of the batches and every rank ends with all features in dataset order.
+// rank encodes its slices of the batches and every rank (or rank 0 alone) ends with all features in
+// dataset order.
 import * as torch from '../torch';
 import { Tensor } from '../torch';
 import { Pooling, VisionTransformer } from '../semaim';
@@ -34,6 +35,11 @@ export interface ExtractOptions {
    * group's rank slice); the features of all ranks are gathered on every rank.
    */
   group?: ProcessGroup | null;
+  /**
+   * Data-parallel: 'all' (default) gathers every feature on every rank; 'rank0' on rank 0 alone (one
+   * copy instead of one per rank), the other ranks getting empty sets (0 rows).
+   */
+  gatherTo?: 'all' | 'rank0';
 }
 
 /** Runs the encoder over one batch of images (already on its device); 'all' gives every token [B, 1 + P, D]. */
@@ -121,7 +127,8 @@ export async function extractPooledFeatures(
           continue;
         }
         try {
-          sets.set(k, await gatherRankFeatures(group, { features, labels }, perBatch, data.size));
+          const all = await gatherRankFeatures(group, { features, labels }, perBatch, data.size, o.gatherTo === 'rank0' ? { root: 0 } : 'all');
+          sets.set(k, all ?? { features: torch.keep(torch.zeros([0, features.shape[1]], { device })), labels: new Int32Array(0) });
         } finally {
           features.dispose();
         }

@@ -53,17 +53,27 @@ export function interleaveRankLabels(parts: Int32Array[], perBatch: number[], si
   return out;
 }
 
+/** Where gathered rows end: on every rank, or on one rank (null elsewhere: one copy instead of one per rank). */
+export type GatherTarget = 'all' | { root: number };
+
 /**
- * Every rank's rows and one number per row (a label, a row code), in rank order, on every rank. The
- * caller disposes the returned row tensors.
+ * Every rank's rows and one number per row (a label, a row code), in rank order, on the target ranks;
+ * null on the others. The caller disposes the returned row tensors.
  */
-export async function allGatherRows(group: ProcessGroup, rows: Tensor, perRow: ArrayLike<number>): Promise<{ rows: Tensor[]; perRow: Float64Array[] }> {
+export async function gatherRows(
+  group: ProcessGroup,
+  rows: Tensor,
+  perRow: ArrayLike<number>,
+  to: GatherTarget,
+): Promise<{ rows: Tensor[]; perRow: Float64Array[] } | null> {
+  const collect = (t: Tensor): Promise<Tensor[]> => (to === 'all' ? group.allGather(t) : group.gather(t, to.root));
   const send = torch.tensor(Float64Array.from(perRow), { dtype: 'float64', device: group.device });
   try {
-    const parts = await group.allGather(rows);
+    const parts = await collect(rows);
     let numbers: Tensor[] = [];
     try {
-      numbers = await group.allGather(send);
+      numbers = await collect(send);
+      if (to !== 'all' && group.rank !== to.root) return null;
       return { rows: parts, perRow: numbers.map((t) => torch.scope(() => Float64Array.from(t.cpu().data() as Float64Array))) };
     } catch (e) {
       for (const t of parts) t.dispose();
@@ -76,14 +86,16 @@ export async function allGatherRows(group: ProcessGroup, rows: Tensor, perRow: A
   }
 }
 
-/** Every rank's features and labels, gathered and put in dataset order (on every rank). */
+/** Every rank's features and labels, gathered and put in dataset order on the target ranks (null on the others). */
 export async function gatherRankFeatures(
   group: ProcessGroup,
   mine: { features: Tensor; labels: Int32Array },
   perBatch: number[],
   size: number,
-): Promise<{ features: Tensor; labels: Int32Array }> {
-  const all = await allGatherRows(group, mine.features, mine.labels);
+  to: GatherTarget = 'all',
+): Promise<{ features: Tensor; labels: Int32Array } | null> {
+  const all = await gatherRows(group, mine.features, mine.labels, to);
+  if (!all) return null;
   try {
     const labels = interleaveRankLabels(
       all.perRow.map((l) => Int32Array.from(l)),

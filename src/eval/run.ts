@@ -59,7 +59,7 @@ export async function makeSplits(
   return { train, test };
 }
 
-/** Loads the encoder and extracts train and test features (data-parallel with a group: every rank gets all of them). */
+/** Loads the encoder and extracts train and test features (data-parallel with a group: rank 0 gets all of them, the others empty sets). */
 export async function encoderFeatures(
   o: KnnCommandOptions | LinprobeCommandOptions,
   f: DataFactories,
@@ -81,7 +81,8 @@ export async function encoderFeatures(
     try {
       checkImageShape(loaded.encoder, splits.train, 'train data');
       checkImageShape(loaded.encoder, splits.test, 'test data');
-      const fo = { batchSize: o.evalBatchSize, pooling: o.pooling, precision: o.precision, group };
+      // rank 0 alone classifies or trains the probe: only it needs the features
+      const fo = { batchSize: o.evalBatchSize, pooling: o.pooling, precision: o.precision, group, gatherTo: 'rank0' as const };
       train = await extractFeatures(loaded.encoder, splits.train, { ...fo, label: 'features (train)' });
       const test = await extractFeatures(loaded.encoder, splits.test, { ...fo, label: 'features (test)' });
       return {

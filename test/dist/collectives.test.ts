@@ -12,7 +12,7 @@ test('distBuildInfo reports the backends of this build', () => {
   for (const k of ['c10d', 'gloo', 'nccl', 'reducer'] as const) assert.equal(typeof info[k], 'boolean');
 });
 
-test('gloo collectives across 2 processes: sum, avg, max, coalesced, broadcast, allGather, barrier', { skip: gloo }, async () => {
+test('gloo collectives across 2 processes: sum, avg, max, coalesced, broadcast, allGather, gather, barrier', { skip: gloo }, async () => {
   const runs = await runWorkers(workerScript('collectives'), 2, ['ok']);
   for (const run of runs) {
     assert.equal(run.code, 0, `rank ${run.rank} failed:\n${run.stderr}`);
@@ -26,6 +26,9 @@ test('gloo collectives across 2 processes: sum, avg, max, coalesced, broadcast, 
     assert.deepEqual(r.broadcast0, [7, 8]);
     assert.deepEqual(r.broadcast1, [5]);
     assert.deepEqual(r.gathered, [[0, 0, 100], [1, 1, 101]]);
+    // gather to rank 1: the rows of every rank there, nothing on rank 0
+    const toRoot1 = [{ shape: [2, 2], v: [0, 0, 10, 20] }, { shape: [2, 2], v: [1, 2, 11, 20] }];
+    assert.deepEqual(r.gatherToRoot1, run.rank === 1 ? toRoot1 : []);
     assert.deepEqual(r.gatheredSync, [{ shape: [1, 1], dtype: 'int64', v: [0] }, { shape: [1, 1], dtype: 'int64', v: [1] }]);
     assert.deepEqual(r.broadcastCoalesced, [[3, 3, 3, 3], [1, 1, 1, 1]]);
     assert.deepEqual(r.averageNumbers, [0.5, 10]);

@@ -27,18 +27,19 @@ process.on('exit', () => rmSync(root, { recursive: true, force: true }));
 const IMAGES = 203; // not a multiple of 2 × 16 or 3 × 16: the last global batch is split and padded
 const BATCH = 16;
 
-test('features from 2 and 3 ranks, gathered, equal one process’s, in dataset order', { skip: gloo }, async () => {
+test('features from 2 and 3 ranks, gathered on every rank or on rank 0, equal one process’s, in dataset order', { skip: gloo }, async () => {
   torch.setNumThreads(1);
   const encoder = featureEncoder();
   const data = makeEvalData({ split: 'train', dataset: 'synthetic', imgSize: FEATURE_ENCODER.imgSize, limit: IMAGES, seed: 0, numWorkers: 0 });
   const one = await extractPooledFeatures(encoder, data, ['cls', 'mean'], { batchSize: BATCH, label: null });
   await data.close();
-  for (const W of [2, 3]) {
-    const out = join(root, `features-${W}.safetensors`);
-    const runs = await runWorkers(workerScript('features'), W, [out, String(IMAGES), String(BATCH)]);
+  for (const [W, to] of [[2, 'all'], [3, 'all'], [3, 'rank0']] as const) {
+    const out = join(root, `features-${W}-${to}.safetensors`);
+    const runs = await runWorkers(workerScript('features'), W, [out, String(IMAGES), String(BATCH), to]);
     for (const r of runs) {
       assert.equal(r.code, 0, `rank ${r.rank}: ${r.stderr}`);
-      assert.deepEqual(r.lines[0], { rank: r.rank, rows: IMAGES, sameLabels: true }, `every rank holds all ${IMAGES} features`);
+      const rows = to === 'all' || r.rank === 0 ? IMAGES : 0;
+      assert.deepEqual(r.lines[0], { rank: r.rank, rows, sameLabels: true }, `${to}: rank ${r.rank} holds ${rows} features`);
     }
     const got = loadTensors(out).tensors;
     for (const k of ['cls', 'mean'] as const) {

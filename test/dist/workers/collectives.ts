@@ -1,6 +1,6 @@
 // A worker of test/dist/collectives.test.ts: joins the group from torchrun's environment variables and
 // runs one scenario, printing one JSON line per result on stdout.
-//   ok        every collective, sum/avg/max, coalesced, broadcast, allGather, barrier (async and sync)
+//   ok        every collective, sum/avg/max, coalesced, broadcast, allGather, gather, barrier (async and sync)
 //   timeout   rank 1 joins an all-reduce too late: rank 0 must fail with ERR_DIST_TIMEOUT naming the op,
 //             and exit at once
 import * as torch from '../../../src/torch';
@@ -30,6 +30,7 @@ async function main(): Promise<void> {
     g.broadcastSync(f, 1);
     const gathered = await g.allGather(torch.tensor([r, r * r, 100 + r], { dtype: 'float32' }));
     const gatheredSync = g.allGatherSync(torch.tensor([[r]], { dtype: 'int64' }));
+    const toRoot1 = await g.gather(torch.tensor([[r, 2 * r], [10 + r, 20]], { dtype: 'float32' }), 1);
     await g.barrier();
     g.barrierSync();
     const p1 = torch.full([4], r === 0 ? 3 : 9, { dtype: 'float32' });
@@ -42,7 +43,7 @@ async function main(): Promise<void> {
     try { g.allReduceSync(torch.tensor([1], { dtype: 'int64' }), 'avg'); } catch (err) { intAvg = (err as Error).message; }
     out({
       rank: r, sum: values(a), avg: values(b), max: values(c), coalesced: [values(d1), values(d2)], broadcast0: values(e), broadcast1: values(f),
-      gathered: gathered.map(values), gatheredSync: gatheredSync.map((t) => ({ shape: t.shape, dtype: t.dtype, v: values(t) })),
+      gathered: gathered.map(values), gatherToRoot1: toRoot1.map((t) => ({ shape: t.shape, v: values(t) })), gatheredSync: gatheredSync.map((t) => ({ shape: t.shape, dtype: t.dtype, v: values(t) })),
       broadcastCoalesced: [values(p1), values(p2)], averageNumbers: avg, anyTrue: [anyA, anyB], intAvg, pending: g.pending,
     });
   } else if (scenario === 'timeout') {

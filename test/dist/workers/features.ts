@@ -1,7 +1,7 @@
 // A worker of test/dist/evaluation.test.ts: extracts [CLS] and mean features of the synthetic objects
 // data-parallel (each rank its slices of the batches, src/data/factories.ts's makeEvalData) and, on
 // rank 0, writes what every rank gathered to a safetensors file.
-//   node features.js <out.safetensors> <images> <batch>
+//   node features.js <out.safetensors> <images> <batch> <all|rank0>
 import * as torch from '../../../src/torch';
 import * as dist from '../../../src/dist';
 import { saveTensors } from '../../../src/io';
@@ -10,7 +10,7 @@ import { extractPooledFeatures } from '../../../src/eval/features';
 import { FEATURE_ENCODER, featureEncoder } from './features-case';
 
 async function main(): Promise<void> {
-  const [outPath, images, batch] = process.argv.slice(2);
+  const [outPath, images, batch, gatherTo] = process.argv.slice(2);
   torch.setNumThreads(1);
   const g = await dist.initProcessGroup({ timeoutMs: 60_000 });
   const encoder = featureEncoder();
@@ -18,7 +18,7 @@ async function main(): Promise<void> {
     { split: 'train', dataset: 'synthetic', imgSize: FEATURE_ENCODER.imgSize, limit: Number(images), seed: 0, numWorkers: 0 },
     dist.rankSlice(g),
   );
-  const sets = await extractPooledFeatures(encoder, data, ['cls', 'mean'], { batchSize: Number(batch), label: null, group: g });
+  const sets = await extractPooledFeatures(encoder, data, ['cls', 'mean'], { batchSize: Number(batch), label: null, group: g, gatherTo: gatherTo as 'all' | 'rank0' });
   await data.close();
   const cls = sets.get('cls')!;
   const mean = sets.get('mean')!;
