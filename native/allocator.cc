@@ -117,11 +117,10 @@ class CachingCPUAllocator final : public c10::Allocator {
   }
 
   void* map(size_t size) {
+    // No MADV_HUGEPAGE: asking for transparent huge pages made CPU training steps 17-31% slower at 1
+    // thread and 3-8% at 2 (ViT-Tiny/4 and the ablation's 96x4, docs/BENCHMARKS.md), same RSS.
     void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) return nullptr;
-#ifdef MADV_HUGEPAGE
-    if (size >= (2u << 20)) madvise(p, size, MADV_HUGEPAGE);
-#endif
     std::lock_guard<std::mutex> lock(mu_);
     stats_.misses++;
     stats_.mappedBytes += size;
