@@ -4,6 +4,7 @@ import { autoPrecision } from '../run/precision';
 import { DATA_OPTIONS, RUN_OPTIONS, validateEval } from '../eval/options';
 import { SEG_DATA_OPTIONS } from '../eval/segprobe-options';
 import { ablationSegRecipe } from './ablate-segprobe';
+import { GPU_STEP_OPTIONS } from '../train/pretrain-options';
 
 export const ABLATE_ORDERS = ['raster', 'stochastic', 'similarity', 'semantic', 'multicenter'] as const;
 
@@ -99,18 +100,7 @@ export const ABLATE_OPTIONS = defineOptions({
     auto: autoPrecision,
     help: 'pre-training and feature precision; auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)',
   },
-  cudaGraphs: {
-    mayChangeOnResume: true,
-    type: 'boolean',
-    default: false,
-    help: "pre-train with the step captured as a CUDA graph (pretrain's --cuda-graphs: CUDA, bf16 or fp32; same losses, less host time per step)",
-  },
-  fused: {
-    mayChangeOnResume: true,
-    type: 'string',
-    default: 'none',
-    help: "pretrain's --fused: fused CUDA kernels 'all', 'none' or a list of layernorm, gelu, targets",
-  },
+  ...GPU_STEP_OPTIONS,
   outDir: { type: 'string', default: 'runs/ablate', help: 'output folder (ablation.md, ablation.json, one pre-training run per order and seed)' },
 });
 

@@ -10,7 +10,7 @@ import * as torch from '../torch';
 import { DataLoader, normalize, openDataset, makeTrainData } from '../data';
 import { SemAIM, SimilarityTokens, loadModel } from '../semaim';
 import { listCheckpoints } from '../io/checkpoint';
-import { PRETRAIN_OPTIONS, PretrainOptions, modelConfigFrom, trainDataRequest, validatePretrain } from '../train/pretrain-options';
+import { GPU_STEP_OPTIONS, PRETRAIN_OPTIONS, PretrainOptions, modelConfigFrom, trainDataRequest, validatePretrain } from '../train/pretrain-options';
 import { pretrain } from '../train/pretrain';
 import { StoppedBySignal } from '../run/signals';
 import { checkDevice } from '../run/device';
@@ -56,7 +56,7 @@ export const OBJECT_STUDY_OPTIONS = defineOptions({
     auto: autoPrecision,
     help: 'pre-training precision; auto = fp32 on the CPU, bf16 on a GPU',
   },
-  cudaGraphs: { mayChangeOnResume: true, type: 'boolean', default: false, help: "pre-train with pretrain's --cuda-graphs (CUDA, bf16 or fp32)" },
+  cudaGraphs: GPU_STEP_OPTIONS.cudaGraphs,
 });
 
 export type ObjectStudyOptions = Options<typeof OBJECT_STUDY_OPTIONS>;

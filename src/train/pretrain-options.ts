@@ -13,6 +13,25 @@ import type { TrainDataRequest } from '../data';
 import { IMAGE_INPUT_OPTIONS, imageInputOptions } from '../data/options';
 import { LAUNCH_OPTIONS } from '../dist/launch';
 
+/**
+ * How a GPU executes the step, not what it computes: shared by pretrain and the studies that pre-train
+ * (ablate, object-start); a run may resume with other values.
+ */
+export const GPU_STEP_OPTIONS = defineOptions({
+  cudaGraphs: {
+    mayChangeOnResume: true,
+    type: 'boolean',
+    default: false,
+    help: 'capture the order pass, forward and backward once as a CUDA graph and replay it each step (CUDA, bf16 or fp32, --accum-iter 1; the gradient all-reduce and the optimiser run after each replay)',
+  },
+  fused: {
+    mayChangeOnResume: true,
+    type: 'string',
+    default: 'none',
+    help: "fused CUDA kernels (compiled at run time with NVRTC): 'all', 'none' or a list of layernorm, gelu, targets",
+  },
+});
+
 export const PRETRAIN_OPTIONS = defineOptions({
   // model
   model: { type: 'string', default: 'vit_base', choices: Object.keys(PRESETS), help: 'encoder preset (width/depth/heads)' },
@@ -121,18 +140,7 @@ export const PRETRAIN_OPTIONS = defineOptions({
     choices: ['same', 'fp32'],
     help: "the per-step similarity pass that orders the patches: 'same' as --precision (its encoder forward under bf16/fp16 autocast, the map in float32), or 'fp32' (the authors' engine)",
   },
-  cudaGraphs: {
-    mayChangeOnResume: true,
-    type: 'boolean',
-    default: false,
-    help: 'capture the order pass, forward and backward once as a CUDA graph and replay it each step (CUDA, bf16 or fp32, --accum-iter 1; the gradient all-reduce and the optimiser run after each replay)',
-  },
-  fused: {
-    mayChangeOnResume: true,
-    type: 'string',
-    default: 'none',
-    help: "fused CUDA kernels (compiled at run time with NVRTC): 'all', 'none' or a list of layernorm, gelu, targets",
-  },
+  ...GPU_STEP_OPTIONS,
   ema: { type: 'boolean', default: false, help: 'keep an EMA copy of the encoder' },
   emaDecay: { type: 'number', default: 0.999, min: 0, max: 1, help: 'EMA decay per step' },
   seed: { type: 'int', default: 0, help: 'random seed' },

@@ -84,6 +84,7 @@ export class StaticPretrainStep {
 
   dispose(): void {
     this.graph?.dispose();
+    this.graph = null;
     for (const t of Object.values(this.tensors ?? {})) t.dispose();
     this.tensors = null;
   }
