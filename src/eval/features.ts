@@ -1,7 +1,7 @@
 // Features of a frozen encoder over a labelled dataset: batched, no gradients, eval mode,
 // '[CLS]' or mean-of-patches pooling; the result stays on the encoder's device. Data-parallel, each
 // rank encodes its slices of the batches and every rank (or rank 0 alone) ends with all features in
-// dataset order.
+// dataset order, or every rank keeps its own rows as a shard of the set.
 import * as torch from '../torch';
 import { Tensor } from '../torch';
 import { Pooling, VisionTransformer } from '../semaim';
@@ -9,7 +9,7 @@ import { Progress } from '../run/progress';
 import { withPrecision, type Precision } from '../run/precision';
 import { Augment, LabelledData } from '../data';
 import { rankSlice, type ProcessGroup } from '../dist';
-import { gatherRankFeatures, rowsPerRankBatch } from './gather-features';
+import { gatherRankFeatures, rankRowPositions, rowsPerRankBatch } from './gather-features';
 
 export type FeaturePooling = 'cls' | 'mean';
 
@@ -17,6 +17,16 @@ export type FeaturePooling = 'cls' | 'mean';
 export interface FeatureSet {
   features: Tensor;
   labels: Int32Array;
+  /**
+   * Set when the rows are one rank's share of a data-parallel set: their dataset positions (distinct,
+   * increasing) and the whole set's size. Absent: the rows are the whole set, in dataset order.
+   */
+  shard?: { positions: Int32Array; size: number };
+}
+
+/** The number of features of the whole set (all shards together). */
+export function setSize(set: FeatureSet): number {
+  return set.shard ? set.shard.size : set.features.shape[0];
 }
 
 export interface ExtractOptions {
@@ -37,9 +47,10 @@ export interface ExtractOptions {
   group?: ProcessGroup | null;
   /**
    * Data-parallel: 'all' (default) gathers every feature on every rank; 'rank0' on rank 0 alone (one
-   * copy instead of one per rank), the other ranks getting empty sets (0 rows).
+   * copy instead of one per rank), the other ranks getting empty sets (0 rows); 'shard' gathers nothing:
+   * each rank keeps the rows it encoded (padding dropped), with their positions (FeatureSet.shard).
    */
-  gatherTo?: 'all' | 'rank0';
+  gatherTo?: 'all' | 'rank0' | 'shard';
 }
 
 /** Runs the encoder over one batch of images (already on its device); 'all' gives every token [B, 1 + P, D]. */
@@ -126,6 +137,10 @@ export async function extractPooledFeatures(
           sets.set(k, { features, labels: labels.slice() });
           continue;
         }
+        if (o.gatherTo === 'shard') {
+          sets.set(k, ownRows(features, labels, rankRowPositions(data.size, o.batchSize, worldSize, rank), data.size));
+          continue;
+        }
         try {
           const all = await gatherRankFeatures(group, { features, labels }, perBatch, data.size, o.gatherTo === 'rank0' ? { root: 0 } : 'all');
           sets.set(k, all ?? { features: torch.keep(torch.zeros([0, features.shape[1]], { device })), labels: new Int32Array(0) });
@@ -142,6 +157,20 @@ export async function extractPooledFeatures(
     for (const ps of parts.values()) for (const p of ps) p.dispose();
     progress?.done();
     encoder.train(wasTraining);
+  }
+}
+
+/** A rank's rows as a shard: the padding (positions ≥ size) dropped. Takes `features` over. */
+function ownRows(features: Tensor, labels: Int32Array, positions: Int32Array, size: number): FeatureSet {
+  const keep: number[] = [];
+  positions.forEach((p, i) => p < size && keep.push(i));
+  const shard = { positions: Int32Array.from(keep, (i) => positions[i]), size };
+  if (keep.length === positions.length) return { features, labels: labels.slice(), shard };
+  try {
+    const rows = torch.scope(() => features.indexSelect(0, torch.tensor(Int32Array.from(keep), { dtype: 'int64', device: features.device })));
+    return { features: torch.keep(rows), labels: Int32Array.from(keep, (i) => labels[i]), shard };
+  } finally {
+    features.dispose();
   }
 }
 

@@ -2,7 +2,8 @@
 // the global batches (src/data/sharding.ts: rank r's batch j is positions [j·B + r·p_j, j·B + (r+1)·p_j)
 // of the natural order, p_j the same on every rank), so the ranks' rows for batch j, in rank order, are
 // the global batch j, and the global batches in order are the dataset followed by the padding that
-// made the last one divisible by the world size (repeats of the first images, dropped here).
+// made the last one divisible by the world size (repeats of the first images, dropped here). Or each
+// rank keeps its own rows, padding dropped, with their dataset positions (a shard: no rank holds all).
 import * as torch from '../torch';
 import { Tensor } from '../torch';
 import { rankPlan } from '../data';
@@ -15,6 +16,20 @@ export function rowsPerRankBatch(size: number, batchSize: number, worldSize: num
     const [a, b] = plan.range(j);
     return b - a;
   });
+}
+
+/**
+ * Dataset positions of rank `rank`'s rows (its batches one after the other). A position ≥ size is
+ * padding: a repeat of one of the first images, added to make the last global batch divisible.
+ */
+export function rankRowPositions(size: number, batchSize: number, worldSize: number, rank: number): Int32Array {
+  const plan = rankPlan({ length: size, batchSize, worldSize, rank, dropLast: false });
+  const out: number[] = [];
+  for (let j = 0; j < plan.count; j++) {
+    const [a, b] = plan.range(j);
+    for (let p = a; p < b; p++) out.push(p);
+  }
+  return Int32Array.from(out);
 }
 
 /**

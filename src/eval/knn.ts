@@ -1,12 +1,15 @@
 // DINO's weighted k-NN classifier (eval_knn.py): L2-normalised features, cosine similarity to every
 // training feature, the k nearest vote for their class with weight exp(sim / T). Test rows are
 // processed in chunks so that a [chunk, nTrain] similarity block is all that is ever held, and every
-// k in the list is read from one top-max(k) pass.
+// k in the list is read from one top-max(k) pass. Data-parallel, each rank holds a shard of the
+// training features and the whole test set: every rank finds its shard's k nearest for a block of test
+// rows, the ranks exchange those (k per row and rank) and each merges them into the global k nearest.
 import * as torch from '../torch';
 import { F, Tensor } from '../torch';
 import { Progress } from '../run/progress';
 import { Accuracy, AccuracyTally } from './accuracy';
-import { FeatureSet } from './features';
+import type { ProcessGroup } from '../dist';
+import { FeatureSet, setSize } from './features';
 
 export interface KnnOptions {
   /** Neighbour counts to report (DINO: 10, 20, 100, 200; SemAIM authors: 20, also 10 and 30, docs/METHOD.md §6.4). */
@@ -18,6 +21,8 @@ export interface KnnOptions {
   chunkSize?: number;
   /** Progress bar label; null for none. */
   label?: string | null;
+  /** Data-parallel: `train` is this rank's shard (extracted with gatherTo 'shard'); every rank gets the result. */
+  group?: ProcessGroup | null;
 }
 
 export interface KnnResult {
@@ -54,7 +59,12 @@ export function knnClassify(train: FeatureSet, test: FeatureSet, o: KnnOptions):
   const T = o.temperature ?? 0.07;
   const chunk = o.chunkSize ?? 256;
   const ks = [...new Set(o.ks)].sort((a, b) => a - b);
-  const nTrain = train.features.shape[0];
+  const group = o.group && o.group.worldSize > 1 ? o.group : null;
+  if (group && !train.shard) throw new Error('knnClassify: with a group of several ranks, the training features must be this rank’s shard');
+  if (train.shard && !group) throw new Error('knnClassify: the training features are one rank’s shard: pass its group');
+  if (test.shard) throw new Error('knnClassify: the test features must be the whole set on every rank');
+  const nTrain = setSize(train);
+  const nLocal = train.features.shape[0];
   const nTest = test.features.shape[0];
   if (!ks.length) throw new RangeError('knnClassify: no k given');
   if (ks[0] < 1 || ks.some((k) => !Number.isInteger(k))) throw new RangeError(`knnClassify: k must be positive integers, got ${ks}`);
@@ -65,12 +75,12 @@ export function knnClassify(train: FeatureSet, test: FeatureSet, o: KnnOptions):
   if (train.features.shape[1] !== test.features.shape[1]) {
     throw new Error(`knnClassify: train features have width ${train.features.shape[1]}, test features ${test.features.shape[1]}`);
   }
-  if (train.labels.length !== nTrain || test.labels.length !== nTest) throw new Error('knnClassify: features and labels differ in count');
+  if (train.labels.length !== nLocal || test.labels.length !== nTest) throw new Error('knnClassify: features and labels differ in count');
   for (const l of train.labels) if (!(l >= 0 && l < o.numClasses)) throw new RangeError(`knnClassify: training label ${l} is outside 0..${o.numClasses - 1}`);
 
   const tallies = ks.map(() => new AccuracyTally(o.numClasses));
   const label = o.label === undefined ? 'k-NN' : o.label;
-  const progress = label === null ? null : new Progress(label, nTest);
+  const progress = label === null || (group && group.rank !== 0) ? null : new Progress(label, nTest);
   const device = train.features.device;
   const [bank, bankLabels] = torch.noGrad(() =>
     torch.scope(() => {
@@ -86,10 +96,9 @@ export function knnClassify(train: FeatureSet, test: FeatureSet, o: KnnOptions):
       torch.noGrad(() =>
         torch.scope(() => {
           const q = F.normalize(test.features.narrow(0, start, len).to({ dtype: 'float32', device }), 1);
-          const sim = q.mm(bank); // [len, nTrain] cosine similarities
-          const [top, idx] = sim.topk(kmax, 1, true, true);
+          let [top, neighbourLabels] = nearest(q, bank, bankLabels, kmax);
+          if (group) [top, neighbourLabels] = mergeNearest(group, top, neighbourLabels, kmax);
           const weights = top.div(T).exp();
-          const neighbourLabels = bankLabels.unsqueeze(0).expand(len, nTrain).gather(1, idx);
           ks.forEach((k, i) => tallies[i].add(knnVotes(weights, neighbourLabels, k, o.numClasses), labels));
         }),
       );
@@ -101,4 +110,35 @@ export function knnClassify(train: FeatureSet, test: FeatureSet, o: KnnOptions):
     progress?.done();
   }
   return ks.map((k, i) => ({ k, accuracy: tallies[i].result() }));
+}
+
+/**
+ * The k nearest bank columns of each query row, by decreasing cosine similarity: [len, k] similarities
+ * and labels. A bank of fewer than k columns (a small shard) is padded with similarity -inf, label 0.
+ */
+function nearest(q: Tensor, bank: Tensor, bankLabels: Tensor, k: number): [Tensor, Tensor] {
+  const [len] = q.shape;
+  const n = bank.shape[1];
+  const take = Math.min(k, n);
+  let top = torch.zeros([len, 0], { device: q.device });
+  let labels = torch.zeros([len, 0], { dtype: 'int64', device: q.device });
+  if (take > 0) {
+    const sim = q.mm(bank); // [len, n] cosine similarities
+    const [t, idx] = sim.topk(take, 1, true, true);
+    top = t;
+    labels = bankLabels.unsqueeze(0).expand(len, n).gather(1, idx);
+  }
+  if (take === k) return [top, labels];
+  return [
+    torch.cat([top, torch.full([len, k - take], -Infinity, { device: q.device })], 1),
+    torch.cat([labels, torch.zeros([len, k - take], { dtype: 'int64', device: q.device })], 1),
+  ];
+}
+
+/** Every rank's k nearest per row, exchanged and merged into the global k nearest (the same on every rank). */
+function mergeNearest(group: ProcessGroup, top: Tensor, labels: Tensor, k: number): [Tensor, Tensor] {
+  const all = torch.cat(group.allGatherSync(top.contiguous()), 1); // [len, W·k]
+  const allLabels = torch.cat(group.allGatherSync(labels.contiguous()), 1);
+  const [merged, idx] = all.topk(k, 1, true, true);
+  return [merged, allLabels.gather(1, idx)];
 }

@@ -1,7 +1,10 @@
 // Linear probing (MAE's main_linprobe.py): a frozen encoder's [CLS] (or mean) features →
 // BatchNorm1d without affine → Linear, trained with SGD momentum 0.9 (or LARS), lr = blr × batch/256,
 // warm-up + cosine per iteration, no weight decay. Two paths: on cached features (extracted once,
-// the fast path) or online (the encoder runs on every augmented batch).
+// the fast path) or online (the encoder runs on every augmented batch). Data-parallel on cached
+// features, each rank holds a shard of the training features: every step the ranks assemble the global
+// batch by an all-reduce (each fills the rows it holds, zeros elsewhere) and take the same step, so the
+// probe is the one one process trains, while no rank holds the whole training set.
 import * as torch from '../torch';
 import { F, Tensor } from '../torch';
 import { LARS, Optimizer, SGD, BaseHyper, fractionalEpoch, scaleLr, warmupCosine } from '../optim';
@@ -10,7 +13,8 @@ import { Progress } from '../run/progress';
 import { Accuracy, AccuracyTally } from './accuracy';
 import { LinearProbe } from './classifier';
 import { LabelledData, batchesPerEpoch } from '../data';
-import { FeaturePooling, FeatureSet, encodeBatch } from './features';
+import { FeaturePooling, FeatureSet, encodeBatch, setSize } from './features';
+import type { ProcessGroup } from '../dist';
 import type { Precision } from '../run/precision';
 
 export interface LinprobeOptions {
@@ -30,6 +34,8 @@ export interface LinprobeOptions {
   evalEvery?: number;
   /** Progress bar label; null for none. */
   label?: string | null;
+  /** Data-parallel (cached features): `train` is this rank's shard (gatherTo 'shard'), `test` the whole set; every rank trains the same probe. */
+  group?: ProcessGroup | null;
 }
 
 export interface LinprobeEpoch {
@@ -101,7 +107,7 @@ async function trainProbe(
   const epochs = Math.ceil(o.epochs);
   const totalSteps = Math.ceil(o.epochs * perEpoch);
   const label = o.label === undefined ? 'linprobe' : o.label;
-  const progress = label === null ? null : new Progress(label, totalSteps);
+  const progress = label === null || (o.group && o.group.rank !== 0) ? null : new Progress(label, totalSteps);
   const history: LinprobeEpoch[] = [];
   const lossSum = torch.keep(torch.zeros([], { device: probe.linear.weight.device }));
   let step = 0;
@@ -143,7 +149,11 @@ async function trainProbe(
 /** The fast path: trains on features extracted once (shuffled per epoch by a seeded permutation). */
 export async function linprobeOnFeatures(train: FeatureSet, test: FeatureSet, numClasses: number, o: LinprobeOptions): Promise<LinprobeResult> {
   validate(o);
-  const n = train.features.shape[0];
+  const group = o.group && o.group.worldSize > 1 ? o.group : null;
+  if (group && !train.shard) throw new Error('linprobe: with a group of several ranks, the training features must be this rank’s shard');
+  if (train.shard && !group) throw new Error('linprobe: the training features are one rank’s shard: pass its group');
+  if (test.shard) throw new Error('linprobe: the test features must be the whole set on every rank');
+  const n = setSize(train);
   const D = train.features.shape[1];
   if (test.features.shape[1] !== D) throw new Error(`linprobe: train features have width ${D}, test features ${test.features.shape[1]}`);
   if (n < 2) throw new Error(`linprobe: need at least 2 training features, got ${n}`);
@@ -154,18 +164,22 @@ export async function linprobeOnFeatures(train: FeatureSet, test: FeatureSet, nu
   const B = Math.min(o.batchSize, n);
   const perEpoch = Math.floor(n / B); // drop the last incomplete batch (MAE: drop_last=True)
   const labelsAll = torch.keep(torch.tensor(train.labels, { dtype: 'int64', device }));
+  const rowOf = train.shard ? rowsByPosition(train.shard.positions, n) : null;
   async function* batches(epoch: number): AsyncGenerator<ProbeBatch> {
-    const perm = torch.scope(() => torch.randperm(n, { generator: new torch.Generator(seed * 1_000_003 + epoch) }).to({ device }));
+    const perm = torch.keep(torch.randperm(n, { generator: new torch.Generator(seed * 1_000_003 + epoch) }));
+    const order = group ? Int32Array.from(torch.scope(() => perm.to({ dtype: 'int32' }).data() as Int32Array)) : null;
+    const onDevice = torch.keep(perm.to({ device }));
     try {
       for (let i = 0; i < perEpoch; i++) {
-        const b = torch.scope(() => {
-          const idx = perm.narrow(0, i * B, B);
+        yield torch.scope(() => {
+          if (group) return assembleBatch(group, train.features, labelsAll, rowOf!, order!.subarray(i * B, (i + 1) * B));
+          const idx = onDevice.narrow(0, i * B, B);
           return { features: train.features.indexSelect(0, idx), labels: labelsAll.indexSelect(0, idx) };
         });
-        yield b;
       }
     } finally {
       perm.dispose();
+      onDevice.dispose();
     }
   }
   try {
@@ -176,6 +190,37 @@ export async function linprobeOnFeatures(train: FeatureSet, test: FeatureSet, nu
   } finally {
     labelsAll.dispose();
   }
+}
+
+/** rowOf[p]: the row holding dataset position p in this shard, or -1. */
+function rowsByPosition(positions: Int32Array, size: number): Int32Array {
+  const rowOf = new Int32Array(size).fill(-1);
+  positions.forEach((p, row) => (rowOf[p] = row));
+  return rowOf;
+}
+
+/**
+ * The global batch of dataset positions `batch` on every rank: each rank puts the rows it holds in their
+ * slots, zeros in the others, and a sum all-reduce fills every slot (x + 0 is exact, so the batch is the
+ * one a single process selects).
+ */
+function assembleBatch(group: ProcessGroup, features: Tensor, labels: Tensor, rowOf: Int32Array, batch: Int32Array): ProbeBatch {
+  const slots: number[] = [];
+  const rows: number[] = [];
+  batch.forEach((p, slot) => {
+    if (rowOf[p] >= 0) {
+      slots.push(slot);
+      rows.push(rowOf[p]);
+    }
+  });
+  const device = features.device;
+  const at = torch.tensor(Int32Array.from(slots), { dtype: 'int64', device });
+  const from = torch.tensor(Int32Array.from(rows), { dtype: 'int64', device });
+  const x = torch.zeros([batch.length, features.shape[1]], { device }).indexPut([at], features.indexSelect(0, from));
+  const y = torch.zeros([batch.length], { dtype: 'int64', device }).indexPut([at], labels.indexSelect(0, from));
+  const works = [group.startAllReduce(x), group.startAllReduce(y)];
+  for (const w of works) w.wait();
+  return { features: x, labels: y };
 }
 
 export interface OnlineLinprobeOptions extends LinprobeOptions {

@@ -1,6 +1,7 @@
 // The jobs behind `semaim knn | linprobe | finetune`: resolve the encoder, make the labelled data,
 // run the protocol, write `<out-dir>/<command>.json` and return the short table. Data-parallel (a
-// process group), every rank extracts or trains on its slices and rank 0 alone reports and writes.
+// process group), every rank extracts its slices, classifies or trains on its shard, and rank 0 alone
+// reports and writes.
 import { join } from 'node:path';
 import { saveTensors } from '../io';
 import { DataFactories, EvalDataRequest, LabelledData, RankSlice, Split } from '../data';
@@ -59,7 +60,10 @@ export async function makeSplits(
   return { train, test };
 }
 
-/** Loads the encoder and extracts train and test features (data-parallel with a group: rank 0 gets all of them, the others empty sets). */
+/**
+ * Loads the encoder and extracts train and test features. Data-parallel with a group: each rank keeps
+ * its shard of the training features and gets the whole test set (the test split is the small one).
+ */
 export async function encoderFeatures(
   o: KnnCommandOptions | LinprobeCommandOptions,
   f: DataFactories,
@@ -81,10 +85,9 @@ export async function encoderFeatures(
     try {
       checkImageShape(loaded.encoder, splits.train, 'train data');
       checkImageShape(loaded.encoder, splits.test, 'test data');
-      // rank 0 alone classifies or trains the probe: only it needs the features
-      const fo = { batchSize: o.evalBatchSize, pooling: o.pooling, precision: o.precision, group, gatherTo: 'rank0' as const };
-      train = await extractFeatures(loaded.encoder, splits.train, { ...fo, label: 'features (train)' });
-      const test = await extractFeatures(loaded.encoder, splits.test, { ...fo, label: 'features (test)' });
+      const fo = { batchSize: o.evalBatchSize, pooling: o.pooling, precision: o.precision, group };
+      train = await extractFeatures(loaded.encoder, splits.train, { ...fo, gatherTo: 'shard', label: 'features (train)' });
+      const test = await extractFeatures(loaded.encoder, splits.test, { ...fo, gatherTo: 'all', label: 'features (test)' });
       return {
         loaded,
         train,
@@ -110,7 +113,7 @@ export function knnRows(results: KnnResult[]): { name: string; accuracy: KnnResu
   return sorted.map((r) => ({ name: `k-NN k=${r.k}`, accuracy: r.accuracy }));
 }
 
-/** k-NN of the encoder's features; null on data-parallel ranks other than 0 (they only extract). */
+/** k-NN of the encoder's features; null on data-parallel ranks other than 0 (rank 0 reports). */
 export async function runKnn(o: KnnCommandOptions, f: DataFactories): Promise<EvalRun>;
 export async function runKnn(o: KnnCommandOptions, f: DataFactories, group: ProcessGroup | null): Promise<EvalRun | null>;
 export async function runKnn(o: KnnCommandOptions, f: DataFactories, group: ProcessGroup | null = null): Promise<EvalRun | null> {
@@ -120,13 +123,14 @@ export async function runKnn(o: KnnCommandOptions, f: DataFactories, group: Proc
   const t0 = Date.now();
   const ft = await encoderFeatures(o, f, source, group);
   try {
-    if (group && group.rank !== 0) return null;
     const results = knnClassify(ft.train, ft.test, {
       ks: parseKs(o.k),
       temperature: o.temperature,
       numClasses: ft.numClasses,
       chunkSize: o.chunkSize,
+      group,
     });
+    if (group && group.rank !== 0) return null;
     const result = makeResult('knn', knnRows(results), {
       source: ft.loaded.source,
       config: o,
@@ -159,10 +163,7 @@ export function linprobeOptionsFrom(o: LinprobeCommandOptions): LinprobeOptions 
   };
 }
 
-/**
- * The linear probe; null on data-parallel ranks other than 0 (they only extract features: the probe on
- * cached features is cheap next to the encoder pass, so rank 0 trains it alone).
- */
+/** The linear probe; null on data-parallel ranks other than 0 (rank 0 reports and writes the probe). */
 export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories): Promise<EvalRun>;
 export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories, group: ProcessGroup | null): Promise<EvalRun | null>;
 export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories, group: ProcessGroup | null = null): Promise<EvalRun | null> {
@@ -183,8 +184,11 @@ export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories, g
     const ft = await encoderFeatures(o, f, source, group);
     ({ loaded, train, test, numClasses, classNames, sizes } = ft);
     try {
-      if (group && group.rank !== 0) return null;
-      r = await linprobeOnFeatures(train, test, numClasses, lo);
+      r = await linprobeOnFeatures(train, test, numClasses, { ...lo, group });
+      if (group && group.rank !== 0) {
+        r.probe.dispose();
+        return null;
+      }
     } finally {
       disposeFeatures(train, test);
       loaded.encoder.dispose();

@@ -1,5 +1,6 @@
 // Data-parallel evaluation: features extracted by 2 and 3 ranks (each its slices of the batches, the
-// last global batch padded) and gathered equal one process's; `semaim knn` and `semaim linprobe` with
+// last global batch padded) and gathered equal one process's, as do the shards the ranks keep; k-NN and
+// the linear probe on shards of the training features give one process's results; `semaim knn` and `semaim linprobe` with
 // --nproc-per-node 2 give one process's results, written once, by rank 0; `semaim embed` on 2 and 3
 // processes writes one process's file.
 import { test } from 'node:test';
@@ -15,6 +16,9 @@ import { makeEvalData } from '../../src/data';
 import { extractPooledFeatures } from '../../src/eval/features';
 import { runWorkers, workerScript } from './helpers';
 import { FEATURE_ENCODER, featureEncoder } from './workers/features-case';
+import { CASE, PROBE, shardPositions, shardedCase } from './workers/sharded-case';
+import { knnClassify } from '../../src/eval/knn';
+import { linprobeOnFeatures } from '../../src/eval/linprobe';
 import { maxDiff, writeEncoder } from '../eval/helpers';
 import { encode, picture, write } from '../data/helpers';
 import type { EmbedList } from '../../src/eval/embed';
@@ -52,6 +56,63 @@ test('features from 2 and 3 ranks, gathered on every rank or on rank 0, equal on
   }
   for (const s of one.values()) s.features.dispose();
   encoder.dispose();
+});
+
+test('features kept as shards by 2 and 3 ranks: every image once, padding dropped, equal to one process’s rows', { skip: gloo }, async () => {
+  torch.setNumThreads(1);
+  const encoder = featureEncoder();
+  const data = makeEvalData({ split: 'train', dataset: 'synthetic', imgSize: FEATURE_ENCODER.imgSize, limit: IMAGES, seed: 0, numWorkers: 0 });
+  const one = await extractPooledFeatures(encoder, data, ['cls', 'mean'], { batchSize: BATCH, label: null });
+  await data.close();
+  for (const W of [2, 3]) {
+    const out = join(root, `shards-${W}.safetensors`);
+    const runs = await runWorkers(workerScript('features'), W, [out, String(IMAGES), String(BATCH), 'shard']);
+    const seen = new Int32Array(IMAGES);
+    for (const r of runs) {
+      assert.equal(r.code, 0, `rank ${r.rank}: ${r.stderr}`);
+      const got = loadTensors(`${out}.rank${r.rank}`).tensors;
+      const positions = Array.from(got.get('positions')!.data() as Int32Array);
+      assert.deepEqual(r.lines[0], { rank: r.rank, rows: positions.length, sameLabels: true });
+      for (const p of positions) seen[p]++;
+      const at = torch.tensor(Int32Array.from(positions), { dtype: 'int64' });
+      for (const k of ['cls', 'mean'] as const) {
+        const want = one.get(k)!.features.indexSelect(0, at);
+        const d = maxDiff(got.get(k)!.toFloat32Array(), want.toFloat32Array());
+        assert.ok(d <= 1e-5, `${W} ranks, rank ${r.rank}, ${k}: max |diff| ${d}`);
+        want.dispose();
+      }
+      assert.deepEqual(Array.from(got.get('labels')!.data() as Int32Array), positions.map((p) => one.get('cls')!.labels[p]));
+      at.dispose();
+      for (const t of got.values()) t.dispose();
+    }
+    assert.deepEqual([...seen].filter((c) => c !== 1), [], `${W} ranks: every image in exactly one shard`);
+  }
+  for (const s of one.values()) s.features.dispose();
+  encoder.dispose();
+});
+
+test('k-NN and the linear probe on shards of the training features (one shard smaller than k) give one process’s results on every rank', { skip: gloo }, async () => {
+  torch.setNumThreads(1);
+  const { train, test: testSet } = shardedCase();
+  const knn = knnClassify(train, testSet, { ks: CASE.ks, numClasses: CASE.classes, chunkSize: 16, label: null });
+  const probe = await linprobeOnFeatures(train, testSet, CASE.classes, PROBE);
+  const tensors = Object.fromEntries([...probe.probe.stateDict()].map(([k, t]) => [k, Array.from(t.toFloat32Array())]));
+  for (const W of [2, 3]) {
+    assert.ok(shardPositions(W - 1, W).length < Math.max(...CASE.ks), 'a shard holds fewer rows than the largest k');
+    const runs = await runWorkers(workerScript('sharded-eval'), W);
+    for (const r of runs) {
+      assert.equal(r.code, 0, `rank ${r.rank}: ${r.stderr}`);
+      const got = r.lines[0] as { rows: number; knn: unknown; probe: { top1: number; history: unknown; tensors: Record<string, number[]> } };
+      assert.equal(got.rows, shardPositions(r.rank, W).length);
+      assert.deepEqual(got.knn, JSON.parse(JSON.stringify(knn)), `${W} ranks, rank ${r.rank}: k-NN accuracies`);
+      assert.deepEqual(got.probe.history, JSON.parse(JSON.stringify(probe.history)), `${W} ranks, rank ${r.rank}: probe losses per epoch`);
+      assert.equal(got.probe.top1, probe.accuracy.top1);
+      for (const [k, v] of Object.entries(tensors)) assert.deepEqual(got.probe.tensors[k], v, `${W} ranks, rank ${r.rank}: probe ${k}`);
+    }
+  }
+  probe.probe.dispose();
+  train.features.dispose();
+  testSet.features.dispose();
 });
 
 function cli(args: string[]): { code: number | null; out: string } {
