@@ -9,7 +9,8 @@
 // Per side: ms/step at 1 and 2 processes; the per-step overhead of going data-parallel (2-process step
 // − 1-process step); and the exposed all-reduce (2-process step − the same step under no_sync/noSync,
 // which has no collective but the same CPU contention) with its share of the step.
-// Target: our overhead per step no worse than PyTorch DDP's.
+// Target: our overhead per step no worse than PyTorch DDP's. Both sides also run with the gradients
+// all-reduced in fp16 (--grad-compress fp16 / DDP's fp16_compress_hook): half the bytes, and the casts.
 //
 // Options: --batch N (per process, 8), --steps N (8), --nosync-steps N (8), --warmup N (2),
 //          --threads N (1), --rounds N (1; the order of the runs flips each round), --quick (1 + 2 steps),
@@ -37,13 +38,15 @@ const threads = Number(opt('threads', '1'));
 const rounds = Number(opt('rounds', '1'));
 const MODEL = { preset: 'vit_tiny', img: 32, patch: 4, decoderDepth: 12, label: 'ViT-Tiny/4, 32², 12 dec' };
 
-type RunKey = 'ts-1' | 'torch-1' | 'ts-2-overlap' | 'ts-2-after' | 'torch-2';
+type RunKey = 'ts-1' | 'torch-1' | 'ts-2-overlap' | 'ts-2-after' | 'torch-2' | 'ts-2-fp16' | 'torch-2-fp16';
 interface Run {
   key: RunKey;
   side: 'ts' | 'pytorch';
   procs: number;
   mode: string;
   label: string;
+  /** Gradients all-reduced in fp16 (ours: --grad-compress fp16; PyTorch: fp16_compress_hook). */
+  fp16?: boolean;
 }
 const RUNS: Run[] = [
   { key: 'ts-1', side: 'ts', procs: 1, mode: 'none', label: 'TypeScript' },
@@ -51,6 +54,8 @@ const RUNS: Run[] = [
   { key: 'ts-2-overlap', side: 'ts', procs: 2, mode: 'overlap', label: 'TypeScript, DDP overlap (c10d Reducer, hooks)' },
   { key: 'torch-2', side: 'pytorch', procs: 2, mode: 'DistributedDataParallel', label: 'PyTorch DistributedDataParallel' },
   { key: 'ts-2-after', side: 'ts', procs: 2, mode: 'after-backward', label: 'TypeScript, DDP after-backward' },
+  { key: 'ts-2-fp16', side: 'ts', procs: 2, mode: 'overlap', label: 'TypeScript, DDP overlap, fp16 gradients', fp16: true },
+  { key: 'torch-2-fp16', side: 'pytorch', procs: 2, mode: 'DistributedDataParallel', label: 'PyTorch DDP, fp16_compress_hook', fp16: true },
 ];
 
 interface Result {
@@ -103,6 +108,7 @@ function commandOf(r: Run): [string, string[]] {
     '--threads',
     String(threads),
   ];
+  if (r.fp16) common.push('--compress', 'fp16');
   return r.side === 'ts'
     ? [process.execPath, [path.join(__dirname, 'distributed_worker.js'), ...common, '--mode', r.mode === 'none' ? 'overlap' : r.mode]]
     : [PY, [path.join(ROOT, 'bench', 'distributed_torch.py'), ...common]];
@@ -206,7 +212,9 @@ function report(s: Partial<Record<RunKey, Summary>>, started: Date, loads: numbe
     const b = base(r);
     const exposed = r.procs > 1 ? x.ms - x.nosync : NaN;
     const over = r.procs > 1 && b ? x.ms - b.ms : NaN;
-    const how = r.procs === 1 ? '–' : r.key === 'ts-2-after' ? `after backward (all-reduce wait ${f0(x.afterSync)} ms)` : 'during backward (gradient hooks)';
+    const how =
+      (r.procs === 1 ? '–' : r.key === 'ts-2-after' ? `after backward (all-reduce wait ${f0(x.afterSync)} ms)` : 'during backward (gradient hooks)') +
+      (r.fp16 ? ', in fp16' : '');
     lines.push(
       `| ${r.label} | ${r.procs} | ${how} | ` +
         `${f0(x.ms)} | ${((batch * r.procs * 1000) / x.ms).toFixed(1)} | ${f0(x.backward)} | ${r.procs > 1 ? f0(x.nosync) : '–'} | ` +
@@ -229,6 +237,17 @@ function report(s: Partial<Record<RunKey, Summary>>, started: Date, loads: numbe
         `${(100 * rel('torch-2', 'torch-1')).toFixed(1)}% of the 1-process step): ${o <= torchOver ? 'no worse' : 'worse'}; ` +
         `CPU cost of the sync ${f0(cpuCost)} vs ${f0(torchCpuCost)} ms/step: ${cpuCost <= torchCpuCost ? 'no worse' : 'worse'}.`,
     );
+  }
+  for (const [k, full] of [
+    ['ts-2-fp16', 'ts-2-overlap'],
+    ['torch-2-fp16', 'torch-2'],
+  ] as const) {
+    const [x, y] = [s[k], s[full]];
+    if (x && y)
+      notes.push(
+        `- ${RUNS.find((r) => r.key === k)?.label}: ${f0(x.ms)} vs ${f0(y.ms)} ms/step in fp32 (${(x.ms / y.ms).toFixed(2)}×); ` +
+          `exposed all-reduce ${f0(x.ms - x.nosync)} vs ${f0(y.ms - y.nosync)} ms.`,
+      );
   }
   if (s['ts-1'] && s['torch-1']) notes.push(`- 1 process: TS/PyTorch step time ${(s['ts-1'].ms / s['torch-1'].ms).toFixed(2)}.`);
   if (s['ts-2-overlap']?.res.buckets)

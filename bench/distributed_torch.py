@@ -34,6 +34,7 @@ def main():
     ap.add_argument('--steps', type=int, default=8)
     ap.add_argument('--nosync-steps', type=int, default=8)
     ap.add_argument('--threads', type=int, default=1)
+    ap.add_argument('--compress', choices=['none', 'fp16'], default='none')
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -46,6 +47,9 @@ def main():
     D, depth, heads = PRESETS[a.preset]
     model = SemAIM(a.img, a.patch, D, depth, heads, a.decoder_depth).init_weights()
     net = torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False) if distributed else model
+    if distributed and a.compress == 'fp16':
+        from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+        net.register_comm_hook(None, default_hooks.fp16_compress_hook)
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         (no_decay if p.ndim <= 1 or name.endswith('.bias') or name in ('cls_token', 'pos_embed') else decay).append(p)

@@ -6,7 +6,7 @@
 // at all, the same work without the all-reduce), alternating. Prints one JSON line on stdout.
 //
 //   node dist/bench/distributed_worker.js --preset vit_tiny --img 32 --patch 4 --decoder-depth 12 \
-//        --batch 16 --warmup 2 --steps 8 --nosync-steps 8 --threads 1 --mode overlap|after-backward
+//        --batch 16 --warmup 2 --steps 8 --nosync-steps 8 --threads 1 --mode overlap|after-backward [--compress fp16]
 import * as torch from '../src/torch';
 import * as dist from '../src/dist';
 import { SemAIM, makeConfig } from '../src/semaim';
@@ -51,6 +51,7 @@ async function main(): Promise<void> {
   const nosyncSteps = Number(opt('nosync-steps', '8'));
   const threads = Number(opt('threads', '1'));
   const mode = opt('mode', 'overlap') as dist.GradSyncMode;
+  const compress = opt('compress', 'none') as dist.GradCompression;
   torch.setNumThreads(threads);
 
   const group = dist.isWorkerProcess() ? await dist.initProcessGroup({ timeoutMs: 10 * 60_000 }) : null;
@@ -64,7 +65,7 @@ async function main(): Promise<void> {
     order: { type: 'semantic', source: 'online', filter: true, lambda: 0.01 },
   });
   const model = new SemAIM(cfg).initWeights();
-  const ddp = group && group.worldSize > 1 ? new dist.DistributedDataParallel(model, group, { mode }) : null;
+  const ddp = group && group.worldSize > 1 ? new dist.DistributedDataParallel(model, group, { mode, compress }) : null;
   const lr = scaleLr(2e-4, batch * (group?.worldSize ?? 1));
   const groups = paramGroupsWeightDecay(model.namedParameters(), { weightDecay: 0.05, noWeightDecay: ['cls_token', 'pos_embed'] });
   const optimizer = new AdamW(groups, { lr, betas: [0.9, 0.95], weightDecay: 0.05 });

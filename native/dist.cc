@@ -671,13 +671,43 @@ Napi::Value ProcessGroupHandle::Init(const Napi::CallbackInfo& info) {
 // gradient / world size) while backward goes on; at the end of backward the averaged buckets are
 // copied back into the gradients. prepareBackward() arms it for the next backward (DDP's forward
 // does the same); a backward without it (gradient accumulation) leaves the gradients local.
+// DDP's fp16_compress_hook (and its bf16 twin): each bucket is cast to the half type, divided by the
+// world size before the sum (so that the sum cannot overflow), all-reduced, and cast back into the
+// bucket. Half the bytes on the wire; the gradients lose the precision the half type lacks.
+// (On CommHookInterface itself: CppCommHookInterface's parseHookResult calls a function Debian's 1.13
+// does not export.)
+class HalfCompressHook : public c10d::CommHookInterface {
+ public:
+  HalfCompressHook(const c10::intrusive_ptr<c10d::ProcessGroup>& pg, at::ScalarType type) : state_(pg), type_(type) {}
+
+  c10::intrusive_ptr<c10::ivalue::Future> runHook(c10d::GradBucket& bucket) override {
+    at::Tensor compressed = bucket.getBufferRef().to(type_);
+    compressed.div_(state_->getSize());
+    std::vector<at::Tensor> tensors = {compressed};
+    auto reduced = state_->allreduce(tensors)->getFuture();
+    at::Tensor buffer = bucket.getBufferRef();
+    auto decompress = [buffer](c10::ivalue::Future& f) {
+      buffer.copy_(f.value().toTensorVector()[0]);
+      return c10::IValue(buffer);
+    };
+    return reduced->then(decompress, reduced->elementType());
+  }
+
+  at::Tensor parseHookResult(const c10::IValue& result) override { return result.isTensor() ? result.toTensor() : result.toTensorVector()[0]; }
+
+ private:
+  c10::intrusive_ptr<c10d::ProcessGroup> state_;
+  at::ScalarType type_;
+};
+
 class GradReducerHandle : public Napi::ObjectWrap<GradReducerHandle> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "GradReducer",
                        {InstanceMethod("prepareForward", &GradReducerHandle::PrepareForward),
                         InstanceMethod("prepareBackward", &GradReducerHandle::PrepareBackward),
-                        InstanceMethod("buckets", &GradReducerHandle::Buckets), InstanceMethod("dispose", &GradReducerHandle::Dispose)});
+                        InstanceMethod("buckets", &GradReducerHandle::Buckets), InstanceMethod("compress", &GradReducerHandle::Compress),
+                        InstanceMethod("dispose", &GradReducerHandle::Dispose)});
   }
 
   // new GradReducer(group, params, bucketCapBytes, firstBucketCapBytes, findUnusedParameters)
@@ -707,6 +737,7 @@ class GradReducerHandle : public Napi::ObjectWrap<GradReducerHandle> {
         auto& limits = std::get<1>(assignment);
         buckets_.assign(indices.rbegin(), indices.rend());
         std::vector<size_t> limitsRev(limits.rbegin(), limits.rend());
+        pg_ = pg;
         reducer_ = new c10d::Reducer(params, buckets_, limitsRev, pg, std::vector<bool>(params.size(), false), cap, findUnused,
                                      /*gradient_as_bucket_view=*/false, std::unordered_map<size_t, std::string>{}, first);
       } catch (const Napi::Error&) {
@@ -753,6 +784,18 @@ class GradReducerHandle : public Napi::ObjectWrap<GradReducerHandle> {
     })
   }
 
+  // compress(dtype): all-reduce every bucket in 'float16' or 'bfloat16' (HalfCompressHook). Before the
+  // first backward, once.
+  Napi::Value Compress(const Napi::CallbackInfo& info) {
+    SEMAIM_GUARD("GradReducer.compress", {
+      c10d::Reducer& r = reducer("compress");
+      at::ScalarType type = argDtype(info, 0);
+      if (type != at::kHalf && type != at::kBFloat16) throw std::invalid_argument("gradient compression takes float16 or bfloat16");
+      r.register_comm_hook(std::make_unique<HalfCompressHook>(pg_, type));
+      return info.Env().Undefined();
+    })
+  }
+
   // The initial bucket assignment (parameter indices per bucket, in all-reduce order).
   Napi::Value Buckets(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -778,9 +821,11 @@ class GradReducerHandle : public Napi::ObjectWrap<GradReducerHandle> {
       delete r;  // ~Reducer is noexcept(false): it asserts while removing its hooks
     } catch (...) {
     }
+    pg_.reset();
   }
 
   c10d::Reducer* reducer_ = nullptr;
+  c10::intrusive_ptr<c10d::ProcessGroup> pg_;
   std::vector<std::vector<size_t>> buckets_;
   Where where_;
 };

@@ -3,7 +3,7 @@
 // factories they are given (the real datasets by default).
 import { Command, defineCommand } from './command';
 import { DATA_FACTORIES, DataFactories } from '../data';
-import { FINETUNE_OPTIONS, KNN_OPTIONS, LINPROBE_OPTIONS, validateEval, validateLinprobe } from '../eval/options';
+import { FINETUNE_OPTIONS, KNN_OPTIONS, LINPROBE_OPTIONS, validateEval, validateFinetune, validateLinprobe } from '../eval/options';
 import { ABLATE_OPTIONS, validateAblate } from '../experiments/ablate-options';
 import { runFinetune, runKnn, runLinprobe } from '../eval/run';
 import { ablate, measureAblation } from '../experiments/ablate';
@@ -63,7 +63,7 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
         'A run killed at any moment continues from its last checkpoint when started again with the same --out-dir.\n' +
         'Writes <out-dir>/finetune.json at the end.',
       options: FINETUNE_OPTIONS,
-      validate: validateEval,
+      validate: validateFinetune,
       preflight: (o) => {
         checkDataPath(o);
         resolveEncoder(o.checkpoint, o);

@@ -12,9 +12,12 @@
 //  - 'after-backward': once backward has returned, the gradients are all-reduced in buckets of ~25 MB
 //    (one coalesced collective per bucket: flattened, reduced, copied back), all started before the
 //    first is waited for.
+// Either way the gradients may travel in half precision (`compress`, DDP's fp16/bf16 compress hooks):
+// cast to fp16 or bf16, divided by the world size, summed, cast back. Half the bytes; each averaged
+// gradient keeps the half type's precision (fp16: 11 significant bits, bf16: 8).
 // Gradient accumulation: micro-steps inside noSync() (or backward(loss, { sync: false })) keep their
 // gradients local; the last micro-step's backward synchronises the accumulated sum.
-import type { Tensor } from '../torch';
+import type { DType, Tensor } from '../torch';
 import * as torch from '../torch';
 import { dtypeBytes } from '../torch';
 import { distNative, NativeGradReducer } from './native-dist';
@@ -22,6 +25,9 @@ import type { ProcessGroup, Work } from './process-group';
 import { distError, isDistError } from './errors';
 
 export type GradSyncMode = 'overlap' | 'after-backward';
+export type GradCompression = 'none' | 'fp16' | 'bf16';
+
+const HALF: Record<Exclude<GradCompression, 'none'>, DType> = { fp16: 'float16', bf16: 'bfloat16' };
 
 export interface DdpOptions {
   /** Bucket size for the gradient all-reduce (PyTorch's default 25 MB). */
@@ -36,6 +42,8 @@ export interface DdpOptions {
    * reduction in the prior iteration" error. 'after-backward' treats a missing gradient as zeros.
    */
   findUnusedParameters?: boolean;
+  /** All-reduce the gradients in fp16 or bf16 (half the bytes). Default 'none' (their own dtype). */
+  compress?: GradCompression;
 }
 
 /** What the data-parallel wrapper needs of a model. */
@@ -54,6 +62,7 @@ export class DistributedDataParallel {
   private readonly reducer: NativeGradReducer | null = null;
   private readonly bucketsAfter: number[][] = [];
   private readonly findUnused: boolean;
+  private readonly half: DType | null;
   private noSyncDepth = 0;
   private disposed = false;
 
@@ -76,6 +85,7 @@ export class DistributedDataParallel {
         `works on ${group.device}: move the model to its device first`);
     }
     this.findUnused = !!o.findUnusedParameters;
+    this.half = checkCompression(o.compress ?? 'none', group);
     const mode = o.mode === undefined || o.mode === 'auto' ? (distNative.GradReducer ? 'overlap' : 'after-backward') : o.mode;
     if (mode === 'overlap' && !distNative.GradReducer) {
       throw new Error("DistributedDataParallel: mode 'overlap' needs c10d's Reducer, which this build of the addon lacks; use 'after-backward'");
@@ -85,6 +95,7 @@ export class DistributedDataParallel {
     if (mode === 'overlap') {
       const Reducer = distNative.GradReducer as NonNullable<typeof distNative.GradReducer>;
       this.reducer = new Reducer(group.native, tensors.map((p) => p.h), cap, first, this.findUnused);
+      if (this.half) this.reducer.compress(this.half as 'float16' | 'bfloat16');
     } else {
       this.checkSameParameters();
       this.bucketsAfter = bucketsBySize(tensors, cap);
@@ -142,6 +153,7 @@ export class DistributedDataParallel {
     const t0 = performance.now();
     const works: Work[] = [];
     const grads: Tensor[] = [];
+    const compressed: Tensor[][] = [];
     try {
       for (const bucket of this.bucketsAfter) {
         const gs = bucket.map((i) => {
@@ -156,11 +168,27 @@ export class DistributedDataParallel {
           grads.push(g);
           return g;
         });
-        works.push(this.group.startAllReduce(gs, 'avg', { coalesced: true }));
+        if (!this.half) {
+          works.push(this.group.startAllReduce(gs, 'avg', { coalesced: true }));
+          continue;
+        }
+        // as the Reducer's compress hook: cast, divide before the sum, sum, cast back
+        const half = this.half;
+        const hs = torch.noGrad(() => gs.map((g) => torch.keep(g.to({ dtype: half }).div_(this.group.worldSize))));
+        compressed.push(hs);
+        works.push(this.group.startAllReduce(hs, 'sum', { coalesced: true }));
       }
       for (const w of works) w.wait();
+      let next = 0;
+      if (this.half) {
+        for (const bucket of this.bucketsAfter) {
+          const hs = compressed[next++];
+          torch.noGrad(() => bucket.forEach((i, k) => this.params[i][1].grad!.copy_(hs[k])));
+        }
+      }
     } finally {
       for (const g of grads) g.dispose();
+      for (const hs of compressed) for (const h of hs) h.dispose();
     }
     this.lastSyncMs = performance.now() - t0;
   }
@@ -196,6 +224,25 @@ export class DistributedDataParallel {
     this.disposed = true;
     this.reducer?.dispose();
   }
+}
+
+/** The half dtype gradients travel in (null: their own), refused where the backend cannot sum it. */
+function checkCompression(compress: GradCompression, group: ProcessGroup): DType | null {
+  if (compress === 'none') return null;
+  if (!(compress in HALF)) throw new RangeError(`DistributedDataParallel: compress must be 'none', 'fp16' or 'bf16', got '${compress}'`);
+  const why = compressionRefusal(compress, group.backend);
+  if (why) throw new Error(`DistributedDataParallel: ${why}`);
+  return HALF[compress];
+}
+
+/** Why a backend cannot all-reduce gradients compressed this way, or null. */
+export function compressionRefusal(compress: GradCompression, backend: 'gloo' | 'nccl'): string | null {
+  const v = torch.version();
+  // Gloo learnt to sum bfloat16 in PyTorch 2.2 (pytorch/pytorch#113557); NCCL has it from 2.10
+  if (compress === 'bf16' && backend === 'gloo' && (v.major < 2 || (v.major === 2 && v.minor < 2))) {
+    return `the gloo backend of libtorch ${v.torch} cannot sum bfloat16: compress the gradients with 'fp16', or use libtorch ≥ 2.2`;
+  }
+  return null;
 }
 
 /**

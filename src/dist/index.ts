@@ -7,9 +7,9 @@ export {
   destroyProcessGroup, rankSlice, DEFAULT_TIMEOUT_MS,
 } from './process-group';
 export type { Backend, ReduceOp, InitOptions, CollectiveOptions } from './process-group';
-export { DistributedDataParallel, bucketsBySize } from './ddp';
-export type { DdpOptions, GradSyncMode, ParameterOwner } from './ddp';
-export { launchWorkers, launchOptionsFrom, stripLaunchFlags, freePort, LAUNCH_OPTIONS } from './launch';
+export { DistributedDataParallel, bucketsBySize, compressionRefusal } from './ddp';
+export type { DdpOptions, GradCompression, GradSyncMode, ParameterOwner } from './ddp';
+export { launchWorkers, launchOptionsFrom, stripLaunchFlags, freePort, LAUNCH_OPTIONS, GRAD_SYNC_OPTIONS } from './launch';
 export type { LaunchOptions, LaunchResult, LaunchFlags } from './launch';
 export { isDistError, classifyDistMessage } from './errors';
 export type { DistError, DistErrorCode } from './errors';

@@ -5,7 +5,8 @@
 // period) and reports the failed rank with its last lines of output.
 import { spawn, ChildProcess } from 'node:child_process';
 import * as net from 'node:net';
-import { defineOptions } from '../util/options';
+import { OptionError, defineOptions } from '../util/options';
+import { compressionRefusal, GradCompression } from './ddp';
 
 export interface LaunchOptions {
   /** Workers on this machine. */
@@ -55,6 +56,20 @@ export const LAUNCH_OPTIONS = defineOptions({
     help: 'rendezvous port on node 0 (0: a free port with one node, 29500 with several)',
   },
 });
+
+/** How data-parallel training commands (pretrain, finetune) synchronise gradients. */
+export const GRAD_SYNC_OPTIONS = defineOptions({
+  gradCompress: {
+    mayChangeOnResume: true, type: 'string', default: 'none', choices: ['none', 'fp16', 'bf16'],
+    help: "data-parallel: all-reduce the gradients in fp16 or bf16 (half the bytes on the wire, DDP's compress hooks; bf16 on the CPU needs libtorch >= 2.2)",
+  },
+});
+
+/** Refuses, before any work, a --grad-compress that the backend the device implies cannot sum. */
+export function checkGradSync(o: { gradCompress: string; device: string }): void {
+  const why = compressionRefusal(o.gradCompress as GradCompression, o.device.startsWith('cuda') ? 'nccl' : 'gloo');
+  if (why) throw new OptionError('gradCompress', why);
+}
 
 /** The launcher's option values (LAUNCH_OPTIONS keys). */
 export interface LaunchFlags {

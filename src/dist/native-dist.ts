@@ -52,6 +52,8 @@ export interface NativeGradReducer {
   prepareForward(countIteration: boolean): void;
   prepareBackward(outputs?: TensorHandle[]): void;
   buckets(): number[][];
+  /** All-reduce every bucket in a half type (DDP's fp16/bf16 compress hook); before the first backward. */
+  compress(dtype: 'float16' | 'bfloat16'): void;
   dispose(): void;
 }
 

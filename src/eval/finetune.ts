@@ -21,7 +21,7 @@ import { rankSlice, type ProcessGroup } from '../dist';
 import { Accuracy, AccuracyTally } from './accuracy';
 import { ClassifierConfig, ViTClassifier } from './classifier';
 import { Mixup, softTargetCrossEntropy } from './mix';
-import { FINETUNE_OPTIONS, FinetuneOptions, validateEval } from './options';
+import { FINETUNE_OPTIONS, FinetuneOptions, validateFinetune } from './options';
 
 export interface FinetuneData {
   train: LabelledData;
@@ -104,7 +104,7 @@ export function makeFinetuneOptimizer(model: ViTClassifier, o: FinetuneOptions, 
  */
 export async function finetune(o: FinetuneOptions, data: FinetuneData, hooks: FinetuneHooks = {}, source?: EncoderSource): Promise<FinetuneResult> {
   const log = hooks.log ?? ((l: string) => process.stderr.write(l + '\n'));
-  validateEval(o);
+  validateFinetune(o);
   source ??= resolveEncoder(o.checkpoint, o);
   const numClasses = data.train.numClasses;
   if (data.test.numClasses !== numClasses) throw new Error(`train data has ${numClasses} classes, test data ${data.test.numClasses}`);

@@ -5,7 +5,7 @@ import { parseKs } from './knn';
 import { autoPrecision, checkPrecision } from '../run/precision';
 import { checkDevice } from '../run/device';
 import { IMAGE_INPUT_OPTIONS, ImageInputOptions } from '../data/options';
-import { LAUNCH_OPTIONS } from '../dist/launch';
+import { GRAD_SYNC_OPTIONS, LAUNCH_OPTIONS, checkGradSync } from '../dist/launch';
 
 export const DATA_OPTIONS = defineOptions({
   dataset: { type: 'string', default: 'cifar10', help: 'labelled dataset (e.g. cifar10, synthetic, folder), as the data adapter names them' },
@@ -158,6 +158,7 @@ export const FINETUNE_OPTIONS = defineOptions({
   resume: { mayChangeOnResume: true, type: 'boolean', default: true, help: 'continue from the latest checkpoint in out-dir if there is one' },
   // data-parallel (docs/DISTRIBUTED.md)
   ...LAUNCH_OPTIONS,
+  ...GRAD_SYNC_OPTIONS,
 });
 
 export type KnnCommandOptions = Options<typeof KNN_OPTIONS>;
@@ -211,4 +212,10 @@ export function checkLinprobeProcesses(o: { cacheFeatures: boolean }, processes:
 export function validateLinprobe(o: LinprobeCommandOptions): void {
   validateEval(o);
   checkLinprobeProcesses(o, o.nprocPerNode * o.nnodes);
+}
+
+/** Fine-tuning's checks: the shared ones, and a gradient compression the backend can sum. */
+export function validateFinetune(o: FinetuneOptions): void {
+  validateEval(o);
+  checkGradSync(o);
 }

@@ -15,7 +15,15 @@ import { FeatureSet, checkImageShape, disposeFeatures, extractFeatures } from '.
 import { FinetuneHooks, finetune } from './finetune';
 import { KnnResult, knnClassify, parseKs } from './knn';
 import { LinprobeOptions, linprobeOnFeatures, linprobeOnline } from './linprobe';
-import { EvalCommonOptions, FinetuneOptions, KnnCommandOptions, LinprobeCommandOptions, checkLinprobeProcesses, validateEval } from './options';
+import {
+  EvalCommonOptions,
+  FinetuneOptions,
+  KnnCommandOptions,
+  LinprobeCommandOptions,
+  checkLinprobeProcesses,
+  validateEval,
+  validateFinetune,
+} from './options';
 import { EvalResult, formatResult, makeResult, writeResult } from './result';
 
 export interface EvalRun {
@@ -243,7 +251,7 @@ export interface FinetuneRun {
 }
 
 export async function runFinetune(o: FinetuneOptions, f: DataFactories, hooks: FinetuneHooks = {}): Promise<FinetuneRun> {
-  validateEval(o);
+  validateFinetune(o);
   const source = resolveEncoder(o.checkpoint, o);
   setProcessThreads(o.threads);
   const t0 = Date.now();

@@ -170,7 +170,13 @@ const NEUTRAL = new Set([
 ]);
 
 /** Options added after fingerprints were first recorded: left out at their defaults, so earlier runs still match. */
-const ADDED_LATER: Record<string, unknown> = { maxImagePixels: DEFAULT_MAX_IMAGE_PIXELS, exifOrientation: 'ignore', verify: true, decayClsToken: false };
+const ADDED_LATER: Record<string, unknown> = {
+  maxImagePixels: DEFAULT_MAX_IMAGE_PIXELS,
+  exifOrientation: 'ignore',
+  verify: true,
+  decayClsToken: false,
+  gradCompress: 'none',
+};
 
 function recipeOptions(pretrainOptions: Record<string, unknown>): Record<string, unknown> {
   return Object.fromEntries(

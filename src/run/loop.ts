@@ -17,7 +17,7 @@ import { optimizerStep } from './optimizer-step';
 import { cudnnAutotune } from './cudnn-autotune';
 import { StopRequest, StopSignal, catchStopSignals } from './signals';
 import type { OptionTable } from '../util/options';
-import { DistributedDataParallel, ProcessGroup, rankSlice } from '../dist';
+import { DistributedDataParallel, GradCompression, ProcessGroup, rankSlice } from '../dist';
 import { TrainState, StopReason } from './train-state';
 
 export type { StopReason };
@@ -38,6 +38,8 @@ export interface LoopSettings {
   clipGrad: number;
   /** The data-parallel group this process trains in (absent or null: one process). */
   group?: ProcessGroup | null;
+  /** Data-parallel: the gradients all-reduced in fp16 or bf16 (default 'none'). */
+  gradCompress?: string;
 }
 
 /** What differs between trainers. */
@@ -143,7 +145,8 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
   const releaseSignals = catchStopSignals(stop, log);
   const restoreCudnn = cudnnAutotune(run.device);
   // after the resume: every rank starts from rank 0's parameters (the same checkpoint anyway)
-  const ddp = group ? new DistributedDataParallel(model, group, job.forwardBackward ? { mode: 'after-backward' } : {}) : null;
+  const compress = (run.gradCompress ?? 'none') as GradCompression;
+  const ddp = group ? new DistributedDataParallel(model, group, { compress, ...(job.forwardBackward && { mode: 'after-backward' }) }) : null;
   const restoreSlice = setBatchSlice(rankSlice(group));
   const startEpoch = state.epoch;
   model.train();

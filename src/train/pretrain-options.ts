@@ -11,7 +11,7 @@ import { fused } from '../torch';
 import { AUTHORS_SEMANTIC_ORDER, DEFAULT_ORDER, ConfigError, EncoderConfig, OrderConfig, PRESETS, SemAIMConfig, TargetConfig, validateConfig } from '../semaim';
 import type { TrainDataRequest } from '../data';
 import { IMAGE_INPUT_OPTIONS, imageInputOptions } from '../data/options';
-import { LAUNCH_OPTIONS } from '../dist/launch';
+import { GRAD_SYNC_OPTIONS, LAUNCH_OPTIONS, checkGradSync } from '../dist/launch';
 
 /**
  * How a GPU executes the step, not what it computes: shared by pretrain and the studies that pre-train
@@ -154,6 +154,7 @@ export const PRETRAIN_OPTIONS = defineOptions({
   resume: { mayChangeOnResume: true, type: 'boolean', default: true, help: 'continue from the latest checkpoint in out-dir if there is one' },
   // data-parallel (docs/DISTRIBUTED.md)
   ...LAUNCH_OPTIONS,
+  ...GRAD_SYNC_OPTIONS,
 });
 
 export type PretrainOptions = Options<typeof PRETRAIN_OPTIONS>;
@@ -311,6 +312,7 @@ export function validatePretrain(o: PretrainOptions): void {
   }
   checkCudaGraphs(o);
   fusedKindsOf(o);
+  checkGradSync(o);
 }
 
 /** --fused: the kernel kinds, refused before any work where they cannot run (compiles them on a GPU). */

@@ -1,8 +1,9 @@
 // Data-parallel training is the same function as one process with the whole batch: 2 Gloo processes
 // × batch b against 1 process × batch 2b, in float64, for a small MLP and a small SemAIM model, with
 // c10d's Reducer (gradients all-reduced from hooks during backward) and after backward, with and
-// without gradient accumulation (noSync), through global-norm clipping and AdamW; and a peer that dies
-// before a synchronised backward.
+// without gradient accumulation (noSync), through global-norm clipping and AdamW; gradients all-reduced
+// in fp16/bf16 (the compress hook's arithmetic exactly, in both modes); and a peer that dies before a
+// synchronised backward.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as torch from '../../src/torch';
@@ -91,5 +92,27 @@ test('bucketsBySize: reverse order, caps, one dtype per bucket, an oversized ten
     assert.deepEqual(dist.bucketsBySize(ts, 1000), [[4], [3], [2, 1, 0]]);
   } finally {
     for (const t of ts) t.dispose();
+  }
+});
+
+test('gradients compressed to fp16 (bf16 where Gloo sums it) give the compress hook’s arithmetic exactly, with the Reducer and after backward', { skip: gloo }, async () => {
+  const runs = await runWorkers(workerScript('ddp-compress'), 2);
+  const v = torch.version();
+  const glooBf16 = v.major > 2 || (v.major === 2 && v.minor >= 2);
+  for (const r of runs) {
+    assert.equal(r.code, 0, `rank ${r.rank}: ${r.stderr}`);
+    assert.equal(r.lines.length, 4, `rank ${r.rank}: ${JSON.stringify(r.lines)}`);
+    for (const l of r.lines) {
+      const what = `rank ${r.rank}, ${l.mode}, ${l.compress}`;
+      if (l.compress === 'bf16' && !glooBf16) {
+        assert.match(String(l.refused), /gloo backend of libtorch 1\.13.* cannot sum bfloat16: compress the gradients with 'fp16'/, what);
+        continue;
+      }
+      assert.equal(l.refused, undefined, `${what}: ${l.refused}`);
+      assert.equal(l.modeUsed, l.mode, what);
+      assert.equal(l.exact, true, `${what}: not Σ half(half(g) / W)`);
+      assert.equal(l.differsFromFloatMean, true, `${what}: equal to the float32 mean (no compression happened)`);
+      assert.ok((l.maxRel as number) < (l.compress === 'fp16' ? 2e-3 : 1.6e-2), `${what}: ${l.maxRel} from the float32 mean`);
+    }
   }
 });

@@ -2,7 +2,7 @@
 // processes × batch b train the same function as 1 process × batch N·b (per-step losses), started by
 // the built-in launcher, by torchrun, and as two "nodes" on 127.0.0.1; a worker killed with SIGKILL
 // stops every process and the same command resumes exactly; a run continues at another world size
-// with the same global batch.
+// with the same global batch; gradients all-reduced in fp16.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
@@ -10,6 +10,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as dist from '../../src/dist';
+import * as torch from '../../src/torch';
 import { runWorkers, workerScript } from './helpers';
 
 const CLI = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
@@ -60,14 +61,46 @@ function oneProcess(): number[] {
   return reference;
 }
 
+let twoReference: { out: string; losses: number[] } | null = null;
+/** 2 processes × batch 16, 12 steps, full-precision gradients. */
+function twoProcesses(): { out: string; losses: number[] } {
+  if (!twoReference) {
+    const out = join(root, 'launcher');
+    const r = pretrain(out, ['--batch-size', '16', '--max-steps', '12', '--nproc-per-node', '2']);
+    assert.equal(r.code, 0, r.out);
+    twoReference = { out: r.out, losses: losses(out) };
+  }
+  return twoReference;
+}
+
 test('pretrain: 2 processes × batch 16 (built-in launcher) = 1 process × batch 32, step by step', { skip: gloo }, () => {
   const out = join(root, 'launcher');
-  const r = pretrain(out, ['--batch-size', '16', '--max-steps', '12', '--nproc-per-node', '2']);
-  assert.equal(r.code, 0, r.out);
-  assertSameLosses(losses(out), oneProcess(), 'launcher, 2 × 16');
+  const r = twoProcesses();
+  assertSameLosses(r.losses, oneProcess(), 'launcher, 2 × 16');
   const cfg = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')) as { worldSize: number };
   assert.equal(cfg.worldSize, 2);
   assert.doesNotMatch(r.out, /\[rank 1\] pretrain/, 'only rank 0 reports');
+});
+
+test('pretrain: --grad-compress fp16 follows the full-precision run closely but not exactly; bf16 on Gloo before libtorch 2.2 is refused before any work', { skip: gloo }, () => {
+  const full = twoProcesses().losses;
+  const out = join(root, 'fp16-grads');
+  const r = pretrain(out, ['--batch-size', '16', '--max-steps', '12', '--nproc-per-node', '2', '--grad-compress', 'fp16']);
+  assert.equal(r.code, 0, r.out);
+  const half = losses(out);
+  assert.equal(half.length, full.length);
+  const rel = half.map((l, i) => Math.abs(l - full[i]) / Math.abs(full[i]));
+  assert.equal(rel[0], 0, 'the first loss comes before any update');
+  assert.ok(Math.max(...rel) > 0, 'the fp16 gradients changed nothing: were they compressed?');
+  assert.ok(Math.max(...rel) < 1e-2, `fp16 gradients: losses within 1e-2 of full precision, got ${Math.max(...rel)}`);
+
+  const v = torch.version();
+  if (v.major > 2 || (v.major === 2 && v.minor >= 2)) return; // Gloo sums bfloat16 there
+  const bf16Out = join(root, 'bf16-grads');
+  const refused = pretrain(bf16Out, ['--batch-size', '16', '--max-steps', '2', '--nproc-per-node', '2', '--grad-compress', 'bf16']);
+  assert.notEqual(refused.code, 0);
+  assert.match(refused.out, /option 'gradCompress': the gloo backend of libtorch 1\.13.* cannot sum bfloat16/);
+  assert.ok(!existsSync(join(bf16Out, 'metrics.jsonl')), 'refused before any work');
 });
 
 test('pretrain: torchrun --nproc_per_node 2 --no_python gives the same losses', { skip: gloo || noTorchrun }, () => {
