@@ -3,7 +3,8 @@
 # uint8 uploads, checkpoints), an interrupted-and-resumed continuation, k-NN, linear probe, visualize
 # and report, each with --device cuda; then k-NN and a few pre-training steps as a data-parallel worker
 # of world size 1 (NCCL on a GPU, Gloo on the CPU), which must repeat the one-process results, and (on a
-# GPU) the same steps with --cuda-graphs (and with --fused all), whose losses must follow the eager ones. A short
+# GPU) the same steps with --cuda-graphs (and with --fused all) and with bf16-compressed gradients, whose
+# losses must follow the eager ones. A short
 # check that the user-facing paths run there, not a measurement.
 # `DEVICE=cpu bash scripts/gpu-cli-check.sh` runs the same on the CPU.
 # gpu-session.sh calls it when CLI=1 (sharp comes from .gpu/sharp.tar.xz, packed by pack-gpu.sh).
@@ -46,6 +47,8 @@ if [ "$DEVICE" != cpu ]; then
   semaim pretrain "${MODEL[@]/$R\/pretrain/$R/pt-fused-graphs}" "${STEPS[@]}" --cuda-graphs --fused all
   echo "== semaim pretrain --cuda-graphs as a world-size-1 worker (NCCL all-reduce after each replay)"
   worker pretrain "${MODEL[@]/$R\/pretrain/$R/pt-graphs-worker}" "${STEPS[@]}" --cuda-graphs
+  echo "== semaim pretrain --grad-compress bf16 as a world-size-1 worker (the compress hook on NCCL)"
+  worker pretrain "${MODEL[@]/$R\/pretrain/$R/pt-bf16-worker}" "${STEPS[@]}" --grad-compress bf16
 fi
 node -e '
   const fs = require("fs"), [R, graphs] = process.argv.slice(1);
@@ -58,7 +61,7 @@ node -e '
   console.log(`== world-size-1 worker: k-NN top-1 ${top1("knn-worker")} vs ${top1("knn")}; ${b.length} losses vs ${a.length}, max rel diff ${rel.toExponential(2)} (worldSize ${worldSize})`);
   let bad = top1("knn-worker") !== top1("knn") || a.length !== b.length || a.length === 0 || !(rel <= 1e-3);
   if (graphs === "1") {
-    for (const [d, tol] of [["pt-graphs", 5e-3], ["pt-fused-graphs", 1e-2], ["pt-graphs-worker", 5e-3]]) {
+    for (const [d, tol] of [["pt-graphs", 5e-3], ["pt-fused-graphs", 1e-2], ["pt-graphs-worker", 5e-3], ["pt-bf16-worker", 2e-2]]) {
       const g = losses(d), relG = maxRel(a, g);
       console.log(`== ${d}: ${g.length} losses vs ${a.length}, max rel diff ${relG.toExponential(2)}; losses ${g.map((x) => x.toFixed(4)).join(" ")}`);
       bad ||= g.length !== a.length || !(relG <= tol);
