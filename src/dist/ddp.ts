@@ -153,7 +153,7 @@ export class DistributedDataParallel {
     const t0 = performance.now();
     const works: Work[] = [];
     const grads: Tensor[] = [];
-    const compressed: Tensor[][] = [];
+    const compressed: { grads: Tensor[]; halves: Tensor[] }[] = [];
     try {
       for (const bucket of this.bucketsAfter) {
         const gs = bucket.map((i) => {
@@ -174,21 +174,15 @@ export class DistributedDataParallel {
         }
         // as the Reducer's compress hook: cast, divide before the sum, sum, cast back
         const half = this.half;
-        const hs = torch.noGrad(() => gs.map((g) => torch.keep(g.to({ dtype: half }).div_(this.group.worldSize))));
-        compressed.push(hs);
-        works.push(this.group.startAllReduce(hs, 'sum', { coalesced: true }));
+        const halves = torch.noGrad(() => gs.map((g) => torch.keep(g.to({ dtype: half }).div_(this.group.worldSize))));
+        compressed.push({ grads: gs, halves });
+        works.push(this.group.startAllReduce(halves, 'sum', { coalesced: true }));
       }
       for (const w of works) w.wait();
-      let next = 0;
-      if (this.half) {
-        for (const bucket of this.bucketsAfter) {
-          const hs = compressed[next++];
-          torch.noGrad(() => bucket.forEach((i, k) => this.params[i][1].grad!.copy_(hs[k])));
-        }
-      }
+      for (const c of compressed) torch.noGrad(() => c.grads.forEach((g, k) => g.copy_(c.halves[k])));
     } finally {
       for (const g of grads) g.dispose();
-      for (const hs of compressed) for (const h of hs) h.dispose();
+      for (const c of compressed) for (const h of c.halves) h.dispose();
     }
     this.lastSyncMs = performance.now() - t0;
   }
