@@ -3,6 +3,7 @@
 // process group), every rank extracts its slices, classifies or trains on its shard, and rank 0 alone
 // reports and writes.
 import { join } from 'node:path';
+import { OptionError } from '../util/options';
 import { saveTensors } from '../io';
 import { DataFactories, EvalDataRequest, LabelledData, RankSlice, Split } from '../data';
 import { rankSlice, type ProcessGroup } from '../dist';
@@ -77,6 +78,7 @@ export async function encoderFeatures(
   f: DataFactories,
   source: EncoderSource,
   group: ProcessGroup | null = null,
+  checkSizes: (sizes: { train: number; test: number }) => void = () => {},
 ): Promise<{
   loaded: LoadedEncoder;
   train: FeatureSet;
@@ -93,6 +95,7 @@ export async function encoderFeatures(
     try {
       checkImageShape(loaded.encoder, splits.train, 'train data');
       checkImageShape(loaded.encoder, splits.test, 'test data');
+      checkSizes({ train: splits.train.size, test: splits.test.size });
       const fo = { batchSize: o.evalBatchSize, pooling: o.pooling, precision: o.precision, group };
       train = await extractFeatures(loaded.encoder, splits.train, { ...fo, gatherTo: 'shard', label: 'features (train)' });
       const test = await extractFeatures(loaded.encoder, splits.test, { ...fo, gatherTo: 'all', label: 'features (test)' });
@@ -129,10 +132,14 @@ export async function runKnn(o: KnnCommandOptions, f: DataFactories, group: Proc
   const source = resolveEncoder(o.checkpoint, o);
   setProcessThreads(o.threads);
   const t0 = Date.now();
-  const ft = await encoderFeatures(o, f, source, group);
+  const ks = parseKs(o.k);
+  const kmax = ks[ks.length - 1];
+  const ft = await encoderFeatures(o, f, source, group, (sizes) => {
+    if (kmax > sizes.train) throw new OptionError('k', `k = ${kmax} exceeds the ${sizes.train} training images`);
+  });
   try {
     const results = knnClassify(ft.train, ft.test, {
-      ks: parseKs(o.k),
+      ks,
       temperature: o.temperature,
       numClasses: ft.numClasses,
       chunkSize: o.chunkSize,

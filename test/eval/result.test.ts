@@ -97,3 +97,30 @@ test('bad evaluation options are refused before any work, naming the key', async
   await assert.rejects(cmds.linprobe.run(['--checkpoint', 'x', '--k', '3']), /unknown option --k/);
   assert.equal(asked, false);
 });
+
+test('knn refuses a k above the training set before it extracts any feature', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-result-k-'));
+  const enc = writeEncoder(dir);
+  const f = memoryFactories(toyImages(12, 3, 8, 1), toyImages(6, 3, 8, 2));
+  const read: string[] = [];
+  const watched = {
+    ...f,
+    async makeEvalData(r: EvalDataRequest) {
+      const d = await f.makeEvalData(r);
+      const batches = d.batches.bind(d);
+      d.batches = (o) => {
+        read.push(r.split);
+        return batches(o);
+      };
+      return d;
+    },
+  };
+  const o = resolveOptions(KNN_OPTIONS, { checkpoint: enc, outDir: join(dir, 'knn'), k: '5,20', threads: 1 });
+  await assert.rejects(
+    runKnn(o, watched),
+    (e: unknown) => e instanceof OptionError && e.key === 'k' && /k = 20 exceeds the 12 training images/.test(e.message),
+  );
+  assert.deepEqual(read, [], 'no image was read');
+  assert.ok(!existsSync(join(dir, 'knn', 'knn.json')));
+  rmSync(dir, { recursive: true, force: true });
+});
