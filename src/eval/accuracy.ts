@@ -55,6 +55,23 @@ export class AccuracyTally {
     this.n += B;
   }
 
+  /** The tally as numbers that add up across tallies: [n, top1, top5, correct per class, count per class]. */
+  counts(): number[] {
+    return [this.n, this.top1, this.top5, ...this.correct, ...this.count];
+  }
+
+  /** A tally from counts() (e.g. summed over data-parallel ranks). */
+  static fromCounts(numClasses: number, counts: ArrayLike<number>): AccuracyTally {
+    if (counts.length !== 3 + 2 * numClasses) throw new Error(`AccuracyTally: ${counts.length} counts for ${numClasses} classes`);
+    const t = new AccuracyTally(numClasses);
+    [t.n, t.top1, t.top5] = [counts[0], counts[1], counts[2]];
+    for (let c = 0; c < numClasses; c++) {
+      t.correct[c] = counts[3 + c];
+      t.count[c] = counts[3 + numClasses + c];
+    }
+    return t;
+  }
+
   result(): Accuracy {
     return {
       top1: this.n ? this.top1 / this.n : NaN,

@@ -19,6 +19,7 @@ import { withPrecision } from '../run/precision';
 import { processDevice, setProcessThreads } from '../run/device';
 import { rankSlice, type ProcessGroup } from '../dist';
 import { Accuracy, AccuracyTally } from './accuracy';
+import { rankRowPositions } from './gather-features';
 import { ClassifierConfig, ViTClassifier } from './classifier';
 import { Mixup, softTargetCrossEntropy } from './mix';
 import { FINETUNE_OPTIONS, FinetuneOptions, validateFinetune } from './options';
@@ -29,7 +30,7 @@ export interface FinetuneData {
 }
 
 export interface FinetuneHooks extends LoopHooks {
-  /** The data-parallel group; data.train must then be this rank's slice. Rank 0 alone evaluates. */
+  /** The data-parallel group; data.train and data.test must then be this rank's slices. Rank 0 reports. */
   group?: ProcessGroup | null;
 }
 
@@ -49,33 +50,59 @@ export interface FinetuneResult {
   config: ClassifierConfig;
 }
 
-/** Test accuracy of a classifier over a dataset (eval mode, no gradients, no augmentation). */
+/**
+ * Test accuracy of a classifier over a dataset (eval mode, no gradients, no augmentation).
+ * Data-parallel (`group`): `data` is this rank's slice of the batches; each rank scores its images, the
+ * padding that evened out the last global batch is not counted, and the counts are summed over the
+ * ranks, so every rank gets the accuracy one process gets.
+ */
 export async function evaluateClassifier(
   model: ViTClassifier,
   data: LabelledData,
-  o: { batchSize: number; precision?: string; label?: string | null },
+  o: { batchSize: number; precision?: string; label?: string | null; group?: ProcessGroup | null },
 ): Promise<Accuracy> {
   const wasTraining = model.training;
   model.eval();
   const device = model.cls_token.device;
   const tally = new AccuracyTally(model.cfg.numClasses);
-  const progress = o.label ? new Progress(o.label, data.size) : null;
+  const group = o.group && o.group.worldSize > 1 ? o.group : null;
+  const positions = group ? rankRowPositions(data.size, o.batchSize, group.worldSize, group.rank) : null;
+  const progress = o.label && !group ? new Progress(o.label, data.size) : null;
+  let row = 0;
   try {
     for await (const b of data.batches({ batchSize: o.batchSize, shuffle: false, epoch: 0, augment: 'none' })) {
+      const B = b.shape[0];
+      const real = positions ? [...Array(B).keys()].filter((i) => positions[row + i] < data.size) : null;
       torch.noGrad(() =>
         torch.scope(() => {
           const images = torch.tensor(b.images, { shape: b.shape, device });
           const logits = withPrecision(o.precision ?? 'fp32', device, () => model.forward(images));
-          tally.add(logits, b.labels);
+          if (!real || real.length === B) return tally.add(logits, b.labels);
+          const rows = torch.tensor(Int32Array.from(real), { dtype: 'int64', device });
+          tally.add(
+            logits.indexSelect(0, rows),
+            Int32Array.from(real, (i) => b.labels[i]),
+          );
         }),
       );
+      row += B;
       progress?.update(tally.result().n);
     }
   } finally {
     progress?.done();
     model.train(wasTraining);
   }
-  return tally.result();
+  return group ? (await sumOverRanks(group, tally)).result() : tally.result();
+}
+
+async function sumOverRanks(group: ProcessGroup, tally: AccuracyTally): Promise<AccuracyTally> {
+  const counts = torch.tensor(Float64Array.from(tally.counts()), { device: group.device });
+  try {
+    await group.allReduce(counts, 'sum');
+    return AccuracyTally.fromCounts(tally.numClasses, counts.toFloat64Array());
+  } finally {
+    counts.dispose();
+  }
 }
 
 /** The classifier config of a fine-tuning run. */
@@ -160,16 +187,16 @@ export async function finetune(o: FinetuneOptions, data: FinetuneData, hooks: Fi
   // ---- evaluation on the test set (every --eval-every epochs and at the end)
   let lastTop1: number | null = null;
   const evaluate = async (epoch: number, state: TrainState) => {
-    if (!evaluates) return undefined;
-    const eo = { batchSize: o.evalBatchSize, precision: o.precision };
+    const eo = { batchSize: o.evalBatchSize, precision: o.precision, group };
     const acc = await evaluateClassifier(model, data.test, eo);
     const emaAcc = ema ? await evaluateClassifier(ema.shadow, data.test, eo) : null;
     lastTop1 = acc.top1;
     state.writeMetrics({ epoch, testTop1: acc.top1, testTop5: acc.top5, ...(emaAcc ? { emaTop1: emaAcc.top1, emaTop5: emaAcc.top5 } : {}) });
-    log(
-      `\nepoch ${epoch}: test top-1 ${(100 * acc.top1).toFixed(2)}%, top-5 ${(100 * acc.top5).toFixed(2)}%` +
-        (emaAcc ? ` (EMA top-1 ${(100 * emaAcc.top1).toFixed(2)}%)` : ''),
-    );
+    if (evaluates)
+      log(
+        `\nepoch ${epoch}: test top-1 ${(100 * acc.top1).toFixed(2)}%, top-5 ${(100 * acc.top5).toFixed(2)}%` +
+          (emaAcc ? ` (EMA top-1 ${(100 * emaAcc.top1).toFixed(2)}%)` : ''),
+      );
     return { acc, emaAcc };
   };
   const end: { final?: { acc: Accuracy; emaAcc: Accuracy | null } } = {};

@@ -263,8 +263,8 @@ export async function runFinetune(o: FinetuneOptions, f: DataFactories, hooks: F
   setProcessThreads(o.threads);
   const t0 = Date.now();
   const group = hooks.group ?? null;
-  // data-parallel: each rank trains on its slices of the global batches; rank 0 evaluates and reports
-  const splits = await makeSplits(f, o, source.config.imgSize, { train: rankSlice(group) });
+  // data-parallel: each rank trains on and evaluates its slices of the global batches; rank 0 reports
+  const splits = await makeSplits(f, o, source.config.imgSize, { train: rankSlice(group), test: rankSlice(group) });
   try {
     const r = await finetune(o, splits, hooks, source);
     if (group && group.rank !== 0) return { result: null, path: null, table: '', stoppedBy: r.stoppedBy, signal: r.signal };

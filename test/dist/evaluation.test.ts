@@ -1,8 +1,9 @@
 // Data-parallel evaluation: features extracted by 2 and 3 ranks (each its slices of the batches, the
 // last global batch padded) and gathered equal one process's, as do the shards the ranks keep; k-NN and
-// the linear probe on shards of the training features give one process's results; `semaim knn` and `semaim linprobe` with
-// --nproc-per-node 2 give one process's results, written once, by rank 0; `semaim embed` on 2 and 3
-// processes writes one process's file.
+// the linear probe on shards of the training features give one process's results, as does a classifier
+// scored on the ranks' slices of the test set; `semaim knn` and `semaim linprobe` with --nproc-per-node 2
+// give one process's results, written once, by rank 0; `semaim embed` on 2 and 3 processes writes one
+// process's file.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -15,7 +16,8 @@ import { loadTensors } from '../../src/io';
 import { makeEvalData } from '../../src/data';
 import { extractPooledFeatures } from '../../src/eval/features';
 import { runWorkers, workerScript } from './helpers';
-import { FEATURE_ENCODER, featureEncoder } from './workers/features-case';
+import { FEATURE_ENCODER, featureClassifier, featureEncoder } from './workers/features-case';
+import { evaluateClassifier } from '../../src/eval/finetune';
 import { CASE, PROBE, shardPositions, shardedCase } from './workers/sharded-case';
 import { knnClassify } from '../../src/eval/knn';
 import { linprobeOnFeatures } from '../../src/eval/linprobe';
@@ -113,6 +115,23 @@ test('k-NN and the linear probe on shards of the training features (one shard sm
   probe.probe.dispose();
   train.features.dispose();
   testSet.features.dispose();
+});
+
+test('a classifier scored on 2 and 3 ranks’ slices of the test set (padding not counted) gets one process’s accuracy on every rank', { skip: gloo }, async () => {
+  torch.setNumThreads(1);
+  const model = featureClassifier();
+  const data = makeEvalData({ split: 'test', dataset: 'synthetic', imgSize: FEATURE_ENCODER.imgSize, limit: IMAGES, seed: 0, numWorkers: 0 });
+  const one = await evaluateClassifier(model, data, { batchSize: BATCH });
+  await data.close();
+  model.dispose();
+  assert.equal(one.n, IMAGES);
+  for (const W of [2, 3]) {
+    const runs = await runWorkers(workerScript('classifier-eval'), W, [String(IMAGES), String(BATCH)]);
+    for (const r of runs) {
+      assert.equal(r.code, 0, `rank ${r.rank}: ${r.stderr}`);
+      assert.deepEqual(r.lines[0], { rank: r.rank, accuracy: JSON.parse(JSON.stringify(one)) }, `${W} ranks, rank ${r.rank}`);
+    }
+  }
 });
 
 function cli(args: string[]): { code: number | null; out: string } {

@@ -196,7 +196,7 @@ test('pretrain: kill -9 of one worker stops every process within 60 s naming the
   assertSameLosses(after.slice(resumedFrom, resumedFrom + overlap.length), overlap, 'after the resume');
 });
 
-test('finetune: 2 processes × batch 16 = 1 process × batch 32 (drop-path 0.1, no mixup); rank 0 alone evaluates and writes', { skip: gloo }, () => {
+test('finetune: 2 processes × batch 16 = 1 process × batch 32 (drop-path 0.1, no mixup); the ranks score the test set together, rank 0 alone writes', { skip: gloo }, () => {
   oneProcess();
   const ft = (out: string, args: string[]) => {
     const cmd = [CLI, 'finetune', '--checkpoint', join(root, 'one'), '--dataset', 'synthetic', '--train-limit', '320', '--test-limit', '64',
