@@ -34,7 +34,11 @@ export interface LinprobeOptions {
   evalEvery?: number;
   /** Progress bar label; null for none. */
   label?: string | null;
-  /** Data-parallel (cached features): `train` is this rank's shard (gatherTo 'shard'), `test` the whole set; every rank trains the same probe. */
+  /**
+   * Data-parallel: every rank trains the same probe; `test` is the whole set on every rank. Cached
+   * features: `train` is this rank's shard (gatherTo 'shard'). Online: the training data is this rank's
+   * slice of the batches, each rank encodes batchSize / ranks images of every step's batch.
+   */
   group?: ProcessGroup | null;
 }
 
@@ -240,6 +244,9 @@ export async function linprobeOnline(
   o: OnlineLinprobeOptions,
 ): Promise<LinprobeResult> {
   validate(o);
+  const group = o.group && o.group.worldSize > 1 ? o.group : null;
+  const ranks = group?.worldSize ?? 1;
+  if (o.batchSize % ranks !== 0) throw new RangeError(`linprobe: batchSize ${o.batchSize} is not divisible by the ${ranks} ranks`);
   const device = encoder.cls_token.device;
   const seed = o.seed ?? 0;
   torch.manualSeed(seed);
@@ -248,10 +255,15 @@ export async function linprobeOnline(
   const perEpoch = batchesPerEpoch(trainData.size, o.batchSize, true);
   if (perEpoch < 1) throw new Error(`linprobe: ${trainData.size} training images give no full batch of ${o.batchSize}`);
   async function* batches(epoch: number): AsyncGenerator<ProbeBatch> {
-    for await (const b of trainData.batches({ batchSize: o.batchSize, shuffle: true, epoch, augment: 'crop-flip', seed, dropLast: true })) {
+    const batchSize = o.batchSize / ranks; // this rank's slice of every batch
+    for await (const b of trainData.batches({ batchSize, shuffle: true, epoch, augment: 'crop-flip', seed, dropLast: true })) {
       yield torch.scope(() => {
         const images = torch.tensor(b.images, { shape: b.shape, device });
-        return { features: encodeBatch(encoder, images, o.pooling, o.precision), labels: torch.tensor(b.labels, { dtype: 'int64', device }) };
+        const features = encodeBatch(encoder, images, o.pooling, o.precision);
+        const labels = torch.tensor(b.labels, { dtype: 'int64', device });
+        if (!group) return { features, labels };
+        // the slices in rank order are the batch one process reads
+        return { features: torch.cat(group.allGatherSync(features), 0), labels: torch.cat(group.allGatherSync(labels), 0) };
       });
     }
   }

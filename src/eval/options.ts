@@ -198,17 +198,17 @@ export function validateEval(o: EvalCommonOptions): void {
   checkPrecision(o.precision, o.device);
 }
 
-/** The online (uncached) probe trains on crop-flip batches in one process: refused on more than one. */
-export function checkLinprobeProcesses(o: { cacheFeatures: boolean }, processes: number): void {
-  if (!o.cacheFeatures && processes > 1) {
+/** The online (uncached) probe on N processes: each encodes batch / N images of every step's batch. */
+export function checkLinprobeProcesses(o: { cacheFeatures: boolean; batchSize: number }, processes: number): void {
+  if (!o.cacheFeatures && processes > 1 && o.batchSize % processes !== 0) {
     throw new OptionError(
-      'cacheFeatures',
-      'false (--no-cache-features) runs in one process: drop --nproc-per-node/--nnodes (or torchrun), or keep the cached features',
+      'batchSize',
+      `(${o.batchSize}) must be divisible by the ${processes} processes with --no-cache-features: each encodes batch / processes images of every step's batch`,
     );
   }
 }
 
-/** The linear probe's checks: the shared ones, and no data-parallel launch of the online (uncached) probe. */
+/** The linear probe's checks: the shared ones, and a batch the processes of the online (uncached) probe can split. */
 export function validateLinprobe(o: LinprobeCommandOptions): void {
   validateEval(o);
   checkLinprobeProcesses(o, o.nprocPerNode * o.nnodes);

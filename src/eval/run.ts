@@ -211,7 +211,8 @@ export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories, g
   } else {
     loaded = loadEncoder(source, { device: processDevice(o.device, group) });
     try {
-      const splits = await makeSplits(f, o, loaded.source.config.imgSize);
+      const slice = rankSlice(group);
+      const splits = await makeSplits(f, o, loaded.source.config.imgSize, { train: slice, test: slice });
       try {
         checkImageShape(loaded.encoder, splits.train, 'train data');
         checkImageShape(loaded.encoder, splits.test, 'test data');
@@ -219,8 +220,13 @@ export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories, g
         sizes = { train: splits.train.size, test: splits.test.size };
         // The test features in the precision the probe trains on, as the cached path extracts both splits.
         const precision = o.precision;
-        test = await extractFeatures(loaded.encoder, splits.test, { batchSize: o.evalBatchSize, pooling: o.pooling, precision, label: 'features (test)' });
-        r = await linprobeOnline(loaded.encoder, splits.train, test, numClasses, { ...lo, pooling: o.pooling, precision });
+        const fo = { batchSize: o.evalBatchSize, pooling: o.pooling, precision, group, gatherTo: 'all' as const, label: 'features (test)' };
+        test = await extractFeatures(loaded.encoder, splits.test, fo);
+        r = await linprobeOnline(loaded.encoder, splits.train, test, numClasses, { ...lo, pooling: o.pooling, precision, group });
+        if (group && group.rank !== 0) {
+          r.probe.dispose();
+          return null;
+        }
       } finally {
         await splits.train.close();
         await splits.test.close();

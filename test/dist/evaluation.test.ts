@@ -1,9 +1,9 @@
 // Data-parallel evaluation: features extracted by 2 and 3 ranks (each its slices of the batches, the
 // last global batch padded) and gathered equal one process's, as do the shards the ranks keep; k-NN and
 // the linear probe on shards of the training features give one process's results, as does a classifier
-// scored on the ranks' slices of the test set; `semaim knn` and `semaim linprobe` with --nproc-per-node 2
-// give one process's results, written once, by rank 0; `semaim embed` on 2 and 3 processes writes one
-// process's file.
+// scored on the ranks' slices of the test set; `semaim knn` and `semaim linprobe` (cached and online)
+// with --nproc-per-node 2 give one process's results, written once, by rank 0; `semaim embed` on 2 and 3
+// processes writes one process's file.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -139,7 +139,7 @@ function cli(args: string[]): { code: number | null; out: string } {
   return { code: r.status, out: `${r.stdout}\n${r.stderr}` };
 }
 
-test('semaim knn and linprobe --nproc-per-node 2 give one process’s results, written once by rank 0', { skip: gloo }, () => {
+test('semaim knn and linprobe (cached and online) --nproc-per-node 2 give one process’s results, written once by rank 0', { skip: gloo }, () => {
   const encoder = writeEncoder(root);
   const common = ['--checkpoint', encoder, '--dataset', 'synthetic', '--train-limit', String(IMAGES), '--test-limit', '61',
     '--eval-batch-size', String(BATCH), '--num-workers', '0', '--threads', '1'];
@@ -169,9 +169,24 @@ test('semaim knn and linprobe --nproc-per-node 2 give one process’s results, w
   }
   assert.equal(json('lp-2', 'linprobe.json').top1, json('lp-1', 'linprobe.json').top1);
 
-  const refused = cli([...lp, '--no-cache-features', '--nproc-per-node', '2', '--out-dir', join(root, 'lp-online')]);
+  // online (the encoder on every crop-flip batch): each rank encodes half of every batch
+  const o1 = cli([...lp, '--no-cache-features', '--out-dir', join(root, 'lp-online-1')]);
+  assert.equal(o1.code, 0, o1.out);
+  const o2 = cli([...lp, '--no-cache-features', '--nproc-per-node', '2', '--out-dir', join(root, 'lp-online-2')]);
+  assert.equal(o2.code, 0, o2.out);
+  assert.equal((o2.out.match(/wrote .*linprobe\.json/g) ?? []).length, 1, 'one linprobe.json, from rank 0');
+  const [q1, q2] = [loadTensors(join(root, 'lp-online-1', 'probe.safetensors')).tensors, loadTensors(join(root, 'lp-online-2', 'probe.safetensors')).tensors];
+  for (const [name, t] of q1) {
+    const d = maxDiff(q2.get(name)!.toFloat32Array(), t.toFloat32Array());
+    assert.ok(d <= 1e-4, `online probe ${name}: max |diff| ${d}`);
+  }
+  const history = (dir: string) => (json(dir, 'linprobe.json') as { details: { history: { loss: number }[] } }).details.history.map((h) => h.loss);
+  assert.deepEqual(history('lp-online-2').map((l) => l.toFixed(4)), history('lp-online-1').map((l) => l.toFixed(4)), 'online probe: losses per epoch');
+  assert.equal(json('lp-online-2', 'linprobe.json').top1, json('lp-online-1', 'linprobe.json').top1);
+
+  const refused = cli([...lp, '--no-cache-features', '--batch-size', '33', '--nproc-per-node', '2', '--out-dir', join(root, 'lp-online-odd')]);
   assert.notEqual(refused.code, 0);
-  assert.match(refused.out, /--no-cache-features\) runs in one process/);
+  assert.match(refused.out, /option 'batchSize': \(33\) must be divisible by the 2 processes with --no-cache-features/);
 });
 
 test('semaim embed --nproc-per-node 2 and 3 write the file one process writes (skipped images listed, padding dropped)', { skip: gloo }, async () => {
