@@ -24,6 +24,18 @@ export interface FeatureSet {
   shard?: { positions: Int32Array; size: number };
 }
 
+/**
+ * The data-parallel group a k-NN or probe on `train` runs with (null in one process): `train` must be
+ * this rank's shard exactly when the group has several ranks, and `test` the whole set.
+ */
+export function shardGroup(what: string, train: FeatureSet, test: FeatureSet, group: ProcessGroup | null | undefined): ProcessGroup | null {
+  const g = group && group.worldSize > 1 ? group : null;
+  if (g && !train.shard) throw new Error(`${what}: with a group of several ranks, the training features must be this rank’s shard`);
+  if (train.shard && !g) throw new Error(`${what}: the training features are one rank’s shard: pass its group`);
+  if (test.shard) throw new Error(`${what}: the test features must be the whole set on every rank`);
+  return g;
+}
+
 /** The number of features of the whole set (all shards together). */
 export function setSize(set: FeatureSet): number {
   return set.shard ? set.shard.size : set.features.shape[0];

@@ -9,7 +9,7 @@ import { F, Tensor } from '../torch';
 import { Progress } from '../run/progress';
 import { Accuracy, AccuracyTally } from './accuracy';
 import type { ProcessGroup } from '../dist';
-import { FeatureSet, setSize } from './features';
+import { FeatureSet, setSize, shardGroup } from './features';
 
 export interface KnnOptions {
   /** Neighbour counts to report (DINO: 10, 20, 100, 200; SemAIM authors: 20, also 10 and 30, docs/METHOD.md §6.4). */
@@ -59,10 +59,7 @@ export function knnClassify(train: FeatureSet, test: FeatureSet, o: KnnOptions):
   const T = o.temperature ?? 0.07;
   const chunk = o.chunkSize ?? 256;
   const ks = [...new Set(o.ks)].sort((a, b) => a - b);
-  const group = o.group && o.group.worldSize > 1 ? o.group : null;
-  if (group && !train.shard) throw new Error('knnClassify: with a group of several ranks, the training features must be this rank’s shard');
-  if (train.shard && !group) throw new Error('knnClassify: the training features are one rank’s shard: pass its group');
-  if (test.shard) throw new Error('knnClassify: the test features must be the whole set on every rank');
+  const group = shardGroup('knnClassify', train, test, o.group);
   const nTrain = setSize(train);
   const nLocal = train.features.shape[0];
   const nTest = test.features.shape[0];

@@ -13,7 +13,7 @@ import { Progress } from '../run/progress';
 import { Accuracy, AccuracyTally } from './accuracy';
 import { LinearProbe } from './classifier';
 import { LabelledData, batchesPerEpoch } from '../data';
-import { FeaturePooling, FeatureSet, encodeBatch, setSize } from './features';
+import { FeaturePooling, FeatureSet, encodeBatch, setSize, shardGroup } from './features';
 import type { ProcessGroup } from '../dist';
 import type { Precision } from '../run/precision';
 
@@ -153,10 +153,7 @@ async function trainProbe(
 /** The fast path: trains on features extracted once (shuffled per epoch by a seeded permutation). */
 export async function linprobeOnFeatures(train: FeatureSet, test: FeatureSet, numClasses: number, o: LinprobeOptions): Promise<LinprobeResult> {
   validate(o);
-  const group = o.group && o.group.worldSize > 1 ? o.group : null;
-  if (group && !train.shard) throw new Error('linprobe: with a group of several ranks, the training features must be this rank’s shard');
-  if (train.shard && !group) throw new Error('linprobe: the training features are one rank’s shard: pass its group');
-  if (test.shard) throw new Error('linprobe: the test features must be the whole set on every rank');
+  const group = shardGroup('linprobe', train, test, o.group);
   const n = setSize(train);
   const D = train.features.shape[1];
   if (test.features.shape[1] !== D) throw new Error(`linprobe: train features have width ${D}, test features ${test.features.shape[1]}`);

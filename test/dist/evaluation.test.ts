@@ -14,7 +14,7 @@ import * as torch from '../../src/torch';
 import * as dist from '../../src/dist';
 import { loadTensors } from '../../src/io';
 import { makeEvalData } from '../../src/data';
-import { extractPooledFeatures } from '../../src/eval/features';
+import { extractPooledFeatures, FeatureSet } from '../../src/eval/features';
 import { runWorkers, workerScript } from './helpers';
 import { FEATURE_ENCODER, featureClassifier, featureEncoder } from './workers/features-case';
 import { evaluateClassifier } from '../../src/eval/finetune';
@@ -33,12 +33,21 @@ process.on('exit', () => rmSync(root, { recursive: true, force: true }));
 const IMAGES = 203; // not a multiple of 2 × 16 or 3 × 16: the last global batch is split and padded
 const BATCH = 16;
 
-test('features from 2 and 3 ranks, gathered on every rank or on rank 0, equal one process’s, in dataset order', { skip: gloo }, async () => {
+/** [CLS] and mean features of the IMAGES synthetic training images, one process (what every comparison is against). */
+async function oneProcessFeatures(): Promise<Map<'cls' | 'mean', FeatureSet>> {
   torch.setNumThreads(1);
   const encoder = featureEncoder();
   const data = makeEvalData({ split: 'train', dataset: 'synthetic', imgSize: FEATURE_ENCODER.imgSize, limit: IMAGES, seed: 0, numWorkers: 0 });
-  const one = await extractPooledFeatures(encoder, data, ['cls', 'mean'], { batchSize: BATCH, label: null });
-  await data.close();
+  try {
+    return await extractPooledFeatures(encoder, data, ['cls', 'mean'], { batchSize: BATCH, label: null });
+  } finally {
+    await data.close();
+    encoder.dispose();
+  }
+}
+
+test('features from 2 and 3 ranks, gathered on every rank or on rank 0, equal one process’s, in dataset order', { skip: gloo }, async () => {
+  const one = await oneProcessFeatures();
   for (const [W, to] of [[2, 'all'], [3, 'all'], [3, 'rank0']] as const) {
     const out = join(root, `features-${W}-${to}.safetensors`);
     const runs = await runWorkers(workerScript('features'), W, [out, String(IMAGES), String(BATCH), to]);
@@ -57,15 +66,10 @@ test('features from 2 and 3 ranks, gathered on every rank or on rank 0, equal on
     for (const t of got.values()) t.dispose();
   }
   for (const s of one.values()) s.features.dispose();
-  encoder.dispose();
 });
 
 test('features kept as shards by 2 and 3 ranks: every image once, padding dropped, equal to one process’s rows', { skip: gloo }, async () => {
-  torch.setNumThreads(1);
-  const encoder = featureEncoder();
-  const data = makeEvalData({ split: 'train', dataset: 'synthetic', imgSize: FEATURE_ENCODER.imgSize, limit: IMAGES, seed: 0, numWorkers: 0 });
-  const one = await extractPooledFeatures(encoder, data, ['cls', 'mean'], { batchSize: BATCH, label: null });
-  await data.close();
+  const one = await oneProcessFeatures();
   for (const W of [2, 3]) {
     const out = join(root, `shards-${W}.safetensors`);
     const runs = await runWorkers(workerScript('features'), W, [out, String(IMAGES), String(BATCH), 'shard']);
@@ -90,7 +94,6 @@ test('features kept as shards by 2 and 3 ranks: every image once, padding droppe
     assert.deepEqual([...seen].filter((c) => c !== 1), [], `${W} ranks: every image in exactly one shard`);
   }
   for (const s of one.values()) s.features.dispose();
-  encoder.dispose();
 });
 
 test('k-NN and the linear probe on shards of the training features (one shard smaller than k) give one process’s results on every rank', { skip: gloo }, async () => {
