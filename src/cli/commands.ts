@@ -3,6 +3,7 @@ import * as torch from '../torch';
 import { defineOptions } from '../util/options';
 import { Command, defineCommand } from './command';
 import { distBuildInfo } from '../dist/native-dist';
+import { compressionRefusal } from '../dist/ddp';
 import { evalCommands } from './eval-commands';
 import { vizCommands } from './viz-commands';
 import { demoCommand } from './demo';
@@ -66,7 +67,8 @@ const coreCommands: Record<string, Command> = {
       const d = distBuildInfo();
       const distLine = d.c10d
         ? `c10d with ${[d.gloo && 'gloo (cpu)', d.nccl && 'nccl (cuda)'].filter(Boolean).join(', ') || 'no backend'}` +
-          `${d.reducer ? ', gradient reducer' : ''}`
+          `${d.reducer ? ', gradient reducer' : ''}; --grad-compress ` +
+          (['fp16', 'bf16'] as const).map((c) => `${c} ${d.gloo && compressionRefusal(c, 'gloo') ? 'on nccl only' : 'on every backend'}`).join(', ')
         : 'not built (single process only)';
       process.stdout.write(
         `libtorch ${v.torch}\nthreads ${torch.getNumThreads()}\ncuda ${torch.cuda.isAvailable() ? `${torch.cuda.deviceCount()} device(s)` : 'not available'}${gpus}\n` +
