@@ -6,11 +6,14 @@
 //   node dist/bench/data.js --quick          (shorter runs)
 //   node dist/bench/data.js --only=large     (one dataset: cifar | large)
 //   node dist/bench/data.js --interp=bicubic (RandomResizedCrop interpolation, default bilinear)
+//   node dist/bench/data.js --workers=1,8,15 (worker counts, default 1,2; e.g. a 16-core GPU machine)
+//   node dist/bench/data.js --need=1470      (the img/s a training step consumes: says whether the
+//                                             loader keeps up at the largest worker count)
 //
 // Datasets: CIFAR-10 JPEGs (extracted from ../shared/data/cifar10-jpeg.tar.gz into the data cache)
 // → RandomResizedCrop 32; and 500×375 JPEGs made by this script → RandomResizedCrop 224.
 // Each run: warm-up batches (worker start-up) excluded, then a fixed number of batches or seconds.
-// Python is run as /usr/bin/python3 (Debian's torchvision).
+// Python is $SEMAIM_PYTHON or /usr/bin/python3 (Debian's torchvision); without torchvision its column is empty.
 
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync, renameSync, rmSync } from 'node:fs';
@@ -59,8 +62,15 @@ const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const only = args.find((a) => a.startsWith('--only='))?.slice(7);
 const interp = (args.find((a) => a.startsWith('--interp='))?.slice(9) ?? 'bilinear') as Interpolation;
-const workerCounts = [1, 2];
-const PY = '/usr/bin/python3';
+const workerCounts = parseCounts(args.find((a) => a.startsWith('--workers='))?.slice(10) ?? '1,2');
+const need = Number(args.find((a) => a.startsWith('--need='))?.slice(7) ?? NaN);
+const PY = process.env.SEMAIM_PYTHON || '/usr/bin/python3';
+
+function parseCounts(text: string): number[] {
+  const counts = [...new Set(text.split(',').map(Number))].sort((a, b) => a - b);
+  if (!counts.length || counts.some((n) => !Number.isInteger(n) || n < 1)) throw new RangeError(`--workers takes positive integers, got '${text}'`);
+  return counts;
+}
 
 /** 500×375 JPEGs of synthetic scenes with photo-like noise, made once into the data cache. */
 async function makeLargeJpegs(dir: string, count: number): Promise<void> {
@@ -172,14 +182,23 @@ function runTorchvision(s: Setting, workers: number): Result & { torch?: string;
     [script, s.root, String(s.size), String(workers), String(s.batch), String(s.warmup), String(s.maxBatches), String(s.maxSeconds), interp],
     { encoding: 'utf8', timeout: 600_000 },
   );
-  if (r.status !== 0) throw new Error(`torchvision run failed: ${r.stderr || r.error?.message}`);
+  if (r.status !== 0) {
+    // e.g. a GPU machine's Python without torchvision: ours is still measured
+    if (!torchvisionMissing)
+      process.stderr.write(`torchvision run failed (its column stays empty): ${(r.stderr || r.error?.message || '').trim().split('\n').pop()}\n`);
+    torchvisionMissing = true;
+    return { rate: NaN, images: 0, seconds: 0, cores: NaN };
+  }
   const line = r.stdout.trim().split('\n').pop()!;
   return JSON.parse(line);
 }
+let torchvisionMissing = false;
 
 function fmt(n: number): string {
-  return n >= 100 ? n.toFixed(0) : n.toFixed(1);
+  return Number.isFinite(n) ? (n >= 100 ? n.toFixed(0) : n.toFixed(1)) : '–';
 }
+const cores = (n: number): string => (Number.isFinite(n) ? n.toFixed(2) : '–');
+const times = (a: number, b: number): string => (Number.isFinite(a / b) ? `${(a / b).toFixed(2)}×` : '–');
 
 async function main(): Promise<void> {
   const cache = defaultDataCache();
@@ -226,6 +245,7 @@ async function main(): Promise<void> {
   };
   let versions = '';
   const rows: string[] = [];
+  const keepUp: [string, number][] = [];
   for (const s of settings) {
     const res: Record<string, { ours: Result; tv: Result; shards: Result }> = {};
     const shardPath = await ensureShards(s);
@@ -238,22 +258,33 @@ async function main(): Promise<void> {
         versions = `torch ${(tv as { torch?: string }).torch}, torchvision ${(tv as { torchvision?: string }).torchvision}`;
       res[w] = { ours, tv, shards };
       process.stderr.write(
-        `${s.name}, ${w} worker(s): ours ${fmt(ours.rate)} img/s (${ours.cores.toFixed(2)} cores), torchvision ${fmt(tv.rate)} img/s (${tv.cores.toFixed(2)} cores), ours from shards ${fmt(shards.rate)} img/s (${shards.cores.toFixed(2)} cores)\n`,
+        `${s.name}, ${w} worker(s): ours ${fmt(ours.rate)} img/s (${ours.cores.toFixed(2)} cores), torchvision ${fmt(tv.rate)} img/s (${cores(tv.cores)} cores), ours from shards ${fmt(shards.rate)} img/s (${shards.cores.toFixed(2)} cores)\n`,
       );
     }
+    const base = workerCounts[0];
+    const per = `${base} worker${base > 1 ? 's' : ''}`;
     for (const w of workerCounts) {
       const { ours, tv } = res[w];
-      const scaleOurs = w > 1 ? ` (${(ours.rate / res[1].ours.rate).toFixed(2)}× 1 worker)` : '';
-      const scaleTv = w > 1 ? ` (${(tv.rate / res[1].tv.rate).toFixed(2)}×)` : '';
+      const scaleOurs = w > base ? ` (${(ours.rate / res[base].ours.rate).toFixed(2)}× ${per})` : '';
+      const scaleTv = w > base && Number.isFinite(tv.rate) ? ` (${(tv.rate / res[base].tv.rate).toFixed(2)}×)` : '';
       rows.push(
-        `| ${s.name} | ${w} | ${fmt(ours.rate)}${scaleOurs} | ${fmt(tv.rate)}${scaleTv} | ${(ours.rate / tv.rate).toFixed(2)}× | ${ours.cores.toFixed(2)} / ${tv.cores.toFixed(2)} | ${fmt(ours.rate / ours.cores)} / ${fmt(tv.rate / tv.cores)} |`,
+        `| ${s.name} | ${w} | ${fmt(ours.rate)}${scaleOurs} | ${fmt(tv.rate)}${scaleTv} | ${times(ours.rate, tv.rate)} | ${ours.cores.toFixed(2)} / ${cores(tv.cores)} | ${fmt(ours.rate / ours.cores)} / ${fmt(tv.rate / tv.cores)} |`,
       );
     }
+    const most = res[workerCounts[workerCounts.length - 1]];
+    keepUp.push([`${s.name}, folder`, most.ours.rate], [`${s.name}, tar shards`, most.shards.rate]);
     for (const w of workerCounts) {
       const { ours, tv, shards } = res[w];
-      const scale = w > 1 ? ` (${(shards.rate / res[1].shards.rate).toFixed(2)}× 1 worker)` : '';
+      const scale = w > base ? ` (${(shards.rate / res[base].shards.rate).toFixed(2)}× ${per})` : '';
       rows.push(
-        `| ${s.name}, tar shards of ${s.shardSize} | ${w} | ${fmt(shards.rate)}${scale}, ${(shards.rate / ours.rate).toFixed(2)}× folder | (folder) ${fmt(tv.rate)} | ${(shards.rate / tv.rate).toFixed(2)}× | ${shards.cores.toFixed(2)} / ${tv.cores.toFixed(2)} | ${fmt(shards.rate / shards.cores)} / ${fmt(tv.rate / tv.cores)} |`,
+        `| ${s.name}, tar shards of ${s.shardSize} | ${w} | ${fmt(shards.rate)}${scale}, ${(shards.rate / ours.rate).toFixed(2)}× folder | (folder) ${fmt(tv.rate)} | ${times(shards.rate, tv.rate)} | ${shards.cores.toFixed(2)} / ${cores(tv.cores)} | ${fmt(shards.rate / shards.cores)} / ${fmt(tv.rate / tv.cores)} |`,
+      );
+    }
+  }
+  if (Number.isFinite(need)) {
+    for (const [name, rate] of keepUp) {
+      out(
+        `keeps up with ${fmt(need)} img/s (${name}, ${workerCounts[workerCounts.length - 1]} workers): ${rate >= need ? 'yes' : 'no'}, ${fmt(rate)} img/s (${(rate / need).toFixed(2)}×)`,
       );
     }
   }

@@ -13,6 +13,8 @@
 # CUDA graphs at ViT-B/16 batch 64, cuDNN-first attention, and the per-phase timer (ViT-B/16 batch 256
 # first, then batch 64, then ViT-L/16 batch 64; the docs section is rewritten after each config).
 #   run(command="PERF=1 bash scripts/gpu-session.sh", carry=[".gpu"], timeout_s=590)
+# DATA=1 (issue 19, input): bench:data at 224² with 1, 8 and all-but-one of the machine's cores as
+# workers, and whether the loader keeps up with DATA_NEED img/s (default 1470, the ViT-B/16 target).
 # DEVICE=cpu (a dry run without a GPU): the same steps on the CPU with tiny sizes, the CUDA-only lever
 # checked to be refused, and docs/BENCHMARKS.md left alone.
 #   DEVICE=cpu PERF=1 CHECK=0 bash scripts/gpu-session.sh
@@ -62,12 +64,21 @@ if [ "${BENCH:-1}" != 0 ] && [ -f build/Release/semaim.node ]; then
   echo "== bench: exit ${PIPESTATUS[0]} after $(( $(date +%s) - start )) s" | tee -a "$OUT/bench-$DEVICE.log"
   cp docs/BENCHMARKS.md "$OUT/"
 fi
-if [ "${CLI:-0}" = 1 ] && [ -f build/Release/semaim.node ]; then
+unpack_sharp() {
   [ -d node_modules/sharp ] || tar -xJf .gpu/sharp.tar.xz 2>/dev/null \
     || python3 -c 'import tarfile;tarfile.open(".gpu/sharp.tar.xz").extractall(".")'
+}
+if [ "${CLI:-0}" = 1 ] && [ -f build/Release/semaim.node ]; then
+  unpack_sharp
   export RUN_DIR=.tmp/gpu-cli
   timeout "${CLI_TIMEOUT:-150}" bash scripts/gpu-cli-check.sh 2>&1 | grep -vE '\[[#.]' | tee "$OUT/gpu-cli.log"
   echo "== cli: exit ${PIPESTATUS[0]} after $(( $(date +%s) - start )) s" | tee -a "$OUT/gpu-cli.log"
   cp "$RUN_DIR/pretrain/viz/grid.png" "$OUT/cli-grid.png" 2>/dev/null
   cp "$RUN_DIR/pretrain/report.html" "$OUT/cli-report.html" 2>/dev/null
+fi
+if [ "${DATA:-0}" = 1 ]; then
+  unpack_sharp
+  timeout "${DATA_TIMEOUT:-100}" node dist/bench/data.js --only=large --quick --workers="1,8,$(( $(nproc) - 1 ))" --need="${DATA_NEED:-1470}" 2>&1 \
+    | tee "$OUT/bench-data.log"
+  echo "== data: exit ${PIPESTATUS[0]} after $(( $(date +%s) - start )) s" | tee -a "$OUT/bench-data.log"
 fi
