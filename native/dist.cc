@@ -666,11 +666,6 @@ Napi::Value ProcessGroupHandle::Init(const Napi::CallbackInfo& info) {
 // ---------------------------------------------------------------- gradient reducer
 
 #ifdef SEMAIM_C10D_REDUCER
-// c10d::Reducer over a list of parameters: hooks on their gradient accumulators copy each gradient
-// into a flat bucket as soon as autograd has produced it, and each full bucket is all-reduced (sum of
-// gradient / world size) while backward goes on; at the end of backward the averaged buckets are
-// copied back into the gradients. prepareBackward() arms it for the next backward (DDP's forward
-// does the same); a backward without it (gradient accumulation) leaves the gradients local.
 // DDP's fp16_compress_hook (and its bf16 twin): each bucket is cast to the half type, divided by the
 // world size before the sum (so that the sum cannot overflow), all-reduced, and cast back into the
 // bucket. Half the bytes on the wire; the gradients lose the precision the half type lacks.
@@ -700,6 +695,11 @@ class HalfCompressHook : public c10d::CommHookInterface {
   at::ScalarType type_;
 };
 
+// c10d::Reducer over a list of parameters: hooks on their gradient accumulators copy each gradient
+// into a flat bucket as soon as autograd has produced it, and each full bucket is all-reduced (sum of
+// gradient / world size) while backward goes on; at the end of backward the averaged buckets are
+// copied back into the gradients. prepareBackward() arms it for the next backward (DDP's forward
+// does the same); a backward without it (gradient accumulation) leaves the gradients local.
 class GradReducerHandle : public Napi::ObjectWrap<GradReducerHandle> {
  public:
   static Napi::Function Define(Napi::Env env) {

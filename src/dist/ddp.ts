@@ -21,13 +21,14 @@ import type { DType, Tensor } from '../torch';
 import * as torch from '../torch';
 import { dtypeBytes } from '../torch';
 import { distNative, NativeGradReducer } from './native-dist';
-import type { ProcessGroup, Work } from './process-group';
+import type { Backend, ProcessGroup, Work } from './process-group';
 import { distError, isDistError } from './errors';
 
 export type GradSyncMode = 'overlap' | 'after-backward';
 export type GradCompression = 'none' | 'fp16' | 'bf16';
 
-const HALF: Record<Exclude<GradCompression, 'none'>, DType> = { fp16: 'float16', bf16: 'bfloat16' };
+type HalfDType = Extract<DType, 'float16' | 'bfloat16'>;
+const HALF: Record<Exclude<GradCompression, 'none'>, HalfDType> = { fp16: 'float16', bf16: 'bfloat16' };
 
 export interface DdpOptions {
   /** Bucket size for the gradient all-reduce (PyTorch's default 25 MB). */
@@ -62,7 +63,7 @@ export class DistributedDataParallel {
   private readonly reducer: NativeGradReducer | null = null;
   private readonly bucketsAfter: number[][] = [];
   private readonly findUnused: boolean;
-  private readonly half: DType | null;
+  private readonly half: HalfDType | null;
   private noSyncDepth = 0;
   private disposed = false;
 
@@ -95,7 +96,7 @@ export class DistributedDataParallel {
     if (mode === 'overlap') {
       const Reducer = distNative.GradReducer as NonNullable<typeof distNative.GradReducer>;
       this.reducer = new Reducer(group.native, tensors.map((p) => p.h), cap, first, this.findUnused);
-      if (this.half) this.reducer.compress(this.half as 'float16' | 'bfloat16');
+      if (this.half) this.reducer.compress(this.half);
     } else {
       this.checkSameParameters();
       this.bucketsAfter = bucketsBySize(tensors, cap);
@@ -221,7 +222,7 @@ export class DistributedDataParallel {
 }
 
 /** The half dtype gradients travel in (null: their own), refused where the backend cannot sum it. */
-function checkCompression(compress: GradCompression, group: ProcessGroup): DType | null {
+function checkCompression(compress: GradCompression, group: ProcessGroup): HalfDType | null {
   if (compress === 'none') return null;
   if (!(compress in HALF)) throw new RangeError(`DistributedDataParallel: compress must be 'none', 'fp16' or 'bf16', got '${compress}'`);
   const why = compressionRefusal(compress, group.backend);
@@ -230,7 +231,7 @@ function checkCompression(compress: GradCompression, group: ProcessGroup): DType
 }
 
 /** Why a backend cannot all-reduce gradients compressed this way, or null. */
-export function compressionRefusal(compress: GradCompression, backend: 'gloo' | 'nccl'): string | null {
+export function compressionRefusal(compress: GradCompression, backend: Backend): string | null {
   const v = torch.version();
   // Gloo learnt to sum bfloat16 in PyTorch 2.2 (pytorch/pytorch#113557); NCCL has it from 2.10
   if (compress === 'bf16' && backend === 'gloo' && (v.major < 2 || (v.major === 2 && v.minor < 2))) {

@@ -7,6 +7,7 @@ import { spawn, ChildProcess } from 'node:child_process';
 import * as net from 'node:net';
 import { OptionError, defineOptions } from '../util/options';
 import { compressionRefusal, GradCompression } from './ddp';
+import { backendFor } from './process-group';
 
 export interface LaunchOptions {
   /** Workers on this machine. */
@@ -67,7 +68,7 @@ export const GRAD_SYNC_OPTIONS = defineOptions({
 
 /** Refuses, before any work, a --grad-compress that the backend the device implies cannot sum. */
 export function checkGradSync(o: { gradCompress: string; device: string }): void {
-  const why = compressionRefusal(o.gradCompress as GradCompression, o.device.startsWith('cuda') ? 'nccl' : 'gloo');
+  const why = compressionRefusal(o.gradCompress as GradCompression, backendFor(o.device));
   if (why) throw new OptionError('gradCompress', why);
 }
 

@@ -118,8 +118,7 @@ export class ProcessGroup {
     const masterAddr = o.masterAddr ?? env?.masterAddr ?? '127.0.0.1';
     const masterPort = o.masterPort ?? env?.masterPort ?? 29500;
     const timeoutMs = o.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    const wantsCuda = o.device !== undefined && torch.deviceType(o.device) === 'cuda';
-    const backend: Backend = o.backend === undefined || o.backend === 'auto' ? (wantsCuda ? 'nccl' : 'gloo') : o.backend;
+    const backend: Backend = o.backend === undefined || o.backend === 'auto' ? backendFor(o.device) : o.backend;
     if (!info[backend]) {
       throw new Error(`initProcessGroup: backend ${backend} is not built into the addon (built: ${builtBackends(info).join(', ') || 'none'})` +
         (backend === 'gloo' ? '; install libgloo-dev and rebuild (npm run build:native)' : ''));
@@ -311,6 +310,16 @@ export function getProcessGroup(): ProcessGroup {
 /** The default group, or null in a single-process run. */
 export function processGroupOrNull(): ProcessGroup | null {
   return defaultGroup;
+}
+
+/** The backend a group for `device` gets by default: NCCL for a CUDA device, Gloo otherwise. */
+export function backendFor(device: Device | string | undefined): Backend {
+  return device !== undefined && torch.deviceType(device) === 'cuda' ? 'nccl' : 'gloo';
+}
+
+/** The group when it has several ranks, else null (one process: nothing to exchange). */
+export function severalRanks(group: ProcessGroup | null | undefined): ProcessGroup | null {
+  return group && group.worldSize > 1 ? group : null;
 }
 
 /** A process's place in a group: rank and world size (rank 0 of 1 without a group). */

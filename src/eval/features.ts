@@ -8,7 +8,7 @@ import { Pooling, VisionTransformer } from '../semaim';
 import { Progress } from '../run/progress';
 import { withPrecision, type Precision } from '../run/precision';
 import { Augment, LabelledData } from '../data';
-import { rankSlice, type ProcessGroup } from '../dist';
+import { rankSlice, severalRanks, type ProcessGroup } from '../dist';
 import { gatherRankFeatures, rankRowPositions, rowsPerRankBatch } from './gather-features';
 
 export type FeaturePooling = 'cls' | 'mean';
@@ -29,7 +29,7 @@ export interface FeatureSet {
  * this rank's shard exactly when the group has several ranks, and `test` the whole set.
  */
 export function shardGroup(what: string, train: FeatureSet, test: FeatureSet, group: ProcessGroup | null | undefined): ProcessGroup | null {
-  const g = group && group.worldSize > 1 ? group : null;
+  const g = severalRanks(group);
   if (g && !train.shard) throw new Error(`${what}: with a group of several ranks, the training features must be this rank’s shard`);
   if (train.shard && !g) throw new Error(`${what}: the training features are one rank’s shard: pass its group`);
   if (test.shard) throw new Error(`${what}: the test features must be the whole set on every rank`);

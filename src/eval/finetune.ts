@@ -17,7 +17,7 @@ import type { TrainState } from '../run/train-state';
 import type { StopSignal } from '../run/signals';
 import { withPrecision } from '../run/precision';
 import { processDevice, setProcessThreads } from '../run/device';
-import { rankSlice, type ProcessGroup } from '../dist';
+import { rankSlice, severalRanks, type ProcessGroup } from '../dist';
 import { Accuracy, AccuracyTally } from './accuracy';
 import { rankRowPositions } from './gather-features';
 import { ClassifierConfig, ViTClassifier } from './classifier';
@@ -65,7 +65,7 @@ export async function evaluateClassifier(
   model.eval();
   const device = model.cls_token.device;
   const tally = new AccuracyTally(model.cfg.numClasses);
-  const group = o.group && o.group.worldSize > 1 ? o.group : null;
+  const group = severalRanks(o.group);
   const positions = group ? rankRowPositions(data.size, o.batchSize, group.worldSize, group.rank) : null;
   const progress = o.label && !group ? new Progress(o.label, data.size) : null;
   let row = 0;

@@ -14,7 +14,7 @@ import { Accuracy, AccuracyTally } from './accuracy';
 import { LinearProbe } from './classifier';
 import { LabelledData, batchesPerEpoch } from '../data';
 import { FeaturePooling, FeatureSet, encodeBatch, setSize, shardGroup } from './features';
-import type { ProcessGroup } from '../dist';
+import { severalRanks, type ProcessGroup } from '../dist';
 import type { Precision } from '../run/precision';
 
 export interface LinprobeOptions {
@@ -168,19 +168,20 @@ export async function linprobeOnFeatures(train: FeatureSet, test: FeatureSet, nu
   const rowOf = train.shard ? rowsByPosition(train.shard.positions, n) : null;
   async function* batches(epoch: number): AsyncGenerator<ProbeBatch> {
     const perm = torch.keep(torch.randperm(n, { generator: new torch.Generator(seed * 1_000_003 + epoch) }));
+    // sharded: the positions on the host, to find this rank's rows; else the indices on the device
     const order = group ? Int32Array.from(torch.scope(() => perm.to({ dtype: 'int32' }).data() as Int32Array)) : null;
-    const onDevice = torch.keep(perm.to({ device }));
+    const onDevice = group ? null : torch.keep(perm.to({ device }));
     try {
       for (let i = 0; i < perEpoch; i++) {
         yield torch.scope(() => {
           if (group) return assembleBatch(group, train.features, labelsAll, rowOf!, order!.subarray(i * B, (i + 1) * B));
-          const idx = onDevice.narrow(0, i * B, B);
+          const idx = onDevice!.narrow(0, i * B, B);
           return { features: train.features.indexSelect(0, idx), labels: labelsAll.indexSelect(0, idx) };
         });
       }
     } finally {
       perm.dispose();
-      onDevice.dispose();
+      onDevice?.dispose();
     }
   }
   try {
@@ -241,7 +242,7 @@ export async function linprobeOnline(
   o: OnlineLinprobeOptions,
 ): Promise<LinprobeResult> {
   validate(o);
-  const group = o.group && o.group.worldSize > 1 ? o.group : null;
+  const group = severalRanks(o.group);
   const ranks = group?.worldSize ?? 1;
   if (o.batchSize % ranks !== 0) throw new RangeError(`linprobe: batchSize ${o.batchSize} is not divisible by the ${ranks} ranks`);
   const device = encoder.cls_token.device;
