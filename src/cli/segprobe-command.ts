@@ -5,6 +5,7 @@ import { checkDataPath } from '../data/options';
 import { resolveEncoder } from '../semaim';
 import { SEGPROBE_OPTIONS, readSegprobeConfig } from '../eval/segprobe-options';
 import { runSegprobe, SegDataFactory } from '../eval/segprobe-run';
+import { runDataParallel } from './data-parallel';
 
 export function makeSegprobeCommand(factory: SegDataFactory = makeSegData): Command {
   return defineCommand({
@@ -15,7 +16,8 @@ export function makeSegprobeCommand(factory: SegDataFactory = makeSegData): Comm
       '→ BatchNorm → per-patch Linear → bilinear upsampling to the image; per-pixel cross-entropy (255 = ignore).\n' +
       'Datasets: the built-in synthetic objects (--seg-classes shapes|object) or --dataset seg-folder --data-path ROOT\n' +
       'with ROOT/{train,test}/images/NAME.jpg|png, ROOT/{train,test}/masks/NAME.png and ROOT/classes.txt.\n' +
-      'Writes <out-dir>/segprobe.json (mIoU as a fraction), segprobe.png and seg-head.safetensors.',
+      'Writes <out-dir>/segprobe.json (mIoU as a fraction), segprobe.png and seg-head.safetensors.\n' +
+      'With --nproc-per-node N each process encodes its share of the images and the probe trains as in one process.',
     options: SEGPROBE_OPTIONS,
     validate: (o) => {
       readSegprobeConfig(o);
@@ -24,11 +26,12 @@ export function makeSegprobeCommand(factory: SegDataFactory = makeSegData): Comm
       checkDataPath(o);
       resolveEncoder(o.checkpoint, o); // a missing encoder is reported before any data is opened
     },
-    async run(o) {
-      const r = await runSegprobe(readSegprobeConfig(o), o, factory);
-      process.stdout.write(`${r.table}wrote ${r.path}${r.figure ? ` and ${r.figure}` : ''}\n`);
-      return 0;
-    },
+    run: (o) =>
+      runDataParallel(o, async (group) => {
+        const r = await runSegprobe(readSegprobeConfig(o), o, factory, group);
+        if (r) process.stdout.write(`${r.table}wrote ${r.path}${r.figure ? ` and ${r.figure}` : ''}\n`);
+        return 0;
+      }),
   });
 }
 

@@ -4,7 +4,8 @@
 //
 // Unusable samples follow the loader's bad-input rule with one difference: they are left out, not
 // replaced (a metric over a test set must not count an image twice), named once on stderr and
-// counted by reason in `skipped()`.
+// counted by reason in `skipped()`. A batch is its positions of the epoch's order minus those
+// (segBatchPlan), so several ranks reading their slices see the batches one process reads.
 import { Rng, permutation } from './rng';
 import { Pipeline, SizeMismatchError } from './pipeline';
 import { DecodeError } from './codecs/errors';
@@ -12,7 +13,17 @@ import { centerCrop, evalTransforms, horizontalFlip, normalize, randomResizedCro
 import { SegSkipError, type SegSource } from './sources/seg-source';
 import { syntheticSegSource, type SyntheticSegClasses } from './sources/seg-synthetic';
 import { segFolder } from './sources/seg-folder';
-import { IGNORE_INDEX, SkipTally, type SegAugment, type SegBatch, type SegBatchOptions, type SegData, type SkipSummary } from './seg-streams';
+import {
+  IGNORE_INDEX,
+  SkipTally,
+  segBatchPlan,
+  type SegAugment,
+  type SegBatch,
+  type SegBatchOptions,
+  type SegData,
+  type SegSkip,
+  type SkipSummary,
+} from './seg-streams';
 
 /** The transforms of a segmentation batch stream at a square size. */
 export function segTransforms(augment: SegAugment, size: number, fixedSize: readonly [number, number] | null): TransformSpec[] {
@@ -62,44 +73,57 @@ export class SegLoader implements SegData {
     const seed = o.seed ?? 0;
     const order = o.shuffle ? permutation(n, seed, 'shuffle', o.epoch) : Int32Array.from({ length: n }, (_, i) => i);
     const pipeline = this.pipeline(o.augment);
+    const plan = segBatchPlan(n, o);
     const S = this.imgSize;
     const per = 3 * S * S;
     const hw = S * S;
-    let images = new Float32Array(o.batchSize * per);
-    let masks = new Uint8Array(o.batchSize * hw);
-    let indices = new Int32Array(o.batchSize);
-    let k = 0;
     let used = 0;
-    for (const i of order) {
-      const name = this.source.name(i);
-      if (this.tally.has(name)) continue;
-      try {
-        const opened = this.source.open(i);
-        const handle = opened instanceof Promise ? await opened : opened;
-        pipeline.run(handle, new Rng(seed, o.epoch, i, 0), images, k * per, S, S, masks, k * hw);
-      } catch (e) {
-        if (e instanceof SizeMismatchError) throw new Error(`${name}: ${e.message}`, { cause: e });
-        const reason = e instanceof SegSkipError || e instanceof DecodeError ? e.reason : 'corrupt';
-        this.tally.add({ name, reason, message: (e as Error).message });
-        continue;
+    for (let j = 0; j < plan.count; j++) {
+      const { start, globalSize, from, to } = plan.batch(j);
+      const images = new Float32Array((to - from) * per);
+      const masks = new Uint8Array((to - from) * hw);
+      const indices = new Int32Array(to - from);
+      const slots = new Int32Array(to - from);
+      let k = 0;
+      for (let slot = from; slot < to; slot++) {
+        const i = order[start + slot];
+        const name = this.source.name(i);
+        if (this.tally.has(name)) continue;
+        try {
+          const opened = this.source.open(i);
+          const handle = opened instanceof Promise ? await opened : opened;
+          pipeline.run(handle, new Rng(seed, o.epoch, i, 0), images, k * per, S, S, masks, k * hw);
+        } catch (e) {
+          if (e instanceof SizeMismatchError) throw new Error(`${name}: ${e.message}`, { cause: e });
+          const reason = e instanceof SegSkipError || e instanceof DecodeError ? e.reason : 'corrupt';
+          this.tally.add({ name, reason, message: (e as Error).message });
+          continue;
+        }
+        indices[k] = i;
+        slots[k++] = slot;
       }
-      indices[k++] = i;
-      used++;
-      if (k === o.batchSize) {
-        yield { images, shape: [k, 3, S, S], masks, indices };
-        images = new Float32Array(o.batchSize * per);
-        masks = new Uint8Array(o.batchSize * hw);
-        indices = new Int32Array(o.batchSize);
-        k = 0;
-      }
+      used += k;
+      if (k === 0 && !o.slice) continue;
+      yield {
+        images: images.subarray(0, k * per),
+        shape: [k, 3, S, S],
+        masks: masks.subarray(0, k * hw),
+        indices: indices.subarray(0, k),
+        slots: slots.subarray(0, k),
+        globalSize,
+      };
     }
-    if (used === 0) throw new Error(`${this.source.root}: none of its ${n} samples could be used (${describe(this.tally.summary())})`);
-    if (k > 0 && !o.dropLast)
-      yield { images: images.subarray(0, k * per), shape: [k, 3, S, S], masks: masks.subarray(0, k * hw), indices: indices.subarray(0, k) };
+    // With a rank slice, a rank may hold no usable sample; the caller counts over all ranks.
+    if (used === 0 && !o.slice && plan.count > 0)
+      throw new Error(`${this.source.root}: none of its ${n} samples could be used (${describe(this.tally.summary())})`);
   }
 
   skipped(): SkipSummary {
     return this.tally.summary();
+  }
+
+  skippedSamples(): SegSkip[] {
+    return this.tally.samples();
   }
 
   close(): void {}

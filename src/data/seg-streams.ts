@@ -15,6 +15,10 @@ export interface SegBatch {
   masks: Uint8Array;
   /** Dataset index of each sample. */
   indices: Int32Array;
+  /** Each sample's place among the positions of the global batch (slots of skipped samples stay empty). */
+  slots: Int32Array;
+  /** Positions in the global batch (all ranks' slices, usable or not). */
+  globalSize: number;
 }
 
 export interface SegBatchOptions {
@@ -25,6 +29,38 @@ export interface SegBatchOptions {
   seed?: number;
   /** Drop the last incomplete batch. Default false. */
   dropLast?: boolean;
+  /**
+   * Data-parallel: this rank's slice of every global batch of `batchSize × worldSize` positions
+   * (segBatchPlan). Every global batch is yielded, an empty one included, so that all ranks take the
+   * same number of steps; without it a batch with no usable sample is not yielded.
+   */
+  slice?: { rank: number; worldSize: number };
+}
+
+/**
+ * The batches of an epoch over `order` (positions → dataset indices): global batch j is positions
+ * [j·G, min((j+1)·G, n)) with G = batchSize × worldSize, and rank r reads the contiguous part
+ * [⌊len·r/W⌋, ⌊len·(r+1)/W⌋) of it. A batch is those positions minus the unusable samples, so its
+ * content never depends on what an earlier batch skipped, and the ranks' parts in rank order are
+ * the batch one process reads.
+ */
+export function segBatchPlan(
+  n: number,
+  o: SegBatchOptions,
+): { count: number; batch(j: number): { start: number; globalSize: number; from: number; to: number } } {
+  const W = o.slice?.worldSize ?? 1;
+  const r = o.slice?.rank ?? 0;
+  if (!(Number.isInteger(W) && W >= 1 && Number.isInteger(r) && r >= 0 && r < W)) throw new RangeError(`data: bad rank slice ${r} of ${W}`);
+  if (!(Number.isInteger(o.batchSize) && o.batchSize >= 1)) throw new RangeError(`data: batchSize must be a positive integer, got ${o.batchSize}`);
+  const G = o.batchSize * W;
+  return {
+    count: o.dropLast ? Math.floor(n / G) : Math.ceil(n / G),
+    batch(j) {
+      const start = j * G;
+      const globalSize = Math.min(G, n - start);
+      return { start, globalSize, from: Math.floor((globalSize * r) / W), to: Math.floor((globalSize * (r + 1)) / W) };
+    },
+  };
 }
 
 /** One sample that was left out, and why. */
@@ -53,10 +89,12 @@ export interface SegData {
   imageShape: number[];
   /** Where the data came from, for messages. */
   name: string;
-  /** Unusable samples are left out of the batches (not replaced), so a batch may be shorter. */
+  /** Batches by segBatchPlan; unusable samples are left out (not replaced), so a batch may be shorter. */
   batches(o: SegBatchOptions): AsyncIterable<SegBatch>;
   /** Every sample left out so far (listing and reading). */
   skipped(): SkipSummary;
+  /** The same, each sample named (to merge what several ranks skipped: mergeSkips). */
+  skippedSamples(): SegSkip[];
   close(): Promise<void> | void;
 }
 
@@ -82,10 +120,30 @@ export class SkipTally {
   }
 
   summary(): SkipSummary {
-    const byReason: Record<string, number> = {};
-    for (const s of this.seen.values()) byReason[s.reason] = (byReason[s.reason] ?? 0) + 1;
-    return { count: this.seen.size, byReason, samples: [...this.seen.values()].slice(0, this.report) };
+    return summarizeSkips([...this.seen.values()], this.report);
   }
+
+  samples(): SegSkip[] {
+    return [...this.seen.values()];
+  }
+}
+
+/**
+ * Counts by reason and the first `report` samples by name of a list of distinct skipped samples (by
+ * name, not in the order met: the same summary from one process and from several ranks).
+ */
+export function summarizeSkips(skips: SegSkip[], report = 20): SkipSummary {
+  const byReason: Record<string, number> = {};
+  for (const s of skips) byReason[s.reason] = (byReason[s.reason] ?? 0) + 1;
+  const byName = [...skips].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return { count: skips.length, byReason, samples: byName.slice(0, report) };
+}
+
+/** Several ranks' skipped samples as one list, each sample once (every rank lists the listing's skips). */
+export function mergeSkips(lists: SegSkip[][]): SegSkip[] {
+  const byName = new Map<string, SegSkip>();
+  for (const list of lists) for (const s of list) if (!byName.has(s.name)) byName.set(s.name, s);
+  return [...byName.values()];
 }
 
 /** "3 skipped (mask-size 2, no-mask 1)" or "none skipped". */
@@ -144,9 +202,10 @@ export class MemorySegData implements SegData {
     const per = C * H * W;
     const hw = H * W;
     const order = o.shuffle ? permutation(this.size, o.seed ?? 0, o.epoch) : Int32Array.from({ length: this.size }, (_, i) => i);
-    const count = o.dropLast ? Math.floor(this.size / o.batchSize) : Math.ceil(this.size / o.batchSize);
-    for (let b = 0; b < count; b++) {
-      const idx = order.subarray(b * o.batchSize, Math.min((b + 1) * o.batchSize, this.size));
+    const plan = segBatchPlan(this.size, o);
+    for (let j = 0; j < plan.count; j++) {
+      const { start, globalSize, from, to } = plan.batch(j);
+      const idx = order.subarray(start + from, start + to);
       const images = new Float32Array(idx.length * per);
       const masks = new Uint8Array(idx.length * hw);
       idx.forEach((src, i) => {
@@ -158,12 +217,18 @@ export class MemorySegData implements SegData {
           for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) to[y * W + x] = from[y * W + (flip ? W - 1 - x : x)];
         }
       });
-      yield { images, shape: [idx.length, C, H, W], masks, indices: Int32Array.from(idx) };
+      if (!idx.length && !o.slice) continue;
+      const slots = Int32Array.from(idx, (_, i) => from + i);
+      yield { images, shape: [idx.length, C, H, W], masks, indices: Int32Array.from(idx), slots, globalSize };
     }
   }
 
   skipped(): SkipSummary {
     return { count: 0, byReason: {}, samples: [] };
+  }
+
+  skippedSamples(): SegSkip[] {
+    return [];
   }
 
   close(): void {}

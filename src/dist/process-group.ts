@@ -267,6 +267,36 @@ export class ProcessGroup {
     }
   }
 
+  /** Every rank's JSON-serialisable value, in rank order (e.g. the names of the files each rank skipped); two collectives. */
+  async allGatherJson<T>(value: T, o: CollectiveOptions = {}): Promise<T[]> {
+    const bytes = new TextEncoder().encode(JSON.stringify(value));
+    const lengths = await this.allGatherNumbers(bytes.length, o);
+    const padded = new Uint8Array(Math.max(...lengths));
+    padded.set(bytes);
+    const t = torch.tensor(padded, { device: this.device });
+    let parts: Tensor[] = [];
+    try {
+      parts = await this.allGather(t, o);
+      const text = new TextDecoder();
+      return parts.map((p, r) => JSON.parse(text.decode(torch.scope(() => p.cpu().data() as Uint8Array).subarray(0, lengths[r]))) as T);
+    } finally {
+      t.dispose();
+      for (const p of parts) p.dispose();
+    }
+  }
+
+  private async allGatherNumbers(value: number, o: CollectiveOptions): Promise<number[]> {
+    const t = torch.tensor(Float64Array.of(value), { device: this.device });
+    let parts: Tensor[] = [];
+    try {
+      parts = await this.allGather(t, o);
+      return parts.map((p) => torch.scope(() => p.cpu().item()));
+    } finally {
+      t.dispose();
+      for (const p of parts) p.dispose();
+    }
+  }
+
   /** Collectives started and not yet waited for. */
   get pending(): number {
     return this.g.pending();

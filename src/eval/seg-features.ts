@@ -1,13 +1,14 @@
 // Patch tokens of a frozen encoder for dense probing: the output of the chosen blocks, each through
 // the encoder's final norm (DINOv2's get_intermediate_layers(norm=True)), [CLS] dropped, several
 // blocks concatenated along the feature dimension. Extracted once per dataset with the masks beside
-// them (the probe's fast path).
+// them (the probe's fast path); data-parallel, each rank keeps the rows it encoded (a shard).
 import * as torch from '../torch';
 import { Tensor } from '../torch';
 import { VisionTransformer } from '../semaim';
 import { Progress } from '../run/progress';
 import { withPrecision, type Precision } from '../run/precision';
 import type { SegData } from '../data/seg-streams';
+import { severalRanks, type ProcessGroup } from '../dist';
 
 /**
  * Parses a block selection against an encoder of `depth` blocks: 'last' (the final block, after the
@@ -70,8 +71,20 @@ export interface SegFeatureSet {
   indices: Int32Array;
   grid: [number, number];
   size: [number, number];
-  /** The first `keepImages` images (normalised NCHW), for figures. */
+  /** The first `keepImages` images of the whole set (normalised NCHW), for figures. */
   images: Float32Array;
+  /** Their masks (keepImages × H × W). */
+  keptMasks: Uint8Array;
+  /**
+   * Set when the rows are one rank's share of a data-parallel set: the row each holds in the whole set
+   * (the usable samples in dataset order) and the size of the whole set.
+   */
+  shard?: { rows: Int32Array; size: number };
+}
+
+/** The number of rows of the whole set (all shards together). */
+export function segSetSize(set: SegFeatureSet): number {
+  return set.shard ? set.shard.size : set.features.shape[0];
 }
 
 export interface SegExtractOptions {
@@ -82,14 +95,20 @@ export interface SegExtractOptions {
   keepImages?: number;
   /** Progress bar label; null for none. */
   label?: string | null;
+  /**
+   * Data-parallel: each rank encodes its slices of the global batches (`batchSize` per rank) and
+   * keeps its rows as a shard; the figure's images are gathered on every rank.
+   */
+  group?: ProcessGroup | null;
 }
 
 /** Runs the encoder once over every usable sample of `data` (evaluation transform, natural order). */
 export async function extractSegFeatures(encoder: VisionTransformer, data: SegData, o: SegExtractOptions): Promise<SegFeatureSet> {
+  const group = severalRanks(o.group);
   const wasTraining = encoder.training;
   encoder.eval();
   const device = encoder.cls_token.device;
-  const [, H, W] = data.imageShape;
+  const [C, H, W] = data.imageShape;
   const hw = H * W;
   const parts: Tensor[] = [];
   const maskParts: Uint8Array[] = [];
@@ -98,11 +117,13 @@ export async function extractSegFeatures(encoder: VisionTransformer, data: SegDa
   const kept: Float32Array[] = [];
   let keptCount = 0;
   let n = 0;
-  const label = o.label === undefined ? 'features' : o.label;
-  const progress = label === null ? null : new Progress(label, data.size);
+  const label = group && group.rank !== 0 ? null : o.label === undefined ? 'features' : o.label;
+  const progress = label === null ? null : new Progress(label, group ? Math.ceil(data.size / group.worldSize) : data.size);
+  const slice = group ? { rank: group.rank, worldSize: group.worldSize } : undefined;
   try {
-    for await (const b of data.batches({ batchSize: o.batchSize, shuffle: false, epoch: 0, augment: 'none' })) {
+    for await (const b of data.batches({ batchSize: o.batchSize, shuffle: false, epoch: 0, augment: 'none', slice })) {
       const B = b.shape[0];
+      if (B === 0) continue;
       parts.push(
         torch.keep(
           torch.scope(() => {
@@ -114,36 +135,94 @@ export async function extractSegFeatures(encoder: VisionTransformer, data: SegDa
       );
       maskParts.push(b.masks.slice(0, B * hw));
       indexParts.push(b.indices.slice(0, B));
+      // one process: the set's first images; a rank: its own first ones (the set's first are among them)
       if (keptCount < keep) {
         const take = Math.min(keep - keptCount, B);
-        kept.push(b.images.slice(0, take * 3 * hw));
+        kept.push(b.images.slice(0, take * C * hw));
         keptCount += take;
       }
       n += B;
       progress?.update(n);
     }
-    if (!parts.length) throw new Error(`${data.name}: no usable sample`);
-    const features = torch.keep(torch.cat(parts, 0));
-    const concat = <T extends Uint8Array | Int32Array | Float32Array>(arrs: T[], make: (len: number) => T): T => {
-      const out = make(arrs.reduce((a, x) => a + x.length, 0));
-      let off = 0;
-      for (const a of arrs) {
-        out.set(a as never, off);
-        off += a.length;
-      }
-      return out;
-    };
-    return {
-      features,
-      masks: concat(maskParts, (l) => new Uint8Array(l)),
-      indices: concat(indexParts, (l) => new Int32Array(l)),
-      grid: [encoder.gridH, encoder.gridW],
-      size: [H, W],
-      images: concat(kept, (l) => new Float32Array(l)),
-    };
+    const indices = concat(indexParts, (l) => new Int32Array(l));
+    const shard = group ? await shardRows(group, indices, data.size) : undefined;
+    if (!(shard ? shard.size : parts.length)) throw new Error(`${data.name}: no usable sample`);
+    const features = torch.keep(parts.length ? torch.cat(parts, 0) : torch.zeros([0, encoder.numPatches, encoder.cfg.embedDim * o.blocks.length], { device }));
+    const masks = concat(maskParts, (l) => new Uint8Array(l));
+    let images = concat(kept, (l) => new Float32Array(l));
+    let keptMasks: Uint8Array = masks.slice(0, keptCount * hw);
+    if (group && shard) ({ images, masks: keptMasks } = await firstImages(group, images, keptMasks, shard.rows, Math.min(keep, shard.size), [C, H, W]));
+    return { features, masks, indices, grid: [encoder.gridH, encoder.gridW], size: [H, W], images, keptMasks, shard };
   } finally {
     for (const p of parts) p.dispose();
     progress?.done();
     encoder.train(wasTraining);
   }
+}
+
+function concat<T extends Uint8Array | Int32Array | Float32Array>(arrs: T[], make: (len: number) => T): T {
+  const out = make(arrs.reduce((a, x) => a + x.length, 0));
+  let off = 0;
+  for (const a of arrs) {
+    out.set(a as never, off);
+    off += a.length;
+  }
+  return out;
+}
+
+/**
+ * Where this rank's rows (dataset `indices`, ascending) stand in the whole set: the usable samples of all
+ * ranks in dataset order, found with one sum all-reduce of a 0/1 flag per dataset sample.
+ */
+async function shardRows(group: ProcessGroup, indices: Int32Array, datasetSize: number): Promise<{ rows: Int32Array; size: number }> {
+  const flags = new Float32Array(datasetSize);
+  for (const i of indices) flags[i] = 1;
+  const t = torch.tensor(flags, { device: group.device });
+  let all: Float32Array;
+  try {
+    await group.allReduce(t);
+    all = torch.scope(() => t.cpu().toFloat32Array());
+  } finally {
+    t.dispose();
+  }
+  const rowOf = new Int32Array(datasetSize);
+  let size = 0;
+  for (let i = 0; i < datasetSize; i++) {
+    rowOf[i] = size;
+    if (all[i] > 0) size++;
+  }
+  return { rows: Int32Array.from(indices, (i) => rowOf[i]), size };
+}
+
+/** The whole set's first `count` images and masks on every rank, from each rank's own first ones (rows `rows`). */
+async function firstImages(
+  group: ProcessGroup,
+  images: Float32Array,
+  masks: Uint8Array,
+  rows: Int32Array,
+  count: number,
+  [C, H, W]: number[],
+): Promise<{ images: Float32Array; masks: Uint8Array }> {
+  const hw = H * W;
+  const per = C * hw + hw; // the pixels, then the mask (0–255: exact in float32)
+  const out = new Float32Array(count * per);
+  for (let k = 0; k * hw < masks.length; k++) {
+    if (rows[k] >= count) break;
+    out.set(images.subarray(k * C * hw, (k + 1) * C * hw), rows[k] * per);
+    out.set(masks.subarray(k * hw, (k + 1) * hw), rows[k] * per + C * hw);
+  }
+  const t = torch.tensor(out, { device: group.device });
+  let all: Float32Array;
+  try {
+    await group.allReduce(t); // each image comes from one rank, zeros from the others: x + 0 is exact
+    all = torch.scope(() => t.cpu().toFloat32Array());
+  } finally {
+    t.dispose();
+  }
+  const got = { images: new Float32Array(count * C * hw), masks: new Uint8Array(count * hw) };
+  for (let k = 0; k < count; k++) {
+    got.images.set(all.subarray(k * per, k * per + C * hw), k * C * hw);
+    got.masks.set(all.subarray(k * per + C * hw, (k + 1) * per), k * hw);
+  }
+  return got;
 }

@@ -7,6 +7,7 @@ import type * as torch from '../torch';
 import type { SyntheticSegClasses } from '../data/sources/seg-synthetic';
 import type { SegAugment } from '../data/seg-streams';
 import { defaultSegLr, type SegOptimizer } from './segprobe';
+import { LAUNCH_OPTIONS } from '../dist/launch';
 
 /** The data options (also offered by `semaim ablate --eval segprobe`). */
 export const SEG_DATA_OPTIONS = defineOptions({
@@ -85,6 +86,8 @@ export const SEGPROBE_OPTIONS = defineOptions({
   device: { type: 'string', default: 'cpu', help: "'cpu', 'cuda' or 'cuda:N'" },
   threads: { type: 'int', min: 1, help: 'CPU threads for libtorch (default: all cores)' },
   outDir: { type: 'string', default: 'runs/segprobe', help: 'output folder (segprobe.json, segprobe.png, seg-head.safetensors)' },
+  // data-parallel: each process encodes its share of the images (docs/DISTRIBUTED.md)
+  ...LAUNCH_OPTIONS,
 });
 
 /** The probe's settings, typed. */
@@ -165,9 +168,22 @@ export function readSegDataSettings(o: SegDataSettings): SegDataSettings {
   return d;
 }
 
+/**
+ * With --augment crop-flip each of the processes encodes batch / processes images of every step's batch:
+ * refuses a batch they cannot split (the cached probe takes any batch).
+ */
+export function checkSegprobeProcesses(o: { augment: string; batchSize: number }, processes: number): void {
+  if (o.augment !== 'none' && processes > 1 && o.batchSize % processes !== 0)
+    throw new OptionError(
+      'batchSize',
+      `(${o.batchSize}) must be divisible by the ${processes} processes with --augment ${o.augment}: each encodes batch / processes images of every step's batch`,
+    );
+}
+
 export function readSegprobeConfig(o: SegprobeCommandOptions): SegprobeConfig {
   const device = checkDevice(o.device);
   checkPrecision(o.precision, o.device);
+  checkSegprobeProcesses(o, o.nprocPerNode * o.nnodes);
   return {
     checkpoint: o.checkpoint,
     verify: o.verify,

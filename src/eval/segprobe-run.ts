@@ -3,7 +3,6 @@
 // (fractions 0–1), `segprobe.png` (predictions beside the ground truth), `seg-head.safetensors`,
 // and a Markdown table for the terminal.
 import { mkdirSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import * as torch from '../torch';
 import { saveTensors } from '../io';
@@ -14,9 +13,11 @@ import type { SegDataRequest } from '../data/seg-loader';
 import { EncoderSource, loadEncoder, resolveEncoder } from '../semaim';
 import { SegMetrics } from './miou';
 import { markdownTable, pct, writeResult } from './result';
-import { SegData, SkipSummary, describeSkips } from '../data/seg-streams';
-import { extractSegFeatures, parseBlocks, SegFeatureSet } from './seg-features';
-import { SegDataSettings, SegprobeConfig, SegprobeSettings } from './segprobe-options';
+import { SegData, SegSkip, SkipSummary, describeSkips, mergeSkips, summarizeSkips } from '../data/seg-streams';
+import { extractSegFeatures, parseBlocks, SegFeatureSet, segSetSize } from './seg-features';
+import { severalRanks, type ProcessGroup } from '../dist';
+import { SegDataSettings, SegprobeConfig, SegprobeSettings, checkSegprobeProcesses } from './segprobe-options';
+import { processDevice, setProcessThreads } from '../run/device';
 import { SegprobeResult, constantPredictionMetrics, segprobeOnFeatures, segprobeOnline } from './segprobe';
 import type { Precision } from '../run/precision';
 
@@ -44,6 +45,8 @@ export interface ProbeRunOptions {
   keep?: number;
   /** Show progress bars (default true). */
   progress?: boolean;
+  /** Data-parallel: each rank encodes its slices of both splits and holds shards; results on every rank. */
+  group?: ProcessGroup | null;
 }
 
 function checkShapes(encoder: VisionTransformer, data: SegData, what: string): void {
@@ -65,7 +68,8 @@ export async function segprobeEncoder(
   const blocks = parseBlocks(s.blocks, encoder.cfg.depth);
   const C = train.numClasses;
   const show = o.progress ?? true;
-  const fo = { batchSize: o.evalBatchSize, blocks, precision: o.precision };
+  const group = severalRanks(o.group);
+  const fo = { batchSize: o.evalBatchSize, blocks, precision: o.precision, group };
   const keep = o.keep ?? 0;
   const settings = {
     epochs: s.epochs,
@@ -80,38 +84,43 @@ export async function segprobeEncoder(
     evalEvery: o.evalEvery,
     keepPredictions: keep,
     label: show ? 'segprobe' : null,
+    group,
   };
   let testSet: SegFeatureSet | null = null;
   let trainSet: SegFeatureSet | null = null;
   try {
     testSet = await extractSegFeatures(encoder, test, { ...fo, keepImages: keep, label: show ? 'features (test)' : null });
     let probe: SegprobeResult;
-    let trainCount: number;
     if (s.augment === 'none') {
       trainSet = await extractSegFeatures(encoder, train, { ...fo, label: show ? 'features (train)' : null });
-      trainCount = trainSet.features.shape[0];
       probe = await segprobeOnFeatures(trainSet, testSet, C, settings);
     } else {
       probe = await segprobeOnline(encoder, train, testSet, C, { ...settings, blocks, augment: s.augment, precision: o.precision });
-      trainCount = train.size - train.skipped().count;
     }
+    const skipped = await skippedOverRanks(group, train, test);
     const h = probe.trainHistogram;
     const classIndex = h.reduce((best, v, k) => (v > h[best] ? k : best), 0);
-    const hw = testSet.size[0] * testSet.size[1];
-    const count = Math.min(keep, testSet.features.shape[0]);
+    const count = testSet.keptMasks.length / (testSet.size[0] * testSet.size[1]);
     return {
       probe,
       blocks,
       featureDim: testSet.features.shape[2],
-      baseline: { classIndex, className: train.classNames[classIndex], metrics: constantPredictionMetrics(testSet.masks, C, classIndex) },
-      sizes: { train: trainCount, test: testSet.features.shape[0] },
-      skipped: { train: train.skipped(), test: test.skipped() },
-      figure: { images: testSet.images, truth: testSet.masks.slice(0, count * hw), count },
+      baseline: { classIndex, className: train.classNames[classIndex], metrics: constantPredictionMetrics(testSet.masks, C, classIndex, group) },
+      sizes: { train: trainSet ? segSetSize(trainSet) : train.size - skipped.train.count, test: segSetSize(testSet) },
+      skipped,
+      figure: { images: testSet.images, truth: testSet.keptMasks, count },
     };
   } finally {
     trainSet?.features.dispose();
     testSet?.features.dispose();
   }
+}
+
+/** What both splits left out, over all ranks (each rank reads only its slices). */
+async function skippedOverRanks(group: ProcessGroup | null, train: SegData, test: SegData): Promise<{ train: SkipSummary; test: SkipSummary }> {
+  if (!group) return { train: train.skipped(), test: test.skipped() };
+  const all = await group.allGatherJson<SegSkip[][]>([train.skippedSamples(), test.skippedSamples()]);
+  return { train: summarizeSkips(mergeSkips(all.map((x) => x[0]))), test: summarizeSkips(mergeSkips(all.map((x) => x[1]))) };
 }
 
 /** The frozen encoder: pre-trained weights, or the same architecture initialised from `seed`. */
@@ -201,12 +210,26 @@ export interface SegprobeRun {
   table: string;
 }
 
-export async function runSegprobe(cfg: SegprobeConfig, options: Record<string, unknown>, f: SegDataFactory): Promise<SegprobeRun> {
+/** The probe and its files; null on data-parallel ranks other than 0 (rank 0 writes). */
+export async function runSegprobe(cfg: SegprobeConfig, options: Record<string, unknown>, f: SegDataFactory): Promise<SegprobeRun>;
+export async function runSegprobe(
+  cfg: SegprobeConfig,
+  options: Record<string, unknown>,
+  f: SegDataFactory,
+  group: ProcessGroup | null,
+): Promise<SegprobeRun | null>;
+export async function runSegprobe(
+  cfg: SegprobeConfig,
+  options: Record<string, unknown>,
+  f: SegDataFactory,
+  group: ProcessGroup | null = null,
+): Promise<SegprobeRun | null> {
   const source = resolveEncoder(cfg.checkpoint, { verify: cfg.verify });
   parseBlocks(cfg.probe.blocks, source.config.depth); // a bad --blocks stops here, before any data is read
-  torch.setNumThreads(cfg.threads ?? availableParallelism());
+  checkSegprobeProcesses(cfg.probe, group?.worldSize ?? 1); // under torchrun the launch flags say nothing
+  setProcessThreads(cfg.threads);
   const t0 = Date.now();
-  const encoder = frozenEncoder(source, cfg.init, cfg.seed, cfg.device);
+  const encoder = frozenEncoder(source, cfg.init, cfg.seed, processDevice(cfg.device, group));
   let outcome: SegprobeOutcome;
   let names: string[];
   try {
@@ -219,6 +242,7 @@ export async function runSegprobe(cfg: SegprobeConfig, options: Record<string, u
         seed: cfg.seed,
         evalEvery: cfg.evalEvery,
         keep: cfg.figureImages,
+        group,
       });
     } finally {
       await train.close();
@@ -226,6 +250,10 @@ export async function runSegprobe(cfg: SegprobeConfig, options: Record<string, u
     }
   } finally {
     encoder.dispose();
+  }
+  if (group && group.rank !== 0) {
+    outcome.probe.head.dispose();
+    return null;
   }
   const { probe, baseline } = outcome;
   try {

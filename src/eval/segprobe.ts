@@ -2,6 +2,9 @@
 // with per-pixel cross-entropy (ignore index 255), AdamW or SGD with momentum, linear warm-up then
 // cosine per iteration. Two paths, as the linear probe: on cached features (extracted once, the
 // default) or online (the encoder runs on every augmented batch). Scored by mIoU (miou.ts).
+// Data-parallel, the ranks hold shards of the features (or encode slices of every batch), assemble
+// each global batch with one sum all-reduce and take the same step, so every rank trains the head one
+// process trains; the test shards' confusion counts are summed.
 import * as torch from '../torch';
 import { F, Tensor } from '../torch';
 import { AdamW, BaseHyper, Optimizer, SGD, fractionalEpoch, warmupCosine } from '../optim';
@@ -10,8 +13,9 @@ import { Progress } from '../run/progress';
 import type { Precision } from '../run/precision';
 import { ConfusionMatrix, IGNORE_INDEX, SegMetrics } from './miou';
 import { SegLinearHead } from './seg-head';
-import { SegFeatureSet, patchTokens } from './seg-features';
+import { SegFeatureSet, patchTokens, segSetSize } from './seg-features';
 import type { SegAugment, SegData } from '../data/seg-streams';
+import { severalRanks, type ProcessGroup } from '../dist';
 
 export type SegOptimizer = 'adamw' | 'sgd';
 
@@ -33,6 +37,11 @@ export interface SegprobeOptions {
   keepPredictions?: number;
   /** Progress bar label; null for none. */
   label?: string | null;
+  /**
+   * Data-parallel (several ranks): cached, `train` and `test` are this rank's shards (extractSegFeatures
+   * with the group); online, every rank reads its slice of each batch (`batchSize` divisible by the ranks).
+   */
+  group?: ProcessGroup | null;
 }
 
 export interface SegprobeEpoch {
@@ -64,6 +73,20 @@ export function defaultSegLr(optimizer: SegOptimizer): number {
   return optimizer === 'sgd' ? 1 : 0.1;
 }
 
+/** The group a probe on these sets runs with: several ranks exactly when the sets are shards. */
+function shardGroup(train: SegFeatureSet | null, test: SegFeatureSet, group: ProcessGroup | null | undefined): ProcessGroup | null {
+  const g = severalRanks(group);
+  for (const [what, set] of [
+    ['training', train],
+    ['test', test],
+  ] as const) {
+    if (!set) continue;
+    if (g && !set.shard) throw new Error(`segprobe: with a group of several ranks, the ${what} features must be this rank’s shard`);
+    if (set.shard && !g) throw new Error(`segprobe: the ${what} features are one rank’s shard: pass its group`);
+  }
+  return g;
+}
+
 function validate(o: SegprobeOptions): void {
   if (!(Number.isInteger(o.batchSize) && o.batchSize > 0)) throw new RangeError(`segprobe: batchSize must be a positive integer, got ${o.batchSize}`);
   if (!(o.epochs > 0)) throw new RangeError(`segprobe: epochs must be > 0, got ${o.epochs}`);
@@ -78,20 +101,25 @@ function makeOptimizer(head: SegLinearHead, o: SegprobeOptions, lr: number): Opt
     : new AdamW(params, { lr, weightDecay, betas: [0.9, 0.999] });
 }
 
-/** Scores the head on cached test features; also returns the predictions of the first `keep` images. */
+/**
+ * Scores the head on cached test features; also returns the predictions of the set's first `keep`
+ * images. With a group, `test` is this rank's shard: the counts and predictions are summed over the ranks.
+ */
 export function evaluateSegHead(
   head: SegLinearHead,
   test: SegFeatureSet,
   numClasses: number,
-  o: { chunk?: number; keep?: number } = {},
+  o: { chunk?: number; keep?: number; group?: ProcessGroup | null } = {},
 ): { metrics: SegMetrics; predictions: Uint8Array } {
+  const group = severalRanks(o.group);
   const wasTraining = head.training;
   head.eval();
   const conf = new ConfusionMatrix(numClasses, IGNORE_INDEX);
   const n = test.features.shape[0];
   const [H, W] = test.size;
   const hw = H * W;
-  const keep = Math.min(o.keep ?? 0, n);
+  const keep = Math.min(o.keep ?? 0, segSetSize(test));
+  const rowOf = (r: number): number => (test.shard ? test.shard.rows[r] : r);
   const predictions = new Uint8Array(keep * hw);
   const chunk = o.chunk ?? 64;
   const device = test.features.device;
@@ -103,17 +131,24 @@ export function evaluateSegHead(
           const pred = head.forward(test.features.narrow(0, s, len), test.grid, test.size).argmax(1);
           const truth = torch.tensor(test.masks.subarray(s * hw, (s + len) * hw), { shape: [len, H, W], device });
           conf.addTensors(truth, pred);
-          if (s < keep) {
-            const k = Math.min(keep - s, len);
-            predictions.set(Uint8Array.from(pred.narrow(0, 0, k).toFloat64Array()), s * hw);
-          }
+          for (let k = 0; k < len && rowOf(s + k) < keep; k++) predictions.set(Uint8Array.from(pred.select(0, k).toFloat64Array()), rowOf(s + k) * hw);
         }),
       );
     }
   } finally {
     head.train(wasTraining);
   }
-  return { metrics: conf.metrics(), predictions };
+  if (!group) return { metrics: conf.metrics(), predictions };
+  // Counts below 2^53 and class indices are exact in float64; each prediction comes from one rank.
+  const summed = torch.tensor(Float64Array.from([...conf.counts, ...predictions]), { dtype: 'float64', device: group.device });
+  try {
+    group.allReduceSync(summed);
+    const all = torch.scope(() => summed.cpu().data() as Float64Array);
+    conf.counts.set(all.subarray(0, conf.counts.length));
+    return { metrics: conf.metrics(), predictions: Uint8Array.from(all.subarray(conf.counts.length)) };
+  } finally {
+    summed.dispose();
+  }
 }
 
 /** Counts of each class (ignore excluded) in n × H × W masks. */
@@ -143,7 +178,7 @@ async function trainHead(
   const epochs = Math.ceil(o.epochs);
   const totalSteps = Math.max(1, Math.ceil(o.epochs * perEpoch));
   const label = o.label === undefined ? 'segprobe' : o.label;
-  const progress = label === null ? null : new Progress(label, totalSteps);
+  const progress = label === null || (o.group && o.group.rank !== 0) ? null : new Progress(label, totalSteps);
   const history: SegprobeEpoch[] = [];
   const lossSum = torch.keep(torch.zeros([], { device: head.linear.weight.device }));
   let step = 0;
@@ -189,7 +224,8 @@ function anyLabelled(masks: Uint8Array): boolean {
 /** The fast path: trains on cached patch features, shuffled per epoch by a seeded permutation. */
 export async function segprobeOnFeatures(train: SegFeatureSet, test: SegFeatureSet, numClasses: number, o: SegprobeOptions): Promise<SegprobeResult> {
   validate(o);
-  const n = train.features.shape[0];
+  const group = shardGroup(train, test, o.group);
+  const n = segSetSize(train);
   const D = train.features.shape[2];
   if (test.features.shape[2] !== D) throw new Error(`segprobe: train features have width ${D}, test features ${test.features.shape[2]}`);
   if (n < 2) throw new Error(`segprobe: need at least 2 training images, got ${n}`);
@@ -201,14 +237,32 @@ export async function segprobeOnFeatures(train: SegFeatureSet, test: SegFeatureS
   const perEpoch = Math.floor(n / B);
   const [H, W] = train.size;
   const hw = H * W;
+  // sharded: the shard's row holding each row of the whole set (-1: another rank's)
+  const mine = train.shard ? new Int32Array(n).fill(-1) : null;
+  train.shard?.rows.forEach((row, r) => (mine![row] = r));
   async function* batches(epoch: number): AsyncGenerator<SegTrainBatch> {
     const perm = torch.randperm(n, { generator: new torch.Generator(seed * 1_000_003 + epoch) });
     const order = Int32Array.from(perm.data() as BigInt64Array, Number);
     perm.dispose();
     for (let i = 0; i < perEpoch; i++) {
       const idx = order.subarray(i * B, (i + 1) * B);
-      const masks = new Uint8Array(B * hw);
-      idx.forEach((r, k) => masks.set(train.masks.subarray(r * hw, (r + 1) * hw), k * hw));
+      if (group) {
+        const slots = Int32Array.from(idx.keys()).filter((k) => mine![idx[k]] >= 0);
+        const rows = Int32Array.from(slots, (k) => mine![idx[k]]);
+        const b = torch.scope(() =>
+          assembleSegBatch(
+            group,
+            B,
+            slots,
+            train.features.indexSelect(0, torch.tensor(rows, { dtype: 'int64', device })),
+            hostMasks(train.masks, rows, hw),
+            train.size,
+          ),
+        );
+        if (b) yield b;
+        continue;
+      }
+      const masks = hostMasks(train.masks, idx, hw);
       if (!anyLabelled(masks)) continue;
       yield torch.scope(() => ({
         tokens: train.features.indexSelect(0, torch.tensor(idx, { dtype: 'int64', device })),
@@ -217,14 +271,88 @@ export async function segprobeOnFeatures(train: SegFeatureSet, test: SegFeatureS
     }
   }
   try {
-    const r = await trainHead(head, o, perEpoch, train.grid, train.size, batches, () => evaluateSegHead(head, test, numClasses).metrics);
-    const { metrics, predictions } = evaluateSegHead(head, test, numClasses, { keep: o.keepPredictions });
+    const evaluate = (keep?: number) => evaluateSegHead(sameHead(head, group), test, numClasses, { keep, group });
+    const r = await trainHead(head, { ...o, group }, perEpoch, train.grid, train.size, batches, () => evaluate().metrics);
+    const { metrics, predictions } = evaluate(o.keepPredictions);
     if (r.history.length) r.history[r.history.length - 1].mIoU = metrics.mIoU;
-    return { ...r, metrics, predictions, head, trainHistogram: classHistogram(train.masks, numClasses) };
+    const trainHistogram = classHistogram(train.masks, numClasses);
+    if (group) sumOverRanks(group, trainHistogram);
+    return { ...r, metrics, predictions, head, trainHistogram };
   } catch (e) {
     head.dispose();
     throw e;
   }
+}
+
+/**
+ * Rank 0's head on every rank. The ranks take the same steps on the same batches, so their heads agree
+ * where the kernels are deterministic (the CPU); on a GPU the upsampling's backward sums with atomics and
+ * the heads may drift apart in the last bits: each shard is scored with one head.
+ */
+function sameHead(head: SegLinearHead, group: ProcessGroup | null): SegLinearHead {
+  if (group) torch.noGrad(() => group.broadcastCoalesced([...head.parameters(), ...[...head.namedBuffers()].map(([, b]) => b)], 0));
+  return head;
+}
+
+/** The masks of `rows` (n × H × W on the host) one after the other. */
+function hostMasks(masks: Uint8Array, rows: Int32Array, hw: number): Uint8Array {
+  const out = new Uint8Array(rows.length * hw);
+  rows.forEach((r, k) => out.set(masks.subarray(r * hw, (r + 1) * hw), k * hw));
+  return out;
+}
+
+/** Sums a host vector over the ranks, in place (float64: exact for counts). */
+function sumOverRanks(group: ProcessGroup, values: Float64Array): void {
+  const t = torch.tensor(values, { dtype: 'float64', device: group.device });
+  try {
+    group.allReduceSync(t);
+    values.set(torch.scope(() => t.cpu().data() as Float64Array));
+  } finally {
+    t.dispose();
+  }
+}
+
+/**
+ * The global batch of `globalSize` slots on every rank, from the rows this rank holds (`tokens` [k, N, D]
+ * and host `masks`, in `slots`): each rank packs its rows (tokens, mask values, a 1) into their slots of one
+ * float tensor, zeros elsewhere, and a sum all-reduce fills the batch (x + 0 is exact; mask values
+ * 0–255 are exact in float32). Slots no rank filled (skipped samples) are dropped; null when the batch
+ * has no sample or no labelled pixel, the same on every rank.
+ */
+function assembleSegBatch(
+  group: ProcessGroup,
+  globalSize: number,
+  slots: Int32Array,
+  tokens: Tensor,
+  masks: Uint8Array,
+  size: [number, number],
+): SegTrainBatch | null {
+  const [, N, D] = tokens.shape;
+  const hw = size[0] * size[1];
+  const width = N * D + hw + 1;
+  const device = tokens.device;
+  const k = slots.length;
+  let packed = torch.zeros([globalSize, width], { device });
+  if (k) {
+    const rows = torch.cat([tokens.reshape(k, N * D), torch.tensor(masks, { shape: [k, hw], device }).float(), torch.ones([k, 1], { device })], 1);
+    packed = packed.indexPut([torch.tensor(slots, { dtype: 'int64', device })], rows);
+  }
+  group.allReduceSync(packed);
+  const filled = packed
+    .select(1, width - 1)
+    .gt(0.5)
+    .nonzero()
+    .flatten();
+  const count = filled.shape[0];
+  if (count === 0) return null;
+  const batch = packed.indexSelect(0, filled);
+  const m = batch
+    .narrow(1, N * D, hw)
+    .round()
+    .long()
+    .reshape(count, size[0], size[1]);
+  if (m.ne(IGNORE_INDEX).sum().item() === 0) return null;
+  return { tokens: batch.narrow(1, 0, N * D).reshape(count, N, D), masks: m };
 }
 
 export interface OnlineSegprobeOptions extends SegprobeOptions {
@@ -245,6 +373,9 @@ export async function segprobeOnline(
   o: OnlineSegprobeOptions,
 ): Promise<SegprobeResult> {
   validate(o);
+  const group = shardGroup(null, test, o.group);
+  const ranks = group?.worldSize ?? 1;
+  if (o.batchSize % ranks !== 0) throw new RangeError(`segprobe: batchSize ${o.batchSize} is not divisible by the ${ranks} ranks`);
   const device = encoder.cls_token.device;
   const seed = o.seed ?? 0;
   torch.manualSeed(seed);
@@ -253,9 +384,20 @@ export async function segprobeOnline(
   const perEpoch = Math.floor(trainData.size / o.batchSize);
   if (perEpoch < 1) throw new Error(`segprobe: ${trainData.size} training images give no full batch of ${o.batchSize}`);
   const trainHistogram = new Float64Array(numClasses);
+  const slice = group ? { rank: group.rank, worldSize: ranks } : undefined;
   async function* batches(epoch: number): AsyncGenerator<SegTrainBatch> {
-    for await (const b of trainData.batches({ batchSize: o.batchSize, shuffle: true, epoch, augment: o.augment, seed, dropLast: true })) {
+    const batchSize = o.batchSize / ranks; // this rank's slice of every batch
+    for await (const b of trainData.batches({ batchSize, shuffle: true, epoch, augment: o.augment, seed, dropLast: true, slice })) {
       if (epoch === 0) classHistogram(b.masks, numClasses, trainHistogram);
+      if (group) {
+        const tokens = (): Tensor =>
+          b.shape[0]
+            ? patchTokens(encoder, torch.tensor(b.images, { shape: b.shape, device }), o.blocks, o.precision)
+            : torch.zeros([0, test.features.shape[1], test.features.shape[2]], { device });
+        const t = torch.scope(() => assembleSegBatch(group, b.globalSize, b.slots, tokens(), b.masks, test.size));
+        if (t) yield t;
+        continue;
+      }
       if (!anyLabelled(b.masks)) continue;
       yield torch.scope(() => {
         const images = torch.tensor(b.images, { shape: b.shape, device });
@@ -267,9 +409,11 @@ export async function segprobeOnline(
     }
   }
   try {
-    const r = await trainHead(head, o, perEpoch, test.grid, test.size, batches, () => evaluateSegHead(head, test, numClasses).metrics);
-    const { metrics, predictions } = evaluateSegHead(head, test, numClasses, { keep: o.keepPredictions });
+    const evaluate = (keep?: number) => evaluateSegHead(sameHead(head, group), test, numClasses, { keep, group });
+    const r = await trainHead(head, { ...o, group }, perEpoch, test.grid, test.size, batches, () => evaluate().metrics);
+    const { metrics, predictions } = evaluate(o.keepPredictions);
     if (r.history.length) r.history[r.history.length - 1].mIoU = metrics.mIoU;
+    if (group) sumOverRanks(group, trainHistogram);
     return { ...r, metrics, predictions, head, trainHistogram };
   } catch (e) {
     head.dispose();
@@ -277,10 +421,12 @@ export async function segprobeOnline(
   }
 }
 
-/** The metrics of predicting one class everywhere (the majority-class baseline). */
-export function constantPredictionMetrics(masks: Uint8Array, numClasses: number, cls: number): SegMetrics {
+/** The metrics of predicting one class everywhere (the majority-class baseline); with a group, over every rank's masks. */
+export function constantPredictionMetrics(masks: Uint8Array, numClasses: number, cls: number, group: ProcessGroup | null = null): SegMetrics {
   const conf = new ConfusionMatrix(numClasses, IGNORE_INDEX);
   const C = numClasses;
   for (const v of masks) if (v !== IGNORE_INDEX) conf.counts[v * C + cls]++;
+  const g = severalRanks(group);
+  if (g) sumOverRanks(g, conf.counts);
   return conf.metrics();
 }

@@ -160,6 +160,15 @@ test('seg-folder: a missing mask, a mask of the wrong size, a bad label, a trunc
     const batches = await all(data, 'none', 4);
     const got = batches.flatMap((b) => [...b.indices]);
     assert.equal(got.length, 2, 'two usable pairs');
+    // Batches are positions of the listing (a, bad-label, corrupt, small-mask | sub/b) minus the unusable:
+    // a batch is shorter rather than filled from the next one, so several ranks can split it.
+    assert.deepEqual(
+      batches.map((b) => [b.shape[0], [...b.slots], b.globalSize]),
+      [
+        [1, [0], 4],
+        [1, [0], 1],
+      ],
+    );
     const s = data.skipped();
     assert.equal(s.count, 4);
     assert.deepEqual(s.byReason, { 'no-mask': 1, 'mask-size': 1, 'mask-labels': 1, truncated: 1 });
@@ -181,7 +190,7 @@ test('seg-folder: a missing mask, a mask of the wrong size, a bad label, a trunc
     assert.equal(m[0], 0, 'top rows are sky');
     assert.equal(m[15 * 16 + 1], 1, 'bottom left is ground');
     assert.equal(m[15 * 16 + 14], 2, 'bottom right is thing');
-    const mb = batches[0].masks.subarray(256, 512);
+    const mb = batches[1].masks.subarray(0, 256);
     assert.equal(mb[0], 255, 'ignore stays 255');
     // --reduce-zero-label: 0 → ignore, k → k − 1 (and 255 stays ignore).
     const reduced = makeSegData({
@@ -197,6 +206,35 @@ test('seg-folder: a missing mask, a mask of the wrong size, a bad label, a trunc
     const [rb] = await all(reduced, 'none', 4);
     assert.equal(rb.masks[0], 255, 'sky (0) became ignore');
     assert.equal(rb.masks[15 * 16 + 1], 0, 'ground (1) became 0');
+
+    // Data-parallel: ranks reading their slices of every global batch (2 per rank × 2 ranks) see, in
+    // rank order, the samples one process reads in batches of 4 (same pixels after the same crop-flip);
+    // every rank yields every global batch, an empty part included.
+    const open = () => makeSegData({ split: 'train', dataset: 'seg-folder', dataPath: dir, imgSize: 16, seed: 0, warn: () => {} });
+    for (const shuffle of [false, true]) {
+      const o = { shuffle, epoch: 1, augment: 'crop-flip' as const, seed: 3 };
+      const one: SegBatch[] = [];
+      for await (const x of open().batches({ ...o, batchSize: 4 })) one.push(x);
+      const ranks: SegBatch[][] = [[], []];
+      for (const rank of [0, 1]) for await (const x of open().batches({ ...o, batchSize: 2, slice: { rank, worldSize: 2 } })) ranks[rank].push(x);
+      assert.equal(ranks[0].length, 2, 'two global batches (4 + 1 positions) on rank 0');
+      assert.equal(ranks[1].length, 2, 'and on rank 1');
+      assert.equal(ranks[0][1].shape[0], 0, "rank 0's part of the last batch (1 position) is empty, and yielded");
+      const flat = (bs: SegBatch[]) => ({
+        indices: bs.flatMap((b) => [...b.indices]),
+        slots: bs.map((b) => [...b.slots]),
+        images: bs.flatMap((b) => [...b.images]),
+        masks: bs.flatMap((b) => [...b.masks]),
+      });
+      const merged = [0, 1].map((j) => [ranks[0][j], ranks[1][j]]);
+      const got = flat(merged.flat());
+      const want = flat(one);
+      assert.deepEqual(got.indices, want.indices, `shuffle ${shuffle}: the same samples in the same order`);
+      const slots = merged.map((p) => p.flatMap((b) => [...b.slots])).filter((x) => x.length); // one process yields no empty batch
+      assert.deepEqual(slots, want.slots, 'their slots in the global batch');
+      assert.deepEqual(got.images, want.images, 'the same pixels');
+      assert.deepEqual(got.masks, want.masks, 'the same masks');
+    }
   } finally {
     cleanup();
   }

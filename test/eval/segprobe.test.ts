@@ -59,7 +59,15 @@ function separablePatches(n: number, C: number, D: number, seed: number): SegFea
         masks[(i * S + y) * S + x] = (x + 2 * y + i) % 29 === 0 ? 255 : lab[i * N + Math.floor(y / 4) * G + Math.floor(x / 4)];
       }
   }
-  return { features, masks, indices: Int32Array.from({ length: n }, (_, i) => i), grid: [G, G], size: [S, S], images: new Float32Array(0) };
+  return {
+    features,
+    masks,
+    indices: Int32Array.from({ length: n }, (_, i) => i),
+    grid: [G, G],
+    size: [S, S],
+    images: new Float32Array(0),
+    keptMasks: new Uint8Array(0),
+  };
 }
 
 test('a head on perfectly separable patch features reaches >= 0.95 mIoU (AdamW and SGD)', async () => {
