@@ -95,15 +95,30 @@ export function makeConfig(preset: keyof typeof PRESETS | string, overrides: Par
 
 const posInt = (v: unknown): boolean => typeof v === 'number' && Number.isInteger(v) && v > 0;
 
+/**
+ * Upper bounds of an encoder config, far above any published ViT (ViT-22B: width 6144, depth 48, 14²
+ * patches at 224²): a config from a file someone handed over cannot make a model grow without limit.
+ */
+export const ENCODER_LIMITS = { imgSize: 8192, patchSize: 1024, embedDim: 16384, depth: 256, numHeads: 1024, inChans: 64, mlpRatio: 64, numPatches: 65536 };
+
 export function validateEncoder(c: EncoderConfig, prefix = ''): void {
   for (const k of ['imgSize', 'patchSize', 'embedDim', 'depth', 'numHeads'] as const) {
     if (!posInt(c[k])) throw new ConfigError(prefix + k, `must be a positive integer, got ${JSON.stringify(c[k])}`);
+    if (c[k] > ENCODER_LIMITS[k]) throw new ConfigError(prefix + k, `${c[k]} is above the limit of ${ENCODER_LIMITS[k]}`);
   }
+  const patches = (c.imgSize / c.patchSize) ** 2;
+  if (patches > ENCODER_LIMITS.numPatches)
+    throw new ConfigError(
+      prefix + 'imgSize',
+      `${c.imgSize}² in patches of ${c.patchSize}² gives ${patches} patches, above the limit of ${ENCODER_LIMITS.numPatches}`,
+    );
   if (c.imgSize % c.patchSize !== 0) throw new ConfigError(prefix + 'imgSize', `${c.imgSize} is not divisible by patchSize ${c.patchSize}`);
   if (c.embedDim % c.numHeads !== 0) throw new ConfigError(prefix + 'embedDim', `${c.embedDim} is not divisible by numHeads ${c.numHeads}`);
   if (c.embedDim % 4 !== 0) throw new ConfigError(prefix + 'embedDim', `${c.embedDim} must be divisible by 4 (2-D sin-cos position embedding)`);
-  if (c.inChans !== undefined && !posInt(c.inChans)) throw new ConfigError(prefix + 'inChans', 'must be a positive integer');
-  if (c.mlpRatio !== undefined && !(c.mlpRatio > 0)) throw new ConfigError(prefix + 'mlpRatio', 'must be > 0');
+  if (c.inChans !== undefined && !(posInt(c.inChans) && c.inChans <= ENCODER_LIMITS.inChans))
+    throw new ConfigError(prefix + 'inChans', `must be an integer in 1..${ENCODER_LIMITS.inChans}, got ${JSON.stringify(c.inChans)}`);
+  if (c.mlpRatio !== undefined && !(typeof c.mlpRatio === 'number' && c.mlpRatio <= ENCODER_LIMITS.mlpRatio && Math.floor(c.embedDim * c.mlpRatio) >= 1))
+    throw new ConfigError(prefix + 'mlpRatio', `must give an MLP of 1..${ENCODER_LIMITS.mlpRatio} × embedDim units, got ${String(c.mlpRatio)}`);
   if (c.dropPath !== undefined && !(c.dropPath >= 0 && c.dropPath < 1)) throw new ConfigError(prefix + 'dropPath', 'must be in [0, 1)');
 }
 
@@ -137,7 +152,8 @@ export function validateConfig(c: SemAIMConfig): void {
   if ('tokens' in o && o.tokens !== undefined && !['cls', 'gap', 'self'].includes(o.tokens)) {
     throw new ConfigError('order.tokens', `must be cls, gap or self, got ${JSON.stringify(o.tokens)}`);
   }
-  if ('lambda' in o && !(o.lambda >= 0)) throw new ConfigError('order.lambda', 'must be >= 0');
+  // Far above the paper's 0.01: at 1e6 the noise already decides the whole order; beyond, it overflows.
+  if ('lambda' in o && !(o.lambda >= 0 && o.lambda <= 1e6)) throw new ConfigError('order.lambda', `must be in [0, 1e6], got ${String(o.lambda)}`);
   if (o.type === 'multicenter') {
     if (!posInt(o.k)) throw new ConfigError('order.k', 'must be a positive integer');
     if (!(o.minRelHeight >= 0 && o.minRelHeight <= 1)) throw new ConfigError('order.minRelHeight', 'must be in [0, 1]');

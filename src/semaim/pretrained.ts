@@ -5,9 +5,9 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import * as torch from '../torch';
 import { Tensor } from '../torch';
-import { disposeAll, loadTensors } from '../io';
+import { disposeAll, loadTensors, readSafetensorsHeader, type TensorInfo } from '../io';
 import { listCheckpoints, sha256File, verifyCheckpoint } from '../io/checkpoint';
-import { EncoderConfig, SemAIMConfig, validateEncoder } from './config';
+import { EncoderConfig, SemAIMConfig, validateConfig, validateEncoder } from './config';
 import { VisionTransformer } from './vit';
 
 export { sha256File };
@@ -35,12 +35,46 @@ export function resolveCheckpoint(path: string, o: VerifyOption = {}): string {
   throw new Error(`no usable checkpoint in ${path} (expected a run folder with checkpoints/step-* or a checkpoint folder)`);
 }
 
-/** Reads the model config stored in a checkpoint's model.safetensors metadata. */
+/**
+ * Reads the model config stored in a checkpoint's model.safetensors metadata, checked (bounds, and
+ * against the shapes of the file's tensors) before any model of that size is built.
+ */
 export function checkpointConfig(checkpointDir: string): SemAIMConfig {
-  const { metadata, tensors } = loadTensors(join(checkpointDir, 'model.safetensors'), { filter: () => false });
-  disposeAll(tensors);
-  if (!metadata.config) throw new Error(`${checkpointDir}/model.safetensors has no model config in its metadata`);
-  return JSON.parse(metadata.config) as SemAIMConfig;
+  const file = join(checkpointDir, 'model.safetensors');
+  const { metadata, tensors } = readSafetensorsHeader(file);
+  if (!metadata.config) throw new Error(`${file} has no model config in its metadata`);
+  let cfg: SemAIMConfig;
+  try {
+    cfg = JSON.parse(metadata.config) as SemAIMConfig;
+    validateConfig(cfg);
+  } catch (e) {
+    throw new Error(`${file}: the model config is not usable: ${(e as Error).message}`, { cause: e });
+  }
+  checkEncoderShapes(cfg, tensors, file);
+  return cfg;
+}
+
+/**
+ * Refuses a config that the weights' shapes contradict (width, channels, patch, MLP, depth, patches),
+ * from the file's header alone: a wrong config fails here, not after a model of its size is built.
+ */
+export function checkEncoderShapes(c: EncoderConfig, shapes: Map<string, TensorInfo>, file: string): void {
+  const D = c.embedDim;
+  const want: [string, number[]][] = [
+    ['cls_token', [1, 1, D]],
+    ['patch_embed.proj.weight', [D, c.inChans ?? 3, c.patchSize, c.patchSize]],
+    ['blocks.0.attn.qkv.weight', [3 * D, D]],
+    ['blocks.0.mlp.fc1.weight', [Math.floor(D * (c.mlpRatio ?? 4)), D]],
+  ];
+  if (shapes.has('pos_embed')) want.push(['pos_embed', [1, (c.imgSize / c.patchSize) ** 2 + 1, D]]);
+  for (const [name, shape] of want) {
+    const got = shapes.get(name);
+    if (!got) throw new Error(`${file} has no tensor '${name}': not the weights of a ViT encoder`);
+    if (got.shape.join() !== shape.join())
+      throw new Error(`${file}: '${name}' is [${got.shape}], its model config implies [${shape}]: the config does not describe these weights`);
+  }
+  const blocks = new Set([...shapes.keys()].map((k) => /^blocks\.(\d+)\./.exec(k)?.[1]).filter((b) => b !== undefined));
+  if (blocks.size !== c.depth) throw new Error(`${file} holds ${blocks.size} encoder blocks, its model config says depth ${c.depth}`);
 }
 
 /** The encoder part of a SemAIM config. */
@@ -98,7 +132,11 @@ function configFromMetadata(text: string, where: string): EncoderConfig {
   }
   const enc = (c.encoder ?? c) as EncoderConfig;
   const cfg = encoderConfigOf(enc);
-  validateEncoder(cfg);
+  try {
+    validateEncoder(cfg);
+  } catch (e) {
+    throw new Error(`${where}: the model config is not usable: ${(e as Error).message}`, { cause: e });
+  }
   return cfg;
 }
 
@@ -108,26 +146,30 @@ export function resolveEncoder(path: string, o: VerifyOption = {}): EncoderSourc
   if (statSync(path).isDirectory()) {
     const dir = resolveCheckpoint(path, o);
     const weights = join(dir, 'model.safetensors');
-    const { metadata, tensors } = loadTensors(weights, { filter: () => false });
-    disposeAll(tensors);
+    const { metadata, tensors } = readSafetensorsHeader(weights);
     if (!metadata.config) throw new Error(`${weights} has no model config in its metadata`);
     if (metadata.format && metadata.format !== 'semaim.pretrain/1') {
       throw new Error(`${dir} is a '${metadata.format}' checkpoint; evaluation takes a pre-training run (or an exported encoder)`);
     }
-    return { path, weights, sha256: sha256File(weights), kind: 'checkpoint', config: configFromMetadata(metadata.config, weights) };
+    const config = configFromMetadata(metadata.config, weights);
+    checkEncoderShapes(config, tensors, weights);
+    return { path, weights, sha256: sha256File(weights), kind: 'checkpoint', config };
   }
   if (!path.endsWith('.safetensors')) throw new Error(`encoder '${path}': expected a folder or a .safetensors file`);
   const jsonPath = path.replace(/\.safetensors$/, '.json');
+  const { metadata, tensors } = readSafetensorsHeader(path);
   let text: string;
+  let where = jsonPath;
   if (existsSync(jsonPath)) {
     text = readFileSync(jsonPath, 'utf8');
   } else {
-    const { metadata, tensors } = loadTensors(path, { filter: () => false });
-    disposeAll(tensors);
     if (!metadata.config) throw new Error(`encoder '${path}': no ${jsonPath} beside it and no config in its metadata`);
     text = metadata.config;
+    where = path;
   }
-  return { path, weights: path, sha256: sha256File(path), kind: 'exported', config: configFromMetadata(text, jsonPath) };
+  const config = configFromMetadata(text, where);
+  checkEncoderShapes(config, tensors, path);
+  return { path, weights: path, sha256: sha256File(path), kind: 'exported', config };
 }
 
 /**

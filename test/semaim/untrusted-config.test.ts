@@ -1,0 +1,79 @@
+// A model config read from a file someone handed over (an exported encoder's .json or metadata, a
+// checkpoint's model.safetensors) is bounded and checked against the weights' shapes before a model
+// of its size is built: a hostile or wrong config is refused quickly, naming the file and the key.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as torch from '../../src/torch';
+import { saveTensors } from '../../src/io';
+import { SemAIM, checkpointConfig, makeConfig, resolveEncoder, validateEncoder } from '../../src/semaim';
+import { TINY, writeEncoder } from '../eval/helpers';
+
+test('encoder configs beyond the bounds or with an empty MLP are refused, naming the key', () => {
+  const cases: [Record<string, number>, RegExp][] = [
+    [{ depth: 100_000_000 }, /config 'depth': 100000000 is above the limit of 256/],
+    [{ embedDim: 2 ** 32 }, /config 'embedDim': 4294967296 is above the limit/],
+    [{ imgSize: 4_000_000 }, /config 'imgSize': 4000000 is above the limit of 8192/],
+    [{ imgSize: 8192, patchSize: 16 }, /262144 patches, above the limit of 65536/],
+    [{ mlpRatio: Infinity }, /config 'mlpRatio': must give an MLP of 1..64 × embedDim units, got Infinity/],
+    [{ mlpRatio: 1e-9 }, /config 'mlpRatio'.*got 1e-9/],
+    [{ inChans: 1e6 }, /config 'inChans': must be an integer in 1..64/],
+  ];
+  for (const [change, message] of cases) assert.throws(() => validateEncoder({ ...TINY, ...change }), message, JSON.stringify(change));
+  validateEncoder({ imgSize: 224, patchSize: 14, inChans: 3, embedDim: 6144, depth: 48, numHeads: 48, mlpRatio: 4 }); // ViT-22B's shape
+});
+
+test('an exported encoder whose config contradicts its weights is refused from the header alone', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-untrusted-'));
+  try {
+    const weights = writeEncoder(dir);
+    const json = weights.replace(/\.safetensors$/, '.json');
+    const claim = (change: Record<string, unknown>) => writeFileSync(json, JSON.stringify({ ...TINY, ...change }));
+    claim({ depth: 100_000_000 });
+    const t0 = Date.now();
+    assert.throws(() => resolveEncoder(weights), new RegExp(`${json}: the model config is not usable: config 'depth': 100000000 is above the limit`));
+    assert.ok(Date.now() - t0 < 5000, 'refused without building anything');
+    claim({ depth: 3 });
+    assert.throws(() => resolveEncoder(weights), /holds 2 encoder blocks, its model config says depth 3/);
+    claim({ embedDim: 32, numHeads: 2 });
+    assert.throws(() => resolveEncoder(weights), /'cls_token' is \[1,1,16\], its model config implies \[1,1,32\]: the config does not describe these weights/);
+    claim({ mlpRatio: 3 });
+    assert.throws(() => resolveEncoder(weights), /'blocks\.0\.mlp\.fc1\.weight' is \[32,16\], its model config implies \[48,16\]/);
+    claim({ patchSize: 2 });
+    assert.throws(() => resolveEncoder(weights), /'patch_embed\.proj\.weight' is \[16,3,4,4\], its model config implies \[16,3,2,2\]/);
+    claim({});
+    assert.equal(resolveEncoder(weights).config.depth, 2, 'the true config is accepted');
+    // weights of something else
+    const other = join(dir, 'other.safetensors');
+    saveTensors(other, [['w', torch.zeros([2])]], { config: JSON.stringify(TINY) });
+    assert.throws(() => resolveEncoder(other), /other\.safetensors has no tensor 'cls_token': not the weights of a ViT encoder/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a checkpoint's model config is checked too (visualize, report, export read it)", () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-untrusted-ck-'));
+  try {
+    const cfg = makeConfig('vit_tiny', { imgSize: 16, patchSize: 4, embedDim: 16, depth: 2, numHeads: 2, decoderDepth: 1 });
+    torch.manualSeed(0);
+    const model = new SemAIM(cfg);
+    const good = join(dir, 'good');
+    mkdirSync(good);
+    saveTensors(join(good, 'model.safetensors'), model.stateDict(), { config: JSON.stringify(cfg) });
+    assert.equal(checkpointConfig(good).depth, 2);
+    const bad = join(dir, 'bad');
+    mkdirSync(bad);
+    saveTensors(join(bad, 'model.safetensors'), model.stateDict(), { config: JSON.stringify({ ...cfg, depth: 100_000_000 }) });
+    assert.throws(() => checkpointConfig(bad), /bad\/model\.safetensors: the model config is not usable: config 'depth': 100000000 is above the limit/);
+    const wrong = join(dir, 'wrong');
+    mkdirSync(wrong);
+    saveTensors(join(wrong, 'model.safetensors'), model.stateDict(), { config: JSON.stringify({ ...cfg, depth: 4, decoderDepth: 1 }) });
+    assert.throws(() => checkpointConfig(wrong), /holds 2 encoder blocks, its model config says depth 4/);
+    model.dispose();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
