@@ -25,10 +25,10 @@ import { defineCommand } from './command';
 export const DEMO_OPTIONS = defineOptions({
   outDir: { type: 'string', default: 'runs/demo', help: 'output folder' },
   epochs: { type: 'number', default: 3, min: 0.1, help: 'pre-training epochs over the synthetic training set' },
-  syntheticSize: { type: 'int', default: 4096, min: 64, help: 'synthetic training images' },
+  syntheticSize: { type: 'int', default: 4096, min: 64, max: 100_000_000, help: 'synthetic training images' },
   testSize: { type: 'int', default: 1000, min: 10, help: 'synthetic test images (k-NN and object-start)' },
   knnTrainSize: { type: 'int', default: 4096, min: 20, help: 'k-NN bank: the first N training images (at most --synthetic-size)' },
-  threads: { type: 'int', min: 1, help: 'CPU threads (default: all cores)' },
+  threads: { type: 'int', min: 1, max: 1024, help: 'CPU threads (default: all cores)' },
   similarityTokens: {
     type: 'string',
     default: 'cls',

@@ -22,7 +22,7 @@ const FIGURE_OPTIONS = defineOptions({
   device: { type: 'string', default: 'cpu', help: "'cpu', 'cuda' or 'cuda:N'" },
   ...VERIFY_OPTIONS,
   ...IMAGE_INPUT_OPTIONS,
-  threads: { type: 'int', min: 1, help: 'CPU threads for libtorch (default: all cores)' },
+  threads: { type: 'int', min: 1, max: 1024, help: 'CPU threads for libtorch (default: all cores)' },
 });
 
 const VISUALIZE_OPTIONS = defineOptions({

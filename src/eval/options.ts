@@ -33,7 +33,7 @@ export const VERIFY_OPTIONS = defineOptions({
 export const RUN_OPTIONS = defineOptions({
   seed: { type: 'int', default: 0, help: 'random seed' },
   device: { mayChangeOnResume: true, type: 'string', default: 'cpu', help: "'cpu', 'cuda' or 'cuda:N'" },
-  threads: { mayChangeOnResume: true, type: 'int', min: 1, help: 'CPU threads for libtorch (default: all cores)' },
+  threads: { mayChangeOnResume: true, type: 'int', min: 1, max: 1024, help: 'CPU threads for libtorch (default: all cores)' },
 });
 
 const FEATURE_OPTIONS = defineOptions({

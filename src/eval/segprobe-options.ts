@@ -84,7 +84,7 @@ export const SEGPROBE_OPTIONS = defineOptions({
   figureImages: { type: 'int', default: 8, min: 0, help: 'test images drawn in segprobe.png (0: no figure)' },
   seed: { type: 'int', default: 0, help: "random seed (the head's initialisation and shuffling; also the synthetic objects' image streams)" },
   device: { type: 'string', default: 'cpu', help: "'cpu', 'cuda' or 'cuda:N'" },
-  threads: { type: 'int', min: 1, help: 'CPU threads for libtorch (default: all cores)' },
+  threads: { type: 'int', min: 1, max: 1024, help: 'CPU threads for libtorch (default: all cores)' },
   outDir: { type: 'string', default: 'runs/segprobe', help: 'output folder (segprobe.json, segprobe.png, seg-head.safetensors)' },
   // data-parallel: each process encodes its share of the images (docs/DISTRIBUTED.md)
   ...LAUNCH_OPTIONS,

@@ -29,7 +29,7 @@ export const ABLATE_OPTIONS = defineOptions({
   numHeads: { type: 'int', min: 1, help: 'override the recipe: attention heads' },
   decoderDepth: { type: 'int', min: 1, help: 'override the recipe: decoder blocks' },
   patchSize: { type: 'int', min: 1, help: 'override the recipe: patch size' },
-  imgSize: { type: 'int', min: 1, help: 'override the recipe: image size' },
+  imgSize: { type: 'int', min: 1, max: 8192, help: 'override the recipe: image size' },
   pretrainLimit: { type: 'int', min: 1, help: 'override the recipe: images per pre-training epoch (a seeded random subset each epoch)' },
   linprobeEpochs: { type: 'number', min: 0.001, help: 'override the recipe: linear-probe epochs' },
   linprobeBatchSize: { type: 'int', min: 2, help: "override the recipe: linear-probe batch (lr = blr × batch / 256; the authors': 4096)" },

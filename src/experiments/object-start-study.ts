@@ -32,7 +32,7 @@ export const OBJECT_STUDY_OPTIONS = defineOptions({
   steps: { type: 'int', default: 192, min: 1, help: 'optimiser steps per run (fresh synthetic images every step: batch × steps images, one epoch)' },
   points: { type: 'int', default: 4, min: 1, help: 'checkpoints evaluated per run, evenly spaced (plus initialisation)' },
   testSize: { type: 'int', default: 1000, min: 10, help: 'synthetic test images with object masks' },
-  imgSize: { type: 'int', default: 32, min: 8, help: 'image size' },
+  imgSize: { type: 'int', default: 32, min: 8, max: 8192, help: 'image size' },
   patchSize: { type: 'int', default: 4, min: 1, help: 'patch size' },
   embedDim: { type: 'int', default: 128, min: 4, help: 'encoder width' },
   depth: { type: 'int', default: 4, min: 1, help: 'encoder depth' },
@@ -47,7 +47,7 @@ export const OBJECT_STUDY_OPTIONS = defineOptions({
   seed: { type: 'int', default: 0, help: 'random seed (same initial weights for every run; the test images)' },
   seeds: { type: 'int', default: 1, min: 1, help: 'train each S with seeds seed..seed+N-1 and report mean ± std over them' },
   device: { mayChangeOnResume: true, type: 'string', default: 'cpu', help: "'cpu', 'cuda' or 'cuda:N'" },
-  threads: { mayChangeOnResume: true, type: 'int', min: 1, help: 'CPU threads for libtorch (default: all cores)' },
+  threads: { mayChangeOnResume: true, type: 'int', min: 1, max: 1024, help: 'CPU threads for libtorch (default: all cores)' },
   numWorkers: { mayChangeOnResume: true, type: 'int', min: 0, help: 'data worker threads (default: one per core but one, at most 8)' },
   precision: {
     type: 'string',

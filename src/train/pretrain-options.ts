@@ -35,7 +35,7 @@ export const GPU_STEP_OPTIONS = defineOptions({
 export const PRETRAIN_OPTIONS = defineOptions({
   // model
   model: { type: 'string', default: 'vit_base', choices: Object.keys(PRESETS), help: 'encoder preset (width/depth/heads)' },
-  imgSize: { type: 'int', default: 224, min: 1, help: 'input image size (square)' },
+  imgSize: { type: 'int', default: 224, min: 1, max: 8192, help: 'input image size (square)' },
   patchSize: { type: 'int', default: 16, min: 1, help: 'patch size' },
   embedDim: { type: 'int', min: 4, help: 'override the preset width' },
   depth: { type: 'int', min: 1, help: 'override the preset depth' },
@@ -80,7 +80,7 @@ export const PRETRAIN_OPTIONS = defineOptions({
     min: 1,
     help: 'shards: samples each loader worker shuffles among (memory: this many encoded images per worker)',
   },
-  syntheticSize: { type: 'int', default: 5000, min: 1, help: 'synthetic dataset: number of images' },
+  syntheticSize: { type: 'int', default: 5000, min: 1, max: 100_000_000, help: 'synthetic dataset: number of images' },
   numWorkers: {
     mayChangeOnResume: true,
     type: 'int',
@@ -145,7 +145,13 @@ export const PRETRAIN_OPTIONS = defineOptions({
   emaDecay: { type: 'number', default: 0.999, min: 0, max: 1, help: 'EMA decay per step' },
   seed: { type: 'int', default: 0, help: 'random seed' },
   device: { mayChangeOnResume: true, type: 'string', default: 'cpu', help: "'cpu', 'cuda' or 'cuda:N'" },
-  threads: { mayChangeOnResume: true, type: 'int', min: 1, help: 'CPU threads for libtorch (default: all cores, shared among the processes on this machine)' },
+  threads: {
+    mayChangeOnResume: true,
+    type: 'int',
+    min: 1,
+    max: 1024,
+    help: 'CPU threads for libtorch (default: all cores, shared among the processes on this machine)',
+  },
   // run
   outDir: { mayChangeOnResume: true, type: 'string', default: 'runs/pretrain', help: 'output folder (checkpoints, metrics, config)' },
   checkpointEvery: { mayChangeOnResume: true, type: 'int', default: 500, min: 1, help: 'save a checkpoint every N steps (and at each epoch end)' },

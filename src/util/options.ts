@@ -67,6 +67,12 @@ export class OptionError extends Error {
 export const kebab = (k: string) => k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
 const camel = (k: string) => k.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 
+/** The table's own spec for `key` (never an Object.prototype member such as 'constructor' or '__proto__'). */
+const specOf = (table: OptionTable, key: string): OptionSpec | undefined => (Object.hasOwn(table, key) ? table[key] : undefined);
+
+/** Options a config file cannot set: they say how the command line is read. */
+const COMMAND_LINE_ONLY = ['config', 'help'];
+
 function coerce(key: string, spec: OptionSpec, raw: unknown): number | string | boolean {
   if (spec.type === 'boolean') {
     if (typeof raw === 'boolean') return raw;
@@ -76,8 +82,10 @@ function coerce(key: string, spec: OptionSpec, raw: unknown): number | string | 
   }
   if (spec.type === 'number' || spec.type === 'int') {
     const v = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN;
-    if (!Number.isFinite(v)) throw new OptionError(key, `expected a number, got ${JSON.stringify(raw)}`);
+    if (!Number.isFinite(v)) throw new OptionError(key, `expected a number, got ${typeof raw === 'number' ? raw : JSON.stringify(raw)}`);
     if (spec.type === 'int' && !Number.isInteger(v)) throw new OptionError(key, `expected an integer, got ${v}`);
+    if (spec.type === 'int' && !Number.isSafeInteger(v))
+      throw new OptionError(key, `${v} is beyond the integers a double holds exactly (±${Number.MAX_SAFE_INTEGER})`);
     if (spec.min !== undefined && v < spec.min) throw new OptionError(key, `must be >= ${spec.min}, got ${v}`);
     if (spec.max !== undefined && v > spec.max) throw new OptionError(key, `must be <= ${spec.max}, got ${v}`);
     return v;
@@ -103,7 +111,10 @@ export function readConfigFile(path: string): Record<string, unknown> {
     throw new OptionError('config', `${path} is not valid ${/\.ya?ml$/i.test(path) ? 'YAML' : 'JSON'}: ${(e as Error).message}`);
   }
   if (data === null || typeof data !== 'object' || Array.isArray(data)) throw new OptionError('config', `${path} must hold an object of options`);
-  return Object.fromEntries(Object.entries(data as Record<string, unknown>).map(([k, v]) => [camel(k), v]));
+  const entries = Object.entries(data as Record<string, unknown>).map(([k, v]) => [camel(k), v] as const);
+  for (const [k] of entries)
+    if (COMMAND_LINE_ONLY.includes(k)) throw new OptionError(k, `${path}: '${k}' cannot be set in a config file (give it on the command line)`);
+  return Object.fromEntries(entries);
 }
 
 /**
@@ -121,12 +132,12 @@ export function parseArgv(argv: string[], table: OptionTable): { options: Record
     }
     let [k, v] = a.slice(2).split(/=(.*)/s, 2) as [string, string | undefined];
     k = camel(k);
-    if (v === undefined && k.startsWith('no') && table[k[2]?.toLowerCase() + k.slice(3)]?.type === 'boolean') {
+    if (v === undefined && k.startsWith('no') && specOf(table, k[2]?.toLowerCase() + k.slice(3))?.type === 'boolean') {
       options[k[2].toLowerCase() + k.slice(3)] = false;
       continue;
     }
-    const spec = table[k];
-    if (!spec && k !== 'config' && k !== 'help') throw new OptionError(k, `unknown option --${kebab(k)} (see --help)`);
+    const spec = specOf(table, k);
+    if (!spec && !COMMAND_LINE_ONLY.includes(k)) throw new OptionError(k, `unknown option --${kebab(k)} (see --help)`);
     if (v === undefined) {
       if (spec?.type === 'boolean' || k === 'help') v = 'true';
       else if (i + 1 < argv.length) v = argv[++i];
@@ -146,8 +157,8 @@ export function resolveOptions<T extends OptionTable>(table: T, ...layers: Recor
   for (const [k, spec] of Object.entries(table)) out[k] = spec.default;
   for (const layer of layers) {
     for (const [k, v] of Object.entries(layer)) {
-      if (k === 'config' || k === 'help') continue;
-      const spec = table[k];
+      if (COMMAND_LINE_ONLY.includes(k)) continue;
+      const spec = specOf(table, k);
       if (!spec) throw new OptionError(k, `unknown option (known: ${Object.keys(table).map(kebab).join(', ')})`);
       if (v === undefined || v === null) continue;
       out[k] = coerce(k, spec, v);
