@@ -3,7 +3,8 @@
 import { statSync } from 'node:fs';
 import { OptionError, Options, defineOptions } from '../util/options';
 import { RUN_OPTIONS, VERIFY_OPTIONS } from '../eval/options';
-import { EMBED_DTYPES, EMBED_POOLINGS, EmbedOptions, embed } from '../eval/embed';
+import { EMBED_DTYPES, EMBED_POOLINGS, EmbedOptions, embed, embedListPath } from '../eval/embed';
+import { checkOutputs, encoderFiles } from '../io/outputs';
 import { IMAGE_INPUT_OPTIONS, checkDataPath, imageInputOptions } from '../data/options';
 import { DATASETS } from '../data';
 import { autoPrecision, checkPrecision } from '../run/precision';
@@ -48,6 +49,7 @@ export const EMBED_OPTIONS = defineOptions({
   ...IMAGE_INPUT_OPTIONS,
   ...RUN_OPTIONS,
   out: { type: 'string', default: 'runs/embed/features.safetensors', help: 'output .safetensors (the image list goes beside it as .json)' },
+  overwrite: { type: 'boolean', default: false, help: 'replace an existing --out (and its .json); never the encoder read' },
   // data-parallel: the ranks share the images, rank 0 writes (docs/DISTRIBUTED.md)
   ...LAUNCH_OPTIONS,
 });
@@ -94,7 +96,8 @@ function preflight(o: EmbedCommandOptions): void {
     if (!stat) throw new OptionError('images', `${o.images} does not exist`);
     if (!stat.isDirectory()) throw new OptionError('images', `${o.images} is not a folder`);
   }
-  resolveEncoder(o.checkpoint, o); // a missing encoder is reported before any image is read
+  const encoder = resolveEncoder(o.checkpoint, o); // a missing encoder is reported before any image is read
+  checkOutputs([o.out, embedListPath(o.out)], { overwrite: o.overwrite, inputs: encoderFiles(encoder.weights) });
 }
 
 export const embedCommand = defineCommand({

@@ -1,11 +1,14 @@
 // `semaim export`: the encoder of a checkpoint as timm-compatible safetensors (default), as an
 // ONNX folder (onnxruntime, transformers.js), or as a static web page that runs it in the browser.
-import { statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { OptionError, defineOptions } from '../util/options';
 import { VERIFY_OPTIONS } from '../eval/options';
-import { exportEncoder } from '../export/safetensors';
-import { exportOnnx } from '../export/onnx-export';
-import { exportWeb } from '../export/web-export';
+import { encoderExportFiles, exportEncoder } from '../export/safetensors';
+import { exportOnnx, onnxExportFiles } from '../export/onnx-export';
+import { exportWeb, webExportFiles } from '../export/web-export';
+import { checkOutputs, encoderFiles } from '../io/outputs';
+import { resolveCheckpoint } from '../semaim';
 import { defineCommand } from './command';
 
 export const EXPORT_FORMATS = ['safetensors', 'onnx', 'web'] as const;
@@ -32,8 +35,17 @@ export const EXPORT_OPTIONS = defineOptions({
   },
   attention: { type: 'boolean', default: true, help: "onnx: add the output cls_attention (last block's [CLS] attention, mean over heads)" },
   encoderOnly: { type: 'boolean', default: true, help: 'safetensors: timm-compatible encoder only (the only choice)' },
+  overwrite: { type: 'boolean', default: false, help: 'replace files of an earlier export at --out; never the checkpoint or encoder read' },
   ...VERIFY_OPTIONS,
 });
+
+/** The files an export reads: an exported encoder and its config, or a checkpoint folder's files. */
+function exportInputs(source: string, o: { verify: boolean }): string[] {
+  if (!existsSync(source)) return []; // the export says what is missing
+  if (source.endsWith('.safetensors')) return encoderFiles(source);
+  const dir = resolveCheckpoint(source, o);
+  return ['model.safetensors', 'optimizer.safetensors', 'state.json'].map((f) => join(dir, f));
+}
 
 function size(path: string): string {
   const b = statSync(path).size;
@@ -51,6 +63,10 @@ export const exportCommand = defineCommand({
   validate: (o) => {
     if (o.format === 'safetensors' && o.dtype !== 'float32')
       throw new OptionError('dtype', "float16 is for --format onnx or web (safetensors keeps the checkpoint's float32)");
+  },
+  preflight: (o) => {
+    const outputs = o.format === 'safetensors' ? encoderExportFiles(o.out) : o.format === 'onnx' ? onnxExportFiles(o.out, o.dtype) : webExportFiles(o.out);
+    checkOutputs(outputs, { overwrite: o.overwrite, inputs: exportInputs(o.checkpoint, o) });
   },
   async run(o) {
     if (o.format === 'safetensors') {

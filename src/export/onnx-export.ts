@@ -61,6 +61,11 @@ export interface OnnxExportResult {
   files: string[];
 }
 
+/** The files exportOnnx writes into `outDir`. */
+export function onnxExportFiles(outDir: string, dtype: FloatType): string[] {
+  return [join(outDir, 'onnx', onnxFileName(dtype)), join(outDir, 'config.json'), join(outDir, 'preprocessor_config.json')];
+}
+
 export function exportOnnx(source: string, outDir: string, o: OnnxOptions): OnnxExportResult {
   const m = onnxModelOf(source, o);
   mkdirSync(join(outDir, 'onnx'), { recursive: true });

@@ -5,6 +5,12 @@ import { join } from 'node:path';
 import { loadTensors, saveTensors, disposeAll } from '../io';
 import { ENCODER_KEY, VerifyOption, checkpointConfig, encoderConfigOf, resolveCheckpoint } from '../semaim';
 
+/** The files exportEncoder writes for `out`. */
+export function encoderExportFiles(out: string): string[] {
+  const base = out.replace(/\.(safetensors|json)$/, '');
+  return [`${base}.safetensors`, `${base}.json`];
+}
+
 /** Writes `<out>.safetensors` and `<out>.json`; returns both paths. */
 export function exportEncoder(source: string, out: string, o: VerifyOption = {}): { weights: string; config: string; tensors: number } {
   const dir = resolveCheckpoint(source, o);

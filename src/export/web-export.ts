@@ -43,6 +43,11 @@ export interface WebExportResult {
   ortVersion: string;
 }
 
+/** The files exportWeb writes into `outDir`. */
+export function webExportFiles(outDir: string): string[] {
+  return [...['model.onnx', 'model.json', ...PAGE_FILES].map((f) => join(outDir, f)), ...[...ORT_FILES, 'README.txt'].map((f) => join(outDir, 'ort', f))];
+}
+
 export function exportWeb(source: string, outDir: string, o: { dtype: FloatType; verify?: boolean }): WebExportResult {
   const ort = onnxruntimeWeb();
   const m = onnxModelOf(source, { dtype: o.dtype, attention: true, verify: o.verify });

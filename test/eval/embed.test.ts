@@ -193,3 +193,31 @@ test('embed refuses bad options before any work', async () => {
   await assert.rejects(embedCommand.run(['--checkpoint', encoderPath, '--images', join(dir, 'nope'), '--out', join(dir, 'y.safetensors')]), /does not exist/);
   assert.equal(existsSync(join(dir, 'y.safetensors')), false);
 });
+
+test('embed replaces an existing output only with --overwrite, and never the encoder it reads', async () => {
+  const images = join(dir, 'two');
+  for (let i = 0; i < 2; i++) write(join(images, `p${i}.png`), await encode(picture(32, 32, i), 32, 32, 3, 'png'));
+  const { copyFileSync } = await import('node:fs');
+  const own = join(dir, 'own.safetensors');
+  copyFileSync(encoderPath, own);
+  copyFileSync(encoderPath.replace(/\.safetensors$/, '.json'), join(dir, 'own.json'));
+  const before = readFileSync(own);
+  const run = (out: string, ...extra: string[]) => embedCommand.run(['--checkpoint', own, '--images', images, '--num-workers', '0', '--out', out, ...extra]);
+  for (const extra of [[], ['--overwrite']]) {
+    await assert.rejects(run(own, ...extra), /option 'out': .*own\.safetensors is what this command reads/, `--out = the encoder ${extra}`);
+    await assert.rejects(run(join(dir, 'own.safetensors.d', '..', 'own.safetensors'), ...extra), /is what this command reads/, 'the same file by another path');
+  }
+  assert.ok(readFileSync(own).equals(before), 'the encoder is untouched');
+  const out = join(dir, 'features.safetensors');
+  const stdout = process.stdout.write.bind(process.stdout);
+  process.stdout.write = (() => true) as typeof process.stdout.write;
+  try {
+    assert.equal(await run(out), 0);
+    const first = readFileSync(out);
+    await assert.rejects(run(out), /option 'out': .*features\.safetensors exists: choose another output, or pass --overwrite/);
+    assert.ok(readFileSync(out).equals(first), 'the first file is untouched');
+    assert.equal(await run(out, '--overwrite'), 0);
+  } finally {
+    process.stdout.write = stdout;
+  }
+});

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import * as torch from '../../src/torch';
-import { SemAIM, makeConfig } from '../../src/semaim';
+import { SemAIM, makeConfig, resolveCheckpoint } from '../../src/semaim';
 import type { EncoderConfig, VisionTransformer } from '../../src/semaim';
 import { decodeModel, encodeModel, DataType } from '../../src/export/onnx-proto';
 import { encoderWeights, vitToOnnx } from '../../src/export/vit-onnx';
@@ -153,7 +153,10 @@ test('semaim export --format onnx: a checkpoint folder becomes onnx/model.onnx +
   const got = await runOnnx(readFileSync(join(out, 'onnx', 'model.onnx')), images, 2, model.config);
   assert.ok(difference(got.hidden, reference(model, images, 2, model.config).hidden).rel <= 1e-4);
 
-  assert.equal(await commands.export.run(['--checkpoint', ckpt, '--out', out, '--format', 'onnx', '--dtype', 'float16', '--no-attention']), 0);
+  // A second export into the folder replaces its config files: only when asked.
+  const half16 = ['--checkpoint', ckpt, '--out', out, '--format', 'onnx', '--dtype', 'float16', '--no-attention'];
+  await assert.rejects(commands.export.run(half16), /option 'out': .*config\.json exists: choose another output, or pass --overwrite/);
+  assert.equal(await commands.export.run([...half16, '--overwrite']), 0);
   const half = decodeModel(readFileSync(join(out, 'onnx', 'model_fp16.onnx')));
   assert.deepEqual(
     half.graph.output.map((o) => o.name),
@@ -162,6 +165,9 @@ test('semaim export --format onnx: a checkpoint folder becomes onnx/model.onnx +
   // The default format is still the timm safetensors export.
   assert.equal(await commands.export.run(['--checkpoint', ckpt, '--out', join(dir, 'enc')]), 0);
   assert.ok(existsSync(join(dir, 'enc.safetensors')) && existsSync(join(dir, 'enc.json')));
+  await assert.rejects(commands.export.run(['--checkpoint', ckpt, '--out', join(dir, 'enc')]), /option 'out': .*enc\.safetensors exists/);
+  const own = join(resolveCheckpoint(ckpt), 'model');
+  await assert.rejects(commands.export.run(['--checkpoint', ckpt, '--out', own, '--overwrite']), /model\.safetensors is what this command reads/);
 });
 
 test('semaim export: bad options fail with a message naming the option, before any work', async () => {
