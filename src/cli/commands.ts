@@ -16,9 +16,18 @@ import { checkDataPath } from '../data/options';
 import { runExitCode } from '../run/signals';
 import { exportCommand } from './export-command';
 import { runDataParallel } from './data-parallel';
+import type { StopReason } from '../run/loop';
 import { rankSlice } from '../dist';
 import { embedCommand } from './embed-command';
 import { objectStartCommand } from './object-start-command';
+
+/** How the summary line says why a pre-training run ended. */
+const STOPPED: Record<StopReason, string> = {
+  finished: 'finished',
+  maxSteps: 'stopped at --max-steps',
+  signal: 'stopped by a signal',
+  nonfinite: 'stopped on a non-finite loss',
+};
 
 export { Command, defineCommand };
 
@@ -43,7 +52,7 @@ const coreCommands: Record<string, Command> = {
         const r = await pretrain(o, makeTrainData(trainDataRequest(o), rankSlice(group)), { group });
         if (!group || group.rank === 0) {
           process.stdout.write(
-            `pretrain ${r.stoppedBy} after ${r.steps} steps; loss ${r.firstLoss.toFixed(4)} → ${r.lastLoss.toFixed(4)}\n` +
+            `pretrain ${STOPPED[r.stoppedBy]} after ${r.steps} steps; loss ${r.firstLoss.toFixed(4)} → ${r.lastLoss.toFixed(4)}\n` +
               `  checkpoint: ${r.checkpoint}\n  metrics:    ${r.outDir}/metrics.jsonl\n`,
           );
         }

@@ -16,7 +16,13 @@ export function loadTensors(
   for (const name of reader.keys()) {
     if (opts.filter && !opts.filter(name)) continue;
     const e = reader.read(name);
-    let t = wrap(native.fromBuffer(e.data, e.shape, e.dtype, opts.device ?? null));
+    let t: Tensor;
+    try {
+      t = wrap(native.fromBuffer(e.data, e.shape, e.dtype, opts.device ?? null));
+    } catch (err) {
+      for (const x of tensors.values()) x.dispose();
+      throw new Error(`${path}: tensor '${name}': ${(err as Error).message}`, { cause: err });
+    }
     if (opts.dtype && torch.isFloating(e.dtype) && e.dtype !== opts.dtype) {
       const cast = t.to({ dtype: opts.dtype });
       t.dispose();

@@ -121,6 +121,8 @@ test('dtype tables and byte sizes', () => {
   assert.equal(tensorByteLength('float32', []), 4);
   assert.equal(tensorByteLength('int64', [2, 0, 3]), 0);
   assert.throws(() => tensorByteLength('float32', [2, -1]), /invalid shape/);
+  // an empty tensor whose other dimensions multiply past 2^53 (libtorch's size check overflows on it)
+  assert.throws(() => tensorByteLength('float32', [2 ** 52, 2 ** 52, 0]), /shape \[4503599627370496, 4503599627370496, 0\] is too large/);
   assert.throws(() => dtypeByteSize('complex64' as DType), /unknown dtype/);
 });
 
