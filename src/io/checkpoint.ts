@@ -1,8 +1,9 @@
 // The checkpoint folder format: model weights and optimiser state as safetensors files, and a JSON
-// trainer state (state.json) that records the SHA-256 of each file. Reading verifies those hashes.
+// trainer state (state.json) that records the SHA-256 of each file and of its own other content.
+// Reading verifies those hashes and the fields a resume reads.
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, readdirSync, readSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { Tensor } from '../torch';
 import { loadTensors } from './tensors';
 
@@ -73,18 +74,64 @@ export function readCheckpointState(dir: string): Record<string, unknown> {
   return JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as Record<string, unknown>;
 }
 
-/** Verifies a checkpoint folder against the hashes in its state.json; returns why it is not usable, or null. */
-export function verifyCheckpoint(dir: string): string | null {
+/** The files a run writes into every checkpoint, all needed to resume it. */
+export const CHECKPOINT_FILES = ['model.safetensors', 'optimizer.safetensors'];
+
+/** The key of state.json that holds the SHA-256 of the rest of it (absent in older checkpoints). */
+const STATE_DIGEST = 'stateSha256';
+
+/** SHA-256 of a trainer state as JSON without its own digest (JSON.parse then JSON.stringify reproduces what was hashed). */
+export function stateDigest(state: Record<string, unknown>): string {
+  const { [STATE_DIGEST]: _, ...rest } = state;
+  return createHash('sha256').update(JSON.stringify(rest)).digest('hex');
+}
+
+const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+
+/** Why the fields of state.json that a resume reads are unusable, or null. */
+function stateProblem(s: Record<string, unknown>, training: boolean): string | null {
+  const bad = (key: string, what: string) => `state.json: ${key} is ${JSON.stringify(s[key]) ?? 'missing'}, not ${what}`;
+  for (const key of ['step', 'epoch', 'batch']) {
+    if ((training || s[key] !== undefined) && !isCount(s[key])) return bad(key, 'a non-negative integer');
+  }
+  if (s.worldSize !== undefined && !(isCount(s.worldSize) && s.worldSize > 0)) return bad('worldSize', 'a positive integer');
+  for (const key of ['best', 'bestLoss', 'bestTop1']) {
+    if (s[key] !== undefined && s[key] !== null && !Number.isFinite(s[key])) return bad(key, 'a finite number or null');
+  }
+  return null;
+}
+
+/**
+ * Verifies a checkpoint folder: the fields of its state.json, that `files` lists the checkpoint's
+ * files (CHECKPOINT_FILES for 'training', which resumes a run; model.safetensors and any of them
+ * present for 'weights', which only reads the model), the digest of state.json itself where it has
+ * one, and each file against its SHA-256. Returns why it is not usable, or null.
+ */
+export function verifyCheckpoint(dir: string, kind: 'training' | 'weights' = 'training'): string | null {
   const statePath = join(dir, 'state.json');
   if (!existsSync(statePath)) return 'state.json is missing';
-  let state: { files?: Record<string, string> };
+  let state: Record<string, unknown>;
   try {
     state = JSON.parse(readFileSync(statePath, 'utf8'));
   } catch (e) {
     return `state.json is unreadable (${(e as Error).message})`;
   }
-  if (!state.files) return 'state.json lists no files';
-  for (const [f, hash] of Object.entries(state.files)) {
+  if (typeof state !== 'object' || state === null || Array.isArray(state)) return 'state.json is not a JSON object';
+  const problem = stateProblem(state, kind === 'training');
+  if (problem) return problem;
+  const named = STEP_DIR.exec(basename(dir));
+  if (named && Number(named[1]) !== state.step) return `state.json: step is ${String(state.step)}, not ${Number(named[1])} as the folder name says`;
+  const files = state.files as Record<string, unknown> | undefined;
+  if (typeof files !== 'object' || files === null) return 'state.json lists no files';
+  const required = CHECKPOINT_FILES.filter((f) => kind === 'training' || f === CHECKPOINT_FILES[0] || existsSync(join(dir, f)));
+  const unlisted = required.find((f) => !(f in files));
+  if (unlisted) return `state.json: files does not list ${unlisted}`;
+  const outside = Object.keys(files).find((f) => !/^\w[\w.-]*$/.test(f));
+  if (outside !== undefined) return `state.json: files names ${JSON.stringify(outside)}, not a file of the checkpoint folder`;
+  if (state[STATE_DIGEST] !== undefined && state[STATE_DIGEST] !== stateDigest(state)) {
+    return `state.json does not match its recorded ${STATE_DIGEST} (it was changed after the checkpoint was written)`;
+  }
+  for (const [f, hash] of Object.entries(files)) {
     const p = join(dir, f);
     if (!existsSync(p)) return `${f} is missing`;
     if (sha256File(p) !== hash) return `${f} does not match its recorded SHA-256`;

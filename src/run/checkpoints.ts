@@ -18,6 +18,7 @@ import {
   readCheckpoint,
   readCheckpointState,
   sha256File,
+  stateDigest,
   stepDirName,
   verifyCheckpoint,
 } from '../io/checkpoint';
@@ -131,12 +132,13 @@ export class CheckpointManager {
       const optimizer = join(tmp, 'optimizer.safetensors');
       writing(model, () => saveTensors(model, files.model, files.modelMetadata ?? {}));
       writing(optimizer, () => saveTensors(optimizer, files.extra));
-      const state = {
+      const state: Record<string, unknown> = {
         ...files.state,
         step,
         runId: this.runId,
         files: { 'model.safetensors': sha256File(model), 'optimizer.safetensors': sha256File(optimizer) },
       };
+      state.stateSha256 = stateDigest(state);
       const statePath = join(tmp, 'state.json');
       writing(statePath, () => writeFileSync(statePath, JSON.stringify(state, null, 1)));
       fsyncPath(statePath);

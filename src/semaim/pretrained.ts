@@ -23,12 +23,12 @@ export interface VerifyOption {
  */
 export function resolveCheckpoint(path: string, o: VerifyOption = {}): string {
   if (existsSync(join(path, 'state.json'))) {
-    const problem = o.verify === false ? null : verifyCheckpoint(path);
+    const problem = o.verify === false ? null : verifyCheckpoint(path, 'weights');
     if (problem) throw new Error(`checkpoint ${path} is not usable: ${problem} (--no-verify uses it anyway)`);
     return path;
   }
   for (const { dir } of listCheckpoints(join(path, 'checkpoints'))) {
-    const problem = verifyCheckpoint(dir);
+    const problem = verifyCheckpoint(dir, 'weights');
     if (!problem) return dir;
     console.warn(`warning: skipping checkpoint ${dir}: ${problem}`);
   }

@@ -4,7 +4,7 @@
 // must name the right option or file.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as torch from '../../src/torch';
@@ -12,6 +12,7 @@ import { pretrain, TrainData } from '../../src/train/pretrain';
 import { PRETRAIN_OPTIONS, PretrainOptions, checkModelFits, modelConfigFrom, semaimParameterCount, validatePretrain } from '../../src/train/pretrain-options';
 import { MemoryLabelledData } from '../../src/data';
 import { CheckpointManager } from '../../src/run/checkpoints';
+import { verifyCheckpoint } from '../../src/io/checkpoint';
 import { readMetrics } from '../../src/run/metrics';
 import { OptionError, resolveOptions } from '../../src/util/options';
 import { SemAIM, loadTeacher, resolveEncoder } from '../../src/semaim';
@@ -123,6 +124,109 @@ test('when every step checkpoint is corrupted, the run resumes from its best one
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** Rewrites a checkpoint's state.json as a tool that knows nothing of its digest would (as the audit's tamper.py). */
+function editState(ckpt: string, edit: (s: Record<string, unknown>) => void): void {
+  const path = join(ckpt, 'state.json');
+  const s = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+  edit(s);
+  writeFileSync(path, JSON.stringify(s));
+}
+
+// The audit's reproductions: each used to be trusted on resume (a run writing folders named
+// step-000000-2, a run "finished after abc steps", a load failing on garbage weights).
+const TAMPERED: { name: string; edit: (s: Record<string, unknown>, ckpt: string) => void; problem: RegExp }[] = [
+  { name: 'negative step', edit: (s) => (s.step = -7), problem: /state\.json: step is -7, not a non-negative integer/ },
+  { name: 'step not a number', edit: (s) => Object.assign(s, { step: 'abc', epoch: null }), problem: /state\.json: step is "abc", not a non-negative integer/ },
+  {
+    name: 'no files listed',
+    edit: (s, ckpt) => {
+      s.files = {};
+      writeFileSync(join(ckpt, 'model.safetensors'), 'garbage');
+    },
+    problem: /state\.json: files does not list model\.safetensors/,
+  },
+];
+
+test('a checkpoint whose state.json has bad counters or lists no files is quarantined, naming the field, and the run resumes from the older good one', async () => {
+  const base = tmp('state');
+  await pretrain(options(base, { maxSteps: 6 }), data(), quiet);
+  assert.deepEqual(steps(base), [4, 6]);
+  for (const { name, edit, problem } of TAMPERED) {
+    const dir = tmp('state-case');
+    cpSync(base, dir, { recursive: true });
+    const newest = join(dir, 'checkpoints', 'step-00000006');
+    editState(newest, (s) => edit(s, newest));
+    assert.match(verifyCheckpoint(newest) ?? 'verified', problem, name);
+    // The field is checked on its own, not only through the digest (older checkpoints have none).
+    editState(newest, (s) => delete s.stateSha256);
+    assert.match(verifyCheckpoint(newest) ?? 'verified', problem, name);
+    const lines: string[] = [];
+    const r = await pretrain(options(dir, { maxSteps: 8 }), data(), { log: (l) => lines.push(l) });
+    const log = lines.join('\n');
+    assert.match(log, new RegExp(`step-00000006 is corrupted \\(${problem.source}`), name);
+    assert.match(log, /resumed from .*step-00000004 \(step 4, epoch 1, batch 0/, name);
+    assert.equal(r.steps, 8, name);
+    assert.equal(readdirSync(join(dir, 'checkpoints', 'corrupt')).length, 1, name);
+    assert.deepEqual(
+      readdirSync(join(dir, 'checkpoints')).filter((n) => !/^(step-\d{8}|best|corrupt)$/.test(n)),
+      [],
+      name,
+    );
+    rmSync(dir, { recursive: true, force: true });
+  }
+  rmSync(base, { recursive: true, force: true });
+});
+
+test('with only a checkpoint whose state.json is bad, the run refuses it, keeps it aside and starts afresh', async () => {
+  for (const { name, edit, problem } of TAMPERED) {
+    const dir = tmp('state-only');
+    await pretrain(options(dir, { maxSteps: 4 }), data(), quiet);
+    for (const n of ['step-00000003', 'best']) rmSync(join(dir, 'checkpoints', n), { recursive: true, force: true });
+    const only = join(dir, 'checkpoints', 'step-00000004');
+    editState(only, (s) => edit(s, only));
+    const lines: string[] = [];
+    await pretrain(options(dir, { maxSteps: 2 }), data(), { log: (l) => lines.push(l) });
+    const log = lines.join('\n');
+    assert.match(log, new RegExp(`step-00000004 is corrupted \\(${problem.source}`), name);
+    assert.doesNotMatch(log, /resumed from/, name);
+    assert.match(log, /starting a new run/, name);
+    assert.deepEqual(steps(dir), [2], name);
+    const [previous] = readdirSync(join(dir, 'previous'));
+    assert.equal(readdirSync(join(dir, 'previous', previous, 'checkpoints', 'corrupt')).length, 1, name);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('state.json carries a digest of its content: a changed value is refused, each bad field is named, a checkpoint without a digest (older) still resumes', async () => {
+  const dir = tmp('digest');
+  await pretrain(options(dir, { maxSteps: 6 }), data(), quiet);
+  const newest = join(dir, 'checkpoints', 'step-00000006');
+  assert.equal(verifyCheckpoint(newest), null);
+  const original = readFileSync(join(newest, 'state.json'), 'utf8');
+  editState(newest, (s) => (s.batch = (s.batch as number) + 1));
+  assert.match(verifyCheckpoint(newest) ?? 'verified', /state\.json does not match its recorded stateSha256/);
+  const fields: [Record<string, unknown>, RegExp][] = [
+    [{ epoch: 1e300 }, /state\.json: epoch is 1e\+300, not a non-negative integer/],
+    [{ batch: undefined }, /state\.json: batch is missing, not a non-negative integer/],
+    [{ worldSize: 0 }, /state\.json: worldSize is 0, not a positive integer/],
+    [{ best: 'x' }, /state\.json: best is "x", not a finite number or null/],
+    [{ step: 5 }, /state\.json: step is 5, not 6 as the folder name says/],
+    [{ files: { 'model.safetensors': 'x' } }, /state\.json: files does not list optimizer\.safetensors/],
+  ];
+  for (const [change, problem] of fields) {
+    writeFileSync(join(newest, 'state.json'), original);
+    editState(newest, (s) => Object.assign(s, change));
+    assert.match(verifyCheckpoint(newest) ?? 'verified', problem);
+  }
+  writeFileSync(join(newest, 'state.json'), original);
+  editState(newest, (s) => delete s.stateSha256);
+  assert.equal(verifyCheckpoint(newest), null);
+  const lines: string[] = [];
+  await pretrain(options(dir, { maxSteps: 8 }), data(), { log: (l) => lines.push(l) });
+  assert.match(lines.join('\n'), /resumed from .*step-00000006 \(step 6,/);
+  rmSync(dir, { recursive: true, force: true });
+});
+
 test('temporary folders of dead processes are removed when a run starts; a live process keeps its own', async () => {
   const dir = tmp('temps');
   const root = join(dir, 'checkpoints');
@@ -202,6 +306,16 @@ test('evaluation refuses a corrupted checkpoint folder unless verification is tu
   corrupt(join(r.checkpoint!, 'model.safetensors'));
   assert.throws(() => resolveEncoder(r.checkpoint!), /does not match its recorded SHA-256.*--no-verify/);
   assert.equal(resolveEncoder(r.checkpoint!, { verify: false }).kind, 'checkpoint');
+  // A checkpoint listing no files, or a file outside its folder, is refused too.
+  const listed = join(dir, 'listed');
+  cpSync(r.checkpoint!, listed, { recursive: true });
+  editState(listed, (s) => (s.files = {}));
+  assert.throws(() => resolveEncoder(listed), /state\.json: files does not list model\.safetensors/);
+  editState(
+    listed,
+    (s) => (s.files = { ...(JSON.parse(readFileSync(join(r.checkpoint!, 'state.json'), 'utf8')) as { files: object }).files, '../config.json': 'x' }),
+  );
+  assert.throws(() => resolveEncoder(listed), /state\.json: files names "\.\.\/config\.json", not a file of the checkpoint folder/);
   rmSync(dir, { recursive: true, force: true });
 });
 
