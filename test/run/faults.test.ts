@@ -326,7 +326,12 @@ test('model-config errors name the option, an oversized model is refused before 
   );
   assert.throws(
     () => modelConfigFrom(options('/x', { mlpRatio: 1e7 })),
-    (e: unknown) => e instanceof OptionError && e.key === 'mlpRatio' && /billion parameters/.test(e.message),
+    (e: unknown) => e instanceof OptionError && e.key === 'mlpRatio' && /must give an MLP of 1\.\.64 × embedDim units/.test(e.message),
+  );
+  // within every bound, yet trillions of parameters: refused by the size estimate, before allocation
+  assert.throws(
+    () => modelConfigFrom(options('/x', { embedDim: 16384, numHeads: 16, depth: 256, mlpRatio: 64 })),
+    (e: unknown) => e instanceof OptionError && /billion parameters/.test(e.message),
   );
   const o = options('/x');
   assert.doesNotThrow(() => checkModelFits(modelConfigFrom(o), o));
