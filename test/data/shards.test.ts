@@ -34,7 +34,7 @@ import {
 } from '../../src/data';
 import { pack as tarPack } from 'tar-stream';
 import { gzipSync } from 'node:zlib';
-import { readShard, ShardReadError, shardEpochPlan, ShuffleBuffer, replay, readIndexFile } from '../../src/data/shards';
+import { readShard, ShardReadError, shardEpochPlan, ShuffleBuffer, replay, readIndexFile, MAX_IMAGE_BYTES, MAX_META_BYTES } from '../../src/data/shards';
 import { tempDir, write, picture, encode } from './helpers';
 
 let root: string;
@@ -184,6 +184,161 @@ test('shards made elsewhere: labels from .json, any image extension, members out
     ['a/x2', 'webp', 'webp bytes', 1, null],
     ['x3', 'jpg', 'jpg bytes', null, ".cls holds 'abc', not a class index"],
   ]);
+});
+
+/** A ustar header of a regular file of `size` bytes. */
+function tarHeader(name: string, size: number): Buffer {
+  const h = Buffer.alloc(512);
+  h.write(name, 0);
+  h.write('0000644\0', 100);
+  h.write('0000000\0', 108);
+  h.write('0000000\0', 116);
+  h.write(size.toString(8).padStart(11, '0') + '\0', 124);
+  h.write('00000000000\0', 136);
+  h.write('0', 156);
+  h.write('ustar\x0000', 257);
+  h.fill(' ', 148, 156);
+  const sum = h.reduce((a, b) => a + b, 0);
+  h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148);
+  return h;
+}
+
+/**
+ * Writes a tar by hand: a member given as a number declares that many bytes and leaves them a hole
+ * (a sparse file: a huge member costs no disk). Returns where each member's data starts.
+ */
+function writeTar(path: string, members: [string, Buffer | string | number][]): number[] {
+  mkdirSync(join(path, '..'), { recursive: true });
+  const fd = openSync(path, 'w');
+  const starts: number[] = [];
+  let at = 0;
+  for (const [name, data] of members) {
+    const size = typeof data === 'number' ? data : Buffer.byteLength(data);
+    writeSync(fd, tarHeader(name, size), 0, 512, at);
+    starts.push(at + 512);
+    if (typeof data !== 'number') writeSync(fd, Buffer.from(data), 0, size, at + 512);
+    at += 512 + Math.ceil(size / 512) * 512;
+  }
+  writeSync(fd, Buffer.alloc(1024), 0, 1024, at); // end of archive
+  closeSync(fd);
+  return starts;
+}
+
+test('labels: a class index of 2^20 or more is a label error of that sample; no per-class table is sized by it', async () => {
+  const dir = join(root, 'labels');
+  const shard = join(dir, 'shard-000000.tar');
+  const img = await encode(picture(12, 10, 1), 12, 10, 3, 'jpeg');
+  writeTar(shard, [
+    ['ok0.jpg', img],
+    ['ok0.cls', '0'],
+    ['big.jpg', img],
+    ['big.cls', '60000000'],
+    ['huge.jpg', img],
+    ['huge.cls', '99999999999999999999999'],
+    ['edge.jpg', img],
+    ['edge.cls', '1048576'],
+    ['js.jpg', img],
+    ['js.json', '{"label": 1e30}'],
+    ['ok1.jpg', img],
+    ['ok1.cls', '1'],
+  ]);
+  const got = [];
+  for await (const s of readShard(shard, { images: false })) got.push([s.key, s.label, s.labelError ?? null]);
+  assert.deepEqual(got, [
+    ['ok0', 0, null],
+    ['big', null, ".cls holds '60000000', not a class index below 1048576"],
+    ['huge', null, ".cls holds '99999999999999999999', not a class index below 1048576"],
+    ['edge', null, ".cls holds '1048576', not a class index below 1048576"],
+    ['js', null, '.json label 1e+30 is not a class index below 1048576'],
+    ['ok1', 1, null],
+  ]);
+  const warnings: string[] = [];
+  let ds = shardDataset(dir, { onWarning: (l) => warnings.push(l) });
+  assert.deepEqual(ds.classes, ['0', '1']);
+  assert.equal(ds.length, 6);
+  assert.ok(
+    warnings.some((w) => /4 of 6 samples have no class label/.test(w)),
+    warnings.join('\n'),
+  );
+  // an index written by an older scan (maxLabel 1e23, same shard size) is not trusted: the shard is scanned again
+  const index = readIndexFile(join(dir, 'index.json'))!;
+  writeFileSync(join(dir, 'index.json'), JSON.stringify({ ...index, shards: [{ ...index.shards[0], maxLabel: 1e23 }] }));
+  ds = shardDataset(dir, { onWarning: () => {} });
+  assert.deepEqual(ds.classes, ['0', '1']);
+  assert.equal(readIndexFile(join(dir, 'index.json'))!.shards[0].maxLabel, 1);
+  const loaderWarnings: string[] = [];
+  const l = new ShardLoader(ds, { batchSize: 2, workers: 0, transforms: tf, shuffleBuffer: 1, shuffle: false, onWarning: (w) => loaderWarnings.push(w) });
+  try {
+    const batches = await collect(l.iterate(0));
+    assert.equal(batches.length, 3);
+    assert.ok(batches.every((b) => [...b.labels].every((x) => x === 0 || x === 1)));
+    assert.equal(l.lastSummary!.skipped, 4);
+    assert.ok(
+      loaderWarnings.some((w) => /skipping shard-000000\.tar:big: \.cls holds '60000000', not a class index below 1048576/.test(w)),
+      loaderWarnings.join('\n'),
+    );
+  } finally {
+    await l.close();
+  }
+});
+
+test('members over their size cap are skipped unread and make that sample unusable; a truncated huge member ends the shard', async () => {
+  const dir = join(root, 'oversize');
+  const shard = join(dir, 'shard-000000.tar');
+  const img = await encode(picture(12, 10, 2), 12, 10, 3, 'jpeg');
+  writeTar(shard, [
+    ['ok0.jpg', img],
+    ['ok0.cls', '0'],
+    ['big.jpg', MAX_IMAGE_BYTES + 1], // sparse: no disk, and must not be read into memory
+    ['big.cls', '1'],
+    ['meta.jpg', img],
+    ['meta.cls', '1'.repeat(MAX_META_BYTES + 1)],
+    ['js.jpg', img],
+    ['js.json', MAX_META_BYTES + 1],
+    ['ok1.jpg', img],
+    ['ok1.cls', '1'],
+  ]);
+  const got = [];
+  for await (const s of readShard(shard)) got.push([s.key, s.image?.length ?? null, s.imageError ?? null, s.label, s.labelError ?? null]);
+  assert.deepEqual(got, [
+    ['ok0', img.length, null, 0, null],
+    ['big', null, `.jpg member of ${MAX_IMAGE_BYTES + 1} bytes is over the 256 MiB limit`, 1, null],
+    ['meta', img.length, null, null, `.cls member of ${MAX_META_BYTES + 1} bytes is over the 64 KiB limit`],
+    ['js', img.length, null, null, `.json member of ${MAX_META_BYTES + 1} bytes is over the 64 KiB limit`],
+    ['ok1', img.length, null, 1, null],
+  ]);
+  const ds = shardDataset(dir, { onWarning: () => {} });
+  assert.equal(ds.length, 5);
+  const warnings: string[] = [];
+  const l = new ShardLoader(ds, { batchSize: 5, workers: 0, transforms: tf, shuffle: false, onWarning: (w) => warnings.push(w) });
+  try {
+    const [b] = await collect(l.iterate(0));
+    assert.equal(b.shape[0], 5);
+    assert.deepEqual(l.lastSummary!.byReason, { 'too-large': 1, corrupt: 2 });
+    assert.ok(
+      warnings.some((w) => /skipping shard-000000\.tar:big: \.jpg member of 268435457 bytes is over the 256 MiB limit/.test(w)),
+      warnings.join('\n'),
+    );
+  } finally {
+    await l.close();
+  }
+  // a member declaring 2 GiB whose data the file does not hold: the shard is truncated after its complete samples
+  const cut = join(dir, 'cut', 'shard-000000.tar');
+  const starts = writeTar(cut, [
+    ['ok0.jpg', img],
+    ['ok0.cls', '0'],
+    ['huge.jpg', 2 ** 31],
+    ['huge.cls', '0'],
+  ]);
+  truncateSync(cut, starts[2] + (1 << 20));
+  const keys: string[] = [];
+  await assert.rejects(
+    async () => {
+      for await (const s of readShard(cut)) keys.push(s.key);
+    },
+    (e: Error) => e instanceof ShardReadError && /shard-000000\.tar: truncated after 1 sample\(s\)/.test(e.message),
+  );
+  assert.deepEqual(keys, ['ok0']);
 });
 
 test('epoch plans: over ranks and workers every stream position once (padded without dropLast), equal batches per rank', () => {

@@ -13,7 +13,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { defaultDataCache } from '../sources/cifar';
-import { readShard, ShardReadError } from './tar-samples';
+import { MAX_CLASSES, readShard, ShardReadError } from './tar-samples';
 
 export const INDEX_FILE = 'index.json';
 export const INDEX_FORMAT = 'semaim.shards/1';
@@ -157,6 +157,13 @@ export interface TableOptions {
   onWarning?: (line: string) => void;
 }
 
+const count = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) >= 0;
+
+/** An index entry whose counts could come from a scan (an older semaim or a hand-edited file may hold any maxLabel). */
+function plausible(e: ShardEntry): boolean {
+  return count(e.samples) && count(e.labelled) && Number.isSafeInteger(e.maxLabel) && e.maxLabel >= -1 && e.maxLabel < MAX_CLASSES;
+}
+
 /** The index entries of `paths`, from their folders' index files, scanning what is missing or changed. */
 export function loadShardTable(paths: readonly string[], opts: TableOptions = {}): ShardTable {
   const warn = opts.onWarning ?? ((l: string) => process.stderr.write(l + '\n'));
@@ -180,7 +187,7 @@ export function loadShardTable(paths: readonly string[], opts: TableOptions = {}
       } catch {
         /* scanned below: reports it unreadable */
       }
-      if (e && e.bytes === size) entries.set(p, e);
+      if (e && e.bytes === size && plausible(e)) entries.set(p, e);
       else stale.push(p);
     }
     if (index?.classes && !classes) classes = index.classes;

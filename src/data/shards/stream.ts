@@ -66,9 +66,9 @@ async function* pieceInputs(ctx: StreamContext, task: PieceTask, from: number, k
       for await (const s of readShard(path, { from: start, to: seg.to })) {
         const keep = keepImage(pos);
         let error: StreamItem['error'];
-        let label = s.label ?? -1;
-        if (ctx.labelled && s.label === null) error = { reason: 'corrupt', message: s.labelError ?? 'no class label (.cls or .json)' };
-        else if (!ctx.labelled) label = -1;
+        const label = ctx.labelled ? (s.label ?? -1) : -1;
+        if (s.imageError) error = { reason: 'too-large', message: s.imageError };
+        else if (ctx.labelled && s.label === null) error = { reason: 'corrupt', message: s.labelError ?? 'no class label (.cls or .json)' };
         yield { pos: pos++, index: base + s.ordinal, name: `${shardName}:${s.key}`, image: keep ? s.image : null, label, error };
         next = s.ordinal + 1;
       }

@@ -7,6 +7,10 @@
 // samples. A shard that ends early or is corrupt yields its complete samples, then throws
 // ShardReadError; the sample being read when it broke is dropped. The index (shard-index.ts) and
 // the readers use this one function, so they agree on what the samples of a shard are.
+//
+// A shard is untrusted input: a member over its size cap (MAX_META_BYTES for `.cls`/`.json`,
+// MAX_IMAGE_BYTES for images) is skipped in the stream without being buffered, and a label must be
+// below MAX_CLASSES; either makes that one sample unusable (labelError / imageError), never the run.
 
 import { createReadStream } from 'node:fs';
 import { basename } from 'node:path';
@@ -27,6 +31,13 @@ export const IMAGE_MEMBER_EXTENSIONS = [
 ];
 const IMAGE_EXT_SET = new Set(IMAGE_MEMBER_EXTENSIONS);
 
+/** Largest `.cls` / `.json` member read (64 KiB). */
+export const MAX_META_BYTES = 64 << 10;
+/** Largest image member read (256 MiB, far above any real photo's encoded size). */
+export const MAX_IMAGE_BYTES = 256 << 20;
+/** Class indices must be below this (2^20), so no per-class table can be made huge by one label. */
+export const MAX_CLASSES = 1 << 20;
+
 export interface TarSample {
   /** Position among the samples of the shard (0-based). */
   ordinal: number;
@@ -38,6 +49,8 @@ export interface TarSample {
   label: number | null;
   /** Why the label could not be read (the sample is then unusable in a labelled dataset). */
   labelError?: string;
+  /** Why the image cannot be used (its member is over MAX_IMAGE_BYTES and was not read). */
+  imageError?: string;
 }
 
 export class ShardReadError extends Error {
@@ -76,14 +89,23 @@ interface Group {
   images: Map<string, Buffer>;
   cls: string | null;
   json: string | null;
+  /** Members skipped unread for being over their cap: extension → declared size. */
+  oversize: Map<string, number>;
 }
 
+const tooBig = (ext: string, bytes: number, cap: number) =>
+  `.${ext} member of ${bytes} bytes is over the ${cap >= 1 << 20 ? `${cap >> 20} MiB` : `${cap >> 10} KiB`} limit`;
+const isClass = (l: unknown): l is number => Number.isSafeInteger(l) && (l as number) >= 0 && (l as number) < MAX_CLASSES;
+
 function parseLabel(g: Group): { label: number | null; labelError?: string } {
+  if (g.oversize.has('cls')) return { label: null, labelError: tooBig('cls', g.oversize.get('cls')!, MAX_META_BYTES) };
   if (g.cls !== null) {
     const t = g.cls.trim();
-    if (/^\d+$/.test(t)) return { label: Number(t) };
-    return { label: null, labelError: `.cls holds '${t.slice(0, 20)}', not a class index` };
+    const digits = /^\d+$/.test(t);
+    if (digits && isClass(Number(t))) return { label: Number(t) };
+    return { label: null, labelError: `.cls holds '${t.slice(0, 20)}', not a class index${digits ? ` below ${MAX_CLASSES}` : ''}` };
   }
+  if (g.oversize.has('json')) return { label: null, labelError: tooBig('json', g.oversize.get('json')!, MAX_META_BYTES) };
   if (g.json !== null) {
     let v: unknown;
     try {
@@ -94,8 +116,9 @@ function parseLabel(g: Group): { label: number | null; labelError?: string } {
     if (v && typeof v === 'object') {
       const o = v as Record<string, unknown>;
       const l = o.label ?? o.cls;
-      if (Number.isInteger(l) && (l as number) >= 0) return { label: l as number };
-      if (l !== undefined) return { label: null, labelError: `.json label ${JSON.stringify(l).slice(0, 20)} is not a class index` };
+      if (isClass(l)) return { label: l };
+      const range = Number.isInteger(l) && (l as number) >= 0 ? ` below ${MAX_CLASSES}` : '';
+      if (l !== undefined) return { label: null, labelError: `.json label ${JSON.stringify(l).slice(0, 20)} is not a class index${range}` };
     }
   }
   return { label: null };
@@ -137,7 +160,9 @@ export async function* readShard(path: string, opts: ReadShardOptions = {}): Asy
     const ordinal = done++;
     if (ordinal < from) return null;
     const imageExt = IMAGE_MEMBER_EXTENSIONS.find((e) => g.imageExts.has(e))!;
-    return { ordinal, key: g.key, image: g.images.get(imageExt) ?? null, imageExt, ...parseLabel(g) };
+    const big = g.oversize.get(imageExt);
+    const imageError = big === undefined ? {} : { imageError: tooBig(imageExt, big, MAX_IMAGE_BYTES) };
+    return { ordinal, key: g.key, image: g.images.get(imageExt) ?? null, imageExt, ...parseLabel(g), ...imageError };
   };
   try {
     for await (const entry of ex) {
@@ -153,16 +178,20 @@ export async function* readShard(path: string, opts: ReadShardOptions = {}): Asy
           if (s) yield s;
           if (done >= to) return;
         }
-        group = { key, imageExts: new Set(), images: new Map(), cls: null, json: null };
+        group = { key, imageExts: new Set(), images: new Map(), cls: null, json: null, oversize: new Map() };
       }
       const keep = done >= from; // this group's ordinal, if it has an image, is `done`
-      if (IMAGE_EXT_SET.has(ext)) {
-        group.imageExts.add(ext);
-        if (keep && images) group.images.set(ext, await readAll(entry));
+      const isImage = IMAGE_EXT_SET.has(ext);
+      if (isImage) group.imageExts.add(ext);
+      if (!keep || !(isImage || ext === 'cls' || ext === 'json')) entry.resume();
+      else if (h.size > (isImage ? MAX_IMAGE_BYTES : MAX_META_BYTES)) {
+        group.oversize.set(ext, h.size);
+        entry.resume(); // drained chunk by chunk, never held
+      } else if (isImage) {
+        if (images) group.images.set(ext, await readAll(entry));
         else entry.resume();
-      } else if (ext === 'cls' && keep) group.cls = (await readAll(entry)).toString('utf8');
-      else if (ext === 'json' && keep) group.json = (await readAll(entry)).toString('utf8');
-      else entry.resume();
+      } else if (ext === 'cls') group.cls = (await readAll(entry)).toString('utf8');
+      else group.json = (await readAll(entry)).toString('utf8');
     }
     if (group) {
       const s = finish(group);
