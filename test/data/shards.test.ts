@@ -341,6 +341,39 @@ test('members over their size cap are skipped unread and make that sample unusab
   assert.deepEqual(keys, ['ok0']);
 });
 
+test('shard images obey --max-image-pixels like files do (an image above it is skipped and counted)', async () => {
+  const dir = join(root, 'pixels');
+  const small = await encode(picture(12, 10, 1), 12, 10, 3, 'jpeg');
+  const large = await encode(picture(40, 30, 2), 40, 30, 3, 'png');
+  writeTar(join(dir, 'shard-000000.tar'), [
+    ['a.jpg', small],
+    ['a.cls', '0'],
+    ['b.png', large],
+    ['b.cls', '1'],
+    ['c.jpg', small],
+    ['c.cls', '1'],
+  ]);
+  for (const [limit, skipped] of [
+    [undefined, 0],
+    [1000, 1], // 40 × 30 = 1,200 pixels
+  ] as const) {
+    const l = new ShardLoader(shardDataset(dir, { onWarning: () => {} }), {
+      batchSize: 3,
+      workers: 0,
+      transforms: tf,
+      shuffle: false,
+      maxImagePixels: limit,
+      onWarning: () => {},
+    });
+    try {
+      await collect(l.iterate(0));
+      assert.equal(l.lastSummary!.skipped, skipped, `maxImagePixels ${limit}`);
+    } finally {
+      await l.close();
+    }
+  }
+});
+
 test('epoch plans: over ranks and workers every stream position once (padded without dropLast), equal batches per rank', () => {
   const counts = [5, 0, 7, 3, 9, 1];
   const N = 25;

@@ -92,7 +92,7 @@ export class ShardBatchBuilder {
     if (!fail && this.bad.has(item.index)) fail = { reason: 'corrupt', message: 'unusable (seen before)' };
     if (!fail) {
       try {
-        const opened = openImage(item.image!, { background: cfg.background });
+        const opened = openImage(item.image!, { background: cfg.background, maxPixels: cfg.maxPixels, exifOrientation: cfg.exifOrientation });
         const handle = opened instanceof Promise ? await opened : opened;
         this.pipeline.run(handle, new Rng(cfg.seed, this.task!.epoch, item.index, attempt), out, offset, cfg.size[0], cfg.size[1], null, 0);
         if (!this.ring.includes(item)) {

@@ -111,6 +111,8 @@ export class ShardLoader implements AsyncIterable<Batch> {
       uint8: !!opts.uint8,
       dctScaling: opts.dctScaling ?? true,
       background,
+      maxPixels: opts.maxImagePixels,
+      exifOrientation: opts.exifOrientation,
       size: this.outputSize,
       seed: opts.seed ?? 0,
       mix: opts.mixup ?? null,
