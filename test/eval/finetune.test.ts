@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as torch from '../../src/torch';
@@ -12,7 +12,9 @@ import { runFinetune } from '../../src/eval/run';
 import { readMetrics } from '../../src/run/metrics';
 import { CheckpointManager } from '../../src/run/checkpoints';
 import { loadTensors, disposeAll } from '../../src/io';
-import { TINY, memoryFactories, toyImages, writeEncoder } from './helpers';
+import { TINY, memoryFactories, memoryTrainData, toyImages, writeEncoder } from './helpers';
+import { pretrain } from '../../src/train/pretrain';
+import { PRETRAIN_OPTIONS } from '../../src/train/pretrain-options';
 
 test('layer-wise lr decay: lr = base × 0.65^(L+1−layer) with cls/patch_embed at 0, blocks.i at i+1, fc_norm/head at L+1', () => {
   const L = 4;
@@ -217,4 +219,39 @@ test('no tensor outlives feature extraction, k-NN, the linear probe or fine-tuni
   await run(1);
   assert.equal(torch.memoryStats().liveTensors, before);
   rmSync(dir, { recursive: true, force: true });
+});
+
+test("fine-tuning into a pre-training run's folder is refused, naming what the folder holds, and moves nothing", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ft-wrong-dir-'));
+  try {
+    const pre = join(dir, 'pre');
+    const po = resolveOptions(PRETRAIN_OPTIONS, {
+      model: 'vit_tiny',
+      imgSize: 8,
+      patchSize: 4,
+      embedDim: 16,
+      depth: 2,
+      numHeads: 2,
+      decoderDepth: 1,
+      blur: false,
+      batchSize: 8,
+      epochs: 1,
+      warmupEpochs: 0,
+      maxSteps: 2,
+      checkpointEvery: 1,
+      outDir: pre,
+      threads: 1,
+    });
+    await pretrain(po, memoryTrainData(toyImages(16, 2, 8, 1), 8, 1), { log: () => {} });
+    const before = readdirSync(join(pre, 'checkpoints')).sort();
+    const o = ftOptions(pre, writeEncoder(dir), { epochs: 2, warmupEpochs: 1, batchSize: 8 });
+    await assert.rejects(
+      runFinetune(o, memoryFactories(toyImages(16, 2, 8, 2), toyImages(8, 2, 8, 3)), { log: () => {} }),
+      /pre holds a pretrain run \(.*step-0+2\), not a finetune run: give finetune its own --out-dir/,
+    );
+    assert.deepEqual(readdirSync(join(pre, 'checkpoints')).sort(), before, 'the pre-training checkpoints stay where they were');
+    assert.ok(!existsSync(join(pre, 'previous')), 'nothing moved aside');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
