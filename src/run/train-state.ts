@@ -12,6 +12,7 @@ import { CheckpointManager } from './checkpoints';
 import { MetricsLog, readMetrics } from './metrics';
 import { recipeChanges, refuseRecipeChanges } from './recipe';
 import { Progress } from './progress';
+import { RunLock } from './run-lock';
 import { globalRngStates, restoreGlobalRngStates } from './rng-state';
 import type { ProcessGroup } from '../dist';
 import type { LoopSettings, TrainJob } from './loop';
@@ -95,6 +96,8 @@ export class TrainState {
   private readonly group: ProcessGroup | null;
   /** Rank 0 (or the only process): the one that writes files. */
   private readonly writes: boolean;
+  /** Rank 0's hold on the run folder while it writes there. */
+  private lock: RunLock | null = null;
 
   constructor(
     private readonly job: TrainJob<unknown>,
@@ -121,7 +124,8 @@ export class TrainState {
   }
 
   /**
-   * Starts the run: removes temporary folders of dead processes, then continues from the newest good
+   * Starts the run: takes the folder's lock (src/run/run-lock.ts), removes temporary folders of dead
+   * processes, then continues from the newest good
    * checkpoint when resuming (refusing a changed recipe), else moves an earlier run in the folder aside.
    * config.json is written only after these checks pass. Data-parallel: rank 0 does all this first
    * (it alone touches the folder); the other ranks then load the checkpoint it settled on.
@@ -134,6 +138,7 @@ export class TrainState {
       return;
     }
     try {
+      this.lock = RunLock.acquire(this.run.outDir);
       this.checkpoints.removeDeadTemps();
       const latest = resume ? this.checkpoints.loadLatest() : null;
       if (latest) {
@@ -144,6 +149,7 @@ export class TrainState {
       }
       writeFileSync(join(this.run.outDir, 'config.json'), JSON.stringify({ runId: this.checkpoints.runId, worldSize: this.worldSize, ...configJson }, null, 2));
     } catch (e) {
+      this.lock?.release();
       this.group?.markFailed(); // the others wait at the barrier until this process exits
       throw e;
     }
@@ -293,5 +299,6 @@ export class TrainState {
   dispose(): void {
     if (this.writes) this.progress.done();
     this.window.dispose();
+    this.lock?.release();
   }
 }

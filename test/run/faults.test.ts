@@ -5,7 +5,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import * as torch from '../../src/torch';
 import { pretrain, TrainData } from '../../src/train/pretrain';
@@ -342,4 +343,28 @@ test('model-config errors name the option, an oversized model is refused before 
   const missing = join(tmpdir(), 'no-such-teacher.safetensors');
   const teacherCfg = { ...cfg, target: { type: 'features' as const, teacher: missing, teacherConfig: cfg } };
   assert.throws(() => loadTeacher(teacherCfg, 'cpu'), new RegExp(`cannot load the teacher ${missing.replace(/[.]/g, '\\.')}`));
+});
+
+test('a run started on a folder another live process is writing to is refused before anything is moved', async () => {
+  const dir = tmp('locked');
+  await pretrain(options(dir, { maxSteps: 3 }), data(), quiet);
+  const config = readFileSync(join(dir, 'config.json'), 'utf8');
+  const child = spawn('sleep', ['30']);
+  await new Promise((r) => child.once('spawn', r));
+  try {
+    writeFileSync(join(dir, 'run.lock'), JSON.stringify({ pid: child.pid, host: hostname(), since: new Date().toISOString() }));
+    for (const resume of [true, false]) {
+      await assert.rejects(pretrain(options(dir, { maxSteps: 6, resume }), data(), quiet), /is in use by another semaim run \(process \d+ on this machine/);
+    }
+    assert.equal(readFileSync(join(dir, 'config.json'), 'utf8'), config, 'config.json untouched');
+    assert.ok(!existsSync(join(dir, 'previous')), 'nothing moved aside (--no-resume would have)');
+    assert.deepEqual(steps(dir), [3]);
+  } finally {
+    child.kill('SIGKILL');
+  }
+  await new Promise((r) => child.once('exit', r));
+  await pretrain(options(dir, { maxSteps: 6 }), data(), quiet); // the holder is gone: the run continues
+  assert.equal(Math.max(...steps(dir)), 6);
+  assert.ok(!existsSync(join(dir, 'run.lock')), 'released at the end');
+  rmSync(dir, { recursive: true, force: true });
 });

@@ -1,0 +1,55 @@
+// One writer per run folder: run.lock names the process that writes there; a second run is refused
+// while that process lives, and takes the lock over once it is gone.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LOCK_FILE, RunLock } from '../../src/run/run-lock';
+
+const holder = (pid: number, host = hostname()) => JSON.stringify({ pid, host, since: '2026-12-03T00:00:00.000Z' });
+
+test('a run folder has one writer: a second is refused while the first lives; a dead holder’s lock is taken over', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-lock-'));
+  const lockPath = join(dir, LOCK_FILE);
+  try {
+    const a = RunLock.acquire(dir);
+    assert.equal(JSON.parse(readFileSync(lockPath, 'utf8')).pid, process.pid);
+    assert.throws(
+      () => RunLock.acquire(dir),
+      /is in use by another semaim run \(process \d+ on this machine, since .*\): wait for it, or use another --out-dir/,
+    );
+    a.release();
+    assert.ok(!existsSync(lockPath), 'released: the file is gone');
+    a.release(); // twice is harmless
+
+    // another live process holds it
+    const child = spawn('sleep', ['30']);
+    await new Promise((r) => child.once('spawn', r));
+    writeFileSync(lockPath, holder(child.pid!));
+    assert.throws(() => RunLock.acquire(dir), new RegExp(`process ${child.pid} on this machine`));
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGKILL');
+    await exited;
+    const b = RunLock.acquire(dir); // its holder died: taken over
+    assert.equal(JSON.parse(readFileSync(lockPath, 'utf8')).pid, process.pid);
+    b.release();
+
+    // a lock of this process that nothing here holds (left by an earlier run that failed in it), or unreadable
+    writeFileSync(lockPath, holder(process.pid));
+    RunLock.acquire(dir).release();
+    writeFileSync(lockPath, '{"pid": 1');
+    RunLock.acquire(dir).release();
+
+    // another machine: its process cannot be checked from here
+    writeFileSync(lockPath, holder(12345, 'other-host'));
+    assert.throws(
+      () => RunLock.acquire(dir),
+      new RegExp(`process 12345 on host other-host.*if that process is gone, delete ${lockPath.replace(/[.]/g, '\\.')}`),
+    );
+    assert.ok(existsSync(lockPath), "another host's lock is left in place");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
