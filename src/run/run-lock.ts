@@ -50,11 +50,13 @@ export class RunLock {
     mkdirSync(outDir, { recursive: true });
     const path = join(outDir, LOCK_FILE);
     for (let attempt = 0; attempt < 2; attempt++) {
-      let fd: number;
+      let fd: number | null = null;
       try {
         fd = openSync(path, 'wx');
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      }
+      if (fd === null) {
         const h = readHolder(path);
         const ours = h?.pid === process.pid && h.host === hostname();
         const gone = !h || (h.host === hostname() && (ours ? !held.has(path) : !alive(h.pid)));

@@ -125,8 +125,8 @@ export class TrainState {
 
   /**
    * Starts the run: takes the folder's lock (src/run/run-lock.ts), removes temporary folders of dead
-   * processes, then continues from the newest good
-   * checkpoint when resuming (refusing a changed recipe), else moves an earlier run in the folder aside.
+   * processes, then continues from the newest good checkpoint when resuming (refusing a changed
+   * recipe), else moves an earlier run in the folder aside.
    * config.json is written only after these checks pass. Data-parallel: rank 0 does all this first
    * (it alone touches the folder); the other ranks then load the checkpoint it settled on.
    */
