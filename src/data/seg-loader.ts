@@ -13,6 +13,7 @@ import { centerCrop, evalTransforms, horizontalFlip, normalize, randomResizedCro
 import { SegSkipError, type SegSource } from './sources/seg-source';
 import { syntheticSegSource, type SyntheticSegClasses } from './sources/seg-synthetic';
 import { segFolder } from './sources/seg-folder';
+import type { ImageInputOptions } from './options';
 import {
   IGNORE_INDEX,
   SkipTally,
@@ -150,6 +151,8 @@ export interface SegDataRequest {
   /** Folder without classes.txt: the number of classes. */
   numClasses?: number;
   reduceZeroLabel?: boolean;
+  /** seg-folder: --max-image-pixels and --exif-orientation. */
+  imageInput?: ImageInputOptions;
   warn?: (line: string) => void;
 }
 
@@ -168,7 +171,14 @@ export function makeSegData(r: SegDataRequest): SegData {
     });
   } else if (r.dataset === 'seg-folder') {
     if (!r.dataPath) throw new Error("dataset 'seg-folder' needs --data-path (a folder with train/ and test/, each holding images/ and masks/)");
-    source = segFolder(r.dataPath, { split: r.split, numClasses: r.numClasses, reduceZeroLabel: r.reduceZeroLabel, limit: r.limit, seed: r.seed });
+    source = segFolder(r.dataPath, {
+      split: r.split,
+      numClasses: r.numClasses,
+      reduceZeroLabel: r.reduceZeroLabel,
+      limit: r.limit,
+      seed: r.seed,
+      imageInput: r.imageInput,
+    });
   } else {
     throw new Error(`dataset '${r.dataset}' has no segmentation masks (known: ${SEG_DATASETS.join(', ')})`);
   }

@@ -8,6 +8,7 @@ import type { SyntheticSegClasses } from '../data/sources/seg-synthetic';
 import type { SegAugment } from '../data/seg-streams';
 import { defaultSegLr, type SegOptimizer } from './segprobe';
 import { LAUNCH_OPTIONS } from '../dist/launch';
+import { IMAGE_INPUT_OPTIONS, imageInputOptions, type ImageInputOptions } from '../data/options';
 
 /** The data options (also offered by `semaim ablate --eval segprobe`). */
 export const SEG_DATA_OPTIONS = defineOptions({
@@ -72,6 +73,7 @@ export const SEGPROBE_OPTIONS = defineOptions({
   ...SEG_DATA_OPTIONS,
   trainLimit: { type: 'int', min: 2, help: 'use at most this many training images (synthetic: default 5000; folder: a seeded subset)' },
   testLimit: { type: 'int', min: 1, help: 'use at most this many test images (synthetic: default 1000; folder: a seeded subset)' },
+  ...IMAGE_INPUT_OPTIONS,
   evalBatchSize: { type: 'int', default: 64, min: 1, help: 'images per batch when extracting features and predicting' },
   precision: {
     type: 'string',
@@ -112,6 +114,8 @@ export interface SegDataSettings {
   reduceZeroLabel: boolean;
   trainLimit?: number;
   testLimit?: number;
+  /** --max-image-pixels and --exif-orientation for the seg-folder's images and masks. */
+  imageInput?: ImageInputOptions;
 }
 
 export interface SegprobeConfig {
@@ -162,6 +166,7 @@ export function readSegDataSettings(o: SegDataSettings): SegDataSettings {
     reduceZeroLabel: o.reduceZeroLabel,
     trainLimit: o.trainLimit,
     testLimit: o.testLimit,
+    imageInput: o.imageInput,
   };
   if (d.dataset === 'seg-folder' && !d.dataPath)
     throw new OptionError('dataPath', "dataset 'seg-folder' needs --data-path (a folder with train/ and test/, each holding images/ and masks/)");
@@ -189,7 +194,7 @@ export function readSegprobeConfig(o: SegprobeCommandOptions): SegprobeConfig {
     verify: o.verify,
     init: o.init,
     probe: readSegprobeSettings(o),
-    data: readSegDataSettings(o),
+    data: readSegDataSettings({ ...o, imageInput: imageInputOptions(o) }),
     evalBatchSize: o.evalBatchSize,
     precision: o.precision,
     evalEvery: o.evalEvery,

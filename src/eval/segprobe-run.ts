@@ -143,6 +143,7 @@ export function segDataRequest(d: SegDataSettings, split: 'train' | 'test', imgS
     segClasses: d.segClasses,
     numClasses: d.numClasses,
     reduceZeroLabel: d.reduceZeroLabel,
+    imageInput: d.imageInput,
   };
 }
 

@@ -10,6 +10,7 @@ import type { Precision } from '../run/precision';
 import type { SegDataRequest } from '../data/seg-loader';
 import type { SegData } from '../data/seg-streams';
 import { SEG_PROBE_OPTIONS, SegDataSettings, SegprobeSettings, readSegprobeSettings } from '../eval/segprobe-options';
+import type { ImageInputOptions } from '../data/options';
 import { openSegSplits, segprobeEncoder } from '../eval/segprobe-run';
 
 export interface AblationSegRecipe {
@@ -94,9 +95,11 @@ export class AblationSegprobe {
     imgSize: number,
     seed: number,
     o: { evalBatchSize: number; precision: Precision },
+    imageInput?: ImageInputOptions,
   ): Promise<AblationSegprobe> {
     if (!make) throw new Error('--eval segprobe: no segmentation data adapter (makeSegData) was given to the ablation');
-    const { train, test } = await openSegSplits(make, recipe.data, imgSize, seed);
+    // how images are read is not part of the recipe (nor of the cached results' fingerprint)
+    const { train, test } = await openSegSplits(make, { ...recipe.data, imageInput }, imgSize, seed);
     return new AblationSegprobe(recipe, train, test, o);
   }
 

@@ -14,6 +14,7 @@ import { VisionTransformer, encoderConfigOf, loadEncoder } from '../semaim';
 import { DataFactories, LabelledData, MemoryLabelledData, TrainData } from '../data';
 import { checkDevice } from '../run/device';
 import { DEFAULT_MAX_IMAGE_PIXELS } from '../data/codecs/limits';
+import { imageInputOptions } from '../data/options';
 import { StopRequest, StoppedBySignal } from '../run/signals';
 import { Accuracy } from '../eval/accuracy';
 import { FeaturePooling, checkImageShape, disposeFeatures, extractPooledFeatures } from '../eval/features';
@@ -796,7 +797,14 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
   let complete = true;
   try {
     if (segRecipe) {
-      seg = await AblationSegprobe.open(segRecipe, f.makeSegData, imgSize, o.seed, { evalBatchSize: recipe.evalBatchSize, precision: o.precision });
+      seg = await AblationSegprobe.open(
+        segRecipe,
+        f.makeSegData,
+        imgSize,
+        o.seed,
+        { evalBatchSize: recipe.evalBatchSize, precision: o.precision },
+        imageInputOptions(o),
+      );
       segDescription = seg.description;
     }
     for (const [i, p] of all.entries()) {

@@ -15,7 +15,7 @@ import { makeEvalData, makeTrainData } from '../../src/data';
 import { claimedSizePng } from '../data/hostile-files';
 import { encode, picture, write } from '../data/helpers';
 
-const IMAGE_COMMANDS = ['pretrain', 'knn', 'linprobe', 'finetune', 'ablate', 'visualize', 'report'];
+const IMAGE_COMMANDS = ['pretrain', 'knn', 'linprobe', 'finetune', 'ablate', 'visualize', 'report', 'embed', 'segprobe'];
 
 function withTemp<T>(fn: (root: string) => Promise<T>): Promise<T> {
   const root = mkdtempSync(join(tmpdir(), 'semaim-data-options-'));

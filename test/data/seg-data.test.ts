@@ -255,3 +255,36 @@ test('seg-folder: clear errors for a wrong layout or a missing class list', () =
     cleanup();
   }
 });
+
+test('seg-folder: --max-image-pixels refuses large images and masks (skipped, counted as too-large)', async () => {
+  const { dir, cleanup } = tempDir('semaim-seg-pixels-');
+  try {
+    write(join(dir, 'classes.txt'), 'a\nb\n');
+    for (const [name, w, h] of [
+      ['small', 20, 16],
+      ['large', 40, 30],
+    ] as const) {
+      write(join(dir, 'train', 'images', `${name}.png`), await encode(picture(w, h), w, h, 3, 'png'));
+      write(join(dir, 'train', 'masks', `${name}.png`), pngEncode(w, h, 0, 8, new Array(w * h).fill(1)));
+    }
+    for (const [limit, usable] of [
+      [undefined, 2],
+      [1000, 1], // 40 × 30 = 1,200 pixels
+    ] as const) {
+      const data = makeSegData({
+        split: 'train',
+        dataset: 'seg-folder',
+        dataPath: dir,
+        imgSize: 16,
+        seed: 0,
+        imageInput: limit === undefined ? undefined : { maxImagePixels: limit, exifOrientation: 'ignore' },
+        warn: () => {},
+      });
+      const got = (await all(data)).flatMap((b) => [...b.indices]);
+      assert.equal(got.length, usable, `limit ${limit}`);
+      assert.deepEqual(data.skipped().byReason, usable === 2 ? {} : { 'too-large': 1 });
+    }
+  } finally {
+    cleanup();
+  }
+});

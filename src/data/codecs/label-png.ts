@@ -13,8 +13,11 @@ export interface LabelMask {
   data: Uint8Array;
 }
 
-/** Decodes a grey (1–16 bit) or palette (1–8 bit) PNG into its raw per-pixel values (at most 255). */
-export function decodeLabelPng(d: Uint8Array): LabelMask {
+/**
+ * Decodes a grey (1–16 bit) or palette (1–8 bit) PNG into its raw per-pixel values (at most 255).
+ * `maxPixels`: the images' decompression-bomb limit (default DEFAULT_MAX_IMAGE_PIXELS; 0 = none).
+ */
+export function decodeLabelPng(d: Uint8Array, maxPixels?: number): LabelMask {
   if (!isPng(d)) throw new DecodeError('unsupported', 'not a PNG file (masks are PNGs of class indices)');
   const c = readPngChunks(d);
   const { width, height, depth, ctype } = c;
@@ -27,7 +30,7 @@ export function decodeLabelPng(d: Uint8Array): LabelMask {
   if (![1, 2, 4, 8, 16].includes(depth) || (ctype === 3 && depth === 16)) throw new DecodeError('corrupt', `corrupt PNG: colour type ${ctype}, depth ${depth}`);
   if (width === 0 || height === 0) throw new DecodeError('corrupt', 'corrupt PNG: zero size');
   // a mask is decoded whole, so a forged size is refused as for images
-  checkPixelLimit(width, height, undefined, 'mask PNG');
+  checkPixelLimit(width, height, maxPixels, 'mask PNG');
   const raw = inflatePngData(c, depth);
   const out = new Uint8Array(width * height);
   const bpp = Math.max(1, depth >> 3);

@@ -12,6 +12,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { openImage, type ImageHandle } from '../codecs/decode';
+import type { ImageInputOptions } from '../options';
 import { DecodeError } from '../codecs/errors';
 import { decodeLabelPng } from '../codecs/label-png';
 import { permutation } from '../rng';
@@ -29,6 +30,8 @@ export interface SegFolderOptions {
   seed?: number;
   /** Grey level transparent pixels are composited onto (default 255, as the loader). */
   background?: number;
+  /** --max-image-pixels and --exif-orientation, for images and masks alike. */
+  imageInput?: ImageInputOptions;
 }
 
 const LAYOUT = '<root>/{train,test}/images/**/NAME.{jpg,png,...} with <root>/{train,test}/masks/**/NAME.png (and <root>/classes.txt)';
@@ -99,8 +102,9 @@ export function segFolder(rootIn: string, o: SegFolderOptions): SegSource {
       const maskFile = join(masksDir, chosen[i].mask);
       let mask;
       try {
-        mask = decodeLabelPng(readFileSync(maskFile));
+        mask = decodeLabelPng(readFileSync(maskFile), o.imageInput?.maxImagePixels);
       } catch (e) {
+        if (e instanceof DecodeError && e.reason === 'too-large') throw new DecodeError('too-large', `mask ${maskFile}: ${e.message}`);
         throw new SegSkipError('mask-unreadable', `mask ${maskFile}: ${(e as Error).message}`);
       }
       const data = mask.data;
@@ -127,7 +131,7 @@ export function segFolder(rootIn: string, o: SegFolderOptions): SegSource {
         }
         return withMask(h, maskPlane(data, mask.width, mask.height));
       };
-      const h = openImage(bytes, { background });
+      const h = openImage(bytes, { background, maxPixels: o.imageInput?.maxImagePixels, exifOrientation: o.imageInput?.exifOrientation });
       return h instanceof Promise ? h.then(attach) : attach(h);
     },
   };
