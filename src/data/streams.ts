@@ -117,6 +117,19 @@ export interface LabelledData {
   close(): Promise<void> | void;
 }
 
+/**
+ * Why a test split cannot be scored against a train split, or null: label k must mean the same class
+ * in both (a folder dataset numbers its class folders per split, so a renamed or missing folder on one
+ * side shifts every label after it).
+ */
+export function splitClassMismatch(train: { numClasses: number; classNames?: string[] }, test: { numClasses: number; classNames?: string[] }): string | null {
+  if (train.numClasses !== test.numClasses) return `the train split has ${train.numClasses} classes, the test split ${test.numClasses}`;
+  const [a, b] = [train.classNames, test.classNames];
+  if (!a || !b) return null;
+  const k = a.findIndex((name, i) => name !== b[i]);
+  return k < 0 ? null : `class ${k} is '${a[k]}' in the train split but '${b[k]}' in the test split: both splits need the same class names`;
+}
+
 /** Number of batches one epoch gives. */
 export function batchesPerEpoch(size: number, batchSize: number, dropLast: boolean): number {
   return dropLast ? Math.floor(size / batchSize) : Math.ceil(size / batchSize);

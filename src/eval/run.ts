@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import { OptionError } from '../util/options';
 import { saveTensors } from '../io';
-import { DataFactories, EvalDataRequest, LabelledData, RankSlice, Split } from '../data';
+import { DataFactories, EvalDataRequest, LabelledData, RankSlice, Split, splitClassMismatch } from '../data';
 import { rankSlice, type ProcessGroup } from '../dist';
 import { EncoderSource, LoadedEncoder, loadEncoder, resolveEncoder, sha256File } from '../semaim';
 import { processDevice, setProcessThreads } from '../run/device';
@@ -61,10 +61,11 @@ export async function makeSplits(
     await train.close();
     throw e;
   }
-  if (train.numClasses !== test.numClasses) {
+  const mismatch = splitClassMismatch(train, test);
+  if (mismatch) {
     await train.close();
     await test.close();
-    throw new Error(`the train split has ${train.numClasses} classes, the test split ${test.numClasses}`);
+    throw new Error(mismatch);
   }
   return { train, test };
 }

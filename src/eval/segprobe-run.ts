@@ -14,6 +14,7 @@ import { EncoderSource, loadEncoder, resolveEncoder } from '../semaim';
 import { SegMetrics } from './miou';
 import { markdownTable, pct, writeResult } from './result';
 import { SegData, SegSkip, SkipSummary, describeSkips, mergeSkips, summarizeSkips } from '../data/seg-streams';
+import { splitClassMismatch } from '../data/streams';
 import { extractSegFeatures, parseBlocks, SegFeatureSet, segSetSize } from './seg-features';
 import { severalRanks, type ProcessGroup } from '../dist';
 import { SegDataSettings, SegprobeConfig, SegprobeSettings, checkSegprobeProcesses } from './segprobe-options';
@@ -62,7 +63,8 @@ export async function segprobeEncoder(
   s: SegprobeSettings,
   o: ProbeRunOptions,
 ): Promise<SegprobeOutcome> {
-  if (train.numClasses !== test.numClasses) throw new Error(`the train split has ${train.numClasses} classes, the test split ${test.numClasses}`);
+  const mismatch = splitClassMismatch(train, test);
+  if (mismatch) throw new Error(mismatch);
   checkShapes(encoder, train, 'train data');
   checkShapes(encoder, test, 'test data');
   const blocks = parseBlocks(s.blocks, encoder.cfg.depth);

@@ -11,7 +11,7 @@ import { PRETRAIN_OPTIONS, PretrainOptions, modelConfigFrom, trainDataRequest, v
 import { pretrain } from '../train/pretrain';
 import { resolveOptions } from '../util/options';
 import { VisionTransformer, encoderConfigOf, loadEncoder } from '../semaim';
-import { DataFactories, LabelledData, MemoryLabelledData, TrainData } from '../data';
+import { DataFactories, LabelledData, MemoryLabelledData, TrainData, splitClassMismatch } from '../data';
 import { checkDevice } from '../run/device';
 import { DEFAULT_MAX_IMAGE_PIXELS } from '../data/codecs/limits';
 import { imageInputOptions } from '../data/options';
@@ -767,10 +767,11 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
       await tr.close();
       throw e;
     }
-    if (tr.numClasses !== te.numClasses) {
+    const mismatch = splitClassMismatch(tr, te);
+    if (mismatch) {
       await tr.close();
       await te.close();
-      throw new Error(`the train split has ${tr.numClasses} classes, the test split ${te.numClasses}`);
+      throw new Error(mismatch);
     }
     if (!o.cacheEvalImages) {
       [ev.train, ev.test] = [tr, te];

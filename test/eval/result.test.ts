@@ -124,3 +124,24 @@ test('knn refuses a k above the training set before it extracts any feature', as
   assert.ok(!existsSync(join(dir, 'knn', 'knn.json')));
   rmSync(dir, { recursive: true, force: true });
 });
+
+test('train and test splits must name their classes alike: a renamed class folder is refused, not scored', async () => {
+  const { DATA_FACTORIES } = await import('../../src/data');
+  const { encode, picture, write } = await import('../data/helpers');
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-classes-'));
+  try {
+    const enc = writeEncoder(dir);
+    const root = join(dir, 'pets');
+    for (const [split, names] of [
+      ['train', ['cat', 'dog']],
+      ['test', ['cat', 'zebra']],
+    ] as const) {
+      for (const name of names) for (let i = 0; i < 3; i++) write(join(root, split, name, `${i}.png`), await encode(picture(8, 8, i), 8, 8, 3, 'png'));
+    }
+    const o = resolveOptions(KNN_OPTIONS, { checkpoint: enc, dataset: 'folder', dataPath: root, k: '1', numWorkers: 0, threads: 1, outDir: join(dir, 'knn') });
+    await assert.rejects(runKnn(o, DATA_FACTORIES), /class 1 is 'dog' in the train split but 'zebra' in the test split: both splits need the same class names/);
+    assert.ok(!existsSync(join(dir, 'knn', 'knn.json')), 'nothing scored');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
