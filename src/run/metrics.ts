@@ -35,6 +35,7 @@ export class MetricsLog {
   }
 }
 
+/** The records of a metrics file; lines that are not JSON objects (a torn last line, a stray value) are left out. */
 export function readMetrics(path: string): Record<string, unknown>[] {
   if (!existsSync(path)) return [];
   return readFileSync(path, 'utf8')
@@ -42,7 +43,8 @@ export function readMetrics(path: string): Record<string, unknown>[] {
     .filter((l) => l.trim())
     .flatMap((l) => {
       try {
-        return [JSON.parse(l) as Record<string, unknown>];
+        const r: unknown = JSON.parse(l);
+        return r !== null && typeof r === 'object' && !Array.isArray(r) ? [r as Record<string, unknown>] : [];
       } catch {
         return [];
       }

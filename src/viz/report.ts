@@ -79,7 +79,7 @@ function summarySection(run: RunData): string {
     ['last epoch', last.epoch],
     ['first loss', loss[0]?.[1]],
     ['last loss', loss[loss.length - 1]?.[1]],
-    ['min loss', loss.length ? Math.min(...loss.map((p) => p[1])) : undefined],
+    ['min loss', loss.length ? loss.reduce((m, p) => Math.min(m, p[1]), Infinity) : undefined], // no spread: a long run has 10^6 points
     ['median img/s', thr.length ? thr[Math.floor(thr.length / 2)] : undefined],
     ['checkpoints', run.checkpoints.length ? `${run.checkpoints.length} (newest ${run.checkpoints[run.checkpoints.length - 1]})` : 'none'],
   ];

@@ -70,7 +70,9 @@ export function readRun(dir: string): RunData {
   const cfgPath = join(dir, 'config.json');
   if (existsSync(cfgPath)) {
     try {
-      config = JSON.parse(readFileSync(cfgPath, 'utf8')) as Record<string, unknown>;
+      const c: unknown = JSON.parse(readFileSync(cfgPath, 'utf8'));
+      if (c !== null && typeof c === 'object' && !Array.isArray(c)) config = c as Record<string, unknown>;
+      else problems.push('config.json: not a JSON object');
     } catch (e) {
       problems.push(`config.json: ${(e as Error).message}`);
     }

@@ -69,8 +69,8 @@ export function lineChart(series: Series[], o: ChartOptions): string {
     `<text x="${W / 2}" y="17" text-anchor="middle" class="ct">${esc(o.title)}</text>`;
   if (all.length === 0) return `${head}<text x="${W / 2}" y="${H / 2}" text-anchor="middle" class="muted">no data</text></svg>`;
   const fy = (y: number) => (o.logY ? Math.log10(y) : y);
-  let [x0, x1] = [Math.min(...all.map((p) => p[0])), Math.max(...all.map((p) => p[0]))];
-  let [y0, y1] = [Math.min(...all.map((p) => fy(p[1]))), Math.max(...all.map((p) => fy(p[1])))];
+  let [x0, x1, y0, y1] = [Infinity, -Infinity, Infinity, -Infinity];
+  for (const [x, y] of all) [x0, x1, y0, y1] = [Math.min(x0, x), Math.max(x1, x), Math.min(y0, fy(y)), Math.max(y1, fy(y))];
   if (x1 === x0) {
     x0 -= 1;
     x1 += 1;

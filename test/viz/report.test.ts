@@ -99,3 +99,22 @@ test('svg helpers: nice ticks, min/max reduction, empty chart', () => {
   assert.match(lineChart([{ name: 'a', points: [], colour: '#000' }], { title: 't', xLabel: 'x' }), /no data/);
   assert.equal(findEvalRows({ a: { top1: 1 }, b: [{ top1: 2, top5: 3, k: 10 }] }, 'f').length, 2);
 });
+
+test('report: a long run (150,000 records), stray non-object lines and a non-object config.json', () => {
+  const run = mkdtempSync(join(tmpdir(), 'semaim-report-long-'));
+  try {
+    fakeRun(run, 150_000);
+    writeFileSync(join(run, 'metrics.jsonl'), readFileSync(join(run, 'metrics.jsonl'), 'utf8') + 'null\n7\n[1,2]\n');
+    writeFileSync(join(run, 'config.json'), '"hello"');
+    const data = readRun(run);
+    assert.equal(data.metrics.length, 150_000, 'the non-object lines are left out');
+    assert.ok(
+      data.problems.some((p) => /config\.json: not a JSON object/.test(p)),
+      data.problems.join('; '),
+    );
+    const html = renderReport(data);
+    assert.match(html, /min loss/);
+  } finally {
+    rmSync(run, { recursive: true, force: true });
+  }
+});
