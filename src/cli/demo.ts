@@ -159,7 +159,11 @@ export async function runDemo(d: DemoOptions): Promise<Record<string, unknown>> 
   mkdirSync(outDir, { recursive: true });
   const t0 = Date.now();
 
-  // The encoder exactly as pre-training initialises it (same seed), as the k-NN baseline.
+  process.stderr.write(`demo: pre-training ${cfg.embedDim}-wide, ${cfg.depth}-block ViT on ${d.syntheticSize} synthetic images for ${d.epochs} epochs\n`);
+  const run = await pretrain(o, makeTrainData(trainDataRequest(o)));
+
+  // The encoder exactly as pre-training initialises it (same seed), as the k-NN baseline; written only
+  // once pre-training has accepted the folder (a refused re-run must not replace the baseline).
   torch.manualSeed(o.seed);
   const init = new SemAIM(cfg).initWeights();
   const initPath = join(outDir, 'init-encoder');
@@ -168,9 +172,6 @@ export async function runDemo(d: DemoOptions): Promise<Record<string, unknown>> 
   });
   writeFileSync(`${initPath}.json`, JSON.stringify(encoderConfigOf(cfg), null, 2));
   init.dispose();
-
-  process.stderr.write(`demo: pre-training ${cfg.embedDim}-wide, ${cfg.depth}-block ViT on ${d.syntheticSize} synthetic images for ${d.epochs} epochs\n`);
-  const run = await pretrain(o, makeTrainData(trainDataRequest(o)));
   process.stderr.write('demo: k-NN (k=20) of the [CLS] feature, at initialisation and after pre-training\n');
   const knnInit = await knn(`${initPath}.safetensors`, d, join(outDir, 'eval-init'));
   const knnTrained = await knn(outDir, d, join(outDir, 'eval'));
