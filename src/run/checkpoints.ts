@@ -10,6 +10,7 @@
 import { cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { saveTensors } from '../io';
+import { processAlive } from '../util/process-alive';
 import {
   CheckpointContents,
   LoadedCheckpoint,
@@ -29,16 +30,6 @@ export interface CheckpointFiles extends CheckpointContents {
 }
 
 const TEMP_DIR = /^\.tmp-(?:step-\d+|best)-(\d+)$/;
-
-/** Whether a process with this id is alive (signal 0 tests without sending). */
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** Runs a file write, naming the file in the error (ENOSPC alone does not say which file). */
 function writing<T>(path: string, fn: () => T): T {

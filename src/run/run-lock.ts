@@ -6,6 +6,7 @@
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { processAlive } from '../util/process-alive';
 
 export const LOCK_FILE = 'run.lock';
 
@@ -17,15 +18,6 @@ interface Holder {
 
 /** Locks this process holds (a lock of this pid not among them was left by an earlier, failed run in it). */
 const held = new Set<string>();
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 function readHolder(path: string): Holder | null {
   try {
@@ -59,7 +51,7 @@ export class RunLock {
       if (fd === null) {
         const h = readHolder(path);
         const ours = h?.pid === process.pid && h.host === hostname();
-        const gone = !h || (h.host === hostname() && (ours ? !held.has(path) : !alive(h.pid)));
+        const gone = !h || (h.host === hostname() && (ours ? !held.has(path) : !processAlive(h.pid)));
         if (!gone) {
           const who = `process ${h!.pid} on ${h!.host === hostname() ? 'this machine' : `host ${h!.host}`}, since ${h!.since}`;
           throw new Error(`${outDir} is in use by another semaim run (${who}): wait for it, or use another --out-dir; if that process is gone, delete ${path}`);

@@ -228,9 +228,16 @@ test('CIFAR-10 JPEG archive is extracted once into a cache folder keyed by the a
   const again = cifar10Jpeg({ archive, cacheDir: cache, split: 'test' });
   assert.equal(again.length, 2);
   assert.equal(statSync(marker).mtimeMs, t, 'not extracted twice');
-  // another archive gets its own cache, not the first one's
+  // another archive gets its own cache, not the first one's; an extraction that a signal ended (its
+  // process gone) leaves a temporary folder that the next extraction removes, a live one's stays
+  const dead = spawnSync('true').pid;
+  write(join(cache, `.extract-${dead}-1`, 'cifar10', 'partial.jpg'), jpg);
+  write(join(cache, `.extract-${process.pid}-2`, 'cifar10', 'partial.jpg'), jpg);
   const other = makeArchive('other-cifar', 2);
   assert.equal(cifar10Jpeg({ archive: other, cacheDir: cache }).length, 4);
+  assert.ok(!existsSync(join(cache, `.extract-${dead}-1`)), "the dead process's temporary folder is gone");
+  assert.ok(existsSync(join(cache, `.extract-${process.pid}-2`)), "a live process's is kept");
+  rmSync(join(cache, `.extract-${process.pid}-2`), { recursive: true });
   assert.equal(cifar10Jpeg({ archive, cacheDir: cache }).length, 2);
   // an archive changed in place is extracted again
   const changed = makeArchive('mini-cifar', 3);

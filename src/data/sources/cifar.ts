@@ -9,6 +9,7 @@ import { homedir } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { sharedInt32 } from '../dataset';
 import { MemoryDataset, uniformImages } from './memory';
+import { processAlive } from '../../util/process-alive';
 import { imageFolder, type FolderOptions, type ImageFolderDataset } from './folder';
 
 export const CIFAR10_CLASSES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'];
@@ -135,6 +136,14 @@ export function fileSha256(path: string): string {
   return hash.digest('hex');
 }
 
+/** Removes the temporary folders of extractions whose process died (a signal ends tar and node before any cleanup). */
+function removeDeadExtractions(cacheDir: string): void {
+  for (const name of readdirSync(cacheDir)) {
+    const m = /^\.extract-(\d+)-\d+$/.exec(name);
+    if (m && !processAlive(Number(m[1]))) rmSync(join(cacheDir, name), { recursive: true, force: true });
+  }
+}
+
 /**
  * Extracts `archive` (a .tar.gz holding `<top>/`) with the system tar into
  * `cacheDir/<top>-<first 16 hex digits of the archive's SHA-256>` unless that folder is already
@@ -154,6 +163,7 @@ export function extractArchive(archive: string, cacheDir: string, top: string): 
   const marker = join(target, '.complete');
   if (existsSync(marker)) return target;
   mkdirSync(cacheDir, { recursive: true });
+  removeDeadExtractions(cacheDir);
   const tmp = join(cacheDir, `.extract-${process.pid}-${Date.now()}`);
   mkdirSync(tmp, { recursive: true });
   try {
