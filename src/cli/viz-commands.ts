@@ -34,6 +34,7 @@ const VISUALIZE_OPTIONS = defineOptions({
 
 const REPORT_OPTIONS = defineOptions({
   out: { type: 'string', help: 'HTML file to write (default: RUN_DIR/report.html)' },
+  overwrite: { type: 'boolean', default: false, help: 'replace an existing --out that is not an earlier report' },
   title: { type: 'string', help: 'page title (default: the run folder)' },
   images: { type: 'string', help: 'generate the visualisation grid from these images (folder or file; more files may follow)' },
   checkpoint: { type: 'string', help: 'checkpoint for the grid (default: the newest valid one of RUN_DIR)' },
@@ -121,6 +122,7 @@ export const vizCommands: Record<string, Command> = {
       const r = await writeRunReport({
         runDir,
         out: o.out,
+        overwrite: o.overwrite,
         title: o.title,
         visualize: images.length ? { ...figureJob(o, images), device, checkpoint: o.checkpoint, out: o.vizOut } : undefined,
       });

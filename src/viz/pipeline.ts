@@ -1,5 +1,5 @@
 // The two jobs behind the CLI: checkpoint + image files -> figures, and run folder -> HTML report.
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import * as torch from '../torch';
 import { loadImages } from './images';
@@ -7,7 +7,8 @@ import { loadModel } from '../semaim';
 import type { ImageInputOptions } from '../data/options';
 import type { OrderName } from './maps';
 import { readRun } from './run-data';
-import { renderReport } from './report';
+import { REPORT_GENERATOR, renderReport } from './report';
+import { OptionError } from '../util/options';
 import { visualizeModel, VisualizeResult } from './visualize';
 
 export interface VisualizeJob {
@@ -51,12 +52,27 @@ export interface ReportJob {
   runDir: string;
   /** Default: <runDir>/report.html. */
   out?: string;
+  /** Replace an existing `out` that is not an earlier report (default false). */
+  overwrite?: boolean;
   title?: string;
   /** With images, the grid is generated (into vizOut, default <runDir>/viz) from `checkpoint` (default the run). */
   visualize?: Omit<VisualizeJob, 'checkpoint' | 'out'> & { checkpoint?: string; out?: string };
 }
 
+/**
+ * Refuses, before any work, an --out that would replace something other than an earlier report (a
+ * checkpoint's state.json, any file) unless asked to; never a folder.
+ */
+function checkReportOut(out: string, overwrite: boolean): void {
+  if (!existsSync(out)) return;
+  if (statSync(out).isDirectory()) throw new OptionError('out', `${out} is a folder: give the HTML file to write`);
+  const earlierReport = readFileSync(out, 'utf8').slice(0, 4096).includes(REPORT_GENERATOR);
+  if (!earlierReport && !overwrite)
+    throw new OptionError('out', `${out} exists and is not a semaim report: choose another --out, or pass --overwrite to replace it`);
+}
+
 export async function writeRunReport(job: ReportJob): Promise<{ out: string; grid: string | null; evals: number; metrics: number }> {
+  if (job.out) checkReportOut(job.out, !!job.overwrite);
   const run = readRun(job.runDir);
   let grid: string | null = null;
   let gridNote: string;
@@ -76,6 +92,11 @@ export async function writeRunReport(job: ReportJob): Promise<{ out: string; gri
   mkdirSync(dirname(out), { recursive: true });
   const tmp = `${out}.tmp-${process.pid}`;
   writeFileSync(tmp, html);
-  renameSync(tmp, out);
+  try {
+    renameSync(tmp, out);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
+  }
   return { out, grid, evals: run.evals.length, metrics: run.metrics.length };
 }

@@ -3,6 +3,9 @@
 // visualisation grid as a data: URI.
 import type { RunData, EvalRow } from './run-data';
 import { esc, fmt } from './html';
+
+/** Marks a page as written by `semaim report` (a later report may replace it without --overwrite). */
+export const REPORT_GENERATOR = '<meta name="generator" content="semaim report">';
 import { lineChart, smooth, Series } from './svg';
 
 export interface ReportOptions {
@@ -141,6 +144,7 @@ export function renderReport(run: RunData, o: ReportOptions = {}): string {
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+${REPORT_GENERATOR}
 <link rel="icon" href="data:,">
 <title>${esc(title)}</title><style>${CSS}</style></head>
 <body>

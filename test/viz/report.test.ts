@@ -118,3 +118,28 @@ test('report: a long run (150,000 records), stray non-object lines and a non-obj
     rmSync(run, { recursive: true, force: true });
   }
 });
+
+test('report --out replaces an earlier report, but another file only with --overwrite, and never a folder', async () => {
+  const run = mkdtempSync(join(tmpdir(), 'semaim-report-out-'));
+  const stdout = process.stdout.write.bind(process.stdout);
+  process.stdout.write = (() => true) as typeof process.stdout.write;
+  try {
+    fakeRun(run);
+    const precious = join(run, 'state.json');
+    writeFileSync(precious, '{"step": 2}');
+    await assert.rejects(
+      vizCommands.report.run([run, '--out', precious]),
+      /option 'out': .*state\.json exists and is not a semaim report: choose another --out, or pass --overwrite/,
+    );
+    assert.equal(readFileSync(precious, 'utf8'), '{"step": 2}');
+    await assert.rejects(vizCommands.report.run([run, '--out', run]), /is a folder: give the HTML file to write/);
+    const page = join(run, 'page.html');
+    assert.equal(await vizCommands.report.run([run, '--out', page]), 0);
+    assert.equal(await vizCommands.report.run([run, '--out', page]), 0, 'an earlier report is replaced');
+    assert.equal(await vizCommands.report.run([run, '--out', precious, '--overwrite']), 0);
+    assert.match(readFileSync(precious, 'utf8'), /<html/);
+  } finally {
+    process.stdout.write = stdout;
+    rmSync(run, { recursive: true, force: true });
+  }
+});
