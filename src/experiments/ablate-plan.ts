@@ -3,7 +3,7 @@
 // number of steps every pre-training gets so that all runs (spread over --jobs processes) and their
 // evaluations fit. The plan is stored in <out-dir>/plan.json so that a later call (after an
 // interruption, or on a second time-limited machine session) continues with the same recipe.
-import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as torch from '../torch';
@@ -14,6 +14,7 @@ import { MemoryLabelledData, TrainBatch, TrainData } from '../data';
 import { extractPooledFeatures, disposeFeatures, FeatureSet, FeaturePooling } from '../eval/features';
 import { knnClassify } from '../eval/knn';
 import { linprobeOnFeatures, LinprobeOptions } from '../eval/linprobe';
+import { readJsonWith } from '../util/json-file';
 import type { Precision } from '../run/precision';
 
 export interface StepTiming {
@@ -254,11 +255,24 @@ export function planPath(outDir: string): string {
   return join(outDir, 'plan.json');
 }
 
+/**
+ * The stored plan of an ablation folder, checked: the length it sets every run to must be the one it
+ * recorded (⌈epochs × batches per epoch⌉ = steps), or a hand-edited plan would train another length
+ * than its reports say.
+ */
 export function readPlan(outDir: string): AblationPlan | null {
   const p = planPath(outDir);
   if (!existsSync(p)) return null;
-  const plan = JSON.parse(readFileSync(p, 'utf8')) as AblationPlan;
+  const plan = readJsonWith(p, ['inputs', 'shards']) as unknown as AblationPlan;
   if (plan.format !== 'semaim.ablation-plan/1') throw new Error(`${p} is not an ablation plan (format ${JSON.stringify(plan.format)})`);
+  const positive = (v: unknown) => typeof v === 'number' && Number.isFinite(v) && v > 0;
+  for (const key of ['epochs', 'steps', 'batchesPerEpoch'] as const) {
+    if (!positive(plan[key])) throw new Error(`${p}: '${key}' is ${JSON.stringify(plan[key])}, not a positive number`);
+  }
+  if (!(typeof plan.warmupEpochs === 'number' && plan.warmupEpochs >= 0 && plan.warmupEpochs < plan.epochs))
+    throw new Error(`${p}: 'warmupEpochs' is ${JSON.stringify(plan.warmupEpochs)}, not in [0, epochs)`);
+  if (Math.ceil(plan.epochs * plan.batchesPerEpoch) !== plan.steps)
+    throw new Error(`${p}: ${plan.epochs} epochs of ${plan.batchesPerEpoch} batches are not its ${plan.steps} steps (was it edited?)`);
   return plan;
 }
 

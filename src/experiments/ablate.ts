@@ -3,7 +3,7 @@
 // k-NN and a linear probe on cached features; mean ± std over seeds; ablation.md + ablation.json.
 // Finished runs are not repeated: each run folder keeps its evaluation, and an interrupted
 // pre-training continues from its checkpoint.
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import * as torch from '../torch';
@@ -39,6 +39,7 @@ import {
 import { dataRequest } from '../eval/run';
 import { markdownTable, pct } from '../eval/result';
 import type { Precision } from '../run/precision';
+import { readJsonWith } from '../util/json-file';
 import { AblationSegprobe, SegScore, ablationSegRecipe } from './ablate-segprobe';
 
 export type Budget = 'full' | 'small';
@@ -147,6 +148,23 @@ export interface AblationRun {
   fingerprint: Record<string, unknown>;
   /** With --eval segprobe: the segmentation probe (kept in the run folder's ablation-segprobe.json). */
   segprobe?: SegScore;
+}
+
+/**
+ * A finished run's stored evaluation (ablation-eval.json), or null when it is unusable: then it is
+ * moved aside (kept, not deleted) and the run is evaluated again from its checkpoint.
+ */
+function readCachedRun(path: string, log: (line: string) => void): AblationRun | null {
+  try {
+    const run = readJsonWith(path, ['fingerprint', 'eval', 'pretrain']) as unknown as AblationRun;
+    if (!Object.values(run.eval).every((s) => s !== null && typeof s === 'object')) throw new Error(`${path}: 'eval' holds a score that is not an object`);
+    return run;
+  } catch (e) {
+    const aside = `${path}.unusable-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+    if (existsSync(path)) renameSync(path, aside); // (a parallel job may have moved it already)
+    log(`warning: ${(e as Error).message}; moved to ${aside}, evaluating the run again`);
+    return null;
+  }
 }
 
 /** Options that do not change results (where and how fast a run goes). */
@@ -818,15 +836,15 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
         );
         log(`    ${p.row} seed ${p.seed}: segmentation probe mIoU ${pct(run.segprobe.mIoU)}% (constant majority class: ${pct(run.segprobe.baselineMIoU)}%)`);
       };
-      if (existsSync(cached)) {
-        const run = JSON.parse(readFileSync(cached, 'utf8')) as AblationRun;
-        if (JSON.stringify(currentFingerprint(run.fingerprint)) !== JSON.stringify(fp)) {
-          throw new Error(`${cached} was made with another recipe (${describeDiff(run.fingerprint, fp)}); use a new --out-dir`);
+      const stored = existsSync(cached) ? readCachedRun(cached, log) : null;
+      if (stored) {
+        if (JSON.stringify(currentFingerprint(stored.fingerprint)) !== JSON.stringify(fp)) {
+          throw new Error(`${cached} was made with another recipe (${describeDiff(stored.fingerprint, fp)}); use a new --out-dir`);
         }
         if (!shard || mine.includes(p)) log(`[${i + 1}/${all.length}] ${p.row} seed ${p.seed}: already done (${cached})`);
-        run.runDir = p.runDir; // where it is now: the out-dir may have been moved or copied since
-        runs.push(run);
-        await addSegprobe(run);
+        stored.runDir = p.runDir; // where it is now: the out-dir may have been moved or copied since
+        runs.push(stored);
+        await addSegprobe(stored);
         continue;
       }
       if (!mine.includes(p)) continue;
@@ -843,7 +861,7 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
       }
       const started = join(p.runDir, 'config.json');
       if (p.row !== RANDOM_INIT && existsSync(started)) {
-        const before = fingerprint((JSON.parse(readFileSync(started, 'utf8')) as { options: Record<string, unknown> }).options, recipe, ks);
+        const before = fingerprint(readJsonWith(started, ['options']).options as Record<string, unknown>, recipe, ks);
         if (JSON.stringify(before.pretrain) !== JSON.stringify(fp.pretrain)) {
           throw new Error(`${p.runDir} holds a pre-training with other options (${describeDiff(before, fp)}); use a new --out-dir`);
         }

@@ -2,7 +2,7 @@
 // interrupted pre-training, and rows with named similarity tokens.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { resolveOptions, OptionError } from '../../src/util/options';
@@ -140,6 +140,27 @@ test('--budget-minutes plans the length once (plan.json), every run gets the pla
     assert.equal(r.complete, true);
     for (const run of r.runs.filter((x) => x.order !== RANDOM_INIT)) assert.equal(run.pretrain.steps, 3);
     assert.match(r.markdown, /length planned for --budget-minutes 2: 3 steps per run/);
+    // A hand-edited plan that would train another length than it records is refused, naming plan.json.
+    for (const [edit, message] of [
+      [{ epochs: null }, /plan\.json: 'epochs' is null, not a positive number/],
+      [{ epochs: 1e300 }, /plan\.json: 1e\+300 epochs of 2 batches are not its 3 steps/],
+    ] as const) {
+      writeFileSync(join(dir, 'plan.json'), JSON.stringify({ ...small, ...edit }));
+      await assert.rejects(ablate({ ...o, planOnly: false }, memoryFactories(train, testData), { log: () => {} }), message);
+    }
+    writeFileSync(join(dir, 'plan.json'), JSON.stringify(small));
+    // A stored evaluation that cannot be read is kept aside and the run evaluated again, from its checkpoint.
+    const trained = r.runs.find((x) => x.order !== RANDOM_INIT)!;
+    const evalFile = join(trained.runDir, 'ablation-eval.json');
+    writeFileSync(evalFile, '{"truncated": ');
+    const redo: string[] = [];
+    const r1 = await ablate({ ...o, planOnly: false }, memoryFactories(train, testData), { log: (l) => redo.push(l) });
+    assert.ok(
+      redo.some((l) => /ablation-eval\.json: .*; moved to .*\.unusable-.*, evaluating the run again/.test(l)),
+      redo.join('\n'),
+    );
+    assert.ok(readdirSync(trained.runDir).some((f) => f.startsWith('ablation-eval.json.unusable-')));
+    assert.deepEqual(r1.runs.find((x) => x.order === trained.order && x.seed === trained.seed)!.eval, trained.eval, 'the same scores');
     await assert.rejects(
       ablate({ ...o, planOnly: false, budgetMinutes: 3 }, memoryFactories(train, testData), { log: () => {} }),
       /planned for other settings \(budgetMinutes: 2 → 3\)/,

@@ -1,0 +1,23 @@
+// JSON files a command reads back (its own state, results, plans): what they hold is checked before
+// use, and every error names the file.
+import { readFileSync } from 'node:fs';
+
+/** The JSON object in `path`; throws `<path>: ...` when it cannot be read, is not JSON or not an object. */
+export function readJsonObject(path: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new Error(`${path}: ${(e as Error).message}`, { cause: e });
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new Error(`${path}: not a JSON object`);
+  return value as Record<string, unknown>;
+}
+
+/** The same, with the keys `required` holding objects; throws naming the first missing one. */
+export function readJsonWith(path: string, required: string[]): Record<string, unknown> {
+  const o = readJsonObject(path);
+  const missing = required.find((k) => o[k] === null || typeof o[k] !== 'object');
+  if (missing !== undefined) throw new Error(`${path}: '${missing}' is missing or not an object`);
+  return o;
+}
