@@ -14,7 +14,7 @@ export const ABLATE_OPTIONS = defineOptions({
     default: ABLATE_ORDERS.join(','),
     help: "orders to compare, comma-separated (also: snake); an S-based order may name its tokens: 'semantic:self', 'semantic:gap', 'similarity:self' (one row each)",
   },
-  seeds: { type: 'int', default: 1, min: 1, help: 'pre-train each order with seeds seed..seed+N-1 and report mean ± std' },
+  seeds: { type: 'int', default: 1, min: 1, max: 1000, help: 'pre-train each order with seeds seed..seed+N-1 and report mean ± std' },
   budget: {
     type: 'string',
     default: 'full',

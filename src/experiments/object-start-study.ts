@@ -45,7 +45,7 @@ export const OBJECT_STUDY_OPTIONS = defineOptions({
   decayClsToken: { type: 'boolean', default: true, help: 'weight decay on cls_token (as the authors)' },
   threshold: { type: 'number', default: 0.5, min: 0, max: 1, help: 'a patch is on the object when at least this share of its pixels is' },
   seed: { type: 'int', default: 0, help: 'random seed (same initial weights for every run; the test images)' },
-  seeds: { type: 'int', default: 1, min: 1, help: 'train each S with seeds seed..seed+N-1 and report mean ± std over them' },
+  seeds: { type: 'int', default: 1, min: 1, max: 1000, help: 'train each S with seeds seed..seed+N-1 and report mean ± std over them' },
   device: { mayChangeOnResume: true, type: 'string', default: 'cpu', help: "'cpu', 'cuda' or 'cuda:N'" },
   threads: { mayChangeOnResume: true, type: 'int', min: 1, max: 1024, help: 'CPU threads for libtorch (default: all cores)' },
   numWorkers: { mayChangeOnResume: true, type: 'int', min: 0, help: 'data worker threads (default: one per core but one, at most 8)' },

@@ -2,6 +2,7 @@
 // folder layout with its bad-input rules, and masks moved with their images (nearest-neighbour).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeLabelPng } from '../../src/data/codecs/label-png';
 import { renderSynthetic, syntheticConfig } from '../../src/data/sources/synthetic';
@@ -251,6 +252,8 @@ test('seg-folder: clear errors for a wrong layout or a missing class list', () =
     write(join(dir, 'train', 'masks', 'a.png'), pngEncode(2, 2, 0, 8, [0, 0, 0, 0]));
     assert.throws(() => makeSegData({ split: 'train', dataset: 'seg-folder', dataPath: dir, imgSize: 16, seed: 0 }), /no classes.txt .*\(--num-classes\)/);
     assert.throws(() => makeSegData({ split: 'train', dataset: 'cifar10', imgSize: 16, seed: 0 }), /has no segmentation masks/);
+    mkdirSync(join(dir, 'classes.txt'));
+    assert.throws(() => makeSegData({ split: 'train', dataset: 'seg-folder', dataPath: dir, imgSize: 16, seed: 0 }), /cannot read .*classes\.txt \(EISDIR/);
   } finally {
     cleanup();
   }

@@ -9,7 +9,7 @@
 // without a mask is left out while listing; a mask whose size differs from its image, that does not
 // decode, or that holds a label outside the classes is left out when read (SegSkipError), as is an
 // image that does not decode (DecodeError). Nothing is replaced: the loader counts what it leaves out.
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { openImage, type ImageHandle } from '../codecs/decode';
 import type { ImageInputOptions } from '../options';
@@ -41,9 +41,13 @@ const stem = (rel: string): string => rel.replace(/\.[^./]+$/, '');
 function readClasses(root: string, numClasses: number | undefined): string[] {
   const file = join(root, 'classes.txt');
   if (existsSync(file)) {
-    const names = readFileSync(file, 'utf8')
-      .split(/\r?\n/)
-      .map((s) => s.trim());
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new Error(`cannot read ${file} (${(e as Error).message})`, { cause: e });
+    }
+    const names = text.split(/\r?\n/).map((s) => s.trim());
     while (names.length && names[names.length - 1] === '') names.pop();
     if (names.length < 1) throw new Error(`${file} lists no class`);
     if (numClasses !== undefined && numClasses !== names.length)
@@ -64,6 +68,11 @@ export function segFolder(rootIn: string, o: SegFolderOptions): SegSource {
   const masksDir = join(splitDir, 'masks');
   for (const d of [imagesDir, masksDir]) {
     if (!existsSync(d) || !statSync(d).isDirectory()) throw new Error(`segmentation folder: ${d} is missing (expected ${LAYOUT})`);
+    try {
+      accessSync(d, constants.R_OK | constants.X_OK); // else a masks folder without permission reads as "no mask" for every image
+    } catch (e) {
+      throw new Error(`segmentation folder: cannot read ${d} (${(e as Error).message})`, { cause: e });
+    }
   }
   const classes = readClasses(root, o.numClasses);
   const images = imageFiles(imagesDir, { recursive: true });
@@ -71,8 +80,9 @@ export function segFolder(rootIn: string, o: SegFolderOptions): SegSource {
   try {
     const masks = imageFiles(masksDir, { recursive: true, extensions: ['.png'] });
     for (let i = 0; i < masks.length; i++) maskPaths.set(stem(masks.relativePath(i)), masks.relativePath(i));
-  } catch {
-    // no mask at all: every image is left out below, and the loader says so
+  } catch (e) {
+    // no mask at all: every image is left out below, and the loader says so; a folder that cannot be read is an error
+    if ((e as NodeJS.ErrnoException).code) throw new Error(`segmentation folder: cannot read ${masksDir} (${(e as Error).message})`, { cause: e });
   }
   const pairs: { image: string; mask: string }[] = [];
   const listingSkips: { name: string; reason: string; message: string }[] = [];
