@@ -5,6 +5,8 @@
 // looks finished. The header is padded with spaces, as the format allows, and the data section is
 // tiled exactly, as strict readers (Python's safetensors) demand.
 import * as fs from 'node:fs';
+
+const STOP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
 import { DType, DTYPE_TO_SAFETENSORS, TensorEntry, tensorByteLength } from './safetensors';
 
 export interface RowTensorSpec {
@@ -53,6 +55,23 @@ export class SafetensorsRowWriter {
     this.partialPath = `${path}.partial`;
     this.dataStart = headerBytes({}, o.headerReserve ?? 65536).byteLength;
     this.fd = fs.openSync(this.partialPath, 'w+');
+    for (const s of STOP_SIGNALS) process.on(s, this.onSignal);
+  }
+
+  /**
+   * Ctrl-C / SIGTERM while rows are written: the partial file goes (the rows are lost either way), then
+   * the signal takes its default course, unless the process handles it itself (it then finishes or
+   * aborts this writer on its own path).
+   */
+  private readonly onSignal = (signal: NodeJS.Signals): void => {
+    this.stopListening();
+    if (process.listenerCount(signal) > 0) return;
+    this.abort();
+    process.kill(process.pid, signal);
+  };
+
+  private stopListening(): void {
+    for (const s of STOP_SIGNALS) process.off(s, this.onSignal);
   }
 
   /** Rows written so far. */
@@ -102,6 +121,7 @@ export class SafetensorsRowWriter {
         this.rewriteWithHeader(head, end);
       }
       fs.renameSync(this.partialPath, this.path);
+      this.stopListening();
       return this.path;
     } catch (e) {
       this.abort();
@@ -111,6 +131,7 @@ export class SafetensorsRowWriter {
 
   /** Closes and deletes the partial file. */
   abort(): void {
+    this.stopListening();
     if (this.fd !== null) fs.closeSync(this.fd);
     this.fd = null;
     fs.rmSync(this.partialPath, { force: true });
