@@ -160,7 +160,7 @@ export async function runDemo(d: DemoOptions): Promise<Record<string, unknown>> 
   const t0 = Date.now();
 
   process.stderr.write(`demo: pre-training ${cfg.embedDim}-wide, ${cfg.depth}-block ViT on ${d.syntheticSize} synthetic images for ${d.epochs} epochs\n`);
-  const run = await pretrain(o, makeTrainData(trainDataRequest(o)));
+  const run = await pretrain(o, makeTrainData(trainDataRequest(o)), { freshRunHint: 'another --out-dir' });
 
   // The encoder exactly as pre-training initialises it (same seed), as the k-NN baseline; written only
   // once pre-training has accepted the folder (a refused re-run must not replace the baseline).

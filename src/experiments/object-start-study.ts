@@ -235,7 +235,7 @@ export async function objectStartStudy(o: ObjectStudyOptions, log: (l: string) =
   const points: StudyPoint[] = [];
   for (const r of runs) {
     log(`object-start: pre-training with S = ${r.tokens}, seed ${r.seed} (${o.steps} steps) → ${r.options.outDir}`);
-    const res = await pretrain(r.options, makeTrainData(trainDataRequest(r.options)), { log });
+    const res = await pretrain(r.options, makeTrainData(trainDataRequest(r.options)), { log, freshRunHint: 'another --out-dir' });
     if (res.stoppedBy === 'signal')
       throw new StoppedBySignal(`interrupted during the run with S = ${r.tokens}, seed ${r.seed}; run the same command again to continue`, res.signal);
     if (res.stoppedBy === 'nonfinite')

@@ -94,6 +94,8 @@ export interface LoopHooks {
   /** Set `requested` to stop at the next step boundary (a checkpoint is written first). */
   stop?: StopRequest;
   log?: (line: string) => void;
+  /** How a refused resume says to start afresh, for a command without --no-resume (default: another --out-dir, or --no-resume). */
+  freshRunHint?: string;
 }
 
 export interface LoopResult {
@@ -124,7 +126,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
   const plannedSteps = Math.ceil(run.epochs * perEpoch);
   const totalSteps = Math.min(plannedSteps, run.maxSteps ?? Infinity);
 
-  const state = new TrainState(job, run, { perEpoch, totalSteps, log });
+  const state = new TrainState(job, run, { perEpoch, totalSteps, log, freshRunHint: hooks.freshRunHint });
   await state.start(run.resume, { options: job.options, model: job.config, ...job.extraState });
   const stop: StopRequest = hooks.stop ?? { requested: false };
   const result = (): LoopResult => ({

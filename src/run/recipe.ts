@@ -23,8 +23,11 @@ export function recipeChanges(table: OptionTable, stored: Record<string, unknown
   return changes;
 }
 
+/** How a training command starts a new run where another one is. */
+export const FRESH_RUN_HINT = 'another --out-dir, or --no-resume (the old run is moved to previous/)';
+
 /** Throws an OptionError with a table of the changed options, and which ones may change. */
-export function refuseRecipeChanges(table: OptionTable, changes: RecipeChange[], where: string): void {
+export function refuseRecipeChanges(table: OptionTable, changes: RecipeChange[], where: string, freshRunHint = FRESH_RUN_HINT): void {
   if (!changes.length) return;
   const show = (v: unknown) => (v === undefined ? '(unset)' : JSON.stringify(v));
   const rows = changes.map((c) => [`--${kebab(c.key)}`, show(c.before), show(c.now)]);
@@ -37,7 +40,7 @@ export function refuseRecipeChanges(table: OptionTable, changes: RecipeChange[],
     changes[0].key,
     `the run in ${where} was started with other settings, and resuming it with these would train a different recipe:\n` +
       [line(['option', 'run', 'now']), ...rows.map(line)].join('\n') +
-      `\nRun with the run's values to continue it, or start a new run: another --out-dir, or --no-resume (the old run is moved to previous/).` +
+      `\nRun with the run's values to continue it, or start a new run: ${freshRunHint}.` +
       `\nOptions that may change when resuming: ${free.join(', ')}.`,
   );
 }

@@ -10,7 +10,7 @@ import { disposeAll, readSafetensorsHeader } from '../io';
 import type { LoadedCheckpoint } from '../io/checkpoint';
 import { CheckpointManager } from './checkpoints';
 import { MetricsLog, readMetrics } from './metrics';
-import { recipeChanges, refuseRecipeChanges } from './recipe';
+import { FRESH_RUN_HINT, recipeChanges, refuseRecipeChanges } from './recipe';
 import { Progress } from './progress';
 import { RunLock } from './run-lock';
 import { globalRngStates, restoreGlobalRngStates } from './rng-state';
@@ -98,13 +98,15 @@ export class TrainState {
   private readonly writes: boolean;
   /** Rank 0's hold on the run folder while it writes there. */
   private lock: RunLock | null = null;
+  private readonly freshRunHint: string;
 
   constructor(
     private readonly job: TrainJob<unknown>,
     private readonly run: LoopSettings,
-    o: { perEpoch: number; totalSteps: number; log: (line: string) => void },
+    o: { perEpoch: number; totalSteps: number; log: (line: string) => void; freshRunHint?: string },
   ) {
     this.log = o.log;
+    this.freshRunHint = o.freshRunHint ?? FRESH_RUN_HINT;
     this.group = run.group ?? null;
     this.writes = (this.group?.rank ?? 0) === 0;
     this.window = new LossWindow(run.device);
@@ -184,10 +186,10 @@ export class TrainState {
         c.before = `${c.before} (global: ${s.options.batchSize} × ${savedWorld} processes)`;
         c.now = `${c.now} (global: ${job.options.batchSize} × ${this.worldSize} processes)`;
       }
-      refuseRecipeChanges(job.optionTable, changes, this.run.outDir);
+      refuseRecipeChanges(job.optionTable, changes, this.run.outDir, this.freshRunHint);
     }
     if (JSON.stringify(s.config) !== JSON.stringify(job.config)) {
-      throw new Error(`the checkpoint in ${latest.dir} was made for another model (${JSON.stringify(s.config)}); use a new --out-dir or --no-resume`);
+      throw new Error(`the checkpoint in ${latest.dir} was made for another model (${JSON.stringify(s.config)}); start afresh: ${this.freshRunHint}`);
     }
     job.model.loadStateDict(latest.model);
     const optTensors = new Map([...latest.extra].filter(([k]) => k.startsWith('opt.')).map(([k, v]) => [k.slice(4), v]));

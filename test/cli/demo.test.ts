@@ -26,6 +26,8 @@ test('a refused demo re-run does not replace the baseline encoder it wrote', () 
     const again = spawnSync(process.execPath, [CLI, ...tiny, '--seed', '1'], { encoding: 'utf8', timeout: 120_000 });
     assert.notEqual(again.status, 0);
     assert.match(again.stderr, /--seed\s+0\s+1/);
+    assert.match(again.stderr, /start a new run: another --out-dir\./);
+    assert.doesNotMatch(again.stderr, /--no-resume/, 'demo has no --no-resume to suggest');
     assert.equal(sha(), before, 'init-encoder.safetensors is the one the first run scored');
   } finally {
     rmSync(dir, { recursive: true, force: true });
