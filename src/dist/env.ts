@@ -31,7 +31,8 @@ export function isWorkerProcess(env: NodeJS.ProcessEnv = process.env): boolean {
 function intVar(env: NodeJS.ProcessEnv, name: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
   const raw = env[name];
   const v = Number(raw);
-  if (raw === undefined || raw.trim() === '' || !Number.isInteger(v) || v < min || v > max) {
+  // decimal digits only, as torchrun writes them ('0x10' or '1e0' would pass Number())
+  if (raw === undefined || !/^\s*\d+\s*$/.test(raw) || !Number.isSafeInteger(v) || v < min || v > max) {
     throw new Error(`distributed environment: ${name}=${raw ?? '(unset)'} is not an integer in [${min}, ${max}]`);
   }
   return v;

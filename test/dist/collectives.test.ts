@@ -89,4 +89,6 @@ test('readDistEnv: torchrun variables, agent store, and clear errors for bad val
   assert.throws(() => dist.readDistEnv({ RANK: '2', WORLD_SIZE: '2', MASTER_ADDR: 'h', MASTER_PORT: '1' }), /RANK=2 is not an integer in \[0, 1\]/);
   assert.throws(() => dist.readDistEnv({ RANK: '0', WORLD_SIZE: '2' }), /MASTER_ADDR, MASTER_PORT not set/);
   assert.throws(() => dist.readDistEnv({ RANK: '0', WORLD_SIZE: 'two', MASTER_ADDR: 'h', MASTER_PORT: '1' }), /WORLD_SIZE=two/);
+  assert.throws(() => dist.readDistEnv({ RANK: '0', WORLD_SIZE: '1e0', MASTER_ADDR: 'h', MASTER_PORT: '1' }), /WORLD_SIZE=1e0 is not an integer/);
+  assert.throws(() => dist.readDistEnv({ RANK: '0', WORLD_SIZE: '1', MASTER_ADDR: 'h', MASTER_PORT: '0x10' }), /MASTER_PORT=0x10 is not an integer/);
 });
