@@ -80,7 +80,9 @@ export const pct = (v: number | null | undefined, digits = 2): string =>
 /** A Markdown table: header row, alignment row, body. */
 export function markdownTable(header: string[], rows: string[][], align: ('l' | 'r')[] = []): string {
   const sep = header.map((_, i) => (align[i] === 'r' ? '---:' : '---'));
-  return [header, sep, ...rows].map((r) => `| ${r.join(' | ')} |`).join('\n') + '\n';
+  // cells come from data too (class names): a line break or a '|' would split the table
+  const cell = (c: string) => c.replace(/\r?\n/g, ' ').replace(/\|/g, '\\|');
+  return [header.map(cell), sep, ...rows.map((r) => r.map(cell))].map((r) => `| ${r.join(' | ')} |`).join('\n') + '\n';
 }
 
 /** The short table the commands print: one row per measurement, then per-class top-1 of the first. */

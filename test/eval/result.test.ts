@@ -145,3 +145,9 @@ test('train and test splits must name their classes alike: a renamed class folde
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('Markdown tables keep their shape whatever the cells hold (class names with a line break or a |)', async () => {
+  const { markdownTable } = await import('../../src/eval/result');
+  const t = markdownTable(['class', 'cat|dog', 'line\nbreak'], [['top-1 %', '50.0', '25.0']]);
+  assert.equal(t, '| class | cat\\|dog | line break |\n| --- | --- | --- |\n| top-1 % | 50.0 | 25.0 |\n');
+});
