@@ -256,6 +256,20 @@ export class ProcessGroup {
     }
   }
 
+  /**
+   * Every rank's numbers summed elementwise, in the array's own type (counts and class indices are exact
+   * below 2^53 in float64; rows that one rank fills and the others leave 0 add up exactly); one collective.
+   */
+  sumNumbers<T extends Float64Array | Float32Array>(values: T): T {
+    const t = torch.tensor(values, { device: this.device });
+    try {
+      this.allReduceSync(t);
+      return torch.scope(() => (values instanceof Float64Array ? t.cpu().toFloat64Array() : t.cpu().toFloat32Array())) as T;
+    } finally {
+      t.dispose();
+    }
+  }
+
   /** True on every rank when any rank passes true (e.g. a stop request seen by one rank). */
   async anyTrue(flag: boolean, o: CollectiveOptions = {}): Promise<boolean> {
     const t = torch.tensor(Float64Array.of(flag ? 1 : 0), { device: this.device });

@@ -92,17 +92,7 @@ export async function evaluateClassifier(
     progress?.done();
     model.train(wasTraining);
   }
-  return group ? (await sumOverRanks(group, tally)).result() : tally.result();
-}
-
-async function sumOverRanks(group: ProcessGroup, tally: AccuracyTally): Promise<AccuracyTally> {
-  const counts = torch.tensor(Float64Array.from(tally.counts()), { device: group.device });
-  try {
-    await group.allReduce(counts, 'sum');
-    return AccuracyTally.fromCounts(tally.numClasses, counts.toFloat64Array());
-  } finally {
-    counts.dispose();
-  }
+  return group ? AccuracyTally.fromCounts(tally.numClasses, group.sumNumbers(Float64Array.from(tally.counts()))).result() : tally.result();
 }
 
 /** The classifier config of a fine-tuning run. */

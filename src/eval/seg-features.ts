@@ -145,13 +145,13 @@ export async function extractSegFeatures(encoder: VisionTransformer, data: SegDa
       progress?.update(n);
     }
     const indices = concat(indexParts, (l) => new Int32Array(l));
-    const shard = group ? await shardRows(group, indices, data.size) : undefined;
+    const shard = group ? shardRows(group, indices, data.size) : undefined;
     if (!(shard ? shard.size : parts.length)) throw new Error(`${data.name}: no usable sample`);
     const features = torch.keep(parts.length ? torch.cat(parts, 0) : torch.zeros([0, encoder.numPatches, encoder.cfg.embedDim * o.blocks.length], { device }));
     const masks = concat(maskParts, (l) => new Uint8Array(l));
     let images = concat(kept, (l) => new Float32Array(l));
     let keptMasks: Uint8Array = masks.slice(0, keptCount * hw);
-    if (group && shard) ({ images, masks: keptMasks } = await firstImages(group, images, keptMasks, shard.rows, Math.min(keep, shard.size), [C, H, W]));
+    if (group && shard) ({ images, masks: keptMasks } = firstImages(group, images, keptMasks, shard.rows, Math.min(keep, shard.size), [C, H, W]));
     return { features, masks, indices, grid: [encoder.gridH, encoder.gridW], size: [H, W], images, keptMasks, shard };
   } finally {
     for (const p of parts) p.dispose();
@@ -174,17 +174,10 @@ function concat<T extends Uint8Array | Int32Array | Float32Array>(arrs: T[], mak
  * Where this rank's rows (dataset `indices`, ascending) stand in the whole set: the usable samples of all
  * ranks in dataset order, found with one sum all-reduce of a 0/1 flag per dataset sample.
  */
-async function shardRows(group: ProcessGroup, indices: Int32Array, datasetSize: number): Promise<{ rows: Int32Array; size: number }> {
+function shardRows(group: ProcessGroup, indices: Int32Array, datasetSize: number): { rows: Int32Array; size: number } {
   const flags = new Float32Array(datasetSize);
   for (const i of indices) flags[i] = 1;
-  const t = torch.tensor(flags, { device: group.device });
-  let all: Float32Array;
-  try {
-    await group.allReduce(t);
-    all = torch.scope(() => t.cpu().toFloat32Array());
-  } finally {
-    t.dispose();
-  }
+  const all = group.sumNumbers(flags);
   const rowOf = new Int32Array(datasetSize);
   let size = 0;
   for (let i = 0; i < datasetSize; i++) {
@@ -195,14 +188,14 @@ async function shardRows(group: ProcessGroup, indices: Int32Array, datasetSize: 
 }
 
 /** The whole set's first `count` images and masks on every rank, from each rank's own first ones (rows `rows`). */
-async function firstImages(
+function firstImages(
   group: ProcessGroup,
   images: Float32Array,
   masks: Uint8Array,
   rows: Int32Array,
   count: number,
   [C, H, W]: number[],
-): Promise<{ images: Float32Array; masks: Uint8Array }> {
+): { images: Float32Array; masks: Uint8Array } {
   const hw = H * W;
   const per = C * hw + hw; // the pixels, then the mask (0–255: exact in float32)
   const out = new Float32Array(count * per);
@@ -211,14 +204,7 @@ async function firstImages(
     out.set(images.subarray(k * C * hw, (k + 1) * C * hw), rows[k] * per);
     out.set(masks.subarray(k * hw, (k + 1) * hw), rows[k] * per + C * hw);
   }
-  const t = torch.tensor(out, { device: group.device });
-  let all: Float32Array;
-  try {
-    await group.allReduce(t); // each image comes from one rank, zeros from the others: x + 0 is exact
-    all = torch.scope(() => t.cpu().toFloat32Array());
-  } finally {
-    t.dispose();
-  }
+  const all = group.sumNumbers(out); // each image comes from one rank, zeros from the others: x + 0 is exact
   const got = { images: new Float32Array(count * C * hw), masks: new Uint8Array(count * hw) };
   for (let k = 0; k < count; k++) {
     got.images.set(all.subarray(k * per, k * per + C * hw), k * C * hw);

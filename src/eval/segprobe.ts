@@ -139,16 +139,10 @@ export function evaluateSegHead(
     head.train(wasTraining);
   }
   if (!group) return { metrics: conf.metrics(), predictions };
-  // Counts below 2^53 and class indices are exact in float64; each prediction comes from one rank.
-  const summed = torch.tensor(Float64Array.from([...conf.counts, ...predictions]), { dtype: 'float64', device: group.device });
-  try {
-    group.allReduceSync(summed);
-    const all = torch.scope(() => summed.cpu().data() as Float64Array);
-    conf.counts.set(all.subarray(0, conf.counts.length));
-    return { metrics: conf.metrics(), predictions: Uint8Array.from(all.subarray(conf.counts.length)) };
-  } finally {
-    summed.dispose();
-  }
+  // each prediction comes from one rank, zeros from the others
+  const all = group.sumNumbers(Float64Array.from([...conf.counts, ...predictions]));
+  conf.counts.set(all.subarray(0, conf.counts.length));
+  return { metrics: conf.metrics(), predictions: Uint8Array.from(all.subarray(conf.counts.length)) };
 }
 
 /** Counts of each class (ignore excluded) in n × H × W masks. */
@@ -276,7 +270,7 @@ export async function segprobeOnFeatures(train: SegFeatureSet, test: SegFeatureS
     const { metrics, predictions } = evaluate(o.keepPredictions);
     if (r.history.length) r.history[r.history.length - 1].mIoU = metrics.mIoU;
     const trainHistogram = classHistogram(train.masks, numClasses);
-    if (group) sumOverRanks(group, trainHistogram);
+    if (group) trainHistogram.set(group.sumNumbers(trainHistogram));
     return { ...r, metrics, predictions, head, trainHistogram };
   } catch (e) {
     head.dispose();
@@ -299,17 +293,6 @@ function hostMasks(masks: Uint8Array, rows: Int32Array, hw: number): Uint8Array 
   const out = new Uint8Array(rows.length * hw);
   rows.forEach((r, k) => out.set(masks.subarray(r * hw, (r + 1) * hw), k * hw));
   return out;
-}
-
-/** Sums a host vector over the ranks, in place (float64: exact for counts). */
-function sumOverRanks(group: ProcessGroup, values: Float64Array): void {
-  const t = torch.tensor(values, { dtype: 'float64', device: group.device });
-  try {
-    group.allReduceSync(t);
-    values.set(torch.scope(() => t.cpu().data() as Float64Array));
-  } finally {
-    t.dispose();
-  }
 }
 
 /**
@@ -413,7 +396,7 @@ export async function segprobeOnline(
     const r = await trainHead(head, { ...o, group }, perEpoch, test.grid, test.size, batches, () => evaluate().metrics);
     const { metrics, predictions } = evaluate(o.keepPredictions);
     if (r.history.length) r.history[r.history.length - 1].mIoU = metrics.mIoU;
-    if (group) sumOverRanks(group, trainHistogram);
+    if (group) trainHistogram.set(group.sumNumbers(trainHistogram));
     return { ...r, metrics, predictions, head, trainHistogram };
   } catch (e) {
     head.dispose();
@@ -427,6 +410,6 @@ export function constantPredictionMetrics(masks: Uint8Array, numClasses: number,
   const C = numClasses;
   for (const v of masks) if (v !== IGNORE_INDEX) conf.counts[v * C + cls]++;
   const g = severalRanks(group);
-  if (g) sumOverRanks(g, conf.counts);
+  if (g) conf.counts.set(g.sumNumbers(conf.counts));
   return conf.metrics();
 }
