@@ -1,6 +1,8 @@
 // What the segmentation probe needs from a dataset with per-pixel labels, a tally of the samples
 // that could not be used, and an in-memory implementation (tests). The real datasets (synthetic
 // objects, the images/ + masks/ folder layout) are adapted to this interface in src/data/seg-loader.ts.
+import { checkRankSlice, type RankSlice } from './sharding';
+
 /** The mask value of pixels without a label (VOC, ADE20K). */
 export const IGNORE_INDEX = 255;
 
@@ -34,7 +36,7 @@ export interface SegBatchOptions {
    * (segBatchPlan). Every global batch is yielded, an empty one included, so that all ranks take the
    * same number of steps; without it a batch with no usable sample is not yielded.
    */
-  slice?: { rank: number; worldSize: number };
+  slice?: RankSlice;
 }
 
 /**
@@ -48,9 +50,8 @@ export function segBatchPlan(
   n: number,
   o: SegBatchOptions,
 ): { count: number; batch(j: number): { start: number; globalSize: number; from: number; to: number } } {
-  const W = o.slice?.worldSize ?? 1;
-  const r = o.slice?.rank ?? 0;
-  if (!(Number.isInteger(W) && W >= 1 && Number.isInteger(r) && r >= 0 && r < W)) throw new RangeError(`data: bad rank slice ${r} of ${W}`);
+  const { rank: r, worldSize: W } = o.slice ?? { rank: 0, worldSize: 1 };
+  checkRankSlice({ rank: r, worldSize: W });
   if (!(Number.isInteger(o.batchSize) && o.batchSize >= 1)) throw new RangeError(`data: batchSize must be a positive integer, got ${o.batchSize}`);
   const G = o.batchSize * W;
   return {
