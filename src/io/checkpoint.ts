@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, readdirSync, readSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { Tensor } from '../torch';
+import { isJsonObject } from '../util/json-file';
 import { loadTensors } from './tensors';
 
 export interface CheckpointContents {
@@ -110,13 +111,13 @@ function stateProblem(s: Record<string, unknown>, training: boolean): string | n
 export function verifyCheckpoint(dir: string, kind: 'training' | 'weights' = 'training'): string | null {
   const statePath = join(dir, 'state.json');
   if (!existsSync(statePath)) return 'state.json is missing';
-  let state: Record<string, unknown>;
+  let state: unknown;
   try {
     state = JSON.parse(readFileSync(statePath, 'utf8'));
   } catch (e) {
     return `state.json is unreadable (${(e as Error).message})`;
   }
-  if (typeof state !== 'object' || state === null || Array.isArray(state)) return 'state.json is not a JSON object';
+  if (!isJsonObject(state)) return 'state.json is not a JSON object';
   const problem = stateProblem(state, kind === 'training');
   if (problem) return problem;
   const named = STEP_DIR.exec(basename(dir));

@@ -5,9 +5,9 @@
 // looks finished. The header is padded with spaces, as the format allows, and the data section is
 // tiled exactly, as strict readers (Python's safetensors) demand.
 import * as fs from 'node:fs';
+import { DType, DTYPE_TO_SAFETENSORS, TensorEntry, tensorByteLength } from './safetensors';
 
 const STOP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
-import { DType, DTYPE_TO_SAFETENSORS, TensorEntry, tensorByteLength } from './safetensors';
 
 export interface RowTensorSpec {
   name: string;

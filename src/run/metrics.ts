@@ -1,5 +1,6 @@
 // Metrics as JSON lines: one object per logged step, appended and flushed as it happens.
 import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { isJsonObject } from '../util/json-file';
 import { dirname } from 'node:path';
 
 export class MetricsLog {
@@ -44,7 +45,7 @@ export function readMetrics(path: string): Record<string, unknown>[] {
     .flatMap((l) => {
       try {
         const r: unknown = JSON.parse(l);
-        return r !== null && typeof r === 'object' && !Array.isArray(r) ? [r as Record<string, unknown>] : [];
+        return isJsonObject(r) ? [r] : [];
       } catch {
         return [];
       }

@@ -2,6 +2,11 @@
 // use, and every error names the file.
 import { readFileSync } from 'node:fs';
 
+/** Whether a parsed JSON value is an object with keys (not null, an array or a scalar). */
+export function isJsonObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
 /** The JSON object in `path`; throws `<path>: ...` when it cannot be read, is not JSON or not an object. */
 export function readJsonObject(path: string): Record<string, unknown> {
   let value: unknown;
@@ -10,8 +15,8 @@ export function readJsonObject(path: string): Record<string, unknown> {
   } catch (e) {
     throw new Error(`${path}: ${(e as Error).message}`, { cause: e });
   }
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new Error(`${path}: not a JSON object`);
-  return value as Record<string, unknown>;
+  if (!isJsonObject(value)) throw new Error(`${path}: not a JSON object`);
+  return value;
 }
 
 /** The same, with the keys `required` holding objects; throws naming the first missing one. */

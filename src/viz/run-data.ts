@@ -2,6 +2,7 @@
 // evaluation results (any JSON with top1/top5 fields), checkpoints and an existing viz grid.
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { isJsonObject } from '../util/json-file';
 import { readMetrics } from '../run/metrics';
 
 export interface EvalRow {
@@ -71,7 +72,7 @@ export function readRun(dir: string): RunData {
   if (existsSync(cfgPath)) {
     try {
       const c: unknown = JSON.parse(readFileSync(cfgPath, 'utf8'));
-      if (c !== null && typeof c === 'object' && !Array.isArray(c)) config = c as Record<string, unknown>;
+      if (isJsonObject(c)) config = c;
       else problems.push('config.json: not a JSON object');
     } catch (e) {
       problems.push(`config.json: ${(e as Error).message}`);
