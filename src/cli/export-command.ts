@@ -8,6 +8,7 @@ import { encoderExportFiles, exportEncoder } from '../export/safetensors';
 import { exportOnnx, onnxExportFiles } from '../export/onnx-export';
 import { exportWeb, webExportFiles } from '../export/web-export';
 import { checkOutputs, encoderFiles } from '../io/outputs';
+import { CHECKPOINT_FILES } from '../io/checkpoint';
 import { resolveCheckpoint } from '../semaim';
 import { defineCommand } from './command';
 
@@ -44,7 +45,7 @@ function exportInputs(source: string, o: { verify: boolean }): string[] {
   if (!existsSync(source)) return []; // the export says what is missing
   if (source.endsWith('.safetensors')) return encoderFiles(source);
   const dir = resolveCheckpoint(source, o);
-  return ['model.safetensors', 'optimizer.safetensors', 'state.json'].map((f) => join(dir, f));
+  return [...CHECKPOINT_FILES, 'state.json'].map((f) => join(dir, f));
 }
 
 function size(path: string): string {

@@ -39,7 +39,7 @@ import {
 import { dataRequest } from '../eval/run';
 import { markdownTable, pct } from '../eval/result';
 import type { Precision } from '../run/precision';
-import { readJsonWith } from '../util/json-file';
+import { isJsonObject, readJsonWith } from '../util/json-file';
 import { AblationSegprobe, SegScore, ablationSegRecipe } from './ablate-segprobe';
 
 export type Budget = 'full' | 'small';
@@ -157,7 +157,7 @@ export interface AblationRun {
 function readCachedRun(path: string, log: (line: string) => void): AblationRun | null {
   try {
     const run = readJsonWith(path, ['fingerprint', 'eval', 'pretrain']) as unknown as AblationRun;
-    if (!Object.values(run.eval).every((s) => s !== null && typeof s === 'object')) throw new Error(`${path}: 'eval' holds a score that is not an object`);
+    if (!Object.values(run.eval).every(isJsonObject)) throw new Error(`${path}: 'eval' holds a score that is not an object`);
     return run;
   } catch (e) {
     const aside = `${path}.unusable-${new Date().toISOString().replace(/[:.]/g, '-')}`;

@@ -68,8 +68,8 @@ export function onnxExportFiles(outDir: string, dtype: FloatType): string[] {
 
 export function exportOnnx(source: string, outDir: string, o: OnnxOptions): OnnxExportResult {
   const m = onnxModelOf(source, o);
+  const [model, config, pre] = onnxExportFiles(outDir, o.dtype);
   mkdirSync(join(outDir, 'onnx'), { recursive: true });
-  const model = join(outDir, 'onnx', onnxFileName(o.dtype));
   writeFileAtomic(model, m.bytes);
   const info = {
     encoder: m.config,
@@ -78,9 +78,7 @@ export function exportOnnx(source: string, outDir: string, o: OnnxOptions): Onnx
     outputs: ['last_hidden_state', 'pooler_output', ...(o.attention ? ['cls_attention'] : [])],
     sourceSha256: m.sourceSha256,
   };
-  const config = join(outDir, 'config.json');
   writeFileAtomic(config, JSON.stringify(modelConfigJson(m.config, info), null, 2) + '\n');
-  const pre = join(outDir, 'preprocessor_config.json');
   writeFileAtomic(pre, JSON.stringify(preprocessorConfigJson(evalPreprocessing(m.config.imgSize)), null, 2) + '\n');
   return { dir: outDir, model, modelBytes: m.bytes.length, files: [model, config, pre] };
 }

@@ -16,10 +16,10 @@ export function exportEncoder(source: string, out: string, o: VerifyOption = {})
   const dir = resolveCheckpoint(source, o);
   const cfg = checkpointConfig(dir);
   const enc = encoderConfigOf(cfg);
-  const base = out.replace(/\.(safetensors|json)$/, '');
+  const [weights, config] = encoderExportFiles(out);
   const { tensors } = loadTensors(join(dir, 'model.safetensors'), { filter: (k) => ENCODER_KEY.test(k) });
   try {
-    saveTensors(`${base}.safetensors`, tensors, {
+    saveTensors(weights, tensors, {
       format: 'pt',
       config: JSON.stringify(enc),
       source: dir,
@@ -28,8 +28,8 @@ export function exportEncoder(source: string, out: string, o: VerifyOption = {})
   } finally {
     disposeAll(tensors);
   }
-  const tmp = `${base}.json.tmp-${process.pid}`;
+  const tmp = `${config}.tmp-${process.pid}`;
   writeFileSync(tmp, JSON.stringify({ ...enc, timm: { num_classes: 0, global_pool: 'token', class_token: true, qkv_bias: true } }, null, 2));
-  renameSync(tmp, `${base}.json`);
-  return { weights: `${base}.safetensors`, config: `${base}.json`, tensors: tensors.size };
+  renameSync(tmp, config);
+  return { weights, config, tensors: tensors.size };
 }
