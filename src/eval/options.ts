@@ -198,14 +198,19 @@ export function validateEval(o: EvalCommonOptions): void {
   checkPrecision(o.precision, o.device);
 }
 
-/** The online (uncached) probe on N processes: each encodes batch / N images of every step's batch. */
-export function checkLinprobeProcesses(o: { cacheFeatures: boolean; batchSize: number }, processes: number): void {
-  if (!o.cacheFeatures && processes > 1 && o.batchSize % processes !== 0) {
+/** A probe that encodes every step's batch on N processes (each batch / N images): refuses a batch they cannot split; `mode` names the flag. */
+export function checkBatchSplits(batchSize: number, processes: number, mode: string): void {
+  if (processes > 1 && batchSize % processes !== 0) {
     throw new OptionError(
       'batchSize',
-      `(${o.batchSize}) must be divisible by the ${processes} processes with --no-cache-features: each encodes batch / processes images of every step's batch`,
+      `(${batchSize}) must be divisible by the ${processes} processes with ${mode}: each encodes batch / processes images of every step's batch`,
     );
   }
+}
+
+/** The online (uncached) probe on N processes: each encodes batch / N images of every step's batch. */
+export function checkLinprobeProcesses(o: { cacheFeatures: boolean; batchSize: number }, processes: number): void {
+  if (!o.cacheFeatures) checkBatchSplits(o.batchSize, processes, '--no-cache-features');
 }
 
 /** The linear probe's checks: the shared ones, and a batch the processes of the online (uncached) probe can split. */

@@ -8,6 +8,7 @@ import type { SyntheticSegClasses } from '../data/sources/seg-synthetic';
 import type { SegAugment } from '../data/seg-streams';
 import { defaultSegLr, type SegOptimizer } from './segprobe';
 import { LAUNCH_OPTIONS } from '../dist/launch';
+import { checkBatchSplits } from './options';
 import { IMAGE_INPUT_OPTIONS, imageInputOptions, type ImageInputOptions } from '../data/options';
 
 /** The data options (also offered by `semaim ablate --eval segprobe`). */
@@ -178,11 +179,7 @@ export function readSegDataSettings(o: SegDataSettings): SegDataSettings {
  * refuses a batch they cannot split (the cached probe takes any batch).
  */
 export function checkSegprobeProcesses(o: { augment: string; batchSize: number }, processes: number): void {
-  if (o.augment !== 'none' && processes > 1 && o.batchSize % processes !== 0)
-    throw new OptionError(
-      'batchSize',
-      `(${o.batchSize}) must be divisible by the ${processes} processes with --augment ${o.augment}: each encodes batch / processes images of every step's batch`,
-    );
+  if (o.augment !== 'none') checkBatchSplits(o.batchSize, processes, `--augment ${o.augment}`);
 }
 
 export function readSegprobeConfig(o: SegprobeCommandOptions): SegprobeConfig {
