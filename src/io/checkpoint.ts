@@ -20,6 +20,8 @@ export interface CheckpointContents {
 export interface LoadedCheckpoint extends CheckpointContents {
   dir: string;
   step: number;
+  /** The metadata of model.safetensors (its format names the command that wrote the run). */
+  modelMetadata: Record<string, string>;
 }
 
 const STEP_DIR = /^step-(\d+)$/;
@@ -145,10 +147,12 @@ export function readCheckpoint(dir: string): LoadedCheckpoint {
   const problem = verifyCheckpoint(dir);
   if (problem) throw new Error(`checkpoint ${dir} is not usable: ${problem}`);
   const state = readCheckpointState(dir);
+  const model = loadTensors(join(dir, 'model.safetensors'));
   return {
     dir,
     step: state.step as number,
-    model: loadTensors(join(dir, 'model.safetensors')).tensors,
+    model: model.tensors,
+    modelMetadata: model.metadata,
     extra: loadTensors(join(dir, 'optimizer.safetensors')).tensors,
     state,
   };

@@ -6,7 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as torch from '../torch';
 import { Tensor } from '../torch';
-import { disposeAll, readSafetensorsHeader } from '../io';
+import { disposeAll } from '../io';
 import type { LoadedCheckpoint } from '../io/checkpoint';
 import { CheckpointManager } from './checkpoints';
 import { MetricsLog, readMetrics } from './metrics';
@@ -171,7 +171,7 @@ export class TrainState {
     const { job } = this;
     const s = latest.state as unknown as SavedState & { bestLoss?: number; bestTop1?: number; options?: Record<string, unknown> };
     const savedWorld = s.worldSize ?? 1;
-    const format = readSafetensorsHeader(join(latest.dir, 'model.safetensors')).metadata.format;
+    const format = latest.modelMetadata.format;
     if (format && format !== `semaim.${job.kind}/1`) {
       const kind = /^semaim\.(\w+)\/\d+$/.exec(format)?.[1] ?? format;
       throw new Error(`${this.run.outDir} holds a ${kind} run (${latest.dir}), not a ${job.kind} run: give ${job.kind} its own --out-dir`);
