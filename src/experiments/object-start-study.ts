@@ -253,7 +253,10 @@ export async function objectStartStudy(o: ObjectStudyOptions, log: (l: string) =
       saved.map((c) => c.step),
       o.points,
     )) {
-      const loaded = loadModel(saved.find((c) => c.step === step)!.dir, device);
+      const dir = saved.find((c) => c.step === step)!.dir;
+      const loaded = loadModel(dir, device, {
+        unusableHint: `move ${dir} out of checkpoints/ and run the same command again: the study scores the checkpoints that remain`,
+      });
       try {
         points.push(score(loaded.model, data, o, r.tokens, r.seed, step));
       } finally {

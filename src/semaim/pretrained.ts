@@ -15,6 +15,8 @@ export { sha256File };
 export interface VerifyOption {
   /** Check a checkpoint folder's files against the SHA-256 in its state.json (default true). */
   verify?: boolean;
+  /** What the user can do about a corrupted checkpoint folder (default: the --no-verify of evaluation commands). */
+  unusableHint?: string;
 }
 
 /**
@@ -24,7 +26,7 @@ export interface VerifyOption {
 export function resolveCheckpoint(path: string, o: VerifyOption = {}): string {
   if (existsSync(join(path, 'state.json'))) {
     const problem = o.verify === false ? null : verifyCheckpoint(path, 'weights');
-    if (problem) throw new Error(`checkpoint ${path} is not usable: ${problem} (--no-verify uses it anyway)`);
+    if (problem) throw new Error(`checkpoint ${path} is not usable: ${problem} (${o.unusableHint ?? '--no-verify uses it anyway'})`);
     return path;
   }
   for (const { dir } of listCheckpoints(join(path, 'checkpoints'))) {

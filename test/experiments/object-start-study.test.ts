@@ -2,7 +2,7 @@
 // checkpoints scored with S = cls / gap / self against the random-centre baseline.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { resolveOptions, OptionError } from '../../src/util/options';
@@ -66,6 +66,27 @@ test('object-start study: init and checkpoints per trained S, scored with cls / 
     const again = await objectStartStudy(o, (l) => lines.push(l));
     assert.ok(lines.some((l) => /nothing to do/.test(l)));
     assert.deepEqual(again.points, r.points);
+    // A corrupted checkpoint of its own runs: the study says what to do (it has no --no-verify).
+    const ckpts = join(dir, 'trained-cls', 'checkpoints');
+    const bad = readdirSync(ckpts).find((d) => d.startsWith('step-') && d.endsWith('2'))!;
+    const weights = join(ckpts, bad, 'model.safetensors');
+    const bytes = readFileSync(weights);
+    bytes[bytes.length - 1] ^= 0xff;
+    writeFileSync(weights, bytes);
+    await assert.rejects(
+      objectStartStudy(o, () => {}),
+      (e: Error) => {
+        assert.match(e.message, /not usable: .*move .* out of checkpoints\/ and run the same command again/);
+        assert.doesNotMatch(e.message, /--no-verify/);
+        return true;
+      },
+    );
+    renameSync(join(ckpts, bad), join(dir, 'set-aside'));
+    const after = await objectStartStudy(o, () => {});
+    assert.deepEqual(
+      after.points.filter((p) => p.trainedWith === 'cls').map((p) => p.step),
+      [0, 4],
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
