@@ -296,14 +296,43 @@ function isIndex(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 }
 
+/** The first key that appears twice in one object of a valid JSON text (JSON.parse silently keeps the last), or null. */
+function firstDuplicateKey(text: string): string | null {
+  const objects: (Set<string> | null)[] = []; // null: an array
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '{') objects.push(new Set());
+    else if (c === '[') objects.push(null);
+    else if (c === '}' || c === ']') objects.pop();
+    else if (c === '"') {
+      let end = i + 1;
+      while (text[end] !== '"') end += text[end] === '\\' ? 2 : 1;
+      const keys = objects[objects.length - 1];
+      let next = end + 1;
+      while (' \t\n\r'.includes(text[next])) next++;
+      if (keys && text[next] === ':') {
+        const key = JSON.parse(text.slice(i, end + 1)) as string;
+        if (keys.has(key)) return key;
+        keys.add(key);
+      }
+      i = end;
+    }
+  }
+  return null;
+}
+
 function parseHeader(json: Uint8Array, headerLen: number, totalSize: number, label: string): SafetensorsHeader {
   let raw: unknown;
+  let text: string;
   try {
-    raw = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(json));
+    text = new TextDecoder('utf-8', { fatal: true }).decode(json);
+    raw = JSON.parse(text);
   } catch (e) {
     throw new Error(`${label}: header is not valid UTF-8 JSON (${(e as Error).message})`, { cause: e });
   }
   if (!isPlainObject(raw)) throw new Error(`${label}: header must be a JSON object`);
+  const twice = firstDuplicateKey(text);
+  if (twice !== null) throw new Error(`${label}: header lists '${twice}' twice in one object (which one is meant is unknown)`);
 
   const metadata: Record<string, string> = {};
   const rawMeta = raw.__metadata__;

@@ -320,6 +320,23 @@ test('reader rejects malformed files with clear errors', () => {
     ['gap', rawFile({ a: f32x2(0, 8), b: f32x2(12, 20) }, new Uint8Array(20)), /gap in data section before tensor 'b'/],
     ['trailing bytes', rawFile({ a: f32x2(0, 8) }, new Uint8Array(10)), /data section is 10 bytes but tensors cover only 8/],
     ['out of range', rawFile({ a: f32x2(0, 8) }, new Uint8Array(4)), /out of range \(data section is 4 bytes/],
+    // JSON.parse keeps the last of two equal keys: a file that says two things about one tensor is refused.
+    [
+      'twice',
+      rawFile(null, new Uint8Array(8), '{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}, "a" :{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}'),
+      /header lists 'a' twice/,
+    ],
+    [
+      'escaped twice',
+      rawFile(null, new Uint8Array(8), '{"\\u0061":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}'),
+      /header lists 'a' twice/,
+    ],
+    ['field twice', rawFile(null, new Uint8Array(8), '{"a":{"dtype":"F16","shape":[2],"data_offsets":[0,8],"dtype":"F32"}}'), /header lists 'dtype' twice/],
+    [
+      'metadata twice',
+      rawFile(null, new Uint8Array(8), '{"__metadata__":{"k":"1","k":"2"},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}'),
+      /header lists 'k' twice/,
+    ],
   ];
   for (const [label, content, re] of cases) {
     const f = path.join(dir, `${label.replace(/ /g, '_')}.safetensors`);
