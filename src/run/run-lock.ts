@@ -5,7 +5,7 @@
 // the path to delete if that process is known to be gone.
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, linkSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { processAlive } from '../util/process-alive';
 
 export const LOCK_FILE = 'run.lock';
@@ -19,12 +19,54 @@ interface Holder {
 /** Locks this process holds (a lock of this pid not among them was left by an earlier, failed run in it). */
 const held = new Set<string>();
 
-function readHolder(path: string): Holder | null {
+function readText(path: string): string | null {
   try {
-    const h = JSON.parse(readFileSync(path, 'utf8')) as Holder;
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw e;
+  }
+}
+
+function parseHolder(text: string): Holder | null {
+  try {
+    const h = JSON.parse(text) as Holder;
     return Number.isSafeInteger(h.pid) && typeof h.host === 'string' ? h : null;
   } catch {
-    return null; // unreadable (a crash while writing it): nobody holds it
+    return null; // unreadable: nobody holds it
+  }
+}
+
+/**
+ * Creates `path` holding `text`, or returns false if it exists. A hard link of a finished file makes the lock
+ * appear whole: a file opened with 'wx' is empty until written, and a rival reading it then took it for abandoned.
+ */
+function createWhole(path: string, text: string): boolean {
+  const draft = `${path}.${process.pid}.draft`;
+  writeFileSync(draft, text);
+  try {
+    linkSync(draft, path);
+    return true;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return false;
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') throw e;
+    // A file system without hard links: exclusive create, then write (the narrow window is back).
+    let fd: number;
+    try {
+      fd = openSync(path, 'wx');
+    } catch (e2) {
+      if ((e2 as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw e2;
+    }
+    try {
+      writeSync(fd, text);
+    } finally {
+      closeSync(fd);
+    }
+    return true;
+  } finally {
+    unlinkSync(draft);
   }
 }
 
@@ -41,30 +83,39 @@ export class RunLock {
   static acquire(outDir: string): RunLock {
     mkdirSync(outDir, { recursive: true });
     const path = join(outDir, LOCK_FILE);
-    for (let attempt = 0; attempt < 2; attempt++) {
-      let fd: number | null = null;
-      try {
-        fd = openSync(path, 'wx');
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    const mine = JSON.stringify({ pid: process.pid, host: hostname(), since: new Date().toISOString() });
+    for (let attempt = 0; attempt < 3; attempt++) {
+      if (createWhole(path, mine)) return new RunLock(path);
+      const text = readText(path);
+      if (text === null) continue; // released meanwhile
+      const h = parseHolder(text);
+      const ours = h?.pid === process.pid && h.host === hostname();
+      const gone = !h || (h.host === hostname() && (ours ? !held.has(path) : !processAlive(h.pid)));
+      if (!gone) {
+        const who = `process ${h!.pid} on ${h!.host === hostname() ? 'this machine' : `host ${h!.host}`}, since ${h!.since}`;
+        throw new Error(`${outDir} is in use by another semaim run (${who}): wait for it, or use another --out-dir; if that process is gone, delete ${path}`);
       }
-      if (fd === null) {
-        const h = readHolder(path);
-        const ours = h?.pid === process.pid && h.host === hostname();
-        const gone = !h || (h.host === hostname() && (ours ? !held.has(path) : !processAlive(h.pid)));
-        if (!gone) {
-          const who = `process ${h!.pid} on ${h!.host === hostname() ? 'this machine' : `host ${h!.host}`}, since ${h!.since}`;
-          throw new Error(`${outDir} is in use by another semaim run (${who}): wait for it, or use another --out-dir; if that process is gone, delete ${path}`);
+      // Left by a process that died: move exactly that file aside. Another starter may have taken it over
+      // between our read and the move; then what we moved is its live lock, and it goes back.
+      const aside = `${path}.${process.pid}.abandoned`;
+      try {
+        renameSync(path, aside);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw e;
+      }
+      if (readText(aside) !== text) {
+        try {
+          linkSync(aside, path);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+          break; // a third starter meanwhile: give up rather than guess
+        } finally {
+          unlinkSync(aside);
         }
-        unlinkSync(path); // left by a process that died; taken over
         continue;
       }
-      try {
-        writeSync(fd, JSON.stringify({ pid: process.pid, host: hostname(), since: new Date().toISOString() }));
-      } finally {
-        closeSync(fd);
-      }
-      return new RunLock(path);
+      unlinkSync(aside);
     }
     throw new Error(`cannot take ${path}: another process took it at the same moment`);
   }
@@ -75,7 +126,8 @@ export class RunLock {
     this.released = true;
     held.delete(this.path);
     process.off('exit', this.onExit);
-    const h = readHolder(this.path);
+    const text = readText(this.path);
+    const h = text === null ? null : parseHolder(text);
     if (h && h.pid === process.pid && h.host === hostname()) unlinkSync(this.path);
   }
 }

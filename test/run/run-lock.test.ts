@@ -2,8 +2,8 @@
 // while that process lives, and takes the lock over once it is gone.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LOCK_FILE, RunLock } from '../../src/run/run-lock';
@@ -51,5 +51,30 @@ test('a run folder has one writer: a second is refused while the first lives; a 
     assert.ok(existsSync(lockPath), "another host's lock is left in place");
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('processes starting at the same moment on one folder: exactly one takes it (fresh, and over a dead holder’s lock)', async () => {
+  const racer = join(__dirname, 'lock-racer.js');
+  for (const start of ['fresh', 'dead holder', 'fresh', 'dead holder', 'fresh', 'dead holder']) {
+    const dir = mkdtempSync(join(tmpdir(), 'semaim-lock-race-'));
+    try {
+      if (start === 'dead holder') writeFileSync(join(dir, LOCK_FILE), holder(2 ** 22 + 1)); // above Linux's pid_max
+      const at = String(Date.now() + 1500);
+      const got = await Promise.all(
+        Array.from(
+          { length: 5 },
+          () => new Promise<string>((resolve, reject) => execFile(process.execPath, [racer, dir, at], (err, out) => (err ? reject(err) : resolve(out)))),
+        ),
+      );
+      assert.equal(got.filter((g) => g === '1').length, 1, `${start}: ${got.join('')}`);
+      assert.deepEqual(
+        readdirSync(dir).filter((f) => f !== LOCK_FILE),
+        [],
+        'no drafts left',
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   }
 });
