@@ -39,7 +39,8 @@ export interface ClassifierConfig extends EncoderConfig {
 }
 
 /**
- * A ViT classifier with timm's names: patch_embed, cls_token, pos_embed (fixed sin-cos buffer),
+ * A ViT classifier with timm's names: patch_embed, cls_token, pos_embed (a parameter: MAE's fine-tuning
+ * trains the position embedding that pre-training kept fixed; sin-cos when the encoder has none),
  * blocks.i (drop-path rising linearly to cfg.dropPath), then either `fc_norm` over the mean of the
  * patch tokens (pool 'avg', timm global_pool='avg', no final `norm`) or `norm` + [CLS] (pool 'cls'),
  * then `head`.
@@ -64,7 +65,7 @@ export class ViTClassifier extends Module {
     this.numPatches = grid * grid;
     this.patch_embed = this.module('patch_embed', new PatchEmbed(cfg.patchSize, cfg.inChans ?? 3, D));
     this.cls_token = this.param('cls_token', torch.zeros([1, 1, D]));
-    this.pos_embed = this.buffer('pos_embed', sincosPosEmbed2d(D, grid, grid));
+    this.pos_embed = this.param('pos_embed', sincosPosEmbed2d(D, grid, grid));
     const rates = Array.from({ length: cfg.depth }, (_, i) => (cfg.depth > 1 ? ((cfg.dropPath ?? 0) * i) / (cfg.depth - 1) : 0));
     this.blocks = this.module('blocks', new ModuleList(rates.map((r) => new Block(D, cfg.numHeads, cfg.mlpRatio ?? 4, r))));
     this.norm = cfg.pool === 'cls' ? this.module('norm', new LayerNorm(D, 1e-6)) : null;

@@ -240,6 +240,13 @@ export async function finetune(o: FinetuneOptions, data: FinetuneData, hooks: Fi
       encoder: source,
       config: cfg,
     };
+  } catch (e) {
+    if (/missing in the state dict: pos_embed$/.test((e as Error).message))
+      throw new Error(
+        `${o.outDir}: its checkpoints come from a semaim that kept pos_embed fixed while fine-tuning (MAE trains it), so this version cannot continue them; start a fresh run in another --out-dir (${(e as Error).message})`,
+        { cause: e },
+      );
+    throw e;
   } finally {
     optimizer.dispose();
     scaler?.dispose();

@@ -24,7 +24,7 @@ test('layer-wise lr decay: lr = base × 0.65^(L+1−layer) with cls/patch_embed 
   const base = 2e-3;
   opt.setLr(base);
   const layerOf = (name: string) => {
-    if (name === 'cls_token' || name.startsWith('patch_embed.')) return 0;
+    if (name === 'cls_token' || name === 'pos_embed' || name.startsWith('patch_embed.')) return 0;
     const m = /^blocks\.(\d+)\./.exec(name);
     if (m) return Number(m[1]) + 1;
     assert.match(name, /^(fc_norm|head)\./);
@@ -36,12 +36,13 @@ test('layer-wise lr decay: lr = base × 0.65^(L+1−layer) with cls/patch_embed 
       seen.add(name);
       const want = base * 0.65 ** (L + 1 - layerOf(name));
       assert.ok(Math.abs(g.lr - want) <= 1e-15, `${name}: lr ${g.lr}, expected ${want}`);
-      const noDecay = p.ndim <= 1 || name === 'cls_token';
+      const noDecay = p.ndim <= 1 || name === 'cls_token' || name === 'pos_embed';
       assert.equal(g.weightDecay, noDecay ? 0 : 0.05, `${name} weight decay`);
     }
   }
   assert.equal(seen.size, model.parameters().length, 'every parameter is in a group');
   assert.ok(seen.has('head.weight') && seen.has('fc_norm.weight') && !seen.has('norm.weight'));
+  assert.ok(seen.has('pos_embed'), 'MAE fine-tuning trains the position embedding (layer 0, no weight decay)');
   opt.dispose();
   model.dispose();
 });
