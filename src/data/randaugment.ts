@@ -226,12 +226,16 @@ function solarize(img: AugImage, thresh: number): void {
   lut(img, (v) => (v < thresh ? v : 255 - v));
 }
 
-/** out = degenerate + f * (img - degenerate), per byte. */
+/**
+ * out = degenerate + f * (img - degenerate), per byte, as PIL's Image.blend: in single precision (its
+ * alpha is a C float), truncated, clipped only when f is outside [0, 1].
+ */
 function blendInto(d: Uint8Array, degenerate: (i: number) => number, f: number): void {
+  const alpha = Math.fround(f);
   for (let i = 0; i < d.length; i++) {
     const g = degenerate(i);
-    const v = Math.round(g + f * (d[i] - g));
-    d[i] = v < 0 ? 0 : v > 255 ? 255 : v;
+    const v = Math.fround(g + Math.fround(alpha * (d[i] - g)));
+    d[i] = v <= 0 ? 0 : v >= 255 ? 255 : Math.trunc(v);
   }
 }
 
@@ -283,22 +287,23 @@ function sharpness(img: AugImage, f: number): void {
 
 // ------------------------------------------------------------------ geometric ops
 
+/** PIL's Image.rotate(degrees) about the centre (its matrix, computed in the same order). */
 function rotate(img: AugImage, degrees: number, o: AugOptions): void {
-  const a = (-degrees * Math.PI) / 180;
+  const rad = -((((degrees % 360) + 360) % 360) * (Math.PI / 180));
+  const round15 = (v: number) => Number(v.toFixed(15)); // Python's round(v, 15)
+  const [a, b, d, e] = [round15(Math.cos(rad)), round15(Math.sin(rad)), round15(-Math.sin(rad)), round15(Math.cos(rad))];
   const cx = img.width / 2;
   const cy = img.height / 2;
-  const c = Math.cos(a);
-  const s = Math.sin(a);
-  // input = R (out - centre) + centre, R = [[c, s], [-s, c]]
-  affine(img, [c, s, cx - c * cx - s * cy, -s, c, cy + s * cx - c * cy], o);
+  affine(img, [a, b, a * -cx + b * -cy + 0 + cx, d, e, d * -cx + e * -cy + 0 + cy], o);
 }
 
-function cubic(x: number): number {
-  const a = -0.5;
-  if (x < 0) x = -x;
-  if (x < 1) return ((a + 2) * x - (a + 3)) * x * x + 1;
-  if (x < 2) return (((x - 5) * x + 8) * x - 4) * a;
-  return 0;
+function clamp(i: number, n: number): number {
+  return i < 0 ? 0 : i >= n ? n - 1 : i;
+}
+
+/** PIL's cubic through v1..v4 at d ∈ [0, 1) (Keys' kernel with a = −1, as its affine filter). */
+function cubic(v1: number, v2: number, v3: number, v4: number, d: number): number {
+  return v2 + d * (-v1 + v3 + d * (2 * (v1 - v2) + v3 - v4 + d * (-v1 + v2 - v3 + v4)));
 }
 
 /**
@@ -314,8 +319,6 @@ export function affine(img: AugImage, m: readonly number[], o: AugOptions): void
   const mdst = msrc ? new Uint8Array(hw) : null;
   const [a, b, c, d, e, f] = m;
   const bic = o.interpolation === 'bicubic';
-  const wx = new Float64Array(4);
-  const wy = new Float64Array(4);
   for (let y = 0; y < h; y++) {
     for (let x = 0; x < w; x++) {
       const xin = a * (x + 0.5) + b * (y + 0.5) + c;
@@ -334,39 +337,32 @@ export function affine(img: AugImage, m: readonly number[], o: AugOptions): void
       const y0 = Math.floor(v);
       const fx = u - x0;
       const fy = v - y0;
-      if (bic) {
-        for (let k = 0; k < 4; k++) {
-          wx[k] = cubic(fx - (k - 1));
-          wy[k] = cubic(fy - (k - 1));
+      // As PIL's affine filters: rows (clamped at the edges) first, then the column; truncated to bytes.
+      const c0 = clamp(x0 - 1, w);
+      const c1 = clamp(x0, w);
+      const c2 = clamp(x0 + 1, w);
+      const c3 = clamp(x0 + 2, w);
+      const r0 = clamp(y0 - 1, h) * w;
+      const r1 = clamp(y0, h) * w;
+      const r2 = clamp(y0 + 1, h) * w;
+      const r3 = clamp(y0 + 2, h) * w;
+      for (let ch = 0; ch < 3; ch++) {
+        const p = ch * hw;
+        let out: number;
+        if (bic) {
+          out = cubic(
+            cubic(src[p + r0 + c0], src[p + r0 + c1], src[p + r0 + c2], src[p + r0 + c3], fx),
+            cubic(src[p + r1 + c0], src[p + r1 + c1], src[p + r1 + c2], src[p + r1 + c3], fx),
+            cubic(src[p + r2 + c0], src[p + r2 + c1], src[p + r2 + c2], src[p + r2 + c3], fx),
+            cubic(src[p + r3 + c0], src[p + r3 + c1], src[p + r3 + c2], src[p + r3 + c3], fx),
+            fy,
+          );
+        } else {
+          const top = src[p + r1 + c1] + (src[p + r1 + c2] - src[p + r1 + c1]) * fx;
+          const bottom = src[p + r2 + c1] + (src[p + r2 + c2] - src[p + r2 + c1]) * fx;
+          out = top + (bottom - top) * fy;
         }
-        for (let ch = 0; ch < 3; ch++) {
-          const base = ch * hw;
-          let acc = 0;
-          for (let j = 0; j < 4; j++) {
-            let yy = y0 - 1 + j;
-            yy = yy < 0 ? 0 : yy >= h ? h - 1 : yy;
-            let row = 0;
-            for (let k = 0; k < 4; k++) {
-              let xx = x0 - 1 + k;
-              xx = xx < 0 ? 0 : xx >= w ? w - 1 : xx;
-              row += wx[k] * src[base + yy * w + xx];
-            }
-            acc += wy[j] * row;
-          }
-          const r = Math.round(acc);
-          dst[base + oi] = r < 0 ? 0 : r > 255 ? 255 : r;
-        }
-      } else {
-        const xa = x0 < 0 ? 0 : x0;
-        const xb = x0 + 1 >= w ? w - 1 : x0 + 1;
-        const ya = y0 < 0 ? 0 : y0;
-        const yb = y0 + 1 >= h ? h - 1 : y0 + 1;
-        for (let ch = 0; ch < 3; ch++) {
-          const base = ch * hw;
-          const top = src[base + ya * w + xa] * (1 - fx) + src[base + ya * w + xb] * fx;
-          const bot = src[base + yb * w + xa] * (1 - fx) + src[base + yb * w + xb] * fx;
-          dst[base + oi] = Math.round(top * (1 - fy) + bot * fy);
-        }
+        dst[p + oi] = out <= 0 ? 0 : out >= 255 ? 255 : Math.trunc(out);
       }
     }
   }
