@@ -12,6 +12,7 @@ import {
   pretrainTransforms,
   finetuneTransforms,
   evalTransforms,
+  randomCrop,
   randomResizedCrop,
   horizontalFlip,
   normalize,
@@ -144,6 +145,8 @@ export function transformsFor(kind: Augment | 'pretrain', size: number, ds: Pick
       return finetuneTransforms(size);
     case 'crop-flip':
       return [randomResizedCrop(size, { scale: [0.08, 1], interpolation: 'bicubic' }), horizontalFlip(0.5), normalize()];
+    case 'resize-crop-flip':
+      return [resize(size, { interpolation: 'bicubic' }), randomCrop(size), horizontalFlip(0.5), normalize()];
     default:
       // Small datasets at their native size are only normalised; others resize + centre-crop.
       return native ? [normalize()] : ds.fixedSize ? [resize(size, { interpolation: 'bicubic' }), centerCrop(size), normalize()] : evalTransforms(size);

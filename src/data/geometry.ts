@@ -123,7 +123,8 @@ export function buildPlan(width: number, height: number, ts: readonly TransformS
         p.interp = t.interpolation;
         break;
       }
-      case 'centerCrop': {
+      case 'centerCrop':
+      case 'randomCrop': {
         const [ch, cw] = t.size;
         if (p.outW < cw || p.outH < ch) {
           // upscale so the crop fits (the aspect ratio is kept)
@@ -132,8 +133,9 @@ export function buildPlan(width: number, height: number, ts: readonly TransformS
           p.outH = Math.max(ch, Math.round(p.outH * f));
           if (p.interp === 'nearest') p.interp = 'bilinear';
         }
-        const left = roundHalfEven((p.outW - cw) / 2);
-        const top = roundHalfEven((p.outH - ch) / 2);
+        // torchvision: centre offsets rounded; RandomCrop's top = randint(0, h − th + 1), then left
+        const top = t.op === 'centerCrop' ? roundHalfEven((p.outH - ch) / 2) : rng.int(p.outH - ch + 1);
+        const left = t.op === 'centerCrop' ? roundHalfEven((p.outW - cw) / 2) : rng.int(p.outW - cw + 1);
         cropPlan(p, left, top, cw, ch, false);
         break;
       }

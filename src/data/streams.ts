@@ -76,10 +76,12 @@ export interface RankedTrainData extends TrainData {
  * Augmentation a batch stream applies:
  * - 'none': the evaluation transform (resize/centre crop to the model's size, normalise);
  * - 'crop-flip': RandomResizedCrop + horizontal flip (MAE's linear-probe training transform);
+ * - 'resize-crop-flip': Resize (short side, bicubic) + RandomCrop + horizontal flip (the SemAIM
+ *   authors' linear-probe training transform);
  * - 'finetune': the fine-tuning transform (RandomResizedCrop, flip, RandAugment m9-mstd0.5, random
  *   erasing 0.25). Mixup/cutmix and label smoothing are applied later, on tensors (src/eval/mix.ts).
  */
-export type Augment = 'none' | 'crop-flip' | 'finetune';
+export type Augment = 'none' | 'crop-flip' | 'resize-crop-flip' | 'finetune';
 
 export interface LabelledBatch {
   /** NCHW float32, already normalised. */

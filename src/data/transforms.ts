@@ -1,7 +1,7 @@
 // Transform specifications: plain, serialisable objects (they are sent to worker threads) built by
 // small constructor functions that mirror torchvision/timm names. `pipeline.ts` executes them.
 //
-// Order rules (checked by `validateTransforms`): geometric transforms (resize, centerCrop,
+// Order rules (checked by `validateTransforms`): geometric transforms (resize, centerCrop, randomCrop,
 // randomResizedCrop, horizontalFlip) first, then randAugment, then normalize, then randomErasing.
 
 import type { Interpolation } from './resample';
@@ -19,6 +19,10 @@ export interface ResizeSpec {
 }
 export interface CenterCropSpec {
   op: 'centerCrop';
+  size: readonly [number, number];
+}
+export interface RandomCropSpec {
+  op: 'randomCrop';
   size: readonly [number, number];
 }
 export interface RandomResizedCropSpec {
@@ -64,7 +68,8 @@ export interface RandomErasingSpec {
   count: number;
 }
 
-export type TransformSpec = ResizeSpec | CenterCropSpec | RandomResizedCropSpec | HorizontalFlipSpec | RandAugmentSpec | NormalizeSpec | RandomErasingSpec;
+export type TransformSpec =
+  ResizeSpec | CenterCropSpec | RandomCropSpec | RandomResizedCropSpec | HorizontalFlipSpec | RandAugmentSpec | NormalizeSpec | RandomErasingSpec;
 
 function pair(size: Size): [number, number] {
   const s: [number, number] = typeof size === 'number' ? [size, size] : [size[0], size[1]];
@@ -84,6 +89,11 @@ export function resize(size: Size, opts: { interpolation?: Interpolation; maxSiz
 /** Center crop; an image smaller than the crop is first upscaled so that the crop fits. */
 export function centerCrop(size: Size): CenterCropSpec {
   return { op: 'centerCrop', size: pair(size) };
+}
+
+/** torchvision RandomCrop without padding (an image smaller than the crop is first upscaled so that it fits). */
+export function randomCrop(size: Size): RandomCropSpec {
+  return { op: 'randomCrop', size: pair(size) };
 }
 
 /** torchvision RandomResizedCrop (defaults scale 0.08–1, ratio 3/4–4/3, bilinear). */
@@ -153,10 +163,11 @@ export function randomErasing(opts: Partial<Omit<RandomErasingSpec, 'op'>> = {})
   };
 }
 
-const GEOMETRIC = new Set(['resize', 'centerCrop', 'randomResizedCrop', 'horizontalFlip']);
+const GEOMETRIC = new Set(['resize', 'centerCrop', 'randomCrop', 'randomResizedCrop', 'horizontalFlip']);
 const STAGE: Record<TransformSpec['op'], number> = {
   resize: 0,
   centerCrop: 0,
+  randomCrop: 0,
   randomResizedCrop: 0,
   horizontalFlip: 0,
   randAugment: 1,
@@ -188,7 +199,7 @@ export function validateTransforms(ts: readonly TransformSpec[]): void {
 export function staticOutputSize(ts: readonly TransformSpec[]): [number, number] | null {
   let size: [number, number] | null = null;
   for (const t of ts) {
-    if (t.op === 'randomResizedCrop' || t.op === 'centerCrop') size = [t.size[0], t.size[1]];
+    if (t.op === 'randomResizedCrop' || t.op === 'centerCrop' || t.op === 'randomCrop') size = [t.size[0], t.size[1]];
     else if (t.op === 'resize') size = typeof t.size === 'number' ? null : [t.size[0], t.size[1]];
   }
   return size;

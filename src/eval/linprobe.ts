@@ -227,12 +227,14 @@ function assembleBatch(group: ProcessGroup, features: Tensor, labels: Tensor, ro
 
 export interface OnlineLinprobeOptions extends LinprobeOptions {
   pooling: FeaturePooling;
+  /** Training augmentation: the SemAIM authors' 'resize-crop-flip' (default) or MAE's 'crop-flip'. */
+  augment?: 'resize-crop-flip' | 'crop-flip';
   precision?: Precision;
 }
 
 /**
  * The online path: every training batch goes through the frozen encoder with the linear-probe
- * augmentation ('crop-flip'); `test` holds the test features (extracted once, no augmentation).
+ * augmentation (o.augment); `test` holds the test features (extracted once, no augmentation).
  */
 export async function linprobeOnline(
   encoder: VisionTransformer,
@@ -254,7 +256,7 @@ export async function linprobeOnline(
   if (perEpoch < 1) throw new Error(`linprobe: ${trainData.size} training images give no full batch of ${o.batchSize}`);
   async function* batches(epoch: number): AsyncGenerator<ProbeBatch> {
     const batchSize = o.batchSize / ranks; // this rank's slice of every batch
-    for await (const b of trainData.batches({ batchSize, shuffle: true, epoch, augment: 'crop-flip', seed, dropLast: true })) {
+    for await (const b of trainData.batches({ batchSize, shuffle: true, epoch, augment: o.augment ?? 'resize-crop-flip', seed, dropLast: true })) {
       yield torch.scope(() => {
         const images = torch.tensor(b.images, { shape: b.shape, device });
         const features = encodeBatch(encoder, images, o.pooling, o.precision);

@@ -72,7 +72,13 @@ const LINPROBE_ONLY = defineOptions({
   cacheFeatures: {
     type: 'boolean',
     default: true,
-    help: 'extract features once (no augmentation) and train on them; --no-cache-features runs the encoder on every crop-flip batch',
+    help: 'extract features once (no augmentation) and train on them; --no-cache-features runs the encoder on every augmented batch (--augment)',
+  },
+  augment: {
+    type: 'string',
+    default: 'resize-crop-flip',
+    choices: ['resize-crop-flip', 'crop-flip'],
+    help: "training augmentation with --no-cache-features: 'resize-crop-flip' = Resize + RandomCrop + flip (SemAIM authors), 'crop-flip' = RandomResizedCrop 0.08-1 + flip (MAE)",
   },
   evalEvery: { type: 'int', default: 0, min: 0, help: 'report test accuracy every N epochs (0: only at the end)' },
 });

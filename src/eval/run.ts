@@ -223,7 +223,7 @@ export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories, g
         const precision = o.precision;
         const fo = { batchSize: o.evalBatchSize, pooling: o.pooling, precision, group, gatherTo: 'all' as const, label: 'features (test)' };
         test = await extractFeatures(loaded.encoder, splits.test, fo);
-        r = await linprobeOnline(loaded.encoder, splits.train, test, numClasses, { ...lo, pooling: o.pooling, precision, group });
+        r = await linprobeOnline(loaded.encoder, splits.train, test, numClasses, { ...lo, pooling: o.pooling, precision, group, augment: o.augment });
         if (group && group.rank !== 0) {
           r.probe.dispose();
           return null;

@@ -13,6 +13,7 @@ import { JpegImage } from '../../src/data/codecs/jpeg';
 import {
   resize,
   centerCrop,
+  randomCrop,
   randomResizedCrop,
   horizontalFlip,
   normalize,
@@ -177,6 +178,26 @@ test('geometric plans: resize short side, center crop, small images upscaled, fl
   assert.deepEqual(staticOutputSize([randomResizedCrop([20, 30])]), [20, 30]);
   assert.equal(staticOutputSize([resize(64)]), null);
   assert.throws(() => validateTransforms([normalize(), randomResizedCrop(8)]), /out of order/);
+});
+
+test("random crop plans (the authors' linear-probe Resize + RandomCrop): every offset of torchvision's range, uniformly", () => {
+  // 400×300 → short side 64: 85×64; RandomCrop(64) keeps the rows and picks left in 0..21
+  const counts = new Array<number>(22).fill(0);
+  const rng = new Rng(7);
+  const scale = 400 / 85;
+  for (let k = 0; k < 4400; k++) {
+    const p = buildPlan(400, 300, [resize(64, { interpolation: 'bicubic' }), randomCrop(64), horizontalFlip(0.5)], rng);
+    assert.deepEqual([p.outW, p.outH, p.interp], [64, 64, 'bicubic']);
+    assert.ok(Math.abs(p.sample.y0) < 1e-9 && Math.abs(p.sample.y1 - 300) < 1e-9, 'all rows kept');
+    const left = p.sample.x0 / scale;
+    assert.ok(Math.abs(left - Math.round(left)) < 1e-9 && Math.abs(p.sample.x1 - p.sample.x0 - 64 * scale) < 1e-9, `offset ${left}`);
+    counts[Math.round(left)]++;
+  }
+  for (const c of counts) assert.ok(c > 200 - 4 * 14 && c < 200 + 4 * 14, `offset counts ${counts}`);
+  // smaller than the crop: upscaled to fit, as centerCrop
+  const small = buildPlan(20, 10, [randomCrop(16)], new Rng(0));
+  assert.deepEqual([small.outW, small.outH], [16, 16]);
+  assert.deepEqual(staticOutputSize([resize(64), randomCrop([20, 30])]), [20, 30]);
 });
 
 test('pipeline: fused JPEG path matches the reference decode → crop → resize path', async () => {
