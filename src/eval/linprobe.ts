@@ -95,17 +95,18 @@ export function evaluateProbe(probe: LinearProbe, test: FeatureSet, numClasses: 
 }
 
 /**
- * The training loop shared by both paths. `batches(epoch)` yields this epoch's batches (the caller
- * owns nothing it yields: tensors are disposed after each step).
+ * The training loop shared by both paths. `batches(epoch)` yields this epoch's batches of `batch`
+ * samples, which the lr is scaled by (the caller owns nothing it yields: tensors are disposed after each step).
  */
 async function trainProbe(
   probe: LinearProbe,
   o: LinprobeOptions,
+  batch: number,
   perEpoch: number,
   batches: (epoch: number) => AsyncIterable<ProbeBatch>,
   evaluate: () => Accuracy,
 ): Promise<LinprobeResult> {
-  const lr = o.lr ?? scaleLr(o.blr, o.batchSize);
+  const lr = o.lr ?? scaleLr(o.blr, batch);
   const schedule = warmupCosine({ lr, minLr: o.minLr ?? 0, warmupEpochs: o.warmupEpochs ?? 0, epochs: o.epochs });
   const optimizer = makeProbeOptimizer(probe, o, lr);
   const epochs = Math.ceil(o.epochs);
@@ -185,7 +186,7 @@ export async function linprobeOnFeatures(train: FeatureSet, test: FeatureSet, nu
     }
   }
   try {
-    return await trainProbe(probe, o, perEpoch, batches, () => evaluateProbe(probe, test, numClasses));
+    return await trainProbe(probe, o, B, perEpoch, batches, () => evaluateProbe(probe, test, numClasses));
   } catch (e) {
     probe.dispose();
     throw e;
@@ -268,7 +269,7 @@ export async function linprobeOnline(
     }
   }
   try {
-    return await trainProbe(probe, o, perEpoch, batches, () => evaluateProbe(probe, test, numClasses));
+    return await trainProbe(probe, o, o.batchSize, perEpoch, batches, () => evaluateProbe(probe, test, numClasses));
   } catch (e) {
     probe.dispose();
     throw e;

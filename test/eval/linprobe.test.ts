@@ -50,6 +50,10 @@ test('the linear probe reaches >= 95% on linearly separable features (SGD and LA
   const lars = await linprobeOnFeatures(train, testSet, 5, { epochs: 8, batchSize: 64, blr: 0.1, lr: 6.4, optimizer: 'lars', seed: 0, label: null });
   assert.ok(lars.accuracy.top1 >= 0.95, `LARS top-1 ${lars.accuracy.top1}`);
   lars.probe.dispose();
+  // A batch larger than the training set: every step is the whole set, and the lr is scaled by that.
+  const whole = await linprobeOnFeatures(train, testSet, 5, { epochs: 1, batchSize: 1024, blr: 0.1, seed: 0, label: null });
+  assert.ok(Math.abs(whole.lr - (0.1 * 600) / 256) < 1e-12, `lr ${whole.lr} for batches of 600`);
+  whole.probe.dispose();
   train.features.dispose();
   testSet.features.dispose();
 });
