@@ -286,7 +286,8 @@ export class DataLoader implements AsyncIterable<Batch> {
             const s = slots[next % W];
             if (s.outstanding >= this.prefetch) break;
             s.outstanding++;
-            results[next] = this.request<RawBatch>(s, `b${next}`, { type: 'batch', gen, task: task(next) });
+            // keyed by the batch's index in the epoch, which the worker's reply carries (not its place in this run)
+            results[next] = this.request<RawBatch>(s, `b${first + next}`, { type: 'batch', gen, task: task(next) });
             next++;
           }
           // workers keep the process alive only while we wait for them, so an iterator that is

@@ -82,6 +82,30 @@ test('worker threads give the same batches as the main thread', async () => {
   }
 });
 
+test('an epoch started at a later batch (a resumed run) gives the same batches from worker threads', { timeout: 60_000 }, async () => {
+  const ds = syntheticObjects({ size: 16, count: 60 });
+  const opts = { batchSize: 8, seed: 4, transforms: [randomResizedCrop(16), horizontalFlip(), normalize()] };
+  const from = async (loader: DataLoader, batch: number) => {
+    const out: Batch[] = [];
+    for await (const b of loader.iterate(2, { batch })) out.push(b);
+    return out;
+  };
+  const whole = await from(new DataLoader(ds, { ...opts, workers: 0 }), 0);
+  for (const workers of [0, 1, 2]) {
+    const loader = new DataLoader(ds, { ...opts, workers, prefetch: 2 });
+    try {
+      const tail = await from(loader, 3);
+      assert.equal(tail.length, whole.length - 3, `${workers} workers`);
+      tail.forEach((b, i) => {
+        assert.deepEqual(b.indices, whole[i + 3].indices, `${workers} workers, batch ${i + 3}`);
+        assert.deepEqual(b.images, whole[i + 3].images, `${workers} workers, batch ${i + 3}`);
+      });
+    } finally {
+      await loader.close();
+    }
+  }
+});
+
 test('breaking out of an epoch leaves no hanging process', () => {
   const mod = join(__dirname, '..', '..', 'src', 'data', 'index.js');
   const script = `

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { catchStopSignals, StopRequest } from '../../src/run/signals';
@@ -11,7 +11,7 @@ import { catchStopSignals, StopRequest } from '../../src/run/signals';
 const MAIN = resolve(__dirname, '..', '..', 'src', 'cli', 'main.js');
 
 /** Runs a small CLI pre-training, sends `signal` once it has logged a step; resolves with the exit code. */
-function stopRun(signal: NodeJS.Signals, outDir: string): Promise<{ code: number | null; stderr: string }> {
+function stopRun(signal: NodeJS.Signals | null, outDir: string, extra: string[] = []): Promise<{ code: number | null; stderr: string }> {
   const args = [
     MAIN,
     'pretrain',
@@ -49,6 +49,7 @@ function stopRun(signal: NodeJS.Signals, outDir: string): Promise<{ code: number
     '0',
     '--out-dir',
     outDir,
+    ...extra,
   ];
   return new Promise((done, fail) => {
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -56,13 +57,18 @@ function stopRun(signal: NodeJS.Signals, outDir: string): Promise<{ code: number
     let sent = false;
     child.stderr.on('data', (b: Buffer) => {
       stderr += b.toString();
-      if (!sent && /pretrain \[/.test(stderr)) {
+      if (signal && !sent && /pretrain \[/.test(stderr)) {
         sent = true;
         child.kill(signal);
       }
     });
+    // a run that hangs is killed, so that the test fails instead of waiting for ever
+    const hung = setTimeout(() => child.kill('SIGKILL'), 90_000);
     child.on('error', fail);
-    child.on('close', (code) => done({ code, stderr }));
+    child.on('close', (code) => {
+      clearTimeout(hung);
+      done({ code, stderr });
+    });
   });
 }
 
@@ -100,5 +106,30 @@ test('a second signal exits at once with the signal code', () => {
   } finally {
     release();
     process.exit = realExit;
+  }
+});
+
+test('a run stopped mid-epoch resumes with data worker threads (the default) and goes on', { timeout: 120_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-signal-workers-'));
+  try {
+    const workers = ['--num-workers', '1'];
+    const stopped = await stopRun('SIGINT', dir, workers);
+    assert.equal(stopped.code, 130, stopped.stderr.slice(-800));
+    const at = Number(
+      readdirSync(join(dir, 'checkpoints'))
+        .find((n) => n.startsWith('step-'))!
+        .slice('step-'.length),
+    );
+    assert.ok(at % 64 !== 0, `stopped inside an epoch (step ${at} of 64 per epoch)`);
+    const resumed = await stopRun(null, dir, [...workers, '--max-steps', String(at + 3)]);
+    assert.equal(resumed.code, 0, resumed.stderr.slice(-800));
+    assert.match(resumed.stderr, new RegExp(`resumed from .*step ${at}\\b`));
+    const steps = readFileSync(join(dir, 'metrics.jsonl'), 'utf8')
+      .split('\n')
+      .filter((l) => l.includes('"step"'))
+      .map((l) => (JSON.parse(l) as { step: number }).step);
+    assert.equal(Math.max(...steps), at + 3);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
