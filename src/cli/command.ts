@@ -16,6 +16,8 @@ export interface CommandSpec<T extends OptionTable> {
   usage: string;
   description: string;
   options: T;
+  /** What its bare arguments are (usage words, e.g. 'RUN_DIR'); a command without them refuses any. */
+  positionals?: string;
   /** Checks of the options beyond each one's own range (throw an OptionError naming the key). */
   validate?(o: Options<T>, positionals: string[]): void;
   /** Checks of the files the options name (data path, checkpoint), before any work. */
@@ -40,9 +42,24 @@ export function parseCommand<T extends OptionTable>(
   return { o: resolveOptions(table, file, options), positionals };
 }
 
+/** A command line the command cannot read (exit code 2, as an option error). */
+export class UsageError extends Error {
+  readonly exitCode = 2;
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
 export function defineCommand<T extends OptionTable>(spec: CommandSpec<T>): Command {
   const parse = (argv: string[]) => {
     const p = parseCommand(argv, spec.usage, spec.description, spec.options);
+    if (p && !spec.positionals && p.positionals.length) {
+      // a pasted '[--dtype float16]' or a value after a flag ('--no-verify false') would otherwise be ignored
+      throw new UsageError(
+        `unexpected argument '${p.positionals[0]}': this command takes only options, written --name value (a flag such as --overwrite takes no value); see --help`,
+      );
+    }
     if (p) spec.validate?.(p.o, p.positionals);
     return p;
   };

@@ -90,7 +90,7 @@ function validateEmbed(o: EmbedCommandOptions): void {
 }
 
 function preflight(o: EmbedCommandOptions): void {
-  checkDataPath(o);
+  checkDataPath(o, [o.split as 'train' | 'test']);
   if (o.images) {
     const stat = statSync(o.images, { throwIfNoEntry: false });
     if (!stat) throw new OptionError('images', `${o.images} does not exist`);

@@ -26,7 +26,7 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
       options: KNN_OPTIONS,
       validate: validateEval,
       preflight: (o) => {
-        checkDataPath(o);
+        checkDataPath(o, ['train', 'test']);
         resolveEncoder(o.checkpoint, o); // a missing encoder is reported before any data is opened
       },
       run: (o) =>
@@ -45,7 +45,7 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
       options: LINPROBE_OPTIONS,
       validate: validateLinprobe,
       preflight: (o) => {
-        checkDataPath(o);
+        checkDataPath(o, ['train', 'test']);
         resolveEncoder(o.checkpoint, o);
       },
       run: (o) =>
@@ -65,7 +65,7 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
       options: FINETUNE_OPTIONS,
       validate: validateFinetune,
       preflight: (o) => {
-        checkDataPath(o);
+        checkDataPath(o, ['train', 'test']);
         resolveEncoder(o.checkpoint, o);
       },
       run: (o) =>
@@ -86,7 +86,7 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
         '--stop-after-minutes stops at a checkpoint and exits with code 75 until every run is done.',
       options: ABLATE_OPTIONS,
       validate: validateAblate,
-      preflight: checkDataPath,
+      preflight: (o) => checkDataPath(o, ['train', 'test']),
       async run(o) {
         if (o.planMeasure) {
           process.stdout.write(JSON.stringify(await measureAblation(o, factories(), (l) => process.stderr.write(l + '\n'))) + '\n');

@@ -80,6 +80,7 @@ export const vizCommands: Record<string, Command> = {
   visualize: defineCommand({
     summary: 'draw order, attention, similarity, loss and reconstruction maps for images (PNG rows and a grid)',
     usage: 'semaim visualize --checkpoint RUN_OR_CKPT --images DIR|FILE [FILE...] --out DIR [options]',
+    positionals: 'FILE...',
     description:
       'For each image a PNG row: the input; per order type the order map over the image (warm = predicted first);\n' +
       'the last-block [CLS] attention (mean over heads) and the similarity map S; the per-patch loss and the\n' +
@@ -104,6 +105,7 @@ export const vizCommands: Record<string, Command> = {
   report: defineCommand({
     summary: 'write a self-contained HTML report of a run (config, curves, evaluations, visualisation grid)',
     usage: 'semaim report RUN_DIR [--out FILE] [--images DIR|FILE...] [options]',
+    positionals: 'RUN_DIR [FILE...]',
     description:
       'One HTML file with no external resources: the config, loss / lr / throughput curves from metrics.jsonl,\n' +
       'evaluation tables from JSON results with top1/top5 fields, and the visualisation grid (generated with --images,\n' +

@@ -93,8 +93,17 @@ function makeLoader(ds: Dataset | ShardDataset, opts: LoaderOptions & { shuffleB
   return isShardDataset(ds) ? new ShardLoader(ds, opts) : new DataLoader(ds, opts);
 }
 
-function splitFolder(root: string, split: string): string {
-  return existsSync(join(root, split)) ? join(root, split) : root;
+/**
+ * A split's folder: `root/<split>` where it exists. A root of class folders alone is training data: a
+ * test split taken from it would score the model on its own training images.
+ */
+function splitFolder(root: string, split: 'train' | 'test'): string {
+  if (existsSync(join(root, split))) return join(root, split);
+  if (split === 'test') {
+    throw new Error(`${root} has no test/ folder: evaluation reads ${join(root, 'train')} and ${join(root, 'test')} (class folders in each); a folder of class folders alone is training data only`);
+  }
+  if (existsSync(join(root, 'test'))) throw new Error(`${root} has a test/ folder but no train/ folder`);
+  return root;
 }
 
 /**

@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import { OptionError, defineOptions } from '../util/options';
 import { DEFAULT_MAX_IMAGE_PIXELS } from './codecs/limits';
 import { EXIF_ORIENTATION_POLICIES, type ExifOrientationPolicy } from './codecs/orientation';
+import { resolveShardPaths } from './shards/paths';
 
 export const IMAGE_INPUT_OPTIONS = defineOptions({
   maxImagePixels: {
@@ -32,8 +33,27 @@ export function imageInputOptions(o: ImageInputOptions): ImageInputOptions {
   return { maxImagePixels: o.maxImagePixels, exifOrientation: o.exifOrientation };
 }
 
-/** A --data-path that was given must exist (else the command would quietly use something else, e.g. a cache). */
-export function checkDataPath(o: { dataPath?: string }): void {
+/**
+ * A --data-path that was given must exist (else the command would quietly use something else, e.g. a
+ * cache); for --dataset shards, its pattern must name existing shards for every split the command reads.
+ */
+export function checkDataPath(o: { dataPath?: string; dataset?: string }, splits: readonly ('train' | 'test')[] = ['train']): void {
   if (o.dataPath === undefined || o.dataPath === '') return;
+  if (o.dataset === 'shards') {
+    const named = splits.map((split) => {
+      try {
+        return resolveShardPaths(o.dataPath!, split).join('\n');
+      } catch (e) {
+        throw new OptionError('dataPath', (e as Error).message);
+      }
+    });
+    if (named.length > 1 && named.every((n) => n === named[0])) {
+      throw new OptionError(
+        'dataPath',
+        `${o.dataPath} names the same shards for the ${splits.join(' and ')} splits, so evaluation would test on its training data: give each split its own, e.g. 'shards/{split}' for shards/train and shards/test`,
+      );
+    }
+    return;
+  }
   if (!existsSync(o.dataPath)) throw new OptionError('dataPath', `${o.dataPath} does not exist`);
 }

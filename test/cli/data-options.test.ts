@@ -11,7 +11,8 @@ import { OptionError, resolveOptions } from '../../src/util/options';
 import { PRETRAIN_OPTIONS, trainDataRequest } from '../../src/train/pretrain-options';
 import { ABLATE_OPTIONS } from '../../src/experiments/ablate-options';
 import { ablationRecipe, fingerprint, pretrainOptionsFor } from '../../src/experiments/ablate';
-import { makeEvalData, makeTrainData } from '../../src/data';
+import { makeEvalData, makeTrainData, openDataset } from '../../src/data';
+import { checkDataPath } from '../../src/data/options';
 import { claimedSizePng } from '../data/hostile-files';
 import { encode, picture, write } from '../data/helpers';
 
@@ -126,4 +127,50 @@ test('ablate forwards the image and GPU-execution options to its pre-trains; the
   assert.deepEqual([changed.maxImagePixels, changed.exifOrientation], [1000, 'apply']);
   const fp = fingerprint(changed, recipe, [20]).pretrain as Record<string, unknown>;
   assert.deepEqual([fp.maxImagePixels, fp.exifOrientation], [1000, 'apply']);
+});
+
+test('--dataset shards: brace patterns and {split} (as `semaim shards` prints and DATA-SHARDING.md shows) pass the data-path check; a missing shard is named', () =>
+  withTemp(async (root) => {
+    for (const split of ['train', 'test']) for (const i of [0, 1, 2]) write(join(root, 'sh', split, `shard-00000${i}.tar`), '');
+    assert.doesNotThrow(() => checkDataPath({ dataset: 'shards', dataPath: join(root, 'sh', 'train', 'shard-{000000..000002}.tar') }));
+    assert.doesNotThrow(() => checkDataPath({ dataset: 'shards', dataPath: join(root, 'sh', '{split}') }, ['train', 'test']));
+    assert.throws(
+      () => checkDataPath({ dataset: 'shards', dataPath: join(root, 'sh', 'train', 'shard-{000000..000003}.tar') }),
+      (e: Error) => e instanceof OptionError && e.key === 'dataPath' && /shard-000003\.tar/.test(e.message),
+    );
+    // an evaluation command gets past the data check to the checkpoint
+    const out = join(root, 'run');
+    await assert.rejects(
+      commands.knn.run(['--checkpoint', join(root, 'missing-run'), '--dataset', 'shards', '--data-path', join(root, 'sh', '{split}'), '--out-dir', out]),
+      (e: Error) => !(e instanceof OptionError && e.key === 'dataPath') && /missing-run/.test(e.message),
+    );
+    await assert.rejects(
+      commands.knn.run(['--checkpoint', join(root, 'missing-run'), '--dataset', 'shards', '--data-path', join(root, 'sh', 'train'), '--out-dir', out]),
+      (e: Error) => e instanceof OptionError && e.key === 'dataPath',
+      'a folder of training shards has no test split',
+    );
+  }));
+
+test('an image folder without test/ is training data only: evaluation refuses it rather than test on the training images', () =>
+  withTemp(async (root) => {
+    for (const c of ['a', 'b']) write(join(root, 'imgs', c, '0.png'), await encode(picture(8, 8), 8, 8, 3, 'png'));
+    const open = (split: 'train' | 'test') => openDataset('folder', { split, dataPath: join(root, 'imgs'), imgSize: 8 });
+    assert.equal(open('train').length, 2);
+    assert.throws(() => open('test'), /has no test\/ folder: evaluation reads .*train and .*test/);
+  }));
+
+test('bare arguments are refused by commands that take none (a pasted "[--dtype float16]" was ignored), exit code 2', async () => {
+  const cases: string[][] = [
+    ['export', '--checkpoint', 'x', '--out', 'y', '[--dtype', 'float16]'],
+    ['knn', '--checkpoint', 'x', '--no-verify', 'false'],
+  ];
+  for (const [name, ...argv] of cases) {
+    await assert.rejects(commands[name].run(argv), (e: Error & { exitCode?: number }) => {
+      assert.equal(e.exitCode, 2);
+      assert.match(e.message, /unexpected argument '(\[--dtype|false)': this command takes only options/);
+      return true;
+    });
+  }
+  assert.deepEqual(commands.visualize.parse(['--checkpoint', 'x', '--images', 'a.png', 'b.png', '--out', 'o'])?.positionals, ['b.png']);
+  assert.deepEqual(commands.report.parse(['runs/x'])?.positionals, ['runs/x']);
 });

@@ -41,7 +41,8 @@ export function documentedCommands(file: string, text: string): DocLine[] {
     while (/\\\s*$/.test(line) && i + 1 < lines.length) line = line.replace(/\\\s*$/, ' ') + lines[++i];
     line = line.replace(/(^|\s)#.*$/, '').trim();
     const m = /^(?:npx\s+semaim|semaim|node\s+dist\/src\/cli\/main\.js)\s+(\S+)(.*)$/.exec(line);
-    if (m) found.push({ file, line: first + 1, command: m[1], args: words(m[2]) });
+    // a trailing '...' is the documentation's "and the rest", not an argument
+    if (m) found.push({ file, line: first + 1, command: m[1], args: words(m[2]).filter((w, k, all) => !(w === '...' && k === all.length - 1)) });
   }
   return found;
 }
