@@ -1,7 +1,7 @@
 // `semaim export --encoder-only`: a timm-compatible ViT encoder (timm parameter names, no head) as
 // safetensors, with its config JSON beside it.
-import { writeFileSync, renameSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, writeFileSync, renameSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { loadTensors, saveTensors, disposeAll } from '../io';
 import { ENCODER_KEY, VerifyOption, checkpointConfig, encoderConfigOf, resolveCheckpoint } from '../semaim';
 
@@ -17,6 +17,7 @@ export function exportEncoder(source: string, out: string, o: VerifyOption = {})
   const cfg = checkpointConfig(dir);
   const enc = encoderConfigOf(cfg);
   const [weights, config] = encoderExportFiles(out);
+  mkdirSync(dirname(weights), { recursive: true }); // as the ONNX and web exports create theirs
   const { tensors } = loadTensors(join(dir, 'model.safetensors'), { filter: (k) => ENCODER_KEY.test(k) });
   try {
     saveTensors(weights, tensors, {

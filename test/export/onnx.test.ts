@@ -166,6 +166,9 @@ test('semaim export --format onnx: a checkpoint folder becomes onnx/model.onnx +
   assert.equal(await commands.export.run(['--checkpoint', ckpt, '--out', join(dir, 'enc')]), 0);
   assert.ok(existsSync(join(dir, 'enc.safetensors')) && existsSync(join(dir, 'enc.json')));
   await assert.rejects(commands.export.run(['--checkpoint', ckpt, '--out', join(dir, 'enc')]), /option 'out': .*enc\.safetensors exists/);
+  // into a folder that does not exist yet: created, as the ONNX and web exports do
+  assert.equal(await commands.export.run(['--checkpoint', ckpt, '--out', join(dir, 'new', 'deeper', 'enc')]), 0);
+  assert.ok(existsSync(join(dir, 'new', 'deeper', 'enc.safetensors')));
   const own = join(resolveCheckpoint(ckpt), 'model');
   await assert.rejects(commands.export.run(['--checkpoint', ckpt, '--out', own, '--overwrite']), /model\.safetensors is what this command reads/);
 });
