@@ -135,7 +135,11 @@ export function validateConfig(c: SemAIMConfig): void {
     if (!t.teacher) throw new ConfigError('target.teacher', 'feature targets need a teacher safetensors file');
     validateEncoder(t.teacherConfig, 'target.teacherConfig.');
     if (t.teacherConfig.imgSize !== c.imgSize || t.teacherConfig.patchSize !== c.patchSize) {
-      throw new ConfigError('target.teacherConfig', 'the teacher must use the same image and patch size');
+      const [ti, tp] = [t.teacherConfig.imgSize, t.teacherConfig.patchSize];
+      throw new ConfigError(
+        'target.teacherConfig',
+        `the teacher must use the same image and patch size: it has ${ti}² images in ${tp}² patches, the model ${c.imgSize}² in ${c.patchSize}²`,
+      );
     }
   } else {
     throw new ConfigError('target.type', `must be 'pixels' or 'features', got ${JSON.stringify((t as { type: unknown }).type)}`);

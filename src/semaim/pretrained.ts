@@ -24,6 +24,9 @@ export interface VerifyOption {
  * (verified unless `verify` is false: a corrupted one is refused).
  */
 export function resolveCheckpoint(path: string, o: VerifyOption = {}): string {
+  if (existsSync(path) && statSync(path).isFile()) {
+    throw new Error(`${path} is a file: this needs a pre-training run folder or one of its checkpoint folders (an exported encoder has no decoder or run settings)`);
+  }
   if (existsSync(join(path, 'state.json'))) {
     const problem = o.verify === false ? null : verifyCheckpoint(path, 'weights');
     if (problem) throw new Error(`checkpoint ${path} is not usable: ${problem} (${o.unusableHint ?? '--no-verify uses it anyway'})`);
@@ -160,6 +163,10 @@ export function resolveEncoder(path: string, o: VerifyOption = {}): EncoderSourc
   if (!path.endsWith('.safetensors')) throw new Error(`encoder '${path}': expected a folder or a .safetensors file`);
   const jsonPath = path.replace(/\.safetensors$/, '.json');
   const { metadata, tensors } = readSafetensorsHeader(path);
+  const kind = /^semaim\.(\w+)\/\d+$/.exec(metadata.format ?? '')?.[1];
+  if (kind && kind !== 'pretrain') {
+    throw new Error(`${path} holds the weights of a ${kind} run, not a pre-trained encoder: give a pre-training run folder, a checkpoint folder of one, or an exported encoder`);
+  }
   let text: string;
   let where = jsonPath;
   if (existsSync(jsonPath)) {

@@ -16,7 +16,7 @@ import { CheckpointManager } from '../../src/run/checkpoints';
 import { verifyCheckpoint } from '../../src/io/checkpoint';
 import { readMetrics } from '../../src/run/metrics';
 import { OptionError, resolveOptions } from '../../src/util/options';
-import { SemAIM, loadTeacher, resolveEncoder } from '../../src/semaim';
+import { SemAIM, loadTeacher, resolveEncoder, validateConfig } from '../../src/semaim';
 import { memoryTrainData } from '../eval/helpers';
 
 function data(seed = 1): TrainData {
@@ -343,6 +343,11 @@ test('model-config errors name the option, an oversized model is refused before 
   const missing = join(tmpdir(), 'no-such-teacher.safetensors');
   const teacherCfg = { ...cfg, target: { type: 'features' as const, teacher: missing, teacherConfig: cfg } };
   assert.throws(() => loadTeacher(teacherCfg, 'cpu'), new RegExp(`cannot load the teacher ${missing.replace(/[.]/g, '\\.')}`));
+  const otherPatch = { ...teacherCfg, target: { ...teacherCfg.target, teacherConfig: { ...cfg, patchSize: cfg.patchSize * 2 } } };
+  assert.throws(
+    () => validateConfig(otherPatch),
+    new RegExp(`it has ${cfg.imgSize}² images in ${2 * cfg.patchSize}² patches, the model ${cfg.imgSize}² in ${cfg.patchSize}²`),
+  );
 });
 
 test('a run started on a folder another live process is writing to is refused before anything is moved', async () => {

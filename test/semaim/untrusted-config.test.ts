@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as torch from '../../src/torch';
 import { saveTensors } from '../../src/io';
-import { SemAIM, checkpointConfig, makeConfig, resolveEncoder, validateEncoder } from '../../src/semaim';
+import { SemAIM, checkpointConfig, makeConfig, resolveCheckpoint, resolveEncoder, validateEncoder } from '../../src/semaim';
 import { TINY, writeEncoder } from '../eval/helpers';
 
 test('encoder configs beyond the bounds or with an empty MLP are refused, naming the key', () => {
@@ -49,6 +49,11 @@ test('an exported encoder whose config contradicts its weights is refused from t
     const other = join(dir, 'other.safetensors');
     saveTensors(other, [['w', torch.zeros([2])]], { config: JSON.stringify(TINY) });
     assert.throws(() => resolveEncoder(other), /other\.safetensors has no tensor 'cls_token': not the weights of a ViT encoder/);
+    // a fine-tuned classifier's weights file, and an exported encoder where a checkpoint is needed
+    const classifier = join(dir, 'model.safetensors');
+    saveTensors(classifier, [['w', torch.zeros([2])]], { config: JSON.stringify(TINY), format: 'semaim.finetune/1' });
+    assert.throws(() => resolveEncoder(classifier), /model\.safetensors holds the weights of a finetune run, not a pre-trained encoder/);
+    assert.throws(() => resolveCheckpoint(weights), /encoder\.safetensors is a file: this needs a pre-training run folder or one of its checkpoint folders/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
