@@ -100,7 +100,9 @@ function makeLoader(ds: Dataset | ShardDataset, opts: LoaderOptions & { shuffleB
 function splitFolder(root: string, split: 'train' | 'test'): string {
   if (existsSync(join(root, split))) return join(root, split);
   if (split === 'test') {
-    throw new Error(`${root} has no test/ folder: evaluation reads ${join(root, 'train')} and ${join(root, 'test')} (class folders in each); a folder of class folders alone is training data only`);
+    throw new Error(
+      `${root} has no test/ folder: evaluation reads ${join(root, 'train')} and ${join(root, 'test')} (class folders in each); a folder of class folders alone is training data only`,
+    );
   }
   if (existsSync(join(root, 'test'))) throw new Error(`${root} has a test/ folder but no train/ folder`);
   return root;

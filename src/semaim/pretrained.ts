@@ -25,7 +25,9 @@ export interface VerifyOption {
  */
 export function resolveCheckpoint(path: string, o: VerifyOption = {}): string {
   if (existsSync(path) && statSync(path).isFile()) {
-    throw new Error(`${path} is a file: this needs a pre-training run folder or one of its checkpoint folders (an exported encoder has no decoder or run settings)`);
+    throw new Error(
+      `${path} is a file: this needs a pre-training run folder or one of its checkpoint folders (an exported encoder has no decoder or run settings)`,
+    );
   }
   if (existsSync(join(path, 'state.json'))) {
     const problem = o.verify === false ? null : verifyCheckpoint(path, 'weights');
@@ -165,7 +167,9 @@ export function resolveEncoder(path: string, o: VerifyOption = {}): EncoderSourc
   const { metadata, tensors } = readSafetensorsHeader(path);
   const kind = /^semaim\.(\w+)\/\d+$/.exec(metadata.format ?? '')?.[1];
   if (kind && kind !== 'pretrain') {
-    throw new Error(`${path} holds the weights of a ${kind} run, not a pre-trained encoder: give a pre-training run folder, a checkpoint folder of one, or an exported encoder`);
+    throw new Error(
+      `${path} holds the weights of a ${kind} run, not a pre-trained encoder: give a pre-training run folder, a checkpoint folder of one, or an exported encoder`,
+    );
   }
   let text: string;
   let where = jsonPath;
