@@ -1,8 +1,8 @@
 // The evaluation preprocessing of an exported encoder, read from src/data's own evaluation
 // transforms so that the exported descriptions (transformers.js, the browser page) follow them:
 // resize the short side to floor(size / 0.875) (bicubic), centre-crop size×size, scale to [0, 1],
-// normalise with ImageNet's mean and std. An image already size×size is only normalised (as
-// evaluation does for a dataset at its native size). Transparent pixels are composited on white.
+// normalise with ImageNet's mean and std. The page leaves an image already size×size as it is (as
+// evaluation does for a dataset whose images all have that size). Transparent pixels are composited on white.
 import { evalTransforms } from '../data/transforms';
 import type { CenterCropSpec, NormalizeSpec, ResizeSpec } from '../data/transforms';
 

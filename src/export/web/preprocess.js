@@ -1,6 +1,6 @@
 // @ts-check
-// semaim's evaluation preprocessing in the browser, mirroring src/data: an image already
-// size×size is only normalised; any other is resized (short side to floor(size / 0.875)) and
+// semaim's evaluation preprocessing in the browser, per image: an image already size×size is only
+// normalised (as src/data treats a dataset whose images all have the model's size); any other is resized (short side to floor(size / 0.875)) and
 // centre-cropped in one separable, antialiased pass (PIL's scheme: the filter widens with the
 // downscale factor, weights normalised per output pixel), clamped to 0..255 and normalised with
 // ImageNet's mean and std. Transparent pixels are composited onto white first.
