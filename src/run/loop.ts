@@ -190,7 +190,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
             measureNorm: logStep,
             clearGrads: !job.gradsPersist?.(),
           });
-          if (logStep && norm) state.lastGradNorm = norm.item();
+          if (logStep && norm) state.setGradNorm(norm.item(), state.step + 1);
         });
         state.step++;
         state.epoch = epoch;

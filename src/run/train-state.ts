@@ -83,7 +83,8 @@ export class TrainState {
   best: number | null = null;
   firstLoss = NaN;
   lastLoss = NaN;
-  lastGradNorm = NaN;
+  /** The gradient norm measured at a log step, and that step (a step between log steps has none). */
+  private gradNorm = { value: NaN, step: -1 };
   lastCheckpoint: string | null = null;
   /** The step of the newest checkpoint (written or resumed from); -1 before any. */
   savedStep = -1;
@@ -276,6 +277,10 @@ export class TrainState {
    * Writes the metrics window (nothing when it is empty); false when the loss became NaN/Inf.
    * Data-parallel: the loss is the mean over the ranks, the rate their sum; every rank returns the same.
    */
+  setGradNorm(value: number, step: number): void {
+    this.gradNorm = { value, step };
+  }
+
   async flushMetrics(fractionalEpoch: number): Promise<boolean> {
     if (this.window.count === 0) return true;
     let finite = this.window.finite();
@@ -286,10 +291,12 @@ export class TrainState {
     }
     if (Number.isNaN(this.firstLoss)) this.firstLoss = mean;
     this.lastLoss = mean;
-    const rec = { step: this.step, epoch: Number(fractionalEpoch.toFixed(4)), loss: mean, lr: this.lr(), gradNorm: this.lastGradNorm, imgPerSec: rate };
+    // a run stopped between log steps has no norm of its last step: null, not an older step's
+    const gradNorm = this.gradNorm.step === this.step ? this.gradNorm.value : null;
+    const rec = { step: this.step, epoch: Number(fractionalEpoch.toFixed(4)), loss: mean, lr: this.lr(), gradNorm, imgPerSec: rate };
     if (!this.writes) return finite && Number.isFinite(mean);
     this.metrics.write(rec);
-    this.progress.update(this.step, { epoch: fractionalEpoch.toFixed(2), loss: mean, lr: rec.lr, gnorm: this.lastGradNorm, 'img/s': rate.toFixed(1) }, true);
+    this.progress.update(this.step, { epoch: fractionalEpoch.toFixed(2), loss: mean, lr: rec.lr, gnorm: gradNorm ?? '-', 'img/s': rate.toFixed(1) }, true);
     return finite && Number.isFinite(mean);
   }
 

@@ -79,6 +79,30 @@ test('an interrupted and resumed run gives the same losses as an uninterrupted o
   rmSync(dir, { recursive: true, force: true });
 });
 
+test('a run stopped between log steps logs its last step without an older step’s gradient norm', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-stop-log-'));
+  try {
+    const stop = { requested: false };
+    const r = await pretrain(options(dir, { maxSteps: 9, logEvery: 4 }), memoryData(16, 4, 1), {
+      ...quiet,
+      stop,
+      onStep: (s) => {
+        if (s === 5) stop.requested = true;
+      },
+    });
+    assert.equal(r.steps, 5);
+    const rows = readMetrics(join(dir, 'metrics.jsonl'));
+    assert.deepEqual(
+      rows.map((m) => m.step),
+      [4, 5],
+    );
+    assert.ok(Number.isFinite(rows[0].gradNorm), 'measured at the log step');
+    assert.equal(rows[1].gradNorm, null, 'step 5 was not measured: no value rather than step 4’s');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a corrupted latest checkpoint falls back to the previous one with a warning', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-ckpt-'));
   await pretrain(options(dir, { maxSteps: 7 }), memoryData(16, 4, 2), quiet);
