@@ -1,7 +1,7 @@
 // `semaim visualize`: one PNG row per image and a grid of all of them, plus visualize.json with
 // what was drawn (columns, the first patch of every order, the layout) for tools and tests.
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join, parse } from 'node:path';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, parse, resolve } from 'node:path';
 import type { SemAIM, VisionTransformer } from '../semaim';
 import type { LoadedImages } from './images';
 import { computeMaps, ImageMaps, OrderName } from './maps';
@@ -51,6 +51,8 @@ export async function visualizeModel(model: SemAIM, images: LoadedImages, outDir
   const figRows: FigureRow[] = maps.map((m, i) => imageRow(images.names[i], images.rgb[i], m, o.orders, lossOrder));
   const render = { grid: model.grid, minCell: o.minCell };
   mkdirSync(outDir, { recursive: true });
+  const summary = join(outDir, 'visualize.json');
+  const earlierRows = rowsListedIn(summary);
   const rowFiles: string[] = [];
   for (let i = 0; i < figRows.length; i++) {
     const { canvas } = renderFigure([figRows[i]], render);
@@ -59,7 +61,6 @@ export async function visualizeModel(model: SemAIM, images: LoadedImages, outDir
   const { canvas, layout } = renderFigure(figRows, render);
   const grid = await writePng(join(outDir, 'grid.png'), canvas);
   const columns = figRows[0].cells.map((c) => c.label);
-  const summary = join(outDir, 'visualize.json');
   writeFileSync(
     summary,
     JSON.stringify(
@@ -80,5 +81,18 @@ export async function visualizeModel(model: SemAIM, images: LoadedImages, outDir
       2,
     ),
   );
+  // rows an earlier visualisation here listed and this one did not write would pass for this one's
+  for (const f of earlierRows)
+    if (!rowFiles.includes(f) && resolve(dirname(f)) === resolve(outDir) && /^row-\d{3}-.*\.png$/.test(basename(f))) rmSync(f, { force: true });
   return { rows: rowFiles, grid, summary, columns, maps, layout, skipped: images.skipped };
+}
+
+/** The row files a visualize.json lists (none when it is absent or not one). */
+function rowsListedIn(summary: string): string[] {
+  try {
+    const s = JSON.parse(readFileSync(summary, 'utf8')) as { images?: { file?: unknown }[] };
+    return (s.images ?? []).map((i) => i.file).filter((f): f is string => typeof f === 'string');
+  } catch {
+    return [];
+  }
 }

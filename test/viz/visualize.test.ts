@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import * as torch from '../../src/torch';
 import { encoderSimilarity, meanFilter3x3 } from '../../src/semaim';
 import { figureLayout, loadImages, readRgb, orderEarliness, TURBO, colorize, Canvas, glyphRows, textWidth, computeMaps } from '../../src/viz';
@@ -99,6 +99,12 @@ test('visualize: grid and rows have the laid-out size; order maps start where th
     assert.equal(maps.length, 3);
     assert.deepEqual(Object.keys(maps[0].orders), ['raster', 'semantic']);
     assert.equal(maps[0].recon!.width, 16);
+    // Again into the same folder with fewer images: the rows it no longer writes go; other files stay.
+    writeFileSync(join(out, 'notes.txt'), 'mine');
+    assert.equal(await vizCommands.visualize.run(['--checkpoint', ckpt, '--images', files[1], '--out', out, '--threads', '2']), 0);
+    const again = readdirSync(out).filter((f) => f.startsWith('row-'));
+    assert.deepEqual(again, [basename(JSON.parse(readFileSync(join(out, 'visualize.json'), 'utf8')).images[0].file)]);
+    assert.ok(existsSync(join(out, 'notes.txt')));
     model.dispose();
   } finally {
     rmSync(root, { recursive: true, force: true });
