@@ -1,6 +1,7 @@
 // What a resumed run must share with the run it continues: every option that changes what a step
 // computes. Options flagged `mayChangeOnResume` in their table (where and how fast a run goes, how long
 // it runs, how often it logs or saves) may differ; any other difference refuses to resume.
+import { resolve } from 'node:path';
 import { OptionError, OptionTable, kebab } from '../util/options';
 
 export interface RecipeChange {
@@ -9,16 +10,41 @@ export interface RecipeChange {
   now: unknown;
 }
 
+/** Folders the stored run and this one resolve relative paths against (the stored one unknown in older runs). */
+export interface PathBases {
+  stored?: string;
+  now: string;
+}
+
+/** Where a path option points (each item of a comma-separated list resolved against `base`). */
+export function pathPlace(value: string, base: string): string {
+  return value
+    .split(',')
+    .map((p) => resolve(base, p.trim()))
+    .join(',');
+}
+
 /**
  * The options that differ between the stored run and this one (a missing stored key counts as its
- * `absentMeans`, else its default).
+ * `absentMeans`, else its default). Path options are compared by where they point, so a run started
+ * with a relative path may resume with the absolute one, or from another folder.
  */
-export function recipeChanges(table: OptionTable, stored: Record<string, unknown>, now: Record<string, unknown>): RecipeChange[] {
+export function recipeChanges(
+  table: OptionTable,
+  stored: Record<string, unknown>,
+  now: Record<string, unknown>,
+  bases: PathBases = { now: process.cwd() },
+): RecipeChange[] {
   const changes: RecipeChange[] = [];
   for (const [key, spec] of Object.entries(table)) {
     if (spec.mayChangeOnResume) continue;
     const before = key in stored ? stored[key] : 'absentMeans' in spec ? spec.absentMeans : spec.default;
-    if (JSON.stringify(before ?? null) !== JSON.stringify(now[key] ?? null)) changes.push({ key, before, now: now[key] });
+    const after = now[key];
+    const same =
+      spec.path && typeof before === 'string' && typeof after === 'string'
+        ? pathPlace(before, bases.stored ?? bases.now) === pathPlace(after, bases.now)
+        : JSON.stringify(before ?? null) === JSON.stringify(after ?? null);
+    if (!same) changes.push({ key, before, now: after });
   }
   return changes;
 }

@@ -10,7 +10,7 @@ import { disposeAll } from '../io';
 import type { LoadedCheckpoint } from '../io/checkpoint';
 import { CheckpointManager } from './checkpoints';
 import { MetricsLog, readMetrics } from './metrics';
-import { FRESH_RUN_HINT, recipeChanges, refuseRecipeChanges } from './recipe';
+import { FRESH_RUN_HINT, pathPlace, recipeChanges, refuseRecipeChanges } from './recipe';
 import { Progress } from './progress';
 import { RunLock } from './run-lock';
 import { globalRngStates, restoreGlobalRngStates } from './rng-state';
@@ -170,7 +170,8 @@ export class TrainState {
 
   private restore(latest: LoadedCheckpoint): void {
     const { job } = this;
-    const s = latest.state as unknown as SavedState & { bestLoss?: number; bestTop1?: number; options?: Record<string, unknown> };
+    const s = latest.state as unknown as SavedState & { bestLoss?: number; bestTop1?: number; options?: Record<string, unknown>; cwd?: unknown };
+    const bases = { stored: typeof s.cwd === 'string' ? s.cwd : undefined, now: process.cwd() };
     const savedWorld = s.worldSize ?? 1;
     const format = latest.modelMetadata.format;
     if (format && format !== `semaim.${job.kind}/1`) {
@@ -181,7 +182,7 @@ export class TrainState {
       // --batch-size is per process: a run may resume with other processes that see the same global batch
       const global = (opts: Record<string, unknown>, world: number) =>
         typeof opts.batchSize === 'number' ? { ...opts, batchSize: opts.batchSize * world } : opts;
-      const changes = recipeChanges(job.optionTable, global(s.options, savedWorld), global(job.options, this.worldSize));
+      const changes = recipeChanges(job.optionTable, global(s.options, savedWorld), global(job.options, this.worldSize), bases);
       for (const c of changes) {
         if (c.key !== 'batchSize' || (savedWorld === 1 && this.worldSize === 1)) continue;
         c.before = `${c.before} (global: ${s.options.batchSize} × ${savedWorld} processes)`;
@@ -189,7 +190,7 @@ export class TrainState {
       }
       refuseRecipeChanges(job.optionTable, changes, this.run.outDir, this.freshRunHint);
     }
-    if (JSON.stringify(s.config) !== JSON.stringify(job.config)) {
+    if (JSON.stringify(placedTeacher(s.config, bases.stored ?? bases.now)) !== JSON.stringify(placedTeacher(job.config, bases.now))) {
       throw new Error(`the checkpoint in ${latest.dir} was made for another model (${JSON.stringify(s.config)}); start afresh: ${this.freshRunHint}`);
     }
     job.model.loadStateDict(latest.model);
@@ -255,6 +256,7 @@ export class TrainState {
         scaler: job.scaler?.stateDict(),
         config: job.config,
         options: job.options,
+        cwd: process.cwd(), // what relative paths among the options are relative to
         ...job.extraState,
       };
       this.lastCheckpoint = this.checkpoints.save(
@@ -310,4 +312,11 @@ export class TrainState {
     this.window.dispose();
     this.lock?.release();
   }
+}
+
+/** A model config with a feature-target teacher's path resolved (a relative one names another file from another folder). */
+function placedTeacher(config: unknown, base: string): unknown {
+  const c = config as { target?: { teacher?: unknown } } | null;
+  if (typeof c?.target?.teacher !== 'string') return config;
+  return { ...c, target: { ...c.target, teacher: pathPlace(c.target.teacher, base) } };
 }

@@ -27,6 +27,8 @@ export interface OptionSpec {
    * run whose stored options lack the key is compared against this value, not the default.
    */
   absentMeans?: number | string | boolean;
+  /** A file or folder (or a comma-separated list of them): a resumed run compares where it points, not how it was written. */
+  path?: boolean;
 }
 
 export type OptionTable = Record<string, OptionSpec>;

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import * as torch from '../../src/torch';
 import { pretrain, TrainData } from '../../src/train/pretrain';
 import { PRETRAIN_OPTIONS, PretrainOptions, checkModelFits, modelConfigFrom, semaimParameterCount, validatePretrain } from '../../src/train/pretrain-options';
+import { recipeChanges } from '../../src/run/recipe';
 import { MemoryLabelledData } from '../../src/data';
 import { CheckpointManager } from '../../src/run/checkpoints';
 import { verifyCheckpoint } from '../../src/io/checkpoint';
@@ -256,6 +257,32 @@ test('resuming with a changed recipe is refused with a table of the changes, and
   const r = await pretrain(options(dir, { maxSteps: 5, epochs: 30, logEvery: 2, checkpointEvery: 5 }), data(), quiet);
   assert.equal(r.steps, 5);
   rmSync(dir, { recursive: true, force: true });
+});
+
+test('a path option is compared by where it points: a relative --data-path resumes as the absolute one from another folder', async () => {
+  const dir = tmp('paths');
+  const cwd = process.cwd();
+  const [started, elsewhere] = [join(dir, 'started-here'), join(dir, 'elsewhere')];
+  mkdirSync(started);
+  mkdirSync(elsewhere);
+  try {
+    process.chdir(started);
+    await pretrain(options(join(dir, 'run'), { maxSteps: 3, dataPath: 'imgs/train' }), data(), quiet);
+    process.chdir(elsewhere);
+    // the same words from another folder name another place
+    await assert.rejects(
+      pretrain(options(join(dir, 'run'), { maxSteps: 6, dataPath: 'imgs/train' }), data(), quiet),
+      /--data-path +"imgs\/train" +"imgs\/train"/,
+    );
+    const r = await pretrain(options(join(dir, 'run'), { maxSteps: 6, dataPath: join(started, 'imgs', 'train') }), data(), quiet);
+    assert.equal(r.steps, 6);
+  } finally {
+    process.chdir(cwd);
+    rmSync(dir, { recursive: true, force: true });
+  }
+  // a run stored before its folder was recorded: relative paths are taken from where it resumes
+  const stored = { dataPath: 'imgs/train' };
+  assert.deepEqual(recipeChanges({ dataPath: PRETRAIN_OPTIONS.dataPath }, stored, { dataPath: join(cwd, 'imgs', 'train') }), []);
 });
 
 test('after a crash, the resumed run logs each step once', async () => {
