@@ -27,7 +27,7 @@ export const EMBED_OPTIONS = defineOptions({
     choices: DATASETS.filter((d) => d !== 'shards'),
     help: 'a dataset as the evaluations name it (cifar10, synthetic, folder: class folders); or give --images',
   },
-  dataPath: { type: 'string', help: 'dataset location (cifar10: folder or .tar.gz; folder: root with train/ and test/ class folders)' },
+  dataPath: { type: 'string', help: 'dataset location (cifar10: folder or .tar.gz; folder: root with train/ and test/ (or val/) class folders)' },
   split: { type: 'string', default: 'test', choices: ['train', 'test'], help: 'split of --dataset' },
   limit: { type: 'int', min: 1, help: "at most this many images: the seeded, class-balanced subset the evaluations' --test-limit / --train-limit take" },
   pooling: {

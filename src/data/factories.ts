@@ -94,17 +94,19 @@ function makeLoader(ds: Dataset | ShardDataset, opts: LoaderOptions & { shuffleB
 }
 
 /**
- * A split's folder: `root/<split>` where it exists. A root of class folders alone is training data: a
- * test split taken from it would score the model on its own training images.
+ * A split's folder: `root/<split>` where it exists (the test split also as `val/`, ImageNet's layout). A
+ * root of class folders alone is training data: a test split taken from it would score the model on its
+ * own training images.
  */
 function splitFolder(root: string, split: 'train' | 'test'): string {
   if (existsSync(join(root, split))) return join(root, split);
   if (split === 'test') {
+    if (existsSync(join(root, 'val'))) return join(root, 'val');
     throw new Error(
-      `${root} has no test/ folder: evaluation reads ${join(root, 'train')} and ${join(root, 'test')} (class folders in each); a folder of class folders alone is training data only`,
+      `${root} has no test/ (or val/) folder: evaluation reads ${join(root, 'train')} and ${join(root, 'test')} (class folders in each); a folder of class folders alone is training data only`,
     );
   }
-  if (existsSync(join(root, 'test'))) throw new Error(`${root} has a test/ folder but no train/ folder`);
+  if (existsSync(join(root, 'test')) || existsSync(join(root, 'val'))) throw new Error(`${root} has a test/ or val/ folder but no train/ folder`);
   return root;
 }
 

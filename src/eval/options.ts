@@ -9,7 +9,7 @@ import { GRAD_SYNC_OPTIONS, LAUNCH_OPTIONS, checkGradSync } from '../dist/launch
 
 export const DATA_OPTIONS = defineOptions({
   dataset: { type: 'string', default: 'cifar10', help: 'labelled dataset (e.g. cifar10, synthetic, folder), as the data adapter names them' },
-  dataPath: { type: 'string', path: true, help: 'dataset location (cifar10: folder or .tar.gz; folder: root with train/ and test/ class folders)' },
+  dataPath: { type: 'string', path: true, help: 'dataset location (cifar10: folder or .tar.gz; folder: root with train/ and test/ (or val/) class folders)' },
   trainLimit: { type: 'int', min: 1, help: 'use at most this many training images (seeded, class-balanced subset)' },
   testLimit: { type: 'int', min: 1, help: 'use at most this many test images (seeded, class-balanced subset)' },
   numWorkers: {

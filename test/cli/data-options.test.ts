@@ -156,7 +156,16 @@ test('an image folder without test/ is training data only: evaluation refuses it
     for (const c of ['a', 'b']) write(join(root, 'imgs', c, '0.png'), await encode(picture(8, 8), 8, 8, 3, 'png'));
     const open = (split: 'train' | 'test') => openDataset('folder', { split, dataPath: join(root, 'imgs'), imgSize: 8 });
     assert.equal(open('train').length, 2);
-    assert.throws(() => open('test'), /has no test\/ folder: evaluation reads .*train and .*test/);
+    assert.throws(() => open('test'), /has no test\/ \(or val\/\) folder: evaluation reads .*train and .*test/);
+    // ImageNet's layout: train/ and val/
+    for (const [split, c] of [
+      ['train', 'a'],
+      ['train', 'b'],
+      ['val', 'a'],
+    ])
+      write(join(root, 'in', split, c, '0.png'), await encode(picture(8, 8), 8, 8, 3, 'png'));
+    const imagenet = (split: 'train' | 'test') => openDataset('folder', { split, dataPath: join(root, 'in'), imgSize: 8 });
+    assert.deepEqual([imagenet('train').length, imagenet('test').length], [2, 1]);
   }));
 
 test('bare arguments are refused by commands that take none (a pasted "[--dtype float16]" was ignored), exit code 2', async () => {
