@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import * as torch from '../torch';
 import { PRETRAIN_OPTIONS, PretrainOptions, modelConfigFrom, trainDataRequest, validatePretrain } from '../train/pretrain-options';
 import { pretrain } from '../train/pretrain';
-import { resolveOptions } from '../util/options';
+import { OptionTable, resolveOptions } from '../util/options';
 import { VisionTransformer, encoderConfigOf, loadEncoder } from '../semaim';
 import { DataFactories, LabelledData, MemoryLabelledData, TrainData, splitClassMismatch } from '../data';
 import { checkDevice } from '../run/device';
@@ -37,6 +37,7 @@ import {
   writePlan,
 } from './ablate-plan';
 import { dataRequest } from '../eval/run';
+import { pathPlace } from '../run/recipe';
 import { markdownTable, pct } from '../eval/result';
 import type { Precision } from '../run/precision';
 import { isJsonObject, readJsonWith } from '../util/json-file';
@@ -201,6 +202,8 @@ function recipeOptions(pretrainOptions: Record<string, unknown>): Record<string,
   return Object.fromEntries(
     Object.entries(pretrainOptions)
       .filter(([k, v]) => !NEUTRAL.has(k) && v !== undefined && v !== null && ADDED_LATER[k] !== v)
+      // where a path points, not how it was written (a stored relative one: from where the ablation runs now)
+      .map(([k, v]) => [k, (PRETRAIN_OPTIONS as OptionTable)[k]?.path && typeof v === 'string' ? pathPlace(v, process.cwd()) : v])
       .sort(),
   );
 }

@@ -127,6 +127,10 @@ test('ablate forwards the image and GPU-execution options to its pre-trains; the
   assert.deepEqual([changed.maxImagePixels, changed.exifOrientation], [1000, 'apply']);
   const fp = fingerprint(changed, recipe, [20]).pretrain as Record<string, unknown>;
   assert.deepEqual([fp.maxImagePixels, fp.exifOrientation], [1000, 'apply']);
+  // a --data-path is where it points: the relative and the absolute spelling are one recipe
+  const relative = fingerprint(at({ dataset: 'folder', dataPath: 'imgs' }), recipe, [20]);
+  assert.deepEqual(fingerprint(at({ dataset: 'folder', dataPath: join(process.cwd(), 'imgs') }), recipe, [20]), relative);
+  assert.notDeepEqual(fingerprint(at({ dataset: 'folder', dataPath: '/elsewhere/imgs' }), recipe, [20]), relative);
 });
 
 test('--dataset shards: brace patterns and {split} (as `semaim shards` prints and DATA-SHARDING.md shows) pass the data-path check; a missing shard is named', () =>
