@@ -107,7 +107,6 @@ export async function extractPooledFeatures(
   const wasTraining = encoder.training;
   encoder.eval();
   const device = encoder.cls_token.device;
-  const N = encoder.numPatches;
   const parts = new Map<FeaturePooling, Tensor[]>(kinds.map((k) => [k, []]));
   const group = o.group ?? null;
   const { rank, worldSize } = rankSlice(group);
@@ -130,7 +129,7 @@ export async function extractPooledFeatures(
           // pooled inside the precision scope, as encoder.features() under encodeBatch
           const pooled = withPrecision(o.precision ?? 'fp32', images.device, () => {
             const z = encoder.forwardFeatures(images);
-            return kinds.map((k) => (k === 'cls' ? z.select(1, 0) : z.narrow(1, 1, N).mean(1)));
+            return kinds.map((k) => encoder.pool(z, k));
           });
           kinds.forEach((k, i) => parts.get(k)!.push(torch.keep(pooled[i].float())));
         }),

@@ -195,12 +195,14 @@ export class VisionTransformer extends Module {
 
   /** Backbone features: [CLS] token, mean of patch tokens, or all tokens. */
   features(images: Tensor, pooling: Pooling = 'cls'): Tensor {
-    return torch.scope(() => {
-      const z = this.forwardFeatures(images);
-      if (pooling === 'cls') return z.select(1, 0);
-      if (pooling === 'mean') return z.narrow(1, 1, this.numPatches).mean(1);
-      return z;
-    });
+    return torch.scope(() => this.pool(this.forwardFeatures(images), pooling));
+  }
+
+  /** Pools tokens [B, 1 + N, D] as `features` does; [CLS] is copied out (a kept view would keep every token). */
+  pool(z: Tensor, pooling: Pooling): Tensor {
+    if (pooling === 'cls') return z.select(1, 0).clone();
+    if (pooling === 'mean') return z.narrow(1, 1, this.numPatches).mean(1);
+    return z;
   }
 
   /** Last block's [CLS]→patch self-attention, mean over heads, [B, N] (unmasked pass). */

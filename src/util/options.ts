@@ -120,7 +120,7 @@ export function readConfigFile(path: string): Record<string, unknown> {
 }
 
 /**
- * Splits argv into `--key value` / `--key=value` / `--flag` / `--no-flag` options and positionals.
+ * Splits argv into `--key value` / `--key=value` / `--flag` (or `--flag true|false`) / `--no-flag` options and positionals.
  * Keys are returned in camelCase.
  */
 export function parseArgv(argv: string[], table: OptionTable): { options: Record<string, unknown>; positionals: string[] } {
@@ -141,7 +141,9 @@ export function parseArgv(argv: string[], table: OptionTable): { options: Record
     const spec = specOf(table, k);
     if (!spec && !COMMAND_LINE_ONLY.includes(k)) throw new OptionError(k, `unknown option --${kebab(k)} (see --help)`);
     if (v === undefined) {
-      if (spec?.type === 'boolean' || k === 'help') v = 'true';
+      // a flag may be followed by an explicit true/false ('--blur false' must not leave blur on)
+      if (spec?.type === 'boolean' && (argv[i + 1] === 'true' || argv[i + 1] === 'false')) v = argv[++i];
+      else if (spec?.type === 'boolean' || k === 'help') v = 'true';
       else if (i + 1 < argv.length) v = argv[++i];
       else throw new OptionError(k, 'expects a value');
     }

@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as torch from '../../src/torch';
+import { native } from '../../src/torch/native';
 import { VisionTransformer } from '../../src/semaim';
 import { MemoryLabelledData } from '../../src/data';
 import { extractFeatures, extractPooledFeatures, disposeFeatures } from '../../src/eval/features';
@@ -38,4 +39,23 @@ test('MemoryLabelledData.load reads every image once, in order, with labels and 
   assert.deepEqual(cached.labels, data.labels);
   assert.equal(cached.numClasses, 3);
   assert.deepEqual(cached.classNames, data.classNames);
+});
+
+const storage = (t: torch.Tensor): number => native.storageId(t.h);
+
+test('pooled [CLS] features own their storage: a kept [CLS] of every batch does not keep every token', () => {
+  torch.manualSeed(5);
+  const enc = new VisionTransformer(TINY).initWeights();
+  try {
+    torch.scope(() => {
+      const images = torch.randn([3, 3, TINY.imgSize, TINY.imgSize]);
+      const z = enc.forwardFeatures(images);
+      const cls = enc.pool(z, 'cls');
+      assert.notEqual(storage(cls), storage(z), 'a copy, not a view of the [B, 1 + N, D] tokens');
+      assert.deepEqual(Array.from(cls.toFloat32Array()), Array.from(z.select(1, 0).contiguous().toFloat32Array()));
+      assert.notEqual(storage(enc.features(images, 'cls')), storage(z));
+    });
+  } finally {
+    enc.dispose();
+  }
 });

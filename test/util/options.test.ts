@@ -63,3 +63,13 @@ test('integers beyond 2^53 and oversized threads, image sizes and synthetic sets
     );
   }
 });
+
+test("a flag takes an optional explicit true/false ('--blur false' turned blur on and left 'false' behind)", () => {
+  const parsed = (argv: string[]) => resolveOptions(TABLE, parseArgv(argv, TABLE).options).fast;
+  assert.equal(parsed(['--fast']), true);
+  assert.equal(parsed(['--fast', 'false']), false);
+  assert.equal(parsed(['--fast', 'true']), true);
+  assert.equal(parsed(['--no-fast']), false);
+  assert.equal(parsed(['--fast=false']), false);
+  assert.deepEqual(parseArgv(['--fast', 'file.png'], TABLE).positionals, ['file.png'], 'anything else is not its value');
+});
