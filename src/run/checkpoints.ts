@@ -30,6 +30,8 @@ export interface CheckpointFiles extends CheckpointContents {
 }
 
 const TEMP_DIR = /^\.tmp-(?:step-\d+|best)-(\d+)$/;
+/** The 'best' a process moved aside while replacing it. */
+const OLD_BEST = /^\.old-best-(\d+)$/;
 
 /** Runs a file write, naming the file in the error (ENOSPC alone does not say which file). */
 function writing<T>(path: string, fn: () => T): T {
@@ -66,6 +68,19 @@ export class CheckpointManager {
   removeDeadTemps(): string[] {
     if (!existsSync(this.root)) return [];
     const removed: string[] = [];
+    const best = join(this.root, 'best');
+    for (const name of readdirSync(this.root)) {
+      const m = OLD_BEST.exec(name);
+      if (!m || Number(m[1]) === process.pid || processAlive(Number(m[1]))) continue;
+      // a process died while swapping 'best': its old one is the best the newest checkpoint records
+      if (!existsSync(best)) {
+        renameSync(join(this.root, name), best);
+        this.warn(`restored ${best} from ${name}, left by a process that stopped while replacing it`);
+      } else {
+        rmSync(join(this.root, name), { recursive: true, force: true });
+        removed.push(name);
+      }
+    }
     for (const name of readdirSync(this.root)) {
       const m = TEMP_DIR.exec(name);
       if (!m || Number(m[1]) === process.pid || processAlive(Number(m[1]))) continue;
@@ -133,6 +148,9 @@ export class CheckpointManager {
       const statePath = join(tmp, 'state.json');
       writing(statePath, () => writeFileSync(statePath, JSON.stringify(state, null, 1)));
       fsyncPath(statePath);
+      // 'best' first: once the step is in place its state.json records the new best score, and a
+      // resumed run would never copy it again
+      if (opts.best) this.markBest(tmp);
       rmSync(final, { recursive: true, force: true });
       renameSync(tmp, final);
       fsyncPath(this.root);
@@ -141,21 +159,25 @@ export class CheckpointManager {
       throw e;
     }
     this.known.set(final, this.runId);
-    if (opts.best) this.markBest(final);
     this.prune();
     return final;
   }
 
+  /** Replaces 'best' by a copy of `dir`; the old one is moved aside, not deleted, until the new one is in place. */
   private markBest(dir: string): void {
     const best = join(this.root, 'best');
     const tmp = join(this.root, `.tmp-best-${process.pid}`);
+    const old = join(this.root, `.old-best-${process.pid}`);
     try {
       rmSync(tmp, { recursive: true, force: true });
       writing(tmp, () => cpSync(dir, tmp, { recursive: true }));
-      rmSync(best, { recursive: true, force: true });
+      rmSync(old, { recursive: true, force: true });
+      if (existsSync(best)) renameSync(best, old);
       renameSync(tmp, best);
+      rmSync(old, { recursive: true, force: true });
     } catch (e) {
       rmSync(tmp, { recursive: true, force: true });
+      if (!existsSync(best) && existsSync(old)) renameSync(old, best);
       throw e;
     }
   }

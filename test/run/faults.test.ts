@@ -4,7 +4,7 @@
 // must name the right option or file.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
@@ -399,4 +399,47 @@ test('a run started on a folder another live process is writing to is refused be
   assert.equal(Math.max(...steps(dir)), 6);
   assert.ok(!existsSync(join(dir, 'run.lock')), 'released at the end');
   rmSync(dir, { recursive: true, force: true });
+});
+
+test("'best' is replaced before the step that beats it is in place, and a swap cut short is repaired from the old one", () => {
+  const dir = tmp('best');
+  const warnings: string[] = [];
+  const mgr = new CheckpointManager(dir, 2, (m) => warnings.push(m));
+  const files = (step: number) => ({ model: new Map([['w', torch.full([2], step)]]), extra: new Map(), state: { step, best: step } });
+  const bestStep = () => JSON.parse(readFileSync(join(dir, 'checkpoints', 'best', 'state.json'), 'utf8')).step;
+  try {
+    mgr.save(1, files(1), { best: true });
+    assert.equal(bestStep(), 1);
+    // the copy into 'best' fails (a process killed there): the step that recorded the new best is not in place
+    const fs = require('node:fs') as typeof import('node:fs');
+    const cpSync = fs.cpSync;
+    fs.cpSync = (() => {
+      throw new Error('killed while copying');
+    }) as typeof fs.cpSync;
+    try {
+      assert.throws(() => mgr.save(2, files(2), { best: true }), /killed while copying/);
+    } finally {
+      fs.cpSync = cpSync;
+    }
+    assert.deepEqual(
+      mgr.list().map((c) => c.step),
+      [1],
+      'a resume starts from step 1, whose best is the best/ folder',
+    );
+    assert.equal(bestStep(), 1);
+    // a process that died between moving the old best aside and putting the new one in place
+    mgr.save(3, files(3), { best: true });
+    const dead = 2 ** 22 + 1; // above Linux's pid_max
+    renameSync(join(dir, 'checkpoints', 'best'), join(dir, 'checkpoints', `.old-best-${dead}`));
+    mkdirSync(join(dir, 'checkpoints', `.tmp-best-${dead}`));
+    new CheckpointManager(dir, 2, (m) => warnings.push(m)).removeDeadTemps();
+    assert.equal(bestStep(), 3, 'restored, not lost');
+    assert.match(warnings.join('\n'), /restored .*best from \.old-best-/);
+    assert.deepEqual(
+      readdirSync(join(dir, 'checkpoints')).filter((n) => n.startsWith('.')),
+      [],
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
