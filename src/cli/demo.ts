@@ -12,6 +12,7 @@ import { saveTensors } from '../io';
 import { Options, defineOptions, resolveOptions } from '../util/options';
 import { PRETRAIN_OPTIONS, PretrainOptions, modelConfigFrom, trainDataRequest } from '../train/pretrain-options';
 import { pretrain } from '../train/pretrain';
+import { StoppedBySignal } from '../run/signals';
 import { encoderConfigOf } from '../semaim';
 import { DATA_FACTORIES, makeTrainData, openDataset } from '../data';
 import { KNN_OPTIONS } from '../eval/options';
@@ -161,6 +162,9 @@ export async function runDemo(d: DemoOptions): Promise<Record<string, unknown>> 
 
   process.stderr.write(`demo: pre-training ${cfg.embedDim}-wide, ${cfg.depth}-block ViT on ${d.syntheticSize} synthetic images for ${d.epochs} epochs\n`);
   const run = await pretrain(o, makeTrainData(trainDataRequest(o)), { freshRunHint: 'another --out-dir' });
+  if (run.stoppedBy === 'signal')
+    throw new StoppedBySignal(`demo stopped during pre-training at step ${run.steps} (checkpoint written); run the same command again to continue`, run.signal);
+  if (run.stoppedBy === 'nonfinite') throw new Error(`demo: pre-training diverged (NaN/Inf loss) at step ${run.steps}; see ${join(outDir, 'metrics.jsonl')}`);
 
   // The encoder exactly as pre-training initialises it (same seed), as the k-NN baseline; written only
   // once pre-training has accepted the folder (a refused re-run must not replace the baseline).
