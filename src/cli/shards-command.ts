@@ -29,7 +29,7 @@ export const shardsCommand = defineCommand({
       ...o,
       onProgress: (done, total) => {
         progress ??= new Progress('shards', total);
-        progress.update(done, {}, done === total);
+        progress.update(done);
       },
     });
     (progress as Progress | null)?.done();

@@ -11,7 +11,7 @@ import { disposeAll } from '../io';
 import { EncoderSource, loadEncoderTensors, resolveEncoder } from '../semaim';
 import { LabelledBatch, LabelledData, batchesPerEpoch } from '../data';
 import { EMA } from '../run/ema';
-import { Progress } from '../run/progress';
+import { Progress, afterProgress } from '../run/progress';
 import { LoopHooks, StopReason, trainLoop } from '../run/loop';
 import type { TrainState } from '../run/train-state';
 import type { StopSignal } from '../run/signals';
@@ -184,7 +184,7 @@ export async function finetune(o: FinetuneOptions, data: FinetuneData, hooks: Fi
     state.writeMetrics({ epoch, testTop1: acc.top1, testTop5: acc.top5, ...(emaAcc ? { emaTop1: emaAcc.top1, emaTop5: emaAcc.top5 } : {}) });
     if (evaluates)
       log(
-        `\nepoch ${epoch}: test top-1 ${(100 * acc.top1).toFixed(2)}%, top-5 ${(100 * acc.top5).toFixed(2)}%` +
+        `${afterProgress()}epoch ${epoch}: test top-1 ${(100 * acc.top1).toFixed(2)}%, top-5 ${(100 * acc.top5).toFixed(2)}%` +
           (emaAcc ? ` (EMA top-1 ${(100 * emaAcc.top1).toFixed(2)}%)` : ''),
       );
     return { acc, emaAcc };

@@ -139,7 +139,7 @@ async function trainProbe(
       const rec: LinprobeEpoch = { epoch: epoch + 1, loss: lossSum.item() / Math.max(i, 1), lr: optimizer.paramGroups[0].lr };
       if (o.evalEvery && (epoch + 1) % o.evalEvery === 0 && epoch + 1 < epochs) rec.top1 = evaluate().top1;
       history.push(rec);
-      progress?.update(step, { epoch: epoch + 1, loss: rec.loss, lr: rec.lr, top1: rec.top1 }, true);
+      progress?.update(step, { epoch: epoch + 1, loss: rec.loss, lr: rec.lr, top1: rec.top1 });
     }
     const accuracy = evaluate();
     if (history.length) history[history.length - 1].top1 = accuracy.top1;

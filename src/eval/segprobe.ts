@@ -199,7 +199,7 @@ async function trainHead(
       const rec: SegprobeEpoch = { epoch: epoch + 1, loss: lossSum.item() / Math.max(i, 1), lr: optimizer.paramGroups[0].lr };
       if (o.evalEvery && (epoch + 1) % o.evalEvery === 0 && epoch + 1 < epochs) rec.mIoU = evaluate().mIoU;
       history.push(rec);
-      progress?.update(step, { epoch: epoch + 1, loss: rec.loss, lr: rec.lr, mIoU: rec.mIoU }, true);
+      progress?.update(step, { epoch: epoch + 1, loss: rec.loss, lr: rec.lr, mIoU: rec.mIoU });
     }
     return { lr, history };
   } finally {

@@ -19,6 +19,7 @@ import { StopRequest, StopSignal, catchStopSignals } from './signals';
 import type { OptionTable } from '../util/options';
 import { DistributedDataParallel, GradCompression, ProcessGroup, rankSlice } from '../dist';
 import { TrainState, StopReason } from './train-state';
+import { afterProgress } from './progress';
 
 export type { StopReason };
 
@@ -202,7 +203,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
         const epochEnd = batchIndex >= perEpoch * accum;
         if (logStep && !(await state.flushMetrics(epoch + batchIndex / (perEpoch * accum)))) {
           log(
-            `\nstopping: the loss became NaN/Inf by step ${state.step} (lr ${state.lr()}). ` +
+            `${afterProgress()}stopping: the loss became NaN/Inf by step ${state.step} (lr ${state.lr()}). ` +
               `The last good checkpoint is ${state.lastCheckpoint ?? '(none yet)'}; lower --blr, raise --warmup-epochs, or use --precision fp32.`,
           );
           state.stoppedBy = 'nonfinite';
@@ -219,7 +220,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
         // One rank may see a signal (or its own stop request) before the others: they agree at log
         // steps, so all stop together and the collective (a device sync under NCCL) stays off the others.
         if (group ? logStep && (await group.anyTrue(stop.requested)) : stop.requested) {
-          log(`\nstopping on request at step ${state.step}`);
+          log(`${afterProgress()}stopping on request at step ${state.step}`);
           state.stoppedBy = 'signal';
           break outer;
         }

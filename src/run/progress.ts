@@ -1,5 +1,5 @@
-// A progress line for long loops: position, metrics, rate and ETA. Redraws in place on a TTY and
-// prints a plain line every few seconds otherwise (logs, CI).
+// A progress line for long loops: position, metrics, rate and ETA. Redraws in place on a terminal and
+// prints a plain line every few seconds otherwise (logs, CI, TERM=dumb).
 export interface ProgressFields {
   [name: string]: string | number | undefined;
 }
@@ -18,33 +18,55 @@ export function formatNumber(v: number): string {
   return a >= 1000 || a < 1e-3 ? v.toExponential(2) : v.toPrecision(4);
 }
 
+function redraws(out: NodeJS.WriteStream): boolean {
+  return !!out.isTTY && process.env.TERM !== 'dumb';
+}
+
+/** How a message written while a progress line may be on screen starts: a line break on a terminal, nothing in a log. */
+export function afterProgress(out: NodeJS.WriteStream = process.stderr): string {
+  return redraws(out) ? '\n' : '';
+}
+
 export class Progress {
   private readonly tty: boolean;
   private lastPrint = 0;
   private readonly start = Date.now();
+  /** Where this process started counting from (a resumed run starts past 0): the ETA's rate is from here. */
+  private from = { done: 0, time: this.start };
   constructor(
     readonly label: string,
     readonly total: number,
     private readonly out: NodeJS.WriteStream = process.stderr,
     readonly plainEverySec = 5,
   ) {
-    this.tty = !!out.isTTY;
+    this.tty = redraws(out);
   }
 
-  update(done: number, fields: ProgressFields = {}, force = false): void {
+  /** The loop continues from `done` (a resumed run): the ETA counts only what this process does. */
+  resumeFrom(done: number): void {
+    this.from = { done, time: Date.now() };
+  }
+
+  /**
+   * Shows position `done`. On a terminal every call redraws; otherwise a line is printed at most every
+   * `plainEverySec` seconds, however often it is called (a line per --log-every step flooded batch logs),
+   * and at the end.
+   */
+  update(done: number, fields: ProgressFields = {}): void {
     const now = Date.now();
-    if (!this.tty && !force && now - this.lastPrint < this.plainEverySec * 1000 && done < this.total) return;
+    if (!this.tty && now - this.lastPrint < this.plainEverySec * 1000 && done < this.total) return;
     this.lastPrint = now;
     const frac = this.total > 0 ? Math.min(1, done / this.total) : 0;
     const width = 20;
     const bar = '#'.repeat(Math.round(frac * width)).padEnd(width, '.');
     const elapsed = (now - this.start) / 1000;
-    const eta = frac > 0 ? (elapsed * (1 - frac)) / frac : NaN;
+    const rate = (done - this.from.done) / ((now - this.from.time) / 1000);
+    const eta = rate > 0 ? (this.total - done) / rate : NaN;
     const f = Object.entries(fields)
       .filter(([, v]) => v !== undefined)
       .map(([k, v]) => `${k} ${typeof v === 'number' ? formatNumber(v) : v}`)
       .join(' | ');
-    const line = `${this.label} [${bar}] ${done}/${this.total} | ${f} | elapsed ${duration(elapsed)} ETA ${duration(eta)}`;
+    const line = `${this.label} [${bar}] ${done}/${this.total} | ${f ? `${f} | ` : ''}elapsed ${duration(elapsed)} ETA ${duration(eta)}`;
     this.out.write(this.tty ? `\r\x1b[K${line}` : `${line}\n`);
   }
 

@@ -2,6 +2,8 @@
 // checkpoint, and the command then exits with the signal's code (130 / 143, as a shell reports a
 // process killed by it); a second one exits at once.
 
+import { afterProgress } from './progress';
+
 export type StopSignal = 'SIGINT' | 'SIGTERM';
 
 export interface StopRequest {
@@ -19,12 +21,12 @@ export function signalExitCode(signal: StopSignal | undefined): number {
 export function catchStopSignals(stop: StopRequest, log: (line: string) => void = (l) => process.stderr.write(l + '\n')): () => void {
   const onSignal = (signal: StopSignal): void => {
     if (stop.requested && stop.signal) {
-      log(`\n${signal} again: exiting now, without a checkpoint of this step`);
+      log(`${afterProgress()}${signal} again: exiting now, without a checkpoint of this step`);
       process.exit(signalExitCode(signal));
     }
     stop.requested = true;
     stop.signal = signal;
-    log(`\n${signal}: stopping after this step and its checkpoint (send it again to exit at once)`);
+    log(`${afterProgress()}${signal}: stopping after this step and its checkpoint (send it again to exit at once)`);
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);

@@ -205,6 +205,7 @@ export class TrainState {
       g.setState(st);
     }
     this.step = s.step;
+    this.progress.resumeFrom(s.step);
     this.epoch = s.epoch;
     this.batch = s.batch;
     this.best = s.best ?? s.bestLoss ?? (s.bestTop1 !== undefined && s.bestTop1 >= 0 ? s.bestTop1 : null);
@@ -298,7 +299,7 @@ export class TrainState {
     const rec = { step: this.step, epoch: Number(fractionalEpoch.toFixed(4)), loss: mean, lr: this.lr(), gradNorm, imgPerSec: rate };
     if (!this.writes) return finite && Number.isFinite(mean);
     this.metrics.write(rec);
-    this.progress.update(this.step, { epoch: fractionalEpoch.toFixed(2), loss: mean, lr: rec.lr, gnorm: gradNorm ?? '-', 'img/s': rate.toFixed(1) }, true);
+    this.progress.update(this.step, { epoch: fractionalEpoch.toFixed(2), loss: mean, lr: rec.lr, gnorm: gradNorm ?? '-', 'img/s': rate.toFixed(1) });
     return finite && Number.isFinite(mean);
   }
 

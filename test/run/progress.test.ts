@@ -1,0 +1,51 @@
+// The progress line: in a log (not a terminal, or TERM=dumb) at most one line every few seconds however
+// often it is updated; on a resumed loop the ETA counts only what this process has done.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Progress } from '../../src/run/progress';
+
+function stream(isTTY: boolean): { out: NodeJS.WriteStream; text: () => string } {
+  const chunks: string[] = [];
+  const out = { isTTY, write: (s: string) => chunks.push(s) > 0 } as unknown as NodeJS.WriteStream;
+  return { out, text: () => chunks.join('') };
+}
+
+test('in a log, one line per few seconds and the last one, however often it is updated', () => {
+  const log = stream(false);
+  const p = new Progress('pretrain', 1000, log.out, 5);
+  for (let i = 1; i <= 1000; i++) p.update(i, { loss: 1 / i });
+  const lines = log.text().trim().split('\n');
+  assert.equal(lines.length, 2, lines.join('\n'));
+  assert.match(lines[1], /^pretrain \[#{20}\] 1000\/1000 \| loss 0\.001000 \| elapsed/);
+  assert.ok(!log.text().includes('\u001b'));
+});
+
+test('TERM=dumb is a log, not a terminal to redraw', () => {
+  const term = process.env.TERM;
+  process.env.TERM = 'dumb';
+  try {
+    const t = stream(true);
+    const p = new Progress('x', 10, t.out, 5);
+    for (let i = 1; i <= 10; i++) p.update(i);
+    assert.ok(!t.text().includes('\u001b') && !t.text().includes('\r'));
+    assert.equal(t.text().trim().split('\n').length, 2);
+  } finally {
+    if (term === undefined) delete process.env.TERM;
+    else process.env.TERM = term;
+  }
+});
+
+test('a resumed loop estimates the time left from its own rate, not from the steps done before it started', () => {
+  const log = stream(false);
+  const p = new Progress('pretrain', 100_000, log.out, 0);
+  p.resumeFrom(50_000);
+  const until = Date.now() + 500;
+  while (Date.now() < until) {
+    /* 10 steps in half a second: 20 steps/s */
+  }
+  p.update(50_010);
+  const eta = /ETA (?:(\d+):)?(\d+):(\d+)/.exec(log.text());
+  assert.ok(eta, log.text());
+  const minutes = Number(eta[1] ?? 0) * 60 + Number(eta[2]);
+  assert.ok(minutes >= 30 && minutes <= 45, `49,990 steps at ~20/s is ~42 minutes, got ${eta[0]}`);
+});
