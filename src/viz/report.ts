@@ -77,7 +77,7 @@ function summarySection(run: RunData): string {
     .sort((a, b) => a - b);
   const last = run.metrics[run.metrics.length - 1] ?? {};
   const cells: [string, unknown][] = [
-    ['logged steps', run.metrics.length],
+    ['logged steps', loss.length], // the step records (evaluation records carry no loss)
     ['last step', last.step],
     ['last epoch', last.epoch],
     ['first loss', loss[0]?.[1]],

@@ -47,8 +47,20 @@ function jsonFiles(dir: string, depth: number): string[] {
 
 const isScalar = (v: unknown): v is string | number | boolean => typeof v === 'number' || typeof v === 'string' || typeof v === 'boolean';
 
-/** Every object with a numeric `top1` (any depth), with its scalar siblings. */
+/**
+ * The results of an evaluation file: semaim's own (format semaim.eval/1) one per named result row;
+ * any other JSON every object with a numeric `top1` (any depth), with its scalar siblings.
+ */
 export function findEvalRows(data: unknown, source: string, path = ''): EvalRow[] {
+  if (!path && isJsonObject(data) && data.format === 'semaim.eval/1' && Array.isArray(data.rows)) {
+    // its headline and details repeat these rows
+    return data.rows.flatMap((r) => {
+      if (!isJsonObject(r) || !isJsonObject(r.accuracy) || typeof r.accuracy.top1 !== 'number') return [];
+      const a = r.accuracy;
+      const extra: Record<string, string | number | boolean> = typeof a.n === 'number' ? { n: a.n } : {};
+      return [{ source: `${source} ${String(r.name)}`, top1: a.top1 as number, top5: typeof a.top5 === 'number' ? a.top5 : undefined, extra }];
+    });
+  }
   if (data === null || typeof data !== 'object') return [];
   if (Array.isArray(data)) return data.flatMap((v, i) => findEvalRows(v, source, `${path}[${i}]`));
   const o = data as Record<string, unknown>;

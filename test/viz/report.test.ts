@@ -98,6 +98,29 @@ test('svg helpers: nice ticks, min/max reduction, empty chart', () => {
   assert.ok(r.length <= 200 && r.some((p) => p[1] === 99), 'spikes survive the reduction');
   assert.match(lineChart([{ name: 'a', points: [], colour: '#000' }], { title: 't', xLabel: 'x' }), /no data/);
   assert.equal(findEvalRows({ a: { top1: 1 }, b: [{ top1: 2, top5: 3, k: 10 }] }, 'f').length, 2);
+  // semaim's result files: one row per result, not again for the headline and the details that repeat it
+  const knn = {
+    format: 'semaim.eval/1',
+    top1: 0.2,
+    top5: 0.6,
+    rows: [
+      { name: 'k-NN k=20', accuracy: { top1: 0.2, top5: 0.6, n: 10 } },
+      { name: 'k-NN k=10', accuracy: { top1: 0.1, top5: 0.5, n: 10 } },
+    ],
+    details: {
+      perK: [
+        { k: 10, top1: 0.1 },
+        { k: 20, top1: 0.2 },
+      ],
+    },
+  };
+  assert.deepEqual(
+    findEvalRows(knn, 'eval/knn.json').map((r) => [r.source, r.top1, r.top5]),
+    [
+      ['eval/knn.json k-NN k=20', 0.2, 0.6],
+      ['eval/knn.json k-NN k=10', 0.1, 0.5],
+    ],
+  );
 });
 
 test('report: a long run (150,000 records), stray non-object lines and a non-object config.json', () => {
