@@ -187,6 +187,9 @@ export async function launchWorkers(argv: string[], o: LaunchOptions): Promise<L
       const rank = nodeRank * nproc + localRank;
       const child = spawn(process.execPath, [...execArgv, script, ...workerArgv], {
         stdio: ['ignore', 'pipe', 'pipe'],
+        // their own process group: a terminal's Ctrl-C (sent to the whole foreground group) reaches the
+        // launcher alone, which forwards it once; twice would be "exit at once, without a checkpoint"
+        detached: true,
         env: {
           ...(o.env ?? process.env),
           RANK: String(rank), LOCAL_RANK: String(localRank), WORLD_SIZE: String(worldSize),

@@ -17,15 +17,25 @@ export function signalExitCode(signal: StopSignal | undefined): number {
   return signal === 'SIGTERM' ? 143 : 130;
 }
 
-/** Sets `stop.requested` on SIGINT/SIGTERM until the returned function is called; a second signal exits. */
+/** A repeat of the first signal within this time is the same request, delivered twice. */
+export const SAME_SIGNAL_MS = 1000;
+
+/**
+ * Sets `stop.requested` on SIGINT/SIGTERM until the returned function is called; a second signal exits.
+ * The same signal again within SAME_SIGNAL_MS counts as one: a terminal's Ctrl-C reaches every process of
+ * its group, and a launcher (torchrun) forwards it to its workers as well.
+ */
 export function catchStopSignals(stop: StopRequest, log: (line: string) => void = (l) => process.stderr.write(l + '\n')): () => void {
+  let first = 0;
   const onSignal = (signal: StopSignal): void => {
+    if (stop.requested && stop.signal === signal && Date.now() - first < SAME_SIGNAL_MS) return;
     if (stop.requested && stop.signal) {
       log(`${afterProgress()}${signal} again: exiting now, without a checkpoint of this step`);
       process.exit(signalExitCode(signal));
     }
     stop.requested = true;
     stop.signal = signal;
+    first = Date.now();
     log(`${afterProgress()}${signal}: stopping after this step and its checkpoint (send it again to exit at once)`);
   };
   process.on('SIGINT', onSignal);

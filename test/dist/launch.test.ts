@@ -89,12 +89,18 @@ test('launcher: kill -9 of one worker -> the other sees ERR_DIST_PEER and exits;
   assert.ok(ms < 60_000, `the workers took ${ms} ms to stop after the kill`);
 });
 
-test('launcher forwards SIGTERM to the workers and exits with 128 + 15', { skip: gloo }, async () => {
-  const child = spawn(process.execPath, [workerScript('launcher'), 'sigterm'], { stdio: ['ignore', 'pipe', 'pipe'] });
+for (const to of ['the launcher', 'its process group (as a terminal sends Ctrl-C)'] as const)
+test(`launcher forwards SIGTERM sent to ${to} to each worker once and exits with 128 + 15`, { skip: gloo }, async () => {
+  const child = spawn(process.execPath, [workerScript('launcher'), 'sigterm'], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let out = '';
+  let sent = false;
   child.stdout.setEncoding('utf8').on('data', (c: string) => {
     out += c;
-    if (jsonLines(out).filter((l) => l.ready).length === 2) child.kill('SIGTERM');
+    if (!sent && jsonLines(out).filter((l) => l.ready).length === 2) {
+      sent = true;
+      if (to === 'the launcher') child.kill('SIGTERM');
+      else process.kill(-child.pid!, 'SIGTERM');
+    }
   });
   let err = '';
   child.stderr.setEncoding('utf8').on('data', (c: string) => { err += c; });

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { catchStopSignals, StopRequest } from '../../src/run/signals';
+import { SAME_SIGNAL_MS, catchStopSignals, StopRequest } from '../../src/run/signals';
 
 const MAIN = resolve(__dirname, '..', '..', 'src', 'cli', 'main.js');
 
@@ -101,8 +101,26 @@ test('a second signal exits at once with the signal code', () => {
   try {
     deliver('SIGTERM');
     assert.deepEqual([stop.requested, stop.signal, exits], [true, 'SIGTERM', []]);
+    deliver('SIGTERM'); // the same signal at once: one request delivered twice (a group's Ctrl-C, and a launcher forwarding it)
+    assert.deepEqual(exits, []);
     deliver('SIGINT');
     assert.deepEqual(exits, [130]);
+    // the same signal again later is the user's second request
+    exits.length = 0;
+    const stop2: StopRequest = { requested: false };
+    release();
+    const release2 = catchStopSignals(stop2, () => {});
+    try {
+      deliver('SIGINT');
+      const until = Date.now() + SAME_SIGNAL_MS + 50;
+      while (Date.now() < until) {
+        /* wait past the window */
+      }
+      deliver('SIGINT');
+      assert.deepEqual(exits, [130]);
+    } finally {
+      release2();
+    }
   } finally {
     release();
     process.exit = realExit;

@@ -34,7 +34,8 @@ async function main(): Promise<void> {
     process.on('SIGTERM', () => { process.stderr.write('SIGTERM ignored\n'); });
     await loop(g);
   } else if (scenario === 'sigterm') {
-    process.on('SIGTERM', () => { out({ rank: g.rank, signal: 'SIGTERM' }); process.exit(0); });
+    // exits a little later, so that a second delivery of the signal would be seen
+    process.on('SIGTERM', () => { out({ rank: g.rank, signal: 'SIGTERM' }); setTimeout(() => process.exit(0), 500); });
     out({ rank: g.rank, ready: true });
     await loop(g);
   }
