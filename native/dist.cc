@@ -476,7 +476,9 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
   Napi::Value Gather(const Napi::CallbackInfo& info) {
     SEMAIM_GUARD("dist.gather", {
       Pending p;
-      p.inputs = {argTensor(info, 0)};
+      // Gloo reads the input as one block of memory: a strided view (a [CLS] column x[:, 0]) would be
+      // read as the wrong elements, so it is gathered from a contiguous copy
+      p.inputs = {argTensor(info, 0).contiguous()};
       int64_t root = argInt(info, 1);
       Millis timeout = opTimeout(info, 2);
       group("gather");

@@ -29,6 +29,7 @@ test('gloo collectives across 2 processes: sum, avg, max, coalesced, broadcast, 
     // gather to rank 1: the rows of every rank there, nothing on rank 0
     const toRoot1 = [{ shape: [2, 2], v: [0, 0, 10, 20] }, { shape: [2, 2], v: [1, 2, 11, 20] }];
     assert.deepEqual(r.gatherToRoot1, run.rank === 1 ? toRoot1 : []);
+    assert.deepEqual(r.stridedToRoot0, run.rank === 0 ? [[0, 10, 20], [1, 11, 21]] : [], 'a strided view is gathered as its elements');
     assert.deepEqual(r.gatheredSync, [{ shape: [1, 1], dtype: 'int64', v: [0] }, { shape: [1, 1], dtype: 'int64', v: [1] }]);
     assert.deepEqual(r.broadcastCoalesced, [[3, 3, 3, 3], [1, 1, 1, 1]]);
     assert.deepEqual(r.averageNumbers, [0.5, 10]);

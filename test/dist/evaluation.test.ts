@@ -202,10 +202,10 @@ test('semaim embed --nproc-per-node 2 and 3 write the file one process writes (s
   // two unreadable files, at positions that fall to different ranks
   write(join(images, 'img03b.jpg'), 'not a JPEG\n');
   write(join(images, 'img10b.png'), 'not a PNG either\n');
-  const run = (n: number) => {
-    const out = join(root, `embed-${n}.safetensors`);
-    const r = cli(['embed', '--checkpoint', encoder, '--images', images, '--batch-size', '2', '--num-workers', '0', '--threads', '1',
-      '--pooling', 'all', '--out', out, ...(n > 1 ? ['--nproc-per-node', String(n)] : [])]);
+  const run = (n: number, pooling = 'all', batch = 2) => {
+    const out = join(root, `embed-${n}-${pooling}.safetensors`);
+    const r = cli(['embed', '--checkpoint', encoder, '--images', images, '--batch-size', String(batch), '--num-workers', '0', '--threads', '1',
+      '--pooling', pooling, '--out', out, ...(n > 1 ? ['--nproc-per-node', String(n)] : [])]);
     assert.equal(r.code, 0, r.out);
     assert.equal((r.out.match(/embedded 13 images \(2 skipped\)/g) ?? []).length, 1, `${n} processes: one report, from rank 0\n${r.out}`);
     return { tensors: loadTensors(out).tensors, list: JSON.parse(readFileSync(out.replace(/safetensors$/, 'json'), 'utf8')) as EmbedList };
@@ -221,4 +221,7 @@ test('semaim embed --nproc-per-node 2 and 3 write the file one process writes (s
     assert.deepEqual(many.list.skipped.map((s) => s.path), one.list.skipped.map((s) => s.path));
     for (const t of many.tensors.values()) t.dispose();
   }
+  // [CLS] rows, several per rank and batch: gathered from a strided column of the tokens they were
+  const cls = [run(1, 'cls', 4), run(2, 'cls', 4)].map((r) => r.tensors.get('features')!.toFloat32Array());
+  assert.ok(maxDiff(cls[1], cls[0]) <= 1e-5, `[CLS] on 2 processes: max |diff| ${maxDiff(cls[1], cls[0])}`);
 });

@@ -31,6 +31,8 @@ async function main(): Promise<void> {
     const gathered = await g.allGather(torch.tensor([r, r * r, 100 + r], { dtype: 'float32' }));
     const gatheredSync = g.allGatherSync(torch.tensor([[r]], { dtype: 'int64' }));
     const toRoot1 = await g.gather(torch.tensor([[r, 2 * r], [10 + r, 20]], { dtype: 'float32' }), 1);
+    // a strided view (a column, as a [CLS] feature x[:, 0] is)
+    const stridedToRoot0 = await g.gather(torch.tensor([[r, -1], [10 + r, -1], [20 + r, -1]], { dtype: 'float32' }).select(1, 0), 0);
     await g.barrier();
     g.barrierSync();
     const p1 = torch.full([4], r === 0 ? 3 : 9, { dtype: 'float32' });
@@ -43,7 +45,7 @@ async function main(): Promise<void> {
     try { g.allReduceSync(torch.tensor([1], { dtype: 'int64' }), 'avg'); } catch (err) { intAvg = (err as Error).message; }
     out({
       rank: r, sum: values(a), avg: values(b), max: values(c), coalesced: [values(d1), values(d2)], broadcast0: values(e), broadcast1: values(f),
-      gathered: gathered.map(values), gatherToRoot1: toRoot1.map((t) => ({ shape: t.shape, v: values(t) })), gatheredSync: gatheredSync.map((t) => ({ shape: t.shape, dtype: t.dtype, v: values(t) })),
+      gathered: gathered.map(values), gatherToRoot1: toRoot1.map((t) => ({ shape: t.shape, v: values(t) })), stridedToRoot0: stridedToRoot0.map(values), gatheredSync: gatheredSync.map((t) => ({ shape: t.shape, dtype: t.dtype, v: values(t) })),
       broadcastCoalesced: [values(p1), values(p2)], averageNumbers: avg, anyTrue: [anyA, anyB], intAvg, pending: g.pending,
     });
   } else if (scenario === 'timeout') {
