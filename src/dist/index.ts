@@ -4,7 +4,7 @@ export { readDistEnv, isWorkerProcess, isLoopback } from './env';
 export type { DistEnv } from './env';
 export {
   ProcessGroup, Work, initProcessGroup, getProcessGroup, processGroupOrNull, rank, worldSize, isDistributed,
-  destroyProcessGroup, rankSlice, severalRanks, backendFor, DEFAULT_TIMEOUT_MS,
+  destroyProcessGroup, rankSlice, severalRanks, backendFor, DEFAULT_TIMEOUT_MS, defaultTimeoutMs,
 } from './process-group';
 export type { Backend, ReduceOp, InitOptions, CollectiveOptions } from './process-group';
 export { DistributedDataParallel, bucketsBySize, compressionRefusal } from './ddp';

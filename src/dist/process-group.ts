@@ -19,6 +19,17 @@ export type ReduceOp = NativeReduceOp;
 /** torch.distributed's default: long enough for a slow checkpoint write on another rank. */
 export const DEFAULT_TIMEOUT_MS = 30 * 60 * 1000;
 
+/**
+ * The default collective and rendezvous timeout: SEMAIM_DIST_TIMEOUT (seconds) where set, e.g. shorter
+ * so that a rank that never starts (a wrong WORLD_SIZE) is reported in a minute, not in 30.
+ */
+export function defaultTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
+  const v = env.SEMAIM_DIST_TIMEOUT;
+  if (v === undefined || v === '') return DEFAULT_TIMEOUT_MS;
+  if (!/^[1-9]\d{0,6}$/.test(v.trim())) throw new Error(`SEMAIM_DIST_TIMEOUT must be a whole number of seconds (1 to 9999999), got '${v}'`);
+  return Number(v.trim()) * 1000;
+}
+
 export interface InitOptions {
   /** 'auto' (default): NCCL for a CUDA device, Gloo otherwise. */
   backend?: Backend | 'auto';
@@ -117,7 +128,7 @@ export class ProcessGroup {
     const localRank = o.localRank ?? env?.localRank ?? rank;
     const masterAddr = o.masterAddr ?? env?.masterAddr ?? '127.0.0.1';
     const masterPort = o.masterPort ?? env?.masterPort ?? 29500;
-    const timeoutMs = o.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const timeoutMs = o.timeoutMs ?? defaultTimeoutMs();
     const backend: Backend = o.backend === undefined || o.backend === 'auto' ? backendFor(o.device) : o.backend;
     if (!info[backend]) {
       throw new Error(`initProcessGroup: backend ${backend} is not built into the addon (built: ${builtBackends(info).join(', ') || 'none'})` +

@@ -93,3 +93,19 @@ test('readDistEnv: torchrun variables, agent store, and clear errors for bad val
   assert.throws(() => dist.readDistEnv({ RANK: '0', WORLD_SIZE: '1e0', MASTER_ADDR: 'h', MASTER_PORT: '1' }), /WORLD_SIZE=1e0 is not an integer/);
   assert.throws(() => dist.readDistEnv({ RANK: '0', WORLD_SIZE: '1', MASTER_ADDR: 'h', MASTER_PORT: '0x10' }), /MASTER_PORT=0x10 is not an integer/);
 });
+
+test('SEMAIM_DIST_TIMEOUT shortens the wait for a rank that never starts (30 min by default); bad values are named', { skip: gloo }, async () => {
+  assert.equal(dist.defaultTimeoutMs({}), dist.DEFAULT_TIMEOUT_MS);
+  assert.equal(dist.defaultTimeoutMs({ SEMAIM_DIST_TIMEOUT: '90' }), 90_000);
+  for (const bad of ['0', '1.5', '1e3', '-5', 'ten']) assert.throws(() => dist.defaultTimeoutMs({ SEMAIM_DIST_TIMEOUT: bad }), /SEMAIM_DIST_TIMEOUT must be a whole number of seconds/, bad);
+  const saved = process.env.SEMAIM_DIST_TIMEOUT;
+  process.env.SEMAIM_DIST_TIMEOUT = '2';
+  const t0 = Date.now();
+  try {
+    await assert.rejects(dist.initProcessGroup({ rank: 0, worldSize: 2, masterPort: await dist.freePort() }), /not every rank joined within 2000 ms/);
+    assert.ok(Date.now() - t0 < 30_000, `gave up after ${Date.now() - t0} ms`);
+  } finally {
+    if (saved === undefined) delete process.env.SEMAIM_DIST_TIMEOUT;
+    else process.env.SEMAIM_DIST_TIMEOUT = saved;
+  }
+});
