@@ -26,6 +26,11 @@ export interface LoadedCheckpoint extends CheckpointContents {
 
 const STEP_DIR = /^step-(\d+)$/;
 
+/** The command that wrote a run, from its model file's format ('semaim.<kind>/N'), or null for other files. */
+export function runKindOf(format: string | undefined): string | null {
+  return /^semaim\.(\w+)\/\d+$/.exec(format ?? '')?.[1] ?? null;
+}
+
 /** The folder name of the checkpoint of `step`. */
 export function stepDirName(step: number): string {
   return `step-${String(step).padStart(8, '0')}`;

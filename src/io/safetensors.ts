@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { isJsonObject } from '../util/json-file';
 
 export type DType = 'float64' | 'float32' | 'float16' | 'bfloat16' | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool';
 
@@ -288,10 +289,6 @@ function headerLength(prefix: Uint8Array, totalSize: number, label: string): num
   return Number(n);
 }
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 function isIndex(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 }
@@ -330,14 +327,14 @@ function parseHeader(json: Uint8Array, headerLen: number, totalSize: number, lab
   } catch (e) {
     throw new Error(`${label}: header is not valid UTF-8 JSON (${(e as Error).message})`, { cause: e });
   }
-  if (!isPlainObject(raw)) throw new Error(`${label}: header must be a JSON object`);
+  if (!isJsonObject(raw)) throw new Error(`${label}: header must be a JSON object`);
   const twice = firstDuplicateKey(text);
   if (twice !== null) throw new Error(`${label}: header lists '${twice}' twice in one object (which one is meant is unknown)`);
 
   const metadata: Record<string, string> = {};
   const rawMeta = raw.__metadata__;
   if (rawMeta !== undefined && rawMeta !== null) {
-    if (!isPlainObject(rawMeta)) throw new Error(`${label}: __metadata__ must be an object`);
+    if (!isJsonObject(rawMeta)) throw new Error(`${label}: __metadata__ must be an object`);
     for (const [k, v] of Object.entries(rawMeta)) {
       if (typeof v !== 'string') throw new Error(`${label}: __metadata__ value for '${k}' is not a string`);
       metadata[k] = v;
@@ -351,7 +348,7 @@ function parseHeader(json: Uint8Array, headerLen: number, totalSize: number, lab
   for (const [name, v] of Object.entries(raw)) {
     if (name === '__metadata__') continue;
     const where = `${label}: tensor '${name}'`;
-    if (!isPlainObject(v)) throw new Error(`${where}: entry must be an object`);
+    if (!isJsonObject(v)) throw new Error(`${where}: entry must be an object`);
     const dtype = typeof v.dtype === 'string' ? SAFETENSORS_TO_DTYPE[v.dtype] : undefined;
     if (dtype === undefined) throw new Error(`${where}: unknown dtype ${JSON.stringify(v.dtype)}`);
     const shape = v.shape;

@@ -7,10 +7,10 @@
 // - a run that starts afresh in a folder holding another run's checkpoints moves them (and that run's
 //   metrics) to previous/<run>/ first, so that one folder holds one run;
 // - temporary folders of processes that died while saving are removed when a run starts.
-import { cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { saveTensors } from '../io';
-import { processAlive } from '../util/process-alive';
+import { namesOfDeadProcesses } from '../util/process-alive';
 import {
   CheckpointContents,
   LoadedCheckpoint,
@@ -69,9 +69,7 @@ export class CheckpointManager {
     if (!existsSync(this.root)) return [];
     const removed: string[] = [];
     const best = join(this.root, 'best');
-    for (const name of readdirSync(this.root)) {
-      const m = OLD_BEST.exec(name);
-      if (!m || Number(m[1]) === process.pid || processAlive(Number(m[1]))) continue;
+    for (const name of namesOfDeadProcesses(this.root, OLD_BEST)) {
       // a process died while swapping 'best': its old one is the best the newest checkpoint records
       if (!existsSync(best)) {
         renameSync(join(this.root, name), best);
@@ -81,9 +79,7 @@ export class CheckpointManager {
         removed.push(name);
       }
     }
-    for (const name of readdirSync(this.root)) {
-      const m = TEMP_DIR.exec(name);
-      if (!m || Number(m[1]) === process.pid || processAlive(Number(m[1]))) continue;
+    for (const name of namesOfDeadProcesses(this.root, TEMP_DIR)) {
       rmSync(join(this.root, name), { recursive: true, force: true });
       removed.push(name);
     }

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import * as torch from '../torch';
 import { Tensor } from '../torch';
 import { disposeAll } from '../io';
-import type { LoadedCheckpoint } from '../io/checkpoint';
+import { runKindOf, type LoadedCheckpoint } from '../io/checkpoint';
 import { CheckpointManager } from './checkpoints';
 import { MetricsLog, readMetrics } from './metrics';
 import { FRESH_RUN_HINT, pathPlace, recipeChanges, refuseRecipeChanges } from './recipe';
@@ -175,7 +175,7 @@ export class TrainState {
     const savedWorld = s.worldSize ?? 1;
     const format = latest.modelMetadata.format;
     if (format && format !== `semaim.${job.kind}/1`) {
-      const kind = /^semaim\.(\w+)\/\d+$/.exec(format)?.[1] ?? format;
+      const kind = runKindOf(format) ?? format;
       throw new Error(`${this.run.outDir} holds a ${kind} run (${latest.dir}), not a ${job.kind} run: give ${job.kind} its own --out-dir`);
     }
     if (job.optionTable && s.options) {

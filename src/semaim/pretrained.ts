@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import * as torch from '../torch';
 import { Tensor } from '../torch';
 import { disposeAll, loadTensors, readSafetensorsHeader, type TensorInfo } from '../io';
-import { listCheckpoints, sha256File, verifyCheckpoint } from '../io/checkpoint';
+import { listCheckpoints, runKindOf, sha256File, verifyCheckpoint } from '../io/checkpoint';
 import { EncoderConfig, SemAIMConfig, validateConfig, validateEncoder } from './config';
 import { VisionTransformer } from './vit';
 
@@ -165,7 +165,7 @@ export function resolveEncoder(path: string, o: VerifyOption = {}): EncoderSourc
   if (!path.endsWith('.safetensors')) throw new Error(`encoder '${path}': expected a folder or a .safetensors file`);
   const jsonPath = path.replace(/\.safetensors$/, '.json');
   const { metadata, tensors } = readSafetensorsHeader(path);
-  const kind = /^semaim\.(\w+)\/\d+$/.exec(metadata.format ?? '')?.[1];
+  const kind = runKindOf(metadata.format);
   if (kind && kind !== 'pretrain') {
     throw new Error(
       `${path} holds the weights of a ${kind} run, not a pre-trained encoder: give a pre-training run folder, a checkpoint folder of one, or an exported encoder`,

@@ -1,4 +1,6 @@
-/** Whether a process with this id is alive on this machine (signal 0 tests without sending). */
+import { readdirSync } from 'node:fs';
+
+/** Whether a process with this id is alive on this machine (signal 0 tests without sending; this process is). */
 export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -6,4 +8,12 @@ export function processAlive(pid: number): boolean {
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/** Names in `dir` that `pattern` matches with a process id as its first group, of processes no longer alive. */
+export function namesOfDeadProcesses(dir: string, pattern: RegExp): string[] {
+  return readdirSync(dir).filter((name) => {
+    const m = pattern.exec(name);
+    return m !== null && !processAlive(Number(m[1]));
+  });
 }

@@ -9,7 +9,7 @@ import { homedir } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { sharedInt32 } from '../dataset';
 import { MemoryDataset, uniformImages } from './memory';
-import { processAlive } from '../../util/process-alive';
+import { namesOfDeadProcesses } from '../../util/process-alive';
 import { imageFolder, type FolderOptions, type ImageFolderDataset } from './folder';
 
 export const CIFAR10_CLASSES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'];
@@ -138,10 +138,7 @@ export function fileSha256(path: string): string {
 
 /** Removes the temporary folders of extractions whose process died (a signal ends tar and node before any cleanup). */
 function removeDeadExtractions(cacheDir: string): void {
-  for (const name of readdirSync(cacheDir)) {
-    const m = /^\.extract-(\d+)-\d+$/.exec(name);
-    if (m && !processAlive(Number(m[1]))) rmSync(join(cacheDir, name), { recursive: true, force: true });
-  }
+  for (const name of namesOfDeadProcesses(cacheDir, /^\.extract-(\d+)-\d+$/)) rmSync(join(cacheDir, name), { recursive: true, force: true });
 }
 
 /**
