@@ -13,10 +13,23 @@ export async function runDataParallel(o: dist.LaunchFlags & { device: string }, 
     }
     return job(null);
   }
+  recordWorld(o, dist.readDistEnv());
   const group = await dist.initProcessGroup({ device: o.device as Device });
   try {
     return await job(group);
   } finally {
     dist.destroyProcessGroup();
   }
+}
+
+/**
+ * The launcher strips its flags from the workers' command line (and torchrun passes none), so a worker
+ * takes them from its environment: the options it records (config.json, result JSONs) then name the
+ * world the job ran on, not the defaults.
+ */
+function recordWorld(o: dist.LaunchFlags, env: dist.DistEnv | null): void {
+  if (!env) return;
+  o.nprocPerNode = env.localWorldSize;
+  o.nnodes = Math.max(1, Math.round(env.worldSize / env.localWorldSize));
+  o.nodeRank = Math.floor(env.rank / env.localWorldSize);
 }

@@ -155,6 +155,7 @@ test('semaim knn and linprobe (cached and online) --nproc-per-node 2 give one pr
   assert.equal((k2.out.match(/wrote .*knn\.json/g) ?? []).length, 1, 'one knn.json, from rank 0');
   const [a, b] = [json('knn-1', 'knn.json'), json('knn-2', 'knn.json')];
   assert.deepEqual(b.data, { train: IMAGES, test: 61, numClasses: 10 });
+  assert.deepEqual([a.config.nprocPerNode, b.config.nprocPerNode, b.config.nnodes, b.config.nodeRank], [1, 2, 1, 0], 'the world the job ran on');
   assert.deepEqual(b.details.perK, a.details.perK, 'k-NN accuracies per k');
   assert.deepEqual(b.perClass, a.perClass);
 

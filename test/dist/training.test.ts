@@ -77,8 +77,9 @@ test('pretrain: 2 processes × batch 16 (built-in launcher) = 1 process × batch
   const out = join(root, 'launcher');
   const r = twoProcesses();
   assertSameLosses(r.losses, oneProcess(), 'launcher, 2 × 16');
-  const cfg = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')) as { worldSize: number };
+  const cfg = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')) as { worldSize: number; options: Record<string, unknown> };
   assert.equal(cfg.worldSize, 2);
+  assert.deepEqual([cfg.options.nprocPerNode, cfg.options.nnodes], [2, 1], 'the workers record the world they ran on');
   assert.doesNotMatch(r.out, /\[rank 1\] pretrain/, 'only rank 0 reports');
 });
 
