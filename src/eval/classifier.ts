@@ -94,12 +94,13 @@ export class ViTClassifier extends Module {
   /**
    * Loads pre-trained encoder weights (timm names). As MAE's main_finetune: everything of the encoder
    * must be present; only the new head and fc_norm (and `norm` with pool 'avg', which has none) may
-   * be left at their initial values. Returns the names that were not loaded.
+   * be left at their initial values; an fc_norm in the weights (a timm global_pool='avg' model) is
+   * loaded with pool 'avg'. Returns the names that were not loaded.
    */
   loadEncoder(tensors: Map<string, Tensor>): string[] {
-    const src = new Map([...tensors].filter(([k]) => ENCODER_KEY.test(k) && !(this.cfg.pool === 'avg' && k.startsWith('norm.'))));
-    if (!src.has('pos_embed')) src.set('pos_embed', this.pos_embed);
-    const { missing } = this.loadStateDict(src, { strict: false });
+    const avg = this.cfg.pool === 'avg';
+    const wanted = (k: string): boolean => (avg ? !k.startsWith('norm.') && (ENCODER_KEY.test(k) || k.startsWith('fc_norm.')) : ENCODER_KEY.test(k));
+    const { missing } = this.loadStateDict(new Map([...tensors].filter(([k]) => wanted(k))), { strict: false });
     const allowed = /^(head\.|fc_norm\.)/;
     const bad = missing.filter((k) => !allowed.test(k));
     if (bad.length) throw new Error(`the encoder weights lack ${bad.join(', ')}`);

@@ -6,4 +6,5 @@ export * from './orders';
 export * from './targets';
 export * from './semaim';
 export * from './pretrained';
+export * from './timm-config';
 export * from './load-model';

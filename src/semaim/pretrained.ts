@@ -2,13 +2,15 @@
 // encoders (for evaluation), frozen teachers (feature targets) and exported encoders
 // (`<name>.safetensors` + `<name>.json`), identified by the SHA-256 of their weights file.
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import * as torch from '../torch';
 import { Tensor } from '../torch';
 import { disposeAll, loadTensors, readSafetensorsHeader, type TensorInfo } from '../io';
 import { listCheckpoints, runKindOf, sha256File, verifyCheckpoint } from '../io/checkpoint';
 import { EncoderConfig, SemAIMConfig, validateConfig, validateEncoder } from './config';
 import { VisionTransformer } from './vit';
+import { encoderConfigFromJson } from './timm-config';
+import { isJsonObject } from '../util/json-file';
 
 export { sha256File };
 
@@ -61,27 +63,69 @@ export function checkpointConfig(checkpointDir: string): SemAIMConfig {
   return cfg;
 }
 
+/** How a file lays out its encoder tensors, beyond timm's defaults. */
+export interface EncoderLayout {
+  /** What every name carries in front ('module.' of DDP, 'model.'); '' for timm's own names. */
+  prefix: string;
+  /** pos_embed has no row for [CLS] (timm's no_embed_class): [CLS] gets no position, as a zero row gives it. */
+  noEmbedClass: boolean;
+  /** The final norm is timm's fc_norm of global_pool='avg' models (there is no `norm`). */
+  fcNorm: boolean;
+}
+
+/** Parts of timm ViTs that semaim's ViT does not compute: a file with them is refused, not loaded into another network. */
+const UNSUPPORTED: [RegExp, string][] = [
+  [/^norm_pre\./, "timm's pre_norm=True ViT (a LayerNorm before the blocks, as CLIP's)"],
+  [/^reg_token$/, 'register tokens'],
+  [/^(dist_token$|head_dist\.)/, "DeiT's distillation token"],
+  [/^attn_pool\./, "attention pooling (global_pool='map')"],
+  [/^blocks\.\d+\.ls[12]\./, 'LayerScale (init_values)'],
+  [/^blocks\.\d+\.attn\.[qk]_norm\./, 'q/k normalisation (qk_norm)'],
+];
+
+/** The prefix in front of a file's encoder names: '' or a run of 'module.' / 'model.' before cls_token. */
+function encoderPrefix(names: Iterable<string>): string {
+  for (const n of names) {
+    const m = /^((?:module\.|model\.)*)cls_token$/.exec(n);
+    if (m) return m[1];
+  }
+  return '';
+}
+
 /**
- * Refuses a config that the weights' shapes contradict (width, channels, patch, MLP, depth, patches),
- * from the file's header alone: a wrong config fails here, not after a model of its size is built.
+ * Refuses a config that the weights' shapes contradict (width, channels, patch, MLP, depth, patches)
+ * and weights of a network semaim's ViT does not compute, from the file's header alone: a wrong
+ * config fails here, not after a model of its size is built. Returns how the file lays them out.
  */
-export function checkEncoderShapes(c: EncoderConfig, shapes: Map<string, TensorInfo>, file: string): void {
+export function checkEncoderShapes(c: EncoderConfig, fileShapes: Map<string, TensorInfo>, file: string): EncoderLayout {
+  const prefix = encoderPrefix(fileShapes.keys());
+  const shapes = new Map([...fileShapes].filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [k.slice(prefix.length), v]));
+  for (const name of shapes.keys()) {
+    const part = UNSUPPORTED.find(([re]) => re.test(name));
+    if (part) throw new Error(`${file} holds '${prefix}${name}': ${part[1]}, which semaim's ViT does not compute (its features would differ)`);
+  }
   const D = c.embedDim;
+  const patches = (c.imgSize / c.patchSize) ** 2;
+  const noEmbedClass = shapes.get('pos_embed')?.shape.join() === [1, patches, D].join();
   const want: [string, number[]][] = [
     ['cls_token', [1, 1, D]],
     ['patch_embed.proj.weight', [D, c.inChans ?? 3, c.patchSize, c.patchSize]],
     ['blocks.0.attn.qkv.weight', [3 * D, D]],
     ['blocks.0.mlp.fc1.weight', [Math.floor(D * (c.mlpRatio ?? 4)), D]],
+    ['pos_embed', [1, noEmbedClass ? patches : patches + 1, D]],
   ];
-  if (shapes.has('pos_embed')) want.push(['pos_embed', [1, (c.imgSize / c.patchSize) ** 2 + 1, D]]);
   for (const [name, shape] of want) {
     const got = shapes.get(name);
-    if (!got) throw new Error(`${file} has no tensor '${name}': not the weights of a ViT encoder`);
-    if (got.shape.join() !== shape.join())
-      throw new Error(`${file}: '${name}' is [${got.shape}], its model config implies [${shape}]: the config does not describe these weights`);
+    if (!got) throw new Error(`${file} has no tensor '${prefix}${name}': not the weights of a ViT encoder`);
+    if (got.shape.join() !== shape.join()) {
+      const grid =
+        name === 'pos_embed' ? ` (positions for ${c.imgSize}² images of ${c.patchSize}² patches; semaim does not resample a table made for another size)` : '';
+      throw new Error(`${file}: '${prefix}${name}' is [${got.shape}], its model config implies [${shape}]${grid}: the config does not describe these weights`);
+    }
   }
   const blocks = new Set([...shapes.keys()].map((k) => /^blocks\.(\d+)\./.exec(k)?.[1]).filter((b) => b !== undefined));
   if (blocks.size !== c.depth) throw new Error(`${file} holds ${blocks.size} encoder blocks, its model config says depth ${c.depth}`);
+  return { prefix, noEmbedClass, fcNorm: !shapes.has('norm.weight') && shapes.has('fc_norm.weight') };
 }
 
 /** The encoder part of a SemAIM config. */
@@ -97,23 +141,24 @@ export function encoderConfigOf(c: EncoderConfig): EncoderConfig {
   };
 }
 
-/** Loads a frozen teacher encoder (feature targets / teacher similarity source); null for pixel targets. */
+/**
+ * Loads a frozen teacher encoder (feature targets / teacher similarity source); null for pixel
+ * targets. It is read as any outside encoder is (timm names, prefixes, extra tensors left out) and
+ * must still have the sizes the run recorded when it started.
+ */
 export function loadTeacher(cfg: SemAIMConfig, device: torch.Device): VisionTransformer | null {
   if (cfg.target.type !== 'features') return null;
-  const teacher = new VisionTransformer(cfg.target.teacherConfig);
+  const { teacher, teacherConfig } = cfg.target;
+  let source: EncoderSource;
   try {
-    const { tensors } = loadTensors(cfg.target.teacher);
-    try {
-      teacher.loadStateDict(tensors, { strict: true });
-    } finally {
-      disposeAll(tensors);
-    }
+    source = resolveEncoder(teacher);
   } catch (e) {
-    teacher.dispose();
-    throw new Error(`cannot load the teacher ${cfg.target.teacher}: ${(e as Error).message}`, { cause: e });
+    throw new Error(`cannot load the teacher ${teacher}: ${(e as Error).message}`, { cause: e });
   }
-  for (const p of teacher.parameters()) p.requiresGrad = false;
-  return teacher.to({ device }).eval();
+  if (JSON.stringify(encoderConfigOf(source.config)) !== JSON.stringify(encoderConfigOf(teacherConfig))) {
+    throw new Error(`the teacher ${teacher} is now ${JSON.stringify(source.config)}; the run was started with ${JSON.stringify(teacherConfig)}`);
+  }
+  return loadEncoder(source, { device }).encoder;
 }
 
 /** Tensors of a pre-training checkpoint that belong to the encoder (timm names). */
@@ -128,24 +173,30 @@ export interface EncoderSource {
   sha256: string;
   kind: 'checkpoint' | 'exported';
   config: EncoderConfig;
+  layout: EncoderLayout;
 }
 
 function configFromMetadata(text: string, where: string): EncoderConfig {
-  let c: Record<string, unknown>;
+  let c: unknown;
   try {
-    c = JSON.parse(text) as Record<string, unknown>;
+    c = JSON.parse(text);
   } catch (e) {
     throw new Error(`${where}: the model config is not valid JSON (${(e as Error).message})`, { cause: e });
   }
-  const enc = (c.encoder ?? c) as EncoderConfig;
-  const cfg = encoderConfigOf(enc);
   try {
+    if (!isJsonObject(c)) throw new Error('not a JSON object');
+    const cfg = encoderConfigOf(encoderConfigFromJson(c) as unknown as EncoderConfig);
     validateEncoder(cfg);
+    return cfg;
   } catch (e) {
     throw new Error(`${where}: the model config is not usable: ${(e as Error).message}`, { cause: e });
   }
-  return cfg;
 }
+
+/** What a config JSON beside a weights file may say, for messages. */
+const CONFIG_JSON_HELP =
+  "semaim's { imgSize, patchSize, embedDim, depth, numHeads } (inChans 3 and mlpRatio 4 by default), timm's model arguments " +
+  "{ img_size, patch_size, embed_dim, depth, num_heads }, or timm's hub config { architecture: 'vit_base_patch16_224', model_args }";
 
 /** Finds the weights and config of an encoder without loading any tensor. */
 export function resolveEncoder(path: string, o: VerifyOption = {}): EncoderSource {
@@ -156,11 +207,11 @@ export function resolveEncoder(path: string, o: VerifyOption = {}): EncoderSourc
     const { metadata, tensors } = readSafetensorsHeader(weights);
     if (!metadata.config) throw new Error(`${weights} has no model config in its metadata`);
     if (metadata.format && metadata.format !== 'semaim.pretrain/1') {
-      throw new Error(`${dir} is a '${metadata.format}' checkpoint; evaluation takes a pre-training run (or an exported encoder)`);
+      throw new Error(`${dir} is a '${metadata.format}' checkpoint; an encoder comes from a pre-training run (or an exported encoder)`);
     }
     const config = configFromMetadata(metadata.config, weights);
-    checkEncoderShapes(config, tensors, weights);
-    return { path, weights, sha256: sha256File(weights), kind: 'checkpoint', config };
+    const layout = checkEncoderShapes(config, tensors, weights);
+    return { path, weights, sha256: sha256File(weights), kind: 'checkpoint', config, layout };
   }
   if (!path.endsWith('.safetensors')) throw new Error(`encoder '${path}': expected a folder or a .safetensors file`);
   const jsonPath = path.replace(/\.safetensors$/, '.json');
@@ -171,26 +222,45 @@ export function resolveEncoder(path: string, o: VerifyOption = {}): EncoderSourc
       `${path} holds the weights of a ${kind} run, not a pre-trained encoder: give a pre-training run folder, a checkpoint folder of one, or an exported encoder`,
     );
   }
+  // the config: <name>.json beside the file, else the file's metadata, else timm's hub layout (model.safetensors + config.json)
+  const hubConfig = join(dirname(path), 'config.json');
+  let where: string;
   let text: string;
-  let where = jsonPath;
   if (existsSync(jsonPath)) {
-    text = readFileSync(jsonPath, 'utf8');
+    [where, text] = [jsonPath, readFileSync(jsonPath, 'utf8')];
+  } else if (metadata.config) {
+    [where, text] = [path, metadata.config];
+  } else if (basename(path) === 'model.safetensors' && existsSync(hubConfig)) {
+    [where, text] = [hubConfig, readFileSync(hubConfig, 'utf8')];
   } else {
-    if (!metadata.config) throw new Error(`encoder '${path}': no ${jsonPath} beside it and no config in its metadata`);
-    text = metadata.config;
-    where = path;
+    throw new Error(
+      `encoder '${path}': its sizes are not known: no ${jsonPath} beside it and no config in its metadata. Write ${jsonPath} with ${CONFIG_JSON_HELP}`,
+    );
   }
   const config = configFromMetadata(text, where);
-  checkEncoderShapes(config, tensors, path);
-  return { path, weights: path, sha256: sha256File(path), kind: 'exported', config };
+  const layout = checkEncoderShapes(config, tensors, path);
+  return { path, weights: path, sha256: sha256File(path), kind: 'exported', config, layout };
 }
 
+/** Tensors of an encoder file that a classifier may take besides the encoder's (timm's global_pool='avg' norm). */
+const FC_NORM_KEY = /^fc_norm\./;
+
 /**
- * The encoder's weights as a state dict (encoder tensors only). The caller disposes them.
- * `pos_embed` is a fixed buffer: when the file lacks it, the model's own is kept.
+ * The encoder's weights as a state dict under timm's names (the file's prefix removed, a
+ * no_embed_class pos_embed given a zero row for [CLS]), with `fc_norm` when the file has one. The
+ * caller disposes them.
  */
 export function loadEncoderTensors(src: EncoderSource, device?: torch.Device): Map<string, Tensor> {
-  return loadTensors(src.weights, { filter: (k) => ENCODER_KEY.test(k), device }).tensors;
+  const { prefix, noEmbedClass } = src.layout;
+  const wanted = (k: string): boolean => k.startsWith(prefix) && (ENCODER_KEY.test(k.slice(prefix.length)) || FC_NORM_KEY.test(k.slice(prefix.length)));
+  const loaded = loadTensors(src.weights, { filter: wanted, device }).tensors;
+  const tensors = new Map([...loaded].map(([k, t]) => [k.slice(prefix.length), t]));
+  const pos = tensors.get('pos_embed');
+  if (noEmbedClass && pos) {
+    tensors.set('pos_embed', torch.cat([torch.zeros([1, 1, pos.shape[2]], { dtype: pos.dtype, device: pos.device }), pos], 1));
+    pos.dispose();
+  }
+  return tensors;
 }
 
 export interface LoadedEncoder {
@@ -201,10 +271,19 @@ export interface LoadedEncoder {
 /** A frozen encoder in eval mode on `device` (parameters do not require gradients). */
 export function loadEncoder(from: string | EncoderSource, o: { device?: torch.Device } = {}): LoadedEncoder {
   const source = typeof from === 'string' ? resolveEncoder(from) : from;
+  if (source.layout.fcNorm) {
+    throw new Error(
+      `${source.weights} is a timm global_pool='avg' model (fc_norm over the mean of the patch tokens, no final norm): ` +
+        'its features are not those of an encoder with a final norm; fine-tuning can start from it, evaluation of features cannot',
+    );
+  }
   const encoder = new VisionTransformer(source.config);
   const tensors = loadEncoderTensors(source);
   try {
-    if (!tensors.has('pos_embed')) tensors.set('pos_embed', encoder.pos_embed.clone());
+    for (const k of [...tensors.keys()].filter((k) => FC_NORM_KEY.test(k))) {
+      tensors.get(k)!.dispose();
+      tensors.delete(k);
+    }
     encoder.loadStateDict(tensors, { strict: true });
   } catch (e) {
     encoder.dispose();

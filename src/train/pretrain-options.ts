@@ -1,6 +1,5 @@
 // `semaim pretrain` options (defaults: the authors' ViT-B/16 ImageNet recipe, docs/METHOD.md §6.1) and their
 // translation into a model config. Everything is validated before any work starts.
-import { readFileSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { OptionError, Options, defineOptions } from '../util/options';
 import { autoPrecision, checkPrecision } from '../run/precision';
@@ -8,7 +7,18 @@ import { checkDevice } from '../run/device';
 import { cudaGraphRefusal } from '../run/cuda-graph-step';
 import { native } from '../torch/native';
 import { fused } from '../torch';
-import { AUTHORS_SEMANTIC_ORDER, DEFAULT_ORDER, ConfigError, EncoderConfig, OrderConfig, PRESETS, SemAIMConfig, TargetConfig, validateConfig } from '../semaim';
+import {
+  AUTHORS_SEMANTIC_ORDER,
+  DEFAULT_ORDER,
+  ConfigError,
+  EncoderConfig,
+  OrderConfig,
+  PRESETS,
+  SemAIMConfig,
+  TargetConfig,
+  resolveEncoder,
+  validateConfig,
+} from '../semaim';
 import type { TrainDataRequest } from '../data';
 import { IMAGE_INPUT_OPTIONS, imageInputOptions } from '../data/options';
 import { GRAD_SYNC_OPTIONS, LAUNCH_OPTIONS, checkGradSync } from '../dist/launch';
@@ -278,14 +288,12 @@ export function semaimParameterCount(c: SemAIMConfig): number {
   return P * D + D + D + c.depth * encoderBlock + norm + c.decoderDepth * decoderBlock + head;
 }
 
-/** A teacher's encoder config: `<file>.json` beside `<file>.safetensors` (as `semaim export` writes). */
+/** A teacher's encoder config, found and checked as any outside encoder's (resolveEncoder). */
 export function readTeacherConfig(path: string): EncoderConfig {
-  const jsonPath = path.replace(/\.safetensors$/, '') + '.json';
   try {
-    const c = JSON.parse(readFileSync(jsonPath, 'utf8')) as EncoderConfig & { encoder?: EncoderConfig };
-    return c.encoder ?? c;
+    return resolveEncoder(path).config;
   } catch (e) {
-    throw new OptionError('teacher', `cannot read the teacher's config ${jsonPath}: ${(e as Error).message}`);
+    throw new OptionError('teacher', `cannot use ${path} as the teacher: ${(e as Error).message}`);
   }
 }
 

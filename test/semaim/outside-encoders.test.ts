@@ -1,0 +1,178 @@
+// Encoders from outside semaim (timm, MAE, DDP): the layouts a user has are read into the same
+// network (prefixed names, timm's no_embed_class positions, timm's config JSONs, global_pool='avg'
+// files for fine-tuning), and parts of other networks are refused instead of silently dropped.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as torch from '../../src/torch';
+import { Tensor } from '../../src/torch';
+import { loadTensors, saveTensors, disposeAll } from '../../src/io';
+import { encoderConfigFromJson, loadEncoder, loadEncoderTensors, loadTeacher, resolveEncoder, DEFAULT_ORDER, SemAIMConfig } from '../../src/semaim';
+import { ViTClassifier } from '../../src/eval/classifier';
+import { exportedConfigJson } from '../../src/export/safetensors';
+import { TINY, maxDiff, writeEncoder } from '../eval/helpers';
+
+const root = mkdtempSync(join(tmpdir(), 'semaim-outside-'));
+process.on('exit', () => rmSync(root, { recursive: true, force: true }));
+
+const reference = writeEncoder(root, TINY, 7, 'reference');
+const images = (() => {
+  torch.manualSeed(3);
+  return torch.keep(torch.randn([3, 3, TINY.imgSize, TINY.imgSize]));
+})();
+
+function tokensOf(path: string): Float32Array {
+  const { encoder } = loadEncoder(path);
+  try {
+    return torch.scope(() => encoder.forwardFeatures(images).toFloat32Array());
+  } finally {
+    encoder.dispose();
+  }
+}
+
+/** Writes a variant of the reference encoder: its tensors renamed/changed by `edit`, with a config JSON. */
+function variant(name: string, edit: (t: Map<string, Tensor>) => Map<string, Tensor>, json: Record<string, unknown> = { ...TINY }): string {
+  const { tensors } = loadTensors(reference);
+  const path = join(root, `${name}.safetensors`);
+  saveTensors(path, edit(tensors));
+  writeFileSync(join(root, `${name}.json`), JSON.stringify(json));
+  disposeAll(tensors);
+  return path;
+}
+
+const want = tokensOf(reference);
+
+test("DDP's 'module.' and MAE-style 'model.' prefixes are read as timm's names", () => {
+  for (const prefix of ['module.', 'model.', 'module.model.']) {
+    const path = variant(`prefixed-${prefix}`, (t) => new Map([...t].map(([k, v]) => [`${prefix}${k}`, v])));
+    assert.equal(resolveEncoder(path).layout.prefix, prefix);
+    assert.equal(maxDiff(tokensOf(path), want), 0, prefix);
+  }
+});
+
+test("timm's no_embed_class pos_embed (no row for [CLS]) gives the same network", () => {
+  // timm adds no position to [CLS]: fold the reference's [CLS] position into the token itself
+  const path = variant('no-embed-class', (t) => {
+    const pos = t.get('pos_embed')!;
+    t.set('cls_token', t.get('cls_token')!.add(pos.narrow(1, 0, 1)));
+    t.set('pos_embed', pos.narrow(1, 1, pos.shape[1] - 1).contiguous());
+    return t;
+  });
+  assert.equal(resolveEncoder(path).layout.noEmbedClass, true);
+  assert.ok(maxDiff(tokensOf(path), want) < 1e-6);
+});
+
+test('parts of other ViTs are refused, not dropped: pre-norm, registers, distillation token, LayerScale, qk-norm; pos_embed is required', () => {
+  const D = TINY.embedDim;
+  const cases: [string, (t: Map<string, Tensor>) => void, RegExp][] = [
+    ['norm-pre', (t) => t.set('norm_pre.weight', torch.ones([D])), /holds 'norm_pre\.weight': timm's pre_norm=True ViT/],
+    ['registers', (t) => t.set('reg_token', torch.zeros([1, 4, D])), /holds 'reg_token': register tokens/],
+    ['dist', (t) => t.set('dist_token', torch.zeros([1, 1, D])), /DeiT's distillation token/],
+    ['layer-scale', (t) => t.set('blocks.0.ls1.gamma', torch.ones([D])), /LayerScale/],
+    ['qk-norm', (t) => t.set('blocks.1.attn.q_norm.weight', torch.ones([8])), /q\/k normalisation/],
+    ['no-pos', (t) => t.delete('pos_embed'), /has no tensor 'pos_embed'/],
+  ];
+  for (const [name, edit, message] of cases) {
+    const path = variant(name, (t) => (edit(t), t));
+    assert.throws(() => resolveEncoder(path), message, name);
+  }
+});
+
+test("timm's config JSONs: model arguments, the hub's architecture + model_args, and model.safetensors + config.json", () => {
+  const args = { img_size: 8, patch_size: 4, in_chans: 3, embed_dim: 16, depth: 2, num_heads: 2, mlp_ratio: 2 };
+  const snake = variant('timm-args', (t) => t, args);
+  assert.deepEqual(resolveEncoder(snake).config, TINY);
+  assert.equal(maxDiff(tokensOf(snake), want), 0);
+
+  const hub = join(root, 'hub');
+  mkdirSync(hub);
+  const { tensors } = loadTensors(reference);
+  saveTensors(join(hub, 'model.safetensors'), tensors);
+  disposeAll(tensors);
+  writeFileSync(join(hub, 'config.json'), JSON.stringify({ architecture: 'vit_tiny_patch16_224.augreg_in21k', num_classes: 0, model_args: args }));
+  assert.deepEqual(resolveEncoder(join(hub, 'model.safetensors')).config, TINY);
+
+  assert.deepEqual(encoderConfigFromJson({ architecture: 'vit_base_patch16_224' }), {
+    imgSize: 224,
+    patchSize: 16,
+    inChans: 3,
+    embedDim: 768,
+    depth: 12,
+    numHeads: 12,
+    mlpRatio: 4,
+  });
+  assert.throws(() => encoderConfigFromJson({ architecture: 'vit_large_patch14_clip_224' }), /not a plain timm ViT/);
+  assert.throws(() => encoderConfigFromJson({ architecture: 'deit_base_distilled_patch16_224' }), /not a plain timm ViT/);
+  assert.equal(encoderConfigFromJson({ architecture: 'deit_small_patch16_224.fb_in1k' }).embedDim, 384);
+  assert.deepEqual(encoderConfigFromJson({ architecture: 'vit_tiny_custom', ...args }), TINY, "a user's own name with its sizes");
+  assert.throws(
+    () => encoderConfigFromJson({ architecture: 'vit_base_patch16_224', model_args: { pre_norm: true } }),
+    /pre_norm = true: semaim's ViT has false/,
+  );
+  assert.throws(() => encoderConfigFromJson({ ...args, img_size: [8, 16] }), /semaim's ViT takes square images/);
+
+  const bare = join(root, 'bare.safetensors');
+  const t = loadTensors(reference).tensors;
+  saveTensors(bare, t);
+  disposeAll(t);
+  assert.throws(
+    () => resolveEncoder(bare),
+    /its sizes are not known: no .*bare\.json beside it and no config in its metadata\. Write .*bare\.json with semaim's \{ imgSize/,
+  );
+});
+
+test("an exported encoder's JSON is timm's hub config too, and reads back to the same config", () => {
+  const json = exportedConfigJson({ ...TINY });
+  assert.equal(json.architecture, 'vit_base_patch16_224');
+  assert.deepEqual(json.model_args, {
+    ...{ img_size: 8, patch_size: 4, in_chans: 3, embed_dim: 16, depth: 2, num_heads: 2, mlp_ratio: 2 },
+    num_classes: 0,
+    global_pool: 'token',
+    class_token: true,
+    qkv_bias: true,
+  });
+  assert.deepEqual((json.pretrained_cfg as Record<string, unknown>).input_size, [3, 8, 8]);
+  const timmOnly = Object.fromEntries(Object.entries(json).filter(([k]) => !(k in TINY)));
+  assert.deepEqual(encoderConfigFromJson(timmOnly), TINY, 'timm fields alone describe the encoder');
+  const base = exportedConfigJson({ imgSize: 224, patchSize: 16, inChans: 3, embedDim: 768, depth: 12, numHeads: 12, mlpRatio: 4 });
+  assert.equal(base.architecture, 'vit_base_patch16_224');
+  assert.equal((base.pretrained_cfg as Record<string, unknown>).crop_pct, 0.875);
+});
+
+test("a timm global_pool='avg' file (fc_norm, no norm): fine-tuning loads its fc_norm, feature evaluation refuses it", () => {
+  const path = variant('fc-norm', (t) => {
+    t.set('fc_norm.weight', t.get('norm.weight')!.mul(2));
+    t.set('fc_norm.bias', t.get('norm.bias')!.add(1));
+    t.delete('norm.weight');
+    t.delete('norm.bias');
+    return t;
+  });
+  const source = resolveEncoder(path);
+  assert.equal(source.layout.fcNorm, true);
+  assert.throws(() => loadEncoder(source), /is a timm global_pool='avg' model \(fc_norm over the mean of the patch tokens, no final norm\)/);
+  const model = new ViTClassifier({ ...TINY, numClasses: 4, pool: 'avg' });
+  const tensors = loadEncoderTensors(source);
+  const missing = model.loadEncoder(tensors);
+  assert.deepEqual(missing.sort(), ['head.bias', 'head.weight']);
+  assert.equal(maxDiff(model.fc_norm!.weight!.toFloat32Array(), tensors.get('fc_norm.weight')!.toFloat32Array()), 0);
+  disposeAll(tensors);
+  model.dispose();
+});
+
+test('a teacher is read as any outside encoder: a head, a decoder and a prefix do not stop it', () => {
+  const path = variant('teacher-with-head', (t) => {
+    const out = new Map([...t].map(([k, v]) => [`module.${k}`, v]));
+    out.set('module.head.weight', torch.zeros([10, TINY.embedDim]));
+    out.set('module.decoder_embed.weight', torch.zeros([4, TINY.embedDim]));
+    return out;
+  });
+  const cfg: SemAIMConfig = { ...TINY, decoderDepth: 1, order: DEFAULT_ORDER, target: { type: 'features', teacher: path, teacherConfig: { ...TINY } } };
+  const teacher = loadTeacher(cfg, 'cpu')!;
+  const got = torch.scope(() => teacher.forwardFeatures(images).toFloat32Array());
+  teacher.dispose();
+  assert.equal(maxDiff(got, want), 0);
+  const changed: SemAIMConfig = { ...cfg, target: { type: 'features', teacher: path, teacherConfig: { ...TINY, numHeads: 4 } } };
+  assert.throws(() => loadTeacher(changed, 'cpu'), /the teacher .* is now .*; the run was started with/);
+});
