@@ -10,6 +10,7 @@ import { Rng } from '../../src/data/rng';
 import { evalTransforms, normalize } from '../../src/data/transforms';
 import { VisionTransformer } from '../../src/semaim';
 import type { EncoderConfig } from '../../src/semaim';
+import { exportedConfigJson } from '../../src/export/safetensors';
 
 export const SMALL: EncoderConfig = { imgSize: 32, patchSize: 4, inChans: 3, embedDim: 64, depth: 2, numHeads: 4, mlpRatio: 4 };
 
@@ -49,7 +50,7 @@ export function writeExportedEncoder(dir: string, vit: VisionTransformer, cfg: E
   mkdirSync(dir, { recursive: true });
   const path = join(dir, 'encoder.safetensors');
   saveTensors(path, vit.stateDict(), { format: 'pt', config: JSON.stringify(cfg) });
-  writeFileSync(join(dir, 'encoder.json'), JSON.stringify(cfg));
+  writeFileSync(join(dir, 'encoder.json'), JSON.stringify(exportedConfigJson(cfg)));
   return path;
 }
 
