@@ -7,7 +7,8 @@ import type { Generator } from './random';
 /** The handle of every disposed Tensor: native ops on it throw "<op>: tensor was disposed". */
 const DISPOSED: TensorHandle = native.disposedHandle();
 
-export type Scalar = number | boolean;
+/** A BigInt scalar must be a safe integer (|n| ≤ 2^53 - 1); larger ones are refused. */
+export type Scalar = number | boolean | bigint;
 export type TensorOrScalar = Tensor | Scalar;
 
 function arg(x: TensorOrScalar): TensorHandle | Scalar {

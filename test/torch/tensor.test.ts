@@ -837,3 +837,31 @@ test('autocast: regions nest and restore the previous state; enabled: false turn
     assert.equal(x.matmul(w).dtype, 'float32');
   });
 });
+
+// ---------------------------------------------------------------- PyTorch 1.13 parity (audit findings)
+
+test('a BigInt scalar is a number (exact in the safe integer range), never a tensor handle', () => {
+  torch.scope(() => {
+    const others = [1, 2, 3, 4, 5, 6].map((v) => torch.full([2], 100 * v)); // live tensors in low handle slots
+    const x = torch.tensor([10, 20]);
+    const c = torch.tensor([true, false]);
+    assert.deepEqual(x.mul(2n).tolist(), [20, 40]);
+    for (let k = 0n; k < 40n; k++) assert.deepEqual(x.add(k).tolist(), [10 + Number(k), 20 + Number(k)]);
+    assert.deepEqual(x.sub_(3n).tolist(), [7, 17]);
+    assert.deepEqual(x.eq(7n).tolist(), [1, 0]);
+    const i = torch.tensor(BigInt64Array.from([5n, -6n]));
+    assert.equal(i.mul(3n).dtype, 'int64');
+    assert.deepEqual(i.mul(-3n).tolist(), [-15, 18]);
+    assert.deepEqual(torch.where(c, 1n, 0).tolist(), [1, 0]);
+    assert.deepEqual(torch.where(c, x, -1n).tolist(), [7, -1]);
+    assert.deepEqual(x.clone().fill_(4n).tolist(), [4, 4]);
+    assert.deepEqual(x.maskedFill(c, 9n).tolist(), [9, 17]);
+    assert.deepEqual(x.clamp(0n, 10n).tolist(), [7, 10]);
+    assert.deepEqual(torch.full([2], 3n).tolist(), [3, 3]);
+    // Beyond ±(2^53 - 1) a BigInt is refused, not rounded.
+    assert.throws(() => x.mul(2n ** 53n), /safe integer range/);
+    assert.throws(() => torch.where(c, -(2n ** 60n), 0), /safe integer range/);
+    assert.throws(() => torch.full([1], 2n ** 64n), /safe integer range/);
+    assert.deepEqual(others[1].tolist(), [200, 200]);
+  });
+});
