@@ -10,6 +10,14 @@ static c10::optional<at::Scalar> optScalar(c10::optional<double> v) {
   return v ? c10::optional<at::Scalar>(*v) : c10::nullopt;
 }
 
+// Reduction dims: the given ones, or every dim (a full reduction that keeps them, keepdim=true).
+static std::vector<int64_t> dimsOrEvery(const c10::optional<std::vector<int64_t>>& d, const at::Tensor& t) {
+  if (d) return *d;
+  std::vector<int64_t> all(t.dim());
+  for (int64_t k = 0; k < t.dim(); k++) all[k] = k;
+  return all;
+}
+
 // Index tensors for index/index_put (every entry given).
 static c10::List<c10::optional<at::Tensor>> optionalList(const std::vector<at::Tensor>& ts) {
   c10::List<c10::optional<at::Tensor>> list;

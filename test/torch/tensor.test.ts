@@ -865,3 +865,19 @@ test('a BigInt scalar is a number (exact in the safe integer range), never a ten
     assert.deepEqual(others[1].tolist(), [200, 200]);
   });
 });
+
+test('sum, mean and norm with dim omitted and keepdim keep every dimension', () => {
+  torch.scope(() => {
+    const a = torch.tensor([
+      [3, 4],
+      [1, 2],
+    ]);
+    assert.deepEqual(a.sum(undefined, true).tolist(), [[10]]);
+    assert.deepEqual(a.mean(undefined, true).tolist(), [[2.5]]);
+    const n = a.norm(2, undefined, true);
+    assert.deepEqual(n.shape, [1, 1]);
+    assert.ok(Math.abs(n.item() - 5.4772257804870605) < 1e-6); // torch: a.norm(2, None, True)
+    assert.deepEqual(a.sum().shape, []);
+    assert.deepEqual(a.sum(undefined, true, 'float64').dtype, 'float64');
+  });
+});
