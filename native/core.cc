@@ -368,6 +368,11 @@ at::Scalar argScalar(const Napi::CallbackInfo& info, size_t i) {
   return at::Scalar(d);
 }
 
+c10::optional<at::Scalar> argOptScalar(const Napi::CallbackInfo& info, size_t i) {
+  if (i >= info.Length() || info[i].IsNull() || info[i].IsUndefined()) return c10::nullopt;
+  return argScalar(info, i);
+}
+
 std::string argString(const Napi::CallbackInfo& info, size_t i) {
   if (!info[i].IsString()) throw std::invalid_argument(where(i) + ": expected a string");
   return info[i].As<Napi::String>().Utf8Value();

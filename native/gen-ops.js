@@ -50,6 +50,7 @@ const PARAMS = {
   bool: { param: 'bool', local: 'bool', read: 'argBool', ts: 'boolean' },
   'bool?': { param: 'c10::optional<bool>', local: 'c10::optional<bool>', read: 'argOptBool', ts: 'boolean | null' },
   Scalar: { param: 'const at::Scalar&', local: 'at::Scalar', read: 'argScalar', ts: 'Scalar' },
+  'Scalar?': { param: 'const c10::optional<at::Scalar>&', local: 'c10::optional<at::Scalar>', read: 'argOptScalar', ts: 'Scalar | null' },
   str: { param: 'const std::string&', local: 'std::string', read: 'argString', ts: 'string' },
   ScalarType: { param: 'at::ScalarType', local: 'at::ScalarType', read: 'argDtype', ts: 'DType' },
   'ScalarType?': { param: 'c10::optional<at::ScalarType>', local: 'c10::optional<at::ScalarType>', read: 'argOptDtype', ts: 'DType | null' },

@@ -488,7 +488,7 @@ export class Tensor {
   isfinite(): Tensor {
     return wrap(native.isfinite(this.handle));
   }
-  clamp(min?: number | null, max?: number | null): Tensor {
+  clamp(min?: Scalar | null, max?: Scalar | null): Tensor {
     return wrap(native.clamp(this.handle, min ?? null, max ?? null));
   }
 
@@ -601,7 +601,7 @@ export class Tensor {
     native.fill_(this.handle, value);
     return this;
   }
-  clamp_(min?: number | null, max?: number | null): this {
+  clamp_(min?: Scalar | null, max?: Scalar | null): this {
     native.clamp_(this.handle, min ?? null, max ?? null);
     return this;
   }

@@ -881,3 +881,26 @@ test('sum, mean and norm with dim omitted and keepdim keep every dimension', () 
     assert.deepEqual(a.sum(undefined, true, 'float64').dtype, 'float64');
   });
 });
+
+test('clamp keeps integer tensors integral with integral bounds (bool gives int64), as PyTorch', () => {
+  torch.scope(() => {
+    const i = torch.tensor([-3, 0, 3], { dtype: 'int64' });
+    const c = i.clamp(-1, 1);
+    assert.equal(c.dtype, 'int64');
+    assert.deepEqual(c.tolist(), [-1, 0, 1]);
+    const d = i.clone().clamp_(-1, 1);
+    assert.equal(d.dtype, 'int64');
+    assert.deepEqual(d.tolist(), [-1, 0, 1]);
+    assert.deepEqual(i.clamp(null, 2).tolist(), [-3, 0, 2]);
+    const f = i.clamp(-1.5, 1.5); // a fractional bound promotes, as in PyTorch
+    assert.equal(f.dtype, 'float32');
+    assert.deepEqual(f.tolist(), [-1.5, 0, 1.5]);
+    const b = torch.tensor([true, false]).clamp(0, 1);
+    assert.equal(b.dtype, 'int64');
+    assert.deepEqual(b.tolist(), [1, 0]);
+    const u = torch.tensor([1, 200], { dtype: 'uint8' }).clamp(0, 100);
+    assert.equal(u.dtype, 'uint8');
+    assert.deepEqual(u.tolist(), [1, 100]);
+    assert.deepEqual(torch.tensor([1.5, 200]).clamp(0, 100).tolist(), [1.5, 100]);
+  });
+});
