@@ -904,3 +904,31 @@ test('clamp keeps integer tensors integral with integral bounds (bool gives int6
     assert.deepEqual(torch.tensor([1.5, 200]).clamp(0, 100).tolist(), [1.5, 100]);
   });
 });
+
+test('tensor() from nested arrays: ragged data and out-of-range integers are refused; bool and mixed data as documented', () => {
+  assert.throws(() => torch.tensor([[1], [2, 3], []]), /expected sequence of length 1 at dim 1 \(got 2\)/);
+  assert.throws(() => torch.tensor([[], [1]]), /expected sequence of length 0 at dim 1 \(got 1\)/);
+  assert.throws(() => torch.tensor([[1, 2], 3] as never), /expected a sequence at dim 1/);
+  assert.throws(() => torch.tensor([1, [2]]), /expected a number at dim 1/);
+  assert.throws(() => torch.tensor([3e9], { dtype: 'int32' }), /value 3000000000 cannot be converted to type int32 without overflow/);
+  assert.throws(() => torch.tensor([300, -1], { dtype: 'uint8' }), /cannot be converted to type uint8/);
+  assert.throws(() => torch.tensor([-1], { dtype: 'uint8' }), RangeError);
+  assert.throws(() => torch.tensor([128], { dtype: 'int8' }), RangeError);
+  assert.throws(() => torch.tensor([255.5], { dtype: 'uint8' }), RangeError);
+  assert.throws(() => torch.tensor([NaN], { dtype: 'int64' }), RangeError);
+  assert.throws(() => torch.tensor([2 ** 63], { dtype: 'int64' }), RangeError);
+  torch.scope(() => {
+    // Fractions truncate toward zero for integer dtypes, as PyTorch.
+    assert.deepEqual(torch.tensor([-2.7, 2.7], { dtype: 'int32' }).tolist(), [-2, 2]);
+    assert.deepEqual(torch.tensor([-2.7, 2.7], { dtype: 'int64' }).tolist(), [-2, 2]);
+    assert.equal(torch.tensor([-(2 ** 63)], { dtype: 'int64' }).data()[0], -(2n ** 63n));
+    assert.deepEqual(Array.from(torch.tensor([NaN, 0, 2, -0.5], { dtype: 'bool' }).data() as Uint8Array), [1, 0, 1, 1]);
+    const mixed = torch.tensor([true, 2]);
+    assert.equal(mixed.dtype, 'float32'); // numbers give float32 (JS cannot tell 2 from 2.0)
+    assert.deepEqual(mixed.tolist(), [1, 2]);
+    assert.equal(torch.tensor([[true], [false]]).dtype, 'bool');
+    assert.equal(torch.tensor([false, 1]).dtype, 'float32');
+    assert.deepEqual(torch.tensor([]).shape, [0]);
+    assert.deepEqual(torch.tensor([[], []]).shape, [2, 0]);
+  });
+});
