@@ -217,8 +217,10 @@ static void backstop(Napi::Object owner, uint64_t handle) {
 
 }  // namespace impl
 
+// An integer a number cannot hold exactly comes back as a BigInt, which the TS layer refuses.
 Napi::Value scalarToJs(Napi::Env env, const at::Scalar& s) {
   if (s.isBoolean()) return Napi::Boolean::New(env, s.toBool());
+  if (s.isIntegral(false) && (s.toLong() > 9007199254740991LL || s.toLong() < -9007199254740991LL)) return Napi::BigInt::New(env, s.toLong());
   return Napi::Number::New(env, s.toDouble());
 }
 

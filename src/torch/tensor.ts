@@ -149,13 +149,18 @@ export class Tensor {
   sharedData(): TypedArray {
     return viewAs(this.dtype, native.sharedBuffer(this.handle));
   }
-  /** The single value of a one-element tensor (synchronises with the device). */
+  /**
+   * The single value of a one-element tensor (synchronises with the device). An int64 value beyond
+   * ±(2^53 - 1), which a number cannot hold exactly, throws a RangeError: read it with data().
+   */
   item(): number {
-    return Number(native.item(this.handle));
+    const v = native.item(this.handle);
+    if (typeof v === 'bigint') throw new RangeError(`item(): the int64 value ${v} does not fit a JS number exactly; read it with .data() (a BigInt64Array)`);
+    return Number(v);
   }
-  /** Nested arrays of numbers. */
+  /** Nested arrays of numbers (int64 values beyond ±(2^53 - 1) throw a RangeError: read them with data()). */
   tolist(): unknown {
-    const flat = Array.from(this.toFloat64Array());
+    const flat = this.dtype === 'int64' ? Array.from(this.data() as BigInt64Array, exactNumber) : Array.from(this.toFloat64Array());
     const shape = this.shape;
     if (shape.length === 0) return flat[0];
     const build = (dim: number, offset: number): unknown[] => {
@@ -617,6 +622,13 @@ export class Tensor {
     native.normal_(this.handle, mean, std, generator?.native ?? null);
     return this;
   }
+}
+
+function exactNumber(v: bigint): number {
+  if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < BigInt(Number.MIN_SAFE_INTEGER)) {
+    throw new RangeError(`tolist(): the int64 value ${v} does not fit a JS number exactly; read the values with .data() (a BigInt64Array)`);
+  }
+  return Number(v);
 }
 
 function flatShape(args: number[] | [number[]]): number[] {

@@ -932,3 +932,19 @@ test('tensor() from nested arrays: ragged data and out-of-range integers are ref
     assert.deepEqual(torch.tensor([[], []]).shape, [2, 0]);
   });
 });
+
+test('item() and tolist() refuse int64 values a number cannot hold instead of rounding them', () => {
+  torch.scope(() => {
+    const big = torch.tensor(BigInt64Array.from([9007199254740993n]));
+    assert.throws(
+      () => big.item(),
+      (e: Error) => e instanceof RangeError && /9007199254740993/.test(e.message) && /\.data\(\)/.test(e.message),
+    );
+    assert.throws(() => big.tolist(), (e: Error) => e instanceof RangeError && /\.data\(\)/.test(e.message));
+    assert.throws(() => torch.tensor(BigInt64Array.from([1n, -(2n ** 62n)])).tolist(), RangeError);
+    assert.equal(big.data()[0], 9007199254740993n);
+    assert.equal(torch.tensor(BigInt64Array.from([-9007199254740991n])).item(), -9007199254740991);
+    assert.deepEqual(torch.tensor(BigInt64Array.from([9007199254740991n, -5n])).tolist(), [9007199254740991, -5]);
+    assert.equal(torch.tensor([2.5]).item(), 2.5);
+  });
+});
