@@ -254,7 +254,13 @@ export class Tensor {
   transpose(d0: number, d1: number): Tensor {
     return wrap(native.transpose(this.handle, d0, d1));
   }
+  /** The dimensions reversed, as PyTorch's .T (a 0-d or 1-d tensor as it is); mT transposes batches of matrices. */
   get T(): Tensor {
+    return this.permute([...Array(this.ndim).keys()].reverse());
+  }
+  /** The last two dimensions transposed (PyTorch's .mT). */
+  get mT(): Tensor {
+    if (this.ndim < 2) throw new RangeError(`mT: expected a tensor of at least 2 dimensions, got ${this.ndim}`);
     return this.transpose(-2, -1);
   }
   expand(...shape: number[] | [number[]]): Tensor {

@@ -948,3 +948,18 @@ test('item() and tolist() refuse int64 values a number cannot hold instead of ro
     assert.equal(torch.tensor([2.5]).item(), 2.5);
   });
 });
+
+test('T reverses every dimension (0-d and 1-d as they are), mT transposes the last two, as PyTorch', () => {
+  torch.scope(() => {
+    assert.deepEqual(torch.tensor([1, 2, 3]).T.tolist(), [1, 2, 3]);
+    assert.deepEqual(torch.tensor(5).T.shape, []);
+    const a = torch.arange(24).reshape(2, 3, 4);
+    assert.deepEqual(a.T.shape, [4, 3, 2]);
+    assert.deepEqual(a.T.tolist(), a.permute(2, 1, 0).tolist());
+    assert.deepEqual(a.mT.shape, [2, 4, 3]);
+    assert.deepEqual(a.mT.tolist(), a.transpose(1, 2).tolist());
+    const m = torch.arange(6).reshape(2, 3);
+    assert.deepEqual(m.T.tolist(), m.mT.tolist());
+    assert.throws(() => torch.tensor([1, 2]).mT, /at least 2 dimensions/);
+  });
+});
