@@ -46,8 +46,10 @@ export function zeros(shape: number[], o: CreateOptions = {}): Tensor {
 export function ones(shape: number[], o: CreateOptions = {}): Tensor {
   return finish(wrap(native.ones(shape, o.dtype ?? null, dev(o))), o);
 }
-export function full(shape: number[], value: number | boolean, o: CreateOptions = {}): Tensor {
-  return finish(wrap(native.full(shape, value, o.dtype ?? null, dev(o))), o);
+/** Without a dtype: bool for a boolean value (as PyTorch), float32 for a number (JS cannot tell 1 from 1.0). */
+export function full(shape: number[], value: number | boolean | bigint, o: CreateOptions = {}): Tensor {
+  const dtype = o.dtype ?? (typeof value === 'boolean' ? 'bool' : null);
+  return finish(wrap(native.full(shape, value, dtype, dev(o))), o);
 }
 export function zerosLike(t: Tensor, o: CreateOptions = {}): Tensor {
   return zeros(t.shape, { dtype: t.dtype, device: t.device, ...o });

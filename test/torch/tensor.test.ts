@@ -963,3 +963,14 @@ test('T reverses every dimension (0-d and 1-d as they are), mT transposes the la
     assert.throws(() => torch.tensor([1, 2]).mT, /at least 2 dimensions/);
   });
 });
+
+test('full() with a boolean value and no dtype gives bool, as PyTorch; numbers stay float32', () => {
+  torch.scope(() => {
+    const b = torch.full([2], true);
+    assert.equal(b.dtype, 'bool');
+    assert.deepEqual(Array.from(b.data() as Uint8Array), [1, 1]);
+    assert.equal(torch.full([2], false).dtype, 'bool');
+    assert.equal(torch.full([2], 1).dtype, 'float32');
+    assert.equal(torch.full([2], true, { dtype: 'float32' }).dtype, 'float32');
+  });
+});
