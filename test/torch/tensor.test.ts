@@ -974,3 +974,13 @@ test('full() with a boolean value and no dtype gives bool, as PyTorch; numbers s
     assert.equal(torch.full([2], true, { dtype: 'float32' }).dtype, 'float32');
   });
 });
+
+test('index([]) is the whole tensor (a view, as x[()] in PyTorch)', () => {
+  torch.scope(() => {
+    const x = torch.tensor([1, 2, 3]);
+    const y = x.index([]);
+    assert.deepEqual(y.shape, [3]);
+    y.mul_(2);
+    assert.deepEqual(x.tolist(), [2, 4, 6]);
+  });
+});
