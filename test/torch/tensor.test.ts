@@ -984,3 +984,15 @@ test('index([]) is the whole tensor (a view, as x[()] in PyTorch)', () => {
     assert.deepEqual(x.tolist(), [2, 4, 6]);
   });
 });
+
+test('interpolate refuses alignCorners with nearest and area, as PyTorch', () => {
+  torch.scope(() => {
+    const x = torch.ones([1, 1, 2, 2]);
+    for (const mode of ['nearest', 'area'] as const) {
+      assert.throws(() => F.interpolate(x, 3, mode, true), /align_corners\) option can only be set with the interpolating modes/);
+      assert.throws(() => F.interpolate(x, 3, mode, false), /can only be set/);
+      assert.deepEqual(F.interpolate(x, 3, mode).shape, [1, 1, 3, 3]);
+    }
+    assert.deepEqual(F.interpolate(x, 3, 'bilinear', true).shape, [1, 1, 3, 3]);
+  });
+});
