@@ -158,3 +158,22 @@ test('Sequential chains modules; init helpers respect their bounds', () => {
   assert.ok(t.abs().max().item() <= 0.04);
   assert.ok(Math.abs(t.std().item() - 0.0176) < 0.002);
 });
+
+test('stateDict lists module by module (own parameters, own buffers, then children), as PyTorch; parameters() order is unchanged', () => {
+  const s = new Sequential(new BatchNorm1d(2), new Linear(2, 2));
+  // torch: list(nn.Sequential(nn.BatchNorm1d(2), nn.Linear(2, 2)).state_dict())
+  assert.deepEqual(
+    [...s.stateDict().keys()],
+    ['0.weight', '0.bias', '0.running_mean', '0.running_var', '0.num_batches_tracked', '1.weight', '1.bias'],
+  );
+  assert.deepEqual(
+    [...s.namedParameters()].map(([n]) => n),
+    ['0.weight', '0.bias', '1.weight', '1.bias'],
+  );
+  const net = new Net();
+  const keys = [...net.stateDict().keys()];
+  assert.deepEqual(keys.slice(0, 2), ['cls_token', 'blocks.0.norm.weight']);
+  assert.deepEqual(keys.slice(-3), ['bn.running_mean', 'bn.running_var', 'bn.num_batches_tracked']);
+  s.dispose();
+  net.dispose();
+});
