@@ -177,3 +177,18 @@ test('stateDict lists module by module (own parameters, own buffers, then childr
   s.dispose();
   net.dispose();
 });
+
+test('Linear and Conv2d build with zero input features, and Conv2d checks groups, as PyTorch', () => {
+  const lin = new Linear(0, 3);
+  assert.deepEqual(lin.weight.shape, [3, 0]);
+  assert.deepEqual(Array.from(lin.bias!.toFloat32Array()), [0, 0, 0]); // bound 0 when fan_in is 0
+  assert.deepEqual(lin.forward(torch.zeros([2, 0])).shape, [2, 3]);
+  assert.deepEqual(new Linear(3, 0).weight.shape, [0, 3]);
+  assert.deepEqual(new Conv2d(0, 4, 3).weight.shape, [4, 0, 3, 3]);
+  assert.throws(() => new Conv2d(3, 4, 3, { groups: 2 }), /in_channels must be divisible by groups/);
+  assert.throws(() => new Conv2d(4, 3, 3, { groups: 2 }), /out_channels must be divisible by groups/);
+  assert.throws(() => new Conv2d(4, 4, 3, { groups: 0 }), /groups must be a positive integer/);
+  const g = new Conv2d(4, 6, 3, { groups: 2 });
+  assert.deepEqual(g.weight.shape, [6, 2, 3, 3]);
+  assert.deepEqual(g.forward(torch.zeros([1, 4, 5, 5])).shape, [1, 6, 3, 3]);
+});
