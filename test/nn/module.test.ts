@@ -162,10 +162,7 @@ test('Sequential chains modules; init helpers respect their bounds', () => {
 test('stateDict lists module by module (own parameters, own buffers, then children), as PyTorch; parameters() order is unchanged', () => {
   const s = new Sequential(new BatchNorm1d(2), new Linear(2, 2));
   // torch: list(nn.Sequential(nn.BatchNorm1d(2), nn.Linear(2, 2)).state_dict())
-  assert.deepEqual(
-    [...s.stateDict().keys()],
-    ['0.weight', '0.bias', '0.running_mean', '0.running_var', '0.num_batches_tracked', '1.weight', '1.bias'],
-  );
+  assert.deepEqual([...s.stateDict().keys()], ['0.weight', '0.bias', '0.running_mean', '0.running_var', '0.num_batches_tracked', '1.weight', '1.bias']);
   assert.deepEqual(
     [...s.namedParameters()].map(([n]) => n),
     ['0.weight', '0.bias', '1.weight', '1.bias'],

@@ -940,7 +940,10 @@ test('item() and tolist() refuse int64 values a number cannot hold instead of ro
       () => big.item(),
       (e: Error) => e instanceof RangeError && /9007199254740993/.test(e.message) && /\.data\(\)/.test(e.message),
     );
-    assert.throws(() => big.tolist(), (e: Error) => e instanceof RangeError && /\.data\(\)/.test(e.message));
+    assert.throws(
+      () => big.tolist(),
+      (e: Error) => e instanceof RangeError && /\.data\(\)/.test(e.message),
+    );
     assert.throws(() => torch.tensor(BigInt64Array.from([1n, -(2n ** 62n)])).tolist(), RangeError);
     assert.equal(big.data()[0], 9007199254740993n);
     assert.equal(torch.tensor(BigInt64Array.from([-9007199254740991n])).item(), -9007199254740991);
