@@ -89,6 +89,7 @@ c10::optional<bool> argOptBool(const Napi::CallbackInfo& info, size_t i);
 std::vector<int64_t> argIntList(const Napi::CallbackInfo& info, size_t i);
 c10::optional<std::vector<int64_t>> argOptIntList(const Napi::CallbackInfo& info, size_t i);
 at::Scalar argScalar(const Napi::CallbackInfo& info, size_t i);
+c10::optional<at::Scalar> argOptScalar(const Napi::CallbackInfo& info, size_t i);
 std::string argString(const Napi::CallbackInfo& info, size_t i);
 at::ScalarType argDtype(const Napi::CallbackInfo& info, size_t i);
 c10::optional<at::ScalarType> argOptDtype(const Napi::CallbackInfo& info, size_t i);

@@ -124,12 +124,15 @@ Napi::Value GeneratorHandle::SetState(const Napi::CallbackInfo& info) {
 
 // ---------------------------------------------------------------- handle table
 
-// A tensor handle, as JS sees it, is a BigInt: (generation << 32) | slot. Not an N-API external: Node
+// A tensor handle, as JS sees it, is a BigInt: kHandleTag | (generation << 32) | slot. Not an N-API external: Node
 // gives every external a V8 weak reference, which costs the scavenger ~0.3 µs per op — as much as a
 // small op. BigInts need none, stay distinct from the numbers used for scalars, and a stale or forged
 // id is detected (its generation no longer matches) instead of touching freed memory. Slots and their
-// TensorHandle objects are reused; slot 0 is the handle every disposed Tensor points at.
+// TensorHandle objects are reused; slot 0 is the handle every disposed Tensor points at. The tag (bit 63)
+// keeps every id far from the BigInts a caller may pass as numbers: 2n is a scalar, never slot 2.
 namespace {
+constexpr uint64_t kHandleTag = 1ULL << 63;
+constexpr uint32_t kGenMask = 0x7fffffff;
 TensorHandle g_disposed_handle;
 struct Slot {
   TensorHandle* h;
@@ -142,25 +145,26 @@ std::atomic<int64_t> g_backstops{0};  // GC finalizers attached and not yet run
 // The handle for `id`: nullptr when it names no slot, the disposed handle when stale.
 TensorHandle* lookup(uint64_t id) {
   uint32_t idx = static_cast<uint32_t>(id);
-  if (idx >= t_slots.size()) return nullptr;
+  if (!(id & kHandleTag) || idx >= t_slots.size()) return nullptr;
   const Slot& s = t_slots[idx];
-  return s.gen == static_cast<uint32_t>(id >> 32) ? s.h : &g_disposed_handle;
+  return s.gen == (static_cast<uint32_t>(id >> 32) & kGenMask) ? s.h : &g_disposed_handle;
 }
 
 TensorHandle* handleOf(const Napi::Value& v) {
   if (!v.IsBigInt()) return nullptr;
   bool lossless;
-  return lookup(v.As<Napi::BigInt>().Uint64Value(&lossless));
+  uint64_t id = v.As<Napi::BigInt>().Uint64Value(&lossless);
+  return lossless ? lookup(id) : nullptr;
 }
 
 // Drops the tensor of handle `id` and frees its slot; stale ids and slot 0 are ignored.
 void disposeId(Napi::Env* env, uint64_t id) {
   uint32_t idx = static_cast<uint32_t>(id);
-  if (idx == 0 || idx >= t_slots.size()) return;
+  if (!(id & kHandleTag) || idx == 0 || idx >= t_slots.size()) return;
   Slot& s = t_slots[idx];
-  if (s.gen != static_cast<uint32_t>(id >> 32)) return;
+  if (s.gen != (static_cast<uint32_t>(id >> 32) & kGenMask)) return;
   s.h->release(env);
-  s.gen++;
+  s.gen = (s.gen + 1) & kGenMask;
   t_free.push_back(idx);
 }
 }  // namespace
@@ -177,7 +181,16 @@ Napi::Value wrap(Napi::Env env, at::Tensor t) {
   }
   Slot& s = t_slots[idx];
   s.h->set(env, std::move(t));
-  return Napi::BigInt::New(env, (static_cast<uint64_t>(s.gen) << 32) | idx);
+  return Napi::BigInt::New(env, kHandleTag | (static_cast<uint64_t>(s.gen) << 32) | idx);
+}
+
+static uint64_t disposedHandleId() { return kHandleTag; }
+
+// Whether v is a BigInt shaped like a handle id (live or not); other BigInts are numbers.
+static bool isHandleId(const Napi::Value& v) {
+  if (!v.IsBigInt()) return false;
+  bool lossless;
+  return (v.As<Napi::BigInt>().Uint64Value(&lossless) & kHandleTag) && lossless;
 }
 
 Napi::Value wrapList(Napi::Env env, const std::vector<at::Tensor>& ts) {
@@ -204,8 +217,10 @@ static void backstop(Napi::Object owner, uint64_t handle) {
 
 }  // namespace impl
 
+// An integer a number cannot hold exactly comes back as a BigInt, which the TS layer refuses.
 Napi::Value scalarToJs(Napi::Env env, const at::Scalar& s) {
   if (s.isBoolean()) return Napi::Boolean::New(env, s.toBool());
+  if (s.isIntegral(false) && (s.toLong() > 9007199254740991LL || s.toLong() < -9007199254740991LL)) return Napi::BigInt::New(env, s.toLong());
   return Napi::Number::New(env, s.toDouble());
 }
 
@@ -256,10 +271,21 @@ c10::optional<std::vector<at::Tensor>> argOptTensorList(const Napi::CallbackInfo
   return argTensorList(info, i);
 }
 
-// A number or boolean is a scalar (BigInts are tensor handles).
+// A BigInt that is not a handle id, as a number: exact in the safe integer range, refused beyond it
+// (a JS number could not hold it either; an int64 tensor can).
+static int64_t bigIntNumber(const Napi::CallbackInfo& info, size_t i) {
+  bool lossless;
+  int64_t n = info[i].As<Napi::BigInt>().Int64Value(&lossless);
+  if (!lossless || n > 9007199254740991LL || n < -9007199254740991LL)
+    throw std::invalid_argument(where(i) + ": the BigInt " + info[i].ToString().Utf8Value() +
+                                " is outside the safe integer range (±(2^53 - 1)); pass an int64 tensor instead");
+  return n;
+}
+
+// A number, boolean or non-handle BigInt is a scalar; a handle (or TS Tensor) is a tensor.
 TensorOrScalar argTensorOrScalar(const Napi::CallbackInfo& info, size_t i) {
   TensorOrScalar x;
-  if (info[i].IsNumber() || info[i].IsBoolean()) x.scalar = argScalar(info, i);
+  if (info[i].IsNumber() || info[i].IsBoolean() || (info[i].IsBigInt() && !isHandleId(info[i]))) x.scalar = argScalar(info, i);
   else x.tensor = &argTensor(info, i);
   return x;
 }
@@ -276,6 +302,7 @@ std::vector<at::Tensor> argTensorList(const Napi::CallbackInfo& info, size_t i) 
 }
 
 double argDouble(const Napi::CallbackInfo& info, size_t i) {
+  if (info[i].IsBigInt() && !isHandleId(info[i])) return static_cast<double>(bigIntNumber(info, i));
   if (!info[i].IsNumber()) throw std::invalid_argument(where(i) + ": expected a number");
   return info[i].As<Napi::Number>().DoubleValue();
 }
@@ -332,12 +359,20 @@ c10::optional<std::vector<int64_t>> argOptIntList(const Napi::CallbackInfo& info
 
 at::Scalar argScalar(const Napi::CallbackInfo& info, size_t i) {
   if (info[i].IsBoolean()) return at::Scalar(info[i].As<Napi::Boolean>().Value());
-  if (info[i].IsBigInt()) throw std::invalid_argument(where(i) + ": expected a number, got a tensor");
+  if (info[i].IsBigInt()) {
+    if (isHandleId(info[i])) throw std::invalid_argument(where(i) + ": expected a number, got a tensor");
+    return at::Scalar(bigIntNumber(info, i));
+  }
   // JS has one number type: integral values become integer scalars (as Python's `1`), so they keep
   // integer tensors integral; type promotion still gives float results for float tensors.
   double d = argDouble(info, i);
   if (std::isfinite(d) && d == std::trunc(d) && std::fabs(d) < 9007199254740992.0) return at::Scalar(static_cast<int64_t>(d));
   return at::Scalar(d);
+}
+
+c10::optional<at::Scalar> argOptScalar(const Napi::CallbackInfo& info, size_t i) {
+  if (i >= info.Length() || info[i].IsNull() || info[i].IsUndefined()) return c10::nullopt;
+  return argScalar(info, i);
 }
 
 std::string argString(const Napi::CallbackInfo& info, size_t i) {

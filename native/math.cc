@@ -5,9 +5,12 @@
 
 namespace semaim {
 
-// A clamp bound as libtorch takes it (a double, as JS passed it; null: unbounded).
-static c10::optional<at::Scalar> optScalar(c10::optional<double> v) {
-  return v ? c10::optional<at::Scalar>(*v) : c10::nullopt;
+// Reduction dims: the given ones, or every dim (a full reduction that keeps them, keepdim=true).
+static std::vector<int64_t> dimsOrEvery(const c10::optional<std::vector<int64_t>>& d, const at::Tensor& t) {
+  if (d) return *d;
+  std::vector<int64_t> all(t.dim());
+  for (int64_t k = 0; k < t.dim(); k++) all[k] = k;
+  return all;
 }
 
 // Index tensors for index/index_put (every entry given).

@@ -45,9 +45,13 @@ static double scaleOr(const at::Tensor& q, c10::optional<double> scale) {
 
 namespace impl {
 
-// interpolate(x, [outH, outW], mode, alignCorners) for 4-D inputs.
-static at::Tensor interpolate(const at::Tensor& x, const std::vector<int64_t>& size, const std::string& mode, bool align) {
+// interpolate(x, [outH, outW], mode, alignCorners) for 4-D inputs; alignCorners given (even false)
+// with a non-interpolating mode is refused, as PyTorch.
+static at::Tensor interpolate(const at::Tensor& x, const std::vector<int64_t>& size, const std::string& mode, c10::optional<bool> alignCorners) {
   if (x.dim() != 4 || size.size() != 2) throw std::invalid_argument("interpolate: expects a 4-D input and a 2-element size");
+  if (alignCorners && (mode == "nearest" || mode == "area"))
+    throw std::invalid_argument("interpolate: the alignCorners (align_corners) option can only be set with the interpolating modes: bilinear | bicubic");
+  bool align = alignCorners.value_or(false);
   if (mode == "nearest") return at::upsample_nearest2d(x, size);
   if (mode == "bilinear") return at::upsample_bilinear2d(x, size, align);
   if (mode == "bicubic") return at::upsample_bicubic2d(x, size, align);

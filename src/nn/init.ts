@@ -40,10 +40,16 @@ export function xavierUniform_(t: Tensor, gain = 1, generator?: torch.Generator)
   return uniform_(t, -a, a, generator);
 }
 
-/** PyTorch's default for Linear/Conv weights: kaiming_uniform(a=√5), i.e. U(±1/√fan_in). */
+/** PyTorch's default for Linear/Conv weights: kaiming_uniform(a=√5), i.e. U(±1/√fan_in); a no-op on an empty tensor, as PyTorch. */
 export function defaultWeightInit_(t: Tensor, generator?: torch.Generator): Tensor {
+  if (t.numel === 0) return t;
   const bound = 1 / Math.sqrt(fans(t)[0]);
   return uniform_(t, -bound, bound, generator);
+}
+
+/** PyTorch's default bias bound of Linear/Conv: 1/√fan_in, 0 when fan_in is 0. */
+export function defaultBiasBound(fanIn: number): number {
+  return fanIn > 0 ? 1 / Math.sqrt(fanIn) : 0;
 }
 
 /**

@@ -3,7 +3,7 @@ import * as torch from '../torch';
 import { F, Tensor, fused } from '../torch';
 import { Module } from './module';
 import { batchSlice } from './batch-slice';
-import { defaultWeightInit_, uniform_, fans } from './init';
+import { defaultBiasBound, defaultWeightInit_, uniform_, fans } from './init';
 
 export interface LayerOptions {
   dtype?: torch.DType;
@@ -31,7 +31,7 @@ export class Linear extends Module {
     super();
     this.weight = this.param('weight', defaultWeightInit_(empty([outFeatures, inFeatures], opts)));
     if (opts.bias ?? true) {
-      const bound = 1 / Math.sqrt(inFeatures);
+      const bound = defaultBiasBound(inFeatures);
       this.bias = this.param('bias', uniform_(empty([outFeatures], opts), -bound, bound));
     } else {
       this.bias = null;
@@ -71,9 +71,12 @@ export class Conv2d extends Module {
   ) {
     super();
     const groups = opts.groups ?? 1;
+    if (!Number.isInteger(groups) || groups < 1) throw new RangeError(`Conv2d: groups must be a positive integer, got ${groups}`);
+    if (inChannels % groups !== 0) throw new RangeError(`Conv2d: in_channels must be divisible by groups (${inChannels} channels, ${groups} groups)`);
+    if (outChannels % groups !== 0) throw new RangeError(`Conv2d: out_channels must be divisible by groups (${outChannels} channels, ${groups} groups)`);
     this.weight = this.param('weight', defaultWeightInit_(empty([outChannels, inChannels / groups, kernelSize, kernelSize], opts)));
     if (opts.bias ?? true) {
-      const bound = 1 / Math.sqrt(fans(this.weight)[0]);
+      const bound = defaultBiasBound(fans(this.weight)[0]);
       this.bias = this.param('bias', uniform_(empty([outChannels], opts), -bound, bound));
     } else {
       this.bias = null;

@@ -82,11 +82,18 @@ export abstract class Module {
   }
 
   /**
-   * Parameters and persistent buffers by dotted name. The tensors are the module's own (not
-   * copies): do not dispose them.
+   * Parameters and persistent buffers by dotted name, in PyTorch's order: each module's parameters,
+   * then its buffers, then its children's entries. The tensors are the module's own (not copies):
+   * do not dispose them.
    */
   stateDict(): StateDict {
-    return new Map([...this.namedParameters(), ...this.namedBuffers('', true)]);
+    const out: StateDict = new Map();
+    for (const [prefix, m] of this.namedModules()) {
+      const p = prefix ? `${prefix}.` : '';
+      for (const [n, t] of m.params) out.set(p + n, t);
+      for (const [n, b] of m.buffers) if (b.persistent) out.set(p + n, b.tensor);
+    }
+    return out;
   }
 
   /**

@@ -46,8 +46,10 @@ export function zeros(shape: number[], o: CreateOptions = {}): Tensor {
 export function ones(shape: number[], o: CreateOptions = {}): Tensor {
   return finish(wrap(native.ones(shape, o.dtype ?? null, dev(o))), o);
 }
-export function full(shape: number[], value: number | boolean, o: CreateOptions = {}): Tensor {
-  return finish(wrap(native.full(shape, value, o.dtype ?? null, dev(o))), o);
+/** Without a dtype: bool for a boolean value (as PyTorch), float32 for a number (JS cannot tell 1 from 1.0). */
+export function full(shape: number[], value: number | boolean | bigint, o: CreateOptions = {}): Tensor {
+  const dtype = o.dtype ?? (typeof value === 'boolean' ? 'bool' : null);
+  return finish(wrap(native.full(shape, value, dtype, dev(o))), o);
 }
 export function zerosLike(t: Tensor, o: CreateOptions = {}): Tensor {
   return zeros(t.shape, { dtype: t.dtype, device: t.device, ...o });
@@ -92,19 +94,29 @@ export function bernoulli(like: Tensor, p: number, o: RandomOptions = {}): Tenso
 
 type Nested = number | boolean | Nested[];
 
+/** The shape of nested arrays (from the first element of each level); ragged data is refused, as PyTorch. */
 function shapeOf(x: Nested): number[] {
   const s: number[] = [];
-  let cur: Nested = x;
-  while (Array.isArray(cur)) {
-    s.push(cur.length);
-    cur = cur[0];
-  }
+  for (let cur: Nested = x; Array.isArray(cur); cur = cur[0]) s.push(cur.length);
+  const check = (v: Nested, dim: number): void => {
+    if (dim === s.length) {
+      if (Array.isArray(v)) throw new RangeError(`tensor(): expected a number at dim ${dim}, got a sequence`);
+      return;
+    }
+    if (!Array.isArray(v)) throw new RangeError(`tensor(): expected a sequence at dim ${dim}, got ${v}`);
+    if (v.length !== s[dim]) throw new RangeError(`tensor(): expected sequence of length ${s[dim]} at dim ${dim} (got ${v.length})`);
+    for (const e of v) check(e, dim + 1);
+  };
+  check(x, 0);
   return s;
 }
 
 /**
- * A tensor from JS data (always copied): nested number arrays (float32 unless dtype says otherwise)
- * or a typed array with an explicit shape (default: 1-D).
+ * A tensor from JS data (always copied): nested arrays, or a typed array with an explicit shape
+ * (default: 1-D). The dtype of nested arrays, unless given: bool when every value is a boolean, else
+ * float32 (JS cannot tell 1 from 1.0, so [true, 2] is float32 [1, 2] where PyTorch gives int64).
+ * For an integer dtype, values are truncated toward zero (as PyTorch) and a value outside the
+ * dtype's range (or NaN) throws a RangeError; for bool, every nonzero value (NaN too) is true.
  */
 export function tensor(data: Nested | TypedArray, o: CreateOptions & { shape?: number[] } = {}): Tensor {
   let buf: TypedArray;
@@ -127,7 +139,7 @@ export function tensor(data: Nested | TypedArray, o: CreateOptions & { shape?: n
   } else {
     shape = o.shape ?? shapeOf(data);
     const flat = (Array.isArray(data) ? (data as unknown[]).flat(Infinity) : [data]) as (number | boolean)[];
-    dtype = o.dtype ?? (typeof flat[0] === 'boolean' ? 'bool' : 'float32');
+    dtype = o.dtype ?? (flat.length > 0 && flat.every((v) => typeof v === 'boolean') ? 'bool' : 'float32');
     const count = shape.reduce((a, b) => a * b, 1);
     if (flat.length !== count) throw new RangeError(`tensor(): ragged or mismatched data: ${flat.length} values for shape [${shape}]`);
     buf = toTyped(flat, dtype);
@@ -143,8 +155,21 @@ export function tensor(data: Nested | TypedArray, o: CreateOptions & { shape?: n
   return finish(wrap(native.fromBuffer(buf, shape, dtype, dev(o))), o);
 }
 
+const INT_RANGE: Partial<Record<DType, [number, number]>> = {
+  int64: [-(2 ** 63), 2 ** 63], // the upper bound excluded below (2^63 - 1 is not a double)
+  int32: [-(2 ** 31), 2 ** 31 - 1],
+  int16: [-(2 ** 15), 2 ** 15 - 1],
+  int8: [-128, 127],
+  uint8: [0, 255],
+};
+
 function toTyped(flat: (number | boolean)[], dtype: DType): TypedArray {
   const nums = flat.map(Number);
+  const range = INT_RANGE[dtype];
+  if (range) {
+    const bad = nums.find((v) => !(v >= range[0] && v <= range[1] && (dtype !== 'int64' || v < range[1])));
+    if (bad !== undefined) throw new RangeError(`tensor(): value ${bad} cannot be converted to type ${dtype} without overflow`);
+  }
   switch (dtype) {
     case 'float64':
       return Float64Array.from(nums);
@@ -158,7 +183,7 @@ function toTyped(flat: (number | boolean)[], dtype: DType): TypedArray {
       return Int8Array.from(nums);
     case 'uint8':
     case 'bool':
-      return Uint8Array.from(nums.map((v) => (dtype === 'bool' ? (v ? 1 : 0) : v)));
+      return Uint8Array.from(nums.map((v) => (dtype === 'bool' ? (v !== 0 ? 1 : 0) : v)));
     default:
       return Float32Array.from(nums);
   }

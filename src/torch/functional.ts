@@ -61,8 +61,9 @@ export function maxPool2d(x: Tensor, kernel: Pair, o: { stride?: Pair; padding?:
 export function adaptiveAvgPool2d(x: Tensor, outputSize: Pair): Tensor {
   return wrap(native.adaptiveAvgPool2d(x.h, pair(outputSize)));
 }
-export function interpolate(x: Tensor, size: Pair, mode: 'nearest' | 'bilinear' | 'bicubic' | 'area' = 'nearest', alignCorners = false): Tensor {
-  return wrap(native.interpolate(x.h, pair(size), mode, alignCorners));
+/** alignCorners (default false) applies to bilinear and bicubic only; giving it for nearest or area throws, as PyTorch. */
+export function interpolate(x: Tensor, size: Pair, mode: 'nearest' | 'bilinear' | 'bicubic' | 'area' = 'nearest', alignCorners?: boolean): Tensor {
+  return wrap(native.interpolate(x.h, pair(size), mode, alignCorners ?? null));
 }
 /** Constant padding; pads as in PyTorch: [left, right, top, bottom, ...] from the last dim backwards. */
 export function pad(x: Tensor, pads: number[], value = 0): Tensor {

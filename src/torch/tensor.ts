@@ -7,7 +7,8 @@ import type { Generator } from './random';
 /** The handle of every disposed Tensor: native ops on it throw "<op>: tensor was disposed". */
 const DISPOSED: TensorHandle = native.disposedHandle();
 
-export type Scalar = number | boolean;
+/** A BigInt scalar must be a safe integer (|n| ≤ 2^53 - 1); larger ones are refused. */
+export type Scalar = number | boolean | bigint;
 export type TensorOrScalar = Tensor | Scalar;
 
 function arg(x: TensorOrScalar): TensorHandle | Scalar {
@@ -148,13 +149,18 @@ export class Tensor {
   sharedData(): TypedArray {
     return viewAs(this.dtype, native.sharedBuffer(this.handle));
   }
-  /** The single value of a one-element tensor (synchronises with the device). */
+  /**
+   * The single value of a one-element tensor (synchronises with the device). An int64 value beyond
+   * ±(2^53 - 1), which a number cannot hold exactly, throws a RangeError: read it with data().
+   */
   item(): number {
-    return Number(native.item(this.handle));
+    const v = native.item(this.handle);
+    if (typeof v === 'bigint') throw new RangeError(`item(): the int64 value ${v} does not fit a JS number exactly; read it with .data() (a BigInt64Array)`);
+    return Number(v);
   }
-  /** Nested arrays of numbers. */
+  /** Nested arrays of numbers (int64 values beyond ±(2^53 - 1) throw a RangeError: read them with data()). */
   tolist(): unknown {
-    const flat = Array.from(this.toFloat64Array());
+    const flat = this.dtype === 'int64' ? Array.from(this.data() as BigInt64Array, exactNumber) : Array.from(this.toFloat64Array());
     const shape = this.shape;
     if (shape.length === 0) return flat[0];
     const build = (dim: number, offset: number): unknown[] => {
@@ -248,7 +254,13 @@ export class Tensor {
   transpose(d0: number, d1: number): Tensor {
     return wrap(native.transpose(this.handle, d0, d1));
   }
+  /** The dimensions reversed, as PyTorch's .T (a 0-d or 1-d tensor as it is); mT transposes batches of matrices. */
   get T(): Tensor {
+    return this.permute([...Array(this.ndim).keys()].reverse());
+  }
+  /** The last two dimensions transposed (PyTorch's .mT). */
+  get mT(): Tensor {
+    if (this.ndim < 2) throw new RangeError(`mT: expected a tensor of at least 2 dimensions, got ${this.ndim}`);
     return this.transpose(-2, -1);
   }
   expand(...shape: number[] | [number[]]): Tensor {
@@ -487,7 +499,7 @@ export class Tensor {
   isfinite(): Tensor {
     return wrap(native.isfinite(this.handle));
   }
-  clamp(min?: number | null, max?: number | null): Tensor {
+  clamp(min?: Scalar | null, max?: Scalar | null): Tensor {
     return wrap(native.clamp(this.handle, min ?? null, max ?? null));
   }
 
@@ -600,7 +612,7 @@ export class Tensor {
     native.fill_(this.handle, value);
     return this;
   }
-  clamp_(min?: number | null, max?: number | null): this {
+  clamp_(min?: Scalar | null, max?: Scalar | null): this {
     native.clamp_(this.handle, min ?? null, max ?? null);
     return this;
   }
@@ -616,6 +628,13 @@ export class Tensor {
     native.normal_(this.handle, mean, std, generator?.native ?? null);
     return this;
   }
+}
+
+function exactNumber(v: bigint): number {
+  if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < BigInt(Number.MIN_SAFE_INTEGER)) {
+    throw new RangeError(`tolist(): the int64 value ${v} does not fit a JS number exactly; read the values with .data() (a BigInt64Array)`);
+  }
+  return Number(v);
 }
 
 function flatShape(args: number[] | [number[]]): number[] {

@@ -158,3 +158,34 @@ test('Sequential chains modules; init helpers respect their bounds', () => {
   assert.ok(t.abs().max().item() <= 0.04);
   assert.ok(Math.abs(t.std().item() - 0.0176) < 0.002);
 });
+
+test('stateDict lists module by module (own parameters, own buffers, then children), as PyTorch; parameters() order is unchanged', () => {
+  const s = new Sequential(new BatchNorm1d(2), new Linear(2, 2));
+  // torch: list(nn.Sequential(nn.BatchNorm1d(2), nn.Linear(2, 2)).state_dict())
+  assert.deepEqual([...s.stateDict().keys()], ['0.weight', '0.bias', '0.running_mean', '0.running_var', '0.num_batches_tracked', '1.weight', '1.bias']);
+  assert.deepEqual(
+    [...s.namedParameters()].map(([n]) => n),
+    ['0.weight', '0.bias', '1.weight', '1.bias'],
+  );
+  const net = new Net();
+  const keys = [...net.stateDict().keys()];
+  assert.deepEqual(keys.slice(0, 2), ['cls_token', 'blocks.0.norm.weight']);
+  assert.deepEqual(keys.slice(-3), ['bn.running_mean', 'bn.running_var', 'bn.num_batches_tracked']);
+  s.dispose();
+  net.dispose();
+});
+
+test('Linear and Conv2d build with zero input features, and Conv2d checks groups, as PyTorch', () => {
+  const lin = new Linear(0, 3);
+  assert.deepEqual(lin.weight.shape, [3, 0]);
+  assert.deepEqual(Array.from(lin.bias!.toFloat32Array()), [0, 0, 0]); // bound 0 when fan_in is 0
+  assert.deepEqual(lin.forward(torch.zeros([2, 0])).shape, [2, 3]);
+  assert.deepEqual(new Linear(3, 0).weight.shape, [0, 3]);
+  assert.deepEqual(new Conv2d(0, 4, 3).weight.shape, [4, 0, 3, 3]);
+  assert.throws(() => new Conv2d(3, 4, 3, { groups: 2 }), /in_channels must be divisible by groups/);
+  assert.throws(() => new Conv2d(4, 3, 3, { groups: 2 }), /out_channels must be divisible by groups/);
+  assert.throws(() => new Conv2d(4, 4, 3, { groups: 0 }), /groups must be a positive integer/);
+  const g = new Conv2d(4, 6, 3, { groups: 2 });
+  assert.deepEqual(g.weight.shape, [6, 2, 3, 3]);
+  assert.deepEqual(g.forward(torch.zeros([1, 4, 5, 5])).shape, [1, 6, 3, 3]);
+});

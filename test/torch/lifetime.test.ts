@@ -214,3 +214,9 @@ test('lifetime: a handle kept apart from its disposed Tensor, or a forged one, t
   assert.deepEqual(Array.from(u.add(1).toFloat32Array()), [2, 2, 2]);
   u.dispose();
 });
+
+test('lifetime: no small BigInt is a tensor handle, even with live tensors in the first slots', () => {
+  const ts = Array.from({ length: 8 }, () => torch.ones([1]));
+  for (let k = 0n; k < 64n; k++) assert.throws(() => native.neg(k as TensorHandle), /expected a tensor/, `${k}n`);
+  for (const t of ts) t.dispose();
+});

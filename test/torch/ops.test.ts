@@ -241,7 +241,7 @@ const IMPL: Record<string, Impl> = {
     a.select(1, 2),
     a.flatten(1),
     a.unsqueeze(1),
-    a.T,
+    a.mT,
   ],
   expand_squeeze: (a, b) => [a.expand(2, 3, 5), b.squeeze(), b.squeeze(2)],
   // attention (golden: the explicit softmax(q kᵀ · scale + mask) v, causal top-left aligned)

@@ -837,3 +837,165 @@ test('autocast: regions nest and restore the previous state; enabled: false turn
     assert.equal(x.matmul(w).dtype, 'float32');
   });
 });
+
+// ---------------------------------------------------------------- PyTorch 1.13 parity (audit findings)
+
+test('a BigInt scalar is a number (exact in the safe integer range), never a tensor handle', () => {
+  torch.scope(() => {
+    const others = [1, 2, 3, 4, 5, 6].map((v) => torch.full([2], 100 * v)); // live tensors in low handle slots
+    const x = torch.tensor([10, 20]);
+    const c = torch.tensor([true, false]);
+    assert.deepEqual(x.mul(2n).tolist(), [20, 40]);
+    for (let k = 0n; k < 40n; k++) assert.deepEqual(x.add(k).tolist(), [10 + Number(k), 20 + Number(k)]);
+    assert.deepEqual(x.sub_(3n).tolist(), [7, 17]);
+    assert.deepEqual(x.eq(7n).tolist(), [1, 0]);
+    const i = torch.tensor(BigInt64Array.from([5n, -6n]));
+    assert.equal(i.mul(3n).dtype, 'int64');
+    assert.deepEqual(i.mul(-3n).tolist(), [-15, 18]);
+    assert.deepEqual(torch.where(c, 1n, 0).tolist(), [1, 0]);
+    assert.deepEqual(torch.where(c, x, -1n).tolist(), [7, -1]);
+    assert.deepEqual(x.clone().fill_(4n).tolist(), [4, 4]);
+    assert.deepEqual(x.maskedFill(c, 9n).tolist(), [9, 17]);
+    assert.deepEqual(x.clamp(0n, 10n).tolist(), [7, 10]);
+    assert.deepEqual(torch.full([2], 3n).tolist(), [3, 3]);
+    // Beyond ±(2^53 - 1) a BigInt is refused, not rounded.
+    assert.throws(() => x.mul(2n ** 53n), /safe integer range/);
+    assert.throws(() => torch.where(c, -(2n ** 60n), 0), /safe integer range/);
+    assert.throws(() => torch.full([1], 2n ** 64n), /safe integer range/);
+    assert.deepEqual(others[1].tolist(), [200, 200]);
+  });
+});
+
+test('sum, mean and norm with dim omitted and keepdim keep every dimension', () => {
+  torch.scope(() => {
+    const a = torch.tensor([
+      [3, 4],
+      [1, 2],
+    ]);
+    assert.deepEqual(a.sum(undefined, true).tolist(), [[10]]);
+    assert.deepEqual(a.mean(undefined, true).tolist(), [[2.5]]);
+    const n = a.norm(2, undefined, true);
+    assert.deepEqual(n.shape, [1, 1]);
+    assert.ok(Math.abs(n.item() - 5.4772257804870605) < 1e-6); // torch: a.norm(2, None, True)
+    assert.deepEqual(a.sum().shape, []);
+    assert.deepEqual(a.sum(undefined, true, 'float64').dtype, 'float64');
+  });
+});
+
+test('clamp keeps integer tensors integral with integral bounds (bool gives int64), as PyTorch', () => {
+  torch.scope(() => {
+    const i = torch.tensor([-3, 0, 3], { dtype: 'int64' });
+    const c = i.clamp(-1, 1);
+    assert.equal(c.dtype, 'int64');
+    assert.deepEqual(c.tolist(), [-1, 0, 1]);
+    const d = i.clone().clamp_(-1, 1);
+    assert.equal(d.dtype, 'int64');
+    assert.deepEqual(d.tolist(), [-1, 0, 1]);
+    assert.deepEqual(i.clamp(null, 2).tolist(), [-3, 0, 2]);
+    const f = i.clamp(-1.5, 1.5); // a fractional bound promotes, as in PyTorch
+    assert.equal(f.dtype, 'float32');
+    assert.deepEqual(f.tolist(), [-1.5, 0, 1.5]);
+    const b = torch.tensor([true, false]).clamp(0, 1);
+    assert.equal(b.dtype, 'int64');
+    assert.deepEqual(b.tolist(), [1, 0]);
+    const u = torch.tensor([1, 200], { dtype: 'uint8' }).clamp(0, 100);
+    assert.equal(u.dtype, 'uint8');
+    assert.deepEqual(u.tolist(), [1, 100]);
+    assert.deepEqual(torch.tensor([1.5, 200]).clamp(0, 100).tolist(), [1.5, 100]);
+  });
+});
+
+test('tensor() from nested arrays: ragged data and out-of-range integers are refused; bool and mixed data as documented', () => {
+  assert.throws(() => torch.tensor([[1], [2, 3], []]), /expected sequence of length 1 at dim 1 \(got 2\)/);
+  assert.throws(() => torch.tensor([[], [1]]), /expected sequence of length 0 at dim 1 \(got 1\)/);
+  assert.throws(() => torch.tensor([[1, 2], 3] as never), /expected a sequence at dim 1/);
+  assert.throws(() => torch.tensor([1, [2]]), /expected a number at dim 1/);
+  assert.throws(() => torch.tensor([3e9], { dtype: 'int32' }), /value 3000000000 cannot be converted to type int32 without overflow/);
+  assert.throws(() => torch.tensor([300, -1], { dtype: 'uint8' }), /cannot be converted to type uint8/);
+  assert.throws(() => torch.tensor([-1], { dtype: 'uint8' }), RangeError);
+  assert.throws(() => torch.tensor([128], { dtype: 'int8' }), RangeError);
+  assert.throws(() => torch.tensor([255.5], { dtype: 'uint8' }), RangeError);
+  assert.throws(() => torch.tensor([NaN], { dtype: 'int64' }), RangeError);
+  assert.throws(() => torch.tensor([2 ** 63], { dtype: 'int64' }), RangeError);
+  torch.scope(() => {
+    // Fractions truncate toward zero for integer dtypes, as PyTorch.
+    assert.deepEqual(torch.tensor([-2.7, 2.7], { dtype: 'int32' }).tolist(), [-2, 2]);
+    assert.deepEqual(torch.tensor([-2.7, 2.7], { dtype: 'int64' }).tolist(), [-2, 2]);
+    assert.equal(torch.tensor([-(2 ** 63)], { dtype: 'int64' }).data()[0], -(2n ** 63n));
+    assert.deepEqual(Array.from(torch.tensor([NaN, 0, 2, -0.5], { dtype: 'bool' }).data() as Uint8Array), [1, 0, 1, 1]);
+    const mixed = torch.tensor([true, 2]);
+    assert.equal(mixed.dtype, 'float32'); // numbers give float32 (JS cannot tell 2 from 2.0)
+    assert.deepEqual(mixed.tolist(), [1, 2]);
+    assert.equal(torch.tensor([[true], [false]]).dtype, 'bool');
+    assert.equal(torch.tensor([false, 1]).dtype, 'float32');
+    assert.deepEqual(torch.tensor([]).shape, [0]);
+    assert.deepEqual(torch.tensor([[], []]).shape, [2, 0]);
+  });
+});
+
+test('item() and tolist() refuse int64 values a number cannot hold instead of rounding them', () => {
+  torch.scope(() => {
+    const big = torch.tensor(BigInt64Array.from([9007199254740993n]));
+    assert.throws(
+      () => big.item(),
+      (e: Error) => e instanceof RangeError && /9007199254740993/.test(e.message) && /\.data\(\)/.test(e.message),
+    );
+    assert.throws(
+      () => big.tolist(),
+      (e: Error) => e instanceof RangeError && /\.data\(\)/.test(e.message),
+    );
+    assert.throws(() => torch.tensor(BigInt64Array.from([1n, -(2n ** 62n)])).tolist(), RangeError);
+    assert.equal(big.data()[0], 9007199254740993n);
+    assert.equal(torch.tensor(BigInt64Array.from([-9007199254740991n])).item(), -9007199254740991);
+    assert.deepEqual(torch.tensor(BigInt64Array.from([9007199254740991n, -5n])).tolist(), [9007199254740991, -5]);
+    assert.equal(torch.tensor([2.5]).item(), 2.5);
+  });
+});
+
+test('T reverses every dimension (0-d and 1-d as they are), mT transposes the last two, as PyTorch', () => {
+  torch.scope(() => {
+    assert.deepEqual(torch.tensor([1, 2, 3]).T.tolist(), [1, 2, 3]);
+    assert.deepEqual(torch.tensor(5).T.shape, []);
+    const a = torch.arange(24).reshape(2, 3, 4);
+    assert.deepEqual(a.T.shape, [4, 3, 2]);
+    assert.deepEqual(a.T.tolist(), a.permute(2, 1, 0).tolist());
+    assert.deepEqual(a.mT.shape, [2, 4, 3]);
+    assert.deepEqual(a.mT.tolist(), a.transpose(1, 2).tolist());
+    const m = torch.arange(6).reshape(2, 3);
+    assert.deepEqual(m.T.tolist(), m.mT.tolist());
+    assert.throws(() => torch.tensor([1, 2]).mT, /at least 2 dimensions/);
+  });
+});
+
+test('full() with a boolean value and no dtype gives bool, as PyTorch; numbers stay float32', () => {
+  torch.scope(() => {
+    const b = torch.full([2], true);
+    assert.equal(b.dtype, 'bool');
+    assert.deepEqual(Array.from(b.data() as Uint8Array), [1, 1]);
+    assert.equal(torch.full([2], false).dtype, 'bool');
+    assert.equal(torch.full([2], 1).dtype, 'float32');
+    assert.equal(torch.full([2], true, { dtype: 'float32' }).dtype, 'float32');
+  });
+});
+
+test('index([]) is the whole tensor (a view, as x[()] in PyTorch)', () => {
+  torch.scope(() => {
+    const x = torch.tensor([1, 2, 3]);
+    const y = x.index([]);
+    assert.deepEqual(y.shape, [3]);
+    y.mul_(2);
+    assert.deepEqual(x.tolist(), [2, 4, 6]);
+  });
+});
+
+test('interpolate refuses alignCorners with nearest and area, as PyTorch', () => {
+  torch.scope(() => {
+    const x = torch.ones([1, 1, 2, 2]);
+    for (const mode of ['nearest', 'area'] as const) {
+      assert.throws(() => F.interpolate(x, 3, mode, true), /align_corners\) option can only be set with the interpolating modes/);
+      assert.throws(() => F.interpolate(x, 3, mode, false), /can only be set/);
+      assert.deepEqual(F.interpolate(x, 3, mode).shape, [1, 1, 3, 3]);
+    }
+    assert.deepEqual(F.interpolate(x, 3, 'bilinear', true).shape, [1, 1, 3, 3]);
+  });
+});
