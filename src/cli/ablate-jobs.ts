@@ -6,6 +6,7 @@ import { createWriteStream, mkdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { Measurement } from '../experiments/ablate-plan';
+import { openAppendNoFollow } from '../util/safe-write';
 
 /** Options the parent sets for its children (they are removed from the parent's command line). */
 const PARENT_ONLY = new Set(['jobs', 'shard', 'plan-only', 'plan-measure', 'stop-after-minutes']);
@@ -42,7 +43,8 @@ const ECHO = /^\[\d+\/\d+\]|seed \d+: |already done|--stop-after-minutes|stoppin
 function startChild(r: ChildRunner, name: string, extra: string[], capture: boolean): Promise<string> {
   const logs = join(r.outDir, 'logs');
   mkdirSync(logs, { recursive: true });
-  const file = createWriteStream(join(logs, `${name}.log`), { flags: 'a' });
+  // appended across calls; never through a symlink planted in the run folder
+  const file = createWriteStream(join(logs, `${name}.log`), { fd: openAppendNoFollow(join(logs, `${name}.log`)) });
   const threads = r.threads ?? Math.max(1, Math.floor(availableParallelism() / r.jobs));
   const args = [r.command[1], 'ablate', ...childArgs(r.argv), '--threads', String(threads), ...extra];
   file.write(`== ${new Date().toISOString()} ${args.join(' ')}\n`);

@@ -2,7 +2,7 @@
 // Pre-trains a small ViT with the semantic order on CPU, then measures what it learned: k-NN accuracy
 // against the same encoder at initialisation, how often the semantic order starts on the object,
 // the visualisation grid and an HTML report.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import sharp from 'sharp';
 import * as torch from '../torch';
@@ -22,6 +22,7 @@ import { loadModel } from '../semaim';
 import { visualizeCheckpoint, writeRunReport } from '../viz/pipeline';
 import { ORDER_NAMES } from '../viz/maps';
 import { defineCommand } from './command';
+import { writeFileAtomic } from '../util/safe-write';
 
 export const DEMO_OPTIONS = defineOptions({
   outDir: { type: 'string', default: 'runs/demo', help: 'output folder' },
@@ -174,7 +175,7 @@ export async function runDemo(d: DemoOptions): Promise<Record<string, unknown>> 
   saveTensors(`${initPath}.safetensors`, new Map([...init.stateDict()].filter(([k]) => !/^(query_blocks|prediction_head)\./.test(k))), {
     config: JSON.stringify(encoderConfigOf(cfg)),
   });
-  writeFileSync(`${initPath}.json`, JSON.stringify(encoderConfigOf(cfg), null, 2));
+  writeFileAtomic(`${initPath}.json`, JSON.stringify(encoderConfigOf(cfg), null, 2));
   init.dispose();
   process.stderr.write('demo: k-NN (k=20) of the [CLS] feature, at initialisation and after pre-training\n');
   const knnInit = await knn(`${initPath}.safetensors`, d, join(outDir, 'eval-init'));
@@ -204,7 +205,7 @@ export async function runDemo(d: DemoOptions): Promise<Record<string, unknown>> 
     },
     outputs: { run: outDir, checkpoint: run.checkpoint, metrics: join(outDir, 'metrics.jsonl'), grid: viz.grid, report: report.out },
   };
-  writeFileSync(join(outDir, 'demo.json'), JSON.stringify(summary, null, 2));
+  writeFileAtomic(join(outDir, 'demo.json'), JSON.stringify(summary, null, 2));
   process.stdout.write(
     [
       '',

@@ -27,6 +27,7 @@ import type { MixupOptions } from './mix';
 import { assembleCache, cacheRanges, DEFAULT_CACHE_BYTES, type CacheOptions } from './cache';
 import type { FromWorker, ToWorker } from './worker';
 import { rankPlan, sliceWrapped, type RankPlan } from './sharding';
+import { printable } from '../util/printable';
 
 export interface LoaderOptions {
   batchSize: number;
@@ -461,7 +462,7 @@ export class DataLoader implements AsyncIterable<Batch> {
   private warnOnce(s: SkipRecord): void {
     if (this.warned.has(s.name)) return;
     this.warned.add(s.name);
-    this.warn(`data: skipping ${s.name}: ${s.message}`);
+    this.warn(printable(`data: skipping ${s.name}: ${s.message}`));
   }
 
   private finish(raw: RawBatch, tally: Map<number, SkipRecord>): Batch {

@@ -12,7 +12,7 @@
 // Data-parallel (a process group), each rank encodes its slices of the batches; after each batch rank 0
 // gathers every rank's rows and writes them in dataset order (padding of the last batch dropped), so the
 // file is the one a single process writes.
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import * as torch from '../torch';
 import { SafetensorsRowWriter, float32ToFloat16Bytes } from '../io';
@@ -25,6 +25,7 @@ import { type Precision } from '../run/precision';
 import { rankSlice, type ProcessGroup } from '../dist';
 import { encodeBatch } from './features';
 import { gatherRows } from './gather-features';
+import { writeFileAtomic } from '../util/safe-write';
 
 export const EMBED_POOLINGS = ['cls', 'mean', 'all'] as const;
 export const EMBED_DTYPES = ['float32', 'float16'] as const;
@@ -289,7 +290,7 @@ export async function embed(o: EmbedOptions): Promise<EmbedResult | null> {
       skipped,
       seconds,
     };
-    writeFileSync(`${listPath}.partial`, formatList(list));
+    writeFileAtomic(`${listPath}.partial`, formatList(list));
     writer.finish(tail, { format: 'semaim.embed/1', pooling, encoder_sha256: source.sha256, images: basename(listPath) });
     renameSync(`${listPath}.partial`, listPath);
     if (skipped.length) warn(`embed: skipped ${skipped.length} unreadable image${skipped.length === 1 ? '' : 's'} (no row; listed in ${listPath})`);

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { OptionValues } from '../util/options';
 import { Accuracy } from './accuracy';
 import { EncoderSource } from '../semaim';
+import { printable } from '../util/printable';
 
 export interface ResultRow {
   /** What was measured, e.g. 'k-NN k=20', 'linear probe', 'fine-tune (EMA)'. */
@@ -81,7 +82,7 @@ export const pct = (v: number | null | undefined, digits = 2): string =>
 export function markdownTable(header: string[], rows: string[][], align: ('l' | 'r')[] = []): string {
   const sep = header.map((_, i) => (align[i] === 'r' ? '---:' : '---'));
   // cells come from data too (class names): a line break or a '|' would split the table
-  const cell = (c: string) => c.replace(/\r?\n/g, ' ').replace(/\|/g, '\\|');
+  const cell = (c: string) => printable(c.replace(/\r?\n/g, ' ')).replace(/\|/g, '\\|');
   return [header.map(cell), sep, ...rows.map((r) => r.map(cell))].map((r) => `| ${r.join(' | ')} |`).join('\n') + '\n';
 }
 

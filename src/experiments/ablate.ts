@@ -42,6 +42,7 @@ import { markdownTable, pct } from '../eval/result';
 import type { Precision } from '../run/precision';
 import { isJsonObject, readJsonWith } from '../util/json-file';
 import { AblationSegprobe, SegScore, ablationSegRecipe } from './ablate-segprobe';
+import { writeFileAtomic } from '../util/safe-write';
 
 export type Budget = 'full' | 'small';
 
@@ -744,7 +745,7 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
     const markdown = ablationMarkdown(partial);
     const result: AblationResult = { ...partial, markdown };
     if (!shard && runs.length) {
-      writeFileSync(join(outDir, 'ablation.md'), markdown);
+      writeFileAtomic(join(outDir, 'ablation.md'), markdown);
       writeJson(join(outDir, 'ablation.json'), result);
     }
     return result;

@@ -19,6 +19,7 @@ import { OptionError, Options, defineOptions, resolveOptions } from '../util/opt
 import { autoPrecision } from '../run/precision';
 import { markdownTable } from '../eval/result';
 import { stat } from './ablate';
+import { writeFileAtomic } from '../util/safe-write';
 
 export const TOKENS: SimilarityTokens[] = ['cls', 'gap', 'self'];
 
@@ -270,7 +271,7 @@ export async function objectStartStudy(o: ObjectStudyOptions, log: (l: string) =
   }
   const partial = { format: 'semaim.object-start/1' as const, options: o, n: data.masks.length / (o.imgSize * o.imgSize), points };
   const result: StudyResult = { ...partial, markdown: studyMarkdown(partial) };
-  writeFileSync(join(o.outDir, 'object-start.md'), result.markdown);
+  writeFileAtomic(join(o.outDir, 'object-start.md'), result.markdown);
   const tmp = join(o.outDir, `object-start.json.tmp-${process.pid}`);
   writeFileSync(tmp, JSON.stringify(result, null, 2) + '\n');
   renameSync(tmp, join(o.outDir, 'object-start.json'));

@@ -1,7 +1,7 @@
 // `semaim export --format onnx`: an encoder (run folder, checkpoint folder or exported
 // .safetensors) as a folder that onnxruntime and transformers.js open directly:
 //   onnx/model.onnx (float32) or onnx/model_fp16.onnx (float16), config.json, preprocessor_config.json.
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { EncoderConfig } from '../semaim/config';
 import { loadEncoder, resolveEncoder } from '../semaim';
@@ -10,6 +10,7 @@ import { FloatType } from './onnx-graph';
 import { encoderWeights, vitToOnnx, OPSET } from './vit-onnx';
 import { modelConfigJson, preprocessorConfigJson } from './hf-config';
 import { evalPreprocessing } from './preprocessing';
+import { writeFileAtomic } from '../util/safe-write';
 
 export interface OnnxOptions {
   dtype: FloatType;
@@ -24,13 +25,6 @@ export interface OnnxModelBytes {
   config: EncoderConfig;
   /** SHA-256 of the weights file the encoder came from. */
   sourceSha256: string;
-}
-
-/** Writes through a temporary name, so a reader never sees half a file. */
-export function writeFileAtomic(path: string, data: Uint8Array | string): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, data);
-  renameSync(tmp, path);
 }
 
 /** The encoder of `source` as .onnx bytes. */

@@ -3,11 +3,12 @@
 //   index.html, app.js, maps.js, preprocess.js, style.css   the page (from src/export/web/)
 //   model.onnx, model.json                                  the encoder (with cls_attention) and what the page needs to know
 //   ort/                                                    onnxruntime-web's WebAssembly build, copied from node_modules
-import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { exportAsset, packageVersion } from './assets';
 import { FloatType } from './onnx-graph';
-import { onnxModelOf, writeFileAtomic } from './onnx-export';
+import { onnxModelOf } from './onnx-export';
+import { writeFileAtomic } from '../util/safe-write';
 import { evalPreprocessing } from './preprocessing';
 import { OPSET } from './vit-onnx';
 
@@ -64,8 +65,8 @@ export function exportWeb(source: string, outDir: string, o: { dtype: FloatType;
     onnxruntimeWeb: ort.version,
   };
   writeFileAtomic(join(outDir, 'model.json'), JSON.stringify(info, null, 2) + '\n');
-  for (const f of PAGE_FILES) copyFileSync(exportAsset(join('web', f)), join(outDir, f));
-  for (const f of ORT_FILES) copyFileSync(join(ort.dist, f), join(outDir, 'ort', f));
+  for (const f of PAGE_FILES) writeFileAtomic(join(outDir, f), readFileSync(exportAsset(join('web', f))));
+  for (const f of ORT_FILES) writeFileAtomic(join(outDir, 'ort', f), readFileSync(join(ort.dist, f)));
   writeFileAtomic(
     join(outDir, 'ort', 'README.txt'),
     `onnxruntime-web ${ort.version} (WebAssembly build), copied from its npm package. MIT License, Copyright (c) Microsoft Corporation.\n`,

@@ -1,6 +1,7 @@
 // Metrics as JSON lines: one object per logged step, appended and flushed as it happens.
-import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { isJsonObject } from '../util/json-file';
+import { appendNoFollow } from '../util/safe-write';
 import { dirname } from 'node:path';
 
 export class MetricsLog {
@@ -9,7 +10,7 @@ export class MetricsLog {
   }
 
   write(record: Record<string, unknown>): void {
-    appendFileSync(this.path, JSON.stringify({ time: new Date().toISOString(), ...record }) + '\n');
+    appendNoFollow(this.path, JSON.stringify({ time: new Date().toISOString(), ...record }) + '\n');
   }
 
   /**

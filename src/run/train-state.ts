@@ -2,7 +2,7 @@
 // epoch, batch), the loss window kept on the device, the best score, and the save / resume of the
 // model, optimiser, loss scaler, EMA and random streams.
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { writeFileAtomic } from '../util/safe-write';
 import { join } from 'node:path';
 import * as torch from '../torch';
 import { Tensor } from '../torch';
@@ -150,7 +150,10 @@ export class TrainState {
         this.checkpoints.archivePreviousRun();
         this.checkpoints.runId = `${new Date().toISOString().replace(/[-:]|\.\d+Z$/g, '')}-${randomBytes(3).toString('hex')}`;
       }
-      writeFileSync(join(this.run.outDir, 'config.json'), JSON.stringify({ runId: this.checkpoints.runId, worldSize: this.worldSize, ...configJson }, null, 2));
+      writeFileAtomic(
+        join(this.run.outDir, 'config.json'),
+        JSON.stringify({ runId: this.checkpoints.runId, worldSize: this.worldSize, ...configJson }, null, 2),
+      );
     } catch (e) {
       this.lock?.release();
       this.group?.markFailed(); // the others wait at the barrier until this process exits

@@ -12,6 +12,7 @@ import { openImage } from '../data/codecs/decode';
 import { identityPlan } from '../data/geometry';
 import { resampleToOutput } from '../data/resample';
 import type { ImageInputOptions } from '../data/options';
+import { printable } from '../util/printable';
 
 export const IMAGENET_MEAN = [0.485, 0.456, 0.406] as const;
 export const IMAGENET_STD = [0.229, 0.224, 0.225] as const;
@@ -127,7 +128,7 @@ export async function loadImages(
     } catch (e) {
       const reason = (e as Error).message;
       skipped.push({ file: f, reason });
-      warn(`visualize: skipping ${reason}`);
+      warn(printable(`visualize: skipping ${reason}`));
     }
   }
   if (rgb.length === 0) {

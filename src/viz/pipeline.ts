@@ -1,6 +1,6 @@
 // The two jobs behind the CLI: checkpoint + image files -> figures, and run folder -> HTML report.
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { closeSync, existsSync, lstatSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import * as torch from '../torch';
 import { loadImages } from './images';
 import { loadModel } from '../semaim';
@@ -10,6 +10,7 @@ import { readRun } from './run-data';
 import { REPORT_GENERATOR, renderReport } from './report';
 import { OptionError } from '../util/options';
 import { visualizeModel, VisualizeResult } from './visualize';
+import { writeFileAtomic } from '../util/safe-write';
 
 export interface VisualizeJob {
   checkpoint: string;
@@ -71,6 +72,31 @@ function checkReportOut(out: string, overwrite: boolean): void {
     throw new OptionError('out', `${out} exists and is not a semaim report: choose another --out, or pass --overwrite to replace it`);
 }
 
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+
+/**
+ * Whether `path` is a regular file (not a link) that starts as a PNG does: a report embeds it, and a
+ * run folder from someone else must not make it embed another file (a link to a key, say).
+ */
+function isPlainPng(path: string): boolean {
+  if (!existsSync(path) || !lstatSync(path).isFile()) return false;
+  const fd = openSync(path, 'r');
+  try {
+    const head = Buffer.alloc(8);
+    return readSync(fd, head, 0, 8, 0) === 8 && head.equals(PNG_SIGNATURE);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function isLink(path: string): boolean {
+  try {
+    return lstatSync(path).isSymbolicLink();
+  } catch {
+    return false;
+  }
+}
+
 export async function writeRunReport(job: ReportJob): Promise<{ out: string; grid: string | null; evals: number; metrics: number }> {
   if (job.out) checkReportOut(job.out, !!job.overwrite);
   const run = readRun(job.runDir);
@@ -81,22 +107,16 @@ export async function writeRunReport(job: ReportJob): Promise<{ out: string; gri
     const r = await visualizeCheckpoint({ ...v, checkpoint: v.checkpoint ?? job.runDir, out: v.out ?? join(job.runDir, 'viz') });
     grid = r.grid;
     gridNote = `Generated from ${r.checkpoint} for ${r.rows.length} image(s). Columns: ${r.columns.join(' | ')}.`;
-  } else if (existsSync(join(job.runDir, 'viz', 'grid.png'))) {
+  } else if (isPlainPng(join(job.runDir, 'viz', 'grid.png'))) {
     grid = join(job.runDir, 'viz', 'grid.png');
     gridNote = `From ${grid} (run \`semaim report ${job.runDir} --images DIR\` to regenerate).`;
+  } else if (isLink(join(job.runDir, 'viz', 'grid.png')) || existsSync(join(job.runDir, 'viz', 'grid.png'))) {
+    gridNote = `Not embedded: ${join(job.runDir, 'viz', 'grid.png')} is not a plain PNG file (a link, or another kind of file); pass --images DIR to generate one.`;
   } else {
     gridNote = 'No visualisation: pass --images DIR (or files) to generate one from the newest checkpoint.';
   }
   const html = renderReport(run, { title: job.title, grid: grid ? readFileSync(grid) : null, gridNote });
   const out = job.out ?? join(job.runDir, 'report.html');
-  mkdirSync(dirname(out), { recursive: true });
-  const tmp = `${out}.tmp-${process.pid}`;
-  writeFileSync(tmp, html);
-  try {
-    renameSync(tmp, out);
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    throw e;
-  }
+  writeFileAtomic(out, html);
   return { out, grid, evals: run.evals.length, metrics: run.metrics.length };
 }

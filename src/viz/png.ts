@@ -1,5 +1,6 @@
 // PNG encoding and decoding of RGB buffers through sharp (libvips), no other dependency.
-import { writeFileSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import { writeFileAtomic } from '../util/safe-write';
 import { dirname } from 'node:path';
 import sharp from 'sharp';
 import type { RgbImage } from './canvas';
@@ -14,7 +15,7 @@ export async function encodePng(img: RgbImage): Promise<Buffer> {
 
 export async function writePng(path: string, img: RgbImage): Promise<string> {
   mkdirSync(dirname(path), { recursive: true });
-  writeFileSync(path, await encodePng(img));
+  writeFileAtomic(path, await encodePng(img));
   return path;
 }
 

@@ -1,12 +1,13 @@
 // `semaim visualize`: one PNG row per image and a grid of all of them, plus visualize.json with
 // what was drawn (columns, the first patch of every order, the layout) for tools and tests.
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { basename, dirname, join, parse, resolve } from 'node:path';
 import type { SemAIM, VisionTransformer } from '../semaim';
 import type { LoadedImages } from './images';
 import { computeMaps, ImageMaps, OrderName } from './maps';
 import { FigureRow, imageRow, Layout, renderFigure } from './render';
 import { writePng } from './png';
+import { writeFileAtomic } from '../util/safe-write';
 
 export interface VisualizeOptions {
   orders: readonly OrderName[];
@@ -61,7 +62,7 @@ export async function visualizeModel(model: SemAIM, images: LoadedImages, outDir
   const { canvas, layout } = renderFigure(figRows, render);
   const grid = await writePng(join(outDir, 'grid.png'), canvas);
   const columns = figRows[0].cells.map((c) => c.label);
-  writeFileSync(
+  writeFileAtomic(
     summary,
     JSON.stringify(
       {

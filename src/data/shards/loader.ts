@@ -22,6 +22,7 @@ import type { ShardDataset } from './dataset';
 import type { FromShardWorker, ToShardWorker } from './worker';
 import { checkRankSlice } from '../sharding';
 import { newStopFlag, stopBeforeExit, stopWorker } from '../worker-stop';
+import { printable } from '../../util/printable';
 
 export interface ShardLoaderOptions extends Omit<LoaderOptions, 'cache' | 'masks'> {
   /** Samples each worker's shuffle buffer holds (default 1000; 1 = no shuffling inside shards). */
@@ -296,7 +297,7 @@ export class ShardLoader implements AsyncIterable<Batch> {
   private warnOnce(s: SkipRecord): void {
     if (this.warned.has(s.name)) return;
     this.warned.add(s.name);
-    this.warn(`data: skipping ${s.name}: ${s.message}`);
+    this.warn(printable(`data: skipping ${s.name}: ${s.message}`));
   }
 
   private finish(raw: RawBatch, tally: Map<number, SkipRecord>): Batch {

@@ -13,7 +13,8 @@ import { extname, join, resolve } from 'node:path';
 import { pack as tarPack } from 'tar-stream';
 import { imageFolder } from '../sources/folder';
 import { permutation } from '../rng';
-import { INDEX_FILE, INDEX_FORMAT, writeFileAtomic, type ShardEntry, type ShardIndexFile } from './shard-index';
+import { INDEX_FILE, INDEX_FORMAT, type ShardEntry, type ShardIndexFile } from './shard-index';
+import { writeFileAtomic } from '../../util/safe-write';
 import { isShardFile } from './paths';
 
 export interface PackOptions {

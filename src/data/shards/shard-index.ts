@@ -10,10 +10,11 @@
 
 import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { defaultDataCache } from '../sources/cifar';
 import { MAX_CLASSES, readShard, ShardReadError } from './tar-samples';
+import { writeFileAtomic } from '../../util/safe-write';
 
 export const INDEX_FILE = 'index.json';
 export const INDEX_FORMAT = 'semaim.shards/1';
@@ -104,19 +105,6 @@ export function readIndexFile(path: string): ShardIndexFile | null {
 export function cachedIndexPath(dir: string): string {
   const h = createHash('sha1').update(dir).digest('hex').slice(0, 16);
   return join(defaultDataCache(), 'shard-index', `${h}.json`);
-}
-
-/** Writes a file atomically (temp file + rename). */
-export function writeFileAtomic(path: string, data: string | Uint8Array): void {
-  mkdirSync(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
-  try {
-    writeFileSync(tmp, data);
-    renameSync(tmp, path);
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    throw e;
-  }
 }
 
 /** Saves an index beside its shards when possible, else in the data cache; returns where (null: nowhere). */

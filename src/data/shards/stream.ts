@@ -67,7 +67,8 @@ async function* pieceInputs(ctx: StreamContext, task: PieceTask, from: number, k
         const keep = keepImage(pos);
         let error: StreamItem['error'];
         const label = ctx.labelled ? (s.label ?? -1) : -1;
-        if (s.imageError) error = { reason: 'too-large', message: s.imageError };
+        if (s.sampleError) error = { reason: 'corrupt', message: s.sampleError };
+        else if (s.imageError) error = { reason: 'too-large', message: s.imageError };
         else if (ctx.labelled && s.label === null) error = { reason: 'corrupt', message: s.labelError ?? 'no class label (.cls or .json)' };
         yield { pos: pos++, index: base + s.ordinal, name: `${shardName}:${s.key}`, image: keep ? s.image : null, label, error };
         next = s.ordinal + 1;

@@ -20,6 +20,7 @@ import { extract, type Extract } from 'tar-stream';
 /** A member being read (tar-stream does not export its type). */
 type Source = Extract extends AsyncIterable<infer S> ? S : never;
 import { IMAGE_EXTENSIONS } from '../sources/folder';
+import { printable } from '../../util/printable';
 
 /** Image member extensions, in order of preference when a sample has several. */
 export const IMAGE_MEMBER_EXTENSIONS = [
@@ -51,6 +52,8 @@ export interface TarSample {
   labelError?: string;
   /** Why the image cannot be used (its member is over MAX_IMAGE_BYTES and was not read). */
   imageError?: string;
+  /** Why the sample as a whole cannot be used (a member repeated: which copy is right is unknown). */
+  sampleError?: string;
 }
 
 export class ShardReadError extends Error {
@@ -91,6 +94,9 @@ interface Group {
   json: string | null;
   /** Members skipped unread for being over their cap: extension → declared size. */
   oversize: Map<string, number>;
+  /** Extensions met so far, and the first one met twice (the sample is then refused: which is right?). */
+  seen: Set<string>;
+  repeated: string | null;
 }
 
 const tooBig = (ext: string, bytes: number, cap: number) =>
@@ -103,7 +109,7 @@ function parseLabel(g: Group): { label: number | null; labelError?: string } {
     const t = g.cls.trim();
     const digits = /^\d+$/.test(t);
     if (digits && isClass(Number(t))) return { label: Number(t) };
-    return { label: null, labelError: `.cls holds '${t.slice(0, 20)}', not a class index${digits ? ` below ${MAX_CLASSES}` : ''}` };
+    return { label: null, labelError: `.cls holds '${printable(t.slice(0, 20))}', not a class index${digits ? ` below ${MAX_CLASSES}` : ''}` };
   }
   if (g.oversize.has('json')) return { label: null, labelError: tooBig('json', g.oversize.get('json')!, MAX_META_BYTES) };
   if (g.json !== null) {
@@ -162,7 +168,8 @@ export async function* readShard(path: string, opts: ReadShardOptions = {}): Asy
     const imageExt = IMAGE_MEMBER_EXTENSIONS.find((e) => g.imageExts.has(e))!;
     const big = g.oversize.get(imageExt);
     const imageError = big === undefined ? {} : { imageError: tooBig(imageExt, big, MAX_IMAGE_BYTES) };
-    return { ordinal, key: g.key, image: g.images.get(imageExt) ?? null, imageExt, ...parseLabel(g), ...imageError };
+    const sampleError = g.repeated === null ? {} : { sampleError: `the member ${g.key}.${g.repeated} appears twice in one sample (two samples with one key?)` };
+    return { ordinal, key: g.key, image: g.images.get(imageExt) ?? null, imageExt, ...parseLabel(g), ...imageError, ...sampleError };
   };
   try {
     for await (const entry of ex) {
@@ -178,8 +185,10 @@ export async function* readShard(path: string, opts: ReadShardOptions = {}): Asy
           if (s) yield s;
           if (done >= to) return;
         }
-        group = { key, imageExts: new Set(), images: new Map(), cls: null, json: null, oversize: new Map() };
+        group = { key, imageExts: new Set(), images: new Map(), cls: null, json: null, oversize: new Map(), seen: new Set(), repeated: null };
       }
+      if (group.seen.has(ext)) group.repeated ??= ext;
+      group.seen.add(ext);
       const keep = done >= from; // this group's ordinal, if it has an image, is `done`
       const isImage = IMAGE_EXT_SET.has(ext);
       if (isImage) group.imageExts.add(ext);

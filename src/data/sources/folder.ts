@@ -4,6 +4,7 @@
 import { readdirSync, statSync, type Dirent } from 'node:fs';
 import { join, resolve, extname } from 'node:path';
 import { packStrings, sharedInt32, unpackString, type Dataset, type FilesSpec } from '../dataset';
+import { printable } from '../../util/printable';
 
 /** File extensions listed (case-insensitive); files are identified by content when decoded. */
 export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.jfif', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff', '.avif', '.ppm', '.pgm'];
@@ -45,6 +46,16 @@ interface Walk {
   ancestors: Set<string>;
 }
 
+/**
+ * The names in `dir` whose bytes are not UTF-8, as Node shows them (with U+FFFD): no path built from
+ * such a name opens the file. Read only when a listing shows a U+FFFD.
+ */
+function undecodableNames(dir: string, names: string[]): Set<string> {
+  if (!names.some((n) => n.includes('\uFFFD'))) return new Set();
+  const raw = readdirSync(dir, { encoding: 'buffer' });
+  return new Set(raw.filter((b) => !Buffer.from(b.toString('utf8'), 'utf8').equals(b)).map((b) => b.toString('utf8')));
+}
+
 function folderId(path: string): string {
   const st = statSync(path);
   return `${st.dev}:${st.ino}`;
@@ -59,10 +70,18 @@ function listImages(dir: string, rel: string, walk: Walk): void {
     throw new Error(`cannot list ${dir}: ${(e as Error).message}`, { cause: e });
   }
   entries.sort((a, b) => byteOrder(a.name, b.name));
+  const undecodable = undecodableNames(
+    dir,
+    entries.map((e) => e.name),
+  );
   for (const ent of entries) {
     const name = ent.name;
     if (name.startsWith('.')) continue;
     const r = rel ? `${rel}/${name}` : name;
+    if (undecodable.has(name)) {
+      walk.report.unreadable.push({ path: r, code: 'EILSEQ' });
+      continue;
+    }
     const path = join(dir, name);
     let isDir = ent.isDirectory();
     let isFile = ent.isFile();
@@ -93,15 +112,16 @@ function newWalk(root: string, exts: Set<string>, out: string[], report: Listing
   return { exts, out, report, ancestors: new Set([folderId(root)]) };
 }
 
+const REASONS: Record<string, string> = { ELOOP: 'symlink loop', ENOENT: 'dangling link', EILSEQ: 'its name is not valid UTF-8: rename it' };
+
 /** One warning per symlink loop and one for the unreadable entries of a listing. */
 function warnListing(root: string, report: ListingReport, warn: (line: string) => void): void {
   for (const l of report.symlinkLoops) {
-    warn(`data: warning: ${join(root, l)} is a symlink loop (it leads back into a folder that contains it); listed once, not followed`);
+    warn(`data: warning: ${printable(join(root, l))} is a symlink loop (it leads back into a folder that contains it); listed once, not followed`);
   }
   const n = report.unreadable.length;
   if (n > 0) {
-    const what = (u: { path: string; code: string }): string =>
-      `${u.path} (${u.code === 'ELOOP' ? 'symlink loop' : u.code === 'ENOENT' ? 'dangling link' : u.code})`;
+    const what = (u: { path: string; code: string }): string => `${printable(u.path)} (${REASONS[u.code] ?? u.code})`;
     warn(
       `data: warning: ${root}: ${n} entr${n === 1 ? 'y' : 'ies'} cannot be read and ${n === 1 ? 'is' : 'are'} left out: ` +
         `${report.unreadable.slice(0, 5).map(what).join(', ')}${n > 5 ? ', ...' : ''}`,
@@ -110,7 +130,7 @@ function warnListing(root: string, report: ListingReport, warn: (line: string) =
 }
 
 function stderrWarn(line: string): void {
-  process.stderr.write(line + '\n');
+  process.stderr.write(printable(line) + '\n');
 }
 
 class FilesDataset implements Dataset {
@@ -162,9 +182,15 @@ export function imageFolder(root: string, opts: FolderOptions = {}): ImageFolder
   const report: ListingReport = { symlinkLoops: [], unreadable: [] };
   const walk = newWalk(root, exts, paths, report);
   const classes: string[] = [];
-  for (const name of readdirSync(root)
+  const names = readdirSync(root)
     .filter((n) => !n.startsWith('.'))
-    .sort(byteOrder)) {
+    .sort(byteOrder);
+  const undecodable = undecodableNames(root, names);
+  for (const name of names) {
+    if (undecodable.has(name)) {
+      // left out, every later class index would shift against torchvision's ImageFolder
+      throw new Error(`ImageFolder: ${printable(join(root, name))} has a name that is not valid UTF-8, which semaim cannot open: rename it`);
+    }
     let st;
     try {
       st = statSync(join(root, name));
@@ -194,7 +220,7 @@ export function imageFolder(root: string, opts: FolderOptions = {}): ImageFolder
   }
   if (empty.length) {
     warn(
-      `data: warning: ImageFolder ${root}: ${empty.length} class folder(s) contain no images: ${empty.slice(0, 5).join(', ')}${empty.length > 5 ? ', ...' : ''}`,
+      `data: warning: ImageFolder ${root}: ${empty.length} class folder(s) contain no images: ${printable(empty.slice(0, 5).join(', '))}${empty.length > 5 ? ', ...' : ''}`,
     );
   }
   const labels = sharedInt32(labelList.length);
