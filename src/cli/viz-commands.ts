@@ -3,7 +3,7 @@
 import { availableParallelism } from 'node:os';
 import * as torch from '../torch';
 import { checkDevice } from '../run/device';
-import { OptionError, Options, defineOptions } from '../util/options';
+import { OptionError, Options, defineOptions, MAX_THREADS, MAX_THREADS_IS } from '../util/options';
 import { ORDER_NAMES, OrderName } from '../viz/maps';
 import { visualizeCheckpoint, writeRunReport } from '../viz/pipeline';
 import { Command, defineCommand } from './command';
@@ -24,7 +24,7 @@ const FIGURE_OPTIONS = defineOptions({
   device: { type: 'string', default: 'cpu', help: "'cpu', 'cuda' or 'cuda:N'" },
   ...VERIFY_OPTIONS,
   ...IMAGE_INPUT_OPTIONS,
-  threads: { type: 'int', min: 1, max: 1024, help: 'CPU threads for libtorch (default: all cores)' },
+  threads: { type: 'int', min: 1, max: MAX_THREADS, maxIs: MAX_THREADS_IS, help: 'CPU threads for libtorch (default: all cores)' },
 });
 
 const VISUALIZE_OPTIONS = defineOptions({

@@ -1,6 +1,6 @@
 // Options of `semaim segprobe` and the one function that turns them into a typed configuration
 // (checked before any work).
-import { OptionError, Options, defineOptions } from '../util/options';
+import { OptionError, Options, defineOptions, MAX_THREADS, MAX_THREADS_IS } from '../util/options';
 import { autoPrecision, checkPrecision, type Precision } from '../run/precision';
 import { checkDevice } from '../run/device';
 import type * as torch from '../torch';
@@ -87,7 +87,7 @@ export const SEGPROBE_OPTIONS = defineOptions({
   figureImages: { type: 'int', default: 8, min: 0, help: 'test images drawn in segprobe.png (0: no figure)' },
   seed: { type: 'int', default: 0, help: "random seed (the head's initialisation and shuffling; also the synthetic objects' image streams)" },
   device: { type: 'string', default: 'cpu', help: "'cpu', 'cuda' or 'cuda:N'" },
-  threads: { type: 'int', min: 1, max: 1024, help: 'CPU threads for libtorch (default: all cores)' },
+  threads: { type: 'int', min: 1, max: MAX_THREADS, maxIs: MAX_THREADS_IS, help: 'CPU threads for libtorch (default: all cores)' },
   outDir: { type: 'string', default: 'runs/segprobe', help: 'output folder (segprobe.json, segprobe.png, seg-head.safetensors)' },
   // data-parallel: each process encodes its share of the images (docs/DISTRIBUTED.md)
   ...LAUNCH_OPTIONS,

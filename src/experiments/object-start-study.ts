@@ -15,7 +15,7 @@ import { pretrain } from '../train/pretrain';
 import { StoppedBySignal } from '../run/signals';
 import { checkDevice } from '../run/device';
 import { ObjectData, ObjectStartScore, objectStartFraction } from '../viz/object-start';
-import { OptionError, Options, defineOptions, resolveOptions } from '../util/options';
+import { OptionError, Options, defineOptions, resolveOptions, MAX_THREADS, MAX_THREADS_IS, MAX_WORKERS } from '../util/options';
 import { autoPrecision } from '../run/precision';
 import { markdownTable } from '../eval/result';
 import { stat } from './ablate';
@@ -47,8 +47,8 @@ export const OBJECT_STUDY_OPTIONS = defineOptions({
   seed: { type: 'int', default: 0, help: 'random seed (same initial weights for every run; the test images)' },
   seeds: { type: 'int', default: 1, min: 1, max: 1000, help: 'train each S with seeds seed..seed+N-1 and report mean ± std over them' },
   device: { mayChangeOnResume: true, type: 'string', default: 'cpu', help: "'cpu', 'cuda' or 'cuda:N'" },
-  threads: { mayChangeOnResume: true, type: 'int', min: 1, max: 1024, help: 'CPU threads for libtorch (default: all cores)' },
-  numWorkers: { mayChangeOnResume: true, type: 'int', min: 0, help: 'data worker threads (default: one per core but one, at most 8)' },
+  threads: { mayChangeOnResume: true, type: 'int', min: 1, max: MAX_THREADS, maxIs: MAX_THREADS_IS, help: 'CPU threads for libtorch (default: all cores)' },
+  numWorkers: { mayChangeOnResume: true, type: 'int', min: 0, max: MAX_WORKERS, help: 'data worker threads (default: one per core but one, at most 8)' },
   precision: {
     type: 'string',
     default: 'auto',

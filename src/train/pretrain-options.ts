@@ -1,7 +1,7 @@
 // `semaim pretrain` options (defaults: the authors' ViT-B/16 ImageNet recipe, docs/METHOD.md §6.1) and their
 // translation into a model config. Everything is validated before any work starts.
 import { totalmem } from 'node:os';
-import { OptionError, Options, defineOptions } from '../util/options';
+import { OptionError, Options, defineOptions, MAX_THREADS, MAX_THREADS_IS, MAX_WORKERS } from '../util/options';
 import { autoPrecision, checkPrecision } from '../run/precision';
 import { checkDevice } from '../run/device';
 import { cudaGraphRefusal } from '../run/cuda-graph-step';
@@ -96,6 +96,7 @@ export const PRETRAIN_OPTIONS = defineOptions({
     mayChangeOnResume: true,
     type: 'int',
     min: 0,
+    max: MAX_WORKERS,
     help: 'decoding/augmentation worker threads (default: one per core but one, at most 8; 0 = on the main thread)',
   },
   upload: {
@@ -160,7 +161,8 @@ export const PRETRAIN_OPTIONS = defineOptions({
     mayChangeOnResume: true,
     type: 'int',
     min: 1,
-    max: 1024,
+    max: MAX_THREADS,
+    maxIs: MAX_THREADS_IS,
     help: 'CPU threads for libtorch (default: all cores, shared among the processes on this machine)',
   },
   // run

@@ -1,6 +1,7 @@
 // Declarative option tables shared by every command: defaults, --help text, config files (JSON or
 // YAML) with command-line overrides, and validation that names the offending key before any work.
 import { readFileSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 
 export type OptionType = 'number' | 'int' | 'string' | 'boolean';
@@ -13,6 +14,8 @@ export interface OptionSpec {
   choices?: readonly string[];
   min?: number;
   max?: number;
+  /** What the maximum is, when the number alone does not say (e.g. 'the cores of this machine'). */
+  maxIs?: string;
   /** Required unless it has a default. */
   required?: boolean;
   /** Resolves the value 'auto' from the other options once they are all known (e.g. from --device). */
@@ -30,6 +33,11 @@ export interface OptionSpec {
   /** A file or folder (or a comma-separated list of them): a resumed run compares where it points, not how it was written. */
   path?: boolean;
 }
+
+/** The limits of --threads (more threads than cores made every op ~100× slower) and --num-workers (each holds its own buffers). */
+export const MAX_THREADS = availableParallelism();
+export const MAX_THREADS_IS = 'the cores of this machine';
+export const MAX_WORKERS = 64;
 
 export type OptionTable = Record<string, OptionSpec>;
 export type OptionValues = Record<string, number | string | boolean | undefined>;
@@ -95,7 +103,7 @@ function coerce(key: string, spec: OptionSpec, raw: unknown): number | string | 
     if (spec.type === 'int' && !Number.isSafeInteger(v))
       throw new OptionError(key, `${v} is beyond the integers a double holds exactly (±${Number.MAX_SAFE_INTEGER})`);
     if (spec.min !== undefined && v < spec.min) throw new OptionError(key, `must be >= ${spec.min}, got ${v}`);
-    if (spec.max !== undefined && v > spec.max) throw new OptionError(key, `must be <= ${spec.max}, got ${v}`);
+    if (spec.max !== undefined && v > spec.max) throw new OptionError(key, `must be <= ${spec.max}${spec.maxIs ? ` (${spec.maxIs})` : ''}, got ${v}`);
     return v;
   }
   if (typeof raw !== 'string' && typeof raw !== 'number') throw new OptionError(key, `expected a string, got ${JSON.stringify(raw)}`);

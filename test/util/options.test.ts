@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { MAX_CONFIG_BYTES, defineOptions, parseArgv, readConfigFile, resolveOptions } from '../../src/util/options';
@@ -48,7 +48,7 @@ test('integers beyond 2^53 and oversized threads, image sizes and synthetic sets
   assert.equal(resolveOptions(TABLE, { seed: String(2 ** 53 - 1) }).seed, 2 ** 53 - 1);
   const base = { model: 'vit_tiny', dataset: 'synthetic' };
   for (const [extra, message] of [
-    [{ threads: '2147483648' }, /option 'threads': must be <= 1024/],
+    [{ threads: '2147483648' }, new RegExp(`option 'threads': must be <= ${availableParallelism()} \\(the cores of this machine\\), got 2147483648`)],
     [{ imgSize: '100000' }, /option 'imgSize': must be <= 8192/],
     [{ syntheticSize: '10000000000' }, /option 'syntheticSize': must be <= 100000000/],
     [{ orderLambda: '1e308' }, /option 'orderLambda': .*must be in \[0, 1e6\], got 1e\+308/],
@@ -118,4 +118,26 @@ test("'--' ends the options, --no-flag=value negates, and numbers are decimal on
     assert.equal(resolveOptions(TABLE, { seed: good }).seed, value, good);
   }
   assert.equal(resolveOptions(defineOptions({ lr: { type: 'number', default: 1, help: 'lr' } }), { lr: '.5e-2' }).lr, 0.005);
+});
+
+test('--threads above the cores (100× slower) and --num-workers above 64 are refused by every command that has them', async () => {
+  const { commands } = await import('../../src/cli/commands');
+  const cores = availableParallelism();
+  let threads = 0;
+  let workers = 0;
+  for (const [name, c] of Object.entries(commands)) {
+    if (c.options.threads) {
+      threads++;
+      assert.throws(
+        () => c.parse(['--threads', String(cores + 1)]),
+        new RegExp(`option 'threads': must be <= ${cores} \\(the cores of this machine\\), got ${cores + 1}`),
+        name,
+      );
+    }
+    if (c.options.numWorkers) {
+      workers++;
+      assert.throws(() => c.parse(['--num-workers', '65']), /option 'numWorkers': must be <= 64, got 65/, name);
+    }
+  }
+  assert.ok(threads >= 11 && workers >= 7, `${threads} commands with --threads, ${workers} with --num-workers`);
 });
