@@ -330,6 +330,20 @@ export function validatePretrain(o: PretrainOptions): void {
   checkCudaGraphs(o);
   fusedKindsOf(o);
   checkGradSync(o);
+  if (o.dataset === 'synthetic') checkSyntheticSizes(o);
+}
+
+/** The synthetic set's sizes are known before any work: refuse what its loader would refuse later. */
+function checkSyntheticSizes(o: PretrainOptions): void {
+  if (o.imgSize < 8) throw new OptionError('imgSize', `the synthetic objects need images of at least 8 pixels, got ${o.imgSize}`);
+  if (o.batchSize > o.syntheticSize)
+    throw new OptionError('batchSize', `${o.batchSize} exceeds the ${o.syntheticSize} images of --synthetic-size (an epoch drops its last partial batch)`);
+  const batches = Math.floor(o.syntheticSize / o.batchSize);
+  if (batches < o.accumIter)
+    throw new OptionError(
+      'accumIter',
+      `${o.accumIter} exceeds the ${batches} batches per epoch of --synthetic-size ${o.syntheticSize} at --batch-size ${o.batchSize}`,
+    );
 }
 
 /** --fused: the kernel kinds, refused before any work where they cannot run (compiles them on a GPU). */
