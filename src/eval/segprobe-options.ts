@@ -170,6 +170,8 @@ export function readSegDataSettings(o: SegDataSettings): SegDataSettings {
     testLimit: o.testLimit,
     imageInput: o.imageInput,
   };
+  if (d.dataset === 'synthetic' && d.numClasses !== undefined)
+    throw new OptionError('numClasses', "has no effect with dataset 'synthetic': its classes come from --seg-classes (shapes: 11, object: 2)");
   if (d.dataset === 'seg-folder' && !d.dataPath)
     throw new OptionError('dataPath', "dataset 'seg-folder' needs --data-path (a folder with train/ and test/, each holding images/ and masks/)");
   return d;

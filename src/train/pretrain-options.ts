@@ -331,6 +331,10 @@ export function validatePretrain(o: PretrainOptions): void {
   fusedKindsOf(o);
   checkGradSync(o);
   if (o.dataset === 'synthetic') checkSyntheticSizes(o);
+  if (o.dataset === 'synthetic' && o.dataPath !== undefined)
+    throw new OptionError('dataPath', 'has no effect with --dataset synthetic (its images are generated)');
+  if (o.target !== 'features' && o.teacher !== undefined)
+    throw new OptionError('teacher', `has no effect with --target ${o.target}: a teacher gives feature targets (--target features)`);
 }
 
 /** The synthetic set's sizes are known before any work: refuse what its loader would refuse later. */
