@@ -240,7 +240,8 @@ export function modelConfigFrom(o: PretrainOptions): SemAIMConfig {
   try {
     validateConfig(cfg);
   } catch (e) {
-    if (e instanceof ConfigError) throw new OptionError(CONFIG_KEY_OPTION[e.key] ?? e.key.split('.').pop()!, e.message);
+    // the option names the key: "option 'imgSize': config 'imgSize': …" named it twice
+    if (e instanceof ConfigError) throw new OptionError(CONFIG_KEY_OPTION[e.key] ?? e.key.split('.').pop()!, e.message.replace(/^config '[^']*': /, ''));
     throw e;
   }
   checkModelFits(cfg, o);
