@@ -1,6 +1,6 @@
 // What every sub-command is. A command declares its options once (one table); the parser, --help,
 // validation and the typed options object its job receives all come from that table.
-import { formatHelp, OptionTable, Options, parseArgv, readConfigFile, resolveOptions } from '../util/options';
+import { formatHelp, OptionError, OptionTable, Options, parseArgv, readConfigFile, resolveOptions } from '../util/options';
 
 export interface Command {
   summary: string;
@@ -51,6 +51,12 @@ export class UsageError extends Error {
   }
 }
 
+/** Every command with the launcher's flags: the launcher refused a --node-rank beyond --nnodes only once it started. */
+function checkNodeRank(o: Record<string, unknown>): void {
+  if (typeof o.nodeRank === 'number' && typeof o.nnodes === 'number' && o.nodeRank >= o.nnodes)
+    throw new OptionError('nodeRank', `must be below --nnodes ${o.nnodes} (0..${o.nnodes - 1}), got ${o.nodeRank}`);
+}
+
 export function defineCommand<T extends OptionTable>(spec: CommandSpec<T>): Command {
   const parse = (argv: string[]) => {
     const p = parseCommand(argv, spec.usage, spec.description, spec.options);
@@ -60,7 +66,10 @@ export function defineCommand<T extends OptionTable>(spec: CommandSpec<T>): Comm
         `unexpected argument '${p.positionals[0]}': this command takes only options, written --name value (a flag such as --overwrite takes no value); see --help`,
       );
     }
-    if (p) spec.validate?.(p.o, p.positionals);
+    if (p) {
+      checkNodeRank(p.o);
+      spec.validate?.(p.o, p.positionals);
+    }
     return p;
   };
   return {

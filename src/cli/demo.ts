@@ -9,7 +9,7 @@ import * as torch from '../torch';
 import { DataLoader, normalize } from '../data';
 import { SemAIM, SimilarityTokens, similarityTokens } from '../semaim';
 import { saveTensors } from '../io';
-import { Options, defineOptions, resolveOptions } from '../util/options';
+import { Options, defineOptions, resolveOptions, MAX_THREADS, MAX_THREADS_IS } from '../util/options';
 import { PRETRAIN_OPTIONS, PretrainOptions, modelConfigFrom, trainDataRequest } from '../train/pretrain-options';
 import { pretrain } from '../train/pretrain';
 import { StoppedBySignal } from '../run/signals';
@@ -30,7 +30,7 @@ export const DEMO_OPTIONS = defineOptions({
   syntheticSize: { type: 'int', default: 4096, min: 64, max: 100_000_000, help: 'synthetic training images' },
   testSize: { type: 'int', default: 1000, min: 10, help: 'synthetic test images (k-NN and object-start)' },
   knnTrainSize: { type: 'int', default: 4096, min: 20, help: 'k-NN bank: the first N training images (at most --synthetic-size)' },
-  threads: { type: 'int', min: 1, max: 1024, help: 'CPU threads (default: all cores)' },
+  threads: { type: 'int', min: 1, max: MAX_THREADS, maxIs: MAX_THREADS_IS, help: 'CPU threads (default: all cores)' },
   similarityTokens: {
     type: 'string',
     default: 'cls',

@@ -1,7 +1,7 @@
 // `semaim embed`: features of a folder of images or a dataset, from a checkpoint or an exported
 // encoder, into one safetensors file (+ the image list as JSON); the job is src/eval/embed.ts.
 import { statSync } from 'node:fs';
-import { OptionError, Options, defineOptions } from '../util/options';
+import { OptionError, Options, defineOptions, MAX_WORKERS } from '../util/options';
 import { RUN_OPTIONS, VERIFY_OPTIONS } from '../eval/options';
 import { EMBED_DTYPES, EMBED_POOLINGS, EmbedOptions, embed, embedListPath } from '../eval/embed';
 import { checkOutputs, encoderFiles } from '../io/outputs';
@@ -45,7 +45,7 @@ export const EMBED_OPTIONS = defineOptions({
     auto: autoPrecision,
     help: 'encoder precision (bf16/fp16 autocast); auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)',
   },
-  numWorkers: { type: 'int', min: 0, help: 'decoding worker threads (default: one per core but one, at most 8; 0 = on the main thread)' },
+  numWorkers: { type: 'int', min: 0, max: MAX_WORKERS, help: 'decoding worker threads (default: one per core but one, at most 8; 0 = on the main thread)' },
   ...IMAGE_INPUT_OPTIONS,
   ...RUN_OPTIONS,
   out: { type: 'string', default: 'runs/embed/features.safetensors', help: 'output .safetensors (the image list goes beside it as .json)' },

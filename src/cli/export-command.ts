@@ -62,6 +62,7 @@ export const exportCommand = defineCommand({
     'or as a static page that shows its [CLS] attention and semantic order for any image (serve it over http).',
   options: EXPORT_OPTIONS,
   validate: (o) => {
+    if (!o.encoderOnly) throw new OptionError('encoderOnly', "has no effect: export writes the encoder only (the whole model is the run's checkpoint folder)");
     if (o.format === 'safetensors' && o.dtype !== 'float32')
       throw new OptionError('dtype', "float16 is for --format onnx or web (safetensors keeps the checkpoint's float32)");
   },

@@ -1,7 +1,7 @@
 // `semaim object-start`: where the semantic order starts on the synthetic objects, at initialisation
 // and over pre-training, with S from [CLS] cosine / mean-token cosine / [CLS] attention.
 import { defineCommand } from './command';
-import { OBJECT_STUDY_OPTIONS, objectStartStudy, parseTrainTokens, studyPretrainOptions } from '../experiments/object-start-study';
+import { OBJECT_STUDY_OPTIONS, checkTestSize, objectStartStudy, parseTrainTokens, studyPretrainOptions } from '../experiments/object-start-study';
 import { validatePretrain } from '../train/pretrain-options';
 
 export const objectStartCommand = defineCommand({
@@ -14,6 +14,7 @@ export const objectStartCommand = defineCommand({
     'and .json; run again with the same --out-dir to continue interrupted pre-trainings.',
   options: OBJECT_STUDY_OPTIONS,
   validate: (o) => {
+    checkTestSize(o);
     for (const t of parseTrainTokens(o.trainTokens)) validatePretrain(studyPretrainOptions(o, t));
   },
   async run(o) {

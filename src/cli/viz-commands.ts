@@ -3,12 +3,14 @@
 import { availableParallelism } from 'node:os';
 import * as torch from '../torch';
 import { checkDevice } from '../run/device';
-import { OptionError, Options, defineOptions } from '../util/options';
+import { OptionError, Options, defineOptions, MAX_THREADS, MAX_THREADS_IS } from '../util/options';
 import { ORDER_NAMES, OrderName } from '../viz/maps';
 import { visualizeCheckpoint, writeRunReport } from '../viz/pipeline';
 import { Command, defineCommand } from './command';
 import { VERIFY_OPTIONS } from '../eval/options';
 import { IMAGE_INPUT_OPTIONS, imageInputOptions } from '../data/options';
+import { checkOutputFolder } from '../io/outputs';
+import { join } from 'node:path';
 
 const ALL_ORDERS = ORDER_NAMES.join(',');
 
@@ -22,7 +24,7 @@ const FIGURE_OPTIONS = defineOptions({
   device: { type: 'string', default: 'cpu', help: "'cpu', 'cuda' or 'cuda:N'" },
   ...VERIFY_OPTIONS,
   ...IMAGE_INPUT_OPTIONS,
-  threads: { type: 'int', min: 1, max: 1024, help: 'CPU threads for libtorch (default: all cores)' },
+  threads: { type: 'int', min: 1, max: MAX_THREADS, maxIs: MAX_THREADS_IS, help: 'CPU threads for libtorch (default: all cores)' },
 });
 
 const VISUALIZE_OPTIONS = defineOptions({
@@ -55,6 +57,11 @@ function parseOrders(v: string): OrderName[] {
 }
 
 type FigureOptions = Options<typeof FIGURE_OPTIONS>;
+
+/** Refuses, before the model runs, a figure folder that is a file, lies among the images, or in a checkpoint. */
+function checkFigureOut(out: string, images: string[], option: string): void {
+  checkOutputFolder(out, [join(out, 'grid.png'), join(out, 'visualize.json')], { inputs: images, option });
+}
 
 function setup(o: FigureOptions): torch.Device {
   const device = checkDevice(o.device);
@@ -90,6 +97,7 @@ export const vizCommands: Record<string, Command> = {
       parseOrders(o.orders);
       checkDevice(o.device);
     },
+    preflight: (o, positionals) => checkFigureOut(o.out, [o.images, ...positionals], 'out'),
     async run(o, positionals) {
       const job = figureJob(o, [o.images, ...positionals]);
       const device = setup(o);
@@ -116,6 +124,9 @@ export const vizCommands: Record<string, Command> = {
       if (!runDir) throw new OptionError('runDir', 'expects the run folder: semaim report RUN_DIR');
       if (rest.length && !o.images) throw new OptionError('runDir', `one run folder expected, got also ${rest.join(' ')}`);
       parseOrders(o.orders);
+    },
+    preflight: (o, [runDir, ...rest]) => {
+      if (o.images) checkFigureOut(o.vizOut ?? join(runDir, 'viz'), [o.images, ...rest], 'vizOut');
     },
     async run(o, positionals) {
       const [runDir, ...rest] = positionals;

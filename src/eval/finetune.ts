@@ -10,6 +10,7 @@ import { AdamW, GradScaler, paramGroupsLayerDecay, scaleLr, warmupCosine } from 
 import { disposeAll } from '../io';
 import { EncoderSource, loadEncoderTensors, resolveEncoder } from '../semaim';
 import { LabelledBatch, LabelledData, batchesPerEpoch } from '../data';
+import { OptionError } from '../util/options';
 import { EMA } from '../run/ema';
 import { Progress, afterProgress } from '../run/progress';
 import { LoopHooks, StopReason, trainLoop } from '../run/loop';
@@ -138,7 +139,11 @@ export async function finetune(o: FinetuneOptions, data: FinetuneData, hooks: Fi
   const evaluates = rank === 0;
   const device = processDevice(o.device, group);
   const perEpoch = Math.floor(batchesPerEpoch(data.train.size, o.batchSize * world, true) / o.accumIter);
-  if (perEpoch < 1) throw new Error(`the training set (${data.train.size} images) gives no full step of ${o.batchSize} × ${o.accumIter} × ${world} images`);
+  if (perEpoch < 1)
+    throw new OptionError(
+      'batchSize',
+      `the training set (${data.train.size} images) gives no full step of ${o.batchSize} × ${o.accumIter} × ${world} images (--batch-size × --accum-iter × processes)`,
+    );
   mkdirSync(o.outDir, { recursive: true });
   setProcessThreads(o.threads);
   torch.manualSeed(o.seed);

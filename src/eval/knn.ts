@@ -95,7 +95,12 @@ export function knnClassify(train: FeatureSet, test: FeatureSet, o: KnnOptions):
           const q = F.normalize(test.features.narrow(0, start, len).to({ dtype: 'float32', device }), 1);
           let [top, neighbourLabels] = nearest(q, bank, bankLabels, kmax);
           if (group) [top, neighbourLabels] = mergeNearest(group, top, neighbourLabels, kmax);
-          const weights = top.div(T).exp();
+          // exp((cos - max) / T): the same ranking as exp(cos / T) (one positive factor per query), but
+          // no overflow to inf for small T (cos above 88.7·T), where every vote tied and the lowest class won
+          const weights = top
+            .sub(top.narrow(1, 0, 1))
+            .div(T)
+            .exp();
           ks.forEach((k, i) => tallies[i].add(knnVotes(weights, neighbourLabels, k, o.numClasses), labels));
         }),
       );

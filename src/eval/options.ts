@@ -1,6 +1,6 @@
 // Option tables of `semaim knn | linprobe | finetune | ablate` (defaults: docs/METHOD.md §6) and the checks
 // that need more than one option. Everything is validated before any work starts.
-import { OptionError, Options, defineOptions } from '../util/options';
+import { OptionError, Options, defineOptions, MAX_THREADS, MAX_THREADS_IS, MAX_WORKERS } from '../util/options';
 import { parseKs } from './knn';
 import { autoPrecision, checkPrecision } from '../run/precision';
 import { checkDevice } from '../run/device';
@@ -16,6 +16,7 @@ export const DATA_OPTIONS = defineOptions({
     mayChangeOnResume: true,
     type: 'int',
     min: 0,
+    max: MAX_WORKERS,
     help: 'decoding/augmentation worker threads (default: one per core but one, at most 8; 0 = on the main thread)',
   },
   ...IMAGE_INPUT_OPTIONS,
@@ -33,7 +34,7 @@ export const VERIFY_OPTIONS = defineOptions({
 export const RUN_OPTIONS = defineOptions({
   seed: { type: 'int', default: 0, help: 'random seed' },
   device: { mayChangeOnResume: true, type: 'string', default: 'cpu', help: "'cpu', 'cuda' or 'cuda:N'" },
-  threads: { mayChangeOnResume: true, type: 'int', min: 1, max: 1024, help: 'CPU threads for libtorch (default: all cores)' },
+  threads: { mayChangeOnResume: true, type: 'int', min: 1, max: MAX_THREADS, maxIs: MAX_THREADS_IS, help: 'CPU threads for libtorch (default: all cores)' },
 });
 
 const FEATURE_OPTIONS = defineOptions({

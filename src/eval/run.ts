@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import { OptionError } from '../util/options';
 import { saveTensors } from '../io';
-import { DataFactories, EvalDataRequest, LabelledData, RankSlice, Split, splitClassMismatch } from '../data';
+import { DataFactories, EvalDataRequest, LabelledData, RankSlice, Split, batchesPerEpoch, splitClassMismatch } from '../data';
 import { rankSlice, type ProcessGroup } from '../dist';
 import { EncoderSource, LoadedEncoder, loadEncoder, resolveEncoder, sha256File } from '../semaim';
 import { processDevice, setProcessThreads } from '../run/device';
@@ -219,6 +219,12 @@ export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories, g
         checkImageShape(loaded.encoder, splits.test, 'test data');
         ({ numClasses, classNames } = splits.train);
         sizes = { train: splits.train.size, test: splits.test.size };
+        // checked before the test features are extracted (linprobeOnline would refuse it only then)
+        if (batchesPerEpoch(splits.train.size, o.batchSize, true) < 1)
+          throw new OptionError(
+            'batchSize',
+            `${o.batchSize} exceeds the ${splits.train.size} training images (the online probe, --no-cache-features, drops partial batches)`,
+          );
         // The test features in the precision the probe trains on, as the cached path extracts both splits.
         const precision = o.precision;
         const fo = { batchSize: o.evalBatchSize, pooling: o.pooling, precision, group, gatherTo: 'all' as const, label: 'features (test)' };

@@ -21,7 +21,8 @@ export function parseBlocks(text: string, depth: number): number[] {
   const m = /^last(\d*)$/.exec(t);
   if (m) {
     const n = m[1] === '' ? 1 : Number(m[1]);
-    if (!(n >= 1 && n <= depth)) throw new RangeError(`blocks '${text}': the encoder has ${depth} blocks`);
+    if (n < 1) throw new RangeError(`blocks '${text}' names no block (lastN takes N >= 1)`);
+    if (n > depth) throw new RangeError(`blocks '${text}' asks for the last ${n} blocks, but the encoder has ${depth} (blocks 0..${depth - 1})`);
     list = Array.from({ length: n }, (_, i) => depth - n + i);
   } else {
     list = t

@@ -1,6 +1,6 @@
 // Options of `semaim segprobe` and the one function that turns them into a typed configuration
 // (checked before any work).
-import { OptionError, Options, defineOptions } from '../util/options';
+import { OptionError, Options, defineOptions, MAX_THREADS, MAX_THREADS_IS } from '../util/options';
 import { autoPrecision, checkPrecision, type Precision } from '../run/precision';
 import { checkDevice } from '../run/device';
 import type * as torch from '../torch';
@@ -87,7 +87,7 @@ export const SEGPROBE_OPTIONS = defineOptions({
   figureImages: { type: 'int', default: 8, min: 0, help: 'test images drawn in segprobe.png (0: no figure)' },
   seed: { type: 'int', default: 0, help: "random seed (the head's initialisation and shuffling; also the synthetic objects' image streams)" },
   device: { type: 'string', default: 'cpu', help: "'cpu', 'cuda' or 'cuda:N'" },
-  threads: { type: 'int', min: 1, max: 1024, help: 'CPU threads for libtorch (default: all cores)' },
+  threads: { type: 'int', min: 1, max: MAX_THREADS, maxIs: MAX_THREADS_IS, help: 'CPU threads for libtorch (default: all cores)' },
   outDir: { type: 'string', default: 'runs/segprobe', help: 'output folder (segprobe.json, segprobe.png, seg-head.safetensors)' },
   // data-parallel: each process encodes its share of the images (docs/DISTRIBUTED.md)
   ...LAUNCH_OPTIONS,
@@ -153,6 +153,7 @@ export function readSegprobeSettings(o: Options<typeof SEG_PROBE_OPTIONS>): Segp
   };
   if (!/^last\d*$|^\d+(\s*,\s*\d+)*$/.test(s.blocks.trim()))
     throw new OptionError('blocks', `expected 'last', 'lastN' or 0-based block indices such as '1,3', got '${s.blocks}'`);
+  if (/^last0+$/.test(s.blocks.trim())) throw new OptionError('blocks', `'${s.blocks}' names no block (lastN takes N >= 1)`);
   if (s.warmupEpochs >= s.epochs) throw new OptionError('warmupEpochs', `(${s.warmupEpochs}) must be below epochs (${s.epochs})`);
   return s;
 }
@@ -169,6 +170,8 @@ export function readSegDataSettings(o: SegDataSettings): SegDataSettings {
     testLimit: o.testLimit,
     imageInput: o.imageInput,
   };
+  if (d.dataset === 'synthetic' && d.numClasses !== undefined)
+    throw new OptionError('numClasses', "has no effect with dataset 'synthetic': its classes come from --seg-classes (shapes: 11, object: 2)");
   if (d.dataset === 'seg-folder' && !d.dataPath)
     throw new OptionError('dataPath', "dataset 'seg-folder' needs --data-path (a folder with train/ and test/, each holding images/ and masks/)");
   return d;

@@ -6,6 +6,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as torch from '../torch';
 import { saveTensors } from '../io';
+import { OptionError } from '../util/options';
 import { VisionTransformer } from '../semaim';
 import { writePng } from '../viz/png';
 import { drawSegFigure } from '../viz/seg-figure';
@@ -228,7 +229,11 @@ export async function runSegprobe(
   group: ProcessGroup | null = null,
 ): Promise<SegprobeRun | null> {
   const source = resolveEncoder(cfg.checkpoint, { verify: cfg.verify });
-  parseBlocks(cfg.probe.blocks, source.config.depth); // a bad --blocks stops here, before any data is read
+  try {
+    parseBlocks(cfg.probe.blocks, source.config.depth); // a bad --blocks stops here, before any data is read
+  } catch (e) {
+    throw new OptionError('blocks', (e as Error).message);
+  }
   checkSegprobeProcesses(cfg.probe, group?.worldSize ?? 1); // under torchrun the launch flags say nothing
   setProcessThreads(cfg.threads);
   const t0 = Date.now();

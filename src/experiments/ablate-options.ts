@@ -1,6 +1,7 @@
 // `semaim ablate` options: the order ablation's recipe overrides, evaluation and data options.
 import { OptionError, Options, defineOptions } from '../util/options';
 import { autoPrecision } from '../run/precision';
+import { parseKs } from '../eval/knn';
 import { DATA_OPTIONS, RUN_OPTIONS, validateEval } from '../eval/options';
 import { SEG_DATA_OPTIONS } from '../eval/segprobe-options';
 import { ablationSegRecipe } from './ablate-segprobe';
@@ -109,6 +110,10 @@ export type AblateOptions = Options<typeof ABLATE_OPTIONS>;
 export function validateAblate(o: AblateOptions): void {
   validateEval(o);
   parseOrders(o.orders);
+  const ks = parseKs(o.k);
+  // the k-NN of every run would fail only after its pre-training
+  if (o.trainLimit !== undefined && ks[ks.length - 1] > o.trainLimit)
+    throw new OptionError('k', `k = ${ks[ks.length - 1]} exceeds the ${o.trainLimit} training images of --train-limit (lower --k or raise --train-limit)`);
   ablationSegRecipe(o, o.budget);
   if (o.budgetMinutes !== undefined) {
     if (o.epochs !== undefined) throw new OptionError('budgetMinutes', 'sets the epochs itself: give --budget-minutes or --epochs, not both');

@@ -46,7 +46,12 @@ export interface AblationSegOptions {
 }
 
 export function ablationSegRecipe(o: AblationSegOptions, budget: 'full' | 'small'): AblationSegRecipe | null {
-  if (o.eval !== 'segprobe') return null;
+  if (o.eval !== 'segprobe') {
+    const set = (['segDataPath', 'segprobeEpochs', 'numClasses'] as const).find((k) => o[k] !== undefined);
+    if (o.segDataset !== 'auto') throw new OptionError('segDataset', 'has no effect without --eval segprobe');
+    if (set) throw new OptionError(set, 'has no effect without --eval segprobe');
+    return null;
+  }
   let dataset = o.segDataset;
   if (dataset === 'auto') {
     if (o.dataset !== 'synthetic') {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import * as torch from '../torch';
 import { PRETRAIN_OPTIONS, PretrainOptions, modelConfigFrom, trainDataRequest, validatePretrain } from '../train/pretrain-options';
 import { pretrain } from '../train/pretrain';
-import { OptionTable, resolveOptions } from '../util/options';
+import { OptionError, OptionTable, resolveOptions } from '../util/options';
 import { VisionTransformer, encoderConfigOf, loadEncoder } from '../semaim';
 import { DataFactories, LabelledData, MemoryLabelledData, TrainData, splitClassMismatch } from '../data';
 import { checkDevice } from '../run/device';
@@ -782,6 +782,11 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
   const openEval = async (): Promise<{ train: LabelledData; test: LabelledData }> => {
     if (ev.train && ev.test) return { train: ev.train, test: ev.test };
     const tr = await f.makeEvalData(dataRequest(evalOptions, 'train', imgSize));
+    const kmax = ks[ks.length - 1];
+    if (kmax > tr.size) {
+      await tr.close();
+      throw new OptionError('k', `k = ${kmax} exceeds the ${tr.size} training images of the evaluation data`);
+    }
     let te: LabelledData;
     try {
       te = await f.makeEvalData(dataRequest(evalOptions, 'test', imgSize));

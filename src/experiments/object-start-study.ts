@@ -15,7 +15,7 @@ import { pretrain } from '../train/pretrain';
 import { StoppedBySignal } from '../run/signals';
 import { checkDevice } from '../run/device';
 import { ObjectData, ObjectStartScore, objectStartFraction } from '../viz/object-start';
-import { OptionError, Options, defineOptions, resolveOptions } from '../util/options';
+import { OptionError, Options, defineOptions, resolveOptions, MAX_THREADS, MAX_THREADS_IS, MAX_WORKERS } from '../util/options';
 import { autoPrecision } from '../run/precision';
 import { markdownTable } from '../eval/result';
 import { stat } from './ablate';
@@ -32,7 +32,7 @@ export const OBJECT_STUDY_OPTIONS = defineOptions({
   },
   steps: { type: 'int', default: 192, min: 1, help: 'optimiser steps per run (fresh synthetic images every step: batch × steps images, one epoch)' },
   points: { type: 'int', default: 4, min: 1, help: 'checkpoints evaluated per run, evenly spaced (plus initialisation)' },
-  testSize: { type: 'int', default: 1000, min: 10, help: 'synthetic test images with object masks' },
+  testSize: { type: 'int', default: 1000, min: 10, max: 1_000_000, help: 'synthetic test images with object masks (held in memory)' },
   imgSize: { type: 'int', default: 32, min: 8, max: 8192, help: 'image size' },
   patchSize: { type: 'int', default: 4, min: 1, help: 'patch size' },
   embedDim: { type: 'int', default: 128, min: 4, help: 'encoder width' },
@@ -48,8 +48,8 @@ export const OBJECT_STUDY_OPTIONS = defineOptions({
   seed: { type: 'int', default: 0, help: 'random seed (same initial weights for every run; the test images)' },
   seeds: { type: 'int', default: 1, min: 1, max: 1000, help: 'train each S with seeds seed..seed+N-1 and report mean ± std over them' },
   device: { mayChangeOnResume: true, type: 'string', default: 'cpu', help: "'cpu', 'cuda' or 'cuda:N'" },
-  threads: { mayChangeOnResume: true, type: 'int', min: 1, max: 1024, help: 'CPU threads for libtorch (default: all cores)' },
-  numWorkers: { mayChangeOnResume: true, type: 'int', min: 0, help: 'data worker threads (default: one per core but one, at most 8)' },
+  threads: { mayChangeOnResume: true, type: 'int', min: 1, max: MAX_THREADS, maxIs: MAX_THREADS_IS, help: 'CPU threads for libtorch (default: all cores)' },
+  numWorkers: { mayChangeOnResume: true, type: 'int', min: 0, max: MAX_WORKERS, help: 'data worker threads (default: one per core but one, at most 8)' },
   precision: {
     type: 'string',
     default: 'auto',
@@ -139,6 +139,19 @@ export function studyPretrainOptions(o: ObjectStudyOptions, tokens: SimilarityTo
     keepLast: o.points + 1,
     logEvery: Math.min(20, every),
   });
+}
+
+/** The test set is held in memory as float32 images and byte masks: at most this many bytes. */
+export const MAX_TEST_BYTES = 2 ** 31;
+
+/** Refuses a test set that would not fit in memory (1e9 images grew to 8 GB, then failed with 'Invalid typed array length'). */
+export function checkTestSize(o: Pick<ObjectStudyOptions, 'imgSize' | 'testSize'>): void {
+  const bytes = o.testSize * o.imgSize * o.imgSize * (3 * 4 + 1);
+  if (bytes > MAX_TEST_BYTES)
+    throw new OptionError(
+      'testSize',
+      `${o.testSize} test images of ${o.imgSize}² take ${(bytes / 2 ** 30).toFixed(1)} GiB in memory, more than ${MAX_TEST_BYTES / 2 ** 30}: lower --test-size or --img-size`,
+    );
 }
 
 /** The synthetic test images with their object masks (normalised as the model sees them). */

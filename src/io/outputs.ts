@@ -1,7 +1,8 @@
 // Files a command writes where the user points it: one that exists is replaced only when asked
-// (--overwrite), and never one the command reads from (an encoder and its config).
-import { existsSync, realpathSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+// (--overwrite), and never one the command reads from (an encoder and its config), nor a file of a
+// checkpoint or of a run folder, which other commands read and verify.
+import { existsSync, realpathSync, statSync } from 'node:fs';
+import { basename, dirname, join, relative, resolve, isAbsolute } from 'node:path';
 import { OptionError } from '../util/options';
 
 /** The path with its folder's symlinks resolved (the file itself need not exist). */
@@ -10,15 +11,48 @@ function canonical(path: string): string {
   return join(existsSync(dir) ? realpathSync(dir) : dir, basename(path));
 }
 
-/** Refuses, naming `option`, an output that is one of `inputs`, or that exists without `overwrite`. */
+/** The files of a run folder that the run itself writes (and resume, report and the evaluations read). */
+const RUN_FILES = ['config.json', 'metrics.jsonl', 'run.lock']; // run.lock: LOCK_FILE of src/run/run-lock.ts (a layer above io)
+const isRunDir = (dir: string) => ['metrics.jsonl', 'checkpoints', 'run.lock'].some((f) => existsSync(join(dir, f)));
+
+/** Why no command may write `path`, or null: it lies in a checkpoint folder (one holding state.json), or is a run's own file. */
+export function protectedOutput(path: string): string | null {
+  const file = canonical(path);
+  for (let dir = dirname(file); ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'state.json'))) return `it lies in the checkpoint folder ${dir}`;
+    if (dirname(dir) === dir) break;
+  }
+  if (RUN_FILES.includes(basename(file)) && isRunDir(dirname(file))) return `it is the ${basename(file)} of the run ${dirname(file)}`;
+  return null;
+}
+
+/** Refuses, naming `option`, an output that is one of `inputs`, a checkpoint's or run's file, or that exists without `overwrite`. */
 export function checkOutputs(outputs: string[], o: { overwrite: boolean; inputs?: string[]; option?: string }): void {
   const option = o.option ?? 'out';
   const inputs = new Map((o.inputs ?? []).map((p) => [canonical(p), p]));
   for (const out of outputs) {
     const input = inputs.get(canonical(out));
     if (input !== undefined) throw new OptionError(option, `${out} is what this command reads (${input}): choose another output`);
+    const why = protectedOutput(out);
+    if (why) throw new OptionError(option, `${out} cannot be written, not even with --overwrite: ${why}`);
     if (!o.overwrite && existsSync(out)) throw new OptionError(option, `${out} exists: choose another output, or pass --overwrite to replace it`);
   }
+}
+
+/**
+ * Refuses, naming `option`, an output folder that exists as a file, lies inside one of the `inputs`
+ * folders (what it writes would be read next time), or whose `files` are protected.
+ */
+export function checkOutputFolder(dir: string, files: string[], o: { inputs: string[]; option: string }): void {
+  if (existsSync(dir) && !statSync(dir).isDirectory()) throw new OptionError(o.option, `${dir} exists and is not a folder: choose another output folder`);
+  const target = canonical(dir);
+  for (const input of o.inputs) {
+    if (!existsSync(input) || !statSync(input).isDirectory()) continue;
+    const rel = relative(realpathSync(input), target);
+    if (!rel.startsWith('..') && !isAbsolute(rel))
+      throw new OptionError(o.option, `${dir} lies in ${input}, which this command reads: its files would be inputs next time; choose another folder`);
+  }
+  checkOutputs(files, { overwrite: true, option: o.option });
 }
 
 /** The files an encoder source consists of: its weights, and for an exported one the config beside them. */

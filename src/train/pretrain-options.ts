@@ -1,7 +1,7 @@
 // `semaim pretrain` options (defaults: the authors' ViT-B/16 ImageNet recipe, docs/METHOD.md §6.1) and their
 // translation into a model config. Everything is validated before any work starts.
 import { totalmem } from 'node:os';
-import { OptionError, Options, defineOptions } from '../util/options';
+import { OptionError, Options, defineOptions, MAX_THREADS, MAX_THREADS_IS, MAX_WORKERS } from '../util/options';
 import { autoPrecision, checkPrecision } from '../run/precision';
 import { checkDevice } from '../run/device';
 import { cudaGraphRefusal } from '../run/cuda-graph-step';
@@ -96,6 +96,7 @@ export const PRETRAIN_OPTIONS = defineOptions({
     mayChangeOnResume: true,
     type: 'int',
     min: 0,
+    max: MAX_WORKERS,
     help: 'decoding/augmentation worker threads (default: one per core but one, at most 8; 0 = on the main thread)',
   },
   upload: {
@@ -160,7 +161,8 @@ export const PRETRAIN_OPTIONS = defineOptions({
     mayChangeOnResume: true,
     type: 'int',
     min: 1,
-    max: 1024,
+    max: MAX_THREADS,
+    maxIs: MAX_THREADS_IS,
     help: 'CPU threads for libtorch (default: all cores, shared among the processes on this machine)',
   },
   // run
@@ -238,7 +240,8 @@ export function modelConfigFrom(o: PretrainOptions): SemAIMConfig {
   try {
     validateConfig(cfg);
   } catch (e) {
-    if (e instanceof ConfigError) throw new OptionError(CONFIG_KEY_OPTION[e.key] ?? e.key.split('.').pop()!, e.message);
+    // the option names the key: "option 'imgSize': config 'imgSize': …" named it twice
+    if (e instanceof ConfigError) throw new OptionError(CONFIG_KEY_OPTION[e.key] ?? e.key.split('.').pop()!, e.message.replace(/^config '[^']*': /, ''));
     throw e;
   }
   checkModelFits(cfg, o);
@@ -328,6 +331,24 @@ export function validatePretrain(o: PretrainOptions): void {
   checkCudaGraphs(o);
   fusedKindsOf(o);
   checkGradSync(o);
+  if (o.dataset === 'synthetic') checkSyntheticSizes(o);
+  if (o.dataset === 'synthetic' && o.dataPath !== undefined)
+    throw new OptionError('dataPath', 'has no effect with --dataset synthetic (its images are generated)');
+  if (o.target !== 'features' && o.teacher !== undefined)
+    throw new OptionError('teacher', `has no effect with --target ${o.target}: a teacher gives feature targets (--target features)`);
+}
+
+/** The synthetic set's sizes are known before any work: refuse what its loader would refuse later. */
+function checkSyntheticSizes(o: PretrainOptions): void {
+  if (o.imgSize < 8) throw new OptionError('imgSize', `the synthetic objects need images of at least 8 pixels, got ${o.imgSize}`);
+  if (o.batchSize > o.syntheticSize)
+    throw new OptionError('batchSize', `${o.batchSize} exceeds the ${o.syntheticSize} images of --synthetic-size (an epoch drops its last partial batch)`);
+  const batches = Math.floor(o.syntheticSize / o.batchSize);
+  if (batches < o.accumIter)
+    throw new OptionError(
+      'accumIter',
+      `${o.accumIter} exceeds the ${batches} batches per epoch of --synthetic-size ${o.syntheticSize} at --batch-size ${o.batchSize}`,
+    );
 }
 
 /** --fused: the kernel kinds, refused before any work where they cannot run (compiles them on a GPU). */

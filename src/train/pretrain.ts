@@ -14,6 +14,7 @@ import { DeviceImages } from '../run/device-images';
 import { processDevice, setProcessThreads } from '../run/device';
 import { rankSlice, type ProcessGroup } from '../dist';
 import { PRETRAIN_OPTIONS, PretrainOptions, modelConfigFrom, validatePretrain } from './pretrain-options';
+import { OptionError } from '../util/options';
 import { StaticPretrainStep } from './pretrain-step';
 
 export type { TrainBatch, TrainData };
@@ -56,6 +57,9 @@ export async function pretrain(o: PretrainOptions, data: TrainData, hooks: Pretr
   const group = hooks.group ?? null;
   const { rank, worldSize: world } = rankSlice(group);
   const device = processDevice(o.device, group);
+  // before the out-dir exists: the loop would refuse it only after making an empty one
+  if (data.batchesPerEpoch < o.accumIter)
+    throw new OptionError('accumIter', `${o.accumIter} exceeds the ${data.batchesPerEpoch} batches per epoch the data gives at --batch-size ${o.batchSize}`);
   mkdirSync(o.outDir, { recursive: true });
   setProcessThreads(o.threads);
   const fusedKinds = torch.fused.parseFusedKinds(o.fused); // checked by validatePretrain

@@ -1,6 +1,7 @@
 // Declarative option tables shared by every command: defaults, --help text, config files (JSON or
 // YAML) with command-line overrides, and validation that names the offending key before any work.
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 
 export type OptionType = 'number' | 'int' | 'string' | 'boolean';
@@ -13,6 +14,8 @@ export interface OptionSpec {
   choices?: readonly string[];
   min?: number;
   max?: number;
+  /** What the maximum is, when the number alone does not say (e.g. 'the cores of this machine'). */
+  maxIs?: string;
   /** Required unless it has a default. */
   required?: boolean;
   /** Resolves the value 'auto' from the other options once they are all known (e.g. from --device). */
@@ -30,6 +33,11 @@ export interface OptionSpec {
   /** A file or folder (or a comma-separated list of them): a resumed run compares where it points, not how it was written. */
   path?: boolean;
 }
+
+/** The limits of --threads (more threads than cores made every op ~100× slower) and --num-workers (each holds its own buffers). */
+export const MAX_THREADS = availableParallelism();
+export const MAX_THREADS_IS = 'the cores of this machine';
+export const MAX_WORKERS = 64;
 
 export type OptionTable = Record<string, OptionSpec>;
 export type OptionValues = Record<string, number | string | boolean | undefined>;
@@ -75,6 +83,11 @@ const specOf = (table: OptionTable, key: string): OptionSpec | undefined => (Obj
 /** Options a config file cannot set: they say how the command line is read. */
 const COMMAND_LINE_ONLY = ['config', 'help'];
 
+const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
+
+/** Larger config files are refused unread (a device or a stray data file given by mistake). */
+export const MAX_CONFIG_BYTES = 1 << 20;
+
 function coerce(key: string, spec: OptionSpec, raw: unknown): number | string | boolean {
   if (spec.type === 'boolean') {
     if (typeof raw === 'boolean') return raw;
@@ -83,13 +96,14 @@ function coerce(key: string, spec: OptionSpec, raw: unknown): number | string | 
     throw new OptionError(key, `expected true or false, got ${JSON.stringify(raw)}`);
   }
   if (spec.type === 'number' || spec.type === 'int') {
-    const v = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN;
+    // decimal notation only: Number() would also take '0x10', '0b11' and ''
+    const v = typeof raw === 'number' ? raw : typeof raw === 'string' && DECIMAL.test(raw.trim()) ? Number(raw) : NaN;
     if (!Number.isFinite(v)) throw new OptionError(key, `expected a number, got ${typeof raw === 'number' ? raw : JSON.stringify(raw)}`);
     if (spec.type === 'int' && !Number.isInteger(v)) throw new OptionError(key, `expected an integer, got ${v}`);
     if (spec.type === 'int' && !Number.isSafeInteger(v))
       throw new OptionError(key, `${v} is beyond the integers a double holds exactly (±${Number.MAX_SAFE_INTEGER})`);
     if (spec.min !== undefined && v < spec.min) throw new OptionError(key, `must be >= ${spec.min}, got ${v}`);
-    if (spec.max !== undefined && v > spec.max) throw new OptionError(key, `must be <= ${spec.max}, got ${v}`);
+    if (spec.max !== undefined && v > spec.max) throw new OptionError(key, `must be <= ${spec.max}${spec.maxIs ? ` (${spec.maxIs})` : ''}, got ${v}`);
     return v;
   }
   if (typeof raw !== 'string' && typeof raw !== 'number') throw new OptionError(key, `expected a string, got ${JSON.stringify(raw)}`);
@@ -102,8 +116,13 @@ function coerce(key: string, spec: OptionSpec, raw: unknown): number | string | 
 export function readConfigFile(path: string): Record<string, unknown> {
   let text: string;
   try {
+    // stat before opening: /dev/zero never ends and a FIFO blocks the open itself
+    const st = statSync(path);
+    if (!st.isFile()) throw new OptionError('config', `${path} is not a regular file`);
+    if (st.size > MAX_CONFIG_BYTES) throw new OptionError('config', `${path} is ${st.size} bytes; a config file holds at most ${MAX_CONFIG_BYTES}`);
     text = readFileSync(path, 'utf8');
   } catch (e) {
+    if (e instanceof OptionError) throw e;
     throw new OptionError('config', `cannot read ${path}: ${(e as Error).message}`);
   }
   let data: unknown;
@@ -128,14 +147,19 @@ export function parseArgv(argv: string[], table: OptionTable): { options: Record
   const positionals: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
+    if (a === '--') {
+      positionals.push(...argv.slice(i + 1)); // the usual end of options
+      break;
+    }
     if (!a.startsWith('--')) {
       positionals.push(a);
       continue;
     }
     let [k, v] = a.slice(2).split(/=(.*)/s, 2) as [string, string | undefined];
     k = camel(k);
-    if (v === undefined && k.startsWith('no') && specOf(table, k[2]?.toLowerCase() + k.slice(3))?.type === 'boolean') {
-      options[k[2].toLowerCase() + k.slice(3)] = false;
+    const negated = k.startsWith('no') ? k[2]?.toLowerCase() + k.slice(3) : undefined;
+    if (negated !== undefined && specOf(table, negated)?.type === 'boolean' && !specOf(table, k)) {
+      options[negated] = v === undefined ? false : !coerce(negated, specOf(table, negated)!, v);
       continue;
     }
     const spec = specOf(table, k);
@@ -144,8 +168,12 @@ export function parseArgv(argv: string[], table: OptionTable): { options: Record
       // a flag may be followed by an explicit true/false ('--blur false' must not leave blur on)
       if (spec?.type === 'boolean' && (argv[i + 1] === 'true' || argv[i + 1] === 'false')) v = argv[++i];
       else if (spec?.type === 'boolean' || k === 'help') v = 'true';
-      else if (i + 1 < argv.length) v = argv[++i];
-      else throw new OptionError(k, 'expects a value');
+      else if (i + 1 < argv.length) {
+        // '--out-dir --no-resume' would otherwise train into a folder named '--no-resume'
+        if (argv[i + 1].startsWith('--'))
+          throw new OptionError(k, `--${kebab(k)} expects a value, got the flag ${argv[i + 1]} (write --${kebab(k)}=${argv[i + 1]} if that is the value)`);
+        v = argv[++i];
+      } else throw new OptionError(k, 'expects a value');
     }
     options[k] = v;
   }

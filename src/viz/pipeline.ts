@@ -9,6 +9,7 @@ import type { OrderName } from './maps';
 import { readRun } from './run-data';
 import { REPORT_GENERATOR, renderReport } from './report';
 import { OptionError } from '../util/options';
+import { protectedOutput } from '../io/outputs';
 import { visualizeModel, VisualizeResult } from './visualize';
 import { writeFileAtomic } from '../util/safe-write';
 
@@ -65,6 +66,8 @@ export interface ReportJob {
  * checkpoint's state.json, any file) unless asked to; never a folder.
  */
 function checkReportOut(out: string, overwrite: boolean): void {
+  const why = protectedOutput(out);
+  if (why) throw new OptionError('out', `${out} cannot be written, not even with --overwrite: ${why}`);
   if (!existsSync(out)) return;
   if (statSync(out).isDirectory()) throw new OptionError('out', `${out} is a folder: give the HTML file to write`);
   const earlierReport = readFileSync(out, 'utf8').slice(0, 4096).includes(REPORT_GENERATOR);

@@ -187,3 +187,19 @@ test('bare arguments are refused by commands that take none (a pasted "[--dtype 
   assert.deepEqual(commands.visualize.parse(['--checkpoint', 'x', '--images', 'a.png', 'b.png', '--out', 'o'])?.positionals, ['b.png']);
   assert.deepEqual(commands.report.parse(['runs/x'])?.positionals, ['runs/x']);
 });
+
+test('options that would have no effect are refused, saying why (they were ignored silently)', async () => {
+  const { segprobeCommand } = await import('../../src/cli/segprobe-command');
+  const cases: Array<[() => unknown, string, RegExp]> = [
+    [() => commands.pretrain.parse(['--dataset', 'synthetic', '--data-path', '/tmp']), 'dataPath', /has no effect with --dataset synthetic/],
+    [() => commands.pretrain.parse(['--teacher', '/tmp/t.safetensors']), 'teacher', /has no effect with --target pixels/],
+    [() => commands.export.parse(['--checkpoint', 'r', '--out', 'o', '--no-encoder-only']), 'encoderOnly', /has no effect: export writes the encoder only/],
+    [() => commands.ablate.parse(['--seg-dataset', 'seg-folder']), 'segDataset', /has no effect without --eval segprobe/],
+    [() => commands.ablate.parse(['--segprobe-epochs', '2']), 'segprobeEpochs', /has no effect without --eval segprobe/],
+  ];
+  for (const [parse, key, message] of cases) assert.throws(parse, (e: unknown) => e instanceof OptionError && e.key === key && message.test(e.message), key);
+  await assert.rejects(
+    segprobeCommand.run(['--checkpoint', '/nonexistent.safetensors', '--dataset', 'synthetic', '--num-classes', '5']),
+    (e: unknown) => e instanceof OptionError && e.key === 'numClasses' && /has no effect with dataset 'synthetic'/.test(e.message),
+  );
+});

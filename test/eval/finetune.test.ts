@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as torch from '../../src/torch';
-import { resolveOptions } from '../../src/util/options';
+import { OptionError, resolveOptions } from '../../src/util/options';
 import { FINETUNE_OPTIONS } from '../../src/eval/options';
 import { ViTClassifier } from '../../src/eval/classifier';
 import { finetune, makeFinetuneOptimizer } from '../../src/eval/finetune';
@@ -252,6 +252,42 @@ test("fine-tuning into a pre-training run's folder is refused, naming what the f
     );
     assert.deepEqual(readdirSync(join(pre, 'checkpoints')).sort(), before, 'the pre-training checkpoints stay where they were');
     assert.ok(!existsSync(join(pre, 'previous')), 'nothing moved aside');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a batch larger than the training images is an option error of finetune and of the online linear probe (before its test features)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ft-batch-'));
+  try {
+    const enc = writeEncoder(dir, { ...TINY, imgSize: 16 });
+    const { commands } = await import('../../src/cli/commands');
+    const common = [
+      '--checkpoint',
+      enc,
+      '--dataset',
+      'synthetic',
+      '--train-limit',
+      '32',
+      '--test-limit',
+      '8',
+      '--num-workers',
+      '0',
+      '--threads',
+      '1',
+      '--epochs',
+      '1',
+    ];
+    const batchError = (message: RegExp) => (e: unknown) => e instanceof OptionError && e.key === 'batchSize' && message.test(e.message);
+    await assert.rejects(
+      commands.finetune.run([...common, '--warmup-epochs', '0', '--batch-size', '64', '--out-dir', join(dir, 'ft')]),
+      batchError(/the training set \(32 images\) gives no full step of 64 × 1 × 1 images/),
+    );
+    await assert.rejects(
+      commands.linprobe.run([...common, '--no-cache-features', '--batch-size', '64', '--out-dir', join(dir, 'lp')]),
+      batchError(/64 exceeds the 32 training images \(the online probe, --no-cache-features, drops partial batches\)/),
+    );
+    assert.equal(existsSync(join(dir, 'ft')) || existsSync(join(dir, 'lp')), false, 'no out-dir');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

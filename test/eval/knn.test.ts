@@ -114,3 +114,16 @@ test('k lists parse and bad ones are refused', () => {
   assert.throws(() => parseKs('10,x'), /positive integers/);
   assert.throws(() => parseKs('0'), /positive integers/);
 });
+
+test('a small temperature keeps the weighted vote (exp(cos / T) overflowed to inf above cos 88.7·T: all votes tied, the lowest class won)', () => {
+  // Query at 0°: one class-1 neighbour at cos 0.999, three class-0 neighbours at cos 0.9.
+  const c = (cos: number) => (Math.acos(cos) * 180) / Math.PI;
+  const train = set([angle(c(0.999)), angle(c(0.9)), angle(-c(0.9)), angle(c(0.9))], [1, 0, 0, 0]);
+  const q = set([angle(0)], [1]);
+  for (const temperature of [0.001, 0.005, 0.01, 0.02, 0.07]) {
+    const [r] = knnClassify(train, q, { ks: [4], numClasses: 2, temperature, label: null });
+    assert.equal(r.accuracy.top1, 1, `T = ${temperature}`);
+  }
+  const [flat] = knnClassify(train, q, { ks: [4], numClasses: 2, temperature: 1, label: null });
+  assert.equal(flat.accuracy.top1, 0, 'with T = 1 the three class-0 votes win');
+});

@@ -12,7 +12,7 @@ import { SegFeatureSet, extractSegFeatures, parseBlocks, patchTokens } from '../
 import { segprobeOnFeatures, segprobeOnline } from '../../src/eval/segprobe';
 import { SEGPROBE_OPTIONS, readSegprobeConfig } from '../../src/eval/segprobe-options';
 import { SegprobeFile, runSegprobe } from '../../src/eval/segprobe-run';
-import { resolveOptions } from '../../src/util/options';
+import { OptionError, resolveOptions } from '../../src/util/options';
 import { makeSegprobeCommand } from '../../src/cli/segprobe-command';
 import { maxDiff, writeEncoder } from './helpers';
 import { squares } from './seg-helpers';
@@ -103,7 +103,8 @@ test("blocks: last, lastN, index lists; the last block is the encoder's own outp
   assert.deepEqual(parseBlocks('last', 6), [5]);
   assert.deepEqual(parseBlocks('last4', 6), [2, 3, 4, 5]);
   assert.deepEqual(parseBlocks('3, 1,3', 6), [1, 3]);
-  assert.throws(() => parseBlocks('last7', 6), /has 6 blocks/);
+  assert.throws(() => parseBlocks('last7', 6), /asks for the last 7 blocks, but the encoder has 6/);
+  assert.throws(() => parseBlocks('last0', 6), /names no block/);
   assert.throws(() => parseBlocks('6', 6), /block 6 does not exist/);
   assert.throws(() => parseBlocks('first', 6), /expected 'last'/);
   const dir = mkdtempSync(join(tmpdir(), 'semaim-sp-'));
@@ -216,7 +217,13 @@ test('the segprobe command parses its flags, checks them before any data is read
       opened++;
       return squares(16, opened);
     });
-    await assert.rejects(cmd.run(['--checkpoint', enc, '--blocks', 'last3']), /blocks 'last3': the encoder has 2 blocks/);
+    const blocksError = (message: RegExp) => (e: Error) => e instanceof OptionError && e.key === 'blocks' && message.test(e.message);
+    await assert.rejects(
+      cmd.run(['--checkpoint', enc, '--blocks', 'last3']),
+      blocksError(/'last3' asks for the last 3 blocks, but the encoder has 2 \(blocks 0\.\.1\)/),
+    );
+    await assert.rejects(cmd.run(['--checkpoint', enc, '--blocks', '0,7']), blocksError(/block 7 does not exist \(the encoder has blocks 0\.\.1\)/));
+    await assert.rejects(cmd.run(['--checkpoint', enc, '--blocks', 'last0']), blocksError(/'last0' names no block/));
     await assert.rejects(cmd.run(['--checkpoint', join(dir, 'missing.safetensors')]), /does not exist/);
     assert.equal(opened, 0, 'no data opened for a bad command');
     process.stdout.write = ((s: string) => (out.push(s), true)) as typeof process.stdout.write;

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { resolveOptions } from '../../src/util/options';
+import { OptionError, resolveOptions } from '../../src/util/options';
 import { ABLATE_OPTIONS } from '../../src/experiments/ablate-options';
 import { RANDOM_INIT, ablate, ablationRecipe, limitTrainData, pretrainOptionsFor, stat } from '../../src/experiments/ablate';
 import { modelConfigFrom } from '../../src/train/pretrain-options';
@@ -113,4 +113,39 @@ test('limitTrainData caps the batches per epoch and honours the start index', as
   assert.equal(n, 1);
   assert.deepEqual(stat([1, 2, 3]), { mean: 2, std: 1, n: 3 });
   assert.deepEqual(stat([0.5]), { mean: 0.5, std: 0, n: 1 });
+});
+
+test('a k above the training images is refused before any pre-training (it failed after the first run was written)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-k-'));
+  try {
+    const out = join(dir, 'out');
+    const { commands } = await import('../../src/cli/commands');
+    await assert.rejects(
+      commands.ablate.run(['--dataset', 'synthetic', '--train-limit', '15', '--out-dir', out, '--threads', '1']),
+      (e: Error) => e instanceof OptionError && e.key === 'k' && /k = 30 exceeds the 15 training images of --train-limit/.test(e.message),
+    );
+    assert.equal(existsSync(out), false, 'nothing written');
+    // a dataset smaller than the limit: known once it is opened, still before the first pre-training
+    const o = resolveOptions(ABLATE_OPTIONS, {
+      orders: 'raster',
+      imgSize: 8,
+      patchSize: 4,
+      embedDim: 16,
+      depth: 1,
+      numHeads: 2,
+      decoderDepth: 1,
+      epochs: 1,
+      batchSize: 8,
+      k: '5,20',
+      outDir: out,
+      threads: 1,
+    });
+    await assert.rejects(
+      ablate(o, memoryFactories(toyImages(12, 3, 8, 1), toyImages(6, 3, 8, 2)), {}),
+      (e: Error) => e instanceof OptionError && e.key === 'k' && /k = 20 exceeds the 12 training images/.test(e.message),
+    );
+    assert.equal(existsSync(join(out, 'runs', 'raster-seed0')), false, 'no run was pre-trained');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

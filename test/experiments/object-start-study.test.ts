@@ -6,6 +6,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { resolveOptions, OptionError } from '../../src/util/options';
+import { objectStartCommand } from '../../src/cli/object-start-command';
 import {
   OBJECT_STUDY_OPTIONS,
   objectStartStudy,
@@ -133,4 +134,13 @@ test('object-start study with --seeds: one run per S and seed, the table gives m
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('a test set beyond memory is refused before work (--test-size 1e9 grew to 8 GB, then failed on a typed array length)', () => {
+  assert.throws(() => objectStartCommand.parse(['--test-size', '1000000000']), /option 'testSize': must be <= 1000000, got 1000000000/);
+  assert.throws(
+    () => objectStartCommand.parse(['--test-size', '200000']),
+    /option 'testSize': 200000 test images of 32² take 2\.5 GiB in memory, more than 2: lower --test-size or --img-size/,
+  );
+  assert.ok(objectStartCommand.parse(['--test-size', '100000']));
 });

@@ -267,14 +267,14 @@ test('a path option is compared by where it points: a relative --data-path resum
   mkdirSync(elsewhere);
   try {
     process.chdir(started);
-    await pretrain(options(join(dir, 'run'), { maxSteps: 3, dataPath: 'imgs/train' }), data(), quiet);
+    await pretrain(options(join(dir, 'run'), { maxSteps: 3, dataset: 'folder', dataPath: 'imgs/train' }), data(), quiet);
     process.chdir(elsewhere);
     // the same words from another folder name another place
     await assert.rejects(
-      pretrain(options(join(dir, 'run'), { maxSteps: 6, dataPath: 'imgs/train' }), data(), quiet),
+      pretrain(options(join(dir, 'run'), { maxSteps: 6, dataset: 'folder', dataPath: 'imgs/train' }), data(), quiet),
       /--data-path +"imgs\/train" +"imgs\/train"/,
     );
-    const r = await pretrain(options(join(dir, 'run'), { maxSteps: 6, dataPath: join(started, 'imgs', 'train') }), data(), quiet);
+    const r = await pretrain(options(join(dir, 'run'), { maxSteps: 6, dataset: 'folder', dataPath: join(started, 'imgs', 'train') }), data(), quiet);
     assert.equal(r.steps, 6);
   } finally {
     process.chdir(cwd);

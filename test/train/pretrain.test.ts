@@ -142,7 +142,7 @@ test('bad configs are refused before any work, naming the key', () => {
   );
   assert.throws(
     () => modelConfigFrom(options('/nonexistent', { imgSize: 30, patchSize: 4 })),
-    (e: unknown) => e instanceof OptionError && e.key === 'imgSize',
+    (e: unknown) => e instanceof OptionError && e.key === 'imgSize' && e.message === "option 'imgSize': 30 is not divisible by patchSize 4",
   );
   assert.throws(() => resolveOptions(PRETRAIN_OPTIONS, { order: 'spiral' }), /order.*must be one of/);
   assert.throws(() => resolveOptions(PRETRAIN_OPTIONS, { epochs: 'many' }), /epochs.*expected a number/);
@@ -215,4 +215,48 @@ test('--cuda-graphs’s step path, run eagerly, trains exactly as the plain step
     assert.deepEqual(losses(join(dir, name, 'static')), plain, name);
   }
   rmSync(dir, { recursive: true, force: true });
+});
+
+test('sizes known before work are refused naming the flag, before any folder exists (loader, loop and launcher wording, exit 1)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-pretrain-sizes-'));
+  try {
+    const out = join(dir, 'run');
+    const { commands } = await import('../../src/cli/commands');
+    const argv = [
+      '--model',
+      'vit_tiny',
+      '--dataset',
+      'synthetic',
+      '--synthetic-size',
+      '64',
+      '--batch-size',
+      '16',
+      '--img-size',
+      '32',
+      '--patch-size',
+      '4',
+      '--out-dir',
+      out,
+    ];
+    for (const [extra, key, message] of [
+      [['--batch-size', '65'], 'batchSize', /65 exceeds the 64 images of --synthetic-size/],
+      [['--accum-iter', '5'], 'accumIter', /5 exceeds the 4 batches per epoch of --synthetic-size 64 at --batch-size 16/],
+      [['--img-size', '4', '--patch-size', '2'], 'imgSize', /the synthetic objects need images of at least 8 pixels, got 4/],
+      [['--nnodes', '2', '--node-rank', '5'], 'nodeRank', /must be below --nnodes 2 \(0\.\.1\), got 5/],
+    ] as const) {
+      assert.throws(
+        () => commands.pretrain.parse([...argv, ...extra]),
+        (e: unknown) => e instanceof OptionError && e.key === key && message.test(e.message),
+        key,
+      );
+    }
+    // data known only once opened: still refused before the out-dir is made
+    await assert.rejects(
+      pretrain(options(out, { accumIter: 5 }), memoryData(16, 4, 0), quiet),
+      (e: unknown) => e instanceof OptionError && e.key === 'accumIter' && /5 exceeds the 4 batches per epoch the data gives at --batch-size 4/.test(e.message),
+    );
+    assert.equal(existsSync(out), false, 'no empty out-dir');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

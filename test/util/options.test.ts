@@ -3,9 +3,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { defineOptions, parseArgv, readConfigFile, resolveOptions } from '../../src/util/options';
+import { execFileSync } from 'node:child_process';
+import { MAX_CONFIG_BYTES, defineOptions, parseArgv, readConfigFile, resolveOptions } from '../../src/util/options';
 import { PRETRAIN_OPTIONS, modelConfigFrom, validatePretrain } from '../../src/train/pretrain-options';
 
 const TABLE = defineOptions({
@@ -47,7 +48,7 @@ test('integers beyond 2^53 and oversized threads, image sizes and synthetic sets
   assert.equal(resolveOptions(TABLE, { seed: String(2 ** 53 - 1) }).seed, 2 ** 53 - 1);
   const base = { model: 'vit_tiny', dataset: 'synthetic' };
   for (const [extra, message] of [
-    [{ threads: '2147483648' }, /option 'threads': must be <= 1024/],
+    [{ threads: '2147483648' }, new RegExp(`option 'threads': must be <= ${availableParallelism()} \\(the cores of this machine\\), got 2147483648`)],
     [{ imgSize: '100000' }, /option 'imgSize': must be <= 8192/],
     [{ syntheticSize: '10000000000' }, /option 'syntheticSize': must be <= 100000000/],
     [{ orderLambda: '1e308' }, /option 'orderLambda': .*must be in \[0, 1e6\], got 1e\+308/],
@@ -72,4 +73,71 @@ test("a flag takes an optional explicit true/false ('--blur false' turned blur o
   assert.equal(parsed(['--no-fast']), false);
   assert.equal(parsed(['--fast=false']), false);
   assert.deepEqual(parseArgv(['--fast', 'file.png'], TABLE).positionals, ['file.png'], 'anything else is not its value');
+});
+
+test('a config file must be a regular file of at most 1 MiB, checked before reading (/dev/zero aborted, a FIFO hung)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-options-'));
+  try {
+    assert.throws(() => readConfigFile('/dev/zero'), /option 'config': \/dev\/zero is not a regular file/);
+    assert.throws(() => readConfigFile(dir), /is not a regular file/);
+    const fifo = join(dir, 'fifo.json');
+    execFileSync('mkfifo', [fifo]);
+    assert.throws(() => readConfigFile(fifo), /fifo\.json is not a regular file/);
+    const big = join(dir, 'big.json');
+    writeFileSync(big, `{"seed": 1${' '.repeat(MAX_CONFIG_BYTES)}}`);
+    assert.throws(() => readConfigFile(big), /big\.json is 1048587 bytes; a config file holds at most 1048576/);
+    assert.throws(() => readConfigFile(join(dir, 'missing.json')), /option 'config': cannot read/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a value that starts with '--' is refused: '--out-dir --no-resume' named a folder '--no-resume'", () => {
+  const T = defineOptions({ ...TABLE, outDir: { type: 'string', default: 'runs', help: 'out' } });
+  assert.throws(() => parseArgv(['--out-dir', '--no-fast'], T), /option 'outDir': --out-dir expects a value, got the flag --no-fast/);
+  assert.throws(() => parseArgv(['--name', '--fast'], T), /--name expects a value, got the flag --fast/);
+  assert.equal(parseArgv(['--out-dir=--odd'], T).options.outDir, '--odd', '--opt=--value stays possible');
+  assert.equal(parseArgv(['--seed', '-3'], T).options.seed, '-3', 'a single dash is a value');
+});
+
+test("'--' ends the options, --no-flag=value negates, and numbers are decimal only", () => {
+  assert.deepEqual(parseArgv(['--seed', '2', '--', '--fast'], TABLE), { options: { seed: '2' }, positionals: ['--fast'] });
+  assert.equal(resolveOptions(TABLE, parseArgv(['--no-fast=true'], TABLE).options).fast, false);
+  assert.equal(resolveOptions(TABLE, parseArgv(['--no-fast=false'], TABLE).options).fast, true);
+  assert.throws(() => parseArgv(['--no-fast=maybe'], TABLE), /option 'fast': expected true or false/);
+  for (const bad of ['0x10', '0b11', '0o7', '', ' ', '1_000', 'Infinity', '1e']) {
+    assert.throws(() => resolveOptions(TABLE, { seed: bad }), /option 'seed': expected a number/, bad);
+  }
+  for (const [good, value] of [
+    ['+5', 5],
+    ['-2', -2],
+    ['1e3', 1000],
+    ['10.', 10],
+    [' 7 ', 7],
+  ] as const) {
+    assert.equal(resolveOptions(TABLE, { seed: good }).seed, value, good);
+  }
+  assert.equal(resolveOptions(defineOptions({ lr: { type: 'number', default: 1, help: 'lr' } }), { lr: '.5e-2' }).lr, 0.005);
+});
+
+test('--threads above the cores (100× slower) and --num-workers above 64 are refused by every command that has them', async () => {
+  const { commands } = await import('../../src/cli/commands');
+  const cores = availableParallelism();
+  let threads = 0;
+  let workers = 0;
+  for (const [name, c] of Object.entries(commands)) {
+    if (c.options.threads) {
+      threads++;
+      assert.throws(
+        () => c.parse(['--threads', String(cores + 1)]),
+        new RegExp(`option 'threads': must be <= ${cores} \\(the cores of this machine\\), got ${cores + 1}`),
+        name,
+      );
+    }
+    if (c.options.numWorkers) {
+      workers++;
+      assert.throws(() => c.parse(['--num-workers', '65']), /option 'numWorkers': must be <= 64, got 65/, name);
+    }
+  }
+  assert.ok(threads >= 11 && workers >= 7, `${threads} commands with --threads, ${workers} with --num-workers`);
 });

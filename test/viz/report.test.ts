@@ -148,11 +148,11 @@ test('report --out replaces an earlier report, but another file only with --over
   process.stdout.write = (() => true) as typeof process.stdout.write;
   try {
     fakeRun(run);
-    const precious = join(run, 'state.json');
+    const precious = join(run, 'notes.json');
     writeFileSync(precious, '{"step": 2}');
     await assert.rejects(
       vizCommands.report.run([run, '--out', precious]),
-      /option 'out': .*state\.json exists and is not a semaim report: choose another --out, or pass --overwrite/,
+      /option 'out': .*notes\.json exists and is not a semaim report: choose another --out, or pass --overwrite/,
     );
     assert.equal(readFileSync(precious, 'utf8'), '{"step": 2}');
     await assert.rejects(vizCommands.report.run([run, '--out', run]), /is a folder: give the HTML file to write/);

@@ -1,0 +1,80 @@
+// Outputs of export, embed, report and visualize never land in a checkpoint folder or on a run's own
+// files, not even with --overwrite (`export --out RUN/checkpoints/best/model --overwrite` replaced the
+// weights knn then found with a wrong SHA-256), and a figure folder is refused before the model runs
+// when it is a file or lies among the images it reads.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const CLI = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
+const TINY =
+  '--model vit_tiny --embed-dim 32 --depth 2 --num-heads 2 --img-size 32 --patch-size 4 --synthetic-size 64 --batch-size 16 --epochs 2 --warmup-epochs 0 --max-steps 2 --num-workers 0 --threads 1';
+
+let dir: string;
+let run: string;
+const cli = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 120_000 });
+const sha = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
+
+before(() => {
+  dir = mkdtempSync(join(tmpdir(), 'semaim-outputs-'));
+  run = join(dir, 'run');
+  const r = cli('pretrain', ...TINY.split(' '), '--out-dir', run);
+  assert.equal(r.status, 0, r.stderr);
+});
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+test("export, embed and report refuse a checkpoint's files and a run's own files even with --overwrite", () => {
+  const best = join(run, 'checkpoints', 'best');
+  const files = [
+    join(best, 'model.safetensors'),
+    join(best, 'optimizer.safetensors'),
+    join(best, 'state.json'),
+    join(run, 'config.json'),
+    join(run, 'metrics.jsonl'),
+  ];
+  const before = files.map(sha);
+  const images = join(dir, 'images');
+  mkdirSync(images);
+  for (const [args, message] of [
+    [
+      ['export', '--checkpoint', run, '--out', join(best, 'model')],
+      /model\.safetensors cannot be written, not even with --overwrite: it lies in the checkpoint folder/,
+    ],
+    [['export', '--checkpoint', run, '--out', join(run, 'config')], /config\.json cannot be written.*: it is the config\.json of the run/],
+    [['export', '--checkpoint', run, '--out', best, '--format', 'onnx'], /it lies in the checkpoint folder/],
+    [['embed', '--checkpoint', run, '--images', images, '--out', join(best, 'optimizer.safetensors')], /optimizer\.safetensors cannot be written/],
+    [['report', run, '--out', join(run, 'config.json')], /it is the config\.json of the run/],
+    [['report', run, '--out', join(run, 'metrics.jsonl')], /it is the metrics\.jsonl of the run/],
+  ] as const) {
+    const r = cli(...args, '--overwrite');
+    assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, new RegExp(`option 'out': .*${message.source}`), args.join(' '));
+  }
+  assert.deepEqual(files.map(sha), before, 'nothing of the run changed');
+  const ok = cli('export', '--checkpoint', run, '--out', join(run, 'encoder'));
+  assert.equal(ok.status, 0, 'a new file beside the run is fine');
+});
+
+test('visualize refuses, before the model runs, an --out among its images, an existing file, or in a checkpoint', () => {
+  const images = join(dir, 'pics');
+  mkdirSync(images, { recursive: true });
+  writeFileSync(join(dir, 'file.txt'), 'x');
+  for (const [out, message] of [
+    [join(images, 'viz'), /pics\/viz lies in .*pics, which this command reads/],
+    [images, /pics lies in .*pics, which this command reads/],
+    [join(dir, 'file.txt'), /file\.txt exists and is not a folder/],
+    [join(run, 'checkpoints', 'best', 'viz'), /grid\.png cannot be written.*lies in the checkpoint folder/],
+  ] as const) {
+    const r = cli('visualize', '--checkpoint', run, '--images', images, '--out', out);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, new RegExp(`option 'out': .*${message.source}`));
+  }
+  assert.deepEqual(readdirSync(images), [], 'nothing was written among the images');
+  const r = cli('report', run, '--images', images, '--viz-out', join(images, 'v'));
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /option 'vizOut': .*lies in .*pics, which this command reads/);
+});
