@@ -13,6 +13,7 @@ import { resolveEncoder } from '../semaim';
 import { runExitCode } from '../run/signals';
 import { checkDataPath } from '../data/options';
 import { runDataParallel } from './data-parallel';
+import { shellQuote } from '../util/printable';
 
 /** The commands over the given data factories (looked up only when a command runs). */
 export function makeEvalCommands(factories: () => DataFactories = () => DATA_FACTORIES): Record<string, Command> {
@@ -102,7 +103,7 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
           log: (l) => process.stderr.write(l + '\n'),
         };
         const r = await ablate(o, factories(), {
-          command: `semaim ablate ${argv.join(' ')}`.trim(),
+          command: `semaim ablate ${argv.map(shellQuote).join(' ')}`.trim(),
           runShards: (shards, so) => runShardProcesses(runner, shards, so),
           measureInProcesses: (n) => measureInProcesses(runner, n),
         });

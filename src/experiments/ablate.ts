@@ -43,6 +43,7 @@ import type { Precision } from '../run/precision';
 import { isJsonObject, readJsonWith } from '../util/json-file';
 import { AblationSegprobe, SegScore, ablationSegRecipe } from './ablate-segprobe';
 import { writeFileAtomic } from '../util/safe-write';
+import { codeFence } from '../util/printable';
 
 export type Budget = 'full' | 'small';
 
@@ -474,7 +475,7 @@ export function ablationMarkdown(r: Omit<AblationResult, 'markdown'>): string {
   const lines = [
     `# Order ablation (${r.budget} budget)`,
     '',
-    ...(r.command ? ['```', r.command, '```', ''] : []),
+    ...(r.command ? [codeFence(r.command), r.command, codeFence(r.command), ''] : []),
     markdownTable(header, rows, ['l', 'r', ...header.slice(2).map(() => 'r' as const)]),
     `Pre-training (identical for every order; seeds ${r.options.seed}..${Number(r.options.seed) + Number(r.options.seeds) - 1}): ViT ${po.embedDim}×${po.depth} (${po.numHeads} heads), ` +
       `patch ${po.patchSize} at ${po.imgSize}², decoder ${po.decoderDepth}, ${po.epochs} epochs` +

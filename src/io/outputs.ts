@@ -1,7 +1,7 @@
 // Files a command writes where the user points it: one that exists is replaced only when asked
 // (--overwrite), and never one the command reads from (an encoder and its config), nor a file of a
 // checkpoint or of a run folder, which other commands read and verify.
-import { existsSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve, isAbsolute } from 'node:path';
 import { OptionError } from '../util/options';
 
@@ -26,6 +26,16 @@ export function protectedOutput(path: string): string | null {
   return null;
 }
 
+/** Whether something is at `path`, a dangling symlink included (writing there would create its target). */
+function occupied(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Refuses, naming `option`, an output that is one of `inputs`, a checkpoint's or run's file, or that exists without `overwrite`. */
 export function checkOutputs(outputs: string[], o: { overwrite: boolean; inputs?: string[]; option?: string }): void {
   const option = o.option ?? 'out';
@@ -35,7 +45,7 @@ export function checkOutputs(outputs: string[], o: { overwrite: boolean; inputs?
     if (input !== undefined) throw new OptionError(option, `${out} is what this command reads (${input}): choose another output`);
     const why = protectedOutput(out);
     if (why) throw new OptionError(option, `${out} cannot be written, not even with --overwrite: ${why}`);
-    if (!o.overwrite && existsSync(out)) throw new OptionError(option, `${out} exists: choose another output, or pass --overwrite to replace it`);
+    if (!o.overwrite && occupied(out)) throw new OptionError(option, `${out} exists: choose another output, or pass --overwrite to replace it`);
   }
 }
 

@@ -606,3 +606,22 @@ test('a truncated shard, a corrupt shard and a corrupt member are skipped with a
     await l2.close();
   }
 });
+
+test('a sample whose member repeats (two samples under one key) is unusable, not merged into one with the last label', async () => {
+  const shard = join(root, 'repeated', 'shard-000000.tar');
+  const [a, b] = [await encode(picture(12, 10, 1), 12, 10, 3, 'png'), await encode(picture(12, 10, 2), 12, 10, 3, 'png')];
+  writeTar(shard, [
+    ['a.png', a],
+    ['a.cls', '0'],
+    ['a.png', b],
+    ['a.cls', '1'],
+    ['b.png', b],
+    ['b.cls', '1'],
+  ]);
+  const got: { key: string; label: number | null; sampleError?: string }[] = [];
+  for await (const s of readShard(shard)) got.push({ key: s.key, label: s.label, sampleError: s.sampleError });
+  assert.deepEqual(got, [
+    { key: 'a', label: 1, sampleError: 'the member a.png appears twice in one sample (two samples with one key?)' },
+    { key: 'b', label: 1, sampleError: undefined },
+  ]);
+});

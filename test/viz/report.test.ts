@@ -1,10 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { vizCommands } from '../../src/cli/viz-commands';
 import { findEvalRows, lineChart, niceTicks, readRun, renderReport, reduceSeries } from '../../src/viz';
+import { writeRunReport } from '../../src/viz/pipeline';
 import { tinyModel, writeRunCheckpoint, writeTestImages } from './helpers';
 
 function fakeRun(dir: string, steps = 40): void {
@@ -163,6 +164,24 @@ test('report --out replaces an earlier report, but another file only with --over
     assert.match(readFileSync(precious, 'utf8'), /<html/);
   } finally {
     process.stdout.write = stdout;
+    rmSync(run, { recursive: true, force: true });
+  }
+});
+
+test('report: viz/grid.png is embedded only as a plain PNG file, never through a link (a run folder from elsewhere must not leak a file into the report)', async () => {
+  const run = mkdtempSync(join(tmpdir(), 'semaim-report-link-'));
+  try {
+    const secret = join(run, '..', `${basename(run)}-secret.txt`);
+    writeFileSync(secret, 'SECRET-TOKEN-123');
+    mkdirSync(join(run, 'viz'));
+    symlinkSync(secret, join(run, 'viz', 'grid.png'));
+    const r = await writeRunReport({ runDir: run });
+    const html = readFileSync(r.out, 'utf8');
+    assert.equal(r.grid, null);
+    assert.ok(!html.includes(Buffer.from('SECRET-TOKEN-123').toString('base64')), 'the linked file is not embedded');
+    assert.match(html, /Not embedded: .*grid\.png is not a plain PNG file/);
+    rmSync(secret);
+  } finally {
     rmSync(run, { recursive: true, force: true });
   }
 });

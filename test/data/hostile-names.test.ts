@@ -1,0 +1,36 @@
+// File and folder names that are not UTF-8 cannot be opened by any path Node builds from them: a
+// class folder so named is refused (leaving it out would shift every later label), a file so named
+// is left out with a warning that says why.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { imageFolder } from '../../src/data';
+import { tempDir, picture, encode } from './helpers';
+
+const bytesName = (dir: string, ...parts: (string | number[])[]) =>
+  Buffer.concat([Buffer.from(dir + '/'), ...parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : Buffer.from(p)))]);
+
+test('ImageFolder: a file name that is not UTF-8 is left out with its reason; a class folder so named is refused', async () => {
+  const { dir: root, cleanup } = tempDir('semaim-names-');
+  try {
+    const png = await encode(picture(10, 10, 1), 10, 10, 3, 'png');
+    for (const cls of ['a', 'b']) {
+      mkdirSync(join(root, 'ok', cls), { recursive: true });
+      writeFileSync(join(root, 'ok', cls, '1.png'), png);
+    }
+    writeFileSync(bytesName(join(root, 'ok', 'a'), 'bad', [0xff, 0xfe], '.png'), png);
+    const warnings: string[] = [];
+    const ds = imageFolder(join(root, 'ok'), { onWarning: (w) => warnings.push(w) });
+    assert.equal(ds.length, 2);
+    assert.match(warnings.join('\n'), /1 entry cannot be read and is left out: a\/bad\uFFFD\uFFFD\.png \(its name is not valid UTF-8: rename it\)/);
+
+    mkdirSync(bytesName(join(root, 'ok'), 'c', [0xff]));
+    assert.throws(
+      () => imageFolder(join(root, 'ok'), { onWarning: () => {} }),
+      /ok\/c\uFFFD has a name that is not valid UTF-8, which semaim cannot open: rename it/,
+    );
+  } finally {
+    cleanup();
+  }
+});
