@@ -68,6 +68,7 @@ export interface ReportJob {
 function checkReportOut(out: string, overwrite: boolean): void {
   const why = protectedOutput(out);
   if (why) throw new OptionError('out', `${out} cannot be written, not even with --overwrite: ${why}`);
+  if (/[\\/]$/.test(out)) throw new OptionError('out', `${out} names a folder: give the HTML file to write (e.g. ${join(out, 'report.html')})`);
   if (!existsSync(out)) return;
   if (statSync(out).isDirectory()) throw new OptionError('out', `${out} is a folder: give the HTML file to write`);
   const earlierReport = readFileSync(out, 'utf8').slice(0, 4096).includes(REPORT_GENERATOR);

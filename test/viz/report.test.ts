@@ -157,6 +157,10 @@ test('report --out replaces an earlier report, but another file only with --over
     );
     assert.equal(readFileSync(precious, 'utf8'), '{"step": 2}');
     await assert.rejects(vizCommands.report.run([run, '--out', run]), /is a folder: give the HTML file to write/);
+    await assert.rejects(
+      vizCommands.report.run([run, '--out', join(run, 'new') + '/']),
+      /new\/ names a folder: give the HTML file to write \(e.g. .*new\/report.html\)/,
+    );
     const page = join(run, 'page.html');
     assert.equal(await vizCommands.report.run([run, '--out', page]), 0);
     assert.equal(await vizCommands.report.run([run, '--out', page]), 0, 'an earlier report is replaced');
