@@ -64,6 +64,8 @@ export interface RawBatch {
   /** Mixing coefficient applied (1 = none). */
   lam: number;
   skipped: SkipRecord[];
+  /** Rows holding another sample in place of an unusable one. */
+  standIns: number[];
 }
 
 /** One decoded (untransformed) image packed for the in-memory cache. */
@@ -111,10 +113,12 @@ export class BatchBuilder {
     const labels = new Int32Array(n);
     const indices = new Int32Array(n);
     const skipped: SkipRecord[] = [];
+    const standIns: number[] = [];
     for (let s = 0; s < n; s++) {
       const r = await this.sample(task, task.indices[s], images, s * per, masks, s * h * w, skipped);
       labels[s] = r.label;
       indices[s] = r.index;
+      if (r.index !== task.indices[s]) standIns.push(s);
     }
     let lam = 1;
     let targets: Float32Array | null = null;
@@ -126,7 +130,7 @@ export class BatchBuilder {
     } else if (cfg.labelSmoothing > 0) {
       targets = softTargets(labels, cfg.numClasses, 1, cfg.labelSmoothing);
     }
-    return { epoch: task.epoch, batch: task.batch, images, shape, labels, indices, masks, targets, lam, skipped };
+    return { epoch: task.epoch, batch: task.batch, images, shape, labels, indices, masks, targets, lam, skipped, standIns };
   }
 
   private async sample(

@@ -248,7 +248,9 @@ export function makeEvalData(req: EvalDataRequest, dist: RankSlice = SINGLE_PROC
     classNames: [...ds.classes],
     imageShape: [3, req.imgSize, req.imgSize],
     async *batches(o: BatchOptions): AsyncGenerator<LabelledBatch> {
-      for await (const b of epochFrom(loaderFor(o), o.epoch, o.start ?? 0)) yield { images: b.images as Float32Array, shape: b.shape, labels: b.labels };
+      for await (const b of epochFrom(loaderFor(o), o.epoch, o.start ?? 0)) {
+        yield { images: b.images as Float32Array, shape: b.shape, labels: b.labels, standIns: b.standIns };
+      }
     },
     async close() {
       for (const l of loaders.values()) await l.close();

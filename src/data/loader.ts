@@ -109,6 +109,8 @@ export interface Batch {
   lam: number;
   /** Samples of this batch that replaced unusable ones. */
   replaced: number;
+  /** The rows holding them (another sample of the dataset, in place of an unusable one). */
+  standIns: Int32Array;
 }
 
 export interface EpochSummary {
@@ -513,6 +515,7 @@ export function batchFromRaw(raw: RawBatch): Batch {
     index: raw.batch,
     lam: raw.lam,
     replaced: raw.skipped.length,
+    standIns: Int32Array.from(raw.standIns),
   };
   if (raw.targets) batch.targets = raw.targets;
   if (raw.masks) batch.masks = raw.masks;

@@ -89,6 +89,11 @@ export interface LabelledBatch {
   shape: number[];
   /** Class indices in 0..numClasses-1. */
   labels: Int32Array;
+  /**
+   * Rows that hold another image of the data in place of an unusable one (training keeps them, so
+   * batches keep their size; evaluation leaves them out, so no image counts twice).
+   */
+  standIns?: Int32Array;
 }
 
 export interface BatchOptions {

@@ -113,6 +113,7 @@ export async function extractPooledFeatures(
   const perBatch = rowsPerRankBatch(data.size, o.batchSize, worldSize);
   const mine = perBatch.reduce((s, p) => s + p, 0); // data.size in one process
   const labels = new Int32Array(mine);
+  const standIns: number[] = []; // rows holding another image in place of an unusable one: left out below
   let n = 0;
   const label = rank !== 0 ? null : o.label === undefined ? 'features' : o.label;
   const progress = label === null ? null : new Progress(label, mine);
@@ -135,17 +136,28 @@ export async function extractPooledFeatures(
         }),
       );
       labels.set(batch.labels, n);
+      for (const r of batch.standIns ?? []) standIns.push(n + r);
       n += B;
       progress?.update(n, { 'img/s': ((n * worldSize) / Math.max((Date.now() - start) / 1000, 1e-9)).toFixed(1) });
     }
     if (n !== mine) throw new Error(`features: the data gave ${n} images, its size is ${mine}${mineOf}`);
     if (!n) throw new Error('features: the data is empty');
+    // an evaluation counts every image once: a stand-in row (another image of the data, which the
+    // loader put in place of an unusable one) is marked with label -1 and dropped, after the gather.
+    // A rank's own shard keeps its rows (their positions tile the set), stand-ins included.
+    const marked = labels.slice();
+    for (const r of standIns) marked[r] = -1;
+    if (standIns.length && label !== null) {
+      process.stderr.write(
+        `${label}: ${standIns.length} unusable image${standIns.length === 1 ? '' : 's'}${mineOf} left out (not counted twice through a stand-in)\n`,
+      );
+    }
     const sets = new Map<FeaturePooling, FeatureSet>();
     try {
       for (const k of kinds) {
         const features = torch.keep(torch.cat(parts.get(k)!, 0));
         if (!group || worldSize === 1) {
-          sets.set(k, { features, labels: labels.slice() });
+          sets.set(k, withoutStandIns({ features, labels: marked.slice() }));
           continue;
         }
         if (o.gatherTo === 'shard') {
@@ -153,8 +165,8 @@ export async function extractPooledFeatures(
           continue;
         }
         try {
-          const all = await gatherRankFeatures(group, { features, labels }, perBatch, data.size, o.gatherTo === 'rank0' ? { root: 0 } : 'all');
-          sets.set(k, all ?? { features: torch.keep(torch.zeros([0, features.shape[1]], { device })), labels: new Int32Array(0) });
+          const all = await gatherRankFeatures(group, { features, labels: marked }, perBatch, data.size, o.gatherTo === 'rank0' ? { root: 0 } : 'all');
+          sets.set(k, all ? withoutStandIns(all) : { features: torch.keep(torch.zeros([0, features.shape[1]], { device })), labels: new Int32Array(0) });
         } finally {
           features.dispose();
         }
@@ -168,6 +180,19 @@ export async function extractPooledFeatures(
     for (const ps of parts.values()) for (const p of ps) p.dispose();
     progress?.done();
     encoder.train(wasTraining);
+  }
+}
+
+/** The set without its rows labelled -1 (stand-ins). Takes `set.features` over. */
+function withoutStandIns(set: FeatureSet): FeatureSet {
+  const keep: number[] = [];
+  set.labels.forEach((l, i) => l >= 0 && keep.push(i));
+  if (keep.length === set.labels.length) return set;
+  try {
+    const rows = torch.scope(() => set.features.indexSelect(0, torch.tensor(Int32Array.from(keep), { dtype: 'int64', device: set.features.device })));
+    return { features: torch.keep(rows), labels: Int32Array.from(keep, (i) => set.labels[i]) };
+  } finally {
+    set.features.dispose();
   }
 }
 

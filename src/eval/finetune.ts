@@ -73,7 +73,11 @@ export async function evaluateClassifier(
   try {
     for await (const b of data.batches({ batchSize: o.batchSize, shuffle: false, epoch: 0, augment: 'none' })) {
       const B = b.shape[0];
-      const real = positions ? [...Array(B).keys()].filter((i) => positions[row + i] < data.size) : null;
+      // not counted: the padding that evened out the last global batch, and stand-ins (another image
+      // in place of an unusable one: counted once already)
+      const standIns = new Set(b.standIns ?? []);
+      const counted = (i: number) => !standIns.has(i) && (!positions || positions[row + i] < data.size);
+      const real = positions || standIns.size ? [...Array(B).keys()].filter(counted) : null;
       torch.noGrad(() =>
         torch.scope(() => {
           const images = torch.tensor(b.images, { shape: b.shape, device });

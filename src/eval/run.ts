@@ -12,7 +12,7 @@ import { processDevice, setProcessThreads } from '../run/device';
 import { imageInputOptions } from '../data/options';
 import type { StopReason } from '../run/loop';
 import type { StopSignal } from '../run/signals';
-import { FeatureSet, checkImageShape, disposeFeatures, extractFeatures } from './features';
+import { FeatureSet, checkImageShape, disposeFeatures, extractFeatures, setSize } from './features';
 import { FinetuneHooks, finetune } from './finetune';
 import { KnnResult, knnClassify, parseKs } from './knn';
 import { LinprobeOptions, linprobeOnFeatures, linprobeOnline } from './linprobe';
@@ -106,7 +106,7 @@ export async function encoderFeatures(
         test,
         numClasses: splits.train.numClasses,
         classNames: splits.train.classNames,
-        sizes: { train: splits.train.size, test: splits.test.size },
+        sizes: { train: setSize(train), test: setSize(test) }, // unusable images left out
       };
     } finally {
       await splits.train.close();
@@ -229,6 +229,7 @@ export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories, g
         const precision = o.precision;
         const fo = { batchSize: o.evalBatchSize, pooling: o.pooling, precision, group, gatherTo: 'all' as const, label: 'features (test)' };
         test = await extractFeatures(loaded.encoder, splits.test, fo);
+        sizes.test = setSize(test); // unusable test images left out
         r = await linprobeOnline(loaded.encoder, splits.train, test, numClasses, { ...lo, pooling: o.pooling, precision, group, augment: o.augment });
         if (group && group.rank !== 0) {
           r.probe.dispose();

@@ -64,11 +64,15 @@ export class ShardBatchBuilder {
     const labels = new Int32Array(n);
     const indices = new Int32Array(n);
     const skipped: SkipRecord[] = [];
+    const standIns: number[] = [];
     for (let s = 0; s < n; s++) {
       const item = this.ahead.shift() ?? (await this.stream.next());
       if (!item) throw new Error(`shards: the stream of epoch ${task.epoch} ended before batch ${batch} was complete`);
       let used = item;
-      if (!(await this.run(item, 0, images, s * per, skipped))) used = await this.replace(item, images, s * per, skipped);
+      if (!(await this.run(item, 0, images, s * per, skipped))) {
+        used = await this.replace(item, images, s * per, skipped);
+        standIns.push(s);
+      }
       labels[s] = used.label;
       indices[s] = used.index;
     }
@@ -82,7 +86,7 @@ export class ShardBatchBuilder {
     } else if (cfg.labelSmoothing > 0) {
       targets = softTargets(labels, cfg.numClasses, 1, cfg.labelSmoothing);
     }
-    return { epoch: task.epoch, batch, images, shape, labels, indices, masks: null, targets, lam, skipped };
+    return { epoch: task.epoch, batch, images, shape, labels, indices, masks: null, targets, lam, skipped, standIns };
   }
 
   /** Transforms an item into a batch slot; false (and a skip record) when it cannot be used. */

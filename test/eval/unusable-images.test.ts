@@ -1,0 +1,46 @@
+// An evaluation counts every image once: an unusable image is left out of the features and of the
+// accuracy, not stood in for by another image of the split (which training does, to keep batches full).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { makeEvalData } from '../../src/data';
+import { loadEncoder } from '../../src/semaim';
+import { extractFeatures } from '../../src/eval/features';
+import { evaluateClassifier } from '../../src/eval/finetune';
+import { ViTClassifier } from '../../src/eval/classifier';
+import { picture, encode } from '../data/helpers';
+import { TINY, writeEncoder } from './helpers';
+
+test('features and classifier accuracy leave unusable images out instead of counting a stand-in', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'semaim-unusable-'));
+  try {
+    // 3 classes × 4 images; 2 of class b are not images
+    for (const [k, cls] of ['a', 'b', 'c'].entries()) {
+      mkdirSync(join(root, 'data', 'test', cls), { recursive: true });
+      for (let i = 0; i < 4; i++) {
+        const file = join(root, 'data', 'test', cls, `${i}.png`);
+        if (cls === 'b' && i < 2) writeFileSync(file, 'not a png');
+        else writeFileSync(file, await encode(picture(8, 8, 10 * k + i), 8, 8, 3, 'png'));
+      }
+    }
+    const data = makeEvalData({ split: 'test', dataset: 'folder', dataPath: join(root, 'data'), imgSize: TINY.imgSize, seed: 0, numWorkers: 0 });
+    const { encoder } = loadEncoder(writeEncoder(root));
+    try {
+      const set = await extractFeatures(encoder, data, { batchSize: 5, pooling: 'cls', label: null });
+      assert.equal(set.features.shape[0], 10, 'the 10 readable images, once each');
+      assert.deepEqual([...set.labels], [0, 0, 0, 0, 1, 1, 2, 2, 2, 2]);
+      set.features.dispose();
+      const model = new ViTClassifier({ ...TINY, numClasses: 3, pool: 'avg' });
+      const acc = await evaluateClassifier(model, data, { batchSize: 5, label: null });
+      assert.equal(acc.n, 10);
+      model.dispose();
+    } finally {
+      encoder.dispose();
+      await data.close();
+    }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
