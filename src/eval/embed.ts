@@ -26,6 +26,7 @@ import { rankSlice, type ProcessGroup } from '../dist';
 import { encodeBatch } from './features';
 import { gatherRows } from './gather-features';
 import { writeFileAtomic } from '../util/safe-write';
+import { guardOutputs } from '../io/outputs';
 
 export const EMBED_POOLINGS = ['cls', 'mean', 'all'] as const;
 export const EMBED_DTYPES = ['float32', 'float16'] as const;
@@ -181,6 +182,7 @@ export async function embed(o: EmbedOptions): Promise<EmbedResult | null> {
   const device = processDevice(o.device ?? 'cpu', group);
   setProcessThreads(o.threads);
   const source = resolveEncoder(o.checkpoint, { verify: o.verify });
+  guardOutputs([o.out, embedListPath(o.out)], source.weights);
   const ds = embedDataset(o, source.config.imgSize);
   const { encoder } = loadEncoder(source, { device });
   const out = resolve(o.out);

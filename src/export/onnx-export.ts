@@ -11,6 +11,7 @@ import { encoderWeights, vitToOnnx, OPSET } from './vit-onnx';
 import { modelConfigJson, preprocessorConfigJson } from './hf-config';
 import { evalPreprocessing } from './preprocessing';
 import { writeFileAtomic } from '../util/safe-write';
+import { guardOutputs } from '../io/outputs';
 
 export interface OnnxOptions {
   dtype: FloatType;
@@ -25,6 +26,8 @@ export interface OnnxModelBytes {
   config: EncoderConfig;
   /** SHA-256 of the weights file the encoder came from. */
   sourceSha256: string;
+  /** That weights file. */
+  weights: string;
 }
 
 /** The encoder of `source` as .onnx bytes. */
@@ -37,7 +40,7 @@ export function onnxModelOf(source: string, o: OnnxOptions): OnnxModelBytes {
       attention: o.attention,
       metadata: { semaim_encoder: JSON.stringify(cfg), semaim_source_sha256: src.sha256, semaim_preprocessing: JSON.stringify(evalPreprocessing(cfg.imgSize)) },
     });
-    return { bytes: encodeModel(model), config: cfg, sourceSha256: src.sha256 };
+    return { bytes: encodeModel(model), config: cfg, sourceSha256: src.sha256, weights: src.weights };
   } finally {
     encoder.dispose();
   }
@@ -63,6 +66,7 @@ export function onnxExportFiles(outDir: string, dtype: FloatType): string[] {
 export function exportOnnx(source: string, outDir: string, o: OnnxOptions): OnnxExportResult {
   const m = onnxModelOf(source, o);
   const [model, config, pre] = onnxExportFiles(outDir, o.dtype);
+  guardOutputs([model, config, pre], m.weights);
   mkdirSync(join(outDir, 'onnx'), { recursive: true });
   writeFileAtomic(model, m.bytes);
   const info = {

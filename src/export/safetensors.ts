@@ -6,6 +6,7 @@ import { loadTensors, readSafetensorsHeader, saveTensors, disposeAll } from '../
 import { runKindOf } from '../io/checkpoint';
 import { evalPreprocessing } from './preprocessing';
 import { ENCODER_KEY, EncoderConfig, VerifyOption, checkpointConfig, encoderConfigOf, resolveCheckpoint, timmArchitecture, timmModelArgs } from '../semaim';
+import { guardOutputs } from '../io/outputs';
 
 /** The files exportEncoder writes for `out`. */
 export function encoderExportFiles(out: string): string[] {
@@ -50,6 +51,7 @@ export function exportEncoder(source: string, out: string, o: VerifyOption = {})
   const cfg = checkpointConfig(dir);
   const enc = encoderConfigOf(cfg);
   const [weights, config] = encoderExportFiles(out);
+  guardOutputs([weights, config], join(dir, 'model.safetensors'));
   mkdirSync(dirname(weights), { recursive: true }); // as the ONNX and web exports create theirs
   const { tensors } = loadTensors(join(dir, 'model.safetensors'), { filter: (k) => ENCODER_KEY.test(k) });
   try {

@@ -11,6 +11,7 @@ import { onnxModelOf } from './onnx-export';
 import { writeFileAtomic } from '../util/safe-write';
 import { evalPreprocessing } from './preprocessing';
 import { OPSET } from './vit-onnx';
+import { guardOutputs } from '../io/outputs';
 
 const PAGE_FILES = ['index.html', 'app.js', 'maps.js', 'preprocess.js', 'style.css'];
 /** The WebAssembly build of onnxruntime-web: the ES module the page imports and what it loads. */
@@ -52,6 +53,7 @@ export function webExportFiles(outDir: string): string[] {
 export function exportWeb(source: string, outDir: string, o: { dtype: FloatType; verify?: boolean }): WebExportResult {
   const ort = onnxruntimeWeb();
   const m = onnxModelOf(source, { dtype: o.dtype, attention: true, verify: o.verify });
+  guardOutputs(webExportFiles(outDir), m.weights);
   mkdirSync(join(outDir, 'ort'), { recursive: true });
   writeFileAtomic(join(outDir, 'model.onnx'), m.bytes);
   const info = {

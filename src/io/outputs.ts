@@ -65,6 +65,15 @@ export function checkOutputFolder(dir: string, files: string[], o: { inputs: str
   checkOutputs(files, { overwrite: true, option: o.option });
 }
 
+/**
+ * The library's exports and embed (the CLI checks more, before any work, with checkOutputs): never
+ * over the encoder they read (its weights or the config beside them), into a checkpoint folder or
+ * over a run's own files. An existing output of another kind is replaced.
+ */
+export function guardOutputs(outputs: string[], encoderWeights: string): void {
+  checkOutputs(outputs, { overwrite: true, inputs: encoderFiles(encoderWeights) });
+}
+
 /** The files an encoder source consists of: its weights, and for an exported one the config beside them. */
 export function encoderFiles(weights: string): string[] {
   return [weights, weights.replace(/\.safetensors$/, '.json')];
