@@ -476,7 +476,12 @@ uint64_t argHandle(const Napi::CallbackInfo& info, size_t i) {
   // Keep the first line block of libtorch's message; drop "Exception raised from ..." trailers.
   auto cut = msg.find("\nException raised from");
   if (cut != std::string::npos) msg = msg.substr(0, cut);
-  Napi::Error err = Napi::Error::New(env, std::string(op) + ": " + msg);
+  // A CPU-only libtorch answers a CUDA tensor with its whole dispatcher table: say what it means.
+  if (code == "ERR_TORCH_NOT_IMPLEMENTED" && msg.find("from the 'CUDA' backend") != std::string::npos && !at::hasCUDA())
+    msg = "this libtorch was built without CUDA, so it has no CUDA tensors (use a CUDA build: $LIBTORCH, or the libtorch of a CUDA PyTorch)";
+  // Many of the addon's own messages already begin with the op's name: name it once.
+  const std::string prefix = std::string(op) + ": ";
+  Napi::Error err = Napi::Error::New(env, msg.rfind(prefix, 0) == 0 ? msg : prefix + msg);
   err.Set("code", Napi::String::New(env, code));
   err.Set("op", Napi::String::New(env, op));
   throw err;

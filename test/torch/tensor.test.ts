@@ -999,3 +999,18 @@ test('interpolate refuses alignCorners with nearest and area, as PyTorch', () =>
     assert.deepEqual(F.interpolate(x, 3, 'bilinear', true).shape, [1, 1, 3, 3]);
   });
 });
+
+test('errors name their op once, and a CUDA tensor on a libtorch without CUDA says so in one line', (t) => {
+  assert.throws(
+    () => F.interpolate(torch.zeros([1, 1, 4, 4]), [2, 2], 'bogus' as 'nearest'),
+    (e: Error & { code?: string }) => e.code === 'ERR_ARG' && /^interpolate: mode must be/.test(e.message),
+  );
+  if (!/USE_CUDA=OFF/.test(torch.version().config)) return t.skip('this libtorch has CUDA');
+  assert.throws(
+    () => torch.randn([2], { device: 'cuda' }),
+    (e: Error & { code?: string }) =>
+      e.code === 'ERR_TORCH_NOT_IMPLEMENTED' &&
+      /^randn: this libtorch was built without CUDA, so it has no CUDA tensors/.test(e.message) &&
+      e.message.length < 200,
+  );
+});
