@@ -97,3 +97,4 @@ export {
   type DatasetName,
   type OpenOptions,
 } from './factories';
+export { IMAGE_INPUT_OPTIONS, imageInputOptions, type ImageInputOptions } from './options';

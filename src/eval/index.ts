@@ -13,3 +13,5 @@ export * from './embed';
 export * from './miou';
 export { runSegprobe, type SegprobeRun } from './segprobe-run';
 export { SEGPROBE_OPTIONS, readSegprobeConfig, type SegprobeConfig } from './segprobe-options';
+export type { Precision } from '../run/precision';
+export type { ProcessGroup } from '../dist';

@@ -11,3 +11,4 @@ export * from './ops';
 export * as F from './functional';
 export * as fused from './fused';
 export { CudaGraph, cudaEvents, sideStream, isCapturing } from './cuda-graphs';
+export { isTorchError, TORCH_ERROR_CODES, type TorchError, type TorchErrorCode } from './errors';

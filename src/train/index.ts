@@ -1,3 +1,12 @@
 // Pre-training: the job behind `semaim pretrain` and its option table.
 export * from './pretrain';
 export * from './pretrain-options';
+// Types that the results and hooks above name.
+export type { StopReason } from '../run/train-state';
+export type { StopSignal } from '../run/signals';
+export type { LoopHooks } from '../run/loop';
+export type { Precision } from '../run/precision';
+// Options for the jobs as the library's callers build them: resolveOptions(PRETRAIN_OPTIONS, { ... })
+// (or KNN_OPTIONS, LINPROBE_OPTIONS, FINETUNE_OPTIONS from semaim/eval) fills in every default and
+// checks each value as the command line would.
+export { resolveOptions, OptionError } from '../util/options';

@@ -27,6 +27,8 @@ export interface PretrainResult {
   stoppedBy: StopReason;
   signal?: StopSignal;
   checkpoint: string | null;
+  /** The lowest logged loss a checkpoint had (checkpoints/best holds it); null when none was scored. */
+  best: number | null;
 }
 
 export interface PretrainHooks extends LoopHooks {

@@ -102,13 +102,14 @@ test('the packed tarball installs into a new project: require, ESM import, stric
       'native/addon.cc',
       'src/export/onnx.proto',
       'src/export/web/index.html',
+      'docs/METHOD.md', // the README and the commands' help cite it
     ])
       assert.ok(has.has(f), `the tarball lacks ${f}`);
     for (const target of [...Object.values(PKG.bin), ...Object.values(PKG.exports).flatMap((e) => (typeof e === 'string' ? [e] : [e.types, e.default]))]) {
       assert.ok(has.has(target.replace(/^\.\//, '')), `the tarball lacks ${target}, named in package.json`);
     }
     const unwanted = entries.filter((f) =>
-      /^(dist\/(test|bench)\/|test\/|bench\/|scripts\/|build\/|node_modules\/|native\/generated\/|docs\/)|\.map$|^src\/.*\.ts$/.test(f),
+      /^(dist\/(test|bench)\/|test\/|bench\/|scripts\/|build\/|node_modules\/|native\/generated\/)|\.map$|^src\/.*\.ts$/.test(f),
     );
     assert.deepEqual(unwanted, [], 'tests, benchmarks, build outputs and TypeScript sources stay out of the tarball');
 

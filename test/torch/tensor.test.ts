@@ -1014,3 +1014,17 @@ test('errors name their op once, and a CUDA tensor on a libtorch without CUDA sa
       e.message.length < 200,
   );
 });
+
+test('isTorchError narrows an addon error to its code and op; other errors are not', () => {
+  let caught: unknown;
+  try {
+    torch.zeros([2, 3]).matmul(torch.zeros([2, 3]));
+  } catch (e) {
+    caught = e;
+  }
+  assert.ok(torch.isTorchError(caught));
+  assert.equal(caught.op, 'matmul');
+  assert.ok(torch.TORCH_ERROR_CODES.includes(caught.code));
+  assert.equal(torch.isTorchError(new Error('plain')), false);
+  assert.equal(torch.isTorchError({ code: 'ERR_TORCH', op: 'x' }), false, 'an object that is not an Error');
+});

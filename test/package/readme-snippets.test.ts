@@ -1,0 +1,62 @@
+// The README's TypeScript blocks are code a user copies: each is type-checked (strict, against the
+// package's entry points) and run, with `semaim` resolved to this checkout's compiled package.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as ts from 'typescript';
+
+const ROOT = join(__dirname, '..', '..', '..');
+
+function readmeBlocks(): string[] {
+  const text = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  return [...text.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]);
+}
+
+/** A block as a module: its imports at the top, the rest inside an async function (for top-level await). */
+function asModule(block: string): string {
+  const lines = block.split('\n');
+  const imports = lines.filter((l) => l.startsWith('import '));
+  const body = lines.filter((l) => !l.startsWith('import '));
+  return `${imports.join('\n')}\nexport async function main(): Promise<void> {\n${body.join('\n')}\n}\nvoid main();\n`;
+}
+
+test("the README's TypeScript blocks type-check (strict) against the package and run", { timeout: 10 * 60_000 }, () => {
+  const blocks = readmeBlocks();
+  assert.ok(blocks.length >= 2, `found ${blocks.length} blocks`);
+  const work = mkdtempSync(join(tmpdir(), 'semaim-readme-'));
+  try {
+    // a project whose node_modules/semaim is this checkout (its package.json exports map and compiled dist/)
+    mkdirSync(join(work, 'node_modules'));
+    symlinkSync(ROOT, join(work, 'node_modules', 'semaim'), 'dir');
+    const files = blocks.map((b, i) => {
+      const f = join(work, `block${i}.ts`);
+      writeFileSync(f, asModule(b));
+      return f;
+    });
+    const program = ts.createProgram(files, {
+      strict: true,
+      noEmit: true,
+      target: ts.ScriptTarget.ES2022,
+      module: ts.ModuleKind.Node16,
+      moduleResolution: ts.ModuleResolutionKind.Node16,
+      types: ['node'],
+      typeRoots: [join(ROOT, 'node_modules', '@types')],
+      skipLibCheck: true,
+    });
+    const problems = ts.getPreEmitDiagnostics(program).map((d) => ts.flattenDiagnosticMessageText(d.messageText, '\n'));
+    assert.deepEqual(problems, [], 'type errors in the README blocks');
+    for (const [i, f] of files.entries()) {
+      const js = ts.transpileModule(readFileSync(f, 'utf8'), {
+        compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022 },
+      }).outputText;
+      writeFileSync(join(work, `block${i}.js`), js);
+      const r = spawnSync(process.execPath, [join(work, `block${i}.js`)], { cwd: work, encoding: 'utf8', timeout: 5 * 60_000 });
+      assert.equal(r.status, 0, `README block ${i} failed:\n${r.stderr}`);
+    }
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+});
