@@ -209,7 +209,7 @@ test('the packed tarball installs into a new project: require, ESM import, stric
 
 test('package.json exports every part, with types, from dist/src', () => {
   const parts = Object.keys(PKG.exports).filter((k) => k !== './package.json');
-  assert.deepEqual(parts.sort(), ['.', './data', './eval', './export', './io', './model', './nn', './optim', './torch', './train', './viz']);
+  assert.deepEqual(parts.sort(), ['.', './data', './dist', './eval', './export', './io', './model', './nn', './optim', './torch', './train', './viz']);
   for (const k of parts) {
     const e = PKG.exports[k];
     assert.ok(typeof e === 'object' && e.types.endsWith('.d.ts') && e.default.endsWith('.js'), k);
