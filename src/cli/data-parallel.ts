@@ -4,10 +4,16 @@
 // Otherwise the job runs in this process alone.
 import * as dist from '../dist';
 import type { Device } from '../torch';
+import { availableParallelism } from 'node:os';
+import { OptionError } from '../util/options';
 
-export async function runDataParallel(o: dist.LaunchFlags & { device: string }, job: (group: dist.ProcessGroup | null) => Promise<number>): Promise<number> {
+export async function runDataParallel(
+  o: dist.LaunchFlags & { device: string; threads?: number },
+  job: (group: dist.ProcessGroup | null) => Promise<number>,
+): Promise<number> {
   if (!dist.isWorkerProcess()) {
     if ((o.nprocPerNode ?? 1) > 1 || (o.nnodes ?? 1) > 1) {
+      checkThreadsPerProcess(o.threads, o.nprocPerNode ?? 1);
       const r = await dist.launchWorkers(process.argv.slice(2), dist.launchOptionsFrom(o));
       return r.exitCode;
     }
@@ -32,4 +38,16 @@ function recordWorld(o: dist.LaunchFlags, env: dist.DistEnv | null): void {
   o.nprocPerNode = env.localWorldSize;
   o.nnodes = Math.max(1, Math.round(env.worldSize / env.localWorldSize));
   o.nodeRank = Math.floor(env.rank / env.localWorldSize);
+}
+
+/** Each of this machine's processes takes --threads threads: together no more than its cores (the default shares them). */
+function checkThreadsPerProcess(threads: number | undefined, processes: number): void {
+  const cores = availableParallelism();
+  const share = Math.max(1, Math.floor(cores / processes));
+  if (threads !== undefined && threads > share) {
+    throw new OptionError(
+      'threads',
+      `${threads} threads in each of --nproc-per-node ${processes} processes is ${threads * processes} on ${cores} cores: give at most ${share}, or leave --threads out (each process then takes its share)`,
+    );
+  }
 }

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { commands } from '../../src/cli/commands';
 import { OptionError, resolveOptions } from '../../src/util/options';
@@ -202,4 +202,22 @@ test('options that would have no effect are refused, saying why (they were ignor
     segprobeCommand.run(['--checkpoint', '/nonexistent.safetensors', '--dataset', 'synthetic', '--num-classes', '5']),
     (e: unknown) => e instanceof OptionError && e.key === 'numClasses' && /has no effect with dataset 'synthetic'/.test(e.message),
   );
+});
+
+test('--threads × --nproc-per-node above the cores is refused before the workers start', async (t) => {
+  const cores = availableParallelism();
+  if (cores < 2) return t.skip('one core: every --threads is the share');
+  const out = join(mkdtempSync(join(tmpdir(), 'semaim-threads-')), 'run');
+  try {
+    await assert.rejects(
+      commands.pretrain.run(['--dataset', 'synthetic', '--nproc-per-node', '2', '--threads', String(cores), '--out-dir', out]),
+      (e: Error) =>
+        e instanceof OptionError &&
+        e.key === 'threads' &&
+        new RegExp(`is ${2 * cores} on ${cores} cores: give at most ${Math.floor(cores / 2)}`).test(e.message),
+    );
+    assert.equal(existsSync(out), false, 'nothing written');
+  } finally {
+    rmSync(join(out, '..'), { recursive: true, force: true });
+  }
 });
