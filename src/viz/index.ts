@@ -6,7 +6,6 @@ export * from './images';
 export * from './maps';
 export * from './render';
 export * from './visualize';
-export * from '../semaim';
 export * from './run-data';
 export * from './svg';
 export * from './report';
