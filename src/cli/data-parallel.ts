@@ -4,8 +4,7 @@
 // Otherwise the job runs in this process alone.
 import * as dist from '../dist';
 import type { Device } from '../torch';
-import { availableParallelism } from 'node:os';
-import { OptionError } from '../util/options';
+import { MAX_THREADS, OptionError } from '../util/options';
 
 export async function runDataParallel(
   o: dist.LaunchFlags & { device: string; threads?: number },
@@ -42,7 +41,7 @@ function recordWorld(o: dist.LaunchFlags, env: dist.DistEnv | null): void {
 
 /** Each of this machine's processes takes --threads threads: together no more than its cores (the default shares them). */
 function checkThreadsPerProcess(threads: number | undefined, processes: number): void {
-  const cores = availableParallelism();
+  const cores = MAX_THREADS;
   const share = Math.max(1, Math.floor(cores / processes));
   if (threads !== undefined && threads > share) {
     throw new OptionError(

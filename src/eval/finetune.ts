@@ -155,7 +155,7 @@ export async function finetune(o: FinetuneOptions, data: FinetuneData, hooks: Fi
   // ---- model (MAE: init, load the encoder, head trunc_normal 2e-5), EMA
   const model = new ViTClassifier(cfg).initWeights();
   if (o.init === 'pretrained') {
-    const tensors = loadEncoderTensors(source);
+    const tensors = loadEncoderTensors(source, { withFcNorm: true });
     try {
       model.loadEncoder(tensors);
     } finally {

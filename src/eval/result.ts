@@ -1,12 +1,13 @@
 // Result files of the evaluation commands: one JSON per command in --out-dir (accuracies, the
 // resolved configuration, the encoder's path and SHA-256), written atomically, plus a short
 // Markdown table for the terminal.
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { OptionValues } from '../util/options';
 import { Accuracy } from './accuracy';
 import { EncoderSource } from '../semaim';
 import { printable } from '../util/printable';
+import { writeJsonAtomic } from '../util/safe-write';
 
 export interface ResultRow {
   /** What was measured, e.g. 'k-NN k=20', 'linear probe', 'fine-tune (EMA)'. */
@@ -69,9 +70,7 @@ export function makeResult(
 export function writeResult(outDir: string, result: { command: string }): string {
   mkdirSync(outDir, { recursive: true });
   const path = join(outDir, `${result.command}.json`);
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, JSON.stringify(result, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2) + '\n');
-  renameSync(tmp, path);
+  writeJsonAtomic(path, result);
   return path;
 }
 

@@ -3,7 +3,7 @@
 // number of steps every pre-training gets so that all runs (spread over --jobs processes) and their
 // evaluations fit. The plan is stored in <out-dir>/plan.json so that a later call (after an
 // interruption, or on a second time-limited machine session) continues with the same recipe.
-import { existsSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as torch from '../torch';
@@ -16,6 +16,7 @@ import { knnClassify } from '../eval/knn';
 import { linprobeOnFeatures, LinprobeOptions } from '../eval/linprobe';
 import { readJsonWith } from '../util/json-file';
 import type { Precision } from '../run/precision';
+import { writeFileAtomic } from '../util/safe-write';
 
 export interface StepTiming {
   /** Seconds per optimiser step (median of the timed steps after the warm-up ones). */
@@ -277,10 +278,7 @@ export function readPlan(outDir: string): AblationPlan | null {
 }
 
 export function writePlan(outDir: string, plan: AblationPlan): void {
-  const p = planPath(outDir);
-  const tmp = `${p}.tmp-${process.pid}`;
-  writeFileSync(tmp, JSON.stringify(plan, null, 2) + '\n');
-  renameSync(tmp, p);
+  writeFileAtomic(planPath(outDir), JSON.stringify(plan, null, 2) + '\n');
 }
 
 /** Inputs that may differ from a stored plan: rows and seeds added later get the planned length too. */

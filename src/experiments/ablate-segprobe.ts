@@ -2,7 +2,7 @@
 // of the ablation (each order and seed, and the random-init baseline) gets the same probe on the
 // same data with masks. Each run folder keeps its score in ablation-segprobe.json, beside
 // ablation-eval.json, so the column can be added to a finished ablation without pre-training again.
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { VisionTransformer } from '../semaim';
 import { OptionError, resolveOptions } from '../util/options';
@@ -12,6 +12,7 @@ import type { SegData } from '../data/seg-streams';
 import { SEG_PROBE_OPTIONS, SegDataSettings, SegprobeSettings, readSegprobeSettings } from '../eval/segprobe-options';
 import type { ImageInputOptions } from '../data/options';
 import { openSegSplits, segprobeEncoder } from '../eval/segprobe-run';
+import { writeJsonAtomic } from '../util/safe-write';
 
 export interface AblationSegRecipe {
   settings: SegprobeSettings;
@@ -79,12 +80,6 @@ export function ablationSegRecipe(o: AblationSegOptions, budget: 'full' | 'small
   };
 }
 
-function writeJson(path: string, value: unknown): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, JSON.stringify(value, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2) + '\n');
-  renameSync(tmp, path);
-}
-
 /** The probe over the ablation's encoders: both splits opened once, one score per run (cached in the run folder). */
 export class AblationSegprobe {
   private constructor(
@@ -140,7 +135,7 @@ export class AblationSegprobe {
         seconds: (Date.now() - t0) / 1000,
         fingerprint,
       };
-      writeJson(file, score);
+      writeJsonAtomic(file, score);
       return score;
     } finally {
       encoder.dispose();

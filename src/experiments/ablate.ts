@@ -3,7 +3,7 @@
 // k-NN and a linear probe on cached features; mean ± std over seeds; ablation.md + ablation.json.
 // Finished runs are not repeated: each run folder keeps its evaluation, and an interrupted
 // pre-training continues from its checkpoint.
-import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import * as torch from '../torch';
@@ -42,7 +42,7 @@ import { markdownTable, pct } from '../eval/result';
 import type { Precision } from '../run/precision';
 import { isJsonObject, readJsonWith } from '../util/json-file';
 import { AblationSegprobe, SegScore, ablationSegRecipe } from './ablate-segprobe';
-import { writeFileAtomic } from '../util/safe-write';
+import { writeFileAtomic, writeJsonAtomic } from '../util/safe-write';
 import { codeFence } from '../util/printable';
 
 export type Budget = 'full' | 'small';
@@ -421,12 +421,6 @@ async function evaluateEncoder(
   return out;
 }
 
-function writeJson(path: string, value: unknown): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, JSON.stringify(value, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2) + '\n');
-  renameSync(tmp, path);
-}
-
 export function summarise(runs: AblationRun[], orders: string[], poolings: string[], headlineK: number): AblationSummary[] {
   return orders.map((order) => {
     const rs = runs.filter((r) => r.order === order);
@@ -747,7 +741,7 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
     const result: AblationResult = { ...partial, markdown };
     if (!shard && runs.length) {
       writeFileAtomic(join(outDir, 'ablation.md'), markdown);
-      writeJson(join(outDir, 'ablation.json'), result);
+      writeJsonAtomic(join(outDir, 'ablation.json'), result);
     }
     return result;
   };
@@ -933,7 +927,7 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
         evalSeconds: (Date.now() - te) / 1000,
         fingerprint: fp,
       };
-      writeJson(cached, run);
+      writeJsonAtomic(cached, run);
       runs.push(run);
       await addSegprobe(run);
       const h = scores[recipe.poolings[0]];

@@ -4,7 +4,7 @@
 // images whose first predicted patch lies on the object, with S from each of cls / gap / self,
 // against the random-centre baseline. With --seeds N every S is trained with N seeds (the test images
 // stay those of --seed) and the table gives mean ± std over them. Writes object-start.md and .json.
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as torch from '../torch';
 import { DataLoader, normalize, openDataset, makeTrainData } from '../data';
@@ -285,8 +285,6 @@ export async function objectStartStudy(o: ObjectStudyOptions, log: (l: string) =
   const partial = { format: 'semaim.object-start/1' as const, options: o, n: data.masks.length / (o.imgSize * o.imgSize), points };
   const result: StudyResult = { ...partial, markdown: studyMarkdown(partial) };
   writeFileAtomic(join(o.outDir, 'object-start.md'), result.markdown);
-  const tmp = join(o.outDir, `object-start.json.tmp-${process.pid}`);
-  writeFileSync(tmp, JSON.stringify(result, null, 2) + '\n');
-  renameSync(tmp, join(o.outDir, 'object-start.json'));
+  writeFileAtomic(join(o.outDir, 'object-start.json'), JSON.stringify(result, null, 2) + '\n');
   return result;
 }

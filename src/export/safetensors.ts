@@ -1,12 +1,13 @@
 // `semaim export --encoder-only`: a timm-compatible ViT encoder (timm parameter names, no head) as
 // safetensors, with its config JSON beside it.
-import { mkdirSync, writeFileSync, renameSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { loadTensors, readSafetensorsHeader, saveTensors, disposeAll } from '../io';
 import { runKindOf } from '../io/checkpoint';
 import { evalPreprocessing } from './preprocessing';
 import { ENCODER_KEY, EncoderConfig, VerifyOption, checkpointConfig, encoderConfigOf, resolveCheckpoint, timmArchitecture, timmModelArgs } from '../semaim';
 import { guardOutputs } from '../io/outputs';
+import { writeFileAtomic } from '../util/safe-write';
 
 /** The files exportEncoder writes for `out`. */
 export function encoderExportFiles(out: string): string[] {
@@ -64,8 +65,6 @@ export function exportEncoder(source: string, out: string, o: VerifyOption = {})
   } finally {
     disposeAll(tensors);
   }
-  const tmp = `${config}.tmp-${process.pid}`;
-  writeFileSync(tmp, JSON.stringify(exportedConfigJson(enc), null, 2));
-  renameSync(tmp, config);
+  writeFileAtomic(config, JSON.stringify(exportedConfigJson(enc), null, 2));
   return { weights, config, tensors: tensors.size };
 }

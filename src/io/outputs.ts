@@ -27,7 +27,7 @@ export function protectedOutput(path: string): string | null {
 }
 
 /** Whether something is at `path`, a dangling symlink included (writing there would create its target). */
-function occupied(path: string): boolean {
+export function occupied(path: string): boolean {
   try {
     lstatSync(path);
     return true;

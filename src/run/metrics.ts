@@ -1,7 +1,7 @@
 // Metrics as JSON lines: one object per logged step, appended and flushed as it happens.
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { isJsonObject } from '../util/json-file';
-import { appendNoFollow } from '../util/safe-write';
+import { appendNoFollow, writeFileAtomic } from '../util/safe-write';
 import { dirname } from 'node:path';
 
 export class MetricsLog {
@@ -30,9 +30,7 @@ export class MetricsLog {
       }
     });
     if (keep.length === lines.length) return 0;
-    const tmp = `${this.path}.tmp-${process.pid}`;
-    writeFileSync(tmp, keep.map((l) => l + '\n').join(''));
-    renameSync(tmp, this.path);
+    writeFileAtomic(this.path, keep.map((l) => l + '\n').join(''));
     return lines.length - keep.length;
   }
 }

@@ -247,13 +247,14 @@ const FC_NORM_KEY = /^fc_norm\./;
 
 /**
  * The encoder's weights as a state dict under timm's names (the file's prefix removed, a
- * no_embed_class pos_embed given a zero row for [CLS]), with `fc_norm` when the file has one. The
- * caller disposes them.
+ * no_embed_class pos_embed given a zero row for [CLS]), with `fc_norm` too when `withFcNorm` (a
+ * classifier's) and the file has one. The caller disposes them.
  */
-export function loadEncoderTensors(src: EncoderSource, device?: torch.Device): Map<string, Tensor> {
+export function loadEncoderTensors(src: EncoderSource, o: { device?: torch.Device; withFcNorm?: boolean } = {}): Map<string, Tensor> {
   const { prefix, noEmbedClass } = src.layout;
-  const wanted = (k: string): boolean => k.startsWith(prefix) && (ENCODER_KEY.test(k.slice(prefix.length)) || FC_NORM_KEY.test(k.slice(prefix.length)));
-  const loaded = loadTensors(src.weights, { filter: wanted, device }).tensors;
+  const ours = (name: string): boolean => ENCODER_KEY.test(name) || (!!o.withFcNorm && FC_NORM_KEY.test(name));
+  const wanted = (k: string): boolean => k.startsWith(prefix) && ours(k.slice(prefix.length));
+  const loaded = loadTensors(src.weights, { filter: wanted, device: o.device }).tensors;
   const tensors = new Map([...loaded].map(([k, t]) => [k.slice(prefix.length), t]));
   const pos = tensors.get('pos_embed');
   if (noEmbedClass && pos) {
@@ -280,10 +281,6 @@ export function loadEncoder(from: string | EncoderSource, o: { device?: torch.De
   const encoder = new VisionTransformer(source.config);
   const tensors = loadEncoderTensors(source);
   try {
-    for (const k of [...tensors.keys()].filter((k) => FC_NORM_KEY.test(k))) {
-      tensors.get(k)!.dispose();
-      tensors.delete(k);
-    }
     encoder.loadStateDict(tensors, { strict: true });
   } catch (e) {
     encoder.dispose();

@@ -39,3 +39,8 @@ export function appendNoFollow(path: string, text: string): void {
     closeSync(fd);
   }
 }
+
+/** Writes `value` as indented JSON (non-finite numbers as null, as JSON has none) with writeFileAtomic. */
+export function writeJsonAtomic(path: string, value: unknown): void {
+  writeFileAtomic(path, JSON.stringify(value, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2) + '\n');
+}

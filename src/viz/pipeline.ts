@@ -9,7 +9,7 @@ import type { OrderName } from './maps';
 import { readRun } from './run-data';
 import { REPORT_GENERATOR, renderReport } from './report';
 import { OptionError } from '../util/options';
-import { protectedOutput } from '../io/outputs';
+import { occupied, protectedOutput } from '../io/outputs';
 import { visualizeModel, VisualizeResult } from './visualize';
 import { writeFileAtomic } from '../util/safe-write';
 
@@ -93,29 +93,22 @@ function isPlainPng(path: string): boolean {
   }
 }
 
-function isLink(path: string): boolean {
-  try {
-    return lstatSync(path).isSymbolicLink();
-  } catch {
-    return false;
-  }
-}
-
 export async function writeRunReport(job: ReportJob): Promise<{ out: string; grid: string | null; evals: number; metrics: number }> {
   if (job.out) checkReportOut(job.out, !!job.overwrite);
   const run = readRun(job.runDir);
   let grid: string | null = null;
   let gridNote: string;
+  const earlierGrid = join(job.runDir, 'viz', 'grid.png');
   if (job.visualize && job.visualize.images.length > 0) {
     const v = job.visualize;
     const r = await visualizeCheckpoint({ ...v, checkpoint: v.checkpoint ?? job.runDir, out: v.out ?? join(job.runDir, 'viz') });
     grid = r.grid;
     gridNote = `Generated from ${r.checkpoint} for ${r.rows.length} image(s). Columns: ${r.columns.join(' | ')}.`;
-  } else if (isPlainPng(join(job.runDir, 'viz', 'grid.png'))) {
-    grid = join(job.runDir, 'viz', 'grid.png');
+  } else if (isPlainPng(earlierGrid)) {
+    grid = earlierGrid;
     gridNote = `From ${grid} (run \`semaim report ${job.runDir} --images DIR\` to regenerate).`;
-  } else if (isLink(join(job.runDir, 'viz', 'grid.png')) || existsSync(join(job.runDir, 'viz', 'grid.png'))) {
-    gridNote = `Not embedded: ${join(job.runDir, 'viz', 'grid.png')} is not a plain PNG file (a link, or another kind of file); pass --images DIR to generate one.`;
+  } else if (occupied(earlierGrid)) {
+    gridNote = `Not embedded: ${earlierGrid} is not a plain PNG file (a link, or another kind of file); pass --images DIR to generate one.`;
   } else {
     gridNote = 'No visualisation: pass --images DIR (or files) to generate one from the newest checkpoint.';
   }
