@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // The `semaim` command line: one sub-command per job.
+import { OptionError } from '../util/options';
 import { commands } from './commands';
 
 async function main(argv: string[]): Promise<number> {
@@ -28,8 +29,8 @@ main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
   },
-  (err: Error & { key?: string; exitCode?: number }) => {
-    process.stderr.write(`semaim: ${err.message}\n`);
+  (err: Error & { exitCode?: number }) => {
+    process.stderr.write(`semaim: ${err instanceof OptionError ? err.flagMessage : err.message}\n`);
     if (process.env.SEMAIM_DEBUG) process.stderr.write(`${err.stack}\n`);
     process.exitCode = err.exitCode ?? (err.name === 'OptionError' || err.name === 'ConfigError' ? 2 : 1);
   },

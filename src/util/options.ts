@@ -64,13 +64,19 @@ export function defineOptions<const T extends OptionTable>(table: T): T {
   return table;
 }
 
+/** A bad option, named by its key (`imgSize`); the command line names it by its flag (`--img-size`), see `flagMessage`. */
 export class OptionError extends Error {
   constructor(
     readonly key: string,
-    message: string,
+    readonly detail: string,
   ) {
-    super(`option '${key}': ${message}`);
+    super(`option '${key}': ${detail}`);
     this.name = 'OptionError';
+  }
+
+  /** The message as a command-line user reads it: the flag they typed (or its kebab-case config key). */
+  get flagMessage(): string {
+    return `option --${kebab(this.key)}: ${this.detail}`;
   }
 }
 
@@ -163,7 +169,7 @@ export function parseArgv(argv: string[], table: OptionTable): { options: Record
       continue;
     }
     const spec = specOf(table, k);
-    if (!spec && !COMMAND_LINE_ONLY.includes(k)) throw new OptionError(k, `unknown option --${kebab(k)} (see --help)`);
+    if (!spec && !COMMAND_LINE_ONLY.includes(k)) throw new OptionError(k, 'unknown option (see --help)');
     if (v === undefined) {
       // a flag may be followed by an explicit true/false ('--blur false' must not leave blur on)
       if (spec?.type === 'boolean' && (argv[i + 1] === 'true' || argv[i + 1] === 'false')) v = argv[++i];
@@ -171,7 +177,7 @@ export function parseArgv(argv: string[], table: OptionTable): { options: Record
       else if (i + 1 < argv.length) {
         // '--out-dir --no-resume' would otherwise train into a folder named '--no-resume'
         if (argv[i + 1].startsWith('--'))
-          throw new OptionError(k, `--${kebab(k)} expects a value, got the flag ${argv[i + 1]} (write --${kebab(k)}=${argv[i + 1]} if that is the value)`);
+          throw new OptionError(k, `expects a value, got the flag ${argv[i + 1]} (write --${kebab(k)}=${argv[i + 1]} if that is the value)`);
         v = argv[++i];
       } else throw new OptionError(k, 'expects a value');
     }

@@ -52,7 +52,7 @@ test("export, embed and report refuse a checkpoint's files and a run's own files
   ] as const) {
     const r = cli(...args, '--overwrite');
     assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
-    assert.match(r.stderr, new RegExp(`option 'out': .*${message.source}`), args.join(' '));
+    assert.match(r.stderr, new RegExp(`option --out: .*${message.source}`), args.join(' '));
   }
   assert.deepEqual(files.map(sha), before, 'nothing of the run changed');
   const ok = cli('export', '--checkpoint', run, '--out', join(run, 'encoder'));
@@ -71,10 +71,10 @@ test('visualize refuses, before the model runs, an --out among its images, an ex
   ] as const) {
     const r = cli('visualize', '--checkpoint', run, '--images', images, '--out', out);
     assert.equal(r.status, 2, r.stderr);
-    assert.match(r.stderr, new RegExp(`option 'out': .*${message.source}`));
+    assert.match(r.stderr, new RegExp(`option --out: .*${message.source}`));
   }
   assert.deepEqual(readdirSync(images), [], 'nothing was written among the images');
   const r = cli('report', run, '--images', images, '--viz-out', join(images, 'v'));
   assert.equal(r.status, 2, r.stderr);
-  assert.match(r.stderr, /option 'vizOut': .*lies in .*pics, which this command reads/);
+  assert.match(r.stderr, /option --viz-out: .*lies in .*pics, which this command reads/);
 });

@@ -190,7 +190,7 @@ test('semaim knn and linprobe (cached and online) --nproc-per-node 2 give one pr
 
   const refused = cli([...lp, '--no-cache-features', '--batch-size', '33', '--nproc-per-node', '2', '--out-dir', join(root, 'lp-online-odd')]);
   assert.notEqual(refused.code, 0);
-  assert.match(refused.out, /option 'batchSize': \(33\) must be divisible by the 2 processes with --no-cache-features/);
+  assert.match(refused.out, /option --batch-size: \(33\) must be divisible by the 2 processes with --no-cache-features/);
 });
 
 test('semaim embed --nproc-per-node 2 and 3 write the file one process writes (skipped images listed, padding dropped)', { skip: gloo }, async () => {

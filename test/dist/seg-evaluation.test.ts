@@ -113,5 +113,5 @@ test('semaim segprobe --nproc-per-node 2 and 3 (cached, crop-flip) write one pro
 
   const refused = cli([...common, '--augment', 'crop-flip', '--batch-size', '5', '--nproc-per-node', '2', '--out-dir', join(root, 'odd')]);
   assert.notEqual(refused.code, 0);
-  assert.match(refused.out, /option 'batchSize': \(5\) must be divisible by the 2 processes with --augment crop-flip/);
+  assert.match(refused.out, /option --batch-size: \(5\) must be divisible by the 2 processes with --augment crop-flip/);
 });

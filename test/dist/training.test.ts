@@ -100,7 +100,7 @@ test('pretrain: --grad-compress fp16 follows the full-precision run closely but 
   const bf16Out = join(root, 'bf16-grads');
   const refused = pretrain(bf16Out, ['--batch-size', '16', '--max-steps', '2', '--nproc-per-node', '2', '--grad-compress', 'bf16']);
   assert.notEqual(refused.code, 0);
-  assert.match(refused.out, /option 'gradCompress': the gloo backend of libtorch 1\.13.* cannot sum bfloat16/);
+  assert.match(refused.out, /option --grad-compress: the gloo backend of libtorch 1\.13.* cannot sum bfloat16/);
   assert.ok(!existsSync(join(bf16Out, 'metrics.jsonl')), 'refused before any work');
 });
 

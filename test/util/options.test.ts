@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { MAX_CONFIG_BYTES, defineOptions, parseArgv, readConfigFile, resolveOptions } from '../../src/util/options';
+import { MAX_CONFIG_BYTES, OptionError, defineOptions, parseArgv, readConfigFile, resolveOptions } from '../../src/util/options';
 import { PRETRAIN_OPTIONS, modelConfigFrom, validatePretrain } from '../../src/train/pretrain-options';
 
 const TABLE = defineOptions({
@@ -94,8 +94,8 @@ test('a config file must be a regular file of at most 1 MiB, checked before read
 
 test("a value that starts with '--' is refused: '--out-dir --no-resume' named a folder '--no-resume'", () => {
   const T = defineOptions({ ...TABLE, outDir: { type: 'string', default: 'runs', help: 'out' } });
-  assert.throws(() => parseArgv(['--out-dir', '--no-fast'], T), /option 'outDir': --out-dir expects a value, got the flag --no-fast/);
-  assert.throws(() => parseArgv(['--name', '--fast'], T), /--name expects a value, got the flag --fast/);
+  assert.throws(() => parseArgv(['--out-dir', '--no-fast'], T), /option 'outDir': expects a value, got the flag --no-fast/);
+  assert.throws(() => parseArgv(['--name', '--fast'], T), /option 'name': expects a value, got the flag --fast \(write --name=--fast/);
   assert.equal(parseArgv(['--out-dir=--odd'], T).options.outDir, '--odd', '--opt=--value stays possible');
   assert.equal(parseArgv(['--seed', '-3'], T).options.seed, '-3', 'a single dash is a value');
 });
@@ -140,4 +140,22 @@ test('--threads above the cores (100× slower) and --num-workers above 64 are re
     }
   }
   assert.ok(threads >= 11 && workers >= 7, `${threads} commands with --threads, ${workers} with --num-workers`);
+});
+
+test('the command line names a bad option by its flag, the library by its key', () => {
+  const e = new OptionError('maxImagePixels', 'must be >= 0, got -1');
+  assert.equal(e.message, "option 'maxImagePixels': must be >= 0, got -1");
+  assert.equal(e.flagMessage, 'option --max-image-pixels: must be >= 0, got -1');
+  const cli = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
+  const r = (() => {
+    try {
+      execFileSync(process.execPath, [cli, 'knn', '--max-image-pixels', '-1'], { encoding: 'utf8', stdio: 'pipe' });
+      return null;
+    } catch (err) {
+      return err as { status: number; stderr: string };
+    }
+  })();
+  assert.ok(r, 'refused');
+  assert.equal(r.status, 2);
+  assert.equal(r.stderr, 'semaim: option --max-image-pixels: must be >= 0, got -1\n');
 });
