@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Dataset, packStrings, sharedInt32, unpackString } from './dataset';
 import { DataLoader, Batch } from './loader';
 import { permutation } from './rng';
+import { OptionError } from '../util/options';
 import { cifar10Jpeg } from './sources/cifar';
 import { imageFolder, imageFiles } from './sources/folder';
 import { syntheticObjects } from './sources/synthetic';
@@ -180,6 +181,12 @@ export function makeTrainData(o: TrainDataRequest, dist: RankSlice = SINGLE_PROC
   const normalizeOp = transforms.find((t): t is NormalizeSpec => t.op === 'normalize');
   const uint8 = o.uint8 && !!normalizeOp;
   if (uint8) transforms = transforms.filter((t) => t !== normalizeOp);
+  // an epoch drops its last partial batch: a set smaller than one global batch gives no step at all
+  if (ds.length < o.batchSize * dist.worldSize)
+    throw new OptionError(
+      'batchSize',
+      `the training set (${ds.length} images in ${ds.root}) gives no full batch of ${o.batchSize} × ${dist.worldSize} images (--batch-size × processes)`,
+    );
   const loader = makeLoader(ds, {
     batchSize: o.batchSize,
     shuffle: true,

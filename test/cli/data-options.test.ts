@@ -221,3 +221,19 @@ test('--threads × --nproc-per-node above the cores is refused before the worker
     rmSync(join(out, '..'), { recursive: true, force: true });
   }
 });
+
+test('pretrain on a set smaller than one batch is an option error naming --batch-size, before any folder exists', () =>
+  withTemp(async (root) => {
+    for (let i = 0; i < 3; i++) write(join(root, 'data', 'c', `${i}.png`), await encode(picture(20, 20, i), 20, 20, 3, 'png'));
+    const out = join(root, 'run');
+    const args = ['--dataset', 'folder', '--data-path', join(root, 'data'), '--img-size', '16', '--patch-size', '8', '--model', 'vit_tiny'];
+    await assert.rejects(
+      commands.pretrain.run([...args, '--batch-size', '4', '--out-dir', out]),
+      (e: unknown) =>
+        e instanceof OptionError &&
+        e.key === 'batchSize' &&
+        /the training set \(3 images in .*data\) gives no full batch of 4 × 1 images \(--batch-size × processes\)/.test(e.message) &&
+        e.flagMessage.startsWith('option --batch-size: the training set'),
+    );
+    assert.ok(!existsSync(out), 'nothing written');
+  }));
