@@ -164,6 +164,8 @@ export async function linprobeOnFeatures(train: FeatureSet, test: FeatureSet, nu
   torch.manualSeed(seed);
   const probe = new LinearProbe(D, numClasses).to({ device });
   const B = Math.min(o.batchSize, n);
+  if (B < o.batchSize && o.label !== null)
+    process.stderr.write(`linprobe: ${n} training features, fewer than a batch of ${o.batchSize}: one batch of ${B} per epoch, lr scaled to it\n`);
   const perEpoch = Math.floor(n / B); // drop the last incomplete batch (MAE: drop_last=True)
   const labelsAll = torch.keep(torch.tensor(train.labels, { dtype: 'int64', device }));
   const rowOf = train.shard ? rowsByPosition(train.shard.positions, n) : null;
