@@ -13,8 +13,8 @@ function duration(s: number): string {
 }
 
 export function formatNumber(v: number): string {
-  if (v === 0) return '0';
   const a = Math.abs(v);
+  if (Number.isInteger(v) && a < 1e6) return String(v); // counts: 'skipped 1', not 'skipped 1.000'
   return a >= 1000 || a < 1e-3 ? v.toExponential(2) : v.toPrecision(4);
 }
 

@@ -49,3 +49,10 @@ test('a resumed loop estimates the time left from its own rate, not from the ste
   const minutes = Number(eta[1] ?? 0) * 60 + Number(eta[2]);
   assert.ok(minutes >= 30 && minutes <= 45, `49,990 steps at ~20/s is ~42 minutes, got ${eta[0]}`);
 });
+
+test("counts print as integers ('skipped 1', was 'skipped 1.000'; 1500 was '1.50e+3'), measures with 4 digits", () => {
+  const log = stream(false);
+  const p = new Progress('embed', 10, log.out, 0);
+  p.update(10, { skipped: 1, seen: 1500, loss: 0.5, lr: 2.5e-5 });
+  assert.match(log.text(), /\| skipped 1 \| seen 1500 \| loss 0\.5000 \| lr 2\.50e-5 \|/);
+});
