@@ -19,6 +19,7 @@ import { runDataParallel } from './data-parallel';
 import type { StopReason } from '../run/loop';
 import { rankSlice } from '../dist';
 import { embedCommand } from './embed-command';
+import { predictCommand } from './predict-command';
 import { objectStartCommand } from './object-start-command';
 
 /** How the summary line says why a pre-training run ended. */
@@ -98,6 +99,7 @@ export const commands: Record<string, Command> = {
   ...evalCommands,
   segprobe: segprobeCommand,
   embed: embedCommand,
+  predict: predictCommand,
   ...vizCommands,
   shards: shardsCommand,
   'object-start': objectStartCommand,

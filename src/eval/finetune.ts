@@ -212,7 +212,7 @@ export async function finetune(o: FinetuneOptions, data: FinetuneData, hooks: Fi
         config: cfg,
         options: o,
         optionTable: FINETUNE_OPTIONS,
-        extraState: { encoder: source },
+        extraState: { encoder: source, classNames: data.train.classNames }, // classNames: what `semaim predict` names the classes by
         batchesPerEpoch: perEpoch * o.accumIter,
         batches: (epoch, start) =>
           data.train.batches({ batchSize: o.batchSize, shuffle: true, epoch, augment: o.augment, seed: o.seed, dropLast: true, start }),

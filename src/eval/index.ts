@@ -10,6 +10,7 @@ export * from './options';
 export * from './result';
 export * from './run';
 export * from './embed';
+export * from './predict';
 export * from './miou';
 export { runSegprobe, type SegprobeRun } from './segprobe-run';
 export { SEGPROBE_OPTIONS, readSegprobeConfig, type SegprobeConfig } from './segprobe-options';

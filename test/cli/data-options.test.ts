@@ -16,7 +16,7 @@ import { checkDataPath } from '../../src/data/options';
 import { claimedSizePng } from '../data/hostile-files';
 import { encode, picture, write } from '../data/helpers';
 
-const IMAGE_COMMANDS = ['pretrain', 'knn', 'linprobe', 'finetune', 'ablate', 'visualize', 'report', 'embed', 'segprobe'];
+const IMAGE_COMMANDS = ['pretrain', 'knn', 'linprobe', 'finetune', 'ablate', 'visualize', 'report', 'embed', 'segprobe', 'predict'];
 
 function withTemp<T>(fn: (root: string) => Promise<T>): Promise<T> {
   const root = mkdtempSync(join(tmpdir(), 'semaim-data-options-'));

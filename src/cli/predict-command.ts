@@ -1,0 +1,106 @@
+// `semaim predict`: a fine-tuned classifier's top-k classes for a folder of images or a dataset split,
+// as JSON + CSV; the job is src/eval/predict.ts.
+import { statSync } from 'node:fs';
+import { OptionError, Options, defineOptions, MAX_WORKERS } from '../util/options';
+import { RUN_OPTIONS, VERIFY_OPTIONS } from '../eval/options';
+import { predict, predictCsvPath, resolveClassifier } from '../eval/predict';
+import { checkOutputs } from '../io/outputs';
+import { IMAGE_INPUT_OPTIONS, checkDataPath, imageInputOptions } from '../data/options';
+import { DATASETS } from '../data';
+import { autoPrecision, checkPrecision } from '../run/precision';
+import { checkDevice } from '../run/device';
+import { defineCommand } from './command';
+
+export const PREDICT_OPTIONS = defineOptions({
+  checkpoint: {
+    type: 'string',
+    required: true,
+    help: 'fine-tuning run folder (newest valid checkpoint) or one of its checkpoint folders (e.g. RUN/checkpoints/best)',
+  },
+  ...VERIFY_OPTIONS,
+  images: { type: 'string', help: 'a folder of images, searched recursively (no labels); or give --dataset' },
+  dataset: {
+    type: 'string',
+    choices: DATASETS.filter((d) => d !== 'shards'),
+    help: 'a labelled dataset as the evaluations name it (the JSON then holds the accuracy); or give --images',
+  },
+  dataPath: { type: 'string', help: 'dataset location (cifar10: folder or .tar.gz; folder: root with train/ and test/ (or val/) class folders)' },
+  split: { type: 'string', default: 'test', choices: ['train', 'test'], help: 'split of --dataset' },
+  limit: { type: 'int', min: 1, help: "at most this many images: the seeded, class-balanced subset the evaluations' --test-limit takes" },
+  topK: { type: 'int', default: 5, min: 1, help: 'classes listed per image, most probable first (at most the number of classes)' },
+  batchSize: { type: 'int', default: 256, min: 1, help: 'images per batch' },
+  precision: {
+    type: 'string',
+    default: 'auto',
+    choices: ['auto', 'fp32', 'bf16', 'fp16'],
+    auto: autoPrecision,
+    help: 'classifier precision (bf16/fp16 autocast); auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)',
+  },
+  numWorkers: { type: 'int', min: 0, max: MAX_WORKERS, help: 'decoding worker threads (default: one per core but one, at most 8; 0 = on the main thread)' },
+  ...IMAGE_INPUT_OPTIONS,
+  ...RUN_OPTIONS,
+  out: { type: 'string', default: 'runs/predict/predictions.json', help: 'output .json (the CSV goes beside it as .csv)' },
+  overwrite: { type: 'boolean', default: false, help: 'replace an existing --out (and its .csv); never the checkpoint read' },
+});
+
+export type PredictCommandOptions = Options<typeof PREDICT_OPTIONS>;
+
+function validatePredict(o: PredictCommandOptions): void {
+  if (!o.images && !o.dataset) throw new OptionError('images', 'give a folder of images (--images DIR) or a dataset (--dataset NAME)');
+  if (o.images && o.dataset) throw new OptionError('images', '--images and --dataset exclude each other');
+  if (o.images && o.dataPath) throw new OptionError('dataPath', '--data-path goes with --dataset; --images names the folder itself');
+  if (o.dataset === 'folder' && !o.dataPath) throw new OptionError('dataPath', "dataset 'folder' needs --data-path");
+  if (!o.out.endsWith('.json')) throw new OptionError('out', `must end in .json, got '${o.out}'`);
+  checkDevice(o.device);
+  checkPrecision(o.precision, o.device);
+}
+
+function preflight(o: PredictCommandOptions): void {
+  checkDataPath(o, [o.split as 'train' | 'test']);
+  if (o.images) {
+    const stat = statSync(o.images, { throwIfNoEntry: false });
+    if (!stat) throw new OptionError('images', `${o.images} does not exist`);
+    if (!stat.isDirectory()) throw new OptionError('images', `${o.images} is not a folder`);
+  }
+  const src = resolveClassifier(o.checkpoint, o); // a missing or wrong checkpoint is reported before any image is read
+  checkOutputs([o.out, predictCsvPath(o.out)], { overwrite: o.overwrite, inputs: [src.weights] });
+}
+
+export const predictCommand = defineCommand({
+  summary: "a fine-tuned classifier's top-k classes for a folder of images or a dataset, as JSON and CSV",
+  usage: 'semaim predict --checkpoint FINETUNE_RUN_DIR (--images DIR | --dataset NAME) [options]',
+  description:
+    'Runs the classifier of a `semaim finetune` run over every image with the evaluation preprocessing (resize +\n' +
+    "centre crop + normalise, as finetune's test accuracy) and writes <out>.json (checkpoint, class names, each\n" +
+    "image's top-k classes with their probabilities, the skipped unreadable images, and the accuracy when the\n" +
+    'dataset is labelled) and <out>.csv (one row per image).',
+  options: PREDICT_OPTIONS,
+  validate: validatePredict,
+  preflight,
+  run: async (o) => {
+    const r = await predict({
+      checkpoint: o.checkpoint,
+      out: o.out,
+      images: o.images,
+      dataset: o.dataset,
+      dataPath: o.dataPath,
+      split: o.split as 'train' | 'test',
+      limit: o.limit,
+      seed: o.seed,
+      topK: o.topK,
+      batchSize: o.batchSize,
+      device: o.device,
+      precision: o.precision,
+      threads: o.threads,
+      numWorkers: o.numWorkers,
+      imageInput: imageInputOptions(o),
+      verify: o.verify,
+    });
+    const acc = r.accuracy ? `: top-1 ${(100 * r.accuracy.top1).toFixed(2)} %, top-5 ${(100 * r.accuracy.top5).toFixed(2)} %` : '';
+    process.stdout.write(
+      `predicted ${r.count} images${r.skipped ? ` (${r.skipped} skipped)` : ''} in ${r.seconds.toFixed(1)} s${acc}\n` +
+        `  wrote ${r.path}\n  and   ${r.csvPath}\n`,
+    );
+    return 0;
+  },
+});

@@ -1,0 +1,123 @@
+// `semaim predict`: a fine-tuned classifier's top-k classes per image. Its accuracy on the test split
+// equals the one finetune reported for the same checkpoint (another loader, another loop); unreadable
+// images are skipped and listed; names cannot become spreadsheet formulas; only fine-tuning checkpoints
+// are taken, and nothing is written into the checkpoint read.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { commands } from '../../src/cli/commands';
+import { predict, resolveClassifier, type PredictList } from '../../src/eval/predict';
+import { OptionError } from '../../src/util/options';
+import { encode, picture } from '../data/helpers';
+import { TINY, writeEncoder } from './helpers';
+
+async function quiet<T>(fn: () => Promise<T>): Promise<T> {
+  const [out, err] = [process.stdout.write.bind(process.stdout), process.stderr.write.bind(process.stderr)];
+  process.stdout.write = (() => true) as typeof process.stdout.write;
+  process.stderr.write = (() => true) as typeof process.stderr.write;
+  try {
+    return await fn();
+  } finally {
+    process.stdout.write = out;
+    process.stderr.write = err;
+  }
+}
+
+test('predict: accuracy equals finetune’s for its checkpoint; top-k per image; unreadable images skipped and listed', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'semaim-predict-'));
+  try {
+    // 3 classes, 6 training and 4 test images each; a class colour the tiny model can learn
+    for (const split of ['train', 'test'])
+      for (const [k, cls] of ['red', 'green', '=blue'].entries())
+        for (let i = 0; i < (split === 'train' ? 6 : 4); i++) {
+          const px = picture(8, 8, 100 * k + i + (split === 'test' ? 50 : 0));
+          for (let p = 0; p < 64; p++) px[3 * p + k] = 255;
+          mkdirSync(join(root, 'data', split, cls), { recursive: true });
+          writeFileSync(join(root, 'data', split, cls, `${i}.png`), await encode(px, 8, 8, 3, 'png'));
+        }
+    const encoder = writeEncoder(root);
+    const data = ['--dataset', 'folder', '--data-path', join(root, 'data'), '--num-workers', '0', '--threads', '1'];
+    const ft = join(root, 'ft');
+    await quiet(() =>
+      commands.finetune.run(['--checkpoint', encoder, ...data, '--epochs', '3', '--warmup-epochs', '0', '--batch-size', '6', '--blr', '0.05', '--out-dir', ft]),
+    );
+    const report = JSON.parse(readFileSync(join(ft, 'finetune.json'), 'utf8')) as { top1: number; perClass: number[]; details: { finetuneCheckpoint: string } };
+
+    writeFileSync(join(root, 'data', 'test', 'red', 'broken.png'), 'not a png');
+    const out = join(root, 'pred', 'p.json');
+    await quiet(() => commands.predict.run(['--checkpoint', ft, ...data, '--top-k', '9', '--batch-size', '5', '--out', out]));
+    const list = JSON.parse(readFileSync(out, 'utf8')) as PredictList;
+    assert.equal(list.checkpoint.dir, report.details.finetuneCheckpoint, 'the newest checkpoint, the one finetune.json reports');
+    assert.deepEqual(list.classNames, ['=blue', 'green', 'red'], 'the names the run recorded');
+    assert.equal(list.count, 12);
+    assert.equal(list.accuracy!.n, 12);
+    assert.equal(list.accuracy!.top1, report.top1, 'the same accuracy as finetune’s own evaluation');
+    assert.deepEqual(list.accuracy!.perClass, report.perClass);
+    assert.deepEqual(
+      list.skipped.map((s) => [s.path.endsWith('broken.png'), /unrecognised format/.test(s.reason)]),
+      [[true, true]],
+    );
+    let correct = 0;
+    for (const p of list.predictions) {
+      assert.equal(p.top.length, 3, 'top-k at most the number of classes');
+      assert.ok(Math.abs(p.top.reduce((s, t) => s + t.p, 0) - 1) < 1e-5, 'probabilities of all classes sum to 1');
+      assert.ok(p.top[0].p >= p.top[1].p && p.top[1].p >= p.top[2].p, 'most probable first');
+      assert.equal(p.top[0].name, list.classNames[p.top[0].index]);
+      if (p.top[0].index === p.label) correct++;
+    }
+    assert.equal(correct / 12, report.top1, 'top-1 of the listed predictions is the reported accuracy');
+    const csv = readFileSync(join(root, 'pred', 'p.csv'), 'utf8')
+      .trim()
+      .split('\n');
+    assert.equal(csv[0], 'path,label,class1,p1,class2,p2,class3,p3');
+    assert.equal(csv.length, 13);
+    assert.ok(
+      csv.slice(1).every((row) => !/(^|,)=/.test(row)),
+      'a class named =blue is written as a name, not a formula',
+    );
+    assert.ok(csv.some((row) => row.includes(",'=blue,")));
+
+    // a folder of unlabelled images: no accuracy, no label column
+    const unlabelled = join(root, 'pred', 'u.json');
+    const r = await quiet(() =>
+      predict({
+        checkpoint: join(ft, 'checkpoints', 'best'),
+        images: join(root, 'data', 'test', 'green'),
+        out: unlabelled,
+        topK: 1,
+        threads: 1,
+        numWorkers: 0,
+      }),
+    );
+    assert.equal(r.count, 4);
+    assert.equal(r.accuracy, null);
+    assert.equal(readFileSync(join(root, 'pred', 'u.csv'), 'utf8').split('\n')[0], 'path,class1,p1');
+
+    // refused before any image is read: an encoder, a pre-training-style checkpoint, an output in the checkpoint
+    assert.throws(() => resolveClassifier(encoder), /expected a fine-tuning run folder/);
+    await assert.rejects(
+      commands.predict.run(['--checkpoint', ft, ...data, '--out', join(ft, 'checkpoints', 'best', 'state.json'), '--overwrite']),
+      (e: unknown) => e instanceof OptionError && e.key === 'out',
+    );
+    assert.ok(JSON.parse(readFileSync(join(ft, 'checkpoints', 'best', 'state.json'), 'utf8')).files, 'state.json untouched');
+    await assert.rejects(commands.predict.run(['--checkpoint', ft, ...data, '--out', out]), /exists: choose another output, or pass --overwrite/);
+    await assert.rejects(commands.predict.run(['--checkpoint', ft, ...data, '--out', join(root, 'p.csv')]), /option 'out': must end in \.json/);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('predict refuses the checkpoint of a pre-training run, naming what it is', () => {
+  const root = mkdtempSync(join(tmpdir(), 'semaim-predict-kind-'));
+  try {
+    const dir = join(root, 'run', 'checkpoints', 'step-00000001');
+    mkdirSync(dir, { recursive: true });
+    writeEncoder(dir, TINY, 1, 'model');
+    writeFileSync(join(dir, 'state.json'), '{}');
+    assert.throws(() => resolveClassifier(dir, { verify: false }), /is an unlabelled checkpoint: predict needs a fine-tuning run's/);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
