@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The command-line tool end to end on a GPU, on the built-in synthetic dataset: pretrain (bf16 auto,
-# uint8 uploads, checkpoints), an interrupted-and-resumed continuation, k-NN, linear probe, visualize
-# and report, each with --device cuda; then k-NN and a few pre-training steps as a data-parallel worker
+# uint8 uploads, checkpoints), an interrupted-and-resumed continuation, k-NN, linear probe, fine-tuning and
+# predict (its accuracy must be finetune's), visualize and report, each with --device cuda; then k-NN and a few pre-training steps as a data-parallel worker
 # of world size 1 (NCCL on a GPU, Gloo on the CPU), which must repeat the one-process results, and (on a
 # GPU) the same steps with --cuda-graphs (and with --fused all) and with bf16-compressed gradients, whose
 # losses must follow the eager ones. A short
@@ -22,6 +22,8 @@ semaim pretrain "${MODEL[@]}" --epochs 2
 EVAL=(--checkpoint "$R/pretrain" --dataset synthetic --train-limit 2048 --test-limit 500 --device "$DEVICE")
 semaim knn "${EVAL[@]}" --out-dir "$R/knn"
 semaim linprobe "${EVAL[@]}" --epochs 3 --batch-size 256 --out-dir "$R/linprobe"
+semaim finetune "${EVAL[@]}" --epochs 1 --warmup-epochs 0 --batch-size 128 --out-dir "$R/finetune"
+semaim predict --checkpoint "$R/finetune" --dataset synthetic --limit 500 --device "$DEVICE" --out "$R/predict/test.json"
 node -e '
   const sharp = require("sharp");
   for (let i = 0; i < 4; i++) {
@@ -60,6 +62,10 @@ node -e '
   const worldSize = JSON.parse(fs.readFileSync(`${R}/pt-worker/config.json`, "utf8")).worldSize;
   console.log(`== world-size-1 worker: k-NN top-1 ${top1("knn-worker")} vs ${top1("knn")}; ${b.length} losses vs ${a.length}, max rel diff ${rel.toExponential(2)} (worldSize ${worldSize})`);
   let bad = top1("knn-worker") !== top1("knn") || a.length !== b.length || a.length === 0 || !(rel <= 1e-3);
+  const ft = JSON.parse(fs.readFileSync(`${R}/finetune/finetune.json`, "utf8")).top1;
+  const pred = JSON.parse(fs.readFileSync(`${R}/predict/test.json`, "utf8")).accuracy.top1;
+  console.log(`== predict: top-1 ${pred} vs finetune's ${ft} (same checkpoint and test images)`);
+  bad ||= !(Math.abs(pred - ft) <= 0.01);
   if (graphs === "1") {
     for (const [d, tol] of [["pt-graphs", 5e-3], ["pt-fused-graphs", 1e-2], ["pt-graphs-worker", 5e-3], ["pt-bf16-worker", 2e-2]]) {
       const g = losses(d), relG = maxRel(a, g);

@@ -22,7 +22,7 @@ const MAY_IMPORT: Record<string, string[]> = {
   viz: ['torch', 'nn', 'io', 'semaim', 'data', 'run', 'util'],
   train: ['torch', 'nn', 'optim', 'io', 'semaim', 'data', 'dist', 'run', 'util'],
   eval: ['torch', 'nn', 'optim', 'io', 'semaim', 'data', 'dist', 'run', 'viz', 'util'],
-  export: ['torch', 'nn', 'io', 'semaim', 'data', 'run', 'viz', 'util'],
+  export: ['torch', 'nn', 'io', 'semaim', 'data', 'run', 'viz', 'eval', 'util'], // eval: a fine-tuned classifier
   experiments: ['torch', 'nn', 'optim', 'io', 'semaim', 'data', 'dist', 'run', 'train', 'eval', 'viz', 'util'],
   cli: ['torch', 'nn', 'optim', 'io', 'semaim', 'data', 'dist', 'run', 'train', 'eval', 'viz', 'export', 'experiments', 'util'],
 };

@@ -19,7 +19,7 @@ export const EXPORT_OPTIONS = defineOptions({
   checkpoint: {
     type: 'string',
     required: true,
-    help: 'run folder (newest valid checkpoint) or a checkpoint folder; onnx and web also take an exported encoder .safetensors',
+    help: 'run folder (newest valid checkpoint) or a checkpoint folder; onnx and web also take an exported encoder .safetensors; onnx also a fine-tuning run (its classifier)',
   },
   out: { type: 'string', required: true, help: 'safetensors: path without extension (writes <out>.safetensors and <out>.json); onnx, web: a folder' },
   format: {
@@ -59,7 +59,9 @@ export const exportCommand = defineCommand({
   description:
     'Writes the encoder (timm names) of a checkpoint as safetensors + config JSON, as an ONNX model folder\n' +
     '(onnx/model.onnx or onnx/model_fp16.onnx, config.json, preprocessor_config.json for transformers.js),\n' +
-    'or as a static page that shows its [CLS] attention and semantic order for any image (serve it over http).',
+    'or as a static page that shows its [CLS] attention and semantic order for any image (serve it over http).\n' +
+    'With --format onnx, a fine-tuning run exports its classifier (outputs logits; transformers.js opens it\n' +
+    'as image-classification, naming the classes).',
   options: EXPORT_OPTIONS,
   validate: (o) => {
     if (!o.encoderOnly) throw new OptionError('encoderOnly', "has no effect: export writes the encoder only (the whole model is the run's checkpoint folder)");

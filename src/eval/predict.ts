@@ -3,10 +3,10 @@
 // accuracy). Output: <out>.json (the checkpoint, class names, preprocessing, accuracy on labelled data,
 // skipped images, then one line per image with its top-k classes and probabilities) and <out>.csv
 // (one row per image) for a spreadsheet. Unreadable images are skipped and listed, never replaced.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import * as torch from '../torch';
-import { disposeAll, loadTensors, readSafetensorsHeader, sha256File } from '../io';
+import { disposeAll, listCheckpoints, loadTensors, readSafetensorsHeader, sha256File } from '../io';
 import { guardOutputs } from '../io/outputs';
 import { DataLoader, transformsFor } from '../data';
 import type { Split } from '../data';
@@ -94,6 +94,17 @@ export interface PredictResult {
 }
 
 export const predictCsvPath = (out: string): string => out.replace(/\.json$/, '.csv');
+
+/** Whether `path` is a fine-tuning run or checkpoint folder (by its newest checkpoint's format; resolveClassifier checks it). */
+export function isFinetuneFolder(path: string): boolean {
+  if (!statSync(path, { throwIfNoEntry: false })?.isDirectory()) return false;
+  const dir = existsSync(join(path, 'state.json')) ? path : listCheckpoints(join(path, 'checkpoints'))[0]?.dir;
+  try {
+    return !!dir && readSafetensorsHeader(join(dir, 'model.safetensors')).metadata.format === 'semaim.finetune/1';
+  } catch {
+    return false;
+  }
+}
 
 /** The checkpoint of a fine-tuning run, checked (files, format, sizes) before any model is built. */
 export function resolveClassifier(path: string, o: { verify?: boolean } = {}): ClassifierSource {

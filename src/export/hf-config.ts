@@ -1,5 +1,6 @@
 // The two JSON files that let transformers.js (@huggingface/transformers) open an exported folder
-// as an image-feature-extraction model: config.json (a ViT-style model config) and
+// as an image-feature-extraction model (an encoder) or an image-classification model (a fine-tuned
+// classifier): config.json (a ViT-style model config) and
 // preprocessor_config.json (the evaluation preprocessing as a ViTImageProcessor describes it).
 import type { EncoderConfig } from '../semaim/config';
 import type { EvalPreprocessing } from './preprocessing';
@@ -27,6 +28,20 @@ export function modelConfigJson(cfg: EncoderConfig, extra: Record<string, unknow
     num_channels: cfg.inChans ?? 3,
     qkv_bias: true,
     semaim: extra,
+  };
+}
+
+/**
+ * A fine-tuned classifier's config: transformers.js opens it as ViTForImageClassification (output
+ * `logits`), and its image-classification pipeline names the classes from id2label.
+ */
+export function classifierConfigJson(cfg: EncoderConfig, classNames: string[], extra: Record<string, unknown>): Record<string, unknown> {
+  return {
+    ...modelConfigJson(cfg, extra),
+    architectures: ['ViTForImageClassification'],
+    num_labels: classNames.length,
+    id2label: Object.fromEntries(classNames.map((n, i) => [String(i), n])),
+    label2id: Object.fromEntries(classNames.map((n, i) => [n, i])),
   };
 }
 

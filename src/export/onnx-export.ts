@@ -1,5 +1,6 @@
 // `semaim export --format onnx`: an encoder (run folder, checkpoint folder or exported
-// .safetensors) as a folder that onnxruntime and transformers.js open directly:
+// .safetensors), or a fine-tuning run's classifier, as a folder that onnxruntime and transformers.js
+// open directly:
 //   onnx/model.onnx (float32) or onnx/model_fp16.onnx (float16), config.json, preprocessor_config.json.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -8,7 +9,8 @@ import { loadEncoder, resolveEncoder } from '../semaim';
 import { encodeModel } from './onnx-proto';
 import { FloatType } from './onnx-graph';
 import { encoderWeights, vitToOnnx, OPSET } from './vit-onnx';
-import { modelConfigJson, preprocessorConfigJson } from './hf-config';
+import { classifierConfigJson, modelConfigJson, preprocessorConfigJson } from './hf-config';
+import { isFinetuneFolder, loadClassifier, resolveClassifier } from '../eval/predict';
 import { evalPreprocessing } from './preprocessing';
 import { writeFileAtomic } from '../util/safe-write';
 import { guardOutputs } from '../io/outputs';
@@ -24,6 +26,10 @@ export interface OnnxOptions {
 export interface OnnxModelBytes {
   bytes: Uint8Array;
   config: EncoderConfig;
+  /** The model's outputs. */
+  outputs: string[];
+  /** A fine-tuned classifier's class names (its `logits` columns); absent for an encoder. */
+  classNames?: string[];
   /** SHA-256 of the weights file the encoder came from. */
   sourceSha256: string;
   /** That weights file. */
@@ -40,9 +46,35 @@ export function onnxModelOf(source: string, o: OnnxOptions): OnnxModelBytes {
       attention: o.attention,
       metadata: { semaim_encoder: JSON.stringify(cfg), semaim_source_sha256: src.sha256, semaim_preprocessing: JSON.stringify(evalPreprocessing(cfg.imgSize)) },
     });
-    return { bytes: encodeModel(model), config: cfg, sourceSha256: src.sha256, weights: src.weights };
+    const outputs = ['last_hidden_state', 'pooler_output', ...(o.attention ? ['cls_attention'] : [])];
+    return { bytes: encodeModel(model), config: cfg, outputs, sourceSha256: src.sha256, weights: src.weights };
   } finally {
     encoder.dispose();
+  }
+}
+
+/** The classifier of a fine-tuning run (or checkpoint folder) as .onnx bytes: outputs `logits` and the head's input. */
+export function classifierOnnxModelOf(source: string, o: OnnxOptions): OnnxModelBytes {
+  const src = resolveClassifier(source, { verify: o.verify });
+  const classifier = loadClassifier(src, 'cpu');
+  try {
+    const cfg = src.config;
+    const classNames = src.classNames ?? Array.from({ length: cfg.numClasses }, (_, i) => `class ${i}`);
+    const model = vitToOnnx(cfg, encoderWeights(classifier), {
+      dtype: o.dtype,
+      attention: o.attention,
+      head: { pool: cfg.pool, numClasses: cfg.numClasses },
+      metadata: {
+        semaim_classifier: JSON.stringify(cfg),
+        semaim_class_names: JSON.stringify(classNames),
+        semaim_source_sha256: src.sha256,
+        semaim_preprocessing: JSON.stringify(evalPreprocessing(cfg.imgSize)),
+      },
+    });
+    const outputs = ['logits', 'pooler_output', ...(o.attention ? ['cls_attention'] : [])];
+    return { bytes: encodeModel(model), config: cfg, outputs, classNames, sourceSha256: src.sha256, weights: src.weights };
+  } finally {
+    classifier.dispose();
   }
 }
 
@@ -63,20 +95,16 @@ export function onnxExportFiles(outDir: string, dtype: FloatType): string[] {
   return [join(outDir, 'onnx', onnxFileName(dtype)), join(outDir, 'config.json'), join(outDir, 'preprocessor_config.json')];
 }
 
+/** An encoder, or a fine-tuning run's classifier (transformers.js: image-classification), as an ONNX folder. */
 export function exportOnnx(source: string, outDir: string, o: OnnxOptions): OnnxExportResult {
-  const m = onnxModelOf(source, o);
+  const m = isFinetuneFolder(source) ? classifierOnnxModelOf(source, o) : onnxModelOf(source, o);
   const [model, config, pre] = onnxExportFiles(outDir, o.dtype);
   guardOutputs([model, config, pre], m.weights);
   mkdirSync(join(outDir, 'onnx'), { recursive: true });
   writeFileAtomic(model, m.bytes);
-  const info = {
-    encoder: m.config,
-    dtype: o.dtype,
-    opset: OPSET,
-    outputs: ['last_hidden_state', 'pooler_output', ...(o.attention ? ['cls_attention'] : [])],
-    sourceSha256: m.sourceSha256,
-  };
-  writeFileAtomic(config, JSON.stringify(modelConfigJson(m.config, info), null, 2) + '\n');
+  const info = { [m.classNames ? 'classifier' : 'encoder']: m.config, dtype: o.dtype, opset: OPSET, outputs: m.outputs, sourceSha256: m.sourceSha256 };
+  const json = m.classNames ? classifierConfigJson(m.config, m.classNames, info) : modelConfigJson(m.config, info);
+  writeFileAtomic(config, JSON.stringify(json, null, 2) + '\n');
   writeFileAtomic(pre, JSON.stringify(preprocessorConfigJson(evalPreprocessing(m.config.imgSize)), null, 2) + '\n');
   return { dir: outDir, model, modelBytes: m.bytes.length, files: [model, config, pre] };
 }

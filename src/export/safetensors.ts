@@ -46,7 +46,8 @@ export function exportEncoder(source: string, out: string, o: VerifyOption = {})
   if (kind && kind !== 'pretrain') {
     throw new Error(
       `${dir} is a checkpoint of a ${kind} run: export takes a pre-training run. A fine-tuned classifier needs no export: ` +
-        `its ${join(dir, 'model.safetensors')} has timm's names (fc_norm, head) and loads into timm's VisionTransformer(global_pool='avg', num_classes=N) as it is`,
+        `its ${join(dir, 'model.safetensors')} has timm's names (fc_norm, head) and loads into timm's VisionTransformer(global_pool='avg', num_classes=N) as it is ` +
+        '(--format onnx writes it for onnxruntime and transformers.js)',
     );
   }
   const cfg = checkpointConfig(dir);

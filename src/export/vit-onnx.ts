@@ -28,12 +28,18 @@ export interface VitOnnxOptions {
   dtype: FloatType;
   /** Add the `cls_attention` output. */
   attention: boolean;
+  /**
+   * A fine-tuned classifier's head (ViTClassifier): outputs `logits` [batch, numClasses] and the head's
+   * input as `pooler_output` (pool 'avg': fc_norm over the mean of the patch tokens; 'cls': norm → [CLS])
+   * instead of last_hidden_state (an 'avg' classifier has no final norm over its tokens).
+   */
+  head?: { pool: 'avg' | 'cls'; numClasses: number };
   /** Free-form key/values stored in the model's metadata_props. */
   metadata?: Record<string, string>;
 }
 
-/** The encoder's parameters and position embedding as float32 arrays, by timm name. */
-export function encoderWeights(vit: VisionTransformer): EncoderWeights {
+/** The parameters and position embedding of an encoder (or a classifier) as float32 arrays, by timm name. */
+export function encoderWeights(vit: Pick<VisionTransformer, 'stateDict'>): EncoderWeights {
   const out: EncoderWeights = new Map();
   for (const [name, t] of vit.stateDict()) out.set(name, { dims: [...t.shape], values: torch.scope(() => t.cpu().toFloat32Array()) });
   return out;
@@ -171,21 +177,39 @@ export function vitToOnnx(cfg: EncoderConfig, weights: EncoderWeights, o: VitOnn
   let probs = '';
   for (let i = 0; i < cfg.depth; i++) ({ out: x, probs } = vit.block(x, `blocks.${i}`));
   const toFloat32 = (v: string) => (half ? g.node('Cast', [v], [attr.int('to', DataType.FLOAT)]) : v);
-  const hidden = toFloat32(vit.layerNorm(x, 'norm'));
-  g.output(
-    hidden,
-    'last_hidden_state',
-    DataType.FLOAT,
-    ['batch', 1 + N, cfg.embedDim],
-    'all tokens ([CLS] first, then patches in row-major order) after the final LayerNorm',
-  );
-  g.output(
-    g.node('Gather', [hidden, g.int64s([0], true)], [attr.int('axis', 1)]),
-    'pooler_output',
-    DataType.FLOAT,
-    ['batch', cfg.embedDim],
-    'the [CLS] token of last_hidden_state',
-  );
+  if (o.head) {
+    const pooled =
+      o.head.pool === 'avg'
+        ? vit.layerNorm(
+            g.node('ReduceMean', [g.node('Slice', [x, g.int64s([1]), g.int64s([1 + N]), g.int64s([1])])], [attr.ints('axes', [1]), attr.int('keepdims', 0)]),
+            'fc_norm',
+          )
+        : g.node('Gather', [vit.layerNorm(x, 'norm'), g.int64s([0], true)], [attr.int('axis', 1)]);
+    g.output(toFloat32(vit.linear(pooled, 'head')), 'logits', DataType.FLOAT, ['batch', o.head.numClasses], 'class logits (softmax gives the probabilities)');
+    g.output(
+      toFloat32(pooled),
+      'pooler_output',
+      DataType.FLOAT,
+      ['batch', cfg.embedDim],
+      o.head.pool === 'avg' ? 'fc_norm of the mean patch token: the input of the head' : 'the [CLS] token after the final LayerNorm: the input of the head',
+    );
+  } else {
+    const hidden = toFloat32(vit.layerNorm(x, 'norm'));
+    g.output(
+      hidden,
+      'last_hidden_state',
+      DataType.FLOAT,
+      ['batch', 1 + N, cfg.embedDim],
+      'all tokens ([CLS] first, then patches in row-major order) after the final LayerNorm',
+    );
+    g.output(
+      g.node('Gather', [hidden, g.int64s([0], true)], [attr.int('axis', 1)]),
+      'pooler_output',
+      DataType.FLOAT,
+      ['batch', cfg.embedDim],
+      'the [CLS] token of last_hidden_state',
+    );
+  }
   if (o.attention) {
     g.output(
       toFloat32(vit.clsAttention(probs, N)),
@@ -196,11 +220,11 @@ export function vitToOnnx(cfg: EncoderConfig, weights: EncoderWeights, o: VitOnn
     );
   }
   return g.model({
-    name: 'semaim_vit_encoder',
+    name: o.head ? 'semaim_vit_classifier' : 'semaim_vit_encoder',
     opset: OPSET,
     producer: 'semaim',
     version: packageVersion(),
-    doc: `ViT encoder (img ${cfg.imgSize}, patch ${cfg.patchSize}, dim ${cfg.embedDim}, depth ${cfg.depth}, heads ${cfg.numHeads}), ${o.dtype}`,
+    doc: `ViT ${o.head ? `classifier, ${o.head.numClasses} classes, pool ${o.head.pool}` : 'encoder'} (img ${cfg.imgSize}, patch ${cfg.patchSize}, dim ${cfg.embedDim}, depth ${cfg.depth}, heads ${cfg.numHeads}), ${o.dtype}`,
     metadata: o.metadata,
   });
 }
