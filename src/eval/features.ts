@@ -144,7 +144,13 @@ export async function extractPooledFeatures(
     if (!n) throw new Error('features: the data is empty');
     // an evaluation counts every image once: a stand-in row (another image of the data, which the
     // loader put in place of an unusable one) is marked with label -1 and dropped, after the gather.
-    // A rank's own shard keeps its rows (their positions tile the set), stand-ins included.
+    // A rank's own shard drops its stand-ins too and numbers its rows among the usable images of the
+    // whole set, as one process's rows are: every rank learns where the stand-ins are.
+    const sharded = !!group && worldSize > 1 && o.gatherTo === 'shard';
+    const rowPositions = sharded ? rankRowPositions(data.size, o.batchSize, worldSize, rank) : null;
+    const unusable = sharded
+      ? [...new Set((await group.allGatherJson(standIns.map((r) => rowPositions![r]).filter((p) => p < data.size))).flat())].sort((a, b) => a - b)
+      : [];
     const marked = labels.slice();
     for (const r of standIns) marked[r] = -1;
     if (standIns.length && label !== null) {
@@ -160,8 +166,8 @@ export async function extractPooledFeatures(
           sets.set(k, withoutStandIns({ features, labels: marked.slice() }));
           continue;
         }
-        if (o.gatherTo === 'shard') {
-          sets.set(k, ownRows(features, labels, rankRowPositions(data.size, o.batchSize, worldSize, rank), data.size));
+        if (sharded) {
+          sets.set(k, ownRows(features, labels, rowPositions!, data.size, unusable));
           continue;
         }
         try {
@@ -196,11 +202,26 @@ function withoutStandIns(set: FeatureSet): FeatureSet {
   }
 }
 
-/** A rank's rows as a shard: the padding (positions ≥ size) dropped. Takes `features` over. */
-function ownRows(features: Tensor, labels: Int32Array, positions: Int32Array, size: number): FeatureSet {
+/**
+ * A rank's rows as a shard: the padding (positions ≥ size) and the stand-ins (at the sorted dataset
+ * positions `unusable`, from every rank) dropped, the rest numbered among the set's usable images.
+ * Takes `features` over.
+ */
+function ownRows(features: Tensor, labels: Int32Array, positions: Int32Array, size: number, unusable: number[]): FeatureSet {
+  const gone = new Set(unusable);
+  const before = (p: number): number => {
+    let lo = 0;
+    let hi = unusable.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (unusable[mid] < p) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo; // stand-ins at positions below p
+  };
   const keep: number[] = [];
-  positions.forEach((p, i) => p < size && keep.push(i));
-  const shard = { positions: Int32Array.from(keep, (i) => positions[i]), size };
+  positions.forEach((p, i) => p < size && !gone.has(p) && keep.push(i));
+  const shard = { positions: Int32Array.from(keep, (i) => positions[i] - before(positions[i])), size: size - gone.size };
   if (keep.length === positions.length) return { features, labels: labels.slice(), shard };
   try {
     const rows = torch.scope(() => features.indexSelect(0, torch.tensor(Int32Array.from(keep), { dtype: 'int64', device: features.device })));

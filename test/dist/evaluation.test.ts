@@ -226,3 +226,32 @@ test('semaim embed --nproc-per-node 2 and 3 write the file one process writes (s
   const cls = [run(1, 'cls', 4), run(2, 'cls', 4)].map((r) => r.tensors.get('features')!.toFloat32Array());
   assert.ok(maxDiff(cls[1], cls[0]) <= 1e-5, `[CLS] on 2 processes: max |diff| ${maxDiff(cls[1], cls[0])}`);
 });
+
+test('with unreadable training images, semaim knn and linprobe --nproc-per-node 2 give one process’s results (each rank’s shard leaves the stand-ins out)', { skip: gloo }, async () => {
+  const encoder = writeEncoder(root, undefined, 5, 'unusable-encoder');
+  const data = join(root, 'unusable-data');
+  for (const [split, per] of [['train', 11], ['test', 4]] as const)
+    for (const [k, cls] of ['a', 'b', 'c'].entries())
+      for (let i = 0; i < per; i++) {
+        const file = join(data, split, cls, `${i}.png`);
+        if (split === 'train' && i === 2 * k + 1) write(file, 'not a png'); // 3 unreadable, one per class, in different batches
+        else write(file, await encode(picture(8, 8, 31 * k + i + (split === 'test' ? 500 : 0)), 8, 8, 3, 'png'));
+      }
+  const common = ['--checkpoint', encoder, '--dataset', 'folder', '--data-path', data, '--eval-batch-size', '4', '--num-workers', '0', '--threads', '1'];
+  const json = (dir: string, name: string) => JSON.parse(readFileSync(join(root, dir, name), 'utf8'));
+  for (const [cmd, extra] of [['knn', ['--k', '3,5']], ['linprobe', ['--epochs', '3', '--batch-size', '6']]] as const) {
+    const one = cli([cmd, ...common, ...extra, '--out-dir', join(root, `${cmd}-unusable-1`)]);
+    assert.equal(one.code, 0, one.out);
+    const two = cli([cmd, ...common, ...extra, '--nproc-per-node', '2', '--out-dir', join(root, `${cmd}-unusable-2`)]);
+    assert.equal(two.code, 0, two.out);
+    const [a, b] = [json(`${cmd}-unusable-1`, `${cmd}.json`), json(`${cmd}-unusable-2`, `${cmd}.json`)];
+    assert.deepEqual(a.data, { train: 30, test: 12, numClasses: 3 }, `${cmd}: the 30 readable training images`);
+    assert.deepEqual(b.data, a.data, `${cmd}: the same images counted`);
+    assert.deepEqual(b.rows, a.rows, `${cmd}: the same accuracies`);
+  }
+  const [p1, p2] = [loadTensors(join(root, 'linprobe-unusable-1', 'probe.safetensors')).tensors, loadTensors(join(root, 'linprobe-unusable-2', 'probe.safetensors')).tensors];
+  for (const [name, t] of p1) {
+    const d = maxDiff(p2.get(name)!.toFloat32Array(), t.toFloat32Array());
+    assert.ok(d <= 1e-4, `probe ${name}: max |diff| ${d}`);
+  }
+});
