@@ -74,6 +74,12 @@ export class LossWindow {
   }
 }
 
+/** Losses not yet in a metrics line of the --log-every cadence: each rank's sum (rank order) and their count. */
+interface UnloggedLosses {
+  sums: number[];
+  count: number;
+}
+
 interface SavedState {
   /** Processes that trained (absent in checkpoints from before data-parallel training: 1). */
   worldSize?: number;
@@ -85,12 +91,13 @@ interface SavedState {
   scaler?: unknown;
   config: unknown;
   /**
-   * The losses of the steps after the last metrics line of the --log-every cadence (sum over them, averaged
-   * over the ranks, and their count): a line written at this step off the cadence (a run stopped by a signal
-   * or --max-steps) is dropped on resume and its losses go into the next line, as without the stop.
-   * Absent in checkpoints from before it: the next line then covers the steps after the checkpoint alone.
+   * The losses of the steps after the last metrics line of the --log-every cadence (each rank's sum over
+   * them, as its device held it, and their count): a line written at this step off the cadence (a run
+   * stopped by a signal or --max-steps) is dropped on resume and its losses go into the next line, as
+   * without the stop. Absent in checkpoints from before it: the next line then covers the steps after the
+   * checkpoint alone.
    */
-  lossWindow?: { sum: number; count: number };
+  lossWindow?: UnloggedLosses;
 }
 
 export class TrainState {
@@ -119,7 +126,7 @@ export class TrainState {
   private lock: RunLock | null = null;
   private readonly freshRunHint: string;
   /** The losses of a metrics line written off the --log-every cadence, and its step (saved with a checkpoint of that step). */
-  private offCadence: { step: number; sum: number; count: number } | null = null;
+  private offCadence: (UnloggedLosses & { step: number }) | null = null;
   private readonly totalSteps: number;
 
   constructor(
@@ -242,7 +249,12 @@ export class TrainState {
     // left to do keeps its lines as they are).
     const carried = s.lossWindow && s.lossWindow.count > 0 && s.step < this.totalSteps ? s.lossWindow : null;
     if (this.writes) this.metrics.truncateAfter(this.step, carried ? { lossLinesAt: this.step } : {});
-    if (carried) this.window.restore(carried);
+    if (carried) {
+      // each rank its own sum (at another world size, their mean: the logged mean stays the same)
+      const { sums, count } = carried;
+      const sum = sums.length === this.worldSize ? sums[this.group?.rank ?? 0] : sums.reduce((a, b) => a + b, 0) / sums.length;
+      this.window.restore({ sum, count });
+    }
     const losses = readMetrics(this.metrics.path)
       .map((r) => r.loss)
       .filter((l): l is number => typeof l === 'number');
@@ -270,14 +282,19 @@ export class TrainState {
   }
 
   /** The losses since the last line of the --log-every cadence: the window not yet written, plus a line written off the cadence at this step. */
-  private async unlogged(): Promise<{ sum: number; count: number }> {
-    const w = this.window.pending();
-    if (this.group && w.count > 0) [w.sum] = await this.group.averageNumbers([w.sum]);
+  private async unlogged(): Promise<UnloggedLosses> {
     const off = this.offCadence?.step === this.step ? this.offCadence : null;
-    return off ? { sum: off.sum + w.sum, count: off.count + w.count } : w;
+    if (off) return { sums: off.sums, count: off.count }; // the line took the window: nothing since
+    const { sum, count } = this.window.pending();
+    return { sums: count > 0 ? await this.rankSums(sum) : [], count };
   }
 
-  private write(epoch: number, batch: number, better: boolean, lossWindow: { sum: number; count: number }): void {
+  /** Every rank's number, in rank order (one process: its own). */
+  private async rankSums(sum: number): Promise<number[]> {
+    return this.group ? await this.group.allGatherJson(sum) : [sum];
+  }
+
+  private write(epoch: number, batch: number, better: boolean, lossWindow: UnloggedLosses): void {
     const { job } = this;
     const optState = job.optimizer.stateDict();
     const extra = new Map<string, Tensor>([...optState.tensors].map(([k, v]) => [`opt.${k}`, v] as [string, Tensor]));
@@ -327,14 +344,14 @@ export class TrainState {
   async flushMetrics(fractionalEpoch: number): Promise<boolean> {
     if (this.window.count === 0) return true;
     let finite = this.window.finite();
-    const { count } = this.window;
-    let { sum } = this.window.pending();
+    const { sum, count } = this.window.pending();
     let { mean, rate } = this.window.take();
     if (this.group) {
-      const [m, anyNonFinite, r, s] = await this.group.averageNumbers([mean, finite ? 0 : 1, rate, sum]);
-      [mean, finite, rate, sum] = [m, anyNonFinite === 0, r * this.worldSize, s];
+      const [m, anyNonFinite, r] = await this.group.averageNumbers([mean, finite ? 0 : 1, rate]);
+      [mean, finite, rate] = [m, anyNonFinite === 0, r * this.worldSize];
     }
-    this.offCadence = this.step % this.run.logEvery === 0 ? null : { step: this.step, sum, count };
+    // (the ranks agree on the step, so all of them take part in the gather or none)
+    this.offCadence = this.step % this.run.logEvery === 0 ? null : { step: this.step, sums: await this.rankSums(sum), count };
     if (Number.isNaN(this.firstLoss)) this.firstLoss = mean;
     this.lastLoss = mean;
     // a run stopped between log steps has no norm of its last step: null, not an older step's
