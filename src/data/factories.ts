@@ -256,7 +256,7 @@ export function makeEvalData(req: EvalDataRequest, dist: RankSlice = SINGLE_PROC
     imageShape: [3, req.imgSize, req.imgSize],
     async *batches(o: BatchOptions): AsyncGenerator<LabelledBatch> {
       for await (const b of epochFrom(loaderFor(o), o.epoch, o.start ?? 0)) {
-        yield { images: b.images as Float32Array, shape: b.shape, labels: b.labels, standIns: b.standIns };
+        yield { images: b.images as Float32Array, shape: b.shape, labels: b.labels, standIns: b.standIns, indices: b.indices };
       }
     },
     async close() {

@@ -94,6 +94,11 @@ export interface LabelledBatch {
    * batches keep their size; evaluation leaves them out, so no image counts twice).
    */
   standIns?: Int32Array;
+  /**
+   * The dataset index of each row (a stand-in row: that of the image it holds). Rows need not come in
+   * index order: over tar shards with several loader workers, batch j comes from worker j mod K's part.
+   */
+  indices?: Int32Array;
 }
 
 export interface BatchOptions {
@@ -135,6 +140,16 @@ export function splitClassMismatch(train: { numClasses: number; classNames?: str
   if (!a || !b) return null;
   const k = a.findIndex((name, i) => name !== b[i]);
   return k < 0 ? null : `class ${k} is '${a[k]}' in the train split but '${b[k]}' in the test split: both splits need the same class names`;
+}
+
+/**
+ * The row positions that put rows in the order of their dataset indices (stable), or null when they
+ * already are (or the indices are unknown). Evaluation sets promise dataset order; tar shards read by
+ * several loader workers give their rows in batch order instead.
+ */
+export function indexOrder(indices: Int32Array | null): number[] | null {
+  if (!indices || indices.every((v, i) => i === 0 || indices[i - 1] <= v)) return null;
+  return Array.from(indices.keys()).sort((a, b) => indices[a] - indices[b] || a - b);
 }
 
 /** Number of batches one epoch gives. */

@@ -7,7 +7,7 @@ import { Tensor } from '../torch';
 import { Pooling, VisionTransformer } from '../semaim';
 import { Progress } from '../run/progress';
 import { withPrecision, type Precision } from '../run/precision';
-import { Augment, LabelledData } from '../data';
+import { Augment, LabelledData, indexOrder } from '../data';
 import { rankSlice, severalRanks, type ProcessGroup } from '../dist';
 import { gatherRankFeatures, rankRowPositions, rowsPerRankBatch } from './gather-features';
 
@@ -114,6 +114,7 @@ export async function extractPooledFeatures(
   const mine = perBatch.reduce((s, p) => s + p, 0); // data.size in one process
   const labels = new Int32Array(mine);
   const standIns: number[] = []; // rows holding another image in place of an unusable one: left out below
+  let indices: Int32Array | null = new Int32Array(mine); // the rows' dataset indices, while every batch gives them
   let n = 0;
   const label = rank !== 0 ? null : o.label === undefined ? 'features' : o.label;
   const progress = label === null ? null : new Progress(label, mine);
@@ -136,6 +137,8 @@ export async function extractPooledFeatures(
         }),
       );
       labels.set(batch.labels, n);
+      if (batch.indices && indices) indices.set(batch.indices, n);
+      else indices = null;
       for (const r of batch.standIns ?? []) standIns.push(n + r);
       n += B;
       progress?.update(n, { 'img/s': ((n * worldSize) / Math.max((Date.now() - start) / 1000, 1e-9)).toFixed(1) });
@@ -163,7 +166,7 @@ export async function extractPooledFeatures(
       for (const k of kinds) {
         const features = torch.keep(torch.cat(parts.get(k)!, 0));
         if (!group || worldSize === 1) {
-          sets.set(k, withoutStandIns({ features, labels: marked.slice() }));
+          sets.set(k, withoutStandIns(inIndexOrder({ features, labels: marked.slice() }, indices)));
           continue;
         }
         if (sharded) {
@@ -186,6 +189,22 @@ export async function extractPooledFeatures(
     for (const ps of parts.values()) for (const p of ps) p.dispose();
     progress?.done();
     encoder.train(wasTraining);
+  }
+}
+
+/**
+ * The rows in the order of their dataset indices, as the set promises (tar shards read by several workers
+ * give them in batch order; a linear probe, which shuffles rows by position, would otherwise depend on
+ * --num-workers). Stable, so a stand-in row stays beside its image. Takes `set.features` over.
+ */
+function inIndexOrder(set: FeatureSet, indices: Int32Array | null): FeatureSet {
+  const order = indexOrder(indices);
+  if (!order) return set;
+  try {
+    const rows = torch.scope(() => set.features.indexSelect(0, torch.tensor(Int32Array.from(order), { dtype: 'int64', device: set.features.device })));
+    return { features: torch.keep(rows), labels: Int32Array.from(order, (i) => set.labels[i]) };
+  } finally {
+    set.features.dispose();
   }
 }
 

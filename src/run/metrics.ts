@@ -14,17 +14,19 @@ export class MetricsLog {
   }
 
   /**
-   * Drops the records of steps after `step` (a resumed run computes them again), rewriting the file
-   * atomically. Returns how many were dropped.
+   * Drops the records of steps after `step` (a resumed run computes them again), and with `lossLinesAt`
+   * the loss lines of that step too (a line a stopped run wrote off the --log-every cadence), rewriting
+   * the file atomically. Returns how many were dropped.
    */
-  truncateAfter(step: number): number {
+  truncateAfter(step: number, o: { lossLinesAt?: number } = {}): number {
     if (!existsSync(this.path)) return 0;
     const lines = readFileSync(this.path, 'utf8')
       .split('\n')
       .filter((l) => l.trim());
     const keep = lines.filter((l) => {
       try {
-        return !((JSON.parse(l) as { step?: number }).step! > step);
+        const r = JSON.parse(l) as { step?: number; loss?: unknown };
+        return !(r.step! > step || (o.lossLinesAt !== undefined && r.step === o.lossLinesAt && 'loss' in r));
       } catch {
         return true; // a line this reader cannot parse is kept as it is
       }

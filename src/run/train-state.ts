@@ -46,6 +46,17 @@ export class LossWindow {
     return this.allFinite.item() as unknown as boolean;
   }
 
+  /** The losses not yet written to the metrics: their sum (as the device holds it) and count (reads the device). */
+  pending(): { sum: number; count: number } {
+    return { sum: this.count ? this.sum.item() : 0, count: this.count };
+  }
+
+  /** Continues a window a checkpoint carried (a resumed run then logs the mean an uninterrupted run logs). */
+  restore(w: { sum: number; count: number }): void {
+    this.sum.fill_(w.sum);
+    this.count = w.count;
+  }
+
   /** The mean loss and the images per second of the window, then starts a new window (the finiteness flag persists). */
   take(): { mean: number; rate: number } {
     const mean = this.count ? this.sum.item() / this.count : NaN;
@@ -63,6 +74,12 @@ export class LossWindow {
   }
 }
 
+/** Losses not yet in a metrics line of the --log-every cadence: each rank's sum (rank order) and their count. */
+interface UnloggedLosses {
+  sums: number[];
+  count: number;
+}
+
 interface SavedState {
   /** Processes that trained (absent in checkpoints from before data-parallel training: 1). */
   worldSize?: number;
@@ -73,6 +90,14 @@ interface SavedState {
   optimizer: unknown;
   scaler?: unknown;
   config: unknown;
+  /**
+   * The losses of the steps after the last metrics line of the --log-every cadence (each rank's sum over
+   * them, as its device held it, and their count): a line written at this step off the cadence (a run
+   * stopped by a signal or --max-steps) is dropped on resume and its losses go into the next line, as
+   * without the stop. Absent in checkpoints from before it: the next line then covers the steps after the
+   * checkpoint alone.
+   */
+  lossWindow?: UnloggedLosses;
 }
 
 export class TrainState {
@@ -100,6 +125,9 @@ export class TrainState {
   /** Rank 0's hold on the run folder while it writes there. */
   private lock: RunLock | null = null;
   private readonly freshRunHint: string;
+  /** The losses of a metrics line written off the --log-every cadence, and its step (saved with a checkpoint of that step). */
+  private offCadence: (UnloggedLosses & { step: number }) | null = null;
+  private readonly totalSteps: number;
 
   constructor(
     private readonly job: TrainJob<unknown>,
@@ -114,6 +142,7 @@ export class TrainState {
     this.checkpoints = new CheckpointManager(run.outDir, run.keepLast, (m) => this.log(m));
     this.metrics = new MetricsLog(join(run.outDir, 'metrics.jsonl'));
     this.progress = new Progress(job.kind, o.totalSteps);
+    this.totalSteps = o.totalSteps;
   }
 
   /** Processes training together (1 without a group). */
@@ -214,8 +243,18 @@ export class TrainState {
     this.best = s.best ?? s.bestLoss ?? (s.bestTop1 !== undefined && s.bestTop1 >= 0 ? s.bestTop1 : null);
     this.lastCheckpoint = latest.dir;
     this.savedStep = s.step;
-    // Metrics logged after the checkpoint are computed again: drop them, and take up the loss curve.
-    if (this.writes) this.metrics.truncateAfter(this.step);
+    // Metrics logged after the checkpoint are computed again: drop them, and take up the loss curve. A line
+    // at the checkpoint's own step written off the --log-every cadence (a stop) is dropped too: its losses
+    // continue in the window, so the next line is the one an uninterrupted run writes (a run with nothing
+    // left to do keeps its lines as they are).
+    const carried = s.lossWindow && s.lossWindow.count > 0 && s.step < this.totalSteps ? s.lossWindow : null;
+    if (this.writes) this.metrics.truncateAfter(this.step, carried ? { lossLinesAt: this.step } : {});
+    if (carried) {
+      // each rank its own sum (at another world size, their mean: the logged mean stays the same)
+      const { sums, count } = carried;
+      const sum = sums.length === this.worldSize ? sums[this.group?.rank ?? 0] : sums.reduce((a, b) => a + b, 0) / sums.length;
+      this.window.restore({ sum, count });
+    }
     const losses = readMetrics(this.metrics.path)
       .map((r) => r.loss)
       .filter((l): l is number => typeof l === 'number');
@@ -236,12 +275,26 @@ export class TrainState {
     const score = job.best.score(this);
     const better = score !== null && Number.isFinite(score) && (this.best === null || (job.best.lowerIsBetter ? score < this.best : score > this.best));
     if (better) this.best = score;
-    if (this.writes) this.write(epoch, batch, better);
+    const lossWindow = await this.unlogged();
+    if (this.writes) this.write(epoch, batch, better, lossWindow);
     this.savedStep = this.step;
     await this.group?.barrier();
   }
 
-  private write(epoch: number, batch: number, better: boolean): void {
+  /** The losses since the last line of the --log-every cadence: the window not yet written, plus a line written off the cadence at this step. */
+  private async unlogged(): Promise<UnloggedLosses> {
+    const off = this.offCadence?.step === this.step ? this.offCadence : null;
+    if (off) return { sums: off.sums, count: off.count }; // the line took the window: nothing since
+    const { sum, count } = this.window.pending();
+    return { sums: count > 0 ? await this.rankSums(sum) : [], count };
+  }
+
+  /** Every rank's number, in rank order (one process: its own). */
+  private async rankSums(sum: number): Promise<number[]> {
+    return this.group ? await this.group.allGatherJson(sum) : [sum];
+  }
+
+  private write(epoch: number, batch: number, better: boolean, lossWindow: UnloggedLosses): void {
     const { job } = this;
     const optState = job.optimizer.stateDict();
     const extra = new Map<string, Tensor>([...optState.tensors].map(([k, v]) => [`opt.${k}`, v] as [string, Tensor]));
@@ -259,6 +312,7 @@ export class TrainState {
         optimizer: optState.meta,
         scaler: job.scaler?.stateDict(),
         config: job.config,
+        lossWindow,
         options: job.options,
         cwd: process.cwd(), // what relative paths among the options are relative to
         ...job.extraState,
@@ -290,11 +344,14 @@ export class TrainState {
   async flushMetrics(fractionalEpoch: number): Promise<boolean> {
     if (this.window.count === 0) return true;
     let finite = this.window.finite();
+    const { sum, count } = this.window.pending();
     let { mean, rate } = this.window.take();
     if (this.group) {
       const [m, anyNonFinite, r] = await this.group.averageNumbers([mean, finite ? 0 : 1, rate]);
       [mean, finite, rate] = [m, anyNonFinite === 0, r * this.worldSize];
     }
+    // (the ranks agree on the step, so all of them take part in the gather or none)
+    this.offCadence = this.step % this.run.logEvery === 0 ? null : { step: this.step, sums: await this.rankSums(sum), count };
     if (Number.isNaN(this.firstLoss)) this.firstLoss = mean;
     this.lastLoss = mean;
     // a run stopped between log steps has no norm of its last step: null, not an older step's

@@ -159,6 +159,23 @@ test('pretrain: resumes at world size 2 from world size 1 and back, exactly (sam
   assert.match(other.out, /--batch-size .*32 × 1 processes.*32 × 2 processes/);
 });
 
+test('pretrain: 2 processes stopped between --log-every steps and resumed log the uninterrupted run’s lines, bit for bit', { skip: gloo }, () => {
+  const lines = (out: string) =>
+    readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n')
+      .map((l) => JSON.parse(l) as { step: number; loss?: number })
+      .filter((r) => typeof r.loss === 'number')
+      .map((r) => [r.step, r.loss]);
+  const args = ['--batch-size', '16', '--nproc-per-node', '2', '--log-every', '4'];
+  const full = join(root, 'window-full');
+  assert.equal(pretrain(full, [...args, '--max-steps', '12']).code, 0);
+  const stopped = join(root, 'window-stopped');
+  assert.equal(pretrain(stopped, [...args, '--max-steps', '7']).code, 0); // a line at step 7, off the cadence
+  const r = pretrain(stopped, [...args, '--max-steps', '12']);
+  assert.equal(r.code, 0, r.out);
+  assert.deepEqual(lines(full).map(([s]) => s), [4, 8, 12]);
+  assert.deepEqual(lines(stopped), lines(full), 'each rank continues its own window: the same float32 sums');
+});
+
 test('pretrain: kill -9 of one worker stops every process within 60 s naming the rank; the same command resumes exactly', { skip: gloo }, async () => {
   const out = join(root, 'kill');
   const args = [CLI, 'pretrain', ...COMMON, '--epochs', '50', '--batch-size', '16', '--max-steps', '1000', '--nproc-per-node', '2', '--out-dir', out];

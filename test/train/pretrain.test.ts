@@ -79,6 +79,49 @@ test('an interrupted and resumed run gives the same losses as an uninterrupted o
   rmSync(dir, { recursive: true, force: true });
 });
 
+test('a run stopped or killed between log steps, resumed, logs the very lines an uninterrupted run logs', async () => {
+  // --log-every 4 with checkpoints at steps 3, 6, 9 and epoch ends (4, 8): a stop at step 5 writes a
+  // line off the cadence, a crash at step 7 leaves a checkpoint (6) with steps 5 and 6 not yet logged
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-resume-window-'));
+  const opts = (name: string) => options(join(dir, name), { maxSteps: 12, logEvery: 4 });
+  const lines = (name: string) => readMetrics(join(dir, name, 'metrics.jsonl')).map((r) => [r.step, r.loss]);
+  try {
+    await pretrain(opts('full'), memoryData(16, 4, 1), quiet);
+    const full = lines('full');
+    assert.deepEqual(
+      full.map(([s]) => s),
+      [4, 8, 12],
+    );
+
+    const stop = { requested: false };
+    const stopAt5 = { ...quiet, stop, onStep: (s: number) => void (s === 5 && (stop.requested = true)) };
+    assert.equal((await pretrain(opts('signal'), memoryData(16, 4, 1), stopAt5)).steps, 5);
+    assert.deepEqual(
+      lines('signal').map(([s]) => s),
+      [4, 5],
+      'the stopped run shows where it stopped',
+    );
+    await pretrain(opts('signal'), memoryData(16, 4, 1), quiet);
+    assert.deepEqual(lines('signal'), full);
+
+    const crashAt7 = {
+      ...quiet,
+      onStep: (s: number) => {
+        if (s === 7) throw new Error('killed');
+      },
+    };
+    await assert.rejects(pretrain(opts('crash'), memoryData(16, 4, 1), crashAt7), /killed/);
+    await pretrain(opts('crash'), memoryData(16, 4, 1), quiet);
+    assert.deepEqual(lines('crash'), full);
+
+    // a finished run started again keeps its lines
+    await pretrain(opts('crash'), memoryData(16, 4, 1), quiet);
+    assert.deepEqual(lines('crash'), full);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a run stopped between log steps logs its last step without an older step’s gradient norm', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-stop-log-'));
   try {

@@ -1,6 +1,6 @@
 // Labelled images held in memory (tests, cached arrays), as a LabelledData stream.
 import * as torch from '../../torch';
-import { BatchOptions, LabelledBatch, LabelledData, batchesPerEpoch } from '../streams';
+import { BatchOptions, LabelledBatch, LabelledData, batchesPerEpoch, indexOrder } from '../streams';
 
 function permutation(n: number, seed: number, epoch: number): Int32Array {
   const p = torch.randperm(n, { generator: new torch.Generator(seed * 1_000_003 + epoch), device: 'cpu' });
@@ -55,6 +55,7 @@ export class MemoryLabelledData implements LabelledData {
     const per = C * H * W;
     const images = new Float32Array(data.size * per);
     const labels = new Int32Array(data.size);
+    let indices: Int32Array | null = new Int32Array(data.size); // the rows' dataset indices, while every batch gives them
     let n = 0;
     for await (const b of data.batches({ batchSize, shuffle: false, epoch: 0, augment: 'none' })) {
       const B = b.shape[0];
@@ -63,9 +64,23 @@ export class MemoryLabelledData implements LabelledData {
         throw new Error(`MemoryLabelledData.load: a batch of [${b.shape}], expected [B, ${C}, ${H}, ${W}]`);
       images.set(b.images, n * per);
       labels.set(b.labels, n);
+      if (b.indices && indices) indices.set(b.indices, n);
+      else indices = null;
       n += B;
     }
     if (n !== data.size) throw new Error(`MemoryLabelledData.load: the data gave ${n} images, its size is ${data.size}`);
+    const order = indexOrder(indices); // in dataset order (tar shards read by several workers give batch order)
+    if (order) {
+      const sorted = new Float32Array(images.length);
+      order.forEach((src, i) => sorted.set(images.subarray(src * per, (src + 1) * per), i * per));
+      return new MemoryLabelledData(
+        sorted,
+        [n, C, H, W],
+        Int32Array.from(order, (i) => labels[i]),
+        data.numClasses,
+        data.classNames,
+      );
+    }
     return new MemoryLabelledData(images, [n, C, H, W], labels, data.numClasses, data.classNames);
   }
 
