@@ -17,7 +17,7 @@ import { DEFAULT_MAX_IMAGE_PIXELS } from '../data/codecs/limits';
 import { imageInputOptions } from '../data/options';
 import { StopRequest, StoppedBySignal } from '../run/signals';
 import { Accuracy } from '../eval/accuracy';
-import { FeaturePooling, checkImageShape, disposeFeatures, extractPooledFeatures } from '../eval/features';
+import { FeaturePooling, checkImageShape, disposeFeatures, extractPooledFeatures, setSize } from '../eval/features';
 import { knnClassify, parseKs } from '../eval/knn';
 import { LinprobeOptions, linprobeOnFeatures } from '../eval/linprobe';
 import { AblateOptions, OrderSpec, parseOrderSpec, parseOrders, parseShard, validateAblate } from './ablate-options';
@@ -143,9 +143,20 @@ export interface AblationRun {
   seed: number;
   runDir: string;
   /** seconds is NaN (null in JSON) for the random-init baseline. */
-  pretrain: { steps: number; firstLoss: number | null; lastLoss: number | null; seconds: number | null; checkpoint: string | null; sha256: string };
+  pretrain: {
+    steps: number;
+    firstLoss: number | null;
+    lastLoss: number | null;
+    seconds: number | null;
+    checkpoint: string | null;
+    sha256: string;
+    /** Images pre-trained on per epoch (whole batches); absent for the baseline and in runs stored before it was recorded. */
+    imagesPerEpoch?: number;
+  };
   /** Evaluation per pooling ('cls', 'mean'). */
   eval: Record<string, PoolingScores>;
+  /** The images the evaluation used (unusable ones left out); absent in runs stored before it was recorded. */
+  evalImages?: { train: number; test: number };
   evalSeconds: number;
   /** What must match for a finished run to be reused. */
   fingerprint: Record<string, unknown>;
@@ -392,8 +403,9 @@ async function evaluateEncoder(
   ks: number[],
   seed: number,
   precision: Precision,
-): Promise<Record<string, PoolingScores>> {
+): Promise<{ scores: Record<string, PoolingScores>; images: { train: number; test: number } }> {
   const out: Record<string, PoolingScores> = {};
+  let images = { train: 0, test: 0 };
   // One encoder pass per split gives every pooling.
   const fo = { batchSize: recipe.evalBatchSize, precision, label: null };
   const trs = await extractPooledFeatures(encoder, train, recipe.poolings, fo);
@@ -403,6 +415,7 @@ async function evaluateEncoder(
       for (const pooling of recipe.poolings) {
         const tr = trs.get(pooling)!;
         const te = tes.get(pooling)!;
+        images = { train: setSize(tr), test: setSize(te) };
         const knn = knnClassify(tr, te, { ks, numClasses: train.numClasses, label: null });
         const lp = await linprobeOnFeatures(tr, te, train.numClasses, { ...recipe.linprobe, seed, label: null });
         lp.probe.dispose();
@@ -418,7 +431,7 @@ async function evaluateEncoder(
   } finally {
     disposeFeatures(...trs.values());
   }
-  return out;
+  return { scores: out, images };
 }
 
 export function summarise(runs: AblationRun[], orders: string[], poolings: string[], headlineK: number): AblationSummary[] {
@@ -441,6 +454,22 @@ export function summarise(runs: AblationRun[], orders: string[], poolings: strin
       ...(rs.some((r) => r.segprobe) ? { segMIoU: stat(rs.map((r) => r.segprobe?.mIoU ?? NaN)) } : {}),
     };
   });
+}
+
+/** Images per pre-training epoch as the runs had them (' of 5000 images'), else the limit asked for. */
+function pretrainImagesText(r: Omit<AblationResult, 'markdown'>): string {
+  const used = r.runs.find((x) => x.pretrain.imagesPerEpoch)?.pretrain.imagesPerEpoch;
+  if (used) return ` of ${used} images`;
+  return r.recipe.pretrainLimit ? ` of at most ${r.recipe.pretrainLimit} images` : '';
+}
+
+/** The evaluation sets as the runs used them ('5000 train / 1000 test images'), else the limits asked for. */
+function evalImagesText(r: Omit<AblationResult, 'markdown'>): string {
+  const used = r.runs.find((x) => x.evalImages)?.evalImages;
+  if (used) return `, ${used.train} train / ${used.test} test images`;
+  const train = r.options.trainLimit ?? r.recipe.trainLimit;
+  const test = r.options.testLimit ?? r.recipe.testLimit;
+  return `${train ? `, at most ${train} train` : ''}${test ? ` / at most ${test} test images` : ''}`;
 }
 
 export function ablationMarkdown(r: Omit<AblationResult, 'markdown'>): string {
@@ -473,7 +502,7 @@ export function ablationMarkdown(r: Omit<AblationResult, 'markdown'>): string {
     markdownTable(header, rows, ['l', 'r', ...header.slice(2).map(() => 'r' as const)]),
     `Pre-training (identical for every order; seeds ${r.options.seed}..${Number(r.options.seed) + Number(r.options.seeds) - 1}): ViT ${po.embedDim}×${po.depth} (${po.numHeads} heads), ` +
       `patch ${po.patchSize} at ${po.imgSize}², decoder ${po.decoderDepth}, ${po.epochs} epochs` +
-      (r.recipe.pretrainLimit ? ` of ${r.recipe.pretrainLimit} images` : '') +
+      pretrainImagesText(r) +
       `${po.maxSteps ? ` (at most ${po.maxSteps} steps)` : ''}, ` +
       `batch ${po.batchSize}, blr ${po.blr}, warm-up ${po.warmupEpochs}, pixel targets (norm-pix ${po.normPix}, blur ${po.blur}), ` +
       `weight decay ${po.weightDecay}${po.decayClsToken ? ' (cls_token too)' : ' (not on cls_token)'}, ${po.precision}, device ${po.device}` +
@@ -481,8 +510,8 @@ export function ablationMarkdown(r: Omit<AblationResult, 'markdown'>): string {
       '.',
     `Evaluation on ${r.options.dataset}: features of the final encoder (unmasked, eval mode); k-NN: DINO weighted vote, T = 0.07; ` +
       `linear probe: BatchNorm (no affine) + Linear, ${(lp.optimizer ?? 'sgd').toUpperCase()} momentum ${lp.momentum}, batch ${lp.batchSize}, blr ${lp.blr}, ${lp.epochs} epochs on cached features` +
-      `${r.recipe.trainLimit || r.options.trainLimit ? `, ${r.options.trainLimit ?? r.recipe.trainLimit} train` : ''}` +
-      `${r.recipe.testLimit || r.options.testLimit ? ` / ${r.options.testLimit ?? r.recipe.testLimit} test images` : ''}.`,
+      evalImagesText(r) +
+      '.',
     ...(r.segprobe ? [`seg mIoU: ${r.segprobe}.`] : []),
     `Wall time of this call ${(r.seconds / 60).toFixed(1)} min; pre-training and evaluation summed over the runs ` +
       `${(r.runs.reduce((t, x) => t + (Number.isFinite(x.pretrain.seconds ?? NaN) ? x.pretrain.seconds! : 0) + x.evalSeconds, 0) / 60).toFixed(1)} min. ` +
@@ -875,6 +904,7 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
       let pr: { steps: number; firstLoss: number; lastLoss: number; checkpoint: string | null } = { steps: 0, firstLoss: NaN, lastLoss: NaN, checkpoint: null };
       let encoder: VisionTransformer;
       let sha256 = 'random-init';
+      let imagesPerEpoch: number | undefined;
       if (p.row === RANDOM_INIT) {
         log(`[${i + 1}/${all.length}] baseline: random initialisation, seed ${p.seed}`);
         torch.setNumThreads(o.threads ?? availableParallelism());
@@ -883,6 +913,7 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
         log(`[${i + 1}/${all.length}] pre-training '${p.row}', seed ${p.seed} → ${p.runDir}`);
         let td = await f.makeTrainData(trainDataRequest(p.options));
         if (recipe.pretrainLimit) td = limitTrainData(td, Math.max(1, Math.floor(recipe.pretrainLimit / p.options.batchSize)));
+        imagesPerEpoch = td.batchesPerEpoch * p.options.batchSize;
         const r = await pretrain(p.options, td, { log, stop, onStep: hooks.onStep });
         if (r.stoppedBy === 'signal') {
           if (stop.signal || !timeUp())
@@ -903,10 +934,11 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
       const pretrainSeconds = p.row === RANDOM_INIT ? NaN : (Date.now() - tp) / 1000;
       const te = Date.now();
       let scores: Record<string, PoolingScores>;
+      let evalImages: { train: number; test: number };
       try {
         checkImageShape(encoder, data.train, 'train data');
         checkImageShape(encoder, data.test, 'test data');
-        scores = await evaluateEncoder(encoder, data.train, data.test, recipe, ks, p.seed, o.precision);
+        ({ scores, images: evalImages } = await evaluateEncoder(encoder, data.train, data.test, recipe, ks, p.seed, o.precision));
       } finally {
         encoder.dispose();
       }
@@ -922,8 +954,10 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
           seconds: pretrainSeconds,
           checkpoint: pr.checkpoint,
           sha256,
+          imagesPerEpoch,
         },
         eval: scores,
+        evalImages,
         evalSeconds: (Date.now() - te) / 1000,
         fingerprint: fp,
       };

@@ -63,6 +63,9 @@ test('a tiny ablation: matched pre-trains per order, k-NN + linear probe, table 
   assert.match(md, /\| raster \| 2 \| [\d.]+ ± [\d.]+ \|/);
   assert.match(md, /\| none \(random init\) \| 2 \| .* \| – \| – \|\n/);
   assert.match(md, /semaim ablate --orders raster,semantic/);
+  assert.match(md, /, 30 train \/ 12 test images\./, 'the images the evaluation used (the small recipe allows 1000 test images)');
+  assert.deepEqual(r.runs[0].evalImages, { train: 30, test: 12 });
+  assert.match(md, /, 1 epochs of 16 images/, 'pre-training: pretrain-limit 16 of the 32 images');
   const json = JSON.parse(readFileSync(join(dir, 'ablation.json'), 'utf8'));
   assert.equal(json.format, 'semaim.ablation/1');
   assert.equal(json.runs.length, 6);
