@@ -3,8 +3,8 @@
 import { statSync } from 'node:fs';
 import { OptionError, Options, defineOptions, MAX_WORKERS } from '../util/options';
 import { RUN_OPTIONS, VERIFY_OPTIONS } from '../eval/options';
-import { predict, predictCsvPath, resolveClassifier } from '../eval/predict';
-import { checkOutputs } from '../io/outputs';
+import { predict, predictCsvPath, resolvePredictor } from '../eval/predict';
+import { checkOutputs, encoderFiles } from '../io/outputs';
 import { IMAGE_INPUT_OPTIONS, checkDataPath, imageInputOptions } from '../data/options';
 import { DATASETS } from '../data';
 import { autoPrecision, checkPrecision } from '../run/precision';
@@ -15,7 +15,11 @@ export const PREDICT_OPTIONS = defineOptions({
   checkpoint: {
     type: 'string',
     required: true,
-    help: 'fine-tuning run folder (newest valid checkpoint) or one of its checkpoint folders (e.g. RUN/checkpoints/best)',
+    help: 'fine-tuning run folder (newest valid checkpoint), one of its checkpoint folders (e.g. RUN/checkpoints/best), or a linprobe --out-dir',
+  },
+  encoder: {
+    type: 'string',
+    help: "a linear probe's encoder when it is no longer where linprobe.json says (it must have the SHA-256 the probe recorded)",
   },
   ...VERIFY_OPTIONS,
   images: { type: 'string', help: 'a folder of images, searched recursively (no labels); or give --dataset' },
@@ -62,24 +66,26 @@ function preflight(o: PredictCommandOptions): void {
     if (!stat) throw new OptionError('images', `${o.images} does not exist`);
     if (!stat.isDirectory()) throw new OptionError('images', `${o.images} is not a folder`);
   }
-  const src = resolveClassifier(o.checkpoint, o); // a missing or wrong checkpoint is reported before any image is read
-  checkOutputs([o.out, predictCsvPath(o.out)], { overwrite: o.overwrite, inputs: [src.weights] });
+  const src = resolvePredictor(o.checkpoint, o); // a missing or wrong checkpoint is reported before any image is read
+  const inputs = src.kind === 'linprobe' ? [src.weights, ...encoderFiles(src.encoder.weights)] : [src.weights];
+  checkOutputs([o.out, predictCsvPath(o.out)], { overwrite: o.overwrite, inputs });
 }
 
 export const predictCommand = defineCommand({
-  summary: "a fine-tuned classifier's top-k classes for a folder of images or a dataset, as JSON and CSV",
-  usage: 'semaim predict --checkpoint FINETUNE_RUN_DIR (--images DIR | --dataset NAME) [options]',
+  summary: "a fine-tuned classifier's (or a linear probe's) top-k classes for a folder of images or a dataset, as JSON and CSV",
+  usage: 'semaim predict --checkpoint FINETUNE_RUN_DIR|LINPROBE_DIR (--images DIR | --dataset NAME) [options]',
   description:
-    'Runs the classifier of a `semaim finetune` run over every image with the evaluation preprocessing (resize +\n' +
-    "centre crop + normalise, as finetune's test accuracy) and writes <out>.json (checkpoint, class names, each\n" +
-    "image's top-k classes with their probabilities, the skipped unreadable images, and the accuracy when the\n" +
-    'dataset is labelled) and <out>.csv (one row per image).',
+    'Runs the classifier of a `semaim finetune` run (or the encoder and probe of a `semaim linprobe` run) over\n' +
+    "every image with the evaluation preprocessing (resize + centre crop + normalise, as the run's test accuracy)\n" +
+    "and writes <out>.json (checkpoint, class names, each image's top-k classes with their probabilities, the\n" +
+    'skipped unreadable images, and the accuracy when the dataset is labelled) and <out>.csv (one row per image).',
   options: PREDICT_OPTIONS,
   validate: validatePredict,
   preflight,
   run: async (o) => {
     const r = await predict({
       checkpoint: o.checkpoint,
+      encoder: o.encoder,
       out: o.out,
       images: o.images,
       dataset: o.dataset,

@@ -1,6 +1,6 @@
-// `semaim predict`: a fine-tuned classifier's class predictions for a folder of images or a dataset
-// split, with the evaluation preprocessing (resize + centre crop + normalise, as finetune's test
-// accuracy). Output: <out>.json (the checkpoint, class names, preprocessing, accuracy on labelled data,
+// `semaim predict`: the class predictions of a fine-tuned classifier, or of an encoder with its linear
+// probe, for a folder of images or a dataset split, with the evaluation preprocessing (resize + centre
+// crop + normalise, as the runs' own test accuracy). Output: <out>.json (the checkpoint, class names, preprocessing, accuracy on labelled data,
 // skipped images, then one line per image with its top-k classes and probabilities) and <out>.csv
 // (one row per image) for a spreadsheet. Unreadable images are skipped and listed, never replaced.
 import { existsSync, readFileSync, statSync } from 'node:fs';
@@ -11,17 +11,19 @@ import { guardOutputs } from '../io/outputs';
 import { DataLoader, transformsFor } from '../data';
 import type { Split } from '../data';
 import type { ImageInputOptions } from '../data/options';
-import { checkEncoderShapes, resolveCheckpoint } from '../semaim';
+import { EncoderConfig, EncoderSource, checkEncoderShapes, loadEncoder, resolveCheckpoint, resolveEncoder } from '../semaim';
+import { Tensor } from '../torch';
 import { Progress } from '../run/progress';
 import { processDevice, setProcessThreads } from '../run/device';
 import { withPrecision, type Precision } from '../run/precision';
 import { writeFileAtomic } from '../util/safe-write';
-import { ClassifierConfig, ViTClassifier } from './classifier';
+import { ClassifierConfig, LinearProbe, ViTClassifier } from './classifier';
+import { encodeBatch } from './features';
 import { Accuracy, AccuracyTally } from './accuracy';
 import { embedDataset } from './embed';
 
 export interface PredictOptions {
-  /** Fine-tuning run folder (its newest valid checkpoint) or one of its checkpoint folders (e.g. checkpoints/best). */
+  /** Fine-tuning run folder (its newest valid checkpoint), one of its checkpoint folders (e.g. checkpoints/best), or a linear-probe folder. */
   checkpoint: string;
   /** Output file, ending in .json; the CSV goes beside it. */
   out: string;
@@ -43,6 +45,8 @@ export interface PredictOptions {
   threads?: number;
   numWorkers?: number;
   imageInput?: ImageInputOptions;
+  /** A linear probe's encoder, where it is not where linprobe.json says (it must have the SHA-256 the probe recorded). */
+  encoder?: string;
   /** Check the checkpoint's files against its state.json (default true). */
   verify?: boolean;
   /** Progress bar label; null for none. Default 'predict'. */
@@ -61,6 +65,22 @@ export interface ClassifierSource {
   classNames: string[] | null;
 }
 
+/** A linear probe (semaim linprobe's folder): its head and the frozen encoder it was trained on. */
+export interface ProbeSource {
+  /** The linprobe output folder. */
+  dir: string;
+  /** probe.safetensors and its SHA-256. */
+  weights: string;
+  sha256: string;
+  encoder: EncoderSource;
+  pooling: 'cls' | 'mean';
+  numClasses: number;
+  classNames: string[] | null;
+}
+
+/** What predict runs: a fine-tuned classifier or an encoder with its linear probe. */
+export type PredictorSource = ({ kind: 'finetune' } & ClassifierSource) | ({ kind: 'linprobe' } & ProbeSource);
+
 export interface Prediction {
   path: string;
   /** Class index of a labelled dataset's image. */
@@ -71,8 +91,9 @@ export interface Prediction {
 
 export interface PredictList {
   format: 'semaim.predict/1';
-  checkpoint: { path: string; dir: string; weights: string; sha256: string };
-  model: ClassifierConfig;
+  checkpoint: { path: string; kind: 'finetune' | 'linprobe'; dir: string; weights: string; sha256: string; encoder?: { weights: string; sha256: string } };
+  /** The classifier's config; a linear probe: the encoder's, its pooling and the number of classes. */
+  model: ClassifierConfig | (EncoderConfig & { pooling: 'cls' | 'mean'; numClasses: number });
   classNames: string[];
   input: { images?: string; dataset?: string; dataPath?: string; split?: Split; limit?: number; root: string };
   preprocessing: unknown[];
@@ -165,6 +186,81 @@ export function loadClassifier(src: ClassifierSource, device: torch.Device): ViT
   return model;
 }
 
+/**
+ * The model behind `path`: a fine-tuning run or checkpoint folder, or a linear-probe folder (linprobe.json +
+ * probe.safetensors) whose encoder is the one linprobe.json names, or `encoder` — either must have the
+ * SHA-256 the probe recorded.
+ */
+export function resolvePredictor(path: string, o: { verify?: boolean; encoder?: string } = {}): PredictorSource {
+  const probeFile = join(path, 'probe.safetensors');
+  if (!existsSync(probeFile) || !existsSync(join(path, 'linprobe.json'))) {
+    if (o.encoder) throw new Error(`--encoder goes with a linear-probe folder; ${path} has no probe.safetensors and linprobe.json`);
+    return { kind: 'finetune', ...resolveClassifier(path, o) };
+  }
+  const { metadata, tensors } = readSafetensorsHeader(probeFile);
+  if (metadata.format !== 'semaim.linprobe/1') throw new Error(`${probeFile} is not a linear probe (format '${metadata.format ?? 'none'}')`);
+  const report = JSON.parse(readFileSync(join(path, 'linprobe.json'), 'utf8')) as {
+    checkpoint?: { weights?: string; kind?: string };
+    config?: { pooling?: string };
+    classNames?: unknown;
+  };
+  const pooling = report.config?.pooling;
+  if (pooling !== 'cls' && pooling !== 'mean') throw new Error(`${join(path, 'linprobe.json')}: pooling '${pooling}' is not cls or mean`);
+  const recorded = report.checkpoint?.weights;
+  // a checkpoint's weights are read through their folder (state.json verifies them); an exported file as it is
+  const named = o.encoder ?? (recorded && report.checkpoint?.kind === 'checkpoint' ? dirname(recorded) : recorded);
+  if (!named || !existsSync(named))
+    throw new Error(`the encoder the probe in ${path} was trained on (${recorded ?? 'not recorded'}) is not there: name it with --encoder`);
+  const encoder = resolveEncoder(named, { verify: o.verify });
+  if (encoder.sha256 !== metadata.encoderSha256)
+    throw new Error(
+      `${encoder.weights} (sha256 ${encoder.sha256.slice(0, 16)}…) is not the encoder the probe in ${path} was trained on (sha256 ${String(metadata.encoderSha256).slice(0, 16)}…)` +
+        (o.encoder ? '' : ': name it with --encoder'),
+    );
+  const head = tensors.get('head.1.weight')?.shape;
+  if (!head || head.length !== 2 || head[1] !== encoder.config.embedDim)
+    throw new Error(`${probeFile}: head.1.weight has shape ${head ? `[${head.join(', ')}]` : '(missing)'}, expected [classes, ${encoder.config.embedDim}]`);
+  const numClasses = head[0];
+  const names = report.classNames;
+  const classNames = Array.isArray(names) && names.length === numClasses && names.every((n) => typeof n === 'string') ? (names as string[]) : null;
+  return { kind: 'linprobe', dir: path, weights: probeFile, sha256: sha256File(probeFile), encoder, pooling, numClasses, classNames };
+}
+
+/** Class logits of normalised images, as the model's own evaluation computes them. */
+export interface Predictor {
+  logits(images: Tensor, precision: Precision): Tensor;
+  dispose(): void;
+}
+
+/** The model of `src` on `device`, in eval mode. */
+export function loadPredictor(src: PredictorSource, device: torch.Device): Predictor {
+  if (src.kind === 'finetune') {
+    const model = loadClassifier(src, device);
+    return { logits: (images, precision) => withPrecision(precision, device, () => model.forward(images)).float(), dispose: () => model.dispose() };
+  }
+  const { encoder } = loadEncoder(src.encoder, { device });
+  const probe = new LinearProbe(src.encoder.config.embedDim, src.numClasses);
+  const { tensors } = loadTensors(src.weights);
+  try {
+    probe.loadStateDict(tensors);
+  } catch (e) {
+    probe.dispose();
+    encoder.dispose();
+    throw e;
+  } finally {
+    disposeAll(tensors);
+  }
+  probe.to({ device }).eval();
+  // the features linprobe trained on (encodeBatch: autocast for the encoder, float32 out), then the probe in float32
+  return {
+    logits: (images, precision) => probe.forward(encodeBatch(encoder, images, src.pooling, precision)),
+    dispose: () => {
+      probe.dispose();
+      encoder.dispose();
+    },
+  };
+}
+
 /** CSV field: quoted where needed, and a leading = + - @ defused so a spreadsheet shows a name, not a formula. */
 function csvField(s: string): string {
   const safe = /^[=+\-@\t\r]/.test(s) ? `'${s}` : s;
@@ -197,17 +293,19 @@ export async function predict(o: PredictOptions): Promise<PredictResult> {
   const warn = o.onWarning ?? ((line: string) => process.stderr.write(`${line}\n`));
   const device = processDevice(o.device ?? 'cpu', null);
   setProcessThreads(o.threads);
-  const src = resolveClassifier(o.checkpoint, { verify: o.verify });
+  const src = resolvePredictor(o.checkpoint, { verify: o.verify, encoder: o.encoder });
   const out = o.out;
   guardOutputs([out, predictCsvPath(out)], src.weights);
-  const { numClasses, imgSize } = src.config;
+  if (src.kind === 'linprobe') guardOutputs([out, predictCsvPath(out)], src.encoder.weights);
+  const numClasses = src.kind === 'finetune' ? src.config.numClasses : src.numClasses;
+  const imgSize = src.kind === 'finetune' ? src.config.imgSize : src.encoder.config.imgSize;
   const k = Math.min(o.topK ?? 5, numClasses);
   const ds = embedDataset({ ...o, out: '' }, imgSize);
   const labelled = ds.classes.length > 0;
   if (labelled && ds.classes.length !== numClasses) throw new Error(`predict: ${ds.root} has ${ds.classes.length} classes, the classifier ${numClasses}`);
   const classNames = src.classNames ?? (labelled ? [...ds.classes] : Array.from({ length: numClasses }, (_, i) => String(i)));
   if (!src.classNames) warn(`predict: ${src.dir} does not record its class names; ${labelled ? `using those of ${ds.root}` : 'classes are named by index'}`);
-  const model = loadClassifier(src, device);
+  const model = loadPredictor(src, device);
   const transforms = transformsFor('none', imgSize, ds);
   const warnings: string[] = [];
   const loader = new DataLoader(ds, {
@@ -246,7 +344,7 @@ export async function predict(o: PredictOptions): Promise<PredictResult> {
       const { probs, index } = torch.noGrad(() =>
         torch.scope(() => {
           const images = torch.tensor(pixels, { shape: batch.shape, device });
-          const logits = withPrecision(o.precision ?? 'fp32', device, () => model.forward(images)).float();
+          const logits = model.logits(images, o.precision ?? 'fp32');
           const rows = read.length === B ? logits : logits.indexSelect(0, torch.tensor(Int32Array.from(read), { dtype: 'int64', device }));
           if (tally && read.length)
             tally.add(
@@ -272,8 +370,15 @@ export async function predict(o: PredictOptions): Promise<PredictResult> {
     const seconds = (Date.now() - t0) / 1000;
     const list: PredictList = {
       format: 'semaim.predict/1',
-      checkpoint: { path: o.checkpoint, dir: src.dir, weights: src.weights, sha256: src.sha256 },
-      model: src.config,
+      checkpoint: {
+        path: o.checkpoint,
+        kind: src.kind,
+        dir: src.dir,
+        weights: src.weights,
+        sha256: src.sha256,
+        ...(src.kind === 'linprobe' ? { encoder: { weights: src.encoder.weights, sha256: src.encoder.sha256 } } : {}),
+      },
+      model: src.kind === 'finetune' ? src.config : { ...src.encoder.config, pooling: src.pooling, numClasses: src.numClasses },
       classNames,
       input: { images: o.images, dataset: o.dataset, dataPath: o.dataPath, split: o.images ? undefined : (o.split ?? 'test'), limit: o.limit, root: ds.root },
       preprocessing: transforms,

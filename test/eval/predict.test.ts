@@ -4,11 +4,11 @@
 // are taken, and nothing is written into the checkpoint read.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { commands } from '../../src/cli/commands';
-import { predict, resolveClassifier, type PredictList } from '../../src/eval/predict';
+import { predict, resolveClassifier, resolvePredictor, type PredictList } from '../../src/eval/predict';
 import { OptionError } from '../../src/util/options';
 import { encode, picture } from '../data/helpers';
 import { TINY, writeEncoder } from './helpers';
@@ -104,6 +104,50 @@ test('predict: accuracy equals finetune’s for its checkpoint; top-k per image;
     assert.ok(JSON.parse(readFileSync(join(ft, 'checkpoints', 'best', 'state.json'), 'utf8')).files, 'state.json untouched');
     await assert.rejects(commands.predict.run(['--checkpoint', ft, ...data, '--out', out]), /exists: choose another output, or pass --overwrite/);
     await assert.rejects(commands.predict.run(['--checkpoint', ft, ...data, '--out', join(root, 'p.csv')]), /option 'out': must end in \.json/);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('predict with a linear probe: its accuracy equals linprobe’s; the encoder must be the one the probe was trained on', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'semaim-predict-probe-'));
+  try {
+    for (const split of ['train', 'test'])
+      for (const [k, cls] of ['a', 'b', 'c'].entries())
+        for (let i = 0; i < (split === 'train' ? 8 : 5); i++) {
+          const px = picture(8, 8, 100 * k + i + (split === 'test' ? 50 : 0));
+          for (let p = 0; p < 64; p++) px[3 * p + k] = 200;
+          mkdirSync(join(root, 'data', split, cls), { recursive: true });
+          writeFileSync(join(root, 'data', split, cls, `${i}.png`), await encode(px, 8, 8, 3, 'png'));
+        }
+    const encoder = writeEncoder(root);
+    const data = ['--dataset', 'folder', '--data-path', join(root, 'data'), '--num-workers', '0', '--threads', '1'];
+    const lp = join(root, 'lp');
+    await quiet(() => commands.linprobe.run(['--checkpoint', encoder, ...data, '--pooling', 'mean', '--epochs', '5', '--batch-size', '8', '--out-dir', lp]));
+    const report = JSON.parse(readFileSync(join(lp, 'linprobe.json'), 'utf8')) as { top1: number; perClass: number[] };
+    const out = join(root, 'pred', 'lp.json');
+    await quiet(() => commands.predict.run(['--checkpoint', lp, ...data, '--out', out]));
+    const list = JSON.parse(readFileSync(out, 'utf8')) as PredictList;
+    assert.equal(list.checkpoint.kind, 'linprobe');
+    assert.deepEqual(list.classNames, ['a', 'b', 'c']);
+    assert.equal(list.accuracy!.n, 15);
+    assert.equal(list.accuracy!.top1, report.top1, 'the same accuracy as linprobe’s own evaluation');
+    assert.deepEqual(list.accuracy!.perClass, report.perClass);
+    assert.equal((list.model as { pooling: string }).pooling, 'mean');
+
+    // the encoder moved: named by --encoder; another encoder (another SHA-256) is refused
+    const moved = join(root, 'moved', 'enc.safetensors');
+    mkdirSync(join(root, 'moved'));
+    renameSync(encoder, moved);
+    renameSync(encoder.replace(/\.safetensors$/, '.json'), moved.replace(/\.safetensors$/, '.json'));
+    assert.throws(() => resolvePredictor(lp), /is not there: name it with --encoder/);
+    assert.equal(resolvePredictor(lp, { encoder: moved }).kind, 'linprobe');
+    const other = writeEncoder(root, TINY, 2, 'other');
+    assert.throws(() => resolvePredictor(lp, { encoder: other }), /is not the encoder the probe in .* was trained on/);
+    await assert.rejects(
+      commands.predict.run(['--checkpoint', lp, '--encoder', moved, ...data, '--out', moved.replace(/\.safetensors$/, '.json'), '--overwrite']),
+      /what this command reads/,
+    );
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
