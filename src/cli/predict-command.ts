@@ -3,7 +3,8 @@
 import { statSync } from 'node:fs';
 import { OptionError, Options, defineOptions, MAX_WORKERS } from '../util/options';
 import { RUN_OPTIONS, VERIFY_OPTIONS } from '../eval/options';
-import { predict, predictCsvPath, resolvePredictor } from '../eval/predict';
+import { predict, predictCsvPath } from '../eval/predict';
+import { resolvePredictor } from '../eval/classifier-source';
 import { checkOutputs, encoderFiles } from '../io/outputs';
 import { IMAGE_INPUT_OPTIONS, checkDataPath, imageInputOptions } from '../data/options';
 import { DATASETS } from '../data';

@@ -11,6 +11,7 @@ export * from './result';
 export * from './run';
 export * from './embed';
 export * from './predict';
+export * from './classifier-source';
 export * from './miou';
 export { runSegprobe, type SegprobeRun } from './segprobe-run';
 export { SEGPROBE_OPTIONS, readSegprobeConfig, type SegprobeConfig } from './segprobe-options';

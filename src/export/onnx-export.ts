@@ -10,7 +10,7 @@ import { encodeModel } from './onnx-proto';
 import { FloatType } from './onnx-graph';
 import { encoderWeights, vitToOnnx, OPSET } from './vit-onnx';
 import { classifierConfigJson, modelConfigJson, preprocessorConfigJson } from './hf-config';
-import { isFinetuneFolder, loadClassifier, resolveClassifier } from '../eval/predict';
+import { isFinetuneFolder, loadClassifier, resolveClassifier } from '../eval/classifier-source';
 import { evalPreprocessing } from './preprocessing';
 import { writeFileAtomic } from '../util/safe-write';
 import { guardOutputs } from '../io/outputs';

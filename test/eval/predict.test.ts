@@ -8,7 +8,8 @@ import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { commands } from '../../src/cli/commands';
-import { predict, resolveClassifier, resolvePredictor, type PredictList } from '../../src/eval/predict';
+import { predict, type PredictList } from '../../src/eval/predict';
+import { resolveClassifier, resolvePredictor } from '../../src/eval/classifier-source';
 import { OptionError } from '../../src/util/options';
 import { encode, picture } from '../data/helpers';
 import { TINY, writeEncoder } from './helpers';

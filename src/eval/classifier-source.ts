@@ -1,0 +1,183 @@
+// Where a prediction's model comes from: a fine-tuning run's classifier (checkpoint folder, its class
+// names) or a linear probe with the encoder it was trained on, each checked (format, sizes, SHA-256)
+// before any model is built, then loaded in eval mode as a Predictor (class logits of normalised images).
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import * as torch from '../torch';
+import { Tensor } from '../torch';
+import { disposeAll, listCheckpoints, loadTensors, readSafetensorsHeader, sha256File } from '../io';
+import { EncoderSource, checkEncoderShapes, loadEncoder, resolveCheckpoint, resolveEncoder } from '../semaim';
+import { withPrecision, type Precision } from '../run/precision';
+import { ClassifierConfig, LinearProbe, ViTClassifier } from './classifier';
+import { encodeBatch } from './features';
+
+export interface ClassifierSource {
+  /** The checkpoint folder used. */
+  dir: string;
+  weights: string;
+  sha256: string;
+  config: ClassifierConfig;
+  /** The fine-tuning data's class names, or null where the run did not record them. */
+  classNames: string[] | null;
+}
+
+/** A linear probe (semaim linprobe's folder): its head and the frozen encoder it was trained on. */
+export interface ProbeSource {
+  /** The linprobe output folder. */
+  dir: string;
+  /** probe.safetensors and its SHA-256. */
+  weights: string;
+  sha256: string;
+  encoder: EncoderSource;
+  pooling: 'cls' | 'mean';
+  numClasses: number;
+  classNames: string[] | null;
+}
+
+/** What predict runs: a fine-tuned classifier or an encoder with its linear probe. */
+export type PredictorSource = ({ kind: 'finetune' } & ClassifierSource) | ({ kind: 'linprobe' } & ProbeSource);
+
+/** Whether `path` is a fine-tuning run or checkpoint folder (by its newest checkpoint's format; resolveClassifier checks it). */
+export function isFinetuneFolder(path: string): boolean {
+  if (!statSync(path, { throwIfNoEntry: false })?.isDirectory()) return false;
+  const dir = existsSync(join(path, 'state.json')) ? path : listCheckpoints(join(path, 'checkpoints'))[0]?.dir;
+  try {
+    return !!dir && readSafetensorsHeader(join(dir, 'model.safetensors')).metadata.format === 'semaim.finetune/1';
+  } catch {
+    return false;
+  }
+}
+
+/** The checkpoint of a fine-tuning run, checked (files, format, sizes) before any model is built. */
+export function resolveClassifier(path: string, o: { verify?: boolean } = {}): ClassifierSource {
+  if (existsSync(path) && !existsSync(join(path, 'state.json')) && !existsSync(join(path, 'checkpoints')))
+    throw new Error(`${path}: expected a fine-tuning run folder (with checkpoints/) or one of its checkpoint folders`);
+  const dir = resolveCheckpoint(path, { verify: o.verify, unusableHint: '--no-verify uses it anyway' });
+  const weights = join(dir, 'model.safetensors');
+  const { metadata, tensors } = readSafetensorsHeader(weights);
+  if (metadata.format !== 'semaim.finetune/1')
+    throw new Error(
+      `${dir} is a${metadata.format ? ` '${metadata.format}'` : 'n unlabelled'} checkpoint: predict needs a fine-tuning run's (semaim finetune); ` +
+        'features of an encoder come from semaim embed',
+    );
+  let config: ClassifierConfig;
+  try {
+    config = JSON.parse(metadata.config ?? 'null') as ClassifierConfig;
+    if (!config || !Number.isSafeInteger(config.numClasses) || config.numClasses < 1) throw new Error(`numClasses ${config?.numClasses}`);
+    if (config.pool !== 'avg' && config.pool !== 'cls') throw new Error(`pool '${config.pool}'`);
+  } catch (e) {
+    throw new Error(`${weights}: the classifier config is not usable: ${(e as Error).message}`, { cause: e });
+  }
+  checkEncoderShapes(config, tensors, weights);
+  const head = tensors.get('head.weight')?.shape;
+  if (JSON.stringify(head) !== JSON.stringify([config.numClasses, config.embedDim]))
+    throw new Error(`${weights}: head.weight has shape ${head ? `[${head.join(', ')}]` : '(missing)'}, expected [${config.numClasses}, ${config.embedDim}]`);
+  return { dir, weights, sha256: sha256File(weights), config, classNames: classNamesOf(dir, config.numClasses) };
+}
+
+/** The class names the checkpoint's state.json keeps, else those of the run's finetune.json; null if neither has them. */
+function classNamesOf(dir: string, numClasses: number): string[] | null {
+  const fits = (v: unknown): v is string[] => Array.isArray(v) && v.length === numClasses && v.every((s) => typeof s === 'string');
+  for (const file of [join(dir, 'state.json'), join(dirname(dirname(dir)), 'finetune.json')]) {
+    try {
+      const names = (JSON.parse(readFileSync(file, 'utf8')) as { classNames?: unknown }).classNames;
+      if (fits(names)) return names;
+    } catch {
+      // absent or unreadable: the next place, else indices
+    }
+  }
+  return null;
+}
+
+/** The classifier in eval mode on `device`, its weights loaded strictly. */
+export function loadClassifier(src: ClassifierSource, device: torch.Device): ViTClassifier {
+  const model = new ViTClassifier(src.config);
+  const { tensors } = loadTensors(src.weights);
+  try {
+    model.loadStateDict(tensors);
+  } catch (e) {
+    model.dispose();
+    throw e;
+  } finally {
+    disposeAll(tensors);
+  }
+  model.to({ device });
+  model.eval();
+  for (const [, p] of model.namedParameters()) p.requiresGrad_(false);
+  return model;
+}
+
+/**
+ * The model behind `path`: a fine-tuning run or checkpoint folder, or a linear-probe folder (linprobe.json +
+ * probe.safetensors) whose encoder is the one linprobe.json names, or `encoder` — either must have the
+ * SHA-256 the probe recorded.
+ */
+export function resolvePredictor(path: string, o: { verify?: boolean; encoder?: string } = {}): PredictorSource {
+  const probeFile = join(path, 'probe.safetensors');
+  if (!existsSync(probeFile) || !existsSync(join(path, 'linprobe.json'))) {
+    if (o.encoder) throw new Error(`--encoder goes with a linear-probe folder; ${path} has no probe.safetensors and linprobe.json`);
+    return { kind: 'finetune', ...resolveClassifier(path, o) };
+  }
+  const { metadata, tensors } = readSafetensorsHeader(probeFile);
+  if (metadata.format !== 'semaim.linprobe/1') throw new Error(`${probeFile} is not a linear probe (format '${metadata.format ?? 'none'}')`);
+  const report = JSON.parse(readFileSync(join(path, 'linprobe.json'), 'utf8')) as {
+    checkpoint?: { weights?: string; kind?: string };
+    config?: { pooling?: string };
+    classNames?: unknown;
+  };
+  const pooling = report.config?.pooling;
+  if (pooling !== 'cls' && pooling !== 'mean') throw new Error(`${join(path, 'linprobe.json')}: pooling '${pooling}' is not cls or mean`);
+  const recorded = report.checkpoint?.weights;
+  // a checkpoint's weights are read through their folder (state.json verifies them); an exported file as it is
+  const named = o.encoder ?? (recorded && report.checkpoint?.kind === 'checkpoint' ? dirname(recorded) : recorded);
+  if (!named || !existsSync(named))
+    throw new Error(`the encoder the probe in ${path} was trained on (${recorded ?? 'not recorded'}) is not there: name it with --encoder`);
+  const encoder = resolveEncoder(named, { verify: o.verify });
+  if (encoder.sha256 !== metadata.encoderSha256)
+    throw new Error(
+      `${encoder.weights} (sha256 ${encoder.sha256.slice(0, 16)}…) is not the encoder the probe in ${path} was trained on (sha256 ${String(metadata.encoderSha256).slice(0, 16)}…)` +
+        (o.encoder ? '' : ': name it with --encoder'),
+    );
+  const head = tensors.get('head.1.weight')?.shape;
+  if (!head || head.length !== 2 || head[1] !== encoder.config.embedDim)
+    throw new Error(`${probeFile}: head.1.weight has shape ${head ? `[${head.join(', ')}]` : '(missing)'}, expected [classes, ${encoder.config.embedDim}]`);
+  const numClasses = head[0];
+  const names = report.classNames;
+  const classNames = Array.isArray(names) && names.length === numClasses && names.every((n) => typeof n === 'string') ? (names as string[]) : null;
+  return { kind: 'linprobe', dir: path, weights: probeFile, sha256: sha256File(probeFile), encoder, pooling, numClasses, classNames };
+}
+
+/** Class logits of normalised images, as the model's own evaluation computes them. */
+export interface Predictor {
+  logits(images: Tensor, precision: Precision): Tensor;
+  dispose(): void;
+}
+
+/** The model of `src` on `device`, in eval mode. */
+export function loadPredictor(src: PredictorSource, device: torch.Device): Predictor {
+  if (src.kind === 'finetune') {
+    const model = loadClassifier(src, device);
+    return { logits: (images, precision) => withPrecision(precision, device, () => model.forward(images)).float(), dispose: () => model.dispose() };
+  }
+  const { encoder } = loadEncoder(src.encoder, { device });
+  const probe = new LinearProbe(src.encoder.config.embedDim, src.numClasses);
+  const { tensors } = loadTensors(src.weights);
+  try {
+    probe.loadStateDict(tensors);
+  } catch (e) {
+    probe.dispose();
+    encoder.dispose();
+    throw e;
+  } finally {
+    disposeAll(tensors);
+  }
+  probe.to({ device }).eval();
+  // the features linprobe trained on (encodeBatch: autocast for the encoder, float32 out), then the probe in float32
+  return {
+    logits: (images, precision) => probe.forward(encodeBatch(encoder, images, src.pooling, precision)),
+    dispose: () => {
+      probe.dispose();
+      encoder.dispose();
+    },
+  };
+}
