@@ -130,3 +130,18 @@ test('knn: ranks with another encoder checkpoint or another test set are refused
   assertRefused(data, /the 2 ranks disagree on the encoder and the evaluation data/, /test samples: rank 0 20, rank 1 19/);
   assert.ok(!existsSync(join(root, 'knn-data', 'knn.json')));
 });
+
+test('a command that does not run data-parallel (export, ablate), started as one of 2 workers (torchrun), refuses instead of doing the whole work twice', () => {
+  const out = join(root, 'export-twice');
+  const env = { ...process.env, RANK: '1', LOCAL_RANK: '1', WORLD_SIZE: '2', LOCAL_WORLD_SIZE: '2', MASTER_ADDR: '127.0.0.1', MASTER_PORT: '29500' };
+  for (const [command, args, hint] of [
+    ['export', ['--checkpoint', join(root, 'no-such-run'), '--out', join(out, 'enc')], /Run it as one process\.$/m],
+    ['ablate', ['--out-dir', out], /--jobs N runs its measurements in N processes/],
+  ] as const) {
+    const r = spawnSync(process.execPath, [CLI, command, ...args], { encoding: 'utf8', env, timeout: 60_000 });
+    assert.equal(r.status, 2, `${command}: ${r.stdout}\n${r.stderr}`);
+    assert.match(r.stderr, new RegExp(`\`semaim ${command}\` does not run data-parallel, and this process is rank 1 of 2 workers`));
+    assert.match(r.stderr, hint);
+  }
+  assert.ok(!existsSync(out), 'nothing written');
+});
