@@ -38,3 +38,6 @@ export async function checkRanksAgree(group: ProcessGroup, what: string, value: 
 /** How to make the ranks' data agree. */
 export const SAME_DATA_HINT =
   'Every rank must read the same dataset: the same files (with the same names below --data-path) and the same options; a file missing or added on one machine changes the epoch for all.';
+
+/** How to make the ranks' encoder and data agree (evaluations). */
+export const SAME_ENCODER_AND_DATA_HINT = `${SAME_DATA_HINT} The --checkpoint must be the same file on every machine.`;

@@ -7,7 +7,7 @@ import { OptionError } from '../util/options';
 import { saveTensors } from '../io';
 import { DataFactories, EvalDataRequest, LabelledData, RankSlice, Split, batchesPerEpoch, splitClassMismatch } from '../data';
 import { rankSlice, type ProcessGroup } from '../dist';
-import { SAME_DATA_HINT, checkRanksAgree } from '../dist/agree';
+import { SAME_ENCODER_AND_DATA_HINT, checkRanksAgree } from '../dist/agree';
 import { EncoderSource, LoadedEncoder, loadEncoder, resolveEncoder, sha256File } from '../semaim';
 import { processDevice, setProcessThreads } from '../run/device';
 import { imageInputOptions } from '../data/options';
@@ -72,12 +72,7 @@ export async function makeSplits(
       const same: Record<string, unknown> = { 'encoder sha256': dp.encoderSha256 };
       for (const [k, v] of Object.entries(id(train))) same[`train ${k}`] = v;
       for (const [k, v] of Object.entries(id(test))) same[`test ${k}`] = v;
-      await checkRanksAgree(
-        dp.group,
-        'the encoder and the evaluation data',
-        same,
-        `${SAME_DATA_HINT} The --checkpoint must be the same file on every machine.`,
-      );
+      await checkRanksAgree(dp.group, 'the encoder and the evaluation data', same, SAME_ENCODER_AND_DATA_HINT);
     }
   } catch (e) {
     await train.close();

@@ -107,13 +107,20 @@ test('pretrain resumed where rank 1 cannot see rank 0\'s checkpoint (an --out-di
   assert.match(runs[0].out, /ERR_DIST_PEER|another rank exited/);
 });
 
-test('knn: ranks with another encoder checkpoint or another test set are refused before writing knn.json', { skip: gloo }, async () => {
+let encoderRuns: [string, string] | null = null;
+/** Two pre-training runs of the same architecture with other weights (made once). */
+function encoders(): [string, string] {
   const enc = (name: string, seed: string) => {
     const r = spawnSync(process.execPath, [CLI, 'pretrain', ...SYNTHETIC, '--seed', seed, '--batch-size', '16', '--max-steps', '1', '--out-dir', join(root, name)], { encoding: 'utf8', timeout: 90_000 });
     assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
     return join(root, name);
   };
-  const [a, b] = [enc('enc-a', '3'), enc('enc-b', '4')];
+  encoderRuns ??= [enc('enc-a', '3'), enc('enc-b', '4')];
+  return encoderRuns;
+}
+
+test('knn: ranks with another encoder checkpoint or another test set are refused before writing knn.json', { skip: gloo }, async () => {
+  const [a, b] = encoders();
   for (const split of ['train', 'test']) {
     await imageFolder(join(root, 'eval-full', split), 20);
     await imageFolder(join(root, 'eval-short', split), 20, split === 'test' ? [5] : []);
@@ -121,14 +128,33 @@ test('knn: ranks with another encoder checkpoint or another test set are refused
   const knn = (checkpoint: string, data: string, out: string) =>
     ['--checkpoint', checkpoint, '--dataset', 'folder', '--data-path', join(root, data), '--eval-batch-size', '4', '--k', '1', '--num-workers', '0', '--threads', '1', '--out-dir', join(root, out)];
 
-  const encoders = await twoNodes('knn', [knn(a, 'eval-full', 'knn-enc'), knn(b, 'eval-full', 'knn-enc')]);
-  assertRefused(encoders, /the 2 ranks disagree on the encoder and the evaluation data/, /encoder sha256: rank 0 "[0-9a-f]{64}", rank 1 "[0-9a-f]{64}"/);
+  const twoEncoders = await twoNodes('knn', [knn(a, 'eval-full', 'knn-enc'), knn(b, 'eval-full', 'knn-enc')]);
+  assertRefused(twoEncoders, /the 2 ranks disagree on the encoder and the evaluation data/, /encoder sha256: rank 0 "[0-9a-f]{64}", rank 1 "[0-9a-f]{64}"/);
   assert.ok(!existsSync(join(root, 'knn-enc', 'knn.json')));
 
   // before: Gloo's all-gather of differently sized test sets aborted rank 1 (SIGABRT, "op.preamble.length <= op.nbytes")
   const data = await twoNodes('knn', [knn(a, 'eval-full', 'knn-data'), knn(a, 'eval-short', 'knn-data')]);
   assertRefused(data, /the 2 ranks disagree on the encoder and the evaluation data/, /test samples: rank 0 20, rank 1 19/);
   assert.ok(!existsSync(join(root, 'knn-data', 'knn.json')));
+});
+
+test('embed and segprobe: ranks with another encoder checkpoint (embed: or another image folder) are refused before writing', { skip: gloo }, async () => {
+  const [a, b] = encoders();
+  await imageFolder(join(root, 'images-full'), 12);
+  await imageFolder(join(root, 'images-short'), 12, [3]);
+  const embed = (checkpoint: string, images: string, out: string) =>
+    ['--checkpoint', checkpoint, '--images', join(root, images), '--batch-size', '4', '--num-workers', '0', '--threads', '1', '--out', join(root, out, 'f.safetensors')];
+  const enc = await twoNodes('embed', [embed(a, 'images-full', 'embed-enc'), embed(b, 'images-full', 'embed-enc')]);
+  assertRefused(enc, /the 2 ranks disagree on the encoder and the images/, /encoder sha256: rank 0 "[0-9a-f]{64}", rank 1 "[0-9a-f]{64}"/);
+  const images = await twoNodes('embed', [embed(a, 'images-full', 'embed-data'), embed(a, 'images-short', 'embed-data')]);
+  assertRefused(images, /the 2 ranks disagree on the encoder and the images/, /samples: rank 0 12, rank 1 11/);
+  for (const out of ['embed-enc', 'embed-data']) assert.ok(!existsSync(join(root, out, 'f.safetensors')));
+
+  const seg = (checkpoint: string) =>
+    ['--checkpoint', checkpoint, '--dataset', 'synthetic', '--train-limit', '16', '--test-limit', '8', '--epochs', '1', '--batch-size', '8', '--eval-batch-size', '8', '--figure-images', '0', '--threads', '1', '--out-dir', join(root, 'segprobe')];
+  const runs = await twoNodes('segprobe', [seg(a), seg(b)]);
+  assertRefused(runs, /the 2 ranks disagree on the encoder and the segmentation data/, /encoder sha256: rank 0 "[0-9a-f]{64}", rank 1 "[0-9a-f]{64}"/);
+  assert.ok(!existsSync(join(root, 'segprobe', 'segprobe.json')));
 });
 
 test('a command that does not run data-parallel (export, ablate), started as one of 2 workers (torchrun), refuses instead of doing the whole work twice', () => {
