@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as dist from '../../src/dist';
 import { writePng } from '../../src/viz/png';
+import { workerScript } from './helpers';
 
 const CLI = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
 const gloo = dist.distBuildInfo().gloo ? false : 'the addon was built without Gloo';
@@ -155,6 +156,27 @@ test('embed and segprobe: ranks with another encoder checkpoint (embed: or anoth
   const runs = await twoNodes('segprobe', [seg(a), seg(b)]);
   assertRefused(runs, /the 2 ranks disagree on the encoder and the segmentation data/, /encoder sha256: rank 0 "[0-9a-f]{64}", rank 1 "[0-9a-f]{64}"/);
   assert.ok(!existsSync(join(root, 'segprobe', 'segprobe.json')));
+});
+
+test('workers started with different WORLD_SIZEs (2 on rank 0, 3 on rank 1) fail at the rendezvous saying so', { skip: gloo }, async () => {
+  const port = await dist.freePort();
+  const worker = (rank: number, world: number) => new Promise<NodeRun>((resolve) => {
+    const child = spawn(process.execPath, [workerScript('launched'), 'ok'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, RANK: String(rank), LOCAL_RANK: String(rank), WORLD_SIZE: String(world), LOCAL_WORLD_SIZE: String(world), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port) },
+    });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
+    child.stderr.on('data', (c: Buffer) => { out += c.toString(); });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 90_000);
+    child.on('close', (code, signal) => { clearTimeout(timer); resolve({ code, signal, out }); });
+  });
+  const runs = await Promise.all([worker(0, 2), worker(1, 3)]);
+  for (const [rank, r] of runs.entries()) {
+    assert.equal(r.signal, null, `rank ${rank} was killed (a hang):\n${r.out}`);
+    assert.equal(r.code, 1, r.out);
+    assert.match(r.out, new RegExp(`dist\\.init failed on rank ${rank} of ${rank + 2}.*the ranks disagree on the world size: this one has WORLD_SIZE=${rank + 2}`));
+  }
 });
 
 test('a command that does not run data-parallel (export, ablate), started as one of 2 workers (torchrun), refuses instead of doing the whole work twice', () => {
