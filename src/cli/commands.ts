@@ -49,7 +49,7 @@ const coreCommands: Record<string, Command> = {
       if (o.target === 'features') modelConfigFrom(o); // reads the teacher's config file
     },
     run: (o) =>
-      runDataParallel(o, async (group) => {
+      runDataParallel(o, { command: 'pretrain', table: PRETRAIN_OPTIONS }, async (group) => {
         const r = await pretrain(o, makeTrainData(trainDataRequest(o), rankSlice(group)), { group });
         if (!group || group.rank === 0) {
           process.stdout.write(

@@ -112,7 +112,7 @@ export const embedCommand = defineCommand({
   validate: validateEmbed,
   preflight,
   run: (o) =>
-    runDataParallel(o, async (group) => {
+    runDataParallel(o, { command: 'embed', table: EMBED_OPTIONS }, async (group) => {
       const r = await embed({ ...embedOptionsFrom(o), group });
       if (r) {
         process.stdout.write(

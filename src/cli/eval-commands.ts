@@ -31,7 +31,7 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
         resolveEncoder(o.checkpoint, o); // a missing encoder is reported before any data is opened
       },
       run: (o) =>
-        runDataParallel(o, async (group) => {
+        runDataParallel(o, { command: 'knn', table: KNN_OPTIONS }, async (group) => {
           const r = await runKnn(o, factories(), group);
           if (r) process.stdout.write(`${r.table}wrote ${r.path}\n`);
           return 0;
@@ -50,7 +50,7 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
         resolveEncoder(o.checkpoint, o);
       },
       run: (o) =>
-        runDataParallel(o, async (group) => {
+        runDataParallel(o, { command: 'linprobe', table: LINPROBE_OPTIONS }, async (group) => {
           const r = await runLinprobe(o, factories(), group);
           if (r) process.stdout.write(`${r.table}wrote ${r.path}\n`);
           return 0;
@@ -70,7 +70,7 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
         resolveEncoder(o.checkpoint, o);
       },
       run: (o) =>
-        runDataParallel(o, async (group) => {
+        runDataParallel(o, { command: 'finetune', table: FINETUNE_OPTIONS }, async (group) => {
           const r = await runFinetune(o, factories(), { group });
           process.stdout.write(r.path ? `${r.table}wrote ${r.path}\n` : r.table);
           return runExitCode(r);

@@ -2,6 +2,7 @@
 // The `semaim` command line: one sub-command per job.
 import { OptionError } from '../util/options';
 import { commands } from './commands';
+import { isWorkerProcess } from '../dist/env';
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
@@ -22,7 +23,28 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`semaim: unknown command '${name}' (known: ${Object.keys(commands).join(', ')})\n`);
     return 2;
   }
+  const notParallel = notDataParallel(name, cmd.options);
+  if (notParallel) {
+    process.stderr.write(`semaim: ${notParallel}\n`);
+    return 2;
+  }
   return cmd.run(rest);
+}
+
+/**
+ * Why this process must not run `name`: a command without the launch flags does not run data-parallel,
+ * and torchrun (or --nproc-per-node) started it as one of several workers, which would each do the
+ * whole work and write the same files (the last one wins, or a later one stops on the first's output).
+ */
+function notDataParallel(name: string, options: Record<string, unknown>): string | null {
+  if (name === 'info' || 'nprocPerNode' in options || !isWorkerProcess()) return null;
+  const world = Number(process.env.WORLD_SIZE);
+  if (!(world > 1)) return null;
+  return (
+    `\`semaim ${name}\` does not run data-parallel, and this process is rank ${process.env.RANK} of ${world} workers (torchrun or --nproc-per-node): ` +
+    `each would do the whole work and write the same files. Run it as one process` +
+    (name === 'ablate' ? ' (--jobs N runs its measurements in N processes).' : '.')
+  );
 }
 
 main(process.argv.slice(2)).then(

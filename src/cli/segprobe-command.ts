@@ -27,7 +27,7 @@ export function makeSegprobeCommand(factory: SegDataFactory = makeSegData): Comm
       resolveEncoder(o.checkpoint, o); // a missing encoder is reported before any data is opened
     },
     run: (o) =>
-      runDataParallel(o, async (group) => {
+      runDataParallel(o, { command: 'segprobe', table: SEGPROBE_OPTIONS }, async (group) => {
         const r = await runSegprobe(readSegprobeConfig(o), o, factory, group);
         if (r) process.stdout.write(`${r.table}wrote ${r.path}${r.figure ? ` and ${r.figure}` : ''}\n`);
         return 0;

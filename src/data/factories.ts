@@ -1,7 +1,8 @@
 // The datasets by name, adapted to what training and evaluation consume (streams.ts): their
 // transforms, seeded subsets, and resumable epoch streams.
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, sep } from 'node:path';
 import { Dataset, packStrings, sharedInt32, unpackString } from './dataset';
 import { DataLoader, Batch } from './loader';
 import { permutation } from './rng';
@@ -82,6 +83,26 @@ export function openData(name: string, o: OpenOptions): Dataset | ShardDataset {
   if (name !== 'shards') return openDataset(name, o);
   if (!o.dataPath) throw new Error("dataset 'shards' needs --data-path (e.g. 'dir/shard-{000000..000127}.tar', a list, or a folder of .tar files)");
   return shardDataset(o.dataPath, { split: o.split });
+}
+
+/**
+ * What must be the same on every machine of a data-parallel run: the number of samples and a digest of
+ * the classes and of every sample's name below the dataset's root with its label (for shards, of the
+ * classes). A file missing on one machine would otherwise give its ranks other epochs (fewer batches:
+ * the ranks then wait for each other's collectives until the timeout) or other images at the same
+ * positions of the shared order.
+ */
+export function datasetIdentity(ds: Dataset | ShardDataset): Record<string, unknown> {
+  const h = createHash('sha256');
+  h.update(JSON.stringify(ds.classes));
+  if (!isShardDataset(ds)) {
+    const prefix = ds.root.endsWith(sep) ? ds.root : ds.root + sep;
+    for (let i = 0; i < ds.length; i++) {
+      const name = ds.name(i);
+      h.update(`${name.startsWith(prefix) ? name.slice(prefix.length) : name}\t${ds.label(i)}\n`);
+    }
+  }
+  return { samples: ds.length, classes: ds.classes.length, digest: h.digest('hex').slice(0, 16) };
 }
 
 /** The data-parallel place of this process (default: rank 0 of 1). */
@@ -211,6 +232,7 @@ export function makeTrainData(o: TrainDataRequest, dist: RankSlice = SINGLE_PROC
     normalize: uint8 ? { mean: normalizeOp!.mean, std: normalizeOp!.std } : null,
     epoch: (epoch: number, start: number) => batches(epochFrom(loader, epoch, start)),
     epochFromSample: (epoch: number, sample: number) => batches(loader.iterate(epoch, { sample })),
+    identity: () => datasetIdentity(ds),
     close: () => loader.close(),
   };
 }
@@ -254,6 +276,7 @@ export function makeEvalData(req: EvalDataRequest, dist: RankSlice = SINGLE_PROC
     numClasses: ds.classes.length,
     classNames: [...ds.classes],
     imageShape: [3, req.imgSize, req.imgSize],
+    identity: () => datasetIdentity(data),
     async *batches(o: BatchOptions): AsyncGenerator<LabelledBatch> {
       for await (const b of epochFrom(loaderFor(o), o.epoch, o.start ?? 0)) {
         yield { images: b.images as Float32Array, shape: b.shape, labels: b.labels, standIns: b.standIns, indices: b.indices };

@@ -70,6 +70,8 @@ export interface RankedTrainData extends TrainData {
    * boundary of this run's plan.
    */
   epochFromSample(epoch: number, sample: number): AsyncIterable<TrainBatch>;
+  /** What must be the same on every rank (see datasetIdentity); absent: only batchesPerEpoch is compared. */
+  identity?(): Record<string, unknown>;
 }
 
 /**
@@ -127,6 +129,8 @@ export interface LabelledData {
   imageShape?: number[];
   batches(o: BatchOptions): AsyncIterable<LabelledBatch>;
   close(): Promise<void> | void;
+  /** What must be the same on every rank of a data-parallel evaluation (see datasetIdentity); absent: only the size is compared. */
+  identity?(): Record<string, unknown>;
 }
 
 /**

@@ -4,6 +4,7 @@
 // SIGINT/SIGTERM to them, and when one fails stops the others (SIGTERM, then SIGKILL after a grace
 // period) and reports the failed rank with its last lines of output.
 import { spawn, ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { OptionError, defineOptions } from '../util/options';
 import { compressionRefusal, GradCompression } from './ddp';
@@ -132,6 +133,19 @@ interface Worker {
   code: number | null;
   signal: NodeJS.Signals | null;
   exitOrder: number;
+  /** Found stopped (SIGSTOP, Ctrl-Z, a debugger) when another worker failed. */
+  stalled: boolean;
+}
+
+/** Whether a process is stopped (state T or t in /proc/<pid>/stat; false where /proc is not). */
+function isStopped(pid: number | undefined): boolean {
+  if (pid === undefined) return false;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return /^[Tt]$/.test(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0]);
+  } catch {
+    return false;
+  }
 }
 
 const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGINT: 2, SIGTERM: 15, SIGKILL: 9, SIGHUP: 1 };
@@ -167,7 +181,11 @@ export async function launchWorkers(argv: string[], o: LaunchOptions): Promise<L
 
   const live = (): Worker[] => workers.filter((w) => !w.exited);
   const stopAll = (signal: NodeJS.Signals): void => {
-    for (const w of live()) w.child.kill(signal);
+    for (const w of live()) {
+      w.child.kill(signal);
+      // a stopped worker would take the signal only when continued: at once, not at the SIGKILL
+      if (w.stalled) w.child.kill('SIGCONT');
+    }
     if (!killTimer) {
       killTimer = setTimeout(() => { for (const w of live()) w.child.kill('SIGKILL'); }, graceMs);
       killTimer.unref();
@@ -198,7 +216,7 @@ export async function launchWorkers(argv: string[], o: LaunchOptions): Promise<L
           MASTER_ADDR: masterAddr, MASTER_PORT: String(masterPort),
         },
       });
-      const w: Worker = { rank, localRank, child, tail: [], exited: false, closed: false, code: null, signal: null, exitOrder: 0 };
+      const w: Worker = { rank, localRank, child, tail: [], exited: false, closed: false, code: null, signal: null, exitOrder: 0, stalled: false };
       workers.push(w);
       forward(child.stdout, rank === 0 ? null : `[rank ${rank}] `, stdout, w.tail, tailLines);
       forward(child.stderr, rank === 0 ? null : `[rank ${rank}] `, stderr, w.tail, tailLines);
@@ -210,6 +228,8 @@ export async function launchWorkers(argv: string[], o: LaunchOptions): Promise<L
         w.exitOrder = ++exits;
         if ((code !== 0 || signal) && stopping === null) {
           stopping = 'failure';
+          // a worker that stopped running leaves the others to time out in their collectives: name it
+          for (const x of live()) x.stalled = isStopped(x.child.pid);
           stopAll('SIGTERM');
         }
       });
@@ -232,15 +252,22 @@ export async function launchWorkers(argv: string[], o: LaunchOptions): Promise<L
     return { exitCode: 128 + (SIGNAL_NUMBERS[stopping] ?? 1), failedRank: null, message: null };
   }
   if (failed.length === 0) return { exitCode: 0, failedRank: null, message: null };
-  const culprit = rootCause(failed);
-  const how = culprit.signal ? `was killed by ${culprit.signal}` : `exited with code ${culprit.code}`;
+  const first = rootCause(failed);
+  const stalled = workers.find((w) => w.stalled);
+  const culprit = stalled ?? first;
+  const how = (w: Worker): string => (w.signal ? `was killed by ${w.signal}` : `exited with code ${w.code}`);
   const others = workers.length - 1;
-  const message = `launch: rank ${culprit.rank} (node ${nodeRank}, local rank ${culprit.localRank}, pid ${culprit.child.pid}) ${how}` +
-    (others > 0 ? `; stopped the other ${others} worker${others > 1 ? 's' : ''} on this node` : '') +
-    `.\nlast ${Math.min(tailLines, culprit.tail.length)} lines of rank ${culprit.rank}:\n` +
-    (culprit.tail.length ? culprit.tail.map((l) => `  | ${l}`).join('\n') : '  (no output)') + '\n';
+  const tail = (w: Worker): string =>
+    `last ${Math.min(tailLines, w.tail.length)} lines of rank ${w.rank}:\n` + (w.tail.length ? w.tail.map((l) => `  | ${l}`).join('\n') : '  (no output)') + '\n';
+  const message = stalled
+    ? `launch: rank ${stalled.rank} (node ${nodeRank}, local rank ${stalled.localRank}, pid ${stalled.child.pid}) had stopped running ` +
+      `(process state T: SIGSTOP, Ctrl-Z or a debugger) when rank ${first.rank} ${how(first)}, most likely after waiting for it until the timeout; ` +
+      `stopped the other ${others} worker${others > 1 ? 's' : ''} on this node.\n${tail(first)}`
+    : `launch: rank ${culprit.rank} (node ${nodeRank}, local rank ${culprit.localRank}, pid ${culprit.child.pid}) ${how(culprit)}` +
+      (others > 0 ? `; stopped the other ${others} worker${others > 1 ? 's' : ''} on this node` : '') +
+      `.\n${tail(culprit)}`;
   stderr.write(message);
-  return { exitCode: culprit.code && culprit.code > 0 ? culprit.code : 1, failedRank: culprit.rank, message };
+  return { exitCode: !culprit.stalled && culprit.code && culprit.code > 0 ? culprit.code : 1, failedRank: culprit.rank, message };
 }
 
 /**

@@ -141,7 +141,7 @@ export class ProcessGroup {
       cudaIndex = Number(device.split(':')[1]);
     }
     const g = new Native();
-    await g.init({
+    await initOrExplain(g, worldSize, {
       backend, rank, worldSize, masterAddr, masterPort, timeoutMs,
       storeHost: env?.agentStore ? false : rank === 0,
       storePrefix: env?.agentStore ? `/worker/attempt_${env.agentStore.restartCount}` : '',
@@ -334,6 +334,21 @@ export class ProcessGroup {
    */
   shutdown(): void {
     this.g.shutdown(this.failedOnce);
+  }
+}
+
+/**
+ * g.init, with the likely cause added to Gloo's message when the ranks were started with different
+ * WORLD_SIZEs: each sends the addresses of the world it believes in, and Gloo only checks their byte length.
+ */
+async function initOrExplain(g: NativeProcessGroup, worldSize: number, o: Parameters<NativeProcessGroup['init']>[0]): Promise<void> {
+  try {
+    await g.init(o);
+  } catch (e) {
+    if (e instanceof Error && /address\.cc.*sizeof\(impl_\) == bytes\.size\(\)/.test(e.message)) {
+      e.message += ` [the ranks disagree on the world size: this one has WORLD_SIZE=${worldSize}, another rank a different one; start every worker with the same WORLD_SIZE]`;
+    }
+    throw e;
   }
 }
 

@@ -17,12 +17,14 @@ import { basename, dirname, resolve } from 'node:path';
 import * as torch from '../torch';
 import { SafetensorsRowWriter, float32ToFloat16Bytes } from '../io';
 import { DataLoader, Dataset, Split, openDataset, subsetDataset, transformsFor } from '../data';
+import { datasetIdentity } from '../data/factories';
 import type { ImageInputOptions } from '../data/options';
 import { EncoderSource, Pooling, loadEncoder, resolveEncoder } from '../semaim';
 import { Progress } from '../run/progress';
 import { processDevice, setProcessThreads } from '../run/device';
 import { type Precision } from '../run/precision';
 import { rankSlice, type ProcessGroup } from '../dist';
+import { SAME_ENCODER_AND_DATA_HINT, checkRanksAgree } from '../dist/agree';
 import { encodeBatch } from './features';
 import { gatherRows } from './gather-features';
 import { writeFileAtomic } from '../util/safe-write';
@@ -184,6 +186,9 @@ export async function embed(o: EmbedOptions): Promise<EmbedResult | null> {
   const source = resolveEncoder(o.checkpoint, { verify: o.verify });
   guardOutputs([o.out, embedListPath(o.out)], source.weights);
   const ds = embedDataset(o, source.config.imgSize);
+  // ranks with other weights or other images would write rows of different models or sets into one file
+  if (group)
+    await checkRanksAgree(group, 'the encoder and the images', { 'encoder sha256': source.sha256, ...datasetIdentity(ds) }, SAME_ENCODER_AND_DATA_HINT);
   const { encoder } = loadEncoder(source, { device });
   const out = resolve(o.out);
   if (rank === 0) mkdirSync(dirname(out), { recursive: true });

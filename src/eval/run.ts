@@ -7,6 +7,7 @@ import { OptionError } from '../util/options';
 import { saveTensors } from '../io';
 import { DataFactories, EvalDataRequest, LabelledData, RankSlice, Split, batchesPerEpoch, splitClassMismatch } from '../data';
 import { rankSlice, type ProcessGroup } from '../dist';
+import { SAME_ENCODER_AND_DATA_HINT, checkRanksAgree } from '../dist/agree';
 import { EncoderSource, LoadedEncoder, loadEncoder, resolveEncoder, sha256File } from '../semaim';
 import { processDevice, setProcessThreads } from '../run/device';
 import { imageInputOptions } from '../data/options';
@@ -52,6 +53,7 @@ export async function makeSplits(
   o: EvalCommonOptions,
   imgSize: number,
   slices: { train?: RankSlice; test?: RankSlice } = {},
+  dp: { group: ProcessGroup | null; encoderSha256: string } | null = null,
 ): Promise<{ train: LabelledData; test: LabelledData }> {
   const train = await f.makeEvalData(dataRequest(o, 'train', imgSize), slices.train);
   let test: LabelledData;
@@ -61,11 +63,21 @@ export async function makeSplits(
     await train.close();
     throw e;
   }
-  const mismatch = splitClassMismatch(train, test);
-  if (mismatch) {
+  try {
+    const mismatch = splitClassMismatch(train, test);
+    if (mismatch) throw new Error(mismatch);
+    if (dp?.group) {
+      // ranks that encode with other weights or read other images would merge features of different models or sets
+      const id = (split: LabelledData) => split.identity?.() ?? { samples: split.size, classes: split.numClasses };
+      const same: Record<string, unknown> = { 'encoder sha256': dp.encoderSha256 };
+      for (const [k, v] of Object.entries(id(train))) same[`train ${k}`] = v;
+      for (const [k, v] of Object.entries(id(test))) same[`test ${k}`] = v;
+      await checkRanksAgree(dp.group, 'the encoder and the evaluation data', same, SAME_ENCODER_AND_DATA_HINT);
+    }
+  } catch (e) {
     await train.close();
     await test.close();
-    throw new Error(mismatch);
+    throw e;
   }
   return { train, test };
 }
@@ -92,7 +104,7 @@ export async function encoderFeatures(
   let train: FeatureSet | null = null;
   try {
     const slice = rankSlice(group);
-    const splits = await makeSplits(f, o, loaded.source.config.imgSize, { train: slice, test: slice });
+    const splits = await makeSplits(f, o, loaded.source.config.imgSize, { train: slice, test: slice }, { group, encoderSha256: loaded.source.sha256 });
     try {
       checkImageShape(loaded.encoder, splits.train, 'train data');
       checkImageShape(loaded.encoder, splits.test, 'test data');
@@ -213,7 +225,7 @@ export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories, g
     loaded = loadEncoder(source, { device: processDevice(o.device, group) });
     try {
       const slice = rankSlice(group);
-      const splits = await makeSplits(f, o, loaded.source.config.imgSize, { train: slice, test: slice });
+      const splits = await makeSplits(f, o, loaded.source.config.imgSize, { train: slice, test: slice }, { group, encoderSha256: loaded.source.sha256 });
       try {
         checkImageShape(loaded.encoder, splits.train, 'train data');
         checkImageShape(loaded.encoder, splits.test, 'test data');
@@ -278,7 +290,7 @@ export async function runFinetune(o: FinetuneOptions, f: DataFactories, hooks: F
   const t0 = Date.now();
   const group = hooks.group ?? null;
   // data-parallel: each rank trains on and evaluates its slices of the global batches; rank 0 reports
-  const splits = await makeSplits(f, o, source.config.imgSize, { train: rankSlice(group), test: rankSlice(group) });
+  const splits = await makeSplits(f, o, source.config.imgSize, { train: rankSlice(group), test: rankSlice(group) }, { group, encoderSha256: source.sha256 });
   try {
     const r = await finetune(o, splits, hooks, source);
     if (group && group.rank !== 0) return { result: null, path: null, table: '', stoppedBy: r.stoppedBy, signal: r.signal };

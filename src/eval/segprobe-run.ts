@@ -18,6 +18,7 @@ import { SegData, SegSkip, SkipSummary, describeSkips, mergeSkips, summarizeSkip
 import { splitClassMismatch } from '../data/streams';
 import { extractSegFeatures, parseBlocks, SegFeatureSet, segSetSize } from './seg-features';
 import { severalRanks, type ProcessGroup } from '../dist';
+import { SAME_ENCODER_AND_DATA_HINT, checkRanksAgree } from '../dist/agree';
 import { SegDataSettings, SegprobeConfig, SegprobeSettings, checkSegprobeProcesses } from './segprobe-options';
 import { processDevice, setProcessThreads } from '../run/device';
 import { SegprobeResult, constantPredictionMetrics, segprobeOnFeatures, segprobeOnline } from './segprobe';
@@ -243,6 +244,17 @@ export async function runSegprobe(
   try {
     const { train, test } = await openSegSplits(f, cfg.data, source.config.imgSize, cfg.seed);
     try {
+      if (group) {
+        // ranks with other weights or other samples would assemble batches and counts of different models or sets
+        const same = {
+          'encoder sha256': source.sha256,
+          'train samples': train.size,
+          'train classes': train.classNames,
+          'test samples': test.size,
+          'test classes': test.classNames,
+        };
+        await checkRanksAgree(group, 'the encoder and the segmentation data', same, SAME_ENCODER_AND_DATA_HINT);
+      }
       names = train.classNames;
       outcome = await segprobeEncoder(encoder, train, test, cfg.probe, {
         evalBatchSize: cfg.evalBatchSize,

@@ -3,7 +3,8 @@
 // model, optimiser, loss scaler, EMA and random streams.
 import { randomBytes } from 'node:crypto';
 import { writeFileAtomic } from '../util/safe-write';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { join, relative } from 'node:path';
 import * as torch from '../torch';
 import { Tensor } from '../torch';
 import { disposeAll } from '../io';
@@ -100,6 +101,12 @@ interface SavedState {
   lossWindow?: UnloggedLosses;
 }
 
+/** Where rank 0 starts a resumed run: its checkpoint folder (relative to --out-dir) and step. */
+interface Settled {
+  checkpoint: string;
+  step: number;
+}
+
 export class TrainState {
   step = 0;
   /** Where the next batch comes from: epoch and batch (micro-batch) index within it. */
@@ -164,17 +171,18 @@ export class TrainState {
    */
   async start(resume: boolean, configJson: Record<string, unknown>): Promise<void> {
     if (!this.writes) {
-      await this.group!.barrier();
-      const latest = resume ? this.checkpoints.loadLatest() : null;
-      if (latest) this.restoreFrom(latest);
+      const [settled] = await this.group!.allGatherJson<Settled | null>(null);
+      if (settled) this.resumeAsRankZero(settled);
       return;
     }
+    let settled: Settled | null = null;
     try {
       this.lock = RunLock.acquire(this.run.outDir);
       this.checkpoints.removeDeadTemps();
       const latest = resume ? this.checkpoints.loadLatest() : null;
       if (latest) {
         this.restoreFrom(latest);
+        settled = { checkpoint: relative(this.run.outDir, latest.dir), step: this.step };
       } else {
         this.checkpoints.archivePreviousRun();
         this.checkpoints.runId = `${new Date().toISOString().replace(/[-:]|\.\d+Z$/g, '')}-${randomBytes(3).toString('hex')}`;
@@ -185,10 +193,30 @@ export class TrainState {
       );
     } catch (e) {
       this.lock?.release();
-      this.group?.markFailed(); // the others wait at the barrier until this process exits
+      this.group?.markFailed(); // the others wait for rank 0's word until this process exits
       throw e;
     }
-    await this.group?.barrier();
+    // the others learn where rank 0 starts (a fresh run, or the checkpoint it settled on)
+    await this.group?.allGatherJson(settled);
+  }
+
+  /**
+   * A rank other than 0 continues from the checkpoint rank 0 settled on (after quarantining corrupt
+   * ones), not from the newest one it sees itself: an --out-dir that is not the same folder on every
+   * machine would otherwise start the ranks at different steps, which then wait for each other's
+   * collectives until the timeout.
+   */
+  private resumeAsRankZero(settled: Settled): void {
+    const dir = join(this.run.outDir, settled.checkpoint);
+    const rank = this.group!.rank;
+    const shared = 'a data-parallel run needs its --out-dir on storage every machine sees (or the same copy of it on each)';
+    if (!existsSync(dir)) {
+      throw new Error(`rank ${rank}: rank 0 resumes from ${settled.checkpoint} (step ${settled.step}), which this rank cannot see at ${dir}: ${shared}`);
+    }
+    this.restoreFrom(this.checkpoints.load(dir));
+    if (this.step !== settled.step) {
+      throw new Error(`rank ${rank}: ${dir} holds step ${this.step}, but rank 0 resumes from step ${settled.step} there: ${shared}`);
+    }
   }
 
   private restoreFrom(latest: LoadedCheckpoint): void {

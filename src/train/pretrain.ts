@@ -5,7 +5,7 @@ import { mkdirSync } from 'node:fs';
 import * as torch from '../torch';
 import { AdamW, GradScaler, paramGroupsWeightDecay, warmupCosine, scaleLr } from '../optim';
 import { SemAIM, VisionTransformer, loadTeacher, orderUsesNoise } from '../semaim';
-import type { TrainBatch, TrainData } from '../data';
+import type { RankedTrainData, TrainBatch, TrainData } from '../data';
 import { EMA } from '../run/ema';
 import { LoopHooks, StopReason, trainLoop } from '../run/loop';
 import type { StopSignal } from '../run/signals';
@@ -13,6 +13,7 @@ import { withPrecision } from '../run/precision';
 import { DeviceImages } from '../run/device-images';
 import { processDevice, setProcessThreads } from '../run/device';
 import { rankSlice, type ProcessGroup } from '../dist';
+import { SAME_DATA_HINT, checkRanksAgree } from '../dist/agree';
 import { PRETRAIN_OPTIONS, PretrainOptions, modelConfigFrom, validatePretrain } from './pretrain-options';
 import { OptionError } from '../util/options';
 import { StaticPretrainStep } from './pretrain-step';
@@ -62,6 +63,10 @@ export async function pretrain(o: PretrainOptions, data: TrainData, hooks: Pretr
   // before the out-dir exists: the loop would refuse it only after making an empty one
   if (data.batchesPerEpoch < o.accumIter)
     throw new OptionError('accumIter', `${o.accumIter} exceeds the ${data.batchesPerEpoch} batches per epoch the data gives at --batch-size ${o.batchSize}`);
+  if (group) {
+    const identity = (data as Partial<RankedTrainData>).identity?.() ?? {};
+    await checkRanksAgree(group, 'the training data', { batchesPerEpoch: data.batchesPerEpoch, ...identity }, SAME_DATA_HINT);
+  }
   mkdirSync(o.outDir, { recursive: true });
   setProcessThreads(o.threads);
   const fusedKinds = torch.fused.parseFusedKinds(o.fused); // checked by validatePretrain

@@ -89,6 +89,27 @@ test('launcher: kill -9 of one worker -> the other sees ERR_DIST_PEER and exits;
   assert.ok(ms < 60_000, `the workers took ${ms} ms to stop after the kill`);
 });
 
+test('launcher: a worker stopped with SIGSTOP -> the other times out; the launcher names the stopped rank, continues it so that SIGTERM ends it, exits non-zero', { skip: gloo, timeout: 50_000 }, async () => {
+  const stdout = sink();
+  const stderr = sink();
+  let stopped = 0;
+  const watcher = setInterval(() => {
+    const r1 = jsonLines(stdout.text()).find((l) => l.rank === 1 && typeof l.pid === 'number');
+    if (r1 && !stopped) {
+      stopped = Number(r1.pid);
+      process.kill(stopped, 'SIGSTOP');
+    }
+  }, 100);
+  // a grace period beyond the test's timeout: only the SIGCONT after the SIGTERM lets the stopped worker end in time
+  const r = await dist.launchWorkers(['stall'], { nprocPerNode: 2, script: workerScript('launched'), stdout, stderr, killGraceMs: 120_000 });
+  clearInterval(watcher);
+  assert.ok(stopped > 0, 'rank 1 never started');
+  assert.equal(r.failedRank, 1, stderr.text());
+  assert.equal(r.exitCode, 1);
+  assert.match(r.message ?? '', new RegExp(`^launch: rank 1 \\(node 0, local rank 1, pid ${stopped}\\) had stopped running \\(process state T.*\\) when rank 0 exited with code 1`));
+  assert.match(r.message ?? '', /last \d+ lines of rank 0:\n.*ERR_DIST_TIMEOUT dist\.allReduce failed on rank 0 of 2/s);
+});
+
 for (const to of ['the launcher', 'its process group (as a terminal sends Ctrl-C)'] as const)
 test(`launcher forwards SIGTERM sent to ${to} to each worker once and exits with 128 + 15`, { skip: gloo }, async () => {
   const child = spawn(process.execPath, [workerScript('launcher'), 'sigterm'], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });

@@ -3,6 +3,7 @@
 //   crash     rank 1 throws after the first collective; the others keep all-reducing
 //   loop      all-reduces every 50 ms for up to 60 s, ignoring SIGTERM (the test kills one worker)
 //   sigterm   like loop, but exits 0 on SIGTERM after printing it
+//   stall     like loop with a 3 s collective timeout and SIGTERM's default action (the test stops rank 1 with SIGSTOP)
 import * as torch from '../../../src/torch';
 import * as dist from '../../../src/dist';
 
@@ -19,7 +20,7 @@ async function loop(g: dist.ProcessGroup): Promise<void> {
 
 async function main(): Promise<void> {
   const env = dist.readDistEnv();
-  const g = await dist.initProcessGroup({ timeoutMs: 60_000 });
+  const g = await dist.initProcessGroup({ timeoutMs: scenario === 'stall' ? 3000 : 60_000 });
   const t = torch.tensor([g.rank + 1], { dtype: 'float64' });
   await g.allReduce(t, 'sum');
   out({ rank: g.rank, worldSize: g.worldSize, localRank: env?.localRank, agentStore: env?.agentStore !== null, sum: t.item(), pid: process.pid });
@@ -32,6 +33,8 @@ async function main(): Promise<void> {
   } else if (scenario === 'loop') {
     // Ignores the launcher's SIGTERM: this worker must stop on its own, from the collective's error.
     process.on('SIGTERM', () => { process.stderr.write('SIGTERM ignored\n'); });
+    await loop(g);
+  } else if (scenario === 'stall') {
     await loop(g);
   } else if (scenario === 'sigterm') {
     // exits a little later, so that a second delivery of the signal would be seen

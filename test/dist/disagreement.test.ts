@@ -1,0 +1,195 @@
+// Ranks that do not start from the same place: each "node" on 127.0.0.1 runs its own command line, as
+// on several machines (--nnodes 2 --node-rank 0/1). Different options, a dataset with a file missing on
+// one machine, an encoder checkpoint that differs, an --out-dir that is not shared when resuming:
+// before, these averaged gradients of different recipes silently, merged features of different
+// encoders, crashed Gloo (SIGABRT) or left the ranks waiting for each other until the 30-minute
+// timeout. Each is now refused on every rank before any work, naming what differs and each rank's value.
+// Each process is killed after 90 s (and SEMAIM_DIST_TIMEOUT is 30 s), so a hang fails the test.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as dist from '../../src/dist';
+import { writePng } from '../../src/viz/png';
+import { workerScript } from './helpers';
+
+const CLI = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
+const gloo = dist.distBuildInfo().gloo ? false : 'the addon was built without Gloo';
+const MODEL = ['--img-size', '32', '--patch-size', '8', '--model', 'vit_tiny', '--embed-dim', '48', '--depth', '2', '--num-heads', '2',
+  '--decoder-depth', '1', '--warmup-epochs', '0.5', '--log-every', '1', '--num-workers', '0', '--threads', '1', '--seed', '3', '--blur', 'false'];
+const SYNTHETIC = ['--dataset', 'synthetic', '--synthetic-size', '64', '--epochs', '2', ...MODEL];
+
+const root = mkdtempSync(join(tmpdir(), 'semaim-disagree-'));
+process.on('exit', () => rmSync(root, { recursive: true, force: true }));
+
+interface NodeRun { code: number | null; signal: NodeJS.Signals | null; out: string }
+
+/** Node 0 and node 1 of a 2-node world on 127.0.0.1, each with its own arguments; resolves when both have exited. */
+async function twoNodes(command: string, args: [string[], string[]]): Promise<[NodeRun, NodeRun]> {
+  const port = await dist.freePort();
+  const node = (rank: number) => new Promise<NodeRun>((resolve) => {
+    const child = spawn(process.execPath, [CLI, command, ...args[rank], '--nnodes', '2', '--node-rank', String(rank), '--master-port', String(port)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, SEMAIM_DIST_TIMEOUT: '30' },
+    });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
+    child.stderr.on('data', (c: Buffer) => { out += c.toString(); });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 90_000);
+    child.on('close', (code, signal) => { clearTimeout(timer); resolve({ code, signal, out }); });
+  });
+  return Promise.all([node(0), node(1)]);
+}
+
+function assertRefused(runs: NodeRun[], what: RegExp, detail: RegExp): void {
+  for (const [rank, r] of runs.entries()) {
+    assert.equal(r.signal, null, `node ${rank} was killed (a hang):\n${r.out}`);
+    assert.notEqual(r.code, 0, `node ${rank} succeeded:\n${r.out}`);
+    assert.match(r.out, what, `node ${rank}:\n${r.out}`);
+    assert.match(r.out, detail, `node ${rank}:\n${r.out}`);
+  }
+}
+
+/** Class folders a/ and b/ of 32×32 PNGs numbered 0..n-1, leaving out `skip`. */
+async function imageFolder(dir: string, n: number, skip: number[] = []): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    if (skip.includes(i)) continue;
+    const data = new Uint8Array(32 * 32 * 3).map((_, j) => (i * 37 + j * (i % 5 + 1)) % 256);
+    await writePng(join(dir, i % 2 ? 'b' : 'a', `${String(i).padStart(3, '0')}.png`), { width: 32, height: 32, data });
+  }
+}
+
+test('pretrain: a rank with other options (--blr) is refused on every rank before any step, naming the option and both values', { skip: gloo }, async () => {
+  const out = join(root, 'blr');
+  const base = [...SYNTHETIC, '--batch-size', '16', '--max-steps', '2', '--out-dir', out];
+  const runs = await twoNodes('pretrain', [base, [...base, '--blr', '0.5']]);
+  assertRefused(runs, /the 2 ranks disagree on the command, its options and the versions/, /--blr: rank 0 [0-9.e-]+, rank 1 0\.5/);
+  assert.ok(!existsSync(join(out, 'metrics.jsonl')), 'refused before any step');
+});
+
+test('pretrain: a file missing on one machine is refused before any step; another spelling of the same folder and other --threads/--num-workers are not', { skip: gloo }, async () => {
+  await imageFolder(join(root, 'data-full'), 40);
+  await imageFolder(join(root, 'data-short'), 40, [7]);
+  const base = [...MODEL, '--dataset', 'folder', '--epochs', '3', '--batch-size', '4'];
+  const bad = join(root, 'missing-file');
+  const runs = await twoNodes('pretrain', [
+    [...base, '--data-path', join(root, 'data-full'), '--out-dir', bad],
+    [...base, '--data-path', join(root, 'data-short'), '--out-dir', bad],
+  ]);
+  // 40 vs 39 images at a global batch of 8: 5 batches per epoch on rank 0, 4 on rank 1 (the ranks used to wait for each other until the timeout)
+  assertRefused(runs, /the 2 ranks disagree on the training data/, /samples: rank 0 40, rank 1 39/);
+  assert.ok(!existsSync(join(bad, 'metrics.jsonl')), 'refused before any step');
+
+  const good = join(root, 'same-data');
+  const ok = await twoNodes('pretrain', [
+    [...base, '--data-path', join(root, 'data-full'), '--max-steps', '2', '--out-dir', good],
+    [...base, '--data-path', join(root, '.', 'data-full') + '/', '--num-workers', '1', '--max-steps', '2', '--out-dir', good],
+  ]);
+  for (const r of ok) assert.equal(r.code, 0, r.out);
+});
+
+test('pretrain resumed where rank 1 cannot see rank 0\'s checkpoint (an --out-dir that is not shared): refused naming the rank, not a hang', { skip: gloo }, async () => {
+  const shared = join(root, 'node0-out');
+  const local = join(root, 'node1-out');
+  mkdirSync(local, { recursive: true });
+  const args = [...SYNTHETIC, '--checkpoint-every', '2'];
+  const first = spawnSync(process.execPath, [CLI, 'pretrain', ...args, '--batch-size', '32', '--max-steps', '2', '--out-dir', shared], { encoding: 'utf8', timeout: 90_000 });
+  assert.equal(first.status, 0, `${first.stdout}\n${first.stderr}`);
+  const runs = await twoNodes('pretrain', [
+    [...args, '--batch-size', '16', '--max-steps', '4', '--out-dir', shared],
+    [...args, '--batch-size', '16', '--max-steps', '4', '--out-dir', local],
+  ]);
+  for (const r of runs) assert.equal(r.signal, null, `killed (a hang):\n${r.out}`);
+  assert.notEqual(runs[1].code, 0);
+  assert.match(runs[1].out, /rank 1: rank 0 resumes from checkpoints\/step-00000002 \(step 2\), which this rank cannot see .*needs its --out-dir on storage every machine sees/);
+  assert.notEqual(runs[0].code, 0, 'rank 0 cannot go on alone');
+  assert.match(runs[0].out, /ERR_DIST_PEER|another rank exited/);
+});
+
+let encoderRuns: [string, string] | null = null;
+/** Two pre-training runs of the same architecture with other weights (made once). */
+function encoders(): [string, string] {
+  const enc = (name: string, seed: string) => {
+    const r = spawnSync(process.execPath, [CLI, 'pretrain', ...SYNTHETIC, '--seed', seed, '--batch-size', '16', '--max-steps', '1', '--out-dir', join(root, name)], { encoding: 'utf8', timeout: 90_000 });
+    assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+    return join(root, name);
+  };
+  encoderRuns ??= [enc('enc-a', '3'), enc('enc-b', '4')];
+  return encoderRuns;
+}
+
+test('knn: ranks with another encoder checkpoint or another test set are refused before writing knn.json', { skip: gloo }, async () => {
+  const [a, b] = encoders();
+  for (const split of ['train', 'test']) {
+    await imageFolder(join(root, 'eval-full', split), 20);
+    await imageFolder(join(root, 'eval-short', split), 20, split === 'test' ? [5] : []);
+  }
+  const knn = (checkpoint: string, data: string, out: string) =>
+    ['--checkpoint', checkpoint, '--dataset', 'folder', '--data-path', join(root, data), '--eval-batch-size', '4', '--k', '1', '--num-workers', '0', '--threads', '1', '--out-dir', join(root, out)];
+
+  const twoEncoders = await twoNodes('knn', [knn(a, 'eval-full', 'knn-enc'), knn(b, 'eval-full', 'knn-enc')]);
+  assertRefused(twoEncoders, /the 2 ranks disagree on the encoder and the evaluation data/, /encoder sha256: rank 0 "[0-9a-f]{64}", rank 1 "[0-9a-f]{64}"/);
+  assert.ok(!existsSync(join(root, 'knn-enc', 'knn.json')));
+
+  // before: Gloo's all-gather of differently sized test sets aborted rank 1 (SIGABRT, "op.preamble.length <= op.nbytes")
+  const data = await twoNodes('knn', [knn(a, 'eval-full', 'knn-data'), knn(a, 'eval-short', 'knn-data')]);
+  assertRefused(data, /the 2 ranks disagree on the encoder and the evaluation data/, /test samples: rank 0 20, rank 1 19/);
+  assert.ok(!existsSync(join(root, 'knn-data', 'knn.json')));
+});
+
+test('embed and segprobe: ranks with another encoder checkpoint (embed: or another image folder) are refused before writing', { skip: gloo }, async () => {
+  const [a, b] = encoders();
+  await imageFolder(join(root, 'images-full'), 12);
+  await imageFolder(join(root, 'images-short'), 12, [3]);
+  const embed = (checkpoint: string, images: string, out: string) =>
+    ['--checkpoint', checkpoint, '--images', join(root, images), '--batch-size', '4', '--num-workers', '0', '--threads', '1', '--out', join(root, out, 'f.safetensors')];
+  const enc = await twoNodes('embed', [embed(a, 'images-full', 'embed-enc'), embed(b, 'images-full', 'embed-enc')]);
+  assertRefused(enc, /the 2 ranks disagree on the encoder and the images/, /encoder sha256: rank 0 "[0-9a-f]{64}", rank 1 "[0-9a-f]{64}"/);
+  const images = await twoNodes('embed', [embed(a, 'images-full', 'embed-data'), embed(a, 'images-short', 'embed-data')]);
+  assertRefused(images, /the 2 ranks disagree on the encoder and the images/, /samples: rank 0 12, rank 1 11/);
+  for (const out of ['embed-enc', 'embed-data']) assert.ok(!existsSync(join(root, out, 'f.safetensors')));
+
+  const seg = (checkpoint: string) =>
+    ['--checkpoint', checkpoint, '--dataset', 'synthetic', '--train-limit', '16', '--test-limit', '8', '--epochs', '1', '--batch-size', '8', '--eval-batch-size', '8', '--figure-images', '0', '--threads', '1', '--out-dir', join(root, 'segprobe')];
+  const runs = await twoNodes('segprobe', [seg(a), seg(b)]);
+  assertRefused(runs, /the 2 ranks disagree on the encoder and the segmentation data/, /encoder sha256: rank 0 "[0-9a-f]{64}", rank 1 "[0-9a-f]{64}"/);
+  assert.ok(!existsSync(join(root, 'segprobe', 'segprobe.json')));
+});
+
+test('workers started with different WORLD_SIZEs (2 on rank 0, 3 on rank 1) fail at the rendezvous saying so', { skip: gloo }, async () => {
+  const port = await dist.freePort();
+  const worker = (rank: number, world: number) => new Promise<NodeRun>((resolve) => {
+    const child = spawn(process.execPath, [workerScript('launched'), 'ok'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, RANK: String(rank), LOCAL_RANK: String(rank), WORLD_SIZE: String(world), LOCAL_WORLD_SIZE: String(world), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port) },
+    });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
+    child.stderr.on('data', (c: Buffer) => { out += c.toString(); });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 90_000);
+    child.on('close', (code, signal) => { clearTimeout(timer); resolve({ code, signal, out }); });
+  });
+  const runs = await Promise.all([worker(0, 2), worker(1, 3)]);
+  for (const [rank, r] of runs.entries()) {
+    assert.equal(r.signal, null, `rank ${rank} was killed (a hang):\n${r.out}`);
+    assert.equal(r.code, 1, r.out);
+    assert.match(r.out, new RegExp(`dist\\.init failed on rank ${rank} of ${rank + 2}.*the ranks disagree on the world size: this one has WORLD_SIZE=${rank + 2}`));
+  }
+});
+
+test('a command that does not run data-parallel (export, ablate), started as one of 2 workers (torchrun), refuses instead of doing the whole work twice', () => {
+  const out = join(root, 'export-twice');
+  const env = { ...process.env, RANK: '1', LOCAL_RANK: '1', WORLD_SIZE: '2', LOCAL_WORLD_SIZE: '2', MASTER_ADDR: '127.0.0.1', MASTER_PORT: '29500' };
+  for (const [command, args, hint] of [
+    ['export', ['--checkpoint', join(root, 'no-such-run'), '--out', join(out, 'enc')], /Run it as one process\.$/m],
+    ['ablate', ['--out-dir', out], /--jobs N runs its measurements in N processes/],
+  ] as const) {
+    const r = spawnSync(process.execPath, [CLI, command, ...args], { encoding: 'utf8', env, timeout: 60_000 });
+    assert.equal(r.status, 2, `${command}: ${r.stdout}\n${r.stderr}`);
+    assert.match(r.stderr, new RegExp(`\`semaim ${command}\` does not run data-parallel, and this process is rank 1 of 2 workers`));
+    assert.match(r.stderr, hint);
+  }
+  assert.ok(!existsSync(out), 'nothing written');
+});
