@@ -18,8 +18,8 @@ test('a signal to the ablate --jobs parent reaches its shard processes, and the 
     writeFileSync(
       child,
       `const { writeFileSync } = require('node:fs');
-       writeFileSync(${JSON.stringify(dir)} + '/started-' + process.pid, '');
        process.on('SIGTERM', () => { writeFileSync(${JSON.stringify(dir)} + '/stopped-' + process.pid, ''); process.exit(143); });
+       writeFileSync(${JSON.stringify(dir)} + '/started-' + process.pid, ''); // after the handler: a signal from now on is seen
        setInterval(() => {}, 1000);`,
     );
     const jobs = JSON.stringify(join(__dirname, '..', '..', 'src', 'cli', 'ablate-jobs'));
