@@ -1,12 +1,13 @@
 // `semaim ablate --jobs N`: the child processes. The same command line runs once per shard
 // (`--shard i/N`) and, for a plan, once per process with `--plan-measure` (all N at once, as the
 // shards will run). Each child's output goes to <out-dir>/logs/; run headers and results are echoed.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { Measurement } from '../experiments/ablate-plan';
 import { openAppendNoFollow } from '../util/safe-write';
+import { StoppedBySignal } from '../run/signals';
 
 /** Options the parent sets for its children (they are removed from the parent's command line). */
 const PARENT_ONLY = new Set(['jobs', 'shard', 'plan-only', 'plan-measure', 'stop-after-minutes']);
@@ -40,7 +41,52 @@ export interface ChildRunner {
 
 const ECHO = /^\[\d+\/\d+\]|seed \d+: |already done|--stop-after-minutes|stopping|measured|error|Error|warning/;
 
-function startChild(r: ChildRunner, name: string, extra: string[], capture: boolean): Promise<string> {
+/**
+ * While children run, SIGINT / SIGTERM sent to this process (a scheduler's SIGTERM, `kill`) are passed on
+ * to them, and this process waits for them: each stops at a checkpoint as a lone `semaim pretrain`
+ * does. Without this the parent died at once and its children ran on unattended, until a write to the
+ * parent's closed pipes killed them without a checkpoint. (A terminal's Ctrl-C reaches the children
+ * too; the same signal twice within a second counts as one there, src/run/signals.ts.)
+ */
+class SignalForwarder {
+  readonly children = new Set<ChildProcess>();
+  signal: NodeJS.Signals | null = null;
+  private readonly onSignal = (signal: NodeJS.Signals): void => {
+    this.signal ??= signal;
+    for (const c of this.children) c.kill(signal);
+  };
+
+  constructor() {
+    process.on('SIGINT', this.onSignal);
+    process.on('SIGTERM', this.onSignal);
+  }
+
+  release(): void {
+    process.off('SIGINT', this.onSignal);
+    process.off('SIGTERM', this.onSignal);
+  }
+}
+
+/** Runs the children of `start` with signals forwarded; after a signal, a StoppedBySignal once all have ended. */
+async function withForwardedSignals<T>(what: string, start: (children: Set<ChildProcess>) => Promise<T>): Promise<T> {
+  const f = new SignalForwarder();
+  try {
+    const r = await start(f.children);
+    if (f.signal) throw new StoppedBySignal(`${what} stopped by ${f.signal}; run the same command again to continue`, f.signal as 'SIGINT' | 'SIGTERM');
+    return r;
+  } catch (e) {
+    if (f.signal && !(e instanceof StoppedBySignal))
+      throw new StoppedBySignal(
+        `${what} stopped by ${f.signal} (${(e as Error).message}); run the same command again to continue`,
+        f.signal as 'SIGINT' | 'SIGTERM',
+      );
+    throw e;
+  } finally {
+    f.release();
+  }
+}
+
+function startChild(r: ChildRunner, name: string, extra: string[], capture: boolean, children: Set<ChildProcess>): Promise<string> {
   const logs = join(r.outDir, 'logs');
   mkdirSync(logs, { recursive: true });
   // appended across calls; never through a symlink planted in the run folder
@@ -49,6 +95,7 @@ function startChild(r: ChildRunner, name: string, extra: string[], capture: bool
   const args = [r.command[1], 'ablate', ...childArgs(r.argv), '--threads', String(threads), ...extra];
   file.write(`== ${new Date().toISOString()} ${args.join(' ')}\n`);
   const child = spawn(r.command[0], args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
   let stdout = '';
   let pending = '';
   child.stdout.on('data', (b: Buffer) => {
@@ -65,6 +112,7 @@ function startChild(r: ChildRunner, name: string, extra: string[], capture: bool
   return new Promise((resolve, reject) => {
     child.on('error', (e) => reject(new Error(`cannot start ${name}: ${e.message}`)));
     child.on('close', (code, signal) => {
+      children.delete(child);
       file.end();
       // 75: a shard stopped early by --stop-after-minutes (the parent reports what is left).
       if (code === 0 || (code === 75 && name.startsWith('shard'))) resolve(stdout);
@@ -76,14 +124,21 @@ function startChild(r: ChildRunner, name: string, extra: string[], capture: bool
 /** Runs shards 'i/N' at once; rejects with the first failure after all have ended. */
 export async function runShardProcesses(r: ChildRunner, shards: string[], o: { stopAfterMinutes?: number }): Promise<void> {
   const stop = o.stopAfterMinutes !== undefined ? ['--stop-after-minutes', String(o.stopAfterMinutes)] : [];
-  const results = await Promise.allSettled(shards.map((s) => startChild(r, `shard-${s.replace('/', '-of-')}`, ['--shard', s, ...stop], false)));
-  const failed = results.find((x): x is PromiseRejectedResult => x.status === 'rejected');
-  if (failed) throw failed.reason;
+  await withForwardedSignals(`the ${shards.length} shard processes`, async (children) => {
+    const results = await Promise.allSettled(shards.map((s) => startChild(r, `shard-${s.replace('/', '-of-')}`, ['--shard', s, ...stop], false, children)));
+    const failed = results.find((x): x is PromiseRejectedResult => x.status === 'rejected');
+    if (failed) throw failed.reason;
+  });
 }
 
 /** N processes measure at once (`--plan-measure`), each printing its Measurement as the last line of stdout. */
 export async function measureInProcesses(r: ChildRunner, count: number): Promise<Measurement[]> {
-  const outs = await Promise.all(Array.from({ length: count }, (_, i) => startChild(r, `measure-${i}`, ['--plan-measure'], true)));
+  const outs = await withForwardedSignals(`the ${count} measuring processes`, async (children) => {
+    const all = await Promise.allSettled(Array.from({ length: count }, (_, i) => startChild(r, `measure-${i}`, ['--plan-measure'], true, children)));
+    const failed = all.find((x): x is PromiseRejectedResult => x.status === 'rejected');
+    if (failed) throw failed.reason;
+    return all.map((x) => (x as PromiseFulfilledResult<string>).value);
+  });
   return outs.map((s, i) => {
     const last = s.trim().split('\n').pop() ?? '';
     try {

@@ -12,14 +12,14 @@
 // Data-parallel (a process group), each rank encodes its slices of the batches; after each batch rank 0
 // gathers every rank's rows and writes them in dataset order (padding of the last batch dropped), so the
 // file is the one a single process writes.
-import { mkdirSync, renameSync } from 'node:fs';
+import { mkdirSync, renameSync, rmSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import * as torch from '../torch';
 import { SafetensorsRowWriter, float32ToFloat16Bytes } from '../io';
 import { DataLoader, Dataset, Split, openDataset, subsetDataset, transformsFor } from '../data';
 import { datasetIdentity } from '../data/factories';
 import type { ImageInputOptions } from '../data/options';
-import { EncoderSource, Pooling, loadEncoder, resolveEncoder } from '../semaim';
+import { EncoderSource, Pooling, VisionTransformer, loadEncoder, resolveEncoder } from '../semaim';
 import { Progress } from '../run/progress';
 import { processDevice, setProcessThreads } from '../run/device';
 import { type Precision } from '../run/precision';
@@ -189,17 +189,13 @@ export async function embed(o: EmbedOptions): Promise<EmbedResult | null> {
   // ranks with other weights or other images would write rows of different models or sets into one file
   if (group)
     await checkRanksAgree(group, 'the encoder and the images', { 'encoder sha256': source.sha256, ...datasetIdentity(ds) }, SAME_ENCODER_AND_DATA_HINT);
-  const { encoder } = loadEncoder(source, { device });
   const out = resolve(o.out);
-  if (rank === 0) mkdirSync(dirname(out), { recursive: true });
-  const P = encoder.numPatches;
-  const D = source.config.embedDim;
-  const rowShape = pooling === 'all' ? [1 + P, D] : [D];
-  const writer = rank === 0 ? new SafetensorsRowWriter(out, { name: 'features', dtype, rowShape }) : null;
+  const listPath = embedListPath(out);
   const transforms = transformsFor('none', source.config.imgSize, ds);
   const warnings: string[] = [];
   // The loader replaces an unreadable image by another one (training keeps its batch size); its
   // warnings name the file. Here the replacement's row is dropped, and the summary is ours.
+  // (Made before the encoder: the loader checks its options, and starts no worker until iterated.)
   const loader = new DataLoader(ds, {
     batchSize,
     shuffle: false,
@@ -218,11 +214,25 @@ export async function embed(o: EmbedOptions): Promise<EmbedResult | null> {
   const labelled = ds.classes.length > 0;
   const indices: number[] = [];
   const skipped: { path: string; reason: string }[] = [];
-  const progress = o.progress === null || rank !== 0 ? null : new Progress(o.progress ?? 'embed', ds.length);
   const plan = loader.plan(0);
   const mine = Array.from({ length: plan.count }, (_, j) => plan.range(j)).reduce((s, [a, b]) => s + b - a, 0);
   let seen = 0;
+  // Everything that holds something (the encoder's tensors, the partial files, the loader's workers)
+  // is made inside the try, so that a failure at any point (an output folder that cannot be made, a
+  // full disk, an unreadable data set) releases it before the error reaches the caller.
+  let encoder: VisionTransformer | null = null;
+  let writer: SafetensorsRowWriter | null = null;
+  let progress: Progress | null = null;
   try {
+    encoder = loadEncoder(source, { device }).encoder;
+    const P = encoder.numPatches;
+    const D = source.config.embedDim;
+    const rowShape = pooling === 'all' ? [1 + P, D] : [D];
+    if (rank === 0) {
+      mkdirSync(dirname(out), { recursive: true });
+      writer = new SafetensorsRowWriter(out, { name: 'features', dtype, rowShape });
+    }
+    progress = o.progress === null || rank !== 0 ? null : new Progress(o.progress ?? 'embed', ds.length);
     for await (const batch of loader.iterate(0)) {
       const B = batch.shape[0];
       const [first] = plan.range(batch.index);
@@ -230,10 +240,11 @@ export async function embed(o: EmbedOptions): Promise<EmbedResult | null> {
       // The whole batch, as extractFeatures runs it: the kept rows are bit-equal to the evaluations' features.
       const pixels = batch.images;
       if (!(pixels instanceof Float32Array)) throw new Error('embed: the loader gave uint8 images, expected normalised float32');
+      const enc = encoder;
       const f = torch.scope(() => {
         const images = torch.tensor(pixels, { shape: batch.shape, device });
-        encoder.checkImages(images);
-        return encodeBatch(encoder, images, pooling, o.precision ?? 'fp32');
+        enc.checkImages(images);
+        return encodeBatch(enc, images, pooling, o.precision ?? 'fp32');
       });
       let parts: { rows: Float32Array; codes: Float64Array }[];
       try {
@@ -272,7 +283,6 @@ export async function embed(o: EmbedOptions): Promise<EmbedResult | null> {
     };
     const labels = Int32Array.from(indices, (i) => ds.label(i));
     if (labelled) tail.labels = { dtype: 'int32', shape: [n], data: new Uint8Array(labels.buffer) };
-    const listPath = embedListPath(out);
     const seconds = (Date.now() - t0) / 1000;
     const list: EmbedList = {
       format: 'semaim.embed/1',
@@ -304,10 +314,11 @@ export async function embed(o: EmbedOptions): Promise<EmbedResult | null> {
     return { path: out, listPath, count: n, skipped: skipped.length, shape: list.shape, seconds };
   } catch (e) {
     writer?.abort();
+    if (writer) rmSync(`${listPath}.partial`, { force: true });
     throw e;
   } finally {
     progress?.done();
     await loader.close();
-    encoder.dispose();
+    encoder?.dispose();
   }
 }

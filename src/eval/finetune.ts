@@ -154,15 +154,20 @@ export async function finetune(o: FinetuneOptions, data: FinetuneData, hooks: Fi
 
   // ---- model (MAE: init, load the encoder, head trunc_normal 2e-5), EMA
   const model = new ViTClassifier(cfg).initWeights();
-  if (o.init === 'pretrained') {
-    const tensors = loadEncoderTensors(source, { withFcNorm: true });
-    try {
-      model.loadEncoder(tensors);
-    } finally {
-      disposeAll(tensors);
+  try {
+    if (o.init === 'pretrained') {
+      const tensors = loadEncoderTensors(source, { withFcNorm: true });
+      try {
+        model.loadEncoder(tensors);
+      } finally {
+        disposeAll(tensors);
+      }
     }
+    model.to({ device });
+  } catch (e) {
+    model.dispose(); // weights that do not fit (a timm global_pool='avg' encoder with --pool cls): not left to the GC
+    throw e;
   }
-  model.to({ device });
   const ema = o.ema ? new EMA(new ViTClassifier(cfg).to({ device }), model, o.emaDecay) : null;
 
   // ---- optimiser, schedule, mixing

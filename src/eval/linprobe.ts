@@ -122,16 +122,19 @@ async function trainProbe(
       let i = 0;
       lossSum.zero_();
       for await (const b of batches(epoch)) {
-        torch.scope(() => {
-          optimizer.setLr(schedule(fractionalEpoch(epoch, i, perEpoch)));
-          const loss = F.crossEntropy(probe.forward(b.features), b.labels);
-          loss.backward();
-          optimizer.step();
-          optimizer.zeroGrad();
-          lossSum.add_(loss.detach());
-        });
-        b.features.dispose();
-        b.labels.dispose();
+        try {
+          torch.scope(() => {
+            optimizer.setLr(schedule(fractionalEpoch(epoch, i, perEpoch)));
+            const loss = F.crossEntropy(probe.forward(b.features), b.labels);
+            loss.backward();
+            optimizer.step();
+            optimizer.zeroGrad();
+            lossSum.add_(loss.detach());
+          });
+        } finally {
+          b.features.dispose(); // also when the step throws (a label outside numClasses)
+          b.labels.dispose();
+        }
         i++;
         step++;
         if (step >= totalSteps) break;
@@ -254,9 +257,9 @@ export async function linprobeOnline(
   const seed = o.seed ?? 0;
   torch.manualSeed(seed);
   encoder.eval();
-  const probe = new LinearProbe(encoder.cfg.embedDim, numClasses).to({ device });
   const perEpoch = batchesPerEpoch(trainData.size, o.batchSize, true);
   if (perEpoch < 1) throw new Error(`linprobe: ${trainData.size} training images give no full batch of ${o.batchSize}`);
+  const probe = new LinearProbe(encoder.cfg.embedDim, numClasses).to({ device });
   async function* batches(epoch: number): AsyncGenerator<ProbeBatch> {
     const batchSize = o.batchSize / ranks; // this rank's slice of every batch
     for await (const b of trainData.batches({ batchSize, shuffle: true, epoch, augment: o.augment ?? 'resize-crop-flip', seed, dropLast: true })) {

@@ -182,16 +182,19 @@ async function trainHead(
       let i = 0;
       lossSum.zero_();
       for await (const b of batches(epoch)) {
-        torch.scope(() => {
-          optimizer.setLr(schedule(fractionalEpoch(epoch, i, perEpoch)));
-          const loss = F.crossEntropy(head.forward(b.tokens, grid, size), b.masks, { ignoreIndex: IGNORE_INDEX });
-          loss.backward();
-          optimizer.step();
-          optimizer.zeroGrad();
-          lossSum.add_(loss.detach());
-        });
-        b.tokens.dispose();
-        b.masks.dispose();
+        try {
+          torch.scope(() => {
+            optimizer.setLr(schedule(fractionalEpoch(epoch, i, perEpoch)));
+            const loss = F.crossEntropy(head.forward(b.tokens, grid, size), b.masks, { ignoreIndex: IGNORE_INDEX });
+            loss.backward();
+            optimizer.step();
+            optimizer.zeroGrad();
+            lossSum.add_(loss.detach());
+          });
+        } finally {
+          b.tokens.dispose(); // also when the step throws (a mask label outside numClasses)
+          b.masks.dispose();
+        }
         i++;
         step++;
         if (step >= totalSteps) break;
@@ -363,9 +366,9 @@ export async function segprobeOnline(
   const seed = o.seed ?? 0;
   torch.manualSeed(seed);
   encoder.eval();
-  const head = new SegLinearHead(test.features.shape[2], numClasses).to({ device });
   const perEpoch = Math.floor(trainData.size / o.batchSize);
   if (perEpoch < 1) throw new Error(`segprobe: ${trainData.size} training images give no full batch of ${o.batchSize}`);
+  const head = new SegLinearHead(test.features.shape[2], numClasses).to({ device });
   const trainHistogram = new Float64Array(numClasses);
   const slice = group ? { rank: group.rank, worldSize: ranks } : undefined;
   async function* batches(epoch: number): AsyncGenerator<SegTrainBatch> {

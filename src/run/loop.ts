@@ -128,7 +128,12 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
   const totalSteps = Math.min(plannedSteps, run.maxSteps ?? Infinity);
 
   const state = new TrainState(job, run, { perEpoch, totalSteps, log, freshRunHint: hooks.freshRunHint });
-  await state.start(run.resume, { options: job.options, model: job.config, ...job.extraState });
+  try {
+    await state.start(run.resume, { options: job.options, model: job.config, ...job.extraState });
+  } catch (e) {
+    state.dispose(); // a refused resume: the loss window's tensors go now, not with the garbage collector
+    throw e;
+  }
   const stop: StopRequest = hooks.stop ?? { requested: false };
   const result = (): LoopResult => ({
     steps: state.step,
@@ -147,13 +152,14 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
   }
   const releaseSignals = catchStopSignals(stop, log);
   const restoreCudnn = cudnnAutotune(run.device);
-  // after the resume: every rank starts from rank 0's parameters (the same checkpoint anyway)
-  const compress = (run.gradCompress ?? 'none') as GradCompression;
-  const ddp = group ? new DistributedDataParallel(model, group, { compress, ...(job.forwardBackward && { mode: 'after-backward' }) }) : null;
   const restoreSlice = setBatchSlice(rankSlice(group));
-  const startEpoch = state.epoch;
-  model.train();
+  let ddp: DistributedDataParallel | null = null;
   try {
+    // after the resume: every rank starts from rank 0's parameters (the same checkpoint anyway)
+    const compress = (run.gradCompress ?? 'none') as GradCompression;
+    if (group) ddp = new DistributedDataParallel(model, group, { compress, ...(job.forwardBackward && { mode: 'after-backward' }) });
+    const startEpoch = state.epoch;
+    model.train();
     outer: for (let epoch = startEpoch; state.step < totalSteps; epoch++) {
       let micro = 0;
       let batchIndex = epoch === startEpoch ? state.batch : 0;

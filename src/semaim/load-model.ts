@@ -34,21 +34,31 @@ export function loadModel(source: string, device: torch.Device = 'cpu', o: Verif
     disposeAll(tensors);
   }
   model.eval();
-  if (config.target.type === 'features') {
-    if (!existsSync(config.target.teacher)) {
-      model.dispose();
-      throw new Error(`the checkpoint's teacher ${config.target.teacher} is not found (feature targets need it for the loss map)`);
-    }
-    model.teacher = loadTeacher(config, device);
-  }
+  // The teacher and the EMA copy load after the model: when either fails, what was loaded is freed.
   let ema: VisionTransformer | null = null;
-  const opt = join(dir, 'optimizer.safetensors');
-  if ('source' in config.order && config.order.source === 'ema' && existsSync(opt)) {
-    const { tensors: e } = loadTensors(opt, { device, filter: (k) => k.startsWith('ema.') });
-    ema = new VisionTransformer(config).to({ device });
-    ema.loadStateDict(new Map([...e].map(([k, v]) => [k.slice(4), v])), { strict: false });
-    disposeAll(e);
-    ema.eval();
+  try {
+    if (config.target.type === 'features') {
+      if (!existsSync(config.target.teacher)) {
+        throw new Error(`the checkpoint's teacher ${config.target.teacher} is not found (feature targets need it for the loss map)`);
+      }
+      model.teacher = loadTeacher(config, device);
+    }
+    const opt = join(dir, 'optimizer.safetensors');
+    if ('source' in config.order && config.order.source === 'ema' && existsSync(opt)) {
+      const { tensors: e } = loadTensors(opt, { device, filter: (k) => k.startsWith('ema.') });
+      try {
+        ema = new VisionTransformer(config).to({ device });
+        ema.loadStateDict(new Map([...e].map(([k, v]) => [k.slice(4), v])), { strict: false });
+      } finally {
+        disposeAll(e);
+      }
+      ema.eval();
+    }
+  } catch (e) {
+    ema?.dispose();
+    model.teacher?.dispose();
+    model.dispose();
+    throw e;
   }
   let step: number | null = null;
   try {

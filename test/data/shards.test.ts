@@ -34,6 +34,7 @@ import {
 } from '../../src/data';
 import { pack as tarPack } from 'tar-stream';
 import { gzipSync } from 'node:zlib';
+import { spawn, spawnSync } from 'node:child_process';
 import { readShard, ShardReadError, shardEpochPlan, ShuffleBuffer, replay, readIndexFile, MAX_IMAGE_BYTES, MAX_META_BYTES } from '../../src/data/shards';
 import { tempDir, write, picture, encode } from './helpers';
 
@@ -624,4 +625,33 @@ test('a sample whose member repeats (two samples under one key) is unusable, not
     { key: 'a', label: 1, sampleError: 'the member a.png appears twice in one sample (two samples with one key?)' },
     { key: 'b', label: 1, sampleError: undefined },
   ]);
+});
+
+test('the packer leaves no temporary shard: Ctrl-C removes the one being written, and one of a killed packer goes at the next start', async () => {
+  const big = join(root, 'many');
+  const jpg = await encode(picture(16, 16, 3), 16, 16, 3, 'jpeg', { quality: 85 });
+  for (let i = 0; i < 2400; i++) write(join(big, `c${i % 2}`, `${i}.jpg`), jpg);
+  const out = join(root, 'interrupted');
+  mkdirSync(out, { recursive: true });
+  const temps = () => readdirSync(out).filter((f) => f.includes('.tmp-'));
+  // Ctrl-C while a shard is being written (seen on disk as its temporary file)
+  const script = `require(${JSON.stringify(join(__dirname, '..', '..', 'src', 'data'))}).packImageFolder({ input: ${JSON.stringify(big)}, output: ${JSON.stringify(out)}, shardSize: 600 })`;
+  const child = spawn(process.execPath, ['-e', script], { stdio: 'ignore' });
+  const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
+  let sent = false;
+  while (!sent && child.exitCode === null) {
+    if (temps().length) {
+      child.kill('SIGINT');
+      sent = true;
+    } else await new Promise((r) => setTimeout(r, 1));
+  }
+  assert.ok(sent, 'the packer was interrupted while writing a shard');
+  assert.equal(await exited, 'SIGINT', 'the signal still ends the packer');
+  assert.deepEqual(temps(), [], 'its temporary shard is gone');
+  // kill -9 leaves one: the next packer in the folder removes it (a live process's stays)
+  const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
+  writeFileSync(join(out, `shard-000001.tar.tmp-${dead}`), 'half a shard');
+  writeFileSync(join(out, `shard-000099.tar.tmp-${process.pid}`), 'a live packer is writing it');
+  await packImageFolder({ input: folder, output: out, shardSize: 5, overwrite: true });
+  assert.deepEqual(temps(), [`shard-000099.tar.tmp-${process.pid}`]);
 });

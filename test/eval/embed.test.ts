@@ -4,7 +4,7 @@
 // with the pooled features.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as torch from '../../src/torch';
 import { float16BytesToFloat32, readSafetensors, readSafetensorsHeader } from '../../src/io';
@@ -220,4 +220,27 @@ test('embed replaces an existing output only with --overwrite, and never the enc
   } finally {
     process.stdout.write = stdout;
   }
+});
+
+test('an embed that fails after loading the encoder frees its tensors and leaves no partial file', async () => {
+  const images = join(dir, 'fail-two');
+  for (let i = 0; i < 2; i++) write(join(images, `p${i}.png`), await encode(picture(32, 32, i), 32, 32, 3, 'png'));
+  const base = { checkpoint: encoderPath, images, batchSize: 2, numWorkers: 0, progress: null, onWarning: () => {} };
+  const live = () => torch.memoryStats().liveTensors;
+  const start = live();
+  // the output folder cannot be made (a file stands where it should be): fails after the encoder is loaded
+  write(join(dir, 'a-file'), 'not a folder\n');
+  for (let i = 0; i < 3; i++) await assert.rejects(embed({ ...base, out: join(dir, 'a-file', 'sub', 'x.safetensors') }), /ENOTDIR/);
+  assert.equal(live(), start, 'the encoder of each failed embed is disposed, not left to the garbage collector');
+  // the last renames fail (a folder where the features or the list go): every row was written to a partial file
+  const out = join(dir, 'blocked');
+  mkdirSync(join(out, 'list.json'), { recursive: true });
+  mkdirSync(join(out, 'rows.safetensors'), { recursive: true });
+  await assert.rejects(embed({ ...base, out: join(out, 'list.safetensors') }), /EISDIR|ENOTEMPTY|EEXIST/);
+  await assert.rejects(embed({ ...base, out: join(out, 'rows.safetensors') }), /EISDIR|ENOTEMPTY|EEXIST/);
+  assert.deepEqual(
+    readdirSync(out).filter((f) => f.includes('.partial') || f.includes('.tmp')),
+    [],
+  );
+  assert.equal(live(), start);
 });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as torch from '../../src/torch';
@@ -11,7 +11,7 @@ import { finetune, makeFinetuneOptimizer } from '../../src/eval/finetune';
 import { runFinetune } from '../../src/eval/run';
 import { readMetrics } from '../../src/run/metrics';
 import { CheckpointManager } from '../../src/run/checkpoints';
-import { loadTensors, disposeAll } from '../../src/io';
+import { loadTensors, disposeAll, saveTensors } from '../../src/io';
 import { TINY, memoryFactories, memoryTrainData, toyImages, writeEncoder } from './helpers';
 import { pretrain } from '../../src/train/pretrain';
 import { PRETRAIN_OPTIONS } from '../../src/train/pretrain-options';
@@ -288,6 +288,28 @@ test('a batch larger than the training images is an option error of finetune and
       batchError(/64 exceeds the 32 training images \(the online probe, --no-cache-features, drops partial batches\)/),
     );
     assert.equal(existsSync(join(dir, 'ft')) || existsSync(join(dir, 'lp')), false, 'no out-dir');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a fine-tuning whose encoder weights do not fit frees its model', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ft-misfit-'));
+  try {
+    // a timm global_pool='avg' encoder (fc_norm, no final norm) fine-tuned with --pool cls: norm is missing
+    const enc = writeEncoder(dir);
+    const { tensors } = loadTensors(enc);
+    const renamed = new Map([...tensors].map(([k, v]) => [k.replace(/^norm\./, 'fc_norm.'), v]));
+    const avg = join(dir, 'avg.safetensors');
+    saveTensors(avg, renamed);
+    disposeAll(tensors);
+    writeFileSync(join(dir, 'avg.json'), readFileSync(enc.replace(/\.safetensors$/, '.json')));
+    const data = { train: toyImages(8, 3, 8, 1), test: toyImages(4, 3, 8, 2) };
+    const start = torch.memoryStats().liveTensors;
+    for (let i = 0; i < 3; i++) {
+      await assert.rejects(finetune(ftOptions(join(dir, `ft${i}`), avg, { pool: 'cls' }), data, { log: () => {} }), /lack norm\.weight/);
+    }
+    assert.equal(torch.memoryStats().liveTensors, start, 'the classifier of each refused run was freed');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -87,3 +87,27 @@ test('the online path trains through a frozen encoder and leaves it unchanged', 
   encoder.dispose();
   rmSync(dir, { recursive: true, force: true });
 });
+
+test('a probe that fails frees its tensors: a label outside the classes mid-training, a batch larger than the data', async () => {
+  const train = separable(64, 4, 8, 1);
+  const testSet = separable(16, 4, 8, 2);
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-lp-fail-'));
+  const { encoder } = loadEncoder(writeEncoder(dir));
+  const images = toyImages(16, 3, 8, 1);
+  const te = await extractFeatures(encoder, images, { batchSize: 16, pooling: 'mean', label: null });
+  try {
+    const start = torch.memoryStats().liveTensors;
+    for (let i = 0; i < 3; i++) {
+      // 3 classes, labels 0..3: the first step's loss throws after its batch was made
+      await assert.rejects(linprobeOnFeatures(train, testSet, 3, { epochs: 1, batchSize: 16, blr: 0.1, label: null }), /out of bounds/);
+      await assert.rejects(linprobeOnline(encoder, images, te, 3, { epochs: 1, batchSize: 64, blr: 0.1, pooling: 'mean', label: null }), /no full batch/);
+    }
+    assert.equal(torch.memoryStats().liveTensors, start, 'each failed probe freed its batch and its head');
+  } finally {
+    train.features.dispose();
+    testSet.features.dispose();
+    te.features.dispose();
+    encoder.dispose();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

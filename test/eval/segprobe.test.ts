@@ -251,3 +251,30 @@ test('the segprobe command parses its flags, checks them before any data is read
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a segmentation probe that fails frees its tensors: a mask label outside the classes mid-training, a batch larger than the data', async () => {
+  const train = separablePatches(16, 3, 8, 1);
+  const testSet = separablePatches(8, 3, 8, 2);
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-sp-fail-'));
+  const { encoder } = loadEncoder(writeEncoder(dir));
+  const te = await extractSegFeatures(encoder, squares(8, 2), { batchSize: 8, blocks: [1], label: null });
+  const few = squares(8, 1);
+  try {
+    const start = torch.memoryStats().liveTensors;
+    for (let i = 0; i < 3; i++) {
+      // 2 classes, mask labels 0..2: the first step's loss throws after its batch was made
+      await assert.rejects(segprobeOnFeatures(train, testSet, 2, { epochs: 1, batchSize: 8, lr: 1e-2, label: null }), /out of bounds|Target/);
+      await assert.rejects(
+        segprobeOnline(encoder, few, te, 2, { epochs: 1, batchSize: 64, lr: 1e-2, label: null, blocks: [1], augment: 'crop-flip' }),
+        /no full batch/,
+      );
+    }
+    assert.equal(torch.memoryStats().liveTensors, start, 'each failed probe freed its batch and its head');
+  } finally {
+    train.features.dispose();
+    testSet.features.dispose();
+    te.features.dispose();
+    encoder.dispose();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -3,7 +3,7 @@
 // 1e-2 (float16), for batch 1 and 3; plus the file's structure and the command line.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -136,8 +136,9 @@ test('onnx file: opset 17, dynamic batch, float32 interface, weights under their
   }
 });
 
-test('semaim export --format onnx: a checkpoint folder becomes onnx/model.onnx + config.json + preprocessor_config.json', async () => {
+test('semaim export --format onnx: a checkpoint folder becomes onnx/model.onnx + config.json + preprocessor_config.json', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-onnx-cli-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
   const model = new SemAIM(makeConfig('vit_tiny', { imgSize: 16, patchSize: 4, embedDim: 32, depth: 2, numHeads: 2, decoderDepth: 1 })).initWeights(4).eval();
   const ckpt = writeCheckpointFolder(join(dir, 'ckpt'), model);
   const out = join(dir, 'out');
@@ -173,8 +174,9 @@ test('semaim export --format onnx: a checkpoint folder becomes onnx/model.onnx +
   await assert.rejects(commands.export.run(['--checkpoint', ckpt, '--out', own, '--overwrite']), /model\.safetensors is what this command reads/);
 });
 
-test('semaim export: bad options fail with a message naming the option, before any work', async () => {
+test('semaim export: bad options fail with a message naming the option, before any work', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-onnx-bad-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
   await assert.rejects(
     commands.export.run(['--checkpoint', dir, '--out', join(dir, 'x'), '--format', 'tflite']),
     /option 'format': must be one of safetensors, onnx, web/,

@@ -5,7 +5,7 @@
 // antialiased bicubic), so its pixels are close to, not equal to, evaluation's.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -28,8 +28,9 @@ async function writeSmoothImage(path: string, w: number, h: number): Promise<str
   return path;
 }
 
-test("transformers.js loads the exported folder offline (image-feature-extraction) and gives semaim's features", async () => {
+test("transformers.js loads the exported folder offline (image-feature-extraction) and gives semaim's features", async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-tfjs-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
   const vit = smallEncoder();
   const src = writeExportedEncoder(join(dir, 'enc'), vit);
   const models = join(dir, 'models');

@@ -3,7 +3,7 @@
 // semaim's similarity map and semantic order (src/semaim/orders.ts) on the same tokens.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -44,9 +44,10 @@ async function writePng(path: string, w: number, h: number, channels: 3 | 4, px:
   return path;
 }
 
-test("page preprocessing equals semaim's evaluation pipeline (downscale, upscale, native size, odd sizes, alpha, noise)", async () => {
+test("page preprocessing equals semaim's evaluation pipeline (downscale, upscale, native size, odd sizes, alpha, noise)", async (t) => {
   const { preprocess } = await pageModule<PreprocessModule>('preprocess.js');
   const dir = mkdtempSync(join(tmpdir(), 'semaim-web-pre-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
   let s = 12345;
   const rnd = () => (s = (s * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
   const smooth = (x: number, y: number, c: number) => Math.round(127 + 100 * Math.sin(x / 7 + c) * Math.cos(y / 9 - c));

@@ -5,7 +5,7 @@
 // errors; a screenshot is saved (to $SEMAIM_WEB_SCREENSHOT when set).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -37,8 +37,9 @@ async function writePhoto(path: string, w: number, h: number, format: 'png' | 'j
 test(
   "web page: headless Chromium computes semaim's maps for a dropped image, without console errors",
   { skip: missing ?? false, timeout: 240_000 },
-  async () => {
+  async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'semaim-web-page-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
     const vit = smallEncoder(6);
     const web = join(dir, 'web');
     const r = exportWeb(writeExportedEncoder(join(dir, 'enc'), vit), web, { dtype: 'float32' });

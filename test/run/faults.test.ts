@@ -245,13 +245,16 @@ test('resuming with a changed recipe is refused with a table of the changes, and
   const dir = tmp('recipe');
   await pretrain(options(dir, { maxSteps: 3 }), data(), quiet);
   const config = readFileSync(join(dir, 'config.json'), 'utf8');
-  await assert.rejects(pretrain(options(dir, { maxSteps: 6, batchSize: 8, seed: 5 }), data(), quiet), (e: unknown) => {
+  const changed = data();
+  const live = torch.memoryStats().liveTensors;
+  await assert.rejects(pretrain(options(dir, { maxSteps: 6, batchSize: 8, seed: 5 }), changed, quiet), (e: unknown) => {
     assert.ok(e instanceof OptionError);
     assert.match(e.message, /--batch-size +4 +8/);
     assert.match(e.message, /--seed +2 +5/);
     assert.match(e.message, /may change when resuming: .*--epochs/);
     return true;
   });
+  assert.equal(torch.memoryStats().liveTensors, live, 'the refused run freed its model, optimiser and loss window');
   assert.equal(readFileSync(join(dir, 'config.json'), 'utf8'), config);
   // Options that may change (longer run, logging, cadence) resume.
   const r = await pretrain(options(dir, { maxSteps: 5, epochs: 30, logEvery: 2, checkpointEvery: 5 }), data(), quiet);

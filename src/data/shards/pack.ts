@@ -6,7 +6,8 @@
 // lists the class names and the samples per shard, so readers need not scan them.
 //
 // Each shard is written to a temporary file and renamed into place when complete, and the index
-// last, so an interrupted run never leaves a shard that looks complete.
+// last, so an interrupted run never leaves a shard that looks complete; the temporary file goes on
+// Ctrl-C / SIGTERM, and one left by a killed packer goes when the next one starts in that folder.
 
 import { createWriteStream, readdirSync, readFileSync, rmSync, renameSync, statSync, mkdirSync } from 'node:fs';
 import { extname, join, resolve } from 'node:path';
@@ -16,6 +17,7 @@ import { permutation } from '../rng';
 import { INDEX_FILE, INDEX_FORMAT, type ShardEntry, type ShardIndexFile } from './shard-index';
 import { writeFileAtomic } from '../../util/safe-write';
 import { isShardFile } from './paths';
+import { namesOfDeadProcesses } from '../../util/process-alive';
 
 export interface PackOptions {
   input: string;
@@ -54,8 +56,22 @@ export function sampleKey(i: number): string {
   return String(i).padStart(9, '0');
 }
 
+/** The temporary name of a shard being written by process `pid` (TEMP_SHARD reads the pid back). */
+const tempShard = (path: string, pid: number) => `${path}.tmp-${pid}`;
+const TEMP_SHARD = /^shard-\d+\.tar\.tmp-(\d+)$/;
+const STOP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
+
 async function writeShard(path: string, members: Array<{ name: string; data: Buffer }>): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}`;
+  const tmp = tempShard(path, process.pid);
+  // Ctrl-C / SIGTERM while the shard is written: the temporary file goes, then the signal takes its
+  // default course (unless the process handles it itself, and then the stream error path cleans up).
+  const onSignal = (signal: NodeJS.Signals): void => {
+    for (const s of STOP_SIGNALS) process.off(s, onSignal);
+    if (process.listenerCount(signal) > 0) return;
+    rmSync(tmp, { force: true });
+    process.kill(process.pid, signal);
+  };
+  for (const s of STOP_SIGNALS) process.on(s, onSignal);
   const p = tarPack();
   const out = createWriteStream(tmp);
   const done = new Promise<void>((res, rej) => {
@@ -75,6 +91,8 @@ async function writeShard(path: string, members: Array<{ name: string; data: Buf
   } catch (e) {
     rmSync(tmp, { force: true });
     throw e;
+  } finally {
+    for (const s of STOP_SIGNALS) process.off(s, onSignal);
   }
 }
 
@@ -86,6 +104,8 @@ export async function packImageFolder(o: PackOptions): Promise<PackResult> {
   if (output === input || output.startsWith(input + '/')) throw new Error(`shards: the output folder ${output} must not be inside the input folder ${input}`);
   const ds = imageFolder(input, { onWarning: o.onWarning });
   mkdirSync(output, { recursive: true });
+  // shards half written by a packer that was killed (kill -9 leaves them; a signal's handler removes its own)
+  for (const f of namesOfDeadProcesses(output, TEMP_SHARD)) rmSync(join(output, f), { force: true });
   const existing = readdirSync(output).filter((f) => isShardFile(f) || f === INDEX_FILE);
   if (existing.length) {
     if (!o.overwrite)

@@ -1,0 +1,60 @@
+// loadModel (visualize, report, object-start): the teacher and the EMA copy load after the model;
+// when one of them fails, the model (and whatever else was loaded) is freed before the error reaches
+// the caller, not left to the garbage collector of a long-lived process.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as torch from '../../src/torch';
+import { saveTensors, sha256File } from '../../src/io';
+import { EncoderConfig, SemAIM, SemAIMConfig, VisionTransformer, loadModel, makeConfig } from '../../src/semaim';
+
+const ENC: EncoderConfig = { imgSize: 16, patchSize: 4, inChans: 3, embedDim: 32, depth: 2, numHeads: 2, mlpRatio: 4 };
+
+function checkpoint(dir: string, cfg: SemAIMConfig, extra?: Map<string, torch.Tensor>): string {
+  const model = new SemAIM(cfg).initWeights(1);
+  const files: Record<string, string> = {};
+  saveTensors(join(dir, 'model.safetensors'), model.stateDict(), { config: JSON.stringify(cfg), format: 'semaim.pretrain/1' });
+  files['model.safetensors'] = sha256File(join(dir, 'model.safetensors'));
+  if (extra) {
+    saveTensors(join(dir, 'optimizer.safetensors'), extra);
+    files['optimizer.safetensors'] = sha256File(join(dir, 'optimizer.safetensors'));
+  }
+  writeFileSync(join(dir, 'state.json'), JSON.stringify({ step: 1, files }));
+  model.dispose();
+  return dir;
+}
+
+test('a checkpoint whose teacher or EMA copy cannot be loaded: loadModel throws and frees the model', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-load-model-'));
+  try {
+    // a teacher (exported encoder + its JSON) that has changed since the run: loadTeacher refuses it
+    const teacherPath = join(dir, 'teacher.safetensors');
+    const teacher = new VisionTransformer(ENC).initWeights(2);
+    saveTensors(teacherPath, teacher.stateDict(), { config: JSON.stringify(ENC) });
+    teacher.dispose();
+    writeFileSync(join(dir, 'teacher.json'), JSON.stringify({ ...ENC, numHeads: 4 }));
+    const withTeacher = makeConfig('vit_tiny', {
+      ...ENC,
+      decoderDepth: 1,
+      target: { type: 'features', teacher: teacherPath, teacherConfig: { ...ENC } },
+    });
+    const t = checkpoint(mkdtempSync(join(dir, 'teacher-')), withTeacher);
+
+    // an EMA copy whose tensors do not fit the encoder
+    const emaCfg = makeConfig('vit_tiny', { ...ENC, decoderDepth: 1, order: { type: 'semantic', source: 'ema', filter: true, lambda: 0.01 } });
+    const bad = new Map([['ema.cls_token', torch.zeros([1, 1, 7])]]);
+    const e = checkpoint(mkdtempSync(join(dir, 'ema-')), emaCfg, bad);
+    bad.get('ema.cls_token')!.dispose();
+
+    const start = torch.memoryStats().liveTensors;
+    for (let i = 0; i < 3; i++) {
+      assert.throws(() => loadModel(t), /teacher .* is now/);
+      assert.throws(() => loadModel(e), /cls_token/);
+    }
+    assert.equal(torch.memoryStats().liveTensors, start, 'every failed load freed what it had loaded');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
