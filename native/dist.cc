@@ -240,7 +240,9 @@ Group createGroup(const InitOptions& o) {
   so.port = static_cast<std::uint16_t>(o.masterPort);
   so.isServer = o.storeHost;
   so.numWorkers = o.storePrefix.empty() ? c10::optional<std::size_t>(static_cast<std::size_t>(o.size)) : c10::nullopt;
-  so.waitWorkers = o.storePrefix.empty();
+  // not waiting for every worker at the store: Gloo's full-mesh connection waits for them anyway, with the
+  // whole timeout; waiting here first made a rank that never came fail only after two timeouts
+  so.waitWorkers = false;
   so.timeout = timeout;
   so.multiTenant = true;
   Group g;

@@ -109,3 +109,15 @@ test('SEMAIM_DIST_TIMEOUT shortens the wait for a rank that never starts (30 min
     else process.env.SEMAIM_DIST_TIMEOUT = saved;
   }
 });
+
+test('a rendezvous whose peer never comes fails within one timeout (the store waited for every worker, then Gloo again: 2-2.5×)', { skip: gloo }, async () => {
+  const timeoutMs = 5000;
+  const t0 = Date.now();
+  await assert.rejects(
+    dist.initProcessGroup({ backend: 'gloo', rank: 0, worldSize: 2, masterAddr: '127.0.0.1', masterPort: await dist.freePort(), timeoutMs, env: {} }),
+    /not every rank joined within 5000 ms/,
+  );
+  const waited = Date.now() - t0;
+  // a bound on the deadline, not a speed target: waiting at the store first gave up after 11 s
+  assert.ok(waited < 1.6 * timeoutMs, `the rendezvous gave up after ${waited} ms with a timeout of ${timeoutMs} ms`);
+});
