@@ -1,12 +1,10 @@
 // `semaim embed`: features of a folder of images or a dataset, from a checkpoint or an exported
 // encoder, into one safetensors file (+ the image list as JSON); the job is src/eval/embed.ts.
-import { statSync } from 'node:fs';
 import { OptionError, Options, defineOptions, MAX_WORKERS } from '../util/options';
-import { RUN_OPTIONS, VERIFY_OPTIONS } from '../eval/options';
+import { IMAGE_SOURCE_OPTIONS, RUN_OPTIONS, VERIFY_OPTIONS, checkImageSource, checkImageSourcePaths } from '../eval/options';
 import { EMBED_DTYPES, EMBED_POOLINGS, EmbedOptions, embed, embedListPath } from '../eval/embed';
 import { checkOutputs, encoderFiles } from '../io/outputs';
-import { IMAGE_INPUT_OPTIONS, checkDataPath, imageInputOptions } from '../data/options';
-import { DATASETS } from '../data';
+import { IMAGE_INPUT_OPTIONS, imageInputOptions } from '../data/options';
 import { autoPrecision, checkPrecision } from '../run/precision';
 import { checkDevice } from '../run/device';
 import { resolveEncoder } from '../semaim';
@@ -21,15 +19,7 @@ export const EMBED_OPTIONS = defineOptions({
     help: 'pre-training run folder (newest valid checkpoint), checkpoint folder, or exported encoder .safetensors',
   },
   ...VERIFY_OPTIONS,
-  images: { type: 'string', help: 'a folder of images, searched recursively (no labels); or give --dataset' },
-  dataset: {
-    type: 'string',
-    choices: DATASETS.filter((d) => d !== 'shards'),
-    help: 'a dataset as the evaluations name it (cifar10, synthetic, folder: class folders); or give --images',
-  },
-  dataPath: { type: 'string', help: 'dataset location (cifar10: folder or .tar.gz; folder: root with train/ and test/ (or val/) class folders)' },
-  split: { type: 'string', default: 'test', choices: ['train', 'test'], help: 'split of --dataset' },
-  limit: { type: 'int', min: 1, help: "at most this many images: the seeded, class-balanced subset the evaluations' --test-limit / --train-limit take" },
+  ...IMAGE_SOURCE_OPTIONS,
   pooling: {
     type: 'string',
     default: 'cls',
@@ -80,22 +70,14 @@ export function embedOptionsFrom(o: EmbedCommandOptions): EmbedOptions {
 }
 
 function validateEmbed(o: EmbedCommandOptions): void {
-  if (!o.images && !o.dataset) throw new OptionError('images', 'give a folder of images (--images DIR) or a dataset (--dataset NAME)');
-  if (o.images && o.dataset) throw new OptionError('images', '--images and --dataset exclude each other');
-  if (o.images && o.dataPath) throw new OptionError('dataPath', '--data-path goes with --dataset; --images names the folder itself');
-  if (o.dataset === 'folder' && !o.dataPath) throw new OptionError('dataPath', "dataset 'folder' needs --data-path");
+  checkImageSource(o);
   if (!o.out.endsWith('.safetensors')) throw new OptionError('out', `must end in .safetensors, got '${o.out}'`);
   checkDevice(o.device);
   checkPrecision(o.precision, o.device);
 }
 
 function preflight(o: EmbedCommandOptions): void {
-  checkDataPath(o, [o.split as 'train' | 'test']);
-  if (o.images) {
-    const stat = statSync(o.images, { throwIfNoEntry: false });
-    if (!stat) throw new OptionError('images', `${o.images} does not exist`);
-    if (!stat.isDirectory()) throw new OptionError('images', `${o.images} is not a folder`);
-  }
+  checkImageSourcePaths(o);
   const encoder = resolveEncoder(o.checkpoint, o); // a missing encoder is reported before any image is read
   checkOutputs([o.out, embedListPath(o.out)], { overwrite: o.overwrite, inputs: encoderFiles(encoder.weights) });
 }

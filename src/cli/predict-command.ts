@@ -1,13 +1,11 @@
 // `semaim predict`: a fine-tuned classifier's top-k classes for a folder of images or a dataset split,
 // as JSON + CSV; the job is src/eval/predict.ts.
-import { statSync } from 'node:fs';
 import { OptionError, Options, defineOptions, MAX_WORKERS } from '../util/options';
-import { RUN_OPTIONS, VERIFY_OPTIONS } from '../eval/options';
+import { IMAGE_SOURCE_OPTIONS, RUN_OPTIONS, VERIFY_OPTIONS, checkImageSource, checkImageSourcePaths } from '../eval/options';
 import { predict, predictCsvPath } from '../eval/predict';
 import { resolvePredictor } from '../eval/classifier-source';
 import { checkOutputs, encoderFiles } from '../io/outputs';
-import { IMAGE_INPUT_OPTIONS, checkDataPath, imageInputOptions } from '../data/options';
-import { DATASETS } from '../data';
+import { IMAGE_INPUT_OPTIONS, imageInputOptions } from '../data/options';
 import { autoPrecision, checkPrecision } from '../run/precision';
 import { checkDevice } from '../run/device';
 import { defineCommand } from './command';
@@ -23,15 +21,7 @@ export const PREDICT_OPTIONS = defineOptions({
     help: "a linear probe's encoder when it is no longer where linprobe.json says (it must have the SHA-256 the probe recorded)",
   },
   ...VERIFY_OPTIONS,
-  images: { type: 'string', help: 'a folder of images, searched recursively (no labels); or give --dataset' },
-  dataset: {
-    type: 'string',
-    choices: DATASETS.filter((d) => d !== 'shards'),
-    help: 'a labelled dataset as the evaluations name it (the JSON then holds the accuracy); or give --images',
-  },
-  dataPath: { type: 'string', help: 'dataset location (cifar10: folder or .tar.gz; folder: root with train/ and test/ (or val/) class folders)' },
-  split: { type: 'string', default: 'test', choices: ['train', 'test'], help: 'split of --dataset' },
-  limit: { type: 'int', min: 1, help: "at most this many images: the seeded, class-balanced subset the evaluations' --test-limit takes" },
+  ...IMAGE_SOURCE_OPTIONS,
   topK: { type: 'int', default: 5, min: 1, help: 'classes listed per image, most probable first (at most the number of classes)' },
   batchSize: { type: 'int', default: 256, min: 1, help: 'images per batch' },
   precision: {
@@ -51,22 +41,14 @@ export const PREDICT_OPTIONS = defineOptions({
 export type PredictCommandOptions = Options<typeof PREDICT_OPTIONS>;
 
 function validatePredict(o: PredictCommandOptions): void {
-  if (!o.images && !o.dataset) throw new OptionError('images', 'give a folder of images (--images DIR) or a dataset (--dataset NAME)');
-  if (o.images && o.dataset) throw new OptionError('images', '--images and --dataset exclude each other');
-  if (o.images && o.dataPath) throw new OptionError('dataPath', '--data-path goes with --dataset; --images names the folder itself');
-  if (o.dataset === 'folder' && !o.dataPath) throw new OptionError('dataPath', "dataset 'folder' needs --data-path");
+  checkImageSource(o);
   if (!o.out.endsWith('.json')) throw new OptionError('out', `must end in .json, got '${o.out}'`);
   checkDevice(o.device);
   checkPrecision(o.precision, o.device);
 }
 
 function preflight(o: PredictCommandOptions): void {
-  checkDataPath(o, [o.split as 'train' | 'test']);
-  if (o.images) {
-    const stat = statSync(o.images, { throwIfNoEntry: false });
-    if (!stat) throw new OptionError('images', `${o.images} does not exist`);
-    if (!stat.isDirectory()) throw new OptionError('images', `${o.images} is not a folder`);
-  }
+  checkImageSourcePaths(o);
   const src = resolvePredictor(o.checkpoint, o); // a missing or wrong checkpoint is reported before any image is read
   const inputs = src.kind === 'linprobe' ? [src.weights, ...encoderFiles(src.encoder.weights)] : [src.weights];
   checkOutputs([o.out, predictCsvPath(o.out)], { overwrite: o.overwrite, inputs });

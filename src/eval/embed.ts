@@ -34,11 +34,8 @@ export const EMBED_POOLINGS = ['cls', 'mean', 'all'] as const;
 export const EMBED_DTYPES = ['float32', 'float16'] as const;
 export type EmbedDType = (typeof EMBED_DTYPES)[number];
 
-export interface EmbedOptions {
-  /** Pre-training run folder (newest valid checkpoint), checkpoint folder, or exported encoder .safetensors. */
-  checkpoint: string;
-  /** Output file, ending in .safetensors; the image list is written beside it as <name>.json. */
-  out: string;
+/** The images a job reads one by one (embed, predict): a folder, or a dataset split as the evaluations open it. */
+export interface ImageSet {
   /** A folder of image files, searched recursively (no labels). Give this or `dataset`. */
   images?: string;
   /** A dataset as the evaluations name them (cifar10, synthetic, folder, flat). */
@@ -50,6 +47,13 @@ export interface EmbedOptions {
   limit?: number;
   /** Seed of that subset (default 0). */
   seed?: number;
+}
+
+export interface EmbedOptions extends ImageSet {
+  /** Pre-training run folder (newest valid checkpoint), checkpoint folder, or exported encoder .safetensors. */
+  checkpoint: string;
+  /** Output file, ending in .safetensors; the image list is written beside it as <name>.json. */
+  out: string;
   /** [CLS] token, mean of the patch tokens, or all tokens [1 + P, D] (after the final norm). Default 'cls'. */
   pooling?: Pooling;
   /** Stored type of the features (computed in float32 or `precision`). Default 'float32'. */
@@ -126,7 +130,7 @@ export function checkEmbedOptions(o: EmbedOptions): void {
 }
 
 /** The images to embed: the folder, or the dataset split and subset exactly as makeEvalData opens them. */
-export function embedDataset(o: EmbedOptions, imgSize: number): Dataset {
+export function embedDataset(o: ImageSet, imgSize: number): Dataset {
   const seed = o.seed ?? 0;
   const name = o.images ? 'flat' : o.dataset!;
   const dataPath = o.images ?? o.dataPath;

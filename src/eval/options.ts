@@ -4,8 +4,42 @@ import { OptionError, Options, defineOptions, MAX_THREADS, MAX_THREADS_IS, MAX_W
 import { parseKs } from './knn';
 import { autoPrecision, checkPrecision } from '../run/precision';
 import { checkDevice } from '../run/device';
-import { IMAGE_INPUT_OPTIONS, ImageInputOptions } from '../data/options';
+import { IMAGE_INPUT_OPTIONS, ImageInputOptions, checkDataPath } from '../data/options';
+import { DATASETS } from '../data/factories';
+import { statSync } from 'node:fs';
 import { GRAD_SYNC_OPTIONS, LAUNCH_OPTIONS, checkGradSync } from '../dist/launch';
+
+/** The images `semaim embed` and `semaim predict` read: a folder, or a split of a dataset as the evaluations open it. */
+export const IMAGE_SOURCE_OPTIONS = defineOptions({
+  images: { type: 'string', help: 'a folder of images, searched recursively (no labels); or give --dataset' },
+  dataset: {
+    type: 'string',
+    choices: DATASETS.filter((d) => d !== 'shards'),
+    help: 'a dataset as the evaluations name it (cifar10, synthetic, folder: class folders; labelled data adds labels); or give --images',
+  },
+  dataPath: { type: 'string', help: 'dataset location (cifar10: folder or .tar.gz; folder: root with train/ and test/ (or val/) class folders)' },
+  split: { type: 'string', default: 'test', choices: ['train', 'test'], help: 'split of --dataset' },
+  limit: { type: 'int', min: 1, help: "at most this many images: the seeded, class-balanced subset the evaluations' --test-limit / --train-limit take" },
+});
+
+type ImageSource = { images?: string; dataset?: string; dataPath?: string; split: string };
+
+/** The image source's options together (before any work). */
+export function checkImageSource(o: ImageSource): void {
+  if (!o.images && !o.dataset) throw new OptionError('images', 'give a folder of images (--images DIR) or a dataset (--dataset NAME)');
+  if (o.images && o.dataset) throw new OptionError('images', '--images and --dataset exclude each other');
+  if (o.images && o.dataPath) throw new OptionError('dataPath', '--data-path goes with --dataset; --images names the folder itself');
+  if (o.dataset === 'folder' && !o.dataPath) throw new OptionError('dataPath', "dataset 'folder' needs --data-path");
+}
+
+/** The image source's files exist (the preflight: before any model is loaded). */
+export function checkImageSourcePaths(o: ImageSource): void {
+  checkDataPath(o, [o.split as 'train' | 'test']);
+  if (!o.images) return;
+  const stat = statSync(o.images, { throwIfNoEntry: false });
+  if (!stat) throw new OptionError('images', `${o.images} does not exist`);
+  if (!stat.isDirectory()) throw new OptionError('images', `${o.images} is not a folder`);
+}
 
 export const DATA_OPTIONS = defineOptions({
   dataset: { type: 'string', default: 'cifar10', help: 'labelled dataset (e.g. cifar10, synthetic, folder), as the data adapter names them' },

@@ -17,23 +17,13 @@ import { writeFileAtomic } from '../util/safe-write';
 import type { ClassifierConfig } from './classifier';
 import { loadPredictor, resolvePredictor } from './classifier-source';
 import { Accuracy, AccuracyTally } from './accuracy';
-import { embedDataset } from './embed';
+import { embedDataset, type ImageSet } from './embed';
 
-export interface PredictOptions {
+export interface PredictOptions extends ImageSet {
   /** Fine-tuning run folder (its newest valid checkpoint), one of its checkpoint folders (e.g. checkpoints/best), or a linear-probe folder. */
   checkpoint: string;
   /** Output file, ending in .json; the CSV goes beside it. */
   out: string;
-  /** A folder of image files, searched recursively (no labels). Give this or `dataset`. */
-  images?: string;
-  /** A dataset as the evaluations name them (cifar10, synthetic, folder, flat). */
-  dataset?: string;
-  dataPath?: string;
-  /** Split of `dataset` (default 'test'). */
-  split?: Split;
-  /** At most this many images: the seeded, class-balanced subset of the evaluations' --test-limit. */
-  limit?: number;
-  seed?: number;
   /** Classes listed per image (default 5, at most the number of classes). */
   topK?: number;
   batchSize?: number;
@@ -126,7 +116,7 @@ export async function predict(o: PredictOptions): Promise<PredictResult> {
   const numClasses = src.kind === 'finetune' ? src.config.numClasses : src.numClasses;
   const imgSize = src.kind === 'finetune' ? src.config.imgSize : src.encoder.config.imgSize;
   const k = Math.min(o.topK ?? 5, numClasses);
-  const ds = embedDataset({ ...o, out: '' }, imgSize);
+  const ds = embedDataset(o, imgSize);
   const labelled = ds.classes.length > 0;
   if (labelled && ds.classes.length !== numClasses) throw new Error(`predict: ${ds.root} has ${ds.classes.length} classes, the classifier ${numClasses}`);
   const classNames = src.classNames ?? (labelled ? [...ds.classes] : Array.from({ length: numClasses }, (_, i) => String(i)));
