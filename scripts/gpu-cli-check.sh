@@ -64,7 +64,7 @@ node -e '
   let bad = top1("knn-worker") !== top1("knn") || a.length !== b.length || a.length === 0 || !(rel <= 1e-3);
   const ft = JSON.parse(fs.readFileSync(`${R}/finetune/finetune.json`, "utf8")).top1;
   const pred = JSON.parse(fs.readFileSync(`${R}/predict/test.json`, "utf8")).accuracy.top1;
-  console.log(`== predict: top-1 ${pred} vs finetune's ${ft} (same checkpoint and test images)`);
+  console.log(`== predict: top-1 ${pred} vs ${ft} from finetune (same checkpoint and test images)`);
   bad ||= !(Math.abs(pred - ft) <= 0.01);
   if (graphs === "1") {
     for (const [d, tol] of [["pt-graphs", 5e-3], ["pt-fused-graphs", 1e-2], ["pt-graphs-worker", 5e-3], ["pt-bf16-worker", 2e-2]]) {
