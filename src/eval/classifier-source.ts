@@ -75,13 +75,17 @@ export function resolveClassifier(path: string, o: { verify?: boolean } = {}): C
   return { dir, weights, sha256: sha256File(weights), config, classNames: classNamesOf(dir, config.numClasses) };
 }
 
+/** `names` when they are a name per class, else null. */
+function classNamesFit(names: unknown, numClasses: number): string[] | null {
+  return Array.isArray(names) && names.length === numClasses && names.every((s) => typeof s === 'string') ? (names as string[]) : null;
+}
+
 /** The class names the checkpoint's state.json keeps, else those of the run's finetune.json; null if neither has them. */
 function classNamesOf(dir: string, numClasses: number): string[] | null {
-  const fits = (v: unknown): v is string[] => Array.isArray(v) && v.length === numClasses && v.every((s) => typeof s === 'string');
   for (const file of [join(dir, 'state.json'), join(dirname(dirname(dir)), 'finetune.json')]) {
     try {
-      const names = (JSON.parse(readFileSync(file, 'utf8')) as { classNames?: unknown }).classNames;
-      if (fits(names)) return names;
+      const names = classNamesFit((JSON.parse(readFileSync(file, 'utf8')) as { classNames?: unknown }).classNames, numClasses);
+      if (names) return names;
     } catch {
       // absent or unreadable: the next place, else indices
     }
@@ -142,8 +146,7 @@ export function resolvePredictor(path: string, o: { verify?: boolean; encoder?: 
   if (!head || head.length !== 2 || head[1] !== encoder.config.embedDim)
     throw new Error(`${probeFile}: head.1.weight has shape ${head ? `[${head.join(', ')}]` : '(missing)'}, expected [classes, ${encoder.config.embedDim}]`);
   const numClasses = head[0];
-  const names = report.classNames;
-  const classNames = Array.isArray(names) && names.length === numClasses && names.every((n) => typeof n === 'string') ? (names as string[]) : null;
+  const classNames = classNamesFit(report.classNames, numClasses);
   return { kind: 'linprobe', dir: path, weights: probeFile, sha256: sha256File(probeFile), encoder, pooling, numClasses, classNames };
 }
 

@@ -16,7 +16,7 @@ import { mkdirSync, renameSync, rmSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import * as torch from '../torch';
 import { SafetensorsRowWriter, float32ToFloat16Bytes } from '../io';
-import { DataLoader, Dataset, Split, openDataset, subsetDataset, transformsFor } from '../data';
+import { DataLoader, Dataset, Split, openDataset, subsetDataset, transformsFor, type RankSlice, type TransformSpec } from '../data';
 import { datasetIdentity } from '../data/factories';
 import type { ImageInputOptions } from '../data/options';
 import { EncoderSource, Pooling, VisionTransformer, loadEncoder, resolveEncoder } from '../semaim';
@@ -138,16 +138,53 @@ export function embedDataset(o: ImageSet, imgSize: number): Dataset {
   return o.limit ? subsetDataset(ds, o.limit, seed) : ds;
 }
 
+/** JSON with the header's fields indented and each list after them one line per item (a list of 50,000 stays readable). */
+export function jsonWithListLines(head: object, lists: Record<string, object[]>): string {
+  const lines = (items: object[]) => (items.length ? `[\n${items.map((i) => `    ${JSON.stringify(i)}`).join(',\n')}\n  ]` : '[]');
+  const top = JSON.stringify(head, null, 2).replace(/\n}$/, '');
+  return `${top},\n${Object.entries(lists)
+    .map(([k, items]) => `  ${JSON.stringify(k)}: ${lines(items)}`)
+    .join(',\n')}\n}\n`;
+}
+
 /** The image list as JSON: the header fields indented, then one line per image. */
 export function formatList(list: EmbedList): string {
   const { images, skipped, ...head } = list;
-  const lines = (items: object[]) => (items.length ? `[\n${items.map((i) => `    ${JSON.stringify(i)}`).join(',\n')}\n  ]` : '[]');
-  const top = JSON.stringify(head, null, 2).replace(/\n}$/, '');
-  return `${top},\n  "skipped": ${lines(skipped)},\n  "images": ${lines(images)}\n}\n`;
+  return jsonWithListLines(head, { skipped, images });
+}
+
+/**
+ * The loader over an image set in dataset order, whole (no dropLast), keeping its warnings: it puts
+ * another image in place of an unusable one (training keeps its batch size) and its warning names the
+ * file; the caller drops that row and lists the file with skipReason. The epoch summary is the caller's.
+ */
+export function imageSetLoader(
+  ds: Dataset,
+  transforms: TransformSpec[],
+  o: { batchSize: number; numWorkers?: number; imageInput?: ImageInputOptions },
+  warn: (line: string) => void,
+  slice: RankSlice = { rank: 0, worldSize: 1 },
+): { loader: DataLoader; warnings: string[] } {
+  const warnings: string[] = [];
+  const loader = new DataLoader(ds, {
+    batchSize: o.batchSize,
+    shuffle: false,
+    dropLast: false,
+    seed: 0,
+    transforms,
+    workers: o.numWorkers,
+    ...o.imageInput,
+    ...slice,
+    onWarning: (line) => {
+      warnings.push(line);
+      if (!line.startsWith('data: epoch ')) warn(line);
+    },
+  });
+  return { loader, warnings };
 }
 
 /** The message of the loader's warning about one skipped image ('data: skipping NAME: MESSAGE'). */
-function skipReason(warnings: string[], name: string): string {
+export function skipReason(warnings: string[], name: string): string {
   const prefix = `data: skipping ${name}: `;
   const line = warnings.find((l) => l.startsWith(prefix));
   return line ? line.slice(prefix.length) : 'unreadable';
@@ -196,25 +233,8 @@ export async function embed(o: EmbedOptions): Promise<EmbedResult | null> {
   const out = resolve(o.out);
   const listPath = embedListPath(out);
   const transforms = transformsFor('none', source.config.imgSize, ds);
-  const warnings: string[] = [];
-  // The loader replaces an unreadable image by another one (training keeps its batch size); its
-  // warnings name the file. Here the replacement's row is dropped, and the summary is ours.
-  // (Made before the encoder: the loader checks its options, and starts no worker until iterated.)
-  const loader = new DataLoader(ds, {
-    batchSize,
-    shuffle: false,
-    dropLast: false,
-    seed: 0,
-    transforms,
-    workers: o.numWorkers,
-    ...o.imageInput,
-    rank,
-    worldSize,
-    onWarning: (line) => {
-      warnings.push(line);
-      if (!line.startsWith('data: epoch ')) warn(line);
-    },
-  });
+  // (made before the encoder: the loader checks its options, and starts no worker until iterated)
+  const { loader, warnings } = imageSetLoader(ds, transforms, { ...o, batchSize }, warn, { rank, worldSize });
   const labelled = ds.classes.length > 0;
   const indices: number[] = [];
   const skipped: { path: string; reason: string }[] = [];

@@ -6,7 +6,7 @@
 // spreadsheet. Unreadable images are skipped and listed, never replaced.
 import * as torch from '../torch';
 import { guardOutputs } from '../io/outputs';
-import { DataLoader, transformsFor } from '../data';
+import { transformsFor } from '../data';
 import type { Split } from '../data';
 import type { ImageInputOptions } from '../data/options';
 import type { EncoderConfig } from '../semaim';
@@ -17,7 +17,7 @@ import { writeFileAtomic } from '../util/safe-write';
 import type { ClassifierConfig } from './classifier';
 import { loadPredictor, resolvePredictor } from './classifier-source';
 import { Accuracy, AccuracyTally } from './accuracy';
-import { embedDataset, type ImageSet } from './embed';
+import { embedDataset, imageSetLoader, jsonWithListLines, skipReason, type ImageSet } from './embed';
 
 export interface PredictOptions extends ImageSet {
   /** Fine-tuning run folder (its newest valid checkpoint), one of its checkpoint folders (e.g. checkpoints/best), or a linear-probe folder. */
@@ -92,12 +92,9 @@ function formatCsv(list: PredictList, k: number): string {
   return [head.join(','), ...rows].join('\n') + '\n';
 }
 
-/** The JSON with the header indented and one line per prediction (a list of 50,000 stays readable). */
-function formatList(list: PredictList): string {
-  const { predictions, skipped, ...head } = list;
-  const lines = (items: object[]) => (items.length ? `[\n${items.map((i) => `    ${JSON.stringify(i)}`).join(',\n')}\n  ]` : '[]');
-  const top = JSON.stringify(head, null, 2).replace(/\n}$/, '');
-  return `${top},\n  "skipped": ${lines(skipped)},\n  "predictions": ${lines(predictions)}\n}\n`;
+/** The JSON with the header indented and one line per skipped image and per prediction. */
+function formatList({ predictions, skipped, ...head }: PredictList): string {
+  return jsonWithListLines(head, { skipped, predictions });
 }
 
 /** Predicts every image and writes the JSON and CSV (see the top of this file). */
@@ -123,20 +120,7 @@ export async function predict(o: PredictOptions): Promise<PredictResult> {
   if (!src.classNames) warn(`predict: ${src.dir} does not record its class names; ${labelled ? `using those of ${ds.root}` : 'classes are named by index'}`);
   const model = loadPredictor(src, device);
   const transforms = transformsFor('none', imgSize, ds);
-  const warnings: string[] = [];
-  const loader = new DataLoader(ds, {
-    batchSize,
-    shuffle: false,
-    dropLast: false,
-    seed: 0,
-    transforms,
-    workers: o.numWorkers,
-    ...o.imageInput,
-    onWarning: (line) => {
-      warnings.push(line);
-      if (!line.startsWith('data: epoch ')) warn(line);
-    },
-  });
+  const { loader, warnings } = imageSetLoader(ds, transforms, { ...o, batchSize }, warn);
   const tally = labelled ? new AccuracyTally(numClasses) : null;
   const predictions: Prediction[] = [];
   const skipped: { path: string; reason: string }[] = [];
@@ -148,12 +132,10 @@ export async function predict(o: PredictOptions): Promise<PredictResult> {
       const B = batch.shape[0];
       const [first] = plan.range(batch.index);
       // the loader puts another image in place of an unusable one: that row is dropped here
-      const read = [...Array(B).keys()].filter((i) => batch.indices[i] === first + i);
+      const read: number[] = [];
       for (let i = 0; i < B; i++) {
-        if (batch.indices[i] === first + i) continue;
-        const name = ds.name(first + i);
-        const line = warnings.find((l) => l.startsWith(`data: skipping ${name}: `));
-        skipped.push({ path: name, reason: line ? line.slice(`data: skipping ${name}: `.length) : 'unreadable' });
+        if (batch.indices[i] === first + i) read.push(i);
+        else skipped.push({ path: ds.name(first + i), reason: skipReason(warnings, ds.name(first + i)) });
       }
       const pixels = batch.images;
       if (!(pixels instanceof Float32Array)) throw new Error('predict: the loader gave uint8 images, expected normalised float32');
