@@ -199,25 +199,23 @@ export async function extractPooledFeatures(
  */
 function inIndexOrder(set: FeatureSet, indices: Int32Array | null): FeatureSet {
   const order = indexOrder(indices);
-  if (!order) return set;
-  try {
-    const rows = torch.scope(() => set.features.indexSelect(0, torch.tensor(Int32Array.from(order), { dtype: 'int64', device: set.features.device })));
-    return { features: torch.keep(rows), labels: Int32Array.from(order, (i) => set.labels[i]) };
-  } finally {
-    set.features.dispose();
-  }
+  return order ? selectRows(set.features, set.labels, order) : set;
 }
 
 /** The set without its rows labelled -1 (stand-ins). Takes `set.features` over. */
 function withoutStandIns(set: FeatureSet): FeatureSet {
   const keep: number[] = [];
   set.labels.forEach((l, i) => l >= 0 && keep.push(i));
-  if (keep.length === set.labels.length) return set;
+  return keep.length === set.labels.length ? set : selectRows(set.features, set.labels, keep);
+}
+
+/** Rows `rows` of the features (in that order) with their labels. Takes `features` over. */
+function selectRows(features: Tensor, labels: Int32Array, rows: ArrayLike<number>): { features: Tensor; labels: Int32Array } {
   try {
-    const rows = torch.scope(() => set.features.indexSelect(0, torch.tensor(Int32Array.from(keep), { dtype: 'int64', device: set.features.device })));
-    return { features: torch.keep(rows), labels: Int32Array.from(keep, (i) => set.labels[i]) };
+    const picked = torch.scope(() => features.indexSelect(0, torch.tensor(Int32Array.from(rows), { dtype: 'int64', device: features.device })));
+    return { features: torch.keep(picked), labels: Int32Array.from(rows, (i) => labels[i]) };
   } finally {
-    set.features.dispose();
+    features.dispose();
   }
 }
 
@@ -242,12 +240,7 @@ function ownRows(features: Tensor, labels: Int32Array, positions: Int32Array, si
   positions.forEach((p, i) => p < size && !gone.has(p) && keep.push(i));
   const shard = { positions: Int32Array.from(keep, (i) => positions[i] - before(positions[i])), size: size - gone.size };
   if (keep.length === positions.length) return { features, labels: labels.slice(), shard };
-  try {
-    const rows = torch.scope(() => features.indexSelect(0, torch.tensor(Int32Array.from(keep), { dtype: 'int64', device: features.device })));
-    return { features: torch.keep(rows), labels: Int32Array.from(keep, (i) => labels[i]), shard };
-  } finally {
-    features.dispose();
-  }
+  return { ...selectRows(features, labels, keep), shard };
 }
 
 export function disposeFeatures(...sets: (FeatureSet | null | undefined)[]): void {

@@ -6,7 +6,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { EncoderConfig } from '../semaim/config';
 import { loadEncoder, resolveEncoder } from '../semaim';
-import { encodeModel } from './onnx-proto';
+import { encodeModel, type ModelProto } from './onnx-proto';
 import { FloatType } from './onnx-graph';
 import { encoderWeights, vitToOnnx, OPSET } from './vit-onnx';
 import { classifierConfigJson, modelConfigJson, preprocessorConfigJson } from './hf-config';
@@ -36,6 +36,8 @@ export interface OnnxModelBytes {
   weights: string;
 }
 
+const outputNames = (model: ModelProto): string[] => model.graph.output.map((v) => v.name);
+
 /** The encoder of `source` as .onnx bytes. */
 export function onnxModelOf(source: string, o: OnnxOptions): OnnxModelBytes {
   const { encoder, source: src } = loadEncoder(resolveEncoder(source, { verify: o.verify }));
@@ -46,8 +48,7 @@ export function onnxModelOf(source: string, o: OnnxOptions): OnnxModelBytes {
       attention: o.attention,
       metadata: { semaim_encoder: JSON.stringify(cfg), semaim_source_sha256: src.sha256, semaim_preprocessing: JSON.stringify(evalPreprocessing(cfg.imgSize)) },
     });
-    const outputs = ['last_hidden_state', 'pooler_output', ...(o.attention ? ['cls_attention'] : [])];
-    return { bytes: encodeModel(model), config: cfg, outputs, sourceSha256: src.sha256, weights: src.weights };
+    return { bytes: encodeModel(model), config: cfg, outputs: outputNames(model), sourceSha256: src.sha256, weights: src.weights };
   } finally {
     encoder.dispose();
   }
@@ -71,8 +72,7 @@ export function classifierOnnxModelOf(source: string, o: OnnxOptions): OnnxModel
         semaim_preprocessing: JSON.stringify(evalPreprocessing(cfg.imgSize)),
       },
     });
-    const outputs = ['logits', 'pooler_output', ...(o.attention ? ['cls_attention'] : [])];
-    return { bytes: encodeModel(model), config: cfg, outputs, classNames, sourceSha256: src.sha256, weights: src.weights };
+    return { bytes: encodeModel(model), config: cfg, outputs: outputNames(model), classNames, sourceSha256: src.sha256, weights: src.weights };
   } finally {
     classifier.dispose();
   }
