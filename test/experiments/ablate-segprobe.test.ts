@@ -11,6 +11,7 @@ import { RANDOM_INIT, ablate } from '../../src/experiments/ablate';
 import { ablationSegRecipe } from '../../src/experiments/ablate-segprobe';
 import { memoryFactories, toyImages } from '../eval/helpers';
 import { squares } from '../eval/seg-helpers';
+import { TINY_PRETRAIN } from './helpers';
 
 test('ablate --eval segprobe adds a seg mIoU column, scores every run once and adds it to a finished ablation', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-seg-'));
@@ -29,14 +30,7 @@ test('ablate --eval segprobe adds a seg mIoU column, scores every run once and a
       orders: 'raster',
       seeds: 1,
       budget: 'small',
-      imgSize: 8,
-      patchSize: 4,
-      embedDim: 16,
-      depth: 1,
-      numHeads: 2,
-      decoderDepth: 1,
-      epochs: 1,
-      batchSize: 8,
+      ...TINY_PRETRAIN,
       pretrainLimit: 16,
       linprobeEpochs: 1,
       k: '5',

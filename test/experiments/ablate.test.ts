@@ -9,6 +9,7 @@ import { RANDOM_INIT, ablate, ablationRecipe, limitTrainData, pretrainOptionsFor
 import { modelConfigFrom } from '../../src/train/pretrain-options';
 import { TrainData } from '../../src/train/pretrain';
 import { memoryFactories, memoryTrainData, toyImages } from '../eval/helpers';
+import { TINY_PRETRAIN } from './helpers';
 
 test('a tiny ablation: matched pre-trains per order, k-NN + linear probe, table and JSON, resumable', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-'));
@@ -18,14 +19,7 @@ test('a tiny ablation: matched pre-trains per order, k-NN + linear probe, table 
     orders: 'raster,semantic',
     seeds: 2,
     budget: 'small',
-    imgSize: 8,
-    patchSize: 4,
-    embedDim: 16,
-    depth: 1,
-    numHeads: 2,
-    decoderDepth: 1,
-    epochs: 1,
-    batchSize: 8,
+    ...TINY_PRETRAIN,
     pretrainLimit: 16,
     linprobeEpochs: 2,
     k: '5,20',
@@ -131,14 +125,7 @@ test('a k above the training images is refused before any pre-training (it faile
     // a dataset smaller than the limit: known once it is opened, still before the first pre-training
     const o = resolveOptions(ABLATE_OPTIONS, {
       orders: 'raster',
-      imgSize: 8,
-      patchSize: 4,
-      embedDim: 16,
-      depth: 1,
-      numHeads: 2,
-      decoderDepth: 1,
-      epochs: 1,
-      batchSize: 8,
+      ...TINY_PRETRAIN,
       k: '5,20',
       outDir: out,
       threads: 1,

@@ -1,0 +1,2 @@
+// The tiny pre-training every ablation test runs (8² images of 2×2 patches, one block, one epoch).
+export const TINY_PRETRAIN = { imgSize: 8, patchSize: 4, embedDim: 16, depth: 1, numHeads: 2, decoderDepth: 1, epochs: 1, batchSize: 8 };
