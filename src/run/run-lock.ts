@@ -3,6 +3,7 @@
 // or interleave its metrics; so the writer holds `<outDir>/run.lock` (pid, host, start) while it runs.
 // A lock whose process is gone (same host) is taken over; one held on another host is refused with
 // the path to delete if that process is known to be gone.
+import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { closeSync, linkSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
@@ -95,27 +96,20 @@ export class RunLock {
         const who = `process ${h!.pid} on ${h!.host === hostname() ? 'this machine' : `host ${h!.host}`}, since ${h!.since}`;
         throw new Error(`${outDir} is in use by another semaim run (${who}): wait for it, or use another --out-dir; if that process is gone, delete ${path}`);
       }
-      // Left by a process that died: move exactly that file aside. Another starter may have taken it over
-      // between our read and the move; then what we moved is its live lock, and it goes back.
-      const aside = `${path}.${process.pid}.abandoned`;
+      // Left by a process that died. Only the starter that creates the takeover marker of exactly this
+      // content may replace it, and it replaces it by a rename over it, so the lock file never goes
+      // missing (moving it aside let a third starter create a fresh one meanwhile: two holders).
+      const marker = `${path}.takeover-${createHash('sha256').update(text).digest('hex').slice(0, 16)}`;
+      if (!createWhole(marker, mine)) continue; // another starter is taking it over: read its lock again
       try {
-        renameSync(path, aside);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue;
-        throw e;
+        if (readText(path) !== text) continue; // taken over already (this marker is a later one)
+        const draft = `${path}.${process.pid}.draft`;
+        writeFileSync(draft, mine);
+        renameSync(draft, path);
+        return new RunLock(path);
+      } finally {
+        unlinkSync(marker);
       }
-      if (readText(aside) !== text) {
-        try {
-          linkSync(aside, path);
-        } catch (e) {
-          if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-          break; // a third starter meanwhile: give up rather than guess
-        } finally {
-          unlinkSync(aside);
-        }
-        continue;
-      }
-      unlinkSync(aside);
     }
     throw new Error(`cannot take ${path}: another process took it at the same moment`);
   }
