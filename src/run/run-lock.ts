@@ -34,7 +34,7 @@ function parseHolder(text: string): Holder | null {
     const h = JSON.parse(text) as Holder;
     return Number.isSafeInteger(h.pid) && typeof h.host === 'string' ? h : null;
   } catch {
-    return null; // unreadable: nobody holds it
+    return null;
   }
 }
 
@@ -71,6 +71,42 @@ function createWhole(path: string, text: string): boolean {
   }
 }
 
+/** True when `h` (a lock's holder, null if unreadable) is a process that is gone. */
+function holderGone(h: Holder | null, path: string): boolean {
+  if (!h) return true; // unreadable: nobody holds it
+  if (h.host !== hostname()) return false; // another machine's process cannot be checked from here
+  return h.pid === process.pid ? !held.has(path) : !processAlive(h.pid);
+}
+
+/**
+ * Makes `path` hold `mine`: true, or the live holder. A lock left by a dead process is replaced only by
+ * the starter that creates the takeover marker of exactly that content, by a rename over it, so the lock
+ * file never goes missing (moving it aside let a third starter create a fresh one meanwhile: two holders).
+ * The marker is taken the same way, so a starter killed while holding one does not block the folder.
+ */
+function take(path: string, mine: string, depth: number): true | Holder {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    if (createWhole(path, mine)) return true;
+    const text = readText(path);
+    if (text === null) continue; // released meanwhile
+    const h = parseHolder(text);
+    if (!holderGone(h, path)) return h!;
+    if (depth >= 4) break;
+    const marker = `${path}.takeover-${createHash('sha256').update(text).digest('hex').slice(0, 16)}`;
+    if (take(marker, mine, depth + 1) !== true) continue; // another starter is taking it over: read it again
+    try {
+      if (readText(path) !== text) continue; // taken over already (this marker is a later one)
+      const draft = `${path}.${process.pid}.draft`;
+      writeFileSync(draft, mine);
+      renameSync(draft, path);
+      return true;
+    } finally {
+      unlinkSync(marker);
+    }
+  }
+  throw new Error(`cannot take ${path}: other processes took it or its takeover markers at the same moment`);
+}
+
 export class RunLock {
   private released = false;
   private readonly onExit = () => this.release();
@@ -85,33 +121,10 @@ export class RunLock {
     mkdirSync(outDir, { recursive: true });
     const path = join(outDir, LOCK_FILE);
     const mine = JSON.stringify({ pid: process.pid, host: hostname(), since: new Date().toISOString() });
-    for (let attempt = 0; attempt < 3; attempt++) {
-      if (createWhole(path, mine)) return new RunLock(path);
-      const text = readText(path);
-      if (text === null) continue; // released meanwhile
-      const h = parseHolder(text);
-      const ours = h?.pid === process.pid && h.host === hostname();
-      const gone = !h || (h.host === hostname() && (ours ? !held.has(path) : !processAlive(h.pid)));
-      if (!gone) {
-        const who = `process ${h!.pid} on ${h!.host === hostname() ? 'this machine' : `host ${h!.host}`}, since ${h!.since}`;
-        throw new Error(`${outDir} is in use by another semaim run (${who}): wait for it, or use another --out-dir; if that process is gone, delete ${path}`);
-      }
-      // Left by a process that died. Only the starter that creates the takeover marker of exactly this
-      // content may replace it, and it replaces it by a rename over it, so the lock file never goes
-      // missing (moving it aside let a third starter create a fresh one meanwhile: two holders).
-      const marker = `${path}.takeover-${createHash('sha256').update(text).digest('hex').slice(0, 16)}`;
-      if (!createWhole(marker, mine)) continue; // another starter is taking it over: read its lock again
-      try {
-        if (readText(path) !== text) continue; // taken over already (this marker is a later one)
-        const draft = `${path}.${process.pid}.draft`;
-        writeFileSync(draft, mine);
-        renameSync(draft, path);
-        return new RunLock(path);
-      } finally {
-        unlinkSync(marker);
-      }
-    }
-    throw new Error(`cannot take ${path}: another process took it at the same moment`);
+    const h = take(path, mine, 0);
+    if (h === true) return new RunLock(path);
+    const who = `process ${h.pid} on ${h.host === hostname() ? 'this machine' : `host ${h.host}`}, since ${h.since}`;
+    throw new Error(`${outDir} is in use by another semaim run (${who}): wait for it, or use another --out-dir; if that process is gone, delete ${path}`);
   }
 
   /** Gives the lock up (once); the file goes only while it is still this process's. */

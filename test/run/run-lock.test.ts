@@ -6,6 +6,7 @@ import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createHash } from 'node:crypto';
 import { LOCK_FILE, RunLock } from '../../src/run/run-lock';
 
 const holder = (pid: number, host = hostname()) => JSON.stringify({ pid, host, since: '2026-12-03T00:00:00.000Z' });
@@ -49,6 +50,37 @@ test('a run folder has one writer: a second is refused while the first lives; a 
       new RegExp(`process 12345 on host other-host.*if that process is gone, delete ${lockPath.replace(/[.]/g, '\\.')}`),
     );
     assert.ok(existsSync(lockPath), "another host's lock is left in place");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a starter killed while taking over a dead holder’s lock leaves a takeover marker that does not block the folder', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-lock-marker-'));
+  const lockPath = join(dir, LOCK_FILE);
+  const markerOf = (path: string, text: string) => `${path}.takeover-${createHash('sha256').update(text).digest('hex').slice(0, 16)}`;
+  const dead = 2 ** 22 + 1; // above Linux's pid_max
+  try {
+    // the lock of a dead run, the marker of a dead starter for it, and even that marker's own marker
+    const stale = holder(dead);
+    writeFileSync(lockPath, stale);
+    const marker = markerOf(lockPath, stale);
+    writeFileSync(marker, holder(dead + 1));
+    writeFileSync(markerOf(marker, holder(dead + 1)), holder(dead + 2));
+    const lock = RunLock.acquire(dir);
+    assert.equal(JSON.parse(readFileSync(lockPath, 'utf8')).pid, process.pid);
+    assert.deepEqual(
+      readdirSync(dir).filter((f) => f !== LOCK_FILE),
+      [],
+      'the dead markers are gone',
+    );
+    lock.release();
+
+    // a marker held by a live starter is respected: that starter is taking the lock over
+    writeFileSync(lockPath, stale);
+    writeFileSync(marker, holder(process.ppid));
+    assert.throws(() => RunLock.acquire(dir), /cannot take .*run\.lock: other processes took it/);
+    assert.equal(readFileSync(lockPath, 'utf8'), stale, 'the lock is left to the live starter');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
