@@ -21,6 +21,7 @@
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #ifdef SEMAIM_C10D
@@ -80,11 +81,20 @@ struct Failure {
 
 bool contains(const std::string& s, const char* needle) { return s.find(needle) != std::string::npos; }
 
+// Another rank posted that it could not start (its own error, e.g. a bad option or path on its machine).
+struct RankCouldNotStart : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 // Call inside a catch block: the in-flight exception as a Failure (never rethrows).
 Failure currentFailure() {
   Failure f;
   try {
     throw;
+  } catch (const RankCouldNotStart& e) {
+    f.code = "ERR_DIST_START";
+    f.message = e.what();
+    return f;
   } catch (const c10::Error& e) {
     f.message = e.what_without_backtrace();
   } catch (const std::exception& e) {
@@ -167,6 +177,7 @@ struct InitOptions {
   std::string glooHost;         // address Gloo binds to; empty = this machine's hostname (c10d's default)
   int glooThreads = 2;
   int device = 0;               // CUDA device index (NCCL)
+  std::string failure;          // non-empty: this rank cannot start; post why at the store, make no backend
 };
 
 std::string strOpt(const Napi::Object& o, const char* k, const std::string& dflt = "") {
@@ -199,6 +210,7 @@ InitOptions readInitOptions(const Napi::Value& v) {
   r.glooHost = strOpt(o, "glooHost");
   r.glooThreads = static_cast<int>(intOpt(o, "glooThreads", 2));
   r.device = static_cast<int>(intOpt(o, "device", 0));
+  r.failure = strOpt(o, "failure");
   if (r.size < 1 || r.rank < 0 || r.rank >= r.size)
     throw std::invalid_argument("rank " + std::to_string(r.rank) + " is not in [0, worldSize = " + std::to_string(r.size) + ")");
   if (r.masterPort < 1 || r.masterPort > 65535) throw std::invalid_argument("masterPort must be in 1..65535, got " + std::to_string(r.masterPort));
@@ -233,6 +245,77 @@ c10::intrusive_ptr<c10d::Store> tcpStore(const std::string& host, c10d::TCPStore
   return c10::make_intrusive<c10d::TCPStore>(host, so);
 }
 
+// ---------------------------------------------------------------- meeting at the store
+// Before the backend connects, each rank posts at the store that it joined, or why it cannot start (a bad
+// option or path on its machine): the others then stop at once naming that rank and its reason, instead
+// of waiting in the backend's connection for the whole timeout (30 minutes by default).
+
+std::string joinedKey(int r) { return "semaim/joined/" + std::to_string(r); }
+std::string failedKey(int r) { return "semaim/failed/" + std::to_string(r); }
+std::string readKey(int r) { return "semaim/read-failure/" + std::to_string(r); }
+
+bool has(c10d::Store& store, const std::string& key) { return store.check(std::vector<std::string>{key}); }
+std::vector<uint8_t> bytesOf(const std::string& s) { return std::vector<uint8_t>(s.begin(), s.end()); }
+std::string ranksText(const std::vector<int>& ranks) {
+  std::string t;
+  for (int r : ranks) t += (t.empty() ? "" : ", ") + std::to_string(r);
+  return t;
+}
+constexpr Millis kPoll{20};
+
+// The store host keeps the store (it lives in its process) until every other rank has read a start
+// failure or failed itself, or the timeout: leaving at once would leave them a refused connection.
+void keepStoreUntilRead(c10d::Store& store, const InitOptions& o) {
+  if (!o.storeHost) return;
+  auto deadline = std::chrono::steady_clock::now() + Millis(o.timeoutMs);
+  for (int r = 0; r < o.size; r++) {
+    while (r != o.rank && !has(store, readKey(r)) && !has(store, failedKey(r)) && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(kPoll);
+  }
+}
+
+// Posts this rank's failure to start.
+void postFailure(c10d::Store& store, const InitOptions& o) {
+  store.set(failedKey(o.rank), bytesOf(o.failure));
+  keepStoreUntilRead(store, o);
+}
+
+// Waits until every rank has joined; throws RankCouldNotStart when one posted a failure, a timeout
+// naming the ranks that never came, and names a rank that was started with another world size.
+void meetEveryRank(c10d::Store& store, const InitOptions& o) {
+  store.set(joinedKey(o.rank), bytesOf(std::to_string(o.size)));
+  auto deadline = std::chrono::steady_clock::now() + Millis(o.timeoutMs);
+  std::vector<bool> joined(o.size, false);
+  joined[o.rank] = true;
+  for (;;) {
+    std::vector<int> missing;
+    for (int r = 0; r < o.size; r++) {
+      if (joined[r]) continue;
+      if (has(store, failedKey(r))) {  // checked before 'joined': a rank posts one of the two
+        std::vector<uint8_t> why = store.get(failedKey(r));
+        store.set(readKey(o.rank), bytesOf("1"));
+        keepStoreUntilRead(store, o);
+        throw RankCouldNotStart("rank " + std::to_string(r) + " of " + std::to_string(o.size) + " could not start: " + std::string(why.begin(), why.end()));
+      }
+      if (has(store, joinedKey(r))) {
+        std::vector<uint8_t> size = store.get(joinedKey(r));
+        std::string theirs(size.begin(), size.end());
+        if (theirs != std::to_string(o.size))
+          throw std::invalid_argument("the ranks disagree on the world size: this one has WORLD_SIZE=" + std::to_string(o.size) + ", rank " +
+                                      std::to_string(r) + " has WORLD_SIZE=" + theirs + "; start every worker with the same WORLD_SIZE");
+        joined[r] = true;
+      } else {
+        missing.push_back(r);
+      }
+    }
+    if (missing.empty()) return;
+    if (std::chrono::steady_clock::now() >= deadline)
+      throw std::runtime_error("Timeout: rank" + std::string(missing.size() > 1 ? "s " : " ") + ranksText(missing) + " of " + std::to_string(o.size) +
+                               " never came to the rendezvous");
+    std::this_thread::sleep_for(kPoll);
+  }
+}
+
 // Runs off the main thread: the rendezvous blocks until every rank has joined (or the timeout).
 Group createGroup(const InitOptions& o) {
   Millis timeout(o.timeoutMs);
@@ -253,6 +336,11 @@ Group createGroup(const InitOptions& o) {
     g.store = c10::make_intrusive<c10d::PrefixStore>(o.storePrefix, tcp);
   }
   g.store->setTimeout(timeout);
+  if (!o.failure.empty()) {
+    postFailure(*g.store, o);
+    return Group{};
+  }
+  meetEveryRank(*g.store, o);
 #ifdef USE_C10D_GLOO
   if (o.backend == "gloo") {
     auto opts = c10d::ProcessGroupGloo::Options::create(timeout);

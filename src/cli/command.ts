@@ -1,5 +1,6 @@
 // What every sub-command is. A command declares its options once (one table); the parser, --help,
 // validation and the typed options object its job receives all come from that table.
+import { tellOtherRanks } from './data-parallel';
 import { formatHelp, OptionError, OptionTable, Options, parseArgv, readConfigFile, resolveOptions } from '../util/options';
 
 export interface Command {
@@ -42,6 +43,11 @@ export function parseCommand<T extends OptionTable>(
   return { o: resolveOptions(table, file, options), positionals };
 }
 
+/** What the user is told of an error: an option's error names the flag as typed. */
+export function errorText(err: unknown): string {
+  return err instanceof OptionError ? err.flagMessage : err instanceof Error ? err.message : String(err);
+}
+
 /** A command line the command cannot read (exit code 2, as an option error). */
 export class UsageError extends Error {
   readonly exitCode = 2;
@@ -80,9 +86,15 @@ export function defineCommand<T extends OptionTable>(spec: CommandSpec<T>): Comm
       return p && { options: p.o, positionals: p.positionals };
     },
     async run(argv) {
-      const p = parse(argv);
-      if (!p) return 0;
-      spec.preflight?.(p.o, p.positionals);
+      let p: ReturnType<typeof parse> = null;
+      try {
+        p = parse(argv);
+        if (!p) return 0;
+        spec.preflight?.(p.o, p.positionals);
+      } catch (e) {
+        if ('nprocPerNode' in spec.options) await tellOtherRanks(e, p?.o ?? null);
+        throw e;
+      }
       return spec.run(p.o, p.positionals);
     },
   };

@@ -8,6 +8,7 @@ import * as torch from '../torch';
 import type { Device } from '../torch';
 import { packageVersion } from '../export/assets';
 import { MAX_THREADS, OptionError, OptionTable, kebab } from '../util/options';
+import { errorText } from './command';
 
 /** The command a worker runs, for the check that every rank runs the same one with the same options. */
 export interface CommandIdentity {
@@ -42,6 +43,49 @@ export async function runDataParallel(
   } finally {
     dist.destroyProcessGroup();
   }
+}
+
+/**
+ * A worker of a run of several processes that fails before it joins (its options, config file or a path on
+ * its machine) tells the others why, so they stop at once naming it instead of waiting for it until the
+ * timeout, 30 minutes by default. So does the launcher of one of several machines (`--nnodes`), for the
+ * workers it will now not start, when its preflight fails. Not being able to tell is only noted.
+ */
+export async function tellOtherRanks(err: unknown, options: dist.LaunchFlags | null): Promise<void> {
+  const place = placeOfFailure(options);
+  if (!place) return;
+  const why = errorText(err);
+  const who = place.ranks.length > 1 ? `ranks ${place.ranks[0]}-${place.ranks[place.ranks.length - 1]}` : `rank ${place.ranks[0]}`;
+  process.stderr.write(
+    `semaim: ${who} of ${place.worldSize} cannot start: ${why}\n` +
+      `semaim: telling the other ranks at ${place.masterAddr}:${place.masterPort} before stopping (at most ${Math.round(dist.defaultTimeoutMs() / 1000)} s)\n`,
+  );
+  try {
+    await Promise.all(place.ranks.map((rank) => dist.reportStartFailure(why, { ...place.init, rank })));
+  } catch (e) {
+    process.stderr.write(`semaim: could not tell the other ranks: ${(e as Error).message}\n`);
+  }
+}
+
+/** The ranks a failure before the start stands for: this worker's, or those this machine's launcher would start. */
+function placeOfFailure(options: dist.LaunchFlags | null) {
+  let env: dist.DistEnv | null;
+  try {
+    env = dist.readDistEnv();
+  } catch {
+    return null; // the environment itself is broken: there is no rendezvous to tell
+  }
+  if (env) {
+    if (env.worldSize < 2) return null;
+    return { ranks: [env.rank], worldSize: env.worldSize, masterAddr: env.masterAddr, masterPort: env.masterPort, init: {} };
+  }
+  if (!options || (options.nnodes ?? 1) < 2) return null; // one machine: its launcher starts no worker
+  const l = dist.launchOptionsFrom(options);
+  const worldSize = l.nprocPerNode * l.nnodes!;
+  const ranks = Array.from({ length: l.nprocPerNode }, (_, i) => l.nodeRank! * l.nprocPerNode + i);
+  const masterPort = l.masterPort ?? dist.MULTI_NODE_PORT;
+  const init = { worldSize, masterAddr: l.masterAddr, masterPort, env: {} };
+  return { ranks, worldSize, masterAddr: l.masterAddr, masterPort, init };
 }
 
 /** Options that may differ between the ranks: each machine's own places and resources, not what is computed. */

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The `semaim` command line: one sub-command per job.
-import { OptionError } from '../util/options';
 import { commands } from './commands';
+import { errorText } from './command';
 import { isWorkerProcess } from '../dist/env';
 
 async function main(argv: string[]): Promise<number> {
@@ -52,7 +52,7 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (err: Error & { exitCode?: number }) => {
-    process.stderr.write(`semaim: ${err instanceof OptionError ? err.flagMessage : err.message}\n`);
+    process.stderr.write(`semaim: ${errorText(err)}\n`);
     if (process.env.SEMAIM_DEBUG) process.stderr.write(`${err.stack}\n`);
     process.exitCode = err.exitCode ?? (err.name === 'OptionError' || err.name === 'ConfigError' ? 2 : 1);
   },

@@ -1,7 +1,7 @@
 // Errors of distributed work: the codes the addon gives them (native/dist.cc), and the same
 // classification for failures that surface elsewhere (a gradient all-reduce failing inside backward).
 
-export type DistErrorCode = 'ERR_DIST' | 'ERR_DIST_PEER' | 'ERR_DIST_TIMEOUT';
+export type DistErrorCode = 'ERR_DIST' | 'ERR_DIST_PEER' | 'ERR_DIST_TIMEOUT' | 'ERR_DIST_START';
 
 export interface DistError extends Error {
   code: DistErrorCode;

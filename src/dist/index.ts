@@ -4,12 +4,12 @@ export { readDistEnv, isWorkerProcess, isLoopback } from './env';
 export type { DistEnv } from './env';
 export {
   ProcessGroup, Work, initProcessGroup, getProcessGroup, processGroupOrNull, rank, worldSize, isDistributed,
-  destroyProcessGroup, rankSlice, severalRanks, backendFor, DEFAULT_TIMEOUT_MS, defaultTimeoutMs,
+  destroyProcessGroup, reportStartFailure, rankSlice, severalRanks, backendFor, DEFAULT_TIMEOUT_MS, defaultTimeoutMs,
 } from './process-group';
 export type { Backend, ReduceOp, InitOptions, CollectiveOptions } from './process-group';
 export { DistributedDataParallel, bucketsBySize, compressionRefusal } from './ddp';
 export type { DdpOptions, GradCompression, GradSyncMode, ParameterOwner } from './ddp';
-export { launchWorkers, launchOptionsFrom, stripLaunchFlags, freePort, LAUNCH_OPTIONS, GRAD_SYNC_OPTIONS } from './launch';
+export { launchWorkers, launchOptionsFrom, MULTI_NODE_PORT, stripLaunchFlags, freePort, LAUNCH_OPTIONS, GRAD_SYNC_OPTIONS } from './launch';
 export type { LaunchOptions, LaunchResult, LaunchFlags } from './launch';
 export { isDistError, classifyDistMessage } from './errors';
 export type { DistError, DistErrorCode } from './errors';

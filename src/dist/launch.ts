@@ -150,6 +150,9 @@ function isStopped(pid: number | undefined): boolean {
 
 const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGINT: 2, SIGTERM: 15, SIGKILL: 9, SIGHUP: 1 };
 
+/** The rendezvous port of several machines when --master-port is not given (torchrun's). */
+export const MULTI_NODE_PORT = 29500;
+
 /**
  * Starts the workers and resolves when all have exited. Prints (on stderr) which rank failed, with its
  * last lines, when one does. The caller sets its exit code from the result.
@@ -164,7 +167,7 @@ export async function launchWorkers(argv: string[], o: LaunchOptions): Promise<L
     throw new RangeError(`launch: --node-rank must be in [0, ${nnodes - 1}] (--nnodes ${nnodes}), got ${nodeRank}`);
   }
   const masterAddr = o.masterAddr ?? '127.0.0.1';
-  const masterPort = o.masterPort ?? (nnodes === 1 ? await freePort(masterAddr) : 29500);
+  const masterPort = o.masterPort ?? (nnodes === 1 ? await freePort(masterAddr) : MULTI_NODE_PORT);
   const script = o.script ?? process.argv[1];
   const execArgv = o.execArgv ?? process.execArgv;
   const graceMs = o.killGraceMs ?? 15_000;
@@ -276,7 +279,7 @@ export async function launchWorkers(argv: string[], o: LaunchOptions): Promise<L
  */
 function rootCause(failed: Worker[]): Worker {
   const byTime = [...failed].sort((a, b) => a.exitOrder - b.exitOrder);
-  const consequence = (w: Worker): boolean => w.tail.some((l) => /ERR_DIST_PEER|another rank exited/.test(l));
+  const consequence = (w: Worker): boolean => w.tail.some((l) => /ERR_DIST_PEER|ERR_DIST_START|another rank exited|could not start:/.test(l));
   return byTime.find((w) => w.signal || !consequence(w)) ?? byTime[0];
 }
 

@@ -27,6 +27,8 @@ export interface NativeInitOptions {
   glooHost?: string;
   glooThreads?: number;
   device?: number;
+  /** This rank cannot start: post why at the store for the others, create no backend. */
+  failure?: string;
 }
 
 export type NativeReduceOp = 'sum' | 'avg' | 'max' | 'min' | 'product';

@@ -4,7 +4,8 @@
 // Collectives run in the background (Gloo's threads, NCCL's streams). The Promise forms wait for them
 // on a libuv pool thread, so timers, signals and I/O go on meanwhile; the *Sync forms block the main
 // thread (for short collectives inside a synchronous step). Errors are Errors with .code
-// ERR_DIST_PEER (another rank died or closed its connection), ERR_DIST_TIMEOUT or ERR_DIST, and
+// ERR_DIST_PEER (another rank died or closed its connection), ERR_DIST_START (another rank could not
+// start: a bad option or path on its machine), ERR_DIST_TIMEOUT or ERR_DIST, and
 // .op, .rank, .worldSize.
 import type { Device, Tensor } from '../torch';
 import * as torch from '../torch';
@@ -111,46 +112,10 @@ export class ProcessGroup {
 
   /** Rendezvous with the other ranks (rank 0 or torchrun's agent hosts the TCPStore) and creates the backend. */
   static async create(o: InitOptions = {}): Promise<ProcessGroup> {
-    const info = distNative.distInfo();
-    const Native = distNative.ProcessGroup;
-    if (!info.c10d || !Native) {
-      throw new Error('initProcessGroup: this build of the addon has no c10d (libtorch without distributed support); ' +
-        'it can only train in one process');
-    }
-    const env = readDistEnv(o.env ?? process.env);
-    const explicit = o.rank !== undefined && o.worldSize !== undefined;
-    if (!env && !explicit) {
-      throw new Error('initProcessGroup: not a distributed worker (RANK / WORLD_SIZE unset): start with ' +
-        '`torchrun --nproc_per_node N --no_python node ...` or `--nproc-per-node N`, or pass rank and worldSize');
-    }
-    const rank = o.rank ?? (env as DistEnv).rank;
-    const worldSize = o.worldSize ?? (env as DistEnv).worldSize;
-    const localRank = o.localRank ?? env?.localRank ?? rank;
-    const masterAddr = o.masterAddr ?? env?.masterAddr ?? '127.0.0.1';
-    const masterPort = o.masterPort ?? env?.masterPort ?? 29500;
-    const timeoutMs = o.timeoutMs ?? defaultTimeoutMs();
-    const backend: Backend = o.backend === undefined || o.backend === 'auto' ? backendFor(o.device) : o.backend;
-    if (!info[backend]) {
-      throw new Error(`initProcessGroup: backend ${backend} is not built into the addon (built: ${builtBackends(info).join(', ') || 'none'})` +
-        (backend === 'gloo' ? '; install libgloo-dev and rebuild (npm run build:native)' : ''));
-    }
-    let device: Device = 'cpu';
-    let cudaIndex = 0;
-    if (backend === 'nccl') {
-      device = o.device && o.device.includes(':') ? o.device : (`cuda:${localRank}` as Device);
-      cudaIndex = Number(device.split(':')[1]);
-    }
-    const g = new Native();
-    await initOrExplain(g, worldSize, {
-      backend, rank, worldSize, masterAddr, masterPort, timeoutMs,
-      storeHost: env?.agentStore ? false : rank === 0,
-      storePrefix: env?.agentStore ? `/worker/attempt_${env.agentStore.restartCount}` : '',
-      glooInterface: env?.glooInterface ?? '',
-      glooHost: env?.glooInterface ? '' : isLoopback(masterAddr) ? '127.0.0.1' : '',
-      glooThreads: o.glooThreads ?? 2,
-      device: cudaIndex,
-    });
-    return new ProcessGroup(g, rank, worldSize, localRank, backend, device, timeoutMs);
+    const p = placement(o);
+    const g = new p.Native();
+    await g.init(p.native);
+    return new ProcessGroup(g, p.rank, p.worldSize, p.localRank, p.backend, p.device, p.timeoutMs);
   }
 
   /** The native group, for the gradient reducer. */
@@ -337,18 +302,62 @@ export class ProcessGroup {
   }
 }
 
+/** Where this process sits in the run (torchrun's variables or explicit options) and the addon's init options. */
+function placement(o: InitOptions) {
+  const info = distNative.distInfo();
+  const Native = distNative.ProcessGroup;
+  if (!info.c10d || !Native) {
+    throw new Error('initProcessGroup: this build of the addon has no c10d (libtorch without distributed support); ' +
+      'it can only train in one process');
+  }
+  const env = readDistEnv(o.env ?? process.env);
+  const explicit = o.rank !== undefined && o.worldSize !== undefined;
+  if (!env && !explicit) {
+    throw new Error('initProcessGroup: not a distributed worker (RANK / WORLD_SIZE unset): start with ' +
+      '`torchrun --nproc_per_node N --no_python node ...` or `--nproc-per-node N`, or pass rank and worldSize');
+  }
+  const rank = o.rank ?? (env as DistEnv).rank;
+  const worldSize = o.worldSize ?? (env as DistEnv).worldSize;
+  const localRank = o.localRank ?? env?.localRank ?? rank;
+  const masterAddr = o.masterAddr ?? env?.masterAddr ?? '127.0.0.1';
+  const masterPort = o.masterPort ?? env?.masterPort ?? 29500;
+  const timeoutMs = o.timeoutMs ?? defaultTimeoutMs();
+  const backend: Backend = o.backend === undefined || o.backend === 'auto' ? backendFor(o.device) : o.backend;
+  if (!info[backend]) {
+    throw new Error(`initProcessGroup: backend ${backend} is not built into the addon (built: ${builtBackends(info).join(', ') || 'none'})` +
+      (backend === 'gloo' ? '; install libgloo-dev and rebuild (npm run build:native)' : ''));
+  }
+  let device: Device = 'cpu';
+  let cudaIndex = 0;
+  if (backend === 'nccl') {
+    device = o.device && o.device.includes(':') ? o.device : (`cuda:${localRank}` as Device);
+    cudaIndex = Number(device.split(':')[1]);
+  }
+  const native = {
+    backend, rank, worldSize, masterAddr, masterPort, timeoutMs,
+    storeHost: env?.agentStore ? false : rank === 0,
+    storePrefix: env?.agentStore ? `/worker/attempt_${env.agentStore.restartCount}` : '',
+    glooInterface: env?.glooInterface ?? '',
+    glooHost: env?.glooInterface ? '' : isLoopback(masterAddr) ? '127.0.0.1' : '',
+    glooThreads: o.glooThreads ?? 2,
+    device: cudaIndex,
+  };
+  return { Native, native, rank, worldSize, localRank, backend, device, timeoutMs };
+}
+
 /**
- * g.init, with the likely cause added to Gloo's message when the ranks were started with different
- * WORLD_SIZEs: each sends the addresses of the world it believes in, and Gloo only checks their byte length.
+ * Tells the other ranks of the run this worker belongs to that it cannot start (`why`: a bad option or
+ * path on this machine), instead of joining: they stop at once with "rank R of N could not start: why"
+ * rather than wait for it until the timeout. Rank 0 hosts the rendezvous, so there this returns only when
+ * every other rank has read it, failed too, or the timeout has passed. Failures to tell are thrown.
  */
-async function initOrExplain(g: NativeProcessGroup, worldSize: number, o: Parameters<NativeProcessGroup['init']>[0]): Promise<void> {
+export async function reportStartFailure(why: string, o: InitOptions = {}): Promise<void> {
+  const p = placement({ ...o, backend: distNative.distInfo().gloo ? 'gloo' : 'nccl', device: undefined });
+  const g = new p.Native();
   try {
-    await g.init(o);
-  } catch (e) {
-    if (e instanceof Error && /address\.cc.*sizeof\(impl_\) == bytes\.size\(\)/.test(e.message)) {
-      e.message += ` [the ranks disagree on the world size: this one has WORLD_SIZE=${worldSize}, another rank a different one; start every worker with the same WORLD_SIZE]`;
-    }
-    throw e;
+    await g.init({ ...p.native, failure: why || 'failed' });
+  } finally {
+    g.shutdown(true);
   }
 }
 

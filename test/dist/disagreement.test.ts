@@ -90,6 +90,48 @@ test('pretrain: a file missing on one machine is refused before any step; anothe
   for (const r of ok) assert.equal(r.code, 0, r.out);
 });
 
+test('a machine that cannot start (a --data-path missing there) tells the other: both stop at once, naming its rank and reason', { skip: gloo }, async () => {
+  await imageFolder(join(root, 'data-here'), 16);
+  const base = [...MODEL, '--dataset', 'folder', '--epochs', '1', '--batch-size', '4', '--max-steps', '1'];
+  const missing = join(root, 'not-on-this-machine');
+  for (const failing of [1, 0]) {
+    const out = join(root, `cannot-start-${failing}`);
+    const args = [0, 1].map((rank) => [...base, '--data-path', rank === failing ? missing : join(root, 'data-here'), '--out-dir', out]);
+    const runs = await twoNodes('pretrain', args as [string[], string[]]);
+    const other = runs[1 - failing];
+    // before, the other machine's workers waited for it until the timeout and then named no cause
+    assertRefused(runs, /option --data-path: .*not-on-this-machine does not exist/, /rank \d of 2 c(annot|ould not) start/);
+    assert.equal(runs[failing].code, 2, runs[failing].out);
+    assert.match(other.out, new RegExp(`dist\\.init failed on rank ${1 - failing} of 2 \\(gloo\\): rank ${failing} of 2 could not start: option --data-path: `), other.out);
+    assert.doesNotMatch(other.out, /ERR_DIST_TIMEOUT|not every rank joined/, other.out);
+    assert.ok(!existsSync(join(out, 'metrics.jsonl')), 'nothing trained');
+  }
+});
+
+test('a torchrun worker that cannot start (a bad option on its machine) tells the others before it exits', { skip: gloo }, async () => {
+  const port = await dist.freePort();
+  const out = join(root, 'worker-cannot-start');
+  const worker = (rank: number, extra: string[]) =>
+    new Promise<NodeRun>((resolve) => {
+      const child = spawn(process.execPath, [CLI, 'pretrain', ...SYNTHETIC, '--batch-size', '8', '--max-steps', '1', '--out-dir', out, ...extra], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, SEMAIM_DIST_TIMEOUT: '30', RANK: String(rank), LOCAL_RANK: '0', WORLD_SIZE: '2', LOCAL_WORLD_SIZE: '1', MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port) },
+      });
+      let text = '';
+      child.stdout.on('data', (c: Buffer) => (text += c.toString()));
+      child.stderr.on('data', (c: Buffer) => (text += c.toString()));
+      const timer = setTimeout(() => child.kill('SIGKILL'), 90_000);
+      child.on('close', (code, signal) => {
+        clearTimeout(timer);
+        resolve({ code, signal, out: text });
+      });
+    });
+  const runs = await Promise.all([worker(0, []), worker(1, ['--blr', '-1'])]);
+  assertRefused(runs, /option --blr/, /rank 1 of 2 c(annot|ould not) start/);
+  assert.equal(runs[1].code, 2, runs[1].out);
+  assert.match(runs[0].out, /dist\.init failed on rank 0 of 2 \(gloo\): rank 1 of 2 could not start: option --blr/, runs[0].out);
+});
+
 test('pretrain resumed where rank 1 cannot see rank 0\'s checkpoint (an --out-dir that is not shared): refused naming the rank, not a hang', { skip: gloo }, async () => {
   const shared = join(root, 'node0-out');
   const local = join(root, 'node1-out');
