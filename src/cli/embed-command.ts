@@ -16,7 +16,7 @@ export const EMBED_OPTIONS = defineOptions({
   checkpoint: {
     type: 'string',
     required: true,
-    help: 'pre-training run folder (newest valid checkpoint), checkpoint folder, or exported encoder .safetensors',
+    help: 'pre-training run folder (newest valid checkpoint), checkpoint folder, or an encoder file (.safetensors, or torch.save .pth)',
   },
   ...VERIFY_OPTIONS,
   ...IMAGE_SOURCE_OPTIONS,
@@ -84,7 +84,7 @@ function preflight(o: EmbedCommandOptions): void {
 
 export const embedCommand = defineCommand({
   summary: 'features of a folder of images or a dataset ([CLS], mean or all tokens) as safetensors',
-  usage: 'semaim embed --checkpoint RUN_DIR|ENCODER.safetensors (--images DIR | --dataset NAME) [options]',
+  usage: 'semaim embed --checkpoint RUN_DIR|ENCODER.safetensors|ENCODER.pth (--images DIR | --dataset NAME) [options]',
   description:
     'Runs the encoder over every image with the evaluation preprocessing (resize + centre crop + normalise, as k-NN\n' +
     'and the linear probe) and writes the features to one safetensors file, batch by batch: features [n, D]\n' +

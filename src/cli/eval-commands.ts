@@ -20,7 +20,7 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
   return {
     knn: defineCommand({
       summary: "weighted k-NN accuracy (DINO) of a pre-trained encoder's features",
-      usage: 'semaim knn --checkpoint RUN_DIR|ENCODER.safetensors [options]',
+      usage: 'semaim knn --checkpoint RUN_DIR|ENCODER.safetensors|ENCODER.pth [options]',
       description:
         "DINO's weighted k-NN: L2-normalised [CLS] (or mean) features, cosine similarity to every training feature,\n" +
         'the k nearest vote with weight exp(cos / T). Writes <out-dir>/knn.json and prints a table.',
@@ -39,7 +39,7 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
     }),
     linprobe: defineCommand({
       summary: 'linear probe (BatchNorm + Linear on frozen features, SGD or LARS)',
-      usage: 'semaim linprobe --checkpoint RUN_DIR|ENCODER.safetensors [options]',
+      usage: 'semaim linprobe --checkpoint RUN_DIR|ENCODER.safetensors|ENCODER.pth [options]',
       description:
         "MAE's linear probe: frozen encoder → BatchNorm1d (no affine) → Linear; SGD momentum 0.9 (or LARS),\n" +
         'lr = blr × batch / 256, cosine schedule. Writes <out-dir>/linprobe.json and probe.safetensors.',
@@ -58,7 +58,7 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
     }),
     finetune: defineCommand({
       summary: 'full fine-tuning (layer-wise lr decay, mixup/cutmix, drop-path; checkpoints and resume)',
-      usage: 'semaim finetune --checkpoint RUN_DIR|ENCODER.safetensors [options]',
+      usage: 'semaim finetune --checkpoint RUN_DIR|ENCODER.safetensors|ENCODER.pth [options]',
       description:
         'Fine-tunes the encoder with global average pooling + fc_norm + head, as MAE (docs/METHOD.md §6.2 defaults).\n' +
         'A run killed at any moment continues from its last checkpoint when started again with the same --out-dir.\n' +

@@ -10,7 +10,7 @@ import { runDataParallel } from './data-parallel';
 export function makeSegprobeCommand(factory: SegDataFactory = makeSegData): Command {
   return defineCommand({
     summary: 'segmentation probe: BatchNorm + linear head on frozen patch tokens, mIoU on data with masks',
-    usage: 'semaim segprobe --checkpoint RUN_DIR|ENCODER.safetensors [options]',
+    usage: 'semaim segprobe --checkpoint RUN_DIR|ENCODER.safetensors|ENCODER.pth [options]',
     description:
       'The linear segmentation protocol (DINOv2 / mmseg BNHead): patch tokens of the frozen encoder (after its final norm)\n' +
       '→ BatchNorm → per-patch Linear → bilinear upsampling to the image; per-pixel cross-entropy (255 = ignore).\n' +

@@ -122,7 +122,7 @@ export const KNN_OPTIONS = defineOptions({
   checkpoint: {
     type: 'string',
     required: true,
-    help: 'pre-training run folder (newest valid checkpoint), checkpoint folder, or exported encoder .safetensors',
+    help: 'pre-training run folder (newest valid checkpoint), checkpoint folder, or an encoder file (.safetensors, or torch.save .pth)',
   },
   ...VERIFY_OPTIONS,
   ...KNN_ONLY,
@@ -135,7 +135,7 @@ export const KNN_OPTIONS = defineOptions({
 });
 
 export const LINPROBE_OPTIONS = defineOptions({
-  checkpoint: { type: 'string', required: true, help: 'pre-training run folder, checkpoint folder, or exported encoder .safetensors' },
+  checkpoint: { type: 'string', required: true, help: 'pre-training run folder, checkpoint folder, or an encoder file (.safetensors, or torch.save .pth)' },
   ...VERIFY_OPTIONS,
   ...LINPROBE_ONLY,
   ...FEATURE_OPTIONS,
@@ -147,7 +147,12 @@ export const LINPROBE_OPTIONS = defineOptions({
 });
 
 export const FINETUNE_OPTIONS = defineOptions({
-  checkpoint: { type: 'string', required: true, path: true, help: 'pre-training run folder, checkpoint folder, or exported encoder .safetensors' },
+  checkpoint: {
+    type: 'string',
+    required: true,
+    path: true,
+    help: 'pre-training run folder, checkpoint folder, or an encoder file (.safetensors, or torch.save .pth)',
+  },
   ...VERIFY_OPTIONS,
   init: { type: 'string', default: 'pretrained', choices: ['pretrained', 'random'], help: "'random': the checkpoint's architecture from scratch (baseline)" },
   pool: { type: 'string', default: 'avg', choices: ['avg', 'cls'], help: "'avg': mean of patch tokens → fc_norm (MAE); 'cls': norm → [CLS]" },

@@ -50,7 +50,7 @@ export const SEGPROBE_OPTIONS = defineOptions({
   checkpoint: {
     type: 'string',
     required: true,
-    help: 'pre-training run folder (newest valid checkpoint), checkpoint folder, or exported encoder .safetensors',
+    help: 'pre-training run folder (newest valid checkpoint), checkpoint folder, or an encoder file (.safetensors, or torch.save .pth)',
   },
   verify: {
     type: 'boolean',

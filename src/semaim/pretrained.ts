@@ -198,9 +198,15 @@ const CONFIG_JSON_HELP =
   "semaim's { imgSize, patchSize, embedDim, depth, numHeads } (inChans 3 and mlpRatio 4 by default), timm's model arguments " +
   "{ img_size, patch_size, embed_dim, depth, num_heads }, or timm's hub config { architecture: 'vit_base_patch16_224', model_args }";
 
+/** Weights files an encoder is read from: safetensors, or PyTorch's torch.save (read without running its pickle). */
+const WEIGHTS_FILE = /\.(safetensors|pth|pt|bin)$/;
+/** The weights files of a Hugging Face hub folder, whose sizes are in config.json beside them. */
+const HUB_WEIGHTS = ['model.safetensors', 'pytorch_model.bin'];
+
 /** Finds the weights and config of an encoder without loading any tensor. */
 export function resolveEncoder(path: string, o: VerifyOption = {}): EncoderSource {
-  if (!existsSync(path)) throw new Error(`encoder '${path}' does not exist (give a run folder, a checkpoint folder or an exported .safetensors)`);
+  if (!existsSync(path))
+    throw new Error(`encoder '${path}' does not exist (give a run folder, a checkpoint folder, an exported .safetensors or a torch.save .pth)`);
   if (statSync(path).isDirectory()) {
     const dir = resolveCheckpoint(path, o);
     const weights = join(dir, 'model.safetensors');
@@ -213,8 +219,8 @@ export function resolveEncoder(path: string, o: VerifyOption = {}): EncoderSourc
     const layout = checkEncoderShapes(config, tensors, weights);
     return { path, weights, sha256: sha256File(weights), kind: 'checkpoint', config, layout };
   }
-  if (!path.endsWith('.safetensors')) throw new Error(`encoder '${path}': expected a folder or a .safetensors file`);
-  const jsonPath = path.replace(/\.safetensors$/, '.json');
+  if (!WEIGHTS_FILE.test(path)) throw new Error(`encoder '${path}': expected a folder, a .safetensors file or a torch.save file (.pth, .pt, .bin)`);
+  const jsonPath = path.replace(WEIGHTS_FILE, '.json');
   const { metadata, tensors } = readSafetensorsHeader(path);
   const kind = runKindOf(metadata.format);
   if (kind && kind !== 'pretrain') {
@@ -230,7 +236,7 @@ export function resolveEncoder(path: string, o: VerifyOption = {}): EncoderSourc
     [where, text] = [jsonPath, readFileSync(jsonPath, 'utf8')];
   } else if (metadata.config) {
     [where, text] = [path, metadata.config];
-  } else if (basename(path) === 'model.safetensors' && existsSync(hubConfig)) {
+  } else if (HUB_WEIGHTS.includes(basename(path)) && existsSync(hubConfig)) {
     [where, text] = [hubConfig, readFileSync(hubConfig, 'utf8')];
   } else {
     throw new Error(

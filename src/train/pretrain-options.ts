@@ -77,7 +77,7 @@ export const PRETRAIN_OPTIONS = defineOptions({
   blur: { type: 'boolean', default: true, help: 'Gaussian-blur pixel targets (authors’ headline run)' },
   blurKernel: { type: 'int', default: 9, min: 1, help: 'blur kernel size (odd)' },
   blurSigma: { type: 'number', default: 1, help: 'blur sigma' },
-  teacher: { type: 'string', path: true, help: 'feature targets: teacher encoder safetensors (with a .json config beside it)' },
+  teacher: { type: 'string', path: true, help: 'feature targets: teacher encoder .safetensors or torch.save .pth (with a .json config beside it)' },
   // data
   dataset: { type: 'string', default: 'synthetic', choices: ['synthetic', 'cifar10', 'folder', 'flat', 'shards'], help: 'training data' },
   dataPath: {

@@ -3,7 +3,8 @@
 // files for fine-tuning), and parts of other networks are refused instead of silently dropped.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as torch from '../../src/torch';
@@ -50,6 +51,18 @@ test("DDP's 'module.' and MAE-style 'model.' prefixes are read as timm's names",
     assert.equal(resolveEncoder(path).layout.prefix, prefix);
     assert.equal(maxDiff(tokensOf(path), want), 0, prefix);
   }
+});
+
+test("the authors' training checkpoint (torch.save .pth: {'model': DDP-prefixed weights with the decoder, 'args', 'optimizer', ...}) is the same network, read without running its pickle", () => {
+  const pth = join(root, 'authors-checkpoint.pth');
+  execFileSync('/usr/bin/python3', [join(__dirname, '..', '..', '..', 'scripts', 'pytorch_file_make.py'), 'from-safetensors', reference, pth]);
+  writeFileSync(join(root, 'authors-checkpoint.json'), JSON.stringify(TINY));
+  const src = resolveEncoder(pth);
+  assert.equal(src.layout.prefix, 'module.');
+  assert.equal(maxDiff(tokensOf(pth), want), 0);
+  const bare = join(root, 'no-config.pth');
+  copyFileSync(pth, bare);
+  assert.throws(() => resolveEncoder(bare), /its sizes are not known: no .*no-config\.json beside it/);
 });
 
 test("timm's no_embed_class pos_embed (no row for [CLS]) gives the same network", () => {

@@ -1,0 +1,252 @@
+// PyTorch's torch.save files (.pth, .pt, pytorch_model.bin): a zip archive whose data.pkl pickles the
+// object and whose data/N entries hold the tensors' storages, stored uncompressed. Read here without
+// running the pickle: a small unpickler knows the few calls torch.save writes (tensor rebuilds,
+// OrderedDict) and keeps anything else (argparse.Namespace, numpy scalars) as an inert record, so a
+// hostile file can name any Python function and none is called. The result is the same header a
+// safetensors file gives (name → dtype, shape, absolute byte offset), so the tensors are read in place.
+import * as fs from 'node:fs';
+import type { DType } from '../torch/dtype';
+import type { SafetensorsHeader, TensorInfo } from './safetensors';
+import { Global, Opaque, unpickle } from './pickle';
+
+const STORAGE_DTYPE: Record<string, DType> = {
+  FloatStorage: 'float32',
+  DoubleStorage: 'float64',
+  HalfStorage: 'float16',
+  BFloat16Storage: 'bfloat16',
+  LongStorage: 'int64',
+  IntStorage: 'int32',
+  ShortStorage: 'int16',
+  CharStorage: 'int8',
+  ByteStorage: 'uint8',
+  BoolStorage: 'bool',
+};
+const DTYPE_BYTES: Record<DType, number> = { float64: 8, float32: 4, float16: 2, bfloat16: 2, int64: 8, int32: 4, int16: 2, int8: 1, uint8: 1, bool: 1 };
+
+/** The keys under which training scripts (MAE, SemAIM, DeiT, timm's train.py) keep the weights in a checkpoint. */
+const STATE_DICT_KEYS = ['model', 'state_dict', 'model_state_dict', 'module'];
+
+/** True when the file starts as a zip archive (a torch.save file since PyTorch 1.6). */
+export function isZipMagic(prefix: Uint8Array): boolean {
+  return prefix.length >= 4 && prefix[0] === 0x50 && prefix[1] === 0x4b && prefix[2] === 0x03 && prefix[3] === 0x04;
+}
+
+// ---------------------------------------------------------------- zip
+
+interface ZipEntry {
+  method: number;
+  size: number;
+  headerOffset: number;
+}
+
+function readBytes(fd: number, position: number, length: number, label: string): Buffer {
+  const buf = Buffer.alloc(length);
+  let done = 0;
+  while (done < length) {
+    const n = fs.readSync(fd, buf, done, length - done, position + done);
+    if (n <= 0) throw new Error(`${label}: the file ends early (a truncated torch.save archive)`);
+    done += n;
+  }
+  return buf;
+}
+
+function u64(b: Buffer, at: number): number {
+  const v = b.readBigUInt64LE(at);
+  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new Error('a zip size or offset beyond 2^53');
+  return Number(v);
+}
+
+/** The central directory: entry name → compression method, size and local header offset (zip64 aware). */
+function zipEntries(fd: number, fileSize: number, label: string): Map<string, ZipEntry> {
+  const tailLength = Math.min(fileSize, 22 + 65535);
+  const tail = readBytes(fd, fileSize - tailLength, tailLength, label);
+  let eocd = -1;
+  for (let i = tail.length - 22; i >= 0; i--) {
+    if (tail.readUInt32LE(i) === 0x06054b50) {
+      eocd = i;
+      break;
+    }
+  }
+  if (eocd < 0) throw new Error(`${label}: not a complete zip archive (no end of central directory): a truncated torch.save file?`);
+  let count = tail.readUInt16LE(eocd + 10);
+  let dirSize = tail.readUInt32LE(eocd + 12);
+  let dirOffset = tail.readUInt32LE(eocd + 16);
+  const locator = eocd - 20;
+  if (locator >= 0 && tail.readUInt32LE(locator) === 0x07064b50) {
+    const z64 = readBytes(fd, u64(tail, locator + 8), 56, label);
+    if (z64.readUInt32LE(0) !== 0x06064b50) throw new Error(`${label}: a broken zip64 end of central directory`);
+    count = u64(z64, 32);
+    dirSize = u64(z64, 40);
+    dirOffset = u64(z64, 48);
+  }
+  if (dirOffset + dirSize > fileSize || count > dirSize / 46) throw new Error(`${label}: the zip central directory lies outside the file`);
+  const dir = readBytes(fd, dirOffset, dirSize, label);
+  const entries = new Map<string, ZipEntry>();
+  let at = 0;
+  for (let i = 0; i < count; i++) {
+    if (at + 46 > dir.length || dir.readUInt32LE(at) !== 0x02014b50) throw new Error(`${label}: a broken zip central directory entry`);
+    const method = dir.readUInt16LE(at + 10);
+    let size = dir.readUInt32LE(at + 24);
+    const uncompressed = dir.readUInt32LE(at + 24);
+    let headerOffset = dir.readUInt32LE(at + 42);
+    const nameLength = dir.readUInt16LE(at + 28);
+    const extraLength = dir.readUInt16LE(at + 30);
+    const commentLength = dir.readUInt16LE(at + 32);
+    if (at + 46 + nameLength + extraLength > dir.length) throw new Error(`${label}: a broken zip central directory entry`);
+    const name = dir.toString('utf8', at + 46, at + 46 + nameLength);
+    // zip64: the sizes and offset that overflowed 32 bits follow in the extra field, in this order
+    for (let x = at + 46 + nameLength; x + 4 <= at + 46 + nameLength + extraLength;) {
+      const id = dir.readUInt16LE(x);
+      const len = dir.readUInt16LE(x + 2);
+      if (id === 0x0001) {
+        let p = x + 4;
+        if (uncompressed === 0xffffffff) {
+          size = u64(dir, p);
+          p += 8;
+        }
+        if (dir.readUInt32LE(at + 20) === 0xffffffff) p += 8;
+        if (headerOffset === 0xffffffff) headerOffset = u64(dir, p);
+      }
+      x += 4 + len;
+    }
+    entries.set(name, { method, size, headerOffset });
+    at += 46 + nameLength + extraLength + commentLength;
+  }
+  return entries;
+}
+
+/** Where an entry's bytes start (after its local header). */
+function dataStart(fd: number, e: ZipEntry, name: string, label: string): number {
+  const h = readBytes(fd, e.headerOffset, 30, label);
+  if (h.readUInt32LE(0) !== 0x04034b50) throw new Error(`${label}: entry ${name} has a broken local header`);
+  if (e.method !== 0) throw new Error(`${label}: entry ${name} is compressed (method ${e.method}); torch.save stores its entries uncompressed`);
+  return e.headerOffset + 30 + h.readUInt16LE(26) + h.readUInt16LE(28);
+}
+
+// ---------------------------------------------------------------- tensor references in the pickle
+
+interface StorageRef {
+  kind: 'storage';
+  dtype: DType | null;
+  storageType: string;
+  key: string;
+  numel: number;
+}
+interface TensorRef {
+  kind: 'tensor';
+  storage: StorageRef;
+  offset: number;
+  shape: number[];
+  stride: number[];
+}
+
+function isTensorRef(v: unknown): v is TensorRef {
+  return typeof v === 'object' && v !== null && (v as TensorRef).kind === 'tensor';
+}
+
+function asInts(v: unknown, what: string): number[] {
+  if (!Array.isArray(v) || !v.every((x) => Number.isSafeInteger(x) && x >= 0)) throw new Error(`${what} is not a tuple of sizes`);
+  return v as number[];
+}
+
+function storageOf(pid: unknown): StorageRef {
+  if (!Array.isArray(pid) || pid[0] !== 'storage' || pid.length < 5) throw new Error(`an unknown persistent id ${JSON.stringify(String(pid))}`);
+  const type = pid[1] instanceof Global ? pid[1].name : String(pid[1]);
+  const short = type.replace(/^torch\./, '');
+  if (typeof pid[2] !== 'string' || !Number.isSafeInteger(pid[4])) throw new Error('a storage reference without a key or size');
+  return { kind: 'storage', storageType: short, dtype: STORAGE_DTYPE[short] ?? null, key: pid[2], numel: pid[4] as number };
+}
+
+/** Calls a global: the tensor rebuilds and the containers torch.save writes are understood, anything else is recorded. */
+function call(fn: unknown, args: unknown[]): unknown {
+  const name = fn instanceof Global ? fn.name : '?';
+  if (name === 'torch._utils._rebuild_tensor_v2' || name === 'torch._utils._rebuild_tensor') {
+    const [storage, offset, size, stride] = args;
+    if (!(typeof storage === 'object' && storage && (storage as StorageRef).kind === 'storage')) throw new Error(`${name} without a storage`);
+    if (!Number.isSafeInteger(offset) || (offset as number) < 0) throw new Error(`${name}: a bad storage offset`);
+    return { kind: 'tensor', storage, offset, shape: asInts(size, 'a tensor size'), stride: asInts(stride, 'a tensor stride') } as TensorRef;
+  }
+  if (name === 'torch._utils._rebuild_parameter' || name === 'torch._utils._rebuild_parameter_with_state') return args[0];
+  if (name === 'collections.OrderedDict') return new Map();
+  return new Opaque(name, args);
+}
+
+// ---------------------------------------------------------------- the header
+
+function contiguousStrides(shape: number[]): number[] {
+  const s = new Array<number>(shape.length);
+  let acc = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    s[i] = acc;
+    acc *= shape[i];
+  }
+  return s;
+}
+
+/** The dict of tensors in a checkpoint: the object itself, or the one under 'model' / 'state_dict' / ... */
+function stateDictOf(obj: unknown, label: string): Map<unknown, unknown> {
+  if (obj instanceof Map) {
+    const tensors = [...obj.values()].filter(isTensorRef).length;
+    if (tensors > 0) return obj;
+    for (const k of STATE_DICT_KEYS) {
+      const v = obj.get(k);
+      if (v instanceof Map && [...v.values()].some(isTensorRef)) return v;
+    }
+    const keys = [...obj.keys()].map((k) => JSON.stringify(k)).slice(0, 12);
+    throw new Error(`${label}: a torch.save file without a state dict: its top-level keys are ${keys.join(', ')} (looked under ${STATE_DICT_KEYS.join(', ')})`);
+  }
+  throw new Error(`${label}: a torch.save file that holds ${obj instanceof Opaque ? `a ${obj.global}` : typeof obj}, not a dict of tensors`);
+}
+
+/** The header of a torch.save file, as safetensors': each tensor's dtype, shape and place in the file. */
+export function readPytorchHeaderFd(fd: number, label: string): SafetensorsHeader {
+  const fileSize = fs.fstatSync(fd).size;
+  const entries = zipEntries(fd, fileSize, label);
+  const pkl = [...entries.keys()].find((n) => /^[^/]+\/data\.pkl$/.test(n));
+  if (!pkl) throw new Error(`${label}: a zip archive without <name>/data.pkl: not a torch.save file`);
+  const root = pkl.slice(0, -'data.pkl'.length);
+  const byteorder = entries.get(`${root}byteorder`);
+  if (byteorder) {
+    const order = readBytes(fd, dataStart(fd, byteorder, 'byteorder', label), Math.min(byteorder.size, 16), label).toString('latin1');
+    if (order !== 'little') throw new Error(`${label}: saved on a ${order}-endian machine; only little-endian files are read`);
+  }
+  const pklEntry = entries.get(pkl)!;
+  if (pklEntry.size > 256 * 1024 * 1024) throw new Error(`${label}: data.pkl of ${pklEntry.size} bytes is not a state dict's`);
+  const pickled = readBytes(fd, dataStart(fd, pklEntry, pkl, label), pklEntry.size, label);
+  let obj: unknown;
+  try {
+    obj = unpickle(pickled, label, { call, persistentLoad: storageOf });
+  } catch (e) {
+    const m = (e as Error).message;
+    throw new Error(m.startsWith(label) ? m : `${label}: ${m}`, { cause: e });
+  }
+  const tensors = new Map<string, TensorInfo>();
+  const starts = new Map<string, { start: number; size: number }>();
+  for (const [key, value] of stateDictOf(obj, label)) {
+    if (!isTensorRef(value)) continue; // e.g. a version number beside the weights
+    const name = String(key);
+    const s = value.storage;
+    if (!s.dtype) throw new Error(`${label}: tensor '${name}' is stored as ${s.storageType}, a type semaim does not read`);
+    if (value.shape.length !== value.stride.length) throw new Error(`${label}: tensor '${name}' has a size and a stride of different lengths`);
+    const strides = contiguousStrides(value.shape);
+    if (value.shape.some((d, i) => d > 1 && value.stride[i] !== strides[i])) {
+      throw new Error(`${label}: tensor '${name}' is not contiguous in its storage (strides ${value.stride.join(', ')}); save it with .contiguous()`);
+    }
+    let place = starts.get(s.key);
+    if (!place) {
+      const e = entries.get(`${root}data/${s.key}`);
+      if (!e) throw new Error(`${label}: tensor '${name}' refers to storage ${s.key}, which the archive does not hold`);
+      place = { start: dataStart(fd, e, `data/${s.key}`, label), size: e.size };
+      starts.set(s.key, place);
+    }
+    const elementBytes = DTYPE_BYTES[s.dtype];
+    const numel = value.shape.reduce((a, b) => a * b, 1);
+    const byteLength = numel * elementBytes;
+    const offset = value.offset * elementBytes;
+    if (!Number.isSafeInteger(byteLength) || offset + byteLength > place.size) {
+      throw new Error(`${label}: tensor '${name}' (${value.shape.join('×')} at element ${value.offset}) lies outside its storage of ${place.size} bytes`);
+    }
+    tensors.set(name, { dtype: s.dtype, shape: [...value.shape], offset: place.start + offset, byteLength });
+  }
+  return { metadata: { format: 'pytorch' }, tensors };
+}

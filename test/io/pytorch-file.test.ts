@@ -1,0 +1,86 @@
+// torch.save files (.pth) read in place without running their pickle: the tensors PyTorch 1.13 wrote
+// (scripts/pytorch_file_make.py), in every dtype, views into a shared storage, the layouts training
+// scripts save; and the files a reader must refuse or must not obey.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, truncateSync, copyFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadTensors, readSafetensorsHeader } from '../../src/io';
+
+const PY = '/usr/bin/python3';
+const SCRIPT = join(__dirname, '..', '..', '..', 'scripts', 'pytorch_file_make.py');
+const root = mkdtempSync(join(tmpdir(), 'semaim-pth-'));
+process.on('exit', () => rmSync(root, { recursive: true, force: true }));
+
+execFileSync(PY, [SCRIPT, 'fixtures', root]);
+const expected = JSON.parse(readFileSync(join(root, 'expected.json'), 'utf8')) as Record<string, { dtype: string; shape: number[]; values: number[] }>;
+
+/** PyTorch's runs a pickle; here is one whose reduce would create a file when run. */
+function hostileCheckpoint(marker: string): string {
+  const path = join(root, 'hostile.pth');
+  execFileSync(PY, [
+    '-c',
+    `import os, sys, torch
+class Payload:
+    def __reduce__(self):
+        return (os.system, ('touch ' + sys.argv[1],))
+torch.save({'model': {'w': torch.ones(2)}, 'args': Payload()}, sys.argv[2])`,
+    marker,
+    path,
+  ]);
+  return path;
+}
+
+for (const file of ['checkpoint.pth', 'plain.pt']) {
+  test(`${file}: every tensor PyTorch saved, with its dtype, shape and values (shared storages, offsets, 0-d, empty)`, () => {
+    const path = join(root, file);
+    const header = readSafetensorsHeader(path);
+    assert.deepEqual([...header.tensors.keys()].sort(), Object.keys(expected).sort(), 'the state dict, not the optimizer or args');
+    const { tensors } = loadTensors(path);
+    try {
+      for (const [name, want] of Object.entries(expected)) {
+        const t = tensors.get(name)!;
+        assert.equal(t.dtype, want.dtype, name);
+        assert.deepEqual(t.shape, want.shape, name);
+        const wide = t.to({ dtype: 'float64' });
+        assert.deepEqual(Array.from(wide.data() as Float64Array), want.values, name); // exact: every dtype fits in float64
+        wide.dispose();
+      }
+    } finally {
+      for (const t of tensors.values()) t.dispose();
+    }
+  });
+}
+
+test('a pickle that names os.system is not run: the call is recorded, the weights are read', () => {
+  const marker = join(root, 'ran');
+  const path = hostileCheckpoint(marker);
+  const { tensors } = loadTensors(path);
+  assert.deepEqual([...tensors.keys()], ['w']);
+  for (const t of tensors.values()) t.dispose();
+  assert.ok(!existsSync(marker), 'the pickle ran a command');
+});
+
+test('refused with the file named: truncated, not contiguous, compressed, no state dict', () => {
+  const cut = join(root, 'cut.pth');
+  copyFileSync(join(root, 'checkpoint.pth'), cut);
+  truncateSync(cut, statSync(cut).size - 300);
+  assert.throws(() => readSafetensorsHeader(cut), new RegExp(`${cut}: .*(truncated|ends early|outside)`));
+
+  const made = (name: string, code: string): string => {
+    const p = join(root, name);
+    execFileSync(PY, ['-c', `import sys, torch, zipfile\n${code}`, p]);
+    return p;
+  };
+  const transposed = made('transposed.pth', "torch.save({'w': torch.randn(4, 3).t()}, sys.argv[1])");
+  assert.throws(() => readSafetensorsHeader(transposed), /tensor 'w' is not contiguous in its storage .*save it with \.contiguous\(\)/);
+  const deflated = made(
+    'deflated.pth',
+    "torch.save({'w': torch.ones(2)}, sys.argv[1] + '.tmp')\nsrc = zipfile.ZipFile(sys.argv[1] + '.tmp')\nwith zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED) as z:\n    [z.writestr(n, src.read(n)) for n in src.namelist()]",
+  );
+  assert.throws(() => readSafetensorsHeader(deflated), /is compressed \(method 8\); torch\.save stores its entries uncompressed/);
+  const noWeights = made('no-weights.pth', "torch.save({'epoch': 3, 'args': {'lr': 0.1}}, sys.argv[1])");
+  assert.throws(() => readSafetensorsHeader(noWeights), /without a state dict: its top-level keys are "epoch", "args"/);
+});
