@@ -1,8 +1,111 @@
-// Metrics as JSON lines: one object per logged step, appended and flushed as it happens.
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+// Metrics as JSON lines: one object per logged step, appended and flushed as it happens, so in step
+// order (a resumed run drops the lines after its checkpoint before it appends). An 800-epoch run logs
+// hundreds of thousands of lines: a resume reads only the lines at the end that it drops, and the first
+// and last loss, never the whole file.
+import {
+  closeSync,
+  constants,
+  copyFileSync,
+  existsSync,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  rmSync,
+  truncateSync,
+} from 'node:fs';
 import { isJsonObject } from '../util/json-file';
-import { appendNoFollow, writeFileAtomic } from '../util/safe-write';
+import { appendNoFollow } from '../util/safe-write';
 import { dirname } from 'node:path';
+
+const CHUNK = 1 << 16;
+
+/** A line as a record, or null when it is not a JSON object (a torn last line, a stray value). */
+function parseRecord(line: string): Record<string, unknown> | null {
+  try {
+    const r: unknown = JSON.parse(line);
+    return isJsonObject(r) ? r : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The non-blank lines of a file from its end backwards, each with the byte offset where it starts; reads only as far as iterated. */
+export function* linesFromEnd(path: string, chunk = CHUNK): Generator<{ line: string; start: number }> {
+  const fd = openSync(path, 'r');
+  try {
+    let bufStart = fstatSync(fd).size;
+    let buf = Buffer.alloc(0); // bytes [bufStart, bufStart + buf.length) of the file, not yet yielded
+    for (;;) {
+      let end = buf.length;
+      while (end > 0) {
+        const nl = buf.lastIndexOf(0x0a, end - 1);
+        if (nl < 0) break;
+        const line = buf.toString('utf8', nl + 1, end);
+        if (line.trim()) yield { line, start: bufStart + nl + 1 };
+        end = nl;
+      }
+      buf = buf.subarray(0, end);
+      if (bufStart === 0) {
+        const line = buf.toString('utf8');
+        if (line.trim()) yield { line, start: 0 };
+        return;
+      }
+      const n = Math.min(chunk, bufStart);
+      const more = Buffer.alloc(n);
+      if (readSync(fd, more, 0, n, bufStart - n) !== n) throw new Error(`${path} changed while it was read`);
+      bufStart -= n;
+      buf = Buffer.concat([more, buf]);
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The non-blank lines of a file from its start; reads only as far as iterated. */
+function* linesFromStart(path: string, chunk = CHUNK): Generator<string> {
+  const fd = openSync(path, 'r');
+  try {
+    let carry = '';
+    const buf = Buffer.alloc(chunk);
+    for (;;) {
+      const n = readSync(fd, buf, 0, chunk, null);
+      if (n === 0) break;
+      // (a line split inside a multi-byte character is joined before it is decoded)
+      const last = buf.lastIndexOf(0x0a, n - 1);
+      if (last < 0) {
+        carry += buf.toString('latin1', 0, n);
+        continue;
+      }
+      const text = Buffer.from(carry + buf.toString('latin1', 0, last), 'latin1').toString('utf8');
+      carry = buf.toString('latin1', last + 1, n);
+      for (const line of text.split('\n')) if (line.trim()) yield line;
+    }
+    const rest = Buffer.from(carry, 'latin1').toString('utf8');
+    if (rest.trim()) yield rest;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The first and the last numeric `loss` of a metrics file (null when it has none), read from its two ends. */
+export function lossEnds(path: string): { first: number; last: number } | null {
+  if (!existsSync(path)) return null;
+  const loss = (line: string): number | null => {
+    const l = parseRecord(line)?.loss;
+    return typeof l === 'number' ? l : null;
+  };
+  let first: number | null = null;
+  for (const line of linesFromStart(path)) if ((first = loss(line)) !== null) break;
+  if (first === null) return null;
+  for (const { line } of linesFromEnd(path)) {
+    const last = loss(line);
+    if (last !== null) return { first, last };
+  }
+  return null;
+}
 
 export class MetricsLog {
   constructor(readonly path: string) {
@@ -15,25 +118,42 @@ export class MetricsLog {
 
   /**
    * Drops the records of steps after `step` (a resumed run computes them again), and with `lossLinesAt`
-   * the loss lines of that step too (a line a stopped run wrote off the --log-every cadence), rewriting
-   * the file atomically. Returns how many were dropped.
+   * the loss lines of that step too (a line a stopped run wrote off the --log-every cadence). Returns how
+   * many were dropped. Reads the file from its end back to the last line before `step` (the lines are in
+   * step order); when some go, the earlier bytes are copied as they are (by the kernel, not parsed) into
+   * a new file that replaces the old one by a rename.
    */
   truncateAfter(step: number, o: { lossLinesAt?: number } = {}): number {
     if (!existsSync(this.path)) return 0;
-    const lines = readFileSync(this.path, 'utf8')
-      .split('\n')
-      .filter((l) => l.trim());
-    const keep = lines.filter((l) => {
-      try {
-        const r = JSON.parse(l) as { step?: number; loss?: unknown };
-        return !(r.step! > step || (o.lossLinesAt !== undefined && r.step === o.lossLinesAt && 'loss' in r));
-      } catch {
-        return true; // a line this reader cannot parse is kept as it is
-      }
-    });
-    if (keep.length === lines.length) return 0;
-    writeFileAtomic(this.path, keep.map((l) => l + '\n').join(''));
-    return lines.length - keep.length;
+    const tail: { line: string; keep: boolean }[] = [];
+    let cut = -1;
+    for (const { line, start } of linesFromEnd(this.path)) {
+      const r = parseRecord(line) as { step?: unknown; loss?: unknown } | null;
+      // a line this reader cannot parse is kept as it is
+      if (r && typeof r.step === 'number' && r.step < step) break;
+      const drop = !!r && typeof r.step === 'number' && (r.step > step || (o.lossLinesAt !== undefined && r.step === o.lossLinesAt && 'loss' in r));
+      tail.push({ line, keep: !drop });
+      cut = start;
+    }
+    const dropped = tail.filter((t) => !t.keep).length;
+    if (dropped === 0) return 0;
+    const kept = tail
+      .filter((t) => t.keep)
+      .reverse()
+      .map((t) => t.line + '\n')
+      .join('');
+    const tmp = `${this.path}.tmp-${process.pid}`;
+    try {
+      rmSync(tmp, { force: true }); // (a link planted there goes, not what it points to)
+      copyFileSync(this.path, tmp, constants.COPYFILE_EXCL); // the kept lines before the cut, byte for byte
+      truncateSync(tmp, cut);
+      if (kept) appendNoFollow(tmp, kept);
+      renameSync(tmp, this.path);
+    } catch (e) {
+      rmSync(tmp, { force: true });
+      throw e;
+    }
+    return dropped;
   }
 }
 

@@ -10,7 +10,7 @@ import { Tensor } from '../torch';
 import { disposeAll } from '../io';
 import { runKindOf, type LoadedCheckpoint } from '../io/checkpoint';
 import { CheckpointManager } from './checkpoints';
-import { MetricsLog, readMetrics } from './metrics';
+import { MetricsLog, lossEnds } from './metrics';
 import { FRESH_RUN_HINT, pathPlace, recipeChanges, refuseRecipeChanges } from './recipe';
 import { Progress } from './progress';
 import { RunLock } from './run-lock';
@@ -283,10 +283,8 @@ export class TrainState {
       const sum = sums.length === this.worldSize ? sums[this.group?.rank ?? 0] : sums.reduce((a, b) => a + b, 0) / sums.length;
       this.window.restore({ sum, count });
     }
-    const losses = readMetrics(this.metrics.path)
-      .map((r) => r.loss)
-      .filter((l): l is number => typeof l === 'number');
-    if (losses.length) [this.firstLoss, this.lastLoss] = [losses[0], losses[losses.length - 1]];
+    const losses = lossEnds(this.metrics.path); // (the file's two ends: an 800-epoch run logs hundreds of thousands of lines)
+    if (losses) [this.firstLoss, this.lastLoss] = [losses.first, losses.last];
     const worlds = savedWorld !== this.worldSize ? `; written by ${savedWorld} process(es), continued by ${this.worldSize}` : '';
     if (this.writes) this.log(`resumed from ${latest.dir} (step ${this.step}, epoch ${this.epoch}, batch ${this.batch}${worlds})`);
   }

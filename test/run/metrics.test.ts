@@ -1,0 +1,128 @@
+// metrics.jsonl at the length of an 800-epoch run: a resume drops the lines after its checkpoint and
+// takes up the loss curve reading the file's ends, not the whole file.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { MetricsLog, linesFromEnd, lossEnds, readMetrics } from '../../src/run/metrics';
+
+/** The lines the resume keeps, by the rule read over the whole file. */
+function keptByRule(text: string, step: number, lossLinesAt?: number): string {
+  return text
+    .split('\n')
+    .filter((l) => l.trim())
+    .filter((l) => {
+      try {
+        const r = JSON.parse(l) as { step?: number; loss?: unknown };
+        return !(r.step! > step || (lossLinesAt !== undefined && r.step === lossLinesAt && 'loss' in r));
+      } catch {
+        return true;
+      }
+    })
+    .map((l) => l + '\n')
+    .join('');
+}
+
+function withDir(fn: (dir: string) => void): void {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-metrics-'));
+  try {
+    fn(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const line = (r: Record<string, unknown>) => JSON.stringify({ time: '2026-01-01T00:00:00.000Z', ...r }) + '\n';
+
+test('truncateAfter drops the lines after the checkpoint and its off-cadence loss line, keeping an evaluation of that step', () => {
+  withDir((dir) => {
+    const path = join(dir, 'metrics.jsonl');
+    let text = '';
+    for (let s = 10; s <= 90; s += 10) text += line({ step: s, loss: 1 / s, note: 'ü' });
+    text += line({ step: 95, loss: 0.5 }) + line({ step: 95, top1: 40 }) + line({ step: 100, loss: 0.4 }) + '\n' + line({ step: 110, loss: 0.3 });
+    text += '{"step":12'; // a torn last line: kept as it is
+    for (const [step, at] of [
+      [95, 95],
+      [95, undefined],
+      [100, undefined],
+      [50, undefined],
+      [5, undefined],
+      [200, undefined],
+    ] as [number, number | undefined][]) {
+      writeFileSync(path, text);
+      const expected = keptByRule(text, step, at);
+      const dropped = new MetricsLog(path).truncateAfter(step, at === undefined ? {} : { lossLinesAt: at });
+      const got = readFileSync(path, 'utf8');
+      if (dropped === 0) assert.equal(got, text, `step ${step}: nothing dropped, the file is left as it was`);
+      else assert.equal(got, expected, `step ${step}, lossLinesAt ${at}`);
+      assert.equal(dropped, text.split('\n').filter((l) => l.trim()).length - expected.split('\n').filter((l) => l.trim()).length);
+    }
+  });
+});
+
+test('linesFromEnd gives the lines in reverse with their byte offsets, across chunk boundaries and multi-byte characters', () => {
+  withDir((dir) => {
+    const path = join(dir, 'm.jsonl');
+    const text = 'aé\n\nbb€€\nc\n  \ndddd\n\n';
+    writeFileSync(path, text);
+    const bytes = Buffer.from(text);
+    for (const chunk of [1, 2, 3, 5, 64]) {
+      const got = [...linesFromEnd(path, chunk)];
+      assert.deepEqual(
+        got.map((g) => g.line),
+        ['dddd', 'c', 'bb€€', 'aé'],
+        `chunk ${chunk}`,
+      );
+      for (const g of got) assert.equal(bytes.toString('utf8', g.start, g.start + Buffer.byteLength(g.line)), g.line);
+    }
+  });
+});
+
+test('a resume reads the ends of a long metrics file, not all of it', () => {
+  withDir((dir) => {
+    const path = join(dir, 'metrics.jsonl');
+    let text = line({ step: 1, loss: 2.5 });
+    for (let s = 2; s <= 20000; s++) text += line({ step: s, loss: 1 + 1 / s, lr: 1e-4, gradNorm: 1, imgPerSec: 100 });
+    writeFileSync(path, text);
+    const fs = require('node:fs') as typeof import('node:fs');
+    const { readSync, readFileSync: readWhole } = fs;
+    let bytes = 0;
+    fs.readSync = ((...a: Parameters<typeof readSync>) => {
+      const n = readSync(...a);
+      bytes += n;
+      return n;
+    }) as typeof readSync;
+    fs.readFileSync = ((...a: Parameters<typeof readWhole>) => {
+      const r = readWhole(...a);
+      bytes += r.length;
+      return r;
+    }) as typeof readWhole;
+    try {
+      assert.equal(new MetricsLog(path).truncateAfter(19990), 10);
+      assert.deepEqual(lossEnds(path), { first: 2.5, last: 1 + 1 / 19990 });
+    } finally {
+      fs.readSync = readSync;
+      fs.readFileSync = readWhole;
+    }
+    assert.ok(text.length > 2_000_000);
+    assert.ok(bytes < 300_000, `read ${bytes} bytes of a ${text.length}-byte file`);
+    const rows = readMetrics(path);
+    assert.equal(rows.length, 19990);
+    assert.equal(rows[rows.length - 1].step, 19990);
+  });
+});
+
+test('lossEnds: null without loss lines; skips lines that are not records', () => {
+  withDir((dir) => {
+    const path = join(dir, 'metrics.jsonl');
+    assert.equal(lossEnds(path), null);
+    writeFileSync(path, line({ step: 1, top1: 3 }));
+    assert.equal(lossEnds(path), null);
+    writeFileSync(
+      path,
+      '7\n' + line({ step: 1, top1: 3 }) + line({ step: 2, loss: 0.7 }) + line({ step: 3, loss: 0.6 }) + line({ step: 3, top1: 9 }) + '{"loss":',
+    );
+    assert.deepEqual(lossEnds(path), { first: 0.7, last: 0.6 });
+  });
+});
