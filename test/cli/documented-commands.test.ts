@@ -3,8 +3,8 @@
 // name an option that does not exist or a value that is refused.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import * as torch from '../../src/torch';
 import { commands } from '../../src/cli/commands';
 
@@ -92,4 +92,68 @@ test('every semaim command line in README.md and docs/*.md parses and validates'
     }
   }
   assert.deepEqual(failures, []);
+});
+
+/** The `semaim <command>` names in the first column of README's command table. */
+export function commandTableNames(readme: string): string[] {
+  return [...readme.matchAll(/^\| `semaim ([a-z-]+)` \|/gm)].map((m) => m[1]);
+}
+
+test("every command of `semaim --help` has a row in README's command table, and every row is a command", () => {
+  const readme = readFileSync(join(REPO, 'README.md'), 'utf8');
+  const rows = commandTableNames(readme);
+  assert.ok(rows.length >= 8, `found only ${rows.length} rows in README's command table`);
+  assert.deepEqual([...rows].sort(), Object.keys(commands).sort());
+});
+
+test("README's list of the commands that read image files is the commands with --max-image-pixels", () => {
+  const readme = readFileSync(join(REPO, 'README.md'), 'utf8');
+  const m = /Every command that reads them \(([^)]*)\) takes the same two options/.exec(readme);
+  assert.ok(m, "README's 'Image files' paragraph not found");
+  const listed = [...m[1].matchAll(/`([a-z-]+)`/g)].map((x) => x[1]).sort();
+  const withOption = Object.entries(commands)
+    .filter(([, c]) => 'maxImagePixels' in c.options && 'exifOrientation' in c.options)
+    .map(([name]) => name)
+    .sort();
+  assert.deepEqual(listed, withOption);
+});
+
+/** Paths of this repository that a document cites (src/..., test/..., scripts/..., bench/..., native/..., docs/...). */
+export function citedPaths(text: string): string[] {
+  const out = new Set<string>();
+  for (const m of text.matchAll(/(?<![\w./-])(?:src|test|scripts|bench|native|docs)\/[\w./-]*[\w]/g)) {
+    // patterns (native/<unit>.cc, shard-{000000..}) are not files
+    if (/[<{*]/.test(text.slice(m.index, m.index + m[0].length + 1))) continue;
+    out.add(m[0]);
+  }
+  return [...out];
+}
+
+test('citedPaths finds repository paths and leaves out compiled ones and patterns', () => {
+  assert.deepEqual(citedPaths('see `src/a/b.ts:12`, (`test/x.test.ts`), `dist/bench/data.js`, `native/<unit>.cc`, scripts/s.sh.'), [
+    'src/a/b.ts',
+    'test/x.test.ts',
+    'scripts/s.sh',
+  ]);
+});
+
+test('every source, test and script path cited in README.md and docs/*.md exists', () => {
+  const files = [
+    'README.md',
+    ...readdirSync(join(REPO, 'docs'))
+      .filter((f) => f.endsWith('.md'))
+      .map((f) => join('docs', f)),
+  ];
+  const missing: string[] = [];
+  let count = 0;
+  for (const f of files) {
+    for (const p of citedPaths(readFileSync(join(REPO, f), 'utf8'))) {
+      count++;
+      // a test filter (`check-libtorch2.sh test/dist/ddp`) names the start of a file's name
+      const filter = existsSync(join(REPO, dirname(p))) && readdirSync(join(REPO, dirname(p))).some((e) => e.startsWith(basename(p)));
+      if (!existsSync(join(REPO, p)) && !filter) missing.push(`${f}: ${p}`);
+    }
+  }
+  assert.ok(count >= 50, `found only ${count} cited paths`);
+  assert.deepEqual(missing, []);
 });
