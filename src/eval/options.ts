@@ -19,7 +19,11 @@ export const IMAGE_SOURCE_OPTIONS = defineOptions({
   },
   dataPath: { type: 'string', help: 'dataset location (cifar10: folder or .tar.gz; folder: root with train/ and test/ (or val/) class folders)' },
   split: { type: 'string', default: 'test', choices: ['train', 'test'], help: 'split of --dataset' },
-  limit: { type: 'int', min: 1, help: "at most this many images: the seeded, class-balanced subset the evaluations' --test-limit / --train-limit take" },
+  limit: {
+    type: 'int',
+    min: 1,
+    help: "at most this many images: the subset the evaluations' --test-limit / --train-limit take (seeded, class-balanced; synthetic: the first N)",
+  },
 });
 
 type ImageSource = { images?: string; dataset?: string; dataPath?: string; split: string };
@@ -44,8 +48,12 @@ export function checkImageSourcePaths(o: ImageSource): void {
 export const DATA_OPTIONS = defineOptions({
   dataset: { type: 'string', default: 'cifar10', help: 'labelled dataset (e.g. cifar10, synthetic, folder), as the data adapter names them' },
   dataPath: { type: 'string', path: true, help: 'dataset location (cifar10: folder or .tar.gz; folder: root with train/ and test/ (or val/) class folders)' },
-  trainLimit: { type: 'int', min: 1, help: 'use at most this many training images (seeded, class-balanced subset)' },
-  testLimit: { type: 'int', min: 1, help: 'use at most this many test images (seeded, class-balanced subset)' },
+  trainLimit: {
+    type: 'int',
+    min: 1,
+    help: 'use at most this many training images (a seeded, class-balanced subset; synthetic: the first N, classes at random)',
+  },
+  testLimit: { type: 'int', min: 1, help: 'use at most this many test images (a seeded, class-balanced subset; synthetic: the first N, classes at random)' },
   numWorkers: {
     mayChangeOnResume: true,
     type: 'int',
