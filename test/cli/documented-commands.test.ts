@@ -157,3 +157,13 @@ test('every source, test and script path cited in README.md and docs/*.md exists
   assert.ok(count >= 50, `found only ${count} cited paths`);
   assert.deepEqual(missing, []);
 });
+
+test('README names every Debian package scripts/setup.sh installs', () => {
+  const setup = readFileSync(join(REPO, 'scripts', 'setup.sh'), 'utf8');
+  const m = /^APT_PACKAGES=\(([^)]*)\)/m.exec(setup);
+  assert.ok(m, 'APT_PACKAGES not found in scripts/setup.sh');
+  const readme = readFileSync(join(REPO, 'README.md'), 'utf8');
+  // the OpenBLAS build is named in words ("with the OpenMP OpenBLAS")
+  const unnamed = m[1].split(/\s+/).filter((p) => p && !p.startsWith('libopenblas') && !readme.includes(`\`${p}\``));
+  assert.deepEqual(unnamed, []);
+});
