@@ -1,4 +1,4 @@
-// docs/METHOD.md §6 lists the authors' recipes and says the commands' defaults follow them: each
+// docs/METHOD.md §3.3–3.4 states the orders' defaults and §6 the authors' recipes, which the commands' defaults follow: each
 // phrase below must stand in that section, and the option table's default must be the value it states.
 // A default changed in code (or a number changed in the doc) fails here, naming both.
 import { test } from 'node:test';
@@ -21,6 +21,10 @@ function section(number: string): string {
 
 type Table = OptionTable;
 const CLAIMS: [section: string, phrase: string, table: Table, defaults: Record<string, unknown>][] = [
+  ['3.3', '`--order-variant paper` (default: filter, λ = 0.01)', PRETRAIN_OPTIONS, { orderVariant: 'paper', orderLambda: undefined }],
+  ['3.4', 'keeps the `--centers k` highest (default 3)', PRETRAIN_OPTIONS, { centers: 3 }],
+  ['3.4', 'reach `--min-rel-height` (0.5)', PRETRAIN_OPTIONS, { minRelHeight: 0.5 }],
+  ['3.4', '`--min-distance` (2 patches)', PRETRAIN_OPTIONS, { minDistance: 2 }],
   ['6.1', 'batch 64 = **2048**; 800 epochs', PRETRAIN_OPTIONS, { batchSize: 64, epochs: 800 }],
   ['6.1', 'AdamW β = (0.9, 0.95)', PRETRAIN_OPTIONS, { beta1: 0.9, beta2: 0.95 }],
   ['6.1', 'weight decay 0.05', PRETRAIN_OPTIONS, { weightDecay: 0.05, decayClsToken: true }],
@@ -56,7 +60,7 @@ const CLAIMS: [section: string, phrase: string, table: Table, defaults: Record<s
   ['6.4', '`--pooling cls` (default)', KNN_OPTIONS, { pooling: 'cls' }],
 ];
 
-test('docs/METHOD.md §6: the recipes it states are the option tables’ defaults', () => {
+test('docs/METHOD.md §3 and §6: the orders and recipes it states are the option tables’ defaults', () => {
   const wrong: string[] = [];
   for (const [no, phrase, table, defaults] of CLAIMS) {
     if (!section(no).includes(phrase)) wrong.push(`§${no} no longer says "${phrase}"`);
