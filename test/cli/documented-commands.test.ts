@@ -167,3 +167,29 @@ test('README names every Debian package scripts/setup.sh installs', () => {
   const unnamed = m[1].split(/\s+/).filter((p) => p && !p.startsWith('libopenblas') && !readme.includes(`\`${p}\``));
   assert.deepEqual(unnamed, []);
 });
+
+// Flags of other tools that the documents name beside semaim's: torchrun's, prettier's, and the
+// benchmark scripts' (bench/*.ts parse their own flags; docs/BENCHMARKS.md is theirs).
+const OTHER_TOOLS_FLAGS = new Set(['--standalone', '--redirects', '--tee', '--check', '--phase-timer']);
+
+test('every --flag named in README.md and docs/*.md (but BENCHMARKS.md) is an option of some command', () => {
+  const known = new Set(['--config', '--help']);
+  for (const cmd of Object.values(commands))
+    for (const [key, spec] of Object.entries(cmd.options)) {
+      const flag = `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+      known.add(flag);
+      if (spec.type === 'boolean') known.add(flag.replace(/^--/, '--no-'));
+    }
+  const files = [
+    'README.md',
+    ...readdirSync(join(REPO, 'docs'))
+      .filter((f) => f.endsWith('.md') && f !== 'BENCHMARKS.md')
+      .map((f) => join('docs', f)),
+  ];
+  const unknown: string[] = [];
+  for (const f of files)
+    for (const m of readFileSync(join(REPO, f), 'utf8').matchAll(/(?<![\w-])--[a-z][a-z0-9-]*[a-z0-9](?![\w])/g))
+      if (!known.has(m[0]) && !OTHER_TOOLS_FLAGS.has(m[0])) unknown.push(`${f}: ${m[0]}`);
+  assert.ok(known.size > 100, `only ${known.size} known flags`);
+  assert.deepEqual([...new Set(unknown)], []);
+});
