@@ -72,3 +72,27 @@ test('docs/METHOD.md §3 and §6: the orders and recipes it states are the optio
   }
   assert.deepEqual(wrong, []);
 });
+
+const README = readFileSync(join(__dirname, '..', '..', '..', 'README.md'), 'utf8').replace(/\s+/g, ' ');
+const README_CLAIMS: [phrase: string, table: Table, defaults: Record<string, unknown>][] = [
+  ['DINO weighted k-NN (k = 10, 20, 30; T = 0.07)', KNN_OPTIONS, { k: '10,20,30', temperature: 0.07 }],
+  ['`--max-image-pixels` (default 178,956,970', PRETRAIN_OPTIONS, { maxImagePixels: 178956970 }],
+  ['the EXIF orientation tag is ignored, as torchvision does (default)', PRETRAIN_OPTIONS, { exifOrientation: 'ignore' }],
+  ['`semantic` (default; `--order-variant paper` = 3×3 mean filter, λ = 0.01', PRETRAIN_OPTIONS, { order: 'semantic', orderVariant: 'paper' }],
+  ['(`--blur`, kernel 9, σ 1)', PRETRAIN_OPTIONS, { blurKernel: 9, blurSigma: 1 }],
+  ['AdamW (β = 0.9, 0.95), weight decay 0.05', PRETRAIN_OPTIONS, { beta1: 0.9, beta2: 0.95, weightDecay: 0.05 }],
+  ["`[CLS]` is decayed, as the authors'; `--no-decay-cls-token` exempts it", PRETRAIN_OPTIONS, { decayClsToken: true }],
+  ['gradient clip 3', PRETRAIN_OPTIONS, { clipGrad: 3 }],
+  ['(`--similarity-source online`)', PRETRAIN_OPTIONS, { similaritySource: 'online' }],
+];
+
+test("README: the defaults it states are the option tables' defaults", () => {
+  const wrong: string[] = [];
+  for (const [phrase, table, defaults] of README_CLAIMS) {
+    if (!README.includes(phrase)) wrong.push(`README no longer says "${phrase}"`);
+    for (const [key, value] of Object.entries(defaults))
+      if (table[key]?.default !== value)
+        wrong.push(`README "${phrase}": ${key} defaults to ${JSON.stringify(table[key]?.default)}, not ${JSON.stringify(value)}`);
+  }
+  assert.deepEqual(wrong, []);
+});
