@@ -76,3 +76,21 @@ test('the import reader sees static, dynamic and require imports', () => {
   ]);
   assert.deepEqual(importsOf("import { readFileSync } from 'node:fs';"), []);
 });
+
+/** The folders of README's Layout table, row by row (a row may name two: `nn/`, `optim/`). */
+export function readmeLayers(readme: string): string[][] {
+  const start = readme.indexOf('\n## Layout');
+  assert.ok(start >= 0, "README has no '## Layout' section");
+  const end = readme.indexOf('\n## ', start + 1);
+  return [...readme.slice(start, end).matchAll(/^\| ((?:`[a-z]+\/`(?:, )?)+) \|/gm)].map((m) => [...m[1].matchAll(/`([a-z]+)\/`/g)].map((x) => x[1]));
+}
+
+test("README's Layout table: every folder of src/, each listed after the folders it may import", () => {
+  const rows = readmeLayers(readFileSync(resolve(SRC, '..', 'README.md'), 'utf8'));
+  const rowOf = new Map(rows.flatMap((names, i) => names.map((n) => [n, i] as const)));
+  assert.deepEqual([...rowOf.keys()].sort(), Object.keys(MAY_IMPORT).sort());
+  const wrong: string[] = [];
+  for (const [folder, allowed] of Object.entries(MAY_IMPORT))
+    for (const dep of allowed) if (rowOf.get(dep)! > rowOf.get(folder)!) wrong.push(`${folder}/ may import ${dep}/, which README lists after it`);
+  assert.deepEqual(wrong, []);
+});

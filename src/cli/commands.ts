@@ -1,6 +1,6 @@
 // Sub-commands: each declares its options once (src/cli/command.ts) and runs its job.
 import * as torch from '../torch';
-import { defineOptions } from '../util/options';
+import { MAX_THREADS, defineOptions } from '../util/options';
 import { Command, defineCommand } from './command';
 import { distBuildInfo } from '../dist/native-dist';
 import { compressionRefusal } from '../dist/ddp';
@@ -81,7 +81,7 @@ const coreCommands: Record<string, Command> = {
           (['fp16', 'bf16'] as const).map((c) => `${c} ${d.gloo && compressionRefusal(c, 'gloo') ? 'on nccl only' : 'on every backend'}`).join(', ')
         : 'not built (single process only)';
       process.stdout.write(
-        `libtorch ${v.torch}\nthreads ${torch.getNumThreads()}\ncuda ${torch.cuda.isAvailable() ? `${torch.cuda.deviceCount()} device(s)` : 'not available'}${gpus}\n` +
+        `libtorch ${v.torch}\nthreads ${MAX_THREADS} (--threads' default: every core; libtorch's own default here: ${torch.getNumThreads()})\ncuda ${torch.cuda.isAvailable() ? `${torch.cuda.deviceCount()} device(s)` : 'not available'}${gpus}\n` +
           `distributed ${distLine}\n` +
           `${v.config
             .split('\n')

@@ -171,7 +171,7 @@ export interface EvalDataRequest {
   dataPath?: string;
   /** Square image size the encoder expects. */
   imgSize: number;
-  /** Use at most this many images (a seeded, class-balanced subset when smaller than the split). */
+  /** Use at most this many images (a seeded, class-balanced subset when smaller than the split; synthetic objects: the first N). */
   limit?: number;
   seed: number;
   /** Loader worker threads (undefined: the loader's default). */

@@ -108,7 +108,7 @@ export function classifierConfigFrom(o: FinetuneOptions, source: EncoderSource, 
 /**
  * AdamW over MAE's layer-wise decay groups: cls_token and patch_embed are layer 0, blocks.i layer
  * i + 1, fc_norm/norm/head layer depth + 1; optimizer.setLr(lr) gives each group
- * lr × layerDecay^(depth + 1 − layer). No weight decay on biases, norms, 1-D parameters, cls_token.
+ * lr × layerDecay^(depth + 1 − layer). No weight decay on biases, norms, 1-D parameters, cls_token, pos_embed.
  */
 export function makeFinetuneOptimizer(model: ViTClassifier, o: FinetuneOptions, lr: number): AdamW {
   const groups = paramGroupsLayerDecay(model.namedParameters(), {

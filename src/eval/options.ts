@@ -19,7 +19,11 @@ export const IMAGE_SOURCE_OPTIONS = defineOptions({
   },
   dataPath: { type: 'string', help: 'dataset location (cifar10: folder or .tar.gz; folder: root with train/ and test/ (or val/) class folders)' },
   split: { type: 'string', default: 'test', choices: ['train', 'test'], help: 'split of --dataset' },
-  limit: { type: 'int', min: 1, help: "at most this many images: the seeded, class-balanced subset the evaluations' --test-limit / --train-limit take" },
+  limit: {
+    type: 'int',
+    min: 1,
+    help: "at most this many images: the subset the evaluations' --test-limit / --train-limit take (seeded, class-balanced; synthetic: the first N)",
+  },
 });
 
 type ImageSource = { images?: string; dataset?: string; dataPath?: string; split: string };
@@ -44,8 +48,12 @@ export function checkImageSourcePaths(o: ImageSource): void {
 export const DATA_OPTIONS = defineOptions({
   dataset: { type: 'string', default: 'cifar10', help: 'labelled dataset (e.g. cifar10, synthetic, folder), as the data adapter names them' },
   dataPath: { type: 'string', path: true, help: 'dataset location (cifar10: folder or .tar.gz; folder: root with train/ and test/ (or val/) class folders)' },
-  trainLimit: { type: 'int', min: 1, help: 'use at most this many training images (seeded, class-balanced subset)' },
-  testLimit: { type: 'int', min: 1, help: 'use at most this many test images (seeded, class-balanced subset)' },
+  trainLimit: {
+    type: 'int',
+    min: 1,
+    help: 'use at most this many training images (a seeded, class-balanced subset; synthetic: the first N, classes at random)',
+  },
+  testLimit: { type: 'int', min: 1, help: 'use at most this many test images (a seeded, class-balanced subset; synthetic: the first N, classes at random)' },
   numWorkers: {
     mayChangeOnResume: true,
     type: 'int',
@@ -167,7 +175,7 @@ export const FINETUNE_OPTIONS = defineOptions({
   minLr: { type: 'number', default: 1e-6, min: 0, help: 'final lr of the cosine schedule' },
   warmupEpochs: { type: 'number', default: 20, min: 0, help: 'linear warm-up epochs' },
   layerDecay: { type: 'number', default: 0.65, min: 0, max: 1, help: 'layer-wise lr decay: block i gets lr × decay^(depth − i)' },
-  weightDecay: { type: 'number', default: 0.05, min: 0, help: 'AdamW weight decay (not on biases, norms, 1-D params, cls token)' },
+  weightDecay: { type: 'number', default: 0.05, min: 0, help: 'AdamW weight decay (not on biases, norms, 1-D params, cls_token, pos_embed)' },
   beta1: { type: 'number', default: 0.9, min: 0, max: 1, help: 'AdamW beta1' },
   beta2: { type: 'number', default: 0.999, min: 0, max: 1, help: 'AdamW beta2' },
   clipGrad: { type: 'number', default: 0, min: 0, help: 'global gradient-norm clip (0 = off, as MAE)' },

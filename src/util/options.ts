@@ -216,7 +216,7 @@ export function formatHelp(usage: string, description: string, table: OptionTabl
     const def = s.default === undefined ? (s.required ? ' (required)' : '') : ` (default: ${JSON.stringify(s.default)})`;
     return [flag, s.help + def];
   });
-  const width = Math.min(44, Math.max(...rows.map(([f]) => f.length)) + 2);
+  const width = Math.min(44, Math.max(2, ...rows.map(([f]) => f.length)) + 2); // 2 + 2: under --config when it is the only option
   const lines = rows.map(([f, h]) => (f.length + 2 > width ? `  ${f}\n  ${' '.repeat(width)}${h}` : `  ${f.padEnd(width)}${h}`));
   return (
     `${usage}\n\n${description}\n\nOptions:\n  --config <file.json|file.yaml>`.padEnd(0) +

@@ -1,4 +1,4 @@
-// The README's TypeScript blocks are code a user copies: each is type-checked (strict, against the
+// The README's TypeScript blocks (and docs/DISTRIBUTED.md's, below) are code a user copies: each is type-checked (strict, against the
 // package's entry points) and run, with `semaim` resolved to this checkout's compiled package.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -56,6 +56,53 @@ test("the README's TypeScript blocks type-check (strict) against the package and
       const r = spawnSync(process.execPath, [join(work, `block${i}.js`)], { cwd: work, encoding: 'utf8', timeout: 5 * 60_000 });
       assert.equal(r.status, 0, `README block ${i} failed:\n${r.stderr}`);
     }
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+});
+
+// docs/DISTRIBUTED.md's API block is a fragment (a model, data and an optimiser of the reader's own):
+// it is type-checked against the package with those free names declared, not run.
+const DISTRIBUTED_PRELUDE = `
+declare const device: 'cpu';
+declare const model: SemAIM;
+declare const encoder: VisionTransformer;
+declare const B: number, batchSize: number, numClasses: number;
+declare const myShardOfTheData: { images: Tensor }[];
+declare const optimizer: { step(): void; zeroGrad(): void };
+declare const microLoss: Tensor;
+declare const myTrainSlice: data.LabelledData, myTestSlice: data.LabelledData;
+declare const probeOptions: LinprobeOptions;
+`;
+
+test("docs/DISTRIBUTED.md's TypeScript block type-checks (strict) against the package", { timeout: 5 * 60_000 }, () => {
+  const text = readFileSync(join(ROOT, 'docs', 'DISTRIBUTED.md'), 'utf8');
+  const blocks = [...text.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]);
+  assert.equal(blocks.length, 1, `found ${blocks.length} blocks`);
+  const work = mkdtempSync(join(tmpdir(), 'semaim-dist-doc-'));
+  try {
+    mkdirSync(join(work, 'node_modules'));
+    symlinkSync(ROOT, join(work, 'node_modules', 'semaim'), 'dir');
+    const lines = blocks[0].split('\n');
+    const imports = lines.filter((l) => l.startsWith('import '));
+    const body = lines.filter((l) => !l.startsWith('import '));
+    const source =
+      `${imports.join('\n')}\nimport type { SemAIM, Tensor, VisionTransformer, data, LinprobeOptions } from 'semaim';\n${DISTRIBUTED_PRELUDE}\n` +
+      `export async function main(): Promise<void> {\n${body.join('\n')}\n}\n`;
+    const file = join(work, 'distributed.ts');
+    writeFileSync(file, source);
+    const program = ts.createProgram([file], {
+      strict: true,
+      noEmit: true,
+      target: ts.ScriptTarget.ES2022,
+      module: ts.ModuleKind.Node16,
+      moduleResolution: ts.ModuleResolutionKind.Node16,
+      types: ['node'],
+      typeRoots: [join(ROOT, 'node_modules', '@types')],
+      skipLibCheck: true,
+    });
+    const problems = ts.getPreEmitDiagnostics(program).map((d) => ts.flattenDiagnosticMessageText(d.messageText, '\n'));
+    assert.deepEqual(problems, [], 'type errors in the DISTRIBUTED.md block');
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

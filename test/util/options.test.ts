@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { MAX_CONFIG_BYTES, OptionError, defineOptions, parseArgv, readConfigFile, resolveOptions } from '../../src/util/options';
+import { MAX_CONFIG_BYTES, OptionError, defineOptions, formatHelp, parseArgv, readConfigFile, resolveOptions } from '../../src/util/options';
 import { PRETRAIN_OPTIONS, modelConfigFrom, validatePretrain } from '../../src/train/pretrain-options';
 
 const TABLE = defineOptions({
@@ -158,4 +158,10 @@ test('the command line names a bad option by its flag, the library by its key', 
   assert.ok(r, 'refused');
   assert.equal(r.status, 2);
   assert.equal(r.stderr, 'semaim: option --max-image-pixels: must be >= 0, got -1\n');
+});
+
+test('formatHelp: with no options but --config (semaim info), its description is indented under the flag', () => {
+  const help = formatHelp('semaim info', 'what it does', defineOptions({}));
+  assert.match(help, /\n {2}--config <file\.json\|file\.yaml>\n {4,}read options from a file; flags override it\n/);
+  assert.doesNotMatch(help, /-?Infinity/);
 });
