@@ -5,6 +5,7 @@
 // hostile file can name any Python function and none is called. The result is the same header a
 // safetensors file gives (name → dtype, shape, absolute byte offset), so the tensors are read in place.
 import * as fs from 'node:fs';
+import { crc32 } from 'node:zlib';
 import type { DType } from '../torch/dtype';
 import type { SafetensorsHeader, TensorInfo } from './safetensors';
 import { Global, Opaque, unpickle } from './pickle';
@@ -35,6 +36,7 @@ export function isZipMagic(prefix: Uint8Array): boolean {
 
 interface ZipEntry {
   method: number;
+  crc32: number;
   size: number;
   headerOffset: number;
 }
@@ -50,9 +52,9 @@ function readBytes(fd: number, position: number, length: number, label: string):
   return buf;
 }
 
-function u64(b: Buffer, at: number): number {
+function u64(b: Buffer, at: number, label: string): number {
   const v = b.readBigUInt64LE(at);
-  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new Error('a zip size or offset beyond 2^53');
+  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new Error(`${label}: a zip size or offset beyond 2^53`);
   return Number(v);
 }
 
@@ -73,11 +75,11 @@ function zipEntries(fd: number, fileSize: number, label: string): Map<string, Zi
   let dirOffset = tail.readUInt32LE(eocd + 16);
   const locator = eocd - 20;
   if (locator >= 0 && tail.readUInt32LE(locator) === 0x07064b50) {
-    const z64 = readBytes(fd, u64(tail, locator + 8), 56, label);
+    const z64 = readBytes(fd, u64(tail, locator + 8, label), 56, label);
     if (z64.readUInt32LE(0) !== 0x06064b50) throw new Error(`${label}: a broken zip64 end of central directory`);
-    count = u64(z64, 32);
-    dirSize = u64(z64, 40);
-    dirOffset = u64(z64, 48);
+    count = u64(z64, 32, label);
+    dirSize = u64(z64, 40, label);
+    dirOffset = u64(z64, 48, label);
   }
   if (dirOffset + dirSize > fileSize || count > dirSize / 46) throw new Error(`${label}: the zip central directory lies outside the file`);
   const dir = readBytes(fd, dirOffset, dirSize, label);
@@ -100,16 +102,18 @@ function zipEntries(fd: number, fileSize: number, label: string): Map<string, Zi
       const len = dir.readUInt16LE(x + 2);
       if (id === 0x0001) {
         let p = x + 4;
-        if (uncompressed === 0xffffffff) {
-          size = u64(dir, p);
-          p += 8;
-        }
-        if (dir.readUInt32LE(at + 20) === 0xffffffff) p += 8;
-        if (headerOffset === 0xffffffff) headerOffset = u64(dir, p);
+        const end = x + 4 + len;
+        const u64In = (): number => {
+          if (p + 8 > end || end > dir.length) throw new Error(`${label}: a broken zip64 field of ${name}`);
+          return u64(dir, (p += 8) - 8, label);
+        };
+        if (uncompressed === 0xffffffff) size = u64In();
+        if (dir.readUInt32LE(at + 20) === 0xffffffff) u64In();
+        if (headerOffset === 0xffffffff) headerOffset = u64In();
       }
       x += 4 + len;
     }
-    entries.set(name, { method, size, headerOffset });
+    entries.set(name, { method, crc32: dir.readUInt32LE(at + 16), size, headerOffset });
     at += 46 + nameLength + extraLength + commentLength;
   }
   return entries;
@@ -140,6 +144,16 @@ interface TensorRef {
   stride: number[];
 }
 
+/** A short, safe description of a pickled value for a message (never recursing into it). */
+function describe(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v.length > 60 ? `${v.slice(0, 60)}…` : v);
+  if (typeof v === 'number' || typeof v === 'boolean' || v === null) return String(v);
+  if (Array.isArray(v)) return `a tuple of ${v.length}`;
+  if (v instanceof Map) return `a dict of ${v.size}`;
+  if (v instanceof Opaque) return `a ${v.global.slice(0, 80)}`;
+  return typeof v;
+}
+
 function isTensorRef(v: unknown): v is TensorRef {
   return typeof v === 'object' && v !== null && (v as TensorRef).kind === 'tensor';
 }
@@ -150,7 +164,7 @@ function asInts(v: unknown, what: string): number[] {
 }
 
 function storageOf(pid: unknown): StorageRef {
-  if (!Array.isArray(pid) || pid[0] !== 'storage' || pid.length < 5) throw new Error(`an unknown persistent id ${JSON.stringify(String(pid))}`);
+  if (!Array.isArray(pid) || pid[0] !== 'storage' || pid.length < 5) throw new Error(`an unknown persistent id (${describe(pid)})`);
   const type = pid[1] instanceof Global ? pid[1].name : String(pid[1]);
   const short = type.replace(/^torch\./, '');
   if (typeof pid[2] !== 'string' || !Number.isSafeInteger(pid[4])) throw new Error('a storage reference without a key or size');
@@ -192,10 +206,10 @@ function stateDictOf(obj: unknown, label: string): Map<unknown, unknown> {
       const v = obj.get(k);
       if (v instanceof Map && [...v.values()].some(isTensorRef)) return v;
     }
-    const keys = [...obj.keys()].map((k) => JSON.stringify(k)).slice(0, 12);
+    const keys = [...obj.keys()].slice(0, 12).map(describe);
     throw new Error(`${label}: a torch.save file without a state dict: its top-level keys are ${keys.join(', ')} (looked under ${STATE_DICT_KEYS.join(', ')})`);
   }
-  throw new Error(`${label}: a torch.save file that holds ${obj instanceof Opaque ? `a ${obj.global}` : typeof obj}, not a dict of tensors`);
+  throw new Error(`${label}: a torch.save file that holds ${describe(obj)}, not a dict of tensors`);
 }
 
 /** The header of a torch.save file, as safetensors': each tensor's dtype, shape and place in the file. */
@@ -213,6 +227,7 @@ export function readPytorchHeaderFd(fd: number, label: string): SafetensorsHeade
   const pklEntry = entries.get(pkl)!;
   if (pklEntry.size > 256 * 1024 * 1024) throw new Error(`${label}: data.pkl of ${pklEntry.size} bytes is not a state dict's`);
   const pickled = readBytes(fd, dataStart(fd, pklEntry, pkl, label), pklEntry.size, label);
+  if (crc32(pickled) !== pklEntry.crc32) throw new Error(`${label}: ${pkl} does not match its CRC-32: the file is damaged`);
   let obj: unknown;
   try {
     obj = unpickle(pickled, label, { call, persistentLoad: storageOf });
@@ -224,7 +239,8 @@ export function readPytorchHeaderFd(fd: number, label: string): SafetensorsHeade
   const starts = new Map<string, { start: number; size: number }>();
   for (const [key, value] of stateDictOf(obj, label)) {
     if (!isTensorRef(value)) continue; // e.g. a version number beside the weights
-    const name = String(key);
+    if (typeof key !== 'string') throw new Error(`${label}: a tensor under the key ${describe(key)}: a state dict's keys are names`);
+    const name = key;
     const s = value.storage;
     if (!s.dtype) throw new Error(`${label}: tensor '${name}' is stored as ${s.storageType}, a type semaim does not read`);
     if (value.shape.length !== value.stride.length) throw new Error(`${label}: tensor '${name}' has a size and a stride of different lengths`);

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, truncateSync, copyFileSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, truncateSync, copyFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadTensors, readSafetensorsHeader } from '../../src/io';
@@ -68,6 +68,13 @@ test('refused with the file named: truncated, not contiguous, compressed, no sta
   copyFileSync(join(root, 'checkpoint.pth'), cut);
   truncateSync(cut, statSync(cut).size - 300);
   assert.throws(() => readSafetensorsHeader(cut), new RegExp(`${cut}: .*(truncated|ends early|outside)`));
+
+  const damaged = join(root, 'damaged.pth');
+  const bytes = readFileSync(join(root, 'checkpoint.pth'));
+  const pickleStart = bytes.indexOf(Buffer.from([0x80, 0x02]), bytes.indexOf('data.pkl'));
+  bytes[pickleStart + 40] ^= 0x20;
+  writeFileSync(damaged, bytes);
+  assert.throws(() => readSafetensorsHeader(damaged), new RegExp(`${damaged}: .*data\\.pkl does not match its CRC-32`));
 
   const made = (name: string, code: string): string => {
     const p = join(root, name);
