@@ -19,7 +19,7 @@ export const EXPORT_OPTIONS = defineOptions({
   checkpoint: {
     type: 'string',
     required: true,
-    help: 'run folder (newest valid checkpoint) or a checkpoint folder; onnx and web also take an exported encoder .safetensors; onnx also a fine-tuning run (its classifier)',
+    help: 'run folder (newest valid checkpoint), a checkpoint folder, or an encoder file (.safetensors, or torch.save .pth: converted to timm safetensors); onnx also a fine-tuning run (its classifier)',
   },
   out: { type: 'string', required: true, help: 'safetensors: path without extension (writes <out>.safetensors and <out>.json); onnx, web: a folder' },
   format: {
@@ -43,7 +43,7 @@ export const EXPORT_OPTIONS = defineOptions({
 /** The files an export reads: an exported encoder and its config, or a checkpoint folder's files. */
 function exportInputs(source: string, o: { verify: boolean }): string[] {
   if (!existsSync(source)) return []; // the export says what is missing
-  if (source.endsWith('.safetensors')) return encoderFiles(source);
+  if (statSync(source).isFile()) return encoderFiles(source);
   const dir = resolveCheckpoint(source, o);
   return [...CHECKPOINT_FILES, 'state.json'].map((f) => join(dir, f));
 }

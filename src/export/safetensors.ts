@@ -1,11 +1,23 @@
 // `semaim export --encoder-only`: a timm-compatible ViT encoder (timm parameter names, no head) as
-// safetensors, with its config JSON beside it.
-import { mkdirSync } from 'node:fs';
+// safetensors, with its config JSON beside it; from a run, or converted from another encoder file.
+import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { loadTensors, readSafetensorsHeader, saveTensors, disposeAll } from '../io';
 import { runKindOf } from '../io/checkpoint';
 import { evalPreprocessing } from './preprocessing';
-import { ENCODER_KEY, EncoderConfig, VerifyOption, checkpointConfig, encoderConfigOf, resolveCheckpoint, timmArchitecture, timmModelArgs } from '../semaim';
+import {
+  ENCODER_KEY,
+  EncoderConfig,
+  VerifyOption,
+  checkpointConfig,
+  encoderConfigOf,
+  loadEncoderTensors,
+  resolveCheckpoint,
+  resolveEncoder,
+  timmArchitecture,
+  timmModelArgs,
+} from '../semaim';
+import type { Tensor } from '../torch';
 import { guardOutputs } from '../io/outputs';
 import { writeFileAtomic } from '../util/safe-write';
 
@@ -39,8 +51,13 @@ export function exportedConfigJson(enc: EncoderConfig): Record<string, unknown> 
   };
 }
 
-/** Writes `<out>.safetensors` and `<out>.json`; returns both paths. */
+/**
+ * Writes `<out>.safetensors` and `<out>.json`; returns both paths. `source` is a pre-training run or
+ * checkpoint folder, or an encoder file (timm/MAE/DDP .safetensors, or a torch.save .pth such as the
+ * authors' released checkpoints): the export then converts it to timm's names and float32.
+ */
 export function exportEncoder(source: string, out: string, o: VerifyOption = {}): { weights: string; config: string; tensors: number } {
+  if (existsSync(source) && statSync(source).isFile()) return exportEncoderFile(source, out);
   const dir = resolveCheckpoint(source, o);
   const kind = runKindOf(readSafetensorsHeader(join(dir, 'model.safetensors')).metadata.format);
   if (kind && kind !== 'pretrain') {
@@ -50,17 +67,39 @@ export function exportEncoder(source: string, out: string, o: VerifyOption = {})
         '(--format onnx writes it for onnxruntime and transformers.js)',
     );
   }
-  const cfg = checkpointConfig(dir);
-  const enc = encoderConfigOf(cfg);
-  const [weights, config] = encoderExportFiles(out);
-  guardOutputs([weights, config], join(dir, 'model.safetensors'));
-  mkdirSync(dirname(weights), { recursive: true }); // as the ONNX and web exports create theirs
+  const enc = encoderConfigOf(checkpointConfig(dir));
+  const files = encoderExportFiles(out);
+  guardOutputs(files, join(dir, 'model.safetensors'));
   const { tensors } = loadTensors(join(dir, 'model.safetensors'), { filter: (k) => ENCODER_KEY.test(k) });
+  return writeEncoder(tensors, enc, dir, files);
+}
+
+function exportEncoderFile(source: string, out: string): { weights: string; config: string; tensors: number } {
+  const src = resolveEncoder(source);
+  if (src.layout.fcNorm) {
+    throw new Error(
+      `${source} is a timm global_pool='avg' model (fc_norm, no final norm): not an encoder with a final norm, which the export writes; fine-tuning can start from it as it is`,
+    );
+  }
+  const files = encoderExportFiles(out);
+  guardOutputs(files, source);
+  const loaded = loadEncoderTensors(src);
+  const tensors = new Map<string, Tensor>();
+  for (const [k, t] of loaded) {
+    tensors.set(k, t.dtype === 'float32' ? t : t.to({ dtype: 'float32' }));
+    if (t.dtype !== 'float32') t.dispose();
+  }
+  return writeEncoder(tensors, src.config, source, files);
+}
+
+/** Writes the encoder's tensors (disposing them) and its config JSON. */
+function writeEncoder(tensors: Map<string, Tensor>, enc: EncoderConfig, source: string, [weights, config]: string[]) {
+  mkdirSync(dirname(weights), { recursive: true }); // as the ONNX and web exports create theirs
   try {
     saveTensors(weights, tensors, {
       format: 'pt',
       config: JSON.stringify(enc),
-      source: dir,
+      source,
       note: 'timm VisionTransformer(img_size, patch_size, embed_dim, depth, num_heads, mlp_ratio, num_classes=0, global_pool="token")',
     });
   } finally {

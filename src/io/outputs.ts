@@ -76,5 +76,5 @@ export function guardOutputs(outputs: string[], encoderWeights: string): void {
 
 /** The files an encoder source consists of: its weights, and for an exported one the config beside them. */
 export function encoderFiles(weights: string): string[] {
-  return [weights, weights.replace(/\.safetensors$/, '.json')];
+  return [weights, weights.replace(/\.(safetensors|pth|pt|bin)$/, '.json')];
 }

@@ -9,10 +9,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as torch from '../../src/torch';
 import { Tensor } from '../../src/torch';
-import { loadTensors, saveTensors, disposeAll } from '../../src/io';
-import { encoderConfigFromJson, loadEncoder, loadEncoderTensors, loadTeacher, resolveEncoder, DEFAULT_ORDER, SemAIMConfig } from '../../src/semaim';
+import { loadTensors, readSafetensorsHeader, saveTensors, disposeAll } from '../../src/io';
+import {
+  ENCODER_KEY,
+  encoderConfigFromJson,
+  loadEncoder,
+  loadEncoderTensors,
+  loadTeacher,
+  resolveEncoder,
+  DEFAULT_ORDER,
+  SemAIMConfig,
+} from '../../src/semaim';
 import { ViTClassifier } from '../../src/eval/classifier';
-import { exportedConfigJson } from '../../src/export/safetensors';
+import { exportEncoder, exportedConfigJson } from '../../src/export/safetensors';
 import { TINY, maxDiff, writeEncoder } from '../eval/helpers';
 
 const root = mkdtempSync(join(tmpdir(), 'semaim-outside-'));
@@ -60,6 +69,15 @@ test("the authors' training checkpoint (torch.save .pth: {'model': DDP-prefixed 
   const src = resolveEncoder(pth);
   assert.equal(src.layout.prefix, 'module.');
   assert.equal(maxDiff(tokensOf(pth), want), 0);
+  // export converts it: timm's names (no prefix, no decoder), float32, the hub config beside it
+  const converted = exportEncoder(pth, join(root, 'converted')).weights;
+  const header = readSafetensorsHeader(converted);
+  assert.deepEqual(
+    [...header.tensors.keys()].filter((k) => !ENCODER_KEY.test(k)),
+    [],
+  );
+  assert.ok([...header.tensors.values()].every((t) => t.dtype === 'float32'));
+  assert.equal(maxDiff(tokensOf(converted), want), 0);
   const bare = join(root, 'no-config.pth');
   copyFileSync(pth, bare);
   assert.throws(() => resolveEncoder(bare), /its sizes are not known: no .*no-config\.json beside it/);
