@@ -1,0 +1,134 @@
+// What scripts/fuzz.js found, kept as small cases, and a short deterministic sweep of every fuzz
+// target through the fuzzer's own code (in-process; the script runs thousands of cases per target,
+// each in a child process, see its header).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { deserializeSafetensors } from '../src/io/safetensors';
+import { verifyCheckpoint } from '../src/io/checkpoint';
+import { readRun } from '../src/viz/run-data';
+import { renderReport } from '../src/viz/report';
+import { readShard, ShardReadError } from '../src/data/shards/tar-samples';
+import { cifarBinary } from '../src/data/sources/cifar';
+
+interface Fuzzer {
+  TARGETS: Record<string, unknown>;
+  runCase(target: string, seed: number, i: number): Promise<string>;
+  setWork(dir: string): void;
+}
+const fuzzer = require(join(__dirname, '..', '..', 'scripts', 'fuzz.js')) as Fuzzer;
+
+/** JSON text nested `n` deep (JSON.parse reads it; JSON.stringify and naive recursion overflow the stack). */
+const deep = (n: number) => '['.repeat(n) + '0' + ']'.repeat(n);
+
+function withDir(run: (dir: string) => Promise<void> | void): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-fuzz-test-'));
+  return Promise.resolve(run(dir)).finally(() => rmSync(dir, { recursive: true, force: true }));
+}
+
+function safetensorsWithHeader(header: string): Uint8Array {
+  const json = Buffer.from(header);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(json.length));
+  return Buffer.concat([len, json]);
+}
+
+test('safetensors: a shape, dtype or data_offsets nested too deeply to print is refused with a plain error naming the file', () => {
+  for (const field of ['shape', 'dtype', 'data_offsets']) {
+    const entry = { dtype: 'F32', shape: [1], data_offsets: [0, 4] } as Record<string, unknown>;
+    entry[field] = '@';
+    const header = JSON.stringify({ t: entry }).replace('"@"', deep(100000));
+    assert.throws(
+      () => deserializeSafetensors(safetensorsWithHeader(header), 'hostile.safetensors'),
+      (e: Error) => e.constructor === Error && /^hostile\.safetensors: tensor 't': .*nested too deeply to print/.test(e.message),
+    );
+  }
+});
+
+test('verifyCheckpoint returns (does not throw) the problem of a state.json nested too deeply for JSON.stringify', () =>
+  withDir((dir) => {
+    writeFileSync(join(dir, 'state.json'), `{"step": ${deep(100000)}}`);
+    assert.match(verifyCheckpoint(dir, 'weights')!, /^state\.json: step is \(a value nested too deeply to print\), not a non-negative integer$/);
+    // Fields it checks are fine, but its own digest cannot be computed: it was not written by semaim.
+    writeFileSync(join(dir, 'state.json'), `{"step": 1, "files": {"model.safetensors": "x"}, "stateSha256": "x", "other": ${deep(100000)}}`);
+    assert.match(verifyCheckpoint(dir, 'weights')!, /does not match its recorded stateSha256/);
+  }));
+
+test('report: a config.json or metrics line nested deeper than the stack is shown, not a RangeError', () =>
+  withDir((dir) => {
+    writeFileSync(join(dir, 'config.json'), `{"options": {"a": ${'{"b":'.repeat(100000)}0${'}'.repeat(100000)}, "list": ${deep(100000)}}}`);
+    writeFileSync(join(dir, 'metrics.jsonl'), `{"step": 1, "loss": 1, "epoch": ${deep(100000)}}\n`);
+    const html = renderReport(readRun(dir), { generatedAt: new Date(0) });
+    assert.match(html, /a value nested too deeply to print/);
+    assert.match(html, /<td>a(\.b){31}<\/td>/); // flattened to a depth, the rest as one value
+  }));
+
+/** A one-member ustar archive whose size field is `size` (12 bytes), checksum correct. */
+function tarWithSizeField(size: string): Buffer {
+  const h = Buffer.alloc(512);
+  h.write('a.cls', 0, 'latin1');
+  h.write('0000644\0', 100, 'latin1');
+  h.write('0000000\0', 108, 'latin1');
+  h.write('0000000\0', 116, 'latin1');
+  h.write(size, 124, 'latin1');
+  h.write('00000000000\0', 136, 'latin1');
+  h.write('0', 156, 'latin1');
+  h.write('ustar\x0000', 257, 'latin1');
+  h.fill(0x20, 148, 156);
+  let sum = 0;
+  for (const b of h) sum += b;
+  h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 'latin1');
+  const body = Buffer.alloc(512);
+  body.write('1', 0);
+  return Buffer.concat([h, body, Buffer.alloc(1024)]);
+}
+
+test('tar shard: a member whose size field tar-stream reads as null fails the shard (ShardReadError) instead of hanging the reader', () =>
+  withDir(async (dir) => {
+    const path = join(dir, 's.tar');
+    // A size field that tar-stream reads as null (a base-256 field whose first byte is neither 0x80 nor 0xff),
+    // which passes its own size >= 0 check: it then never ends the member nor the stream.
+    for (const size of ['\x81' + '0'.repeat(10) + '\0']) {
+      writeFileSync(path, tarWithSizeField(size));
+      await assert.rejects(
+        async () => {
+          for await (const _ of readShard(path)) void _;
+        },
+        (e: Error) => e instanceof ShardReadError && /s\.tar: corrupt after 0 sample\(s\) \(member 'a\.cls' has an invalid size field\)/.test(e.message),
+      );
+    }
+    writeFileSync(path, tarWithSizeField('00000000001\0')); // the same shard with a valid size: read (no image, so no sample)
+    for await (const _ of readShard(path)) assert.fail('a member without an image is not a sample');
+  }));
+
+test('CIFAR binary: a label byte outside the classes is refused naming the file; a short batches.meta.txt does not shrink the classes', () =>
+  withDir((dir) => {
+    const rec = Buffer.alloc(3073 * 2);
+    rec[3073] = 7;
+    writeFileSync(join(dir, 'data_batch_1.bin'), rec);
+    writeFileSync(join(dir, 'batches.meta.txt'), 'plane\ncar\n');
+    const ds = cifarBinary(dir);
+    assert.equal(ds.classes.length, 10);
+    assert.equal(ds.label(1), 7);
+    rec[3073] = 10;
+    writeFileSync(join(dir, 'data_batch_1.bin'), rec);
+    assert.throws(() => cifarBinary(dir), /data_batch_1\.bin: image 1 has label 10, but CIFAR-10 has 10 classes/);
+  }));
+
+test('fuzz sweep: a few cases of every target of scripts/fuzz.js are handled (refused cleanly or read correctly)', () =>
+  withDir(async (dir) => {
+    fuzzer.setWork(dir);
+    const failures: string[] = [];
+    for (const target of Object.keys(fuzzer.TARGETS)) {
+      for (let i = 0; i < 20; i++) {
+        try {
+          await fuzzer.runCase(target, 1, i);
+        } catch (e) {
+          failures.push(`${target} ${i}: ${(e as Error).message.split('\n')[0]}`);
+        }
+      }
+    }
+    assert.deepEqual(failures, []);
+  }));
