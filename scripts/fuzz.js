@@ -16,7 +16,7 @@
 //   - crashes the process or hangs;
 //   - raises an error of an unexpected type (TypeError, RangeError... from deep inside) or one whose
 //     message does not name the file it read (targets that read a file);
-//   - grows the child's peak memory by more than --max-mem-mb (default 400) for a file under 1 MB;
+//   - grows the child's peak memory by more than --max-mem-mb (default 400), or 20 times the case's size;
 //   - is accepted but breaks the target's own invariant (labels outside the classes, HTML/Markdown/
 //     CSV/SVG outputs that do not escape user text, ...).
 // Findings are printed as `FAIL <target> <case> <kind>: <detail>` (the first 3 of each kind per target; all with
@@ -182,7 +182,7 @@ function toJson(v, indent) {
   const text = JSON.stringify(
     v,
     (k, x) => {
-      if (x && typeof x === 'object' && !Array.isArray(x) && Object.keys(x).length === 1 && '__raw' in x) {
+      if (x && typeof x === 'object' && !Array.isArray(x) && Object.keys(x).length === 1 && typeof x.__raw === 'string') {
         raws.push(x.__raw);
         return `\u0000RAW${raws.length - 1}\u0000`;
       }
@@ -401,10 +401,10 @@ function safetensorsSeeds() {
   ];
 }
 
-/** A tiny run folder (two pre-training steps) and an encoder exported from it, made once with the CLI. */
+/** A tiny run folder (two pre-training steps), an encoder exported from it and a linear probe on it, made once with the CLI. */
 function tinyRun() {
   const dir = path.join(WORK, 'seed-run');
-  if (!fs.existsSync(path.join(dir, 'enc.json'))) {
+  if (!fs.existsSync(path.join(dir, 'lp', 'linprobe.json'))) {
     fs.rmSync(dir, { recursive: true, force: true });
     fs.mkdirSync(dir, { recursive: true });
     const cli = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
@@ -416,6 +416,8 @@ function tinyRun() {
     };
     run(['pretrain', ...args.split(' '), '--out-dir', 'run']);
     run(['export', '--checkpoint', 'run', '--out', 'enc']);
+    const lp = '--dataset synthetic --epochs 1 --batch-size 8 --train-limit 16 --test-limit 8 --threads 1';
+    run(['linprobe', '--checkpoint', path.join(dir, 'enc.safetensors'), ...lp.split(' '), '--out-dir', 'lp']);
   }
   return dir;
 }
@@ -495,10 +497,52 @@ function checkImage(img, what) {
   }
 }
 
+/** Where each format keeps its size: [offset, bytes, big-endian] of width and height (JPEG: found from its SOF marker). */
+function sizeFields(format, b) {
+  if (format === 'png')
+    return [
+      [16, 4, true],
+      [20, 4, true],
+    ];
+  if (format === 'bmp')
+    return [
+      [18, 4, false],
+      [22, 4, false],
+    ];
+  if (format === 'gif')
+    return [
+      [6, 2, false],
+      [8, 2, false],
+    ];
+  if (format === 'jpeg') {
+    for (let o = 2; o + 9 < b.length; o++)
+      if (b[o] === 0xff && b[o + 1] >= 0xc0 && b[o + 1] <= 0xcf && ![0xc4, 0xc8, 0xcc].includes(b[o + 1]))
+        return [
+          [o + 7, 2, true],
+          [o + 5, 2, true],
+        ];
+  }
+  return [];
+}
+
+/** The image with a width and height it does not hold the data for (up to past the pixel limit). */
+function claimSize(r, format, b) {
+  const out = Buffer.from(b);
+  for (const [o, n, be] of sizeFields(format, out)) {
+    const v = r.pick([0, 1, 4097, 9000, 13000, 20000, 65535, 0x7fffffff, 0xffffffff]) % 2 ** (8 * n);
+    if (n === 2) be ? out.writeUInt16BE(v, o) : out.writeUInt16LE(v, o);
+    else be ? out.writeUInt32BE(v >>> 0, o) : out.writeUInt32LE(v >>> 0, o);
+  }
+  return out;
+}
+
 function imageTarget(format) {
   return {
     about: `${format} decoding (openImage + decode, with and without a region/reduction, EXIF orientation applied)`,
-    make: async (r) => mutateBytesN(r, r.pick(await seeds(format, () => imageSeeds(format)))),
+    make: async (r) => {
+      const seed = r.pick(await seeds(format, () => imageSeeds(format)));
+      return r.chance(0.1) ? claimSize(r, format, seed) : mutateBytesN(r, seed);
+    },
     run: async (bytes, ctx) => {
       const { openImage } = D('data/codecs/decode');
       return expectCleanError(async () => {
@@ -636,6 +680,32 @@ const TARGETS = {
         }, dir),
       );
       return out.map((o) => o.rejected || 'ok').join(' / ');
+    },
+  },
+
+  linprobe: {
+    about: 'a linear-probe folder for predict (linprobe.json + probe.safetensors): resolvePredictor + loadPredictor',
+    make: async (r) => {
+      const dir = path.join(tinyRun(), 'lp');
+      const json = fs.readFileSync(path.join(dir, 'linprobe.json'), 'utf8');
+      const st = fs.readFileSync(path.join(dir, 'probe.safetensors'));
+      const which = r.int(3);
+      return packFiles({
+        'linprobe.json': which === 1 ? json : mutateJsonText(r, json),
+        'probe.safetensors': which === 0 ? st : which === 1 ? mutateSafetensorsHeader(r, st) : r.chance(0.5) ? st : mutateBytesN(r, st),
+      });
+    },
+    run: async (bytes, ctx) => {
+      for (const [n, b] of Object.entries(unpackFiles(bytes))) caseFile(ctx, n, b);
+      const { resolvePredictor, loadPredictor } = D('eval/classifier-source');
+      return expectCleanError(() => {
+        const src = resolvePredictor(ctx.dir);
+        if (src.classNames && (src.classNames.length !== src.numClasses || !src.classNames.every((n) => typeof n === 'string'))) {
+          throw new Finding('bad-output', `class names ${JSON.stringify(src.classNames).slice(0, 100)} for ${src.numClasses} classes`);
+        }
+        loadPredictor(src, 'cpu').dispose();
+        return `${src.numClasses} classes`;
+      }, ctx.dir);
     },
   },
 
@@ -783,6 +853,7 @@ async function runCase(target, seed, i, keepDir) {
   fs.mkdirSync(dir, { recursive: true });
   try {
     const res = await t.run(bytes, { dir, rng: rngFor(seed, `${target}/run`, i) });
+    runCase.lastBytes = bytes.length;
     return typeof res === 'string' ? res : (res.rejected ?? `ok ${res.ok ?? ''}`);
   } finally {
     if (!keepDir) fs.rmSync(dir, { recursive: true, force: true });
@@ -799,7 +870,8 @@ async function child(target, seed, from, to, maxMemMb) {
     try {
       line = `ok ${(await runCase(target, seed, i)).replace(/\s+/g, ' ').slice(0, 200)}`;
       const grown = (process.resourceUsage().maxRSS - base) / 1024;
-      if (grown > maxMemMb) line = `FAIL memory peak memory grew by ${grown.toFixed(0)} MB`;
+      const allowed = Math.max(maxMemMb, (20 * runCase.lastBytes) / 2 ** 20); // a big file may take memory in proportion
+      if (grown > allowed) line = `FAIL memory peak memory grew by ${grown.toFixed(0)} MB for a case of ${runCase.lastBytes} bytes`;
     } catch (e) {
       line = e instanceof Finding ? `FAIL ${e.message.replace(/\n/g, ' \\ ')}` : `FAIL harness ${e.stack.replace(/\n/g, ' \\ ')}`;
     }

@@ -5,8 +5,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { deserializeSafetensors } from '../src/io/safetensors';
+import { deserializeSafetensors, writeSafetensors } from '../src/io/safetensors';
+import { resolvePredictor } from '../src/eval/classifier-source';
 import { verifyCheckpoint } from '../src/io/checkpoint';
 import { readRun } from '../src/viz/run-data';
 import { renderReport } from '../src/viz/report';
@@ -64,6 +66,32 @@ test('report: a config.json or metrics line nested deeper than the stack is show
     assert.match(html, /a value nested too deeply to print/);
     assert.match(html, /<td>a(\.b){31}<\/td>/); // flattened to a depth, the rest as one value
   }));
+
+test('predict: a linprobe.json that is not JSON, not an object or has a non-string encoder path is refused naming the file', () =>
+  withDir((dir) => {
+    writeSafetensors(join(dir, 'probe.safetensors'), {}, { format: 'semaim.linprobe/1' });
+    const file = join(dir, 'linprobe.json');
+    for (const [text, why] of [
+      ['{"config": {"pooling": "cls"', /linprobe\.json: .*JSON/],
+      ['null', /linprobe\.json: not a JSON object/],
+      ['{"config": null}', /linprobe\.json: pooling "missing" is not cls or mean/],
+      ['{"config": {"pooling": "cls"}, "checkpoint": {"kind": "checkpoint", "weights": 7}}', /linprobe\.json: checkpoint\.weights is 7, not a path/],
+    ] as const) {
+      writeFileSync(file, text);
+      assert.throws(
+        () => resolvePredictor(dir),
+        (e: Error) => e.constructor === Error && why.test(e.message),
+      );
+    }
+  }));
+
+test('report: chart ticks over x values near 2^53 (a hostile metrics step) end, in a 64 MB heap', () => {
+  const svg = join(__dirname, '..', 'src', 'viz', 'svg.js');
+  const code = `const { niceTicks } = require(${JSON.stringify(svg)}); console.log(JSON.stringify(niceTicks(2 ** 53, 2 ** 53 + 2, 6)));`;
+  const r = spawnSync(process.execPath, ['--max-old-space-size=64', '-e', code], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr.slice(-300));
+  assert.deepEqual(JSON.parse(r.stdout), [2 ** 53, 2 ** 53 + 2]);
+});
 
 /** A one-member ustar archive whose size field is `size` (12 bytes), checksum correct. */
 function tarWithSizeField(size: string): Buffer {
