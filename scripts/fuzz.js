@@ -982,7 +982,13 @@ async function main(argv) {
   WORK ??= fs.mkdtempSync(path.join(os.tmpdir(), 'semaim-fuzz-'));
   fs.mkdirSync(WORK, { recursive: true });
   if (replay) {
+    const pending = () => {
+      console.log('FAIL hang: the case never finished (a promise that never settles)');
+      process.exitCode = 1;
+    };
+    process.once('exit', pending);
     const out = await runCase(replay.target, o.seed, replay.i, replay.keep).catch((e) => `FAIL ${e.message}`);
+    process.off('exit', pending);
     console.log(out);
     return out.startsWith('FAIL') ? 1 : 0;
   }

@@ -145,6 +145,35 @@ test('CIFAR binary: a label byte outside the classes is refused naming the file;
     assert.throws(() => cifarBinary(dir), /data_batch_1\.bin: image 1 has label 10, but CIFAR-10 has 10 classes/);
   }));
 
+/** Cases scripts/fuzz.js found ([target, seed, case]), each a defect fixed since; replayed as the script makes them. */
+const FOUND: [string, number, number][] = [
+  ['safetensors', 1, 3], // a shape nested too deeply: RangeError from the error message
+  ['encoder', 1, 42], // the same through resolveEncoder
+  ['checkpoint', 1, 15], // verifyCheckpoint threw on a deeply nested state.json value
+  ['report', 1, 1], // a deeply nested config.json overflowed the report's stack
+  ['report', 1, 162], // a deeply nested metrics field (String() of an array)
+  ['tar', 1, 888], // a size field tar-stream reads as null: readShard never ended
+  ['cifar', 1, 5], // a label without a class
+  ['linprobe', 1, 13], // linprobe.json not JSON: a SyntaxError naming no file
+  ['linprobe', 1, 146], // linprobe.json null: a TypeError
+  ['linprobe', 3, 1470], // an encoder path that is not one: the error did not say it came from linprobe.json
+  ['linprobe', 3, 1563], // a probe tensor renamed: a StateDictError naming no file
+];
+
+test('fuzz: the cases the fuzzer found are handled', () =>
+  withDir(async (dir) => {
+    fuzzer.setWork(dir);
+    const failures: string[] = [];
+    for (const [target, seed, i] of FOUND) {
+      try {
+        await fuzzer.runCase(target, seed, i);
+      } catch (e) {
+        failures.push(`${target} seed ${seed} case ${i}: ${(e as Error).message.split('\n')[0]}`);
+      }
+    }
+    assert.deepEqual(failures, []);
+  }));
+
 test('fuzz sweep: a few cases of every target of scripts/fuzz.js are handled (refused cleanly or read correctly)', () =>
   withDir(async (dir) => {
     fuzzer.setWork(dir);

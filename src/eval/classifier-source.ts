@@ -102,7 +102,7 @@ export function loadClassifier(src: ClassifierSource, device: torch.Device): ViT
     model.loadStateDict(tensors);
   } catch (e) {
     model.dispose();
-    throw e;
+    throw new Error(`${src.weights}: ${(e as Error).message}`, { cause: e });
   } finally {
     disposeAll(tensors);
   }
@@ -137,7 +137,12 @@ export function resolvePredictor(path: string, o: { verify?: boolean; encoder?: 
   const named = o.encoder ?? (recorded && field(report.checkpoint, 'kind') === 'checkpoint' ? dirname(recorded) : recorded);
   if (!named || !existsSync(named))
     throw new Error(`the encoder the probe in ${path} was trained on (${recorded ?? 'not recorded'}) is not there: name it with --encoder`);
-  const encoder = resolveEncoder(named, { verify: o.verify });
+  let encoder: EncoderSource;
+  try {
+    encoder = resolveEncoder(named, { verify: o.verify });
+  } catch (e) {
+    throw new Error(`${o.encoder ? '--encoder' : `the encoder linprobe.json in ${path} names`}: ${(e as Error).message}`, { cause: e });
+  }
   if (encoder.sha256 !== metadata.encoderSha256)
     throw new Error(
       `${encoder.weights} (sha256 ${encoder.sha256.slice(0, 16)}…) is not the encoder the probe in ${path} was trained on (sha256 ${String(metadata.encoderSha256).slice(0, 16)}…)` +
@@ -171,7 +176,7 @@ export function loadPredictor(src: PredictorSource, device: torch.Device): Predi
   } catch (e) {
     probe.dispose();
     encoder.dispose();
-    throw e;
+    throw new Error(`${src.weights}: ${(e as Error).message}`, { cause: e });
   } finally {
     disposeAll(tensors);
   }
