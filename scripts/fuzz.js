@@ -709,6 +709,38 @@ const TARGETS = {
     },
   },
 
+  'shard-index': {
+    about: "a shard folder's index.json (sample counts and class names, trusted when sizes match): loadShardTable",
+    make: async (r) => {
+      const seed = await seeds('shard-index', async () => {
+        const shard = (await seeds('tar', tarSeeds))[0];
+        const dir = fs.mkdtempSync(path.join(WORK, 'index-seed-'));
+        fs.writeFileSync(path.join(dir, 'shard-000000.tar'), shard);
+        D('data/shards/shard-index').loadShardTable([path.join(dir, 'shard-000000.tar')], { onWarning: () => {} });
+        const index = JSON.parse(fs.readFileSync(path.join(dir, 'index.json'), 'utf8'));
+        index.classes = ['n01', 'n02', 'c', 'd'];
+        return { shard, index: JSON.stringify(index, null, 1) };
+      });
+      return packFiles({ 'shard-000000.tar': seed.shard, 'index.json': mutateJsonText(r, seed.index) });
+    },
+    run: async (bytes, ctx) => {
+      for (const [n, b] of Object.entries(unpackFiles(bytes))) caseFile(ctx, n, b);
+      const { loadShardTable } = D('data/shards/shard-index');
+      return expectCleanError(() => {
+        const t = loadShardTable([path.join(ctx.dir, 'shard-000000.tar')], { onWarning: () => {} });
+        if (!Array.isArray(t.classes) || !t.classes.every((c) => typeof c === 'string')) {
+          throw new Finding('bad-output', `classes ${JSON.stringify(t.classes).slice(0, 100)}`);
+        }
+        const maxLabel = Math.max(-1, ...t.entries.map((e) => e.maxLabel));
+        if (t.classes.length > 0 && t.classes.length <= maxLabel) throw new Finding('bad-output', `${t.classes.length} classes for label ${maxLabel}`);
+        if (!t.entries.every((e) => Number.isSafeInteger(e.samples) && e.samples >= 0) || !Number.isSafeInteger(t.total)) {
+          throw new Finding('bad-output', `sample counts ${JSON.stringify(t.entries.map((e) => e.samples)).slice(0, 100)}`);
+        }
+        return `${t.total} samples, ${t.classes.length} classes`;
+      }, 'index.json');
+    },
+  },
+
   tar: {
     about: 'WebDataset tar shards: readShard (images and labels only) and scanShard',
     make: async (r) => {

@@ -13,6 +13,7 @@ import { verifyCheckpoint } from '../src/io/checkpoint';
 import { readRun } from '../src/viz/run-data';
 import { renderReport } from '../src/viz/report';
 import { readShard, ShardReadError } from '../src/data/shards/tar-samples';
+import { loadShardTable } from '../src/data/shards/shard-index';
 import { cifarBinary } from '../src/data/sources/cifar';
 
 interface Fuzzer {
@@ -145,6 +146,40 @@ test('CIFAR binary: a label byte outside the classes is refused naming the file;
     assert.throws(() => cifarBinary(dir), /data_batch_1\.bin: image 1 has label 10, but CIFAR-10 has 10 classes/);
   }));
 
+test('shards: an index.json with entries that are not objects, class names that are not strings or fields nested too deeply is used for what it can say', () =>
+  withDir(async (dir) => {
+    const shard = join(dir, 'shard-000000.tar');
+    writeFileSync(shard, await tarOfOneSample());
+    const index = (rest: string) => writeFileSync(join(dir, 'index.json'), `{"format": "semaim.shards/1", "samples": 1, ${rest}}`);
+    for (const [rest, classes] of [
+      ['"shards": [null, 3, {"file": 7}], "classes": ["a", "b", "c", "d"]', ['a', 'b', 'c', 'd']],
+      ['"shards": [], "classes": "<script>"', ['0', '1', '2', '3']],
+      ['"shards": [], "classes": ["a", ["b"], "c", "d"]', ['0', '1', '2', '3']],
+      [`"shards": [{"file": "other.tar", "bytes": ${deep(100000)}}], "source": ${deep(100000)}`, ['0', '1', '2', '3']],
+    ] as const) {
+      index(rest);
+      const t = loadShardTable([shard], { onWarning: () => {} });
+      assert.equal(t.total, 1);
+      assert.deepEqual(t.classes, classes);
+    }
+  }));
+
+/** A shard of one sample labelled 3 (a tiny PNG and its .cls). */
+function tarOfOneSample(): Promise<Buffer> {
+  const { pack } = require('tar-stream') as typeof import('tar-stream');
+  const png = Buffer.from('89504e470d0a1a0a0000000d4948445200000001000000010800000000', 'hex');
+  return new Promise((resolve, reject) => {
+    const p = pack();
+    const chunks: Buffer[] = [];
+    p.on('data', (c: unknown) => chunks.push(c as Buffer));
+    p.on('end', () => resolve(Buffer.concat(chunks)));
+    p.on('error', reject);
+    p.entry({ name: 'a/0.png' }, png);
+    p.entry({ name: 'a/0.cls' }, '3');
+    p.finalize();
+  });
+}
+
 /** Cases scripts/fuzz.js found ([target, seed, case]), each a defect fixed since; replayed as the script makes them. */
 const FOUND: [string, number, number][] = [
   ['safetensors', 1, 3], // a shape nested too deeply: RangeError from the error message
@@ -158,6 +193,8 @@ const FOUND: [string, number, number][] = [
   ['linprobe', 1, 146], // linprobe.json null: a TypeError
   ['linprobe', 3, 1470], // an encoder path that is not one: the error did not say it came from linprobe.json
   ['linprobe', 3, 1563], // a probe tensor renamed: a StateDictError naming no file
+  ['shard-index', 1, 2], // class names that are not strings were used
+  ['shard-index', 1, 32], // a field nested too deeply: saving the index overflowed the stack
 ];
 
 test('fuzz: the cases the fuzzer found are handled', () =>
