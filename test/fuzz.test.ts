@@ -15,6 +15,8 @@ import { renderReport } from '../src/viz/report';
 import { readShard, ShardReadError } from '../src/data/shards/tar-samples';
 import { loadShardTable } from '../src/data/shards/shard-index';
 import { cifarBinary } from '../src/data/sources/cifar';
+import { openImage } from '../src/data/codecs/decode';
+import { DecodeError } from '../src/data/codecs/errors';
 
 interface Fuzzer {
   TARGETS: Record<string, unknown>;
@@ -180,6 +182,19 @@ function tarOfOneSample(): Promise<Buffer> {
   });
 }
 
+test('JPEG: a header claiming more 8×8 blocks than the file has bits is refused when opened, before its planes are allocated', () => {
+  // Baseline grey 4000×4000 (16 MP, within the pixel limit), one DC and one AC table, then a 4-byte scan.
+  const dht = (cls: number) => [0xff, 0xc4, 0, 20, cls, 1, ...new Array(15).fill(0), 0];
+  const dqt = [0xff, 0xdb, 0, 67, 0, ...new Array(64).fill(1)];
+  const sof = [0xff, 0xc0, 0, 11, 8, 4000 >> 8, 4000 & 255, 4000 >> 8, 4000 & 255, 1, 1, 0x11, 0];
+  const sos = [0xff, 0xda, 0, 8, 1, 1, 0, 0, 63, 0];
+  const bytes = Buffer.from([0xff, 0xd8, ...dqt, ...sof, ...dht(0x00), ...dht(0x10), ...sos, 0, 0, 0, 0, 0xff, 0xd9]);
+  assert.throws(
+    () => openImage(bytes),
+    (e: Error) => e instanceof DecodeError && e.reason === 'truncated' && /4000×4000 needs at least 31250 bytes of scan data/.test(e.message),
+  );
+});
+
 /** Cases scripts/fuzz.js found ([target, seed, case]), each a defect fixed since; replayed as the script makes them. */
 const FOUND: [string, number, number][] = [
   ['safetensors', 1, 3], // a shape nested too deeply: RangeError from the error message
@@ -195,6 +210,7 @@ const FOUND: [string, number, number][] = [
   ['linprobe', 3, 1563], // a probe tensor renamed: a StateDictError naming no file
   ['shard-index', 1, 2], // class names that are not strings were used
   ['shard-index', 1, 32], // a field nested too deeply: saving the index overflowed the stack
+  ['jpeg', 4, 2441], // 678 bytes claiming 9000×9000: a quarter of a gigabyte of planes before the data ran out
 ];
 
 test('fuzz: the cases the fuzzer found are handled', () =>
