@@ -9,6 +9,7 @@
 //   node scripts/fuzz.js --seed 7 --cases 20000         # another seed (run it for hours: raise --cases)
 //   node scripts/fuzz.js --case safetensors 1234 --keep /tmp/x   # replay one case, keep its files
 //   node scripts/fuzz.js --list                         # the targets
+//   --work DIR keeps the seed run folder (made once with the CLI, a few seconds) between calls; --timeout S per case.
 //
 // Each target runs in a child process that takes the cases in order and reports each one before and
 // after it; a native crash (SIGSEGV, SIGABRT) or a case over --timeout seconds kills only that child:
@@ -1011,7 +1012,9 @@ async function main(argv) {
     } else if (TARGETS[a]) targets.push(a);
     else throw new Error(`unknown argument ${a} (targets: ${Object.keys(TARGETS).join(', ')})`);
   }
+  const ownWork = WORK === undefined && !replay?.keep; // removed at the end (a --work folder keeps its seed run for the next call)
   WORK ??= fs.mkdtempSync(path.join(os.tmpdir(), 'semaim-fuzz-'));
+  if (ownWork) process.once('exit', () => fs.rmSync(WORK, { recursive: true, force: true }));
   fs.mkdirSync(WORK, { recursive: true });
   if (replay) {
     const pending = () => {
