@@ -10,6 +10,7 @@ import { EncoderSource, checkEncoderShapes, loadEncoder, resolveCheckpoint, reso
 import { withPrecision, type Precision } from '../run/precision';
 import { ClassifierConfig, LinearProbe, ViTClassifier } from './classifier';
 import { encodeBatch } from './features';
+import { isJsonObject, jsonBrief, readJsonObject } from '../util/json-file';
 
 export interface ClassifierSource {
   /** The checkpoint folder used. */
@@ -101,7 +102,7 @@ export function loadClassifier(src: ClassifierSource, device: torch.Device): ViT
     model.loadStateDict(tensors);
   } catch (e) {
     model.dispose();
-    throw e;
+    throw new Error(`${src.weights}: ${(e as Error).message}`, { cause: e });
   } finally {
     disposeAll(tensors);
   }
@@ -124,19 +125,24 @@ export function resolvePredictor(path: string, o: { verify?: boolean; encoder?: 
   }
   const { metadata, tensors } = readSafetensorsHeader(probeFile);
   if (metadata.format !== 'semaim.linprobe/1') throw new Error(`${probeFile} is not a linear probe (format '${metadata.format ?? 'none'}')`);
-  const report = JSON.parse(readFileSync(join(path, 'linprobe.json'), 'utf8')) as {
-    checkpoint?: { weights?: string; kind?: string };
-    config?: { pooling?: string };
-    classNames?: unknown;
-  };
-  const pooling = report.config?.pooling;
-  if (pooling !== 'cls' && pooling !== 'mean') throw new Error(`${join(path, 'linprobe.json')}: pooling '${pooling}' is not cls or mean`);
-  const recorded = report.checkpoint?.weights;
+  const reportFile = join(path, 'linprobe.json');
+  const report = readJsonObject(reportFile);
+  const field = (o: unknown, key: string): unknown => (isJsonObject(o) ? o[key] : undefined);
+  const pooling = field(report.config, 'pooling');
+  if (pooling !== 'cls' && pooling !== 'mean') throw new Error(`${reportFile}: pooling ${jsonBrief(pooling ?? 'missing')} is not cls or mean`);
+  const weights = field(report.checkpoint, 'weights');
+  if (weights !== undefined && typeof weights !== 'string') throw new Error(`${reportFile}: checkpoint.weights is ${jsonBrief(weights)}, not a path`);
+  const recorded = weights as string | undefined;
   // a checkpoint's weights are read through their folder (state.json verifies them); an exported file as it is
-  const named = o.encoder ?? (recorded && report.checkpoint?.kind === 'checkpoint' ? dirname(recorded) : recorded);
+  const named = o.encoder ?? (recorded && field(report.checkpoint, 'kind') === 'checkpoint' ? dirname(recorded) : recorded);
   if (!named || !existsSync(named))
     throw new Error(`the encoder the probe in ${path} was trained on (${recorded ?? 'not recorded'}) is not there: name it with --encoder`);
-  const encoder = resolveEncoder(named, { verify: o.verify });
+  let encoder: EncoderSource;
+  try {
+    encoder = resolveEncoder(named, { verify: o.verify });
+  } catch (e) {
+    throw new Error(`${o.encoder ? '--encoder' : `the encoder linprobe.json in ${path} names`}: ${(e as Error).message}`, { cause: e });
+  }
   if (encoder.sha256 !== metadata.encoderSha256)
     throw new Error(
       `${encoder.weights} (sha256 ${encoder.sha256.slice(0, 16)}…) is not the encoder the probe in ${path} was trained on (sha256 ${String(metadata.encoderSha256).slice(0, 16)}…)` +
@@ -170,7 +176,7 @@ export function loadPredictor(src: PredictorSource, device: torch.Device): Predi
   } catch (e) {
     probe.dispose();
     encoder.dispose();
-    throw e;
+    throw new Error(`${src.weights}: ${(e as Error).message}`, { cause: e });
   } finally {
     disposeAll(tensors);
   }

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, readdirSync, readSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { Tensor } from '../torch';
-import { isJsonObject } from '../util/json-file';
+import { isJsonObject, jsonBrief } from '../util/json-file';
 import { loadTensors } from './tensors';
 
 export interface CheckpointContents {
@@ -94,11 +94,20 @@ export function stateDigest(state: Record<string, unknown>): string {
   return createHash('sha256').update(JSON.stringify(rest)).digest('hex');
 }
 
+/** stateDigest, or null for a state nested too deeply for JSON.stringify (which no writer of state.json made). */
+function digestOrNull(state: Record<string, unknown>): string | null {
+  try {
+    return stateDigest(state);
+  } catch {
+    return null;
+  }
+}
+
 const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
 
 /** Why the fields of state.json that a resume reads are unusable, or null. */
 function stateProblem(s: Record<string, unknown>, training: boolean): string | null {
-  const bad = (key: string, what: string) => `state.json: ${key} is ${JSON.stringify(s[key]) ?? 'missing'}, not ${what}`;
+  const bad = (key: string, what: string) => `state.json: ${key} is ${s[key] === undefined ? 'missing' : jsonBrief(s[key])}, not ${what}`;
   for (const key of ['step', 'epoch', 'batch']) {
     if ((training || s[key] !== undefined) && !isCount(s[key])) return bad(key, 'a non-negative integer');
   }
@@ -135,8 +144,8 @@ export function verifyCheckpoint(dir: string, kind: 'training' | 'weights' = 'tr
   const unlisted = required.find((f) => !(f in files));
   if (unlisted) return `state.json: files does not list ${unlisted}`;
   const outside = Object.keys(files).find((f) => !/^\w[\w.-]*$/.test(f));
-  if (outside !== undefined) return `state.json: files names ${JSON.stringify(outside)}, not a file of the checkpoint folder`;
-  if (state[STATE_DIGEST] !== undefined && state[STATE_DIGEST] !== stateDigest(state)) {
+  if (outside !== undefined) return `state.json: files names ${jsonBrief(outside)}, not a file of the checkpoint folder`;
+  if (state[STATE_DIGEST] !== undefined && state[STATE_DIGEST] !== digestOrNull(state)) {
     return `state.json does not match its recorded ${STATE_DIGEST} (it was changed after the checkpoint was written)`;
   }
   for (const [f, hash] of Object.entries(files)) {

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { isJsonObject } from '../util/json-file';
+import { isJsonObject, jsonBrief } from '../util/json-file';
 import { isZipMagic, readPytorchHeaderFd } from './pytorch-file';
 
 export type DType = 'float64' | 'float32' | 'float16' | 'bfloat16' | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool';
@@ -351,12 +351,12 @@ function parseHeader(json: Uint8Array, headerLen: number, totalSize: number, lab
     const where = `${label}: tensor '${name}'`;
     if (!isJsonObject(v)) throw new Error(`${where}: entry must be an object`);
     const dtype = typeof v.dtype === 'string' ? SAFETENSORS_TO_DTYPE[v.dtype] : undefined;
-    if (dtype === undefined) throw new Error(`${where}: unknown dtype ${JSON.stringify(v.dtype)}`);
+    if (dtype === undefined) throw new Error(`${where}: unknown dtype ${jsonBrief(v.dtype)}`);
     const shape = v.shape;
-    if (!Array.isArray(shape) || !shape.every(isIndex)) throw new Error(`${where}: invalid shape ${JSON.stringify(shape)}`);
+    if (!Array.isArray(shape) || !shape.every(isIndex)) throw new Error(`${where}: invalid shape ${jsonBrief(shape)}`);
     const off = v.data_offsets;
     if (!Array.isArray(off) || off.length !== 2 || !isIndex(off[0]) || !isIndex(off[1]) || off[0] > off[1]) {
-      throw new Error(`${where}: invalid data_offsets ${JSON.stringify(off)}`);
+      throw new Error(`${where}: invalid data_offsets ${jsonBrief(off)}`);
     }
     const [begin, end] = off as [number, number];
     if (end > dataSize) {

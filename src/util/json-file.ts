@@ -26,3 +26,18 @@ export function readJsonWith(path: string, required: string[]): Record<string, u
   if (missing !== undefined) throw new Error(`${path}: '${missing}' is missing or not an object`);
   return o;
 }
+
+/**
+ * A JSON value read from a file, for an error message: at most `max` characters, and a value nested too
+ * deeply for JSON.stringify (which JSON.parse reads without complaint) is named, not a RangeError.
+ */
+export function jsonBrief(value: unknown, max = 200): string {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch {
+    return '(a value nested too deeply to print)';
+  }
+  if (text === undefined) return String(value);
+  return text.length > max ? `${text.slice(0, max)}…` : text;
+}

@@ -1,10 +1,13 @@
 // Small helpers for hand-written HTML/SVG: escaping and number formatting.
+import { jsonBrief } from '../util/json-file';
+
 export function esc(s: unknown): string {
   return String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 }
 
 /** A compact, readable number: 4 significant digits, exponent form for very large / small values. */
 export function fmt(v: unknown): string {
+  if (v !== null && typeof v === 'object') return jsonBrief(v); // String() of a deeply nested array overflows the stack
   if (typeof v !== 'number') return v === undefined || v === null ? '' : String(v);
   if (!Number.isFinite(v)) return String(v);
   if (Number.isInteger(v) && Math.abs(v) < 1e9) return String(v);

@@ -3,6 +3,7 @@
 // visualisation grid as a data: URI.
 import type { RunData, EvalRow } from './run-data';
 import { esc, fmt } from './html';
+import { jsonBrief } from '../util/json-file';
 
 /** Marks a page as written by `semaim report` (a later report may replace it without --overwrite). */
 export const REPORT_GENERATOR = '<meta name="generator" content="semaim report">';
@@ -25,11 +26,14 @@ const KNOWN: Record<string, { title: string; y: string; colour: string; logY?: b
 };
 const NOT_CURVES = new Set(['step', 'epoch', 'time']);
 
-function flatten(o: unknown, prefix = '', out: [string, unknown][] = []): [string, unknown][] {
-  if (o !== null && typeof o === 'object' && !Array.isArray(o)) {
-    for (const [k, v] of Object.entries(o as Record<string, unknown>)) flatten(v, prefix ? `${prefix}.${k}` : k, out);
+/** Config keys below this depth are shown as one JSON value (a hostile config.json can nest deeper than the stack). */
+const MAX_CONFIG_DEPTH = 32;
+
+function flatten(o: unknown, prefix = '', out: [string, unknown][] = [], depth = 0): [string, unknown][] {
+  if (o !== null && typeof o === 'object' && !Array.isArray(o) && depth < MAX_CONFIG_DEPTH) {
+    for (const [k, v] of Object.entries(o as Record<string, unknown>)) flatten(v, prefix ? `${prefix}.${k}` : k, out, depth + 1);
   } else {
-    out.push([prefix, Array.isArray(o) ? JSON.stringify(o) : o]);
+    out.push([prefix, o !== null && typeof o === 'object' ? jsonBrief(o, Infinity) : o]);
   }
   return out;
 }

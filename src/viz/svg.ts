@@ -25,8 +25,13 @@ export function niceTicks(lo: number, hi: number, count = 5): number[] {
   const raw = (hi - lo) / count;
   const mag = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? 10 * mag;
+  const first = Math.ceil(lo / step) * step;
+  const n = Math.floor((hi + step * 1e-9 - first) / step);
+  // Near 2^53 (a hostile metrics.jsonl's step) a step can be below the spacing of doubles: t + step === t
+  // there, and adding it until past `hi` never ended (the report filled the heap). The two ends then.
+  if (!(n >= 0 && n <= 1000) || first + step === first) return [lo, hi];
   const out: number[] = [];
-  for (let t = Math.ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) out.push(Number(t.toPrecision(12)));
+  for (let i = 0; i <= n; i++) out.push(Number((first + i * step).toPrecision(12)));
   return out;
 }
 

@@ -288,6 +288,17 @@ export class JpegImage {
       c.bwScan = Math.ceil(c.cw / 8);
       c.bhScan = Math.ceil(c.ch / 8);
     }
+    // Every 8×8 block of every component has a DC code of at least one bit (Huffman codes are never
+    // empty): a file with fewer scan bytes than that cannot hold the image its header claims. Checked
+    // before decode allocates the planes, so a few hundred bytes claiming 9000×9000 (within the pixel
+    // limit) do not take a quarter of a gigabyte first; a real image is far above this bound.
+    const minScanBytes = Math.ceil(this.comps.reduce((a, c) => a + c.bwScan * c.bhScan, 0) / 8);
+    if (data.length - sos < minScanBytes) {
+      throw new DecodeError(
+        'truncated',
+        `truncated JPEG: ${this.width}×${this.height} needs at least ${minScanBytes} bytes of scan data, the file holds ${data.length - sos} after its header`,
+      );
+    }
     if (nc === 1) this.space = 'gray';
     else {
       const ids = this.comps.map((c) => c.id);

@@ -15,6 +15,7 @@ import { basename, dirname, join } from 'node:path';
 import { defaultDataCache } from '../sources/cifar';
 import { MAX_CLASSES, readShard, ShardReadError } from './tar-samples';
 import { writeFileAtomic } from '../../util/safe-write';
+import { isJsonObject } from '../../util/json-file';
 
 export const INDEX_FILE = 'index.json';
 export const INDEX_FORMAT = 'semaim.shards/1';
@@ -86,6 +87,8 @@ export function scanShardsSync(paths: readonly string[]): ShardEntry[] {
   return JSON.parse(r.stdout) as ShardEntry[];
 }
 
+const count = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) >= 0;
+
 export function readIndexFile(path: string): ShardIndexFile | null {
   let text: string;
   try {
@@ -93,12 +96,24 @@ export function readIndexFile(path: string): ShardIndexFile | null {
   } catch {
     return null;
   }
+  let v: unknown;
   try {
-    const v = JSON.parse(text) as ShardIndexFile;
-    return v && v.format === INDEX_FORMAT && Array.isArray(v.shards) ? v : null;
+    v = JSON.parse(text);
   } catch {
     return null;
   }
+  if (!isJsonObject(v) || v.format !== INDEX_FORMAT || !Array.isArray(v.shards)) return null;
+  // A hand-edited or hostile index is used only for what it can say: entries of the fields a scan
+  // writes (the rest are left out, so a saved index never carries them on), class names as strings.
+  const shards: ShardEntry[] = v.shards.filter(isJsonObject).flatMap((e) => {
+    if (typeof e.file !== 'string') return [];
+    const num = (x: unknown) => (typeof x === 'number' ? x : NaN); // NaN: not plausible, the shard is scanned again
+    const error = typeof e.error === 'string' ? { error: e.error } : {};
+    return [{ file: e.file, bytes: num(e.bytes), samples: num(e.samples), labelled: num(e.labelled), maxLabel: num(e.maxLabel), ...error }];
+  });
+  const classes = Array.isArray(v.classes) && v.classes.every((c) => typeof c === 'string') ? { classes: v.classes as string[] } : {};
+  const source = typeof v.source === 'string' ? { source: v.source } : {};
+  return { format: INDEX_FORMAT, ...classes, ...source, samples: shards.reduce((a, e) => a + (count(e.samples) ? e.samples : 0), 0), shards };
 }
 
 /** Where the cached index of a shard folder lives when the folder itself is not used. */
@@ -144,8 +159,6 @@ export interface ShardTable {
 export interface TableOptions {
   onWarning?: (line: string) => void;
 }
-
-const count = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) >= 0;
 
 /** An index entry whose counts could come from a scan (an older semaim or a hand-edited file may hold any maxLabel). */
 function plausible(e: ShardEntry): boolean {

@@ -174,6 +174,9 @@ export async function* readShard(path: string, opts: ReadShardOptions = {}): Asy
   try {
     for await (const entry of ex) {
       const h = entry.header;
+      // tar-stream reads a base-256 size field whose first byte is neither 0x80 nor 0xff as null, which
+      // passes its own size check; it then never ends that member nor the stream, and the reader hung.
+      if (!Number.isSafeInteger(h.size) || h.size! < 0) throw new Error(`member '${printable(h.name.slice(0, 100))}' has an invalid size field`);
       if (h.type !== 'file' && h.type !== 'contiguous-file') {
         entry.resume();
         continue;

@@ -75,20 +75,23 @@ export function cifarBinary(root: string, opts: CifarBinaryOptions = {}): Memory
   const mem = uniformImages(n, 32, 32, 3);
   const labels = sharedInt32(n);
   const coarse = opts.labels === 'coarse';
+  const nc = variant === 10 ? 10 : coarse ? 20 : 100;
   let k = 0;
-  for (const b of buffers) {
+  buffers.forEach((b, f) => {
     for (let o = 0; o < b.length; o += rec, k++) {
-      labels[k] = variant === 10 ? b[o] : coarse ? b[o] : b[o + 1];
+      const label = variant === 10 ? b[o] : coarse ? b[o] : b[o + 1];
+      if (label >= nc) {
+        throw new Error(
+          `CIFAR binary: ${files[f]}: image ${o / rec} has label ${label}, but CIFAR-${variant}${variant === 100 ? (coarse ? ' (coarse)' : ' (fine)') : ''} has ${nc} classes (not a CIFAR batch file?)`,
+        );
+      }
+      labels[k] = label;
       mem.data.set(b.subarray(o + rec - 3072, o + rec), k * 3072);
     }
-  }
-  let classes: string[];
-  if (variant === 10) classes = readLines(join(dir, 'batches.meta.txt'))?.slice(0, 10) ?? CIFAR10_CLASSES;
-  else {
-    const names = readLines(join(dir, coarse ? 'coarse_label_names.txt' : 'fine_label_names.txt'));
-    const nc = coarse ? 20 : 100;
-    classes = names && names.length >= nc ? names.slice(0, nc) : Array.from({ length: nc }, (_, i) => String(i));
-  }
+  });
+  // A names file with fewer names than classes would leave labels without a class: the numbered or built-in names then.
+  const names = readLines(join(dir, variant === 10 ? 'batches.meta.txt' : coarse ? 'coarse_label_names.txt' : 'fine_label_names.txt'));
+  const classes = names && names.length >= nc ? names.slice(0, nc) : variant === 10 ? [...CIFAR10_CLASSES] : Array.from({ length: nc }, (_, i) => String(i));
   return new MemoryDataset(`${dir} (CIFAR-${variant} ${train ? 'train' : 'test'})`, mem, labels, classes, [32, 32]);
 }
 
