@@ -381,6 +381,37 @@ async function labelPngSeeds() {
   ]);
 }
 
+/** torch.save files PyTorch wrote (scripts/pytorch_file_make.py: a training checkpoint, protocols 2 and 4). */
+function pytorchSeeds() {
+  const dir = path.join(WORK, 'pth-seeds');
+  const r = spawnSync('/usr/bin/python3', [path.join(ROOT, 'scripts', 'pytorch_file_make.py'), 'fixtures', dir], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`pytorch seeds need /usr/bin/python3 with torch: ${r.stderr || r.error}`);
+  return ['checkpoint.pth', 'plain.pt'].map((f) => fs.readFileSync(path.join(dir, f)));
+}
+
+/** The zip's CRC-32 of data.pkl made right again (local header and central directory), so a mutation inside the pickle reaches the unpickler. */
+function fixPickleCrc(b) {
+  const { crc32 } = require('node:zlib');
+  for (
+    let at = b.indexOf(Buffer.from([0x50, 0x4b, 0x01, 0x02]));
+    at >= 0 && at + 46 <= b.length;
+    at = b.indexOf(Buffer.from([0x50, 0x4b, 0x01, 0x02]), at + 4)
+  ) {
+    const n = b.readUInt16LE(at + 28);
+    if (!b.toString('latin1', at + 46, at + 46 + n).endsWith('/data.pkl')) continue;
+    const local = b.readUInt32LE(at + 42);
+    if (local + 30 > b.length) return b;
+    const start = local + 30 + b.readUInt16LE(local + 26) + b.readUInt16LE(local + 28);
+    const size = b.readUInt32LE(at + 24);
+    if (start + size > b.length) return b;
+    const c = crc32(b.subarray(start, start + size));
+    b.writeUInt32LE(c, at + 16);
+    b.writeUInt32LE(c, local + 14);
+    return b;
+  }
+  return b;
+}
+
 function safetensorsSeeds() {
   const st = D('io/safetensors');
   const f32 = (n) => new Uint8Array(new Float32Array(Array.from({ length: n }, (_, i) => i / 3)).buffer);
@@ -582,6 +613,40 @@ const TARGETS = {
         throw new Finding('disagree', `readSafetensorsHeader ${a.rejected || 'accepts'}, deserializeSafetensors ${b.rejected || 'accepts'}`);
       if (a.rejected) return a;
       for (const [k] of a.ok.tensors) if (Object.prototype.hasOwnProperty.call(Object.prototype, k)) void 0; // names like __proto__ are data, kept in a Map
+      const { loadTensors, disposeAll } = D('io');
+      return expectCleanError(() => {
+        const t = loadTensors(file);
+        for (const [k, v] of t.tensors) {
+          const info = a.ok.tensors.get(k);
+          if (v.shape.join() !== info.shape.join() || v.dtype !== info.dtype)
+            throw new Finding('bad-output', `tensor ${k}: libtorch made ${v.dtype} [${v.shape}] of ${info.dtype} [${info.shape}]`);
+        }
+        disposeAll(t.tensors);
+        return `${t.tensors.size} tensors`;
+      }, file);
+    },
+  },
+
+  pytorch: {
+    about:
+      'torch.save files (.pth): the zip directory, data.pkl through the unpickler that runs nothing (CRC-32 fixed up after pickle mutations), the tensors into libtorch',
+    make: async (r) => {
+      const seed = r.pick(await seeds('pth', pytorchSeeds));
+      if (r.chance(0.4)) return mutateBytesN(r, seed);
+      const b = Buffer.from(seed);
+      const pkl = b.indexOf(Buffer.from([0x80, 0x02]), b.indexOf('data.pkl'));
+      const end = b.indexOf(Buffer.from([0x50, 0x4b]), pkl + 1);
+      for (let k = 1 + r.int(4); k > 0; k--)
+        b[pkl + r.int(Math.max(1, end - pkl))] = r.chance(0.5)
+          ? r.int(256)
+          : r.pick([0x28, 0x29, 0x2e, 0x30, 0x52, 0x62, 0x63, 0x68, 0x71, 0x73, 0x74, 0x75, 0x7d, 0x81, 0x8a, 0x93, 0x94]);
+      return fixPickleCrc(b);
+    },
+    run: async (bytes, ctx) => {
+      const st = D('io/safetensors');
+      const file = caseFile(ctx, 'w.pth', bytes);
+      const a = await expectCleanError(() => st.readSafetensorsHeader(file), file);
+      if (a.rejected) return a;
       const { loadTensors, disposeAll } = D('io');
       return expectCleanError(() => {
         const t = loadTensors(file);
