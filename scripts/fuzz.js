@@ -591,6 +591,21 @@ function imageTarget(format) {
   };
 }
 
+/** Loads a file whose header was accepted into libtorch: each tensor must come out as the header said. */
+function loadsAsHeaderSays(file, header) {
+  const { loadTensors, disposeAll } = D('io');
+  return expectCleanError(() => {
+    const t = loadTensors(file);
+    for (const [k, v] of t.tensors) {
+      const info = header.tensors.get(k);
+      if (v.shape.join() !== info.shape.join() || v.dtype !== info.dtype)
+        throw new Finding('bad-output', `tensor ${k}: libtorch made ${v.dtype} [${v.shape}] of ${info.dtype} [${info.shape}]`);
+    }
+    disposeAll(t.tensors);
+    return `${t.tensors.size} tensors`;
+  }, file);
+}
+
 const TARGETS = {
   safetensors: {
     about: 'safetensors reader: header, dtypes, shapes, offsets (readSafetensorsHeader, readSafetensors, deserializeSafetensors, loadTensors into libtorch)',
@@ -613,17 +628,7 @@ const TARGETS = {
         throw new Finding('disagree', `readSafetensorsHeader ${a.rejected || 'accepts'}, deserializeSafetensors ${b.rejected || 'accepts'}`);
       if (a.rejected) return a;
       for (const [k] of a.ok.tensors) if (Object.prototype.hasOwnProperty.call(Object.prototype, k)) void 0; // names like __proto__ are data, kept in a Map
-      const { loadTensors, disposeAll } = D('io');
-      return expectCleanError(() => {
-        const t = loadTensors(file);
-        for (const [k, v] of t.tensors) {
-          const info = a.ok.tensors.get(k);
-          if (v.shape.join() !== info.shape.join() || v.dtype !== info.dtype)
-            throw new Finding('bad-output', `tensor ${k}: libtorch made ${v.dtype} [${v.shape}] of ${info.dtype} [${info.shape}]`);
-        }
-        disposeAll(t.tensors);
-        return `${t.tensors.size} tensors`;
-      }, file);
+      return loadsAsHeaderSays(file, a.ok);
     },
   },
 
@@ -647,17 +652,7 @@ const TARGETS = {
       const file = caseFile(ctx, 'w.pth', bytes);
       const a = await expectCleanError(() => st.readSafetensorsHeader(file), file);
       if (a.rejected) return a;
-      const { loadTensors, disposeAll } = D('io');
-      return expectCleanError(() => {
-        const t = loadTensors(file);
-        for (const [k, v] of t.tensors) {
-          const info = a.ok.tensors.get(k);
-          if (v.shape.join() !== info.shape.join() || v.dtype !== info.dtype)
-            throw new Finding('bad-output', `tensor ${k}: libtorch made ${v.dtype} [${v.shape}] of ${info.dtype} [${info.shape}]`);
-        }
-        disposeAll(t.tensors);
-        return `${t.tensors.size} tensors`;
-      }, file);
+      return loadsAsHeaderSays(file, a.ok);
     },
   },
 

@@ -23,6 +23,21 @@ function asModule(block: string): string {
   return `${imports.join('\n')}\nexport async function main(): Promise<void> {\n${body.join('\n')}\n}\nvoid main();\n`;
 }
 
+/** tsc's strict errors in `files` (Node16 modules, the project's @types), as messages. */
+function typeErrors(files: string[]): string[] {
+  const program = ts.createProgram(files, {
+    strict: true,
+    noEmit: true,
+    target: ts.ScriptTarget.ES2022,
+    module: ts.ModuleKind.Node16,
+    moduleResolution: ts.ModuleResolutionKind.Node16,
+    types: ['node'],
+    typeRoots: [join(ROOT, 'node_modules', '@types')],
+    skipLibCheck: true,
+  });
+  return ts.getPreEmitDiagnostics(program).map((d) => ts.flattenDiagnosticMessageText(d.messageText, '\n'));
+}
+
 test("the README's TypeScript blocks type-check (strict) against the package and run", { timeout: 10 * 60_000 }, () => {
   const blocks = readmeBlocks();
   assert.ok(blocks.length >= 2, `found ${blocks.length} blocks`);
@@ -36,18 +51,7 @@ test("the README's TypeScript blocks type-check (strict) against the package and
       writeFileSync(f, asModule(b));
       return f;
     });
-    const program = ts.createProgram(files, {
-      strict: true,
-      noEmit: true,
-      target: ts.ScriptTarget.ES2022,
-      module: ts.ModuleKind.Node16,
-      moduleResolution: ts.ModuleResolutionKind.Node16,
-      types: ['node'],
-      typeRoots: [join(ROOT, 'node_modules', '@types')],
-      skipLibCheck: true,
-    });
-    const problems = ts.getPreEmitDiagnostics(program).map((d) => ts.flattenDiagnosticMessageText(d.messageText, '\n'));
-    assert.deepEqual(problems, [], 'type errors in the README blocks');
+    assert.deepEqual(typeErrors(files), [], 'type errors in the README blocks');
     for (const [i, f] of files.entries()) {
       const js = ts.transpileModule(readFileSync(f, 'utf8'), {
         compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022 },
@@ -91,18 +95,7 @@ test("docs/DISTRIBUTED.md's TypeScript block type-checks (strict) against the pa
       `export async function main(): Promise<void> {\n${body.join('\n')}\n}\n`;
     const file = join(work, 'distributed.ts');
     writeFileSync(file, source);
-    const program = ts.createProgram([file], {
-      strict: true,
-      noEmit: true,
-      target: ts.ScriptTarget.ES2022,
-      module: ts.ModuleKind.Node16,
-      moduleResolution: ts.ModuleResolutionKind.Node16,
-      types: ['node'],
-      typeRoots: [join(ROOT, 'node_modules', '@types')],
-      skipLibCheck: true,
-    });
-    const problems = ts.getPreEmitDiagnostics(program).map((d) => ts.flattenDiagnosticMessageText(d.messageText, '\n'));
-    assert.deepEqual(problems, [], 'type errors in the DISTRIBUTED.md block');
+    assert.deepEqual(typeErrors([file]), [], 'type errors in the DISTRIBUTED.md block');
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
