@@ -7,7 +7,7 @@
 // - a run that starts afresh in a folder holding another run's checkpoints moves them (and that run's
 //   metrics) to previous/<run>/ first, so that one folder holds one run;
 // - temporary folders of processes that died while saving are removed when a run starts.
-import { cpSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { constants, cpSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { saveTensors } from '../io';
 import { namesOfDeadProcesses } from '../util/process-alive';
@@ -166,7 +166,9 @@ export class CheckpointManager {
     const old = join(this.root, `.old-best-${process.pid}`);
     try {
       rmSync(tmp, { recursive: true, force: true });
-      writing(tmp, () => cpSync(dir, tmp, { recursive: true }));
+      // a copy-on-write clone where the file system has them (btrfs, XFS: no second copy of the bytes until
+      // one side changes, yet an independent file), a plain copy elsewhere
+      writing(tmp, () => cpSync(dir, tmp, { recursive: true, mode: constants.COPYFILE_FICLONE }));
       rmSync(old, { recursive: true, force: true });
       if (existsSync(best)) renameSync(best, old);
       renameSync(tmp, best);
