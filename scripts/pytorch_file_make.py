@@ -42,6 +42,7 @@ def training_checkpoint(model):
         'epoch': 799,
         'scaler': {'scale': 65536.0, 'growth_factor': 2.0, '_growth_tracker': 12},
         'args': args,
+        'log': collections.defaultdict(list, {'loss': [0.5, 0.25]}),  # a dict subclass: REDUCE, then SETITEMS on it
     }
 
 

@@ -9,6 +9,8 @@ export class Global {
 /** The result of calling a global we do not know: kept as a record, not run. */
 export class Opaque {
   state: unknown = undefined;
+  /** Items set on it as on a dict, in order. */
+  readonly items: [unknown, unknown][] = [];
   constructor(
     readonly global: string,
     readonly args: unknown[],
@@ -58,6 +60,8 @@ export function unpickle(data: Buffer, label: string, hooks: PickleHooks): unkno
   const setItems = (target: unknown, kv: unknown[]): void => {
     for (let i = 0; i + 1 < kv.length; i += 2) {
       if (target instanceof Map) target.set(kv[i], kv[i + 1]);
+      else if (target instanceof Opaque)
+        target.items.push([kv[i], kv[i + 1]]); // a dict subclass (defaultdict, ...)
       else throw new Error(`${label}: the pickle sets items on something that is not a dict`);
     }
   };
