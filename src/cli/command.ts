@@ -1,7 +1,7 @@
 // What every sub-command is. A command declares its options once (one table); the parser, --help,
 // validation and the typed options object its job receives all come from that table.
 import { tellOtherRanks } from './data-parallel';
-import { formatHelp, OptionError, OptionTable, Options, parseArgv, readConfigFile, resolveOptions } from '../util/options';
+import { formatHelp, inConfigFile, OptionError, OptionTable, Options, parseArgv, readConfigFile, resolveOptions } from '../util/options';
 
 export interface Command {
   summary: string;
@@ -33,6 +33,7 @@ export function parseCommand<T extends OptionTable>(
   usage: string,
   description: string,
   table: T,
+  validate?: (o: Options<T>, positionals: string[]) => void,
 ): { o: Options<T>; positionals: string[] } | null {
   const { options, positionals } = parseArgv(argv, table);
   if (options.help) {
@@ -40,7 +41,13 @@ export function parseCommand<T extends OptionTable>(
     return null;
   }
   const file = options.config ? readConfigFile(String(options.config)) : {};
-  return { o: resolveOptions(table, file, options), positionals };
+  try {
+    const o = resolveOptions(table, file, options);
+    validate?.(o, positionals);
+    return { o, positionals };
+  } catch (e) {
+    throw inConfigFile(e, file, options);
+  }
 }
 
 /** What the user is told of an error: an option's error names the flag as typed. */
@@ -65,18 +72,16 @@ function checkNodeRank(o: Record<string, unknown>): void {
 
 export function defineCommand<T extends OptionTable>(spec: CommandSpec<T>): Command {
   const parse = (argv: string[]) => {
-    const p = parseCommand(argv, spec.usage, spec.description, spec.options);
-    if (p && !spec.positionals && p.positionals.length) {
-      // a pasted '[--dtype float16]' or a value after a flag ('--no-verify false') would otherwise be ignored
-      throw new UsageError(
-        `unexpected argument '${p.positionals[0]}': this command takes only options, written --name value (a flag such as --overwrite takes no value); see --help`,
-      );
-    }
-    if (p) {
-      checkNodeRank(p.o);
-      spec.validate?.(p.o, p.positionals);
-    }
-    return p;
+    return parseCommand(argv, spec.usage, spec.description, spec.options, (o, positionals) => {
+      if (!spec.positionals && positionals.length) {
+        // a pasted '[--dtype float16]' or a value after a flag ('--no-verify false') would otherwise be ignored
+        throw new UsageError(
+          `unexpected argument '${positionals[0]}': this command takes only options, written --name value (a flag such as --overwrite takes no value); see --help`,
+        );
+      }
+      checkNodeRank(o);
+      spec.validate?.(o, positionals);
+    });
   };
   return {
     summary: spec.summary,

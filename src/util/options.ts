@@ -69,6 +69,8 @@ export class OptionError extends Error {
   constructor(
     readonly key: string,
     readonly detail: string,
+    /** Where the value was written when not on the command line, e.g. `img_size in run.yaml`. */
+    readonly source?: string,
   ) {
     super(`option '${key}': ${detail}`);
     this.name = 'OptionError';
@@ -76,7 +78,7 @@ export class OptionError extends Error {
 
   /** The message as a command-line user reads it: the flag they typed (or its kebab-case config key). */
   get flagMessage(): string {
-    return `option --${kebab(this.key)}: ${this.detail}`;
+    return `option ${this.source ?? `--${kebab(this.key)}`}: ${this.detail}`;
   }
 }
 
@@ -141,7 +143,22 @@ export function readConfigFile(path: string): Record<string, unknown> {
   const entries = Object.entries(data as Record<string, unknown>).map(([k, v]) => [camel(k), v] as const);
   for (const [k] of entries)
     if (COMMAND_LINE_ONLY.includes(k)) throw new OptionError(k, `${path}: '${k}' cannot be set in a config file (give it on the command line)`);
-  return Object.fromEntries(entries);
+  const values = Object.fromEntries(entries);
+  writtenAs.set(values, { path, keys: new Map(Object.keys(data as object).map((k) => [camel(k), k])) });
+  return values;
+}
+
+/** Each config file's values: the file, and each key as written there (img_size, img-size or imgSize). */
+const writtenAs = new WeakMap<object, { path: string; keys: Map<string, string> }>();
+
+/**
+ * An OptionError about a value that came from the config file `values` (and not from `flags`, which
+ * win) names the key as written in that file instead of the flag; other errors are returned as they are.
+ */
+export function inConfigFile(e: unknown, values: Record<string, unknown>, flags: Record<string, unknown>): unknown {
+  const file = writtenAs.get(values);
+  if (!(e instanceof OptionError) || !file || e.source || !(e.key in values) || e.key in flags) return e;
+  return new OptionError(e.key, e.detail, `${file.keys.get(e.key) ?? e.key} in ${file.path}`);
 }
 
 /**

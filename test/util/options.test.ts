@@ -160,6 +160,34 @@ test('the command line names a bad option by its flag, the library by its key', 
   assert.equal(r.stderr, 'semaim: option --max-image-pixels: must be >= 0, got -1\n');
 });
 
+test('a bad value from a config file is named as written there, with the file; the same value as a flag by its flag', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-options-'));
+  const cli = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
+  const stderrOf = (...args: string[]): string => {
+    try {
+      execFileSync(process.execPath, [cli, 'pretrain', ...args], { encoding: 'utf8', stdio: 'pipe' });
+      return '';
+    } catch (err) {
+      assert.equal((err as { status: number }).status, 2);
+      return (err as { stderr: string }).stderr;
+    }
+  };
+  try {
+    const cfg = join(dir, 'run.yaml');
+    // an unknown key, a bad value, and a check across options (warmupEpochs below epochs): each names the key as written in run.yaml
+    writeFileSync(cfg, 'seed: 1\nbogus_key: 1\n');
+    assert.match(stderrOf('--config', cfg), new RegExp(`^semaim: option bogus_key in ${cfg}: unknown option \\(known: model, `));
+    writeFileSync(cfg, 'max-image-pixels: -1\n');
+    assert.equal(stderrOf('--config', cfg), `semaim: option max-image-pixels in ${cfg}: must be >= 0, got -1\n`);
+    writeFileSync(cfg, 'epochs: 10\nwarmupEpochs: 12\n');
+    assert.equal(stderrOf('--config', cfg), `semaim: option warmupEpochs in ${cfg}: (12) must be below epochs (10)\n`);
+    // a flag overrides the file: the error is the flag's
+    assert.equal(stderrOf('--config', cfg, '--warmup-epochs', '11'), 'semaim: option --warmup-epochs: (11) must be below epochs (10)\n');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('formatHelp: with no options but --config (semaim info), its description is indented under the flag', () => {
   const help = formatHelp('semaim info', 'what it does', defineOptions({}));
   assert.match(help, /\n {2}--config <file\.json\|file\.yaml>\n {4,}read options from a file; flags override it\n/);
