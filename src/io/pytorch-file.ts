@@ -27,6 +27,19 @@ const DTYPE_BYTES: Record<DType, number> = { float64: 8, float32: 4, float16: 2,
 /** The keys under which training scripts (MAE, SemAIM, DeiT, timm's train.py) keep the weights in a checkpoint. */
 const STATE_DICT_KEYS = ['model', 'state_dict', 'model_state_dict', 'module'];
 
+/** torch.save's format before PyTorch 1.6 starts with its pickled magic number 0x1950a86a20f9469cfc6c. */
+const LEGACY_MAGIC = [0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46];
+
+/** Throws, naming the file, when it is a torch.save file in the format before PyTorch 1.6 (not a zip archive). */
+export function refuseLegacyTorchSave(prefix: Uint8Array, label: string): void {
+  if (prefix.length >= 8 && LEGACY_MAGIC.every((b, i) => prefix[i] === b)) {
+    throw new Error(
+      `${label}: a torch.save file in the format before PyTorch 1.6 (not a zip archive), which semaim does not read: ` +
+        'load it and save it again with PyTorch >= 1.6 (torch.save(torch.load(f), f2)), or save its tensors as safetensors',
+    );
+  }
+}
+
 /** True when the file starts as a zip archive (a torch.save file since PyTorch 1.6). */
 export function isZipMagic(prefix: Uint8Array): boolean {
   return prefix.length >= 4 && prefix[0] === 0x50 && prefix[1] === 0x4b && prefix[2] === 0x03 && prefix[3] === 0x04;

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { isJsonObject, jsonBrief } from '../util/json-file';
-import { isZipMagic, readPytorchHeaderFd } from './pytorch-file';
+import { isZipMagic, readPytorchHeaderFd, refuseLegacyTorchSave } from './pytorch-file';
 
 export type DType = 'float64' | 'float32' | 'float16' | 'bfloat16' | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool';
 
@@ -406,6 +406,7 @@ function readHeaderFd(fd: number, label: string): SafetensorsHeader {
   const prefix = new Uint8Array(8);
   if (size >= 8) readAt(fd, prefix, 0, label);
   if (isZipMagic(prefix)) return readPytorchHeaderFd(fd, label); // a torch.save file: read in place, the same way
+  refuseLegacyTorchSave(prefix, label);
   const n = headerLength(prefix, size, label);
   const json = new Uint8Array(n);
   readAt(fd, json, 8, label);

@@ -63,7 +63,7 @@ test('a pickle that names os.system is not run: the call is recorded, the weight
   assert.ok(!existsSync(marker), 'the pickle ran a command');
 });
 
-test('refused with the file named: truncated, not contiguous, compressed, no state dict', () => {
+test('refused with the file named: truncated, damaged, not contiguous, compressed, the pre-1.6 format, no state dict', () => {
   const cut = join(root, 'cut.pth');
   copyFileSync(join(root, 'checkpoint.pth'), cut);
   truncateSync(cut, statSync(cut).size - 300);
@@ -88,6 +88,8 @@ test('refused with the file named: truncated, not contiguous, compressed, no sta
     "torch.save({'w': torch.ones(2)}, sys.argv[1] + '.tmp')\nsrc = zipfile.ZipFile(sys.argv[1] + '.tmp')\nwith zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED) as z:\n    [z.writestr(n, src.read(n)) for n in src.namelist()]",
   );
   assert.throws(() => readSafetensorsHeader(deflated), /is compressed \(method 8\); torch\.save stores its entries uncompressed/);
+  const legacy = made('legacy.pth', "torch.save({'w': torch.ones(2)}, sys.argv[1], _use_new_zipfile_serialization=False)");
+  assert.throws(() => readSafetensorsHeader(legacy), new RegExp(`${legacy}: a torch\\.save file in the format before PyTorch 1\\.6 \\(not a zip archive\\)`));
   const noWeights = made('no-weights.pth', "torch.save({'epoch': 3, 'args': {'lr': 0.1}}, sys.argv[1])");
   assert.throws(() => readSafetensorsHeader(noWeights), /without a state dict: its top-level keys are "epoch", "args"/);
 });
