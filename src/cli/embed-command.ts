@@ -5,7 +5,7 @@ import { IMAGE_SOURCE_OPTIONS, RUN_OPTIONS, VERIFY_OPTIONS, checkImageSource, ch
 import { EMBED_DTYPES, EMBED_POOLINGS, EmbedOptions, embed, embedListPath } from '../eval/embed';
 import { checkOutputs, encoderFiles } from '../io/outputs';
 import { IMAGE_INPUT_OPTIONS, imageInputOptions } from '../data/options';
-import { autoPrecision, checkPrecision } from '../run/precision';
+import { precisionOption, checkPrecision } from '../run/precision';
 import { checkDevice } from '../run/device';
 import { resolveEncoder } from '../semaim';
 import { defineCommand } from './command';
@@ -28,13 +28,7 @@ export const EMBED_OPTIONS = defineOptions({
   },
   dtype: { type: 'string', default: 'float32', choices: EMBED_DTYPES, help: 'stored type of the features (float16 halves the file)' },
   batchSize: { type: 'int', default: 256, min: 1, help: 'images per batch (256, as the evaluations, gives bit-equal features)' },
-  precision: {
-    type: 'string',
-    default: 'auto',
-    choices: ['auto', 'fp32', 'bf16', 'fp16'],
-    auto: autoPrecision,
-    help: 'encoder precision (bf16/fp16 autocast); auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)',
-  },
+  precision: precisionOption('encoder precision (bf16/fp16 autocast); auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)'),
   numWorkers: { type: 'int', min: 0, max: MAX_WORKERS, help: 'decoding worker threads (default: one per core but one, at most 8; 0 = on the main thread)' },
   ...IMAGE_INPUT_OPTIONS,
   ...RUN_OPTIONS,

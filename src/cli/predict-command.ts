@@ -6,7 +6,7 @@ import { predict, predictCsvPath } from '../eval/predict';
 import { resolvePredictor } from '../eval/classifier-source';
 import { checkOutputs, encoderFiles } from '../io/outputs';
 import { IMAGE_INPUT_OPTIONS, imageInputOptions } from '../data/options';
-import { autoPrecision, checkPrecision } from '../run/precision';
+import { precisionOption, checkPrecision } from '../run/precision';
 import { checkDevice } from '../run/device';
 import { defineCommand } from './command';
 
@@ -24,13 +24,7 @@ export const PREDICT_OPTIONS = defineOptions({
   ...IMAGE_SOURCE_OPTIONS,
   topK: { type: 'int', default: 5, min: 1, help: 'classes listed per image, most probable first (at most the number of classes)' },
   batchSize: { type: 'int', default: 256, min: 1, help: 'images per batch' },
-  precision: {
-    type: 'string',
-    default: 'auto',
-    choices: ['auto', 'fp32', 'bf16', 'fp16'],
-    auto: autoPrecision,
-    help: 'classifier precision (bf16/fp16 autocast); auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)',
-  },
+  precision: precisionOption('classifier precision (bf16/fp16 autocast); auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)'),
   numWorkers: { type: 'int', min: 0, max: MAX_WORKERS, help: 'decoding worker threads (default: one per core but one, at most 8; 0 = on the main thread)' },
   ...IMAGE_INPUT_OPTIONS,
   ...RUN_OPTIONS,

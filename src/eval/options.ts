@@ -2,7 +2,7 @@
 // that need more than one option. Everything is validated before any work starts.
 import { OptionError, Options, defineOptions, MAX_THREADS, MAX_THREADS_IS, MAX_WORKERS } from '../util/options';
 import { parseKs } from './knn';
-import { autoPrecision, checkPrecision } from '../run/precision';
+import { precisionOption, checkPrecision } from '../run/precision';
 import { checkDevice } from '../run/device';
 import { IMAGE_INPUT_OPTIONS, ImageInputOptions, checkDataPath } from '../data/options';
 import { DATASETS } from '../data/factories';
@@ -87,13 +87,9 @@ const FEATURE_OPTIONS = defineOptions({
     help: 'feature: the [CLS] token or the mean of the patch tokens (after the final norm)',
   },
   evalBatchSize: { type: 'int', default: 256, min: 1, help: 'images per batch when extracting features' },
-  precision: {
-    type: 'string',
-    default: 'auto',
-    choices: ['auto', 'fp32', 'bf16', 'fp16'],
-    auto: autoPrecision,
-    help: 'encoder precision while extracting features (bf16/fp16 autocast); auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)',
-  },
+  precision: precisionOption(
+    'encoder precision while extracting features (bf16/fp16 autocast); auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)',
+  ),
 });
 
 const KNN_ONLY = defineOptions({
@@ -193,13 +189,7 @@ export const FINETUNE_OPTIONS = defineOptions({
   smoothing: { type: 'number', default: 0.1, min: 0, max: 0.99, help: 'label smoothing' },
   ema: { type: 'boolean', default: false, help: 'keep (and evaluate) an EMA copy of the model' },
   emaDecay: { type: 'number', default: 0.9999, min: 0, max: 1, help: 'EMA decay per step' },
-  precision: {
-    type: 'string',
-    default: 'auto',
-    choices: ['auto', 'fp32', 'bf16', 'fp16'],
-    auto: autoPrecision,
-    help: 'mixed precision (fp16 with loss scaling, CUDA only); auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)',
-  },
+  precision: precisionOption('mixed precision (fp16 with loss scaling, CUDA only); auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)'),
   evalBatchSize: { mayChangeOnResume: true, type: 'int', default: 256, min: 1, help: 'images per evaluation batch' },
   ...DATA_OPTIONS,
   ...RUN_OPTIONS,

@@ -1,7 +1,7 @@
 // Options of `semaim segprobe` and the one function that turns them into a typed configuration
 // (checked before any work).
 import { OptionError, Options, defineOptions, MAX_THREADS, MAX_THREADS_IS } from '../util/options';
-import { autoPrecision, checkPrecision, type Precision } from '../run/precision';
+import { precisionOption, checkPrecision, type Precision } from '../run/precision';
 import { checkDevice } from '../run/device';
 import type * as torch from '../torch';
 import type { SyntheticSegClasses } from '../data/sources/seg-synthetic';
@@ -76,13 +76,7 @@ export const SEGPROBE_OPTIONS = defineOptions({
   testLimit: { type: 'int', min: 1, help: 'use at most this many test images (synthetic: default 1000; folder: a seeded subset)' },
   ...IMAGE_INPUT_OPTIONS,
   evalBatchSize: { type: 'int', default: 64, min: 1, help: 'images per batch when extracting features and predicting' },
-  precision: {
-    type: 'string',
-    default: 'auto',
-    choices: ['auto', 'fp32', 'bf16', 'fp16'],
-    auto: autoPrecision,
-    help: 'encoder precision (autocast); auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)',
-  },
+  precision: precisionOption('encoder precision (autocast); auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)'),
   evalEvery: { type: 'int', default: 0, min: 0, help: 'report test mIoU every N epochs (0: only at the end)' },
   figureImages: { type: 'int', default: 8, min: 0, help: 'test images drawn in segprobe.png (0: no figure)' },
   seed: { type: 'int', default: 0, help: "random seed (the head's initialisation and shuffling; also the synthetic objects' image streams)" },

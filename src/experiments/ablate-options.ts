@@ -1,6 +1,6 @@
 // `semaim ablate` options: the order ablation's recipe overrides, evaluation and data options.
 import { OptionError, Options, defineOptions } from '../util/options';
-import { autoPrecision } from '../run/precision';
+import { precisionOption } from '../run/precision';
 import { parseKs } from '../eval/knn';
 import { DATA_OPTIONS, RUN_OPTIONS, validateEval } from '../eval/options';
 import { SEG_DATA_OPTIONS } from '../eval/segprobe-options';
@@ -94,13 +94,7 @@ export const ABLATE_OPTIONS = defineOptions({
   ...SEG_DATA_OPTIONS,
   ...DATA_OPTIONS,
   ...RUN_OPTIONS,
-  precision: {
-    type: 'string',
-    default: 'auto',
-    choices: ['auto', 'fp32', 'bf16', 'fp16'],
-    auto: autoPrecision,
-    help: 'pre-training and feature precision; auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)',
-  },
+  precision: precisionOption('pre-training and feature precision; auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)'),
   ...GPU_STEP_OPTIONS,
   outDir: { type: 'string', default: 'runs/ablate', help: 'output folder (ablation.md, ablation.json, one pre-training run per order and seed)' },
 });

@@ -16,7 +16,7 @@ import { StoppedBySignal } from '../run/signals';
 import { checkDevice } from '../run/device';
 import { ObjectData, ObjectStartScore, objectStartFraction } from '../viz/object-start';
 import { OptionError, Options, defineOptions, resolveOptions, MAX_THREADS, MAX_THREADS_IS, MAX_WORKERS } from '../util/options';
-import { autoPrecision } from '../run/precision';
+import { precisionOption } from '../run/precision';
 import { markdownTable } from '../eval/result';
 import { stat } from './ablate';
 import { writeFileAtomic } from '../util/safe-write';
@@ -50,13 +50,7 @@ export const OBJECT_STUDY_OPTIONS = defineOptions({
   device: { mayChangeOnResume: true, type: 'string', default: 'cpu', help: "'cpu', 'cuda' or 'cuda:N'" },
   threads: { mayChangeOnResume: true, type: 'int', min: 1, max: MAX_THREADS, maxIs: MAX_THREADS_IS, help: 'CPU threads for libtorch (default: all cores)' },
   numWorkers: { mayChangeOnResume: true, type: 'int', min: 0, max: MAX_WORKERS, help: 'data worker threads (default: one per core but one, at most 8)' },
-  precision: {
-    type: 'string',
-    default: 'auto',
-    choices: ['auto', 'fp32', 'bf16', 'fp16'],
-    auto: autoPrecision,
-    help: 'pre-training precision; auto = fp32 on the CPU, bf16 on a GPU',
-  },
+  precision: precisionOption('pre-training precision; auto = fp32 on the CPU, bf16 on a GPU'),
   cudaGraphs: GPU_STEP_OPTIONS.cudaGraphs,
 });
 

@@ -17,6 +17,11 @@ export function autoPrecision(o: { device?: unknown }, capability: (index: numbe
   return major !== null && major < 8 ? 'fp16' : 'bf16';
 }
 
+/** A command's --precision option: `help` says what runs in that precision; 'auto' is resolved by autoPrecision from --device. */
+export function precisionOption<const H extends string>(help: H) {
+  return { type: 'string', default: 'auto', choices: ['auto', 'fp32', 'bf16', 'fp16'], auto: autoPrecision, help } as const;
+}
+
 /** The compute capability's major version of a CUDA device, or null when it cannot be read (no CUDA here). */
 function cudaMajor(index: number): number | null {
   try {

@@ -2,7 +2,7 @@
 // translation into a model config. Everything is validated before any work starts.
 import { totalmem } from 'node:os';
 import { OptionError, Options, defineOptions, MAX_THREADS, MAX_THREADS_IS, MAX_WORKERS } from '../util/options';
-import { autoPrecision, checkPrecision } from '../run/precision';
+import { precisionOption, checkPrecision } from '../run/precision';
 import { checkDevice } from '../run/device';
 import { cudaGraphRefusal } from '../run/cuda-graph-step';
 import { native } from '../torch/native';
@@ -139,13 +139,9 @@ export const PRETRAIN_OPTIONS = defineOptions({
   beta1: { type: 'number', default: 0.9, min: 0, max: 1, help: 'AdamW beta1' },
   beta2: { type: 'number', default: 0.95, min: 0, max: 1, help: 'AdamW beta2' },
   clipGrad: { type: 'number', default: 3, min: 0, help: 'global gradient-norm clip (0 = off)' },
-  precision: {
-    type: 'string',
-    default: 'auto',
-    choices: ['auto', 'fp32', 'bf16', 'fp16'],
-    auto: autoPrecision,
-    help: 'mixed precision (bf16/fp16 autocast, float32 master weights; fp16 with loss scaling); auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)',
-  },
+  precision: precisionOption(
+    'mixed precision (bf16/fp16 autocast, float32 master weights; fp16 with loss scaling); auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)',
+  ),
   orderPrecision: {
     type: 'string',
     default: 'same',
