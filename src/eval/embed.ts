@@ -49,20 +49,13 @@ export interface ImageSet {
   seed?: number;
 }
 
-export interface EmbedOptions extends ImageSet {
-  /** Pre-training run folder (newest valid checkpoint), checkpoint folder, or exported encoder .safetensors. */
-  checkpoint: string;
-  /** Output file, ending in .safetensors; the image list is written beside it as <name>.json. */
-  out: string;
-  /** [CLS] token, mean of the patch tokens, or all tokens [1 + P, D] (after the final norm). Default 'cls'. */
-  pooling?: Pooling;
-  /** Stored type of the features (computed in float32 or `precision`). Default 'float32'. */
-  dtype?: EmbedDType;
+/** How a job over an image set (embed, predict) runs. */
+export interface ImageSetJob extends ImageSet {
   /** Images per batch (default 256, as the evaluations). */
   batchSize?: number;
   /** Default 'cpu'. */
   device?: string;
-  /** Encoder precision (autocast); default 'fp32'. */
+  /** Autocast precision of the model; default 'fp32'. */
   precision?: Precision;
   /** CPU threads for libtorch (default: all cores). */
   threads?: number;
@@ -71,10 +64,21 @@ export interface EmbedOptions extends ImageSet {
   imageInput?: ImageInputOptions;
   /** Check a checkpoint folder's files against its state.json (default true). */
   verify?: boolean;
-  /** Progress bar label; null for none. Default 'embed'. */
+  /** Progress bar label; null for none. Default: the job's name ('embed', 'predict'). */
   progress?: string | null;
   /** Receives warnings (unreadable images, the summary); default: stderr. */
   onWarning?: (line: string) => void;
+}
+
+export interface EmbedOptions extends ImageSetJob {
+  /** Pre-training run folder (newest valid checkpoint), checkpoint folder, or an encoder file (.safetensors, or torch.save .pth). */
+  checkpoint: string;
+  /** Output file, ending in .safetensors; the image list is written beside it as <name>.json. */
+  out: string;
+  /** [CLS] token, mean of the patch tokens, or all tokens [1 + P, D] (after the final norm). Default 'cls'. */
+  pooling?: Pooling;
+  /** Stored type of the features (computed in float32 or `precision`). Default 'float32'. */
+  dtype?: EmbedDType;
   /** Data-parallel: the ranks share the images and rank 0 writes the file (the others return null). */
   group?: ProcessGroup | null;
 }

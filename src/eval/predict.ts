@@ -8,38 +8,24 @@ import * as torch from '../torch';
 import { guardOutputs } from '../io/outputs';
 import { transformsFor } from '../data';
 import type { Split } from '../data';
-import type { ImageInputOptions } from '../data/options';
 import type { EncoderConfig } from '../semaim';
 import { Progress } from '../run/progress';
 import { processDevice, setProcessThreads } from '../run/device';
-import type { Precision } from '../run/precision';
 import { writeFileAtomic } from '../util/safe-write';
 import type { ClassifierConfig } from './classifier';
 import { loadPredictor, resolvePredictor } from './classifier-source';
 import { Accuracy, AccuracyTally } from './accuracy';
-import { embedDataset, imageSetLoader, jsonWithListLines, skipReason, type ImageSet } from './embed';
+import { embedDataset, imageSetLoader, jsonWithListLines, skipReason, type ImageSetJob } from './embed';
 
-export interface PredictOptions extends ImageSet {
+export interface PredictOptions extends ImageSetJob {
   /** Fine-tuning run folder (its newest valid checkpoint), one of its checkpoint folders (e.g. checkpoints/best), or a linear-probe folder. */
   checkpoint: string;
   /** Output file, ending in .json; the CSV goes beside it. */
   out: string;
   /** Classes listed per image (default 5, at most the number of classes). */
   topK?: number;
-  batchSize?: number;
-  device?: string;
-  precision?: Precision;
-  threads?: number;
-  numWorkers?: number;
-  imageInput?: ImageInputOptions;
   /** A linear probe's encoder, where it is not where linprobe.json says (it must have the SHA-256 the probe recorded). */
   encoder?: string;
-  /** Check the checkpoint's files against its state.json (default true). */
-  verify?: boolean;
-  /** Progress bar label; null for none. Default 'predict'. */
-  progress?: string | null;
-  /** Receives warnings (unreadable images); default: stderr. */
-  onWarning?: (line: string) => void;
 }
 
 export interface Prediction {
