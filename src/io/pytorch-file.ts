@@ -6,7 +6,7 @@
 // safetensors file gives (name → dtype, shape, absolute byte offset), so the tensors are read in place.
 import * as fs from 'node:fs';
 import { crc32 } from 'node:zlib';
-import type { DType } from '../torch/dtype';
+import { dtypeBytes, type DType } from '../torch/dtype';
 import type { SafetensorsHeader, TensorInfo } from './safetensors';
 import { Global, Opaque, unpickle } from './pickle';
 
@@ -22,7 +22,6 @@ const STORAGE_DTYPE: Record<string, DType> = {
   ByteStorage: 'uint8',
   BoolStorage: 'bool',
 };
-const DTYPE_BYTES: Record<DType, number> = { float64: 8, float32: 4, float16: 2, bfloat16: 2, int64: 8, int32: 4, int16: 2, int8: 1, uint8: 1, bool: 1 };
 
 /** The keys under which training scripts (MAE, SemAIM, DeiT, timm's train.py) keep the weights in a checkpoint. */
 const STATE_DICT_KEYS = ['model', 'state_dict', 'model_state_dict', 'module'];
@@ -268,7 +267,7 @@ export function readPytorchHeaderFd(fd: number, label: string): SafetensorsHeade
       place = { start: dataStart(fd, e, `data/${s.key}`, label), size: e.size };
       starts.set(s.key, place);
     }
-    const elementBytes = DTYPE_BYTES[s.dtype];
+    const elementBytes = dtypeBytes(s.dtype);
     const numel = value.shape.reduce((a, b) => a * b, 1);
     const byteLength = numel * elementBytes;
     const offset = value.offset * elementBytes;
