@@ -253,6 +253,8 @@ c10::intrusive_ptr<c10d::Store> tcpStore(const std::string& host, c10d::TCPStore
 std::string joinedKey(int r) { return "semaim/joined/" + std::to_string(r); }
 std::string failedKey(int r) { return "semaim/failed/" + std::to_string(r); }
 std::string readKey(int r) { return "semaim/read-failure/" + std::to_string(r); }
+// How many ranks have posted that they joined or why they could not (one counter for every rank to poll).
+const std::string kArrivals = "semaim/arrivals";
 
 bool has(c10d::Store& store, const std::string& key) { return store.check(std::vector<std::string>{key}); }
 std::vector<uint8_t> bytesOf(const std::string& s) { return std::vector<uint8_t>(s.begin(), s.end()); }
@@ -277,6 +279,7 @@ void keepStoreUntilRead(c10d::Store& store, const InitOptions& o) {
 // Posts this rank's failure to start.
 void postFailure(c10d::Store& store, const InitOptions& o) {
   store.set(failedKey(o.rank), bytesOf(o.failure));
+  store.add(kArrivals, 1);
   keepStoreUntilRead(store, o);
 }
 
@@ -284,28 +287,36 @@ void postFailure(c10d::Store& store, const InitOptions& o) {
 // naming the ranks that never came, and names a rank that was started with another world size.
 void meetEveryRank(c10d::Store& store, const InitOptions& o) {
   store.set(joinedKey(o.rank), bytesOf(std::to_string(o.size)));
+  store.add(kArrivals, 1);
   auto deadline = std::chrono::steady_clock::now() + Millis(o.timeoutMs);
   std::vector<bool> joined(o.size, false);
   joined[o.rank] = true;
-  for (;;) {
-    std::vector<int> missing;
-    for (int r = 0; r < o.size; r++) {
-      if (joined[r]) continue;
-      if (has(store, failedKey(r))) {  // checked before 'joined': a rank posts one of the two
-        std::vector<uint8_t> why = store.get(failedKey(r));
-        store.set(readKey(o.rank), bytesOf("1"));
-        keepStoreUntilRead(store, o);
-        throw RankCouldNotStart("rank " + std::to_string(r) + " of " + std::to_string(o.size) + " could not start: " + std::string(why.begin(), why.end()));
-      }
-      if (has(store, joinedKey(r))) {
-        std::vector<uint8_t> size = store.get(joinedKey(r));
-        std::string theirs(size.begin(), size.end());
-        if (theirs != std::to_string(o.size))
-          throw std::invalid_argument("the ranks disagree on the world size: this one has WORLD_SIZE=" + std::to_string(o.size) + ", rank " +
-                                      std::to_string(r) + " has WORLD_SIZE=" + theirs + "; start every worker with the same WORLD_SIZE");
-        joined[r] = true;
-      } else {
-        missing.push_back(r);
+  std::vector<int> missing;
+  for (int64_t seen = 0;;) {
+    // one request per poll: the ranks' keys are read only when another rank has arrived (joined or
+    // failed), so a world of N ranks waiting for a late one does not send N² requests a poll to rank 0
+    int64_t arrived = store.add(kArrivals, 0);
+    if (arrived != seen) {
+      seen = arrived;
+      missing.clear();
+      for (int r = 0; r < o.size; r++) {
+        if (joined[r]) continue;
+        if (has(store, failedKey(r))) {  // checked before 'joined': a rank posts one of the two
+          std::vector<uint8_t> why = store.get(failedKey(r));
+          store.set(readKey(o.rank), bytesOf("1"));
+          keepStoreUntilRead(store, o);
+          throw RankCouldNotStart("rank " + std::to_string(r) + " of " + std::to_string(o.size) + " could not start: " + std::string(why.begin(), why.end()));
+        }
+        if (has(store, joinedKey(r))) {
+          std::vector<uint8_t> size = store.get(joinedKey(r));
+          std::string theirs(size.begin(), size.end());
+          if (theirs != std::to_string(o.size))
+            throw std::invalid_argument("the ranks disagree on the world size: this one has WORLD_SIZE=" + std::to_string(o.size) + ", rank " +
+                                        std::to_string(r) + " has WORLD_SIZE=" + theirs + "; start every worker with the same WORLD_SIZE");
+          joined[r] = true;
+        } else {
+          missing.push_back(r);
+        }
       }
     }
     if (missing.empty()) return;
