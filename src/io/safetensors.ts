@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { isJsonObject, jsonBrief } from '../util/json-file';
-import { isZipMagic, readPytorchHeaderFd, refuseLegacyTorchSave } from './pytorch-file';
+import { checkStorage, isZipMagic, readPytorchHeaderFd, refuseLegacyTorchSave, type StorageChecksum } from './pytorch-file';
 
 export type DType = 'float64' | 'float32' | 'float16' | 'bfloat16' | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool';
 
@@ -34,6 +34,8 @@ export interface TensorInfo {
   /** Absolute byte offset of the tensor's data in the file (or buffer). */
   offset: number;
   byteLength: number;
+  /** A torch.save file's zip entry holding the tensor's storage, with the CRC-32 its bytes must match. */
+  storage?: StorageChecksum;
 }
 
 export interface SafetensorsHeader {
@@ -419,6 +421,8 @@ export class SafetensorsReader {
   readonly metadata: Record<string, string>;
   private readonly tensors: Map<string, TensorInfo>;
   private fd: number | undefined;
+  /** The storages (torch.save files) whose CRC-32 has been checked, by their start in the file. */
+  private readonly checked = new Set<number>();
 
   constructor(path: string) {
     this.path = path;
@@ -455,6 +459,10 @@ export class SafetensorsReader {
     const t = this.info(name);
     const data = new Uint8Array(t.byteLength);
     readAt(this.fd, data, t.offset, this.path);
+    if (t.storage && !this.checked.has(t.storage.start)) {
+      checkStorage(this.fd, t.storage, t.offset === t.storage.start && t.byteLength === t.storage.size ? data : null, `${this.path}: tensor '${name}'`);
+      this.checked.add(t.storage.start);
+    }
     return { dtype: t.dtype, shape: t.shape, data };
   }
 
