@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import { crc32 } from 'node:zlib';
 import { dtypeBytes, type DType } from '../torch/dtype';
 import type { SafetensorsHeader, TensorInfo } from './safetensors';
+import { readAt } from './read-at';
 import { Global, Opaque, unpickle } from './pickle';
 
 const STORAGE_DTYPE: Record<string, DType> = {
@@ -55,12 +56,7 @@ interface ZipEntry {
 
 function readBytes(fd: number, position: number, length: number, label: string): Buffer {
   const buf = Buffer.alloc(length);
-  let done = 0;
-  while (done < length) {
-    const n = fs.readSync(fd, buf, done, length - done, position + done);
-    if (n <= 0) throw new Error(`${label}: the file ends early (a truncated torch.save archive)`);
-    done += n;
-  }
+  readAt(fd, buf, position, () => new Error(`${label}: the file ends early (a truncated torch.save archive)`));
   return buf;
 }
 

@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { isJsonObject, jsonBrief } from '../util/json-file';
+import { readAt as readFully } from './read-at';
 import { checkStorage, isZipMagic, readPytorchHeaderFd, refuseLegacyTorchSave, type StorageChecksum } from './pytorch-file';
 
 export type DType = 'float64' | 'float32' | 'float16' | 'bfloat16' | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool';
@@ -184,12 +185,7 @@ function writeAll(fd: number, data: Uint8Array): void {
 }
 
 function readAt(fd: number, into: Uint8Array, position: number, label: string): void {
-  let done = 0;
-  while (done < into.byteLength) {
-    const n = fs.readSync(fd, into, done, into.byteLength - done, position + done);
-    if (n === 0) throw new Error(`${label}: unexpected end of file`);
-    done += n;
-  }
+  readFully(fd, into, position, () => new Error(`${label}: unexpected end of file`));
 }
 
 /**
