@@ -92,13 +92,14 @@ const AUTHORS_NAMES: Record<string, string> = { inputSize: 'imgSize', outputDir:
 /** `unknown option`, with the option the user most likely meant: the authors' name for it, or one a typo away. */
 function unknownOption(key: string, table: OptionTable, tail: string): OptionError {
   const known = Object.keys(table);
-  let meant = Object.hasOwn(AUTHORS_NAMES, key) && known.includes(AUTHORS_NAMES[key]) ? AUTHORS_NAMES[key] : undefined;
-  if (!meant) {
-    const typed = kebab(key).toLowerCase();
-    const near = known.map((k) => ({ k, d: editDistance(typed, kebab(k)) })).sort((a, b) => a.d - b.d)[0];
-    if (near && near.d <= Math.max(1, Math.floor(typed.length / 4))) meant = near.k;
-  }
+  const meant = Object.hasOwn(AUTHORS_NAMES, key) && known.includes(AUTHORS_NAMES[key]) ? AUTHORS_NAMES[key] : closest(kebab(key).toLowerCase(), known, kebab);
   return new OptionError(key, `unknown option${meant ? `; did you mean --${kebab(meant)}?` : ''} ${tail}`);
+}
+
+/** The candidate a typo away from `typed` (at most one edit per four letters), if any. */
+export function closest(typed: string, candidates: readonly string[], spelled: (c: string) => string = (c) => c): string | undefined {
+  const near = candidates.map((c) => ({ c, d: editDistance(typed, spelled(c)) })).sort((a, b) => a.d - b.d)[0];
+  return near && near.d <= Math.max(1, Math.floor(typed.length / 4)) ? near.c : undefined;
 }
 
 /** Levenshtein distance (option names are short). */
