@@ -164,7 +164,7 @@ function resolve(name: string, item: TensorSourceItem, spec?: Spec): { spec: Spe
 
 /** Header bytes (length prefix + JSON padded with spaces so the data section is 8-aligned). */
 function encodeHeader(specs: Spec[], metadata?: Record<string, string>): Uint8Array {
-  const header: Record<string, unknown> = {};
+  const header: Record<string, unknown> = Object.create(null); // a tensor may be named '__proto__' (a .pth's key, say)
   if (metadata && Object.keys(metadata).length > 0) header.__metadata__ = metadata;
   let offset = 0;
   for (const s of specs) {

@@ -181,6 +181,22 @@ test('accepts records, pair lists and lazy producers; no metadata gives an empty
   assert.deepEqual(back.tensors.get('c'), c);
 });
 
+test("tensors named like Object.prototype's members ('__proto__', 'constructor') are written and read back", () => {
+  const a = entry('float32', [2], 1);
+  const b = entry('int8', [3], 2);
+  // a torch.save file's keys become tensor names (export --checkpoint x.pth); '__proto__' left the header without its entry
+  const back = deserializeSafetensors(
+    serializeSafetensors([
+      ['__proto__', a],
+      ['constructor', b],
+      ['w', a],
+    ]),
+  );
+  assert.deepEqual([...back.tensors.keys()].sort(), ['__proto__', 'constructor', 'w']);
+  assert.deepEqual(back.tensors.get('__proto__'), a);
+  assert.deepEqual(back.tensors.get('constructor'), b);
+});
+
 test('SafetensorsReader reads tensors one at a time', () => {
   const dir = tmpDir();
   const file = path.join(dir, 'r.safetensors');
