@@ -197,7 +197,13 @@ function storageOf(pid: unknown): StorageRef {
   const type = pid[1] instanceof Global ? pid[1].name : String(pid[1]);
   const short = type.replace(/^torch\./, '');
   if (typeof pid[2] !== 'string' || !Number.isSafeInteger(pid[4])) throw new Error('a storage reference without a key or size');
-  return { kind: 'storage', storageType: short, dtype: STORAGE_DTYPE[short] ?? null, key: pid[2], numel: pid[4] as number };
+  return {
+    kind: 'storage',
+    storageType: short,
+    dtype: Object.hasOwn(STORAGE_DTYPE, short) ? STORAGE_DTYPE[short] : null,
+    key: pid[2],
+    numel: pid[4] as number,
+  };
 }
 
 /** Calls a global: the tensor rebuilds and the containers torch.save writes are understood, anything else is recorded. */

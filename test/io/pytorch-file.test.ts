@@ -90,6 +90,12 @@ test('refused with the file named: truncated, damaged, not contiguous, compresse
   assert.throws(() => readSafetensorsHeader(deflated), /is compressed \(method 8\); torch\.save stores its entries uncompressed/);
   const legacy = made('legacy.pth', "torch.save({'w': torch.ones(2)}, sys.argv[1], _use_new_zipfile_serialization=False)");
   assert.throws(() => readSafetensorsHeader(legacy), new RegExp(`${legacy}: a torch\\.save file in the format before PyTorch 1\\.6 \\(not a zip archive\\)`));
+  // a storage type named like an Object.prototype member was taken for a dtype (the function Object)
+  const ctor = made(
+    'ctor.pth',
+    "torch.save({'w': torch.ones(2)}, sys.argv[1] + '.tmp')\nsrc = zipfile.ZipFile(sys.argv[1] + '.tmp')\nwith zipfile.ZipFile(sys.argv[1], 'w') as z:\n    [z.writestr(n, src.read(n).replace(b'FloatStorage', b'constructor') if n.endswith('data.pkl') else src.read(n)) for n in src.namelist()]",
+  );
+  assert.throws(() => readSafetensorsHeader(ctor), /tensor 'w' is stored as constructor, a type semaim does not read/);
   const noWeights = made('no-weights.pth', "torch.save({'epoch': 3, 'args': {'lr': 0.1}}, sys.argv[1])");
   assert.throws(() => readSafetensorsHeader(noWeights), /without a state dict: its top-level keys are "epoch", "args"/);
 });
