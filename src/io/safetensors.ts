@@ -348,7 +348,7 @@ function parseHeader(json: Uint8Array, headerLen: number, totalSize: number, lab
     if (name === '__metadata__') continue;
     const where = `${label}: tensor '${name}'`;
     if (!isJsonObject(v)) throw new Error(`${where}: entry must be an object`);
-    const dtype = typeof v.dtype === 'string' ? SAFETENSORS_TO_DTYPE[v.dtype] : undefined;
+    const dtype = typeof v.dtype === 'string' && Object.hasOwn(SAFETENSORS_TO_DTYPE, v.dtype) ? SAFETENSORS_TO_DTYPE[v.dtype] : undefined;
     if (dtype === undefined) throw new Error(`${where}: unknown dtype ${jsonBrief(v.dtype)}`);
     const shape = v.shape;
     if (!Array.isArray(shape) || !shape.every(isIndex)) throw new Error(`${where}: invalid shape ${jsonBrief(shape)}`);

@@ -329,6 +329,11 @@ test('reader rejects malformed files with clear errors', () => {
     ['not an object', rawFile([1, 2]), /header must be a JSON object/],
     ['bad metadata', rawFile({ __metadata__: { k: 3 } }), /__metadata__ value for 'k' is not a string/],
     ['unknown dtype', rawFile({ a: { dtype: 'C64', shape: [1], data_offsets: [0, 8] } }, new Uint8Array(8)), /tensor 'a': unknown dtype "C64"/],
+    [
+      'prototype dtype',
+      rawFile({ a: { dtype: 'constructor', shape: [1], data_offsets: [0, 8] } }, new Uint8Array(8)),
+      /tensor 'a': unknown dtype "constructor"/,
+    ],
     ['bad shape', rawFile({ a: { dtype: 'F32', shape: [-1], data_offsets: [0, 4] } }, new Uint8Array(4)), /tensor 'a': invalid shape/],
     ['reversed offsets', rawFile({ a: f32x2(8, 0) }, new Uint8Array(8)), /invalid data_offsets \[8,0\]/],
     ['size mismatch', rawFile({ a: f32x2(0, 12) }, new Uint8Array(12)), /tensor 'a': F32 \[2\] needs 8 bytes but data_offsets span 12/],
