@@ -184,7 +184,7 @@ export function validateTransforms(ts: readonly TransformSpec[]): void {
   let stage = 0;
   const seen = new Set<string>();
   for (const t of ts) {
-    if (!(t.op in STAGE)) throw new Error(`unknown transform op '${(t as { op: string }).op}'`);
+    if (!Object.hasOwn(STAGE, t.op)) throw new Error(`unknown transform op '${(t as { op: string }).op}'`);
     const s = STAGE[t.op];
     if (s < stage) {
       throw new Error(`transform '${t.op}' is out of order: use geometric transforms, then randAugment, then normalize, then randomErasing`);

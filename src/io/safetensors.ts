@@ -131,7 +131,7 @@ function checkMetadata(metadata: Record<string, string> | undefined): void {
 }
 
 function specOf(name: string, dtype: DType, shape: number[]): Spec {
-  if (!(dtype in BYTE_SIZE)) throw new Error(`tensor '${name}': unknown dtype '${String(dtype)}'`);
+  if (!Object.hasOwn(BYTE_SIZE, dtype)) throw new Error(`tensor '${name}': unknown dtype '${String(dtype)}'`);
   if (!Array.isArray(shape)) throw new Error(`tensor '${name}': shape must be an array`);
   try {
     return { name, dtype, shape: [...shape], byteLength: tensorByteLength(dtype, shape) };

@@ -22,6 +22,7 @@ import {
   validateTransforms,
   staticOutputSize,
   finetuneTransforms,
+  type TransformSpec,
 } from '../../src/data/transforms';
 import { applyOp, randAugment as runRandAugment, RAND_INCREASING_TRANSFORMS, type AugImage, type OpName } from '../../src/data/randaugment';
 import { randomErase } from '../../src/data/erasing';
@@ -178,6 +179,8 @@ test('geometric plans: resize short side, center crop, small images upscaled, fl
   assert.deepEqual(staticOutputSize([randomResizedCrop([20, 30])]), [20, 30]);
   assert.equal(staticOutputSize([resize(64)]), null);
   assert.throws(() => validateTransforms([normalize(), randomResizedCrop(8)]), /out of order/);
+  // an op named like an Object.prototype member (from a spec read back from a file) is unknown, not a stage
+  assert.throws(() => validateTransforms([{ op: 'constructor' } as unknown as TransformSpec]), /unknown transform op 'constructor'/);
 });
 
 test("random crop plans (the authors' linear-probe Resize + RandomCrop): every offset of torchvision's range, uniformly", () => {

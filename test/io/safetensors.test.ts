@@ -305,6 +305,10 @@ test('writer validation', () => {
   assert.throws(() => writeSafetensors(file, { x: ok }, { n: 1 as unknown as string }), /metadata value for 'n' must be a string/);
   assert.throws(() => writeSafetensors(file, { x: { dtype: 'complex64' as DType, shape: [1], data: new Uint8Array(8) } }), /unknown dtype/);
   assert.throws(() => writeSafetensors(file, { x: { dtype: 'float32', shape: [1.5], data: new Uint8Array(6) } }), /invalid shape/);
+  assert.throws(
+    () => writeSafetensors(file, { x: { dtype: 'toString' as DType, shape: [1], data: new Uint8Array(1) } }),
+    /tensor 'x': unknown dtype 'toString'/,
+  );
   assert.throws(() => writeSafetensors(file, { x: () => ({ dtype: 'int8', shape: [2], data: new Uint8Array(3) }) }), /needs 2 bytes, got 3/);
   assert.deepEqual(fs.readdirSync(dir), []);
   fs.rmSync(dir, { recursive: true });
