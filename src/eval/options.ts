@@ -117,7 +117,7 @@ const LINPROBE_ONLY = defineOptions({
     type: 'string',
     default: 'resize-crop-flip',
     choices: ['resize-crop-flip', 'crop-flip'],
-    help: "training augmentation with --no-cache-features: 'resize-crop-flip' = Resize + RandomCrop + flip (SemAIM authors), 'crop-flip' = RandomResizedCrop 0.08-1 + flip (MAE)",
+    help: "training augmentation with --no-cache-features: 'resize-crop-flip' = Resize + RandomCrop + flip (SemAIM authors), 'crop-flip' = RandomResizedCrop 0.08-1 + flip (MAE's: its util/crop.py single-draw crop)",
   },
   evalEvery: { type: 'int', default: 0, min: 0, help: 'report test accuracy every N epochs (0: only at the end)' },
 });
