@@ -83,8 +83,8 @@ const FEATURE_OPTIONS = defineOptions({
   pooling: {
     type: 'string',
     default: 'cls',
-    choices: ['cls', 'mean'],
-    help: 'feature: the [CLS] token or the mean of the patch tokens (after the final norm)',
+    choices: ['cls', 'mean', 'gap'],
+    help: "feature: the [CLS] token or the mean of the patch tokens (after the final norm); 'gap' = the authors' --global_pool: the mean of the patch tokens before the final norm, through a LayerNorm without weights",
   },
   evalBatchSize: { type: 'int', default: 256, min: 1, help: 'images per batch when extracting features' },
   precision: precisionOption(
