@@ -30,7 +30,7 @@ import { gatherRows } from './gather-features';
 import { writeFileAtomic } from '../util/safe-write';
 import { guardOutputs } from '../io/outputs';
 
-export const EMBED_POOLINGS = ['cls', 'mean', 'all'] as const;
+export const EMBED_POOLINGS = ['cls', 'mean', 'gap', 'all'] as const;
 export const EMBED_DTYPES = ['float32', 'float16'] as const;
 export type EmbedDType = (typeof EMBED_DTYPES)[number];
 
