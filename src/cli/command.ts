@@ -2,6 +2,7 @@
 // validation and the typed options object its job receives all come from that table.
 import { tellOtherRanks } from './data-parallel';
 import { formatHelp, inConfigFile, OptionError, OptionTable, Options, parseArgv, readConfigFile, resolveOptions } from '../util/options';
+import { mkdirError } from '../util/safe-write';
 
 export interface Command {
   summary: string;
@@ -50,8 +51,9 @@ export function parseCommand<T extends OptionTable>(
   }
 }
 
-/** What the user is told of an error: an option's error names the flag as typed. */
-export function errorText(err: unknown): string {
+/** What the user is told of an error: an option's error names the flag as typed; a folder that could not be made, what is in the way. */
+export function errorText(e: unknown): string {
+  const err = mkdirError(e);
   return err instanceof OptionError ? err.flagMessage : err instanceof Error ? err.message : String(err);
 }
 

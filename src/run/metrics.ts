@@ -17,7 +17,7 @@ import {
   truncateSync,
 } from 'node:fs';
 import { isJsonObject } from '../util/json-file';
-import { appendNoFollow } from '../util/safe-write';
+import { appendNoFollow, removeDeadTemps, writeError } from '../util/safe-write';
 import { dirname } from 'node:path';
 
 const CHUNK = 1 << 16;
@@ -142,8 +142,9 @@ export class MetricsLog {
       .reverse()
       .map((t) => t.line + '\n')
       .join('');
-    const tmp = `${this.path}.tmp-${process.pid}`;
+    const tmp = `${this.path}.tmp-${process.pid}-0`;
     try {
+      removeDeadTemps(this.path); // of a process killed while truncating
       rmSync(tmp, { force: true }); // (a link planted there goes, not what it points to)
       copyFileSync(this.path, tmp, constants.COPYFILE_EXCL); // the kept lines before the cut, byte for byte
       truncateSync(tmp, cut);
@@ -151,7 +152,7 @@ export class MetricsLog {
       renameSync(tmp, this.path);
     } catch (e) {
       rmSync(tmp, { force: true });
-      throw e;
+      throw writeError(this.path, e);
     }
     return dropped;
   }

@@ -15,7 +15,7 @@ import { pack as tarPack } from 'tar-stream';
 import { imageFolder } from '../sources/folder';
 import { permutation } from '../rng';
 import { INDEX_FILE, INDEX_FORMAT, type ShardEntry, type ShardIndexFile } from './shard-index';
-import { writeFileAtomic } from '../../util/safe-write';
+import { writeError, writeFileAtomic } from '../../util/safe-write';
 import { isShardFile } from './paths';
 import { namesOfDeadProcesses } from '../../util/process-alive';
 
@@ -90,7 +90,7 @@ async function writeShard(path: string, members: Array<{ name: string; data: Buf
     renameSync(tmp, path);
   } catch (e) {
     rmSync(tmp, { force: true });
-    throw e;
+    throw writeError(path, e);
   } finally {
     for (const s of STOP_SIGNALS) process.off(s, onSignal);
   }
