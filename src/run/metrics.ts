@@ -116,6 +116,18 @@ export class MetricsLog {
     appendNoFollow(this.path, JSON.stringify({ time: new Date().toISOString(), ...record }) + '\n');
   }
 
+  /** Whether a record of `step` holds `key` (read from the end back to the records before `step`). */
+  has(step: number, key: string): boolean {
+    if (!existsSync(this.path)) return false;
+    for (const { line } of linesFromEnd(this.path)) {
+      const r = parseRecord(line) as { step?: unknown } | null;
+      if (!r || typeof r.step !== 'number') continue;
+      if (r.step < step) break;
+      if (r.step === step && key in r) return true;
+    }
+    return false;
+  }
+
   /**
    * Drops the records of steps after `step` (a resumed run computes them again), and with `lossLinesAt`
    * the loss lines of that step too (a line a stopped run wrote off the --log-every cadence). Returns how
