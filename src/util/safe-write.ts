@@ -97,18 +97,56 @@ export function removeDeadTemps(path: string): void {
   for (const f of dead) rmSync(join(dir, f), { force: true });
 }
 
-/** Writes `path` through a temporary file in the same folder and a rename (its folder is created). */
-export function writeFileAtomic(path: string, data: string | Uint8Array): void {
+/** A file written under a temporary name, not yet in place: `commit` renames it to its path, `abort` removes it. */
+export interface StagedFile {
+  commit(): void;
+  abort(): void;
+}
+
+/** Writes `data` to a temporary file beside `path` (its folder is created), to be renamed into place later. */
+export function stageFile(path: string, data: string | Uint8Array): StagedFile {
   const tmp = `${path}.tmp-${process.pid}-${serial++}`;
+  const fail = (e: unknown) => {
+    rmSync(tmp, { force: true });
+    return writeError(path, e);
+  };
   try {
     mkdirSync(dirname(path), { recursive: true });
     removeDeadTemps(path);
     writeFileSync(tmp, data, { flag: 'wx' }); // O_EXCL: never through a link planted at the temporary name
-    renameSync(tmp, path);
   } catch (e) {
-    rmSync(tmp, { force: true });
-    throw writeError(path, e);
+    throw fail(e);
   }
+  return {
+    commit: () => {
+      try {
+        renameSync(tmp, path);
+      } catch (e) {
+        throw fail(e);
+      }
+    },
+    abort: () => rmSync(tmp, { force: true }),
+  };
+}
+
+/** Writes `path` through a temporary file in the same folder and a rename (its folder is created). */
+export function writeFileAtomic(path: string, data: string | Uint8Array): void {
+  stageFile(path, data).commit();
+}
+
+/**
+ * Writes files that belong together (weights and the config that describes them): every one under its
+ * temporary name first, then the renames, so a full disk changes none of them rather than some.
+ */
+export function writeFilesAtomic(files: [path: string, data: string | Uint8Array][]): void {
+  const staged: StagedFile[] = [];
+  try {
+    for (const [path, data] of files) staged.push(stageFile(path, data));
+  } catch (e) {
+    for (const f of staged) f.abort();
+    throw e;
+  }
+  for (const f of staged) f.commit();
 }
 
 /** A descriptor appending to `path` (created if missing); refuses when `path` is a symbolic link. */
