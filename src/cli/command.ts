@@ -2,7 +2,7 @@
 // validation and the typed options object its job receives all come from that table.
 import { tellOtherRanks } from './data-parallel';
 import { formatHelp, inConfigFile, OptionError, OptionTable, Options, parseArgv, readConfigFile, resolveOptions } from '../util/options';
-import { mkdirError } from '../util/safe-write';
+import { folderObstacle, mkdirError } from '../util/safe-write';
 
 export interface Command {
   summary: string;
@@ -72,6 +72,13 @@ function checkNodeRank(o: Record<string, unknown>): void {
     throw new OptionError('nodeRank', `must be below --nnodes ${o.nnodes} (0..${o.nnodes - 1}), got ${o.nodeRank}`);
 }
 
+/** Every command with --out-dir: a path that cannot be a folder (a file, or a symbolic link to nothing, on the way) is an option error, before any work. */
+function checkOutDir(o: Record<string, unknown>): void {
+  if (typeof o.outDir !== 'string') return;
+  const { why } = folderObstacle(o.outDir);
+  if (why) throw new OptionError('outDir', `${o.outDir} cannot be the output folder: ${why}`);
+}
+
 export function defineCommand<T extends OptionTable>(spec: CommandSpec<T>): Command {
   const parse = (argv: string[]) => {
     return parseCommand(argv, spec.usage, spec.description, spec.options, (o, positionals) => {
@@ -97,6 +104,7 @@ export function defineCommand<T extends OptionTable>(spec: CommandSpec<T>): Comm
       try {
         p = parse(argv);
         if (!p) return 0;
+        checkOutDir(p.o);
         spec.preflight?.(p.o, p.positionals);
       } catch (e) {
         if ('nprocPerNode' in spec.options) await tellOtherRanks(e, p?.o ?? null);

@@ -41,6 +41,34 @@ export function writeError(path: string, e: unknown, fullDisk = 'free space, or 
 }
 
 /**
+ * What stands in the way of folder `dir` (its path resolved from the root): a part of it that is a file
+ * or a symbolic link to nothing; `missing` is the first part that does not exist (null when all do).
+ */
+export function folderObstacle(dir: string): { why: string | null; missing: string | null } {
+  const parts: string[] = [];
+  for (let p = resolve(dir); ; p = dirname(p)) {
+    parts.unshift(p);
+    if (dirname(p) === p) break;
+  }
+  for (const p of parts) {
+    let link: boolean;
+    try {
+      link = lstatSync(p).isSymbolicLink();
+    } catch {
+      return { why: null, missing: p };
+    }
+    let isDir: boolean;
+    try {
+      isDir = statSync(p).isDirectory();
+    } catch {
+      return { why: `${p} is a symbolic link to ${readlinkSync(p)}, which does not exist`, missing: null };
+    }
+    if (!isDir) return { why: `${p} exists and is not a folder${link ? ` (a symbolic link to ${readlinkSync(p)})` : ''}`, missing: null };
+  }
+  return { why: null, missing: null };
+}
+
+/**
  * Why a recursive mkdir failed, in words, or `e` as it is. Node names only the folder asked for, with
  * ENOENT for a part of its path that is a dangling symlink or lies on a read-only file system, and EEXIST
  * or ENOTDIR for one that is a file: this finds that part and says what it is (for the read-only or full
@@ -50,32 +78,15 @@ export function mkdirError(e: unknown): unknown {
   const err = e as NodeJS.ErrnoException;
   if (!(err instanceof Error) || err.syscall !== 'mkdir' || typeof err.path !== 'string') return e;
   if (err.code !== 'ENOENT' && err.code !== 'EEXIST' && err.code !== 'ENOTDIR') return e;
-  const parts: string[] = [];
-  for (let p = resolve(err.path); ; p = dirname(p)) {
-    parts.unshift(p);
-    if (dirname(p) === p) break;
-  }
   const named = (why: string, code = err.code) => Object.assign(new Error(`cannot create the folder ${err.path}: ${why}`, { cause: e }), { code });
-  for (const p of parts) {
-    let link: boolean;
-    try {
-      link = lstatSync(p).isSymbolicLink();
-    } catch {
-      try {
-        mkdirSync(p); // the first missing part: making it alone gives the real error
-      } catch (e2) {
-        const m = e2 as NodeJS.ErrnoException;
-        return named(m.message, m.code);
-      }
-      return e;
-    }
-    let isDir: boolean;
-    try {
-      isDir = statSync(p).isDirectory();
-    } catch {
-      return named(`${p} is a symbolic link to ${readlinkSync(p)}, which does not exist`);
-    }
-    if (!isDir) return named(`${p} exists and is not a folder${link ? ` (a symbolic link to ${readlinkSync(p)})` : ''}`, 'ENOTDIR');
+  const { why, missing } = folderObstacle(err.path);
+  if (why) return named(why, err.code === 'ENOENT' ? 'ENOENT' : 'ENOTDIR');
+  if (missing === null) return e;
+  try {
+    mkdirSync(missing); // the first missing part: making it alone gives the real error
+  } catch (e2) {
+    const m = e2 as NodeJS.ErrnoException;
+    return named(m.message, m.code);
   }
   return e;
 }

@@ -13,6 +13,8 @@ import { writeSafetensors } from '../../src/io/safetensors';
 import { SafetensorsRowWriter } from '../../src/io/safetensors-rows';
 import { MetricsLog, readMetrics } from '../../src/run/metrics';
 import { errorText } from '../../src/cli/command';
+import { commands } from '../../src/cli/commands';
+import { OptionError } from '../../src/util/options';
 
 const enospc = () => Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28, syscall: 'write' });
 
@@ -132,4 +134,27 @@ test('an output folder that cannot be made says what is in the way: a file, a da
   );
   const other = new Error('not a file-system error');
   assert.equal(mkdirError(other), other);
+});
+
+test('an --out-dir that cannot be a folder (a file, a dangling link on its path) is an option error of every command, before any work', async (t) => {
+  const dir = scratch(t);
+  fs.writeFileSync(join(dir, 'file'), 'x');
+  fs.symlinkSync(join(dir, 'nowhere'), join(dir, 'link'));
+  for (const [name, args] of [
+    ['knn', ['--checkpoint', join(dir, 'no-such-run')]],
+    ['pretrain', []],
+    ['ablate', []],
+    ['object-start', []],
+  ] as const)
+    for (const [out, why] of [
+      [join(dir, 'file'), /file exists and is not a folder$/],
+      [join(dir, 'file', 'sub'), /file exists and is not a folder$/],
+      [join(dir, 'link', 'run'), /link is a symbolic link to .*nowhere, which does not exist$/],
+    ] as const)
+      await assert.rejects(
+        commands[name].run([...args, '--out-dir', out]),
+        (e: unknown) => e instanceof OptionError && e.key === 'outDir' && why.test(e.message) && e.message.includes(`${out} cannot be the output folder`),
+        `${name} --out-dir ${out}`,
+      );
+  assert.deepEqual(fs.readdirSync(dir).sort(), ['file', 'link'], 'nothing made');
 });
