@@ -6,7 +6,7 @@ import { createWriteStream, mkdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { Measurement } from '../experiments/ablate-plan';
-import { openAppendNoFollow } from '../util/safe-write';
+import { openAppendNoFollow, writeError } from '../util/safe-write';
 import { StoppedBySignal } from '../run/signals';
 
 /** Options the parent sets for its children (they are removed from the parent's command line). */
@@ -88,9 +88,16 @@ async function withForwardedSignals<T>(what: string, start: (children: Set<Child
 
 function startChild(r: ChildRunner, name: string, extra: string[], capture: boolean, children: Set<ChildProcess>): Promise<string> {
   const logs = join(r.outDir, 'logs');
+  const logPath = join(logs, `${name}.log`);
   mkdirSync(logs, { recursive: true });
   // appended across calls; never through a symlink planted in the run folder
-  const file = createWriteStream(join(logs, `${name}.log`), { fd: openAppendNoFollow(join(logs, `${name}.log`)) });
+  const file = createWriteStream(logPath, { fd: openAppendNoFollow(logPath) });
+  // A log that cannot be written (a full disk) is not the child's failure: this process goes on (an
+  // 'error' event without a listener killed it, leaving its children unattended), keeps the child's last
+  // lines, and says where its log stopped.
+  let logError: Error | null = null;
+  const last: string[] = [];
+  file.on('error', (e) => (logError ??= writeError(logPath, e)));
   const threads = r.threads ?? Math.max(1, Math.floor(availableParallelism() / r.jobs));
   const args = [r.command[1], 'ablate', ...childArgs(r.argv), '--threads', String(threads), ...extra];
   file.write(`== ${new Date().toISOString()} ${args.join(' ')}\n`);
@@ -108,6 +115,8 @@ function startChild(r: ChildRunner, name: string, extra: string[], capture: bool
     const lines = pending.split(/\r?\n|\r/);
     pending = lines.pop() ?? '';
     for (const l of lines) if (ECHO.test(l)) r.log(`[${name}] ${l.trim()}`);
+    last.push(...lines.filter((l) => l.trim()));
+    last.splice(0, last.length - 3);
   });
   return new Promise((resolve, reject) => {
     child.on('error', (e) => reject(new Error(`cannot start ${name}: ${e.message}`)));
@@ -115,8 +124,10 @@ function startChild(r: ChildRunner, name: string, extra: string[], capture: bool
       children.delete(child);
       file.end();
       // 75: a shard stopped early by --stop-after-minutes (the parent reports what is left).
+      if (pending.trim()) last.push(pending.trim());
+      const see = logError ? `${(logError as Error).message}; its last lines: ${last.join(' | ')}` : `see ${logPath}`;
       if (code === 0 || (code === 75 && name.startsWith('shard'))) resolve(stdout);
-      else reject(new Error(`${name} ${signal ? `was stopped by ${signal}` : `exited with code ${code}`}; see ${join(logs, `${name}.log`)}`));
+      else reject(new Error(`${name} ${signal ? `was stopped by ${signal}` : `exited with code ${code}`}; ${see}`));
     });
   });
 }

@@ -2,6 +2,7 @@
 // validation and the typed options object its job receives all come from that table.
 import { tellOtherRanks } from './data-parallel';
 import { formatHelp, inConfigFile, OptionError, OptionTable, Options, parseArgv, readConfigFile, resolveOptions } from '../util/options';
+import { folderObstacle, mkdirError } from '../util/safe-write';
 
 export interface Command {
   summary: string;
@@ -50,8 +51,9 @@ export function parseCommand<T extends OptionTable>(
   }
 }
 
-/** What the user is told of an error: an option's error names the flag as typed. */
-export function errorText(err: unknown): string {
+/** What the user is told of an error: an option's error names the flag as typed; a folder that could not be made, what is in the way. */
+export function errorText(e: unknown): string {
+  const err = mkdirError(e);
   return err instanceof OptionError ? err.flagMessage : err instanceof Error ? err.message : String(err);
 }
 
@@ -68,6 +70,13 @@ export class UsageError extends Error {
 function checkNodeRank(o: Record<string, unknown>): void {
   if (typeof o.nodeRank === 'number' && typeof o.nnodes === 'number' && o.nodeRank >= o.nnodes)
     throw new OptionError('nodeRank', `must be below --nnodes ${o.nnodes} (0..${o.nnodes - 1}), got ${o.nodeRank}`);
+}
+
+/** Every command with --out-dir: a path that cannot be a folder (a file, or a symbolic link to nothing, on the way) is an option error, before any work. */
+function checkOutDir(o: Record<string, unknown>): void {
+  if (typeof o.outDir !== 'string') return;
+  const { why } = folderObstacle(o.outDir);
+  if (why) throw new OptionError('outDir', `${o.outDir} cannot be the output folder: ${why}`);
 }
 
 export function defineCommand<T extends OptionTable>(spec: CommandSpec<T>): Command {
@@ -95,6 +104,7 @@ export function defineCommand<T extends OptionTable>(spec: CommandSpec<T>): Comm
       try {
         p = parse(argv);
         if (!p) return 0;
+        checkOutDir(p.o);
         spec.preflight?.(p.o, p.positionals);
       } catch (e) {
         if ('nprocPerNode' in spec.options) await tellOtherRanks(e, p?.o ?? null);

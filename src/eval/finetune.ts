@@ -190,12 +190,13 @@ export async function finetune(o: FinetuneOptions, data: FinetuneData, hooks: Fi
 
   // ---- evaluation on the test set (every --eval-every epochs and at the end)
   let lastTop1: number | null = null;
-  const evaluate = async (epoch: number, state: TrainState) => {
+  const evaluate = async (epoch: number, state: TrainState, again = false) => {
     const eo = { batchSize: o.evalBatchSize, precision: o.precision, group };
     const acc = await evaluateClassifier(model, data.test, eo);
     const emaAcc = ema ? await evaluateClassifier(ema.shadow, data.test, eo) : null;
     lastTop1 = acc.top1;
-    state.writeMetrics({ epoch, testTop1: acc.top1, testTop5: acc.top5, ...(emaAcc ? { emaTop1: emaAcc.top1, emaTop5: emaAcc.top5 } : {}) });
+    const record = { epoch, testTop1: acc.top1, testTop5: acc.top5, ...(emaAcc ? { emaTop1: emaAcc.top1, emaTop5: emaAcc.top5 } : {}) };
+    state.writeMetrics(record, again ? { unlessLogged: 'testTop1' } : {});
     if (evaluates)
       log(
         `${afterProgress()}epoch ${epoch}: test top-1 ${(100 * acc.top1).toFixed(2)}%, top-5 ${(100 * acc.top5).toFixed(2)}%` +
@@ -233,8 +234,9 @@ export async function finetune(o: FinetuneOptions, data: FinetuneData, hooks: Fi
         onEpochEnd: async (done, state) => {
           if (o.evalEvery > 0 && done % o.evalEvery === 0) await evaluate(done, state);
         },
-        onFinish: async (epochs, state) => {
-          end.final = await evaluate(epochs, state);
+        // (again: a run killed after its last checkpoint, before finetune.json: evaluated again for it)
+        onFinish: async (epochs, state, again) => {
+          end.final = await evaluate(epochs, state, again);
         },
       },
       { ...o, device, group },

@@ -11,7 +11,7 @@ import type { Split } from '../data';
 import type { EncoderConfig } from '../semaim';
 import { Progress } from '../run/progress';
 import { processDevice, setProcessThreads } from '../run/device';
-import { writeFileAtomic } from '../util/safe-write';
+import { writeFilesAtomic } from '../util/safe-write';
 import type { ClassifierConfig } from './classifier';
 import { loadPredictor, resolvePredictor } from './classifier-source';
 import { Accuracy, AccuracyTally } from './accuracy';
@@ -173,8 +173,11 @@ export async function predict(o: PredictOptions): Promise<PredictResult> {
       seconds,
       predictions,
     };
-    writeFileAtomic(predictCsvPath(out), formatCsv(list, k));
-    writeFileAtomic(out, formatList(list));
+    // both or (a full disk) neither: an earlier run's list never sits beside this run's table
+    writeFilesAtomic([
+      [predictCsvPath(out), formatCsv(list, k)],
+      [out, formatList(list)],
+    ]);
     if (skipped.length) warn(`predict: skipped ${skipped.length} unreadable image${skipped.length === 1 ? '' : 's'} (listed in ${out})`);
     return { path: out, csvPath: predictCsvPath(out), count: predictions.length, skipped: skipped.length, accuracy: list.accuracy, seconds };
   } finally {

@@ -2,6 +2,7 @@
 // run the protocol, write `<out-dir>/<command>.json` and return the short table. Data-parallel (a
 // process group), every rank extracts its slices, classifies or trains on its shard, and rank 0 alone
 // reports and writes.
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { OptionError } from '../util/options';
 import { saveTensors } from '../io';
@@ -266,8 +267,11 @@ export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories, g
       seconds: (Date.now() - t0) / 1000,
       details: { lr: r.lr, history: r.history },
     });
-    const path = writeResult(outDir, result);
+    // the probe first: linprobe.json, written last, says both are complete (a full disk or a kill between
+    // them left a new linprobe.json beside the earlier run's probe)
+    mkdirSync(outDir, { recursive: true });
     saveTensors(`${outDir}/probe.safetensors`, r.probe.stateDict(), { format: 'semaim.linprobe/1', encoderSha256: loaded.source.sha256 });
+    const path = writeResult(outDir, result);
     return { result, path, table: formatResult(result) };
   } finally {
     r.probe.dispose();

@@ -12,7 +12,7 @@ import { encoderWeights, vitToOnnx, OPSET } from './vit-onnx';
 import { classifierConfigJson, modelConfigJson, preprocessorConfigJson } from './hf-config';
 import { isFinetuneFolder, loadClassifier, resolveClassifier } from '../eval/classifier-source';
 import { evalPreprocessing } from './preprocessing';
-import { writeFileAtomic } from '../util/safe-write';
+import { writeFilesAtomic } from '../util/safe-write';
 import { guardOutputs } from '../io/outputs';
 
 export interface OnnxOptions {
@@ -101,10 +101,13 @@ export function exportOnnx(source: string, outDir: string, o: OnnxOptions): Onnx
   const [model, config, pre] = onnxExportFiles(outDir, o.dtype);
   guardOutputs([model, config, pre], m.weights);
   mkdirSync(join(outDir, 'onnx'), { recursive: true });
-  writeFileAtomic(model, m.bytes);
   const info = { [m.classNames ? 'classifier' : 'encoder']: m.config, dtype: o.dtype, opset: OPSET, outputs: m.outputs, sourceSha256: m.sourceSha256 };
   const json = m.classNames ? classifierConfigJson(m.config, m.classNames, info) : modelConfigJson(m.config, info);
-  writeFileAtomic(config, JSON.stringify(json, null, 2) + '\n');
-  writeFileAtomic(pre, JSON.stringify(preprocessorConfigJson(evalPreprocessing(m.config.imgSize)), null, 2) + '\n');
+  // all three, or (a full disk) none: an earlier export's config never describes a new model
+  writeFilesAtomic([
+    [model, m.bytes],
+    [config, JSON.stringify(json, null, 2) + '\n'],
+    [pre, JSON.stringify(preprocessorConfigJson(evalPreprocessing(m.config.imgSize)), null, 2) + '\n'],
+  ]);
   return { dir: outDir, model, modelBytes: m.bytes.length, files: [model, config, pre] };
 }

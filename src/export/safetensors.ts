@@ -19,7 +19,7 @@ import {
 } from '../semaim';
 import type { Tensor } from '../torch';
 import { guardOutputs } from '../io/outputs';
-import { writeFileAtomic } from '../util/safe-write';
+import { stageFile, StagedFile } from '../util/safe-write';
 
 /** The files exportEncoder writes for `out`. */
 export function encoderExportFiles(out: string): string[] {
@@ -95,16 +95,23 @@ function exportEncoderFile(source: string, out: string): { weights: string; conf
 /** Writes the encoder's tensors (disposing them) and its config JSON. */
 function writeEncoder(tensors: Map<string, Tensor>, enc: EncoderConfig, source: string, [weights, config]: string[]) {
   mkdirSync(dirname(weights), { recursive: true }); // as the ONNX and web exports create theirs
+  // the config staged first and put in place after the weights: a full disk at either leaves the earlier
+  // pair as it was (the config written after the weights failed beside the new weights: loaders read it first)
+  let staged: StagedFile | null = null;
   try {
+    staged = stageFile(config, JSON.stringify(exportedConfigJson(enc), null, 2));
     saveTensors(weights, tensors, {
       format: 'pt',
       config: JSON.stringify(enc),
       source,
       note: 'timm VisionTransformer(img_size, patch_size, embed_dim, depth, num_heads, mlp_ratio, num_classes=0, global_pool="token")',
     });
+  } catch (e) {
+    staged?.abort();
+    throw e;
   } finally {
     disposeAll(tensors);
   }
-  writeFileAtomic(config, JSON.stringify(exportedConfigJson(enc), null, 2));
+  staged.commit();
   return { weights, config, tensors: tensors.size };
 }

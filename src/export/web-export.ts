@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { exportAsset, packageVersion } from './assets';
 import { FloatType } from './onnx-graph';
 import { onnxModelOf } from './onnx-export';
-import { writeFileAtomic } from '../util/safe-write';
+import { writeFileAtomic, writeFilesAtomic } from '../util/safe-write';
 import { evalPreprocessing } from './preprocessing';
 import { OPSET } from './vit-onnx';
 import { guardOutputs } from '../io/outputs';
@@ -55,7 +55,6 @@ export function exportWeb(source: string, outDir: string, o: { dtype: FloatType;
   const m = onnxModelOf(source, { dtype: o.dtype, attention: true, verify: o.verify });
   guardOutputs(webExportFiles(outDir), m.weights);
   mkdirSync(join(outDir, 'ort'), { recursive: true });
-  writeFileAtomic(join(outDir, 'model.onnx'), m.bytes);
   const info = {
     encoder: m.config,
     dtype: o.dtype,
@@ -66,7 +65,11 @@ export function exportWeb(source: string, outDir: string, o: { dtype: FloatType;
     semaim: packageVersion(),
     onnxruntimeWeb: ort.version,
   };
-  writeFileAtomic(join(outDir, 'model.json'), JSON.stringify(info, null, 2) + '\n');
+  // the model and what describes it, both or (a full disk) neither
+  writeFilesAtomic([
+    [join(outDir, 'model.onnx'), m.bytes],
+    [join(outDir, 'model.json'), JSON.stringify(info, null, 2) + '\n'],
+  ]);
   for (const f of PAGE_FILES) writeFileAtomic(join(outDir, f), readFileSync(exportAsset(join('web', f))));
   for (const f of ORT_FILES) writeFileAtomic(join(outDir, 'ort', f), readFileSync(join(ort.dist, f)));
   writeFileAtomic(

@@ -6,6 +6,7 @@
 // tiled exactly, as strict readers (Python's safetensors) demand.
 import * as fs from 'node:fs';
 import { DType, DTYPE_TO_SAFETENSORS, TensorEntry, tensorByteLength } from './safetensors';
+import { writeError } from '../util/safe-write';
 
 const STOP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
 
@@ -54,7 +55,11 @@ export class SafetensorsRowWriter {
     this.path = path;
     this.partialPath = `${path}.partial`;
     this.dataStart = headerBytes({}, o.headerReserve ?? 65536).byteLength;
-    this.fd = fs.openSync(this.partialPath, 'w+');
+    try {
+      this.fd = fs.openSync(this.partialPath, 'w+');
+    } catch (e) {
+      throw writeError(path, e);
+    }
     for (const s of STOP_SIGNALS) process.on(s, this.onSignal);
   }
 
@@ -85,7 +90,11 @@ export class SafetensorsRowWriter {
     if (bytes.byteLength % this.rowBytes !== 0) {
       throw new Error(`SafetensorsRowWriter: ${bytes.byteLength} bytes are not whole rows of ${this.rowBytes} bytes ('${this.spec.name}')`);
     }
-    writeAll(this.fd, bytes, this.dataStart + this.count * this.rowBytes);
+    try {
+      writeAll(this.fd, bytes, this.dataStart + this.count * this.rowBytes);
+    } catch (e) {
+      throw writeError(this.path, e);
+    }
     this.count += bytes.byteLength / this.rowBytes;
   }
 
@@ -125,7 +134,7 @@ export class SafetensorsRowWriter {
       return this.path;
     } catch (e) {
       this.abort();
-      throw e;
+      throw writeError(this.path, e);
     }
   }
 

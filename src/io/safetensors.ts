@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { isJsonObject, jsonBrief } from '../util/json-file';
+import { removeDeadTemps, writeError } from '../util/safe-write';
 import { readAt as readFully } from './read-at';
 import { checkStorage, isZipMagic, readPytorchHeaderFd, refuseLegacyTorchSave, type StorageChecksum } from './pytorch-file';
 
@@ -203,9 +204,11 @@ export function writeSafetensors(path: string, tensors: TensorSource, metadata?:
   const items = normalizeSource(tensors);
   const tmp = `${path}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
   const staging = `${tmp}.data`;
-  let fd: number | undefined = fs.openSync(tmp, 'wx');
+  let fd: number | undefined;
   let sfd: number | undefined;
   try {
+    removeDeadTemps(path);
+    fd = fs.openSync(tmp, 'wx');
     if (items.every(([, item]) => typeof item !== 'function')) {
       const specs = items.map(([name, item]) => {
         const e = item as TensorEntry | LazyTensorEntry;
@@ -242,7 +245,7 @@ export function writeSafetensors(path: string, tensors: TensorSource, metadata?:
     if (sfd !== undefined) fs.closeSync(sfd);
     fs.rmSync(tmp, { force: true });
     fs.rmSync(staging, { force: true });
-    throw e;
+    throw writeError(path, e);
   }
   // Make the rename itself durable; not possible on every platform, so best effort.
   try {

@@ -11,6 +11,7 @@ import { constants, cpSync, existsSync, mkdirSync, renameSync, rmSync, writeFile
 import { join } from 'node:path';
 import { saveTensors } from '../io';
 import { namesOfDeadProcesses } from '../util/process-alive';
+import { writeError } from '../util/safe-write';
 import {
   CheckpointContents,
   LoadedCheckpoint,
@@ -38,9 +39,7 @@ function writing<T>(path: string, fn: () => T): T {
   try {
     return fn();
   } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    const hint = err.code === 'ENOSPC' ? ' (the disk is full: free space, or use --keep-last 1 / another --out-dir)' : '';
-    throw new Error(`cannot write ${path}: ${err.message}${hint}`, { cause: e });
+    throw writeError(path, e, 'free space, or use --keep-last 1 / another --out-dir');
   }
 }
 

@@ -85,8 +85,12 @@ export interface TrainJob<B> {
   best: { score(state: TrainState): number | null; lowerIsBetter: boolean };
   /** At an epoch end that is not the run's end, before its checkpoint (e.g. a test-set evaluation). */
   onEpochEnd?(epochsDone: number, state: TrainState): Promise<void>;
-  /** After the last step unless the run stopped on a signal or a non-finite loss, before the final checkpoint. */
-  onFinish?(epochsDone: number, state: TrainState): Promise<void>;
+  /**
+   * After the last step unless the run stopped on a signal or a non-finite loss, before the final checkpoint;
+   * `again` when the run had finished already (started again: a process killed after its last checkpoint
+   * but before the job's end, e.g. fine-tuning's result file, gets that end now).
+   */
+  onFinish?(epochsDone: number, state: TrainState, again: boolean): Promise<void>;
 }
 
 export interface LoopHooks {
@@ -147,7 +151,11 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
   if (state.step >= totalSteps) {
     log(`nothing to do: the run in ${run.outDir} already reached step ${state.step} of ${totalSteps} (checkpoint ${state.lastCheckpoint})`);
     state.stoppedBy = totalSteps < plannedSteps ? 'maxSteps' : 'finished';
-    state.dispose();
+    try {
+      if (state.stoppedBy === 'finished') await job.onFinish?.(Number((state.step / perEpoch).toFixed(4)), state, true);
+    } finally {
+      state.dispose();
+    }
     return result();
   }
   const releaseSignals = catchStopSignals(stop, log);
@@ -237,7 +245,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
     // The end: the last metrics window, the job's final evaluation, the last checkpoint.
     if (state.stoppedBy !== 'nonfinite') {
       await state.flushMetrics(state.step / perEpoch);
-      if (state.stoppedBy !== 'signal') await job.onFinish?.(Number((state.step / perEpoch).toFixed(4)), state);
+      if (state.stoppedBy !== 'signal') await job.onFinish?.(Number((state.step / perEpoch).toFixed(4)), state, false);
       if (state.savedStep !== state.step) await state.save(Math.floor(state.step / perEpoch), (state.step % perEpoch) * accum);
     }
   } finally {

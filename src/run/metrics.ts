@@ -17,7 +17,7 @@ import {
   truncateSync,
 } from 'node:fs';
 import { isJsonObject } from '../util/json-file';
-import { appendNoFollow } from '../util/safe-write';
+import { appendNoFollow, removeDeadTemps, writeError } from '../util/safe-write';
 import { dirname } from 'node:path';
 
 const CHUNK = 1 << 16;
@@ -116,6 +116,18 @@ export class MetricsLog {
     appendNoFollow(this.path, JSON.stringify({ time: new Date().toISOString(), ...record }) + '\n');
   }
 
+  /** Whether a record of `step` holds `key` (read from the end back to the records before `step`). */
+  has(step: number, key: string): boolean {
+    if (!existsSync(this.path)) return false;
+    for (const { line } of linesFromEnd(this.path)) {
+      const r = parseRecord(line) as { step?: unknown } | null;
+      if (!r || typeof r.step !== 'number') continue;
+      if (r.step < step) break;
+      if (r.step === step && key in r) return true;
+    }
+    return false;
+  }
+
   /**
    * Drops the records of steps after `step` (a resumed run computes them again), and with `lossLinesAt`
    * the loss lines of that step too (a line a stopped run wrote off the --log-every cadence). Returns how
@@ -142,8 +154,9 @@ export class MetricsLog {
       .reverse()
       .map((t) => t.line + '\n')
       .join('');
-    const tmp = `${this.path}.tmp-${process.pid}`;
+    const tmp = `${this.path}.tmp-${process.pid}-0`;
     try {
+      removeDeadTemps(this.path); // of a process killed while truncating
       rmSync(tmp, { force: true }); // (a link planted there goes, not what it points to)
       copyFileSync(this.path, tmp, constants.COPYFILE_EXCL); // the kept lines before the cut, byte for byte
       truncateSync(tmp, cut);
@@ -151,7 +164,7 @@ export class MetricsLog {
       renameSync(tmp, this.path);
     } catch (e) {
       rmSync(tmp, { force: true });
-      throw e;
+      throw writeError(this.path, e);
     }
     return dropped;
   }

@@ -6,10 +6,13 @@
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { closeSync, linkSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
-import { processAlive } from '../util/process-alive';
+import { closeSync, linkSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { namesOfDeadProcesses, processAlive } from '../util/process-alive';
+import { writeError } from '../util/safe-write';
 
 export const LOCK_FILE = 'run.lock';
+/** The lock's (or a takeover marker's) text before it is linked or renamed into place: `<name>.<pid>.draft`. */
+const DRAFT = /^run\.lock(?:\.takeover-[0-9a-f]{16})?\.(\d+)\.draft$/;
 
 interface Holder {
   pid: number;
@@ -44,8 +47,8 @@ function parseHolder(text: string): Holder | null {
  */
 function createWhole(path: string, text: string): boolean {
   const draft = `${path}.${process.pid}.draft`;
-  writeFileSync(draft, text);
   try {
+    writeFileSync(draft, text);
     linkSync(draft, path);
     return true;
   } catch (e) {
@@ -67,7 +70,7 @@ function createWhole(path: string, text: string): boolean {
     }
     return true;
   } finally {
-    unlinkSync(draft);
+    rmSync(draft, { force: true });
   }
 }
 
@@ -97,8 +100,13 @@ function take(path: string, mine: string, depth: number): true | Holder {
     try {
       if (readText(path) !== text) continue; // taken over already (this marker is a later one)
       const draft = `${path}.${process.pid}.draft`;
-      writeFileSync(draft, mine);
-      renameSync(draft, path);
+      try {
+        writeFileSync(draft, mine);
+        renameSync(draft, path);
+      } catch (e) {
+        rmSync(draft, { force: true });
+        throw e;
+      }
       return true;
     } finally {
       unlinkSync(marker);
@@ -118,10 +126,17 @@ export class RunLock {
 
   /** Takes the lock of `outDir` (creating the folder), or throws naming the process that holds it. */
   static acquire(outDir: string): RunLock {
-    mkdirSync(outDir, { recursive: true });
     const path = join(outDir, LOCK_FILE);
     const mine = JSON.stringify({ pid: process.pid, host: hostname(), since: new Date().toISOString() });
-    const h = take(path, mine, 0);
+    let h: true | Holder;
+    try {
+      mkdirSync(outDir, { recursive: true });
+      // drafts of processes killed while writing them (a kill -9 between writing and removing one)
+      for (const f of namesOfDeadProcesses(outDir, DRAFT)) rmSync(join(outDir, f), { force: true });
+      h = take(path, mine, 0);
+    } catch (e) {
+      throw writeError(path, e);
+    }
     if (h === true) return new RunLock(path);
     const who = `process ${h.pid} on ${h.host === hostname() ? 'this machine' : `host ${h.host}`}, since ${h.since}`;
     throw new Error(`${outDir} is in use by another semaim run (${who}): wait for it, or use another --out-dir; if that process is gone, delete ${path}`);

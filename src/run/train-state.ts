@@ -389,9 +389,14 @@ export class TrainState {
     return finite && Number.isFinite(mean);
   }
 
-  /** Records more metrics (e.g. a test-set evaluation) at the current step. */
-  writeMetrics(record: Record<string, unknown>): void {
-    if (this.writes) this.metrics.write({ step: this.step, ...record });
+  /**
+   * Records more metrics (e.g. a test-set evaluation) at the current step; with `unlessLogged`, not when a
+   * record of this step holds that key already (a finished run's end done again).
+   */
+  writeMetrics(record: Record<string, unknown>, o: { unlessLogged?: string } = {}): void {
+    if (!this.writes) return;
+    if (o.unlessLogged !== undefined && this.metrics.has(this.step, o.unlessLogged)) return;
+    this.metrics.write({ step: this.step, ...record });
   }
 
   dispose(): void {

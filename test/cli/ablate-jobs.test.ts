@@ -46,3 +46,34 @@ test('a signal to the ablate --jobs parent reaches its shard processes, and the 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a log that cannot be written (a full disk) does not kill the ablate --jobs parent: it reports the child with its last lines', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-log-'));
+  try {
+    const child = join(dir, 'child.js');
+    writeFileSync(child, `process.stderr.write('semaim: cannot write x/model.safetensors: ENOSPC\\n'); process.exit(1);`);
+    const jobs = JSON.stringify(join(__dirname, '..', '..', 'src', 'cli', 'ablate-jobs'));
+    // every write to a log fails as on a full disk (the WriteStream calls fs.write / fs.writev)
+    const parent = `const fs = require('node:fs');
+      const full = (...a) => { const cb = a.pop(); process.nextTick(cb, Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' })); };
+      fs.write = full; fs.writev = full;
+      require(${jobs}).runShardProcesses(
+        { command: [process.execPath, ${JSON.stringify(child)}], argv: [], outDir: ${JSON.stringify(dir)}, jobs: 1, threads: 1, log: () => {} },
+        ['0/1'], {},
+      ).catch((e) => { process.stdout.write('reported: ' + e.message); process.exitCode = 1; });`;
+    const p = spawn(process.execPath, ['-e', parent], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (b) => (out += b));
+    p.stderr.on('data', (b) => (err += b));
+    const code = await new Promise((resolve) => p.on('exit', resolve));
+    assert.equal(code, 1, err);
+    assert.match(
+      out,
+      /^reported: shard-0-of-1 exited with code 1; cannot write .*logs\/shard-0-of-1\.log: ENOSPC.*; its last lines: semaim: cannot write x\/model\.safetensors: ENOSPC$/,
+      `stdout: ${out}\nstderr: ${err}`,
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

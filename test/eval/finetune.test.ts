@@ -191,6 +191,22 @@ test('fine-tuning learns the toy task and writes finetune.json', async () => {
   assert.match(json.details.finetuneSha256, /^[0-9a-f]{64}$/);
   assert.ok(existsSync(join(json.details.finetuneCheckpoint, 'model.safetensors')));
   assert.match(r.table, /\| fine-tune \(36 steps\) \|/);
+
+  // killed after its last checkpoint, before finetune.json: the same command evaluates that checkpoint
+  // and writes it (it said 'nothing to do' and 'run again to continue', forever), logging no second record
+  rmSync(r.path);
+  const lines: string[] = [];
+  const again = await runFinetune(o, memoryFactories(train, testData), { log: (l) => lines.push(l) });
+  assert.match(lines.join('\n'), /nothing to do: .* already reached step 36 of 36/);
+  assert.ok(again.result && again.path && existsSync(again.path), 'finetune.json written again');
+  const json2 = JSON.parse(readFileSync(again.path, 'utf8'));
+  for (const k of ['top1', 'top5', 'perClass', 'checkpoint', 'details']) assert.deepEqual(json2[k], json[k], k);
+  const evals = readMetrics(join(dir, 'run', 'metrics.jsonl')).filter((m) => 'testTop1' in m);
+  assert.deepEqual(
+    evals.map((m) => m.step),
+    [36],
+    'one final evaluation record',
+  );
   rmSync(dir, { recursive: true, force: true });
 });
 

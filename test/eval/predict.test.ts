@@ -95,6 +95,36 @@ test('predict: accuracy equals finetune’s for its checkpoint; top-k per image;
     assert.equal(r.count, 4);
     assert.equal(r.accuracy, null);
     assert.equal(readFileSync(join(root, 'pred', 'u.csv'), 'utf8').split('\n')[0], 'path,class1,p1');
+    // again over them, top-2, on a disk that fills at u.json: u.csv is not left top-2 beside a top-1 u.json
+    const pairBefore = ['u.json', 'u.csv'].map((f) => readFileSync(join(root, 'pred', f), 'utf8'));
+    const fs = require('node:fs') as typeof import('node:fs');
+    const writeFileSync0 = fs.writeFileSync;
+    fs.writeFileSync = ((...args: Parameters<typeof writeFileSync0>) => {
+      if (/u\.json\.tmp-/.test(String(args[0]))) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+      return writeFileSync0(...args);
+    }) as typeof fs.writeFileSync;
+    try {
+      await assert.rejects(
+        quiet(() =>
+          predict({
+            checkpoint: join(ft, 'checkpoints', 'best'),
+            images: join(root, 'data', 'test', 'green'),
+            out: unlabelled,
+            topK: 2,
+            threads: 1,
+            numWorkers: 0,
+          }),
+        ),
+        /cannot write .*u\.json: ENOSPC/,
+      );
+    } finally {
+      fs.writeFileSync = writeFileSync0;
+    }
+    assert.deepEqual(
+      ['u.json', 'u.csv'].map((f) => readFileSync(join(root, 'pred', f), 'utf8')),
+      pairBefore,
+      'the earlier pair',
+    );
 
     // refused before any image is read: an encoder, a pre-training-style checkpoint, an output in the checkpoint
     assert.throws(() => resolveClassifier(encoder), /expected a fine-tuning run folder/);

@@ -57,6 +57,25 @@ test('knn and linprobe write a result JSON with accuracies, config, checkpoint p
   assert.equal(lj.details.history.length, 5);
   assert.equal(lj.details.lr, (0.5 * 16) / 256);
   assert.ok(existsSync(join(dir, 'lp', 'probe.safetensors')));
+
+  // the same probe again, 3 epochs, on a disk that fills at probe.safetensors: the earlier linprobe.json
+  // and probe stay a pair (the new linprobe.json was written first, beside the old probe)
+  const sha256 = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
+  const pair = () => [sha256(lr.path), sha256(join(dir, 'lp', 'probe.safetensors'))];
+  const before = pair();
+  const fs = require('node:fs') as typeof import('node:fs');
+  const openSync = fs.openSync;
+  fs.openSync = ((...args: Parameters<typeof openSync>) => {
+    if (/probe\.safetensors\.tmp-/.test(String(args[0])))
+      throw Object.assign(new Error(`ENOSPC: no space left on device, open '${args[0]}'`), { code: 'ENOSPC' });
+    return openSync(...args);
+  }) as typeof fs.openSync;
+  try {
+    await assert.rejects(runLinprobe({ ...lo, epochs: 3 }, f), /cannot write .*probe\.safetensors: ENOSPC/);
+  } finally {
+    fs.openSync = openSync;
+  }
+  assert.deepEqual(pair(), before, 'linprobe.json and probe.safetensors as the first run wrote them');
   rmSync(dir, { recursive: true, force: true });
 });
 

@@ -110,3 +110,28 @@ test('processes starting at the same moment on one folder: exactly one takes it 
     }
   }
 });
+
+test('a full disk while taking the lock names run.lock and leaves no draft; drafts of killed starters are removed', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-lock-full-'));
+  const fs = require('node:fs') as typeof import('node:fs');
+  const writeFileSync0 = fs.writeFileSync;
+  try {
+    fs.writeFileSync = ((path: string) => {
+      writeFileSync0(path, ''); // created, nothing written: the disk is full
+      throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', syscall: 'write' });
+    }) as typeof fs.writeFileSync;
+    try {
+      assert.throws(() => RunLock.acquire(dir), /^Error: cannot write .*run\.lock: ENOSPC: no space left on device, write \(the disk is full/);
+    } finally {
+      fs.writeFileSync = writeFileSync0;
+    }
+    assert.deepEqual(readdirSync(dir), [], 'no draft left');
+    const dead = 2 ** 22 + 1; // above Linux's pid_max
+    for (const f of [`${LOCK_FILE}.${dead}.draft`, `${LOCK_FILE}.takeover-0123456789abcdef.${dead}.draft`]) writeFileSync(join(dir, f), holder(dead));
+    const lock = RunLock.acquire(dir);
+    assert.deepEqual(readdirSync(dir), [LOCK_FILE], 'a kill -9 between writing a draft and removing it left them');
+    lock.release();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

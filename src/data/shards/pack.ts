@@ -15,7 +15,7 @@ import { pack as tarPack } from 'tar-stream';
 import { imageFolder } from '../sources/folder';
 import { permutation } from '../rng';
 import { INDEX_FILE, INDEX_FORMAT, type ShardEntry, type ShardIndexFile } from './shard-index';
-import { writeFileAtomic } from '../../util/safe-write';
+import { writeError, writeFileAtomic } from '../../util/safe-write';
 import { isShardFile } from './paths';
 import { namesOfDeadProcesses } from '../../util/process-alive';
 
@@ -90,7 +90,7 @@ async function writeShard(path: string, members: Array<{ name: string; data: Buf
     renameSync(tmp, path);
   } catch (e) {
     rmSync(tmp, { force: true });
-    throw e;
+    throw writeError(path, e);
   } finally {
     for (const s of STOP_SIGNALS) process.off(s, onSignal);
   }
@@ -119,36 +119,47 @@ export async function packImageFolder(o: PackOptions): Promise<PackResult> {
   const entries: ShardEntry[] = [];
   const shards: string[] = [];
   let bytes = 0;
-  for (let start = 0, k = 0; start < n; start += shardSize, k++) {
-    const members: Array<{ name: string; data: Buffer }> = [];
-    let maxLabel = -1;
-    for (let t = start; t < Math.min(n, start + shardSize); t++) {
-      const i = order[t];
-      const rel = ds.relativePath(i);
-      const label = ds.label(i);
-      const key = sampleKey(t);
-      let ext = extname(rel).slice(1).toLowerCase();
-      if (ext === 'jfif') ext = 'jpg';
-      members.push({ name: `${key}.${ext}`, data: readFileSync(join(input, rel)) });
-      members.push({ name: `${key}.cls`, data: Buffer.from(`${label}\n`) });
-      if (o.json) members.push({ name: `${key}.json`, data: Buffer.from(JSON.stringify({ label, class: ds.classes[label], path: rel }) + '\n') });
-      maxLabel = Math.max(maxLabel, label);
-    }
-    const file = shardName(k);
-    const path = join(output, file);
-    await writeShard(path, members);
-    const size = statSync(path).size;
-    bytes += size;
-    const count = Math.min(n, start + shardSize) - start;
-    entries.push({ file, bytes: size, samples: count, labelled: count, maxLabel });
-    shards.push(path);
-    o.onProgress?.(Math.min(n, start + shardSize), n);
+  // A pack that fails (a full disk, an unreadable image) removes the shards it wrote: a part of the set
+  // without index.json would read as a smaller data set, and made the next start ask for --overwrite.
+  try {
+    return await packShards();
+  } catch (e) {
+    for (const p of shards) rmSync(p, { force: true });
+    throw e;
   }
-  const index: ShardIndexFile = { format: INDEX_FORMAT, classes: [...ds.classes], source: input, samples: n, shards: entries };
-  const indexPath = join(output, INDEX_FILE);
-  writeFileAtomic(indexPath, JSON.stringify(index, null, 1) + '\n');
-  const last = shards.length - 1;
-  const pattern =
-    shards.length === 1 ? join(output, shardName(0)) : join(output, `shard-{${String(0).padStart(6, '0')}..${String(last).padStart(6, '0')}}.tar`);
-  return { output, shards, samples: n, classes: [...ds.classes], bytes, index: indexPath, pattern };
+
+  async function packShards(): Promise<PackResult> {
+    for (let start = 0, k = 0; start < n; start += shardSize, k++) {
+      const members: Array<{ name: string; data: Buffer }> = [];
+      let maxLabel = -1;
+      for (let t = start; t < Math.min(n, start + shardSize); t++) {
+        const i = order[t];
+        const rel = ds.relativePath(i);
+        const label = ds.label(i);
+        const key = sampleKey(t);
+        let ext = extname(rel).slice(1).toLowerCase();
+        if (ext === 'jfif') ext = 'jpg';
+        members.push({ name: `${key}.${ext}`, data: readFileSync(join(input, rel)) });
+        members.push({ name: `${key}.cls`, data: Buffer.from(`${label}\n`) });
+        if (o.json) members.push({ name: `${key}.json`, data: Buffer.from(JSON.stringify({ label, class: ds.classes[label], path: rel }) + '\n') });
+        maxLabel = Math.max(maxLabel, label);
+      }
+      const file = shardName(k);
+      const path = join(output, file);
+      await writeShard(path, members);
+      shards.push(path);
+      const size = statSync(path).size;
+      bytes += size;
+      const count = Math.min(n, start + shardSize) - start;
+      entries.push({ file, bytes: size, samples: count, labelled: count, maxLabel });
+      o.onProgress?.(Math.min(n, start + shardSize), n);
+    }
+    const index: ShardIndexFile = { format: INDEX_FORMAT, classes: [...ds.classes], source: input, samples: n, shards: entries };
+    const indexPath = join(output, INDEX_FILE);
+    writeFileAtomic(indexPath, JSON.stringify(index, null, 1) + '\n');
+    const last = shards.length - 1;
+    const pattern =
+      shards.length === 1 ? join(output, shardName(0)) : join(output, `shard-{${String(0).padStart(6, '0')}..${String(last).padStart(6, '0')}}.tar`);
+    return { output, shards, samples: n, classes: [...ds.classes], bytes, index: indexPath, pattern };
+  }
 }
