@@ -68,6 +68,8 @@ export interface ImageSetJob extends ImageSet {
   progress?: string | null;
   /** Receives warnings (unreadable images, the summary); default: stderr. */
   onWarning?: (line: string) => void;
+  /** Aborting it stops the job after the current batch: it rejects with the signal's reason and leaves no output files. */
+  signal?: AbortSignal;
 }
 
 export interface EmbedOptions extends ImageSetJob {
@@ -262,6 +264,7 @@ export async function embed(o: EmbedOptions): Promise<EmbedResult | null> {
     }
     progress = o.progress === null || rank !== 0 ? null : new Progress(o.progress ?? 'embed', ds.length);
     for await (const batch of loader.iterate(0)) {
+      o.signal?.throwIfAborted();
       const B = batch.shape[0];
       const [first] = plan.range(batch.index);
       const codes = Float64Array.from({ length: B }, (_, i) => rowCode(first + i, batch.indices[i], ds.length));
@@ -300,6 +303,7 @@ export async function embed(o: EmbedOptions): Promise<EmbedResult | null> {
       const done = Math.min(ds.length, seen * worldSize);
       progress?.update(done, { 'img/s': (done / Math.max((Date.now() - t0) / 1000, 1e-9)).toFixed(1), skipped: skipped.length });
     }
+    o.signal?.throwIfAborted();
     const ofRank = worldSize > 1 ? ` (rank ${rank} of ${worldSize}: its share of ${ds.length})` : '';
     if (seen !== mine) throw new Error(`embed: the loader gave ${seen} images, the dataset has ${mine}${ofRank}`);
     if (!writer) return null;

@@ -115,6 +115,7 @@ export async function predict(o: PredictOptions): Promise<PredictResult> {
   let seen = 0;
   try {
     for await (const batch of loader.iterate(0)) {
+      o.signal?.throwIfAborted();
       const B = batch.shape[0];
       const [first] = plan.range(batch.index);
       // the loader puts another image in place of an unusable one: that row is dropped here
@@ -149,6 +150,7 @@ export async function predict(o: PredictOptions): Promise<PredictResult> {
       seen += B;
       progress?.update(seen, { 'img/s': (seen / Math.max((Date.now() - t0) / 1000, 1e-9)).toFixed(1), skipped: skipped.length });
     }
+    o.signal?.throwIfAborted();
     if (seen !== ds.length) throw new Error(`predict: the loader gave ${seen} images, the dataset has ${ds.length}`);
     if (!predictions.length) throw new Error(`predict: no readable image in ${ds.root} (${skipped.length} skipped)`);
     const seconds = (Date.now() - t0) / 1000;

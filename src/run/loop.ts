@@ -94,6 +94,11 @@ export interface LoopHooks {
   onStep?: (step: number) => void;
   /** Set `requested` to stop at the next step boundary (a checkpoint is written first). */
   stop?: StopRequest;
+  /**
+   * Aborting it stops the run as SIGINT does: at the next step boundary, after a checkpoint (the result's
+   * stoppedBy is 'signal', without `signal`); the same job started again resumes from that checkpoint.
+   */
+  signal?: AbortSignal;
   log?: (line: string) => void;
   /** How a refused resume says to start afresh, for a command without --no-resume (default: another --out-dir, or --no-resume). */
   freshRunHint?: string;
@@ -151,6 +156,11 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
     return result();
   }
   const releaseSignals = catchStopSignals(stop, log);
+  const onAbort = () => {
+    stop.requested = true;
+  };
+  if (hooks.signal?.aborted) onAbort();
+  hooks.signal?.addEventListener('abort', onAbort, { once: true });
   const restoreCudnn = cudnnAutotune(run.device);
   const restoreSlice = setBatchSlice(rankSlice(group));
   let ddp: DistributedDataParallel | null = null;
@@ -244,6 +254,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
     ddp?.dispose();
     restoreSlice();
     releaseSignals();
+    hooks.signal?.removeEventListener('abort', onAbort);
     restoreCudnn();
     state.dispose();
   }

@@ -53,8 +53,16 @@ export function noWeightDecayNames(o: Pick<PretrainOptions, 'decayClsToken'>): s
   return o.decayClsToken ? ['pos_embed'] : ['cls_token', 'pos_embed'];
 }
 
-/** Pre-trains on `data` (which it closes when done). */
+/** Pre-trains on `data`, which it closes when done, also when it fails (a refused option included). */
 export async function pretrain(o: PretrainOptions, data: TrainData, hooks: PretrainHooks = {}): Promise<PretrainResult> {
+  try {
+    return await pretrainOn(o, data, hooks);
+  } finally {
+    await data.close();
+  }
+}
+
+async function pretrainOn(o: PretrainOptions, data: TrainData, hooks: PretrainHooks): Promise<PretrainResult> {
   validatePretrain(o);
   const cfg = modelConfigFrom(o);
   const group = hooks.group ?? null;
@@ -146,7 +154,6 @@ export async function pretrain(o: PretrainOptions, data: TrainData, hooks: Pretr
     );
     return { outDir: o.outDir, ...r };
   } finally {
-    await data.close();
     upload.dispose();
     staticStep?.dispose();
     optimizer.dispose();

@@ -244,3 +244,28 @@ test('an embed that fails after loading the encoder frees its tensors and leaves
   );
   assert.equal(live(), start);
 });
+
+test('an aborted embed stops before its next batch, rejects with the signal’s reason and leaves no output files', async () => {
+  const images = join(dir, 'abort-six');
+  for (let i = 0; i < 6; i++) write(join(images, `p${i}.png`), i === 2 ? 'not a png\n' : await encode(picture(32, 32, i), 32, 32, 3, 'png'));
+  const out = join(dir, 'aborted', 'x.safetensors');
+  const base = { checkpoint: encoderPath, images, out, batchSize: 2, numWorkers: 0, progress: null };
+  const live = torch.memoryStats().liveTensors;
+  await assert.rejects(embed({ ...base, onWarning: () => {}, signal: AbortSignal.abort() }), { name: 'AbortError' });
+  // aborted while it runs: the loader's warning about p2 (read for the second batch) aborts the job
+  const controller = new AbortController();
+  const warnings: string[] = [];
+  const job = embed({
+    ...base,
+    signal: controller.signal,
+    onWarning: (line) => {
+      warnings.push(line);
+      controller.abort(new Error('request cancelled'));
+    },
+  });
+  await assert.rejects(job, /request cancelled/);
+  assert.equal(warnings.length, 1, warnings.join('\n'));
+  const left = existsSync(join(dir, 'aborted')) ? readdirSync(join(dir, 'aborted')) : [];
+  assert.deepEqual(left, [], 'no features, list or partial file');
+  assert.equal(torch.memoryStats().liveTensors, live, 'the encoder is disposed');
+});

@@ -168,6 +168,36 @@ test('a corrupted latest checkpoint falls back to the previous one with a warnin
   rmSync(dir, { recursive: true, force: true });
 });
 
+test('an aborted AbortSignal stops the run at a step boundary after a checkpoint; the same job then resumes from it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-abort-'));
+  const controller = new AbortController();
+  const first = await pretrain(options(dir, { maxSteps: 9 }), memoryData(16, 4, 1), {
+    ...quiet,
+    signal: controller.signal,
+    onStep: (s) => {
+      if (s === 4) controller.abort();
+    },
+  });
+  assert.equal(first.stoppedBy, 'signal');
+  assert.equal(first.steps, 4);
+  assert.equal(first.signal, undefined);
+  assert.match(first.checkpoint ?? '', /step-0*4$/);
+  const again = await pretrain(options(dir, { maxSteps: 9 }), memoryData(16, 4, 1), quiet);
+  assert.equal(again.steps, 9);
+  // aborted before it starts: one step, its checkpoint, and the result says so
+  const early = await pretrain(options(join(dir, 'b'), { maxSteps: 9 }), memoryData(16, 4, 1), { ...quiet, signal: AbortSignal.abort() });
+  assert.deepEqual([early.stoppedBy, early.steps], ['signal', 1]);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('pretrain closes the data it is given when it refuses an option', async () => {
+  const data = memoryData(16, 4, 1);
+  let closed = 0;
+  const spy: TrainData = { ...data, epoch: (e, s) => data.epoch(e, s), close: () => void closed++ };
+  await assert.rejects(pretrain(options('/nonexistent/abc', { accumIter: 5 }), spy, quiet), (e: unknown) => e instanceof OptionError && e.key === 'accumIter');
+  assert.equal(closed, 1);
+});
+
 test('a NaN loss stops the run with a clear message and writes no checkpoint after it', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-nan-'));
   const lines: string[] = [];
