@@ -15,7 +15,7 @@ import type { StopReason } from '../run/loop';
 import type { StopSignal } from '../run/signals';
 import { FeatureSet, checkImageShape, disposeFeatures, extractFeatures, setSize } from './features';
 import { FinetuneHooks, finetune } from './finetune';
-import { KnnResult, knnClassify, parseKs } from './knn';
+import { KnnResult, knnClassifyAsync, parseKs } from './knn';
 import { LinprobeOptions, linprobeOnFeatures, linprobeOnline } from './linprobe';
 import {
   EvalCommonOptions,
@@ -151,7 +151,7 @@ export async function runKnn(o: KnnCommandOptions, f: DataFactories, group: Proc
     if (kmax > sizes.train) throw new OptionError('k', `k = ${kmax} exceeds the ${sizes.train} training images`);
   });
   try {
-    const results = knnClassify(ft.train, ft.test, {
+    const results = await knnClassifyAsync(ft.train, ft.test, {
       ks,
       temperature: o.temperature,
       numClasses: ft.numClasses,
