@@ -21,7 +21,7 @@ import { datasetIdentity } from '../data/factories';
 import type { ImageInputOptions } from '../data/options';
 import { EncoderSource, Pooling, VisionTransformer, loadEncoder, resolveEncoder } from '../semaim';
 import { Progress } from '../run/progress';
-import { processDevice, setProcessThreads } from '../run/device';
+import { processDevice, withProcessThreads } from '../run/device';
 import { type Precision } from '../run/precision';
 import { rankSlice, type ProcessGroup } from '../dist';
 import { SAME_ENCODER_AND_DATA_HINT, checkRanksAgree } from '../dist/agree';
@@ -220,6 +220,10 @@ async function gatherBatch(group: ProcessGroup | null, rows: torch.Tensor, codes
 export async function embed(o: EmbedOptions & { group?: undefined }): Promise<EmbedResult>;
 export async function embed(o: EmbedOptions): Promise<EmbedResult | null>;
 export async function embed(o: EmbedOptions): Promise<EmbedResult | null> {
+  return withProcessThreads(o.threads, () => embedJob(o));
+}
+
+async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
   checkEmbedOptions(o);
   const t0 = Date.now();
   const pooling = o.pooling ?? 'cls';
@@ -229,7 +233,6 @@ export async function embed(o: EmbedOptions): Promise<EmbedResult | null> {
   const group = o.group ?? null;
   const { rank, worldSize } = rankSlice(group);
   const device = processDevice(o.device ?? 'cpu', group);
-  setProcessThreads(o.threads);
   const source = resolveEncoder(o.checkpoint, { verify: o.verify });
   guardOutputs([o.out, embedListPath(o.out)], source.weights);
   const ds = embedDataset(o, source.config.imgSize);

@@ -10,7 +10,7 @@ import { transformsFor } from '../data';
 import type { Split } from '../data';
 import type { EncoderConfig } from '../semaim';
 import { Progress } from '../run/progress';
-import { processDevice, setProcessThreads } from '../run/device';
+import { processDevice, withProcessThreads } from '../run/device';
 import { writeFileAtomic } from '../util/safe-write';
 import type { ClassifierConfig } from './classifier';
 import { loadPredictor, resolvePredictor } from './classifier-source';
@@ -85,13 +85,16 @@ function formatList({ predictions, skipped, ...head }: PredictList): string {
 
 /** Predicts every image and writes the JSON and CSV (see the top of this file). */
 export async function predict(o: PredictOptions): Promise<PredictResult> {
+  return withProcessThreads(o.threads, () => predictJob(o));
+}
+
+async function predictJob(o: PredictOptions): Promise<PredictResult> {
   if (!o.out.endsWith('.json')) throw new Error(`predict: the output '${o.out}' must end in .json (the CSV goes beside it)`);
   if (!!o.images === !!o.dataset) throw new Error('predict: give either a folder of images (images) or a dataset (dataset), not both');
   const t0 = Date.now();
   const batchSize = o.batchSize ?? 256;
   const warn = o.onWarning ?? ((line: string) => process.stderr.write(`${line}\n`));
   const device = processDevice(o.device ?? 'cpu', null);
-  setProcessThreads(o.threads);
   const src = resolvePredictor(o.checkpoint, { verify: o.verify, encoder: o.encoder });
   const out = o.out;
   guardOutputs([out, predictCsvPath(out)], src.weights);

@@ -269,3 +269,22 @@ test('an aborted embed stops before its next batch, rejects with the signal’s 
   assert.deepEqual(left, [], 'no features, list or partial file');
   assert.equal(torch.memoryStats().liveTensors, live, 'the encoder is disposed');
 });
+
+test('embed gives libtorch back the thread count it had (a process-wide setting), also when it fails', async () => {
+  const images = join(dir, 'threads-two');
+  for (let i = 0; i < 2; i++) write(join(images, `p${i}.png`), await encode(picture(32, 32, i), 32, 32, 3, 'png'));
+  const before = torch.getNumThreads();
+  try {
+    torch.setNumThreads(1);
+    await embed({ checkpoint: encoderPath, images, out: join(dir, 'threads', 'x.safetensors'), threads: 2, progress: null });
+    assert.equal(torch.getNumThreads(), 1);
+    write(join(dir, 'threads-file'), 'not a folder\n');
+    await assert.rejects(
+      embed({ checkpoint: encoderPath, images, out: join(dir, 'threads-file', 'sub', 'x.safetensors'), threads: 2, progress: null }),
+      /ENOTDIR/,
+    );
+    assert.equal(torch.getNumThreads(), 1);
+  } finally {
+    torch.setNumThreads(before);
+  }
+});

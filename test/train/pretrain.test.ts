@@ -198,6 +198,19 @@ test('pretrain closes the data it is given when it refuses an option', async () 
   assert.equal(closed, 1);
 });
 
+test('pretrain gives libtorch back the thread count it had (a process-wide setting)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-threads-'));
+  const before = torch.getNumThreads();
+  try {
+    torch.setNumThreads(2);
+    await pretrain(options(dir, { maxSteps: 1, threads: 1 }), memoryData(16, 4, 1), quiet);
+    assert.equal(torch.getNumThreads(), 2);
+  } finally {
+    torch.setNumThreads(before);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a NaN loss stops the run with a clear message and writes no checkpoint after it', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-nan-'));
   const lines: string[] = [];
