@@ -66,6 +66,8 @@ export interface ImageSetJob extends ImageSet {
   verify?: boolean;
   /** Progress bar label; null for none. Default: the job's name ('embed', 'predict'). */
   progress?: string | null;
+  /** Called after every batch with the images done so far and their total (progress for a program, with or without the bar). */
+  onProgress?: (done: number, total: number) => void;
   /** Receives warnings (unreadable images, the summary); default: stderr. */
   onWarning?: (line: string) => void;
   /** Aborting it stops the job after the current batch: it rejects with the signal's reason and leaves no output files. */
@@ -305,6 +307,7 @@ async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
       }
       const done = Math.min(ds.length, seen * worldSize);
       progress?.update(done, { 'img/s': (done / Math.max((Date.now() - t0) / 1000, 1e-9)).toFixed(1), skipped: skipped.length });
+      o.onProgress?.(done, ds.length);
     }
     o.signal?.throwIfAborted();
     const ofRank = worldSize > 1 ? ` (rank ${rank} of ${worldSize}: its share of ${ds.length})` : '';

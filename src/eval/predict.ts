@@ -152,6 +152,7 @@ async function predictJob(o: PredictOptions): Promise<PredictResult> {
       });
       seen += B;
       progress?.update(seen, { 'img/s': (seen / Math.max((Date.now() - t0) / 1000, 1e-9)).toFixed(1), skipped: skipped.length });
+      o.onProgress?.(seen, ds.length);
     }
     o.signal?.throwIfAborted();
     if (seen !== ds.length) throw new Error(`predict: the loader gave ${seen} images, the dataset has ${ds.length}`);

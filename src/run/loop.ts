@@ -18,10 +18,10 @@ import { cudnnAutotune } from './cudnn-autotune';
 import { StopRequest, StopSignal, catchStopSignals } from './signals';
 import type { OptionTable } from '../util/options';
 import { DistributedDataParallel, GradCompression, ProcessGroup, rankSlice } from '../dist';
-import { TrainState, StopReason } from './train-state';
+import { TrainState, StopReason, type MetricsRecord } from './train-state';
 import { afterProgress } from './progress';
 
-export type { StopReason };
+export type { StopReason, MetricsRecord };
 
 /** The run settings every trainer has (its option table has these keys). */
 export interface LoopSettings {
@@ -92,6 +92,10 @@ export interface TrainJob<B> {
 export interface LoopHooks {
   /** Called after every optimiser step with the step number (tests use it to interrupt runs). */
   onStep?: (step: number) => void;
+  /** Called with every line written to metrics.jsonl (rank 0), as it is written. */
+  onMetrics?: (record: MetricsRecord) => void;
+  /** false: no progress line on stderr (default true: redrawn on a terminal, a plain line every 5 s otherwise). */
+  progress?: boolean;
   /** Set `requested` to stop at the next step boundary (a checkpoint is written first). */
   stop?: StopRequest;
   /**
@@ -132,7 +136,14 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
   const plannedSteps = Math.ceil(run.epochs * perEpoch);
   const totalSteps = Math.min(plannedSteps, run.maxSteps ?? Infinity);
 
-  const state = new TrainState(job, run, { perEpoch, totalSteps, log, freshRunHint: hooks.freshRunHint });
+  const state = new TrainState(job, run, {
+    perEpoch,
+    totalSteps,
+    log,
+    freshRunHint: hooks.freshRunHint,
+    progress: hooks.progress,
+    onMetrics: hooks.onMetrics,
+  });
   try {
     await state.start(run.resume, { options: job.options, model: job.config, ...job.extraState });
   } catch (e) {

@@ -2,7 +2,7 @@
 export * from './pretrain';
 export * from './pretrain-options';
 // Types that the results and hooks above name.
-export type { StopReason } from '../run/train-state';
+export type { StopReason, MetricsRecord } from '../run/train-state';
 export type { StopSignal } from '../run/signals';
 export type { LoopHooks } from '../run/loop';
 export type { Precision } from '../run/precision';

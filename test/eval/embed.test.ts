@@ -288,3 +288,22 @@ test('embed gives libtorch back the thread count it had (a process-wide setting)
     torch.setNumThreads(before);
   }
 });
+
+test('embed reports its progress to a program (onProgress) after every batch', async () => {
+  const images = join(dir, 'progress-five');
+  for (let i = 0; i < 5; i++) write(join(images, `p${i}.png`), await encode(picture(32, 32, i), 32, 32, 3, 'png'));
+  const calls: [number, number][] = [];
+  await embed({
+    checkpoint: encoderPath,
+    images,
+    out: join(dir, 'progress', 'x.safetensors'),
+    batchSize: 2,
+    progress: null,
+    onProgress: (d, t) => calls.push([d, t]),
+  });
+  assert.deepEqual(calls, [
+    [2, 5],
+    [4, 5],
+    [5, 5],
+  ]);
+});

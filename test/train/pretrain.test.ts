@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as torch from '../../src/torch';
 import { pretrain, TrainData } from '../../src/train/pretrain';
+import type { MetricsRecord } from '../../src/train';
 import { MemoryLabelledData } from '../../src/data';
 import { memoryTrainData } from '../eval/helpers';
 import { PRETRAIN_OPTIONS, checkCudaGraphs, fusedKindsOf, modelConfigFrom, validatePretrain } from '../../src/train/pretrain-options';
@@ -209,6 +210,27 @@ test('pretrain gives libtorch back the thread count it had (a process-wide setti
     torch.setNumThreads(before);
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('a library caller sees every metrics line as it is written (onMetrics), and progress: false keeps stderr quiet', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-metrics-'));
+  const seen: MetricsRecord[] = [];
+  const written: string[] = [];
+  const write = process.stderr.write;
+  process.stderr.write = ((chunk: string | Uint8Array) => written.push(String(chunk)) > 0) as typeof process.stderr.write;
+  try {
+    await pretrain(options(dir, { maxSteps: 4, logEvery: 2 }), memoryData(16, 4, 1), { ...quiet, progress: false, onMetrics: (r) => seen.push(r) });
+  } finally {
+    process.stderr.write = write;
+  }
+  assert.deepEqual(written, []);
+  assert.deepEqual(seen, readMetrics(join(dir, 'metrics.jsonl')));
+  assert.deepEqual(
+    seen.map((r) => r.step),
+    [2, 4],
+  );
+  assert.equal(typeof seen[1].loss, 'number');
+  rmSync(dir, { recursive: true, force: true });
 });
 
 test('a NaN loss stops the run with a clear message and writes no checkpoint after it', async () => {
