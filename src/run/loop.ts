@@ -96,6 +96,12 @@ export interface LoopHooks {
   onMetrics?: (record: MetricsRecord) => void;
   /** false: no progress line on stderr (default true: redrawn on a terminal, a plain line every 5 s otherwise). */
   progress?: boolean;
+  /**
+   * While the run lasts, SIGINT and SIGTERM stop it at the next step boundary after a checkpoint, and a
+   * second one exits the process, as the command does (default true). false leaves the process's signals
+   * to the caller, who stops the run with `signal` or `stop`.
+   */
+  catchSignals?: boolean;
   /** Set `requested` to stop at the next step boundary (a checkpoint is written first). */
   stop?: StopRequest;
   /**
@@ -166,7 +172,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
     state.dispose();
     return result();
   }
-  const releaseSignals = catchStopSignals(stop, log);
+  const releaseSignals = hooks.catchSignals === false ? () => {} : catchStopSignals(stop, log);
   const onAbort = () => {
     stop.requested = true;
   };

@@ -233,6 +233,20 @@ test('a library caller sees every metrics line as it is written (onMetrics), and
   rmSync(dir, { recursive: true, force: true });
 });
 
+test('pretrain catches SIGINT while it runs unless catchSignals is false, and leaves the process’s listeners as it found them', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-sigint-'));
+  const listeners = process.listenerCount('SIGINT');
+  const interruptAt2 = (s: number) => {
+    if (s === 2) process.emit('SIGINT', 'SIGINT');
+  };
+  const caught = await pretrain(options(join(dir, 'a'), { maxSteps: 4 }), memoryData(16, 4, 1), { ...quiet, onStep: interruptAt2 });
+  assert.deepEqual([caught.stoppedBy, caught.steps, caught.signal], ['signal', 2, 'SIGINT']);
+  const ignored = await pretrain(options(join(dir, 'b'), { maxSteps: 4 }), memoryData(16, 4, 1), { ...quiet, catchSignals: false, onStep: interruptAt2 });
+  assert.deepEqual([ignored.stoppedBy, ignored.steps], ['maxSteps', 4]);
+  assert.equal(process.listenerCount('SIGINT'), listeners);
+  rmSync(dir, { recursive: true, force: true });
+});
+
 test('a NaN loss stops the run with a clear message and writes no checkpoint after it', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-nan-'));
   const lines: string[] = [];
