@@ -5,6 +5,7 @@ export * from './pretrain-options';
 export type { StopReason, MetricsRecord } from '../run/train-state';
 export type { StopSignal } from '../run/signals';
 export type { LoopHooks } from '../run/loop';
+export { RunInUseError } from '../run/run-lock';
 export type { Precision } from '../run/precision';
 // Options for the jobs as the library's callers build them: resolveOptions(PRETRAIN_OPTIONS, { ... })
 // (or KNN_OPTIONS, LINPROBE_OPTIONS, FINETUNE_OPTIONS from semaim/eval) fills in every default and
