@@ -28,7 +28,7 @@ import { SAME_ENCODER_AND_DATA_HINT, checkRanksAgree } from '../dist/agree';
 import { encodeBatch } from './features';
 import { gatherRows } from './gather-features';
 import { writeFileAtomic } from '../util/safe-write';
-import { guardOutputs } from '../io/outputs';
+import { claimOutputs, guardOutputs } from '../io/outputs';
 
 export const EMBED_POOLINGS = ['cls', 'mean', 'all'] as const;
 export const EMBED_DTYPES = ['float32', 'float16'] as const;
@@ -258,7 +258,10 @@ async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
   let encoder: VisionTransformer | null = null;
   let writer: SafetensorsRowWriter | null = null;
   let progress: Progress | null = null;
+  let release = () => {};
   try {
+    // another embed of this process writing the same files would interleave its rows and renames with ours
+    if (rank === 0) release = claimOutputs([o.out, embedListPath(o.out)]);
     encoder = loadEncoder(source, { device }).encoder;
     const P = encoder.numPatches;
     const D = source.config.embedDim;
@@ -358,5 +361,6 @@ async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
     progress?.done();
     await loader.close();
     encoder?.dispose();
+    release();
   }
 }

@@ -307,3 +307,20 @@ test('embed reports its progress to a program (onProgress) after every batch', a
     [5, 5],
   ]);
 });
+
+test('two embeds of one process into the same file at once: the second is refused, the first writes a whole file', async () => {
+  const images = join(dir, 'same-four');
+  for (let i = 0; i < 4; i++) write(join(images, `p${i}.png`), await encode(picture(32, 32, i), 32, 32, 3, 'png'));
+  const out = join(dir, 'same', 'x.safetensors');
+  const base = { checkpoint: encoderPath, images, out, batchSize: 1, numWorkers: 0, progress: null };
+  const [all, cls] = await Promise.allSettled([embed({ ...base, pooling: 'all' }), embed({ ...base, pooling: 'cls' })]);
+  assert.equal(all.status, 'fulfilled');
+  assert.equal(cls.status, 'rejected');
+  assert.match(String((cls as PromiseRejectedResult).reason), /is being written by another job of this process/);
+  const list = JSON.parse(readFileSync(join(dir, 'same', 'x.json'), 'utf8')) as EmbedList;
+  assert.deepEqual(readSafetensorsHeader(out).tensors.get('features')?.shape, list.shape);
+  assert.deepEqual(list.shape, [4, 1 + 16, 16]);
+  // the claim ends with the job: the same output again is written
+  await embed({ ...base, pooling: 'cls' });
+  assert.deepEqual(readSafetensorsHeader(out).tensors.get('features')?.shape, [4, 16]);
+});
