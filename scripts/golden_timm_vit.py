@@ -2,13 +2,17 @@
 """timm's VisionTransformer rebuilt in PyTorch (timm itself is not installed here), to check that an
 exported encoder opens in timm as the JSON beside it says, and computes what semaim computes.
 
-  golden_timm_vit.py WEIGHTS.safetensors CONFIG.json IMAGES.f32 TOKENS.f32
+  golden_timm_vit.py WEIGHTS.safetensors CONFIG.json IMAGES.f32 TOKENS.f32 [POOLED.f32]
 
 Builds the model from CONFIG's `model_args` as timm.create_model(architecture, **model_args) would
 (timm's structure and names: pre-norm blocks, fused qkv with bias, exact GELU, LayerNorm eps 1e-6,
 [CLS] + learned pos_embed), loads WEIGHTS with load_state_dict(strict=True), runs forward_features
 on IMAGES (float32 [B, in_chans, img, img], raw little-endian) and writes the tokens
 [B, 1 + N, D] as raw float32. Written from timm's vision_transformer.py, not from semaim's code.
+With POOLED, also writes [B, D]: the feature of MAE's and the SemAIM authors' models_vit.py with
+global_pool=True (their k-NN and linear-probe `--global_pool`): the patch tokens after the last block,
+*before* the final norm, averaged, through the fc_norm that models_vit adds and no pre-training
+checkpoint holds (a fresh LayerNorm, eps 1e-6: weight 1, bias 0).
 """
 import json
 import math
@@ -103,9 +107,19 @@ class VisionTransformer(nn.Module):
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
         return self.norm(self.blocks(x))
 
+    def forward_global_pool(self, x):
+        # models_vit.py (MAE, SemAIM) forward_features with global_pool: `del self.norm`, then
+        # x = x[:, 1:, :].mean(dim=1); outcome = self.fc_norm(x), fc_norm = norm_layer(embed_dim)
+        fc_norm = nn.LayerNorm(self.norm.normalized_shape[0], eps=1e-6)
+        x = self.patch_embed(x)
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
+        x = self.blocks(x)
+        return fc_norm(x[:, 1:, :].mean(dim=1))
+
 
 def main():
     weights, config, images, out = sys.argv[1:5]
+    pooled_out = sys.argv[5] if len(sys.argv) > 5 else None
     cfg = json.load(open(config))
     args = cfg["model_args"]
     model = VisionTransformer(**args).eval()
@@ -118,6 +132,10 @@ def main():
         tokens = model.forward_features(x)
     assert math.isfinite(tokens.abs().max().item())
     open(out, "wb").write(tokens.contiguous().numpy().astype("<f4").tobytes())
+    if pooled_out:
+        with torch.no_grad():
+            pooled = model.forward_global_pool(x)
+        open(pooled_out, "wb").write(pooled.contiguous().numpy().astype("<f4").tobytes())
 
 
 if __name__ == "__main__":

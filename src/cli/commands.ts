@@ -30,6 +30,12 @@ const STOPPED: Record<StopReason, string> = {
   nonfinite: 'stopped on a non-finite loss',
 };
 
+/** The logged loss from the run's first metrics line to its last; one line (a run shorter than --log-every) is one number. */
+export function lossChange(first: number, last: number): string {
+  if (Number.isNaN(first) && Number.isNaN(last)) return 'no loss logged';
+  return first === last || Number.isNaN(first) ? `loss ${last.toFixed(4)}` : `loss ${first.toFixed(4)} → ${last.toFixed(4)}`;
+}
+
 export { Command, defineCommand };
 
 const coreCommands: Record<string, Command> = {
@@ -53,7 +59,7 @@ const coreCommands: Record<string, Command> = {
         const r = await pretrain(o, makeTrainData(trainDataRequest(o), rankSlice(group)), { group });
         if (!group || group.rank === 0) {
           process.stdout.write(
-            `pretrain ${STOPPED[r.stoppedBy]} after ${r.steps} steps; loss ${r.firstLoss.toFixed(4)} → ${r.lastLoss.toFixed(4)}\n` +
+            `pretrain ${STOPPED[r.stoppedBy]} after ${r.steps} steps; ${lossChange(r.firstLoss, r.lastLoss)}\n` +
               `  checkpoint: ${r.checkpoint}\n  metrics:    ${r.outDir}/metrics.jsonl\n`,
           );
         }

@@ -24,7 +24,7 @@ export const EMBED_OPTIONS = defineOptions({
     type: 'string',
     default: 'cls',
     choices: EMBED_POOLINGS,
-    help: '[CLS] token, mean of the patch tokens, or all tokens [1 + P, D] (after the final norm)',
+    help: "[CLS] token, mean of the patch tokens, or all tokens [1 + P, D] (after the final norm); 'gap' = the authors' --global_pool (mean before the final norm, LayerNorm without weights)",
   },
   dtype: { type: 'string', default: 'float32', choices: EMBED_DTYPES, help: 'stored type of the features (float16 halves the file)' },
   batchSize: { type: 'int', default: 256, min: 1, help: 'images per batch (256, as the evaluations, gives bit-equal features)' },

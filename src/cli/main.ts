@@ -3,6 +3,7 @@
 import { commands } from './commands';
 import { errorText } from './command';
 import { isWorkerProcess } from '../dist/env';
+import { closest } from '../util/options';
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
@@ -18,9 +19,10 @@ async function main(argv: string[]): Promise<number> {
     );
     return name ? 0 : 1;
   }
-  const cmd = commands[name];
+  const cmd = Object.hasOwn(commands, name) ? commands[name] : undefined; // not 'constructor' or 'toString'
   if (!cmd) {
-    process.stderr.write(`semaim: unknown command '${name}' (known: ${Object.keys(commands).join(', ')})\n`);
+    const meant = closest(name.toLowerCase(), Object.keys(commands));
+    process.stderr.write(`semaim: unknown command '${name}'${meant ? `; did you mean '${meant}'?` : ''} (known: ${Object.keys(commands).join(', ')})\n`);
     return 2;
   }
   const notParallel = notDataParallel(name, cmd.options);

@@ -187,7 +187,8 @@ export function transformsFor(kind: Augment | 'pretrain', size: number, ds: Pick
     case 'finetune':
       return finetuneTransforms(size);
     case 'crop-flip':
-      return [randomResizedCrop(size, { scale: [0.08, 1], interpolation: 'bicubic' }), horizontalFlip(0.5), normalize()];
+      // MAE's linear-probe transform: its util/crop.py RandomResizedCrop (one draw, clipped) + flip
+      return [randomResizedCrop(size, { scale: [0.08, 1], interpolation: 'bicubic', singleDraw: true }), horizontalFlip(0.5), normalize()];
     case 'resize-crop-flip':
       return [resize(size, { interpolation: 'bicubic' }), randomCrop(size), horizontalFlip(0.5), normalize()];
     default:

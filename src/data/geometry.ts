@@ -49,17 +49,31 @@ function cropPlan(p: Plan, left: number, top: number, w: number, h: number, clip
   p.outH = h;
 }
 
-/** torchvision RandomResizedCrop.get_params on a width×height image: [top, left, h, w]. */
+/**
+ * torchvision RandomResizedCrop.get_params on a width×height image: [top, left, h, w]; with
+ * `singleDraw`, MAE's util/crop.py get_params instead (one draw, width and height clipped to the image).
+ */
 export function rrcParams(
   width: number,
   height: number,
   scale: readonly [number, number],
   ratio: readonly [number, number],
   rng: Rng,
+  singleDraw = false,
 ): [number, number, number, number] {
   const area = width * height;
   const logLo = Math.log(ratio[0]);
   const logHi = Math.log(ratio[1]);
+  if (singleDraw) {
+    // MAE's util/crop.py get_params: one draw, clipped to the image
+    const target = area * rng.uniform(scale[0], scale[1]);
+    const ar = Math.exp(rng.uniform(logLo, logHi));
+    const w = Math.max(1, Math.min(Math.round(Math.sqrt(target * ar)), width));
+    const h = Math.max(1, Math.min(Math.round(Math.sqrt(target / ar)), height));
+    const top = rng.int(height - h + 1);
+    const left = rng.int(width - w + 1);
+    return [top, left, h, w];
+  }
   for (let attempt = 0; attempt < 10; attempt++) {
     const target = area * rng.uniform(scale[0], scale[1]);
     const ar = Math.exp(rng.uniform(logLo, logHi));
@@ -140,7 +154,7 @@ export function buildPlan(width: number, height: number, ts: readonly TransformS
         break;
       }
       case 'randomResizedCrop': {
-        const [top, left, h, w] = rrcParams(p.outW, p.outH, t.scale, t.ratio, rng);
+        const [top, left, h, w] = rrcParams(p.outW, p.outH, t.scale, t.ratio, rng, t.singleDraw);
         cropPlan(p, left, top, w, h, true);
         p.outW = t.size[1];
         p.outH = t.size[0];

@@ -63,6 +63,7 @@ export type { Image, Plane, ColorSpace } from './image';
 
 // loader
 export { DataLoader, dataLoader, type LoaderOptions, type Batch, type EpochSummary, type EpochStart } from './loader';
+export type { SkipRecord } from './batch';
 export { rankPlan, type RankSlice, type RankPlan } from './sharding';
 
 // sharded tar datasets

@@ -111,6 +111,8 @@ export interface Batch {
   replaced: number;
   /** The rows holding them (another sample of the dataset, in place of an unusable one). */
   standIns: Int32Array;
+  /** The unusable samples this batch replaced: dataset index, file name and why. */
+  skipped: readonly SkipRecord[];
 }
 
 export interface EpochSummary {
@@ -516,6 +518,7 @@ export function batchFromRaw(raw: RawBatch): Batch {
     lam: raw.lam,
     replaced: raw.skipped.length,
     standIns: Int32Array.from(raw.standIns),
+    skipped: raw.skipped,
   };
   if (raw.targets) batch.targets = raw.targets;
   if (raw.masks) batch.masks = raw.masks;

@@ -77,7 +77,8 @@ export interface RankedTrainData extends TrainData {
 /**
  * Augmentation a batch stream applies:
  * - 'none': the evaluation transform (resize/centre crop to the model's size, normalise);
- * - 'crop-flip': RandomResizedCrop + horizontal flip (MAE's linear-probe training transform);
+ * - 'crop-flip': RandomResizedCrop + horizontal flip (MAE's linear-probe training transform, with its
+ *   util/crop.py crop: one draw clipped to the image);
  * - 'resize-crop-flip': Resize (short side, bicubic) + RandomCrop + horizontal flip (the SemAIM
  *   authors' linear-probe training transform);
  * - 'finetune': the fine-tuning transform (RandomResizedCrop, flip, RandAugment m9-mstd0.5, random

@@ -31,6 +31,12 @@ export interface RandomResizedCropSpec {
   scale: readonly [number, number];
   ratio: readonly [number, number];
   interpolation: Interpolation;
+  /**
+   * MAE's util/crop.py RandomResizedCrop (BYOL's TF/TPU crop, MAE's linear-probe transform): one
+   * draw of area and aspect ratio, the width and height clipped to the image, no retries and no
+   * central fallback. Otherwise torchvision's (up to 10 draws, then a central crop).
+   */
+  singleDraw?: boolean;
 }
 export interface HorizontalFlipSpec {
   op: 'horizontalFlip';
@@ -96,16 +102,23 @@ export function randomCrop(size: Size): RandomCropSpec {
   return { op: 'randomCrop', size: pair(size) };
 }
 
-/** torchvision RandomResizedCrop (defaults scale 0.08–1, ratio 3/4–4/3, bilinear). */
+/** torchvision RandomResizedCrop (defaults scale 0.08–1, ratio 3/4–4/3, bilinear); `singleDraw`: MAE's util/crop.py variant. */
 export function randomResizedCrop(
   size: Size,
-  opts: { scale?: readonly [number, number]; ratio?: readonly [number, number]; interpolation?: Interpolation } = {},
+  opts: { scale?: readonly [number, number]; ratio?: readonly [number, number]; interpolation?: Interpolation; singleDraw?: boolean } = {},
 ): RandomResizedCropSpec {
   const scale = opts.scale ?? [0.08, 1];
   const ratio = opts.ratio ?? [3 / 4, 4 / 3];
   if (!(scale[0] > 0 && scale[0] <= scale[1])) throw new RangeError(`randomResizedCrop: bad scale ${JSON.stringify(scale)}`);
   if (!(ratio[0] > 0 && ratio[0] <= ratio[1])) throw new RangeError(`randomResizedCrop: bad ratio ${JSON.stringify(ratio)}`);
-  return { op: 'randomResizedCrop', size: pair(size), scale, ratio, interpolation: opts.interpolation ?? 'bilinear' };
+  return {
+    op: 'randomResizedCrop',
+    size: pair(size),
+    scale,
+    ratio,
+    interpolation: opts.interpolation ?? 'bilinear',
+    ...(opts.singleDraw ? { singleDraw: true } : {}),
+  };
 }
 
 export function horizontalFlip(p = 0.5): HorizontalFlipSpec {
@@ -184,7 +197,7 @@ export function validateTransforms(ts: readonly TransformSpec[]): void {
   let stage = 0;
   const seen = new Set<string>();
   for (const t of ts) {
-    if (!(t.op in STAGE)) throw new Error(`unknown transform op '${(t as { op: string }).op}'`);
+    if (!Object.hasOwn(STAGE, t.op)) throw new Error(`unknown transform op '${(t as { op: string }).op}'`);
     const s = STAGE[t.op];
     if (s < stage) {
       throw new Error(`transform '${t.op}' is out of order: use geometric transforms, then randAugment, then normalize, then randomErasing`);

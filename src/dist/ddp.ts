@@ -224,7 +224,7 @@ export class DistributedDataParallel {
 /** The half dtype gradients travel in (null: their own), refused where the backend cannot sum it. */
 function checkCompression(compress: GradCompression, group: ProcessGroup): HalfDType | null {
   if (compress === 'none') return null;
-  if (!(compress in HALF)) throw new RangeError(`DistributedDataParallel: compress must be 'none', 'fp16' or 'bf16', got '${compress}'`);
+  if (!Object.hasOwn(HALF, compress)) throw new RangeError(`DistributedDataParallel: compress must be 'none', 'fp16' or 'bf16', got '${compress}'`);
   const why = compressionRefusal(compress, group.backend);
   if (why) throw new Error(`DistributedDataParallel: ${why}`);
   return HALF[compress];

@@ -16,7 +16,7 @@ import { mkdirSync, renameSync, rmSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import * as torch from '../torch';
 import { SafetensorsRowWriter, float32ToFloat16Bytes } from '../io';
-import { DataLoader, Dataset, Split, openDataset, subsetDataset, transformsFor, type RankSlice, type TransformSpec } from '../data';
+import { DataLoader, Dataset, Split, openDataset, subsetDataset, transformsFor, type Batch, type RankSlice, type TransformSpec } from '../data';
 import { datasetIdentity } from '../data/factories';
 import type { ImageInputOptions } from '../data/options';
 import { EncoderSource, Pooling, VisionTransformer, loadEncoder, resolveEncoder } from '../semaim';
@@ -30,7 +30,7 @@ import { gatherRows } from './gather-features';
 import { writeFileAtomic } from '../util/safe-write';
 import { claimOutputs, guardOutputs } from '../io/outputs';
 
-export const EMBED_POOLINGS = ['cls', 'mean', 'all'] as const;
+export const EMBED_POOLINGS = ['cls', 'mean', 'gap', 'all'] as const;
 export const EMBED_DTYPES = ['float32', 'float16'] as const;
 export type EmbedDType = (typeof EMBED_DTYPES)[number];
 
@@ -162,9 +162,9 @@ export function formatList(list: EmbedList): string {
 }
 
 /**
- * The loader over an image set in dataset order, whole (no dropLast), keeping its warnings: it puts
- * another image in place of an unusable one (training keeps its batch size) and its warning names the
- * file; the caller drops that row and lists the file with skipReason. The epoch summary is the caller's.
+ * The loader over an image set in dataset order, whole (no dropLast): it puts another image in place
+ * of an unusable one (training keeps its batch size) and its warning names the file; the caller drops
+ * that row and lists the file with the reason in the batch's `skipped`. The epoch summary is the caller's.
  */
 export function imageSetLoader(
   ds: Dataset,
@@ -172,9 +172,8 @@ export function imageSetLoader(
   o: { batchSize: number; numWorkers?: number; imageInput?: ImageInputOptions },
   warn: (line: string) => void,
   slice: RankSlice = { rank: 0, worldSize: 1 },
-): { loader: DataLoader; warnings: string[] } {
-  const warnings: string[] = [];
-  const loader = new DataLoader(ds, {
+): DataLoader {
+  return new DataLoader(ds, {
     batchSize: o.batchSize,
     shuffle: false,
     dropLast: false,
@@ -184,18 +183,14 @@ export function imageSetLoader(
     ...o.imageInput,
     ...slice,
     onWarning: (line) => {
-      warnings.push(line);
       if (!line.startsWith('data: epoch ')) warn(line);
     },
   });
-  return { loader, warnings };
 }
 
-/** The message of the loader's warning about one skipped image ('data: skipping NAME: MESSAGE'). */
-export function skipReason(warnings: string[], name: string): string {
-  const prefix = `data: skipping ${name}: `;
-  const line = warnings.find((l) => l.startsWith(prefix));
-  return line ? line.slice(prefix.length) : 'unreadable';
+/** Why each unusable image of `batch` was skipped, by dataset index. */
+export function skipReasons(batch: Batch): Map<number, string> {
+  return new Map(batch.skipped.map((s) => [s.index, s.message]));
 }
 
 /** What becomes of one row of a rank's batch: its dataset index, PADDING, or skipped (see rowCode). */
@@ -245,7 +240,7 @@ async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
   const listPath = embedListPath(out);
   const transforms = transformsFor('none', source.config.imgSize, ds);
   // (made before the encoder: the loader checks its options, and starts no worker until iterated)
-  const { loader, warnings } = imageSetLoader(ds, transforms, { ...o, batchSize }, warn, { rank, worldSize });
+  const loader = imageSetLoader(ds, transforms, { ...o, batchSize }, warn, { rank, worldSize });
   const labelled = ds.classes.length > 0;
   const indices: number[] = [];
   const skipped: { path: string; reason: string }[] = [];
@@ -285,6 +280,7 @@ async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
         enc.checkImages(images);
         return encodeBatch(enc, images, pooling, o.precision ?? 'fp32');
       });
+      const reasons = skipReasons(batch);
       let parts: { rows: Float32Array; codes: Float64Array }[];
       try {
         parts = await gatherBatch(group, f, codes);
@@ -299,8 +295,9 @@ async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
         part.codes.forEach((code, i) => {
           if (code >= 0) keep.push(i);
           else if (code !== PADDING) {
-            const name = ds.name(-code - 2);
-            skipped.push({ path: name, reason: r === rank ? skipReason(warnings, name) : `unreadable (rank ${r}'s warnings give the reason)` });
+            const index = -code - 2;
+            const reason = r === rank ? (reasons.get(index) ?? 'unreadable') : `unreadable (rank ${r}'s warnings give the reason)`;
+            skipped.push({ path: ds.name(index), reason });
           }
         });
         const kept = keep.length === part.codes.length ? part.rows : new Float32Array(keep.length * per);

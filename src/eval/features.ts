@@ -1,17 +1,18 @@
 // Features of a frozen encoder over a labelled dataset: batched, no gradients, eval mode,
-// '[CLS]' or mean-of-patches pooling; the result stays on the encoder's device. Data-parallel, each
+// '[CLS]', mean-of-patches or the authors' global pooling; the result stays on the encoder's device. Data-parallel, each
 // rank encodes its slices of the batches and every rank (or rank 0 alone) ends with all features in
 // dataset order, or every rank keeps its own rows as a shard of the set.
 import * as torch from '../torch';
 import { Tensor } from '../torch';
-import { Pooling, VisionTransformer } from '../semaim';
+import { Pooling, VisionTransformer, globalPool } from '../semaim';
 import { Progress } from '../run/progress';
 import { withPrecision, type Precision } from '../run/precision';
 import { Augment, LabelledData, indexOrder } from '../data';
 import { rankSlice, severalRanks, type ProcessGroup } from '../dist';
 import { gatherRankFeatures, rankRowPositions, rowsPerRankBatch } from './gather-features';
 
-export type FeaturePooling = 'cls' | 'mean';
+/** 'cls' and 'mean' read the tokens after the final norm; 'gap' is the authors' --global_pool (see Pooling). */
+export type FeaturePooling = 'cls' | 'mean' | 'gap';
 
 /** Features [n, D] (float32, kept: dispose when done) and their labels. */
 export interface FeatureSet {
@@ -92,7 +93,8 @@ export async function extractFeatures(encoder: VisionTransformer, data: Labelled
 
 /**
  * Features of several poolings from ONE encoder pass per batch (the pass is the expensive part;
- * '[CLS]' and the mean of the patch tokens are read from the same final-norm tokens). Each set equals
+ * '[CLS]' and the mean of the patch tokens are read from the same final-norm tokens, 'gap' from the
+ * tokens before it). Each set equals
  * what extractFeatures gives for that pooling alone.
  */
 export async function extractPooledFeatures(
@@ -132,8 +134,9 @@ export async function extractPooledFeatures(
           encoder.checkImages(images);
           // pooled inside the precision scope, as encoder.features() under encodeBatch
           const pooled = withPrecision(o.precision ?? 'fp32', images.device, () => {
-            const z = encoder.forwardFeatures(images);
-            return kinds.map((k) => encoder.pool(z, k));
+            const h = encoder.forwardTokens(images);
+            const z = kinds.some((k) => k !== 'gap') ? encoder.norm.forward(h) : null;
+            return kinds.map((k) => (k === 'gap' ? globalPool(h) : encoder.pool(z!, k)));
           });
           kinds.forEach((k, i) => {
             let all = filled.get(k);

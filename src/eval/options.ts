@@ -83,8 +83,8 @@ const FEATURE_OPTIONS = defineOptions({
   pooling: {
     type: 'string',
     default: 'cls',
-    choices: ['cls', 'mean'],
-    help: 'feature: the [CLS] token or the mean of the patch tokens (after the final norm)',
+    choices: ['cls', 'mean', 'gap'],
+    help: "feature: the [CLS] token or the mean of the patch tokens (after the final norm); 'gap' = the authors' --global_pool: the mean of the patch tokens before the final norm, through a LayerNorm without weights",
   },
   evalBatchSize: { type: 'int', default: 256, min: 1, help: 'images per batch when extracting features' },
   precision: precisionOption(
@@ -117,7 +117,7 @@ const LINPROBE_ONLY = defineOptions({
     type: 'string',
     default: 'resize-crop-flip',
     choices: ['resize-crop-flip', 'crop-flip'],
-    help: "training augmentation with --no-cache-features: 'resize-crop-flip' = Resize + RandomCrop + flip (SemAIM authors), 'crop-flip' = RandomResizedCrop 0.08-1 + flip (MAE)",
+    help: "training augmentation with --no-cache-features: 'resize-crop-flip' = Resize + RandomCrop + flip (SemAIM authors), 'crop-flip' = RandomResizedCrop 0.08-1 + flip (MAE's: its util/crop.py single-draw crop)",
   },
   evalEvery: { type: 'int', default: 0, min: 0, help: 'report test accuracy every N epochs (0: only at the end)' },
 });

@@ -15,7 +15,7 @@ import { writeFileAtomic } from '../util/safe-write';
 import type { ClassifierConfig } from './classifier';
 import { loadPredictor, resolvePredictor } from './classifier-source';
 import { Accuracy, AccuracyTally } from './accuracy';
-import { embedDataset, imageSetLoader, jsonWithListLines, skipReason, type ImageSetJob } from './embed';
+import { embedDataset, imageSetLoader, jsonWithListLines, skipReasons, type ImageSetJob } from './embed';
 
 export interface PredictOptions extends ImageSetJob {
   /** Fine-tuning run folder (its newest valid checkpoint), one of its checkpoint folders (e.g. checkpoints/best), or a linear-probe folder. */
@@ -109,7 +109,7 @@ async function predictJob(o: PredictOptions): Promise<PredictResult> {
   if (!src.classNames) warn(`predict: ${src.dir} does not record its class names; ${labelled ? `using those of ${ds.root}` : 'classes are named by index'}`);
   const model = loadPredictor(src, device);
   const transforms = transformsFor('none', imgSize, ds);
-  const { loader, warnings } = imageSetLoader(ds, transforms, { ...o, batchSize }, warn);
+  const loader = imageSetLoader(ds, transforms, { ...o, batchSize }, warn);
   const tally = labelled ? new AccuracyTally(numClasses) : null;
   const predictions: Prediction[] = [];
   const skipped: { path: string; reason: string }[] = [];
@@ -123,9 +123,10 @@ async function predictJob(o: PredictOptions): Promise<PredictResult> {
       const [first] = plan.range(batch.index);
       // the loader puts another image in place of an unusable one: that row is dropped here
       const read: number[] = [];
+      const reasons = skipReasons(batch);
       for (let i = 0; i < B; i++) {
         if (batch.indices[i] === first + i) read.push(i);
-        else skipped.push({ path: ds.name(first + i), reason: skipReason(warnings, ds.name(first + i)) });
+        else skipped.push({ path: ds.name(first + i), reason: reasons.get(first + i) ?? 'unreadable' });
       }
       const pixels = batch.images;
       if (!(pixels instanceof Float32Array)) throw new Error('predict: the loader gave uint8 images, expected normalised float32');

@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import { crc32 } from 'node:zlib';
 import { dtypeBytes, type DType } from '../torch/dtype';
 import type { SafetensorsHeader, TensorInfo } from './safetensors';
+import { readAt } from './read-at';
 import { Global, Opaque, unpickle } from './pickle';
 
 const STORAGE_DTYPE: Record<string, DType> = {
@@ -55,12 +56,7 @@ interface ZipEntry {
 
 function readBytes(fd: number, position: number, length: number, label: string): Buffer {
   const buf = Buffer.alloc(length);
-  let done = 0;
-  while (done < length) {
-    const n = fs.readSync(fd, buf, done, length - done, position + done);
-    if (n <= 0) throw new Error(`${label}: the file ends early (a truncated torch.save archive)`);
-    done += n;
-  }
+  readAt(fd, buf, position, () => new Error(`${label}: the file ends early (a truncated torch.save archive)`));
   return buf;
 }
 
@@ -139,6 +135,27 @@ function dataStart(fd: number, e: ZipEntry, name: string, label: string): number
   return e.headerOffset + 30 + h.readUInt16LE(26) + h.readUInt16LE(28);
 }
 
+/** Where a storage's bytes lie in the archive, and the CRC-32 its zip entry records for them. */
+export interface StorageChecksum {
+  entry: string;
+  start: number;
+  size: number;
+  crc32: number;
+}
+
+/**
+ * Checks a storage's bytes against its CRC-32 (a damaged or partly downloaded file would otherwise
+ * load as wrong weights): from `whole` when the caller has read exactly those bytes, else read in chunks.
+ */
+export function checkStorage(fd: number, s: StorageChecksum, whole: Uint8Array | null, label: string): void {
+  let crc = 0;
+  if (whole) crc = crc32(whole);
+  else for (let at = 0; at < s.size; at += CRC_CHUNK) crc = crc32(readBytes(fd, s.start + at, Math.min(CRC_CHUNK, s.size - at), label), crc);
+  if (crc !== s.crc32) throw new Error(`${label}: its storage ${s.entry} does not match its CRC-32: the file is damaged`);
+}
+
+const CRC_CHUNK = 16 << 20;
+
 // ---------------------------------------------------------------- tensor references in the pickle
 
 interface StorageRef {
@@ -180,7 +197,13 @@ function storageOf(pid: unknown): StorageRef {
   const type = pid[1] instanceof Global ? pid[1].name : String(pid[1]);
   const short = type.replace(/^torch\./, '');
   if (typeof pid[2] !== 'string' || !Number.isSafeInteger(pid[4])) throw new Error('a storage reference without a key or size');
-  return { kind: 'storage', storageType: short, dtype: STORAGE_DTYPE[short] ?? null, key: pid[2], numel: pid[4] as number };
+  return {
+    kind: 'storage',
+    storageType: short,
+    dtype: Object.hasOwn(STORAGE_DTYPE, short) ? STORAGE_DTYPE[short] : null,
+    key: pid[2],
+    numel: pid[4] as number,
+  };
 }
 
 /** Calls a global: the tensor rebuilds and the containers torch.save writes are understood, anything else is recorded. */
@@ -248,7 +271,7 @@ export function readPytorchHeaderFd(fd: number, label: string): SafetensorsHeade
     throw new Error(m.startsWith(label) ? m : `${label}: ${m}`, { cause: e });
   }
   const tensors = new Map<string, TensorInfo>();
-  const starts = new Map<string, { start: number; size: number }>();
+  const starts = new Map<string, StorageChecksum>();
   for (const [key, value] of stateDictOf(obj, label)) {
     if (!isTensorRef(value)) continue; // e.g. a version number beside the weights
     if (typeof key !== 'string') throw new Error(`${label}: a tensor under the key ${describe(key)}: a state dict's keys are names`);
@@ -264,7 +287,7 @@ export function readPytorchHeaderFd(fd: number, label: string): SafetensorsHeade
     if (!place) {
       const e = entries.get(`${root}data/${s.key}`);
       if (!e) throw new Error(`${label}: tensor '${name}' refers to storage ${s.key}, which the archive does not hold`);
-      place = { start: dataStart(fd, e, `data/${s.key}`, label), size: e.size };
+      place = { entry: `data/${s.key}`, start: dataStart(fd, e, `data/${s.key}`, label), size: e.size, crc32: e.crc32 };
       starts.set(s.key, place);
     }
     const elementBytes = dtypeBytes(s.dtype);
@@ -274,7 +297,7 @@ export function readPytorchHeaderFd(fd: number, label: string): SafetensorsHeade
     if (!Number.isSafeInteger(byteLength) || offset + byteLength > place.size) {
       throw new Error(`${label}: tensor '${name}' (${value.shape.join('×')} at element ${value.offset}) lies outside its storage of ${place.size} bytes`);
     }
-    tensors.set(name, { dtype: s.dtype, shape: [...value.shape], offset: place.start + offset, byteLength });
+    tensors.set(name, { dtype: s.dtype, shape: [...value.shape], offset: place.start + offset, byteLength, storage: place });
   }
   return { metadata: { format: 'pytorch' }, tensors };
 }

@@ -7,7 +7,8 @@ import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { isJsonObject, jsonBrief } from '../util/json-file';
-import { isZipMagic, readPytorchHeaderFd, refuseLegacyTorchSave } from './pytorch-file';
+import { readAt as readFully } from './read-at';
+import { checkStorage, isZipMagic, readPytorchHeaderFd, refuseLegacyTorchSave, type StorageChecksum } from './pytorch-file';
 
 export type DType = 'float64' | 'float32' | 'float16' | 'bfloat16' | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool';
 
@@ -34,6 +35,8 @@ export interface TensorInfo {
   /** Absolute byte offset of the tensor's data in the file (or buffer). */
   offset: number;
   byteLength: number;
+  /** A torch.save file's zip entry holding the tensor's storage, with the CRC-32 its bytes must match. */
+  storage?: StorageChecksum;
 }
 
 export interface SafetensorsHeader {
@@ -128,7 +131,7 @@ function checkMetadata(metadata: Record<string, string> | undefined): void {
 }
 
 function specOf(name: string, dtype: DType, shape: number[]): Spec {
-  if (!(dtype in BYTE_SIZE)) throw new Error(`tensor '${name}': unknown dtype '${String(dtype)}'`);
+  if (!Object.hasOwn(BYTE_SIZE, dtype)) throw new Error(`tensor '${name}': unknown dtype '${String(dtype)}'`);
   if (!Array.isArray(shape)) throw new Error(`tensor '${name}': shape must be an array`);
   try {
     return { name, dtype, shape: [...shape], byteLength: tensorByteLength(dtype, shape) };
@@ -161,7 +164,7 @@ function resolve(name: string, item: TensorSourceItem, spec?: Spec): { spec: Spe
 
 /** Header bytes (length prefix + JSON padded with spaces so the data section is 8-aligned). */
 function encodeHeader(specs: Spec[], metadata?: Record<string, string>): Uint8Array {
-  const header: Record<string, unknown> = {};
+  const header: Record<string, unknown> = Object.create(null); // a tensor may be named '__proto__' (a .pth's key, say)
   if (metadata && Object.keys(metadata).length > 0) header.__metadata__ = metadata;
   let offset = 0;
   for (const s of specs) {
@@ -182,12 +185,7 @@ function writeAll(fd: number, data: Uint8Array): void {
 }
 
 function readAt(fd: number, into: Uint8Array, position: number, label: string): void {
-  let done = 0;
-  while (done < into.byteLength) {
-    const n = fs.readSync(fd, into, done, into.byteLength - done, position + done);
-    if (n === 0) throw new Error(`${label}: unexpected end of file`);
-    done += n;
-  }
+  readFully(fd, into, position, () => new Error(`${label}: unexpected end of file`));
 }
 
 /**
@@ -350,7 +348,7 @@ function parseHeader(json: Uint8Array, headerLen: number, totalSize: number, lab
     if (name === '__metadata__') continue;
     const where = `${label}: tensor '${name}'`;
     if (!isJsonObject(v)) throw new Error(`${where}: entry must be an object`);
-    const dtype = typeof v.dtype === 'string' ? SAFETENSORS_TO_DTYPE[v.dtype] : undefined;
+    const dtype = typeof v.dtype === 'string' && Object.hasOwn(SAFETENSORS_TO_DTYPE, v.dtype) ? SAFETENSORS_TO_DTYPE[v.dtype] : undefined;
     if (dtype === undefined) throw new Error(`${where}: unknown dtype ${jsonBrief(v.dtype)}`);
     const shape = v.shape;
     if (!Array.isArray(shape) || !shape.every(isIndex)) throw new Error(`${where}: invalid shape ${jsonBrief(shape)}`);
@@ -419,6 +417,8 @@ export class SafetensorsReader {
   readonly metadata: Record<string, string>;
   private readonly tensors: Map<string, TensorInfo>;
   private fd: number | undefined;
+  /** The storages (torch.save files) whose CRC-32 has been checked, by their start in the file. */
+  private readonly checked = new Set<number>();
 
   constructor(path: string) {
     this.path = path;
@@ -455,6 +455,10 @@ export class SafetensorsReader {
     const t = this.info(name);
     const data = new Uint8Array(t.byteLength);
     readAt(this.fd, data, t.offset, this.path);
+    if (t.storage && !this.checked.has(t.storage.start)) {
+      checkStorage(this.fd, t.storage, t.offset === t.storage.start && t.byteLength === t.storage.size ? data : null, `${this.path}: tensor '${name}'`);
+      this.checked.add(t.storage.start);
+    }
     return { dtype: t.dtype, shape: t.shape, data };
   }
 

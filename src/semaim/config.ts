@@ -76,7 +76,7 @@ export class ConfigError extends Error {
 
 /** A full model config from a preset name and overrides (decoder depth defaults to the encoder depth). */
 export function makeConfig(preset: keyof typeof PRESETS | string, overrides: Partial<SemAIMConfig> = {}): SemAIMConfig {
-  const p = PRESETS[preset];
+  const p = Object.hasOwn(PRESETS, preset) ? PRESETS[preset] : undefined;
   if (!p) throw new ConfigError('preset', `unknown preset '${preset}' (known: ${Object.keys(PRESETS).join(', ')})`);
   const cfg: SemAIMConfig = {
     imgSize: 224,

@@ -121,7 +121,21 @@ export function initVitWeights(root: Module): void {
   }
 }
 
-export type Pooling = 'cls' | 'mean' | 'all';
+/**
+ * How an image's tokens become features: 'cls' = [CLS] after the final norm; 'mean' = mean of the
+ * patch tokens after the final norm; 'gap' = the authors' and MAE's `--global_pool` (models_vit.py:44-46):
+ * mean of the patch tokens *before* the final norm, through a new LayerNorm (eps 1e-6, weight 1, bias
+ * 0: their fc_norm, which no pre-training checkpoint holds); 'all' = every token after the final norm.
+ */
+export type Pooling = 'cls' | 'mean' | 'gap' | 'all';
+
+/** The 'gap' pooling of the tokens before the final norm [B, 1 + N, D]: their fc_norm untrained (LayerNorm eps 1e-6, no affine). */
+export function globalPool(tokens: Tensor): Tensor {
+  return torch.scope(() => {
+    const D = tokens.shape[2];
+    return F.layerNorm(tokens.narrow(1, 1, tokens.shape[1] - 1).mean(1), [D], null, null, 1e-6);
+  });
+}
 
 export class VisionTransformer extends Module {
   readonly gridH: number;
@@ -186,22 +200,31 @@ export class VisionTransformer extends Module {
 
   /** Unmasked encoder: all tokens after the final norm, [B, 1 + N, D]. */
   forwardFeatures(images: Tensor): Tensor {
+    return torch.scope(() => this.norm.forward(this.forwardTokens(images)));
+  }
+
+  /** Unmasked encoder: all tokens after the last block, before the final norm, [B, 1 + N, D]. */
+  forwardTokens(images: Tensor): Tensor {
     return torch.scope(() => {
       let x = torch.cat([this.clsTokens(images.shape[0]), this.embedPatches(images)], 1);
       for (const b of this.blocks) x = b.forward(x);
-      return this.norm.forward(x);
+      return x;
     });
   }
 
-  /** Backbone features: [CLS] token, mean of patch tokens, or all tokens. */
+  /** Backbone features: [CLS] token, mean of patch tokens, the authors' global pool, or all tokens (see Pooling). */
   features(images: Tensor, pooling: Pooling = 'cls'): Tensor {
-    return torch.scope(() => this.pool(this.forwardFeatures(images), pooling));
+    return torch.scope(() => (pooling === 'gap' ? globalPool(this.forwardTokens(images)) : this.pool(this.forwardFeatures(images), pooling)));
   }
 
-  /** Pools tokens [B, 1 + N, D] as `features` does; [CLS] is copied out (a kept view would keep every token). */
+  /**
+   * Pools tokens after the final norm [B, 1 + N, D] as `features` does; [CLS] is copied out (a kept
+   * view would keep every token). 'gap' needs the tokens before the norm: use globalPool.
+   */
   pool(z: Tensor, pooling: Pooling): Tensor {
     if (pooling === 'cls') return z.select(1, 0).clone();
     if (pooling === 'mean') return z.narrow(1, 1, this.numPatches).mean(1);
+    if (pooling === 'gap') throw new Error("pool: 'gap' pools the tokens before the final norm (globalPool(forwardTokens(images)))");
     return z;
   }
 

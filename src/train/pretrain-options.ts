@@ -62,7 +62,15 @@ export const PRETRAIN_OPTIONS = defineOptions({
     help: "semantic centre: 'paper' = 3×3 mean filter, λ=0.01; 'authors' = no filter, λ=1e-3",
   },
   orderLambda: { type: 'number', min: 0, help: 'override the noise scale λ of semantic/multicenter orders' },
-  similaritySource: { type: 'string', default: 'online', choices: ['online', 'ema', 'teacher'], help: 'model that gives the similarity map' },
+  similaritySource: {
+    type: 'string',
+    default: 'auto',
+    choices: ['auto', 'online', 'ema', 'teacher'],
+    // the authors' engine orders by the teacher's map whenever the targets are its features
+    // (engines/engine_pretrain.py:179-190), by the online model's otherwise (docs/METHOD.md §3.2)
+    auto: (o) => (o.target === 'features' ? 'teacher' : 'online'),
+    help: "model that gives the similarity map; auto = 'teacher' with --target features (the authors' engine), else 'online' (the model being trained)",
+  },
   similarityTokens: {
     type: 'string',
     choices: ['cls', 'gap', 'self'],
@@ -208,7 +216,11 @@ export function modelConfigFrom(o: PretrainOptions): SemAIMConfig {
   const lambda = o.orderLambda ?? semantic.lambda;
   // Only a non-default choice is written into the config, so paper-default configs stay as they were.
   const tokens = o.similarityTokens && o.similarityTokens !== 'cls' ? { tokens: o.similarityTokens } : {};
-  if (tokens.tokens && source === 'teacher') throw new OptionError('similarityTokens', "a teacher's similarity map always uses [CLS] (min-max)");
+  if (tokens.tokens && source === 'teacher')
+    throw new OptionError(
+      'similarityTokens',
+      `a teacher's similarity map always uses [CLS] (min-max)${o.target === 'features' ? "; with --target features the map is the teacher's unless --similarity-source online or ema" : ''}`,
+    );
   let order: OrderConfig;
   switch (o.order) {
     case 'similarity':

@@ -84,7 +84,35 @@ export class OptionError extends Error {
 }
 
 export const kebab = (k: string) => k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
-const camel = (k: string) => k.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+/** `img-size` and `img_size` (the authors' argparse spelling) are `imgSize`; other keys are left as written. */
+const camel = (k: string) => (/^[a-z][a-zA-Z0-9]*([-_][a-z0-9]+)+$/.test(k) ? k.replace(/[-_]([a-z0-9])/g, (_, c: string) => c.toUpperCase()) : k);
+
+/** The authors' (MAE-style argparse) names for options semaim names differently. */
+const AUTHORS_NAMES: Record<string, string> = { inputSize: 'imgSize', outputDir: 'outDir', logDir: 'outDir', normPixLoss: 'normPix' };
+
+/** `unknown option`, with the option the user most likely meant: the authors' name for it, or one a typo away. */
+function unknownOption(key: string, table: OptionTable, tail: string): OptionError {
+  const known = Object.keys(table);
+  const meant = Object.hasOwn(AUTHORS_NAMES, key) && known.includes(AUTHORS_NAMES[key]) ? AUTHORS_NAMES[key] : closest(kebab(key).toLowerCase(), known, kebab);
+  return new OptionError(key, `unknown option${meant ? `; did you mean --${kebab(meant)}?` : ''} ${tail}`);
+}
+
+/** The candidate a typo away from `typed` (at most one edit per four letters), if any. */
+export function closest(typed: string, candidates: readonly string[], spelled: (c: string) => string = (c) => c): string | undefined {
+  const near = candidates.map((c) => ({ c, d: editDistance(typed, spelled(c)) })).sort((a, b) => a.d - b.d)[0];
+  return near && near.d <= Math.max(1, Math.floor(typed.length / 4)) ? near.c : undefined;
+}
+
+/** Levenshtein distance (option names are short). */
+function editDistance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) next[j] = Math.min(row[j] + 1, next[j - 1] + 1, row[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    row = next;
+  }
+  return row[b.length];
+}
 
 /** The table's own spec for `key` (never an Object.prototype member such as 'constructor' or '__proto__'). */
 const specOf = (table: OptionTable, key: string): OptionSpec | undefined => (Object.hasOwn(table, key) ? table[key] : undefined);
@@ -121,7 +149,7 @@ function coerce(key: string, spec: OptionSpec, raw: unknown): number | string | 
   return s;
 }
 
-/** Reads a JSON or YAML config file into a flat object (keys in camelCase or kebab-case). */
+/** Reads a JSON or YAML config file into a flat object (keys in camelCase, kebab-case or snake_case). */
 export function readConfigFile(path: string): Record<string, unknown> {
   let text: string;
   try {
@@ -187,7 +215,7 @@ export function parseArgv(argv: string[], table: OptionTable): { options: Record
       continue;
     }
     const spec = specOf(table, k);
-    if (!spec && !COMMAND_LINE_ONLY.includes(k)) throw new OptionError(k, 'unknown option (see --help)');
+    if (!spec && !COMMAND_LINE_ONLY.includes(k)) throw unknownOption(k, table, '(see --help)');
     if (v === undefined) {
       // a flag may be followed by an explicit true/false ('--blur false' must not leave blur on)
       if (spec?.type === 'boolean' && (argv[i + 1] === 'true' || argv[i + 1] === 'false')) v = argv[++i];
@@ -215,7 +243,7 @@ export function resolveOptions<T extends OptionTable>(table: T, ...layers: Recor
     for (const [k, v] of Object.entries(layer)) {
       if (COMMAND_LINE_ONLY.includes(k)) continue;
       const spec = specOf(table, k);
-      if (!spec) throw new OptionError(k, `unknown option (known: ${Object.keys(table).map(kebab).join(', ')})`);
+      if (!spec) throw unknownOption(k, table, `(known: ${Object.keys(table).map(kebab).join(', ')})`);
       if (v === undefined || v === null) continue;
       out[k] = coerce(k, spec, v);
     }

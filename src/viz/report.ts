@@ -100,10 +100,11 @@ function curvesSection(run: RunData): string {
   if (run.metrics.length === 0) return '<p class="muted">No metrics.jsonl (or it is empty).</p>';
   const keys = new Set<string>();
   for (const m of run.metrics) for (const [k, v] of Object.entries(m)) if (typeof v === 'number' && !NOT_CURVES.has(k)) keys.add(k);
-  const ordered = [...Object.keys(KNOWN).filter((k) => keys.has(k)), ...[...keys].filter((k) => !(k in KNOWN)).sort()];
+  const known = (k: string) => Object.hasOwn(KNOWN, k); // not 'constructor' or 'toString', which a metric may be named
+  const ordered = [...Object.keys(KNOWN).filter((k) => keys.has(k)), ...[...keys].filter((k) => !known(k)).sort()];
   const xLabel = run.metrics.some((m) => typeof m.step === 'number') ? 'step' : 'record';
   const charts = ordered.map((k) => {
-    const info = KNOWN[k] ?? { title: k, y: k, colour: '#444' };
+    const info = known(k) ? KNOWN[k] : { title: k, y: k, colour: '#444' };
     const pts = numericSeries(run.metrics, k);
     const series: Series[] = [{ name: k, points: pts, colour: info.colour, width: k === 'loss' && pts.length > 20 ? 1 : 1.5 }];
     if (k === 'loss' && pts.length > 20) {

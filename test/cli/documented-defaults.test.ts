@@ -41,7 +41,7 @@ const CLAIMS: [section: string, phrase: string, table: Table, defaults: Record<s
     {
       order: 'semantic',
       similarityTokens: undefined, // undefined = cls
-      similaritySource: 'online',
+      similaritySource: 'auto', // online for pixel targets (test/train/similarity-source.test.ts)
     },
   ],
   ['6.2', 'blr 5e-4, layer-wise lr decay 0.65', FINETUNE_OPTIONS, { blr: 5e-4, layerDecay: 0.65 }],
@@ -83,7 +83,8 @@ const README_CLAIMS: [phrase: string, table: Table, defaults: Record<string, unk
   ['AdamW (β = 0.9, 0.95), weight decay 0.05', PRETRAIN_OPTIONS, { beta1: 0.9, beta2: 0.95, weightDecay: 0.05 }],
   ["`[CLS]` is decayed, as the authors'; `--no-decay-cls-token` exempts it", PRETRAIN_OPTIONS, { decayClsToken: true }],
   ['gradient clip 3', PRETRAIN_OPTIONS, { clipGrad: 3 }],
-  ['(`--similarity-source online`)', PRETRAIN_OPTIONS, { similaritySource: 'online' }],
+  ['(`--similarity-source online`, the default for pixel targets)', PRETRAIN_OPTIONS, { similaritySource: 'auto' }],
+  ['(`teacher`, the default with `--target features`', PRETRAIN_OPTIONS, { similaritySource: 'auto' }],
 ];
 
 test("README: the defaults it states are the option tables' defaults", () => {

@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { lossChange } from '../../src/cli/commands';
 
 const CLI = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
 const TINY =
@@ -24,6 +25,8 @@ before(() => {
   run = join(dir, 'run');
   const r = cli('pretrain', ...TINY.split(' '), '--out-dir', run);
   assert.equal(r.status, 0, r.stderr);
+  // 2 steps under --log-every's default are one metrics line: one loss, not "loss x → x"
+  assert.match(r.stdout, /^pretrain stopped at --max-steps after 2 steps; loss \d+\.\d{4}\n/);
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -77,4 +80,11 @@ test('visualize refuses, before the model runs, an --out among its images, an ex
   const r = cli('report', run, '--images', images, '--viz-out', join(images, 'v'));
   assert.equal(r.status, 2, r.stderr);
   assert.match(r.stderr, /option --viz-out: .*lies in .*pics, which this command reads/);
+});
+
+test("pretrain's summary gives the logged loss's change, one number for one metrics line, and says when none was logged", () => {
+  assert.equal(lossChange(0.91234, 0.5), 'loss 0.9123 → 0.5000');
+  assert.equal(lossChange(0.91234, 0.91234), 'loss 0.9123');
+  assert.equal(lossChange(NaN, NaN), 'no loss logged');
+  assert.equal(lossChange(NaN, Infinity), 'loss Infinity');
 });

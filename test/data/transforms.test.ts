@@ -8,6 +8,7 @@ import { resampleImage, resampleToOutput, type ResampleSpec } from '../../src/da
 import { allocImage, fullPlane, type Image } from '../../src/data/image';
 import { buildPlan, rrcParams } from '../../src/data/geometry';
 import { Pipeline } from '../../src/data/pipeline';
+import { transformsFor } from '../../src/data/factories';
 import { handleFromImage } from '../../src/data/codecs/decode';
 import { JpegImage } from '../../src/data/codecs/jpeg';
 import {
@@ -22,6 +23,7 @@ import {
   validateTransforms,
   staticOutputSize,
   finetuneTransforms,
+  type TransformSpec,
 } from '../../src/data/transforms';
 import { applyOp, randAugment as runRandAugment, RAND_INCREASING_TRANSFORMS, type AugImage, type OpName } from '../../src/data/randaugment';
 import { randomErase } from '../../src/data/erasing';
@@ -158,6 +160,33 @@ test('RandomResizedCrop parameters follow torchvision and crops stay inside the 
   assert.deepEqual([t, l, h, w], [0, 45, 10, 10]);
 });
 
+test("MAE's linear-probe crop (util/crop.py): one draw clipped to the image, where torchvision's falls back to a central crop", () => {
+  // values of MAE's get_params (scale 1, ratio 2 on 40×40: w = round(√3200) = 57 → 40, h = round(√800) = 28;
+  // ratio 0.5 on 30×40 (w×h): w = 24, h = 49 → 40), the offsets drawn in [0, 40 − h] and [0, 30 − w]
+  const tops = new Set<number>();
+  const rng = new Rng(1);
+  for (let i = 0; i < 200; i++) {
+    const [top, left, h, w] = rrcParams(40, 40, [1, 1], [2, 2], rng, true);
+    assert.deepEqual([left, h, w], [0, 28, 40]);
+    assert.ok(top >= 0 && top <= 12);
+    tops.add(top);
+    const [t2, l2, h2, w2] = rrcParams(30, 40, [1, 1], [0.5, 0.5], rng, true);
+    assert.deepEqual([t2, h2, w2], [0, 40, 24]);
+    assert.ok(l2 >= 0 && l2 <= 6);
+  }
+  assert.equal(tops.size, 13);
+  // torchvision: ten draws that do not fit, then the central crop with the ratio clamped
+  assert.deepEqual(rrcParams(40, 40, [1, 1], [2, 2], new Rng(1)), [10, 0, 20, 40]);
+  // the 'crop-flip' augmentation (MAE's linear-probe transform) uses MAE's crop; the plan carries it
+  const [crop] = transformsFor('crop-flip', 16, { fixedSize: null });
+  assert.deepEqual(crop, { op: 'randomResizedCrop', size: [16, 16], scale: [0.08, 1], ratio: [3 / 4, 4 / 3], interpolation: 'bicubic', singleDraw: true });
+  const plan = buildPlan(40, 40, [randomResizedCrop(8, { scale: [1, 1], ratio: [2, 2], singleDraw: true })], new Rng(3));
+  assert.deepEqual([plan.sample.x1 - plan.sample.x0, plan.sample.y1 - plan.sample.y0], [40, 28]);
+  // the fine-tuning and pre-training crops stay torchvision's
+  assert.equal('singleDraw' in transformsFor('finetune', 16, { fixedSize: null })[0], false);
+  assert.equal('singleDraw' in transformsFor('pretrain', 16, { fixedSize: null })[0], false);
+});
+
 test('geometric plans: resize short side, center crop, small images upscaled, flip before crop', () => {
   const p = buildPlan(400, 300, [resize(256), centerCrop(224)], new Rng(0));
   assert.equal(p.outW, 224);
@@ -178,6 +207,8 @@ test('geometric plans: resize short side, center crop, small images upscaled, fl
   assert.deepEqual(staticOutputSize([randomResizedCrop([20, 30])]), [20, 30]);
   assert.equal(staticOutputSize([resize(64)]), null);
   assert.throws(() => validateTransforms([normalize(), randomResizedCrop(8)]), /out of order/);
+  // an op named like an Object.prototype member (from a spec read back from a file) is unknown, not a stage
+  assert.throws(() => validateTransforms([{ op: 'constructor' } as unknown as TransformSpec]), /unknown transform op 'constructor'/);
 });
 
 test("random crop plans (the authors' linear-probe Resize + RandomCrop): every offset of torchvision's range, uniformly", () => {

@@ -14,7 +14,7 @@ import * as torch from '../../src/torch';
 import * as dist from '../../src/dist';
 import { loadTensors } from '../../src/io';
 import { makeEvalData } from '../../src/data';
-import { extractPooledFeatures, FeatureSet } from '../../src/eval/features';
+import { extractPooledFeatures, FeaturePooling, FeatureSet } from '../../src/eval/features';
 import { runWorkers, workerScript } from './helpers';
 import { FEATURE_ENCODER, featureClassifier, featureEncoder } from './workers/features-case';
 import { evaluateClassifier } from '../../src/eval/finetune';
@@ -34,7 +34,7 @@ const IMAGES = 203; // not a multiple of 2 × 16 or 3 × 16: the last global bat
 const BATCH = 16;
 
 /** [CLS] and mean features of the IMAGES synthetic training images, one process (what every comparison is against). */
-async function oneProcessFeatures(): Promise<Map<'cls' | 'mean', FeatureSet>> {
+async function oneProcessFeatures(): Promise<Map<FeaturePooling, FeatureSet>> {
   torch.setNumThreads(1);
   const encoder = featureEncoder();
   const data = makeEvalData({ split: 'train', dataset: 'synthetic', imgSize: FEATURE_ENCODER.imgSize, limit: IMAGES, seed: 0, numWorkers: 0 });

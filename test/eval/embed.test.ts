@@ -324,3 +324,15 @@ test('two embeds of one process into the same file at once: the second is refuse
   await embed({ ...base, pooling: 'cls' });
   assert.deepEqual(readSafetensorsHeader(out).tensors.get('features')?.shape, [4, 16]);
 });
+
+test('a skipped file whose name has a control character is listed with its reason, not as merely unreadable', async () => {
+  const images = join(dir, 'odd-names');
+  write(join(images, 'fine.png'), await encode(picture(8, 8, 3), 8, 8, 3, 'png'));
+  // the loader's warning escapes the name (bell\x07.png), so a lookup by the warning text missed it
+  write(join(images, 'bell\u0007.png'), 'not a png');
+  const r = await embed({ checkpoint: encoderPath, images, numWorkers: 0, progress: null, onWarning: () => {}, out: join(dir, 'odd.safetensors') });
+  const list = JSON.parse(readFileSync(r.listPath, 'utf8')) as EmbedList;
+  assert.equal(list.skipped.length, 1);
+  assert.ok(list.skipped[0].path.endsWith('bell\u0007.png'));
+  assert.match(list.skipped[0].reason, /format/, 'the decoder’s reason');
+});

@@ -90,6 +90,32 @@ test('refused with the file named: truncated, damaged, not contiguous, compresse
   assert.throws(() => readSafetensorsHeader(deflated), /is compressed \(method 8\); torch\.save stores its entries uncompressed/);
   const legacy = made('legacy.pth', "torch.save({'w': torch.ones(2)}, sys.argv[1], _use_new_zipfile_serialization=False)");
   assert.throws(() => readSafetensorsHeader(legacy), new RegExp(`${legacy}: a torch\\.save file in the format before PyTorch 1\\.6 \\(not a zip archive\\)`));
+  // a storage type named like an Object.prototype member was taken for a dtype (the function Object)
+  const ctor = made(
+    'ctor.pth',
+    "torch.save({'w': torch.ones(2)}, sys.argv[1] + '.tmp')\nsrc = zipfile.ZipFile(sys.argv[1] + '.tmp')\nwith zipfile.ZipFile(sys.argv[1], 'w') as z:\n    [z.writestr(n, src.read(n).replace(b'FloatStorage', b'constructor') if n.endswith('data.pkl') else src.read(n)) for n in src.namelist()]",
+  );
+  assert.throws(() => readSafetensorsHeader(ctor), /tensor 'w' is stored as constructor, a type semaim does not read/);
   const noWeights = made('no-weights.pth', "torch.save({'epoch': 3, 'args': {'lr': 0.1}}, sys.argv[1])");
   assert.throws(() => readSafetensorsHeader(noWeights), /without a state dict: its top-level keys are "epoch", "args"/);
+});
+
+test("a tensor whose bytes do not match its storage's CRC-32 is refused when loaded, also when it is a view and the damage lies outside it", () => {
+  const header = readSafetensorsHeader(join(root, 'checkpoint.pth'));
+  const flipped = (name: string, at: (offset: number) => number): string => {
+    const p = join(root, `flipped-${name}.pth`);
+    const bytes = readFileSync(join(root, 'checkpoint.pth'));
+    bytes[at(header.tensors.get(name)!.offset)] ^= 0x01; // the lowest mantissa bit: a plausible weight, only the CRC tells
+    writeFileSync(p, bytes);
+    return p;
+  };
+  const whole = flipped('cls_token', (o) => o + 5);
+  assert.doesNotThrow(() => readSafetensorsHeader(whole), 'the header does not read the weights');
+  assert.throws(() => loadTensors(whole), new RegExp(`${whole}: tensor 'cls_token': its storage data/\\d+ does not match its CRC-32: the file is damaged`));
+  // view_a is elements 3..10 of a 40-element storage: element 35 is outside it
+  const beside = flipped('view_a', (o) => o - 3 * 4 + 35 * 4);
+  assert.throws(() => loadTensors(beside), /tensor 'view_(a|b)': its storage data\/\d+ does not match its CRC-32/);
+  const intact = loadTensors(beside, { filter: (n) => n === 'cls_token' }).tensors;
+  assert.equal(intact.size, 1, 'the other storages are intact');
+  for (const t of intact.values()) t.dispose();
 });

@@ -181,6 +181,22 @@ test('accepts records, pair lists and lazy producers; no metadata gives an empty
   assert.deepEqual(back.tensors.get('c'), c);
 });
 
+test("tensors named like Object.prototype's members ('__proto__', 'constructor') are written and read back", () => {
+  const a = entry('float32', [2], 1);
+  const b = entry('int8', [3], 2);
+  // a torch.save file's keys become tensor names (export --checkpoint x.pth); '__proto__' left the header without its entry
+  const back = deserializeSafetensors(
+    serializeSafetensors([
+      ['__proto__', a],
+      ['constructor', b],
+      ['w', a],
+    ]),
+  );
+  assert.deepEqual([...back.tensors.keys()].sort(), ['__proto__', 'constructor', 'w']);
+  assert.deepEqual(back.tensors.get('__proto__'), a);
+  assert.deepEqual(back.tensors.get('constructor'), b);
+});
+
 test('SafetensorsReader reads tensors one at a time', () => {
   const dir = tmpDir();
   const file = path.join(dir, 'r.safetensors');
@@ -289,6 +305,10 @@ test('writer validation', () => {
   assert.throws(() => writeSafetensors(file, { x: ok }, { n: 1 as unknown as string }), /metadata value for 'n' must be a string/);
   assert.throws(() => writeSafetensors(file, { x: { dtype: 'complex64' as DType, shape: [1], data: new Uint8Array(8) } }), /unknown dtype/);
   assert.throws(() => writeSafetensors(file, { x: { dtype: 'float32', shape: [1.5], data: new Uint8Array(6) } }), /invalid shape/);
+  assert.throws(
+    () => writeSafetensors(file, { x: { dtype: 'toString' as DType, shape: [1], data: new Uint8Array(1) } }),
+    /tensor 'x': unknown dtype 'toString'/,
+  );
   assert.throws(() => writeSafetensors(file, { x: () => ({ dtype: 'int8', shape: [2], data: new Uint8Array(3) }) }), /needs 2 bytes, got 3/);
   assert.deepEqual(fs.readdirSync(dir), []);
   fs.rmSync(dir, { recursive: true });
@@ -313,6 +333,11 @@ test('reader rejects malformed files with clear errors', () => {
     ['not an object', rawFile([1, 2]), /header must be a JSON object/],
     ['bad metadata', rawFile({ __metadata__: { k: 3 } }), /__metadata__ value for 'k' is not a string/],
     ['unknown dtype', rawFile({ a: { dtype: 'C64', shape: [1], data_offsets: [0, 8] } }, new Uint8Array(8)), /tensor 'a': unknown dtype "C64"/],
+    [
+      'prototype dtype',
+      rawFile({ a: { dtype: 'constructor', shape: [1], data_offsets: [0, 8] } }, new Uint8Array(8)),
+      /tensor 'a': unknown dtype "constructor"/,
+    ],
     ['bad shape', rawFile({ a: { dtype: 'F32', shape: [-1], data_offsets: [0, 4] } }, new Uint8Array(4)), /tensor 'a': invalid shape/],
     ['reversed offsets', rawFile({ a: f32x2(8, 0) }, new Uint8Array(8)), /invalid data_offsets \[8,0\]/],
     ['size mismatch', rawFile({ a: f32x2(0, 12) }, new Uint8Array(12)), /tensor 'a': F32 \[2\] needs 8 bytes but data_offsets span 12/],

@@ -23,6 +23,8 @@ test('encoder configs beyond the bounds or with an empty MLP are refused, naming
   ];
   for (const [change, message] of cases) assert.throws(() => validateEncoder({ ...TINY, ...change }), message, JSON.stringify(change));
   validateEncoder({ imgSize: 224, patchSize: 14, inChans: 3, embedDim: 6144, depth: 48, numHeads: 48, mlpRatio: 4 }); // ViT-22B's shape
+  // a preset named like an Object.prototype member was found on the prototype (the function Object)
+  for (const name of ['constructor', 'toString', '__proto__']) assert.throws(() => makeConfig(name), /config 'preset': unknown preset/, name);
 });
 
 test('an exported encoder whose config contradicts its weights is refused from the header alone', () => {

@@ -198,3 +198,30 @@ test('formatHelp: with no options but --config (semaim info), its description is
   assert.match(help, /\n {2}--config <file\.json\|file\.yaml>\n {4,}read options from a file; flags override it\n/);
   assert.doesNotMatch(help, /-?Infinity/);
 });
+
+test("the authors' snake_case names are read as kebab-case ones, and an unknown option is answered with the one it most likely means", () => {
+  assert.deepEqual(parseArgv(['--warmup_epochs', '3', '--batch-size', '8'], PRETRAIN_OPTIONS).options, { warmupEpochs: '3', batchSize: '8' });
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-options-'));
+  try {
+    const cfg = join(dir, 'authors.yaml');
+    writeFileSync(cfg, 'warmup_epochs: 3\nmin_lr: 0.0001\naccum_iter: 2\n');
+    const o = resolveOptions(PRETRAIN_OPTIONS, readConfigFile(cfg));
+    assert.deepEqual([o.warmupEpochs, o.minLr, o.accumIter], [3, 0.0001, 2]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const message = (argv: string[]) => {
+    try {
+      parseArgv(argv, PRETRAIN_OPTIONS);
+    } catch (e) {
+      return (e as OptionError).flagMessage;
+    }
+    return 'accepted';
+  };
+  assert.equal(message(['--input_size', '224']), 'option --input-size: unknown option; did you mean --img-size? (see --help)');
+  assert.equal(message(['--norm_pix_loss']), 'option --norm-pix-loss: unknown option; did you mean --norm-pix? (see --help)');
+  assert.equal(message(['--warmup-epoch', '3']), 'option --warmup-epoch: unknown option; did you mean --warmup-epochs? (see --help)');
+  assert.equal(message(['--bach-size', '3']), 'option --bach-size: unknown option; did you mean --batch-size? (see --help)');
+  assert.equal(message(['--frobnicate', '3']), 'option --frobnicate: unknown option (see --help)');
+  assert.throws(() => resolveOptions(PRETRAIN_OPTIONS, { outputDir: 'x' }), /option 'outputDir': unknown option; did you mean --out-dir\? \(known: model, /);
+});

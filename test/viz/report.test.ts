@@ -60,6 +60,18 @@ test('report: self-contained HTML with SVG curves, config and evaluation tables'
   }
 });
 
+test('report: a metric named like an Object.prototype member gets its chart like any other', () => {
+  const run = mkdtempSync(join(tmpdir(), 'semaim-report-'));
+  try {
+    writeFileSync(join(run, 'metrics.jsonl'), '{"step": 1, "loss": 1, "constructor": 0.5}\n{"step": 2, "loss": 0.9, "constructor": 0.25}\n');
+    const html = renderReport(readRun(run));
+    assert.equal((html.match(/<svg /g) ?? []).length, 2, 'loss and constructor');
+    assert.match(html, />constructor</);
+  } finally {
+    rmSync(run, { recursive: true, force: true });
+  }
+});
+
 test('report: absent metrics, config and evaluations are reported, not fatal', () => {
   const run = mkdtempSync(join(tmpdir(), 'semaim-report-'));
   try {
