@@ -203,7 +203,7 @@ function epochFrom(loader: EpochLoader, epoch: number, start: number): AsyncGene
 }
 
 /** Pre-training data of rank `dist.rank` of `dist.worldSize` (see RankedTrainData). */
-export function makeTrainData(o: TrainDataRequest, dist: RankSlice = SINGLE_PROCESS): RankedTrainData {
+export function makeTrainData(o: TrainDataRequest, dist: RankSlice = SINGLE_PROCESS): RankedTrainData & AsyncDisposable {
   const size = o.imgSize;
   const ds = openData(o.dataset, { split: 'train', dataPath: o.dataPath, imgSize: size, syntheticSize: o.syntheticSize, seed: o.seed });
   let transforms = transformsFor('pretrain', size, ds, o.minScale).filter((t) => o.hflip || t.op !== 'horizontalFlip');
@@ -243,6 +243,7 @@ export function makeTrainData(o: TrainDataRequest, dist: RankSlice = SINGLE_PROC
     epochFromSample: (epoch: number, sample: number) => batches(loader.iterate(epoch, { sample })),
     identity: () => datasetIdentity(ds),
     close: () => loader.close(),
+    [Symbol.asyncDispose]: () => loader.close(),
   };
 }
 
@@ -253,7 +254,7 @@ export function makeTrainData(o: TrainDataRequest, dist: RankSlice = SINGLE_PROC
  * `indices` tell the repeats). Batches per rank and epoch = batchesPerEpoch(size, worldSize ×
  * batchSize, dropLast).
  */
-export function makeEvalData(req: EvalDataRequest, dist: RankSlice = SINGLE_PROCESS): LabelledData {
+export function makeEvalData(req: EvalDataRequest, dist: RankSlice = SINGLE_PROCESS): LabelledData & AsyncDisposable {
   let ds = openData(req.dataset, { split: req.split, dataPath: req.dataPath, imgSize: req.imgSize, seed: req.seed, syntheticSize: req.limit });
   if (req.limit && isShardDataset(ds))
     throw new Error(`a subset (--train-limit/--test-limit) of streamed shards is not supported: pack a smaller folder with \`semaim shards\``);
@@ -293,6 +294,9 @@ export function makeEvalData(req: EvalDataRequest, dist: RankSlice = SINGLE_PROC
     },
     async close() {
       for (const l of loaders.values()) await l.close();
+    },
+    async [Symbol.asyncDispose]() {
+      await this.close();
     },
   };
 }

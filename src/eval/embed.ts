@@ -21,14 +21,14 @@ import { datasetIdentity } from '../data/factories';
 import type { ImageInputOptions } from '../data/options';
 import { EncoderSource, Pooling, VisionTransformer, loadEncoder, resolveEncoder } from '../semaim';
 import { Progress } from '../run/progress';
-import { processDevice, setProcessThreads } from '../run/device';
+import { processDevice, withProcessThreads } from '../run/device';
 import { type Precision } from '../run/precision';
 import { rankSlice, type ProcessGroup } from '../dist';
 import { SAME_ENCODER_AND_DATA_HINT, checkRanksAgree } from '../dist/agree';
 import { encodeBatch } from './features';
 import { gatherRows } from './gather-features';
 import { writeFileAtomic } from '../util/safe-write';
-import { guardOutputs } from '../io/outputs';
+import { claimOutputs, guardOutputs } from '../io/outputs';
 
 export const EMBED_POOLINGS = ['cls', 'mean', 'gap', 'all'] as const;
 export const EMBED_DTYPES = ['float32', 'float16'] as const;
@@ -66,8 +66,12 @@ export interface ImageSetJob extends ImageSet {
   verify?: boolean;
   /** Progress bar label; null for none. Default: the job's name ('embed', 'predict'). */
   progress?: string | null;
+  /** Called after every batch with the images done so far and their total (progress for a program, with or without the bar). */
+  onProgress?: (done: number, total: number) => void;
   /** Receives warnings (unreadable images, the summary); default: stderr. */
   onWarning?: (line: string) => void;
+  /** Aborting it stops the job after the current batch: it rejects with the signal's reason and leaves no output files. */
+  signal?: AbortSignal;
 }
 
 export interface EmbedOptions extends ImageSetJob {
@@ -213,6 +217,10 @@ async function gatherBatch(group: ProcessGroup | null, rows: torch.Tensor, codes
 export async function embed(o: EmbedOptions & { group?: undefined }): Promise<EmbedResult>;
 export async function embed(o: EmbedOptions): Promise<EmbedResult | null>;
 export async function embed(o: EmbedOptions): Promise<EmbedResult | null> {
+  return withProcessThreads(o.threads, () => embedJob(o));
+}
+
+async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
   checkEmbedOptions(o);
   const t0 = Date.now();
   const pooling = o.pooling ?? 'cls';
@@ -222,7 +230,6 @@ export async function embed(o: EmbedOptions): Promise<EmbedResult | null> {
   const group = o.group ?? null;
   const { rank, worldSize } = rankSlice(group);
   const device = processDevice(o.device ?? 'cpu', group);
-  setProcessThreads(o.threads);
   const source = resolveEncoder(o.checkpoint, { verify: o.verify });
   guardOutputs([o.out, embedListPath(o.out)], source.weights);
   const ds = embedDataset(o, source.config.imgSize);
@@ -246,7 +253,10 @@ export async function embed(o: EmbedOptions): Promise<EmbedResult | null> {
   let encoder: VisionTransformer | null = null;
   let writer: SafetensorsRowWriter | null = null;
   let progress: Progress | null = null;
+  let release = () => {};
   try {
+    // another embed of this process writing the same files would interleave its rows and renames with ours
+    if (rank === 0) release = claimOutputs([o.out, embedListPath(o.out)]);
     encoder = loadEncoder(source, { device }).encoder;
     const P = encoder.numPatches;
     const D = source.config.embedDim;
@@ -257,6 +267,7 @@ export async function embed(o: EmbedOptions): Promise<EmbedResult | null> {
     }
     progress = o.progress === null || rank !== 0 ? null : new Progress(o.progress ?? 'embed', ds.length);
     for await (const batch of loader.iterate(0)) {
+      o.signal?.throwIfAborted();
       const B = batch.shape[0];
       const [first] = plan.range(batch.index);
       const codes = Float64Array.from({ length: B }, (_, i) => rowCode(first + i, batch.indices[i], ds.length));
@@ -296,7 +307,9 @@ export async function embed(o: EmbedOptions): Promise<EmbedResult | null> {
       }
       const done = Math.min(ds.length, seen * worldSize);
       progress?.update(done, { 'img/s': (done / Math.max((Date.now() - t0) / 1000, 1e-9)).toFixed(1), skipped: skipped.length });
+      o.onProgress?.(done, ds.length);
     }
+    o.signal?.throwIfAborted();
     const ofRank = worldSize > 1 ? ` (rank ${rank} of ${worldSize}: its share of ${ds.length})` : '';
     if (seen !== mine) throw new Error(`embed: the loader gave ${seen} images, the dataset has ${mine}${ofRank}`);
     if (!writer) return null;
@@ -345,5 +358,6 @@ export async function embed(o: EmbedOptions): Promise<EmbedResult | null> {
     progress?.done();
     await loader.close();
     encoder?.dispose();
+    release();
   }
 }

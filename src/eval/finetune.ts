@@ -17,7 +17,7 @@ import { LoopHooks, StopReason, trainLoop } from '../run/loop';
 import type { TrainState } from '../run/train-state';
 import type { StopSignal } from '../run/signals';
 import { withPrecision } from '../run/precision';
-import { processDevice, setProcessThreads } from '../run/device';
+import { processDevice, withProcessThreads } from '../run/device';
 import { rankSlice, severalRanks, type ProcessGroup } from '../dist';
 import { Accuracy, AccuracyTally } from './accuracy';
 import { rankRowPositions } from './gather-features';
@@ -125,6 +125,10 @@ export function makeFinetuneOptimizer(model: ViTClassifier, o: FinetuneOptions, 
  * resolving (and hashing) the checkpoint again. The caller closes the data.
  */
 export async function finetune(o: FinetuneOptions, data: FinetuneData, hooks: FinetuneHooks = {}, source?: EncoderSource): Promise<FinetuneResult> {
+  return withProcessThreads(o.threads, () => finetuneJob(o, data, hooks, source));
+}
+
+async function finetuneJob(o: FinetuneOptions, data: FinetuneData, hooks: FinetuneHooks = {}, source?: EncoderSource): Promise<FinetuneResult> {
   const log = hooks.log ?? ((l: string) => process.stderr.write(l + '\n'));
   validateFinetune(o);
   source ??= resolveEncoder(o.checkpoint, o);
@@ -149,7 +153,6 @@ export async function finetune(o: FinetuneOptions, data: FinetuneData, hooks: Fi
       `the training set (${data.train.size} images) gives no full step of ${o.batchSize} × ${o.accumIter} × ${world} images (--batch-size × --accum-iter × processes)`,
     );
   mkdirSync(o.outDir, { recursive: true });
-  setProcessThreads(o.threads);
   torch.manualSeed(o.seed);
 
   // ---- model (MAE: init, load the encoder, head trunc_normal 2e-5), EMA

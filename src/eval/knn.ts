@@ -54,8 +54,27 @@ export function knnVotes(weights: Tensor, neighbourLabels: Tensor, k: number, nu
   });
 }
 
-/** Weighted k-NN accuracy of `test` against the bank `train`, for every k in o.ks. */
+/** Weighted k-NN accuracy of `test` against the bank `train`, for every k in o.ks (runs to the end without yielding: see knnClassifyAsync). */
 export function knnClassify(train: FeatureSet, test: FeatureSet, o: KnnOptions): KnnResult[] {
+  const steps = knnSteps(train, test, o);
+  for (let r = steps.next(); ; r = steps.next()) if (r.done) return r.value;
+}
+
+/**
+ * knnClassify, letting the event loop turn after every block of `chunkSize` test rows: at ImageNet scale
+ * the vote takes minutes, during which a process that also serves requests (or a timer) would otherwise
+ * get no turn. The same results.
+ */
+export async function knnClassifyAsync(train: FeatureSet, test: FeatureSet, o: KnnOptions): Promise<KnnResult[]> {
+  const steps = knnSteps(train, test, o);
+  for (let r = steps.next(); ; r = steps.next()) {
+    if (r.done) return r.value;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+/** The k-NN vote, one block of test rows per step. */
+function* knnSteps(train: FeatureSet, test: FeatureSet, o: KnnOptions): Generator<void, KnnResult[]> {
   const T = o.temperature ?? 0.07;
   const chunk = o.chunkSize ?? 256;
   const ks = [...new Set(o.ks)].sort((a, b) => a - b);
@@ -107,6 +126,7 @@ export function knnClassify(train: FeatureSet, test: FeatureSet, o: KnnOptions):
         }),
       );
       progress?.update(start + len);
+      if (start + len < nTest) yield;
     }
   } finally {
     bank.dispose();

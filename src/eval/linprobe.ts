@@ -138,6 +138,8 @@ async function trainProbe(
         i++;
         step++;
         if (step >= totalSteps) break;
+        // a batch of cached features is at hand at once: without this the whole probe ran without the event loop turning
+        await new Promise((resolve) => setImmediate(resolve));
       }
       const rec: LinprobeEpoch = { epoch: epoch + 1, loss: lossSum.item() / Math.max(i, 1), lr: optimizer.paramGroups[0].lr };
       if (o.evalEvery && (epoch + 1) % o.evalEvery === 0 && epoch + 1 < epochs) rec.top1 = evaluate().top1;

@@ -10,7 +10,7 @@ import { transformsFor } from '../data';
 import type { Split } from '../data';
 import type { EncoderConfig } from '../semaim';
 import { Progress } from '../run/progress';
-import { processDevice, setProcessThreads } from '../run/device';
+import { processDevice, withProcessThreads } from '../run/device';
 import { writeFilesAtomic } from '../util/safe-write';
 import type { ClassifierConfig } from './classifier';
 import { loadPredictor, resolvePredictor } from './classifier-source';
@@ -85,13 +85,16 @@ function formatList({ predictions, skipped, ...head }: PredictList): string {
 
 /** Predicts every image and writes the JSON and CSV (see the top of this file). */
 export async function predict(o: PredictOptions): Promise<PredictResult> {
+  return withProcessThreads(o.threads, () => predictJob(o));
+}
+
+async function predictJob(o: PredictOptions): Promise<PredictResult> {
   if (!o.out.endsWith('.json')) throw new Error(`predict: the output '${o.out}' must end in .json (the CSV goes beside it)`);
   if (!!o.images === !!o.dataset) throw new Error('predict: give either a folder of images (images) or a dataset (dataset), not both');
   const t0 = Date.now();
   const batchSize = o.batchSize ?? 256;
   const warn = o.onWarning ?? ((line: string) => process.stderr.write(`${line}\n`));
   const device = processDevice(o.device ?? 'cpu', null);
-  setProcessThreads(o.threads);
   const src = resolvePredictor(o.checkpoint, { verify: o.verify, encoder: o.encoder });
   const out = o.out;
   guardOutputs([out, predictCsvPath(out)], src.weights);
@@ -115,6 +118,7 @@ export async function predict(o: PredictOptions): Promise<PredictResult> {
   let seen = 0;
   try {
     for await (const batch of loader.iterate(0)) {
+      o.signal?.throwIfAborted();
       const B = batch.shape[0];
       const [first] = plan.range(batch.index);
       // the loader puts another image in place of an unusable one: that row is dropped here
@@ -149,7 +153,9 @@ export async function predict(o: PredictOptions): Promise<PredictResult> {
       });
       seen += B;
       progress?.update(seen, { 'img/s': (seen / Math.max((Date.now() - t0) / 1000, 1e-9)).toFixed(1), skipped: skipped.length });
+      o.onProgress?.(seen, ds.length);
     }
+    o.signal?.throwIfAborted();
     if (seen !== ds.length) throw new Error(`predict: the loader gave ${seen} images, the dataset has ${ds.length}`);
     if (!predictions.length) throw new Error(`predict: no readable image in ${ds.root} (${skipped.length} skipped)`);
     const seconds = (Date.now() - t0) / 1000;

@@ -10,13 +10,13 @@ import { DataFactories, EvalDataRequest, LabelledData, RankSlice, Split, batches
 import { rankSlice, type ProcessGroup } from '../dist';
 import { SAME_ENCODER_AND_DATA_HINT, checkRanksAgree } from '../dist/agree';
 import { EncoderSource, LoadedEncoder, loadEncoder, resolveEncoder, sha256File } from '../semaim';
-import { processDevice, setProcessThreads } from '../run/device';
+import { processDevice, withProcessThreads } from '../run/device';
 import { imageInputOptions } from '../data/options';
 import type { StopReason } from '../run/loop';
 import type { StopSignal } from '../run/signals';
 import { FeatureSet, checkImageShape, disposeFeatures, extractFeatures, setSize } from './features';
 import { FinetuneHooks, finetune } from './finetune';
-import { KnnResult, knnClassify, parseKs } from './knn';
+import { KnnResult, knnClassifyAsync, parseKs } from './knn';
 import { LinprobeOptions, linprobeOnFeatures, linprobeOnline } from './linprobe';
 import {
   EvalCommonOptions,
@@ -142,9 +142,12 @@ export function knnRows(results: KnnResult[]): { name: string; accuracy: KnnResu
 export async function runKnn(o: KnnCommandOptions, f: DataFactories): Promise<EvalRun>;
 export async function runKnn(o: KnnCommandOptions, f: DataFactories, group: ProcessGroup | null): Promise<EvalRun | null>;
 export async function runKnn(o: KnnCommandOptions, f: DataFactories, group: ProcessGroup | null = null): Promise<EvalRun | null> {
+  return withProcessThreads(o.threads, () => runKnnJob(o, f, group));
+}
+
+async function runKnnJob(o: KnnCommandOptions, f: DataFactories, group: ProcessGroup | null = null): Promise<EvalRun | null> {
   validateEval(o);
   const source = resolveEncoder(o.checkpoint, o);
-  setProcessThreads(o.threads);
   const t0 = Date.now();
   const ks = parseKs(o.k);
   const kmax = ks[ks.length - 1];
@@ -152,7 +155,7 @@ export async function runKnn(o: KnnCommandOptions, f: DataFactories, group: Proc
     if (kmax > sizes.train) throw new OptionError('k', `k = ${kmax} exceeds the ${sizes.train} training images`);
   });
   try {
-    const results = knnClassify(ft.train, ft.test, {
+    const results = await knnClassifyAsync(ft.train, ft.test, {
       ks,
       temperature: o.temperature,
       numClasses: ft.numClasses,
@@ -196,10 +199,13 @@ export function linprobeOptionsFrom(o: LinprobeCommandOptions): LinprobeOptions 
 export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories): Promise<EvalRun>;
 export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories, group: ProcessGroup | null): Promise<EvalRun | null>;
 export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories, group: ProcessGroup | null = null): Promise<EvalRun | null> {
+  return withProcessThreads(o.threads, () => runLinprobeJob(o, f, group));
+}
+
+async function runLinprobeJob(o: LinprobeCommandOptions, f: DataFactories, group: ProcessGroup | null = null): Promise<EvalRun | null> {
   validateEval(o);
   checkLinprobeProcesses(o, group?.worldSize ?? 1); // under torchrun the launch flags say nothing
   const source = resolveEncoder(o.checkpoint, o);
-  setProcessThreads(o.threads);
   const t0 = Date.now();
   const lo = linprobeOptionsFrom(o);
   let train: FeatureSet | null;
@@ -288,9 +294,12 @@ export interface FinetuneRun {
 }
 
 export async function runFinetune(o: FinetuneOptions, f: DataFactories, hooks: FinetuneHooks = {}): Promise<FinetuneRun> {
+  return withProcessThreads(o.threads, () => runFinetuneJob(o, f, hooks));
+}
+
+async function runFinetuneJob(o: FinetuneOptions, f: DataFactories, hooks: FinetuneHooks = {}): Promise<FinetuneRun> {
   validateFinetune(o);
   const source = resolveEncoder(o.checkpoint, o);
-  setProcessThreads(o.threads);
   const t0 = Date.now();
   const group = hooks.group ?? null;
   // data-parallel: each rank trains on and evaluates its slices of the global batches; rank 0 reports

@@ -20,7 +20,7 @@ import { extractSegFeatures, parseBlocks, SegFeatureSet, segSetSize } from './se
 import { severalRanks, type ProcessGroup } from '../dist';
 import { SAME_ENCODER_AND_DATA_HINT, checkRanksAgree } from '../dist/agree';
 import { SegDataSettings, SegprobeConfig, SegprobeSettings, checkSegprobeProcesses } from './segprobe-options';
-import { processDevice, setProcessThreads } from '../run/device';
+import { processDevice, withProcessThreads } from '../run/device';
 import { SegprobeResult, constantPredictionMetrics, segprobeOnFeatures, segprobeOnline } from './segprobe';
 import type { Precision } from '../run/precision';
 
@@ -229,6 +229,15 @@ export async function runSegprobe(
   f: SegDataFactory,
   group: ProcessGroup | null = null,
 ): Promise<SegprobeRun | null> {
+  return withProcessThreads(cfg.threads, () => runSegprobeJob(cfg, options, f, group));
+}
+
+async function runSegprobeJob(
+  cfg: SegprobeConfig,
+  options: Record<string, unknown>,
+  f: SegDataFactory,
+  group: ProcessGroup | null = null,
+): Promise<SegprobeRun | null> {
   const source = resolveEncoder(cfg.checkpoint, { verify: cfg.verify });
   try {
     parseBlocks(cfg.probe.blocks, source.config.depth); // a bad --blocks stops here, before any data is read
@@ -236,7 +245,6 @@ export async function runSegprobe(
     throw new OptionError('blocks', (e as Error).message);
   }
   checkSegprobeProcesses(cfg.probe, group?.worldSize ?? 1); // under torchrun the launch flags say nothing
-  setProcessThreads(cfg.threads);
   const t0 = Date.now();
   const encoder = frozenEncoder(source, cfg.init, cfg.seed, processDevice(cfg.device, group));
   let outcome: SegprobeOutcome;

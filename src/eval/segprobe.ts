@@ -198,6 +198,8 @@ async function trainHead(
         i++;
         step++;
         if (step >= totalSteps) break;
+        // cached features are at hand at once: without this the whole probe ran without the event loop turning
+        await new Promise((resolve) => setImmediate(resolve));
       }
       const rec: SegprobeEpoch = { epoch: epoch + 1, loss: lossSum.item() / Math.max(i, 1), lr: optimizer.paramGroups[0].lr };
       if (o.evalEvery && (epoch + 1) % o.evalEvery === 0 && epoch + 1 < epochs) rec.mIoU = evaluate().mIoU;

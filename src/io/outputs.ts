@@ -65,6 +65,27 @@ export function checkOutputFolder(dir: string, files: string[], o: { inputs: str
   checkOutputs(files, { overwrite: true, option: o.option });
 }
 
+/** Outputs a job of this process is writing now (canonical paths). */
+const writing = new Set<string>();
+
+/**
+ * Marks `outputs` as being written by a job of this process until the returned function is called, and
+ * refuses (naming `option`) one that another job of this process is writing: two jobs writing one file
+ * at once interleave their rows in its partial file and their renames.
+ */
+export function claimOutputs(outputs: string[], option = 'out'): () => void {
+  const paths = outputs.map(canonical);
+  const busy = paths.findIndex((p) => writing.has(p));
+  if (busy >= 0) throw new OptionError(option, `${outputs[busy]} is being written by another job of this process: wait for it, or choose another output`);
+  for (const p of paths) writing.add(p);
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    for (const p of paths) writing.delete(p);
+  };
+}
+
 /**
  * The library's exports and embed (the CLI checks more, before any work, with checkOutputs): never
  * over the encoder they read (its weights or the config beside them), into a checkpoint folder or

@@ -35,3 +35,17 @@ export function processDevice(requested: string, group: ProcessGroup | null): to
 export function setProcessThreads(threads: number | undefined): void {
   torch.setNumThreads(threads ?? Math.max(1, Math.floor(availableParallelism() / (readDistEnv()?.localWorldSize ?? 1))));
 }
+
+/**
+ * Runs a job with setProcessThreads(threads), then gives libtorch back the thread count it had: the
+ * setting is process-wide, and a library caller's own torch.setNumThreads must survive the job.
+ */
+export async function withProcessThreads<T>(threads: number | undefined, job: () => Promise<T>): Promise<T> {
+  const before = torch.getNumThreads();
+  setProcessThreads(threads);
+  try {
+    return await job();
+  } finally {
+    torch.setNumThreads(before);
+  }
+}

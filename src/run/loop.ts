@@ -18,10 +18,10 @@ import { cudnnAutotune } from './cudnn-autotune';
 import { StopRequest, StopSignal, catchStopSignals } from './signals';
 import type { OptionTable } from '../util/options';
 import { DistributedDataParallel, GradCompression, ProcessGroup, rankSlice } from '../dist';
-import { TrainState, StopReason } from './train-state';
+import { TrainState, StopReason, type MetricsRecord } from './train-state';
 import { afterProgress } from './progress';
 
-export type { StopReason };
+export type { StopReason, MetricsRecord };
 
 /** The run settings every trainer has (its option table has these keys). */
 export interface LoopSettings {
@@ -96,8 +96,23 @@ export interface TrainJob<B> {
 export interface LoopHooks {
   /** Called after every optimiser step with the step number (tests use it to interrupt runs). */
   onStep?: (step: number) => void;
+  /** Called with every line written to metrics.jsonl (rank 0), as it is written. */
+  onMetrics?: (record: MetricsRecord) => void;
+  /** false: no progress line on stderr (default true: redrawn on a terminal, a plain line every 5 s otherwise). */
+  progress?: boolean;
+  /**
+   * While the run lasts, SIGINT and SIGTERM stop it at the next step boundary after a checkpoint, and a
+   * second one exits the process, as the command does (default true). false leaves the process's signals
+   * to the caller, who stops the run with `signal` or `stop`.
+   */
+  catchSignals?: boolean;
   /** Set `requested` to stop at the next step boundary (a checkpoint is written first). */
   stop?: StopRequest;
+  /**
+   * Aborting it stops the run as SIGINT does: at the next step boundary, after a checkpoint (the result's
+   * stoppedBy is 'signal', without `signal`); the same job started again resumes from that checkpoint.
+   */
+  signal?: AbortSignal;
   log?: (line: string) => void;
   /** How a refused resume says to start afresh, for a command without --no-resume (default: another --out-dir, or --no-resume). */
   freshRunHint?: string;
@@ -131,7 +146,14 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
   const plannedSteps = Math.ceil(run.epochs * perEpoch);
   const totalSteps = Math.min(plannedSteps, run.maxSteps ?? Infinity);
 
-  const state = new TrainState(job, run, { perEpoch, totalSteps, log, freshRunHint: hooks.freshRunHint });
+  const state = new TrainState(job, run, {
+    perEpoch,
+    totalSteps,
+    log,
+    freshRunHint: hooks.freshRunHint,
+    progress: hooks.progress,
+    onMetrics: hooks.onMetrics,
+  });
   try {
     await state.start(run.resume, { options: job.options, model: job.config, ...job.extraState });
   } catch (e) {
@@ -158,7 +180,12 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
     }
     return result();
   }
-  const releaseSignals = catchStopSignals(stop, log);
+  const releaseSignals = hooks.catchSignals === false ? () => {} : catchStopSignals(stop, log);
+  const onAbort = () => {
+    stop.requested = true;
+  };
+  if (hooks.signal?.aborted) onAbort();
+  hooks.signal?.addEventListener('abort', onAbort, { once: true });
   const restoreCudnn = cudnnAutotune(run.device);
   const restoreSlice = setBatchSlice(rankSlice(group));
   let ddp: DistributedDataParallel | null = null;
@@ -252,6 +279,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
     ddp?.dispose();
     restoreSlice();
     releaseSignals();
+    hooks.signal?.removeEventListener('abort', onAbort);
     restoreCudnn();
     state.dispose();
   }

@@ -112,8 +112,11 @@ export class MetricsLog {
     mkdirSync(dirname(path), { recursive: true });
   }
 
-  write(record: Record<string, unknown>): void {
-    appendNoFollow(this.path, JSON.stringify({ time: new Date().toISOString(), ...record }) + '\n');
+  /** Appends the record with its time; returns the line's record as written. */
+  write<R extends Record<string, unknown>>(record: R): { time: string } & R {
+    const line = { time: new Date().toISOString(), ...record };
+    appendNoFollow(this.path, JSON.stringify(line) + '\n');
+    return line;
   }
 
   /** Whether a record of `step` holds `key` (read from the end back to the records before `step`). */

@@ -115,6 +115,20 @@ function take(path: string, mine: string, depth: number): true | Holder {
   throw new Error(`cannot take ${path}: other processes took it or its takeover markers at the same moment`);
 }
 
+/** A run folder another live process (or another run in this one) is writing to: wait for it, or use another folder. */
+export class RunInUseError extends Error {
+  readonly code = 'ERR_RUN_IN_USE';
+  constructor(
+    readonly outDir: string,
+    /** The process that holds the folder's run.lock. */
+    readonly holder: { pid: number; host: string; since: string },
+    message: string,
+  ) {
+    super(message);
+    this.name = 'RunInUseError';
+  }
+}
+
 export class RunLock {
   private released = false;
   private readonly onExit = () => this.release();
@@ -139,7 +153,11 @@ export class RunLock {
     }
     if (h === true) return new RunLock(path);
     const who = `process ${h.pid} on ${h.host === hostname() ? 'this machine' : `host ${h.host}`}, since ${h.since}`;
-    throw new Error(`${outDir} is in use by another semaim run (${who}): wait for it, or use another --out-dir; if that process is gone, delete ${path}`);
+    throw new RunInUseError(
+      outDir,
+      h,
+      `${outDir} is in use by another semaim run (${who}): wait for it, or use another --out-dir; if that process is gone, delete ${path}`,
+    );
   }
 
   /** Gives the lock up (once); the file goes only while it is still this process's. */

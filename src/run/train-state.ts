@@ -21,6 +21,22 @@ import type { LoopSettings, TrainJob } from './loop';
 export type StopReason = 'finished' | 'maxSteps' | 'signal' | 'nonfinite';
 
 /**
+ * A line of metrics.jsonl: every --log-every steps the loss (mean since the last line), learning rate,
+ * gradient norm and throughput; a job's evaluations add their own lines (e.g. fine-tuning's test accuracy).
+ */
+export interface MetricsRecord {
+  /** ISO 8601, when the line was written. */
+  time: string;
+  step: number;
+  epoch?: number;
+  loss?: number;
+  lr?: number;
+  gradNorm?: number | null;
+  imgPerSec?: number;
+  [field: string]: unknown;
+}
+
+/**
  * Sum and count of the losses since the last log, and whether all were finite, kept on the device so
  * that a step never waits for the GPU; read only every --log-every steps.
  */
@@ -124,7 +140,8 @@ export class TrainState {
   readonly window: LossWindow;
   private readonly checkpoints: CheckpointManager;
   private readonly metrics: MetricsLog;
-  private readonly progress: Progress;
+  private readonly progress: Progress | null;
+  private readonly onMetrics?: (record: MetricsRecord) => void;
   private readonly log: (line: string) => void;
   private readonly group: ProcessGroup | null;
   /** Rank 0 (or the only process): the one that writes files. */
@@ -139,7 +156,15 @@ export class TrainState {
   constructor(
     private readonly job: TrainJob<unknown>,
     private readonly run: LoopSettings,
-    o: { perEpoch: number; totalSteps: number; log: (line: string) => void; freshRunHint?: string },
+    o: {
+      perEpoch: number;
+      totalSteps: number;
+      log: (line: string) => void;
+      freshRunHint?: string;
+      /** false: no progress line (default true). */
+      progress?: boolean;
+      onMetrics?: (record: MetricsRecord) => void;
+    },
   ) {
     this.log = o.log;
     this.freshRunHint = o.freshRunHint ?? FRESH_RUN_HINT;
@@ -148,7 +173,8 @@ export class TrainState {
     this.window = new LossWindow(run.device);
     this.checkpoints = new CheckpointManager(run.outDir, run.keepLast, (m) => this.log(m));
     this.metrics = new MetricsLog(join(run.outDir, 'metrics.jsonl'));
-    this.progress = new Progress(job.kind, o.totalSteps);
+    this.progress = o.progress === false ? null : new Progress(job.kind, o.totalSteps);
+    this.onMetrics = o.onMetrics;
     this.totalSteps = o.totalSteps;
   }
 
@@ -265,7 +291,7 @@ export class TrainState {
       g.setState(st);
     }
     this.step = s.step;
-    this.progress.resumeFrom(s.step);
+    this.progress?.resumeFrom(s.step);
     this.epoch = s.epoch;
     this.batch = s.batch;
     this.best = s.best ?? s.bestLoss ?? (s.bestTop1 !== undefined && s.bestTop1 >= 0 ? s.bestTop1 : null);
@@ -384,8 +410,9 @@ export class TrainState {
     const gradNorm = this.gradNorm.step === this.step ? this.gradNorm.value : null;
     const rec = { step: this.step, epoch: Number(fractionalEpoch.toFixed(4)), loss: mean, lr: this.lr(), gradNorm, imgPerSec: rate };
     if (!this.writes) return finite && Number.isFinite(mean);
-    this.metrics.write(rec);
-    this.progress.update(this.step, { epoch: fractionalEpoch.toFixed(2), loss: mean, lr: rec.lr, gnorm: gradNorm ?? '-', 'img/s': rate.toFixed(1) });
+    const line = this.metrics.write(rec);
+    this.onMetrics?.(line);
+    this.progress?.update(this.step, { epoch: fractionalEpoch.toFixed(2), loss: mean, lr: rec.lr, gnorm: gradNorm ?? '-', 'img/s': rate.toFixed(1) });
     return finite && Number.isFinite(mean);
   }
 
@@ -396,11 +423,12 @@ export class TrainState {
   writeMetrics(record: Record<string, unknown>, o: { unlessLogged?: string } = {}): void {
     if (!this.writes) return;
     if (o.unlessLogged !== undefined && this.metrics.has(this.step, o.unlessLogged)) return;
-    this.metrics.write({ step: this.step, ...record });
+    const line = this.metrics.write({ step: this.step, ...record });
+    this.onMetrics?.(line);
   }
 
   dispose(): void {
-    if (this.writes) this.progress.done();
+    if (this.writes) this.progress?.done();
     this.window.dispose();
     this.lock?.release();
   }

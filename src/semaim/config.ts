@@ -64,6 +64,7 @@ export const DEFAULT_ORDER: SemanticOrderConfig = { type: 'semantic', source: 'o
 export const AUTHORS_SEMANTIC_ORDER: SemanticOrderConfig = { type: 'semantic', source: 'online', filter: false, lambda: 1e-3 };
 
 export class ConfigError extends Error {
+  readonly code = 'ERR_CONFIG';
   constructor(
     readonly key: string,
     message: string,

@@ -11,7 +11,7 @@ import { LoopHooks, StopReason, trainLoop } from '../run/loop';
 import type { StopSignal } from '../run/signals';
 import { withPrecision } from '../run/precision';
 import { DeviceImages } from '../run/device-images';
-import { processDevice, setProcessThreads } from '../run/device';
+import { processDevice, withProcessThreads } from '../run/device';
 import { rankSlice, type ProcessGroup } from '../dist';
 import { SAME_DATA_HINT, checkRanksAgree } from '../dist/agree';
 import { PRETRAIN_OPTIONS, PretrainOptions, modelConfigFrom, validatePretrain } from './pretrain-options';
@@ -53,8 +53,16 @@ export function noWeightDecayNames(o: Pick<PretrainOptions, 'decayClsToken'>): s
   return o.decayClsToken ? ['pos_embed'] : ['cls_token', 'pos_embed'];
 }
 
-/** Pre-trains on `data` (which it closes when done). */
+/** Pre-trains on `data`, which it closes when done, also when it fails (a refused option included). */
 export async function pretrain(o: PretrainOptions, data: TrainData, hooks: PretrainHooks = {}): Promise<PretrainResult> {
+  try {
+    return await withProcessThreads(o.threads, () => pretrainOn(o, data, hooks));
+  } finally {
+    await data.close();
+  }
+}
+
+async function pretrainOn(o: PretrainOptions, data: TrainData, hooks: PretrainHooks): Promise<PretrainResult> {
   validatePretrain(o);
   const cfg = modelConfigFrom(o);
   const group = hooks.group ?? null;
@@ -68,7 +76,6 @@ export async function pretrain(o: PretrainOptions, data: TrainData, hooks: Pretr
     await checkRanksAgree(group, 'the training data', { batchesPerEpoch: data.batchesPerEpoch, ...identity }, SAME_DATA_HINT);
   }
   mkdirSync(o.outDir, { recursive: true });
-  setProcessThreads(o.threads);
   const fusedKinds = torch.fused.parseFusedKinds(o.fused); // checked by validatePretrain
   torch.manualSeed(o.seed);
 
@@ -146,7 +153,6 @@ export async function pretrain(o: PretrainOptions, data: TrainData, hooks: Pretr
     );
     return { outDir: o.outDir, ...r };
   } finally {
-    await data.close();
     upload.dispose();
     staticStep?.dispose();
     optimizer.dispose();

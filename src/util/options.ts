@@ -66,6 +66,7 @@ export function defineOptions<const T extends OptionTable>(table: T): T {
 
 /** A bad option, named by its key (`imgSize`); the command line names it by its flag (`--img-size`), see `flagMessage`. */
 export class OptionError extends Error {
+  readonly code = 'ERR_OPTION';
   constructor(
     readonly key: string,
     readonly detail: string,

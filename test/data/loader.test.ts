@@ -5,7 +5,21 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { DataLoader, imageFolder, syntheticObjects, randomResizedCrop, horizontalFlip, normalize, centerCrop, resize, type Batch } from '../../src/data';
+import {
+  DataLoader,
+  imageFolder,
+  syntheticObjects,
+  randomResizedCrop,
+  horizontalFlip,
+  normalize,
+  centerCrop,
+  resize,
+  makeEvalData,
+  makeTrainData,
+  type Batch,
+  type LabelledData,
+  type TrainData,
+} from '../../src/data';
 import { tempDir, write, picture, encode } from './helpers';
 
 let root: string;
@@ -174,4 +188,25 @@ test('uint8 batches, masks, label smoothing and mixup targets', async () => {
     }
   }
   assert.throws(() => new DataLoader(imageFolder(join(root, 'imgs')), { batchSize: 2, masks: true, transforms: [centerCrop(8)] }), /no object masks/);
+});
+
+test('the data makeTrainData and makeEvalData open are AsyncDisposable: `await using` closes their loaders at the end of the block', async () => {
+  const evalReq = { dataset: 'synthetic', split: 'test' as const, imgSize: 32, seed: 0, limit: 16 };
+  const trainReq = { dataset: 'synthetic', imgSize: 32, syntheticSize: 16, seed: 0, minScale: 0.2, hflip: true, batchSize: 8, numWorkers: 1, uint8: false };
+  const batchOptions = { batchSize: 8, shuffle: false, epoch: 0, augment: 'none' as const };
+  let ev: LabelledData;
+  let tr: TrainData;
+  {
+    await using e = makeEvalData({ ...evalReq, numWorkers: 1 });
+    await using t = makeTrainData(trainReq);
+    [ev, tr] = [e, t];
+    for await (const b of e.batches(batchOptions)) assert.deepEqual(b.shape, [8, 3, 32, 32]);
+    for await (const b of t.epoch(0, 0)) assert.deepEqual(b.shape, [8, 3, 32, 32]);
+  }
+  await assert.rejects(async () => {
+    for await (const b of ev.batches(batchOptions)) void b;
+  }, /DataLoader: closed/);
+  await assert.rejects(async () => {
+    for await (const b of tr.epoch(0, 0)) void b;
+  }, /DataLoader: closed/);
 });

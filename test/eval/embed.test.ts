@@ -245,6 +245,86 @@ test('an embed that fails after loading the encoder frees its tensors and leaves
   assert.equal(live(), start);
 });
 
+test('an aborted embed stops before its next batch, rejects with the signal’s reason and leaves no output files', async () => {
+  const images = join(dir, 'abort-six');
+  for (let i = 0; i < 6; i++) write(join(images, `p${i}.png`), i === 2 ? 'not a png\n' : await encode(picture(32, 32, i), 32, 32, 3, 'png'));
+  const out = join(dir, 'aborted', 'x.safetensors');
+  const base = { checkpoint: encoderPath, images, out, batchSize: 2, numWorkers: 0, progress: null };
+  const live = torch.memoryStats().liveTensors;
+  await assert.rejects(embed({ ...base, onWarning: () => {}, signal: AbortSignal.abort() }), { name: 'AbortError' });
+  // aborted while it runs: the loader's warning about p2 (read for the second batch) aborts the job
+  const controller = new AbortController();
+  const warnings: string[] = [];
+  const job = embed({
+    ...base,
+    signal: controller.signal,
+    onWarning: (line) => {
+      warnings.push(line);
+      controller.abort(new Error('request cancelled'));
+    },
+  });
+  await assert.rejects(job, /request cancelled/);
+  assert.equal(warnings.length, 1, warnings.join('\n'));
+  const left = existsSync(join(dir, 'aborted')) ? readdirSync(join(dir, 'aborted')) : [];
+  assert.deepEqual(left, [], 'no features, list or partial file');
+  assert.equal(torch.memoryStats().liveTensors, live, 'the encoder is disposed');
+});
+
+test('embed gives libtorch back the thread count it had (a process-wide setting), also when it fails', async () => {
+  const images = join(dir, 'threads-two');
+  for (let i = 0; i < 2; i++) write(join(images, `p${i}.png`), await encode(picture(32, 32, i), 32, 32, 3, 'png'));
+  const before = torch.getNumThreads();
+  try {
+    torch.setNumThreads(1);
+    await embed({ checkpoint: encoderPath, images, out: join(dir, 'threads', 'x.safetensors'), threads: 2, progress: null });
+    assert.equal(torch.getNumThreads(), 1);
+    write(join(dir, 'threads-file'), 'not a folder\n');
+    await assert.rejects(
+      embed({ checkpoint: encoderPath, images, out: join(dir, 'threads-file', 'sub', 'x.safetensors'), threads: 2, progress: null }),
+      /ENOTDIR/,
+    );
+    assert.equal(torch.getNumThreads(), 1);
+  } finally {
+    torch.setNumThreads(before);
+  }
+});
+
+test('embed reports its progress to a program (onProgress) after every batch', async () => {
+  const images = join(dir, 'progress-five');
+  for (let i = 0; i < 5; i++) write(join(images, `p${i}.png`), await encode(picture(32, 32, i), 32, 32, 3, 'png'));
+  const calls: [number, number][] = [];
+  await embed({
+    checkpoint: encoderPath,
+    images,
+    out: join(dir, 'progress', 'x.safetensors'),
+    batchSize: 2,
+    progress: null,
+    onProgress: (d, t) => calls.push([d, t]),
+  });
+  assert.deepEqual(calls, [
+    [2, 5],
+    [4, 5],
+    [5, 5],
+  ]);
+});
+
+test('two embeds of one process into the same file at once: the second is refused, the first writes a whole file', async () => {
+  const images = join(dir, 'same-four');
+  for (let i = 0; i < 4; i++) write(join(images, `p${i}.png`), await encode(picture(32, 32, i), 32, 32, 3, 'png'));
+  const out = join(dir, 'same', 'x.safetensors');
+  const base = { checkpoint: encoderPath, images, out, batchSize: 1, numWorkers: 0, progress: null };
+  const [all, cls] = await Promise.allSettled([embed({ ...base, pooling: 'all' }), embed({ ...base, pooling: 'cls' })]);
+  assert.equal(all.status, 'fulfilled');
+  assert.equal(cls.status, 'rejected');
+  assert.match(String((cls as PromiseRejectedResult).reason), /is being written by another job of this process/);
+  const list = JSON.parse(readFileSync(join(dir, 'same', 'x.json'), 'utf8')) as EmbedList;
+  assert.deepEqual(readSafetensorsHeader(out).tensors.get('features')?.shape, list.shape);
+  assert.deepEqual(list.shape, [4, 1 + 16, 16]);
+  // the claim ends with the job: the same output again is written
+  await embed({ ...base, pooling: 'cls' });
+  assert.deepEqual(readSafetensorsHeader(out).tensors.get('features')?.shape, [4, 16]);
+});
+
 test('a skipped file whose name has a control character is listed with its reason, not as merely unreadable', async () => {
   const images = join(dir, 'odd-names');
   write(join(images, 'fine.png'), await encode(picture(8, 8, 3), 8, 8, 3, 'png'));

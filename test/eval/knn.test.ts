@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as torch from '../../src/torch';
-import { knnClassify, knnVotes, parseKs } from '../../src/eval/knn';
+import { knnClassify, knnClassifyAsync, knnVotes, parseKs } from '../../src/eval/knn';
 import { FeatureSet } from '../../src/eval/features';
 import { accuracyOf } from '../../src/eval/accuracy';
 
@@ -126,4 +126,25 @@ test('a small temperature keeps the weighted vote (exp(cos / T) overflowed to in
   }
   const [flat] = knnClassify(train, q, { ks: [4], numClasses: 2, temperature: 1, label: null });
   assert.equal(flat.accuracy.top1, 0, 'with T = 1 the three class-0 votes win');
+});
+
+test('knnClassifyAsync gives knnClassify’s results and lets the event loop turn after every block of test rows', async () => {
+  const g = new torch.Generator(4);
+  const train: FeatureSet = { features: torch.keep(torch.randn([40, 8], { generator: g })), labels: Int32Array.from({ length: 40 }, (_, i) => i % 4) };
+  const test: FeatureSet = { features: torch.keep(torch.randn([12, 8], { generator: g })), labels: Int32Array.from({ length: 12 }, (_, i) => i % 4) };
+  const o = { ks: [1, 5], numClasses: 4, chunkSize: 3, label: null };
+  const want = knnClassify(train, test, o);
+  let turns = 0;
+  let ticking = true;
+  const tick = (): void => {
+    turns++;
+    if (ticking) setImmediate(tick);
+  };
+  setImmediate(tick);
+  const got = await knnClassifyAsync(train, test, o);
+  ticking = false;
+  assert.deepEqual(got, want);
+  assert.ok(turns >= 3, `the event loop turned ${turns} times during 4 blocks`);
+  await assert.rejects(knnClassifyAsync(train, test, { ...o, ks: [41] }), /k = 41 exceeds the 40 training features/);
+  for (const s of [train, test]) s.features.dispose();
 });

@@ -111,3 +111,21 @@ test('a probe that fails frees its tensors: a label outside the classes mid-trai
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('the probe on cached features lets the event loop turn between its steps', async () => {
+  const train = separable(256, 4, 8, 1);
+  const testSet = separable(64, 4, 8, 2);
+  let turns = 0;
+  let ticking = true;
+  const tick = (): void => {
+    turns++;
+    if (ticking) setImmediate(tick);
+  };
+  setImmediate(tick);
+  // 2 epochs × 8 steps, all of whose batches are at hand at once
+  const r = await linprobeOnFeatures(train, testSet, 4, { epochs: 2, batchSize: 32, blr: 0.1, seed: 0, label: null });
+  ticking = false;
+  assert.ok(turns >= 15, `the event loop turned ${turns} times during 16 steps`);
+  r.probe.dispose();
+  for (const s of [train, testSet]) s.features.dispose();
+});

@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSy
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
-import { LOCK_FILE, RunLock } from '../../src/run/run-lock';
+import { LOCK_FILE, RunInUseError, RunLock } from '../../src/run/run-lock';
 
 const holder = (pid: number, host = hostname()) => JSON.stringify({ pid, host, since: '2026-12-03T00:00:00.000Z' });
 
@@ -20,6 +20,11 @@ test('a run folder has one writer: a second is refused while the first lives; a 
     assert.throws(
       () => RunLock.acquire(dir),
       /is in use by another semaim run \(process \d+ on this machine, since .*\): wait for it, or use another --out-dir/,
+    );
+    // a program tells it from other failures by class or code, and reads the holder
+    assert.throws(
+      () => RunLock.acquire(dir),
+      (e: unknown) => e instanceof RunInUseError && e.code === 'ERR_RUN_IN_USE' && e.holder.pid === process.pid && e.outDir === dir,
     );
     a.release();
     assert.ok(!existsSync(lockPath), 'released: the file is gone');

@@ -221,7 +221,7 @@ test('config round-trips through JSON and bad values are refused naming the key'
   assert.deepEqual(configFromJSON(configToJSON(c)), c);
   assert.throws(
     () => makeConfig('vit_tiny', { imgSize: 30, patchSize: 4 }),
-    (e: unknown) => e instanceof ConfigError && e.key === 'imgSize',
+    (e: unknown) => e instanceof ConfigError && e.code === 'ERR_CONFIG' && e.key === 'imgSize',
   );
   assert.throws(
     () => makeConfig('vit_tiny', { decoderDepth: 13 }),

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as torch from '../../src/torch';
 import { pretrain, TrainData } from '../../src/train/pretrain';
+import type { MetricsRecord } from '../../src/train';
 import { MemoryLabelledData } from '../../src/data';
 import { memoryTrainData } from '../eval/helpers';
 import { PRETRAIN_OPTIONS, checkCudaGraphs, fusedKindsOf, modelConfigFrom, validatePretrain } from '../../src/train/pretrain-options';
@@ -165,6 +166,84 @@ test('a corrupted latest checkpoint falls back to the previous one with a warnin
   assert.match(warnings.join('\n'), /step-00000007.*SHA-256/);
   for (const t of [...loaded!.model.values(), ...loaded!.extra.values()]) t.dispose();
   assert.ok(existsSync(join(dir, 'checkpoints', 'best', 'state.json')));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('an aborted AbortSignal stops the run at a step boundary after a checkpoint; the same job then resumes from it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-abort-'));
+  const controller = new AbortController();
+  const first = await pretrain(options(dir, { maxSteps: 9 }), memoryData(16, 4, 1), {
+    ...quiet,
+    signal: controller.signal,
+    onStep: (s) => {
+      if (s === 4) controller.abort();
+    },
+  });
+  assert.equal(first.stoppedBy, 'signal');
+  assert.equal(first.steps, 4);
+  assert.equal(first.signal, undefined);
+  assert.match(first.checkpoint ?? '', /step-0*4$/);
+  const again = await pretrain(options(dir, { maxSteps: 9 }), memoryData(16, 4, 1), quiet);
+  assert.equal(again.steps, 9);
+  // aborted before it starts: one step, its checkpoint, and the result says so
+  const early = await pretrain(options(join(dir, 'b'), { maxSteps: 9 }), memoryData(16, 4, 1), { ...quiet, signal: AbortSignal.abort() });
+  assert.deepEqual([early.stoppedBy, early.steps], ['signal', 1]);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('pretrain closes the data it is given when it refuses an option', async () => {
+  const data = memoryData(16, 4, 1);
+  let closed = 0;
+  const spy: TrainData = { ...data, epoch: (e, s) => data.epoch(e, s), close: () => void closed++ };
+  await assert.rejects(pretrain(options('/nonexistent/abc', { accumIter: 5 }), spy, quiet), (e: unknown) => e instanceof OptionError && e.key === 'accumIter');
+  assert.equal(closed, 1);
+});
+
+test('pretrain gives libtorch back the thread count it had (a process-wide setting)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-threads-'));
+  const before = torch.getNumThreads();
+  try {
+    torch.setNumThreads(2);
+    await pretrain(options(dir, { maxSteps: 1, threads: 1 }), memoryData(16, 4, 1), quiet);
+    assert.equal(torch.getNumThreads(), 2);
+  } finally {
+    torch.setNumThreads(before);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a library caller sees every metrics line as it is written (onMetrics), and progress: false keeps stderr quiet', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-metrics-'));
+  const seen: MetricsRecord[] = [];
+  const written: string[] = [];
+  const write = process.stderr.write;
+  process.stderr.write = ((chunk: string | Uint8Array) => written.push(String(chunk)) > 0) as typeof process.stderr.write;
+  try {
+    await pretrain(options(dir, { maxSteps: 4, logEvery: 2 }), memoryData(16, 4, 1), { ...quiet, progress: false, onMetrics: (r) => seen.push(r) });
+  } finally {
+    process.stderr.write = write;
+  }
+  assert.deepEqual(written, []);
+  assert.deepEqual(seen, readMetrics(join(dir, 'metrics.jsonl')));
+  assert.deepEqual(
+    seen.map((r) => r.step),
+    [2, 4],
+  );
+  assert.equal(typeof seen[1].loss, 'number');
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('pretrain catches SIGINT while it runs unless catchSignals is false, and leaves the process’s listeners as it found them', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-sigint-'));
+  const listeners = process.listenerCount('SIGINT');
+  const interruptAt2 = (s: number) => {
+    if (s === 2) process.emit('SIGINT', 'SIGINT');
+  };
+  const caught = await pretrain(options(join(dir, 'a'), { maxSteps: 4 }), memoryData(16, 4, 1), { ...quiet, onStep: interruptAt2 });
+  assert.deepEqual([caught.stoppedBy, caught.steps, caught.signal], ['signal', 2, 'SIGINT']);
+  const ignored = await pretrain(options(join(dir, 'b'), { maxSteps: 4 }), memoryData(16, 4, 1), { ...quiet, catchSignals: false, onStep: interruptAt2 });
+  assert.deepEqual([ignored.stoppedBy, ignored.steps], ['maxSteps', 4]);
+  assert.equal(process.listenerCount('SIGINT'), listeners);
   rmSync(dir, { recursive: true, force: true });
 });
 

@@ -146,6 +146,11 @@ test('the command line names a bad option by its flag, the library by its key', 
   const e = new OptionError('maxImagePixels', 'must be >= 0, got -1');
   assert.equal(e.message, "option 'maxImagePixels': must be >= 0, got -1");
   assert.equal(e.flagMessage, 'option --max-image-pixels: must be >= 0, got -1');
+  // what a program switches on: the class, a stable code and the key
+  assert.throws(
+    () => resolveOptions(PRETRAIN_OPTIONS, { batchSize: 0 }),
+    (err: unknown) => err instanceof OptionError && err.code === 'ERR_OPTION' && err.key === 'batchSize',
+  );
   const cli = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
   const r = (() => {
     try {
