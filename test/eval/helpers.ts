@@ -88,3 +88,19 @@ export function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
   return m;
 }
+
+/** Runs `job` and counts the event-loop turns it allowed meanwhile (a setImmediate chain that runs while the job yields). */
+export async function countingLoopTurns<T>(job: () => Promise<T>): Promise<{ result: T; turns: number }> {
+  let turns = 0;
+  let ticking = true;
+  const tick = (): void => {
+    turns++;
+    if (ticking) setImmediate(tick);
+  };
+  setImmediate(tick);
+  try {
+    return { result: await job(), turns };
+  } finally {
+    ticking = false;
+  }
+}

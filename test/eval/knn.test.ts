@@ -4,6 +4,7 @@ import * as torch from '../../src/torch';
 import { knnClassify, knnClassifyAsync, knnVotes, parseKs } from '../../src/eval/knn';
 import { FeatureSet } from '../../src/eval/features';
 import { accuracyOf } from '../../src/eval/accuracy';
+import { countingLoopTurns } from './helpers';
 
 function set(rows: number[][], labels: number[]): FeatureSet {
   return { features: torch.keep(torch.tensor(rows)), labels: Int32Array.from(labels) };
@@ -134,15 +135,7 @@ test('knnClassifyAsync gives knnClassify’s results and lets the event loop tur
   const test: FeatureSet = { features: torch.keep(torch.randn([12, 8], { generator: g })), labels: Int32Array.from({ length: 12 }, (_, i) => i % 4) };
   const o = { ks: [1, 5], numClasses: 4, chunkSize: 3, label: null };
   const want = knnClassify(train, test, o);
-  let turns = 0;
-  let ticking = true;
-  const tick = (): void => {
-    turns++;
-    if (ticking) setImmediate(tick);
-  };
-  setImmediate(tick);
-  const got = await knnClassifyAsync(train, test, o);
-  ticking = false;
+  const { result: got, turns } = await countingLoopTurns(() => knnClassifyAsync(train, test, o));
   assert.deepEqual(got, want);
   assert.ok(turns >= 3, `the event loop turned ${turns} times during 4 blocks`);
   await assert.rejects(knnClassifyAsync(train, test, { ...o, ks: [41] }), /k = 41 exceeds the 40 training features/);

@@ -8,7 +8,7 @@ import { loadEncoder } from '../../src/semaim';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { toyImages, writeEncoder } from './helpers';
+import { countingLoopTurns, toyImages, writeEncoder } from './helpers';
 
 /** Linearly separable features: class means far apart along random directions, small noise, a large offset and scale (BatchNorm's job). */
 function separable(n: number, C: number, D: number, seed: number): FeatureSet {
@@ -115,16 +115,10 @@ test('a probe that fails frees its tensors: a label outside the classes mid-trai
 test('the probe on cached features lets the event loop turn between its steps', async () => {
   const train = separable(256, 4, 8, 1);
   const testSet = separable(64, 4, 8, 2);
-  let turns = 0;
-  let ticking = true;
-  const tick = (): void => {
-    turns++;
-    if (ticking) setImmediate(tick);
-  };
-  setImmediate(tick);
   // 2 epochs × 8 steps, all of whose batches are at hand at once
-  const r = await linprobeOnFeatures(train, testSet, 4, { epochs: 2, batchSize: 32, blr: 0.1, seed: 0, label: null });
-  ticking = false;
+  const { result: r, turns } = await countingLoopTurns(() =>
+    linprobeOnFeatures(train, testSet, 4, { epochs: 2, batchSize: 32, blr: 0.1, seed: 0, label: null }),
+  );
   assert.ok(turns >= 15, `the event loop turned ${turns} times during 16 steps`);
   r.probe.dispose();
   for (const s of [train, testSet]) s.features.dispose();

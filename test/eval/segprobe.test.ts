@@ -14,7 +14,7 @@ import { SEGPROBE_OPTIONS, readSegprobeConfig } from '../../src/eval/segprobe-op
 import { SegprobeFile, runSegprobe } from '../../src/eval/segprobe-run';
 import { OptionError, resolveOptions } from '../../src/util/options';
 import { makeSegprobeCommand } from '../../src/cli/segprobe-command';
-import { maxDiff, writeEncoder } from './helpers';
+import { countingLoopTurns, maxDiff, writeEncoder } from './helpers';
 import { squares } from './seg-helpers';
 
 torch.setNumThreads(1);
@@ -73,17 +73,11 @@ function separablePatches(n: number, C: number, D: number, seed: number): SegFea
 test('the head on cached features lets the event loop turn between its steps', async () => {
   const train = separablePatches(64, 5, 12, 1);
   const testSet = separablePatches(8, 5, 12, 2);
-  let turns = 0;
-  let ticking = true;
-  const tick = (): void => {
-    turns++;
-    if (ticking) setImmediate(tick);
-  };
-  setImmediate(tick);
   try {
     // 2 epochs × 8 steps, all of whose batches are at hand at once
-    const r = await segprobeOnFeatures(train, testSet, 5, { epochs: 2, batchSize: 8, lr: 0.1, seed: 0, label: null });
-    ticking = false;
+    const { result: r, turns } = await countingLoopTurns(() =>
+      segprobeOnFeatures(train, testSet, 5, { epochs: 2, batchSize: 8, lr: 0.1, seed: 0, label: null }),
+    );
     r.head.dispose();
     assert.ok(turns >= 15, `the event loop turned ${turns} times during 16 steps`);
   } finally {

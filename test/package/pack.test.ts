@@ -200,7 +200,7 @@ test('the packed tarball installs into a new project: require, ESM import, stric
     const help = run('npx', ['--no-install', 'semaim', '--help'], { cwd: app });
     assert.match(help, /Usage: semaim <command>/);
     for (const c of ['pretrain', 'knn', 'embed', 'export']) assert.match(help, new RegExp(`^  ${c} `, 'm'));
-    assert.match(run('npx', ['--no-install', 'semaim', 'embed', '--help'], { cwd: app }), /--pooling <cls\|mean\|all>/);
+    assert.match(run('npx', ['--no-install', 'semaim', 'embed', '--help'], { cwd: app }), /--pooling <cls\|mean\|gap\|all>/);
     t.diagnostic(`use: ${seconds(t2)} s; total ${seconds(t0)} s`);
   } finally {
     rmSync(work, { recursive: true, force: true });
