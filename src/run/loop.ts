@@ -145,6 +145,8 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
     throw new Error('a job that runs its own forward and backward (CUDA graphs) needs --accum-iter 1 and no fp16 loss scaling');
   const plannedSteps = Math.ceil(run.epochs * perEpoch);
   const totalSteps = Math.min(plannedSteps, run.maxSteps ?? Infinity);
+  /** The epochs `step` steps make, as onFinish reports them (4 decimals). */
+  const epochsAt = (step: number) => Number((step / perEpoch).toFixed(4));
 
   const state = new TrainState(job, run, {
     perEpoch,
@@ -174,7 +176,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
     log(`nothing to do: the run in ${run.outDir} already reached step ${state.step} of ${totalSteps} (checkpoint ${state.lastCheckpoint})`);
     state.stoppedBy = totalSteps < plannedSteps ? 'maxSteps' : 'finished';
     try {
-      if (state.stoppedBy === 'finished') await job.onFinish?.(Number((state.step / perEpoch).toFixed(4)), state, true);
+      if (state.stoppedBy === 'finished') await job.onFinish?.(epochsAt(state.step), state, true);
     } finally {
       state.dispose();
     }
@@ -272,7 +274,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
     // The end: the last metrics window, the job's final evaluation, the last checkpoint.
     if (state.stoppedBy !== 'nonfinite') {
       await state.flushMetrics(state.step / perEpoch);
-      if (state.stoppedBy !== 'signal') await job.onFinish?.(Number((state.step / perEpoch).toFixed(4)), state, false);
+      if (state.stoppedBy !== 'signal') await job.onFinish?.(epochsAt(state.step), state, false);
       if (state.savedStep !== state.step) await state.save(Math.floor(state.step / perEpoch), (state.step % perEpoch) * accum);
     }
   } finally {

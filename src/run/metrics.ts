@@ -126,7 +126,7 @@ export class MetricsLog {
       const r = parseRecord(line) as { step?: unknown } | null;
       if (!r || typeof r.step !== 'number') continue;
       if (r.step < step) break;
-      if (r.step === step && key in r) return true;
+      if (r.step === step && Object.hasOwn(r, key)) return true;
     }
     return false;
   }

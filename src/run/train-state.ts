@@ -410,8 +410,7 @@ export class TrainState {
     const gradNorm = this.gradNorm.step === this.step ? this.gradNorm.value : null;
     const rec = { step: this.step, epoch: Number(fractionalEpoch.toFixed(4)), loss: mean, lr: this.lr(), gradNorm, imgPerSec: rate };
     if (!this.writes) return finite && Number.isFinite(mean);
-    const line = this.metrics.write(rec);
-    this.onMetrics?.(line);
+    this.appendMetrics(rec);
     this.progress?.update(this.step, { epoch: fractionalEpoch.toFixed(2), loss: mean, lr: rec.lr, gnorm: gradNorm ?? '-', 'img/s': rate.toFixed(1) });
     return finite && Number.isFinite(mean);
   }
@@ -423,7 +422,12 @@ export class TrainState {
   writeMetrics(record: Record<string, unknown>, o: { unlessLogged?: string } = {}): void {
     if (!this.writes) return;
     if (o.unlessLogged !== undefined && this.metrics.has(this.step, o.unlessLogged)) return;
-    const line = this.metrics.write({ step: this.step, ...record });
+    this.appendMetrics({ step: this.step, ...record });
+  }
+
+  /** Appends a line to metrics.jsonl and hands it, as written, to the caller's onMetrics. */
+  private appendMetrics(record: { step: number } & Record<string, unknown>): void {
+    const line = this.metrics.write(record); // (not inside onMetrics?.(…): that skips its argument when there is no callback)
     this.onMetrics?.(line);
   }
 
