@@ -5,10 +5,15 @@ import { Module } from '../nn';
 
 export class EMA<M extends Module> {
   private readonly pairs: [Tensor, Tensor][];
+  /**
+   * `decayAt` (optional) gives the decay for each epoch, applied by startEpoch; without it `decay` stays
+   * as given.
+   */
   constructor(
     readonly shadow: M,
     source: Module,
     public decay: number,
+    private readonly decayAt?: (epoch: number) => number,
   ) {
     const src = new Map(source.namedParameters());
     this.pairs = [...shadow.namedParameters()].map(([name, t]) => {
@@ -28,6 +33,11 @@ export class EMA<M extends Module> {
     });
   }
 
+  /** Sets this epoch's decay (epochs count from 0), when the EMA has a schedule. */
+  startEpoch(epoch: number): void {
+    if (this.decayAt) this.decay = this.decayAt(epoch);
+  }
+
   /** shadow ← decay·shadow + (1 − decay)·source */
   update(): void {
     torch.noGrad(() => {
@@ -45,4 +55,12 @@ export class EMA<M extends Module> {
     for (const [k, v] of tensors) if (k.startsWith('ema.')) own.set(k.slice(4), v);
     this.shadow.loadStateDict(new Map([...this.shadow.stateDict()].map(([k, v]) => [k, own.get(k) ?? v])));
   }
+}
+
+/**
+ * The authors' pre-training EMA decay at epoch `epoch` (from 0): `start` rising linearly to 0.9999 over
+ * the first 100 epochs, 0.9999 after ([A] engines/engine_pretrain.py:131-134, where start is 0.999).
+ */
+export function authorsEmaDecay(start: number, epoch: number): number {
+  return epoch < 100 ? start + (epoch / 100) * (0.9999 - start) : 0.9999;
 }

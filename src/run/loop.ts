@@ -200,6 +200,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
     outer: for (let epoch = startEpoch; state.step < totalSteps; epoch++) {
       let micro = 0;
       let batchIndex = epoch === startEpoch ? state.batch : 0;
+      ema?.startEpoch(epoch);
       for await (const batch of job.batches(epoch, batchIndex)) {
         // Forward and backward of one micro-batch; the loss window stays on the device.
         torch.scope(() => {

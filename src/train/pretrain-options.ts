@@ -158,7 +158,16 @@ export const PRETRAIN_OPTIONS = defineOptions({
   },
   ...GPU_STEP_OPTIONS,
   ema: { type: 'boolean', default: false, help: 'keep an EMA copy of the encoder' },
-  emaDecay: { type: 'number', default: 0.999, min: 0, max: 1, help: 'EMA decay per step' },
+  emaDecay: { type: 'number', default: 0.999, min: 0, max: 1, help: "EMA decay per step (the start of --ema-schedule authors' ramp)" },
+  emaSchedule: {
+    type: 'string',
+    default: 'auto',
+    choices: ['auto', 'authors', 'constant'],
+    // the authors' engine ramps timm ModelEma's decay per epoch (engines/engine_pretrain.py:129-134)
+    auto: (o) => (o.ema ? 'authors' : 'constant'),
+    absentMeans: 'constant',
+    help: "EMA decay over the run: 'authors' = from --ema-decay linearly to 0.9999 over the first 100 epochs, set at each epoch's start (their engine); 'constant' = --ema-decay throughout; auto = authors with --ema",
+  },
   seed: { type: 'int', default: 0, help: 'random seed' },
   device: { mayChangeOnResume: true, type: 'string', default: 'cpu', help: "'cpu', 'cuda' or 'cuda:N'" },
   threads: {

@@ -6,7 +6,7 @@ import * as torch from '../torch';
 import { AdamW, GradScaler, paramGroupsWeightDecay, warmupCosine, scaleLr } from '../optim';
 import { SemAIM, VisionTransformer, loadTeacher, orderUsesNoise } from '../semaim';
 import type { RankedTrainData, TrainBatch, TrainData } from '../data';
-import { EMA } from '../run/ema';
+import { EMA, authorsEmaDecay } from '../run/ema';
 import { LoopHooks, StopReason, trainLoop } from '../run/loop';
 import type { StopSignal } from '../run/signals';
 import { withPrecision } from '../run/precision';
@@ -83,7 +83,8 @@ async function pretrainOn(o: PretrainOptions, data: TrainData, hooks: PretrainHo
   const model = new SemAIM(cfg).initWeights();
   model.to({ device });
   model.teacher = loadTeacher(cfg, device);
-  const ema = o.ema ? new EMA(new VisionTransformer(cfg).to({ device }), model, o.emaDecay) : null;
+  const emaDecayAt = o.emaSchedule === 'authors' ? (epoch: number) => authorsEmaDecay(o.emaDecay, epoch) : undefined;
+  const ema = o.ema ? new EMA(new VisionTransformer(cfg).to({ device }), model, o.emaDecay, emaDecayAt) : null;
 
   // ---- optimiser and schedule (docs/METHOD.md §6.1); the effective batch counts every process
   const lr = o.lr ?? scaleLr(o.blr, o.batchSize * o.accumIter * world);
