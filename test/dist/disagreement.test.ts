@@ -90,6 +90,25 @@ test('pretrain: a file missing on one machine is refused before any step; anothe
   for (const r of ok) assert.equal(r.code, 0, r.out);
 });
 
+test('pretrain on tar shards: another list of shards with as many samples is refused before any step, naming the data digest', { skip: gloo }, async () => {
+  await imageFolder(join(root, 'to-pack'), 16);
+  const pack = (out: string, perShard: string) => {
+    const r = spawnSync(process.execPath, [CLI, 'shards', '--input', join(root, 'to-pack'), '--output', join(root, out), '--shard-size', perShard], { encoding: 'utf8', timeout: 90_000 });
+    assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+    return join(root, out);
+  };
+  // the same 16 images in 1 shard on one machine and in 2 on the other: before, only the sample count and classes were compared
+  const [one, two] = [pack('shards-one', '16'), pack('shards-two', '8')];
+  const out = join(root, 'shards-run');
+  const base = [...MODEL, '--dataset', 'shards', '--epochs', '1', '--batch-size', '4', '--max-steps', '2', '--out-dir', out];
+  const runs = await twoNodes('pretrain', [
+    [...base, '--data-path', one],
+    [...base, '--data-path', two],
+  ]);
+  assertRefused(runs, /the 2 ranks disagree on the training data/, /digest: rank 0 "[0-9a-f]{16}", rank 1 "[0-9a-f]{16}"/);
+  assert.ok(!existsSync(join(out, 'metrics.jsonl')), 'refused before any step');
+});
+
 test('a machine that cannot start (a --data-path missing there) tells the other: both stop at once, naming its rank and reason', { skip: gloo }, async () => {
   await imageFolder(join(root, 'data-here'), 16);
   const base = [...MODEL, '--dataset', 'folder', '--epochs', '1', '--batch-size', '4', '--max-steps', '1'];
