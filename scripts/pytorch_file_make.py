@@ -19,6 +19,7 @@
                                descriptors, 0xffff/0xffffffff in the end record (as a file over 4 GiB has)
       DIR/v2-zip64-offsets.pth the same with only the offsets in zip64 form (entries that start beyond 4 GiB)
       DIR/expected2.json       {name: {dtype, shape, values}}; torch.load (1.13) reads every file back
+      (one tensor, head.weight, is of a torch.Tensor subclass: pickled through _rebuild_from_type_v2)
   pytorch_file_make.py from-safetensors SRC OUT.pth
       the tensors of the safetensors file SRC as the 'model' of such a training checkpoint, with a
       'module.' prefix (DDP's) and SemAIM's decoder tensors beside them
@@ -174,6 +175,13 @@ def same(a, b):
     return type(a) is type(b) and (a == b or not isinstance(a, (int, float, str)))
 
 
+class Marked(torch.Tensor):
+    """A tensor subclass: torch.save pickles it as _rebuild_from_type_v2(_rebuild_tensor_v2, Marked, args, state)."""
+
+    def __getstate__(self):  # (under Python 3.11 object.__getstate__ gives None, which torch 1.13's loader cannot take)
+        return dict(self.__dict__)
+
+
 def torch2(out):
     os.makedirs(out, exist_ok=True)
     g = torch.Generator().manual_seed(11)
@@ -192,6 +200,8 @@ def torch2(out):
     sd['scalar'] = torch.tensor(-0.5)
     sd['empty'] = torch.zeros(0, 4)
     sd['norm.weight'] = torch.nn.Parameter(torch.randn(6, generator=g))
+    sd['head.weight'] = torch.randn(2, 3, generator=g).as_subclass(Marked)
+    sd['head.weight'].tag = 'classifier'  # Python state
     args = argparse.Namespace(model='vit_base', input_size=224)
     files = {
         'v2-plain.pt': (sd, False),

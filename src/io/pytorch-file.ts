@@ -216,6 +216,9 @@ function call(fn: unknown, args: unknown[]): unknown {
     return { kind: 'tensor', storage, offset, shape: asInts(size, 'a tensor size'), stride: asInts(stride, 'a tensor stride') } as TensorRef;
   }
   if (name === 'torch._utils._rebuild_parameter' || name === 'torch._utils._rebuild_parameter_with_state') return args[0];
+  // a tensor of a subclass (or with Python state): (rebuild function, class, its arguments, state); the
+  // data is what the rebuild function gives, the class and the state are Python's
+  if (name === 'torch._tensor._rebuild_from_type_v2') return Array.isArray(args[2]) ? call(args[0], args[2]) : new Opaque(name, args);
   if (name === 'collections.OrderedDict') return new Map();
   return new Opaque(name, args);
 }

@@ -28,7 +28,7 @@ const FILES = {
 };
 
 for (const [file, what] of Object.entries(FILES)) {
-  test(`PyTorch 2.x layout, ${file} (${what}): every tensor with its dtype, shape and values (bf16, fp16 views, int64, bool, 0-d, empty)`, () => {
+  test(`PyTorch 2.x layout, ${file} (${what}): every tensor with its dtype, shape and values (bf16, fp16 views, int64, bool, 0-d, empty, a Tensor subclass)`, () => {
     const path = join(root, file);
     assert.deepEqual([...readSafetensorsHeader(path).tensors.keys()].sort(), Object.keys(expected).sort(), 'the weights, not the EMA copy or the args');
     const { tensors } = loadTensors(path);
