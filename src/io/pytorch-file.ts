@@ -276,6 +276,12 @@ export function readPytorchHeaderFd(fd: number, label: string): SafetensorsHeade
   const tensors = new Map<string, TensorInfo>();
   const starts = new Map<string, StorageChecksum>();
   for (const [key, value] of stateDictOf(obj, label)) {
+    if (value instanceof Opaque && /^torch\..*\._rebuild_/.test(value.global)) {
+      // a tensor of a kind the reader does not rebuild: dropping it would lose a weight without a word
+      throw new Error(
+        `${label}: tensor ${describe(key)} is saved through ${value.global} (a sparse, quantized, nested or device tensor), which semaim does not read: save it as a dense tensor (.to_dense(), .dequantize(), .cpu())`,
+      );
+    }
     if (!isTensorRef(value)) continue; // e.g. a version number beside the weights
     if (typeof key !== 'string') throw new Error(`${label}: a tensor under the key ${describe(key)}: a state dict's keys are names`);
     const name = key;
