@@ -109,6 +109,10 @@ export function datasetIdentity(ds: Dataset | ShardDataset): Record<string, unkn
       const name = ds.name(i);
       h.update(`${name.startsWith(prefix) ? name.slice(prefix.length) : name}\t${ds.label(i)}\n`);
     }
+  } else {
+    // the shards in their order, each with its size and samples as the index has them (no read): another
+    // list of shards with as many samples in all, or a shard packed again, is other data
+    for (const e of ds.table.entries) h.update(`${e.file}\t${e.bytes}\t${e.samples}\n`);
   }
   return { samples: ds.length, classes: ds.classes.length, digest: h.digest('hex').slice(0, 16) };
 }

@@ -216,6 +216,9 @@ function call(fn: unknown, args: unknown[]): unknown {
     return { kind: 'tensor', storage, offset, shape: asInts(size, 'a tensor size'), stride: asInts(stride, 'a tensor stride') } as TensorRef;
   }
   if (name === 'torch._utils._rebuild_parameter' || name === 'torch._utils._rebuild_parameter_with_state') return args[0];
+  // a tensor of a subclass (or with Python state): (rebuild function, class, its arguments, state); the
+  // data is what the rebuild function gives, the class and the state are Python's
+  if (name === 'torch._tensor._rebuild_from_type_v2') return Array.isArray(args[2]) ? call(args[0], args[2]) : new Opaque(name, args);
   if (name === 'collections.OrderedDict') return new Map();
   return new Opaque(name, args);
 }
@@ -273,6 +276,12 @@ export function readPytorchHeaderFd(fd: number, label: string): SafetensorsHeade
   const tensors = new Map<string, TensorInfo>();
   const starts = new Map<string, StorageChecksum>();
   for (const [key, value] of stateDictOf(obj, label)) {
+    if (value instanceof Opaque && /^torch\..*\._rebuild_/.test(value.global)) {
+      // a tensor of a kind the reader does not rebuild: dropping it would lose a weight without a word
+      throw new Error(
+        `${label}: tensor ${describe(key)} is saved through ${value.global} (a sparse, quantized, nested or device tensor), which semaim does not read: save it as a dense tensor (.to_dense(), .dequantize(), .cpu())`,
+      );
+    }
     if (!isTensorRef(value)) continue; // e.g. a version number beside the weights
     if (typeof key !== 'string') throw new Error(`${label}: a tensor under the key ${describe(key)}: a state dict's keys are names`);
     const name = key;

@@ -18,6 +18,7 @@ import { cudnnAutotune } from './cudnn-autotune';
 import { StopRequest, StopSignal, catchStopSignals } from './signals';
 import type { OptionTable } from '../util/options';
 import { DistributedDataParallel, GradCompression, ProcessGroup, rankSlice } from '../dist';
+import { SAME_START_HINT, checkRanksHoldSame } from '../dist/agree';
 import { TrainState, StopReason, type MetricsRecord } from './train-state';
 import { afterProgress } from './progress';
 
@@ -63,6 +64,11 @@ export interface TrainJob<B> {
   optionTable?: OptionTable;
   /** More JSON state to store with every checkpoint (and in config.json). */
   extraState?: Record<string, unknown>;
+  /**
+   * Tensors besides the model, the optimiser and the EMA copy that data-parallel ranks must hold alike
+   * from the start (a frozen teacher), by what they are; the model's are broadcast, these are not.
+   */
+  frozen?: Record<string, Iterable<[string, Tensor]>>;
   batchesPerEpoch: number;
   /** This epoch's batches from batch index `start` on (a resumed epoch skips the ones already seen). */
   batches(epoch: number, start: number): AsyncIterable<B>;
@@ -130,6 +136,27 @@ export interface LoopResult {
   signal?: StopSignal;
 }
 
+/** Refuses ranks that loaded different weights, optimiser states, EMA copies or teachers, naming what differs. */
+async function checkStart(job: TrainJob<unknown>, group: ProcessGroup): Promise<void> {
+  const { model, optimizer, ema } = job;
+  const state = optimizer.stateDict();
+  try {
+    await checkRanksHoldSame(
+      group,
+      'the weights they start from (before rank 0 broadcasts its own)',
+      {
+        'the model weights': [...model.namedParameters(), ...model.namedBuffers()],
+        'the optimiser state': state.tensors,
+        ...(ema && { 'the EMA weights': ema.shadow.namedParameters() }),
+        ...job.frozen,
+      },
+      SAME_START_HINT,
+    );
+  } finally {
+    for (const t of state.tensors.values()) t.dispose();
+  }
+}
+
 /** Lets the event loop turn: Node runs the finalizers of collected handles there, and a loader that always has the next batch ready would otherwise never yield. */
 const yieldToEventLoop = () => new Promise((resolve) => setImmediate(resolve));
 
@@ -192,7 +219,9 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
   const restoreSlice = setBatchSlice(rankSlice(group));
   let ddp: DistributedDataParallel | null = null;
   try {
-    // after the resume: every rank starts from rank 0's parameters (the same checkpoint anyway)
+    // after the resume: every rank starts from rank 0's parameters, and must hold the same ones before
+    // (and the same optimiser state, EMA copy and teacher, which are not broadcast)
+    if (group) await checkStart(job, group);
     const compress = (run.gradCompress ?? 'none') as GradCompression;
     if (group) ddp = new DistributedDataParallel(model, group, { compress, ...(job.forwardBackward && { mode: 'after-backward' }) });
     const startEpoch = state.epoch;

@@ -128,6 +128,7 @@ async function pretrainOn(o: PretrainOptions, data: TrainData, hooks: PretrainHo
         scaler,
         ema,
         generators: { order: orderGen },
+        ...(model.teacher && { frozen: { 'the teacher weights': [...model.teacher.namedParameters(), ...model.teacher.namedBuffers()] } }),
         config: cfg,
         options: o,
         optionTable: PRETRAIN_OPTIONS,

@@ -64,10 +64,14 @@ export function claimedSizeBmp(w: number, h: number): Buffer {
   return b;
 }
 
-/** A GIF whose screen and first frame claim w×h (decoded by sharp/libvips): 30-odd bytes. */
-export function claimedSizeGif(w: number, h: number): Buffer {
+/**
+ * A GIF whose screen and first frame claim w×h (decoded by sharp/libvips): 30-odd bytes. `frame`
+ * gives the frame its own size and place on the screen (the image descriptor's left, top, width, height).
+ */
+export function claimedSizeGif(w: number, h: number, frame = { x: 0, y: 0, w, h }): Buffer {
   const u16 = (v: number): number[] => [v & 255, v >> 8];
-  return Buffer.from([...Buffer.from('GIF89a', 'latin1'), ...u16(w), ...u16(h), 0, 0, 0, 0x2c, 0, 0, 0, 0, ...u16(w), ...u16(h), 0, 2, 2, 0x4c, 0x01, 0, 0x3b]);
+  const descriptor = [...u16(frame.x), ...u16(frame.y), ...u16(frame.w), ...u16(frame.h)];
+  return Buffer.from([...Buffer.from('GIF89a', 'latin1'), ...u16(w), ...u16(h), 0, 0, 0, 0x2c, ...descriptor, 0, 2, 2, 0x4c, 0x01, 0, 0x3b]);
 }
 
 /**

@@ -46,6 +46,27 @@ test('pixel limit: every decoder refuses a header claiming 30000×30000 before d
   }
 });
 
+test("pixel limit, GIF: the canvas libvips allocates reaches the first frame's far corner whatever the logical screen says, and is checked from the header before it is allocated", async () => {
+  // libvips grows the canvas to the frame's far corner: a 1×1 screen does not hide a frame of 30000×30000
+  // or a 1×1 frame placed at (29999, 29999); both are refused from the header, naming the canvas
+  for (const frame of [
+    { x: 0, y: 0, w: BIG, h: BIG },
+    { x: BIG - 1, y: BIG - 1, w: 1, h: 1 },
+  ]) {
+    const e = await rejection(async () => (await openImage(claimedSizeGif(1, 1, frame))).decode());
+    assert.equal(e.reason, 'too-large', JSON.stringify(frame));
+    assert.match(e.message, /^GIF of 30000×30000 = 900,000,000 pixels exceeds the limit/, JSON.stringify(frame));
+  }
+  // a 65535×65535 screen around a 1×1 frame: refused, or decoded at the frame's size, never a 4-gigapixel canvas
+  const wide = claimedSizeGif(65535, 65535, { x: 0, y: 0, w: 1, h: 1 });
+  try {
+    const img = await decodeImage(wide);
+    assert.ok(img.width * img.height <= 1, `decoded as ${img.width}×${img.height}`);
+  } catch (e) {
+    assert.ok(e instanceof DecodeError && e.reason === 'too-large', (e as Error).message);
+  }
+});
+
 test('pixel limit: the limit is an option (exact boundary; 0 = no limit) for built-in and sharp decoders', async () => {
   const W = 64;
   const H = 48;

@@ -35,8 +35,22 @@ import {
 import { pack as tarPack } from 'tar-stream';
 import { gzipSync } from 'node:zlib';
 import { spawn, spawnSync } from 'node:child_process';
-import { readShard, ShardReadError, shardEpochPlan, ShuffleBuffer, replay, readIndexFile, MAX_IMAGE_BYTES, MAX_META_BYTES } from '../../src/data/shards';
+import {
+  readShard,
+  ShardReadError,
+  shardEpochPlan,
+  ShuffleBuffer,
+  replay,
+  readIndexFile,
+  MAX_IMAGE_BYTES,
+  MAX_META_BYTES,
+  imageMemberCap,
+} from '../../src/data/shards';
+import { DEFAULT_MAX_IMAGE_PIXELS } from '../../src/data/codecs/limits';
+import { constants } from 'node:buffer';
 import { tempDir, write, picture, encode } from './helpers';
+
+const BUFFER_MAX = constants.MAX_LENGTH;
 
 let root: string;
 let cleanup: () => void;
@@ -283,6 +297,38 @@ test('labels: a class index of 2^20 or more is a label error of that sample; no 
   }
 });
 
+test("the loaders' image member cap follows --max-image-pixels (8 bytes per pixel + 1 MiB): an image the pixel limit admits is read, a larger member is skipped unread", async () => {
+  assert.equal(imageMemberCap(undefined), 8 * DEFAULT_MAX_IMAGE_PIXELS + 2 ** 20); // 1,366 MiB: a 16-bit RGBA TIFF at the limit
+  assert.equal(imageMemberCap(0), BUFFER_MAX, 'no pixel limit: the largest Buffer');
+  const dir = join(root, 'image-cap');
+  const img = await encode(picture(12, 10, 2), 12, 10, 3, 'jpeg');
+  writeTar(join(dir, 'shard-000000.tar'), [
+    ['ok.jpg', img],
+    ['ok.cls', '0'],
+    ['tiff.tif', 2 << 20], // 2 MiB (sparse zeros): before, every member up to 256 MiB was read, whatever the pixel limit
+    ['tiff.cls', '1'],
+  ]);
+  const ds = shardDataset(dir, { onWarning: () => {} });
+  for (const [maxImagePixels, reason] of [
+    [120, 'too-large'], // the 12×10 JPEG passes; cap 1 MiB + 960 bytes: the 2 MiB member is skipped unread
+    [1_000_000, 'unsupported'], // cap 8.6 MiB: read, and then not an image
+  ] as const) {
+    const warnings: string[] = [];
+    const l = new ShardLoader(ds, { batchSize: 2, workers: 0, transforms: tf, shuffle: false, maxImagePixels, onWarning: (w) => warnings.push(w) });
+    try {
+      await collect(l.iterate(0));
+      assert.deepEqual(l.lastSummary!.byReason, { [reason]: 1 }, `${maxImagePixels}: ${warnings.join('\n')}`);
+      if (reason === 'too-large')
+        assert.ok(
+          warnings.some((w) => /tiff: \.tif member of 2097152 bytes is over the 1 MiB limit/.test(w)),
+          warnings.join('\n'),
+        );
+    } finally {
+      await l.close();
+    }
+  }
+});
+
 test('members over their size cap are skipped unread and make that sample unusable; a truncated huge member ends the shard', async () => {
   const dir = join(root, 'oversize');
   const shard = join(dir, 'shard-000000.tar');
@@ -311,13 +357,14 @@ test('members over their size cap are skipped unread and make that sample unusab
   const ds = shardDataset(dir, { onWarning: () => {} });
   assert.equal(ds.length, 5);
   const warnings: string[] = [];
-  const l = new ShardLoader(ds, { batchSize: 5, workers: 0, transforms: tf, shuffle: false, onWarning: (w) => warnings.push(w) });
+  // (a pixel limit of 1,000: the loader's image cap is then 1 MiB and 8,000 bytes, see the next test)
+  const l = new ShardLoader(ds, { batchSize: 5, workers: 0, transforms: tf, shuffle: false, maxImagePixels: 1000, onWarning: (w) => warnings.push(w) });
   try {
     const [b] = await collect(l.iterate(0));
     assert.equal(b.shape[0], 5);
     assert.deepEqual(l.lastSummary!.byReason, { 'too-large': 1, corrupt: 2 });
     assert.ok(
-      warnings.some((w) => /skipping shard-000000\.tar:big: \.jpg member of 268435457 bytes is over the 256 MiB limit/.test(w)),
+      warnings.some((w) => /skipping shard-000000\.tar:big: \.jpg member of 268435457 bytes is over the 1 MiB limit/.test(w)),
       warnings.join('\n'),
     );
   } finally {

@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as dist from '../../src/dist';
@@ -52,11 +52,11 @@ function assertRefused(runs: NodeRun[], what: RegExp, detail: RegExp): void {
   }
 }
 
-/** Class folders a/ and b/ of 32×32 PNGs numbered 0..n-1, leaving out `skip`. */
-async function imageFolder(dir: string, n: number, skip: number[] = []): Promise<void> {
+/** Class folders a/ and b/ of 32×32 PNGs numbered 0..n-1, leaving out `skip` (`shift`: other pixels under the same names). */
+async function imageFolder(dir: string, n: number, skip: number[] = [], shift = 0): Promise<void> {
   for (let i = 0; i < n; i++) {
     if (skip.includes(i)) continue;
-    const data = new Uint8Array(32 * 32 * 3).map((_, j) => (i * 37 + j * (i % 5 + 1)) % 256);
+    const data = new Uint8Array(32 * 32 * 3).map((_, j) => (i * 37 + j * (i % 5 + 1) + shift) % 256);
     await writePng(join(dir, i % 2 ? 'b' : 'a', `${String(i).padStart(3, '0')}.png`), { width: 32, height: 32, data });
   }
 }
@@ -88,6 +88,25 @@ test('pretrain: a file missing on one machine is refused before any step; anothe
     [...base, '--data-path', join(root, '.', 'data-full') + '/', '--num-workers', '1', '--max-steps', '2', '--out-dir', good],
   ]);
   for (const r of ok) assert.equal(r.code, 0, r.out);
+});
+
+test('pretrain on tar shards: another list of shards with as many samples is refused before any step, naming the data digest', { skip: gloo }, async () => {
+  await imageFolder(join(root, 'to-pack'), 16);
+  const pack = (out: string, perShard: string) => {
+    const r = spawnSync(process.execPath, [CLI, 'shards', '--input', join(root, 'to-pack'), '--output', join(root, out), '--shard-size', perShard], { encoding: 'utf8', timeout: 90_000 });
+    assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+    return join(root, out);
+  };
+  // the same 16 images in 1 shard on one machine and in 2 on the other: before, only the sample count and classes were compared
+  const [one, two] = [pack('shards-one', '16'), pack('shards-two', '8')];
+  const out = join(root, 'shards-run');
+  const base = [...MODEL, '--dataset', 'shards', '--epochs', '1', '--batch-size', '4', '--max-steps', '2', '--out-dir', out];
+  const runs = await twoNodes('pretrain', [
+    [...base, '--data-path', one],
+    [...base, '--data-path', two],
+  ]);
+  assertRefused(runs, /the 2 ranks disagree on the training data/, /digest: rank 0 "[0-9a-f]{16}", rank 1 "[0-9a-f]{16}"/);
+  assert.ok(!existsSync(join(out, 'metrics.jsonl')), 'refused before any step');
 });
 
 test('a machine that cannot start (a --data-path missing there) tells the other: both stop at once, naming its rank and reason', { skip: gloo }, async () => {
@@ -198,6 +217,46 @@ test('embed and segprobe: ranks with another encoder checkpoint (embed: or anoth
   const runs = await twoNodes('segprobe', [seg(a), seg(b)]);
   assertRefused(runs, /the 2 ranks disagree on the encoder and the segmentation data/, /encoder sha256: rank 0 "[0-9a-f]{64}", rank 1 "[0-9a-f]{64}"/);
   assert.ok(!existsSync(join(root, 'segprobe', 'segprobe.json')));
+});
+
+test('pretrain resumed from out-dir copies that hold other weights at the same step: refused before any step, naming the weights and the optimiser state', { skip: gloo }, async () => {
+  // each machine's copy of the run was trained on its own copy of the images, which differ in their
+  // pixels but not in their names: at step 4 the copies hold other weights and AdamW moments. Before,
+  // both resumed from "step 4": DDP broadcast rank 0's weights and rank 1 went on with its own moments, silently
+  await imageFolder(join(root, 'pixels-a'), 32);
+  await imageFolder(join(root, 'pixels-b'), 32, [], 101);
+  const args = [...MODEL, '--dataset', 'folder', '--checkpoint-every', '2'];
+  const run = (name: string) => [...args, '--data-path', join(root, `pixels-${name}`), '--out-dir', join(root, `copy-${name}`)];
+  for (const name of ['a', 'b']) {
+    const r = spawnSync(process.execPath, [CLI, 'pretrain', ...run(name), '--batch-size', '16', '--epochs', '2', '--max-steps', '4'], { encoding: 'utf8', timeout: 90_000 });
+    assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+  }
+  // (the same global batch of 16: 8 per process)
+  const more = ['--batch-size', '8', '--epochs', '3', '--max-steps', '6'];
+  const runs = await twoNodes('pretrain', [[...run('a'), ...more], [...run('b'), ...more]]);
+  assertRefused(runs, /the 2 ranks disagree on the weights they start from \(before rank 0 broadcasts its own\)/, /the model weights: [\w.]+: rank 0 sum [-0-9.e]+, sum of squares [0-9.e-]+, rank 1 sum /);
+  for (const r of runs) assert.match(r.out, /the optimiser state: exp_avg/, r.out);
+  assert.doesNotMatch(readFileSync(join(root, 'copy-a', 'metrics.jsonl'), 'utf8'), /"step":\s*[56]\b/, 'refused before any step');
+});
+
+test('pretrain with feature targets from another --teacher file on each machine: refused before any step, naming the teacher weights', { skip: gloo }, async () => {
+  const [encA, encB] = encoders();
+  const teacher = (run: string, name: string) => {
+    const out = join(root, name);
+    const r = spawnSync(process.execPath, [CLI, 'export', '--checkpoint', run, '--out', out], { encoding: 'utf8', timeout: 90_000 });
+    assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+    return `${out}.safetensors`;
+  };
+  const [ta, tb] = [teacher(encA, 'teacher-a'), teacher(encB, 'teacher-b')];
+  const out = join(root, 'two-teachers');
+  const base = [...SYNTHETIC, '--target', 'features', '--batch-size', '16', '--max-steps', '2', '--out-dir', out];
+  const runs = await twoNodes('pretrain', [
+    [...base, '--teacher', ta],
+    [...base, '--teacher', tb],
+  ]);
+  assertRefused(runs, /the 2 ranks disagree on the weights they start from/, /the teacher weights: [\w.]+: rank 0 sum [-0-9.e]+, .*rank 1 sum /);
+  for (const r of runs) assert.doesNotMatch(r.out, /the model weights|the optimiser state/, 'the fresh model and empty optimiser agree');
+  assert.ok(!existsSync(join(out, 'metrics.jsonl')), 'refused before any step');
 });
 
 test('workers started with different WORLD_SIZEs (2 on rank 0, 3 on rank 1) fail at the rendezvous saying so', { skip: gloo }, async () => {

@@ -96,6 +96,12 @@ test('refused with the file named: truncated, damaged, not contiguous, compresse
     "torch.save({'w': torch.ones(2)}, sys.argv[1] + '.tmp')\nsrc = zipfile.ZipFile(sys.argv[1] + '.tmp')\nwith zipfile.ZipFile(sys.argv[1], 'w') as z:\n    [z.writestr(n, src.read(n).replace(b'FloatStorage', b'constructor') if n.endswith('data.pkl') else src.read(n)) for n in src.namelist()]",
   );
   assert.throws(() => readSafetensorsHeader(ctor), /tensor 'w' is stored as constructor, a type semaim does not read/);
+  // a sparse tensor among dense ones was left out of the state dict without a word
+  const sparse = made('sparse.pth', "torch.save({'w': torch.ones(2), 'adj': torch.eye(3).to_sparse()}, sys.argv[1])");
+  assert.throws(
+    () => readSafetensorsHeader(sparse),
+    new RegExp(`${sparse}: tensor "adj" is saved through torch\\._utils\\._rebuild_sparse_tensor .*save it as a dense tensor`),
+  );
   const noWeights = made('no-weights.pth', "torch.save({'epoch': 3, 'args': {'lr': 0.1}}, sys.argv[1])");
   assert.throws(() => readSafetensorsHeader(noWeights), /without a state dict: its top-level keys are "epoch", "args"/);
 });

@@ -19,6 +19,7 @@ import type { SkipReason } from '../codecs/errors';
 import { ShardBatchBuilder, type EpochTask, type ShardBuilderConfig } from './builder';
 import { shardEpochPlan, shardEpochSize, type ShardEpochPlan } from './plan';
 import type { ShardDataset } from './dataset';
+import { imageMemberCap } from './tar-samples';
 import type { FromShardWorker, ToShardWorker } from './worker';
 import { checkRankSlice } from '../sharding';
 import { newStopFlag, stopBeforeExit, stopWorker } from '../worker-stop';
@@ -120,7 +121,13 @@ export class ShardLoader implements AsyncIterable<Batch> {
       labelSmoothing: opts.labelSmoothing ?? 0,
       numClasses,
       maxReplacements: opts.maxReplacements ?? 50,
-      stream: { paths: t.paths, bases: t.bases, seed: opts.seed ?? 0, labelled: dataset.classes.length > 0 },
+      stream: {
+        paths: t.paths,
+        bases: t.bases,
+        seed: opts.seed ?? 0,
+        labelled: dataset.classes.length > 0,
+        maxImageBytes: imageMemberCap(opts.maxImagePixels),
+      },
     };
   }
 

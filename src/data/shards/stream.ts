@@ -44,6 +44,8 @@ export interface StreamContext {
   seed: number;
   /** Samples without a class label are unusable (labelled dataset). */
   labelled: boolean;
+  /** Image members over this many bytes are skipped unread (imageMemberCap of the pixel limit). */
+  maxImageBytes: number;
 }
 
 /** Items of positions [from, length) of a piece, in input order. */
@@ -63,7 +65,7 @@ async function* pieceInputs(ctx: StreamContext, task: PieceTask, from: number, k
     let next = start; // next ordinal expected
     let failure: { reason: SkipReason; message: string } | null = null;
     try {
-      for await (const s of readShard(path, { from: start, to: seg.to })) {
+      for await (const s of readShard(path, { from: start, to: seg.to, maxImageBytes: ctx.maxImageBytes })) {
         const keep = keepImage(pos);
         let error: StreamItem['error'];
         const label = ctx.labelled ? (s.label ?? -1) : -1;

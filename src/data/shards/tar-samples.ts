@@ -9,9 +9,10 @@
 // the readers use this one function, so they agree on what the samples of a shard are.
 //
 // A shard is untrusted input: a member over its size cap (MAX_META_BYTES for `.cls`/`.json`,
-// MAX_IMAGE_BYTES for images) is skipped in the stream without being buffered, and a label must be
+// imageMemberCap(--max-image-pixels) for images) is skipped in the stream without being buffered, and a label must be
 // below MAX_CLASSES; either makes that one sample unusable (labelError / imageError), never the run.
 
+import { constants } from 'node:buffer';
 import { createReadStream } from 'node:fs';
 import { basename } from 'node:path';
 import { createGunzip } from 'node:zlib';
@@ -21,6 +22,7 @@ import { extract, type Extract } from 'tar-stream';
 type Source = Extract extends AsyncIterable<infer S> ? S : never;
 import { IMAGE_EXTENSIONS } from '../sources/folder';
 import { printable } from '../../util/printable';
+import { effectivePixelLimit } from '../codecs/limits';
 
 /** Image member extensions, in order of preference when a sample has several. */
 export const IMAGE_MEMBER_EXTENSIONS = [
@@ -34,8 +36,21 @@ const IMAGE_EXT_SET = new Set(IMAGE_MEMBER_EXTENSIONS);
 
 /** Largest `.cls` / `.json` member read (64 KiB). */
 export const MAX_META_BYTES = 64 << 10;
-/** Largest image member read (256 MiB, far above any real photo's encoded size). */
+/** Largest image member readShard reads when its caller gives no cap (256 MiB). */
 export const MAX_IMAGE_BYTES = 256 << 20;
+
+/**
+ * The largest image member the loaders read under a pixel limit (`--max-image-pixels`; undefined =
+ * the default, 0 = none): what an image the limit admits can take stored uncompressed at 16 bits per
+ * channel with alpha (8 bytes per pixel), plus 1 MiB of headers and metadata; 1,366 MiB at the
+ * default limit. A fixed cap skipped as too large an image whose pixels the limit admits (an
+ * uncompressed or 16-bit TIFF from 256 MiB up, which a folder dataset reads); with no pixel limit the
+ * cap is the largest Buffer. A larger member is skipped unread, as before.
+ */
+export function imageMemberCap(maxPixels: number | undefined): number {
+  const limit = effectivePixelLimit(maxPixels);
+  return Number.isFinite(limit) ? Math.min(8 * limit + (1 << 20), constants.MAX_LENGTH) : constants.MAX_LENGTH;
+}
 /** Class indices must be below this (2^20), so no per-class table can be made huge by one label. */
 export const MAX_CLASSES = 1 << 20;
 
@@ -75,6 +90,8 @@ export interface ReadShardOptions {
   to?: number;
   /** Keep image bytes (default true); false reads labels only (the index scan). */
   images?: boolean;
+  /** Image members over this many bytes are skipped unread (imageError; default MAX_IMAGE_BYTES). */
+  maxImageBytes?: number;
 }
 
 /** Splits a member path into its key and (lower-case) extension after the first dot of its name. */
@@ -100,7 +117,7 @@ interface Group {
 }
 
 const tooBig = (ext: string, bytes: number, cap: number) =>
-  `.${ext} member of ${bytes} bytes is over the ${cap >= 1 << 20 ? `${cap >> 20} MiB` : `${cap >> 10} KiB`} limit`;
+  `.${ext} member of ${bytes} bytes is over the ${cap >= 1 << 20 ? `${Math.floor(cap / 2 ** 20)} MiB` : `${cap >> 10} KiB`} limit`;
 const isClass = (l: unknown): l is number => Number.isSafeInteger(l) && (l as number) >= 0 && (l as number) < MAX_CLASSES;
 
 function parseLabel(g: Group): { label: number | null; labelError?: string } {
@@ -148,6 +165,7 @@ export async function* readShard(path: string, opts: ReadShardOptions = {}): Asy
   const from = opts.from ?? 0;
   const to = opts.to ?? Infinity;
   const images = opts.images ?? true;
+  const maxImageBytes = opts.maxImageBytes ?? MAX_IMAGE_BYTES;
   if (from >= to) return;
   const source = createReadStream(path, { highWaterMark: 1 << 20 });
   const ex = extract();
@@ -167,7 +185,7 @@ export async function* readShard(path: string, opts: ReadShardOptions = {}): Asy
     if (ordinal < from) return null;
     const imageExt = IMAGE_MEMBER_EXTENSIONS.find((e) => g.imageExts.has(e))!;
     const big = g.oversize.get(imageExt);
-    const imageError = big === undefined ? {} : { imageError: tooBig(imageExt, big, MAX_IMAGE_BYTES) };
+    const imageError = big === undefined ? {} : { imageError: tooBig(imageExt, big, maxImageBytes) };
     const sampleError = g.repeated === null ? {} : { sampleError: `the member ${g.key}.${g.repeated} appears twice in one sample (two samples with one key?)` };
     return { ordinal, key: g.key, image: g.images.get(imageExt) ?? null, imageExt, ...parseLabel(g), ...imageError, ...sampleError };
   };
@@ -196,7 +214,7 @@ export async function* readShard(path: string, opts: ReadShardOptions = {}): Asy
       const isImage = IMAGE_EXT_SET.has(ext);
       if (isImage) group.imageExts.add(ext);
       if (!keep || !(isImage || ext === 'cls' || ext === 'json')) entry.resume();
-      else if (h.size > (isImage ? MAX_IMAGE_BYTES : MAX_META_BYTES)) {
+      else if (h.size > (isImage ? maxImageBytes : MAX_META_BYTES)) {
         group.oversize.set(ext, h.size);
         entry.resume(); // drained chunk by chunk, never held
       } else if (isImage) {
