@@ -4,6 +4,7 @@
 import { existsSync, lstatSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve, isAbsolute } from 'node:path';
 import { OptionError } from '../util/options';
+import { finishInterruptedCommits } from '../util/safe-write';
 
 /** The path with its folder's symlinks resolved (the file itself need not exist). */
 function canonical(path: string): string {
@@ -39,6 +40,9 @@ export function occupied(path: string): boolean {
 /** Refuses, naming `option`, an output that is one of `inputs`, a checkpoint's or run's file, or that exists without `overwrite`. */
 export function checkOutputs(outputs: string[], o: { overwrite: boolean; inputs?: string[]; option?: string }): void {
   const option = o.option ?? 'out';
+  // a set of outputs an earlier writer was killed while renaming into place is completed first (never
+  // rolled back): what exists is then what that writer wrote, whole
+  for (const dir of new Set(outputs.map((p) => dirname(resolve(p))))) finishInterruptedCommits(dir);
   const inputs = new Map((o.inputs ?? []).map((p) => [canonical(p), p]));
   for (const out of outputs) {
     const input = inputs.get(canonical(out));
