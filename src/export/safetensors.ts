@@ -19,7 +19,7 @@ import {
   timmModelArgs,
 } from '../semaim';
 import type { Tensor } from '../torch';
-import { guardOutputs } from '../io/outputs';
+import { claimOutputs, guardOutputs } from '../io/outputs';
 import { commitFiles, finishInterruptedCommits, stageFile, StagedFile } from '../util/safe-write';
 
 /** The files exportEncoder writes for `out`. */
@@ -98,7 +98,9 @@ function writeEncoder(tensors: Map<string, Tensor>, enc: EncoderConfig, source: 
   mkdirSync(dirname(weights), { recursive: true }); // as the ONNX and web exports create theirs
   finishInterruptedCommits(dirname(weights)); // an earlier export's temporary files are not dead temps
   const staged: StagedFile[] = [];
+  let release = () => {};
   try {
+    release = claimOutputs([weights, config]); // another export to the same files refuses, rather than mixing its pair with ours
     staged.push(
       stageTensors(weights, tensors, {
         format: 'pt',
@@ -108,12 +110,13 @@ function writeEncoder(tensors: Map<string, Tensor>, enc: EncoderConfig, source: 
       }),
     );
     staged.push(stageFile(config, JSON.stringify(exportedConfigJson(enc), null, 2)));
+    commitFiles(staged.splice(0)); // commitFiles owns them now: it aborts them, or its journal keeps them
   } catch (e) {
     for (const f of staged) f.abort();
     throw e;
   } finally {
     disposeAll(tensors);
+    release();
   }
-  commitFiles(staged);
   return { weights, config, tensors: tensors.size };
 }

@@ -4,7 +4,7 @@
 // and the next writer or reader of that folder completes the renames: never a new file beside an old one.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -132,7 +132,8 @@ test('export and embed killed between renaming their pair: reading the export an
   const first = embed();
   assert.equal(first.status, 0, first.stderr);
   assert.match(first.stderr, /completed the write of .*enc\.safetensors, .*enc\.json that process \d+ was killed in/);
-  assert.deepEqual(ls(join(dir, 'ex')), ['enc.json', 'enc.safetensors']);
+  // (the killed export's lock stays until the next export to enc takes it over)
+  assert.deepEqual(ls(join(dir, 'ex')), ['enc.json', 'enc.safetensors', 'enc.safetensors.lock']);
   assert.equal(JSON.parse(readFileSync(`${enc}.json`, 'utf8')).embedDim, 32);
 
   // embed over its earlier 4 rows with 8, killed after the rows were renamed, before their list: the rerun completes it
@@ -157,5 +158,49 @@ test('export and embed killed between renaming their pair: reading the export an
   assert.equal(rerun.status, 2, 'the rerun refuses to replace the completed outputs without --overwrite');
   assert.match(rerun.stderr, /completed the write of .*f\.safetensors, .*f\.json/);
   assert.equal(JSON.parse(readFileSync(join(dir, 'em', 'f.json'), 'utf8')).count, 8, 'the list of the 8 rows, not the earlier 4');
-  assert.deepEqual(ls(join(dir, 'em')), ['f.json', 'f.safetensors']);
+  assert.deepEqual(ls(join(dir, 'em')), ['f.json', 'f.safetensors', 'f.safetensors.lock']);
+});
+
+test('two processes writing one output: the second refuses naming the first (embed, export); a lock left by a killed process is taken over', async (t) => {
+  const dir = scratch(t);
+  const run = join(dir, 'run');
+  const cli = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(cli('pretrain', ...TINY.split(' '), '--out-dir', run).status, 0);
+  const feats = join(dir, 'em', 'f.safetensors');
+  const enc = join(dir, 'ex', 'enc');
+  // another process holds both outputs, as a writer does from its start to its last rename
+  const OUTPUTS = join(__dirname, '..', '..', 'src', 'io', 'outputs.js');
+  const holder = spawn(
+    process.execPath,
+    [
+      '-e',
+      `const { claimOutputs } = require(${JSON.stringify(OUTPUTS)});
+       claimOutputs([${JSON.stringify(feats)}, ${JSON.stringify(feats.replace(/safetensors$/, 'json'))}]);
+       claimOutputs([${JSON.stringify(`${enc}.safetensors`)}, ${JSON.stringify(`${enc}.json`)}]);
+       process.stdout.write('held\\n'); setInterval(() => {}, 1000);`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  t.after(() => holder.kill('SIGKILL'));
+  await new Promise<void>((done) => holder.stdout!.once('data', () => done()));
+  const embed = () => cli('embed', '--checkpoint', run, '--dataset', 'synthetic', '--limit', '4', '--num-workers', '0', '--threads', '1', '--out', feats);
+  const busy = new RegExp(
+    `is being written by another semaim process \\(process ${holder.pid} on this machine, since .*\\): wait for it, or choose another output; if that process is gone, delete .*\\.lock`,
+  );
+  const refused = embed();
+  assert.equal(refused.status, 2, refused.stderr);
+  assert.match(refused.stderr, busy);
+  const exported = cli('export', '--checkpoint', run, '--out', enc);
+  assert.equal(exported.status, 2, exported.stderr);
+  assert.match(exported.stderr, busy);
+  assert.deepEqual(ls(join(dir, 'em')), ['f.safetensors.lock'], 'the refused embed wrote nothing');
+
+  // killed (no exit handler runs): its locks stay, and are taken over by the next writer
+  holder.kill('SIGKILL');
+  await new Promise((done) => holder.once('exit', done));
+  const after = embed();
+  assert.equal(after.status, 0, after.stderr);
+  assert.equal(cli('export', '--checkpoint', run, '--out', enc).status, 0);
+  assert.deepEqual(ls(join(dir, 'em')), ['f.json', 'f.safetensors'], 'the lock goes with the writer');
+  assert.deepEqual(ls(join(dir, 'ex')), ['enc.json', 'enc.safetensors']);
 });
