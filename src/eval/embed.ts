@@ -13,6 +13,7 @@
 // gathers every rank's rows and writes them in dataset order (padding of the last batch dropped), so the
 // file is the one a single process writes.
 import { mkdirSync } from 'node:fs';
+import { checkFreeSpace } from '../util/disk-space';
 import { basename, dirname, resolve } from 'node:path';
 import * as torch from '../torch';
 import { SafetensorsRowWriter, float32ToFloat16Bytes } from '../io';
@@ -263,6 +264,12 @@ async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
     const rowShape = pooling === 'all' ? [1 + P, D] : [D];
     if (rank === 0) {
       mkdirSync(dirname(out), { recursive: true });
+      // every image's row, index and label, and its line in the list (a path: under 1 KiB), beside the earlier files until the renames
+      const rowBytes = rowShape.reduce((a, b) => a * b, 1) * (dtype === 'float32' ? 4 : 2);
+      checkFreeSpace(dirname(out), ds.length * (rowBytes + 8 + 1024) + (64 << 10), `the features of ${ds.length} images`, {
+        how: `${ds.length} × [${rowShape.join(', ')}] ${dtype} and the image list`,
+        remedy: 'Free space, write --out elsewhere, or take fewer images (--limit) or smaller rows (--dtype float16, --pooling cls)',
+      });
       writer = new SafetensorsRowWriter(out, { name: 'features', dtype, rowShape });
     }
     progress = o.progress === null || rank !== 0 ? null : new Progress(o.progress ?? 'embed', ds.length);
