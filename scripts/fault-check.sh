@@ -64,7 +64,7 @@ if [ "$(id -u)" = 0 ] && mkdir -p "$WORK/full" && mount -t tmpfs -o size=5m tmpf
   mount -o remount,size=64m "$WORK/full"
   resumed=$(semaim "${B[@]}" --max-steps 60 --keep-last 50 --out-dir "$WORK/full/run" 2>&1 | grep -c 'resumed from')
   if [ "$early" = 1 ] && [ $rc = 1 ] && [ "$named" -ge 1 ] && [ "$temps" = 0 ] && [ "$resumed" = 1 ]; then
-    summary+=("disk full: refused before the first step; started anyway: rc 1, error names the file, no temp folder, resumed after freeing space")
+    summary+=("disk full: refused before the first step, started anyway: rc 1, error names the file, no temp folder, resumed after freeing space")
   else
     summary+=("disk full: FAILED (refused early $early, rc $rc, named $named, $temps temp folders, resumed $resumed)"); fail=1
   fi
