@@ -235,6 +235,7 @@ export class TrainState {
    * before the oldest is removed, and 'best' with the copy that replaces it; those already there count as used.
    */
   private checkSpace(): void {
+    if (this.step >= this.totalSteps) return; // finished: started again, it writes no checkpoint
     const { job } = this;
     const bytes = (ts: Iterable<Tensor>) => [...ts].reduce((n, t) => n + t.numel * torch.dtypeBytes(t.dtype), 0);
     const size = (256 << 10) + bytes(job.model.stateDict().values()) + job.optimizer.stateBytes() + (job.ema ? bytes(job.ema.stateTensors().values()) : 0);

@@ -195,6 +195,11 @@ interface CommitJournal {
   renames: [string, string][];
 }
 
+/** Whether `tmp` is a temporary name of `final` (stageFile's and writeSafetensors's, or a row writer's `.partial`): a journal renames nothing else. */
+function isTempOf(tmp: string, final: string): boolean {
+  return tmp === `${final}.partial` || (tmp.startsWith(`${final}.tmp-`) && /^\d+-[0-9a-f]+$/.test(tmp.slice(final.length + 5)));
+}
+
 function readJournal(path: string): CommitJournal | null {
   let j: CommitJournal;
   try {
@@ -207,7 +212,7 @@ function readJournal(path: string): CommitJournal | null {
     Number.isSafeInteger(j.pid) &&
     typeof j.host === 'string' &&
     Array.isArray(j.renames) &&
-    j.renames.every((r) => Array.isArray(r) && r.length === 2 && r.every((p) => typeof p === 'string' && !isAbsolute(p)));
+    j.renames.every((r) => Array.isArray(r) && r.length === 2 && r.every((p) => typeof p === 'string' && !isAbsolute(p)) && isTempOf(r[0], r[1]));
   return ok ? j : null;
 }
 

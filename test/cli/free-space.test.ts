@@ -61,6 +61,10 @@ test('pretrain and embed on a disk that cannot hold their output are refused bef
   const step = folderBytes(join(run, 'checkpoints', 'step-00000002'));
   const estimate = bytesOf(m[5], m[6]);
   assert.ok(estimate >= step && estimate < step * 1.5, `estimate ${estimate} B for a checkpoint of ${step} B`);
+  // finished: started again on the same small disk it does nothing, as before (it writes no checkpoint)
+  const again = cli(dir, ['pretrain', ...TINY.split(' '), '--keep-last', '2', '--out-dir', run], { FREE_BYTES: String(2 << 20) });
+  assert.equal(again.status, 0, again.stderr);
+  assert.match(again.stdout + again.stderr, /nothing to do/);
 
   // the same with room: no refusal, nothing to override
   assert.equal(cli(dir, ['pretrain', ...TINY.split(' '), '--out-dir', join(dir, 'roomy')], { FREE_BYTES: String(64 << 20) }).status, 0);

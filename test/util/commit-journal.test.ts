@@ -80,7 +80,7 @@ test('writeFilesAtomic killed between its renames: the journal is left, and the 
   assert.deepEqual(ls(out), ['model.bin', 'model.json', 'other.txt']);
 });
 
-test('a journal of a live process (it is renaming now) or of no parsable content is left alone; one of a dead process is completed', (t) => {
+test('a journal of a live process (it is renaming now), of no parsable content or renaming what is not a temporary file is left alone; one of a dead process is completed', (t) => {
   const dir = scratch(t);
   const journal = commitJournalPath(join(dir, 'x.bin'));
   const host = require('node:os').hostname();
@@ -98,6 +98,12 @@ test('a journal of a live process (it is renaming now) or of no parsable content
   );
   assert.match(notes[0], /completed the write of .*x\.bin that process \d+ was killed in/);
   assert.deepEqual(ls(dir), ['killer.js', 'notes.commit', 'x.bin']);
+  assert.equal(readFileSync(join(dir, 'x.bin'), 'utf8'), 'new');
+  // a journal that would rename anything but a temporary file of its target (planted, or not ours) renames nothing
+  writeFileSync(join(dir, 'precious.txt'), 'keep');
+  writeFileSync(journal, JSON.stringify({ format: 'semaim.commit/1', pid: dead, host, renames: [['precious.txt', 'x.bin']] }));
+  assert.deepEqual(finishInterruptedCommits(dir), []);
+  assert.equal(readFileSync(join(dir, 'precious.txt'), 'utf8'), 'keep');
   assert.equal(readFileSync(join(dir, 'x.bin'), 'utf8'), 'new');
 });
 
