@@ -53,18 +53,20 @@ else
   summary+=("corrupt checkpoints: FAILED (reported '$ck', rerun resumed: $rerun)"); fail=1
 fi
 
-# 3. A full disk: a small tmpfs (root only). The write error names the file, leaves no temp folder,
-#    and the run resumes once there is room.
+# 3. A full disk: a small tmpfs (root only). The run is refused before its first step (its checkpoints
+#    cannot fit); started anyway (SEMAIM_NO_SPACE_CHECK=1), the write error names the file, leaves no temp
+#    folder, and the run resumes once there is room.
 if [ "$(id -u)" = 0 ] && mkdir -p "$WORK/full" && mount -t tmpfs -o size=5m tmpfs "$WORK/full" 2>/dev/null; then
-  out=$(semaim "${B[@]}" --max-steps 60 --keep-last 50 --out-dir "$WORK/full/run" 2>&1); rc=$?
+  early=$(semaim "${B[@]}" --max-steps 60 --keep-last 50 --out-dir "$WORK/full/run" 2>&1 | grep -c 'not enough free space in .* for the checkpoints of this run')
+  out=$(SEMAIM_NO_SPACE_CHECK=1 semaim "${B[@]}" --max-steps 60 --keep-last 50 --out-dir "$WORK/full/run" 2>&1); rc=$?
   named=$(echo "$out" | grep -cE 'cannot write .*(model|optimizer)\.safetensors.*(ENOSPC|no space)')
   temps=$(ls -d "$WORK"/full/run/checkpoints/.tmp-* 2>/dev/null | wc -l)
   mount -o remount,size=64m "$WORK/full"
   resumed=$(semaim "${B[@]}" --max-steps 60 --keep-last 50 --out-dir "$WORK/full/run" 2>&1 | grep -c 'resumed from')
-  if [ $rc = 1 ] && [ "$named" -ge 1 ] && [ "$temps" = 0 ] && [ "$resumed" = 1 ]; then
-    summary+=("disk full: rc 1, error names the file, no temp folder, resumed after freeing space")
+  if [ "$early" = 1 ] && [ $rc = 1 ] && [ "$named" -ge 1 ] && [ "$temps" = 0 ] && [ "$resumed" = 1 ]; then
+    summary+=("disk full: refused before the first step, started anyway: rc 1, error names the file, no temp folder, resumed after freeing space")
   else
-    summary+=("disk full: FAILED (rc $rc, named $named, $temps temp folders, resumed $resumed)"); fail=1
+    summary+=("disk full: FAILED (refused early $early, rc $rc, named $named, $temps temp folders, resumed $resumed)"); fail=1
   fi
 else
   summary+=("disk full: skipped (needs root to mount a small tmpfs)")

@@ -12,7 +12,8 @@
 // Data-parallel (a process group), each rank encodes its slices of the batches; after each batch rank 0
 // gathers every rank's rows and writes them in dataset order (padding of the last batch dropped), so the
 // file is the one a single process writes.
-import { mkdirSync, renameSync, rmSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import { checkFreeSpace } from '../util/disk-space';
 import { basename, dirname, resolve } from 'node:path';
 import * as torch from '../torch';
 import { SafetensorsRowWriter, float32ToFloat16Bytes } from '../io';
@@ -27,7 +28,7 @@ import { rankSlice, type ProcessGroup } from '../dist';
 import { SAME_ENCODER_AND_DATA_HINT, checkRanksAgree } from '../dist/agree';
 import { encodeBatch } from './features';
 import { gatherRows } from './gather-features';
-import { writeFileAtomic } from '../util/safe-write';
+import { StagedFile, commitFiles, stageFile } from '../util/safe-write';
 import { claimOutputs, guardOutputs } from '../io/outputs';
 
 export const EMBED_POOLINGS = ['cls', 'mean', 'gap', 'all'] as const;
@@ -263,6 +264,12 @@ async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
     const rowShape = pooling === 'all' ? [1 + P, D] : [D];
     if (rank === 0) {
       mkdirSync(dirname(out), { recursive: true });
+      // every image's row, index and label, and its line in the list (a path: under 1 KiB), beside the earlier files until the renames
+      const rowBytes = rowShape.reduce((a, b) => a * b, 1) * (dtype === 'float32' ? 4 : 2);
+      checkFreeSpace(dirname(out), ds.length * (rowBytes + 8 + 1024) + (64 << 10), `the features of ${ds.length} images`, {
+        how: `${ds.length} × [${rowShape.join(', ')}] ${dtype} and the image list`,
+        remedy: 'Free space, write --out elsewhere, or take fewer images (--limit) or smaller rows (--dtype float16, --pooling cls)',
+      });
       writer = new SafetensorsRowWriter(out, { name: 'features', dtype, rowShape });
     }
     progress = o.progress === null || rank !== 0 ? null : new Progress(o.progress ?? 'embed', ds.length);
@@ -345,14 +352,23 @@ async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
       skipped,
       seconds,
     };
-    writeFileAtomic(`${listPath}.partial`, formatList(list));
-    writer.finish(tail, { format: 'semaim.embed/1', pooling, encoder_sha256: source.sha256, images: basename(listPath) });
-    renameSync(`${listPath}.partial`, listPath);
+    // the rows and the list that describes them in place together (commitFiles: a kill between the two
+    // renames is completed by the next writer or reader), or, on a full disk, neither
+    const listed = stageFile(listPath, formatList(list));
+    const staging = writer;
+    writer = null; // its partial file is the commit's from here: a failed stage removes it, a journal keeps it
+    let rows: StagedFile;
+    try {
+      rows = staging.stage(tail, { format: 'semaim.embed/1', pooling, encoder_sha256: source.sha256, images: basename(listPath) });
+    } catch (e) {
+      listed.abort();
+      throw e;
+    }
+    commitFiles([rows, listed]);
     if (skipped.length) warn(`embed: skipped ${skipped.length} unreadable image${skipped.length === 1 ? '' : 's'} (no row; listed in ${listPath})`);
     return { path: out, listPath, count: n, skipped: skipped.length, shape: list.shape, seconds };
   } catch (e) {
     writer?.abort();
-    if (writer) rmSync(`${listPath}.partial`, { force: true });
     throw e;
   } finally {
     progress?.done();

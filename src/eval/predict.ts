@@ -5,7 +5,7 @@
 // per image with its top-k classes and probabilities) and <out>.csv (one row per image) for a
 // spreadsheet. Unreadable images are skipped and listed, never replaced.
 import * as torch from '../torch';
-import { guardOutputs } from '../io/outputs';
+import { claimOutputs, guardOutputs } from '../io/outputs';
 import { transformsFor } from '../data';
 import type { Split } from '../data';
 import type { EncoderConfig } from '../semaim';
@@ -180,10 +180,16 @@ async function predictJob(o: PredictOptions): Promise<PredictResult> {
       predictions,
     };
     // both or (a full disk) neither: an earlier run's list never sits beside this run's table
-    writeFilesAtomic([
-      [predictCsvPath(out), formatCsv(list, k)],
-      [out, formatList(list)],
-    ]);
+    // (another process writing the same files refuses rather than interleaving its renames with ours)
+    const release = claimOutputs([out, predictCsvPath(out)]);
+    try {
+      writeFilesAtomic([
+        [predictCsvPath(out), formatCsv(list, k)],
+        [out, formatList(list)],
+      ]);
+    } finally {
+      release();
+    }
     if (skipped.length) warn(`predict: skipped ${skipped.length} unreadable image${skipped.length === 1 ? '' : 's'} (listed in ${out})`);
     return { path: out, csvPath: predictCsvPath(out), count: predictions.length, skipped: skipped.length, accuracy: list.accuracy, seconds };
   } finally {

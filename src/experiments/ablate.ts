@@ -42,7 +42,7 @@ import { markdownTable, pct } from '../eval/result';
 import type { Precision } from '../run/precision';
 import { isJsonObject, readJsonWith } from '../util/json-file';
 import { AblationSegprobe, SegScore, ablationSegRecipe } from './ablate-segprobe';
-import { writeFileAtomic, writeJsonAtomic } from '../util/safe-write';
+import { jsonText, writeFilesAtomic, writeJsonAtomic } from '../util/safe-write';
 import { codeFence } from '../util/printable';
 
 export type Budget = 'full' | 'small';
@@ -769,8 +769,11 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
     const markdown = ablationMarkdown(partial);
     const result: AblationResult = { ...partial, markdown };
     if (!shard && runs.length) {
-      writeFileAtomic(join(outDir, 'ablation.md'), markdown);
-      writeJsonAtomic(join(outDir, 'ablation.json'), result);
+      // the table and its data together (a kill between the renames is completed by the next writer)
+      writeFilesAtomic([
+        [join(outDir, 'ablation.json'), jsonText(result)],
+        [join(outDir, 'ablation.md'), markdown],
+      ]);
     }
     return result;
   };

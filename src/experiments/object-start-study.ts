@@ -19,7 +19,7 @@ import { OptionError, Options, defineOptions, resolveOptions, MAX_THREADS, MAX_T
 import { precisionOption } from '../run/precision';
 import { markdownTable } from '../eval/result';
 import { stat } from './ablate';
-import { writeFileAtomic } from '../util/safe-write';
+import { writeFilesAtomic } from '../util/safe-write';
 
 export const TOKENS: SimilarityTokens[] = ['cls', 'gap', 'self'];
 
@@ -278,7 +278,10 @@ export async function objectStartStudy(o: ObjectStudyOptions, log: (l: string) =
   }
   const partial = { format: 'semaim.object-start/1' as const, options: o, n: data.masks.length / (o.imgSize * o.imgSize), points };
   const result: StudyResult = { ...partial, markdown: studyMarkdown(partial) };
-  writeFileAtomic(join(o.outDir, 'object-start.md'), result.markdown);
-  writeFileAtomic(join(o.outDir, 'object-start.json'), JSON.stringify(result, null, 2) + '\n');
+  // the table and its data together (a kill between the renames is completed by the next writer)
+  writeFilesAtomic([
+    [join(o.outDir, 'object-start.json'), JSON.stringify(result, null, 2) + '\n'],
+    [join(o.outDir, 'object-start.md'), result.markdown],
+  ]);
   return result;
 }

@@ -13,7 +13,7 @@ import { classifierConfigJson, modelConfigJson, preprocessorConfigJson } from '.
 import { isFinetuneFolder, loadClassifier, resolveClassifier } from '../eval/classifier-source';
 import { evalPreprocessing } from './preprocessing';
 import { writeFilesAtomic } from '../util/safe-write';
-import { guardOutputs } from '../io/outputs';
+import { claimOutputs, guardOutputs } from '../io/outputs';
 
 export interface OnnxOptions {
   dtype: FloatType;
@@ -103,11 +103,17 @@ export function exportOnnx(source: string, outDir: string, o: OnnxOptions): Onnx
   mkdirSync(join(outDir, 'onnx'), { recursive: true });
   const info = { [m.classNames ? 'classifier' : 'encoder']: m.config, dtype: o.dtype, opset: OPSET, outputs: m.outputs, sourceSha256: m.sourceSha256 };
   const json = m.classNames ? classifierConfigJson(m.config, m.classNames, info) : modelConfigJson(m.config, info);
-  // all three, or (a full disk) none: an earlier export's config never describes a new model
-  writeFilesAtomic([
-    [model, m.bytes],
-    [config, JSON.stringify(json, null, 2) + '\n'],
-    [pre, JSON.stringify(preprocessorConfigJson(evalPreprocessing(m.config.imgSize)), null, 2) + '\n'],
-  ]);
+  // all three, or (a full disk) none: an earlier export's config never describes a new model; another
+  // process exporting to the same folder refuses rather than interleaving its renames with ours
+  const release = claimOutputs([model, config, pre]);
+  try {
+    writeFilesAtomic([
+      [model, m.bytes],
+      [config, JSON.stringify(json, null, 2) + '\n'],
+      [pre, JSON.stringify(preprocessorConfigJson(evalPreprocessing(m.config.imgSize)), null, 2) + '\n'],
+    ]);
+  } finally {
+    release();
+  }
   return { dir: outDir, model, modelBytes: m.bytes.length, files: [model, config, pre] };
 }

@@ -2,7 +2,8 @@
 // safetensors, with its config JSON beside it; from a run, or converted from another encoder file.
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { loadTensors, readSafetensorsHeader, saveTensors, disposeAll } from '../io';
+import { loadTensors, readSafetensorsHeader, disposeAll } from '../io';
+import { stageTensors } from '../io/tensors';
 import { runKindOf } from '../io/checkpoint';
 import { evalPreprocessing } from './preprocessing';
 import {
@@ -18,8 +19,8 @@ import {
   timmModelArgs,
 } from '../semaim';
 import type { Tensor } from '../torch';
-import { guardOutputs } from '../io/outputs';
-import { stageFile, StagedFile } from '../util/safe-write';
+import { claimOutputs, guardOutputs } from '../io/outputs';
+import { commitFiles, finishInterruptedCommits, stageFile, StagedFile } from '../util/safe-write';
 
 /** The files exportEncoder writes for `out`. */
 export function encoderExportFiles(out: string): string[] {
@@ -92,26 +93,30 @@ function exportEncoderFile(source: string, out: string): { weights: string; conf
   return writeEncoder(tensors, src.config, source, files);
 }
 
-/** Writes the encoder's tensors (disposing them) and its config JSON. */
+/** Writes the encoder's tensors (disposing them) and its config JSON, both or (a full disk, a kill) neither: commitFiles. */
 function writeEncoder(tensors: Map<string, Tensor>, enc: EncoderConfig, source: string, [weights, config]: string[]) {
   mkdirSync(dirname(weights), { recursive: true }); // as the ONNX and web exports create theirs
-  // the config staged first and put in place after the weights: a full disk at either leaves the earlier
-  // pair as it was (the config written after the weights failed beside the new weights: loaders read it first)
-  let staged: StagedFile | null = null;
+  finishInterruptedCommits(dirname(weights)); // an earlier export's temporary files are not dead temps
+  const staged: StagedFile[] = [];
+  let release = () => {};
   try {
-    staged = stageFile(config, JSON.stringify(exportedConfigJson(enc), null, 2));
-    saveTensors(weights, tensors, {
-      format: 'pt',
-      config: JSON.stringify(enc),
-      source,
-      note: 'timm VisionTransformer(img_size, patch_size, embed_dim, depth, num_heads, mlp_ratio, num_classes=0, global_pool="token")',
-    });
+    release = claimOutputs([weights, config]); // another export to the same files refuses, rather than mixing its pair with ours
+    staged.push(
+      stageTensors(weights, tensors, {
+        format: 'pt',
+        config: JSON.stringify(enc),
+        source,
+        note: 'timm VisionTransformer(img_size, patch_size, embed_dim, depth, num_heads, mlp_ratio, num_classes=0, global_pool="token")',
+      }),
+    );
+    staged.push(stageFile(config, JSON.stringify(exportedConfigJson(enc), null, 2)));
+    commitFiles(staged.splice(0)); // commitFiles owns them now: it aborts them, or its journal keeps them
   } catch (e) {
-    staged?.abort();
+    for (const f of staged) f.abort();
     throw e;
   } finally {
     disposeAll(tensors);
+    release();
   }
-  staged.commit();
   return { weights, config, tensors: tensors.size };
 }

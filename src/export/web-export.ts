@@ -11,7 +11,7 @@ import { onnxModelOf } from './onnx-export';
 import { writeFileAtomic, writeFilesAtomic } from '../util/safe-write';
 import { evalPreprocessing } from './preprocessing';
 import { OPSET } from './vit-onnx';
-import { guardOutputs } from '../io/outputs';
+import { claimOutputs, guardOutputs } from '../io/outputs';
 
 const PAGE_FILES = ['index.html', 'app.js', 'maps.js', 'preprocess.js', 'style.css'];
 /** The WebAssembly build of onnxruntime-web: the ES module the page imports and what it loads. */
@@ -65,16 +65,22 @@ export function exportWeb(source: string, outDir: string, o: { dtype: FloatType;
     semaim: packageVersion(),
     onnxruntimeWeb: ort.version,
   };
-  // the model and what describes it, both or (a full disk) neither
-  writeFilesAtomic([
-    [join(outDir, 'model.onnx'), m.bytes],
-    [join(outDir, 'model.json'), JSON.stringify(info, null, 2) + '\n'],
-  ]);
-  for (const f of PAGE_FILES) writeFileAtomic(join(outDir, f), readFileSync(exportAsset(join('web', f))));
-  for (const f of ORT_FILES) writeFileAtomic(join(outDir, 'ort', f), readFileSync(join(ort.dist, f)));
-  writeFileAtomic(
-    join(outDir, 'ort', 'README.txt'),
-    `onnxruntime-web ${ort.version} (WebAssembly build), copied from its npm package. MIT License, Copyright (c) Microsoft Corporation.\n`,
-  );
+  // another process exporting to the same folder refuses rather than interleaving its renames with ours
+  const release = claimOutputs(webExportFiles(outDir));
+  try {
+    // the model and what describes it, both or (a full disk) neither
+    writeFilesAtomic([
+      [join(outDir, 'model.onnx'), m.bytes],
+      [join(outDir, 'model.json'), JSON.stringify(info, null, 2) + '\n'],
+    ]);
+    for (const f of PAGE_FILES) writeFileAtomic(join(outDir, f), readFileSync(exportAsset(join('web', f))));
+    for (const f of ORT_FILES) writeFileAtomic(join(outDir, 'ort', f), readFileSync(join(ort.dist, f)));
+    writeFileAtomic(
+      join(outDir, 'ort', 'README.txt'),
+      `onnxruntime-web ${ort.version} (WebAssembly build), copied from its npm package. MIT License, Copyright (c) Microsoft Corporation.\n`,
+    );
+  } finally {
+    release();
+  }
   return { dir: outDir, page: join(outDir, 'index.html'), modelBytes: m.bytes.length, ortVersion: ort.version };
 }

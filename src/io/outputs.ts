@@ -1,9 +1,12 @@
 // Files a command writes where the user points it: one that exists is replaced only when asked
 // (--overwrite), and never one the command reads from (an encoder and its config), nor a file of a
 // checkpoint or of a run folder, which other commands read and verify.
-import { existsSync, lstatSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, realpathSync, statSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { basename, dirname, join, relative, resolve, isAbsolute } from 'node:path';
 import { OptionError } from '../util/options';
+import { finishInterruptedCommits, writeError } from '../util/safe-write';
+import { lockFile } from '../util/file-lock';
 
 /** The path with its folder's symlinks resolved (the file itself need not exist). */
 function canonical(path: string): string {
@@ -39,6 +42,9 @@ export function occupied(path: string): boolean {
 /** Refuses, naming `option`, an output that is one of `inputs`, a checkpoint's or run's file, or that exists without `overwrite`. */
 export function checkOutputs(outputs: string[], o: { overwrite: boolean; inputs?: string[]; option?: string }): void {
   const option = o.option ?? 'out';
+  // a set of outputs an earlier writer was killed while renaming into place is completed first (never
+  // rolled back): what exists is then what that writer wrote, whole
+  for (const dir of new Set(outputs.map((p) => dirname(resolve(p))))) finishInterruptedCommits(dir);
   const inputs = new Map((o.inputs ?? []).map((p) => [canonical(p), p]));
   for (const out of outputs) {
     const input = inputs.get(canonical(out));
@@ -68,21 +74,45 @@ export function checkOutputFolder(dir: string, files: string[], o: { inputs: str
 /** Outputs a job of this process is writing now (canonical paths). */
 const writing = new Set<string>();
 
+/** The lock file beside a set of outputs, named after the first: `<first>.lock`. */
+export function outputLockPath(first: string): string {
+  return `${canonical(first)}.lock`;
+}
+
 /**
- * Marks `outputs` as being written by a job of this process until the returned function is called, and
- * refuses (naming `option`) one that another job of this process is writing: two jobs writing one file
- * at once interleave their rows in its partial file and their renames.
+ * Marks `outputs` as being written by this job until the returned function is called, and refuses
+ * (naming `option`) ones that another job of this process, or another process (`<first>.lock` beside
+ * them names it; one left by a process that is gone is taken over), is writing: two writers of one set
+ * interleave their rows in its partial file and their renames, leaving one's rows beside the other's list.
+ * The outputs' folder is created.
  */
 export function claimOutputs(outputs: string[], option = 'out'): () => void {
   const paths = outputs.map(canonical);
   const busy = paths.findIndex((p) => writing.has(p));
   if (busy >= 0) throw new OptionError(option, `${outputs[busy]} is being written by another job of this process: wait for it, or choose another output`);
+  const lock = outputLockPath(outputs[0]);
+  let unlock: ReturnType<typeof lockFile>;
+  mkdirSync(dirname(lock), { recursive: true });
+  try {
+    unlock = lockFile(lock);
+  } catch (e) {
+    throw writeError(lock, e);
+  }
+  if (typeof unlock !== 'function') {
+    const h = unlock;
+    const who = `process ${h.pid} on ${h.host === hostname() ? 'this machine' : `host ${h.host}`}, since ${h.since}`;
+    throw new OptionError(
+      option,
+      `${outputs[0]} is being written by another semaim process (${who}): wait for it, or choose another output; if that process is gone, delete ${lock}`,
+    );
+  }
   for (const p of paths) writing.add(p);
   let released = false;
   return () => {
     if (released) return;
     released = true;
     for (const p of paths) writing.delete(p);
+    unlock();
   };
 }
 

@@ -6,7 +6,7 @@
 // tiled exactly, as strict readers (Python's safetensors) demand.
 import * as fs from 'node:fs';
 import { DType, DTYPE_TO_SAFETENSORS, TensorEntry, tensorByteLength } from './safetensors';
-import { writeError } from '../util/safe-write';
+import { StagedFile, writeError } from '../util/safe-write';
 
 const STOP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
 
@@ -103,6 +103,15 @@ export class SafetensorsRowWriter {
    * place. Returns the final path.
    */
   finish(tail: Record<string, TensorEntry> = {}, metadata: Record<string, string> = {}): string {
+    this.stage(tail, metadata).commit();
+    return this.path;
+  }
+
+  /**
+   * finish up to the rename: the partial file complete and fsynced, to commit (with commitFiles, beside
+   * the files that describe it) or abort.
+   */
+  stage(tail: Record<string, TensorEntry> = {}, metadata: Record<string, string> = {}): StagedFile {
     if (this.fd === null) throw new Error(`SafetensorsRowWriter: ${this.path} is already finished or aborted`);
     const fd = this.fd;
     try {
@@ -129,13 +138,24 @@ export class SafetensorsRowWriter {
       } else {
         this.rewriteWithHeader(head, end);
       }
-      fs.renameSync(this.partialPath, this.path);
-      this.stopListening();
-      return this.path;
     } catch (e) {
       this.abort();
       throw writeError(this.path, e);
     }
+    return {
+      path: this.path,
+      tmp: this.partialPath,
+      commit: () => {
+        try {
+          fs.renameSync(this.partialPath, this.path);
+        } catch (e) {
+          this.abort();
+          throw writeError(this.path, e);
+        }
+        this.stopListening();
+      },
+      abort: () => this.abort(),
+    };
   }
 
   /** Closes and deletes the partial file. */

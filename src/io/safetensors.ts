@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { isJsonObject, jsonBrief } from '../util/json-file';
-import { removeDeadTemps, writeError } from '../util/safe-write';
+import { StagedFile, fsyncPath, removeDeadTemps, stagedAt, writeError } from '../util/safe-write';
 import { readAt as readFully } from './read-at';
 import { checkStorage, isZipMagic, readPytorchHeaderFd, refuseLegacyTorchSave, type StorageChecksum } from './pytorch-file';
 
@@ -200,6 +200,13 @@ function readAt(fd: number, into: Uint8Array, position: number, label: string): 
  * the header (memory stays bounded, at the cost of writing the data twice).
  */
 export function writeSafetensors(path: string, tensors: TensorSource, metadata?: Record<string, string>): void {
+  stageSafetensors(path, tensors, metadata).commit();
+  // Make the rename itself durable; not possible on every platform, so best effort.
+  fsyncPath(nodePath.dirname(path));
+}
+
+/** writeSafetensors up to the rename: the complete, fsynced file under a temporary name beside `path`, to commit (with commitFiles, beside other files) or abort. */
+export function stageSafetensors(path: string, tensors: TensorSource, metadata?: Record<string, string>): StagedFile {
   checkMetadata(metadata);
   const items = normalizeSource(tensors);
   const tmp = `${path}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
@@ -239,7 +246,6 @@ export function writeSafetensors(path: string, tensors: TensorSource, metadata?:
     fs.fsyncSync(fd);
     fs.closeSync(fd);
     fd = undefined;
-    fs.renameSync(tmp, path);
   } catch (e) {
     if (fd !== undefined) fs.closeSync(fd);
     if (sfd !== undefined) fs.closeSync(sfd);
@@ -247,17 +253,7 @@ export function writeSafetensors(path: string, tensors: TensorSource, metadata?:
     fs.rmSync(staging, { force: true });
     throw writeError(path, e);
   }
-  // Make the rename itself durable; not possible on every platform, so best effort.
-  try {
-    const dfd = fs.openSync(nodePath.dirname(path), 'r');
-    try {
-      fs.fsyncSync(dfd);
-    } finally {
-      fs.closeSync(dfd);
-    }
-  } catch {
-    /* ignore */
-  }
+  return stagedAt(path, tmp);
 }
 
 /** In-memory variant of writeSafetensors. */

@@ -4,7 +4,8 @@ import * as torch from '../torch';
 import { Tensor } from '../torch';
 import { native } from '../torch/native';
 import { wrap } from '../torch/tensor';
-import { SafetensorsReader, writeSafetensors, LazyTensorEntry } from './safetensors';
+import { SafetensorsReader, writeSafetensors, stageSafetensors, LazyTensorEntry } from './safetensors';
+import type { StagedFile } from '../util/safe-write';
 
 /** Loads every tensor (or those whose name passes `filter`) from a safetensors file. */
 export function loadTensors(
@@ -35,11 +36,20 @@ export function loadTensors(
 
 /** Writes tensors atomically (temp file + rename); values are copied to the host one at a time. */
 export function saveTensors(path: string, tensors: Map<string, Tensor> | [string, Tensor][], metadata: Record<string, string> = {}): void {
+  writeSafetensors(path, lazyEntries(tensors), metadata);
+}
+
+/** saveTensors up to the rename: the file complete under a temporary name, to commit beside others (commitFiles). */
+export function stageTensors(path: string, tensors: Map<string, Tensor> | [string, Tensor][], metadata: Record<string, string> = {}): StagedFile {
+  return stageSafetensors(path, lazyEntries(tensors), metadata);
+}
+
+function lazyEntries(tensors: Map<string, Tensor> | [string, Tensor][]): [string, LazyTensorEntry][] {
   const entries: [string, LazyTensorEntry][] = [];
   for (const [name, t] of tensors) {
     entries.push([name, { dtype: t.dtype, shape: t.shape, data: () => new Uint8Array(native.toBuffer(t.h)) }]);
   }
-  writeSafetensors(path, entries, metadata);
+  return entries;
 }
 
 export function disposeAll(tensors: Map<string, Tensor>): void {

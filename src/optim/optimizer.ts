@@ -210,6 +210,13 @@ export abstract class Optimizer<H extends BaseHyper> {
     return st;
   }
 
+  /** Bytes of the state tensors once every parameter has had an update (what a checkpoint holds of them). */
+  stateBytes(): number {
+    let n = 0;
+    for (const g of this.paramGroups) for (const [, p] of g.params) n += this.stateKeys(g).length * p.numel * torch.dtypeBytes(p.dtype);
+    return n;
+  }
+
   /** The state of a parameter, or undefined before its first update. */
   getState(name: string): ParamState | undefined {
     return this.state.get(name);

@@ -3,6 +3,7 @@
 // model, optimiser, loss scaler, EMA and random streams.
 import { randomBytes } from 'node:crypto';
 import { writeFileAtomic } from '../util/safe-write';
+import { checkFreeSpace, formatBytes } from '../util/disk-space';
 import { existsSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import * as torch from '../torch';
@@ -213,6 +214,7 @@ export class TrainState {
         this.checkpoints.archivePreviousRun();
         this.checkpoints.runId = `${new Date().toISOString().replace(/[-:]|\.\d+Z$/g, '')}-${randomBytes(3).toString('hex')}`;
       }
+      this.checkSpace();
       writeFileAtomic(
         join(this.run.outDir, 'config.json'),
         JSON.stringify({ runId: this.checkpoints.runId, worldSize: this.worldSize, ...configJson }, null, 2),
@@ -224,6 +226,25 @@ export class TrainState {
     }
     // the others learn where rank 0 starts (a fresh run, or the checkpoint it settled on)
     await this.group?.allGatherJson(settled);
+  }
+
+  /**
+   * Refuses, before any step, a run whose checkpoints the disk cannot hold (checkFreeSpace). A checkpoint
+   * is the model's tensors, the optimiser's state (every parameter's, as after the first step), the EMA's
+   * and 256 KiB for the rest (state.json, RNG states, headers); at the peak the folder holds --keep-last step folders, the next one written
+   * before the oldest is removed, and 'best' with the copy that replaces it; those already there count as used.
+   */
+  private checkSpace(): void {
+    if (this.step >= this.totalSteps) return; // finished: started again, it writes no checkpoint
+    const { job } = this;
+    const bytes = (ts: Iterable<Tensor>) => [...ts].reduce((n, t) => n + t.numel * torch.dtypeBytes(t.dtype), 0);
+    const size = (256 << 10) + bytes(job.model.stateDict().values()) + job.optimizer.stateBytes() + (job.ema ? bytes(job.ema.stateTensors().values()) : 0);
+    const steps = Math.max(1, this.run.keepLast + 1 - this.checkpoints.list().length);
+    const best = existsSync(join(this.checkpoints.root, 'best')) ? 1 : 2;
+    checkFreeSpace(this.run.outDir, (steps + best) * size, 'the checkpoints of this run', {
+      how: `${steps + best} × ${formatBytes(size)}: up to --keep-last ${this.run.keepLast} step folders, the next one written before the oldest is removed, and 'best' with the copy that replaces it`,
+      remedy: 'Free space, lower --keep-last, or use another --out-dir',
+    });
   }
 
   /**

@@ -2,7 +2,7 @@
 // encoders (for evaluation), frozen teachers (feature targets) and exported encoders
 // (`<name>.safetensors` + `<name>.json`), identified by the SHA-256 of their weights file.
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import * as torch from '../torch';
 import { Tensor } from '../torch';
 import { disposeAll, loadTensors, readSafetensorsHeader, type TensorInfo } from '../io';
@@ -11,6 +11,7 @@ import { EncoderConfig, SemAIMConfig, validateConfig, validateEncoder } from './
 import { VisionTransformer } from './vit';
 import { encoderConfigFromJson } from './timm-config';
 import { isJsonObject } from '../util/json-file';
+import { finishInterruptedCommits } from '../util/safe-write';
 
 export { sha256File };
 
@@ -205,6 +206,8 @@ const HUB_WEIGHTS = ['model.safetensors', 'pytorch_model.bin'];
 
 /** Finds the weights and config of an encoder without loading any tensor. */
 export function resolveEncoder(path: string, o: VerifyOption = {}): EncoderSource {
+  // an export killed between renaming its weights and its config: completed, so the two read belong together
+  if (!existsSync(path) || !statSync(path).isDirectory()) finishInterruptedCommits(dirname(resolve(path)));
   if (!existsSync(path))
     throw new Error(`encoder '${path}' does not exist (give a run folder, a checkpoint folder, an exported .safetensors or a torch.save .pth)`);
   if (statSync(path).isDirectory()) {

@@ -5,11 +5,15 @@
 import {
   closeSync,
   constants,
+  existsSync,
   fstatSync,
+  fsyncSync,
   ftruncateSync,
   lstatSync,
   mkdirSync,
   openSync,
+  readdirSync,
+  readFileSync,
   readlinkSync,
   renameSync,
   rmSync,
@@ -17,8 +21,9 @@ import {
   writeFileSync,
   writeSync,
 } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
-import { namesOfDeadProcesses } from './process-alive';
+import { hostname } from 'node:os';
+import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { namesOfDeadProcesses, processAlive } from './process-alive';
 
 let serial = 0;
 const NAMED = Symbol('semaim.writeError');
@@ -94,10 +99,12 @@ export function mkdirError(e: unknown): unknown {
 /**
  * Removes the temporary files of `path` (`<name>.tmp-<pid>-<id>`, writeFileAtomic's and
  * writeSafetensors's, and the latter's `.data` staging file) that a process killed while writing it
- * left: the next write of the same file clears them.
+ * left: the next write of the same file clears them. A commit journal in that folder left by a killed
+ * writer is rolled forward first: its temporary files are complete, and are put in place, not removed.
  */
 export function removeDeadTemps(path: string): void {
   const dir = dirname(path);
+  finishInterruptedCommits(dir);
   const name = basename(path).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   let dead: string[];
   try {
@@ -110,34 +117,58 @@ export function removeDeadTemps(path: string): void {
 
 /** A file written under a temporary name, not yet in place: `commit` renames it to its path, `abort` removes it. */
 export interface StagedFile {
+  /** Where it goes. */
+  readonly path: string;
+  /** Its complete (fsynced) bytes, under a temporary name in the same folder. */
+  readonly tmp: string;
   commit(): void;
   abort(): void;
+}
+
+/** Flushes `path` (a file or a folder) to the disk, where the platform allows. */
+export function fsyncPath(path: string): void {
+  try {
+    const fd = openSync(path, 'r');
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    /* not supported everywhere */
+  }
+}
+
+/** A file already complete at `tmp` (beside `path`), as a StagedFile. */
+export function stagedAt(path: string, tmp: string): StagedFile {
+  return {
+    path,
+    tmp,
+    commit: () => {
+      try {
+        renameSync(tmp, path);
+      } catch (e) {
+        rmSync(tmp, { force: true });
+        throw writeError(path, e);
+      }
+    },
+    abort: () => rmSync(tmp, { force: true }),
+  };
 }
 
 /** Writes `data` to a temporary file beside `path` (its folder is created), to be renamed into place later. */
 export function stageFile(path: string, data: string | Uint8Array): StagedFile {
   const tmp = `${path}.tmp-${process.pid}-${serial++}`;
-  const fail = (e: unknown) => {
-    rmSync(tmp, { force: true });
-    return writeError(path, e);
-  };
   try {
     mkdirSync(dirname(path), { recursive: true });
     removeDeadTemps(path);
     writeFileSync(tmp, data, { flag: 'wx' }); // O_EXCL: never through a link planted at the temporary name
+    fsyncPath(tmp); // complete on the disk before any commit journal names it
   } catch (e) {
-    throw fail(e);
+    rmSync(tmp, { force: true });
+    throw writeError(path, e);
   }
-  return {
-    commit: () => {
-      try {
-        renameSync(tmp, path);
-      } catch (e) {
-        throw fail(e);
-      }
-    },
-    abort: () => rmSync(tmp, { force: true }),
-  };
+  return stagedAt(path, tmp);
 }
 
 /** Writes `path` through a temporary file in the same folder and a rename (its folder is created). */
@@ -146,10 +177,140 @@ export function writeFileAtomic(path: string, data: string | Uint8Array): void {
 }
 
 /**
+ * The commit journal of files renamed into place together, named after the first: `<first>.commit`.
+ * While it exists the set is being replaced; whoever finds it with its writer gone completes the renames.
+ */
+export function commitJournalPath(first: string): string {
+  return `${first}.commit`;
+}
+
+const JOURNAL_FORMAT = 'semaim.commit/1';
+const JOURNAL_NAME = /\.commit$/;
+
+interface CommitJournal {
+  format: typeof JOURNAL_FORMAT;
+  pid: number;
+  host: string;
+  /** [temporary, final] paths, relative to the journal's folder. */
+  renames: [string, string][];
+}
+
+/** Whether `tmp` is a temporary name of `final` (stageFile's and writeSafetensors's, or a row writer's `.partial`): a journal renames nothing else. */
+function isTempOf(tmp: string, final: string): boolean {
+  return tmp === `${final}.partial` || (tmp.startsWith(`${final}.tmp-`) && /^\d+-[0-9a-f]+$/.test(tmp.slice(final.length + 5)));
+}
+
+function readJournal(path: string): CommitJournal | null {
+  let j: CommitJournal;
+  try {
+    j = JSON.parse(readFileSync(path, 'utf8')) as CommitJournal;
+  } catch {
+    return null; // not a journal of ours (a user's file named *.commit), or gone meanwhile
+  }
+  const ok =
+    j?.format === JOURNAL_FORMAT &&
+    Number.isSafeInteger(j.pid) &&
+    typeof j.host === 'string' &&
+    Array.isArray(j.renames) &&
+    j.renames.every((r) => Array.isArray(r) && r.length === 2 && r.every((p) => typeof p === 'string' && !isAbsolute(p)) && isTempOf(r[0], r[1]));
+  return ok ? j : null;
+}
+
+/**
+ * Puts `files` (staged, complete) in place together. One file is one rename; for several, a journal
+ * listing the renames is written first (atomically), then the renames are made and the journal removed:
+ * a process killed between two renames leaves the journal, and the next writer or reader of that folder
+ * (finishInterruptedCommits) makes the remaining renames, so a reader never pairs a new file with an old one.
+ */
+export function commitFiles(files: StagedFile[]): void {
+  if (files.length <= 1) {
+    for (const f of files) f.commit();
+    return;
+  }
+  const journal = commitJournalPath(files[0].path);
+  const dir = dirname(journal);
+  try {
+    // a folder at a final name would fail its rename half-way through the set: refused before any
+    for (const f of files) if (lstatSync(f.path, { throwIfNoEntry: false })?.isDirectory()) renameSync(f.tmp, f.path);
+    writeFileAtomic(
+      journal,
+      JSON.stringify({
+        format: JOURNAL_FORMAT,
+        pid: process.pid,
+        host: hostname(),
+        renames: files.map((f) => [relative(dir, f.tmp), relative(dir, f.path)]),
+      } satisfies CommitJournal),
+    );
+    fsyncPath(dir);
+  } catch (e) {
+    for (const f of files) f.abort();
+    throw writeError(files.find((f) => lstatSync(f.path, { throwIfNoEntry: false })?.isDirectory())?.path ?? journal, e);
+  }
+  // from here on the journal stands for the new set: a rename that fails after another was made leaves it
+  // (and the temporary files) for the next writer or reader to complete, rather than half a set with
+  // nothing to say so; one that fails first leaves the earlier set as it was
+  files.forEach((f, i) => {
+    try {
+      renameSync(f.tmp, f.path);
+    } catch (e) {
+      if (i === 0) {
+        for (const g of files) g.abort();
+        rmSync(journal, { force: true });
+      }
+      throw writeError(f.path, e);
+    }
+  });
+  for (const d of new Set(files.map((f) => dirname(f.path)))) fsyncPath(d);
+  rmSync(journal, { force: true });
+}
+
+/**
+ * Completes the commits of folder `dir` whose writer was killed between its renames (its journal is
+ * left): each temporary file still there is renamed into place (it is complete: it was flushed before
+ * the journal was written), then the journal goes. Nothing is deleted or rolled back. A journal of a
+ * live process (it is renaming now) or of another host is left alone. Returns the files put in place.
+ */
+export function finishInterruptedCommits(dir: string, note: (msg: string) => void = (m) => process.stderr.write(`semaim: ${m}\n`)): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir).filter((n) => JOURNAL_NAME.test(n));
+  } catch {
+    return []; // no folder: nothing to complete
+  }
+  const done: string[] = [];
+  for (const name of names) {
+    const path = join(dir, name);
+    const j = readJournal(path);
+    if (!j || j.host !== hostname() || (j.pid !== process.pid && processAlive(j.pid))) continue;
+    const placed: string[] = [];
+    for (const [tmp, final] of j.renames) {
+      const [from, to] = [join(dir, tmp), join(dir, final)];
+      if (!existsSync(from)) continue; // renamed before the kill
+      try {
+        renameSync(from, to);
+      } catch (e) {
+        throw writeError(to, e);
+      }
+      placed.push(to);
+    }
+    for (const d of new Set(j.renames.map(([, f]) => dirname(join(dir, f))))) fsyncPath(d);
+    rmSync(path, { force: true });
+    if (placed.length)
+      note(
+        `completed the write of ${j.renames.map(([, f]) => join(dir, f)).join(', ')} that process ${j.pid} was killed in (it had renamed ${j.renames.length - placed.length} of ${j.renames.length} files; ${path} listed the rest)`,
+      );
+    done.push(...placed);
+  }
+  return done;
+}
+
+/**
  * Writes files that belong together (weights and the config that describes them): every one under its
- * temporary name first, then the renames, so a full disk changes none of them rather than some.
+ * temporary name first, then commitFiles, so a full disk changes none of them rather than some, and a
+ * kill between the renames is completed by the next writer or reader.
  */
 export function writeFilesAtomic(files: [path: string, data: string | Uint8Array][]): void {
+  if (files.length) finishInterruptedCommits(dirname(files[0][0])); // an earlier set's temporary files are not dead temps
   const staged: StagedFile[] = [];
   try {
     for (const [path, data] of files) staged.push(stageFile(path, data));
@@ -157,7 +318,7 @@ export function writeFilesAtomic(files: [path: string, data: string | Uint8Array
     for (const f of staged) f.abort();
     throw e;
   }
-  for (const f of staged) f.commit();
+  commitFiles(staged);
 }
 
 /** A descriptor appending to `path` (created if missing); refuses when `path` is a symbolic link. */
@@ -198,5 +359,10 @@ export function appendNoFollow(path: string, text: string): void {
 
 /** Writes `value` as indented JSON (non-finite numbers as null, as JSON has none) with writeFileAtomic. */
 export function writeJsonAtomic(path: string, value: unknown): void {
-  writeFileAtomic(path, JSON.stringify(value, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2) + '\n');
+  writeFileAtomic(path, jsonText(value));
+}
+
+/** `value` as indented JSON text, non-finite numbers as null (JSON has none), with a final newline. */
+export function jsonText(value: unknown): string {
+  return JSON.stringify(value, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2) + '\n';
 }

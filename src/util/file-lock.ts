@@ -1,0 +1,136 @@
+// A lock file: `path` holds its holder (pid, host, start) while a process works on what it guards. A
+// lock whose process is gone (same host) is taken over; one held on another host is left to the user.
+// (The run folder's run.lock, src/run/run-lock.ts, and an output's lock, src/io/outputs.ts.)
+import { createHash } from 'node:crypto';
+import { hostname } from 'node:os';
+import { closeSync, linkSync, openSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { namesOfDeadProcesses, processAlive } from './process-alive';
+
+export interface Holder {
+  pid: number;
+  host: string;
+  since: string;
+}
+
+/** Locks this process holds (a lock of this pid not among them was left by an earlier, failed run in it). */
+export const held = new Set<string>();
+
+export function readText(path: string): string | null {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw e;
+  }
+}
+
+export function parseHolder(text: string): Holder | null {
+  try {
+    const h = JSON.parse(text) as Holder;
+    return Number.isSafeInteger(h.pid) && typeof h.host === 'string' ? h : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Creates `path` holding `text`, or returns false if it exists. A hard link of a finished file makes the lock
+ * appear whole: a file opened with 'wx' is empty until written, and a rival reading it then took it for abandoned.
+ */
+function createWhole(path: string, text: string): boolean {
+  const draft = `${path}.${process.pid}.draft`;
+  try {
+    writeFileSync(draft, text);
+    linkSync(draft, path);
+    return true;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return false;
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') throw e;
+    // A file system without hard links: exclusive create, then write (the narrow window is back).
+    let fd: number;
+    try {
+      fd = openSync(path, 'wx');
+    } catch (e2) {
+      if ((e2 as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw e2;
+    }
+    try {
+      writeSync(fd, text);
+    } finally {
+      closeSync(fd);
+    }
+    return true;
+  } finally {
+    rmSync(draft, { force: true });
+  }
+}
+
+/** True when `h` (a lock's holder, null if unreadable) is a process that is gone. */
+function holderGone(h: Holder | null, path: string): boolean {
+  if (!h) return true; // unreadable: nobody holds it
+  if (h.host !== hostname()) return false; // another machine's process cannot be checked from here
+  return h.pid === process.pid ? !held.has(path) : !processAlive(h.pid);
+}
+
+/**
+ * Makes `path` hold `mine`: true, or the live holder. A lock left by a dead process is replaced only by
+ * the starter that creates the takeover marker of exactly that content, by a rename over it, so the lock
+ * file never goes missing (moving it aside let a third starter create a fresh one meanwhile: two holders).
+ * The marker is taken the same way, so a starter killed while holding one does not block the folder.
+ */
+export function take(path: string, mine: string, depth: number): true | Holder {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    if (createWhole(path, mine)) return true;
+    const text = readText(path);
+    if (text === null) continue; // released meanwhile
+    const h = parseHolder(text);
+    if (!holderGone(h, path)) return h!;
+    if (depth >= 4) break;
+    const marker = `${path}.takeover-${createHash('sha256').update(text).digest('hex').slice(0, 16)}`;
+    if (take(marker, mine, depth + 1) !== true) continue; // another starter is taking it over: read it again
+    try {
+      if (readText(path) !== text) continue; // taken over already (this marker is a later one)
+      const draft = `${path}.${process.pid}.draft`;
+      try {
+        writeFileSync(draft, mine);
+        renameSync(draft, path);
+      } catch (e) {
+        rmSync(draft, { force: true });
+        throw e;
+      }
+      return true;
+    } finally {
+      unlinkSync(marker);
+    }
+  }
+  throw new Error(`cannot take ${path}: other processes took it or its takeover markers at the same moment`);
+}
+
+/** Drafts of `<name>` (and of its takeover markers) whose writer was killed before removing them. */
+function removeDeadDrafts(path: string): void {
+  const name = basename(path).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  for (const f of namesOfDeadProcesses(dirname(path), new RegExp(`^${name}(?:\\.takeover-[0-9a-f]{16})?\\.(\\d+)\\.draft$`)))
+    rmSync(join(dirname(path), f), { force: true });
+}
+
+/**
+ * Takes the lock file `path` (its folder must exist) for this process: returns the function that gives
+ * it up (also called when the process exits), or the live process that holds it.
+ */
+export function lockFile(path: string): (() => void) | Holder {
+  removeDeadDrafts(path);
+  const h = take(path, JSON.stringify({ pid: process.pid, host: hostname(), since: new Date().toISOString() }), 0);
+  if (h !== true) return h;
+  held.add(path);
+  const release = () => {
+    if (!held.delete(path)) return;
+    process.off('exit', release);
+    const text = readText(path);
+    const mine = text === null ? null : parseHolder(text);
+    if (mine && mine.pid === process.pid && mine.host === hostname()) unlinkSync(path);
+  };
+  process.on('exit', release);
+  return release;
+}

@@ -1,0 +1,107 @@
+// A disk that cannot hold what a long job will write is refused before the work: a run whose checkpoints
+// cannot fit (before its first step, not at its first checkpoint), an embed whose features cannot
+// (before its first image). The free space comes from statfs: injected here (a preload), and the kernel's
+// own on a real small tmpfs where root can mount one. SEMAIM_NO_SPACE_CHECK=1 starts anyway.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const CLI = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
+const TINY =
+  '--model vit_tiny --embed-dim 32 --depth 2 --num-heads 2 --img-size 32 --patch-size 4 --synthetic-size 64 --batch-size 16 --epochs 1 --warmup-epochs 0 --max-steps 2 --num-workers 0 --threads 1';
+const EMBED = ['--dataset', 'synthetic', '--limit', '64', '--pooling', 'all', '--num-workers', '0', '--threads', '1'];
+
+/** A preload: statfs says FREE_BYTES are free (blocks of 4 KiB), on every file system. */
+const STATFS = `const fs = require('node:fs');
+const statfs = fs.statfsSync;
+fs.statfsSync = (p, o) => ({ ...statfs(p, o), bsize: 4096, bavail: Math.floor(Number(process.env.FREE_BYTES) / 4096) });
+`;
+
+/** A scratch folder, removed after the test once `before` (an unmount) has run. */
+function scratch(t: { after: (fn: () => void) => void }, before = () => {}): string {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-free-space-'));
+  t.after(() => {
+    before();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  writeFileSync(join(dir, 'statfs.js'), STATFS);
+  return dir;
+}
+
+function cli(dir: string, args: string[], env: Record<string, string> = {}) {
+  const preload = env.FREE_BYTES ? ['-r', join(dir, 'statfs.js')] : [];
+  return spawnSync(process.execPath, [...preload, CLI, ...args], { encoding: 'utf8', timeout: 120_000, env: { ...process.env, ...env } });
+}
+
+const KIB = { B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3 } as const;
+const bytesOf = (n: string, unit: string) => Number(n) * KIB[unit as keyof typeof KIB];
+const folderBytes = (dir: string) => readdirSync(dir).reduce((n, f) => n + statSync(join(dir, f)).size, 0);
+
+test('pretrain and embed on a disk that cannot hold their output are refused before the work, saying how much is needed and free; SEMAIM_NO_SPACE_CHECK=1 starts anyway', (t) => {
+  const dir = scratch(t);
+  const run = join(dir, 'run');
+  const refused = cli(dir, ['pretrain', ...TINY.split(' '), '--keep-last', '2', '--out-dir', run], { FREE_BYTES: String(2 << 20) });
+  assert.equal(refused.status, 1, refused.stderr);
+  const m =
+    /^semaim: not enough free space in (.*) for the checkpoints of this run: needs about ([\d.]+) (\w+) \((\d) × ([\d.]+) (\w+): up to --keep-last 2 step folders, the next one written before the oldest is removed, and 'best' with the copy that replaces it\), 2\.0 MiB free\. Free space, lower --keep-last, or use another --out-dir; or set SEMAIM_NO_SPACE_CHECK=1 to start anyway if the estimate is wrong$/m.exec(
+      refused.stderr,
+    );
+  assert.ok(m, refused.stderr);
+  assert.equal(m[1], run);
+  assert.equal(Number(m[4]), 2 + 1 + 2, 'keep-last 2, the next one, best and its replacement');
+  assert.equal(existsSync(join(run, 'metrics.jsonl')), false, 'refused before the first step');
+  assert.equal(existsSync(join(run, 'checkpoints')), false);
+
+  // started anyway (the estimate could be wrong): it runs; one checkpoint is no larger than the estimate, nor much smaller
+  const ran = cli(dir, ['pretrain', ...TINY.split(' '), '--keep-last', '2', '--out-dir', run], { FREE_BYTES: String(2 << 20), SEMAIM_NO_SPACE_CHECK: '1' });
+  assert.equal(ran.status, 0, ran.stderr);
+  const step = folderBytes(join(run, 'checkpoints', 'step-00000002'));
+  const estimate = bytesOf(m[5], m[6]);
+  assert.ok(estimate >= step && estimate < step * 1.5, `estimate ${estimate} B for a checkpoint of ${step} B`);
+  // finished: started again on the same small disk it does nothing, as before (it writes no checkpoint)
+  const again = cli(dir, ['pretrain', ...TINY.split(' '), '--keep-last', '2', '--out-dir', run], { FREE_BYTES: String(2 << 20) });
+  assert.equal(again.status, 0, again.stderr);
+  assert.match(again.stdout + again.stderr, /nothing to do/);
+
+  // the same with room: no refusal, nothing to override
+  assert.equal(cli(dir, ['pretrain', ...TINY.split(' '), '--out-dir', join(dir, 'roomy')], { FREE_BYTES: String(64 << 20) }).status, 0);
+
+  // embed: 64 × [65, 32] float32 rows (532 KiB) with 256 KiB free
+  const out = join(dir, 'em', 'f.safetensors');
+  const embed = cli(dir, ['embed', '--checkpoint', run, ...EMBED, '--out', out], { FREE_BYTES: String(256 << 10) });
+  assert.equal(embed.status, 1, embed.stderr);
+  assert.match(
+    embed.stderr,
+    /not enough free space in .*em for the features of 64 images: needs about [\d.]+ KiB \(64 × \[65, 32\] float32 and the image list\), 256\.0 KiB free\. Free space, write --out elsewhere/,
+  );
+  assert.doesNotMatch(embed.stderr, /embed \[#/, 'no image embedded');
+  assert.deepEqual(readdirSync(join(dir, 'em')), [], 'no partial file, no lock left');
+  assert.equal(cli(dir, ['embed', '--checkpoint', run, ...EMBED, '--out', out], { FREE_BYTES: String(256 << 10), SEMAIM_NO_SPACE_CHECK: '1' }).status, 0);
+});
+
+test('on a real 1 MiB tmpfs: pretrain and embed are refused before the work (the kernel’s statfs)', (t) => {
+  let mounted = false;
+  const dir = scratch(t, () => {
+    if (mounted) spawnSync('umount', [mnt]);
+  });
+  const mnt = join(dir, 'mnt');
+  mkdirSync(mnt);
+  const mount = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt], { encoding: 'utf8' });
+  mounted = mount.status === 0;
+  if (mount.status !== 0) {
+    t.skip(`cannot mount a tmpfs here (${(mount.stderr || mount.error?.message || '').trim() || 'not root'})`);
+    return;
+  }
+  const run = join(dir, 'run');
+  assert.equal(cli(dir, ['pretrain', ...TINY.split(' '), '--out-dir', run]).status, 0);
+  const pretrain = cli(dir, ['pretrain', ...TINY.split(' '), '--out-dir', join(mnt, 'run')]);
+  assert.equal(pretrain.status, 1);
+  assert.match(pretrain.stderr, /not enough free space in .*mnt\/run for the checkpoints of this run: needs about .* 1020\.0 KiB free/);
+  const embed = cli(dir, ['embed', '--checkpoint', run, ...EMBED, '--limit', '256', '--out', join(mnt, 'f.safetensors')]);
+  assert.equal(embed.status, 1);
+  assert.match(embed.stderr, /not enough free space in .*mnt for the features of 256 images/);
+  assert.deepEqual(readdirSync(mnt).sort(), ['run'], 'nothing written but the run folder the refused pretrain took its lock in');
+});

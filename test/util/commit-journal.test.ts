@@ -1,0 +1,212 @@
+// Files that belong together (an exported encoder's weights and config, embed's rows and image list,
+// predict's JSON and CSV, ablate's and object-start's table and data) are renamed into place under a
+// commit journal: a process killed (SIGKILL, no handler runs) between two renames leaves the journal,
+// and the next writer or reader of that folder completes the renames: never a new file beside an old one.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { commitJournalPath, finishInterruptedCommits, writeFileAtomic, writeFilesAtomic } from '../../src/util/safe-write';
+import { checkOutputs } from '../../src/io/outputs';
+import { OptionError } from '../../src/util/options';
+
+const CLI = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
+const SAFE_WRITE = join(__dirname, '..', '..', 'src', 'util', 'safe-write.js');
+const TINY =
+  '--model vit_tiny --embed-dim 32 --depth 2 --num-heads 2 --img-size 32 --patch-size 4 --synthetic-size 64 --batch-size 16 --epochs 1 --warmup-epochs 0 --max-steps 1 --num-workers 0 --threads 1';
+
+/** A preload that SIGKILLs the process right after its first rename onto a name matching KILL_RENAME_MATCH. */
+const KILLER = `const fs = require('node:fs');
+const rename = fs.renameSync;
+const match = new RegExp(process.env.KILL_RENAME_MATCH);
+fs.renameSync = function (a, b) {
+  rename.call(fs, a, b);
+  if (match.test(String(b))) process.kill(process.pid, 'SIGKILL');
+};
+`;
+
+function scratch(t: { after: (fn: () => void) => void }): string {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-commit-journal-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'killer.js'), KILLER);
+  return dir;
+}
+
+/** Runs `args` (node arguments) with the killer preloaded; asserts that it was killed. */
+function killedAtRename(dir: string, match: string, args: string[]): void {
+  const r = spawnSync(process.execPath, ['-r', join(dir, 'killer.js'), ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, KILL_RENAME_MATCH: match },
+    timeout: 120_000,
+  });
+  assert.equal(r.signal, 'SIGKILL', `killed at the rename of ${match}: ${r.status} ${r.stderr}`);
+}
+
+const ls = (dir: string) => readdirSync(dir).sort();
+
+test('writeFilesAtomic killed between its renames: the journal is left, and the next write or check of the folder completes the new pair', (t) => {
+  const dir = scratch(t);
+  const out = join(dir, 'out');
+  const [a, b] = [join(out, 'model.bin'), join(out, 'model.json')];
+  writeFilesAtomic([
+    [a, 'old weights'],
+    [b, 'old config'],
+  ]);
+  const writeNew = `require(${JSON.stringify(SAFE_WRITE)}).writeFilesAtomic([[${JSON.stringify(a)}, 'new weights'], [${JSON.stringify(b)}, 'new config']])`;
+  killedAtRename(dir, 'model\\.bin$', ['-e', writeNew]);
+  assert.equal(readFileSync(a, 'utf8'), 'new weights');
+  assert.equal(readFileSync(b, 'utf8'), 'old config', 'killed between the renames: the config is still the old one');
+  assert.ok(ls(out).includes('model.bin.commit'), 'the journal says the set is being replaced');
+
+  // a rerun's check of its outputs completes the pair (forward: the new config), then refuses as for any existing output
+  const notes: string[] = [];
+  const check = () => checkOutputs([a, b], { overwrite: false });
+  assert.throws(check, (e: unknown) => e instanceof OptionError && /model\.bin exists/.test(e.message));
+  assert.equal(readFileSync(b, 'utf8'), 'new config');
+  assert.deepEqual(ls(out), ['model.bin', 'model.json'], 'no journal, no temporary file left');
+  assert.deepEqual(
+    finishInterruptedCommits(out, (m) => notes.push(m)),
+    [],
+    'nothing left to complete',
+  );
+
+  // the same kill, completed by the next write of one of the files alone: its temporary file is not taken for a dead one
+  killedAtRename(dir, 'model\\.bin$', ['-e', writeNew.replace(/new /g, 'newer ')]);
+  writeFileAtomic(join(out, 'other.txt'), 'x');
+  assert.equal(readFileSync(a, 'utf8'), 'newer weights');
+  assert.equal(readFileSync(b, 'utf8'), 'newer config');
+  assert.deepEqual(ls(out), ['model.bin', 'model.json', 'other.txt']);
+});
+
+test('a journal of a live process (it is renaming now), of no parsable content or renaming what is not a temporary file is left alone; one of a dead process is completed', (t) => {
+  const dir = scratch(t);
+  const journal = commitJournalPath(join(dir, 'x.bin'));
+  const host = require('node:os').hostname();
+  writeFileSync(join(dir, 'x.bin.tmp-1-0'), 'new');
+  writeFileSync(journal, JSON.stringify({ format: 'semaim.commit/1', pid: 1, host, renames: [['x.bin.tmp-1-0', 'x.bin']] }));
+  writeFileSync(join(dir, 'notes.commit'), 'a file of the user’s');
+  assert.deepEqual(finishInterruptedCommits(dir), [], 'pid 1 is alive');
+  assert.deepEqual(ls(dir), ['killer.js', 'notes.commit', 'x.bin.commit', 'x.bin.tmp-1-0']);
+  const dead = 2 ** 22 + 1; // above Linux's pid_max: no such process
+  writeFileSync(journal, JSON.stringify({ format: 'semaim.commit/1', pid: dead, host, renames: [['x.bin.tmp-1-0', 'x.bin']] }));
+  const notes: string[] = [];
+  assert.deepEqual(
+    finishInterruptedCommits(dir, (m) => notes.push(m)),
+    [join(dir, 'x.bin')],
+  );
+  assert.match(notes[0], /completed the write of .*x\.bin that process \d+ was killed in/);
+  assert.deepEqual(ls(dir), ['killer.js', 'notes.commit', 'x.bin']);
+  assert.equal(readFileSync(join(dir, 'x.bin'), 'utf8'), 'new');
+  // a journal that would rename anything but a temporary file of its target (planted, or not ours) renames nothing
+  writeFileSync(join(dir, 'precious.txt'), 'keep');
+  writeFileSync(journal, JSON.stringify({ format: 'semaim.commit/1', pid: dead, host, renames: [['precious.txt', 'x.bin']] }));
+  assert.deepEqual(finishInterruptedCommits(dir), []);
+  assert.equal(readFileSync(join(dir, 'precious.txt'), 'utf8'), 'keep');
+  assert.equal(readFileSync(join(dir, 'x.bin'), 'utf8'), 'new');
+});
+
+test('export and embed killed between renaming their pair: reading the export and rerunning embed find the new pair whole', (t) => {
+  const dir = scratch(t);
+  const run = join(dir, 'run');
+  const cli = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(cli('pretrain', ...TINY.split(' '), '--out-dir', run).status, 0);
+
+  // export: killed after the weights were renamed, before the config; the next reader (embed from it) completes the pair
+  const enc = join(dir, 'ex', 'enc');
+  killedAtRename(dir, 'enc\\.safetensors$', [CLI, 'export', '--checkpoint', run, '--out', enc]);
+  assert.ok(ls(join(dir, 'ex')).includes('enc.safetensors.commit'));
+  const feats = join(dir, 'em', 'f.safetensors');
+  const embed = (...more: string[]) =>
+    cli(
+      'embed',
+      '--checkpoint',
+      `${enc}.safetensors`,
+      '--dataset',
+      'synthetic',
+      '--limit',
+      '4',
+      '--num-workers',
+      '0',
+      '--threads',
+      '1',
+      '--out',
+      feats,
+      ...more,
+    );
+  const first = embed();
+  assert.equal(first.status, 0, first.stderr);
+  assert.match(first.stderr, /completed the write of .*enc\.safetensors, .*enc\.json that process \d+ was killed in/);
+  // (the killed export's lock stays until the next export to enc takes it over)
+  assert.deepEqual(ls(join(dir, 'ex')), ['enc.json', 'enc.safetensors', 'enc.safetensors.lock']);
+  assert.equal(JSON.parse(readFileSync(`${enc}.json`, 'utf8')).embedDim, 32);
+
+  // embed over its earlier 4 rows with 8, killed after the rows were renamed, before their list: the rerun completes it
+  killedAtRename(dir, 'f\\.safetensors$', [
+    CLI,
+    'embed',
+    '--checkpoint',
+    `${enc}.safetensors`,
+    '--dataset',
+    'synthetic',
+    '--limit',
+    '8',
+    '--num-workers',
+    '0',
+    '--threads',
+    '1',
+    '--out',
+    feats,
+    '--overwrite',
+  ]);
+  const rerun = embed();
+  assert.equal(rerun.status, 2, 'the rerun refuses to replace the completed outputs without --overwrite');
+  assert.match(rerun.stderr, /completed the write of .*f\.safetensors, .*f\.json/);
+  assert.equal(JSON.parse(readFileSync(join(dir, 'em', 'f.json'), 'utf8')).count, 8, 'the list of the 8 rows, not the earlier 4');
+  assert.deepEqual(ls(join(dir, 'em')), ['f.json', 'f.safetensors', 'f.safetensors.lock']);
+});
+
+test('two processes writing one output: the second refuses naming the first (embed, export); a lock left by a killed process is taken over', async (t) => {
+  const dir = scratch(t);
+  const run = join(dir, 'run');
+  const cli = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(cli('pretrain', ...TINY.split(' '), '--out-dir', run).status, 0);
+  const feats = join(dir, 'em', 'f.safetensors');
+  const enc = join(dir, 'ex', 'enc');
+  // another process holds both outputs, as a writer does from its start to its last rename
+  const OUTPUTS = join(__dirname, '..', '..', 'src', 'io', 'outputs.js');
+  const holder = spawn(
+    process.execPath,
+    [
+      '-e',
+      `const { claimOutputs } = require(${JSON.stringify(OUTPUTS)});
+       claimOutputs([${JSON.stringify(feats)}, ${JSON.stringify(feats.replace(/safetensors$/, 'json'))}]);
+       claimOutputs([${JSON.stringify(`${enc}.safetensors`)}, ${JSON.stringify(`${enc}.json`)}]);
+       process.stdout.write('held\\n'); setInterval(() => {}, 1000);`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  t.after(() => holder.kill('SIGKILL'));
+  await new Promise<void>((done) => holder.stdout!.once('data', () => done()));
+  const embed = () => cli('embed', '--checkpoint', run, '--dataset', 'synthetic', '--limit', '4', '--num-workers', '0', '--threads', '1', '--out', feats);
+  const busy = new RegExp(
+    `is being written by another semaim process \\(process ${holder.pid} on this machine, since .*\\): wait for it, or choose another output; if that process is gone, delete .*\\.lock`,
+  );
+  const refused = embed();
+  assert.equal(refused.status, 2, refused.stderr);
+  assert.match(refused.stderr, busy);
+  const exported = cli('export', '--checkpoint', run, '--out', enc);
+  assert.equal(exported.status, 2, exported.stderr);
+  assert.match(exported.stderr, busy);
+  assert.deepEqual(ls(join(dir, 'em')), ['f.safetensors.lock'], 'the refused embed wrote nothing');
+
+  // killed (no exit handler runs): its locks stay, and are taken over by the next writer
+  holder.kill('SIGKILL');
+  await new Promise((done) => holder.once('exit', done));
+  const after = embed();
+  assert.equal(after.status, 0, after.stderr);
+  assert.equal(cli('export', '--checkpoint', run, '--out', enc).status, 0);
+  assert.deepEqual(ls(join(dir, 'em')), ['f.json', 'f.safetensors'], 'the lock goes with the writer');
+  assert.deepEqual(ls(join(dir, 'ex')), ['enc.json', 'enc.safetensors']);
+});
