@@ -29,6 +29,7 @@ import { encodeBatch } from './features';
 import { gatherRows } from './gather-features';
 import { writeFileAtomic } from '../util/safe-write';
 import { claimOutputs, guardOutputs } from '../io/outputs';
+import { throwIfAborted } from '../util/errors';
 
 export const EMBED_POOLINGS = ['cls', 'mean', 'gap', 'all'] as const;
 export const EMBED_DTYPES = ['float32', 'float16'] as const;
@@ -70,7 +71,7 @@ export interface ImageSetJob extends ImageSet {
   onProgress?: (done: number, total: number) => void;
   /** Receives warnings (unreadable images, the summary); default: stderr. */
   onWarning?: (line: string) => void;
-  /** Aborting it stops the job after the current batch: it rejects with the signal's reason and leaves no output files. */
+  /** Aborting it stops the job after the current batch: it rejects with an AbortError (code 'ERR_ABORTED', `cause` the signal's reason) and leaves no output files. */
   signal?: AbortSignal;
 }
 
@@ -267,7 +268,7 @@ async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
     }
     progress = o.progress === null || rank !== 0 ? null : new Progress(o.progress ?? 'embed', ds.length);
     for await (const batch of loader.iterate(0)) {
-      o.signal?.throwIfAborted();
+      throwIfAborted(o.signal);
       const B = batch.shape[0];
       const [first] = plan.range(batch.index);
       const codes = Float64Array.from({ length: B }, (_, i) => rowCode(first + i, batch.indices[i], ds.length));
@@ -309,7 +310,7 @@ async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
       progress?.update(done, { 'img/s': (done / Math.max((Date.now() - t0) / 1000, 1e-9)).toFixed(1), skipped: skipped.length });
       o.onProgress?.(done, ds.length);
     }
-    o.signal?.throwIfAborted();
+    throwIfAborted(o.signal);
     const ofRank = worldSize > 1 ? ` (rank ${rank} of ${worldSize}: its share of ${ds.length})` : '';
     if (seen !== mine) throw new Error(`embed: the loader gave ${seen} images, the dataset has ${mine}${ofRank}`);
     if (!writer) return null;

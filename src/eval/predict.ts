@@ -6,6 +6,7 @@
 // spreadsheet. Unreadable images are skipped and listed, never replaced.
 import * as torch from '../torch';
 import { guardOutputs } from '../io/outputs';
+import { throwIfAborted } from '../util/errors';
 import { transformsFor } from '../data';
 import type { Split } from '../data';
 import type { EncoderConfig } from '../semaim';
@@ -118,7 +119,7 @@ async function predictJob(o: PredictOptions): Promise<PredictResult> {
   let seen = 0;
   try {
     for await (const batch of loader.iterate(0)) {
-      o.signal?.throwIfAborted();
+      throwIfAborted(o.signal);
       const B = batch.shape[0];
       const [first] = plan.range(batch.index);
       // the loader puts another image in place of an unusable one: that row is dropped here
@@ -155,7 +156,7 @@ async function predictJob(o: PredictOptions): Promise<PredictResult> {
       progress?.update(seen, { 'img/s': (seen / Math.max((Date.now() - t0) / 1000, 1e-9)).toFixed(1), skipped: skipped.length });
       o.onProgress?.(seen, ds.length);
     }
-    o.signal?.throwIfAborted();
+    throwIfAborted(o.signal);
     if (seen !== ds.length) throw new Error(`predict: the loader gave ${seen} images, the dataset has ${ds.length}`);
     if (!predictions.length) throw new Error(`predict: no readable image in ${ds.root} (${skipped.length} skipped)`);
     const seconds = (Date.now() - t0) / 1000;

@@ -245,13 +245,13 @@ test('an embed that fails after loading the encoder frees its tensors and leaves
   assert.equal(live(), start);
 });
 
-test('an aborted embed stops before its next batch, rejects with the signal’s reason and leaves no output files', async () => {
+test('an aborted embed stops before its next batch, rejects with an AbortError (the signal’s reason as its cause) and leaves no output files', async () => {
   const images = join(dir, 'abort-six');
   for (let i = 0; i < 6; i++) write(join(images, `p${i}.png`), i === 2 ? 'not a png\n' : await encode(picture(32, 32, i), 32, 32, 3, 'png'));
   const out = join(dir, 'aborted', 'x.safetensors');
   const base = { checkpoint: encoderPath, images, out, batchSize: 2, numWorkers: 0, progress: null };
   const live = torch.memoryStats().liveTensors;
-  await assert.rejects(embed({ ...base, onWarning: () => {}, signal: AbortSignal.abort() }), { name: 'AbortError' });
+  await assert.rejects(embed({ ...base, onWarning: () => {}, signal: AbortSignal.abort() }), { name: 'AbortError', code: 'ERR_ABORTED' });
   // aborted while it runs: the loader's warning about p2 (read for the second batch) aborts the job
   const controller = new AbortController();
   const warnings: string[] = [];
