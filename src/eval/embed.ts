@@ -71,6 +71,11 @@ export interface ImageSetJob extends ImageSet {
   onProgress?: (done: number, total: number) => void;
   /** Receives warnings (unreadable images, the summary); default: stderr. */
   onWarning?: (line: string) => void;
+  /**
+   * Replace existing output files (default false, as the command without --overwrite: an existing one is
+   * refused with an OptionError, code 'ERR_OUTPUT_EXISTS', before any image is read).
+   */
+  overwrite?: boolean;
   /** Aborting it stops the job after the current batch: it rejects with an AbortError (code 'ERR_ABORTED', `cause` the signal's reason) and leaves no output files. */
   signal?: AbortSignal;
 }
@@ -232,7 +237,7 @@ async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
   const { rank, worldSize } = rankSlice(group);
   const device = processDevice(o.device ?? 'cpu', group);
   const source = resolveEncoder(o.checkpoint, { verify: o.verify });
-  guardOutputs([o.out, embedListPath(o.out)], source.weights);
+  guardOutputs([o.out, embedListPath(o.out)], source.weights, o.overwrite);
   const ds = embedDataset(o, source.config.imgSize);
   // ranks with other weights or other images would write rows of different models or sets into one file
   if (group)

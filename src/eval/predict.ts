@@ -98,8 +98,8 @@ async function predictJob(o: PredictOptions): Promise<PredictResult> {
   const device = processDevice(o.device ?? 'cpu', null);
   const src = resolvePredictor(o.checkpoint, { verify: o.verify, encoder: o.encoder });
   const out = o.out;
-  guardOutputs([out, predictCsvPath(out)], src.weights);
-  if (src.kind === 'linprobe') guardOutputs([out, predictCsvPath(out)], src.encoder.weights);
+  guardOutputs([out, predictCsvPath(out)], src.weights, o.overwrite);
+  if (src.kind === 'linprobe') guardOutputs([out, predictCsvPath(out)], src.encoder.weights, o.overwrite);
   const numClasses = src.kind === 'finetune' ? src.config.numClasses : src.numClasses;
   const imgSize = src.kind === 'finetune' ? src.config.imgSize : src.encoder.config.imgSize;
   const k = Math.min(o.topK ?? 5, numClasses);

@@ -51,13 +51,22 @@ export function exportedConfigJson(enc: EncoderConfig): Record<string, unknown> 
   };
 }
 
+export interface ExportOptions extends VerifyOption {
+  /**
+   * Replace the files of an earlier export at the output (default false, as the command without
+   * --overwrite: an existing one is refused with an OptionError, code 'ERR_OUTPUT_EXISTS', before any
+   * file is written). Never the checkpoint or encoder read, nor a checkpoint folder's or run's files.
+   */
+  overwrite?: boolean;
+}
+
 /**
  * Writes `<out>.safetensors` and `<out>.json`; returns both paths. `source` is a pre-training run or
  * checkpoint folder, or an encoder file (timm/MAE/DDP .safetensors, or a torch.save .pth such as the
  * authors' released checkpoints): the export then converts it to timm's names and float32.
  */
-export function exportEncoder(source: string, out: string, o: VerifyOption = {}): { weights: string; config: string; tensors: number } {
-  if (existsSync(source) && statSync(source).isFile()) return exportEncoderFile(source, out);
+export function exportEncoder(source: string, out: string, o: ExportOptions = {}): { weights: string; config: string; tensors: number } {
+  if (existsSync(source) && statSync(source).isFile()) return exportEncoderFile(source, out, o.overwrite);
   const dir = resolveCheckpoint(source, o);
   const kind = runKindOf(readSafetensorsHeader(join(dir, 'model.safetensors')).metadata.format);
   if (kind && kind !== 'pretrain') {
@@ -69,12 +78,12 @@ export function exportEncoder(source: string, out: string, o: VerifyOption = {})
   }
   const enc = encoderConfigOf(checkpointConfig(dir));
   const files = encoderExportFiles(out);
-  guardOutputs(files, join(dir, 'model.safetensors'));
+  guardOutputs(files, join(dir, 'model.safetensors'), o.overwrite);
   const { tensors } = loadTensors(join(dir, 'model.safetensors'), { filter: (k) => ENCODER_KEY.test(k) });
   return writeEncoder(tensors, enc, dir, files);
 }
 
-function exportEncoderFile(source: string, out: string): { weights: string; config: string; tensors: number } {
+function exportEncoderFile(source: string, out: string, overwrite = false): { weights: string; config: string; tensors: number } {
   const src = resolveEncoder(source);
   if (src.layout.fcNorm) {
     throw new Error(
@@ -82,7 +91,7 @@ function exportEncoderFile(source: string, out: string): { weights: string; conf
     );
   }
   const files = encoderExportFiles(out);
-  guardOutputs(files, source);
+  guardOutputs(files, source, overwrite);
   const loaded = loadEncoderTensors(src);
   const tensors = new Map<string, Tensor>();
   for (const [k, t] of loaded) {

@@ -236,8 +236,8 @@ test('an embed that fails after loading the encoder frees its tensors and leaves
   const out = join(dir, 'blocked');
   mkdirSync(join(out, 'list.json'), { recursive: true });
   mkdirSync(join(out, 'rows.safetensors'), { recursive: true });
-  await assert.rejects(embed({ ...base, out: join(out, 'list.safetensors') }), /EISDIR|ENOTEMPTY|EEXIST/);
-  await assert.rejects(embed({ ...base, out: join(out, 'rows.safetensors') }), /EISDIR|ENOTEMPTY|EEXIST/);
+  await assert.rejects(embed({ ...base, out: join(out, 'list.safetensors'), overwrite: true }), /EISDIR|ENOTEMPTY|EEXIST/);
+  await assert.rejects(embed({ ...base, out: join(out, 'rows.safetensors'), overwrite: true }), /EISDIR|ENOTEMPTY|EEXIST/);
   assert.deepEqual(
     readdirSync(out).filter((f) => f.includes('.partial') || f.includes('.tmp')),
     [],
@@ -321,7 +321,7 @@ test('two embeds of one process into the same file at once: the second is refuse
   assert.deepEqual(readSafetensorsHeader(out).tensors.get('features')?.shape, list.shape);
   assert.deepEqual(list.shape, [4, 1 + 16, 16]);
   // the claim ends with the job: the same output again is written
-  await embed({ ...base, pooling: 'cls' });
+  await embed({ ...base, pooling: 'cls', overwrite: true });
   assert.deepEqual(readSafetensorsHeader(out).tensors.get('features')?.shape, [4, 16]);
 });
 
