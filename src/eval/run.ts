@@ -8,7 +8,7 @@ import { OptionError } from '../util/options';
 import { saveTensors } from '../io';
 import { DataFactories, EvalDataRequest, LabelledData, RankSlice, Split, batchesPerEpoch, splitClassMismatch } from '../data';
 import { ProcessGroup, rankSlice } from '../dist';
-import { throwIfAborted } from '../util/errors';
+import { DataError, throwIfAborted } from '../util/errors';
 import { SAME_ENCODER_AND_DATA_HINT, checkRanksAgree } from '../dist/agree';
 import { EncoderSource, LoadedEncoder, loadEncoder, resolveEncoder, sha256File } from '../semaim';
 import { processDevice, withProcessThreads } from '../run/device';
@@ -85,7 +85,7 @@ export async function makeSplits(
   }
   try {
     const mismatch = splitClassMismatch(train, test);
-    if (mismatch) throw new Error(mismatch);
+    if (mismatch) throw new DataError(mismatch);
     if (dp?.group) {
       // ranks that encode with other weights or read other images would merge features of different models or sets
       const id = (split: LabelledData) => split.identity?.() ?? { samples: split.size, classes: split.numClasses };

@@ -23,7 +23,7 @@ import { SegDataSettings, SegprobeConfig, SegprobeSettings, checkSegprobeProcess
 import { processDevice, withProcessThreads } from '../run/device';
 import { SegprobeResult, constantPredictionMetrics, segprobeOnFeatures, segprobeOnline } from './segprobe';
 import type { Precision } from '../run/precision';
-import { throwIfAborted } from '../util/errors';
+import { DataError, throwIfAborted } from '../util/errors';
 import { evalJobOptions, type EvalJobOptions } from './run';
 
 /** Where segmentation data comes from (src/data/seg-loader.ts's makeSegData, or memory in tests). */
@@ -70,7 +70,7 @@ export async function segprobeEncoder(
   o: ProbeRunOptions,
 ): Promise<SegprobeOutcome> {
   const mismatch = splitClassMismatch(train, test);
-  if (mismatch) throw new Error(mismatch);
+  if (mismatch) throw new DataError(mismatch);
   checkShapes(encoder, train, 'train data');
   checkShapes(encoder, test, 'test data');
   const blocks = parseBlocks(s.blocks, encoder.cfg.depth);
