@@ -13,6 +13,7 @@
 // gathers every rank's rows and writes them in dataset order (padding of the last batch dropped), so the
 // file is the one a single process writes.
 import { mkdirSync, renameSync, rmSync } from 'node:fs';
+import { OptionError } from '../util/options';
 import { basename, dirname, resolve } from 'node:path';
 import * as torch from '../torch';
 import { SafetensorsRowWriter, float32ToFloat16Bytes } from '../io';
@@ -29,7 +30,7 @@ import { encodeBatch } from './features';
 import { gatherRows } from './gather-features';
 import { writeFileAtomic } from '../util/safe-write';
 import { claimOutputs, guardOutputs } from '../io/outputs';
-import { throwIfAborted } from '../util/errors';
+import { DataError, throwIfAborted } from '../util/errors';
 
 export const EMBED_POOLINGS = ['cls', 'mean', 'gap', 'all'] as const;
 export const EMBED_DTYPES = ['float32', 'float16'] as const;
@@ -134,13 +135,13 @@ export function embedListPath(out: string): string {
 
 /** Checks of the options that need no files (the command runs them before any work). */
 export function checkEmbedOptions(o: EmbedOptions): void {
-  if (!o.out.endsWith('.safetensors')) throw new Error(`embed: the output '${o.out}' must end in .safetensors (the image list goes beside it as .json)`);
-  if (!!o.images === !!o.dataset) throw new Error('embed: give either a folder of images (images) or a dataset (dataset), not both');
+  if (!o.out.endsWith('.safetensors')) throw new OptionError('out', `must end in .safetensors (the image list goes beside it as .json), got '${o.out}'`);
+  if (!!o.images === !!o.dataset) throw new OptionError('images', 'give either a folder of images (images) or a dataset (dataset), not both');
   if (o.pooling !== undefined && !EMBED_POOLINGS.includes(o.pooling))
-    throw new Error(`embed: pooling must be one of ${EMBED_POOLINGS.join(', ')}, got '${o.pooling}'`);
-  if (o.dtype !== undefined && !EMBED_DTYPES.includes(o.dtype)) throw new Error(`embed: dtype must be one of ${EMBED_DTYPES.join(', ')}, got '${o.dtype}'`);
+    throw new OptionError('pooling', `must be one of ${EMBED_POOLINGS.join(', ')}, got '${o.pooling}'`);
+  if (o.dtype !== undefined && !EMBED_DTYPES.includes(o.dtype)) throw new OptionError('dtype', `must be one of ${EMBED_DTYPES.join(', ')}, got '${o.dtype}'`);
   if (o.batchSize !== undefined && !(Number.isInteger(o.batchSize) && o.batchSize > 0))
-    throw new Error(`embed: batchSize must be a positive integer, got ${o.batchSize}`);
+    throw new OptionError('batchSize', `must be a positive integer, got ${o.batchSize}`);
 }
 
 /** The images to embed: the folder, or the dataset split and subset exactly as makeEvalData opens them. */
@@ -319,7 +320,7 @@ async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
     const ofRank = worldSize > 1 ? ` (rank ${rank} of ${worldSize}: its share of ${ds.length})` : '';
     if (seen !== mine) throw new Error(`embed: the loader gave ${seen} images, the dataset has ${mine}${ofRank}`);
     if (!writer) return null;
-    if (indices.length === 0) throw new Error(`embed: no readable image in ${ds.root} (${skipped.length} skipped)`);
+    if (indices.length === 0) throw new DataError(`embed: no readable image in ${ds.root} (${skipped.length} skipped)`);
     const n = indices.length;
     const idx = Int32Array.from(indices);
     const tail: Record<string, { dtype: 'int32'; shape: number[]; data: Uint8Array }> = {

@@ -5,8 +5,9 @@
 // per image with its top-k classes and probabilities) and <out>.csv (one row per image) for a
 // spreadsheet. Unreadable images are skipped and listed, never replaced.
 import * as torch from '../torch';
+import { OptionError } from '../util/options';
 import { guardOutputs } from '../io/outputs';
-import { throwIfAborted } from '../util/errors';
+import { DataError, throwIfAborted } from '../util/errors';
 import { transformsFor } from '../data';
 import type { Split } from '../data';
 import type { EncoderConfig } from '../semaim';
@@ -90,8 +91,8 @@ export async function predict(o: PredictOptions): Promise<PredictResult> {
 }
 
 async function predictJob(o: PredictOptions): Promise<PredictResult> {
-  if (!o.out.endsWith('.json')) throw new Error(`predict: the output '${o.out}' must end in .json (the CSV goes beside it)`);
-  if (!!o.images === !!o.dataset) throw new Error('predict: give either a folder of images (images) or a dataset (dataset), not both');
+  if (!o.out.endsWith('.json')) throw new OptionError('out', `must end in .json (the CSV goes beside it), got '${o.out}'`);
+  if (!!o.images === !!o.dataset) throw new OptionError('images', 'give either a folder of images (images) or a dataset (dataset), not both');
   const t0 = Date.now();
   const batchSize = o.batchSize ?? 256;
   const warn = o.onWarning ?? ((line: string) => process.stderr.write(`${line}\n`));
@@ -105,7 +106,7 @@ async function predictJob(o: PredictOptions): Promise<PredictResult> {
   const k = Math.min(o.topK ?? 5, numClasses);
   const ds = embedDataset(o, imgSize);
   const labelled = ds.classes.length > 0;
-  if (labelled && ds.classes.length !== numClasses) throw new Error(`predict: ${ds.root} has ${ds.classes.length} classes, the classifier ${numClasses}`);
+  if (labelled && ds.classes.length !== numClasses) throw new DataError(`predict: ${ds.root} has ${ds.classes.length} classes, the classifier ${numClasses}`);
   const classNames = src.classNames ?? (labelled ? [...ds.classes] : Array.from({ length: numClasses }, (_, i) => String(i)));
   if (!src.classNames) warn(`predict: ${src.dir} does not record its class names; ${labelled ? `using those of ${ds.root}` : 'classes are named by index'}`);
   const model = loadPredictor(src, device);
@@ -158,7 +159,7 @@ async function predictJob(o: PredictOptions): Promise<PredictResult> {
     }
     throwIfAborted(o.signal);
     if (seen !== ds.length) throw new Error(`predict: the loader gave ${seen} images, the dataset has ${ds.length}`);
-    if (!predictions.length) throw new Error(`predict: no readable image in ${ds.root} (${skipped.length} skipped)`);
+    if (!predictions.length) throw new DataError(`predict: no readable image in ${ds.root} (${skipped.length} skipped)`);
     const seconds = (Date.now() - t0) / 1000;
     const list: PredictList = {
       format: 'semaim.predict/1',

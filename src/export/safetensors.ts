@@ -19,6 +19,7 @@ import {
 } from '../semaim';
 import type { Tensor } from '../torch';
 import { guardOutputs } from '../io/outputs';
+import { CheckpointError } from '../util/errors';
 import { stageFile, StagedFile } from '../util/safe-write';
 
 /** The files exportEncoder writes for `out`. */
@@ -70,7 +71,7 @@ export function exportEncoder(source: string, out: string, o: ExportOptions = {}
   const dir = resolveCheckpoint(source, o);
   const kind = runKindOf(readSafetensorsHeader(join(dir, 'model.safetensors')).metadata.format);
   if (kind && kind !== 'pretrain') {
-    throw new Error(
+    throw new CheckpointError(
       `${dir} is a checkpoint of a ${kind} run: export takes a pre-training run. A fine-tuned classifier needs no export: ` +
         `its ${join(dir, 'model.safetensors')} has timm's names (fc_norm, head) and loads into timm's VisionTransformer(global_pool='avg', num_classes=N) as it is ` +
         '(--format onnx writes it for onnxruntime and transformers.js)',
@@ -86,7 +87,7 @@ export function exportEncoder(source: string, out: string, o: ExportOptions = {}
 function exportEncoderFile(source: string, out: string, overwrite = false): { weights: string; config: string; tensors: number } {
   const src = resolveEncoder(source);
   if (src.layout.fcNorm) {
-    throw new Error(
+    throw new CheckpointError(
       `${source} is a timm global_pool='avg' model (fc_norm, no final norm): not an encoder with a final norm, which the export writes; fine-tuning can start from it as it is`,
     );
   }

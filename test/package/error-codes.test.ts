@@ -88,6 +88,21 @@ test('ERR_OPTION and ERR_CONFIG: a bad option value; a model config makeConfig o
 });
 
 test(
+  'ERR_OPTION from a job called with a bad option: embed to a file that is not .safetensors, with both images and a dataset',
+  withDir(async (dir) => {
+    const enc = writeEncoder(dir);
+    await assert.rejects(
+      embed({ checkpoint: enc, images: dir, out: join(dir, 'f.bin') }),
+      coded(OptionError, 'ERR_OPTION', /option 'out': must end in \.safetensors/),
+    );
+    await assert.rejects(
+      embed({ checkpoint: enc, images: dir, dataset: 'synthetic', out: join(dir, 'f.safetensors') }),
+      coded(OptionError, 'ERR_OPTION', /option 'images': give either a folder of images/),
+    );
+  }),
+);
+
+test(
   'ERR_OUTPUT_EXISTS: an export over an earlier one without overwrite (an OptionError naming out)',
   withDir((dir) => {
     const enc = writeEncoder(dir);
@@ -199,6 +214,11 @@ test(
     await assert.rejects(
       embed({ checkpoint: enc, images: join(dir, 'empty', 'train', 'cat'), out: join(dir, 'f.safetensors'), progress: null }),
       coded(DataError, 'ERR_DATA', /found no images in/),
+    );
+    writeFileSync(join(dir, 'empty', 'train', 'cat', 'broken.png'), 'not a png');
+    await assert.rejects(
+      embed({ checkpoint: enc, images: join(dir, 'empty', 'train', 'cat'), out: join(dir, 'f.safetensors'), progress: null, onWarning: () => {} }),
+      coded(DataError, 'ERR_DATA', /samples in a row could not be used \(last: .*broken\.png: not an image file/), // read in a loader worker
     );
     await assert.rejects(knn({ dataset: 'cifar10', dataPath: join(dir, 'none.tar.gz') }), coded(DataError, 'ERR_DATA', /archive .*none\.tar\.gz not found/));
     const twoClasses = (names: string[]) =>
