@@ -42,7 +42,7 @@ export class DataError extends Error {
 }
 
 /** Whether `e` already carries one of the library's codes (it is passed on as it is). */
-export function hasLibraryCode(e: unknown): boolean {
+function hasLibraryCode(e: unknown): boolean {
   const code = (e as { code?: unknown } | null)?.code;
   return typeof code === 'string' && code.startsWith('ERR_');
 }
@@ -65,16 +65,6 @@ function describesInput(e: unknown): e is Error {
 export function withErrorKind<T>(fn: () => T, wrap: (message: string, cause: unknown) => Error): T {
   try {
     return fn();
-  } catch (e) {
-    if (!describesInput(e)) throw e;
-    throw wrap(e.message, e);
-  }
-}
-
-/** withErrorKind for an async job. */
-export async function withErrorKindAsync<T>(fn: () => Promise<T>, wrap: (message: string, cause: unknown) => Error): Promise<T> {
-  try {
-    return await fn();
   } catch (e) {
     if (!describesInput(e)) throw e;
     throw wrap(e.message, e);
