@@ -466,6 +466,9 @@ uint64_t argHandle(const Napi::CallbackInfo& info, size_t i) {
     code = "ERR_TORCH_NOT_IMPLEMENTED"; msg = e.what_without_backtrace();
   } catch (const c10::Error& e) {
     msg = e.what_without_backtrace();
+    // Moving a tensor or model to CUDA on a CPU-only libtorch: the same failure as creating a CUDA
+    // tensor there (a backend this build lacks), so the same code
+    if (!at::hasCUDA() && msg.find("not linked with support for cuda devices") != std::string::npos) code = "ERR_TORCH_NOT_IMPLEMENTED";
   } catch (const std::invalid_argument& e) {
     code = "ERR_ARG"; msg = e.what();
   } catch (const std::exception& e) {

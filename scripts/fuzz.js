@@ -258,7 +258,7 @@ function mutateJsonText(r, text) {
 // ------------------------------------------------------------------ checks
 
 /** Errors a reader may raise for a bad file: its own kinds, not the engine's (TypeError, RangeError...). */
-const EXPECTED_ERRORS = new Set(['Error', 'DecodeError', 'ShardReadError', 'ConfigError', 'SyntaxError']);
+const EXPECTED_ERRORS = new Set(['Error', 'DecodeError', 'ShardReadError', 'ConfigError', 'SyntaxError', 'CheckpointError', 'DataError']);
 
 class Finding extends Error {
   constructor(kind, detail) {

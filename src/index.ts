@@ -19,3 +19,6 @@ export * from './semaim';
 export * from './train';
 export * from './eval';
 export * from './export';
+// The errors a program switches on by `code` (README "Errors"); OptionError, ConfigError and
+// RunInUseError come with the jobs above.
+export { AbortError, CheckpointError, DataError } from './util/errors';

@@ -60,6 +60,7 @@ export function embedOptionsFrom(o: EmbedCommandOptions): EmbedOptions {
     numWorkers: o.numWorkers,
     imageInput: imageInputOptions(o),
     verify: o.verify,
+    overwrite: o.overwrite,
   };
 }
 

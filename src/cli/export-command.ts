@@ -77,10 +77,10 @@ export const exportCommand = defineCommand({
       const r = exportEncoder(o.checkpoint, o.out, o);
       process.stdout.write(`wrote ${r.weights} (${r.tensors} tensors) and ${r.config}\n`);
     } else if (o.format === 'onnx') {
-      const r = exportOnnx(o.checkpoint, o.out, { dtype: o.dtype, attention: o.attention, verify: o.verify });
+      const r = exportOnnx(o.checkpoint, o.out, { dtype: o.dtype, attention: o.attention, verify: o.verify, overwrite: o.overwrite });
       process.stdout.write(`wrote ${r.model} (${size(r.model)}, ${o.dtype}) and ${r.files.slice(1).join(', ')}\n`);
     } else {
-      const r = exportWeb(o.checkpoint, o.out, { dtype: o.dtype, verify: o.verify });
+      const r = exportWeb(o.checkpoint, o.out, { dtype: o.dtype, verify: o.verify, overwrite: o.overwrite });
       process.stdout.write(
         `wrote ${r.page} with model.onnx (${size(`${r.dir}/model.onnx`)}, ${o.dtype}) and onnxruntime-web ${r.ortVersion}\n` +
           `  view it over http, e.g.: python3 -m http.server -d ${r.dir}  (then open http://localhost:8000/)\n`,

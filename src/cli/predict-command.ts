@@ -78,6 +78,7 @@ export const predictCommand = defineCommand({
       numWorkers: o.numWorkers,
       imageInput: imageInputOptions(o),
       verify: o.verify,
+      overwrite: o.overwrite,
     });
     const acc = r.accuracy ? `: top-1 ${(100 * r.accuracy.top1).toFixed(2)} %, top-5 ${(100 * r.accuracy.top5).toFixed(2)} %` : '';
     process.stdout.write(

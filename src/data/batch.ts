@@ -7,6 +7,7 @@
 // batch keeps its size.
 
 import { Rng } from './rng';
+import { DataError } from '../util/errors';
 import { DecodeError, SKIP_REASONS, type SkipReason } from './codecs/errors';
 import type { ExifOrientationPolicy } from './codecs/orientation';
 import { createSource, packImage, packLayout, packedSize, type DatasetSpec, type SampleSource, type SourceOptions } from './dataset';
@@ -157,7 +158,7 @@ export class BatchBuilder {
           this.pipeline.run(handle, rng, out, offset, cfg.size[0], cfg.size[1], masks, maskOffset);
           return { index, label: opened.label };
         } catch (e) {
-          if (e instanceof SizeMismatchError) throw new Error(`${this.source.name(index)}: ${e.message}`, { cause: e });
+          if (e instanceof SizeMismatchError) throw new DataError(`${this.source.name(index)}: ${e.message}`, { cause: e });
           const de = e instanceof DecodeError ? e : new DecodeError('corrupt', `cannot decode (${(e as Error).message})`);
           this.bad.set(index, { reason: de.reason, message: de.message });
           skipped.push({ index, name: this.source.name(index), reason: de.reason, message: de.message });
@@ -165,7 +166,7 @@ export class BatchBuilder {
       }
       if (attempt + 1 >= cfg.maxReplacements) {
         const last = skipped[skipped.length - 1];
-        throw new Error(`data: ${attempt + 1} samples in a row could not be used (last: ${last.name}: ${last.message}); is the dataset readable?`);
+        throw new DataError(`data: ${attempt + 1} samples in a row could not be used (last: ${last.name}: ${last.message}); is the dataset readable?`);
       }
       index = new Rng(cfg.seed, 'replace', task.epoch, first, attempt).int(N);
     }

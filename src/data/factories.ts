@@ -1,6 +1,7 @@
 // The datasets by name, adapted to what training and evaluation consume (streams.ts): their
 // transforms, seeded subsets, and resumable epoch streams.
 import { createHash } from 'node:crypto';
+import { DataError, dataError, withErrorKind } from '../util/errors';
 import { existsSync } from 'node:fs';
 import { join, sep } from 'node:path';
 import { Dataset, packStrings, sharedInt32, unpackString } from './dataset';
@@ -53,6 +54,10 @@ export interface OpenOptions {
 
 /** Opens a dataset by name. CIFAR-10 reads ../shared/data's archive (extracted once) or --data-path. */
 export function openDataset(name: string, o: OpenOptions): Dataset {
+  return withErrorKind(() => openNamedDataset(name, o), dataError); // DataError (code ERR_DATA) unless already coded
+}
+
+function openNamedDataset(name: string, o: OpenOptions): Dataset {
   switch (name as DatasetName) {
     case 'synthetic':
       // The test split is the generator's disjoint 'val' stream.
@@ -81,8 +86,10 @@ export function openDataset(name: string, o: OpenOptions): Dataset {
 /** Opens a dataset by name, including streamed tar shards ('shards': a brace pattern, list or folder; `{split}` is replaced). */
 export function openData(name: string, o: OpenOptions): Dataset | ShardDataset {
   if (name !== 'shards') return openDataset(name, o);
-  if (!o.dataPath) throw new Error("dataset 'shards' needs --data-path (e.g. 'dir/shard-{000000..000127}.tar', a list, or a folder of .tar files)");
-  return shardDataset(o.dataPath, { split: o.split });
+  return withErrorKind(() => {
+    if (!o.dataPath) throw new Error("dataset 'shards' needs --data-path (e.g. 'dir/shard-{000000..000127}.tar', a list, or a folder of .tar files)");
+    return shardDataset(o.dataPath, { split: o.split });
+  }, dataError);
 }
 
 /**
@@ -261,9 +268,9 @@ export function makeTrainData(o: TrainDataRequest, dist: RankSlice = SINGLE_PROC
 export function makeEvalData(req: EvalDataRequest, dist: RankSlice = SINGLE_PROCESS): LabelledData & AsyncDisposable {
   let ds = openData(req.dataset, { split: req.split, dataPath: req.dataPath, imgSize: req.imgSize, seed: req.seed, syntheticSize: req.limit });
   if (req.limit && isShardDataset(ds))
-    throw new Error(`a subset (--train-limit/--test-limit) of streamed shards is not supported: pack a smaller folder with \`semaim shards\``);
+    throw new DataError(`a subset (--train-limit/--test-limit) of streamed shards is not supported: pack a smaller folder with \`semaim shards\``);
   if (req.limit && !isShardDataset(ds)) ds = subsetDataset(ds, req.limit, req.seed);
-  if (ds.classes.length < 2) throw new Error(`${ds.root} has no class labels: evaluation needs a labelled dataset`);
+  if (ds.classes.length < 2) throw new DataError(`${ds.root} has no class labels: evaluation needs a labelled dataset`);
   const data = ds;
   const loaders = new Map<string, EpochLoader>();
   const loaderFor = (o: BatchOptions): EpochLoader => {

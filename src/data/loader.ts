@@ -12,6 +12,7 @@
 //   warning line naming the file, and counted in the end-of-epoch summary.
 
 import { Worker } from 'node:worker_threads';
+import { DataError } from '../util/errors';
 import { newStopFlag, stopBeforeExit, stopWorker } from './worker-stop';
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -399,7 +400,7 @@ export class DataLoader implements AsyncIterable<Batch> {
     if (!w) return;
     this.waiters.delete(key);
     if (m.type === 'error') {
-      const err = new Error(m.message);
+      const err = m.code === 'ERR_DATA' ? new DataError(m.message) : new Error(m.message);
       if (m.stack) err.stack = `${m.message}\n    (in data worker)\n${m.stack.split('\n').slice(1).join('\n')}`;
       w.reject(err);
     } else if (m.type === 'batch') w.resolve(m.batch);

@@ -7,6 +7,7 @@
 // counted by reason in `skipped()`. A batch is its positions of the epoch's order minus those
 // (segBatchPlan), so several ranks reading their slices see the batches one process reads.
 import { Rng, permutation } from './rng';
+import { dataError, withErrorKind } from '../util/errors';
 import { Pipeline, SizeMismatchError } from './pipeline';
 import { DecodeError } from './codecs/errors';
 import { centerCrop, evalTransforms, horizontalFlip, normalize, randomResizedCrop, resize, type TransformSpec } from './transforms';
@@ -160,6 +161,10 @@ export const SEG_DATASETS = ['synthetic', 'seg-folder'] as const;
 
 /** Segmentation data by name. Synthetic splits are the generator's disjoint train and 'val' streams (5000 / 1000 images unless limited). */
 export function makeSegData(r: SegDataRequest): SegData {
+  return withErrorKind(() => new SegLoader(segSource(r), r.imgSize, r.warn), dataError); // DataError (ERR_DATA) unless already coded
+}
+
+function segSource(r: SegDataRequest): SegSource {
   let source: SegSource;
   if (r.dataset === 'synthetic') {
     source = syntheticSegSource({
@@ -182,5 +187,5 @@ export function makeSegData(r: SegDataRequest): SegData {
   } else {
     throw new Error(`dataset '${r.dataset}' has no segmentation masks (known: ${SEG_DATASETS.join(', ')})`);
   }
-  return new SegLoader(source, r.imgSize, r.warn);
+  return source;
 }

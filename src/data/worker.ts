@@ -2,6 +2,7 @@
 // sends them back with their buffers transferred, one task at a time, in arrival order.
 
 import { parentPort, workerData } from 'node:worker_threads';
+import { DataError } from '../util/errors';
 import { BatchBuilder, type BuilderConfig, type BatchTask } from './batch';
 import type { DatasetSpec } from './dataset';
 import { handleStop, stopRequested } from './worker-stop';
@@ -15,7 +16,7 @@ export type ToWorker =
 export type FromWorker =
   | { type: 'batch'; gen: number; batch: import('./batch').RawBatch }
   | { type: 'decoded'; gen: number; id: number; chunk: import('./batch').PackedChunk }
-  | { type: 'error'; gen: number; batch?: number; id?: number; message: string; stack?: string };
+  | { type: 'error'; gen: number; batch?: number; id?: number; message: string; stack?: string; code?: string };
 
 if (parentPort) {
   const port = parentPort;
@@ -53,6 +54,7 @@ if (parentPort) {
         id: msg.type === 'decode' ? msg.id : undefined,
         message: err.message,
         stack: err.stack,
+        code: err instanceof DataError ? err.code : undefined, // the loader rethrows it as a DataError
       } satisfies FromWorker);
     }
   };

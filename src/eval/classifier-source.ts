@@ -2,6 +2,7 @@
 // names) or a linear probe with the encoder it was trained on, each checked (format, sizes, SHA-256)
 // before any model is built, then loaded in eval mode as a Predictor (class logits of normalised images).
 import { existsSync, readFileSync, statSync } from 'node:fs';
+import { CheckpointError, checkpointError, withErrorKind } from '../util/errors';
 import { dirname, join } from 'node:path';
 import * as torch from '../torch';
 import { Tensor } from '../torch';
@@ -51,6 +52,10 @@ export function isFinetuneFolder(path: string): boolean {
 
 /** The checkpoint of a fine-tuning run, checked (files, format, sizes) before any model is built. */
 export function resolveClassifier(path: string, o: { verify?: boolean } = {}): ClassifierSource {
+  return withErrorKind(() => findClassifier(path, o), checkpointError);
+}
+
+function findClassifier(path: string, o: { verify?: boolean }): ClassifierSource {
   if (existsSync(path) && !existsSync(join(path, 'state.json')) && !existsSync(join(path, 'checkpoints')))
     throw new Error(`${path}: expected a fine-tuning run folder (with checkpoints/) or one of its checkpoint folders`);
   const dir = resolveCheckpoint(path, { verify: o.verify, unusableHint: '--no-verify uses it anyway' });
@@ -96,13 +101,17 @@ function classNamesOf(dir: string, numClasses: number): string[] | null {
 
 /** The classifier in eval mode on `device`, its weights loaded strictly. */
 export function loadClassifier(src: ClassifierSource, device: torch.Device): ViTClassifier {
+  return withErrorKind(() => loadClassifierWeights(src, device), checkpointError);
+}
+
+function loadClassifierWeights(src: ClassifierSource, device: torch.Device): ViTClassifier {
   const model = new ViTClassifier(src.config);
   const { tensors } = loadTensors(src.weights);
   try {
     model.loadStateDict(tensors);
   } catch (e) {
     model.dispose();
-    throw new Error(`${src.weights}: ${(e as Error).message}`, { cause: e });
+    throw new CheckpointError(`${src.weights}: ${(e as Error).message}`, 'ERR_CHECKPOINT_MISMATCH', { cause: e });
   } finally {
     disposeAll(tensors);
   }
@@ -118,6 +127,10 @@ export function loadClassifier(src: ClassifierSource, device: torch.Device): ViT
  * SHA-256 the probe recorded.
  */
 export function resolvePredictor(path: string, o: { verify?: boolean; encoder?: string } = {}): PredictorSource {
+  return withErrorKind(() => findPredictor(path, o), checkpointError);
+}
+
+function findPredictor(path: string, o: { verify?: boolean; encoder?: string }): PredictorSource {
   const probeFile = join(path, 'probe.safetensors');
   if (!existsSync(probeFile) || !existsSync(join(path, 'linprobe.json'))) {
     if (o.encoder) throw new Error(`--encoder goes with a linear-probe folder; ${path} has no probe.safetensors and linprobe.json`);
@@ -164,6 +177,10 @@ export interface Predictor {
 
 /** The model of `src` on `device`, in eval mode. */
 export function loadPredictor(src: PredictorSource, device: torch.Device): Predictor {
+  return withErrorKind(() => loadPredictorWeights(src, device), checkpointError);
+}
+
+function loadPredictorWeights(src: PredictorSource, device: torch.Device): Predictor {
   if (src.kind === 'finetune') {
     const model = loadClassifier(src, device);
     return { logits: (images, precision) => withPrecision(precision, device, () => model.forward(images)).float(), dispose: () => model.dispose() };
@@ -176,7 +193,7 @@ export function loadPredictor(src: PredictorSource, device: torch.Device): Predi
   } catch (e) {
     probe.dispose();
     encoder.dispose();
-    throw new Error(`${src.weights}: ${(e as Error).message}`, { cause: e });
+    throw new CheckpointError(`${src.weights}: ${(e as Error).message}`, 'ERR_CHECKPOINT_MISMATCH', { cause: e });
   } finally {
     disposeAll(tensors);
   }

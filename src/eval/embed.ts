@@ -14,6 +14,7 @@
 // file is the one a single process writes.
 import { mkdirSync } from 'node:fs';
 import { checkFreeSpace } from '../util/disk-space';
+import { OptionError } from '../util/options';
 import { basename, dirname, resolve } from 'node:path';
 import * as torch from '../torch';
 import { SafetensorsRowWriter, float32ToFloat16Bytes } from '../io';
@@ -30,6 +31,7 @@ import { encodeBatch } from './features';
 import { gatherRows } from './gather-features';
 import { StagedFile, commitFiles, stageFile } from '../util/safe-write';
 import { claimOutputs, guardOutputs } from '../io/outputs';
+import { DataError, throwIfAborted } from '../util/errors';
 
 export const EMBED_POOLINGS = ['cls', 'mean', 'gap', 'all'] as const;
 export const EMBED_DTYPES = ['float32', 'float16'] as const;
@@ -71,7 +73,12 @@ export interface ImageSetJob extends ImageSet {
   onProgress?: (done: number, total: number) => void;
   /** Receives warnings (unreadable images, the summary); default: stderr. */
   onWarning?: (line: string) => void;
-  /** Aborting it stops the job after the current batch: it rejects with the signal's reason and leaves no output files. */
+  /**
+   * Replace existing output files (default false, as the command without --overwrite: an existing one is
+   * refused with an OptionError, code 'ERR_OUTPUT_EXISTS', before any image is read).
+   */
+  overwrite?: boolean;
+  /** Aborting it stops the job after the current batch: it rejects with an AbortError (code 'ERR_ABORTED', `cause` the signal's reason) and leaves no output files. */
   signal?: AbortSignal;
 }
 
@@ -129,13 +136,13 @@ export function embedListPath(out: string): string {
 
 /** Checks of the options that need no files (the command runs them before any work). */
 export function checkEmbedOptions(o: EmbedOptions): void {
-  if (!o.out.endsWith('.safetensors')) throw new Error(`embed: the output '${o.out}' must end in .safetensors (the image list goes beside it as .json)`);
-  if (!!o.images === !!o.dataset) throw new Error('embed: give either a folder of images (images) or a dataset (dataset), not both');
+  if (!o.out.endsWith('.safetensors')) throw new OptionError('out', `must end in .safetensors (the image list goes beside it as .json), got '${o.out}'`);
+  if (!!o.images === !!o.dataset) throw new OptionError('images', 'give either a folder of images (images) or a dataset (dataset), not both');
   if (o.pooling !== undefined && !EMBED_POOLINGS.includes(o.pooling))
-    throw new Error(`embed: pooling must be one of ${EMBED_POOLINGS.join(', ')}, got '${o.pooling}'`);
-  if (o.dtype !== undefined && !EMBED_DTYPES.includes(o.dtype)) throw new Error(`embed: dtype must be one of ${EMBED_DTYPES.join(', ')}, got '${o.dtype}'`);
+    throw new OptionError('pooling', `must be one of ${EMBED_POOLINGS.join(', ')}, got '${o.pooling}'`);
+  if (o.dtype !== undefined && !EMBED_DTYPES.includes(o.dtype)) throw new OptionError('dtype', `must be one of ${EMBED_DTYPES.join(', ')}, got '${o.dtype}'`);
   if (o.batchSize !== undefined && !(Number.isInteger(o.batchSize) && o.batchSize > 0))
-    throw new Error(`embed: batchSize must be a positive integer, got ${o.batchSize}`);
+    throw new OptionError('batchSize', `must be a positive integer, got ${o.batchSize}`);
 }
 
 /** The images to embed: the folder, or the dataset split and subset exactly as makeEvalData opens them. */
@@ -232,7 +239,7 @@ async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
   const { rank, worldSize } = rankSlice(group);
   const device = processDevice(o.device ?? 'cpu', group);
   const source = resolveEncoder(o.checkpoint, { verify: o.verify });
-  guardOutputs([o.out, embedListPath(o.out)], source.weights);
+  guardOutputs([o.out, embedListPath(o.out)], source.weights, o.overwrite);
   const ds = embedDataset(o, source.config.imgSize);
   // ranks with other weights or other images would write rows of different models or sets into one file
   if (group)
@@ -274,7 +281,7 @@ async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
     }
     progress = o.progress === null || rank !== 0 ? null : new Progress(o.progress ?? 'embed', ds.length);
     for await (const batch of loader.iterate(0)) {
-      o.signal?.throwIfAborted();
+      throwIfAborted(o.signal);
       const B = batch.shape[0];
       const [first] = plan.range(batch.index);
       const codes = Float64Array.from({ length: B }, (_, i) => rowCode(first + i, batch.indices[i], ds.length));
@@ -316,11 +323,11 @@ async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
       progress?.update(done, { 'img/s': (done / Math.max((Date.now() - t0) / 1000, 1e-9)).toFixed(1), skipped: skipped.length });
       o.onProgress?.(done, ds.length);
     }
-    o.signal?.throwIfAborted();
+    throwIfAborted(o.signal);
     const ofRank = worldSize > 1 ? ` (rank ${rank} of ${worldSize}: its share of ${ds.length})` : '';
     if (seen !== mine) throw new Error(`embed: the loader gave ${seen} images, the dataset has ${mine}${ofRank}`);
     if (!writer) return null;
-    if (indices.length === 0) throw new Error(`embed: no readable image in ${ds.root} (${skipped.length} skipped)`);
+    if (indices.length === 0) throw new DataError(`embed: no readable image in ${ds.root} (${skipped.length} skipped)`);
     const n = indices.length;
     const idx = Int32Array.from(indices);
     const tail: Record<string, { dtype: 'int32'; shape: number[]; data: Uint8Array }> = {

@@ -9,6 +9,7 @@ import { Progress } from '../run/progress';
 import { withPrecision, type Precision } from '../run/precision';
 import { Augment, LabelledData, indexOrder } from '../data';
 import { rankSlice, severalRanks, type ProcessGroup } from '../dist';
+import { throwIfAborted } from '../util/errors';
 import { gatherRankFeatures, rankRowPositions, rowsPerRankBatch } from './gather-features';
 
 /** 'cls' and 'mean' read the tokens after the final norm; 'gap' is the authors' --global_pool (see Pooling). */
@@ -64,6 +65,8 @@ export interface ExtractOptions {
    * each rank keeps the rows it encoded (padding dropped), with their positions (FeatureSet.shard).
    */
   gatherTo?: 'all' | 'rank0' | 'shard';
+  /** Aborting it stops the extraction before its next batch: it rejects with an AbortError (code 'ERR_ABORTED'). */
+  signal?: AbortSignal;
 }
 
 /** Runs the encoder over one batch of images (already on its device); 'all' gives every token [B, 1 + P, D]. */
@@ -125,7 +128,9 @@ export async function extractPooledFeatures(
   const start = Date.now();
   const mineOf = worldSize > 1 ? ` (rank ${rank} of ${worldSize}: its share of ${data.size})` : '';
   try {
+    throwIfAborted(o.signal);
     for await (const batch of data.batches({ batchSize: o.batchSize, shuffle: false, epoch: o.epoch ?? 0, augment: o.augment ?? 'none', seed: o.seed })) {
+      throwIfAborted(o.signal);
       const B = batch.shape[0];
       if (n + B > mine) throw new Error(`features: the data gave more than its size (${mine}${mineOf}) images`);
       torch.noGrad(() =>

@@ -10,6 +10,7 @@ import { Progress } from '../run/progress';
 import { Accuracy, AccuracyTally } from './accuracy';
 import type { ProcessGroup } from '../dist';
 import { FeatureSet, setSize, shardGroup } from './features';
+import { throwIfAborted } from '../util/errors';
 
 export interface KnnOptions {
   /** Neighbour counts to report (DINO: 10, 20, 100, 200; SemAIM authors: 20, also 10 and 30, docs/METHOD.md §6.4). */
@@ -23,6 +24,8 @@ export interface KnnOptions {
   label?: string | null;
   /** Data-parallel: `train` is this rank's shard (extracted with gatherTo 'shard'); every rank gets the result. */
   group?: ProcessGroup | null;
+  /** knnClassifyAsync: aborting it stops the vote before its next block of queries (rejects with an AbortError, code 'ERR_ABORTED'). */
+  signal?: AbortSignal;
 }
 
 export interface KnnResult {
@@ -66,10 +69,15 @@ export function knnClassify(train: FeatureSet, test: FeatureSet, o: KnnOptions):
  * get no turn. The same results.
  */
 export async function knnClassifyAsync(train: FeatureSet, test: FeatureSet, o: KnnOptions): Promise<KnnResult[]> {
+  throwIfAborted(o.signal);
   const steps = knnSteps(train, test, o);
   for (let r = steps.next(); ; r = steps.next()) {
     if (r.done) return r.value;
     await new Promise((resolve) => setImmediate(resolve));
+    if (o.signal?.aborted) {
+      steps.return([]); // runs the generator's finally: its tensors are freed
+      throwIfAborted(o.signal);
+    }
   }
 }
 

@@ -16,6 +16,7 @@ import { LabelledData, batchesPerEpoch } from '../data';
 import { FeaturePooling, FeatureSet, encodeBatch, setSize, shardGroup } from './features';
 import { severalRanks, type ProcessGroup } from '../dist';
 import type { Precision } from '../run/precision';
+import { throwIfAborted } from '../util/errors';
 
 export interface LinprobeOptions {
   epochs: number;
@@ -40,6 +41,8 @@ export interface LinprobeOptions {
    * slice of the batches, each rank encodes batchSize / ranks images of every step's batch.
    */
   group?: ProcessGroup | null;
+  /** Aborting it stops the probe before its next step: it rejects with an AbortError (code 'ERR_ABORTED'). */
+  signal?: AbortSignal;
 }
 
 export interface LinprobeEpoch {
@@ -123,6 +126,7 @@ async function trainProbe(
       lossSum.zero_();
       for await (const b of batches(epoch)) {
         try {
+          throwIfAborted(o.signal);
           torch.scope(() => {
             optimizer.setLr(schedule(fractionalEpoch(epoch, i, perEpoch)));
             const loss = F.crossEntropy(probe.forward(b.features), b.labels);

@@ -5,7 +5,9 @@
 // per image with its top-k classes and probabilities) and <out>.csv (one row per image) for a
 // spreadsheet. Unreadable images are skipped and listed, never replaced.
 import * as torch from '../torch';
+import { OptionError } from '../util/options';
 import { claimOutputs, guardOutputs } from '../io/outputs';
+import { DataError, throwIfAborted } from '../util/errors';
 import { transformsFor } from '../data';
 import type { Split } from '../data';
 import type { EncoderConfig } from '../semaim';
@@ -89,22 +91,22 @@ export async function predict(o: PredictOptions): Promise<PredictResult> {
 }
 
 async function predictJob(o: PredictOptions): Promise<PredictResult> {
-  if (!o.out.endsWith('.json')) throw new Error(`predict: the output '${o.out}' must end in .json (the CSV goes beside it)`);
-  if (!!o.images === !!o.dataset) throw new Error('predict: give either a folder of images (images) or a dataset (dataset), not both');
+  if (!o.out.endsWith('.json')) throw new OptionError('out', `must end in .json (the CSV goes beside it), got '${o.out}'`);
+  if (!!o.images === !!o.dataset) throw new OptionError('images', 'give either a folder of images (images) or a dataset (dataset), not both');
   const t0 = Date.now();
   const batchSize = o.batchSize ?? 256;
   const warn = o.onWarning ?? ((line: string) => process.stderr.write(`${line}\n`));
   const device = processDevice(o.device ?? 'cpu', null);
   const src = resolvePredictor(o.checkpoint, { verify: o.verify, encoder: o.encoder });
   const out = o.out;
-  guardOutputs([out, predictCsvPath(out)], src.weights);
-  if (src.kind === 'linprobe') guardOutputs([out, predictCsvPath(out)], src.encoder.weights);
+  guardOutputs([out, predictCsvPath(out)], src.weights, o.overwrite);
+  if (src.kind === 'linprobe') guardOutputs([out, predictCsvPath(out)], src.encoder.weights, o.overwrite);
   const numClasses = src.kind === 'finetune' ? src.config.numClasses : src.numClasses;
   const imgSize = src.kind === 'finetune' ? src.config.imgSize : src.encoder.config.imgSize;
   const k = Math.min(o.topK ?? 5, numClasses);
   const ds = embedDataset(o, imgSize);
   const labelled = ds.classes.length > 0;
-  if (labelled && ds.classes.length !== numClasses) throw new Error(`predict: ${ds.root} has ${ds.classes.length} classes, the classifier ${numClasses}`);
+  if (labelled && ds.classes.length !== numClasses) throw new DataError(`predict: ${ds.root} has ${ds.classes.length} classes, the classifier ${numClasses}`);
   const classNames = src.classNames ?? (labelled ? [...ds.classes] : Array.from({ length: numClasses }, (_, i) => String(i)));
   if (!src.classNames) warn(`predict: ${src.dir} does not record its class names; ${labelled ? `using those of ${ds.root}` : 'classes are named by index'}`);
   const model = loadPredictor(src, device);
@@ -118,7 +120,7 @@ async function predictJob(o: PredictOptions): Promise<PredictResult> {
   let seen = 0;
   try {
     for await (const batch of loader.iterate(0)) {
-      o.signal?.throwIfAborted();
+      throwIfAborted(o.signal);
       const B = batch.shape[0];
       const [first] = plan.range(batch.index);
       // the loader puts another image in place of an unusable one: that row is dropped here
@@ -155,9 +157,9 @@ async function predictJob(o: PredictOptions): Promise<PredictResult> {
       progress?.update(seen, { 'img/s': (seen / Math.max((Date.now() - t0) / 1000, 1e-9)).toFixed(1), skipped: skipped.length });
       o.onProgress?.(seen, ds.length);
     }
-    o.signal?.throwIfAborted();
+    throwIfAborted(o.signal);
     if (seen !== ds.length) throw new Error(`predict: the loader gave ${seen} images, the dataset has ${ds.length}`);
-    if (!predictions.length) throw new Error(`predict: no readable image in ${ds.root} (${skipped.length} skipped)`);
+    if (!predictions.length) throw new DataError(`predict: no readable image in ${ds.root} (${skipped.length} skipped)`);
     const seconds = (Date.now() - t0) / 1000;
     const list: PredictList = {
       format: 'semaim.predict/1',

@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { OptionError } from '../util/options';
 import { saveTensors } from '../io';
 import { DataFactories, EvalDataRequest, LabelledData, RankSlice, Split, batchesPerEpoch, splitClassMismatch } from '../data';
-import { rankSlice, type ProcessGroup } from '../dist';
+import { ProcessGroup, rankSlice } from '../dist';
+import { DataError, throwIfAborted } from '../util/errors';
 import { SAME_ENCODER_AND_DATA_HINT, checkRanksAgree } from '../dist/agree';
 import { EncoderSource, LoadedEncoder, loadEncoder, resolveEncoder, sha256File } from '../semaim';
 import { processDevice, withProcessThreads } from '../run/device';
@@ -33,6 +34,24 @@ export interface EvalRun {
   result: EvalResult;
   path: string;
   table: string;
+}
+
+/** How a library caller runs runKnn / runLinprobe / runSegprobe (the third argument; a process group alone also works). */
+export interface EvalJobOptions {
+  /** Data-parallel: every rank runs the job, rank 0 reports and writes (the others get null). */
+  group?: ProcessGroup | null;
+  /**
+   * Aborting it stops the job before its next batch of images, probe step or block of k-NN queries: it
+   * rejects with an AbortError (code 'ERR_ABORTED', `cause` the signal's reason) and writes no result
+   * file (an earlier run's files in the out-dir stay as they were). Data-parallel: abort every rank's.
+   */
+  signal?: AbortSignal;
+}
+
+/** The job options from the third argument of a run* job: a process group (as the commands pass it), the options, or nothing. */
+export function evalJobOptions(x: ProcessGroup | EvalJobOptions | null | undefined): EvalJobOptions {
+  if (!x) return {};
+  return x instanceof ProcessGroup ? { group: x } : x;
 }
 
 export function dataRequest(o: EvalCommonOptions, split: Split, imgSize: number): EvalDataRequest {
@@ -66,7 +85,7 @@ export async function makeSplits(
   }
   try {
     const mismatch = splitClassMismatch(train, test);
-    if (mismatch) throw new Error(mismatch);
+    if (mismatch) throw new DataError(mismatch);
     if (dp?.group) {
       // ranks that encode with other weights or read other images would merge features of different models or sets
       const id = (split: LabelledData) => split.identity?.() ?? { samples: split.size, classes: split.numClasses };
@@ -93,6 +112,7 @@ export async function encoderFeatures(
   source: EncoderSource,
   group: ProcessGroup | null = null,
   checkSizes: (sizes: { train: number; test: number }) => void = () => {},
+  signal?: AbortSignal,
 ): Promise<{
   loaded: LoadedEncoder;
   train: FeatureSet;
@@ -110,7 +130,7 @@ export async function encoderFeatures(
       checkImageShape(loaded.encoder, splits.train, 'train data');
       checkImageShape(loaded.encoder, splits.test, 'test data');
       checkSizes({ train: splits.train.size, test: splits.test.size });
-      const fo = { batchSize: o.evalBatchSize, pooling: o.pooling, precision: o.precision, group };
+      const fo = { batchSize: o.evalBatchSize, pooling: o.pooling, precision: o.precision, group, signal };
       train = await extractFeatures(loaded.encoder, splits.train, { ...fo, gatherTo: 'shard', label: 'features (train)' });
       const test = await extractFeatures(loaded.encoder, splits.test, { ...fo, gatherTo: 'all', label: 'features (test)' });
       return {
@@ -139,21 +159,29 @@ export function knnRows(results: KnnResult[]): { name: string; accuracy: KnnResu
 }
 
 /** k-NN of the encoder's features; null on data-parallel ranks other than 0 (rank 0 reports). */
-export async function runKnn(o: KnnCommandOptions, f: DataFactories): Promise<EvalRun>;
-export async function runKnn(o: KnnCommandOptions, f: DataFactories, group: ProcessGroup | null): Promise<EvalRun | null>;
-export async function runKnn(o: KnnCommandOptions, f: DataFactories, group: ProcessGroup | null = null): Promise<EvalRun | null> {
-  return withProcessThreads(o.threads, () => runKnnJob(o, f, group));
+export async function runKnn(o: KnnCommandOptions, f: DataFactories, job?: { signal?: AbortSignal; group?: null }): Promise<EvalRun>;
+export async function runKnn(o: KnnCommandOptions, f: DataFactories, job: ProcessGroup | EvalJobOptions | null): Promise<EvalRun | null>;
+export async function runKnn(o: KnnCommandOptions, f: DataFactories, job: ProcessGroup | EvalJobOptions | null = null): Promise<EvalRun | null> {
+  return withProcessThreads(o.threads, () => runKnnJob(o, f, evalJobOptions(job)));
 }
 
-async function runKnnJob(o: KnnCommandOptions, f: DataFactories, group: ProcessGroup | null = null): Promise<EvalRun | null> {
+async function runKnnJob(o: KnnCommandOptions, f: DataFactories, { group = null, signal }: EvalJobOptions): Promise<EvalRun | null> {
+  throwIfAborted(signal);
   validateEval(o);
   const source = resolveEncoder(o.checkpoint, o);
   const t0 = Date.now();
   const ks = parseKs(o.k);
   const kmax = ks[ks.length - 1];
-  const ft = await encoderFeatures(o, f, source, group, (sizes) => {
-    if (kmax > sizes.train) throw new OptionError('k', `k = ${kmax} exceeds the ${sizes.train} training images`);
-  });
+  const ft = await encoderFeatures(
+    o,
+    f,
+    source,
+    group,
+    (sizes) => {
+      if (kmax > sizes.train) throw new OptionError('k', `k = ${kmax} exceeds the ${sizes.train} training images`);
+    },
+    signal,
+  );
   try {
     const results = await knnClassifyAsync(ft.train, ft.test, {
       ks,
@@ -161,8 +189,10 @@ async function runKnnJob(o: KnnCommandOptions, f: DataFactories, group: ProcessG
       numClasses: ft.numClasses,
       chunkSize: o.chunkSize,
       group,
+      signal,
     });
     if (group && group.rank !== 0) return null;
+    throwIfAborted(signal);
     const result = makeResult('knn', knnRows(results), {
       source: ft.loaded.source,
       config: o,
@@ -196,18 +226,19 @@ export function linprobeOptionsFrom(o: LinprobeCommandOptions): LinprobeOptions 
 }
 
 /** The linear probe; null on data-parallel ranks other than 0 (rank 0 reports and writes the probe). */
-export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories): Promise<EvalRun>;
-export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories, group: ProcessGroup | null): Promise<EvalRun | null>;
-export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories, group: ProcessGroup | null = null): Promise<EvalRun | null> {
-  return withProcessThreads(o.threads, () => runLinprobeJob(o, f, group));
+export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories, job?: { signal?: AbortSignal; group?: null }): Promise<EvalRun>;
+export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories, job: ProcessGroup | EvalJobOptions | null): Promise<EvalRun | null>;
+export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories, job: ProcessGroup | EvalJobOptions | null = null): Promise<EvalRun | null> {
+  return withProcessThreads(o.threads, () => runLinprobeJob(o, f, evalJobOptions(job)));
 }
 
-async function runLinprobeJob(o: LinprobeCommandOptions, f: DataFactories, group: ProcessGroup | null = null): Promise<EvalRun | null> {
+async function runLinprobeJob(o: LinprobeCommandOptions, f: DataFactories, { group = null, signal }: EvalJobOptions): Promise<EvalRun | null> {
+  throwIfAborted(signal);
   validateEval(o);
   checkLinprobeProcesses(o, group?.worldSize ?? 1); // under torchrun the launch flags say nothing
   const source = resolveEncoder(o.checkpoint, o);
   const t0 = Date.now();
-  const lo = linprobeOptionsFrom(o);
+  const lo = { ...linprobeOptionsFrom(o), signal };
   let train: FeatureSet | null;
   let test: FeatureSet | null = null;
   let sizes: { train: number; test: number };
@@ -216,7 +247,7 @@ async function runLinprobeJob(o: LinprobeCommandOptions, f: DataFactories, group
   let loaded: LoadedEncoder;
   let r;
   if (o.cacheFeatures) {
-    const ft = await encoderFeatures(o, f, source, group);
+    const ft = await encoderFeatures(o, f, source, group, undefined, signal);
     ({ loaded, train, test, numClasses, classNames, sizes } = ft);
     try {
       r = await linprobeOnFeatures(train, test, numClasses, { ...lo, group });
@@ -246,7 +277,7 @@ async function runLinprobeJob(o: LinprobeCommandOptions, f: DataFactories, group
           );
         // The test features in the precision the probe trains on, as the cached path extracts both splits.
         const precision = o.precision;
-        const fo = { batchSize: o.evalBatchSize, pooling: o.pooling, precision, group, gatherTo: 'all' as const, label: 'features (test)' };
+        const fo = { batchSize: o.evalBatchSize, pooling: o.pooling, precision, group, gatherTo: 'all' as const, label: 'features (test)', signal };
         test = await extractFeatures(loaded.encoder, splits.test, fo);
         sizes.test = setSize(test); // unusable test images left out
         r = await linprobeOnline(loaded.encoder, splits.train, test, numClasses, { ...lo, pooling: o.pooling, precision, group, augment: o.augment });
@@ -264,6 +295,7 @@ async function runLinprobeJob(o: LinprobeCommandOptions, f: DataFactories, group
     }
   }
   try {
+    throwIfAborted(signal); // aborted during the last step: no files
     const outDir = o.outDir;
     const result = makeResult('linprobe', [{ name: `linear probe (${o.optimizer}, ${o.epochs} ep)`, accuracy: r.accuracy }], {
       source: loaded.source,

@@ -9,6 +9,7 @@ import { Progress } from '../run/progress';
 import { withPrecision, type Precision } from '../run/precision';
 import type { SegData } from '../data/seg-streams';
 import { severalRanks, type ProcessGroup } from '../dist';
+import { throwIfAborted } from '../util/errors';
 
 /**
  * Parses a block selection against an encoder of `depth` blocks: 'last' (the final block, after the
@@ -101,6 +102,8 @@ export interface SegExtractOptions {
    * keeps its rows as a shard; the figure's images are gathered on every rank.
    */
   group?: ProcessGroup | null;
+  /** Aborting it stops the extraction before its next batch: it rejects with an AbortError (code 'ERR_ABORTED'). */
+  signal?: AbortSignal;
 }
 
 /** Runs the encoder once over every usable sample of `data` (evaluation transform, natural order). */
@@ -122,7 +125,9 @@ export async function extractSegFeatures(encoder: VisionTransformer, data: SegDa
   const progress = label === null ? null : new Progress(label, group ? Math.ceil(data.size / group.worldSize) : data.size);
   const slice = group ? { rank: group.rank, worldSize: group.worldSize } : undefined;
   try {
+    throwIfAborted(o.signal);
     for await (const b of data.batches({ batchSize: o.batchSize, shuffle: false, epoch: 0, augment: 'none', slice })) {
+      throwIfAborted(o.signal);
       const B = b.shape[0];
       if (B === 0) continue;
       parts.push(

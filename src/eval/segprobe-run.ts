@@ -23,6 +23,8 @@ import { SegDataSettings, SegprobeConfig, SegprobeSettings, checkSegprobeProcess
 import { processDevice, withProcessThreads } from '../run/device';
 import { SegprobeResult, constantPredictionMetrics, segprobeOnFeatures, segprobeOnline } from './segprobe';
 import type { Precision } from '../run/precision';
+import { DataError, throwIfAborted } from '../util/errors';
+import { evalJobOptions, type EvalJobOptions } from './run';
 
 /** Where segmentation data comes from (src/data/seg-loader.ts's makeSegData, or memory in tests). */
 export type SegDataFactory = (request: SegDataRequest) => SegData | Promise<SegData>;
@@ -50,6 +52,8 @@ export interface ProbeRunOptions {
   progress?: boolean;
   /** Data-parallel: each rank encodes its slices of both splits and holds shards; results on every rank. */
   group?: ProcessGroup | null;
+  /** Aborting it stops the features or the probe before the next batch or step (AbortError, code 'ERR_ABORTED'). */
+  signal?: AbortSignal;
 }
 
 function checkShapes(encoder: VisionTransformer, data: SegData, what: string): void {
@@ -66,14 +70,14 @@ export async function segprobeEncoder(
   o: ProbeRunOptions,
 ): Promise<SegprobeOutcome> {
   const mismatch = splitClassMismatch(train, test);
-  if (mismatch) throw new Error(mismatch);
+  if (mismatch) throw new DataError(mismatch);
   checkShapes(encoder, train, 'train data');
   checkShapes(encoder, test, 'test data');
   const blocks = parseBlocks(s.blocks, encoder.cfg.depth);
   const C = train.numClasses;
   const show = o.progress ?? true;
   const group = severalRanks(o.group);
-  const fo = { batchSize: o.evalBatchSize, blocks, precision: o.precision, group };
+  const fo = { batchSize: o.evalBatchSize, blocks, precision: o.precision, group, signal: o.signal };
   const keep = o.keep ?? 0;
   const settings = {
     epochs: s.epochs,
@@ -89,6 +93,7 @@ export async function segprobeEncoder(
     keepPredictions: keep,
     label: show ? 'segprobe' : null,
     group,
+    signal: o.signal,
   };
   let testSet: SegFeatureSet | null = null;
   let trainSet: SegFeatureSet | null = null;
@@ -216,28 +221,34 @@ export interface SegprobeRun {
 }
 
 /** The probe and its files; null on data-parallel ranks other than 0 (rank 0 writes). */
-export async function runSegprobe(cfg: SegprobeConfig, options: Record<string, unknown>, f: SegDataFactory): Promise<SegprobeRun>;
 export async function runSegprobe(
   cfg: SegprobeConfig,
   options: Record<string, unknown>,
   f: SegDataFactory,
-  group: ProcessGroup | null,
+  job?: { signal?: AbortSignal; group?: null },
+): Promise<SegprobeRun>;
+export async function runSegprobe(
+  cfg: SegprobeConfig,
+  options: Record<string, unknown>,
+  f: SegDataFactory,
+  job: ProcessGroup | EvalJobOptions | null,
 ): Promise<SegprobeRun | null>;
 export async function runSegprobe(
   cfg: SegprobeConfig,
   options: Record<string, unknown>,
   f: SegDataFactory,
-  group: ProcessGroup | null = null,
+  job: ProcessGroup | EvalJobOptions | null = null,
 ): Promise<SegprobeRun | null> {
-  return withProcessThreads(cfg.threads, () => runSegprobeJob(cfg, options, f, group));
+  return withProcessThreads(cfg.threads, () => runSegprobeJob(cfg, options, f, evalJobOptions(job)));
 }
 
 async function runSegprobeJob(
   cfg: SegprobeConfig,
   options: Record<string, unknown>,
   f: SegDataFactory,
-  group: ProcessGroup | null = null,
+  { group = null, signal }: EvalJobOptions,
 ): Promise<SegprobeRun | null> {
+  throwIfAborted(signal);
   const source = resolveEncoder(cfg.checkpoint, { verify: cfg.verify });
   try {
     parseBlocks(cfg.probe.blocks, source.config.depth); // a bad --blocks stops here, before any data is read
@@ -271,6 +282,7 @@ async function runSegprobeJob(
         evalEvery: cfg.evalEvery,
         keep: cfg.figureImages,
         group,
+        signal,
       });
     } finally {
       await train.close();
@@ -285,6 +297,7 @@ async function runSegprobeJob(
   }
   const { probe, baseline } = outcome;
   try {
+    throwIfAborted(signal); // aborted during the last step: no files
     const m = probe.metrics;
     const label = cfg.init === 'random' ? 'random-init encoder' : 'frozen encoder';
     const result: SegprobeFile = {

@@ -16,6 +16,7 @@ import { SegLinearHead } from './seg-head';
 import { SegFeatureSet, patchTokens, segSetSize } from './seg-features';
 import type { SegAugment, SegData } from '../data/seg-streams';
 import { severalRanks, type ProcessGroup } from '../dist';
+import { throwIfAborted } from '../util/errors';
 
 export type SegOptimizer = 'adamw' | 'sgd';
 
@@ -42,6 +43,8 @@ export interface SegprobeOptions {
    * with the group); online, every rank reads its slice of each batch (`batchSize` divisible by the ranks).
    */
   group?: ProcessGroup | null;
+  /** Aborting it stops the probe before its next step: it rejects with an AbortError (code 'ERR_ABORTED'). */
+  signal?: AbortSignal;
 }
 
 export interface SegprobeEpoch {
@@ -183,6 +186,7 @@ async function trainHead(
       lossSum.zero_();
       for await (const b of batches(epoch)) {
         try {
+          throwIfAborted(o.signal);
           torch.scope(() => {
             optimizer.setLr(schedule(fractionalEpoch(epoch, i, perEpoch)));
             const loss = F.crossEntropy(head.forward(b.tokens, grid, size), b.masks, { ignoreIndex: IGNORE_INDEX });

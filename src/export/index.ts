@@ -1,5 +1,5 @@
 // Export of a pre-trained encoder: timm safetensors, ONNX (onnxruntime, transformers.js) and a static web page.
-export { exportEncoder } from './safetensors';
+export { exportEncoder, type ExportOptions } from './safetensors';
 export { exportOnnx, onnxModelOf, onnxFileName, type OnnxOptions, type OnnxModelBytes, type OnnxExportResult } from './onnx-export';
 export { exportWeb, onnxruntimeWeb, type WebExportResult } from './web-export';
 export { vitToOnnx, encoderWeights, OPSET, type VitOnnxOptions, type EncoderWeights, type WeightArray } from './vit-onnx';

@@ -21,6 +21,8 @@ export interface OnnxOptions {
   attention: boolean;
   /** Verify a checkpoint folder's SHA-256 (default true). */
   verify?: boolean;
+  /** exportOnnx: replace the files of an earlier export in the folder (default false: refused, OptionError code 'ERR_OUTPUT_EXISTS'). */
+  overwrite?: boolean;
 }
 
 export interface OnnxModelBytes {
@@ -99,7 +101,7 @@ export function onnxExportFiles(outDir: string, dtype: FloatType): string[] {
 export function exportOnnx(source: string, outDir: string, o: OnnxOptions): OnnxExportResult {
   const m = isFinetuneFolder(source) ? classifierOnnxModelOf(source, o) : onnxModelOf(source, o);
   const [model, config, pre] = onnxExportFiles(outDir, o.dtype);
-  guardOutputs([model, config, pre], m.weights);
+  guardOutputs([model, config, pre], m.weights, o.overwrite);
   mkdirSync(join(outDir, 'onnx'), { recursive: true });
   const info = { [m.classNames ? 'classifier' : 'encoder']: m.config, dtype: o.dtype, opset: OPSET, outputs: m.outputs, sourceSha256: m.sourceSha256 };
   const json = m.classNames ? classifierConfigJson(m.config, m.classNames, info) : modelConfigJson(m.config, info);

@@ -20,6 +20,7 @@ import {
 } from '../semaim';
 import type { Tensor } from '../torch';
 import { claimOutputs, guardOutputs } from '../io/outputs';
+import { CheckpointError } from '../util/errors';
 import { commitFiles, finishInterruptedCommits, stageFile, StagedFile } from '../util/safe-write';
 
 /** The files exportEncoder writes for `out`. */
@@ -52,17 +53,26 @@ export function exportedConfigJson(enc: EncoderConfig): Record<string, unknown> 
   };
 }
 
+export interface ExportOptions extends VerifyOption {
+  /**
+   * Replace the files of an earlier export at the output (default false, as the command without
+   * --overwrite: an existing one is refused with an OptionError, code 'ERR_OUTPUT_EXISTS', before any
+   * file is written). Never the checkpoint or encoder read, nor a checkpoint folder's or run's files.
+   */
+  overwrite?: boolean;
+}
+
 /**
  * Writes `<out>.safetensors` and `<out>.json`; returns both paths. `source` is a pre-training run or
  * checkpoint folder, or an encoder file (timm/MAE/DDP .safetensors, or a torch.save .pth such as the
  * authors' released checkpoints): the export then converts it to timm's names and float32.
  */
-export function exportEncoder(source: string, out: string, o: VerifyOption = {}): { weights: string; config: string; tensors: number } {
-  if (existsSync(source) && statSync(source).isFile()) return exportEncoderFile(source, out);
+export function exportEncoder(source: string, out: string, o: ExportOptions = {}): { weights: string; config: string; tensors: number } {
+  if (existsSync(source) && statSync(source).isFile()) return exportEncoderFile(source, out, o.overwrite);
   const dir = resolveCheckpoint(source, o);
   const kind = runKindOf(readSafetensorsHeader(join(dir, 'model.safetensors')).metadata.format);
   if (kind && kind !== 'pretrain') {
-    throw new Error(
+    throw new CheckpointError(
       `${dir} is a checkpoint of a ${kind} run: export takes a pre-training run. A fine-tuned classifier needs no export: ` +
         `its ${join(dir, 'model.safetensors')} has timm's names (fc_norm, head) and loads into timm's VisionTransformer(global_pool='avg', num_classes=N) as it is ` +
         '(--format onnx writes it for onnxruntime and transformers.js)',
@@ -70,20 +80,20 @@ export function exportEncoder(source: string, out: string, o: VerifyOption = {})
   }
   const enc = encoderConfigOf(checkpointConfig(dir));
   const files = encoderExportFiles(out);
-  guardOutputs(files, join(dir, 'model.safetensors'));
+  guardOutputs(files, join(dir, 'model.safetensors'), o.overwrite);
   const { tensors } = loadTensors(join(dir, 'model.safetensors'), { filter: (k) => ENCODER_KEY.test(k) });
   return writeEncoder(tensors, enc, dir, files);
 }
 
-function exportEncoderFile(source: string, out: string): { weights: string; config: string; tensors: number } {
+function exportEncoderFile(source: string, out: string, overwrite = false): { weights: string; config: string; tensors: number } {
   const src = resolveEncoder(source);
   if (src.layout.fcNorm) {
-    throw new Error(
+    throw new CheckpointError(
       `${source} is a timm global_pool='avg' model (fc_norm, no final norm): not an encoder with a final norm, which the export writes; fine-tuning can start from it as it is`,
     );
   }
   const files = encoderExportFiles(out);
-  guardOutputs(files, source);
+  guardOutputs(files, source, overwrite);
   const loaded = loadEncoderTensors(src);
   const tensors = new Map<string, Tensor>();
   for (const [k, t] of loaded) {

@@ -50,10 +50,14 @@ export function webExportFiles(outDir: string): string[] {
   return [...['model.onnx', 'model.json', ...PAGE_FILES].map((f) => join(outDir, f)), ...[...ORT_FILES, 'README.txt'].map((f) => join(outDir, 'ort', f))];
 }
 
-export function exportWeb(source: string, outDir: string, o: { dtype: FloatType; verify?: boolean }): WebExportResult {
+/**
+ * The page, model and onnxruntime-web into `outDir`. `overwrite` replaces the files of an earlier export
+ * there (default false: an existing one is refused, OptionError code 'ERR_OUTPUT_EXISTS', before any file is written).
+ */
+export function exportWeb(source: string, outDir: string, o: { dtype: FloatType; verify?: boolean; overwrite?: boolean }): WebExportResult {
   const ort = onnxruntimeWeb();
   const m = onnxModelOf(source, { dtype: o.dtype, attention: true, verify: o.verify });
-  guardOutputs(webExportFiles(outDir), m.weights);
+  guardOutputs(webExportFiles(outDir), m.weights, o.overwrite);
   mkdirSync(join(outDir, 'ort'), { recursive: true });
   const info = {
     encoder: m.config,

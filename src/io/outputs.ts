@@ -51,7 +51,8 @@ export function checkOutputs(outputs: string[], o: { overwrite: boolean; inputs?
     if (input !== undefined) throw new OptionError(option, `${out} is what this command reads (${input}): choose another output`);
     const why = protectedOutput(out);
     if (why) throw new OptionError(option, `${out} cannot be written, not even with --overwrite: ${why}`);
-    if (!o.overwrite && occupied(out)) throw new OptionError(option, `${out} exists: choose another output, or pass --overwrite to replace it`);
+    if (!o.overwrite && occupied(out))
+      throw new OptionError(option, `${out} exists: choose another output, or pass --overwrite to replace it`, undefined, 'ERR_OUTPUT_EXISTS');
   }
 }
 
@@ -117,12 +118,13 @@ export function claimOutputs(outputs: string[], option = 'out'): () => void {
 }
 
 /**
- * The library's exports and embed (the CLI checks more, before any work, with checkOutputs): never
- * over the encoder they read (its weights or the config beside them), into a checkpoint folder or
- * over a run's own files. An existing output of another kind is replaced.
+ * The library's exports, embed and predict (the CLI checks more, before any work, with checkOutputs):
+ * never over the encoder they read (its weights or the config beside them), into a checkpoint folder
+ * or over a run's own files; an existing output of another kind only with `overwrite` (the command's
+ * --overwrite; default false, as the command: OptionError with code 'ERR_OUTPUT_EXISTS').
  */
-export function guardOutputs(outputs: string[], encoderWeights: string): void {
-  checkOutputs(outputs, { overwrite: true, inputs: encoderFiles(encoderWeights) });
+export function guardOutputs(outputs: string[], encoderWeights: string, overwrite = false): void {
+  checkOutputs(outputs, { overwrite, inputs: encoderFiles(encoderWeights) });
 }
 
 /** The files an encoder source consists of: its weights, and for an exported one the config beside them. */

@@ -4,6 +4,7 @@
 // {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {str: str}},
 // then the data section; offsets are relative to the start of the data section.
 import * as fs from 'node:fs';
+import { checkpointError, withErrorKind } from '../util/errors';
 import * as nodePath from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { isJsonObject, jsonBrief } from '../util/json-file';
@@ -399,6 +400,11 @@ export function readSafetensorsHeader(path: string): SafetensorsHeader {
 }
 
 function readHeaderFd(fd: number, label: string): SafetensorsHeader {
+  // a file that opens but is not a readable safetensors or torch.save file: CheckpointError (code ERR_CHECKPOINT)
+  return withErrorKind(() => parseHeaderFd(fd, label), checkpointError);
+}
+
+function parseHeaderFd(fd: number, label: string): SafetensorsHeader {
   const size = fs.fstatSync(fd).size;
   const prefix = new Uint8Array(8);
   if (size >= 8) readAt(fd, prefix, 0, label);
@@ -485,8 +491,10 @@ export function readSafetensors(path: string): SafetensorsContents {
 
 /** In-memory variant of readSafetensors; tensor data are copies, not views of `buf`. */
 export function deserializeSafetensors(buf: Uint8Array, label = '<buffer>'): SafetensorsContents {
-  const n = headerLength(buf.subarray(0, 8), buf.byteLength, label);
-  const h = parseHeader(buf.subarray(8, 8 + n), n, buf.byteLength, label);
+  const h = withErrorKind(() => {
+    const n = headerLength(buf.subarray(0, 8), buf.byteLength, label);
+    return parseHeader(buf.subarray(8, 8 + n), n, buf.byteLength, label);
+  }, checkpointError);
   const tensors = new Map<string, TensorEntry>();
   for (const k of [...h.tensors.keys()].sort()) {
     const t = h.tensors.get(k)!;

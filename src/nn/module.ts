@@ -5,7 +5,9 @@ import { Tensor } from '../torch';
 
 export type StateDict = Map<string, Tensor>;
 
+/** Weights that do not fit a module (missing, unexpected or mis-shaped tensors); code 'ERR_CHECKPOINT_MISMATCH', as a checkpoint whose tensors do not fit its config. */
 export class StateDictError extends Error {
+  readonly code = 'ERR_CHECKPOINT_MISMATCH';
   constructor(
     message: string,
     readonly missing: string[],

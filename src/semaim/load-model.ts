@@ -1,6 +1,7 @@
 // Loads a SemAIM model for inspection from a run folder (newest valid checkpoint) or a checkpoint
 // folder: weights, config, the frozen teacher for feature targets and the EMA encoder if saved.
 import { existsSync, readFileSync } from 'node:fs';
+import { CheckpointError, checkpointError, withErrorKind } from '../util/errors';
 import { join } from 'node:path';
 import * as torch from '../torch';
 import { loadTensors, disposeAll } from '../io';
@@ -20,6 +21,10 @@ export interface LoadedModel {
 }
 
 export function loadModel(source: string, device: torch.Device = 'cpu', o: VerifyOption = {}): LoadedModel {
+  return withErrorKind(() => loadModelFiles(source, device, o), checkpointError);
+}
+
+function loadModelFiles(source: string, device: torch.Device, o: VerifyOption): LoadedModel {
   const dir = resolveCheckpoint(source, o);
   const config = checkpointConfig(dir);
   const model = new SemAIM(config);
@@ -29,7 +34,7 @@ export function loadModel(source: string, device: torch.Device = 'cpu', o: Verif
     model.loadStateDict(tensors, { strict: true });
   } catch (e) {
     model.dispose();
-    throw new Error(`cannot load ${dir}/model.safetensors: ${(e as Error).message}`, { cause: e });
+    throw new CheckpointError(`cannot load ${dir}/model.safetensors: ${(e as Error).message}`, 'ERR_CHECKPOINT_MISMATCH', { cause: e });
   } finally {
     disposeAll(tensors);
   }

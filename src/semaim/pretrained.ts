@@ -12,6 +12,7 @@ import { VisionTransformer } from './vit';
 import { encoderConfigFromJson } from './timm-config';
 import { isJsonObject } from '../util/json-file';
 import { finishInterruptedCommits } from '../util/safe-write';
+import { CheckpointError, checkpointError, withErrorKind } from '../util/errors';
 
 export { sha256File };
 
@@ -27,6 +28,10 @@ export interface VerifyOption {
  * (verified unless `verify` is false: a corrupted one is refused).
  */
 export function resolveCheckpoint(path: string, o: VerifyOption = {}): string {
+  return withErrorKind(() => findCheckpoint(path, o), checkpointError);
+}
+
+function findCheckpoint(path: string, o: VerifyOption): string {
   if (existsSync(path) && statSync(path).isFile()) {
     throw new Error(
       `${path} is a file: this needs a pre-training run folder or one of its checkpoint folders (an exported encoder has no decoder or run settings)`,
@@ -50,6 +55,10 @@ export function resolveCheckpoint(path: string, o: VerifyOption = {}): string {
  * against the shapes of the file's tensors) before any model of that size is built.
  */
 export function checkpointConfig(checkpointDir: string): SemAIMConfig {
+  return withErrorKind(() => readCheckpointConfig(checkpointDir), checkpointError);
+}
+
+function readCheckpointConfig(checkpointDir: string): SemAIMConfig {
   const file = join(checkpointDir, 'model.safetensors');
   const { metadata, tensors } = readSafetensorsHeader(file);
   if (!metadata.config) throw new Error(`${file} has no model config in its metadata`);
@@ -63,6 +72,9 @@ export function checkpointConfig(checkpointDir: string): SemAIMConfig {
   checkEncoderShapes(cfg, tensors, file);
   return cfg;
 }
+
+/** Weights that do not fit the model their config describes. */
+const mismatch = (message: string) => new CheckpointError(message, 'ERR_CHECKPOINT_MISMATCH');
 
 /** How a file lays out its encoder tensors, beyond timm's defaults. */
 export interface EncoderLayout {
@@ -103,7 +115,7 @@ export function checkEncoderShapes(c: EncoderConfig, fileShapes: Map<string, Ten
   const shapes = new Map([...fileShapes].filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [k.slice(prefix.length), v]));
   for (const name of shapes.keys()) {
     const part = UNSUPPORTED.find(([re]) => re.test(name));
-    if (part) throw new Error(`${file} holds '${prefix}${name}': ${part[1]}, which semaim's ViT does not compute (its features would differ)`);
+    if (part) throw mismatch(`${file} holds '${prefix}${name}': ${part[1]}, which semaim's ViT does not compute (its features would differ)`);
   }
   const D = c.embedDim;
   const patches = (c.imgSize / c.patchSize) ** 2;
@@ -117,15 +129,15 @@ export function checkEncoderShapes(c: EncoderConfig, fileShapes: Map<string, Ten
   ];
   for (const [name, shape] of want) {
     const got = shapes.get(name);
-    if (!got) throw new Error(`${file} has no tensor '${prefix}${name}': not the weights of a ViT encoder`);
+    if (!got) throw mismatch(`${file} has no tensor '${prefix}${name}': not the weights of a ViT encoder`);
     if (got.shape.join() !== shape.join()) {
       const grid =
         name === 'pos_embed' ? ` (positions for ${c.imgSize}² images of ${c.patchSize}² patches; semaim does not resample a table made for another size)` : '';
-      throw new Error(`${file}: '${prefix}${name}' is [${got.shape}], its model config implies [${shape}]${grid}: the config does not describe these weights`);
+      throw mismatch(`${file}: '${prefix}${name}' is [${got.shape}], its model config implies [${shape}]${grid}: the config does not describe these weights`);
     }
   }
   const blocks = new Set([...shapes.keys()].map((k) => /^blocks\.(\d+)\./.exec(k)?.[1]).filter((b) => b !== undefined));
-  if (blocks.size !== c.depth) throw new Error(`${file} holds ${blocks.size} encoder blocks, its model config says depth ${c.depth}`);
+  if (blocks.size !== c.depth) throw mismatch(`${file} holds ${blocks.size} encoder blocks, its model config says depth ${c.depth}`);
   return { prefix, noEmbedClass, fcNorm: !shapes.has('norm.weight') && shapes.has('fc_norm.weight') };
 }
 
@@ -208,6 +220,10 @@ const HUB_WEIGHTS = ['model.safetensors', 'pytorch_model.bin'];
 export function resolveEncoder(path: string, o: VerifyOption = {}): EncoderSource {
   // an export killed between renaming its weights and its config: completed, so the two read belong together
   if (!existsSync(path) || !statSync(path).isDirectory()) finishInterruptedCommits(dirname(resolve(path)));
+  return withErrorKind(() => findEncoder(path, o), checkpointError);
+}
+
+function findEncoder(path: string, o: VerifyOption): EncoderSource {
   if (!existsSync(path))
     throw new Error(`encoder '${path}' does not exist (give a run folder, a checkpoint folder, an exported .safetensors or a torch.save .pth)`);
   if (statSync(path).isDirectory()) {
@@ -280,6 +296,10 @@ export interface LoadedEncoder {
 
 /** A frozen encoder in eval mode on `device` (parameters do not require gradients). */
 export function loadEncoder(from: string | EncoderSource, o: { device?: torch.Device } = {}): LoadedEncoder {
+  return withErrorKind(() => loadFrozenEncoder(from, o), checkpointError);
+}
+
+function loadFrozenEncoder(from: string | EncoderSource, o: { device?: torch.Device }): LoadedEncoder {
   const source = typeof from === 'string' ? resolveEncoder(from) : from;
   if (source.layout.fcNorm) {
     throw new Error(
@@ -293,7 +313,7 @@ export function loadEncoder(from: string | EncoderSource, o: { device?: torch.De
     encoder.loadStateDict(tensors, { strict: true });
   } catch (e) {
     encoder.dispose();
-    throw new Error(`cannot load the encoder from ${source.weights}: ${(e as Error).message}`, { cause: e });
+    throw new CheckpointError(`cannot load the encoder from ${source.weights}: ${(e as Error).message}`, 'ERR_CHECKPOINT_MISMATCH', { cause: e });
   } finally {
     disposeAll(tensors);
   }

@@ -4,7 +4,7 @@ import * as torch from '../torch';
 import { F, Tensor, fused } from '../torch';
 import { Conv2d, DropPath, Identity, LayerNorm, Linear, Mlp, Module, ModuleList, init } from '../nn';
 import { sincosPosEmbed2d } from './posembed';
-import { EncoderConfig } from './config';
+import { EncoderConfig, validateEncoder } from './config';
 
 export interface AttentionMasking {
   /** Tokens are in prediction order: token i attends to tokens j <= i. */
@@ -149,6 +149,7 @@ export class VisionTransformer extends Module {
 
   constructor(readonly cfg: EncoderConfig) {
     super();
+    validateEncoder(cfg); // a ConfigError naming the key, not a shape error from deep inside a layer
     this.gridH = cfg.imgSize / cfg.patchSize;
     this.gridW = cfg.imgSize / cfg.patchSize;
     this.numPatches = this.gridH * this.gridW;

@@ -64,14 +64,21 @@ export function defineOptions<const T extends OptionTable>(table: T): T {
   return table;
 }
 
+/**
+ * What an OptionError says is wrong: 'ERR_OPTION' a bad or missing value (also one that only the data
+ * or the checkpoint shows to be impossible), 'ERR_OUTPUT_EXISTS' an output that exists and may not be
+ * replaced (no `overwrite`), 'ERR_DEVICE_UNAVAILABLE' a device this libtorch or machine does not have.
+ */
+export type OptionErrorCode = 'ERR_OPTION' | 'ERR_OUTPUT_EXISTS' | 'ERR_DEVICE_UNAVAILABLE';
+
 /** A bad option, named by its key (`imgSize`); the command line names it by its flag (`--img-size`), see `flagMessage`. */
 export class OptionError extends Error {
-  readonly code = 'ERR_OPTION';
   constructor(
     readonly key: string,
     readonly detail: string,
     /** Where the value was written when not on the command line, e.g. `img_size in run.yaml`. */
     readonly source?: string,
+    readonly code: OptionErrorCode = 'ERR_OPTION',
   ) {
     super(`option '${key}': ${detail}`);
     this.name = 'OptionError';

@@ -49,6 +49,7 @@ import {
 import { DEFAULT_MAX_IMAGE_PIXELS } from '../../src/data/codecs/limits';
 import { constants } from 'node:buffer';
 import { tempDir, write, picture, encode } from './helpers';
+import * as lib from '../../src';
 
 const BUFFER_MAX = constants.MAX_LENGTH;
 
@@ -146,6 +147,11 @@ test('the packer round-trips: every image bytes-equal with its label, index.json
     'no temporary files left',
   );
   await assert.rejects(packImageFolder({ input: folder, output: shards }), /already holds 6 shard\/index file\(s\)/);
+  // a program tells it from other failures by its code, as the other outputs that exist
+  await assert.rejects(
+    packImageFolder({ input: folder, output: shards }),
+    (e: unknown) => e instanceof lib.OptionError && e.code === 'ERR_OUTPUT_EXISTS' && e.key === 'output',
+  );
   // shuffled packing: the same images, in a seeded order
   const mixed = await packImageFolder({ input: folder, output: join(root, 'mixed'), shardSize: 10, shuffle: true, seed: 1, json: true });
   const seen: string[] = [];
@@ -158,6 +164,27 @@ test('the packer round-trips: every image bytes-equal with its label, index.json
     Array.from({ length: 23 }, (_, i) => readFileSync(ds.name(i)).toString('base64')),
   );
   assert.deepEqual([...paths].sort(), Array.from({ length: 23 }, (_, i) => readFileSync(ds.name(i)).toString('base64')).sort());
+});
+
+test('a pack aborted through its signal rejects with an AbortError before its next image and leaves no shard, index or temporary file', async () => {
+  const out = join(root, 'aborted');
+  const controller = new AbortController();
+  const done: number[] = [];
+  const job = lib.data.packImageFolder({
+    input: folder,
+    output: out,
+    shardSize: 5,
+    signal: controller.signal,
+    onProgress: (n) => {
+      done.push(n);
+      if (n === 10) controller.abort('cancel');
+    },
+  });
+  await assert.rejects(job, (e: unknown) => e instanceof lib.AbortError && e.code === 'ERR_ABORTED' && e.cause === 'cancel');
+  assert.deepEqual(done, [5, 10], 'stopped before the third shard');
+  assert.deepEqual(readdirSync(out), [], 'the two shards it wrote are removed; no index.json');
+  const r = await lib.data.packImageFolder({ input: folder, output: out, shardSize: 5, signal: new AbortController().signal });
+  assert.equal(r.samples, 23);
 });
 
 test('gzipped shards are read through zlib; a truncated one stops with ShardReadError, never hangs', async () => {

@@ -236,8 +236,8 @@ test('an embed that fails after loading the encoder frees its tensors and leaves
   const out = join(dir, 'blocked');
   mkdirSync(join(out, 'list.json'), { recursive: true });
   mkdirSync(join(out, 'rows.safetensors'), { recursive: true });
-  await assert.rejects(embed({ ...base, out: join(out, 'list.safetensors') }), /EISDIR|ENOTEMPTY|EEXIST/);
-  await assert.rejects(embed({ ...base, out: join(out, 'rows.safetensors') }), /EISDIR|ENOTEMPTY|EEXIST/);
+  await assert.rejects(embed({ ...base, out: join(out, 'list.safetensors'), overwrite: true }), /EISDIR|ENOTEMPTY|EEXIST/);
+  await assert.rejects(embed({ ...base, out: join(out, 'rows.safetensors'), overwrite: true }), /EISDIR|ENOTEMPTY|EEXIST/);
   assert.deepEqual(
     readdirSync(out).filter((f) => f.includes('.partial') || f.includes('.tmp')),
     [],
@@ -245,13 +245,13 @@ test('an embed that fails after loading the encoder frees its tensors and leaves
   assert.equal(live(), start);
 });
 
-test('an aborted embed stops before its next batch, rejects with the signal’s reason and leaves no output files', async () => {
+test('an aborted embed stops before its next batch, rejects with an AbortError (the signal’s reason as its cause) and leaves no output files', async () => {
   const images = join(dir, 'abort-six');
   for (let i = 0; i < 6; i++) write(join(images, `p${i}.png`), i === 2 ? 'not a png\n' : await encode(picture(32, 32, i), 32, 32, 3, 'png'));
   const out = join(dir, 'aborted', 'x.safetensors');
   const base = { checkpoint: encoderPath, images, out, batchSize: 2, numWorkers: 0, progress: null };
   const live = torch.memoryStats().liveTensors;
-  await assert.rejects(embed({ ...base, onWarning: () => {}, signal: AbortSignal.abort() }), { name: 'AbortError' });
+  await assert.rejects(embed({ ...base, onWarning: () => {}, signal: AbortSignal.abort() }), { name: 'AbortError', code: 'ERR_ABORTED' });
   // aborted while it runs: the loader's warning about p2 (read for the second batch) aborts the job
   const controller = new AbortController();
   const warnings: string[] = [];
@@ -321,7 +321,7 @@ test('two embeds of one process into the same file at once: the second is refuse
   assert.deepEqual(readSafetensorsHeader(out).tensors.get('features')?.shape, list.shape);
   assert.deepEqual(list.shape, [4, 1 + 16, 16]);
   // the claim ends with the job: the same output again is written
-  await embed({ ...base, pooling: 'cls' });
+  await embed({ ...base, pooling: 'cls', overwrite: true });
   assert.deepEqual(readSafetensorsHeader(out).tensors.get('features')?.shape, [4, 16]);
 });
 

@@ -113,6 +113,7 @@ test('predict: accuracy equals finetune’s for its checkpoint; top-k per image;
             topK: 2,
             threads: 1,
             numWorkers: 0,
+            overwrite: true,
           }),
         ),
         /cannot write .*u\.json: ENOSPC/,

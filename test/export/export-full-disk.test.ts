@@ -37,14 +37,14 @@ test('a full disk at the config of an export over an earlier one leaves the earl
   exportEncoder(a, join(out, 'enc'));
   const files = [join(out, 'enc.safetensors'), join(out, 'enc.json')];
   const pair = files.map(sha);
-  assert.throws(() => fullAt(/enc\.json\.tmp-/, () => exportEncoder(b, join(out, 'enc'))), /cannot write .*enc\.json: ENOSPC/);
+  assert.throws(() => fullAt(/enc\.json\.tmp-/, () => exportEncoder(b, join(out, 'enc'), { overwrite: true })), /cannot write .*enc\.json: ENOSPC/);
   assert.deepEqual(files.map(sha), pair, 'weights and config as the first export wrote them');
 
   exportOnnx(a, join(out, 'onnx-a'), { dtype: 'float32', attention: false });
   const onnx = [join(out, 'onnx-a', 'onnx', 'model.onnx'), join(out, 'onnx-a', 'config.json'), join(out, 'onnx-a', 'preprocessor_config.json')];
   const before = onnx.map(sha);
   assert.throws(
-    () => fullAt(/onnx-a\/config\.json\.tmp-/, () => exportOnnx(b, join(out, 'onnx-a'), { dtype: 'float32', attention: false })),
+    () => fullAt(/onnx-a\/config\.json\.tmp-/, () => exportOnnx(b, join(out, 'onnx-a'), { dtype: 'float32', attention: false, overwrite: true })),
     /cannot write .*config\.json: ENOSPC/,
   );
   assert.deepEqual(onnx.map(sha), before, 'model.onnx and its configs as the first export wrote them');

@@ -2,13 +2,15 @@
 // over the encoder they read (export --out RUN/checkpoints/best/model replaced its weights).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exportEncoder } from '../../src/export/safetensors';
 import { exportOnnx } from '../../src/export/onnx-export';
 import { verifyCheckpoint } from '../../src/io/checkpoint';
 import { tinyModel, writeRunCheckpoint } from '../viz/helpers';
+import { encode, picture } from '../data/helpers';
+import * as lib from '../../src';
 
 test('exportEncoder and exportOnnx refuse outputs in a checkpoint folder; the checkpoint stays intact', () => {
   const run = mkdtempSync(join(tmpdir(), 'semaim-lib-out-'));
@@ -24,6 +26,64 @@ test('exportEncoder and exportOnnx refuse outputs in a checkpoint folder; the ch
     assert.equal(verifyCheckpoint(ckpt, 'weights'), null);
     const ok = exportEncoder(run, join(run, 'export', 'encoder'));
     assert.equal(ok.tensors > 0, true);
+  } finally {
+    rmSync(run, { recursive: true, force: true });
+  }
+});
+
+test('the library refuses to replace an earlier export or embed unless asked (overwrite: true), as the command without --overwrite', async () => {
+  const run = mkdtempSync(join(tmpdir(), 'semaim-lib-overwrite-'));
+  try {
+    const model = tinyModel();
+    writeRunCheckpoint(run, model);
+    model.dispose();
+    const refused = (files: string[]) => (e: unknown) => {
+      assert.ok(e instanceof lib.OptionError, String(e));
+      assert.equal(e.code, 'ERR_OUTPUT_EXISTS');
+      assert.equal(e.key, 'out');
+      assert.match(e.message, /exists: choose another output/);
+      assert.ok(files.some((f) => e.message.includes(f)));
+      return true;
+    };
+    const snapshot = (files: string[]) => files.map((f) => readFileSync(f).toString('base64'));
+    // exportEncoder: the second export, of another encoder, would replace the pair
+    const enc = join(run, 'out', 'enc');
+    lib.exportEncoder(run, enc);
+    const encFiles = [`${enc}.safetensors`, `${enc}.json`];
+    const encBefore = snapshot(encFiles);
+    assert.throws(() => lib.exportEncoder(run, enc), refused(encFiles));
+    assert.deepEqual(snapshot(encFiles), encBefore);
+    lib.exportEncoder(run, enc, { overwrite: true });
+    // exportOnnx into a folder holding an earlier export
+    const onnx = join(run, 'out', 'onnx');
+    lib.exportOnnx(run, onnx, { dtype: 'float32', attention: false });
+    const onnxFiles = ['onnx/model.onnx', 'config.json', 'preprocessor_config.json'].map((f) => join(onnx, f));
+    const onnxBefore = snapshot(onnxFiles);
+    assert.throws(() => lib.exportOnnx(run, onnx, { dtype: 'float32', attention: true }), refused(onnxFiles));
+    assert.deepEqual(snapshot(onnxFiles), onnxBefore);
+    const again = lib.exportOnnx(run, onnx, { dtype: 'float32', attention: true, overwrite: true });
+    assert.notDeepEqual(snapshot(onnxFiles), onnxBefore, 'replaced when asked');
+    assert.equal(again.model, onnxFiles[0]);
+    // exportWeb into a folder holding a page
+    const web = join(run, 'out', 'web');
+    lib.exportWeb(run, web, { dtype: 'float32' });
+    const page = snapshot([join(web, 'model.onnx'), join(web, 'index.html')]);
+    assert.throws(() => lib.exportWeb(run, web, { dtype: 'float32' }), refused([join(web, 'model.onnx')]));
+    assert.deepEqual(snapshot([join(web, 'model.onnx'), join(web, 'index.html')]), page);
+    lib.exportWeb(run, web, { dtype: 'float32', overwrite: true });
+    // embed over earlier features: refused before any image is read
+    const images = join(run, 'images');
+    mkdirSync(images);
+    writeFileSync(join(images, 'a.png'), await encode(picture(16, 16, 1), 16, 16, 3, 'png'));
+    const out = join(run, 'out', 'f.safetensors');
+    const base = { checkpoint: run, images, out, numWorkers: 0, progress: null, threads: 1 };
+    await lib.embed(base);
+    const embedFiles = [out, join(run, 'out', 'f.json')];
+    const features = snapshot(embedFiles);
+    await assert.rejects(lib.embed({ ...base, pooling: 'mean' }), refused(embedFiles));
+    assert.deepEqual(snapshot(embedFiles), features);
+    const r = await lib.embed({ ...base, pooling: 'mean', overwrite: true });
+    assert.equal(r.count, 1);
   } finally {
     rmSync(run, { recursive: true, force: true });
   }

@@ -10,6 +10,8 @@
 // Ctrl-C / SIGTERM, and one left by a killed packer goes when the next one starts in that folder.
 
 import { createWriteStream, readdirSync, readFileSync, rmSync, renameSync, statSync, mkdirSync } from 'node:fs';
+import { AbortError, throwIfAborted } from '../../util/errors';
+import { OptionError } from '../../util/options';
 import { extname, join, resolve } from 'node:path';
 import { pack as tarPack } from 'tar-stream';
 import { imageFolder } from '../sources/folder';
@@ -33,6 +35,11 @@ export interface PackOptions {
   overwrite?: boolean;
   onProgress?: (done: number, total: number) => void;
   onWarning?: (line: string) => void;
+  /**
+   * Aborting it stops the pack before its next image: it rejects with an AbortError (code 'ERR_ABORTED')
+   * and removes the shards it wrote, as a pack that fails does (no index.json is written).
+   */
+  signal?: AbortSignal;
 }
 
 export interface PackResult {
@@ -61,7 +68,7 @@ const tempShard = (path: string, pid: number) => `${path}.tmp-${pid}`;
 const TEMP_SHARD = /^shard-\d+\.tar\.tmp-(\d+)$/;
 const STOP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
 
-async function writeShard(path: string, members: Array<{ name: string; data: Buffer }>): Promise<void> {
+async function writeShard(path: string, members: Array<{ name: string; data: Buffer }>, signal?: AbortSignal): Promise<void> {
   const tmp = tempShard(path, process.pid);
   // Ctrl-C / SIGTERM while the shard is written: the temporary file goes, then the signal takes its
   // default course (unless the process handles it itself, and then the stream error path cleans up).
@@ -83,14 +90,17 @@ async function writeShard(path: string, members: Array<{ name: string; data: Buf
   const mtime = new Date(0); // reproducible shards
   try {
     for (const m of members) {
+      throwIfAborted(signal);
       await new Promise<void>((res, rej) => p.entry({ name: m.name, size: m.data.length, mode: 0o644, mtime }, m.data, (e) => (e ? rej(e) : res())));
     }
     p.finalize();
     await done;
     renameSync(tmp, path);
   } catch (e) {
+    p.destroy();
+    out.destroy();
     rmSync(tmp, { force: true });
-    throw writeError(path, e);
+    throw e instanceof AbortError ? e : writeError(path, e);
   } finally {
     for (const s of STOP_SIGNALS) process.off(s, onSignal);
   }
@@ -109,8 +119,11 @@ export async function packImageFolder(o: PackOptions): Promise<PackResult> {
   const existing = readdirSync(output).filter((f) => isShardFile(f) || f === INDEX_FILE);
   if (existing.length) {
     if (!o.overwrite)
-      throw new Error(
-        `shards: ${output} already holds ${existing.length} shard/index file(s) (e.g. ${existing[0]}); choose an empty folder or pass --overwrite`,
+      throw new OptionError(
+        'output',
+        `${output} already holds ${existing.length} shard/index file(s) (e.g. ${existing[0]}); choose an empty folder or pass --overwrite`,
+        undefined,
+        'ERR_OUTPUT_EXISTS',
       );
     for (const f of existing) rmSync(join(output, f), { force: true });
   }
@@ -133,6 +146,7 @@ export async function packImageFolder(o: PackOptions): Promise<PackResult> {
       const members: Array<{ name: string; data: Buffer }> = [];
       let maxLabel = -1;
       for (let t = start; t < Math.min(n, start + shardSize); t++) {
+        throwIfAborted(o.signal);
         const i = order[t];
         const rel = ds.relativePath(i);
         const label = ds.label(i);
@@ -146,7 +160,7 @@ export async function packImageFolder(o: PackOptions): Promise<PackResult> {
       }
       const file = shardName(k);
       const path = join(output, file);
-      await writeShard(path, members);
+      await writeShard(path, members, o.signal);
       shards.push(path);
       const size = statSync(path).size;
       bytes += size;
@@ -154,6 +168,7 @@ export async function packImageFolder(o: PackOptions): Promise<PackResult> {
       entries.push({ file, bytes: size, samples: count, labelled: count, maxLabel });
       o.onProgress?.(Math.min(n, start + shardSize), n);
     }
+    throwIfAborted(o.signal);
     const index: ShardIndexFile = { format: INDEX_FORMAT, classes: [...ds.classes], source: input, samples: n, shards: entries };
     const indexPath = join(output, INDEX_FILE);
     writeFileAtomic(indexPath, JSON.stringify(index, null, 1) + '\n');

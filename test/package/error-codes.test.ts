@@ -1,0 +1,270 @@
+// Every error code of the library's table (README "Errors a program can switch on"), provoked through
+// the package entry as a program meets it, with its class and its message as the command line prints it.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  AbortError,
+  CheckpointError,
+  ConfigError,
+  DataError,
+  KNN_OPTIONS,
+  OptionError,
+  PRETRAIN_OPTIONS,
+  RunInUseError,
+  VisionTransformer,
+  data,
+  embed,
+  exportEncoder,
+  io,
+  loadEncoder,
+  makeConfig,
+  nn,
+  pretrain,
+  resolveOptions,
+  runKnn,
+  torch,
+  trainDataRequest,
+} from '../../src';
+
+torch.setNumThreads(1);
+
+const CFG = { imgSize: 16, patchSize: 8, inChans: 3, embedDim: 16, depth: 2, numHeads: 2, mlpRatio: 2 };
+
+/** A rejection or throw with this class and code (and a message matching `message`). */
+function coded(cls: new (...a: never[]) => Error, code: string, message?: RegExp) {
+  return (e: unknown) => {
+    assert.ok(e instanceof cls, `a ${cls.name}, got ${String(e)}`);
+    assert.equal((e as { code?: string }).code, code);
+    if (message) assert.match(e.message, message);
+    return true;
+  };
+}
+
+function withDir(fn: (dir: string) => Promise<void> | void) {
+  return async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'semaim-codes-'));
+    try {
+      await fn(dir);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+}
+
+/** An exported encoder (weights + config JSON, as `semaim export` writes them). */
+function writeEncoder(dir: string, name = 'enc'): string {
+  const enc = new VisionTransformer(CFG).initWeights();
+  const path = join(dir, `${name}.safetensors`);
+  io.saveTensors(path, enc.stateDict(), { config: JSON.stringify(CFG) });
+  writeFileSync(join(dir, `${name}.json`), JSON.stringify(CFG));
+  enc.dispose();
+  return path;
+}
+
+const knnOptions = (dir: string, extra: Record<string, unknown>) =>
+  resolveOptions(KNN_OPTIONS, {
+    checkpoint: join(dir, 'enc.safetensors'),
+    dataset: 'synthetic',
+    trainLimit: 16,
+    testLimit: 8,
+    outDir: join(dir, 'knn'),
+    threads: 1,
+    ...extra,
+  });
+
+test('ERR_OPTION and ERR_CONFIG: a bad option value; a model config makeConfig or a model refuses', () => {
+  assert.throws(
+    () => resolveOptions(KNN_OPTIONS, { checkpoint: 'x', evalBatchSize: -1 }),
+    coded(OptionError, 'ERR_OPTION', /option 'evalBatchSize': must be >= 1/),
+  );
+  assert.throws(() => makeConfig('vit_nope'), coded(ConfigError, 'ERR_CONFIG', /unknown preset 'vit_nope'/));
+  assert.throws(
+    () => new VisionTransformer({ ...CFG, patchSize: 5 }),
+    coded(ConfigError, 'ERR_CONFIG', /config 'imgSize': 16 is not divisible by patchSize 5/),
+  );
+});
+
+test(
+  'ERR_OPTION from a job called with a bad option: embed to a file that is not .safetensors, with both images and a dataset',
+  withDir(async (dir) => {
+    const enc = writeEncoder(dir);
+    await assert.rejects(
+      embed({ checkpoint: enc, images: dir, out: join(dir, 'f.bin') }),
+      coded(OptionError, 'ERR_OPTION', /option 'out': must end in \.safetensors/),
+    );
+    await assert.rejects(
+      embed({ checkpoint: enc, images: dir, dataset: 'synthetic', out: join(dir, 'f.safetensors') }),
+      coded(OptionError, 'ERR_OPTION', /option 'images': give either a folder of images/),
+    );
+  }),
+);
+
+test(
+  'ERR_OUTPUT_EXISTS: an export over an earlier one without overwrite (an OptionError naming out)',
+  withDir((dir) => {
+    const enc = writeEncoder(dir);
+    exportEncoder(enc, join(dir, 'out', 'e'));
+    assert.throws(() => exportEncoder(enc, join(dir, 'out', 'e')), coded(OptionError, 'ERR_OUTPUT_EXISTS', /e\.safetensors exists: choose another output/));
+  }),
+);
+
+test(
+  'ERR_DEVICE_UNAVAILABLE: a job asked for a CUDA device this libtorch or machine lacks, before any work',
+  withDir(async (dir) => {
+    writeEncoder(dir);
+    const device = torch.cuda.isAvailable() ? `cuda:${torch.cuda.deviceCount()}` : 'cuda';
+    await assert.rejects(runKnn(knnOptions(dir, { device }), data.DATA_FACTORIES), coded(OptionError, 'ERR_DEVICE_UNAVAILABLE', /option 'device': cuda/));
+    assert.deepEqual(readdirSync(dir).sort(), ['enc.json', 'enc.safetensors']);
+  }),
+);
+
+test('ERR_TORCH_NOT_IMPLEMENTED: a CUDA tensor, or a model moved to CUDA, on a libtorch without CUDA', (t) => {
+  if (torch.cuda.isAvailable() || !/USE_CUDA=OFF/.test(torch.version().config)) return t.skip('this libtorch has CUDA');
+  const isTorch = (e: unknown) => torch.isTorchError(e) && e.code === 'ERR_TORCH_NOT_IMPLEMENTED';
+  assert.throws(() => torch.zeros([2], { device: 'cuda' }), isTorch);
+  const model = new VisionTransformer(CFG);
+  try {
+    assert.throws(
+      () => model.to({ device: 'cuda' }),
+      (e: unknown) => isTorch(e) && /^to: PyTorch is not linked with support for cuda devices/.test((e as Error).message),
+    );
+  } finally {
+    model.dispose();
+  }
+});
+
+test('ERR_TORCH_OOM: an allocation libtorch cannot make', () => {
+  assert.throws(
+    () => torch.empty([2 ** 26, 2 ** 20]),
+    (e: unknown) => torch.isTorchError(e) && e.code === 'ERR_TORCH_OOM',
+  );
+});
+
+test(
+  'ERR_CHECKPOINT: a missing encoder or run, a corrupt .safetensors or .pth, a checkpoint that fails its SHA-256',
+  withDir(async (dir) => {
+    await assert.rejects(
+      runKnn(knnOptions(dir, { checkpoint: join(dir, 'none') }), data.DATA_FACTORIES),
+      coded(CheckpointError, 'ERR_CHECKPOINT', /does not exist/),
+    );
+    assert.throws(() => exportEncoder(join(dir, 'no-run'), join(dir, 'x')), coded(CheckpointError, 'ERR_CHECKPOINT', /no usable checkpoint in/));
+    writeFileSync(join(dir, 'bad.safetensors'), 'not a safetensors file');
+    assert.throws(() => loadEncoder(join(dir, 'bad.safetensors')), coded(CheckpointError, 'ERR_CHECKPOINT', /bad\.safetensors: header length/));
+    assert.throws(() => io.loadTensors(join(dir, 'bad.safetensors')), coded(CheckpointError, 'ERR_CHECKPOINT'));
+    writeFileSync(join(dir, 'bad.pth'), Buffer.from('PK\u0003\u0004 a truncated zip'));
+    assert.throws(() => loadEncoder(join(dir, 'bad.pth')), coded(CheckpointError, 'ERR_CHECKPOINT', /bad\.pth/));
+    // a pre-training checkpoint whose weights changed after it was written
+    const o = resolveOptions(PRETRAIN_OPTIONS, {
+      dataset: 'synthetic',
+      model: 'vit_tiny',
+      embedDim: 16,
+      depth: 1,
+      numHeads: 2,
+      decoderDepth: 1,
+      imgSize: 16,
+      patchSize: 8,
+      batchSize: 8,
+      epochs: 1,
+      warmupEpochs: 0,
+      maxSteps: 1,
+      numWorkers: 0,
+      threads: 1,
+      outDir: join(dir, 'run'),
+    });
+    await pretrain(o, data.makeTrainData(trainDataRequest(o)), { log: () => {}, progress: false, catchSignals: false });
+    const ckpt = join(dir, 'run', 'checkpoints', 'step-00000001');
+    const weights = readFileSync(join(ckpt, 'model.safetensors'));
+    weights[weights.length - 1] ^= 1;
+    writeFileSync(join(ckpt, 'model.safetensors'), weights);
+    assert.throws(() => loadEncoder(ckpt), coded(CheckpointError, 'ERR_CHECKPOINT', /is not usable: model\.safetensors/));
+  }),
+);
+
+test(
+  'ERR_CHECKPOINT_MISMATCH: weights their config does not describe, a state dict that does not fit a module',
+  withDir((dir) => {
+    writeEncoder(dir, 'wide');
+    writeFileSync(join(dir, 'wide.json'), JSON.stringify({ ...CFG, embedDim: 32 }));
+    assert.throws(
+      () => loadEncoder(join(dir, 'wide.safetensors')),
+      coded(CheckpointError, 'ERR_CHECKPOINT_MISMATCH', /the config does not describe these weights/),
+    );
+    const a = new VisionTransformer(CFG);
+    const b = new VisionTransformer({ ...CFG, depth: 3 });
+    try {
+      assert.throws(() => b.loadStateDict(a.stateDict(), { strict: true }), coded(nn.StateDictError, 'ERR_CHECKPOINT_MISMATCH', /missing: +blocks\.2\./));
+    } finally {
+      a.dispose();
+      b.dispose();
+    }
+  }),
+);
+
+test(
+  'ERR_DATA: a data folder that does not exist, one with no images, splits whose classes differ',
+  withDir(async (dir) => {
+    const enc = writeEncoder(dir);
+    const knn = (extra: Record<string, unknown>) => runKnn(knnOptions(dir, extra), data.DATA_FACTORIES);
+    await assert.rejects(knn({ dataset: 'folder', dataPath: join(dir, 'none') }), coded(DataError, 'ERR_DATA', /none(\/train)? does not exist/));
+    for (const split of ['train', 'test']) mkdirSync(join(dir, 'empty', split, 'cat'), { recursive: true });
+    await assert.rejects(knn({ dataset: 'folder', dataPath: join(dir, 'empty') }), coded(DataError, 'ERR_DATA', /found no images under/));
+    await assert.rejects(
+      embed({ checkpoint: enc, images: join(dir, 'empty', 'train', 'cat'), out: join(dir, 'f.safetensors'), progress: null }),
+      coded(DataError, 'ERR_DATA', /found no images in/),
+    );
+    writeFileSync(join(dir, 'empty', 'train', 'cat', 'broken.png'), 'not a png');
+    await assert.rejects(
+      embed({ checkpoint: enc, images: join(dir, 'empty', 'train', 'cat'), out: join(dir, 'f.safetensors'), progress: null, onWarning: () => {} }),
+      coded(DataError, 'ERR_DATA', /samples in a row could not be used \(last: .*broken\.png: not an image file/), // read in a loader worker
+    );
+    await assert.rejects(knn({ dataset: 'cifar10', dataPath: join(dir, 'none.tar.gz') }), coded(DataError, 'ERR_DATA', /archive .*none\.tar\.gz not found/));
+    const twoClasses = (names: string[]) =>
+      new data.MemoryLabelledData(new Float32Array(4 * 3 * 16 * 16), [4, 3, 16, 16], Int32Array.from([0, 1, 0, 1]), 2, names);
+    const f: data.DataFactories = {
+      makeEvalData: (r) => twoClasses(r.split === 'train' ? ['cat', 'dog'] : ['cat', 'fox']),
+      makeTrainData: () => {
+        throw new Error('not used');
+      },
+    };
+    await assert.rejects(
+      runKnn(knnOptions(dir, { k: '1' }), f),
+      coded(DataError, 'ERR_DATA', /class 1 is 'dog' in the train split but 'fox' in the test split/),
+    );
+  }),
+);
+
+test(
+  'ERR_RUN_IN_USE and ERR_ABORTED: a second run into a folder a live run writes; a job whose signal was aborted',
+  withDir(async (dir) => {
+    const o = resolveOptions(PRETRAIN_OPTIONS, {
+      dataset: 'synthetic',
+      model: 'vit_tiny',
+      embedDim: 16,
+      depth: 1,
+      numHeads: 2,
+      decoderDepth: 1,
+      imgSize: 16,
+      patchSize: 8,
+      batchSize: 8,
+      epochs: 1,
+      warmupEpochs: 0,
+      maxSteps: 2,
+      numWorkers: 0,
+      threads: 1,
+      outDir: join(dir, 'run'),
+    });
+    const quiet = { log: () => {}, progress: false, catchSignals: false } as const;
+    const runs = await Promise.allSettled([
+      pretrain(o, data.makeTrainData(trainDataRequest(o)), quiet),
+      pretrain(o, data.makeTrainData(trainDataRequest(o)), quiet),
+    ]);
+    assert.deepEqual(runs.map((r) => r.status).sort(), ['fulfilled', 'rejected']);
+    const refused = runs.find((r): r is PromiseRejectedResult => r.status === 'rejected')!.reason;
+    assert.ok(coded(RunInUseError, 'ERR_RUN_IN_USE', /is in use by another semaim run/)(refused));
+    writeEncoder(dir);
+    await assert.rejects(runKnn(knnOptions(dir, {}), data.DATA_FACTORIES, { signal: AbortSignal.abort() }), coded(AbortError, 'ERR_ABORTED'));
+  }),
+);
