@@ -2,11 +2,14 @@
 // trainer state (state.json) that records the SHA-256 of each file and of its own other content.
 // Reading verifies those hashes and the fields a resume reads.
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, readdirSync, readSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readdirSync, readSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { Tensor } from '../torch';
 import { isJsonObject, jsonBrief } from '../util/json-file';
 import { loadTensors } from './tensors';
+
+// written once, beside the atomic writers; exported here too, where the checkpoint helpers always had it
+export { fsyncPath } from '../util/safe-write';
 
 export interface CheckpointContents {
   /** Tensors of model.safetensors (the model's parameter names). */
@@ -51,20 +54,6 @@ export function sha256File(path: string): string {
     closeSync(fd);
   }
   return h.digest('hex');
-}
-
-/** Flushes a file or folder entry to disk (a no-op where the platform does not support it for folders). */
-export function fsyncPath(path: string): void {
-  try {
-    const fd = openSync(path, 'r');
-    try {
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-  } catch {
-    /* not supported everywhere */
-  }
 }
 
 /** The step folders under a checkpoints root, newest first (unverified). */

@@ -11,11 +11,10 @@ import { constants, cpSync, existsSync, mkdirSync, renameSync, rmSync, writeFile
 import { join } from 'node:path';
 import { saveTensors } from '../io';
 import { namesOfDeadProcesses } from '../util/process-alive';
-import { writeError } from '../util/safe-write';
+import { fsyncPath, writeError } from '../util/safe-write';
 import {
   CheckpointContents,
   LoadedCheckpoint,
-  fsyncPath,
   listCheckpoints,
   readCheckpoint,
   readCheckpointState,

@@ -64,6 +64,26 @@ function writeEncoder(dir: string, name = 'enc'): string {
   return path;
 }
 
+/** A one-block pre-training on the built-in synthetic images, `maxSteps` steps into `outDir`. */
+const tinyPretrain = (outDir: string, maxSteps: number) =>
+  resolveOptions(PRETRAIN_OPTIONS, {
+    dataset: 'synthetic',
+    model: 'vit_tiny',
+    embedDim: 16,
+    depth: 1,
+    numHeads: 2,
+    decoderDepth: 1,
+    imgSize: 16,
+    patchSize: 8,
+    batchSize: 8,
+    epochs: 1,
+    warmupEpochs: 0,
+    maxSteps,
+    numWorkers: 0,
+    threads: 1,
+    outDir,
+  });
+
 const knnOptions = (dir: string, extra: Record<string, unknown>) =>
   resolveOptions(KNN_OPTIONS, {
     checkpoint: join(dir, 'enc.safetensors'),
@@ -157,23 +177,7 @@ test(
     writeFileSync(join(dir, 'bad.pth'), Buffer.from('PK\u0003\u0004 a truncated zip'));
     assert.throws(() => loadEncoder(join(dir, 'bad.pth')), coded(CheckpointError, 'ERR_CHECKPOINT', /bad\.pth/));
     // a pre-training checkpoint whose weights changed after it was written
-    const o = resolveOptions(PRETRAIN_OPTIONS, {
-      dataset: 'synthetic',
-      model: 'vit_tiny',
-      embedDim: 16,
-      depth: 1,
-      numHeads: 2,
-      decoderDepth: 1,
-      imgSize: 16,
-      patchSize: 8,
-      batchSize: 8,
-      epochs: 1,
-      warmupEpochs: 0,
-      maxSteps: 1,
-      numWorkers: 0,
-      threads: 1,
-      outDir: join(dir, 'run'),
-    });
+    const o = tinyPretrain(join(dir, 'run'), 1);
     await pretrain(o, data.makeTrainData(trainDataRequest(o)), { log: () => {}, progress: false, catchSignals: false });
     const ckpt = join(dir, 'run', 'checkpoints', 'step-00000001');
     const weights = readFileSync(join(ckpt, 'model.safetensors'));
@@ -239,23 +243,7 @@ test(
 test(
   'ERR_RUN_IN_USE and ERR_ABORTED: a second run into a folder a live run writes; a job whose signal was aborted',
   withDir(async (dir) => {
-    const o = resolveOptions(PRETRAIN_OPTIONS, {
-      dataset: 'synthetic',
-      model: 'vit_tiny',
-      embedDim: 16,
-      depth: 1,
-      numHeads: 2,
-      decoderDepth: 1,
-      imgSize: 16,
-      patchSize: 8,
-      batchSize: 8,
-      epochs: 1,
-      warmupEpochs: 0,
-      maxSteps: 2,
-      numWorkers: 0,
-      threads: 1,
-      outDir: join(dir, 'run'),
-    });
+    const o = tinyPretrain(join(dir, 'run'), 2);
     const quiet = { log: () => {}, progress: false, catchSignals: false } as const;
     const runs = await Promise.allSettled([
       pretrain(o, data.makeTrainData(trainDataRequest(o)), quiet),

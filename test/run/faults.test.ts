@@ -19,6 +19,7 @@ import { readMetrics } from '../../src/run/metrics';
 import { OptionError, resolveOptions } from '../../src/util/options';
 import { SemAIM, loadTeacher, resolveEncoder, validateConfig } from '../../src/semaim';
 import { memoryTrainData } from '../eval/helpers';
+import { TINY_SEMAIM } from '../train/helpers';
 
 function data(seed = 1): TrainData {
   const g = new torch.Generator(seed);
@@ -30,12 +31,7 @@ function data(seed = 1): TrainData {
 
 function options(outDir: string, extra: Record<string, unknown> = {}): PretrainOptions {
   return resolveOptions(PRETRAIN_OPTIONS, {
-    model: 'vit_tiny',
-    imgSize: 16,
-    patchSize: 4,
-    embedDim: 32,
-    depth: 2,
-    numHeads: 2,
+    ...TINY_SEMAIM,
     decoderDepth: 1,
     blur: false,
     batchSize: 4,

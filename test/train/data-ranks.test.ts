@@ -9,15 +9,11 @@ import { resolveOptions } from '../../src/util/options';
 import { packImageFolder } from '../../src/data';
 import type { TrainBatch } from '../../src/train/pretrain';
 import { tempDir, write, picture, encode } from '../data/helpers';
+import { TINY_SEMAIM } from './helpers';
 
 function options(extra: Record<string, unknown> = {}) {
   return resolveOptions(PRETRAIN_OPTIONS, {
-    model: 'vit_tiny',
-    imgSize: 16,
-    patchSize: 4,
-    embedDim: 32,
-    depth: 2,
-    numHeads: 2,
+    ...TINY_SEMAIM,
     decoderDepth: 2,
     blur: false,
     dataset: 'synthetic',

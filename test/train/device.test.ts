@@ -17,15 +17,11 @@ import { readMetrics } from '../../src/run/metrics';
 import { OptionError, resolveOptions } from '../../src/util/options';
 import { checkDevice } from '../../src/run/device';
 import { KNN_OPTIONS, LINPROBE_OPTIONS, FINETUNE_OPTIONS } from '../../src/eval/options';
+import { TINY_SEMAIM } from './helpers';
 
 function options(extra: Record<string, unknown> = {}) {
   return resolveOptions(PRETRAIN_OPTIONS, {
-    model: 'vit_tiny',
-    imgSize: 16,
-    patchSize: 4,
-    embedDim: 32,
-    depth: 2,
-    numHeads: 2,
+    ...TINY_SEMAIM,
     decoderDepth: 2,
     blur: false,
     dataset: 'synthetic',

@@ -17,6 +17,7 @@ import { PRETRAIN_OPTIONS } from '../../src/train/pretrain-options';
 import { resolveOptions } from '../../src/util/options';
 import { MemoryLabelledData } from '../../src/data';
 import { memoryTrainData } from '../eval/helpers';
+import { TINY_SEMAIM } from './helpers';
 
 test("authorsEmaDecay is the authors' per-epoch ramp from the start value to 0.9999 over 100 epochs", () => {
   // their line, evaluated as Python does it: 0.999 + epoch / 100 * (0.9999 - 0.999)
@@ -86,12 +87,7 @@ test('pre-training under the ramp: the EMA equals the constant one through epoch
       const data = memoryTrainData(new MemoryLabelledData(pixels.toFloat32Array(), [16, 3, 16, 16], new Int32Array(16), 1), 4, 5);
       pixels.dispose();
       const o = resolveOptions(PRETRAIN_OPTIONS, {
-        model: 'vit_tiny',
-        imgSize: 16,
-        patchSize: 4,
-        embedDim: 32,
-        depth: 2,
-        numHeads: 2,
+        ...TINY_SEMAIM,
         decoderDepth: 1,
         blur: false,
         batchSize: 4,

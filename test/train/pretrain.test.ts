@@ -15,6 +15,7 @@ import { readMetrics } from '../../src/run/metrics';
 import { resolveOptions, OptionError, parseArgv } from '../../src/util/options';
 import { SemAIM } from '../../src/semaim';
 import { paramGroupsWeightDecay } from '../../src/optim';
+import { TINY_SEMAIM } from './helpers';
 
 /** Deterministic in-memory images: smooth random blobs, shuffled per epoch from the seed. */
 function memoryData(n: number, batch: number, seed: number, opts: { nan?: boolean } = {}): TrainData {
@@ -30,12 +31,7 @@ function memoryData(n: number, batch: number, seed: number, opts: { nan?: boolea
 
 function options(outDir: string, extra: Record<string, unknown> = {}) {
   return resolveOptions(PRETRAIN_OPTIONS, {
-    model: 'vit_tiny',
-    imgSize: 16,
-    patchSize: 4,
-    embedDim: 32,
-    depth: 2,
-    numHeads: 2,
+    ...TINY_SEMAIM,
     decoderDepth: 2,
     blur: false,
     batchSize: 4,
