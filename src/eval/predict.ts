@@ -118,7 +118,10 @@ async function predictJob(o: PredictOptions): Promise<PredictResult> {
   const progress = o.progress === null ? null : new Progress(o.progress ?? 'predict', ds.length);
   const plan = loader.plan(0);
   let seen = 0;
+  let release = () => {};
   try {
+    // from the start: another writer of the same files (this process or another) is refused before the work, not after it
+    release = claimOutputs([out, predictCsvPath(out)]);
     for await (const batch of loader.iterate(0)) {
       throwIfAborted(o.signal);
       const B = batch.shape[0];
@@ -182,19 +185,14 @@ async function predictJob(o: PredictOptions): Promise<PredictResult> {
       predictions,
     };
     // both or (a full disk) neither: an earlier run's list never sits beside this run's table
-    // (another process writing the same files refuses rather than interleaving its renames with ours)
-    const release = claimOutputs([out, predictCsvPath(out)]);
-    try {
-      writeFilesAtomic([
-        [predictCsvPath(out), formatCsv(list, k)],
-        [out, formatList(list)],
-      ]);
-    } finally {
-      release();
-    }
+    writeFilesAtomic([
+      [predictCsvPath(out), formatCsv(list, k)],
+      [out, formatList(list)],
+    ]);
     if (skipped.length) warn(`predict: skipped ${skipped.length} unreadable image${skipped.length === 1 ? '' : 's'} (listed in ${out})`);
     return { path: out, csvPath: predictCsvPath(out), count: predictions.length, skipped: skipped.length, accuracy: list.accuracy, seconds };
   } finally {
+    release();
     progress?.done();
     await loader.close();
     model.dispose();

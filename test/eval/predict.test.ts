@@ -11,6 +11,7 @@ import { commands } from '../../src/cli/commands';
 import { predict, type PredictList } from '../../src/eval/predict';
 import { resolveClassifier, resolvePredictor } from '../../src/eval/classifier-source';
 import { OptionError } from '../../src/util/options';
+import { claimOutputs } from '../../src/io/outputs';
 import { encode, picture } from '../data/helpers';
 import { TINY, writeEncoder } from './helpers';
 
@@ -126,6 +127,28 @@ test('predict: accuracy equals finetune’s for its checkpoint; top-k per image;
       pairBefore,
       'the earlier pair',
     );
+
+    // another job writing u.json/u.csv: refused before any image is read, not after the work
+    const held = claimOutputs([unlabelled, join(root, 'pred', 'u.csv')]);
+    let batches = 0;
+    try {
+      await assert.rejects(
+        predict({
+          checkpoint: join(ft, 'checkpoints', 'best'),
+          images: join(root, 'data', 'test', 'green'),
+          out: unlabelled,
+          overwrite: true,
+          threads: 1,
+          numWorkers: 0,
+          progress: null,
+          onProgress: () => batches++,
+        }),
+        /u\.json is being written by another job of this process/,
+      );
+    } finally {
+      held();
+    }
+    assert.equal(batches, 0, 'no image was classified');
 
     // refused before any image is read: an encoder, a pre-training-style checkpoint, an output in the checkpoint
     assert.throws(() => resolveClassifier(encoder), /expected a fine-tuning run folder/);
