@@ -21,7 +21,7 @@ import {
 import type { Tensor } from '../torch';
 import { claimOutputs, guardOutputs } from '../io/outputs';
 import { CheckpointError } from '../util/errors';
-import { commitFiles, finishInterruptedCommits, stageFile, StagedFile } from '../util/safe-write';
+import { commitFiles, stageFile, StagedFile } from '../util/safe-write';
 
 /** The files exportEncoder writes for `out`. */
 export function encoderExportFiles(out: string): string[] {
@@ -106,7 +106,6 @@ function exportEncoderFile(source: string, out: string, overwrite = false): { we
 /** Writes the encoder's tensors (disposing them) and its config JSON, both or (a full disk, a kill) neither: commitFiles. */
 function writeEncoder(tensors: Map<string, Tensor>, enc: EncoderConfig, source: string, [weights, config]: string[]) {
   mkdirSync(dirname(weights), { recursive: true }); // as the ONNX and web exports create theirs
-  finishInterruptedCommits(dirname(weights)); // an earlier export's temporary files are not dead temps
   const staged: StagedFile[] = [];
   let release = () => {};
   try {

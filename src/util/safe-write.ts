@@ -229,9 +229,11 @@ export function commitFiles(files: StagedFile[]): void {
   }
   const journal = commitJournalPath(files[0].path);
   const dir = dirname(journal);
+  // a folder at a final name would fail its rename half-way through the set: its rename is tried (and
+  // fails, EISDIR) before any other is made or the journal is written
+  const folderAt = files.find((f) => lstatSync(f.path, { throwIfNoEntry: false })?.isDirectory());
   try {
-    // a folder at a final name would fail its rename half-way through the set: refused before any
-    for (const f of files) if (lstatSync(f.path, { throwIfNoEntry: false })?.isDirectory()) renameSync(f.tmp, f.path);
+    if (folderAt) renameSync(folderAt.tmp, folderAt.path);
     writeFileAtomic(
       journal,
       JSON.stringify({
@@ -244,7 +246,7 @@ export function commitFiles(files: StagedFile[]): void {
     fsyncPath(dir);
   } catch (e) {
     for (const f of files) f.abort();
-    throw writeError(files.find((f) => lstatSync(f.path, { throwIfNoEntry: false })?.isDirectory())?.path ?? journal, e);
+    throw writeError(folderAt?.path ?? journal, e);
   }
   // from here on the journal stands for the new set: a rename that fails after another was made leaves it
   // (and the temporary files) for the next writer or reader to complete, rather than half a set with
@@ -310,7 +312,6 @@ export function finishInterruptedCommits(dir: string, note: (msg: string) => voi
  * kill between the renames is completed by the next writer or reader.
  */
 export function writeFilesAtomic(files: [path: string, data: string | Uint8Array][]): void {
-  if (files.length) finishInterruptedCommits(dirname(files[0][0])); // an earlier set's temporary files are not dead temps
   const staged: StagedFile[] = [];
   try {
     for (const [path, data] of files) staged.push(stageFile(path, data));
