@@ -2,11 +2,10 @@
 // (--overwrite), and never one the command reads from (an encoder and its config), nor a file of a
 // checkpoint or of a run folder, which other commands read and verify.
 import { existsSync, lstatSync, mkdirSync, realpathSync, statSync } from 'node:fs';
-import { hostname } from 'node:os';
 import { basename, dirname, join, relative, resolve, isAbsolute } from 'node:path';
 import { OptionError } from '../util/options';
 import { finishInterruptedCommits, writeError } from '../util/safe-write';
-import { lockFile } from '../util/file-lock';
+import { describeHolder, lockFile } from '../util/file-lock';
 
 /** The path with its folder's symlinks resolved (the file itself need not exist). */
 function canonical(path: string): string {
@@ -101,7 +100,7 @@ export function claimOutputs(outputs: string[], option = 'out'): () => void {
   }
   if (typeof unlock !== 'function') {
     const h = unlock;
-    const who = `process ${h.pid} on ${h.host === hostname() ? 'this machine' : `host ${h.host}`}, since ${h.since}`;
+    const who = describeHolder(h);
     throw new OptionError(
       option,
       `${outputs[0]} is being written by another semaim process (${who}): wait for it, or choose another output; if that process is gone, delete ${lock}`,

@@ -13,10 +13,15 @@ export interface Holder {
   since: string;
 }
 
-/** Locks this process holds (a lock of this pid not among them was left by an earlier, failed run in it). */
-export const held = new Set<string>();
+/** Who holds a lock, in words: `process 123 on this machine, since <time>` (or `on host <name>`). */
+export function describeHolder(h: Holder): string {
+  return `process ${h.pid} on ${h.host === hostname() ? 'this machine' : `host ${h.host}`}, since ${h.since}`;
+}
 
-export function readText(path: string): string | null {
+/** Locks this process holds (a lock of this pid not among them was left by an earlier, failed run in it). */
+const held = new Set<string>();
+
+function readText(path: string): string | null {
   try {
     return readFileSync(path, 'utf8');
   } catch (e) {
@@ -25,7 +30,7 @@ export function readText(path: string): string | null {
   }
 }
 
-export function parseHolder(text: string): Holder | null {
+function parseHolder(text: string): Holder | null {
   try {
     const h = JSON.parse(text) as Holder;
     return Number.isSafeInteger(h.pid) && typeof h.host === 'string' ? h : null;
@@ -80,7 +85,7 @@ function holderGone(h: Holder | null, path: string): boolean {
  * file never goes missing (moving it aside let a third starter create a fresh one meanwhile: two holders).
  * The marker is taken the same way, so a starter killed while holding one does not block the folder.
  */
-export function take(path: string, mine: string, depth: number): true | Holder {
+function take(path: string, mine: string, depth: number): true | Holder {
   for (let attempt = 0; attempt < 3; attempt++) {
     if (createWhole(path, mine)) return true;
     const text = readText(path);
