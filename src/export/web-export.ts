@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { exportAsset, packageVersion } from './assets';
 import { FloatType } from './onnx-graph';
 import { onnxModelOf } from './onnx-export';
-import { writeFileAtomic, writeFilesAtomic } from '../util/safe-write';
+import { writeFilesAtomic } from '../util/safe-write';
 import { evalPreprocessing } from './preprocessing';
 import { OPSET } from './vit-onnx';
 import { claimOutputs, guardOutputs } from '../io/outputs';
@@ -37,6 +37,9 @@ export function onnxruntimeWeb(): { dist: string; version: string } {
   }
   throw new Error(`cannot find onnxruntime-web's package.json above ${entry}`);
 }
+
+const ORT_README = (version: string) =>
+  `onnxruntime-web ${version} (WebAssembly build), copied from its npm package. MIT License, Copyright (c) Microsoft Corporation.\n`;
 
 export interface WebExportResult {
   dir: string;
@@ -72,17 +75,17 @@ export function exportWeb(source: string, outDir: string, o: { dtype: FloatType;
   // another process exporting to the same folder refuses rather than interleaving its renames with ours
   const release = claimOutputs(webExportFiles(outDir));
   try {
-    // the model and what describes it, both or (a full disk) neither
-    writeFilesAtomic([
+    // every file of this export is one commit (one journal, beside model.onnx): a full disk changes none
+    // of them, and a kill between the renames is completed by the next writer, so the page, the runtime
+    // and the model are always of one export
+    const files: [string, string | Uint8Array][] = [
       [join(outDir, 'model.onnx'), m.bytes],
       [join(outDir, 'model.json'), JSON.stringify(info, null, 2) + '\n'],
-    ]);
-    for (const f of PAGE_FILES) writeFileAtomic(join(outDir, f), readFileSync(exportAsset(join('web', f))));
-    for (const f of ORT_FILES) writeFileAtomic(join(outDir, 'ort', f), readFileSync(join(ort.dist, f)));
-    writeFileAtomic(
-      join(outDir, 'ort', 'README.txt'),
-      `onnxruntime-web ${ort.version} (WebAssembly build), copied from its npm package. MIT License, Copyright (c) Microsoft Corporation.\n`,
-    );
+      ...PAGE_FILES.map((f): [string, Uint8Array] => [join(outDir, f), readFileSync(exportAsset(join('web', f)))]),
+      ...ORT_FILES.map((f): [string, Uint8Array] => [join(outDir, 'ort', f), readFileSync(join(ort.dist, f))]),
+      [join(outDir, 'ort', 'README.txt'), ORT_README(ort.version)],
+    ];
+    writeFilesAtomic(files);
   } finally {
     release();
   }

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { commitJournalPath, finishInterruptedCommits, writeFileAtomic, writeFilesAtomic } from '../../src/util/safe-write';
 import { checkOutputs } from '../../src/io/outputs';
 import { OptionError } from '../../src/util/options';
+import { VisionTransformer, io } from '../../src';
 
 const CLI = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
 const SAFE_WRITE = join(__dirname, '..', '..', 'src', 'util', 'safe-write.js');
@@ -209,4 +210,63 @@ test('two processes writing one output: the second refuses naming the first (emb
   assert.equal(cli('export', '--checkpoint', run, '--out', enc).status, 0);
   assert.deepEqual(ls(join(dir, 'em')), ['f.json', 'f.safetensors'], 'the lock goes with the writer');
   assert.deepEqual(ls(join(dir, 'ex')), ['enc.json', 'enc.safetensors']);
+});
+
+/** An encoder file of width `embedDim` (weights + config JSON, as an export writes them). */
+function encoderFile(dir: string, name: string, embedDim: number): string {
+  const cfg = { imgSize: 16, patchSize: 8, inChans: 3, embedDim, depth: 1, numHeads: 2, mlpRatio: 2 };
+  const enc = new VisionTransformer(cfg).initWeights();
+  const path = join(dir, `${name}.safetensors`);
+  io.saveTensors(path, enc.stateDict(), { config: JSON.stringify(cfg) });
+  writeFileSync(join(dir, `${name}.json`), JSON.stringify(cfg));
+  enc.dispose();
+  return path;
+}
+
+test('export --format web killed between its renames: the model, the page and ort/ are one commit, and the rerun puts the whole new set in place', (t) => {
+  const dir = scratch(t);
+  const [a, b] = [encoderFile(dir, 'a', 16), encoderFile(dir, 'b', 32)];
+  const web = join(dir, 'web');
+  const cli = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 120_000 });
+  const first = cli('export', '--checkpoint', a, '--format', 'web', '--out', web);
+  assert.equal(first.status, 0, first.stderr);
+  // the page and runtime files of an earlier export (another semaim or onnxruntime-web version)
+  for (const f of ['index.html', 'app.js', join('ort', 'README.txt')]) writeFileSync(join(web, f), 'of the earlier export');
+
+  // killed right after its first rename (model.onnx): every other file of the new export is still to come
+  killedAtRename(dir, 'web/model\\.onnx$', [CLI, 'export', '--checkpoint', b, '--format', 'web', '--out', web, '--overwrite']);
+  const journal = JSON.parse(readFileSync(join(web, 'model.onnx.commit'), 'utf8')) as { renames: [string, string][] };
+  assert.deepEqual(
+    journal.renames.map(([, final]) => final).sort(),
+    [
+      'app.js',
+      'index.html',
+      'maps.js',
+      'model.json',
+      'model.onnx',
+      'ort/README.txt',
+      'ort/ort-wasm-simd-threaded.mjs',
+      'ort/ort-wasm-simd-threaded.wasm',
+      'ort/ort.wasm.min.mjs',
+      'preprocess.js',
+      'style.css',
+    ],
+    'one journal lists every file of the export',
+  );
+
+  // the rerun (without --overwrite) completes the killed export first, then refuses as for any existing output
+  const rerun = cli('export', '--checkpoint', b, '--format', 'web', '--out', web);
+  assert.equal(rerun.status, 2, rerun.stderr);
+  assert.match(rerun.stderr, /completed the write of .*model\.onnx, .*index\.html, .*ort\/README\.txt that process \d+ was killed in/);
+  assert.equal(JSON.parse(readFileSync(join(web, 'model.json'), 'utf8')).encoder.embedDim, 32, 'the new model');
+  const asset = (f: string) => readFileSync(join(__dirname, '..', '..', '..', 'src', 'export', 'web', f), 'utf8');
+  assert.equal(readFileSync(join(web, 'index.html'), 'utf8'), asset('index.html'), 'the new page, not the earlier export’s');
+  assert.equal(readFileSync(join(web, 'app.js'), 'utf8'), asset('app.js'));
+  assert.match(readFileSync(join(web, 'ort', 'README.txt'), 'utf8'), /^onnxruntime-web [\d.]+ \(WebAssembly build\)/);
+  assert.deepEqual(ls(web), ['app.js', 'index.html', 'maps.js', 'model.json', 'model.onnx', 'model.onnx.lock', 'ort', 'preprocess.js', 'style.css']);
+  assert.deepEqual(
+    ls(join(web, 'ort')),
+    ['README.txt', 'ort-wasm-simd-threaded.mjs', 'ort-wasm-simd-threaded.wasm', 'ort.wasm.min.mjs'],
+    'no temporary file left',
+  );
 });
