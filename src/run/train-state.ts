@@ -153,6 +153,7 @@ export class TrainState {
   /** The losses of a metrics line written off the --log-every cadence, and its step (saved with a checkpoint of that step). */
   private offCadence: (UnloggedLosses & { step: number }) | null = null;
   private readonly totalSteps: number;
+  private readonly perEpoch: number;
 
   constructor(
     private readonly job: TrainJob<unknown>,
@@ -177,6 +178,7 @@ export class TrainState {
     this.progress = o.progress === false ? null : new Progress(job.kind, o.totalSteps);
     this.onMetrics = o.onMetrics;
     this.totalSteps = o.totalSteps;
+    this.perEpoch = o.perEpoch;
   }
 
   /** Processes training together (1 without a group). */
@@ -231,18 +233,25 @@ export class TrainState {
   /**
    * Refuses, before any step, a run whose checkpoints the disk cannot hold (checkFreeSpace). A checkpoint
    * is the model's tensors, the optimiser's state (every parameter's, as after the first step), the EMA's
-   * and 256 KiB for the rest (state.json, RNG states, headers); at the peak the folder holds --keep-last step folders, the next one written
-   * before the oldest is removed, and 'best' with the copy that replaces it; those already there count as used.
+   * and 256 KiB for the rest (state.json, RNG states, headers). At the peak the folder holds the step
+   * folders kept (--keep-last, never more than the run writes), the next one written before the oldest is
+   * removed, and 'best' with the copy that replaces it; those already there count as used.
    */
   private checkSpace(): void {
     if (this.step >= this.totalSteps) return; // finished: started again, it writes no checkpoint
     const { job } = this;
     const bytes = (ts: Iterable<Tensor>) => [...ts].reduce((n, t) => n + t.numel * torch.dtypeBytes(t.dtype), 0);
     const size = (256 << 10) + bytes(job.model.stateDict().values()) + job.optimizer.stateBytes() + (job.ema ? bytes(job.ema.stateTensors().values()) : 0);
-    const steps = Math.max(1, this.run.keepLast + 1 - this.checkpoints.list().length);
-    const best = existsSync(join(this.checkpoints.root, 'best')) ? 1 : 2;
+    const writes = checkpointsToWrite(this.step, this.totalSteps, this.run.checkpointEvery, this.perEpoch);
+    const steps = Math.max(1, Math.min(this.run.keepLast + 1 - this.checkpoints.list().length, writes));
+    // a new 'best' is a copy beside the one it replaces; the run's first, when there is none, replaces nothing
+    const hasBest = existsSync(join(this.checkpoints.root, 'best'));
+    const best = hasBest ? 1 : Math.min(2, writes);
+    const bestWhat = hasBest ? "the copy that replaces 'best'" : best === 1 ? "'best'" : "'best' and the copy that replaces it";
     checkFreeSpace(this.run.outDir, (steps + best) * size, 'the checkpoints of this run', {
-      how: `${steps + best} × ${formatBytes(size)}: up to --keep-last ${this.run.keepLast} step folders, the next one written before the oldest is removed, and 'best' with the copy that replaces it`,
+      how:
+        `${steps + best} × ${formatBytes(size)}: ${steps} step folder${steps === 1 ? '' : 's'} at once (this run writes ${writes} checkpoint${writes === 1 ? '' : 's'}; ` +
+        `up to --keep-last ${this.run.keepLast} kept, the next one written before the oldest is removed), and ${bestWhat}`,
       remedy: 'Free space, lower --keep-last, or use another --out-dir',
     });
   }
@@ -457,6 +466,19 @@ export class TrainState {
     this.window.dispose();
     this.lock?.release();
   }
+}
+
+/**
+ * How many checkpoints a run from step `from` to `total` writes when it is not stopped early: one at every
+ * multiple of `every` and at every epoch end (a multiple of `perEpoch`) before `total`, and the last at `total`
+ * (trainLoop's policy).
+ */
+export function checkpointsToWrite(from: number, total: number, every: number, perEpoch: number): number {
+  if (from >= total) return 0;
+  const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+  const multiples = (x: number) => (Number.isSafeInteger(x) && x > 0 ? Math.floor((total - 1) / x) - Math.floor(from / x) : 0); // in (from, total)
+  const both = Number.isSafeInteger(every) && every > 0 ? (every / gcd(every, perEpoch)) * perEpoch : 0;
+  return multiples(every) + multiples(perEpoch) - multiples(both) + 1;
 }
 
 /** A model config with a feature-target teacher's path resolved (a relative one names another file from another folder). */

@@ -43,26 +43,28 @@ const folderBytes = (dir: string) => readdirSync(dir).reduce((n, f) => n + statS
 test('pretrain and embed on a disk that cannot hold their output are refused before the work, saying how much is needed and free; SEMAIM_NO_SPACE_CHECK=1 starts anyway', (t) => {
   const dir = scratch(t);
   const run = join(dir, 'run');
-  const refused = cli(dir, ['pretrain', ...TINY.split(' '), '--keep-last', '2', '--out-dir', run], { FREE_BYTES: String(2 << 20) });
+  // a checkpoint at each of its 2 steps: both kept (--keep-last 2), 'best' and the copy that replaces it
+  const EVERY_STEP = [...TINY.split(' '), '--checkpoint-every', '1', '--keep-last', '2'];
+  const refused = cli(dir, ['pretrain', ...EVERY_STEP, '--out-dir', run], { FREE_BYTES: String(2 << 20) });
   assert.equal(refused.status, 1, refused.stderr);
   const m =
-    /^semaim: not enough free space in (.*) for the checkpoints of this run: needs about ([\d.]+) (\w+) \((\d) × ([\d.]+) (\w+): up to --keep-last 2 step folders, the next one written before the oldest is removed, and 'best' with the copy that replaces it\), 2\.0 MiB free\. Free space, lower --keep-last, or use another --out-dir; or set SEMAIM_NO_SPACE_CHECK=1 to start anyway if the estimate is wrong$/m.exec(
+    /^semaim: not enough free space in (.*) for the checkpoints of this run: needs about ([\d.]+) (\w+) \((\d) × ([\d.]+) (\w+): 2 step folders at once \(this run writes 2 checkpoints; up to --keep-last 2 kept, the next one written before the oldest is removed\), and 'best' and the copy that replaces it\), 2\.0 MiB free\. Free space, lower --keep-last, or use another --out-dir; or set SEMAIM_NO_SPACE_CHECK=1 to start anyway if the estimate is wrong$/m.exec(
       refused.stderr,
     );
   assert.ok(m, refused.stderr);
   assert.equal(m[1], run);
-  assert.equal(Number(m[4]), 2 + 1 + 2, 'keep-last 2, the next one, best and its replacement');
+  assert.equal(Number(m[4]), 2 + 2, 'the 2 step folders, best and its replacement');
   assert.equal(existsSync(join(run, 'metrics.jsonl')), false, 'refused before the first step');
   assert.equal(existsSync(join(run, 'checkpoints')), false);
 
   // started anyway (the estimate could be wrong): it runs; one checkpoint is no larger than the estimate, nor much smaller
-  const ran = cli(dir, ['pretrain', ...TINY.split(' '), '--keep-last', '2', '--out-dir', run], { FREE_BYTES: String(2 << 20), SEMAIM_NO_SPACE_CHECK: '1' });
+  const ran = cli(dir, ['pretrain', ...EVERY_STEP, '--out-dir', run], { FREE_BYTES: String(2 << 20), SEMAIM_NO_SPACE_CHECK: '1' });
   assert.equal(ran.status, 0, ran.stderr);
   const step = folderBytes(join(run, 'checkpoints', 'step-00000002'));
   const estimate = bytesOf(m[5], m[6]);
   assert.ok(estimate >= step && estimate < step * 1.5, `estimate ${estimate} B for a checkpoint of ${step} B`);
   // finished: started again on the same small disk it does nothing, as before (it writes no checkpoint)
-  const again = cli(dir, ['pretrain', ...TINY.split(' '), '--keep-last', '2', '--out-dir', run], { FREE_BYTES: String(2 << 20) });
+  const again = cli(dir, ['pretrain', ...EVERY_STEP, '--out-dir', run], { FREE_BYTES: String(2 << 20) });
   assert.equal(again.status, 0, again.stderr);
   assert.match(again.stdout + again.stderr, /nothing to do/);
 
@@ -80,6 +82,39 @@ test('pretrain and embed on a disk that cannot hold their output are refused bef
   assert.doesNotMatch(embed.stderr, /embed \[#/, 'no image embedded');
   assert.deepEqual(readdirSync(join(dir, 'em')), [], 'no partial file, no lock left');
   assert.equal(cli(dir, ['embed', '--checkpoint', run, ...EMBED, '--out', out], { FREE_BYTES: String(256 << 10), SEMAIM_NO_SPACE_CHECK: '1' }).status, 0);
+});
+
+test('a short run needs room for the checkpoints it writes, not for --keep-last more: accepted where they fit, refused where they do not (pretrain, finetune)', (t) => {
+  const dir = scratch(t);
+  const estimate = (stderr: string) => {
+    const m = /needs about [\d.]+ \w+ \((\d+) × ([\d.]+) (\w+): (.*?)\), [\d.]+ \w+ free/.exec(stderr);
+    assert.ok(m, stderr);
+    return { copies: Number(m[1]), each: bytesOf(m[2], m[3]), how: m[4] };
+  };
+  // 2 steps with --checkpoint-every 500 and 4 steps an epoch: one checkpoint (the last), and its copy as 'best'
+  const run = join(dir, 'run');
+  const small = cli(dir, ['pretrain', ...TINY.split(' '), '--keep-last', '3', '--out-dir', run], { FREE_BYTES: String(1 << 20) });
+  assert.equal(small.status, 1, small.stderr);
+  const e = estimate(small.stderr);
+  assert.equal(e.copies, 2, e.how);
+  assert.match(e.how, /^1 step folder at once \(this run writes 1 checkpoint; up to --keep-last 3 kept, .*\), and 'best'$/);
+  // room for those two but not for --keep-last 3 + 3: it runs, and writes what was counted
+  const fits = cli(dir, ['pretrain', ...TINY.split(' '), '--keep-last', '3', '--out-dir', run], { FREE_BYTES: String(Math.ceil(2.5 * e.each)) });
+  assert.equal(fits.status, 0, fits.stderr);
+  assert.deepEqual(readdirSync(join(run, 'checkpoints')), ['best', 'step-00000002']);
+  assert.ok(folderBytes(join(run, 'checkpoints', 'step-00000002')) <= e.each, 'the estimate covers what was written');
+
+  // finetune: the same policy (its steps, its --checkpoint-every and epochs)
+  const FT = ['--checkpoint', run, '--dataset', 'synthetic', '--train-limit', '64', '--test-limit', '16', '--batch-size', '16'];
+  const ft = [...FT, '--epochs', '1', '--warmup-epochs', '0', '--max-steps', '2', '--num-workers', '0', '--threads', '1', '--out-dir', join(dir, 'ft')];
+  const ftSmall = cli(dir, ['finetune', ...ft], { FREE_BYTES: String(256 << 10) });
+  assert.equal(ftSmall.status, 1, ftSmall.stderr);
+  const f = estimate(ftSmall.stderr);
+  assert.equal(f.copies, 2, f.how);
+  assert.equal(existsSync(join(dir, 'ft', 'metrics.jsonl')), false, 'refused before the first step');
+  const ftFits = cli(dir, ['finetune', ...ft], { FREE_BYTES: String(Math.ceil(2.5 * f.each)) });
+  assert.equal(ftFits.status, 0, ftFits.stderr);
+  assert.ok(existsSync(join(dir, 'ft', 'checkpoints', 'step-00000002')));
 });
 
 test('on a real 1 MiB tmpfs: pretrain and embed are refused before the work (the kernel’s statfs)', (t) => {
