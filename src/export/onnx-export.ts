@@ -14,6 +14,8 @@ import { isFinetuneFolder, loadClassifier, resolveClassifier } from '../eval/cla
 import { evalPreprocessing } from './preprocessing';
 import { writeFilesAtomic } from '../util/safe-write';
 import { claimOutputs, guardOutputs } from '../io/outputs';
+import { checkExportSpace, filesBytes } from './export-space';
+import { formatBytes } from '../util/disk-space';
 
 export interface OnnxOptions {
   dtype: FloatType;
@@ -102,18 +104,20 @@ export function exportOnnx(source: string, outDir: string, o: OnnxOptions): Onnx
   const m = isFinetuneFolder(source) ? classifierOnnxModelOf(source, o) : onnxModelOf(source, o);
   const [model, config, pre] = onnxExportFiles(outDir, o.dtype);
   guardOutputs([model, config, pre], m.weights, o.overwrite);
-  mkdirSync(join(outDir, 'onnx'), { recursive: true });
   const info = { [m.classNames ? 'classifier' : 'encoder']: m.config, dtype: o.dtype, opset: OPSET, outputs: m.outputs, sourceSha256: m.sourceSha256 };
   const json = m.classNames ? classifierConfigJson(m.config, m.classNames, info) : modelConfigJson(m.config, info);
+  const files: [string, string | Uint8Array][] = [
+    [model, m.bytes],
+    [config, JSON.stringify(json, null, 2) + '\n'],
+    [pre, JSON.stringify(preprocessorConfigJson(evalPreprocessing(m.config.imgSize)), null, 2) + '\n'],
+  ];
+  checkExportSpace(outDir, filesBytes(files), outDir, `model ${formatBytes(m.bytes.length)} and its two JSON files`);
+  mkdirSync(join(outDir, 'onnx'), { recursive: true });
   // all three, or (a full disk) none: an earlier export's config never describes a new model; another
   // process exporting to the same folder refuses rather than interleaving its renames with ours
   const release = claimOutputs([model, config, pre]);
   try {
-    writeFilesAtomic([
-      [model, m.bytes],
-      [config, JSON.stringify(json, null, 2) + '\n'],
-      [pre, JSON.stringify(preprocessorConfigJson(evalPreprocessing(m.config.imgSize)), null, 2) + '\n'],
-    ]);
+    writeFilesAtomic(files);
   } finally {
     release();
   }

@@ -18,7 +18,9 @@ import {
   timmArchitecture,
   timmModelArgs,
 } from '../semaim';
-import type { Tensor } from '../torch';
+import { dtypeBytes, type Tensor } from '../torch';
+import { checkExportSpace } from './export-space';
+import { formatBytes } from '../util/disk-space';
 import { claimOutputs, guardOutputs } from '../io/outputs';
 import { CheckpointError } from '../util/errors';
 import { commitFiles, stageFile, StagedFile } from '../util/safe-write';
@@ -105,6 +107,14 @@ function exportEncoderFile(source: string, out: string, overwrite = false): { we
 
 /** Writes the encoder's tensors (disposing them) and its config JSON, both or (a full disk, a kill) neither: commitFiles. */
 function writeEncoder(tensors: Map<string, Tensor>, enc: EncoderConfig, source: string, [weights, config]: string[]) {
+  try {
+    // the weights' bytes, and 64 KiB for the header (a name and shape a tensor) and the config JSON
+    const bytes = [...tensors.values()].reduce((n, t) => n + t.numel * dtypeBytes(t.dtype), 0);
+    checkExportSpace(dirname(weights), bytes + (64 << 10), weights, `${tensors.size} tensors of ${formatBytes(bytes)} and the config`);
+  } catch (e) {
+    disposeAll(tensors);
+    throw e;
+  }
   mkdirSync(dirname(weights), { recursive: true }); // as the ONNX and web exports create theirs
   const staged: StagedFile[] = [];
   let release = () => {};

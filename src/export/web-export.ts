@@ -12,6 +12,8 @@ import { writeFilesAtomic } from '../util/safe-write';
 import { evalPreprocessing } from './preprocessing';
 import { OPSET } from './vit-onnx';
 import { claimOutputs, guardOutputs } from '../io/outputs';
+import { checkExportSpace, filesBytes } from './export-space';
+import { formatBytes } from '../util/disk-space';
 
 const PAGE_FILES = ['index.html', 'app.js', 'maps.js', 'preprocess.js', 'style.css'];
 /** The WebAssembly build of onnxruntime-web: the ES module the page imports and what it loads. */
@@ -61,7 +63,6 @@ export function exportWeb(source: string, outDir: string, o: { dtype: FloatType;
   const ort = onnxruntimeWeb();
   const m = onnxModelOf(source, { dtype: o.dtype, attention: true, verify: o.verify });
   guardOutputs(webExportFiles(outDir), m.weights, o.overwrite);
-  mkdirSync(join(outDir, 'ort'), { recursive: true });
   const info = {
     encoder: m.config,
     dtype: o.dtype,
@@ -72,19 +73,22 @@ export function exportWeb(source: string, outDir: string, o: { dtype: FloatType;
     semaim: packageVersion(),
     onnxruntimeWeb: ort.version,
   };
+  const files: [string, string | Uint8Array][] = [
+    [join(outDir, 'model.onnx'), m.bytes],
+    [join(outDir, 'model.json'), JSON.stringify(info, null, 2) + '\n'],
+    ...PAGE_FILES.map((f): [string, Uint8Array] => [join(outDir, f), readFileSync(exportAsset(join('web', f)))]),
+    ...ORT_FILES.map((f): [string, Uint8Array] => [join(outDir, 'ort', f), readFileSync(join(ort.dist, f))]),
+    [join(outDir, 'ort', 'README.txt'), ORT_README(ort.version)],
+  ];
+  const bytes = filesBytes(files);
+  checkExportSpace(outDir, bytes, outDir, `model ${formatBytes(m.bytes.length)}, the page and onnxruntime-web ${formatBytes(bytes - m.bytes.length)}`);
+  mkdirSync(join(outDir, 'ort'), { recursive: true });
   // another process exporting to the same folder refuses rather than interleaving its renames with ours
   const release = claimOutputs(webExportFiles(outDir));
   try {
     // every file of this export is one commit (one journal, beside model.onnx): a full disk changes none
     // of them, and a kill between the renames is completed by the next writer, so the page, the runtime
     // and the model are always of one export
-    const files: [string, string | Uint8Array][] = [
-      [join(outDir, 'model.onnx'), m.bytes],
-      [join(outDir, 'model.json'), JSON.stringify(info, null, 2) + '\n'],
-      ...PAGE_FILES.map((f): [string, Uint8Array] => [join(outDir, f), readFileSync(exportAsset(join('web', f)))]),
-      ...ORT_FILES.map((f): [string, Uint8Array] => [join(outDir, 'ort', f), readFileSync(join(ort.dist, f))]),
-      [join(outDir, 'ort', 'README.txt'), ORT_README(ort.version)],
-    ];
     writeFilesAtomic(files);
   } finally {
     release();

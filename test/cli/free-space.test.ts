@@ -9,6 +9,8 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writ
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import { VisionTransformer, io } from '../../src';
+
 const CLI = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
 const TINY =
   '--model vit_tiny --embed-dim 32 --depth 2 --num-heads 2 --img-size 32 --patch-size 4 --synthetic-size 64 --batch-size 16 --epochs 1 --warmup-epochs 0 --max-steps 2 --num-workers 0 --threads 1';
@@ -115,6 +117,40 @@ test('a short run needs room for the checkpoints it writes, not for --keep-last 
   const ftFits = cli(dir, ['finetune', ...ft], { FREE_BYTES: String(Math.ceil(2.5 * f.each)) });
   assert.equal(ftFits.status, 0, ftFits.stderr);
   assert.ok(existsSync(join(dir, 'ft', 'checkpoints', 'step-00000002')));
+});
+
+test('export (safetensors, onnx, web) to a disk that cannot hold it is refused before any file is written, saying how much is needed; SEMAIM_NO_SPACE_CHECK=1 writes it', (t) => {
+  const dir = scratch(t);
+  const cfg = { imgSize: 16, patchSize: 8, inChans: 3, embedDim: 16, depth: 1, numHeads: 2, mlpRatio: 2 };
+  const model = new VisionTransformer(cfg).initWeights();
+  const enc = join(dir, 'enc.safetensors');
+  io.saveTensors(enc, model.stateDict(), { config: JSON.stringify(cfg) });
+  writeFileSync(join(dir, 'enc.json'), JSON.stringify(cfg));
+  model.dispose();
+  const treeBytes = (p: string): number => (statSync(p).isDirectory() ? readdirSync(p).reduce((n, f) => n + treeBytes(join(p, f)), 0) : statSync(p).size);
+  for (const [format, how] of [
+    ['safetensors', /\(\d+ tensors of [\d.]+ KiB and the config\)/],
+    ['onnx', /\(model [\d.]+ KiB and its two JSON files\)/],
+    ['web', /\(model [\d.]+ KiB, the page and onnxruntime-web [\d.]+ MiB\)/],
+  ] as const) {
+    const out = join(dir, format, 'out');
+    const args = ['export', '--checkpoint', enc, '--format', format, '--out', out];
+    const refused = cli(dir, args, { FREE_BYTES: String(16 << 10) });
+    assert.equal(refused.status, 1, refused.stderr);
+    const m =
+      /^semaim: not enough free space in (.*) for the export to (.*): needs about ([\d.]+) (\w+) \((.*)\), 16\.0 KiB free\. Free space, or write --out elsewhere; or set SEMAIM_NO_SPACE_CHECK=1 to start anyway if the estimate is wrong$/m.exec(
+        refused.stderr,
+      );
+    assert.ok(m, refused.stderr);
+    assert.match(refused.stderr, how);
+    assert.equal(existsSync(join(dir, format)), false, `${format}: nothing written, no folder made`);
+    const ran = cli(dir, args, { FREE_BYTES: String(16 << 10), SEMAIM_NO_SPACE_CHECK: '1' });
+    assert.equal(ran.status, 0, ran.stderr);
+    // the estimate covers what was written, and is not much more
+    const written = treeBytes(join(dir, format));
+    const needed = bytesOf(m[3], m[4]);
+    assert.ok(needed >= written * 0.99 && needed < written + (96 << 10), `${format}: estimate ${needed} B for ${written} B written`);
+  }
 });
 
 test('on a real 1 MiB tmpfs: pretrain and embed are refused before the work (the kernel’s statfs)', (t) => {
