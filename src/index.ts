@@ -21,4 +21,4 @@ export * from './eval';
 export * from './export';
 // The errors a program switches on by `code` (README "Errors"); OptionError, ConfigError and
 // RunInUseError come with the jobs above.
-export { AbortError, CheckpointError, DataError } from './util/errors';
+export { AbortError, CheckpointError, DataError, MissingPackageError } from './util/errors';

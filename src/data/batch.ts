@@ -145,6 +145,7 @@ export class BatchBuilder {
   ): Promise<{ index: number; label: number }> {
     const { cfg } = this;
     const N = this.source.length;
+    const before = skipped.length;
     let index = first;
     for (let attempt = 0; ; attempt++) {
       const known = this.bad.get(index);
@@ -166,7 +167,11 @@ export class BatchBuilder {
       }
       if (attempt + 1 >= cfg.maxReplacements) {
         const last = skipped[skipped.length - 1];
-        throw new DataError(`data: ${attempt + 1} samples in a row could not be used (last: ${last.name}: ${last.message}); is the dataset readable?`);
+        const images = new Set(skipped.slice(before).map((r) => r.index)).size; // (a small set draws the same ones again)
+        const which = images === attempt + 1 ? '' : `, ${images} different image${images === 1 ? '' : 's'}`;
+        throw new DataError(
+          `data: ${attempt + 1} samples in a row could not be used (${N} in the dataset${which}; last: ${last.name}: ${last.message}); is the dataset readable?`,
+        );
       }
       index = new Rng(cfg.seed, 'replace', task.epoch, first, attempt).int(N);
     }

@@ -8,6 +8,7 @@ import { Pooling, VisionTransformer, globalPool } from '../semaim';
 import { Progress } from '../run/progress';
 import { withPrecision, type Precision } from '../run/precision';
 import { Augment, LabelledData, indexOrder } from '../data';
+import { checkLabelledBatch } from '../data/check-batch';
 import { rankSlice, severalRanks, type ProcessGroup } from '../dist';
 import { throwIfAborted } from '../util/errors';
 import { gatherRankFeatures, rankRowPositions, rowsPerRankBatch } from './gather-features';
@@ -131,6 +132,7 @@ export async function extractPooledFeatures(
     throwIfAborted(o.signal);
     for await (const batch of data.batches({ batchSize: o.batchSize, shuffle: false, epoch: o.epoch ?? 0, augment: o.augment ?? 'none', seed: o.seed })) {
       throwIfAborted(o.signal);
+      checkLabelledBatch(batch, { chans: encoder.cfg.inChans ?? 3, size: encoder.cfg.imgSize }, data.numClasses);
       const B = batch.shape[0];
       if (n + B > mine) throw new Error(`features: the data gave more than its size (${mine}${mineOf}) images`);
       torch.noGrad(() =>

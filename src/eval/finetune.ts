@@ -10,6 +10,7 @@ import { AdamW, GradScaler, paramGroupsLayerDecay, scaleLr, warmupCosine } from 
 import { disposeAll } from '../io';
 import { EncoderSource, loadEncoderTensors, resolveEncoder } from '../semaim';
 import { LabelledBatch, LabelledData, batchesPerEpoch } from '../data';
+import { checkLabelledBatch } from '../data/check-batch';
 import { OptionError } from '../util/options';
 import { EMA } from '../run/ema';
 import { Progress, afterProgress } from '../run/progress';
@@ -72,6 +73,7 @@ export async function evaluateClassifier(
   let row = 0;
   try {
     for await (const b of data.batches({ batchSize: o.batchSize, shuffle: false, epoch: 0, augment: 'none' })) {
+      checkLabelledBatch(b, { chans: model.cfg.inChans ?? 3, size: model.cfg.imgSize }, model.cfg.numClasses);
       const B = b.shape[0];
       // not counted: the padding that evened out the last global batch, and stand-ins (another image
       // in place of an unusable one: counted once already)
@@ -227,6 +229,7 @@ async function finetuneJob(o: FinetuneOptions, data: FinetuneData, hooks: Finetu
           data.train.batches({ batchSize: o.batchSize, shuffle: true, epoch, augment: o.augment, seed: o.seed, dropLast: true, start }),
         batchSize: (b) => b.shape[0],
         loss(batch) {
+          checkLabelledBatch(batch, { chans: cfg.inChans ?? 3, size: cfg.imgSize }, cfg.numClasses);
           const images = torch.tensor(batch.images, { shape: batch.shape, device });
           const labels = torch.tensor(batch.labels, { dtype: 'int64', device });
           const mixed = mixup.apply(images, labels);

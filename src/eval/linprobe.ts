@@ -13,6 +13,7 @@ import { Progress } from '../run/progress';
 import { Accuracy, AccuracyTally } from './accuracy';
 import { LinearProbe } from './classifier';
 import { LabelledData, batchesPerEpoch } from '../data';
+import { checkLabelledBatch } from '../data/check-batch';
 import { FeaturePooling, FeatureSet, encodeBatch, setSize, shardGroup } from './features';
 import { severalRanks, type ProcessGroup } from '../dist';
 import type { Precision } from '../run/precision';
@@ -269,6 +270,7 @@ export async function linprobeOnline(
   async function* batches(epoch: number): AsyncGenerator<ProbeBatch> {
     const batchSize = o.batchSize / ranks; // this rank's slice of every batch
     for await (const b of trainData.batches({ batchSize, shuffle: true, epoch, augment: o.augment ?? 'resize-crop-flip', seed, dropLast: true })) {
+      checkLabelledBatch(b, { chans: encoder.cfg.inChans ?? 3, size: encoder.cfg.imgSize }, numClasses);
       yield torch.scope(() => {
         const images = torch.tensor(b.images, { shape: b.shape, device });
         const features = encodeBatch(encoder, images, o.pooling, o.precision);

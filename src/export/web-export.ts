@@ -12,6 +12,7 @@ import { writeFilesAtomic } from '../util/safe-write';
 import { evalPreprocessing } from './preprocessing';
 import { OPSET } from './vit-onnx';
 import { claimOutputs, guardOutputs } from '../io/outputs';
+import { MissingPackageError } from '../util/errors';
 import { checkExportSpace, filesBytes } from './export-space';
 import { formatBytes } from '../util/disk-space';
 
@@ -24,8 +25,13 @@ export function onnxruntimeWeb(): { dist: string; version: string } {
   let entry: string;
   try {
     entry = require.resolve('onnxruntime-web');
-  } catch {
-    throw new Error("export --format web needs the npm package onnxruntime-web (its WebAssembly files go into the folder): run 'npm install onnxruntime-web'");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw e;
+    throw new MissingPackageError(
+      'onnxruntime-web',
+      "export --format web needs the npm package onnxruntime-web (its WebAssembly files go into the folder): run 'npm install onnxruntime-web'",
+      { cause: e },
+    );
   }
   for (let dir = dirname(entry); dirname(dir) !== dir; dir = dirname(dir)) {
     const pkg = join(dir, 'package.json');
@@ -34,10 +40,14 @@ export function onnxruntimeWeb(): { dist: string; version: string } {
     if (json.name !== 'onnxruntime-web') continue;
     const dist = join(dir, 'dist');
     const missing = ORT_FILES.filter((f) => !existsSync(join(dist, f)));
-    if (missing.length) throw new Error(`onnxruntime-web ${json.version} in ${dir} lacks ${missing.join(', ')}`);
+    if (missing.length)
+      throw new MissingPackageError(
+        'onnxruntime-web',
+        `onnxruntime-web ${json.version} in ${dir} lacks ${missing.join(', ')}: reinstall it ('npm install onnxruntime-web')`,
+      );
     return { dist, version: json.version ?? '?' };
   }
-  throw new Error(`cannot find onnxruntime-web's package.json above ${entry}`);
+  throw new MissingPackageError('onnxruntime-web', `cannot find onnxruntime-web's package.json above ${entry}: reinstall it ('npm install onnxruntime-web')`);
 }
 
 const ORT_README = (version: string) =>

@@ -6,6 +6,7 @@ import * as torch from '../torch';
 import { AdamW, GradScaler, paramGroupsWeightDecay, warmupCosine, scaleLr } from '../optim';
 import { SemAIM, VisionTransformer, loadTeacher, orderUsesNoise } from '../semaim';
 import type { RankedTrainData, TrainBatch, TrainData } from '../data';
+import { checkTrainBatch } from '../data/check-batch';
 import { EMA, authorsEmaDecay } from '../run/ema';
 import { LoopHooks, StopReason, trainLoop } from '../run/loop';
 import type { StopSignal } from '../run/signals';
@@ -94,6 +95,7 @@ async function pretrainOn(o: PretrainOptions, data: TrainData, hooks: PretrainHo
   const scaler = o.precision === 'fp16' ? new GradScaler() : null;
   const orderGen = new torch.Generator(o.seed + 7919);
   const upload = new DeviceImages(data.normalize ?? null);
+  const input = { chans: cfg.inChans ?? 3, size: cfg.imgSize }; // what every batch must be
   const orderPrecision = o.orderPrecision === 'fp32' ? 'fp32' : o.precision;
   // The order's U(0,1) noise for a batch of B: N processes × batch B draw the noise of 1 process ×
   // batch N·B, each taking its rows. Drawn here, outside a captured graph (which cannot upload host data).
@@ -136,6 +138,7 @@ async function pretrainOn(o: PretrainOptions, data: TrainData, hooks: PretrainHo
         batches: (epoch, start) => data.epoch(epoch, start),
         batchSize: (b) => b.shape[0],
         loss(batch) {
+          checkTrainBatch(batch, input, !!data.normalize);
           const images = upload.upload(batch.images, batch.shape, device);
           const noise = orderNoise(images.shape[0]);
           const { order } = withPrecision(orderPrecision, device, () => model.makeOrder(images, { ema: ema?.shadow, generator: orderGen, noise }));
@@ -143,6 +146,7 @@ async function pretrainOn(o: PretrainOptions, data: TrainData, hooks: PretrainHo
         },
         ...(staticStep && {
           forwardBackward(batch: TrainBatch) {
+            checkTrainBatch(batch, input, !!data.normalize);
             const images = upload.upload(batch.images, batch.shape, device);
             return staticStep.run(images, orderNoise(images.shape[0]));
           },

@@ -1,5 +1,5 @@
 // Errors a library caller can switch on by `code` (README "Errors"): a cancelled job, a checkpoint or
-// encoder file that cannot be used, and data that cannot be opened. The messages stay those the
+// encoder file that cannot be used, data that cannot be opened, an optional package that is missing. The messages stay those the
 // command line prints; the code says what kind of problem it is.
 
 /** A job stopped by its AbortSignal. `cause` is the signal's reason (what `controller.abort(reason)` was given). */
@@ -38,6 +38,22 @@ export class DataError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'DataError';
+  }
+}
+
+/**
+ * An optional npm package that a function needs is not installed, or is incomplete (`packageName`):
+ * code 'ERR_MISSING_PACKAGE'. Installing it is the remedy; nothing else is wrong.
+ */
+export class MissingPackageError extends Error {
+  readonly code = 'ERR_MISSING_PACKAGE';
+  constructor(
+    readonly packageName: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'MissingPackageError';
   }
 }
 

@@ -9,6 +9,9 @@ import { basename, extname, join } from 'node:path';
 import sharp from 'sharp';
 import type { RgbImage } from './canvas';
 import { openImage } from '../data/codecs/decode';
+import { DecodeError } from '../data/codecs/errors';
+import type { Image } from '../data/image';
+import { DataError } from '../util/errors';
 import { identityPlan } from '../data/geometry';
 import { resampleToOutput } from '../data/resample';
 import type { ImageInputOptions } from '../data/options';
@@ -60,23 +63,34 @@ export function listImageFiles(inputs: string[], limit = Infinity): string[] {
 
 /** Decodes one image and resizes the shorter side to `size`, centre-cropping the longer one. */
 export async function loadRgb(path: string, size: number, io: Partial<ImageInputOptions> = {}): Promise<RgbImage> {
+  // a file that cannot be read or decoded is the caller's: a DecodeError (code 'ERR_DATA') naming it, as
+  // the loaders' (a decoder's own failure counts as a corrupt image there too); what follows is ours
+  const cannot = (reason: DecodeError['reason'], e: unknown) =>
+    new DecodeError(reason, `cannot read image ${path}: ${(e as Error).message.split('\n')[0]}`, { cause: e });
+  let bytes: Buffer;
   try {
-    const handle = await openImage(readFileSync(path), { background: 255, maxPixels: io.maxImagePixels, exifOrientation: io.exifOrientation });
-    const img = handle.decode();
-    const { width, height } = img;
-    const chw = new Uint8Array(3 * width * height);
-    resampleToOutput(img, identityPlan(width, height), chw, 0, { kind: 'uint8' });
-    const hwc = Buffer.alloc(chw.length);
-    const hw = width * height;
-    for (let i = 0; i < hw; i++) for (let c = 0; c < 3; c++) hwc[i * 3 + c] = chw[c * hw + i];
-    const { data, info } = await sharp(hwc, { raw: { width, height, channels: 3 } })
-      .resize(size, size, { fit: 'cover', position: 'centre', kernel: 'cubic' })
-      .raw()
-      .toBuffer({ resolveWithObject: true });
-    return { width: info.width, height: info.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) };
+    bytes = readFileSync(path);
   } catch (e) {
-    throw new Error(`cannot read image ${path}: ${(e as Error).message.split('\n')[0]}`, { cause: e });
+    throw cannot('unreadable', e);
   }
+  let img: Image;
+  try {
+    const handle = await openImage(bytes, { background: 255, maxPixels: io.maxImagePixels, exifOrientation: io.exifOrientation });
+    img = handle.decode();
+  } catch (e) {
+    throw cannot(e instanceof DecodeError ? e.reason : 'corrupt', e);
+  }
+  const { width, height } = img;
+  const chw = new Uint8Array(3 * width * height);
+  resampleToOutput(img, identityPlan(width, height), chw, 0, { kind: 'uint8' });
+  const hwc = Buffer.alloc(chw.length);
+  const hw = width * height;
+  for (let i = 0; i < hw; i++) for (let c = 0; c < 3; c++) hwc[i * 3 + c] = chw[c * hw + i];
+  const { data, info } = await sharp(hwc, { raw: { width, height, channels: 3 } })
+    .resize(size, size, { fit: 'cover', position: 'centre', kernel: 'cubic' })
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  return { width: info.width, height: info.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) };
 }
 
 /** RGB8 images (all size×size) -> normalised NCHW float32. */
@@ -126,13 +140,14 @@ export async function loadImages(
       rgb.push(await loadRgb(f, size, io));
       names.push(basename(f));
     } catch (e) {
-      const reason = (e as Error).message;
+      if (!(e instanceof DecodeError)) throw e;
+      const reason = e.message;
       skipped.push({ file: f, reason });
       warn(printable(`visualize: skipping ${reason}`));
     }
   }
   if (rgb.length === 0) {
-    throw new Error(`none of the ${files.length} image(s) could be read:\n  ${skipped.map((s) => s.reason).join('\n  ')}`);
+    throw new DataError(`none of the ${files.length} image(s) could be read:\n  ${skipped.map((s) => s.reason).join('\n  ')}`);
   }
   return { names, rgb, tensor: normalizeImages(rgb, size), size, skipped };
 }

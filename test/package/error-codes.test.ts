@@ -10,7 +10,9 @@ import {
   CheckpointError,
   ConfigError,
   DataError,
+  FINETUNE_OPTIONS,
   KNN_OPTIONS,
+  MissingPackageError,
   OptionError,
   PRETRAIN_OPTIONS,
   RunInUseError,
@@ -18,15 +20,18 @@ import {
   data,
   embed,
   exportEncoder,
+  exportWeb,
   io,
   loadEncoder,
   makeConfig,
   nn,
   pretrain,
   resolveOptions,
+  runFinetune,
   runKnn,
   torch,
   trainDataRequest,
+  viz,
 } from '../../src';
 
 torch.setNumThreads(1);
@@ -222,7 +227,7 @@ test(
     writeFileSync(join(dir, 'empty', 'train', 'cat', 'broken.png'), 'not a png');
     await assert.rejects(
       embed({ checkpoint: enc, images: join(dir, 'empty', 'train', 'cat'), out: join(dir, 'f.safetensors'), progress: null, onWarning: () => {} }),
-      coded(DataError, 'ERR_DATA', /samples in a row could not be used \(last: .*broken\.png: not an image file/), // read in a loader worker
+      coded(DataError, 'ERR_DATA', /50 samples in a row could not be used \(1 in the dataset, 1 different image; last: .*broken\.png: not an image file/), // read in a loader worker
     );
     await assert.rejects(knn({ dataset: 'cifar10', dataPath: join(dir, 'none.tar.gz') }), coded(DataError, 'ERR_DATA', /archive .*none\.tar\.gz not found/));
     const twoClasses = (names: string[]) =>
@@ -236,6 +241,116 @@ test(
     await assert.rejects(
       runKnn(knnOptions(dir, { k: '1' }), f),
       coded(DataError, 'ERR_DATA', /class 1 is 'dog' in the train split but 'fox' in the test split/),
+    );
+  }),
+);
+
+test(
+  'ERR_DATA: an unreadable image handed to the image functions (a DecodeError, with its reason), none readable among those given',
+  withDir(async (dir) => {
+    const broken = join(dir, 'broken.jpg');
+    writeFileSync(broken, 'not a jpeg');
+    await assert.rejects(data.decodeImage(readFileSync(broken)), coded(DataError, 'ERR_DATA', /^not an image file \(unrecognised format\)$/));
+    await assert.rejects(data.decodeImage(readFileSync(broken)), (e: unknown) => e instanceof data.DecodeError && e.reason === 'unsupported');
+    await assert.rejects(viz.loadRgb(broken, 16), coded(data.DecodeError, 'ERR_DATA', /^cannot read image .*broken\.jpg: not an image file/));
+    await assert.rejects(viz.loadRgb(join(dir, 'gone.png'), 16), coded(data.DecodeError, 'ERR_DATA', /^cannot read image .*gone\.png: ENOENT/));
+    await assert.rejects(
+      viz.loadImages([broken], 16, Infinity, {}, () => {}),
+      coded(DataError, 'ERR_DATA', /^none of the 1 image\(s\) could be read:\n {2}cannot read image .*broken\.jpg/),
+    );
+  }),
+);
+
+test(
+  'ERR_MISSING_PACKAGE: exportWeb without the optional onnxruntime-web, before any file is written',
+  withDir((dir) => {
+    const enc = writeEncoder(dir);
+    const Module = require('node:module') as { _resolveFilename: (request: string, ...rest: unknown[]) => string };
+    const resolve = Module._resolveFilename;
+    Module._resolveFilename = function (request: string, ...rest: unknown[]) {
+      if (request === 'onnxruntime-web') throw Object.assign(new Error(`Cannot find module '${request}'`), { code: 'MODULE_NOT_FOUND' });
+      return resolve.call(this, request, ...rest);
+    };
+    try {
+      assert.throws(
+        () => exportWeb(enc, join(dir, 'web'), { dtype: 'float32' }),
+        coded(MissingPackageError, 'ERR_MISSING_PACKAGE', /needs the npm package onnxruntime-web .*: run 'npm install onnxruntime-web'/),
+      );
+    } finally {
+      Module._resolveFilename = resolve;
+    }
+    assert.deepEqual(readdirSync(dir).sort(), ['enc.json', 'enc.safetensors']);
+  }),
+);
+
+test(
+  "ERR_DATA: a caller's own data whose batches do not fit: labels outside its classes or fewer than its images, images of another size or type",
+  withDir(async (dir) => {
+    writeEncoder(dir);
+    /** Data of 3 classes (16 train, 8 test images) whose every batch is changed by `spoil`. */
+    const spoiled = (spoil: (b: { images: Float32Array | Uint8Array; shape: number[]; labels: Int32Array }) => void): data.DataFactories => ({
+      makeEvalData: (r) => {
+        const size = r.split === 'train' ? 16 : 8;
+        const inner = new data.MemoryLabelledData(
+          new Float32Array(size * 3 * 16 * 16),
+          [size, 3, 16, 16],
+          Int32Array.from({ length: size }, (_, i) => i % 3),
+          3,
+        );
+        return {
+          size,
+          numClasses: 3,
+          async *batches(o) {
+            for await (const b of inner.batches(o)) {
+              const copy = { ...b, images: b.images.slice(), labels: b.labels.slice() };
+              spoil(copy);
+              yield copy as typeof b;
+            }
+          },
+          close: () => {},
+        };
+      },
+      makeTrainData: () => {
+        throw new Error('not used');
+      },
+    });
+    const refused = (re: RegExp) => coded(DataError, 'ERR_DATA', new RegExp(`^the data gave a batch that cannot be used: ${re.source}`));
+    const knn = (f: data.DataFactories) => runKnn(knnOptions(dir, { k: '1', outDir: join(dir, 'knn') }), f);
+    await assert.rejects(knn(spoiled((b) => (b.labels[0] = 7))), refused(/label 7 \(row 0\) is outside 0\.\.2: the data says it has 3 classes/));
+    await assert.rejects(knn(spoiled((b) => (b.labels = b.labels.subarray(0, 1)))), refused(/it has \d+ images and 1 label$/));
+    await assert.rejects(
+      knn(spoiled((b) => (b.shape = [b.shape[0], 3, 8, 32]))),
+      refused(/its shape is \[\d+, 3, 8, 32\], expected \[batch, 3, 16, 16\] \(the model's channels and image size\)/),
+    );
+    const finetune = resolveOptions(FINETUNE_OPTIONS, {
+      checkpoint: join(dir, 'enc.safetensors'),
+      dataset: 'mine',
+      epochs: 1,
+      warmupEpochs: 0,
+      batchSize: 8,
+      evalBatchSize: 8,
+      threads: 1,
+      outDir: join(dir, 'ft'),
+    });
+    // pre-training data of the caller's making: images of another size than the model's
+    const o = tinyPretrain(join(dir, 'run'), 1);
+    const small: data.TrainData = {
+      batchesPerEpoch: 2,
+      async *epoch() {
+        yield { images: new Float32Array(8 * 3 * 8 * 8), shape: [8, 3, 8, 8] };
+      },
+      close: () => {},
+    };
+    await assert.rejects(
+      pretrain(o, small, { log: () => {}, progress: false, catchSignals: false }),
+      refused(/its shape is \[8, 3, 8, 8\], expected \[batch, 3, 16, 16\]/),
+    );
+    await assert.rejects(
+      runFinetune(
+        finetune,
+        spoiled((b) => (b.images = Uint8Array.from(b.images))),
+      ),
+      refused(/its images are Uint8Array, expected a Float32Array \(NCHW, normalised\)/),
     );
   }),
 );

@@ -1,15 +1,21 @@
 // Error types raised while reading or decoding one sample.
+import { DataError } from '../../util/errors';
 
 /** Why a sample could not be used; counted per epoch in the loader's summary (the index is its code in caches). */
 export const SKIP_REASONS = ['empty', 'truncated', 'corrupt', 'unsupported', 'unreadable', 'too-large'] as const;
 export type SkipReason = (typeof SKIP_REASONS)[number];
 
-export class DecodeError extends Error {
+/**
+ * An image that cannot be used, and why (`reason`). The loaders skip and count it; handed to a function
+ * directly (data.openImage, data.decodeImage, viz.loadRgb) it is the caller's: a DataError, code 'ERR_DATA'.
+ */
+export class DecodeError extends DataError {
   constructor(
     readonly reason: SkipReason,
     message: string,
+    options?: { cause?: unknown },
   ) {
-    super(message);
+    super(message, options);
     this.name = 'DecodeError';
   }
 }
