@@ -6,8 +6,8 @@ import type { SemAIM, VisionTransformer } from '../semaim';
 import type { LoadedImages } from './images';
 import { computeMaps, ImageMaps, OrderName } from './maps';
 import { FigureRow, imageRow, Layout, renderFigure } from './render';
-import { writePng } from './png';
-import { writeFileAtomic } from '../util/safe-write';
+import { encodePng } from './png';
+import { commitFiles, finishInterruptedCommits, stageFile, type StagedFile } from '../util/safe-write';
 
 export interface VisualizeOptions {
   orders: readonly OrderName[];
@@ -53,35 +53,48 @@ export async function visualizeModel(model: SemAIM, images: LoadedImages, outDir
   const render = { grid: model.grid, minCell: o.minCell };
   mkdirSync(outDir, { recursive: true });
   const summary = join(outDir, 'visualize.json');
+  finishInterruptedCommits(outDir); // an earlier visualisation killed mid-commit: its list is the one in place
   const earlierRows = rowsListedIn(summary);
   const rowFiles: string[] = [];
-  for (let i = 0; i < figRows.length; i++) {
-    const { canvas } = renderFigure([figRows[i]], render);
-    rowFiles.push(await writePng(join(outDir, `row-${String(i).padStart(3, '0')}-${safeName(images.names[i])}.png`), canvas));
-  }
   const { canvas, layout } = renderFigure(figRows, render);
-  const grid = await writePng(join(outDir, 'grid.png'), canvas);
+  const grid = join(outDir, 'grid.png');
   const columns = figRows[0].cells.map((c) => c.label);
-  writeFileAtomic(
-    summary,
-    JSON.stringify(
-      {
-        columns,
-        grid: { gridH: model.grid.gridH, gridW: model.grid.gridW, imgSize: model.config.imgSize, patchSize: model.config.patchSize },
-        layout: { scale: layout.scale, cell: layout.cell, width: layout.width, height: layout.height },
-        lossOrder,
-        images: images.names.map((name, i) => ({
-          name,
-          file: rowFiles[i],
-          firstPatch: Object.fromEntries(Object.entries(maps[i].orders).map(([k, v]) => [k, argmin(v!)])),
-          meanLoss: maps[i].patchLoss.reduce((a, b) => a + b, 0) / maps[i].patchLoss.length,
-        })),
-        skipped: images.skipped,
-      },
-      null,
-      2,
-    ),
-  );
+  // the list, the grid and the rows are one commit (one journal, visualize.json.commit): a kill between
+  // the renames is completed by the next visualisation here, never a grid beside another's list or rows
+  const staged: StagedFile[] = [];
+  try {
+    staged.push(
+      stageFile(
+        summary,
+        JSON.stringify(
+          {
+            columns,
+            grid: { gridH: model.grid.gridH, gridW: model.grid.gridW, imgSize: model.config.imgSize, patchSize: model.config.patchSize },
+            layout: { scale: layout.scale, cell: layout.cell, width: layout.width, height: layout.height },
+            lossOrder,
+            images: images.names.map((name, i) => ({
+              name,
+              file: rowFile(outDir, i, name),
+              firstPatch: Object.fromEntries(Object.entries(maps[i].orders).map(([k, v]) => [k, argmin(v!)])),
+              meanLoss: maps[i].patchLoss.reduce((a, b) => a + b, 0) / maps[i].patchLoss.length,
+            })),
+            skipped: images.skipped,
+          },
+          null,
+          2,
+        ),
+      ),
+    );
+    staged.push(stageFile(grid, await encodePng(canvas)));
+    for (let i = 0; i < figRows.length; i++) {
+      rowFiles.push(rowFile(outDir, i, images.names[i]));
+      staged.push(stageFile(rowFiles[i], await encodePng(renderFigure([figRows[i]], render).canvas)));
+    }
+  } catch (e) {
+    for (const f of staged) f.abort();
+    throw e;
+  }
+  commitFiles(staged);
   // rows an earlier visualisation here listed and this one did not write would pass for this one's
   for (const f of earlierRows)
     if (!rowFiles.includes(f) && resolve(dirname(f)) === resolve(outDir) && /^row-\d{3}-.*\.png$/.test(basename(f))) rmSync(f, { force: true });
@@ -89,6 +102,11 @@ export async function visualizeModel(model: SemAIM, images: LoadedImages, outDir
 }
 
 /** The row files a visualize.json lists (none when it is absent or not one). */
+/** The PNG of row `i` (image `name`). */
+function rowFile(outDir: string, i: number, name: string): string {
+  return join(outDir, `row-${String(i).padStart(3, '0')}-${safeName(name)}.png`);
+}
+
 function rowsListedIn(summary: string): string[] {
   try {
     const s = JSON.parse(readFileSync(summary, 'utf8')) as { images?: { file?: unknown }[] };

@@ -5,13 +5,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { commitJournalPath, finishInterruptedCommits, writeFileAtomic, writeFilesAtomic } from '../../src/util/safe-write';
 import { checkOutputs } from '../../src/io/outputs';
 import { OptionError } from '../../src/util/options';
 import { VisionTransformer, io } from '../../src';
+import { encodePng } from '../../src/viz/png';
 
 const CLI = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
 const SAFE_WRITE = join(__dirname, '..', '..', 'src', 'util', 'safe-write.js');
@@ -269,4 +270,46 @@ test('export --format web killed between its renames: the model, the page and or
     ['README.txt', 'ort-wasm-simd-threaded.mjs', 'ort-wasm-simd-threaded.wasm', 'ort.wasm.min.mjs'],
     'no temporary file left',
   );
+});
+
+test('visualize killed between its renames: the list, the grid and the rows are one commit, completed by the next writer or check of the folder', async (t) => {
+  const dir = scratch(t);
+  const run = join(dir, 'run');
+  const cli = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(cli('pretrain', ...TINY.split(' '), '--out-dir', run).status, 0);
+  mkdirSync(join(dir, 'img'));
+  for (const [i, v] of [40, 200].entries()) {
+    const rgb = new Uint8Array(24 * 24 * 3).fill(v);
+    writeFileSync(join(dir, 'img', `i${i}.png`), await encodePng({ width: 24, height: 24, data: rgb }));
+  }
+  const vz = join(dir, 'vz');
+  const visualize = (orders: string) => [
+    CLI,
+    'visualize',
+    '--checkpoint',
+    run,
+    '--images',
+    join(dir, 'img'),
+    '--out',
+    vz,
+    '--orders',
+    orders,
+    '--cell-size',
+    '8',
+  ];
+  const first = spawnSync(process.execPath, visualize('raster,semantic'), { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(first.status, 0, first.stderr);
+
+  // a visualisation with one column more, killed right after renaming its grid: some of its files are still to come
+  killedAtRename(dir, 'vz/grid\\.png$', visualize('raster,snake,semantic'));
+  assert.ok(ls(vz).includes('visualize.json.commit'), 'the journal says the set is being replaced');
+  const notes: string[] = [];
+  finishInterruptedCommits(vz, (m) => notes.push(m));
+  assert.match(notes.join('\n'), /completed the write of .*visualize\.json, .*grid\.png, .*row-000-i0\.png, .*row-001-i1\.png that process \d+ was killed in/);
+  const list = JSON.parse(readFileSync(join(vz, 'visualize.json'), 'utf8')) as { columns: string[]; layout: { width: number } };
+  assert.ok(list.columns.includes('order snake'), `the list of the new grid: ${list.columns.join(' | ')}`);
+  const width = (png: string) => readFileSync(png).readUInt32BE(16); // IHDR
+  assert.equal(width(join(vz, 'grid.png')), list.layout.width, 'the grid the list describes');
+  assert.equal(width(join(vz, 'row-000-i0.png')), list.layout.width, 'a row of the same columns');
+  assert.deepEqual(ls(vz), ['grid.png', 'row-000-i0.png', 'row-001-i1.png', 'visualize.json']);
 });
