@@ -7,7 +7,7 @@ import { OptionValues } from '../util/options';
 import { Accuracy } from './accuracy';
 import { EncoderSource } from '../semaim';
 import { printable } from '../util/printable';
-import { writeJsonAtomic } from '../util/safe-write';
+import { commitFiles, jsonText, stageFile, writeJsonAtomic, type StagedFile } from '../util/safe-write';
 
 export interface ResultRow {
   /** What was measured, e.g. 'k-NN k=20', 'linear probe', 'fine-tune (EMA)'. */
@@ -71,6 +71,25 @@ export function writeResult(outDir: string, result: { command: string }): string
   mkdirSync(outDir, { recursive: true });
   const path = join(outDir, `${result.command}.json`);
   writeJsonAtomic(path, result);
+  return path;
+}
+
+/**
+ * writeResult with the other files of the same result (a probe's weights, a figure), staged beside it:
+ * all renamed into place under one journal (`<command>.json.commit`), so a kill between the renames is
+ * completed by the next writer, and a result never describes another run's probe. Returns its path.
+ */
+export function commitResult(outDir: string, result: { command: string }, staged: StagedFile[]): string {
+  const path = join(outDir, `${result.command}.json`);
+  let json: StagedFile;
+  try {
+    mkdirSync(outDir, { recursive: true });
+    json = stageFile(path, jsonText(result));
+  } catch (e) {
+    for (const f of staged) f.abort();
+    throw e;
+  }
+  commitFiles([json, ...staged]);
   return path;
 }
 

@@ -5,7 +5,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { OptionError } from '../util/options';
-import { saveTensors } from '../io';
+import { stageTensors } from '../io/tensors';
 import { DataFactories, EvalDataRequest, LabelledData, RankSlice, Split, batchesPerEpoch, splitClassMismatch } from '../data';
 import { ProcessGroup, rankSlice } from '../dist';
 import { DataError, throwIfAborted } from '../util/errors';
@@ -28,7 +28,7 @@ import {
   validateEval,
   validateFinetune,
 } from './options';
-import { EvalResult, formatResult, makeResult, writeResult } from './result';
+import { EvalResult, commitResult, formatResult, makeResult, writeResult } from './result';
 
 export interface EvalRun {
   result: EvalResult;
@@ -305,11 +305,11 @@ async function runLinprobeJob(o: LinprobeCommandOptions, f: DataFactories, { gro
       seconds: (Date.now() - t0) / 1000,
       details: { lr: r.lr, history: r.history },
     });
-    // the probe first: linprobe.json, written last, says both are complete (a full disk or a kill between
-    // them left a new linprobe.json beside the earlier run's probe)
+    // the probe and linprobe.json, which describes it, both or (a full disk) neither; a kill between their
+    // renames is completed by the next writer
     mkdirSync(outDir, { recursive: true });
-    saveTensors(`${outDir}/probe.safetensors`, r.probe.stateDict(), { format: 'semaim.linprobe/1', encoderSha256: loaded.source.sha256 });
-    const path = writeResult(outDir, result);
+    const probe = stageTensors(`${outDir}/probe.safetensors`, r.probe.stateDict(), { format: 'semaim.linprobe/1', encoderSha256: loaded.source.sha256 });
+    const path = commitResult(outDir, result, [probe]);
     return { result, path, table: formatResult(result) };
   } finally {
     r.probe.dispose();

@@ -5,15 +5,16 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as torch from '../torch';
-import { saveTensors } from '../io';
+import { stageTensors } from '../io/tensors';
 import { OptionError } from '../util/options';
 import { VisionTransformer } from '../semaim';
-import { writePng } from '../viz/png';
+import { encodePng } from '../viz/png';
+import { stageFile, type StagedFile } from '../util/safe-write';
 import { drawSegFigure } from '../viz/seg-figure';
 import type { SegDataRequest } from '../data/seg-loader';
 import { EncoderSource, loadEncoder, resolveEncoder } from '../semaim';
 import { SegMetrics } from './miou';
-import { markdownTable, pct, writeResult } from './result';
+import { commitResult, markdownTable, pct } from './result';
 import { SegData, SegSkip, SkipSummary, describeSkips, mergeSkips, summarizeSkips } from '../data/seg-streams';
 import { splitClassMismatch } from '../data/streams';
 import { extractSegFeatures, parseBlocks, SegFeatureSet, segSetSize } from './seg-features';
@@ -330,32 +331,42 @@ async function runSegprobeJob(
         miou: 'mean over classes present in the test truth or the prediction (a class absent from both is left out, as mmseg); ignore index 255',
       },
     };
+    // the figure, the head and segprobe.json, which describes them: all or (a full disk) none, one journal
     mkdirSync(cfg.outDir, { recursive: true });
+    const staged: StagedFile[] = [];
     let figure: string | null = null;
-    if (outcome.figure.count > 0) {
-      figure = await writePng(
-        join(cfg.outDir, 'segprobe.png'),
-        drawSegFigure({
-          images: outcome.figure.images,
-          truth: outcome.figure.truth,
-          prediction: probe.predictions,
-          size: source.config.imgSize,
-          count: outcome.figure.count,
-          classNames: names,
-          title: `segprobe: mIoU ${pct(m.mIoU, 1)}% (${label})`,
+    try {
+      if (outcome.figure.count > 0) {
+        figure = join(cfg.outDir, 'segprobe.png');
+        const png = await encodePng(
+          drawSegFigure({
+            images: outcome.figure.images,
+            truth: outcome.figure.truth,
+            prediction: probe.predictions,
+            size: source.config.imgSize,
+            count: outcome.figure.count,
+            classNames: names,
+            title: `segprobe: mIoU ${pct(m.mIoU, 1)}% (${label})`,
+          }),
+        );
+        staged.push(stageFile(figure, png));
+        result.details.figure = figure;
+      }
+      staged.push(
+        stageTensors(join(cfg.outDir, 'seg-head.safetensors'), probe.head.stateDict(), {
+          format: 'semaim.seghead/1',
+          encoderSha256: source.sha256,
+          init: cfg.init,
+          blocks: JSON.stringify(outcome.blocks),
+          classNames: JSON.stringify(names),
         }),
       );
-      result.details.figure = figure;
+    } catch (e) {
+      for (const f of staged) f.abort();
+      throw e;
     }
-    saveTensors(join(cfg.outDir, 'seg-head.safetensors'), probe.head.stateDict(), {
-      format: 'semaim.seghead/1',
-      encoderSha256: source.sha256,
-      init: cfg.init,
-      blocks: JSON.stringify(outcome.blocks),
-      classNames: JSON.stringify(names),
-    });
     result.seconds = (Date.now() - t0) / 1000;
-    const path = writeResult(cfg.outDir, result);
+    const path = commitResult(cfg.outDir, result, staged);
     return { result, path, figure, table: formatSegprobe(result) };
   } finally {
     probe.head.dispose();

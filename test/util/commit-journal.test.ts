@@ -5,6 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -312,4 +313,42 @@ test('visualize killed between its renames: the list, the grid and the rows are 
   assert.equal(width(join(vz, 'grid.png')), list.layout.width, 'the grid the list describes');
   assert.equal(width(join(vz, 'row-000-i0.png')), list.layout.width, 'a row of the same columns');
   assert.deepEqual(ls(vz), ['grid.png', 'row-000-i0.png', 'row-001-i1.png', 'visualize.json']);
+});
+
+test('linprobe killed between renaming its probe and linprobe.json: one commit, completed by the next writer or check of the folder; the result describes its probe', (t) => {
+  const dir = scratch(t);
+  const [a, b] = [encoderFile(dir, 'a', 16), encoderFile(dir, 'b', 32)];
+  const lp = join(dir, 'lp');
+  const linprobe = (enc: string) => [
+    CLI,
+    'linprobe',
+    '--checkpoint',
+    enc,
+    '--dataset',
+    'synthetic',
+    '--train-limit',
+    '32',
+    '--test-limit',
+    '16',
+    '--epochs',
+    '1',
+    '--batch-size',
+    '16',
+    '--num-workers',
+    '0',
+    '--threads',
+    '1',
+    '--out-dir',
+    lp,
+  ];
+  const first = spawnSync(process.execPath, linprobe(a), { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(first.status, 0, first.stderr);
+  // from the other encoder, killed right after the first of its two renames (whichever it makes first)
+  killedAtRename(dir, 'lp/(probe\\.safetensors|linprobe\\.json)$', linprobe(b));
+  finishInterruptedCommits(lp, () => {});
+  const result = JSON.parse(readFileSync(join(lp, 'linprobe.json'), 'utf8')) as { checkpoint: { sha256: string } };
+  const probe = io.readSafetensorsHeader(join(lp, 'probe.safetensors')).metadata;
+  assert.equal(probe.encoderSha256, result.checkpoint.sha256, 'linprobe.json describes the probe beside it');
+  assert.equal(result.checkpoint.sha256, createHash('sha256').update(readFileSync(b)).digest('hex'), 'both of the second run');
+  assert.deepEqual(ls(lp), ['linprobe.json', 'probe.safetensors']);
 });
