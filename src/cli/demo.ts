@@ -8,7 +8,7 @@ import sharp from 'sharp';
 import * as torch from '../torch';
 import { DataLoader, normalize } from '../data';
 import { SemAIM, SimilarityTokens, similarityTokens } from '../semaim';
-import { saveTensors } from '../io';
+import { stageTensors } from '../io/tensors';
 import { Options, defineOptions, resolveOptions, MAX_THREADS, MAX_THREADS_IS } from '../util/options';
 import { PRETRAIN_OPTIONS, PretrainOptions, modelConfigFrom, trainDataRequest } from '../train/pretrain-options';
 import { pretrain } from '../train/pretrain';
@@ -22,7 +22,7 @@ import { loadModel } from '../semaim';
 import { visualizeCheckpoint, writeRunReport } from '../viz/pipeline';
 import { ORDER_NAMES } from '../viz/maps';
 import { defineCommand } from './command';
-import { writeFileAtomic } from '../util/safe-write';
+import { commitFiles, stageFile, writeFileAtomic, type StagedFile } from '../util/safe-write';
 
 export const DEMO_OPTIONS = defineOptions({
   outDir: { type: 'string', default: 'runs/demo', help: 'output folder' },
@@ -172,11 +172,22 @@ export async function runDemo(d: DemoOptions): Promise<Record<string, unknown>> 
   torch.manualSeed(o.seed);
   const init = new SemAIM(cfg).initWeights();
   const initPath = join(outDir, 'init-encoder');
-  saveTensors(`${initPath}.safetensors`, new Map([...init.stateDict()].filter(([k]) => !/^(query_blocks|prediction_head)\./.test(k))), {
-    config: JSON.stringify(encoderConfigOf(cfg)),
-  });
-  writeFileAtomic(`${initPath}.json`, JSON.stringify(encoderConfigOf(cfg), null, 2));
-  init.dispose();
+  // the weights and the config beside them, both or neither (one journal: a kill between is completed by the next writer)
+  try {
+    const weights = stageTensors(`${initPath}.safetensors`, new Map([...init.stateDict()].filter(([k]) => !/^(query_blocks|prediction_head)\./.test(k))), {
+      config: JSON.stringify(encoderConfigOf(cfg)),
+    });
+    let config: StagedFile;
+    try {
+      config = stageFile(`${initPath}.json`, JSON.stringify(encoderConfigOf(cfg), null, 2));
+    } catch (e) {
+      weights.abort();
+      throw e;
+    }
+    commitFiles([weights, config]);
+  } finally {
+    init.dispose();
+  }
   process.stderr.write('demo: k-NN (k=20) of the [CLS] feature, at initialisation and after pre-training\n');
   const knnInit = await knn(`${initPath}.safetensors`, d, join(outDir, 'eval-init'));
   const knnTrained = await knn(outDir, d, join(outDir, 'eval'));

@@ -352,3 +352,17 @@ test('linprobe killed between renaming its probe and linprobe.json: one commit, 
   assert.equal(result.checkpoint.sha256, createHash('sha256').update(readFileSync(b)).digest('hex'), 'both of the second run');
   assert.deepEqual(ls(lp), ['linprobe.json', 'probe.safetensors']);
 });
+
+test('demo killed between renaming its initial encoder and the config beside it: one commit, completed by the next writer or check of the folder', (t) => {
+  const dir = scratch(t);
+  const out = join(dir, 'demo');
+  const demo = [CLI, 'demo', '--out-dir', out, '--epochs', '1', '--synthetic-size', '64', '--test-size', '16', '--knn-train-size', '64', '--threads', '1'];
+  killedAtRename(dir, 'demo/init-encoder\\.safetensors$', demo);
+  finishInterruptedCommits(out, () => {});
+  const header = io.readSafetensorsHeader(join(out, 'init-encoder.safetensors')).metadata;
+  assert.deepEqual(JSON.parse(readFileSync(join(out, 'init-encoder.json'), 'utf8')), JSON.parse(header.config), 'the config of the weights beside it');
+  assert.deepEqual(
+    ls(out).filter((f) => f.startsWith('init-encoder')),
+    ['init-encoder.json', 'init-encoder.safetensors'],
+  );
+});
