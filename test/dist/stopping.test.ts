@@ -1,16 +1,19 @@
 // Data-parallel ranks stop together and start from the same state (src/dist/agree.ts, src/run/loop.ts):
 // an AbortSignal aborted on one rank only stops every rank of a training run at the same step after a
-// checkpoint, within about a second even with --log-every far away; ranks whose loss scaler, position, carried loss
+// checkpoint, within about a second even with --log-every far away, and makes every rank of an
+// evaluation (knn, linprobe, segprobe, embed) reject with an AbortError and write nothing, instead of
+// leaving the others in a collective until the timeout; ranks whose loss scaler, position, carried loss
 // window or random streams differ are refused before any step, naming what differs; a NaN loss on one
 // rank stops all at the same step.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as dist from '../../src/dist';
 import { stateDigest } from '../../src/io/checkpoint';
 import { runWorkers, workerScript, type WorkerRun } from './helpers';
+import { writeEncoder } from '../eval/helpers';
 
 const gloo = dist.distBuildInfo().gloo ? false : 'the addon was built without Gloo';
 const root = mkdtempSync(join(tmpdir(), 'semaim-stop-'));
@@ -37,6 +40,25 @@ test('pretrain: an AbortSignal aborted on rank 1 alone stops both ranks at the s
   assert.equal(r0.steps, r1.steps, 'the same step on both ranks');
   assert.ok((r0.steps as number) < 250, `stopped at step ${r0.steps}, not at the end`);
   assert.ok(existsSync(join(out, 'checkpoints', `step-${String(r0.steps).padStart(8, '0')}`)), 'the checkpoint of the stop step');
+});
+
+test('evaluations: an AbortSignal aborted on one rank makes every rank reject with an AbortError, and none writes its files', { skip: gloo }, async () => {
+  const encoder = writeEncoder(root);
+  // rank 1 aborts during the training features (knn), before the first probe step (linprobe), after its
+  // first training batch (segprobe); rank 0 after its first batch (embed). Before, the other rank waited in
+  // its next collective until the group's timeout (5 s here; 30 min by default) and failed with ERR_DIST_TIMEOUT.
+  for (const [scenario, aborting] of [['knn', 1], ['linprobe', 1], ['segprobe', 1], ['embed', 0]] as const) {
+    const out = join(root, scenario);
+    const runs = await runWorkers(workerScript('stop-case'), 2, [scenario, String(aborting), encoder, out], { env: { STOP_CASE_TIMEOUT_MS: '5000' } });
+    for (const r of runs) {
+      const l = line(r);
+      assert.equal(l.code, 'ERR_ABORTED', `${scenario}, rank ${r.rank}: ${JSON.stringify(l)}`);
+      assert.equal(l.name, 'AbortError');
+      if (r.rank !== aborting) assert.match(String(l.error), new RegExp(`aborted on another rank \\(this is rank ${r.rank} of 2\\)`));
+    }
+    // (embed makes the folder of its --out before the first image)
+    assert.deepEqual(existsSync(out) ? readdirSync(out) : [], [], `${scenario}: no output`);
+  }
 });
 
 const loopCase = (out: string, scenario: string, maxSteps: number, env: NodeJS.ProcessEnv = {}) =>
