@@ -44,8 +44,8 @@ export interface EvalJobOptions {
    * Aborting it stops the job before its next batch of images, probe step or block of k-NN queries: it
    * rejects with an AbortError (code 'ERR_ABORTED', `cause` the signal's reason) and writes no result
    * file (an earlier run's files in the out-dir stay as they were). Data-parallel: aborting any rank's
-   * signal stops every rank at the same point, each with an AbortError (the ranks agree on it at each of
-   * these points, one small collective each).
+   * signal stops every rank at the same point, each with an AbortError (the ranks agree on it at the
+   * job's start and end, one small collective each, and about once a second between: StopAgreement).
    */
   signal?: AbortSignal;
 }
