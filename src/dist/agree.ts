@@ -5,6 +5,7 @@
 import * as torch from '../torch';
 import type { Tensor } from '../torch';
 import type { ProcessGroup } from './process-group';
+import { AbortError, throwIfAborted } from '../util/errors';
 
 export interface RankDisagreement extends Error {
   code: 'ERR_DIST_MISMATCH';
@@ -84,18 +85,30 @@ const shortNumber = (v: number | null) => (v === null ? 'NaN/Inf' : Number(v.toP
  * where the tensor lies), so a checkpoint of gigabytes costs one pass over it and an all-gather of a few
  * numbers per tensor. Called before rank 0's weights are broadcast: after it they would agree anyway, and
  * what is not broadcast (optimiser moments, an EMA copy, a frozen teacher) would stay different unseen.
+ * `values` (name → a JSON value, compared exactly) go in the same all-gather: state outside tensors.
  */
-export async function checkRanksHoldSame(group: ProcessGroup, what: string, parts: Record<string, Iterable<[string, Tensor]>>, hint: string): Promise<void> {
+export async function checkRanksHoldSame(
+  group: ProcessGroup,
+  what: string,
+  parts: Record<string, Iterable<[string, Tensor]>>,
+  hint: string,
+  values: Record<string, unknown> = {},
+): Promise<void> {
   if (group.worldSize < 2) return;
   const mine: Record<string, { names: string[]; sums: Fingerprint[] }> = {};
   for (const [part, named] of Object.entries(parts)) {
     const list = [...named];
     mine[part] = { names: list.map(([n]) => n), sums: fingerprints(list.map(([, t]) => t)) };
   }
-  const all = await group.allGatherJson(mine);
+  // `values` (JSON: a position, a loss scaler's state) travel in the same all-gather and must be equal
+  const all = await group.allGatherJson({ tensors: mine, values });
   const differences: RankDisagreement['differences'] = [];
+  for (const key of Object.keys(values)) {
+    const each = all.map((r) => (key in r.values ? JSON.stringify(r.values[key]) : '(unset)'));
+    if (each.some((x) => x !== each[0])) differences.push({ key, values: each });
+  }
   for (const part of Object.keys(mine)) {
-    const ranks = all.map((r) => r[part] ?? { names: [], sums: [] });
+    const ranks = all.map((r) => r.tensors[part] ?? { names: [], sums: [] });
     const names = ranks.map((r) => r.names.join('\n'));
     if (names.some((n) => n !== names[0])) {
       const counts = ranks.map((r) => r.names.length);
@@ -114,7 +127,7 @@ export async function checkRanksHoldSame(group: ProcessGroup, what: string, part
 
 /** How to make the ranks' starting weights agree (training). */
 export const SAME_START_HINT =
-  'Every rank must start from the same weights: the same --checkpoint and --teacher file on every machine, and, when resuming, the same checkpoints in --out-dir (one shared folder, or the same copy of it on each machine).';
+  'Every rank must start from the same weights and training state: the same --checkpoint and --teacher file on every machine, and, when resuming, the same checkpoints in --out-dir (one shared folder, or the same copy of it on each machine).';
 
 /** How to make the ranks' data agree. */
 export const SAME_DATA_HINT =
@@ -122,3 +135,73 @@ export const SAME_DATA_HINT =
 
 /** How to make the ranks' encoder and data agree (evaluations). */
 export const SAME_ENCODER_AND_DATA_HINT = `${SAME_DATA_HINT} The --checkpoint must be the same file on every machine.`;
+
+/** About how often (ms) the ranks of a StopAgreement agree on a request between forced agreements. */
+export const STOP_AGREE_MS = 1000;
+
+/**
+ * A stop request (a signal, an AbortSignal) that one rank may see before the others, agreed on by all
+ * ranks at the same points of a loop without a collective at every one: every rank calls agree() at the
+ * same points (each step, batch or block), and at the agreed ones the ranks all-reduce whether any asks
+ * to stop, together with the points until the next agreement: the fewest any rank proposes (its points
+ * in STOP_AGREE_MS at its pace since the last agreement, at least 1). So every rank counts to the same
+ * next point, a request on any rank stops all of them at the same point within about STOP_AGREE_MS
+ * plus one point, and the collective (a device sync under NCCL) comes about once a second, not at every
+ * step. The first call agrees at once. Without a group of several ranks agree() answers the flag itself.
+ */
+export class StopAgreement {
+  private calls = 0;
+  private next = 1;
+  private last = { calls: 0, time: Date.now() };
+
+  constructor(
+    private readonly group: ProcessGroup | null | undefined,
+    private readonly everyMs = STOP_AGREE_MS,
+  ) {}
+
+  /** True on every rank, at the same point, once any rank passed true; `force` agrees at this point (every rank must pass the same). */
+  async agree(flag: boolean, force = false): Promise<boolean> {
+    const group = this.group;
+    if (!group || group.worldSize < 2) return flag;
+    this.calls++;
+    if (!force && this.calls < this.next) return false;
+    const pace = (this.calls - this.last.calls) / Math.max(Date.now() - this.last.time, 1);
+    const proposal = Math.max(1, Math.floor(this.everyMs * pace));
+    const t = torch.tensor(Float64Array.of(flag ? 1 : 0, -proposal), { device: group.device });
+    try {
+      await group.allReduce(t, 'max'); // one collective: any request, and the smallest proposal
+      const [any, negPoints] = t.toFloat64Array();
+      this.next = this.calls - negPoints;
+      this.last = { calls: this.calls, time: Date.now() };
+      return any > 0;
+    } finally {
+      t.dispose();
+    }
+  }
+
+  /** throwIfAborted for a loop several ranks run: every rank throws an AbortError at the same point once any rank's signal was aborted. */
+  async throwIfAborted(signal: AbortSignal | undefined | null): Promise<void> {
+    if (!(await this.agree(!!signal?.aborted))) return;
+    throwIfAborted(signal);
+    throw abortedElsewhere(this.group!);
+  }
+}
+
+function abortedElsewhere(group: ProcessGroup): AbortError {
+  return new AbortError(new Error(`the job was aborted on another rank (this is rank ${group.rank} of ${group.worldSize})`));
+}
+
+/**
+ * throwIfAborted for a job that several ranks run together: an AbortSignal is each process's own, and a
+ * rank that stopped alone would leave the others waiting in their next collective until the timeout.
+ * With a group of several ranks, one collective (every rank must call it at the same points, with a
+ * signal or without) tells every rank whether any rank's signal was aborted, and then every rank throws
+ * an AbortError: the aborted ones with their signal's reason, the others naming their rank. For the
+ * points of a loop, StopAgreement agrees about once a second instead.
+ */
+export async function throwIfAbortedOnAnyRank(signal: AbortSignal | undefined | null, group: ProcessGroup | null | undefined): Promise<void> {
+  if (!group || group.worldSize < 2) return throwIfAborted(signal);
+  if (!(await group.anyTrue(!!signal?.aborted))) return;
+  throwIfAborted(signal);
+  throw abortedElsewhere(group);
+}

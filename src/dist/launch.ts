@@ -36,7 +36,10 @@ export interface LaunchOptions {
 }
 
 export interface LaunchResult {
-  /** 0 when every worker succeeded; else the failed worker's code (1 if it died by a signal), or 128 + signal when stopped by one. */
+  /**
+   * 0 when every worker succeeded; else the failed worker's code (1 if it died by a signal), or 128 + signal when
+   * stopped by one (the launcher's, or a worker's own: 130 / 143 from the workers, none failed).
+   */
   exitCode: number;
   /** The global rank that failed first (null when none failed). */
   failedRank: number | null;
@@ -229,7 +232,7 @@ export async function launchWorkers(argv: string[], o: LaunchOptions): Promise<L
         w.code = code;
         w.signal = signal;
         w.exitOrder = ++exits;
-        if ((code !== 0 || signal) && stopping === null) {
+        if (failedWorker(w) && stopping === null) {
           stopping = 'failure';
           // a worker that stopped running leaves the others to time out in their collectives: name it
           for (const x of live()) x.stalled = isStopped(x.child.pid);
@@ -250,12 +253,16 @@ export async function launchWorkers(argv: string[], o: LaunchOptions): Promise<L
     if (killTimer) clearTimeout(killTimer);
   }
 
-  const failed = workers.filter((w) => w.code !== 0 || w.signal);
+  const failed = workers.filter(failedWorker);
   if (stopping !== null && stopping !== 'failure') {
     return { exitCode: 128 + (SIGNAL_NUMBERS[stopping] ?? 1), failedRank: null, message: null };
   }
-  if (failed.length === 0) return { exitCode: 0, failedRank: null, message: null };
-  const first = rootCause(failed);
+  if (failed.length === 0) {
+    // a worker's own signal stopped the run (every rank at the same step): the command's code, 130 / 143
+    const stopped = workers.find((w) => w.code !== 0);
+    return { exitCode: stopped?.code ?? 0, failedRank: null, message: null };
+  }
+  const first = rootCause(workers.filter((w) => w.code !== 0 || w.signal)); // (a worker stopped by its signal first may be the cause)
   const stalled = workers.find((w) => w.stalled);
   const culprit = stalled ?? first;
   const how = (w: Worker): string => (w.signal ? `was killed by ${w.signal}` : `exited with code ${w.code}`);
@@ -271,6 +278,17 @@ export async function launchWorkers(argv: string[], o: LaunchOptions): Promise<L
       `.\n${tail(culprit)}`;
   stderr.write(message);
   return { exitCode: !culprit.stalled && culprit.code && culprit.code > 0 ? culprit.code : 1, failedRank: culprit.rank, message };
+}
+
+/**
+ * Whether a worker that exited failed. Exit codes 130 and 143 are a command stopped by SIGINT / SIGTERM
+ * after its checkpoint (src/run/signals.ts): a signal that reached one worker alone (a `kill` of its pid,
+ * a scheduler) stops every rank of a training run at the same step, and the others end by themselves
+ * moments later, so they are let be rather than stopped as after a failure (which killed rank 0 while it
+ * reported the stop). A worker killed by a signal (no handler) is a failure.
+ */
+function failedWorker(w: Worker): boolean {
+  return w.signal !== null || (w.code !== 0 && w.code !== 130 && w.code !== 143);
 }
 
 /**

@@ -26,12 +26,12 @@ import { Progress } from '../run/progress';
 import { processDevice, withProcessThreads } from '../run/device';
 import { type Precision } from '../run/precision';
 import { rankSlice, type ProcessGroup } from '../dist';
-import { SAME_ENCODER_AND_DATA_HINT, checkRanksAgree } from '../dist/agree';
+import { SAME_ENCODER_AND_DATA_HINT, StopAgreement, checkRanksAgree, throwIfAbortedOnAnyRank } from '../dist/agree';
 import { encodeBatch } from './features';
 import { gatherRows } from './gather-features';
 import { StagedFile, commitFiles, stageFile } from '../util/safe-write';
 import { claimOutputs, guardOutputs } from '../io/outputs';
-import { DataError, throwIfAborted } from '../util/errors';
+import { DataError } from '../util/errors';
 
 export const EMBED_POOLINGS = ['cls', 'mean', 'gap', 'all'] as const;
 export const EMBED_DTYPES = ['float32', 'float16'] as const;
@@ -78,7 +78,10 @@ export interface ImageSetJob extends ImageSet {
    * refused with an OptionError, code 'ERR_OUTPUT_EXISTS', before any image is read).
    */
   overwrite?: boolean;
-  /** Aborting it stops the job after the current batch: it rejects with an AbortError (code 'ERR_ABORTED', `cause` the signal's reason) and leaves no output files. */
+  /**
+   * Aborting it stops the job after the current batch: it rejects with an AbortError (code 'ERR_ABORTED', `cause` the
+   * signal's reason) and leaves no output files. Data-parallel: aborting any rank's signal stops every rank there.
+   */
   signal?: AbortSignal;
 }
 
@@ -280,8 +283,9 @@ async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
       writer = new SafetensorsRowWriter(out, { name: 'features', dtype, rowShape });
     }
     progress = o.progress === null || rank !== 0 ? null : new Progress(o.progress ?? 'embed', ds.length);
+    const stop = new StopAgreement(group);
     for await (const batch of loader.iterate(0)) {
-      throwIfAborted(o.signal);
+      await stop.throwIfAborted(o.signal); // (every rank has the same number of batches)
       const B = batch.shape[0];
       const [first] = plan.range(batch.index);
       const codes = Float64Array.from({ length: B }, (_, i) => rowCode(first + i, batch.indices[i], ds.length));
@@ -323,7 +327,7 @@ async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
       progress?.update(done, { 'img/s': (done / Math.max((Date.now() - t0) / 1000, 1e-9)).toFixed(1), skipped: skipped.length });
       o.onProgress?.(done, ds.length);
     }
-    throwIfAborted(o.signal);
+    await throwIfAbortedOnAnyRank(o.signal, group);
     const ofRank = worldSize > 1 ? ` (rank ${rank} of ${worldSize}: its share of ${ds.length})` : '';
     if (seen !== mine) throw new Error(`embed: the loader gave ${seen} images, the dataset has ${mine}${ofRank}`);
     if (!writer) return null;

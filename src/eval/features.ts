@@ -10,7 +10,7 @@ import { withPrecision, type Precision } from '../run/precision';
 import { Augment, LabelledData, indexOrder } from '../data';
 import { checkLabelledBatch } from '../data/check-batch';
 import { rankSlice, severalRanks, type ProcessGroup } from '../dist';
-import { throwIfAborted } from '../util/errors';
+import { StopAgreement } from '../dist/agree';
 import { gatherRankFeatures, rankRowPositions, rowsPerRankBatch } from './gather-features';
 
 /** 'cls' and 'mean' read the tokens after the final norm; 'gap' is the authors' --global_pool (see Pooling). */
@@ -129,9 +129,11 @@ export async function extractPooledFeatures(
   const start = Date.now();
   const mineOf = worldSize > 1 ? ` (rank ${rank} of ${worldSize}: its share of ${data.size})` : '';
   try {
-    throwIfAborted(o.signal);
+    // (data-parallel: every rank has the same number of batches, and all stop at the same one)
+    const stop = new StopAgreement(group);
+    await stop.throwIfAborted(o.signal);
     for await (const batch of data.batches({ batchSize: o.batchSize, shuffle: false, epoch: o.epoch ?? 0, augment: o.augment ?? 'none', seed: o.seed })) {
-      throwIfAborted(o.signal);
+      await stop.throwIfAborted(o.signal);
       checkLabelledBatch(batch, { chans: encoder.cfg.inChans ?? 3, size: encoder.cfg.imgSize }, data.numClasses);
       const B = batch.shape[0];
       if (n + B > mine) throw new Error(`features: the data gave more than its size (${mine}${mineOf}) images`);

@@ -10,7 +10,7 @@ import { Progress } from '../run/progress';
 import { Accuracy, AccuracyTally } from './accuracy';
 import type { ProcessGroup } from '../dist';
 import { FeatureSet, setSize, shardGroup } from './features';
-import { throwIfAborted } from '../util/errors';
+import { StopAgreement } from '../dist/agree';
 
 export interface KnnOptions {
   /** Neighbour counts to report (DINO: 10, 20, 100, 200; SemAIM authors: 20, also 10 and 30, docs/METHOD.md §6.4). */
@@ -69,14 +69,17 @@ export function knnClassify(train: FeatureSet, test: FeatureSet, o: KnnOptions):
  * get no turn. The same results.
  */
 export async function knnClassifyAsync(train: FeatureSet, test: FeatureSet, o: KnnOptions): Promise<KnnResult[]> {
-  throwIfAborted(o.signal);
+  const stop = new StopAgreement(o.group); // (every rank votes on the same blocks of test rows)
+  await stop.throwIfAborted(o.signal);
   const steps = knnSteps(train, test, o);
   for (let r = steps.next(); ; r = steps.next()) {
     if (r.done) return r.value;
     await new Promise((resolve) => setImmediate(resolve));
-    if (o.signal?.aborted) {
+    try {
+      await stop.throwIfAborted(o.signal);
+    } catch (e) {
       steps.return([]); // runs the generator's finally: its tensors are freed
-      throwIfAborted(o.signal);
+      throw e;
     }
   }
 }

@@ -17,7 +17,7 @@ import { checkLabelledBatch } from '../data/check-batch';
 import { FeaturePooling, FeatureSet, encodeBatch, setSize, shardGroup } from './features';
 import { severalRanks, type ProcessGroup } from '../dist';
 import type { Precision } from '../run/precision';
-import { throwIfAborted } from '../util/errors';
+import { StopAgreement } from '../dist/agree';
 
 export interface LinprobeOptions {
   epochs: number;
@@ -120,6 +120,7 @@ async function trainProbe(
   const history: LinprobeEpoch[] = [];
   const lossSum = torch.keep(torch.zeros([], { device: probe.linear.weight.device }));
   let step = 0;
+  const stop = new StopAgreement(o.group); // (every rank takes the same steps)
   probe.train();
   try {
     for (let epoch = 0; epoch < epochs && step < totalSteps; epoch++) {
@@ -127,7 +128,7 @@ async function trainProbe(
       lossSum.zero_();
       for await (const b of batches(epoch)) {
         try {
-          throwIfAborted(o.signal);
+          await stop.throwIfAborted(o.signal);
           torch.scope(() => {
             optimizer.setLr(schedule(fractionalEpoch(epoch, i, perEpoch)));
             const loss = F.crossEntropy(probe.forward(b.features), b.labels);

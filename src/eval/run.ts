@@ -8,8 +8,8 @@ import { OptionError } from '../util/options';
 import { stageTensors } from '../io/tensors';
 import { DataFactories, EvalDataRequest, LabelledData, RankSlice, Split, batchesPerEpoch, splitClassMismatch } from '../data';
 import { ProcessGroup, rankSlice } from '../dist';
-import { DataError, throwIfAborted } from '../util/errors';
-import { SAME_ENCODER_AND_DATA_HINT, checkRanksAgree } from '../dist/agree';
+import { DataError } from '../util/errors';
+import { SAME_ENCODER_AND_DATA_HINT, checkRanksAgree, throwIfAbortedOnAnyRank } from '../dist/agree';
 import { EncoderSource, LoadedEncoder, loadEncoder, resolveEncoder, sha256File } from '../semaim';
 import { processDevice, withProcessThreads } from '../run/device';
 import { imageInputOptions } from '../data/options';
@@ -43,7 +43,9 @@ export interface EvalJobOptions {
   /**
    * Aborting it stops the job before its next batch of images, probe step or block of k-NN queries: it
    * rejects with an AbortError (code 'ERR_ABORTED', `cause` the signal's reason) and writes no result
-   * file (an earlier run's files in the out-dir stay as they were). Data-parallel: abort every rank's.
+   * file (an earlier run's files in the out-dir stay as they were). Data-parallel: aborting any rank's
+   * signal stops every rank at the same point, each with an AbortError (the ranks agree on it at the
+   * job's start and end, one small collective each, and about once a second between: StopAgreement).
    */
   signal?: AbortSignal;
 }
@@ -166,7 +168,7 @@ export async function runKnn(o: KnnCommandOptions, f: DataFactories, job: Proces
 }
 
 async function runKnnJob(o: KnnCommandOptions, f: DataFactories, { group = null, signal }: EvalJobOptions): Promise<EvalRun | null> {
-  throwIfAborted(signal);
+  await throwIfAbortedOnAnyRank(signal, group);
   validateEval(o);
   const source = resolveEncoder(o.checkpoint, o);
   const t0 = Date.now();
@@ -191,8 +193,8 @@ async function runKnnJob(o: KnnCommandOptions, f: DataFactories, { group = null,
       group,
       signal,
     });
+    await throwIfAbortedOnAnyRank(signal, group); // aborted during the vote's last block (on any rank): no file
     if (group && group.rank !== 0) return null;
-    throwIfAborted(signal);
     const result = makeResult('knn', knnRows(results), {
       source: ft.loaded.source,
       config: o,
@@ -233,7 +235,7 @@ export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories, j
 }
 
 async function runLinprobeJob(o: LinprobeCommandOptions, f: DataFactories, { group = null, signal }: EvalJobOptions): Promise<EvalRun | null> {
-  throwIfAborted(signal);
+  await throwIfAbortedOnAnyRank(signal, group);
   validateEval(o);
   checkLinprobeProcesses(o, group?.worldSize ?? 1); // under torchrun the launch flags say nothing
   const source = resolveEncoder(o.checkpoint, o);
@@ -251,10 +253,6 @@ async function runLinprobeJob(o: LinprobeCommandOptions, f: DataFactories, { gro
     ({ loaded, train, test, numClasses, classNames, sizes } = ft);
     try {
       r = await linprobeOnFeatures(train, test, numClasses, { ...lo, group });
-      if (group && group.rank !== 0) {
-        r.probe.dispose();
-        return null;
-      }
     } finally {
       disposeFeatures(train, test);
       loaded.encoder.dispose();
@@ -281,10 +279,6 @@ async function runLinprobeJob(o: LinprobeCommandOptions, f: DataFactories, { gro
         test = await extractFeatures(loaded.encoder, splits.test, fo);
         sizes.test = setSize(test); // unusable test images left out
         r = await linprobeOnline(loaded.encoder, splits.train, test, numClasses, { ...lo, pooling: o.pooling, precision, group, augment: o.augment });
-        if (group && group.rank !== 0) {
-          r.probe.dispose();
-          return null;
-        }
       } finally {
         await splits.train.close();
         await splits.test.close();
@@ -295,7 +289,8 @@ async function runLinprobeJob(o: LinprobeCommandOptions, f: DataFactories, { gro
     }
   }
   try {
-    throwIfAborted(signal); // aborted during the last step: no files
+    await throwIfAbortedOnAnyRank(signal, group); // aborted during the last step (on any rank): no files
+    if (group && group.rank !== 0) return null;
     const outDir = o.outDir;
     const result = makeResult('linprobe', [{ name: `linear probe (${o.optimizer}, ${o.epochs} ep)`, accuracy: r.accuracy }], {
       source: loaded.source,

@@ -9,7 +9,7 @@ import { Progress } from '../run/progress';
 import { withPrecision, type Precision } from '../run/precision';
 import type { SegData } from '../data/seg-streams';
 import { severalRanks, type ProcessGroup } from '../dist';
-import { throwIfAborted } from '../util/errors';
+import { StopAgreement } from '../dist/agree';
 
 /**
  * Parses a block selection against an encoder of `depth` blocks: 'last' (the final block, after the
@@ -125,9 +125,10 @@ export async function extractSegFeatures(encoder: VisionTransformer, data: SegDa
   const progress = label === null ? null : new Progress(label, group ? Math.ceil(data.size / group.worldSize) : data.size);
   const slice = group ? { rank: group.rank, worldSize: group.worldSize } : undefined;
   try {
-    throwIfAborted(o.signal);
+    const stop = new StopAgreement(group); // (every rank has the same number of batches)
+    await stop.throwIfAborted(o.signal);
     for await (const b of data.batches({ batchSize: o.batchSize, shuffle: false, epoch: 0, augment: 'none', slice })) {
-      throwIfAborted(o.signal);
+      await stop.throwIfAborted(o.signal);
       const B = b.shape[0];
       if (B === 0) continue;
       parts.push(

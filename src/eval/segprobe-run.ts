@@ -19,12 +19,12 @@ import { SegData, SegSkip, SkipSummary, describeSkips, mergeSkips, summarizeSkip
 import { splitClassMismatch } from '../data/streams';
 import { extractSegFeatures, parseBlocks, SegFeatureSet, segSetSize } from './seg-features';
 import { severalRanks, type ProcessGroup } from '../dist';
-import { SAME_ENCODER_AND_DATA_HINT, checkRanksAgree } from '../dist/agree';
+import { SAME_ENCODER_AND_DATA_HINT, checkRanksAgree, throwIfAbortedOnAnyRank } from '../dist/agree';
 import { SegDataSettings, SegprobeConfig, SegprobeSettings, checkSegprobeProcesses } from './segprobe-options';
 import { processDevice, withProcessThreads } from '../run/device';
 import { SegprobeResult, constantPredictionMetrics, segprobeOnFeatures, segprobeOnline } from './segprobe';
 import type { Precision } from '../run/precision';
-import { DataError, throwIfAborted } from '../util/errors';
+import { DataError } from '../util/errors';
 import { evalJobOptions, type EvalJobOptions } from './run';
 
 /** Where segmentation data comes from (src/data/seg-loader.ts's makeSegData, or memory in tests). */
@@ -249,7 +249,7 @@ async function runSegprobeJob(
   f: SegDataFactory,
   { group = null, signal }: EvalJobOptions,
 ): Promise<SegprobeRun | null> {
-  throwIfAborted(signal);
+  await throwIfAbortedOnAnyRank(signal, group);
   const source = resolveEncoder(cfg.checkpoint, { verify: cfg.verify });
   try {
     parseBlocks(cfg.probe.blocks, source.config.depth); // a bad --blocks stops here, before any data is read
@@ -292,13 +292,10 @@ async function runSegprobeJob(
   } finally {
     encoder.dispose();
   }
-  if (group && group.rank !== 0) {
-    outcome.probe.head.dispose();
-    return null;
-  }
   const { probe, baseline } = outcome;
   try {
-    throwIfAborted(signal); // aborted during the last step: no files
+    await throwIfAbortedOnAnyRank(signal, group); // aborted during the last step (on any rank): no files
+    if (group && group.rank !== 0) return null;
     const m = probe.metrics;
     const label = cfg.init === 'random' ? 'random-init encoder' : 'frozen encoder';
     const result: SegprobeFile = {

@@ -16,7 +16,7 @@ import { SegLinearHead } from './seg-head';
 import { SegFeatureSet, patchTokens, segSetSize } from './seg-features';
 import type { SegAugment, SegData } from '../data/seg-streams';
 import { severalRanks, type ProcessGroup } from '../dist';
-import { throwIfAborted } from '../util/errors';
+import { StopAgreement } from '../dist/agree';
 
 export type SegOptimizer = 'adamw' | 'sgd';
 
@@ -179,6 +179,7 @@ async function trainHead(
   const history: SegprobeEpoch[] = [];
   const lossSum = torch.keep(torch.zeros([], { device: head.linear.weight.device }));
   let step = 0;
+  const stop = new StopAgreement(o.group); // (every rank takes the same steps)
   head.train();
   try {
     for (let epoch = 0; epoch < epochs && step < totalSteps; epoch++) {
@@ -186,7 +187,7 @@ async function trainHead(
       lossSum.zero_();
       for await (const b of batches(epoch)) {
         try {
-          throwIfAborted(o.signal);
+          await stop.throwIfAborted(o.signal);
           torch.scope(() => {
             optimizer.setLr(schedule(fractionalEpoch(epoch, i, perEpoch)));
             const loss = F.crossEntropy(head.forward(b.tokens, grid, size), b.masks, { ignoreIndex: IGNORE_INDEX });

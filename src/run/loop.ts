@@ -7,7 +7,8 @@
 // Data-parallel (a process group in the settings): every rank runs this same loop on its slice of
 // each global batch; backward averages the gradients over the ranks (only on an optimiser step's
 // last micro-batch), so every rank takes the same step. The ranks agree on stopping and on the logged
-// loss (their mean) at log steps; rank 0 alone writes metrics, progress and checkpoints.
+// loss (their mean) at log steps, and on stopping also between them (about once a second); rank 0
+// alone writes metrics, progress and checkpoints.
 import * as torch from '../torch';
 import { Tensor } from '../torch';
 import { GradScaler, Optimizer, BaseHyper, fractionalEpoch } from '../optim';
@@ -18,9 +19,11 @@ import { cudnnAutotune } from './cudnn-autotune';
 import { StopRequest, StopSignal, catchStopSignals } from './signals';
 import type { OptionTable } from '../util/options';
 import { DistributedDataParallel, GradCompression, ProcessGroup, rankSlice } from '../dist';
-import { SAME_START_HINT, checkRanksHoldSame } from '../dist/agree';
+import { SAME_START_HINT, StopAgreement, checkRanksHoldSame } from '../dist/agree';
 import { TrainState, StopReason, type MetricsRecord } from './train-state';
 import { afterProgress } from './progress';
+import { globalRngStates } from './rng-state';
+import { createHash } from 'node:crypto';
 
 export type { StopReason, MetricsRecord };
 
@@ -117,6 +120,8 @@ export interface LoopHooks {
   /**
    * Aborting it stops the run as SIGINT does: at the next step boundary, after a checkpoint (the result's
    * stoppedBy is 'signal', without `signal`); the same job started again resumes from that checkpoint.
+   * Data-parallel: aborting it on any rank stops every rank at the same step, the next one they agree on
+   * (a log step, or within about a second: StopAgreement).
    */
   signal?: AbortSignal;
   log?: (line: string) => void;
@@ -136,14 +141,33 @@ export interface LoopResult {
   signal?: StopSignal;
 }
 
-/** Refuses ranks that loaded different weights, optimiser states, EMA copies or teachers, naming what differs. */
-async function checkStart(job: TrainJob<unknown>, group: ProcessGroup): Promise<void> {
-  const { model, optimizer, ema } = job;
+const shortDigest = (data: string | Uint8Array) => createHash('sha256').update(data).digest('hex').slice(0, 16);
+
+/**
+ * Refuses ranks that loaded different weights, optimiser states, EMA copies or teachers, or that resumed
+ * at another position, loss scale or random state, naming what differs.
+ *
+ * What must be equal on every rank, besides the tensors: the position (step, epoch, batch: which global
+ * batch comes next, where the lr schedule and the EMA decay stand), the optimiser's JSON state (its step
+ * counts set AdamW's bias correction), the loss scaler's scale and growth tracker (another scale scales
+ * one rank's share of the averaged gradient differently, and the ranks then skip or grow at other
+ * steps), the count of losses in the carried metrics window (it divides the mean the ranks agree on at
+ * the next log; the sums are each rank's own by design), and the random generators. These are NOT per
+ * rank by design here: every rank draws the global batch's random numbers (order noise, drop-path
+ * masks, mixup coefficients, dropout) from the same streams and keeps its rows (docs/DISTRIBUTED.md),
+ * and augmentations are seeded per sample, so one stream that differs makes the ranks train on
+ * different masks or orders of one global batch, silently. The data order's seed is an option, compared
+ * with the others before. The best score is rank 0's alone (it writes the checkpoints) and is not compared.
+ */
+async function checkStart(job: TrainJob<unknown>, group: ProcessGroup, train: TrainState, device: torch.Device): Promise<void> {
+  const { model, optimizer, ema, scaler } = job;
   const state = optimizer.stateDict();
+  const streams = globalRngStates(device);
+  for (const [name, g] of Object.entries(job.generators)) streams.set(`rng.${name}`, g.getState());
   try {
     await checkRanksHoldSame(
       group,
-      'the weights they start from (before rank 0 broadcasts its own)',
+      'the state they start from (before rank 0 broadcasts its weights)',
       {
         'the model weights': [...model.namedParameters(), ...model.namedBuffers()],
         'the optimiser state': state.tensors,
@@ -151,9 +175,17 @@ async function checkStart(job: TrainJob<unknown>, group: ProcessGroup): Promise<
         ...job.frozen,
       },
       SAME_START_HINT,
+      {
+        'the position (step, epoch, batch)': [train.step, train.epoch, train.batch],
+        'the optimiser state (JSON)': shortDigest(JSON.stringify(state.meta)),
+        ...(scaler && { 'the loss scaler (scale, growth tracker)': [scaler.stateDict().scale, scaler.stateDict().growthTracker] }),
+        'the losses carried into the next log': train.window.count,
+        ...Object.fromEntries([...streams].map(([name, t]) => [`the random stream ${name}`, shortDigest(torch.scope(() => t.cpu().data() as Uint8Array))])),
+      },
     );
   } finally {
     for (const t of state.tensors.values()) t.dispose();
+    for (const t of streams.values()) t.dispose();
   }
 }
 
@@ -221,9 +253,14 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
   try {
     // after the resume: every rank starts from rank 0's parameters, and must hold the same ones before
     // (and the same optimiser state, EMA copy and teacher, which are not broadcast)
-    if (group) await checkStart(job, group);
+    if (group) await checkStart(job, group, state, run.device);
     const compress = (run.gradCompress ?? 'none') as GradCompression;
     if (group) ddp = new DistributedDataParallel(model, group, { compress, ...(job.forwardBackward && { mode: 'after-backward' }) });
+    // Data-parallel: one rank may see a signal (or its own stop request, its AbortSignal) before the
+    // others. They agree at every log step and, between them, about once a second (StopAgreement), so
+    // all stop at the same step, within about a second, with no collective (a device sync under NCCL)
+    // at most steps.
+    const stopAgreement = new StopAgreement(group);
     const startEpoch = state.epoch;
     model.train();
     outer: for (let epoch = startEpoch; state.step < totalSteps; epoch++) {
@@ -290,9 +327,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
           state.stoppedBy = totalSteps < plannedSteps ? 'maxSteps' : 'finished';
           break outer;
         }
-        // One rank may see a signal (or its own stop request) before the others: they agree at log
-        // steps, so all stop together and the collective (a device sync under NCCL) stays off the others.
-        if (group ? logStep && (await group.anyTrue(stop.requested)) : stop.requested) {
+        if (await stopAgreement.agree(stop.requested, logStep)) {
           log(`${afterProgress()}stopping on request at step ${state.step}`);
           state.stoppedBy = 'signal';
           break outer;

@@ -234,7 +234,7 @@ test('pretrain resumed from out-dir copies that hold other weights at the same s
   // (the same global batch of 16: 8 per process)
   const more = ['--batch-size', '8', '--epochs', '3', '--max-steps', '6'];
   const runs = await twoNodes('pretrain', [[...run('a'), ...more], [...run('b'), ...more]]);
-  assertRefused(runs, /the 2 ranks disagree on the weights they start from \(before rank 0 broadcasts its own\)/, /the model weights: [\w.]+: rank 0 sum [-0-9.e]+, sum of squares [0-9.e-]+, rank 1 sum /);
+  assertRefused(runs, /the 2 ranks disagree on the state they start from \(before rank 0 broadcasts its weights\)/, /the model weights: [\w.]+: rank 0 sum [-0-9.e]+, sum of squares [0-9.e-]+, rank 1 sum /);
   for (const r of runs) assert.match(r.out, /the optimiser state: exp_avg/, r.out);
   assert.doesNotMatch(readFileSync(join(root, 'copy-a', 'metrics.jsonl'), 'utf8'), /"step":\s*[56]\b/, 'refused before any step');
 });
@@ -254,7 +254,7 @@ test('pretrain with feature targets from another --teacher file on each machine:
     [...base, '--teacher', ta],
     [...base, '--teacher', tb],
   ]);
-  assertRefused(runs, /the 2 ranks disagree on the weights they start from/, /the teacher weights: [\w.]+: rank 0 sum [-0-9.e]+, .*rank 1 sum /);
+  assertRefused(runs, /the 2 ranks disagree on the state they start from/, /the teacher weights: [\w.]+: rank 0 sum [-0-9.e]+, .*rank 1 sum /);
   for (const r of runs) assert.doesNotMatch(r.out, /the model weights|the optimiser state/, 'the fresh model and empty optimiser agree');
   assert.ok(!existsSync(join(out, 'metrics.jsonl')), 'refused before any step');
 });

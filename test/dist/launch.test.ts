@@ -52,6 +52,17 @@ test('stripLaunchFlags removes the launcher flags in both spellings and keeps th
     { nprocPerNode: 4, nnodes: 2, nodeRank: 1, masterAddr: 'n0', masterPort: undefined });
 });
 
+test('launcher: workers that exit with 130 (stopped by a signal that reached rank 1 alone) are let finish; the launcher exits 130 without a failure report', { skip: gloo }, async () => {
+  const stdout = sink();
+  const stderr = sink();
+  const r = await dist.launchWorkers(['stopped'], { nprocPerNode: 2, script: workerScript('launched'), stdout, stderr, killGraceMs: 5000 });
+  // before, rank 1's exit counted as a failure: rank 0 got SIGTERM before it reported, and the launcher
+  // printed "rank 1 ... exited with code 130; stopped the other 1 worker"
+  assert.deepEqual([r.exitCode, r.failedRank, r.message], [130, null, null], stderr.text());
+  assert.ok(jsonLines(stdout.text()).some((l) => l.rank === 0 && l.stopped === true), `rank 0 reported its stop:\n${stdout.text()}`);
+  assert.doesNotMatch(stderr.text(), /launch:/);
+});
+
 test('launcher: rank 1 crashes -> every worker stops within seconds, exit non-zero, the message names rank 1 and its last lines', { skip: gloo }, async () => {
   const stdout = sink();
   const stderr = sink();

@@ -4,6 +4,8 @@
 //   loop      all-reduces every 50 ms for up to 60 s, ignoring SIGTERM (the test kills one worker)
 //   sigterm   like loop, but exits 0 on SIGTERM after printing it
 //   stall     like loop with a 3 s collective timeout and SIGTERM's default action (the test stops rank 1 with SIGSTOP)
+//   stopped   a run stopped by a signal that reached rank 1 alone: rank 1 exits with code 130 at once, rank 0
+//             reports the stop 1.5 s later ({rank, stopped}) and exits with 130 too (SIGTERM's default action)
 import * as torch from '../../../src/torch';
 import * as dist from '../../../src/dist';
 
@@ -34,6 +36,11 @@ async function main(): Promise<void> {
     // Ignores the launcher's SIGTERM: this worker must stop on its own, from the collective's error.
     process.on('SIGTERM', () => { process.stderr.write('SIGTERM ignored\n'); });
     await loop(g);
+  } else if (scenario === 'stopped') {
+    if (g.rank === 1) process.exit(130);
+    await new Promise((r) => setTimeout(r, 1500));
+    out({ rank: g.rank, stopped: true });
+    process.exit(130);
   } else if (scenario === 'stall') {
     await loop(g);
   } else if (scenario === 'sigterm') {
