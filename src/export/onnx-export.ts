@@ -109,9 +109,10 @@ export function exportOnnx(source: string, outDir: string, o: OnnxOptions): Onnx
   // process exporting to the same folder refuses rather than interleaving its renames with ours
   const release = claimOutputs([model, config, pre]);
   try {
+    // (config.json first: the commit journal is named after it, in the folder that holds all three)
     writeFilesAtomic([
-      [model, m.bytes],
       [config, JSON.stringify(json, null, 2) + '\n'],
+      [model, m.bytes],
       [pre, JSON.stringify(preprocessorConfigJson(evalPreprocessing(m.config.imgSize)), null, 2) + '\n'],
     ]);
   } finally {
