@@ -3,7 +3,7 @@
 // (The run folder's run.lock, src/run/run-lock.ts, and an output's lock, src/io/outputs.ts.)
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
-import { closeSync, linkSync, openSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, linkSync, openSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { namesOfDeadProcesses, processAlive } from './process-alive';
 
@@ -21,12 +21,30 @@ export function describeHolder(h: Holder): string {
 /** Locks this process holds (a lock of this pid not among them was left by an earlier, failed run in it). */
 const held = new Set<string>();
 
+/** A lock holds a line of JSON; a file much larger is not one of ours. */
+const LOCK_MAX_BYTES = 64 << 10;
+
+/**
+ * The text of lock `path`, or null when there is none. Something else at its name (a folder, a FIFO that
+ * would block the read, a device that never ends, a file too large to be a lock) is refused, naming it.
+ */
 function readText(path: string): string | null {
+  let fd: number;
   try {
-    return readFileSync(path, 'utf8');
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw e;
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile() || st.size > LOCK_MAX_BYTES) {
+      const what = st.isDirectory() ? 'a folder' : st.isFIFO() ? 'a FIFO' : st.isFile() ? `a file of ${st.size} bytes` : 'a device or socket';
+      throw Object.assign(new Error(`${path} is ${what}, not a lock file of semaim: move it away`), { code: 'EEXIST' });
+    }
+    return readFileSync(fd, 'utf8');
+  } finally {
+    closeSync(fd);
   }
 }
 
