@@ -57,6 +57,12 @@ function parseHolder(text: string): Holder | null {
   }
 }
 
+/** Writes a new file `draft` (one planted at the name, a link to a file elsewhere included, is removed first, never written through). */
+function writeDraft(draft: string, text: string): void {
+  rmSync(draft, { force: true });
+  writeFileSync(draft, text, { flag: 'wx' });
+}
+
 /**
  * Creates `path` holding `text`, or returns false if it exists. A hard link of a finished file makes the lock
  * appear whole: a file opened with 'wx' is empty until written, and a rival reading it then took it for abandoned.
@@ -64,7 +70,7 @@ function parseHolder(text: string): Holder | null {
 function createWhole(path: string, text: string): boolean {
   const draft = `${path}.${process.pid}.draft`;
   try {
-    writeFileSync(draft, text);
+    writeDraft(draft, text);
     linkSync(draft, path);
     return true;
   } catch (e) {
@@ -117,7 +123,7 @@ function take(path: string, mine: string, depth: number): true | Holder {
       if (readText(path) !== text) continue; // taken over already (this marker is a later one)
       const draft = `${path}.${process.pid}.draft`;
       try {
-        writeFileSync(draft, mine);
+        writeDraft(draft, mine);
         renameSync(draft, path);
       } catch (e) {
         rmSync(draft, { force: true });

@@ -58,3 +58,19 @@ test('a lock whose holder is pid 0 or a negative pid (no process) is taken over;
   }
   assert.equal(processAlive(process.pid), true);
 });
+
+test('a link planted at this process’s draft name (fresh lock and takeover) is replaced, not written through', (t) => {
+  const dir = scratch(t);
+  const victim = join(dir, 'victim.txt');
+  for (const stale of [false, true]) {
+    writeFileSync(victim, 'precious');
+    const path = join(dir, `x${stale}.lock`);
+    if (stale) writeFileSync(path, JSON.stringify({ pid: 2 ** 22 + 1, host: hostname(), since: '2026-12-03T00:00:00.000Z' }));
+    symlinkSync(victim, `${path}.${process.pid}.draft`);
+    const release = lockFile(path) as () => void;
+    assert.equal(typeof release, 'function');
+    assert.equal(readFileSync(victim, 'utf8'), 'precious', stale ? 'takeover' : 'fresh');
+    assert.equal(JSON.parse(readFileSync(path, 'utf8')).pid, process.pid);
+    release();
+  }
+});
