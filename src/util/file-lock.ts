@@ -145,6 +145,22 @@ function removeDeadDrafts(path: string): void {
 }
 
 /**
+ * Whether another live process holds lock `path` now (what is at the name and is not a lock counts as
+ * held: nobody can take it). A lock this process holds, a missing one or one whose holder is gone does not.
+ */
+export function heldByAnother(path: string): boolean {
+  let text: string | null;
+  try {
+    text = readText(path);
+  } catch {
+    return true;
+  }
+  if (text === null) return false;
+  const h = parseHolder(text);
+  return h !== null && !(h.pid === process.pid && h.host === hostname()) && !holderGone(h, path);
+}
+
+/**
  * Takes the lock file `path` (its folder must exist) for this process: returns the function that gives
  * it up (also called when the process exits), or the live process that holds it.
  */

@@ -23,6 +23,7 @@ import {
 } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { heldByAnother } from './file-lock';
 import { namesOfDeadProcesses, processAlive } from './process-alive';
 
 let serial = 0;
@@ -333,6 +334,9 @@ export function finishInterruptedCommits(dir: string, note: (msg: string) => voi
     const path = join(dir, name);
     const j = readJournal(dir, name);
     if (!j || j.host !== hostname() || (j.pid !== process.pid && processAlive(j.pid))) continue;
+    // a live writer of that set (its lock, `<first>.lock`) is writing it now: its `.partial` file is half
+    // written, whatever a journal naming a dead process says; that writer completes the journal itself
+    if (heldByAnother(join(dir, name.replace(JOURNAL_NAME, '.lock')))) continue;
     const placed: string[] = [];
     for (const [tmp, final] of j.renames) {
       const [from, to] = [join(dir, tmp), join(dir, final)];

@@ -302,3 +302,19 @@ test('commitFiles refuses a set whose files do not lie in the folder of the firs
   ]);
   assert.deepEqual(ls(dir), ['b', 'killer.js', 'sub']);
 });
+
+test('a journal naming a dead process is left alone while a live process holds the lock of that set: its .partial file is being written', (t) => {
+  const dir = scratch(t);
+  const host = require('node:os').hostname();
+  writeFileSync(join(dir, 'f.safetensors.partial'), 'half of the rows');
+  plantJournal(join(dir, 'f.safetensors.commit'), [['f.safetensors.partial', 'f.safetensors']]);
+  writeFileSync(join(dir, 'f.safetensors.lock'), JSON.stringify({ pid: 1, host, since: '2026-12-03T00:00:00.000Z' })); // pid 1 is alive
+  assert.deepEqual(finishInterruptedCommits(dir), []);
+  assert.deepEqual(ls(dir), ['f.safetensors.commit', 'f.safetensors.lock', 'f.safetensors.partial', 'killer.js']);
+  // the lock's holder gone: the writer was killed after its journal, and the journal is completed
+  writeFileSync(join(dir, 'f.safetensors.lock'), JSON.stringify({ pid: 2 ** 22 + 1, host, since: '2026-12-03T00:00:00.000Z' }));
+  assert.deepEqual(
+    finishInterruptedCommits(dir, () => {}),
+    [join(dir, 'f.safetensors')],
+  );
+});
