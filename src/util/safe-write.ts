@@ -5,7 +5,6 @@
 import {
   closeSync,
   constants,
-  existsSync,
   fstatSync,
   fsyncSync,
   ftruncateSync,
@@ -340,7 +339,8 @@ export function finishInterruptedCommits(dir: string, note: (msg: string) => voi
     const placed: string[] = [];
     for (const [tmp, final] of j.renames) {
       const [from, to] = [join(dir, tmp), join(dir, final)];
-      if (!existsSync(from)) continue; // renamed before the kill
+      // renamed before the kill (gone); what is not a regular file there (a link planted at the name) is not the writer's
+      if (!lstatSync(from, { throwIfNoEntry: false })?.isFile()) continue;
       try {
         renameSync(from, to);
       } catch (e) {

@@ -237,10 +237,13 @@ test('a planted journal renames nothing outside its folder, through a linked fol
   plantJournal(join(out, 'live.commit'), [['b.tmp-1-0', 'b']]); // pid 1's temporary file, under a dead pid's journal
   plantJournal(join(out, 'self.commit'), [['.partial', '']]); // onto the folder itself
   plantJournal(join(out, 'nul.commit'), [[`c\0.tmp-${dead}-0`, 'c\0']]);
+  symlinkSync(join(victim, 'x'), join(out, `g.tmp-${dead}-0`)); // a link at the writer's temporary name: not its file
+  plantJournal(join(out, 'g.commit'), [[`g.tmp-${dead}-0`, 'g']]);
   assert.deepEqual(finishInterruptedCommits(out), []);
   assert.equal(readFileSync(join(victim, 'x'), 'utf8'), 'victim');
   assert.deepEqual(ls(victim), ['x', 'x.partial', `x.tmp-${dead}-0`]);
   assert.equal(readFileSync(join(out, 'b'), 'utf8'), 'old');
+  assert.ok(!ls(out).includes('g'), 'a link at a temporary name is not put in place');
   writeFileAtomic(join(out, 'unrelated.txt'), 'x'); // the folder is still written to
 
   // the writer's own temporary file in a real folder below the journal's is completed
