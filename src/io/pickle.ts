@@ -245,7 +245,9 @@ export function unpickle(data: Buffer, label: string, hooks: PickleHooks): unkno
       case 0x93: {
         const n = pop(),
           m = pop();
-        stack.push(new Global(`${String(m)}.${String(n)}`));
+        // (as Python: names only; String() of a list nested 100000 deep overflowed the stack)
+        if (typeof m !== 'string' || typeof n !== 'string') throw new Error(`${label}: the pickle names a global by something that is not a name`);
+        stack.push(new Global(`${m}.${n}`));
         break;
       } // STACK_GLOBAL
       case 0x51:

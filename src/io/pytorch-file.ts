@@ -197,7 +197,7 @@ function asInts(v: unknown, what: string): number[] {
 
 function storageOf(pid: unknown): StorageRef {
   if (!Array.isArray(pid) || pid[0] !== 'storage' || pid.length < 5) throw new Error(`an unknown persistent id (${describe(pid)})`);
-  const type = pid[1] instanceof Global ? pid[1].name : String(pid[1]);
+  const type = pid[1] instanceof Global ? pid[1].name : typeof pid[1] === 'string' ? pid[1] : describe(pid[1]);
   const short = type.replace(/^torch\./, '');
   if (typeof pid[2] !== 'string' || !Number.isSafeInteger(pid[4])) throw new Error('a storage reference without a key or size');
   return {

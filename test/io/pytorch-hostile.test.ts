@@ -113,3 +113,14 @@ test('a zip64 size of data.pkl beyond the end of a small file is refused before 
   assert.match(message, /big-pkl\.pth: entry big\/data\.pkl \(209715200 bytes from byte \d+\) runs past the end of the file/);
   assert.ok(Number(grownMb) < 64, `the read grew the memory by ${grownMb} MB`);
 });
+
+test('a global named by a list nested 100000 deep (STACK_GLOBAL takes names only, as Python) is refused saying so', () => {
+  const path = join(root, 'deep.pth');
+  const n = 100000;
+  const pkl = Buffer.concat([hex('8002'), Buffer.alloc(n, 0x5d), Buffer.alloc(n - 1, 0x61), hex('8c 01 78 93 2e')]);
+  writeFileSync(path, zipOf({ 'deep/data.pkl': pkl }));
+  assert.throws(
+    () => readSafetensorsHeader(path),
+    (e: Error) => e.message === `${path}: the pickle names a global by something that is not a name`,
+  );
+});
