@@ -384,9 +384,67 @@ async function labelPngSeeds() {
 /** torch.save files PyTorch wrote (scripts/pytorch_file_make.py: a training checkpoint, protocols 2 and 4). */
 function pytorchSeeds() {
   const dir = path.join(WORK, 'pth-seeds');
-  const r = spawnSync('/usr/bin/python3', [path.join(ROOT, 'scripts', 'pytorch_file_make.py'), 'fixtures', dir], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`pytorch seeds need /usr/bin/python3 with torch: ${r.stderr || r.error}`);
-  return ['checkpoint.pth', 'plain.pt'].map((f) => fs.readFileSync(path.join(dir, f)));
+  const files = {
+    fixtures: ['checkpoint.pth', 'plain.pt'],
+    // PyTorch 2.x's layout (alignment padding, data descriptors, zip64 end record), and in zip64 form
+    torch2: ['v2-plain.pt', 'v2-model.pth', 'vit.v2.timm.pth', 'v2-zip64.pth', 'v2-zip64-offsets.pth'],
+  };
+  const seeds = [];
+  for (const [kind, names] of Object.entries(files)) {
+    if (!names.every((f) => fs.existsSync(path.join(dir, f)))) {
+      const r = spawnSync('/usr/bin/python3', [path.join(ROOT, 'scripts', 'pytorch_file_make.py'), kind, dir], { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`pytorch seeds need /usr/bin/python3 with torch: ${r.stderr || r.error}`);
+    }
+    for (const f of names) seeds.push(fs.readFileSync(path.join(dir, f)));
+  }
+  return seeds;
+}
+
+/** The central directory entries of a zip: [offset of the entry, name, offset of its zip64 extra field's values or -1]. */
+function zipCentralEntries(b) {
+  const out = [];
+  for (
+    let at = b.indexOf(Buffer.from([0x50, 0x4b, 0x01, 0x02]));
+    at >= 0 && at + 46 <= b.length;
+    at = b.indexOf(Buffer.from([0x50, 0x4b, 0x01, 0x02]), at + 4)
+  ) {
+    const n = b.readUInt16LE(at + 28);
+    const x = b.readUInt16LE(at + 30);
+    let z64 = -1;
+    for (let e = at + 46 + n; e + 4 <= Math.min(b.length, at + 46 + n + x); e += 4 + b.readUInt16LE(e + 2)) if (b.readUInt16LE(e) === 1) z64 = e + 4;
+    out.push([at, b.toString('latin1', at + 46, at + 46 + n), z64]);
+  }
+  return out;
+}
+
+/** The 64-bit size or offset fields of a zip64 archive set to values that run past, into or over the file. */
+function mutateZip64(r, seed) {
+  const b = Buffer.from(seed);
+  const entries = zipCentralEntries(b).filter(([, , z]) => z >= 0);
+  if (!entries.length) return mutateBytesN(r, seed);
+  for (let k = 1 + r.int(2); k > 0; k--) {
+    const [, , z] = r.pick(entries);
+    const field = z + 8 * r.int(3);
+    if (field + 8 > b.length) continue;
+    const v = r.pick([
+      0n,
+      1n,
+      63n,
+      64n,
+      BigInt(b.length),
+      BigInt(b.length - 1),
+      2n ** 31n,
+      2n ** 32n - 1n,
+      2n ** 32n,
+      2n ** 53n - 1n,
+      2n ** 53n,
+      2n ** 63n,
+      2n ** 64n - 1n,
+      BigInt(r.int(b.length)),
+    ]);
+    b.writeBigUInt64LE(v, field);
+  }
+  return b;
 }
 
 /** The zip's CRC-32 of data.pkl made right again (local header and central directory), so a mutation inside the pickle reaches the unpickler. */
@@ -399,10 +457,15 @@ function fixPickleCrc(b) {
   ) {
     const n = b.readUInt16LE(at + 28);
     if (!b.toString('latin1', at + 46, at + 46 + n).endsWith('/data.pkl')) continue;
-    const local = b.readUInt32LE(at + 42);
+    // (zip64: a size or offset of 0xffffffff is in the extra field, uncompressed size, compressed size, offset in that order)
+    const z64 = zipCentralEntries(b.subarray(at)).find(([o]) => o === 0)?.[2] ?? -1;
+    let z = z64 >= 0 ? at + z64 : -1;
+    const wide = (v) => (v === 0xffffffff && z >= 0 && z + 8 <= b.length ? Number(b.readBigUInt64LE((z += 8) - 8)) : v);
+    const size = wide(b.readUInt32LE(at + 24));
+    if (b.readUInt32LE(at + 20) === 0xffffffff && z >= 0) z += 8;
+    const local = wide(b.readUInt32LE(at + 42));
     if (local + 30 > b.length) return b;
     const start = local + 30 + b.readUInt16LE(local + 26) + b.readUInt16LE(local + 28);
-    const size = b.readUInt32LE(at + 24);
     if (start + size > b.length) return b;
     const c = crc32(b.subarray(start, start + size));
     b.writeUInt32LE(c, at + 16);
@@ -637,7 +700,8 @@ const TARGETS = {
       'torch.save files (.pth): the zip directory, data.pkl through the unpickler that runs nothing (CRC-32 fixed up after pickle mutations), the tensors into libtorch',
     make: async (r) => {
       const seed = r.pick(await seeds('pth', pytorchSeeds));
-      if (r.chance(0.4)) return mutateBytesN(r, seed);
+      if (r.chance(0.3)) return mutateBytesN(r, seed);
+      if (r.chance(0.15)) return mutateZip64(r, seed);
       const b = Buffer.from(seed);
       const pkl = b.indexOf(Buffer.from([0x80, 0x02]), b.indexOf('data.pkl'));
       const end = b.indexOf(Buffer.from([0x50, 0x4b]), pkl + 1);
@@ -653,6 +717,107 @@ const TARGETS = {
       const a = await expectCleanError(() => st.readSafetensorsHeader(file), file);
       if (a.rejected) return a;
       return loadsAsHeaderSays(file, a.ok);
+    },
+  },
+
+  journal: {
+    about:
+      'commit journals (<first>.commit) that the next writer of a folder acts on (finishInterruptedCommits, then a write there): renames of a dead process of this host mutated, paths out of the folder, through a link, of a live process',
+    make: async (r) => {
+      const renames = r.pick([
+        [
+          [`a.tmp-${DEAD}-0`, 'a'],
+          ['b.partial', 'b'],
+          [`sub/c.tmp-${DEAD}-2`, 'sub/c'],
+        ],
+        [[`a.tmp-${DEAD}-0`, 'a']],
+      ]);
+      for (let k = r.chance(0.5) ? 1 + r.int(2) : 0; k > 0; k--) renames.splice(r.int(renames.length + 1), 0, r.pick(HOSTILE_RENAMES));
+      const j = { format: 'semaim.commit/1', pid: DEAD, host: '@HOST@', renames };
+      if (r.chance(0.2)) j.pid = r.pick([0, -1, 1, '@SELF@', 2 ** 31, 2 ** 53, 1.5, String(DEAD)]);
+      if (r.chance(0.1)) j.host = r.pick(['elsewhere', '', null]);
+      const text = toJson(j).replace('"@SELF@"', '@SELF@');
+      // (a mutation can repeat a nested value into 100 MB: 4 MB is past the size a journal is read at)
+      return Buffer.from(r.chance(0.5) ? mutateJsonText(r, text) : text, 'latin1').subarray(0, 4 << 20);
+    },
+    run: async (bytes, ctx) => {
+      const { finishInterruptedCommits, writeFileAtomic } = D('util/safe-write');
+      const { hostname } = require('node:os');
+      for (const [f, text] of Object.entries(JOURNAL_FILES)) caseFile(ctx, f, text);
+      fs.symlinkSync('../victim', path.join(ctx.dir, 'out', 'link'));
+      const out = path.join(ctx.dir, 'out');
+      const journal = path.join(out, 'a.commit');
+      const text = bytes
+        .toString('latin1')
+        .replace('@HOST@', hostname())
+        .replace('@SELF@', String(process.pid))
+        .replace(/@CASE@/g, JSON.stringify(ctx.dir).slice(1, -1));
+      fs.writeFileSync(journal, Buffer.from(text, 'latin1'));
+      const before = snapshot(ctx.dir);
+      let outcome;
+      try {
+        outcome = `renamed ${finishInterruptedCommits(out, () => {}).length}`;
+        writeFileAtomic(path.join(out, 'unrelated.txt'), 'x'); // a folder with a journal is still written to
+      } catch (e) {
+        outcome = checkError(e, journal); // only a rename that cannot be made, naming the journal to delete
+      }
+      const after = snapshot(ctx.dir);
+      for (const [p, v] of before) {
+        const w = after.get(p);
+        if (w === v || p === 'out/a.commit') continue;
+        const final = OWN_TEMP.exec(p)?.[1];
+        if (final !== undefined && w === undefined && after.get(final) === v) continue; // a dead writer's temporary file onto its final name
+        if (w !== undefined && [...before].some(([t, c]) => OWN_TEMP.exec(t)?.[1] === p && c === w && !after.has(t))) continue; // that final name
+        throw new Finding('bad-output', `${p} ${w === undefined ? 'removed' : 'changed'} by a journal`);
+      }
+      for (const p of after.keys()) if (!before.has(p) && p !== 'out/unrelated.txt') throw new Finding('bad-output', `${p} created by a journal`);
+      if (outcome.startsWith('renamed') && finishInterruptedCommits(out, () => {}).length) throw new Finding('bad-output', 'a second pass renamed again');
+      return outcome;
+    },
+  },
+
+  lock: {
+    about:
+      "lock files (<first>.lock, run.lock) left by other processes: holder pid, host and JSON mutated (lockFile takes a dead holder's over, refuses a live one)",
+    make: async (r) => {
+      const h = { pid: DEAD, host: '@HOST@', since: '2026-12-03T00:00:00.000Z' };
+      if (r.chance(0.4)) h.pid = r.pick([0, -1, 1, '@SELF@', 2 ** 31, 2 ** 32 + 1, 2 ** 53, 1.5, String(DEAD), null]);
+      if (r.chance(0.2)) h.host = r.pick(['elsewhere', '', null, 7]);
+      const text = toJson(h).replace('"@SELF@"', '@SELF@');
+      return Buffer.from(r.chance(0.3) ? text : r.chance(0.7) ? mutateJsonText(r, text) : mutateBytesN(r, Buffer.from(text)).toString('latin1'), 'latin1');
+    },
+    run: async (bytes, ctx) => {
+      const { lockFile } = D('util/file-lock');
+      const { processAlive } = D('util/process-alive');
+      const { hostname } = require('node:os');
+      const lock = path.join(ctx.dir, 'x.lock');
+      const text = Buffer.from(bytes.toString('latin1').replace('@HOST@', hostname()).replace('@SELF@', String(process.pid)), 'latin1');
+      fs.writeFileSync(lock, text);
+      let h = null;
+      try {
+        h = JSON.parse(text.toString('utf8'));
+      } catch {
+        /* unreadable: nobody holds it */
+      }
+      const names = h !== null && typeof h === 'object' && Number.isSafeInteger(h.pid) && typeof h.host === 'string';
+      const live = names && (h.host !== hostname() || (h.pid !== process.pid && h.pid > 0 && processAlive(h.pid)));
+      let got;
+      try {
+        got = lockFile(lock);
+      } catch (e) {
+        return { rejected: checkError(e, lock) };
+      }
+      if (typeof got === 'function') {
+        if (live) throw new Finding('bad-output', `took over the lock of a live holder: ${text.toString('utf8').slice(0, 200)}`);
+        if (JSON.parse(fs.readFileSync(lock, 'utf8')).pid !== process.pid) throw new Finding('bad-output', 'taken, but the lock does not name this process');
+        got();
+        const left = fs.readdirSync(ctx.dir);
+        if (left.length) throw new Finding('bad-output', `left ${left.join(', ')} after its release`);
+        return 'taken';
+      }
+      if (!live) throw new Finding('bad-output', `refused for a holder that is gone or names no process: ${text.toString('utf8').slice(0, 200)}`);
+      if (!fs.readFileSync(lock).equals(text)) throw new Finding('bad-output', 'refused, but the lock was changed');
+      return `held by ${got.pid}`;
     },
   },
 
@@ -900,6 +1065,55 @@ const TARGETS = {
 };
 
 // ------------------------------------------------------------------ helpers of targets
+
+const DEAD = 2 ** 22 + 1; // above Linux's pid_max: no such process
+
+/** The folder a journal case starts from (out/link is a symbolic link to ../victim). */
+const JOURNAL_FILES = {
+  'out/a': 'old a',
+  [`out/a.tmp-${DEAD}-0`]: 'new a',
+  'out/b': 'old b',
+  'out/b.partial': 'new b',
+  'out/b.tmp-1-0': 'what live pid 1 is writing',
+  'out/.partial': 'planted',
+  'out/sub/c': 'old c',
+  [`out/sub/c.tmp-${DEAD}-2`]: 'new c',
+  'victim/x': 'victim',
+  'victim/x.partial': 'planted',
+  [`victim/x.tmp-${DEAD}-0`]: 'planted',
+};
+/** Temporary files of out/ that a journal of the dead writer may rename onto their final name (group 1). */
+const OWN_TEMP = new RegExp(`^(out/(?:sub/)?[^/]+)(?:\\.tmp-${DEAD}-\\d+|\\.partial)$`);
+/** Renames no journal may make: out of the folder, absolute, through a link, another process's temporary file, onto the folder. */
+const HOSTILE_RENAMES = [
+  ['../victim/x.partial', '../victim/x'],
+  [`../victim/x.tmp-${DEAD}-0`, '../victim/x'],
+  ['@CASE@/victim/x.partial', '@CASE@/victim/x'],
+  [`link/x.tmp-${DEAD}-0`, 'link/x'],
+  ['link/x.partial', 'link/x'],
+  ['b.tmp-1-0', 'b'],
+  ['.partial', ''],
+  [`sub/../a.tmp-${DEAD}-0`, 'sub/../a'],
+  [`./a.tmp-${DEAD}-0`, './a'],
+  [`a\u0000.tmp-${DEAD}-0`, 'a\u0000'],
+  [`a.tmp-${DEAD}-0`, 'a'],
+  ['a', 'a'],
+  [`a.tmp-${DEAD}-0`, 'sub'],
+];
+
+/** Every file, link and folder under `dir` (not through links): relative path → its content, link target or 'folder'. */
+function snapshot(dir, rel = '', out = new Map()) {
+  for (const name of fs.readdirSync(path.join(dir, rel))) {
+    const p = rel ? `${rel}/${name}` : name;
+    const st = fs.lstatSync(path.join(dir, p));
+    if (st.isSymbolicLink()) out.set(p, `link to ${fs.readlinkSync(path.join(dir, p))}`);
+    else if (st.isDirectory()) {
+      out.set(p, 'folder');
+      snapshot(dir, p, out);
+    } else out.set(p, fs.readFileSync(path.join(dir, p), 'latin1'));
+  }
+  return out;
+}
 
 /** A tar header's checksum recomputed for every 512-byte block that looks like a header (so mutations reach past it). */
 function fixTarChecksums(b) {

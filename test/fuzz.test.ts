@@ -213,6 +213,10 @@ const FOUND: [string, number, number][] = [
   ['shard-index', 1, 2], // class names that are not strings were used
   ['shard-index', 1, 32], // a field nested too deeply: saving the index overflowed the stack
   ['jpeg', 4, 2441], // 678 bytes claiming 9000×9000: a quarter of a gigabyte of planes before the data ran out
+  ['journal', 1, 3], // a journal renaming '.partial' onto '' (the folder): every write there failed, naming neither the journal nor what to do
+  ['journal', 1, 4], // a journal renaming ../victim/x.partial onto ../victim/x: a file outside the folder replaced
+  ['lock', 1, 7], // a lock of pid -1 (kill(-1, 0) succeeds): held forever
+  ['lock', 1, 21], // a lock of pid 0 (the process group): held forever
 ];
 
 test('fuzz: the cases the fuzzer found are handled', () =>

@@ -106,16 +106,17 @@ export function exportOnnx(source: string, outDir: string, o: OnnxOptions): Onnx
   guardOutputs([model, config, pre], m.weights, o.overwrite);
   const info = { [m.classNames ? 'classifier' : 'encoder']: m.config, dtype: o.dtype, opset: OPSET, outputs: m.outputs, sourceSha256: m.sourceSha256 };
   const json = m.classNames ? classifierConfigJson(m.config, m.classNames, info) : modelConfigJson(m.config, info);
+  // (config.json first: the commit journal and the lock are named after it, in the folder that holds all three)
   const files: [string, string | Uint8Array][] = [
-    [model, m.bytes],
     [config, JSON.stringify(json, null, 2) + '\n'],
+    [model, m.bytes],
     [pre, JSON.stringify(preprocessorConfigJson(evalPreprocessing(m.config.imgSize)), null, 2) + '\n'],
   ];
   checkExportSpace(outDir, filesBytes(files), outDir, `model ${formatBytes(m.bytes.length)} and its two JSON files`);
   mkdirSync(join(outDir, 'onnx'), { recursive: true });
   // all three, or (a full disk) none: an earlier export's config never describes a new model; another
   // process exporting to the same folder refuses rather than interleaving its renames with ours
-  const release = claimOutputs([model, config, pre]);
+  const release = claimOutputs([config, model, pre]);
   try {
     writeFilesAtomic(files);
   } finally {

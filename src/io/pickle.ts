@@ -36,7 +36,13 @@ export function unpickle(data: Buffer, label: string, hooks: PickleHooks): unkno
   const u8 = (): number => (need(1), data[at++]);
   const u16 = (): number => (need(2), (at += 2), data.readUInt16LE(at - 2));
   const u32 = (): number => (need(4), (at += 4), data.readUInt32LE(at - 4));
-  const bytes = (n: number): Buffer => (need(n), (at += n), data.subarray(at - n, at));
+  const bytes = (n: number): Buffer => {
+    // a negative length (BINUNICODE8's and BINBYTES8's are read as signed) would step back: the same instructions forever
+    if (!Number.isSafeInteger(n) || n < 0) throw new Error(`${label}: the pickle gives a length of ${n}`);
+    need(n);
+    at += n;
+    return data.subarray(at - n, at);
+  };
   const line = (): string => {
     const end = data.indexOf(0x0a, at);
     if (end < 0) throw new Error(`${label}: the pickle ends inside a name`);
@@ -66,6 +72,8 @@ export function unpickle(data: Buffer, label: string, hooks: PickleHooks): unkno
     }
   };
   const long = (b: Buffer): number => {
+    // beyond 2^53 no value is exact anyway; a LONG4 of megabytes built byte by byte takes quadratic time
+    if (b.length > 16) return b[b.length - 1] & 0x80 ? -Infinity : Infinity;
     let v = 0n;
     for (let i = b.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]);
     if (b.length && b[b.length - 1] & 0x80) v -= 1n << BigInt(8 * b.length);
@@ -237,7 +245,9 @@ export function unpickle(data: Buffer, label: string, hooks: PickleHooks): unkno
       case 0x93: {
         const n = pop(),
           m = pop();
-        stack.push(new Global(`${String(m)}.${String(n)}`));
+        // (as Python: names only; String() of a list nested 100000 deep overflowed the stack)
+        if (typeof m !== 'string' || typeof n !== 'string') throw new Error(`${label}: the pickle names a global by something that is not a name`);
+        stack.push(new Global(`${m}.${n}`));
         break;
       } // STACK_GLOBAL
       case 0x51:

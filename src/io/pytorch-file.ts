@@ -127,12 +127,15 @@ function zipEntries(fd: number, fileSize: number, label: string): Map<string, Zi
   return entries;
 }
 
-/** Where an entry's bytes start (after its local header). */
+/** Where an entry's bytes start (after its local header); refused when its size runs past the file's end (a zip64 size can claim any). */
 function dataStart(fd: number, e: ZipEntry, name: string, label: string): number {
   const h = readBytes(fd, e.headerOffset, 30, label);
   if (h.readUInt32LE(0) !== 0x04034b50) throw new Error(`${label}: entry ${name} has a broken local header`);
   if (e.method !== 0) throw new Error(`${label}: entry ${name} is compressed (method ${e.method}); torch.save stores its entries uncompressed`);
-  return e.headerOffset + 30 + h.readUInt16LE(26) + h.readUInt16LE(28);
+  const start = e.headerOffset + 30 + h.readUInt16LE(26) + h.readUInt16LE(28);
+  if (start + e.size > fs.fstatSync(fd).size)
+    throw new Error(`${label}: entry ${name} (${e.size} bytes from byte ${start}) runs past the end of the file: a truncated or damaged torch.save archive`);
+  return start;
 }
 
 /** Where a storage's bytes lie in the archive, and the CRC-32 its zip entry records for them. */
@@ -194,7 +197,7 @@ function asInts(v: unknown, what: string): number[] {
 
 function storageOf(pid: unknown): StorageRef {
   if (!Array.isArray(pid) || pid[0] !== 'storage' || pid.length < 5) throw new Error(`an unknown persistent id (${describe(pid)})`);
-  const type = pid[1] instanceof Global ? pid[1].name : String(pid[1]);
+  const type = pid[1] instanceof Global ? pid[1].name : typeof pid[1] === 'string' ? pid[1] : describe(pid[1]);
   const short = type.replace(/^torch\./, '');
   if (typeof pid[2] !== 'string' || !Number.isSafeInteger(pid[4])) throw new Error('a storage reference without a key or size');
   return {
@@ -218,7 +221,9 @@ function call(fn: unknown, args: unknown[]): unknown {
   if (name === 'torch._utils._rebuild_parameter' || name === 'torch._utils._rebuild_parameter_with_state') return args[0];
   // a tensor of a subclass (or with Python state): (rebuild function, class, its arguments, state); the
   // data is what the rebuild function gives, the class and the state are Python's
-  if (name === 'torch._tensor._rebuild_from_type_v2') return Array.isArray(args[2]) ? call(args[0], args[2]) : new Opaque(name, args);
+  // (one level: a pickle can make its own arguments hold this call again, which would recurse without end)
+  const inner = args[0] instanceof Global ? args[0].name : '';
+  if (name === 'torch._tensor._rebuild_from_type_v2') return Array.isArray(args[2]) && inner !== name ? call(args[0], args[2]) : new Opaque(name, args);
   if (name === 'collections.OrderedDict') return new Map();
   return new Opaque(name, args);
 }

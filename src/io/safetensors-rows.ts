@@ -56,7 +56,9 @@ export class SafetensorsRowWriter {
     this.partialPath = `${path}.partial`;
     this.dataStart = headerBytes({}, o.headerReserve ?? 65536).byteLength;
     try {
-      this.fd = fs.openSync(this.partialPath, 'w+');
+      // a new file, never through a link planted at the name (that would write the rows into its target)
+      fs.rmSync(this.partialPath, { force: true });
+      this.fd = fs.openSync(this.partialPath, 'wx+');
     } catch (e) {
       throw writeError(path, e);
     }
@@ -171,7 +173,8 @@ export class SafetensorsRowWriter {
     const fd = this.fd!;
     const moved = `${this.partialPath}.moved`;
     try {
-      const out = fs.openSync(moved, 'w');
+      fs.rmSync(moved, { force: true });
+      const out = fs.openSync(moved, 'wx'); // (not through a link planted at the name)
       try {
         writeAll(out, head, 0);
         const chunk = Buffer.alloc(Math.min(Math.max(dataLength, 1), 16 << 20));

@@ -21,7 +21,9 @@ export function freeBytes(dir: string): number | null {
   while (!fs.existsSync(p) && dirname(p) !== p) p = dirname(p);
   try {
     const s = fs.statfsSync(p);
-    return Number(s.bavail) * Number(s.bsize);
+    const free = Number(s.bavail) * Number(s.bsize);
+    // a file system of no blocks at all (FUSE ones that do not implement statfs report zeros) says nothing
+    return Number(s.blocks) > 0 && Number.isFinite(free) && free >= 0 ? free : null;
   } catch {
     return null; // no statfs here: the writers still fail cleanly, naming the file
   }

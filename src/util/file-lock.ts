@@ -3,7 +3,7 @@
 // (The run folder's run.lock, src/run/run-lock.ts, and an output's lock, src/io/outputs.ts.)
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
-import { closeSync, linkSync, openSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, linkSync, openSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { namesOfDeadProcesses, processAlive } from './process-alive';
 
@@ -21,12 +21,30 @@ export function describeHolder(h: Holder): string {
 /** Locks this process holds (a lock of this pid not among them was left by an earlier, failed run in it). */
 const held = new Set<string>();
 
+/** A lock holds a line of JSON; a file much larger is not one of ours. */
+const LOCK_MAX_BYTES = 64 << 10;
+
+/**
+ * The text of lock `path`, or null when there is none. Something else at its name (a folder, a FIFO that
+ * would block the read, a device that never ends, a file too large to be a lock) is refused, naming it.
+ */
 function readText(path: string): string | null {
+  let fd: number;
   try {
-    return readFileSync(path, 'utf8');
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw e;
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile() || st.size > LOCK_MAX_BYTES) {
+      const what = st.isDirectory() ? 'a folder' : st.isFIFO() ? 'a FIFO' : st.isFile() ? `a file of ${st.size} bytes` : 'a device or socket';
+      throw Object.assign(new Error(`${path} is ${what}, not a lock file of semaim: move it away`), { code: 'EEXIST' });
+    }
+    return readFileSync(fd, 'utf8');
+  } finally {
+    closeSync(fd);
   }
 }
 
@@ -39,6 +57,12 @@ function parseHolder(text: string): Holder | null {
   }
 }
 
+/** Writes a new file `draft` (one planted at the name, a link to a file elsewhere included, is removed first, never written through). */
+function writeDraft(draft: string, text: string): void {
+  rmSync(draft, { force: true });
+  writeFileSync(draft, text, { flag: 'wx' });
+}
+
 /**
  * Creates `path` holding `text`, or returns false if it exists. A hard link of a finished file makes the lock
  * appear whole: a file opened with 'wx' is empty until written, and a rival reading it then took it for abandoned.
@@ -46,7 +70,7 @@ function parseHolder(text: string): Holder | null {
 function createWhole(path: string, text: string): boolean {
   const draft = `${path}.${process.pid}.draft`;
   try {
-    writeFileSync(draft, text);
+    writeDraft(draft, text);
     linkSync(draft, path);
     return true;
   } catch (e) {
@@ -99,7 +123,7 @@ function take(path: string, mine: string, depth: number): true | Holder {
       if (readText(path) !== text) continue; // taken over already (this marker is a later one)
       const draft = `${path}.${process.pid}.draft`;
       try {
-        writeFileSync(draft, mine);
+        writeDraft(draft, mine);
         renameSync(draft, path);
       } catch (e) {
         rmSync(draft, { force: true });
@@ -118,6 +142,22 @@ function removeDeadDrafts(path: string): void {
   const name = basename(path).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   for (const f of namesOfDeadProcesses(dirname(path), new RegExp(`^${name}(?:\\.takeover-[0-9a-f]{16})?\\.(\\d+)\\.draft$`)))
     rmSync(join(dirname(path), f), { force: true });
+}
+
+/**
+ * Whether another live process holds lock `path` now (what is at the name and is not a lock counts as
+ * held: nobody can take it). A lock this process holds, a missing one or one whose holder is gone does not.
+ */
+export function heldByAnother(path: string): boolean {
+  let text: string | null;
+  try {
+    text = readText(path);
+  } catch {
+    return true;
+  }
+  if (text === null) return false;
+  const h = parseHolder(text);
+  return h !== null && !(h.pid === process.pid && h.host === hostname()) && !holderGone(h, path);
 }
 
 /**

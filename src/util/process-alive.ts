@@ -1,7 +1,8 @@
 import { readdirSync } from 'node:fs';
 
-/** Whether a process with this id is alive on this machine (signal 0 tests without sending; this process is). */
+/** Whether a process with this id is alive on this machine (signal 0 tests without sending; this process is). Ids of 0 or below are no process. */
 export function processAlive(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false; // kill(0) and kill(-n) signal process groups, which "exist"
   try {
     process.kill(pid, 0);
     return true;

@@ -5,7 +5,6 @@
 import {
   closeSync,
   constants,
-  existsSync,
   fstatSync,
   fsyncSync,
   ftruncateSync,
@@ -23,6 +22,7 @@ import {
 } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { heldByAnother } from './file-lock';
 import { namesOfDeadProcesses, processAlive } from './process-alive';
 
 let serial = 0;
@@ -195,24 +195,65 @@ interface CommitJournal {
   renames: [string, string][];
 }
 
-/** Whether `tmp` is a temporary name of `final` (stageFile's and writeSafetensors's, or a row writer's `.partial`): a journal renames nothing else. */
-function isTempOf(tmp: string, final: string): boolean {
-  return tmp === `${final}.partial` || (tmp.startsWith(`${final}.tmp-`) && /^\d+-[0-9a-f]+$/.test(tmp.slice(final.length + 5)));
+/**
+ * Whether `tmp` is a temporary name that process `pid` gave `final` (stageFile's and writeSafetensors's
+ * `.tmp-<pid>-<id>`, or a row writer's `.partial`): a journal renames nothing else (not another, live
+ * process's temporary file).
+ */
+function isTempOf(tmp: string, final: string, pid: number): boolean {
+  return tmp === `${final}.partial` || (tmp.startsWith(`${final}.tmp-${pid}-`) && /^[0-9a-f]+$/.test(tmp.slice(`${final}.tmp-${pid}-`.length)));
 }
 
-function readJournal(path: string): CommitJournal | null {
+/**
+ * Whether `rel` names a file in the journal's folder `dir` or a real folder below it: no '..', '.' or empty
+ * part, no NUL, and no part before the name that is a symbolic link (a journal acts in its own folder only).
+ */
+function insideFolder(dir: string, rel: string): boolean {
+  const parts = rel.split(/[\\/]/);
+  if (isAbsolute(rel) || rel.includes('\0') || parts.some((p) => p === '' || p === '.' || p === '..')) return false;
+  for (let i = 1; i < parts.length; i++) {
+    const st = lstatSync(join(dir, ...parts.slice(0, i)), { throwIfNoEntry: false });
+    if (!st?.isDirectory()) return false;
+  }
+  return true;
+}
+
+/** Journals are a few hundred bytes; anything larger at a `.commit` name is not one of ours. */
+const JOURNAL_MAX_BYTES = 1 << 20;
+
+/** The text of the regular file `path`, not through a symbolic link, or null (a FIFO or device would block or never end). */
+function readSmallFile(path: string, max: number): string | null {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch {
+    return null;
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile() || st.size > max) return null;
+    return readFileSync(fd, 'utf8');
+  } catch {
+    return null;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function readJournal(dir: string, name: string): CommitJournal | null {
   let j: CommitJournal;
   try {
-    j = JSON.parse(readFileSync(path, 'utf8')) as CommitJournal;
+    j = JSON.parse(readSmallFile(join(dir, name), JOURNAL_MAX_BYTES) ?? '') as CommitJournal;
   } catch {
-    return null; // not a journal of ours (a user's file named *.commit), or gone meanwhile
+    return null; // not a journal of ours (a user's file named *.commit, a link, a FIFO), or gone meanwhile
   }
   const ok =
     j?.format === JOURNAL_FORMAT &&
     Number.isSafeInteger(j.pid) &&
+    j.pid > 0 &&
     typeof j.host === 'string' &&
     Array.isArray(j.renames) &&
-    j.renames.every((r) => Array.isArray(r) && r.length === 2 && r.every((p) => typeof p === 'string' && !isAbsolute(p)) && isTempOf(r[0], r[1]));
+    j.renames.every((r) => Array.isArray(r) && r.length === 2 && r.every((p) => typeof p === 'string' && insideFolder(dir, p)) && isTempOf(r[0], r[1], j.pid));
   return ok ? j : null;
 }
 
@@ -229,6 +270,14 @@ export function commitFiles(files: StagedFile[]): void {
   }
   const journal = commitJournalPath(files[0].path);
   const dir = dirname(journal);
+  const renames = files.map((f): [string, string] => [relative(dir, f.tmp), relative(dir, f.path)]);
+  // the next writer completes only renames in the journal's folder or below it (finishInterruptedCommits)
+  if (renames.some((r) => r.some((p) => p === '' || p.split(/[\\/]/).includes('..') || isAbsolute(p)))) {
+    for (const f of files) f.abort();
+    throw new Error(
+      `commitFiles: ${files.map((f) => f.path).join(', ')} do not all lie in the folder of the first or below it: list a file of their common folder first`,
+    );
+  }
   // a folder at a final name would fail its rename half-way through the set: its rename is tried (and
   // fails, EISDIR) before any other is made or the journal is written
   const folderAt = files.find((f) => lstatSync(f.path, { throwIfNoEntry: false })?.isDirectory());
@@ -240,7 +289,7 @@ export function commitFiles(files: StagedFile[]): void {
         format: JOURNAL_FORMAT,
         pid: process.pid,
         host: hostname(),
-        renames: files.map((f) => [relative(dir, f.tmp), relative(dir, f.path)]),
+        renames,
       } satisfies CommitJournal),
     );
     fsyncPath(dir);
@@ -282,16 +331,22 @@ export function finishInterruptedCommits(dir: string, note: (msg: string) => voi
   const done: string[] = [];
   for (const name of names) {
     const path = join(dir, name);
-    const j = readJournal(path);
+    const j = readJournal(dir, name);
     if (!j || j.host !== hostname() || (j.pid !== process.pid && processAlive(j.pid))) continue;
+    // a live writer of that set (its lock, `<first>.lock`) is writing it now: its `.partial` file is half
+    // written, whatever a journal naming a dead process says; that writer completes the journal itself
+    if (heldByAnother(join(dir, name.replace(JOURNAL_NAME, '.lock')))) continue;
     const placed: string[] = [];
     for (const [tmp, final] of j.renames) {
       const [from, to] = [join(dir, tmp), join(dir, final)];
-      if (!existsSync(from)) continue; // renamed before the kill
+      // renamed before the kill (gone); what is not a regular file there (a link planted at the name) is not the writer's
+      if (!lstatSync(from, { throwIfNoEntry: false })?.isFile()) continue;
       try {
         renameSync(from, to);
       } catch (e) {
-        throw writeError(to, e);
+        const err = writeError(to, e) as NodeJS.ErrnoException;
+        const why = `completing the interrupted write that ${path} lists: make that rename possible, or delete ${path} and write these files again`;
+        throw Object.assign(new Error(`${err.message} (${why})`, { cause: e }), { code: err.code });
       }
       placed.push(to);
     }

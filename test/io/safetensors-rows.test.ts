@@ -3,7 +3,7 @@
 // section is tiled exactly (as Python's safetensors demands).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -118,4 +118,18 @@ test('Ctrl-C while rows are written removes the partial file and still ends the 
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('links planted at the partial file and at the header rewrite’s name are replaced, not written through (their targets are left as they were)', () => {
+  const p = join(dir, 'linked.safetensors');
+  const victims = [join(dir, 'victim-1.txt'), join(dir, 'victim-2.txt')];
+  for (const v of victims) writeFileSync(v, 'precious');
+  symlinkSync(victims[0], `${p}.partial`);
+  symlinkSync(victims[1], `${p}.partial.moved`);
+  const w = new SafetensorsRowWriter(p, { name: 'features', dtype: 'float32', rowShape: [2] }, { headerReserve: 8 });
+  w.append(bytes(new Float32Array([1, 2])));
+  w.finish({}, { note: 'x'.repeat(200) }); // a header beyond its reserve: rewritten through the .moved name
+  for (const v of victims) assert.equal(readFileSync(v, 'utf8'), 'precious', v);
+  assert.equal(lstatSync(p).isSymbolicLink(), false);
+  assert.deepEqual(Array.from(new Float32Array(readSafetensors(p).tensors.get('features')!.data.slice().buffer)), [1, 2]);
 });

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { commitJournalPath, finishInterruptedCommits, writeFileAtomic, writeFilesAtomic } from '../../src/util/safe-write';
@@ -93,7 +93,8 @@ test('a journal of a live process (it is renaming now), of no parsable content o
   assert.deepEqual(finishInterruptedCommits(dir), [], 'pid 1 is alive');
   assert.deepEqual(ls(dir), ['killer.js', 'notes.commit', 'x.bin.commit', 'x.bin.tmp-1-0']);
   const dead = 2 ** 22 + 1; // above Linux's pid_max: no such process
-  writeFileSync(journal, JSON.stringify({ format: 'semaim.commit/1', pid: dead, host, renames: [['x.bin.tmp-1-0', 'x.bin']] }));
+  renameSync(join(dir, 'x.bin.tmp-1-0'), join(dir, `x.bin.tmp-${dead}-0`));
+  writeFileSync(journal, JSON.stringify({ format: 'semaim.commit/1', pid: dead, host, renames: [[`x.bin.tmp-${dead}-0`, 'x.bin']] }));
   const notes: string[] = [];
   assert.deepEqual(
     finishInterruptedCommits(dir, (m) => notes.push(m)),
@@ -364,5 +365,113 @@ test('demo killed between renaming its initial encoder and the config beside it:
   assert.deepEqual(
     ls(out).filter((f) => f.startsWith('init-encoder')),
     ['init-encoder.json', 'init-encoder.safetensors'],
+
+/** A journal of a dead process of this host renaming `renames` ([temporary, final], relative to its folder). */
+function plantJournal(path: string, renames: unknown[], pid = 2 ** 22 + 1): void {
+  writeFileSync(path, JSON.stringify({ format: 'semaim.commit/1', pid, host: require('node:os').hostname(), renames }));
+}
+
+test('a planted journal renames nothing outside its folder, through a linked folder, or of another process; its rename that fails names it', (t) => {
+  const dir = scratch(t);
+  const [out, victim] = [join(dir, 'out'), join(dir, 'victim')];
+  mkdirSync(out);
+  mkdirSync(victim);
+  const dead = 2 ** 22 + 1;
+  writeFileSync(join(victim, 'x'), 'victim');
+  writeFileSync(join(victim, 'x.partial'), 'planted');
+  writeFileSync(join(victim, `x.tmp-${dead}-0`), 'planted');
+  symlinkSync(victim, join(out, 'link'));
+  writeFileSync(join(out, 'b'), 'old');
+  writeFileSync(join(out, 'b.tmp-1-0'), 'half of what a live process writes');
+  writeFileSync(join(out, '.partial'), 'planted');
+  writeFileSync(join(out, `c.tmp-${dead}-0`), 'new');
+  plantJournal(join(out, 'up.commit'), [['../victim/x.partial', '../victim/x']]);
+  plantJournal(join(out, 'abs.commit'), [[join(victim, 'x.partial'), join(victim, 'x')]]);
+  plantJournal(join(out, 'link.commit'), [[`link/x.tmp-${dead}-0`, 'link/x']]);
+  plantJournal(join(out, 'live.commit'), [['b.tmp-1-0', 'b']]); // pid 1's temporary file, under a dead pid's journal
+  plantJournal(join(out, 'self.commit'), [['.partial', '']]); // onto the folder itself
+  plantJournal(join(out, 'nul.commit'), [[`c\0.tmp-${dead}-0`, 'c\0']]);
+  symlinkSync(join(victim, 'x'), join(out, `g.tmp-${dead}-0`)); // a link at the writer's temporary name: not its file
+  plantJournal(join(out, 'g.commit'), [[`g.tmp-${dead}-0`, 'g']]);
+  assert.deepEqual(finishInterruptedCommits(out), []);
+  assert.equal(readFileSync(join(victim, 'x'), 'utf8'), 'victim');
+  assert.deepEqual(ls(victim), ['x', 'x.partial', `x.tmp-${dead}-0`]);
+  assert.equal(readFileSync(join(out, 'b'), 'utf8'), 'old');
+  assert.ok(!ls(out).includes('g'), 'a link at a temporary name is not put in place');
+  writeFileAtomic(join(out, 'unrelated.txt'), 'x'); // the folder is still written to
+
+  // the writer's own temporary file in a real folder below the journal's is completed
+  mkdirSync(join(out, 'sub'));
+  writeFileSync(join(out, 'sub', `d.tmp-${dead}-0`), 'new d');
+  plantJournal(join(out, 'c.commit'), [
+    [`c.tmp-${dead}-0`, 'c'],
+    [`sub/d.tmp-${dead}-0`, 'sub/d'],
+  ]);
+  assert.deepEqual(
+    finishInterruptedCommits(out, () => {}),
+    [join(out, 'c'), join(out, 'sub', 'd')],
+  );
+  assert.equal(readFileSync(join(out, 'sub', 'd'), 'utf8'), 'new d');
+
+  // a rename that cannot be made (a folder at the final name) is refused naming the journal to delete
+  mkdirSync(join(out, 'e'));
+  writeFileSync(join(out, 'e', 'f'), '');
+  writeFileSync(join(out, `e.tmp-${dead}-0`), 'new e');
+  plantJournal(join(out, 'e.commit'), [[`e.tmp-${dead}-0`, 'e']]);
+  assert.throws(
+    () => writeFileAtomic(join(out, 'other.txt'), 'x'),
+    (e: Error) => /cannot write .*e: .*completing the interrupted write that .*e\.commit lists: .*or delete .*e\.commit/.test(e.message),
+  );
+});
+
+test('a FIFO, a link to /dev/zero or a huge file at a journal name is not read as a journal: the next write neither hangs nor fills the memory', (t) => {
+  const dir = scratch(t);
+  const out = join(dir, 'out');
+  mkdirSync(out);
+  assert.equal(spawnSync('mkfifo', [join(out, 'fifo.commit')]).status, 0);
+  symlinkSync('/dev/zero', join(out, 'zero.commit'));
+  writeFileSync(join(out, 'big.commit'), Buffer.alloc(2 << 20, 0x20));
+  const r = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(SAFE_WRITE)}).writeFileAtomic(${JSON.stringify(join(out, 'x.json'))}, '{}')`], {
+    encoding: 'utf8',
+    timeout: 20_000,
+  });
+  assert.equal(r.signal, null, 'the write hung on a journal name');
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(ls(out), ['big.commit', 'fifo.commit', 'x.json', 'zero.commit']);
+});
+
+test('commitFiles refuses a set whose files do not lie in the folder of the first or below it (the next writer would not complete it)', (t) => {
+  const dir = scratch(t);
+  mkdirSync(join(dir, 'sub'));
+  assert.throws(
+    () =>
+      writeFilesAtomic([
+        [join(dir, 'sub', 'a'), 'a'],
+        [join(dir, 'b'), 'b'],
+      ]),
+    /do not all lie in the folder of the first or below it/,
+  );
+  assert.deepEqual(ls(dir), ['killer.js', 'sub']);
+  assert.deepEqual(ls(join(dir, 'sub')), [], 'the staged files are removed');
+  writeFilesAtomic([
+    [join(dir, 'b'), 'b'],
+    [join(dir, 'sub', 'a'), 'a'],
+  ]);
+  assert.deepEqual(ls(dir), ['b', 'killer.js', 'sub']);
+});
+
+test('a journal naming a dead process is left alone while a live process holds the lock of that set: its .partial file is being written', (t) => {
+  const dir = scratch(t);
+  const host = require('node:os').hostname();
+  writeFileSync(join(dir, 'f.safetensors.partial'), 'half of the rows');
+  plantJournal(join(dir, 'f.safetensors.commit'), [['f.safetensors.partial', 'f.safetensors']]);
+  writeFileSync(join(dir, 'f.safetensors.lock'), JSON.stringify({ pid: 1, host, since: '2026-12-03T00:00:00.000Z' })); // pid 1 is alive
+  assert.deepEqual(finishInterruptedCommits(dir), []);
+  assert.deepEqual(ls(dir), ['f.safetensors.commit', 'f.safetensors.lock', 'f.safetensors.partial', 'killer.js']);
+  // the lock's holder gone: the writer was killed after its journal, and the journal is completed
+  writeFileSync(join(dir, 'f.safetensors.lock'), JSON.stringify({ pid: 2 ** 22 + 1, host, since: '2026-12-03T00:00:00.000Z' }));
+  assert.deepEqual(
+    finishInterruptedCommits(dir, () => {}),
+    [join(dir, 'f.safetensors')],
   );
 });

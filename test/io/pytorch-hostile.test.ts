@@ -1,0 +1,126 @@
+// torch.save files made to hurt the reader (src/io/pickle.ts, src/io/pytorch-file.ts): each is refused
+// naming the file, without looping, overflowing the stack or allocating what the file does not hold.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
+import { readSafetensorsHeader } from '../../src/io';
+
+const PICKLE = join(__dirname, '..', '..', 'src', 'io', 'pickle.js');
+const IO = join(__dirname, '..', '..', 'src', 'io', 'index.js');
+const root = mkdtempSync(join(tmpdir(), 'semaim-pth-hostile-'));
+process.on('exit', () => rmSync(root, { recursive: true, force: true }));
+
+/** A stored (uncompressed) zip of `entries`; `zip64Size` gives one entry a zip64 size of that many bytes it does not hold. */
+function zipOf(entries: Record<string, Buffer>, zip64Size: Record<string, number> = {}): Buffer {
+  const locals: Buffer[] = [];
+  const centrals: Buffer[] = [];
+  let offset = 0;
+  for (const [name, data] of Object.entries(entries)) {
+    const n = Buffer.from(name);
+    const big = zip64Size[name];
+    const local = Buffer.alloc(30);
+    local.writeUInt32LE(0x04034b50, 0);
+    local.writeUInt32LE(crc32(data), 14);
+    local.writeUInt32LE(data.length, 18);
+    local.writeUInt32LE(data.length, 22);
+    local.writeUInt16LE(n.length, 26);
+    const extra = Buffer.alloc(big === undefined ? 0 : 20);
+    if (big !== undefined) {
+      extra.writeUInt16LE(1, 0);
+      extra.writeUInt16LE(16, 2);
+      extra.writeBigUInt64LE(BigInt(big), 4);
+      extra.writeBigUInt64LE(BigInt(big), 12);
+    }
+    const central = Buffer.alloc(46);
+    central.writeUInt32LE(0x02014b50, 0);
+    central.writeUInt32LE(crc32(data), 16);
+    central.writeUInt32LE(big === undefined ? data.length : 0xffffffff, 20);
+    central.writeUInt32LE(big === undefined ? data.length : 0xffffffff, 24);
+    central.writeUInt16LE(n.length, 28);
+    central.writeUInt16LE(extra.length, 30);
+    central.writeUInt32LE(offset, 42);
+    locals.push(local, n, data);
+    centrals.push(central, n, extra);
+    offset += 30 + n.length + data.length;
+  }
+  const dir = Buffer.concat(centrals);
+  const end = Buffer.alloc(22);
+  end.writeUInt32LE(0x06054b50, 0);
+  end.writeUInt16LE(Object.keys(entries).length, 8);
+  end.writeUInt16LE(Object.keys(entries).length, 10);
+  end.writeUInt32LE(dir.length, 12);
+  end.writeUInt32LE(offset, 16);
+  return Buffer.concat([...locals, dir, end]);
+}
+
+const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
+const GLOBAL_V2 = Buffer.from('ctorch._tensor\n_rebuild_from_type_v2\n', 'latin1');
+
+/** Runs `code` (given `unpickle` and `io`) in a child: a loop or a quadratic read must fail the test, not hang it. */
+function inChild(code: string): { out: string; signal: NodeJS.Signals | null } {
+  const r = spawnSync(process.execPath, ['-e', `const { unpickle } = require(${JSON.stringify(PICKLE)}); const io = require(${JSON.stringify(IO)}); ${code}`], {
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  return { out: (r.stdout + r.stderr).trim(), signal: r.signal };
+}
+
+test('pickle: a negative BINUNICODE8 or BINBYTES8 length is refused (it stepped back onto the same instruction forever)', () => {
+  for (const op of ['8d', '8e']) {
+    const minus9 = Buffer.alloc(8);
+    minus9.writeBigInt64LE(-9n);
+    const r = inChild(
+      `try { unpickle(Buffer.from('8002${op}${minus9.toString('hex')}2e', 'hex'), 'x.pkl', { call: () => null, persistentLoad: () => null }); console.log('read') } catch (e) { console.log(e.message) }`,
+    );
+    assert.equal(r.signal, null, `opcode ${op}: the unpickler never ended`);
+    assert.equal(r.out, 'x.pkl: the pickle gives a length of -9');
+  }
+});
+
+test('pickle: a LONG4 of megabytes is read as a number beyond every size at once (built byte by byte it took quadratic time)', () => {
+  const r = inChild(
+    `const n = 4 << 20; const b = Buffer.alloc(8 + n, 0x11); b.set([0x80, 2, 0x8b], 0); b.writeUInt32LE(n, 3); b[7 + n] = 0x2e; b[7 + n - 1] = 0x01;
+     console.log(unpickle(b, 'x.pkl', { call: () => null, persistentLoad: () => null }))`,
+  );
+  assert.equal(r.signal, null, 'the unpickler never ended');
+  assert.equal(r.out, 'Infinity');
+});
+
+test('_rebuild_from_type_v2 whose arguments hold the same call again (a list that contains itself) is refused, not a stack overflow', () => {
+  const path = join(root, 'cycle.pth');
+  // stack: the global, then L = [the global, None, L] (memo 0 is L itself), then REDUCE
+  const pkl = Buffer.concat([hex('8002'), GLOBAL_V2, hex('5d 94 28'), GLOBAL_V2, hex('4e 68 00 65 52 2e')]);
+  writeFileSync(path, zipOf({ 'cycle/data.pkl': pkl }));
+  assert.throws(
+    () => readSafetensorsHeader(path),
+    (e: Error) => e.message === `${path}: a torch.save file that holds a torch._tensor._rebuild_from_type_v2, not a dict of tensors`,
+  );
+});
+
+test('a zip64 size of data.pkl beyond the end of a small file is refused before its bytes are allocated', () => {
+  const path = join(root, 'big-pkl.pth');
+  writeFileSync(path, zipOf({ 'big/data.pkl': hex('80027d2e') }, { 'big/data.pkl': 200 << 20 }));
+  const r = inChild(
+    `const before = process.resourceUsage().maxRSS;
+     try { io.readSafetensorsHeader(${JSON.stringify(path)}) } catch (e) { console.log(e.message) }
+     console.log(Math.round((process.resourceUsage().maxRSS - before) / 1024))`,
+  );
+  const [message, grownMb] = r.out.split('\n');
+  assert.match(message, /big-pkl\.pth: entry big\/data\.pkl \(209715200 bytes from byte \d+\) runs past the end of the file/);
+  assert.ok(Number(grownMb) < 64, `the read grew the memory by ${grownMb} MB`);
+});
+
+test('a global named by a list nested 100000 deep (STACK_GLOBAL takes names only, as Python) is refused saying so', () => {
+  const path = join(root, 'deep.pth');
+  const n = 100000;
+  const pkl = Buffer.concat([hex('8002'), Buffer.alloc(n, 0x5d), Buffer.alloc(n - 1, 0x61), hex('8c 01 78 93 2e')]);
+  writeFileSync(path, zipOf({ 'deep/data.pkl': pkl }));
+  assert.throws(
+    () => readSafetensorsHeader(path),
+    (e: Error) => e.message === `${path}: the pickle names a global by something that is not a name`,
+  );
+});

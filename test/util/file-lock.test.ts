@@ -1,0 +1,76 @@
+// Lock files other people or processes left at a lock's name (src/util/file-lock.ts): what is not a lock
+// is refused naming it (never read through a FIFO or a device, which would block or never end), and a
+// holder that names no process (pid 0 or below: kill() takes those for process groups) is taken over.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { lockFile } from '../../src/util/file-lock';
+import { processAlive } from '../../src/util/process-alive';
+
+const FILE_LOCK = join(__dirname, '..', '..', 'src', 'util', 'file-lock.js');
+
+function scratch(t: { after: (fn: () => void) => void }): string {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-file-lock-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+test('a folder, a FIFO, a link to a device or a huge file at the lock name is refused naming it, without hanging', (t) => {
+  const dir = scratch(t);
+  mkdirSync(join(dir, 'folder.lock'));
+  assert.equal(spawnSync('mkfifo', [join(dir, 'fifo.lock')]).status, 0);
+  symlinkSync('/dev/zero', join(dir, 'zero.lock'));
+  writeFileSync(join(dir, 'big.lock'), Buffer.alloc(1 << 20, 0x20));
+  for (const [name, what] of [
+    ['folder.lock', 'a folder'],
+    ['fifo.lock', 'a FIFO'],
+    ['zero.lock', 'a device or socket'],
+    ['big.lock', 'a file of 1048576 bytes'],
+  ]) {
+    // in a child: a read that blocks (the FIFO) or never ends (/dev/zero) must fail the test, not hang it
+    const r = spawnSync(
+      process.execPath,
+      [
+        '-e',
+        `try { require(${JSON.stringify(FILE_LOCK)}).lockFile(${JSON.stringify(join(dir, name))}); console.log('taken') } catch (e) { console.log(e.message) }`,
+      ],
+      { encoding: 'utf8', timeout: 20_000 },
+    );
+    assert.equal(r.signal, null, `${name}: hung`);
+    assert.equal(r.stdout.trim(), `${join(dir, name)} is ${what}, not a lock file of semaim: move it away`, `${name}: ${r.stderr}`);
+  }
+  assert.equal(readFileSync(join(dir, 'big.lock')).length, 1 << 20, 'the big file is left as it was');
+});
+
+test('a lock whose holder is pid 0 or a negative pid (no process) is taken over; processAlive says no process', (t) => {
+  const dir = scratch(t);
+  for (const pid of [0, -1, -process.pid]) {
+    assert.equal(processAlive(pid), false, String(pid));
+    const path = join(dir, `p${pid}.lock`);
+    writeFileSync(path, JSON.stringify({ pid, host: hostname(), since: '2026-12-03T00:00:00.000Z' }));
+    const taken = lockFile(path);
+    assert.equal(typeof taken, 'function', `pid ${pid}: ${JSON.stringify(taken)}`);
+    assert.equal(JSON.parse(readFileSync(path, 'utf8')).pid, process.pid);
+    (taken as () => void)();
+  }
+  assert.equal(processAlive(process.pid), true);
+});
+
+test('a link planted at this process’s draft name (fresh lock and takeover) is replaced, not written through', (t) => {
+  const dir = scratch(t);
+  const victim = join(dir, 'victim.txt');
+  for (const stale of [false, true]) {
+    writeFileSync(victim, 'precious');
+    const path = join(dir, `x${stale}.lock`);
+    if (stale) writeFileSync(path, JSON.stringify({ pid: 2 ** 22 + 1, host: hostname(), since: '2026-12-03T00:00:00.000Z' }));
+    symlinkSync(victim, `${path}.${process.pid}.draft`);
+    const release = lockFile(path) as () => void;
+    assert.equal(typeof release, 'function');
+    assert.equal(readFileSync(victim, 'utf8'), 'precious', stale ? 'takeover' : 'fresh');
+    assert.equal(JSON.parse(readFileSync(path, 'utf8')).pid, process.pid);
+    release();
+  }
+});
