@@ -365,6 +365,8 @@ test('demo killed between renaming its initial encoder and the config beside it:
   assert.deepEqual(
     ls(out).filter((f) => f.startsWith('init-encoder')),
     ['init-encoder.json', 'init-encoder.safetensors'],
+  );
+});
 
 /** A journal of a dead process of this host renaming `renames` ([temporary, final], relative to its folder). */
 function plantJournal(path: string, renames: unknown[], pid = 2 ** 22 + 1): void {
