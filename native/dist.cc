@@ -22,6 +22,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #ifdef SEMAIM_C10D
@@ -145,7 +146,7 @@ Napi::Error distError(Napi::Env env, const Failure& f, const Where& w) {
 
 // libtorch 1.x: a backend (ProcessGroupGloo, ProcessGroupNCCL) is the process group. 2.x: backends
 // derive from c10d::Backend and a c10d::ProcessGroup routes each device type to one of them.
-#if SEMAIM_TORCH_AT_LEAST(2, 0)
+#if SEMAIM_TORCH_AT_LEAST(2, 0) && (defined(USE_C10D_GLOO) || defined(USE_C10D_NCCL))
 c10::intrusive_ptr<c10d::ProcessGroup> groupOf(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
                                                const c10::intrusive_ptr<c10d::Backend>& backend,
                                                c10d::ProcessGroup::BackendType type, std::vector<c10::DeviceType> devices,
@@ -769,6 +770,38 @@ Napi::Value ProcessGroupHandle::Init(const Napi::CallbackInfo& info) {
 // ---------------------------------------------------------------- gradient reducer
 
 #ifdef SEMAIM_C10D_REDUCER
+// c10d::Reducer's constructor changed with the libtorch version: 1.x takes the per-bucket size limits
+// after the bucket indices; 2.x drops them, later versions append skip_all_reduce_unused_params,
+// use_python_reducer, and then bucket_bytes_cap_list (empty: the two caps given). The form that
+// compiles is chosen here, so no version numbers need to be known.
+template <typename R = c10d::Reducer>
+R* newReducer(const std::vector<at::Tensor>& params, const std::vector<std::vector<size_t>>& buckets,
+              const std::vector<size_t>& limits, const c10::intrusive_ptr<c10d::ProcessGroup>& pg, int64_t cap,
+              bool findUnused, int64_t first) {
+  using Tensors = std::vector<at::Tensor>;
+  using Buckets = std::vector<std::vector<size_t>>;
+  using Group = c10::intrusive_ptr<c10d::ProcessGroup>;
+  using Names = std::unordered_map<size_t, std::string>;
+  std::vector<bool> sparse(params.size(), false);
+  const bool viewBuckets = false;  // gradient_as_bucket_view
+  if constexpr (std::is_constructible_v<R, Tensors, Buckets, std::vector<size_t>, Group, std::vector<bool>, int64_t, bool,
+                                        bool, Names, int64_t>) {
+    return new R(params, buckets, limits, pg, sparse, cap, findUnused, viewBuckets, Names{}, first);
+  } else if constexpr (std::is_constructible_v<R, Tensors, Buckets, Group, std::vector<bool>, int64_t, bool, bool, Names,
+                                               int64_t>) {
+    return new R(params, buckets, pg, sparse, cap, findUnused, viewBuckets, Names{}, first);
+  } else if constexpr (std::is_constructible_v<R, Tensors, Buckets, Group, std::vector<bool>, int64_t, bool, bool, Names,
+                                               int64_t, bool>) {
+    return new R(params, buckets, pg, sparse, cap, findUnused, viewBuckets, Names{}, first, false);
+  } else if constexpr (std::is_constructible_v<R, Tensors, Buckets, Group, std::vector<bool>, int64_t, bool, bool, Names,
+                                               int64_t, bool, bool>) {
+    return new R(params, buckets, pg, sparse, cap, findUnused, viewBuckets, Names{}, first, false, false);
+  } else {
+    return new R(params, buckets, pg, sparse, cap, findUnused, viewBuckets, Names{}, first, false, false,
+                 std::vector<int64_t>{});
+  }
+}
+
 // DDP's fp16_compress_hook (and its bf16 twin): each bucket is cast to the half type, divided by the
 // world size before the sum (so that the sum cannot overflow), all-reduced, and cast back into the
 // bucket. Half the bytes on the wire; the gradients lose the precision the half type lacks.
@@ -841,8 +874,7 @@ class GradReducerHandle : public Napi::ObjectWrap<GradReducerHandle> {
         buckets_.assign(indices.rbegin(), indices.rend());
         std::vector<size_t> limitsRev(limits.rbegin(), limits.rend());
         pg_ = pg;
-        reducer_ = new c10d::Reducer(params, buckets_, limitsRev, pg, std::vector<bool>(params.size(), false), cap, findUnused,
-                                     /*gradient_as_bucket_view=*/false, std::unordered_map<size_t, std::string>{}, first);
+        reducer_ = newReducer(params, buckets_, limitsRev, pg, cap, findUnused, first);
       } catch (const Napi::Error&) {
         throw;
       } catch (...) {
