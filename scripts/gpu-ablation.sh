@@ -46,7 +46,9 @@ if ! command -v node >/dev/null 2>&1; then
   chmod +x .tmp/node/bin/node
   export PATH="$PWD/.tmp/node/bin:$PATH"
 fi
-if [ -d .gpu/node_modules ]; then mkdir -p node_modules && cp -rn .gpu/node_modules/* node_modules/ 2>/dev/null; fi
+# npm packages (scripts/pack-gpu.sh): tar with xz, or Python's tarfile where xz-utils is missing
+[ -d node_modules/sharp ] || tar -xJf .gpu/modules.tar.xz 2>/dev/null \
+  || python3 -c 'import tarfile;tarfile.open(".gpu/modules.tar.xz").extractall(".")'
 [ -d dist ] || cp -r .gpu/dist dist
 [ -f .gpu/cifar10-jpeg.tar.gz ] && export SEMAIM_CIFAR10_TAR=$PWD/.gpu/cifar10-jpeg.tar.gz
 export NAPI_INCLUDE=${NAPI_INCLUDE:-$PWD/.gpu/napi-include}
@@ -74,7 +76,7 @@ GRAPHS=${GRAPHS:-auto}
 if [ "$GRAPHS" = auto ]; then
   GRAPHS=0
   if [ "$DEVICE" != cpu ]; then
-    timeout 150 node --test dist/test/fused/cuda-paths.test.js > "$OUT/cuda-paths.log" 2>&1 \
+    timeout 120 node --test dist/test/fused/cuda-paths.test.js > "$OUT/cuda-paths.log" 2>&1 \
       && grep -qE '^ok [0-9]+ - a CUDA-graph step' "$OUT/cuda-paths.log" && ! grep -qE '^ok [0-9]+ - a CUDA-graph step.*# SKIP' "$OUT/cuda-paths.log" && GRAPHS=1
     say "CUDA-path tests: $(grep -E '^# (pass|fail|skipped)' "$OUT/cuda-paths.log" | tr '\n' ' ')-> GRAPHS=$GRAPHS"
   fi

@@ -7,7 +7,7 @@
 # losses must follow the eager ones. A short
 # check that the user-facing paths run there, not a measurement.
 # `DEVICE=cpu bash scripts/gpu-cli-check.sh` runs the same on the CPU.
-# gpu-session.sh calls it when CLI=1 (sharp comes from .gpu/sharp.tar.xz, packed by pack-gpu.sh).
+# gpu-session.sh calls it when CLI=1 (sharp comes from .gpu/modules.tar.xz, packed by pack-gpu.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEVICE=${DEVICE:-cuda}

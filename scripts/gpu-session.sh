@@ -28,7 +28,9 @@ if ! command -v node >/dev/null 2>&1; then
   chmod +x .tmp/node/bin/node
   export PATH="$PWD/.tmp/node/bin:$PATH"
 fi
-mkdir -p node_modules && cp -rn .gpu/node_modules/* node_modules/ 2>/dev/null
+# npm packages (scripts/pack-gpu.sh): tar with xz, or Python's tarfile where xz-utils is missing
+[ -d node_modules/sharp ] || tar -xJf .gpu/modules.tar.xz 2>/dev/null \
+  || python3 -c 'import tarfile;tarfile.open(".gpu/modules.tar.xz").extractall(".")'
 [ -d dist ] || cp -r .gpu/dist dist
 export NAPI_INCLUDE=${NAPI_INCLUDE:-$PWD/.gpu/napi-include}
 # The PyTorch references run with the Python that has the CUDA torch (not necessarily /usr/bin/python3).
@@ -64,12 +66,7 @@ if [ "${BENCH:-1}" != 0 ] && [ -f build/Release/semaim.node ]; then
   echo "== bench: exit ${PIPESTATUS[0]} after $(( $(date +%s) - start )) s" | tee -a "$OUT/bench-$DEVICE.log"
   cp docs/BENCHMARKS.md "$OUT/"
 fi
-unpack_sharp() {
-  [ -d node_modules/sharp ] || tar -xJf .gpu/sharp.tar.xz 2>/dev/null \
-    || python3 -c 'import tarfile;tarfile.open(".gpu/sharp.tar.xz").extractall(".")'
-}
 if [ "${CLI:-0}" = 1 ] && [ -f build/Release/semaim.node ]; then
-  unpack_sharp
   export RUN_DIR=.tmp/gpu-cli
   timeout "${CLI_TIMEOUT:-150}" bash scripts/gpu-cli-check.sh 2>&1 | grep -vE '\[[#.]' | tee "$OUT/gpu-cli.log"
   echo "== cli: exit ${PIPESTATUS[0]} after $(( $(date +%s) - start )) s" | tee -a "$OUT/gpu-cli.log"
@@ -77,7 +74,6 @@ if [ "${CLI:-0}" = 1 ] && [ -f build/Release/semaim.node ]; then
   cp "$RUN_DIR/pretrain/report.html" "$OUT/cli-report.html" 2>/dev/null
 fi
 if [ "${DATA:-0}" = 1 ]; then
-  unpack_sharp
   timeout "${DATA_TIMEOUT:-100}" node dist/bench/data.js --only=large --quick --workers="1,8,$(( $(nproc) - 1 ))" --need="${DATA_NEED:-1470}" 2>&1 \
     | tee "$OUT/bench-data.log"
   echo "== data: exit ${PIPESTATUS[0]} after $(( $(date +%s) - start )) s" | tee -a "$OUT/bench-data.log"

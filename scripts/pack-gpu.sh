@@ -7,13 +7,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f dist/src/torch/index.js ] || { echo "pack-gpu: run npm run build first" >&2; exit 1; }
-rm -rf .gpu && mkdir -p .gpu/napi-include .gpu/node_modules
+rm -rf .gpu && mkdir -p .gpu/napi-include
 xz -T0 -6 -c "$(command -v node)" > .gpu/node.xz
 for h in node_api.h node_api_types.h js_native_api.h js_native_api_types.h; do cp "/usr/include/node/$h" .gpu/napi-include/; done
-cp -r node_modules/node-addon-api node_modules/yaml .gpu/node_modules/
+# Every runtime dependency of package.json with its own (node-gyp is not needed there), compressed (sharp's
+# libvips is 18 MB): scripts/gpu-session.sh and gpu-ablation.sh unpack it. The command-line tool loads
+# sharp at start (PNG output), so the ablation needs it too.
+tar -cJf .gpu/modules.tar.xz $(node scripts/runtime-modules.js node-gyp)
 cp -r dist .gpu/dist
-# sharp (PNG output of visualize/report) for gpu-cli-check.sh, compressed: its libvips is 18 MB.
-tar -cJf .gpu/sharp.tar.xz node_modules/sharp node_modules/@img node_modules/detect-libc node_modules/semver
 if [ "${CIFAR:-0}" = 1 ]; then
   a=${SEMAIM_CIFAR10_TAR:-../shared/data/cifar10-jpeg.tar.gz}
   [ -f "$a" ] || { echo "pack-gpu: CIFAR=1 but $a is missing (set SEMAIM_CIFAR10_TAR)" >&2; exit 1; }
