@@ -22,7 +22,7 @@ import { loadModel } from '../semaim';
 import { visualizeCheckpoint, writeRunReport } from '../viz/pipeline';
 import { ORDER_NAMES } from '../viz/maps';
 import { defineCommand } from './command';
-import { commitFiles, stageFile, writeFileAtomic, type StagedFile } from '../util/safe-write';
+import { commitStaged, stageFile, writeFileAtomic } from '../util/safe-write';
 
 export const DEMO_OPTIONS = defineOptions({
   outDir: { type: 'string', default: 'runs/demo', help: 'output folder' },
@@ -174,17 +174,13 @@ export async function runDemo(d: DemoOptions): Promise<Record<string, unknown>> 
   const initPath = join(outDir, 'init-encoder');
   // the weights and the config beside them, both or neither (one journal: a kill between is completed by the next writer)
   try {
-    const weights = stageTensors(`${initPath}.safetensors`, new Map([...init.stateDict()].filter(([k]) => !/^(query_blocks|prediction_head)\./.test(k))), {
-      config: JSON.stringify(encoderConfigOf(cfg)),
-    });
-    let config: StagedFile;
-    try {
-      config = stageFile(`${initPath}.json`, JSON.stringify(encoderConfigOf(cfg), null, 2));
-    } catch (e) {
-      weights.abort();
-      throw e;
-    }
-    commitFiles([weights, config]);
+    commitStaged([
+      () =>
+        stageTensors(`${initPath}.safetensors`, new Map([...init.stateDict()].filter(([k]) => !/^(query_blocks|prediction_head)\./.test(k))), {
+          config: JSON.stringify(encoderConfigOf(cfg)),
+        }),
+      () => stageFile(`${initPath}.json`, JSON.stringify(encoderConfigOf(cfg), null, 2)),
+    ]);
   } finally {
     init.dispose();
   }

@@ -7,7 +7,7 @@ import { OptionValues } from '../util/options';
 import { Accuracy } from './accuracy';
 import { EncoderSource } from '../semaim';
 import { printable } from '../util/printable';
-import { commitFiles, jsonText, stageFile, writeJsonAtomic, type StagedFile } from '../util/safe-write';
+import { commitStaged, jsonText, stageFile, writeJsonAtomic, type StagedFile } from '../util/safe-write';
 
 export interface ResultRow {
   /** What was measured, e.g. 'k-NN k=20', 'linear probe', 'fine-tune (EMA)'. */
@@ -75,21 +75,14 @@ export function writeResult(outDir: string, result: { command: string }): string
 }
 
 /**
- * writeResult with the other files of the same result (a probe's weights, a figure), staged beside it:
- * all renamed into place under one journal (`<command>.json.commit`), so a kill between the renames is
- * completed by the next writer, and a result never describes another run's probe. Returns its path.
+ * writeResult with the other files of the same result (a probe's weights, a figure; `stagers` stage them
+ * beside it): all renamed into place under one journal (`<command>.json.commit`), so a kill between the
+ * renames is completed by the next writer, and a result never describes another run's probe. Returns its path.
  */
-export function commitResult(outDir: string, result: { command: string }, staged: StagedFile[]): string {
+export function commitResult(outDir: string, result: { command: string }, stagers: (() => StagedFile)[]): string {
   const path = join(outDir, `${result.command}.json`);
-  let json: StagedFile;
-  try {
-    mkdirSync(outDir, { recursive: true });
-    json = stageFile(path, jsonText(result));
-  } catch (e) {
-    for (const f of staged) f.abort();
-    throw e;
-  }
-  commitFiles([json, ...staged]);
+  mkdirSync(outDir, { recursive: true });
+  commitStaged([() => stageFile(path, jsonText(result)), ...stagers]);
   return path;
 }
 

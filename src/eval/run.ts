@@ -2,7 +2,6 @@
 // run the protocol, write `<out-dir>/<command>.json` and return the short table. Data-parallel (a
 // process group), every rank extracts its slices, classifies or trains on its shard, and rank 0 alone
 // reports and writes.
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { OptionError } from '../util/options';
 import { stageTensors } from '../io/tensors';
@@ -302,8 +301,7 @@ async function runLinprobeJob(o: LinprobeCommandOptions, f: DataFactories, { gro
     });
     // the probe and linprobe.json, which describes it, both or (a full disk) neither; a kill between their
     // renames is completed by the next writer
-    mkdirSync(outDir, { recursive: true });
-    const probe = stageTensors(`${outDir}/probe.safetensors`, r.probe.stateDict(), { format: 'semaim.linprobe/1', encoderSha256: loaded.source.sha256 });
+    const probe = () => stageTensors(`${outDir}/probe.safetensors`, r.probe.stateDict(), { format: 'semaim.linprobe/1', encoderSha256: loaded.source.sha256 });
     const path = commitResult(outDir, result, [probe]);
     return { result, path, table: formatResult(result) };
   } finally {

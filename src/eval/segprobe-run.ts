@@ -2,7 +2,6 @@
 // initialised), both splits of a dataset with masks, the probe, then `<out-dir>/segprobe.json`
 // (fractions 0–1), `segprobe.png` (predictions beside the ground truth), `seg-head.safetensors`,
 // and a Markdown table for the terminal.
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as torch from '../torch';
 import { stageTensors } from '../io/tensors';
@@ -329,41 +328,35 @@ async function runSegprobeJob(
       },
     };
     // the figure, the head and segprobe.json, which describes them: all or (a full disk) none, one journal
-    mkdirSync(cfg.outDir, { recursive: true });
-    const staged: StagedFile[] = [];
+    const stagers: (() => StagedFile)[] = [];
     let figure: string | null = null;
-    try {
-      if (outcome.figure.count > 0) {
-        figure = join(cfg.outDir, 'segprobe.png');
-        const png = await encodePng(
-          drawSegFigure({
-            images: outcome.figure.images,
-            truth: outcome.figure.truth,
-            prediction: probe.predictions,
-            size: source.config.imgSize,
-            count: outcome.figure.count,
-            classNames: names,
-            title: `segprobe: mIoU ${pct(m.mIoU, 1)}% (${label})`,
-          }),
-        );
-        staged.push(stageFile(figure, png));
-        result.details.figure = figure;
-      }
-      staged.push(
-        stageTensors(join(cfg.outDir, 'seg-head.safetensors'), probe.head.stateDict(), {
-          format: 'semaim.seghead/1',
-          encoderSha256: source.sha256,
-          init: cfg.init,
-          blocks: JSON.stringify(outcome.blocks),
-          classNames: JSON.stringify(names),
+    if (outcome.figure.count > 0) {
+      const at = (figure = join(cfg.outDir, 'segprobe.png'));
+      const png = await encodePng(
+        drawSegFigure({
+          images: outcome.figure.images,
+          truth: outcome.figure.truth,
+          prediction: probe.predictions,
+          size: source.config.imgSize,
+          count: outcome.figure.count,
+          classNames: names,
+          title: `segprobe: mIoU ${pct(m.mIoU, 1)}% (${label})`,
         }),
       );
-    } catch (e) {
-      for (const f of staged) f.abort();
-      throw e;
+      stagers.push(() => stageFile(at, png));
+      result.details.figure = figure;
     }
+    stagers.push(() =>
+      stageTensors(join(cfg.outDir, 'seg-head.safetensors'), probe.head.stateDict(), {
+        format: 'semaim.seghead/1',
+        encoderSha256: source.sha256,
+        init: cfg.init,
+        blocks: JSON.stringify(outcome.blocks),
+        classNames: JSON.stringify(names),
+      }),
+    );
     result.seconds = (Date.now() - t0) / 1000;
-    const path = commitResult(cfg.outDir, result, staged);
+    const path = commitResult(cfg.outDir, result, stagers);
     return { result, path, figure, table: formatSegprobe(result) };
   } finally {
     probe.head.dispose();

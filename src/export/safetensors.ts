@@ -3,7 +3,7 @@
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { loadTensors, readSafetensorsHeader, disposeAll } from '../io';
-import { stageTensors } from '../io/tensors';
+import { stageTensors, tensorsBytes } from '../io/tensors';
 import { runKindOf } from '../io/checkpoint';
 import { evalPreprocessing } from './preprocessing';
 import {
@@ -18,12 +18,12 @@ import {
   timmArchitecture,
   timmModelArgs,
 } from '../semaim';
-import { dtypeBytes, type Tensor } from '../torch';
+import type { Tensor } from '../torch';
 import { checkExportSpace } from './export-space';
 import { formatBytes } from '../util/disk-space';
 import { claimOutputs, guardOutputs } from '../io/outputs';
 import { CheckpointError } from '../util/errors';
-import { commitFiles, stageFile, StagedFile } from '../util/safe-write';
+import { commitStaged, stageFile } from '../util/safe-write';
 
 /** The files exportEncoder writes for `out`. */
 export function encoderExportFiles(out: string): string[] {
@@ -105,34 +105,30 @@ function exportEncoderFile(source: string, out: string, overwrite = false): { we
   return writeEncoder(tensors, src.config, source, files);
 }
 
-/** Writes the encoder's tensors (disposing them) and its config JSON, both or (a full disk, a kill) neither: commitFiles. */
+/** Writes the encoder's tensors (disposing them) and its config JSON, both or (a full disk, a kill) neither: commitStaged. */
 function writeEncoder(tensors: Map<string, Tensor>, enc: EncoderConfig, source: string, [weights, config]: string[]) {
   try {
     // the weights' bytes, and 64 KiB for the header (a name and shape a tensor) and the config JSON
-    const bytes = [...tensors.values()].reduce((n, t) => n + t.numel * dtypeBytes(t.dtype), 0);
+    const bytes = tensorsBytes(tensors.values());
     checkExportSpace(dirname(weights), bytes + (64 << 10), weights, `${tensors.size} tensors of ${formatBytes(bytes)} and the config`);
   } catch (e) {
     disposeAll(tensors);
     throw e;
   }
   mkdirSync(dirname(weights), { recursive: true }); // as the ONNX and web exports create theirs
-  const staged: StagedFile[] = [];
   let release = () => {};
   try {
     release = claimOutputs([weights, config]); // another export to the same files refuses, rather than mixing its pair with ours
-    staged.push(
-      stageTensors(weights, tensors, {
-        format: 'pt',
-        config: JSON.stringify(enc),
-        source,
-        note: 'timm VisionTransformer(img_size, patch_size, embed_dim, depth, num_heads, mlp_ratio, num_classes=0, global_pool="token")',
-      }),
-    );
-    staged.push(stageFile(config, JSON.stringify(exportedConfigJson(enc), null, 2)));
-    commitFiles(staged.splice(0)); // commitFiles owns them now: it aborts them, or its journal keeps them
-  } catch (e) {
-    for (const f of staged) f.abort();
-    throw e;
+    commitStaged([
+      () =>
+        stageTensors(weights, tensors, {
+          format: 'pt',
+          config: JSON.stringify(enc),
+          source,
+          note: 'timm VisionTransformer(img_size, patch_size, embed_dim, depth, num_heads, mlp_ratio, num_classes=0, global_pool="token")',
+        }),
+      () => stageFile(config, JSON.stringify(exportedConfigJson(enc), null, 2)),
+    ]);
   } finally {
     disposeAll(tensors);
     release();

@@ -40,6 +40,13 @@ export function saveTensors(path: string, tensors: Map<string, Tensor> | [string
 }
 
 /** saveTensors up to the rename: the file complete under a temporary name, to commit beside others (commitFiles). */
+/** The bytes of the tensors' data (what a safetensors file of them holds, less its header). */
+export function tensorsBytes(tensors: Iterable<Tensor>): number {
+  let n = 0;
+  for (const t of tensors) n += t.numel * torch.dtypeBytes(t.dtype);
+  return n;
+}
+
 export function stageTensors(path: string, tensors: Map<string, Tensor> | [string, Tensor][], metadata: Record<string, string> = {}): StagedFile {
   return stageSafetensors(path, lazyEntries(tensors), metadata);
 }

@@ -162,6 +162,7 @@ const shortDigest = (data: string | Uint8Array) => createHash('sha256').update(d
 async function checkStart(job: TrainJob<unknown>, group: ProcessGroup, train: TrainState, device: torch.Device): Promise<void> {
   const { model, optimizer, ema, scaler } = job;
   const state = optimizer.stateDict();
+  const scale = scaler?.stateDict();
   const streams = globalRngStates(device);
   for (const [name, g] of Object.entries(job.generators)) streams.set(`rng.${name}`, g.getState());
   try {
@@ -178,7 +179,7 @@ async function checkStart(job: TrainJob<unknown>, group: ProcessGroup, train: Tr
       {
         'the position (step, epoch, batch)': [train.step, train.epoch, train.batch],
         'the optimiser state (JSON)': shortDigest(JSON.stringify(state.meta)),
-        ...(scaler && { 'the loss scaler (scale, growth tracker)': [scaler.stateDict().scale, scaler.stateDict().growthTracker] }),
+        ...(scale && { 'the loss scaler (scale, growth tracker)': [scale.scale, scale.growthTracker] }),
         'the losses carried into the next log': train.window.count,
         ...Object.fromEntries([...streams].map(([name, t]) => [`the random stream ${name}`, shortDigest(torch.scope(() => t.cpu().data() as Uint8Array))])),
       },

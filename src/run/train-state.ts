@@ -9,6 +9,7 @@ import { join, relative } from 'node:path';
 import * as torch from '../torch';
 import { Tensor } from '../torch';
 import { disposeAll } from '../io';
+import { tensorsBytes } from '../io/tensors';
 import { runKindOf, type LoadedCheckpoint } from '../io/checkpoint';
 import { CheckpointManager } from './checkpoints';
 import { MetricsLog, lossEnds } from './metrics';
@@ -240,8 +241,8 @@ export class TrainState {
   private checkSpace(): void {
     if (this.step >= this.totalSteps) return; // finished: started again, it writes no checkpoint
     const { job } = this;
-    const bytes = (ts: Iterable<Tensor>) => [...ts].reduce((n, t) => n + t.numel * torch.dtypeBytes(t.dtype), 0);
-    const size = (256 << 10) + bytes(job.model.stateDict().values()) + job.optimizer.stateBytes() + (job.ema ? bytes(job.ema.stateTensors().values()) : 0);
+    const size =
+      (256 << 10) + tensorsBytes(job.model.stateDict().values()) + job.optimizer.stateBytes() + (job.ema ? tensorsBytes(job.ema.stateTensors().values()) : 0);
     const writes = checkpointsToWrite(this.step, this.totalSteps, this.run.checkpointEvery, this.perEpoch);
     const steps = Math.max(1, Math.min(this.run.keepLast + 1 - this.checkpoints.list().length, writes));
     // a new 'best' is a copy beside the one it replaces; the run's first, when there is none, replaces nothing

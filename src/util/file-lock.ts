@@ -3,9 +3,10 @@
 // (The run folder's run.lock, src/run/run-lock.ts, and an output's lock, src/io/outputs.ts.)
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
-import { closeSync, constants, fstatSync, linkSync, openSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, linkSync, openSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { namesOfDeadProcesses, processAlive } from './process-alive';
+import { readSmallFile } from './small-file';
 
 export interface Holder {
   pid: number;
@@ -29,23 +30,9 @@ const LOCK_MAX_BYTES = 64 << 10;
  * would block the read, a device that never ends, a file too large to be a lock) is refused, naming it.
  */
 function readText(path: string): string | null {
-  let fd: number;
-  try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw e;
-  }
-  try {
-    const st = fstatSync(fd);
-    if (!st.isFile() || st.size > LOCK_MAX_BYTES) {
-      const what = st.isDirectory() ? 'a folder' : st.isFIFO() ? 'a FIFO' : st.isFile() ? `a file of ${st.size} bytes` : 'a device or socket';
-      throw Object.assign(new Error(`${path} is ${what}, not a lock file of semaim: move it away`), { code: 'EEXIST' });
-    }
-    return readFileSync(fd, 'utf8');
-  } finally {
-    closeSync(fd);
-  }
+  const read = readSmallFile(path, LOCK_MAX_BYTES);
+  if (read && 'other' in read) throw Object.assign(new Error(`${path} is ${read.other}, not a lock file of semaim: move it away`), { code: 'EEXIST' });
+  return read?.text ?? null;
 }
 
 function parseHolder(text: string): Holder | null {

@@ -12,7 +12,6 @@ import {
   mkdirSync,
   openSync,
   readdirSync,
-  readFileSync,
   readlinkSync,
   renameSync,
   rmSync,
@@ -24,6 +23,7 @@ import { hostname } from 'node:os';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { heldByAnother } from './file-lock';
 import { namesOfDeadProcesses, processAlive } from './process-alive';
+import { readSmallFile } from './small-file';
 
 let serial = 0;
 const NAMED = Symbol('semaim.writeError');
@@ -204,13 +204,18 @@ function isTempOf(tmp: string, final: string, pid: number): boolean {
   return tmp === `${final}.partial` || (tmp.startsWith(`${final}.tmp-${pid}-`) && /^[0-9a-f]+$/.test(tmp.slice(`${final}.tmp-${pid}-`.length)));
 }
 
+/** Whether the relative path `rel` stays in its folder by its text: not absolute, no NUL, no '..', '.' or empty part. */
+function staysInFolder(rel: string): boolean {
+  return !isAbsolute(rel) && !rel.includes('\0') && !rel.split(/[\\/]/).some((p) => p === '' || p === '.' || p === '..');
+}
+
 /**
- * Whether `rel` names a file in the journal's folder `dir` or a real folder below it: no '..', '.' or empty
- * part, no NUL, and no part before the name that is a symbolic link (a journal acts in its own folder only).
+ * Whether `rel` names a file in the journal's folder `dir` or a real folder below it: it stays in the
+ * folder by its text, and no part before the name is a symbolic link (a journal acts in its own folder only).
  */
 function insideFolder(dir: string, rel: string): boolean {
+  if (!staysInFolder(rel)) return false;
   const parts = rel.split(/[\\/]/);
-  if (isAbsolute(rel) || rel.includes('\0') || parts.some((p) => p === '' || p === '.' || p === '..')) return false;
   for (let i = 1; i < parts.length; i++) {
     const st = lstatSync(join(dir, ...parts.slice(0, i)), { throwIfNoEntry: false });
     if (!st?.isDirectory()) return false;
@@ -221,29 +226,11 @@ function insideFolder(dir: string, rel: string): boolean {
 /** Journals are a few hundred bytes; anything larger at a `.commit` name is not one of ours. */
 const JOURNAL_MAX_BYTES = 1 << 20;
 
-/** The text of the regular file `path`, not through a symbolic link, or null (a FIFO or device would block or never end). */
-function readSmallFile(path: string, max: number): string | null {
-  let fd: number;
-  try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-  } catch {
-    return null;
-  }
-  try {
-    const st = fstatSync(fd);
-    if (!st.isFile() || st.size > max) return null;
-    return readFileSync(fd, 'utf8');
-  } catch {
-    return null;
-  } finally {
-    closeSync(fd);
-  }
-}
-
 function readJournal(dir: string, name: string): CommitJournal | null {
   let j: CommitJournal;
   try {
-    j = JSON.parse(readSmallFile(join(dir, name), JOURNAL_MAX_BYTES) ?? '') as CommitJournal;
+    const read = readSmallFile(join(dir, name), JOURNAL_MAX_BYTES, { followLinks: false });
+    j = JSON.parse(read && 'text' in read ? read.text : '') as CommitJournal;
   } catch {
     return null; // not a journal of ours (a user's file named *.commit, a link, a FIFO), or gone meanwhile
   }
@@ -272,7 +259,7 @@ export function commitFiles(files: StagedFile[]): void {
   const dir = dirname(journal);
   const renames = files.map((f): [string, string] => [relative(dir, f.tmp), relative(dir, f.path)]);
   // the next writer completes only renames in the journal's folder or below it (finishInterruptedCommits)
-  if (renames.some((r) => r.some((p) => p === '' || p.split(/[\\/]/).includes('..') || isAbsolute(p)))) {
+  if (renames.some((r) => !r.every(staysInFolder))) {
     for (const f of files) f.abort();
     throw new Error(
       `commitFiles: ${files.map((f) => f.path).join(', ')} do not all lie in the folder of the first or below it: list a file of their common folder first`,
@@ -367,9 +354,24 @@ export function finishInterruptedCommits(dir: string, note: (msg: string) => voi
  * kill between the renames is completed by the next writer or reader.
  */
 export function writeFilesAtomic(files: [path: string, data: string | Uint8Array][]): void {
+  commitStaged(
+    files.map(
+      ([path, data]) =>
+        () =>
+          stageFile(path, data),
+    ),
+  );
+}
+
+/**
+ * Stages the files of one set in turn (each of `stagers` writes one temporary file; the first one's file
+ * names the journal) and commits them (commitFiles): when one cannot be staged, those staged before are
+ * removed and nothing is renamed.
+ */
+export function commitStaged(stagers: (() => StagedFile)[]): void {
   const staged: StagedFile[] = [];
   try {
-    for (const [path, data] of files) staged.push(stageFile(path, data));
+    for (const stage of stagers) staged.push(stage());
   } catch (e) {
     for (const f of staged) f.abort();
     throw e;

@@ -7,7 +7,7 @@ import type { LoadedImages } from './images';
 import { computeMaps, ImageMaps, OrderName } from './maps';
 import { FigureRow, imageRow, Layout, renderFigure } from './render';
 import { encodePng } from './png';
-import { commitFiles, finishInterruptedCommits, stageFile, type StagedFile } from '../util/safe-write';
+import { finishInterruptedCommits, writeFilesAtomic } from '../util/safe-write';
 
 export interface VisualizeOptions {
   orders: readonly OrderName[];
@@ -55,58 +55,49 @@ export async function visualizeModel(model: SemAIM, images: LoadedImages, outDir
   const summary = join(outDir, 'visualize.json');
   finishInterruptedCommits(outDir); // an earlier visualisation killed mid-commit: its list is the one in place
   const earlierRows = rowsListedIn(summary);
-  const rowFiles: string[] = [];
+  const rowFiles = images.names.map((name, i) => rowFile(outDir, i, name));
   const { canvas, layout } = renderFigure(figRows, render);
   const grid = join(outDir, 'grid.png');
   const columns = figRows[0].cells.map((c) => c.label);
   // the list, the grid and the rows are one commit (one journal, visualize.json.commit): a kill between
   // the renames is completed by the next visualisation here, never a grid beside another's list or rows
-  const staged: StagedFile[] = [];
-  try {
-    staged.push(
-      stageFile(
-        summary,
-        JSON.stringify(
-          {
-            columns,
-            grid: { gridH: model.grid.gridH, gridW: model.grid.gridW, imgSize: model.config.imgSize, patchSize: model.config.patchSize },
-            layout: { scale: layout.scale, cell: layout.cell, width: layout.width, height: layout.height },
-            lossOrder,
-            images: images.names.map((name, i) => ({
-              name,
-              file: rowFile(outDir, i, name),
-              firstPatch: Object.fromEntries(Object.entries(maps[i].orders).map(([k, v]) => [k, argmin(v!)])),
-              meanLoss: maps[i].patchLoss.reduce((a, b) => a + b, 0) / maps[i].patchLoss.length,
-            })),
-            skipped: images.skipped,
-          },
-          null,
-          2,
-        ),
+  const files: [string, string | Uint8Array][] = [
+    [
+      summary,
+      JSON.stringify(
+        {
+          columns,
+          grid: { gridH: model.grid.gridH, gridW: model.grid.gridW, imgSize: model.config.imgSize, patchSize: model.config.patchSize },
+          layout: { scale: layout.scale, cell: layout.cell, width: layout.width, height: layout.height },
+          lossOrder,
+          images: images.names.map((name, i) => ({
+            name,
+            file: rowFiles[i],
+            firstPatch: Object.fromEntries(Object.entries(maps[i].orders).map(([k, v]) => [k, argmin(v!)])),
+            meanLoss: maps[i].patchLoss.reduce((a, b) => a + b, 0) / maps[i].patchLoss.length,
+          })),
+          skipped: images.skipped,
+        },
+        null,
+        2,
       ),
-    );
-    staged.push(stageFile(grid, await encodePng(canvas)));
-    for (let i = 0; i < figRows.length; i++) {
-      rowFiles.push(rowFile(outDir, i, images.names[i]));
-      staged.push(stageFile(rowFiles[i], await encodePng(renderFigure([figRows[i]], render).canvas)));
-    }
-  } catch (e) {
-    for (const f of staged) f.abort();
-    throw e;
-  }
-  commitFiles(staged);
+    ],
+    [grid, await encodePng(canvas)],
+  ];
+  for (let i = 0; i < figRows.length; i++) files.push([rowFiles[i], await encodePng(renderFigure([figRows[i]], render).canvas)]);
+  writeFilesAtomic(files);
   // rows an earlier visualisation here listed and this one did not write would pass for this one's
   for (const f of earlierRows)
     if (!rowFiles.includes(f) && resolve(dirname(f)) === resolve(outDir) && /^row-\d{3}-.*\.png$/.test(basename(f))) rmSync(f, { force: true });
   return { rows: rowFiles, grid, summary, columns, maps, layout, skipped: images.skipped };
 }
 
-/** The row files a visualize.json lists (none when it is absent or not one). */
 /** The PNG of row `i` (image `name`). */
 function rowFile(outDir: string, i: number, name: string): string {
   return join(outDir, `row-${String(i).padStart(3, '0')}-${safeName(name)}.png`);
 }
 
+/** The row files a visualize.json lists (none when it is absent or not one). */
 function rowsListedIn(summary: string): string[] {
   try {
     const s = JSON.parse(readFileSync(summary, 'utf8')) as { images?: { file?: unknown }[] };
