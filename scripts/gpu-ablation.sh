@@ -110,6 +110,7 @@ if python3 -c "import sys; sys.exit(0 if $ablation_stop > 0.5 else 1)"; then
   if [ "$rc" != 0 ] && [ "$rc" != 75 ] && [ "$GRAPHS" = 1 ]; then
     say "ablation: exit $rc with CUDA graphs; again without them"; tail -5 "$OUT/ablation.stderr"
     GRAPHS=0
+    cp -r "$RUN/ablation/logs" "$OUT/ablation-logs-graphs" 2>/dev/null  # the failed attempt's logs, for the reason
     if ! find "$RUN/ablation" -name ablation-eval.json 2>/dev/null | grep -q .; then
       rm -rf "$RUN/ablation"
       ablation_stop=$(python3 -c "print(round($(left_min) - $OBJECTS_MIN - 0.3, 2))"); ABLATION_MIN=$ablation_stop

@@ -24,7 +24,7 @@ import {
   normalize,
   SHAPES,
 } from '../../src/data';
-import { fileSha256 } from '../../src/data/sources/cifar';
+import { commitExtraction, fileSha256 } from '../../src/data/sources/cifar';
 import { renderSynthetic, syntheticConfig, syntheticLabel } from '../../src/data/sources/synthetic';
 import { sharp, tempDir, write, picture, encode, pngEncode, bmp } from './helpers';
 
@@ -246,6 +246,31 @@ test('CIFAR-10 JPEG archive is extracted once into a cache folder keyed by the a
   // a missing archive is an error although caches exist
   assert.throws(() => cifar10Jpeg({ archive: join(root, 'nope.tar.gz'), cacheDir: cache }), /nope\.tar\.gz not found/);
   assert.throws(() => cifar10Jpeg({ archive: join(root, 'nope.tar.gz'), cacheDir: join(root, 'cache2') }), /nope\.tar\.gz not found/);
+});
+
+test('processes extracting the same archive at once keep the first complete folder, which others read already', () => {
+  const target = join(root, 'race', 'cifar10-0123');
+  const ours = (name: string): string => {
+    const d = join(root, 'race', `.extract-${name}`, 'cifar10');
+    write(join(d, 'train', 'cat', 'ours.jpg'), Buffer.from('ours'));
+    write(join(d, '.complete'), '{}');
+    return d;
+  };
+  // the first rename wins
+  commitExtraction(ours('a'), target);
+  assert.ok(existsSync(join(target, 'train', 'cat', 'ours.jpg')));
+  write(join(target, 'train', 'cat', 'read-by-the-first.jpg'), Buffer.from('x'));
+  const ino = statSync(target).ino;
+  // a later one finds it complete and leaves it in place (the old code removed it under its readers)
+  const late = ours('b');
+  commitExtraction(late, target);
+  assert.equal(statSync(target).ino, ino, 'the folder others read is the same one');
+  assert.ok(existsSync(join(target, 'train', 'cat', 'read-by-the-first.jpg')));
+  assert.ok(existsSync(late), 'the late copy stays in its temporary folder, which its caller removes');
+  // a folder without .complete (a rename interrupted in an older version) is replaced
+  rmSync(join(target, '.complete'));
+  commitExtraction(late, target);
+  assert.ok(existsSync(join(target, '.complete')) && !existsSync(join(target, 'train', 'cat', 'read-by-the-first.jpg')));
 });
 
 test('IDX images and labels, raw and gzip', () => {

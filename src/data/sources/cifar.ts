@@ -149,8 +149,9 @@ function removeDeadExtractions(cacheDir: string): void {
  * `cacheDir/<top>-<first 16 hex digits of the archive's SHA-256>` unless that folder is already
  * complete (marked by `.complete` inside it). The cache is keyed by the archive's content, so
  * another or a changed archive never reuses a cache extracted from a different one, and a missing
- * archive is an error even when some cache exists. Extraction goes to a temporary folder and is
- * renamed into place, so an interrupted run never leaves a half folder that looks complete.
+ * archive is an error even when some cache exists. Extraction goes to a temporary folder, is marked
+ * complete there and renamed into place, so an interrupted run never leaves a half folder that looks
+ * complete, and processes extracting at once never remove the folder another one reads (commitExtraction).
  * Returns the path of the extracted `<top>` folder.
  */
 export function extractArchive(archive: string, cacheDir: string, top: string): string {
@@ -175,13 +176,31 @@ export function extractArchive(archive: string, cacheDir: string, top: string): 
       const found = readdirSync(tmp).join(', ') || 'nothing';
       throw new Error(`archive ${archive} does not contain ${top}/ (found: ${found})`);
     }
-    if (existsSync(target)) rmSync(target, { recursive: true, force: true });
-    renameSync(extracted, target);
-    writeFileSync(marker, JSON.stringify({ archive: resolve(archive), sha256, extracted: new Date().toISOString() }) + '\n');
+    writeFileSync(join(extracted, '.complete'), JSON.stringify({ archive: resolve(archive), sha256, extracted: new Date().toISOString() }) + '\n');
+    commitExtraction(extracted, target);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
   return target;
+}
+
+/**
+ * Moves the complete folder `extracted` (its `.complete` written) to `target`. Processes started together
+ * (the ablation's) extract at once: the first rename wins, and a later one finds a complete `target` that
+ * others are reading already, so it keeps that one and its own copy is removed with its temporary folder.
+ * A `target` without `.complete` is an interrupted rename of older versions, replaced.
+ */
+export function commitExtraction(extracted: string, target: string): void {
+  try {
+    renameSync(extracted, target);
+    return;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw e;
+  }
+  if (existsSync(join(target, '.complete'))) return;
+  rmSync(target, { recursive: true, force: true });
+  renameSync(extracted, target);
 }
 
 export interface Cifar10JpegOptions extends FolderOptions {
