@@ -6,6 +6,7 @@ import { EMBED_DTYPES, EMBED_POOLINGS, EmbedOptions, embed, embedListPath } from
 import { checkOutputs, encoderFiles } from '../io/outputs';
 import { IMAGE_INPUT_OPTIONS, imageInputOptions } from '../data/options';
 import { precisionOption, checkPrecision } from '../run/precision';
+import { abortOnStopSignals } from '../run/signals';
 import { checkDevice } from '../run/device';
 import { resolveEncoder } from '../semaim';
 import { defineCommand } from './command';
@@ -90,7 +91,7 @@ export const embedCommand = defineCommand({
   preflight,
   run: (o) =>
     runDataParallel(o, { command: 'embed', table: EMBED_OPTIONS }, async (group) => {
-      const r = await embed({ ...embedOptionsFrom(o), group });
+      const r = await abortOnStopSignals((signal) => embed({ ...embedOptionsFrom(o), group, signal }));
       if (r) {
         process.stdout.write(
           `embedded ${r.count} images${r.skipped ? ` (${r.skipped} skipped)` : ''} in ${r.seconds.toFixed(1)} s: features [${r.shape.join(', ')}]\n` +

@@ -10,7 +10,7 @@ import { ablate, measureAblation } from '../experiments/ablate';
 import { describePlan } from '../experiments/ablate-plan';
 import { ChildRunner, measureInProcesses, runShardProcesses } from './ablate-jobs';
 import { resolveEncoder } from '../semaim';
-import { runExitCode } from '../run/signals';
+import { abortOnStopSignals, runExitCode } from '../run/signals';
 import { checkDataPath } from '../data/options';
 import { runDataParallel } from './data-parallel';
 import { shellQuote } from '../util/printable';
@@ -32,7 +32,7 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
       },
       run: (o) =>
         runDataParallel(o, { command: 'knn', table: KNN_OPTIONS }, async (group) => {
-          const r = await runKnn(o, factories(), group);
+          const r = await abortOnStopSignals((signal) => runKnn(o, factories(), { group, signal }));
           if (r) process.stdout.write(`${r.table}wrote ${r.path}\n`);
           return 0;
         }),
@@ -51,7 +51,7 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
       },
       run: (o) =>
         runDataParallel(o, { command: 'linprobe', table: LINPROBE_OPTIONS }, async (group) => {
-          const r = await runLinprobe(o, factories(), group);
+          const r = await abortOnStopSignals((signal) => runLinprobe(o, factories(), { group, signal }));
           if (r) process.stdout.write(`${r.table}wrote ${r.path}\n`);
           return 0;
         }),

@@ -5,6 +5,7 @@ import { checkDataPath } from '../data/options';
 import { resolveEncoder } from '../semaim';
 import { SEGPROBE_OPTIONS, readSegprobeConfig } from '../eval/segprobe-options';
 import { runSegprobe, SegDataFactory } from '../eval/segprobe-run';
+import { abortOnStopSignals } from '../run/signals';
 import { runDataParallel } from './data-parallel';
 
 export function makeSegprobeCommand(factory: SegDataFactory = makeSegData): Command {
@@ -28,7 +29,7 @@ export function makeSegprobeCommand(factory: SegDataFactory = makeSegData): Comm
     },
     run: (o) =>
       runDataParallel(o, { command: 'segprobe', table: SEGPROBE_OPTIONS }, async (group) => {
-        const r = await runSegprobe(readSegprobeConfig(o), o, factory, group);
+        const r = await abortOnStopSignals((signal) => runSegprobe(readSegprobeConfig(o), o, factory, { group, signal }));
         if (r) process.stdout.write(`${r.table}wrote ${r.path}${r.figure ? ` and ${r.figure}` : ''}\n`);
         return 0;
       }),

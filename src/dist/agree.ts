@@ -5,7 +5,7 @@
 import * as torch from '../torch';
 import type { Tensor } from '../torch';
 import type { ProcessGroup } from './process-group';
-import { AbortError, throwIfAborted } from '../util/errors';
+import { AbortError, AbortedOnAnotherRank, throwIfAborted } from '../util/errors';
 
 export interface RankDisagreement extends Error {
   code: 'ERR_DIST_MISMATCH';
@@ -153,6 +153,7 @@ export class StopAgreement {
   private calls = 0;
   private next = 1;
   private last = { calls: 0, time: Date.now() };
+  private turn = Date.now();
 
   constructor(
     private readonly group: ProcessGroup | null | undefined,
@@ -179,8 +180,17 @@ export class StopAgreement {
     }
   }
 
-  /** throwIfAborted for a loop several ranks run: every rank throws an AbortError at the same point once any rank's signal was aborted. */
+  /**
+   * throwIfAborted for a loop several ranks run: every rank throws an AbortError at the same point once any
+   * rank's signal was aborted. Gives the event loop a turn first, about every 50 ms: a loop whose awaits all
+   * resolve at once (a loader on the main thread) would otherwise never let Node run the SIGINT handler
+   * that aborts the signal (`semaim embed --num-workers 0` ran to its end).
+   */
   async throwIfAborted(signal: AbortSignal | undefined | null): Promise<void> {
+    if (signal && Date.now() - this.turn >= 50) {
+      await new Promise((resolve) => setImmediate(resolve));
+      this.turn = Date.now();
+    }
     if (!(await this.agree(!!signal?.aborted))) return;
     throwIfAborted(signal);
     throw abortedElsewhere(this.group!);
@@ -188,7 +198,7 @@ export class StopAgreement {
 }
 
 function abortedElsewhere(group: ProcessGroup): AbortError {
-  return new AbortError(new Error(`the job was aborted on another rank (this is rank ${group.rank} of ${group.worldSize})`));
+  return new AbortedOnAnotherRank(new Error(`the job was aborted on another rank (this is rank ${group.rank} of ${group.worldSize})`));
 }
 
 /**

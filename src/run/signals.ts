@@ -3,6 +3,7 @@
 // process killed by it); a second one exits at once.
 
 import { afterProgress } from './progress';
+import { AbortedOnAnotherRank } from '../util/errors';
 
 export type StopSignal = 'SIGINT' | 'SIGTERM';
 
@@ -25,7 +26,11 @@ export const SAME_SIGNAL_MS = 1000;
  * The same signal again within SAME_SIGNAL_MS counts as one: a terminal's Ctrl-C reaches every process of
  * its group, and a launcher (torchrun) forwards it to its workers as well.
  */
-export function catchStopSignals(stop: StopRequest, log: (line: string) => void = (l) => process.stderr.write(l + '\n')): () => void {
+export function catchStopSignals(
+  stop: StopRequest,
+  log: (line: string) => void = (l) => process.stderr.write(l + '\n'),
+  o: { stopping?: string; onStop?: (signal: StopSignal) => void } = {},
+): () => void {
   let first = 0;
   const onSignal = (signal: StopSignal): void => {
     if (stop.requested && stop.signal === signal && Date.now() - first < SAME_SIGNAL_MS) return;
@@ -36,7 +41,8 @@ export function catchStopSignals(stop: StopRequest, log: (line: string) => void 
     stop.requested = true;
     stop.signal = signal;
     first = Date.now();
-    log(`${afterProgress()}${signal}: stopping after this step and its checkpoint (send it again to exit at once)`);
+    log(`${afterProgress()}${signal}: ${o.stopping ?? 'stopping after this step and its checkpoint'} (send it again to exit at once)`);
+    o.onStop?.(signal);
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
@@ -62,5 +68,29 @@ export class StoppedBySignal extends Error {
     super(message);
     this.name = 'StoppedBySignal';
     this.exitCode = signalExitCode(signal);
+  }
+}
+
+/**
+ * Runs a job with nothing to checkpoint (an evaluation, an embedding) with SIGINT/SIGTERM turned into an
+ * abort of the signal it is given: the job stops at its next check and writes no result, and it rejects
+ * with StoppedBySignal, so that the command exits with 130 / 143 rather than dying by the signal, which a
+ * launcher reports as a failed worker. A rank that stops because another rank was stopped (AbortedOnAnotherRank)
+ * rejects the same way. A second signal exits at once.
+ */
+export async function abortOnStopSignals<T>(job: (signal: AbortSignal) => Promise<T>, log?: (line: string) => void): Promise<T> {
+  const controller = new AbortController();
+  const release = catchStopSignals({ requested: false }, log, {
+    stopping: 'stopping at the next batch; this job writes no result',
+    onStop: (signal) => controller.abort(new StoppedBySignal(`stopped by ${signal}; no result was written: run the same command again`, signal)),
+  });
+  try {
+    return await job(controller.signal);
+  } catch (e) {
+    if (controller.signal.aborted && (e as Error)?.name === 'AbortError') throw controller.signal.reason;
+    if (e instanceof AbortedOnAnotherRank) throw new StoppedBySignal(`${e.message}; no result was written: run the same command again`);
+    throw e;
+  } finally {
+    release();
   }
 }

@@ -11,6 +11,9 @@ export class AbortError extends Error {
   }
 }
 
+/** The AbortError of a data-parallel rank whose own signal was not aborted: another rank's was. */
+export class AbortedOnAnotherRank extends AbortError {}
+
 /** Throws an AbortError when `signal` has been aborted. */
 export function throwIfAborted(signal: AbortSignal | undefined | null): void {
   if (signal?.aborted) throw new AbortError(signal.reason);
