@@ -40,6 +40,15 @@ export function shardGroup(what: string, train: FeatureSet, test: FeatureSet, gr
 }
 
 /** The number of features of the whole set (all shards together). */
+/**
+ * Refuses (RangeError) labels outside 0..numClasses-1, naming the first: a caller's own feature set would
+ * otherwise fail deep in libtorch (the probe's loss), or count a vote or a hit for a class that is not there.
+ */
+export function checkLabels(what: string, name: string, labels: Int32Array, numClasses: number): void {
+  const bad = labels.findIndex((l) => !(l >= 0 && l < numClasses));
+  if (bad >= 0) throw new RangeError(`${what}: ${name} label ${labels[bad]} (row ${bad}) is outside 0..${numClasses - 1}`);
+}
+
 export function setSize(set: FeatureSet): number {
   return set.shard ? set.shard.size : set.features.shape[0];
 }

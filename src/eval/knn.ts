@@ -9,7 +9,7 @@ import { F, Tensor } from '../torch';
 import { Progress } from '../run/progress';
 import { Accuracy, AccuracyTally } from './accuracy';
 import type { ProcessGroup } from '../dist';
-import { FeatureSet, setSize, shardGroup } from './features';
+import { FeatureSet, checkLabels, setSize, shardGroup } from './features';
 import { StopAgreement } from '../dist/agree';
 
 export interface KnnOptions {
@@ -103,7 +103,8 @@ function* knnSteps(train: FeatureSet, test: FeatureSet, o: KnnOptions): Generato
     throw new Error(`knnClassify: train features have width ${train.features.shape[1]}, test features ${test.features.shape[1]}`);
   }
   if (train.labels.length !== nLocal || test.labels.length !== nTest) throw new Error('knnClassify: features and labels differ in count');
-  for (const l of train.labels) if (!(l >= 0 && l < o.numClasses)) throw new RangeError(`knnClassify: training label ${l} is outside 0..${o.numClasses - 1}`);
+  checkLabels('knnClassify', 'training', train.labels, o.numClasses);
+  checkLabels('knnClassify', 'test', test.labels, o.numClasses);
 
   const tallies = ks.map(() => new AccuracyTally(o.numClasses));
   const label = o.label === undefined ? 'k-NN' : o.label;

@@ -14,7 +14,7 @@ import { Accuracy, AccuracyTally } from './accuracy';
 import { LinearProbe } from './classifier';
 import { LabelledData, batchesPerEpoch } from '../data';
 import { checkLabelledBatch } from '../data/check-batch';
-import { FeaturePooling, FeatureSet, encodeBatch, setSize, shardGroup } from './features';
+import { FeaturePooling, FeatureSet, checkLabels, encodeBatch, setSize, shardGroup } from './features';
 import { severalRanks, type ProcessGroup } from '../dist';
 import type { Precision } from '../run/precision';
 import { StopAgreement } from '../dist/agree';
@@ -170,6 +170,8 @@ export async function linprobeOnFeatures(train: FeatureSet, test: FeatureSet, nu
   const D = train.features.shape[1];
   if (test.features.shape[1] !== D) throw new Error(`linprobe: train features have width ${D}, test features ${test.features.shape[1]}`);
   if (n < 2) throw new Error(`linprobe: need at least 2 training features, got ${n}`);
+  checkLabels('linprobe', 'training', train.labels, numClasses);
+  checkLabels('linprobe', 'test', test.labels, numClasses);
   const device = train.features.device;
   const seed = o.seed ?? 0;
   torch.manualSeed(seed);

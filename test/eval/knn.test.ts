@@ -69,6 +69,10 @@ test('per-class accuracy, k larger than a class, and k larger than the bank', ()
   assert.deepEqual(a6.perClass, [1, 1, 1]);
   assert.deepEqual(a6.perClassCount, [1, 2, 1]);
   assert.throws(() => knnClassify(train, q, { ks: [11], numClasses: 3, label: null }), /k = 11 exceeds the 10 training features/);
+  // labels outside the classes: a training one would vote for no class, a test one was counted in a hole
+  assert.throws(() => knnClassify(train, q, { ks: [1], numClasses: 2, label: null }), /knnClassify: training label 2 \(row 6\) is outside 0\.\.1/);
+  const badQuery = { features: q.features, labels: Int32Array.of(0, 1, 3, 1) };
+  assert.throws(() => knnClassify(train, badQuery, { ks: [1], numClasses: 3, label: null }), /knnClassify: test label 3 \(row 2\) is outside 0\.\.2/);
   for (const s of [train, q]) s.features.dispose();
 });
 

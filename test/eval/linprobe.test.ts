@@ -88,7 +88,7 @@ test('the online path trains through a frozen encoder and leaves it unchanged', 
   rmSync(dir, { recursive: true, force: true });
 });
 
-test('a probe that fails frees its tensors: a label outside the classes mid-training, a batch larger than the data', async () => {
+test('a probe that fails frees its tensors: stopped mid-training, a batch larger than the data', async () => {
   const train = separable(64, 4, 8, 1);
   const testSet = separable(16, 4, 8, 2);
   const dir = mkdtempSync(join(tmpdir(), 'semaim-lp-fail-'));
@@ -98,8 +98,16 @@ test('a probe that fails frees its tensors: a label outside the classes mid-trai
   try {
     const start = torch.memoryStats().liveTensors;
     for (let i = 0; i < 3; i++) {
-      // 3 classes, labels 0..3: the first step's loss throws after its batch was made
-      await assert.rejects(linprobeOnFeatures(train, testSet, 3, { epochs: 1, batchSize: 16, blr: 0.1, label: null }), /out of bounds/);
+      // a signal that reads as aborted from its third look on: the probe stops after its first steps
+      let looks = 0;
+      const signal = {
+        get aborted() {
+          return ++looks > 2;
+        },
+        reason: new Error('stopped mid-training'),
+      } as AbortSignal;
+      await assert.rejects(linprobeOnFeatures(train, testSet, 4, { epochs: 2, batchSize: 16, blr: 0.1, label: null, signal }), /stopped mid-training/);
+      assert.ok(looks > 3, `the probe looked at the signal ${looks} times`);
       await assert.rejects(linprobeOnline(encoder, images, te, 3, { epochs: 1, batchSize: 64, blr: 0.1, pooling: 'mean', label: null }), /no full batch/);
     }
     assert.equal(torch.memoryStats().liveTensors, start, 'each failed probe freed its batch and its head');
@@ -109,6 +117,27 @@ test('a probe that fails frees its tensors: a label outside the classes mid-trai
     te.features.dispose();
     encoder.dispose();
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('labels outside the classes are refused before any step, naming the first (a libtorch index error mid-training before)', async () => {
+  const train = separable(64, 4, 8, 1);
+  const testSet = separable(16, 4, 8, 2);
+  try {
+    const start = torch.memoryStats().liveTensors;
+    await assert.rejects(linprobeOnFeatures(train, testSet, 3, { epochs: 1, batchSize: 16, blr: 0.1, label: null }), {
+      name: 'RangeError',
+      message: 'linprobe: training label 3 (row 3) is outside 0..2',
+    });
+    const wrong = { features: testSet.features, labels: testSet.labels.map((l, i) => (i === 5 ? -1 : l)) };
+    await assert.rejects(
+      linprobeOnFeatures(train, wrong, 4, { epochs: 1, batchSize: 16, blr: 0.1, label: null }),
+      /linprobe: test label -1 \(row 5\) is outside 0\.\.3/,
+    );
+    assert.equal(torch.memoryStats().liveTensors, start, 'nothing allocated');
+  } finally {
+    train.features.dispose();
+    testSet.features.dispose();
   }
 });
 
