@@ -4,6 +4,7 @@
 // out of range, too few labels) a wrong accuracy.
 import { DataError } from '../util/errors';
 import type { LabelledBatch, TrainBatch } from './streams';
+import type { SegBatch } from './seg-streams';
 
 /** The model's input, [C, H, W], the batches must match. */
 export interface ImageInput {
@@ -45,4 +46,28 @@ export function checkLabelledBatch(b: LabelledBatch, input: ImageInput, numClass
 /** Refuses (DataError) a pre-training batch that is not NCHW of the model's input (float32, or uint8 when the data gives `normalize`). */
 export function checkTrainBatch(b: TrainBatch, input: ImageInput, uint8: boolean): void {
   checkImages(b, input, uint8);
+}
+
+/**
+ * Refuses (DataError) a segmentation batch that is not NCHW float32 of the data's image shape with one
+ * H×W mask per image (values 0..numClasses-1 or the ignore index) and one index per image: a caller's
+ * SegData. A mask value beyond the classes would otherwise fail deep in the probe's loss or be scored
+ * as a class that is not there.
+ */
+export function checkSegBatch(b: SegBatch, imageShape: number[], numClasses: number, ignoreIndex: number): number {
+  const [C, H, W] = imageShape;
+  if (H !== W) refuse(`the data's images are ${H}×${W}; square images expected`);
+  const n = checkImages(b, { chans: C, size: H }, false);
+  if (!(b.masks instanceof Uint8Array)) refuse(`its masks are ${typeName(b.masks)}, expected a Uint8Array`);
+  if (b.masks.length < n * H * W) refuse(`it has ${n} images of ${H}×${W} and ${b.masks.length} mask values (${n * H * W} needed)`);
+  if (!(b.indices instanceof Int32Array) || b.indices.length < n) refuse(`it has ${n} images and ${b.indices?.length ?? 0} indices (an Int32Array)`);
+  const masks = b.masks.subarray(0, n * H * W);
+  const bad = masks.findIndex((v) => v >= numClasses && v !== ignoreIndex);
+  if (bad >= 0) {
+    const pixel = bad % (H * W);
+    refuse(
+      `mask value ${masks[bad]} (sample ${b.indices[Math.floor(bad / (H * W))]}, pixel ${Math.floor(pixel / W)},${pixel % W}) is outside 0..${numClasses - 1} and not the ignore index ${ignoreIndex}`,
+    );
+  }
+  return n;
 }

@@ -8,6 +8,7 @@ import { VisionTransformer } from '../semaim';
 import { Progress } from '../run/progress';
 import { withPrecision, type Precision } from '../run/precision';
 import type { SegData } from '../data/seg-streams';
+import { checkSegBatch } from '../data/check-batch';
 import { severalRanks, type ProcessGroup } from '../dist';
 import { StopAgreement } from '../dist/agree';
 
@@ -129,8 +130,8 @@ export async function extractSegFeatures(encoder: VisionTransformer, data: SegDa
     await stop.throwIfAborted(o.signal);
     for await (const b of data.batches({ batchSize: o.batchSize, shuffle: false, epoch: 0, augment: 'none', slice })) {
       await stop.throwIfAborted(o.signal);
-      const B = b.shape[0];
-      if (B === 0) continue;
+      if (b.shape[0] === 0) continue;
+      const B = checkSegBatch(b, data.imageShape, data.numClasses, data.ignoreIndex);
       parts.push(
         torch.keep(
           torch.scope(() => {

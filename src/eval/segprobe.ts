@@ -15,6 +15,7 @@ import { ConfusionMatrix, IGNORE_INDEX, SegMetrics } from './miou';
 import { SegLinearHead } from './seg-head';
 import { SegFeatureSet, patchTokens, segSetSize } from './seg-features';
 import type { SegAugment, SegData } from '../data/seg-streams';
+import { checkSegBatch } from '../data/check-batch';
 import { severalRanks, type ProcessGroup } from '../dist';
 import { StopAgreement } from '../dist/agree';
 
@@ -381,6 +382,7 @@ export async function segprobeOnline(
   async function* batches(epoch: number): AsyncGenerator<SegTrainBatch> {
     const batchSize = o.batchSize / ranks; // this rank's slice of every batch
     for await (const b of trainData.batches({ batchSize, shuffle: true, epoch, augment: o.augment, seed, dropLast: true, slice })) {
+      if (b.shape[0]) checkSegBatch(b, trainData.imageShape, numClasses, trainData.ignoreIndex);
       if (epoch === 0) classHistogram(b.masks, numClasses, trainHistogram);
       if (group) {
         const tokens = (): Tensor =>

@@ -16,6 +16,7 @@ import { OptionError, resolveOptions } from '../../src/util/options';
 import { makeSegprobeCommand } from '../../src/cli/segprobe-command';
 import { countingLoopTurns, maxDiff, writeEncoder } from './helpers';
 import { squares } from './seg-helpers';
+import { MemorySegData } from '../../src/data/seg-streams';
 
 torch.setNumThreads(1);
 
@@ -289,6 +290,29 @@ test('a segmentation probe that fails frees its tensors: a mask label outside th
   } finally {
     train.features.dispose();
     testSet.features.dispose();
+    te.features.dispose();
+    encoder.dispose();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a caller’s segmentation data with a mask value beyond its classes is refused by the extraction and by the online probe, naming the pixel', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-sp-badmask-'));
+  const { encoder } = loadEncoder(writeEncoder(dir));
+  const good = squares(8, 2);
+  const te = await extractSegFeatures(encoder, good, { batchSize: 8, blocks: [1], label: null });
+  try {
+    const bad = (): MemorySegData => {
+      const d = squares(8, 2);
+      const masks = new Uint8Array(8 * 64);
+      masks[64 + 3 * 8 + 4] = 2; // image 1, pixel (3, 4): class 2 of 2
+      masks[2 * 64] = 255; // the ignore index is allowed
+      return new MemorySegData(d.images, [8, 3, 8, 8], masks, 2, ['background', 'square']);
+    };
+    const message = /the data gave a batch that cannot be used: mask value 2 \(sample 1, pixel 3,4\) is outside 0\.\.1 and not the ignore index 255/;
+    await assert.rejects(extractSegFeatures(encoder, bad(), { batchSize: 8, blocks: [1], label: null }), { name: 'DataError', message });
+    await assert.rejects(segprobeOnline(encoder, bad(), te, 2, { epochs: 1, batchSize: 8, lr: 1e-2, label: null, blocks: [1], augment: 'none' }), message);
+  } finally {
     te.features.dispose();
     encoder.dispose();
     rmSync(dir, { recursive: true, force: true });
