@@ -8,6 +8,7 @@ import { checkOutputs, encoderFiles } from '../io/outputs';
 import { IMAGE_INPUT_OPTIONS, imageInputOptions } from '../data/options';
 import { precisionOption, checkPrecision } from '../run/precision';
 import { checkDevice } from '../run/device';
+import { abortOnStopSignals } from '../run/signals';
 import { defineCommand } from './command';
 
 export const PREDICT_OPTIONS = defineOptions({
@@ -60,26 +61,29 @@ export const predictCommand = defineCommand({
   validate: validatePredict,
   preflight,
   run: async (o) => {
-    const r = await predict({
-      checkpoint: o.checkpoint,
-      encoder: o.encoder,
-      out: o.out,
-      images: o.images,
-      dataset: o.dataset,
-      dataPath: o.dataPath,
-      split: o.split as 'train' | 'test',
-      limit: o.limit,
-      seed: o.seed,
-      topK: o.topK,
-      batchSize: o.batchSize,
-      device: o.device,
-      precision: o.precision,
-      threads: o.threads,
-      numWorkers: o.numWorkers,
-      imageInput: imageInputOptions(o),
-      verify: o.verify,
-      overwrite: o.overwrite,
-    });
+    const r = await abortOnStopSignals((signal) =>
+      predict({
+        checkpoint: o.checkpoint,
+        encoder: o.encoder,
+        out: o.out,
+        images: o.images,
+        dataset: o.dataset,
+        dataPath: o.dataPath,
+        split: o.split as 'train' | 'test',
+        limit: o.limit,
+        seed: o.seed,
+        topK: o.topK,
+        batchSize: o.batchSize,
+        device: o.device,
+        precision: o.precision,
+        threads: o.threads,
+        numWorkers: o.numWorkers,
+        imageInput: imageInputOptions(o),
+        verify: o.verify,
+        overwrite: o.overwrite,
+        signal,
+      }),
+    );
     const acc = r.accuracy ? `: top-1 ${(100 * r.accuracy.top1).toFixed(2)} %, top-5 ${(100 * r.accuracy.top5).toFixed(2)} %` : '';
     process.stdout.write(
       `predicted ${r.count} images${r.skipped ? ` (${r.skipped} skipped)` : ''} in ${r.seconds.toFixed(1)} s${acc}\n` +

@@ -8,6 +8,7 @@ import * as torch from '../torch';
 import { OptionError } from '../util/options';
 import { claimOutputs, guardOutputs } from '../io/outputs';
 import { DataError, throwIfAborted } from '../util/errors';
+import { StopAgreement } from '../dist/agree';
 import { transformsFor } from '../data';
 import type { Split } from '../data';
 import type { EncoderConfig } from '../semaim';
@@ -122,8 +123,9 @@ async function predictJob(o: PredictOptions): Promise<PredictResult> {
   try {
     // from the start: another writer of the same files (this process or another) is refused before the work, not after it
     release = claimOutputs([out, predictCsvPath(out)]);
+    const stop = new StopAgreement(null); // (one process: it gives the event loop its turns, for a SIGINT handler)
     for await (const batch of loader.iterate(0)) {
-      throwIfAborted(o.signal);
+      await stop.throwIfAborted(o.signal);
       const B = batch.shape[0];
       const [first] = plan.range(batch.index);
       // the loader puts another image in place of an unusable one: that row is dropped here

@@ -110,3 +110,22 @@ test('embed stopped by SIGINT: exit 130, neither the features file nor its list,
       [],
     );
 });
+
+test('predict stopped by SIGINT: exit 130, no predictions, and its output lock released', async () => {
+  const lp = join(root, 'lp-small');
+  const small = ['--dataset', 'synthetic', '--train-limit', '128', '--test-limit', '32', '--threads', '1', '--num-workers', '0'];
+  const probe = spawnSync(process.execPath, [CLI, 'linprobe', '--checkpoint', run, ...small, '--epochs', '1', '--batch-size', '32', '--out-dir', lp], {
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  assert.equal(probe.status, 0, probe.stderr);
+  const dir = join(root, 'predict');
+  const r = await runAndStop(
+    ['predict', '--checkpoint', lp, '--dataset', 'synthetic', '--limit', '20000', '--threads', '1', '--num-workers', '0', '--out', join(dir, 'p.json')],
+    /predict .*\d+\/20000/,
+    'SIGINT',
+  );
+  assert.equal(r.code, 130, r.stderr);
+  assert.match(r.stderr, /stopped by SIGINT; no result was written/);
+  if (existsSync(dir)) assert.deepEqual(readdirSync(dir), [], 'no predictions, no lock left');
+});
