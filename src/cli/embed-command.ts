@@ -1,10 +1,10 @@
 // `semaim embed`: features of a folder of images or a dataset, from a checkpoint or an exported
 // encoder, into one safetensors file (+ the image list as JSON); the job is src/eval/embed.ts.
 import { OptionError, Options, defineOptions, MAX_WORKERS } from '../util/options';
-import { IMAGE_SOURCE_OPTIONS, RUN_OPTIONS, VERIFY_OPTIONS, checkImageSource, checkImageSourcePaths } from '../eval/options';
+import { IMAGE_SOURCE_OPTIONS, RUN_OPTIONS, VERIFY_OPTIONS, checkImageSource, checkImageSourcePaths, imageSetJobFrom } from '../eval/options';
 import { EMBED_DTYPES, EMBED_POOLINGS, EmbedOptions, embed, embedListPath } from '../eval/embed';
 import { checkOutputs, encoderFiles } from '../io/outputs';
-import { IMAGE_INPUT_OPTIONS, imageInputOptions } from '../data/options';
+import { IMAGE_INPUT_OPTIONS } from '../data/options';
 import { precisionOption, checkPrecision } from '../run/precision';
 import { abortOnStopSignals } from '../run/signals';
 import { checkDevice } from '../run/device';
@@ -43,26 +43,7 @@ export type EmbedCommandOptions = Options<typeof EMBED_OPTIONS>;
 
 /** The job's options from the command's. */
 export function embedOptionsFrom(o: EmbedCommandOptions): EmbedOptions {
-  return {
-    checkpoint: o.checkpoint,
-    out: o.out,
-    images: o.images,
-    dataset: o.dataset,
-    dataPath: o.dataPath,
-    split: o.split,
-    limit: o.limit,
-    seed: o.seed,
-    pooling: o.pooling,
-    dtype: o.dtype,
-    batchSize: o.batchSize,
-    device: o.device,
-    precision: o.precision,
-    threads: o.threads,
-    numWorkers: o.numWorkers,
-    imageInput: imageInputOptions(o),
-    verify: o.verify,
-    overwrite: o.overwrite,
-  };
+  return { ...imageSetJobFrom(o), checkpoint: o.checkpoint, out: o.out, pooling: o.pooling, dtype: o.dtype };
 }
 
 function validateEmbed(o: EmbedCommandOptions): void {

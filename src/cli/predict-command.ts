@@ -1,11 +1,11 @@
 // `semaim predict`: a fine-tuned classifier's top-k classes for a folder of images or a dataset split,
 // as JSON + CSV; the job is src/eval/predict.ts.
 import { OptionError, Options, defineOptions, MAX_WORKERS } from '../util/options';
-import { IMAGE_SOURCE_OPTIONS, RUN_OPTIONS, VERIFY_OPTIONS, checkImageSource, checkImageSourcePaths } from '../eval/options';
+import { IMAGE_SOURCE_OPTIONS, RUN_OPTIONS, VERIFY_OPTIONS, checkImageSource, checkImageSourcePaths, imageSetJobFrom } from '../eval/options';
 import { predict, predictCsvPath } from '../eval/predict';
 import { resolvePredictor } from '../eval/classifier-source';
 import { checkOutputs, encoderFiles } from '../io/outputs';
-import { IMAGE_INPUT_OPTIONS, imageInputOptions } from '../data/options';
+import { IMAGE_INPUT_OPTIONS } from '../data/options';
 import { precisionOption, checkPrecision } from '../run/precision';
 import { checkDevice } from '../run/device';
 import { abortOnStopSignals } from '../run/signals';
@@ -62,27 +62,7 @@ export const predictCommand = defineCommand({
   preflight,
   run: async (o) => {
     const r = await abortOnStopSignals((signal) =>
-      predict({
-        checkpoint: o.checkpoint,
-        encoder: o.encoder,
-        out: o.out,
-        images: o.images,
-        dataset: o.dataset,
-        dataPath: o.dataPath,
-        split: o.split as 'train' | 'test',
-        limit: o.limit,
-        seed: o.seed,
-        topK: o.topK,
-        batchSize: o.batchSize,
-        device: o.device,
-        precision: o.precision,
-        threads: o.threads,
-        numWorkers: o.numWorkers,
-        imageInput: imageInputOptions(o),
-        verify: o.verify,
-        overwrite: o.overwrite,
-        signal,
-      }),
+      predict({ ...imageSetJobFrom(o), checkpoint: o.checkpoint, encoder: o.encoder, out: o.out, topK: o.topK, signal }),
     );
     const acc = r.accuracy ? `: top-1 ${(100 * r.accuracy.top1).toFixed(2)} %, top-5 ${(100 * r.accuracy.top5).toFixed(2)} %` : '';
     process.stdout.write(

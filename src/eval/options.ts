@@ -4,7 +4,8 @@ import { OptionError, Options, defineOptions, MAX_THREADS, MAX_THREADS_IS, MAX_W
 import { parseKs } from './knn';
 import { precisionOption, checkPrecision } from '../run/precision';
 import { checkDevice } from '../run/device';
-import { IMAGE_INPUT_OPTIONS, ImageInputOptions, checkDataPath } from '../data/options';
+import { IMAGE_INPUT_OPTIONS, ImageInputOptions, checkDataPath, imageInputOptions } from '../data/options';
+import type { ImageSetJob } from './embed';
 import { DATASETS } from '../data/factories';
 import { statSync } from 'node:fs';
 import { GRAD_SYNC_OPTIONS, LAUNCH_OPTIONS, checkGradSync } from '../dist/launch';
@@ -27,6 +28,30 @@ export const IMAGE_SOURCE_OPTIONS = defineOptions({
 });
 
 type ImageSource = { images?: string; dataset?: string; dataPath?: string; split: string };
+
+type ImageSetCommandOptions = ImageInputOptions &
+  Required<Pick<ImageSetJob, 'split' | 'seed' | 'batchSize' | 'device' | 'precision' | 'verify' | 'overwrite'>> &
+  Pick<ImageSetJob, 'images' | 'dataset' | 'dataPath' | 'limit' | 'threads' | 'numWorkers'>;
+
+/** The options of a job over an image set (embed, predict) from its command's. */
+export function imageSetJobFrom(o: ImageSetCommandOptions): ImageSetJob {
+  return {
+    images: o.images,
+    dataset: o.dataset,
+    dataPath: o.dataPath,
+    split: o.split,
+    limit: o.limit,
+    seed: o.seed,
+    batchSize: o.batchSize,
+    device: o.device,
+    precision: o.precision,
+    threads: o.threads,
+    numWorkers: o.numWorkers,
+    imageInput: imageInputOptions(o),
+    verify: o.verify,
+    overwrite: o.overwrite,
+  };
+}
 
 /** The image source's options together (before any work). */
 export function checkImageSource(o: ImageSource): void {
