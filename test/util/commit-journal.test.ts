@@ -12,8 +12,9 @@ import { join } from 'node:path';
 import { commitJournalPath, finishInterruptedCommits, writeFileAtomic, writeFilesAtomic } from '../../src/util/safe-write';
 import { checkOutputs } from '../../src/io/outputs';
 import { OptionError } from '../../src/util/options';
-import { VisionTransformer, io } from '../../src';
+import { io } from '../../src';
 import { encodePng } from '../../src/viz/png';
+import { writeEncoder } from '../eval/helpers';
 
 const CLI = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
 const SAFE_WRITE = join(__dirname, '..', '..', 'src', 'util', 'safe-write.js');
@@ -217,13 +218,7 @@ test('two processes writing one output: the second refuses naming the first (emb
 
 /** An encoder file of width `embedDim` (weights + config JSON, as an export writes them). */
 function encoderFile(dir: string, name: string, embedDim: number): string {
-  const cfg = { imgSize: 16, patchSize: 8, inChans: 3, embedDim, depth: 1, numHeads: 2, mlpRatio: 2 };
-  const enc = new VisionTransformer(cfg).initWeights();
-  const path = join(dir, `${name}.safetensors`);
-  io.saveTensors(path, enc.stateDict(), { config: JSON.stringify(cfg) });
-  writeFileSync(join(dir, `${name}.json`), JSON.stringify(cfg));
-  enc.dispose();
-  return path;
+  return writeEncoder(dir, { imgSize: 16, patchSize: 8, inChans: 3, embedDim, depth: 1, numHeads: 2, mlpRatio: 2 }, 1, name);
 }
 
 test('export --format web killed between its renames: the model, the page and ort/ are one commit, and the rerun puts the whole new set in place', (t) => {
