@@ -39,7 +39,6 @@ export function shardGroup(what: string, train: FeatureSet, test: FeatureSet, gr
   return g;
 }
 
-/** The number of features of the whole set (all shards together). */
 /**
  * Refuses (RangeError) labels outside 0..numClasses-1, naming the first: a caller's own feature set would
  * otherwise fail deep in libtorch (the probe's loss), or count a vote or a hit for a class that is not there.
@@ -49,6 +48,7 @@ export function checkLabels(what: string, name: string, labels: Int32Array, numC
   if (bad >= 0) throw new RangeError(`${what}: ${name} label ${labels[bad]} (row ${bad}) is outside 0..${numClasses - 1}`);
 }
 
+/** The number of features of the whole set (all shards together). */
 export function setSize(set: FeatureSet): number {
   return set.shard ? set.shard.size : set.features.shape[0];
 }
