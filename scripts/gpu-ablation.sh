@@ -89,7 +89,9 @@ fi
 
 # ---- 2. the order ablation
 OBJECTS_MIN=${OBJECTS_MIN:-3}
-ablation_stop=$(python3 -c "print(round($(left_min) - $OBJECTS_MIN - 0.3, 2))")
+# minutes the ablation may run: what is left of the call, less the object study and a margin for the copies
+ablation_time() { python3 -c "print(round($(left_min) - $OBJECTS_MIN - 0.3, 2))"; }
+ablation_stop=$(ablation_time)
 # A later call keeps the budget its plan was made for (the plan, and so every run's length, stays).
 if [ -f "$RUN/ablation/plan.json" ]; then
   ABLATION_MIN=$(python3 -c "import json;print(json.load(open('$RUN/ablation/plan.json'))['inputs']['budgetMinutes'])")
@@ -111,11 +113,10 @@ if python3 -c "import sys; sys.exit(0 if $ablation_stop > 0.5 else 1)"; then
     say "ablation: exit $rc with CUDA graphs; again without them"; tail -5 "$OUT/ablation.stderr"
     GRAPHS=0
     cp -r "$RUN/ablation/logs" "$OUT/ablation-logs-graphs" 2>/dev/null  # the failed attempt's logs, for the reason
+    ablation_stop=$(ablation_time)
     if ! find "$RUN/ablation" -name ablation-eval.json 2>/dev/null | grep -q .; then
       rm -rf "$RUN/ablation"
-      ablation_stop=$(python3 -c "print(round($(left_min) - $OBJECTS_MIN - 0.3, 2))"); ABLATION_MIN=$ablation_stop
-    else
-      ablation_stop=$(python3 -c "print(round($(left_min) - $OBJECTS_MIN - 0.3, 2))")
+      ABLATION_MIN=$ablation_stop
     fi
     run_ablation
     rc=$?
