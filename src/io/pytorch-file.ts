@@ -262,6 +262,8 @@ export function readPytorchHeaderFd(fd: number, label: string): SafetensorsHeade
   const pkl = [...entries.keys()].find((n) => /^[^/]+\/data\.pkl$/.test(n));
   if (!pkl) throw new Error(`${label}: a zip archive without <name>/data.pkl: not a torch.save file`);
   const root = pkl.slice(0, -'data.pkl'.length);
+  // .format_version and .storage_alignment (PyTorch 2.x) say only in which order and at what alignment the
+  // storages were written; each storage is found by its entry's name and local header, so neither is checked
   const byteorder = entries.get(`${root}byteorder`);
   if (byteorder) {
     const order = readBytes(fd, dataStart(fd, byteorder, 'byteorder', label), Math.min(byteorder.size, 16), label).toString('latin1');

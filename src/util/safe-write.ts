@@ -5,6 +5,7 @@
 import {
   closeSync,
   constants,
+  linkSync,
   fstatSync,
   fsyncSync,
   ftruncateSync,
@@ -244,13 +245,69 @@ function readJournal(dir: string, name: string): CommitJournal | null {
   return ok ? j : null;
 }
 
+/** How long a commit waits for another process's commit of the same set to finish (its renames take milliseconds). */
+const COMMIT_WAIT_MS = 30_000;
+
+/** Blocks this thread for `ms` milliseconds (a commit is synchronous, and the wait is rare and short). */
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/**
+ * Puts the staged journal `draft` at its name, never over another one: the journal is also the set's lock.
+ * A journal of a live process is that process renaming the same set now (two writers' renames interleaved
+ * leave one's file beside the other's): this waits until it is gone, up to `waitMs`. One left by a killed
+ * writer (or by this process) is completed first; what is at the name and is not a journal of ours is replaced.
+ */
+function placeJournal(draft: StagedFile, waitMs: number): void {
+  const { path } = draft;
+  const [dir, name] = [dirname(path), basename(path)];
+  const deadline = Date.now() + waitMs;
+  try {
+    for (;;) {
+      try {
+        linkSync(draft.tmp, path); // fails with EEXIST where a journal is: no writer replaces another's
+        return;
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP') {
+          draft.commit(); // a file system without hard links: replaced, as before the journal was a lock
+          return;
+        }
+        if (code !== 'EEXIST') throw e;
+      }
+      const j = readJournal(dir, name);
+      if (!j) {
+        rmSync(path, { force: true }); // not a journal of ours (or gone meanwhile)
+        continue;
+      }
+      const live = j.host !== hostname() || (j.pid !== process.pid && processAlive(j.pid));
+      if (!live) {
+        finishInterruptedCommits(dir);
+        if (!lstatSync(path, { throwIfNoEntry: false })) continue;
+      }
+      if (Date.now() >= deadline) {
+        const who = j.host === hostname() ? `process ${j.pid}` : `process ${j.pid} on host ${j.host}`;
+        throw new Error(
+          `cannot commit ${path.replace(JOURNAL_NAME, '')} and the files written with it: ${who} has been renaming them into place for ${Math.round(waitMs / 1000)} s (its journal ${path}); if that process is gone, delete ${path}`,
+        );
+      }
+      sleepSync(20);
+    }
+  } finally {
+    draft.abort();
+  }
+}
+
 /**
  * Puts `files` (staged, complete) in place together. One file is one rename; for several, a journal
  * listing the renames is written first (atomically), then the renames are made and the journal removed:
  * a process killed between two renames leaves the journal, and the next writer or reader of that folder
  * (finishInterruptedCommits) makes the remaining renames, so a reader never pairs a new file with an old one.
+ * Two processes committing the same set take turns (placeJournal): the later one's set replaces the
+ * earlier one's whole, waiting at most `waitMs` (default 30 s) for it.
  */
-export function commitFiles(files: StagedFile[]): void {
+export function commitFiles(files: StagedFile[], o: { waitMs?: number } = {}): void {
   if (files.length <= 1) {
     for (const f of files) f.commit();
     return;
@@ -270,15 +327,8 @@ export function commitFiles(files: StagedFile[]): void {
   const folderAt = files.find((f) => lstatSync(f.path, { throwIfNoEntry: false })?.isDirectory());
   try {
     if (folderAt) renameSync(folderAt.tmp, folderAt.path);
-    writeFileAtomic(
-      journal,
-      JSON.stringify({
-        format: JOURNAL_FORMAT,
-        pid: process.pid,
-        host: hostname(),
-        renames,
-      } satisfies CommitJournal),
-    );
+    const text = JSON.stringify({ format: JOURNAL_FORMAT, pid: process.pid, host: hostname(), renames } satisfies CommitJournal);
+    placeJournal(stageFile(journal, text), o.waitMs ?? COMMIT_WAIT_MS);
     fsyncPath(dir);
   } catch (e) {
     for (const f of files) f.abort();

@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { commitJournalPath, finishInterruptedCommits, writeFileAtomic, writeFilesAtomic } from '../../src/util/safe-write';
+import { commitFiles, commitJournalPath, finishInterruptedCommits, stageFile, writeFileAtomic, writeFilesAtomic } from '../../src/util/safe-write';
 import { checkOutputs } from '../../src/io/outputs';
 import { OptionError } from '../../src/util/options';
 import { io } from '../../src';
@@ -471,4 +471,60 @@ test('a journal naming a dead process is left alone while a live process holds t
     finishInterruptedCommits(dir, () => {}),
     [join(dir, 'f.safetensors')],
   );
+});
+
+test('two processes committing one set take turns: a commit waits while a live process’s journal of that set stands, then replaces the set whole', async (t) => {
+  const dir = scratch(t);
+  const [a, b] = [join(dir, 'probe.safetensors'), join(dir, 'probe.json')];
+  writeFilesAtomic([
+    [a, 'old weights'],
+    [b, 'old config'],
+  ]);
+  // process 1 (alive) is renaming its own pair into place now: its journal stands for the set
+  writeFileSync(join(dir, 'probe.safetensors.tmp-1-0'), 'rival weights');
+  plantJournal(commitJournalPath(a), [['probe.safetensors.tmp-1-0', 'probe.safetensors']], 1);
+  const writer = spawn(
+    process.execPath,
+    ['-e', `require(${JSON.stringify(SAFE_WRITE)}).writeFilesAtomic([[${JSON.stringify(a)}, 'new weights'], [${JSON.stringify(b)}, 'new config']])`],
+    {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
+  let stderr = '';
+  writer.stderr.on('data', (d) => (stderr += d));
+  const exited = new Promise<number | null>((done) => writer.on('exit', (code) => done(code)));
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.equal(writer.exitCode, null, 'still waiting for the other commit');
+  assert.equal(readFileSync(a, 'utf8'), 'old weights', 'nothing renamed while another process commits the set');
+  assert.equal(readFileSync(b, 'utf8'), 'old config');
+  // the rival finishes: its rename made, its journal removed
+  renameSync(join(dir, 'probe.safetensors.tmp-1-0'), a);
+  rmSync(commitJournalPath(a));
+  assert.equal(await exited, 0, stderr);
+  assert.equal(readFileSync(a, 'utf8'), 'new weights');
+  assert.equal(readFileSync(b, 'utf8'), 'new config');
+  assert.deepEqual(ls(dir), ['killer.js', 'probe.json', 'probe.safetensors'], 'no journal, no temporary file left');
+});
+
+test('a commit that waited its limit for another live process’s commit of the set fails naming that process and its journal, changing nothing', (t) => {
+  const dir = scratch(t);
+  const [a, b] = [join(dir, 'x.bin'), join(dir, 'x.json')];
+  writeFileSync(a, 'old a');
+  writeFileSync(b, 'old b');
+  plantJournal(commitJournalPath(a), [], 1);
+  const staged = [stageFile(a, 'new a'), stageFile(b, 'new b')];
+  assert.throws(
+    () => commitFiles(staged, { waitMs: 200 }),
+    (e: Error) =>
+      /cannot commit .*x\.bin and the files written with it: process 1 has been renaming them/.test(e.message) &&
+      e.message.includes(`delete ${commitJournalPath(a)}`),
+  );
+  assert.equal(readFileSync(a, 'utf8'), 'old a');
+  assert.equal(readFileSync(b, 'utf8'), 'old b');
+  assert.deepEqual(ls(dir), ['killer.js', 'x.bin', 'x.bin.commit', 'x.json'], 'the staged files are removed, the other journal stays');
+  // what is at the journal's name and is not a journal of ours does not block: it is replaced
+  writeFileSync(commitJournalPath(a), 'a file of the user’s');
+  commitFiles([stageFile(a, 'new a'), stageFile(b, 'new b')], { waitMs: 200 });
+  assert.equal(readFileSync(b, 'utf8'), 'new b');
+  assert.deepEqual(ls(dir), ['killer.js', 'x.bin', 'x.json']);
 });
