@@ -20,8 +20,9 @@ export const shardsCommand = defineCommand({
   usage: 'semaim shards --input IMAGEFOLDER --output DIR [options]',
   description:
     'Packs the images of an ImageFolder, unchanged, into tar shards of KEY.<ext> + KEY.cls (+ KEY.json)\n' +
-    '(WebDataset layout) and writes index.json (class names, samples per shard). Each shard is written\n' +
-    'to a temporary file and renamed when complete.',
+    '(WebDataset layout) and writes index.json (class names, samples per shard). Every shard is written\n' +
+    'to a temporary file; the whole set is renamed into place when complete (with --overwrite, the earlier\n' +
+    'set stays until then).',
   options: SHARDS_OPTIONS,
   async run(o) {
     let progress: Progress | null = null;

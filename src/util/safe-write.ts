@@ -224,8 +224,8 @@ function insideFolder(dir: string, rel: string): boolean {
   return true;
 }
 
-/** Journals are a few hundred bytes; anything larger at a `.commit` name is not one of ours. */
-const JOURNAL_MAX_BYTES = 1 << 20;
+/** Journals are a few hundred bytes (a shard set's, about 50 per shard); anything larger at a `.commit` name is not one of ours. */
+const JOURNAL_MAX_BYTES = 64 << 20;
 
 function readJournal(dir: string, name: string): CommitJournal | null {
   let j: CommitJournal;

@@ -427,7 +427,7 @@ test('a FIFO, a link to /dev/zero or a huge file at a journal name is not read a
   mkdirSync(out);
   assert.equal(spawnSync('mkfifo', [join(out, 'fifo.commit')]).status, 0);
   symlinkSync('/dev/zero', join(out, 'zero.commit'));
-  writeFileSync(join(out, 'big.commit'), Buffer.alloc(2 << 20, 0x20));
+  writeFileSync(join(out, 'big.commit'), Buffer.alloc((64 << 20) + 1, 0x20)); // above the journal size limit
   const r = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(SAFE_WRITE)}).writeFileAtomic(${JSON.stringify(join(out, 'x.json'))}, '{}')`], {
     encoding: 'utf8',
     timeout: 20_000,

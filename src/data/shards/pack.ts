@@ -5,19 +5,22 @@
 // 9-digit position in the packed order. An `index.json` beside the shards
 // lists the class names and the samples per shard, so readers need not scan them.
 //
-// Each shard is written to a temporary file and renamed into place when complete, and the index
-// last, so an interrupted run never leaves a shard that looks complete; the temporary file goes on
-// Ctrl-C / SIGTERM, and one left by a killed packer goes when the next one starts in that folder.
+// Every shard is written to a temporary file; when all are, the set (index.json first) is renamed into
+// place under one commit journal, and only then are an earlier set's other shards removed (--overwrite):
+// a pack that fails or is stopped leaves no part of a set and the earlier set as it was. The staged
+// files go on Ctrl-C / SIGTERM; ones left by a killed packer go when the next one starts in that folder.
 
-import { createWriteStream, readdirSync, readFileSync, rmSync, renameSync, statSync, mkdirSync } from 'node:fs';
+import { createWriteStream, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { AbortError, throwIfAborted } from '../../util/errors';
 import { OptionError } from '../../util/options';
 import { extname, join, resolve } from 'node:path';
 import { pack as tarPack } from 'tar-stream';
-import { imageFolder } from '../sources/folder';
+import { imageFolder, type ImageFolderDataset } from '../sources/folder';
 import { permutation } from '../rng';
 import { INDEX_FILE, INDEX_FORMAT, type ShardEntry, type ShardIndexFile } from './shard-index';
-import { writeError, writeFileAtomic } from '../../util/safe-write';
+import { commitFiles, finishInterruptedCommits, fsyncPath, stagedAt, stageFile, writeError, type StagedFile } from '../../util/safe-write';
+import { claimOutputs } from '../../io/outputs';
+import { checkFreeSpace, formatBytes } from '../../util/disk-space';
 import { isShardFile } from './paths';
 import { namesOfDeadProcesses } from '../../util/process-alive';
 
@@ -63,22 +66,23 @@ export function sampleKey(i: number): string {
   return String(i).padStart(9, '0');
 }
 
-/** The temporary name of a shard being written by process `pid` (TEMP_SHARD reads the pid back). */
-const tempShard = (path: string, pid: number) => `${path}.tmp-${pid}`;
-const TEMP_SHARD = /^shard-\d+\.tar\.tmp-(\d+)$/;
+/** The temporary name of a shard staged by process `pid` (TEMP_SHARD reads the pid back; `-0`: a journal's temporary name). */
+const tempShard = (path: string, pid: number) => `${path}.tmp-${pid}-0`;
+const TEMP_SHARD = /^shard-\d+\.tar\.tmp-(\d+)(?:-0)?$/;
 const STOP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
+/** Bytes a tar member adds to its data (a 512-byte header, padding to 512), and a tar's end (two 512-byte blocks). */
+const TAR_MEMBER_BYTES = 1024;
+const TAR_END_BYTES = 1024;
 
-async function writeShard(path: string, members: Array<{ name: string; data: Buffer }>, signal?: AbortSignal): Promise<void> {
+/** Writes one shard, complete and flushed, under its temporary name (`onTemp` is told the name first); renamed at the commit. */
+async function stageShard(
+  path: string,
+  members: Array<{ name: string; data: Buffer }>,
+  onTemp: (tmp: string) => void,
+  signal?: AbortSignal,
+): Promise<StagedFile> {
   const tmp = tempShard(path, process.pid);
-  // Ctrl-C / SIGTERM while the shard is written: the temporary file goes, then the signal takes its
-  // default course (unless the process handles it itself, and then the stream error path cleans up).
-  const onSignal = (signal: NodeJS.Signals): void => {
-    for (const s of STOP_SIGNALS) process.off(s, onSignal);
-    if (process.listenerCount(signal) > 0) return;
-    rmSync(tmp, { force: true });
-    process.kill(process.pid, signal);
-  };
-  for (const s of STOP_SIGNALS) process.on(s, onSignal);
+  onTemp(tmp);
   const p = tarPack();
   const out = createWriteStream(tmp);
   const done = new Promise<void>((res, rej) => {
@@ -95,14 +99,13 @@ async function writeShard(path: string, members: Array<{ name: string; data: Buf
     }
     p.finalize();
     await done;
-    renameSync(tmp, path);
+    fsyncPath(tmp); // complete on the disk before the commit journal names it
+    return stagedAt(path, tmp);
   } catch (e) {
     p.destroy();
     out.destroy();
     rmSync(tmp, { force: true });
     throw e instanceof AbortError ? e : writeError(path, e);
-  } finally {
-    for (const s of STOP_SIGNALS) process.off(s, onSignal);
   }
 }
 
@@ -113,37 +116,61 @@ export async function packImageFolder(o: PackOptions): Promise<PackResult> {
   if (!(Number.isInteger(shardSize) && shardSize >= 1)) throw new RangeError(`shards: shard size must be an integer >= 1, got ${shardSize}`);
   if (output === input || output.startsWith(input + '/')) throw new Error(`shards: the output folder ${output} must not be inside the input folder ${input}`);
   const ds = imageFolder(input, { onWarning: o.onWarning });
-  mkdirSync(output, { recursive: true });
-  // shards half written by a packer that was killed (kill -9 leaves them; a signal's handler removes its own)
+  const indexPath = join(output, INDEX_FILE);
+  // one packer per folder (`index.json.lock`): two would commit shards of the same names over each other
+  const release = claimOutputs([indexPath], 'output');
+  try {
+    return await packInto(ds, input, output, indexPath, shardSize, o);
+  } finally {
+    release();
+  }
+}
+
+/**
+ * Every shard is staged under its temporary name; the set (index.json first) is committed under one
+ * journal when all are written, and only then are the earlier set's other shards removed. A pack that
+ * fails, is aborted or stopped by a signal removes what it staged, so an earlier set (--overwrite) stays
+ * as it was and an empty folder stays empty.
+ */
+async function packInto(ds: ImageFolderDataset, input: string, output: string, indexPath: string, shardSize: number, o: PackOptions): Promise<PackResult> {
+  // a commit a killed packer left half made is completed; shards a killed packer staged are removed
+  finishInterruptedCommits(output);
   for (const f of namesOfDeadProcesses(output, TEMP_SHARD)) rmSync(join(output, f), { force: true });
   const existing = readdirSync(output).filter((f) => isShardFile(f) || f === INDEX_FILE);
-  if (existing.length) {
-    if (!o.overwrite)
-      throw new OptionError(
-        'output',
-        `${output} already holds ${existing.length} shard/index file(s) (e.g. ${existing[0]}); choose an empty folder or pass --overwrite`,
-        undefined,
-        'ERR_OUTPUT_EXISTS',
-      );
-    for (const f of existing) rmSync(join(output, f), { force: true });
-  }
+  if (existing.length && !o.overwrite)
+    throw new OptionError(
+      'output',
+      `${output} already holds ${existing.length} shard/index file(s) (e.g. ${existing[0]}); choose an empty folder or pass --overwrite`,
+      undefined,
+      'ERR_OUTPUT_EXISTS',
+    );
   const n = ds.length;
+  let imageBytes = 0;
+  for (let i = 0; i < n; i++) imageBytes += statSync(join(input, ds.relativePath(i))).size;
+  const members = o.json ? 3 : 2;
+  checkFreeSpace(output, imageBytes + n * members * TAR_MEMBER_BYTES + Math.ceil(n / shardSize) * TAR_END_BYTES, 'the shards', {
+    how: `the images' ${formatBytes(imageBytes)} and tar headers${existing.length ? ', beside the earlier set, which is removed only once the new one is complete' : ''}`,
+    remedy: existing.length ? 'free space, or pack into an empty folder on another disk' : 'free space, or pack onto another disk',
+  });
   const order = o.shuffle ? permutation(n, o.seed ?? 0, 'pack', 0) : Int32Array.from({ length: n }, (_, i) => i);
   const entries: ShardEntry[] = [];
-  const shards: string[] = [];
+  const staged: StagedFile[] = [];
+  let writing: string | null = null;
+  let handedOver = false;
   let bytes = 0;
-  // A pack that fails (a full disk, an unreadable image) removes the shards it wrote: a part of the set
-  // without index.json would read as a smaller data set, and made the next start ask for --overwrite.
+  // Ctrl-C / SIGTERM: the staged shards go, then the signal takes its default course (unless the process
+  // handles it itself: then its abort reaches the catch below, which removes them)
+  const onSignal = (signal: NodeJS.Signals): void => {
+    for (const s of STOP_SIGNALS) process.off(s, onSignal);
+    if (process.listenerCount(signal) > 0) return;
+    for (const f of staged) f.abort();
+    if (writing) rmSync(writing, { force: true });
+    process.kill(process.pid, signal);
+  };
+  for (const s of STOP_SIGNALS) process.on(s, onSignal);
   try {
-    return await packShards();
-  } catch (e) {
-    for (const p of shards) rmSync(p, { force: true });
-    throw e;
-  }
-
-  async function packShards(): Promise<PackResult> {
     for (let start = 0, k = 0; start < n; start += shardSize, k++) {
-      const members: Array<{ name: string; data: Buffer }> = [];
+      const shard: Array<{ name: string; data: Buffer }> = [];
       let maxLabel = -1;
       for (let t = start; t < Math.min(n, start + shardSize); t++) {
         throwIfAborted(o.signal);
@@ -153,16 +180,16 @@ export async function packImageFolder(o: PackOptions): Promise<PackResult> {
         const key = sampleKey(t);
         let ext = extname(rel).slice(1).toLowerCase();
         if (ext === 'jfif') ext = 'jpg';
-        members.push({ name: `${key}.${ext}`, data: readFileSync(join(input, rel)) });
-        members.push({ name: `${key}.cls`, data: Buffer.from(`${label}\n`) });
-        if (o.json) members.push({ name: `${key}.json`, data: Buffer.from(JSON.stringify({ label, class: ds.classes[label], path: rel }) + '\n') });
+        shard.push({ name: `${key}.${ext}`, data: readFileSync(join(input, rel)) });
+        shard.push({ name: `${key}.cls`, data: Buffer.from(`${label}\n`) });
+        if (o.json) shard.push({ name: `${key}.json`, data: Buffer.from(JSON.stringify({ label, class: ds.classes[label], path: rel }) + '\n') });
         maxLabel = Math.max(maxLabel, label);
       }
       const file = shardName(k);
-      const path = join(output, file);
-      await writeShard(path, members, o.signal);
-      shards.push(path);
-      const size = statSync(path).size;
+      const f = await stageShard(join(output, file), shard, (tmp) => (writing = tmp), o.signal);
+      staged.push(f);
+      writing = null;
+      const size = statSync(f.tmp).size;
       bytes += size;
       const count = Math.min(n, start + shardSize) - start;
       entries.push({ file, bytes: size, samples: count, labelled: count, maxLabel });
@@ -170,11 +197,21 @@ export async function packImageFolder(o: PackOptions): Promise<PackResult> {
     }
     throwIfAborted(o.signal);
     const index: ShardIndexFile = { format: INDEX_FORMAT, classes: [...ds.classes], source: input, samples: n, shards: entries };
-    const indexPath = join(output, INDEX_FILE);
-    writeFileAtomic(indexPath, JSON.stringify(index, null, 1) + '\n');
-    const last = shards.length - 1;
-    const pattern =
-      shards.length === 1 ? join(output, shardName(0)) : join(output, `shard-{${String(0).padStart(6, '0')}..${String(last).padStart(6, '0')}}.tar`);
-    return { output, shards, samples: n, classes: [...ds.classes], bytes, index: indexPath, pattern };
+    const stagedIndex = stageFile(indexPath, JSON.stringify(index, null, 1) + '\n');
+    handedOver = true; // from here on commitFiles owns the staged files (a journal it leaves names them)
+    commitFiles([stagedIndex, ...staged]);
+  } catch (e) {
+    if (!handedOver) for (const f of staged) f.abort();
+    throw e;
+  } finally {
+    for (const s of STOP_SIGNALS) process.off(s, onSignal);
   }
+  // the new set is in place: the earlier set's shards it did not replace are superseded
+  const written = new Set([INDEX_FILE, ...entries.map((e) => e.file)]);
+  for (const f of existing) if (!written.has(f)) rmSync(join(output, f), { force: true });
+  const shards = staged.map((f) => f.path);
+  const last = shards.length - 1;
+  const pattern =
+    shards.length === 1 ? join(output, shardName(0)) : join(output, `shard-{${String(0).padStart(6, '0')}..${String(last).padStart(6, '0')}}.tar`);
+  return { output, shards, samples: n, classes: [...ds.classes], bytes, index: indexPath, pattern };
 }

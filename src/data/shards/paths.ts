@@ -4,7 +4,8 @@
 // by the split's name first ('data/{split}/shard-{0000..0009}.tar').
 
 import { readdirSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { finishInterruptedCommits } from '../../util/safe-write';
 
 export const SHARD_SUFFIXES = ['.tar', '.tar.gz', '.tgz'];
 
@@ -97,9 +98,18 @@ export function resolveShardPaths(spec: string, split?: string): string[] {
   const text = split === undefined ? spec : spec.split('{split}').join(split);
   const out: string[] = [];
   const missing: string[] = [];
+  // a packer killed while renaming its set into place left a journal: the set is completed before it is
+  // listed or read (once per folder: a pattern may name thousands of shards in one)
+  const completed = new Set<string>();
+  const complete = (dir: string) => {
+    if (!completed.has(dir)) finishInterruptedCommits(dir);
+    completed.add(dir);
+  };
   for (const item of splitList(text)) {
     for (const name of expandBraces(item)) {
       const p = resolve(name);
+      complete(dirname(p));
+      if (statSync(p, { throwIfNoEntry: false })?.isDirectory()) complete(p);
       let st;
       try {
         st = statSync(p);
