@@ -15,6 +15,21 @@ export function tempDir(prefix = 'semaim-data-'): { dir: string; cleanup: () => 
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
+/** Runs `job` while writes of files whose path matches `path` fail as on a full disk (ENOSPC); fs.writeFileSync is restored after. */
+export async function withFullDiskAt<T>(path: RegExp, job: () => Promise<T>): Promise<T> {
+  const fs = require('node:fs') as typeof import('node:fs'); // a plain object: its functions are replaceable
+  const real = fs.writeFileSync;
+  fs.writeFileSync = ((...args: Parameters<typeof real>) => {
+    if (path.test(String(args[0]))) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+    return real(...args);
+  }) as typeof fs.writeFileSync;
+  try {
+    return await job();
+  } finally {
+    fs.writeFileSync = real;
+  }
+}
+
 export function write(path: string, data: Uint8Array | string): string {
   mkdirSync(dirname(path), { recursive: true });
   writeFileSync(path, data);

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { packImageFolder, resolveShardPaths, shardDataset } from '../../src/data';
 import { OptionError } from '../../src/util/options';
 import { AbortError } from '../../src/util/errors';
-import { tempDir, write, picture, encode } from './helpers';
+import { tempDir, write, picture, encode, withFullDiskAt } from './helpers';
 
 /** node:fs as a plain object, its functions replaceable (the import's are read-only bindings). */
 const mfs = require('node:fs') as typeof import('node:fs');
@@ -67,16 +67,9 @@ test('a repack with --overwrite keeps the earlier set until the new one is compl
   assert.deepEqual(snapshot(out), earlier, 'the aborted repack changed nothing');
 
   // the disk fills at index.json, after every shard was written
-  const writeFileSync0 = mfs.writeFileSync;
-  mfs.writeFileSync = ((...args: Parameters<typeof writeFileSync0>) => {
-    if (/index\.json\.tmp-/.test(String(args[0]))) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
-    return writeFileSync0(...args);
-  }) as typeof fs.writeFileSync;
-  try {
-    await assert.rejects(packImageFolder({ input: five, output: out, shardSize: 4, overwrite: true }), /cannot write .*index\.json: ENOSPC/);
-  } finally {
-    mfs.writeFileSync = writeFileSync0;
-  }
+  await withFullDiskAt(/index\.json\.tmp-/, () =>
+    assert.rejects(packImageFolder({ input: five, output: out, shardSize: 4, overwrite: true }), /cannot write .*index\.json: ENOSPC/),
+  );
   assert.deepEqual(snapshot(out), earlier, 'the failed repack changed nothing');
 
   // a disk without room for the new set beside the earlier one: refused before any shard

@@ -48,7 +48,7 @@ import {
 } from '../../src/data/shards';
 import { DEFAULT_MAX_IMAGE_PIXELS } from '../../src/data/codecs/limits';
 import { constants } from 'node:buffer';
-import { tempDir, write, picture, encode } from './helpers';
+import { tempDir, write, picture, encode, withFullDiskAt } from './helpers';
 import * as lib from '../../src';
 
 const BUFFER_MAX = constants.MAX_LENGTH;
@@ -732,17 +732,9 @@ test('the packer leaves no temporary shard: Ctrl-C removes the one being written
 
 test('a pack that fails (a full disk at index.json) removes the shards it wrote; the same pack then runs without --overwrite', async () => {
   const out = join(root, 'full-disk');
-  const fs = require('node:fs') as typeof import('node:fs');
-  const writeFileSync0 = fs.writeFileSync;
-  fs.writeFileSync = ((...args: Parameters<typeof writeFileSync0>) => {
-    if (/index\.json\.tmp-/.test(String(args[0]))) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
-    return writeFileSync0(...args);
-  }) as typeof fs.writeFileSync;
-  try {
-    await assert.rejects(packImageFolder({ input: folder, output: out, shardSize: 5 }), /cannot write .*index\.json: ENOSPC/);
-  } finally {
-    fs.writeFileSync = writeFileSync0;
-  }
+  await withFullDiskAt(/index\.json\.tmp-/, () =>
+    assert.rejects(packImageFolder({ input: folder, output: out, shardSize: 5 }), /cannot write .*index\.json: ENOSPC/),
+  );
   assert.deepEqual(readdirSync(out), [], 'no part of a set left to be read as a smaller one');
   const r = await packImageFolder({ input: folder, output: out, shardSize: 5 });
   assert.equal(r.shards.length, 5);

@@ -12,7 +12,7 @@ import { predict, type PredictList } from '../../src/eval/predict';
 import { resolveClassifier, resolvePredictor } from '../../src/eval/classifier-source';
 import { OptionError } from '../../src/util/options';
 import { claimOutputs } from '../../src/io/outputs';
-import { encode, picture } from '../data/helpers';
+import { encode, picture, withFullDiskAt } from '../data/helpers';
 import { TINY, writeEncoder } from './helpers';
 
 async function quiet<T>(fn: () => Promise<T>): Promise<T> {
@@ -98,14 +98,8 @@ test('predict: accuracy equals finetune’s for its checkpoint; top-k per image;
     assert.equal(readFileSync(join(root, 'pred', 'u.csv'), 'utf8').split('\n')[0], 'path,class1,p1');
     // again over them, top-2, on a disk that fills at u.json: u.csv is not left top-2 beside a top-1 u.json
     const pairBefore = ['u.json', 'u.csv'].map((f) => readFileSync(join(root, 'pred', f), 'utf8'));
-    const fs = require('node:fs') as typeof import('node:fs');
-    const writeFileSync0 = fs.writeFileSync;
-    fs.writeFileSync = ((...args: Parameters<typeof writeFileSync0>) => {
-      if (/u\.json\.tmp-/.test(String(args[0]))) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
-      return writeFileSync0(...args);
-    }) as typeof fs.writeFileSync;
-    try {
-      await assert.rejects(
+    await withFullDiskAt(/u\.json\.tmp-/, () =>
+      assert.rejects(
         quiet(() =>
           predict({
             checkpoint: join(ft, 'checkpoints', 'best'),
@@ -118,10 +112,8 @@ test('predict: accuracy equals finetune’s for its checkpoint; top-k per image;
           }),
         ),
         /cannot write .*u\.json: ENOSPC/,
-      );
-    } finally {
-      fs.writeFileSync = writeFileSync0;
-    }
+      ),
+    );
     assert.deepEqual(
       ['u.json', 'u.csv'].map((f) => readFileSync(join(root, 'pred', f), 'utf8')),
       pairBefore,
