@@ -10,7 +10,7 @@
 // a pack that fails or is stopped leaves no part of a set and the earlier set as it was. The staged
 // files go on Ctrl-C / SIGTERM; ones left by a killed packer go when the next one starts in that folder.
 
-import { createWriteStream, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createWriteStream, lstatSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { AbortError, throwIfAborted } from '../../util/errors';
 import { OptionError } from '../../util/options';
 import { extname, join, resolve } from 'node:path';
@@ -208,7 +208,8 @@ async function packInto(ds: ImageFolderDataset, input: string, output: string, i
   }
   // the new set is in place: the earlier set's shards it did not replace are superseded
   const written = new Set([INDEX_FILE, ...entries.map((e) => e.file)]);
-  for (const f of existing) if (!written.has(f)) rmSync(join(output, f), { force: true });
+  for (const f of existing)
+    if (!written.has(f) && !lstatSync(join(output, f), { throwIfNoEntry: false })?.isDirectory()) rmSync(join(output, f), { force: true });
   const shards = staged.map((f) => f.path);
   const last = shards.length - 1;
   const pattern =
