@@ -289,7 +289,7 @@ function placeJournal(draft: StagedFile, waitMs: number): void {
       if (Date.now() >= deadline) {
         const who = j.host === hostname() ? `process ${j.pid}` : `process ${j.pid} on host ${j.host}`;
         throw new Error(
-          `cannot commit ${path.replace(JOURNAL_NAME, '')} and the files written with it: ${who} has been renaming them into place for ${Math.round(waitMs / 1000)} s (its journal ${path}); if that process is gone, delete ${path}`,
+          `cannot commit ${path.replace(JOURNAL_NAME, '')} and the files written with it: ${who} has held their commit journal ${path} for ${Math.round(waitMs / 1000)} s: it is renaming them into place, or its commit stopped part-way; once that process has exited, a rerun completes the journal first (delete ${path} only if the process is gone and the rerun still waits)`,
         );
       }
       sleepSync(20);
