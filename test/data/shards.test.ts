@@ -701,7 +701,7 @@ test('a sample whose member repeats (two samples under one key) is unusable, not
   ]);
 });
 
-test('the packer leaves no temporary shard: Ctrl-C removes the one being written, and one of a killed packer goes at the next start', async () => {
+test('the packer leaves no temporary shard: Ctrl-C removes those staged and its lock, and one of a killed packer goes at the next start', async () => {
   const big = join(root, 'many');
   const jpg = await encode(picture(16, 16, 3), 16, 16, 3, 'jpeg', { quality: 85 });
   for (let i = 0; i < 2400; i++) write(join(big, `c${i % 2}`, `${i}.jpg`), jpg);
@@ -722,6 +722,7 @@ test('the packer leaves no temporary shard: Ctrl-C removes the one being written
   assert.ok(sent, 'the packer was interrupted while writing a shard');
   assert.equal(await exited, 'SIGINT', 'the signal still ends the packer');
   assert.deepEqual(temps(), [], 'its temporary shard is gone');
+  assert.ok(!existsSync(join(out, 'index.json.lock')), "the folder's lock is released too");
   // kill -9 leaves one: the next packer in the folder removes it (a live process's stays)
   const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
   writeFileSync(join(out, `shard-000001.tar.tmp-${dead}`), 'half a shard');

@@ -120,7 +120,7 @@ export async function packImageFolder(o: PackOptions): Promise<PackResult> {
   // one packer per folder (`index.json.lock`): two would commit shards of the same names over each other
   const release = claimOutputs([indexPath], 'output');
   try {
-    return await packInto(ds, input, output, indexPath, shardSize, o);
+    return await packInto(ds, { input, output, indexPath, shardSize, release }, o);
   } finally {
     release();
   }
@@ -132,7 +132,11 @@ export async function packImageFolder(o: PackOptions): Promise<PackResult> {
  * fails, is aborted or stopped by a signal removes what it staged, so an earlier set (--overwrite) stays
  * as it was and an empty folder stays empty.
  */
-async function packInto(ds: ImageFolderDataset, input: string, output: string, indexPath: string, shardSize: number, o: PackOptions): Promise<PackResult> {
+async function packInto(
+  ds: ImageFolderDataset,
+  { input, output, indexPath, shardSize, release }: { input: string; output: string; indexPath: string; shardSize: number; release: () => void },
+  o: PackOptions,
+): Promise<PackResult> {
   // a commit a killed packer left half made is completed; shards a killed packer staged are removed
   finishInterruptedCommits(output);
   for (const f of namesOfDeadProcesses(output, TEMP_SHARD)) rmSync(join(output, f), { force: true });
@@ -165,6 +169,7 @@ async function packInto(ds: ImageFolderDataset, input: string, output: string, i
     if (process.listenerCount(signal) > 0) return;
     for (const f of staged) f.abort();
     if (writing) rmSync(writing, { force: true });
+    release(); // the folder's lock too: the process ends by the signal, and no exit handler runs
     process.kill(process.pid, signal);
   };
   for (const s of STOP_SIGNALS) process.on(s, onSignal);
