@@ -10,7 +10,8 @@
 # PERF=1 (issue 19): the tests include the fused-kernel, CUDA-graph and attention checks (test/fused/),
 # then a preflight (NVRTC, attention backends; $OUT/preflight.log) and the benchmark with every speed
 # lever as its own side beside the plain TypeScript one and the authors'-style reference: fused kernels,
-# CUDA graphs at ViT-B/16 batch 64, cuDNN-first attention, and the per-phase timer (ViT-B/16 batch 256
+# CUDA graphs at ViT-B/16 batch 64, the attention backend libtorch does not pick by default (flash when it
+# picks cuDNN, cuDNN otherwise), and the per-phase timer (ViT-B/16 batch 256
 # first, then batch 64, then ViT-L/16 batch 64; the docs section is rewritten after each config).
 #   run(command="PERF=1 bash scripts/gpu-session.sh", carry=[".gpu"], timeout_s=590)
 # DATA=1 (issue 19, input): bench:data at 224² with 1, 8 and all-but-one of the machine's cores as
@@ -57,7 +58,12 @@ if [ "${BENCH:-1}" != 0 ] && [ -f build/Release/semaim.node ]; then
       node dist/bench/pretrain.js --device cpu --cuda-graphs 2>&1 | tee "$OUT/refusal.log"
       grep -q 'refused: CUDA graphs need --device cuda' "$OUT/refusal.log" && echo "== --cuda-graphs refused on the CPU, as it should" | tee -a "$OUT/refusal.log"
     else
-      LEVERS=(--reference authors --fused all --cuda-graphs --graphs-at base:64 --sdpa cudnn,flash,efficient,math --phase-timer --write-docs)
+      # The attention lever is the other backend than the one libtorch picks by default (preflight): on
+      # 2.11 the default order puts cuDNN first and picks it, so its side runs flash first (cuDNN off).
+      default=$(sed -n 's/.*default priority [^:]*: encoder \([a-z-]*\),.*/\1/p' "$OUT/preflight.log")
+      sdpa=$([ "$default" = cudnn ] && echo flash,efficient,math || echo cudnn,flash,efficient,math)
+      echo "== attention lever: --sdpa $sdpa (default pick: ${default:-unknown})" | tee -a "$OUT/preflight.log"
+      LEVERS=(--reference authors --fused all --cuda-graphs --graphs-at base:64 --sdpa "$sdpa" --phase-timer --write-docs)
     fi
     timeout "${BENCH_TIMEOUT:-330}" node dist/bench/pretrain.js --device "$DEVICE" "${LEVERS[@]}" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-$DEVICE.log"
   else
