@@ -74,15 +74,9 @@ const STOP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
 const TAR_MEMBER_BYTES = 1024;
 const TAR_END_BYTES = 1024;
 
-/** Writes one shard, complete and flushed, under its temporary name (`onTemp` is told the name first); renamed at the commit. */
-async function stageShard(
-  path: string,
-  members: Array<{ name: string; data: Buffer }>,
-  onTemp: (tmp: string) => void,
-  signal?: AbortSignal,
-): Promise<StagedFile> {
+/** Writes one shard, complete and flushed, under its temporary name (tempShard); renamed at the commit. */
+async function stageShard(path: string, members: Array<{ name: string; data: Buffer }>, signal?: AbortSignal): Promise<StagedFile> {
   const tmp = tempShard(path, process.pid);
-  onTemp(tmp);
   const p = tarPack();
   const out = createWriteStream(tmp);
   const done = new Promise<void>((res, rej) => {
@@ -191,7 +185,9 @@ async function packInto(
         maxLabel = Math.max(maxLabel, label);
       }
       const file = shardName(k);
-      const f = await stageShard(join(output, file), shard, (tmp) => (writing = tmp), o.signal);
+      const path = join(output, file);
+      writing = tempShard(path, process.pid);
+      const f = await stageShard(path, shard, o.signal);
       staged.push(f);
       writing = null;
       const size = statSync(f.tmp).size;

@@ -109,7 +109,6 @@ export function resolveShardPaths(spec: string, split?: string): string[] {
     for (const name of expandBraces(item)) {
       const p = resolve(name);
       complete(dirname(p));
-      if (statSync(p, { throwIfNoEntry: false })?.isDirectory()) complete(p);
       let st;
       try {
         st = statSync(p);
@@ -118,6 +117,7 @@ export function resolveShardPaths(spec: string, split?: string): string[] {
         continue;
       }
       if (st.isDirectory()) {
+        complete(p);
         const inDir = readdirSync(p)
           .filter((f) => !f.startsWith('.') && isShardFile(f))
           .sort()
