@@ -178,6 +178,39 @@ export function writeFileAtomic(path: string, data: string | Uint8Array): void {
 }
 
 /**
+ * Puts `staged` in place unless what stands at its path now is something `mayReplace` refuses; then it
+ * removes the staged file and returns false. Where nothing stands, the file is placed with a hard link,
+ * which fails rather than replace a file created since the check (a file system without hard links:
+ * a rename, as writeFileAtomic).
+ */
+export function commitUnlessTaken(staged: StagedFile, mayReplace: (path: string) => boolean): boolean {
+  for (;;) {
+    if (lstatSync(staged.path, { throwIfNoEntry: false })) {
+      if (!mayReplace(staged.path)) {
+        staged.abort();
+        return false;
+      }
+      staged.commit();
+      return true;
+    }
+    try {
+      linkSync(staged.tmp, staged.path);
+      staged.abort(); // the name stays on the file
+      return true;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') continue; // created since the lstat: look at it
+      if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP') {
+        staged.commit();
+        return true;
+      }
+      staged.abort();
+      throw writeError(staged.path, e);
+    }
+  }
+}
+
+/**
  * The commit journal of files renamed into place together, named after the first: `<first>.commit`.
  * While it exists the set is being replaced; whoever finds it with its writer gone completes the renames.
  */

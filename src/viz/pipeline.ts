@@ -11,7 +11,7 @@ import { REPORT_GENERATOR, renderReport } from './report';
 import { OptionError } from '../util/options';
 import { occupied, protectedOutput } from '../io/outputs';
 import { visualizeModel, VisualizeResult } from './visualize';
-import { writeFileAtomic } from '../util/safe-write';
+import { commitUnlessTaken, stageFile } from '../util/safe-write';
 
 export interface VisualizeJob {
   checkpoint: string;
@@ -71,9 +71,23 @@ function checkReportOut(out: string, overwrite: boolean): void {
   if (/[\\/]$/.test(out)) throw new OptionError('out', `${out} names a folder: give the HTML file to write (e.g. ${join(out, 'report.html')})`);
   if (!existsSync(out)) return;
   if (statSync(out).isDirectory()) throw new OptionError('out', `${out} is a folder: give the HTML file to write`);
-  const earlierReport = readFileSync(out, 'utf8').slice(0, 4096).includes(REPORT_GENERATOR);
-  if (!earlierReport && !overwrite)
+  if (!overwrite && !isEarlierReport(out))
     throw new OptionError('out', `${out} exists and is not a semaim report: choose another --out, or pass --overwrite to replace it`);
+}
+
+/** Whether `path` is a regular file that `semaim report` wrote (a later report replaces it without --overwrite). */
+function isEarlierReport(path: string): boolean {
+  if (!lstatSync(path, { throwIfNoEntry: false })?.isFile()) return false;
+  const fd = openSync(path, 'r');
+  try {
+    const head = Buffer.alloc(4096);
+    return head
+      .subarray(0, readSync(fd, head, 0, head.length, 0))
+      .toString('utf8')
+      .includes(REPORT_GENERATOR);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
@@ -94,7 +108,8 @@ function isPlainPng(path: string): boolean {
 }
 
 export async function writeRunReport(job: ReportJob): Promise<{ out: string; grid: string | null; evals: number; metrics: number }> {
-  if (job.out) checkReportOut(job.out, !!job.overwrite);
+  const out = job.out ?? join(job.runDir, 'report.html');
+  checkReportOut(out, !!job.overwrite);
   const run = readRun(job.runDir);
   let grid: string | null = null;
   let gridNote: string;
@@ -113,7 +128,11 @@ export async function writeRunReport(job: ReportJob): Promise<{ out: string; gri
     gridNote = 'No visualisation: pass --images DIR (or files) to generate one from the newest checkpoint.';
   }
   const html = renderReport(run, { title: job.title, grid: grid ? readFileSync(grid) : null, gridNote });
-  const out = job.out ?? join(job.runDir, 'report.html');
-  writeFileAtomic(out, html);
+  // checked again at the rename: the page or figures took a while, and a file someone put at `out` meanwhile is kept
+  if (!commitUnlessTaken(stageFile(out, html), (path) => !!job.overwrite || isEarlierReport(path)))
+    throw new OptionError(
+      'out',
+      `${out} was created while the report was written and is not a semaim report: it is kept; choose another --out, or pass --overwrite to replace it`,
+    );
   return { out, grid, evals: run.evals.length, metrics: run.metrics.length };
 }

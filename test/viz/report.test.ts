@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { vizCommands } from '../../src/cli/viz-commands';
@@ -100,6 +100,44 @@ test("report --images: generates the grid from the run's newest checkpoint and e
     assert.match(html, /<img class="viz" alt="visualisation grid" src="data:image\/png;base64,[A-Za-z0-9+/]+=*">/);
     assert.match(html, /step-00000050/);
   } finally {
+    rmSync(run, { recursive: true, force: true });
+  }
+});
+
+test('report: a file put at --out while the figures were drawn is kept (checked again at the rename), as is a non-report RUN_DIR/report.html', async () => {
+  const run = mkdtempSync(join(tmpdir(), 'semaim-report-race-'));
+  const stdout = process.stdout.write.bind(process.stdout);
+  try {
+    fakeRun(run, 5);
+    const model = tinyModel(2);
+    writeRunCheckpoint(run, model, 50);
+    model.dispose();
+    await writeTestImages(join(run, 'imgs'), 2);
+    const out = join(run, 'page.html');
+    const job = { runDir: run, out, visualize: { images: [join(run, 'imgs')], orders: ['raster' as const], device: 'cpu' as const } };
+    const pending = writeRunReport(job); // checks --out, then awaits the images
+    writeFileSync(out, 'notes written meanwhile');
+    await assert.rejects(pending, /option 'out': .*page\.html was created while the report was written and is not a semaim report: it is kept/);
+    assert.equal(readFileSync(out, 'utf8'), 'notes written meanwhile');
+    assert.deepEqual(
+      readdirSync(run).filter((n) => n.includes('.tmp-')),
+      [],
+      'no temporary file is left',
+    );
+    const overwritten = writeRunReport({ ...job, overwrite: true });
+    writeFileSync(out, 'notes written meanwhile');
+    await overwritten;
+    assert.match(readFileSync(out, 'utf8'), /<html/, '--overwrite replaces it');
+
+    const byDefault = join(run, 'report.html');
+    writeFileSync(byDefault, 'my own page');
+    process.stdout.write = (() => true) as typeof process.stdout.write;
+    await assert.rejects(vizCommands.report.run([run]), /report\.html exists and is not a semaim report/);
+    assert.equal(readFileSync(byDefault, 'utf8'), 'my own page');
+    assert.equal(await vizCommands.report.run([run, '--overwrite']), 0);
+    assert.equal(await vizCommands.report.run([run]), 0, 'a report there is replaced');
+  } finally {
+    process.stdout.write = stdout;
     rmSync(run, { recursive: true, force: true });
   }
 });
