@@ -20,9 +20,10 @@
       DIR/v2-zip64-offsets.pth the same with only the offsets in zip64 form (entries that start beyond 4 GiB)
       DIR/expected2.json       {name: {dtype, shape, values}}; torch.load (1.13) reads every file back
       (one tensor, head.weight, is of a torch.Tensor subclass: pickled through _rebuild_from_type_v2)
-  pytorch_file_make.py from-safetensors SRC OUT.pth
+  pytorch_file_make.py from-safetensors SRC OUT.pth [PAD_BYTES]
       the tensors of the safetensors file SRC as the 'model' of such a training checkpoint, with a
-      'module.' prefix (DDP's) and SemAIM's decoder tensors beside them
+      'module.' prefix (DDP's) and SemAIM's decoder tensors beside them; PAD_BYTES (e.g. 4.5e9) puts a
+      decoder tensor of that size first, so that the encoder's entries lie past 4 GiB (zip64 offsets)
 """
 import argparse
 import collections
@@ -223,8 +224,11 @@ def torch2(out):
         json.dump(expected_values(sd), f)
 
 
-def from_safetensors(src, out):
-    model = collections.OrderedDict(('module.' + k, v) for k, v in read_tensors(src).items())
+def from_safetensors(src, out, pad_bytes=0):
+    model = collections.OrderedDict()
+    if pad_bytes:
+        model['module.prediction_head.fc2.weight'] = torch.zeros(int(pad_bytes), dtype=torch.uint8)
+    model.update(('module.' + k, v) for k, v in read_tensors(src).items())
     model['module.query_blocks.0.attn.q.weight'] = torch.zeros(4, 4)
     model['module.prediction_head.fc1.weight'] = torch.zeros(4, 4)
     torch.save(training_checkpoint(model), out)
@@ -236,6 +240,6 @@ if __name__ == '__main__':
     elif sys.argv[1] == 'torch2':
         torch2(sys.argv[2])
     elif sys.argv[1] == 'from-safetensors':
-        from_safetensors(sys.argv[2], sys.argv[3])
+        from_safetensors(sys.argv[2], sys.argv[3], float(sys.argv[4]) if len(sys.argv) > 4 else 0)
     else:
         sys.exit(__doc__)
