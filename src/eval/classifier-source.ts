@@ -1,7 +1,7 @@
 // Where a prediction's model comes from: a fine-tuning run's classifier (checkpoint folder, its class
 // names) or a linear probe with the encoder it was trained on, each checked (format, sizes, SHA-256)
 // before any model is built, then loaded in eval mode as a Predictor (class logits of normalised images).
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { CheckpointError, checkpointError, withErrorKind } from '../util/errors';
 import { dirname, join } from 'node:path';
 import * as torch from '../torch';
@@ -12,6 +12,7 @@ import { withPrecision, type Precision } from '../run/precision';
 import { ClassifierConfig, LinearProbe, ViTClassifier } from './classifier';
 import { encodeBatch } from './features';
 import { isJsonObject, jsonBrief, readJsonObject } from '../util/json-file';
+import { readRegularFile } from '../util/regular-file';
 
 export interface ClassifierSource {
   /** The checkpoint folder used. */
@@ -90,7 +91,7 @@ function classNamesFit(names: unknown, numClasses: number): string[] | null {
 function classNamesOf(dir: string, numClasses: number): string[] | null {
   for (const file of [join(dir, 'state.json'), join(dirname(dirname(dir)), 'finetune.json')]) {
     try {
-      const names = classNamesFit((JSON.parse(readFileSync(file, 'utf8')) as { classNames?: unknown }).classNames, numClasses);
+      const names = classNamesFit((JSON.parse(readRegularFile(file, 'utf8')) as { classNames?: unknown }).classNames, numClasses);
       if (names) return names;
     } catch {
       // absent or unreadable: the next place, else indices

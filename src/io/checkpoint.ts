@@ -2,11 +2,12 @@
 // trainer state (state.json) that records the SHA-256 of each file and of its own other content.
 // Reading verifies those hashes and the fields a resume reads.
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, openSync, readFileSync, readdirSync, readSync } from 'node:fs';
+import { closeSync, existsSync, readdirSync, readSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { Tensor } from '../torch';
 import { isJsonObject, jsonBrief } from '../util/json-file';
 import { loadTensors } from './tensors';
+import { notRegular, openRegularFile, readRegularFile } from '../util/regular-file';
 
 // written once, beside the atomic writers; exported here too, where the checkpoint helpers always had it
 export { fsyncPath } from '../util/safe-write';
@@ -42,7 +43,7 @@ export function stepDirName(step: number): string {
 /** SHA-256 of a file, read in 4 MiB pieces. */
 export function sha256File(path: string): string {
   const h = createHash('sha256');
-  const fd = openSync(path, 'r');
+  const fd = openRegularFile(path);
   try {
     const buf = Buffer.allocUnsafe(4 << 20);
     for (;;) {
@@ -68,7 +69,7 @@ export function listCheckpoints(root: string): { step: number; dir: string }[] {
 
 /** Reads state.json of a checkpoint folder. */
 export function readCheckpointState(dir: string): Record<string, unknown> {
-  return JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as Record<string, unknown>;
+  return JSON.parse(readRegularFile(join(dir, 'state.json'), 'utf8')) as Record<string, unknown>;
 }
 
 /** The files a run writes into every checkpoint, all needed to resume it. */
@@ -118,7 +119,7 @@ export function verifyCheckpoint(dir: string, kind: 'training' | 'weights' = 'tr
   if (!existsSync(statePath)) return 'state.json is missing';
   let state: unknown;
   try {
-    state = JSON.parse(readFileSync(statePath, 'utf8'));
+    state = JSON.parse(readRegularFile(statePath, 'utf8'));
   } catch (e) {
     return `state.json is unreadable (${(e as Error).message})`;
   }
@@ -140,6 +141,8 @@ export function verifyCheckpoint(dir: string, kind: 'training' | 'weights' = 'tr
   for (const [f, hash] of Object.entries(files)) {
     const p = join(dir, f);
     if (!existsSync(p)) return `${f} is missing`;
+    const what = notRegular(statSync(p));
+    if (what) return `${f} is ${what}, not a regular file`;
     if (sha256File(p) !== hash) return `${f} does not match its recorded SHA-256`;
   }
   return null;

@@ -11,6 +11,7 @@ import { isJsonObject, jsonBrief } from '../util/json-file';
 import { StagedFile, fsyncPath, removeDeadTemps, stagedAt, writeError } from '../util/safe-write';
 import { readAt as readFully } from './read-at';
 import { checkStorage, isZipMagic, readPytorchHeaderFd, refuseLegacyTorchSave, type StorageChecksum } from './pytorch-file';
+import { openRegularFile } from '../util/regular-file';
 
 export type DType = 'float64' | 'float32' | 'float16' | 'bfloat16' | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool';
 
@@ -391,7 +392,7 @@ function parseHeader(json: Uint8Array, headerLen: number, totalSize: number, lab
 
 /** Reads and validates just the header of a safetensors file. */
 export function readSafetensorsHeader(path: string): SafetensorsHeader {
-  const fd = fs.openSync(path, 'r');
+  const fd = openRegularFile(path);
   try {
     return readHeaderFd(fd, path);
   } finally {
@@ -427,7 +428,7 @@ export class SafetensorsReader {
 
   constructor(path: string) {
     this.path = path;
-    this.fd = fs.openSync(path, 'r');
+    this.fd = openRegularFile(path);
     try {
       const h = readHeaderFd(this.fd, path);
       this.metadata = h.metadata;

@@ -9,8 +9,6 @@ import {
   existsSync,
   fstatSync,
   mkdirSync,
-  openSync,
-  readFileSync,
   readSync,
   renameSync,
   rmSync,
@@ -19,6 +17,7 @@ import {
 import { isJsonObject } from '../util/json-file';
 import { appendNoFollow, removeDeadTemps, writeError } from '../util/safe-write';
 import { dirname } from 'node:path';
+import { openRegularFile, readRegularFile } from '../util/regular-file';
 
 const CHUNK = 1 << 16;
 
@@ -34,7 +33,7 @@ function parseRecord(line: string): Record<string, unknown> | null {
 
 /** The non-blank lines of a file from its end backwards, each with the byte offset where it starts; reads only as far as iterated. */
 export function* linesFromEnd(path: string, chunk = CHUNK): Generator<{ line: string; start: number }> {
-  const fd = openSync(path, 'r');
+  const fd = openRegularFile(path);
   try {
     let bufStart = fstatSync(fd).size;
     let buf = Buffer.alloc(0); // bytes [bufStart, bufStart + buf.length) of the file, not yet yielded
@@ -66,7 +65,7 @@ export function* linesFromEnd(path: string, chunk = CHUNK): Generator<{ line: st
 
 /** The non-blank lines of a file from its start; reads only as far as iterated. */
 function* linesFromStart(path: string, chunk = CHUNK): Generator<string> {
-  const fd = openSync(path, 'r');
+  const fd = openRegularFile(path);
   try {
     let carry = '';
     const buf = Buffer.alloc(chunk);
@@ -176,7 +175,7 @@ export class MetricsLog {
 /** The records of a metrics file; lines that are not JSON objects (a torn last line, a stray value) are left out. */
 export function readMetrics(path: string): Record<string, unknown>[] {
   if (!existsSync(path)) return [];
-  return readFileSync(path, 'utf8')
+  return readRegularFile(path, 'utf8')
     .split('\n')
     .filter((l) => l.trim())
     .flatMap((l) => {

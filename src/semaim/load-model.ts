@@ -1,6 +1,6 @@
 // Loads a SemAIM model for inspection from a run folder (newest valid checkpoint) or a checkpoint
 // folder: weights, config, the frozen teacher for feature targets and the EMA encoder if saved.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { CheckpointError, checkpointError, withErrorKind } from '../util/errors';
 import { join } from 'node:path';
 import * as torch from '../torch';
@@ -9,6 +9,7 @@ import { SemAIMConfig } from './config';
 import { VisionTransformer } from './vit';
 import { SemAIM } from './semaim';
 import { VerifyOption, checkpointConfig, loadTeacher, resolveCheckpoint } from './pretrained';
+import { readRegularFile } from '../util/regular-file';
 
 export interface LoadedModel {
   model: SemAIM;
@@ -67,7 +68,7 @@ function loadModelFiles(source: string, device: torch.Device, o: VerifyOption): 
   }
   let step: number | null = null;
   try {
-    step = Number((JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as { step?: number }).step ?? NaN);
+    step = Number((JSON.parse(readRegularFile(join(dir, 'state.json'), 'utf8')) as { step?: number }).step ?? NaN);
     if (!Number.isFinite(step)) step = null;
   } catch {
     /* no state.json: a bare checkpoint folder */

@@ -1,7 +1,7 @@
 // Pre-trained weights: finds and verifies checkpoints of a run, reads their model config, and loads
 // encoders (for evaluation), frozen teachers (feature targets) and exported encoders
 // (`<name>.safetensors` + `<name>.json`), identified by the SHA-256 of their weights file.
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import * as torch from '../torch';
 import { Tensor } from '../torch';
@@ -13,6 +13,7 @@ import { encoderConfigFromJson } from './timm-config';
 import { isJsonObject } from '../util/json-file';
 import { finishInterruptedCommits } from '../util/safe-write';
 import { CheckpointError, checkpointError, withErrorKind } from '../util/errors';
+import { readRegularFile } from '../util/regular-file';
 
 export { sha256File };
 
@@ -252,11 +253,11 @@ function findEncoder(path: string, o: VerifyOption): EncoderSource {
   let where: string;
   let text: string;
   if (existsSync(jsonPath)) {
-    [where, text] = [jsonPath, readFileSync(jsonPath, 'utf8')];
+    [where, text] = [jsonPath, readRegularFile(jsonPath, 'utf8')];
   } else if (metadata.config) {
     [where, text] = [path, metadata.config];
   } else if (HUB_WEIGHTS.includes(basename(path)) && existsSync(hubConfig)) {
-    [where, text] = [hubConfig, readFileSync(hubConfig, 'utf8')];
+    [where, text] = [hubConfig, readRegularFile(hubConfig, 'utf8')];
   } else {
     throw new Error(
       `encoder '${path}': its sizes are not known: no ${jsonPath} beside it and no config in its metadata. Write ${jsonPath} with ${CONFIG_JSON_HELP}`,

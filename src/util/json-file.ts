@@ -1,6 +1,6 @@
 // JSON files a command reads back (its own state, results, plans): what they hold is checked before
 // use, and every error names the file.
-import { readFileSync } from 'node:fs';
+import { readRegularFile } from './regular-file';
 
 /** Whether a parsed JSON value is an object with keys (not null, an array or a scalar). */
 export function isJsonObject(value: unknown): value is Record<string, unknown> {
@@ -11,7 +11,7 @@ export function isJsonObject(value: unknown): value is Record<string, unknown> {
 export function readJsonObject(path: string): Record<string, unknown> {
   let value: unknown;
   try {
-    value = JSON.parse(readFileSync(path, 'utf8'));
+    value = JSON.parse(readRegularFile(path, 'utf8'));
   } catch (e) {
     throw new Error(`${path}: ${(e as Error).message}`, { cause: e });
   }

@@ -2,6 +2,7 @@
 // journal): opened without blocking (a FIFO would block the read, a device never end), sized before it
 // is read, and, where asked, not through a symbolic link.
 import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
+import { notRegular } from './regular-file';
 
 /**
  * `{ text }` of `path` when it is a regular file of at most `maxBytes`; `{ other }` saying what is there
@@ -19,7 +20,7 @@ export function readSmallFile(path: string, maxBytes: number, o: { followLinks?:
   try {
     const st = fstatSync(fd);
     if (st.isFile() && st.size <= maxBytes) return { text: readFileSync(fd, 'utf8') };
-    return { other: st.isDirectory() ? 'a folder' : st.isFIFO() ? 'a FIFO' : st.isFile() ? `a file of ${st.size} bytes` : 'a device or socket' };
+    return { other: notRegular(st) ?? `a file of ${st.size} bytes` };
   } finally {
     closeSync(fd);
   }

@@ -1,9 +1,10 @@
 // What a run folder holds, read defensively for the report: config.json, metrics.jsonl,
 // evaluation results (any JSON with top1/top5 fields), checkpoints and an existing viz grid.
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { isJsonObject } from '../util/json-file';
 import { readMetrics } from '../run/metrics';
+import { readRegularFile } from '../util/regular-file';
 
 export interface EvalRow {
   /** File (relative to the run folder) and the JSON path of the object inside it. */
@@ -83,7 +84,7 @@ export function readRun(dir: string): RunData {
   const cfgPath = join(dir, 'config.json');
   if (existsSync(cfgPath)) {
     try {
-      const c: unknown = JSON.parse(readFileSync(cfgPath, 'utf8'));
+      const c: unknown = JSON.parse(readRegularFile(cfgPath, 'utf8'));
       if (isJsonObject(c)) config = c;
       else problems.push('config.json: not a JSON object');
     } catch (e) {
@@ -93,7 +94,7 @@ export function readRun(dir: string): RunData {
   const evals: EvalRow[] = [];
   for (const f of jsonFiles(dir, 2)) {
     try {
-      evals.push(...findEvalRows(JSON.parse(readFileSync(f, 'utf8')), relative(dir, f)));
+      evals.push(...findEvalRows(JSON.parse(readRegularFile(f, 'utf8')), relative(dir, f)));
     } catch (e) {
       problems.push(`${relative(dir, f)}: ${(e as Error).message}`);
     }

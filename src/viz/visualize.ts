@@ -1,6 +1,6 @@
 // `semaim visualize`: one PNG row per image and a grid of all of them, plus visualize.json with
 // what was drawn (columns, the first patch of every order, the layout) for tools and tests.
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { basename, dirname, join, parse, resolve } from 'node:path';
 import type { SemAIM, VisionTransformer } from '../semaim';
 import type { LoadedImages } from './images';
@@ -8,6 +8,7 @@ import { computeMaps, ImageMaps, OrderName } from './maps';
 import { FigureRow, imageRow, Layout, renderFigure } from './render';
 import { encodePng } from './png';
 import { finishInterruptedCommits, writeFilesAtomic } from '../util/safe-write';
+import { readRegularFile } from '../util/regular-file';
 
 export interface VisualizeOptions {
   orders: readonly OrderName[];
@@ -100,7 +101,7 @@ function rowFile(outDir: string, i: number, name: string): string {
 /** The row files a visualize.json lists (none when it is absent or not one). */
 function rowsListedIn(summary: string): string[] {
   try {
-    const s = JSON.parse(readFileSync(summary, 'utf8')) as { images?: { file?: unknown }[] };
+    const s = JSON.parse(readRegularFile(summary, 'utf8')) as { images?: { file?: unknown }[] };
     return (s.images ?? []).map((i) => i.file).filter((f): f is string => typeof f === 'string');
   } catch {
     return [];
