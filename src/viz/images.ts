@@ -4,7 +4,7 @@
 // data agree: the pixel limit is checked from the header before decoding, and the EXIF orientation
 // is applied only with exifOrientation 'apply'. An image that cannot be used is skipped with a
 // warning; only when none can be used does loading fail.
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
 import sharp from 'sharp';
 import type { RgbImage } from './canvas';
@@ -16,6 +16,7 @@ import { identityPlan } from '../data/geometry';
 import { resampleToOutput } from '../data/resample';
 import type { ImageInputOptions } from '../data/options';
 import { printable } from '../util/printable';
+import { readRegularFile } from '../util/regular-file';
 
 export const IMAGENET_MEAN = [0.485, 0.456, 0.406] as const;
 export const IMAGENET_STD = [0.229, 0.224, 0.225] as const;
@@ -69,7 +70,7 @@ export async function loadRgb(path: string, size: number, io: Partial<ImageInput
     new DecodeError(reason, `cannot read image ${path}: ${(e as Error).message.split('\n')[0]}`, { cause: e });
   let bytes: Buffer;
   try {
-    bytes = readFileSync(path);
+    bytes = readRegularFile(path); // a FIFO or device named as an image is skipped, not read for ever
   } catch (e) {
     throw cannot('unreadable', e);
   }

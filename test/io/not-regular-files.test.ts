@@ -111,3 +111,18 @@ test("report: a run folder's config.json, metrics.jsonl or a result JSON as a FI
   const { readMetrics } = require('../../src/run/metrics') as typeof import('../../src/run/metrics');
   assert.throws(() => readMetrics(join(run, 'metrics.jsonl')), /metrics\.jsonl is a FIFO, not a regular file/);
 });
+
+test('visualize / report --images: an image path that is a FIFO or a link to /dev/zero is an unreadable image, not read', () => {
+  const dir = join(root, 'images');
+  mkdirSync(dir);
+  plant(join(dir, 'a.png'), 'fifo');
+  plant(join(dir, 'b.png'), 'zero');
+  const out = inChild(
+    `const { loadRgb } = require(dist + '/src/viz/images');\n` +
+      `(async () => { for (const f of ['a.png', 'b.png']) { try { await loadRgb(${JSON.stringify(dir)} + '/' + f, 16); console.log('decoded'); } catch (e) { console.log(e.reason + ': ' + e.message); } } })();`,
+  );
+  assert.match(
+    out,
+    /^unreadable: cannot read image .*a\.png: .*a\.png is a FIFO, not a regular file\nunreadable: cannot read image .*b\.png: .*is a device or socket, not a regular file$/,
+  );
+});
