@@ -4,6 +4,8 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import { openImage, decodeImage, sniff } from '../../src/data/codecs/decode';
 import { DecodeError } from '../../src/data/codecs/errors';
 import { JpegImage } from '../../src/data/codecs/jpeg';
@@ -242,6 +244,28 @@ test('BMP: palette (1/4/8-bit), 24-bit, 16/32-bit bitfields, RLE8, top-down', ()
   // 32-bit with alpha 0 composited onto white
   const transparent = bmp(4, 4, () => [10, 20, 30, 0], { bpp: 32 });
   assert.deepEqual([...interleave(decodeBmp(transparent, 255)).slice(0, 3)], [255, 255, 255]);
+});
+
+test('BMP: an all-ones (32-bit) channel mask decodes, in a bitfields red mask and a V4 alpha mask on BI_RGB (it hung)', () => {
+  const redAllOnes = bmp(2, 1, (x) => (x === 0 ? [255, 255, 255, 255] : [0, 0, 0, 128]), { bpp: 32 }); // 0xffffffff, 0x80000000
+  redAllOnes.writeUInt32LE(0xffffffff, 54);
+  redAllOnes.writeUInt32LE(0, 66); // no alpha mask
+  const alphaAllOnes = bmp(2, 1, (x) => (x === 0 ? [255, 255, 255, 255] : [0x10, 0x20, 0x30, 0]), { bpp: 32 });
+  alphaAllOnes.writeUInt32LE(0, 30); // BI_RGB; the V4 header's alpha mask stays at 66
+  alphaAllOnes.writeUInt32LE(0xffffffff, 66);
+  // In a child process: the old decoder never returned.
+  const mod = join(__dirname, '..', '..', 'src', 'data', 'codecs', 'bmp.js');
+  const script = `const { decodeBmp } = require(${JSON.stringify(mod)});
+    for (const b64 of process.argv.slice(1)) console.log(JSON.stringify([...decodeBmp(Buffer.from(b64, 'base64')).planes[0].data]));`;
+  const r = spawnSync(process.execPath, ['-e', script, redAllOnes.toString('base64'), alphaAllOnes.toString('base64')], { encoding: 'utf8', timeout: 10_000 });
+  assert.equal(r.signal, null, 'decoding did not finish');
+  assert.equal(r.status, 0, r.stderr);
+  const [red, alpha] = r.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as number[]);
+  assert.deepEqual(red, [255, 128, 255, 0, 255, 0]); // planes R, G, B of the two pixels
+  assert.deepEqual(alpha, [255, 0, 255, 0, 255, 0]); // the second pixel fully transparent on black
 });
 
 test('GIF (first frame), WebP and TIFF decode through libvips', async () => {

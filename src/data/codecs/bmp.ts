@@ -31,7 +31,8 @@ function maskInfo(mask: number): Mask {
   let shift = 0;
   while (((mask >>> shift) & 1) === 0) shift++;
   let bits = 0;
-  while (((mask >>> (shift + bits)) & 1) === 1) bits++;
+  // Bounded: JS shift counts are mod 32, so an all-ones mask (a valid 32-bit channel) looped forever.
+  while (shift + bits < 32 && ((mask >>> (shift + bits)) & 1) === 1) bits++;
   return { shift, max: bits >= 32 ? 0xffffffff : 2 ** bits - 1, mask };
 }
 
