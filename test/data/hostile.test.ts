@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { symlinkSync, mkdirSync } from 'node:fs';
+import { symlinkSync, mkdirSync, truncateSync } from 'node:fs';
 import { openImage, decodeImage } from '../../src/data/codecs/decode';
 import { DecodeError } from '../../src/data/codecs/errors';
 import { DEFAULT_MAX_IMAGE_PIXELS } from '../../src/data/codecs/limits';
@@ -146,6 +146,37 @@ test('pixel limit: the loader skips and counts an over-limit file like a corrupt
       await strict.close();
     }
     assert.throws(() => new DataLoader(ds, { batchSize: 2, maxImagePixels: -1 }), /maxImagePixels must be an integer >= 0/);
+  } finally {
+    cleanup();
+  }
+});
+
+test('pixel limit: a file larger than an image within the limit can be is skipped as too-large from its size, unread, and later files still read', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    for (let i = 0; i < 4; i++) write(join(dir, `ok${i}.png`), await encode(picture(40, 30, i), 40, 30, 3, 'png'));
+    truncateSync(write(join(dir, 'huge.png'), ''), 3 << 20); // sparse; the cap at 1,200 pixels is 1 MiB + 9,600 bytes
+    for (const workers of [0, 1]) {
+      const warnings: string[] = [];
+      const loader = new DataLoader(imageFiles(dir), {
+        batchSize: 4,
+        workers,
+        shuffle: false,
+        maxImagePixels: 40 * 30,
+        transforms: [centerCrop(16)],
+        onWarning: (l) => warnings.push(l),
+      });
+      try {
+        for await (const b of loader.iterate(0)) void b;
+        assert.deepEqual(loader.lastSummary!.byReason, { 'too-large': 1 }, `workers ${workers}`);
+        assert.ok(
+          warnings.some((l) => /huge\.png: file of 3 MiB is over the 1 MiB an image within the pixel limit can take/.test(l)),
+          warnings.join('\n'),
+        );
+      } finally {
+        await loader.close();
+      }
+    }
   } finally {
     cleanup();
   }

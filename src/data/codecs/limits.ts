@@ -2,6 +2,7 @@
 // image with more pixels than the limit before it allocates or inflates anything. The default is
 // the size at which PIL raises DecompressionBombError (2 × Image.MAX_IMAGE_PIXELS).
 
+import { constants } from 'node:buffer';
 import { DecodeError } from './errors';
 
 /** PIL's Image.MAX_IMAGE_PIXELS (1024³ / 4 / 3): above it PIL warns. */
@@ -26,4 +27,17 @@ export function checkPixelLimit(width: number, height: number, maxPixels: number
         '(a possible decompression bomb; raise it with --max-image-pixels, 0 = no limit)',
     );
   }
+}
+
+/**
+ * The largest image file or shard member the loaders read under a pixel limit (`--max-image-pixels`;
+ * undefined = the default, 0 = none): what an image the limit admits can take stored uncompressed at
+ * 16 bits per channel with alpha (8 bytes per pixel), plus 1 MiB of headers and metadata; 1,366 MiB
+ * at the default limit. A fixed cap skipped as too large an image whose pixels the limit admits (an
+ * uncompressed or 16-bit TIFF from 256 MiB up); with no pixel limit the cap is the largest Buffer.
+ * A larger file or member is skipped unread, counted as too-large.
+ */
+export function imageMemberCap(maxPixels: number | undefined): number {
+  const limit = effectivePixelLimit(maxPixels);
+  return Number.isFinite(limit) ? Math.min(8 * limit + (1 << 20), constants.MAX_LENGTH) : constants.MAX_LENGTH;
 }

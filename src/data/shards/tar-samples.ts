@@ -12,7 +12,6 @@
 // imageMemberCap(--max-image-pixels) for images) is skipped in the stream without being buffered, and a label must be
 // below MAX_CLASSES; either makes that one sample unusable (labelError / imageError), never the run.
 
-import { constants } from 'node:buffer';
 import { createReadStream } from 'node:fs';
 import { basename } from 'node:path';
 import { createGunzip } from 'node:zlib';
@@ -22,7 +21,6 @@ import { extract, type Extract } from 'tar-stream';
 type Source = Extract extends AsyncIterable<infer S> ? S : never;
 import { IMAGE_EXTENSIONS } from '../sources/folder';
 import { printable } from '../../util/printable';
-import { effectivePixelLimit } from '../codecs/limits';
 
 /** Image member extensions, in order of preference when a sample has several. */
 export const IMAGE_MEMBER_EXTENSIONS = [
@@ -39,18 +37,8 @@ export const MAX_META_BYTES = 64 << 10;
 /** Largest image member readShard reads when its caller gives no cap (256 MiB). */
 export const MAX_IMAGE_BYTES = 256 << 20;
 
-/**
- * The largest image member the loaders read under a pixel limit (`--max-image-pixels`; undefined =
- * the default, 0 = none): what an image the limit admits can take stored uncompressed at 16 bits per
- * channel with alpha (8 bytes per pixel), plus 1 MiB of headers and metadata; 1,366 MiB at the
- * default limit. A fixed cap skipped as too large an image whose pixels the limit admits (an
- * uncompressed or 16-bit TIFF from 256 MiB up, which a folder dataset reads); with no pixel limit the
- * cap is the largest Buffer. A larger member is skipped unread, as before.
- */
-export function imageMemberCap(maxPixels: number | undefined): number {
-  const limit = effectivePixelLimit(maxPixels);
-  return Number.isFinite(limit) ? Math.min(8 * limit + (1 << 20), constants.MAX_LENGTH) : constants.MAX_LENGTH;
-}
+export { imageMemberCap } from '../codecs/limits';
+
 /** Class indices must be below this (2^20), so no per-class table can be made huge by one label. */
 export const MAX_CLASSES = 1 << 20;
 
