@@ -4,7 +4,7 @@
 //
 // Bad samples: a file that cannot be used (empty, truncated, corrupt, unsupported, unreadable, or
 // over the pixel limit) is recorded and replaced by another sample drawn with a seeded RNG, so every
-// batch keeps its size.
+// batch keeps its size; or, for an evaluation (`replace` off), its row is left blank with index -1.
 
 import { Rng } from './rng';
 import { DataError } from '../util/errors';
@@ -36,6 +36,8 @@ export interface BuilderConfig {
   numClasses: number;
   /** Consecutive replacement attempts before giving up on the dataset. */
   maxReplacements: number;
+  /** false: an unusable sample's row is left blank (index -1) instead of replaced. */
+  replace: boolean;
 }
 
 export interface BatchTask {
@@ -164,6 +166,12 @@ export class BatchBuilder {
           this.bad.set(index, { reason: de.reason, message: de.message });
           skipped.push({ index, name: this.source.name(index), reason: de.reason, message: de.message });
         }
+      }
+      if (!cfg.replace) {
+        const [h, w] = cfg.size;
+        out.fill(0, offset, offset + 3 * h * w); // (a decoder may have written part of it)
+        masks?.fill(0, maskOffset, maskOffset + h * w);
+        return { index: -1, label: this.source.label(first) };
       }
       if (attempt + 1 >= cfg.maxReplacements) {
         const last = skipped[skipped.length - 1];

@@ -281,6 +281,9 @@ export function makeEvalData(req: EvalDataRequest, dist: RankSlice = SINGLE_PROC
         batchSize: o.batchSize,
         shuffle: o.shuffle,
         dropLast: !!o.dropLast,
+        // an unshuffled pass is an evaluation's, which leaves an unusable image out (no stand-in to
+        // read, so no share of unusable files stops it); training keeps its batch size
+        replace: o.shuffle,
         seed: o.seed ?? 0,
         transforms: transformsFor(o.augment, req.imgSize, data),
         workers: req.numWorkers,

@@ -8,8 +8,9 @@
 //   to be consumed. Buffers are transferred, not copied.
 // - Idle workers are unref'd, so a program that stops iterating (break, return, throw) exits
 //   normally; `close()` stops them after their current task (src/data/worker-stop.ts).
-// - An unusable sample is replaced by another one (batches keep their size), reported once with a
-//   warning line naming the file, and counted in the end-of-epoch summary.
+// - An unusable sample is replaced by another one (batches keep their size), or with `replace: false`
+//   left as a blank row, reported once with a warning line naming the file, and counted in the
+//   end-of-epoch summary.
 
 import { Worker } from 'node:worker_threads';
 import { DataError } from '../util/errors';
@@ -71,6 +72,12 @@ export interface LoaderOptions {
   persistentWorkers?: boolean;
   /** Replacement attempts for one slot before the loader gives up (default 50). */
   maxReplacements?: number;
+  /**
+   * Put another sample in place of an unusable one (default true: training keeps its batch size).
+   * false (an evaluation, which leaves it out): its row is left blank, with index -1, and listed in
+   * `standIns`; no share of unusable files stops the epoch.
+   */
+  replace?: boolean;
   /** Receives warning and summary lines (default: written to stderr). */
   onWarning?: (line: string) => void;
   /**
@@ -101,7 +108,7 @@ export interface Batch {
   targets?: Float32Array;
   /** Object masks N×H×W (0/1) when requested. */
   masks?: Uint8Array;
-  /** Dataset index of each sample (after replacement of unusable ones). */
+  /** Dataset index of each sample (after replacement of unusable ones; -1 for a row left blank, see `replace`). */
   indices: Int32Array;
   epoch: number;
   /** Batch number within the epoch (the global batch: the same on every rank). */
@@ -110,7 +117,7 @@ export interface Batch {
   lam: number;
   /** Samples of this batch that replaced unusable ones. */
   replaced: number;
-  /** The rows holding them (another sample of the dataset, in place of an unusable one). */
+  /** The rows holding them (another sample of the dataset, in place of an unusable one), or left blank. */
   standIns: Int32Array;
   /** The unusable samples this batch replaced: dataset index, file name and why. */
   skipped: readonly SkipRecord[];
@@ -228,6 +235,7 @@ export class DataLoader implements AsyncIterable<Batch> {
       labelSmoothing: opts.labelSmoothing ?? 0,
       numClasses,
       maxReplacements: opts.maxReplacements ?? 50,
+      replace: opts.replace ?? true,
     };
   }
 
@@ -491,7 +499,7 @@ export class DataLoader implements AsyncIterable<Batch> {
         .map(([r, k]) => `${k} ${r}`)
         .join(', ');
       this.warn(
-        `data: epoch ${epoch}${complete ? '' : ' (stopped early)'}: skipped ${tally.size} unusable file${tally.size === 1 ? '' : 's'} (${reasons}); each was replaced by another sample`,
+        `data: epoch ${epoch}${complete ? '' : ' (stopped early)'}: skipped ${tally.size} unusable file${tally.size === 1 ? '' : 's'} (${reasons}); each was ${this.cfg.replace ? 'replaced by another sample' : 'left out'}`,
       );
     }
     return summary;

@@ -93,12 +93,13 @@ export interface LabelledBatch {
   /** Class indices in 0..numClasses-1. */
   labels: Int32Array;
   /**
-   * Rows that hold another image of the data in place of an unusable one (training keeps them, so
-   * batches keep their size; evaluation leaves them out, so no image counts twice).
+   * Rows in place of an unusable image: another image of the data in a shuffled (training) pass, which
+   * keeps them so batches keep their size; a blank row (index -1) in an unshuffled (evaluation) pass.
+   * Evaluation leaves them out, so no image counts twice and no blank one counts.
    */
   standIns?: Int32Array;
   /**
-   * The dataset index of each row (a stand-in row: that of the image it holds). Rows need not come in
+   * The dataset index of each row (a stand-in row: that of the image it holds, -1 when blank). Rows need not come in
    * index order: over tar shards with several loader workers, batch j comes from worker j mod K's part.
    */
   indices?: Int32Array;

@@ -173,9 +173,10 @@ export function formatList(list: EmbedList): string {
 }
 
 /**
- * The loader over an image set in dataset order, whole (no dropLast): it puts another image in place
- * of an unusable one (training keeps its batch size) and its warning names the file; the caller drops
- * that row and lists the file with the reason in the batch's `skipped`. The epoch summary is the caller's.
+ * The loader over an image set in dataset order, whole (no dropLast): an unusable image's row is left
+ * blank with index -1 (not replaced, so no share of unusable files stops it) and its warning names the
+ * file; the caller drops that row and lists the file with the reason in the batch's `skipped`. The
+ * epoch summary is the caller's.
  */
 export function imageSetLoader(
   ds: Dataset,
@@ -188,6 +189,7 @@ export function imageSetLoader(
     batchSize: o.batchSize,
     shuffle: false,
     dropLast: false,
+    replace: false,
     seed: 0,
     transforms,
     workers: o.numWorkers,

@@ -128,7 +128,7 @@ async function predictJob(o: PredictOptions): Promise<PredictResult> {
       await stop.throwIfAborted(o.signal);
       const B = batch.shape[0];
       const [first] = plan.range(batch.index);
-      // the loader puts another image in place of an unusable one: that row is dropped here
+      // an unusable image's row is left blank by the loader: it is dropped here
       const read: number[] = [];
       const reasons = skipReasons(batch);
       for (let i = 0; i < B; i++) {

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import {
   DataLoader,
+  imageFiles,
   imageFolder,
   syntheticObjects,
   randomResizedCrop,
@@ -209,4 +210,56 @@ test('the data makeTrainData and makeEvalData open are AsyncDisposable: `await u
   await assert.rejects(async () => {
     for await (const b of tr.epoch(0, 0)) void b;
   }, /DataLoader: closed/);
+});
+
+test('replace: false leaves an unusable sample as a blank row (index -1, a stand-in) whatever the share of unusable files', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    write(join(dir, 'good.png'), await encode(picture(8, 8, 1), 8, 8, 3, 'png'));
+    for (let i = 0; i < 60; i++) write(join(dir, `bad${String(i).padStart(2, '0')}.png`), 'not a png');
+    const ds = imageFiles(dir);
+    for (const workers of [0, 1]) {
+      const warnings: string[] = [];
+      const loader = new DataLoader(ds, {
+        batchSize: 16,
+        workers,
+        shuffle: false,
+        replace: false,
+        transforms: [centerCrop(8)],
+        onWarning: (l) => warnings.push(l),
+      });
+      try {
+        const rows: number[] = [];
+        for await (const b of loader.iterate(0)) {
+          rows.push(...b.indices);
+          assert.deepEqual(
+            [...b.standIns],
+            [...b.indices.keys()].filter((i) => b.indices[i] === -1),
+          );
+          b.indices.forEach(
+            (v, i) =>
+              v === -1 &&
+              assert.ok(
+                b.images.subarray(i * 192, (i + 1) * 192).every((x) => x === 0),
+                'a blank row',
+              ),
+          );
+        }
+        assert.deepEqual(
+          rows,
+          rows.map((_, i) => (ds.name(i).endsWith('good.png') ? i : -1)),
+        );
+        assert.equal(rows.length, 61);
+        assert.equal(loader.lastSummary!.skipped, 60);
+        assert.ok(
+          warnings.some((l) => /skipped 60 unusable files \(.*\); each was left out/.test(l)),
+          warnings.join('\n'),
+        );
+      } finally {
+        await loader.close();
+      }
+    }
+  } finally {
+    cleanup();
+  }
 });

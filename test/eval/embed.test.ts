@@ -336,3 +336,33 @@ test('a skipped file whose name has a control character is listed with its reaso
   assert.ok(list.skipped[0].path.endsWith('bell\u0007.png'));
   assert.match(list.skipped[0].reason, /format/, 'the decoder’s reason');
 });
+
+test('embed of a folder where most files are unusable writes the readable ones and lists the rest (it stopped: 50 samples in a row could not be used)', async () => {
+  const images = join(dir, 'mostly-bad');
+  write(join(images, 'good.png'), await encode(picture(8, 8, 1), 8, 8, 3, 'png'));
+  const rng = new Rng(3);
+  for (let i = 0; i < 30; i++)
+    write(
+      join(images, `bad${String(i).padStart(2, '0')}.png`),
+      Uint8Array.from({ length: 200 }, () => rng.int(256)),
+    );
+  const warnings: string[] = [];
+  const r = await embed({
+    checkpoint: encoderPath,
+    images,
+    batchSize: 8,
+    numWorkers: 0,
+    progress: null,
+    onWarning: (l) => warnings.push(l),
+    out: join(dir, 'mostly-bad.safetensors'),
+  });
+  assert.deepEqual([r.count, r.skipped], [1, 30]);
+  const list = JSON.parse(readFileSync(r.listPath, 'utf8')) as EmbedList;
+  assert.deepEqual(
+    list.images.map((i) => i.path.slice(images.length + 1)),
+    ['good.png'],
+  );
+  assert.equal(list.skipped.length, 30);
+  assert.ok(list.skipped.every((s) => /bad\d\d\.png$/.test(s.path)));
+  assert.ok(!warnings.some((l) => /in a row|replaced/.test(l)), warnings.join('\n'));
+});

@@ -15,7 +15,7 @@ import { mixBatch, softTargets } from '../mix';
 import type { BuilderConfig, RawBatch, SkipRecord } from '../batch';
 import { PieceStream, type PieceTask, type StreamContext, type StreamItem } from './stream';
 
-export interface ShardBuilderConfig extends Omit<BuilderConfig, 'spec' | 'masks'> {
+export interface ShardBuilderConfig extends Omit<BuilderConfig, 'spec' | 'masks' | 'replace'> {
   stream: StreamContext;
 }
 

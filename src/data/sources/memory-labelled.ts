@@ -56,6 +56,7 @@ export class MemoryLabelledData implements LabelledData {
     const images = new Float32Array(data.size * per);
     const labels = new Int32Array(data.size);
     let indices: Int32Array | null = new Int32Array(data.size); // the rows' dataset indices, while every batch gives them
+    const leftOut: number[] = [];
     let n = 0;
     for await (const b of data.batches({ batchSize, shuffle: false, epoch: 0, augment: 'none' })) {
       const B = b.shape[0];
@@ -66,22 +67,24 @@ export class MemoryLabelledData implements LabelledData {
       labels.set(b.labels, n);
       if (b.indices && indices) indices.set(b.indices, n);
       else indices = null;
+      for (const r of b.standIns ?? []) leftOut.push(n + r);
       n += B;
     }
     if (n !== data.size) throw new Error(`MemoryLabelledData.load: the data gave ${n} images, its size is ${data.size}`);
     const order = indexOrder(indices); // in dataset order (tar shards read by several workers give batch order)
-    if (order) {
-      const sorted = new Float32Array(images.length);
-      order.forEach((src, i) => sorted.set(images.subarray(src * per, (src + 1) * per), i * per));
-      return new MemoryLabelledData(
-        sorted,
-        [n, C, H, W],
-        Int32Array.from(order, (i) => labels[i]),
-        data.numClasses,
-        data.classNames,
-      );
-    }
-    return new MemoryLabelledData(images, [n, C, H, W], labels, data.numClasses, data.classNames);
+    if (!order && !leftOut.length) return new MemoryLabelledData(images, [n, C, H, W], labels, data.numClasses, data.classNames);
+    // every image once: a row in place of an unusable image (another image, or a blank row) is left out
+    const skip = new Set(leftOut);
+    const rows = (order ?? [...Array(n).keys()]).filter((r) => !skip.has(r));
+    const kept = new Float32Array(rows.length * per);
+    rows.forEach((src, i) => kept.set(images.subarray(src * per, (src + 1) * per), i * per));
+    return new MemoryLabelledData(
+      kept,
+      [rows.length, C, H, W],
+      Int32Array.from(rows, (i) => labels[i]),
+      data.numClasses,
+      data.classNames,
+    );
   }
 
   /** A class-balanced subset of at most n images, chosen by a seeded permutation. */
