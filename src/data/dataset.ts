@@ -5,11 +5,12 @@
 // of the synthetic generator. Workers rebuild a `SampleSource` from the spec without copying the
 // big arrays (SharedArrayBuffers are shared, not cloned).
 
-import { openSync, fstatSync, readSync, closeSync } from 'node:fs';
+import { fstatSync, readSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { DecodeError, SKIP_REASONS } from './codecs/errors';
 import { imageMemberCap } from './codecs/limits';
-import { openImage, handleFromImage, type ImageHandle } from './codecs/decode';
+import { mayBeImage, NOT_AN_IMAGE, openImage, handleFromImage, type ImageHandle } from './codecs/decode';
+import { openRegularFile } from '../util/regular-file';
 import type { ExifOrientationPolicy } from './codecs/orientation';
 import type { Image, Plane } from './image';
 import { renderSynthetic, syntheticLabel as renderSyntheticLabel, type SyntheticConfig } from './sources/synthetic';
@@ -229,7 +230,7 @@ const mib = (n: number) => `${Math.floor(n / 2 ** 20).toLocaleString('en-US')} M
  * time, so this is safe. A file over `cap` bytes is refused from its size, unread.
  */
 function readFileReuse(path: string, cap: number): Uint8Array {
-  const fd = openSync(path, 'r');
+  const fd = openRegularFile(path);
   try {
     const size = fstatSync(fd).size;
     if (size > cap) {
@@ -237,6 +238,11 @@ function readFileReuse(path: string, cap: number): Uint8Array {
         'too-large',
         `file of ${mib(size)} is over the ${mib(cap)} an image within the pixel limit can take (raise it with --max-image-pixels, 0 = no limit)`,
       );
+    }
+    if (size > KEEP_READ_BYTES) {
+      // a large file is read whole only when it starts as an image does
+      const head = Buffer.alloc(4096);
+      if (!mayBeImage(head.subarray(0, readSync(fd, head, 0, head.length, 0)))) throw new DecodeError('unsupported', NOT_AN_IMAGE);
     }
     if (size > readBuf.length && size <= KEEP_READ_BYTES) readBuf = Buffer.allocUnsafe(Math.min(2 ** Math.ceil(Math.log2(size)), KEEP_READ_BYTES));
     const buf = size <= readBuf.length ? readBuf : Buffer.allocUnsafe(size);

@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { symlinkSync, mkdirSync, truncateSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { openImage, decodeImage } from '../../src/data/codecs/decode';
 import { DecodeError } from '../../src/data/codecs/errors';
 import { DEFAULT_MAX_IMAGE_PIXELS } from '../../src/data/codecs/limits';
@@ -178,6 +179,46 @@ test('pixel limit: a file larger than an image within the limit can be is skippe
       }
     }
   } finally {
+    cleanup();
+  }
+});
+
+test('a large file that does not start as an image is skipped from its first 4 KiB; a FIFO among the images is not listed (never opened)', async () => {
+  const { dir, cleanup } = tempDir();
+  const fs = require('node:fs') as typeof import('node:fs');
+  const readSync = fs.readSync;
+  let largestRead = 0;
+  try {
+    for (let i = 0; i < 3; i++) write(join(dir, `ok${i}.png`), await encode(picture(40, 30, i), 40, 30, 3, 'png'));
+    truncateSync(write(join(dir, 'blob.png'), ''), 80 << 20); // sparse, under the default cap
+    execFileSync('mkfifo', [join(dir, 'pipe.png')]);
+    (fs as { readSync: unknown }).readSync = (...a: Parameters<typeof readSync>) => {
+      const n = readSync(...a);
+      largestRead = Math.max(largestRead, n);
+      return n;
+    };
+    const warnings: string[] = [];
+    const loader = new DataLoader(imageFiles(dir), {
+      batchSize: 5,
+      workers: 0,
+      shuffle: false,
+      replace: false,
+      transforms: [centerCrop(16)],
+      onWarning: (l) => warnings.push(l),
+    });
+    try {
+      for await (const b of loader.iterate(0)) void b;
+      assert.deepEqual(loader.lastSummary!.byReason, { unsupported: 1 }, warnings.join('\n'));
+      assert.ok(
+        warnings.some((l) => /blob\.png: not an image file \(unrecognised format\)/.test(l)),
+        warnings.join('\n'),
+      );
+      assert.ok(largestRead <= 1 << 20, `read ${largestRead} bytes at once: the 80 MiB file was read`);
+    } finally {
+      await loader.close();
+    }
+  } finally {
+    (fs as { readSync: unknown }).readSync = readSync;
     cleanup();
   }
 });

@@ -15,6 +15,8 @@ import type { Rect } from '../resample';
 
 export type ImageFormat = 'jpeg' | 'png' | 'bmp' | 'gif' | 'webp' | 'tiff' | 'avif' | 'unknown';
 
+export const NOT_AN_IMAGE = 'not an image file (unrecognised format)';
+
 export function sniff(d: Uint8Array): ImageFormat {
   if (isJpeg(d)) return 'jpeg';
   if (isPng(d)) return 'png';
@@ -138,7 +140,7 @@ export function openImage(bytes: Uint8Array, opts: OpenOptions = {}): ImageHandl
     if (!(e instanceof NeedsFallback)) throw wrap(e);
   }
   if (fmt === 'unknown' && !looksLikeOtherImage(bytes)) {
-    throw new DecodeError('unsupported', 'not an image file (unrecognised format)');
+    throw new DecodeError('unsupported', NOT_AN_IMAGE);
   }
   return decodeWithSharp(bytes, { background: bg, maxPixels: opts.maxPixels, applyOrientation: apply }).then((img) => new DecodedHandle(img));
 }
@@ -155,6 +157,11 @@ function wrap(e: unknown): Error {
 }
 
 /** Formats sharp may still read although we do not sniff them (SVG, JPEG 2000, PPM, ...). */
+/** Whether the first bytes of a file (a few KiB) may start an image that openImage decodes. */
+export function mayBeImage(head: Uint8Array): boolean {
+  return sniff(head) !== 'unknown' || looksLikeOtherImage(head);
+}
+
 function looksLikeOtherImage(d: Uint8Array): boolean {
   if (d.length >= 2 && d[0] === 0x50 && d[1] >= 0x31 && d[1] <= 0x36) return true; // PNM
   if (d.length >= 12 && d[0] === 0 && d[1] === 0 && d[2] === 0 && d[3] === 0x0c && d[4] === 0x6a && d[5] === 0x50) return true; // JP2
