@@ -324,6 +324,54 @@ test('labels: a class index of 2^20 or more is a label error of that sample; no 
   }
 });
 
+test('index entries a file of that size cannot hold are not trusted: the shard is scanned again; a dense .tar.gz is trusted', async () => {
+  const dir = join(root, 'lying-index');
+  const img = await encode(picture(12, 10, 1), 12, 10, 3, 'jpeg');
+  writeTar(join(dir, 'a.tar'), [
+    ['x0.jpg', img],
+    ['x0.cls', '0'],
+    ['x1.jpg', img],
+    ['x1.cls', '1'],
+  ]);
+  // 300 samples of empty images: far more than one per 512 bytes of the compressed file
+  const dense = join(root, 'dense.tar');
+  writeTar(
+    dense,
+    Array.from({ length: 300 }, (_, i): [string, string][] => [
+      [`k${i}.jpg`, ''],
+      [`k${i}.cls`, '0'],
+    ]).flat(),
+  );
+  write(join(dir, 'b.tar.gz'), gzipSync(readFileSync(dense)));
+  const real = [2, 300];
+  let warnings: string[] = [];
+  const open = () => {
+    warnings = [];
+    return shardDataset(dir, { onWarning: (l) => warnings.push(l) });
+  };
+  assert.equal(open().length, 302);
+  assert.ok(statSync(join(dir, 'b.tar.gz')).size * 2 < 300 * 512, 'the .tar.gz holds more samples than 512-byte blocks');
+  assert.equal(open().length, 302);
+  assert.ok(!warnings.some((w) => /indexing/.test(w)), `a scan's own counts are trusted: ${warnings.join('\n')}`);
+  const index = readIndexFile(join(dir, 'index.json'))!;
+  const lies: Array<(e: (typeof index.shards)[number], i: number) => object> = [
+    () => ({ samples: 1e12, labelled: 1e12 }),
+    (e) => ({ samples: Math.floor((e.bytes * (e.file.endsWith('.gz') ? 1032 : 1)) / 512) + 1 }),
+    (_e, i) => ({ labelled: real[i] + 1 }),
+    () => ({ maxLabel: -1 }),
+  ];
+  for (const lie of lies) {
+    writeFileSync(join(dir, 'index.json'), JSON.stringify({ ...index, shards: index.shards.map((e, i) => ({ ...e, ...lie(e, i) })) }));
+    const ds = open();
+    assert.equal(ds.length, 302, JSON.stringify(lie(index.shards[0], 0)));
+    assert.ok(
+      warnings.some((w) => /indexing 2 shard\(s\)/.test(w)),
+      warnings.join('\n'),
+    );
+    assert.deepEqual(readIndexFile(join(dir, 'index.json')), index, 'the index is written again from the scan');
+  }
+});
+
 test("the loaders' image member cap follows --max-image-pixels (8 bytes per pixel + 1 MiB): an image the pixel limit admits is read, a larger member is skipped unread", async () => {
   assert.equal(imageMemberCap(undefined), 8 * DEFAULT_MAX_IMAGE_PIXELS + 2 ** 20); // 1,366 MiB: a 16-bit RGBA TIFF at the limit
   assert.equal(imageMemberCap(0), BUFFER_MAX, 'no pixel limit: the largest Buffer');
@@ -462,17 +510,26 @@ test('epoch plans: over ranks and workers every stream position once (padded wit
           const seen = new Map<string, number>();
           for (const p of plans) {
             assert.equal(p.count, plans[0].count);
-            assert.deepEqual(
-              p.pieces.flatMap((x) => x.batches).sort((x, y) => x - y),
-              Array.from({ length: p.count }, (_, j) => j),
+            const sizes = Array.from({ length: p.count }, (_, j) => p.sizeOf(j));
+            assert.equal(
+              sizes.reduce((a, s) => a + s, 0),
+              p.rankLength,
             );
+            p.pieces.forEach((piece, w) => {
+              const mine = sizes.filter((_, j) => p.workerOf(j) === w);
+              assert.equal(
+                mine.reduce((a, s) => a + s, 0),
+                piece.length,
+              );
+              for (let start = 0; start <= p.count; start++)
+                assert.equal(
+                  p.emittedBefore(w, start),
+                  sizes.slice(0, start).reduce((a, s, j) => a + (p.workerOf(j) === w ? s : 0), 0),
+                );
+            });
             for (const piece of p.pieces) {
               assert.equal(
                 piece.segments.reduce((a, s) => a + s.to - s.from, 0),
-                piece.length,
-              );
-              assert.equal(
-                piece.sizes.reduce((a, s) => a + s, 0),
                 piece.length,
               );
               for (const s of piece.segments) for (let o = s.from; o < s.to; o++) seen.set(`${s.shard}:${o}`, (seen.get(`${s.shard}:${o}`) ?? 0) + 1);
@@ -493,6 +550,16 @@ test('epoch plans: over ranks and workers every stream position once (padded wit
   const a = shardEpochPlan({ counts, epoch: 0, seed: 2, shuffle: true, rank: 0, worldSize: 1, workers: 1, batchSize: 1, dropLast: true });
   const c = shardEpochPlan({ counts, epoch: 1, seed: 2, shuffle: true, rank: 0, worldSize: 1, workers: 1, batchSize: 1, dropLast: true });
   assert.notDeepEqual([...a.shardOrder], [...c.shardOrder], 'the shard order changes per epoch');
+});
+
+test('an epoch plan is computed, not listed per batch: 10^12 samples in batches of 1 plan at once', () => {
+  const p = shardEpochPlan({ counts: [1e12, 3], epoch: 0, seed: 1, shuffle: true, rank: 1, worldSize: 2, workers: 3, batchSize: 1, dropLast: false });
+  assert.equal(p.count, 5e11 + 2);
+  assert.equal(
+    p.pieces.reduce((a, x) => a + x.length, 0),
+    p.rankLength,
+  );
+  assert.equal(p.emittedBefore(2, p.count), p.pieces[2].length);
 });
 
 test('the shuffle buffer resumes exactly from a replay over positions', () => {

@@ -178,15 +178,11 @@ export class ShardLoader implements AsyncIterable<Batch> {
         rngKeys: ['buffer', epoch, this.rank, w],
         rank: this.worldSize > 1 ? this.rank : undefined,
       });
-      const sizeOf = (j: number): number => {
-        const p = plan.pieces[plan.workerOf(j)];
-        return p.sizes[p.batches.indexOf(j)];
-      };
       if (this.numWorkers === 0) {
         this.local ??= new ShardBatchBuilder(this.cfg);
         await this.local.start(task(0));
         for (let j = first; j < plan.count; j++) {
-          const raw = await this.local.build(j, sizeOf(j));
+          const raw = await this.local.build(j, plan.sizeOf(j));
           batches++;
           samples += raw.indices.length;
           yield this.finish(raw, tally);
@@ -205,7 +201,7 @@ export class ShardLoader implements AsyncIterable<Batch> {
             const s = slots[plan.workerOf(next)];
             if (s.outstanding >= this.prefetch) break;
             s.outstanding++;
-            results.set(next, this.request(s, gen, next, sizeOf(next)));
+            results.set(next, this.request(s, gen, next, plan.sizeOf(next)));
             next++;
           }
           for (const s of slots) s.worker.ref();

@@ -27,14 +27,11 @@ export interface ShardSegment {
   to: number;
 }
 
-/** What one worker reads and emits in an epoch. */
+/** What one worker reads in an epoch (worker w builds the rank's batches w, w + K, w + 2K, ...). */
 export interface WorkerPiece {
   /** The shard pieces it streams, in order (positions 0..length-1 of its input). */
   segments: ShardSegment[];
   length: number;
-  /** The rank's batch numbers it builds, ascending, and their sizes. */
-  batches: number[];
-  sizes: number[];
 }
 
 export interface ShardPlanOptions {
@@ -62,6 +59,8 @@ export interface ShardEpochPlan {
   pieces: WorkerPiece[];
   /** Worker that builds batch j. */
   workerOf(j: number): number;
+  /** Samples in batch j (the batch size, except the last batch of an epoch without dropLast). */
+  sizeOf(j: number): number;
   /** Samples worker w has emitted before batch `start` (what it skips when an epoch resumes there). */
   emittedBefore(w: number, start: number): number;
 }
@@ -84,34 +83,23 @@ export function shardEpochPlan(o: ShardPlanOptions): ShardEpochPlan {
   const shardOrder = o.shuffle ? permutation(S, o.seed, 'shards', o.epoch) : Int32Array.from({ length: S }, (_, i) => i);
   const K = Math.max(1, o.workers);
   const sizeOf = (j: number) => (j < count - 1 ? o.batchSize : perRank - (count - 1) * o.batchSize);
+  // computed, not listed per batch: the counts may come from an index file, and one array element
+  // per batch would be as large as the epoch it describes
+  const emittedBefore = (w: number, start: number) => {
+    const end = Math.min(start, count);
+    const n = end > w ? Math.ceil((end - w) / K) : 0;
+    const last = count - 1;
+    return n * o.batchSize - (last < end && last % K === w ? o.batchSize - sizeOf(last) : 0);
+  };
   const rankStart = o.rank * perRank;
   const pieces: WorkerPiece[] = [];
   let offset = rankStart;
   for (let w = 0; w < K; w++) {
-    const batches: number[] = [];
-    const sizes: number[] = [];
-    for (let j = w; j < count; j += K) {
-      batches.push(j);
-      sizes.push(sizeOf(j));
-    }
-    const length = sizes.reduce((a, s) => a + s, 0);
-    pieces.push({ segments: streamSegments(o.counts, shardOrder, offset, length), length, batches, sizes });
+    const length = emittedBefore(w, count);
+    pieces.push({ segments: streamSegments(o.counts, shardOrder, offset, length), length });
     offset += length;
   }
-  return {
-    count,
-    shardOrder,
-    rankStart,
-    rankLength: perRank,
-    pieces,
-    workerOf: (j) => j % K,
-    emittedBefore(w, start) {
-      const p = pieces[w];
-      let n = 0;
-      for (let i = 0; i < p.batches.length && p.batches[i] < start; i++) n += p.sizes[i];
-      return n;
-    },
-  };
+  return { count, shardOrder, rankStart, rankLength: perRank, pieces, workerOf: (j) => j % K, sizeOf, emittedBefore };
 }
 
 /** Shard pieces covering stream positions [start, start + length), wrapping past the end. */

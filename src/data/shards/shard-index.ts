@@ -13,7 +13,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { defaultDataCache } from '../sources/cifar';
-import { MAX_CLASSES, readShard, ShardReadError } from './tar-samples';
+import { isGzipShard, MAX_CLASSES, readShard, ShardReadError } from './tar-samples';
 import { writeFileAtomic } from '../../util/safe-write';
 import { isJsonObject } from '../../util/json-file';
 
@@ -160,9 +160,28 @@ export interface TableOptions {
   onWarning?: (line: string) => void;
 }
 
-/** An index entry whose counts could come from a scan (an older semaim or a hand-edited file may hold any maxLabel). */
+/** Bytes of tar a sample needs at least: its image member's 512-byte header. */
+const TAR_HEADER_BYTES = 512;
+/** Deflate's largest expansion (258 bytes from a 1-bit length and a 1-bit distance code): a gzip file's tar is at most this many times its size. */
+const MAX_DEFLATE_RATIO = 1032;
+
+/**
+ * An index entry whose counts could come from a scan of a file of its size (an older semaim or a
+ * hand-edited file may hold any maxLabel; a hostile one any count, which the epoch plan would trust).
+ */
 function plausible(e: ShardEntry): boolean {
-  return count(e.samples) && count(e.labelled) && Number.isSafeInteger(e.maxLabel) && e.maxLabel >= -1 && e.maxLabel < MAX_CLASSES;
+  const tarBytes = isGzipShard(e.file) ? e.bytes * MAX_DEFLATE_RATIO : e.bytes;
+  return (
+    count(e.bytes) &&
+    count(e.samples) &&
+    e.samples * TAR_HEADER_BYTES <= tarBytes &&
+    count(e.labelled) &&
+    e.labelled <= e.samples &&
+    Number.isSafeInteger(e.maxLabel) &&
+    e.maxLabel >= -1 &&
+    e.maxLabel < MAX_CLASSES &&
+    (e.maxLabel === -1) === (e.labelled === 0)
+  );
 }
 
 /** The index entries of `paths`, from their folders' index files, scanning what is missing or changed. */

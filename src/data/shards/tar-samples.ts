@@ -148,6 +148,9 @@ function readAll(entry: Source): Promise<Buffer> {
   });
 }
 
+/** Whether a shard is read through gunzip (by its name, as readShard decides). */
+export const isGzipShard = (path: string): boolean => /\.(tar\.gz|tgz)$/i.test(path);
+
 /** Streams the samples of a shard in order. */
 export async function* readShard(path: string, opts: ReadShardOptions = {}): AsyncGenerator<TarSample, void, undefined> {
   const from = opts.from ?? 0;
@@ -159,7 +162,7 @@ export async function* readShard(path: string, opts: ReadShardOptions = {}): Asy
   const ex = extract();
   const fail = (e: Error) => ex.destroy(e);
   source.on('error', fail);
-  if (/\.(tar\.gz|tgz)$/i.test(path)) {
+  if (isGzipShard(path)) {
     const gunzip = createGunzip();
     gunzip.on('error', fail);
     source.pipe(gunzip).pipe(ex);
