@@ -12,7 +12,11 @@ const SHARDS_OPTIONS = defineOptions({
   shuffle: { type: 'boolean', default: false, help: 'pack the images in a seeded random order (default: class by class, in name order)' },
   seed: { type: 'int', default: 0, help: 'seed of --shuffle' },
   json: { type: 'boolean', default: false, help: 'also write KEY.json per image: label, class name and source path (one more tar member per image to read)' },
-  overwrite: { type: 'boolean', default: false, help: 'replace shards and index.json already in --output' },
+  overwrite: {
+    type: 'boolean',
+    default: false,
+    help: 'replace the shard set (shard-NNNNNN.tar, index.json) already in --output; other files there are left alone',
+  },
 });
 
 export const shardsCommand = defineCommand({

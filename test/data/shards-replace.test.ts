@@ -97,6 +97,34 @@ test('a repack with --overwrite keeps the earlier set until the new one is compl
   assert.deepEqual([...ds.classes], ['k0', 'k1']);
 });
 
+test('only the earlier set is replaced: other archives in the folder stay, byte for byte, and do not stop a pack; it warns that they are there', async () => {
+  const out = join(root, 'mixed');
+  await packImageFolder({ input: twelve, output: out, shardSize: 4 });
+  write(join(out, 'my-backup.tar'), 'a tar of my own');
+  write(join(out, 'photos-2019.tar.gz'), 'photos');
+  write(join(out, 'shard-7.tar'), 'not a name semaim gives its shards');
+  const mine = ['my-backup.tar', 'photos-2019.tar.gz', 'shard-7.tar'];
+  const before = snapshot(out);
+  const warnings: string[] = [];
+  await packImageFolder({ input: five, output: out, overwrite: true, onWarning: (l) => warnings.push(l) });
+  const after = snapshot(out);
+  assert.deepEqual(Object.keys(after), ['index.json', ...mine.slice(0, 2), 'shard-000000.tar', mine[2]]);
+  for (const f of mine) assert.equal(after[f], before[f], f);
+  assert.ok(
+    warnings.some((w) => /also holds 3 other archive\(s\) \(e\.g\. my-backup\.tar\), left alone/.test(w)),
+    warnings.join('\n'),
+  );
+  await assert.rejects(
+    packImageFolder({ input: five, output: out, onWarning: () => {} }),
+    (e: unknown) => e instanceof OptionError && /already holds a shard set \(2 shard-NNNNNN\.tar\/index\.json file\(s\)/.test(e.message),
+  );
+  // a folder holding other archives only is packed into without --overwrite
+  const beside = join(root, 'beside');
+  write(join(beside, 'my-backup.tar'), 'a tar of my own');
+  await packImageFolder({ input: five, output: beside, onWarning: () => {} });
+  assert.deepEqual(fs.readdirSync(beside).sort(), ['index.json', 'my-backup.tar', 'shard-000000.tar']);
+});
+
 test('one packer per folder: a second is refused naming the first (index.json.lock); the lock of a packer that is gone is taken over', async () => {
   const out = join(root, 'locked');
   fs.mkdirSync(out);

@@ -146,7 +146,7 @@ test('the packer round-trips: every image bytes-equal with its label, index.json
     [],
     'no temporary files left',
   );
-  await assert.rejects(packImageFolder({ input: folder, output: shards }), /already holds 6 shard\/index file\(s\)/);
+  await assert.rejects(packImageFolder({ input: folder, output: shards }), /already holds a shard set \(6 shard-NNNNNN\.tar\/index\.json file\(s\)/);
   // a program tells it from other failures by its code, as the other outputs that exist
   await assert.rejects(
     packImageFolder({ input: folder, output: shards }),

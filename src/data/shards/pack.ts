@@ -69,6 +69,8 @@ export function sampleKey(i: number): string {
 /** The temporary name of a shard staged by process `pid` (TEMP_SHARD reads the pid back; `-0`: a journal's temporary name). */
 const tempShard = (path: string, pid: number) => `${path}.tmp-${pid}-0`;
 const TEMP_SHARD = /^shard-\d+\.tar\.tmp-(\d+)(?:-0)?$/;
+/** A shard of an earlier set (shardName's names): with index.json, what --overwrite replaces; other archives are left alone. */
+const SET_SHARD = /^shard-\d{6,}\.tar$/;
 const STOP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
 /** Bytes a tar member adds to its data (a 512-byte header, padding to 512), and a tar's end (two 512-byte blocks). */
 const TAR_MEMBER_BYTES = 1024;
@@ -134,13 +136,20 @@ async function packInto(
   // a commit a killed packer left half made is completed; shards a killed packer staged are removed
   finishInterruptedCommits(output);
   for (const f of namesOfDeadProcesses(output, TEMP_SHARD)) rmSync(join(output, f), { force: true });
-  const existing = readdirSync(output).filter((f) => isShardFile(f) || f === INDEX_FILE);
+  const names = readdirSync(output);
+  const existing = names.filter((f) => SET_SHARD.test(f) || f === INDEX_FILE);
   if (existing.length && !o.overwrite)
     throw new OptionError(
       'output',
-      `${output} already holds ${existing.length} shard/index file(s) (e.g. ${existing[0]}); choose an empty folder or pass --overwrite`,
+      `${output} already holds a shard set (${existing.length} shard-NNNNNN.tar/index.json file(s), e.g. ${existing[0]}); choose an empty folder or pass --overwrite to replace the set`,
       undefined,
       'ERR_OUTPUT_EXISTS',
+    );
+  const others = names.filter((f) => !f.startsWith('.') && isShardFile(f) && !SET_SHARD.test(f));
+  if (others.length)
+    (o.onWarning ?? ((l: string) => process.stderr.write(l + '\n')))(
+      `shards: warning: ${output} also holds ${others.length} other archive(s) (e.g. ${others[0]}), left alone; ` +
+        `a --data-path naming the folder would read them as shards too, so give the new shards' pattern`,
     );
   const n = ds.length;
   let imageBytes = 0;
@@ -207,7 +216,7 @@ async function packInto(
   } finally {
     for (const s of STOP_SIGNALS) process.off(s, onSignal);
   }
-  // the new set is in place: the earlier set's shards it did not replace are superseded
+  // the new set is in place: the earlier set's shards it did not replace are superseded (other archives stay)
   const written = new Set([INDEX_FILE, ...entries.map((e) => e.file)]);
   for (const f of existing)
     if (!written.has(f) && !lstatSync(join(output, f), { throwIfNoEntry: false })?.isDirectory()) rmSync(join(output, f), { force: true });
