@@ -126,3 +126,13 @@ test('visualize / report --images: an image path that is a FIFO or a link to /de
     /^unreadable: cannot read image .*a\.png: .*a\.png is a FIFO, not a regular file\nunreadable: cannot read image .*b\.png: .*is a device or socket, not a regular file$/,
   );
 });
+
+test("shards: an index.json that is a FIFO or a link to /dev/zero is no index (the folder's shards are scanned), not read", () => {
+  const dir = join(root, 'shards');
+  mkdirSync(dir);
+  for (const kind of ['fifo', 'zero'] as const) {
+    plant(join(dir, 'index.json'), kind);
+    const setup = `const { readIndexFile } = require(dist + '/src/data/shards/shard-index');`;
+    assert.equal(refusal(setup, `console.log(String(readIndexFile(${JSON.stringify(join(dir, 'index.json'))})))`), 'null\nreturned', kind);
+  }
+});

@@ -10,12 +10,13 @@
 
 import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { defaultDataCache } from '../sources/cifar';
 import { isGzipShard, MAX_CLASSES, readShard, ShardReadError } from './tar-samples';
 import { writeFileAtomic } from '../../util/safe-write';
 import { isJsonObject } from '../../util/json-file';
+import { readRegularFile } from '../../util/regular-file';
 
 export const INDEX_FILE = 'index.json';
 export const INDEX_FORMAT = 'semaim.shards/1';
@@ -92,7 +93,7 @@ const count = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) 
 export function readIndexFile(path: string): ShardIndexFile | null {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readRegularFile(path, 'utf8'); // (a FIFO or a device planted at index.json is no index: the folder is scanned)
   } catch {
     return null;
   }
