@@ -24,12 +24,35 @@ export interface PickleHooks {
   persistentLoad(pid: unknown): unknown;
 }
 
+/**
+ * How much one unpickling may make. A ViT-L training checkpoint (1,564 tensors with its AdamW state,
+ * args and a log of 2 M floats) makes 15 k objects and 2.05 M values: these bounds leave room for
+ * ~100 k tensors and a log of ~15 M numbers, and keep the worst pickle's heap to ~0.5 GB (a Map is
+ * ~200 bytes in V8, a value 8-24).
+ */
+export const PICKLE_LIMITS = { values: 16_000_000, objects: 1_000_000 };
+
 /** Unpickles `data` (`label` names it in errors). Dicts become Maps, tuples and lists arrays. */
-export function unpickle(data: Buffer, label: string, hooks: PickleHooks): unknown {
+export function unpickle(data: Buffer, label: string, hooks: PickleHooks, limits = PICKLE_LIMITS): unknown {
   const stack: unknown[] = [];
   const marks: number[] = [];
   const memo = new Map<number, unknown>();
   let at = 0;
+  let values = 0;
+  let objects = 0;
+  // what the pickle makes is counted, so that a small data.pkl cannot fill the heap: 60 M one-byte
+  // EMPTY_DICTs were 60 M Maps (~200 bytes each in V8) and node aborted at its heap limit
+  const spend = (object: boolean): void => {
+    if (++values > limits.values) throw new Error(`${label}: the pickle makes more than ${limits.values} values, more than a checkpoint's`);
+    if (object && ++objects > limits.objects) {
+      throw new Error(`${label}: the pickle makes more than ${limits.objects} objects (dicts, lists, strings, calls), more than a checkpoint's`);
+    }
+  };
+  /** Pushes `v`; `made`: a value the pickle allocates now (not a number, not one taken from the stack or memo). */
+  const push = (v: unknown, made = typeof v === 'string' || (typeof v === 'object' && v !== null)): void => {
+    spend(made);
+    stack.push(v);
+  };
   const need = (n: number): void => {
     if (at + n > data.length) throw new Error(`${label}: the pickle ends inside an instruction`);
   };
@@ -66,9 +89,10 @@ export function unpickle(data: Buffer, label: string, hooks: PickleHooks): unkno
   const setItems = (target: unknown, kv: unknown[]): void => {
     for (let i = 0; i + 1 < kv.length; i += 2) {
       if (target instanceof Map) target.set(kv[i], kv[i + 1]);
-      else if (target instanceof Opaque)
+      else if (target instanceof Opaque) {
+        spend(true);
         target.items.push([kv[i], kv[i + 1]]); // a dict subclass (defaultdict, ...)
-      else throw new Error(`${label}: the pickle sets items on something that is not a dict`);
+      } else throw new Error(`${label}: the pickle sets items on something that is not a dict`);
     }
   };
   const long = (b: Buffer): number => {
@@ -91,78 +115,82 @@ export function unpickle(data: Buffer, label: string, hooks: PickleHooks): unkno
       case 0x2e: // STOP
         return pop();
       case 0x28:
+        spend(false);
         marks.push(stack.length);
         break; // MARK
       case 0x7d:
-        stack.push(new Map());
+        push(new Map());
         break; // EMPTY_DICT
       case 0x5d:
-        stack.push([]);
+        push([]);
         break; // EMPTY_LIST
       case 0x29:
-        stack.push([]);
+        push([]);
         break; // EMPTY_TUPLE
       case 0x8f:
-        stack.push([]);
+        push([]);
         break; // EMPTY_SET
       case 0x4e:
-        stack.push(null);
+        push(null);
         break; // NONE
       case 0x88:
-        stack.push(true);
+        push(true);
         break; // NEWTRUE
       case 0x89:
-        stack.push(false);
+        push(false);
         break; // NEWFALSE
       case 0x4a:
-        stack.push(data.readInt32LE((need(4), (at += 4) - 4)));
+        push(data.readInt32LE((need(4), (at += 4) - 4)));
         break; // BININT
       case 0x4b:
-        stack.push(u8());
+        push(u8());
         break; // BININT1
       case 0x4d:
-        stack.push(u16());
+        push(u16());
         break; // BININT2
       case 0x8a:
-        stack.push(long(bytes(u8())));
+        push(long(bytes(u8())));
         break; // LONG1
       case 0x8b:
-        stack.push(long(bytes(u32())));
+        push(long(bytes(u32())));
         break; // LONG4
       case 0x47:
-        stack.push(data.readDoubleBE((need(8), (at += 8) - 8)));
+        push(data.readDoubleBE((need(8), (at += 8) - 8)));
         break; // BINFLOAT
       case 0x58:
-        stack.push(bytes(u32()).toString('utf8'));
+        push(bytes(u32()).toString('utf8'));
         break; // BINUNICODE
       case 0x8c:
-        stack.push(bytes(u8()).toString('utf8'));
+        push(bytes(u8()).toString('utf8'));
         break; // SHORT_BINUNICODE
       case 0x8d:
-        stack.push(bytes(long(bytes(8))).toString('utf8'));
+        push(bytes(long(bytes(8))).toString('utf8'));
         break; // BINUNICODE8
       case 0x54:
-        stack.push(bytes(u32()).toString('latin1'));
+        push(bytes(u32()).toString('latin1'));
         break; // BINSTRING
       case 0x55:
-        stack.push(bytes(u8()).toString('latin1'));
+        push(bytes(u8()).toString('latin1'));
         break; // SHORT_BINSTRING
       case 0x42:
-        stack.push(Buffer.from(bytes(u32())));
+        push(Buffer.from(bytes(u32())));
         break; // BINBYTES
       case 0x43:
-        stack.push(Buffer.from(bytes(u8())));
+        push(Buffer.from(bytes(u8())));
         break; // SHORT_BINBYTES
       case 0x8e:
-        stack.push(Buffer.from(bytes(long(bytes(8)))));
+        push(Buffer.from(bytes(long(bytes(8)))));
         break; // BINBYTES8
       case 0x71:
+        spend(false);
         memo.set(u8(), top());
         break; // BINPUT
       case 0x72:
+        spend(false);
         memo.set(u32(), top());
         break; // LONG_BINPUT
       case 0x94:
+        spend(false);
         memo.set(memo.size, top());
         break; // MEMOIZE
       case 0x68:
@@ -170,7 +198,7 @@ export function unpickle(data: Buffer, label: string, hooks: PickleHooks): unkno
         // BINGET, LONG_BINGET
         const k = op === 0x68 ? u8() : u32();
         if (!memo.has(k)) throw new Error(`${label}: the pickle refers to memo ${k}, never stored`);
-        stack.push(memo.get(k));
+        push(memo.get(k), false);
         break;
       }
       case 0x30:
@@ -180,32 +208,32 @@ export function unpickle(data: Buffer, label: string, hooks: PickleHooks): unkno
         popMark();
         break; // POP_MARK
       case 0x32:
-        stack.push(top());
+        push(top(), false);
         break; // DUP
       case 0x74:
-        stack.push(popMark());
+        push(popMark());
         break; // TUPLE
       case 0x6c:
-        stack.push(popMark());
+        push(popMark());
         break; // LIST
       case 0x85:
-        stack.push([pop()]);
+        push([pop()]);
         break; // TUPLE1
       case 0x86: {
         const b = pop();
-        stack.push([pop(), b]);
+        push([pop(), b]);
         break;
       } // TUPLE2
       case 0x87: {
         const c = pop(),
           b = pop();
-        stack.push([pop(), b, c]);
+        push([pop(), b, c]);
         break;
       } // TUPLE3
       case 0x64: {
         const m = new Map();
         setItems(m, popMark());
-        stack.push(m);
+        push(m);
         break;
       } // DICT
       case 0x73: {
@@ -235,11 +263,11 @@ export function unpickle(data: Buffer, label: string, hooks: PickleHooks): unkno
         popMark();
         break; // ADDITEMS (sets are not needed)
       case 0x91:
-        stack.push(popMark());
+        push(popMark());
         break; // FROZENSET
       case 0x63: {
         const mod = line();
-        stack.push(new Global(`${mod}.${line()}`));
+        push(new Global(`${mod}.${line()}`));
         break;
       } // GLOBAL
       case 0x93: {
@@ -247,29 +275,29 @@ export function unpickle(data: Buffer, label: string, hooks: PickleHooks): unkno
           m = pop();
         // (as Python: names only; String() of a list nested 100000 deep overflowed the stack)
         if (typeof m !== 'string' || typeof n !== 'string') throw new Error(`${label}: the pickle names a global by something that is not a name`);
-        stack.push(new Global(`${m}.${n}`));
+        push(new Global(`${m}.${n}`));
         break;
       } // STACK_GLOBAL
       case 0x51:
-        stack.push(hooks.persistentLoad(pop()));
+        push(hooks.persistentLoad(pop()));
         break; // BINPERSID
       case 0x52: {
         const args = pop();
         const fn = pop();
-        stack.push(hooks.call(fn, Array.isArray(args) ? args : []));
+        push(hooks.call(fn, Array.isArray(args) ? args : []));
         break;
       } // REDUCE
       case 0x81: {
         const args = pop();
         const cls = pop();
-        stack.push(hooks.call(cls, Array.isArray(args) ? args : []));
+        push(hooks.call(cls, Array.isArray(args) ? args : []));
         break;
       } // NEWOBJ
       case 0x92: {
         pop();
         const args = pop();
         const cls = pop();
-        stack.push(hooks.call(cls, Array.isArray(args) ? args : []));
+        push(hooks.call(cls, Array.isArray(args) ? args : []));
         break;
       } // NEWOBJ_EX
       case 0x62: {

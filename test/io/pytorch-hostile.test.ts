@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { readSafetensorsHeader } from '../../src/io';
+import { PICKLE_LIMITS, unpickle } from '../../src/io/pickle';
 
 const PICKLE = join(__dirname, '..', '..', 'src', 'io', 'pickle.js');
 const IO = join(__dirname, '..', '..', 'src', 'io', 'index.js');
@@ -123,4 +124,27 @@ test('a global named by a list nested 100000 deep (STACK_GLOBAL takes names only
     () => readSafetensorsHeader(path),
     (e: Error) => e.message === `${path}: the pickle names a global by something that is not a name`,
   );
+});
+
+test('a data.pkl of one-byte EMPTY_DICTs is refused at the object limit (60 M of them made 60 M Maps and node aborted out of heap)', () => {
+  const path = join(root, 'dicts.pth');
+  const n = PICKLE_LIMITS.objects + 1;
+  writeFileSync(path, zipOf({ 'dicts/data.pkl': Buffer.concat([hex('8002'), Buffer.alloc(n, 0x7d), hex('2e')]) }));
+  assert.throws(
+    () => readSafetensorsHeader(path),
+    (e: Error) => e.message === `${path}: the pickle makes more than ${PICKLE_LIMITS.objects} objects (dicts, lists, strings, calls), more than a checkpoint's`,
+  );
+});
+
+test('pickle: values on the stack, marks and memo entries count against the value limit', () => {
+  const hooks = { call: () => null, persistentLoad: () => null };
+  const limits = { values: 1000, objects: 1000 };
+  for (const op of ['4e', '28', '88 94']) {
+    const pkl = Buffer.concat([hex('8002'), hex(op.repeat(1001)), hex('2e')]);
+    assert.throws(
+      () => unpickle(pkl, 'x.pkl', hooks, limits),
+      (e: Error) => e.message === "x.pkl: the pickle makes more than 1000 values, more than a checkpoint's",
+      `opcode ${op}`,
+    );
+  }
 });
