@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import { crc32 } from 'node:zlib';
 import { dtypeBytes, type DType } from '../torch/dtype';
-import type { SafetensorsHeader, TensorInfo } from './safetensors';
+import { tensorByteLength, type SafetensorsHeader, type TensorInfo } from './safetensors';
 import { readAt } from './read-at';
 import { Global, Opaque, unpickle } from './pickle';
 
@@ -306,11 +306,14 @@ export function readPytorchHeaderFd(fd: number, label: string): SafetensorsHeade
       place = { entry: `data/${s.key}`, start: dataStart(fd, e, `data/${s.key}`, label), size: e.size, crc32: e.crc32 };
       starts.set(s.key, place);
     }
-    const elementBytes = dtypeBytes(s.dtype);
-    const numel = value.shape.reduce((a, b) => a * b, 1);
-    const byteLength = numel * elementBytes;
-    const offset = value.offset * elementBytes;
-    if (!Number.isSafeInteger(byteLength) || offset + byteLength > place.size) {
+    let byteLength: number;
+    try {
+      byteLength = tensorByteLength(s.dtype, value.shape);
+    } catch (e) {
+      throw new Error(`${label}: tensor '${name}': ${(e as Error).message} (libtorch multiplies its sizes in this order and overflows)`, { cause: e });
+    }
+    const offset = value.offset * dtypeBytes(s.dtype);
+    if (offset + byteLength > place.size) {
       throw new Error(`${label}: tensor '${name}' (${value.shape.join('×')} at element ${value.offset}) lies outside its storage of ${place.size} bytes`);
     }
     tensors.set(name, { dtype: s.dtype, shape: [...value.shape], offset: place.start + offset, byteLength, storage: place });

@@ -148,3 +148,43 @@ test('pickle: values on the stack, marks and memo entries count against the valu
     );
   }
 });
+
+test('a tensor of shape [2^52, 2^52, 0] is refused at the header (zero bytes, but libtorch overflows counting its elements)', () => {
+  const path = join(root, 'huge-empty.pth');
+  const str = (s: string) => {
+    const n = Buffer.alloc(4);
+    n.writeUInt32LE(s.length);
+    return Buffer.concat([hex('58'), n, Buffer.from(s, 'latin1')]);
+  };
+  const tuple = (xs: bigint[]) => {
+    const longs = xs.map((x) => {
+      const b = Buffer.alloc(8);
+      b.writeBigUInt64LE(x);
+      return Buffer.concat([hex('8a 08'), b]);
+    });
+    return Buffer.concat([hex('28'), ...longs, hex('74')]);
+  };
+  const pkl = Buffer.concat([
+    hex('8002 7d'),
+    str('w'),
+    Buffer.from('ctorch._utils\n_rebuild_tensor_v2\n', 'latin1'),
+    hex('28 28'),
+    str('storage'),
+    Buffer.from('ctorch\nFloatStorage\n', 'latin1'),
+    str('0'),
+    str('cpu'),
+    hex('4b00 74 51 4b00'),
+    tuple([1n << 52n, 1n << 52n, 0n]),
+    tuple([0n, 0n, 1n]),
+    hex('89'),
+    Buffer.from('ccollections\nOrderedDict\n', 'latin1'),
+    hex('29 52 74 52 73 2e'),
+  ]);
+  writeFileSync(path, zipOf({ 'h/data.pkl': pkl, 'h/data/0': Buffer.alloc(0) }));
+  assert.throws(
+    () => readSafetensorsHeader(path),
+    (e: Error) =>
+      e.message ===
+      `${path}: tensor 'w': shape [4503599627370496, 4503599627370496, 0] is too large (libtorch multiplies its sizes in this order and overflows)`,
+  );
+});
