@@ -122,11 +122,37 @@ test('parts of other ViTs are refused, not dropped: pre-norm, registers, distill
     ['layer-scale', (t) => t.set('blocks.0.ls1.gamma', torch.ones([D])), /LayerScale/],
     ['qk-norm', (t) => t.set('blocks.1.attn.q_norm.weight', torch.ones([8])), /q\/k normalisation/],
     ['no-pos', (t) => t.delete('pos_embed'), /has no tensor 'pos_embed'/],
+    [
+      'rel-pos',
+      (t) => t.set('blocks.1.attn.relative_position_bias_table', torch.zeros([4, 2])),
+      /1 tensor\(s\) .* \('blocks\.1\.attn\.relative_position_bias_table'\)/,
+    ],
+    [
+      'fc2-shape',
+      (t) => (t.get('blocks.1.mlp.fc2.weight')!.dispose(), t.set('blocks.1.mlp.fc2.weight', torch.zeros([D, 8]))),
+      /'blocks\.1\.mlp\.fc2\.weight' is \[\d+,8\]/,
+    ],
   ];
   for (const [name, edit, message] of cases) {
     const path = variant(name, (t) => (edit(t), t));
     assert.throws(() => resolveEncoder(path), message, name);
   }
+});
+
+test('a .pth of a ViT plus 1,500 junk tensors under blocks.0 (views of one storage) is refused from its header, before any is read or exported', () => {
+  const pth = join(root, 'junk.pth');
+  const script =
+    'import sys, torch; sys.path.insert(0, sys.argv[1]); from pytorch_file_make import read_tensors\n' +
+    'sd = read_tensors(sys.argv[2]); big = torch.zeros(262144)\n' +
+    "for i in range(1500): sd[f'blocks.0.junk{i}'] = big\n" +
+    'torch.save(sd, sys.argv[3])';
+  execFileSync('/usr/bin/python3', ['-c', script, join(__dirname, '..', '..', '..', 'scripts'), reference, pth]);
+  writeFileSync(join(root, 'junk.json'), JSON.stringify(TINY));
+  const message =
+    /junk\.pth holds 1500 tensor\(s\) under the encoder's names that the ViT its config describes does not have \('blocks\.0\.junk0', 'blocks\.0\.junk1', 'blocks\.0\.junk2', \.\.\.\)/;
+  assert.throws(() => resolveEncoder(pth), message);
+  assert.throws(() => exportEncoder(pth, join(root, 'junk-out')), message);
+  assert.throws(() => statSync(join(root, 'junk-out.safetensors')), /ENOENT/);
 });
 
 test("timm's config JSONs: model arguments, the hub's architecture + model_args, and model.safetensors + config.json", () => {
