@@ -282,6 +282,7 @@ export function readPytorchHeaderFd(fd: number, label: string): SafetensorsHeade
   }
   const tensors = new Map<string, TensorInfo>();
   const starts = new Map<string, StorageChecksum>();
+  let viewed = 0;
   for (const [key, value] of stateDictOf(obj, label)) {
     if (value instanceof Opaque && /^torch\..*\._rebuild_/.test(value.global)) {
       // a tensor of a kind the reader does not rebuild: dropping it would lose a weight without a word
@@ -317,6 +318,15 @@ export function readPytorchHeaderFd(fd: number, label: string): SafetensorsHeade
       throw new Error(`${label}: tensor '${name}' (${value.shape.join('×')} at element ${value.offset}) lies outside its storage of ${place.size} bytes`);
     }
     tensors.set(name, { dtype: s.dtype, shape: [...value.shape], offset: place.start + offset, byteLength, storage: place });
+    viewed += byteLength;
+  }
+  // Names viewing one storage are legal (tied weights; a block shared at every depth is listed under each
+  // depth's names, up to ~24×), but a loader copies each view: 1,500 names over one 1 MB storage made
+  // 1.5 GB from a 1.2 MB file. 32× the file, plus 256 MiB for small files, leaves tied weights room.
+  if (viewed > 32 * fileSize + (256 << 20)) {
+    throw new Error(
+      `${label}: its ${tensors.size} tensors view ${viewed} bytes of a ${fileSize}-byte file: many names over the same storage, not a state dict's`,
+    );
   }
   return { metadata: { format: 'pytorch' }, tensors };
 }

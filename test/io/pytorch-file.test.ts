@@ -125,3 +125,15 @@ test("a tensor whose bytes do not match its storage's CRC-32 is refused when loa
   assert.equal(intact.size, 1, 'the other storages are intact');
   for (const t of intact.values()) t.dispose();
 });
+
+test('a state dict whose names view one storage hundreds of times is refused at the header (each view is copied when loaded)', () => {
+  const path = join(root, 'many-views.pth');
+  execFileSync(PY, ['-c', "import sys, torch; big = torch.zeros(262144); torch.save({f'w{i}': big for i in range(400)}, sys.argv[1])", path]);
+  assert.throws(
+    () => readSafetensorsHeader(path),
+    new RegExp(`^CheckpointError: ${path}: its 400 tensors view 419430400 bytes of a \\d+-byte file: many names over the same storage`),
+  );
+  // tied weights (a few names over one storage) are read
+  execFileSync(PY, ['-c', "import sys, torch; w = torch.ones(4, 2); torch.save({'embed.weight': w, 'head.weight': w}, sys.argv[1])", path]);
+  assert.deepEqual([...readSafetensorsHeader(path).tensors.keys()], ['embed.weight', 'head.weight']);
+});
