@@ -16,6 +16,7 @@ import { KNN_OPTIONS, encoderFeatures, disposeFeatures, embed, type EmbedList } 
 import { EncoderConfig } from '../../src/semaim';
 import { tempDir, write, picture, encode } from '../data/helpers';
 import { writeEncoder } from './helpers';
+import { withProcessThreads } from '../../src/run/device';
 
 const CFG: EncoderConfig = { imgSize: 32, patchSize: 8, inChans: 3, embedDim: 16, depth: 2, numHeads: 2, mlpRatio: 2 };
 
@@ -79,7 +80,9 @@ test(
         '',
         KNN_OPTIONS,
       )!.o;
-      const ft = await encoderFeatures(knn, DATA_FACTORIES, resolveEncoder(encoderPath));
+      // under the knn job's thread count, as embed's: OpenBLAS's float32 sums differ in the last bits with
+      // the thread count, and libtorch's own default need not be the cores (1 on the 2-core VM of 2026-12-04)
+      const ft = await withProcessThreads(knn.threads, () => encoderFeatures(knn, DATA_FACTORIES, resolveEncoder(encoderPath)));
       try {
         const want = ft.test.features.toFloat32Array();
         const got = floats(out, 'features');
