@@ -2,18 +2,7 @@
 // order (a resumed run drops the lines after its checkpoint before it appends). An 800-epoch run logs
 // hundreds of thousands of lines: a resume reads only the lines at the end that it drops, and the first
 // and last loss, never the whole file.
-import {
-  closeSync,
-  constants,
-  copyFileSync,
-  existsSync,
-  fstatSync,
-  mkdirSync,
-  readSync,
-  renameSync,
-  rmSync,
-  truncateSync,
-} from 'node:fs';
+import { closeSync, constants, copyFileSync, existsSync, fstatSync, mkdirSync, readSync, renameSync, rmSync, truncateSync } from 'node:fs';
 import { isJsonObject } from '../util/json-file';
 import { appendNoFollow, removeDeadTemps, writeError } from '../util/safe-write';
 import { dirname } from 'node:path';
