@@ -25,6 +25,15 @@ function fakeRun(dir: string, steps = 40): void {
   writeFileSync(join(dir, 'metrics.jsonl'), lines.join('\n') + '\n{"truncated":\n');
 }
 
+/** A run folder with metrics, a checkpoint of step 50 and two images in imgs/. */
+async function fakeRunWithImages(run: string): Promise<void> {
+  fakeRun(run, 5);
+  const model = tinyModel(2);
+  writeRunCheckpoint(run, model, 50);
+  model.dispose();
+  await writeTestImages(join(run, 'imgs'), 2);
+}
+
 test('report: self-contained HTML with SVG curves, config and evaluation tables', async () => {
   const run = mkdtempSync(join(tmpdir(), 'semaim-report-'));
   try {
@@ -88,11 +97,7 @@ test('report: absent metrics, config and evaluations are reported, not fatal', (
 test("report --images: generates the grid from the run's newest checkpoint and embeds it as a data URI", async () => {
   const run = mkdtempSync(join(tmpdir(), 'semaim-report-'));
   try {
-    fakeRun(run, 5);
-    const model = tinyModel(2);
-    writeRunCheckpoint(run, model, 50);
-    model.dispose();
-    await writeTestImages(join(run, 'imgs'), 2);
+    await fakeRunWithImages(run);
     const out = join(run, 'out', 'r.html');
     assert.equal(await vizCommands.report.run([run, '--images', join(run, 'imgs'), '--out', out, '--orders', 'raster,semantic', '--threads', '2']), 0);
     assert.ok(existsSync(join(run, 'viz', 'grid.png')));
@@ -108,11 +113,7 @@ test('report: a file put at --out while the figures were drawn is kept (checked 
   const run = mkdtempSync(join(tmpdir(), 'semaim-report-race-'));
   const stdout = process.stdout.write.bind(process.stdout);
   try {
-    fakeRun(run, 5);
-    const model = tinyModel(2);
-    writeRunCheckpoint(run, model, 50);
-    model.dispose();
-    await writeTestImages(join(run, 'imgs'), 2);
+    await fakeRunWithImages(run);
     const out = join(run, 'page.html');
     const job = { runDir: run, out, visualize: { images: [join(run, 'imgs')], orders: ['raster' as const], device: 'cpu' as const } };
     const pending = writeRunReport(job); // checks --out, then awaits the images
