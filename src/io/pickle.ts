@@ -256,7 +256,7 @@ export function unpickle(data: Buffer, label: string, hooks: PickleHooks, limits
       case 0x65: {
         const vs = popMark();
         const l = top();
-        if (Array.isArray(l)) l.push(...vs);
+        if (Array.isArray(l)) for (const v of vs) l.push(v); // (not push(...vs): a spread of a few 100 k values overflows the call stack)
         break;
       } // APPENDS
       case 0x90:

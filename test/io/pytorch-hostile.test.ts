@@ -188,3 +188,12 @@ test('a tensor of shape [2^52, 2^52, 0] is refused at the header (zero bytes, bu
       `${path}: tensor 'w': shape [4503599627370496, 4503599627370496, 0] is too large (libtorch multiplies its sizes in this order and overflows)`,
   );
 });
+
+test('pickle: one APPENDS of 1 M values (a long training log) makes the list, not a call-stack overflow', () => {
+  const n = 1_000_000;
+  // PROTO 2, EMPTY_LIST, MARK, n × BININT1 7, APPENDS, STOP
+  const pkl = Buffer.concat([Buffer.from([0x80, 2, 0x5d, 0x28]), Buffer.alloc(2 * n, Buffer.from([0x4b, 7])), Buffer.from([0x65, 0x2e])]);
+  const list = unpickle(pkl, 'log.pkl', { call: () => null, persistentLoad: () => null }) as number[];
+  assert.equal(list.length, n);
+  assert.ok(list.every((v) => v === 7));
+});
