@@ -75,19 +75,21 @@ function checkReportOut(out: string, overwrite: boolean): void {
     throw new OptionError('out', `${out} exists and is not a semaim report: choose another --out, or pass --overwrite to replace it`);
 }
 
-/** Whether `path` is a regular file that `semaim report` wrote (a later report replaces it without --overwrite). */
-function isEarlierReport(path: string): boolean {
-  if (!lstatSync(path, { throwIfNoEntry: false })?.isFile()) return false;
+/** The first `n` bytes (or fewer) of `path` when it is a regular file, not a link; else null. */
+function plainFileHead(path: string, n: number): Buffer | null {
+  if (!lstatSync(path, { throwIfNoEntry: false })?.isFile()) return null;
   const fd = openSync(path, 'r');
   try {
-    const head = Buffer.alloc(4096);
-    return head
-      .subarray(0, readSync(fd, head, 0, head.length, 0))
-      .toString('utf8')
-      .includes(REPORT_GENERATOR);
+    const head = Buffer.alloc(n);
+    return head.subarray(0, readSync(fd, head, 0, n, 0));
   } finally {
     closeSync(fd);
   }
+}
+
+/** Whether `path` is a regular file that `semaim report` wrote (a later report replaces it without --overwrite). */
+function isEarlierReport(path: string): boolean {
+  return !!plainFileHead(path, 4096)?.toString('utf8').includes(REPORT_GENERATOR);
 }
 
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
@@ -97,14 +99,7 @@ const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0
  * run folder from someone else must not make it embed another file (a link to a key, say).
  */
 function isPlainPng(path: string): boolean {
-  if (!existsSync(path) || !lstatSync(path).isFile()) return false;
-  const fd = openSync(path, 'r');
-  try {
-    const head = Buffer.alloc(8);
-    return readSync(fd, head, 0, 8, 0) === 8 && head.equals(PNG_SIGNATURE);
-  } finally {
-    closeSync(fd);
-  }
+  return !!plainFileHead(path, 8)?.equals(PNG_SIGNATURE);
 }
 
 export async function writeRunReport(job: ReportJob): Promise<{ out: string; grid: string | null; evals: number; metrics: number }> {
