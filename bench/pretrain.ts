@@ -26,7 +26,7 @@
 // The speed levers of issue 19, each an extra TypeScript side beside the plain one (off by default):
 //   --fused KINDS       the fused kernels (all, or a list of layernorm,gelu,targets; src/torch/fused.ts)
 //   --cuda-graphs       CUDA only: the step captured once as a CUDA graph and replayed (with --fused: also fused)
-//   --graphs-at KEY:BATCH   the CUDA-graph sides only at this config (e.g. base:64)    [every config]
+//   --graphs-at KEY:BATCH[,...]   the CUDA-graph sides only at these configs (e.g. base:256,base:64)   [every config]
 //   --sdpa ORDER        the attention backends' priority, e.g. cudnn,flash,efficient,math (libtorch >= 2.6)
 //   --phase-timer       a side timed per phase (input upload, similarity pass, order, targets, encoder,
 //                       decoder, head, loss, backward, optimizer): CUDA events on a GPU, wall time on the CPU
@@ -73,7 +73,7 @@ if (cudaGraphs && !cuda) {
   process.stderr.write('--cuda-graphs refused: CUDA graphs need --device cuda\n');
   process.exit(2);
 }
-const graphsAt = opt('graphs-at', '');
+const graphsAt = opt('graphs-at', '').split(',').filter(Boolean);
 const sdpaOrder = opt('sdpa', '');
 const phaseTimer = flag('phase-timer');
 const SIDES: Side[] = [
@@ -135,7 +135,9 @@ const SIDE_PRECISION: Record<Side, string> = cuda
 /** The sides a config runs: the order ablation only at batch 256, the CUDA-graph sides where --graphs-at says. */
 const sidesFor = (c: Config): Side[] =>
   SIDES.filter(
-    (s) => (s !== 'tsOrderFp32' || c.batch === 256) && ((s !== 'tsGraphs' && s !== 'tsFusedGraphs') || !graphsAt || graphsAt === `${c.key}:${c.batch}`),
+    (s) =>
+      (s !== 'tsOrderFp32' || c.batch === 256) &&
+      ((s !== 'tsGraphs' && s !== 'tsFusedGraphs') || graphsAt.length === 0 || graphsAt.includes(`${c.key}:${c.batch}`)),
   );
 
 interface Config {

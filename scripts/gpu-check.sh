@@ -28,7 +28,9 @@ if [ -f node_modules/typescript/bin/tsc ]; then node node_modules/typescript/bin
 node -e 'const t=require("./dist/src/torch");console.log("cuda available:",t.cuda.isAvailable(),"devices:",t.cuda.deviceCount())'
 [ "${TESTS:-1}" = 0 ] && exit 0
 # The engine, nn, model and optimiser tests with every tensor they create on the GPU (tests of CPU-only
-# behaviour skip themselves), plus the CUDA-specific ones.
+# behaviour skip themselves), plus the CUDA-specific ones. GPU_TESTS narrows them (test path substrings,
+# e.g. "cuda.test fused/" when a device call's minutes belong to the benchmark).
 if node -e 'process.exit(require("./dist/src/torch").cuda.isAvailable() ? 0 : 1)'; then export SEMAIM_TEST_DEVICE=${SEMAIM_TEST_DEVICE:-cuda}; fi
 echo "== tests on ${SEMAIM_TEST_DEVICE:-cpu}"
-node scripts/run-tests.js cuda.test torch/ nn/ semaim/ optim/ eval/finetune fused/
+# shellcheck disable=SC2086
+node scripts/run-tests.js ${GPU_TESTS:-cuda.test torch/ nn/ semaim/ optim/ eval/finetune fused/}

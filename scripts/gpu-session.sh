@@ -10,7 +10,7 @@
 # PERF=1 (issue 19): the tests include the fused-kernel, CUDA-graph and attention checks (test/fused/),
 # then a preflight (NVRTC, attention backends; $OUT/preflight.log) and the benchmark with every speed
 # lever as its own side beside the plain TypeScript one and the authors'-style reference: fused kernels,
-# CUDA graphs at ViT-B/16 batch 64, the attention backend libtorch does not pick by default (flash when it
+# CUDA graphs at ViT-B/16 batch 256 and 64, the attention backend libtorch does not pick by default (flash when it
 # picks cuDNN, cuDNN otherwise), and the per-phase timer (ViT-B/16 batch 256
 # first, then batch 64, then ViT-L/16 batch 64; the docs section is rewritten after each config).
 #   run(command="PERF=1 bash scripts/gpu-session.sh", carry=[".gpu"], timeout_s=590)
@@ -41,6 +41,13 @@ SEMAIM_PYTHON=$(bash scripts/find-torch-python.sh) && export SEMAIM_PYTHON
 DEVICE=${DEVICE:-cuda}
 PERF=${PERF:-0}
 start=$(date +%s)
+# CALL_LIMIT: the seconds this whole script may take (the device call's timeout_s less a margin for the
+# files to come back); the benchmark and the data benchmark get what the build and tests leave of it.
+CALL_LIMIT=${CALL_LIMIT:-575}
+left() { echo $(( CALL_LIMIT - ($(date +%s) - start) )); }
+# PERF's minutes belong to the benchmark: the tests are the CUDA-specific ones and the fused kernels'
+# (the full GPU set is GPU_TESTS unset with PERF=0).
+[ "$PERF" = 1 ] && export GPU_TESTS=${GPU_TESTS:-cuda.test fused/}
 if [ "${CHECK:-1}" != 0 ]; then
   {
     timeout "${CHECK_TIMEOUT:-$([ "$PERF" = 1 ] && echo 180 || echo 200)}" bash scripts/gpu-check.sh 2>&1 | grep -vE '^ *(duration_ms|\.\.\.|---|type:)'
@@ -63,9 +70,13 @@ if [ "${BENCH:-1}" != 0 ] && [ -f build/Release/semaim.node ]; then
       default=$(sed -n 's/.*default priority [^:]*: encoder \([a-z-]*\),.*/\1/p' "$OUT/preflight.log")
       sdpa=$([ "$default" = cudnn ] && echo flash,efficient,math || echo cudnn,flash,efficient,math)
       echo "== attention lever: --sdpa $sdpa (default pick: ${default:-unknown})" | tee -a "$OUT/preflight.log"
-      LEVERS=(--reference authors --fused all --cuda-graphs --graphs-at base:64 --sdpa "$sdpa" --phase-timer --write-docs)
+      LEVERS=(--reference authors --fused all --cuda-graphs --graphs-at base:256,base:64 --sdpa "$sdpa" --phase-timer --write-docs)
     fi
-    timeout "${BENCH_TIMEOUT:-330}" node dist/bench/pretrain.js --device "$DEVICE" "${LEVERS[@]}" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-$DEVICE.log"
+    # What is left after the build and tests, less the data benchmark's share when it runs too.
+    bench_limit=$(( $(left) - ([ "${DATA:-0}" = 1 ] && echo 70 || echo 5) ))
+    [ "$bench_limit" -gt "${BENCH_TIMEOUT:-400}" ] && bench_limit=${BENCH_TIMEOUT:-400}
+    echo "== bench: time limit ${bench_limit} s"
+    timeout "$bench_limit" node dist/bench/pretrain.js --device "$DEVICE" "${LEVERS[@]}" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-$DEVICE.log"
   else
     timeout "${BENCH_TIMEOUT:-340}" node dist/bench/pretrain.js --device cuda --reference both --ablate-order --write-docs ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-cuda.log"
   fi
@@ -80,7 +91,9 @@ if [ "${CLI:-0}" = 1 ] && [ -f build/Release/semaim.node ]; then
   cp "$RUN_DIR/pretrain/report.html" "$OUT/cli-report.html" 2>/dev/null
 fi
 if [ "${DATA:-0}" = 1 ]; then
-  timeout "${DATA_TIMEOUT:-100}" node dist/bench/data.js --only=large --quick --workers="1,8,$(( $(nproc) - 1 ))" --need="${DATA_NEED:-1470}" 2>&1 \
+  data_limit=$(left)
+  [ "$data_limit" -gt "${DATA_TIMEOUT:-100}" ] && data_limit=${DATA_TIMEOUT:-100}
+  timeout "$data_limit" node dist/bench/data.js --only=large --quick --workers="1,8,$(( $(nproc) - 1 ))" --need="${DATA_NEED:-1470}" 2>&1 \
     | tee "$OUT/bench-data.log"
   echo "== data: exit ${PIPESTATUS[0]} after $(( $(date +%s) - start )) s" | tee -a "$OUT/bench-data.log"
 fi
