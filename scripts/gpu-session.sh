@@ -73,7 +73,7 @@ if [ "${BENCH:-1}" != 0 ] && [ -f build/Release/semaim.node ]; then
       LEVERS=(--reference authors --fused all --cuda-graphs --graphs-at base:256,base:64 --sdpa "$sdpa" --phase-timer --write-docs)
     fi
     # What is left after the build and tests, less the data benchmark's share when it runs too.
-    bench_limit=$(( $(left) - ([ "${DATA:-0}" = 1 ] && echo 70 || echo 5) ))
+    bench_limit=$(( $(left) - $([ "${DATA:-0}" = 1 ] && echo 75 || echo 5) ))
     [ "$bench_limit" -gt "${BENCH_TIMEOUT:-400}" ] && bench_limit=${BENCH_TIMEOUT:-400}
     echo "== bench: time limit ${bench_limit} s"
     timeout "$bench_limit" node dist/bench/pretrain.js --device "$DEVICE" "${LEVERS[@]}" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-$DEVICE.log"
