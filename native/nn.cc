@@ -104,6 +104,19 @@ static std::string sdpaChoice(const at::Tensor& q, const at::Tensor& k, const at
 #endif
 }
 
+#if SEMAIM_TORCH_AT_LEAST(2, 6)
+// libtorch (>= 2.9) installs its default order (cuDNN first on Hopper and Blackwell with cuDNN > 9.15) the
+// first time it picks a backend, over any order set before: pick once first, on a small CUDA input, so
+// that the order set next stays. Without CUDA there is nothing to pick.
+static void initDefaultSdpaOrder() {
+  static bool done = false;
+  if (done || !at::hasCUDA()) return;
+  done = true;
+  const auto q = at::zeros({1, 1, 8, 64}, at::TensorOptions().dtype(at::kBFloat16).device(at::kCUDA));
+  (void)at::_fused_sdp_choice(q, q, q, c10::nullopt, 0.0, true, c10::nullopt);
+}
+#endif
+
 // The backends' priority order, e.g. "cudnn,flash,efficient,math": sets it when `order` is not empty
 // (listed backends enabled and tried in that order, the others disabled), and returns the order in force
 // with the enabled ones. libtorch >= 2.6.
@@ -120,14 +133,18 @@ static std::string sdpaPriority(const std::string& order) {
       if (it == ids.end()) throw std::invalid_argument("sdpaPriority: unknown backend '" + name + "' (flash, efficient, cudnn, math)");
       list.push_back(it->second);
     }
-    auto has = [&](int64_t id) { return std::find(list.begin(), list.end(), id) != list.end(); };
+    auto listed = [&](int64_t id) { return std::find(list.begin(), list.end(), id) != list.end(); };
+    // The switches from the list as given, before the unlisted backends are appended to it (which made
+    // every backend count as listed, so none was ever switched off).
+    const bool math = listed(0), flash = listed(1), efficient = listed(2), cudnn = listed(3);
     for (int64_t id : {0, 1, 2, 3}) {
-      if (!has(id)) list.push_back(id);  // the order lists every backend; disabled ones come last
+      if (!listed(id)) list.push_back(id);  // the order lists every backend; disabled ones come last
     }
-    ctx.setSDPUseMath(has(0));
-    ctx.setSDPUseFlash(has(1));
-    ctx.setSDPUseMemEfficient(has(2));
-    ctx.setSDPUseCuDNN(has(3));
+    initDefaultSdpaOrder();
+    ctx.setSDPUseMath(math);
+    ctx.setSDPUseFlash(flash);
+    ctx.setSDPUseMemEfficient(efficient);
+    ctx.setSDPUseCuDNN(cudnn);
     list.push_back(4);  // overrideable, as libtorch's default order ends
     ctx.setSDPPriorityOrder(list);
   }
