@@ -26,6 +26,7 @@ allocated GPU memory.
   /usr/bin/python3 bench/pretrain_torch.py --preset vit_tiny --img 32 --patch 4 --decoder-depth 12 \
       --batch 64 --warmup 2 --steps 10 --threads 2 [--device cuda] [--phases] [--count-ops]
       [--embed-dim D --depth L --heads H] [--order semantic|raster|stochastic] [--no-blur]
+      [--kernel-profile STEPS [--kernel-profile-out FILE.md]]   (CUDA: GPU time by kernel and kernel family)
 (the last line as bench/pretrain_worker.ts: the order ablation's small model and recipe; raster and
 stochastic run no similarity pass)
 """
@@ -245,6 +246,74 @@ class SemAIM(nn.Module):
 
 # --------------------------------------------------------------------------- bench
 
+# Kernel families of a step's GPU time, by substrings of the kernel names CUDA PyTorch launches (the
+# first that matches names the family). Issue 19's per-kernel measurement: where eager time goes.
+KERNEL_FAMILIES = [
+    ('attention', ('flash', 'fmha', 'cudnn', 'sdpa', 'attention', 'cutlass::Kernel2<cudnn')),
+    ('matmul', ('gemm', 'nvjet', 'cutlass', 'xmma', 'sm90_', 'cublas')),
+    ('convolution', ('conv', 'implicit', 'winograd', 'dgrad', 'wgrad')),
+    ('layernorm', ('layer_norm', 'layernorm', 'LayerNorm', 'GammaBeta')),
+    ('gelu', ('gelu', 'GeluCUDA', 'GeluBackward')),
+    ('optimizer', ('adam', 'multi_tensor', 'foreach')),
+    ('softmax', ('softmax', 'SoftMax')),
+    ('reduction', ('reduce_kernel', 'reduce', 'norm_kernel')),
+    ('copy / cast', ('copy', 'Copy', 'cast', 'to_copy')),
+    ('gather / scatter / index', ('gather', 'scatter', 'index', 'sort', 'radix', 'Sort')),
+    ('elementwise', ('elementwise', 'Elementwise', 'pointwise', 'fill', 'Fill', 'add', 'mul')),
+]
+
+
+def kernel_family(name):
+    for family, keys in KERNEL_FAMILIES:
+        if any(k in name for k in keys):
+            return family
+    return 'other'
+
+
+def kernel_profile(fn, steps, out_file):
+    """GPU kernel time of `steps` calls of fn (whole training steps) by kernel and by family, from the
+    profiler's CUDA activity (CUPTI); written as Markdown to out_file and returned as a dict."""
+    from torch.profiler import profile, ProfilerActivity
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            fn()
+    kernels = {}
+    for e in prof.events():
+        if str(getattr(e, 'device_type', '')).endswith('CUDA') and e.time_range is not None:
+            k = kernels.setdefault(e.name, [0.0, 0])
+            k[0] += e.time_range.elapsed_us() / 1e3 / steps
+            k[1] += 1
+    total = sum(v[0] for v in kernels.values())
+    families = {}
+    for name, (ms, n) in kernels.items():
+        f = families.setdefault(kernel_family(name), [0.0, 0])
+        f[0] += ms
+        f[1] += n / steps
+    ops = []
+    attr = 'self_device_time_total' if hasattr(prof.key_averages()[0], 'self_device_time_total') else 'self_cuda_time_total'
+    for e in sorted(prof.key_averages(), key=lambda e: -getattr(e, attr))[:25]:
+        if getattr(e, attr) > 0:
+            ops.append((e.key, getattr(e, attr) / 1e3 / steps, e.count / steps))
+    lines = [f'GPU kernel time per step: {total:.1f} ms over {sum(v[1] for v in kernels.values()) / steps:.0f} kernel launches '
+             f'(PyTorch profiler, CUDA activity, mean of {steps} steps).', '',
+             '| family | ms/step | share | launches/step |', '|---|---:|---:|---:|']
+    for fam, (ms, n) in sorted(families.items(), key=lambda kv: -kv[1][0]):
+        lines.append(f'| {fam} | {ms:.1f} | {100 * ms / max(total, 1e-9):.1f}% | {n:.0f} |')
+    lines += ['', '| kernel (top 30 by time) | family | ms/step | launches/step |', '|---|---|---:|---:|']
+    for name, (ms, n) in sorted(kernels.items(), key=lambda kv: -kv[1][0])[:30]:
+        short = name if len(name) <= 110 else name[:107] + '...'
+        lines.append(f'| `{short.replace("|", "/")}` | {kernel_family(name)} | {ms:.2f} | {n / steps:.0f} |')
+    lines += ['', '| ATen op (top 25 by self GPU time) | ms/step | calls/step |', '|---|---:|---:|']
+    for key, ms, n in ops:
+        lines.append(f'| `{key}` | {ms:.2f} | {n:.0f} |')
+    text = '\n'.join(lines) + '\n'
+    if out_file:
+        with open(out_file, 'w') as f:
+            f.write(text)
+    print(text, file=sys.stderr)
+    return {'gpuMsPerStep': total, 'families': {k: v[0] for k, v in families.items()}}
+
+
 def count_aten_ops(fn):
     """Number of ATen ops dispatched by fn (forward and backward), via the profiler."""
     from torch.profiler import profile, ProfilerActivity
@@ -267,6 +336,9 @@ def main():
     ap.add_argument('--heads', type=int, default=None, help='override the preset heads')
     ap.add_argument('--order', default='semantic', choices=['semantic', 'raster', 'stochastic'])
     ap.add_argument('--no-blur', action='store_true', help='pixel targets without the 9x9 blur')
+    ap.add_argument('--kernel-profile', type=int, default=0, metavar='STEPS',
+                    help='CUDA: after the measured steps, profile this many steps by kernel (PyTorch profiler)')
+    ap.add_argument('--kernel-profile-out', default=None, help='write the kernel profile (Markdown) to this file')
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -355,6 +427,8 @@ def main():
     out = run_and_summarise(step, a, 'pytorch', n_params, phases, cuda)
     out['sdpa'] = USE_SDPA
     out.update({'embedDim': D, 'depth': depth, 'numHeads': heads, 'order': a.order, 'blur': not a.no_blur})
+    if a.kernel_profile and cuda:
+        out['kernelProfile'] = kernel_profile(lambda: step(), a.kernel_profile, a.kernel_profile_out)
     if a.count_ops:
         counts = count_aten_ops(lambda: step())
         out['atenOps'] = sum(counts.values())
