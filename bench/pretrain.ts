@@ -376,7 +376,7 @@ function report(results: Row[], started: Date, loads: number[][], peak: { flops:
       `load average ${loads.map((l) => l[0].toFixed(1)).join(' → ')} (start → end; the cores are shared with other work).`,
     `Command: \`npm run bench:pretrain${args.length ? ' -- ' + args.join(' ') : ''}\`. ` +
       `TS: node ${process.version}, libtorch ${first?.ts?.libtorch ?? '?'}; PyTorch: python ${py?.python ?? '?'}, torch ${py?.torch ?? '?'} (${PY}). ` +
-      `Device ${device}${cuda ? ` (ours: bf16 autocast, the similarity pass too, PyTorch SDPA: ${String(first?.pytorch?.sdpa)}; authors': fp16 autocast + GradScaler)` : ''}; ${threads} threads each side; ` +
+      `Device ${device}${cuda ? ` (ours: bf16 autocast, the similarity pass too${first?.pytorch ? `, PyTorch SDPA: ${String(first.pytorch.sdpa)}` : ''}; authors': fp16 autocast + GradScaler)` : ''}; ${threads} threads each side; ` +
       `${warmup} warm-up steps, then the measured steps; ${rounds} round(s), the sides alternating, each run in its own process` +
       `${first?.ts?.yieldEachStep ? ' (the TS loop yields to the event loop once per step, as a trainer awaiting its loader does)' : ''}.`,
     'Step: semantic order (no-grad unmasked similarity pass, 3×3 mean filter, λ 0.01), pixel targets with 9×9 σ 1 blur and per-patch norm, ' +
