@@ -423,7 +423,7 @@ at::Tensor biasGeluForward(const at::Tensor& x, const at::Tensor& bT) {
     void* hp = xc.data_ptr();
     void* bp = bT.data_ptr();
     void* op = outT.data_ptr();
-    launchKernel(semaim_launch::biasGeluName(kernelCode(x.scalar_type()), false), semaim_launch::elementwise(n), x, {&hp, &bp, &op, &n, &D});
+    launchKernel(semaim_launch::biasGeluName(kernelCode(x.scalar_type()), false), semaim_launch::biasGelu(n, xc.element_size()), x, {&hp, &bp, &op, &n, &D});
     return outT;
   }
 #endif
@@ -443,7 +443,7 @@ at::Tensor biasGeluBackward(const at::Tensor& g, const at::Tensor& x, const at::
     void* hp = xc.data_ptr();
     void* bp = bT.data_ptr();
     void* op = gv.data_ptr();
-    launchKernel(semaim_launch::biasGeluName(kernelCode(x.scalar_type()), true), semaim_launch::elementwise(n), x, {&gp, &hp, &bp, &op, &n, &D});
+    launchKernel(semaim_launch::biasGeluName(kernelCode(x.scalar_type()), true), semaim_launch::biasGelu(n, xc.element_size()), x, {&gp, &hp, &bp, &op, &n, &D});
     return gv;
   }
 #endif

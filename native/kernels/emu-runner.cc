@@ -2,9 +2,11 @@
 // the launch configuration the addon uses (launch.h). Built and driven by test/fused/kernels-emu.test.ts:
 //   emu-runner DIR      reads DIR/job.txt and the input files, writes the output files (raw bytes)
 // Jobs (one line):
-//   ln T R W O M D rowsPerBatch xsB xsT hasR rsB rsT hasW hasB eps
+//   ln T R W O M D rowsPerBatch xsB xsT hasR rsB rsT hasW hasB eps [xOff rOff]
 //        x.bin (T), r.bin (R), w.bin b.bin (W) -> h.bin (T, with hasR), y.bin (O), mean.bin rstd.bin (float)
-//   gelu T n D backward      h.bin b.bin [g.bin] (T) -> out.bin (T)
+//   gelu T n D backward [off]      h.bin b.bin [g.bin] (T) -> out.bin (T)
+// xOff, rOff, off: x, r, h and g start that many elements into their files (misaligned views).
+// Every job also writes paths.txt: which code paths the kernel took ("vector", "scalar"; SEMAIM_TRACE_PATH).
 //   targets B C H W P K normPix   img.bin weights.bin (float) -> out.bin (float)
 #include "simt-emu.h"
 #include "fused.cu"
@@ -76,6 +78,8 @@ void runLayerNorm(const std::string& dir, std::istringstream& in) {
   float eps;
   in >> T >> R >> W >> O >> M >> D >> rowsPerBatch >> xsB >> xsT >> hasR >> rsB >> rsT >> hasW >> hasB >> eps;
   if (!in) throw std::runtime_error("ln: bad job line");
+  long long xOff = 0, rOff = 0;
+  if (!(in >> xOff >> rOff)) xOff = rOff = 0;
   const auto it = layerNormKernels().find(semaim_launch::layerNormName(T, R, W, O));
   if (it == layerNormKernels().end()) throw std::runtime_error("ln: no kernel for " + T + " " + R + " " + W + " " + O);
   const Bytes x = readFile(dir + "/x.bin");
@@ -85,7 +89,7 @@ void runLayerNorm(const std::string& dir, std::istringstream& in) {
   Bytes h(hasR ? static_cast<size_t>(M) * D * sizeOf(T) : 0);
   Bytes y(static_cast<size_t>(M) * D * sizeOf(O));
   std::vector<float> mean(M), rstd(M);
-  it->second(semaim_launch::layerNorm(M), x.data(), xsB, xsT, hasR ? r.data() : nullptr, rsB, rsT, rowsPerBatch, hasW ? w.data() : nullptr,
+  it->second(semaim_launch::layerNorm(M), x.data() + xOff * sizeOf(T), xsB, xsT, hasR ? r.data() + rOff * sizeOf(R) : nullptr, rsB, rsT, rowsPerBatch, hasW ? w.data() : nullptr,
              hasB ? b.data() : nullptr, hasR ? h.data() : nullptr, y.data(), mean.data(), rstd.data(), M, D, eps);
   if (hasR) writeFile(dir + "/h.bin", h);
   writeFile(dir + "/y.bin", y);
@@ -99,13 +103,15 @@ void runGelu(const std::string& dir, std::istringstream& in) {
   int D, backward;
   in >> T >> n >> D >> backward;
   if (!in) throw std::runtime_error("gelu: bad job line");
+  long long off = 0;
+  if (!(in >> off)) off = 0;
   const auto it = geluKernels().find(T);
   if (it == geluKernels().end()) throw std::runtime_error("gelu: no kernel for " + T);
   const Bytes h = readFile(dir + "/h.bin");
   const Bytes b = readFile(dir + "/b.bin");
   const Bytes g = backward ? readFile(dir + "/g.bin") : Bytes();
   Bytes out(static_cast<size_t>(n) * sizeOf(T));
-  it->second(semaim_launch::elementwise(n), backward ? g.data() : nullptr, h.data(), b.data(), out.data(), n, D, backward != 0);
+  it->second(semaim_launch::biasGelu(n, static_cast<int64_t>(sizeOf(T))), backward ? g.data() + off * sizeOf(T) : nullptr, h.data() + off * sizeOf(T), b.data(), out.data(), n, D, backward != 0);
   writeFile(dir + "/out.bin", out);
 }
 
@@ -152,6 +158,9 @@ int main(int argc, char** argv) {
     else if (kind == "gelu") runGelu(dir, in);
     else if (kind == "targets") runTargets(dir, in);
     else throw std::runtime_error("unknown job '" + kind + "'");
+    const unsigned paths = simt_emu::paths_.load();
+    const std::string taken = std::string(paths & 2u ? "vector " : "") + (paths & 4u ? "scalar" : "");
+    writeFile(dir + "/paths.txt", Bytes(taken.begin(), taken.end()));
   } catch (const std::exception& e) {
     std::cerr << "emu-runner: " << e.what() << "\n";
     return 1;

@@ -106,6 +106,78 @@ __device__ __forceinline__ T fromFloat(float f) { return FromFloat<T>::apply(f);
 template <typename T>
 __device__ __forceinline__ float roundTo(float f) { return toFloat(fromFloat<T>(f)); }
 
+// ---------------------------------------------------------------- 16-byte vector access
+//
+// A 16-byte chunk of a tensor as four 32-bit words, read and written through a reinterpret_cast pointer
+// with one 128-bit load or store (LDG.E.128 / STG.E.128), as libtorch's vectorized kernels do. Only where
+// the address is 16-byte aligned (isAligned16). Little-endian packing: element 2j of a 16-bit chunk is the
+// low half of word j. SEMAIM_VEC_ATTR lets the CPU emulator mark the type may_alias.
+#ifndef SEMAIM_VEC_ATTR
+#define SEMAIM_VEC_ATTR
+#endif
+#ifndef SEMAIM_UNROLL
+#define SEMAIM_UNROLL _Pragma("unroll")
+#endif
+// The emulator records which path (1: vector, 2: scalar) a kernel took, for the tests; nothing on a GPU.
+#ifndef SEMAIM_TRACE_PATH
+#define SEMAIM_TRACE_PATH(path)
+#endif
+struct alignas(16) SEMAIM_VEC_ATTR Vec16 {
+  u32 w[4];
+};
+
+__device__ __forceinline__ bool isAligned16(const void* p) { return (reinterpret_cast<unsigned long long>(p) & 15ull) == 0; }
+
+// Element i (0..Elems-1) of a chunk of X as float, and the packing of a float rounded to X.
+template <typename X> struct Pack;
+template <> struct Pack<f32> {
+  static constexpr int kElems = 4;
+  __device__ __forceinline__ static float get(const Vec16& v, int i) { return bitsFloat(v.w[i]); }
+  __device__ __forceinline__ static void set(Vec16& v, int i, f32 x) { v.w[i] = floatBits(x); }
+};
+template <typename H> struct Pack16 {
+  static constexpr int kElems = 8;
+  __device__ __forceinline__ static float get(const Vec16& v, int i) {
+    H x;
+    x.bits = static_cast<u16>((v.w[i >> 1] >> ((i & 1) * 16)) & 0xffffu);
+    return toFloat(x);
+  }
+  __device__ __forceinline__ static void set(Vec16& v, int i, H x) {
+    const u32 shift = (i & 1) * 16;
+    v.w[i >> 1] = (v.w[i >> 1] & ~(0xffffu << shift)) | (static_cast<u32>(x.bits) << shift);
+  }
+};
+template <> struct Pack<bf16> : Pack16<bf16> {};
+template <> struct Pack<f16> : Pack16<f16> {};
+
+// N consecutive values of X (N a multiple of X's elements per chunk) from a 16-byte aligned address, as floats.
+template <int N, typename X>
+__device__ __forceinline__ void loadVec(const X* __restrict__ p, float* out) {
+  const int E = Pack<X>::kElems;
+  const Vec16* vp = reinterpret_cast<const Vec16*>(p);
+SEMAIM_UNROLL
+  for (int k = 0; k < N / E; ++k) {
+    const Vec16 v = vp[k];
+SEMAIM_UNROLL
+    for (int i = 0; i < E; ++i) out[k * E + i] = Pack<X>::get(v, i);
+  }
+}
+// N floats rounded to X, stored to a 16-byte aligned address.
+template <int N, typename X>
+__device__ __forceinline__ void storeVec(X* __restrict__ p, const float* in) {
+  const int E = Pack<X>::kElems;
+  Vec16* vp = reinterpret_cast<Vec16*>(p);
+SEMAIM_UNROLL
+  for (int k = 0; k < N / E; ++k) {
+    Vec16 v;
+SEMAIM_UNROLL
+    for (int i = 0; i < 4; ++i) v.w[i] = 0;
+SEMAIM_UNROLL
+    for (int i = 0; i < E; ++i) Pack<X>::set(v, i, fromFloat<X>(in[k * E + i]));
+    vp[k] = v;
+  }
+}
+
 __device__ __forceinline__ float warpSum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
@@ -202,8 +274,64 @@ __device__ __forceinline__ int column(i64 i, i64 n, int D) {
   return n <= 0xffffffffLL ? static_cast<int>(static_cast<u32>(i) % static_cast<u32>(D)) : static_cast<int>(i % D);
 }
 
+// The vector path: thread i of the grid-stride loop takes the chunk of V = 16 / sizeof(T) values from i * V
+// (one 16-byte load of h, g and the bias chunk of its column, one 16-byte store), its column computed once
+// per chunk; I = u32 where n allows (32-bit indexing), else i64. Needs D a multiple of V (a chunk never
+// crosses a row) and every pointer 16-byte aligned. Per value the scalar path's arithmetic.
+template <typename T, typename I>
+__device__ __forceinline__ void biasGeluForwardVec(const T* __restrict__ h, const T* __restrict__ b, T* __restrict__ out, I chunks, int D) {
+  constexpr int V = Pack<T>::kElems;
+  const I stride = static_cast<I>(gridDim.x) * static_cast<I>(blockDim.x);
+  for (I i = static_cast<I>(blockIdx.x) * static_cast<I>(blockDim.x) + static_cast<I>(threadIdx.x); i < chunks; i += stride) {
+    const I e = i * static_cast<I>(V);
+    const int c = static_cast<int>(e % static_cast<I>(D));
+    float hv[V], bv[V], o[V];
+    loadVec<V>(h + e, hv);
+    loadVec<V>(b + c, bv);
+    SEMAIM_UNROLL
+    for (int j = 0; j < V; ++j) o[j] = gelu(roundTo<T>(hv[j] + bv[j]));
+    storeVec<V>(out + e, o);
+  }
+}
+
+template <typename T, typename I>
+__device__ __forceinline__ void biasGeluBackwardVec(const T* __restrict__ g, const T* __restrict__ h, const T* __restrict__ b,
+                                                    T* __restrict__ gradV, I chunks, int D) {
+  constexpr int V = Pack<T>::kElems;
+  const I stride = static_cast<I>(gridDim.x) * static_cast<I>(blockDim.x);
+  for (I i = static_cast<I>(blockIdx.x) * static_cast<I>(blockDim.x) + static_cast<I>(threadIdx.x); i < chunks; i += stride) {
+    const I e = i * static_cast<I>(V);
+    const int c = static_cast<int>(e % static_cast<I>(D));
+    float gv[V], hv[V], bv[V], o[V];
+    loadVec<V>(g + e, gv);
+    loadVec<V>(h + e, hv);
+    loadVec<V>(b + c, bv);
+    SEMAIM_UNROLL
+    for (int j = 0; j < V; ++j) o[j] = gv[j] * geluGrad(roundTo<T>(hv[j] + bv[j]));
+    storeVec<V>(gradV + e, o);
+  }
+}
+
+// Whether the vector path applies (the same answer in every thread).
+template <typename T>
+__device__ __forceinline__ bool biasGeluVec(const void* a, const void* b, const void* c, const void* d, i64 n, int D) {
+  constexpr int V = Pack<T>::kElems;
+  return D % V == 0 && n % V == 0 && isAligned16(a) && isAligned16(b) && isAligned16(c) && isAligned16(d);
+}
+
 template <typename T>
 __device__ __forceinline__ void biasGeluForward(const T* __restrict__ h, const T* __restrict__ b, T* __restrict__ out, i64 n, int D) {
+  constexpr int V = Pack<T>::kElems;
+  if (biasGeluVec<T>(h, b, out, nullptr, n, D)) {
+    SEMAIM_TRACE_PATH(1);
+    if (n <= 0xffffffffLL) {
+      biasGeluForwardVec<T, u32>(h, b, out, static_cast<u32>(n / V), D);
+    } else {
+      biasGeluForwardVec<T, i64>(h, b, out, n / V, D);
+    }
+    return;
+  }
+  SEMAIM_TRACE_PATH(2);
   const i64 stride = static_cast<i64>(gridDim.x) * blockDim.x;
   for (i64 i = static_cast<i64>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
     const float v = roundTo<T>(toFloat(h[i]) + toFloat(b[column(i, n, D)]));
@@ -214,6 +342,17 @@ __device__ __forceinline__ void biasGeluForward(const T* __restrict__ h, const T
 template <typename T>
 __device__ __forceinline__ void biasGeluBackward(const T* __restrict__ g, const T* __restrict__ h, const T* __restrict__ b,
                                                  T* __restrict__ gradV, i64 n, int D) {
+  constexpr int V = Pack<T>::kElems;
+  if (biasGeluVec<T>(g, h, b, gradV, n, D)) {
+    SEMAIM_TRACE_PATH(1);
+    if (n <= 0xffffffffLL) {
+      biasGeluBackwardVec<T, u32>(g, h, b, gradV, static_cast<u32>(n / V), D);
+    } else {
+      biasGeluBackwardVec<T, i64>(g, h, b, gradV, n / V, D);
+    }
+    return;
+  }
+  SEMAIM_TRACE_PATH(2);
   const i64 stride = static_cast<i64>(gridDim.x) * blockDim.x;
   for (i64 i = static_cast<i64>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
     const float v = roundTo<T>(toFloat(h[i]) + toFloat(b[column(i, n, D)]));

@@ -22,11 +22,15 @@ inline Launch layerNorm(int64_t rows) {
   return {static_cast<unsigned>(std::clamp<int64_t>(blocks, 1, 1 << 30)), 32 * kLayerNormRowsPerBlock, 0};
 }
 
-// Elementwise (bias + GELU): grid-stride loops, 256 threads, at most 8 blocks per SM-ish cap.
-inline Launch elementwise(int64_t n) {
-  const int64_t blocks = (n + 255) / 256;
+// Elementwise (bias + GELU): grid-stride loops, 256 threads, at most 65536 blocks; `perThread` values per
+// thread.
+inline Launch elementwise(int64_t n, int64_t perThread = 1) {
+  const int64_t blocks = (n + 256 * perThread - 1) / (256 * perThread);
   return {static_cast<unsigned>(std::clamp<int64_t>(blocks, 1, 65536)), 256, 0};
 }
+// bias + GELU over n values of elementBytes each: a thread per 16-byte chunk, the kernel's vector path
+// (the scalar fallback for misaligned tensors loops over the same grid).
+inline Launch biasGelu(int64_t n, int64_t elementBytes) { return elementwise(n, 16 / elementBytes); }
 
 // Pixel targets: one block per (image, patch).
 inline size_t pixelTargetsSharedBytes(int C, int P, int K) {

@@ -6,6 +6,7 @@
 // small test shapes. Host-only C++20; not part of the addon.
 #pragma once
 
+#include <atomic>
 #include <barrier>
 #include <cmath>
 #include <cstddef>
@@ -19,6 +20,10 @@
 #define __device__
 #define __forceinline__ inline
 #define __restrict__ __restrict
+// fused.cu's 16-byte vector type reads 16-bit and float arrays: may_alias keeps that defined for g++.
+#define SEMAIM_VEC_ATTR [[gnu::may_alias]]
+#define SEMAIM_UNROLL
+#define SEMAIM_TRACE_PATH(path) ::simt_emu::tracePath(path)
 
 namespace simt_emu {
 
@@ -38,6 +43,10 @@ inline thread_local Dim3 blockIdx_;
 inline Dim3 blockDim_;
 inline Dim3 gridDim_;
 inline BlockState* state_ = nullptr;
+
+// The code paths a kernel took (bits of SEMAIM_TRACE_PATH's argument), since the last reset.
+inline std::atomic<unsigned> paths_{0};
+inline void tracePath(unsigned path) { paths_.fetch_or(1u << path); }
 
 inline void syncthreads() { state_->block->arrive_and_wait(); }
 

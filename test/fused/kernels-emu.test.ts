@@ -70,6 +70,16 @@ function rows(t: Tensor): { perBatch: number; sB: number; sT: number; base: Tens
   return { perBatch: t.numel / D, sB: 0, sT: D, base: t.contiguous() };
 }
 
+/** The code paths the kernel took in the last job (the runner's paths.txt). */
+function paths(dir: string): string {
+  return fs.readFileSync(path.join(dir, 'paths.txt'), 'utf8').trim();
+}
+
+/** `t` preceded by `pad` zeros, flat: the file of a view that starts `pad` elements into its storage. */
+function padded(t: Tensor, pad: number): Tensor {
+  return pad ? torch.cat([torch.zeros([pad], { dtype: t.dtype }), t.contiguous().reshape([-1])]) : t;
+}
+
 interface LnCase {
   T: Code;
   R: Code;
@@ -123,25 +133,37 @@ test("emulated LayerNorm kernel: strided rows, residual add in x's dtype, 16-bit
   });
 });
 
-test('emulated bias + GELU kernels equal gelu(x + b) and its backward, in float32, bfloat16 and float16', { skip }, () => {
+test('emulated bias + GELU kernels equal gelu(x + b) and its backward, in float32, bfloat16 and float16, vector and scalar paths', { skip }, () => {
   torch.scope(() => {
     for (const T of ['f32', 'bf16', 'f16'] as Code[]) {
-      const dtype = DTYPE[T];
-      const shape = [3, 7, 40];
-      const x = rnd(shape, { dtype: 'float32', lo: -4, hi: 4 }).to({ dtype });
-      const bT = rnd([40], { dtype: 'float32', seed: 3 }).to({ dtype });
-      const g = rnd(shape, { dtype: 'float32', seed: 4 }).to({ dtype });
-      // The reference in float from the stored sum (libtorch 1.13 has no float16 GELU on the CPU).
-      const v = x.add(bT).float().requiresGrad_();
-      const act = F.gelu(v);
-      act.backward(g.float());
-      const n = x.numel;
-      const ulp = T === 'bf16' ? 2 ** -7 : T === 'f16' ? 2 ** -10 : 2e-6;
-      const fwd = runJob(`gelu ${T} ${n} 40 0`, { 'h.bin': x, 'b.bin': bT });
-      assertClose(readTensor(path.join(fwd, 'out.bin'), dtype, shape), act.detach().to({ dtype }), ulp * 2, ulp, `${T} forward`);
-      const bwd = runJob(`gelu ${T} ${n} 40 1`, { 'h.bin': x, 'b.bin': bT, 'g.bin': g });
-      assertClose(readTensor(path.join(bwd, 'out.bin'), dtype, shape), v.grad!.to({ dtype }), ulp * 2, ulp, `${T} backward`);
-      for (const d of [fwd, bwd]) fs.rmSync(d, { recursive: true, force: true });
+      // D a multiple of the 16-byte chunk (8 16-bit values, 4 floats): the vector path; D = 36 (16-bit: not a
+      // multiple of 8) and h, g one element into their storage: the scalar one.
+      for (const [D, off] of [
+        [40, 0],
+        [36, 0],
+        [40, 1],
+      ]) {
+        const dtype = DTYPE[T];
+        const shape = [3, 7, D];
+        const x = rnd(shape, { dtype: 'float32', lo: -4, hi: 4 }).to({ dtype });
+        const bT = rnd([D], { dtype: 'float32', seed: 3 }).to({ dtype });
+        const g = rnd(shape, { dtype: 'float32', seed: 4 }).to({ dtype });
+        // The reference in float from the stored sum (libtorch 1.13 has no float16 GELU on the CPU).
+        const v = x.add(bT).float().requiresGrad_();
+        const act = F.gelu(v);
+        act.backward(g.float());
+        const n = x.numel;
+        const ulp = T === 'bf16' ? 2 ** -7 : T === 'f16' ? 2 ** -10 : 2e-6;
+        const path_ = off === 0 && D % (T === 'f32' ? 4 : 8) === 0 ? 'vector' : 'scalar';
+        const what = `${T} D ${D} offset ${off}`;
+        const fwd = runJob(`gelu ${T} ${n} ${D} 0 ${off}`, { 'h.bin': padded(x, off), 'b.bin': bT });
+        assert.equal(paths(fwd), path_, `${what} forward path`);
+        assertClose(readTensor(path.join(fwd, 'out.bin'), dtype, shape), act.detach().to({ dtype }), ulp * 2, ulp, `${what} forward`);
+        const bwd = runJob(`gelu ${T} ${n} ${D} 1 ${off}`, { 'h.bin': padded(x, off), 'b.bin': bT, 'g.bin': padded(g, off) });
+        assert.equal(paths(bwd), path_, `${what} backward path`);
+        assertClose(readTensor(path.join(bwd, 'out.bin'), dtype, shape), v.grad!.to({ dtype }), ulp * 2, ulp, `${what} backward`);
+        for (const d of [fwd, bwd]) fs.rmSync(d, { recursive: true, force: true });
+      }
     }
   });
 });
