@@ -6,8 +6,8 @@
 // (scripts/check-kernels.sh), and the tests run it on the CPU under a small SIMT emulator
 // (native/kernels/simt-emu.h) against libtorch's unfused ops. So it includes no header: 16-bit floats
 // are raw bits with software conversions (round to nearest even, as c10::BFloat16 and c10::Half), and
-// it uses only threadIdx/blockIdx/blockDim/gridDim, __shfl_xor_sync, dynamic shared memory and the
-// float math functions.
+// it uses only threadIdx/blockIdx/blockDim/gridDim, __shfl_xor_sync, dynamic shared memory, the
+// float math functions, and 16-byte vector accesses through reinterpret_cast (Vec16).
 //
 // Numerics follow the unfused libtorch ops they replace: every sum in float, results rounded once to
 // the storage type, and intermediate results rounded where the unfused composition stores them
@@ -209,6 +209,125 @@ __device__ __forceinline__ float blockSum(float v, float* scratch) {
 // residual stream under autocast); without: x is normalised. y = (v - mean) * rstd * w + b in float, rounded
 // to O. mean and rstd (float, per row) are kept for the backward pass. Two passes over the row (mean,
 // then the centred squares) instead of libtorch's Welford: equal to float rounding.
+// The scalar row: three passes over global memory (sum, centred squares, output), any alignment and D.
+template <typename T, typename R, typename W, typename O>
+__device__ __forceinline__ void layerNormRowScalar(const T* __restrict__ xr, const R* __restrict__ rr, const W* __restrict__ w,
+                                                   const W* __restrict__ b, T* __restrict__ hr, O* __restrict__ yr, int D, float eps,
+                                                   int lane, float& muOut, float& rsOut) {
+  float s = 0.0f;
+  for (int c = lane; c < D; c += 32) {
+    float v = toFloat(xr[c]);
+    if (rr) {
+      const T hv = fromFloat<T>(v + toFloat(rr[c]));
+      hr[c] = hv;
+      v = toFloat(hv);
+    }
+    s += v;
+  }
+  const float mu = warpSum(s) / static_cast<float>(D);
+  const T* src = rr ? hr : xr;  // each lane rereads only the values it wrote itself
+  float q = 0.0f;
+  for (int c = lane; c < D; c += 32) {
+    const float d = toFloat(src[c]) - mu;
+    q += d * d;
+  }
+  const float var = warpSum(q) / static_cast<float>(D);
+  const float rs = rsqrtf(var + eps);
+  for (int c = lane; c < D; c += 32) {
+    float o = (toFloat(src[c]) - mu) * rs;
+    if (w) o = o * toFloat(w[c]);
+    if (b) o = o + toFloat(b[c]);
+    yr[c] = fromFloat<O>(o);
+  }
+  muOut = mu;
+  rsOut = rs;
+}
+
+// The vector path: values per chunk (8 where any of the tensors is 16-bit: one 16-byte access for it, two
+// for a float32 one; 4 where all are float32), and the widest row it holds in registers.
+template <typename T, typename R, typename W, typename O> struct LayerNormVec {
+  static constexpr int kWidth = (sizeof(T) == 4 && sizeof(R) == 4 && sizeof(W) == 4 && sizeof(O) == 4) ? 4 : 8;
+};
+constexpr int kLayerNormVecMaxD = 2048;  // 64 floats per lane (ViT-L 1024, ViT-H 1280 fit)
+
+// The row read once from global memory (16-byte loads) into registers: lane l holds the chunks l, l + 32, ...
+// of V values; the sum and the centred squares over the registers (the same two-pass float numerics as the
+// scalar row, summed in another order); h and y written with 16-byte stores. Every base pointer 16-byte
+// aligned, D a multiple of V and at most kLayerNormVecMaxD.
+template <typename T, typename R, typename W, typename O>
+__device__ __forceinline__ void layerNormRowVec(const T* __restrict__ xr, const R* __restrict__ rr, const W* __restrict__ w,
+                                                const W* __restrict__ b, T* __restrict__ hr, O* __restrict__ yr, int D, float eps,
+                                                int lane, float& muOut, float& rsOut) {
+  constexpr int V = LayerNormVec<T, R, W, O>::kWidth;
+  constexpr int K = kLayerNormVecMaxD / (32 * V);  // chunks per lane at most
+  // Loads and stores in separate loops: a store between two loads (which the compiler must assume may
+  // alias) would keep the next chunk's load from being issued before the store's data has arrived.
+  // The chunks past the row's end load the lane's first chunk again (a line already being fetched: no
+  // more DRAM traffic) instead of branching around their loads, which kept the compiler from issuing every
+  // load before the first use (one round trip per chunk).
+  float v[K * V];
+  SEMAIM_UNROLL
+  for (int k = 0; k < K; ++k) {
+    const int c = (k * 32 + lane) * V;
+    const int cl = c < D ? c : lane * V < D ? lane * V : 0;
+    loadVec<V>(xr + cl, v + k * V);
+    if (rr) {
+      float rv[V];
+      loadVec<V>(rr + cl, rv);
+      SEMAIM_UNROLL
+      for (int i = 0; i < V; ++i) v[k * V + i] = roundTo<T>(v[k * V + i] + rv[i]);
+    }
+  }
+  float s = 0.0f;
+  SEMAIM_UNROLL
+  for (int k = 0; k < K; ++k) {
+    const int c = (k * 32 + lane) * V;
+    if (c < D) {
+      if (rr) storeVec<V>(hr + c, v + k * V);  // exact: the values are already T's
+      SEMAIM_UNROLL
+      for (int i = 0; i < V; ++i) s += v[k * V + i];
+    }
+  }
+  const float mu = warpSum(s) / static_cast<float>(D);
+  float q = 0.0f;
+  SEMAIM_UNROLL
+  for (int k = 0; k < K; ++k) {
+    if ((k * 32 + lane) * V < D) {
+      SEMAIM_UNROLL
+      for (int i = 0; i < V; ++i) {
+        const float d = v[k * V + i] - mu;
+        q += d * d;
+      }
+    }
+  }
+  const float var = warpSum(q) / static_cast<float>(D);
+  const float rs = rsqrtf(var + eps);
+  // y in place of the row's values (the weights' loads together), then stored.
+  SEMAIM_UNROLL
+  for (int k = 0; k < K; ++k) {
+    const int c = (k * 32 + lane) * V;
+    if (c < D) {
+      float wv[V], bv[V];
+      if (w) loadVec<V>(w + c, wv);
+      if (b) loadVec<V>(b + c, bv);
+      SEMAIM_UNROLL
+      for (int i = 0; i < V; ++i) {
+        float o = (v[k * V + i] - mu) * rs;
+        if (w) o = o * wv[i];
+        if (b) o = o + bv[i];
+        v[k * V + i] = o;
+      }
+    }
+  }
+  SEMAIM_UNROLL
+  for (int k = 0; k < K; ++k) {
+    const int c = (k * 32 + lane) * V;
+    if (c < D) storeVec<V>(yr + c, v + k * V);
+  }
+  muOut = mu;
+  rsOut = rs;
+}
+
 template <typename T, typename R, typename W, typename O>
 __device__ __forceinline__ void layerNormRows(const T* __restrict__ x, i64 xsB, i64 xsT, const R* __restrict__ r, i64 rsB, i64 rsT,
                                               i64 rowsPerBatch, const W* __restrict__ w, const W* __restrict__ b, T* __restrict__ h,
@@ -218,37 +337,24 @@ __device__ __forceinline__ void layerNormRows(const T* __restrict__ x, i64 xsB, 
   const int rowsPerBlock = blockDim.x >> 5;
   const i64 first = static_cast<i64>(blockIdx.x) * rowsPerBlock + (threadIdx.x >> 5);
   const i64 stride = static_cast<i64>(gridDim.x) * rowsPerBlock;
+  // The vector path where the shapes and the contiguous tensors allow; x's and r's rows are checked one by
+  // one (a narrowed or offset view may have misaligned rows), the same for every lane of the warp.
+  const bool vec = D > 0 && D % LayerNormVec<T, R, W, O>::kWidth == 0 && D <= kLayerNormVecMaxD && isAligned16(w) && isAligned16(b) &&
+                   isAligned16(h) && isAligned16(y);
   for (i64 row = first; row < M; row += stride) {
     const i64 bi = row / rowsPerBatch;
     const i64 ti = row - bi * rowsPerBatch;
     const T* xr = x + bi * xsB + ti * xsT;
     const R* rr = r ? r + bi * rsB + ti * rsT : nullptr;
     T* hr = h ? h + row * D : nullptr;
-    float s = 0.0f;
-    for (int c = lane; c < D; c += 32) {
-      float v = toFloat(xr[c]);
-      if (rr) {
-        const T hv = fromFloat<T>(v + toFloat(rr[c]));
-        hr[c] = hv;
-        v = toFloat(hv);
-      }
-      s += v;
-    }
-    const float mu = warpSum(s) / static_cast<float>(D);
-    const T* src = rr ? hr : xr;  // each lane rereads only the values it wrote itself
-    float q = 0.0f;
-    for (int c = lane; c < D; c += 32) {
-      const float d = toFloat(src[c]) - mu;
-      q += d * d;
-    }
-    const float var = warpSum(q) / static_cast<float>(D);
-    const float rs = rsqrtf(var + eps);
     O* yr = y + row * D;
-    for (int c = lane; c < D; c += 32) {
-      float o = (toFloat(src[c]) - mu) * rs;
-      if (w) o = o * toFloat(w[c]);
-      if (b) o = o + toFloat(b[c]);
-      yr[c] = fromFloat<O>(o);
+    float mu, rs;
+    if (vec && isAligned16(xr) && isAligned16(rr)) {
+      SEMAIM_TRACE_PATH(1);
+      layerNormRowVec<T, R, W, O>(xr, rr, w, b, hr, yr, D, eps, lane, mu, rs);
+    } else {
+      SEMAIM_TRACE_PATH(2);
+      layerNormRowScalar<T, R, W, O>(xr, rr, w, b, hr, yr, D, eps, lane, mu, rs);
     }
     if (lane == 0) {
       mean[row] = mu;

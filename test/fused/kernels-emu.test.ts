@@ -90,20 +90,48 @@ interface LnCase {
   shape: number[];
   /** Narrow dim 1 of a longer tensor (x read through its strides). */
   narrowed?: boolean;
+  /** Narrow the last dim of a wider tensor: rows `D + 1` apart, so only some are 16-byte aligned. */
+  narrowLast?: boolean;
+  /** x, r start that many elements into their storage (misaligned for the vector path). */
+  xOff?: number;
+  rOff?: number;
+  /** The paths the kernel must take: the 16-byte vector path, the scalar one, or both (row by row). */
+  path: 'vector' | 'scalar' | 'vector scalar';
 }
 
-test("emulated LayerNorm kernel: strided rows, residual add in x's dtype, 16-bit rounding, statistics", { skip }, () => {
+test("emulated LayerNorm kernel: strided rows, residual add in x's dtype, 16-bit rounding, statistics, vector and scalar paths", { skip }, () => {
   const cases: LnCase[] = [
-    { T: 'f32', R: 'bf16', W: 'f32', O: 'bf16', residual: true, weights: true, shape: [2, 6, 72], narrowed: true }, // bf16 autocast
-    { T: 'f32', R: 'f32', W: 'f32', O: 'f32', residual: false, weights: false, shape: [3, 5, 33], narrowed: true },
-    { T: 'bf16', R: 'bf16', W: 'bf16', O: 'f32', residual: false, weights: true, shape: [10, 40] },
-    { T: 'f16', R: 'f16', W: 'f32', O: 'f16', residual: true, weights: true, shape: [2, 3, 96] },
+    { T: 'f32', R: 'bf16', W: 'f32', O: 'bf16', residual: true, weights: true, shape: [2, 6, 72], narrowed: true, path: 'vector' }, // bf16 autocast
+    { T: 'f32', R: 'f32', W: 'f32', O: 'f32', residual: false, weights: false, shape: [3, 5, 33], narrowed: true, path: 'scalar' },
+    { T: 'bf16', R: 'bf16', W: 'bf16', O: 'f32', residual: false, weights: true, shape: [10, 40], path: 'vector' },
+    { T: 'f16', R: 'f16', W: 'f32', O: 'f16', residual: true, weights: true, shape: [2, 3, 96], path: 'vector' },
+    // Wide rows in registers: ViT-H's 1280, the widest (2048, float32: 16 chunks of 4 per lane), and one over it.
+    { T: 'bf16', R: 'bf16', W: 'f32', O: 'bf16', residual: true, weights: true, shape: [1, 2, 1280], path: 'vector' },
+    { T: 'f32', R: 'f32', W: 'f32', O: 'f32', residual: true, weights: true, shape: [1, 2, 2048], path: 'vector' },
+    { T: 'f16', R: 'f16', W: 'f16', O: 'f16', residual: false, weights: true, shape: [2, 2056], path: 'scalar' },
+    // Scalar fallbacks: x or r misaligned, D not a multiple of 8 (16-bit r), rows of a narrowed last dim (some aligned).
+    { T: 'bf16', R: 'bf16', W: 'f32', O: 'bf16', residual: true, weights: true, shape: [2, 3, 64], xOff: 1, path: 'scalar' },
+    { T: 'f32', R: 'bf16', W: 'f32', O: 'f32', residual: true, weights: false, shape: [2, 3, 64], rOff: 1, path: 'scalar' },
+    { T: 'f32', R: 'f16', W: 'f32', O: 'f16', residual: true, weights: true, shape: [2, 3, 36], path: 'scalar' },
+    { T: 'f16', R: 'f16', W: 'f32', O: 'f32', residual: true, weights: true, shape: [2, 5, 64], narrowLast: true, path: 'vector scalar' },
   ];
   torch.scope(() => {
     for (const c of cases) {
       const D = c.shape[c.shape.length - 1];
-      const full = c.narrowed ? rnd([c.shape[0], c.shape[1] + 1, D], { dtype: 'float32', lo: -3, hi: 3 }).to({ dtype: DTYPE[c.T] }) : null;
-      const x = full ? full.narrow(1, 0, c.shape[1]) : rnd(c.shape, { dtype: 'float32', lo: -3, hi: 3 }).to({ dtype: DTYPE[c.T] });
+      const [B, T] = c.shape;
+      const src = (shape: number[]) => rnd(shape, { dtype: 'float32', lo: -3, hi: 3 }).to({ dtype: DTYPE[c.T] });
+      // The tensor whose bytes the runner reads (x's storage) and x, a view of it.
+      let full: Tensor | null = null;
+      let x: Tensor;
+      if (c.narrowed) {
+        full = src([B, T + 1, D]);
+        x = full.narrow(1, 0, T);
+      } else if (c.narrowLast) {
+        full = src([B, T, D + 1]);
+        x = full.narrow(2, 0, D);
+      } else {
+        x = src(c.shape);
+      }
       const r = rnd(c.shape, { dtype: 'float32', seed: 7 }).to({ dtype: DTYPE[c.R] });
       const w = rnd([D], { dtype: 'float32', seed: 8 }).to({ dtype: DTYPE[c.W] });
       const b = rnd([D], { dtype: 'float32', seed: 9 }).to({ dtype: DTYPE[c.W] });
@@ -112,11 +140,17 @@ test("emulated LayerNorm kernel: strided rows, residual add in x's dtype, 16-bit
       const M = x.numel / D;
       const job =
         `ln ${c.T} ${c.R} ${c.W} ${c.O} ${M} ${D} ${xr.perBatch} ${xr.sB} ${xr.sT} ${c.residual ? 1 : 0} ${rr.sB} ${rr.sT} ` +
-        `${c.weights ? 1 : 0} ${c.weights ? 1 : 0} 1e-6`;
+        `${c.weights ? 1 : 0} ${c.weights ? 1 : 0} 1e-6 ${c.xOff ?? 0} ${c.rOff ?? 0}`;
       // A narrowed x starts at its base's first element: the kernel reads the base's bytes through x's strides.
-      const inputs: Record<string, Tensor> = { 'x.bin': full ?? xr.base, 'r.bin': rr.base, 'w.bin': w, 'b.bin': b };
+      const inputs: Record<string, Tensor> = {
+        'x.bin': padded(full ?? xr.base, c.xOff ?? 0),
+        'r.bin': padded(rr.base, c.rOff ?? 0),
+        'w.bin': w,
+        'b.bin': b,
+      };
       const dir = runJob(job, inputs);
-      const what = `${c.T}/${c.R}/${c.W}/${c.O} residual=${c.residual}`;
+      const what = `${c.T}/${c.R}/${c.W}/${c.O} ${c.shape.join('x')} residual=${c.residual}`;
+      assert.equal(paths(dir), c.path, `${what} paths`);
       const h = c.residual ? x.add(r) : x;
       assert.equal(h.dtype, DTYPE[c.T]);
       if (c.residual) assertClose(readTensor(path.join(dir, 'h.bin'), DTYPE[c.T], c.shape), h, 0, 0, `${what} h`);
