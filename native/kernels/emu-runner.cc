@@ -8,6 +8,7 @@
 // xOff, rOff, off: x, r, h and g start that many elements into their files (misaligned views).
 // Every job also writes paths.txt: which code paths the kernel took ("vector", "scalar"; SEMAIM_TRACE_PATH).
 //   targets B C H W P K normPix   img.bin weights.bin (float) -> out.bin (float)
+//   convert n      in.bin (n floats) -> f16.bin, bf16.bin (fromFloat, raw bits); halves.bin: toFloat of all 65536 halves
 #include "simt-emu.h"
 #include "fused.cu"
 #include "launch.h"
@@ -115,6 +116,29 @@ void runGelu(const std::string& dir, std::istringstream& in) {
   writeFile(dir + "/out.bin", out);
 }
 
+void runConvert(const std::string& dir, std::istringstream& in) {
+  long long n;
+  in >> n;
+  if (!in) throw std::runtime_error("convert: bad job line");
+  const Bytes src = readFile(dir + "/in.bin");
+  if (src.size() != static_cast<size_t>(n) * 4) throw std::runtime_error("convert: in.bin has the wrong size");
+  const float* f = reinterpret_cast<const float*>(src.data());
+  std::vector<unsigned short> f16(n), bf16(n);
+  for (long long i = 0; i < n; ++i) {
+    f16[i] = semaim_kernels::fromFloat<semaim_kernels::f16>(f[i]).bits;
+    bf16[i] = semaim_kernels::fromFloat<semaim_kernels::bf16>(f[i]).bits;
+  }
+  std::vector<float> halves(65536);
+  for (unsigned i = 0; i < 65536; ++i) halves[i] = semaim_kernels::toFloat(semaim_kernels::f16{static_cast<unsigned short>(i)});
+  const auto raw = [](const auto& v) {
+    const auto* p = reinterpret_cast<const unsigned char*>(v.data());
+    return Bytes(p, p + v.size() * sizeof(v[0]));
+  };
+  writeFile(dir + "/f16.bin", raw(f16));
+  writeFile(dir + "/bf16.bin", raw(bf16));
+  writeFile(dir + "/halves.bin", raw(halves));
+}
+
 void runTargets(const std::string& dir, std::istringstream& in) {
   long long B;
   int C, H, W, P, K, norm;
@@ -157,6 +181,7 @@ int main(int argc, char** argv) {
     if (kind == "ln") runLayerNorm(dir, in);
     else if (kind == "gelu") runGelu(dir, in);
     else if (kind == "targets") runTargets(dir, in);
+    else if (kind == "convert") runConvert(dir, in);
     else throw std::runtime_error("unknown job '" + kind + "'");
     const unsigned paths = simt_emu::paths_.load();
     const std::string taken = std::string(paths & 2u ? "vector " : "") + (paths & 4u ? "scalar" : "");

@@ -202,6 +202,63 @@ test('emulated bias + GELU kernels equal gelu(x + b) and its backward, in float3
   });
 });
 
+test("the kernels' 16-bit conversions equal libtorch's: every half to float, floats of every exponent to half and bfloat16", { skip }, () => {
+  // Random bit patterns (every exponent, subnormals, NaNs) and the rounding edges: ties, overflow, underflow.
+  const rand = new Uint32Array(1 << 16);
+  let s = 12345;
+  for (let i = 0; i < rand.length; i++) {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    rand[i] = (s ^ (s >>> 15) ^ Math.imul(i, 2654435761)) >>> 0;
+  }
+  const edges = [
+    65504,
+    65519.99,
+    65520,
+    65536,
+    2 ** -14,
+    2 ** -24,
+    2 ** -25,
+    1.5 * 2 ** -25,
+    2 ** -26,
+    1 + 2 ** -11,
+    1 + 3 * 2 ** -11,
+    1 + 2 ** -8,
+    1 + 3 * 2 ** -8,
+  ];
+  const floats = new Float32Array(rand.length + 2 * edges.length + 4);
+  floats.set(new Float32Array(rand.buffer));
+  floats.set([...edges, ...edges.map((e) => -e), 0, -0, Infinity, -Infinity], rand.length);
+  torch.scope(() => {
+    const f = torch.tensor(floats, { dtype: 'float32' });
+    const dir = runJob(`convert ${floats.length}`, { 'in.bin': f });
+    const notNan = f.eq(f);
+    for (const dtype of ['float16', 'bfloat16'] as const) {
+      const got = readTensor(path.join(dir, dtype === 'float16' ? 'f16.bin' : 'bf16.bin'), dtype, [floats.length]);
+      const want = f.to({ dtype });
+      assert.deepEqual(Array.from(got.isnan().data() as Uint8Array), Array.from(want.isnan().data() as Uint8Array), `${dtype}: NaN where libtorch has NaN`);
+      // Bitwise (signed zeros included) where not NaN.
+      const gotBits = new Uint16Array(bytes(got).buffer.slice(0));
+      const wantBits = new Uint16Array(bytes(want).buffer.slice(0));
+      const ok = notNan.data() as Uint8Array;
+      for (let i = 0; i < floats.length; i++) {
+        if (ok[i] && gotBits[i] !== wantBits[i]) assert.fail(`${dtype}: ${floats[i]} -> ${gotBits[i].toString(16)}, libtorch ${wantBits[i].toString(16)}`);
+      }
+    }
+    const bits = new Uint16Array(65536).map((_, i) => i);
+    const halves = torch.tensor(bits, { dtype: 'float16', shape: [65536] }).float();
+    const got = readTensor(path.join(dir, 'halves.bin'), 'float32', [65536]);
+    const gotF = new Uint32Array(bytes(got).buffer.slice(0));
+    const wantF = new Uint32Array(bytes(halves).buffer.slice(0));
+    const gotValues = got.data() as Float32Array;
+    for (let i = 0; i < 65536; i++) {
+      const nan = (i & 0x7c00) === 0x7c00 && (i & 0x3ff) !== 0;
+      if (nan ? !Number.isNaN(gotValues[i]) : gotF[i] !== wantF[i])
+        assert.fail(`half ${i.toString(16)} -> ${gotF[i].toString(16)}, libtorch ${wantF[i].toString(16)}`);
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+});
+
 test('emulated pixel-target kernel equals blur + patchify + per-patch normalisation', { skip }, () => {
   torch.scope(() => {
     for (const [P, K, norm, H] of [
