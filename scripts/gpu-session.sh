@@ -88,24 +88,26 @@ if [ "${BENCH:-1}" != 0 ] && [ -f build/Release/semaim.node ]; then
 fi
 if [ "${LEVERS:-0}" = 1 ] && [ -f build/Release/semaim.node ]; then
   # Issue 19, one lever at a time at the target's config (ViT-B/16, 224², 12 decoder blocks, batch 256),
-  # straight through the benchmark's worker (no reference sides: their numbers are in the PERF run):
-  # LayerNorm and bias + GELU kernels alone and all three (the targets kernel runs on CUDA anyway), the attention backend libtorch does not pick, then the phase timer
-  # with and without the fused kernels, then the per-kernel GPU time of the same step in PyTorch.
+  # straight through the benchmark's worker (no reference sides: their numbers are in the PERF run): the
+  # LayerNorm and bias + GELU kernels alone and all three (the targets kernel runs on CUDA anyway), the
+  # attention backend libtorch does not pick; then the per-kernel GPU time of the same step in PyTorch;
+  # then the phase timer with and without the fused kernels (last: the first to go when time runs out).
   W=(node dist/bench/pretrain_worker.js --preset vit_base --img 224 --patch 16 --decoder-depth 12 --batch 256 --warmup 2 --steps 20 --threads 2 --device "$DEVICE")
   [ "$DEVICE" = cpu ] && W=(node dist/bench/pretrain_worker.js --preset vit_tiny --img 32 --patch 4 --decoder-depth 2 --batch 4 --warmup 2 --steps 2 --threads 2 --device cpu)
-  for lever in "" "--fused layernorm" "--fused gelu" "--fused all" "--sdpa flash,efficient,math" \
-               "--phase-timer --upload-input" "--phase-timer --upload-input --fused all"; do
-    [ "$(left)" -lt 45 ] && { echo "== levers: out of time before '$lever'"; break; }
+  lever() {
+    [ "$(left)" -lt 45 ] && { echo "== levers: out of time before '$1'"; return; }
     # shellcheck disable=SC2086
-    timeout 60 "${W[@]}" $lever 2>>"$OUT/levers.err" | tail -1 \
-      | LEVER="$lever" node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{let r;try{r=JSON.parse(s)}catch{console.log(`== lever ${process.env.LEVER||"(plain)"}: failed (levers.err)`);return}const p=r.phaseTimer?.gpuMs;console.log(`== lever ${process.env.LEVER||"(plain)"}: ${r.msPerStep.toFixed(1)} ms/step (min ${r.minMs.toFixed(1)}), ${r.imgPerSec.toFixed(1)} img/s, peak GPU ${((r.peakGpuBytes??0)/2**30).toFixed(2)} GiB, attention ${JSON.stringify(r.attention??null)}${p?`, phases ${JSON.stringify(p)}`:""}`)})' \
+    timeout 60 "${W[@]}" $1 2>>"$OUT/levers.err" | tail -1 \
+      | LEVER="$1" node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{let r;try{r=JSON.parse(s)}catch{console.log(`== lever ${process.env.LEVER||"(plain)"}: failed (levers.err)`);return}const p=r.phaseTimer?.gpuMs;console.log(`== lever ${process.env.LEVER||"(plain)"}: ${r.msPerStep.toFixed(1)} ms/step (min ${r.minMs.toFixed(1)}), ${r.imgPerSec.toFixed(1)} img/s, peak GPU ${((r.peakGpuBytes??0)/2**30).toFixed(2)} GiB, attention ${JSON.stringify(r.attention??null)}${p?`, phases ${JSON.stringify(p)}`:""}`)})' \
       | tee -a "$OUT/levers.log"
-  done
+  }
+  for l in "" "--fused layernorm" "--fused gelu" "--fused all" "--sdpa flash,efficient,math"; do lever "$l"; done
   if [ "$DEVICE" != cpu ] && [ "$(left)" -gt 40 ]; then
     timeout $(( $(left) - 5 )) "$SEMAIM_PYTHON" bench/pretrain_torch.py --preset vit_base --img 224 --patch 16 --decoder-depth 12 --batch 256 \
       --warmup 2 --steps 3 --threads 2 --device cuda --kernel-profile 3 --kernel-profile-out "$OUT/kernels.md" > /dev/null 2>>"$OUT/levers.err"
     echo "== kernel profile: exit $? after $(( $(date +%s) - start )) s" | tee -a "$OUT/levers.log"
   fi
+  for l in "--phase-timer --upload-input --fused all" "--phase-timer --upload-input"; do lever "$l"; done
 fi
 if [ "${CLI:-0}" = 1 ] && [ -f build/Release/semaim.node ]; then
   export RUN_DIR=.tmp/gpu-cli
