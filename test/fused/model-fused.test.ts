@@ -67,13 +67,18 @@ test('SemAIM with the fused LayerNorm, bias + GELU and target paths equals the u
         `${dtype} order`,
       );
       assert.ok(Math.abs(fast.loss - plain.loss) <= tol * Math.abs(plain.loss), `${dtype} loss ${fast.loss} vs ${plain.loss}`);
-      // Relative to the parameter's own gradient, but not below a millionth of the largest one: some
-      // gradients are zero up to rounding (a key bias: softmax ignores a shift shared by all keys), and on
-      // a GPU their rounding differs between two correct evaluations (1.8e-6 of a ~1e-17 gradient in float64).
-      const floor = 1e-6 * Math.max(...[...plain.grads.values()].map((g) => g.abs().max().item()));
+      // A key bias's gradient is zero up to rounding (softmax ignores a shift shared by all keys), so two
+      // correct evaluations differ in it by their rounding alone (on the H200: 1.8e-6 of a ~1e-17 gradient in
+      // float64, 1e-2 relative in float32). It is checked to be that small against the largest gradient (here
+      // ~1e-17 and ~1e-9 of it); every other gradient is compared relative to its own size.
+      const largest = Math.max(...[...plain.grads.values()].map((g) => g.abs().max().item()));
       for (const [name, g] of plain.grads) {
         const f = fast.grads.get(name)!;
-        const rel = f.sub(g).abs().max().item() / Math.max(g.abs().max().item(), floor, 1e-12);
+        if (/\.attn\.k\.bias$/.test(name)) {
+          for (const grad of [g, f]) assert.ok(grad.abs().max().item() <= 10 * tol * largest, `${dtype} grad ${name} is not ~0: ${grad.abs().max().item()}`);
+          continue;
+        }
+        const rel = f.sub(g).abs().max().item() / Math.max(g.abs().max().item(), 1e-12);
         assert.ok(rel <= 10 * tol, `${dtype} grad ${name}: relative difference ${rel}`);
       }
       for (const m of [plain.grads, fast.grads]) for (const g of m.values()) g.dispose();
