@@ -15,7 +15,7 @@ import { DeviceImages } from '../run/device-images';
 import { processDevice, withProcessThreads } from '../run/device';
 import { rankSlice, type ProcessGroup } from '../dist';
 import { SAME_DATA_HINT, checkRanksAgree } from '../dist/agree';
-import { PRETRAIN_OPTIONS, PretrainOptions, modelConfigFrom, validatePretrain } from './pretrain-options';
+import { PRETRAIN_OPTIONS, PretrainOptions, modelConfigFrom, validatePretrain, fusedKindsOf } from './pretrain-options';
 import { OptionError } from '../util/options';
 import { StaticPretrainStep } from './pretrain-step';
 
@@ -77,7 +77,7 @@ async function pretrainOn(o: PretrainOptions, data: TrainData, hooks: PretrainHo
     await checkRanksAgree(group, 'the training data', { batchesPerEpoch: data.batchesPerEpoch, ...identity }, SAME_DATA_HINT);
   }
   mkdirSync(o.outDir, { recursive: true });
-  const fusedKinds = torch.fused.parseFusedKinds(o.fused); // checked by validatePretrain
+  const fusedKinds = fusedKindsOf(o); // checked by validatePretrain
   torch.manualSeed(o.seed);
 
   // ---- model, teacher, EMA

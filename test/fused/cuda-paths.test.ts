@@ -48,6 +48,8 @@ function cosine(a: torch.Tensor, b: torch.Tensor): number {
 test('the fused kernels compile with NVRTC for this GPU', { skip }, (t) => {
   const st = fused.kernelStatus(true);
   t.diagnostic(`fused kernels: ${st.message}`);
+  // --fused auto (pretrain's default) takes the LayerNorm kernel here.
+  assert.equal(resolveOptions(PRETRAIN_OPTIONS, { device: DEV }).fused, 'layernorm');
   assert.equal(st.loaded, true, st.message);
 });
 

@@ -292,7 +292,7 @@ test('the no-decay set is biases, norms, 1-D parameters and the [CLS] token', ()
   model.dispose();
 });
 
-test('--cuda-graphs and --fused are refused before any work where they cannot run, with the reason', () => {
+test('--cuda-graphs and --fused are refused before any work where they cannot run, with the reason; --fused auto', () => {
   const refusal = (extra: Record<string, unknown>) => () => validatePretrain(options('/nonexistent', { cudaGraphs: true, ...extra }));
   const byCudaGraphs = (re: RegExp) => (e: unknown) => e instanceof OptionError && e.key === 'cudaGraphs' && re.test(e.message);
   assert.throws(refusal({ accumIter: 2 }), byCudaGraphs(/needs --accum-iter 1 \(got 2\)/));
@@ -305,6 +305,14 @@ test('--cuda-graphs and --fused are refused before any work where they cannot ru
   assert.throws(() => validatePretrain(options('/nonexistent', { fused: 'all' })), byFused(/CUDA devices only \(got --device cpu\)/));
   if (!native.cudaBuild) assert.throws(() => fusedKindsOf({ fused: 'gelu', device: 'cuda' }), byFused(/cannot run here/));
   assert.deepEqual(fusedKindsOf({ fused: 'none', device: 'cpu' }), []);
+  // auto (the default): LayerNorm where the kernels compile on a GPU, nothing elsewhere, never refused.
+  assert.equal(PRETRAIN_OPTIONS.fused.default, 'auto');
+  assert.equal(resolveOptions(PRETRAIN_OPTIONS, { device: 'cpu' }).fused, 'none');
+  assert.deepEqual(fusedKindsOf({ fused: 'auto', device: 'cpu' }), []);
+  if (!native.cudaBuild) {
+    assert.equal(resolveOptions(PRETRAIN_OPTIONS, { device: 'cuda' }).fused, 'none');
+    assert.deepEqual(fusedKindsOf({ fused: 'auto', device: 'cuda' }), []);
+  }
   assert.equal(existsSync('/nonexistent'), false);
 });
 
