@@ -4,6 +4,10 @@
 // Jobs (one line):
 //   ln T R W O M D rowsPerBatch xsB xsT hasR rsB rsT hasW hasB eps [xOff rOff]
 //        x.bin (T), r.bin (R), w.bin b.bin (W) -> h.bin (T, with hasR), y.bin (O), mean.bin rstd.bin (float)
+//   lnb T R W O M D hasW hasB hasGh hasDr sms off
+//        src.bin (T), mean.bin rstd.bin (float), w.bin (W), gy.bin (O), gh.bin (T) -> dsrc.bin (T), dr.bin (R, with
+//        hasDr), dwpart.bin (with hasW), dbpart.bin (with hasB): float [grid, D]; grid.txt. sms: the launch's SM
+//        count (0: no bound); off: src, gy, gh and the outputs start that many elements into their buffers.
 //   gelu T n D backward [off]      h.bin b.bin [g.bin] (T) -> out.bin (T)
 // xOff, rOff, off: x, r, h and g start that many elements into their files (misaligned views).
 // Every job also writes paths.txt: which code paths the kernel took ("vector", "scalar"; SEMAIM_TRACE_PATH).
@@ -55,6 +59,23 @@ const std::map<std::string, LayerNormFn>& layerNormKernels() {
   return table;
 }
 
+using LayerNormBwdFn = void (*)(const Launch&, const void*, const float*, const float*, const void*, const void*, const void*, void*, void*,
+                                float*, float*, long long, int);
+const std::map<std::string, LayerNormBwdFn>& layerNormBackwardKernels() {
+#define SEMAIM_EMU_LNB(T, R, W, O)                                                                                                   \
+  {semaim_launch::layerNormBackwardName(#T, #R, #W, #O),                                                                            \
+   [](const Launch& l, const void* src, const float* mean, const float* rstd, const void* w, const void* gy, const void* gh, void* dsrc, \
+      void* dr, float* dwPart, float* dbPart, long long M, int D) {                                                                   \
+     simt_emu::launch(semaim_layer_norm_bwd_##T##_##R##_##W##_##O, l.grid, l.block, l.sharedBytes,                                   \
+                      static_cast<const semaim_kernels::T*>(src), mean, rstd, static_cast<const semaim_kernels::W*>(w),            \
+                      static_cast<const semaim_kernels::O*>(gy), static_cast<const semaim_kernels::T*>(gh),                        \
+                      static_cast<semaim_kernels::T*>(dsrc), static_cast<semaim_kernels::R*>(dr), dwPart, dbPart, M, D);           \
+   }},
+  static const std::map<std::string, LayerNormBwdFn> table{SEMAIM_FOR_EACH_LAYER_NORM(SEMAIM_EMU_LNB)};
+#undef SEMAIM_EMU_LNB
+  return table;
+}
+
 using GeluFn = void (*)(const Launch&, const void* g, const void* h, const void* b, void* out, long long n, int D, bool backward);
 const std::map<std::string, GeluFn>& geluKernels() {
 #define SEMAIM_EMU_GELU(T)                                                                                                           \
@@ -96,6 +117,40 @@ void runLayerNorm(const std::string& dir, std::istringstream& in) {
   writeFile(dir + "/y.bin", y);
   writeFile(dir + "/mean.bin", Bytes(reinterpret_cast<unsigned char*>(mean.data()), reinterpret_cast<unsigned char*>(mean.data() + M)));
   writeFile(dir + "/rstd.bin", Bytes(reinterpret_cast<unsigned char*>(rstd.data()), reinterpret_cast<unsigned char*>(rstd.data() + M)));
+}
+
+void runLayerNormBackward(const std::string& dir, std::istringstream& in) {
+  std::string T, R, W, O;
+  long long M, off;
+  int D, hasW, hasB, hasGh, hasDr, sms;
+  in >> T >> R >> W >> O >> M >> D >> hasW >> hasB >> hasGh >> hasDr >> sms >> off;
+  if (!in) throw std::runtime_error("lnb: bad job line");
+  const auto it = layerNormBackwardKernels().find(semaim_launch::layerNormBackwardName(T, R, W, O));
+  if (it == layerNormBackwardKernels().end()) throw std::runtime_error("lnb: no kernel for " + T + " " + R + " " + W + " " + O);
+  const Bytes src = readFile(dir + "/src.bin");
+  const Bytes mean = readFile(dir + "/mean.bin");
+  const Bytes rstd = readFile(dir + "/rstd.bin");
+  const Bytes w = hasW ? readFile(dir + "/w.bin") : Bytes();
+  const Bytes gy = readFile(dir + "/gy.bin");
+  const Bytes gh = hasGh ? readFile(dir + "/gh.bin") : Bytes();
+  const size_t n = static_cast<size_t>(M) * D;
+  Bytes dsrc((n + off) * sizeOf(T));
+  Bytes dr(hasDr ? (n + off) * sizeOf(R) : 0);
+  const Launch l = semaim_launch::layerNormBackward(M, D, sms);
+  std::vector<float> dwPart(static_cast<size_t>(l.grid) * D, NAN), dbPart(static_cast<size_t>(l.grid) * D, NAN);
+  it->second(l, src.data() + off * sizeOf(T), reinterpret_cast<const float*>(mean.data()), reinterpret_cast<const float*>(rstd.data()),
+             hasW ? w.data() : nullptr, gy.data() + off * sizeOf(O), hasGh ? gh.data() + off * sizeOf(T) : nullptr, dsrc.data() + off * sizeOf(T),
+             hasDr ? dr.data() + off * sizeOf(R) : nullptr, hasW ? dwPart.data() : nullptr, hasB ? dbPart.data() : nullptr, M, D);
+  writeFile(dir + "/dsrc.bin", Bytes(dsrc.begin() + static_cast<long>(off * sizeOf(T)), dsrc.end()));
+  if (hasDr) writeFile(dir + "/dr.bin", Bytes(dr.begin() + static_cast<long>(off * sizeOf(R)), dr.end()));
+  const auto raw = [](const std::vector<float>& v) {
+    const auto* p = reinterpret_cast<const unsigned char*>(v.data());
+    return Bytes(p, p + v.size() * sizeof(float));
+  };
+  if (hasW) writeFile(dir + "/dwpart.bin", raw(dwPart));
+  if (hasB) writeFile(dir + "/dbpart.bin", raw(dbPart));
+  const std::string grid = std::to_string(l.grid);
+  writeFile(dir + "/grid.txt", Bytes(grid.begin(), grid.end()));
 }
 
 void runGelu(const std::string& dir, std::istringstream& in) {
@@ -171,14 +226,18 @@ int main(int argc, char** argv) {
             listed += exists;
             if (exists != (layerNormKernels().count(semaim_launch::layerNormName(t, r, w, o)) == 1))
               throw std::logic_error(std::string("launch.h and fused.cu disagree about ") + semaim_launch::layerNormName(t, r, w, o));
+            if (exists != (layerNormBackwardKernels().count(semaim_launch::layerNormBackwardName(t, r, w, o)) == 1))
+              throw std::logic_error(std::string("launch.h and fused.cu disagree about ") + semaim_launch::layerNormBackwardName(t, r, w, o));
           }
     if (listed != layerNormKernels().size()) throw std::logic_error("launch.h lists fewer LayerNorm kernels than fused.cu defines");
+    if (layerNormBackwardKernels().size() != layerNormKernels().size()) throw std::logic_error("fused.cu's LayerNorm backward kernels differ from its forward ones");
     const std::string dir = argv[1];
     const Bytes job = readFile(dir + "/job.txt");
     std::istringstream in(std::string(job.begin(), job.end()));
     std::string kind;
     in >> kind;
     if (kind == "ln") runLayerNorm(dir, in);
+    else if (kind == "lnb") runLayerNormBackward(dir, in);
     else if (kind == "gelu") runGelu(dir, in);
     else if (kind == "targets") runTargets(dir, in);
     else if (kind == "convert") runConvert(dir, in);

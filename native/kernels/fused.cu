@@ -349,6 +349,168 @@ __device__ __forceinline__ void layerNormRows(const T* __restrict__ x, i64 xsB, 
   }
 }
 
+// ---------------------------------------------------------------- LayerNorm backward (+ residual)
+//
+// Per row of D values of src (h with a residual, else x; dtype T) with the forward's saved mean and rstd
+// (float): xhat = (src - mean) * rstd, g = gy * w (gy alone without weights; gy of the output dtype O),
+//   dsrc = rstd * (g - mean_D(g) - xhat * mean_D(g * xhat)) + gh
+// in float (gh, the gradient of h itself, dtype T, may be absent), written once rounded to T and, with dr,
+// once more rounded to the residual's dtype R (the branch's gradient). The weights' gradients
+// dw = sum_rows gy * xhat and db = sum_rows gy: each block writes its rows' sums to row blockIdx.x of the
+// float [gridDim.x, D] buffers dwPart and dbPart (either may be absent), summed over blocks by the host:
+// no atomics, the same bits on every run. Each warp walks rows in a grid-stride loop and accumulates the
+// columns of its lanes (registers on the vector path, its own slice of shared memory on the scalar one);
+// at the end the block adds its warps' sums in warp order through shared memory: 2 * warps * D floats
+// (layerNormBackwardSharedBytes in launch.h). All tensors contiguous [M, D].
+template <typename T, typename R, typename W, typename O> struct LayerNormBwdVec {
+  static constexpr int kWidth = LayerNormVec<T, R, W, O>::kWidth;
+};
+// The widest row the vector path holds in registers: xhat and the two column sums, 3 * 32 floats per lane
+// at most (ViT-B 768 and ViT-L 1024 fit); wider rows take the scalar path.
+constexpr int kLayerNormBwdVecMaxD = 1024;
+
+template <typename T, typename R, typename W, typename O>
+__device__ __forceinline__ void layerNormBwdRowScalar(const T* __restrict__ sr, const W* __restrict__ w, const O* __restrict__ gyr,
+                                                      const T* __restrict__ ghr, T* __restrict__ dsr, R* __restrict__ drr, int D, float mu,
+                                                      float rs, int lane, float* __restrict__ accW, float* __restrict__ accB) {
+  float sg = 0.0f, sgx = 0.0f;
+  for (int c = lane; c < D; c += 32) {
+    const float xh = (toFloat(sr[c]) - mu) * rs;
+    const float gy = toFloat(gyr[c]);
+    const float g = w ? gy * toFloat(w[c]) : gy;
+    sg += g;
+    sgx += g * xh;
+    accW[c] += gy * xh;
+    accB[c] += gy;
+  }
+  const float a = warpSum(sg) / static_cast<float>(D);
+  const float bx = warpSum(sgx) / static_cast<float>(D);
+  for (int c = lane; c < D; c += 32) {
+    const float xh = (toFloat(sr[c]) - mu) * rs;
+    const float gy = toFloat(gyr[c]);
+    const float g = w ? gy * toFloat(w[c]) : gy;
+    float d = rs * (g - a - xh * bx);
+    if (ghr) d += toFloat(ghr[c]);
+    dsr[c] = fromFloat<T>(d);
+    if (drr) drr[c] = fromFloat<R>(d);
+  }
+}
+
+// The vector path: lane l holds the chunks l, l + 32, ... of V values (as the forward's), xhat in registers
+// between the two passes; gy and w are read again in the second pass (from the cache: the warp has just
+// read them). accW, accB: the lane's column sums, register k * V + i for column (k * 32 + lane) * V + i.
+template <typename T, typename R, typename W, typename O>
+__device__ __forceinline__ void layerNormBwdRowVec(const T* __restrict__ sr, const W* __restrict__ w, const O* __restrict__ gyr,
+                                                   const T* __restrict__ ghr, T* __restrict__ dsr, R* __restrict__ drr, int D, float mu,
+                                                   float rs, int lane, float* accW, float* accB) {
+  constexpr int V = LayerNormBwdVec<T, R, W, O>::kWidth;
+  constexpr int K = kLayerNormBwdVecMaxD / (32 * V);
+  float xh[K * V];
+  float sg = 0.0f, sgx = 0.0f;
+  SEMAIM_UNROLL
+  for (int k = 0; k < K; ++k) {
+    const int c = (k * 32 + lane) * V;
+    // Past the row's end: the lane's first chunk again (see layerNormRowVec), its values unused.
+    const int cl = c < D ? c : lane * V < D ? lane * V : 0;
+    float gv[V], wv[V];
+    loadVec<V>(sr + cl, xh + k * V);
+    loadVec<V>(gyr + cl, gv);
+    if (w) loadVec<V>(w + cl, wv);
+    if (c < D) {
+      SEMAIM_UNROLL
+      for (int i = 0; i < V; ++i) {
+        const float x = (xh[k * V + i] - mu) * rs;
+        const float g = w ? gv[i] * wv[i] : gv[i];
+        xh[k * V + i] = x;
+        sg += g;
+        sgx += g * x;
+        accW[k * V + i] += gv[i] * x;
+        accB[k * V + i] += gv[i];
+      }
+    }
+  }
+  const float a = warpSum(sg) / static_cast<float>(D);
+  const float bx = warpSum(sgx) / static_cast<float>(D);
+  SEMAIM_UNROLL
+  for (int k = 0; k < K; ++k) {
+    const int c = (k * 32 + lane) * V;
+    if (c < D) {
+      float gv[V], wv[V], hv[V];
+      loadVec<V>(gyr + c, gv);
+      if (w) loadVec<V>(w + c, wv);
+      if (ghr) loadVec<V>(ghr + c, hv);
+      SEMAIM_UNROLL
+      for (int i = 0; i < V; ++i) {
+        const float g = w ? gv[i] * wv[i] : gv[i];
+        float d = rs * (g - a - xh[k * V + i] * bx);
+        if (ghr) d += hv[i];
+        xh[k * V + i] = d;
+      }
+      storeVec<V>(dsr + c, xh + k * V);
+      if (drr) storeVec<V>(drr + c, xh + k * V);
+    }
+  }
+}
+
+template <typename T, typename R, typename W, typename O>
+__device__ __forceinline__ void layerNormBackwardRows(const T* __restrict__ src, const float* __restrict__ mean, const float* __restrict__ rstd,
+                                                      const W* __restrict__ w, const O* __restrict__ gy, const T* __restrict__ gh,
+                                                      T* __restrict__ dsrc, R* __restrict__ dr, float* __restrict__ dwPart,
+                                                      float* __restrict__ dbPart, i64 M, int D) {
+  SEMAIM_DYNAMIC_SHARED(float, smem);
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  const int warps = blockDim.x >> 5;
+  const i64 stride = static_cast<i64>(gridDim.x) * warps;
+  // The warp's column sums in shared memory: dw at [warp * 2D, +D), db after it.
+  float* sW = smem + static_cast<i64>(warp) * 2 * D;
+  float* sB = sW + D;
+  // Every row is contiguous: one decision for the whole launch.
+  constexpr int V = LayerNormBwdVec<T, R, W, O>::kWidth;
+  const bool vec = D > 0 && D % V == 0 && D <= kLayerNormBwdVecMaxD && isAligned16(src) && isAligned16(w) && isAligned16(gy) &&
+                   isAligned16(gh) && isAligned16(dsrc) && isAligned16(dr);
+  if (vec) {
+    SEMAIM_TRACE_PATH(1);
+    constexpr int K = kLayerNormBwdVecMaxD / (32 * V);
+    float accW[K * V], accB[K * V];
+    SEMAIM_UNROLL
+    for (int i = 0; i < K * V; ++i) accW[i] = accB[i] = 0.0f;
+    for (i64 row = static_cast<i64>(blockIdx.x) * warps + warp; row < M; row += stride) {
+      layerNormBwdRowVec<T, R, W, O>(src + row * D, w, gy + row * D, gh ? gh + row * D : nullptr, dsrc + row * D, dr ? dr + row * D : nullptr, D,
+                                     mean[row], rstd[row], lane, accW, accB);
+    }
+    SEMAIM_UNROLL
+    for (int k = 0; k < K; ++k) {
+      const int c = (k * 32 + lane) * V;
+      if (c < D) {
+        SEMAIM_UNROLL
+        for (int i = 0; i < V; ++i) {
+          sW[c + i] = accW[k * V + i];
+          sB[c + i] = accB[k * V + i];
+        }
+      }
+    }
+  } else {
+    SEMAIM_TRACE_PATH(2);
+    for (int c = lane; c < D; c += 32) sW[c] = sB[c] = 0.0f;
+    for (i64 row = static_cast<i64>(blockIdx.x) * warps + warp; row < M; row += stride) {
+      layerNormBwdRowScalar<T, R, W, O>(src + row * D, w, gy + row * D, gh ? gh + row * D : nullptr, dsrc + row * D, dr ? dr + row * D : nullptr,
+                                        D, mean[row], rstd[row], lane, sW, sB);
+    }
+  }
+  __syncthreads();
+  // The block's sums, warp by warp in a fixed order.
+  for (int c = threadIdx.x; c < D; c += blockDim.x) {
+    float tw = 0.0f, tb = 0.0f;
+    for (int j = 0; j < warps; ++j) {
+      tw += smem[static_cast<i64>(j) * 2 * D + c];
+      tb += smem[static_cast<i64>(j) * 2 * D + D + c];
+    }
+    if (dwPart) dwPart[static_cast<i64>(blockIdx.x) * D + c] = tw;
+    if (dbPart) dbPart[static_cast<i64>(blockIdx.x) * D + c] = tb;
+  }
+}
+
 // ---------------------------------------------------------------- bias + GELU (exact, erf)
 //
 // Forward: out = gelu(round_T(h + b)) with b broadcast along the last dimension (D). Backward:
@@ -542,6 +704,15 @@ __device__ __forceinline__ void pixelTargetsBlock(const float* __restrict__ img,
         x, xsB, xsT, r, rsB, rsT, rowsPerBatch, w, b, h, y, mean, rstd, M, D, eps);                                               \
   }
 SEMAIM_FOR_EACH_LAYER_NORM(SEMAIM_LAYER_NORM_KERNEL)
+
+#define SEMAIM_LAYER_NORM_BACKWARD_KERNEL(T, R, W, O)                                                                      \
+  extern "C" __global__ void semaim_layer_norm_bwd_##T##_##R##_##W##_##O(                                                     \
+      const semaim_kernels::T* src, const float* mean, const float* rstd, const semaim_kernels::W* w, const semaim_kernels::O* gy, \
+      const semaim_kernels::T* gh, semaim_kernels::T* dsrc, semaim_kernels::R* dr, float* dwPart, float* dbPart, long long M, int D) { \
+    semaim_kernels::layerNormBackwardRows<semaim_kernels::T, semaim_kernels::R, semaim_kernels::W, semaim_kernels::O>(          \
+        src, mean, rstd, w, gy, gh, dsrc, dr, dwPart, dbPart, M, D);                                                           \
+  }
+SEMAIM_FOR_EACH_LAYER_NORM(SEMAIM_LAYER_NORM_BACKWARD_KERNEL)
 
 #define SEMAIM_BIAS_GELU_KERNELS(T)                                                                                                \
   extern "C" __global__ void semaim_bias_gelu_fwd_##T(const semaim_kernels::T* h, const semaim_kernels::T* b, semaim_kernels::T* out, \

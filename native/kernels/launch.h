@@ -22,6 +22,21 @@ inline Launch layerNorm(int64_t rows) {
   return {static_cast<unsigned>(std::clamp<int64_t>(blocks, 1, 1 << 30)), 32 * kLayerNormRowsPerBlock, 0};
 }
 
+// LayerNorm backward: 4 warps per block, each walking rows in a grid-stride loop, at least 8 rows per warp
+// (32 per block) so that the per-block column sums of dw and db ([grid, D] floats, summed by the host)
+// stay small next to the rows; at most 6 blocks per SM (`sms`: the device's multiprocessor count, 0 for
+// no bound): two waves at the 3 blocks per SM that ~160 registers per thread allow. Shared memory: each
+// warp's column sums of dw and db (2 * warps * D floats).
+constexpr unsigned kLayerNormBackwardWarps = 4;
+constexpr int64_t kLayerNormBackwardRowsPerBlock = 32;
+constexpr int64_t kLayerNormBackwardBlocksPerSm = 6;
+inline size_t layerNormBackwardSharedBytes(int64_t D) { return sizeof(float) * 2 * kLayerNormBackwardWarps * static_cast<size_t>(D); }
+inline Launch layerNormBackward(int64_t rows, int64_t D, int sms) {
+  int64_t blocks = (rows + kLayerNormBackwardRowsPerBlock - 1) / kLayerNormBackwardRowsPerBlock;
+  if (sms > 0) blocks = std::min<int64_t>(blocks, kLayerNormBackwardBlocksPerSm * sms);
+  return {static_cast<unsigned>(std::clamp<int64_t>(blocks, 1, 1 << 30)), 32 * kLayerNormBackwardWarps, layerNormBackwardSharedBytes(D)};
+}
+
 // Elementwise (bias + GELU): grid-stride loops, 256 threads, at most 65536 blocks; `perThread` values per
 // thread.
 inline Launch elementwise(int64_t n, int64_t perThread = 1) {
@@ -48,9 +63,13 @@ constexpr size_t kMaxSharedBytes = 48 * 1024;
 inline std::string layerNormName(const std::string& t, const std::string& r, const std::string& w, const std::string& o) {
   return "semaim_layer_norm_" + t + "_" + r + "_" + w + "_" + o;
 }
+// The backward kernel of the same (T, R, W, O): R is the residual's gradient's dtype, O the incoming gradient's.
+inline std::string layerNormBackwardName(const std::string& t, const std::string& r, const std::string& w, const std::string& o) {
+  return "semaim_layer_norm_bwd_" + t + "_" + r + "_" + w + "_" + o;
+}
 inline std::string biasGeluName(const std::string& t, bool backward) { return std::string("semaim_bias_gelu_") + (backward ? "bwd_" : "fwd_") + t; }
-// The LayerNorm combinations fused.cu instantiates (SEMAIM_FOR_EACH_LAYER_NORM; the emulator's runner
-// checks that the two agree).
+// The LayerNorm combinations fused.cu instantiates, forward and backward (SEMAIM_FOR_EACH_LAYER_NORM; the
+// emulator's runner checks that the two agree).
 inline bool layerNormKernelExists(const std::string& t, const std::string& r, const std::string& w, const std::string& o) {
   const bool storage = t == "f32" || t == "bf16" || t == "f16";
   const bool half = r == "bf16" || r == "f16";

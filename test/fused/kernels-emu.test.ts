@@ -167,6 +167,103 @@ test("emulated LayerNorm kernel: strided rows, residual add in x's dtype, 16-bit
   });
 });
 
+interface LnbCase {
+  T: Code;
+  R: Code;
+  W: Code;
+  O: Code;
+  M: number;
+  D: number;
+  weight: boolean;
+  bias: boolean;
+  /** The gradient of h itself (residual form, h used downstream). */
+  gh: boolean;
+  /** The residual's gradient written in R as well. */
+  dr: boolean;
+  /** The launch's SM count (0: unbounded grid, a block per 32 rows); 1 bounds it at 6 blocks (grid-stride rows). */
+  sms?: number;
+  /** src, gy, gh and the outputs start that many elements into their buffers (misaligned). */
+  off?: number;
+  path: 'vector' | 'scalar';
+}
+
+test('emulated LayerNorm backward kernel equals native_layer_norm_backward (+ gh, + cast to R), dw/db summed over blocks', { skip }, () => {
+  const cases: LnbCase[] = [
+    // bf16 autocast's residual stream: float32 h, bf16 gradient of the output, the branch's gradient in bf16.
+    { T: 'f32', R: 'bf16', W: 'f32', O: 'bf16', M: 150, D: 72, weight: true, bias: true, gh: true, dr: true, path: 'vector' },
+    { T: 'f32', R: 'f32', W: 'f32', O: 'f32', M: 70, D: 33, weight: false, bias: false, gh: false, dr: false, path: 'scalar' },
+    { T: 'bf16', R: 'bf16', W: 'bf16', O: 'f32', M: 40, D: 64, weight: true, bias: true, gh: false, dr: false, path: 'vector' },
+    { T: 'f16', R: 'f16', W: 'f32', O: 'f16', M: 300, D: 96, weight: true, bias: false, gh: true, dr: false, sms: 1, path: 'vector' },
+    { T: 'f16', R: 'f16', W: 'f16', O: 'f32', M: 50, D: 40, weight: false, bias: true, gh: true, dr: false, path: 'vector' },
+    // The widest row in registers (1024), and one over it (scalar, any width).
+    { T: 'bf16', R: 'bf16', W: 'f32', O: 'bf16', M: 40, D: 1024, weight: true, bias: true, gh: true, dr: false, path: 'vector' },
+    { T: 'f32', R: 'f32', W: 'f32', O: 'f32', M: 40, D: 1032, weight: true, bias: true, gh: true, dr: false, path: 'scalar' },
+    // Scalar fallbacks: misaligned tensors, D not a multiple of 8 with a 16-bit tensor; grid-stride rows.
+    { T: 'bf16', R: 'bf16', W: 'f32', O: 'bf16', M: 200, D: 64, weight: true, bias: true, gh: true, dr: false, off: 1, sms: 1, path: 'scalar' },
+    { T: 'f32', R: 'f16', W: 'f32', O: 'f16', M: 45, D: 36, weight: true, bias: true, gh: true, dr: true, path: 'scalar' },
+  ];
+  torch.scope(() => {
+    for (const c of cases) {
+      const { M, D } = c;
+      const off = c.off ?? 0;
+      const what = `${c.T}/${c.R}/${c.W}/${c.O} ${M}x${D} w=${c.weight} b=${c.bias} gh=${c.gh} dr=${c.dr} off=${off}`;
+      const src = rnd([M, D], { dtype: 'float32', lo: -3, hi: 3, seed: 61 })
+        .add(rnd([M, 1], { dtype: 'float32', seed: 62 }))
+        .to({ dtype: DTYPE[c.T] });
+      const w = rnd([D], { dtype: 'float32', seed: 63 }).to({ dtype: DTYPE[c.W] });
+      const b = rnd([D], { dtype: 'float32', seed: 64 }).to({ dtype: DTYPE[c.W] });
+      const gy = rnd([M, D], { dtype: 'float32', seed: 65 }).to({ dtype: DTYPE[c.O] });
+      const gh = rnd([M, D], { dtype: 'float32', seed: 66 }).to({ dtype: DTYPE[c.T] });
+      // The statistics as the forward saves them (float), and libtorch's backward of LayerNorm in float.
+      const sf = src.float();
+      const mean = sf.mean(1);
+      const rstd = sf.var(1, false).add(1e-6).rsqrt();
+      const { want, wantW, wantB } = torch.scope(() => {
+        const xl = sf.detach().requiresGrad_();
+        const wl = w.float().detach().requiresGrad_();
+        const bl = b.float().detach().requiresGrad_();
+        F.layerNorm(xl, [D], c.weight ? wl : null, c.bias ? bl : null, 1e-6).backward(gy.float());
+        const d = c.gh ? xl.grad!.add(gh.float()) : xl.grad!;
+        return { want: d, wantW: c.weight ? wl.grad! : null, wantB: c.bias ? bl.grad! : null };
+      });
+      const job = `lnb ${c.T} ${c.R} ${c.W} ${c.O} ${M} ${D} ${c.weight ? 1 : 0} ${c.bias ? 1 : 0} ${c.gh ? 1 : 0} ${c.dr ? 1 : 0} ${c.sms ?? 0} ${off}`;
+      const inputs: Record<string, Tensor> = {
+        'src.bin': padded(src, off),
+        'mean.bin': mean,
+        'rstd.bin': rstd,
+        'w.bin': w,
+        'gy.bin': padded(gy, off),
+        'gh.bin': padded(gh, off),
+      };
+      const dir = runJob(job, inputs);
+      assert.equal(paths(dir), c.path, `${what} paths`);
+      const ulp = (t: Code): number => (t === 'bf16' ? 2 ** -7 : t === 'f16' ? 2 ** -10 : 2e-6);
+      // Rounded once to T (and R): within an ulp of the float reference, plus float noise of the cancelling sum.
+      const readAs = (file: string, t: Code): Tensor => readTensor(path.join(dir, file), DTYPE[t], [M, D]).float();
+      assertClose(readAs('dsrc.bin', c.T), want, 2e-5, ulp(c.T) + 1e-5, `${what} dsrc`);
+      if (c.dr) assertClose(readAs('dr.bin', c.R), want, 2e-5, ulp(c.R) + 1e-5, `${what} dr`);
+      else assert.equal(fs.existsSync(path.join(dir, 'dr.bin')), false);
+      const grid = Number(fs.readFileSync(path.join(dir, 'grid.txt'), 'utf8'));
+      assert.ok(grid > 1, `${what}: more than one block (${grid})`);
+      if (c.sms) assert.equal(grid, 6, `${what}: the grid bounded by the SM count`);
+      // Every block's row of the partial sums written (NaN where not), summed as the addon does (at::sum(0)).
+      for (const [file, ref] of [
+        ['dwpart.bin', wantW],
+        ['dbpart.bin', wantB],
+      ] as const) {
+        if (!ref) {
+          assert.equal(fs.existsSync(path.join(dir, file)), false, `${what} ${file} absent`);
+          continue;
+        }
+        const part = readTensor(path.join(dir, file), 'float32', [grid, D]);
+        assert.equal(Number(part.isnan().any().item()), 0, `${what} ${file}: every block wrote its row`);
+        assertClose(part.sum(0), ref, 1e-4, 1e-5, `${what} ${file} summed`);
+      }
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 test('emulated bias + GELU kernels equal gelu(x + b) and its backward, in float32, bfloat16 and float16, vector and scalar paths', { skip }, () => {
   torch.scope(() => {
     for (const T of ['f32', 'bf16', 'f16'] as Code[]) {

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 const SRC = path.join(__dirname, '..', '..', '..', 'native', 'kernels', 'fused.cu');
 const hasNvcc = spawnSync('nvcc', ['--version']).status === 0;
 
-/** The kernel names native/fused.cc launches (launch.h's naming and LayerNorm combinations). */
+/** The kernel names native/fused.cc launches (launch.h's naming and LayerNorm combinations, forward and backward). */
 function expectedKernels(): string[] {
   const codes = ['f32', 'bf16', 'f16'];
   const names: string[] = [];
@@ -18,7 +18,7 @@ function expectedKernels(): string[] {
       for (const w of codes) {
         for (const o of codes) {
           const ok = (r === t || (t === 'f32' && r !== 'f32')) && (w === 'f32' || w === t) && (o === t || o === 'f32' || t === 'f32');
-          if (ok) names.push(`semaim_layer_norm_${t}_${r}_${w}_${o}`);
+          if (ok) names.push(`semaim_layer_norm_${t}_${r}_${w}_${o}`, `semaim_layer_norm_bwd_${t}_${r}_${w}_${o}`);
         }
       }
     }
