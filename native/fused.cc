@@ -5,7 +5,9 @@
 //   true   a custom autograd function whose forward runs one CUDA kernel of native/kernels/fused.cu
 //          (compiled at run time by NVRTC) on CUDA tensors, and the same arithmetic as libtorch ops
 //          elsewhere (how the CPU tests check the function's backward), and whose backward is made of
-//          libtorch ops (LayerNorm's backward, GELU's backward, sums).
+//          libtorch ops (LayerNorm's backward, GELU's backward, sums); LayerNorm's takes `fusedBackward`
+//          too: its backward then runs one kernel on CUDA tensors (the same arithmetic as libtorch ops
+//          elsewhere), else libtorch's LayerNorm backward.
 // The kernels need a CUDA libtorch (SEMAIM_CUDA) and, at run time, libnvrtc and libcuda; both are opened
 // with dlopen, so the addon builds without the NVRTC or driver headers and loads without the libraries.
 #include "common.h"
@@ -371,16 +373,109 @@ LayerNormOut layerNormForward(const at::Tensor& x, const at::Tensor& r, const at
   return o;
 }
 
+// The gradients of the fused backward: dsrc (src's dtype), the residual's (its dtype; dsrc itself where the
+// same), and the weights' (undefined where absent).
+struct LayerNormGrads {
+  at::Tensor dsrc, dr, dw, db;
+};
+
+// The fused backward's arithmetic with libtorch ops (the CPU, where the tests check the wiring): per row
+// xhat = (src - mean) * rstd, g = gy * w, dsrc = rstd * (g - mean(g) - xhat * mean(g * xhat)) + gh in float
+// (double for double inputs), rounded once to src's dtype and to the residual's; dw = sum gy * xhat,
+// db = sum gy over the rows.
+LayerNormGrads layerNormBackwardComposite(const at::Tensor& src, const at::Tensor& mean, const at::Tensor& rstd, const at::Tensor& w,
+                                          const at::Tensor& b, const at::Tensor& gy, const at::Tensor& gh, bool residual, at::ScalarType R) {
+  const int64_t D = src.size(-1);
+  const at::ScalarType acc = accType(src.scalar_type());
+  const auto stat = statShape(src);
+  const at::Tensor xh = src.to(acc).sub(mean.to(acc).view(stat)).mul(rstd.to(acc).view(stat));
+  const at::Tensor gyf = gy.to(acc);
+  const at::Tensor g = w.defined() ? gyf.mul(w.to(acc)) : gyf;
+  at::Tensor d = g.sub(g.mean(-1, true)).sub(xh.mul(g.mul(xh).mean(-1, true))).mul(rstd.to(acc).view(stat));
+  if (gh.defined()) d = d.add(gh.to(acc));
+  LayerNormGrads o;
+  o.dsrc = d.to(src.scalar_type());
+  if (residual) o.dr = R == src.scalar_type() ? o.dsrc : d.to(R);
+  if (w.defined()) o.dw = gyf.mul(xh).reshape({-1, D}).sum(0).to(w.scalar_type());
+  if (b.defined()) o.db = gyf.reshape({-1, D}).sum(0).to(b.scalar_type());
+  return o;
+}
+
+#ifdef SEMAIM_CUDA
+// Whether the backward kernel covers these tensors: the forward's dtypes with gy's as the output's, and a
+// row whose per-warp column sums fit in shared memory.
+bool layerNormBackwardOnKernels(const at::Tensor& src, at::ScalarType R, const at::Tensor& w, const at::Tensor& b, const at::Tensor& gy) {
+  if (!onKernels(src) || !gy.is_cuda()) return false;
+  if (semaim_launch::layerNormBackwardSharedBytes(src.size(-1)) > semaim_launch::kMaxSharedBytes) return false;
+  const std::string T = kernelCode(src.scalar_type());
+  return semaim_launch::layerNormKernelExists(T, kernelCode(R), kernelCode(weightType(src, w, b)), kernelCode(gy.scalar_type()));
+}
+
+int multiProcessors(int device) {
+  int n = 0;
+  if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) n = 0;
+  return n;
+}
+
+// The backward kernel: dsrc and the residual's gradient in one pass; dw and db from its per-block sums.
+LayerNormGrads layerNormBackwardKernel(const at::Tensor& src, const at::Tensor& mean, const at::Tensor& rstd, const at::Tensor& w,
+                                       const at::Tensor& b, const at::Tensor& gy, const at::Tensor& gh, bool residual, at::ScalarType R) {
+  const int64_t D = src.size(-1);
+  const at::ScalarType W = weightType(src, w, b);
+  const at::Tensor s = src.contiguous();
+  const at::Tensor gyc = gy.contiguous();
+  const at::Tensor ghc = gh.defined() ? gh.to(src.scalar_type()).contiguous() : gh;
+  const at::Tensor wk = w.defined() ? w.to(W).contiguous() : w;
+  const at::Tensor mc = mean.reshape({-1}).to(at::kFloat).contiguous();
+  const at::Tensor rc = rstd.reshape({-1}).to(at::kFloat).contiguous();
+  long long rows = D ? s.numel() / D : 0;
+  const bool separateR = residual && R != src.scalar_type();
+  LayerNormGrads o;
+  o.dsrc = at::empty(s.sizes(), s.options());
+  at::Tensor dr = separateR ? at::empty(s.sizes(), s.options().dtype(R)) : at::Tensor();
+  const int device = s.device().index();
+  const auto l = semaim_launch::layerNormBackward(rows, D, multiProcessors(device));
+  at::Tensor dwPart = w.defined() ? at::empty({static_cast<int64_t>(l.grid), D}, s.options().dtype(at::kFloat)) : at::Tensor();
+  at::Tensor dbPart = b.defined() ? at::empty({static_cast<int64_t>(l.grid), D}, s.options().dtype(at::kFloat)) : at::Tensor();
+  if (rows > 0) {
+    void* sp = s.data_ptr();
+    void* mp = mc.data_ptr();
+    void* rp = rc.data_ptr();
+    void* wp = wk.defined() ? wk.data_ptr() : nullptr;
+    void* gp = gyc.data_ptr();
+    void* hp = ghc.defined() ? ghc.data_ptr() : nullptr;
+    void* dp = o.dsrc.data_ptr();
+    void* drp = dr.defined() ? dr.data_ptr() : nullptr;
+    void* dwp = dwPart.defined() ? dwPart.data_ptr() : nullptr;
+    void* dbp = dbPart.defined() ? dbPart.data_ptr() : nullptr;
+    int Di = static_cast<int>(D);
+    const std::string T = kernelCode(src.scalar_type());
+    launchKernel(semaim_launch::layerNormBackwardName(T, kernelCode(R), kernelCode(W), kernelCode(gy.scalar_type())), l, s,
+                 {&sp, &mp, &rp, &wp, &gp, &hp, &dp, &drp, &dwp, &dbp, &rows, &Di});
+  } else {
+    if (dwPart.defined()) dwPart.zero_();
+    if (dbPart.defined()) dbPart.zero_();
+  }
+  if (residual) o.dr = separateR ? dr : o.dsrc;
+  if (w.defined()) o.dw = dwPart.sum(0).to(w.scalar_type());
+  if (b.defined()) o.db = dbPart.sum(0).to(b.scalar_type());
+  return o;
+}
+#endif
+
 // Outputs {y} or, with a residual, {h, y}. Backward: libtorch's LayerNorm backward in float from the saved
-// statistics; with a residual, x and r both get d(h) = dLayerNorm + the gradient of h itself.
+// statistics; with a residual, x and r both get d(h) = dLayerNorm + the gradient of h itself. With
+// fusedBackward: the same in one kernel on CUDA (where it covers the dtypes and width), the kernel's
+// arithmetic with libtorch ops off CUDA.
 // (Absent tensors are empty optionals: an undefined tensor cannot be an autograd function's input.)
 struct LayerNormFunction : public torch::autograd::Function<LayerNormFunction> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& x, const c10::optional<at::Tensor>& ro, const c10::optional<at::Tensor>& wo,
-                               const c10::optional<at::Tensor>& bo, double eps, int64_t out) {
+                               const c10::optional<at::Tensor>& bo, double eps, int64_t out, bool fusedBackward) {
     const at::Tensor r = ro.value_or(at::Tensor()), w = wo.value_or(at::Tensor()), b = bo.value_or(at::Tensor());
     LayerNormOut o = layerNormForward(x, r, w, b, eps, static_cast<at::ScalarType>(out));
     const bool residual = r.defined();
     ctx->saved_data["residual"] = residual;
+    ctx->saved_data["fusedBackward"] = fusedBackward;
     ctx->saved_data["residualDtype"] = static_cast<int64_t>(residual ? r.scalar_type() : x.scalar_type());
     ctx->save_for_backward({residual ? o.h : x, w, b, o.mean, o.rstd});
     return residual ? variable_list{o.h, o.y} : variable_list{o.y};
@@ -394,6 +489,23 @@ struct LayerNormFunction : public torch::autograd::Function<LayerNormFunction> {
     const at::Tensor& w = saved[1];
     const at::Tensor& b = saved[2];
     const at::Tensor& gy = grads[residual ? 1 : 0];
+    if (ctx->saved_data["fusedBackward"].toBool()) {
+      const at::Tensor gh = residual ? grads[0] : at::Tensor();
+      const at::ScalarType R = residual ? residualDtype : src.scalar_type();
+      LayerNormGrads g;
+      bool done = false;
+#ifdef SEMAIM_CUDA
+      if (layerNormBackwardOnKernels(src, R, w, b, gy)) {
+        g = layerNormBackwardKernel(src, saved[3], saved[4], w, b, gy, gh, residual, R);
+        done = true;
+      }
+#endif
+      if (!done && !src.is_cuda()) {
+        g = layerNormBackwardComposite(src, saved[3], saved[4], w, b, gy, gh, residual, R);
+        done = true;
+      }
+      if (done) return {g.dsrc, g.dr, g.dw, g.db, at::Tensor(), at::Tensor(), at::Tensor()};
+    }
     const at::ScalarType acc = accType(src.scalar_type());
     const auto stat = statShape(src);
     auto res = at::native_layer_norm_backward(gy.to(acc), src.to(acc), {src.size(-1)}, saved[3].to(acc).view(stat), saved[4].to(acc).view(stat),
@@ -403,9 +515,9 @@ struct LayerNormFunction : public torch::autograd::Function<LayerNormFunction> {
     at::Tensor dx = std::get<0>(res).to(src.scalar_type());
     const at::Tensor dw = w.defined() ? std::get<1>(res).to(w.scalar_type()) : at::Tensor();
     const at::Tensor db = b.defined() ? std::get<2>(res).to(b.scalar_type()) : at::Tensor();
-    if (!residual) return {dx, at::Tensor(), dw, db, at::Tensor(), at::Tensor()};
+    if (!residual) return {dx, at::Tensor(), dw, db, at::Tensor(), at::Tensor(), at::Tensor()};
     const at::Tensor dh = at::add(dx, grads[0]);
-    return {dh, dh.to(residualDtype), dw, db, at::Tensor(), at::Tensor()};
+    return {dh, dh.to(residualDtype), dw, db, at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -530,7 +642,7 @@ static FusedKernelsResult fusedKernels(bool load) {
 
 static std::tuple<at::Tensor, at::Tensor> fusedLayerNorm(const at::Tensor& x, const c10::optional<at::Tensor>& residual,
                                                          const c10::optional<at::Tensor>& weight, const c10::optional<at::Tensor>& bias,
-                                                         double eps, c10::optional<at::ScalarType> outDtype, bool fused) {
+                                                         double eps, c10::optional<at::ScalarType> outDtype, bool fused, bool fusedBackward) {
   const int64_t D = x.size(-1);
   if (residual && residual->sizes() != x.sizes()) throw std::invalid_argument("fusedLayerNorm: the residual's shape differs from the input's");
   if ((weight && weight->numel() != D) || (bias && bias->numel() != D)) throw std::invalid_argument("fusedLayerNorm: weight and bias need as many values as the last dimension");
@@ -548,7 +660,7 @@ static std::tuple<at::Tensor, at::Tensor> fusedLayerNorm(const at::Tensor& x, co
     at::Tensor h = residual ? at::add(x, *residual) : at::Tensor();
     return {h, at::layer_norm(residual ? h : x, {D}, weight, bias, eps).to(out)};
   }
-  auto outs = LayerNormFunction::apply(x, residual, weight, bias, eps, static_cast<int64_t>(out));
+  auto outs = LayerNormFunction::apply(x, residual, weight, bias, eps, static_cast<int64_t>(out), fusedBackward);
   return residual ? std::make_tuple(outs[0], outs[1]) : std::make_tuple(at::Tensor(), outs[0]);
 }
 

@@ -5,6 +5,10 @@
 //   layernorm  LayerNorm, and residual add + LayerNorm, written in the autocast dtype when the result
 //              only feeds Linear layers (which would cast it anyway), reading a narrowed sequence
 //              without a copy
+//   layernorm-backward
+//              the backward of those (with `layernorm` on): the input's and the residual's gradients and
+//              the weights' in one kernel instead of libtorch's LayerNorm backward, casts and add. Not in
+//              --fused auto until measured on a GPU
 //   gelu       bias + GELU after a bias-free Linear (fc1 of the MLPs)
 //   targets    the pixel targets: blur, patchify and per-patch normalisation in one kernel
 import { native } from './native';
@@ -12,8 +16,8 @@ import { Tensor, wrap } from './tensor';
 import { autocastState } from './autograd';
 import { deviceType, type DType } from './dtype';
 
-export type FusedKind = 'layernorm' | 'gelu' | 'targets';
-export const FUSED_KINDS: readonly FusedKind[] = ['layernorm', 'gelu', 'targets'];
+export type FusedKind = 'layernorm' | 'layernorm-backward' | 'gelu' | 'targets';
+export const FUSED_KINDS: readonly FusedKind[] = ['layernorm', 'layernorm-backward', 'gelu', 'targets'];
 
 const enabled = new Set<FusedKind>();
 let onCpu = false;
@@ -63,6 +67,16 @@ export interface FusedOptions {
   fused?: boolean;
   /** The result only feeds Linear layers: under autocast it is written in the autocast dtype. */
   forLinear?: boolean;
+  /**
+   * LayerNorm: the fused function's backward runs the backward kernel (default: useFused('layernorm-backward')
+   * for the input); on the CPU the kernel's arithmetic with libtorch ops. Only with `fused`.
+   */
+  fusedBackward?: boolean;
+}
+
+/** Whether a fused LayerNorm's backward runs the backward kernel. */
+function fusedBackward(x: Tensor, o: FusedOptions, fused: boolean): boolean {
+  return fused && (o.fusedBackward ?? useFused('layernorm-backward', x));
 }
 
 /** The dtype a fused LayerNorm writes: the autocast dtype when it feeds a Linear under autocast, else its input's. */
@@ -75,7 +89,7 @@ function outDtype(x: Tensor, o: FusedOptions, fused: boolean): DType | null {
 /** LayerNorm over the last dimension. */
 export function layerNorm(x: Tensor, weight: Tensor | null, bias: Tensor | null, eps: number, o: FusedOptions = {}): Tensor {
   const fused = o.fused ?? useFused('layernorm', x);
-  const [, y] = native.fusedLayerNorm(x.h, null, weight?.h ?? null, bias?.h ?? null, eps, outDtype(x, o, fused), fused);
+  const [, y] = native.fusedLayerNorm(x.h, null, weight?.h ?? null, bias?.h ?? null, eps, outDtype(x, o, fused), fused, fusedBackward(x, o, fused));
   return wrap(y);
 }
 
@@ -89,7 +103,7 @@ export function addLayerNorm(
   o: FusedOptions = {},
 ): { sum: Tensor; normed: Tensor } {
   const fused = o.fused ?? useFused('layernorm', x);
-  const [h, y] = native.fusedLayerNorm(x.h, residual.h, weight?.h ?? null, bias?.h ?? null, eps, outDtype(x, o, fused), fused);
+  const [h, y] = native.fusedLayerNorm(x.h, residual.h, weight?.h ?? null, bias?.h ?? null, eps, outDtype(x, o, fused), fused, fusedBackward(x, o, fused));
   return { sum: wrap(h!), normed: wrap(y) };
 }
 

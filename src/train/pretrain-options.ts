@@ -39,7 +39,7 @@ export const GPU_STEP_OPTIONS = defineOptions({
     type: 'string',
     default: 'auto',
     auto: (o) => autoFused(String(o.device)),
-    help: "fused CUDA kernels (compiled at run time with NVRTC): 'all', 'none' or a list of layernorm, gelu, targets; auto = layernorm on a GPU where they compile (the one measured faster), else none",
+    help: "fused CUDA kernels (compiled at run time with NVRTC): 'all', 'none' or a list of layernorm, layernorm-backward, gelu, targets; auto = layernorm on a GPU where they compile (the one measured faster), else none",
   },
 });
 
@@ -372,7 +372,8 @@ function checkSyntheticSizes(o: PretrainOptions): void {
 /**
  * --fused auto: the LayerNorm kernel on a CUDA device where the kernels compile, else none. On an H200
  * (ViT-B/16, batch 256) it made the step 1.08× faster; bias + GELU made it 0.98× (it gives up cuBLASLt's
- * bias epilogue), so auto leaves that one off. docs/BENCHMARKS.md, "Pre-training step (CUDA)".
+ * bias epilogue), so auto leaves that one off; layernorm-backward is not measured yet. docs/BENCHMARKS.md,
+ * "Pre-training step (CUDA)".
  */
 export function autoFused(device: string): string {
   return device.startsWith('cuda') && fused.kernelStatus(true).loaded ? 'layernorm' : 'none';

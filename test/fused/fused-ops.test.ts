@@ -147,6 +147,71 @@ test('fused LayerNorm: float64 gradcheck of x, residual, weight and bias', () =>
   });
 });
 
+test('fused LayerNorm backward (the layernorm-backward kind) equals the unfused backward: residual, 16-bit branch, weights or none', () => {
+  torch.scope(() => {
+    const cases = [
+      { dtype: 'float32', low: null, residual: true, w: true, b: true },
+      { dtype: 'float32', low: null, residual: false, w: true, b: false },
+      { dtype: 'float64', low: null, residual: true, w: false, b: true },
+      { dtype: 'bfloat16', low: null, residual: true, w: true, b: true },
+      // Autocast's float32 residual stream plus a bfloat16 branch: the branch's gradient comes back in bfloat16.
+      { dtype: 'float32', low: 'bfloat16', residual: true, w: true, b: true },
+    ] as const;
+    for (const c of cases) {
+      const what = `${c.dtype}${c.low ? `+${c.low}` : ''} residual=${c.residual} w=${c.w} b=${c.b}`;
+      const x0 = rnd([3, 5, 40], { dtype: c.dtype, lo: -3, hi: 3 });
+      const r0 = rnd([3, 5, 40], { dtype: c.low ?? c.dtype, seed: 71 });
+      const wdt = c.dtype === 'float32' ? 'float32' : c.dtype; // the unfused CPU LayerNorm wants x's dtype otherwise
+      const w0 = rnd([40], { dtype: wdt, seed: 72 });
+      const b0 = rnd([40], { dtype: wdt, seed: 73 });
+      const run = (o: fused.FusedOptions | null): Tensor[] => {
+        const [x, r, w, b] = [leaf(x0), leaf(r0), leaf(w0), leaf(b0)];
+        const wo = c.w ? w : null;
+        const bo = c.b ? b : null;
+        const inputs = [x, ...(c.residual ? [r] : []), ...(c.w ? [w] : []), ...(c.b ? [b] : [])];
+        if (!o) {
+          const want = unfusedAddLayerNorm(x, c.residual ? r : null, w, b, 1e-6);
+          const y = F.layerNorm(want.h ?? x, [40], wo, bo, 1e-6);
+          return grads(inputs, want.h ? [want.h, y] : [y], 300);
+        }
+        const outs = c.residual ? Object.values(fused.addLayerNorm(x, r, wo, bo, 1e-6, o)) : [fused.layerNorm(x, wo, bo, 1e-6, o)];
+        return grads(inputs, outs, 300);
+      };
+      const want = run(null);
+      // Through the options, and through the switch (setFused with the kind, onCpu) as the model takes it.
+      const viaOptions = run({ fused: true, fusedBackward: true });
+      fused.setFused(['layernorm', 'layernorm-backward'], { onCpu: true });
+      let viaSwitch: Tensor[];
+      try {
+        viaSwitch = run({});
+      } finally {
+        fused.setFused('none');
+      }
+      const t = tol(c.low ?? c.dtype);
+      for (const got of [viaOptions, viaSwitch]) {
+        got.forEach((g, i) => {
+          assert.equal(g.dtype, want[i].dtype, `${what} grad ${i} dtype`);
+          assertClose(g, want[i], 10 * t, 10 * t, `${what} grad ${i}`);
+        });
+      }
+    }
+    // float64 gradcheck of the fused backward's arithmetic.
+    const x = rnd([2, 3, 6], { lo: -2, hi: 2, seed: 74 }).requiresGrad_();
+    const r = rnd([2, 3, 6], { seed: 75 }).requiresGrad_();
+    const w = rnd([6], { seed: 76 }).requiresGrad_();
+    const b = rnd([6], { seed: 77 }).requiresGrad_();
+    const o = { fused: true, fusedBackward: true };
+    gradcheck(
+      (a, c, d, e) => {
+        const s = fused.addLayerNorm(a, c, d, e, 1e-5, o);
+        return s.normed.add(s.sum.mul(0.5));
+      },
+      [x, r, w, b],
+    );
+    gradcheck((a, d) => fused.layerNorm(a, d, null, 1e-5, o), [x, w]);
+  });
+});
+
 test('fused bias + GELU equals gelu(x + b), forward and backward, and passes a float64 gradcheck', () => {
   torch.scope(() => {
     const cpu = torch.deviceType(torch.zeros([1]).device) === 'cpu';
@@ -210,7 +275,7 @@ test('fused ops refuse bad shapes with clear errors; the kind list is validated'
       /must be odd/,
     );
   });
-  assert.deepEqual(fused.parseFusedKinds('all'), ['layernorm', 'gelu', 'targets']);
+  assert.deepEqual(fused.parseFusedKinds('all'), ['layernorm', 'layernorm-backward', 'gelu', 'targets']);
   assert.deepEqual(fused.parseFusedKinds('targets, layernorm'), ['targets', 'layernorm']);
   assert.deepEqual(fused.parseFusedKinds('none'), []);
   assert.throws(() => fused.parseFusedKinds('layernorm,softmax'), /unknown fused kernel kind\(s\) softmax/);
@@ -222,7 +287,7 @@ test('the switch is off by default and sends CPU tensors to the unfused ops', ()
     const cpu = torch.zeros([2, 2], { device: 'cpu' });
     fused.setFused('all');
     try {
-      assert.deepEqual(fused.fusedKinds(), ['layernorm', 'gelu', 'targets']);
+      assert.deepEqual(fused.fusedKinds(), ['layernorm', 'layernorm-backward', 'gelu', 'targets']);
       assert.equal(fused.useFused('layernorm', cpu), false);
     } finally {
       fused.setFused('none');
