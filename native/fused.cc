@@ -32,6 +32,12 @@
 #include <c10/cuda/CUDAStream.h>
 #include <dlfcn.h>
 #include <glob.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "generated/kernels.inc"
 #endif
@@ -172,12 +178,64 @@ void ensureContext(const CudaApi& api) {
   if (api.cuCtxGetCurrent(&ctx) != 0 || ctx == nullptr) cudaFree(nullptr);
 }
 
-// The compiled module of a device: NVRTC runs once per device and process (about a second).
+// The compiled module of a device: NVRTC runs once per device and process, or is read from the cache.
 struct KernelModule {
   void* module = nullptr;
   std::map<std::string, void*> functions;
   std::string arch;
 };
+
+// The compiled cubins are kept on disk, so that NVRTC's seconds (10-20 s for the whole source on a slow
+// core) are paid once per machine, not once per process: $SEMAIM_KERNEL_CACHE (empty: no cache), else
+// $XDG_CACHE_HOME/semaim/kernels, else ~/.cache/semaim/kernels. A file's name holds a hash of the source,
+// the target and the NVRTC version, so an edited kernel or another NVRTC compiles anew. Any failure to
+// read, load or write a cached file only means compiling, as without the cache.
+std::string kernelCacheFile(const std::string& arch, const CudaApi& api) {
+  std::string dir;
+  if (const char* e = std::getenv("SEMAIM_KERNEL_CACHE")) {
+    dir = e;
+  } else if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) {
+    dir = std::string(x) + "/semaim/kernels";
+  } else if (const char* h = std::getenv("HOME"); h && *h) {
+    dir = std::string(h) + "/.cache/semaim/kernels";
+  }
+  if (dir.empty()) return "";
+  uint64_t hash = 1469598103934665603ull;  // FNV-1a over the source, the target and the NVRTC version
+  const std::string key = std::string(kKernelSource_fused) + '\0' + arch + '\0' + std::to_string(api.nvrtcMajor) + "." + std::to_string(api.nvrtcMinor);
+  for (const unsigned char c : key) hash = (hash ^ c) * 1099511628211ull;
+  std::ostringstream name;
+  name << dir << "/fused-" << std::hex << hash << "-" << arch.substr(arch.find('=') + 1) << ".cubin";
+  return name.str();
+}
+
+std::string readCachedKernels(const std::string& file) {
+  if (file.empty()) return "";
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return "";
+  std::ostringstream image;
+  image << in.rdbuf();
+  return in.bad() ? "" : image.str();
+}
+
+// Written to a temporary name and renamed into place: a reader sees the whole file or none.
+void storeCachedKernels(const std::string& file, const std::string& image) {
+  if (file.empty()) return;
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(file).parent_path(), ec);
+  if (ec) return;
+  const std::string tmp = file + ".tmp" + std::to_string(getpid());
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out.write(image.data(), static_cast<std::streamsize>(image.size()));
+    if (!out.good()) {
+      out.close();
+      std::filesystem::remove(tmp, ec);
+      return;
+    }
+  }
+  std::filesystem::rename(tmp, file, ec);
+  if (ec) std::filesystem::remove(tmp, ec);
+}
 
 KernelModule compileFor(const CudaApi& api, int device) {
   cudaDeviceProp prop;
@@ -187,6 +245,15 @@ KernelModule compileFor(const CudaApi& api, int device) {
   for (const bool cubin : {true, false}) {
     if (cubin && !api.nvrtcGetCUBIN) continue;
     const std::string arch = std::string("--gpu-architecture=") + (cubin ? "sm_" : "compute_") + cc;
+    const std::string cacheFile = cubin ? kernelCacheFile(arch, api) : "";
+    if (const std::string cached = readCachedKernels(cacheFile); !cached.empty()) {
+      KernelModule m;
+      ensureContext(api);
+      if (api.cuModuleLoadData(&m.module, cached.data()) == 0) {
+        m.arch = arch + " (cached: " + cacheFile + ")";
+        return m;
+      }
+    }
     const char* opts[] = {arch.c_str(), "--std=c++17"};
     void* prog = nullptr;
     int r = api.nvrtcCreateProgram(&prog, kKernelSource_fused, "fused.cu", 0, nullptr, nullptr);
@@ -212,6 +279,7 @@ KernelModule compileFor(const CudaApi& api, int device) {
     ensureContext(api);
     r = api.cuModuleLoadData(&m.module, image.data());
     if (r != 0) throw std::runtime_error("fused kernels: loading the " + arch + " module: " + driverError(api, r));
+    if (cubin) storeCachedKernels(cacheFile, image);
     return m;
   }
   throw std::runtime_error("fused kernels: no NVRTC target for compute capability " + cc);

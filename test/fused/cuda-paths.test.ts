@@ -12,7 +12,8 @@ import { PhaseTimer } from '../../src/run/phase-timer';
 import { setPhaseProbe, markPhase } from '../../src/semaim/phases';
 import { withPrecision, type Precision } from '../../src/run/precision';
 import { forwardBackward } from '../../src/train/pretrain-step';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pretrain } from '../../src/train/pretrain';
@@ -51,6 +52,26 @@ test('the fused kernels compile with NVRTC for this GPU', { skip }, (t) => {
   // --fused auto (pretrain's default) takes the LayerNorm kernel here.
   assert.equal(resolveOptions(PRETRAIN_OPTIONS, { device: DEV }).fused, 'layernorm');
   assert.equal(st.loaded, true, st.message);
+});
+
+test('the compiled kernels are kept on disk: a second process loads them instead of running NVRTC', { skip }, () => {
+  const cache = mkdtempSync(join(tmpdir(), 'semaim-kernel-cache-'));
+  try {
+    const status = () =>
+      execFileSync(
+        process.execPath,
+        ['-e', `process.stdout.write(require(${JSON.stringify(join(__dirname, '../../src/torch'))}).fused.kernelStatus(true).message)`],
+        {
+          env: { ...process.env, SEMAIM_KERNEL_CACHE: cache },
+          encoding: 'utf8',
+        },
+      );
+    assert.doesNotMatch(status(), /cached/);
+    assert.equal(readdirSync(cache).filter((f) => f.endsWith('.cubin')).length, 1);
+    assert.match(status(), /\(cached: .*\.cubin\)/);
+  } finally {
+    rmSync(cache, { recursive: true, force: true });
+  }
 });
 
 test('SemAIM on cuda: the fused kernels give the unfused loss and gradients (float32, and bf16 autocast)', { skip }, () => {
