@@ -9,10 +9,10 @@
 # end on cuda (scripts/gpu-cli-check.sh).
 # PERF=1 (issue 19): the tests include the fused-kernel, CUDA-graph and attention checks (test/fused/),
 # then a preflight (NVRTC, attention backends; $OUT/preflight.log) and the benchmark with every speed
-# lever as its own side beside the plain TypeScript one and the authors'-style reference: fused kernels,
-# CUDA graphs at ViT-B/16 batch 256 and 64, the attention backend libtorch does not pick by default (flash when it
-# picks cuDNN, cuDNN otherwise), and the per-phase timer (ViT-B/16 batch 256
-# first, then batch 64, then ViT-L/16 batch 64; the docs section is rewritten after each config).
+# lever as its own side beside the plain TypeScript one and the authors'-style reference: the fused kernels
+# of PERF_FUSED (default layernorm,layernorm-backward), CUDA graphs at ViT-B/16 batch 256 and 64, the
+# per-phase timer, and with SDPA=1 the attention backend libtorch does not pick by default (ViT-B/16 batch
+# 256 first, then batch 64, then ViT-L/16 batch 64; the docs section is rewritten after each config).
 #   run(command="PERF=1 bash scripts/gpu-session.sh", carry=[".gpu"], timeout_s=590)
 # DATA=1 (issue 19, input): bench:data at 224² with 1, 8 and all-but-one of the machine's cores as
 # workers, and whether the loader keeps up with DATA_NEED img/s (default 1470, the ViT-B/16 target).
@@ -73,7 +73,10 @@ if [ "${BENCH:-1}" != 0 ] && [ -f build/Release/semaim.node ]; then
       default=$(sed -n 's/.*default priority [^:]*: encoder \([a-z-]*\),.*/\1/p' "$OUT/preflight.log")
       sdpa=$([ "$default" = cudnn ] && echo flash,efficient,math || echo cudnn,flash,efficient,math)
       echo "== attention lever: --sdpa $sdpa (default pick: ${default:-unknown})" | tee -a "$OUT/preflight.log"
-      LEVERS=(--reference authors --fused all --cuda-graphs --graphs-at base:256,base:64 --sdpa "$sdpa" --phase-timer --write-docs)
+      # The fused side: the kernels measured faster (LayerNorm, 1.08x on 2026-12-04) and LayerNorm's backward.
+      LEVERS=(--reference authors --fused "${PERF_FUSED:-layernorm,layernorm-backward}" --cuda-graphs --graphs-at base:256,base:64 --phase-timer --write-docs)
+      # The attention side only with SDPA=1: flash measured 0.971x of the cuDNN kernel libtorch picks (2026-12-04).
+      [ "${SDPA:-0}" = 1 ] && LEVERS+=(--sdpa "$sdpa")
     fi
     # What is left after the build and tests, less the data benchmark's share when it runs too.
     bench_limit=$(( $(left) - $([ "${DATA:-0}" = 1 ] && echo 75 || echo 5) ))
@@ -89,9 +92,10 @@ fi
 if [ "${LEVERS:-0}" = 1 ] && [ -f build/Release/semaim.node ]; then
   # Issue 19, one lever at a time at the target's config (ViT-B/16, 224², 12 decoder blocks, batch 256),
   # straight through the benchmark's worker (no reference sides: their numbers are in the PERF run): the
-  # LayerNorm and bias + GELU kernels alone and all three (the targets kernel runs on CUDA anyway), the
-  # attention backend libtorch does not pick; then the per-kernel GPU time of the same step in PyTorch;
-  # then the phase timer with and without the fused kernels (last: the first to go when time runs out).
+  # LayerNorm kernel, with its backward kernel, all of them, and the last with CUDA graphs (2026-12-04:
+  # LayerNorm 1.077x, bias + GELU 0.976x, flash instead of cuDNN 0.971x); then the per-kernel GPU time of
+  # the same step in PyTorch; then the phase timer with and without the fused kernels (last: the first to
+  # go when time runs out).
   W=(node dist/bench/pretrain_worker.js --preset vit_base --img 224 --patch 16 --decoder-depth 12 --batch 256 --warmup 2 --steps 20 --threads 2 --device "$DEVICE")
   [ "$DEVICE" = cpu ] && W=(node dist/bench/pretrain_worker.js --preset vit_tiny --img 32 --patch 4 --decoder-depth 2 --batch 4 --warmup 2 --steps 2 --threads 2 --device cpu)
   lever() {
@@ -101,13 +105,13 @@ if [ "${LEVERS:-0}" = 1 ] && [ -f build/Release/semaim.node ]; then
       | LEVER="$1" node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{let r;try{r=JSON.parse(s)}catch{console.log(`== lever ${process.env.LEVER||"(plain)"}: failed (levers.err)`);return}const p=r.phaseTimer?.gpuMs;console.log(`== lever ${process.env.LEVER||"(plain)"}: ${r.msPerStep.toFixed(1)} ms/step (min ${r.minMs.toFixed(1)}), ${r.imgPerSec.toFixed(1)} img/s, peak GPU ${((r.peakGpuBytes??0)/2**30).toFixed(2)} GiB, attention ${JSON.stringify(r.attention??null)}${p?`, phases ${JSON.stringify(p)}`:""}`)})' \
       | tee -a "$OUT/levers.log"
   }
-  for l in "" "--fused layernorm" "--fused gelu" "--fused all" "--sdpa flash,efficient,math"; do lever "$l"; done
+  for l in "" "--fused layernorm" "--fused layernorm,layernorm-backward" "--fused all" "--cuda-graphs --fused layernorm,layernorm-backward"; do lever "$l"; done
   if [ "$DEVICE" != cpu ] && [ "$(left)" -gt 40 ]; then
     timeout $(( $(left) - 5 )) "$SEMAIM_PYTHON" bench/pretrain_torch.py --preset vit_base --img 224 --patch 16 --decoder-depth 12 --batch 256 \
       --warmup 2 --steps 3 --threads 2 --device cuda --kernel-profile 3 --kernel-profile-out "$OUT/kernels.md" > /dev/null 2>>"$OUT/levers.err"
     echo "== kernel profile: exit $? after $(( $(date +%s) - start )) s" | tee -a "$OUT/levers.log"
   fi
-  for l in "--phase-timer --upload-input --fused all" "--phase-timer --upload-input"; do lever "$l"; done
+  for l in "--phase-timer --upload-input --fused layernorm,layernorm-backward" "--phase-timer --upload-input"; do lever "$l"; done
 fi
 if [ "${CLI:-0}" = 1 ] && [ -f build/Release/semaim.node ]; then
   export RUN_DIR=.tmp/gpu-cli
