@@ -16,9 +16,10 @@
 // Python is $SEMAIM_PYTHON or /usr/bin/python3 (Debian's torchvision); without torchvision its column is empty.
 
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync, renameSync, rmSync } from 'node:fs';
 import { cpus, availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
+import { makeLargeJpegFiles } from './data_jpegs';
 import {
   DataLoader,
   ShardLoader,
@@ -31,9 +32,6 @@ import {
   randomResizedCrop,
   horizontalFlip,
   normalize,
-  renderSynthetic,
-  syntheticConfig,
-  Rng,
   type Interpolation,
 } from '../src/data';
 
@@ -77,31 +75,9 @@ async function makeLargeJpegs(dir: string, count: number): Promise<void> {
   const marker = join(dir, '.complete');
   if (existsSync(marker)) return;
 
-  const sharpMod = require('sharp');
-  const sharp = typeof sharpMod === 'function' ? sharpMod : sharpMod.default;
   const tmp = `${dir}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
-  const cfg = syntheticConfig({ size: [375, 500], count, seed: 11 });
-  for (let i = 0; i < count; i++) {
-    const s = renderSynthetic(cfg, i);
-    const hw = 500 * 375;
-    const rgb = Buffer.alloc(hw * 3);
-    const rng = new Rng(11, 'noise', i);
-    const planes = s.image.planes;
-    for (let p = 0; p < hw; p++) {
-      // fine-grained texture so files have photo-like entropy (~80–120 KB at q90)
-      const n = rng.normal(0, 7);
-      for (let c = 0; c < 3; c++) {
-        const v = planes[c].data[planes[c].offset + p] + n + rng.normal(0, 3);
-        rgb[p * 3 + c] = v < 0 ? 0 : v > 255 ? 255 : v;
-      }
-    }
-    const cls = join(tmp, `class${i % 4}`);
-    mkdirSync(cls, { recursive: true });
-    await sharp(rgb, { raw: { width: 500, height: 375, channels: 3 } })
-      .jpeg({ quality: 90 })
-      .toFile(join(cls, `${String(i).padStart(5, '0')}.jpg`));
-  }
+  await makeLargeJpegFiles(tmp, count);
   rmSync(dir, { recursive: true, force: true });
   renameSync(tmp, dir);
   writeFileSync(marker, 'made by bench/data.ts\n');
