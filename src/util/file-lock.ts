@@ -54,6 +54,12 @@ function writeDraft(draft: string, text: string): void {
  * Creates `path` holding `text`, or returns false if it exists. A hard link of a finished file makes the lock
  * appear whole: a file opened with 'wx' is empty until written, and a rival reading it then took it for abandoned.
  */
+/** Whether a link() failed because the file system has no hard links (FAT, some FUSE and network mounts). */
+export function noHardLinks(e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException).code;
+  return code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP';
+}
+
 function createWhole(path: string, text: string): boolean {
   const draft = `${path}.${process.pid}.draft`;
   try {
@@ -61,9 +67,8 @@ function createWhole(path: string, text: string): boolean {
     linkSync(draft, path);
     return true;
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST') return false;
-    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') throw e;
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    if (!noHardLinks(e)) throw e;
     // A file system without hard links: exclusive create, then write (the narrow window is back).
     let fd: number;
     try {

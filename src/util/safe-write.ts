@@ -22,7 +22,7 @@ import {
 } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
-import { heldByAnother } from './file-lock';
+import { heldByAnother, noHardLinks } from './file-lock';
 import { namesOfDeadProcesses, processAlive } from './process-alive';
 import { readSmallFile } from './small-file';
 
@@ -198,9 +198,8 @@ export function commitUnlessTaken(staged: StagedFile, mayReplace: (path: string)
       staged.abort(); // the name stays on the file
       return true;
     } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'EEXIST') continue; // created since the lstat: look at it
-      if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP') {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') continue; // created since the lstat: look at it
+      if (noHardLinks(e)) {
         staged.commit();
         return true;
       }
@@ -302,12 +301,11 @@ function placeJournal(draft: StagedFile, waitMs: number): void {
         linkSync(draft.tmp, path); // fails with EEXIST where a journal is: no writer replaces another's
         return;
       } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
-        if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP') {
+        if (noHardLinks(e)) {
           draft.commit(); // a file system without hard links: replaced, as before the journal was a lock
           return;
         }
-        if (code !== 'EEXIST') throw e;
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       }
       const j = readJournal(dir, name);
       if (!j) {

@@ -1,0 +1,54 @@
+// On a file system without hard links (FAT, some FUSE and network mounts, where link() fails with EPERM,
+// ENOTSUP or EOPNOTSUPP) the three writers that place files with a hard link fall back, as their comments
+// say: a lock is created exclusively and then written, a file placed unless taken is renamed into place,
+// and a set of files committed together replaces the earlier set. Simulated by making fs.linkSync fail.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { lockFile, noHardLinks } from '../../src/util/file-lock';
+import { commitFiles, commitUnlessTaken, stageFile } from '../../src/util/safe-write';
+
+// The module object itself (an `import * as` namespace is read-only): the writers call fs.linkSync through it.
+const fs = require('node:fs') as typeof import('node:fs');
+
+const errno = (code: string): NodeJS.ErrnoException => Object.assign(new Error(`${code}: operation not permitted, link`), { code });
+
+test('noHardLinks names the errors of a file system without hard links, and no other', () => {
+  for (const code of ['EPERM', 'ENOTSUP', 'EOPNOTSUPP']) assert.equal(noHardLinks(errno(code)), true, code);
+  for (const code of ['EEXIST', 'ENOENT', 'EACCES', 'ENOSPC', undefined]) assert.equal(noHardLinks(errno(String(code))), false, String(code));
+});
+
+for (const code of ['EPERM', 'ENOTSUP', 'EOPNOTSUPP']) {
+  test(`without hard links (link fails with ${code}) a lock, a file placed unless taken and a committed set still land`, (t) => {
+    const dir = fs.mkdtempSync(join(tmpdir(), 'semaim-no-links-'));
+    const linkSync = fs.linkSync;
+    let links = 0;
+    (fs as { linkSync: typeof fs.linkSync }).linkSync = () => {
+      links++;
+      throw errno(code);
+    };
+    t.after(() => {
+      (fs as { linkSync: typeof fs.linkSync }).linkSync = linkSync;
+      fs.rmSync(dir, { recursive: true, force: true });
+    });
+    const release = lockFile(join(dir, 'run.lock'));
+    assert.equal(typeof release, 'function', 'the lock is taken');
+    assert.match(fs.readFileSync(join(dir, 'run.lock'), 'utf8'), new RegExp(`${process.pid}`));
+    assert.notEqual(typeof lockFile(join(dir, 'run.lock')), 'function', 'and held: a second taker is refused');
+    (release as () => void)();
+
+    assert.equal(
+      commitUnlessTaken(stageFile(join(dir, 'report.html'), 'new'), () => false),
+      true,
+    );
+    assert.equal(fs.readFileSync(join(dir, 'report.html'), 'utf8'), 'new');
+
+    fs.writeFileSync(join(dir, 'a.json'), 'old a');
+    fs.writeFileSync(join(dir, 'b.json'), 'old b');
+    commitFiles([stageFile(join(dir, 'a.json'), 'new a'), stageFile(join(dir, 'b.json'), 'new b')]);
+    assert.deepEqual([fs.readFileSync(join(dir, 'a.json'), 'utf8'), fs.readFileSync(join(dir, 'b.json'), 'utf8')], ['new a', 'new b']);
+    assert.ok(links >= 3, `every writer tried a hard link first (${links})`);
+    assert.deepEqual(fs.readdirSync(dir).sort(), ['a.json', 'b.json', 'report.html'], 'no draft, temporary or journal left');
+  });
+}
