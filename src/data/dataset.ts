@@ -5,12 +5,11 @@
 // of the synthetic generator. Workers rebuild a `SampleSource` from the spec without copying the
 // big arrays (SharedArrayBuffers are shared, not cloned).
 
-import { fstatSync, readSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { DecodeError, SKIP_REASONS } from './codecs/errors';
 import { imageMemberCap } from './codecs/limits';
-import { mayBeImage, NOT_AN_IMAGE, openImage, handleFromImage, type ImageHandle } from './codecs/decode';
-import { openRegularFile } from '../util/regular-file';
+import { openImage, handleFromImage, type ImageHandle } from './codecs/decode';
+import { readImageFile } from './codecs/read-file';
 import type { ExifOrientationPolicy } from './codecs/orientation';
 import type { Image, Plane } from './image';
 import { renderSynthetic, syntheticLabel as renderSyntheticLabel, type SyntheticConfig } from './sources/synthetic';
@@ -216,48 +215,6 @@ export function specLabel(spec: DatasetSpec, i: number): number {
 
 // ------------------------------------------------------------------ reading samples (workers)
 
-let readBuf = Buffer.allocUnsafe(1 << 20);
-/** The per-thread buffer grows to at most this; a larger file gets a buffer of its own, dropped after it. */
-const KEEP_READ_BYTES = 64 << 20;
-/** The most one readSync may be asked for (it refuses 2^31 and up). */
-const MAX_READ = 0x7fffffff;
-
-const mib = (n: number) => `${Math.floor(n / 2 ** 20).toLocaleString('en-US')} MiB`;
-
-/**
- * Reads a whole file into a per-thread buffer (open/read/close, no allocation for a file up to
- * KEEP_READ_BYTES); the bytes are valid until the next call. Samples are opened and decoded one at a
- * time, so this is safe. A file over `cap` bytes is refused from its size, unread.
- */
-function readFileReuse(path: string, cap: number): Uint8Array {
-  const fd = openRegularFile(path);
-  try {
-    const size = fstatSync(fd).size;
-    if (size > cap) {
-      throw new DecodeError(
-        'too-large',
-        `file of ${mib(size)} is over the ${mib(cap)} an image within the pixel limit can take (raise it with --max-image-pixels, 0 = no limit)`,
-      );
-    }
-    if (size > KEEP_READ_BYTES) {
-      // a large file is read whole only when it starts as an image does
-      const head = Buffer.alloc(4096);
-      if (!mayBeImage(head.subarray(0, readSync(fd, head, 0, head.length, 0)))) throw new DecodeError('unsupported', NOT_AN_IMAGE);
-    }
-    if (size > readBuf.length && size <= KEEP_READ_BYTES) readBuf = Buffer.allocUnsafe(Math.min(2 ** Math.ceil(Math.log2(size)), KEEP_READ_BYTES));
-    const buf = size <= readBuf.length ? readBuf : Buffer.allocUnsafe(size);
-    let n = 0;
-    while (n < size) {
-      const k = readSync(fd, buf, n, Math.min(size - n, MAX_READ), null);
-      if (k === 0) break; // shortened since fstat: the decoder sees a truncated file
-      n += k;
-    }
-    return new Uint8Array(buf.buffer, buf.byteOffset, n);
-  } finally {
-    closeSync(fd);
-  }
-}
-
 export interface OpenedSample {
   handle: ImageHandle | Promise<ImageHandle>;
   label: number;
@@ -295,7 +252,7 @@ export function createSource(spec: DatasetSpec, opts: SourceOptions = {}): Sampl
         const path = join(spec.root, unpackString(spec.paths, i));
         let bytes: Uint8Array;
         try {
-          bytes = readFileReuse(path, maxFileBytes);
+          bytes = readImageFile(path, maxFileBytes, { reuse: true });
         } catch (e) {
           if (e instanceof DecodeError) throw e;
           const err = e as NodeJS.ErrnoException;

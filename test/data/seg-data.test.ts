@@ -2,7 +2,8 @@
 // folder layout with its bad-input rules, and masks moved with their images (nearest-neighbour).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { decodeLabelPng } from '../../src/data/codecs/label-png';
 import { renderSynthetic, syntheticConfig } from '../../src/data/sources/synthetic';
@@ -253,7 +254,10 @@ test('seg-folder: clear errors for a wrong layout or a missing class list', () =
     assert.throws(() => makeSegData({ split: 'train', dataset: 'seg-folder', dataPath: dir, imgSize: 16, seed: 0 }), /no classes.txt .*\(--num-classes\)/);
     assert.throws(() => makeSegData({ split: 'train', dataset: 'cifar10', imgSize: 16, seed: 0 }), /has no segmentation masks/);
     mkdirSync(join(dir, 'classes.txt'));
-    assert.throws(() => makeSegData({ split: 'train', dataset: 'seg-folder', dataPath: dir, imgSize: 16, seed: 0 }), /cannot read .*classes\.txt \(EISDIR/);
+    assert.throws(
+      () => makeSegData({ split: 'train', dataset: 'seg-folder', dataPath: dir, imgSize: 16, seed: 0 }),
+      /classes\.txt is a folder, not a regular file$/,
+    );
   } finally {
     cleanup();
   }
@@ -287,6 +291,51 @@ test('seg-folder: --max-image-pixels refuses large images and masks (skipped, co
       assert.equal(got.length, usable, `limit ${limit}`);
       assert.deepEqual(data.skipped().byReason, usable === 2 ? {} : { 'too-large': 1 });
     }
+  } finally {
+    cleanup();
+  }
+});
+
+test('seg-folder: a file larger than an image within the pixel limit is skipped unread (too-large); a FIFO as an image or a mask is left out, without hanging', async () => {
+  const { dir, cleanup } = tempDir('semaim-seg-hostile-');
+  try {
+    write(join(dir, 'classes.txt'), 'a\nb\n');
+    const [w, h] = [20, 16];
+    for (const name of ['good', 'fifo-image', 'fifo-mask', 'huge']) {
+      write(join(dir, 'train', 'images', `${name}.png`), await encode(picture(w, h), w, h, 3, 'png'));
+      write(join(dir, 'train', 'masks', `${name}.png`), pngEncode(w, h, 0, 8, new Array(w * h).fill(1)));
+    }
+    for (const f of [join(dir, 'train', 'images', 'fifo-image.png'), join(dir, 'train', 'masks', 'fifo-mask.png')]) {
+      rmSync(f);
+      execFileSync('mkfifo', [f]);
+    }
+    // 8 × 1,000 pixels + 1 MiB is what an image within --max-image-pixels 1000 can take: this file is 2 MiB
+    const huge = Buffer.alloc(2 << 20);
+    (await encode(picture(w, h), w, h, 3, 'png')).copy(huge);
+    write(join(dir, 'train', 'images', 'huge.png'), huge);
+    // In a child process with a time limit: reading a FIFO blocks the thread, so a regression would hang the suite.
+    const dist = join(__dirname, '..', '..');
+    const r = spawnSync(
+      process.execPath,
+      [
+        '-e',
+        `const { makeSegData } = require(${JSON.stringify(join(dist, 'src/data/seg-loader'))});
+         (async () => {
+           const data = makeSegData({ split: 'train', dataset: 'seg-folder', dataPath: ${JSON.stringify(dir)}, imgSize: 16, seed: 0, numWorkers: 0,
+             imageInput: { maxImagePixels: 1000, exifOrientation: 'ignore' }, warn: () => {} });
+           let n = 0;
+           for await (const b of data.batches({ batchSize: 4, shuffle: false, epoch: 0, augment: 'none' })) n += b.indices.length;
+           console.log(JSON.stringify({ n, skipped: data.skipped().byReason }));
+         })();`,
+      ],
+      { timeout: 30_000, encoding: 'utf8' },
+    );
+    assert.notEqual((r.error as NodeJS.ErrnoException | undefined)?.code, 'ETIMEDOUT', 'hung on a FIFO');
+    assert.equal(r.status, 0, r.stderr);
+    const got = JSON.parse(r.stdout.trim()) as { n: number; skipped: Record<string, number> };
+    assert.equal(got.n, 1, 'only the good image is used');
+    // the listing takes regular files only: the FIFO image is not a sample, the FIFO mask leaves its image without one
+    assert.deepEqual(got.skipped, { 'no-mask': 1, 'too-large': 1 });
   } finally {
     cleanup();
   }

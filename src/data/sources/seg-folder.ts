@@ -9,9 +9,12 @@
 // without a mask is left out while listing; a mask whose size differs from its image, that does not
 // decode, or that holds a label outside the classes is left out when read (SegSkipError), as is an
 // image that does not decode (DecodeError). Nothing is replaced: the loader counts what it leaves out.
-import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { readRegularFile } from '../../util/regular-file';
 import { join, resolve } from 'node:path';
 import { openImage, type ImageHandle } from '../codecs/decode';
+import { imageMemberCap } from '../codecs/limits';
+import { readImageFile } from '../codecs/read-file';
 import type { ImageInputOptions } from '../options';
 import { DecodeError } from '../codecs/errors';
 import { decodeLabelPng } from '../codecs/label-png';
@@ -43,9 +46,11 @@ function readClasses(root: string, numClasses: number | undefined): string[] {
   if (existsSync(file)) {
     let text: string;
     try {
-      text = readFileSync(file, 'utf8');
+      text = readRegularFile(file, 'utf8');
     } catch (e) {
-      throw new Error(`cannot read ${file} (${(e as Error).message})`, { cause: e });
+      // a folder, FIFO or device at the name is refused naming the file already
+      const why = (e as Error).message;
+      throw new Error(why.startsWith(file) ? why : `cannot read ${file} (${why})`, { cause: e });
     }
     const names = text.split(/\r?\n/).map((s) => s.trim());
     while (names.length && names[names.length - 1] === '') names.pop();
@@ -101,6 +106,7 @@ export function segFolder(rootIn: string, o: SegFolderOptions): SegSource {
   const reduceZero = !!o.reduceZeroLabel;
   const background = o.background ?? 255;
   const extensions = IMAGE_EXTENSIONS.join(' ');
+  const maxFileBytes = imageMemberCap(o.imageInput?.maxImagePixels);
   return {
     root: splitDir,
     length: chosen.length,
@@ -112,7 +118,7 @@ export function segFolder(rootIn: string, o: SegFolderOptions): SegSource {
       const maskFile = join(masksDir, chosen[i].mask);
       let mask;
       try {
-        mask = decodeLabelPng(readFileSync(maskFile), o.imageInput?.maxImagePixels);
+        mask = decodeLabelPng(readImageFile(maskFile, maxFileBytes), o.imageInput?.maxImagePixels);
       } catch (e) {
         if (e instanceof DecodeError && e.reason === 'too-large') throw new DecodeError('too-large', `mask ${maskFile}: ${e.message}`);
         throw new SegSkipError('mask-unreadable', `mask ${maskFile}: ${(e as Error).message}`);
@@ -131,8 +137,9 @@ export function segFolder(rootIn: string, o: SegFolderOptions): SegSource {
       let bytes: Uint8Array;
       const imageFile = join(imagesDir, chosen[i].image);
       try {
-        bytes = readFileSync(imageFile);
+        bytes = readImageFile(imageFile, maxFileBytes);
       } catch (e) {
+        if (e instanceof DecodeError) throw e;
         throw new DecodeError('unreadable', `cannot read file (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; images are ${extensions})`);
       }
       const attach = (h: ImageHandle): ImageHandle => {
