@@ -50,16 +50,16 @@ function writeDraft(draft: string, text: string): void {
   writeFileSync(draft, text, { flag: 'wx' });
 }
 
-/**
- * Creates `path` holding `text`, or returns false if it exists. A hard link of a finished file makes the lock
- * appear whole: a file opened with 'wx' is empty until written, and a rival reading it then took it for abandoned.
- */
 /** Whether a link() failed because the file system has no hard links (FAT, some FUSE and network mounts). */
 export function noHardLinks(e: unknown): boolean {
   const code = (e as NodeJS.ErrnoException).code;
   return code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP';
 }
 
+/**
+ * Creates `path` holding `text`, or returns false if it exists. A hard link of a finished file makes the lock
+ * appear whole: a file opened with 'wx' is empty until written, and a rival reading it then took it for abandoned.
+ */
 function createWhole(path: string, text: string): boolean {
   const draft = `${path}.${process.pid}.draft`;
   try {
