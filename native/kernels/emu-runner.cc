@@ -41,6 +41,12 @@ void writeFile(const std::string& path, const Bytes& b) {
   if (!f) throw std::runtime_error("cannot write " + path);
 }
 size_t sizeOf(const std::string& code) { return code == "f32" ? 4 : 2; }
+// The bytes of a vector of plain values (floats, raw 16-bit patterns), as written to a file.
+template <typename V>
+Bytes rawBytes(const V& v) {
+  const auto* p = reinterpret_cast<const unsigned char*>(v.data());
+  return Bytes(p, p + v.size() * sizeof(v[0]));
+}
 
 using LayerNormFn = void (*)(const Launch&, const void*, long long, long long, const void*, long long, long long, long long, const void*,
                              const void*, void*, void*, float*, float*, long long, int, float);
@@ -143,12 +149,8 @@ void runLayerNormBackward(const std::string& dir, std::istringstream& in) {
              hasDr ? dr.data() + off * sizeOf(R) : nullptr, hasW ? dwPart.data() : nullptr, hasB ? dbPart.data() : nullptr, M, D);
   writeFile(dir + "/dsrc.bin", Bytes(dsrc.begin() + static_cast<long>(off * sizeOf(T)), dsrc.end()));
   if (hasDr) writeFile(dir + "/dr.bin", Bytes(dr.begin() + static_cast<long>(off * sizeOf(R)), dr.end()));
-  const auto raw = [](const std::vector<float>& v) {
-    const auto* p = reinterpret_cast<const unsigned char*>(v.data());
-    return Bytes(p, p + v.size() * sizeof(float));
-  };
-  if (hasW) writeFile(dir + "/dwpart.bin", raw(dwPart));
-  if (hasB) writeFile(dir + "/dbpart.bin", raw(dbPart));
+  if (hasW) writeFile(dir + "/dwpart.bin", rawBytes(dwPart));
+  if (hasB) writeFile(dir + "/dbpart.bin", rawBytes(dbPart));
   const std::string grid = std::to_string(l.grid);
   writeFile(dir + "/grid.txt", Bytes(grid.begin(), grid.end()));
 }
@@ -185,13 +187,9 @@ void runConvert(const std::string& dir, std::istringstream& in) {
   }
   std::vector<float> halves(65536);
   for (unsigned i = 0; i < 65536; ++i) halves[i] = semaim_kernels::toFloat(semaim_kernels::f16{static_cast<unsigned short>(i)});
-  const auto raw = [](const auto& v) {
-    const auto* p = reinterpret_cast<const unsigned char*>(v.data());
-    return Bytes(p, p + v.size() * sizeof(v[0]));
-  };
-  writeFile(dir + "/f16.bin", raw(f16));
-  writeFile(dir + "/bf16.bin", raw(bf16));
-  writeFile(dir + "/halves.bin", raw(halves));
+  writeFile(dir + "/f16.bin", rawBytes(f16));
+  writeFile(dir + "/bf16.bin", rawBytes(bf16));
+  writeFile(dir + "/halves.bin", rawBytes(halves));
 }
 
 void runTargets(const std::string& dir, std::istringstream& in) {

@@ -361,10 +361,8 @@ __device__ __forceinline__ void layerNormRows(const T* __restrict__ x, i64 xsB, 
 // no atomics, the same bits on every run. Each warp walks rows in a grid-stride loop and accumulates the
 // columns of its lanes (registers on the vector path, its own slice of shared memory on the scalar one);
 // at the end the block adds its warps' sums in warp order through shared memory: 2 * warps * D floats
-// (layerNormBackwardSharedBytes in launch.h). All tensors contiguous [M, D].
-template <typename T, typename R, typename W, typename O> struct LayerNormBwdVec {
-  static constexpr int kWidth = LayerNormVec<T, R, W, O>::kWidth;
-};
+// (layerNormBackwardSharedBytes in launch.h). All tensors contiguous [M, D]. Chunks of the forward's width
+// (LayerNormVec).
 // The widest row the vector path holds in registers: xhat and the two column sums, 3 * 32 floats per lane
 // at most (ViT-B 768 and ViT-L 1024 fit); wider rows take the scalar path.
 constexpr int kLayerNormBwdVecMaxD = 1024;
@@ -403,7 +401,7 @@ template <typename T, typename R, typename W, typename O>
 __device__ __forceinline__ void layerNormBwdRowVec(const T* __restrict__ sr, const W* __restrict__ w, const O* __restrict__ gyr,
                                                    const T* __restrict__ ghr, T* __restrict__ dsr, R* __restrict__ drr, int D, float mu,
                                                    float rs, int lane, float* accW, float* accB) {
-  constexpr int V = LayerNormBwdVec<T, R, W, O>::kWidth;
+  constexpr int V = LayerNormVec<T, R, W, O>::kWidth;
   constexpr int K = kLayerNormBwdVecMaxD / (32 * V);
   float xh[K * V];
   float sg = 0.0f, sgx = 0.0f;
@@ -466,7 +464,7 @@ __device__ __forceinline__ void layerNormBackwardRows(const T* __restrict__ src,
   float* sW = smem + static_cast<i64>(warp) * 2 * D;
   float* sB = sW + D;
   // Every row is contiguous: one decision for the whole launch.
-  constexpr int V = LayerNormBwdVec<T, R, W, O>::kWidth;
+  constexpr int V = LayerNormVec<T, R, W, O>::kWidth;
   const bool vec = D > 0 && D % V == 0 && D <= kLayerNormBwdVecMaxD && isAligned16(src) && isAligned16(w) && isAligned16(gy) &&
                    isAligned16(gh) && isAligned16(dsrc) && isAligned16(dr);
   if (vec) {
