@@ -290,8 +290,9 @@ def kernel_profile(fn, steps, out_file):
         f[0] += ms
         f[1] += n / steps
     ops = []
-    attr = 'self_device_time_total' if hasattr(prof.key_averages()[0], 'self_device_time_total') else 'self_cuda_time_total'
-    for e in sorted(prof.key_averages(), key=lambda e: -getattr(e, attr))[:25]:
+    averages = prof.key_averages()
+    attr = 'self_device_time_total' if hasattr(averages[0], 'self_device_time_total') else 'self_cuda_time_total'
+    for e in sorted(averages, key=lambda e: -getattr(e, attr))[:25]:
         if getattr(e, attr) > 0:
             ops.append((e.key, getattr(e, attr) / 1e3 / steps, e.count / steps))
     lines = [f'GPU kernel time per step: {total:.1f} ms over {sum(v[1] for v in kernels.values()) / steps:.0f} kernel launches '

@@ -68,15 +68,17 @@ if [ "${BENCH:-1}" != 0 ] && [ -f build/Release/semaim.node ]; then
       node dist/bench/pretrain.js --device cpu --cuda-graphs 2>&1 | tee "$OUT/refusal.log"
       grep -q 'refused: CUDA graphs need --device cuda' "$OUT/refusal.log" && echo "== --cuda-graphs refused on the CPU, as it should" | tee -a "$OUT/refusal.log"
     else
-      # The attention lever is the other backend than the one libtorch picks by default (preflight): on
-      # 2.11 the default order puts cuDNN first and picks it, so its side runs flash first (cuDNN off).
-      default=$(sed -n 's/.*default priority [^:]*: encoder \([a-z-]*\),.*/\1/p' "$OUT/preflight.log")
-      sdpa=$([ "$default" = cudnn ] && echo flash,efficient,math || echo cudnn,flash,efficient,math)
-      echo "== attention lever: --sdpa $sdpa (default pick: ${default:-unknown})" | tee -a "$OUT/preflight.log"
       # The fused side: the kernels measured faster (LayerNorm, 1.08x on 2026-12-04) and LayerNorm's backward.
       LEVERS=(--reference authors --fused "${PERF_FUSED:-layernorm,layernorm-backward}" --cuda-graphs --graphs-at base:256,base:64 --phase-timer --write-docs)
-      # The attention side only with SDPA=1: flash measured 0.971x of the cuDNN kernel libtorch picks (2026-12-04).
-      [ "${SDPA:-0}" = 1 ] && LEVERS+=(--sdpa "$sdpa")
+      # The attention side only with SDPA=1 (flash measured 0.971x of the cuDNN kernel libtorch picks,
+      # 2026-12-04): the other backend than the one libtorch picks by default (preflight); on 2.11 the
+      # default order puts cuDNN first and picks it, so its side runs flash first (cuDNN off).
+      if [ "${SDPA:-0}" = 1 ]; then
+        default=$(sed -n 's/.*default priority [^:]*: encoder \([a-z-]*\),.*/\1/p' "$OUT/preflight.log")
+        sdpa=$([ "$default" = cudnn ] && echo flash,efficient,math || echo cudnn,flash,efficient,math)
+        echo "== attention lever: --sdpa $sdpa (default pick: ${default:-unknown})" | tee -a "$OUT/preflight.log"
+        LEVERS+=(--sdpa "$sdpa")
+      fi
     fi
     # What is left after the build and tests, less the data benchmark's share when it runs too.
     bench_limit=$(( $(left) - $([ "${DATA:-0}" = 1 ] && echo 75 || echo 5) ))
