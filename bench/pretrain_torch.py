@@ -246,21 +246,10 @@ class SemAIM(nn.Module):
 
 # --------------------------------------------------------------------------- bench
 
-# Kernel families of a step's GPU time, by substrings of the kernel names CUDA PyTorch launches (the
-# first that matches names the family). Issue 19's per-kernel measurement: where eager time goes.
-KERNEL_FAMILIES = [
-    ('attention', ('flash', 'fmha', 'cudnn', 'sdpa', 'attention', 'cutlass::Kernel2<cudnn')),
-    ('matmul', ('gemm', 'nvjet', 'cutlass', 'xmma', 'sm90_', 'cublas')),
-    ('convolution', ('conv', 'implicit', 'winograd', 'dgrad', 'wgrad')),
-    ('layernorm', ('layer_norm', 'layernorm', 'LayerNorm', 'GammaBeta')),
-    ('gelu', ('gelu', 'GeluCUDA', 'GeluBackward')),
-    ('optimizer', ('adam', 'multi_tensor', 'foreach')),
-    ('softmax', ('softmax', 'SoftMax')),
-    ('reduction', ('reduce_kernel', 'reduce', 'norm_kernel')),
-    ('copy / cast', ('copy', 'Copy', 'cast', 'to_copy')),
-    ('gather / scatter / index', ('gather', 'scatter', 'index', 'sort', 'radix', 'Sort')),
-    ('elementwise', ('elementwise', 'Elementwise', 'pointwise', 'fill', 'Fill', 'add', 'mul')),
-]
+# Kernel families of a step's GPU time (issue 19's per-kernel measurement: where eager time goes), by
+# substrings of kernel names; shared with bench/kernel-profile.ts, which profiles semaim's own step.
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'kernel-families.json')) as _f:
+    KERNEL_FAMILIES = [(family, tuple(keys)) for family, keys in json.load(_f)['families']]
 
 
 def kernel_family(name):

@@ -12,7 +12,7 @@
 // --order raster|stochastic runs no similarity pass (as the trainer: only S-based orders need it);
 // --no-blur: pixel targets without the 9×9 blur (the ablation's recipe).
 //        [--phase-timer [--upload-input]] [--fused all|none|layernorm,layernorm-backward,gelu,targets] [--sdpa cudnn,flash,...]
-//        [--cuda-graphs]
+//        [--cuda-graphs] [--kernel-profile STEPS [--kernel-profile-out FILE.md]]
 //
 // Phases (order / forward / backward / optimizer) are timed on every CPU step (the host waits for
 // every op anyway); on CUDA only with --phases, which synchronises between phases.
@@ -25,6 +25,10 @@
 // --cuda-graphs: the order pass, forward and backward captured once as a CUDA graph and replayed, as
 //   `semaim pretrain --cuda-graphs` does it (src/train/pretrain-step.ts); clip and AdamW run eagerly
 //   after each replay. Refused off CUDA.
+// --kernel-profile: STEPS more steps after the measured ones under libtorch's profiler (bench/kernel-profile.ts):
+//   GPU time by kernel and kernel family of this step, fused kernels included (CPU ops on the CPU); the
+//   families go into the JSON line, the tables to --kernel-profile-out (and stderr). The measured steps
+//   run without the profiler.
 import * as fs from 'node:fs';
 import * as torch from '../src/torch';
 import { native } from '../src/torch/native';
@@ -40,6 +44,7 @@ import { PhaseTimer, medianPhases, type PhaseTimes } from '../src/run/phase-time
 import { setPhaseProbe, markPhase } from '../src/semaim/phases';
 import { DeviceImages } from '../src/run/device-images';
 import { StaticPretrainStep } from '../src/train/pretrain-step';
+import { startKernelProfile, stopKernelProfile, profileMarkdown, type KernelProfile } from './kernel-profile';
 
 function opt(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -71,6 +76,10 @@ const uploadInput = phaseTimerOn && flag('upload-input');
 const fusedKinds = torch.fused.parseFusedKinds(opt('fused', 'none'));
 const sdpaOrder = opt('sdpa', '');
 const cudaGraphs = flag('cuda-graphs');
+const kernelProfileSteps = Number(opt('kernel-profile', '0'));
+const kernelProfileOut = opt('kernel-profile-out', '');
+if (!Number.isInteger(kernelProfileSteps) || kernelProfileSteps < 0)
+  throw new Error(`--kernel-profile takes a number of steps, not ${opt('kernel-profile', '')}`);
 // Node-API finalizers of disposed tensor handles run from the event loop (Node ≥ 20 defers them), so a
 // loop that never yields piles them up and fragments the malloc heap (RSS grows every step). A trainer
 // awaiting its data loader yields once per batch; so does this loop, unless --no-yield.
@@ -214,8 +223,13 @@ async function main(): Promise<void> {
 
   const rows: { cpu: number; total: number; order: number; forward: number; backward: number; optimizer: number }[] = [];
   const losses: number[] = [];
-  for (let s = 0; s < Math.max(warmup + steps, logLosses); s++) {
+  const profileFrom = Math.max(warmup + steps, logLosses); // the profiled steps come after every other
+  for (let s = 0; s < profileFrom + kernelProfileSteps; s++) {
     if (yieldEachStep) await yieldToEventLoop();
+    if (s === profileFrom) {
+      sync();
+      startKernelProfile(cuda);
+    }
     counting = countOps && s === warmup; // one measured step
     sync();
     const c0 = cpuNow();
@@ -289,6 +303,15 @@ async function main(): Promise<void> {
       );
     }
   }
+  let kernelProfile: KernelProfile | null = null;
+  if (kernelProfileSteps) {
+    sync();
+    kernelProfile = stopKernelProfile(kernelProfileSteps, cuda);
+    const title = `Kernel profile: ${preset} ${img}² batch ${batch}${fusedKinds.length ? `, --fused ${fusedKinds.join(',')}` : ''}${cudaGraphs ? ', CUDA graphs' : ''}`;
+    const text = profileMarkdown(kernelProfile, title);
+    if (kernelProfileOut) fs.writeFileSync(kernelProfileOut, text);
+    process.stderr.write(text);
+  }
   const ms = median(rows.map((r) => r.total));
   const result: Record<string, unknown> = {
     side: 'ts',
@@ -339,6 +362,16 @@ async function main(): Promise<void> {
     lastLoss: losses[warmup + steps - 1],
     ...(logLosses ? { losses: losses.slice(0, logLosses) } : {}),
     allFinite: allFinite.item() as unknown as boolean,
+    ...(kernelProfile
+      ? {
+          kernelProfile: {
+            steps: kernelProfile.steps,
+            gpu: kernelProfile.gpu,
+            msPerStep: kernelProfile.msPerStep,
+            families: Object.fromEntries(kernelProfile.families.map((f) => [f.family, Number(f.msPerStep.toFixed(3))])),
+          },
+        }
+      : {}),
     peakRssBytes: procStatus('VmHWM'),
     libtorch: torch.version().torch,
   };
