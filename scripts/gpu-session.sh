@@ -100,11 +100,15 @@ if [ "${LEVERS:-0}" = 1 ] && [ -f build/Release/semaim.node ]; then
   # go when time runs out).
   W=(node dist/bench/pretrain_worker.js --preset vit_base --img 224 --patch 16 --decoder-depth 12 --batch 256 --warmup 2 --steps 20 --threads 2 --device "$DEVICE")
   [ "$DEVICE" = cpu ] && W=(node dist/bench/pretrain_worker.js --preset vit_tiny --img 32 --patch 4 --decoder-depth 2 --batch 4 --warmup 2 --steps 2 --threads 2 --device cpu)
+  # Each lever's own step is also profiled by kernel after its measured steps (bench/kernel-profile.ts):
+  # the tables in $OUT/kernels-ts-<lever>.md, the families in the lever's line.
   lever() {
     [ "$(left)" -lt 45 ] && { echo "== levers: out of time before '$1'"; return; }
+    local slug
+    slug=$(printf '%s' "${1:-plain}" | tr -c 'a-z0-9' '-' | sed 's/--*/-/g; s/^-//; s/-$//')
     # shellcheck disable=SC2086
-    timeout 60 "${W[@]}" $1 2>>"$OUT/levers.err" | tail -1 \
-      | LEVER="$1" node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{let r;try{r=JSON.parse(s)}catch{console.log(`== lever ${process.env.LEVER||"(plain)"}: failed (levers.err)`);return}const p=r.phaseTimer?.gpuMs;console.log(`== lever ${process.env.LEVER||"(plain)"}: ${r.msPerStep.toFixed(1)} ms/step (min ${r.minMs.toFixed(1)}), ${r.imgPerSec.toFixed(1)} img/s, peak GPU ${((r.peakGpuBytes??0)/2**30).toFixed(2)} GiB, attention ${JSON.stringify(r.attention??null)}${p?`, phases ${JSON.stringify(p)}`:""}`)})' \
+    timeout 60 "${W[@]}" $1 --kernel-profile 3 --kernel-profile-out "$OUT/kernels-ts-$slug.md" 2>>"$OUT/levers.err" | tail -1 \
+      | LEVER="$1" node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{let r;try{r=JSON.parse(s)}catch{console.log(`== lever ${process.env.LEVER||"(plain)"}: failed (levers.err)`);return}const p=r.phaseTimer?.gpuMs;console.log(`== lever ${process.env.LEVER||"(plain)"}: ${r.msPerStep.toFixed(1)} ms/step (min ${r.minMs.toFixed(1)}), ${r.imgPerSec.toFixed(1)} img/s, peak GPU ${((r.peakGpuBytes??0)/2**30).toFixed(2)} GiB, attention ${JSON.stringify(r.attention??null)}${p?`, phases ${JSON.stringify(p)}`:""}${r.kernelProfile?`, kernels ${r.kernelProfile.msPerStep.toFixed(1)} ms ${JSON.stringify(r.kernelProfile.families)}`:""}`)})' \
       | tee -a "$OUT/levers.log"
   }
   for l in "" "--fused layernorm" "--fused layernorm,layernorm-backward" "--fused all" "--cuda-graphs --fused layernorm,layernorm-backward"; do lever "$l"; done
