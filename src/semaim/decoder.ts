@@ -3,7 +3,7 @@
 import * as torch from '../torch';
 import { F, Tensor, fused } from '../torch';
 import { LayerNorm, Linear, Mlp, Module } from '../nn';
-import type { AttentionMasking } from './vit';
+import { resolveResidual, sumAndNorm, type AttentionMasking, type PendingResidual } from './vit';
 
 export class CrossAttention extends Module {
   readonly q: Linear;
@@ -54,16 +54,21 @@ export class DecoderBlock extends Module {
   /** g += attn(norm1(g), norm1(h)); g += mlp(norm2(g)). The same norm1 serves both streams. */
   forward(g: Tensor, h: Tensor, m: AttentionMasking = {}): Tensor {
     return torch.scope(() => {
-      if (fused.useFused('layernorm', g)) {
-        // LayerNorm kernels: norm1 of both streams (h read in place when narrowed), residual add + norm2.
-        const { weight, bias, eps } = this.norm1;
-        const q = fused.layerNorm(g, weight, bias, eps, { forLinear: true });
-        const kv = fused.layerNorm(h, weight, bias, eps, { forLinear: true });
-        const a = fused.addLayerNorm(g, this.attn.forward(q, kv, m), this.norm2.weight, this.norm2.bias, this.norm2.eps, { forLinear: true });
-        return a.sum.add(this.mlp.forward(a.normed));
-      }
+      if (fused.useFused('layernorm', g)) return resolveResidual(this.forwardPending({ base: g, branch: null }, h, m));
       const x = g.add(this.attn.forward(this.norm1.forward(g), this.norm1.forward(h), m));
       return x.add(this.mlp.forward(this.norm2.forward(x)));
+    });
+  }
+
+  /** The block on a query stream whose last add is pending (the model's fast path); its own add left pending. */
+  forwardPending(g: PendingResidual, h: Tensor, m: AttentionMasking = {}): PendingResidual {
+    return torch.scope(() => {
+      const kernel = fused.useFused('layernorm', g.base);
+      const a = sumAndNorm(g, this.norm1, kernel);
+      // h's norm reads a narrowed stream in place with the kernel
+      const kv = kernel ? fused.layerNorm(h, this.norm1.weight, this.norm1.bias, this.norm1.eps, { forLinear: true }) : this.norm1.forward(h);
+      const b = sumAndNorm({ base: a.sum, branch: this.attn.forward(a.normed, kv, m) }, this.norm2, kernel);
+      return { base: b.sum, branch: this.mlp.forward(b.normed) };
     });
   }
 }

@@ -7,7 +7,7 @@ import { SemAIMConfig, SimilarityTokens, validateConfig } from './config';
 import { DecoderBlock, decoderTaps } from './decoder';
 import { atLeastFloat32, orderFromConfig, needsSimilarity, similarityMap, checkOrder, strictOrder } from './orders';
 import { featurePatchLoss, pixelPatchLoss, pixelTargets } from './targets';
-import { VisionTransformer } from './vit';
+import { VisionTransformer, resolveResidual, sumAndNorm, type PendingResidual } from './vit';
 import { markPhase } from './phases';
 
 export type AttentionPath = 'fast' | 'reference';
@@ -167,30 +167,36 @@ export class SemAIM extends VisionTransformer {
     markPhase('encoder');
     const ids = order.argsort(1, false, true); // stable: the same tie-break as strictOrder in the reference
     const idsD = ids.unsqueeze(-1).expand(B, N, D);
-    let h = torch.cat([this.clsTokens(B), this.embedPatches(images).gather(1, idsD)], 1);
-    let g = this.pos_embed.narrow(1, 1, N).expand(B, N, D).gather(1, idsD);
+    // Both streams go from block to block with their last residual add pending, done by the next norm
+    // (PendingResidual: one kernel with the LayerNorm kernels, the same ops as Block.forward without).
+    let h: PendingResidual = { base: torch.cat([this.clsTokens(B), this.embedPatches(images).gather(1, idsD)], 1), branch: null };
+    let g: PendingResidual = { base: this.pos_embed.narrow(1, 1, N).expand(B, N, D).gather(1, idsD), branch: null };
     const blocks = [...this.blocks];
     const decoders = [...this.query_blocks];
     let k = 0;
-    for (let i = 0; i < blocks.length; i++) {
-      markPhase('encoder');
-      const next = blocks[i].forward(h, { causal: true });
-      h.dispose();
-      h = next;
-      while (k < decoders.length && this.taps[k] === i + 1) {
+    for (let i = 0; i <= blocks.length; i++) {
+      // the encoder stream after i blocks: the input block i sums, or the last block's output
+      let stream: Tensor;
+      if (i < blocks.length) {
+        markPhase('encoder');
+        const r = blocks[i].forwardPending(h, { causal: true });
+        if (h.branch) disposeResidual(h); // summed into r.input (which is h.base itself when there is no branch)
+        stream = r.input;
+        h = r.out;
+      } else stream = resolveResidual(h);
+      while (k < decoders.length && this.taps[k] === i) {
         markPhase('decoder');
-        const keys = h.narrow(1, 0, N);
-        const ng = decoders[k].forward(g, keys, { causal: true });
+        const keys = stream.narrow(1, 0, N);
+        const next = decoders[k].forwardPending(g, keys, { causal: true });
         keys.dispose();
-        g.dispose();
-        g = ng;
+        disposeResidual(g);
+        g = next;
         k++;
       }
+      stream.dispose(); // handles are freed as the blocks go (autograd keeps what its backward needs)
     }
     markPhase('head');
-    const normed = fused.useFused('layernorm', g)
-      ? fused.layerNorm(g, this.norm.weight, this.norm.bias, this.norm.eps, { forLinear: true })
-      : this.norm.forward(g);
+    const { normed } = sumAndNorm(g, this.norm, fused.useFused('layernorm', g.base));
     const predSorted = this.prediction_head.forward(normed);
     markPhase('loss');
     const idsOut = ids.unsqueeze(-1).expand(B, N, this.outDim);
@@ -239,4 +245,9 @@ export function referenceMasks(order: Tensor): { encoder: Tensor; decoder: Tenso
     const decoder = torch.cat([colCls, pj.lt(pi)], 2).unsqueeze(1);
     return { encoder, decoder };
   });
+}
+
+function disposeResidual(s: PendingResidual): void {
+  s.base.dispose();
+  s.branch?.dispose();
 }

@@ -94,18 +94,51 @@ export class Block extends Module {
   }
   forward(x: Tensor, m: AttentionMasking = {}): Tensor {
     return torch.scope(() => {
-      if (fused.useFused('layernorm', x)) {
-        // The same block with LayerNorm kernels: norm1, and residual add + norm2 in one (torch/fused.ts).
-        const n1 = fused.layerNorm(x, this.norm1.weight, this.norm1.bias, this.norm1.eps, { forLinear: true });
-        const a = fused.addLayerNorm(x, this.dropPath.forward(this.attn.forward(n1, m)), this.norm2.weight, this.norm2.bias, this.norm2.eps, {
-          forLinear: true,
-        });
-        return a.sum.add(this.dropPath.forward(this.mlp.forward(a.normed)));
-      }
+      if (fused.useFused('layernorm', x)) return resolveResidual(this.forwardPending({ base: x, branch: null }, m).out);
       const h = x.add(this.dropPath.forward(this.attn.forward(this.norm1.forward(x), m)));
       return h.add(this.dropPath.forward(this.mlp.forward(this.norm2.forward(h))));
     });
   }
+
+  /**
+   * The block on a stream whose last add is pending (the model's fast path): `input` is that stream
+   * summed, the previous block's output; `out` is this block's output with its own add pending.
+   */
+  forwardPending(x: PendingResidual, m: AttentionMasking = {}): { input: Tensor; out: PendingResidual } {
+    return torch.scope(() => {
+      const kernel = fused.useFused('layernorm', x.base);
+      const a = sumAndNorm(x, this.norm1, kernel);
+      const b = sumAndNorm({ base: a.sum, branch: this.dropPath.forward(this.attn.forward(a.normed, m)) }, this.norm2, kernel);
+      return { input: a.sum, out: { base: b.sum, branch: this.dropPath.forward(this.mlp.forward(b.normed)) } };
+    });
+  }
+}
+
+/**
+ * The residual stream with its last add not done yet: base + branch (base alone when branch is null).
+ * Blocks hand it on so that the next LayerNorm does the add: with the LayerNorm kernels that is one pass
+ * for the sum and the norm (fused.addLayerNorm), and in the backward one kernel for both gradients,
+ * instead of a float32 add, the cast of its gradient to the branch's dtype and a gradient accumulation.
+ */
+export interface PendingResidual {
+  base: Tensor;
+  branch: Tensor | null;
+}
+
+/** The stream summed and normalised (for Linear layers): one kernel with `kernel`, else the add and the module. */
+export function sumAndNorm(s: PendingResidual, norm: LayerNorm, kernel: boolean): { sum: Tensor; normed: Tensor } {
+  if (!kernel) {
+    const sum = resolveResidual(s);
+    return { sum, normed: norm.forward(sum) };
+  }
+  const o = { forLinear: true };
+  if (s.branch) return fused.addLayerNorm(s.base, s.branch, norm.weight, norm.bias, norm.eps, o);
+  return { sum: s.base, normed: fused.layerNorm(s.base, norm.weight, norm.bias, norm.eps, o) };
+}
+
+/** The stream as one tensor: the pending add done. */
+export function resolveResidual(s: PendingResidual): Tensor {
+  return s.branch ? s.base.add(s.branch) : s.base;
 }
 
 /** Xavier-uniform Linear weights, zero biases, unit LayerNorms (the authors' / MAE's init). */

@@ -9,6 +9,7 @@ import { fused } from '../../src/torch';
 import { SemAIM, makeConfig } from '../../src/semaim';
 import { setPhaseProbe, type Phase } from '../../src/semaim/phases';
 import { rnd } from '../torch/helpers';
+import { native } from '../../src/torch/native';
 
 function tinyModel(dtype: torch.DType): SemAIM {
   torch.manualSeed(3);
@@ -99,9 +100,41 @@ test('the model marks its phases in order: similarity pass, order, targets, then
     } finally {
       setPhaseProbe(null);
     }
-    // depth 3, decoder depth 2: decoder taps after encoder blocks 1 and 3.
-    assert.deepEqual(marks, ['similarity', 'order', 'targets', 'encoder', 'encoder', 'decoder', 'encoder', 'encoder', 'decoder', 'head', 'loss']);
+    // depth 3, decoder depth 2: decoder taps after encoder blocks 1 and 3. A decoder block runs once the
+    // stream it reads is summed: by the next encoder block's first norm, or after the last block.
+    assert.deepEqual(marks, ['similarity', 'order', 'targets', 'encoder', 'encoder', 'encoder', 'decoder', 'encoder', 'decoder', 'head', 'loss']);
     assert.deepEqual(model.taps, [1, 3]);
     model.dispose();
   });
+});
+
+test('the fused step does every residual add in a norm: all but the first norm of each stream sum base + branch in one call', () => {
+  const n = native as unknown as Record<string, (...a: unknown[]) => unknown>;
+  const saved = n.fusedLayerNorm;
+  let withResidual = 0;
+  let without = 0;
+  n.fusedLayerNorm = function (this: unknown, ...args: unknown[]) {
+    if (args[1]) withResidual++;
+    else without++;
+    return saved.apply(this, args);
+  };
+  fused.setFused(['layernorm'], { onCpu: true });
+  try {
+    torch.scope(() => {
+      const model = tinyModel('float32');
+      const images = rnd([1, 3, 32, 32], { dtype: 'float32' });
+      const { order } = model.makeOrder(images, { noise: rnd([1, 16], { dtype: 'float32', lo: 0, hi: 1 }) });
+      withResidual = without = 0;
+      model.forward(images, order).loss.backward();
+      // depth 3, decoder depth 2. Encoder: norm1 of blocks 2-3 and norm2 of each block; decoder: norm1 of
+      // query block 2 and norm2 of each; the head's norm. Without a residual: the first norm1 of each stream
+      // and the decoder's norm of the encoder stream it reads (once per query block).
+      assert.equal(withResidual, 2 + 3 + 1 + 2 + 1);
+      assert.equal(without, 1 + 1 + 2);
+      model.dispose();
+    });
+  } finally {
+    fused.setFused('none');
+    n.fusedLayerNorm = saved;
+  }
 });
