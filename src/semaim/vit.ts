@@ -240,9 +240,16 @@ export class VisionTransformer extends Module {
   /** Unmasked encoder: all tokens after the last block, before the final norm, [B, 1 + N, D]. */
   forwardTokens(images: Tensor): Tensor {
     return torch.scope(() => {
-      let x = torch.cat([this.clsTokens(images.shape[0]), this.embedPatches(images)], 1);
-      for (const b of this.blocks) x = b.forward(x);
-      return x;
+      // block to block with the closing residual add pending, done by the next norm (PendingResidual)
+      let x: PendingResidual = { base: torch.cat([this.clsTokens(images.shape[0]), this.embedPatches(images)], 1), branch: null };
+      for (const b of this.blocks) {
+        const { input, out } = b.forwardPending(x);
+        input.dispose(); // the stream summed, x.base itself when there was no branch (autograd keeps what it needs)
+        x.base.dispose();
+        x.branch?.dispose();
+        x = out;
+      }
+      return resolveResidual(x);
     });
   }
 

@@ -123,7 +123,10 @@ test('the fused step does every residual add in a norm: all but the first norm o
     torch.scope(() => {
       const model = tinyModel('float32');
       const images = rnd([1, 3, 32, 32], { dtype: 'float32' });
+      withResidual = without = 0;
       const { order } = model.makeOrder(images, { noise: rnd([1, 16], { dtype: 'float32', lo: 0, hi: 1 }) });
+      // the similarity pass (unmasked encoder, depth 3): norm1 of blocks 2-3 and every norm2 sum the stream
+      assert.deepEqual([withResidual, without], [2 + 3, 1]);
       withResidual = without = 0;
       model.forward(images, order).loss.backward();
       // depth 3, decoder depth 2. Encoder: norm1 of blocks 2-3 and norm2 of each block; decoder: norm1 of
