@@ -3,10 +3,11 @@
 // (The run folder's run.lock, src/run/run-lock.ts, and an output's lock, src/io/outputs.ts.)
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
-import { closeSync, linkSync, openSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, linkSync, lstatSync, openSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { namesOfDeadProcesses, processAlive } from './process-alive';
 import { readSmallFile } from './small-file';
+import { sleepSync } from './sleep-sync';
 
 export interface Holder {
   pid: number;
@@ -33,6 +34,25 @@ function readText(path: string): string | null {
   const read = readSmallFile(path, LOCK_MAX_BYTES);
   if (read && 'other' in read) throw Object.assign(new Error(`${path} is ${read.other}, not a lock file of semaim: move it away`), { code: 'EEXIST' });
   return read?.text ?? null;
+}
+
+/** How long an empty lock may be in the middle of its writing (see readSettled); one empty longer is abandoned. */
+const EMPTY_LOCK_GRACE_MS = 2000;
+
+/**
+ * readText, waiting while the lock is empty and new. Without hard links a starter creates the lock empty
+ * and writes it right after (createWhole); a rival that read it in between took it for abandoned, and both
+ * held it. An empty lock older than the grace, or still empty after it, was left by a starter killed there.
+ */
+function readSettled(path: string): string | null {
+  const until = Date.now() + EMPTY_LOCK_GRACE_MS;
+  for (;;) {
+    const text = readText(path);
+    if (text !== '' || Date.now() >= until) return text;
+    const written = lstatSync(path, { throwIfNoEntry: false })?.mtimeMs ?? 0;
+    if (Date.now() - written > EMPTY_LOCK_GRACE_MS) return text;
+    sleepSync(10);
+  }
 }
 
 function parseHolder(text: string): Holder | null {
@@ -104,7 +124,7 @@ function holderGone(h: Holder | null, path: string): boolean {
 function take(path: string, mine: string, depth: number): true | Holder {
   for (let attempt = 0; attempt < 3; attempt++) {
     if (createWhole(path, mine)) return true;
-    const text = readText(path);
+    const text = readSettled(path);
     if (text === null) continue; // released meanwhile
     const h = parseHolder(text);
     if (!holderGone(h, path)) return h!;
@@ -143,7 +163,7 @@ function removeDeadDrafts(path: string): void {
 export function heldByAnother(path: string): boolean {
   let text: string | null;
   try {
-    text = readText(path);
+    text = readSettled(path);
   } catch {
     return true;
   }

@@ -25,6 +25,7 @@ import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:pat
 import { heldByAnother, noHardLinks } from './file-lock';
 import { namesOfDeadProcesses, processAlive } from './process-alive';
 import { readSmallFile } from './small-file';
+import { sleepSync } from './sleep-sync';
 
 let serial = 0;
 const NAMED = Symbol('semaim.writeError');
@@ -279,11 +280,6 @@ function readJournal(dir: string, name: string): CommitJournal | null {
 
 /** How long a commit waits for another process's commit of the same set to finish (its renames take milliseconds). */
 const COMMIT_WAIT_MS = 30_000;
-
-/** Blocks this thread for `ms` milliseconds (a commit is synchronous, and the wait is rare and short). */
-function sleepSync(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
 
 /**
  * Puts the staged journal `draft` at its name, never over another one: the journal is also the set's lock.

@@ -6,7 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { lockFile, noHardLinks } from '../../src/util/file-lock';
+import { spawn } from 'node:child_process';
+import { lockFile, noHardLinks, type Holder } from '../../src/util/file-lock';
 import { commitFiles, commitUnlessTaken, stageFile } from '../../src/util/safe-write';
 
 // The module object itself (an `import * as` namespace is read-only): the writers call fs.linkSync through it.
@@ -52,3 +53,34 @@ for (const code of ['EPERM', 'ENOTSUP', 'EOPNOTSUPP']) {
     assert.deepEqual(fs.readdirSync(dir).sort(), ['a.json', 'b.json', 'report.html'], 'no draft, temporary or journal left');
   });
 }
+
+test('a lock created but not yet written (the fallback without hard links) is waited for, not taken over; one left empty is', async (t) => {
+  const dir = fs.mkdtempSync(join(tmpdir(), 'semaim-empty-lock-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const lock = join(dir, 'run.lock');
+  // A rival starter between its exclusive create and its write: the file is there, empty, and filled a moment later.
+  fs.writeFileSync(lock, '');
+  const writer = spawn(
+    process.execPath,
+    [
+      '-e',
+      `setTimeout(() => { require('fs').writeFileSync(${JSON.stringify(lock)}, JSON.stringify({ pid: process.pid, host: require('os').hostname(), since: 'now' })); setTimeout(() => {}, 20000); }, 300)`,
+    ],
+    { stdio: 'ignore' },
+  );
+  t.after(() => writer.kill('SIGKILL'));
+  await new Promise((resolve) => writer.once('spawn', resolve));
+  const r = lockFile(lock);
+  assert.notEqual(typeof r, 'function', 'the empty lock was taken over while its starter was writing it');
+  assert.equal((r as Holder).pid, writer.pid);
+
+  // Empty since long ago: its starter was killed between the create and the write; taken at once.
+  const old = join(dir, 'old.lock');
+  fs.writeFileSync(old, '');
+  fs.utimesSync(old, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000));
+  const t0 = Date.now();
+  const release = lockFile(old);
+  assert.equal(typeof release, 'function');
+  assert.ok(Date.now() - t0 < 1000, `took ${Date.now() - t0} ms`);
+  (release as () => void)();
+});
