@@ -19,7 +19,7 @@ import { OptionError, Options, defineOptions, resolveOptions, MAX_THREADS, MAX_T
 import { precisionOption } from '../run/precision';
 import { markdownTable } from '../eval/result';
 import { stat } from './ablate';
-import { writeFilesAtomic } from '../util/safe-write';
+import { commitStagedUnlessAborted, fileStagers } from '../util/safe-write';
 import { yieldThenThrowIfAborted } from '../util/errors';
 
 export const TOKENS: SimilarityTokens[] = ['cls', 'gap', 'self'];
@@ -295,13 +295,15 @@ export async function objectStartStudy(
       );
     }
   }
-  await yieldThenThrowIfAborted(signal);
   const partial = { format: 'semaim.object-start/1' as const, options: o, n: data.masks.length / (o.imgSize * o.imgSize), points };
   const result: StudyResult = { ...partial, markdown: studyMarkdown(partial) };
   // the table and its data together (a kill between the renames is completed by the next writer)
-  writeFilesAtomic([
-    [join(o.outDir, 'object-start.json'), JSON.stringify(result, null, 2) + '\n'],
-    [join(o.outDir, 'object-start.md'), result.markdown],
-  ]);
+  await commitStagedUnlessAborted(
+    fileStagers([
+      [join(o.outDir, 'object-start.json'), JSON.stringify(result, null, 2) + '\n'],
+      [join(o.outDir, 'object-start.md'), result.markdown],
+    ]),
+    signal,
+  );
   return result;
 }
