@@ -105,7 +105,7 @@ export const vizCommands: Record<string, Command> = {
       const r = await abortOnStopSignals(
         (signal) => visualizeCheckpoint({ ...job, checkpoint: o.checkpoint, out: o.out, device, signal }),
         undefined,
-        'stopping at the next image; no figures are written',
+        'stopping at the next image or file; no figures are written',
       );
       process.stdout.write(
         `checkpoint ${r.checkpoint}\nwrote ${r.rows.length} row(s), ${r.grid} (${r.layout.width}×${r.layout.height}) and ${r.summary}\n` +
@@ -148,7 +148,7 @@ export const vizCommands: Record<string, Command> = {
             signal,
           }),
         undefined,
-        'stopping at the next image; the report is not written',
+        'stopping at the next image or file; the report is not written',
       );
       process.stdout.write(`wrote ${r.out} (${r.metrics} metric records, ${r.evals} evaluation rows, ${r.grid ? 'grid ' + r.grid : 'no grid'})\n`);
       return 0;

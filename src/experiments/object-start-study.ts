@@ -263,9 +263,9 @@ export async function objectStartStudy(
         `interrupted during the run with S = ${r.tokens}, seed ${r.seed}; run the same command again to continue`,
         res.signal ?? (signal?.reason as StoppedBySignal | undefined)?.signal,
       );
-    await yieldThenThrowIfAborted(signal);
     if (res.stoppedBy === 'nonfinite')
       throw new Error(`the run with S = ${r.tokens}, seed ${r.seed} diverged (NaN/Inf loss); see ${r.options.outDir}/metrics.jsonl`);
+    await yieldThenThrowIfAborted(signal);
     // Initialisation: the weights pre-training starts from (same seed, same config).
     torch.manualSeed(r.options.seed);
     const init = new SemAIM(modelConfigFrom(r.options)).initWeights().to({ device });

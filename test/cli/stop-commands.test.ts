@@ -98,7 +98,7 @@ test('visualize stopped by SIGINT between images: exit 130, the earlier figures 
     'SIGINT',
   );
   assertStopped(r, 'SIGINT');
-  assert.match(r.stderr, /SIGINT: stopping at the next image; no figures are written/);
+  assert.match(r.stderr, /SIGINT: stopping at the next image or file; no figures are written/);
   assert.deepEqual(snapshot(out), before);
 });
 
