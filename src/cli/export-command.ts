@@ -2,7 +2,8 @@
 // ONNX folder (onnxruntime, transformers.js), or as a static web page that runs it in the browser.
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { OptionError, defineOptions } from '../util/options';
+import { OptionError, Options, defineOptions } from '../util/options';
+import { abortOnStopSignals } from '../run/signals';
 import { VERIFY_OPTIONS } from '../eval/options';
 import { encoderExportFiles, exportEncoder } from '../export/safetensors';
 import { exportOnnx, onnxExportFiles } from '../export/onnx-export';
@@ -53,6 +54,22 @@ function size(path: string): string {
   return b >= 2 ** 20 ? `${(b / 2 ** 20).toFixed(1)} MiB` : `${(b / 2 ** 10).toFixed(1)} KiB`;
 }
 
+async function writeExport(o: Options<typeof EXPORT_OPTIONS>, signal: AbortSignal): Promise<void> {
+  if (o.format === 'safetensors') {
+    const r = await exportEncoder(o.checkpoint, o.out, { ...o, signal });
+    process.stdout.write(`wrote ${r.weights} (${r.tensors} tensors) and ${r.config}\n`);
+  } else if (o.format === 'onnx') {
+    const r = await exportOnnx(o.checkpoint, o.out, { dtype: o.dtype, attention: o.attention, verify: o.verify, overwrite: o.overwrite, signal });
+    process.stdout.write(`wrote ${r.model} (${size(r.model)}, ${o.dtype}) and ${r.files.slice(1).join(', ')}\n`);
+  } else {
+    const r = await exportWeb(o.checkpoint, o.out, { dtype: o.dtype, verify: o.verify, overwrite: o.overwrite, signal });
+    process.stdout.write(
+      `wrote ${r.page} with model.onnx (${size(`${r.dir}/model.onnx`)}, ${o.dtype}) and onnxruntime-web ${r.ortVersion}\n` +
+        `  view it over http, e.g.: python3 -m http.server -d ${r.dir}  (then open http://localhost:8000/)\n`,
+    );
+  }
+}
+
 export const exportCommand = defineCommand({
   summary: 'export the encoder of a checkpoint: timm-compatible safetensors, ONNX, or a browser page',
   usage: 'semaim export --checkpoint RUN_DIR --out PATH [--format safetensors|onnx|web]',
@@ -73,19 +90,7 @@ export const exportCommand = defineCommand({
     checkOutputs(outputs, { overwrite: o.overwrite, inputs: exportInputs(o.checkpoint, o) });
   },
   async run(o) {
-    if (o.format === 'safetensors') {
-      const r = exportEncoder(o.checkpoint, o.out, o);
-      process.stdout.write(`wrote ${r.weights} (${r.tensors} tensors) and ${r.config}\n`);
-    } else if (o.format === 'onnx') {
-      const r = exportOnnx(o.checkpoint, o.out, { dtype: o.dtype, attention: o.attention, verify: o.verify, overwrite: o.overwrite });
-      process.stdout.write(`wrote ${r.model} (${size(r.model)}, ${o.dtype}) and ${r.files.slice(1).join(', ')}\n`);
-    } else {
-      const r = exportWeb(o.checkpoint, o.out, { dtype: o.dtype, verify: o.verify, overwrite: o.overwrite });
-      process.stdout.write(
-        `wrote ${r.page} with model.onnx (${size(`${r.dir}/model.onnx`)}, ${o.dtype}) and onnxruntime-web ${r.ortVersion}\n` +
-          `  view it over http, e.g.: python3 -m http.server -d ${r.dir}  (then open http://localhost:8000/)\n`,
-      );
-    }
+    await abortOnStopSignals((signal) => writeExport(o, signal), undefined, 'stopping before the next file; no export is written');
     return 0;
   },
 });

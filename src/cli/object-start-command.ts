@@ -3,6 +3,7 @@
 import { defineCommand } from './command';
 import { OBJECT_STUDY_OPTIONS, checkTestSize, objectStartStudy, parseTrainTokens, studyPretrainOptions } from '../experiments/object-start-study';
 import { validatePretrain } from '../train/pretrain-options';
+import { abortOnStopSignals } from '../run/signals';
 
 export const objectStartCommand = defineCommand({
   summary: 'how often the semantic order starts on the object (synthetic objects), for S = cls / gap / self, over pre-training',
@@ -18,7 +19,11 @@ export const objectStartCommand = defineCommand({
     for (const t of parseTrainTokens(o.trainTokens)) validatePretrain(studyPretrainOptions(o, t));
   },
   async run(o) {
-    const r = await objectStartStudy(o);
+    const r = await abortOnStopSignals(
+      (signal) => objectStartStudy(o, undefined, signal),
+      undefined,
+      'stopping after this step and its checkpoint, or before the next checkpoint is scored; object-start.md and .json are not written',
+    );
     process.stdout.write(`${r.markdown}\nwrote ${o.outDir}/object-start.md and object-start.json\n`);
     return 0;
   },

@@ -11,6 +11,7 @@ import { VERIFY_OPTIONS } from '../eval/options';
 import { IMAGE_INPUT_OPTIONS, imageInputOptions } from '../data/options';
 import { checkOutputFolder } from '../io/outputs';
 import { join } from 'node:path';
+import { abortOnStopSignals } from '../run/signals';
 
 const ALL_ORDERS = ORDER_NAMES.join(',');
 
@@ -101,7 +102,11 @@ export const vizCommands: Record<string, Command> = {
     async run(o, positionals) {
       const job = figureJob(o, [o.images, ...positionals]);
       const device = setup(o);
-      const r = await visualizeCheckpoint({ ...job, checkpoint: o.checkpoint, out: o.out, device });
+      const r = await abortOnStopSignals(
+        (signal) => visualizeCheckpoint({ ...job, checkpoint: o.checkpoint, out: o.out, device, signal }),
+        undefined,
+        'stopping at the next image or file; no figures are written',
+      );
       process.stdout.write(
         `checkpoint ${r.checkpoint}\nwrote ${r.rows.length} row(s), ${r.grid} (${r.layout.width}×${r.layout.height}) and ${r.summary}\n` +
           `columns: ${r.columns.join(' | ')}\n` +
@@ -132,13 +137,19 @@ export const vizCommands: Record<string, Command> = {
       const [runDir, ...rest] = positionals;
       const images = o.images ? [o.images, ...rest] : [];
       const device = images.length ? setup(o) : 'cpu';
-      const r = await writeRunReport({
-        runDir,
-        out: o.out,
-        overwrite: o.overwrite,
-        title: o.title,
-        visualize: images.length ? { ...figureJob(o, images), device, checkpoint: o.checkpoint, out: o.vizOut } : undefined,
-      });
+      const r = await abortOnStopSignals(
+        (signal) =>
+          writeRunReport({
+            runDir,
+            out: o.out,
+            overwrite: o.overwrite,
+            title: o.title,
+            visualize: images.length ? { ...figureJob(o, images), device, checkpoint: o.checkpoint, out: o.vizOut } : undefined,
+            signal,
+          }),
+        undefined,
+        'stopping at the next image or file; the report is not written',
+      );
       process.stdout.write(`wrote ${r.out} (${r.metrics} metric records, ${r.evals} evaluation rows, ${r.grid ? 'grid ' + r.grid : 'no grid'})\n`);
       return 0;
     },

@@ -19,7 +19,8 @@ import { OptionError, Options, defineOptions, resolveOptions, MAX_THREADS, MAX_T
 import { precisionOption } from '../run/precision';
 import { markdownTable } from '../eval/result';
 import { stat } from './ablate';
-import { writeFilesAtomic } from '../util/safe-write';
+import { commitStagedUnlessAborted, fileStagers } from '../util/safe-write';
+import { yieldThenThrowIfAborted } from '../util/errors';
 
 export const TOKENS: SimilarityTokens[] = ['cls', 'gap', 'self'];
 
@@ -229,8 +230,17 @@ export function studyMarkdown(r: Omit<StudyResult, 'markdown'>): string {
   ].join('\n');
 }
 
-/** Runs the study (pre-trainings resume from their checkpoints when run again). */
-export async function objectStartStudy(o: ObjectStudyOptions, log: (l: string) => void = (l) => process.stderr.write(l + '\n')): Promise<StudyResult> {
+/**
+ * Runs the study (pre-trainings resume from their checkpoints when run again). Aborting `signal` stops a
+ * pre-training as SIGINT does (after a checkpoint; a StoppedBySignal), or the scoring before its next
+ * checkpoint (an AbortError); either way object-start.md and .json are not written. With `signal`, the
+ * process's SIGINT/SIGTERM are left to the caller.
+ */
+export async function objectStartStudy(
+  o: ObjectStudyOptions,
+  log: (l: string) => void = (l) => process.stderr.write(l + '\n'),
+  signal?: AbortSignal,
+): Promise<StudyResult> {
   const trained = parseTrainTokens(o.trainTokens);
   const device = checkDevice(o.device);
   const runs = trained.flatMap((t) => studySeeds(o).map((seed) => ({ tokens: t, seed, options: studyPretrainOptions(o, t, seed) })));
@@ -243,11 +253,19 @@ export async function objectStartStudy(o: ObjectStudyOptions, log: (l: string) =
   const points: StudyPoint[] = [];
   for (const r of runs) {
     log(`object-start: pre-training with S = ${r.tokens}, seed ${r.seed} (${o.steps} steps) → ${r.options.outDir}`);
-    const res = await pretrain(r.options, makeTrainData(trainDataRequest(r.options)), { log, freshRunHint: 'another --out-dir' });
+    const res = await pretrain(r.options, makeTrainData(trainDataRequest(r.options)), {
+      log,
+      freshRunHint: 'another --out-dir',
+      ...(signal && { signal, catchSignals: false }),
+    });
     if (res.stoppedBy === 'signal')
-      throw new StoppedBySignal(`interrupted during the run with S = ${r.tokens}, seed ${r.seed}; run the same command again to continue`, res.signal);
+      throw new StoppedBySignal(
+        `interrupted during the run with S = ${r.tokens}, seed ${r.seed}; run the same command again to continue`,
+        res.signal ?? (signal?.reason as StoppedBySignal | undefined)?.signal,
+      );
     if (res.stoppedBy === 'nonfinite')
       throw new Error(`the run with S = ${r.tokens}, seed ${r.seed} diverged (NaN/Inf loss); see ${r.options.outDir}/metrics.jsonl`);
+    await yieldThenThrowIfAborted(signal);
     // Initialisation: the weights pre-training starts from (same seed, same config).
     torch.manualSeed(r.options.seed);
     const init = new SemAIM(modelConfigFrom(r.options)).initWeights().to({ device });
@@ -261,6 +279,7 @@ export async function objectStartStudy(o: ObjectStudyOptions, log: (l: string) =
       saved.map((c) => c.step),
       o.points,
     )) {
+      await yieldThenThrowIfAborted(signal);
       const dir = saved.find((c) => c.step === step)!.dir;
       const loaded = loadModel(dir, device, {
         unusableHint: `move ${dir} out of checkpoints/ and run the same command again: the study scores the checkpoints that remain`,
@@ -279,9 +298,12 @@ export async function objectStartStudy(o: ObjectStudyOptions, log: (l: string) =
   const partial = { format: 'semaim.object-start/1' as const, options: o, n: data.masks.length / (o.imgSize * o.imgSize), points };
   const result: StudyResult = { ...partial, markdown: studyMarkdown(partial) };
   // the table and its data together (a kill between the renames is completed by the next writer)
-  writeFilesAtomic([
-    [join(o.outDir, 'object-start.json'), JSON.stringify(result, null, 2) + '\n'],
-    [join(o.outDir, 'object-start.md'), result.markdown],
-  ]);
+  await commitStagedUnlessAborted(
+    fileStagers([
+      [join(o.outDir, 'object-start.json'), JSON.stringify(result, null, 2) + '\n'],
+      [join(o.outDir, 'object-start.md'), result.markdown],
+    ]),
+    signal,
+  );
   return result;
 }

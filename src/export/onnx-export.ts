@@ -12,7 +12,7 @@ import { encoderWeights, vitToOnnx, OPSET } from './vit-onnx';
 import { classifierConfigJson, modelConfigJson, preprocessorConfigJson } from './hf-config';
 import { isFinetuneFolder, loadClassifier, resolveClassifier } from '../eval/classifier-source';
 import { evalPreprocessing } from './preprocessing';
-import { writeFilesAtomic } from '../util/safe-write';
+import { commitStagedUnlessAborted, fileStagers } from '../util/safe-write';
 import { claimOutputs, guardOutputs } from '../io/outputs';
 import { checkExportSpace, filesBytes } from './export-space';
 import { formatBytes } from '../util/disk-space';
@@ -25,6 +25,8 @@ export interface OnnxOptions {
   verify?: boolean;
   /** exportOnnx: replace the files of an earlier export in the folder (default false: refused, OptionError code 'ERR_OUTPUT_EXISTS'). */
   overwrite?: boolean;
+  /** exportOnnx: aborting it stops the export before its next file (an AbortError): none is written, an earlier export stays. */
+  signal?: AbortSignal;
 }
 
 export interface OnnxModelBytes {
@@ -100,7 +102,7 @@ export function onnxExportFiles(outDir: string, dtype: FloatType): string[] {
 }
 
 /** An encoder, or a fine-tuning run's classifier (transformers.js: image-classification), as an ONNX folder. */
-export function exportOnnx(source: string, outDir: string, o: OnnxOptions): OnnxExportResult {
+export async function exportOnnx(source: string, outDir: string, o: OnnxOptions): Promise<OnnxExportResult> {
   const m = isFinetuneFolder(source) ? classifierOnnxModelOf(source, o) : onnxModelOf(source, o);
   const [model, config, pre] = onnxExportFiles(outDir, o.dtype);
   guardOutputs([model, config, pre], m.weights, o.overwrite);
@@ -118,7 +120,7 @@ export function exportOnnx(source: string, outDir: string, o: OnnxOptions): Onnx
   // process exporting to the same folder refuses rather than interleaving its renames with ours
   const release = claimOutputs([config, model, pre]);
   try {
-    writeFilesAtomic(files);
+    await commitStagedUnlessAborted(fileStagers(files), o.signal);
   } finally {
     release();
   }

@@ -23,7 +23,7 @@ import { checkExportSpace } from './export-space';
 import { formatBytes } from '../util/disk-space';
 import { claimOutputs, guardOutputs } from '../io/outputs';
 import { CheckpointError } from '../util/errors';
-import { commitStaged, stageFile } from '../util/safe-write';
+import { commitStagedUnlessAborted, stageFile } from '../util/safe-write';
 
 /** The files exportEncoder writes for `out`. */
 export function encoderExportFiles(out: string): string[] {
@@ -62,6 +62,8 @@ export interface ExportOptions extends VerifyOption {
    * file is written). Never the checkpoint or encoder read, nor a checkpoint folder's or run's files.
    */
   overwrite?: boolean;
+  /** Aborting it stops the export before its next file (an AbortError): none is written, an earlier export stays. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -69,8 +71,8 @@ export interface ExportOptions extends VerifyOption {
  * checkpoint folder, or an encoder file (timm/MAE/DDP .safetensors, or a torch.save .pth such as the
  * authors' released checkpoints): the export then converts it to timm's names and float32.
  */
-export function exportEncoder(source: string, out: string, o: ExportOptions = {}): { weights: string; config: string; tensors: number } {
-  if (existsSync(source) && statSync(source).isFile()) return exportEncoderFile(source, out, o.overwrite);
+export async function exportEncoder(source: string, out: string, o: ExportOptions = {}): Promise<{ weights: string; config: string; tensors: number }> {
+  if (existsSync(source) && statSync(source).isFile()) return exportEncoderFile(source, out, o);
   const dir = resolveCheckpoint(source, o);
   const kind = runKindOf(readSafetensorsHeader(join(dir, 'model.safetensors')).metadata.format);
   if (kind && kind !== 'pretrain') {
@@ -84,10 +86,10 @@ export function exportEncoder(source: string, out: string, o: ExportOptions = {}
   const files = encoderExportFiles(out);
   guardOutputs(files, join(dir, 'model.safetensors'), o.overwrite);
   const { tensors } = loadTensors(join(dir, 'model.safetensors'), { filter: (k) => ENCODER_KEY.test(k) });
-  return writeEncoder(tensors, enc, dir, files);
+  return writeEncoder(tensors, enc, dir, files, o.signal);
 }
 
-function exportEncoderFile(source: string, out: string, overwrite = false): { weights: string; config: string; tensors: number } {
+async function exportEncoderFile(source: string, out: string, o: ExportOptions): Promise<{ weights: string; config: string; tensors: number }> {
   const src = resolveEncoder(source);
   if (src.layout.fcNorm) {
     throw new CheckpointError(
@@ -95,18 +97,18 @@ function exportEncoderFile(source: string, out: string, overwrite = false): { we
     );
   }
   const files = encoderExportFiles(out);
-  guardOutputs(files, source, overwrite);
+  guardOutputs(files, source, o.overwrite);
   const loaded = loadEncoderTensors(src);
   const tensors = new Map<string, Tensor>();
   for (const [k, t] of loaded) {
     tensors.set(k, t.dtype === 'float32' ? t : t.to({ dtype: 'float32' }));
     if (t.dtype !== 'float32') t.dispose();
   }
-  return writeEncoder(tensors, src.config, source, files);
+  return writeEncoder(tensors, src.config, source, files, o.signal);
 }
 
-/** Writes the encoder's tensors (disposing them) and its config JSON, both or (a full disk, a kill) neither: commitStaged. */
-function writeEncoder(tensors: Map<string, Tensor>, enc: EncoderConfig, source: string, [weights, config]: string[]) {
+/** Writes the encoder's tensors (disposing them) and its config JSON, both or (a full disk, a kill) neither: commitStagedUnlessAborted. */
+async function writeEncoder(tensors: Map<string, Tensor>, enc: EncoderConfig, source: string, [weights, config]: string[], signal?: AbortSignal) {
   try {
     // the weights' bytes, and 64 KiB for the header (a name and shape a tensor) and the config JSON
     const bytes = tensorsBytes(tensors.values());
@@ -119,16 +121,19 @@ function writeEncoder(tensors: Map<string, Tensor>, enc: EncoderConfig, source: 
   let release = () => {};
   try {
     release = claimOutputs([weights, config]); // another export to the same files refuses, rather than mixing its pair with ours
-    commitStaged([
-      () =>
-        stageTensors(weights, tensors, {
-          format: 'pt',
-          config: JSON.stringify(enc),
-          source,
-          note: 'timm VisionTransformer(img_size, patch_size, embed_dim, depth, num_heads, mlp_ratio, num_classes=0, global_pool="token")',
-        }),
-      () => stageFile(config, JSON.stringify(exportedConfigJson(enc), null, 2)),
-    ]);
+    await commitStagedUnlessAborted(
+      [
+        () =>
+          stageTensors(weights, tensors, {
+            format: 'pt',
+            config: JSON.stringify(enc),
+            source,
+            note: 'timm VisionTransformer(img_size, patch_size, embed_dim, depth, num_heads, mlp_ratio, num_classes=0, global_pool="token")',
+          }),
+        () => stageFile(config, JSON.stringify(exportedConfigJson(enc), null, 2)),
+      ],
+      signal,
+    );
   } finally {
     disposeAll(tensors);
     release();

@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { exportAsset, packageVersion } from './assets';
 import { FloatType } from './onnx-graph';
 import { onnxModelOf } from './onnx-export';
-import { writeFilesAtomic } from '../util/safe-write';
+import { commitStagedUnlessAborted, fileStagers } from '../util/safe-write';
 import { evalPreprocessing } from './preprocessing';
 import { OPSET } from './vit-onnx';
 import { claimOutputs, guardOutputs } from '../io/outputs';
@@ -68,8 +68,13 @@ export function webExportFiles(outDir: string): string[] {
 /**
  * The page, model and onnxruntime-web into `outDir`. `overwrite` replaces the files of an earlier export
  * there (default false: an existing one is refused, OptionError code 'ERR_OUTPUT_EXISTS', before any file is written).
+ * Aborting `signal` stops it before its next file (an AbortError): none is written, an earlier export stays.
  */
-export function exportWeb(source: string, outDir: string, o: { dtype: FloatType; verify?: boolean; overwrite?: boolean }): WebExportResult {
+export async function exportWeb(
+  source: string,
+  outDir: string,
+  o: { dtype: FloatType; verify?: boolean; overwrite?: boolean; signal?: AbortSignal },
+): Promise<WebExportResult> {
   const ort = onnxruntimeWeb();
   const m = onnxModelOf(source, { dtype: o.dtype, attention: true, verify: o.verify });
   guardOutputs(webExportFiles(outDir), m.weights, o.overwrite);
@@ -99,7 +104,7 @@ export function exportWeb(source: string, outDir: string, o: { dtype: FloatType;
     // every file of this export is one commit (one journal, beside model.onnx): a full disk changes none
     // of them, and a kill between the renames is completed by the next writer, so the page, the runtime
     // and the model are always of one export
-    writeFilesAtomic(files);
+    await commitStagedUnlessAborted(fileStagers(files), o.signal);
   } finally {
     release();
   }

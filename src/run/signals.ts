@@ -78,10 +78,14 @@ export class StoppedBySignal extends Error {
  * launcher reports as a failed worker. A rank that stops because another rank was stopped (AbortedOnAnotherRank)
  * rejects the same way. A second signal exits at once.
  */
-export async function abortOnStopSignals<T>(job: (signal: AbortSignal) => Promise<T>, log?: (line: string) => void): Promise<T> {
+export async function abortOnStopSignals<T>(
+  job: (signal: AbortSignal) => Promise<T>,
+  log?: (line: string) => void,
+  stopping = 'stopping at the next batch; this job writes no result',
+): Promise<T> {
   const controller = new AbortController();
   const release = catchStopSignals({ requested: false }, log, {
-    stopping: 'stopping at the next batch; this job writes no result',
+    stopping,
     onStop: (signal) => controller.abort(new StoppedBySignal(`stopped by ${signal}; no result was written: run the same command again`, signal)),
   });
   try {

@@ -20,6 +20,16 @@ export function throwIfAborted(signal: AbortSignal | undefined | null): void {
 }
 
 /**
+ * throwIfAborted between the steps of synchronous work: the event loop turns first, so that a SIGINT
+ * that came during the last step has reached its handler (which aborts `signal`).
+ */
+export async function yieldThenThrowIfAborted(signal: AbortSignal | undefined | null): Promise<void> {
+  if (!signal) return;
+  await new Promise((resolve) => setImmediate(resolve));
+  throwIfAborted(signal);
+}
+
+/**
  * A checkpoint, encoder or weights file that cannot be used: 'ERR_CHECKPOINT' when it is missing,
  * unreadable, corrupt or of the wrong kind; 'ERR_CHECKPOINT_MISMATCH' when its tensors do not fit the
  * model its config describes (shapes, blocks, names).

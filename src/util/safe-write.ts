@@ -26,6 +26,7 @@ import { heldByAnother, noHardLinks } from './file-lock';
 import { namesOfDeadProcesses, processAlive } from './process-alive';
 import { readSmallFile } from './small-file';
 import { sleepSync } from './sleep-sync';
+import { yieldThenThrowIfAborted } from './errors';
 
 let serial = 0;
 const NAMED = Symbol('semaim.writeError');
@@ -431,12 +432,15 @@ export function finishInterruptedCommits(dir: string, note: (msg: string) => voi
  * kill between the renames is completed by the next writer or reader.
  */
 export function writeFilesAtomic(files: [path: string, data: string | Uint8Array][]): void {
-  commitStaged(
-    files.map(
-      ([path, data]) =>
-        () =>
-          stageFile(path, data),
-    ),
+  commitStaged(fileStagers(files));
+}
+
+/** A stager (stageFile) per file, for commitStaged. */
+export function fileStagers(files: [path: string, data: string | Uint8Array][]): (() => StagedFile)[] {
+  return files.map(
+    ([path, data]) =>
+      () =>
+        stageFile(path, data),
   );
 }
 
@@ -449,6 +453,25 @@ export function commitStaged(stagers: (() => StagedFile)[]): void {
   const staged: StagedFile[] = [];
   try {
     for (const stage of stagers) staged.push(stage());
+  } catch (e) {
+    for (const f of staged) f.abort();
+    throw e;
+  }
+  commitFiles(staged);
+}
+
+/**
+ * commitStaged that stops when `signal` is aborted (a SIGINT): it is checked before each file is staged
+ * and before the commit, and an abort removes the files staged so far, leaving the earlier ones in place.
+ */
+export async function commitStagedUnlessAborted(stagers: (() => StagedFile)[], signal: AbortSignal | undefined): Promise<void> {
+  const staged: StagedFile[] = [];
+  try {
+    for (const stage of stagers) {
+      await yieldThenThrowIfAborted(signal);
+      staged.push(stage());
+    }
+    await yieldThenThrowIfAborted(signal);
   } catch (e) {
     for (const f of staged) f.abort();
     throw e;

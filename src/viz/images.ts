@@ -11,7 +11,7 @@ import type { RgbImage } from './canvas';
 import { openImage } from '../data/codecs/decode';
 import { DecodeError } from '../data/codecs/errors';
 import type { Image } from '../data/image';
-import { DataError } from '../util/errors';
+import { DataError, yieldThenThrowIfAborted } from '../util/errors';
 import { identityPlan } from '../data/geometry';
 import { resampleToOutput } from '../data/resample';
 import type { ImageInputOptions } from '../data/options';
@@ -122,7 +122,8 @@ export function denormalizeImage(chw: ArrayLike<number>, size: number, offset = 
 
 /**
  * Loads images for a model of image size `size`. Unreadable ones are skipped, each with a line to
- * `warn` (default stderr), and listed in `skipped`; it fails only when none is readable.
+ * `warn` (default stderr), and listed in `skipped`; it fails only when none is readable. Aborting
+ * `signal` stops it before the next image (an AbortError).
  */
 export async function loadImages(
   inputs: string[],
@@ -130,6 +131,7 @@ export async function loadImages(
   limit = Infinity,
   io: Partial<ImageInputOptions> = {},
   warn: (line: string) => void = (l) => process.stderr.write(l + '\n'),
+  signal?: AbortSignal,
 ): Promise<LoadedImages> {
   const files = listImageFiles(inputs);
   const rgb: RgbImage[] = [];
@@ -137,6 +139,7 @@ export async function loadImages(
   const skipped: SkippedImage[] = [];
   for (const f of files) {
     if (rgb.length >= limit) break;
+    await yieldThenThrowIfAborted(signal);
     try {
       rgb.push(await loadRgb(f, size, io));
       names.push(basename(f));

@@ -9,6 +9,7 @@ import type { OrderName } from './maps';
 import { readRun } from './run-data';
 import { REPORT_GENERATOR, renderReport } from './report';
 import { OptionError } from '../util/options';
+import { yieldThenThrowIfAborted } from '../util/errors';
 import { occupied, protectedOutput } from '../io/outputs';
 import { visualizeModel, VisualizeResult } from './visualize';
 import { commitUnlessTaken, stageFile } from '../util/safe-write';
@@ -30,13 +31,16 @@ export interface VisualizeJob {
   batchSize?: number;
   minCell?: number;
   device?: torch.Device;
+  /** Aborting it stops the job before its next image or file (an AbortError): no file is written, the earlier ones stay. */
+  signal?: AbortSignal;
 }
 
 export async function visualizeCheckpoint(job: VisualizeJob): Promise<VisualizeResult & { checkpoint: string }> {
   const loaded = loadModel(job.checkpoint, job.device ?? 'cpu', { verify: job.verify });
   try {
-    const images = await loadImages(job.images, loaded.config.imgSize, job.maxImages ?? Infinity, job.imageInput, job.onWarning);
+    const images = await loadImages(job.images, loaded.config.imgSize, job.maxImages ?? Infinity, job.imageInput, job.onWarning, job.signal);
     const r = await visualizeModel(loaded.model, images, job.out, {
+      signal: job.signal,
       orders: job.orders,
       lossOrder: job.lossOrder,
       seed: job.seed,
@@ -58,7 +62,9 @@ export interface ReportJob {
   overwrite?: boolean;
   title?: string;
   /** With images, the grid is generated (into vizOut, default <runDir>/viz) from `checkpoint` (default the run). */
-  visualize?: Omit<VisualizeJob, 'checkpoint' | 'out'> & { checkpoint?: string; out?: string };
+  visualize?: Omit<VisualizeJob, 'checkpoint' | 'out' | 'signal'> & { checkpoint?: string; out?: string };
+  /** Aborting it stops the job before its next image or file (an AbortError): the report is not written, an earlier one stays. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -111,7 +117,7 @@ export async function writeRunReport(job: ReportJob): Promise<{ out: string; gri
   const earlierGrid = join(job.runDir, 'viz', 'grid.png');
   if (job.visualize && job.visualize.images.length > 0) {
     const v = job.visualize;
-    const r = await visualizeCheckpoint({ ...v, checkpoint: v.checkpoint ?? job.runDir, out: v.out ?? join(job.runDir, 'viz') });
+    const r = await visualizeCheckpoint({ ...v, checkpoint: v.checkpoint ?? job.runDir, out: v.out ?? join(job.runDir, 'viz'), signal: job.signal });
     grid = r.grid;
     gridNote = `Generated from ${r.checkpoint} for ${r.rows.length} image(s). Columns: ${r.columns.join(' | ')}.`;
   } else if (isPlainPng(earlierGrid)) {
@@ -123,6 +129,7 @@ export async function writeRunReport(job: ReportJob): Promise<{ out: string; gri
     gridNote = 'No visualisation: pass --images DIR (or files) to generate one from the newest checkpoint.';
   }
   const html = renderReport(run, { title: job.title, grid: grid ? readFileSync(grid) : null, gridNote });
+  await yieldThenThrowIfAborted(job.signal);
   // checked again at the rename: the page or figures took a while, and a file someone put at `out` meanwhile is kept
   if (!commitUnlessTaken(stageFile(out, html), (path) => !!job.overwrite || isEarlierReport(path)))
     throw new OptionError(

@@ -7,7 +7,8 @@ import type { LoadedImages } from './images';
 import { computeMaps, ImageMaps, OrderName } from './maps';
 import { FigureRow, imageRow, Layout, renderFigure } from './render';
 import { encodePng } from './png';
-import { finishInterruptedCommits, writeFilesAtomic } from '../util/safe-write';
+import { commitStagedUnlessAborted, fileStagers, finishInterruptedCommits } from '../util/safe-write';
+import { yieldThenThrowIfAborted } from '../util/errors';
 import { readRegularFile } from '../util/regular-file';
 
 export interface VisualizeOptions {
@@ -18,6 +19,8 @@ export interface VisualizeOptions {
   /** Cells are enlarged (nearest) to at least this many pixels (default 128). */
   minCell?: number;
   ema?: VisionTransformer | null;
+  /** Aborting it stops the job before its next image or file (an AbortError): no file is written, the earlier ones stay. */
+  signal?: AbortSignal;
 }
 
 export interface VisualizeResult {
@@ -50,6 +53,7 @@ export async function visualizeModel(model: SemAIM, images: LoadedImages, outDir
   if (images.size !== model.config.imgSize) throw new Error(`images are ${images.size}² but the model takes ${model.config.imgSize}²`);
   const lossOrder = o.lossOrder ?? 'semantic';
   const maps = computeMaps(model, images.tensor, { orders: o.orders, lossOrder, seed: o.seed, batchSize: o.batchSize, ema: o.ema });
+  await yieldThenThrowIfAborted(o.signal);
   const figRows: FigureRow[] = maps.map((m, i) => imageRow(images.names[i], images.rgb[i], m, o.orders, lossOrder));
   const render = { grid: model.grid, minCell: o.minCell };
   mkdirSync(outDir, { recursive: true });
@@ -85,8 +89,11 @@ export async function visualizeModel(model: SemAIM, images: LoadedImages, outDir
     ],
     [grid, await encodePng(canvas)],
   ];
-  for (let i = 0; i < figRows.length; i++) files.push([rowFiles[i], await encodePng(renderFigure([figRows[i]], render).canvas)]);
-  writeFilesAtomic(files);
+  for (let i = 0; i < figRows.length; i++) {
+    await yieldThenThrowIfAborted(o.signal);
+    files.push([rowFiles[i], await encodePng(renderFigure([figRows[i]], render).canvas)]);
+  }
+  await commitStagedUnlessAborted(fileStagers(files), o.signal);
   // rows an earlier visualisation here listed and this one did not write would pass for this one's
   for (const f of earlierRows)
     if (!rowFiles.includes(f) && resolve(dirname(f)) === resolve(outDir) && /^row-\d{3}-.*\.png$/.test(basename(f))) rmSync(f, { force: true });

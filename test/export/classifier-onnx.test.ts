@@ -60,7 +60,7 @@ test("onnx: a fine-tuning run's classifier gives semaim's logits in onnxruntime 
         ['float16', 1e-2],
       ] as const) {
         const out = join(root, `onnx-${pool}-${dtype}`);
-        const r = exportOnnx(run, out, { dtype, attention: true });
+        const r = await exportOnnx(run, out, { dtype, attention: true });
         const session = await ort.InferenceSession.create(readFileSync(r.model));
         try {
           assert.deepEqual([...session.outputNames], ['logits', 'pooler_output', 'cls_attention']);

@@ -14,7 +14,7 @@ import { SMALL, smallEncoder, writeExportedEncoder } from './helpers';
 const sha = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
 
 /** Runs `fn` with the temporary file of any name matching `re` failing as on a full disk. */
-function fullAt<T>(re: RegExp, fn: () => T): T {
+async function fullAt<T>(re: RegExp, fn: () => Promise<T>): Promise<T> {
   const fs = require('node:fs') as typeof import('node:fs');
   const writeFileSync = fs.writeFileSync;
   fs.writeFileSync = ((...args: Parameters<typeof writeFileSync>) => {
@@ -22,28 +22,28 @@ function fullAt<T>(re: RegExp, fn: () => T): T {
     return writeFileSync(...args);
   }) as typeof fs.writeFileSync;
   try {
-    return fn();
+    return await fn();
   } finally {
     fs.writeFileSync = writeFileSync;
   }
 }
 
-test('a full disk at the config of an export over an earlier one leaves the earlier weights and config, a pair, and no temporary file', (t) => {
+test('a full disk at the config of an export over an earlier one leaves the earlier weights and config, a pair, and no temporary file', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-export-full-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const a = writeExportedEncoder(join(dir, 'a'), smallEncoder(3));
   const b = writeExportedEncoder(join(dir, 'b'), smallEncoder(4, { ...SMALL, numHeads: 2 }), { ...SMALL, numHeads: 2 }); // the same shapes
   const out = join(dir, 'out');
-  exportEncoder(a, join(out, 'enc'));
+  await exportEncoder(a, join(out, 'enc'));
   const files = [join(out, 'enc.safetensors'), join(out, 'enc.json')];
   const pair = files.map(sha);
-  assert.throws(() => fullAt(/enc\.json\.tmp-/, () => exportEncoder(b, join(out, 'enc'), { overwrite: true })), /cannot write .*enc\.json: ENOSPC/);
+  await assert.rejects(() => fullAt(/enc\.json\.tmp-/, () => exportEncoder(b, join(out, 'enc'), { overwrite: true })), /cannot write .*enc\.json: ENOSPC/);
   assert.deepEqual(files.map(sha), pair, 'weights and config as the first export wrote them');
 
-  exportOnnx(a, join(out, 'onnx-a'), { dtype: 'float32', attention: false });
+  await exportOnnx(a, join(out, 'onnx-a'), { dtype: 'float32', attention: false });
   const onnx = [join(out, 'onnx-a', 'onnx', 'model.onnx'), join(out, 'onnx-a', 'config.json'), join(out, 'onnx-a', 'preprocessor_config.json')];
   const before = onnx.map(sha);
-  assert.throws(
+  await assert.rejects(
     () => fullAt(/onnx-a\/config\.json\.tmp-/, () => exportOnnx(b, join(out, 'onnx-a'), { dtype: 'float32', attention: false, overwrite: true })),
     /cannot write .*config\.json: ENOSPC/,
   );

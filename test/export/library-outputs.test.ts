@@ -12,19 +12,19 @@ import { tinyModel, writeRunCheckpoint } from '../viz/helpers';
 import { encode, picture } from '../data/helpers';
 import * as lib from '../../src';
 
-test('exportEncoder and exportOnnx refuse outputs in a checkpoint folder; the checkpoint stays intact', () => {
+test('exportEncoder and exportOnnx refuse outputs in a checkpoint folder; the checkpoint stays intact', async () => {
   const run = mkdtempSync(join(tmpdir(), 'semaim-lib-out-'));
   try {
     const model = tinyModel();
     const ckpt = writeRunCheckpoint(run, model);
     model.dispose();
     const before = readFileSync(join(ckpt, 'model.safetensors'));
-    assert.throws(() => exportEncoder(ckpt, join(ckpt, 'model')), /model\.safetensors is what this command reads/);
-    assert.throws(() => exportEncoder(run, join(ckpt, 'encoder')), /cannot be written, not even with --overwrite: it lies in the checkpoint folder/);
-    assert.throws(() => exportOnnx(run, ckpt, { dtype: 'float32', attention: true }), /it lies in the checkpoint folder/);
+    await assert.rejects(() => exportEncoder(ckpt, join(ckpt, 'model')), /model\.safetensors is what this command reads/);
+    await assert.rejects(() => exportEncoder(run, join(ckpt, 'encoder')), /cannot be written, not even with --overwrite: it lies in the checkpoint folder/);
+    await assert.rejects(() => exportOnnx(run, ckpt, { dtype: 'float32', attention: true }), /it lies in the checkpoint folder/);
     assert.ok(readFileSync(join(ckpt, 'model.safetensors')).equals(before));
     assert.equal(verifyCheckpoint(ckpt, 'weights'), null);
-    const ok = exportEncoder(run, join(run, 'export', 'encoder'));
+    const ok = await exportEncoder(run, join(run, 'export', 'encoder'));
     assert.equal(ok.tensors > 0, true);
   } finally {
     rmSync(run, { recursive: true, force: true });
@@ -48,29 +48,29 @@ test('the library refuses to replace an earlier export or embed unless asked (ov
     const snapshot = (files: string[]) => files.map((f) => readFileSync(f).toString('base64'));
     // exportEncoder: the second export, of another encoder, would replace the pair
     const enc = join(run, 'out', 'enc');
-    lib.exportEncoder(run, enc);
+    await lib.exportEncoder(run, enc);
     const encFiles = [`${enc}.safetensors`, `${enc}.json`];
     const encBefore = snapshot(encFiles);
-    assert.throws(() => lib.exportEncoder(run, enc), refused(encFiles));
+    await assert.rejects(() => lib.exportEncoder(run, enc), refused(encFiles));
     assert.deepEqual(snapshot(encFiles), encBefore);
-    lib.exportEncoder(run, enc, { overwrite: true });
+    await lib.exportEncoder(run, enc, { overwrite: true });
     // exportOnnx into a folder holding an earlier export
     const onnx = join(run, 'out', 'onnx');
-    lib.exportOnnx(run, onnx, { dtype: 'float32', attention: false });
+    await lib.exportOnnx(run, onnx, { dtype: 'float32', attention: false });
     const onnxFiles = ['onnx/model.onnx', 'config.json', 'preprocessor_config.json'].map((f) => join(onnx, f));
     const onnxBefore = snapshot(onnxFiles);
-    assert.throws(() => lib.exportOnnx(run, onnx, { dtype: 'float32', attention: true }), refused(onnxFiles));
+    await assert.rejects(() => lib.exportOnnx(run, onnx, { dtype: 'float32', attention: true }), refused(onnxFiles));
     assert.deepEqual(snapshot(onnxFiles), onnxBefore);
-    const again = lib.exportOnnx(run, onnx, { dtype: 'float32', attention: true, overwrite: true });
+    const again = await lib.exportOnnx(run, onnx, { dtype: 'float32', attention: true, overwrite: true });
     assert.notDeepEqual(snapshot(onnxFiles), onnxBefore, 'replaced when asked');
     assert.equal(again.model, onnxFiles[0]);
     // exportWeb into a folder holding a page
     const web = join(run, 'out', 'web');
-    lib.exportWeb(run, web, { dtype: 'float32' });
+    await lib.exportWeb(run, web, { dtype: 'float32' });
     const page = snapshot([join(web, 'model.onnx'), join(web, 'index.html')]);
-    assert.throws(() => lib.exportWeb(run, web, { dtype: 'float32' }), refused([join(web, 'model.onnx')]));
+    await assert.rejects(() => lib.exportWeb(run, web, { dtype: 'float32' }), refused([join(web, 'model.onnx')]));
     assert.deepEqual(snapshot([join(web, 'model.onnx'), join(web, 'index.html')]), page);
-    lib.exportWeb(run, web, { dtype: 'float32', overwrite: true });
+    await lib.exportWeb(run, web, { dtype: 'float32', overwrite: true });
     // embed over earlier features: refused before any image is read
     const images = join(run, 'images');
     mkdirSync(images);

@@ -34,8 +34,8 @@ test("transformers.js loads the exported folder offline (image-feature-extractio
   const vit = smallEncoder();
   const src = writeExportedEncoder(join(dir, 'enc'), vit);
   const models = join(dir, 'models');
-  exportOnnx(src, join(models, 'semaim-small'), { dtype: 'float32', attention: true });
-  exportOnnx(src, join(models, 'semaim-small'), { dtype: 'float16', attention: true, overwrite: true }); // its configs replace the float32 export's
+  await exportOnnx(src, join(models, 'semaim-small'), { dtype: 'float32', attention: true });
+  await exportOnnx(src, join(models, 'semaim-small'), { dtype: 'float16', attention: true, overwrite: true }); // its configs replace the float32 export's
   const path = await writeSmoothImage(join(dir, 'photo.png'), 300, 200);
 
   tf.env.allowRemoteModels = false;

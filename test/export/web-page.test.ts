@@ -42,7 +42,7 @@ test(
     t.after(() => rmSync(dir, { recursive: true, force: true }));
     const vit = smallEncoder(6);
     const web = join(dir, 'web');
-    const r = exportWeb(writeExportedEncoder(join(dir, 'enc'), vit), web, { dtype: 'float32' });
+    const r = await exportWeb(writeExportedEncoder(join(dir, 'enc'), vit), web, { dtype: 'float32' });
     assert.deepEqual(readdirSync(join(web, 'ort')).sort(), ['README.txt', 'ort-wasm-simd-threaded.mjs', 'ort-wasm-simd-threaded.wasm', 'ort.wasm.min.mjs']);
     const png = await writePhoto(join(dir, 'photo.png'), 90, 70, 'png');
     const jpeg = await writePhoto(join(dir, 'photo.jpg'), 120, 160, 'jpeg');

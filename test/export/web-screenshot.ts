@@ -21,7 +21,7 @@ async function main(): Promise<void> {
   const missing = chromiumMissing();
   if (missing) throw new Error(missing);
   const dir = mkdtempSync(join(tmpdir(), 'semaim-web-shot-'));
-  const r = exportWeb(arg('--checkpoint'), join(dir, 'web'), { dtype: 'float32' });
+  const r = await exportWeb(arg('--checkpoint'), join(dir, 'web'), { dtype: 'float32' });
   const size = (JSON.parse(readFileSync(join(r.dir, 'model.json'), 'utf8')) as { encoder: { imgSize: number } }).encoder.imgSize;
   const index = Number(arg('--index', '0'));
   const sample = renderSynthetic(syntheticConfig({ size, seed: 0, split: 'val', count: index + 1 }), index);

@@ -129,10 +129,13 @@ test(
 
 test(
   'ERR_OUTPUT_EXISTS: an export over an earlier one without overwrite (an OptionError naming out)',
-  withDir((dir) => {
+  withDir(async (dir) => {
     const enc = writeEncoder(dir);
-    exportEncoder(enc, join(dir, 'out', 'e'));
-    assert.throws(() => exportEncoder(enc, join(dir, 'out', 'e')), coded(OptionError, 'ERR_OUTPUT_EXISTS', /e\.safetensors exists: choose another output/));
+    await exportEncoder(enc, join(dir, 'out', 'e'));
+    await assert.rejects(
+      () => exportEncoder(enc, join(dir, 'out', 'e')),
+      coded(OptionError, 'ERR_OUTPUT_EXISTS', /e\.safetensors exists: choose another output/),
+    );
   }),
 );
 
@@ -175,7 +178,7 @@ test(
       runKnn(knnOptions(dir, { checkpoint: join(dir, 'none') }), data.DATA_FACTORIES),
       coded(CheckpointError, 'ERR_CHECKPOINT', /does not exist/),
     );
-    assert.throws(() => exportEncoder(join(dir, 'no-run'), join(dir, 'x')), coded(CheckpointError, 'ERR_CHECKPOINT', /no usable checkpoint in/));
+    await assert.rejects(() => exportEncoder(join(dir, 'no-run'), join(dir, 'x')), coded(CheckpointError, 'ERR_CHECKPOINT', /no usable checkpoint in/));
     writeFileSync(join(dir, 'bad.safetensors'), 'not a safetensors file');
     assert.throws(() => loadEncoder(join(dir, 'bad.safetensors')), coded(CheckpointError, 'ERR_CHECKPOINT', /bad\.safetensors: header length/));
     assert.throws(() => io.loadTensors(join(dir, 'bad.safetensors')), coded(CheckpointError, 'ERR_CHECKPOINT'));
@@ -263,7 +266,7 @@ test(
 
 test(
   'ERR_MISSING_PACKAGE: exportWeb without the optional onnxruntime-web, before any file is written',
-  withDir((dir) => {
+  withDir(async (dir) => {
     const enc = writeEncoder(dir);
     const Module = require('node:module') as { _resolveFilename: (request: string, ...rest: unknown[]) => string };
     const resolve = Module._resolveFilename;
@@ -272,7 +275,7 @@ test(
       return resolve.call(this, request, ...rest);
     };
     try {
-      assert.throws(
+      await assert.rejects(
         () => exportWeb(enc, join(dir, 'web'), { dtype: 'float32' }),
         coded(MissingPackageError, 'ERR_MISSING_PACKAGE', /needs the npm package onnxruntime-web .*: run 'npm install onnxruntime-web'/),
       );

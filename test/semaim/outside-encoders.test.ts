@@ -63,7 +63,7 @@ test("DDP's 'module.' and MAE-style 'model.' prefixes are read as timm's names",
   }
 });
 
-test("the authors' training checkpoint (torch.save .pth: {'model': DDP-prefixed weights with the decoder, 'args', 'optimizer', ...}) is the same network, read without running its pickle", () => {
+test("the authors' training checkpoint (torch.save .pth: {'model': DDP-prefixed weights with the decoder, 'args', 'optimizer', ...}) is the same network, read without running its pickle", async () => {
   const pth = join(root, 'authors-checkpoint.pth');
   execFileSync('/usr/bin/python3', [join(__dirname, '..', '..', '..', 'scripts', 'pytorch_file_make.py'), 'from-safetensors', reference, pth]);
   writeFileSync(join(root, 'authors-checkpoint.json'), JSON.stringify(TINY));
@@ -71,7 +71,7 @@ test("the authors' training checkpoint (torch.save .pth: {'model': DDP-prefixed 
   assert.equal(src.layout.prefix, 'module.');
   assert.equal(maxDiff(tokensOf(pth), want), 0);
   // export converts it: timm's names (no prefix, no decoder), float32, the hub config beside it
-  const converted = exportEncoder(pth, join(root, 'converted')).weights;
+  const converted = (await exportEncoder(pth, join(root, 'converted'))).weights;
   const header = readSafetensorsHeader(converted);
   assert.deepEqual(
     [...header.tensors.keys()].filter((k) => !ENCODER_KEY.test(k)),
@@ -139,7 +139,7 @@ test('parts of other ViTs are refused, not dropped: pre-norm, registers, distill
   }
 });
 
-test('a .pth of a ViT plus 1,500 junk tensors under blocks.0 (views of one storage) is refused from its header, before any is read or exported', () => {
+test('a .pth of a ViT plus 1,500 junk tensors under blocks.0 (views of one storage) is refused from its header, before any is read or exported', async () => {
   const pth = join(root, 'junk.pth');
   const script =
     'import sys, torch; sys.path.insert(0, sys.argv[1]); from pytorch_file_make import read_tensors\n' +
@@ -151,7 +151,7 @@ test('a .pth of a ViT plus 1,500 junk tensors under blocks.0 (views of one stora
   const message =
     /junk\.pth holds 1500 tensor\(s\) under the encoder's names that the ViT its config describes does not have \('blocks\.0\.junk0', 'blocks\.0\.junk1', 'blocks\.0\.junk2', \.\.\.\)/;
   assert.throws(() => resolveEncoder(pth), message);
-  assert.throws(() => exportEncoder(pth, join(root, 'junk-out')), message);
+  await assert.rejects(() => exportEncoder(pth, join(root, 'junk-out')), message);
   assert.throws(() => statSync(join(root, 'junk-out.safetensors')), /ENOENT/);
 });
 
