@@ -4,6 +4,9 @@ import { defineOptions } from '../util/options';
 import { Progress } from '../run/progress';
 import { packImageFolder, DEFAULT_SHARD_SIZE } from '../data';
 import { defineCommand } from './command';
+import { IMAGE_INPUT_OPTIONS } from '../data/options';
+import { formatBytes } from '../util/disk-space';
+import { printable } from '../util/printable';
 
 const SHARDS_OPTIONS = defineOptions({
   input: { type: 'string', required: true, help: 'ImageFolder to pack: one sub-folder per class (e.g. data/train/cat/001.jpg)' },
@@ -16,6 +19,10 @@ const SHARDS_OPTIONS = defineOptions({
     type: 'boolean',
     default: false,
     help: 'replace the shard set (shard-NNNNNN.tar, index.json) already in --output; other files there are left alone',
+  },
+  maxImagePixels: {
+    ...IMAGE_INPUT_OPTIONS.maxImagePixels,
+    help: 'leave out files larger than an image within this many pixels can be (8 bytes per pixel + 1 MiB), which the loaders under the same --max-image-pixels would skip unread (0 = no limit)',
   },
 });
 
@@ -38,8 +45,17 @@ export const shardsCommand = defineCommand({
       },
     });
     (progress as Progress | null)?.done();
+    const skipped = r.tooLarge.length
+      ? `; skipped ${r.tooLarge.length} file${r.tooLarge.length > 1 ? 's' : ''} too large for an image (` +
+        r.tooLarge
+          .slice(0, 3)
+          .map((f) => `${printable(f.path)}, ${formatBytes(f.bytes)}`)
+          .join('; ') +
+        (r.tooLarge.length > 3 ? `; and ${r.tooLarge.length - 3} more` : '') +
+        ')'
+      : '';
     process.stdout.write(
-      `packed ${r.samples} images of ${r.classes.length} classes into ${r.shards.length} shard(s), ${(r.bytes / 2 ** 20).toFixed(1)} MiB\n` +
+      `packed ${r.samples} images of ${r.classes.length} classes into ${r.shards.length} shard(s), ${(r.bytes / 2 ** 20).toFixed(1)} MiB${skipped}\n` +
         `  index:     ${r.index}\n  data path: --dataset shards --data-path '${r.pattern}'\n`,
     );
     return 0;

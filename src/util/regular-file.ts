@@ -9,9 +9,13 @@ export function notRegular(st: Stats): string | null {
   return st.isDirectory() ? 'a folder' : st.isFIFO() ? 'a FIFO' : 'a device or socket';
 }
 
-/** A file descriptor of `path` for reading; throws `<path> is a FIFO, not a regular file` (and so on) before any read. */
-export function openRegularFile(path: string): number {
-  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK); // O_NONBLOCK: opening a FIFO does not wait for a writer
+/**
+ * A file descriptor of `path` for reading; throws `<path> is a FIFO, not a regular file` (and so on) before any read.
+ * `followLinks: false` refuses a symbolic link at the name (the open fails, ELOOP).
+ */
+export function openRegularFile(path: string, o: { followLinks?: boolean } = {}): number {
+  // O_NONBLOCK: opening a FIFO does not wait for a writer
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | (o.followLinks === false ? constants.O_NOFOLLOW : 0));
   try {
     const what = notRegular(fstatSync(fd));
     if (what) throw Object.assign(new Error(`${path} is ${what}, not a regular file`), { code: 'ENOTREGULAR' });

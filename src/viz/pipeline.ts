@@ -1,5 +1,5 @@
 // The two jobs behind the CLI: checkpoint + image files -> figures, and run folder -> HTML report.
-import { closeSync, existsSync, lstatSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { closeSync, existsSync, readFileSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import * as torch from '../torch';
 import { loadImages } from './images';
@@ -13,6 +13,7 @@ import { yieldThenThrowIfAborted } from '../util/errors';
 import { occupied, protectedOutput } from '../io/outputs';
 import { visualizeModel, VisualizeResult } from './visualize';
 import { commitUnlessTaken, stageFile } from '../util/safe-write';
+import { openRegularFile } from '../util/regular-file';
 
 export interface VisualizeJob {
   checkpoint: string;
@@ -81,31 +82,46 @@ function checkReportOut(out: string, overwrite: boolean): void {
     throw new OptionError('out', `${out} exists and is not a semaim report: choose another --out, or pass --overwrite to replace it`);
 }
 
-/** The first `n` bytes (or fewer) of `path` when it is a regular file, not a link; else null. */
-function plainFileHead(path: string, n: number): Buffer | null {
-  if (!lstatSync(path, { throwIfNoEntry: false })?.isFile()) return null;
-  const fd = openSync(path, 'r');
+const NOT_PLAIN = new Set(['ENOENT', 'ENOTDIR', 'ELOOP', 'ENOTREGULAR']);
+
+/**
+ * `read(fd)` of `path` when it is a regular file, not a link; else null. Checked on the descriptor that
+ * is read: a name swapped after a check could point elsewhere (or be a FIFO, which blocks the open).
+ */
+function readPlainFile<T>(path: string, read: (fd: number) => T): T | null {
+  let fd: number;
   try {
-    const head = Buffer.alloc(n);
-    return head.subarray(0, readSync(fd, head, 0, n, 0));
+    fd = openRegularFile(path, { followLinks: false });
+  } catch (e) {
+    if (NOT_PLAIN.has((e as NodeJS.ErrnoException).code ?? '')) return null;
+    throw e;
+  }
+  try {
+    return read(fd);
   } finally {
     closeSync(fd);
   }
 }
 
+/** The first `n` bytes (or fewer) of `fd`. */
+function head(fd: number, n: number): Buffer {
+  const buf = Buffer.alloc(n);
+  return buf.subarray(0, readSync(fd, buf, 0, n, 0));
+}
+
 /** Whether `path` is a regular file that `semaim report` wrote (a later report replaces it without --overwrite). */
 function isEarlierReport(path: string): boolean {
-  return !!plainFileHead(path, 4096)?.toString('utf8').includes(REPORT_GENERATOR);
+  return !!readPlainFile(path, (fd) => head(fd, 4096).toString('utf8').includes(REPORT_GENERATOR));
 }
 
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
 /**
- * Whether `path` is a regular file (not a link) that starts as a PNG does: a report embeds it, and a
- * run folder from someone else must not make it embed another file (a link to a key, say).
+ * The bytes of `path` when it is a regular file (not a link) that starts as a PNG does: a report embeds
+ * them, and a run folder from someone else must not make it embed another file (a link to a key, say).
  */
-function isPlainPng(path: string): boolean {
-  return !!plainFileHead(path, 8)?.equals(PNG_SIGNATURE);
+function plainPng(path: string): Buffer | null {
+  return readPlainFile(path, (fd) => (head(fd, 8).equals(PNG_SIGNATURE) ? readFileSync(fd) : null));
 }
 
 export async function writeRunReport(job: ReportJob): Promise<{ out: string; grid: string | null; evals: number; metrics: number }> {
@@ -113,6 +129,7 @@ export async function writeRunReport(job: ReportJob): Promise<{ out: string; gri
   checkReportOut(out, !!job.overwrite);
   const run = readRun(job.runDir);
   let grid: string | null = null;
+  let gridBytes: Buffer | null = null;
   let gridNote: string;
   const earlierGrid = join(job.runDir, 'viz', 'grid.png');
   if (job.visualize && job.visualize.images.length > 0) {
@@ -120,7 +137,7 @@ export async function writeRunReport(job: ReportJob): Promise<{ out: string; gri
     const r = await visualizeCheckpoint({ ...v, checkpoint: v.checkpoint ?? job.runDir, out: v.out ?? join(job.runDir, 'viz'), signal: job.signal });
     grid = r.grid;
     gridNote = `Generated from ${r.checkpoint} for ${r.rows.length} image(s). Columns: ${r.columns.join(' | ')}.`;
-  } else if (isPlainPng(earlierGrid)) {
+  } else if ((gridBytes = plainPng(earlierGrid))) {
     grid = earlierGrid;
     gridNote = `From ${grid} (run \`semaim report ${job.runDir} --images DIR\` to regenerate).`;
   } else if (occupied(earlierGrid)) {
@@ -128,7 +145,7 @@ export async function writeRunReport(job: ReportJob): Promise<{ out: string; gri
   } else {
     gridNote = 'No visualisation: pass --images DIR (or files) to generate one from the newest checkpoint.';
   }
-  const html = renderReport(run, { title: job.title, grid: grid ? readFileSync(grid) : null, gridNote });
+  const html = renderReport(run, { title: job.title, grid: gridBytes ?? (grid ? readFileSync(grid) : null), gridNote });
   await yieldThenThrowIfAborted(job.signal);
   // checked again at the rename: the page or figures took a while, and a file someone put at `out` meanwhile is kept
   if (!commitUnlessTaken(stageFile(out, html), (path) => !!job.overwrite || isEarlierReport(path)))

@@ -50,6 +50,7 @@ import { DEFAULT_MAX_IMAGE_PIXELS } from '../../src/data/codecs/limits';
 import { constants } from 'node:buffer';
 import { tempDir, write, picture, encode, withFullDiskAt } from './helpers';
 import * as lib from '../../src';
+import { commands } from '../../src/cli/commands';
 
 const BUFFER_MAX = constants.MAX_LENGTH;
 
@@ -164,6 +165,100 @@ test('the packer round-trips: every image bytes-equal with its label, index.json
     Array.from({ length: 23 }, (_, i) => readFileSync(ds.name(i)).toString('base64')),
   );
   assert.deepEqual([...paths].sort(), Array.from({ length: 23 }, (_, i) => readFileSync(ds.name(i)).toString('base64')).sort());
+});
+
+/** A copy of some of the packed folder's images in classes a, b, c (b/01 is a PNG), and the same folder with `extra` added to b. */
+function foldersWithout(dir: string, extra: { name: string; bytes: number }): { input: string; without: string } {
+  const [input, without] = [join(dir, 'with'), join(dir, 'without')];
+  for (const base of [input, without])
+    for (const [cls, from, files] of [
+      ['a', 'class0', ['00.jpg', '03.jpg']],
+      ['b', 'class1', ['01.jpg', '04.png']],
+      ['c', 'class2', ['02.jpg']],
+    ] as const)
+      for (const f of files) {
+        mkdirSync(join(base, cls), { recursive: true });
+        copyFileSync(join(folder, from, f), join(base, cls, f));
+      }
+  closeSync(openSync(join(input, 'b', extra.name), 'w'));
+  truncateSync(join(input, 'b', extra.name), extra.bytes); // sparse: no disk
+  return { input, without };
+}
+
+const shardBytes = (r: { shards: string[] }) => r.shards.map((p) => readFileSync(p).toString('base64'));
+
+test('the packer leaves out a file larger than an image within the pixel limit can be (here over 2 GiB), decided before the first shard: the rest packs as the folder without it does', async () => {
+  const dir = join(root, 'too-large');
+  const big = 2 ** 31 + 1; // readFileSync refuses it (ERR_FS_FILE_TOO_LARGE): the pack failed midway
+  const { input, without } = foldersWithout(dir, { name: 'x.jpg', bytes: big });
+  for (const shuffle of [false, true]) {
+    const r = await packImageFolder({ input, output: join(dir, `out-${shuffle}`), shardSize: 2, shuffle, seed: 3, json: true });
+    assert.equal(r.samples, 5);
+    assert.deepEqual(r.tooLarge, [{ path: join('b', 'x.jpg'), bytes: big }]);
+    assert.deepEqual(r.classes, ['a', 'b', 'c']);
+    const ref = await packImageFolder({ input: without, output: join(dir, `ref-${shuffle}`), shardSize: 2, shuffle, seed: 3 });
+    const keys: string[] = [];
+    for (const p of r.shards) for await (const s of readShard(p, { images: false })) keys.push(s.key);
+    assert.deepEqual(keys, ['000000000', '000000001', '000000002', '000000003', '000000004'], 'keys stay contiguous');
+    assert.equal(readIndexFile(r.index)!.samples, 5);
+    const plain = await packImageFolder({ input, output: join(dir, `plain-${shuffle}`), shardSize: 2, shuffle, seed: 3 });
+    assert.deepEqual(shardBytes(plain), shardBytes(ref), `shuffle ${shuffle}: the same shards as the folder without the file`);
+  }
+});
+
+test('the packer takes --max-image-pixels: a file over what an image within it can take is skipped and named in the summary; when every file is, it fails before writing', async () => {
+  const dir = join(root, 'pixel-cap');
+  // 8 × 120 pixels + 1 MiB is what an image within --max-image-pixels 120 can take: this file is 2 MiB
+  const { input, without } = foldersWithout(dir, { name: 'huge.png', bytes: 2 << 20 });
+  const out = join(dir, 'out');
+  const stdout = process.stdout.write.bind(process.stdout);
+  let printed = '';
+  // the test runner's own reports pass (as bytes)
+  process.stdout.write = ((s: string | Uint8Array, ...rest: never[]) =>
+    typeof s === 'string' ? ((printed += s), true) : stdout(s, ...rest)) as typeof process.stdout.write;
+  try {
+    assert.equal(await commands.shards.run(['--input', input, '--output', out, '--max-image-pixels', '120']), 0);
+  } finally {
+    process.stdout.write = stdout;
+  }
+  assert.match(printed, /^packed 5 images of 3 classes into 1 shard\(s\), [\d.]+ MiB; skipped 1 file too large for an image \(b\/huge\.png, 2\.0 MiB\)\n/);
+  const ref = await packImageFolder({ input: without, output: join(dir, 'ref') });
+  assert.deepEqual(shardBytes({ shards: resolveShardPaths(out) }), shardBytes(ref));
+  // the default limit admits it
+  const r = await packImageFolder({ input, output: join(dir, 'default') });
+  assert.deepEqual([r.samples, r.tooLarge], [6, []]);
+
+  const only = join(dir, 'only');
+  mkdirSync(join(only, 'a'), { recursive: true });
+  copyFileSync(join(input, 'b', 'huge.png'), join(only, 'a', 'huge.png'));
+  await assert.rejects(
+    packImageFolder({ input: only, output: join(dir, 'none'), maxImagePixels: 120 }),
+    /shards: every image of .*only \(1\) is larger than the 1\.0 MiB an image within the pixel limit can take, e\.g\. a\/huge\.png \(2\.0 MiB\); nothing to pack/,
+  );
+  assert.deepEqual(readdirSync(join(dir, 'none')), [], 'nothing written');
+});
+
+test('an image replaced by a FIFO during the pack stops it with an error naming it, never a hang, and leaves nothing', () => {
+  const dir = join(root, 'fifo-swap');
+  const { without: input } = foldersWithout(dir, { name: 'x.jpg', bytes: 0 });
+  const out = join(dir, 'out');
+  const target = join(input, 'c', '02.jpg'); // the last image packed: after the first shard is written
+  // In a child process with a time limit: reading a FIFO blocks the thread, so a regression would hang the suite.
+  const r = spawnSync(
+    process.execPath,
+    [
+      '-e',
+      `const fs = require('node:fs');
+       require(${JSON.stringify(join(__dirname, '..', '..', 'src', 'data'))}).packImageFolder({
+         input: ${JSON.stringify(input)}, output: ${JSON.stringify(out)}, shardSize: 1,
+         onProgress: (done) => { if (done === 1) { fs.rmSync(${JSON.stringify(target)}); require('node:child_process').execFileSync('mkfifo', [${JSON.stringify(target)}]); } },
+       }).then(() => console.log('packed'), (e) => console.log(e.message));`,
+    ],
+    { timeout: 30_000, killSignal: 'SIGKILL', encoding: 'utf8' }, // SIGTERM waits for the packer's handler, which a blocked read never runs
+  );
+  assert.notEqual((r.error as NodeJS.ErrnoException | undefined)?.code, 'ETIMEDOUT', 'hung on a FIFO');
+  assert.equal(r.stdout.trim(), `${target} is a FIFO, not a regular file`, r.stderr);
+  assert.deepEqual(readdirSync(out), []);
 });
 
 test('a pack aborted through its signal rejects with an AbortError before its next image and leaves no shard, index or temporary file', async () => {

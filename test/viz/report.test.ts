@@ -240,3 +240,49 @@ test('report: viz/grid.png is embedded only as a plain PNG file, never through a
     rmSync(run, { recursive: true, force: true });
   }
 });
+
+test('report: viz/grid.png swapped for a link right after it is first looked at is not followed (checked on the descriptor it reads)', async () => {
+  const run = mkdtempSync(join(tmpdir(), 'semaim-report-swap-'));
+  const secret = join(run, '..', `${basename(run)}-secret.png`);
+  // a plain object: its functions are replaceable
+  const fs = require('node:fs') as { lstatSync: typeof import('node:fs').lstatSync; openSync: typeof import('node:fs').openSync };
+  const real = { lstatSync: fs.lstatSync, openSync: fs.openSync };
+  try {
+    fakeRun(run, 5);
+    const png = (text: string) => Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.from(text)]);
+    const grid = join(run, 'viz', 'grid.png');
+    mkdirSync(join(run, 'viz'));
+    writeFileSync(grid, png('THE-RUN-GRID'));
+    writeFileSync(secret, png('SECRET-TOKEN-123'));
+    let swapped = false;
+    const swapOnce = (path: unknown) => {
+      if (swapped || path !== grid) return;
+      swapped = true;
+      rmSync(grid);
+      symlinkSync(secret, grid);
+    };
+    // after the first lstat or open of the name (a check before the read), it becomes a link
+    fs.lstatSync = ((...args: Parameters<typeof real.lstatSync>) => {
+      const st = real.lstatSync(...args);
+      swapOnce(args[0]);
+      return st;
+    }) as typeof fs.lstatSync;
+    fs.openSync = ((...args: Parameters<typeof real.openSync>) => {
+      const fd = real.openSync(...args);
+      swapOnce(args[0]);
+      return fd;
+    }) as typeof fs.openSync;
+    let html: string;
+    try {
+      html = readFileSync((await writeRunReport({ runDir: run })).out, 'utf8');
+    } finally {
+      Object.assign(fs, real);
+    }
+    assert.ok(swapped);
+    assert.ok(!html.includes(png('SECRET-TOKEN-123').toString('base64')), 'the linked file is not embedded');
+    assert.ok(html.includes(png('THE-RUN-GRID').toString('base64')), 'the file that was checked is');
+  } finally {
+    rmSync(secret, { force: true });
+    rmSync(run, { recursive: true, force: true });
+  }
+});

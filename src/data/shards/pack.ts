@@ -5,12 +5,16 @@
 // 9-digit position in the packed order. An `index.json` beside the shards
 // lists the class names and the samples per shard, so readers need not scan them.
 //
+// A file larger than an image within the pixel limit can be (imageMemberCap, as the loaders and the folder
+// reader apply it) is left out, counted in the result: every reader would skip it unread. That is decided
+// from the sizes before the first shard is written, so the keys stay contiguous.
+//
 // Every shard is written to a temporary file; when all are, the set (index.json first) is renamed into
 // place under one commit journal, and only then are an earlier set's other shards removed (--overwrite):
 // a pack that fails or is stopped leaves no part of a set and the earlier set as it was. The staged
 // files go on Ctrl-C / SIGTERM; ones left by a killed packer go when the next one starts in that folder.
 
-import { createWriteStream, lstatSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { closeSync, createWriteStream, fstatSync, lstatSync, readdirSync, readSync, rmSync, statSync } from 'node:fs';
 import { AbortError, throwIfAborted } from '../../util/errors';
 import { OptionError } from '../../util/options';
 import { extname, join, resolve } from 'node:path';
@@ -23,6 +27,9 @@ import { claimOutputs } from '../../io/outputs';
 import { checkFreeSpace, formatBytes } from '../../util/disk-space';
 import { isShardFile } from './paths';
 import { namesOfDeadProcesses } from '../../util/process-alive';
+import { openRegularFile } from '../../util/regular-file';
+import { imageMemberCap } from '../codecs/limits';
+import { printable } from '../../util/printable';
 
 export interface PackOptions {
   input: string;
@@ -36,6 +43,11 @@ export interface PackOptions {
   json?: boolean;
   /** Replace shards already in the output folder (default: refuse). */
   overwrite?: boolean;
+  /**
+   * The readers' pixel limit (--max-image-pixels; undefined = the default, 0 = none): a file larger than
+   * an image within it can be (imageMemberCap) is left out and listed in `tooLarge`.
+   */
+  maxImagePixels?: number;
   onProgress?: (done: number, total: number) => void;
   onWarning?: (line: string) => void;
   /**
@@ -54,6 +66,8 @@ export interface PackResult {
   index: string;
   /** The --data-path that reads them back. */
   pattern: string;
+  /** Files left out as too large for an image within the pixel limit (paths relative to the input), in folder order. */
+  tooLarge: Array<{ path: string; bytes: number }>;
 }
 
 export const DEFAULT_SHARD_SIZE = 1000;
@@ -75,6 +89,31 @@ const STOP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
 /** Bytes a tar member adds to its data (a 512-byte header, padding to 512), and a tar's end (two 512-byte blocks). */
 const TAR_MEMBER_BYTES = 1024;
 const TAR_END_BYTES = 1024;
+/** The most one readSync may be asked for (it refuses 2^31 and up). */
+const MAX_READ = 0x7fffffff;
+
+/**
+ * The bytes of an image to pack, opened as a regular file (a FIFO put at its name since the listing fails
+ * instead of blocking) and read up to the size it has when opened, which must still be within `cap`.
+ */
+function readImage(path: string, cap: number): Buffer {
+  const fd = openRegularFile(path);
+  try {
+    const size = fstatSync(fd).size;
+    if (size > cap)
+      throw new Error(`shards: ${path} grew to ${formatBytes(size)} during the pack, over the ${formatBytes(cap)} an image within the pixel limit can take`);
+    const buf = Buffer.allocUnsafe(size);
+    let n = 0;
+    while (n < size) {
+      const k = readSync(fd, buf, n, Math.min(size - n, MAX_READ), null);
+      if (k === 0) break; // shortened since fstat: packed as it is, a reader skips it as corrupt
+      n += k;
+    }
+    return buf.subarray(0, n);
+  } finally {
+    closeSync(fd);
+  }
+}
 
 /** Writes one shard, complete and flushed, under its temporary name (tempShard); renamed at the commit. */
 async function stageShard(path: string, members: Array<{ name: string; data: Buffer }>, signal?: AbortSignal): Promise<StagedFile> {
@@ -110,6 +149,8 @@ export async function packImageFolder(o: PackOptions): Promise<PackResult> {
   const output = resolve(o.output);
   const shardSize = o.shardSize ?? DEFAULT_SHARD_SIZE;
   if (!(Number.isInteger(shardSize) && shardSize >= 1)) throw new RangeError(`shards: shard size must be an integer >= 1, got ${shardSize}`);
+  if (o.maxImagePixels !== undefined && !(Number.isSafeInteger(o.maxImagePixels) && o.maxImagePixels >= 0))
+    throw new RangeError(`shards: maxImagePixels must be an integer >= 0 (0 = no limit), got ${o.maxImagePixels}`);
   if (output === input || output.startsWith(input + '/')) throw new Error(`shards: the output folder ${output} must not be inside the input folder ${input}`);
   const ds = imageFolder(input, { onWarning: o.onWarning });
   const indexPath = join(output, INDEX_FILE);
@@ -151,15 +192,32 @@ async function packInto(
       `shards: warning: ${output} also holds ${others.length} other archive(s) (e.g. ${others[0]}), left alone; ` +
         `a --data-path naming the folder would read them as shards too, so give the new shards' pattern`,
     );
-  const n = ds.length;
+  const cap = imageMemberCap(o.maxImagePixels);
+  const kept: number[] = [];
+  const tooLarge: PackResult['tooLarge'] = [];
   let imageBytes = 0;
-  for (let i = 0; i < n; i++) imageBytes += statSync(join(input, ds.relativePath(i))).size;
+  for (let i = 0; i < ds.length; i++) {
+    const path = ds.relativePath(i);
+    const size = statSync(join(input, path)).size;
+    if (size > cap) tooLarge.push({ path, bytes: size });
+    else {
+      kept.push(i);
+      imageBytes += size;
+    }
+  }
+  const n = kept.length;
+  if (n === 0)
+    throw new Error(
+      `shards: every image of ${input} (${tooLarge.length}) is larger than the ${formatBytes(cap)} an image within the pixel limit can take, ` +
+        `e.g. ${printable(tooLarge[0].path)} (${formatBytes(tooLarge[0].bytes)}); nothing to pack (raise it with --max-image-pixels, 0 = no limit)`,
+    );
   const members = o.json ? 3 : 2;
   checkFreeSpace(output, imageBytes + n * members * TAR_MEMBER_BYTES + Math.ceil(n / shardSize) * TAR_END_BYTES, 'the shards', {
     how: `the images' ${formatBytes(imageBytes)} and tar headers${existing.length ? ', beside the earlier set, which is removed only once the new one is complete' : ''}`,
     remedy: existing.length ? 'free space, or pack into an empty folder on another disk' : 'free space, or pack onto another disk',
   });
-  const order = o.shuffle ? permutation(n, o.seed ?? 0, 'pack', 0) : Int32Array.from({ length: n }, (_, i) => i);
+  // the order of the images packed: as for a folder without the files left out
+  const order = o.shuffle ? Array.from(permutation(n, o.seed ?? 0, 'pack', 0), (t) => kept[t]) : kept;
   const entries: ShardEntry[] = [];
   const staged: StagedFile[] = [];
   let writing: string | null = null;
@@ -188,7 +246,7 @@ async function packInto(
         const key = sampleKey(t);
         let ext = extname(rel).slice(1).toLowerCase();
         if (ext === 'jfif') ext = 'jpg';
-        shard.push({ name: `${key}.${ext}`, data: readFileSync(join(input, rel)) });
+        shard.push({ name: `${key}.${ext}`, data: readImage(join(input, rel), cap) });
         shard.push({ name: `${key}.cls`, data: Buffer.from(`${label}\n`) });
         if (o.json) shard.push({ name: `${key}.json`, data: Buffer.from(JSON.stringify({ label, class: ds.classes[label], path: rel }) + '\n') });
         maxLabel = Math.max(maxLabel, label);
@@ -224,5 +282,5 @@ async function packInto(
   const last = shards.length - 1;
   const pattern =
     shards.length === 1 ? join(output, shardName(0)) : join(output, `shard-{${String(0).padStart(6, '0')}..${String(last).padStart(6, '0')}}.tar`);
-  return { output, shards, samples: n, classes: [...ds.classes], bytes, index: indexPath, pattern };
+  return { output, shards, samples: n, classes: [...ds.classes], bytes, index: indexPath, pattern, tooLarge };
 }
