@@ -24,10 +24,14 @@ import type { FromShardWorker, ToShardWorker } from './worker';
 import { checkRankSlice } from '../sharding';
 import { newStopFlag, stopBeforeExit, stopWorker } from '../worker-stop';
 import { printable } from '../../util/printable';
+import { OptionError } from '../../util/options';
+import { estimateShuffleMemory, shuffleMemoryBudget, shuffleMemoryProblem } from './memory';
 
 export interface ShardLoaderOptions extends Omit<LoaderOptions, 'cache' | 'masks'> {
   /** Samples each worker's shuffle buffer holds (default 1000; 1 = no shuffling inside shards). */
   shuffleBuffer?: number;
+  /** Bytes of encoded images all shuffle buffers may hold (default: $SEMAIM_SHUFFLE_MEMORY, else half of the memory; memory.ts). */
+  shuffleMemory?: number;
 }
 
 export interface ShardEpochSummary extends EpochSummary {
@@ -129,6 +133,20 @@ export class ShardLoader implements AsyncIterable<Batch> {
         maxImageBytes: imageMemberCap(opts.maxImagePixels),
       },
     };
+    if (opts.shuffle !== false && this.shuffleBuffer > 1) this.checkShuffleMemory();
+  }
+
+  /** Refuses buffers that would not fit their memory budget at the shards' mean sample size. */
+  private checkShuffleMemory(): void {
+    const given = this.opts.shuffleMemory;
+    if (given !== undefined && !(given >= 0)) throw new RangeError(`ShardLoader: shuffleMemory must be a number of bytes >= 0, got ${given}`);
+    const budget = given !== undefined ? { bytes: given, source: 'the shuffleMemory option' } : shuffleMemoryBudget();
+    const buffers = Math.max(1, this.numWorkers);
+    const held = Math.min(this.shuffleBuffer, Math.max(...this.plan(0).pieces.map((p) => p.length)));
+    const estimate = estimateShuffleMemory(this.dataset.table.entries, held, buffers, this.cfg.stream.maxImageBytes);
+    const problem = shuffleMemoryProblem(estimate, budget, this.shuffleBuffer);
+    // the CLI's flag: --shuffle-buffer where the command has one, else the workers are what can change
+    if (problem) throw new OptionError(this.opts.shuffleBuffer !== undefined ? 'shuffleBuffer' : 'numWorkers', `${this.dataset.root}: ${problem}`);
   }
 
   /** What this rank's workers read in an epoch. */
