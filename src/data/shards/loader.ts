@@ -25,6 +25,8 @@ import { checkRankSlice } from '../sharding';
 import { newStopFlag, stopBeforeExit, stopWorker } from '../worker-stop';
 import { printable } from '../../util/printable';
 import { OptionError } from '../../util/options';
+import { DataError } from '../../util/errors';
+import { formatBytes } from '../../util/disk-space';
 import { estimateShuffleMemory, shuffleMemoryBudget, shuffleMemoryProblem } from './memory';
 
 export interface ShardLoaderOptions extends Omit<LoaderOptions, 'cache' | 'masks'> {
@@ -133,11 +135,11 @@ export class ShardLoader implements AsyncIterable<Batch> {
         maxImageBytes: imageMemberCap(opts.maxImagePixels),
       },
     };
-    if (opts.shuffle !== false && this.shuffleBuffer > 1) this.checkShuffleMemory();
+    if (opts.shuffle !== false && this.shuffleBuffer > 1) this.cfg.stream.bufferMemory = this.checkShuffleMemory();
   }
 
-  /** Refuses buffers that would not fit their memory budget at the shards' mean sample size. */
-  private checkShuffleMemory(): void {
+  /** Refuses buffers that would not fit their memory budget at the shards' mean sample size; returns each buffer's share. */
+  private checkShuffleMemory(): { share: number; budget: string } {
     const given = this.opts.shuffleMemory;
     if (given !== undefined && !(given >= 0)) throw new RangeError(`ShardLoader: shuffleMemory must be a number of bytes >= 0, got ${given}`);
     const budget = given !== undefined ? { bytes: given, source: 'the shuffleMemory option' } : shuffleMemoryBudget();
@@ -147,6 +149,10 @@ export class ShardLoader implements AsyncIterable<Batch> {
     const problem = shuffleMemoryProblem(estimate, budget, this.shuffleBuffer);
     // the CLI's flag: --shuffle-buffer where the command has one, else the workers are what can change
     if (problem) throw new OptionError(this.opts.shuffleBuffer !== undefined ? 'shuffleBuffer' : 'numWorkers', `${this.dataset.root}: ${problem}`);
+    return {
+      share: Math.floor(budget.bytes / buffers),
+      budget: `shuffle-buffer budget of ${formatBytes(budget.bytes)} for ${buffers} worker${buffers === 1 ? '' : 's'} (${budget.source})`,
+    };
   }
 
   /** What this rank's workers read in an epoch. */
@@ -301,7 +307,7 @@ export class ShardLoader implements AsyncIterable<Batch> {
     if (!w) return;
     this.waiters.delete(key);
     if (m.type === 'error') {
-      const err = new Error(m.message);
+      const err = m.code === 'ERR_DATA' ? new DataError(m.message) : new Error(m.message);
       if (m.stack) err.stack = `${m.message}\n    (in shard worker)\n${m.stack.split('\n').slice(1).join('\n')}`;
       w.reject(err);
     } else w.resolve(m.batch);
