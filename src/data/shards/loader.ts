@@ -17,6 +17,7 @@ import { batchFromRaw, defaultWorkers, type Batch, type EpochStart, type EpochSu
 import type { RawBatch, SkipRecord } from '../batch';
 import type { SkipReason } from '../codecs/errors';
 import { ShardBatchBuilder, type EpochTask, type ShardBuilderConfig } from './builder';
+import type { StreamContext } from './stream';
 import { shardEpochPlan, shardEpochSize, type ShardEpochPlan } from './plan';
 import type { ShardDataset } from './dataset';
 import { imageMemberCap } from './tar-samples';
@@ -139,7 +140,7 @@ export class ShardLoader implements AsyncIterable<Batch> {
   }
 
   /** Refuses buffers that would not fit their memory budget at the shards' mean sample size; returns each buffer's share. */
-  private checkShuffleMemory(): { share: number; budget: string } {
+  private checkShuffleMemory(): StreamContext['bufferMemory'] {
     const given = this.opts.shuffleMemory;
     if (given !== undefined && !(given >= 0)) throw new RangeError(`ShardLoader: shuffleMemory must be a number of bytes >= 0, got ${given}`);
     const budget = given !== undefined ? { bytes: given, source: 'the shuffleMemory option' } : shuffleMemoryBudget();
@@ -151,6 +152,7 @@ export class ShardLoader implements AsyncIterable<Batch> {
     if (problem) throw new OptionError(this.opts.shuffleBuffer !== undefined ? 'shuffleBuffer' : 'numWorkers', `${this.dataset.root}: ${problem}`);
     return {
       share: Math.floor(budget.bytes / buffers),
+      buffers,
       budget: `shuffle-buffer budget of ${formatBytes(budget.bytes)} for ${buffers} worker${buffers === 1 ? '' : 's'} (${budget.source})`,
     };
   }

@@ -49,8 +49,8 @@ export interface StreamContext {
   labelled: boolean;
   /** Image members over this many bytes are skipped unread (imageMemberCap of the pixel limit). */
   maxImageBytes: number;
-  /** Image bytes one shuffle buffer may hold (its share of the loader's budget, memory.ts) and that budget in words; none: unbounded. */
-  bufferMemory?: { share: number; budget: string };
+  /** Image bytes one shuffle buffer may hold (its share of the loader's budget, memory.ts), of how many buffers, and the budget in words; none: unbounded. */
+  bufferMemory?: { share: number; buffers: number; budget: string };
 }
 
 /** Items of positions [from, length) of a piece, in input order. */
@@ -154,12 +154,12 @@ export class PieceStream {
 }
 
 /** The error of a buffer over its share: shards of images larger than their mean, which the estimate at the start used. */
-function overBudget(item: StreamItem, held: number, samples: number, m: { share: number; budget: string }): DataError {
+function overBudget(item: StreamItem, held: number, samples: number, m: NonNullable<StreamContext['bufferMemory']>): DataError {
   const fit = bytes(item) >= m.share ? 1 : Math.max(1, Math.floor((samples * m.share) / held));
   return new DataError(
     `shards: the shuffle buffer of a loader worker holds ${formatBytes(held)} of encoded images in ${samples} samples after ${item.name} ` +
       `(${formatBytes(bytes(item))}), over its share of ${formatBytes(m.share)} of the ${m.budget}: these shards' images are larger than their mean. ` +
-      `Use a smaller --shuffle-buffer (about ${fit}; a run resumes only with the same one: start it with --no-resume), fewer --num-workers, ` +
+      `Use a smaller --shuffle-buffer (about ${fit}; a run resumes only with the same one: start it with --no-resume)${m.buffers > 1 ? ', fewer --num-workers' : ''}, ` +
       `or a larger ${SHUFFLE_MEMORY_ENV} if the machine has the memory`,
   );
 }
