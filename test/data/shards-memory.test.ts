@@ -62,6 +62,12 @@ test('buffers that would not fit their budget are refused before the first batch
     process.env[SHUFFLE_MEMORY_ENV] = '1K';
     assert.throws(() => loader({}), /budget of 1\.0 KiB \(SEMAIM_SHUFFLE_MEMORY\)\. Use --shuffle-buffer 1 or less/);
     assert.ok(loader({ shuffle: false }));
+    // a loader of a command without --shuffle-buffer (evaluations: the default buffer) names what it has
+    assert.throws(
+      () => loader({ workers: 2, shuffleBuffer: undefined }),
+      (e: Error) =>
+        e instanceof OptionError && e.key === 'numWorkers' && !/--shuffle-buffer/.test(e.message) && /Use a larger SEMAIM_SHUFFLE_MEMORY/.test(e.message),
+    );
     process.env[SHUFFLE_MEMORY_ENV] = '12 apples';
     assert.throws(() => loader({}), /SEMAIM_SHUFFLE_MEMORY=12 apples: give a number of bytes/);
     delete process.env[SHUFFLE_MEMORY_ENV];
@@ -92,7 +98,7 @@ test('a buffer over its share (one image far above the mean) stops the epoch wit
           assert.match(
             e.message,
             workers
-              ? /Use a smaller --shuffle-buffer \(about \d+; .*\), fewer --num-workers, or a larger SEMAIM_SHUFFLE_MEMORY/
+              ? /Use a smaller --shuffle-buffer \(about \d+; .*\), or fewer --num-workers, or a larger SEMAIM_SHUFFLE_MEMORY/
               : /Use a smaller --shuffle-buffer \(about 1; .*\), or a larger SEMAIM_SHUFFLE_MEMORY/,
           );
           return true;

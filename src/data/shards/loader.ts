@@ -147,12 +147,13 @@ export class ShardLoader implements AsyncIterable<Batch> {
     const buffers = Math.max(1, this.numWorkers);
     const held = Math.min(this.shuffleBuffer, Math.max(...this.plan(0).pieces.map((p) => p.length)));
     const estimate = estimateShuffleMemory(this.dataset.table.entries, held, buffers, this.cfg.stream.maxImageBytes);
-    const problem = shuffleMemoryProblem(estimate, budget, this.shuffleBuffer);
+    const problem = shuffleMemoryProblem(estimate, budget, this.opts.shuffleBuffer);
     // the CLI's flag: --shuffle-buffer where the command has one, else the workers are what can change
     if (problem) throw new OptionError(this.opts.shuffleBuffer !== undefined ? 'shuffleBuffer' : 'numWorkers', `${this.dataset.root}: ${problem}`);
     return {
       share: Math.floor(budget.bytes / buffers),
       buffers,
+      shuffleOption: this.opts.shuffleBuffer !== undefined,
       budget: `shuffle-buffer budget of ${formatBytes(budget.bytes)} for ${buffers} worker${buffers === 1 ? '' : 's'} (${budget.source})`,
     };
   }

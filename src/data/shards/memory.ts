@@ -66,16 +66,19 @@ export function estimateShuffleMemory(
   return { buffers, held, mean, bytes: mean * held * buffers };
 }
 
-/** Why an estimate does not fit a budget, and what does (null when it fits). */
-export function shuffleMemoryProblem(e: ShuffleEstimate, budget: MemoryBudget, shuffleBuffer: number): string | null {
+/** Why an estimate does not fit a budget, and what does (null when it fits); `shuffleBuffer` undefined: the command has no --shuffle-buffer. */
+export function shuffleMemoryProblem(e: ShuffleEstimate, budget: MemoryBudget, shuffleBuffer: number | undefined): string | null {
   if (e.bytes <= budget.bytes) return null;
   const fitBuffer = Math.max(1, Math.floor(budget.bytes / e.buffers / e.mean));
   const fitWorkers = Math.floor(budget.bytes / (e.mean * e.held));
-  const fewer = e.buffers > 1 && fitWorkers >= 1 ? `, or --num-workers ${fitWorkers} (${e.buffers} now)` : '';
+  const remedies = [
+    ...(shuffleBuffer !== undefined ? [`--shuffle-buffer ${fitBuffer} or less (${shuffleBuffer} now)`] : []),
+    ...(e.buffers > 1 && fitWorkers >= 1 ? [`--num-workers ${fitWorkers} (${e.buffers} now)`] : []),
+    `a larger ${SHUFFLE_MEMORY_ENV} if the machine has the memory`,
+  ];
   return (
     `the shuffle buffers would hold about ${formatBytes(e.bytes)} of encoded images (${e.buffers} worker${e.buffers === 1 ? '' : 's'} × ` +
     `${e.held} samples × ${formatBytes(e.mean)}, the shards' mean sample size), more than their budget of ${formatBytes(budget.bytes)} ` +
-    `(${budget.source}). Use --shuffle-buffer ${fitBuffer} or less (${shuffleBuffer} now)${fewer}, ` +
-    `or a larger ${SHUFFLE_MEMORY_ENV} if the machine has the memory`
+    `(${budget.source}). Use ${remedies.join(', or ')}`
   );
 }

@@ -49,8 +49,11 @@ export interface StreamContext {
   labelled: boolean;
   /** Image members over this many bytes are skipped unread (imageMemberCap of the pixel limit). */
   maxImageBytes: number;
-  /** Image bytes one shuffle buffer may hold (its share of the loader's budget, memory.ts), of how many buffers, and the budget in words; none: unbounded. */
-  bufferMemory?: { share: number; buffers: number; budget: string };
+  /**
+   * Image bytes one shuffle buffer may hold (its share of the loader's budget, memory.ts), of how many
+   * buffers, the budget in words, and whether the command has --shuffle-buffer; none: unbounded.
+   */
+  bufferMemory?: { share: number; buffers: number; budget: string; shuffleOption: boolean };
 }
 
 /** Items of positions [from, length) of a piece, in input order. */
@@ -156,10 +159,14 @@ export class PieceStream {
 /** The error of a buffer over its share: shards of images larger than their mean, which the estimate at the start used. */
 function overBudget(item: StreamItem, held: number, samples: number, m: NonNullable<StreamContext['bufferMemory']>): DataError {
   const fit = bytes(item) >= m.share ? 1 : Math.max(1, Math.floor((samples * m.share) / held));
+  const remedies = [
+    ...(m.shuffleOption ? [`a smaller --shuffle-buffer (about ${fit}; a run resumes only with the same one: start it with --no-resume)`] : []),
+    ...(m.buffers > 1 ? ['fewer --num-workers'] : []),
+    `a larger ${SHUFFLE_MEMORY_ENV} if the machine has the memory`,
+  ];
   return new DataError(
     `shards: the shuffle buffer of a loader worker holds ${formatBytes(held)} of encoded images in ${samples} samples after ${item.name} ` +
       `(${formatBytes(bytes(item))}), over its share of ${formatBytes(m.share)} of the ${m.budget}: these shards' images are larger than their mean. ` +
-      `Use a smaller --shuffle-buffer (about ${fit}; a run resumes only with the same one: start it with --no-resume)${m.buffers > 1 ? ', fewer --num-workers' : ''}, ` +
-      `or a larger ${SHUFFLE_MEMORY_ENV} if the machine has the memory`,
+      `Use ${remedies.join(', or ')}`,
   );
 }
