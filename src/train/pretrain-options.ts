@@ -98,7 +98,7 @@ export const PRETRAIN_OPTIONS = defineOptions({
     type: 'int',
     default: 1000,
     min: 1,
-    help: 'shards: samples each loader worker shuffles among (memory: this many encoded images per worker)',
+    help: 'shards: samples each loader worker shuffles among (memory: this many encoded images per worker, within a budget of half the memory or $SEMAIM_SHUFFLE_MEMORY)',
   },
   syntheticSize: { type: 'int', default: 5000, min: 1, max: 100_000_000, help: 'synthetic dataset: number of images' },
   numWorkers: {

@@ -17,6 +17,7 @@ import { batchFromRaw, defaultWorkers, type Batch, type EpochStart, type EpochSu
 import type { RawBatch, SkipRecord } from '../batch';
 import type { SkipReason } from '../codecs/errors';
 import { ShardBatchBuilder, type EpochTask, type ShardBuilderConfig } from './builder';
+import type { StreamContext } from './stream';
 import { shardEpochPlan, shardEpochSize, type ShardEpochPlan } from './plan';
 import type { ShardDataset } from './dataset';
 import { imageMemberCap } from './tar-samples';
@@ -24,10 +25,16 @@ import type { FromShardWorker, ToShardWorker } from './worker';
 import { checkRankSlice } from '../sharding';
 import { newStopFlag, stopBeforeExit, stopWorker } from '../worker-stop';
 import { printable } from '../../util/printable';
+import { OptionError } from '../../util/options';
+import { DataError } from '../../util/errors';
+import { formatBytes } from '../../util/disk-space';
+import { estimateShuffleMemory, shuffleMemoryBudget, shuffleMemoryProblem } from './memory';
 
 export interface ShardLoaderOptions extends Omit<LoaderOptions, 'cache' | 'masks'> {
   /** Samples each worker's shuffle buffer holds (default 1000; 1 = no shuffling inside shards). */
   shuffleBuffer?: number;
+  /** Bytes of encoded images all shuffle buffers may hold (default: $SEMAIM_SHUFFLE_MEMORY, else half of the memory; memory.ts). */
+  shuffleMemory?: number;
 }
 
 export interface ShardEpochSummary extends EpochSummary {
@@ -128,6 +135,26 @@ export class ShardLoader implements AsyncIterable<Batch> {
         labelled: dataset.classes.length > 0,
         maxImageBytes: imageMemberCap(opts.maxImagePixels),
       },
+    };
+    if (opts.shuffle !== false && this.shuffleBuffer > 1) this.cfg.stream.bufferMemory = this.checkShuffleMemory();
+  }
+
+  /** Refuses buffers that would not fit their memory budget at the shards' mean sample size; returns each buffer's share. */
+  private checkShuffleMemory(): StreamContext['bufferMemory'] {
+    const given = this.opts.shuffleMemory;
+    if (given !== undefined && !(given >= 0)) throw new RangeError(`ShardLoader: shuffleMemory must be a number of bytes >= 0, got ${given}`);
+    const budget = given !== undefined ? { bytes: given, source: 'the shuffleMemory option' } : shuffleMemoryBudget();
+    const buffers = Math.max(1, this.numWorkers);
+    const held = Math.min(this.shuffleBuffer, Math.max(...this.plan(0).pieces.map((p) => p.length)));
+    const estimate = estimateShuffleMemory(this.dataset.table.entries, held, buffers, this.cfg.stream.maxImageBytes);
+    const problem = shuffleMemoryProblem(estimate, budget, this.opts.shuffleBuffer);
+    // the CLI's flag: --shuffle-buffer where the command has one, else the workers are what can change
+    if (problem) throw new OptionError(this.opts.shuffleBuffer !== undefined ? 'shuffleBuffer' : 'numWorkers', `${this.dataset.root}: ${problem}`);
+    return {
+      share: Math.floor(budget.bytes / buffers),
+      buffers,
+      shuffleOption: this.opts.shuffleBuffer !== undefined,
+      budget: `shuffle-buffer budget of ${formatBytes(budget.bytes)} for ${buffers} worker${buffers === 1 ? '' : 's'} (${budget.source})`,
     };
   }
 
@@ -283,7 +310,7 @@ export class ShardLoader implements AsyncIterable<Batch> {
     if (!w) return;
     this.waiters.delete(key);
     if (m.type === 'error') {
-      const err = new Error(m.message);
+      const err = m.code === 'ERR_DATA' ? new DataError(m.message) : new Error(m.message);
       if (m.stack) err.stack = `${m.message}\n    (in shard worker)\n${m.stack.split('\n').slice(1).join('\n')}`;
       w.reject(err);
     } else w.resolve(m.batch);

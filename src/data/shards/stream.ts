@@ -10,6 +10,9 @@
 import { basename } from 'node:path';
 import { Rng } from '../rng';
 import type { SkipReason } from '../codecs/errors';
+import { DataError } from '../../util/errors';
+import { formatBytes } from '../../util/disk-space';
+import { SHUFFLE_MEMORY_ENV } from './memory';
 import { readShard, ShardReadError } from './tar-samples';
 import { replay } from './shuffle-buffer';
 import type { ShardSegment } from './plan';
@@ -46,6 +49,11 @@ export interface StreamContext {
   labelled: boolean;
   /** Image members over this many bytes are skipped unread (imageMemberCap of the pixel limit). */
   maxImageBytes: number;
+  /**
+   * Image bytes one shuffle buffer may hold (its share of the loader's budget, memory.ts), of how many
+   * buffers, the budget in words, and whether the command has --shuffle-buffer; none: unbounded.
+   */
+  bufferMemory?: { share: number; buffers: number; budget: string; shuffleOption: boolean };
 }
 
 /** Items of positions [from, length) of a piece, in input order. */
@@ -84,6 +92,8 @@ async function* pieceInputs(ctx: StreamContext, task: PieceTask, from: number, k
   }
 }
 
+const bytes = (x: StreamItem | null | undefined): number => x?.image?.byteLength ?? 0;
+
 export class PieceStream {
   private readonly gen: AsyncGenerator<StreamItem, void, undefined>;
 
@@ -112,22 +122,51 @@ export class PieceStream {
     for (const p of slotOf.keys()) from = Math.min(from, p);
     const buffer = positions.map<StreamItem | null>(() => null);
     const inputs = pieceInputs(ctx, task, from, (pos) => pos >= consumed || slotOf.has(pos));
+    // image bytes the buffer holds: counted only, never consulted by the draws
+    let held = 0;
+    const check = (added: StreamItem): void => {
+      if (ctx.bufferMemory && task.bufferSize > 1 && held > ctx.bufferMemory.share) throw overBudget(added, held, buffer.length, ctx.bufferMemory);
+    };
     try {
       for (let q = from; q < consumed; q++) {
         const r = await inputs.next();
         if (r.done) throw new Error(`shards: stream ended at ${q} while resuming (expected ${task.length} samples)`);
         const slot = slotOf.get(q);
-        if (slot !== undefined) buffer.items[slot] = r.value;
+        if (slot !== undefined) {
+          buffer.items[slot] = r.value;
+          held += bytes(r.value);
+          check(r.value);
+        }
       }
       for (let q = consumed; q < task.length; q++) {
         const r = await inputs.next();
         if (r.done) throw new Error(`shards: stream ended at ${q} (expected ${task.length} samples)`);
         const out = buffer.push(r.value);
+        held += bytes(r.value) - bytes(out);
+        check(r.value);
         if (out) yield out;
       }
-      for (let out = buffer.pop(); out; out = buffer.pop()) yield out;
+      for (let out = buffer.pop(); out; out = buffer.pop()) {
+        held -= bytes(out);
+        yield out;
+      }
     } finally {
       await inputs.return(undefined);
     }
   }
+}
+
+/** The error of a buffer over its share: shards of images larger than their mean, which the estimate at the start used. */
+function overBudget(item: StreamItem, held: number, samples: number, m: NonNullable<StreamContext['bufferMemory']>): DataError {
+  const fit = bytes(item) >= m.share ? 1 : Math.max(1, Math.floor((samples * m.share) / held));
+  const remedies = [
+    ...(m.shuffleOption ? [`a smaller --shuffle-buffer (about ${fit}; a run resumes only with the same one: start it with --no-resume)`] : []),
+    ...(m.buffers > 1 ? ['fewer --num-workers'] : []),
+    `a larger ${SHUFFLE_MEMORY_ENV} if the machine has the memory`,
+  ];
+  return new DataError(
+    `shards: the shuffle buffer of a loader worker holds ${formatBytes(held)} of encoded images in ${samples} samples after ${item.name} ` +
+      `(${formatBytes(bytes(item))}), over its share of ${formatBytes(m.share)} of the ${m.budget}: these shards' images are larger than their mean. ` +
+      `Use ${remedies.join(', or ')}`,
+  );
 }

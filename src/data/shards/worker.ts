@@ -5,10 +5,12 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { RawBatch } from '../batch';
 import { ShardBatchBuilder, type EpochTask, type ShardBuilderConfig } from './builder';
 import { handleStop, stopRequested } from '../worker-stop';
+import { DataError } from '../../util/errors';
 
 export type ToShardWorker = { type: 'epoch'; gen: number; task: EpochTask } | { type: 'batch'; gen: number; batch: number; size: number } | { type: 'stop' };
 
-export type FromShardWorker = { type: 'batch'; gen: number; batch: RawBatch } | { type: 'error'; gen: number; batch?: number; message: string; stack?: string };
+export type FromShardWorker =
+  { type: 'batch'; gen: number; batch: RawBatch } | { type: 'error'; gen: number; batch?: number; message: string; stack?: string; code?: string };
 
 if (parentPort) {
   const port = parentPort;
@@ -47,6 +49,7 @@ if (parentPort) {
         batch: msg.type === 'batch' ? msg.batch : undefined,
         message: err.message,
         stack: err.stack,
+        code: err instanceof DataError ? err.code : undefined, // the loader rethrows it as a DataError
       } satisfies FromShardWorker);
     }
   };
