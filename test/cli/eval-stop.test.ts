@@ -3,13 +3,13 @@
 // by the signal was reported as a failure (exit 1).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as dist from '../../src/dist';
+import { CLI, runAndStop } from './run-and-stop';
 
-const CLI = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
 const TINY =
   '--model vit_tiny --embed-dim 32 --depth 2 --num-heads 2 --img-size 32 --patch-size 4 --synthetic-size 64 --batch-size 16 --epochs 2 --warmup-epochs 0 --max-steps 2 --num-workers 0 --threads 1';
 const gloo = dist.distBuildInfo().gloo ? false : 'the addon was built without Gloo';
@@ -23,34 +23,6 @@ before(() => {
   assert.equal(r.status, 0, r.stderr);
 });
 after(() => rmSync(root, { recursive: true, force: true }));
-
-interface Stopped {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stderr: string;
-}
-
-/** Runs the CLI and, once its stderr shows `when`, sends `signal` to it or to the pids `target` picks. */
-function runAndStop(args: string[], when: RegExp, signal: NodeJS.Signals, target?: (pid: number) => number[]): Promise<Stopped> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    let sent = false;
-    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-      if (!sent && when.test(stderr)) {
-        sent = true;
-        for (const pid of target ? target(child.pid!) : [child.pid!]) process.kill(pid, signal);
-      }
-    });
-    child.on('error', reject);
-    child.on('close', (code, sig) => {
-      clearTimeout(timer);
-      resolve({ code, signal: sig, stderr });
-    });
-  });
-}
 
 const data = ['--dataset', 'synthetic', '--train-limit', '20000', '--test-limit', '500', '--threads', '1', '--num-workers', '0'];
 
@@ -84,12 +56,9 @@ test('knn --nproc-per-node 2, SIGINT to one worker alone: both ranks stop, the l
     const r = spawnSync('pgrep', ['-P', String(launcher)], { encoding: 'utf8' });
     return r.stdout.split('\n').filter(Boolean).map(Number).slice(-1); // the last worker started: one rank only
   };
-  const r = await runAndStop(
-    ['knn', '--checkpoint', run, ...data, '--nproc-per-node', '2', '--out-dir', out],
-    /features \(train\) .*\d+\/\d+/,
-    'SIGINT',
-    workers,
-  );
+  const r = await runAndStop(['knn', '--checkpoint', run, ...data, '--nproc-per-node', '2', '--out-dir', out], /features \(train\) .*\d+\/\d+/, 'SIGINT', {
+    target: workers,
+  });
   assert.equal(r.code, 130, r.stderr);
   assert.doesNotMatch(r.stderr, /failed|exited with code 1\b/);
   assert.ok(!existsSync(join(out, 'knn.json')));

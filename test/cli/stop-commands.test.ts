@@ -3,7 +3,7 @@
 // and exits with the signal's code (130 / 143). They died by the signal, leaving staged files behind.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,9 +12,8 @@ import { tinyModel, writeRunCheckpoint, writeTestImages } from '../viz/helpers';
 import { ORDER_NAMES } from '../../src/viz/maps';
 import { visualizeCheckpoint, writeRunReport } from '../../src/viz/pipeline';
 import { exportEncoder } from '../../src/export/safetensors';
+import { CLI, runAndStop, type Stopped } from './run-and-stop';
 
-const CLI = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
-const PAUSE = join(__dirname, 'pause-staging.js');
 let root = '';
 let run = '';
 let images = '';
@@ -33,40 +32,6 @@ after(() => rmSync(root, { recursive: true, force: true }));
 function cli(args: string[]): void {
   const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 120_000 });
   assert.equal(r.status, 0, r.stderr);
-}
-
-interface Stopped {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stderr: string;
-}
-
-/**
- * Runs the CLI and sends it `signal` once its stderr shows `when`. With `pauseAt`, the command blocks for
- * 0.6 s when it stages the file of that name (pause-staging.ts), and says so: the signal arrives then.
- */
-function runAndStop(args: string[], when: RegExp, signal: NodeJS.Signals, pauseAt?: RegExp): Promise<Stopped> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...(pauseAt ? ['--require', PAUSE] : []), CLI, ...args], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-      env: { ...process.env, ...(pauseAt && { SEMAIM_TEST_PAUSE_AT: pauseAt.source }) },
-    });
-    let stderr = '';
-    let sent = false;
-    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-      if (!sent && when.test(stderr)) {
-        sent = true;
-        child.kill(signal);
-      }
-    });
-    child.on('error', reject);
-    child.on('close', (code, sig) => {
-      clearTimeout(timer);
-      resolve({ code, signal: sig, stderr });
-    });
-  });
 }
 
 /** Every file under `dir` with the SHA-256 of its bytes. */
@@ -106,7 +71,7 @@ test('report --images stopped by SIGTERM while its figures are staged: exit 143,
   await writeRunReport({ runDir: run, visualize: { images: [images], orders: [...ORDER_NAMES] } });
   const before = snapshot(run);
   assert.ok(before['report.html'] && before['viz/grid.png']);
-  const r = await runAndStop(['report', run, '--images', images, '--seed', '5', '--threads', '1'], /pausing at/, 'SIGTERM', /grid\.png\.tmp-/);
+  const r = await runAndStop(['report', run, '--images', images, '--seed', '5', '--threads', '1'], /pausing at/, 'SIGTERM', { pauseAt: /grid\.png\.tmp-/ });
   assertStopped(r, 'SIGTERM');
   assert.deepEqual(snapshot(run), before);
 });
@@ -115,7 +80,7 @@ test('export stopped by SIGINT between its files: exit 130, the earlier export a
   const out = join(root, 'export');
   await exportEncoder(run, join(out, 'enc'));
   const before = snapshot(out);
-  const r = await runAndStop(['export', '--checkpoint', run, '--out', join(out, 'enc'), '--overwrite'], /pausing at/, 'SIGINT', /enc\.json\.tmp-/);
+  const r = await runAndStop(['export', '--checkpoint', run, '--out', join(out, 'enc'), '--overwrite'], /pausing at/, 'SIGINT', { pauseAt: /enc\.json\.tmp-/ });
   assertStopped(r, 'SIGINT');
   assert.deepEqual(snapshot(out), before);
 });
