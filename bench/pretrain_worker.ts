@@ -224,11 +224,20 @@ async function main(): Promise<void> {
   const rows: { cpu: number; total: number; order: number; forward: number; backward: number; optimizer: number }[] = [];
   const losses: number[] = [];
   const profileFrom = Math.max(warmup + steps, logLosses); // the profiled steps come after every other
+  let profiling = false;
+  let kernelProfileError: string | null = null;
   for (let s = 0; s < profileFrom + kernelProfileSteps; s++) {
     if (yieldEachStep) await yieldToEventLoop();
     if (s === profileFrom) {
       sync();
-      startKernelProfile(cuda);
+      // a profiler that cannot start (no CUPTI, say) costs the profile, not the measured steps before it
+      try {
+        startKernelProfile(cuda);
+        profiling = true;
+      } catch (e) {
+        kernelProfileError = (e as Error).message;
+        break;
+      }
     }
     counting = countOps && s === warmup; // one measured step
     sync();
@@ -304,9 +313,15 @@ async function main(): Promise<void> {
     }
   }
   let kernelProfile: KernelProfile | null = null;
-  if (kernelProfileSteps) {
+  if (profiling) {
     sync();
-    kernelProfile = stopKernelProfile(kernelProfileSteps, cuda);
+    try {
+      kernelProfile = stopKernelProfile(kernelProfileSteps, cuda);
+    } catch (e) {
+      kernelProfileError = (e as Error).message;
+    }
+  }
+  if (kernelProfile) {
     const title = `Kernel profile: ${preset} ${img}² batch ${batch}${fusedKinds.length ? `, --fused ${fusedKinds.join(',')}` : ''}${cudaGraphs ? ', CUDA graphs' : ''}`;
     const text = profileMarkdown(kernelProfile, title);
     if (kernelProfileOut) fs.writeFileSync(kernelProfileOut, text);
@@ -362,6 +377,7 @@ async function main(): Promise<void> {
     lastLoss: losses[warmup + steps - 1],
     ...(logLosses ? { losses: losses.slice(0, logLosses) } : {}),
     allFinite: allFinite.item() as unknown as boolean,
+    ...(kernelProfileError ? { kernelProfileError } : {}),
     ...(kernelProfile
       ? {
           kernelProfile: {

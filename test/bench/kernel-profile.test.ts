@@ -78,7 +78,7 @@ test('kernel profile: libtorch profiler around CPU work sees each ATen op once p
   assert.throws(() => stopKernelProfile(1, false), /not running/);
 });
 
-test('bench:pretrain worker --kernel-profile: the profiled steps after the measured ones, tables to the file, summary in the JSON line', () => {
+test('bench:pretrain worker --kernel-profile: the profiled steps after the measured ones, tables to the file, summary in the JSON line; a profiler that fails is reported', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'semaim-kprof-'));
   try {
     const out = path.join(dir, 'kernels.md');
@@ -96,6 +96,20 @@ test('bench:pretrain worker --kernel-profile: the profiled steps after the measu
     const md = fs.readFileSync(out, 'utf8');
     assert.match(md, /^Kernel profile: vit_tiny 16² batch 2: CPU op time/);
     assert.match(md, /\| `aten::addmm` \| [\d.]+ \| \d+ \|/);
+    // A profiler that cannot start costs the profile, not the measured steps.
+    const broken = spawnSync(
+      process.execPath,
+      ['--require', path.join(__dirname, 'break-profiler.js'), worker, ...args, '--threads', '1', '--kernel-profile', '2'],
+      {
+        encoding: 'utf8',
+        timeout: 120_000,
+      },
+    );
+    assert.equal(broken.status, 0, broken.stderr);
+    const partial = JSON.parse(broken.stdout.trim().split('\n').pop()!);
+    assert.equal(partial.kernelProfileError, 'the profiler cannot start here');
+    assert.equal(partial.kernelProfile, undefined);
+    assert.equal(partial.stepsMs.length, 1);
     const bad = spawnSync(process.execPath, [worker, ...args, '--kernel-profile', 'x'], { encoding: 'utf8', timeout: 60_000 });
     assert.notEqual(bad.status, 0);
     assert.match(bad.stderr, /--kernel-profile takes a number of steps, not x/);
