@@ -38,6 +38,12 @@ fi
   || python3 -c 'import tarfile;tarfile.open(".gpu/modules.tar.xz").extractall(".")'
 [ -d dist ] || cp -r .gpu/dist dist
 export NAPI_INCLUDE=${NAPI_INCLUDE:-$PWD/.gpu/napi-include}
+# The fused kernels NVRTC compiled (10-20 s) in an earlier call of the session come in .gpu/kernel-cache
+# (KERNEL_CACHE=<the folder that call returned> bash scripts/pack-gpu.sh); this call's go back in
+# $OUT/kernel-cache. A cubin is named by the source, GPU and NVRTC version it was compiled for.
+export SEMAIM_KERNEL_CACHE=${SEMAIM_KERNEL_CACHE-$PWD/.gpu/kernel-cache}
+keep_kernels() { [ -n "$SEMAIM_KERNEL_CACHE" ] && [ -d "$SEMAIM_KERNEL_CACHE" ] && cp -r "$SEMAIM_KERNEL_CACHE/." "$OUT/kernel-cache/" 2>/dev/null; true; }
+mkdir -p "$OUT/kernel-cache"
 # The PyTorch references run with the Python that has the CUDA torch (not necessarily /usr/bin/python3).
 SEMAIM_PYTHON=$(bash scripts/find-torch-python.sh) && export SEMAIM_PYTHON
 # Time limits so that a hang in one part still leaves time for the other and for the logs: the
@@ -59,6 +65,7 @@ if [ "${CHECK:-1}" != 0 ]; then
   } 2>&1 | tee "$OUT/gpu-check.log"
   # timeout stops gpu-check itself, not the test processes it started: stop those before the benchmark.
   pkill -f "$PWD/dist/test/" 2>/dev/null; pkill -f "scripts/run-tests.js" 2>/dev/null
+  keep_kernels
 fi
 if [ "${BENCH:-1}" != 0 ] && [ -f build/Release/semaim.node ]; then
   if [ "$PERF" = 1 ]; then
@@ -135,3 +142,4 @@ if [ "${DATA:-0}" = 1 ]; then
     | tee "$OUT/bench-data.log"
   echo "== data: exit ${PIPESTATUS[0]} after $(( $(date +%s) - start )) s" | tee -a "$OUT/bench-data.log"
 fi
+keep_kernels

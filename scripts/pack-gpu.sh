@@ -2,7 +2,8 @@
 # Packs what a GPU machine without node, npm or network needs into .gpu/ (git-ignored), for one
 # device call: `bash scripts/gpu-session.sh` with carry [".gpu"]. Contents: this node binary (xz),
 # the Node-API C headers, the runtime npm packages the engine, model, tests and benchmark need, and
-# the compiled TypeScript (dist/), and with CIFAR=1 the CIFAR-10 archive (for scripts/gpu-ablation.sh).
+# the compiled TypeScript (dist/), with CIFAR=1 the CIFAR-10 archive (for scripts/gpu-ablation.sh), and with
+# KERNEL_CACHE=<folder> the fused kernels an earlier call compiled.
 # Run `npm run build` first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,12 @@ for h in node_api.h node_api_types.h js_native_api.h js_native_api_types.h; do c
 # sharp at start (PNG output), so the ablation needs it too.
 tar -cJf .gpu/modules.tar.xz $(node scripts/runtime-modules.js node-gyp)
 cp -r dist .gpu/dist
+# KERNEL_CACHE=<folder>: the cubins an earlier device call returned ($OUT/kernel-cache), so that this call
+# skips NVRTC's seconds (scripts/gpu-session.sh points SEMAIM_KERNEL_CACHE at .gpu/kernel-cache)
+if [ -n "${KERNEL_CACHE:-}" ]; then
+  [ -d "$KERNEL_CACHE" ] || { echo "pack-gpu: KERNEL_CACHE=$KERNEL_CACHE is not a folder" >&2; exit 1; }
+  mkdir -p .gpu/kernel-cache && cp "$KERNEL_CACHE"/*.cubin .gpu/kernel-cache/ 2>/dev/null || true
+fi
 if [ "${CIFAR:-0}" = 1 ]; then
   a=${SEMAIM_CIFAR10_TAR:-../shared/data/cifar10-jpeg.tar.gz}
   [ -f "$a" ] || { echo "pack-gpu: CIFAR=1 but $a is missing (set SEMAIM_CIFAR10_TAR)" >&2; exit 1; }
