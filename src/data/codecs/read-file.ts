@@ -42,14 +42,24 @@ export function readImageFile(path: string, cap: number, o: { reuse?: boolean } 
     } else {
       buf = Buffer.allocUnsafe(size);
     }
-    let n = 0;
-    while (n < size) {
-      const k = readSync(fd, buf, n, Math.min(size - n, MAX_READ), null);
-      if (k === 0) break; // shortened since fstat: the decoder sees a truncated file
-      n += k;
-    }
+    // shortened since fstat: the decoder sees a truncated file
+    const n = readSized(fd, buf, size);
     return new Uint8Array(buf.buffer, buf.byteOffset, n);
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * Reads the `size` bytes fstat gave for `fd` into `buf` from the file's start, in reads readSync takes;
+ * returns how many came (fewer when the file was shortened since).
+ */
+export function readSized(fd: number, buf: Buffer, size: number): number {
+  let n = 0;
+  while (n < size) {
+    const k = readSync(fd, buf, n, Math.min(size - n, MAX_READ), n);
+    if (k === 0) break;
+    n += k;
+  }
+  return n;
 }

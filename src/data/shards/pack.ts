@@ -14,7 +14,7 @@
 // a pack that fails or is stopped leaves no part of a set and the earlier set as it was. The staged
 // files go on Ctrl-C / SIGTERM; ones left by a killed packer go when the next one starts in that folder.
 
-import { closeSync, createWriteStream, fstatSync, lstatSync, readdirSync, readSync, rmSync, statSync } from 'node:fs';
+import { closeSync, createWriteStream, fstatSync, lstatSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { AbortError, throwIfAborted } from '../../util/errors';
 import { OptionError } from '../../util/options';
 import { extname, join, resolve } from 'node:path';
@@ -29,6 +29,7 @@ import { isShardFile } from './paths';
 import { namesOfDeadProcesses } from '../../util/process-alive';
 import { openRegularFile } from '../../util/regular-file';
 import { imageMemberCap } from '../codecs/limits';
+import { readSized } from '../codecs/read-file';
 import { printable } from '../../util/printable';
 
 export interface PackOptions {
@@ -89,8 +90,6 @@ const STOP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
 /** Bytes a tar member adds to its data (a 512-byte header, padding to 512), and a tar's end (two 512-byte blocks). */
 const TAR_MEMBER_BYTES = 1024;
 const TAR_END_BYTES = 1024;
-/** The most one readSync may be asked for (it refuses 2^31 and up). */
-const MAX_READ = 0x7fffffff;
 
 /**
  * The bytes of an image to pack, opened as a regular file (a FIFO put at its name since the listing fails
@@ -103,13 +102,7 @@ function readImage(path: string, cap: number): Buffer {
     if (size > cap)
       throw new Error(`shards: ${path} grew to ${formatBytes(size)} during the pack, over the ${formatBytes(cap)} an image within the pixel limit can take`);
     const buf = Buffer.allocUnsafe(size);
-    let n = 0;
-    while (n < size) {
-      const k = readSync(fd, buf, n, Math.min(size - n, MAX_READ), null);
-      if (k === 0) break; // shortened since fstat: packed as it is, a reader skips it as corrupt
-      n += k;
-    }
-    return buf.subarray(0, n);
+    return buf.subarray(0, readSized(fd, buf, size)); // shortened since fstat: packed as it is, a reader skips it as corrupt
   } finally {
     closeSync(fd);
   }
