@@ -7,7 +7,7 @@ import { SemAIMConfig, SimilarityTokens, validateConfig } from './config';
 import { DecoderBlock, decoderTaps } from './decoder';
 import { atLeastFloat32, orderFromConfig, needsSimilarity, similarityMap, checkOrder, strictOrder } from './orders';
 import { featurePatchLoss, pixelPatchLoss, pixelTargets } from './targets';
-import { VisionTransformer, resolveResidual, sumAndNorm, type PendingResidual } from './vit';
+import { VisionTransformer, disposeResidual, resolveResidual, sumAndNorm, type PendingResidual } from './vit';
 import { markPhase } from './phases';
 
 export type AttentionPath = 'fast' | 'reference';
@@ -245,9 +245,4 @@ export function referenceMasks(order: Tensor): { encoder: Tensor; decoder: Tenso
     const decoder = torch.cat([colCls, pj.lt(pi)], 2).unsqueeze(1);
     return { encoder, decoder };
   });
-}
-
-function disposeResidual(s: PendingResidual): void {
-  s.base.dispose();
-  s.branch?.dispose();
 }

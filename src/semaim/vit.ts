@@ -136,6 +136,12 @@ export function sumAndNorm(s: PendingResidual, norm: LayerNorm, kernel: boolean)
   return { sum: s.base, normed: fused.layerNorm(s.base, norm.weight, norm.bias, norm.eps, o) };
 }
 
+/** Frees the stream's handles (autograd keeps what its backward needs). */
+export function disposeResidual(s: PendingResidual): void {
+  s.base.dispose();
+  s.branch?.dispose();
+}
+
 /** The stream as one tensor: the pending add done. */
 export function resolveResidual(s: PendingResidual): Tensor {
   return s.branch ? s.base.add(s.branch) : s.base;
@@ -245,8 +251,7 @@ export class VisionTransformer extends Module {
       for (const b of this.blocks) {
         const { input, out } = b.forwardPending(x);
         input.dispose(); // the stream summed, x.base itself when there was no branch (autograd keeps what it needs)
-        x.base.dispose();
-        x.branch?.dispose();
+        disposeResidual(x);
         x = out;
       }
       return resolveResidual(x);
