@@ -74,10 +74,11 @@ export function summarize(all: ProfiledName[], steps: number, cuda: boolean): Ke
   const rows = all.filter((r) => r.device === (gpu ? 'cuda' : 'cpu')).sort((a, b) => b.msPerStep - a.msPerStep);
   const byFamily = new Map<string, { msPerStep: number; perStep: number }>();
   for (const r of gpu ? rows : []) {
-    const f = byFamily.get(kernelFamily(r.name)) ?? { msPerStep: 0, perStep: 0 };
+    const family = kernelFamily(r.name);
+    const f = byFamily.get(family) ?? { msPerStep: 0, perStep: 0 };
     f.msPerStep += r.msPerStep;
     f.perStep += r.perStep;
-    byFamily.set(kernelFamily(r.name), f);
+    byFamily.set(family, f);
   }
   return {
     steps,
