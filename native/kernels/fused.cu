@@ -526,60 +526,46 @@ __device__ __forceinline__ int column(i64 i, i64 n, int D) {
   return n <= 0xffffffffLL ? static_cast<int>(static_cast<u32>(i) % static_cast<u32>(D)) : static_cast<int>(i % D);
 }
 
+// Grad: the backward's value (g unused in the forward).
+template <bool Grad>
+__device__ __forceinline__ float biasGeluValue(float g, float v) {
+  return Grad ? g * geluGrad(v) : gelu(v);
+}
+
 // The vector path: thread i of the grid-stride loop takes the chunk of V = 16 / sizeof(T) values from i * V
 // (one 16-byte load of h, g and the bias chunk of its column, one 16-byte store), its column computed once
 // per chunk; I = u32 where n allows (32-bit indexing), else i64. Needs D a multiple of V (a chunk never
 // crosses a row) and every pointer 16-byte aligned. Per value the scalar path's arithmetic.
-template <typename T, typename I>
-__device__ __forceinline__ void biasGeluForwardVec(const T* __restrict__ h, const T* __restrict__ b, T* __restrict__ out, I chunks, int D) {
-  constexpr int V = Pack<T>::kElems;
-  const I stride = static_cast<I>(gridDim.x) * static_cast<I>(blockDim.x);
-  for (I i = static_cast<I>(blockIdx.x) * static_cast<I>(blockDim.x) + static_cast<I>(threadIdx.x); i < chunks; i += stride) {
-    const I e = i * static_cast<I>(V);
-    const int c = static_cast<int>(e % static_cast<I>(D));
-    float hv[V], bv[V], o[V];
-    loadVec<V>(h + e, hv);
-    loadVec<V>(b + c, bv);
-    SEMAIM_UNROLL
-    for (int j = 0; j < V; ++j) o[j] = gelu(roundTo<T>(hv[j] + bv[j]));
-    storeVec<V>(out + e, o);
-  }
-}
-
-template <typename T, typename I>
-__device__ __forceinline__ void biasGeluBackwardVec(const T* __restrict__ g, const T* __restrict__ h, const T* __restrict__ b,
-                                                    T* __restrict__ gradV, I chunks, int D) {
+template <bool Grad, typename T, typename I>
+__device__ __forceinline__ void biasGeluVec(const T* __restrict__ g, const T* __restrict__ h, const T* __restrict__ b, T* __restrict__ out,
+                                            I chunks, int D) {
   constexpr int V = Pack<T>::kElems;
   const I stride = static_cast<I>(gridDim.x) * static_cast<I>(blockDim.x);
   for (I i = static_cast<I>(blockIdx.x) * static_cast<I>(blockDim.x) + static_cast<I>(threadIdx.x); i < chunks; i += stride) {
     const I e = i * static_cast<I>(V);
     const int c = static_cast<int>(e % static_cast<I>(D));
     float gv[V], hv[V], bv[V], o[V];
-    loadVec<V>(g + e, gv);
+    if (Grad) loadVec<V>(g + e, gv);
     loadVec<V>(h + e, hv);
     loadVec<V>(b + c, bv);
     SEMAIM_UNROLL
-    for (int j = 0; j < V; ++j) o[j] = gv[j] * geluGrad(roundTo<T>(hv[j] + bv[j]));
-    storeVec<V>(gradV + e, o);
+    for (int j = 0; j < V; ++j) o[j] = biasGeluValue<Grad>(Grad ? gv[j] : 0.0f, roundTo<T>(hv[j] + bv[j]));
+    storeVec<V>(out + e, o);
   }
 }
 
-// Whether the vector path applies (the same answer in every thread).
-template <typename T>
-__device__ __forceinline__ bool biasGeluVec(const void* a, const void* b, const void* c, const void* d, i64 n, int D) {
+template <bool Grad, typename T>
+__device__ __forceinline__ void biasGelu(const T* __restrict__ g, const T* __restrict__ h, const T* __restrict__ b, T* __restrict__ out,
+                                         i64 n, int D) {
   constexpr int V = Pack<T>::kElems;
-  return D % V == 0 && n % V == 0 && isAligned16(a) && isAligned16(b) && isAligned16(c) && isAligned16(d);
-}
-
-template <typename T>
-__device__ __forceinline__ void biasGeluForward(const T* __restrict__ h, const T* __restrict__ b, T* __restrict__ out, i64 n, int D) {
-  constexpr int V = Pack<T>::kElems;
-  if (biasGeluVec<T>(h, b, out, nullptr, n, D)) {
+  // Whether the vector path applies (the same answer in every thread).
+  const bool vec = D % V == 0 && n % V == 0 && (!Grad || isAligned16(g)) && isAligned16(h) && isAligned16(b) && isAligned16(out);
+  if (vec) {
     SEMAIM_TRACE_PATH(1);
     if (n <= 0xffffffffLL) {
-      biasGeluForwardVec<T, u32>(h, b, out, static_cast<u32>(n / V), D);
+      biasGeluVec<Grad, T, u32>(g, h, b, out, static_cast<u32>(n / V), D);
     } else {
-      biasGeluForwardVec<T, i64>(h, b, out, n / V, D);
+      biasGeluVec<Grad, T, i64>(g, h, b, out, n / V, D);
     }
     return;
   }
@@ -587,28 +573,7 @@ __device__ __forceinline__ void biasGeluForward(const T* __restrict__ h, const T
   const i64 stride = static_cast<i64>(gridDim.x) * blockDim.x;
   for (i64 i = static_cast<i64>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
     const float v = roundTo<T>(toFloat(h[i]) + toFloat(b[column(i, n, D)]));
-    out[i] = fromFloat<T>(gelu(v));
-  }
-}
-
-template <typename T>
-__device__ __forceinline__ void biasGeluBackward(const T* __restrict__ g, const T* __restrict__ h, const T* __restrict__ b,
-                                                 T* __restrict__ gradV, i64 n, int D) {
-  constexpr int V = Pack<T>::kElems;
-  if (biasGeluVec<T>(g, h, b, gradV, n, D)) {
-    SEMAIM_TRACE_PATH(1);
-    if (n <= 0xffffffffLL) {
-      biasGeluBackwardVec<T, u32>(g, h, b, gradV, static_cast<u32>(n / V), D);
-    } else {
-      biasGeluBackwardVec<T, i64>(g, h, b, gradV, n / V, D);
-    }
-    return;
-  }
-  SEMAIM_TRACE_PATH(2);
-  const i64 stride = static_cast<i64>(gridDim.x) * blockDim.x;
-  for (i64 i = static_cast<i64>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
-    const float v = roundTo<T>(toFloat(h[i]) + toFloat(b[column(i, n, D)]));
-    gradV[i] = fromFloat<T>(toFloat(g[i]) * geluGrad(v));
+    out[i] = fromFloat<T>(biasGeluValue<Grad>(Grad ? toFloat(g[i]) : 0.0f, v));
   }
 }
 
@@ -715,11 +680,11 @@ SEMAIM_FOR_EACH_LAYER_NORM(SEMAIM_LAYER_NORM_BACKWARD_KERNEL)
 #define SEMAIM_BIAS_GELU_KERNELS(T)                                                                                                \
   extern "C" __global__ void semaim_bias_gelu_fwd_##T(const semaim_kernels::T* h, const semaim_kernels::T* b, semaim_kernels::T* out, \
                                                       long long n, int D) {                                                        \
-    semaim_kernels::biasGeluForward<semaim_kernels::T>(h, b, out, n, D);                                                           \
+    semaim_kernels::biasGelu<false, semaim_kernels::T>(nullptr, h, b, out, n, D);                                                           \
   }                                                                                                                                \
   extern "C" __global__ void semaim_bias_gelu_bwd_##T(const semaim_kernels::T* g, const semaim_kernels::T* h,                      \
                                                       const semaim_kernels::T* b, semaim_kernels::T* gradV, long long n, int D) {  \
-    semaim_kernels::biasGeluBackward<semaim_kernels::T>(g, h, b, gradV, n, D);                                                     \
+    semaim_kernels::biasGelu<true, semaim_kernels::T>(g, h, b, gradV, n, D);                                                     \
   }
 SEMAIM_FOR_EACH_STORAGE(SEMAIM_BIAS_GELU_KERNELS)
 
