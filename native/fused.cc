@@ -14,6 +14,8 @@
 
 #include <torch/csrc/autograd/custom_function.h>
 
+#include <array>
+#include <atomic>
 #include <cmath>
 #include <map>
 #include <mutex>
@@ -479,9 +481,14 @@ bool layerNormBackwardOnKernels(const at::Tensor& src, at::ScalarType R, const a
   return semaim_launch::layerNormKernelExists(T, kernelCode(R), kernelCode(weightType(src, w, b)), kernelCode(gy.scalar_type()));
 }
 
+// Asked of the driver once per device (every LayerNorm backward launch sizes its grid by it); 0 if unknown.
 int multiProcessors(int device) {
+  static std::array<std::atomic<int>, 64> known{};  // 0: not asked yet
+  const bool cached = device >= 0 && device < static_cast<int>(known.size());
+  if (cached && known[device].load() > 0) return known[device].load();
   int n = 0;
   if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) n = 0;
+  if (cached && n > 0) known[device].store(n);
   return n;
 }
 
