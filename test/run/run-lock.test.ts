@@ -2,11 +2,13 @@
 // while that process lives, and takes the lock over once it is gone.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
+import { createInterface } from 'node:readline';
 import { LOCK_FILE, RunInUseError, RunLock } from '../../src/run/run-lock';
 
 const holder = (pid: number, host = hostname()) => JSON.stringify({ pid, host, since: '2026-12-03T00:00:00.000Z' });
@@ -91,26 +93,43 @@ test('a starter killed while taking over a dead holder’s lock leaves a takeove
   }
 });
 
+/** A lock-racer.js process on `dir`, and its next line of output (throwing with its stderr once it has ended). */
+function startRacer(dir: string) {
+  const child = spawn(process.execPath, [join(__dirname, 'lock-racer.js'), dir]);
+  const closed = once(child, 'close');
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  const next = async (): Promise<string> => {
+    const line = await lines.next();
+    if (!line.done) return line.value;
+    await closed;
+    throw new Error(`racer ${child.pid} ended with ${child.exitCode}: ${stderr}`);
+  };
+  return { child, closed, next };
+}
+
 test('processes starting at the same moment on one folder: exactly one takes it (fresh, and over a dead holder’s lock)', async () => {
-  const racer = join(__dirname, 'lock-racer.js');
   for (const start of ['fresh', 'dead holder', 'fresh', 'dead holder', 'fresh', 'dead holder']) {
     const dir = mkdtempSync(join(tmpdir(), 'semaim-lock-race-'));
+    const racers = Array.from({ length: 5 }, () => startRacer(dir));
     try {
       if (start === 'dead holder') writeFileSync(join(dir, LOCK_FILE), holder(2 ** 22 + 1)); // above Linux's pid_max
-      const at = String(Date.now() + 1500);
-      const got = await Promise.all(
-        Array.from(
-          { length: 5 },
-          () => new Promise<string>((resolve, reject) => execFile(process.execPath, [racer, dir, at], (err, out) => (err ? reject(err) : resolve(out)))),
-        ),
-      );
+      // every racer started and waits: told at once, they all try while the winner holds it (until stdin ends)
+      assert.deepEqual(await Promise.all(racers.map((r) => r.next())), Array(5).fill('ready'));
+      for (const r of racers) r.child.stdin.write('go\n');
+      const got = await Promise.all(racers.map((r) => r.next()));
       assert.equal(got.filter((g) => g === '1').length, 1, `${start}: ${got.join('')}`);
+      assert.equal(JSON.parse(readFileSync(join(dir, LOCK_FILE), 'utf8')).pid, racers[got.indexOf('1')].child.pid, 'the lock names the winner');
+      for (const r of racers) r.child.stdin.end();
       assert.deepEqual(
-        readdirSync(dir).filter((f) => f !== LOCK_FILE),
-        [],
-        'no drafts left',
+        (await Promise.all(racers.map((r) => r.closed))).map(([code]) => code),
+        Array(5).fill(0),
       );
+      assert.deepEqual(readdirSync(dir), [], 'released at its exit, no drafts left');
     } finally {
+      for (const r of racers) r.child.stdin.end();
+      await Promise.all(racers.map((r) => r.closed));
       rmSync(dir, { recursive: true, force: true });
     }
   }
