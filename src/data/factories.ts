@@ -35,10 +35,12 @@ import type {
   EvalDataRequest,
   LabelledBatch,
   LabelledData,
+  PassOptions,
   RankedTrainData,
   TrainBatch,
   TrainDataRequest,
 } from './streams';
+import { batchesPerEpoch } from './streams';
 
 export const DATASETS = ['synthetic', 'cifar10', 'folder', 'flat', 'shards'] as const;
 export type DatasetName = (typeof DATASETS)[number];
@@ -273,7 +275,7 @@ export function makeEvalData(req: EvalDataRequest, dist: RankSlice = SINGLE_PROC
   if (ds.classes.length < 2) throw new DataError(`${ds.root} has no class labels: evaluation needs a labelled dataset`);
   const data = ds;
   const loaders = new Map<string, EpochLoader>();
-  const loaderFor = (o: BatchOptions): EpochLoader => {
+  const loaderFor = (o: PassOptions): EpochLoader => {
     const key = `${o.batchSize}/${o.shuffle}/${o.augment}/${o.seed ?? 0}/${!!o.dropLast}`;
     let l = loaders.get(key);
     if (!l) {
@@ -295,6 +297,11 @@ export function makeEvalData(req: EvalDataRequest, dist: RankSlice = SINGLE_PROC
     }
     return l;
   };
+  // made now, not at the first epoch: a loader it refuses (shuffle buffers of tar shards over their
+  // memory budget) is refused before the job loads a model or extracts features. A set too small for one
+  // batch is left to the job, whose own check names its flags.
+  const pass = req.trainPass;
+  if (pass && batchesPerEpoch(data.length, pass.batchSize * dist.worldSize, !!pass.dropLast) > 0) loaderFor(pass);
   return {
     size: ds.length,
     numClasses: ds.classes.length,

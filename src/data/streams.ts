@@ -122,6 +122,9 @@ export interface BatchOptions {
   start?: number;
 }
 
+/** A pass over the data: the batch options but the epoch and where it starts. */
+export type PassOptions = Omit<BatchOptions, 'epoch' | 'start'>;
+
 export interface LabelledData {
   /** Number of images. */
   size: number;
@@ -180,6 +183,8 @@ export interface EvalDataRequest {
   numWorkers?: number;
   /** Pixel limit and EXIF policy for image files (undefined: the defaults). */
   imageInput?: ImageInputOptions;
+  /** The training pass the job will read (train split): its loader is made, and checked, with the data. */
+  trainPass?: PassOptions;
 }
 
 /**

@@ -9,7 +9,7 @@ import * as torch from '../torch';
 import { AdamW, GradScaler, paramGroupsLayerDecay, scaleLr, warmupCosine } from '../optim';
 import { disposeAll } from '../io';
 import { EncoderSource, loadEncoderTensors, resolveEncoder } from '../semaim';
-import { LabelledBatch, LabelledData, batchesPerEpoch } from '../data';
+import { LabelledBatch, LabelledData, PassOptions, batchesPerEpoch } from '../data';
 import { checkLabelledBatch } from '../data/check-batch';
 import { OptionError } from '../util/options';
 import { EMA } from '../run/ema';
@@ -100,6 +100,11 @@ export async function evaluateClassifier(
     model.train(wasTraining);
   }
   return group ? AccuracyTally.fromCounts(tally.numClasses, group.sumNumbers(Float64Array.from(tally.counts()))).result() : tally.result();
+}
+
+/** The pass over the training data fine-tuning reads every epoch. */
+export function finetunePass(o: FinetuneOptions): PassOptions {
+  return { batchSize: o.batchSize, shuffle: true, augment: o.augment, seed: o.seed, dropLast: true };
 }
 
 /** The classifier config of a fine-tuning run. */
@@ -225,8 +230,7 @@ async function finetuneJob(o: FinetuneOptions, data: FinetuneData, hooks: Finetu
         optionTable: FINETUNE_OPTIONS,
         extraState: { encoder: source, classNames: data.train.classNames }, // classNames: what `semaim predict` names the classes by
         batchesPerEpoch: perEpoch * o.accumIter,
-        batches: (epoch, start) =>
-          data.train.batches({ batchSize: o.batchSize, shuffle: true, epoch, augment: o.augment, seed: o.seed, dropLast: true, start }),
+        batches: (epoch, start) => data.train.batches({ ...finetunePass(o), epoch, start }),
         batchSize: (b) => b.shape[0],
         loss(batch) {
           checkLabelledBatch(batch, { chans: cfg.inChans ?? 3, size: cfg.imgSize }, cfg.numClasses);

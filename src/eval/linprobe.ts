@@ -12,7 +12,7 @@ import { VisionTransformer } from '../semaim';
 import { Progress } from '../run/progress';
 import { Accuracy, AccuracyTally } from './accuracy';
 import { LinearProbe } from './classifier';
-import { LabelledData, batchesPerEpoch } from '../data';
+import { LabelledData, PassOptions, batchesPerEpoch } from '../data';
 import { checkLabelledBatch } from '../data/check-batch';
 import { FeaturePooling, FeatureSet, checkLabels, encodeBatch, setSize, shardGroup } from './features';
 import { severalRanks, type ProcessGroup } from '../dist';
@@ -248,6 +248,11 @@ export interface OnlineLinprobeOptions extends LinprobeOptions {
   precision?: Precision;
 }
 
+/** The pass over the training images the online probe reads every epoch, on each of `ranks` processes (its slice of every batch). */
+export function onlinePass(o: Pick<OnlineLinprobeOptions, 'batchSize' | 'augment' | 'seed'>, ranks: number): PassOptions {
+  return { batchSize: o.batchSize / ranks, shuffle: true, augment: o.augment ?? 'resize-crop-flip', seed: o.seed ?? 0, dropLast: true };
+}
+
 /**
  * The online path: every training batch goes through the frozen encoder with the linear-probe
  * augmentation (o.augment); `test` holds the test features (extracted once, no augmentation).
@@ -271,8 +276,7 @@ export async function linprobeOnline(
   if (perEpoch < 1) throw new Error(`linprobe: ${trainData.size} training images give no full batch of ${o.batchSize}`);
   const probe = new LinearProbe(encoder.cfg.embedDim, numClasses).to({ device });
   async function* batches(epoch: number): AsyncGenerator<ProbeBatch> {
-    const batchSize = o.batchSize / ranks; // this rank's slice of every batch
-    for await (const b of trainData.batches({ batchSize, shuffle: true, epoch, augment: o.augment ?? 'resize-crop-flip', seed, dropLast: true })) {
+    for await (const b of trainData.batches({ ...onlinePass(o, ranks), epoch })) {
       checkLabelledBatch(b, { chans: encoder.cfg.inChans ?? 3, size: encoder.cfg.imgSize }, numClasses);
       yield torch.scope(() => {
         const images = torch.tensor(b.images, { shape: b.shape, device });

@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import { OptionError } from '../util/options';
 import { stageTensors } from '../io/tensors';
-import { DataFactories, EvalDataRequest, LabelledData, RankSlice, Split, batchesPerEpoch, splitClassMismatch } from '../data';
+import { DataFactories, EvalDataRequest, LabelledData, PassOptions, RankSlice, Split, batchesPerEpoch, splitClassMismatch } from '../data';
 import { ProcessGroup, rankSlice } from '../dist';
 import { DataError } from '../util/errors';
 import { SAME_ENCODER_AND_DATA_HINT, checkRanksAgree, throwIfAbortedOnAnyRank } from '../dist/agree';
@@ -15,9 +15,9 @@ import { imageInputOptions } from '../data/options';
 import type { StopReason } from '../run/loop';
 import type { StopSignal } from '../run/signals';
 import { FeatureSet, checkImageShape, disposeFeatures, extractFeatures, setSize } from './features';
-import { FinetuneHooks, finetune } from './finetune';
+import { FinetuneHooks, finetune, finetunePass } from './finetune';
 import { KnnResult, knnClassifyAsync, parseKs } from './knn';
-import { LinprobeOptions, linprobeOnFeatures, linprobeOnline } from './linprobe';
+import { LinprobeOptions, linprobeOnFeatures, linprobeOnline, onlinePass } from './linprobe';
 import {
   EvalCommonOptions,
   FinetuneOptions,
@@ -55,7 +55,7 @@ export function evalJobOptions(x: ProcessGroup | EvalJobOptions | null | undefin
   return x instanceof ProcessGroup ? { group: x } : x;
 }
 
-export function dataRequest(o: EvalCommonOptions, split: Split, imgSize: number): EvalDataRequest {
+export function dataRequest(o: EvalCommonOptions, split: Split, imgSize: number, trainPass?: PassOptions): EvalDataRequest {
   return {
     split,
     dataset: o.dataset,
@@ -65,18 +65,23 @@ export function dataRequest(o: EvalCommonOptions, split: Split, imgSize: number)
     seed: o.seed,
     numWorkers: o.numWorkers,
     imageInput: imageInputOptions(o),
+    trainPass,
   };
 }
 
-/** Both labelled splits (each as the rank slice given for it, if any); checks that they agree on the classes. */
+/**
+ * Both labelled splits (each as the rank slice given for it, if any); checks that they agree on the
+ * classes. `trainPass`: the pass a training job reads over the train split.
+ */
 export async function makeSplits(
   f: DataFactories,
   o: EvalCommonOptions,
   imgSize: number,
   slices: { train?: RankSlice; test?: RankSlice } = {},
   dp: { group: ProcessGroup | null; encoderSha256: string } | null = null,
+  trainPass?: PassOptions,
 ): Promise<{ train: LabelledData; test: LabelledData }> {
-  const train = await f.makeEvalData(dataRequest(o, 'train', imgSize), slices.train);
+  const train = await f.makeEvalData(dataRequest(o, 'train', imgSize, trainPass), slices.train);
   let test: LabelledData;
   try {
     test = await f.makeEvalData(dataRequest(o, 'test', imgSize), slices.test);
@@ -257,10 +262,11 @@ async function runLinprobeJob(o: LinprobeCommandOptions, f: DataFactories, { gro
       loaded.encoder.dispose();
     }
   } else {
-    loaded = loadEncoder(source, { device: processDevice(o.device, group) });
+    const slice = rankSlice(group);
+    const dp = { group, encoderSha256: source.sha256 };
+    const splits = await makeSplits(f, o, source.config.imgSize, { train: slice, test: slice }, dp, onlinePass(o, slice.worldSize));
     try {
-      const slice = rankSlice(group);
-      const splits = await makeSplits(f, o, loaded.source.config.imgSize, { train: slice, test: slice }, { group, encoderSha256: loaded.source.sha256 });
+      loaded = loadEncoder(source, { device: processDevice(o.device, group) });
       try {
         checkImageShape(loaded.encoder, splits.train, 'train data');
         checkImageShape(loaded.encoder, splits.test, 'test data');
@@ -279,12 +285,12 @@ async function runLinprobeJob(o: LinprobeCommandOptions, f: DataFactories, { gro
         sizes.test = setSize(test); // unusable test images left out
         r = await linprobeOnline(loaded.encoder, splits.train, test, numClasses, { ...lo, pooling: o.pooling, precision, group, augment: o.augment });
       } finally {
-        await splits.train.close();
-        await splits.test.close();
+        disposeFeatures(test);
+        loaded.encoder.dispose();
       }
     } finally {
-      disposeFeatures(test);
-      loaded.encoder.dispose();
+      await splits.train.close();
+      await splits.test.close();
     }
   }
   try {
@@ -328,7 +334,14 @@ async function runFinetuneJob(o: FinetuneOptions, f: DataFactories, hooks: Finet
   const t0 = Date.now();
   const group = hooks.group ?? null;
   // data-parallel: each rank trains on and evaluates its slices of the global batches; rank 0 reports
-  const splits = await makeSplits(f, o, source.config.imgSize, { train: rankSlice(group), test: rankSlice(group) }, { group, encoderSha256: source.sha256 });
+  const splits = await makeSplits(
+    f,
+    o,
+    source.config.imgSize,
+    { train: rankSlice(group), test: rankSlice(group) },
+    { group, encoderSha256: source.sha256 },
+    finetunePass(o),
+  );
   try {
     const r = await finetune(o, splits, hooks, source);
     if (group && group.rank !== 0) return { result: null, path: null, table: '', stoppedBy: r.stoppedBy, signal: r.signal };
