@@ -2,7 +2,6 @@
 // .safetensors), or a fine-tuning run's classifier, as a folder that onnxruntime and transformers.js
 // open directly:
 //   onnx/model.onnx (float32) or onnx/model_fp16.onnx (float16), config.json, preprocessor_config.json.
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { EncoderConfig } from '../semaim/config';
 import { loadEncoder, resolveEncoder } from '../semaim';
@@ -13,6 +12,7 @@ import { classifierConfigJson, modelConfigJson, preprocessorConfigJson } from '.
 import { isFinetuneFolder, loadClassifier, resolveClassifier } from '../eval/classifier-source';
 import { evalPreprocessing } from './preprocessing';
 import { commitStagedUnlessAborted, fileStagers } from '../util/safe-write';
+import { inOutputFolder } from '../util/output-folder';
 import { claimOutputs, guardOutputs } from '../io/outputs';
 import { checkExportSpace, filesBytes } from './export-space';
 import { formatBytes } from '../util/disk-space';
@@ -115,14 +115,15 @@ export async function exportOnnx(source: string, outDir: string, o: OnnxOptions)
     [pre, JSON.stringify(preprocessorConfigJson(evalPreprocessing(m.config.imgSize)), null, 2) + '\n'],
   ];
   checkExportSpace(outDir, filesBytes(files), outDir, `model ${formatBytes(m.bytes.length)} and its two JSON files`);
-  mkdirSync(join(outDir, 'onnx'), { recursive: true });
-  // all three, or (a full disk) none: an earlier export's config never describes a new model; another
-  // process exporting to the same folder refuses rather than interleaving its renames with ours
-  const release = claimOutputs([config, model, pre]);
-  try {
-    await commitStagedUnlessAborted(fileStagers(files), o.signal);
-  } finally {
-    release();
-  }
+  await inOutputFolder(join(outDir, 'onnx'), async () => {
+    // all three, or (a full disk) none: an earlier export's config never describes a new model; another
+    // process exporting to the same folder refuses rather than interleaving its renames with ours
+    const release = claimOutputs([config, model, pre]);
+    try {
+      await commitStagedUnlessAborted(fileStagers(files), o.signal);
+    } finally {
+      release();
+    }
+  });
   return { dir: outDir, model, modelBytes: m.bytes.length, files: [model, config, pre] };
 }

@@ -1,6 +1,6 @@
 // `semaim export --encoder-only`: a timm-compatible ViT encoder (timm parameter names, no head) as
 // safetensors, with its config JSON beside it; from a run, or converted from another encoder file.
-import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { loadTensors, readSafetensorsHeader, disposeAll } from '../io';
 import { stageTensors, tensorsBytes } from '../io/tensors';
@@ -24,6 +24,7 @@ import { formatBytes } from '../util/disk-space';
 import { claimOutputs, guardOutputs } from '../io/outputs';
 import { CheckpointError } from '../util/errors';
 import { commitStagedUnlessAborted, stageFile } from '../util/safe-write';
+import { inOutputFolder } from '../util/output-folder';
 
 /** The files exportEncoder writes for `out`. */
 export function encoderExportFiles(out: string): string[] {
@@ -117,26 +118,29 @@ async function writeEncoder(tensors: Map<string, Tensor>, enc: EncoderConfig, so
     disposeAll(tensors);
     throw e;
   }
-  mkdirSync(dirname(weights), { recursive: true }); // as the ONNX and web exports create theirs
-  let release = () => {};
   try {
-    release = claimOutputs([weights, config]); // another export to the same files refuses, rather than mixing its pair with ours
-    await commitStagedUnlessAborted(
-      [
-        () =>
-          stageTensors(weights, tensors, {
-            format: 'pt',
-            config: JSON.stringify(enc),
-            source,
-            note: 'timm VisionTransformer(img_size, patch_size, embed_dim, depth, num_heads, mlp_ratio, num_classes=0, global_pool="token")',
-          }),
-        () => stageFile(config, JSON.stringify(exportedConfigJson(enc), null, 2)),
-      ],
-      signal,
-    );
+    await inOutputFolder(dirname(weights), async () => {
+      const release = claimOutputs([weights, config]); // another export to the same files refuses, rather than mixing its pair with ours
+      try {
+        await commitStagedUnlessAborted(
+          [
+            () =>
+              stageTensors(weights, tensors, {
+                format: 'pt',
+                config: JSON.stringify(enc),
+                source,
+                note: 'timm VisionTransformer(img_size, patch_size, embed_dim, depth, num_heads, mlp_ratio, num_classes=0, global_pool="token")',
+              }),
+            () => stageFile(config, JSON.stringify(exportedConfigJson(enc), null, 2)),
+          ],
+          signal,
+        );
+      } finally {
+        release();
+      }
+    });
   } finally {
     disposeAll(tensors);
-    release();
   }
   return { weights, config, tensors: tensors.size };
 }

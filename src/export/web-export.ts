@@ -3,12 +3,13 @@
 //   index.html, app.js, maps.js, preprocess.js, style.css   the page (from src/export/web/)
 //   model.onnx, model.json                                  the encoder (with cls_attention) and what the page needs to know
 //   ort/                                                    onnxruntime-web's WebAssembly build, copied from node_modules
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { exportAsset, packageVersion } from './assets';
 import { FloatType } from './onnx-graph';
 import { onnxModelOf } from './onnx-export';
 import { commitStagedUnlessAborted, fileStagers } from '../util/safe-write';
+import { inOutputFolder } from '../util/output-folder';
 import { evalPreprocessing } from './preprocessing';
 import { OPSET } from './vit-onnx';
 import { claimOutputs, guardOutputs } from '../io/outputs';
@@ -97,16 +98,17 @@ export async function exportWeb(
   ];
   const bytes = filesBytes(files);
   checkExportSpace(outDir, bytes, outDir, `model ${formatBytes(m.bytes.length)}, the page and onnxruntime-web ${formatBytes(bytes - m.bytes.length)}`);
-  mkdirSync(join(outDir, 'ort'), { recursive: true });
-  // another process exporting to the same folder refuses rather than interleaving its renames with ours
-  const release = claimOutputs(webExportFiles(outDir));
-  try {
-    // every file of this export is one commit (one journal, beside model.onnx): a full disk changes none
-    // of them, and a kill between the renames is completed by the next writer, so the page, the runtime
-    // and the model are always of one export
-    await commitStagedUnlessAborted(fileStagers(files), o.signal);
-  } finally {
-    release();
-  }
+  await inOutputFolder(join(outDir, 'ort'), async () => {
+    // another process exporting to the same folder refuses rather than interleaving its renames with ours
+    const release = claimOutputs(webExportFiles(outDir));
+    try {
+      // every file of this export is one commit (one journal, beside model.onnx): a full disk changes none
+      // of them, and a kill between the renames is completed by the next writer, so the page, the runtime
+      // and the model are always of one export
+      await commitStagedUnlessAborted(fileStagers(files), o.signal);
+    } finally {
+      release();
+    }
+  });
   return { dir: outDir, page: join(outDir, 'index.html'), modelBytes: m.bytes.length, ortVersion: ort.version };
 }

@@ -1,11 +1,12 @@
 // SIGINT / SIGTERM during visualize, report, export and object-start: as an evaluation (eval-stop.test.ts),
-// each stops at its next check, writes nothing (no staged file or lock left, an earlier result as it was)
-// and exits with the signal's code (130 / 143). They died by the signal, leaving staged files behind.
+// each stops at its next check, writes nothing (no staged file or lock left, an earlier result as it was;
+// an export takes back the folders it made) and exits with the signal's code (130 / 143). They died by
+// the signal, leaving staged files behind.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tinyModel, writeRunCheckpoint, writeTestImages } from '../viz/helpers';
@@ -83,6 +84,21 @@ test('export stopped by SIGINT between its files: exit 130, the earlier export a
   const r = await runAndStop(['export', '--checkpoint', run, '--out', join(out, 'enc'), '--overwrite'], /pausing at/, 'SIGINT', { pauseAt: /enc\.json\.tmp-/ });
   assertStopped(r, 'SIGINT');
   assert.deepEqual(snapshot(out), before);
+});
+
+test('export into a new folder stopped by SIGINT while it stages its files: exit 130, the folders it made are gone', async () => {
+  const fresh = join(root, 'fresh');
+  const r = await runAndStop(['export', '--checkpoint', run, '--out', join(fresh, 'sub', 'enc')], /pausing at/, 'SIGINT', { pauseAt: /enc\.json\.tmp-/ });
+  assertStopped(r, 'SIGINT');
+  assert.ok(!existsSync(fresh), 'no folder left behind');
+});
+
+test('export --format onnx into an existing empty folder stopped by SIGTERM: exit 143, the folder stays, without the onnx/ it made', async () => {
+  const out = join(root, 'empty');
+  mkdirSync(out);
+  const r = await runAndStop(['export', '--checkpoint', run, '--format', 'onnx', '--out', out], /pausing at/, 'SIGTERM', { pauseAt: /config\.json\.tmp-/ });
+  assertStopped(r, 'SIGTERM');
+  assert.deepEqual(readdirSync(out), []);
 });
 
 test('object-start stopped by SIGINT while it scores checkpoints: exit 130, the earlier table as it was', async () => {

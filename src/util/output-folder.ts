@@ -1,0 +1,29 @@
+// The folder a job writes its outputs into, made for it and taken back when the job fails (stopped by a
+// signal, say) before writing there: a new folder is not left behind empty. Only the folders this call
+// made are removed, deepest first, and only while empty (rmdir): never one that was there, nor one that
+// holds anything.
+import { mkdirSync, rmdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+
+/** Makes `dir` and its missing parents, then runs `job`; if it fails, removes again those it made that are still empty. */
+export async function inOutputFolder<T>(dir: string, job: () => Promise<T>): Promise<T> {
+  const first = mkdirSync(dir, { recursive: true });
+  try {
+    return await job();
+  } catch (e) {
+    if (first !== undefined) removeEmpty(resolve(dir), resolve(first));
+    throw e;
+  }
+}
+
+/** Removes `dir`, then its parents up to `top`, stopping at the first that is not empty (or not there). */
+function removeEmpty(dir: string, top: string): void {
+  for (let d = dir; d.startsWith(top); d = dirname(d)) {
+    try {
+      rmdirSync(d);
+    } catch {
+      return;
+    }
+    if (d === top) return;
+  }
+}
