@@ -1,13 +1,16 @@
 // Fused elementwise ops (the `fused` unit of native/ops.yaml): LayerNorm with an optional residual add,
-// bias + GELU, and the pixel targets. Each op takes `fused`:
+// GELU with its bias's gradient, and the pixel targets. Each op takes `fused`:
 //   false  the unfused libtorch composition, exactly the ops the TypeScript model runs without fusion
 //          (through the dispatcher, so autocast applies as before);
 //   true   a custom autograd function whose forward runs one CUDA kernel of native/kernels/fused.cu
 //          (compiled at run time by NVRTC) on CUDA tensors, and the same arithmetic as libtorch ops
 //          elsewhere (how the CPU tests check the function's backward), and whose backward is made of
-//          libtorch ops (LayerNorm's backward, GELU's backward, sums); LayerNorm's takes `fusedBackward`
+//          libtorch ops (LayerNorm's backward, sums); LayerNorm's takes `fusedBackward`
 //          too: its backward then runs one kernel on CUDA tensors (the same arithmetic as libtorch ops
 //          elsewhere), else libtorch's LayerNorm backward.
+// GELU after a bias is the exception: its forward is always libtorch's GELU and its backward always
+// gives the bias its gradient; `fused` picks the backward's kernel on CUDA tensors (libtorch's
+// gelu_backward and a sum without it).
 // The kernels need a CUDA libtorch (SEMAIM_CUDA) and, at run time, libnvrtc and libcuda; both are opened
 // with dlopen, so the addon builds without the NVRTC or driver headers and loads without the libraries.
 #include "common.h"
@@ -596,62 +599,58 @@ struct LayerNormFunction : public torch::autograd::Function<LayerNormFunction> {
   }
 };
 
-// ---------------------------------------------------------------- bias + GELU
+// ---------------------------------------------------------------- GELU after a bias
 
-// v = x + b (b in x's dtype, rounded as a stored sum is); forward gelu(v).
-at::Tensor biasGeluForward(const at::Tensor& x, const at::Tensor& bT) {
 #ifdef SEMAIM_CUDA
-  if (onKernels(x)) {
-    const at::Tensor xc = x.contiguous();
-    at::Tensor outT = at::empty_like(xc);
-    long long n = xc.numel();
-    if (n == 0) return outT;
-    int D = static_cast<int>(xc.size(-1));
-    void* hp = xc.data_ptr();
-    void* bp = bT.data_ptr();
-    void* op = outT.data_ptr();
-    launchKernel(semaim_launch::biasGeluName(kernelCode(x.scalar_type()), false), semaim_launch::biasGelu(n, xc.element_size()), x, {&hp, &bp, &op, &n, &D});
-    return outT;
+bool aligned16(const at::Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0; }
+#endif
+
+// d = GELU's backward at pre for the gradient g, and d summed over rows in float32 (float64 for double; the
+// bias's gradient):
+// with `fused`, one kernel on CUDA tensors where it applies; libtorch's gelu_backward and sum otherwise.
+std::tuple<at::Tensor, at::Tensor> geluBackwardWithBias(const at::Tensor& g, const at::Tensor& pre, bool fused) {
+  const int64_t D = pre.size(-1);
+#ifdef SEMAIM_CUDA
+  if (fused && onKernels(pre) && D > 0 && D % (16 / pre.element_size()) == 0 && D <= semaim_launch::kGeluBackwardMaxD) {
+    const at::Tensor p = pre.contiguous();
+    const at::Tensor gc = g.to(pre.scalar_type()).contiguous();
+    if (aligned16(p) && aligned16(gc)) {
+      at::Tensor d = at::empty(p.sizes(), p.options());
+      long long rows = p.numel() / D;
+      const auto l = semaim_launch::geluBackwardBias(rows, multiProcessors(p.device().index()));
+      if (rows == 0) return {d, at::zeros({D}, p.options().dtype(at::kFloat))};
+      at::Tensor part = at::empty({static_cast<int64_t>(l.grid), D}, p.options().dtype(at::kFloat));
+      void* gp = gc.data_ptr();
+      void* pp = p.data_ptr();
+      void* dp = d.data_ptr();
+      void* partp = part.data_ptr();
+      int Di = static_cast<int>(D);
+      launchKernel(semaim_launch::geluBackwardBiasName(kernelCode(p.scalar_type())), l, p, {&gp, &pp, &dp, &partp, &rows, &Di});
+      return {d, part.sum(0)};
+    }
   }
 #endif
-  return at::gelu(at::add(x, bT));
+  (void)fused;
+  const at::Tensor d = at::gelu_backward(g, pre);
+  const std::vector<int64_t> rowsDim{0};
+  return {d, at::sum(d.reshape({-1, D}), rowsDim, false, accType(pre.scalar_type()))};
 }
 
-at::Tensor biasGeluBackward(const at::Tensor& g, const at::Tensor& x, const at::Tensor& bT) {
-#ifdef SEMAIM_CUDA
-  if (onKernels(x)) {
-    const at::Tensor xc = x.contiguous();
-    const at::Tensor gc = g.to(x.scalar_type()).contiguous();
-    at::Tensor gv = at::empty_like(xc);
-    long long n = xc.numel();
-    if (n == 0) return gv;
-    int D = static_cast<int>(xc.size(-1));
-    void* gp = gc.data_ptr();
-    void* hp = xc.data_ptr();
-    void* bp = bT.data_ptr();
-    void* op = gv.data_ptr();
-    launchKernel(semaim_launch::biasGeluName(kernelCode(x.scalar_type()), true), semaim_launch::biasGelu(n, xc.element_size()), x, {&gp, &hp, &bp, &op, &n, &D});
-    return gv;
-  }
-#endif
-  return at::gelu_backward(g, at::add(x, bT));
-}
-
-// gelu(x + b) without storing x + b. Backward: d(x + b) from GELU's derivative, summed over rows for b.
-struct BiasGeluFunction : public torch::autograd::Function<BiasGeluFunction> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& b) {
-    const at::Tensor bT = b.to(x.scalar_type()).contiguous();
-    ctx->save_for_backward({x, b});
-    return biasGeluForward(x, bT);
+// gelu(pre) for pre = x·Wᵀ + bias from a Linear given the bias detached, so that the bias's add stays in
+// the matmul (cuBLASLt's epilogue) while its gradient comes from GELU's backward pass instead of another
+// read of d(pre). The forward is libtorch's GELU, the unfused model's.
+struct GeluAfterBiasFunction : public torch::autograd::Function<GeluAfterBiasFunction> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& pre, const at::Tensor& bias, bool fused) {
+    ctx->save_for_backward({pre});
+    ctx->saved_data["biasDtype"] = static_cast<int64_t>(bias.scalar_type());
+    ctx->saved_data["fused"] = fused;
+    return at::gelu(pre);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    auto saved = ctx->get_saved_variables();
-    const at::Tensor& x = saved[0];
-    const at::Tensor& b = saved[1];
-    const at::Tensor gv = biasGeluBackward(grads[0], x, b.to(x.scalar_type()).contiguous());
-    const at::Tensor db = gv.reshape({-1, x.size(-1)}).sum(0).to(b.scalar_type());
-    return {gv, db};
+    const at::Tensor pre = ctx->get_saved_variables()[0];
+    const auto [d, db] = geluBackwardWithBias(grads[0], pre, ctx->saved_data["fused"].toBool());
+    return {d, db.to(static_cast<at::ScalarType>(ctx->saved_data["biasDtype"].toInt())), at::Tensor()};
   }
 };
 
@@ -739,10 +738,9 @@ static std::tuple<at::Tensor, at::Tensor> fusedLayerNorm(const at::Tensor& x, co
   return residual ? std::make_tuple(outs[0], outs[1]) : std::make_tuple(at::Tensor(), outs[0]);
 }
 
-static at::Tensor fusedBiasGelu(const at::Tensor& x, const at::Tensor& bias, bool fused) {
-  if (bias.dim() != 1 || bias.numel() != x.size(-1)) throw std::invalid_argument("fusedBiasGelu: the bias needs as many values as the last dimension");
-  if (!fused) return at::gelu(at::add(x, bias.to(x.scalar_type())));
-  return BiasGeluFunction::apply(x, bias);
+static at::Tensor fusedGeluAfterBias(const at::Tensor& pre, const at::Tensor& bias, bool fused) {
+  if (bias.dim() != 1 || pre.dim() == 0 || bias.numel() != pre.size(-1)) throw std::invalid_argument("fusedGeluAfterBias: the bias needs as many values as the last dimension");
+  return GeluAfterBiasFunction::apply(pre, bias, fused);
 }
 
 static at::Tensor fusedPixelTargets(const at::Tensor& images, int64_t patch, int64_t blurKernel, double blurSigma, bool normPix, bool fused) {

@@ -8,7 +8,7 @@
 //        src.bin (T), mean.bin rstd.bin (float), w.bin (W), gy.bin (O), gh.bin (T) -> dsrc.bin (T), dr.bin (R, with
 //        hasDr), dwpart.bin (with hasW), dbpart.bin (with hasB): float [grid, D]; grid.txt. sms: the launch's SM
 //        count (0: no bound); off: src, gy, gh and the outputs start that many elements into their buffers.
-//   gelu T n D backward [off]      h.bin b.bin [g.bin] (T) -> out.bin (T)
+//   geluBwd T rows D sms      g.bin pre.bin (T) -> d.bin (T), dbpart.bin (float [grid, D]); grid.txt
 // xOff, rOff, off: x, r, h and g start that many elements into their files (misaligned views).
 // Every job also writes paths.txt: which code paths the kernel took ("vector", "scalar"; SEMAIM_TRACE_PATH).
 //   targets B C H W P K normPix   img.bin weights.bin (float) -> out.bin (float)
@@ -82,22 +82,21 @@ const std::map<std::string, LayerNormBwdFn>& layerNormBackwardKernels() {
   return table;
 }
 
-using GeluFn = void (*)(const Launch&, const void* g, const void* h, const void* b, void* out, long long n, int D, bool backward);
-const std::map<std::string, GeluFn>& geluKernels() {
-#define SEMAIM_EMU_GELU(T)                                                                                                           \
-  {#T, [](const Launch& l, const void* g, const void* h, const void* b, void* out, long long n, int D, bool backward) {            \
+using GeluBwdFn = void (*)(const Launch&, const void* g, const void* pre, void* d, float* dbPart, long long rows, int D);
+const std::map<std::string, GeluBwdFn>& geluBackwardKernels() {
+#define SEMAIM_EMU_GELU_BWD(T)                                                                                                       \
+  {semaim_launch::geluBackwardBiasName(#T), [](const Launch& l, const void* g, const void* pre, void* d, float* dbPart, long long rows, int D) { \
      using S = semaim_kernels::T;                                                                                                   \
-     if (backward)                                                                                                                  \
-       simt_emu::launch(semaim_bias_gelu_bwd_##T, l.grid, l.block, l.sharedBytes, static_cast<const S*>(g), static_cast<const S*>(h), \
-                        static_cast<const S*>(b), static_cast<S*>(out), n, D);                                                      \
-     else                                                                                                                           \
-       simt_emu::launch(semaim_bias_gelu_fwd_##T, l.grid, l.block, l.sharedBytes, static_cast<const S*>(h), static_cast<const S*>(b), \
-                        static_cast<S*>(out), n, D);                                                                                \
+     simt_emu::launch(semaim_gelu_bwd_bias_##T, l.grid, l.block, l.sharedBytes, static_cast<const S*>(g), static_cast<const S*>(pre), \
+                      static_cast<S*>(d), dbPart, rows, D);                                                                         \
    }},
-  static const std::map<std::string, GeluFn> table{SEMAIM_FOR_EACH_STORAGE(SEMAIM_EMU_GELU)};
-#undef SEMAIM_EMU_GELU
+  static const std::map<std::string, GeluBwdFn> table{SEMAIM_FOR_EACH_STORAGE(SEMAIM_EMU_GELU_BWD)};
+#undef SEMAIM_EMU_GELU_BWD
   return table;
 }
+static_assert(semaim_launch::kGeluBackwardThreads == semaim_kernels::kGeluBackwardThreads &&
+                  semaim_launch::kGeluBackwardMaxD == semaim_kernels::kGeluBackwardMaxD,
+              "launch.h and fused.cu disagree about the GELU backward kernel's launch");
 
 void runLayerNorm(const std::string& dir, std::istringstream& in) {
   std::string T, R, W, O;
@@ -155,22 +154,24 @@ void runLayerNormBackward(const std::string& dir, std::istringstream& in) {
   writeFile(dir + "/grid.txt", Bytes(grid.begin(), grid.end()));
 }
 
-void runGelu(const std::string& dir, std::istringstream& in) {
+void runGeluBackward(const std::string& dir, std::istringstream& in) {
   std::string T;
-  long long n;
-  int D, backward;
-  in >> T >> n >> D >> backward;
-  if (!in) throw std::runtime_error("gelu: bad job line");
-  long long off = 0;
-  if (!(in >> off)) off = 0;
-  const auto it = geluKernels().find(T);
-  if (it == geluKernels().end()) throw std::runtime_error("gelu: no kernel for " + T);
-  const Bytes h = readFile(dir + "/h.bin");
-  const Bytes b = readFile(dir + "/b.bin");
-  const Bytes g = backward ? readFile(dir + "/g.bin") : Bytes();
-  Bytes out(static_cast<size_t>(n) * sizeOf(T));
-  it->second(semaim_launch::biasGelu(n, static_cast<int64_t>(sizeOf(T))), backward ? g.data() + off * sizeOf(T) : nullptr, h.data() + off * sizeOf(T), b.data(), out.data(), n, D, backward != 0);
-  writeFile(dir + "/out.bin", out);
+  long long rows;
+  int D, sms;
+  in >> T >> rows >> D >> sms;
+  if (!in) throw std::runtime_error("geluBwd: bad job line");
+  const auto it = geluBackwardKernels().find(semaim_launch::geluBackwardBiasName(T));
+  if (it == geluBackwardKernels().end()) throw std::runtime_error("geluBwd: no kernel for " + T);
+  const Bytes g = readFile(dir + "/g.bin");
+  const Bytes pre = readFile(dir + "/pre.bin");
+  Bytes d(static_cast<size_t>(rows) * D * sizeOf(T));
+  const Launch l = semaim_launch::geluBackwardBias(rows, sms);
+  std::vector<float> dbPart(static_cast<size_t>(l.grid) * D, NAN);
+  it->second(l, g.data(), pre.data(), d.data(), dbPart.data(), rows, D);
+  writeFile(dir + "/d.bin", d);
+  writeFile(dir + "/dbpart.bin", rawBytes(dbPart));
+  const std::string grid = std::to_string(l.grid);
+  writeFile(dir + "/grid.txt", Bytes(grid.begin(), grid.end()));
 }
 
 void runConvert(const std::string& dir, std::istringstream& in) {
@@ -236,7 +237,7 @@ int main(int argc, char** argv) {
     in >> kind;
     if (kind == "ln") runLayerNorm(dir, in);
     else if (kind == "lnb") runLayerNormBackward(dir, in);
-    else if (kind == "gelu") runGelu(dir, in);
+    else if (kind == "geluBwd") runGeluBackward(dir, in);
     else if (kind == "targets") runTargets(dir, in);
     else if (kind == "convert") runConvert(dir, in);
     else throw std::runtime_error("unknown job '" + kind + "'");

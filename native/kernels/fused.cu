@@ -509,71 +509,59 @@ __device__ __forceinline__ void layerNormBackwardRows(const T* __restrict__ src,
   }
 }
 
-// ---------------------------------------------------------------- bias + GELU (exact, erf)
+// ---------------------------------------------------------------- GELU backward with the bias gradient
 //
-// Forward: out = gelu(round_T(h + b)) with b broadcast along the last dimension (D). Backward:
-// gradV = round_T(g * gelu'(round_T(h + b))), the gradient of both h and (summed over rows) b.
-// The formulas are libtorch's GELU and GELU-backward kernels' (float opmath).
-__device__ __forceinline__ float gelu(float v) { return v * 0.5f * (1.0f + erff(v * 0.70710678118654752440f)); }
+// For fc1 → GELU, where fc1 adds its bias inside the matmul (cuBLASLt's epilogue) with the bias detached
+// and the bias takes its gradient from here. Per row of pre [rows, D] (fc1's output, bias included):
+// d = round_T(g * gelu'(pre)), pre's gradient, and each block's column sums of the stored d over its
+// rows (dbPart [grid, D] floats, summed by the host): the bias's gradient, which libtorch would get by
+// reading d once more. gelu' is libtorch's exact (erf) GELU-backward formula in float opmath.
+// Thread t of a block owns the 16-byte chunks t, t + blockDim, ... of every row (at most K of them), so
+// its column sums stay in registers; blocks take rows in a grid-stride loop. Needs D a multiple of V,
+// D <= kGeluBackwardMaxD, and g, pre and d 16-byte aligned (the addon runs libtorch's ops otherwise).
 __device__ __forceinline__ float geluGrad(float v) {
   const float cdf = 0.5f * (1.0f + erff(v * 0.70710678118654752440f));
   const float pdf = 0.39894228040143267794f * expf(v * v * -0.5f);  // 2/sqrt(pi) * 1/sqrt(2) * 0.5
   return cdf + v * pdf;
 }
 
-// i % D, in 32 bits where the tensor allows (a 64-bit remainder costs dozens of instructions).
-__device__ __forceinline__ int column(i64 i, i64 n, int D) {
-  return n <= 0xffffffffLL ? static_cast<int>(static_cast<u32>(i) % static_cast<u32>(D)) : static_cast<int>(i % D);
-}
+// The launch (launch.h keeps the same two numbers; the emulator's runner checks that they agree).
+constexpr int kGeluBackwardThreads = 128;
+constexpr int kGeluBackwardMaxD = 4096;  // ViT-B's MLP 3072, ViT-L's 4096
 
-// Grad: the backward's value (g unused in the forward).
-template <bool Grad>
-__device__ __forceinline__ float biasGeluValue(float g, float v) {
-  return Grad ? g * geluGrad(v) : gelu(v);
-}
-
-// The vector path: thread i of the grid-stride loop takes the chunk of V = 16 / sizeof(T) values from i * V
-// (one 16-byte load of h, g and the bias chunk of its column, one 16-byte store), its column computed once
-// per chunk; I = u32 where n allows (32-bit indexing), else i64. Needs D a multiple of V (a chunk never
-// crosses a row) and every pointer 16-byte aligned. Per value the scalar path's arithmetic.
-template <bool Grad, typename T, typename I>
-__device__ __forceinline__ void biasGeluVec(const T* __restrict__ g, const T* __restrict__ h, const T* __restrict__ b, T* __restrict__ out,
-                                            I chunks, int D) {
+template <typename T>
+__device__ __forceinline__ void geluBackwardBiasRows(const T* __restrict__ g, const T* __restrict__ pre, T* __restrict__ d,
+                                                     float* __restrict__ dbPart, i64 rows, int D) {
   constexpr int V = Pack<T>::kElems;
-  const I stride = static_cast<I>(gridDim.x) * static_cast<I>(blockDim.x);
-  for (I i = static_cast<I>(blockIdx.x) * static_cast<I>(blockDim.x) + static_cast<I>(threadIdx.x); i < chunks; i += stride) {
-    const I e = i * static_cast<I>(V);
-    const int c = static_cast<int>(e % static_cast<I>(D));
-    float gv[V], hv[V], bv[V], o[V];
-    if (Grad) loadVec<V>(g + e, gv);
-    loadVec<V>(h + e, hv);
-    loadVec<V>(b + c, bv);
+  constexpr int K = kGeluBackwardMaxD / (kGeluBackwardThreads * V);  // chunks per thread at most
+  SEMAIM_TRACE_PATH(1);
+  const int chunks = D / V;
+  float sums[K * V];
+  SEMAIM_UNROLL
+  for (int j = 0; j < K * V; ++j) sums[j] = 0.0f;
+  for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {
     SEMAIM_UNROLL
-    for (int j = 0; j < V; ++j) o[j] = biasGeluValue<Grad>(Grad ? gv[j] : 0.0f, roundTo<T>(hv[j] + bv[j]));
-    storeVec<V>(out + e, o);
-  }
-}
-
-template <bool Grad, typename T>
-__device__ __forceinline__ void biasGelu(const T* __restrict__ g, const T* __restrict__ h, const T* __restrict__ b, T* __restrict__ out,
-                                         i64 n, int D) {
-  constexpr int V = Pack<T>::kElems;
-  // Whether the vector path applies (the same answer in every thread).
-  const bool vec = D % V == 0 && n % V == 0 && (!Grad || isAligned16(g)) && isAligned16(h) && isAligned16(b) && isAligned16(out);
-  if (vec) {
-    SEMAIM_TRACE_PATH(1);
-    if (n <= 0xffffffffLL) {
-      biasGeluVec<Grad, T, u32>(g, h, b, out, static_cast<u32>(n / V), D);
-    } else {
-      biasGeluVec<Grad, T, i64>(g, h, b, out, n / V, D);
+    for (int k = 0; k < K; ++k) {
+      const int c = static_cast<int>(threadIdx.x) + k * static_cast<int>(blockDim.x);
+      if (c >= chunks) break;
+      const i64 e = row * D + static_cast<i64>(c) * V;
+      float gv[V], pv[V];
+      loadVec<V>(g + e, gv);
+      loadVec<V>(pre + e, pv);
+      SEMAIM_UNROLL
+      for (int j = 0; j < V; ++j) {
+        gv[j] = roundTo<T>(gv[j] * geluGrad(pv[j]));
+        sums[k * V + j] += gv[j];
+      }
+      storeVec<V>(d + e, gv);
     }
-    return;
   }
-  SEMAIM_TRACE_PATH(2);
-  const i64 stride = static_cast<i64>(gridDim.x) * blockDim.x;
-  for (i64 i = static_cast<i64>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
-    const float v = roundTo<T>(toFloat(h[i]) + toFloat(b[column(i, n, D)]));
-    out[i] = fromFloat<T>(biasGeluValue<Grad>(Grad ? toFloat(g[i]) : 0.0f, v));
+  SEMAIM_UNROLL
+  for (int k = 0; k < K; ++k) {
+    const int c = static_cast<int>(threadIdx.x) + k * static_cast<int>(blockDim.x);
+    if (c >= chunks) break;
+    SEMAIM_UNROLL
+    for (int j = 0; j < V; ++j) dbPart[static_cast<i64>(blockIdx.x) * D + c * V + j] = sums[k * V + j];
   }
 }
 
@@ -677,16 +665,12 @@ SEMAIM_FOR_EACH_LAYER_NORM(SEMAIM_LAYER_NORM_KERNEL)
   }
 SEMAIM_FOR_EACH_LAYER_NORM(SEMAIM_LAYER_NORM_BACKWARD_KERNEL)
 
-#define SEMAIM_BIAS_GELU_KERNELS(T)                                                                                                \
-  extern "C" __global__ void semaim_bias_gelu_fwd_##T(const semaim_kernels::T* h, const semaim_kernels::T* b, semaim_kernels::T* out, \
-                                                      long long n, int D) {                                                        \
-    semaim_kernels::biasGelu<false, semaim_kernels::T>(nullptr, h, b, out, n, D);                                                           \
-  }                                                                                                                                \
-  extern "C" __global__ void semaim_bias_gelu_bwd_##T(const semaim_kernels::T* g, const semaim_kernels::T* h,                      \
-                                                      const semaim_kernels::T* b, semaim_kernels::T* gradV, long long n, int D) {  \
-    semaim_kernels::biasGelu<true, semaim_kernels::T>(g, h, b, gradV, n, D);                                                     \
+#define SEMAIM_GELU_BACKWARD_BIAS_KERNEL(T)                                                                               \
+  extern "C" __global__ void semaim_gelu_bwd_bias_##T(const semaim_kernels::T* g, const semaim_kernels::T* pre, semaim_kernels::T* d, \
+                                                      float* dbPart, long long rows, int D) {                                       \
+    semaim_kernels::geluBackwardBiasRows<semaim_kernels::T>(g, pre, d, dbPart, rows, D);                                           \
   }
-SEMAIM_FOR_EACH_STORAGE(SEMAIM_BIAS_GELU_KERNELS)
+SEMAIM_FOR_EACH_STORAGE(SEMAIM_GELU_BACKWARD_BIAS_KERNEL)
 
 extern "C" __global__ void semaim_pixel_targets_f32(const float* img, const float* weights, float* out, int C, int H, int W, int P, int K,
                                                     int normPix) {

@@ -37,15 +37,18 @@ inline Launch layerNormBackward(int64_t rows, int64_t D, int sms) {
   return {static_cast<unsigned>(std::clamp<int64_t>(blocks, 1, 1 << 30)), 32 * kLayerNormBackwardWarps, layerNormBackwardSharedBytes(D)};
 }
 
-// Elementwise (bias + GELU): grid-stride loops, 256 threads, at most 65536 blocks; `perThread` values per
-// thread.
-inline Launch elementwise(int64_t n, int64_t perThread = 1) {
-  const int64_t blocks = (n + 256 * perThread - 1) / (256 * perThread);
-  return {static_cast<unsigned>(std::clamp<int64_t>(blocks, 1, 65536)), 256, 0};
+// GELU backward with the bias gradient: kGeluBackwardThreads threads per block, each holding the column
+// sums of its chunks of a row (so a row of at most kGeluBackwardMaxD values; fused.cu has the same two
+// numbers); blocks walk the rows in a grid-stride loop, at most 4 blocks per SM (`sms`: the device's
+// multiprocessor count; 0: one block per row, up to 1024) so that the per-block sums ([grid, D] floats,
+// summed by the host) stay small next to the rows.
+constexpr unsigned kGeluBackwardThreads = 128;
+constexpr int64_t kGeluBackwardMaxD = 4096;
+constexpr int64_t kGeluBackwardBlocksPerSm = 4;
+inline Launch geluBackwardBias(int64_t rows, int sms) {
+  const int64_t most = sms > 0 ? kGeluBackwardBlocksPerSm * sms : 1024;
+  return {static_cast<unsigned>(std::clamp<int64_t>(std::min(rows, most), 1, 1 << 30)), kGeluBackwardThreads, 0};
 }
-// bias + GELU over n values of elementBytes each: a thread per 16-byte chunk, the kernel's vector path
-// (the scalar fallback for misaligned tensors loops over the same grid).
-inline Launch biasGelu(int64_t n, int64_t elementBytes) { return elementwise(n, 16 / elementBytes); }
 
 // Pixel targets: one block per (image, patch).
 inline size_t pixelTargetsSharedBytes(int C, int P, int K) {
@@ -67,7 +70,7 @@ inline std::string layerNormName(const std::string& t, const std::string& r, con
 inline std::string layerNormBackwardName(const std::string& t, const std::string& r, const std::string& w, const std::string& o) {
   return "semaim_layer_norm_bwd_" + t + "_" + r + "_" + w + "_" + o;
 }
-inline std::string biasGeluName(const std::string& t, bool backward) { return std::string("semaim_bias_gelu_") + (backward ? "bwd_" : "fwd_") + t; }
+inline std::string geluBackwardBiasName(const std::string& t) { return "semaim_gelu_bwd_bias_" + t; }
 // The LayerNorm combinations fused.cu instantiates, forward and backward (SEMAIM_FOR_EACH_LAYER_NORM; the
 // emulator's runner checks that the two agree).
 inline bool layerNormKernelExists(const std::string& t, const std::string& r, const std::string& w, const std::string& o) {

@@ -9,7 +9,8 @@
 //              the backward of those (with `layernorm` on): the input's and the residual's gradients and
 //              the weights' in one kernel instead of libtorch's LayerNorm backward, casts and add. Not in
 //              --fused auto until measured on a GPU
-//   gelu       bias + GELU after a bias-free Linear (fc1 of the MLPs)
+//   gelu       GELU's backward after fc1 of the MLPs, which also gives fc1's bias its gradient (fc1 adds the
+//              bias inside its matmul as before, with the bias detached); the forward is unchanged
 //   targets    the pixel targets: blur, patchify and per-patch normalisation in one kernel
 import { native } from './native';
 import { Tensor, wrap } from './tensor';
@@ -107,9 +108,13 @@ export function addLayerNorm(
   return { sum: wrap(h!), normed: wrap(y) };
 }
 
-/** gelu(x + bias) (exact GELU), bias over the last dimension. */
-export function biasGelu(x: Tensor, bias: Tensor, o: { fused?: boolean } = {}): Tensor {
-  return wrap(native.fusedBiasGelu(x.h, bias.h, o.fused ?? useFused('gelu', x)));
+/**
+ * gelu(pre) (exact GELU) for pre = x·Wᵀ + bias from a Linear given `bias.detach()`: the backward gives
+ * `bias` its gradient (d(pre) summed over rows) in the same pass as d(pre), one kernel on a GPU (with
+ * `fused`), instead of the Linear's backward reading d(pre) again.
+ */
+export function geluAfterBias(pre: Tensor, bias: Tensor, o: { fused?: boolean } = {}): Tensor {
+  return wrap(native.fusedGeluAfterBias(pre.h, bias.h, o.fused ?? useFused('gelu', pre)));
 }
 
 export interface PixelTargetSpec {

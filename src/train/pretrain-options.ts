@@ -371,9 +371,8 @@ function checkSyntheticSizes(o: PretrainOptions): void {
 
 /**
  * --fused auto: the LayerNorm kernel on a CUDA device where the kernels compile, else none. On an H200
- * (ViT-B/16, batch 256) it made the step 1.08× faster; bias + GELU made it 0.98× (it gives up cuBLASLt's
- * bias epilogue), so auto leaves that one off; layernorm-backward is not measured yet. docs/BENCHMARKS.md,
- * "Pre-training step (CUDA)".
+ * (ViT-B/16, batch 256) it made the step 1.08× faster; layernorm-backward and gelu (GELU's backward with
+ * fc1's bias gradient) are not measured yet. docs/BENCHMARKS.md, "Pre-training step (CUDA)".
  */
 export function autoFused(device: string): string {
   return device.startsWith('cuda') && fused.kernelStatus(true).loaded ? 'layernorm' : 'none';

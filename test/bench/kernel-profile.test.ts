@@ -17,7 +17,7 @@ test('kernel families: the kernels of a SemAIM step land in their family, casts 
     ['cudnn_generated_fort_native_sdpa_sm90_flash_fprop_wgmma_f16_knob_3_64x64x64', 'attention'],
     ['semaim_layer_norm_bwd_vec8', 'layernorm'],
     ['void at::native::(anonymous namespace)::GammaBetaBackwardCUDAKernel<c10::BFloat16, float>', 'layernorm'],
-    ['semaim_bias_gelu_fwd_vec8', 'gelu'],
+    ['semaim_gelu_bwd_bias_bf16', 'gelu'],
     ['semaim_pixel_targets_f32', 'pixel targets'],
     ['void at::native::vectorized_elementwise_kernel<4, at::native::bfloat16_copy_kernel_cuda(at::TensorIteratorBase&)', 'copy / cast'],
     ['void at::native::vectorized_elementwise_kernel<4, at::native::CUDAFunctor_add<float>, std::array<char*, 3ul> >', 'elementwise'],

@@ -56,15 +56,7 @@ test('fused=false is the unfused composition, op for op', () => {
         .item(),
       0,
     );
-    assert.equal(
-      fused
-        .biasGelu(x, b, { fused: false })
-        .sub(F.gelu(x.add(b)))
-        .abs()
-        .max()
-        .item(),
-      0,
-    );
+    assert.equal(fused.geluAfterBias(x, b, { fused: false }).sub(F.gelu(x)).abs().max().item(), 0);
   });
 });
 
@@ -212,27 +204,34 @@ test('fused LayerNorm backward (the layernorm-backward kind) equals the unfused 
   });
 });
 
-test('fused bias + GELU equals gelu(x + b), forward and backward, and passes a float64 gradcheck', () => {
+test("GELU after a bias: GELU's forward; the backward gives the Linear's input, weight and bias the unfused gradients; float64 gradcheck", () => {
   torch.scope(() => {
     const cpu = torch.deviceType(torch.zeros([1]).device) === 'cpu';
     for (const dtype of ['float32', 'float64', 'bfloat16', ...(cpu ? [] : ['float16' as const])] as const) {
-      // no float16 GELU on the CPU
-      const x0 = rnd([3, 5, 24], { dtype, lo: -4, hi: 4 });
+      // no float16 GELU on the CPU; a 24-wide hidden layer: the kernel's vector path on a GPU
+      const x0 = rnd([3, 5, 16], { dtype, lo: -2, hi: 2 });
+      const w0 = rnd([24, 16], { dtype, seed: 50 });
       const b0 = rnd([24], { dtype: 'float32', seed: 51 });
-      const [x, b] = [leaf(x0), leaf(b0)];
-      const want = F.gelu(x.add(b.to({ dtype })));
-      const wantGrads = grads([x, b], [want], 200);
-      const [x2, b2] = [leaf(x0), leaf(b0)];
-      const got = fused.biasGelu(x2, b2, { fused: true });
-      assert.equal(got.dtype, dtype);
-      assertClose(got, want, tol(dtype), tol(dtype), `${dtype} forward`);
-      const gotGrads = grads([x2, b2], [got], 200);
-      assertClose(gotGrads[0], wantGrads[0], 4 * tol(dtype), 4 * tol(dtype), `${dtype} grad x`);
-      assertClose(gotGrads[1], wantGrads[1], 40 * tol(dtype), 4 * tol(dtype), `${dtype} grad b`);
+      const [x, w, b] = [leaf(x0), leaf(w0), leaf(b0)];
+      const want = F.gelu(F.linear(x, w, b.to({ dtype })));
+      const wantGrads = grads([x, w, b], [want], 200);
+      for (const fusedBackward of [false, true]) {
+        const [x2, w2, b2] = [leaf(x0), leaf(w0), leaf(b0)];
+        const got = fused.geluAfterBias(F.linear(x2, w2, b2.detach().to({ dtype })), b2, { fused: fusedBackward });
+        const what = `${dtype} fused ${fusedBackward}`;
+        assert.equal(got.dtype, dtype);
+        assert.equal(got.sub(want).abs().max().item(), 0, `${what} forward: GELU's`);
+        const gotGrads = grads([x2, w2, b2], [got], 200);
+        assert.equal(gotGrads[2].dtype, 'float32', `${what}: the bias's gradient in its dtype`);
+        assertClose(gotGrads[0], wantGrads[0], 4 * tol(dtype), 4 * tol(dtype), `${what} grad x`);
+        assertClose(gotGrads[1], wantGrads[1], 4 * tol(dtype), 4 * tol(dtype), `${what} grad w`);
+        assertClose(gotGrads[2], wantGrads[2], 40 * tol(dtype), 4 * tol(dtype), `${what} grad b`);
+      }
     }
     const x = rnd([2, 4, 5], { lo: -3, hi: 3, seed: 52 }).requiresGrad_();
-    const b = rnd([5], { seed: 53 }).requiresGrad_();
-    gradcheck((a, c) => fused.biasGelu(a, c, { fused: true }), [x, b]);
+    const w = rnd([6, 5], { seed: 54 }).requiresGrad_();
+    const b = rnd([6], { seed: 53 }).requiresGrad_();
+    gradcheck((a, v, c) => fused.geluAfterBias(F.linear(a, v, c.detach()), c, { fused: true }), [x, w, b]);
   });
 });
 
@@ -265,7 +264,7 @@ test('fused ops refuse bad shapes with clear errors; the kind list is validated'
     const x = rnd([2, 3, 8], { dtype: 'float32' });
     assert.throws(() => fused.addLayerNorm(x, rnd([2, 3, 7], { dtype: 'float32' }), null, null, 1e-6, { fused: true }), /residual's shape/);
     assert.throws(() => fused.layerNorm(x, rnd([7], { dtype: 'float32' }), null, 1e-6, { fused: true }), /weight and bias/);
-    assert.throws(() => fused.biasGelu(x, rnd([7], { dtype: 'float32' })), /bias needs/);
+    assert.throws(() => fused.geluAfterBias(x, rnd([7], { dtype: 'float32' })), /bias needs/);
     assert.throws(
       () => fused.pixelTargets(rnd([1, 3, 10, 10], { dtype: 'float32' }), { patchSize: 4, blurKernel: 9, blurSigma: 1, normPix: true }),
       /multiples of the patch/,

@@ -22,7 +22,7 @@ function expectedKernels(): string[] {
         }
       }
     }
-    names.push(`semaim_bias_gelu_fwd_${t}`, `semaim_bias_gelu_bwd_${t}`);
+    names.push(`semaim_gelu_bwd_bias_${t}`);
   }
   return [...names, 'semaim_pixel_targets_f32'];
 }
