@@ -49,13 +49,15 @@ export class Attention extends Module {
   heads(x: Tensor): Tensor[] {
     const [B, T] = x.shape;
     const hd = this.dim / this.numHeads;
-    // [B, T, 3, H, hd] -> [3, B, H, T, hd]
+    // [B, T, 3, H, hd] -> 3 × [B, T, H, hd] -> [B, H, T, hd]. Split along the packed dimension itself: the
+    // backward then stacks the three gradients straight into [B, T, 3, H, hd] (attention kernels return them
+    // in q's [B, T, H, hd] memory order), one copy; split after a permute, it cat'ed them in the permuted
+    // order and the reshape back to qkv's output copied them a second time.
     return this.qkv
       .forward(x)
       .view(B, T, 3, this.numHeads, hd)
-      .permute(2, 0, 3, 1, 4)
-      .chunk(3, 0)
-      .map((t) => t.squeeze(0));
+      .chunk(3, 2)
+      .map((t) => t.squeeze(2).transpose(1, 2));
   }
 
   forward(x: Tensor, m: AttentionMasking = {}): Tensor {

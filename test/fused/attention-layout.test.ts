@@ -7,6 +7,7 @@ import { F } from '../../src/torch';
 import { native } from '../../src/torch/native';
 import { Attention } from '../../src/semaim/vit';
 import { rnd } from '../torch/helpers';
+import { parseProfile } from '../../bench/kernel-profile';
 
 test("the encoder attention's q, k, v are views of one qkv projection in the packed [B, T, 3, H, hd] layout", () => {
   torch.scope(() => {
@@ -29,6 +30,40 @@ test("the encoder attention's q, k, v are views of one qkv projection in the pac
     // The views give what the copies would.
     const qkv = attn.qkv.forward(x).view(B, T, 3, H, hd);
     assert.equal(k.sub(qkv.select(2, 1).transpose(1, 2).contiguous()).abs().max().item(), 0);
+    attn.dispose();
+  });
+});
+
+test("the backward of the encoder's q, k, v views assembles qkv's gradient with one copy, not two", () => {
+  // Counts the copies libtorch makes in the backward (its profiler's aten::clone/cat calls). The three
+  // gradients come back [B, H, T, hd]; split along the packed dimension, they are stacked straight into
+  // qkv's [B, T, 3, H, hd] output (one cat); split after a permute, the cat was followed by a clone (the
+  // reshape back to the Linear's output).
+  const copiesInBackward = (run: () => torch.Tensor): number =>
+    torch.scope(() => {
+      const loss = run();
+      native.profilerStart(false);
+      let text: string;
+      try {
+        loss.backward();
+      } finally {
+        text = native.profilerStop();
+      }
+      return parseProfile(text, 1)
+        .filter((r) => ['aten::clone', 'aten::cat', 'aten::contiguous'].includes(r.name))
+        .reduce((n, r) => n + r.perStep, 0);
+    });
+  torch.scope(() => {
+    const [B, T, D, H] = [2, 5, 24, 3];
+    const attn = new Attention(D, H);
+    const x = rnd([B, T, D], { dtype: 'float32' });
+    const g = [0, 1, 2].map((i) => rnd([B, H, T, D / H], { dtype: 'float32', seed: 10 + i }));
+    const linearAlone = copiesInBackward(() => attn.qkv.forward(x.detach().requiresGrad_()).mul(1.5).sum());
+    const heads = copiesInBackward(() => {
+      const [q, k, v] = attn.heads(x.detach().requiresGrad_());
+      return q.mul(g[0]).add(k.mul(g[1])).add(v.mul(g[2])).sum();
+    });
+    assert.equal(heads - linearAlone, 1, `copies in the backward: ${heads} with the heads, ${linearAlone} for the Linear alone`);
     attn.dispose();
   });
 });
