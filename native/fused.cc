@@ -611,13 +611,13 @@ bool aligned16(const at::Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_
 std::tuple<at::Tensor, at::Tensor> geluBackwardWithBias(const at::Tensor& g, const at::Tensor& pre, bool fused) {
   const int64_t D = pre.size(-1);
 #ifdef SEMAIM_CUDA
-  if (fused && onKernels(pre) && D > 0 && D % (16 / pre.element_size()) == 0 && D <= semaim_launch::kGeluBackwardMaxD) {
+  if (fused && onKernels(pre) && D > 0 && D % (16 / pre.element_size()) == 0 && D <= semaim_launch::kColumnSumMaxWidth) {
     const at::Tensor p = pre.contiguous();
     const at::Tensor gc = g.to(pre.scalar_type()).contiguous();
     if (aligned16(p) && aligned16(gc)) {
       at::Tensor d = at::empty(p.sizes(), p.options());
       long long rows = p.numel() / D;
-      const auto l = semaim_launch::geluBackwardBias(rows, multiProcessors(p.device().index()));
+      const auto l = semaim_launch::columnSums(rows, multiProcessors(p.device().index()));
       if (rows == 0) return {d, at::zeros({D}, p.options().dtype(at::kFloat))};
       at::Tensor part = at::empty({static_cast<int64_t>(l.grid), D}, p.options().dtype(at::kFloat));
       void* gp = gc.data_ptr();
@@ -651,6 +651,68 @@ struct GeluAfterBiasFunction : public torch::autograd::Function<GeluAfterBiasFun
     const at::Tensor pre = ctx->get_saved_variables()[0];
     const auto [d, db] = geluBackwardWithBias(grads[0], pre, ctx->saved_data["fused"].toBool());
     return {d, db.to(static_cast<at::ScalarType>(ctx->saved_data["biasDtype"].toInt())), at::Tensor()};
+  }
+};
+
+// ---------------------------------------------------------------- q, k, v from qkv
+
+// qkv's gradient [B, T, 3, H, hd] from dq, dk, dv ([B, H, T, hd] each; undefined: zeros), and its sum over
+// rows in float32 (float64 for double; the bias's gradient): with `fused`, one kernel on CUDA tensors where
+// the three are in [B, T, H, hd] memory order (as the attention kernels return them); a stack and a sum otherwise.
+// `shape`: q's [B, H, T, hd]; `proto`: an empty tensor of qkv's dtype and device.
+std::tuple<at::Tensor, at::Tensor> qkvBackwardWithBias(const at::Tensor& dq, const at::Tensor& dk, const at::Tensor& dv, at::IntArrayRef shape,
+                                                       const at::Tensor& proto, bool fused) {
+  const auto B = shape[0], H = shape[1], T = shape[2], hd = shape[3];
+  const int64_t D = H * hd;
+  std::vector<at::Tensor> g;
+  for (const at::Tensor& d : {dq, dk, dv}) g.push_back((d.defined() ? d : at::zeros(shape, proto.options())).transpose(1, 2));
+#ifdef SEMAIM_CUDA
+  const bool rowsInOrder = g[0].is_contiguous() && g[1].is_contiguous() && g[2].is_contiguous() && g[0].scalar_type() == g[1].scalar_type() &&
+                           g[1].scalar_type() == g[2].scalar_type();
+  if (fused && onKernels(proto) && rowsInOrder && D > 0 && D % (16 / proto.element_size()) == 0 && 3 * D <= semaim_launch::kColumnSumMaxWidth &&
+      aligned16(g[0]) && aligned16(g[1]) && aligned16(g[2])) {
+    at::Tensor out = at::empty({B, T, 3, H, hd}, g[0].options());
+    long long rows = B * T;
+    if (rows == 0) return {out, at::zeros({3 * D}, out.options().dtype(at::kFloat))};
+    const auto l = semaim_launch::columnSums(rows, multiProcessors(out.device().index()));
+    at::Tensor part = at::empty({static_cast<int64_t>(l.grid), 3 * D}, out.options().dtype(at::kFloat));
+    void* qp = g[0].data_ptr();
+    void* kp = g[1].data_ptr();
+    void* vp = g[2].data_ptr();
+    void* op = out.data_ptr();
+    void* partp = part.data_ptr();
+    int Di = static_cast<int>(D);
+    launchKernel(semaim_launch::qkvBackwardBiasName(kernelCode(out.scalar_type())), l, out, {&qp, &kp, &vp, &op, &partp, &rows, &Di});
+    return {out, part.sum(0)};
+  }
+#endif
+  (void)fused;
+  const at::Tensor out = at::stack(g, 2);
+  const std::vector<int64_t> rowsDim{0};
+  return {out, at::sum(out.reshape({-1, 3 * D}), rowsDim, false, accType(out.scalar_type()))};
+}
+
+// q, k, v [B, H, T, hd]: views of qkv [B, T, 3·D] (a Linear's output whose bias was added with the bias
+// detached) in its packed [B, T, 3, H, hd] layout. The backward writes qkv's gradient from the three and
+// gives the bias its gradient from the same pass instead of the Linear's backward reading it again.
+struct QkvHeadsFunction : public torch::autograd::Function<QkvHeadsFunction> {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& qkv, const at::Tensor& bias, int64_t heads, bool fused) {
+    const auto B = qkv.size(0), T = qkv.size(1), D = qkv.size(2) / 3;
+    const at::Tensor packed = qkv.view({B, T, 3, heads, D / heads});
+    variable_list out;
+    for (int64_t i = 0; i < 3; ++i) out.push_back(packed.select(2, i).transpose(1, 2));
+    ctx->saved_data["biasDtype"] = static_cast<int64_t>(bias.scalar_type());
+    ctx->saved_data["fused"] = fused;
+    ctx->saved_data["proto"] = at::empty({0}, qkv.options());
+    ctx->saved_data["shape"] = std::vector<int64_t>{B, heads, T, D / heads};
+    return out;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto shape = ctx->saved_data["shape"].toIntVector();
+    const auto [dqkv, db] = qkvBackwardWithBias(grads[0], grads[1], grads[2], shape, ctx->saved_data["proto"].toTensor(), ctx->saved_data["fused"].toBool());
+    return {dqkv.view({shape[0], shape[2], 3 * shape[1] * shape[3]}), db.to(static_cast<at::ScalarType>(ctx->saved_data["biasDtype"].toInt())), at::Tensor(),
+            at::Tensor()};
   }
 };
 
@@ -741,6 +803,13 @@ static std::tuple<at::Tensor, at::Tensor> fusedLayerNorm(const at::Tensor& x, co
 static at::Tensor fusedGeluAfterBias(const at::Tensor& pre, const at::Tensor& bias, bool fused) {
   if (bias.dim() != 1 || pre.dim() == 0 || bias.numel() != pre.size(-1)) throw std::invalid_argument("fusedGeluAfterBias: the bias needs as many values as the last dimension");
   return GeluAfterBiasFunction::apply(pre, bias, fused);
+}
+
+static std::tuple<at::Tensor, at::Tensor, at::Tensor> fusedQkvHeads(const at::Tensor& qkv, const at::Tensor& bias, int64_t heads, bool fused) {
+  if (qkv.dim() != 3 || heads <= 0 || qkv.size(2) % (3 * heads)) throw std::invalid_argument("fusedQkvHeads: expects qkv [B, T, 3·D] with D a multiple of the heads");
+  if (bias.dim() != 1 || bias.numel() != qkv.size(2)) throw std::invalid_argument("fusedQkvHeads: the bias needs as many values as the last dimension");
+  const auto out = QkvHeadsFunction::apply(qkv, bias, heads, fused);
+  return {out[0], out[1], out[2]};
 }
 
 static at::Tensor fusedPixelTargets(const at::Tensor& images, int64_t patch, int64_t blurKernel, double blurSigma, bool normPix, bool fused) {

@@ -509,33 +509,30 @@ __device__ __forceinline__ void layerNormBackwardRows(const T* __restrict__ src,
   }
 }
 
-// ---------------------------------------------------------------- GELU backward with the bias gradient
+// ---------------------------------------------------------------- gradients with their bias's gradient
 //
-// For fc1 → GELU, where fc1 adds its bias inside the matmul (cuBLASLt's epilogue) with the bias detached
-// and the bias takes its gradient from here. Per row of pre [rows, D] (fc1's output, bias included):
-// d = round_T(g * gelu'(pre)), pre's gradient, and each block's column sums of the stored d over its
-// rows (dbPart [grid, D] floats, summed by the host): the bias's gradient, which libtorch would get by
-// reading d once more. gelu' is libtorch's exact (erf) GELU-backward formula in float opmath.
-// Thread t of a block owns the 16-byte chunks t, t + blockDim, ... of every row (at most K of them), so
-// its column sums stay in registers; blocks take rows in a grid-stride loop. Needs D a multiple of V,
-// D <= kGeluBackwardMaxD, and g, pre and d 16-byte aligned (the addon runs libtorch's ops otherwise).
-__device__ __forceinline__ float geluGrad(float v) {
-  const float cdf = 0.5f * (1.0f + erff(v * 0.70710678118654752440f));
-  const float pdf = 0.39894228040143267794f * expf(v * v * -0.5f);  // 2/sqrt(pi) * 1/sqrt(2) * 0.5
-  return cdf + v * pdf;
-}
+// A Linear adds its bias inside the matmul (cuBLASLt's epilogue) with the bias detached, and the bias
+// takes its gradient from the backward of the op after the Linear: that kernel writes the Linear's output
+// gradient out [rows, width] and, from the same registers, each block's column sums of it (dbPart [grid,
+// width] floats, summed by the host): the bias's gradient, which libtorch gets by reading out once more.
+// columnSumRows is the loop: thread t of a block owns the 16-byte chunks t, t + blockDim, ... of every row
+// (at most K of them), so its column sums stay in registers; blocks take rows in a grid-stride loop;
+// chunk(row, col, v) gives the V values of out from column col, already rounded to T. Needs width a
+// multiple of V, width <= kColumnSumMaxWidth, and every row pointer 16-byte aligned (the addon runs
+// libtorch's ops otherwise). Two users:
+//   GELU's backward after fc1: out = round_T(g * gelu'(pre)), libtorch's exact (erf) formula in float opmath;
+//   the encoder's q, k, v split from qkv: out = qkv's gradient [rows, 3, D] from dq, dk, dv [rows, D] each.
 
 // The launch (launch.h keeps the same two numbers; the emulator's runner checks that they agree).
-constexpr int kGeluBackwardThreads = 128;
-constexpr int kGeluBackwardMaxD = 4096;  // ViT-B's MLP 3072, ViT-L's 4096
+constexpr int kColumnSumThreads = 128;
+constexpr int kColumnSumMaxWidth = 4096;  // ViT-B's MLP 3072 and qkv 2304, ViT-L's 4096 and 3072
 
-template <typename T>
-__device__ __forceinline__ void geluBackwardBiasRows(const T* __restrict__ g, const T* __restrict__ pre, T* __restrict__ d,
-                                                     float* __restrict__ dbPart, i64 rows, int D) {
+template <typename T, typename Chunk>
+__device__ __forceinline__ void columnSumRows(T* __restrict__ out, float* __restrict__ dbPart, i64 rows, int width, Chunk chunk) {
   constexpr int V = Pack<T>::kElems;
-  constexpr int K = kGeluBackwardMaxD / (kGeluBackwardThreads * V);  // chunks per thread at most
+  constexpr int K = kColumnSumMaxWidth / (kColumnSumThreads * V);  // chunks per thread at most
   SEMAIM_TRACE_PATH(1);
-  const int chunks = D / V;
+  const int chunks = width / V;
   float sums[K * V];
   SEMAIM_UNROLL
   for (int j = 0; j < K * V; ++j) sums[j] = 0.0f;
@@ -544,16 +541,11 @@ __device__ __forceinline__ void geluBackwardBiasRows(const T* __restrict__ g, co
     for (int k = 0; k < K; ++k) {
       const int c = static_cast<int>(threadIdx.x) + k * static_cast<int>(blockDim.x);
       if (c >= chunks) break;
-      const i64 e = row * D + static_cast<i64>(c) * V;
-      float gv[V], pv[V];
-      loadVec<V>(g + e, gv);
-      loadVec<V>(pre + e, pv);
+      float v[V];
+      chunk(row, c * V, v);
       SEMAIM_UNROLL
-      for (int j = 0; j < V; ++j) {
-        gv[j] = roundTo<T>(gv[j] * geluGrad(pv[j]));
-        sums[k * V + j] += gv[j];
-      }
-      storeVec<V>(d + e, gv);
+      for (int j = 0; j < V; ++j) sums[k * V + j] += v[j];
+      storeVec<V>(out + row * width + static_cast<i64>(c) * V, v);
     }
   }
   SEMAIM_UNROLL
@@ -561,8 +553,38 @@ __device__ __forceinline__ void geluBackwardBiasRows(const T* __restrict__ g, co
     const int c = static_cast<int>(threadIdx.x) + k * static_cast<int>(blockDim.x);
     if (c >= chunks) break;
     SEMAIM_UNROLL
-    for (int j = 0; j < V; ++j) dbPart[static_cast<i64>(blockIdx.x) * D + c * V + j] = sums[k * V + j];
+    for (int j = 0; j < V; ++j) dbPart[static_cast<i64>(blockIdx.x) * width + c * V + j] = sums[k * V + j];
   }
+}
+
+__device__ __forceinline__ float geluGrad(float v) {
+  const float cdf = 0.5f * (1.0f + erff(v * 0.70710678118654752440f));
+  const float pdf = 0.39894228040143267794f * expf(v * v * -0.5f);  // 2/sqrt(pi) * 1/sqrt(2) * 0.5
+  return cdf + v * pdf;
+}
+
+template <typename T>
+__device__ __forceinline__ void geluBackwardBias(const T* __restrict__ g, const T* __restrict__ pre, T* __restrict__ d, float* __restrict__ dbPart,
+                                                 i64 rows, int D) {
+  constexpr int V = Pack<T>::kElems;
+  columnSumRows<T>(d, dbPart, rows, D, [&](i64 row, int col, float* v) {
+    float pv[V];
+    loadVec<V>(g + row * D + col, v);
+    loadVec<V>(pre + row * D + col, pv);
+    SEMAIM_UNROLL
+    for (int j = 0; j < V; ++j) v[j] = roundTo<T>(v[j] * geluGrad(pv[j]));
+  });
+}
+
+template <typename T>
+__device__ __forceinline__ void qkvBackwardBias(const T* __restrict__ dq, const T* __restrict__ dk, const T* __restrict__ dv, T* __restrict__ out,
+                                                float* __restrict__ dbPart, i64 rows, int D) {
+  constexpr int V = Pack<T>::kElems;
+  columnSumRows<T>(out, dbPart, rows, 3 * D, [&](i64 row, int col, float* v) {
+    const int part = col / D;  // a chunk never straddles q, k and v: D is a multiple of V
+    const T* src = part == 0 ? dq : part == 1 ? dk : dv;
+    loadVec<V>(src + row * D + (col - part * D), v);
+  });
 }
 
 // ---------------------------------------------------------------- pixel targets
@@ -665,12 +687,17 @@ SEMAIM_FOR_EACH_LAYER_NORM(SEMAIM_LAYER_NORM_KERNEL)
   }
 SEMAIM_FOR_EACH_LAYER_NORM(SEMAIM_LAYER_NORM_BACKWARD_KERNEL)
 
-#define SEMAIM_GELU_BACKWARD_BIAS_KERNEL(T)                                                                               \
+#define SEMAIM_BIAS_GRAD_KERNELS(T)                                                                                       \
   extern "C" __global__ void semaim_gelu_bwd_bias_##T(const semaim_kernels::T* g, const semaim_kernels::T* pre, semaim_kernels::T* d, \
                                                       float* dbPart, long long rows, int D) {                                       \
-    semaim_kernels::geluBackwardBiasRows<semaim_kernels::T>(g, pre, d, dbPart, rows, D);                                           \
+    semaim_kernels::geluBackwardBias<semaim_kernels::T>(g, pre, d, dbPart, rows, D);                                               \
+  }                                                                                                                                \
+  extern "C" __global__ void semaim_qkv_bwd_bias_##T(const semaim_kernels::T* dq, const semaim_kernels::T* dk,                     \
+                                                     const semaim_kernels::T* dv, semaim_kernels::T* out, float* dbPart,            \
+                                                     long long rows, int D) {                                                       \
+    semaim_kernels::qkvBackwardBias<semaim_kernels::T>(dq, dk, dv, out, dbPart, rows, D);                                          \
   }
-SEMAIM_FOR_EACH_STORAGE(SEMAIM_GELU_BACKWARD_BIAS_KERNEL)
+SEMAIM_FOR_EACH_STORAGE(SEMAIM_BIAS_GRAD_KERNELS)
 
 extern "C" __global__ void semaim_pixel_targets_f32(const float* img, const float* weights, float* out, int C, int H, int W, int P, int K,
                                                     int normPix) {

@@ -37,17 +37,17 @@ inline Launch layerNormBackward(int64_t rows, int64_t D, int sms) {
   return {static_cast<unsigned>(std::clamp<int64_t>(blocks, 1, 1 << 30)), 32 * kLayerNormBackwardWarps, layerNormBackwardSharedBytes(D)};
 }
 
-// GELU backward with the bias gradient: kGeluBackwardThreads threads per block, each holding the column
-// sums of its chunks of a row (so a row of at most kGeluBackwardMaxD values; fused.cu has the same two
-// numbers); blocks walk the rows in a grid-stride loop, at most 4 blocks per SM (`sms`: the device's
-// multiprocessor count; 0: one block per row, up to 1024) so that the per-block sums ([grid, D] floats,
-// summed by the host) stay small next to the rows.
-constexpr unsigned kGeluBackwardThreads = 128;
-constexpr int64_t kGeluBackwardMaxD = 4096;
-constexpr int64_t kGeluBackwardBlocksPerSm = 4;
-inline Launch geluBackwardBias(int64_t rows, int sms) {
-  const int64_t most = sms > 0 ? kGeluBackwardBlocksPerSm * sms : 1024;
-  return {static_cast<unsigned>(std::clamp<int64_t>(std::min(rows, most), 1, 1 << 30)), kGeluBackwardThreads, 0};
+// Gradients with their bias's gradient (GELU's backward, q/k/v into qkv): kColumnSumThreads threads per
+// block, each holding the column sums of its chunks of a row (so a row of at most kColumnSumMaxWidth
+// values; fused.cu has the same two numbers); blocks walk the rows in a grid-stride loop, at most 4 blocks
+// per SM (`sms`: the device's multiprocessor count; 0: one block per row, up to 1024) so that the per-block
+// sums ([grid, width] floats, summed by the host) stay small next to the rows.
+constexpr unsigned kColumnSumThreads = 128;
+constexpr int64_t kColumnSumMaxWidth = 4096;
+constexpr int64_t kColumnSumBlocksPerSm = 4;
+inline Launch columnSums(int64_t rows, int sms) {
+  const int64_t most = sms > 0 ? kColumnSumBlocksPerSm * sms : 1024;
+  return {static_cast<unsigned>(std::clamp<int64_t>(std::min(rows, most), 1, 1 << 30)), kColumnSumThreads, 0};
 }
 
 // Pixel targets: one block per (image, patch).
@@ -71,6 +71,7 @@ inline std::string layerNormBackwardName(const std::string& t, const std::string
   return "semaim_layer_norm_bwd_" + t + "_" + r + "_" + w + "_" + o;
 }
 inline std::string geluBackwardBiasName(const std::string& t) { return "semaim_gelu_bwd_bias_" + t; }
+inline std::string qkvBackwardBiasName(const std::string& t) { return "semaim_qkv_bwd_bias_" + t; }
 // The LayerNorm combinations fused.cu instantiates, forward and backward (SEMAIM_FOR_EACH_LAYER_NORM; the
 // emulator's runner checks that the two agree).
 inline bool layerNormKernelExists(const std::string& t, const std::string& r, const std::string& w, const std::string& o) {

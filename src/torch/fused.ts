@@ -11,14 +11,17 @@
 //              --fused auto until measured on a GPU
 //   gelu       GELU's backward after fc1 of the MLPs, which also gives fc1's bias its gradient (fc1 adds the
 //              bias inside its matmul as before, with the bias detached); the forward is unchanged
+//   qkv        the encoder attention's q, k, v split from qkv: their backward stacks the three gradients into
+//              qkv's and gives qkv's bias its gradient in the same kernel (qkv adds its bias inside its
+//              matmul as before, with the bias detached)
 //   targets    the pixel targets: blur, patchify and per-patch normalisation in one kernel
 import { native } from './native';
 import { Tensor, wrap } from './tensor';
 import { autocastState } from './autograd';
 import { deviceType, type DType } from './dtype';
 
-export type FusedKind = 'layernorm' | 'layernorm-backward' | 'gelu' | 'targets';
-export const FUSED_KINDS: readonly FusedKind[] = ['layernorm', 'layernorm-backward', 'gelu', 'targets'];
+export type FusedKind = 'layernorm' | 'layernorm-backward' | 'gelu' | 'qkv' | 'targets';
+export const FUSED_KINDS: readonly FusedKind[] = ['layernorm', 'layernorm-backward', 'gelu', 'qkv', 'targets'];
 
 const enabled = new Set<FusedKind>();
 let onCpu = false;
@@ -115,6 +118,16 @@ export function addLayerNorm(
  */
 export function geluAfterBias(pre: Tensor, bias: Tensor, o: { fused?: boolean } = {}): Tensor {
   return wrap(native.fusedGeluAfterBias(pre.h, bias.h, o.fused ?? useFused('gelu', pre)));
+}
+
+/**
+ * q, k, v [B, H, T, hd]: views of qkv [B, T, 3·D] (from a Linear given `bias.detach()`) in its packed
+ * [B, T, 3, H, hd] layout. The backward stacks their gradients into qkv's and gives `bias` its gradient
+ * (summed over rows) in the same pass, one kernel on a GPU (with `fused`).
+ */
+export function qkvHeads(qkv: Tensor, bias: Tensor, heads: number, o: { fused?: boolean } = {}): [Tensor, Tensor, Tensor] {
+  const [q, k, v] = native.fusedQkvHeads(qkv.h, bias.h, heads, o.fused ?? useFused('qkv', qkv));
+  return [wrap(q), wrap(k), wrap(v)];
 }
 
 export interface PixelTargetSpec {

@@ -235,6 +235,71 @@ test("GELU after a bias: GELU's forward; the backward gives the Linear's input, 
   });
 });
 
+test("q, k, v from qkv: the same views; the backward gives the Linear's input, weight and bias the unfused gradients; float64 gradcheck", () => {
+  torch.scope(() => {
+    const [B, T, D, H] = [2, 5, 24, 3];
+    const heads = (t: Tensor): Tensor[] =>
+      t
+        .view(B, T, 3, H, D / H)
+        .chunk(3, 2)
+        .map((c) => c.squeeze(2).transpose(1, 2));
+    const cpu = torch.deviceType(torch.zeros([1]).device) === 'cpu';
+    for (const dtype of ['float32', 'float64', 'bfloat16', ...(cpu ? [] : ['float16' as const])] as const) {
+      const x0 = rnd([B, T, D], { dtype, lo: -2, hi: 2 });
+      const w0 = rnd([3 * D, D], { dtype, seed: 60 });
+      const b0 = rnd([3 * D], { dtype: 'float32', seed: 61 });
+      const [x, w, b] = [leaf(x0), leaf(w0), leaf(b0)];
+      const want = heads(F.linear(x, w, b.to({ dtype })));
+      const wantGrads = grads([x, w, b], want, 300);
+      for (const fusedBackward of [false, true]) {
+        const [x2, w2, b2] = [leaf(x0), leaf(w0), leaf(b0)];
+        const got = fused.qkvHeads(F.linear(x2, w2, b2.detach().to({ dtype })), b2, H, { fused: fusedBackward });
+        const what = `${dtype} fused ${fusedBackward}`;
+        got.forEach((t, i) => {
+          assert.deepEqual(t.strides, want[i].strides, `${what} ${'qkv'[i]}: the packed views`);
+          assert.equal(t.sub(want[i]).abs().max().item(), 0, `${what} ${'qkv'[i]}`);
+        });
+        const gotGrads = grads([x2, w2, b2], got, 300);
+        assert.equal(gotGrads[2].dtype, 'float32', `${what}: the bias's gradient in its dtype`);
+        assertClose(gotGrads[0], wantGrads[0], 4 * tol(dtype), 4 * tol(dtype), `${what} grad x`);
+        assertClose(gotGrads[1], wantGrads[1], 4 * tol(dtype), 4 * tol(dtype), `${what} grad w`);
+        assertClose(gotGrads[2], wantGrads[2], 40 * tol(dtype), 4 * tol(dtype), `${what} grad b`);
+      }
+    }
+    // only k used: q's and v's gradients are zeros
+    const [xk, wk, bk] = [
+      leaf(rnd([B, T, D], { dtype: 'float64', seed: 62 })),
+      leaf(rnd([3 * D, D], { dtype: 'float64', seed: 63 })),
+      leaf(rnd([3 * D], { dtype: 'float64', seed: 64 })),
+    ];
+    fused
+      .qkvHeads(F.linear(xk, wk, bk.detach()), bk, H, { fused: true })[1]
+      .sum()
+      .backward();
+    assert.equal(bk.grad!.narrow(0, 0, D).abs().max().item(), 0, "q's part of the bias gradient");
+    assert.equal(
+      bk
+        .grad!.narrow(0, D, D)
+        .sub(B * T)
+        .abs()
+        .max()
+        .item(),
+      0,
+      "k's part: one per row",
+    );
+    const x = rnd([1, 3, 6], { lo: -3, hi: 3, seed: 65 }).requiresGrad_();
+    const w = rnd([18, 6], { seed: 66 }).requiresGrad_();
+    const b = rnd([18], { seed: 67 }).requiresGrad_();
+    gradcheck(
+      (a, v, c) => {
+        const [q, k, vv] = fused.qkvHeads(F.linear(a, v, c.detach()), c, 2, { fused: true });
+        return q.mul(k.add(1)).add(vv.mul(2));
+      },
+      [x, w, b],
+    );
+  });
+});
+
 test('pixel targets: the addon composition is the TypeScript one bit for bit; the fused path agrees', () => {
   torch.scope(() => {
     const images = rnd([2, 3, 32, 32], { dtype: 'float32', lo: -2, hi: 2 });
@@ -265,6 +330,8 @@ test('fused ops refuse bad shapes with clear errors; the kind list is validated'
     assert.throws(() => fused.addLayerNorm(x, rnd([2, 3, 7], { dtype: 'float32' }), null, null, 1e-6, { fused: true }), /residual's shape/);
     assert.throws(() => fused.layerNorm(x, rnd([7], { dtype: 'float32' }), null, 1e-6, { fused: true }), /weight and bias/);
     assert.throws(() => fused.geluAfterBias(x, rnd([7], { dtype: 'float32' })), /bias needs/);
+    assert.throws(() => fused.qkvHeads(rnd([2, 3, 24], { dtype: 'float32' }), rnd([23], { dtype: 'float32' }), 2), /bias needs/);
+    assert.throws(() => fused.qkvHeads(rnd([2, 3, 24], { dtype: 'float32' }), rnd([24], { dtype: 'float32' }), 5), /multiple of the heads/);
     assert.throws(
       () => fused.pixelTargets(rnd([1, 3, 10, 10], { dtype: 'float32' }), { patchSize: 4, blurKernel: 9, blurSigma: 1, normPix: true }),
       /multiples of the patch/,
@@ -274,7 +341,7 @@ test('fused ops refuse bad shapes with clear errors; the kind list is validated'
       /must be odd/,
     );
   });
-  assert.deepEqual(fused.parseFusedKinds('all'), ['layernorm', 'layernorm-backward', 'gelu', 'targets']);
+  assert.deepEqual(fused.parseFusedKinds('all'), ['layernorm', 'layernorm-backward', 'gelu', 'qkv', 'targets']);
   assert.deepEqual(fused.parseFusedKinds('targets, layernorm'), ['targets', 'layernorm']);
   assert.deepEqual(fused.parseFusedKinds('none'), []);
   assert.throws(() => fused.parseFusedKinds('layernorm,softmax'), /unknown fused kernel kind\(s\) softmax/);
@@ -286,7 +353,7 @@ test('the switch is off by default and sends CPU tensors to the unfused ops', ()
     const cpu = torch.zeros([2, 2], { device: 'cpu' });
     fused.setFused('all');
     try {
-      assert.deepEqual(fused.fusedKinds(), ['layernorm', 'layernorm-backward', 'gelu', 'targets']);
+      assert.deepEqual(fused.fusedKinds(), ['layernorm', 'layernorm-backward', 'gelu', 'qkv', 'targets']);
       assert.equal(fused.useFused('layernorm', cpu), false);
     } finally {
       fused.setFused('none');

@@ -299,6 +299,44 @@ test("emulated GELU backward kernel equals GELU's backward and sums it over rows
   });
 });
 
+test("emulated q/k/v backward kernel stacks dq, dk, dv into qkv's gradient and sums it over rows for the bias", { skip }, () => {
+  torch.scope(() => {
+    for (const T of ['f32', 'bf16', 'f16'] as Code[]) {
+      // D 24: each of q, k, v a few chunks; 768 (ViT-B, 3·D = 2304) and 1024 (ViT-L: 3,072 of the 4,096 a
+      // block holds); sms 1: 4 blocks walking the 13 rows, 0: a block per row.
+      for (const [D, sms] of [
+        [24, 1],
+        [768, 0],
+        [1024, 1],
+      ]) {
+        const dtype = DTYPE[T];
+        const rows = 13;
+        const [dq, dk, dv] = [0, 1, 2].map((i) => rnd([rows, D], { dtype: 'float32', seed: 20 + i }).to({ dtype }));
+        const want = torch.stack([dq, dk, dv], 1); // [rows, 3, D]: qkv's [B, T, 3, H, hd] layout
+        const what = `${T} D ${D} sms ${sms}`;
+        const dir = runJob(`qkvBwd ${T} ${rows} ${D} ${sms}`, { 'dq.bin': dq, 'dk.bin': dk, 'dv.bin': dv });
+        assert.equal(paths(dir), 'vector', `${what} path`);
+        assert.equal(readTensor(path.join(dir, 'out.bin'), dtype, [rows, 3, D]).float().sub(want.float()).abs().max().item(), 0, `${what}: the three stacked`);
+        const grid = Number(fs.readFileSync(path.join(dir, 'grid.txt'), 'utf8'));
+        assert.equal(grid, sms ? 4 : rows, `${what} grid`);
+        const part = readTensor(path.join(dir, 'dbpart.bin'), 'float32', [grid, 3 * D]);
+        assert.equal(Number(part.isnan().any().item()), 0, `${what}: every block wrote every column`);
+        assertClose(
+          part.sum(0),
+          want
+            .float()
+            .reshape([rows, 3 * D])
+            .sum(0),
+          1e-5,
+          1e-5 * rows,
+          `${what} bias gradient`,
+        );
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    }
+  });
+});
+
 test("the kernels' 16-bit conversions equal libtorch's: every half to float, floats of every exponent to half and bfloat16", { skip }, () => {
   // Random bit patterns (every exponent, subnormals, NaNs) and the rounding edges: ties, overflow, underflow.
   const rand = new Uint32Array(1 << 16);

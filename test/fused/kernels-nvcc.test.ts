@@ -22,7 +22,7 @@ function expectedKernels(): string[] {
         }
       }
     }
-    names.push(`semaim_gelu_bwd_bias_${t}`);
+    names.push(`semaim_gelu_bwd_bias_${t}`, `semaim_qkv_bwd_bias_${t}`);
   }
   return [...names, 'semaim_pixel_targets_f32'];
 }

@@ -45,7 +45,7 @@ function step(model: SemAIM, images: torch.Tensor, noise: torch.Tensor): { order
   });
 }
 
-test('SemAIM with the fused LayerNorm, GELU-backward and target paths equals the unfused model (float64 and float32)', () => {
+test('SemAIM with every fused path (LayerNorm, GELU and q/k/v backward, targets) equals the unfused model (float64 and float32)', () => {
   for (const [dtype, tol] of [
     ['float64', 1e-10],
     ['float32', 2e-4],
@@ -142,31 +142,43 @@ test('the fused step does every residual add in a norm: all but the first norm o
   }
 });
 
-test("with the gelu kind every MLP's GELU gives fc1's bias its gradient: one call per MLP, and fc1 adds the bias as before", () => {
-  const n = native as unknown as Record<string, (...a: unknown[]) => unknown>;
-  const saved = n.fusedGeluAfterBias;
-  let calls = 0;
-  n.fusedGeluAfterBias = function (this: unknown, ...args: unknown[]) {
-    calls++;
-    return saved.apply(this, args);
-  };
-  fused.setFused(['gelu'], { onCpu: true });
-  try {
-    torch.scope(() => {
-      const model = tinyModel('float32');
-      const images = rnd([1, 3, 32, 32], { dtype: 'float32' });
-      const { order } = model.makeOrder(images, { noise: rnd([1, 16], { dtype: 'float32', lo: 0, hi: 1 }) });
-      assert.equal(calls, 3, 'the similarity pass: one per encoder block');
-      calls = 0;
-      model.forward(images, order).loss.backward();
-      assert.equal(calls, 3 + 2 + 1, 'the step: encoder and decoder blocks, and the prediction head (an MLP)');
-      for (const [name, p] of model.namedParameters()) {
-        if (/mlp\.fc1\.bias$/.test(name)) assert.ok(p.grad && p.grad.abs().max().item() > 0, `${name} has a gradient`);
-      }
-      model.dispose();
-    });
-  } finally {
-    fused.setFused('none');
-    n.fusedGeluAfterBias = saved;
-  }
-});
+// The kinds whose op gives a Linear's bias its gradient: one call per Linear they serve, and that bias
+// still gets a gradient (the Linear adds it detached).
+for (const [kind, op, perPass, bias] of [
+  ['gelu', 'fusedGeluAfterBias', { similarity: 3, step: 3 + 2 + 1 }, /mlp\.fc1\.bias$/],
+  ['qkv', 'fusedQkvHeads', { similarity: 3, step: 3 }, /attn\.qkv\.bias$/],
+] as const) {
+  test(`with the ${kind} kind, ${op} runs once per Linear it serves and that Linear's bias gets its gradient`, () => {
+    const n = native as unknown as Record<string, (...a: unknown[]) => unknown>;
+    const saved = n[op];
+    let calls = 0;
+    n[op] = function (this: unknown, ...args: unknown[]) {
+      calls++;
+      return saved.apply(this, args);
+    };
+    fused.setFused([kind], { onCpu: true });
+    try {
+      torch.scope(() => {
+        const model = tinyModel('float32');
+        const images = rnd([1, 3, 32, 32], { dtype: 'float32' });
+        const { order } = model.makeOrder(images, { noise: rnd([1, 16], { dtype: 'float32', lo: 0, hi: 1 }) });
+        // depth 3, decoder depth 2; gelu: every MLP (encoder and decoder blocks, the prediction head); qkv: encoder blocks
+        assert.equal(calls, perPass.similarity, 'the similarity pass');
+        calls = 0;
+        model.forward(images, order).loss.backward();
+        assert.equal(calls, perPass.step, 'the step');
+        let served = 0;
+        for (const [name, p] of model.namedParameters()) {
+          if (!bias.test(name)) continue;
+          served++;
+          assert.ok(p.grad && p.grad.abs().max().item() > 0, `${name} has a gradient`);
+        }
+        assert.ok(served > 0);
+        model.dispose();
+      });
+    } finally {
+      fused.setFused('none');
+      n[op] = saved;
+    }
+  });
+}
