@@ -8,7 +8,7 @@
 //        src.bin (T), mean.bin rstd.bin (float), w.bin (W), gy.bin (O), gh.bin (T) -> dsrc.bin (T), dr.bin (R, with
 //        hasDr), dwpart.bin (with hasW), dbpart.bin (with hasB): float [grid, D]; grid.txt. sms: the launch's SM
 //        count (0: no bound); off: src, gy, gh and the outputs start that many elements into their buffers.
-//   geluBwd T rows D sms      g.bin pre.bin (T) -> d.bin (T), dbpart.bin (float [grid, D]); grid.txt
+//   geluBwd T rows D sms      g.bin pre.bin (T) -> out.bin (T), dbpart.bin (float [grid, D]); grid.txt
 //   qkvBwd T rows D sms       dq.bin dk.bin dv.bin (T, [rows, D]) -> out.bin (T, [rows, 3, D]), dbpart.bin (float [grid, 3D]); grid.txt
 // xOff, rOff, off: x, r, h and g start that many elements into their files (misaligned views).
 // Every job also writes paths.txt: which code paths the kernel took ("vector", "scalar"; SEMAIM_TRACE_PATH).
@@ -83,35 +83,30 @@ const std::map<std::string, LayerNormBwdFn>& layerNormBackwardKernels() {
   return table;
 }
 
-using GeluBwdFn = void (*)(const Launch&, const void* g, const void* pre, void* d, float* dbPart, long long rows, int D);
-const std::map<std::string, GeluBwdFn>& geluBackwardKernels() {
-#define SEMAIM_EMU_GELU_BWD(T)                                                                                                       \
-  {semaim_launch::geluBackwardBiasName(#T), [](const Launch& l, const void* g, const void* pre, void* d, float* dbPart, long long rows, int D) { \
+// The column-sum kernels (GELU's backward, q/k/v into qkv): inputs as the kernel takes them, then out and
+// the block sums.
+using ColumnSumFn = void (*)(const Launch&, const std::vector<Bytes>& inputs, void* out, float* dbPart, long long rows, int D);
+const std::map<std::string, ColumnSumFn>& columnSumKernels() {
+#define SEMAIM_EMU_COLUMN_SUMS(T)                                                                                                    \
+  {semaim_launch::geluBackwardBiasName(#T),                                                                                         \
+   [](const Launch& l, const std::vector<Bytes>& in, void* out, float* dbPart, long long rows, int D) {                             \
      using S = semaim_kernels::T;                                                                                                   \
-     simt_emu::launch(semaim_gelu_bwd_bias_##T, l.grid, l.block, l.sharedBytes, static_cast<const S*>(g), static_cast<const S*>(pre), \
-                      static_cast<S*>(d), dbPart, rows, D);                                                                         \
-   }},
-  static const std::map<std::string, GeluBwdFn> table{SEMAIM_FOR_EACH_STORAGE(SEMAIM_EMU_GELU_BWD)};
-#undef SEMAIM_EMU_GELU_BWD
+     simt_emu::launch(semaim_gelu_bwd_bias_##T, l.grid, l.block, l.sharedBytes, reinterpret_cast<const S*>(in.at(0).data()),       \
+                      reinterpret_cast<const S*>(in.at(1).data()), static_cast<S*>(out), dbPart, rows, D);                         \
+   }},                                                                                                                              \
+      {semaim_launch::qkvBackwardBiasName(#T), [](const Launch& l, const std::vector<Bytes>& in, void* out, float* dbPart, long long rows, int D) { \
+         using S = semaim_kernels::T;                                                                                               \
+         simt_emu::launch(semaim_qkv_bwd_bias_##T, l.grid, l.block, l.sharedBytes, reinterpret_cast<const S*>(in.at(0).data()),     \
+                          reinterpret_cast<const S*>(in.at(1).data()), reinterpret_cast<const S*>(in.at(2).data()), static_cast<S*>(out), \
+                          dbPart, rows, D);                                                                                         \
+       }},
+  static const std::map<std::string, ColumnSumFn> table{SEMAIM_FOR_EACH_STORAGE(SEMAIM_EMU_COLUMN_SUMS)};
+#undef SEMAIM_EMU_COLUMN_SUMS
   return table;
 }
 static_assert(semaim_launch::kColumnSumThreads == semaim_kernels::kColumnSumThreads &&
                   semaim_launch::kColumnSumMaxWidth == semaim_kernels::kColumnSumMaxWidth,
               "launch.h and fused.cu disagree about the column-sum kernels' launch");
-
-using QkvBwdFn = void (*)(const Launch&, const void* dq, const void* dk, const void* dv, void* out, float* dbPart, long long rows, int D);
-const std::map<std::string, QkvBwdFn>& qkvBackwardKernels() {
-#define SEMAIM_EMU_QKV_BWD(T)                                                                                                        \
-  {semaim_launch::qkvBackwardBiasName(#T),                                                                                          \
-   [](const Launch& l, const void* dq, const void* dk, const void* dv, void* out, float* dbPart, long long rows, int D) {            \
-     using S = semaim_kernels::T;                                                                                                   \
-     simt_emu::launch(semaim_qkv_bwd_bias_##T, l.grid, l.block, l.sharedBytes, static_cast<const S*>(dq), static_cast<const S*>(dk), \
-                      static_cast<const S*>(dv), static_cast<S*>(out), dbPart, rows, D);                                            \
-   }},
-  static const std::map<std::string, QkvBwdFn> table{SEMAIM_FOR_EACH_STORAGE(SEMAIM_EMU_QKV_BWD)};
-#undef SEMAIM_EMU_QKV_BWD
-  return table;
-}
 
 void runLayerNorm(const std::string& dir, std::istringstream& in) {
   std::string T, R, W, O;
@@ -169,41 +164,23 @@ void runLayerNormBackward(const std::string& dir, std::istringstream& in) {
   writeFile(dir + "/grid.txt", Bytes(grid.begin(), grid.end()));
 }
 
-void runGeluBackward(const std::string& dir, std::istringstream& in) {
+// geluBwd: g.bin pre.bin -> out.bin [rows, D]; qkvBwd: dq.bin dk.bin dv.bin -> out.bin [rows, 3, D].
+void runColumnSums(const std::string& dir, std::istringstream& in, bool qkv) {
   std::string T;
   long long rows;
   int D, sms;
   in >> T >> rows >> D >> sms;
-  if (!in) throw std::runtime_error("geluBwd: bad job line");
-  const auto it = geluBackwardKernels().find(semaim_launch::geluBackwardBiasName(T));
-  if (it == geluBackwardKernels().end()) throw std::runtime_error("geluBwd: no kernel for " + T);
-  const Bytes g = readFile(dir + "/g.bin");
-  const Bytes pre = readFile(dir + "/pre.bin");
-  Bytes d(static_cast<size_t>(rows) * D * sizeOf(T));
+  if (!in) throw std::runtime_error("column sums: bad job line");
+  const std::string name = qkv ? semaim_launch::qkvBackwardBiasName(T) : semaim_launch::geluBackwardBiasName(T);
+  const auto it = columnSumKernels().find(name);
+  if (it == columnSumKernels().end()) throw std::runtime_error("no kernel " + name);
+  std::vector<Bytes> inputs;
+  for (const char* f : qkv ? std::vector<const char*>{"dq", "dk", "dv"} : std::vector<const char*>{"g", "pre"}) inputs.push_back(readFile(dir + "/" + f + ".bin"));
+  const int width = qkv ? 3 * D : D;
+  Bytes out(static_cast<size_t>(rows) * width * sizeOf(T));
   const Launch l = semaim_launch::columnSums(rows, sms);
-  std::vector<float> dbPart(static_cast<size_t>(l.grid) * D, NAN);
-  it->second(l, g.data(), pre.data(), d.data(), dbPart.data(), rows, D);
-  writeFile(dir + "/d.bin", d);
-  writeFile(dir + "/dbpart.bin", rawBytes(dbPart));
-  const std::string grid = std::to_string(l.grid);
-  writeFile(dir + "/grid.txt", Bytes(grid.begin(), grid.end()));
-}
-
-void runQkvBackward(const std::string& dir, std::istringstream& in) {
-  std::string T;
-  long long rows;
-  int D, sms;
-  in >> T >> rows >> D >> sms;
-  if (!in) throw std::runtime_error("qkvBwd: bad job line");
-  const auto it = qkvBackwardKernels().find(semaim_launch::qkvBackwardBiasName(T));
-  if (it == qkvBackwardKernels().end()) throw std::runtime_error("qkvBwd: no kernel for " + T);
-  const Bytes dq = readFile(dir + "/dq.bin");
-  const Bytes dk = readFile(dir + "/dk.bin");
-  const Bytes dv = readFile(dir + "/dv.bin");
-  Bytes out(static_cast<size_t>(rows) * 3 * D * sizeOf(T));
-  const Launch l = semaim_launch::columnSums(rows, sms);
-  std::vector<float> dbPart(static_cast<size_t>(l.grid) * 3 * D, NAN);
-  it->second(l, dq.data(), dk.data(), dv.data(), out.data(), dbPart.data(), rows, D);
+  std::vector<float> dbPart(static_cast<size_t>(l.grid) * width, NAN);
+  it->second(l, inputs, out.data(), dbPart.data(), rows, D);
   writeFile(dir + "/out.bin", out);
   writeFile(dir + "/dbpart.bin", rawBytes(dbPart));
   const std::string grid = std::to_string(l.grid);
@@ -273,8 +250,7 @@ int main(int argc, char** argv) {
     in >> kind;
     if (kind == "ln") runLayerNorm(dir, in);
     else if (kind == "lnb") runLayerNormBackward(dir, in);
-    else if (kind == "geluBwd") runGeluBackward(dir, in);
-    else if (kind == "qkvBwd") runQkvBackward(dir, in);
+    else if (kind == "geluBwd" || kind == "qkvBwd") runColumnSums(dir, in, kind == "qkvBwd");
     else if (kind == "targets") runTargets(dir, in);
     else if (kind == "convert") runConvert(dir, in);
     else throw std::runtime_error("unknown job '" + kind + "'");

@@ -264,6 +264,17 @@ test('emulated LayerNorm backward kernel equals native_layer_norm_backward (+ gh
   });
 });
 
+/** A column-sum kernel's job (then removed): the vector path, the grid, and block sums [grid, width] adding up to want's column sums. */
+function checkColumnSums(dir: string, want: Tensor, grid: number, tol: number, what: string): void {
+  const [rows, width] = want.shape;
+  assert.equal(paths(dir), 'vector', `${what} path`);
+  assert.equal(Number(fs.readFileSync(path.join(dir, 'grid.txt'), 'utf8')), grid, `${what} grid`);
+  const part = readTensor(path.join(dir, 'dbpart.bin'), 'float32', [grid, width]);
+  assert.equal(Number(part.isnan().any().item()), 0, `${what}: every block wrote every column`);
+  assertClose(part.sum(0), want.float().sum(0), tol, tol * rows, `${what} bias gradient`);
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
 test("emulated GELU backward kernel equals GELU's backward and sums it over rows for the bias, in float32, bfloat16 and float16", { skip }, () => {
   torch.scope(() => {
     for (const T of ['f32', 'bf16', 'f16'] as Code[]) {
@@ -285,15 +296,9 @@ test("emulated GELU backward kernel equals GELU's backward and sums it over rows
         const ulp = T === 'bf16' ? 2 ** -7 : T === 'f16' ? 2 ** -10 : 2e-6;
         const what = `${T} D ${D} sms ${sms}`;
         const dir = runJob(`geluBwd ${T} ${rows} ${D} ${sms}`, { 'g.bin': g, 'pre.bin': pre });
-        assert.equal(paths(dir), 'vector', `${what} path`);
-        assertClose(readTensor(path.join(dir, 'd.bin'), dtype, [rows, D]), want, ulp * 2, ulp, `${what} gradient`);
-        const grid = Number(fs.readFileSync(path.join(dir, 'grid.txt'), 'utf8'));
-        assert.equal(grid, sms ? 4 : rows, `${what} grid`);
-        const part = readTensor(path.join(dir, 'dbpart.bin'), 'float32', [grid, D]);
-        assert.equal(Number(part.isnan().any().item()), 0, `${what}: every block wrote every column`);
+        assertClose(readTensor(path.join(dir, 'out.bin'), dtype, [rows, D]), want, ulp * 2, ulp, `${what} gradient`);
         // The bias's gradient sums the stored (rounded) gradient, as libtorch's sum over d would.
-        assertClose(part.sum(0), want.float().sum(0), 1e-4, 1e-4 * rows, `${what} bias gradient`);
-        fs.rmSync(dir, { recursive: true, force: true });
+        checkColumnSums(dir, want, sms ? 4 : rows, 1e-4, what);
       }
     }
   });
@@ -315,23 +320,9 @@ test("emulated q/k/v backward kernel stacks dq, dk, dv into qkv's gradient and s
         const want = torch.stack([dq, dk, dv], 1); // [rows, 3, D]: qkv's [B, T, 3, H, hd] layout
         const what = `${T} D ${D} sms ${sms}`;
         const dir = runJob(`qkvBwd ${T} ${rows} ${D} ${sms}`, { 'dq.bin': dq, 'dk.bin': dk, 'dv.bin': dv });
-        assert.equal(paths(dir), 'vector', `${what} path`);
-        assert.equal(readTensor(path.join(dir, 'out.bin'), dtype, [rows, 3, D]).float().sub(want.float()).abs().max().item(), 0, `${what}: the three stacked`);
-        const grid = Number(fs.readFileSync(path.join(dir, 'grid.txt'), 'utf8'));
-        assert.equal(grid, sms ? 4 : rows, `${what} grid`);
-        const part = readTensor(path.join(dir, 'dbpart.bin'), 'float32', [grid, 3 * D]);
-        assert.equal(Number(part.isnan().any().item()), 0, `${what}: every block wrote every column`);
-        assertClose(
-          part.sum(0),
-          want
-            .float()
-            .reshape([rows, 3 * D])
-            .sum(0),
-          1e-5,
-          1e-5 * rows,
-          `${what} bias gradient`,
-        );
-        fs.rmSync(dir, { recursive: true, force: true });
+        const got = readTensor(path.join(dir, 'out.bin'), dtype, [rows, 3, D]);
+        assert.equal(got.float().sub(want.float()).abs().max().item(), 0, `${what}: the three stacked`);
+        checkColumnSums(dir, want.reshape([rows, 3 * D]), sms ? 4 : rows, 1e-5, what);
       }
     }
   });
