@@ -115,6 +115,19 @@ function holderGone(h: Holder | null, path: string): boolean {
   return h.pid === process.pid ? !held.has(path) : !processAlive(h.pid);
 }
 
+/** How long a starter waits for a live rival, which holds the takeover marker, to replace a dead holder's lock. */
+const TAKEOVER_WAIT_MS = 2000;
+
+/** Waits until lock `path` no longer holds `text` or `marker` is gone (true), or TAKEOVER_WAIT_MS has passed (false). */
+function awaitChange(path: string, text: string, marker: string): boolean {
+  const until = Date.now() + TAKEOVER_WAIT_MS;
+  while (readText(path) === text && lstatSync(marker, { throwIfNoEntry: false })) {
+    if (Date.now() >= until) return false;
+    sleepSync(10);
+  }
+  return true;
+}
+
 /**
  * Makes `path` hold `mine`: true, or the live holder. A lock left by a dead process is replaced only by
  * the starter that creates the takeover marker of exactly that content, by a rename over it, so the lock
@@ -130,7 +143,12 @@ function take(path: string, mine: string, depth: number): true | Holder {
     if (!holderGone(h, path)) return h!;
     if (depth >= 4) break;
     const marker = `${path}.takeover-${createHash('sha256').update(text).digest('hex').slice(0, 16)}`;
-    if (take(marker, mine, depth + 1) !== true) continue; // another starter is taking it over: read it again
+    const taker = take(marker, mine, depth + 1);
+    if (taker !== true) {
+      // A live starter is taking it over: read it again once it has (its refusal names the new holder), or name that starter.
+      if (!awaitChange(path, text, marker) && !holderGone(taker, marker)) return taker;
+      continue;
+    }
     try {
       if (readText(path) !== text) continue; // taken over already (this marker is a later one)
       const draft = `${path}.${process.pid}.draft`;

@@ -24,7 +24,7 @@ try {
   RunLock.acquire(process.argv[2]);
   got = '1';
 } catch (e) {
-  if (!/is in use by another semaim run|at the same moment/.test((e as Error).message)) throw e;
+  if (!/is in use by another semaim run/.test((e as Error).message)) throw e;
 }
 writeSync(1, `${got}\n`);
 while (waitForStdin()) {

@@ -83,12 +83,47 @@ test('a starter killed while taking over a dead holder’s lock leaves a takeove
     );
     lock.release();
 
-    // a marker held by a live starter is respected: that starter is taking the lock over
+    // a marker held by a live starter is respected: that starter is taking the lock over, and is named
     writeFileSync(lockPath, stale);
     writeFileSync(marker, holder(process.ppid));
-    assert.throws(() => RunLock.acquire(dir), /cannot take .*run\.lock: other processes took it/);
+    assert.throws(() => RunLock.acquire(dir), new RegExp(`is in use by another semaim run \\(process ${process.ppid} on this machine`));
     assert.equal(readFileSync(lockPath, 'utf8'), stale, 'the lock is left to the live starter');
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a starter that finds a live rival taking over a dead holder’s lock names the rival, once it holds the lock', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-lock-taker-'));
+  const lockPath = join(dir, LOCK_FILE);
+  const stale = holder(2 ** 22 + 1); // above Linux's pid_max
+  const marker = `${lockPath}.takeover-${createHash('sha256').update(stale).digest('hex').slice(0, 16)}`;
+  writeFileSync(lockPath, stale);
+  // the rival: takes the marker, says so, and replaces the lock a moment later, as take() does; it lives on until killed
+  const rival = spawn(process.execPath, [
+    '-e',
+    `const fs = require('node:fs');
+     const me = JSON.stringify({ pid: process.pid, host: require('node:os').hostname(), since: new Date().toISOString() });
+     fs.writeFileSync(${JSON.stringify(marker)}, me, { flag: 'wx' });
+     console.log('ready');
+     setTimeout(() => {
+       fs.writeFileSync(${JSON.stringify(lockPath)} + '.draft', me);
+       fs.renameSync(${JSON.stringify(lockPath)} + '.draft', ${JSON.stringify(lockPath)});
+       fs.unlinkSync(${JSON.stringify(marker)});
+     }, 300);
+     setInterval(() => {}, 1000);`,
+  ]);
+  const exited = once(rival, 'exit');
+  try {
+    assert.equal((await createInterface({ input: rival.stdout })[Symbol.asyncIterator]().next()).value, 'ready');
+    assert.throws(
+      () => RunLock.acquire(dir),
+      (e: unknown) =>
+        e instanceof RunInUseError && e.holder.pid === rival.pid && /is in use by another semaim run \(process \d+ on this machine/.test(e.message),
+    );
+  } finally {
+    rival.kill('SIGKILL');
+    await exited;
     rmSync(dir, { recursive: true, force: true });
   }
 });
