@@ -171,9 +171,10 @@ export class Mlp extends Module {
   }
   forward(x: Tensor): Tensor {
     return torch.scope(() => {
-      // With the GELU kernel (torch/fused.ts), fc1's bias takes its gradient from GELU's backward pass.
+      // With the GELU kernel (torch/fused.ts), fc1's bias takes its gradient from GELU's backward pass (so
+      // only where there is a backward).
       const hidden =
-        fused.useFused('gelu', x) && this.fc1.bias && this.act.approximate === 'none'
+        fused.useFused('gelu', x) && torch.isGradEnabled() && this.fc1.bias && this.act.approximate === 'none'
           ? fused.geluAfterBias(F.linear(x, this.fc1.weight, this.fc1.bias.detach()), this.fc1.bias)
           : this.act.forward(this.fc1.forward(x));
       return this.drop.forward(this.fc2.forward(this.drop.forward(hidden)));

@@ -49,8 +49,10 @@ export class Attention extends Module {
   heads(x: Tensor): Tensor[] {
     const [B, T] = x.shape;
     const hd = this.dim / this.numHeads;
-    // With the qkv kernel (torch/fused.ts), qkv's bias takes its gradient from the heads' backward pass.
-    if (fused.useFused('qkv', x) && this.qkv.bias) return fused.qkvHeads(F.linear(x, this.qkv.weight, this.qkv.bias.detach()), this.qkv.bias, this.numHeads);
+    // With the qkv kernel (torch/fused.ts), qkv's bias takes its gradient from the heads' backward pass (so
+    // only where there is a backward).
+    if (fused.useFused('qkv', x) && torch.isGradEnabled() && this.qkv.bias)
+      return fused.qkvHeads(F.linear(x, this.qkv.weight, this.qkv.bias.detach()), this.qkv.bias, this.numHeads);
     // [B, T, 3, H, hd] -> 3 × [B, T, H, hd] -> [B, H, T, hd]. Split along the packed dimension itself: the
     // backward then stacks the three gradients straight into [B, T, 3, H, hd] (attention kernels return them
     // in q's [B, T, H, hd] memory order), one copy; split after a permute, it cat'ed them in the permuted
