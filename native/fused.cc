@@ -8,9 +8,9 @@
 //          libtorch ops (LayerNorm's backward, sums); LayerNorm's takes `fusedBackward`
 //          too: its backward then runs one kernel on CUDA tensors (the same arithmetic as libtorch ops
 //          elsewhere), else libtorch's LayerNorm backward.
-// GELU after a bias is the exception: its forward is always libtorch's GELU and its backward always
-// gives the bias its gradient; `fused` picks the backward's kernel on CUDA tensors (libtorch's
-// gelu_backward and a sum without it).
+// GELU after a bias and q, k, v from qkv are the exceptions: their forward is always libtorch's (GELU;
+// views) and their backward always gives the Linear's bias its gradient; `fused` picks the backward's
+// kernel on CUDA tensors (libtorch's ops and a sum without it).
 // The kernels need a CUDA libtorch (SEMAIM_CUDA) and, at run time, libnvrtc and libcuda; both are opened
 // with dlopen, so the addon builds without the NVRTC or driver headers and loads without the libraries.
 #include "common.h"
@@ -603,6 +603,24 @@ struct LayerNormFunction : public torch::autograd::Function<LayerNormFunction> {
 
 #ifdef SEMAIM_CUDA
 bool aligned16(const at::Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0; }
+
+// Launches column-sum kernel `name` of fused.cu (its inputs, then out [rows, width], the block sums, rows,
+// D) and returns out's column sums in float32: the bias's gradient.
+at::Tensor launchColumnSums(const std::string& name, std::vector<void*> inputs, const at::Tensor& out, int64_t width, int D) {
+  long long rows = out.numel() / width;
+  if (rows == 0) return at::zeros({width}, out.options().dtype(at::kFloat));
+  const auto l = semaim_launch::columnSums(rows, multiProcessors(out.device().index()));
+  at::Tensor part = at::empty({static_cast<int64_t>(l.grid), width}, out.options().dtype(at::kFloat));
+  void* op = out.data_ptr();
+  void* pp = part.data_ptr();
+  std::vector<void*> args;
+  for (void*& p : inputs) args.push_back(&p);
+  for (void** p : {&op, &pp}) args.push_back(p);
+  args.push_back(&rows);
+  args.push_back(&D);
+  launchKernel(name, l, out, args);
+  return part.sum(0);
+}
 #endif
 
 // d = GELU's backward at pre for the gradient g, and d summed over rows in float32 (float64 for double; the
@@ -616,17 +634,8 @@ std::tuple<at::Tensor, at::Tensor> geluBackwardWithBias(const at::Tensor& g, con
     const at::Tensor gc = g.to(pre.scalar_type()).contiguous();
     if (aligned16(p) && aligned16(gc)) {
       at::Tensor d = at::empty(p.sizes(), p.options());
-      long long rows = p.numel() / D;
-      const auto l = semaim_launch::columnSums(rows, multiProcessors(p.device().index()));
-      if (rows == 0) return {d, at::zeros({D}, p.options().dtype(at::kFloat))};
-      at::Tensor part = at::empty({static_cast<int64_t>(l.grid), D}, p.options().dtype(at::kFloat));
-      void* gp = gc.data_ptr();
-      void* pp = p.data_ptr();
-      void* dp = d.data_ptr();
-      void* partp = part.data_ptr();
-      int Di = static_cast<int>(D);
-      launchKernel(semaim_launch::geluBackwardBiasName(kernelCode(p.scalar_type())), l, p, {&gp, &pp, &dp, &partp, &rows, &Di});
-      return {d, part.sum(0)};
+      const std::string name = semaim_launch::geluBackwardBiasName(kernelCode(p.scalar_type()));
+      return {d, launchColumnSums(name, {gc.data_ptr(), p.data_ptr()}, d, D, static_cast<int>(D))};
     }
   }
 #endif
@@ -672,18 +681,8 @@ std::tuple<at::Tensor, at::Tensor> qkvBackwardWithBias(const at::Tensor& dq, con
   if (fused && onKernels(proto) && rowsInOrder && D > 0 && D % (16 / proto.element_size()) == 0 && 3 * D <= semaim_launch::kColumnSumMaxWidth &&
       aligned16(g[0]) && aligned16(g[1]) && aligned16(g[2])) {
     at::Tensor out = at::empty({B, T, 3, H, hd}, g[0].options());
-    long long rows = B * T;
-    if (rows == 0) return {out, at::zeros({3 * D}, out.options().dtype(at::kFloat))};
-    const auto l = semaim_launch::columnSums(rows, multiProcessors(out.device().index()));
-    at::Tensor part = at::empty({static_cast<int64_t>(l.grid), 3 * D}, out.options().dtype(at::kFloat));
-    void* qp = g[0].data_ptr();
-    void* kp = g[1].data_ptr();
-    void* vp = g[2].data_ptr();
-    void* op = out.data_ptr();
-    void* partp = part.data_ptr();
-    int Di = static_cast<int>(D);
-    launchKernel(semaim_launch::qkvBackwardBiasName(kernelCode(out.scalar_type())), l, out, {&qp, &kp, &vp, &op, &partp, &rows, &Di});
-    return {out, part.sum(0)};
+    const std::string name = semaim_launch::qkvBackwardBiasName(kernelCode(out.scalar_type()));
+    return {out, launchColumnSums(name, {g[0].data_ptr(), g[1].data_ptr(), g[2].data_ptr()}, out, 3 * D, static_cast<int>(D))};
   }
 #endif
   (void)fused;
