@@ -251,8 +251,34 @@ function mutateJsonText(r, text) {
   } catch {
     return mutateBytesN(r, Buffer.from(text)).toString('latin1');
   }
-  for (let n = 1 + r.int(3); n > 0; n--) v = mutateJsonValue(r, v);
+  for (let n = 1 + r.int(3); n > 0; n--) {
+    const next = mutateJsonValue(r, v);
+    if (jsonFits(next)) v = next; // repeated array growth can make text no string can hold
+  }
   return toJson(v, r.chance(0.5) ? 1 : undefined);
+}
+
+/**
+ * Whether a JSON value's text stays under 8 Mi characters (a header far past any reader's limit), counted
+ * without writing it (a walk that stops at the limit: writing an oversized value first is what costs a
+ * gigabyte of the fuzzer's own memory).
+ */
+function jsonFits(v) {
+  const limit = 8 << 20;
+  let size = 0;
+  const todo = [v];
+  while (todo.length) {
+    const x = todo.pop();
+    if (x !== null && typeof x === 'object') {
+      size += 2;
+      for (const [k, y] of Object.entries(x)) {
+        size += k.length + 4;
+        todo.push(y);
+      }
+    } else size += String(x).length + 2;
+    if (size > limit) return false;
+  }
+  return true;
 }
 
 // ------------------------------------------------------------------ checks
