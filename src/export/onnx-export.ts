@@ -11,9 +11,9 @@ import { encoderWeights, vitToOnnx, OPSET } from './vit-onnx';
 import { classifierConfigJson, modelConfigJson, preprocessorConfigJson } from './hf-config';
 import { isFinetuneFolder, loadClassifier, resolveClassifier } from '../eval/classifier-source';
 import { evalPreprocessing } from './preprocessing';
-import { commitStagedUnlessAborted, fileStagers } from '../util/safe-write';
-import { inOutputFolder } from '../util/output-folder';
-import { claimOutputs, guardOutputs } from '../io/outputs';
+import { fileStagers } from '../util/safe-write';
+import { commitExport } from './commit-export';
+import { guardOutputs } from '../io/outputs';
 import { checkExportSpace, filesBytes } from './export-space';
 import { formatBytes } from '../util/disk-space';
 
@@ -115,15 +115,7 @@ export async function exportOnnx(source: string, outDir: string, o: OnnxOptions)
     [pre, JSON.stringify(preprocessorConfigJson(evalPreprocessing(m.config.imgSize)), null, 2) + '\n'],
   ];
   checkExportSpace(outDir, filesBytes(files), outDir, `model ${formatBytes(m.bytes.length)} and its two JSON files`);
-  await inOutputFolder(join(outDir, 'onnx'), async () => {
-    // all three, or (a full disk) none: an earlier export's config never describes a new model; another
-    // process exporting to the same folder refuses rather than interleaving its renames with ours
-    const release = claimOutputs([config, model, pre]);
-    try {
-      await commitStagedUnlessAborted(fileStagers(files), o.signal);
-    } finally {
-      release();
-    }
-  });
+  // all three, or none: an earlier export's config never describes a new model
+  await commitExport(join(outDir, 'onnx'), [config, model, pre], fileStagers(files), o.signal);
   return { dir: outDir, model, modelBytes: m.bytes.length, files: [model, config, pre] };
 }

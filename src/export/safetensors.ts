@@ -21,10 +21,10 @@ import {
 import type { Tensor } from '../torch';
 import { checkExportSpace } from './export-space';
 import { formatBytes } from '../util/disk-space';
-import { claimOutputs, guardOutputs } from '../io/outputs';
+import { guardOutputs } from '../io/outputs';
 import { CheckpointError } from '../util/errors';
-import { commitStagedUnlessAborted, stageFile } from '../util/safe-write';
-import { inOutputFolder } from '../util/output-folder';
+import { stageFile } from '../util/safe-write';
+import { commitExport } from './commit-export';
 
 /** The files exportEncoder writes for `out`. */
 export function encoderExportFiles(out: string): string[] {
@@ -108,7 +108,7 @@ async function exportEncoderFile(source: string, out: string, o: ExportOptions):
   return writeEncoder(tensors, src.config, source, files, o.signal);
 }
 
-/** Writes the encoder's tensors (disposing them) and its config JSON, both or (a full disk, a kill) neither: commitStagedUnlessAborted. */
+/** Writes the encoder's tensors (disposing them) and its config JSON, both or (a full disk, a kill) neither: commitExport. */
 async function writeEncoder(tensors: Map<string, Tensor>, enc: EncoderConfig, source: string, [weights, config]: string[], signal?: AbortSignal) {
   try {
     // the weights' bytes, and 64 KiB for the header (a name and shape a tensor) and the config JSON
@@ -119,26 +119,21 @@ async function writeEncoder(tensors: Map<string, Tensor>, enc: EncoderConfig, so
     throw e;
   }
   try {
-    await inOutputFolder(dirname(weights), async () => {
-      const release = claimOutputs([weights, config]); // another export to the same files refuses, rather than mixing its pair with ours
-      try {
-        await commitStagedUnlessAborted(
-          [
-            () =>
-              stageTensors(weights, tensors, {
-                format: 'pt',
-                config: JSON.stringify(enc),
-                source,
-                note: 'timm VisionTransformer(img_size, patch_size, embed_dim, depth, num_heads, mlp_ratio, num_classes=0, global_pool="token")',
-              }),
-            () => stageFile(config, JSON.stringify(exportedConfigJson(enc), null, 2)),
-          ],
-          signal,
-        );
-      } finally {
-        release();
-      }
-    });
+    await commitExport(
+      dirname(weights),
+      [weights, config],
+      [
+        () =>
+          stageTensors(weights, tensors, {
+            format: 'pt',
+            config: JSON.stringify(enc),
+            source,
+            note: 'timm VisionTransformer(img_size, patch_size, embed_dim, depth, num_heads, mlp_ratio, num_classes=0, global_pool="token")',
+          }),
+        () => stageFile(config, JSON.stringify(exportedConfigJson(enc), null, 2)),
+      ],
+      signal,
+    );
   } finally {
     disposeAll(tensors);
   }

@@ -8,11 +8,11 @@ import { dirname, join } from 'node:path';
 import { exportAsset, packageVersion } from './assets';
 import { FloatType } from './onnx-graph';
 import { onnxModelOf } from './onnx-export';
-import { commitStagedUnlessAborted, fileStagers } from '../util/safe-write';
-import { inOutputFolder } from '../util/output-folder';
+import { fileStagers } from '../util/safe-write';
+import { commitExport } from './commit-export';
 import { evalPreprocessing } from './preprocessing';
 import { OPSET } from './vit-onnx';
-import { claimOutputs, guardOutputs } from '../io/outputs';
+import { guardOutputs } from '../io/outputs';
 import { MissingPackageError } from '../util/errors';
 import { checkExportSpace, filesBytes } from './export-space';
 import { formatBytes } from '../util/disk-space';
@@ -98,17 +98,9 @@ export async function exportWeb(
   ];
   const bytes = filesBytes(files);
   checkExportSpace(outDir, bytes, outDir, `model ${formatBytes(m.bytes.length)}, the page and onnxruntime-web ${formatBytes(bytes - m.bytes.length)}`);
-  await inOutputFolder(join(outDir, 'ort'), async () => {
-    // another process exporting to the same folder refuses rather than interleaving its renames with ours
-    const release = claimOutputs(webExportFiles(outDir));
-    try {
-      // every file of this export is one commit (one journal, beside model.onnx): a full disk changes none
-      // of them, and a kill between the renames is completed by the next writer, so the page, the runtime
-      // and the model are always of one export
-      await commitStagedUnlessAborted(fileStagers(files), o.signal);
-    } finally {
-      release();
-    }
-  });
+  // every file of this export is one commit (one journal, beside model.onnx): a full disk changes none
+  // of them, and a kill between the renames is completed by the next writer, so the page, the runtime
+  // and the model are always of one export
+  await commitExport(join(outDir, 'ort'), webExportFiles(outDir), fileStagers(files), o.signal);
   return { dir: outDir, page: join(outDir, 'index.html'), modelBytes: m.bytes.length, ortVersion: ort.version };
 }

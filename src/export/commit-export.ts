@@ -1,0 +1,20 @@
+// The last step of every export: its files written together into the output folder.
+import { claimOutputs } from '../io/outputs';
+import { commitStagedUnlessAborted, type StagedFile } from '../util/safe-write';
+import { inOutputFolder } from '../util/output-folder';
+
+/**
+ * Makes `folder` (taken back, if new and still empty, when this fails), claims `outputs` so that another
+ * export to the same files refuses rather than interleaving its renames with ours, then commits the staged
+ * files as one: all of them, or (a full disk, a stop signal) none.
+ */
+export async function commitExport(folder: string, outputs: string[], stagers: (() => StagedFile)[], signal: AbortSignal | undefined): Promise<void> {
+  await inOutputFolder(folder, async () => {
+    const release = claimOutputs(outputs);
+    try {
+      await commitStagedUnlessAborted(stagers, signal);
+    } finally {
+      release();
+    }
+  });
+}
