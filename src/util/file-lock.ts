@@ -7,7 +7,7 @@ import { closeSync, linkSync, lstatSync, openSync, renameSync, rmSync, unlinkSyn
 import { basename, dirname, join } from 'node:path';
 import { namesOfDeadProcesses, processAlive } from './process-alive';
 import { readSmallFile } from './small-file';
-import { sleepSync } from './sleep-sync';
+import { waitUntilSync } from './sleep-sync';
 
 export interface Holder {
   pid: number;
@@ -45,14 +45,12 @@ const EMPTY_LOCK_GRACE_MS = 2000;
  * held it. An empty lock older than the grace, or still empty after it, was left by a starter killed there.
  */
 function readSettled(path: string): string | null {
-  const until = Date.now() + EMPTY_LOCK_GRACE_MS;
-  for (;;) {
-    const text = readText(path);
-    if (text !== '' || Date.now() >= until) return text;
-    const written = lstatSync(path, { throwIfNoEntry: false })?.mtimeMs ?? 0;
-    if (Date.now() - written > EMPTY_LOCK_GRACE_MS) return text;
-    sleepSync(10);
-  }
+  let text: string | null = null;
+  waitUntilSync(EMPTY_LOCK_GRACE_MS, () => {
+    text = readText(path);
+    return text !== '' || Date.now() - (lstatSync(path, { throwIfNoEntry: false })?.mtimeMs ?? 0) > EMPTY_LOCK_GRACE_MS;
+  });
+  return text;
 }
 
 function parseHolder(text: string): Holder | null {
@@ -120,12 +118,7 @@ const TAKEOVER_WAIT_MS = 2000;
 
 /** Waits until lock `path` no longer holds `text` or `marker` is gone (true), or TAKEOVER_WAIT_MS has passed (false). */
 function awaitChange(path: string, text: string, marker: string): boolean {
-  const until = Date.now() + TAKEOVER_WAIT_MS;
-  while (readText(path) === text && lstatSync(marker, { throwIfNoEntry: false })) {
-    if (Date.now() >= until) return false;
-    sleepSync(10);
-  }
-  return true;
+  return waitUntilSync(TAKEOVER_WAIT_MS, () => readText(path) !== text || !lstatSync(marker, { throwIfNoEntry: false }));
 }
 
 /**
