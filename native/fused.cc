@@ -350,6 +350,12 @@ bool onKernels(const at::Tensor& t) {
 
 at::ScalarType accType(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
 
+// The column sums of `t` seen as rows of `width` values, in accType: a bias's gradient from its output's.
+at::Tensor sumOverRows(const at::Tensor& t, int64_t width) {
+  const std::vector<int64_t> rowsDim{0};
+  return at::sum(t.reshape({-1, width}), rowsDim, false, accType(t.scalar_type()));
+}
+
 #ifdef SEMAIM_CUDA
 // x and r (same shape) as rows of their last dimension for the LayerNorm kernel: a 3-D tensor as
 // [batch, rowsPerBatch] rows with its own strides (a narrowed sequence is read without a copy), any
@@ -641,8 +647,7 @@ std::tuple<at::Tensor, at::Tensor> geluBackwardWithBias(const at::Tensor& g, con
 #endif
   (void)fused;
   const at::Tensor d = at::gelu_backward(g, pre);
-  const std::vector<int64_t> rowsDim{0};
-  return {d, at::sum(d.reshape({-1, D}), rowsDim, false, accType(pre.scalar_type()))};
+  return {d, sumOverRows(d, D)};
 }
 
 // gelu(pre) for pre = x·Wᵀ + bias from a Linear given the bias detached, so that the bias's add stays in
@@ -687,8 +692,7 @@ std::tuple<at::Tensor, at::Tensor> qkvBackwardWithBias(const at::Tensor& dq, con
 #endif
   (void)fused;
   const at::Tensor out = at::stack(g, 2);
-  const std::vector<int64_t> rowsDim{0};
-  return {out, at::sum(out.reshape({-1, 3 * D}), rowsDim, false, accType(out.scalar_type()))};
+  return {out, sumOverRows(out, 3 * D)};
 }
 
 // q, k, v [B, H, T, hd]: views of qkv [B, T, 3·D] (a Linear's output whose bias was added with the bias
