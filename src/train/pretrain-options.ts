@@ -1,6 +1,5 @@
 // `semaim pretrain` options (defaults: the authors' ViT-B/16 ImageNet recipe, docs/METHOD.md §6.1) and their
 // translation into a model config. Everything is validated before any work starts.
-import { totalmem } from 'node:os';
 import { OptionError, Options, defineOptions, MAX_THREADS, MAX_THREADS_IS, MAX_WORKERS } from '../util/options';
 import { precisionOption, checkPrecision } from '../run/precision';
 import { checkDevice } from '../run/device';
@@ -22,6 +21,7 @@ import {
 import type { TrainDataRequest } from '../data';
 import { IMAGE_INPUT_OPTIONS, imageInputOptions } from '../data/options';
 import { GRAD_SYNC_OPTIONS, LAUNCH_OPTIONS, checkGradSync } from '../dist/launch';
+import { machineMemory, type MachineMemory } from '../util/machine-memory';
 
 /**
  * How a GPU executes the step, not what it computes: shared by pretrain and the studies that pre-train
@@ -282,16 +282,16 @@ const CONFIG_KEY_OPTION: Record<string, string> = {
  * Refuses a model whose parameters, gradients and AdamW moments alone (16 bytes per parameter) would
  * not fit in this machine's memory, naming the option that made it large, before anything is allocated.
  */
-export function checkModelFits(cfg: SemAIMConfig, o: PretrainOptions, memoryBytes = totalmem()): void {
+export function checkModelFits(cfg: SemAIMConfig, o: PretrainOptions, memory: MachineMemory = machineMemory()): void {
   const params = semaimParameterCount(cfg);
   const bytes = params * 16;
-  if (bytes <= memoryBytes) return;
+  if (bytes <= memory.bytes) return;
   const key = o.mlpRatio !== 4 ? 'mlpRatio' : o.embedDim !== undefined ? 'embedDim' : o.depth !== undefined ? 'depth' : 'model';
   throw new OptionError(
     key,
     `the model would have ${(params / 1e9).toFixed(2)} billion parameters (embed ${cfg.embedDim}, depth ${cfg.depth}, ` +
       `MLP ratio ${cfg.mlpRatio}, decoder ${cfg.decoderDepth}): ${(bytes / 2 ** 30).toFixed(1)} GiB for weights, gradients and AdamW state, ` +
-      `more than this machine's ${(memoryBytes / 2 ** 30).toFixed(1)} GiB`,
+      `more than ${memory.describe}`,
   );
 }
 

@@ -6,8 +6,8 @@
 // refused before its first batch; a buffer that holds more than its share while running (shards of
 // images larger than the mean) stops the epoch with a DataError naming the sample.
 
-import { totalmem } from 'node:os';
 import { formatBytes } from '../../util/disk-space';
+import { machineMemory } from '../../util/machine-memory';
 
 export const SHUFFLE_MEMORY_ENV = 'SEMAIM_SHUFFLE_MEMORY';
 
@@ -27,14 +27,12 @@ export function shuffleMemoryBudget(env: NodeJS.ProcessEnv = process.env): Memor
     if (!m) throw new Error(`${SHUFFLE_MEMORY_ENV}=${v}: give a number of bytes, e.g. 8G or 512M`);
     return { bytes: Math.floor(Number(m[1]) * UNITS[m[2].toLowerCase()]), source: SHUFFLE_MEMORY_ENV };
   }
-  // constrainedMemory: the cgroup limit (0 or a huge number when there is none)
-  const limit = process.constrainedMemory?.() ?? 0;
-  const mem = limit > 0 ? Math.min(limit, totalmem()) : totalmem();
+  const mem = machineMemory();
   const local = Number(env.LOCAL_WORLD_SIZE);
   const procs = Number.isInteger(local) && local > 1 ? local : 1;
   return {
-    bytes: Math.floor(mem / 2 / procs),
-    source: `half of this machine's ${formatBytes(mem)} of memory${procs > 1 ? `, shared by its ${procs} processes` : ''}`,
+    bytes: Math.floor(mem.bytes / 2 / procs),
+    source: `half of ${mem.describe}${procs > 1 ? `, shared by its ${procs} processes` : ''}`,
   };
 }
 

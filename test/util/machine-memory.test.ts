@@ -1,0 +1,29 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { machineMemory } from '../../src/util/machine-memory';
+import { checkModelFits, modelConfigFrom, PRETRAIN_OPTIONS, type PretrainOptions } from '../../src/train/pretrain-options';
+import { OptionError, resolveOptions } from '../../src/util/options';
+
+const GiB = 2 ** 30;
+
+test("a container's limit below the machine's memory is the figure; none, or one above, leaves the machine's", () => {
+  assert.deepEqual(machineMemory(8 * GiB, 64 * GiB), { bytes: 8 * GiB, describe: "this container's limit of 8.0 GiB" });
+  assert.deepEqual(machineMemory(0, 64 * GiB), { bytes: 64 * GiB, describe: "this machine's 64.0 GiB of memory" });
+  // cgroup v1 without a limit reports a huge number
+  assert.deepEqual(machineMemory(2 ** 63, 64 * GiB), { bytes: 64 * GiB, describe: "this machine's 64.0 GiB of memory" });
+  assert.ok(machineMemory().bytes > 0);
+});
+
+test("a model whose weights, gradients and AdamW state exceed the container's limit is refused, naming the limit", () => {
+  const o: PretrainOptions = resolveOptions(PRETRAIN_OPTIONS, { model: 'vit_large', dataPath: '/x' });
+  const cfg = modelConfigFrom(o);
+  // ViT-L/16 with its decoder: ~0.46 billion parameters, ~6.9 GiB at 16 bytes each
+  assert.doesNotThrow(() => checkModelFits(cfg, o, machineMemory(0, 64 * GiB)));
+  assert.throws(
+    () => checkModelFits(cfg, o, machineMemory(4 * GiB, 64 * GiB)),
+    (e: unknown) =>
+      e instanceof OptionError &&
+      e.key === 'model' &&
+      /GiB for weights, gradients and AdamW state, more than this container's limit of 4\.0 GiB/.test(e.message),
+  );
+});
