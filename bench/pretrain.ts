@@ -24,7 +24,7 @@
 //   --quick             2 + 3 steps (smoke test)
 //   --ablate-order      CUDA: also time TS with its similarity pass in fp32 (--order-precision fp32) at batch 256
 // The speed levers of issue 19, each an extra TypeScript side beside the plain one (off by default):
-//   --fused KINDS       the fused kernels (all, or a list of layernorm,layernorm-backward,gelu,qkv,targets; src/torch/fused.ts)
+//   --fused KINDS       the fused kernels (all, or a list of layernorm,layernorm-backward,gelu,qkv,targets,patch-embed; src/torch/fused.ts)
 //   --cuda-graphs       CUDA only: the step captured once as a CUDA graph and replayed (with --fused: also fused)
 //   --graphs-at KEY:BATCH[,...]   the CUDA-graph sides only at these configs (e.g. base:256,base:64)   [every config]
 //   --sdpa ORDER        the attention backends' priority, e.g. cudnn,flash,efficient,math (libtorch >= 2.6)

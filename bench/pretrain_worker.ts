@@ -11,7 +11,7 @@
 // --embed-dim/--depth/--heads override the preset (the order ablation's small model: 96 × 4, 3 heads);
 // --order raster|stochastic runs no similarity pass (as the trainer: only S-based orders need it);
 // --no-blur: pixel targets without the 9×9 blur (the ablation's recipe).
-//        [--phase-timer [--upload-input]] [--fused all|none|layernorm,layernorm-backward,gelu,qkv,targets] [--sdpa cudnn,flash,...]
+//        [--phase-timer [--upload-input]] [--fused all|none|layernorm,layernorm-backward,gelu,qkv,targets,patch-embed] [--sdpa cudnn,flash,...]
 //        [--cuda-graphs] [--kernel-profile STEPS [--kernel-profile-out FILE.md]]
 //
 // Phases (order / forward / backward / optimizer) are timed on every CPU step (the host waits for
@@ -151,7 +151,7 @@ async function main(): Promise<void> {
   }
   torch.fused.setFused(fusedKinds);
   let fusedStatus: string | null = null;
-  if (fusedKinds.length && cuda) {
+  if (fusedKinds.some(torch.fused.needsKernels) && cuda) {
     const st = torch.fused.kernelStatus(true);
     if (!st.loaded) throw new Error(`--fused ${fusedKinds.join(',')}: the kernels cannot run: ${st.message}`);
     fusedStatus = st.message;

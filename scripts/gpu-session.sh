@@ -103,7 +103,8 @@ if [ "${LEVERS:-0}" = 1 ] && [ -f build/Release/semaim.node ]; then
   # Issue 19, one lever at a time at the target's config (ViT-B/16, 224², 12 decoder blocks, batch 256),
   # straight through the benchmark's worker (no reference sides: their numbers are in the PERF run): the
   # LayerNorm kernel, with its backward kernel, then GELU's backward with fc1's bias gradient, then q/k/v's
-  # backward with qkv's, then the targets kernel too (all), and all with CUDA graphs: each kind's worth is
+  # backward with qkv's, then the patch embedding as a matmul, then the targets kernel too (all), and all
+  # with CUDA graphs: each kind's worth is
   # its row against the one before (2026-12-04: LayerNorm 1.077x, the old bias + GELU 0.976x, flash instead
   # of cuDNN 0.971x); then the per-kernel GPU time of the same step in PyTorch; then the phase timer with and
   # without the fused kernels (last: the first to go when time runs out).
@@ -120,8 +121,9 @@ if [ "${LEVERS:-0}" = 1 ] && [ -f build/Release/semaim.node ]; then
       | LEVER="$1" node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{let r;try{r=JSON.parse(s)}catch{console.log(`== lever ${process.env.LEVER||"(plain)"}: failed (levers.err)`);return}const p=r.phaseTimer?.gpuMs;console.log(`== lever ${process.env.LEVER||"(plain)"}: ${r.msPerStep.toFixed(1)} ms/step (min ${r.minMs.toFixed(1)}), ${r.imgPerSec.toFixed(1)} img/s, peak GPU ${((r.peakGpuBytes??0)/2**30).toFixed(2)} GiB, attention ${JSON.stringify(r.attention??null)}${p?`, phases ${JSON.stringify(p)}`:""}${r.kernelProfile?`, kernels ${r.kernelProfile.msPerStep.toFixed(1)} ms ${JSON.stringify(r.kernelProfile.families)}`:""}${r.kernelProfileError?`, kernel profile failed: ${r.kernelProfileError}`:""}`)})' \
       | tee -a "$OUT/levers.log"
   }
+  k=layernorm,layernorm-backward,gelu,qkv
   for l in "" "--fused layernorm" "--fused layernorm,layernorm-backward" "--fused layernorm,layernorm-backward,gelu" \
-    "--fused layernorm,layernorm-backward,gelu,qkv" "--fused all" "--cuda-graphs --fused all"; do lever "$l"; done
+    "--fused $k" "--fused $k,patch-embed" "--fused all" "--cuda-graphs --fused all"; do lever "$l"; done
   if [ "$DEVICE" != cpu ] && [ "$(left)" -gt 40 ]; then
     timeout $(( $(left) - 5 )) "$SEMAIM_PYTHON" bench/pretrain_torch.py --preset vit_base --img 224 --patch 16 --decoder-depth 12 --batch 256 \
       --warmup 2 --steps 3 --threads 2 --device cuda --kernel-profile 3 --kernel-profile-out "$OUT/kernels.md" > /dev/null 2>>"$OUT/levers.err"

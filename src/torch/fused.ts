@@ -15,13 +15,17 @@
 //              qkv's and gives qkv's bias its gradient in the same kernel (qkv adds its bias inside its
 //              matmul as before, with the bias detached)
 //   targets    the pixel targets: blur, patchify and per-patch normalisation in one kernel
+//   patch-embed
+//              the patch embedding (a convolution of stride = kernel = patch size) as one matmul over the
+//              patchified images, which cuBLAS runs several times faster than cuDNN's strided convolution;
+//              no kernel of ours, the same arithmetic
 import { native } from './native';
 import { Tensor, wrap } from './tensor';
 import { autocastState } from './autograd';
 import { deviceType, type DType } from './dtype';
 
-export type FusedKind = 'layernorm' | 'layernorm-backward' | 'gelu' | 'qkv' | 'targets';
-export const FUSED_KINDS: readonly FusedKind[] = ['layernorm', 'layernorm-backward', 'gelu', 'qkv', 'targets'];
+export type FusedKind = 'layernorm' | 'layernorm-backward' | 'gelu' | 'qkv' | 'targets' | 'patch-embed';
+export const FUSED_KINDS: readonly FusedKind[] = ['layernorm', 'layernorm-backward', 'gelu', 'qkv', 'targets', 'patch-embed'];
 
 const enabled = new Set<FusedKind>();
 let onCpu = false;
@@ -40,6 +44,11 @@ export function setFused(kinds: readonly FusedKind[] | 'all' | 'none', o: { onCp
 /** The kinds now on. */
 export function fusedKinds(): FusedKind[] {
   return FUSED_KINDS.filter((k) => enabled.has(k));
+}
+
+/** Whether a kind runs kernels of ours (compiled by NVRTC): all but patch-embed, which is libtorch's matmul. */
+export function needsKernels(kind: FusedKind): boolean {
+  return kind !== 'patch-embed';
 }
 
 /** "layernorm,targets", "all" or "none" → the kinds; throws naming the unknown ones. */

@@ -39,7 +39,7 @@ export const GPU_STEP_OPTIONS = defineOptions({
     type: 'string',
     default: 'auto',
     auto: (o) => autoFused(String(o.device)),
-    help: "fused CUDA kernels (compiled at run time with NVRTC): 'all', 'none' or a list of layernorm, layernorm-backward, gelu, qkv, targets; auto = layernorm on a GPU where they compile (the one measured faster), else none",
+    help: "fused CUDA kernels (compiled at run time with NVRTC): 'all', 'none' or a list of layernorm, layernorm-backward, gelu, qkv, targets, patch-embed (a matmul, no kernel); auto = layernorm on a GPU where they compile (the one measured faster), else none",
   },
 });
 
@@ -372,7 +372,7 @@ function checkSyntheticSizes(o: PretrainOptions): void {
 /**
  * --fused auto: the LayerNorm kernel on a CUDA device where the kernels compile, else none. On an H200
  * (ViT-B/16, batch 256) it made the step 1.08× faster; layernorm-backward, gelu and qkv (backward kernels
- * that also give fc1's and qkv's biases their gradients) are not measured yet. docs/BENCHMARKS.md, "Pre-training step (CUDA)".
+ * that also give fc1's and qkv's biases their gradients) and patch-embed are not measured yet. docs/BENCHMARKS.md, "Pre-training step (CUDA)".
  */
 export function autoFused(device: string): string {
   return device.startsWith('cuda') && fused.kernelStatus(true).loaded ? 'layernorm' : 'none';
@@ -388,8 +388,8 @@ export function fusedKindsOf(o: Pick<PretrainOptions, 'fused' | 'device'>): fuse
   }
   if (!kinds.length) return kinds;
   if (!o.device.startsWith('cuda')) throw new OptionError('fused', `the fused kernels run on CUDA devices only (got --device ${o.device}); use --fused none`);
-  const status = fused.kernelStatus(true);
-  if (!status.loaded) throw new OptionError('fused', `the kernels cannot run here: ${status.message}`);
+  const status = kinds.some(fused.needsKernels) ? fused.kernelStatus(true) : null;
+  if (status && !status.loaded) throw new OptionError('fused', `the kernels cannot run here: ${status.message}`);
   return kinds;
 }
 

@@ -9,6 +9,7 @@ import { F, Tensor, fused } from '../../src/torch';
 import { gradcheck } from '../../src/torch/gradcheck';
 import { gaussianBlur, normalizePatches, patchify } from '../../src/semaim/targets';
 import { rnd, assertClose } from '../torch/helpers';
+import { PatchEmbed } from '../../src/semaim/vit';
 
 type Low = 'bfloat16' | 'float16';
 /** Tolerance of a dtype's rounding (a couple of units in the last place, relative). */
@@ -341,9 +342,10 @@ test('fused ops refuse bad shapes with clear errors; the kind list is validated'
       /must be odd/,
     );
   });
-  assert.deepEqual(fused.parseFusedKinds('all'), ['layernorm', 'layernorm-backward', 'gelu', 'qkv', 'targets']);
+  assert.deepEqual(fused.parseFusedKinds('all'), ['layernorm', 'layernorm-backward', 'gelu', 'qkv', 'targets', 'patch-embed']);
   assert.deepEqual(fused.parseFusedKinds('targets, layernorm'), ['targets', 'layernorm']);
   assert.deepEqual(fused.parseFusedKinds('none'), []);
+  assert.deepEqual(fused.FUSED_KINDS.filter(fused.needsKernels), ['layernorm', 'layernorm-backward', 'gelu', 'qkv', 'targets']);
   assert.throws(() => fused.parseFusedKinds('layernorm,softmax'), /unknown fused kernel kind\(s\) softmax/);
 });
 
@@ -353,7 +355,7 @@ test('the switch is off by default and sends CPU tensors to the unfused ops', ()
     const cpu = torch.zeros([2, 2], { device: 'cpu' });
     fused.setFused('all');
     try {
-      assert.deepEqual(fused.fusedKinds(), ['layernorm', 'layernorm-backward', 'gelu', 'qkv', 'targets']);
+      assert.deepEqual(fused.fusedKinds(), ['layernorm', 'layernorm-backward', 'gelu', 'qkv', 'targets', 'patch-embed']);
       assert.equal(fused.useFused('layernorm', cpu), false);
     } finally {
       fused.setFused('none');
@@ -361,5 +363,31 @@ test('the switch is off by default and sends CPU tensors to the unfused ops', ()
     const st = fused.kernelStatus();
     assert.equal(typeof st.message, 'string');
     if (!st.cudaBuild) assert.match(st.message, /no CUDA/);
+  });
+});
+
+test('the patch embedding as a matmul over patchified images (the patch-embed kind) equals the strided convolution: values and gradients', () => {
+  torch.scope(() => {
+    torch.manualSeed(7);
+    // Not square, three channels, a bias away from zero: a wrong order of (C, P, P) or of the patch grid shows.
+    const embed = new PatchEmbed(4, 3, 10).to({ dtype: 'float64' });
+    torch.noGrad(() => embed.proj.bias!.copy_(rnd([10], { dtype: 'float64', seed: 2 })));
+    const images = rnd([2, 3, 8, 12], { dtype: 'float64', seed: 3 }).requiresGrad_();
+    const run = (kinds: 'none' | ['patch-embed']): Tensor[] => {
+      fused.setFused(kinds, { onCpu: true });
+      try {
+        embed.zeroGrad();
+        images.grad?.zero_();
+        const out = embed.forward(images);
+        const g = grads([images, embed.proj.weight, embed.proj.bias!], [out], 11);
+        return [out, ...g];
+      } finally {
+        fused.setFused('none');
+      }
+    };
+    const conv = run('none');
+    const matmul = run(['patch-embed']);
+    assert.deepEqual(matmul[0].shape, [2, 6, 10]);
+    for (let i = 0; i < conv.length; i++) assertClose(matmul[i], conv[i], 1e-12, 0, `output and gradients [${i}]`);
   });
 });

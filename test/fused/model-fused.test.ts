@@ -45,7 +45,7 @@ function step(model: SemAIM, images: torch.Tensor, noise: torch.Tensor): { order
   });
 }
 
-test('SemAIM with every fused path (LayerNorm, GELU and q/k/v backward, targets) equals the unfused model (float64 and float32)', () => {
+test('SemAIM with every fused path (LayerNorm, GELU and q/k/v backward, targets, patch embedding) equals the unfused model (float64 and float32)', () => {
   for (const [dtype, tol] of [
     ['float64', 1e-10],
     ['float32', 2e-4],
