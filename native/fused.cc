@@ -398,6 +398,13 @@ std::vector<int64_t> statShape(const at::Tensor& x) {
   return s;
 }
 
+// The gradient of `whole` [B, T, D] from that of its first tokens `part` [B, N, D]: zero at the others.
+at::Tensor gradientOfWhole(const at::Tensor& part, const at::Tensor& whole) {
+  at::Tensor d = at::zeros(whole.sizes(), part.options());
+  d.narrow(1, 0, part.size(1)).copy_(part);
+  return d;
+}
+
 // ---------------------------------------------------------------- LayerNorm (+ residual)
 
 struct LayerNormOut {
@@ -502,11 +509,16 @@ int multiProcessors(int device) {
 }
 
 // The backward kernel: dsrc and the residual's gradient in one pass; dw and db from its per-block sums.
+// src is read in place where its rows have a stride (a narrowed sequence). With `whole` (src is its first
+// tokens, no residual): dsrc is written into a gradient of the whole, zero at the tokens left out.
 LayerNormGrads layerNormBackwardKernel(const at::Tensor& src, const at::Tensor& mean, const at::Tensor& rstd, const at::Tensor& w,
-                                       const at::Tensor& b, const at::Tensor& gy, const at::Tensor& gh, bool residual, at::ScalarType R) {
+                                       const at::Tensor& b, const at::Tensor& gy, const at::Tensor& gh, bool residual, at::ScalarType R,
+                                       const at::Tensor& whole) {
   const int64_t D = src.size(-1);
   const at::ScalarType W = weightType(src, w, b);
-  const at::Tensor s = src.contiguous();
+  const RowLayout sl = rowLayout(src);
+  const at::Tensor& s = sl.t;
+  const int64_t perBatch = rowsPerBatch(src);
   const at::Tensor gyc = gy.contiguous();
   const at::Tensor ghc = gh.defined() ? gh.to(src.scalar_type()).contiguous() : gh;
   const at::Tensor wk = w.defined() ? w.to(W).contiguous() : w;
@@ -515,8 +527,18 @@ LayerNormGrads layerNormBackwardKernel(const at::Tensor& src, const at::Tensor& 
   long long rows = D ? s.numel() / D : 0;
   const bool separateR = residual && R != src.scalar_type();
   LayerNormGrads o;
-  o.dsrc = at::empty(s.sizes(), s.options());
-  at::Tensor dr = separateR ? at::empty(s.sizes(), s.options().dtype(R)) : at::Tensor();
+  // The outputs' rows (gh's too): in the whole's buffer, or contiguous [perBatch rows] per batch.
+  const bool intoWhole = whole.defined() && whole.is_contiguous() && whole.dim() == 3 && !residual;
+  long long osB = perBatch * D, osT = D;
+  if (intoWhole) {
+    o.dsrc = at::empty(whole.sizes(), whole.options().dtype(src.scalar_type()));
+    o.dsrc.narrow(1, src.size(1), whole.size(1) - src.size(1)).zero_();
+    osB = o.dsrc.stride(0);
+    osT = o.dsrc.stride(1);
+  } else {
+    o.dsrc = at::empty(src.sizes(), s.options());
+  }
+  at::Tensor dr = separateR ? at::empty(src.sizes(), s.options().dtype(R)) : at::Tensor();
   const int device = s.device().index();
   const auto l = semaim_launch::layerNormBackward(rows, D, multiProcessors(device));
   at::Tensor dwPart = w.defined() ? at::empty({static_cast<int64_t>(l.grid), D}, s.options().dtype(at::kFloat)) : at::Tensor();
@@ -532,10 +554,11 @@ LayerNormGrads layerNormBackwardKernel(const at::Tensor& src, const at::Tensor& 
     void* drp = dr.defined() ? dr.data_ptr() : nullptr;
     void* dwp = dwPart.defined() ? dwPart.data_ptr() : nullptr;
     void* dbp = dbPart.defined() ? dbPart.data_ptr() : nullptr;
+    long long ssB = sl.sB, ssT = sl.sT, rpb = perBatch;
     int Di = static_cast<int>(D);
     const std::string T = kernelCode(src.scalar_type());
     launchKernel(semaim_launch::layerNormBackwardName(T, kernelCode(R), kernelCode(W), kernelCode(gy.scalar_type())), l, s,
-                 {&sp, &mp, &rp, &wp, &gp, &hp, &dp, &drp, &dwp, &dbp, &rows, &Di});
+                 {&sp, &ssB, &ssT, &rpb, &mp, &rp, &wp, &gp, &hp, &dp, &drp, &osB, &osT, &dwp, &dbp, &rows, &Di});
   } else {
     if (dwPart.defined()) dwPart.zero_();
     if (dbPart.defined()) dbPart.zero_();
@@ -543,6 +566,7 @@ LayerNormGrads layerNormBackwardKernel(const at::Tensor& src, const at::Tensor& 
   if (residual) o.dr = separateR ? dr : o.dsrc;
   if (w.defined()) o.dw = dwPart.sum(0).to(w.scalar_type());
   if (b.defined()) o.db = dbPart.sum(0).to(b.scalar_type());
+  if (whole.defined() && !intoWhole) o.dsrc = gradientOfWhole(o.dsrc, whole);
   return o;
 }
 #endif
@@ -551,16 +575,20 @@ LayerNormGrads layerNormBackwardKernel(const at::Tensor& src, const at::Tensor& 
 // statistics; with a residual, x and r both get d(h) = dLayerNorm + the gradient of h itself. With
 // fusedBackward: the same in one kernel on CUDA (where it covers the dtypes and width), the kernel's
 // arithmetic with libtorch ops off CUDA.
+// With tokens >= 0 (no residual): x is [B, T, D] and only its first `tokens` positions are normalised (the
+// decoder's keys, read in place); the backward gives x's gradient whole, zero at the positions left out, so
+// no slice of x is in the graph (its backward would allocate, zero and copy the whole gradient again).
 // (Absent tensors are empty optionals: an undefined tensor cannot be an autograd function's input.)
 struct LayerNormFunction : public torch::autograd::Function<LayerNormFunction> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& x, const c10::optional<at::Tensor>& ro, const c10::optional<at::Tensor>& wo,
-                               const c10::optional<at::Tensor>& bo, double eps, int64_t out, bool fusedBackward) {
+                               const c10::optional<at::Tensor>& bo, double eps, int64_t out, bool fusedBackward, int64_t tokens) {
     const at::Tensor r = ro.value_or(at::Tensor()), w = wo.value_or(at::Tensor()), b = bo.value_or(at::Tensor());
-    LayerNormOut o = layerNormForward(x, r, w, b, eps, static_cast<at::ScalarType>(out));
+    LayerNormOut o = layerNormForward(tokens >= 0 ? x.narrow(1, 0, tokens) : x, r, w, b, eps, static_cast<at::ScalarType>(out));
     const bool residual = r.defined();
     ctx->saved_data["residual"] = residual;
     ctx->saved_data["fusedBackward"] = fusedBackward;
     ctx->saved_data["residualDtype"] = static_cast<int64_t>(residual ? r.scalar_type() : x.scalar_type());
+    ctx->saved_data["tokens"] = tokens;
     ctx->save_for_backward({residual ? o.h : x, w, b, o.mean, o.rstd});
     return residual ? variable_list{o.h, o.y} : variable_list{o.y};
   }
@@ -568,11 +596,14 @@ struct LayerNormFunction : public torch::autograd::Function<LayerNormFunction> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const bool residual = ctx->saved_data["residual"].toBool();
     const auto residualDtype = static_cast<at::ScalarType>(ctx->saved_data["residualDtype"].toInt());
+    const int64_t tokens = ctx->saved_data["tokens"].toInt();
     auto saved = ctx->get_saved_variables();
-    const at::Tensor& src = saved[0];
+    const at::Tensor whole = tokens >= 0 ? saved[0] : at::Tensor();
+    const at::Tensor src = tokens >= 0 ? saved[0].narrow(1, 0, tokens) : saved[0];
     const at::Tensor& w = saved[1];
     const at::Tensor& b = saved[2];
     const at::Tensor& gy = grads[residual ? 1 : 0];
+    const at::Tensor none;
     if (ctx->saved_data["fusedBackward"].toBool()) {
       const at::Tensor gh = residual ? grads[0] : at::Tensor();
       const at::ScalarType R = residual ? residualDtype : src.scalar_type();
@@ -580,15 +611,16 @@ struct LayerNormFunction : public torch::autograd::Function<LayerNormFunction> {
       bool done = false;
 #ifdef SEMAIM_CUDA
       if (layerNormBackwardOnKernels(src, R, w, b, gy)) {
-        g = layerNormBackwardKernel(src, saved[3], saved[4], w, b, gy, gh, residual, R);
+        g = layerNormBackwardKernel(src, saved[3], saved[4], w, b, gy, gh, residual, R, whole);
         done = true;
       }
 #endif
       if (!done && !src.is_cuda()) {
         g = layerNormBackwardComposite(src, saved[3], saved[4], w, b, gy, gh, residual, R);
+        if (whole.defined()) g.dsrc = gradientOfWhole(g.dsrc, whole);
         done = true;
       }
-      if (done) return {g.dsrc, g.dr, g.dw, g.db, at::Tensor(), at::Tensor(), at::Tensor()};
+      if (done) return {g.dsrc, g.dr, g.dw, g.db, none, none, none, none};
     }
     const at::ScalarType acc = accType(src.scalar_type());
     const auto stat = statShape(src);
@@ -599,9 +631,9 @@ struct LayerNormFunction : public torch::autograd::Function<LayerNormFunction> {
     at::Tensor dx = std::get<0>(res).to(src.scalar_type());
     const at::Tensor dw = w.defined() ? std::get<1>(res).to(w.scalar_type()) : at::Tensor();
     const at::Tensor db = b.defined() ? std::get<2>(res).to(b.scalar_type()) : at::Tensor();
-    if (!residual) return {dx, at::Tensor(), dw, db, at::Tensor(), at::Tensor(), at::Tensor()};
+    if (!residual) return {whole.defined() ? gradientOfWhole(dx, whole) : dx, none, dw, db, none, none, none, none};
     const at::Tensor dh = at::add(dx, grads[0]);
-    return {dh, dh.to(residualDtype), dw, db, at::Tensor(), at::Tensor(), at::Tensor()};
+    return {dh, dh.to(residualDtype), dw, db, none, none, none, none};
   }
 };
 
@@ -781,13 +813,17 @@ static FusedKernelsResult fusedKernels(bool load) {
 
 static std::tuple<at::Tensor, at::Tensor> fusedLayerNorm(const at::Tensor& x, const c10::optional<at::Tensor>& residual,
                                                          const c10::optional<at::Tensor>& weight, const c10::optional<at::Tensor>& bias,
-                                                         double eps, c10::optional<at::ScalarType> outDtype, bool fused, bool fusedBackward) {
+                                                         double eps, c10::optional<at::ScalarType> outDtype, bool fused, bool fusedBackward,
+                                                         int64_t tokens) {
   const int64_t D = x.size(-1);
   if (residual && residual->sizes() != x.sizes()) throw std::invalid_argument("fusedLayerNorm: the residual's shape differs from the input's");
   if ((weight && weight->numel() != D) || (bias && bias->numel() != D)) throw std::invalid_argument("fusedLayerNorm: weight and bias need as many values as the last dimension");
+  if (tokens >= 0 && (residual || x.dim() != 3 || tokens > x.size(1)))
+    throw std::invalid_argument("fusedLayerNorm: tokens (the first positions of a [B, T, D] input) needs a 3-D input of at least that many positions and no residual");
   if (!fused) {
-    at::Tensor h = residual ? at::add(x, *residual) : at::Tensor();
-    at::Tensor y = at::layer_norm(residual ? h : x, {D}, weight, bias, eps);
+    const at::Tensor xs = tokens >= 0 ? x.narrow(1, 0, tokens) : x;
+    at::Tensor h = residual ? at::add(xs, *residual) : at::Tensor();
+    at::Tensor y = at::layer_norm(residual ? h : xs, {D}, weight, bias, eps);
     return {h, y};
   }
   const at::ScalarType out = outDtype.value_or(x.scalar_type());
@@ -796,10 +832,11 @@ static std::tuple<at::Tensor, at::Tensor> fusedLayerNorm(const at::Tensor& x, co
   }
   if (x.is_cuda() && !layerNormOnKernels(x, residual.value_or(at::Tensor()), weightType(x, weight.value_or(at::Tensor()), bias.value_or(at::Tensor())), out)) {
     // No kernel for these dtypes (e.g. double): the composition, in the requested output dtype.
-    at::Tensor h = residual ? at::add(x, *residual) : at::Tensor();
-    return {h, at::layer_norm(residual ? h : x, {D}, weight, bias, eps).to(out)};
+    const at::Tensor xs = tokens >= 0 ? x.narrow(1, 0, tokens) : x;
+    at::Tensor h = residual ? at::add(xs, *residual) : at::Tensor();
+    return {h, at::layer_norm(residual ? h : xs, {D}, weight, bias, eps).to(out)};
   }
-  auto outs = LayerNormFunction::apply(x, residual, weight, bias, eps, static_cast<int64_t>(out), fusedBackward);
+  auto outs = LayerNormFunction::apply(x, residual, weight, bias, eps, static_cast<int64_t>(out), fusedBackward, tokens);
   return residual ? std::make_tuple(outs[0], outs[1]) : std::make_tuple(at::Tensor(), outs[0]);
 }
 

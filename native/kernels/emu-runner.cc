@@ -66,17 +66,22 @@ const std::map<std::string, LayerNormFn>& layerNormKernels() {
   return table;
 }
 
-using LayerNormBwdFn = void (*)(const Launch&, const void*, const float*, const float*, const void*, const void*, const void*, void*, void*,
-                                float*, float*, long long, int);
+// Rows as the kernel takes them: src's layout (sB, sT), the rows per batch, gh/dsrc/dr's layout (sB, sT).
+struct RowLayouts {
+  long long ssB, ssT, rowsPerBatch, osB, osT;
+};
+using LayerNormBwdFn = void (*)(const Launch&, const void*, const RowLayouts&, const float*, const float*, const void*, const void*,
+                                const void*, void*, void*, float*, float*, long long, int);
 const std::map<std::string, LayerNormBwdFn>& layerNormBackwardKernels() {
 #define SEMAIM_EMU_LNB(T, R, W, O)                                                                                                   \
   {semaim_launch::layerNormBackwardName(#T, #R, #W, #O),                                                                            \
-   [](const Launch& l, const void* src, const float* mean, const float* rstd, const void* w, const void* gy, const void* gh, void* dsrc, \
-      void* dr, float* dwPart, float* dbPart, long long M, int D) {                                                                   \
+   [](const Launch& l, const void* src, const RowLayouts& rl, const float* mean, const float* rstd, const void* w, const void* gy,    \
+      const void* gh, void* dsrc, void* dr, float* dwPart, float* dbPart, long long M, int D) {                                      \
      simt_emu::launch(semaim_layer_norm_bwd_##T##_##R##_##W##_##O, l.grid, l.block, l.sharedBytes,                                   \
-                      static_cast<const semaim_kernels::T*>(src), mean, rstd, static_cast<const semaim_kernels::W*>(w),            \
-                      static_cast<const semaim_kernels::O*>(gy), static_cast<const semaim_kernels::T*>(gh),                        \
-                      static_cast<semaim_kernels::T*>(dsrc), static_cast<semaim_kernels::R*>(dr), dwPart, dbPart, M, D);           \
+                      static_cast<const semaim_kernels::T*>(src), rl.ssB, rl.ssT, rl.rowsPerBatch, mean, rstd,                     \
+                      static_cast<const semaim_kernels::W*>(w), static_cast<const semaim_kernels::O*>(gy),                         \
+                      static_cast<const semaim_kernels::T*>(gh), static_cast<semaim_kernels::T*>(dsrc),                            \
+                      static_cast<semaim_kernels::R*>(dr), rl.osB, rl.osT, dwPart, dbPart, M, D);                                  \
    }},
   static const std::map<std::string, LayerNormBwdFn> table{SEMAIM_FOR_EACH_LAYER_NORM(SEMAIM_EMU_LNB)};
 #undef SEMAIM_EMU_LNB
@@ -140,6 +145,10 @@ void runLayerNormBackward(const std::string& dir, std::istringstream& in) {
   int D, hasW, hasB, hasGh, hasDr, sms;
   in >> T >> R >> W >> O >> M >> D >> hasW >> hasB >> hasGh >> hasDr >> sms >> off;
   if (!in) throw std::runtime_error("lnb: bad job line");
+  // Optionally the row layouts (src.bin, and gh.bin/dsrc/dr, in elements); else contiguous [M, D] rows.
+  RowLayouts rl{0, D, M, 0, D};
+  if (!(in >> rl.rowsPerBatch >> rl.ssB >> rl.ssT >> rl.osB >> rl.osT)) rl = RowLayouts{0, D, M, 0, D};
+  if (rl.rowsPerBatch <= 0 || M % rl.rowsPerBatch) throw std::runtime_error("lnb: rows per batch must divide the rows");
   const auto it = layerNormBackwardKernels().find(semaim_launch::layerNormBackwardName(T, R, W, O));
   if (it == layerNormBackwardKernels().end()) throw std::runtime_error("lnb: no kernel for " + T + " " + R + " " + W + " " + O);
   const Bytes src = readFile(dir + "/src.bin");
@@ -148,12 +157,13 @@ void runLayerNormBackward(const std::string& dir, std::istringstream& in) {
   const Bytes w = hasW ? readFile(dir + "/w.bin") : Bytes();
   const Bytes gy = readFile(dir + "/gy.bin");
   const Bytes gh = hasGh ? readFile(dir + "/gh.bin") : Bytes();
-  const size_t n = static_cast<size_t>(M) * D;
+  // The outputs' buffers span the out layout's rows (zero where no row is: the tests check that it stays so).
+  const size_t n = static_cast<size_t>((M / rl.rowsPerBatch - 1) * rl.osB + (rl.rowsPerBatch - 1) * rl.osT + D);
   Bytes dsrc((n + off) * sizeOf(T));
   Bytes dr(hasDr ? (n + off) * sizeOf(R) : 0);
   const Launch l = semaim_launch::layerNormBackward(M, D, sms);
   std::vector<float> dwPart(static_cast<size_t>(l.grid) * D, NAN), dbPart(static_cast<size_t>(l.grid) * D, NAN);
-  it->second(l, src.data() + off * sizeOf(T), reinterpret_cast<const float*>(mean.data()), reinterpret_cast<const float*>(rstd.data()),
+  it->second(l, src.data() + off * sizeOf(T), rl, reinterpret_cast<const float*>(mean.data()), reinterpret_cast<const float*>(rstd.data()),
              hasW ? w.data() : nullptr, gy.data() + off * sizeOf(O), hasGh ? gh.data() + off * sizeOf(T) : nullptr, dsrc.data() + off * sizeOf(T),
              hasDr ? dr.data() + off * sizeOf(R) : nullptr, hasW ? dwPart.data() : nullptr, hasB ? dbPart.data() : nullptr, M, D);
   writeFile(dir + "/dsrc.bin", Bytes(dsrc.begin() + static_cast<long>(off * sizeOf(T)), dsrc.end()));

@@ -361,8 +361,10 @@ __device__ __forceinline__ void layerNormRows(const T* __restrict__ x, i64 xsB, 
 // no atomics, the same bits on every run. Each warp walks rows in a grid-stride loop and accumulates the
 // columns of its lanes (registers on the vector path, its own slice of shared memory on the scalar one);
 // at the end the block adds its warps' sums in warp order through shared memory: 2 * warps * D floats
-// (layerNormBackwardSharedBytes in launch.h). All tensors contiguous [M, D]. Chunks of the forward's width
-// (LayerNormVec).
+// (layerNormBackwardSharedBytes in launch.h). Rows are [rowsPerBatch] rows of a batch: src's with strides
+// (ssB, ssT), so a narrowed sequence is read without a copy; gh's, dsrc's and dr's with (osB, osT), so the
+// gradient of a narrowed sequence can be written into a buffer of the whole one; gy contiguous [M, D].
+// Chunks of the forward's width (LayerNormVec).
 // The widest row the vector path holds in registers: xhat and the two column sums, 3 * 32 floats per lane
 // at most (ViT-B 768 and ViT-L 1024 fit); wider rows take the scalar path.
 constexpr int kLayerNormBwdVecMaxD = 1024;
@@ -451,10 +453,10 @@ __device__ __forceinline__ void layerNormBwdRowVec(const T* __restrict__ sr, con
 }
 
 template <typename T, typename R, typename W, typename O>
-__device__ __forceinline__ void layerNormBackwardRows(const T* __restrict__ src, const float* __restrict__ mean, const float* __restrict__ rstd,
-                                                      const W* __restrict__ w, const O* __restrict__ gy, const T* __restrict__ gh,
-                                                      T* __restrict__ dsrc, R* __restrict__ dr, float* __restrict__ dwPart,
-                                                      float* __restrict__ dbPart, i64 M, int D) {
+__device__ __forceinline__ void layerNormBackwardRows(const T* __restrict__ src, i64 ssB, i64 ssT, i64 rowsPerBatch, const float* __restrict__ mean,
+                                                      const float* __restrict__ rstd, const W* __restrict__ w, const O* __restrict__ gy,
+                                                      const T* __restrict__ gh, T* __restrict__ dsrc, R* __restrict__ dr, i64 osB, i64 osT,
+                                                      float* __restrict__ dwPart, float* __restrict__ dbPart, i64 M, int D) {
   SEMAIM_DYNAMIC_SHARED(float, smem);
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
@@ -463,10 +465,10 @@ __device__ __forceinline__ void layerNormBackwardRows(const T* __restrict__ src,
   // The warp's column sums in shared memory: dw at [warp * 2D, +D), db after it.
   float* sW = smem + static_cast<i64>(warp) * 2 * D;
   float* sB = sW + D;
-  // Every row is contiguous: one decision for the whole launch.
+  // Rows whose strides keep every row as aligned as the first: one decision for the whole launch.
   constexpr int V = LayerNormVec<T, R, W, O>::kWidth;
-  const bool vec = D > 0 && D % V == 0 && D <= kLayerNormBwdVecMaxD && isAligned16(src) && isAligned16(w) && isAligned16(gy) &&
-                   isAligned16(gh) && isAligned16(dsrc) && isAligned16(dr);
+  const bool vec = D > 0 && D % V == 0 && D <= kLayerNormBwdVecMaxD && ssB % V == 0 && ssT % V == 0 && osB % V == 0 && osT % V == 0 &&
+                   isAligned16(src) && isAligned16(w) && isAligned16(gy) && isAligned16(gh) && isAligned16(dsrc) && isAligned16(dr);
   if (vec) {
     SEMAIM_TRACE_PATH(1);
     constexpr int K = kLayerNormBwdVecMaxD / (32 * V);
@@ -474,8 +476,10 @@ __device__ __forceinline__ void layerNormBackwardRows(const T* __restrict__ src,
     SEMAIM_UNROLL
     for (int i = 0; i < K * V; ++i) accW[i] = accB[i] = 0.0f;
     for (i64 row = static_cast<i64>(blockIdx.x) * warps + warp; row < M; row += stride) {
-      layerNormBwdRowVec<T, R, W, O>(src + row * D, w, gy + row * D, gh ? gh + row * D : nullptr, dsrc + row * D, dr ? dr + row * D : nullptr, D,
-                                     mean[row], rstd[row], lane, accW, accB);
+      const i64 bi = row / rowsPerBatch, ti = row - bi * rowsPerBatch;
+      const i64 so = bi * ssB + ti * ssT, oo = bi * osB + ti * osT;
+      layerNormBwdRowVec<T, R, W, O>(src + so, w, gy + row * D, gh ? gh + oo : nullptr, dsrc + oo, dr ? dr + oo : nullptr, D, mean[row], rstd[row],
+                                     lane, accW, accB);
     }
     SEMAIM_UNROLL
     for (int k = 0; k < K; ++k) {
@@ -492,8 +496,10 @@ __device__ __forceinline__ void layerNormBackwardRows(const T* __restrict__ src,
     SEMAIM_TRACE_PATH(2);
     for (int c = lane; c < D; c += 32) sW[c] = sB[c] = 0.0f;
     for (i64 row = static_cast<i64>(blockIdx.x) * warps + warp; row < M; row += stride) {
-      layerNormBwdRowScalar<T, R, W, O>(src + row * D, w, gy + row * D, gh ? gh + row * D : nullptr, dsrc + row * D, dr ? dr + row * D : nullptr,
-                                        D, mean[row], rstd[row], lane, sW, sB);
+      const i64 bi = row / rowsPerBatch, ti = row - bi * rowsPerBatch;
+      const i64 so = bi * ssB + ti * ssT, oo = bi * osB + ti * osT;
+      layerNormBwdRowScalar<T, R, W, O>(src + so, w, gy + row * D, gh ? gh + oo : nullptr, dsrc + oo, dr ? dr + oo : nullptr, D, mean[row],
+                                        rstd[row], lane, sW, sB);
     }
   }
   __syncthreads();
@@ -680,10 +686,11 @@ SEMAIM_FOR_EACH_LAYER_NORM(SEMAIM_LAYER_NORM_KERNEL)
 
 #define SEMAIM_LAYER_NORM_BACKWARD_KERNEL(T, R, W, O)                                                                      \
   extern "C" __global__ void semaim_layer_norm_bwd_##T##_##R##_##W##_##O(                                                     \
-      const semaim_kernels::T* src, const float* mean, const float* rstd, const semaim_kernels::W* w, const semaim_kernels::O* gy, \
-      const semaim_kernels::T* gh, semaim_kernels::T* dsrc, semaim_kernels::R* dr, float* dwPart, float* dbPart, long long M, int D) { \
+      const semaim_kernels::T* src, long long ssB, long long ssT, long long rowsPerBatch, const float* mean, const float* rstd,    \
+      const semaim_kernels::W* w, const semaim_kernels::O* gy, const semaim_kernels::T* gh, semaim_kernels::T* dsrc,                \
+      semaim_kernels::R* dr, long long osB, long long osT, float* dwPart, float* dbPart, long long M, int D) {                      \
     semaim_kernels::layerNormBackwardRows<semaim_kernels::T, semaim_kernels::R, semaim_kernels::W, semaim_kernels::O>(          \
-        src, mean, rstd, w, gy, gh, dsrc, dr, dwPart, dbPart, M, D);                                                           \
+        src, ssB, ssT, rowsPerBatch, mean, rstd, w, gy, gh, dsrc, dr, osB, osT, dwPart, dbPart, M, D);                         \
   }
 SEMAIM_FOR_EACH_LAYER_NORM(SEMAIM_LAYER_NORM_BACKWARD_KERNEL)
 

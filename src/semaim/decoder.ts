@@ -60,13 +60,19 @@ export class DecoderBlock extends Module {
     });
   }
 
-  /** The block on a query stream whose last add is pending (the model's fast path); its own add left pending. */
-  forwardPending(g: PendingResidual, h: Tensor, m: AttentionMasking = {}): PendingResidual {
+  /**
+   * The block on a query stream whose last add is pending (the model's fast path); its own add left pending.
+   * The keys are h's first `keys` tokens (default all).
+   */
+  forwardPending(g: PendingResidual, h: Tensor, m: AttentionMasking = {}, keys = h.shape[1]): PendingResidual {
     return torch.scope(() => {
       const kernel = fused.useFused('layernorm', g.base);
       const a = sumAndNorm(g, this.norm1, kernel);
-      // h's norm reads a narrowed stream in place with the kernel
-      const kv = kernel ? fused.layerNorm(h, this.norm1.weight, this.norm1.bias, this.norm1.eps, { forLinear: true }) : this.norm1.forward(h);
+      // With the kernel the keys are normalised where they are in h, and their gradient comes back for the
+      // whole of h (no slice of h in the graph: its backward would zero and copy a gradient of h's size).
+      const kv = kernel
+        ? fused.layerNorm(h, this.norm1.weight, this.norm1.bias, this.norm1.eps, { forLinear: true, tokens: keys < h.shape[1] ? keys : undefined })
+        : this.norm1.forward(keys < h.shape[1] ? h.narrow(1, 0, keys) : h);
       const b = sumAndNorm({ base: a.sum, branch: this.attn.forward(a.normed, kv, m) }, this.norm2, kernel);
       return { base: b.sum, branch: this.mlp.forward(b.normed) };
     });

@@ -186,9 +186,7 @@ export class SemAIM extends VisionTransformer {
       } else stream = resolveResidual(h);
       while (k < decoders.length && this.taps[k] === i) {
         markPhase('decoder');
-        const keys = stream.narrow(1, 0, N);
-        const next = decoders[k].forwardPending(g, keys, { causal: true });
-        keys.dispose();
+        const next = decoders[k].forwardPending(g, stream, { causal: true }, N); // keys: [CLS, p1..p(N-1)]
         disposeResidual(g);
         g = next;
         k++;

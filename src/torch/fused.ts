@@ -85,6 +85,11 @@ export interface FusedOptions {
    * for the input); on the CPU the kernel's arithmetic with libtorch ops. Only with `fused`.
    */
   fusedBackward?: boolean;
+  /**
+   * LayerNorm of a [B, T, D] input: only its first `tokens` positions, read in place (the result is
+   * [B, tokens, D]); the backward gives the whole input its gradient (zero at the other positions).
+   */
+  tokens?: number;
 }
 
 /** Whether a fused LayerNorm's backward runs the backward kernel. */
@@ -102,7 +107,17 @@ function outDtype(x: Tensor, o: FusedOptions, fused: boolean): DType | null {
 /** LayerNorm over the last dimension. */
 export function layerNorm(x: Tensor, weight: Tensor | null, bias: Tensor | null, eps: number, o: FusedOptions = {}): Tensor {
   const fused = o.fused ?? useFused('layernorm', x);
-  const [, y] = native.fusedLayerNorm(x.h, null, weight?.h ?? null, bias?.h ?? null, eps, outDtype(x, o, fused), fused, fusedBackward(x, o, fused));
+  const [, y] = native.fusedLayerNorm(
+    x.h,
+    null,
+    weight?.h ?? null,
+    bias?.h ?? null,
+    eps,
+    outDtype(x, o, fused),
+    fused,
+    fusedBackward(x, o, fused),
+    o.tokens ?? -1,
+  );
   return wrap(y);
 }
 

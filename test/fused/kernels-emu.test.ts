@@ -184,6 +184,11 @@ interface LnbCase {
   sms?: number;
   /** src, gy, gh and the outputs start that many elements into their buffers (misaligned). */
   off?: number;
+  /**
+   * Rows as batches of `perBatch` rows: src's in a buffer of `srcTokens` rows per batch (a narrowed sequence),
+   * gh's and the outputs' in one of `outTokens` (the gradient of the whole sequence); else contiguous.
+   */
+  layout?: { perBatch: number; srcTokens: number; outTokens: number };
   path: 'vector' | 'scalar';
 }
 
@@ -201,6 +206,51 @@ test('emulated LayerNorm backward kernel equals native_layer_norm_backward (+ gh
     // Scalar fallbacks: misaligned tensors, D not a multiple of 8 with a 16-bit tensor; grid-stride rows.
     { T: 'bf16', R: 'bf16', W: 'f32', O: 'bf16', M: 200, D: 64, weight: true, bias: true, gh: true, dr: false, off: 1, sms: 1, path: 'scalar' },
     { T: 'f32', R: 'f16', W: 'f32', O: 'f16', M: 45, D: 36, weight: true, bias: true, gh: true, dr: true, path: 'scalar' },
+    // The decoder's keys: the first N of N + 1 tokens of each sequence read in place, the gradient written
+    // into a buffer of all N + 1 (the row left out untouched); vector and scalar paths.
+    {
+      T: 'f32',
+      R: 'f32',
+      W: 'f32',
+      O: 'bf16',
+      M: 96,
+      D: 64,
+      weight: true,
+      bias: true,
+      gh: false,
+      dr: false,
+      layout: { perBatch: 16, srcTokens: 17, outTokens: 17 },
+      path: 'vector',
+    },
+    {
+      T: 'f32',
+      R: 'bf16',
+      W: 'f32',
+      O: 'bf16',
+      M: 256,
+      D: 64,
+      weight: true,
+      bias: true,
+      gh: true,
+      dr: true,
+      sms: 1,
+      layout: { perBatch: 16, srcTokens: 17, outTokens: 18 },
+      path: 'vector',
+    },
+    {
+      T: 'f32',
+      R: 'f32',
+      W: 'f32',
+      O: 'f32',
+      M: 60,
+      D: 34,
+      weight: true,
+      bias: false,
+      gh: true,
+      dr: false,
+      layout: { perBatch: 12, srcTokens: 13, outTokens: 13 },
+      path: 'scalar',
+    },
   ];
   torch.scope(() => {
     for (const c of cases) {
@@ -226,20 +276,45 @@ test('emulated LayerNorm backward kernel equals native_layer_norm_backward (+ gh
         const d = c.gh ? xl.grad!.add(gh.float()) : xl.grad!;
         return { want: d, wantW: c.weight ? wl.grad! : null, wantB: c.bias ? bl.grad! : null };
       });
-      const job = `lnb ${c.T} ${c.R} ${c.W} ${c.O} ${M} ${D} ${c.weight ? 1 : 0} ${c.bias ? 1 : 0} ${c.gh ? 1 : 0} ${c.dr ? 1 : 0} ${c.sms ?? 0} ${off}`;
+      let job = `lnb ${c.T} ${c.R} ${c.W} ${c.O} ${M} ${D} ${c.weight ? 1 : 0} ${c.bias ? 1 : 0} ${c.gh ? 1 : 0} ${c.dr ? 1 : 0} ${c.sms ?? 0} ${off}`;
+      const L = c.layout;
+      const batches = L ? M / L.perBatch : 1;
+      // With a layout: the rows inside buffers of more tokens per batch (src's other tokens not zero, so that reading them shows).
+      const spread = (rows: Tensor, tokens: number, seed: number): Tensor =>
+        torch.scope(() => {
+          const buf = rnd([batches, tokens, D], { dtype: 'float32', lo: 50, hi: 60, seed }).to({ dtype: rows.dtype });
+          buf.narrow(1, 0, L!.perBatch).copy_(rows.reshape([batches, L!.perBatch, D]));
+          return buf;
+        });
+      if (L) job += ` ${L.perBatch} ${L.srcTokens * D} ${D} ${L.outTokens * D} ${D}`;
       const inputs: Record<string, Tensor> = {
-        'src.bin': padded(src, off),
+        'src.bin': L ? spread(src, L.srcTokens, 67) : padded(src, off),
         'mean.bin': mean,
         'rstd.bin': rstd,
         'w.bin': w,
         'gy.bin': padded(gy, off),
-        'gh.bin': padded(gh, off),
+        'gh.bin': L ? spread(gh, L.outTokens, 68) : padded(gh, off),
       };
       const dir = runJob(job, inputs);
       assert.equal(paths(dir), c.path, `${what} paths`);
       const ulp = (t: Code): number => (t === 'bf16' ? 2 ** -7 : t === 'f16' ? 2 ** -10 : 2e-6);
       // Rounded once to T (and R): within an ulp of the float reference, plus float noise of the cancelling sum.
-      const readAs = (file: string, t: Code): Tensor => readTensor(path.join(dir, file), DTYPE[t], [M, D]).float();
+      // With a layout, the rows of the outputs' buffer that hold no row are left as they were (zero).
+      const readAs = (file: string, t: Code): Tensor => {
+        if (!L) return readTensor(path.join(dir, file), DTYPE[t], [M, D]).float();
+        const written = readTensor(path.join(dir, file), DTYPE[t], [batches * L.outTokens * D - (L.outTokens - L.perBatch) * D]).float();
+        const all = torch.cat([written, torch.zeros([(L.outTokens - L.perBatch) * D])]).reshape([batches, L.outTokens, D]);
+        assert.equal(
+          all
+            .narrow(1, L.perBatch, L.outTokens - L.perBatch)
+            .abs()
+            .max()
+            .item(),
+          0,
+          `${what} ${file}: nothing written between rows`,
+        );
+        return all.narrow(1, 0, L.perBatch).reshape([M, D]);
+      };
       assertClose(readAs('dsrc.bin', c.T), want, 2e-5, ulp(c.T) + 1e-5, `${what} dsrc`);
       if (c.dr) assertClose(readAs('dr.bin', c.R), want, 2e-5, ulp(c.R) + 1e-5, `${what} dr`);
       else assert.equal(fs.existsSync(path.join(dir, 'dr.bin')), false);
