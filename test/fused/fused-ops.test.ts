@@ -394,27 +394,35 @@ test('the patch embedding as a matmul over patchified images (the patch-embed ki
 
 test("LayerNorm of a sequence's first tokens (the decoder's keys) reads them in place and gives the whole sequence its gradient", () => {
   torch.scope(() => {
-    const x = rnd([3, 7, 16], { dtype: 'float64', lo: -2, hi: 2, seed: 21 });
-    const w = rnd([16], { dtype: 'float64', lo: 0.5, hi: 1.5, seed: 22 });
-    const b = rnd([16], { dtype: 'float64', seed: 23 });
-    const want = (() => {
-      const [xl, wl, bl] = [x, w, b].map(leaf);
-      const y = F.layerNorm(xl.narrow(1, 0, 6), [16], wl, bl, 1e-6);
-      return [y, ...grads([xl, wl, bl], [y], 31)];
-    })();
-    for (const [fusedOn, backward] of [
-      [false, false],
-      [true, false],
-      [true, true],
+    // float64 checks the arithmetic; float32 also runs the kernels on a GPU (rows of 16: the vector path).
+    for (const [dtype, tolerance] of [
+      ['float64', 1e-12],
+      ['float32', 1e-5],
     ] as const) {
-      const [xl, wl, bl] = [x, w, b].map(leaf);
-      const y = fused.layerNorm(xl, wl, bl, 1e-6, { fused: fusedOn, fusedBackward: backward, tokens: 6 });
-      const got = [y, ...grads([xl, wl, bl], [y], 31)];
-      const what = `fused=${fusedOn} backward kernel=${backward}`;
-      assert.deepEqual(y.shape, [3, 6, 16], what);
-      for (let i = 0; i < got.length; i++) assertClose(got[i], want[i], 1e-12, 0, `${what} [${i}]`);
-      assert.equal(got[1].narrow(1, 6, 1).abs().max().item(), 0, `${what}: the token left out has no gradient`);
+      const x = rnd([3, 7, 16], { dtype, lo: -2, hi: 2, seed: 21 });
+      const w = rnd([16], { dtype, lo: 0.5, hi: 1.5, seed: 22 });
+      const b = rnd([16], { dtype, seed: 23 });
+      const want = (() => {
+        const [xl, wl, bl] = [x, w, b].map(leaf);
+        const y = F.layerNorm(xl.narrow(1, 0, 6), [16], wl, bl, 1e-6);
+        return [y, ...grads([xl, wl, bl], [y], 31)];
+      })();
+      for (const [fusedOn, backward] of [
+        [false, false],
+        [true, false],
+        [true, true],
+      ] as const) {
+        const [xl, wl, bl] = [x, w, b].map(leaf);
+        const y = fused.layerNorm(xl, wl, bl, 1e-6, { fused: fusedOn, fusedBackward: backward, tokens: 6 });
+        const got = [y, ...grads([xl, wl, bl], [y], 31)];
+        const what = `${dtype} fused=${fusedOn} backward kernel=${backward}`;
+        assert.deepEqual(y.shape, [3, 6, 16], what);
+        for (let i = 0; i < got.length; i++) assertClose(got[i], want[i], tolerance, tolerance, `${what} [${i}]`);
+        assert.equal(got[1].narrow(1, 6, 1).abs().max().item(), 0, `${what}: the token left out has no gradient`);
+      }
     }
+    const x = rnd([3, 7, 16], { dtype: 'float64', seed: 21 });
+    const [w, b] = [rnd([16], { dtype: 'float64', seed: 22 }), rnd([16], { dtype: 'float64', seed: 23 })];
     assert.throws(() => fused.layerNorm(x.reshape([21, 16]), w, b, 1e-6, { fused: true, tokens: 6 }), /tokens .* needs a 3-D input/);
     assert.throws(() => fused.layerNorm(x, w, b, 1e-6, { fused: true, tokens: 8 }), /at least that many positions/);
   });
