@@ -510,7 +510,8 @@ int multiProcessors(int device) {
 
 // The backward kernel: dsrc and the residual's gradient in one pass; dw and db from its per-block sums.
 // src is read in place where its rows have a stride (a narrowed sequence). With `whole` (src is its first
-// tokens, no residual): dsrc is written into a gradient of the whole, zero at the tokens left out.
+// tokens, no residual) contiguous: dsrc is written into a gradient of the whole, zero at the tokens left
+// out (else dsrc has src's shape).
 LayerNormGrads layerNormBackwardKernel(const at::Tensor& src, const at::Tensor& mean, const at::Tensor& rstd, const at::Tensor& w,
                                        const at::Tensor& b, const at::Tensor& gy, const at::Tensor& gh, bool residual, at::ScalarType R,
                                        const at::Tensor& whole) {
@@ -566,7 +567,6 @@ LayerNormGrads layerNormBackwardKernel(const at::Tensor& src, const at::Tensor& 
   if (residual) o.dr = separateR ? dr : o.dsrc;
   if (w.defined()) o.dw = dwPart.sum(0).to(w.scalar_type());
   if (b.defined()) o.db = dbPart.sum(0).to(b.scalar_type());
-  if (whole.defined() && !intoWhole) o.dsrc = gradientOfWhole(o.dsrc, whole);
   return o;
 }
 #endif
@@ -603,12 +603,11 @@ struct LayerNormFunction : public torch::autograd::Function<LayerNormFunction> {
     const at::Tensor& w = saved[1];
     const at::Tensor& b = saved[2];
     const at::Tensor& gy = grads[residual ? 1 : 0];
-    const at::Tensor none;
+    LayerNormGrads g;
+    bool done = false;
     if (ctx->saved_data["fusedBackward"].toBool()) {
       const at::Tensor gh = residual ? grads[0] : at::Tensor();
       const at::ScalarType R = residual ? residualDtype : src.scalar_type();
-      LayerNormGrads g;
-      bool done = false;
 #ifdef SEMAIM_CUDA
       if (layerNormBackwardOnKernels(src, R, w, b, gy)) {
         g = layerNormBackwardKernel(src, saved[3], saved[4], w, b, gy, gh, residual, R, whole);
@@ -617,23 +616,28 @@ struct LayerNormFunction : public torch::autograd::Function<LayerNormFunction> {
 #endif
       if (!done && !src.is_cuda()) {
         g = layerNormBackwardComposite(src, saved[3], saved[4], w, b, gy, gh, residual, R);
-        if (whole.defined()) g.dsrc = gradientOfWhole(g.dsrc, whole);
         done = true;
       }
-      if (done) return {g.dsrc, g.dr, g.dw, g.db, none, none, none, none};
     }
-    const at::ScalarType acc = accType(src.scalar_type());
-    const auto stat = statShape(src);
-    auto res = at::native_layer_norm_backward(gy.to(acc), src.to(acc), {src.size(-1)}, saved[3].to(acc).view(stat), saved[4].to(acc).view(stat),
-                                              w.defined() ? c10::optional<at::Tensor>(w.to(acc)) : c10::nullopt,
-                                              b.defined() ? c10::optional<at::Tensor>(b.to(acc)) : c10::nullopt,
-                                              {true, w.defined(), b.defined()});
-    at::Tensor dx = std::get<0>(res).to(src.scalar_type());
-    const at::Tensor dw = w.defined() ? std::get<1>(res).to(w.scalar_type()) : at::Tensor();
-    const at::Tensor db = b.defined() ? std::get<2>(res).to(b.scalar_type()) : at::Tensor();
-    if (!residual) return {whole.defined() ? gradientOfWhole(dx, whole) : dx, none, dw, db, none, none, none, none};
-    const at::Tensor dh = at::add(dx, grads[0]);
-    return {dh, dh.to(residualDtype), dw, db, none, none, none, none};
+    if (!done) {
+      const at::ScalarType acc = accType(src.scalar_type());
+      const auto stat = statShape(src);
+      auto res = at::native_layer_norm_backward(gy.to(acc), src.to(acc), {src.size(-1)}, saved[3].to(acc).view(stat), saved[4].to(acc).view(stat),
+                                                w.defined() ? c10::optional<at::Tensor>(w.to(acc)) : c10::nullopt,
+                                                b.defined() ? c10::optional<at::Tensor>(b.to(acc)) : c10::nullopt,
+                                                {true, w.defined(), b.defined()});
+      g.dsrc = std::get<0>(res).to(src.scalar_type());
+      if (residual) {
+        g.dsrc = at::add(g.dsrc, grads[0]);
+        g.dr = g.dsrc.to(residualDtype);
+      }
+      if (w.defined()) g.dw = std::get<1>(res).to(w.scalar_type());
+      if (b.defined()) g.db = std::get<2>(res).to(b.scalar_type());
+    }
+    // The keys' gradient as the whole input's, where the kernel did not write it so.
+    if (whole.defined() && g.dsrc.sizes() != whole.sizes()) g.dsrc = gradientOfWhole(g.dsrc, whole);
+    const at::Tensor none;
+    return {g.dsrc, g.dr, g.dw, g.db, none, none, none, none};
   }
 };
 
@@ -708,8 +712,7 @@ struct GeluAfterBiasFunction : public torch::autograd::Function<GeluAfterBiasFun
 // `shape`: q's [B, H, T, hd]; `proto`: an empty tensor of qkv's dtype and device.
 std::tuple<at::Tensor, at::Tensor> qkvBackwardWithBias(const at::Tensor& dq, const at::Tensor& dk, const at::Tensor& dv, at::IntArrayRef shape,
                                                        const at::Tensor& proto, bool fused) {
-  const auto B = shape[0], H = shape[1], T = shape[2], hd = shape[3];
-  const int64_t D = H * hd;
+  const int64_t D = shape[1] * shape[3];
   std::vector<at::Tensor> g;
   for (const at::Tensor& d : {dq, dk, dv}) g.push_back((d.defined() ? d : at::zeros(shape, proto.options())).transpose(1, 2));
 #ifdef SEMAIM_CUDA
@@ -717,7 +720,7 @@ std::tuple<at::Tensor, at::Tensor> qkvBackwardWithBias(const at::Tensor& dq, con
                            g[1].scalar_type() == g[2].scalar_type();
   if (fused && onKernels(proto) && rowsInOrder && D > 0 && D % (16 / proto.element_size()) == 0 && 3 * D <= semaim_launch::kColumnSumMaxWidth &&
       aligned16(g[0]) && aligned16(g[1]) && aligned16(g[2])) {
-    at::Tensor out = at::empty({B, T, 3, H, hd}, g[0].options());
+    at::Tensor out = at::empty({shape[0], shape[2], 3, shape[1], shape[3]}, g[0].options());  // stack(g, 2)'s
     const std::string name = semaim_launch::qkvBackwardBiasName(kernelCode(out.scalar_type()));
     return {out, launchColumnSums(name, {g[0].data_ptr(), g[1].data_ptr(), g[2].data_ptr()}, out, 3 * D, static_cast<int>(D))};
   }
@@ -820,22 +823,21 @@ static std::tuple<at::Tensor, at::Tensor> fusedLayerNorm(const at::Tensor& x, co
   if ((weight && weight->numel() != D) || (bias && bias->numel() != D)) throw std::invalid_argument("fusedLayerNorm: weight and bias need as many values as the last dimension");
   if (tokens >= 0 && (residual || x.dim() != 3 || tokens > x.size(1)))
     throw std::invalid_argument("fusedLayerNorm: tokens (the first positions of a [B, T, D] input) needs a 3-D input of at least that many positions and no residual");
-  if (!fused) {
+  // The unfused composition (through the dispatcher, so autocast applies), y in `yDtype` where given.
+  const auto composition = [&](c10::optional<at::ScalarType> yDtype) -> std::tuple<at::Tensor, at::Tensor> {
     const at::Tensor xs = tokens >= 0 ? x.narrow(1, 0, tokens) : x;
     at::Tensor h = residual ? at::add(xs, *residual) : at::Tensor();
     at::Tensor y = at::layer_norm(residual ? h : xs, {D}, weight, bias, eps);
-    return {h, y};
-  }
+    return {h, yDtype ? y.to(*yDtype) : y};
+  };
+  if (!fused) return composition(c10::nullopt);
   const at::ScalarType out = outDtype.value_or(x.scalar_type());
   if (residual && at::promote_types(x.scalar_type(), residual->scalar_type()) != x.scalar_type()) {
     throw std::invalid_argument("fusedLayerNorm: the residual's dtype must not be wider than the input's (x + r keeps x's dtype)");
   }
-  if (x.is_cuda() && !layerNormOnKernels(x, residual.value_or(at::Tensor()), weightType(x, weight.value_or(at::Tensor()), bias.value_or(at::Tensor())), out)) {
-    // No kernel for these dtypes (e.g. double): the composition, in the requested output dtype.
-    const at::Tensor xs = tokens >= 0 ? x.narrow(1, 0, tokens) : x;
-    at::Tensor h = residual ? at::add(xs, *residual) : at::Tensor();
-    return {h, at::layer_norm(residual ? h : xs, {D}, weight, bias, eps).to(out)};
-  }
+  // No kernel for these dtypes (e.g. double): the composition, in the requested output dtype.
+  if (x.is_cuda() && !layerNormOnKernels(x, residual.value_or(at::Tensor()), weightType(x, weight.value_or(at::Tensor()), bias.value_or(at::Tensor())), out))
+    return composition(out);
   auto outs = LayerNormFunction::apply(x, residual, weight, bias, eps, static_cast<int64_t>(out), fusedBackward, tokens);
   return residual ? std::make_tuple(outs[0], outs[1]) : std::make_tuple(at::Tensor(), outs[0]);
 }

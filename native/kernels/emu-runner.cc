@@ -146,8 +146,9 @@ void runLayerNormBackward(const std::string& dir, std::istringstream& in) {
   in >> T >> R >> W >> O >> M >> D >> hasW >> hasB >> hasGh >> hasDr >> sms >> off;
   if (!in) throw std::runtime_error("lnb: bad job line");
   // Optionally the row layouts (src.bin, and gh.bin/dsrc/dr, in elements); else contiguous [M, D] rows.
-  RowLayouts rl{0, D, M, 0, D};
-  if (!(in >> rl.rowsPerBatch >> rl.ssB >> rl.ssT >> rl.osB >> rl.osT)) rl = RowLayouts{0, D, M, 0, D};
+  const RowLayouts contiguous{0, D, M, 0, D};
+  RowLayouts rl = contiguous;
+  if (!(in >> rl.rowsPerBatch >> rl.ssB >> rl.ssT >> rl.osB >> rl.osT)) rl = contiguous;  // a partial read leaves fields set
   if (rl.rowsPerBatch <= 0 || M % rl.rowsPerBatch) throw std::runtime_error("lnb: rows per batch must divide the rows");
   const auto it = layerNormBackwardKernels().find(semaim_launch::layerNormBackwardName(T, R, W, O));
   if (it == layerNormBackwardKernels().end()) throw std::runtime_error("lnb: no kernel for " + T + " " + R + " " + W + " " + O);

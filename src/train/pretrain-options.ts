@@ -372,7 +372,8 @@ function checkSyntheticSizes(o: PretrainOptions): void {
 /**
  * --fused auto: the LayerNorm kernel on a CUDA device where the kernels compile, else none. On an H200
  * (ViT-B/16, batch 256) it made the step 1.08× faster; layernorm-backward, gelu and qkv (backward kernels
- * that also give fc1's and qkv's biases their gradients) and patch-embed are not measured yet. docs/BENCHMARKS.md, "Pre-training step (CUDA)".
+ * that also give fc1's and qkv's biases their gradients) and patch-embed are not measured yet.
+ * docs/BENCHMARKS.md, "Pre-training step (CUDA)".
  */
 export function autoFused(device: string): string {
   return device.startsWith('cuda') && fused.kernelStatus(true).loaded ? 'layernorm' : 'none';
