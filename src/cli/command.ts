@@ -3,6 +3,8 @@
 import { tellOtherRanks } from './data-parallel';
 import { formatHelp, inConfigFile, OptionError, OptionTable, Options, parseArgv, readConfigFile, resolveOptions } from '../util/options';
 import { folderObstacle, mkdirError } from '../util/safe-write';
+import { checkGpuShare } from '../run/device';
+import { readDistEnv } from '../dist';
 
 export interface Command {
   summary: string;
@@ -72,6 +74,14 @@ function checkNodeRank(o: Record<string, unknown>): void {
     throw new OptionError('nodeRank', `must be below --nnodes ${o.nnodes} (0..${o.nnodes - 1}), got ${o.nodeRank}`);
 }
 
+/**
+ * Every command with the launcher's flags and --device (after the device itself is checked): with CUDA,
+ * each process on this machine (--nproc-per-node, or torchrun's LOCAL_WORLD_SIZE in a worker) needs a GPU of its own.
+ */
+function checkGpusPerProcess(o: Record<string, unknown>): void {
+  if (typeof o.nprocPerNode === 'number' && typeof o.device === 'string') checkGpuShare(o.device, readDistEnv()?.localWorldSize ?? o.nprocPerNode);
+}
+
 /** Every command with --out-dir: a path that cannot be a folder (a file, or a symbolic link to nothing, on the way) is an option error, before any work. */
 function checkOutDir(o: Record<string, unknown>): void {
   if (typeof o.outDir !== 'string') return;
@@ -90,6 +100,7 @@ export function defineCommand<T extends OptionTable>(spec: CommandSpec<T>): Comm
       }
       checkNodeRank(o);
       spec.validate?.(o, positionals);
+      checkGpusPerProcess(o);
     });
   };
   return {

@@ -36,6 +36,29 @@ export function checkDevice(device: string): torch.Device {
   return m[2] === undefined ? 'cuda' : `cuda:${Number(m[2])}`;
 }
 
+/**
+ * Refuses a CUDA --device that `processes` processes on one machine cannot share: under NCCL each takes
+ * a GPU of its own, cuda:<local rank>, so 'cuda:N' (one GPU named for all) and more processes than
+ * `gpus()` are refused before any starts (NCCL would fail at its first collective: "Duplicate GPU detected",
+ * or "invalid device ordinal").
+ */
+export function checkGpuShare(device: string, processes: number, gpus: () => number = () => torch.cuda.deviceCount()): void {
+  if (cudaIndex(device) === null || processes <= 1) return;
+  if (device.includes(':')) {
+    throw new OptionError(
+      'device',
+      `${device} names one GPU for all ${processes} processes on this machine: give --device cuda, and process i trains on cuda:i`,
+    );
+  }
+  const n = gpus();
+  if (processes > n) {
+    throw new OptionError(
+      'nprocPerNode',
+      `${processes} processes on this machine's ${n === 1 ? '1 CUDA device' : `${n} CUDA devices`}: each process trains on a GPU of its own (NCCL), so start at most ${n}`,
+    );
+  }
+}
+
 /** The device this process computes on: its group's GPU under NCCL, else the one asked for (checked). */
 export function processDevice(requested: string, group: ProcessGroup | null): torch.Device {
   return group?.backend === 'nccl' ? group.device : checkDevice(requested);

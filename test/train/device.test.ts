@@ -15,7 +15,7 @@ import { pretrain, TrainBatch } from '../../src/train/pretrain';
 import { PRETRAIN_OPTIONS, trainDataRequest, uploadsUint8, validatePretrain } from '../../src/train/pretrain-options';
 import { readMetrics } from '../../src/run/metrics';
 import { OptionError, resolveOptions } from '../../src/util/options';
-import { checkDevice } from '../../src/run/device';
+import { checkDevice, checkGpuShare } from '../../src/run/device';
 import { KNN_OPTIONS, LINPROBE_OPTIONS, FINETUNE_OPTIONS } from '../../src/eval/options';
 import { TINY_SEMAIM } from './helpers';
 
@@ -189,6 +189,35 @@ test('--device is checked before any work: its form, CUDA present, the device in
     assert.doesNotThrow(() => checkDevice('cuda:0'));
     assert.throws(() => checkDevice(`cuda:${torch.cuda.deviceCount()}`), /there (is|are) \d+ CUDA device/);
   }
+});
+
+test('processes of one machine on CUDA take a GPU each: cuda:N for several and more processes than GPUs are refused', () => {
+  const gpus = (n: number) => () => n;
+  const refusal = (device: string, processes: number, n: number): OptionError | null => {
+    try {
+      checkGpuShare(device, processes, gpus(n));
+      return null;
+    } catch (e) {
+      assert.ok(e instanceof OptionError, String(e));
+      return e;
+    }
+  };
+  assert.equal(refusal('cpu', 4, 0), null, 'the CPU is shared by any number of processes');
+  assert.equal(refusal('cuda', 1, 1), null);
+  assert.equal(refusal('cuda:1', 1, 2), null, 'one process may name its GPU');
+  assert.equal(refusal('cuda', 2, 2), null);
+  assert.equal(refusal('cuda', 8, 8), null);
+  const named = refusal('cuda:0', 2, 2);
+  assert.equal(named?.key, 'device');
+  assert.match(named!.message, /cuda:0 names one GPU for all 2 processes on this machine: give --device cuda, and process i trains on cuda:i/);
+  const tooMany = refusal('cuda', 2, 1);
+  assert.equal(tooMany?.key, 'nprocPerNode');
+  assert.match(tooMany!.message, /2 processes on this machine's 1 CUDA device: each process trains on a GPU of its own \(NCCL\), so start at most 1/);
+  assert.match(refusal('cuda', 9, 8)!.message, /9 processes on this machine's 8 CUDA devices/);
+  let asked = 0;
+  checkGpuShare('cuda', 1, () => ++asked);
+  checkGpuShare('cpu', 3, () => ++asked);
+  assert.equal(asked, 0, 'the GPUs are counted only when several processes want one each');
 });
 
 function resolveAndValidate(extra: Record<string, unknown>): void {
