@@ -55,9 +55,6 @@ export interface CollectiveOptions {
   timeoutMs?: number;
 }
 
-function handles(ts: Tensor | Tensor[]): TensorHandle[] {
-  return (Array.isArray(ts) ? ts : [ts]).map((t) => t.h);
-}
 
 /** One collective in flight. Wait for it exactly once. */
 export class Work {
@@ -118,6 +115,14 @@ export class ProcessGroup {
     return new ProcessGroup(g, p.rank, p.worldSize, p.localRank, p.backend, p.device, p.timeoutMs);
   }
 
+  /** The tensors' handles; NCCL's only where they are on this group's GPU (c10d's refusal names neither the op nor the device). */
+  private handles(op: string, ts: Tensor | Tensor[]): TensorHandle[] {
+    const list = Array.isArray(ts) ? ts : [ts];
+    const off = this.backend === 'nccl' ? list.find((t) => t.device !== this.device) : undefined;
+    if (off) throw new Error(`dist.${op}: the NCCL group of rank ${this.rank} takes tensors on ${this.device}, got one on ${off.device}`);
+    return list.map((t) => t.h);
+  }
+
   /** The native group, for the gradient reducer. */
   get native(): NativeProcessGroup {
     return this.g;
@@ -137,19 +142,19 @@ export class ProcessGroup {
 
   /** Starts an in-place all-reduce (one collective per tensor, or one over all of them with coalesced). */
   startAllReduce(tensors: Tensor | Tensor[], op: ReduceOp = 'sum', o: CollectiveOptions & { coalesced?: boolean } = {}): Work {
-    return new Work(this, this.g.allReduce(handles(tensors), op, o.timeoutMs, !!o.coalesced));
+    return new Work(this, this.g.allReduce(this.handles('allReduce', tensors), op, o.timeoutMs, !!o.coalesced));
   }
 
   startBroadcast(tensors: Tensor | Tensor[], root = 0, o: CollectiveOptions = {}): Work {
-    return new Work(this, this.g.broadcast(handles(tensors), root, o.timeoutMs));
+    return new Work(this, this.g.broadcast(this.handles('broadcast', tensors), root, o.timeoutMs));
   }
 
   startAllGather(t: Tensor, o: CollectiveOptions = {}): Work {
-    return new Work(this, this.g.allGather(t.h, o.timeoutMs));
+    return new Work(this, this.g.allGather(this.handles('allGather', t)[0], o.timeoutMs));
   }
 
   startGather(t: Tensor, root = 0, o: CollectiveOptions = {}): Work {
-    return new Work(this, this.g.gather(t.h, root, o.timeoutMs));
+    return new Work(this, this.g.gather(this.handles('gather', t)[0], root, o.timeoutMs));
   }
 
   startBarrier(o: CollectiveOptions = {}): Work {
@@ -211,7 +216,7 @@ export class ProcessGroup {
    */
   broadcastCoalesced(tensors: Tensor[], root = 0, bufferBytes = 250 * 2 ** 20): void {
     try {
-      this.g.broadcastCoalesced(handles(tensors), root, bufferBytes);
+      this.g.broadcastCoalesced(this.handles('broadcastCoalesced', tensors), root, bufferBytes);
     } catch (e) {
       this.markFailed();
       throw e;
