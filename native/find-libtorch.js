@@ -158,7 +158,8 @@ function cudaIncludes(t) {
 
 // What of libtorch's distributed engine (c10d) this libtorch has, for native/dist.cc: the headers and
 // the symbols (a libtorch built with USE_DISTRIBUTED=0 may still ship headers). Gloo (CPU) also needs
-// gloo's own headers, which Debian ships apart (libgloo-dev); NCCL (CUDA) needs nccl.h. c10d's
+// gloo's own headers, which Debian ships apart (libgloo-dev); NCCL (CUDA) needs nccl.h (a pip PyTorch's
+// comes in nvidia-nccl-*; SEMAIM_NCCL=0 builds without NCCL). c10d's
 // gradient Reducer (DDP's engine) includes a dist-autograd header Debian's libtorch-dev leaves out:
 // native/compat supplies the two declarations it uses.
 function definesSymbol(libdir, lib, needle) {
@@ -173,6 +174,14 @@ function definesSymbol(libdir, lib, needle) {
   }
 }
 
+// The include folders of the nvidia-* pip packages next to a pip PyTorch's torch/ (nvidia-nccl-cu13:
+// nvidia/nccl/include/nccl.h), where that PyTorch's NCCL headers are; none for other libtorches.
+function pipNvidiaIncludes(t) {
+  const nvidia = path.join(path.dirname(path.dirname(t.include[0])), 'nvidia'); // <site-packages>/torch/include
+  if (!fs.existsSync(nvidia)) return [];
+  return fs.readdirSync(nvidia).map((d) => path.join(nvidia, d, 'include'));
+}
+
 function findHeader(name, dirs) {
   return dirs.find((d) => fs.existsSync(path.join(d, name))) ?? null;
 }
@@ -184,10 +193,12 @@ function distFeatures(t, include, cuda) {
   if (!hasHeader('ProcessGroup.hpp') || !hasHeader('TCPStore.hpp') || !definesSymbol(t.libdir, 'torch_cpu', 'TCPStore')) return none;
   const glooDir = findHeader(path.join('gloo', 'config.h'), [...include, '/usr/include']);
   const gloo = hasHeader('ProcessGroupGloo.hpp') && glooDir !== null && definesSymbol(t.libdir, 'torch_cpu', 'ProcessGroupGloo');
-  const nccl = cuda && hasHeader('ProcessGroupNCCL.hpp') && findHeader('nccl.h', include) !== null && definesSymbol(t.libdir, 'torch_cuda', 'ProcessGroupNCCL');
+  const ncclDir = cuda && process.env.SEMAIM_NCCL !== '0' ? findHeader('nccl.h', [...include, ...pipNvidiaIncludes(t)]) : null;
+  const nccl = ncclDir !== null && hasHeader('ProcessGroupNCCL.hpp') && definesSymbol(t.libdir, 'torch_cuda', 'ProcessGroupNCCL');
   const reducer = hasHeader('reducer.hpp') && definesSymbol(t.libdir, 'torch_cpu', 'c10d7Reducer');
   const extraInclude = [];
   if (gloo && !include.includes(glooDir)) extraInclude.push(glooDir);
+  if (nccl && !include.includes(ncclDir)) extraInclude.push(ncclDir);
   if (reducer && !fs.existsSync(path.join(t.include[0], 'torch', 'csrc', 'distributed', 'autograd', 'context', 'context.h'))) {
     extraInclude.push(path.join(__dirname, 'compat'));
   }
