@@ -7,9 +7,8 @@
 // probe is the one one process trains, while no rank holds the whole training set.
 import * as torch from '../torch';
 import { F, Tensor } from '../torch';
-import { LARS, Optimizer, SGD, BaseHyper, fractionalEpoch, scaleLr, warmupCosine } from '../optim';
+import { LARS, Optimizer, SGD, BaseHyper, scaleLr } from '../optim';
 import { VisionTransformer } from '../semaim';
-import { Progress } from '../run/progress';
 import { Accuracy, AccuracyTally } from './accuracy';
 import { LinearProbe } from './classifier';
 import { LabelledData, PassOptions, batchesPerEpoch } from '../data';
@@ -17,7 +16,7 @@ import { checkLabelledBatch } from '../data/check-batch';
 import { FeaturePooling, FeatureSet, checkLabels, encodeBatch, setSize, shardGroup } from './features';
 import { severalRanks, type ProcessGroup } from '../dist';
 import type { Precision } from '../run/precision';
-import { StopAgreement } from '../dist/agree';
+import { trainHead } from './head-training';
 
 export interface LinprobeOptions {
   epochs: number;
@@ -99,7 +98,7 @@ export function evaluateProbe(probe: LinearProbe, test: FeatureSet, numClasses: 
 }
 
 /**
- * The training loop shared by both paths. `batches(epoch)` yields this epoch's batches of `batch`
+ * The probe's training, the same for both paths. `batches(epoch)` yields this epoch's batches of `batch`
  * samples, which the lr is scaled by (the caller owns nothing it yields: tensors are disposed after each step).
  */
 async function trainProbe(
@@ -111,55 +110,27 @@ async function trainProbe(
   evaluate: () => Accuracy,
 ): Promise<LinprobeResult> {
   const lr = o.lr ?? scaleLr(o.blr, batch);
-  const schedule = warmupCosine({ lr, minLr: o.minLr ?? 0, warmupEpochs: o.warmupEpochs ?? 0, epochs: o.epochs });
-  const optimizer = makeProbeOptimizer(probe, o, lr);
-  const epochs = Math.ceil(o.epochs);
-  const totalSteps = Math.ceil(o.epochs * perEpoch);
-  const label = o.label === undefined ? 'linprobe' : o.label;
-  const progress = label === null || (o.group && o.group.rank !== 0) ? null : new Progress(label, totalSteps);
-  const history: LinprobeEpoch[] = [];
-  const lossSum = torch.keep(torch.zeros([], { device: probe.linear.weight.device }));
-  let step = 0;
-  const stop = new StopAgreement(o.group); // (every rank takes the same steps)
-  probe.train();
-  try {
-    for (let epoch = 0; epoch < epochs && step < totalSteps; epoch++) {
-      let i = 0;
-      lossSum.zero_();
-      for await (const b of batches(epoch)) {
-        try {
-          await stop.throwIfAborted(o.signal);
-          torch.scope(() => {
-            optimizer.setLr(schedule(fractionalEpoch(epoch, i, perEpoch)));
-            const loss = F.crossEntropy(probe.forward(b.features), b.labels);
-            loss.backward();
-            optimizer.step();
-            optimizer.zeroGrad();
-            lossSum.add_(loss.detach());
-          });
-        } finally {
-          b.features.dispose(); // also when the step throws (a label outside numClasses)
-          b.labels.dispose();
-        }
-        i++;
-        step++;
-        if (step >= totalSteps) break;
-        // a batch of cached features is at hand at once: without this the whole probe ran without the event loop turning
-        await new Promise((resolve) => setImmediate(resolve));
-      }
-      const rec: LinprobeEpoch = { epoch: epoch + 1, loss: lossSum.item() / Math.max(i, 1), lr: optimizer.paramGroups[0].lr };
-      if (o.evalEvery && (epoch + 1) % o.evalEvery === 0 && epoch + 1 < epochs) rec.top1 = evaluate().top1;
-      history.push(rec);
-      progress?.update(step, { epoch: epoch + 1, loss: rec.loss, lr: rec.lr, top1: rec.top1 });
-    }
-    const accuracy = evaluate();
-    if (history.length) history[history.length - 1].top1 = accuracy.top1;
-    return { accuracy, lr, history, probe };
-  } finally {
-    lossSum.dispose();
-    optimizer.dispose();
-    progress?.done();
-  }
+  const history = await trainHead(
+    {
+      name: 'linprobe',
+      head: probe,
+      optimizer: makeProbeOptimizer(probe, o, lr),
+      lr,
+      perEpoch,
+      batches,
+      loss: (b) => F.crossEntropy(probe.forward(b.features), b.labels),
+      release: (b) => {
+        b.features.dispose();
+        b.labels.dispose();
+      },
+      metric: 'top1',
+      evaluate: () => evaluate().top1,
+    },
+    o,
+  );
+  const accuracy = evaluate();
+  if (history.length) history[history.length - 1].top1 = accuracy.top1;
+  return { accuracy, lr, history, probe };
 }
 
 /** The fast path: trains on features extracted once (shuffled per epoch by a seeded permutation). */

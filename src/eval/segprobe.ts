@@ -7,9 +7,8 @@
 // process trains; the test shards' confusion counts are summed.
 import * as torch from '../torch';
 import { F, Tensor } from '../torch';
-import { AdamW, BaseHyper, Optimizer, SGD, fractionalEpoch, warmupCosine } from '../optim';
+import { AdamW, BaseHyper, Optimizer, SGD } from '../optim';
 import { VisionTransformer } from '../semaim';
-import { Progress } from '../run/progress';
 import type { Precision } from '../run/precision';
 import { ConfusionMatrix, IGNORE_INDEX, SegMetrics } from './miou';
 import { SegLinearHead } from './seg-head';
@@ -17,7 +16,7 @@ import { SegFeatureSet, patchTokens, segSetSize } from './seg-features';
 import type { SegAugment, SegData } from '../data/seg-streams';
 import { checkSegBatch } from '../data/check-batch';
 import { severalRanks, type ProcessGroup } from '../dist';
-import { StopAgreement } from '../dist/agree';
+import { trainHead } from './head-training';
 
 export type SegOptimizer = 'adamw' | 'sgd';
 
@@ -161,7 +160,7 @@ interface SegTrainBatch {
   masks: Tensor;
 }
 
-async function trainHead(
+async function trainSegHead(
   head: SegLinearHead,
   o: SegprobeOptions,
   perEpoch: number,
@@ -171,53 +170,25 @@ async function trainHead(
   evaluate: () => SegMetrics,
 ): Promise<{ lr: number; history: SegprobeEpoch[] }> {
   const lr = o.lr ?? defaultSegLr(o.optimizer ?? 'adamw');
-  const schedule = warmupCosine({ lr, minLr: o.minLr ?? 0, warmupEpochs: o.warmupEpochs ?? 0, epochs: o.epochs });
-  const optimizer = makeOptimizer(head, o, lr);
-  const epochs = Math.ceil(o.epochs);
-  const totalSteps = Math.max(1, Math.ceil(o.epochs * perEpoch));
-  const label = o.label === undefined ? 'segprobe' : o.label;
-  const progress = label === null || (o.group && o.group.rank !== 0) ? null : new Progress(label, totalSteps);
-  const history: SegprobeEpoch[] = [];
-  const lossSum = torch.keep(torch.zeros([], { device: head.linear.weight.device }));
-  let step = 0;
-  const stop = new StopAgreement(o.group); // (every rank takes the same steps)
-  head.train();
-  try {
-    for (let epoch = 0; epoch < epochs && step < totalSteps; epoch++) {
-      let i = 0;
-      lossSum.zero_();
-      for await (const b of batches(epoch)) {
-        try {
-          await stop.throwIfAborted(o.signal);
-          torch.scope(() => {
-            optimizer.setLr(schedule(fractionalEpoch(epoch, i, perEpoch)));
-            const loss = F.crossEntropy(head.forward(b.tokens, grid, size), b.masks, { ignoreIndex: IGNORE_INDEX });
-            loss.backward();
-            optimizer.step();
-            optimizer.zeroGrad();
-            lossSum.add_(loss.detach());
-          });
-        } finally {
-          b.tokens.dispose(); // also when the step throws (a mask label outside numClasses)
-          b.masks.dispose();
-        }
-        i++;
-        step++;
-        if (step >= totalSteps) break;
-        // cached features are at hand at once: without this the whole probe ran without the event loop turning
-        await new Promise((resolve) => setImmediate(resolve));
-      }
-      const rec: SegprobeEpoch = { epoch: epoch + 1, loss: lossSum.item() / Math.max(i, 1), lr: optimizer.paramGroups[0].lr };
-      if (o.evalEvery && (epoch + 1) % o.evalEvery === 0 && epoch + 1 < epochs) rec.mIoU = evaluate().mIoU;
-      history.push(rec);
-      progress?.update(step, { epoch: epoch + 1, loss: rec.loss, lr: rec.lr, mIoU: rec.mIoU });
-    }
-    return { lr, history };
-  } finally {
-    lossSum.dispose();
-    optimizer.dispose();
-    progress?.done();
-  }
+  const history = await trainHead(
+    {
+      name: 'segprobe',
+      head,
+      optimizer: makeOptimizer(head, o, lr),
+      lr,
+      perEpoch,
+      batches,
+      loss: (b) => F.crossEntropy(head.forward(b.tokens, grid, size), b.masks, { ignoreIndex: IGNORE_INDEX }),
+      release: (b) => {
+        b.tokens.dispose();
+        b.masks.dispose();
+      },
+      metric: 'mIoU',
+      evaluate: () => evaluate().mIoU,
+    },
+    o,
+  );
+  return { lr, history };
 }
 
 /** Whether a stretch of masks holds at least one labelled pixel. */
@@ -277,7 +248,7 @@ export async function segprobeOnFeatures(train: SegFeatureSet, test: SegFeatureS
   }
   try {
     const evaluate = (keep?: number) => evaluateSegHead(sameHead(head, group), test, numClasses, { keep, group });
-    const r = await trainHead(head, { ...o, group }, perEpoch, train.grid, train.size, batches, () => evaluate().metrics);
+    const r = await trainSegHead(head, { ...o, group }, perEpoch, train.grid, train.size, batches, () => evaluate().metrics);
     const { metrics, predictions } = evaluate(o.keepPredictions);
     if (r.history.length) r.history[r.history.length - 1].mIoU = metrics.mIoU;
     const trainHistogram = classHistogram(train.masks, numClasses);
@@ -405,7 +376,7 @@ export async function segprobeOnline(
   }
   try {
     const evaluate = (keep?: number) => evaluateSegHead(sameHead(head, group), test, numClasses, { keep, group });
-    const r = await trainHead(head, { ...o, group }, perEpoch, test.grid, test.size, batches, () => evaluate().metrics);
+    const r = await trainSegHead(head, { ...o, group }, perEpoch, test.grid, test.size, batches, () => evaluate().metrics);
     const { metrics, predictions } = evaluate(o.keepPredictions);
     if (r.history.length) r.history[r.history.length - 1].mIoU = metrics.mIoU;
     if (group) trainHistogram.set(group.sumNumbers(trainHistogram));

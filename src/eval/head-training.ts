@@ -1,0 +1,94 @@
+// The epoch loop both probes train their head with (linprobe.ts: a linear classifier on [CLS] features;
+// segprobe.ts: a linear head on patch tokens): the lr of a warm-up + cosine schedule set at every step, a
+// stop every rank agrees on (data-parallel, they take the same steps), the mean loss of each epoch, an
+// evaluation every evalEvery epochs but the last (the caller evaluates after it), progress on rank 0.
+import * as torch from '../torch';
+import type { Tensor } from '../torch';
+import type { Module } from '../nn';
+import { fractionalEpoch, warmupCosine, type BaseHyper, type Optimizer } from '../optim';
+import { Progress } from '../run/progress';
+import { StopAgreement } from '../dist/agree';
+import type { ProcessGroup } from '../dist';
+
+export interface HeadTrainingOptions {
+  epochs: number;
+  minLr?: number;
+  warmupEpochs?: number;
+  /** Evaluate every N epochs (0: only at the end, by the caller). */
+  evalEvery?: number;
+  /** Progress bar label (default: the probe's name); null for none. */
+  label?: string | null;
+  group?: ProcessGroup | null;
+  signal?: AbortSignal;
+}
+
+/** One epoch of the history: its mean loss, its last lr and, where evaluated, the metric. */
+export type HeadEpoch<M extends string> = { epoch: number; loss: number; lr: number } & { [k in M]?: number };
+
+export interface HeadTraining<B, M extends string> {
+  /** The probe's name: the progress bar's default label. */
+  name: string;
+  head: Module;
+  /** Disposed when the loop ends. */
+  optimizer: Optimizer<BaseHyper>;
+  /** The peak lr of the schedule. */
+  lr: number;
+  /** Steps per epoch; `batches(epoch)` may yield more (the loop stops at the epochs' total) or fewer. */
+  perEpoch: number;
+  batches: (epoch: number) => AsyncIterable<B>;
+  /** The batch's loss, inside the step's scope. */
+  loss: (b: B) => Tensor;
+  /** Frees the batch's tensors: after its step, also when the step throws (a label outside the classes). */
+  release: (b: B) => void;
+  /** The metric's name in the history and the progress line, and its value on the test set now. */
+  metric: M;
+  evaluate: () => number;
+}
+
+export async function trainHead<B, M extends string>(t: HeadTraining<B, M>, o: HeadTrainingOptions): Promise<HeadEpoch<M>[]> {
+  const schedule = warmupCosine({ lr: t.lr, minLr: o.minLr ?? 0, warmupEpochs: o.warmupEpochs ?? 0, epochs: o.epochs });
+  const epochs = Math.ceil(o.epochs);
+  const totalSteps = Math.max(1, Math.ceil(o.epochs * t.perEpoch));
+  const label = o.label === undefined ? t.name : o.label;
+  const progress = label === null || (o.group && o.group.rank !== 0) ? null : new Progress(label, totalSteps);
+  const history: HeadEpoch<M>[] = [];
+  const lossSum = torch.keep(torch.zeros([], { device: t.head.parameters()[0].device }));
+  let step = 0;
+  const stop = new StopAgreement(o.group);
+  t.head.train();
+  try {
+    for (let epoch = 0; epoch < epochs && step < totalSteps; epoch++) {
+      let i = 0;
+      lossSum.zero_();
+      for await (const b of t.batches(epoch)) {
+        try {
+          await stop.throwIfAborted(o.signal);
+          torch.scope(() => {
+            t.optimizer.setLr(schedule(fractionalEpoch(epoch, i, t.perEpoch)));
+            const loss = t.loss(b);
+            loss.backward();
+            t.optimizer.step();
+            t.optimizer.zeroGrad();
+            lossSum.add_(loss.detach());
+          });
+        } finally {
+          t.release(b);
+        }
+        i++;
+        step++;
+        if (step >= totalSteps) break;
+        // cached features are at hand at once: without this the whole probe ran without the event loop turning
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      const rec = { epoch: epoch + 1, loss: lossSum.item() / Math.max(i, 1), lr: t.optimizer.paramGroups[0].lr } as HeadEpoch<M>;
+      if (o.evalEvery && (epoch + 1) % o.evalEvery === 0 && epoch + 1 < epochs) (rec as Record<string, number>)[t.metric] = t.evaluate();
+      history.push(rec);
+      progress?.update(step, rec);
+    }
+    return history;
+  } finally {
+    lossSum.dispose();
+    t.optimizer.dispose();
+    progress?.done();
+  }
+}
