@@ -418,6 +418,47 @@ function upMap(n: number, f: number, m: number, flip: boolean): UpMap {
 }
 
 /**
+ * The two low-resolution chroma rows (of Cb and of Cr) that an output row interpolates between, A above
+ * and B below, kept from one output row to the next: each is read once (a row that was B becomes A).
+ */
+class ChromaRows {
+  cbA: Float32Array;
+  cbB: Float32Array;
+  crA: Float32Array;
+  crB: Float32Array;
+  private rowA = -1;
+  private rowB = -1;
+  constructor(width: number) {
+    [this.cbA, this.cbB, this.crA, this.crB] = [0, 1, 2, 3].map(() => new Float32Array(width));
+  }
+
+  /** Makes A hold rows j0 and B rows j1 of planes pb (Cb) and pr (Cr), reading only those not held yet. */
+  load(pb: Prepared, pr: Prepared, j0: number, j1: number): this {
+    if (this.rowA !== j0) {
+      if (this.rowB === j0) {
+        [this.cbA, this.cbB, this.crA, this.crB] = [this.cbB, this.cbA, this.crB, this.crA];
+        this.rowB = -1;
+      } else {
+        row(pb, j0, this.cbA);
+        row(pr, j0, this.crA);
+      }
+      this.rowA = j0;
+    }
+    if (this.rowB !== j1) {
+      if (j1 === j0) {
+        this.cbB.set(this.cbA);
+        this.crB.set(this.crA);
+      } else {
+        row(pb, j1, this.cbB);
+        row(pr, j1, this.crB);
+      }
+      this.rowB = j1;
+    }
+    return this;
+  }
+}
+
+/**
  * Resamples `img` and writes it as 3×outH×outW at `offset` of `out` in the requested format,
  * converting YCbCr/gray to RGB on the fly (the vertical pass, colour conversion and normalisation
  * run per output row without intermediate byte planes). Subsampled chroma is resampled at chroma
@@ -473,17 +514,7 @@ export function resampleToOutput(img: Image, spec: ResampleSpec, out: Float32Arr
     pb = prepare(P[1], spec, spec.interp, 'rs-1');
     pr = prepare(P[2], spec, spec.interp, 'rs-2');
   }
-  // low-resolution chroma rows cache (two rows per plane)
-  const cbA = half ? new Float32Array(cw) : a1;
-  const cbB = half ? new Float32Array(cw) : a1;
-  const crA = half ? new Float32Array(cw) : a2;
-  const crB = half ? new Float32Array(cw) : a2;
-  let rowA = -1;
-  let rowB = -1;
-  let bufCbA = cbA;
-  let bufCbB = cbB;
-  let bufCrA = crA;
-  let bufCrB = crB;
+  const chroma = half ? new ChromaRows(cw) : null;
 
   // Fully fused rows (vertical taps, chroma upsampling, colour conversion and normalisation in one
   // generated loop) for the common cases.
@@ -500,36 +531,9 @@ export function resampleToOutput(img: Image, spec: ResampleSpec, out: Float32Arr
     for (let y = 0; y < outH; y++) {
       const base = (py.ay.start[y] - py.r0) * outW;
       const o = offset + y * outW;
-      if (half) {
-        const j0 = uy!.i0[y];
-        const j1 = uy!.i1[y];
-        if (rowA !== j0) {
-          if (rowB === j0) {
-            let t = bufCbA;
-            bufCbA = bufCbB;
-            bufCbB = t;
-            t = bufCrA;
-            bufCrA = bufCrB;
-            bufCrB = t;
-            rowA = j0;
-            rowB = -1;
-          } else {
-            row(pb!, j0, bufCbA);
-            row(pr!, j0, bufCrA);
-            rowA = j0;
-          }
-        }
-        if (rowB !== j1) {
-          if (j1 === j0) {
-            bufCbB.set(bufCbA);
-            bufCrB.set(bufCrA);
-          } else {
-            row(pb!, j1, bufCbB);
-            row(pr!, j1, bufCrB);
-          }
-          rowB = j1;
-        }
-        f(py.tmp, base, outW, ayw, y * T, bufCbA, bufCbB, bufCrA, bufCrB, uy!.w[y], ux!.i0, ux!.i1, ux!.w, outArr, o, hw, s0, s1, s2, b0, b1, b2);
+      if (chroma) {
+        const c = chroma.load(pb!, pr!, uy!.i0[y], uy!.i1[y]);
+        f(py.tmp, base, outW, ayw, y * T, c.cbA, c.cbB, c.crA, c.crB, uy!.w[y], ux!.i0, ux!.i1, ux!.w, outArr, o, hw, s0, s1, s2, b0, b1, b2);
       } else {
         const tb = pb ? pb.tmp : py.tmp;
         const tr = pr ? pr.tmp : py.tmp;
@@ -541,38 +545,9 @@ export function resampleToOutput(img: Image, spec: ResampleSpec, out: Float32Arr
 
   for (let y = 0; y < outH; y++) {
     row(py, y, a0);
-    if (half) {
-      const j0 = uy!.i0[y];
-      const j1 = uy!.i1[y];
-      const wy = uy!.w[y];
-      // make rowA = j0, rowB = j1 using the cached rows where possible
-      if (rowA !== j0) {
-        if (rowB === j0) {
-          let t = bufCbA;
-          bufCbA = bufCbB;
-          bufCbB = t;
-          t = bufCrA;
-          bufCrA = bufCrB;
-          bufCrB = t;
-          rowA = j0;
-          rowB = -1;
-        } else {
-          row(pb!, j0, bufCbA);
-          row(pr!, j0, bufCrA);
-          rowA = j0;
-        }
-      }
-      if (rowB !== j1) {
-        if (j1 === j0) {
-          bufCbB.set(bufCbA);
-          bufCrB.set(bufCrA);
-        } else {
-          row(pb!, j1, bufCbB);
-          row(pr!, j1, bufCrB);
-        }
-        rowB = j1;
-      }
-      upsampleRow(bufCbA, bufCbB, bufCrA, bufCrB, wy, ux!, a1, a2, outW);
+    if (chroma) {
+      const c = chroma.load(pb!, pr!, uy!.i0[y], uy!.i1[y]);
+      upsampleRow(c.cbA, c.cbB, c.crA, c.crB, uy!.w[y], ux!, a1, a2, outW);
     } else if (pb) {
       row(pb, y, a1);
       row(pr!, y, a2);

@@ -418,3 +418,49 @@ test('WebAssembly SIMD kernels match the TypeScript kernels', { skip: !simdAvail
     }
   }
 });
+
+test("4:2:0 chroma is upsampled with libjpeg's triangle filter on every output row, the bottom edge included", () => {
+  const [W, H, cw, ch] = [64, 48, 32, 24];
+  const plane = (w: number, h: number, s: number, v: (x: number, y: number) => number) => ({
+    ...fullPlane(
+      Uint8Array.from({ length: w * h }, (_, i) => v(i % w, Math.floor(i / w)) & 255),
+      w,
+      h,
+    ),
+    sx: s,
+    sy: s,
+  });
+  // chroma that jumps from row to row, so that a row of the wrong height anywhere shows
+  const cb = (x: number, y: number) => (y * 37 + x * 5) & 255;
+  const cr = (x: number, y: number) => (200 - y * 23 + x * 3) & 255;
+  const img: Image = {
+    width: W,
+    height: H,
+    space: 'ycbcr',
+    planes: [plane(W, H, 1, (x, y) => x * 3 + y * 7), plane(cw, ch, 2, cb), plane(cw, ch, 2, cr)],
+  };
+  const r = { x0: 0, y0: 0, x1: W, y1: H };
+  const out = new Uint8Array(3 * W * H);
+  resampleToOutput(img, { sample: r, clip: r, outW: W, outH: H, flip: false, interp: 'bilinear' }, out, 0, { kind: 'uint8' });
+  // output pixel u sits at (u + 0.5) / 2 - 0.5 in chroma pixels, clamped to the plane
+  const tap = (u: number, m: number) => {
+    const pos = (u + 0.5) / 2 - 0.5;
+    const a = Math.max(0, Math.floor(pos));
+    return { a: Math.min(a, m - 1), b: Math.min(a + 1, m - 1), t: pos < 0 ? 0 : pos - Math.floor(pos) };
+  };
+  const up = (c: (x: number, y: number) => number, x: number, y: number) => {
+    const [tx, ty] = [tap(x, cw), tap(y, ch)];
+    const row = (j: number) => (1 - tx.t) * c(tx.a, j) + tx.t * c(tx.b, j);
+    return (1 - ty.t) * row(ty.a) + ty.t * row(ty.b);
+  };
+  let worst = 0;
+  for (let y = 0; y < H; y++) {
+    for (let x = 0; x < W; x++) {
+      const Y = (x * 3 + y * 7) & 255;
+      const [u, v] = [up(cb, x, y) - 128, up(cr, x, y) - 128];
+      const rgb = [Y + 1.402 * v, Y - 0.344136286 * u - 0.714136286 * v, Y + 1.772 * u].map((c) => Math.min(255, Math.max(0, c)));
+      for (let c = 0; c < 3; c++) worst = Math.max(worst, Math.abs(out[c * W * H + y * W + x] - rgb[c]));
+    }
+  }
+  assert.ok(worst <= 0.51, `the output is ${worst} grey levels from the triangle filter's`);
+});
