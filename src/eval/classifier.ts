@@ -76,15 +76,7 @@ export class ViTClassifier extends Module {
   /** MAE's initialisation (xavier Linear/patch embedding, cls N(0, 0.02)), head weight trunc_normal(std 2e-5), bias 0. */
   initWeights(): this {
     initVitWeights(this);
-    const w = this.patch_embed.proj.weight;
-    torch.noGrad(() =>
-      torch.scope(() => {
-        const flat = torch.empty([w.shape[0], w.numel / w.shape[0]]);
-        init.xavierUniform_(flat);
-        w.copy_(flat.view(w.shape));
-        this.patch_embed.proj.bias?.zero_();
-      }),
-    );
+    this.patch_embed.initWeights();
     init.normal_(this.cls_token, 0, 0.02);
     init.truncNormal_(this.head.weight, 2e-5);
     init.zeros_(this.head.bias!);

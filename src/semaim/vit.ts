@@ -23,6 +23,19 @@ export class PatchEmbed extends Module {
     super();
     this.proj = this.module('proj', new Conv2d(inChans, embedDim, patchSize, { stride: patchSize }));
   }
+  /** MAE's initialisation: the convolution as a Linear over its flattened kernel (xavier-uniform), bias 0. */
+  initWeights(): void {
+    const w = this.proj.weight;
+    torch.noGrad(() =>
+      torch.scope(() => {
+        const flat = torch.empty([w.shape[0], w.numel / w.shape[0]]);
+        init.xavierUniform_(flat);
+        w.copy_(flat.view(w.shape));
+        this.proj.bias?.zero_();
+      }),
+    );
+  }
+
   /** [B, C, H, W] -> [B, N, D], patches in row-major order. */
   forward(x: Tensor): Tensor {
     return torch.scope(() => {
@@ -223,16 +236,7 @@ export class VisionTransformer extends Module {
   initWeights(generatorSeed?: number): this {
     if (generatorSeed !== undefined) torch.manualSeed(generatorSeed);
     initVitWeights(this);
-    const w = this.patch_embed.proj.weight;
-    torch.noGrad(() =>
-      torch.scope(() => {
-        // Patch embedding initialised like a Linear over its flattened kernel.
-        const flat = torch.empty([w.shape[0], w.numel / w.shape[0]]);
-        init.xavierUniform_(flat);
-        w.copy_(flat.view(w.shape));
-        if (this.patch_embed.proj.bias) this.patch_embed.proj.bias.zero_();
-      }),
-    );
+    this.patch_embed.initWeights();
     init.normal_(this.cls_token, 0, 0.02);
     return this;
   }
