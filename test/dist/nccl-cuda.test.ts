@@ -25,7 +25,7 @@ const root = mkdtempSync(join(tmpdir(), 'semaim-nccl-'));
 process.on('exit', () => rmSync(root, { recursive: true, force: true }));
 
 test('NCCL collectives on CUDA tensors: values, dtypes and device kept; the helpers the trainer uses; a CPU tensor refused', { skip }, async () => {
-  const [run] = await runWorkers(workerScript('nccl'), 1, ['collectives'], { env });
+  const [run] = await runWorkers(workerScript('nccl'), 1, ['collectives'], { env, timeoutMs: 60_000 });
   assert.equal(run.code, 0, run.stderr);
   assert.deepEqual(lineWith(run, 'backend'), { backend: 'nccl', device: 'cuda:0', worldSize: 1 });
   const r = lineWith(run, 'collectives');
@@ -47,7 +47,7 @@ test('NCCL collectives on CUDA tensors: values, dtypes and device kept; the help
 });
 
 test('DistributedDataParallel on the GPU over NCCL: each mode and compression gives the step its own gradients (one rank)', { skip }, async () => {
-  const [run] = await runWorkers(workerScript('nccl'), 1, ['ddp'], { env });
+  const [run] = await runWorkers(workerScript('nccl'), 1, ['ddp'], { env, timeoutMs: 60_000 });
   assert.equal(run.code, 0, run.stderr);
   const cases = run.lines.filter((l) => 'ddp' in l) as { ddp: string; mode: string; buckets: number[][]; maxDiff: number; maxGrad: number; gradDevices: string[] }[];
   assert.ok(cases.length >= 3, `${cases.length} cases ran:\n${run.stderr}`);
@@ -77,9 +77,9 @@ function losses(outDir: string): number[] {
 }
 
 test('semaim pretrain as a torchrun worker of one on cuda (an NCCL group) trains as the run alone', { skip }, async () => {
-  const alone = spawnSync(process.execPath, [CLI, ...PRETRAIN, '--device', 'cuda', '--out-dir', join(root, 'alone')], { encoding: 'utf8', timeout: 240_000, env });
+  const alone = spawnSync(process.execPath, [CLI, ...PRETRAIN, '--device', 'cuda', '--out-dir', join(root, 'alone')], { encoding: 'utf8', timeout: 120_000, env });
   assert.equal(alone.status, 0, `${alone.stdout}\n${alone.stderr}`);
-  const [worker] = await runWorkers(CLI, 1, [...PRETRAIN, '--device', 'cuda', '--out-dir', join(root, 'worker')], { timeoutMs: 240_000, env });
+  const [worker] = await runWorkers(CLI, 1, [...PRETRAIN, '--device', 'cuda', '--out-dir', join(root, 'worker')], { timeoutMs: 120_000, env });
   assert.equal(worker.code, 0, worker.stderr);
   const [a, w] = [losses(join(root, 'alone')), losses(join(root, 'worker'))];
   assert.equal(a.length, 6);
