@@ -114,7 +114,7 @@ check "EXIF orientation: loader and figures ignore it by default and both apply 
 
 # ---------------------------------------------------------------- a data path that does not exist
 run nodata pretrain "${TINY[@]}" --dataset cifar10 --data-path /nonexistent.tar.gz --out-dir "$R/nodata"
-check "--data-path /nonexistent.tar.gz is an option error (rc 2) before any work" bash -c "[ \"\$(cat '$R/nodata.rc')\" = 2 ] && grep -q \"option 'dataPath': /nonexistent.tar.gz does not exist\" '$R/nodata.log' && [ ! -e '$R/nodata' ]"
+check "--data-path /nonexistent.tar.gz is an option error (rc 2) before any work" bash -c "[ \"\$(cat '$R/nodata.rc')\" = 2 ] && grep -q \"option --data-path: /nonexistent.tar.gz does not exist\" '$R/nodata.log' && [ ! -e '$R/nodata' ]"
 
 total=$((pass + fail))
 echo "fault-check-data: $pass/$total checks passed; ${bomb_kb} KB bomb PNG (30000×30000): peak RSS pretrain $(rss_mib pretrain) MiB, knn $(rss_mib knn) MiB, visualize $(rss_mib viz) MiB; files in $R${notes[*]:+; ${notes[*]}}"
