@@ -12,10 +12,7 @@
 //   left as a blank row, reported once with a warning line naming the file, and counted in the
 //   end-of-epoch summary.
 
-import { Worker } from 'node:worker_threads';
-import { DataError } from '../util/errors';
-import { newStopFlag, stopBeforeExit, stopWorker } from './worker-stop';
-import { existsSync } from 'node:fs';
+import { WorkerPool, type PoolSlot } from './worker-pool';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { permutation, Rng } from './rng';
@@ -137,17 +134,6 @@ export interface EpochSummary {
   complete: boolean;
 }
 
-interface Slot {
-  worker: Worker;
-  stopFlag: Int32Array;
-  outstanding: number;
-}
-
-interface Waiter {
-  resolve: (v: RawBatch | PackedChunk) => void;
-  reject: (e: Error) => void;
-}
-
 /** One worker per core but one (the training thread's), at least 1 and at most 8. */
 export function defaultWorkers(): number {
   return Math.max(1, Math.min(8, availableParallelism() - 1));
@@ -173,17 +159,14 @@ export class DataLoader implements AsyncIterable<Batch> {
   private readonly prefetch: number;
   private readonly persistent: boolean;
   private readonly warn: (line: string) => void;
-  private slots: Slot[] | null = null;
-  private unregisterExit: (() => void) | null = null;
+  private pool: WorkerPool<FromWorker, string> | null = null;
   private local: BatchBuilder | null = null;
   private gen = 0;
   private active = false;
   private closed = false;
-  private readonly waiters = new Map<string, Waiter>();
   private readonly warned = new Set<string>();
   private spec: DatasetSpec;
   private cacheDone = false;
-  private poolError: Error | null = null;
 
   constructor(dataset: Dataset, opts: LoaderOptions) {
     if (!(Number.isInteger(opts.batchSize) && opts.batchSize >= 1)) {
@@ -290,8 +273,9 @@ export class DataLoader implements AsyncIterable<Batch> {
       const first = Math.floor(startSample / plan.globalBatch);
       const rank = this.worldSize > 1 ? this.rank : undefined;
       const task = (b: number): BatchTask => ({ epoch, batch: first + b, rank, indices: sliceWrapped(order, ...plan.range(b)) });
-      if (this.slots) {
-        const slots = this.slots;
+      if (this.pool) {
+        const pool = this.pool;
+        const slots = pool.slots;
         const W = slots.length;
         const results: Array<Promise<RawBatch> | undefined> = new Array(nb);
         let next = 0;
@@ -301,18 +285,10 @@ export class DataLoader implements AsyncIterable<Batch> {
             if (s.outstanding >= this.prefetch) break;
             s.outstanding++;
             // keyed by the batch's index in the epoch, which the worker's reply carries (not its place in this run)
-            results[next] = this.request<RawBatch>(s, `b${first + next}`, { type: 'batch', gen, task: task(next) });
+            results[next] = pool.request<RawBatch>(s, `b${first + next}`, { type: 'batch', gen, task: task(next) } satisfies ToWorker);
             next++;
           }
-          // workers keep the process alive only while we wait for them, so an iterator that is
-          // abandoned without finishing (no break/return) does not hang the program
-          for (const s of slots) s.worker.ref();
-          let raw: RawBatch;
-          try {
-            raw = await results[b]!;
-          } finally {
-            if (this.slots === slots) for (const s of slots) s.worker.unref(); // (not while terminating)
-          }
+          const raw = await pool.wait(results[b]!);
           results[b] = undefined;
           slots[b % W].outstanding--;
           batches++;
@@ -331,22 +307,16 @@ export class DataLoader implements AsyncIterable<Batch> {
     } finally {
       this.active = false;
       if (!complete) this.gen++; // results still in flight belong to a finished generation
-      this.waiters.clear();
-      if (this.slots) {
-        for (const s of this.slots) {
-          s.outstanding = 0;
-          s.worker.unref();
-        }
-      }
+      this.pool?.forgetRequests();
       this.lastSummary = this.summarise(epoch, batches, samples, tally, (Date.now() - t0) / 1000, complete);
-      if (!this.persistent || this.poolError) await this.terminate();
+      if (!this.persistent || this.pool?.failed) await this.terminate();
     }
   }
 
   /** Terminates the worker threads; the loader cannot be used afterwards. */
   async close(): Promise<void> {
     this.closed = true;
-    this.onWorkerFailure(new Error('DataLoader: closed'));
+    this.pool?.fail(new Error('DataLoader: closed'));
     await this.terminate();
   }
 
@@ -367,62 +337,20 @@ export class DataLoader implements AsyncIterable<Batch> {
   private async prepare(gen: number): Promise<void> {
     if (this.numWorkers === 0) {
       if (!this.local) this.local = new BatchBuilder({ ...this.cfg, spec: this.spec });
-    } else if (!this.slots) {
-      this.startWorkers();
+    } else if (!this.pool) {
+      this.pool = new WorkerPool<FromWorker, string>({
+        script: join(__dirname, 'worker.js'),
+        owner: 'DataLoader',
+        what: 'data worker',
+        count: this.numWorkers,
+        workerData: { cfg: { ...this.cfg, spec: this.spec } },
+        generation: () => this.gen,
+        // a batch's reply carries its index in the epoch, a decoded range its id
+        keyOf: (m) => (m.type === 'batch' ? `b${m.batch.batch}` : m.type === 'decoded' ? `d${m.id}` : m.batch !== undefined ? `b${m.batch}` : `d${m.id}`),
+        valueOf: (m) => (m.type === 'batch' ? m.batch : m.type === 'decoded' ? m.chunk : undefined),
+      });
     }
     if (this.opts.cache && !this.cacheDone && this.spec.kind === 'files') await this.buildCache(gen);
-  }
-
-  private startWorkers(): void {
-    const script = join(__dirname, 'worker.js');
-    if (!existsSync(script)) throw new Error(`DataLoader: worker script ${script} not found (run the compiled JavaScript, or use workers: 0)`);
-    this.poolError = null;
-    const slots: Slot[] = [];
-    for (let i = 0; i < this.numWorkers; i++) {
-      const stopFlag = newStopFlag();
-      const worker = new Worker(script, { workerData: { cfg: { ...this.cfg, spec: this.spec }, stopFlag } });
-      const slot: Slot = { worker, stopFlag, outstanding: 0 };
-      worker.on('message', (m: FromWorker) => this.onMessage(m));
-      worker.on('error', (e: Error) => this.onWorkerFailure(new Error(`data worker ${i} failed: ${e.message}`)));
-      worker.on('exit', (code) => {
-        if (this.slots === slots && !this.closed) this.onWorkerFailure(new Error(`data worker ${i} exited unexpectedly (code ${code})`));
-      });
-      worker.unref();
-      slots.push(slot);
-    }
-    this.slots = slots;
-    this.unregisterExit = stopBeforeExit(() => this.terminate());
-  }
-
-  private onWorkerFailure(e: Error): void {
-    if (this.slots) this.poolError = e;
-    const ws = [...this.waiters.values()];
-    this.waiters.clear();
-    for (const w of ws) w.reject(e);
-  }
-
-  private onMessage(m: FromWorker): void {
-    if (m.gen !== this.gen) return; // stale result of an abandoned epoch
-    const key = m.type === 'batch' ? `b${m.batch.batch}` : m.type === 'decoded' ? `d${m.id}` : m.batch !== undefined ? `b${m.batch}` : `d${m.id}`;
-    const w = this.waiters.get(key);
-    if (!w) return;
-    this.waiters.delete(key);
-    if (m.type === 'error') {
-      const err = m.code === 'ERR_DATA' ? new DataError(m.message) : new Error(m.message);
-      if (m.stack) err.stack = `${m.message}\n    (in data worker)\n${m.stack.split('\n').slice(1).join('\n')}`;
-      w.reject(err);
-    } else if (m.type === 'batch') w.resolve(m.batch);
-    else w.resolve(m.chunk);
-  }
-
-  private request<T extends RawBatch | PackedChunk>(slot: Slot, key: string, msg: ToWorker): Promise<T> {
-    if (this.poolError) return Promise.reject(this.poolError);
-    const p = new Promise<T>((resolve, reject) => {
-      this.waiters.set(key, { resolve: resolve as (v: RawBatch | PackedChunk) => void, reject });
-    });
-    p.catch(() => undefined); // a prefetched batch nobody awaits must not raise an unhandled rejection
-    slot.worker.postMessage(msg);
-    return p;
   }
 
   private async buildCache(gen: number): Promise<void> {
@@ -440,22 +368,17 @@ export class DataLoader implements AsyncIterable<Batch> {
       for (const s of c.skipped) this.warnOnce(s);
       if (bytes > maxBytes) aborted = true;
     };
-    if (this.slots) {
-      const slots = this.slots;
-      for (const s of slots) s.worker.ref();
-      try {
-        let next = 0;
-        const runSlot = async (s: Slot): Promise<void> => {
-          while (next < ranges.length && !aborted) {
-            const id = next++;
-            const [a, b] = ranges[id];
-            take(await this.request<PackedChunk>(s, `d${id}`, { type: 'decode', gen, id, start: a, end: b }));
-          }
-        };
-        await Promise.all(slots.map(runSlot));
-      } finally {
-        if (this.slots === slots) for (const s of slots) s.worker.unref();
-      }
+    if (this.pool) {
+      const pool = this.pool;
+      let next = 0;
+      const runSlot = async (s: PoolSlot): Promise<void> => {
+        while (next < ranges.length && !aborted) {
+          const id = next++;
+          const [a, b] = ranges[id];
+          take(await pool.request<PackedChunk>(s, `d${id}`, { type: 'decode', gen, id, start: a, end: b } satisfies ToWorker));
+        }
+      };
+      await pool.wait(Promise.all(pool.slots.map(runSlot)));
     } else {
       for (const [a, b] of ranges) {
         if (aborted) break;
@@ -468,7 +391,7 @@ export class DataLoader implements AsyncIterable<Batch> {
       return;
     }
     this.spec = assembleCache(chunks, n, files);
-    if (this.slots) for (const s of this.slots) s.worker.postMessage({ type: 'spec', spec: this.spec } satisfies ToWorker);
+    this.pool?.postAll({ type: 'spec', spec: this.spec } satisfies ToWorker);
     if (this.local) this.local.setSpec(this.spec);
   }
 
@@ -506,11 +429,9 @@ export class DataLoader implements AsyncIterable<Batch> {
   }
 
   private async terminate(): Promise<void> {
-    const slots = this.slots;
-    this.slots = null;
-    this.unregisterExit?.();
-    if (!slots) return;
-    await Promise.all(slots.map((s) => stopWorker(s.worker, s.stopFlag)));
+    const pool = this.pool;
+    this.pool = null;
+    await pool?.stop();
   }
 }
 

@@ -9,8 +9,6 @@
 // positions and re-reads only the shards its buffer still held; samples replaced because they
 // were unusable may differ right after the resume point).
 
-import { Worker } from 'node:worker_threads';
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { staticOutputSize, validateTransforms } from '../transforms';
 import { batchFromRaw, defaultWorkers, type Batch, type EpochStart, type EpochSummary, type LoaderOptions } from '../loader';
@@ -23,10 +21,9 @@ import type { ShardDataset } from './dataset';
 import { imageMemberCap } from './tar-samples';
 import type { FromShardWorker, ToShardWorker } from './worker';
 import { checkRankSlice } from '../sharding';
-import { newStopFlag, stopBeforeExit, stopWorker } from '../worker-stop';
+import { WorkerPool } from '../worker-pool';
 import { printable } from '../../util/printable';
 import { OptionError } from '../../util/options';
-import { DataError } from '../../util/errors';
 import { formatBytes } from '../../util/disk-space';
 import { estimateShuffleMemory, shuffleMemoryBudget, shuffleMemoryProblem } from './memory';
 
@@ -43,17 +40,6 @@ export interface ShardEpochSummary extends EpochSummary {
 }
 
 export const DEFAULT_SHUFFLE_BUFFER = 1000;
-
-interface Slot {
-  worker: Worker;
-  stopFlag: Int32Array;
-  outstanding: number;
-}
-
-interface Waiter {
-  resolve: (v: RawBatch) => void;
-  reject: (e: Error) => void;
-}
 
 export class ShardLoader implements AsyncIterable<Batch> {
   readonly dataset: ShardDataset;
@@ -72,14 +58,11 @@ export class ShardLoader implements AsyncIterable<Batch> {
   private readonly cfg: ShardBuilderConfig;
   private readonly prefetch: number;
   private readonly warn: (line: string) => void;
-  private slots: Slot[] | null = null;
-  private unregisterExit: (() => void) | null = null;
+  private pool: WorkerPool<FromShardWorker, number> | null = null;
   private local: ShardBatchBuilder | null = null;
   private gen = 0;
   private active = false;
   private closed = false;
-  private poolError: Error | null = null;
-  private readonly waiters = new Map<number, Waiter>();
   private readonly warned = new Set<string>();
 
   constructor(dataset: ShardDataset, opts: ShardLoaderOptions) {
@@ -215,8 +198,8 @@ export class ShardLoader implements AsyncIterable<Batch> {
           yield this.finish(raw, tally);
         }
       } else {
-        if (!this.slots) this.startWorkers();
-        const slots = this.slots!;
+        const pool = (this.pool ??= this.startWorkers());
+        const slots = pool.slots;
         for (let w = 0; w < slots.length; w++) {
           slots[w].outstanding = 0;
           slots[w].worker.postMessage({ type: 'epoch', gen, task: task(w) } satisfies ToShardWorker);
@@ -228,16 +211,10 @@ export class ShardLoader implements AsyncIterable<Batch> {
             const s = slots[plan.workerOf(next)];
             if (s.outstanding >= this.prefetch) break;
             s.outstanding++;
-            results.set(next, this.request(s, gen, next, plan.sizeOf(next)));
+            results.set(next, pool.request<RawBatch>(s, next, { type: 'batch', gen, batch: next, size: plan.sizeOf(next) } satisfies ToShardWorker));
             next++;
           }
-          for (const s of slots) s.worker.ref();
-          let raw: RawBatch;
-          try {
-            raw = await results.get(j)!;
-          } finally {
-            if (this.slots === slots) for (const s of slots) s.worker.unref();
-          }
+          const raw = await pool.wait(results.get(j)!);
           results.delete(j);
           slots[plan.workerOf(j)].outstanding--;
           batches++;
@@ -249,17 +226,16 @@ export class ShardLoader implements AsyncIterable<Batch> {
     } finally {
       this.active = false;
       if (!complete) this.gen++;
-      this.waiters.clear();
-      if (this.slots) for (const s of this.slots) s.worker.unref();
+      this.pool?.forgetRequests();
       if (this.local && !complete) await this.local.close();
       this.lastSummary = this.summarise(epoch, batches, samples, tally, (Date.now() - t0) / 1000, complete);
-      if (this.opts.persistentWorkers === false || this.poolError) await this.terminate();
+      if (this.opts.persistentWorkers === false || this.pool?.failed) await this.terminate();
     }
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    this.onWorkerFailure(new Error('ShardLoader: closed'));
+    this.pool?.fail(new Error('ShardLoader: closed'));
     await this.local?.close();
     await this.terminate();
   }
@@ -275,53 +251,17 @@ export class ShardLoader implements AsyncIterable<Batch> {
     return Math.min(b, count);
   }
 
-  private startWorkers(): void {
-    const script = join(__dirname, 'worker.js');
-    if (!existsSync(script)) throw new Error(`ShardLoader: worker script ${script} not found (run the compiled JavaScript, or use workers: 0)`);
-    this.poolError = null;
-    const slots: Slot[] = [];
-    for (let i = 0; i < this.numWorkers; i++) {
-      const stopFlag = newStopFlag();
-      const worker = new Worker(script, { workerData: { cfg: this.cfg, stopFlag } });
-      worker.on('message', (m: FromShardWorker) => this.onMessage(m));
-      worker.on('error', (e: Error) => this.onWorkerFailure(new Error(`shard worker ${i} failed: ${e.message}`)));
-      worker.on('exit', (code) => {
-        if (this.slots === slots && !this.closed) this.onWorkerFailure(new Error(`shard worker ${i} exited unexpectedly (code ${code})`));
-      });
-      worker.unref();
-      slots.push({ worker, stopFlag, outstanding: 0 });
-    }
-    this.slots = slots;
-    this.unregisterExit = stopBeforeExit(() => this.terminate());
-  }
-
-  private onWorkerFailure(e: Error): void {
-    if (this.slots) this.poolError = e;
-    const ws = [...this.waiters.values()];
-    this.waiters.clear();
-    for (const w of ws) w.reject(e);
-  }
-
-  private onMessage(m: FromShardWorker): void {
-    if (m.gen !== this.gen) return;
-    const key = m.type === 'batch' ? m.batch.batch : m.batch;
-    if (key === undefined) return;
-    const w = this.waiters.get(key);
-    if (!w) return;
-    this.waiters.delete(key);
-    if (m.type === 'error') {
-      const err = m.code === 'ERR_DATA' ? new DataError(m.message) : new Error(m.message);
-      if (m.stack) err.stack = `${m.message}\n    (in shard worker)\n${m.stack.split('\n').slice(1).join('\n')}`;
-      w.reject(err);
-    } else w.resolve(m.batch);
-  }
-
-  private request(slot: Slot, gen: number, batch: number, size: number): Promise<RawBatch> {
-    if (this.poolError) return Promise.reject(this.poolError);
-    const p = new Promise<RawBatch>((resolve, reject) => this.waiters.set(batch, { resolve, reject }));
-    p.catch(() => undefined);
-    slot.worker.postMessage({ type: 'batch', gen, batch, size } satisfies ToShardWorker);
-    return p;
+  private startWorkers(): WorkerPool<FromShardWorker, number> {
+    return new WorkerPool<FromShardWorker, number>({
+      script: join(__dirname, 'worker.js'),
+      owner: 'ShardLoader',
+      what: 'shard worker',
+      count: this.numWorkers,
+      workerData: { cfg: this.cfg },
+      generation: () => this.gen,
+      keyOf: (m) => (m.type === 'batch' ? m.batch.batch : m.batch),
+      valueOf: (m) => (m.type === 'batch' ? m.batch : undefined),
+    });
   }
 
   private warnOnce(s: SkipRecord): void {
@@ -358,10 +298,8 @@ export class ShardLoader implements AsyncIterable<Batch> {
   }
 
   private async terminate(): Promise<void> {
-    const slots = this.slots;
-    this.slots = null;
-    this.unregisterExit?.();
-    if (!slots) return;
-    await Promise.all(slots.map((s) => stopWorker(s.worker, s.stopFlag)));
+    const pool = this.pool;
+    this.pool = null;
+    await pool?.stop();
   }
 }
