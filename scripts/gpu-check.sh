@@ -29,7 +29,7 @@ build() {
 # native/dist.cc with NCCL (the headers of the pip nvidia-nccl package) was compiled only against Debian's
 # libtorch 2.6 before: if that build fails here, the rest of the call still gets an addon, without NCCL.
 if ! time build; then
-  [ "${SEMAIM_NCCL:-}" != 0 ] && node native/find-libtorch.js info | grep -q '"nccl": true' || exit 1
+  [ "${SEMAIM_NCCL:-}" != 0 ] && grep -q '"nccl": true' <<<"$(node native/find-libtorch.js info)" || exit 1
   echo "== the build with NCCL failed (above); building without it (SEMAIM_NCCL=0)"
   export SEMAIM_NCCL=0
   time build
