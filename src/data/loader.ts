@@ -13,12 +13,12 @@
 //   end-of-epoch summary.
 
 import { WorkerPool, type PoolSlot } from './worker-pool';
+import { SkipLog, type EpochSkips } from './skip-log';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { permutation, Rng } from './rng';
 import { BatchBuilder, type BuilderConfig, type BatchTask, type RawBatch, type PackedChunk, type SkipRecord } from './batch';
 import type { Dataset, DatasetSpec } from './dataset';
-import type { SkipReason } from './codecs/errors';
 import type { ExifOrientationPolicy } from './codecs/orientation';
 import { staticOutputSize, validateTransforms, isGeometric, type TransformSpec } from './transforms';
 import { buildPlan } from './geometry';
@@ -26,7 +26,6 @@ import type { MixupOptions } from './mix';
 import { assembleCache, cacheRanges, DEFAULT_CACHE_BYTES, type CacheOptions } from './cache';
 import type { FromWorker, ToWorker } from './worker';
 import { rankPlan, sliceWrapped, type RankPlan } from './sharding';
-import { printable } from '../util/printable';
 
 export interface LoaderOptions {
   batchSize: number;
@@ -120,15 +119,10 @@ export interface Batch {
   skipped: readonly SkipRecord[];
 }
 
-export interface EpochSummary {
+export interface EpochSummary extends EpochSkips {
   epoch: number;
   batches: number;
   samples: number;
-  /** Distinct samples skipped this epoch. */
-  skipped: number;
-  byReason: Partial<Record<SkipReason, number>>;
-  /** Names of the skipped samples (first 20). */
-  files: string[];
   seconds: number;
   /** False when iteration stopped before the end of the epoch. */
   complete: boolean;
@@ -164,7 +158,7 @@ export class DataLoader implements AsyncIterable<Batch> {
   private gen = 0;
   private active = false;
   private closed = false;
-  private readonly warned = new Set<string>();
+  private readonly skips: SkipLog;
   private spec: DatasetSpec;
   private cacheDone = false;
 
@@ -195,6 +189,7 @@ export class DataLoader implements AsyncIterable<Batch> {
     this.prefetch = Math.max(1, opts.prefetch ?? 2);
     this.persistent = opts.persistentWorkers ?? true;
     this.warn = opts.onWarning ?? ((line: string) => process.stderr.write(line + '\n'));
+    this.skips = new SkipLog(this.warn);
     if (opts.masks && !dataset.hasMasks) throw new Error(`DataLoader: masks requested but ${dataset.root} has no object masks`);
     const numClasses = opts.numClasses ?? dataset.classes.length;
     if ((opts.mixup || (opts.labelSmoothing ?? 0) > 0) && numClasses < 1) {
@@ -365,7 +360,7 @@ export class DataLoader implements AsyncIterable<Batch> {
     const take = (c: PackedChunk): void => {
       chunks.push(c);
       bytes += c.data.byteLength;
-      for (const s of c.skipped) this.warnOnce(s);
+      for (const s of c.skipped) this.skips.note(s);
       if (bytes > maxBytes) aborted = true;
     };
     if (this.pool) {
@@ -395,37 +390,14 @@ export class DataLoader implements AsyncIterable<Batch> {
     if (this.local) this.local.setSpec(this.spec);
   }
 
-  private warnOnce(s: SkipRecord): void {
-    if (this.warned.has(s.name)) return;
-    this.warned.add(s.name);
-    this.warn(printable(`data: skipping ${s.name}: ${s.message}`));
-  }
-
   private finish(raw: RawBatch, tally: Map<number, SkipRecord>): Batch {
-    for (const s of raw.skipped) {
-      this.warnOnce(s);
-      tally.set(s.index, s);
-    }
+    this.skips.count(raw.skipped, tally);
     return batchFromRaw(raw);
   }
 
   private summarise(epoch: number, batches: number, samples: number, tally: Map<number, SkipRecord>, seconds: number, complete: boolean): EpochSummary {
-    const byReason: Partial<Record<SkipReason, number>> = {};
-    const files: string[] = [];
-    for (const s of tally.values()) {
-      byReason[s.reason] = (byReason[s.reason] ?? 0) + 1;
-      if (files.length < 20) files.push(s.name);
-    }
-    const summary: EpochSummary = { epoch, batches, samples, skipped: tally.size, byReason, files, seconds, complete };
-    if (tally.size > 0) {
-      const reasons = Object.entries(byReason)
-        .map(([r, k]) => `${k} ${r}`)
-        .join(', ');
-      this.warn(
-        `data: epoch ${epoch}${complete ? '' : ' (stopped early)'}: skipped ${tally.size} unusable file${tally.size === 1 ? '' : 's'} (${reasons}); each was ${this.cfg.replace ? 'replaced by another sample' : 'left out'}`,
-      );
-    }
-    return summary;
+    const fate = this.cfg.replace ? 'replaced by another sample' : 'left out';
+    return { epoch, batches, samples, ...this.skips.epochSkips(epoch, complete, tally, 'file', fate), seconds, complete };
   }
 
   private async terminate(): Promise<void> {

@@ -13,7 +13,6 @@ import { join } from 'node:path';
 import { staticOutputSize, validateTransforms } from '../transforms';
 import { batchFromRaw, defaultWorkers, type Batch, type EpochStart, type EpochSummary, type LoaderOptions } from '../loader';
 import type { RawBatch, SkipRecord } from '../batch';
-import type { SkipReason } from '../codecs/errors';
 import { ShardBatchBuilder, type EpochTask, type ShardBuilderConfig } from './builder';
 import type { StreamContext } from './stream';
 import { shardEpochPlan, shardEpochSize, type ShardEpochPlan } from './plan';
@@ -22,7 +21,7 @@ import { imageMemberCap } from './tar-samples';
 import type { FromShardWorker, ToShardWorker } from './worker';
 import { checkRankSlice } from '../sharding';
 import { WorkerPool } from '../worker-pool';
-import { printable } from '../../util/printable';
+import { SkipLog } from '../skip-log';
 import { OptionError } from '../../util/options';
 import { formatBytes } from '../../util/disk-space';
 import { estimateShuffleMemory, shuffleMemoryBudget, shuffleMemoryProblem } from './memory';
@@ -63,7 +62,7 @@ export class ShardLoader implements AsyncIterable<Batch> {
   private gen = 0;
   private active = false;
   private closed = false;
-  private readonly warned = new Set<string>();
+  private readonly skips: SkipLog;
 
   constructor(dataset: ShardDataset, opts: ShardLoaderOptions) {
     if (!(Number.isInteger(opts.batchSize) && opts.batchSize >= 1))
@@ -92,6 +91,7 @@ export class ShardLoader implements AsyncIterable<Batch> {
       throw new RangeError(`ShardLoader: shuffleBuffer must be an integer >= 1, got ${this.shuffleBuffer}`);
     this.prefetch = Math.max(1, opts.prefetch ?? 2);
     this.warn = opts.onWarning ?? ((line: string) => process.stderr.write(line + '\n'));
+    this.skips = new SkipLog(this.warn);
     const numClasses = opts.numClasses ?? dataset.classes.length;
     if ((opts.mixup || (opts.labelSmoothing ?? 0) > 0) && numClasses < 1)
       throw new Error(`ShardLoader: mixup/label smoothing need class labels, but ${dataset.root} is unlabelled`);
@@ -264,37 +264,14 @@ export class ShardLoader implements AsyncIterable<Batch> {
     });
   }
 
-  private warnOnce(s: SkipRecord): void {
-    if (this.warned.has(s.name)) return;
-    this.warned.add(s.name);
-    this.warn(printable(`data: skipping ${s.name}: ${s.message}`));
-  }
-
   private finish(raw: RawBatch, tally: Map<number, SkipRecord>): Batch {
-    for (const s of raw.skipped) {
-      this.warnOnce(s);
-      tally.set(s.index, s);
-    }
+    this.skips.count(raw.skipped, tally);
     return batchFromRaw(raw);
   }
 
   private summarise(epoch: number, batches: number, samples: number, tally: Map<number, SkipRecord>, seconds: number, complete: boolean): ShardEpochSummary {
-    const byReason: Partial<Record<SkipReason, number>> = {};
-    const files: string[] = [];
-    for (const s of tally.values()) {
-      byReason[s.reason] = (byReason[s.reason] ?? 0) + 1;
-      if (files.length < 20 && !files.includes(s.name)) files.push(s.name);
-    }
-    const badShards = this.dataset.table.problems.length;
-    if (tally.size > 0) {
-      const reasons = Object.entries(byReason)
-        .map(([r, k]) => `${k} ${r}`)
-        .join(', ');
-      this.warn(
-        `data: epoch ${epoch}${complete ? '' : ' (stopped early)'}: skipped ${tally.size} unusable sample${tally.size === 1 ? '' : 's'} (${reasons}); each was replaced by another sample`,
-      );
-    }
-    return { epoch, batches, samples, skipped: tally.size, byReason, files, seconds, complete, badShards };
+    const skips = this.skips.epochSkips(epoch, complete, tally, 'sample', 'replaced by another sample');
+    return { epoch, batches, samples, ...skips, seconds, complete, badShards: this.dataset.table.problems.length };
   }
 
   private async terminate(): Promise<void> {
