@@ -55,7 +55,6 @@ export interface CollectiveOptions {
   timeoutMs?: number;
 }
 
-
 /** One collective in flight. Wait for it exactly once. */
 export class Work {
   private done = false;

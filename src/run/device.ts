@@ -39,8 +39,8 @@ export function checkDevice(device: string): torch.Device {
 /**
  * Refuses a CUDA --device that `processes` processes on one machine cannot share: under NCCL each takes
  * a GPU of its own, cuda:<local rank>, so 'cuda:N' (one GPU named for all) and more processes than
- * `gpus()` are refused before any starts (NCCL would fail at its first collective: "Duplicate GPU detected",
- * or "invalid device ordinal").
+ * `gpus()` are refused before any starts (the workers would start and then fail in NCCL: "invalid device
+ * ordinal" at group init, or "Duplicate GPU detected" at the first collective).
  */
 export function checkGpuShare(device: string, processes: number, gpus: () => number = () => torch.cuda.deviceCount()): void {
   if (cudaIndex(device) === null || processes <= 1) return;

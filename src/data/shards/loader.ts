@@ -56,7 +56,6 @@ export class ShardLoader implements AsyncIterable<Batch> {
   private readonly opts: ShardLoaderOptions;
   private readonly cfg: ShardBuilderConfig;
   private readonly prefetch: number;
-  private readonly warn: (line: string) => void;
   private pool: WorkerPool<FromShardWorker, number> | null = null;
   private local: ShardBatchBuilder | null = null;
   private gen = 0;
@@ -90,8 +89,7 @@ export class ShardLoader implements AsyncIterable<Batch> {
     if (!(Number.isInteger(this.shuffleBuffer) && this.shuffleBuffer >= 1))
       throw new RangeError(`ShardLoader: shuffleBuffer must be an integer >= 1, got ${this.shuffleBuffer}`);
     this.prefetch = Math.max(1, opts.prefetch ?? 2);
-    this.warn = opts.onWarning ?? ((line: string) => process.stderr.write(line + '\n'));
-    this.skips = new SkipLog(this.warn);
+    this.skips = new SkipLog(opts.onWarning ?? ((line: string) => process.stderr.write(line + '\n')));
     const numClasses = opts.numClasses ?? dataset.classes.length;
     if ((opts.mixup || (opts.labelSmoothing ?? 0) > 0) && numClasses < 1)
       throw new Error(`ShardLoader: mixup/label smoothing need class labels, but ${dataset.root} is unlabelled`);
@@ -200,10 +198,7 @@ export class ShardLoader implements AsyncIterable<Batch> {
       } else {
         const pool = (this.pool ??= this.startWorkers());
         const slots = pool.slots;
-        for (let w = 0; w < slots.length; w++) {
-          slots[w].outstanding = 0;
-          slots[w].worker.postMessage({ type: 'epoch', gen, task: task(w) } satisfies ToShardWorker);
-        }
+        for (let w = 0; w < slots.length; w++) slots[w].worker.postMessage({ type: 'epoch', gen, task: task(w) } satisfies ToShardWorker);
         const results = new Map<number, Promise<RawBatch>>();
         let next = first;
         for (let j = first; j < plan.count; j++) {
