@@ -55,7 +55,8 @@ export const PRESETS: Record<string, Pick<EncoderConfig, 'embedDim' | 'depth' | 
   vit_huge: { embedDim: 1280, depth: 32, numHeads: 16 },
 };
 
-export const DEFAULT_PIXEL_TARGET: TargetConfig = { type: 'pixels', normPix: true, blur: false, blurKernel: 9, blurSigma: 1 };
+/** The authors' headline target, as `semaim pretrain`'s defaults: per-patch normalised pixels of the 9×9, σ 1 blurred image. */
+export const DEFAULT_PIXEL_TARGET: TargetConfig = { type: 'pixels', normPix: true, blur: true, blurKernel: 9, blurSigma: 1 };
 
 /** Paper defaults: semantic order from the online model, 3×3 mean filter, λ = 0.01. */
 export const DEFAULT_ORDER: SemanticOrderConfig = { type: 'semantic', source: 'online', filter: true, lambda: 0.01 };
