@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path';
 import * as torch from '../torch';
 import { Tensor } from '../torch';
 import { disposeAll, listCheckpoints, loadTensors, readSafetensorsHeader, sha256File } from '../io';
-import { EncoderSource, checkEncoderShapes, loadEncoder, resolveCheckpoint, resolveEncoder } from '../semaim';
+import { EncoderSource, VisionTransformer, checkEncoderShapes, loadEncoder, resolveCheckpoint, resolveEncoder } from '../semaim';
 import { withPrecision, type Precision } from '../run/precision';
 import { ClassifierConfig, LinearProbe, ViTClassifier } from './classifier';
 import { encodeBatch } from './features';
@@ -106,8 +106,8 @@ export function loadClassifier(src: ClassifierSource, device: torch.Device): ViT
 }
 
 function loadClassifierWeights(src: ClassifierSource, device: torch.Device): ViTClassifier {
+  const { tensors } = loadTensors(src.weights, { finite: true });
   const model = new ViTClassifier(src.config);
-  const { tensors } = loadTensors(src.weights);
   try {
     model.loadStateDict(tensors);
   } catch (e) {
@@ -186,9 +186,15 @@ function loadPredictorWeights(src: PredictorSource, device: torch.Device): Predi
     const model = loadClassifier(src, device);
     return { logits: (images, precision) => withPrecision(precision, device, () => model.forward(images)).float(), dispose: () => model.dispose() };
   }
-  const { encoder } = loadEncoder(src.encoder, { device });
+  const { tensors } = loadTensors(src.weights, { finite: true });
+  let encoder: VisionTransformer;
+  try {
+    encoder = loadEncoder(src.encoder, { device }).encoder;
+  } catch (e) {
+    disposeAll(tensors);
+    throw e;
+  }
   const probe = new LinearProbe(src.encoder.config.embedDim, src.numClasses);
-  const { tensors } = loadTensors(src.weights);
   try {
     probe.loadStateDict(tensors);
   } catch (e) {

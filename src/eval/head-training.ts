@@ -1,7 +1,8 @@
 // The epoch loop both probes train their head with (linprobe.ts: a linear classifier on [CLS] features;
 // segprobe.ts: a linear head on patch tokens): the lr of a warm-up + cosine schedule set at every step, a
 // stop every rank agrees on (data-parallel, they take the same steps), the mean loss of each epoch, an
-// evaluation every evalEvery epochs but the last (the caller evaluates after it), progress on rank 0.
+// evaluation every evalEvery epochs but the last (the caller evaluates after it), progress on rank 0, and an
+// OptionError naming the lr's option when an epoch's mean loss is not finite.
 import * as torch from '../torch';
 import type { Tensor } from '../torch';
 import type { Module } from '../nn';
@@ -9,6 +10,7 @@ import { fractionalEpoch, warmupCosine, type BaseHyper, type Optimizer } from '.
 import { Progress } from '../run/progress';
 import { StopAgreement } from '../dist/agree';
 import type { ProcessGroup } from '../dist';
+import { OptionError } from '../util/options';
 
 export interface HeadTrainingOptions {
   epochs: number;
@@ -33,6 +35,8 @@ export interface HeadTraining<B, M extends string> {
   optimizer: Optimizer<BaseHyper>;
   /** The peak lr of the schedule. */
   lr: number;
+  /** The option that set `lr` (named when the loss diverges). */
+  lrOption: string;
   /** Steps per epoch; `batches(epoch)` may yield more (the loop stops at the epochs' total) or fewer. */
   perEpoch: number;
   batches: (epoch: number) => AsyncIterable<B>;
@@ -81,6 +85,14 @@ export async function trainHead<B, M extends string>(t: HeadTraining<B, M>, o: H
         await new Promise((resolve) => setImmediate(resolve));
       }
       const rec = { epoch: epoch + 1, loss: lossSum.item() / Math.max(i, 1), lr: t.optimizer.paramGroups[0].lr } as HeadEpoch<M>;
+      // A head trained past a NaN/Inf loss evaluates at chance level: stop, on every rank at once, before any result exists.
+      const diverged = !Number.isFinite(rec.loss);
+      if (o.group ? await o.group.anyTrue(diverged) : diverged) {
+        throw new OptionError(
+          t.lrOption,
+          `the ${t.name} loss became NaN/Inf in epoch ${epoch + 1} (peak lr ${t.lr}${o.group ? ', on some rank' : ''}): lower it; no result was written`,
+        );
+      }
       if (o.evalEvery && (epoch + 1) % o.evalEvery === 0 && epoch + 1 < epochs) (rec as Record<string, number>)[t.metric] = t.evaluate();
       history.push(rec);
       progress?.update(step, rec);

@@ -116,6 +116,7 @@ async function trainProbe(
       head: probe,
       optimizer: makeProbeOptimizer(probe, o, lr),
       lr,
+      lrOption: o.lr === undefined ? 'blr' : 'lr',
       perEpoch,
       batches,
       loss: (b) => F.crossEntropy(probe.forward(b.features), b.labels),

@@ -176,6 +176,7 @@ async function trainSegHead(
       head,
       optimizer: makeOptimizer(head, o, lr),
       lr,
+      lrOption: 'lr',
       perEpoch,
       batches,
       loss: (b) => F.crossEntropy(head.forward(b.tokens, grid, size), b.masks, { ignoreIndex: IGNORE_INDEX }),

@@ -86,7 +86,7 @@ export async function exportEncoder(source: string, out: string, o: ExportOption
   const enc = encoderConfigOf(checkpointConfig(dir));
   const files = encoderExportFiles(out);
   guardOutputs(files, join(dir, 'model.safetensors'), o.overwrite);
-  const { tensors } = loadTensors(join(dir, 'model.safetensors'), { filter: (k) => ENCODER_KEY.test(k) });
+  const { tensors } = loadTensors(join(dir, 'model.safetensors'), { filter: (k) => ENCODER_KEY.test(k), finite: true });
   return writeEncoder(tensors, enc, dir, files, o.signal);
 }
 

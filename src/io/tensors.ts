@@ -7,10 +7,14 @@ import { wrap } from '../torch/tensor';
 import { SafetensorsReader, writeSafetensors, stageSafetensors, LazyTensorEntry } from './safetensors';
 import type { StagedFile } from '../util/safe-write';
 
-/** Loads every tensor (or those whose name passes `filter`) from a safetensors file. */
+/**
+ * Loads every tensor (or those whose name passes `filter`) from a safetensors file. `finite`: refuse a
+ * floating-point tensor that holds NaN or ±Inf (weights a model is to use: every result from them would be
+ * NaN, or quietly at chance level).
+ */
 export function loadTensors(
   path: string,
-  opts: { device?: torch.Device; dtype?: torch.DType; filter?: (name: string) => boolean } = {},
+  opts: { device?: torch.Device; dtype?: torch.DType; filter?: (name: string) => boolean; finite?: boolean } = {},
 ): { tensors: Map<string, Tensor>; metadata: Record<string, string> } {
   using reader = new SafetensorsReader(path);
   const tensors = new Map<string, Tensor>();
@@ -24,6 +28,15 @@ export function loadTensors(
       for (const x of tensors.values()) x.dispose();
       throw new Error(`${path}: tensor '${name}': ${(err as Error).message}`, { cause: err });
     }
+    const nonFinite = opts.finite && torch.isFloating(e.dtype) ? countNonFinite(t) : 0;
+    if (nonFinite > 0) {
+      const numel = t.numel;
+      for (const x of [...tensors.values(), t]) x.dispose();
+      throw new Error(
+        `${path}: tensor '${name}' holds ${nonFinite.toLocaleString('en-US')} NaN/Inf value(s) of ${numel.toLocaleString('en-US')}: ` +
+          'these weights are not usable (a run that diverged, or a damaged file)',
+      );
+    }
     if (opts.dtype && torch.isFloating(e.dtype) && e.dtype !== opts.dtype) {
       const cast = t.to({ dtype: opts.dtype });
       t.dispose();
@@ -32,6 +45,10 @@ export function loadTensors(
     tensors.set(name, t);
   }
   return { tensors, metadata: reader.metadata };
+}
+
+function countNonFinite(t: Tensor): number {
+  return torch.scope(() => t.isfinite().logicalNot().sum().item());
 }
 
 /** Writes tensors atomically (temp file + rename); values are copied to the host one at a time. */

@@ -28,8 +28,8 @@ export function loadModel(source: string, device: torch.Device = 'cpu', o: Verif
 function loadModelFiles(source: string, device: torch.Device, o: VerifyOption): LoadedModel {
   const dir = resolveCheckpoint(source, o);
   const config = checkpointConfig(dir);
+  const { tensors } = loadTensors(join(dir, 'model.safetensors'), { device, finite: true });
   const model = new SemAIM(config);
-  const { tensors } = loadTensors(join(dir, 'model.safetensors'), { device });
   try {
     model.to({ device });
     model.loadStateDict(tensors, { strict: true });
@@ -51,7 +51,7 @@ function loadModelFiles(source: string, device: torch.Device, o: VerifyOption): 
     }
     const opt = join(dir, 'optimizer.safetensors');
     if ('source' in config.order && config.order.source === 'ema' && existsSync(opt)) {
-      const { tensors: e } = loadTensors(opt, { device, filter: (k) => k.startsWith('ema.') });
+      const { tensors: e } = loadTensors(opt, { device, filter: (k) => k.startsWith('ema.'), finite: true });
       try {
         ema = new VisionTransformer(config).to({ device });
         ema.loadStateDict(new Map([...e].map(([k, v]) => [k.slice(4), v])), { strict: false });

@@ -329,7 +329,7 @@ export function loadEncoderTensors(src: EncoderSource, o: { device?: torch.Devic
   const { prefix, noEmbedClass } = src.layout;
   const ours = (name: string): boolean => ENCODER_KEY.test(name) || (!!o.withFcNorm && FC_NORM_KEY.test(name));
   const wanted = (k: string): boolean => k.startsWith(prefix) && ours(k.slice(prefix.length));
-  const loaded = loadTensors(src.weights, { filter: wanted, device: o.device }).tensors;
+  const loaded = loadTensors(src.weights, { filter: wanted, device: o.device, finite: true }).tensors;
   const tensors = new Map([...loaded].map(([k, t]) => [k.slice(prefix.length), t]));
   const pos = tensors.get('pos_embed');
   if (noEmbedClass && pos) {
@@ -357,8 +357,8 @@ function loadFrozenEncoder(from: string | EncoderSource, o: { device?: torch.Dev
         'its features are not those of an encoder with a final norm; fine-tuning can start from it, evaluation of features cannot',
     );
   }
-  const encoder = new VisionTransformer(source.config);
   const tensors = loadEncoderTensors(source);
+  const encoder = new VisionTransformer(source.config);
   try {
     encoder.loadStateDict(tensors, { strict: true });
   } catch (e) {

@@ -141,6 +141,28 @@ test('labels outside the classes are refused before any step, naming the first (
   }
 });
 
+test('a probe whose loss turns NaN/Inf stops with an error naming its lr option, instead of a chance-level result', async () => {
+  const train = separable(64, 4, 8, 1);
+  const testSet = separable(16, 4, 8, 2);
+  try {
+    const start = torch.memoryStats().liveTensors;
+    await assert.rejects(linprobeOnFeatures(train, testSet, 4, { epochs: 3, batchSize: 16, blr: 0.1, lr: 1e38, seed: 0, label: null }), {
+      name: 'OptionError',
+      key: 'lr',
+      message: /linprobe loss became NaN\/Inf in epoch \d \(peak lr 1e\+38\)/,
+    });
+    await assert.rejects(linprobeOnFeatures(train, testSet, 4, { epochs: 3, batchSize: 16, blr: 1.6e39, seed: 0, label: null }), { key: 'blr' });
+    assert.equal(torch.memoryStats().liveTensors, start, 'the stopped probe freed its head');
+    // a finite loss at an ordinary lr runs through (the check does not fire on a healthy probe)
+    const ok = await linprobeOnFeatures(train, testSet, 4, { epochs: 3, batchSize: 16, blr: 0.1, seed: 0, label: null });
+    assert.ok(ok.history.every((h) => Number.isFinite(h.loss)));
+    ok.probe.dispose();
+  } finally {
+    train.features.dispose();
+    testSet.features.dispose();
+  }
+});
+
 test('the probe on cached features lets the event loop turn between its steps', async () => {
   const train = separable(256, 4, 8, 1);
   const testSet = separable(64, 4, 8, 2);

@@ -155,6 +155,31 @@ test('a .pth of a ViT plus 1,500 junk tensors under blocks.0 (views of one stora
   assert.throws(() => statSync(join(root, 'junk-out.safetensors')), /ENOENT/);
 });
 
+test('weights holding NaN or Inf are refused by every loader, naming the file and the tensor (they evaluated at chance level before)', async () => {
+  const poisoned = variant('nan-weight', (t) => {
+    const w = t.get('blocks.0.attn.qkv.weight')!;
+    torch.scope(() => w.view([-1]).narrow(0, 5, 1).fill_(Number.NaN));
+    return t;
+  });
+  const infinite = variant('inf-weight', (t) => {
+    torch.scope(() => t.get('norm.bias')!.fill_(Number.POSITIVE_INFINITY));
+    return t;
+  });
+  const start = torch.memoryStats().liveTensors;
+  assert.throws(() => loadEncoder(poisoned), {
+    code: 'ERR_CHECKPOINT',
+    message: /nan-weight\.safetensors: tensor 'blocks\.0\.attn\.qkv\.weight' holds 1 NaN\/Inf value\(s\) of [\d,]+: these weights are not usable/,
+  });
+  assert.throws(() => loadEncoder(infinite), /tensor 'norm\.bias' holds \d+ NaN\/Inf value/);
+  assert.throws(() => loadEncoderTensors(resolveEncoder(poisoned)), /NaN\/Inf/);
+  await assert.rejects(exportEncoder(poisoned, join(root, 'poisoned-export')), /NaN\/Inf/);
+  assert.equal(torch.memoryStats().liveTensors, start, 'what was read before the bad tensor was freed');
+  // the plain reader still returns what the file holds (io.loadTensors without `finite`)
+  const raw = loadTensors(poisoned).tensors;
+  assert.ok(torch.scope(() => raw.get('blocks.0.attn.qkv.weight')!.isnan().any().item()));
+  disposeAll(raw);
+});
+
 test("timm's config JSONs: model arguments, the hub's architecture + model_args, and model.safetensors + config.json", () => {
   const args = { img_size: 8, patch_size: 4, in_chans: 3, embed_dim: 16, depth: 2, num_heads: 2, mlp_ratio: 2 };
   const snake = variant('timm-args', (t) => t, args);
