@@ -6,7 +6,7 @@
 // src/run/loop.ts.
 import { mkdirSync } from 'node:fs';
 import * as torch from '../torch';
-import { AdamW, GradScaler, paramGroupsLayerDecay, scaleLr, warmupCosine } from '../optim';
+import { AdamW, GradScaler, minLrProblem, paramGroupsLayerDecay, scaleLr, warmupCosine } from '../optim';
 import { disposeAll } from '../io';
 import { EncoderSource, loadEncoderTensors, resolveEncoder } from '../semaim';
 import { LabelledBatch, LabelledData, PassOptions, batchesPerEpoch } from '../data';
@@ -159,6 +159,9 @@ async function finetuneJob(o: FinetuneOptions, data: FinetuneData, hooks: Finetu
       'batchSize',
       `the training set (${data.train.size} images) gives no full step of ${o.batchSize} × ${o.accumIter} × ${world} images (--batch-size × --accum-iter × processes)`,
     );
+  const lr = o.lr ?? scaleLr(o.blr, o.batchSize * o.accumIter * world);
+  const minLrTooHigh = minLrProblem(o.minLr, lr);
+  if (minLrTooHigh) throw new OptionError('minLr', minLrTooHigh);
   mkdirSync(o.outDir, { recursive: true });
   torch.manualSeed(o.seed);
 
@@ -181,7 +184,6 @@ async function finetuneJob(o: FinetuneOptions, data: FinetuneData, hooks: Finetu
   const ema = o.ema ? new EMA(new ViTClassifier(cfg).to({ device }), model, o.emaDecay) : null;
 
   // ---- optimiser, schedule, mixing
-  const lr = o.lr ?? scaleLr(o.blr, o.batchSize * o.accumIter * world);
   const optimizer = makeFinetuneOptimizer(model, o, lr);
   const schedule = warmupCosine({ lr, minLr: o.minLr, warmupEpochs: o.warmupEpochs, epochs: o.epochs });
   const scaler = o.precision === 'fp16' ? new GradScaler() : null;

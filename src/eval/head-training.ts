@@ -6,7 +6,7 @@
 import * as torch from '../torch';
 import type { Tensor } from '../torch';
 import type { Module } from '../nn';
-import { fractionalEpoch, warmupCosine, type BaseHyper, type Optimizer } from '../optim';
+import { fractionalEpoch, minLrProblem, warmupCosine, type BaseHyper, type Optimizer } from '../optim';
 import { Progress } from '../run/progress';
 import { StopAgreement } from '../dist/agree';
 import type { ProcessGroup } from '../dist';
@@ -50,6 +50,11 @@ export interface HeadTraining<B, M extends string> {
 }
 
 export async function trainHead<B, M extends string>(t: HeadTraining<B, M>, o: HeadTrainingOptions): Promise<HeadEpoch<M>[]> {
+  const minLrTooHigh = minLrProblem(o.minLr, t.lr);
+  if (minLrTooHigh) {
+    t.optimizer.dispose();
+    throw new OptionError('minLr', minLrTooHigh);
+  }
   const schedule = warmupCosine({ lr: t.lr, minLr: o.minLr ?? 0, warmupEpochs: o.warmupEpochs ?? 0, epochs: o.epochs });
   const epochs = Math.ceil(o.epochs);
   const totalSteps = Math.max(1, Math.ceil(o.epochs * t.perEpoch));

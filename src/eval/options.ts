@@ -197,8 +197,8 @@ export const FINETUNE_OPTIONS = defineOptions({
   warmupEpochs: { type: 'number', default: 20, min: 0, help: 'linear warm-up epochs' },
   layerDecay: { type: 'number', default: 0.65, min: 0, max: 1, help: 'layer-wise lr decay: block i gets lr × decay^(depth − i)' },
   weightDecay: { type: 'number', default: 0.05, min: 0, help: 'AdamW weight decay (not on biases, norms, 1-D params, cls_token, pos_embed)' },
-  beta1: { type: 'number', default: 0.9, min: 0, max: 1, help: 'AdamW beta1' },
-  beta2: { type: 'number', default: 0.999, min: 0, max: 1, help: 'AdamW beta2' },
+  beta1: { type: 'number', default: 0.9, min: 0, below: 1, help: 'AdamW beta1' },
+  beta2: { type: 'number', default: 0.999, min: 0, below: 1, help: 'AdamW beta2' },
   clipGrad: { type: 'number', default: 0, min: 0, help: 'global gradient-norm clip (0 = off, as MAE)' },
   // regularisation
   augment: {

@@ -16,15 +16,39 @@ function canonical(path: string): string {
 /** The files of a run folder that the run itself writes (and resume, report and the evaluations read). */
 const RUN_FILES = ['config.json', 'metrics.jsonl', 'run.lock']; // run.lock: LOCK_FILE of src/run/run-lock.ts (a layer above io)
 const isRunDir = (dir: string) => ['metrics.jsonl', 'checkpoints', 'run.lock'].some((f) => existsSync(join(dir, f)));
+/**
+ * The results the commands write into their own --out-dir, which other commands read (predict reads a
+ * probe, report a run's evaluations): a file another command names (--out) may not replace one.
+ */
+const RESULT_FILES = [
+  'knn.json',
+  'linprobe.json',
+  'probe.safetensors',
+  'segprobe.json',
+  'seg-head.safetensors',
+  'finetune.json',
+  'demo.json',
+  'ablation.json',
+  'ablation-eval.json',
+  'ablation-segprobe.json',
+  'object-start.json',
+  'index.json',
+];
 
-/** Why no command may write `path`, or null: it lies in a checkpoint folder (one holding state.json), or is a run's own file. */
+/**
+ * Why no command may write `path`, or null: it lies in a checkpoint folder (one holding state.json) or in
+ * a run's checkpoints/, or is a run's own file, or an existing result of another command.
+ */
 export function protectedOutput(path: string): string | null {
   const file = canonical(path);
   for (let dir = dirname(file); ; dir = dirname(dir)) {
     if (existsSync(join(dir, 'state.json'))) return `it lies in the checkpoint folder ${dir}`;
+    if (basename(dir) === 'checkpoints' && isRunDir(dirname(dir))) return `it lies in the checkpoints folder of the run ${dirname(dir)}`;
     if (dirname(dir) === dir) break;
   }
   if (RUN_FILES.includes(basename(file)) && isRunDir(dirname(file))) return `it is the ${basename(file)} of the run ${dirname(file)}`;
+  if (RESULT_FILES.includes(basename(file)) && occupied(file))
+    return `it is a result another command wrote (${basename(file)} in ${dirname(file)}), which other commands read`;
   return null;
 }
 

@@ -35,9 +35,16 @@ export function warmupCosine(o: WarmupCosineOptions): LrSchedule {
   const minLr = o.minLr ?? 0;
   const warmupEpochs = o.warmupEpochs ?? 0;
   checkWarmup(warmupEpochs, 'warmupCosine');
+  const problem = minLrProblem(minLr, o.lr);
+  if (problem) throw new RangeError(`warmupCosine: minLr ${problem}`);
   if (!(o.epochs > warmupEpochs)) throw new RangeError(`warmupCosine: epochs (${o.epochs}) must exceed warmupEpochs (${warmupEpochs})`);
   return (epoch) =>
     warmup(o.lr, warmupEpochs, epoch) ?? minLr + (o.lr - minLr) * 0.5 * (1 + Math.cos((Math.PI * (epoch - warmupEpochs)) / (o.epochs - warmupEpochs)));
+}
+
+/** Why a cosine from the peak `lr` down to `minLr` is not one, or null: a minLr above the peak would raise the lr. */
+export function minLrProblem(minLr: number | undefined, lr: number): string | null {
+  return minLr !== undefined && minLr > lr ? `(${minLr}) is above the peak lr (${lr}): the cosine would raise the lr instead of lowering it` : null;
 }
 
 /** A constant learning rate, after an optional linear warm-up from 0. */

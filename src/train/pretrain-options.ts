@@ -145,8 +145,8 @@ export const PRETRAIN_OPTIONS = defineOptions({
     absentMeans: false,
     help: "weight decay on cls_token too, as the authors' (and MAE's) pre-training: timm's add_weight_decay exempts only 1-D params and biases; --no-decay-cls-token exempts it (semaim before this option)",
   },
-  beta1: { type: 'number', default: 0.9, min: 0, max: 1, help: 'AdamW beta1' },
-  beta2: { type: 'number', default: 0.95, min: 0, max: 1, help: 'AdamW beta2' },
+  beta1: { type: 'number', default: 0.9, min: 0, below: 1, help: 'AdamW beta1' },
+  beta2: { type: 'number', default: 0.95, min: 0, below: 1, help: 'AdamW beta2' },
   clipGrad: { type: 'number', default: 3, min: 0, help: 'global gradient-norm clip (0 = off)' },
   precision: precisionOption(
     'mixed precision (bf16/fp16 autocast, float32 master weights; fp16 with loss scaling); auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)',

@@ -3,7 +3,7 @@
 // the warm-up + cosine schedule (docs/METHOD.md §6). The loop itself is src/run/loop.ts.
 import { mkdirSync } from 'node:fs';
 import * as torch from '../torch';
-import { AdamW, GradScaler, paramGroupsWeightDecay, warmupCosine, scaleLr } from '../optim';
+import { AdamW, GradScaler, minLrProblem, paramGroupsWeightDecay, warmupCosine, scaleLr } from '../optim';
 import { SemAIM, VisionTransformer, loadTeacher, orderUsesNoise } from '../semaim';
 import type { RankedTrainData, TrainBatch, TrainData } from '../data';
 import { checkTrainBatch } from '../data/check-batch';
@@ -76,6 +76,10 @@ async function pretrainOn(o: PretrainOptions, data: TrainData, hooks: PretrainHo
     const identity = (data as Partial<RankedTrainData>).identity?.() ?? {};
     await checkRanksAgree(group, 'the training data', { batchesPerEpoch: data.batchesPerEpoch, ...identity }, SAME_DATA_HINT);
   }
+  // the schedule (docs/METHOD.md §6.1); the effective batch counts every process
+  const lr = o.lr ?? scaleLr(o.blr, o.batchSize * o.accumIter * world);
+  const minLrTooHigh = minLrProblem(o.minLr, lr);
+  if (minLrTooHigh) throw new OptionError('minLr', minLrTooHigh);
   mkdirSync(o.outDir, { recursive: true });
   const fusedKinds = fusedKindsOf(o); // checked by validatePretrain
   torch.manualSeed(o.seed);
@@ -87,8 +91,7 @@ async function pretrainOn(o: PretrainOptions, data: TrainData, hooks: PretrainHo
   const emaDecayAt = o.emaSchedule === 'authors' ? (epoch: number) => authorsEmaDecay(o.emaDecay, epoch) : undefined;
   const ema = o.ema ? new EMA(new VisionTransformer(cfg).to({ device }), model, o.emaDecay, emaDecayAt) : null;
 
-  // ---- optimiser and schedule (docs/METHOD.md §6.1); the effective batch counts every process
-  const lr = o.lr ?? scaleLr(o.blr, o.batchSize * o.accumIter * world);
+  // ---- optimiser and schedule
   const groups = paramGroupsWeightDecay(model.namedParameters(), { weightDecay: o.weightDecay, noWeightDecay: noWeightDecayNames(o) });
   const optimizer = new AdamW(groups, { lr, betas: [o.beta1, o.beta2], weightDecay: o.weightDecay });
   const schedule = warmupCosine({ lr, minLr: o.minLr, warmupEpochs: o.warmupEpochs, epochs: Math.max(o.epochs, o.warmupEpochs + 1e-9) });

@@ -42,6 +42,10 @@ test("export, embed and report refuse a checkpoint's files and a run's own files
   const before = files.map(sha);
   const images = join(dir, 'images');
   mkdirSync(images);
+  // results other commands wrote (predict reads a probe, report the evaluations): the command's own folder only
+  const results = join(dir, 'results');
+  mkdirSync(results);
+  for (const f of ['finetune.json', 'probe.safetensors', 'knn.json']) writeFileSync(join(results, f), 'a result');
   for (const [args, message] of [
     [
       ['export', '--checkpoint', run, '--out', join(best, 'model')],
@@ -52,12 +56,20 @@ test("export, embed and report refuse a checkpoint's files and a run's own files
     [['embed', '--checkpoint', run, '--images', images, '--out', join(best, 'optimizer.safetensors')], /optimizer\.safetensors cannot be written/],
     [['report', run, '--out', join(run, 'config.json')], /it is the config\.json of the run/],
     [['report', run, '--out', join(run, 'metrics.jsonl')], /it is the metrics\.jsonl of the run/],
+    [['report', run, '--out', join(results, 'finetune.json')], /it is a result another command wrote \(finetune\.json in /],
+    [
+      ['embed', '--checkpoint', run, '--images', images, '--out', join(results, 'probe.safetensors')],
+      /it is a result another command wrote \(probe\.safetensors/,
+    ],
+    [['export', '--checkpoint', run, '--out', join(results, 'knn')], /knn\.json cannot be written.*: it is a result another command wrote/],
+    [['export', '--checkpoint', run, '--out', join(run, 'checkpoints', 'encoder')], /it lies in the checkpoints folder of the run/],
   ] as const) {
     const r = cli(...args, '--overwrite');
     assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, new RegExp(`option --out: .*${message.source}`), args.join(' '));
   }
   assert.deepEqual(files.map(sha), before, 'nothing of the run changed');
+  for (const f of readdirSync(results)) assert.equal(readFileSync(join(results, f), 'utf8'), 'a result', f);
   const ok = cli('export', '--checkpoint', run, '--out', join(run, 'encoder'));
   assert.equal(ok.status, 0, 'a new file beside the run is fine');
 });

@@ -152,7 +152,11 @@ test('a probe whose loss turns NaN/Inf stops with an error naming its lr option,
       message: /linprobe loss became NaN\/Inf in epoch \d \(peak lr 1e\+38\)/,
     });
     await assert.rejects(linprobeOnFeatures(train, testSet, 4, { epochs: 3, batchSize: 16, blr: 1.6e39, seed: 0, label: null }), { key: 'blr' });
-    assert.equal(torch.memoryStats().liveTensors, start, 'the stopped probe freed its head');
+    await assert.rejects(linprobeOnFeatures(train, testSet, 4, { epochs: 2, batchSize: 16, blr: 0.1, minLr: 10, seed: 0, label: null }), {
+      key: 'minLr',
+      message: /is above the peak lr \(0\.00625\)/,
+    });
+    assert.equal(torch.memoryStats().liveTensors, start, 'the stopped probes freed their heads');
     // a finite loss at an ordinary lr runs through (the check does not fire on a healthy probe)
     const ok = await linprobeOnFeatures(train, testSet, 4, { epochs: 3, batchSize: 16, blr: 0.1, seed: 0, label: null });
     assert.ok(ok.history.every((h) => Number.isFinite(h.loss)));

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as torch from '../../src/torch';
-import { SGD, constantLr, fractionalEpoch, scaleLr, stepLr, warmupCosine } from '../../src/optim';
+import { SGD, constantLr, fractionalEpoch, minLrProblem, scaleLr, stepLr, warmupCosine } from '../../src/optim';
 import { assertClose, golden, t64 } from './helpers';
 
 interface CosineSpec {
@@ -32,6 +32,12 @@ test("warmupCosine matches MAE's adjust_learning_rate per iteration", () => {
   assert.equal(s(2), 1);
   assertClose(s(10), 0, 1e-15, 'end');
   assert.throws(() => warmupCosine({ lr: 1, epochs: 2, warmupEpochs: 2 }), /must exceed/);
+});
+
+test('a minLr above the peak lr is refused: the cosine would raise the lr (pretrain --min-lr 1 --lr 0.001 reached lr 0.85)', () => {
+  assert.throws(() => warmupCosine({ lr: 0.001, minLr: 1, epochs: 2 }), /warmupCosine: minLr \(1\) is above the peak lr \(0\.001\)/);
+  assert.equal(minLrProblem(0.1, 0.1), null, 'a constant lr is a cosine from lr to lr');
+  assert.equal(warmupCosine({ lr: 0.1, minLr: 0.1, epochs: 2 })(1), 0.1);
 });
 
 test('stepLr matches torch MultiStepLR and StepLR at integer epochs', () => {

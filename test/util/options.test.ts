@@ -120,6 +120,18 @@ test("'--' ends the options, --no-flag=value negates, and numbers are decimal on
   assert.equal(resolveOptions(defineOptions({ lr: { type: 'number', default: 1, help: 'lr' } }), { lr: '.5e-2' }).lr, 0.005);
 });
 
+test("AdamW's betas must be below 1 in pretrain and finetune (a beta of 1 passed the table and failed in AdamW after the out-dir was made)", async () => {
+  const { commands } = await import('../../src/cli/commands');
+  for (const name of ['pretrain', 'finetune']) {
+    const c = commands[name];
+    for (const beta of ['beta1', 'beta2']) {
+      assert.throws(() => c.parse([`--${beta}`, '1']), new RegExp(`option '${beta}': must be < 1, got 1`), `${name} --${beta} 1`);
+      const required = name === 'finetune' ? ['--checkpoint', 'run'] : [];
+      assert.equal(c.parse([...required, `--${beta}`, '0.999999'])?.options[beta], 0.999999, `${name} --${beta} just below 1`);
+    }
+  }
+});
+
 test('--threads above the cores (100× slower) and --num-workers above 64 are refused by every command that has them', async () => {
   const { commands } = await import('../../src/cli/commands');
   const cores = availableParallelism();
