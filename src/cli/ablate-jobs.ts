@@ -2,12 +2,13 @@
 // (`--shard i/N`) and, for a plan, once per process with `--plan-measure` (all N at once, as the
 // shards will run). Each child's output goes to <out-dir>/logs/; run headers and results are echoed.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { Measurement } from '../experiments/ablate-plan';
 import { openAppendNoFollow, writeError } from '../util/safe-write';
 import { StoppedBySignal } from '../run/signals';
+import { makeFolder } from '../util/make-folder';
 
 /** Options the parent sets for its children (they are removed from the parent's command line). */
 const PARENT_ONLY = new Set(['jobs', 'shard', 'plan-only', 'plan-measure', 'stop-after-minutes']);
@@ -89,7 +90,7 @@ async function withForwardedSignals<T>(what: string, start: (children: Set<Child
 function startChild(r: ChildRunner, name: string, extra: string[], capture: boolean, children: Set<ChildProcess>): Promise<string> {
   const logs = join(r.outDir, 'logs');
   const logPath = join(logs, `${name}.log`);
-  mkdirSync(logs, { recursive: true });
+  makeFolder(logs);
   // appended across calls; never through a symlink planted in the run folder
   const file = createWriteStream(logPath, { fd: openAppendNoFollow(logPath) });
   // A log that cannot be written (a full disk) is not the child's failure: this process goes on (an

@@ -2,7 +2,6 @@
 // Pre-trains a small ViT with the semantic order on CPU, then measures what it learned: k-NN accuracy
 // against the same encoder at initialisation, how often the semantic order starts on the object,
 // the visualisation grid and an HTML report.
-import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import sharp from 'sharp';
 import * as torch from '../torch';
@@ -23,6 +22,7 @@ import { visualizeCheckpoint, writeRunReport } from '../viz/pipeline';
 import { ORDER_NAMES } from '../viz/maps';
 import { defineCommand } from './command';
 import { commitStaged, stageFile, writeFileAtomic } from '../util/safe-write';
+import { makeFolder } from '../util/make-folder';
 
 export const DEMO_OPTIONS = defineOptions({
   outDir: { type: 'string', default: 'runs/demo', help: 'output folder' },
@@ -107,7 +107,7 @@ async function knn(checkpoint: string, d: DemoOptions, out: string, pooling: 'cl
 
 /** The first `n` synthetic test images as PNG files (inputs for `semaim visualize`). */
 async function writeSamples(dir: string, n: number, d: DemoOptions): Promise<string[]> {
-  mkdirSync(dir, { recursive: true });
+  makeFolder(dir);
   const ds = openDataset('synthetic', { split: 'test', imgSize: 32, syntheticSize: d.testSize, seed: d.seed });
   const loader = new DataLoader(ds, { batchSize: n, shuffle: false, workers: 0, uint8: true });
   const files: string[] = [];
@@ -158,7 +158,7 @@ export async function runDemo(d: DemoOptions): Promise<Record<string, unknown>> 
   const outDir = resolve(d.outDir);
   const o = demoPretrainOptions({ ...d, outDir });
   const cfg = modelConfigFrom(o);
-  mkdirSync(outDir, { recursive: true });
+  makeFolder(outDir);
   const t0 = Date.now();
 
   process.stderr.write(`demo: pre-training ${cfg.embedDim}-wide, ${cfg.depth}-block ViT on ${d.syntheticSize} synthetic images for ${d.epochs} epochs\n`);

@@ -12,7 +12,6 @@
 // Data-parallel (a process group), each rank encodes its slices of the batches; after each batch rank 0
 // gathers every rank's rows and writes them in dataset order (padding of the last batch dropped), so the
 // file is the one a single process writes.
-import { mkdirSync } from 'node:fs';
 import { checkFreeSpace } from '../util/disk-space';
 import { OptionError } from '../util/options';
 import { basename, dirname, resolve } from 'node:path';
@@ -32,6 +31,7 @@ import { gatherRows } from './gather-features';
 import { StagedFile, commitFiles, stageFile } from '../util/safe-write';
 import { claimOutputs, guardOutputs } from '../io/outputs';
 import { DataError } from '../util/errors';
+import { makeFolder } from '../util/make-folder';
 
 export const EMBED_POOLINGS = ['cls', 'mean', 'gap', 'all'] as const;
 export const EMBED_DTYPES = ['float32', 'float16'] as const;
@@ -275,7 +275,7 @@ async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
     const D = source.config.embedDim;
     const rowShape = pooling === 'all' ? [1 + P, D] : [D];
     if (rank === 0) {
-      mkdirSync(dirname(out), { recursive: true });
+      makeFolder(dirname(out));
       // every image's row, index and label, and its line in the list (a path: under 1 KiB), beside the earlier files until the renames
       const rowBytes = rowShape.reduce((a, b) => a * b, 1) * (dtype === 'float32' ? 4 : 2);
       checkFreeSpace(dirname(out), ds.length * (rowBytes + 8 + 1024) + (64 << 10), `the features of ${ds.length} images`, {

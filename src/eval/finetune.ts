@@ -4,7 +4,6 @@
 // entropy), optional EMA and mixed precision; checkpoints that resume exactly (same semantics as
 // pre-training: atomic, verified, the global and mixing RNG states saved with them). The loop itself is
 // src/run/loop.ts.
-import { mkdirSync } from 'node:fs';
 import * as torch from '../torch';
 import { AdamW, GradScaler, minLrProblem, paramGroupsLayerDecay, scaleLr, warmupCosine } from '../optim';
 import { disposeAll } from '../io';
@@ -25,6 +24,7 @@ import { rankRowPositions } from './gather-features';
 import { ClassifierConfig, ViTClassifier } from './classifier';
 import { Mixup, softTargetCrossEntropy } from './mix';
 import { FINETUNE_OPTIONS, FinetuneOptions, validateFinetune } from './options';
+import { makeFolder } from '../util/make-folder';
 
 export interface FinetuneData {
   train: LabelledData;
@@ -162,7 +162,7 @@ async function finetuneJob(o: FinetuneOptions, data: FinetuneData, hooks: Finetu
   const lr = o.lr ?? scaleLr(o.blr, o.batchSize * o.accumIter * world);
   const minLrTooHigh = minLrProblem(o.minLr, lr);
   if (minLrTooHigh) throw new OptionError('minLr', minLrTooHigh);
-  mkdirSync(o.outDir, { recursive: true });
+  makeFolder(o.outDir);
   torch.manualSeed(o.seed);
 
   // ---- model (MAE: init, load the encoder, head trunc_normal 2e-5), EMA

@@ -1,13 +1,13 @@
 // Result files of the evaluation commands: one JSON per command in --out-dir (accuracies, the
 // resolved configuration, the encoder's path and SHA-256), written atomically, plus a short
 // Markdown table for the terminal.
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { OptionValues } from '../util/options';
 import { Accuracy } from './accuracy';
 import { EncoderSource } from '../semaim';
 import { printable } from '../util/printable';
 import { commitStaged, jsonText, stageFile, writeJsonAtomic, type StagedFile } from '../util/safe-write';
+import { makeFolder } from '../util/make-folder';
 
 export interface ResultRow {
   /** What was measured, e.g. 'k-NN k=20', 'linear probe', 'fine-tune (EMA)'. */
@@ -68,7 +68,7 @@ export function makeResult(
 
 /** Writes `<outDir>/<command>.json` atomically (any evaluator's result file); returns its path. */
 export function writeResult(outDir: string, result: { command: string }): string {
-  mkdirSync(outDir, { recursive: true });
+  makeFolder(outDir);
   const path = join(outDir, `${result.command}.json`);
   writeJsonAtomic(path, result);
   return path;
@@ -81,7 +81,7 @@ export function writeResult(outDir: string, result: { command: string }): string
  */
 export function commitResult(outDir: string, result: { command: string }, stagers: (() => StagedFile)[]): string {
   const path = join(outDir, `${result.command}.json`);
-  mkdirSync(outDir, { recursive: true });
+  makeFolder(outDir);
   commitStaged([() => stageFile(path, jsonText(result)), ...stagers]);
   return path;
 }

@@ -3,7 +3,7 @@
 // k-NN and a linear probe on cached features; mean ± std over seeds; ablation.md + ablation.json.
 // Finished runs are not repeated: each run folder keeps its evaluation, and an interrupted
 // pre-training continues from its checkpoint.
-import { existsSync, mkdirSync, renameSync } from 'node:fs';
+import { existsSync, renameSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import * as torch from '../torch';
@@ -44,6 +44,7 @@ import { isJsonObject, readJsonWith } from '../util/json-file';
 import { AblationSegprobe, SegScore, ablationSegRecipe } from './ablate-segprobe';
 import { jsonText, writeFilesAtomic, writeJsonAtomic } from '../util/safe-write';
 import { codeFence } from '../util/printable';
+import { makeFolder } from '../util/make-folder';
 
 export type Budget = 'full' | 'small';
 
@@ -734,7 +735,7 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
     validatePretrain(opts);
     modelConfigFrom(opts);
   }
-  mkdirSync(outDir, { recursive: true });
+  makeFolder(outDir);
   const plan = o.budgetMinutes !== undefined ? await makePlan(o, f, hooks, { recipe, rows: rowNames, ks, seeds: seedList, t0, log }) : undefined;
   if (plan) log(describePlan(plan));
   const planned: PlannedLength | undefined = plan ? { epochs: plan.epochs, warmupEpochs: plan.warmupEpochs } : undefined;
@@ -945,7 +946,7 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
       } finally {
         encoder.dispose();
       }
-      mkdirSync(p.runDir, { recursive: true });
+      makeFolder(p.runDir);
       const run: AblationRun = {
         order: p.row,
         seed: p.seed,

@@ -4,7 +4,6 @@
 // images whose first predicted patch lies on the object, with S from each of cls / gap / self,
 // against the random-centre baseline. With --seeds N every S is trained with N seeds (the test images
 // stay those of --seed) and the table gives mean ± std over them. Writes object-start.md and .json.
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as torch from '../torch';
 import { DataLoader, normalize, openDataset, makeTrainData } from '../data';
@@ -21,6 +20,7 @@ import { markdownTable } from '../eval/result';
 import { stat } from './ablate';
 import { commitStagedUnlessAborted, fileStagers } from '../util/safe-write';
 import { yieldThenThrowIfAborted } from '../util/errors';
+import { makeFolder } from '../util/make-folder';
 
 export const TOKENS: SimilarityTokens[] = ['cls', 'gap', 'self'];
 
@@ -248,7 +248,7 @@ export async function objectStartStudy(
     validatePretrain(r.options);
     modelConfigFrom(r.options);
   }
-  mkdirSync(o.outDir, { recursive: true });
+  makeFolder(o.outDir);
   const data = await objectTestData(o);
   const points: StudyPoint[] = [];
   for (const r of runs) {

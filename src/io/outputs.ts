@@ -1,11 +1,12 @@
 // Files a command writes where the user points it: one that exists is replaced only when asked
 // (--overwrite), and never one the command reads from (an encoder and its config), nor a file of a
 // checkpoint or of a run folder, which other commands read and verify.
-import { existsSync, lstatSync, mkdirSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve, isAbsolute } from 'node:path';
 import { OptionError } from '../util/options';
 import { finishInterruptedCommits, writeError } from '../util/safe-write';
 import { describeHolder, lockFile } from '../util/file-lock';
+import { makeFolder } from '../util/make-folder';
 
 /** The path with its folder's symlinks resolved (the file itself need not exist). */
 function canonical(path: string): string {
@@ -116,7 +117,7 @@ export function claimOutputs(outputs: string[], option = 'out'): () => void {
   if (busy >= 0) throw new OptionError(option, `${outputs[busy]} is being written by another job of this process: wait for it, or choose another output`);
   const lock = outputLockPath(outputs[0]);
   let unlock: ReturnType<typeof lockFile>;
-  mkdirSync(dirname(lock), { recursive: true });
+  makeFolder(dirname(lock));
   try {
     unlock = lockFile(lock);
   } catch (e) {

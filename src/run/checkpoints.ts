@@ -23,6 +23,7 @@ import {
   stepDirName,
   verifyCheckpoint,
 } from '../io/checkpoint';
+import { makeFolder } from '../util/make-folder';
 
 export interface CheckpointFiles extends CheckpointContents {
   /** Stored as safetensors metadata of model.safetensors (e.g. the model config). */
@@ -88,7 +89,7 @@ export class CheckpointManager {
   /** Moves a corrupted checkpoint out of the way (to checkpoints/corrupt/), keeping it for inspection. */
   quarantine(dir: string, problem: string): string {
     const target = join(this.root, 'corrupt', `${dir.split(/[\\/]/).pop()}-${Date.now()}`);
-    mkdirSync(join(this.root, 'corrupt'), { recursive: true });
+    makeFolder(join(this.root, 'corrupt'));
     renameSync(dir, target);
     this.warn(`warning: checkpoint ${dir} is corrupted (${problem}); moved it to ${target}`);
     return target;
@@ -112,7 +113,7 @@ export class CheckpointManager {
       }
     }
     const target = join(this.outDir, 'previous', `${id}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
-    mkdirSync(target, { recursive: true });
+    makeFolder(target);
     if (existsSync(this.root)) renameSync(this.root, join(target, 'checkpoints'));
     for (const f of files) if (existsSync(join(this.outDir, f))) renameSync(join(this.outDir, f), join(target, f));
     this.warn(`starting a new run: the earlier run's checkpoints and metrics in ${this.outDir} were moved to ${target}`);
@@ -121,7 +122,7 @@ export class CheckpointManager {
 
   /** Writes checkpoint `step` atomically, then prunes this run's old ones (keeping the last K and 'best'). */
   save(step: number, files: CheckpointFiles, opts: { best?: boolean } = {}): string {
-    mkdirSync(this.root, { recursive: true });
+    makeFolder(this.root);
     const name = stepDirName(step);
     const final = join(this.root, name);
     const tmp = join(this.root, `.tmp-${name}-${process.pid}`);

@@ -2,11 +2,12 @@
 // order (a resumed run drops the lines after its checkpoint before it appends). An 800-epoch run logs
 // hundreds of thousands of lines: a resume reads only the lines at the end that it drops, and the first
 // and last loss, never the whole file.
-import { closeSync, constants, copyFileSync, existsSync, fstatSync, mkdirSync, readSync, renameSync, rmSync, truncateSync } from 'node:fs';
+import { closeSync, constants, copyFileSync, existsSync, fstatSync, readSync, renameSync, rmSync, truncateSync } from 'node:fs';
 import { isJsonObject } from '../util/json-file';
 import { appendNoFollow, removeDeadTemps, writeError } from '../util/safe-write';
 import { dirname } from 'node:path';
 import { openRegularFile, readRegularFile } from '../util/regular-file';
+import { makeFolder } from '../util/make-folder';
 
 const CHUNK = 1 << 16;
 
@@ -97,7 +98,7 @@ export function lossEnds(path: string): { first: number; last: number } | null {
 
 export class MetricsLog {
   constructor(readonly path: string) {
-    mkdirSync(dirname(path), { recursive: true });
+    makeFolder(dirname(path));
   }
 
   /** Appends the record with its time; returns the line's record as written. */

@@ -4,9 +4,9 @@
 // A lock whose process is gone (same host) is taken over; one held on another host is refused with
 // the path to delete if that process is known to be gone.
 import { join } from 'node:path';
-import { mkdirSync } from 'node:fs';
 import { writeError } from '../util/safe-write';
 import { Holder, describeHolder, lockFile } from '../util/file-lock';
+import { makeFolder } from '../util/make-folder';
 
 export const LOCK_FILE = 'run.lock';
 
@@ -36,7 +36,7 @@ export class RunLock {
     const path = join(outDir, LOCK_FILE);
     let taken: (() => void) | Holder;
     try {
-      mkdirSync(outDir, { recursive: true });
+      makeFolder(outDir);
       taken = lockFile(path); // (drafts of processes killed while writing them are removed first)
     } catch (e) {
       throw writeError(path, e);

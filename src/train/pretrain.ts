@@ -1,7 +1,6 @@
 // SemAIM pre-training: what is particular to it — the model (with its teacher and EMA copy), the
 // order of every batch from its own similarity pass, the loss, AdamW over the weight-decay groups and
 // the warm-up + cosine schedule (docs/METHOD.md §6). The loop itself is src/run/loop.ts.
-import { mkdirSync } from 'node:fs';
 import * as torch from '../torch';
 import { AdamW, GradScaler, minLrProblem, paramGroupsWeightDecay, warmupCosine, scaleLr } from '../optim';
 import { SemAIM, VisionTransformer, loadTeacher, orderUsesNoise } from '../semaim';
@@ -18,6 +17,7 @@ import { SAME_DATA_HINT, checkRanksAgree } from '../dist/agree';
 import { PRETRAIN_OPTIONS, PretrainOptions, modelConfigFrom, validatePretrain, fusedKindsOf } from './pretrain-options';
 import { OptionError } from '../util/options';
 import { StaticPretrainStep } from './pretrain-step';
+import { makeFolder } from '../util/make-folder';
 
 export type { TrainBatch, TrainData };
 
@@ -80,7 +80,7 @@ async function pretrainOn(o: PretrainOptions, data: TrainData, hooks: PretrainHo
   const lr = o.lr ?? scaleLr(o.blr, o.batchSize * o.accumIter * world);
   const minLrTooHigh = minLrProblem(o.minLr, lr);
   if (minLrTooHigh) throw new OptionError('minLr', minLrTooHigh);
-  mkdirSync(o.outDir, { recursive: true });
+  makeFolder(o.outDir);
   const fusedKinds = fusedKindsOf(o); // checked by validatePretrain
   torch.manualSeed(o.seed);
 

@@ -155,6 +155,8 @@ function coerce(key: string, spec: OptionSpec, raw: unknown): number | string | 
   }
   if (typeof raw !== 'string' && typeof raw !== 'number') throw new OptionError(key, `expected a string, got ${JSON.stringify(raw)}`);
   const s = String(raw);
+  // '' is no value: as a path it means the current folder to some calls and nothing to others ('--out ""' wrote ./.json)
+  if (!s.trim()) throw new OptionError(key, `must not be empty${s ? ' (only spaces)' : ''}`);
   if (spec.choices && !spec.choices.includes(s)) throw new OptionError(key, `must be one of ${spec.choices.join(', ')}, got '${s}'`);
   return s;
 }

@@ -2,12 +2,13 @@
 // signal, say) before writing there: a new folder is not left behind empty. Only the folders this call
 // made are removed, deepest first, and only while empty (rmdir): never one that was there, nor one that
 // holds anything.
-import { mkdirSync, rmdirSync } from 'node:fs';
+import { rmdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { makeFolder } from './make-folder';
 
 /** Makes `dir` and its missing parents, then runs `job`; if it fails, removes again those it made that are still empty. */
 export async function inOutputFolder<T>(dir: string, job: () => Promise<T>): Promise<T> {
-  const first = mkdirSync(dir, { recursive: true });
+  const first = makeFolder(dir);
   try {
     return await job();
   } catch (e) {

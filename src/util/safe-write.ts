@@ -27,6 +27,7 @@ import { namesOfDeadProcesses, processAlive } from './process-alive';
 import { readSmallFile } from './small-file';
 import { sleepSync } from './sleep-sync';
 import { yieldThenThrowIfAborted } from './errors';
+import { makeFolder } from './make-folder';
 
 let serial = 0;
 const NAMED = Symbol('semaim.writeError');
@@ -163,7 +164,7 @@ export function stagedAt(path: string, tmp: string): StagedFile {
 export function stageFile(path: string, data: string | Uint8Array): StagedFile {
   const tmp = `${path}.tmp-${process.pid}-${serial++}`;
   try {
-    mkdirSync(dirname(path), { recursive: true });
+    makeFolder(dirname(path));
     removeDeadTemps(path);
     writeFileSync(tmp, data, { flag: 'wx' }); // O_EXCL: never through a link planted at the temporary name
     fsyncPath(tmp); // complete on the disk before any commit journal names it

@@ -1,9 +1,9 @@
 // PNG encoding and decoding of RGB buffers through sharp (libvips), no other dependency.
-import { mkdirSync } from 'node:fs';
 import { writeFileAtomic } from '../util/safe-write';
 import { dirname } from 'node:path';
 import sharp from 'sharp';
 import type { RgbImage } from './canvas';
+import { makeFolder } from '../util/make-folder';
 
 export async function encodePng(img: RgbImage): Promise<Buffer> {
   if (img.data.length !== img.width * img.height * 3)
@@ -14,7 +14,7 @@ export async function encodePng(img: RgbImage): Promise<Buffer> {
 }
 
 export async function writePng(path: string, img: RgbImage): Promise<string> {
-  mkdirSync(dirname(path), { recursive: true });
+  makeFolder(dirname(path));
   writeFileAtomic(path, await encodePng(img));
   return path;
 }

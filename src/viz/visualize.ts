@@ -1,6 +1,6 @@
 // `semaim visualize`: one PNG row per image and a grid of all of them, plus visualize.json with
 // what was drawn (columns, the first patch of every order, the layout) for tools and tests.
-import { mkdirSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { basename, dirname, join, parse, resolve } from 'node:path';
 import type { SemAIM, VisionTransformer } from '../semaim';
 import type { LoadedImages } from './images';
@@ -10,6 +10,7 @@ import { encodePng } from './png';
 import { commitStagedUnlessAborted, fileStagers, finishInterruptedCommits } from '../util/safe-write';
 import { yieldThenThrowIfAborted } from '../util/errors';
 import { readRegularFile } from '../util/regular-file';
+import { makeFolder } from '../util/make-folder';
 
 export interface VisualizeOptions {
   orders: readonly OrderName[];
@@ -56,7 +57,7 @@ export async function visualizeModel(model: SemAIM, images: LoadedImages, outDir
   await yieldThenThrowIfAborted(o.signal);
   const figRows: FigureRow[] = maps.map((m, i) => imageRow(images.names[i], images.rgb[i], m, o.orders, lossOrder));
   const render = { grid: model.grid, minCell: o.minCell };
-  mkdirSync(outDir, { recursive: true });
+  makeFolder(outDir);
   const summary = join(outDir, 'visualize.json');
   finishInterruptedCommits(outDir); // an earlier visualisation killed mid-commit: its list is the one in place
   const earlierRows = rowsListedIn(summary);

@@ -132,6 +132,21 @@ test("AdamW's betas must be below 1 in pretrain and finetune (a beta of 1 passed
   }
 });
 
+test("an empty value is refused for every string option ('--out-dir \"\"' did the work, then failed making '')", async () => {
+  const { commands } = await import('../../src/cli/commands');
+  let n = 0;
+  for (const [name, c] of Object.entries(commands)) {
+    for (const [key, spec] of Object.entries(c.options)) {
+      if (spec.type !== 'string') continue;
+      const flag = `--${key.replace(/[A-Z]/g, (m) => `-${m.toLowerCase()}`)}`;
+      assert.throws(() => c.parse([flag, '']), new RegExp(`option '${key}': must not be empty`), `${name} ${flag} ''`);
+      n++;
+    }
+  }
+  assert.ok(n >= 40, `${n} string options`);
+  assert.throws(() => resolveOptions(TABLE, { name: '  ' }), /option 'name': must not be empty \(only spaces\)/);
+});
+
 test('--threads above the cores (100× slower) and --num-workers above 64 are refused by every command that has them', async () => {
   const { commands } = await import('../../src/cli/commands');
   const cores = availableParallelism();

@@ -2,7 +2,7 @@
 // archive (`cifar10/{train,test}/<class>/*.jpg`, e.g. ../shared/data/cifar10-jpeg.tar.gz) into a
 // cache directory keyed by the archive's content, with the system `tar` (never into the repository).
 
-import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync, statSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync, statSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join, resolve, dirname } from 'node:path';
 import { homedir } from 'node:os';
@@ -11,6 +11,7 @@ import { sharedInt32 } from '../dataset';
 import { MemoryDataset, uniformImages } from './memory';
 import { namesOfDeadProcesses } from '../../util/process-alive';
 import { imageFolder, type FolderOptions, type ImageFolderDataset } from './folder';
+import { makeFolder } from '../../util/make-folder';
 
 export const CIFAR10_CLASSES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'];
 
@@ -163,10 +164,10 @@ export function extractArchive(archive: string, cacheDir: string, top: string): 
   const target = join(cacheDir, `${top}-${sha256.slice(0, 16)}`);
   const marker = join(target, '.complete');
   if (existsSync(marker)) return target;
-  mkdirSync(cacheDir, { recursive: true });
+  makeFolder(cacheDir);
   removeDeadExtractions(cacheDir);
   const tmp = join(cacheDir, `.extract-${process.pid}-${Date.now()}`);
-  mkdirSync(tmp, { recursive: true });
+  makeFolder(tmp);
   try {
     const r = spawnSync('tar', ['-xzf', archive, '-C', tmp], { encoding: 'utf8' });
     if (r.error) throw new Error(`cannot run tar to extract ${archive}: ${r.error.message}`);
