@@ -6,7 +6,9 @@ import { isWorkerProcess } from '../dist/env';
 import { closest } from '../util/options';
 
 async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
+  let [name, ...rest] = argv;
+  // 'semaim help knn' is 'semaim knn --help'
+  if (name === 'help' && rest.length && Object.hasOwn(commands, rest[0])) [name, rest] = [rest[0], ['--help']];
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     const width = Math.max(...Object.keys(commands).map((n) => n.length)) + 2;
     process.stdout.write(

@@ -63,6 +63,10 @@ function readCheckpointConfig(checkpointDir: string): SemAIMConfig {
   const file = join(checkpointDir, 'model.safetensors');
   const { metadata, tensors } = readSafetensorsHeader(file);
   if (!metadata.config) throw new Error(`${file} has no model config in its metadata`);
+  if (metadata.format && metadata.format !== 'semaim.pretrain/1')
+    throw new Error(
+      `${checkpointDir} is a '${metadata.format}' checkpoint, not a pre-training run's: the SemAIM model (with its decoder) comes from semaim pretrain`,
+    );
   let cfg: SemAIMConfig;
   try {
     cfg = JSON.parse(metadata.config) as SemAIMConfig;

@@ -203,7 +203,8 @@ export function inConfigFile(e: unknown, values: Record<string, unknown>, flags:
 }
 
 /**
- * Splits argv into `--key value` / `--key=value` / `--flag` (or `--flag true|false`) / `--no-flag` options and positionals.
+ * Splits argv into `--key value` / `--key=value` / `--flag` (or `--flag true|false`) / `--no-flag` options and positionals;
+ * `-h` is `--help`.
  * Keys are returned in camelCase.
  */
 export function parseArgv(argv: string[], table: OptionTable): { options: Record<string, unknown>; positionals: string[] } {
@@ -214,6 +215,10 @@ export function parseArgv(argv: string[], table: OptionTable): { options: Record
     if (a === '--') {
       positionals.push(...argv.slice(i + 1)); // the usual end of options
       break;
+    }
+    if (a === '-h') {
+      options.help = 'true'; // as the top level takes it ('knn -h' was a missing --checkpoint, 'report -h' a run folder)
+      continue;
     }
     if (!a.startsWith('--')) {
       positionals.push(a);

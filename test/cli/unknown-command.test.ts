@@ -23,3 +23,20 @@ test('an unknown command exits 2 naming it, with the command a typo away', () =>
     assert.match(r.stderr, new RegExp(`^semaim: unknown command '${name}'${hint} \\(known: demo, pretrain, `), name);
   }
 });
+
+test("-h and 'semaim help <command>' print the command's help ('knn -h' was a missing --checkpoint, 'report -h' a run folder)", () => {
+  const run = (...args: string[]) => spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8' });
+  for (const args of [
+    ['knn', '-h'],
+    ['report', '-h'],
+    ['pretrain', '--epochs', '3', '-h'],
+    ['help', 'knn'],
+  ]) {
+    const r = run(...args);
+    assert.equal(r.status, 0, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stdout, new RegExp(`^semaim ${args[0] === 'help' ? args[1] : args[0]} `), args.join(' '));
+    assert.match(r.stdout, /--config/, args.join(' '));
+  }
+  // after '--' it is a positional as any other word
+  assert.match(run('report', '--', '-h').stderr, /-h/);
+});

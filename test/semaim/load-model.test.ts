@@ -58,3 +58,34 @@ test('a checkpoint whose teacher or EMA copy cannot be loaded: loadModel throws 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a fine-tuning checkpoint given where the SemAIM model is needed (visualize) is named as such, not as a config without decoderDepth', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-load-model-'));
+  try {
+    const enc = new VisionTransformer(ENC).initWeights(2);
+    saveTensors(join(dir, 'model.safetensors'), enc.stateDict(), { config: JSON.stringify({ ...ENC, numClasses: 3 }), format: 'semaim.finetune/1' });
+    enc.dispose();
+    writeFileSync(join(dir, 'state.json'), JSON.stringify({ step: 1, files: { 'model.safetensors': sha256File(join(dir, 'model.safetensors')) } }));
+    assert.throws(() => loadModel(dir), { code: 'ERR_CHECKPOINT', message: /is a 'semaim\.finetune\/1' checkpoint, not a pre-training run's/ });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a checkpoint whose weights hold NaN is refused by loadModel, naming the tensor, and frees nothing it did not make', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-load-model-'));
+  try {
+    const cfg = makeConfig('vit_tiny', { ...ENC, decoderDepth: 1 });
+    const model = new SemAIM(cfg).initWeights(1);
+    const sd = model.stateDict();
+    torch.noGrad(() => torch.scope(() => sd.get('norm.weight')!.fill_(Number.NaN)));
+    saveTensors(join(dir, 'model.safetensors'), sd, { config: JSON.stringify(cfg), format: 'semaim.pretrain/1' });
+    model.dispose();
+    writeFileSync(join(dir, 'state.json'), JSON.stringify({ step: 1, files: { 'model.safetensors': sha256File(join(dir, 'model.safetensors')) } }));
+    const start = torch.memoryStats().liveTensors;
+    assert.throws(() => loadModel(dir), /tensor 'norm\.weight' holds 32 NaN\/Inf value\(s\) of 32/);
+    assert.equal(torch.memoryStats().liveTensors, start);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
