@@ -58,6 +58,8 @@ export function checkImageSource(o: ImageSource): void {
   if (!o.images && !o.dataset) throw new OptionError('images', 'give a folder of images (--images DIR) or a dataset (--dataset NAME)');
   if (o.images && o.dataset) throw new OptionError('images', '--images and --dataset exclude each other');
   if (o.images && o.dataPath) throw new OptionError('dataPath', '--data-path goes with --dataset; --images names the folder itself');
+  // the default's value given explicitly cannot be told apart, and changes nothing
+  if (o.images && o.split !== 'test') throw new OptionError('split', '--split goes with --dataset; --images reads every image of the folder');
   if (o.dataset === 'folder' && !o.dataPath) throw new OptionError('dataPath', "dataset 'folder' needs --data-path");
 }
 
@@ -285,6 +287,8 @@ export function checkLinprobeProcesses(o: { cacheFeatures: boolean; batchSize: n
 /** The linear probe's checks: the shared ones, and a batch the processes of the online (uncached) probe can split. */
 export function validateLinprobe(o: LinprobeCommandOptions): void {
   validateEval(o);
+  if (o.cacheFeatures && o.augment !== 'resize-crop-flip')
+    throw new OptionError('augment', 'has no effect on cached features (extracted once, without augmentation): add --no-cache-features');
   checkLinprobeProcesses(o, o.nprocPerNode * o.nnodes);
 }
 

@@ -182,8 +182,14 @@ export function readConfigFile(path: string): Record<string, unknown> {
   }
   if (data === null || typeof data !== 'object' || Array.isArray(data)) throw new OptionError('config', `${path} must hold an object of options`);
   const entries = Object.entries(data as Record<string, unknown>).map(([k, v]) => [camel(k), v] as const);
-  for (const [k] of entries)
+  const seen = new Map<string, string>();
+  for (const [written, [k]] of Object.keys(data as object).map((w, i) => [w, entries[i]] as const)) {
     if (COMMAND_LINE_ONLY.includes(k)) throw new OptionError(k, `${path}: '${k}' cannot be set in a config file (give it on the command line)`);
+    // out_dir and out-dir are one option: which of the two would win is not what the file says
+    const other = seen.get(k);
+    if (other !== undefined) throw new OptionError(k, `${path} sets it twice, as '${other}' and as '${written}': keep one`);
+    seen.set(k, written);
+  }
   const values = Object.fromEntries(entries);
   writtenAs.set(values, { path, keys: new Map(Object.keys(data as object).map((k) => [camel(k), k])) });
   return values;

@@ -147,6 +147,35 @@ test("an empty value is refused for every string option ('--out-dir \"\"' did th
   assert.throws(() => resolveOptions(TABLE, { name: '  ' }), /option 'name': must not be empty \(only spaces\)/);
 });
 
+test('options that would change nothing are refused: linprobe --augment on cached features, embed/predict --split with --images', async () => {
+  const { commands } = await import('../../src/cli/commands');
+  assert.throws(() => commands.linprobe.parse(['--checkpoint', 'run', '--augment', 'crop-flip']), /option 'augment': has no effect on cached features/);
+  assert.equal(commands.linprobe.parse(['--checkpoint', 'run', '--augment', 'crop-flip', '--no-cache-features'])?.options.augment, 'crop-flip');
+  for (const name of ['embed', 'predict'])
+    assert.throws(
+      () => commands[name].parse(['--checkpoint', 'run', '--images', 'imgs', '--split', 'train', '--out', 'out.json']),
+      /option 'split': --split goes with --dataset/,
+      name,
+    );
+  assert.equal(commands.embed.parse(['--checkpoint', 'run', '--dataset', 'synthetic', '--split', 'train', '--out', 'f.safetensors'])?.options.split, 'train');
+});
+
+test('a config file that sets one option twice (out_dir and out-dir) is refused, naming both spellings', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-config-'));
+  try {
+    const file = join(dir, 'c.json');
+    writeFileSync(file, JSON.stringify({ outDir: 'a', 'out-dir': 'b' }));
+    assert.throws(
+      () => readConfigFile(file),
+      new RegExp(`option 'outDir': ${file.replace(/[.]/g, '\\.')} sets it twice, as 'outDir' and as 'out-dir': keep one`),
+    );
+    writeFileSync(file, JSON.stringify({ out_dir: 'a', seed: 1 }));
+    assert.deepEqual(readConfigFile(file), { outDir: 'a', seed: 1 });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('--threads above the cores (100× slower) and --num-workers above 64 are refused by every command that has them', async () => {
   const { commands } = await import('../../src/cli/commands');
   const cores = availableParallelism();
