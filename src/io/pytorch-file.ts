@@ -250,7 +250,8 @@ function stateDictOf(obj: unknown, label: string): Map<unknown, unknown> {
       if (v instanceof Map && [...v.values()].some(isTensorRef)) return v;
     }
     const keys = [...obj.keys()].slice(0, 12).map(describe);
-    throw new Error(`${label}: a torch.save file without a state dict: its top-level keys are ${keys.join(', ')} (looked under ${STATE_DICT_KEYS.join(', ')})`);
+    const held = keys.length ? `its top-level keys are ${keys.join(', ')}` : 'it holds an empty dict';
+    throw new Error(`${label}: a torch.save file without a state dict: ${held} (looked under ${STATE_DICT_KEYS.join(', ')})`);
   }
   throw new Error(`${label}: a torch.save file that holds ${describe(obj)}, not a dict of tensors`);
 }

@@ -411,7 +411,15 @@ function parseHeaderFd(fd: number, label: string): SafetensorsHeader {
   if (size >= 8) readAt(fd, prefix, 0, label);
   if (isZipMagic(prefix)) return readPytorchHeaderFd(fd, label); // a torch.save file: read in place, the same way
   refuseLegacyTorchSave(prefix, label);
-  const n = headerLength(prefix, size, label);
+  let n: number;
+  try {
+    n = headerLength(prefix, size, label);
+  } catch (e) {
+    // a .pth/.pt/.bin name promises a torch.save file: say that it is not one, rather than only that the header is bad
+    if (/\.(pth|pt|bin)$/i.test(label))
+      throw new Error(`${label}: neither a torch.save file (a zip archive since PyTorch 1.6) nor safetensors (${(e as Error).message})`, { cause: e });
+    throw e;
+  }
   const json = new Uint8Array(n);
   readAt(fd, json, 8, label);
   return parseHeader(json, n, size, label);

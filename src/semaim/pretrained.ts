@@ -32,6 +32,14 @@ export function resolveCheckpoint(path: string, o: VerifyOption = {}): string {
   return withErrorKind(() => findCheckpoint(path, o), checkpointError);
 }
 
+/** A command resolves its checkpoint more than once (the encoder, then its record): one warning for each skipped one. */
+const warned = new Set<string>();
+function warnOnce(line: string): void {
+  if (warned.has(line)) return;
+  warned.add(line);
+  console.warn(line);
+}
+
 function findCheckpoint(path: string, o: VerifyOption): string {
   if (existsSync(path) && statSync(path).isFile()) {
     throw new Error(
@@ -46,7 +54,7 @@ function findCheckpoint(path: string, o: VerifyOption): string {
   for (const { dir } of listCheckpoints(join(path, 'checkpoints'))) {
     const problem = verifyCheckpoint(dir, 'weights');
     if (!problem) return dir;
-    console.warn(`warning: skipping checkpoint ${dir}: ${problem}`);
+    warnOnce(`warning: skipping checkpoint ${dir}: ${problem}`);
   }
   throw new Error(`no usable checkpoint in ${path} (expected a run folder with checkpoints/step-* or a checkpoint folder)`);
 }

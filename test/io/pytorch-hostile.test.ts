@@ -197,3 +197,21 @@ test('pickle: one APPENDS of 1 M values (a long training log) makes the list, no
   assert.equal(list.length, n);
   assert.ok(list.every((v) => v === 7));
 });
+
+test('a .pth that is neither zip nor safetensors is named as not a torch.save file (it read as a bad safetensors header alone)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-pth-'));
+  try {
+    const bytes = Buffer.alloc(2000, 0x5a);
+    for (const name of ['random.pth', 'random.pt', 'pytorch_model.bin']) {
+      writeFileSync(join(dir, name), bytes);
+      assert.throws(
+        () => readSafetensorsHeader(join(dir, name)),
+        new RegExp(`${name.replace('.', '\\.')}: neither a torch\\.save file .* nor safetensors \\(.*header length`),
+      );
+    }
+    writeFileSync(join(dir, 'random.safetensors'), bytes);
+    assert.throws(() => readSafetensorsHeader(join(dir, 'random.safetensors')), /random\.safetensors: header length \d+ is larger than the file/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
