@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "semaim",
-      "sources": ["native/addon.cc", "native/core.cc", "native/math.cc", "native/nn.cc", "native/optim.cc", "native/cuda.cc", "native/allocator.cc", "native/dist.cc", "native/fused.cc", "native/profiler.cc"],
+      "sources": ["native/addon.cc", "native/core.cc", "native/math.cc", "native/nn.cc", "native/optim.cc", "native/cuda.cc", "native/allocator.cc", "native/dist.cc", "native/fused.cc", "native/profiler.cc", "native/signals.cc"],
       # The op glue (native/generated/) and the TypeScript interface, from native/ops.yaml.
       "actions": [
         {
