@@ -4,6 +4,7 @@
 
 import { afterProgress } from './progress';
 import { AbortedOnAnotherRank } from '../util/errors';
+import type { NativeAddon } from '../torch/native';
 
 export type StopSignal = 'SIGINT' | 'SIGTERM';
 
@@ -21,10 +22,32 @@ export function signalExitCode(signal: StopSignal | undefined): number {
 /** A repeat of the first signal within this time is the same request, delivered twice. */
 export const SAME_SIGNAL_MS = 1000;
 
+type StopSignalExit = Pick<NativeAddon, 'armStopSignalExit' | 'disarmStopSignalExit'>;
+let stopSignalExit: StopSignalExit | null | undefined;
+
 /**
- * Sets `stop.requested` on SIGINT/SIGTERM until the returned function is called; a second signal exits.
- * The same signal again within SAME_SIGNAL_MS counts as one: a terminal's Ctrl-C reaches every process of
- * its group, and a launcher (torchrun) forwards it to its workers as well.
+ * The addon's C handler that exits on a second signal when it arrives: JS listeners run only when the
+ * event loop turns, so two signals seconds apart during a step reach them back to back, as one signal
+ * delivered twice. Null where the addon cannot be loaded or predates it (the JS listener alone then).
+ */
+function nativeStopSignalExit(): StopSignalExit | null {
+  if (stopSignalExit === undefined) {
+    try {
+      const { native } = require('../torch/native') as { native: Partial<StopSignalExit> };
+      const { armStopSignalExit: arm, disarmStopSignalExit: disarm } = native;
+      stopSignalExit = typeof arm === 'function' && typeof disarm === 'function' ? { armStopSignalExit: arm, disarmStopSignalExit: disarm } : null;
+    } catch {
+      stopSignalExit = null;
+    }
+  }
+  return stopSignalExit;
+}
+
+/**
+ * Sets `stop.requested` on SIGINT/SIGTERM until the returned function is called (once is enough; again
+ * does nothing); a second signal exits, at once even while a step blocks the event loop (the addon's
+ * handler). The same signal again within SAME_SIGNAL_MS of its arrival counts as one: a terminal's
+ * Ctrl-C reaches every process of its group, and a launcher (torchrun) forwards it to its workers as well.
  */
 export function catchStopSignals(
   stop: StopRequest,
@@ -46,7 +69,15 @@ export function catchStopSignals(
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // After process.on, so that the C handler chains to libuv's; released before process.off, so that
+  // libuv's handler is back in place when libuv removes it. The addon counts nested catchers.
+  const exitNow = nativeStopSignalExit();
+  exitNow?.armStopSignalExit(SAME_SIGNAL_MS);
+  let released = false;
   return () => {
+    if (released) return;
+    released = true;
+    exitNow?.disarmStopSignalExit();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   };
