@@ -151,3 +151,118 @@ test('a run stopped mid-epoch resumes with data worker threads (the default) and
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+// A step blocks the main thread in libtorch, so JS listeners see two signals seconds apart back to back
+// after it; the addon's handler times them as they arrive. The child stands in for a training loop: it
+// catches the signals, then blocks without yielding as a long step does.
+const SIGNALS = resolve(__dirname, '..', '..', 'src', 'run', 'signals.js');
+const BLOCKED_CHILD = `
+const { catchStopSignals } = require(${JSON.stringify(SIGNALS)});
+const [mode, blockMs] = [process.argv[1], Number(process.argv[2])];
+const log = (l) => process.stderr.write(l + '\\n');
+let seen = 0;
+let stop = { requested: false };
+if (mode === 'released') {
+  // another listener keeps libuv's handler installed through the release: the addon's must be gone
+  process.on('SIGINT', () => seen++);
+  catchStopSignals({ requested: false }, log)();
+} else {
+  if (mode === 'rearmed') catchStopSignals({ requested: false }, log)();
+  catchStopSignals(stop, log);
+  if (mode === 'nested') catchStopSignals({ requested: false }, log)(); // an inner catcher released: the outer one still exits
+}
+process.stdout.write('ready\\n');
+Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, blockMs);
+process.stdout.write('step done\\n');
+// the signals' JS listeners run at the next turns of the event loop
+setTimeout(() => {
+  process.stdout.write('seen ' + seen + '\\n');
+  process.exit(mode === 'released' ? (seen === 2 ? 0 : 2) : stop.requested ? 0 : 3);
+}, 300);
+`;
+
+/** Runs the child in `mode`, sends `signals` (each after its delay in ms) once it is ready. */
+function blockedChild(
+  mode: 'once' | 'rearmed' | 'nested' | 'released',
+  blockMs: number,
+  signals: [NodeJS.Signals, number][],
+): Promise<{ code: number | null; stdout: string; stderr: string; afterLastMs: number }> {
+  return new Promise((done, fail) => {
+    const child = spawn(process.execPath, ['-e', BLOCKED_CHILD, mode, String(blockMs)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let [stdout, stderr, last] = ['', '', 0];
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    child.stdout.on('data', (b: Buffer) => {
+      const wasReady = stdout.includes('ready');
+      stdout += b.toString();
+      if (wasReady || !stdout.includes('ready')) return;
+      const send = (i: number): void => {
+        if (i === signals.length) return;
+        setTimeout(() => {
+          child.kill(signals[i][0]);
+          last = Date.now();
+          send(i + 1);
+        }, signals[i][1]);
+      };
+      send(0);
+    });
+    const hung = setTimeout(() => child.kill('SIGKILL'), blockMs + 15_000);
+    child.on('error', fail);
+    child.on('close', (code) => {
+      clearTimeout(hung);
+      done({ code, stdout, stderr, afterLastMs: Date.now() - last });
+    });
+  });
+}
+
+const posixOnly = { skip: process.platform === 'win32' ? 'POSIX signals' : false };
+
+test('a second SIGINT 1.5 s after the first exits 130 at once while a step blocks the event loop', posixOnly, async () => {
+  const r = await blockedChild('once', 15_000, [
+    ['SIGINT', 300],
+    ['SIGINT', 1500],
+  ]);
+  assert.equal(r.code, 130, r.stdout + r.stderr);
+  assert.doesNotMatch(r.stdout, /step done/);
+  assert.ok(r.afterLastMs < 3000, `exited ${r.afterLastMs} ms after the second signal`);
+  assert.match(r.stderr, /SIGINT again: exiting now, without a checkpoint of this step/);
+});
+
+test('a SIGINT repeated within milliseconds (forwarded by a launcher) is one request: the step and the stop finish', posixOnly, async () => {
+  const r = await blockedChild('once', 4000, [
+    ['SIGINT', 300],
+    ['SIGINT', 20],
+  ]);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /step done/);
+  assert.match(r.stderr, /SIGINT: stopping after this step/);
+  assert.doesNotMatch(r.stderr, /again: exiting/);
+});
+
+test('SIGTERM then SIGINT exits with the second signal code at once', posixOnly, async () => {
+  const r = await blockedChild('once', 15_000, [
+    ['SIGTERM', 300],
+    ['SIGINT', 1500],
+  ]);
+  assert.equal(r.code, 130, r.stdout + r.stderr);
+  assert.doesNotMatch(r.stdout, /step done/);
+  assert.ok(r.afterLastMs < 3000, `exited ${r.afterLastMs} ms after the second signal`);
+});
+
+test('a released catcher leaves the signals to JS alone, and catching again works', posixOnly, async () => {
+  // released: a plain listener gets both signals after the step; nothing exits early
+  const released = await blockedChild('released', 3000, [
+    ['SIGINT', 300],
+    ['SIGINT', 1500],
+  ]);
+  assert.equal(released.code, 0, released.stdout + released.stderr);
+  assert.match(released.stdout, /step done\nseen 2/);
+  for (const mode of ['rearmed', 'nested'] as const) {
+    const r = await blockedChild(mode, 15_000, [
+      ['SIGINT', 300],
+      ['SIGINT', 1500],
+    ]);
+    assert.equal(r.code, 130, `${mode}: ${r.stdout}${r.stderr}`);
+    assert.doesNotMatch(r.stdout, /step done/);
+    assert.ok(r.afterLastMs < 3000, `${mode}: exited ${r.afterLastMs} ms after the second signal`);
+  }
+});
