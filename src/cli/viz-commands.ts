@@ -1,5 +1,6 @@
 // `semaim visualize` and `semaim report`: figures of orders, attention, similarity, loss and
 // reconstructions for a checkpoint, and a self-contained HTML report for a run folder.
+import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import * as torch from '../torch';
 import { checkDevice } from '../run/device';
@@ -59,8 +60,10 @@ function parseOrders(v: string): OrderName[] {
 
 type FigureOptions = Options<typeof FIGURE_OPTIONS>;
 
-/** Refuses, before the model runs, a figure folder that is a file, lies among the images, or in a checkpoint. */
+/** Refuses, before the model runs, images that are not there, and a figure folder that is a file, lies among the images, or in a checkpoint. */
 function checkFigureOut(out: string, images: string[], option: string): void {
+  const missing = images.find((p) => !existsSync(p));
+  if (missing !== undefined) throw new OptionError('images', `${missing} does not exist`);
   checkOutputFolder(out, [join(out, 'grid.png'), join(out, 'visualize.json')], { inputs: images, option });
 }
 

@@ -121,7 +121,11 @@ test('visualize: clear errors for unknown orders and missing images', async () =
       vizCommands.visualize.run(['--checkpoint', ckpt, '--images', root, '--out', root, '--orders', 'raster,spiral']),
       (e: Error) => e instanceof OptionError && /spiral/.test(e.message),
     );
-    await assert.rejects(vizCommands.visualize.run(['--checkpoint', ckpt, '--images', join(root, 'nope'), '--out', root]), /image path not found/);
+    // before the model loads, as the other commands' --images (an option error: exit 2)
+    await assert.rejects(
+      vizCommands.visualize.run(['--checkpoint', ckpt, '--images', join(root, 'nope'), '--out', root]),
+      (e: Error) => e instanceof OptionError && e.key === 'images' && /nope does not exist/.test(e.message),
+    );
     await assert.rejects(vizCommands.visualize.run(['--checkpoint', ckpt, '--images', ckpt, '--out', root]), /no image files/);
   } finally {
     rmSync(root, { recursive: true, force: true });
