@@ -1,7 +1,7 @@
 // Options shared by every command that reads image files (pretrain, knn/linprobe/finetune/ablate,
 // visualize/report): the decompression-bomb limit and the EXIF-orientation policy, one table and
 // one typed reader; and the check that a given --data-path exists, made before any work.
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { OptionError, defineOptions } from '../util/options';
 import { DEFAULT_MAX_IMAGE_PIXELS } from './codecs/limits';
 import { EXIF_ORIENTATION_POLICIES, type ExifOrientationPolicy } from './codecs/orientation';
@@ -56,4 +56,8 @@ export function checkDataPath(o: { dataPath?: string; dataset?: string }, splits
     return;
   }
   if (!existsSync(o.dataPath)) throw new OptionError('dataPath', `${o.dataPath} does not exist`);
+  // folder and flat read a folder; cifar10 a folder or its .tar.gz
+  const isArchive = o.dataset === 'cifar10' && /\.(tar\.gz|tgz)$/.test(o.dataPath);
+  if (!isArchive && !statSync(o.dataPath).isDirectory())
+    throw new OptionError('dataPath', `${o.dataPath} is not a folder${o.dataset === 'cifar10' ? ' (nor a .tar.gz)' : ''}`);
 }

@@ -3,7 +3,7 @@
 // option error before any work (it used to train from a cache of some other archive).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { commands } from '../../src/cli/commands';
@@ -63,6 +63,16 @@ test('a --data-path that does not exist is an option error before any work (cifa
       await assert.rejects(commands[name].run(argv), (e: Error) => e instanceof OptionError && e.key === 'dataPath' && /does not exist/.test(e.message), name);
       assert.equal(existsSync(out), false, `${name}: nothing written`);
     }
+    // a file where a folder is read: the same, before any work (it was a plain error from the loader)
+    const file = join(root, 'file.txt');
+    writeFileSync(file, 'x');
+    for (const dataset of ['folder', 'flat', 'cifar10'])
+      await assert.rejects(
+        commands.pretrain.run(['--dataset', dataset, '--data-path', file, '--out-dir', out]),
+        (e: Error) => e instanceof OptionError && e.key === 'dataPath' && /file\.txt is not a folder/.test(e.message),
+        dataset,
+      );
+    assert.equal(existsSync(out), false, 'nothing written');
   }));
 
 test('pretrain and evaluation data pass the image options to the loader', () =>
