@@ -22,7 +22,7 @@ function section(number: string): string {
 type Table = OptionTable;
 const CLAIMS: [section: string, phrase: string, table: Table, defaults: Record<string, unknown>][] = [
   ['3.3', '`--order-variant paper` (default: filter, λ = 0.01)', PRETRAIN_OPTIONS, { orderVariant: 'paper', orderLambda: undefined }],
-  ['3.4', 'keeps the `--centers k` highest (default 3)', PRETRAIN_OPTIONS, { centers: 3 }],
+  ['3.4', 'takes the `--centers k` highest of them (default 3)', PRETRAIN_OPTIONS, { centers: 3 }],
   ['3.4', 'reach `--min-rel-height` (0.5)', PRETRAIN_OPTIONS, { minRelHeight: 0.5 }],
   ['3.4', '`--min-distance` (2 patches)', PRETRAIN_OPTIONS, { minDistance: 2 }],
   ['6.1', 'batch 64 = **2048**; 800 epochs', PRETRAIN_OPTIONS, { batchSize: 64, epochs: 800 }],
@@ -79,7 +79,7 @@ const README_CLAIMS: [phrase: string, table: Table, defaults: Record<string, unk
   ['`--max-image-pixels` (default 178,956,970', PRETRAIN_OPTIONS, { maxImagePixels: 178956970 }],
   ['the EXIF orientation tag is ignored, as torchvision does (default)', PRETRAIN_OPTIONS, { exifOrientation: 'ignore' }],
   ['`semantic` (default; `--order-variant paper` = 3×3 mean filter, λ = 0.01', PRETRAIN_OPTIONS, { order: 'semantic', orderVariant: 'paper' }],
-  ['(`--blur`, kernel 9, σ 1)', PRETRAIN_OPTIONS, { blurKernel: 9, blurSigma: 1 }],
+  ['pixels blurred by default (`--blur`, kernel 9, σ 1,', PRETRAIN_OPTIONS, { blur: true, blurKernel: 9, blurSigma: 1 }],
   ['AdamW (β = 0.9, 0.95), weight decay 0.05', PRETRAIN_OPTIONS, { beta1: 0.9, beta2: 0.95, weightDecay: 0.05 }],
   ["`[CLS]` is decayed, as the authors'; `--no-decay-cls-token` exempts it", PRETRAIN_OPTIONS, { decayClsToken: true }],
   ['gradient clip 3', PRETRAIN_OPTIONS, { clipGrad: 3 }],
