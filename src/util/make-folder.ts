@@ -17,7 +17,9 @@ export function makeFolder(dir: string): string | undefined {
       first ??= p;
     } catch (e) {
       // made meanwhile by another process: fine if it is a folder
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || !isFolder(p)) throw e;
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST' && isFolder(p)) continue;
+      // the folder asked for, as Node's recursive mkdir names it (mkdirError says which part failed, and why)
+      throw Object.assign(e as NodeJS.ErrnoException, { path: dir });
     }
   }
   if (!missing.length && !isFolder(dir)) mkdirSync(dir); // a file or a dangling link there: mkdir's own error names it

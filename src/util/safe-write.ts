@@ -86,8 +86,9 @@ export function folderObstacle(dir: string): { why: string | null; missing: stri
 export function mkdirError(e: unknown): unknown {
   const err = e as NodeJS.ErrnoException;
   if (!(err instanceof Error) || err.syscall !== 'mkdir' || typeof err.path !== 'string') return e;
-  if (err.code !== 'ENOENT' && err.code !== 'EEXIST' && err.code !== 'ENOTDIR') return e;
   const named = (why: string, code = err.code) => Object.assign(new Error(`cannot create the folder ${err.path}: ${why}`, { cause: e }), { code });
+  // a read-only or full disk, no permission: the errno of the part makeFolder could not make says it
+  if (err.code !== 'ENOENT' && err.code !== 'EEXIST' && err.code !== 'ENOTDIR') return named(err.message);
   const { why, missing } = folderObstacle(err.path);
   if (why) return named(why, err.code === 'ENOENT' ? 'ENOENT' : 'ENOTDIR');
   if (missing === null) return e;
