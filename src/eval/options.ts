@@ -73,7 +73,8 @@ export function checkImageSourcePaths(o: ImageSource): void {
 }
 
 export const DATA_OPTIONS = defineOptions({
-  dataset: { type: 'string', default: 'cifar10', choices: DATASETS, help: 'labelled dataset (flat has no labels), as the data adapter names them' },
+  // no choices: a library caller's own DataFactories may name others; an unknown name is a DataError when opened
+  dataset: { type: 'string', default: 'cifar10', help: 'labelled dataset (e.g. cifar10, synthetic, folder), as the data adapter names them' },
   dataPath: { type: 'string', path: true, help: 'dataset location (cifar10: folder or .tar.gz; folder: root with train/ and test/ (or val/) class folders)' },
   trainLimit: {
     type: 'int',
