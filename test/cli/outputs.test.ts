@@ -63,6 +63,10 @@ test("export, embed and report refuse a checkpoint's files and a run's own files
     ],
     [['export', '--checkpoint', run, '--out', join(results, 'knn')], /knn\.json cannot be written.*: it is a result another command wrote/],
     [['export', '--checkpoint', run, '--out', join(run, 'checkpoints', 'encoder')], /it lies in the checkpoints folder of the run/],
+    [
+      ['export', '--checkpoint', run, '--out', join(results, 'knn.json'), '--format', 'onnx'],
+      /knn\.json cannot be the output folder: .*knn\.json exists and is not a folder/,
+    ],
   ] as const) {
     const r = cli(...args, '--overwrite');
     assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
