@@ -236,7 +236,8 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
     log(`nothing to do: the run in ${run.outDir} already reached step ${state.step} of ${totalSteps} (checkpoint ${state.lastCheckpoint})`);
     state.stoppedBy = totalSteps < plannedSteps ? 'maxSteps' : 'finished';
     try {
-      if (state.stoppedBy === 'finished') await job.onFinish?.(epochsAt(state.step), state, true);
+      // as at the end of a run that got here (a --max-steps stop included): a result a killed process never wrote is written now
+      await job.onFinish?.(epochsAt(state.step), state, true);
     } finally {
       state.dispose();
     }

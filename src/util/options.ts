@@ -100,10 +100,10 @@ const camel = (k: string) => (/^[a-z][a-zA-Z0-9]*([-_][a-z0-9]+)+$/.test(k) ? k.
 const AUTHORS_NAMES: Record<string, string> = { inputSize: 'imgSize', outputDir: 'outDir', logDir: 'outDir', normPixLoss: 'normPix' };
 
 /** `unknown option`, with the option the user most likely meant: the authors' name for it, or one a typo away. */
-function unknownOption(key: string, table: OptionTable, tail: string): OptionError {
+function unknownOption(key: string, table: OptionTable, tail: string, typed?: string): OptionError {
   const known = Object.keys(table);
   const meant = Object.hasOwn(AUTHORS_NAMES, key) && known.includes(AUTHORS_NAMES[key]) ? AUTHORS_NAMES[key] : closest(kebab(key).toLowerCase(), known, kebab);
-  return new OptionError(key, `unknown option${meant ? `; did you mean --${kebab(meant)}?` : ''} ${tail}`);
+  return new OptionError(key, `unknown option${meant ? `; did you mean --${kebab(meant)}?` : ''} ${tail}`, typed);
 }
 
 /** The candidate a typo away from `typed` (at most one edit per four letters), if any. */
@@ -203,10 +203,16 @@ const writtenAs = new WeakMap<object, { path: string; keys: Map<string, string> 
  * win) names the key as written in that file instead of the flag; other errors are returned as they are.
  */
 export function inConfigFile(e: unknown, values: Record<string, unknown>, flags: Record<string, unknown>): unknown {
+  if (!(e instanceof OptionError) || e.source) return e;
+  const typed = flagsTypedAs.get(flags)?.get(e.key);
+  if (typed && e.key in flags) return new OptionError(e.key, e.detail, typed, e.code);
   const file = writtenAs.get(values);
-  if (!(e instanceof OptionError) || !file || e.source || !(e.key in values) || e.key in flags) return e;
-  return new OptionError(e.key, e.detail, `${file.keys.get(e.key) ?? e.key} in ${file.path}`);
+  if (!file || !(e.key in values) || e.key in flags) return e;
+  return new OptionError(e.key, e.detail, `${file.keys.get(e.key) ?? e.key} in ${file.path}`, e.code);
 }
+
+/** The flags parseArgv read, each as typed where that is not the table's spelling (--img_size for imgSize). */
+const flagsTypedAs = new WeakMap<object, Map<string, string>>();
 
 /**
  * Splits argv into `--key value` / `--key=value` / `--flag` (or `--flag true|false`) / `--no-flag` options and positionals;
@@ -216,6 +222,8 @@ export function inConfigFile(e: unknown, values: Record<string, unknown>, flags:
 export function parseArgv(argv: string[], table: OptionTable): { options: Record<string, unknown>; positionals: string[] } {
   const options: Record<string, unknown> = {};
   const positionals: string[] = [];
+  const typedAs = new Map<string, string>();
+  flagsTypedAs.set(options, typedAs);
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--') {
@@ -231,6 +239,7 @@ export function parseArgv(argv: string[], table: OptionTable): { options: Record
       continue;
     }
     let [k, v] = a.slice(2).split(/=(.*)/s, 2) as [string, string | undefined];
+    const typed = `--${k}`;
     k = camel(k);
     const negated = k.startsWith('no') ? k[2]?.toLowerCase() + k.slice(3) : undefined;
     if (negated !== undefined && specOf(table, negated)?.type === 'boolean' && !specOf(table, k)) {
@@ -238,7 +247,8 @@ export function parseArgv(argv: string[], table: OptionTable): { options: Record
       continue;
     }
     const spec = specOf(table, k);
-    if (!spec && !COMMAND_LINE_ONLY.includes(k)) throw unknownOption(k, table, '(see --help)');
+    if (!spec && !COMMAND_LINE_ONLY.includes(k)) throw unknownOption(k, table, '(see --help)', typed);
+    if (typed !== `--${kebab(k)}`) typedAs.set(k, typed);
     if (v === undefined) {
       // a flag may be followed by an explicit true/false ('--blur false' must not leave blur on)
       if (spec?.type === 'boolean' && (argv[i + 1] === 'true' || argv[i + 1] === 'false')) v = argv[++i];
@@ -246,9 +256,9 @@ export function parseArgv(argv: string[], table: OptionTable): { options: Record
       else if (i + 1 < argv.length) {
         // '--out-dir --no-resume' would otherwise train into a folder named '--no-resume'
         if (argv[i + 1].startsWith('--'))
-          throw new OptionError(k, `expects a value, got the flag ${argv[i + 1]} (write --${kebab(k)}=${argv[i + 1]} if that is the value)`);
+          throw new OptionError(k, `expects a value, got the flag ${argv[i + 1]} (write ${typed}=${argv[i + 1]} if that is the value)`, typed);
         v = argv[++i];
-      } else throw new OptionError(k, 'expects a value');
+      } else throw new OptionError(k, 'expects a value', typed);
     }
     options[k] = v;
   }

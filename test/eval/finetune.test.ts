@@ -207,6 +207,18 @@ test('fine-tuning learns the toy task and writes finetune.json', async () => {
     [36],
     'one final evaluation record',
   );
+
+  // the same for a run stopped by --max-steps (it said 'nothing to do' and 'run again to continue', and wrote nothing)
+  const capped = { ...o, outDir: join(dir, 'capped'), maxSteps: 12 };
+  const first = await runFinetune(capped, memoryFactories(train, testData), { log: () => {} });
+  assert.equal(first.stoppedBy, 'maxSteps');
+  assert.ok(first.path && existsSync(first.path));
+  rmSync(first.path);
+  const cappedLines: string[] = [];
+  const cappedAgain = await runFinetune(capped, memoryFactories(train, testData), { log: (l) => cappedLines.push(l) });
+  assert.match(cappedLines.join('\n'), /nothing to do: .* already reached step 12 of 12/);
+  assert.ok(cappedAgain.path && existsSync(cappedAgain.path), 'finetune.json of the capped run written again');
+  assert.equal(JSON.parse(readFileSync(cappedAgain.path, 'utf8')).details.steps, 12);
   rmSync(dir, { recursive: true, force: true });
 });
 

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { MAX_CONFIG_BYTES, OptionError, defineOptions, formatHelp, parseArgv, readConfigFile, resolveOptions } from '../../src/util/options';
 import { PRETRAIN_OPTIONS, modelConfigFrom, validatePretrain } from '../../src/train/pretrain-options';
 
@@ -274,10 +274,16 @@ test("the authors' snake_case names are read as kebab-case ones, and an unknown 
     }
     return 'accepted';
   };
-  assert.equal(message(['--input_size', '224']), 'option --input-size: unknown option; did you mean --img-size? (see --help)');
-  assert.equal(message(['--norm_pix_loss']), 'option --norm-pix-loss: unknown option; did you mean --norm-pix? (see --help)');
+  // named as typed (README: `--input_size` → `did you mean --img-size?`)
+  assert.equal(message(['--input_size', '224']), 'option --input_size: unknown option; did you mean --img-size? (see --help)');
+  assert.equal(message(['--norm_pix_loss']), 'option --norm_pix_loss: unknown option; did you mean --norm-pix? (see --help)');
+  assert.equal(message(['--out_dir']), 'option --out_dir: expects a value');
   assert.equal(message(['--warmup-epoch', '3']), 'option --warmup-epoch: unknown option; did you mean --warmup-epochs? (see --help)');
   assert.equal(message(['--bach-size', '3']), 'option --bach-size: unknown option; did you mean --batch-size? (see --help)');
   assert.equal(message(['--frobnicate', '3']), 'option --frobnicate: unknown option (see --help)');
   assert.throws(() => resolveOptions(PRETRAIN_OPTIONS, { outputDir: 'x' }), /option 'outputDir': unknown option; did you mean --out-dir\? \(known: model, /);
+  // a bad value of a flag typed in the authors' spelling is named that way too; the library's message keeps the key
+  const r = spawnSync(process.execPath, [join(__dirname, '..', '..', 'src', 'cli', 'main.js'), 'pretrain', '--img_size', '0'], { encoding: 'utf8' });
+  assert.equal(r.stderr, 'semaim: option --img_size: must be >= 1, got 0\n');
+  assert.equal(r.status, 2);
 });
