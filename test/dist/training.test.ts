@@ -187,13 +187,23 @@ test('pretrain: kill -9 of one worker stops every process within 60 s naming the
   // wait for two checkpoints and a few logged steps after the newest, then kill rank 1
   const ckpts = () => (existsSync(join(out, 'checkpoints')) ? readdirSync(join(out, 'checkpoints')).filter((d) => d.startsWith('step-')) : []);
   const stepsLogged = () => (existsSync(join(out, 'metrics.jsonl')) ? readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').length : 0);
+  const ready = () => ckpts().length >= 2 && stepsLogged() % 5 >= 2;
   const t0 = Date.now();
-  while (ckpts().length < 2 || stepsLogged() % 5 < 2) {
+  let ranks: number[];
+  for (;;) {
     assert.ok(Date.now() - t0 < 180_000, `no checkpoints after 180 s:\n${text}`);
+    if (ready()) {
+      // the workers go on between the look and the kill (on a loaded machine, past the next checkpoint, so
+      // that no logged step followed it): they are stopped, looked at again, and killed only if still ready
+      ranks = [workerPid(launcher.pid!, 0), workerPid(launcher.pid!, 1)];
+      for (const pid of ranks) process.kill(pid, 'SIGSTOP');
+      if (ready()) break;
+      for (const pid of ranks) process.kill(pid, 'SIGCONT');
+    }
     await new Promise((r) => setTimeout(r, 10));
   }
-  const rank1 = workerPid(launcher.pid!, 1);
-  process.kill(rank1, 'SIGKILL');
+  process.kill(ranks[1], 'SIGKILL');
+  process.kill(ranks[0], 'SIGCONT');
   const killedAt = Date.now();
   const code = await exited;
   const seconds = (Date.now() - killedAt) / 1000;
