@@ -1,7 +1,7 @@
 // What every sub-command is. A command declares its options once (one table); the parser, --help,
 // validation and the typed options object its job receives all come from that table.
 import { tellOtherRanks } from './data-parallel';
-import { formatHelp, inConfigFile, OptionError, OptionTable, Options, parseArgv, readConfigFile, resolveOptions } from '../util/options';
+import { formatHelp, asWritten, OptionError, OptionTable, Options, parseArgv, readConfigFile, resolveOptions } from '../util/options';
 import { folderObstacle, mkdirError } from '../util/safe-write';
 import { checkGpuShare } from '../run/device';
 import { readDistEnv } from '../dist';
@@ -49,7 +49,7 @@ export function parseCommand<T extends OptionTable>(
     validate?.(o, positionals);
     return { o, positionals };
   } catch (e) {
-    throw inConfigFile(e, file, options);
+    throw asWritten(e, file, options);
   }
 }
 
@@ -82,11 +82,15 @@ function checkGpusPerProcess(o: Record<string, unknown>): void {
   if (typeof o.nprocPerNode === 'number' && typeof o.device === 'string') checkGpuShare(o.device, readDistEnv()?.localWorldSize ?? o.nprocPerNode);
 }
 
-/** Every command with --out-dir: a path that cannot be a folder (a file, or a symbolic link to nothing, on the way) is an option error, before any work. */
+/** An output folder option (`key`) whose path cannot be a folder (a file, or a symbolic link to nothing, on the way) is an option error, before any work. */
+export function checkFolderOption(dir: string, key: string): void {
+  const { why } = folderObstacle(dir);
+  if (why) throw new OptionError(key, `${dir} cannot be the output folder: ${why}`);
+}
+
+/** Every command with --out-dir: checkFolderOption. */
 function checkOutDir(o: Record<string, unknown>): void {
-  if (typeof o.outDir !== 'string') return;
-  const { why } = folderObstacle(o.outDir);
-  if (why) throw new OptionError('outDir', `${o.outDir} cannot be the output folder: ${why}`);
+  if (typeof o.outDir === 'string') checkFolderOption(o.outDir, 'outDir');
 }
 
 export function defineCommand<T extends OptionTable>(spec: CommandSpec<T>): Command {

@@ -11,8 +11,7 @@ import { exportWeb, webExportFiles } from '../export/web-export';
 import { checkOutputs, encoderFiles } from '../io/outputs';
 import { CHECKPOINT_FILES } from '../io/checkpoint';
 import { resolveCheckpoint } from '../semaim';
-import { defineCommand } from './command';
-import { folderObstacle } from '../util/safe-write';
+import { checkFolderOption, defineCommand } from './command';
 
 export const EXPORT_FORMATS = ['safetensors', 'onnx', 'web'] as const;
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
@@ -87,10 +86,7 @@ export const exportCommand = defineCommand({
       throw new OptionError('dtype', "float16 is for --format onnx or web (safetensors keeps the checkpoint's float32)");
   },
   preflight: (o) => {
-    if (o.format !== 'safetensors') {
-      const { why } = folderObstacle(o.out);
-      if (why) throw new OptionError('out', `${o.out} cannot be the output folder: ${why}`);
-    }
+    if (o.format !== 'safetensors') checkFolderOption(o.out, 'out');
     const outputs = o.format === 'safetensors' ? encoderExportFiles(o.out) : o.format === 'onnx' ? onnxExportFiles(o.out, o.dtype) : webExportFiles(o.out);
     checkOutputs(outputs, { overwrite: o.overwrite, inputs: exportInputs(o.checkpoint, o) });
   },

@@ -1,12 +1,12 @@
 // Files a command writes where the user points it: one that exists is replaced only when asked
 // (--overwrite), and never one the command reads from (an encoder and its config), nor a file of a
 // checkpoint or of a run folder, which other commands read and verify.
-import { existsSync, lstatSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve, isAbsolute } from 'node:path';
 import { OptionError } from '../util/options';
 import { finishInterruptedCommits, writeError } from '../util/safe-write';
 import { describeHolder, lockFile } from '../util/file-lock';
-import { makeFolder } from '../util/make-folder';
+import { makeFolder, occupied } from '../util/make-folder';
 
 /** The path with its folder's symlinks resolved (the file itself need not exist). */
 function canonical(path: string): string {
@@ -51,16 +51,6 @@ export function protectedOutput(path: string): string | null {
   if (RESULT_FILES.includes(basename(file)) && occupied(file))
     return `it is a result another command wrote (${basename(file)} in ${dirname(file)}), which other commands read`;
   return null;
-}
-
-/** Whether something is at `path`, a dangling symlink included (writing there would create its target). */
-export function occupied(path: string): boolean {
-  try {
-    lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Refuses, naming `option`, an output that is one of `inputs`, a checkpoint's or run's file, or that exists without `overwrite`. */

@@ -6,7 +6,7 @@ import { dirname, resolve } from 'node:path';
 /** Makes `dir` and its missing parents; returns the first folder it made (undefined when `dir` was there), as mkdirSync does. */
 export function makeFolder(dir: string): string | undefined {
   const missing: string[] = [];
-  for (let p = resolve(dir); !exists(p); p = dirname(p)) {
+  for (let p = resolve(dir); !occupied(p); p = dirname(p)) {
     missing.unshift(p);
     if (dirname(p) === p) break;
   }
@@ -26,7 +26,8 @@ export function makeFolder(dir: string): string | undefined {
   return first;
 }
 
-function exists(p: string): boolean {
+/** Whether something is at `p`, a dangling symlink included (writing there would create its target). */
+export function occupied(p: string): boolean {
   try {
     lstatSync(p);
     return true;

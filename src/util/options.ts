@@ -181,17 +181,17 @@ export function readConfigFile(path: string): Record<string, unknown> {
     throw new OptionError('config', `${path} is not valid ${/\.ya?ml$/i.test(path) ? 'YAML' : 'JSON'}: ${(e as Error).message}`);
   }
   if (data === null || typeof data !== 'object' || Array.isArray(data)) throw new OptionError('config', `${path} must hold an object of options`);
-  const entries = Object.entries(data as Record<string, unknown>).map(([k, v]) => [camel(k), v] as const);
-  const seen = new Map<string, string>();
-  for (const [written, [k]] of Object.keys(data as object).map((w, i) => [w, entries[i]] as const)) {
+  const keys = new Map<string, string>(); // each option's key as written in the file
+  for (const written of Object.keys(data as object)) {
+    const k = camel(written);
     if (COMMAND_LINE_ONLY.includes(k)) throw new OptionError(k, `${path}: '${k}' cannot be set in a config file (give it on the command line)`);
     // out_dir and out-dir are one option: which of the two would win is not what the file says
-    const other = seen.get(k);
+    const other = keys.get(k);
     if (other !== undefined) throw new OptionError(k, `${path} sets it twice, as '${other}' and as '${written}': keep one`);
-    seen.set(k, written);
+    keys.set(k, written);
   }
-  const values = Object.fromEntries(entries);
-  writtenAs.set(values, { path, keys: new Map(Object.keys(data as object).map((k) => [camel(k), k])) });
+  const values = Object.fromEntries(Object.entries(data as Record<string, unknown>).map(([k, v]) => [camel(k), v]));
+  writtenAs.set(values, { path, keys });
   return values;
 }
 
@@ -199,10 +199,11 @@ export function readConfigFile(path: string): Record<string, unknown> {
 const writtenAs = new WeakMap<object, { path: string; keys: Map<string, string> }>();
 
 /**
- * An OptionError about a value that came from the config file `values` (and not from `flags`, which
- * win) names the key as written in that file instead of the flag; other errors are returned as they are.
+ * An OptionError names the option as the user wrote it: a flag as typed (`--img_size`) where that is not
+ * the table's spelling, a value from the config file `values` (and not from `flags`, which win) by its key
+ * as written in that file; other errors are returned as they are.
  */
-export function inConfigFile(e: unknown, values: Record<string, unknown>, flags: Record<string, unknown>): unknown {
+export function asWritten(e: unknown, values: Record<string, unknown>, flags: Record<string, unknown>): unknown {
   if (!(e instanceof OptionError) || e.source) return e;
   const typed = flagsTypedAs.get(flags)?.get(e.key);
   if (typed && e.key in flags) return new OptionError(e.key, e.detail, typed, e.code);

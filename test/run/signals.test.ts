@@ -216,14 +216,19 @@ function blockedChild(
 
 const posixOnly = { skip: process.platform === 'win32' ? 'POSIX signals' : false };
 
+/** The child exited with `code` within 3 s of the last signal, before its blocked "step" ended. */
+function assertExitedAtOnce(r: Awaited<ReturnType<typeof blockedChild>>, code: number, what = ''): void {
+  assert.equal(r.code, code, `${what}${r.stdout}${r.stderr}`);
+  assert.doesNotMatch(r.stdout, /step done/, what);
+  assert.ok(r.afterLastMs < 3000, `${what}exited ${r.afterLastMs} ms after the second signal`);
+}
+
 test('a second SIGINT 1.5 s after the first exits 130 at once while a step blocks the event loop', posixOnly, async () => {
   const r = await blockedChild('once', 15_000, [
     ['SIGINT', 300],
     ['SIGINT', 1500],
   ]);
-  assert.equal(r.code, 130, r.stdout + r.stderr);
-  assert.doesNotMatch(r.stdout, /step done/);
-  assert.ok(r.afterLastMs < 3000, `exited ${r.afterLastMs} ms after the second signal`);
+  assertExitedAtOnce(r, 130);
   assert.match(r.stderr, /SIGINT again: exiting now, without a checkpoint of this step/);
 });
 
@@ -243,9 +248,7 @@ test('SIGTERM then SIGINT exits with the second signal code at once', posixOnly,
     ['SIGTERM', 300],
     ['SIGINT', 1500],
   ]);
-  assert.equal(r.code, 130, r.stdout + r.stderr);
-  assert.doesNotMatch(r.stdout, /step done/);
-  assert.ok(r.afterLastMs < 3000, `exited ${r.afterLastMs} ms after the second signal`);
+  assertExitedAtOnce(r, 130);
 });
 
 test('a released catcher leaves the signals to JS alone, and catching again works', posixOnly, async () => {
@@ -261,8 +264,6 @@ test('a released catcher leaves the signals to JS alone, and catching again work
       ['SIGINT', 300],
       ['SIGINT', 1500],
     ]);
-    assert.equal(r.code, 130, `${mode}: ${r.stdout}${r.stderr}`);
-    assert.doesNotMatch(r.stdout, /step done/);
-    assert.ok(r.afterLastMs < 3000, `${mode}: exited ${r.afterLastMs} ms after the second signal`);
+    assertExitedAtOnce(r, 130, `${mode}: `);
   }
 });
