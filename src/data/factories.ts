@@ -263,9 +263,10 @@ export function makeTrainData(o: TrainDataRequest, dist: RankSlice = SINGLE_PROC
 /**
  * Labelled data for evaluation (k-NN, linear probe, fine-tuning), for rank `dist.rank` of
  * `dist.worldSize`: each rank's batches are its slices of the global batches (worldSize ×
- * batchSize); without dropLast the order is padded to a multiple of worldSize (the batch
- * `indices` tell the repeats). Batches per rank and epoch = batchesPerEpoch(size, worldSize ×
- * batchSize, dropLast).
+ * batchSize), or over tar shards a contiguous range of the stream; without dropLast every rank gets
+ * ceil(size / worldSize) rows, the last ranks padded with repeats (the batch `indices` tell them:
+ * src/eval/gather-features.ts's firstOccurrences). Batches per rank and epoch = batchesPerEpoch(size,
+ * worldSize × batchSize, dropLast).
  */
 export function makeEvalData(req: EvalDataRequest, dist: RankSlice = SINGLE_PROCESS): LabelledData & AsyncDisposable {
   let ds = openData(req.dataset, { split: req.split, dataPath: req.dataPath, imgSize: req.imgSize, seed: req.seed, syntheticSize: req.limit });

@@ -29,11 +29,17 @@ export class AccuracyTally {
 
   /** scores [B, C] (larger = more likely; ties go to the lower class index), labels [B]. */
   add(scores: Tensor, labels: Int32Array): void {
+    const { top1, top5 } = this.hits(scores, labels);
+    this.addHits(labels, top1, top5);
+  }
+
+  /** Whether each row's label is its top-1 and among its top-5 classes (1/0), without tallying them. */
+  hits(scores: Tensor, labels: Int32Array): { top1: Uint8Array; top5: Uint8Array } {
     const [B, C] = scores.shape;
     if (C !== this.numClasses) throw new Error(`AccuracyTally: scores have ${C} classes, expected ${this.numClasses}`);
     if (B !== labels.length) throw new Error(`AccuracyTally: ${B} score rows for ${labels.length} labels`);
     const k = Math.min(5, C);
-    const [ranked1, ranked5] = torch.noGrad(() =>
+    const [top1, top5] = torch.noGrad(() =>
       torch.scope(() => {
         const s = scores.detach().float().cpu();
         // Stable descending sort: among equal scores the lower class index ranks first.
@@ -43,16 +49,21 @@ export class AccuracyTally {
         return [hit.select(1, 0).to({ dtype: 'uint8' }).data() as Uint8Array, hit.any(1).to({ dtype: 'uint8' }).data() as Uint8Array];
       }),
     );
-    for (let i = 0; i < B; i++) {
+    return { top1, top5 };
+  }
+
+  /** Tallies rows by their labels and hits (see hits()). */
+  addHits(labels: ArrayLike<number>, top1: ArrayLike<number>, top5: ArrayLike<number>): void {
+    for (let i = 0; i < labels.length; i++) {
       const c = labels[i];
       this.count[c]++;
-      if (ranked1[i]) {
+      if (top1[i]) {
         this.correct[c]++;
         this.top1++;
       }
-      if (ranked5[i]) this.top5++;
+      if (top5[i]) this.top5++;
     }
-    this.n += B;
+    this.n += labels.length;
   }
 
   /** The tally as numbers that add up across tallies: [n, top1, top5, correct per class, count per class]. */

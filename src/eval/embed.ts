@@ -217,10 +217,10 @@ function rowCode(expected: number, got: number, size: number): number {
 /** Every rank's rows and row codes of one batch, in rank order, on rank 0 (this rank's alone without a group; [] on the other ranks). */
 async function gatherBatch(group: ProcessGroup | null, rows: torch.Tensor, codes: Float64Array): Promise<{ rows: Float32Array; codes: Float64Array }[]> {
   if (!group || group.worldSize === 1) return [{ rows: rows.toFloat32Array(), codes }];
-  const all = await gatherRows(group, rows, codes, { root: 0 });
+  const all = await gatherRows(group, rows, [codes], { root: 0 });
   if (!all) return [];
   try {
-    return all.rows.map((p, r) => ({ rows: p.toFloat32Array(), codes: all.perRow[r] }));
+    return all.rows.map((p, r) => ({ rows: p.toFloat32Array(), codes: all.perRow[r][0] }));
   } finally {
     for (const t of all.rows) t.dispose();
   }

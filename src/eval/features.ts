@@ -11,7 +11,7 @@ import { Augment, LabelledData, indexOrder } from '../data';
 import { checkLabelledBatch } from '../data/check-batch';
 import { rankSlice, severalRanks, type ProcessGroup } from '../dist';
 import { StopAgreement } from '../dist/agree';
-import { gatherRankFeatures, rankRowPositions, rowsPerRankBatch } from './gather-features';
+import { allRowIndices, firstOccurrences, gatherRankFeatures, slicedRowIndices } from './gather-features';
 
 /** 'cls' and 'mean' read the tokens after the final norm; 'gap' is the authors' --global_pool (see Pooling). */
 export type FeaturePooling = 'cls' | 'mean' | 'gap';
@@ -127,8 +127,7 @@ export async function extractPooledFeatures(
   const filled = new Map<FeaturePooling, Tensor>();
   const group = o.group ?? null;
   const { rank, worldSize } = rankSlice(group);
-  const perBatch = rowsPerRankBatch(data.size, o.batchSize, worldSize);
-  const mine = perBatch.reduce((s, p) => s + p, 0); // data.size in one process
+  const mine = Math.ceil(data.size / worldSize); // rows of every rank's part of the pass, padding included
   const labels = new Int32Array(mine);
   const standIns: number[] = []; // rows holding another image in place of an unusable one: left out below
   let indices: Int32Array | null = new Int32Array(mine); // the rows' dataset indices, while every batch gives them
@@ -173,16 +172,19 @@ export async function extractPooledFeatures(
     if (n !== mine) throw new Error(`features: the data gave ${n} images, its size is ${mine}${mineOf}`);
     if (!n) throw new Error('features: the data is empty');
     // an evaluation counts every image once: a stand-in row (another image of the data, which the
-    // loader put in place of an unusable one) is marked with label -1 and dropped, after the gather.
-    // A rank's own shard drops its stand-ins too and numbers its rows among the usable images of the
-    // whole set, as one process's rows are: every rank learns where the stand-ins are.
+    // loader put in place of an unusable one) is marked with label -1 and dropped, after the gather, as
+    // are repeats (padding). A rank's own shard drops them too and numbers its rows among the usable
+    // images of the whole set, as one process's rows are: every rank learns every rank's row indices.
     const sharded = !!group && worldSize > 1 && o.gatherTo === 'shard';
-    const rowPositions = sharded ? rankRowPositions(data.size, o.batchSize, worldSize, rank) : null;
-    const unusable = sharded
-      ? [...new Set((await group.allGatherJson(standIns.map((r) => rowPositions![r]).filter((p) => p < data.size))).flat())].sort((a, b) => a - b)
-      : [];
+    const rowIndices = indices ?? (worldSize > 1 ? slicedRowIndices(data.size, o.batchSize, worldSize, rank) : null);
     const marked = labels.slice();
     for (const r of standIns) marked[r] = -1;
+    const everyIndex = sharded
+      ? await allRowIndices(
+          group,
+          rowIndices!.map((v, i) => (marked[i] < 0 ? -1 : v)),
+        )
+      : null;
     if (standIns.length && label !== null) {
       process.stderr.write(
         `${label}: ${standIns.length} unusable image${standIns.length === 1 ? '' : 's'}${mineOf} left out (not counted twice through a stand-in)\n`,
@@ -198,12 +200,17 @@ export async function extractPooledFeatures(
           continue;
         }
         if (sharded) {
-          sets.set(k, ownRows(features, labels, rowPositions!, data.size, unusable));
+          sets.set(k, ownRows(features, labels, everyIndex!, rank, data.size));
           continue;
         }
         try {
-          const all = await gatherRankFeatures(group, { features, labels: marked }, perBatch, data.size, o.gatherTo === 'rank0' ? { root: 0 } : 'all');
-          sets.set(k, all ? withoutStandIns(all) : { features: torch.keep(torch.zeros([0, features.shape[1]], { device })), labels: new Int32Array(0) });
+          const all = await gatherRankFeatures(
+            group,
+            { features, labels: marked, indices: rowIndices! },
+            data.size,
+            o.gatherTo === 'rank0' ? { root: 0 } : 'all',
+          );
+          sets.set(k, all ?? { features: torch.keep(torch.zeros([0, features.shape[1]], { device })), labels: new Int32Array(0) });
         } finally {
           features.dispose();
         }
@@ -248,26 +255,20 @@ function selectRows(features: Tensor, labels: Int32Array, rows: ArrayLike<number
 }
 
 /**
- * A rank's rows as a shard: the padding (positions ≥ size) and the stand-ins (at the sorted dataset
- * positions `unusable`, from every rank) dropped, the rest numbered among the set's usable images.
- * Takes `features` over.
+ * A rank's rows as a shard: the rows that count (firstOccurrences over every rank's row indices, -1 for a
+ * stand-in) in dataset order, numbered among the set's usable images (those some rank holds). Takes
+ * `features` over.
  */
-function ownRows(features: Tensor, labels: Int32Array, positions: Int32Array, size: number, unusable: number[]): FeatureSet {
-  const gone = new Set(unusable);
-  const before = (p: number): number => {
-    let lo = 0;
-    let hi = unusable.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (unusable[mid] < p) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo; // stand-ins at positions below p
-  };
-  const keep: number[] = [];
-  positions.forEach((p, i) => p < size && !gone.has(p) && keep.push(i));
-  const shard = { positions: Int32Array.from(keep, (i) => positions[i] - before(positions[i])), size: size - gone.size };
-  if (keep.length === positions.length) return { features, labels: labels.slice(), shard };
+function ownRows(features: Tensor, labels: Int32Array, everyIndex: Int32Array[], rank: number, size: number): FeatureSet {
+  const counted = firstOccurrences(everyIndex, size)[rank];
+  const usable = new Uint8Array(size);
+  for (const part of everyIndex) for (const v of part) if (v >= 0) usable[v] = 1;
+  const before = new Int32Array(size + 1); // usable images below each index
+  for (let v = 0; v < size; v++) before[v + 1] = before[v] + usable[v];
+  const mine = everyIndex[rank];
+  const keep = [...counted.keys()].filter((i) => counted[i]).sort((a, b) => mine[a] - mine[b]);
+  const shard = { positions: Int32Array.from(keep, (i) => before[mine[i]]), size: before[size] };
+  if (keep.length === mine.length && keep.every((row, i) => row === i)) return { features, labels: labels.slice(), shard };
   return { ...selectRows(features, labels, keep), shard };
 }
 

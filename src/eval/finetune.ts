@@ -20,7 +20,7 @@ import { withPrecision } from '../run/precision';
 import { processDevice, withProcessThreads } from '../run/device';
 import { rankSlice, severalRanks, type ProcessGroup } from '../dist';
 import { Accuracy, AccuracyTally } from './accuracy';
-import { rankRowPositions } from './gather-features';
+import { allRowIndices, firstOccurrences, slicedRowIndices } from './gather-features';
 import { ClassifierConfig, ViTClassifier } from './classifier';
 import { Mixup, softTargetCrossEntropy } from './mix';
 import { FINETUNE_OPTIONS, FinetuneOptions, validateFinetune } from './options';
@@ -54,9 +54,9 @@ export interface FinetuneResult {
 
 /**
  * Test accuracy of a classifier over a dataset (eval mode, no gradients, no augmentation).
- * Data-parallel (`group`): `data` is this rank's slice of the batches; each rank scores its images, the
- * padding that evened out the last global batch is not counted, and the counts are summed over the
- * ranks, so every rank gets the accuracy one process gets.
+ * Data-parallel (`group`): `data` is this rank's part of the pass; each rank scores its images, the
+ * padding that gave every rank as many rows is not counted (each image once: firstOccurrences), and the
+ * counts are summed over the ranks, so every rank gets the accuracy one process gets.
  */
 export async function evaluateClassifier(
   model: ViTClassifier,
@@ -68,37 +68,45 @@ export async function evaluateClassifier(
   const device = model.cls_token.device;
   const tally = new AccuracyTally(model.cfg.numClasses);
   const group = severalRanks(o.group);
-  const positions = group ? rankRowPositions(data.size, o.batchSize, group.worldSize, group.rank) : null;
   const progress = o.label && !group ? new Progress(o.label, data.size) : null;
-  let row = 0;
+  // every row's label and hits, tallied at the end, when the ranks' repeats are known
+  const [labels, top1, top5]: number[][] = [[], [], []];
+  let indices: number[] | null = []; // the rows' dataset indices, while every batch gives them
+  const standIns: number[] = []; // rows in place of an unusable image: not counted
   try {
     for await (const b of data.batches({ batchSize: o.batchSize, shuffle: false, epoch: 0, augment: 'none' })) {
       checkLabelledBatch(b, { chans: model.cfg.inChans ?? 3, size: model.cfg.imgSize }, model.cfg.numClasses);
-      const B = b.shape[0];
-      // not counted: the padding that evened out the last global batch, and stand-ins (another image
-      // in place of an unusable one: counted once already)
-      const standIns = new Set(b.standIns ?? []);
-      const counted = (i: number) => !standIns.has(i) && (!positions || positions[row + i] < data.size);
-      const real = positions || standIns.size ? [...Array(B).keys()].filter(counted) : null;
-      torch.noGrad(() =>
+      const hits = torch.noGrad(() =>
         torch.scope(() => {
           const images = torch.tensor(b.images, { shape: b.shape, device });
           const logits = withPrecision(o.precision ?? 'fp32', device, () => model.forward(images));
-          if (!real || real.length === B) return tally.add(logits, b.labels);
-          const rows = torch.tensor(Int32Array.from(real), { dtype: 'int64', device });
-          tally.add(
-            logits.indexSelect(0, rows),
-            Int32Array.from(real, (i) => b.labels[i]),
-          );
+          return tally.hits(logits, b.labels);
         }),
       );
-      row += B;
-      progress?.update(tally.result().n);
+      for (const i of b.standIns ?? []) standIns.push(labels.length + i);
+      if (b.indices && indices) indices.push(...b.indices);
+      else indices = null;
+      labels.push(...b.labels);
+      top1.push(...hits.top1);
+      top5.push(...hits.top5);
+      progress?.update(labels.length);
     }
   } finally {
     progress?.done();
     model.train(wasTraining);
   }
+  const n = labels.length;
+  if (group && n !== Math.ceil(data.size / group.worldSize))
+    throw new Error(`evaluation: the data gave ${n} images on rank ${group.rank}, expected ${Math.ceil(data.size / group.worldSize)} of ${data.size}`);
+  const rowIndex = Int32Array.from(indices ?? (group ? slicedRowIndices(data.size, o.batchSize, group.worldSize, group.rank) : labels.keys()));
+  for (const i of standIns) rowIndex[i] = -1;
+  const counted = group ? firstOccurrences(await allRowIndices(group, rowIndex), data.size)[group.rank] : rowIndex.map((v) => (v >= 0 ? 1 : 0));
+  const keep = [...counted.keys()].filter((i) => counted[i]);
+  tally.addHits(
+    keep.map((i) => labels[i]),
+    keep.map((i) => top1[i]),
+    keep.map((i) => top5[i]),
+  );
   return group ? AccuracyTally.fromCounts(tally.numClasses, group.sumNumbers(Float64Array.from(tally.counts()))).result() : tally.result();
 }
 

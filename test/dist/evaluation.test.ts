@@ -3,7 +3,8 @@
 // the linear probe on shards of the training features give one process's results, as does a classifier
 // scored on the ranks' slices of the test set; `semaim knn` and `semaim linprobe` (cached and online)
 // with --nproc-per-node 2 give one process's results, written once, by rank 0; `semaim embed` on 2 and 3
-// processes writes one process's file.
+// processes writes one process's file. Over tar shards (each rank a contiguous range of the stream, cut
+// among its loader workers), 3 and 4 ranks give one process's features, shards and accuracy too.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -13,7 +14,7 @@ import { join } from 'node:path';
 import * as torch from '../../src/torch';
 import * as dist from '../../src/dist';
 import { loadTensors } from '../../src/io';
-import { makeEvalData } from '../../src/data';
+import { makeEvalData, packImageFolder } from '../../src/data';
 import { extractPooledFeatures, FeaturePooling, FeatureSet } from '../../src/eval/features';
 import { runWorkers, workerScript } from './helpers';
 import { FEATURE_ENCODER, featureClassifier, featureEncoder } from './workers/features-case';
@@ -135,6 +136,56 @@ test('a classifier scored on 2 and 3 ranks’ slices of the test set (padding no
       assert.deepEqual(r.lines[0], { rank: r.rank, accuracy: JSON.parse(JSON.stringify(one)) }, `${W} ranks, rank ${r.rank}`);
     }
   }
+});
+
+test('over tar shards, 3 and 4 ranks with 2 loader workers each give one process’s features (gathered and kept as shards) and accuracy', { skip: gloo }, async () => {
+  torch.setNumThreads(1);
+  const folder = join(root, 'shard-src');
+  const N = 22; // 22 = 3·8 − 2 = 4·6 − 2: the last ranks' ranges wrap to the stream's start
+  for (let i = 0; i < N; i++) write(join(folder, 'train', `c${i % 3}`, `${String(i).padStart(2, '0')}.png`), await encode(picture(20, 18, i), 20, 18, 3, 'png'));
+  const { pattern } = await packImageFolder({ input: join(folder, 'train'), output: join(root, 'shard-out'), shardSize: 5 });
+  const source = ['shards', pattern, '2'];
+  const encoder = featureEncoder();
+  const model = featureClassifier();
+  const one = makeEvalData({ split: 'train', dataset: 'folder', dataPath: folder, imgSize: FEATURE_ENCODER.imgSize, seed: 0, numWorkers: 0 });
+  const want = await extractPooledFeatures(encoder, one, ['cls', 'mean'], { batchSize: 3, label: null });
+  const accuracy = JSON.parse(JSON.stringify(await evaluateClassifier(model, one, { batchSize: 3 })));
+  await one.close();
+  encoder.dispose();
+  model.dispose();
+  assert.equal(want.get('cls')!.labels.length, N);
+  for (const W of [3, 4]) {
+    const out = join(root, `shard-features-${W}.safetensors`);
+    for (const r of await runWorkers(workerScript('features'), W, [out, '0', '3', 'all', ...source])) assert.equal(r.code, 0, `rank ${r.rank}: ${r.stderr}`);
+    const got = loadTensors(out).tensors;
+    assert.deepEqual(Array.from(got.get('labels')!.data() as Int32Array), Array.from(want.get('cls')!.labels), `${W} ranks: labels in dataset order`);
+    for (const k of ['cls', 'mean'] as const) {
+      const d = maxDiff(got.get(k)!.toFloat32Array(), want.get(k)!.features.toFloat32Array());
+      assert.ok(got.get(k)!.shape[0] === N && d <= 1e-5, `${W} ranks, ${k}: ${got.get(k)!.shape[0]} rows, max |diff| ${d}`);
+    }
+    for (const t of got.values()) t.dispose();
+
+    const seen = new Int32Array(N);
+    for (const r of await runWorkers(workerScript('features'), W, [out, '0', '3', 'shard', ...source])) {
+      assert.equal(r.code, 0, `rank ${r.rank}: ${r.stderr}`);
+      const mine = loadTensors(`${out}.rank${r.rank}`).tensors;
+      const positions = Array.from(mine.get('positions')!.data() as Int32Array);
+      assert.deepEqual(positions, [...positions].sort((a, b) => a - b), `${W} ranks, rank ${r.rank}: positions increasing`);
+      for (const p of positions) seen[p]++;
+      torch.scope(() => {
+        const rows = want.get('cls')!.features.indexSelect(0, torch.tensor(Int32Array.from(positions), { dtype: 'int64' }));
+        assert.ok(maxDiff(mine.get('cls')!.toFloat32Array(), rows.toFloat32Array()) <= 1e-5, `${W} ranks, rank ${r.rank}: its rows`);
+      });
+      for (const t of mine.values()) t.dispose();
+    }
+    assert.deepEqual([...seen].filter((c) => c !== 1), [], `${W} ranks: every image in exactly one shard`);
+
+    for (const r of await runWorkers(workerScript('classifier-eval'), W, ['0', '3', ...source])) {
+      assert.equal(r.code, 0, `rank ${r.rank}: ${r.stderr}`);
+      assert.deepEqual(r.lines[0], { rank: r.rank, accuracy }, `${W} ranks, rank ${r.rank}: accuracy`);
+    }
+  }
+  for (const s of want.values()) s.features.dispose();
 });
 
 function cli(args: string[]): { code: number | null; out: string } {

@@ -1,55 +1,95 @@
-// Putting features extracted data-parallel back in dataset order (src/eval/gather-features.ts): each
-// simulated rank holds the rows of its slices as the loader plans them (src/data/sharding.ts), each row
-// carrying its dataset position; the interleaving must give positions 0..n-1 exactly once, in order.
+// Which rows of a data-parallel evaluation pass count (src/eval/gather-features.ts's firstOccurrences):
+// each simulated rank holds its rows as the loaders plan them, the slices of global batches for indexed
+// datasets (src/data/sharding.ts) and contiguous stream ranges cut among K workers for tar shards
+// (src/data/shards/plan.ts), each row carrying its dataset index. Keeping each index where it first
+// appears in rank order must keep every image exactly once and drop exactly the padding rows.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as torch from '../../src/torch';
 import { rankPlan } from '../../src/data';
-import { sliceWrapped } from '../../src/data/sharding';
-import { interleaveRankLabels, interleaveRankRows, rowsPerRankBatch } from '../../src/eval/gather-features';
+import { shardEpochPlan } from '../../src/data/shards';
+import { firstOccurrences, slicedRowIndices } from '../../src/eval/gather-features';
 
-/** Rank r's dataset positions, its batches one after the other, as the loader yields them without shuffling. */
-function rankPositions(n: number, batch: number, worldSize: number, rank: number): Int32Array {
-  const plan = rankPlan({ length: n, batchSize: batch, worldSize, rank, dropLast: false });
-  const order = Int32Array.from({ length: n }, (_, i) => i);
-  const parts = Array.from({ length: plan.count }, (_, j) => sliceWrapped(order, ...plan.range(j)));
-  return Int32Array.from(parts.flatMap((p) => Array.from(p)));
+/** Rank r's stream positions under the slices of global batches, its batches one after the other (≥ n: padding). */
+function slicedPositions(n: number, b: number, W: number, r: number): number[] {
+  const plan = rankPlan({ length: n, batchSize: b, worldSize: W, rank: r, dropLast: false });
+  const out: number[] = [];
+  for (let j = 0; j < plan.count; j++) for (let p = plan.range(j)[0]; p < plan.range(j)[1]; p++) out.push(p);
+  return out;
 }
 
-test('every rank slice, interleaved, gives each image once in dataset order (padding dropped)', () => {
+/** Rank r's stream positions over tar shards of `counts` samples, batch j from worker j mod K's piece (≥ n: padding). */
+function shardPositions(counts: number[], b: number, W: number, r: number, K: number): number[] {
+  const plan = shardEpochPlan({ counts, epoch: 0, seed: 0, shuffle: false, rank: r, worldSize: W, workers: K, batchSize: b, dropLast: false });
+  const pieceStart: number[] = [];
+  let at = plan.rankStart;
+  for (const piece of plan.pieces) {
+    pieceStart.push(at);
+    at += piece.length;
+  }
+  const out: number[] = [];
+  for (let j = 0; j < plan.count; j++) {
+    const w = plan.workerOf(j);
+    const from = pieceStart[w] + plan.emittedBefore(w, j);
+    for (let i = 0; i < plan.sizeOf(j); i++) out.push(from + i);
+  }
+  return out;
+}
+
+function checkLayout(what: string, n: number, positions: number[][]): void {
+  const counted = firstOccurrences(
+    positions.map((p) => Int32Array.from(p, (v) => v % n)),
+    n,
+  );
+  const seen = new Int32Array(n);
+  positions.forEach((p, r) =>
+    p.forEach((pos, i) => {
+      assert.equal(counted[r][i], pos < n ? 1 : 0, `${what}: rank ${r} row ${i} (position ${pos})`);
+      if (counted[r][i]) seen[pos % n]++;
+    }),
+  );
+  assert.deepEqual(
+    [...seen].filter((c) => c !== 1),
+    [],
+    `${what}: every image once`,
+  );
+}
+
+test('the first occurrence of each image in rank order is never padding: slices of global batches', () => {
   for (const n of [1, 2, 7, 31, 203, 256])
-    for (const W of [1, 2, 3, 4])
+    for (const W of [1, 2, 3, 4, 5])
       for (const b of [1, 4, 16]) {
-        const perBatch = rowsPerRankBatch(n, b, W);
-        const positions = Array.from({ length: W }, (_, r) => rankPositions(n, b, W, r));
-        positions.forEach((p) =>
-          assert.equal(
-            p.length,
-            perBatch.reduce((s, x) => s + x, 0),
-            `n ${n} W ${W} b ${b}: rows per rank`,
+        const positions = Array.from({ length: W }, (_, r) => slicedPositions(n, b, W, r));
+        positions.forEach((p) => assert.equal(p.length, Math.ceil(n / W), `n ${n} W ${W} b ${b}: rows per rank`));
+        checkLayout(`sliced n ${n} W ${W} b ${b}`, n, positions);
+        positions.forEach((p, r) =>
+          assert.deepEqual(
+            Array.from(slicedRowIndices(n, b, W, r)),
+            p.map((v) => v % n),
           ),
         );
-        const labels = interleaveRankLabels(positions, perBatch, n);
-        assert.deepEqual(
-          Array.from(labels),
-          Array.from({ length: n }, (_, i) => i),
-          `labels, n ${n} W ${W} b ${b}`,
-        );
-        torch.scope(() => {
-          // two columns: the position and 1000 + position, so rows must move whole
-          const parts = positions.map((p) => torch.tensor(Float32Array.from(Array.from(p).flatMap((i) => [i, 1000 + i])), { shape: [p.length, 2] }));
-          const rows = interleaveRankRows(parts, perBatch, n);
-          assert.deepEqual(rows.shape, [n, 2]);
-          assert.deepEqual(Array.from(rows.toFloat32Array()), Array.from({ length: n }, (_, i) => [i, 1000 + i]).flat(), `rows, n ${n} W ${W} b ${b}`);
-        });
       }
 });
 
-test('interleaving refuses ranks with the wrong number of rows', () => {
-  torch.scope(() => {
-    const perBatch = rowsPerRankBatch(10, 4, 2); // [4, 1]
-    assert.deepEqual(perBatch, [4, 1]);
-    assert.throws(() => interleaveRankRows([torch.zeros([5, 1]), torch.zeros([4, 1])], perBatch, 10), /rank 1 has 4 rows, expected 5/);
-    assert.throws(() => interleaveRankRows([torch.zeros([5, 1]), torch.zeros([5, 1])], perBatch, 11), /fewer than the 11 images/);
-  });
+test('the first occurrence of each image in rank order is never padding: tar shards read by K workers', () => {
+  for (const counts of [[1], [4, 4, 2], [5, 5, 5, 5, 3], [16, 16, 16, 9], [7]])
+    for (const W of [1, 2, 3, 4, 5])
+      for (const b of [1, 2, 3, 8])
+        for (const K of [1, 2, 3]) {
+          const n = counts.reduce((s, c) => s + c, 0);
+          const positions = Array.from({ length: W }, (_, r) => shardPositions(counts, b, W, r, K));
+          positions.forEach((p) => assert.equal(p.length, Math.ceil(n / W), `shards n ${n} W ${W} b ${b} K ${K}: rows per rank`));
+          checkLayout(`shards ${counts} W ${W} b ${b} K ${K}`, n, positions);
+        }
+});
+
+test('rows without an image do not count; an index past the set is refused', () => {
+  const counted = firstOccurrences([Int32Array.of(0, -1, 2), Int32Array.of(1, 0, -1)], 3);
+  assert.deepEqual(
+    counted.map((c) => Array.from(c)),
+    [
+      [1, 0, 1],
+      [1, 0, 0],
+    ],
+  );
+  assert.throws(() => firstOccurrences([Int32Array.of(0, 3)], 3), /rank 0 has a row of image 3, past the 3 images/);
 });

@@ -2,7 +2,8 @@
 // data-parallel (each rank its slices of the batches, src/data/factories.ts's makeEvalData) and, on
 // rank 0, writes what every rank gathered to a safetensors file; with 'shard', every rank writes its own
 // rows and their dataset positions to <out>.rank<r>.
-//   node features.js <out.safetensors> <images> <batch> <all|rank0|shard>
+// A dataset and data path (e.g. tar shards) and its loader workers may follow, instead of the synthetic images.
+//   node features.js <out.safetensors> <images> <batch> <all|rank0|shard> [<dataset> <data path> <workers>]
 import * as torch from '../../../src/torch';
 import * as dist from '../../../src/dist';
 import { saveTensors } from '../../../src/io';
@@ -11,12 +12,14 @@ import { extractPooledFeatures } from '../../../src/eval/features';
 import { FEATURE_ENCODER, featureEncoder } from './features-case';
 
 async function main(): Promise<void> {
-  const [outPath, images, batch, gatherTo] = process.argv.slice(2);
+  const [outPath, images, batch, gatherTo, dataset, dataPath, workers] = process.argv.slice(2);
   torch.setNumThreads(1);
   const g = await dist.initProcessGroup({ timeoutMs: 60_000 });
   const encoder = featureEncoder();
   const data = makeEvalData(
-    { split: 'train', dataset: 'synthetic', imgSize: FEATURE_ENCODER.imgSize, limit: Number(images), seed: 0, numWorkers: 0 },
+    dataset
+      ? { split: 'train', dataset, dataPath, imgSize: FEATURE_ENCODER.imgSize, seed: 0, numWorkers: Number(workers) }
+      : { split: 'train', dataset: 'synthetic', imgSize: FEATURE_ENCODER.imgSize, limit: Number(images), seed: 0, numWorkers: 0 },
     dist.rankSlice(g),
   );
   const sets = await extractPooledFeatures(encoder, data, ['cls', 'mean'], { batchSize: Number(batch), label: null, group: g, gatherTo: gatherTo as 'all' | 'rank0' | 'shard' });
