@@ -6,6 +6,7 @@
 // spreadsheet. Unreadable images are skipped and listed, never replaced.
 import * as torch from '../torch';
 import { OptionError } from '../util/options';
+import { printable } from '../util/printable';
 import { claimOutputs, guardOutputs } from '../io/outputs';
 import { DataError, throwIfAborted } from '../util/errors';
 import { StopAgreement } from '../dist/agree';
@@ -108,6 +109,12 @@ async function predictJob(o: PredictOptions): Promise<PredictResult> {
   const ds = embedDataset(o, imgSize);
   const labelled = ds.classes.length > 0;
   if (labelled && ds.classes.length !== numClasses) throw new DataError(`predict: ${ds.root} has ${ds.classes.length} classes, the classifier ${numClasses}`);
+  // label k of the data must be the classifier's class k, or every image is scored against another class
+  const differs = labelled && src.classNames ? src.classNames.findIndex((name, c) => name !== ds.classes[c]) : -1;
+  if (differs >= 0)
+    throw new DataError(
+      `predict: class ${differs} is ${printable(`'${src.classNames![differs]}'`)} for the classifier but ${printable(`'${ds.classes[differs]}'`)} in ${ds.root}: a dataset is scored only with the classes the classifier was trained on, in their order (--images predicts without scoring)`,
+    );
   const classNames = src.classNames ?? (labelled ? [...ds.classes] : Array.from({ length: numClasses }, (_, i) => String(i)));
   if (!src.classNames) warn(`predict: ${src.dir} does not record its class names; ${labelled ? `using those of ${ds.root}` : 'classes are named by index'}`);
   const model = loadPredictor(src, device);

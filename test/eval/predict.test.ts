@@ -81,6 +81,29 @@ test('predict: accuracy equals finetune’s for its checkpoint; top-k per image;
     );
     assert.ok(csv.some((row) => row.includes(",'=blue,")));
 
+    // the same images with the class folders renamed: label k is another class than the classifier's k
+    const renamed = join(root, 'renamed');
+    for (const split of ['train', 'test'])
+      for (const [from, to] of [
+        ['red', 'a'],
+        ['green', 'b'],
+        ['=blue', 'c'],
+      ]) {
+        mkdirSync(join(renamed, split), { recursive: true });
+        renameSync(join(root, 'data', split, from), join(renamed, split, to));
+      }
+    await assert.rejects(
+      commands.predict.run(['--checkpoint', ft, ...data, '--data-path', renamed, '--out', join(root, 'pred', 'renamed.json')]),
+      /predict: class 0 is '=blue' for the classifier but 'a' in .*renamed.*: a dataset is scored only with the classes the classifier was trained on/,
+    );
+    for (const split of ['train', 'test'])
+      for (const [from, to] of [
+        ['red', 'a'],
+        ['green', 'b'],
+        ['=blue', 'c'],
+      ])
+        renameSync(join(renamed, split, to), join(root, 'data', split, from));
+
     // a folder of unlabelled images: no accuracy, no label column
     const unlabelled = join(root, 'pred', 'u.json');
     const r = await quiet(() =>
