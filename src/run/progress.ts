@@ -64,10 +64,16 @@ export class Progress {
     const eta = rate > 0 ? (this.total - done) / rate : NaN;
     const f = Object.entries(fields)
       .filter(([, v]) => v !== undefined)
-      .map(([k, v]) => `${k} ${typeof v === 'number' ? formatNumber(v) : v}`)
-      .join(' | ');
-    const line = `${this.label} [${bar}] ${done}/${this.total} | ${f ? `${f} | ` : ''}elapsed ${duration(elapsed)} ETA ${duration(eta)}`;
-    this.out.write(this.tty ? `\r\x1b[K${line}` : `${line}\n`);
+      .map(([k, v]) => `${k} ${typeof v === 'number' ? formatNumber(v) : v}`);
+    const line = (shown: string[]) =>
+      `${this.label} [${bar}] ${done}/${this.total} | ${shown.map((x) => `${x} | `).join('')}elapsed ${duration(elapsed)} ETA ${duration(eta)}`;
+    if (!this.tty) return void this.out.write(`${line(f)}\n`);
+    // a line wider than the terminal wraps, and \r then redraws only its last row: the rows above stay,
+    // one per redraw. So the fields that do not fit are left out (the last first), then the line is cut.
+    const room = Math.max((this.out.columns || 80) - 1, 10);
+    let shown = f;
+    while (shown.length && line(shown).length > room) shown = shown.slice(0, -1);
+    this.out.write(`\r\x1b[K${[...line(shown)].slice(0, room).join('')}`);
   }
 
   done(message?: string): void {

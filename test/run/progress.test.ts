@@ -56,3 +56,28 @@ test("counts print as integers ('skipped 1', was 'skipped 1.000'; 1500 was '1.50
   p.update(10, { skipped: 1, seen: 1500, loss: 0.5, lr: 2.5e-5 });
   assert.match(log.text(), /\| skipped 1 \| seen 1500 \| loss 0\.5000 \| lr 2\.50e-5 \|/);
 });
+
+test('on a terminal the line fits its width (a wrapped line leaves one row per redraw): fields that do not fit are left out, last first', () => {
+  const term = process.env.TERM;
+  process.env.TERM = 'xterm';
+  try {
+    const t = stream(true);
+    (t.out as { columns?: number }).columns = 80;
+    const p = new Progress('pretrain', 1000, t.out, 5);
+    p.update(10, { loss: 1.2345, lr: 1.5e-4, 'grad norm': 0.75, 'img/s': 123.4 });
+    const redraws = t
+      .text()
+      .split('\r\u001b[K')
+      .filter((x) => x);
+    assert.equal(redraws.length, 1);
+    const line = redraws[0];
+    assert.ok(line.length <= 79, `${line.length} characters: ${line}`);
+    assert.match(line, /^pretrain \[.{20}\] 10\/1000 \| loss 1\.234 \| elapsed \d+:\d\d ETA \d+:\d\d$/, 'the first field and the ETA kept');
+    (t.out as { columns?: number }).columns = 30;
+    p.update(11, { loss: 1 });
+    assert.equal([...t.text().split('\r\u001b[K').pop()!].length, 29, 'cut at the width when even the bare line does not fit');
+  } finally {
+    if (term === undefined) delete process.env.TERM;
+    else process.env.TERM = term;
+  }
+});
