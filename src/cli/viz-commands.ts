@@ -20,7 +20,11 @@ const FIGURE_OPTIONS = defineOptions({
   orders: { type: 'string', default: ALL_ORDERS, help: 'comma-separated order types to show' },
   lossOrder: { type: 'string', default: 'semantic', choices: ORDER_NAMES, help: 'order used for the loss map and the reconstruction' },
   maxImages: { type: 'int', default: 16, min: 1, help: 'use at most this many images (folders are read in name order)' },
-  seed: { type: 'int', default: 0, help: 'seed of the random parts of the orders' },
+  seed: {
+    type: 'int',
+    default: 0,
+    help: 'seed of the random parts of the orders (drawn per image from the seed and its pixels: a figure does not depend on the other images or the batch size)',
+  },
   batchSize: { type: 'int', default: 16, min: 1, help: 'images per forward pass' },
   cellSize: { type: 'int', default: 128, min: 8, max: 1024, help: 'enlarge each cell (nearest neighbour, integer factor) to at least this many pixels' },
   device: { type: 'string', default: 'cpu', help: "'cpu', 'cuda' or 'cuda:N'" },

@@ -102,6 +102,15 @@ function rows(t: Tensor): Float32Array[] {
   return Array.from({ length: B }, (_, b) => all.slice(b * N, (b + 1) * N));
 }
 
+/** A generator seed (31 bits) from the run's seed, an image's pixels and an order's name (FNV-1a). */
+export function imageSeed(seed: number, pixels: Float32Array, order: string): number {
+  let h = 0x811c9dc5;
+  const eat = (byte: number) => (h = Math.imul(h ^ byte, 0x01000193));
+  for (const byte of new Uint8Array(pixels.buffer, pixels.byteOffset, pixels.byteLength)) eat(byte);
+  for (const ch of `${order}:${seed}`) eat(ch.charCodeAt(0) & 0xff);
+  return h >>> 1;
+}
+
 /** Maps for every image of an NCHW float32 batch (normalised like the model's training data). */
 export function computeMaps(model: SemAIM, images: Float32Array, opts: MapOptions): ImageMaps[] {
   const { imgSize } = model.config;
@@ -111,7 +120,6 @@ export function computeMaps(model: SemAIM, images: Float32Array, opts: MapOption
   const total = images.length / per;
   const lossOrder = opts.lossOrder ?? 'semantic';
   const bs = opts.batchSize ?? 16;
-  const generator = new torch.Generator(opts.seed ?? 0);
   const device = model.cls_token.device;
   const out: ImageMaps[] = [];
   const wasTraining = model.training;
@@ -129,7 +137,20 @@ export function computeMaps(model: SemAIM, images: Float32Array, opts: MapOption
           const orderTensors = new Map<OrderName, Tensor>();
           for (const name of new Set([...opts.orders, lossOrder])) {
             const oc = orderConfigFor(name, model.config);
-            const p = orderFromConfig(oc, B, model.grid, needsSimilarity(oc) ? S : null, { generator, device });
+            // each image's order from its own generator (seed, pixels, order): a figure does not change
+            // with the other images drawn, the batch size, or the other orders asked for
+            const one = (b: number) =>
+              orderFromConfig(oc, 1, model.grid, needsSimilarity(oc) ? S.narrow(0, b, 1) : null, {
+                generator: new torch.Generator(imageSeed(opts.seed ?? 0, images.subarray((start + b) * per, (start + b + 1) * per), name)),
+                device,
+              });
+            const p =
+              B === 1
+                ? one(0)
+                : torch.cat(
+                    Array.from({ length: B }, (_, b) => one(b)),
+                    0,
+                  );
             orderTensors.set(name, p);
             if (opts.orders.includes(name)) orders[name] = rows(p);
           }

@@ -99,6 +99,16 @@ test('visualize: grid and rows have the laid-out size; order maps start where th
     assert.equal(maps.length, 3);
     assert.deepEqual(Object.keys(maps[0].orders), ['raster', 'semantic']);
     assert.equal(maps[0].recon!.width, 16);
+    // an image's maps (its random order, the loss in that order) do not depend on the other images or the batch size
+    const per = imgs.tensor.length / 3;
+    const alone = computeMaps(model, imgs.tensor.slice(per, 2 * per), { orders: ['stochastic', 'semantic'], lossOrder: 'stochastic', batchSize: 1 })[0];
+    const inBatch = computeMaps(model, imgs.tensor, { orders: ['stochastic', 'semantic'], lossOrder: 'stochastic', batchSize: 3 });
+    assert.deepEqual(alone.orders, inBatch[1].orders);
+    assert.ok(
+      alone.patchLoss.every((v, i) => Math.abs(v - inBatch[1].patchLoss[i]) < 1e-5),
+      'loss map',
+    );
+    assert.notDeepEqual(inBatch[0].orders.stochastic, inBatch[1].orders.stochastic, 'two images, two random orders');
     // Again into the same folder with fewer images: the rows it no longer writes go; other files stay.
     writeFileSync(join(out, 'notes.txt'), 'mine');
     assert.equal(await vizCommands.visualize.run(['--checkpoint', ckpt, '--images', files[1], '--out', out, '--threads', '2']), 0);
