@@ -166,8 +166,12 @@ export class StopAgreement {
     if (!group || group.worldSize < 2) return flag;
     this.calls++;
     if (!force && this.calls < this.next) return false;
-    const pace = (this.calls - this.last.calls) / Math.max(Date.now() - this.last.time, 1);
-    const proposal = Math.max(1, Math.floor(this.everyMs * pace));
+    const since = this.calls - this.last.calls;
+    const pace = since / Math.max(Date.now() - this.last.time, 1);
+    // at most twice as many calls as since the last agreement: the first call comes right after the
+    // constructor (a loop's check before its first batch), so its pace (1 call in ≤ 1 ms) would put the
+    // next agreement 1000 calls away; an evaluation then ran to its end before it agreed to stop
+    const proposal = Math.min(Math.max(1, Math.floor(this.everyMs * pace)), 2 * since);
     const t = torch.tensor(Float64Array.of(flag ? 1 : 0, -proposal), { device: group.device });
     try {
       await group.allReduce(t, 'max'); // one collective: any request, and the smallest proposal
