@@ -162,10 +162,13 @@ export class MetricsLog {
   }
 }
 
-/** The records of a metrics file; lines that are not JSON objects (a torn last line, a stray value) are left out. */
-export function readMetrics(path: string): Record<string, unknown>[] {
+/**
+ * The records of a metrics file; lines that are not JSON objects (a torn last line, a stray value) are left out.
+ * `followLinks: false` refuses a symbolic link at `path` (ELOOP), as a report of someone else's run folder does.
+ */
+export function readMetrics(path: string, o: { followLinks?: boolean } = {}): Record<string, unknown>[] {
   if (!existsSync(path)) return [];
-  return readRegularFile(path, 'utf8')
+  return readRegularFile(path, 'utf8', o)
     .split('\n')
     .filter((l) => l.trim())
     .flatMap((l) => {

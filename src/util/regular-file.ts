@@ -28,9 +28,9 @@ export function openRegularFile(path: string, o: { followLinks?: boolean } = {})
 
 /** The bytes of the regular file `path` (as readFileSync; other kinds of file are refused, see openRegularFile). */
 export function readRegularFile(path: string): Buffer;
-export function readRegularFile(path: string, encoding: 'utf8'): string;
-export function readRegularFile(path: string, encoding?: 'utf8'): Buffer | string {
-  const fd = openRegularFile(path);
+export function readRegularFile(path: string, encoding: 'utf8', o?: { followLinks?: boolean }): string;
+export function readRegularFile(path: string, encoding?: 'utf8', o: { followLinks?: boolean } = {}): Buffer | string {
+  const fd = openRegularFile(path, o);
   try {
     return encoding ? readFileSync(fd, encoding) : readFileSync(fd);
   } finally {

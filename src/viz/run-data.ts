@@ -1,10 +1,11 @@
 // What a run folder holds, read defensively for the report: config.json, metrics.jsonl,
 // evaluation results (any JSON with top1/top5 fields), checkpoints and an existing viz grid.
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { isJsonObject } from '../util/json-file';
 import { readMetrics } from '../run/metrics';
 import { readRegularFile } from '../util/regular-file';
+import { occupied } from '../util/make-folder';
 
 export interface EvalRow {
   /** File (relative to the run folder) and the JSON path of the object inside it. */
@@ -20,30 +21,57 @@ export interface RunData {
   config: Record<string, unknown> | null;
   metrics: Record<string, unknown>[];
   evals: EvalRow[];
-  /** JSON files that could not be parsed (named in the report, not fatal). */
+  /** Files that could not be read or parsed, and links that were not followed (named in the report, not fatal). */
   problems: string[];
   checkpoints: string[];
 }
 
 const NOT_EVAL = new Set(['config.json', 'state.json', 'visualize.json', 'package.json']);
 
-function jsonFiles(dir: string, depth: number): string[] {
+/** A run folder may come from someone else: a link in it (to a key, a config elsewhere) is named, never read. */
+const LINK = 'a link: not read';
+
+/** The result JSON files of `dir` and its sub-folders to `depth`; the links among them (files or folders) go to `links`. */
+function jsonFiles(dir: string, depth: number, links: string[]): string[] {
   const out: string[] = [];
-  for (const name of readdirSync(dir).sort()) {
+  for (const entry of readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    const { name } = entry;
     const p = join(dir, name);
-    let st;
+    const folder = depth > 0 && name !== 'checkpoints' && !name.startsWith('.');
+    const json = name.endsWith('.json') && !NOT_EVAL.has(name);
     try {
-      st = statSync(p);
+      if (entry.isSymbolicLink()) {
+        if (json || (folder && statSync(p).isDirectory())) links.push(p);
+      } else if (entry.isDirectory()) {
+        if (folder) out.push(...jsonFiles(p, depth - 1, links));
+      } else if (json && lstatSync(p).size < 16 << 20) {
+        out.push(p);
+      }
     } catch {
       continue;
     }
-    if (st.isDirectory()) {
-      if (depth > 0 && name !== 'checkpoints' && !name.startsWith('.')) out.push(...jsonFiles(p, depth - 1));
-    } else if (name.endsWith('.json') && !NOT_EVAL.has(name) && st.size < 16 << 20) {
-      out.push(p);
-    }
   }
   return out;
+}
+
+/**
+ * The JSON value of a run folder's file, not through a link. A parse error says where, never what is
+ * there: the message of JSON.parse quotes the text, and the report must not show a file's bytes.
+ */
+function readJson(path: string): unknown {
+  const text = readRegularFile(path, 'utf8', { followLinks: false });
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    const at = /at position (\d+)/.exec((e as Error).message);
+    const where = at ? ` at line ${text.slice(0, Number(at[1])).split('\n').length}` : /end of JSON input/.test((e as Error).message) ? ': it ends early' : '';
+    throw new Error(`not valid JSON${where}`, { cause: e });
+  }
+}
+
+/** Why a run folder's file could not be read, as the report's Problems section names it. */
+function whyNotRead(e: unknown): string {
+  return (e as NodeJS.ErrnoException).code === 'ELOOP' ? LINK : (e as Error).message;
 }
 
 const isScalar = (v: unknown): v is string | number | boolean => typeof v === 'number' || typeof v === 'string' || typeof v === 'boolean';
@@ -82,21 +110,32 @@ export function readRun(dir: string): RunData {
   const problems: string[] = [];
   let config: Record<string, unknown> | null = null;
   const cfgPath = join(dir, 'config.json');
-  if (existsSync(cfgPath)) {
+  if (occupied(cfgPath)) {
     try {
-      const c: unknown = JSON.parse(readRegularFile(cfgPath, 'utf8'));
+      const c = readJson(cfgPath);
       if (isJsonObject(c)) config = c;
       else problems.push('config.json: not a JSON object');
     } catch (e) {
-      problems.push(`config.json: ${(e as Error).message}`);
+      problems.push(`config.json: ${whyNotRead(e)}`);
     }
   }
   const evals: EvalRow[] = [];
-  for (const f of jsonFiles(dir, 2)) {
+  const links: string[] = [];
+  for (const f of jsonFiles(dir, 2, links)) {
     try {
-      evals.push(...findEvalRows(JSON.parse(readRegularFile(f, 'utf8')), relative(dir, f)));
+      evals.push(...findEvalRows(readJson(f), relative(dir, f)));
     } catch (e) {
-      problems.push(`${relative(dir, f)}: ${(e as Error).message}`);
+      problems.push(`${relative(dir, f)}: ${whyNotRead(e)}`);
+    }
+  }
+  problems.push(...links.map((f) => `${relative(dir, f)}: ${LINK}`));
+  let metrics: Record<string, unknown>[] = [];
+  const metricsPath = join(dir, 'metrics.jsonl');
+  if (occupied(metricsPath)) {
+    try {
+      metrics = readMetrics(metricsPath, { followLinks: false });
+    } catch (e) {
+      problems.push(`metrics.jsonl: ${whyNotRead(e)}`);
     }
   }
   const ckDir = join(dir, 'checkpoints');
@@ -105,5 +144,5 @@ export function readRun(dir: string): RunData {
         .filter((n) => /^step-\d+$/.test(n))
         .sort()
     : [];
-  return { dir, config, metrics: readMetrics(join(dir, 'metrics.jsonl')), evals, problems, checkpoints };
+  return { dir, config, metrics, evals, problems, checkpoints };
 }

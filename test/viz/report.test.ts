@@ -286,3 +286,42 @@ test('report: viz/grid.png swapped for a link right after it is first looked at 
     rmSync(run, { recursive: true, force: true });
   }
 });
+
+test("report: a run folder's config.json, metrics.jsonl, result JSONs and sub-folders that are links are named in Problems, never read; a parse error quotes none of the file", async () => {
+  const run = mkdtempSync(join(tmpdir(), 'semaim-report-links-'));
+  const elsewhere = `${run}-elsewhere`;
+  try {
+    mkdirSync(join(elsewhere, 'ev'), { recursive: true });
+    writeFileSync(join(elsewhere, 'secret.json'), '{"aws_secret_access_key": "SECRET-abc123"}');
+    writeFileSync(join(elsewhere, 'secret.ini'), '[default]\naws_secret_access_key = SECRET-xyz\n');
+    writeFileSync(join(elsewhere, 'ev', 'knn.json'), '{"top1": 12.5, "note": "SECRET-in-folder"}');
+    writeFileSync(join(elsewhere, 'metrics.jsonl'), '{"step": 1, "SECRETMETRIC": 3}\n');
+    mkdirSync(join(run, 'ev'));
+    symlinkSync(join(elsewhere, 'secret.json'), join(run, 'config.json'));
+    symlinkSync(join(elsewhere, 'secret.ini'), join(run, 'ev', 'knn.json'));
+    symlinkSync(join(elsewhere, 'ev'), join(run, 'linked'));
+    symlinkSync(join(elsewhere, 'metrics.jsonl'), join(run, 'metrics.jsonl'));
+    writeFileSync(join(run, 'ev', 'broken.json'), '{"top1": 1,\n "key" "SECRET-in-bytes"}');
+    writeFileSync(join(run, 'ev', 'cut.json'), '{"top1": 1, "SECRET-in-bytes": ');
+    writeFileSync(join(run, 'ev', 'ini.json'), '[default]\naws_secret_access_key = SECRET-xyz\n');
+    const data = readRun(run);
+    assert.equal(data.config, null);
+    assert.deepEqual(data.metrics, []);
+    assert.deepEqual(data.evals, []);
+    assert.deepEqual(data.problems.slice().sort(), [
+      'config.json: a link: not read',
+      'ev/broken.json: not valid JSON at line 2',
+      'ev/cut.json: not valid JSON: it ends early',
+      'ev/ini.json: not valid JSON',
+      'ev/knn.json: a link: not read',
+      'linked: a link: not read',
+      'metrics.jsonl: a link: not read',
+    ]);
+    const html = readFileSync((await writeRunReport({ runDir: run })).out, 'utf8');
+    assert.doesNotMatch(html, /SECRET|\[default\]/);
+    assert.match(html, /ev\/knn\.json: a link: not read/);
+  } finally {
+    rmSync(run, { recursive: true, force: true });
+    rmSync(elsewhere, { recursive: true, force: true });
+  }
+});
