@@ -162,21 +162,40 @@ export class MetricsLog {
   }
 }
 
+/** The records of a metrics file; lines that are not JSON objects (a torn last line, a stray value) are left out. */
+export function readMetrics(path: string): Record<string, unknown>[] {
+  return readMetricsLines(path).records;
+}
+
+export interface MetricsLines {
+  records: Record<string, unknown>[];
+  /** The line (from 1) of each record. */
+  lines: number[];
+  /** The lines that are not JSON objects (garbage, `null`, `[1,2]`), but for a cut-short last line. */
+  unreadable: number[];
+  /** The last line when it is not a JSON object and no newline ends it (a run killed while writing it), else null. */
+  cutShort: number | null;
+}
+
 /**
- * The records of a metrics file; lines that are not JSON objects (a torn last line, a stray value) are left out.
- * `followLinks: false` refuses a symbolic link at `path` (ELOOP), as a report of someone else's run folder does.
+ * readMetrics, saying which lines it left out (the report names them). `followLinks: false` refuses a
+ * symbolic link at `path` (ELOOP), as a report of someone else's run folder does.
  */
-export function readMetrics(path: string, o: { followLinks?: boolean } = {}): Record<string, unknown>[] {
-  if (!existsSync(path)) return [];
-  return readRegularFile(path, 'utf8', o)
-    .split('\n')
-    .filter((l) => l.trim())
-    .flatMap((l) => {
-      try {
-        const r: unknown = JSON.parse(l);
-        return isJsonObject(r) ? [r] : [];
-      } catch {
-        return [];
-      }
-    });
+export function readMetricsLines(path: string, o: { followLinks?: boolean } = {}): MetricsLines {
+  const r: MetricsLines = { records: [], lines: [], unreadable: [], cutShort: null };
+  if (!existsSync(path)) return r;
+  const text = readRegularFile(path, 'utf8', o);
+  const all = text.split('\n');
+  all.forEach((l, i) => {
+    if (!l.trim()) return;
+    const record = parseRecord(l);
+    if (record) {
+      r.records.push(record);
+      r.lines.push(i + 1);
+    } else {
+      r.unreadable.push(i + 1);
+    }
+  });
+  if (!text.endsWith('\n') && r.unreadable[r.unreadable.length - 1] === all.length) r.cutShort = r.unreadable.pop()!;
+  return r;
 }

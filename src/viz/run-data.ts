@@ -3,7 +3,7 @@
 import { existsSync, lstatSync, readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { isJsonObject } from '../util/json-file';
-import { readMetrics } from '../run/metrics';
+import { readMetricsLines } from '../run/metrics';
 import { readRegularFile } from '../util/regular-file';
 import { occupied } from '../util/make-folder';
 
@@ -105,6 +105,11 @@ export function findEvalRows(data: unknown, source: string, path = ''): EvalRow[
   return rows;
 }
 
+/** A metrics line as semaim writes it: a `step` (when there is one) that is a number, and no number out of range (1e400 reads as Infinity). */
+function isMetricRecord(r: Record<string, unknown>): boolean {
+  return (!('step' in r) || typeof r.step === 'number') && Object.values(r).every((v) => typeof v !== 'number' || Number.isFinite(v));
+}
+
 export function readRun(dir: string): RunData {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`run folder not found: ${dir}`);
   const problems: string[] = [];
@@ -133,7 +138,17 @@ export function readRun(dir: string): RunData {
   const metricsPath = join(dir, 'metrics.jsonl');
   if (occupied(metricsPath)) {
     try {
-      metrics = readMetrics(metricsPath, { followLinks: false });
+      const m = readMetricsLines(metricsPath, { followLinks: false });
+      const odd = m.records.map((r, i) => (isMetricRecord(r) ? 0 : m.lines[i])).filter((l) => l > 0);
+      metrics = m.records.filter(isMetricRecord);
+      const bad = [...m.unreadable, ...odd].sort((a, b) => a - b);
+      if (bad.length) {
+        const list = bad.slice(0, 10).join(', ') + (bad.length > 10 ? ', …' : '');
+        const are = bad.length === 1 ? 'line is not a metrics record' : 'lines are not metrics records';
+        problems.push(`metrics.jsonl: ${bad.length} ${are} (left out of the curves): line ${list}`);
+      }
+      if (m.cutShort !== null)
+        problems.push(`metrics.jsonl: the last line (line ${m.cutShort}) is cut short, as a run killed while writing it leaves it; left out`);
     } catch (e) {
       problems.push(`metrics.jsonl: ${whyNotRead(e)}`);
     }

@@ -183,6 +183,7 @@ test('report: a long run (150,000 records), stray non-object lines and a non-obj
     writeFileSync(join(run, 'config.json'), '"hello"');
     const data = readRun(run);
     assert.equal(data.metrics.length, 150_000, 'the non-object lines are left out');
+    assert.ok(data.problems.includes('metrics.jsonl: 4 lines are not metrics records (left out of the curves): line 150001, 150002, 150003, 150004'));
     assert.ok(
       data.problems.some((p) => /config\.json: not a JSON object/.test(p)),
       data.problems.join('; '),
@@ -323,5 +324,32 @@ test("report: a run folder's config.json, metrics.jsonl, result JSONs and sub-fo
   } finally {
     rmSync(run, { recursive: true, force: true });
     rmSync(elsewhere, { recursive: true, force: true });
+  }
+});
+
+test('report: metrics.jsonl lines that are not metrics records are named with their line numbers in Problems, a cut-short last line mildly', () => {
+  const run = mkdtempSync(join(tmpdir(), 'semaim-report-lines-'));
+  try {
+    const rec = (step: number) => JSON.stringify({ step, loss: 1 / step });
+    const lines = [rec(1), rec(2), 'garbage{{', '{"step":"x","loss":"NaN"}', '[1,2]', '{"step":8,"loss":1e400}', 'null', '', rec(9), '{"step":10,"lo'];
+    writeFileSync(join(run, 'metrics.jsonl'), lines.join('\n'));
+    const data = readRun(run);
+    assert.deepEqual(
+      data.metrics.map((m) => m.step),
+      [1, 2, 9],
+    );
+    assert.deepEqual(data.problems, [
+      'metrics.jsonl: 5 lines are not metrics records (left out of the curves): line 3, 4, 5, 6, 7',
+      'metrics.jsonl: the last line (line 10) is cut short, as a run killed while writing it leaves it; left out',
+    ]);
+    assert.match(renderReport(data), /<li>metrics\.jsonl: 5 lines are not metrics records/);
+    writeFileSync(join(run, 'metrics.jsonl'), lines.join('\n') + '\n');
+    assert.deepEqual(
+      readRun(run).problems,
+      ['metrics.jsonl: 6 lines are not metrics records (left out of the curves): line 3, 4, 5, 6, 7, 10'],
+      'a bad line with a newline after it is not a cut-short one',
+    );
+  } finally {
+    rmSync(run, { recursive: true, force: true });
   }
 });
