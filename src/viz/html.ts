@@ -1,8 +1,10 @@
 // Small helpers for hand-written HTML/SVG: escaping and number formatting.
 import { jsonBrief } from '../util/json-file';
+import { printable } from '../util/printable';
 
+/** Text for HTML: markup characters as entities, and control characters and bidi overrides (which reorder what is shown) as visible escapes (`\u202e`), as the terminal shows them. */
 export function esc(s: unknown): string {
-  return String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+  return printable(String(s)).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 }
 
 /** A compact, readable number: 4 significant digits, exponent form for very large / small values. */

@@ -353,3 +353,19 @@ test('report: metrics.jsonl lines that are not metrics records are named with th
     rmSync(run, { recursive: true, force: true });
   }
 });
+
+test('report: bidi overrides and control characters in file names, config values and metric names are shown as escapes, not acted on', () => {
+  const run = mkdtempSync(join(tmpdir(), 'semaim-report-bidi-'));
+  try {
+    writeFileSync(join(run, 'config.json'), JSON.stringify({ options: { note: 'invoice\u202egnp.exe', tag: 'a\u2066b\u2069\u200fc\u001b[2J' } }));
+    writeFileSync(join(run, 'metrics.jsonl'), JSON.stringify({ step: 1, loss: 1, 'x\u202dy': 2 }) + '\n');
+    writeFileSync(join(run, 'k\u202en.json'), JSON.stringify({ top1: 50 }));
+    const html = renderReport(readRun(run), { title: 'run \u202bone' });
+    // eslint-disable-next-line no-control-regex -- matching control characters is the point
+    assert.doesNotMatch(html, /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/, 'no such character reaches the page');
+    for (const s of ['invoice\\u202egnp.exe', 'a\\u2066b\\u2069\\u200fc\\x1b[2J', 'x\\u202dy', 'k\\u202en.json', 'run \\u202bone'])
+      assert.ok(html.includes(s), `shows ${s}`);
+  } finally {
+    rmSync(run, { recursive: true, force: true });
+  }
+});
