@@ -15,6 +15,7 @@ import { occupied } from '../util/make-folder';
 import { visualizeModel, VisualizeResult } from './visualize';
 import { commitUnlessTaken, stageFile } from '../util/safe-write';
 import { openRegularFile } from '../util/regular-file';
+import { shellQuote } from '../util/printable';
 
 export interface VisualizeJob {
   checkpoint: string;
@@ -140,7 +141,7 @@ export async function writeRunReport(job: ReportJob): Promise<{ out: string; gri
     gridNote = `Generated from ${r.checkpoint} for ${r.rows.length} image(s). Columns: ${r.columns.join(' | ')}.`;
   } else if ((gridBytes = plainPng(earlierGrid))) {
     grid = earlierGrid;
-    gridNote = `From ${grid} (run \`semaim report ${job.runDir} --images DIR\` to regenerate).`;
+    gridNote = `From ${grid} (run \`semaim report ${shellQuote(job.runDir)} --images DIR\` to regenerate).`;
   } else if (occupied(earlierGrid)) {
     gridNote = `Not embedded: ${earlierGrid} is not a plain PNG file (a link, or another kind of file); pass --images DIR to generate one.`;
   } else {

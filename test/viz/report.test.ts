@@ -369,3 +369,18 @@ test('report: bidi overrides and control characters in file names, config values
     rmSync(run, { recursive: true, force: true });
   }
 });
+
+test('report: the command it suggests to regenerate an earlier grid quotes the run folder for the shell', async () => {
+  const parent = mkdtempSync(join(tmpdir(), 'semaim-report-quote-'));
+  const run = join(parent, "it's a run; rm -rf ~");
+  try {
+    fakeRun(run, 5);
+    mkdirSync(join(run, 'viz'));
+    writeFileSync(join(run, 'viz', 'grid.png'), Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
+    const html = readFileSync((await writeRunReport({ runDir: run })).out, 'utf8');
+    const hint = /run `semaim report (.*) --images DIR` to regenerate/.exec(html.replace(/&#39;/g, "'"))?.[1];
+    assert.equal(hint, `'${parent}/it'\\''s a run; rm -rf ~'`);
+  } finally {
+    rmSync(parent, { recursive: true, force: true });
+  }
+});
