@@ -130,6 +130,12 @@ export async function writeRunReport(job: ReportJob): Promise<{ out: string; gri
   const out = job.out ?? join(job.runDir, 'report.html');
   checkReportOut(out, !!job.overwrite);
   const run = readRun(job.runDir);
+  if (!['config.json', 'metrics.jsonl', 'checkpoints'].some((n) => occupied(join(job.runDir, n))) && run.evals.length === 0)
+    throw new OptionError(
+      'runDir',
+      `${job.runDir} holds nothing of a run (no config.json, metrics.jsonl, checkpoints/ or evaluation results): give the folder of a pretrain, linprobe or finetune run (--out-dir)`,
+      'RUN_DIR',
+    );
   let grid: string | null = null;
   let gridBytes: Buffer | null = null;
   let gridNote: string;

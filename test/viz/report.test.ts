@@ -229,6 +229,7 @@ test('report: viz/grid.png is embedded only as a plain PNG file, never through a
   try {
     const secret = join(run, '..', `${basename(run)}-secret.txt`);
     writeFileSync(secret, 'SECRET-TOKEN-123');
+    fakeRun(run, 5);
     mkdirSync(join(run, 'viz'));
     symlinkSync(secret, join(run, 'viz', 'grid.png'));
     const r = await writeRunReport({ runDir: run });
@@ -382,5 +383,32 @@ test('report: the command it suggests to regenerate an earlier grid quotes the r
     assert.equal(hint, `'${parent}/it'\\''s a run; rm -rf ~'`);
   } finally {
     rmSync(parent, { recursive: true, force: true });
+  }
+});
+
+test('report refuses a folder that holds nothing of a run (an option error, exit 2) and writes nothing into it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-report-empty-'));
+  try {
+    writeFileSync(join(dir, 'notes.json'), '{"a": 1}');
+    await assert.rejects(
+      vizCommands.report.run([dir]),
+      /option 'runDir': .* holds nothing of a run \(no config\.json, metrics\.jsonl, checkpoints\/ or evaluation results\)/,
+    );
+    assert.deepEqual(readdirSync(dir), ['notes.json']);
+    const { spawnSync } = await import('node:child_process');
+    const r = spawnSync(process.execPath, [join(__dirname, '..', '..', 'src', 'cli', 'main.js'), 'report', dir], { encoding: 'utf8' });
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /option RUN_DIR: .* holds nothing of a run/);
+    assert.deepEqual(readdirSync(dir), ['notes.json']);
+    for (const [name, make] of [
+      ['metrics.jsonl', () => writeFileSync(join(dir, 'metrics.jsonl'), '')],
+      ['knn.json', () => writeFileSync(join(dir, 'knn.json'), '{"top1": 0.5}')],
+    ] as const) {
+      make();
+      assert.equal((await writeRunReport({ runDir: dir, out: join(dir, 'r.html') })).out, join(dir, 'r.html'), `with ${name} it is a run`);
+      rmSync(join(dir, name));
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
