@@ -121,9 +121,11 @@ function evalSection(rows: EvalRow[]): string {
     return '<p class="muted">No evaluation results yet: k-NN or linear-probe JSON files with <code>top1</code> / <code>top5</code> fields in the run folder (or a sub-folder) appear here.</p>';
   }
   const extraKeys = [...new Set(rows.flatMap((r) => Object.keys(r.extra)))].slice(0, 8);
+  // percentages with two decimals, as the commands print them (eval's pct); a file already in percent is shown as written
+  const percent = (r: EvalRow, v: number | undefined) => (v === undefined ? '' : r.fraction ? (100 * v).toFixed(2) : v);
   return table(
-    ['source', 'top-1', 'top-5', ...extraKeys],
-    rows.map((r) => [r.source, r.top1, r.top5 ?? '', ...extraKeys.map((k) => r.extra[k] ?? '')]),
+    ['source', 'top-1 %', 'top-5 %', ...extraKeys],
+    rows.map((r) => [r.source, percent(r, r.top1), percent(r, r.top5), ...extraKeys.map((k) => r.extra[k] ?? '')]),
     'eval',
   );
 }

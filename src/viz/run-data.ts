@@ -12,6 +12,8 @@ export interface EvalRow {
   source: string;
   top1: number;
   top5?: number;
+  /** Whether top1/top5 are fractions (0..1, as semaim writes them), shown as percentages; else they are shown as written. */
+  fraction?: boolean;
   /** Other scalar fields of the same object (k, epochs, feature, temperature...). */
   extra: Record<string, string | number | boolean>;
 }
@@ -128,7 +130,12 @@ export function readRun(dir: string): RunData {
   const links: string[] = [];
   for (const f of jsonFiles(dir, 2, links)) {
     try {
-      evals.push(...findEvalRows(readJson(f), relative(dir, f)));
+      const data = readJson(f);
+      const rows = findEvalRows(data, relative(dir, f));
+      // semaim's files hold fractions; another tool's, percentages unless every value lies in 0..1
+      const ours = isJsonObject(data) && typeof data.format === 'string' && data.format.startsWith('semaim.');
+      const fraction = ours || rows.every((r) => r.top1 <= 1 && (r.top5 ?? 0) <= 1);
+      evals.push(...rows.map((r) => ({ ...r, fraction })));
     } catch (e) {
       problems.push(`${relative(dir, f)}: ${whyNotRead(e)}`);
     }

@@ -412,3 +412,22 @@ test('report refuses a folder that holds nothing of a run (an option error, exit
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("report: the Evaluation table shows top-1 / top-5 in percent as the commands print them: semaim's fractions times 100, another tool's percentages as written", () => {
+  const run = mkdtempSync(join(tmpdir(), 'semaim-report-pct-'));
+  try {
+    fakeRun(run, 5);
+    const knn = { format: 'semaim.eval/1', rows: [{ name: 'k-NN k=20', accuracy: { top1: 0.75, top5: 0.9375, n: 16 } }] };
+    writeFileSync(join(run, 'knn.json'), JSON.stringify(knn));
+    writeFileSync(join(run, 'theirs.json'), JSON.stringify({ top1: 41.25, top5: 88.5 }));
+    writeFileSync(join(run, 'fractions.json'), JSON.stringify({ top1: 0.5 }));
+    const html = renderReport(readRun(run));
+    const cells = (source: string) => new RegExp(`<tr><td>${source}</td><td>([^<]*)</td><td>([^<]*)</td>`).exec(html)?.slice(1);
+    assert.match(html, /<th>top-1 %<\/th><th>top-5 %<\/th>/);
+    assert.deepEqual(cells('knn\\.json k-NN k=20'), ['75.00', '93.75']);
+    assert.deepEqual(cells('theirs\\.json'), ['41.25', '88.5']);
+    assert.deepEqual(cells('fractions\\.json'), ['50.00', '']);
+  } finally {
+    rmSync(run, { recursive: true, force: true });
+  }
+});
