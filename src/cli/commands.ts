@@ -6,6 +6,7 @@ import { distBuildInfo } from '../dist/native-dist';
 import { compressionRefusal } from '../dist/ddp';
 import { evalCommands } from './eval-commands';
 import { vizCommands } from './viz-commands';
+import { lossChange } from './loss-change';
 import { demoCommand } from './demo';
 import { shardsCommand } from './shards-command';
 import { segprobeCommand } from './segprobe-command';
@@ -30,11 +31,7 @@ const STOPPED: Record<StopReason, string> = {
   nonfinite: 'stopped on a non-finite loss',
 };
 
-/** The logged loss from the run's first metrics line to its last; one line (a run shorter than --log-every) is one number. */
-export function lossChange(first: number, last: number): string {
-  if (Number.isNaN(first) && Number.isNaN(last)) return 'no loss logged';
-  return first === last || Number.isNaN(first) ? `loss ${last.toFixed(4)}` : `loss ${first.toFixed(4)} → ${last.toFixed(4)}`;
-}
+export { lossChange };
 
 export { Command, defineCommand };
 

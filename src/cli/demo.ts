@@ -21,6 +21,7 @@ import { loadModel } from '../semaim';
 import { visualizeCheckpoint, writeRunReport } from '../viz/pipeline';
 import { ORDER_NAMES } from '../viz/maps';
 import { defineCommand } from './command';
+import { lossChange } from './loss-change';
 import { commitStaged, stageFile, writeFileAtomic } from '../util/safe-write';
 import { makeFolder } from '../util/make-folder';
 
@@ -218,7 +219,7 @@ export async function runDemo(d: DemoOptions): Promise<Record<string, unknown>> 
       '',
       '| measure | value |',
       '|---|---|',
-      `| pixel loss | ${run.firstLoss.toFixed(4)} → ${run.lastLoss.toFixed(4)} (−${(100 * summary.loss.drop).toFixed(1)}%) |`,
+      pixelLossRow(run.firstLoss, run.lastLoss),
       `| k-NN top-1, [CLS], k=20 | ${(100 * knnInit).toFixed(1)}% at init → ${(100 * knnTrained).toFixed(1)}% pre-trained |`,
       `| k-NN top-1, mean of patch tokens, k=20 | ${(100 * knnInitMean).toFixed(1)}% at init → ${(100 * knnTrainedMean).toFixed(1)}% pre-trained |`,
       `| semantic order starts on the object (S from ${TOKEN_NAMES[tokens]}, as trained) | ${(100 * start.fraction).toFixed(1)}% ± ${(100 * start.stdErr).toFixed(1)}% of ${start.n} test images (random centre: ${(100 * start.baselineExpected).toFixed(1)}%) |`,
@@ -236,6 +237,11 @@ export async function runDemo(d: DemoOptions): Promise<Record<string, unknown>> 
     ].join('\n'),
   );
   return summary;
+}
+
+/** The summary table's loss row: the change signed as it went (a rise is +, no change no percentage). */
+export function pixelLossRow(first: number, last: number): string {
+  return `| pixel loss | ${lossChange(first, last, { percent: true }).replace(/^loss /, '')} |`;
 }
 
 export const demoCommand = defineCommand({

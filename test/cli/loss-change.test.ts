@@ -1,0 +1,12 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { lossChange } from '../../src/cli/commands';
+import { pixelLossRow } from '../../src/cli/demo';
+
+test("the demo's loss row signs the change as it went: a fall is −, a rise +, no change has no percentage", () => {
+  assert.equal(pixelLossRow(0.932, 0.25), '| pixel loss | 0.9320 → 0.2500 (−73.2%) |');
+  assert.equal(pixelLossRow(1, 1.032), '| pixel loss | 1.0000 → 1.0320 (+3.2%) |');
+  assert.equal(pixelLossRow(0.5, 0.5), '| pixel loss | 0.5000 |');
+  assert.equal(pixelLossRow(NaN, NaN), '| pixel loss | no loss logged |');
+  assert.equal(lossChange(0.932, 0.25), 'loss 0.9320 → 0.2500', "pretrain's summary is as it was");
+});
