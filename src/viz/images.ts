@@ -5,7 +5,7 @@
 // is applied only with exifOrientation 'apply'. An image that cannot be used is skipped with a
 // warning; only when none can be used does loading fail.
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { basename, extname, join } from 'node:path';
+import { extname, join } from 'node:path';
 import sharp from 'sharp';
 import type { RgbImage } from './canvas';
 import { openImage } from '../data/codecs/decode';
@@ -24,7 +24,10 @@ export const IMAGENET_STD = [0.229, 0.224, 0.225] as const;
 const IMAGE_EXT = new Set(['.jpg', '.jpeg', '.png', '.bmp', '.webp', '.gif', '.tif', '.tiff', '.avif']);
 
 export interface LoadedImages {
+  /** Captions: the file names, with as many parent folders as tell apart two files of one name. */
   names: string[];
+  /** The files, as listed from the inputs given. */
+  files: string[];
   /** Display copies at the model's size, RGB8. */
   rgb: RgbImage[];
   /** Normalised model input, NCHW float32. */
@@ -135,14 +138,14 @@ export async function loadImages(
 ): Promise<LoadedImages> {
   const files = listImageFiles(inputs);
   const rgb: RgbImage[] = [];
-  const names: string[] = [];
+  const used: string[] = [];
   const skipped: SkippedImage[] = [];
   for (const f of files) {
     if (rgb.length >= limit) break;
     await yieldThenThrowIfAborted(signal);
     try {
       rgb.push(await loadRgb(f, size, io));
-      names.push(basename(f));
+      used.push(f);
     } catch (e) {
       if (!(e instanceof DecodeError)) throw e;
       const reason = e.message;
@@ -153,5 +156,19 @@ export async function loadImages(
   if (rgb.length === 0) {
     throw new DataError(`none of the ${files.length} image(s) could be read:\n  ${skipped.map((s) => s.reason).join('\n  ')}`);
   }
-  return { names, rgb, tensor: normalizeImages(rgb, size), size, skipped };
+  return { names: captions(used), files: used, rgb, tensor: normalizeImages(rgb, size), size, skipped };
+}
+
+/** Each file's last path parts: its name, or as many parts as it takes to differ from the others'. */
+export function captions(files: string[]): string[] {
+  const parts = files.map((f) => f.split(/[\\/]+/).filter((p) => p));
+  const depth = files.map(() => 1);
+  const caption = (i: number) => parts[i].slice(-depth[i]).join('/');
+  for (;;) {
+    const seen = new Map<string, number[]>();
+    files.forEach((_, i) => seen.set(caption(i), [...(seen.get(caption(i)) ?? []), i]));
+    const clashes = [...seen.values()].filter((ix) => ix.length > 1 && ix.some((i) => depth[i] < parts[i].length));
+    if (!clashes.length) return files.map((_, i) => caption(i));
+    for (const ix of clashes) for (const i of ix) depth[i] = Math.min(depth[i] + 1, parts[i].length);
+  }
 }

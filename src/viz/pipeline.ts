@@ -3,7 +3,7 @@ import { closeSync, existsSync, readFileSync, readSync, statSync } from 'node:fs
 import { join } from 'node:path';
 import * as torch from '../torch';
 import { loadImages } from './images';
-import { loadModel } from '../semaim';
+import { loadModel, sha256File } from '../semaim';
 import type { ImageInputOptions } from '../data/options';
 import type { OrderName } from './maps';
 import { readRun } from './run-data';
@@ -12,7 +12,7 @@ import { OptionError } from '../util/options';
 import { yieldThenThrowIfAborted } from '../util/errors';
 import { protectedOutput } from '../io/outputs';
 import { occupied } from '../util/make-folder';
-import { visualizeModel, VisualizeResult } from './visualize';
+import { drawnFrom, visualizeModel, VisualizeResult } from './visualize';
 import { commitUnlessTaken, stageFile } from '../util/safe-write';
 import { openRegularFile } from '../util/regular-file';
 import { shellQuote } from '../util/printable';
@@ -50,6 +50,7 @@ export async function visualizeCheckpoint(job: VisualizeJob): Promise<VisualizeR
       batchSize: job.batchSize,
       minCell: job.minCell,
       ema: loaded.ema,
+      checkpoint: { path: loaded.checkpoint, step: loaded.step, sha256: sha256File(join(loaded.checkpoint, 'model.safetensors')) },
     });
     return { ...r, checkpoint: loaded.checkpoint };
   } finally {
@@ -147,7 +148,9 @@ export async function writeRunReport(job: ReportJob): Promise<{ out: string; gri
     gridNote = `Generated from ${r.checkpoint} for ${r.rows.length} image(s). Columns: ${r.columns.join(' | ')}.`;
   } else if ((gridBytes = plainPng(earlierGrid))) {
     grid = earlierGrid;
-    gridNote = `From ${grid} (run \`semaim report ${shellQuote(job.runDir)} --images DIR\` to regenerate).`;
+    const from = drawnFrom(join(job.runDir, 'viz', 'visualize.json'));
+    const by = from ? `, drawn from ${from.path}${from.step === null ? '' : ` (step ${from.step})`}` : ', from a checkpoint it does not record';
+    gridNote = `From ${grid}${by} (run \`semaim report ${shellQuote(job.runDir)} --images DIR\` to regenerate).`;
   } else if (occupied(earlierGrid)) {
     gridNote = `Not embedded: ${earlierGrid} is not a plain PNG file (a link, or another kind of file); pass --images DIR to generate one.`;
   } else {

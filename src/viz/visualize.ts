@@ -22,6 +22,15 @@ export interface VisualizeOptions {
   ema?: VisionTransformer | null;
   /** Aborting it stops the job before its next image or file (an AbortError): no file is written, the earlier ones stay. */
   signal?: AbortSignal;
+  /** What drew the figures, recorded in visualize.json (a report names it beside an earlier grid). */
+  checkpoint?: DrawnFrom;
+}
+
+/** The checkpoint a visualisation was drawn from: its folder, its step and its model.safetensors' SHA-256. */
+export interface DrawnFrom {
+  path: string;
+  step: number | null;
+  sha256: string;
 }
 
 export interface VisualizeResult {
@@ -72,12 +81,14 @@ export async function visualizeModel(model: SemAIM, images: LoadedImages, outDir
       summary,
       JSON.stringify(
         {
+          checkpoint: o.checkpoint ?? null,
           columns,
           grid: { gridH: model.grid.gridH, gridW: model.grid.gridW, imgSize: model.config.imgSize, patchSize: model.config.patchSize },
           layout: { scale: layout.scale, cell: layout.cell, width: layout.width, height: layout.height },
           lossOrder,
           images: images.names.map((name, i) => ({
             name,
+            path: images.files[i],
             file: rowFiles[i],
             firstPatch: Object.fromEntries(Object.entries(maps[i].orders).map(([k, v]) => [k, argmin(v!)])),
             meanLoss: maps[i].patchLoss.reduce((a, b) => a + b, 0) / maps[i].patchLoss.length,
@@ -104,6 +115,16 @@ export async function visualizeModel(model: SemAIM, images: LoadedImages, outDir
 /** The PNG of row `i` (image `name`). */
 function rowFile(outDir: string, i: number, name: string): string {
   return join(outDir, `row-${String(i).padStart(3, '0')}-${safeName(name)}.png`);
+}
+
+/** The checkpoint an earlier visualize.json says its figures were drawn from (null when it does not say, or is not one). */
+export function drawnFrom(summary: string): DrawnFrom | null {
+  try {
+    const c = (JSON.parse(readRegularFile(summary, 'utf8')) as { checkpoint?: DrawnFrom }).checkpoint;
+    return c && typeof c.path === 'string' && typeof c.sha256 === 'string' ? c : null;
+  } catch {
+    return null;
+  }
 }
 
 /** The row files a visualize.json lists (none when it is absent or not one). */

@@ -381,6 +381,11 @@ test('report: the command it suggests to regenerate an earlier grid quotes the r
     const html = readFileSync((await writeRunReport({ runDir: run })).out, 'utf8');
     const hint = /run `semaim report (.*) --images DIR` to regenerate/.exec(html.replace(/&#39;/g, "'"))?.[1];
     assert.equal(hint, `'${parent}/it'\\''s a run; rm -rf ~'`);
+    assert.match(html, /grid\.png, from a checkpoint it does not record/);
+    // the visualize.json beside the grid names the checkpoint that drew it (an older one than the newest, maybe)
+    writeFileSync(join(run, 'viz', 'visualize.json'), JSON.stringify({ checkpoint: { path: '/runs/x/checkpoints/step-3', step: 3, sha256: 'ab' } }));
+    const again = readFileSync((await writeRunReport({ runDir: run })).out, 'utf8');
+    assert.match(again, /grid\.png, drawn from \/runs\/x\/checkpoints\/step-3 \(step 3\)/);
   } finally {
     rmSync(parent, { recursive: true, force: true });
   }

@@ -4,8 +4,8 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import * as torch from '../../src/torch';
-import { encoderSimilarity, meanFilter3x3 } from '../../src/semaim';
-import { figureLayout, loadImages, readRgb, orderEarliness, TURBO, colorize, Canvas, glyphRows, textWidth, computeMaps } from '../../src/viz';
+import { encoderSimilarity, meanFilter3x3, sha256File } from '../../src/semaim';
+import { captions, figureLayout, loadImages, readRgb, orderEarliness, TURBO, colorize, Canvas, glyphRows, textWidth, computeMaps } from '../../src/viz';
 import { vizCommands } from '../../src/cli/viz-commands';
 import { OptionError } from '../../src/util/options';
 import { argmax, liveTensors, readOverlay, tinyModel, writeCheckpointFolder, writeTestImages } from './helpers';
@@ -43,6 +43,12 @@ test('visualize: grid and rows have the laid-out size; order maps start where th
     const rc = await vizCommands.visualize.run(['--checkpoint', ckpt, '--images', files[0], files[1], files[2], '--out', out, '--threads', '2']);
     assert.equal(rc, 0);
     const summary = JSON.parse(readFileSync(join(out, 'visualize.json'), 'utf8'));
+    // what drew it and from which files: a report beside an older grid can say so
+    assert.deepEqual(summary.checkpoint, { path: ckpt, step: summary.checkpoint.step, sha256: sha256File(join(ckpt, 'model.safetensors')) });
+    assert.deepEqual(
+      summary.images.map((i: { path: string }) => i.path),
+      files.slice(0, 3),
+    );
     const cols: string[] = summary.columns;
     assert.deepEqual(cols, [
       'input',
@@ -140,4 +146,10 @@ test('visualize: clear errors for unknown orders and missing images', async () =
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
+});
+
+test('captions: a file name, with as many parent folders as tell it apart from another file of that name', () => {
+  assert.deepEqual(captions(['/x/a/1.png', '/x/b/1.png', '/x/c/2.png']), ['a/1.png', 'b/1.png', '2.png']);
+  assert.deepEqual(captions(['p/q/a/1.png', 'r/q/a/1.png', 'q/b/1.png']), ['p/q/a/1.png', 'r/q/a/1.png', 'b/1.png']);
+  assert.deepEqual(captions(['a/1.png', 'a/1.png']), ['a/1.png', 'a/1.png'], 'the same file twice');
 });
