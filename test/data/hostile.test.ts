@@ -257,6 +257,54 @@ test('folder listing: a directory symlink loop lists each image once and is repo
   }
 });
 
+test('folder listing: a folder reached through several links is listed once, the other paths reported in one line', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const png = await encode(picture(8, 8), 8, 8, 3, 'png');
+    // levels/l0 .. l10, each with two links (a, b) to the next: 2^10 paths to l10/img.png, no loop
+    const N = 10;
+    for (let i = 0; i < N; i++) {
+      mkdirSync(join(dir, 'levels', `l${i}`), { recursive: true });
+      symlinkSync(`../l${i + 1}`, join(dir, 'levels', `l${i}`, 'a'));
+      symlinkSync(`../l${i + 1}`, join(dir, 'levels', `l${i}`, 'b'));
+    }
+    write(join(dir, 'levels', `l${N}`, 'img.png'), png);
+    write(join(dir, 'flat', 'real.png'), png);
+    symlinkSync('../levels/l0', join(dir, 'flat', 'start'));
+    const warnings: string[] = [];
+    const flat = imageFiles(join(dir, 'flat'), { onWarning: (l) => warnings.push(l) });
+    assert.deepEqual(
+      Array.from({ length: flat.length }, (_, i) => flat.relativePath(i)),
+      ['real.png', `start/${'a/'.repeat(N)}img.png`],
+    );
+    assert.equal(flat.listing.aliases.length, N);
+    assert.deepEqual(flat.listing.symlinkLoops, []);
+    assert.equal(warnings.length, 1, warnings.join('\n'));
+    assert.match(warnings[0], /: 10 paths lead to a folder listed already through a symlink, not listed again: start\/a\/a\/.*b, .*, \.\.\.$/);
+
+    // ImageFolder: a link from one class into another leaves the images in their own class; a class
+    // that is another class's folder again is reported (and so empty)
+    write(join(dir, 'classes', 'cat', 'c.png'), png);
+    write(join(dir, 'classes', 'dog', 'd.png'), png);
+    symlinkSync('../dog', join(dir, 'classes', 'cat', 'dogs'));
+    symlinkSync('dog', join(dir, 'classes', 'hound'));
+    warnings.length = 0;
+    const folder = imageFolder(join(dir, 'classes'), { onWarning: (l) => warnings.push(l) });
+    assert.deepEqual(folder.classes, ['cat', 'dog', 'hound']);
+    assert.deepEqual(
+      Array.from({ length: folder.length }, (_, i) => [folder.relativePath(i), folder.label(i)]),
+      [
+        ['cat/c.png', 0],
+        ['dog/d.png', 1],
+      ],
+    );
+    assert.deepEqual(folder.listing.aliases, ['cat/dogs', 'hound']);
+    assert.match(warnings.join('\n'), /2 paths lead to a folder listed already through a symlink, not listed again: cat\/dogs, hound\n/);
+  } finally {
+    cleanup();
+  }
+});
+
 test('folder listing: file symlink loops and dangling links are reported and counted, not dropped silently', async () => {
   const { dir, cleanup } = tempDir();
   try {

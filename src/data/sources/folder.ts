@@ -30,10 +30,12 @@ function checkRoot(root: string, what: string, expected: string): void {
   if (!st.isDirectory()) throw new Error(`${what}: ${root} is not a folder (expected ${expected})`);
 }
 
-/** What a listing left out: symlinks that lead back into a folder being listed, and entries that cannot be read. */
+/** What a listing left out: symlinks that lead back into a folder being listed, other paths to a folder listed already, and entries that cannot be read. */
 export interface ListingReport {
   /** Links (relative to the root) to a folder they are inside of; each is listed once, not followed. */
   symlinkLoops: string[];
+  /** Paths (relative to the root) to a folder listed already through another path (a link beside it, a second link to it); not followed. */
+  aliases: string[];
   /** Entries (relative to the root) that cannot be stat'ed: dangling links, file symlink loops (code: ENOENT, ELOOP, ...). */
   unreadable: Array<{ path: string; code: string }>;
 }
@@ -44,6 +46,8 @@ interface Walk {
   report: ListingReport;
   /** dev:ino of the folders on the current path, to detect links back into them. */
   ancestors: Set<string>;
+  /** dev:ino of every folder listed (or, for ImageFolder, to be listed as a class): each is listed once. */
+  visited: Set<string>;
 }
 
 /**
@@ -101,6 +105,12 @@ function listImages(dir: string, rel: string, walk: Walk): void {
         walk.report.symlinkLoops.push(r);
         continue;
       }
+      // without this, links to one folder from each of n nested folders would list its images 2^n times
+      if (walk.visited.has(id)) {
+        walk.report.aliases.push(r);
+        continue;
+      }
+      walk.visited.add(id);
       walk.ancestors.add(id);
       listImages(path, r, walk);
       walk.ancestors.delete(id);
@@ -109,7 +119,8 @@ function listImages(dir: string, rel: string, walk: Walk): void {
 }
 
 function newWalk(root: string, exts: Set<string>, out: string[], report: ListingReport): Walk {
-  return { exts, out, report, ancestors: new Set([folderId(root)]) };
+  const id = folderId(root);
+  return { exts, out, report, ancestors: new Set([id]), visited: new Set([id]) };
 }
 
 const REASONS: Record<string, string> = { ELOOP: 'symlink loop', ENOENT: 'dangling link', EILSEQ: 'its name is not valid UTF-8: rename it' };
@@ -118,6 +129,13 @@ const REASONS: Record<string, string> = { ELOOP: 'symlink loop', ENOENT: 'dangli
 function warnListing(root: string, report: ListingReport, warn: (line: string) => void): void {
   for (const l of report.symlinkLoops) {
     warn(`data: warning: ${printable(join(root, l))} is a symlink loop (it leads back into a folder that contains it); listed once, not followed`);
+  }
+  const a = report.aliases.length;
+  if (a > 0) {
+    warn(
+      `data: warning: ${root}: ${a} path${a === 1 ? ' leads' : 's lead'} to a folder listed already through a symlink, not listed again: ` +
+        `${report.aliases.slice(0, 5).map(printable).join(', ')}${a > 5 ? ', ...' : ''}`,
+    );
   }
   const n = report.unreadable.length;
   if (n > 0) {
@@ -145,7 +163,7 @@ class FilesDataset implements Dataset {
     labels: Int32Array | null,
     readonly classes: readonly string[],
     /** Symlink loops and unreadable entries met while listing (each also reported as a warning). */
-    readonly listing: ListingReport = { symlinkLoops: [], unreadable: [] },
+    readonly listing: ListingReport = { symlinkLoops: [], aliases: [], unreadable: [] },
   ) {
     this.spec = { kind: 'files', root, paths: packStrings(paths), labels };
     this.length = paths.length;
@@ -179,9 +197,10 @@ export function imageFolder(root: string, opts: FolderOptions = {}): ImageFolder
   const paths: string[] = [];
   const labelList: number[] = [];
   const empty: string[] = [];
-  const report: ListingReport = { symlinkLoops: [], unreadable: [] };
+  const report: ListingReport = { symlinkLoops: [], aliases: [], unreadable: [] };
   const walk = newWalk(root, exts, paths, report);
   const classes: string[] = [];
+  const classIds: string[] = [];
   const names = readdirSync(root)
     .filter((n) => !n.startsWith('.'))
     .sort(byteOrder);
@@ -199,18 +218,29 @@ export function imageFolder(root: string, opts: FolderOptions = {}): ImageFolder
       continue;
     }
     if (!st.isDirectory()) continue;
+    const id = `${st.dev}:${st.ino}`;
     // a "class" that links back to the root is a loop, not a class
-    if (walk.ancestors.has(`${st.dev}:${st.ino}`)) report.symlinkLoops.push(name);
-    else classes.push(name);
+    if (walk.ancestors.has(id)) report.symlinkLoops.push(name);
+    else {
+      classes.push(name);
+      classIds.push(id);
+    }
   }
   if (classes.length === 0) throw new Error(`ImageFolder: ${root} has no class sub-folders (expected ${expected})`);
   const warn = opts.onWarning ?? stderrWarn;
+  // a class folder's images are listed in their class, not in another class that links to the folder
+  for (const id of classIds) walk.visited.add(id);
+  const listed = new Set<string>();
   classes.forEach((cls, k) => {
     const before = paths.length;
-    const id = folderId(join(root, cls));
-    walk.ancestors.add(id);
-    listImages(join(root, cls), cls, walk);
-    walk.ancestors.delete(id);
+    const id = classIds[k];
+    if (listed.has(id)) report.aliases.push(cls);
+    else {
+      listed.add(id);
+      walk.ancestors.add(id);
+      listImages(join(root, cls), cls, walk);
+      walk.ancestors.delete(id);
+    }
     for (let i = before; i < paths.length; i++) labelList.push(k);
     if (paths.length === before) empty.push(cls);
   });
@@ -235,7 +265,7 @@ export function imageFiles(root: string, opts: FolderOptions & { recursive?: boo
   checkRoot(root, 'image folder', expected);
   const exts = new Set((opts.extensions ?? IMAGE_EXTENSIONS).map((e) => e.toLowerCase()));
   const paths: string[] = [];
-  const report: ListingReport = { symlinkLoops: [], unreadable: [] };
+  const report: ListingReport = { symlinkLoops: [], aliases: [], unreadable: [] };
   if (opts.recursive === false) {
     for (const name of readdirSync(root).sort(byteOrder)) {
       if (name.startsWith('.') || !exts.has(extname(name).toLowerCase())) continue;
