@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { imageFolder } from '../../src/data';
+import { imageFiles, imageFolder } from '../../src/data';
 import { tempDir, picture, encode } from './helpers';
 
 const bytesName = (dir: string, ...parts: (string | number[])[]) =>
@@ -30,6 +30,31 @@ test('ImageFolder: a file name that is not UTF-8 is left out with its reason; a 
       () => imageFolder(join(root, 'ok'), { onWarning: () => {} }),
       /ok\/c\uFFFD has a name that is not valid UTF-8, which semaim cannot open: rename it/,
     );
+  } finally {
+    cleanup();
+  }
+});
+
+test('folder listing: a valid name holding U+FFFD is listed beside an invalid name that Node shows the same', async () => {
+  const { dir: root, cleanup } = tempDir('semaim-names-');
+  try {
+    const png = await encode(picture(10, 10, 1), 10, 10, 3, 'png');
+    mkdirSync(join(root, 'cls'));
+    writeFileSync(join(root, 'cls', 'ok.png'), png);
+    writeFileSync(join(root, 'cls', '\uFFFD.png'), png); // bytes EF BF BD: valid UTF-8
+    writeFileSync(bytesName(join(root, 'cls'), [0xff], '.png'), png); // shown as "\uFFFD.png" too
+    for (const ds of [
+      imageFolder(root, { onWarning: () => {} }),
+      imageFiles(root, { onWarning: () => {} }),
+      imageFiles(join(root, 'cls'), { onWarning: () => {}, recursive: false }),
+    ]) {
+      const listed = Array.from({ length: ds.length }, (_, i) => ds.relativePath(i).split('/').pop());
+      assert.deepEqual(listed, ['ok.png', '\uFFFD.png']);
+      assert.deepEqual(
+        ds.listing.unreadable.map((u) => [u.path.split('/').pop(), u.code]),
+        [['\uFFFD.png', 'EILSEQ']],
+      );
+    }
   } finally {
     cleanup();
   }

@@ -51,13 +51,13 @@ interface Walk {
 }
 
 /**
- * The names in `dir` whose bytes are not UTF-8, as Node shows them (with U+FFFD): no path built from
- * such a name opens the file. Read only when a listing shows a U+FFFD.
+ * An entry's name as Node shows it (bytes that are not UTF-8 as U+FFFD), and whether its bytes are not
+ * UTF-8: no path built from such a name opens the file. Decided on the bytes, since a valid name may
+ * hold U+FFFD itself and equal an invalid sibling's shown name.
  */
-function undecodableNames(dir: string, names: string[]): Set<string> {
-  if (!names.some((n) => n.includes('\uFFFD'))) return new Set();
-  const raw = readdirSync(dir, { encoding: 'buffer' });
-  return new Set(raw.filter((b) => !Buffer.from(b.toString('utf8'), 'utf8').equals(b)).map((b) => b.toString('utf8')));
+function entryName(raw: Buffer): { name: string; undecodable: boolean } {
+  const name = raw.toString('utf8');
+  return { name, undecodable: name.includes('\uFFFD') && !Buffer.from(name, 'utf8').equals(raw) };
 }
 
 function folderId(path: string): string {
@@ -67,22 +67,17 @@ function folderId(path: string): string {
 
 /** Recursively lists image files under dir (following symlinks, but not around a loop), relative to the root, sorted. */
 function listImages(dir: string, rel: string, walk: Walk): void {
-  let entries: Dirent[];
+  let raw: Dirent<Buffer>[];
   try {
-    entries = readdirSync(dir, { withFileTypes: true });
+    raw = readdirSync(dir, { withFileTypes: true, encoding: 'buffer' });
   } catch (e) {
     throw new Error(`cannot list ${dir}: ${(e as Error).message}`, { cause: e });
   }
-  entries.sort((a, b) => byteOrder(a.name, b.name));
-  const undecodable = undecodableNames(
-    dir,
-    entries.map((e) => e.name),
-  );
-  for (const ent of entries) {
-    const name = ent.name;
+  const entries = raw.map((ent) => ({ ent, ...entryName(ent.name) })).sort((a, b) => byteOrder(a.name, b.name));
+  for (const { ent, name, undecodable } of entries) {
     if (name.startsWith('.')) continue;
     const r = rel ? `${rel}/${name}` : name;
-    if (undecodable.has(name)) {
+    if (undecodable) {
       walk.report.unreadable.push({ path: r, code: 'EILSEQ' });
       continue;
     }
@@ -201,12 +196,12 @@ export function imageFolder(root: string, opts: FolderOptions = {}): ImageFolder
   const walk = newWalk(root, exts, paths, report);
   const classes: string[] = [];
   const classIds: string[] = [];
-  const names = readdirSync(root)
-    .filter((n) => !n.startsWith('.'))
-    .sort(byteOrder);
-  const undecodable = undecodableNames(root, names);
-  for (const name of names) {
-    if (undecodable.has(name)) {
+  const entries = readdirSync(root, { encoding: 'buffer' })
+    .map(entryName)
+    .filter((e) => !e.name.startsWith('.'))
+    .sort((a, b) => byteOrder(a.name, b.name));
+  for (const { name, undecodable } of entries) {
+    if (undecodable) {
       // left out, every later class index would shift against torchvision's ImageFolder
       throw new Error(`ImageFolder: ${printable(join(root, name))} has a name that is not valid UTF-8, which semaim cannot open: rename it`);
     }
@@ -267,8 +262,15 @@ export function imageFiles(root: string, opts: FolderOptions & { recursive?: boo
   const paths: string[] = [];
   const report: ListingReport = { symlinkLoops: [], aliases: [], unreadable: [] };
   if (opts.recursive === false) {
-    for (const name of readdirSync(root).sort(byteOrder)) {
+    const entries = readdirSync(root, { encoding: 'buffer' })
+      .map(entryName)
+      .sort((a, b) => byteOrder(a.name, b.name));
+    for (const { name, undecodable } of entries) {
       if (name.startsWith('.') || !exts.has(extname(name).toLowerCase())) continue;
+      if (undecodable) {
+        report.unreadable.push({ path: name, code: 'EILSEQ' });
+        continue;
+      }
       try {
         if (statSync(join(root, name)).isFile()) paths.push(name);
       } catch (e) {
