@@ -1,6 +1,6 @@
 // File and folder names that are not UTF-8 cannot be opened by any path Node builds from them: a
 // class folder so named is refused (leaving it out would shift every later label), a file so named
-// is left out with a warning that says why.
+// is left out with a warning that says why (at an ImageFolder's root, where files are no classes, ignored).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -11,7 +11,7 @@ import { tempDir, picture, encode } from './helpers';
 const bytesName = (dir: string, ...parts: (string | number[])[]) =>
   Buffer.concat([Buffer.from(dir + '/'), ...parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : Buffer.from(p)))]);
 
-test('ImageFolder: a file name that is not UTF-8 is left out with its reason; a class folder so named is refused', async () => {
+test('ImageFolder: a file name that is not UTF-8 is left out with its reason, ignored at the root; a class folder so named is refused', async () => {
   const { dir: root, cleanup } = tempDir('semaim-names-');
   try {
     const png = await encode(picture(10, 10, 1), 10, 10, 3, 'png');
@@ -24,6 +24,10 @@ test('ImageFolder: a file name that is not UTF-8 is left out with its reason; a 
     const ds = imageFolder(join(root, 'ok'), { onWarning: (w) => warnings.push(w) });
     assert.equal(ds.length, 2);
     assert.match(warnings.join('\n'), /1 entry cannot be read and is left out: a\/bad\uFFFD\uFFFD\.png \(its name is not valid UTF-8: rename it\)/);
+
+    // a file at the root is no class, whatever its name (Latin-1 "résumé.txt")
+    writeFileSync(bytesName(join(root, 'ok'), 'r', [0xe9], 'sum', [0xe9], '.txt'), 'notes');
+    assert.deepEqual(imageFolder(join(root, 'ok'), { onWarning: () => {} }).classes, ['a', 'b']);
 
     mkdirSync(bytesName(join(root, 'ok'), 'c', [0xff]));
     assert.throws(

@@ -196,23 +196,25 @@ export function imageFolder(root: string, opts: FolderOptions = {}): ImageFolder
   const walk = newWalk(root, exts, paths, report);
   const classes: string[] = [];
   const classIds: string[] = [];
+  const rootBytes = Buffer.from(`${root}/`);
   const entries = readdirSync(root, { encoding: 'buffer' })
-    .map(entryName)
+    .map((raw) => ({ raw, ...entryName(raw) }))
     .filter((e) => !e.name.startsWith('.'))
     .sort((a, b) => byteOrder(a.name, b.name));
-  for (const { name, undecodable } of entries) {
-    if (undecodable) {
-      // left out, every later class index would shift against torchvision's ImageFolder
-      throw new Error(`ImageFolder: ${printable(join(root, name))} has a name that is not valid UTF-8, which semaim cannot open: rename it`);
-    }
+  for (const { raw, name, undecodable } of entries) {
     let st;
     try {
-      st = statSync(join(root, name));
+      // by its bytes: a file at the root that no string path opens is still no class
+      st = statSync(Buffer.concat([rootBytes, raw]));
     } catch (e) {
       report.unreadable.push({ path: name, code: (e as NodeJS.ErrnoException).code ?? 'error' });
       continue;
     }
     if (!st.isDirectory()) continue;
+    if (undecodable) {
+      // left out, every later class index would shift against torchvision's ImageFolder
+      throw new Error(`ImageFolder: ${printable(join(root, name))} has a name that is not valid UTF-8, which semaim cannot open: rename it`);
+    }
     const id = `${st.dev}:${st.ino}`;
     // a "class" that links back to the root is a loop, not a class
     if (walk.ancestors.has(id)) report.symlinkLoops.push(name);
