@@ -69,6 +69,12 @@ export function idxDataset(imagesPath: string, labelsPath: string | null, classe
     if (lab.dims.length !== 1 || lab.dims[0] !== n) {
       throw new Error(`IDX: ${labelsPath} has dims ${lab.dims.join('x')}, expected ${n} labels to match ${imagesPath}`);
     }
+    const bad = classes.length > 0 ? lab.data.findIndex((l) => l >= classes.length) : -1;
+    if (bad >= 0) {
+      throw new Error(
+        `IDX: ${labelsPath}: image ${bad} has label ${lab.data[bad]}, but there are ${classes.length} classes (not the label file of ${imagesPath}?)`,
+      );
+    }
     labels = sharedInt32(n);
     labels.set(lab.data);
   }

