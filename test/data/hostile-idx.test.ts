@@ -28,3 +28,15 @@ test('IDX: a label past the classes is refused, naming the image, as CIFAR does'
     cleanup();
   }
 });
+
+test('IDX: images of zero pixels are refused before anything is allocated', () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    write(join(dir, 'empty'), idx([3, 0, 0]));
+    assert.throws(() => idxDataset(join(dir, 'empty'), null), /empty has dims 3x0x0: images of 0x0 pixels hold nothing/);
+    write(join(dir, 'huge'), idx([0xffffffff, 0, 28]));
+    assert.throws(() => idxDataset(join(dir, 'huge'), null), /huge has dims 4294967295x0x28: images of 0x28 pixels hold nothing/);
+  } finally {
+    cleanup();
+  }
+});

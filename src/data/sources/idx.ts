@@ -61,6 +61,8 @@ export function idxDataset(imagesPath: string, labelsPath: string | null, classe
   if (img.dims.length !== 3) throw new Error(`IDX: ${imagesPath} has dims ${img.dims.join('x')}, expected n x height x width`);
   const [n, h, w] = img.dims;
   if (n === 0) throw new Error(`IDX: ${imagesPath} holds no images`);
+  // checked before allocating: 4294967295 images of 0x28 pixels need no data but fail there
+  if (h === 0 || w === 0) throw new Error(`IDX: ${imagesPath} has dims ${img.dims.join('x')}: images of ${h}x${w} pixels hold nothing`);
   const mem = uniformImages(n, h, w, 1);
   mem.data.set(img.data);
   let labels: Int32Array | null = null;
