@@ -4,7 +4,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { idxDataset } from '../../src/data';
+import { mkdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { cifarBinary, idxDataset } from '../../src/data';
 import { tempDir, write } from './helpers';
 
 /** An unsigned-byte IDX file of `dims` followed by `data`. */
@@ -36,6 +38,25 @@ test('IDX: images of zero pixels are refused before anything is allocated', () =
     assert.throws(() => idxDataset(join(dir, 'empty'), null), /empty has dims 3x0x0: images of 0x0 pixels hold nothing/);
     write(join(dir, 'huge'), idx([0xffffffff, 0, 28]));
     assert.throws(() => idxDataset(join(dir, 'huge'), null), /huge has dims 4294967295x0x28: images of 0x28 pixels hold nothing/);
+  } finally {
+    cleanup();
+  }
+});
+
+test('IDX and CIFAR binary: a FIFO or a folder where a file is read is refused at once (a FIFO blocked for ever)', () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    execFileSync('mkfifo', [join(dir, 'images')]);
+    assert.throws(() => idxDataset(join(dir, 'images'), null), /^Error: IDX: .*images is a FIFO, not a regular file$/);
+    mkdirSync(join(dir, 'c10'));
+    execFileSync('mkfifo', [join(dir, 'c10', 'data_batch_1.bin')]);
+    assert.throws(() => cifarBinary(join(dir, 'c10')), /^Error: CIFAR binary: .*data_batch_1\.bin is a FIFO, not a regular file$/);
+    mkdirSync(join(dir, 'c10b', 'data_batch_1.bin'), { recursive: true });
+    assert.throws(() => cifarBinary(join(dir, 'c10b')), /^Error: CIFAR binary: .*data_batch_1\.bin is a folder, not a regular file$/);
+    // the class names beside the batches
+    write(join(dir, 'meta', 'data_batch_1.bin'), Buffer.alloc(3073));
+    execFileSync('mkfifo', [join(dir, 'meta', 'batches.meta.txt')]);
+    assert.throws(() => cifarBinary(join(dir, 'meta')), /^Error: CIFAR binary: .*batches\.meta\.txt is a FIFO, not a regular file$/);
   } finally {
     cleanup();
   }

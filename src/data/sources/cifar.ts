@@ -2,7 +2,7 @@
 // archive (`cifar10/{train,test}/<class>/*.jpg`, e.g. ../shared/data/cifar10-jpeg.tar.gz) into a
 // cache directory keyed by the archive's content, with the system `tar` (never into the repository).
 
-import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync, statSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync, readdirSync, statSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join, resolve, dirname } from 'node:path';
 import { homedir } from 'node:os';
@@ -12,6 +12,7 @@ import { MemoryDataset, uniformImages } from './memory';
 import { namesOfDeadProcesses } from '../../util/process-alive';
 import { imageFolder, type FolderOptions, type ImageFolderDataset } from './folder';
 import { makeFolder } from '../../util/make-folder';
+import { readRegularFile } from '../../util/regular-file';
 
 export const CIFAR10_CLASSES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'];
 
@@ -22,9 +23,19 @@ export interface CifarBinaryOptions {
   labels?: 'fine' | 'coarse';
 }
 
+/** The bytes of a regular file (a FIFO would block the read for ever), errors naming the format. */
+function readCifarFile(path: string): Buffer {
+  try {
+    return readRegularFile(path);
+  } catch (e) {
+    throw new Error(`CIFAR binary: ${(e as Error).message}`, { cause: e });
+  }
+}
+
 function readLines(path: string): string[] | null {
   if (!existsSync(path)) return null;
-  return readFileSync(path, 'utf8')
+  return readCifarFile(path)
+    .toString('utf8')
     .split(/\r?\n/)
     .map((s) => s.trim())
     .filter((s) => s.length > 0);
@@ -64,7 +75,7 @@ export function cifarBinary(root: string, opts: CifarBinaryOptions = {}): Memory
   } else files = [join(dir, train ? 'train.bin' : 'test.bin')];
   const rec = variant === 10 ? 3073 : 3074;
   const buffers = files.map((f) => {
-    const b = readFileSync(f);
+    const b = readCifarFile(f);
     if (b.length === 0 || b.length % rec !== 0) {
       throw new Error(
         `CIFAR binary: ${f} has ${b.length} bytes, expected a multiple of ${rec} (1${variant === 100 ? '+1' : ''} label byte + 3072 pixel bytes per image)`,

@@ -1,11 +1,12 @@
 // MNIST-style IDX files (raw or gzip): MNIST and Fashion-MNIST. Debian's `dataset-fashion-mnist`
 // installs Fashion-MNIST to /usr/share/datasets/fashion-mnist/.
 
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { sharedInt32 } from '../dataset';
 import { MemoryDataset, uniformImages } from './memory';
+import { readRegularFile } from '../../util/regular-file';
 
 export const FASHION_MNIST_CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
 export const MNIST_CLASSES = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'];
@@ -48,9 +49,11 @@ export function parseIdx(bytes: Uint8Array, name = 'IDX file'): IdxArray {
 function readIdx(path: string): IdxArray {
   let bytes: Buffer;
   try {
-    bytes = readFileSync(path);
+    bytes = readRegularFile(path);
   } catch (e) {
-    throw new Error(`IDX: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { cause: e });
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'ENOTREGULAR') throw new Error(`IDX: ${err.message}`, { cause: e });
+    throw new Error(`IDX: cannot read ${path} (${err.code ?? err.message})`, { cause: e });
   }
   return parseIdx(bytes, path);
 }
