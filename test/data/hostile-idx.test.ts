@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import { cifarBinary, idxDataset } from '../../src/data';
+import { gzipSync } from 'node:zlib';
+import { cifarBinary, idxDataset, parseIdx } from '../../src/data';
 import { tempDir, write } from './helpers';
 
 /** An unsigned-byte IDX file of `dims` followed by `data`. */
@@ -60,4 +61,18 @@ test('IDX and CIFAR binary: a FIFO or a folder where a file is read is refused a
   } finally {
     cleanup();
   }
+});
+
+test('IDX: gzip data is decompressed to no more than the header declares', () => {
+  const images = idx([2, 2, 2], new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]));
+  assert.deepEqual([...parseIdx(gzipSync(images)).data], [1, 2, 3, 4, 5, 6, 7, 8]);
+  // 8 bytes declared, 64 MiB of zeros behind them (64 KiB of gzip)
+  const bomb = gzipSync(Buffer.concat([images, Buffer.alloc(64 << 20)]));
+  assert.throws(() => parseIdx(bomb, 'bomb.gz'), /^Error: bomb\.gz: gzip data decompresses to more than the 24 bytes its IDX header declares \(dims 2x2x2\)$/);
+  assert.throws(
+    () => parseIdx(gzipSync(idx([0xffffffff, 0xffffffff, 0xffffffff])), 'huge.gz'),
+    /^Error: huge\.gz: IDX dims 4294967295x4294967295x4294967295 declare .* bytes, more than a buffer holds/,
+  );
+  assert.throws(() => parseIdx(gzipSync(images.subarray(0, 20)), 'short.gz'), /short\.gz: truncated IDX data \(4 bytes, expected 8/);
+  assert.throws(() => parseIdx(Buffer.from([0x1f, 0x8b, 1, 2, 3]), 'junk.gz'), /junk\.gz: corrupt gzip data/);
 });

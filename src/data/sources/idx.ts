@@ -3,7 +3,8 @@
 
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { gunzipSync } from 'node:zlib';
+import { kMaxLength } from 'node:buffer';
+import { constants, gunzipSync } from 'node:zlib';
 import { sharedInt32 } from '../dataset';
 import { MemoryDataset, uniformImages } from './memory';
 import { readRegularFile } from '../../util/regular-file';
@@ -17,16 +18,8 @@ export interface IdxArray {
   data: Uint8Array;
 }
 
-/** Parses an unsigned-byte IDX file (gunzipping when needed). */
-export function parseIdx(bytes: Uint8Array, name = 'IDX file'): IdxArray {
-  let d = bytes;
-  if (d.length >= 2 && d[0] === 0x1f && d[1] === 0x8b) {
-    try {
-      d = gunzipSync(d);
-    } catch (e) {
-      throw new Error(`${name}: corrupt gzip data (${(e as Error).message})`, { cause: e });
-    }
-  }
+/** The dims of the IDX header at the start of `d`, where its data starts and how many bytes it declares. */
+function idxHeader(d: Uint8Array, name: string): { dims: number[]; start: number; count: number } {
   if (d.length < 4 || d[0] !== 0 || d[1] !== 0) throw new Error(`${name}: not an IDX file (bad magic)`);
   if (d[2] !== 0x08) throw new Error(`${name}: IDX element type 0x${d[2].toString(16)} is not unsigned byte`);
   const nd = d[3];
@@ -39,7 +32,39 @@ export function parseIdx(bytes: Uint8Array, name = 'IDX file'): IdxArray {
     dims.push(v);
     count *= v;
   }
-  const start = 4 + 4 * nd;
+  return { dims, start: 4 + 4 * nd, count };
+}
+
+/**
+ * A gzipped IDX file, decompressed to no more than its header declares: a few kilobytes of gzip can
+ * expand to gigabytes. The header is read from the first compressed bytes (Z_SYNC_FLUSH decodes a
+ * prefix without an error; 4 KiB of gzip hold it, and expand to at most 4 MiB).
+ */
+function gunzipIdx(gz: Uint8Array, name: string): Buffer {
+  let head: Buffer;
+  try {
+    head = gunzipSync(gz.subarray(0, 4096), { finishFlush: constants.Z_SYNC_FLUSH });
+  } catch (e) {
+    throw new Error(`${name}: corrupt gzip data (${(e as Error).message})`, { cause: e });
+  }
+  const { dims, start, count } = idxHeader(head, name);
+  const size = start + count;
+  if (size > kMaxLength) throw new Error(`${name}: IDX dims ${dims.join('x')} declare ${size} bytes, more than a buffer holds (${kMaxLength})`);
+  try {
+    return gunzipSync(gz, { maxOutputLength: size });
+  } catch (e) {
+    const tooLarge = (e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE';
+    const what = tooLarge
+      ? `gzip data decompresses to more than the ${size} bytes its IDX header declares (dims ${dims.join('x')})`
+      : `corrupt gzip data (${(e as Error).message})`;
+    throw new Error(`${name}: ${what}`, { cause: e });
+  }
+}
+
+/** Parses an unsigned-byte IDX file (gunzipping when needed). */
+export function parseIdx(bytes: Uint8Array, name = 'IDX file'): IdxArray {
+  const d = bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b ? gunzipIdx(bytes, name) : bytes;
+  const { dims, start, count } = idxHeader(d, name);
   if (d.length - start < count) {
     throw new Error(`${name}: truncated IDX data (${d.length - start} bytes, expected ${count} for dims ${dims.join('x')})`);
   }
