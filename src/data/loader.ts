@@ -124,7 +124,7 @@ export interface EpochSummary extends EpochSkips {
   batches: number;
   samples: number;
   seconds: number;
-  /** False when iteration stopped before the end of the epoch. */
+  /** False when iteration stopped before the epoch's last batch was handed out. */
   complete: boolean;
 }
 
@@ -288,14 +288,19 @@ export class DataLoader implements AsyncIterable<Batch> {
           slots[b % W].outstanding--;
           batches++;
           samples += raw.indices.length;
-          yield this.finish(raw, tally);
+          // handed out, the last batch completes the epoch: a training loop breaks right after its last step
+          const batch = this.finish(raw, tally);
+          complete = b === nb - 1;
+          yield batch;
         }
       } else {
         for (let b = 0; b < nb; b++) {
           const raw = await this.local!.build(task(b));
           batches++;
           samples += raw.indices.length;
-          yield this.finish(raw, tally);
+          const batch = this.finish(raw, tally);
+          complete = b === nb - 1;
+          yield batch;
         }
       }
       complete = true;

@@ -193,7 +193,10 @@ export class ShardLoader implements AsyncIterable<Batch> {
           const raw = await this.local.build(j, plan.sizeOf(j));
           batches++;
           samples += raw.indices.length;
-          yield this.finish(raw, tally);
+          // handed out, the last batch completes the epoch: a training loop breaks right after its last step
+          const batch = this.finish(raw, tally);
+          complete = j === plan.count - 1;
+          yield batch;
         }
       } else {
         const pool = (this.pool ??= this.startWorkers());
@@ -214,7 +217,9 @@ export class ShardLoader implements AsyncIterable<Batch> {
           slots[plan.workerOf(j)].outstanding--;
           batches++;
           samples += raw.indices.length;
-          yield this.finish(raw, tally);
+          const batch = this.finish(raw, tally);
+          complete = j === plan.count - 1;
+          yield batch;
         }
       }
       complete = true;
