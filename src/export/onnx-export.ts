@@ -2,7 +2,7 @@
 // .safetensors), or a fine-tuning run's classifier, as a folder that onnxruntime and transformers.js
 // open directly:
 //   onnx/model.onnx (float32) or onnx/model_fp16.onnx (float16), config.json, preprocessor_config.json.
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { EncoderConfig } from '../semaim/config';
 import { loadEncoder, resolveEncoder } from '../semaim';
 import { encodeModel, type ModelProto } from './onnx-proto';
@@ -40,6 +40,8 @@ export interface OnnxModelBytes {
   sourceSha256: string;
   /** That weights file. */
   weights: string;
+  /** The checkpoint folder it is part of (its state.json records the run's options); absent for an encoder file. */
+  checkpointDir?: string;
 }
 
 const outputNames = (model: ModelProto): string[] => model.graph.output.map((v) => v.name);
@@ -54,7 +56,14 @@ export function onnxModelOf(source: string, o: OnnxOptions): OnnxModelBytes {
       attention: o.attention,
       metadata: { semaim_encoder: JSON.stringify(cfg), semaim_source_sha256: src.sha256, semaim_preprocessing: JSON.stringify(evalPreprocessing(cfg.imgSize)) },
     });
-    return { bytes: encodeModel(model), config: cfg, outputs: outputNames(model), sourceSha256: src.sha256, weights: src.weights };
+    return {
+      bytes: encodeModel(model),
+      config: cfg,
+      outputs: outputNames(model),
+      sourceSha256: src.sha256,
+      weights: src.weights,
+      checkpointDir: src.kind === 'checkpoint' ? dirname(src.weights) : undefined,
+    };
   } finally {
     encoder.dispose();
   }

@@ -1,7 +1,9 @@
 // `semaim export --format web`: a static folder that shows an encoder's [CLS] attention and
 // semantic order for any image, in the browser, with nothing fetched from elsewhere:
-//   index.html, app.js, maps.js, preprocess.js, style.css   the page (from src/export/web/)
+//   index.html, app.js, maps.js, preprocess.js,
+//   orientation.js, style.css                               the page (from src/export/web/)
 //   model.onnx, model.json                                  the encoder (with cls_attention) and what the page needs to know
+//                                                           (preprocessing, the EXIF orientation policy)
 //   ort/                                                    onnxruntime-web's WebAssembly build, copied from node_modules
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -16,8 +18,11 @@ import { guardOutputs } from '../io/outputs';
 import { MissingPackageError } from '../util/errors';
 import { checkExportSpace, filesBytes } from './export-space';
 import { formatBytes } from '../util/disk-space';
+import { readRegularFile } from '../util/regular-file';
+import { isJsonObject } from '../util/json-file';
+import { EXIF_ORIENTATION_POLICIES, type ExifOrientationPolicy } from '../data/codecs/orientation';
 
-const PAGE_FILES = ['index.html', 'app.js', 'maps.js', 'preprocess.js', 'style.css'];
+const PAGE_FILES = ['index.html', 'app.js', 'maps.js', 'preprocess.js', 'orientation.js', 'style.css'];
 /** The WebAssembly build of onnxruntime-web: the ES module the page imports and what it loads. */
 const ORT_FILES = ['ort.wasm.min.mjs', 'ort-wasm-simd-threaded.mjs', 'ort-wasm-simd-threaded.wasm'];
 
@@ -51,6 +56,37 @@ export function onnxruntimeWeb(): { dist: string; version: string } {
   throw new MissingPackageError('onnxruntime-web', `cannot find onnxruntime-web's package.json above ${entry}: reinstall it ('npm install onnxruntime-web')`);
 }
 
+/** The EXIF orientation policy the page decodes images under, and where it comes from. */
+export interface WebExifOrientation {
+  policy: ExifOrientationPolicy;
+  /** 'checkpoint': the run's --exif-orientation, from the checkpoint's state.json; 'option': given to exportWeb; 'default': nothing records it, semaim's default. */
+  source: 'checkpoint' | 'option' | 'default';
+}
+
+/**
+ * The policy the encoder's run read its images with: the `exifOrientation` option its checkpoint's
+ * state.json records; semaim's default ('ignore') for an encoder file or a run from before the option.
+ */
+export function recordedExifOrientation(checkpointDir: string | undefined): WebExifOrientation {
+  if (checkpointDir) {
+    const path = join(checkpointDir, 'state.json');
+    let state: unknown = null;
+    try {
+      state = JSON.parse(readRegularFile(path, 'utf8'));
+    } catch {
+      /* unreadable (only with --no-verify): nothing recorded */
+    }
+    const options = isJsonObject(state) ? state.options : undefined;
+    const policy = isJsonObject(options) ? options.exifOrientation : undefined;
+    if (policy !== undefined) {
+      if (!EXIF_ORIENTATION_POLICIES.includes(policy as ExifOrientationPolicy))
+        throw new Error(`${path}: options.exifOrientation is ${JSON.stringify(policy)}, expected one of ${EXIF_ORIENTATION_POLICIES.join(', ')}`);
+      return { policy: policy as ExifOrientationPolicy, source: 'checkpoint' };
+    }
+  }
+  return { policy: 'ignore', source: 'default' };
+}
+
 const ORT_README = (version: string) =>
   `onnxruntime-web ${version} (WebAssembly build), copied from its npm package. MIT License, Copyright (c) Microsoft Corporation.\n`;
 
@@ -74,16 +110,18 @@ export function webExportFiles(outDir: string): string[] {
 export async function exportWeb(
   source: string,
   outDir: string,
-  o: { dtype: FloatType; verify?: boolean; overwrite?: boolean; signal?: AbortSignal },
+  o: { dtype: FloatType; verify?: boolean; overwrite?: boolean; signal?: AbortSignal; exifOrientation?: ExifOrientationPolicy },
 ): Promise<WebExportResult> {
   const ort = onnxruntimeWeb();
   const m = onnxModelOf(source, { dtype: o.dtype, attention: true, verify: o.verify });
   guardOutputs(webExportFiles(outDir), m.weights, o.overwrite);
+  const exifOrientation: WebExifOrientation = o.exifOrientation ? { policy: o.exifOrientation, source: 'option' } : recordedExifOrientation(m.checkpointDir);
   const info = {
     encoder: m.config,
     dtype: o.dtype,
     opset: OPSET,
     preprocessing: evalPreprocessing(m.config.imgSize),
+    exifOrientation,
     outputs: ['last_hidden_state', 'pooler_output', 'cls_attention'],
     sourceSha256: m.sourceSha256,
     semaim: packageVersion(),

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import * as torch from '../../src/torch';
 import { saveTensors } from '../../src/io';
 import { openImage } from '../../src/data/codecs/decode';
+import type { ExifOrientationPolicy } from '../../src/data/codecs/orientation';
 import { Pipeline } from '../../src/data/pipeline';
 import { Rng } from '../../src/data/rng';
 import { evalTransforms, normalize } from '../../src/data/transforms';
@@ -56,10 +57,11 @@ export function writeExportedEncoder(dir: string, vit: VisionTransformer, cfg: E
 
 /**
  * One image file through semaim's own evaluation pipeline (src/data): normalised only when it is
- * already size×size (a dataset at its native size), else resize + centre crop; alpha on white.
+ * already size×size (a dataset at its native size), else resize + centre crop; alpha on white;
+ * EXIF orientation ignored (semaim's default) or applied.
  */
-export async function evalPixels(path: string, size: number): Promise<Float32Array> {
-  const handle = await openImage(readFileSync(path), { background: 255 });
+export async function evalPixels(path: string, size: number, exifOrientation: ExifOrientationPolicy = 'ignore'): Promise<Float32Array> {
+  const handle = await openImage(readFileSync(path), { background: 255, exifOrientation });
   const native = handle.width === size && handle.height === size;
   const out = new Float32Array(3 * size * size);
   new Pipeline(native ? [normalize()] : evalTransforms(size)).run(handle, new Rng(0), out, 0, size, size, null, 0);

@@ -5,9 +5,9 @@
 // errors; a screenshot is saved (to $SEMAIM_WEB_SCREENSHOT when set).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import sharp from 'sharp';
 import * as torch from '../../src/torch';
 import { semanticOrder, similarityMap, meanFilter3x3 } from '../../src/semaim/orders';
@@ -113,6 +113,62 @@ test(
     } finally {
       await session.close();
       await server.close();
+    }
+  },
+);
+
+/** The synthetic photo (64×48, so a rotation changes its shape) with EXIF orientation `o`. */
+async function writeOriented(path: string, o: number, format: 'png' | 'jpeg' | 'webp'): Promise<string> {
+  const plain = `${path}.plain.png`;
+  await writePhoto(plain, 64, 48, 'png');
+  const img = sharp(plain);
+  const encoded = format === 'png' ? img.png() : format === 'webp' ? img.webp({ lossless: true }) : img.jpeg({ quality: 95, chromaSubsampling: '4:4:4' });
+  await encoded.withMetadata({ orientation: o }).toFile(path);
+  return path;
+}
+
+const MIME = { png: 'image/png', jpeg: 'image/jpeg', webp: 'image/webp' } as const;
+
+test(
+  "web page: a dropped photo with an EXIF orientation is seen as semaim sees it, under the model's policy (ignore by default, or apply)",
+  { skip: missing ?? false, timeout: 300_000 },
+  async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'semaim-web-exif-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const enc = writeExportedEncoder(join(dir, 'enc'), smallEncoder(6));
+    const files: Array<{ path: string; format: 'png' | 'jpeg' | 'webp'; o: number }> = [];
+    for (const format of ['jpeg', 'png', 'webp'] as const) files.push({ path: await writeOriented(join(dir, `o6.${format}`), 6, format), format, o: 6 });
+    for (const o of [1, 2, 3, 4, 5, 7, 8]) files.push({ path: await writeOriented(join(dir, `o${o}.jpeg`), o, 'jpeg'), format: 'jpeg', o });
+
+    for (const policy of ['ignore', 'apply'] as const) {
+      const web = join(dir, `web-${policy}`);
+      // the encoder file records no policy: semaim's default, unless one is given
+      await exportWeb(enc, web, { dtype: 'float32', exifOrientation: policy === 'apply' ? 'apply' : undefined });
+      const info = JSON.parse(readFileSync(join(web, 'model.json'), 'utf8')) as { exifOrientation: unknown };
+      assert.deepEqual(info.exifOrientation, { policy, source: policy === 'apply' ? 'option' : 'default' });
+      const server = await serveFolder(web);
+      const session = await openPage(server.url);
+      try {
+        // 'ignore': the orientation-6 files in each format; 'apply': every orientation of the JPEG too
+        for (const f of policy === 'ignore' ? files.filter((f) => f.o === 6) : files) {
+          await dropImage(session.page, f.path, MIME[f.format]);
+          await waitForState(session.page, 'done');
+          const got = await pageResult(session.page);
+          const want = await evalPixels(f.path, SMALL.imgSize, policy);
+          const other = await evalPixels(f.path, SMALL.imgSize, policy === 'ignore' ? 'apply' : 'ignore');
+          const d = difference(got.pixels, want);
+          console.log(
+            `# ${policy}, ${basename(f.path)}: page vs semaim pixels max abs ${d.maxAbs.toExponential(2)} (vs the other policy ${difference(got.pixels, other).maxAbs.toFixed(2)})`,
+          );
+          // the browser's JPEG decoder differs slightly from semaim's; PNG and lossless WebP decode alike
+          assert.ok(d.maxAbs < (f.format === 'jpeg' ? 0.05 : 1e-4), `${policy}, ${basename(f.path)}: pixels max abs ${d.maxAbs}`);
+          if (f.o !== 1) assert.ok(difference(got.pixels, other).maxAbs > 1, `${basename(f.path)}: the other policy would show other pixels`);
+        }
+        assert.deepEqual(session.errors, [], 'console errors');
+      } finally {
+        await session.close();
+        await server.close();
+      }
     }
   },
 );

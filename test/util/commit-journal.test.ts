@@ -242,6 +242,7 @@ test('export --format web killed between its renames: the model, the page and or
       'maps.js',
       'model.json',
       'model.onnx',
+      'orientation.js',
       'ort/README.txt',
       'ort/ort-wasm-simd-threaded.mjs',
       'ort/ort-wasm-simd-threaded.wasm',
@@ -261,7 +262,18 @@ test('export --format web killed between its renames: the model, the page and or
   assert.equal(readFileSync(join(web, 'index.html'), 'utf8'), asset('index.html'), 'the new page, not the earlier export’s');
   assert.equal(readFileSync(join(web, 'app.js'), 'utf8'), asset('app.js'));
   assert.match(readFileSync(join(web, 'ort', 'README.txt'), 'utf8'), /^onnxruntime-web [\d.]+ \(WebAssembly build\)/);
-  assert.deepEqual(ls(web), ['app.js', 'index.html', 'maps.js', 'model.json', 'model.onnx', 'model.onnx.lock', 'ort', 'preprocess.js', 'style.css']);
+  assert.deepEqual(ls(web), [
+    'app.js',
+    'index.html',
+    'maps.js',
+    'model.json',
+    'model.onnx',
+    'model.onnx.lock',
+    'orientation.js',
+    'ort',
+    'preprocess.js',
+    'style.css',
+  ]);
   assert.deepEqual(
     ls(join(web, 'ort')),
     ['README.txt', 'ort-wasm-simd-threaded.mjs', 'ort-wasm-simd-threaded.wasm', 'ort.wasm.min.mjs'],

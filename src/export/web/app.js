@@ -5,6 +5,7 @@
 import * as ort from './ort/ort.wasm.min.mjs';
 import { preprocess } from './preprocess.js';
 import { imageMaps, minMax, orderEarliness, turbo } from './maps.js';
+import { orientRgba, withoutExifOrientation } from './orientation.js';
 
 const CELL = 256;
 const ALPHA = 0.6;
@@ -53,13 +54,25 @@ function drawCell(canvas, view, values, gridH, gridW, marker) {
   }
 }
 
-/** RGBA pixels of an image file at its own size (colour as stored, alpha not premultiplied). @param {Blob} file */
-async function decode(file) {
-  const bitmap = await createImageBitmap(file, { colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
+/**
+ * RGBA pixels of an image file at its own size (colour as stored, alpha not premultiplied), under
+ * the model's EXIF orientation policy. The browser rotates whatever createImageBitmap is given
+ * (whichever formats it reads the tag of), so it decodes the file with its orientation tags set to
+ * 1; 'apply' then rotates/flips the pixels as semaim's decoder does.
+ * @param {Blob} file @param {'ignore' | 'apply'} exifOrientation
+ */
+async function decode(file, exifOrientation) {
+  const bytes = new Uint8Array(await file.arrayBuffer());
+  const stored = withoutExifOrientation(bytes);
+  const blob = stored.bytes === bytes ? file : new Blob([stored.bytes], { type: file.type });
+  const bitmap = await createImageBitmap(blob, { colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
   const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
   const ctx = /** @type {OffscreenCanvasRenderingContext2D} */ (canvas.getContext('2d'));
   ctx.drawImage(bitmap, 0, 0);
-  return ctx.getImageData(0, 0, bitmap.width, bitmap.height);
+  const image = ctx.getImageData(0, 0, bitmap.width, bitmap.height);
+  if (exifOrientation !== 'apply' || stored.orientation === 1) return image;
+  const o = orientRgba(image.data, image.width, image.height, stored.orientation);
+  return new ImageData(o.data, o.width, o.height);
 }
 
 async function main() {
@@ -74,13 +87,18 @@ async function main() {
   const session = await ort.InferenceSession.create('model.onnx', { executionProviders: ['wasm'] });
   const { imgSize, patchSize, embedDim } = info.encoder;
   const grid = imgSize / patchSize;
-  $('model').textContent = `ViT ${imgSize}px, patch ${patchSize}, dim ${embedDim}, depth ${info.encoder.depth}, ${info.dtype}`;
+  // an export from before the policy was recorded: semaim's default
+  /** @type {'ignore' | 'apply'} */
+  const exifOrientation = info.exifOrientation?.policy === 'apply' ? 'apply' : 'ignore';
+  $('model').textContent =
+    `ViT ${imgSize}px, patch ${patchSize}, dim ${embedDim}, depth ${info.encoder.depth}, ${info.dtype}; ` +
+    `EXIF orientation ${exifOrientation === 'apply' ? 'applied' : 'ignored'}`;
   status('drop an image here, or choose one', 'ready');
 
   /** @param {File} file */
   async function run(file) {
     status(`running on ${file.name}…`, 'busy');
-    const image = await decode(file);
+    const image = await decode(file, exifOrientation);
     const { pixels, view } = preprocess(image.data, image.width, image.height, info.preprocessing);
     const t0 = performance.now();
     const out = await session.run({ pixel_values: new ort.Tensor('float32', pixels, [1, 3, imgSize, imgSize]) });
