@@ -18,6 +18,7 @@ import {
   closeSync,
   existsSync,
   writeFileSync,
+  symlinkSync,
 } from 'node:fs';
 import {
   packImageFolder,
@@ -280,6 +281,45 @@ test('a pack aborted through its signal rejects with an AbortError before its ne
   assert.deepEqual(readdirSync(out), [], 'the two shards it wrote are removed; no index.json');
   const r = await lib.data.packImageFolder({ input: folder, output: out, shardSize: 5, signal: new AbortController().signal });
   assert.equal(r.samples, 23);
+});
+
+test('a FIFO or a device named as a shard is refused or left out, never read (which hung); a link to a shard is read', () => {
+  const dir = join(root, 'not-files');
+  mkdirSync(dir, { recursive: true });
+  copyFileSync(join(shards, 'shard-000000.tar'), join(dir, 'shard-000000.tar'));
+  symlinkSync(join(shards, 'shard-000001.tar'), join(dir, 'shard-000001.tar'));
+  spawnSync('mkfifo', [join(dir, 'shard-000002.tar')]);
+  symlinkSync('/dev/zero', join(dir, 'extra.tar'));
+  // In a child process with a time limit: a regression hangs on the FIFO or reads /dev/zero for ever.
+  const r = spawnSync(
+    process.execPath,
+    [
+      '-e',
+      `const { resolveShardPaths, loadShardTable, readShard } = require(${JSON.stringify(join(__dirname, '..', '..', 'src', 'data', 'shards'))});
+       const dir = ${JSON.stringify(dir)};
+       const tryIt = (f) => { try { return f(); } catch (e) { return e.message; } };
+       (async () => {
+         const listed = resolveShardPaths(dir).map((p) => require('node:path').basename(p));
+         const named = tryIt(() => resolveShardPaths(dir + '/shard-00000{0..2}.tar'));
+         const read = [];
+         for (const f of ['shard-000002.tar', 'extra.tar'])
+           read.push(await (async () => { try { for await (const s of readShard(dir + '/' + f)) void s; return 'read'; } catch (e) { return e.message; } })());
+         const warnings = [];
+         const table = loadShardTable([0, 1, 2].map((k) => dir + '/shard-00000' + k + '.tar'), { onWarning: (l) => warnings.push(l) });
+         console.log(JSON.stringify({ listed, named, read, total: table.total, problems: table.problems }));
+       })();`,
+    ],
+    { timeout: 60_000, killSignal: 'SIGKILL', encoding: 'utf8' },
+  );
+  assert.notEqual((r.error as NodeJS.ErrnoException | undefined)?.code, 'ETIMEDOUT', 'hung on a FIFO or /dev/zero');
+  const got = JSON.parse(r.stdout) as { listed: string[]; named: string; read: string[]; total: number; problems: string[] };
+  assert.deepEqual(got.listed, ['shard-000000.tar', 'shard-000001.tar'], 'a folder lists the regular files and links to them');
+  assert.equal(got.named, `shards: 1 shard(s) of '${dir}/shard-00000{0..2}.tar' are not regular files: ${dir}/shard-000002.tar (a FIFO)`);
+  assert.deepEqual(got.read, [`${dir}/shard-000002.tar is a FIFO, not a regular file`, `${dir}/extra.tar is a device or socket, not a regular file`]);
+  assert.equal(got.total, 10, 'the shard and the linked one are read');
+  assert.deepEqual(got.problems, [
+    `shard-000002.tar: unreadable (${dir}/shard-000002.tar is a FIFO, not a regular file): using its 0 complete sample(s), skipping the rest`,
+  ]);
 });
 
 test('gzipped shards are read through zlib; a truncated one stops with ShardReadError, never hangs', async () => {

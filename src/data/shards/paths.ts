@@ -6,6 +6,7 @@
 import { readdirSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { finishInterruptedCommits } from '../../util/safe-write';
+import { notRegular } from '../../util/regular-file';
 
 export const SHARD_SUFFIXES = ['.tar', '.tar.gz', '.tgz'];
 
@@ -98,6 +99,7 @@ export function resolveShardPaths(spec: string, split?: string): string[] {
   const text = split === undefined ? spec : spec.split('{split}').join(split);
   const out: string[] = [];
   const missing: string[] = [];
+  const notFiles: string[] = [];
   // a packer killed while renaming its set into place left a journal: the set is completed before it is
   // listed or read (once per folder: a pattern may name thousands of shards in one)
   const completed = new Set<string>();
@@ -118,10 +120,12 @@ export function resolveShardPaths(spec: string, split?: string): string[] {
       }
       if (st.isDirectory()) {
         complete(p);
+        // a FIFO, a device or a folder with a shard's name is no shard (as the folder source lists only files)
         const inDir = readdirSync(p)
           .filter((f) => !f.startsWith('.') && isShardFile(f))
           .sort()
-          .map((f) => join(p, f));
+          .map((f) => join(p, f))
+          .filter((f) => statSync(f, { throwIfNoEntry: false })?.isFile() ?? true); // (a dangling link: warned as unreadable)
         if (split !== undefined && inDir.length === 0) {
           // a folder holding one sub-folder per split
           try {
@@ -135,8 +139,13 @@ export function resolveShardPaths(spec: string, split?: string): string[] {
         }
         if (inDir.length === 0) throw new Error(`shards: folder ${p} holds no ${SHARD_SUFFIXES.join('/')} files`);
         out.push(...inDir);
-      } else out.push(p);
+      } else if (notRegular(st)) notFiles.push(`${p} (${notRegular(st)})`);
+      else out.push(p);
     }
+  }
+  if (notFiles.length) {
+    const list = notFiles.slice(0, 3).join(', ') + (notFiles.length > 3 ? `, ... (${notFiles.length} in all)` : '');
+    throw new Error(`shards: ${notFiles.length} shard(s) of '${spec}' are not regular files: ${list}`);
   }
   if (missing.length) {
     const list = missing.slice(0, 3).join(', ') + (missing.length > 3 ? `, ... (${missing.length} in all)` : '');

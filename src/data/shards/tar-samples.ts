@@ -21,6 +21,7 @@ import { extract, type Extract } from 'tar-stream';
 type Source = Extract extends AsyncIterable<infer S> ? S : never;
 import { IMAGE_EXTENSIONS } from '../sources/folder';
 import { printable } from '../../util/printable';
+import { openRegularFile } from '../../util/regular-file';
 
 /** Image member extensions, in order of preference when a sample has several. */
 export const IMAGE_MEMBER_EXTENSIONS = [
@@ -158,7 +159,8 @@ export async function* readShard(path: string, opts: ReadShardOptions = {}): Asy
   const images = opts.images ?? true;
   const maxImageBytes = opts.maxImageBytes ?? MAX_IMAGE_BYTES;
   if (from >= to) return;
-  const source = createReadStream(path, { highWaterMark: 1 << 20 });
+  // a FIFO or a device (a link to /dev/zero) named as a shard would block or never end: refused at the open
+  const source = createReadStream(path, { fd: openRegularFile(path), highWaterMark: 1 << 20 });
   const ex = extract();
   const fail = (e: Error) => ex.destroy(e);
   source.on('error', fail);
