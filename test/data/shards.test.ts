@@ -262,6 +262,22 @@ test('an image replaced by a FIFO during the pack stops it with an error naming 
   assert.deepEqual(readdirSync(out), []);
 });
 
+test('the packer refuses an output folder inside its input folder, also when a link hides it', async () => {
+  const dir = join(root, 'inside');
+  const { without: input } = foldersWithout(dir, { name: 'x.jpg', bytes: 0 });
+  symlinkSync(input, join(dir, 'in-link'));
+  const inside = /shards: the output folder .* must not be inside the input folder /;
+  for (const [i, o] of [
+    [input, join(input, 'out')],
+    [join(dir, 'in-link'), join(input, 'out')], // the input through a link
+    [input, join(dir, 'in-link', 'out', 'deeper')], // the output through a link, not made yet
+    [join(dir, 'in-link'), join(dir, 'in-link')],
+  ])
+    await assert.rejects(packImageFolder({ input: i, output: o }), inside, `${i} -> ${o}`);
+  assert.ok(!existsSync(join(input, 'out')), 'nothing made in the input');
+  assert.equal((await packImageFolder({ input: join(dir, 'in-link'), output: join(dir, 'out') })).samples, 5);
+});
+
 test('a pack aborted through its signal rejects with an AbortError before its next image and leaves no shard, index or temporary file', async () => {
   const out = join(root, 'aborted');
   const controller = new AbortController();

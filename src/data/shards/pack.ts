@@ -14,10 +14,10 @@
 // a pack that fails or is stopped leaves no part of a set and the earlier set as it was. The staged
 // files go on Ctrl-C / SIGTERM; ones left by a killed packer go when the next one starts in that folder.
 
-import { closeSync, createWriteStream, fstatSync, lstatSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { closeSync, createWriteStream, fstatSync, lstatSync, readdirSync, realpathSync, rmSync, statSync } from 'node:fs';
 import { AbortError, throwIfAborted } from '../../util/errors';
 import { OptionError } from '../../util/options';
-import { extname, join, resolve } from 'node:path';
+import { basename, dirname, extname, join, resolve, sep } from 'node:path';
 import { pack as tarPack } from 'tar-stream';
 import { imageFolder, type ImageFolderDataset } from '../sources/folder';
 import { permutation } from '../rng';
@@ -137,6 +137,19 @@ async function stageShard(path: string, members: Array<{ name: string; data: Buf
   }
 }
 
+/** `path` with the links of its nearest existing ancestor resolved (an output folder may not exist yet). */
+function realPathOf(path: string): string {
+  const rest: string[] = [];
+  for (let p = path; ; p = dirname(p)) {
+    try {
+      return join(realpathSync(p), ...rest.reverse());
+    } catch {
+      if (p === dirname(p)) return path;
+      rest.push(basename(p));
+    }
+  }
+}
+
 export async function packImageFolder(o: PackOptions): Promise<PackResult> {
   const input = resolve(o.input);
   const output = resolve(o.output);
@@ -144,7 +157,9 @@ export async function packImageFolder(o: PackOptions): Promise<PackResult> {
   if (!(Number.isInteger(shardSize) && shardSize >= 1)) throw new RangeError(`shards: shard size must be an integer >= 1, got ${shardSize}`);
   if (o.maxImagePixels !== undefined && !(Number.isSafeInteger(o.maxImagePixels) && o.maxImagePixels >= 0))
     throw new RangeError(`shards: maxImagePixels must be an integer >= 0 (0 = no limit), got ${o.maxImagePixels}`);
-  if (output === input || output.startsWith(input + '/')) throw new Error(`shards: the output folder ${output} must not be inside the input folder ${input}`);
+  const [realIn, realOut] = [realPathOf(input), realPathOf(output)]; // a link must not hide that one is in the other
+  if (realOut === realIn || realOut.startsWith(realIn + sep))
+    throw new Error(`shards: the output folder ${output} must not be inside the input folder ${input}`);
   const ds = imageFolder(input, { onWarning: o.onWarning });
   const indexPath = join(output, INDEX_FILE);
   // one packer per folder (`index.json.lock`): two would commit shards of the same names over each other
