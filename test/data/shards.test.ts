@@ -523,6 +523,24 @@ test('index entries a file of that size cannot hold are not trusted: the shard i
   }
 });
 
+test("an index file's error text is shown as printable text, naming the shard and the index it comes from", () => {
+  const dir = join(root, 'forged-error');
+  mkdirSync(dir, { recursive: true });
+  for (const f of ['shard-000000.tar', 'shard-000001.tar', 'index.json']) copyFileSync(join(shards, f), join(dir, f));
+  const index = JSON.parse(readFileSync(join(dir, 'index.json'), 'utf8')) as { shards: { error?: string; samples: number }[] };
+  index.shards[0].error = '\u001b]0;PWNED\u0007\u001b[2JFAKE: all good\nsemaim: injected line';
+  index.shards[1].error = 'shard-000001.tar: truncated after 5 sample(s) (unexpected end of data)';
+  writeFileSync(join(dir, 'index.json'), JSON.stringify(index));
+  const warnings: string[] = [];
+  const ds = shardDataset(join(dir, 'shard-00000{0..1}.tar'), { onWarning: (l) => warnings.push(l) });
+  const where = `(as ${join(dir, 'index.json')} records; delete it to read the shard again)`;
+  assert.deepEqual(ds.table.problems, [
+    `shard-000000.tar: \\x1b]0;PWNED\\x07\\x1b[2JFAKE: all good\\x0asemaim: injected line: using its 5 complete sample(s), skipping the rest ${where}`,
+    `shard-000001.tar: truncated after 5 sample(s) (unexpected end of data): using its 5 complete sample(s), skipping the rest ${where}`,
+  ]);
+  assert.ok(!warnings.some((w) => [...w].some((c) => c < ' ')), 'no control character reaches the terminal');
+});
+
 test("the loaders' image member cap follows --max-image-pixels (8 bytes per pixel + 1 MiB): an image the pixel limit admits is read, a larger member is skipped unread", async () => {
   assert.equal(imageMemberCap(undefined), 8 * DEFAULT_MAX_IMAGE_PIXELS + 2 ** 20); // 1,366 MiB: a 16-bit RGBA TIFF at the limit
   assert.equal(imageMemberCap(0), BUFFER_MAX, 'no pixel limit: the largest Buffer');

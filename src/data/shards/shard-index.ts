@@ -17,6 +17,7 @@ import { isGzipShard, MAX_CLASSES, readShard, ShardReadError } from './tar-sampl
 import { writeFileAtomic } from '../../util/safe-write';
 import { isJsonObject } from '../../util/json-file';
 import { readRegularFile } from '../../util/regular-file';
+import { printable } from '../../util/printable';
 
 export const INDEX_FILE = 'index.json';
 export const INDEX_FORMAT = 'semaim.shards/1';
@@ -195,9 +196,13 @@ export function loadShardTable(paths: readonly string[], opts: TableOptions = {}
     byDir.get(d)!.push(p);
   }
   const entries = new Map<string, ShardEntry>();
+  /** Where the entries not scanned now come from (a problem an index file reports is its word, not a read). */
+  const recorded = new Map<string, string>();
   let classes: string[] | undefined;
   for (const [dir, files] of byDir) {
-    const index = readIndexFile(join(dir, INDEX_FILE)) ?? readIndexFile(cachedIndexPath(dir));
+    let indexPath = join(dir, INDEX_FILE);
+    let index = readIndexFile(indexPath);
+    if (!index) index = readIndexFile((indexPath = cachedIndexPath(dir)));
     const known = new Map((index?.shards ?? []).map((e) => [e.file, e]));
     const stale: string[] = [];
     for (const p of files) {
@@ -208,8 +213,10 @@ export function loadShardTable(paths: readonly string[], opts: TableOptions = {}
       } catch {
         /* scanned below: reports it unreadable */
       }
-      if (e && e.bytes === size && plausible(e)) entries.set(p, e);
-      else stale.push(p);
+      if (e && e.bytes === size && plausible(e)) {
+        entries.set(p, e);
+        recorded.set(p, indexPath);
+      } else stale.push(p);
     }
     if (index?.classes && !classes) classes = index.classes;
     else if (index?.classes && classes && index.classes.join('\n') !== classes.join('\n')) {
@@ -245,8 +252,12 @@ export function loadShardTable(paths: readonly string[], opts: TableOptions = {}
     total += e.samples;
     labelled += e.labelled;
     maxLabel = Math.max(maxLabel, e.maxLabel);
-    if (e.error) problems.push(`${e.error}: using its ${e.samples} complete sample(s), skipping the rest`);
-    else if (e.samples === 0) problems.push(`${basename(paths[i])}: holds no samples (no member with an image extension)`);
+    const name = basename(paths[i]);
+    const where = recorded.has(paths[i]) ? ` (as ${printable(recorded.get(paths[i])!)} records; delete it to read the shard again)` : '';
+    // an index file's error is any text: the shard is named here, and the text shown as printable
+    const error = e.error?.startsWith(`${name}: `) ? e.error.slice(name.length + 2) : e.error;
+    if (error !== undefined) problems.push(`${name}: ${printable(error)}: using its ${e.samples} complete sample(s), skipping the rest${where}`);
+    else if (e.samples === 0) problems.push(`${name}: holds no samples (no member with an image extension)${where}`);
   });
   for (const p of problems) warn(`data: skipping shard ${p}`);
   if (total === 0) throw new Error(`shards: no usable samples in ${paths.length} shard(s) (first: ${paths[0]})`);
