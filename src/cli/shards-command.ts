@@ -45,15 +45,16 @@ export const shardsCommand = defineCommand({
       },
     });
     (progress as Progress | null)?.done();
-    const skipped = r.tooLarge.length
-      ? `; skipped ${r.tooLarge.length} file${r.tooLarge.length > 1 ? 's' : ''} too large for an image (` +
-        r.tooLarge
-          .slice(0, 3)
-          .map((f) => `${printable(f.path)}, ${formatBytes(f.bytes)}`)
-          .join('; ') +
-        (r.tooLarge.length > 3 ? `; and ${r.tooLarge.length - 3} more` : '') +
-        ')'
-      : '';
+    const listed = <T>(files: T[], what: string, show: (f: T) => string): string =>
+      files.length
+        ? `; skipped ${files.length} file${files.length > 1 ? 's' : ''} ${what} (` +
+          files.slice(0, 3).map(show).join('; ') +
+          (files.length > 3 ? `; and ${files.length - 3} more` : '') +
+          ')'
+        : '';
+    const skipped =
+      listed(r.tooLarge, 'too large for an image', (f) => `${printable(f.path)}, ${formatBytes(f.bytes)}`) +
+      listed(r.unreadable, 'that could not be read', (f) => `${printable(f.path)}: ${printable(f.reason)}`);
     process.stdout.write(
       `packed ${r.samples} images of ${r.classes.length} classes into ${r.shards.length} shard(s), ${(r.bytes / 2 ** 20).toFixed(1)} MiB${skipped}\n` +
         `  index:     ${r.index}\n  data path: --dataset shards --data-path '${r.pattern}'\n`,

@@ -239,27 +239,62 @@ test('the packer takes --max-image-pixels: a file over what an image within it c
   assert.deepEqual(readdirSync(join(dir, 'none')), [], 'nothing written');
 });
 
-test('an image replaced by a FIFO during the pack stops it with an error naming it, never a hang, and leaves nothing', () => {
-  const dir = join(root, 'fifo-swap');
+test('files that cannot be read when their turn comes (gone, now a folder or a FIFO, no permission) are left out and named; the rest packs, never a hang', () => {
+  const dir = join(root, 'vanishing');
   const { without: input } = foldersWithout(dir, { name: 'x.jpg', bytes: 0 });
   const out = join(dir, 'out');
-  const target = join(input, 'c', '02.jpg'); // the last image packed: after the first shard is written
+  const data = JSON.stringify(join(__dirname, '..', '..', 'src', 'data'));
   // In a child process with a time limit: reading a FIFO blocks the thread, so a regression would hang the suite.
   const r = spawnSync(
     process.execPath,
     [
       '-e',
-      `const fs = require('node:fs');
-       require(${JSON.stringify(join(__dirname, '..', '..', 'src', 'data'))}).packImageFolder({
-         input: ${JSON.stringify(input)}, output: ${JSON.stringify(out)}, shardSize: 1,
-         onProgress: (done) => { if (done === 1) { fs.rmSync(${JSON.stringify(target)}); require('node:child_process').execFileSync('mkfifo', [${JSON.stringify(target)}]); } },
-       }).then(() => console.log('packed'), (e) => console.log(e.message));`,
+      `const fs = require('node:fs'), { join } = require('node:path'), input = ${JSON.stringify(input)};
+       require(${data}).packImageFolder({
+         input, output: ${JSON.stringify(out)}, shardSize: 1,
+         onProgress: (done) => {
+           if (done !== 1) return; // after the first shard (a/00.jpg) is written
+           fs.rmSync(join(input, 'a', '03.jpg'));
+           fs.rmSync(join(input, 'b', '01.jpg'));
+           fs.mkdirSync(join(input, 'b', '01.jpg'));
+           fs.rmSync(join(input, 'c', '02.jpg'));
+           require('node:child_process').execFileSync('mkfifo', [join(input, 'c', '02.jpg')]);
+         },
+       }).then((r) => console.log(JSON.stringify(r)), (e) => console.log(e.message));`,
     ],
     { timeout: 30_000, killSignal: 'SIGKILL', encoding: 'utf8' }, // SIGTERM waits for the packer's handler, which a blocked read never runs
   );
   assert.notEqual((r.error as NodeJS.ErrnoException | undefined)?.code, 'ETIMEDOUT', 'hung on a FIFO');
-  assert.equal(r.stdout.trim(), `${target} is a FIFO, not a regular file`, r.stderr);
-  assert.deepEqual(readdirSync(out), []);
+  const got = JSON.parse(r.stdout) as { samples: number; shards: string[]; unreadable: unknown[] };
+  assert.equal(got.samples, 2, r.stdout + r.stderr);
+  assert.deepEqual(got.unreadable, [
+    { path: join('a', '03.jpg'), reason: 'ENOENT' },
+    { path: join('b', '01.jpg'), reason: 'a folder, not a regular file' },
+    { path: join('c', '02.jpg'), reason: 'a FIFO, not a regular file' },
+  ]);
+  assert.deepEqual(
+    got.shards.map((p) => basename(p)),
+    ['shard-000000.tar', 'shard-000001.tar'],
+    'no shard left empty',
+  );
+  assert.deepEqual(readIndexFile(join(out, 'index.json'))!.samples, 2);
+
+  // the command names them in its summary (EACCES, which root does not meet, injected at the open)
+  const cli = spawnSync(
+    process.execPath,
+    [
+      '-e',
+      `const fs = require('node:fs'), open = fs.openSync;
+       fs.openSync = (p, ...rest) => { if (String(p).endsWith('04.png')) throw Object.assign(new Error('EACCES: permission denied'), { code: 'EACCES' }); return open(p, ...rest); };
+       require(${JSON.stringify(join(__dirname, '..', '..', 'src', 'cli', 'commands'))}).commands.shards.run(['--input', ${JSON.stringify(input)}, '--output', ${JSON.stringify(join(dir, 'cli'))}]);`,
+    ],
+    { timeout: 30_000, killSignal: 'SIGKILL', encoding: 'utf8' },
+  );
+  assert.match(
+    cli.stdout,
+    /^packed 1 images of 3 classes into 1 shard\(s\), [\d.]+ MiB; skipped 1 file that could not be read \(b\/04\.png: EACCES\)\n/,
+    cli.stderr,
+  );
 });
 
 test('the packer refuses an output folder inside its input folder, also when a link hides it', async () => {

@@ -69,6 +69,8 @@ export interface PackResult {
   pattern: string;
   /** Files left out as too large for an image within the pixel limit (paths relative to the input), in folder order. */
   tooLarge: Array<{ path: string; bytes: number }>;
+  /** Files left out as unreadable (gone, not a regular file, no permission: `reason`), in the order met. */
+  unreadable: Array<{ path: string; reason: string }>;
 }
 
 export const DEFAULT_SHARD_SIZE = 1000;
@@ -91,6 +93,12 @@ const STOP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
 const TAR_MEMBER_BYTES = 1024;
 const TAR_END_BYTES = 1024;
 
+/** Why a file cannot be packed, for the summary ('EACCES', 'a FIFO, not a regular file', ...). */
+function unreadableReason(path: string, e: unknown): string {
+  const err = e as NodeJS.ErrnoException;
+  return err.code === 'ENOTREGULAR' ? err.message.replace(`${path} is `, '') : (err.code ?? err.message);
+}
+
 /**
  * The bytes of an image to pack, opened as a regular file (a FIFO put at its name since the listing fails
  * instead of blocking) and read up to the size it has when opened, which must still be within `cap`.
@@ -99,8 +107,7 @@ function readImage(path: string, cap: number): Buffer {
   const fd = openRegularFile(path);
   try {
     const size = fstatSync(fd).size;
-    if (size > cap)
-      throw new Error(`shards: ${path} grew to ${formatBytes(size)} during the pack, over the ${formatBytes(cap)} an image within the pixel limit can take`);
+    if (size > cap) throw new Error(`grew to ${formatBytes(size)} during the pack, over the ${formatBytes(cap)} an image within the pixel limit can take`);
     const buf = Buffer.allocUnsafe(size);
     return buf.subarray(0, readSized(fd, buf, size)); // shortened since fstat: packed as it is, a reader skips it as corrupt
   } finally {
@@ -203,10 +210,17 @@ async function packInto(
   const cap = imageMemberCap(o.maxImagePixels);
   const kept: number[] = [];
   const tooLarge: PackResult['tooLarge'] = [];
+  const unreadable: PackResult['unreadable'] = [];
   let imageBytes = 0;
   for (let i = 0; i < ds.length; i++) {
     const path = ds.relativePath(i);
-    const size = statSync(join(input, path)).size;
+    let size: number;
+    try {
+      size = statSync(join(input, path)).size;
+    } catch (e) {
+      unreadable.push({ path, reason: unreadableReason(join(input, path), e) }); // gone since the listing
+      continue;
+    }
     if (size > cap) tooLarge.push({ path, bytes: size });
     else {
       kept.push(i);
@@ -214,7 +228,7 @@ async function packInto(
     }
   }
   const n = kept.length;
-  if (n === 0)
+  if (n === 0 && tooLarge.length)
     throw new Error(
       `shards: every image of ${input} (${tooLarge.length}) is larger than the ${formatBytes(cap)} an image within the pixel limit can take, ` +
         `e.g. ${printable(tooLarge[0].path)} (${formatBytes(tooLarge[0].bytes)}); nothing to pack (raise it with --max-image-pixels, 0 = no limit)`,
@@ -231,6 +245,7 @@ async function packInto(
   let writing: string | null = null;
   let handedOver = false;
   let bytes = 0;
+  let samples = 0;
   // Ctrl-C / SIGTERM: the staged shards go, then the signal takes its default course (unless the process
   // handles it itself: then its abort reaches the catch below, which removes them)
   const onSignal = (signal: NodeJS.Signals): void => {
@@ -243,22 +258,35 @@ async function packInto(
   };
   for (const s of STOP_SIGNALS) process.on(s, onSignal);
   try {
-    for (let start = 0, k = 0; start < n; start += shardSize, k++) {
+    // keys count the images packed: a file that cannot be read when its turn comes is left out, named in `unreadable`
+    let next = 0;
+    for (let k = 0; next < n; k++) {
       const shard: Array<{ name: string; data: Buffer }> = [];
+      let count = 0;
       let maxLabel = -1;
-      for (let t = start; t < Math.min(n, start + shardSize); t++) {
+      for (; count < shardSize && next < n; next++) {
         throwIfAborted(o.signal);
-        const i = order[t];
+        const i = order[next];
         const rel = ds.relativePath(i);
         const label = ds.label(i);
-        const key = sampleKey(t);
+        const key = sampleKey(samples);
         let ext = extname(rel).slice(1).toLowerCase();
         if (ext === 'jfif') ext = 'jpg';
-        shard.push({ name: `${key}.${ext}`, data: readImage(join(input, rel), cap) });
+        let data: Buffer;
+        try {
+          data = readImage(join(input, rel), cap);
+        } catch (e) {
+          unreadable.push({ path: rel, reason: unreadableReason(join(input, rel), e) });
+          continue;
+        }
+        shard.push({ name: `${key}.${ext}`, data });
         shard.push({ name: `${key}.cls`, data: Buffer.from(`${label}\n`) });
         if (o.json) shard.push({ name: `${key}.json`, data: Buffer.from(JSON.stringify({ label, class: ds.classes[label], path: rel }) + '\n') });
         maxLabel = Math.max(maxLabel, label);
+        count++;
+        samples++;
       }
+      if (count === 0) break; // the files left for it were all unreadable
       const file = shardName(k);
       const path = join(output, file);
       writing = tempShard(path, process.pid);
@@ -267,12 +295,13 @@ async function packInto(
       writing = null;
       const size = statSync(f.tmp).size;
       bytes += size;
-      const count = Math.min(n, start + shardSize) - start;
       entries.push({ file, bytes: size, samples: count, labelled: count, maxLabel });
-      o.onProgress?.(Math.min(n, start + shardSize), n);
+      o.onProgress?.(next, n);
     }
+    if (samples === 0)
+      throw new Error(`shards: no image of ${input} could be read, e.g. ${printable(unreadable[0].path)} (${unreadable[0].reason}); nothing to pack`);
     throwIfAborted(o.signal);
-    const index: ShardIndexFile = { format: INDEX_FORMAT, classes: [...ds.classes], source: input, samples: n, shards: entries };
+    const index: ShardIndexFile = { format: INDEX_FORMAT, classes: [...ds.classes], source: input, samples, shards: entries };
     const stagedIndex = stageFile(indexPath, JSON.stringify(index, null, 1) + '\n');
     handedOver = true; // from here on commitFiles owns the staged files (a journal it leaves names them)
     commitFiles([stagedIndex, ...staged]);
@@ -290,5 +319,5 @@ async function packInto(
   const last = shards.length - 1;
   const pattern =
     shards.length === 1 ? join(output, shardName(0)) : join(output, `shard-{${String(0).padStart(6, '0')}..${String(last).padStart(6, '0')}}.tar`);
-  return { output, shards, samples: n, classes: [...ds.classes], bytes, index: indexPath, pattern, tooLarge };
+  return { output, shards, samples, classes: [...ds.classes], bytes, index: indexPath, pattern, tooLarge, unreadable };
 }
