@@ -297,6 +297,30 @@ test('files that cannot be read when their turn comes (gone, now a folder or a F
   );
 });
 
+test("the packer holds one chunk of an image at a time, not a shard's images (4 sparse files of 64 MiB in one shard)", () => {
+  const dir = join(root, 'big-files');
+  for (let i = 0; i < 4; i++) {
+    const f = join(dir, 'c', `${i}.png`);
+    write(f, readFileSync(join(folder, 'class1', '04.png')));
+    truncateSync(f, 64 << 20); // sparse: no disk to read
+  }
+  const r = spawnSync(
+    process.execPath,
+    [
+      '-e',
+      `const data = require(${JSON.stringify(join(__dirname, '..', '..', 'src', 'data'))});
+       data.imageFolder(${JSON.stringify(dir)}); // what listing loads (the native addon) is not the pack's
+       const rss = process.memoryUsage().rss;
+       data.packImageFolder({ input: ${JSON.stringify(dir)}, output: ${JSON.stringify(join(dir, '..', 'big-out'))}, shardSize: 4, maxImagePixels: 0 })
+         .then((r) => console.log(JSON.stringify({ samples: r.samples, grew: process.resourceUsage().maxRSS * 1024 - rss })));`,
+    ],
+    { timeout: 120_000, encoding: 'utf8' },
+  );
+  const got = JSON.parse(r.stdout) as { samples: number; grew: number };
+  assert.equal(got.samples, 4, r.stderr);
+  assert.ok(got.grew < 64 << 20, `the peak memory grew by ${(got.grew / 2 ** 20).toFixed(0)} MiB over the pack's 256 MiB of images`);
+});
+
 test('the packer refuses an output folder inside its input folder, also when a link hides it', async () => {
   const dir = join(root, 'inside');
   const { without: input } = foldersWithout(dir, { name: 'x.jpg', bytes: 0 });

@@ -9,16 +9,17 @@
 // reader apply it) is left out, counted in the result: every reader would skip it unread. That is decided
 // from the sizes before the first shard is written, so the keys stay contiguous.
 //
-// Every shard is written to a temporary file; when all are, the set (index.json first) is renamed into
+// Images are streamed into their shard a chunk at a time, never held whole (memory stays flat whatever
+// the images' or the shard's size). Every shard is written to a temporary file; when all are, the set (index.json first) is renamed into
 // place under one commit journal, and only then are an earlier set's other shards removed (--overwrite):
 // a pack that fails or is stopped leaves no part of a set and the earlier set as it was. The staged
 // files go on Ctrl-C / SIGTERM; ones left by a killed packer go when the next one starts in that folder.
 
-import { closeSync, createWriteStream, fstatSync, lstatSync, readdirSync, realpathSync, rmSync, statSync } from 'node:fs';
+import { closeSync, createWriteStream, fstatSync, lstatSync, readdirSync, readSync, realpathSync, rmSync, statSync } from 'node:fs';
 import { AbortError, throwIfAborted } from '../../util/errors';
 import { OptionError } from '../../util/options';
 import { basename, dirname, extname, join, resolve, sep } from 'node:path';
-import { pack as tarPack } from 'tar-stream';
+import { pack as tarPack, type Pack } from 'tar-stream';
 import { imageFolder, type ImageFolderDataset } from '../sources/folder';
 import { permutation } from '../rng';
 import { INDEX_FILE, INDEX_FORMAT, type ShardEntry, type ShardIndexFile } from './shard-index';
@@ -29,7 +30,6 @@ import { isShardFile } from './paths';
 import { namesOfDeadProcesses } from '../../util/process-alive';
 import { openRegularFile } from '../../util/regular-file';
 import { imageMemberCap } from '../codecs/limits';
-import { readSized } from '../codecs/read-file';
 import { printable } from '../../util/printable';
 
 export interface PackOptions {
@@ -92,6 +92,10 @@ const STOP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
 /** Bytes a tar member adds to its data (a 512-byte header, padding to 512), and a tar's end (two 512-byte blocks). */
 const TAR_MEMBER_BYTES = 1024;
 const TAR_END_BYTES = 1024;
+const MTIME = new Date(0); // reproducible shards
+
+/** Bytes of an image read and written at a time: a shard is written as its files are read, never held whole. */
+const CHUNK_BYTES = 1 << 20;
 
 /** Why a file cannot be packed, for the summary ('EACCES', 'a FIFO, not a regular file', ...). */
 function unreadableReason(path: string, e: unknown): string {
@@ -100,23 +104,36 @@ function unreadableReason(path: string, e: unknown): string {
 }
 
 /**
- * The bytes of an image to pack, opened as a regular file (a FIFO put at its name since the listing fails
- * instead of blocking) and read up to the size it has when opened, which must still be within `cap`.
+ * Writes `size` bytes of the regular file `fd` as one member, a chunk at a time as the tar takes them (the
+ * size fstat gave when the file was opened: a file shortened since is padded with zeros, and a reader skips
+ * it as corrupt; one grown since is cut).
  */
-function readImage(path: string, cap: number): Buffer {
-  const fd = openRegularFile(path);
-  try {
-    const size = fstatSync(fd).size;
-    if (size > cap) throw new Error(`grew to ${formatBytes(size)} during the pack, over the ${formatBytes(cap)} an image within the pixel limit can take`);
-    const buf = Buffer.allocUnsafe(size);
-    return buf.subarray(0, readSized(fd, buf, size)); // shortened since fstat: packed as it is, a reader skips it as corrupt
-  } finally {
-    closeSync(fd);
-  }
+function streamMember(p: Pack, name: string, { fd, size, path }: { fd: number; size: number; path: string }): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const sink = p.entry({ name, size, mode: 0o644, mtime: MTIME }, (e) => (e ? reject(e) : resolve()));
+    let at = 0;
+    const pump = (): void => {
+      try {
+        while (at < size) {
+          const chunk = Buffer.alloc(Math.min(CHUNK_BYTES, size - at));
+          for (let n = 0, k = 1; n < chunk.length && k > 0; n += k) k = readSync(fd, chunk, n, chunk.length - n, at + n);
+          at += chunk.length;
+          if (!sink.write(chunk)) return void sink.once('drain', pump);
+        }
+        sink.end(null);
+      } catch (e) {
+        sink.destroy(new Error(`shards: cannot read ${path}: ${(e as Error).message}`, { cause: e })); // (no code: not taken for a write error)
+      }
+    };
+    pump();
+  });
 }
 
-/** Writes one shard, complete and flushed, under its temporary name (tempShard); renamed at the commit. */
-async function stageShard(path: string, members: Array<{ name: string; data: Buffer }>, signal?: AbortSignal): Promise<StagedFile> {
+/** Adds a member to the shard being staged: bytes, or the first `size` bytes of an open regular file. */
+type AddMember = (name: string, data: Buffer | { fd: number; size: number; path: string }) => Promise<void>;
+
+/** Writes one shard, complete and flushed, under its temporary name (tempShard), from the members `fill` adds; renamed at the commit. */
+async function stageShard(path: string, fill: (add: AddMember) => Promise<void>): Promise<StagedFile> {
   const tmp = tempShard(path, process.pid);
   const p = tarPack();
   const out = createWriteStream(tmp);
@@ -126,12 +143,12 @@ async function stageShard(path: string, members: Array<{ name: string; data: Buf
     p.on('error', rej);
   });
   p.pipe(out);
-  const mtime = new Date(0); // reproducible shards
   try {
-    for (const m of members) {
-      throwIfAborted(signal);
-      await new Promise<void>((res, rej) => p.entry({ name: m.name, size: m.data.length, mode: 0o644, mtime }, m.data, (e) => (e ? rej(e) : res())));
-    }
+    await fill((name, data) =>
+      Buffer.isBuffer(data)
+        ? new Promise<void>((res, rej) => p.entry({ name, size: data.length, mode: 0o644, mtime: MTIME }, data, (e) => (e ? rej(e) : res())))
+        : streamMember(p, name, data),
+    );
     p.finalize();
     await done;
     fsyncPath(tmp); // complete on the disk before the commit journal names it
@@ -261,38 +278,53 @@ async function packInto(
     // keys count the images packed: a file that cannot be read when its turn comes is left out, named in `unreadable`
     let next = 0;
     for (let k = 0; next < n; k++) {
-      const shard: Array<{ name: string; data: Buffer }> = [];
-      let count = 0;
-      let maxLabel = -1;
-      for (; count < shardSize && next < n; next++) {
-        throwIfAborted(o.signal);
-        const i = order[next];
-        const rel = ds.relativePath(i);
-        const label = ds.label(i);
-        const key = sampleKey(samples);
-        let ext = extname(rel).slice(1).toLowerCase();
-        if (ext === 'jfif') ext = 'jpg';
-        let data: Buffer;
-        try {
-          data = readImage(join(input, rel), cap);
-        } catch (e) {
-          unreadable.push({ path: rel, reason: unreadableReason(join(input, rel), e) });
-          continue;
-        }
-        shard.push({ name: `${key}.${ext}`, data });
-        shard.push({ name: `${key}.cls`, data: Buffer.from(`${label}\n`) });
-        if (o.json) shard.push({ name: `${key}.json`, data: Buffer.from(JSON.stringify({ label, class: ds.classes[label], path: rel }) + '\n') });
-        maxLabel = Math.max(maxLabel, label);
-        count++;
-        samples++;
-      }
-      if (count === 0) break; // the files left for it were all unreadable
       const file = shardName(k);
       const path = join(output, file);
+      let count = 0;
+      let maxLabel = -1;
       writing = tempShard(path, process.pid);
-      const f = await stageShard(path, shard, o.signal);
-      staged.push(f);
+      const f = await stageShard(path, async (add) => {
+        for (; count < shardSize && next < n; next++) {
+          throwIfAborted(o.signal);
+          const i = order[next];
+          const rel = ds.relativePath(i);
+          const label = ds.label(i);
+          const key = sampleKey(samples);
+          let ext = extname(rel).slice(1).toLowerCase();
+          if (ext === 'jfif') ext = 'jpg';
+          let fd: number;
+          try {
+            fd = openRegularFile(join(input, rel)); // (a FIFO put at its name since the listing fails instead of blocking)
+          } catch (e) {
+            unreadable.push({ path: rel, reason: unreadableReason(join(input, rel), e) });
+            continue;
+          }
+          try {
+            const size = fstatSync(fd).size;
+            if (size > cap) {
+              unreadable.push({
+                path: rel,
+                reason: `grew to ${formatBytes(size)} during the pack, over the ${formatBytes(cap)} an image within the pixel limit can take`,
+              });
+              continue;
+            }
+            await add(`${key}.${ext}`, { fd, size, path: join(input, rel) });
+          } finally {
+            closeSync(fd);
+          }
+          await add(`${key}.cls`, Buffer.from(`${label}\n`));
+          if (o.json) await add(`${key}.json`, Buffer.from(JSON.stringify({ label, class: ds.classes[label], path: rel }) + '\n'));
+          maxLabel = Math.max(maxLabel, label);
+          count++;
+          samples++;
+        }
+      });
       writing = null;
+      if (count === 0) {
+        f.abort(); // the files left for it were all unreadable
+        break;
+      }
+      staged.push(f);
       const size = statSync(f.tmp).size;
       bytes += size;
       entries.push({ file, bytes: size, samples: count, labelled: count, maxLabel });
