@@ -100,7 +100,7 @@ export function studySeeds(o: Pick<ObjectStudyOptions, 'seed' | 'seeds'>): numbe
 
 /** The pre-training options of the run trained with S from `tokens` (and `seed`, default --seed). */
 export function studyPretrainOptions(o: ObjectStudyOptions, tokens: SimilarityTokens, seed = o.seed): PretrainOptions {
-  const every = Math.max(1, Math.ceil(o.steps / o.points));
+  const every = studyCheckpointEvery(o);
   return resolveOptions(PRETRAIN_OPTIONS, {
     dataset: 'synthetic',
     syntheticSize: o.steps * o.batchSize,
@@ -131,7 +131,8 @@ export function studyPretrainOptions(o: ObjectStudyOptions, tokens: SimilarityTo
     cudaGraphs: o.cudaGraphs,
     outDir: studyRunDir(o, tokens, seed),
     checkpointEvery: every,
-    keepLast: o.points + 1,
+    // every checkpoint (at most one per step): a stop writes one off the plan, which must not push out a planned one
+    keepLast: o.steps,
     logEvery: Math.min(20, every),
   });
 }
@@ -171,11 +172,21 @@ function score(model: SemAIM, data: ObjectData, o: ObjectStudyOptions, trainedWi
   return { trainedWith, seed, step, byTokens: by, randomCentre: s!.baselineExpected };
 }
 
-/** Evaluation points: initialisation, then up to `points` checkpoints evenly spaced over the run (the last one included). */
-export function pickCheckpoints(steps: number[], points: number): number[] {
-  const s = [...new Set(steps)].sort((a, b) => a - b);
-  if (s.length <= points) return s;
-  return [...new Set(Array.from({ length: points }, (_, i) => s[Math.round(((i + 1) * (s.length - 1)) / points)]))];
+/** Steps between the study's checkpoints: `points` of them evenly spaced over the run. */
+export function studyCheckpointEvery(o: Pick<ObjectStudyOptions, 'steps' | 'points'>): number {
+  return Math.max(1, Math.ceil(o.steps / o.points));
+}
+
+/**
+ * The checkpoints scored (after the initialisation): every --checkpoint-every steps, and the last step.
+ * A stop writes one more checkpoint where it happens; that one is not scored, so that an interrupted
+ * study scores the same steps as one never interrupted.
+ */
+export function plannedSteps(o: Pick<ObjectStudyOptions, 'steps' | 'points'>): number[] {
+  const every = studyCheckpointEvery(o);
+  const steps: number[] = [];
+  for (let s = every; s < o.steps; s += every) steps.push(s);
+  return [...steps, o.steps];
 }
 
 /** One table row per (trained S, step): one seed's fractions ± their standard error, or mean ± std over the seeds. */
@@ -275,12 +286,13 @@ export async function objectStartStudy(
       init.dispose();
     }
     const saved = listCheckpoints(join(r.options.outDir, 'checkpoints'));
-    for (const step of pickCheckpoints(
-      saved.map((c) => c.step),
-      o.points,
-    )) {
+    for (const step of plannedSteps(o)) {
       await yieldThenThrowIfAborted(signal);
-      const dir = saved.find((c) => c.step === step)!.dir;
+      const dir = saved.find((c) => c.step === step)?.dir;
+      if (!dir) {
+        log(`  step ${step}: no checkpoint in ${r.options.outDir}/checkpoints, not scored`);
+        continue;
+      }
       const loaded = loadModel(dir, device, {
         unusableHint: `move ${dir} out of checkpoints/ and run the same command again: the study scores the checkpoints that remain`,
       });

@@ -11,19 +11,66 @@ import {
   OBJECT_STUDY_OPTIONS,
   objectStartStudy,
   parseTrainTokens,
-  pickCheckpoints,
+  plannedSteps,
   studyMarkdown,
   studyPretrainOptions,
 } from '../../src/experiments/object-start-study';
+import { pretrain } from '../../src/train/pretrain';
+import { trainDataRequest } from '../../src/train/pretrain-options';
+import { makeTrainData } from '../../src/data';
+import { listCheckpoints } from '../../src/io/checkpoint';
 
 /** A model and run small enough for a test (one block each side, one thread). */
 const TOY_MODEL = { imgSize: 16, patchSize: 4, embedDim: 16, depth: 1, numHeads: 2, decoderDepth: 1, batchSize: 4, threads: 1, numWorkers: 0 };
 
-test('pickCheckpoints spreads the evaluation points evenly and keeps the last', () => {
-  assert.deepEqual(pickCheckpoints([2, 4, 6, 8], 4), [2, 4, 6, 8]);
-  assert.deepEqual(pickCheckpoints([10, 20, 30, 40, 50, 60, 70, 80, 90], 3), [40, 60, 90]);
-  assert.deepEqual(pickCheckpoints([5, 1, 3], 1), [5]);
+test('plannedSteps: every --checkpoint-every steps and the last, at most --points of them', () => {
+  assert.deepEqual(plannedSteps({ steps: 8, points: 4 }), [2, 4, 6, 8]);
+  assert.deepEqual(plannedSteps({ steps: 40, points: 4 }), [10, 20, 30, 40]);
+  assert.deepEqual(plannedSteps({ steps: 10, points: 4 }), [3, 6, 9, 10]);
+  assert.deepEqual(plannedSteps({ steps: 5, points: 1 }), [5]);
+  assert.deepEqual(plannedSteps({ steps: 2, points: 4 }), [1, 2]);
   assert.throws(() => parseTrainTokens('cls,foo'), OptionError);
+});
+
+test('an interrupted, resumed study scores the same checkpoints as one never interrupted, and gives the same table', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-objstart-resume-'));
+  try {
+    const opts = (outDir: string) => resolveOptions(OBJECT_STUDY_OPTIONS, { outDir, trainTokens: 'cls', steps: 8, points: 2, testSize: 16, ...TOY_MODEL });
+    const whole = await objectStartStudy(opts(join(dir, 'whole')), () => {});
+    assert.deepEqual(
+      whole.points.map((p) => p.step),
+      [0, 4, 8],
+    );
+    // Stopped twice between the planned checkpoints 4 and 8 (each stop writes its own checkpoint), then run to the end.
+    const o = opts(join(dir, 'stopped'));
+    const po = studyPretrainOptions(o, 'cls');
+    for (const at of [5, 6]) {
+      const ac = new AbortController();
+      const r = await pretrain(po, makeTrainData(trainDataRequest(po)), {
+        log: () => {},
+        progress: false,
+        signal: ac.signal,
+        catchSignals: false,
+        onStep: (s) => s === at && ac.abort(),
+      });
+      assert.equal(r.stoppedBy, 'signal');
+    }
+    const resumed = await objectStartStudy(o, () => {});
+    assert.deepEqual(
+      resumed.points.map((p) => p.step),
+      [0, 4, 8],
+      'the planned steps, not the stops',
+    );
+    assert.deepEqual(resumed.points, whole.points);
+    assert.equal(resumed.markdown, whole.markdown);
+    assert.deepEqual(
+      listCheckpoints(join(po.outDir, 'checkpoints')).map((c) => c.step),
+      [8, 6, 5, 4],
+      'the planned step-4 checkpoint is kept beside the two stops',
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('object-start study: init and checkpoints per trained S, scored with cls / gap / self, table and JSON', async () => {
