@@ -40,7 +40,7 @@ import { dataRequest } from '../eval/run';
 import { pathPlace } from '../run/recipe';
 import { markdownTable, pct } from '../eval/result';
 import type { Precision } from '../run/precision';
-import { isJsonObject, readJsonWith } from '../util/json-file';
+import { isJsonObject, readJsonObject, readJsonWith } from '../util/json-file';
 import { AblationSegprobe, SegScore, ablationSegRecipe } from './ablate-segprobe';
 import { jsonText, writeFilesAtomic, writeJsonAtomic } from '../util/safe-write';
 import { codeFence } from '../util/printable';
@@ -896,11 +896,19 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
         log(`--stop-after-minutes ${o.stopAfterMinutes} reached before '${p.row}' seed ${p.seed}; run the same command again to continue`);
         break;
       }
+      // A started pre-training continues only with what shaped it: its options and images per epoch (the
+      // evaluation's part of the recipe may still change, nothing was evaluated yet). config.json keeps the
+      // options, ablation-pretrain.json the limit (unknown for a run started before that file was written).
       const started = join(p.runDir, 'config.json');
+      const limitFile = join(p.runDir, 'ablation-pretrain.json');
       if (p.row !== RANDOM_INIT && existsSync(started)) {
-        const before = fingerprint(readJsonWith(started, ['options']).options as Record<string, unknown>, recipe, ks);
-        if (JSON.stringify(before.pretrain) !== JSON.stringify(fp.pretrain)) {
-          throw new Error(`${p.runDir} holds a pre-training with other options (${describeDiff(before, fp)}); use a new --out-dir`);
+        const now = { pretrain: fp.pretrain, pretrainLimit: fp.pretrainLimit };
+        const before = {
+          pretrain: recipeOptions(readJsonWith(started, ['options']).options as Record<string, unknown>),
+          pretrainLimit: existsSync(limitFile) ? readJsonObject(limitFile).pretrainLimit : fp.pretrainLimit,
+        };
+        if (JSON.stringify(before) !== JSON.stringify(now)) {
+          throw new Error(`${p.runDir} holds a pre-training with other options (${describeDiff(before, now)}); use a new --out-dir`);
         }
       }
       const data = await openEval();
@@ -918,6 +926,8 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
         let td = await f.makeTrainData(trainDataRequest(p.options));
         if (recipe.pretrainLimit) td = limitTrainData(td, Math.max(1, Math.floor(recipe.pretrainLimit / p.options.batchSize)));
         imagesPerEpoch = td.batchesPerEpoch * p.options.batchSize;
+        makeFolder(p.runDir);
+        writeJsonAtomic(limitFile, { pretrainLimit: fp.pretrainLimit });
         const r = await pretrain(p.options, td, { log, stop, onStep: hooks.onStep });
         if (r.stoppedBy === 'signal') {
           if (stop.signal || !timeUp())

@@ -199,6 +199,11 @@ test('an interrupted pre-training continues from its checkpoint, and ends where 
       },
     });
     await assert.rejects(first, StoppedBySignal);
+    // Its images per epoch cannot change half-way (the schedule's epochs would change mid-run), as for a finished run.
+    await assert.rejects(
+      ablate(options(dirA, { orders: 'semantic', baseline: false, pretrainLimit: 8 }), memoryFactories(train, testData), { log: () => {} }),
+      /semantic-seed0 holds a pre-training with other options \(pretrainLimit: 16 → 8\); use a new --out-dir/,
+    );
     const lines: string[] = [];
     const resumed = await ablate(options(dirA, { orders: 'semantic', baseline: false }), memoryFactories(train, testData), { log: (l) => lines.push(l) });
     assert.ok(
