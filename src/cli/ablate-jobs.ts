@@ -10,7 +10,12 @@ import { openAppendNoFollow, writeError } from '../util/safe-write';
 import { StoppedBySignal } from '../run/signals';
 import { makeFolder } from '../util/make-folder';
 
-/** Options the parent sets for its children (they are removed from the parent's command line). */
+/**
+ * Options the parent sets for its children (they are removed from the parent's command line). A --config
+ * file goes to the children as it is: each child gets --jobs 1, which overrides a `jobs` there (the shards
+ * get the parent's --stop-after-minutes, when it has one, likewise; a `plan-only` there ends the parent
+ * before any shard starts, and a measuring child does not read it).
+ */
 const PARENT_ONLY = new Set(['jobs', 'shard', 'plan-only', 'plan-measure', 'stop-after-minutes']);
 const FLAGS = new Set(['plan-only', 'plan-measure']);
 
@@ -100,7 +105,7 @@ function startChild(r: ChildRunner, name: string, extra: string[], capture: bool
   const last: string[] = [];
   file.on('error', (e) => (logError ??= writeError(logPath, e)));
   const threads = r.threads ?? Math.max(1, Math.floor(availableParallelism() / r.jobs));
-  const args = [r.command[1], 'ablate', ...childArgs(r.argv), '--threads', String(threads), ...extra];
+  const args = [r.command[1], 'ablate', ...childArgs(r.argv), '--jobs', '1', '--threads', String(threads), ...extra];
   file.write(`== ${new Date().toISOString()} ${args.join(' ')}\n`);
   const child = spawn(r.command[0], args, { stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(child);

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { processAlive } from '../../src/util/process-alive';
@@ -73,6 +73,30 @@ test('a log that cannot be written (a full disk) does not kill the ablate --jobs
       /^reported: shard-0-of-1 exited with code 1; cannot write .*logs\/shard-0-of-1\.log: ENOSPC.*; its last lines: semaim: cannot write x\/model\.safetensors: ENOSPC$/,
       `stdout: ${out}\nstderr: ${err}`,
     );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a --config file's jobs does not reach the shard processes: each gets --jobs 1 (every shard failed on 'jobs: 2' there)", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-config-'));
+  try {
+    const config = join(dir, 'jobs.yaml');
+    writeFileSync(config, 'jobs: 2\nstop-after-minutes: 30\n');
+    // a stand-in for a shard process: reads its command line as `semaim ablate` does, and says what it got
+    const cli = (p: string) => JSON.stringify(join(__dirname, '..', '..', 'src', p));
+    const child = join(dir, 'child.js');
+    writeFileSync(
+      child,
+      `const { parseCommand } = require(${cli('cli/command')});
+       const { ABLATE_OPTIONS, validateAblate } = require(${cli('experiments/ablate-options')});
+       const { o } = parseCommand(process.argv.slice(3), '', '', ABLATE_OPTIONS, validateAblate);
+       require('node:fs').writeFileSync(${JSON.stringify(dir)} + '/got-' + o.shard.replace('/', '-of-'), JSON.stringify([o.jobs, o.stopAfterMinutes]));`,
+    );
+    const { runShardProcesses } = await import('../../src/cli/ablate-jobs');
+    const runner = { command: [process.execPath, child] as [string, string], argv: ['--config', config], outDir: dir, jobs: 2, threads: 1, log: () => {} };
+    await runShardProcesses(runner, ['0/2', '1/2'], { stopAfterMinutes: 29.5 });
+    for (const s of ['0-of-2', '1-of-2']) assert.deepEqual(JSON.parse(readFileSync(join(dir, `got-${s}`), 'utf8')), [1, 29.5], s);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
