@@ -143,7 +143,10 @@ export interface AblationRun {
   order: string;
   seed: number;
   runDir: string;
-  /** seconds is NaN (null in JSON) for the random-init baseline. */
+  /**
+   * seconds: the pre-training's training time, over every call that continued it (until its last
+   * checkpoint); null for the random-init baseline and for a run continued from a checkpoint that does not record it.
+   */
   pretrain: {
     steps: number;
     firstLoss: number | null;
@@ -912,8 +915,13 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
         }
       }
       const data = await openEval();
-      const tp = Date.now();
-      let pr: { steps: number; firstLoss: number; lastLoss: number; checkpoint: string | null } = { steps: 0, firstLoss: NaN, lastLoss: NaN, checkpoint: null };
+      let pr: { steps: number; firstLoss: number; lastLoss: number; checkpoint: string | null; seconds: number } = {
+        steps: 0,
+        firstLoss: NaN,
+        lastLoss: NaN,
+        checkpoint: null,
+        seconds: NaN,
+      };
       let encoder: VisionTransformer;
       let sha256 = 'random-init';
       let imagesPerEpoch: number | undefined;
@@ -945,7 +953,6 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
         encoder = loaded.encoder;
         sha256 = loaded.source.sha256;
       }
-      const pretrainSeconds = p.row === RANDOM_INIT ? NaN : (Date.now() - tp) / 1000;
       const te = Date.now();
       let scores: Record<string, PoolingScores>;
       let evalImages: { train: number; test: number };
@@ -965,7 +972,8 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
           steps: pr.steps,
           firstLoss: Number.isFinite(pr.firstLoss) ? pr.firstLoss : null,
           lastLoss: Number.isFinite(pr.lastLoss) ? pr.lastLoss : null,
-          seconds: pretrainSeconds,
+          // the whole pre-training, over every call that continued it (not this call's share)
+          seconds: Number.isFinite(pr.seconds) ? pr.seconds : null,
           checkpoint: pr.checkpoint,
           sha256,
           imagesPerEpoch,

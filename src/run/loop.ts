@@ -137,6 +137,8 @@ export interface LoopResult {
   checkpoint: string | null;
   /** The best score a checkpoint had (null when none was scored). */
   best: number | null;
+  /** Seconds the run trained until its last checkpoint, over every call that continued it (NaN: resumed from a checkpoint without them). */
+  seconds: number;
   /** The signal that stopped the run (stoppedBy 'signal'). */
   signal?: StopSignal;
 }
@@ -230,6 +232,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
     stoppedBy: state.stoppedBy,
     checkpoint: state.lastCheckpoint,
     best: state.best,
+    seconds: state.seconds,
     ...(state.stoppedBy === 'signal' ? { signal: stop.signal } : {}),
   });
   if (state.step >= totalSteps) {

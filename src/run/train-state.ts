@@ -117,6 +117,8 @@ interface SavedState {
    * checkpoint alone.
    */
   lossWindow?: UnloggedLosses;
+  /** Seconds the run trained until this checkpoint, over every call that continued it (absent in checkpoints from before it). */
+  seconds?: number;
 }
 
 /** Where rank 0 starts a resumed run: its checkpoint folder (relative to --out-dir) and step. */
@@ -138,6 +140,15 @@ export class TrainState {
   lastCheckpoint: string | null = null;
   /** The step of the newest checkpoint (written or resumed from); -1 before any. */
   savedStep = -1;
+  /**
+   * Seconds the run trained until its newest checkpoint, over every call that continued it (the steps
+   * after a checkpoint that a killed process lost count once, when they are done again); NaN when it was
+   * resumed from a checkpoint that does not record them.
+   */
+  seconds = 0;
+  /** When this call took up the run, and the run's seconds then. */
+  private readonly began = Date.now();
+  private secondsBefore = 0;
   stoppedBy: StopReason = 'finished';
   readonly window: LossWindow;
   private readonly checkpoints: CheckpointManager;
@@ -328,6 +339,7 @@ export class TrainState {
     this.best = s.best ?? s.bestLoss ?? (s.bestTop1 !== undefined && s.bestTop1 >= 0 ? s.bestTop1 : null);
     this.lastCheckpoint = latest.dir;
     this.savedStep = s.step;
+    this.seconds = this.secondsBefore = typeof s.seconds === 'number' ? s.seconds : NaN;
     // Metrics logged after the checkpoint are computed again: drop them, and take up the loss curve. A line
     // at the checkpoint's own step written off the --log-every cadence (a stop) is dropped too: its losses
     // continue in the window, so the next line is the one an uninterrupted run writes (a run with nothing
@@ -359,6 +371,7 @@ export class TrainState {
     const better = score !== null && Number.isFinite(score) && (this.best === null || (job.best.lowerIsBetter ? score < this.best : score > this.best));
     if (better) this.best = score;
     const lossWindow = await this.unlogged();
+    this.seconds = this.secondsBefore + (Date.now() - this.began) / 1000;
     if (this.writes) this.write(epoch, batch, better, lossWindow);
     this.savedStep = this.step;
     await this.group?.barrier();
@@ -396,6 +409,7 @@ export class TrainState {
         scaler: job.scaler?.stateDict(),
         config: job.config,
         lossWindow,
+        seconds: this.seconds,
         options: job.options,
         cwd: process.cwd(), // what relative paths among the options are relative to
         ...job.extraState,

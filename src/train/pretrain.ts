@@ -31,6 +31,8 @@ export interface PretrainResult {
   checkpoint: string | null;
   /** The lowest logged loss a checkpoint had (checkpoints/best holds it); null when none was scored. */
   best: number | null;
+  /** Seconds the run trained until its last checkpoint, over every call that continued it (NaN: resumed from a checkpoint without them). */
+  seconds: number;
 }
 
 export interface PretrainHooks extends LoopHooks {

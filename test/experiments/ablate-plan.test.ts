@@ -195,6 +195,7 @@ test('an interrupted pre-training continues from its checkpoint, and ends where 
       log: () => {},
       stop,
       onStep: (s) => {
+        if (s === 1) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1500); // a first call that trains for 1.5 s or more
         if (s === 2) stop.requested = true;
       },
     });
@@ -214,6 +215,13 @@ test('an interrupted pre-training continues from its checkpoint, and ends where 
     assert.equal(resumed.runs[0].pretrain.steps, 4);
     assert.equal(resumed.runs[0].pretrain.sha256, ref.runs[0].pretrain.sha256, 'the same final weights');
     assert.deepEqual(resumed.runs[0].eval, ref.runs[0].eval);
+    // "pre-train min" is the whole pre-training's time, the first call's included (it counted the last call's alone) ...
+    const seconds = resumed.runs[0].pretrain.seconds!;
+    assert.ok(seconds >= 1.5, `${seconds} s`);
+    // ... also for a run whose evaluation was lost (a kill during it): the call that finds its pre-training done adds nothing
+    rmSync(join(dirA, 'runs', 'semantic-seed0', 'ablation-eval.json'));
+    const again = await ablate(options(dirA, { orders: 'semantic', baseline: false }), memoryFactories(train, testData), { log: () => {} });
+    assert.equal(again.runs[0].pretrain.seconds, seconds);
   } finally {
     rmSync(dirA, { recursive: true, force: true });
     rmSync(dirB, { recursive: true, force: true });
