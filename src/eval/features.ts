@@ -11,7 +11,7 @@ import { Augment, LabelledData, indexOrder } from '../data';
 import { checkLabelledBatch } from '../data/check-batch';
 import { rankSlice, severalRanks, type ProcessGroup } from '../dist';
 import { StopAgreement } from '../dist/agree';
-import { allRowIndices, firstOccurrences, gatherRankFeatures, slicedRowIndices } from './gather-features';
+import { allRowIndices, firstOccurrences, gatherRankFeatures, rowsPerRank, slicedRowIndices } from './gather-features';
 
 /** 'cls' and 'mean' read the tokens after the final norm; 'gap' is the authors' --global_pool (see Pooling). */
 export type FeaturePooling = 'cls' | 'mean' | 'gap';
@@ -127,7 +127,7 @@ export async function extractPooledFeatures(
   const filled = new Map<FeaturePooling, Tensor>();
   const group = o.group ?? null;
   const { rank, worldSize } = rankSlice(group);
-  const mine = Math.ceil(data.size / worldSize); // rows of every rank's part of the pass, padding included
+  const mine = rowsPerRank(data.size, worldSize);
   const labels = new Int32Array(mine);
   const standIns: number[] = []; // rows holding another image in place of an unusable one: left out below
   let indices: Int32Array | null = new Int32Array(mine); // the rows' dataset indices, while every batch gives them
@@ -172,19 +172,16 @@ export async function extractPooledFeatures(
     if (n !== mine) throw new Error(`features: the data gave ${n} images, its size is ${mine}${mineOf}`);
     if (!n) throw new Error('features: the data is empty');
     // an evaluation counts every image once: a stand-in row (another image of the data, which the
-    // loader put in place of an unusable one) is marked with label -1 and dropped, after the gather, as
-    // are repeats (padding). A rank's own shard drops them too and numbers its rows among the usable
-    // images of the whole set, as one process's rows are: every rank learns every rank's row indices.
+    // loader put in place of an unusable one) is dropped (label -1 in one process, index -1 across ranks),
+    // as are repeats (padding), after the gather. A rank's own shard drops them too and numbers its rows
+    // among the usable images of the whole set, as one process's rows are: every rank learns every rank's
+    // row indices.
     const sharded = !!group && worldSize > 1 && o.gatherTo === 'shard';
-    const rowIndices = indices ?? (worldSize > 1 ? slicedRowIndices(data.size, o.batchSize, worldSize, rank) : null);
     const marked = labels.slice();
     for (const r of standIns) marked[r] = -1;
-    const everyIndex = sharded
-      ? await allRowIndices(
-          group,
-          rowIndices!.map((v, i) => (marked[i] < 0 ? -1 : v)),
-        )
-      : null;
+    const rowIndices = worldSize > 1 ? (indices ?? slicedRowIndices(data.size, o.batchSize, worldSize, rank)).slice() : null;
+    for (const r of standIns) if (rowIndices) rowIndices[r] = -1;
+    const everyIndex = sharded ? await allRowIndices(group, rowIndices!) : null;
     if (standIns.length && label !== null) {
       process.stderr.write(
         `${label}: ${standIns.length} unusable image${standIns.length === 1 ? '' : 's'}${mineOf} left out (not counted twice through a stand-in)\n`,
@@ -204,12 +201,7 @@ export async function extractPooledFeatures(
           continue;
         }
         try {
-          const all = await gatherRankFeatures(
-            group,
-            { features, labels: marked, indices: rowIndices! },
-            data.size,
-            o.gatherTo === 'rank0' ? { root: 0 } : 'all',
-          );
+          const all = await gatherRankFeatures(group, { features, labels, indices: rowIndices! }, data.size, o.gatherTo === 'rank0' ? { root: 0 } : 'all');
           sets.set(k, all ?? { features: torch.keep(torch.zeros([0, features.shape[1]], { device })), labels: new Int32Array(0) });
         } finally {
           features.dispose();

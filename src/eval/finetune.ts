@@ -20,7 +20,7 @@ import { withPrecision } from '../run/precision';
 import { processDevice, withProcessThreads } from '../run/device';
 import { rankSlice, severalRanks, type ProcessGroup } from '../dist';
 import { Accuracy, AccuracyTally } from './accuracy';
-import { allRowIndices, firstOccurrences, slicedRowIndices } from './gather-features';
+import { allRowIndices, firstOccurrences, rowsPerRank, slicedRowIndices } from './gather-features';
 import { ClassifierConfig, ViTClassifier } from './classifier';
 import { Mixup, softTargetCrossEntropy } from './mix';
 import { FINETUNE_OPTIONS, FinetuneOptions, validateFinetune } from './options';
@@ -95,9 +95,9 @@ export async function evaluateClassifier(
     progress?.done();
     model.train(wasTraining);
   }
-  const n = labels.length;
-  if (group && n !== Math.ceil(data.size / group.worldSize))
-    throw new Error(`evaluation: the data gave ${n} images on rank ${group.rank}, expected ${Math.ceil(data.size / group.worldSize)} of ${data.size}`);
+  const expected = group ? rowsPerRank(data.size, group.worldSize) : labels.length;
+  if (labels.length !== expected)
+    throw new Error(`evaluation: the data gave ${labels.length} images on rank ${group!.rank}, expected ${expected} of ${data.size}`);
   const rowIndex = Int32Array.from(indices ?? (group ? slicedRowIndices(data.size, o.batchSize, group.worldSize, group.rank) : labels.keys()));
   for (const i of standIns) rowIndex[i] = -1;
   const counted = group ? firstOccurrences(await allRowIndices(group, rowIndex), data.size)[group.rank] : rowIndex.map((v) => (v >= 0 ? 1 : 0));

@@ -23,6 +23,11 @@ export function rankRowPositions(size: number, batchSize: number, worldSize: num
   return Int32Array.from(out);
 }
 
+/** Rows of every rank's part of an unshuffled pass over `size` images, padding included (either layout). */
+export function rowsPerRank(size: number, worldSize: number): number {
+  return Math.ceil(size / worldSize);
+}
+
 /**
  * Dataset indices of rank `rank`'s rows under the slices-of-global-batches layout (rankRowPositions), for
  * data whose batches do not carry their indices: a padding row (position ≥ size) repeats image
@@ -113,7 +118,7 @@ export async function gatherRows(
 
 /**
  * Every rank's features and labels on the target ranks (null on the others): each image once (see
- * firstOccurrences; rows labelled -1, stand-ins, left out), in the order of the dataset indices.
+ * firstOccurrences; rows of index -1, stand-ins, left out), in the order of the dataset indices.
  */
 export async function gatherRankFeatures(
   group: ProcessGroup,
@@ -125,10 +130,7 @@ export async function gatherRankFeatures(
   if (!all) return null;
   try {
     const [labels, indices] = [0, 1].map((c) => all.perRow.map((cols) => Int32Array.from(cols[c])));
-    const counted = firstOccurrences(
-      indices.map((ix, r) => ix.map((v, i) => (labels[r][i] < 0 ? -1 : v))),
-      size,
-    );
+    const counted = firstOccurrences(indices, size);
     const picks: { row: number; index: number; label: number }[] = [];
     let offset = 0;
     counted.forEach((c, r) => {
