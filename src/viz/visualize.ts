@@ -117,22 +117,23 @@ function rowFile(outDir: string, i: number, name: string): string {
   return join(outDir, `row-${String(i).padStart(3, '0')}-${safeName(name)}.png`);
 }
 
-/** The checkpoint an earlier visualize.json says its figures were drawn from (null when it does not say, or is not one). */
-export function drawnFrom(summary: string): DrawnFrom | null {
+/** An earlier visualize.json, or null when it is absent or not one. */
+function readSummary(summary: string): { checkpoint?: DrawnFrom; images?: { file?: unknown }[] } | null {
   try {
-    const c = (JSON.parse(readRegularFile(summary, 'utf8')) as { checkpoint?: DrawnFrom }).checkpoint;
-    return c && typeof c.path === 'string' && typeof c.sha256 === 'string' ? c : null;
+    return JSON.parse(readRegularFile(summary, 'utf8')) as { checkpoint?: DrawnFrom; images?: { file?: unknown }[] };
   } catch {
     return null;
   }
 }
 
+/** The checkpoint an earlier visualize.json says its figures were drawn from (null when it does not say, or is not one). */
+export function drawnFrom(summary: string): DrawnFrom | null {
+  const c = readSummary(summary)?.checkpoint;
+  return c && typeof c === 'object' && typeof c.path === 'string' && typeof c.sha256 === 'string' ? c : null;
+}
+
 /** The row files a visualize.json lists (none when it is absent or not one). */
 function rowsListedIn(summary: string): string[] {
-  try {
-    const s = JSON.parse(readRegularFile(summary, 'utf8')) as { images?: { file?: unknown }[] };
-    return (s.images ?? []).map((i) => i.file).filter((f): f is string => typeof f === 'string');
-  } catch {
-    return [];
-  }
+  const images = readSummary(summary)?.images;
+  return Array.isArray(images) ? images.map((i) => i?.file).filter((f): f is string => typeof f === 'string') : [];
 }
