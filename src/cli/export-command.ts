@@ -11,6 +11,7 @@ import { exportWeb, webExportFiles } from '../export/web-export';
 import { checkOutputs, encoderFiles } from '../io/outputs';
 import { CHECKPOINT_FILES } from '../io/checkpoint';
 import { resolveCheckpoint } from '../semaim';
+import { EXIF_ORIENTATION_POLICIES } from '../data';
 import { checkFolderOption, defineCommand } from './command';
 
 export const EXPORT_FORMATS = ['safetensors', 'onnx', 'web'] as const;
@@ -38,6 +39,11 @@ export const EXPORT_OPTIONS = defineOptions({
   attention: { type: 'boolean', default: true, help: "onnx: add the output cls_attention (last block's [CLS] attention, mean over heads)" },
   encoderOnly: { type: 'boolean', default: true, help: 'safetensors: timm-compatible encoder only (the only choice)' },
   overwrite: { type: 'boolean', default: false, help: 'replace files of an earlier export at --out; never the checkpoint or encoder read' },
+  exifOrientation: {
+    type: 'string',
+    choices: EXIF_ORIENTATION_POLICIES,
+    help: "web: how the page treats an image's EXIF orientation, 'ignore' or 'apply' (default: the policy the checkpoint's run read its images with; 'ignore' for an encoder file)",
+  },
   ...VERIFY_OPTIONS,
 });
 
@@ -62,7 +68,7 @@ async function writeExport(o: Options<typeof EXPORT_OPTIONS>, signal: AbortSigna
     const r = await exportOnnx(o.checkpoint, o.out, { dtype: o.dtype, attention: o.attention, verify: o.verify, overwrite: o.overwrite, signal });
     process.stdout.write(`wrote ${r.model} (${size(r.model)}, ${o.dtype}) and ${r.files.slice(1).join(', ')}\n`);
   } else {
-    const r = await exportWeb(o.checkpoint, o.out, { dtype: o.dtype, verify: o.verify, overwrite: o.overwrite, signal });
+    const r = await exportWeb(o.checkpoint, o.out, { dtype: o.dtype, verify: o.verify, overwrite: o.overwrite, exifOrientation: o.exifOrientation, signal });
     process.stdout.write(
       `wrote ${r.page} with model.onnx (${size(`${r.dir}/model.onnx`)}, ${o.dtype}) and onnxruntime-web ${r.ortVersion}\n` +
         `  view it over http, e.g.: python3 -m http.server -d ${r.dir}  (then open http://localhost:8000/)\n`,
@@ -84,6 +90,8 @@ export const exportCommand = defineCommand({
     if (!o.encoderOnly) throw new OptionError('encoderOnly', "has no effect: export writes the encoder only (the whole model is the run's checkpoint folder)");
     if (o.format === 'safetensors' && o.dtype !== 'float32')
       throw new OptionError('dtype', "float16 is for --format onnx or web (safetensors keeps the checkpoint's float32)");
+    if (o.exifOrientation !== undefined && o.format !== 'web')
+      throw new OptionError('exifOrientation', 'is for --format web (the page decodes images itself; safetensors and onnx take tensors)');
   },
   preflight: (o) => {
     if (o.format !== 'safetensors') checkFolderOption(o.out, 'out');

@@ -9,6 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { crc32 } from 'node:zlib';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { pathToFileURL } from 'node:url';
 import sharp from 'sharp';
 import { exportAsset } from '../../src/export/assets';
@@ -21,6 +22,8 @@ import { SemAIM, makeConfig } from '../../src/semaim';
 import { exportWeb } from '../../src/export/web-export';
 import { writeCheckpointFolder } from '../viz/helpers';
 import { smallEncoder, writeExportedEncoder } from './helpers';
+
+const CLI = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
 
 interface OrientationModule {
   withoutExifOrientation(bytes: Uint8Array): { bytes: Uint8Array; orientation: number };
@@ -206,4 +209,14 @@ test("export --format web: model.json records the run's EXIF orientation policy 
   await assert.rejects(policyOf(ckpt), /options\.exifOrientation is "sideways", expected one of ignore, apply/);
   // an encoder file records none
   assert.deepEqual(await policyOf(writeExportedEncoder(join(dir, 'enc'), smallEncoder(2))), { policy: 'ignore', source: 'default' });
+
+  // the command line takes the policy too, for --format web only
+  const cli = (...args: string[]) => spawnSync(process.execPath, [CLI, 'export', '--checkpoint', ckpt, ...args], { encoding: 'utf8', timeout: 120_000 });
+  const web = join(dir, 'web-cli');
+  const r = cli('--out', web, '--format', 'web', '--exif-orientation', 'apply');
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(JSON.parse(readFileSync(join(web, 'model.json'), 'utf8')).exifOrientation, { policy: 'apply', source: 'option' });
+  const refused = cli('--out', join(dir, 'enc-cli'), '--exif-orientation', 'apply');
+  assert.equal(refused.status, 2);
+  assert.match(refused.stderr, /exif-orientation.*is for --format web/);
 });
