@@ -28,7 +28,7 @@ const STOPPED: Record<StopReason, string> = {
   finished: 'finished',
   maxSteps: 'stopped at --max-steps',
   signal: 'stopped by a signal',
-  nonfinite: 'stopped on a non-finite loss',
+  nonfinite: 'diverged (NaN/Inf)',
 };
 
 export { lossChange };

@@ -346,7 +346,10 @@ async function runFinetuneJob(o: FinetuneOptions, f: DataFactories, hooks: Finet
     const r = await finetune(o, splits, hooks, source);
     if (group && group.rank !== 0) return { result: null, path: null, table: '', stoppedBy: r.stoppedBy, signal: r.signal };
     if (!r.accuracy) {
-      const msg = `fine-tuning stopped (${r.stoppedBy}) after ${r.steps} steps; run again with the same --out-dir to continue from ${r.checkpoint ?? 'the start'}`;
+      const msg =
+        r.stoppedBy === 'nonfinite'
+          ? `fine-tuning diverged (NaN/Inf) after ${r.steps} steps; no result was written`
+          : `fine-tuning stopped (${r.stoppedBy}) after ${r.steps} steps; run again with the same --out-dir to continue from ${r.checkpoint ?? 'the start'}`;
       return { result: null, path: null, table: msg + '\n', stoppedBy: r.stoppedBy, signal: r.signal };
     }
     const rows = [{ name: `fine-tune (${r.steps} steps)`, accuracy: r.accuracy }];

@@ -21,6 +21,7 @@ import type { OptionTable } from '../util/options';
 import { DistributedDataParallel, GradCompression, ProcessGroup, rankSlice } from '../dist';
 import { SAME_START_HINT, StopAgreement, checkRanksHoldSame } from '../dist/agree';
 import { TrainState, StopReason, type MetricsRecord } from './train-state';
+import { FRESH_RUN_HINT } from './recipe';
 import { afterProgress } from './progress';
 import { globalRngStates } from './rng-state';
 import { createHash } from 'node:crypto';
@@ -224,6 +225,12 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
     state.dispose(); // a refused resume: the loss window's tensors go now, not with the garbage collector
     throw e;
   }
+  const lowPrecision = job.options.precision !== undefined && job.options.precision !== 'fp32';
+  const divergedMessage = (what: 'loss' | 'weights') =>
+    `stopping: the ${what} became NaN/Inf by step ${state.step} (lr ${Number(state.lr().toPrecision(4))}). ` +
+    `The last good checkpoint is ${state.lastCheckpoint ?? '(none yet)'}. Runs are deterministic: resumed with the same options, ` +
+    `this one diverges again. Start afresh with a lower --blr or more --warmup-epochs${lowPrecision ? ', or --precision fp32' : ''}: ` +
+    `${hooks.freshRunHint ?? FRESH_RUN_HINT}.`;
   const stop: StopRequest = hooks.stop ?? { requested: false };
   const result = (): LoopResult => ({
     steps: state.step,
@@ -316,18 +323,17 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
 
         // Policy: log, stop on a non-finite loss, evaluate, checkpoint, stop at the budget or on request.
         const epochEnd = batchIndex >= perEpoch * accum;
-        if (logStep && !(await state.flushMetrics(epoch + batchIndex / (perEpoch * accum)))) {
-          log(
-            `${afterProgress()}stopping: the loss became NaN/Inf by step ${state.step} (lr ${state.lr()}). ` +
-              `The last good checkpoint is ${state.lastCheckpoint ?? '(none yet)'}; lower --blr, raise --warmup-epochs, or use --precision fp32.`,
-          );
+        const evaluates = epochEnd && state.step < totalSteps && job.onEpochEnd !== undefined;
+        const saves = state.step < totalSteps && (state.step % run.checkpointEvery === 0 || epochEnd);
+        const lossDiverged = logStep && !(await state.flushMetrics(epoch + batchIndex / (perEpoch * accum)));
+        const diverged = lossDiverged ? 'loss' : evaluates || saves ? await state.diverged() : null;
+        if (diverged) {
+          log(`${afterProgress()}${divergedMessage(diverged)}`);
           state.stoppedBy = 'nonfinite';
           break outer;
         }
-        if (epochEnd && state.step < totalSteps) await job.onEpochEnd?.(epoch + 1, state);
-        if (state.step < totalSteps && (state.step % run.checkpointEvery === 0 || epochEnd)) {
-          await state.save(epochEnd ? epoch + 1 : epoch, epochEnd ? 0 : batchIndex);
-        }
+        if (evaluates) await job.onEpochEnd!(epoch + 1, state);
+        if (saves) await state.save(epochEnd ? epoch + 1 : epoch, epochEnd ? 0 : batchIndex);
         if (state.step >= totalSteps) {
           state.stoppedBy = totalSteps < plannedSteps ? 'maxSteps' : 'finished';
           break outer;
@@ -343,9 +349,14 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
 
     // The end: the last metrics window, the job's final evaluation, the last checkpoint.
     if (state.stoppedBy !== 'nonfinite') {
-      await state.flushMetrics(state.step / perEpoch);
-      if (state.stoppedBy !== 'signal') await job.onFinish?.(epochsAt(state.step), state, false);
-      if (state.savedStep !== state.step) await state.save(Math.floor(state.step / perEpoch), (state.step % perEpoch) * accum);
+      const diverged = !(await state.flushMetrics(state.step / perEpoch)) ? 'loss' : await state.diverged();
+      if (diverged) {
+        log(`${afterProgress()}${divergedMessage(diverged)}`);
+        state.stoppedBy = 'nonfinite';
+      } else {
+        if (state.stoppedBy !== 'signal') await job.onFinish?.(epochsAt(state.step), state, false);
+        if (state.savedStep !== state.step) await state.save(Math.floor(state.step / perEpoch), (state.step % perEpoch) * accum);
+      }
     }
   } finally {
     ddp?.dispose();

@@ -22,6 +22,15 @@ import type { LoopSettings, TrainJob } from './loop';
 
 export type StopReason = 'finished' | 'maxSteps' | 'signal' | 'nonfinite';
 
+/** Whether every value of the tensors is finite (one read back; each tensor's flag made in its own scope, so the transient masks do not pile up). */
+function allFinite(tensors: Iterable<Tensor>): boolean {
+  return torch.scope(() => {
+    const flags: Tensor[] = [];
+    for (const t of tensors) flags.push(torch.scope(() => t.isfinite().all()));
+    return flags.length === 0 || torch.stack(flags).all().item() === 1;
+  });
+}
+
 /**
  * A line of metrics.jsonl: every --log-every steps the loss (mean since the last line), learning rate,
  * gradient norm and throughput; a job's evaluations add their own lines (e.g. fine-tuning's test accuracy).
@@ -359,13 +368,12 @@ export class TrainState {
   }
 
   /**
-   * Writes a checkpoint positioned at (epoch, batch); none after a non-finite loss (on any rank).
+   * Writes a checkpoint positioned at (epoch, batch); none once training diverged (NaN/Inf, on any rank).
    * Data-parallel: rank 0 writes, then all ranks pass a barrier, so that no rank goes on (or ends)
    * before the checkpoint exists.
    */
   async save(epoch: number, batch: number): Promise<void> {
-    const nonFinite = !this.window.finite();
-    if (this.group ? await this.group.anyTrue(nonFinite) : nonFinite) return;
+    if (await this.diverged()) return;
     const { job } = this;
     const score = job.best.score(this);
     const better = score !== null && Number.isFinite(score) && (this.best === null || (job.best.lowerIsBetter ? score < this.best : score > this.best));
@@ -375,6 +383,32 @@ export class TrainState {
     if (this.writes) this.write(epoch, batch, better, lossWindow);
     this.savedStep = this.step;
     await this.group?.barrier();
+  }
+
+  /**
+   * What became NaN/Inf, on any rank: 'loss' (a loss since the last log line) or 'weights' (a tensor of
+   * the model, the optimiser or the EMA copy: a step whose gradients overflow writes NaN weights while its
+   * own loss was finite); null when all is finite. No checkpoint is written and no evaluation runs after
+   * either. Reads every trained tensor once (on the device; one sync): at checkpoints and epoch ends only.
+   */
+  async diverged(): Promise<'loss' | 'weights' | null> {
+    const loss = !this.window.finite();
+    const weights = !loss && !allFinite(this.trainedTensors());
+    const [anyLoss, anyWeights] = this.group ? await this.group.averageNumbers([loss ? 1 : 0, weights ? 1 : 0]) : [loss ? 1 : 0, weights ? 1 : 0];
+    return anyLoss > 0 ? 'loss' : anyWeights > 0 ? 'weights' : null;
+  }
+
+  /** Every tensor training changes, as the checkpoint holds them: the model's, the optimiser's, the EMA copy's. */
+  private *trainedTensors(): Generator<Tensor> {
+    const { job } = this;
+    yield* job.model.stateDict().values();
+    const opt = job.optimizer.stateDict();
+    try {
+      yield* opt.tensors.values();
+    } finally {
+      disposeAll(opt.tensors);
+    }
+    if (job.ema) yield* job.ema.stateTensors().values();
   }
 
   /** The losses since the last line of the --log-every cadence: the window not yet written, plus a line written off the cadence at this step. */

@@ -100,10 +100,10 @@ test('a rank resuming from a copy of the run at another position or with another
   for (const r of await loopCase(a, 'plain', 6, { RANK1_OUT_DIR: b })) assert.equal(line(r).steps, 6);
 });
 
-test('a NaN loss on rank 1 alone stops both ranks at the same log step, as non-finite, with the message on rank 0', { skip: gloo }, async () => {
+test('a NaN loss on rank 1 alone stops both ranks at the same step (the next checkpoint, before the next log step), as non-finite, with the message on rank 0', { skip: gloo }, async () => {
   const runs = await loopCase(join(root, 'nan'), 'nan', 12);
   const [r0, r1] = runs.map(line);
-  for (const l of [r0, r1]) assert.deepEqual([l.steps, l.stoppedBy], [5, 'nonfinite'], JSON.stringify(l));
-  assert.match(String((r0.log as string[]).join('\n')), /stopping: the loss became NaN\/Inf by step 5 .*The last good checkpoint is .*step-00000002/);
+  for (const l of [r0, r1]) assert.deepEqual([l.steps, l.stoppedBy], [4, 'nonfinite'], JSON.stringify(l));
+  assert.match(String((r0.log as string[]).join('\n')), /stopping: the loss became NaN\/Inf by step 4 .*The last good checkpoint is .*step-00000002/);
   assert.deepEqual(r1.log, [], 'rank 1 says nothing: rank 0 speaks for the ranks');
 });

@@ -222,6 +222,22 @@ test('fine-tuning learns the toy task and writes finetune.json', async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+test('a fine-tuning that diverges between log steps is not evaluated at the epoch end, and writes no result', async () => {
+  // the old loop checked only at log steps: its epoch-end evaluations of NaN weights went into metrics.jsonl
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ft-diverge-'));
+  const enc = writeEncoder(dir);
+  const o = ftOptions(join(dir, 'run'), enc, { blr: 1e6, warmupEpochs: 0, logEvery: 100, checkpointEvery: 100, evalEvery: 1, ema: false, mixup: 0, cutmix: 0 });
+  const lines: string[] = [];
+  const r = await runFinetune(o, memoryFactories(toyImages(16, 3, 8, 1), toyImages(8, 3, 8, 2)), { log: (l) => lines.push(l) });
+  assert.equal(r.stoppedBy, 'nonfinite');
+  assert.equal(r.result, null);
+  assert.match(r.table, /fine-tuning diverged \(NaN\/Inf\) after \d+ steps; no result was written/);
+  assert.match(lines.join('\n'), /stopping: the (loss|weights) became NaN\/Inf by step 4 /, 'at the end of the first epoch, before its evaluation');
+  const metrics = join(dir, 'run', 'metrics.jsonl');
+  assert.deepEqual(existsSync(metrics) ? readMetrics(metrics).filter((m) => 'testTop1' in m) : [], []);
+  rmSync(dir, { recursive: true, force: true });
+});
+
 test('no tensor outlives feature extraction, k-NN, the linear probe or fine-tuning', async () => {
   const { knnClassify } = await import('../../src/eval/knn');
   const { linprobeOnFeatures } = await import('../../src/eval/linprobe');

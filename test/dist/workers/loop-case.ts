@@ -4,7 +4,7 @@
 //   plain     trains; prints {rank, steps, stoppedBy, log}
 //   scaler    rank 1 starts with another loss scale and growth tracker (both ranks have a GradScaler)
 //   rng       rank 1's job stream 'order' and the global generator start elsewhere
-//   nan       rank 1's loss is NaN at step 3 only (log every 5 steps)
+//   nan       rank 1's loss is NaN at step 3 only (log every 5 steps); checkpoints every 2
 // RANK1_OUT_DIR: rank 1 uses that out-dir instead (a copy of the run on "another machine").
 // Prints {rank, steps, stoppedBy, log} or {rank, error, code}.
 import * as torch from '../../../src/torch';
