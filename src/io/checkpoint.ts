@@ -6,7 +6,7 @@ import { closeSync, existsSync, readdirSync, readSync, statSync } from 'node:fs'
 import { basename, join } from 'node:path';
 import { Tensor } from '../torch';
 import { isJsonObject, jsonBrief } from '../util/json-file';
-import { loadTensors } from './tensors';
+import { disposeAll, loadTensors } from './tensors';
 import { notRegular, openRegularFile, readRegularFile } from '../util/regular-file';
 
 // written once, beside the atomic writers; exported here too, where the checkpoint helpers always had it
@@ -153,13 +153,14 @@ export function readCheckpoint(dir: string): LoadedCheckpoint {
   const problem = verifyCheckpoint(dir);
   if (problem) throw new Error(`checkpoint ${dir} is not usable: ${problem}`);
   const state = readCheckpointState(dir);
-  const model = loadTensors(join(dir, 'model.safetensors'));
-  return {
-    dir,
-    step: state.step as number,
-    model: model.tensors,
-    modelMetadata: model.metadata,
-    extra: loadTensors(join(dir, 'optimizer.safetensors')).tensors,
-    state,
-  };
+  // NaN/Inf weights, optimiser moments or EMA copy: a run that diverged (NonFiniteTensorError)
+  const model = loadTensors(join(dir, 'model.safetensors'), { finite: true });
+  let extra: Map<string, Tensor>;
+  try {
+    extra = loadTensors(join(dir, 'optimizer.safetensors'), { finite: true }).tensors;
+  } catch (e) {
+    disposeAll(model.tensors);
+    throw e;
+  }
+  return { dir, step: state.step as number, model: model.tensors, modelMetadata: model.metadata, extra, state };
 }

@@ -6,6 +6,10 @@ import { native } from '../torch/native';
 import { wrap } from '../torch/tensor';
 import { SafetensorsReader, writeSafetensors, stageSafetensors, LazyTensorEntry } from './safetensors';
 import type { StagedFile } from '../util/safe-write';
+import { CheckpointError } from '../util/errors';
+
+/** A floating-point tensor holds NaN or ±Inf where `finite` was asked for ('ERR_CHECKPOINT'). */
+export class NonFiniteTensorError extends CheckpointError {}
 
 /**
  * Loads every tensor (or those whose name passes `filter`) from a safetensors file. `finite`: refuse a
@@ -32,7 +36,7 @@ export function loadTensors(
     if (nonFinite > 0) {
       const numel = t.numel;
       for (const x of [...tensors.values(), t]) x.dispose();
-      throw new Error(
+      throw new NonFiniteTensorError(
         `${path}: tensor '${name}' holds ${nonFinite.toLocaleString('en-US')} NaN/Inf value(s) of ${numel.toLocaleString('en-US')}: ` +
           'these weights are not usable (a run that diverged, or a damaged file)',
       );

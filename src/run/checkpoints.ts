@@ -3,13 +3,14 @@
 // kept, plus 'best'. Rules that keep work from being lost:
 // - a checkpoint is deleted only when K newer ones of the same run are known good (written by this
 //   process, or verified against their SHA-256 when the run resumed);
-// - a corrupted checkpoint is moved to checkpoints/corrupt/, never used and never counted;
+// - a corrupted checkpoint, or one holding NaN/Inf values, is moved to checkpoints/corrupt/, never used
+//   and never counted;
 // - a run that starts afresh in a folder holding another run's checkpoints moves them (and that run's
 //   metrics) to previous/<run>/ first, so that one folder holds one run;
 // - temporary folders of processes that died while saving are removed when a run starts.
 import { constants, cpSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { saveTensors } from '../io';
+import { NonFiniteTensorError, saveTensors } from '../io';
 import { namesOfDeadProcesses } from '../util/process-alive';
 import { fsyncPath, writeError } from '../util/safe-write';
 import {
@@ -86,12 +87,12 @@ export class CheckpointManager {
     return removed;
   }
 
-  /** Moves a corrupted checkpoint out of the way (to checkpoints/corrupt/), keeping it for inspection. */
-  quarantine(dir: string, problem: string): string {
+  /** Moves a corrupted (or diverged: `what`) checkpoint out of the way (to checkpoints/corrupt/), keeping it for inspection. */
+  quarantine(dir: string, problem: string, what = 'is corrupted'): string {
     const target = join(this.root, 'corrupt', `${dir.split(/[\\/]/).pop()}-${Date.now()}`);
     makeFolder(join(this.root, 'corrupt'));
     renameSync(dir, target);
-    this.warn(`warning: checkpoint ${dir} is corrupted (${problem}); moved it to ${target}`);
+    this.warn(`warning: checkpoint ${dir} ${what} (${problem}); moved it to ${target}`);
     return target;
   }
 
@@ -216,7 +217,15 @@ export class CheckpointManager {
         this.quarantine(dir, problem);
         continue;
       }
-      const loaded = this.load(dir);
+      let loaded: LoadedCheckpoint;
+      try {
+        loaded = this.load(dir);
+      } catch (e) {
+        // written by a semaim that saved after a divergence: the run goes on from the last good one
+        if (!(e instanceof NonFiniteTensorError)) throw e;
+        this.quarantine(dir, e.message, 'holds NaN/Inf values, from a run that diverged');
+        continue;
+      }
       this.runId = (loaded.state.runId as string | undefined) ?? null;
       for (const older of this.list()) {
         if (older.dir === dir || this.known.has(older.dir) || verifyCheckpoint(older.dir)) continue;

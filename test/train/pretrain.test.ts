@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync, existsSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, writeFileSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as torch from '../../src/torch';
@@ -11,6 +11,8 @@ import { memoryTrainData } from '../eval/helpers';
 import { PRETRAIN_OPTIONS, checkCudaGraphs, fusedKindsOf, modelConfigFrom, validatePretrain } from '../../src/train/pretrain-options';
 import { native } from '../../src/torch/native';
 import { CheckpointManager } from '../../src/run/checkpoints';
+import { readCheckpoint, type LoadedCheckpoint } from '../../src/io/checkpoint';
+import { disposeAll } from '../../src/io';
 import { readMetrics } from '../../src/run/metrics';
 import { resolveOptions, OptionError, parseArgv } from '../../src/util/options';
 import { SemAIM } from '../../src/semaim';
@@ -49,6 +51,11 @@ function options(outDir: string, extra: Record<string, unknown> = {}) {
 }
 
 const quiet = { log: () => {} };
+
+function disposeCheckpoint(c: LoadedCheckpoint): void {
+  disposeAll(c.model);
+  disposeAll(c.extra);
+}
 
 test('an interrupted and resumed run gives the same losses as an uninterrupted one', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-resume-'));
@@ -250,6 +257,48 @@ test('a NaN loss stops the run with a clear message and writes no checkpoint aft
   assert.equal(r.stoppedBy, 'nonfinite');
   assert.match(lines.join('\n'), /NaN\/Inf/);
   assert.equal(new CheckpointManager(dir).list().length, 0);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('gradients that overflow while the loss is still finite: no checkpoint of NaN weights, and the good ones are kept', async () => {
+  // lr 1e3: the loss of step 2 is finite, but its update writes NaN weights (the old loop saved them as
+  // step 2, called it the last good checkpoint, and pruned step 1 under keepLast 1)
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-diverge-'));
+  const lines: string[] = [];
+  const o = options(dir, { lr: 1e3, warmupEpochs: 0, logEvery: 100, checkpointEvery: 1, keepLast: 1, maxSteps: 8 });
+  const r = await pretrain(o, memoryData(16, 4, 1), { log: (l) => lines.push(l), progress: false });
+  assert.equal(r.stoppedBy, 'nonfinite');
+  assert.match(lines.join('\n'), /stopping: the weights became NaN\/Inf by step \d+ .*The last good checkpoint is .*step-00000001/);
+  const manager = new CheckpointManager(dir);
+  const kept = manager.list().map((c) => c.dir);
+  assert.deepEqual(
+    kept.map((d) => d.split('/').pop()),
+    ['step-00000001'],
+  );
+  const best = join(dir, 'checkpoints', 'best');
+  for (const d of existsSync(best) ? [...kept, best] : kept) disposeCheckpoint(readCheckpoint(d)); // every one loads with finite values
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('a resumed run moves a checkpoint holding NaN/Inf values aside and goes on from the last good one', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-nan-ckpt-'));
+  const o = (maxSteps: number) => options(dir, { checkpointEvery: 1, maxSteps });
+  await pretrain(o(2), memoryData(16, 4, 1), quiet);
+  // step 2 as an older semaim wrote it after a divergence: NaN weights under a valid state.json
+  const step2 = join(dir, 'checkpoints', 'step-00000002');
+  const loaded = readCheckpoint(step2);
+  const [name, first] = [...loaded.model][0];
+  loaded.model.set(name, torch.fullLike(first, NaN));
+  rmSync(step2, { recursive: true });
+  new CheckpointManager(dir).save(2, { model: loaded.model, extra: loaded.extra, state: loaded.state, modelMetadata: loaded.modelMetadata });
+  disposeCheckpoint(loaded);
+  first.dispose();
+  const lines: string[] = [];
+  const r = await pretrain(o(3), memoryData(16, 4, 1), { log: (l) => lines.push(l), progress: false });
+  assert.deepEqual([r.stoppedBy, r.steps], ['maxSteps', 3]);
+  assert.match(lines.join('\n'), /step-00000002 holds NaN\/Inf values, from a run that diverged \(.*tensor '.*' holds \d+ NaN\/Inf value/);
+  assert.match(lines.join('\n'), /resumed from .*step-00000001/);
+  assert.equal(readdirSync(join(dir, 'checkpoints', 'corrupt')).length, 1);
   rmSync(dir, { recursive: true, force: true });
 });
 
