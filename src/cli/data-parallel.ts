@@ -30,6 +30,7 @@ export async function runDataParallel(
     return job(null);
   }
   recordWorld(o, dist.readDistEnv());
+  const unwatch = dist.stopWhenLauncherDies();
   const group = await dist.initProcessGroup({ device: o.device as Device });
   try {
     await checkRanksAgree(
@@ -42,6 +43,7 @@ export async function runDataParallel(
     return await job(group);
   } finally {
     dist.destroyProcessGroup();
+    unwatch();
   }
 }
 

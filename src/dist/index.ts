@@ -1,6 +1,7 @@
 // Data-parallel training on libtorch's c10d: process groups and collectives, the DDP wrapper, and the
 // launcher. `import * as dist from './dist'`.
 export { readDistEnv, isWorkerProcess, isLoopback } from './env';
+export { stopWhenLauncherDies, launcherPid } from './orphan-watch';
 export type { DistEnv } from './env';
 export {
   ProcessGroup, Work, initProcessGroup, getProcessGroup, processGroupOrNull, rank, worldSize, isDistributed,

@@ -220,6 +220,7 @@ export async function launchWorkers(argv: string[], o: LaunchOptions): Promise<L
           LOCAL_WORLD_SIZE: String(nproc), GROUP_RANK: String(nodeRank), GROUP_WORLD_SIZE: String(nnodes),
           ROLE_RANK: String(rank), ROLE_WORLD_SIZE: String(worldSize),
           MASTER_ADDR: masterAddr, MASTER_PORT: String(masterPort),
+          SEMAIM_LAUNCHER_PID: String(process.pid), // a worker stops when its launcher is gone (orphan-watch.ts)
         },
       });
       const w: Worker = { rank, localRank, child, tail: [], exited: false, closed: false, code: null, signal: null, exitOrder: 0, stalled: false };

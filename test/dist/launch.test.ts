@@ -6,7 +6,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import * as torch from '../../src/torch';
 import * as dist from '../../src/dist';
@@ -166,3 +168,43 @@ for (const [name, args] of [
     assert.deepEqual(lines.map((l) => l.agentStore), name.startsWith('static') ? [true, true] : [false, false]);
   });
 }
+
+test('launcherPid: a worker of torchrun or of semaim\'s launcher watches its parent; one started by hand does not', () => {
+  assert.equal(dist.launcherPid({ TORCHELASTIC_RUN_ID: 'none', RANK: '0' }, 42), 42);
+  assert.equal(dist.launcherPid({ SEMAIM_LAUNCHER_PID: '42', RANK: '0' }, 42), 42);
+  assert.equal(dist.launcherPid({ SEMAIM_LAUNCHER_PID: '42', RANK: '0' }, 7), null, 'inherited from a launcher further up');
+  assert.equal(dist.launcherPid({ RANK: '0', WORLD_SIZE: '2' }, 42), null);
+});
+
+/** Whether a process is gone (a zombie no init reaps counts as gone). */
+function gone(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '')[0] === 'Z';
+  } catch {
+    return true;
+  }
+}
+
+test('torchrun\'s agent killed with SIGKILL: its pretrain workers stop as on SIGTERM (a checkpoint, the lock released) instead of training on as orphans', { skip: gloo || noTorchrun, timeout: 120_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-orphans-'));
+  const out = join(dir, 'run');
+  const cli = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
+  const tiny = '--model vit_tiny --embed-dim 32 --depth 2 --num-heads 2 --img-size 32 --patch-size 4 --synthetic-size 64 --batch-size 8 --epochs 1000 --warmup-epochs 0 --num-workers 0 --threads 1 --log-every 1 --checkpoint-every 1000';
+  const agent = spawn(TORCHRUN, ['--standalone', '--nproc_per_node', '2', '--redirects', '1', '--tee', '1', '--monitor_interval', '0.2', '--no_python', process.execPath, cli, 'pretrain', ...tiny.split(' '), '--out-dir', out], { stdio: 'ignore' });
+  const metrics = join(out, 'metrics.jsonl');
+  const deadline = Date.now() + 90_000;
+  while (!(existsSync(metrics) && readFileSync(metrics, 'utf8').split('\n').length > 3) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+  const workers = readFileSync(`/proc/${agent.pid}/task/${agent.pid}/children`, 'utf8').trim().split(/\s+/).map(Number);
+  assert.equal(workers.length, 2, 'two workers training');
+  agent.kill('SIGKILL');
+  const killed = Date.now();
+  while (!workers.every(gone) && Date.now() - killed < 20_000) await new Promise((r) => setTimeout(r, 100));
+  for (const pid of workers.filter((p) => !gone(p))) process.kill(pid, 'SIGKILL');
+  try {
+    assert.ok(Date.now() - killed < 20_000, 'the workers outlived their launcher');
+    assert.equal(existsSync(join(out, 'run.lock')), false, 'the run folder is released');
+    assert.ok(readdirSync(join(out, 'checkpoints')).some((d) => d.startsWith('step-')), 'a checkpoint of where they stopped');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
