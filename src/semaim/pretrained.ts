@@ -51,12 +51,24 @@ function findCheckpoint(path: string, o: VerifyOption): string {
     if (problem) throw new Error(`checkpoint ${path} is not usable: ${problem} (${o.unusableHint ?? '--no-verify uses it anyway'})`);
     return path;
   }
-  for (const { dir } of listCheckpoints(join(path, 'checkpoints'))) {
-    const problem = verifyCheckpoint(dir, 'weights');
-    if (!problem) return dir;
-    warnOnce(`warning: skipping checkpoint ${dir}: ${problem}`);
-  }
+  const newest = newestUsableCheckpoint(path);
+  for (const { dir, problem } of newest.skipped) warnOnce(`warning: skipping checkpoint ${dir}: ${problem}`);
+  if (newest.dir) return newest.dir;
   throw new Error(`no usable checkpoint in ${path} (expected a run folder with checkpoints/step-* or a checkpoint folder)`);
+}
+
+/**
+ * The newest checkpoint folder of a run folder that verifies (null when none does), and the newer ones
+ * skipped with why: every command that takes a run's checkpoint, and the report, pick it this way.
+ */
+export function newestUsableCheckpoint(runDir: string): { dir: string | null; skipped: { dir: string; problem: string }[] } {
+  const skipped: { dir: string; problem: string }[] = [];
+  for (const { dir } of listCheckpoints(join(runDir, 'checkpoints'))) {
+    const problem = verifyCheckpoint(dir, 'weights');
+    if (!problem) return { dir, skipped };
+    skipped.push({ dir, problem });
+  }
+  return { dir: null, skipped };
 }
 
 /**

@@ -80,15 +80,18 @@ function summarySection(run: RunData): string {
     .map((p) => p[1])
     .sort((a, b) => a - b);
   const last = run.metrics[run.metrics.length - 1] ?? {};
+  const lastLoss = loss[loss.length - 1];
+  const diverged = run.nonFiniteLossStep;
   const cells: [string, unknown][] = [
-    ['logged steps', loss.length], // the step records (evaluation records carry no loss)
+    ['logged steps', run.metrics.filter((m) => 'loss' in m).length], // the step records (evaluation records carry no loss)
     ['last step', last.step],
     ['last epoch', last.epoch],
+    ['loss became NaN/Inf', diverged === null ? undefined : `at step ${diverged}`],
     ['first loss', loss[0]?.[1]],
-    ['last loss', loss[loss.length - 1]?.[1]],
+    diverged === null ? ['last loss', lastLoss?.[1]] : [`last finite loss (step ${lastLoss?.[0]})`, lastLoss?.[1]],
     ['min loss', loss.length ? loss.reduce((m, p) => Math.min(m, p[1]), Infinity) : undefined], // no spread: a long run has 10^6 points
     ['median img/s', thr.length ? thr[Math.floor(thr.length / 2)] : undefined],
-    ['checkpoints', run.checkpoints.length ? `${run.checkpoints.length} (newest ${run.checkpoints[run.checkpoints.length - 1]})` : 'none'],
+    ['checkpoints', run.checkpoints.length ? `${run.checkpoints.length} (newest usable: ${run.usableCheckpoint ?? 'none'})` : 'none'],
   ];
   return `<div class="cards">${cells
     .filter(([, v]) => v !== undefined)

@@ -6,6 +6,7 @@ import { isJsonObject } from '../util/json-file';
 import { readMetricsLines } from '../run/metrics';
 import { readRegularFile } from '../util/regular-file';
 import { occupied } from '../util/make-folder';
+import { newestUsableCheckpoint } from '../semaim/pretrained';
 
 export interface EvalRow {
   /** File (relative to the run folder) and the JSON path of the object inside it. */
@@ -26,6 +27,10 @@ export interface RunData {
   /** Files that could not be read or parsed, and links that were not followed (named in the report, not fatal). */
   problems: string[];
   checkpoints: string[];
+  /** The checkpoint that commands taking this run use (the newest that verifies), relative to the run folder; null when none does. */
+  usableCheckpoint: string | null;
+  /** The first step whose loss is NaN/Inf (metrics.jsonl holds it as null), or null. */
+  nonFiniteLossStep: number | null;
 }
 
 const NOT_EVAL = new Set(['config.json', 'state.json', 'visualize.json', 'package.json']);
@@ -160,11 +165,33 @@ export function readRun(dir: string): RunData {
       problems.push(`metrics.jsonl: ${whyNotRead(e)}`);
     }
   }
+  const nonFiniteLossStep = firstNonFiniteLoss(metrics);
+  if (nonFiniteLossStep !== null)
+    problems.push(`the loss became NaN/Inf at step ${nonFiniteLossStep} (metrics.jsonl: loss null)${stopNote(metrics, nonFiniteLossStep)}`);
   const ckDir = join(dir, 'checkpoints');
   const checkpoints = existsSync(ckDir)
     ? readdirSync(ckDir)
         .filter((n) => /^step-\d+$/.test(n))
         .sort()
     : [];
-  return { dir, config, metrics, evals, problems, checkpoints };
+  const usable = newestUsableCheckpoint(dir);
+  for (const s of usable.skipped) problems.push(`${relative(dir, s.dir)}: not usable (${s.problem}); commands taking this run use an older checkpoint`);
+  const usableCheckpoint = usable.dir === null ? null : relative(dir, usable.dir);
+  return { dir, config, metrics, evals, problems, checkpoints, usableCheckpoint, nonFiniteLossStep };
+}
+
+/**
+ * The step of the first record whose loss is not a number: the trainer writes a NaN/Inf loss as null
+ * (JSON has no NaN), and every step record it writes has a loss. (A null gradNorm says nothing: it also
+ * means "not measured".)
+ */
+function firstNonFiniteLoss(metrics: Record<string, unknown>[]): number | null {
+  const r = metrics.find((m) => typeof m.step === 'number' && 'loss' in m && typeof m.loss !== 'number');
+  return r ? (r.step as number) : null;
+}
+
+/** How the report words what came after a NaN/Inf loss: a trainer stops there, so its loss records end. */
+function stopNote(metrics: Record<string, unknown>[], step: number): string {
+  const later = metrics.some((m) => typeof m.step === 'number' && m.step > step && typeof m.loss === 'number');
+  return later ? '' : '; training stopped there, and the curves end at the last finite loss';
 }

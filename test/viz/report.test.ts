@@ -81,6 +81,39 @@ test('report: a metric named like an Object.prototype member gets its chart like
   }
 });
 
+test('report: a run whose loss became NaN/Inf says so at that step, and does not pass the last finite loss off as its last loss', () => {
+  const run = mkdtempSync(join(tmpdir(), 'semaim-report-nan-'));
+  try {
+    // as the trainer writes a run that stopped on a non-finite loss: JSON.stringify turns NaN into null
+    const rec = (step: number, loss: number) => JSON.stringify({ step, epoch: step / 4, loss, lr: 1000, gradNorm: step === 1 ? 0.8 : NaN, imgPerSec: 30 });
+    writeFileSync(join(run, 'metrics.jsonl'), [rec(1, 1.16), rec(2, 3.77e23), rec(3, NaN)].join('\n') + '\n');
+    const html = renderReport(readRun(run));
+    assert.match(html, /<div class="k">logged steps<\/div><div class="v">3<\/div>/);
+    assert.match(html, /<div class="k">loss became NaN\/Inf<\/div><div class="v">at step 3<\/div>/);
+    assert.match(html, /<div class="k">last finite loss \(step 2\)<\/div>/);
+    assert.doesNotMatch(html, /<div class="k">last loss</);
+    assert.match(html, /<h2>Problems<\/h2><ul><li>the loss became NaN\/Inf at step 3 \(metrics\.jsonl: loss null\); training stopped there/);
+  } finally {
+    rmSync(run, { recursive: true, force: true });
+  }
+});
+
+test("report: the run's newest checkpoint is the one commands use (a newer one that does not verify is named under Problems)", () => {
+  const run = mkdtempSync(join(tmpdir(), 'semaim-report-ck-'));
+  try {
+    const model = tinyModel(2);
+    writeRunCheckpoint(run, model, 50);
+    const newer = writeRunCheckpoint(run, model, 60);
+    model.dispose();
+    writeFileSync(join(newer, 'model.safetensors'), 'damaged');
+    const html = renderReport(readRun(run));
+    assert.match(html, /<div class="v">2 \(newest usable: checkpoints\/step-00000050\)<\/div>/);
+    assert.match(html, /<li>checkpoints\/step-00000060: not usable \(model\.safetensors does not match its recorded SHA-256\)/);
+  } finally {
+    rmSync(run, { recursive: true, force: true });
+  }
+});
+
 test('report: absent metrics, config and evaluations are reported, not fatal', () => {
   const run = mkdtempSync(join(tmpdir(), 'semaim-report-'));
   try {
