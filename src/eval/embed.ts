@@ -27,6 +27,7 @@ import { type Precision } from '../run/precision';
 import { rankSlice, type ProcessGroup } from '../dist';
 import { SAME_ENCODER_AND_DATA_HINT, StopAgreement, checkRanksAgree, throwIfAbortedOnAnyRank } from '../dist/agree';
 import { encodeBatch } from './features';
+import { FeatureOverflowCheck } from './feature-overflow';
 import { gatherRows } from './gather-features';
 import { StagedFile, commitFiles, stageFile } from '../util/safe-write';
 import { claimOutputs, guardOutputs } from '../io/outputs';
@@ -267,6 +268,7 @@ async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
   let writer: SafetensorsRowWriter | null = null;
   let progress: Progress | null = null;
   let release = () => {};
+  const overflow = new FeatureOverflowCheck();
   try {
     // another embed of this process writing the same files would interleave its rows and renames with ours
     if (rank === 0) release = claimOutputs([o.out, embedListPath(o.out)]);
@@ -300,6 +302,7 @@ async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
         enc.checkImages(images);
         return encodeBatch(enc, images, pooling, o.precision ?? 'fp32');
       });
+      overflow.add(f);
       const reasons = skipReasons(batch);
       let parts: { rows: Float32Array; codes: Float64Array }[];
       try {
@@ -330,6 +333,7 @@ async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
       o.onProgress?.(done, ds.length);
     }
     await throwIfAbortedOnAnyRank(o.signal, group);
+    await overflow.throwIfOverflowed(source.weights, `its features of ${ds.root}`, group);
     const ofRank = worldSize > 1 ? ` (rank ${rank} of ${worldSize}: its share of ${ds.length})` : '';
     if (seen !== mine) throw new Error(`embed: the loader gave ${seen} images, the dataset has ${mine}${ofRank}`);
     if (!writer) return null;
@@ -387,6 +391,7 @@ async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
     progress?.done();
     await loader.close();
     encoder?.dispose();
+    overflow.dispose();
     release();
   }
 }

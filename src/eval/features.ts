@@ -11,6 +11,7 @@ import { Augment, LabelledData, indexOrder } from '../data';
 import { checkLabelledBatch } from '../data/check-batch';
 import { rankSlice, severalRanks, type ProcessGroup } from '../dist';
 import { StopAgreement } from '../dist/agree';
+import { FeatureOverflowCheck } from './feature-overflow';
 import { allRowIndices, firstOccurrences, gatherRankFeatures, rowsPerRank, slicedRowIndices } from './gather-features';
 
 /** 'cls' and 'mean' read the tokens after the final norm; 'gap' is the authors' --global_pool (see Pooling). */
@@ -77,6 +78,8 @@ export interface ExtractOptions {
   gatherTo?: 'all' | 'rank0' | 'shard';
   /** Aborting it stops the extraction before its next batch: it rejects with an AbortError (code 'ERR_ABORTED'). */
   signal?: AbortSignal;
+  /** The encoder's weights file, named when its features are NaN/Inf (a CheckpointError, before any result). */
+  encoderName?: string;
 }
 
 /** Runs the encoder over one batch of images (already on its device); 'all' gives every token [B, 1 + P, D]. */
@@ -136,6 +139,7 @@ export async function extractPooledFeatures(
   const progress = label === null ? null : new Progress(label, mine);
   const start = Date.now();
   const mineOf = worldSize > 1 ? ` (rank ${rank} of ${worldSize}: its share of ${data.size})` : '';
+  const overflow = new FeatureOverflowCheck();
   try {
     // (data-parallel: every rank has the same number of batches, and all stop at the same one)
     const stop = new StopAgreement(group);
@@ -159,6 +163,7 @@ export async function extractPooledFeatures(
             let all = filled.get(k);
             if (!all) filled.set(k, (all = torch.keep(torch.empty([mine, pooled[i].shape[1]], { dtype: 'float32', device }))));
             all.narrow(0, n, B).copy_(pooled[i]); // (copy_ converts a bf16/fp16 batch to float32)
+            overflow.add(pooled[i]);
           });
         }),
       );
@@ -171,6 +176,7 @@ export async function extractPooledFeatures(
     }
     if (n !== mine) throw new Error(`features: the data gave ${n} images, its size is ${mine}${mineOf}`);
     if (!n) throw new Error('features: the data is empty');
+    await overflow.throwIfOverflowed(o.encoderName, `its features of ${data.size} images`, group);
     // an evaluation counts every image once: a stand-in row (another image of the data, which the
     // loader put in place of an unusable one) is dropped (label -1 in one process, index -1 across ranks),
     // as are repeats (padding), after the gather. A rank's own shard drops them too and numbers its rows
@@ -214,6 +220,7 @@ export async function extractPooledFeatures(
     return sets;
   } finally {
     for (const t of filled.values()) t.dispose();
+    overflow.dispose();
     progress?.done();
     encoder.train(wasTraining);
   }

@@ -2,7 +2,8 @@
 // segprobe.ts: a linear head on patch tokens): the lr of a warm-up + cosine schedule set at every step, a
 // stop every rank agrees on (data-parallel, they take the same steps), the mean loss of each epoch, an
 // evaluation every evalEvery epochs but the last (the caller evaluates after it), progress on rank 0, and an
-// OptionError naming the lr's option when an epoch's mean loss is not finite.
+// OptionError naming the lr's option when an epoch's mean loss is not finite while the head's inputs were
+// finite (else the encoder's outputs overflowed, and the lr is not to blame).
 import * as torch from '../torch';
 import type { Tensor } from '../torch';
 import type { Module } from '../nn';
@@ -11,6 +12,7 @@ import { Progress } from '../run/progress';
 import { StopAgreement } from '../dist/agree';
 import type { ProcessGroup } from '../dist';
 import { OptionError } from '../util/options';
+import { FeatureOverflowCheck } from './feature-overflow';
 
 export interface HeadTrainingOptions {
   epochs: number;
@@ -40,6 +42,8 @@ export interface HeadTraining<B, M extends string> {
   /** Steps per epoch; `batches(epoch)` may yield more (the loop stops at the epochs' total) or fewer. */
   perEpoch: number;
   batches: (epoch: number) => AsyncIterable<B>;
+  /** The head's input features of a batch (checked for NaN/Inf). */
+  inputs: (b: B) => Tensor;
   /** The batch's loss, inside the step's scope. */
   loss: (b: B) => Tensor;
   /** Frees the batch's tensors: after its step, also when the step throws (a label outside the classes). */
@@ -64,6 +68,7 @@ export async function trainHead<B, M extends string>(t: HeadTraining<B, M>, o: H
   const lossSum = torch.keep(torch.zeros([], { device: t.head.parameters()[0].device }));
   let step = 0;
   const stop = new StopAgreement(o.group);
+  const overflow = new FeatureOverflowCheck();
   t.head.train();
   try {
     for (let epoch = 0; epoch < epochs && step < totalSteps; epoch++) {
@@ -74,6 +79,7 @@ export async function trainHead<B, M extends string>(t: HeadTraining<B, M>, o: H
           await stop.throwIfAborted(o.signal);
           torch.scope(() => {
             t.optimizer.setLr(schedule(fractionalEpoch(epoch, i, t.perEpoch)));
+            overflow.add(t.inputs(b));
             const loss = t.loss(b);
             loss.backward();
             t.optimizer.step();
@@ -93,6 +99,7 @@ export async function trainHead<B, M extends string>(t: HeadTraining<B, M>, o: H
       // A head trained past a NaN/Inf loss evaluates at chance level: stop, on every rank at once, before any result exists.
       const diverged = !Number.isFinite(rec.loss);
       if (o.group ? await o.group.anyTrue(diverged) : diverged) {
+        await overflow.throwIfOverflowed(undefined, `the ${t.name} head's input features (epoch ${epoch + 1})`, o.group);
         throw new OptionError(
           t.lrOption,
           `the ${t.name} loss became NaN/Inf in epoch ${epoch + 1} (peak lr ${t.lr}${o.group ? ', on some rank' : ''}): lower it; no result was written`,
@@ -105,6 +112,7 @@ export async function trainHead<B, M extends string>(t: HeadTraining<B, M>, o: H
     return history;
   } finally {
     lossSum.dispose();
+    overflow.dispose();
     t.optimizer.dispose();
     progress?.done();
   }

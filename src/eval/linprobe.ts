@@ -119,6 +119,7 @@ async function trainProbe(
       lrOption: o.lr === undefined ? 'blr' : 'lr',
       perEpoch,
       batches,
+      inputs: (b) => b.features,
       loss: (b) => F.crossEntropy(probe.forward(b.features), b.labels),
       release: (b) => {
         b.features.dispose();

@@ -136,7 +136,7 @@ export async function encoderFeatures(
       checkImageShape(loaded.encoder, splits.train, 'train data');
       checkImageShape(loaded.encoder, splits.test, 'test data');
       checkSizes({ train: splits.train.size, test: splits.test.size });
-      const fo = { batchSize: o.evalBatchSize, pooling: o.pooling, precision: o.precision, group, signal };
+      const fo = { batchSize: o.evalBatchSize, pooling: o.pooling, precision: o.precision, group, signal, encoderName: loaded.source.weights };
       train = await extractFeatures(loaded.encoder, splits.train, { ...fo, gatherTo: 'shard', label: 'features (train)' });
       const test = await extractFeatures(loaded.encoder, splits.test, { ...fo, gatherTo: 'all', label: 'features (test)' });
       return {
@@ -280,7 +280,10 @@ async function runLinprobeJob(o: LinprobeCommandOptions, f: DataFactories, { gro
           );
         // The test features in the precision the probe trains on, as the cached path extracts both splits.
         const precision = o.precision;
-        const fo = { batchSize: o.evalBatchSize, pooling: o.pooling, precision, group, gatherTo: 'all' as const, label: 'features (test)', signal };
+        const fo = {
+          ...{ batchSize: o.evalBatchSize, pooling: o.pooling, precision, group, gatherTo: 'all' as const, label: 'features (test)', signal },
+          encoderName: source.weights,
+        };
         test = await extractFeatures(loaded.encoder, splits.test, fo);
         sizes.test = setSize(test); // unusable test images left out
         r = await linprobeOnline(loaded.encoder, splits.train, test, numClasses, { ...lo, pooling: o.pooling, precision, group, augment: o.augment });

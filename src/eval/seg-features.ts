@@ -11,6 +11,7 @@ import type { SegData } from '../data/seg-streams';
 import { checkSegBatch } from '../data/check-batch';
 import { severalRanks, type ProcessGroup } from '../dist';
 import { StopAgreement } from '../dist/agree';
+import { FeatureOverflowCheck } from './feature-overflow';
 
 /**
  * Parses a block selection against an encoder of `depth` blocks: 'last' (the final block, after the
@@ -105,6 +106,8 @@ export interface SegExtractOptions {
   group?: ProcessGroup | null;
   /** Aborting it stops the extraction before its next batch: it rejects with an AbortError (code 'ERR_ABORTED'). */
   signal?: AbortSignal;
+  /** The encoder's weights file, named when its features are NaN/Inf (a CheckpointError, before any result). */
+  encoderName?: string;
 }
 
 /** Runs the encoder once over every usable sample of `data` (evaluation transform, natural order). */
@@ -125,6 +128,7 @@ export async function extractSegFeatures(encoder: VisionTransformer, data: SegDa
   const label = group && group.rank !== 0 ? null : o.label === undefined ? 'features' : o.label;
   const progress = label === null ? null : new Progress(label, group ? Math.ceil(data.size / group.worldSize) : data.size);
   const slice = group ? { rank: group.rank, worldSize: group.worldSize } : undefined;
+  const overflow = new FeatureOverflowCheck();
   try {
     const stop = new StopAgreement(group); // (every rank has the same number of batches)
     await stop.throwIfAborted(o.signal);
@@ -137,7 +141,9 @@ export async function extractSegFeatures(encoder: VisionTransformer, data: SegDa
           torch.scope(() => {
             const images = torch.tensor(b.images, { shape: b.shape, device });
             encoder.checkImages(images);
-            return patchTokens(encoder, images, o.blocks, o.precision);
+            const tokens = patchTokens(encoder, images, o.blocks, o.precision);
+            overflow.add(tokens);
+            return tokens;
           }),
         ),
       );
@@ -152,6 +158,7 @@ export async function extractSegFeatures(encoder: VisionTransformer, data: SegDa
       n += B;
       progress?.update(n);
     }
+    await overflow.throwIfOverflowed(o.encoderName, `its patch features of ${data.name}`, group);
     const indices = concat(indexParts, (l) => new Int32Array(l));
     const shard = group ? shardRows(group, indices, data.size) : undefined;
     if (!(shard ? shard.size : parts.length)) throw new Error(`${data.name}: no usable sample`);
@@ -163,6 +170,7 @@ export async function extractSegFeatures(encoder: VisionTransformer, data: SegDa
     return { features, masks, indices, grid: [encoder.gridH, encoder.gridW], size: [H, W], images, keptMasks, shard };
   } finally {
     for (const p of parts) p.dispose();
+    overflow.dispose();
     progress?.done();
     encoder.train(wasTraining);
   }

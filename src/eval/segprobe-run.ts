@@ -54,6 +54,8 @@ export interface ProbeRunOptions {
   group?: ProcessGroup | null;
   /** Aborting it stops the features or the probe before the next batch or step (AbortError, code 'ERR_ABORTED'). */
   signal?: AbortSignal;
+  /** The encoder's weights file, named when its features are NaN/Inf. */
+  encoderName?: string;
 }
 
 function checkShapes(encoder: VisionTransformer, data: SegData, what: string): void {
@@ -77,7 +79,7 @@ export async function segprobeEncoder(
   const C = train.numClasses;
   const show = o.progress ?? true;
   const group = severalRanks(o.group);
-  const fo = { batchSize: o.evalBatchSize, blocks, precision: o.precision, group, signal: o.signal };
+  const fo = { batchSize: o.evalBatchSize, blocks, precision: o.precision, group, signal: o.signal, encoderName: o.encoderName };
   const keep = o.keep ?? 0;
   const settings = {
     epochs: s.epochs,
@@ -283,6 +285,7 @@ async function runSegprobeJob(
         keep: cfg.figureImages,
         group,
         signal,
+        encoderName: cfg.init === 'pretrained' ? source.weights : undefined,
       });
     } finally {
       await train.close();

@@ -179,6 +179,7 @@ async function trainSegHead(
       lrOption: 'lr',
       perEpoch,
       batches,
+      inputs: (b) => b.tokens,
       loss: (b) => F.crossEntropy(head.forward(b.tokens, grid, size), b.masks, { ignoreIndex: IGNORE_INDEX }),
       release: (b) => {
         b.tokens.dispose();
