@@ -5,6 +5,8 @@
 // user's seed plus a key path such as (epoch, sample index), so results do not depend on how work
 // is split across worker threads.
 
+import { sampleBetaFrom, sampleGamma } from '../util/beta';
+
 /** Mixes a 32-bit state (splitmix32 finaliser). */
 function mix32(x: number): number {
   x = (x + 0x9e3779b9) | 0;
@@ -116,35 +118,14 @@ export class Rng {
     return mean + std * r * Math.cos(2 * Math.PI * v);
   }
 
-  /** Gamma(shape, 1) by Marsaglia–Tsang. */
+  /** Gamma(shape, 1) (util/beta.ts). */
   gamma(shape: number): number {
-    if (!(shape > 0)) throw new RangeError(`Rng.gamma: shape must be > 0, got ${shape}`);
-    if (shape < 1) {
-      let u = 0;
-      while (u === 0) u = this.float();
-      return this.gamma(shape + 1) * Math.pow(u, 1 / shape);
-    }
-    const d = shape - 1 / 3;
-    const c = 1 / Math.sqrt(9 * d);
-    for (;;) {
-      let x: number;
-      let v: number;
-      do {
-        x = this.normal();
-        v = 1 + c * x;
-      } while (v <= 0);
-      v = v * v * v;
-      const u = this.float();
-      if (u < 1 - 0.0331 * x * x * x * x) return d * v;
-      if (Math.log(u) < 0.5 * x * x + d * (1 - v + Math.log(v))) return d * v;
-    }
+    return sampleGamma(shape, () => this.float());
   }
 
-  /** Beta(a, b). */
+  /** Beta(a, b) (util/beta.ts: 0.5 where both Gamma draws underflow). */
   beta(a: number, b: number): number {
-    const x = this.gamma(a);
-    const y = this.gamma(b);
-    return x + y === 0 ? 0.5 : x / (x + y);
+    return sampleBetaFrom(a, b, () => this.float());
   }
 
   /** Picks one element uniformly. */

@@ -5,6 +5,7 @@
 // torch.Generator, so a checkpointed generator state reproduces the stream exactly.
 import * as torch from '../torch';
 import { Tensor } from '../torch';
+import { sampleBetaFrom } from '../util/beta';
 
 export interface MixOptions {
   numClasses: number;
@@ -55,28 +56,8 @@ class Draws {
     }
     return this.buf[this.i++];
   }
-  normal(): number {
-    // Box–Muller; 1 − u keeps the logarithm finite.
-    return Math.sqrt(-2 * Math.log(1 - this.uniform())) * Math.cos(2 * Math.PI * this.uniform());
-  }
-  /** Gamma(a, 1) by Marsaglia & Tsang (boosted for a < 1). */
-  gamma(a: number): number {
-    if (a < 1) return this.gamma(a + 1) * Math.pow(1 - this.uniform(), 1 / a);
-    const d = a - 1 / 3;
-    const c = 1 / Math.sqrt(9 * d);
-    for (;;) {
-      const x = this.normal();
-      const v0 = 1 + c * x;
-      if (v0 <= 0) continue;
-      const v = v0 * v0 * v0;
-      const u = 1 - this.uniform();
-      if (u < 1 - 0.0331 * x ** 4 || Math.log(u) < 0.5 * x * x + d * (1 - v + Math.log(v))) return d * v;
-    }
-  }
   beta(a: number, b: number): number {
-    const x = this.gamma(a);
-    const y = this.gamma(b);
-    return x / (x + y);
+    return sampleBetaFrom(a, b, () => this.uniform());
   }
   /** Integer in [low, high). */
   int(low: number, high: number): number {

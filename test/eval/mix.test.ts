@@ -85,6 +85,31 @@ test('Beta samples have the right mean and variance', () => {
   assert.ok(xs.every((x) => x > 0 && x < 1));
 });
 
+test('tiny mixup / cutmix alphas give a finite lambda, images, targets and loss (both Gamma draws underflow to 0)', () => {
+  for (const alpha of [1e-6, 1e-3]) {
+    for (const [mixupAlpha, cutmixAlpha] of [
+      [alpha, 0],
+      [0, alpha],
+    ]) {
+      const mix = new Mixup({ numClasses: 4, mixupAlpha, cutmixAlpha, labelSmoothing: 0.1 }, new torch.Generator(1));
+      for (let trial = 0; trial < 20; trial++) {
+        torch.scope(() => {
+          const r = mix.apply(torch.randn([6, 3, 8, 8], { generator: new torch.Generator(trial) }), labels());
+          assert.ok(r.lam >= 0 && r.lam <= 1, `alpha ${alpha}: lambda ${r.lam}`);
+          const loss = softTargetCrossEntropy(torch.randn([6, 4]), r.targets).item();
+          assert.ok(Number.isFinite(loss) && r.images.isfinite().all().item(), `alpha ${alpha} (${r.mode}): loss ${loss}`);
+        });
+      }
+    }
+  }
+});
+
+test('the Beta stream of a generator is the one fine-tuning has drawn so far (resumed runs and recorded results repeat)', () => {
+  const g = new torch.Generator(7);
+  const got = [0.8, 1, 0.2, 2].map((a) => sampleBeta(a, a, g));
+  assert.deepEqual(got, [0.21940481476524426, 0.3709100262470708, 0.28393648003928923, 0.6853413375718035]);
+});
+
 test('soft-target cross entropy equals cross entropy with label smoothing', () => {
   torch.scope(() => {
     const logits = torch.randn([6, 4], { generator: new torch.Generator(2) });
