@@ -5,7 +5,7 @@
 // pre-training: atomic, verified, the global and mixing RNG states saved with them). The loop itself is
 // src/run/loop.ts.
 import * as torch from '../torch';
-import { AdamW, GradScaler, minLrProblem, paramGroupsLayerDecay, scaleLr, warmupCosine } from '../optim';
+import { AdamW, GradScaler, paramGroupsLayerDecay, peakLr, warmupCosine } from '../optim';
 import { disposeAll } from '../io';
 import { EncoderSource, loadEncoderTensors, resolveEncoder } from '../semaim';
 import { LabelledBatch, LabelledData, PassOptions, batchesPerEpoch } from '../data';
@@ -167,9 +167,7 @@ async function finetuneJob(o: FinetuneOptions, data: FinetuneData, hooks: Finetu
       'batchSize',
       `the training set (${data.train.size} images) gives no full step of ${o.batchSize} × ${o.accumIter} × ${world} images (--batch-size × --accum-iter × processes)`,
     );
-  const lr = o.lr ?? scaleLr(o.blr, o.batchSize * o.accumIter * world);
-  const minLrTooHigh = minLrProblem(o.minLr, lr);
-  if (minLrTooHigh) throw new OptionError('minLr', minLrTooHigh);
+  const lr = peakLr(o, o.batchSize * o.accumIter * world);
   makeFolder(o.outDir);
   torch.manualSeed(o.seed);
 

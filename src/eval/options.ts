@@ -1,6 +1,7 @@
 // Option tables of `semaim knn | linprobe | finetune | ablate` (defaults: docs/METHOD.md §6) and the checks
 // that need more than one option. Everything is validated before any work starts.
 import { OptionError, Options, defineOptions, MAX_THREADS, MAX_THREADS_IS, MAX_WORKERS } from '../util/options';
+import { peakLr } from '../optim/peak-lr';
 import { parseKs } from './knn';
 import { precisionOption, checkPrecision } from '../run/precision';
 import { checkDevice } from '../run/device';
@@ -291,10 +292,12 @@ export function validateLinprobe(o: LinprobeCommandOptions): void {
   if (o.cacheFeatures && o.augment !== 'resize-crop-flip')
     throw new OptionError('augment', 'has no effect on cached features (extracted once, without augmentation): add --no-cache-features');
   checkLinprobeProcesses(o, o.nprocPerNode * o.nnodes);
+  peakLr(o, o.batchSize);
 }
 
 /** Fine-tuning's checks: the shared ones, and a gradient compression the backend can sum. */
 export function validateFinetune(o: FinetuneOptions): void {
   validateEval(o);
   checkGradSync(o);
+  peakLr(o, o.batchSize * o.accumIter * o.nprocPerNode * o.nnodes);
 }

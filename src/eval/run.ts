@@ -4,6 +4,7 @@
 // reports and writes.
 import { join } from 'node:path';
 import { OptionError } from '../util/options';
+import { peakLr } from '../optim/peak-lr';
 import { stageTensors } from '../io/tensors';
 import { DataFactories, EvalDataRequest, LabelledData, PassOptions, RankSlice, Split, batchesPerEpoch, splitClassMismatch } from '../data';
 import { ProcessGroup, rankSlice } from '../dist';
@@ -242,6 +243,7 @@ async function runLinprobeJob(o: LinprobeCommandOptions, f: DataFactories, { gro
   await throwIfAbortedOnAnyRank(signal, group);
   validateEval(o);
   checkLinprobeProcesses(o, group?.worldSize ?? 1); // under torchrun the launch flags say nothing
+  peakLr(o, o.batchSize); // before any feature is extracted
   const source = resolveEncoder(o.checkpoint, o);
   const t0 = Date.now();
   const lo = { ...linprobeOptionsFrom(o), signal };

@@ -1,6 +1,7 @@
 // Options of `semaim segprobe` and the one function that turns them into a typed configuration
 // (checked before any work).
 import { OptionError, Options, defineOptions, MAX_THREADS, MAX_THREADS_IS } from '../util/options';
+import { peakLr } from '../optim/peak-lr';
 import { precisionOption, checkPrecision, type Precision } from '../run/precision';
 import { checkDevice } from '../run/device';
 import type * as torch from '../torch';
@@ -149,6 +150,7 @@ export function readSegprobeSettings(o: Options<typeof SEG_PROBE_OPTIONS>): Segp
     throw new OptionError('blocks', `expected 'last', 'lastN' or 0-based block indices such as '1,3', got '${s.blocks}'`);
   if (/^last0+$/.test(s.blocks.trim())) throw new OptionError('blocks', `'${s.blocks}' names no block (lastN takes N >= 1)`);
   if (s.warmupEpochs >= s.epochs) throw new OptionError('warmupEpochs', `(${s.warmupEpochs}) must be below epochs (${s.epochs})`);
+  peakLr(s, 1); // (no base lr: the batch does not scale it)
   return s;
 }
 

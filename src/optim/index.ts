@@ -7,3 +7,4 @@ export * from './clip';
 export * from './grad_scaler';
 export * from './schedule';
 export * from './param_groups';
+export * from './peak-lr';

@@ -1,6 +1,7 @@
 // `semaim pretrain` options (defaults: the authors' ViT-B/16 ImageNet recipe, docs/METHOD.md §6.1) and their
 // translation into a model config. Everything is validated before any work starts.
 import { OptionError, Options, defineOptions, MAX_THREADS, MAX_THREADS_IS, MAX_WORKERS } from '../util/options';
+import { peakLr } from '../optim/peak-lr';
 import { precisionOption, checkPrecision } from '../run/precision';
 import { checkDevice } from '../run/device';
 import { cudaGraphRefusal } from '../run/cuda-graph-step';
@@ -346,6 +347,7 @@ export function validatePretrain(o: PretrainOptions): void {
   if (o.warmupEpochs >= o.epochs) {
     throw new OptionError('warmupEpochs', `(${o.warmupEpochs}) must be below epochs (${o.epochs})`);
   }
+  peakLr(o, o.batchSize * o.accumIter * o.nprocPerNode * o.nnodes);
   checkCudaGraphs(o);
   fusedKindsOf(o);
   checkGradSync(o);

@@ -2,7 +2,7 @@
 // order of every batch from its own similarity pass, the loss, AdamW over the weight-decay groups and
 // the warm-up + cosine schedule (docs/METHOD.md §6). The loop itself is src/run/loop.ts.
 import * as torch from '../torch';
-import { AdamW, GradScaler, minLrProblem, paramGroupsWeightDecay, warmupCosine, scaleLr } from '../optim';
+import { AdamW, GradScaler, paramGroupsWeightDecay, peakLr, warmupCosine } from '../optim';
 import { SemAIM, VisionTransformer, loadTeacher, orderUsesNoise } from '../semaim';
 import type { RankedTrainData, TrainBatch, TrainData } from '../data';
 import { checkTrainBatch } from '../data/check-batch';
@@ -79,9 +79,7 @@ async function pretrainOn(o: PretrainOptions, data: TrainData, hooks: PretrainHo
     await checkRanksAgree(group, 'the training data', { batchesPerEpoch: data.batchesPerEpoch, ...identity }, SAME_DATA_HINT);
   }
   // the schedule (docs/METHOD.md §6.1); the effective batch counts every process
-  const lr = o.lr ?? scaleLr(o.blr, o.batchSize * o.accumIter * world);
-  const minLrTooHigh = minLrProblem(o.minLr, lr);
-  if (minLrTooHigh) throw new OptionError('minLr', minLrTooHigh);
+  const lr = peakLr(o, o.batchSize * o.accumIter * world);
   makeFolder(o.outDir);
   const fusedKinds = fusedKindsOf(o); // checked by validatePretrain
   torch.manualSeed(o.seed);
