@@ -273,7 +273,9 @@ export function makeEvalData(req: EvalDataRequest, dist: RankSlice = SINGLE_PROC
   if (req.limit && isShardDataset(ds))
     throw new DataError(`a subset (--train-limit/--test-limit) of streamed shards is not supported: pack a smaller folder with \`semaim shards\``);
   if (req.limit && !isShardDataset(ds)) ds = subsetDataset(ds, req.limit, req.seed);
-  if (ds.classes.length < 2) throw new DataError(`${ds.root} has no class labels: evaluation needs a labelled dataset`);
+  if (ds.classes.length === 0) throw new DataError(`${ds.root} has no class labels: evaluation needs a labelled dataset`);
+  if (ds.classes.length === 1)
+    throw new DataError(`${ds.root} has only one class ('${ds.classes[0]}'): a classifier or k-NN needs at least two to tell apart (one sub-folder per class)`);
   const data = ds;
   const loaders = new Map<string, EpochLoader>();
   const loaderFor = (o: PassOptions): EpochLoader => {

@@ -212,6 +212,25 @@ test('the data makeTrainData and makeEvalData open are AsyncDisposable: `await u
   }, /DataLoader: closed/);
 });
 
+test('a folder of one class: evaluation refuses it as one class (not as unlabelled), pre-training, which reads no labels, takes it', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    for (const split of ['train', 'test'])
+      for (let i = 0; i < 4; i++) write(join(dir, split, 'cats', `${i}.png`), await encode(picture(16, 16, i), 16, 16, 3, 'png'));
+    const req = { dataset: 'folder', dataPath: dir, imgSize: 16, seed: 0, numWorkers: 0 };
+    assert.throws(() => makeEvalData({ ...req, split: 'train' }), {
+      name: 'DataError',
+      message: /train has only one class \('cats'\): a classifier or k-NN needs at least two/,
+    });
+    await using t = makeTrainData({ ...req, syntheticSize: 0, minScale: 0.2, hflip: true, batchSize: 2, uint8: false });
+    let images = 0;
+    for await (const b of t.epoch(0, 0)) images += b.shape[0];
+    assert.equal(images, 4);
+  } finally {
+    cleanup();
+  }
+});
+
 test('replace: false leaves an unusable sample as a blank row (index -1, a stand-in) whatever the share of unusable files', async () => {
   const { dir, cleanup } = tempDir();
   try {
