@@ -7,6 +7,7 @@ import { compressionRefusal } from '../dist/ddp';
 import { evalCommands } from './eval-commands';
 import { vizCommands } from './viz-commands';
 import { lossChange } from './loss-change';
+import { pretrainSummary } from './pretrain-summary';
 import { demoCommand } from './demo';
 import { shardsCommand } from './shards-command';
 import { segprobeCommand } from './segprobe-command';
@@ -17,19 +18,10 @@ import { checkDataPath } from '../data/options';
 import { runExitCode } from '../run/signals';
 import { exportCommand } from './export-command';
 import { runDataParallel } from './data-parallel';
-import type { StopReason } from '../run/loop';
 import { rankSlice } from '../dist';
 import { embedCommand } from './embed-command';
 import { predictCommand } from './predict-command';
 import { objectStartCommand } from './object-start-command';
-
-/** How the summary line says why a pre-training run ended. */
-const STOPPED: Record<StopReason, string> = {
-  finished: 'finished',
-  maxSteps: 'stopped at --max-steps',
-  signal: 'stopped by a signal',
-  nonfinite: 'diverged (NaN/Inf)',
-};
 
 export { lossChange };
 
@@ -55,10 +47,7 @@ const coreCommands: Record<string, Command> = {
       runDataParallel(o, { command: 'pretrain', table: PRETRAIN_OPTIONS }, async (group) => {
         const r = await pretrain(o, makeTrainData(trainDataRequest(o), rankSlice(group)), { group });
         if (!group || group.rank === 0) {
-          process.stdout.write(
-            `pretrain ${STOPPED[r.stoppedBy]} after ${r.steps} steps; ${lossChange(r.firstLoss, r.lastLoss)}\n` +
-              `  checkpoint: ${r.checkpoint}\n  metrics:    ${r.outDir}/metrics.jsonl\n`,
-          );
+          process.stdout.write(pretrainSummary(r));
         }
         return runExitCode(r);
       }),

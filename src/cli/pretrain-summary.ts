@@ -1,0 +1,20 @@
+// What `semaim pretrain` prints when it ends: why it stopped, how the loss changed, where its files are.
+import type { StopReason } from '../run/loop';
+import type { PretrainResult } from '../train/pretrain';
+import { lossChange } from './loss-change';
+
+/** How the summary line says why a pre-training run ended. */
+const STOPPED: Record<StopReason, string> = {
+  finished: 'finished',
+  maxSteps: 'stopped at --max-steps',
+  signal: 'stopped by a signal',
+  nonfinite: 'diverged (NaN/Inf)',
+};
+
+/** The summary; a run stopped before its first checkpoint says "none yet" (it printed "checkpoint: null"). */
+export function pretrainSummary(r: Pick<PretrainResult, 'stoppedBy' | 'steps' | 'firstLoss' | 'lastLoss' | 'checkpoint' | 'outDir'>): string {
+  return (
+    `pretrain ${STOPPED[r.stoppedBy]} after ${r.steps} steps; ${lossChange(r.firstLoss, r.lastLoss)}\n` +
+    `  checkpoint: ${r.checkpoint ?? 'none yet'}\n  metrics:    ${r.outDir}/metrics.jsonl\n`
+  );
+}

@@ -1,0 +1,10 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { pretrainSummary } from '../../src/cli/pretrain-summary';
+
+test('pretrain\'s summary of a run stopped before its first checkpoint says "none yet", not "null"', () => {
+  const r = { stoppedBy: 'nonfinite' as const, steps: 3, firstLoss: 1.1649, lastLoss: NaN, outDir: 'runs/x' };
+  const text = pretrainSummary({ ...r, checkpoint: null });
+  assert.equal(text, 'pretrain diverged (NaN/Inf) after 3 steps; loss 1.1649 → NaN\n  checkpoint: none yet\n  metrics:    runs/x/metrics.jsonl\n');
+  assert.match(pretrainSummary({ ...r, checkpoint: 'runs/x/checkpoints/step-00000002' }), /checkpoint: runs\/x\/checkpoints\/step-00000002\n/);
+});
