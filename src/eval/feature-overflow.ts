@@ -21,7 +21,7 @@ export class FeatureOverflowCheck {
 
   /** Whether some batch had a NaN/Inf feature (reads the device). */
   overflowed(): boolean {
-    return this.allFinite !== null && !(this.allFinite.item() as unknown as boolean);
+    return this.allFinite !== null && this.allFinite.item() === 0;
   }
 
   /**
