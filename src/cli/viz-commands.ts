@@ -6,7 +6,7 @@ import * as torch from '../torch';
 import { checkDevice } from '../run/device';
 import { OptionError, Options, defineOptions, MAX_THREADS, MAX_THREADS_IS } from '../util/options';
 import { ORDER_NAMES, OrderName } from '../viz/maps';
-import { visualizeCheckpoint, writeRunReport } from '../viz/pipeline';
+import { checkRunDir, visualizeCheckpoint, writeRunReport } from '../viz/pipeline';
 import { Command, defineCommand } from './command';
 import { VERIFY_OPTIONS } from '../eval/options';
 import { IMAGE_INPUT_OPTIONS, imageInputOptions } from '../data/options';
@@ -138,6 +138,7 @@ export const vizCommands: Record<string, Command> = {
       parseOrders(o.orders);
     },
     preflight: (o, [runDir, ...rest]) => {
+      checkRunDir(runDir);
       if (o.images) checkFigureOut(o.vizOut ?? join(runDir, 'viz'), [o.images, ...rest], 'vizOut');
     },
     async run(o, positionals) {

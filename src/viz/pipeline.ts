@@ -127,14 +127,24 @@ function plainPng(path: string): Buffer | null {
   return readPlainFile(path, (fd) => (head(fd, 8).equals(PNG_SIGNATURE) ? readFileSync(fd) : null));
 }
 
+const GIVE_A_RUN = 'give the folder of a pretrain, linprobe or finetune run (--out-dir)';
+
+/** RUN_DIR names a folder: a missing one is an option error (exit 2), as a folder that holds nothing of a run is. */
+export function checkRunDir(runDir: string): void {
+  const st = statSync(runDir, { throwIfNoEntry: false });
+  if (!st) throw new OptionError('runDir', `${runDir} does not exist: ${GIVE_A_RUN}`, 'RUN_DIR');
+  if (!st.isDirectory()) throw new OptionError('runDir', `${runDir} is not a folder: ${GIVE_A_RUN}`, 'RUN_DIR');
+}
+
 export async function writeRunReport(job: ReportJob): Promise<{ out: string; grid: string | null; evals: number; metrics: number }> {
+  checkRunDir(job.runDir);
   const out = job.out ?? join(job.runDir, 'report.html');
   checkReportOut(out, !!job.overwrite);
   const run = readRun(job.runDir);
   if (!['config.json', 'metrics.jsonl', 'checkpoints'].some((n) => occupied(join(job.runDir, n))) && run.evals.length === 0)
     throw new OptionError(
       'runDir',
-      `${job.runDir} holds nothing of a run (no config.json, metrics.jsonl, checkpoints/ or evaluation results): give the folder of a pretrain, linprobe or finetune run (--out-dir)`,
+      `${job.runDir} holds nothing of a run (no config.json, metrics.jsonl, checkpoints/ or evaluation results): ${GIVE_A_RUN}`,
       'RUN_DIR',
     );
   let grid: string | null = null;

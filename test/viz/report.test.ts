@@ -6,6 +6,7 @@ import { basename, join } from 'node:path';
 import { vizCommands } from '../../src/cli/viz-commands';
 import { findEvalRows, lineChart, niceTicks, readRun, renderReport, reduceSeries } from '../../src/viz';
 import { writeRunReport } from '../../src/viz/pipeline';
+import { OptionError } from '../../src/util/options';
 import { tinyModel, writeRunCheckpoint, writeTestImages } from './helpers';
 
 function fakeRun(dir: string, steps = 40): void {
@@ -421,6 +422,28 @@ test('report: the command it suggests to regenerate an earlier grid quotes the r
     assert.match(again, /grid\.png, drawn from \/runs\/x\/checkpoints\/step-3 \(step 3\)/);
   } finally {
     rmSync(parent, { recursive: true, force: true });
+  }
+});
+
+test('report refuses a run folder that does not exist, or a file, as it refuses an empty one: an option error naming RUN_DIR, exit 2', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-report-missing-'));
+  try {
+    const { spawnSync } = await import('node:child_process');
+    const file = join(dir, 'run.txt');
+    writeFileSync(file, 'not a run');
+    for (const [runDir, why] of [
+      [join(dir, 'missing'), 'does not exist'],
+      [file, 'is not a folder'],
+    ]) {
+      await assert.rejects(vizCommands.report.run([runDir]), (e: unknown) => e instanceof OptionError && e.key === 'runDir' && e.detail.includes(why));
+      await assert.rejects(writeRunReport({ runDir }), (e: unknown) => e instanceof OptionError && e.key === 'runDir');
+      const r = spawnSync(process.execPath, [join(__dirname, '..', '..', 'src', 'cli', 'main.js'), 'report', runDir], { encoding: 'utf8' });
+      assert.equal(r.status, 2, r.stderr);
+      assert.equal(r.stderr, `semaim: option RUN_DIR: ${runDir} ${why}: give the folder of a pretrain, linprobe or finetune run (--out-dir)\n`);
+    }
+    assert.deepEqual(readdirSync(dir), ['run.txt']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 
