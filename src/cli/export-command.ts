@@ -37,7 +37,6 @@ export const EXPORT_OPTIONS = defineOptions({
     help: 'onnx, web: weights and compute in this type (input and outputs stay float32)',
   },
   attention: { type: 'boolean', default: true, help: "onnx: add the output cls_attention (last block's [CLS] attention, mean over heads)" },
-  encoderOnly: { type: 'boolean', default: true, help: 'safetensors: timm-compatible encoder only (the only choice)' },
   overwrite: { type: 'boolean', default: false, help: 'replace files of an earlier export at --out; never the checkpoint or encoder read' },
   exifOrientation: {
     type: 'string',
@@ -87,7 +86,6 @@ export const exportCommand = defineCommand({
     'as image-classification, naming the classes).',
   options: EXPORT_OPTIONS,
   validate: (o) => {
-    if (!o.encoderOnly) throw new OptionError('encoderOnly', "has no effect: export writes the encoder only (the whole model is the run's checkpoint folder)");
     if (o.format === 'safetensors' && o.dtype !== 'float32')
       throw new OptionError('dtype', "float16 is for --format onnx or web (safetensors keeps the checkpoint's float32)");
     if (o.exifOrientation !== undefined && o.format !== 'web')

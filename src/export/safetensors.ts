@@ -1,4 +1,4 @@
-// `semaim export --encoder-only`: a timm-compatible ViT encoder (timm parameter names, no head) as
+// `semaim export` (--format safetensors): a timm-compatible ViT encoder (timm parameter names, no head) as
 // safetensors, with its config JSON beside it; from a run, or converted from another encoder file.
 import { existsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';

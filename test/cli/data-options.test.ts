@@ -3,6 +3,7 @@
 // option error before any work (it used to train from a cache of some other archive).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -203,7 +204,6 @@ test('options that would have no effect are refused, saying why (they were ignor
   const cases: Array<[() => unknown, string, RegExp]> = [
     [() => commands.pretrain.parse(['--dataset', 'synthetic', '--data-path', '/tmp']), 'dataPath', /has no effect with --dataset synthetic/],
     [() => commands.pretrain.parse(['--teacher', '/tmp/t.safetensors']), 'teacher', /has no effect with --target pixels/],
-    [() => commands.export.parse(['--checkpoint', 'r', '--out', 'o', '--no-encoder-only']), 'encoderOnly', /has no effect: export writes the encoder only/],
     [() => commands.ablate.parse(['--seg-dataset', 'seg-folder']), 'segDataset', /has no effect without --eval segprobe/],
     [() => commands.ablate.parse(['--segprobe-epochs', '2']), 'segprobeEpochs', /has no effect without --eval segprobe/],
   ];
@@ -212,6 +212,20 @@ test('options that would have no effect are refused, saying why (they were ignor
     segprobeCommand.run(['--checkpoint', '/nonexistent.safetensors', '--dataset', 'synthetic', '--num-classes', '5']),
     (e: unknown) => e instanceof OptionError && e.key === 'numClasses' && /has no effect with dataset 'synthetic'/.test(e.message),
   );
+});
+
+test("export has no --encoder-only: its only other value (--no-encoder-only) always failed, and the whole model is the run's checkpoint folder", () => {
+  assert.ok(!('encoderOnly' in commands.export.options));
+  const help = spawnSync(process.execPath, [join(__dirname, '..', '..', 'src', 'cli', 'main.js'), 'export', '--help'], { encoding: 'utf8' });
+  assert.equal(help.status, 0, help.stderr);
+  assert.match(help.stdout, /--format <safetensors\|onnx\|web>/);
+  assert.doesNotMatch(help.stdout, /encoder-only/);
+  for (const flag of ['--encoder-only', '--no-encoder-only'])
+    assert.throws(
+      () => commands.export.parse(['--checkpoint', 'r', '--out', 'o', flag]),
+      (e: unknown) => e instanceof OptionError && e.flagMessage.startsWith(`option ${flag}: unknown option`),
+      flag,
+    );
 });
 
 test('--threads × --nproc-per-node above the cores is refused before the workers start', async (t) => {
