@@ -14,8 +14,7 @@ import { pretrain } from '../train/pretrain';
 import { StoppedBySignal } from '../run/signals';
 import { checkDevice } from '../run/device';
 import { ObjectData, ObjectStartScore, objectStartFraction } from '../viz/object-start';
-import { OptionError, Options, defineOptions, resolveOptions, MAX_THREADS, MAX_THREADS_IS, MAX_WORKERS } from '../util/options';
-import { precisionOption } from '../run/precision';
+import { OptionError, Options, defineOptions, resolveOptions, MAX_THREADS, MAX_THREADS_IS } from '../util/options';
 import { markdownTable } from '../eval/result';
 import { stat } from './ablate';
 import { commitStagedUnlessAborted, fileStagers } from '../util/safe-write';
@@ -50,8 +49,9 @@ export const OBJECT_STUDY_OPTIONS = defineOptions({
   seeds: { type: 'int', default: 1, min: 1, max: 1000, help: 'train each S with seeds seed..seed+N-1 and report mean ± std over them' },
   device: { mayChangeOnResume: true, type: 'string', default: 'cpu', help: "'cpu', 'cuda' or 'cuda:N'" },
   threads: { mayChangeOnResume: true, type: 'int', min: 1, max: MAX_THREADS, maxIs: MAX_THREADS_IS, help: 'CPU threads for libtorch (default: all cores)' },
-  numWorkers: { mayChangeOnResume: true, type: 'int', min: 0, max: MAX_WORKERS, help: 'data worker threads (default: one per core but one, at most 8)' },
-  precision: precisionOption('pre-training precision; auto = fp32 on the CPU, bf16 on a GPU'),
+  // its pre-trainings' own options (studyPretrainOptions hands them to pretrain): the same values, limits and --help
+  numWorkers: PRETRAIN_OPTIONS.numWorkers,
+  precision: PRETRAIN_OPTIONS.precision,
   cudaGraphs: GPU_STEP_OPTIONS.cudaGraphs,
 });
 
