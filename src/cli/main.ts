@@ -11,15 +11,20 @@ async function main(argv: string[]): Promise<number> {
   if (name === 'help' && rest.length && Object.hasOwn(commands, rest[0])) [name, rest] = [rest[0], ['--help']];
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     const width = Math.max(...Object.keys(commands).map((n) => n.length)) + 2;
-    process.stdout.write(
+    const help =
       'semaim — SemAIM pre-training, evaluation and visualisation for Vision Transformers\n\n' +
-        'Usage: semaim <command> [--config file.json|yaml] [--option value ...]\n\nCommands:\n' +
-        Object.entries(commands)
-          .map(([n, c]) => `  ${n.padEnd(width)}${c.summary}`)
-          .join('\n') +
-        '\n\nRun `semaim <command> --help` for its options and defaults.\n',
-    );
-    return name ? 0 : 1;
+      'Usage: semaim <command> [--config file.json|yaml] [--option value ...]\n\nCommands:\n' +
+      Object.entries(commands)
+        .map(([n, c]) => `  ${n.padEnd(width)}${c.summary}`)
+        .join('\n') +
+      '\n\nRun `semaim <command> --help` for its options and defaults.\n';
+    if (name) {
+      process.stdout.write(help);
+      return 0;
+    }
+    // no command is a command line it cannot run, as an unknown command is (exit 2): the list goes to stderr
+    process.stderr.write(help);
+    return 2;
   }
   const cmd = Object.hasOwn(commands, name) ? commands[name] : undefined; // not 'constructor' or 'toString'
   if (!cmd) {

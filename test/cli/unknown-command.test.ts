@@ -24,6 +24,20 @@ test('an unknown command exits 2 naming it, with the command a typo away', () =>
   }
 });
 
+test('no command is a usage error (exit 2, the commands on stderr); --help, -h and help print them on stdout and exit 0', () => {
+  const run = (...args: string[]) => spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8' });
+  const none = run();
+  assert.equal(none.status, 2, none.stderr);
+  assert.equal(none.stdout, '');
+  assert.match(none.stderr, /^semaim — .*\nUsage: semaim <command> .*\n {2}pretrain {2,}/s);
+  for (const arg of ['--help', '-h', 'help']) {
+    const r = run(arg);
+    assert.equal(r.status, 0, `${arg}: ${r.stderr}`);
+    assert.equal(r.stdout, none.stderr, arg);
+    assert.equal(r.stderr, '', arg);
+  }
+});
+
 test("-h and 'semaim help <command>' print the command's help ('knn -h' was a missing --checkpoint, 'report -h' a run folder)", () => {
   const run = (...args: string[]) => spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8' });
   for (const args of [
