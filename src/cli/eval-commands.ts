@@ -3,6 +3,8 @@
 // factories they are given (the real datasets by default).
 import { Command, defineCommand } from './command';
 import { DATA_FACTORIES, DataFactories } from '../data';
+import { LABELLED_DATASETS } from '../data/factories';
+import type { OptionSpec, OptionTable } from '../util/options';
 import { FINETUNE_OPTIONS, KNN_OPTIONS, LINPROBE_OPTIONS, validateEval, validateFinetune, validateLinprobe } from '../eval/options';
 import { ABLATE_OPTIONS, validateAblate } from '../experiments/ablate-options';
 import { runFinetune, runKnn, runLinprobe } from '../eval/run';
@@ -15,6 +17,20 @@ import { checkDataPath } from '../data/options';
 import { runDataParallel } from './data-parallel';
 import { shellQuote } from '../util/printable';
 
+/**
+ * A job's option table as its command takes it: --dataset is one of the real datasets with labels
+ * (checked with the other options: `option --dataset: must be one of ...`, exit 2; --help lists them).
+ * The library's tables take any name, for a caller's own DataFactories.
+ */
+function overLabelledDatasets<T extends OptionTable & { dataset: OptionSpec }>(table: T): T {
+  return { ...table, dataset: { ...table.dataset, choices: LABELLED_DATASETS } };
+}
+
+const KNN_COMMAND_OPTIONS = overLabelledDatasets(KNN_OPTIONS);
+const LINPROBE_COMMAND_OPTIONS = overLabelledDatasets(LINPROBE_OPTIONS);
+const FINETUNE_COMMAND_OPTIONS = overLabelledDatasets(FINETUNE_OPTIONS);
+const ABLATE_COMMAND_OPTIONS = overLabelledDatasets(ABLATE_OPTIONS);
+
 /** The commands over the given data factories (looked up only when a command runs). */
 export function makeEvalCommands(factories: () => DataFactories = () => DATA_FACTORIES): Record<string, Command> {
   return {
@@ -24,7 +40,7 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
       description:
         "DINO's weighted k-NN: L2-normalised [CLS] (or mean) features, cosine similarity to every training feature,\n" +
         'the k nearest vote with weight exp(cos / T). Writes <out-dir>/knn.json and prints a table.',
-      options: KNN_OPTIONS,
+      options: KNN_COMMAND_OPTIONS,
       validate: validateEval,
       preflight: (o) => {
         checkDataPath(o, ['train', 'test']);
@@ -43,7 +59,7 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
       description:
         "MAE's linear probe: frozen encoder → BatchNorm1d (no affine) → Linear; SGD momentum 0.9 (or LARS),\n" +
         'lr = blr × batch / 256, cosine schedule. Writes <out-dir>/linprobe.json and probe.safetensors.',
-      options: LINPROBE_OPTIONS,
+      options: LINPROBE_COMMAND_OPTIONS,
       validate: validateLinprobe,
       preflight: (o) => {
         checkDataPath(o, ['train', 'test']);
@@ -63,7 +79,7 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
         'Fine-tunes the encoder with global average pooling + fc_norm + head, as MAE (docs/METHOD.md §6.2 defaults).\n' +
         'A run killed at any moment continues from its last checkpoint when started again with the same --out-dir.\n' +
         'Writes <out-dir>/finetune.json at the end.',
-      options: FINETUNE_OPTIONS,
+      options: FINETUNE_COMMAND_OPTIONS,
       validate: validateFinetune,
       preflight: (o) => {
         checkDataPath(o, ['train', 'test']);
@@ -85,7 +101,7 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
         'ablation.json. Run again with the same --out-dir to continue an interrupted ablation.\n' +
         '--budget-minutes M plans the length from timed steps (plan.json); --jobs N runs N processes at once;\n' +
         '--stop-after-minutes stops at a checkpoint and exits with code 75 until every run is done.',
-      options: ABLATE_OPTIONS,
+      options: ABLATE_COMMAND_OPTIONS,
       validate: validateAblate,
       preflight: (o) => checkDataPath(o, ['train', 'test']),
       async run(o) {

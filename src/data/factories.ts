@@ -44,6 +44,8 @@ import { batchesPerEpoch } from './streams';
 
 export const DATASETS = ['synthetic', 'cifar10', 'folder', 'flat', 'shards'] as const;
 export type DatasetName = (typeof DATASETS)[number];
+/** The datasets with class labels, which the evaluations score on: 'flat' is a folder of images without labels. */
+export const LABELLED_DATASETS = DATASETS.filter((d) => d !== 'flat');
 
 export interface OpenOptions {
   split: 'train' | 'test';

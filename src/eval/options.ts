@@ -16,8 +16,9 @@ export const IMAGE_SOURCE_OPTIONS = defineOptions({
   images: { type: 'string', help: 'a folder of images, searched recursively (no labels); or give --dataset' },
   dataset: {
     type: 'string',
+    // openDataset's: tar shards are streamed, not opened by index
     choices: DATASETS.filter((d) => d !== 'shards'),
-    help: 'a dataset as the evaluations name it (cifar10, synthetic, folder: class folders; labelled data adds labels); or give --images',
+    help: 'a dataset as the other commands name it (labelled data adds labels; not shards, which are streamed: give the folder they were packed from); or give --images',
   },
   dataPath: { type: 'string', help: 'dataset location (cifar10: folder or .tar.gz; folder: root with train/ and test/ (or val/) class folders)' },
   split: { type: 'string', default: 'test', choices: ['train', 'test'], help: 'split of --dataset' },
@@ -75,8 +76,13 @@ export function checkImageSourcePaths(o: ImageSource): void {
 
 export const DATA_OPTIONS = defineOptions({
   // no choices: a library caller's own DataFactories may name others; an unknown name is a DataError when opened
-  dataset: { type: 'string', default: 'cifar10', help: 'labelled dataset (e.g. cifar10, synthetic, folder), as the data adapter names them' },
-  dataPath: { type: 'string', path: true, help: 'dataset location (cifar10: folder or .tar.gz; folder: root with train/ and test/ (or val/) class folders)' },
+  // (the commands, over the real datasets, check it against their labelled ones: src/cli/eval-commands.ts)
+  dataset: { type: 'string', default: 'cifar10', help: 'labelled dataset (flat, images without labels, is for pretrain and embed)' },
+  dataPath: {
+    type: 'string',
+    path: true,
+    help: "dataset location (cifar10: folder or .tar.gz; folder: root with train/ and test/ (or val/) class folders; shards: tar shards with {split} for train and test, e.g. 'dir/{split}' or 'dir/{split}/shard-{000000..000127}.tar', or a folder holding train/ and test/)",
+  },
   trainLimit: {
     type: 'int',
     min: 1,

@@ -21,6 +21,7 @@ import {
 } from '../semaim';
 import type { TrainDataRequest } from '../data';
 import { IMAGE_INPUT_OPTIONS, imageInputOptions } from '../data/options';
+import { DATASETS } from '../data/factories';
 import { GRAD_SYNC_OPTIONS, LAUNCH_OPTIONS, checkGradSync } from '../dist/launch';
 import { machineMemory, type MachineMemory } from '../util/machine-memory';
 
@@ -89,7 +90,7 @@ export const PRETRAIN_OPTIONS = defineOptions({
   blurSigma: { type: 'number', default: 1, help: 'blur sigma' },
   teacher: { type: 'string', path: true, help: 'feature targets: teacher encoder .safetensors or torch.save .pth (with a .json config beside it)' },
   // data
-  dataset: { type: 'string', default: 'synthetic', choices: ['synthetic', 'cifar10', 'folder', 'flat', 'shards'], help: 'training data' },
+  dataset: { type: 'string', default: 'synthetic', choices: DATASETS, help: 'training data' },
   dataPath: {
     type: 'string',
     path: true,
