@@ -89,12 +89,27 @@ function locate(o = {}) {
           '(a libtorch or pip torch folder) nor [usr/]include/torch/... with [usr/]lib/<multiarch>/libtorch.so (Debian layout).',
       );
     }
-    return found;
+    return buildable(found, root);
   }
   const found = fromDebianTree(systemRoot, 'debian') || pip(pythons);
   if (!found) {
     throw new LibtorchNotFound(
       `libtorch not found: $LIBTORCH is not set, there is no libtorch-dev under ${systemRoot} and no python (${pythons.join(', ')}) has torch.`,
+    );
+  }
+  return buildable(found, path.dirname(found.include[0]));
+}
+
+// node-gyp splits the output of binding.gyp's <!@(...) commands at whitespace, so a libtorch folder
+// whose path has a space or a tab reaches the compiler as two bogus -I/-L arguments: refused here,
+// before minutes of "No such file" errors from the compiler.
+function buildable(found, root) {
+  const bad = [...found.include, found.libdir, ...(found.extraRpath ?? [])].find((d) => /\s/.test(d));
+  if (bad) {
+    throw new LibtorchNotFound(
+      `libtorch at ${root} (${found.source}) cannot be used: its path "${bad}" contains whitespace, which node-gyp ` +
+        'splits into separate compiler arguments. Link it to a path without spaces and point LIBTORCH there, e.g.\n' +
+        `  ln -s '${root}' /tmp/libtorch && LIBTORCH=/tmp/libtorch npm install semaim`,
     );
   }
   return found;
@@ -200,9 +215,17 @@ function distFeatures(t, include, cuda) {
   if (gloo && !include.includes(glooDir)) extraInclude.push(glooDir);
   if (nccl && !include.includes(ncclDir)) extraInclude.push(ncclDir);
   if (reducer && !fs.existsSync(path.join(t.include[0], 'torch', 'csrc', 'distributed', 'autograd', 'context', 'context.h'))) {
-    extraInclude.push(path.join(__dirname, 'compat'));
+    extraInclude.push(ownDir(path.join(__dirname, 'compat')));
   }
   return { c10d: true, gloo, nccl, reducer, extraInclude };
+}
+
+// A folder of this package (native/compat) as binding.gyp should name it: relative to the directory
+// gyp runs this script in (binding.gyp's), so that a checkout whose path has a space still builds
+// (node-gyp splits <!@(...) output at whitespace); absolute where the relative path would have one too.
+function ownDir(dir) {
+  const rel = path.relative(process.cwd(), dir);
+  return rel && !/\s/.test(rel) ? rel : dir;
 }
 
 function distDefines(d) {

@@ -1,7 +1,14 @@
 #!/usr/bin/env node
-// The package's install step (`npm install semaim`, `npm ci`): builds the native addon with node-gyp
-// (binding.gyp, which generates the op glue from native/ops.yaml first).
+// The package's install step (`npm install semaim`, `npm ci`, scripts/setup.sh, and `npx semaim` in a
+// checkout, which links the checkout into npm's npx cache and runs this): builds the native addon with
+// node-gyp (binding.gyp, which generates the op glue from native/ops.yaml first).
 //
+// - The build is incremental: `node-gyp configure` then `node-gyp build`, never `rebuild` (which
+//   deletes build/ first). gyp's Makefiles record each object's command line (build/Release/.deps) and
+//   compile it again when that line (include folders, flags: a changed libtorch) or a source or header
+//   it read changed, and link again when an object or the link line changed; so an up-to-date addon
+//   costs seconds, a changed libtorch still rebuilds, and an interrupted build leaves the previous
+//   build/Release/semaim.node in place (the linker writes a new file, then make copies it there).
 // - libtorch is looked up first (native/find-libtorch.js): without one, the install stops with one
 //   message saying how to get one, instead of node-gyp's chain of gyp errors.
 // - SEMAIM_PREBUILT_ADDON=<path to a semaim.node> copies that addon into build/Release instead of
@@ -37,10 +44,23 @@ function build() {
     if (!(e instanceof LibtorchNotFound)) throw e;
     fail(`cannot build the native addon.\n${e.message}`);
   }
-  console.log(`semaim: building the native addon against ${lib.libdir} (${lib.source}); this takes a few minutes`);
+  const had = fs.existsSync(TARGET);
+  console.log(
+    `semaim: building the native addon against ${lib.libdir} (${lib.source}): ` +
+      (had ? 'only what changed is compiled again (seconds when nothing did)' : 'a first build takes a few minutes'),
+  );
   const gyp = require.resolve('node-gyp/bin/node-gyp.js');
-  const r = spawnSync(process.execPath, [gyp, 'rebuild', '-j', '2'], { cwd: ROOT, stdio: 'inherit' });
-  if (r.status !== 0) fail('building the native addon failed (the compiler output is above; it needs g++ and make)');
+  const started = Date.now();
+  for (const args of [['configure'], ['build', '-j', '2']]) {
+    const r = spawnSync(process.execPath, [gyp, ...args, '--loglevel=warn'], { cwd: ROOT, stdio: 'inherit' });
+    if (r.status !== 0) {
+      fail(
+        `building the native addon failed at node-gyp ${args[0]} (the output is above; it needs g++ and make)` +
+          (had && fs.existsSync(TARGET) ? `; the previous ${path.relative(ROOT, TARGET)} is left in place` : ''),
+      );
+    }
+  }
+  console.log(`semaim: native addon ${path.relative(ROOT, TARGET)} up to date against ${lib.libdir} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
 }
 
 if (process.env.SEMAIM_PREBUILT_ADDON) copyPrebuilt(path.resolve(process.env.SEMAIM_PREBUILT_ADDON));
