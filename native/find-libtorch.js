@@ -82,7 +82,14 @@ function locate(o = {}) {
   if (env.LIBTORCH) {
     const root = env.LIBTORCH;
     const plain = fromDir(root, '$LIBTORCH');
-    const found = plain && has(plain.libdir, 'torch') ? plain : fromDebianTree(root, '$LIBTORCH') || plain;
+    const found = plain && has(plain.libdir, 'torch') ? plain : fromDebianTree(root, '$LIBTORCH');
+    if (!found && plain) {
+      // Headers alone would pass here and fail only at the link (or print an -L to a missing folder).
+      throw new LibtorchNotFound(
+        `libtorch not found: $LIBTORCH=${root} has libtorch's headers (include/torch/...) but no libraries: ` +
+          `neither ${path.join(plain.libdir, 'libtorch.so')} nor [usr/]lib/<multiarch>/libtorch.so (Debian layout).`,
+      );
+    }
     if (!found) {
       throw new LibtorchNotFound(
         `libtorch not found: $LIBTORCH=${root} has neither include/torch/csrc/api/include/torch/torch.h ` +

@@ -2,9 +2,10 @@
 // message that says how to get one (apt-get, pip, $LIBTORCH), no stack trace and no node-gyp run.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { spawnSync } from 'node:child_process';
 
 const ROOT = resolve(__dirname, '..', '..', '..');
@@ -63,4 +64,63 @@ test('the install step and the gyp helper fail with one message, before node-gyp
   assert.equal(gyp.status, 1);
   assert.equal(gyp.stdout, '');
   assertHowTo(gyp.stderr);
+});
+
+/** A fake libtorch folder under `root`: the header locate() looks for, and libtorch.so when `libs`. */
+function fakeLibtorch(root: string, libs: boolean): string {
+  mkdirSync(join(root, 'include', 'torch', 'csrc', 'api', 'include', 'torch'), { recursive: true });
+  writeFileSync(join(root, 'include', 'torch', 'csrc', 'api', 'include', 'torch', 'torch.h'), '');
+  if (libs) {
+    mkdirSync(join(root, 'lib'), { recursive: true });
+    writeFileSync(join(root, 'lib', 'libtorch.so'), '');
+  }
+  return root;
+}
+
+test('a $LIBTORCH with headers but no libraries is refused, naming the missing library', () => {
+  const root = fakeLibtorch(join(empty, 'headers-only'), false);
+  assert.throws(
+    () => finder.locate({ env: { LIBTORCH: root } }),
+    (e: Error) => {
+      assert.equal(e.name, 'LibtorchNotFound');
+      assert.match(e.message, /has libtorch's headers \(include\/torch\/...\) but no libraries: neither .*headers-only\/lib\/libtorch\.so/);
+      assertHowTo(e.message);
+      return true;
+    },
+  );
+  // the gyp helper prints no -L/-rpath to a lib folder that is not there
+  const ld = spawnSync(process.execPath, [join(ROOT, 'native', 'find-libtorch.js'), 'ldflags'], {
+    env: { ...process.env, LIBTORCH: root },
+    encoding: 'utf8',
+  });
+  assert.equal(ld.status, 1);
+  assert.equal(ld.stdout, '');
+  assert.match(ld.stderr, /but no libraries/);
+  // with the library it is found
+  fakeLibtorch(root, true);
+  assert.equal(finder.locate({ env: { LIBTORCH: root } }).libdir, join(root, 'lib'));
+});
+
+test('a libtorch whose path has a space is refused up front (gyp would split it), with the symlink way out', () => {
+  const root = fakeLibtorch(join(empty, 'my libtorch'), true);
+  assert.throws(
+    () => finder.locate({ env: { LIBTORCH: root } }),
+    (e: Error) => {
+      assert.equal(e.name, 'LibtorchNotFound');
+      assert.match(e.message, /cannot be used: its path ".*my libtorch\/include" contains whitespace/);
+      assert.match(e.message, /ln -s '.*my libtorch' \/tmp\/libtorch && LIBTORCH=\/tmp\/libtorch/);
+      return true;
+    },
+  );
+});
+
+test("the include folders the gyp helper prints survive gyp's split at whitespace in a checkout whose path has a space", () => {
+  // binding.gyp's <!@(node native/find-libtorch.js include) runs in the checkout and is split at
+  // whitespace: each word must be a folder (the checkout's own native/compat named relative to it).
+  const checkout = join(empty, 'my checkout');
+  mkdirSync(join(checkout, 'native'), { recursive: true });
+  cpSync(join(ROOT, 'native', 'find-libtorch.js'), join(checkout, 'native', 'find-libtorch.js'));
+  cpSync(join(ROOT, 'native', 'compat'), join(checkout, 'native', 'compat'), { recursive: true });
+  const words = execFileSync(process.execPath, ['native/find-libtorch.js', 'include'], { cwd: checkout, encoding: 'utf8' }).trim().split(/\s+/);
+  for (const w of words) assert.ok(existsSync(resolve(checkout, w)), `"${w}" (of ${JSON.stringify(words)}) is not a folder seen from ${checkout}`);
 });
