@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what semaim needs on Debian 12, then the npm packages and the native addon.
-# Idempotent: every step is skipped when already done. Run as root (or with sudo available).
+# Idempotent: every step is skipped when already done, except the addon's build step, which is
+# incremental (seconds when nothing changed). Run as root (or with sudo available).
 #   - libtorch: $LIBTORCH, else Debian's libtorch-dev + OpenBLAS (OpenMP build), else a pip PyTorch
 #   - python3-torch / python3-torchvision: reference implementations used by tests and benchmarks
 #   - chromium: the headless browser the test of the exported web page drives
@@ -29,14 +30,15 @@ fi
 # onnxruntime-node (a devDependency, for the ONNX export tests) carries its CPU binaries in the npm
 # package; its install script would also fetch CUDA providers from outside the npm registry unless told not to.
 export ONNXRUNTIME_NODE_INSTALL=skip ONNXRUNTIME_NODE_INSTALL_CUDA=skip
-# An addon built before gloo's headers were installed has no Gloo backend: rebuild it.
-if [[ " ${missing[*]} " == *" libgloo-dev "* ]] && dpkg -s libgloo-dev >/dev/null 2>&1 && [ -f build/Release/semaim.node ] && [ -d node_modules/node-addon-api ]; then
-  echo "setup: rebuilding the native addon with Gloo"
-  npx node-gyp rebuild -j 2
-fi
-if [ ! -f build/Release/semaim.node ] || [ ! -d node_modules/node-addon-api ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  echo "setup: npm ci (builds the native addon against $(node native/find-libtorch.js libdir))"
+if [ ! -d node_modules/node-addon-api ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: npm ci (its install step builds the native addon)"
   npm ci --no-audit --no-fund
+else
+  # The addon's build step every time, not only when build/Release/semaim.node is missing: it is
+  # incremental (native/install.js: node-gyp configure + build; seconds when nothing changed), and
+  # compiles again what another libtorch ($LIBTORCH), newly installed headers (libgloo-dev) or changed
+  # sources change. Through npm, so that npm's config (e.g. nodedir for node's headers) applies.
+  npm run --silent install
 fi
 node native/gen-ops.js  # the typed addon interface (src/torch/generated/) from native/ops.yaml
 npx tsc -p tsconfig.json

@@ -1,5 +1,6 @@
 // Sub-commands: each declares its options once (src/cli/command.ts) and runs its job.
 import * as torch from '../torch';
+import { addonPath, loadedLibtorchFile } from '../torch/native';
 import { MAX_THREADS, defineOptions } from '../util/options';
 import { Command, defineCommand } from './command';
 import { distBuildInfo } from '../dist/native-dist';
@@ -75,6 +76,7 @@ const coreCommands: Record<string, Command> = {
       process.stdout.write(
         `libtorch ${v.torch}\nthreads ${MAX_THREADS} (--threads' default: every core; libtorch's own default here: ${torch.getNumThreads()})\ncuda ${torch.cuda.isAvailable() ? `${torch.cuda.deviceCount()} device(s)` : 'not available'}${gpus}\n` +
           `distributed ${distLine}\n` +
+          `loaded ${loadedLibtorchFile() ?? 'unknown (no /proc/self/maps)'} (through the addon ${addonPath})\n` +
           `${v.config
             .split('\n')
             .filter((l) => /BLAS|CPU capability|CUDA/.test(l))

@@ -1,6 +1,6 @@
 // Loads the libtorch addon. Every other module reaches libtorch through `native`.
 import { join } from 'node:path';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { NativeOps } from './generated/native-ops';
 
 /**
@@ -32,7 +32,11 @@ function load(): NativeAddon {
     (p): p is string => !!p,
   );
   for (const p of candidates) {
-    if (existsSync(p)) return require(p) as NativeAddon;
+    if (existsSync(p)) {
+      const addon = require(p) as NativeAddon;
+      addonFile = p;
+      return addon;
+    }
   }
   throw new Error(
     `semaim native addon not found (looked in ${candidates.join(', ')}). Build it with \`npm run build:native\` ` +
@@ -40,5 +44,32 @@ function load(): NativeAddon {
   );
 }
 
+let addonFile = '';
+
 /** The libtorch addon: every call is typed by native/ops.yaml. */
 export const native: NativeAddon = load();
+
+/** The path of the addon file loaded ($SEMAIM_ADDON or build/Release/semaim.node). */
+export const addonPath: string = addonFile;
+
+/**
+ * The libtorch library this process has mapped (libtorch_cpu, else libc10 or libtorch), as
+ * /proc/self/maps names it (links resolved), or null where there is no /proc (not Linux). It is the
+ * one the dynamic linker found through the addon's rpath, which a build against another $LIBTORCH changes.
+ */
+export function loadedLibtorchFile(maps?: string): string | null {
+  let text = maps;
+  if (text === undefined) {
+    try {
+      text = readFileSync('/proc/self/maps', 'utf8');
+    } catch {
+      return null;
+    }
+  }
+  const files = text.split('\n').map((l) => /\s(\/\S.*)$/.exec(l)?.[1] ?? '');
+  for (const lib of ['libtorch_cpu', 'libc10', 'libtorch']) {
+    const f = files.find((p) => new RegExp(`/${lib}\\.so(\\.|$| )`).test(p));
+    if (f) return f;
+  }
+  return null;
+}

@@ -1,10 +1,13 @@
 // `semaim info` reports the threads the commands use by default (--threads: every core), not
-// libtorch's own default, which OMP_NUM_THREADS or a container's limits can make smaller.
+// libtorch's own default, which OMP_NUM_THREADS or a container's limits can make smaller; and which
+// libtorch library the process actually loaded (a $LIBTORCH build changes it).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
+import { existsSync, realpathSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { loadedLibtorchFile } from '../../src/torch/native';
 
 const MAIN = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
 
@@ -14,4 +17,25 @@ test("semaim info: the threads line is --threads' default (every core), whatever
   const m = /^threads (\d+)/m.exec(r.stdout);
   assert.ok(m, r.stdout);
   assert.equal(Number(m[1]), availableParallelism());
+});
+
+test('semaim info: names the libtorch library loaded (from /proc/self/maps) and the addon that loaded it', () => {
+  const r = spawnSync(process.execPath, [MAIN, 'info'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const m = /^loaded (\/.*) \(through the addon (.*)\)$/m.exec(r.stdout);
+  assert.ok(m, r.stdout);
+  assert.match(basename(m[1]), /^libtorch_cpu\.so/);
+  assert.ok(existsSync(m[1]), m[1]);
+  assert.ok(existsSync(m[2]) && /semaim\.node$/.test(m[2]), m[2]);
+  // the same file this test process has loaded through the same addon
+  assert.equal(m[1], loadedLibtorchFile());
+  assert.equal(realpathSync(m[1]), m[1]);
+});
+
+test('loadedLibtorchFile reads libtorch_cpu (else libc10) out of a maps text, a path with spaces too', () => {
+  const line = (p: string) => `7f0000000000-7f0000001000 r-xp 00000000 fd:00 1234                       ${p}`;
+  const maps = [line('/usr/lib/libc.so.6'), line('/opt/my torch/lib/libc10.so'), line('/opt/my torch/lib/libtorch_cpu.so'), ''].join('\n');
+  assert.equal(loadedLibtorchFile(maps), '/opt/my torch/lib/libtorch_cpu.so');
+  assert.equal(loadedLibtorchFile([line('/x/libc10.so.2.1'), line('/x/libc10_cuda.so')].join('\n')), '/x/libc10.so.2.1');
+  assert.equal(loadedLibtorchFile(line('/x/libtorch_python.so')), null);
 });
