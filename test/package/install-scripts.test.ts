@@ -1,0 +1,37 @@
+// What `npm ci` and the install step run: every dependency's install script is reviewed in
+// package.json's allowScripts (npm 11 warns about each one that is not, on every install).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+const ROOT = resolve(__dirname, '..', '..', '..');
+
+interface LockEntry {
+  version?: string;
+  hasInstallScript?: boolean;
+}
+
+/** Whether an allowScripts key (a name, or name@v1 || v2 with exact versions) names this package. */
+function covers(key: string, name: string, version: string): boolean {
+  const at = key.lastIndexOf('@');
+  if (at <= 0) return key === name;
+  if (key.slice(0, at) !== name) return false;
+  return key
+    .slice(at + 1)
+    .split('||')
+    .map((v) => v.trim())
+    .includes(version);
+}
+
+test("every dependency with an install script is reviewed in package.json's allowScripts", () => {
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { allowScripts?: Record<string, boolean> };
+  const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, LockEntry> };
+  const keys = Object.keys(pkg.allowScripts ?? {});
+  const unreviewed = Object.entries(lock.packages)
+    .filter(([path, e]) => path !== '' && e.hasInstallScript)
+    .map(([path, e]) => ({ name: path.slice(path.lastIndexOf('node_modules/') + 'node_modules/'.length), version: e.version ?? '' }))
+    .filter(({ name, version }) => !keys.some((k) => covers(k, name, version)))
+    .map(({ name, version }) => `${name}@${version}`);
+  assert.deepEqual(unreviewed, [], 'npm ci warns "packages have install scripts not yet covered by allowScripts" for these');
+});
