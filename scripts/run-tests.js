@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 // Runs every compiled test file (dist/test/**/*.test.js) with node's built-in test runner.
 // Node 20's `--test` does not expand globs, so the list is built here.
-// Pass substrings to run a subset: `node scripts/run-tests.js tensor optim`.
+// Pass substrings to run a subset: `node scripts/run-tests.js tensor optim` (files whose path in the
+// checkout, e.g. dist/test/torch/tensor.test.js, holds any of them).
 // SEMAIM_TEST_DEVICE=cuda runs them with tensors created without a device on that device
 // (scripts/test-device.js); tests of CPU-only behaviour skip themselves then.
 'use strict';
 const { readdirSync, statSync } = require('node:fs');
-const { join } = require('node:path');
+const { join, relative } = require('node:path');
 const { spawnSync } = require('node:child_process');
 
 function walk(dir) {
@@ -19,13 +20,26 @@ function walk(dir) {
   return out;
 }
 
-const filters = process.argv.slice(2);
-const files = walk(join(__dirname, '..', 'dist', 'test'))
-  .filter((f) => filters.length === 0 || filters.some((s) => f.includes(s)))
+// The substrings are matched against each file's path relative to the checkout
+// (dist/test/package/libtorch.test.js), not its absolute path: a checkout under a folder whose name
+// holds the substring would otherwise run every file. `--list` prints the files instead of running them.
+const ROOT = join(__dirname, '..');
+const list = process.argv.includes('--list');
+const filters = process.argv.slice(2).filter((a) => a !== '--list');
+const files = walk(join(ROOT, 'dist', 'test'))
+  .filter((f) => filters.length === 0 || filters.some((s) => relative(ROOT, f).includes(s)))
   .sort();
 if (files.length === 0) {
-  console.error('no test files found under dist/test (did `npm run build` run?)');
+  console.error(
+    filters.length
+      ? `no test file under dist/test has ${filters.map((s) => `"${s}"`).join(' or ')} in its path`
+      : 'no test files found under dist/test (did `npm run build` run?)',
+  );
   process.exit(1);
+}
+if (list) {
+  for (const f of files) console.log(relative(ROOT, f));
+  process.exit(0);
 }
 const args = ['--expose-gc', '--test', '--test-concurrency=1', ...files];
 const env = { ...process.env };

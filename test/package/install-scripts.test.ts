@@ -1,9 +1,11 @@
 // What `npm ci` and the install step run: every dependency's install script is reviewed in
-// package.json's allowScripts (npm 11 warns about each one that is not, on every install).
+// package.json's allowScripts (npm 11 warns about each one that is not, on every install), and
+// scripts/run-tests.js picks test files by their path in the checkout, not by where the checkout is.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join, resolve, sep } from 'node:path';
 
 const ROOT = resolve(__dirname, '..', '..', '..');
 
@@ -34,4 +36,18 @@ test("every dependency with an install script is reviewed in package.json's allo
     .filter(({ name, version }) => !keys.some((k) => covers(k, name, version)))
     .map(({ name, version }) => `${name}@${version}`);
   assert.deepEqual(unreviewed, [], 'npm ci warns "packages have install scripts not yet covered by allowScripts" for these');
+});
+
+test('run-tests.js matches its substrings against the path in the checkout, not the absolute path', () => {
+  const list = (...args: string[]) => spawnSync(process.execPath, [join(ROOT, 'scripts', 'run-tests.js'), '--list', ...args], { encoding: 'utf8' });
+  const one = list('package/install-scripts');
+  assert.equal(one.status, 0, one.stderr);
+  assert.deepEqual(one.stdout.trim().split('\n'), [join('dist', 'test', 'package', 'install-scripts.test.js')]);
+  // a folder name above the checkout that no test file's own path holds selects nothing
+  const all = list().stdout.trim().split('\n');
+  const outside = ROOT.split(sep).find((seg) => seg.length > 0 && !all.some((f) => f.includes(seg)));
+  if (outside === undefined) return; // every folder above the checkout is named like some test path
+  const none = list(outside);
+  assert.equal(none.status, 1, `"${outside}" (a folder above the checkout) selected:\n${none.stdout}`);
+  assert.match(none.stderr, /no test file under dist\/test has ".*" in its path/);
 });
