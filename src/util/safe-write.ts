@@ -161,9 +161,17 @@ export function stagedAt(path: string, tmp: string): StagedFile {
   };
 }
 
+/**
+ * A new temporary name beside `path`: `<path>.tmp-<pid>-<n>`, the name removeDeadTemps clears once this
+ * process is gone and a commit journal of this process may rename.
+ */
+export function tempPath(path: string): string {
+  return `${path}.tmp-${process.pid}-${serial++}`;
+}
+
 /** Writes `data` to a temporary file beside `path` (its folder is created), to be renamed into place later. */
 export function stageFile(path: string, data: string | Uint8Array): StagedFile {
-  const tmp = `${path}.tmp-${process.pid}-${serial++}`;
+  const tmp = tempPath(path);
   try {
     makeFolder(dirname(path));
     removeDeadTemps(path);
