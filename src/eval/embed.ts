@@ -160,11 +160,41 @@ export function embedDataset(o: ImageSet, imgSize: number): Dataset {
 
 /** JSON with the header's fields indented and each list after them one line per item (a list of 50,000 stays readable). */
 export function jsonWithListLines(head: object, lists: Record<string, object[]>): string {
-  const lines = (items: object[]) => (items.length ? `[\n${items.map((i) => `    ${JSON.stringify(i)}`).join(',\n')}\n  ]` : '[]');
-  const top = JSON.stringify(head, null, 2).replace(/\n}$/, '');
-  return `${top},\n${Object.entries(lists)
-    .map(([k, items]) => `  ${JSON.stringify(k)}: ${lines(items)}`)
-    .join(',\n')}\n}\n`;
+  const entries = Object.entries(lists);
+  let text = '';
+  writeJsonWithListLines(
+    head,
+    entries.map(([name, items]) => ({ name, count: items.length })),
+    (t) => (text += t),
+    (k) => (text += entries[k][1].map(listItemText).join('')),
+  );
+  return text;
+}
+
+/** Item `i` of a list in jsonWithListLines: its line, after a comma and a newline from the second item on. */
+export function listItemText(item: object, i: number): string {
+  return `${i ? ',\n' : ''}    ${JSON.stringify(item)}`;
+}
+
+/**
+ * jsonWithListLines written in pieces, for lists too long to hold (predict's predictions): `write` gets
+ * the text in order, and `items(k)` is called where the `lists[k].count` items of list k go (their
+ * listItemText, written by the caller, e.g. copied from a file they were streamed to).
+ */
+export function writeJsonWithListLines(
+  head: object,
+  lists: { name: string; count: number }[],
+  write: (text: string) => void,
+  items: (k: number) => void,
+): void {
+  write(`${JSON.stringify(head, null, 2).replace(/\n}$/, '')},\n`);
+  lists.forEach(({ name, count }, k) => {
+    write(`${k ? ',\n' : ''}  ${JSON.stringify(name)}: ${count ? '[\n' : '[]'}`);
+    if (!count) return;
+    items(k);
+    write('\n  ]');
+  });
+  write('\n}\n');
 }
 
 /** The image list as JSON: the header fields indented, then one line per image. */

@@ -4,6 +4,12 @@
 // (the checkpoint, class names, preprocessing, accuracy on labelled data, skipped images, then one line
 // per image with its top-k classes and probabilities) and <out>.csv (one row per image) for a
 // spreadsheet. Unreadable images are skipped and listed, never replaced.
+//
+// Both files are streamed as the batches come (StagedStream: memory stays one batch however many images):
+// the CSV's rows to its temporary file, the JSON's skipped and prediction lines to two scratch files,
+// since the JSON's header (accuracy, count, seconds) and its skipped list come before the predictions and
+// are known only at the end; then the JSON is written as its header and a copy of the two, and the pair
+// is committed together (commitFiles). A stop or an error removes every temporary file.
 import * as torch from '../torch';
 import { OptionError } from '../util/options';
 import { printable } from '../util/printable';
@@ -15,11 +21,12 @@ import type { Split } from '../data';
 import type { EncoderConfig } from '../semaim';
 import { Progress } from '../run/progress';
 import { processDevice, withProcessThreads } from '../run/device';
-import { writeFilesAtomic } from '../util/safe-write';
+import { commitFiles, removeDeadTemps, type StagedFile } from '../util/safe-write';
+import { StagedStream } from '../util/staged-stream';
 import type { ClassifierConfig } from './classifier';
 import { loadPredictor, resolvePredictor } from './classifier-source';
 import { Accuracy, AccuracyTally } from './accuracy';
-import { embedDataset, imageSetLoader, jsonWithListLines, skipReasons, type ImageSetJob } from './embed';
+import { embedDataset, imageSetLoader, listItemText, skipReasons, writeJsonWithListLines, type ImageSetJob } from './embed';
 
 export interface PredictOptions extends ImageSetJob {
   /** Fine-tuning run folder (its newest valid checkpoint), one of its checkpoint folders (e.g. checkpoints/best), or a linear-probe folder. */
@@ -73,18 +80,112 @@ function csvField(s: string): string {
   return /[",\n\r]/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe;
 }
 
-function formatCsv(list: PredictList, k: number): string {
-  const labelled = list.accuracy !== null;
-  const head = ['path', ...(labelled ? ['label'] : []), ...Array.from({ length: k }, (_, i) => [`class${i + 1}`, `p${i + 1}`]).flat()];
-  const rows = list.predictions.map((p) =>
-    [csvField(p.path), ...(labelled ? [csvField(list.classNames[p.label!])] : []), ...p.top.flatMap((t) => [csvField(t.name), t.p.toPrecision(6)])].join(','),
-  );
-  return [head.join(','), ...rows].join('\n') + '\n';
+/** The CSV's header line: the path, the label of labelled images, and each of the k classes with its probability. */
+function csvHeader(labelled: boolean, k: number): string {
+  return ['path', ...(labelled ? ['label'] : []), ...Array.from({ length: k }, (_, i) => [`class${i + 1}`, `p${i + 1}`]).flat()].join(',') + '\n';
 }
 
-/** The JSON with the header indented and one line per skipped image and per prediction. */
-function formatList({ predictions, skipped, ...head }: PredictList): string {
-  return jsonWithListLines(head, { skipped, predictions });
+/** The CSV row of one prediction, with its newline. */
+function csvRow(p: Prediction, labelled: boolean, classNames: string[]): string {
+  return (
+    [csvField(p.path), ...(labelled ? [csvField(classNames[p.label!])] : []), ...p.top.flatMap((t) => [csvField(t.name), t.p.toPrecision(6)])].join(',') + '\n'
+  );
+}
+
+/**
+ * The output files while they are written: the CSV, and the JSON's skipped and prediction lines
+ * (listItemText, as jsonWithListLines writes them) in scratch files beside it, until finish() writes the
+ * JSON as its header and a copy of both. Nothing of a prediction stays in memory once added.
+ */
+export class PredictWriter {
+  private readonly streams: StagedStream[] = [];
+  private readonly csv: StagedStream;
+  private readonly skippedLines: StagedStream;
+  private readonly predictionLines: StagedStream;
+  private nSkipped = 0;
+  private nPredicted = 0;
+
+  constructor(
+    readonly out: string,
+    private readonly labelled: boolean,
+    private readonly classNames: string[],
+    k: number,
+  ) {
+    try {
+      removeDeadTemps(out); // (the JSON's own file is made at the end: those of a killed run go now, as the others')
+      this.csv = this.open(predictCsvPath(out), { initial: csvHeader(labelled, k) });
+      this.skippedLines = this.open(`${out}.skipped`, { names: out });
+      this.predictionLines = this.open(`${out}.predictions`, { names: out });
+    } catch (e) {
+      this.abort();
+      throw e;
+    }
+  }
+
+  private open(path: string, o: { initial?: string; names?: string }): StagedStream {
+    const s = new StagedStream(path, o);
+    this.streams.push(s);
+    return s;
+  }
+
+  get skipped(): number {
+    return this.nSkipped;
+  }
+
+  get count(): number {
+    return this.nPredicted;
+  }
+
+  addSkipped(items: { path: string; reason: string }[]): void {
+    if (!items.length) return;
+    this.skippedLines.write(items.map((s, i) => listItemText(s, this.nSkipped + i)).join(''));
+    this.nSkipped += items.length;
+  }
+
+  /** Appends one batch's predictions to the CSV and to the JSON's lines. */
+  add(predictions: Prediction[]): void {
+    if (!predictions.length) return;
+    this.csv.write(predictions.map((p) => csvRow(p, this.labelled, this.classNames)).join(''));
+    this.predictionLines.write(predictions.map((p, i) => listItemText(p, this.nPredicted + i)).join(''));
+    this.nPredicted += predictions.length;
+  }
+
+  /**
+   * Writes the JSON (`head`, then the skipped images and the predictions, one line each) and puts it and
+   * the CSV in place together (commitFiles: both or, on a full disk, neither). The scratch files go.
+   */
+  finish(head: Omit<PredictList, 'skipped' | 'predictions'>): void {
+    try {
+      const json = this.open(this.out, {});
+      const lines = [this.skippedLines, this.predictionLines];
+      writeJsonWithListLines(
+        head,
+        [
+          { name: 'skipped', count: this.nSkipped },
+          { name: 'predictions', count: this.nPredicted },
+        ],
+        (text) => json.write(text),
+        (k) => json.append(lines[k]),
+      );
+      // the JSON first: its commit journal, <out>.commit, sits beside the lock (<out>.lock) this job holds
+      const staged: StagedFile[] = [];
+      try {
+        staged.push(json.stage());
+        staged.push(this.csv.stage());
+      } catch (e) {
+        for (const f of staged) f.abort();
+        throw e;
+      }
+      commitFiles(staged);
+    } finally {
+      this.abort();
+    }
+  }
+
+  /** Removes every temporary file not yet committed. */
+  abort(): void {
+    for (const s of this.streams) s.abort();
+  }
 }
 
 /** Predicts every image and writes the JSON and CSV (see the top of this file). */
@@ -121,15 +222,15 @@ async function predictJob(o: PredictOptions): Promise<PredictResult> {
   const transforms = transformsFor('none', imgSize, ds);
   const loader = imageSetLoader(ds, transforms, { ...o, batchSize }, warn);
   const tally = labelled ? new AccuracyTally(numClasses) : null;
-  const predictions: Prediction[] = [];
-  const skipped: { path: string; reason: string }[] = [];
   const progress = o.progress === null ? null : new Progress(o.progress ?? 'predict', ds.length);
   const plan = loader.plan(0);
   let seen = 0;
   let release = () => {};
+  let writer: PredictWriter | null = null;
   try {
     // from the start: another writer of the same files (this process or another) is refused before the work, not after it
     release = claimOutputs([out, predictCsvPath(out)]);
+    writer = new PredictWriter(out, labelled, classNames, k);
     const stop = new StopAgreement(null); // (one process: it gives the event loop its turns, for a SIGINT handler)
     for await (const batch of loader.iterate(0)) {
       await stop.throwIfAborted(o.signal);
@@ -138,10 +239,12 @@ async function predictJob(o: PredictOptions): Promise<PredictResult> {
       // an unusable image's row is left blank by the loader: it is dropped here
       const read: number[] = [];
       const reasons = skipReasons(batch);
+      const skipped: { path: string; reason: string }[] = [];
       for (let i = 0; i < B; i++) {
         if (batch.indices[i] === first + i) read.push(i);
         else skipped.push({ path: ds.name(first + i), reason: reasons.get(first + i) ?? 'unreadable' });
       }
+      writer.addSkipped(skipped);
       const pixels = batch.images;
       if (!(pixels instanceof Float32Array)) throw new Error('predict: the loader gave uint8 images, expected normalised float32');
       const { probs, index } = torch.noGrad(() =>
@@ -158,22 +261,27 @@ async function predictJob(o: PredictOptions): Promise<PredictResult> {
           return { probs: p.toFloat32Array(), index: idx.to({ dtype: 'int32' }).data() as Int32Array };
         }),
       );
-      read.forEach((i, r) => {
-        const top = Array.from({ length: k }, (_, j) => {
-          const c = index[r * k + j];
-          return { index: c, name: classNames[c], p: probs[r * k + j] };
-        });
-        predictions.push(labelled ? { path: ds.name(first + i), label: batch.labels[i], top } : { path: ds.name(first + i), top });
-      });
+      writer.add(
+        read.map((i, r) => {
+          const top = Array.from({ length: k }, (_, j) => {
+            const c = index[r * k + j];
+            return { index: c, name: classNames[c], p: probs[r * k + j] };
+          });
+          return labelled ? { path: ds.name(first + i), label: batch.labels[i], top } : { path: ds.name(first + i), top };
+        }),
+      );
       seen += B;
-      progress?.update(seen, { 'img/s': (seen / Math.max((Date.now() - t0) / 1000, 1e-9)).toFixed(1), skipped: skipped.length });
+      progress?.update(seen, { 'img/s': (seen / Math.max((Date.now() - t0) / 1000, 1e-9)).toFixed(1), skipped: writer.skipped });
       o.onProgress?.(seen, ds.length);
     }
     throwIfAborted(o.signal);
     if (seen !== ds.length) throw new Error(`predict: the loader gave ${seen} images, the dataset has ${ds.length}`);
-    if (!predictions.length) throw new DataError(`predict: no readable image in ${ds.root} (${skipped.length} skipped)`);
+    const { count, skipped } = writer;
+    if (!count) throw new DataError(`predict: no readable image in ${ds.root} (${skipped} skipped)`);
     const seconds = (Date.now() - t0) / 1000;
-    const list: PredictList = {
+    const accuracy = tally ? tally.result() : null;
+    // both or (a full disk) neither: an earlier run's list never sits beside this run's table
+    writer.finish({
       format: 'semaim.predict/1',
       checkpoint: {
         path: o.checkpoint,
@@ -187,20 +295,14 @@ async function predictJob(o: PredictOptions): Promise<PredictResult> {
       classNames,
       input: { images: o.images, dataset: o.dataset, dataPath: o.dataPath, split: o.images ? undefined : (o.split ?? 'test'), limit: o.limit, root: ds.root },
       preprocessing: transforms,
-      accuracy: tally ? tally.result() : null,
-      count: predictions.length,
-      skipped,
+      accuracy,
+      count,
       seconds,
-      predictions,
-    };
-    // both or (a full disk) neither: an earlier run's list never sits beside this run's table
-    writeFilesAtomic([
-      [predictCsvPath(out), formatCsv(list, k)],
-      [out, formatList(list)],
-    ]);
-    if (skipped.length) warn(`predict: skipped ${skipped.length} unreadable image${skipped.length === 1 ? '' : 's'} (listed in ${out})`);
-    return { path: out, csvPath: predictCsvPath(out), count: predictions.length, skipped: skipped.length, accuracy: list.accuracy, seconds };
+    });
+    if (skipped) warn(`predict: skipped ${skipped} unreadable image${skipped === 1 ? '' : 's'} (listed in ${out})`);
+    return { path: out, csvPath: predictCsvPath(out), count, skipped, accuracy, seconds };
   } finally {
+    writer?.abort(); // (a stop or an error: no temporary file is left)
     release();
     progress?.done();
     await loader.close();
