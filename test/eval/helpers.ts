@@ -104,3 +104,16 @@ export async function countingLoopTurns<T>(job: () => Promise<T>): Promise<{ res
     ticking = false;
   }
 }
+
+/** Runs fn with stdout and stderr silenced (a command's table, warnings and progress). */
+export async function quiet<T>(fn: () => Promise<T>): Promise<T> {
+  const [out, err] = [process.stdout.write.bind(process.stdout), process.stderr.write.bind(process.stderr)];
+  process.stdout.write = (() => true) as typeof process.stdout.write;
+  process.stderr.write = (() => true) as typeof process.stderr.write;
+  try {
+    return await fn();
+  } finally {
+    process.stdout.write = out;
+    process.stderr.write = err;
+  }
+}

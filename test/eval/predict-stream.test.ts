@@ -10,23 +10,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { commands } from '../../src/cli/commands';
 import { predict, type PredictList, type PredictOptions } from '../../src/eval/predict';
-import { writeEncoder } from './helpers';
+import { quiet, writeEncoder } from './helpers';
 
 const DEAD_PID = 2 ** 22 + 1; // above Linux's pid_max: no such process
 let root = '';
 let lp = '';
-
-async function quiet<T>(fn: () => Promise<T>): Promise<T> {
-  const [out, err] = [process.stdout.write.bind(process.stdout), process.stderr.write.bind(process.stderr)];
-  process.stdout.write = (() => true) as typeof process.stdout.write;
-  process.stderr.write = (() => true) as typeof process.stderr.write;
-  try {
-    return await fn();
-  } finally {
-    process.stdout.write = out;
-    process.stderr.write = err;
-  }
-}
 
 before(async () => {
   root = mkdtempSync(join(tmpdir(), 'semaim-predict-stream-'));

@@ -13,19 +13,7 @@ import { resolveClassifier, resolvePredictor } from '../../src/eval/classifier-s
 import { OptionError } from '../../src/util/options';
 import { claimOutputs } from '../../src/io/outputs';
 import { encode, picture, withFullDiskAt } from '../data/helpers';
-import { TINY, writeEncoder } from './helpers';
-
-async function quiet<T>(fn: () => Promise<T>): Promise<T> {
-  const [out, err] = [process.stdout.write.bind(process.stdout), process.stderr.write.bind(process.stderr)];
-  process.stdout.write = (() => true) as typeof process.stdout.write;
-  process.stderr.write = (() => true) as typeof process.stderr.write;
-  try {
-    return await fn();
-  } finally {
-    process.stdout.write = out;
-    process.stderr.write = err;
-  }
-}
+import { TINY, quiet, writeEncoder } from './helpers';
 
 test('predict: accuracy equals finetune’s for its checkpoint; top-k per image; unreadable images skipped and listed', async () => {
   const root = mkdtempSync(join(tmpdir(), 'semaim-predict-'));
