@@ -368,12 +368,12 @@ export class TrainState {
   }
 
   /**
-   * Writes a checkpoint positioned at (epoch, batch); none once training diverged (NaN/Inf, on any rank).
+   * Writes a checkpoint positioned at (epoch, batch). The caller has asked diverged() first (the loop does
+   * before every save): a checkpoint never holds a NaN/Inf loss's or weights' state.
    * Data-parallel: rank 0 writes, then all ranks pass a barrier, so that no rank goes on (or ends)
    * before the checkpoint exists.
    */
   async save(epoch: number, batch: number): Promise<void> {
-    if (await this.diverged()) return;
     const { job } = this;
     const score = job.best.score(this);
     const better = score !== null && Number.isFinite(score) && (this.best === null || (job.best.lowerIsBetter ? score < this.best : score > this.best));
