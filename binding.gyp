@@ -3,16 +3,8 @@
     {
       "target_name": "semaim",
       "sources": ["native/addon.cc", "native/core.cc", "native/math.cc", "native/nn.cc", "native/optim.cc", "native/cuda.cc", "native/allocator.cc", "native/dist.cc", "native/fused.cc", "native/profiler.cc", "native/signals.cc"],
-      # The op glue (native/generated/) and the TypeScript interface, from native/ops.yaml.
-      "actions": [
-        {
-          "action_name": "gen_ops",
-          "message": "Generating the op glue from native/ops.yaml",
-          "inputs": ["native/ops.yaml", "native/gen-ops.js", "<!@(ls native/kernels/*.cu)"],
-          "outputs": ["<!@(node native/gen-ops.js --gyp-outputs)"],
-          "action": ["node", "native/gen-ops.js"]
-        }
-      ],
+      # The op glue (native/generated/) and the TypeScript interface come from native/ops.yaml through
+      # native/gen-ops.js, which native/install.js and `npm run build:native` run before node-gyp.
       "include_dirs": ["<!@(node -p \"require('node-addon-api').include_dir\")", "<!@(node native/find-libtorch.js include)"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "cflags!": ["-fno-exceptions", "-fno-rtti"],

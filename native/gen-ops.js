@@ -3,9 +3,9 @@
 // format is documented at the top of that file). Writes, only where the content changed:
 //   native/generated/<unit>.inc, native/generated/ops.h, src/torch/generated/native-ops.ts, and
 //   native/generated/kernels.inc (the CUDA sources of native/kernels/*.cu as string literals)
-// Run by binding.gyp (an action before compiling), scripts/build-addon.sh, scripts/check-cuda-build.sh,
-// `npm run build` (prebuild) and scripts/setup.sh. `--check` only validates the table; `--gyp-outputs` lists
-// the generated files for binding.gyp.
+// Run by native/install.js (before node-gyp), `npm run build:native`, scripts/build-addon.sh,
+// scripts/check-cuda-build.sh, `npm run build` (prebuild) and scripts/setup.sh. `--check` only validates
+// the table.
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -475,12 +475,6 @@ function main() {
     [path.join(CPP_OUT, 'kernels.inc'), () => kernelSources()],
     [TS_OUT, () => tsFile(table)],
   ];
-  if (process.argv.includes('--gyp-outputs')) {
-    // For binding.gyp: every generated file is an output of its action, named as the compiler's
-    // dependency files name them (make runs in build/), so that make sees them change.
-    console.log(outputs.map(([f]) => `$(srcdir)/${path.relative(ROOT, f)}`).join(' '));
-    return;
-  }
   const changed = outputs.filter(([f, text]) => writeIfChanged(f, text())).map(([f]) => path.relative(ROOT, f));
   if (changed.length) console.error(`gen-ops: ${table.ops.length} ops; wrote ${changed.join(', ')}`);
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The package's install step (`npm install semaim`, `npm ci`, scripts/setup.sh, and `npx semaim` in a
 // checkout, which links the checkout into npm's npx cache and runs this): builds the native addon with
-// node-gyp (binding.gyp, which generates the op glue from native/ops.yaml first).
+// node-gyp (binding.gyp), after generating the op glue from native/ops.yaml (native/gen-ops.js).
 //
 // - The build is incremental: `node-gyp configure` then `node-gyp build`, never `rebuild` (which
 //   deletes build/ first). gyp's Makefiles record each object's command line (build/Release/.deps) and
@@ -49,8 +49,14 @@ function build() {
     `semaim: building the native addon against ${lib.libdir} (${lib.source}): ` +
       (had ? 'only what changed is compiled again (seconds when nothing did)' : 'a first build takes a few minutes'),
   );
-  const gyp = require.resolve('node-gyp/bin/node-gyp.js');
   const started = Date.now();
+  // The op glue first, here and not as a binding.gyp action: gyp runs an action after `cd` into the
+  // checkout but names its output folders relative to build/, so its `mkdir -p ../native/generated`
+  // made empty folders beside the checkout (in node_modules/, for an installed package). gen-ops
+  // rewrites only what changed, so make's dependency files recompile exactly the units whose glue did.
+  const glue = spawnSync(process.execPath, [path.join(__dirname, 'gen-ops.js')], { cwd: ROOT, stdio: 'inherit' });
+  if (glue.status !== 0) fail('generating the op glue from native/ops.yaml failed (the output is above)');
+  const gyp = require.resolve('node-gyp/bin/node-gyp.js');
   for (const args of [['configure'], ['build', '-j', '2']]) {
     const r = spawnSync(process.execPath, [gyp, ...args, '--loglevel=warn'], { cwd: ROOT, stdio: 'inherit' });
     if (r.status !== 0) {

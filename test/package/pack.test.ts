@@ -127,6 +127,9 @@ test('the packed tarball installs into a new project: require, ESM import, stric
     );
     assert.match(install, prebuilt ? /using the prebuilt addon/ : /building the native addon against/);
     assert.ok(existsSync(join(app, 'node_modules', 'semaim', 'build', 'Release', 'semaim.node')), 'the install step built the addon');
+    // The build writes only inside the package: gyp's action once made native/ and src/ here, beside it.
+    const strays = ['native', 'src'].filter((d) => existsSync(join(app, 'node_modules', d)));
+    assert.deepEqual(strays, [], 'the install step made folders in node_modules/ outside the package');
     t.diagnostic(`install: ${seconds(t1)} s (${prebuilt ? 'prebuilt addon copied' : 'addon compiled from the tarball'})`);
 
     // 4. CommonJS and ES module consumers.
