@@ -2,7 +2,7 @@
 // embeddings (no content), reading the encoder stream. Parameter names follow the authors' code.
 import * as torch from '../torch';
 import { F, Tensor, fused } from '../torch';
-import { LayerNorm, Linear, Mlp, Module } from '../nn';
+import { DropPath, Identity, LayerNorm, Linear, Mlp, Module } from '../nn';
 import { resolveResidual, sumAndNorm, type AttentionMasking, type PendingResidual } from './vit';
 
 export class CrossAttention extends Module {
@@ -44,19 +44,21 @@ export class DecoderBlock extends Module {
   readonly attn: CrossAttention;
   readonly norm2: LayerNorm;
   readonly mlp: Mlp;
-  constructor(dim: number, numHeads: number, mlpRatio = 4) {
+  readonly dropPath: Module & { forward(x: Tensor): Tensor };
+  constructor(dim: number, numHeads: number, mlpRatio = 4, dropPath = 0) {
     super();
     this.norm1 = this.module('norm1', new LayerNorm(dim, 1e-6));
     this.attn = this.module('attn', new CrossAttention(dim, numHeads));
     this.norm2 = this.module('norm2', new LayerNorm(dim, 1e-6));
     this.mlp = this.module('mlp', new Mlp(dim, Math.floor(dim * mlpRatio)));
+    this.dropPath = this.module('drop_path', dropPath > 0 ? new DropPath(dropPath) : new Identity());
   }
-  /** g += attn(norm1(g), norm1(h)); g += mlp(norm2(g)). The same norm1 serves both streams. */
+  /** g += drop(attn(norm1(g), norm1(h))); g += drop(mlp(norm2(g))). The same norm1 serves both streams. */
   forward(g: Tensor, h: Tensor, m: AttentionMasking = {}): Tensor {
     return torch.scope(() => {
       if (fused.useFused('layernorm', g)) return resolveResidual(this.forwardPending({ base: g, branch: null }, h, m));
-      const x = g.add(this.attn.forward(this.norm1.forward(g), this.norm1.forward(h), m));
-      return x.add(this.mlp.forward(this.norm2.forward(x)));
+      const x = g.add(this.dropPath.forward(this.attn.forward(this.norm1.forward(g), this.norm1.forward(h), m)));
+      return x.add(this.dropPath.forward(this.mlp.forward(this.norm2.forward(x))));
     });
   }
 
@@ -73,8 +75,8 @@ export class DecoderBlock extends Module {
       const kv = kernel
         ? fused.layerNorm(h, this.norm1.weight, this.norm1.bias, this.norm1.eps, { forLinear: true, tokens: keys < h.shape[1] ? keys : undefined })
         : this.norm1.forward(keys < h.shape[1] ? h.narrow(1, 0, keys) : h);
-      const b = sumAndNorm({ base: a.sum, branch: this.attn.forward(a.normed, kv, m) }, this.norm2, kernel);
-      return { base: b.sum, branch: this.mlp.forward(b.normed) };
+      const b = sumAndNorm({ base: a.sum, branch: this.dropPath.forward(this.attn.forward(a.normed, kv, m)) }, this.norm2, kernel);
+      return { base: b.sum, branch: this.dropPath.forward(this.mlp.forward(b.normed)) };
     });
   }
 }

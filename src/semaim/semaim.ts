@@ -7,7 +7,7 @@ import { SemAIMConfig, SimilarityTokens, validateConfig } from './config';
 import { DecoderBlock, decoderTaps } from './decoder';
 import { atLeastFloat32, orderFromConfig, needsSimilarity, similarityMap, checkOrder, strictOrder } from './orders';
 import { featurePatchLoss, pixelPatchLoss, pixelTargets } from './targets';
-import { VisionTransformer, disposeResidual, resolveResidual, sumAndNorm, type PendingResidual } from './vit';
+import { VisionTransformer, disposeResidual, dropPathRates, resolveResidual, sumAndNorm, type PendingResidual } from './vit';
 import { markPhase } from './phases';
 
 export type AttentionPath = 'fast' | 'reference';
@@ -71,7 +71,12 @@ export class SemAIM extends VisionTransformer {
     super(config);
     const D = config.embedDim;
     this.taps = decoderTaps(config.depth, config.decoderDepth);
-    this.query_blocks = this.module('query_blocks', new ModuleList(this.taps.map(() => new DecoderBlock(D, config.numHeads, config.mlpRatio ?? 4))));
+    // Decoder block k has encoder block k's stochastic depth rate, as the authors' query_blocks (dpr[k]).
+    const rates = dropPathRates(config);
+    this.query_blocks = this.module(
+      'query_blocks',
+      new ModuleList(this.taps.map((_, k) => new DecoderBlock(D, config.numHeads, config.mlpRatio ?? 4, rates[k]))),
+    );
     const t = config.target;
     this.outDim = t.type === 'pixels' ? config.patchSize * config.patchSize * (config.inChans ?? 3) : t.teacherConfig.embedDim;
     this.prediction_head = this.module('prediction_head', new Mlp(D, Math.floor(D * (config.mlpRatio ?? 4)), this.outDim));

@@ -109,6 +109,11 @@ export class Attention extends Module {
   }
 }
 
+/** Stochastic depth per block, as the authors' `dpr`: linspace(0, dropPath, depth). */
+export function dropPathRates(cfg: EncoderConfig): number[] {
+  return Array.from({ length: cfg.depth }, (_, i) => (cfg.depth > 1 ? ((cfg.dropPath ?? 0) * i) / (cfg.depth - 1) : 0));
+}
+
 export class Block extends Module {
   readonly norm1: LayerNorm;
   readonly attn: Attention;
@@ -227,7 +232,7 @@ export class VisionTransformer extends Module {
     this.patch_embed = this.module('patch_embed', new PatchEmbed(cfg.patchSize, cfg.inChans ?? 3, D));
     this.cls_token = this.param('cls_token', torch.zeros([1, 1, D]));
     this.pos_embed = this.buffer('pos_embed', sincosPosEmbed2d(D, this.gridH, this.gridW));
-    const rates = Array.from({ length: cfg.depth }, (_, i) => (cfg.depth > 1 ? ((cfg.dropPath ?? 0) * i) / (cfg.depth - 1) : 0));
+    const rates = dropPathRates(cfg);
     this.blocks = this.module('blocks', new ModuleList(rates.map((r) => new Block(D, cfg.numHeads, cfg.mlpRatio ?? 4, r))));
     this.norm = this.module('norm', new LayerNorm(D, 1e-6));
   }

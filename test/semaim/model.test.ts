@@ -17,7 +17,9 @@ import {
   semanticOrder,
   encoderSimilarity,
   strictOrder,
+  DecoderBlock,
 } from '../../src/semaim';
+import { DropPath } from '../../src/nn';
 
 const GOLDEN = join(__dirname, '..', '..', '..', 'test', 'golden', 'semaim');
 
@@ -187,6 +189,24 @@ test('decoder taps are uniform for any decoder depth', () => {
   assert.deepEqual(decoderTaps(4, 3), [1, 2, 4]);
   assert.deepEqual(decoderTaps(12, 1), [12]);
   assert.throws(() => decoderTaps(4, 5), /1\.\.4/);
+});
+
+test("stochastic depth reaches the decoder as in the authors' query_blocks: block k gets the encoder's rate dpr[k]", () => {
+  const model = new SemAIM(makeConfig('vit_tiny', { imgSize: 16, patchSize: 4, embedDim: 24, depth: 4, numHeads: 2, decoderDepth: 2, dropPath: 0.3 }));
+  const rate = (m: { dropPath: object }) => (m.dropPath instanceof DropPath ? m.dropPath.p : 0);
+  const close = (a: number[], b: number[]) => a.length === b.length && a.every((x, i) => Math.abs(x - b[i]) < 1e-12);
+  assert.ok(close([...model.blocks].map(rate), [0, 0.1, 0.2, 0.3]));
+  assert.ok(close([...model.query_blocks].map(rate), [0, 0.1]));
+  // A decoder block whose paths are (almost surely) all dropped hands its query stream on unchanged.
+  torch.scope(() => {
+    torch.manualSeed(0);
+    const block = new DecoderBlock(24, 2, 4, 1 - 1e-9);
+    const g = torch.randn([3, 5, 24]);
+    const h = torch.randn([3, 6, 24]);
+    assert.equal(block.forward(g, h).sub(g).abs().max().item(), 0);
+    block.eval();
+    assert.ok(block.forward(g, h).sub(g).abs().max().item() > 0.1, 'in eval mode nothing is dropped');
+  });
 });
 
 test('the first patch of the order is predicted from [CLS] and its own position only', () => {
