@@ -154,7 +154,12 @@ const LINPROBE_ONLY = defineOptions({
     choices: ['resize-crop-flip', 'crop-flip'],
     help: "training augmentation with --no-cache-features: 'resize-crop-flip' = Resize + RandomCrop + flip (SemAIM authors), 'crop-flip' = RandomResizedCrop 0.08-1 + flip (MAE's: its util/crop.py single-draw crop)",
   },
-  evalEvery: { type: 'int', default: 0, min: 0, help: 'report test accuracy every N epochs (0: only at the end)' },
+  evalEvery: {
+    type: 'int',
+    default: 1,
+    min: 0,
+    help: "test accuracy every N epochs (0: only at the end); the best of them is details.bestTop1, the number the authors' script prints",
+  },
 });
 
 export const KNN_OPTIONS = defineOptions({

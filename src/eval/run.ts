@@ -308,7 +308,7 @@ async function runLinprobeJob(o: LinprobeCommandOptions, f: DataFactories, { gro
       data: { ...sizes, numClasses },
       classNames,
       seconds: (Date.now() - t0) / 1000,
-      details: { lr: r.lr, history: r.history },
+      details: { lr: r.lr, bestTop1: Math.max(...r.history.map((e) => e.top1 ?? -Infinity), r.accuracy.top1), history: r.history },
     });
     // the probe and linprobe.json, which describes it, both or (a full disk) neither; a kill between their
     // renames is completed by the next writer
