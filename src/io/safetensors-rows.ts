@@ -111,7 +111,8 @@ export class SafetensorsRowWriter {
 
   /**
    * finish up to the rename: the partial file complete and fsynced, to commit (with commitFiles, beside
-   * the files that describe it) or abort.
+   * the files that describe it) or abort. The file is the StagedFile's from here on: this writer stops
+   * watching for stop signals (commitFiles renames a set of files itself, without calling commit).
    */
   stage(tail: Record<string, TensorEntry> = {}, metadata: Record<string, string> = {}): StagedFile {
     if (this.fd === null) throw new Error(`SafetensorsRowWriter: ${this.path} is already finished or aborted`);
@@ -144,6 +145,7 @@ export class SafetensorsRowWriter {
       this.abort();
       throw writeError(this.path, e);
     }
+    this.stopListening();
     return {
       path: this.path,
       tmp: this.partialPath,
@@ -154,7 +156,6 @@ export class SafetensorsRowWriter {
           this.abort();
           throw writeError(this.path, e);
         }
-        this.stopListening();
       },
       abort: () => this.abort(),
     };

@@ -124,9 +124,12 @@ test('semaim embed of a folder: evaluation transform, a corrupt image skipped an
   write(join(images, 'broken.jpg'), 'this is a text file, not a JPEG\n');
   const warnings: string[] = [];
   const base = { checkpoint: encoderPath, images, batchSize: 4, numWorkers: 0, progress: null, onWarning: (l: string) => warnings.push(l) };
+  const listening = () => ['SIGINT', 'SIGTERM'].map((s) => process.listenerCount(s));
+  const before = listening();
   const all = await embed({ ...base, pooling: 'all', out: join(dir, 'photos-all.safetensors') });
   const cls = await embed({ ...base, pooling: 'cls', out: join(dir, 'photos-cls.safetensors') });
   const mean = await embed({ ...base, pooling: 'mean', dtype: 'float16', out: join(dir, 'photos-mean.safetensors') });
+  assert.deepEqual(listening(), before, 'each embed removes the stop-signal listeners its writer added');
 
   const T = 1 + (CFG.imgSize / CFG.patchSize) ** 2;
   const D = CFG.embedDim;
