@@ -392,12 +392,17 @@ function parseHeader(json: Uint8Array, headerLen: number, totalSize: number, lab
 
 /** Reads and validates just the header of a safetensors file. */
 export function readSafetensorsHeader(path: string): SafetensorsHeader {
-  const fd = openRegularFile(path);
+  const fd = openWeightsFile(path);
   try {
     return readHeaderFd(fd, path);
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** The file's descriptor; a path that is missing or not a regular file is a CheckpointError too. */
+function openWeightsFile(path: string): number {
+  return withErrorKind(() => openRegularFile(path), checkpointError);
 }
 
 function readHeaderFd(fd: number, label: string): SafetensorsHeader {
@@ -436,7 +441,7 @@ export class SafetensorsReader {
 
   constructor(path: string) {
     this.path = path;
-    this.fd = openRegularFile(path);
+    this.fd = openWeightsFile(path);
     try {
       const h = readHeaderFd(this.fd, path);
       this.metadata = h.metadata;

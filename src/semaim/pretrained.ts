@@ -22,6 +22,8 @@ export interface VerifyOption {
   verify?: boolean;
   /** What the user can do about a corrupted checkpoint folder (default: the --no-verify of evaluation commands). */
   unusableHint?: string;
+  /** Where a newer checkpoint skipped because it fails its check is reported (default: console.warn, once per process). */
+  onWarning?: (line: string) => void;
 }
 
 /**
@@ -34,7 +36,8 @@ export function resolveCheckpoint(path: string, o: VerifyOption = {}): string {
 
 /** A command resolves its checkpoint more than once (the encoder, then its record): one warning for each skipped one. */
 const warned = new Set<string>();
-function warnOnce(line: string): void {
+function warnOnce(line: string, onWarning?: (line: string) => void): void {
+  if (onWarning) return onWarning(line);
   if (warned.has(line)) return;
   warned.add(line);
   console.warn(line);
@@ -52,8 +55,15 @@ function findCheckpoint(path: string, o: VerifyOption): string {
     return path;
   }
   const newest = newestUsableCheckpoint(path);
-  for (const { dir, problem } of newest.skipped) warnOnce(`warning: skipping checkpoint ${dir}: ${problem}`);
-  if (newest.dir) return newest.dir;
+  if (newest.dir) {
+    for (const { dir, problem } of newest.skipped) warnOnce(`warning: skipping checkpoint ${dir}: ${problem}`, o.onWarning);
+    return newest.dir;
+  }
+  if (newest.skipped.length) {
+    const why = newest.skipped.map(({ dir, problem }) => `${basename(dir)}: ${problem}`).join('; ');
+    const hint = o.unusableHint ?? 'name one of these folders with --no-verify to use it anyway';
+    throw new Error(`no usable checkpoint in ${path}: every checkpoint fails its check: ${why} (${hint})`);
+  }
   throw new Error(`no usable checkpoint in ${path} (expected a run folder with checkpoints/step-* or a checkpoint folder)`);
 }
 
@@ -369,12 +379,12 @@ export interface LoadedEncoder {
 }
 
 /** A frozen encoder in eval mode on `device` (parameters do not require gradients). */
-export function loadEncoder(from: string | EncoderSource, o: { device?: torch.Device } = {}): LoadedEncoder {
+export function loadEncoder(from: string | EncoderSource, o: { device?: torch.Device } & VerifyOption = {}): LoadedEncoder {
   return withErrorKind(() => loadFrozenEncoder(from, o), checkpointError);
 }
 
-function loadFrozenEncoder(from: string | EncoderSource, o: { device?: torch.Device }): LoadedEncoder {
-  const source = typeof from === 'string' ? resolveEncoder(from) : from;
+function loadFrozenEncoder(from: string | EncoderSource, o: { device?: torch.Device } & VerifyOption): LoadedEncoder {
+  const source = typeof from === 'string' ? resolveEncoder(from, o) : from;
   if (source.layout.fcNorm) {
     throw new Error(
       `${source.weights} is a timm global_pool='avg' model (fc_norm over the mean of the patch tokens, no final norm): ` +

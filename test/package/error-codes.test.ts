@@ -2,7 +2,7 @@
 // the package entry as a program meets it, with its class and its message as the command line prints it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -182,6 +182,11 @@ test(
     writeFileSync(join(dir, 'bad.safetensors'), 'not a safetensors file');
     assert.throws(() => loadEncoder(join(dir, 'bad.safetensors')), coded(CheckpointError, 'ERR_CHECKPOINT', /bad\.safetensors: header length/));
     assert.throws(() => io.loadTensors(join(dir, 'bad.safetensors')), coded(CheckpointError, 'ERR_CHECKPOINT'));
+    // a path that is missing or not a file, to each of the io readers
+    for (const read of [io.loadTensors, io.readSafetensors, io.readSafetensorsHeader]) {
+      assert.throws(() => read(join(dir, 'missing.safetensors')), coded(CheckpointError, 'ERR_CHECKPOINT', /ENOENT.*missing\.safetensors/));
+      assert.throws(() => read(dir), coded(CheckpointError, 'ERR_CHECKPOINT', /is a folder, not a regular file/));
+    }
     writeFileSync(join(dir, 'bad.pth'), Buffer.from('PK\u0003\u0004 a truncated zip'));
     assert.throws(() => loadEncoder(join(dir, 'bad.pth')), coded(CheckpointError, 'ERR_CHECKPOINT', /bad\.pth/));
     // a pre-training checkpoint whose weights changed after it was written
@@ -192,6 +197,21 @@ test(
     weights[weights.length - 1] ^= 1;
     writeFileSync(join(ckpt, 'model.safetensors'), weights);
     assert.throws(() => loadEncoder(ckpt), coded(CheckpointError, 'ERR_CHECKPOINT', /is not usable: model\.safetensors/));
+    // the run folder, whose only checkpoint is that one: the error says why it was passed over
+    assert.throws(
+      () => loadEncoder(join(dir, 'run')),
+      coded(CheckpointError, 'ERR_CHECKPOINT', /no usable checkpoint in .*run: every checkpoint fails its check: step-00000001: model\.safetensors/),
+    );
+    // a good step 1 under a step 2 that fails its check: step 1 is loaded, and the skip reaches onWarning, not the console
+    weights[weights.length - 1] ^= 1;
+    writeFileSync(join(ckpt, 'model.safetensors'), weights);
+    const newer = join(dir, 'run', 'checkpoints', 'step-00000002');
+    cpSync(ckpt, newer, { recursive: true }); // its state.json says step 1: it fails its check
+    const warnings: string[] = [];
+    const loaded = loadEncoder(join(dir, 'run'), { onWarning: (l) => warnings.push(l) });
+    loaded.encoder.dispose();
+    assert.equal(loaded.source.weights, join(ckpt, 'model.safetensors'));
+    assert.deepEqual(warnings, [`warning: skipping checkpoint ${newer}: state.json: step is 1, not 2 as the folder name says`]);
   }),
 );
 
