@@ -33,7 +33,7 @@ export interface LinprobeOptions {
   seed?: number;
   /** Evaluate on the test set every N epochs (0: only at the end). */
   evalEvery?: number;
-  /** Progress bar label; null for none. */
+  /** Progress bar label; null for none, and no note on stderr (a batch below batchSize is in the result's batchSize). */
   label?: string | null;
   /**
    * Data-parallel: every rank trains the same probe; `test` is the whole set on every rank. Cached
@@ -56,6 +56,8 @@ export interface LinprobeResult {
   accuracy: Accuracy;
   /** The peak lr used. */
   lr: number;
+  /** The batch it trained with: batchSize, or all the training features when they are fewer (cached features). */
+  batchSize: number;
   history: LinprobeEpoch[];
   /** The trained head (caller disposes). */
   probe: LinearProbe;
@@ -132,7 +134,7 @@ async function trainProbe(
   );
   const accuracy = evaluate();
   if (history.length) history[history.length - 1].top1 = accuracy.top1;
-  return { accuracy, lr, history, probe };
+  return { accuracy, lr, batchSize: batch, history, probe };
 }
 
 /** The fast path: trains on features extracted once (shuffled per epoch by a seeded permutation). */

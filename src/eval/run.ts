@@ -48,6 +48,12 @@ export interface EvalJobOptions {
    * job's start and end, one small collective each, and about once a second between: StopAgreement).
    */
   signal?: AbortSignal;
+  /**
+   * null: no progress bars and no notes on stderr (as embed's and predict's `progress: null`); what the
+   * notes said is in the result (data sizes without unusable images, details.batchSize of a probe
+   * trained on fewer features than a batch). Default: bars, as the commands show them.
+   */
+  progress?: null;
 }
 
 /** The job options from the third argument of a run* job: a process group (as the commands pass it), the options, or nothing. */
@@ -120,6 +126,7 @@ export async function encoderFeatures(
   group: ProcessGroup | null = null,
   checkSizes: (sizes: { train: number; test: number }) => void = () => {},
   signal?: AbortSignal,
+  progress?: null,
 ): Promise<{
   loaded: LoadedEncoder;
   train: FeatureSet;
@@ -138,8 +145,9 @@ export async function encoderFeatures(
       checkImageShape(loaded.encoder, splits.test, 'test data');
       checkSizes({ train: splits.train.size, test: splits.test.size });
       const fo = { batchSize: o.evalBatchSize, pooling: o.pooling, precision: o.precision, group, signal, encoderName: loaded.source.weights };
-      train = await extractFeatures(loaded.encoder, splits.train, { ...fo, gatherTo: 'shard', label: 'features (train)' });
-      const test = await extractFeatures(loaded.encoder, splits.test, { ...fo, gatherTo: 'all', label: 'features (test)' });
+      const label = (split: string) => (progress === null ? null : `features (${split})`);
+      train = await extractFeatures(loaded.encoder, splits.train, { ...fo, gatherTo: 'shard', label: label('train') });
+      const test = await extractFeatures(loaded.encoder, splits.test, { ...fo, gatherTo: 'all', label: label('test') });
       return {
         loaded,
         train,
@@ -166,13 +174,13 @@ export function knnRows(results: KnnResult[]): { name: string; accuracy: KnnResu
 }
 
 /** k-NN of the encoder's features; null on data-parallel ranks other than 0 (rank 0 reports). */
-export async function runKnn(o: KnnCommandOptions, f: DataFactories, job?: { signal?: AbortSignal; group?: null }): Promise<EvalRun>;
+export async function runKnn(o: KnnCommandOptions, f: DataFactories, job?: { signal?: AbortSignal; group?: null; progress?: null }): Promise<EvalRun>;
 export async function runKnn(o: KnnCommandOptions, f: DataFactories, job: ProcessGroup | EvalJobOptions | null): Promise<EvalRun | null>;
 export async function runKnn(o: KnnCommandOptions, f: DataFactories, job: ProcessGroup | EvalJobOptions | null = null): Promise<EvalRun | null> {
   return withProcessThreads(o.threads, () => runKnnJob(o, f, evalJobOptions(job)));
 }
 
-async function runKnnJob(o: KnnCommandOptions, f: DataFactories, { group = null, signal }: EvalJobOptions): Promise<EvalRun | null> {
+async function runKnnJob(o: KnnCommandOptions, f: DataFactories, { group = null, signal, progress }: EvalJobOptions): Promise<EvalRun | null> {
   await throwIfAbortedOnAnyRank(signal, group);
   validateEval(o);
   const source = resolveEncoder(o.checkpoint, o);
@@ -188,6 +196,7 @@ async function runKnnJob(o: KnnCommandOptions, f: DataFactories, { group = null,
       if (kmax > sizes.train) throw new OptionError('k', `k = ${kmax} exceeds the ${sizes.train} training images`);
     },
     signal,
+    progress,
   );
   try {
     const results = await knnClassifyAsync(ft.train, ft.test, {
@@ -197,6 +206,7 @@ async function runKnnJob(o: KnnCommandOptions, f: DataFactories, { group = null,
       chunkSize: o.chunkSize,
       group,
       signal,
+      label: progress === null ? null : undefined,
     });
     await throwIfAbortedOnAnyRank(signal, group); // aborted during the vote's last block (on any rank): no file
     if (group && group.rank !== 0) return null;
@@ -233,20 +243,20 @@ export function linprobeOptionsFrom(o: LinprobeCommandOptions): LinprobeOptions 
 }
 
 /** The linear probe; null on data-parallel ranks other than 0 (rank 0 reports and writes the probe). */
-export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories, job?: { signal?: AbortSignal; group?: null }): Promise<EvalRun>;
+export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories, job?: { signal?: AbortSignal; group?: null; progress?: null }): Promise<EvalRun>;
 export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories, job: ProcessGroup | EvalJobOptions | null): Promise<EvalRun | null>;
 export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories, job: ProcessGroup | EvalJobOptions | null = null): Promise<EvalRun | null> {
   return withProcessThreads(o.threads, () => runLinprobeJob(o, f, evalJobOptions(job)));
 }
 
-async function runLinprobeJob(o: LinprobeCommandOptions, f: DataFactories, { group = null, signal }: EvalJobOptions): Promise<EvalRun | null> {
+async function runLinprobeJob(o: LinprobeCommandOptions, f: DataFactories, { group = null, signal, progress }: EvalJobOptions): Promise<EvalRun | null> {
   await throwIfAbortedOnAnyRank(signal, group);
   validateEval(o);
   checkLinprobeProcesses(o, group?.worldSize ?? 1); // under torchrun the launch flags say nothing
   peakLr(o, o.batchSize); // before any feature is extracted
   const source = resolveEncoder(o.checkpoint, o);
   const t0 = Date.now();
-  const lo = { ...linprobeOptionsFrom(o), signal };
+  const lo = { ...linprobeOptionsFrom(o), signal, label: progress === null ? null : undefined };
   let train: FeatureSet | null;
   let test: FeatureSet | null = null;
   let sizes: { train: number; test: number };
@@ -255,7 +265,7 @@ async function runLinprobeJob(o: LinprobeCommandOptions, f: DataFactories, { gro
   let loaded: LoadedEncoder;
   let r;
   if (o.cacheFeatures) {
-    const ft = await encoderFeatures(o, f, source, group, undefined, signal);
+    const ft = await encoderFeatures(o, f, source, group, undefined, signal, progress);
     ({ loaded, train, test, numClasses, classNames, sizes } = ft);
     try {
       r = await linprobeOnFeatures(train, test, numClasses, { ...lo, group });
@@ -283,7 +293,8 @@ async function runLinprobeJob(o: LinprobeCommandOptions, f: DataFactories, { gro
         // The test features in the precision the probe trains on, as the cached path extracts both splits.
         const precision = o.precision;
         const fo = {
-          ...{ batchSize: o.evalBatchSize, pooling: o.pooling, precision, group, gatherTo: 'all' as const, label: 'features (test)', signal },
+          ...{ batchSize: o.evalBatchSize, pooling: o.pooling, precision, group, gatherTo: 'all' as const, signal },
+          label: progress === null ? null : 'features (test)',
           encoderName: source.weights,
         };
         test = await extractFeatures(loaded.encoder, splits.test, fo);
@@ -308,7 +319,7 @@ async function runLinprobeJob(o: LinprobeCommandOptions, f: DataFactories, { gro
       data: { ...sizes, numClasses },
       classNames,
       seconds: (Date.now() - t0) / 1000,
-      details: { lr: r.lr, bestTop1: Math.max(...r.history.map((e) => e.top1 ?? -Infinity), r.accuracy.top1), history: r.history },
+      details: { lr: r.lr, batchSize: r.batchSize, bestTop1: Math.max(...r.history.map((e) => e.top1 ?? -Infinity), r.accuracy.top1), history: r.history },
     });
     // the probe and linprobe.json, which describes it, both or (a full disk) neither; a kill between their
     // renames is completed by the next writer

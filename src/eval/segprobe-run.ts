@@ -227,7 +227,7 @@ export async function runSegprobe(
   cfg: SegprobeConfig,
   options: Record<string, unknown>,
   f: SegDataFactory,
-  job?: { signal?: AbortSignal; group?: null },
+  job?: { signal?: AbortSignal; group?: null; progress?: null },
 ): Promise<SegprobeRun>;
 export async function runSegprobe(
   cfg: SegprobeConfig,
@@ -248,7 +248,7 @@ async function runSegprobeJob(
   cfg: SegprobeConfig,
   options: Record<string, unknown>,
   f: SegDataFactory,
-  { group = null, signal }: EvalJobOptions,
+  { group = null, signal, progress }: EvalJobOptions,
 ): Promise<SegprobeRun | null> {
   await throwIfAbortedOnAnyRank(signal, group);
   const source = resolveEncoder(cfg.checkpoint, { verify: cfg.verify });
@@ -283,6 +283,7 @@ async function runSegprobeJob(
         seed: cfg.seed,
         evalEvery: cfg.evalEvery,
         keep: cfg.figureImages,
+        progress: progress !== null,
         group,
         signal,
         encoderName: cfg.init === 'pretrained' ? source.weights : undefined,
