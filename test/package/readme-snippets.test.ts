@@ -3,12 +3,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ts from 'typescript';
-
-const ROOT = join(__dirname, '..', '..', '..');
+import { ROOT, packageProject, typeErrors } from './type-check';
 
 function readmeBlocks(): string[] {
   const text = readFileSync(join(ROOT, 'README.md'), 'utf8');
@@ -23,29 +21,11 @@ function asModule(block: string): string {
   return `${imports.join('\n')}\nexport async function main(): Promise<void> {\n${body.join('\n')}\n}\nvoid main();\n`;
 }
 
-/** tsc's strict errors in `files` (Node16 modules, the project's @types), as messages. */
-function typeErrors(files: string[]): string[] {
-  const program = ts.createProgram(files, {
-    strict: true,
-    noEmit: true,
-    target: ts.ScriptTarget.ES2022,
-    module: ts.ModuleKind.Node16,
-    moduleResolution: ts.ModuleResolutionKind.Node16,
-    types: ['node'],
-    typeRoots: [join(ROOT, 'node_modules', '@types')],
-    skipLibCheck: true,
-  });
-  return ts.getPreEmitDiagnostics(program).map((d) => ts.flattenDiagnosticMessageText(d.messageText, '\n'));
-}
-
 test("the README's TypeScript blocks type-check (strict) against the package and run", { timeout: 10 * 60_000 }, () => {
   const blocks = readmeBlocks();
   assert.ok(blocks.length >= 2, `found ${blocks.length} blocks`);
-  const work = mkdtempSync(join(tmpdir(), 'semaim-readme-'));
+  const work = packageProject('semaim-readme-');
   try {
-    // a project whose node_modules/semaim is this checkout (its package.json exports map and compiled dist/)
-    mkdirSync(join(work, 'node_modules'));
-    symlinkSync(ROOT, join(work, 'node_modules', 'semaim'), 'dir');
     const files = blocks.map((b, i) => {
       const f = join(work, `block${i}.ts`);
       writeFileSync(f, asModule(b));
@@ -83,10 +63,8 @@ test("docs/DISTRIBUTED.md's TypeScript block type-checks (strict) against the pa
   const text = readFileSync(join(ROOT, 'docs', 'DISTRIBUTED.md'), 'utf8');
   const blocks = [...text.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]);
   assert.equal(blocks.length, 1, `found ${blocks.length} blocks`);
-  const work = mkdtempSync(join(tmpdir(), 'semaim-dist-doc-'));
+  const work = packageProject('semaim-dist-doc-');
   try {
-    mkdirSync(join(work, 'node_modules'));
-    symlinkSync(ROOT, join(work, 'node_modules', 'semaim'), 'dir');
     const lines = blocks[0].split('\n');
     const imports = lines.filter((l) => l.startsWith('import '));
     const body = lines.filter((l) => !l.startsWith('import '));
