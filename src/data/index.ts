@@ -17,7 +17,7 @@ export {
   type CifarBinaryOptions,
   type Cifar10JpegOptions,
 } from './sources/cifar';
-export { idxDataset, parseIdx, mnist, mnistLike, fashionMnist, FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, MNIST_CLASSES } from './sources/idx';
+export { type IdxArray, idxDataset, parseIdx, mnist, mnistLike, fashionMnist, FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, MNIST_CLASSES } from './sources/idx';
 export {
   syntheticObjects,
   SyntheticObjects,
@@ -25,6 +25,7 @@ export {
   syntheticConfig,
   SHAPES,
   type SyntheticOptions,
+  type SyntheticConfig,
   type SyntheticSample,
   type ShapeName,
 } from './sources/synthetic';
@@ -43,10 +44,17 @@ export {
   finetuneTransforms,
   evalTransforms,
   type TransformSpec,
+  type ResizeSpec,
+  type CenterCropSpec,
+  type RandomCropSpec,
+  type RandomResizedCropSpec,
+  type HorizontalFlipSpec,
+  type RandAugmentSpec,
   type NormalizeSpec,
+  type RandomErasingSpec,
   type Size,
 } from './transforms';
-export type { Interpolation } from './resample';
+export type { Interpolation, Rect } from './resample';
 export { IMAGENET_MEAN, IMAGENET_STD } from './color';
 export { mixBatch, softTargets, type MixupOptions, type MixResult } from './mix';
 
@@ -55,7 +63,7 @@ export { Pipeline, type PipelineOptions } from './pipeline';
 export { simdAvailable } from './simd';
 
 // decoding (for tools and tests)
-export { openImage, decodeImage, sniff, type ImageHandle, type ImageFormat } from './codecs/decode';
+export { openImage, decodeImage, sniff, type ImageHandle, type ImageFormat, type ImageOpenOptions, type DecodeRequest } from './codecs/decode';
 export { DecodeError, SKIP_REASONS, type SkipReason } from './codecs/errors';
 export { DEFAULT_MAX_IMAGE_PIXELS } from './codecs/limits';
 export { exifOrientation, orientImage, EXIF_ORIENTATION_POLICIES, type ExifOrientationPolicy } from './codecs/orientation';
@@ -64,7 +72,7 @@ export type { Image, Plane, ColorSpace } from './image';
 // loader
 export { DataLoader, dataLoader, type LoaderOptions, type Batch, type EpochSummary, type EpochStart } from './loader';
 export type { SkipRecord } from './batch';
-export { rankPlan, type RankSlice, type RankPlan } from './sharding';
+export { rankPlan, type RankSlice, type RankPlan, type RankPlanOptions } from './sharding';
 
 // sharded tar datasets
 export {
@@ -77,6 +85,7 @@ export {
   DEFAULT_SHUFFLE_BUFFER,
   DEFAULT_SHARD_SIZE,
   type ShardDataset,
+  type ShardDatasetOptions,
   type ShardLoaderOptions,
   type ShardEpochSummary,
   type PackOptions,
@@ -99,3 +108,7 @@ export {
   type OpenOptions,
 } from './factories';
 export { IMAGE_INPUT_OPTIONS, imageInputOptions, type ImageInputOptions } from './options';
+
+// segmentation data (runSegprobe's SegDataFactory makes it; DataFactories.makeSegData too)
+export type { SegData, SegBatch, SegBatchOptions, SegAugment, SegSkip, SkipSummary } from './seg-streams';
+export type { SegDataRequest } from './seg-loader';

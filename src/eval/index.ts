@@ -13,7 +13,14 @@ export * from './embed';
 export * from './predict';
 export * from './classifier-source';
 export * from './miou';
-export { runSegprobe, type SegprobeRun } from './segprobe-run';
-export { SEGPROBE_OPTIONS, readSegprobeConfig, type SegprobeConfig } from './segprobe-options';
+export { runSegprobe, type SegprobeRun, type SegprobeFile, type SegRow, type SegDataFactory } from './segprobe-run';
+export {
+  SEGPROBE_OPTIONS,
+  readSegprobeConfig,
+  type SegprobeConfig,
+  type SegprobeCommandOptions,
+  type SegprobeSettings,
+  type SegDataSettings,
+} from './segprobe-options';
 export type { Precision } from '../run/precision';
 export type { ProcessGroup } from '../dist';

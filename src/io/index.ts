@@ -2,3 +2,4 @@ export * from './safetensors';
 export * from './tensors';
 export * from './checkpoint';
 export * from './safetensors-rows';
+export type { StagedFile } from '../util/safe-write';

@@ -92,7 +92,8 @@ export function bernoulli(like: Tensor, p: number, o: RandomOptions = {}): Tenso
   return wrap(native.bernoulli(like.h, p, o.generator?.native ?? null));
 }
 
-type Nested = number | boolean | Nested[];
+/** Nested arrays of numbers or booleans (torch.tensor's data). */
+export type Nested = number | boolean | Nested[];
 
 /** The shape of nested arrays (from the first element of each level); ragged data is refused, as PyTorch. */
 function shapeOf(x: Nested): number[] {

@@ -3,7 +3,7 @@ import { native } from './native';
 import { Tensor, wrap } from './tensor';
 import type { DType } from './dtype';
 
-type Pair = number | [number, number];
+export type Pair = number | [number, number];
 const pair = (x: Pair): [number, number] => (Array.isArray(x) ? x : [x, x]);
 export type Reduction = 'mean' | 'sum' | 'none';
 

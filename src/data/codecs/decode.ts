@@ -58,7 +58,7 @@ export interface ImageHandle {
   decode(req?: DecodeRequest): Image;
 }
 
-export interface OpenOptions {
+export interface ImageOpenOptions {
   /** Grey level (0–255) that transparent pixels are composited onto. */
   background?: number;
   /** Refuse images with more pixels than this, read from the header (default DEFAULT_MAX_IMAGE_PIXELS; 0 = no limit). */
@@ -122,7 +122,7 @@ export function handleFromImage(img: Image): ImageHandle {
  * Opens encoded image bytes. Synchronous for JPEG/PNG/BMP, a promise for formats decoded by sharp.
  * Throws (or rejects with) a `DecodeError` naming why the bytes cannot be used.
  */
-export function openImage(bytes: Uint8Array, opts: OpenOptions = {}): ImageHandle | Promise<ImageHandle> {
+export function openImage(bytes: Uint8Array, opts: ImageOpenOptions = {}): ImageHandle | Promise<ImageHandle> {
   const bg = opts.background ?? 0;
   const apply = opts.exifOrientation === 'apply';
   if (bytes.length === 0) throw new DecodeError('empty', 'empty file (0 bytes)');
@@ -146,7 +146,7 @@ export function openImage(bytes: Uint8Array, opts: OpenOptions = {}): ImageHandl
 }
 
 /** Decodes fully (helper for tests and caching). */
-export async function decodeImage(bytes: Uint8Array, opts: OpenOptions = {}): Promise<Image> {
+export async function decodeImage(bytes: Uint8Array, opts: ImageOpenOptions = {}): Promise<Image> {
   const h = await openImage(bytes, opts);
   return h.decode();
 }
