@@ -86,31 +86,43 @@ export function cutmixBox(H: number, W: number, lam: number, cy: number, cx: num
   return { box, lam: correctLam ? 1 - area / (H * W) : lam };
 }
 
+/** The dtype of soft targets: float32, or float64 for float64 images (a float64 run, as test/eval/finetune-golden.test.ts's). */
+export type TargetDType = 'float32' | 'float64';
+
 /** Label-smoothed one-hot targets [B, C]: 1 − ε + ε/C on the class, ε/C elsewhere. */
-export function smoothOneHot(labels: Tensor, numClasses: number, smoothing = 0): Tensor {
+export function smoothOneHot(labels: Tensor, numClasses: number, smoothing = 0, dtype: TargetDType = 'float32'): Tensor {
   return torch.scope(() => {
     const off = smoothing / numClasses;
     const on = 1 - smoothing + off;
     return torch.F.oneHot(labels, numClasses)
-      .to({ dtype: 'float32' })
+      .to({ dtype })
       .mul(on - off)
       .add(off);
   });
 }
 
 /** timm's mixup_target: λ·smooth(y) + (1 − λ)·smooth(flip(y)). */
-export function mixTargets(labels: Tensor, numClasses: number, lam: number, smoothing = 0): Tensor {
+export function mixTargets(labels: Tensor, numClasses: number, lam: number, smoothing = 0, dtype: TargetDType = 'float32'): Tensor {
   return torch.scope(() => {
-    const y1 = smoothOneHot(labels, numClasses, smoothing);
+    const y1 = smoothOneHot(labels, numClasses, smoothing, dtype);
     if (lam === 1) return y1;
-    const y2 = smoothOneHot(labels.flip(0), numClasses, smoothing);
+    const y2 = smoothOneHot(labels.flip(0), numClasses, smoothing, dtype);
     return y1.mul(lam).add(y2.mul(1 - lam));
   });
 }
 
-/** mean over the batch of −Σ_c target_c · log softmax(logits)_c (timm's SoftTargetCrossEntropy). */
+/**
+ * mean over the batch of −Σ_c target_c · log softmax(logits)_c (timm's SoftTargetCrossEntropy), in
+ * float32 for float32 and lower-precision logits (autocast's bf16/fp16), in float64 for float64 ones.
+ */
 export function softTargetCrossEntropy(logits: Tensor, targets: Tensor): Tensor {
-  return torch.scope(() => targets.mul(logits.float().logSoftmax(-1)).sum(-1).neg().mean());
+  return torch.scope(() =>
+    targets
+      .mul((logits.dtype === 'float64' ? logits : logits.float()).logSoftmax(-1))
+      .sum(-1)
+      .neg()
+      .mean(),
+  );
 }
 
 export class Mixup {
@@ -151,7 +163,7 @@ export class Mixup {
     return { mode: 'cutmix', lam: corrected, box };
   }
 
-  /** Mixes images [B, C, H, W] and builds soft targets from int64 labels [B]. */
+  /** Mixes images [B, C, H, W] and builds soft targets from int64 labels [B] (float64 for float64 images, float32 otherwise). */
   apply(images: Tensor, labels: Tensor): MixedBatch {
     const [, , H, W] = images.shape;
     const p = this.params(H, W);
@@ -167,7 +179,8 @@ export class Mixup {
         const inCols = cols.ge(x0).logicalAnd(cols.lt(x1)).view(1, 1, 1, W);
         mixed = torch.where(inRows.logicalAnd(inCols), images.flip(0), images);
       }
-      const targets = mixTargets(labels, this.o.numClasses, p.lam, this.o.labelSmoothing).to({ device: images.device });
+      const dtype: TargetDType = images.dtype === 'float64' ? 'float64' : 'float32';
+      const targets = mixTargets(labels, this.o.numClasses, p.lam, this.o.labelSmoothing, dtype).to({ device: images.device });
       return { ...p, images: mixed === images ? images.clone() : mixed, targets };
     });
   }
