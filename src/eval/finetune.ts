@@ -5,7 +5,8 @@
 // pre-training: atomic, verified, the global and mixing RNG states saved with them). The loop itself is
 // src/run/loop.ts.
 import * as torch from '../torch';
-import { AdamW, GradScaler, paramGroupsLayerDecay, peakLr, warmupCosine } from '../optim';
+import type { Tensor } from '../torch';
+import { AdamW, GradScaler, LrSchedule, paramGroupsLayerDecay, peakLr, warmupCosine } from '../optim';
 import { disposeAll } from '../io';
 import { EncoderSource, loadEncoderTensors, resolveEncoder } from '../semaim';
 import { LabelledBatch, LabelledData, PassOptions, batchesPerEpoch } from '../data';
@@ -135,6 +136,55 @@ export function makeFinetuneOptimizer(model: ViTClassifier, o: FinetuneOptions, 
   return new AdamW(groups, { lr, betas: [o.beta1, o.beta2], weightDecay: o.weightDecay });
 }
 
+/** What a fine-tuning step runs besides the loop (src/run/loop.ts, which sets the lr, backpropagates and steps). */
+export interface FinetuneStep {
+  /** AdamW over MAE's layer-decay groups (makeFinetuneOptimizer). */
+  optimizer: AdamW;
+  /** MAE's warm-up + cosine, per iteration. */
+  schedule: LrSchedule;
+  /** The mixing's random stream (checkpointed as rng.mix), seeded from o.seed. */
+  mixGen: torch.Generator;
+  mixup: Mixup;
+  /** A micro-batch's loss: mixup/cutmix with smoothed targets, the forward under o.precision, soft-target cross-entropy. */
+  loss(batch: LabelledBatch): Tensor;
+}
+
+/**
+ * The step `finetune` trains `model` with, at peak lr `lr`, on `device`. The images enter in the model's
+ * dtype: float32, or float64 for test/eval/finetune-golden.test.ts, which checks whole steps against PyTorch.
+ */
+export function finetuneStep(model: ViTClassifier, o: FinetuneOptions, lr: number, device: torch.Device): FinetuneStep {
+  const cfg = model.cfg;
+  const optimizer = makeFinetuneOptimizer(model, o, lr);
+  const schedule = warmupCosine({ lr, minLr: o.minLr, warmupEpochs: o.warmupEpochs, epochs: o.epochs });
+  const mixGen = new torch.Generator(o.seed + 104729);
+  const mixup = new Mixup(
+    {
+      numClasses: cfg.numClasses,
+      mixupAlpha: o.mixup,
+      cutmixAlpha: o.cutmix,
+      prob: o.mixupProb,
+      switchProb: o.mixupSwitchProb,
+      labelSmoothing: o.smoothing,
+    },
+    mixGen,
+  );
+  return {
+    optimizer,
+    schedule,
+    mixGen,
+    mixup,
+    loss(batch) {
+      checkLabelledBatch(batch, { chans: cfg.inChans ?? 3, size: cfg.imgSize }, cfg.numClasses);
+      const images = torch.tensor(batch.images, { shape: batch.shape, device, dtype: model.cls_token.dtype });
+      const labels = torch.tensor(batch.labels, { dtype: 'int64', device });
+      const mixed = mixup.apply(images, labels);
+      const logits = withPrecision(o.precision, device, () => model.forward(mixed.images));
+      return softTargetCrossEntropy(logits, mixed.targets);
+    },
+  };
+}
+
 /**
  * Fine-tunes the encoder named by o.checkpoint on data.train, evaluating on data.test. `source` skips
  * resolving (and hashing) the checkpoint again. The caller closes the data.
@@ -189,22 +239,9 @@ async function finetuneJob(o: FinetuneOptions, data: FinetuneData, hooks: Finetu
   }
   const ema = o.ema ? new EMA(new ViTClassifier(cfg).to({ device }), model, o.emaDecay) : null;
 
-  // ---- optimiser, schedule, mixing
-  const optimizer = makeFinetuneOptimizer(model, o, lr);
-  const schedule = warmupCosine({ lr, minLr: o.minLr, warmupEpochs: o.warmupEpochs, epochs: o.epochs });
+  // ---- optimiser, schedule, mixing, the loss of a micro-batch
+  const { optimizer, schedule, mixGen, loss } = finetuneStep(model, o, lr, device);
   const scaler = o.precision === 'fp16' ? new GradScaler() : null;
-  const mixGen = new torch.Generator(o.seed + 104729);
-  const mixup = new Mixup(
-    {
-      numClasses,
-      mixupAlpha: o.mixup,
-      cutmixAlpha: o.cutmix,
-      prob: o.mixupProb,
-      switchProb: o.mixupSwitchProb,
-      labelSmoothing: o.smoothing,
-    },
-    mixGen,
-  );
 
   // ---- evaluation on the test set (every --eval-every epochs and at the end)
   let lastTop1: number | null = null;
@@ -240,14 +277,7 @@ async function finetuneJob(o: FinetuneOptions, data: FinetuneData, hooks: Finetu
         batchesPerEpoch: perEpoch * o.accumIter,
         batches: (epoch, start) => data.train.batches({ ...finetunePass(o), epoch, start }),
         batchSize: (b) => b.shape[0],
-        loss(batch) {
-          checkLabelledBatch(batch, { chans: cfg.inChans ?? 3, size: cfg.imgSize }, cfg.numClasses);
-          const images = torch.tensor(batch.images, { shape: batch.shape, device });
-          const labels = torch.tensor(batch.labels, { dtype: 'int64', device });
-          const mixed = mixup.apply(images, labels);
-          const logits = withPrecision(o.precision, device, () => model.forward(mixed.images));
-          return softTargetCrossEntropy(logits, mixed.targets);
-        },
+        loss,
         best: { score: () => lastTop1, lowerIsBetter: false },
         onEpochEnd: async (done, state) => {
           if (o.evalEvery > 0 && done % o.evalEvery === 0) await evaluate(done, state);
