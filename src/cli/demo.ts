@@ -11,7 +11,7 @@ import { stageTensors } from '../io/tensors';
 import { Options, defineOptions, resolveOptions, MAX_THREADS, MAX_THREADS_IS } from '../util/options';
 import { PRETRAIN_OPTIONS, PretrainOptions, modelConfigFrom, trainDataRequest } from '../train/pretrain-options';
 import { pretrain } from '../train/pretrain';
-import { StoppedBySignal } from '../run/signals';
+import { StoppedBySignal, abortOnStopSignals } from '../run/signals';
 import { encoderConfigOf } from '../semaim';
 import { DATA_FACTORIES, makeTrainData, openDataset } from '../data';
 import { KNN_OPTIONS } from '../eval/options';
@@ -89,7 +89,7 @@ const TOKEN_NAMES: Record<SimilarityTokens, string> = {
   self: "the last block's [CLS] attention, authors' self",
 };
 
-async function knn(checkpoint: string, d: DemoOptions, out: string, pooling: 'cls' | 'mean' = 'cls'): Promise<number> {
+async function knn(checkpoint: string, d: DemoOptions, out: string, signal: AbortSignal, pooling: 'cls' | 'mean' = 'cls'): Promise<number> {
   const o = resolveOptions(KNN_OPTIONS, {
     checkpoint,
     dataset: 'synthetic',
@@ -102,7 +102,7 @@ async function knn(checkpoint: string, d: DemoOptions, out: string, pooling: 'cl
     numWorkers: 1,
     pooling,
   });
-  const r = await runKnn(o, DATA_FACTORIES);
+  const r = await runKnn(o, DATA_FACTORIES, { signal });
   return r.result.rows[0].accuracy.top1;
 }
 
@@ -185,17 +185,34 @@ export async function runDemo(d: DemoOptions): Promise<Record<string, unknown>> 
   } finally {
     init.dispose();
   }
-  process.stderr.write('demo: k-NN (k=20) of the [CLS] feature, at initialisation and after pre-training\n');
-  const knnInit = await knn(`${initPath}.safetensors`, d, join(outDir, 'eval-init'));
-  const knnTrained = await knn(outDir, d, join(outDir, 'eval'));
-  const knnInitMean = await knn(`${initPath}.safetensors`, d, join(outDir, 'eval-init-mean'), 'mean');
-  const knnTrainedMean = await knn(outDir, d, join(outDir, 'eval-mean'), 'mean');
-  process.stderr.write('demo: where the semantic order starts, and the visualisation\n');
-  const { own: start, byTokens } = await objectStart(outDir, d);
+  // Ctrl-C from here stops the evaluation at its next batch with a line saying so (exit 130), not silently
+  // by the signal; pre-training is complete, and the same command runs the evaluations again.
+  const evaluated = await abortOnStopSignals(
+    async (signal) => {
+      process.stderr.write('demo: k-NN (k=20) of the [CLS] feature, at initialisation and after pre-training\n');
+      const knnInit = await knn(`${initPath}.safetensors`, d, join(outDir, 'eval-init'), signal);
+      const knnTrained = await knn(outDir, d, join(outDir, 'eval'), signal);
+      const knnInitMean = await knn(`${initPath}.safetensors`, d, join(outDir, 'eval-init-mean'), signal, 'mean');
+      const knnTrainedMean = await knn(outDir, d, join(outDir, 'eval-mean'), signal, 'mean');
+      process.stderr.write('demo: where the semantic order starts, and the visualisation\n');
+      const { own: start, byTokens } = await objectStart(outDir, d);
+      signal.throwIfAborted();
+      const samples = await writeSamples(join(outDir, 'samples'), 8, d);
+      const viz = await visualizeCheckpoint({ checkpoint: outDir, images: samples, out: join(outDir, 'viz'), orders: [...ORDER_NAMES], signal });
+      const report = await writeRunReport({ runDir: outDir, title: 'semaim demo', signal });
+      return { knnInit, knnTrained, knnInitMean, knnTrainedMean, start, byTokens, viz, report };
+    },
+    undefined,
+    'stopping the demo at its next batch',
+  ).catch((e: unknown) => {
+    if (!(e instanceof StoppedBySignal)) throw e;
+    throw new StoppedBySignal(
+      `demo stopped during its evaluation (pre-training is complete: ${run.checkpoint}); run the same command again to evaluate`,
+      e.signal,
+    );
+  });
+  const { knnInit, knnTrained, knnInitMean, knnTrainedMean, start, byTokens, viz, report } = evaluated;
   const tokens = similarityTokens(cfg.order);
-  const samples = await writeSamples(join(outDir, 'samples'), 8, d);
-  const viz = await visualizeCheckpoint({ checkpoint: outDir, images: samples, out: join(outDir, 'viz'), orders: [...ORDER_NAMES] });
-  const report = await writeRunReport({ runDir: outDir, title: 'semaim demo' });
 
   const summary = {
     seconds: (Date.now() - t0) / 1000,

@@ -58,3 +58,43 @@ test("Ctrl-C during the demo's pre-training stops the demo with exit code 130 (i
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("Ctrl-C during the demo's evaluation stops it at the next batch with exit code 130 and a line saying so (it died silently by the signal)", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-demo-eval-int-'));
+  try {
+    const out = join(dir, 'demo');
+    const args = [
+      CLI,
+      'demo',
+      '--out-dir',
+      out,
+      '--epochs',
+      '0.1',
+      '--synthetic-size',
+      '128',
+      '--test-size',
+      '16',
+      '--knn-train-size',
+      '128',
+      '--threads',
+      '1',
+    ];
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    const hung = setTimeout(() => child.kill('SIGKILL'), 90_000);
+    const code = await new Promise<number | null>((done) => {
+      child.stderr.on('data', (b: Buffer) => {
+        const first = !/demo: k-NN/.test(stderr);
+        stderr += b.toString();
+        if (first && /demo: k-NN/.test(stderr)) child.kill('SIGINT');
+      });
+      child.on('close', (c) => done(c));
+    });
+    clearTimeout(hung);
+    assert.equal(code, 130, stderr.slice(-600));
+    assert.match(stderr, /demo stopped during its evaluation \(pre-training is complete: .*step-\d+\); run the same command again to evaluate/);
+    assert.ok(!existsSync(join(out, 'demo.json')), 'no summary of an unfinished demo');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
