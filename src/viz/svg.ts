@@ -35,6 +35,30 @@ export function niceTicks(lo: number, hi: number, count = 5): number[] {
   return out;
 }
 
+/**
+ * Tick labels that differ from one another: fmt's 4 significant digits where they do, else as many
+ * as the tick spacing needs (lr 2.4996e-5 … 2.5000e-5 all read `2.50e-5` with 4).
+ */
+export function tickLabels(ticks: number[]): string[] {
+  const plain = ticks.map((t) => fmt(t));
+  if (ticks.length < 2 || new Set(plain).size === plain.length) return plain;
+  const step = Math.min(...ticks.slice(1).map((t, i) => t - ticks[i]));
+  const big = Math.max(...ticks.map(Math.abs));
+  if (!(step > 0) || !(big > 0)) return plain;
+  const digits = Math.min(15, Math.max(1, Math.floor(Math.log10(big)) - Math.floor(Math.log10(step) + 1e-9) + 1));
+  const exp = big < 1e-3 || big >= 1e6;
+  return ticks.map((t) => (exp ? t.toExponential(digits - 1) : String(Number(t.toPrecision(digits)))));
+}
+
+/** Approximate width in px of chart text (11 px system-ui; digits are about 0.6 em). */
+const CHAR_PX = 6.6;
+
+/** The left padding: room for the widest y tick label, 5 px to the axis, and the rotated axis title left of it. */
+export function leftPad(yLabels: string[], title: boolean): number {
+  const widest = Math.max(0, ...yLabels.map((l) => l.length)) * CHAR_PX;
+  return Math.max(title ? 62 : 44, Math.ceil(widest + 5 + (title ? 22 : 6)));
+}
+
 /** At most ~2·buckets points: the min and max of each x bucket, in x order. */
 export function reduceSeries(points: [number, number][], buckets = 600): [number, number][] {
   if (points.length <= 2 * buckets) return points;
@@ -66,7 +90,6 @@ export function smooth(points: [number, number][], beta = 0.9): [number, number]
 export function lineChart(series: Series[], o: ChartOptions): string {
   const W = o.width ?? 560;
   const H = o.height ?? 260;
-  const pad = { l: 62, r: 14, t: 28, b: 40 };
   const data = series.map((s) => ({ ...s, points: reduceSeries(s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!o.logY || y > 0))) }));
   const all = data.flatMap((s) => s.points);
   const head =
@@ -76,6 +99,7 @@ export function lineChart(series: Series[], o: ChartOptions): string {
   const fy = (y: number) => (o.logY ? Math.log10(y) : y);
   let [x0, x1, y0, y1] = [Infinity, -Infinity, Infinity, -Infinity];
   for (const [x, y] of all) [x0, x1, y0, y1] = [Math.min(x0, x), Math.max(x1, x), Math.min(y0, fy(y)), Math.max(y1, fy(y))];
+  const span = Math.abs(y1 - y0) / Math.max(Math.abs(y0), Math.abs(y1));
   if (x1 === x0) {
     x0 -= 1;
     x1 += 1;
@@ -88,27 +112,32 @@ export function lineChart(series: Series[], o: ChartOptions): string {
   const yPad = (y1 - y0) * 0.05;
   y0 -= yPad;
   y1 += yPad;
+  const yt = o.logY
+    ? niceTicks(Math.floor(y0), Math.ceil(y1), Math.max(1, Math.ceil(y1) - Math.floor(y0))).filter((t) => t >= y0 && t <= y1)
+    : niceTicks(y0, y1, 5);
+  const yLabels = tickLabels(yt.map((t) => (o.logY ? 10 ** t : t)));
+  const pad = { l: leftPad(yLabels, !!o.yLabel), r: 14, t: 28, b: 40 };
   const px = (x: number) => pad.l + ((x - x0) / (x1 - x0)) * (W - pad.l - pad.r);
   const py = (y: number) => H - pad.b - ((fy(y) - y0) / (y1 - y0)) * (H - pad.t - pad.b);
   const parts: string[] = [head];
   parts.push(`<rect x="${pad.l}" y="${pad.t}" width="${W - pad.l - pad.r}" height="${H - pad.t - pad.b}" class="plot"/>`);
-  for (const t of niceTicks(x0, x1, 6)) {
-    const x = px(t).toFixed(1);
+  const xt = niceTicks(x0, x1, 6);
+  tickLabels(xt).forEach((label, i) => {
+    const x = px(xt[i]).toFixed(1);
     parts.push(
-      `<line x1="${x}" x2="${x}" y1="${pad.t}" y2="${H - pad.b}" class="grid"/><text x="${x}" y="${H - pad.b + 14}" text-anchor="middle">${fmt(t)}</text>`,
+      `<line x1="${x}" x2="${x}" y1="${pad.t}" y2="${H - pad.b}" class="grid"/><text x="${x}" y="${H - pad.b + 14}" text-anchor="middle">${esc(label)}</text>`,
     );
-  }
-  const yt = o.logY
-    ? niceTicks(Math.floor(y0), Math.ceil(y1), Math.max(1, Math.ceil(y1) - Math.floor(y0))).filter((t) => t >= y0 && t <= y1)
-    : niceTicks(y0, y1, 5);
-  for (const t of yt) {
-    const v = o.logY ? 10 ** t : t;
-    const y = py(v).toFixed(1);
+  });
+  yLabels.forEach((label, i) => {
+    const y = py(o.logY ? 10 ** yt[i] : yt[i]).toFixed(1);
     parts.push(
-      `<line x1="${pad.l}" x2="${W - pad.r}" y1="${y}" y2="${y}" class="grid"/><text x="${pad.l - 5}" y="${y}" dy="4" text-anchor="end">${fmt(v)}</text>`,
+      `<line x1="${pad.l}" x2="${W - pad.r}" y1="${y}" y2="${y}" class="grid"/><text x="${pad.l - 5}" y="${y}" dy="4" text-anchor="end">${esc(label)}</text>`,
     );
-  }
+  });
   parts.push(`<text x="${(pad.l + W - pad.r) / 2}" y="${H - 6}" text-anchor="middle" class="muted">${esc(o.xLabel)}</text>`);
+  // a flat-looking series drawn full height: say how little it varies
+  if (!o.logY && span > 0 && span < 0.01)
+    parts.push(`<text x="${W - pad.r}" y="${H - 6}" text-anchor="end" class="muted">y varies by only ${Number((100 * span).toPrecision(2))} %</text>`);
   if (o.yLabel)
     parts.push(
       `<text x="13" y="${(pad.t + H - pad.b) / 2}" text-anchor="middle" transform="rotate(-90 13 ${(pad.t + H - pad.b) / 2})" class="muted">${esc(o.yLabel)}</text>`,

@@ -209,6 +209,114 @@ test('svg helpers: nice ticks, min/max reduction, empty chart', () => {
   );
 });
 
+/** The y tick labels of a chart and the x of its plot area. */
+function yTicks(svg: string): { labels: string[]; plotX: number } {
+  const labels = [...svg.matchAll(/dy="4" text-anchor="end">([^<]*)<\/text>/g)].map((m) => m[1]);
+  return { labels, plotX: Number(/<rect x="([\d.]+)"/.exec(svg)![1]) };
+}
+
+test('svg: tick labels get the digits their spacing needs (a narrow lr range reads 2.496e-5 … 2.500e-5, not 2.50e-5 five times), and say the range is narrow', () => {
+  const lr = Array.from({ length: 8 }, (_, i) => [5 * (i + 1), 2.49996e-5 - (i * i * 3.8e-8) / 49] as [number, number]);
+  const svg = lineChart([{ name: 'lr', points: lr, colour: '#000' }], { title: 'Learning rate', xLabel: 'step', yLabel: 'lr' });
+  const { labels } = yTicks(svg);
+  assert.ok(labels.length >= 3, svg);
+  assert.equal(new Set(labels).size, labels.length, `distinct tick labels: ${labels.join(' ')}`);
+  assert.deepEqual(labels, ['2.496e-5', '2.497e-5', '2.498e-5', '2.499e-5', '2.500e-5']);
+  assert.match(svg, />y varies by only 0.15 %</);
+  // a loss plateau, and ordinary ranges keep their short labels
+  const plateau = yTicks(
+    lineChart(
+      [
+        {
+          name: 'l',
+          points: [
+            [1, 1.00012],
+            [2, 1.00031],
+          ],
+          colour: '#000',
+        },
+      ],
+      { title: 't', xLabel: 'x' },
+    ),
+  ).labels;
+  assert.equal(new Set(plateau).size, plateau.length, plateau.join(' '));
+  assert.deepEqual(
+    yTicks(
+      lineChart(
+        [
+          {
+            name: 'l',
+            points: [
+              [1, 0],
+              [2, 1],
+            ],
+            colour: '#000',
+          },
+        ],
+        { title: 't', xLabel: 'x' },
+      ),
+    ).labels,
+    ['0', '0.25', '0.5', '0.75', '1'],
+  );
+  assert.doesNotMatch(
+    lineChart(
+      [
+        {
+          name: 'l',
+          points: [
+            [1, 0.5],
+            [2, 1],
+          ],
+          colour: '#000',
+        },
+      ],
+      { title: 't', xLabel: 'x' },
+    ),
+    /varies by only/,
+  );
+});
+
+test('svg: the left padding grows with the widest y tick label, so the rotated axis title (at x=13) stays left of it', () => {
+  const norm = lineChart(
+    [
+      {
+        name: 'g',
+        points: [
+          [2, 0],
+          [4, 3.7e16],
+          [10, 1],
+        ],
+        colour: '#000',
+      },
+    ],
+    { title: 'Gradient norm', xLabel: 'step', yLabel: 'norm' },
+  );
+  const { labels, plotX } = yTicks(norm);
+  const widest = Math.max(...labels.map((l) => l.length));
+  assert.equal(widest, 8, labels.join(' ')); // 3.00e+16
+  // labels end 5 px left of the plot; at ≥ 6 px a character (11 px digits) they must start right of the title (x 13, ~8 px tall)
+  assert.ok(plotX - 5 - widest * 6 >= 13 + 8, `plot starts at ${plotX}: a label of ${widest} characters reaches the title`);
+  // the usual narrow labels keep the usual padding
+  assert.equal(
+    yTicks(
+      lineChart(
+        [
+          {
+            name: 'l',
+            points: [
+              [1, 0],
+              [2, 1],
+            ],
+            colour: '#000',
+          },
+        ],
+        { title: 't', xLabel: 'x', yLabel: 'loss' },
+      ),
+    ).plotX,
+    62,
+  );
+});
+
 test('report: a long run (150,000 records), stray non-object lines and a non-object config.json', () => {
   const run = mkdtempSync(join(tmpdir(), 'semaim-report-long-'));
   try {
