@@ -42,7 +42,8 @@ export interface MetricsRecord {
   epoch?: number;
   loss?: number;
   lr?: number;
-  gradNorm?: number | null;
+  /** null: not measured at this step; "Infinity" or "NaN": measured and not finite (JSON has no such numbers). */
+  gradNorm?: number | 'Infinity' | 'NaN' | null;
   imgPerSec?: number;
   [field: string]: unknown;
 }
@@ -487,7 +488,15 @@ export class TrainState {
     this.lastLoss = mean;
     // a run stopped between log steps has no norm of its last step: null, not an older step's
     const gradNorm = this.gradNorm.step === this.step ? this.gradNorm.value : null;
-    const rec = { step: this.step, epoch: Number(fractionalEpoch.toFixed(4)), loss: mean, lr: this.lr(), gradNorm, imgPerSec: rate };
+    // JSON has no Infinity/NaN (stringify writes null, which means "not measured"): a non-finite norm as the string
+    const rec = {
+      step: this.step,
+      epoch: Number(fractionalEpoch.toFixed(4)),
+      loss: mean,
+      lr: this.lr(),
+      gradNorm: gradNorm === null || Number.isFinite(gradNorm) ? gradNorm : String(gradNorm),
+      imgPerSec: rate,
+    };
     if (!this.writes) return finite && Number.isFinite(mean);
     this.appendMetrics(rec);
     this.progress?.update(this.step, { epoch: fractionalEpoch.toFixed(2), loss: mean, lr: rec.lr, gnorm: gradNorm ?? '-', 'img/s': rate.toFixed(1) });

@@ -1,7 +1,7 @@
 // `semaim report`: one self-contained HTML file for a run (no script, no external requests; a CSP
 // forbids them): config tables, metric curves as inline SVG, evaluation tables, and the
 // visualisation grid as a data: URI.
-import type { RunData, EvalRow } from './run-data';
+import { isNonFinite, type RunData, type EvalRow } from './run-data';
 import { esc, fmt } from './html';
 import { jsonBrief } from '../util/json-file';
 
@@ -64,14 +64,25 @@ function configSection(run: RunData): string {
     .join('');
 }
 
-function numericSeries(metrics: Record<string, unknown>[], key: string): [number, number][] {
+/** The (x, y) of the records holding `key` as a finite number; with `gaps`, a record holding it as anything else gives [x, NaN] (a break in the line). */
+function numericSeries(metrics: Record<string, unknown>[], key: string, gaps = false): [number, number][] {
   const pts: [number, number][] = [];
   metrics.forEach((m, i) => {
     const y = m[key];
     const x = typeof m.step === 'number' ? m.step : i;
     if (typeof y === 'number' && Number.isFinite(y)) pts.push([x, y]);
+    else if (gaps && key in m) pts.push([x, NaN]);
   });
   return pts;
+}
+
+/** The x of the records whose `key` was not finite (metrics.jsonl: a null loss, a gradNorm "Infinity"/"NaN"). */
+function nonFiniteXs(metrics: Record<string, unknown>[], key: string): number[] {
+  const xs: number[] = [];
+  metrics.forEach((m, i) => {
+    if (key in m && isNonFinite(key, m[key])) xs.push(typeof m.step === 'number' ? m.step : i);
+  });
+  return xs;
 }
 
 function summarySection(run: RunData): string {
@@ -102,19 +113,23 @@ function summarySection(run: RunData): string {
 function curvesSection(run: RunData): string {
   if (run.metrics.length === 0) return '<p class="muted">No metrics.jsonl (or it is empty).</p>';
   const keys = new Set<string>();
-  for (const m of run.metrics) for (const [k, v] of Object.entries(m)) if (typeof v === 'number' && !NOT_CURVES.has(k)) keys.add(k);
+  // a metric that was only ever NaN/Inf (a run whose first loss was NaN) gets its chart too, saying so
+  for (const m of run.metrics) for (const [k, v] of Object.entries(m)) if ((typeof v === 'number' || isNonFinite(k, v)) && !NOT_CURVES.has(k)) keys.add(k);
   const known = (k: string) => Object.hasOwn(KNOWN, k); // not 'constructor' or 'toString', which a metric may be named
   const ordered = [...Object.keys(KNOWN).filter((k) => keys.has(k)), ...[...keys].filter((k) => !known(k)).sort()];
   const xLabel = run.metrics.some((m) => typeof m.step === 'number') ? 'step' : 'record';
   const charts = ordered.map((k) => {
     const info = known(k) ? KNOWN[k] : { title: k, y: k, colour: '#444' };
-    const pts = numericSeries(run.metrics, k);
-    const series: Series[] = [{ name: k, points: pts, colour: info.colour, width: k === 'loss' && pts.length > 20 ? 1 : 1.5 }];
-    if (k === 'loss' && pts.length > 20) {
+    const pts = numericSeries(run.metrics, k, true);
+    const finite = pts.filter((p) => Number.isFinite(p[1]));
+    const series: Series[] = [{ name: k, points: pts, colour: info.colour, width: k === 'loss' && finite.length > 20 ? 1 : 1.5 }];
+    if (k === 'loss' && finite.length > 20) {
       series[0].colour = '#9ecae1';
-      series.push({ name: 'loss (EMA 0.9)', points: smooth(pts), colour: info.colour, width: 2 });
+      series.push({ name: 'loss (EMA 0.9)', points: smooth(finite), colour: info.colour, width: 2 });
     }
-    return `<figure>${lineChart(series, { title: info.title, xLabel, yLabel: info.y, logY: info.logY })}</figure>`;
+    const marks = nonFiniteXs(run.metrics, k);
+    const empty = marks.length ? `no finite ${k}: NaN/Inf from ${xLabel} ${fmt(marks[0])}` : undefined;
+    return `<figure>${lineChart(series, { title: info.title, xLabel, yLabel: info.y, logY: info.logY, marks, empty })}</figure>`;
   });
   return `<div class="charts">${charts.join('')}</div>`;
 }
@@ -142,7 +157,7 @@ th{background:#f5f5f5}table.kv td:first-child{font-family:ui-monospace,monospace
 details{margin:4px 0}summary{cursor:pointer;font-weight:600}
 .cards{display:flex;flex-wrap:wrap;gap:8px}.card{border:1px solid #ddd;border-radius:6px;padding:6px 12px;min-width:110px}.card .k{font-size:12px;color:#777}.card .v{font-size:17px;font-weight:600}
 .charts{display:flex;flex-wrap:wrap;gap:12px}figure{margin:0}
-svg.chart{background:#fff;font-size:11px;font-family:inherit}svg.chart text{fill:#333}svg.chart .ct{font-size:13px;font-weight:600}svg.chart .muted{fill:#777}
+svg.chart{background:#fff;font-size:11px;font-family:inherit}svg.chart text{fill:#333}svg.chart .ct{font-size:13px;font-weight:600}svg.chart .muted{fill:#777}svg.chart .nf{fill:#d62728}
 svg.chart .plot{fill:#fcfcfc;stroke:#bbb}svg.chart .grid{stroke:#e6e6e6}
 img.viz{max-width:100%;height:auto;border:1px solid #ddd}`;
 

@@ -168,6 +168,15 @@ export function readRun(dir: string): RunData {
   const nonFiniteLossStep = firstNonFiniteLoss(metrics);
   if (nonFiniteLossStep !== null)
     problems.push(`the loss became NaN/Inf at step ${nonFiniteLossStep} (metrics.jsonl: loss null)${stopNote(metrics, nonFiniteLossStep)}`);
+  const keys = new Set(metrics.flatMap((m) => Object.keys(m)));
+  for (const k of [...keys].filter((key) => key !== 'loss').sort()) {
+    const bad = metrics.filter((m) => typeof m.step === 'number' && isNonFinite(k, m[k]));
+    if (bad.length === 0) continue;
+    const values = [...new Set(bad.map((m) => `"${m[k] as string}"`))].join(' or ');
+    problems.push(
+      `${k === 'gradNorm' ? 'the gradient norm' : k} was not finite at ${stepList(bad.map((m) => m.step as number))} (metrics.jsonl: ${k} ${values})`,
+    );
+  }
   const ckDir = join(dir, 'checkpoints');
   const checkpoints = existsSync(ckDir)
     ? readdirSync(ckDir)
@@ -181,9 +190,21 @@ export function readRun(dir: string): RunData {
 }
 
 /**
+ * Whether a metrics value stands for a NaN/Inf (JSON has neither): the trainer writes such a loss as
+ * null, a gradient norm as the string "Infinity" or "NaN" (its null means "not measured").
+ */
+export function isNonFinite(key: string, v: unknown): boolean {
+  return key === 'loss' ? v === null : v === 'Infinity' || v === '-Infinity' || v === 'NaN';
+}
+
+/** "step 6, 8": up to 10 steps. */
+function stepList(steps: number[]): string {
+  return `step${steps.length > 1 ? 's' : ''} ${steps.slice(0, 10).join(', ')}${steps.length > 10 ? ', …' : ''}`;
+}
+
+/**
  * The step of the first record whose loss is not a number: the trainer writes a NaN/Inf loss as null
- * (JSON has no NaN), and every step record it writes has a loss. (A null gradNorm says nothing: it also
- * means "not measured".)
+ * (JSON has no NaN), and every step record it writes has a loss.
  */
 function firstNonFiniteLoss(metrics: Record<string, unknown>[]): number | null {
   const r = metrics.find((m) => typeof m.step === 'number' && 'loss' in m && typeof m.loss !== 'number');
@@ -193,5 +214,9 @@ function firstNonFiniteLoss(metrics: Record<string, unknown>[]): number | null {
 /** How the report words what came after a NaN/Inf loss: a trainer stops there, so its loss records end. */
 function stopNote(metrics: Record<string, unknown>[], step: number): string {
   const later = metrics.some((m) => typeof m.step === 'number' && m.step > step && typeof m.loss === 'number');
-  return later ? '' : '; training stopped there, and the curves end at the last finite loss';
+  if (later) return '';
+  const earlier = metrics.some((m) => typeof m.step === 'number' && m.step < step && typeof m.loss === 'number');
+  return earlier
+    ? '; training stopped there, and the curves end at the last finite loss'
+    : '; training stopped there, at its first logged step, so no finite loss was ever logged';
 }

@@ -4,6 +4,7 @@ import { esc, fmt } from './html';
 
 export interface Series {
   name: string;
+  /** A point with a non-finite y (NaN) is a gap: the line breaks there rather than joining its neighbours. */
   points: [number, number][];
   colour: string;
   /** Stroke width (default 1.5). */
@@ -17,6 +18,22 @@ export interface ChartOptions {
   width?: number;
   height?: number;
   logY?: boolean;
+  /** x of the records whose value was not finite (NaN/Inf): a red dashed line each. */
+  marks?: number[];
+  /** What the chart says when it has no finite point (default "no data"). */
+  empty?: string;
+}
+
+/** The runs of consecutive drawable points (finite, and positive on a log axis), split at the gaps. */
+function segments(points: [number, number][], logY?: boolean): [number, number][][] {
+  const out: [number, number][][] = [[]];
+  for (const [x, y] of points) {
+    if (!Number.isFinite(x)) continue;
+    if (Number.isFinite(y)) {
+      if (!logY || y > 0) out[out.length - 1].push([x, y]);
+    } else if (out[out.length - 1].length) out.push([]);
+  }
+  return out.filter((seg) => seg.length > 0);
 }
 
 /** Round tick values covering [lo, hi], about `count` of them. */
@@ -90,15 +107,21 @@ export function smooth(points: [number, number][], beta = 0.9): [number, number]
 export function lineChart(series: Series[], o: ChartOptions): string {
   const W = o.width ?? 560;
   const H = o.height ?? 260;
-  const data = series.map((s) => ({ ...s, points: reduceSeries(s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!o.logY || y > 0))) }));
-  const all = data.flatMap((s) => s.points);
+  const data = series.map((s) => {
+    const segs = segments(s.points, o.logY);
+    const total = segs.reduce((n, seg) => n + seg.length, 0);
+    return { ...s, segs: segs.map((seg) => reduceSeries(seg, Math.max(1, Math.round((600 * seg.length) / total)))) };
+  });
+  const all = data.flatMap((s) => s.segs.flat());
+  const marks = (o.marks ?? []).filter(Number.isFinite);
   const head =
     `<svg class="chart" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(o.title)}">` +
     `<text x="${W / 2}" y="17" text-anchor="middle" class="ct">${esc(o.title)}</text>`;
-  if (all.length === 0) return `${head}<text x="${W / 2}" y="${H / 2}" text-anchor="middle" class="muted">no data</text></svg>`;
+  if (all.length === 0) return `${head}<text x="${W / 2}" y="${H / 2}" text-anchor="middle" class="muted">${esc(o.empty ?? 'no data')}</text></svg>`;
   const fy = (y: number) => (o.logY ? Math.log10(y) : y);
   let [x0, x1, y0, y1] = [Infinity, -Infinity, Infinity, -Infinity];
   for (const [x, y] of all) [x0, x1, y0, y1] = [Math.min(x0, x), Math.max(x1, x), Math.min(y0, fy(y)), Math.max(y1, fy(y))];
+  for (const x of marks) [x0, x1] = [Math.min(x0, x), Math.max(x1, x)];
   const span = Math.abs(y1 - y0) / Math.max(Math.abs(y0), Math.abs(y1));
   if (x1 === x0) {
     x0 -= 1;
@@ -142,14 +165,20 @@ export function lineChart(series: Series[], o: ChartOptions): string {
     parts.push(
       `<text x="13" y="${(pad.t + H - pad.b) / 2}" text-anchor="middle" transform="rotate(-90 13 ${(pad.t + H - pad.b) / 2})" class="muted">${esc(o.yLabel)}</text>`,
     );
+  for (const m of marks) {
+    const x = px(m).toFixed(1);
+    parts.push(`<line x1="${x}" x2="${x}" y1="${pad.t}" y2="${H - pad.b}" stroke="#d62728" stroke-dasharray="3 3"/>`);
+  }
+  if (marks.length) parts.push(`<text x="${pad.l}" y="${H - 6}" class="nf" fill="#d62728">red dashes: not finite</text>`);
   data.forEach((s, i) => {
-    if (s.points.length === 0) return;
-    const d = s.points.map(([x, y]) => `${px(x).toFixed(1)},${py(y).toFixed(1)}`).join(' ');
-    parts.push(
-      s.points.length === 1
-        ? `<circle cx="${px(s.points[0][0]).toFixed(1)}" cy="${py(s.points[0][1]).toFixed(1)}" r="3" fill="${s.colour}"/>`
-        : `<polyline points="${d}" fill="none" stroke="${s.colour}" stroke-width="${s.width ?? 1.5}" stroke-linejoin="round"/>`,
-    );
+    for (const seg of s.segs) {
+      const d = seg.map(([x, y]) => `${px(x).toFixed(1)},${py(y).toFixed(1)}`).join(' ');
+      parts.push(
+        seg.length === 1
+          ? `<circle cx="${px(seg[0][0]).toFixed(1)}" cy="${py(seg[0][1]).toFixed(1)}" r="3" fill="${s.colour}"/>`
+          : `<polyline points="${d}" fill="none" stroke="${s.colour}" stroke-width="${s.width ?? 1.5}" stroke-linejoin="round"/>`,
+      );
+    }
     if (series.length > 1) {
       const lx = W - pad.r - 120;
       const ly = pad.t + 12 + i * 14;

@@ -257,6 +257,10 @@ test('a NaN loss stops the run with a clear message and writes no checkpoint aft
   assert.equal(r.stoppedBy, 'nonfinite');
   assert.match(lines.join('\n'), /NaN\/Inf/);
   assert.equal(new CheckpointManager(dir).list().length, 0);
+  // JSON has no NaN: the loss is null, and the norm, measured at this log step, says it was not finite (null would read "not measured")
+  const [row] = readMetrics(join(dir, 'metrics.jsonl'));
+  assert.equal(row.loss, null);
+  assert.equal(row.gradNorm, 'NaN');
   rmSync(dir, { recursive: true, force: true });
 });
 

@@ -99,6 +99,53 @@ test('report: a run whose loss became NaN/Inf says so at that step, and does not
   }
 });
 
+/** The SVG of the report's chart with this title. */
+function chart(html: string, title: string): string {
+  const at = html.indexOf(`aria-label="${title}"`);
+  assert.ok(at >= 0, `no chart '${title}'`);
+  return html.slice(at, html.indexOf('</svg>', at));
+}
+
+test('report: a gradient norm that was not finite breaks its line, is marked at those steps and named under Problems', () => {
+  const run = mkdtempSync(join(tmpdir(), 'semaim-report-gnorm-'));
+  try {
+    // as the trainer writes it: "Infinity" where the norm overflowed (null would be "not measured")
+    const norms: unknown[] = [0.5, 3.7e16, 'Infinity', 'Infinity', 5e11, 2.8e11];
+    const lines = norms.map((g, i) => JSON.stringify({ step: 2 * (i + 1), loss: 1, lr: 1, gradNorm: g, imgPerSec: 30 }));
+    writeFileSync(join(run, 'metrics.jsonl'), lines.join('\n') + '\n');
+    const html = renderReport(readRun(run));
+    const svg = chart(html, 'Gradient norm (before clipping)');
+    assert.equal(svg.match(/<polyline /g)?.length, 2, 'the line breaks at steps 6 and 8 instead of joining 4 to 10');
+    assert.equal(svg.match(/stroke-dasharray/g)?.length, 2, 'a red dashed line at each of the two steps');
+    assert.match(svg, /red dashes: not finite/);
+    assert.match(html, /<li>the gradient norm was not finite at steps 6, 8 \(metrics\.jsonl: gradNorm &quot;Infinity&quot;\)<\/li>/);
+    // an older file's null (or a norm not measured) is a gap, with no claim about why
+    writeFileSync(join(run, 'metrics.jsonl'), lines.join('\n').replaceAll('"Infinity"', 'null') + '\n');
+    const old = renderReport(readRun(run));
+    assert.equal(chart(old, 'Gradient norm (before clipping)').match(/<polyline /g)?.length, 2);
+    assert.doesNotMatch(old, /not finite/);
+  } finally {
+    rmSync(run, { recursive: true, force: true });
+  }
+});
+
+test('report: a run whose loss was NaN from its first logged step gets a loss chart saying so, and Problems does not speak of a last finite loss', () => {
+  const run = mkdtempSync(join(tmpdir(), 'semaim-report-nan1-'));
+  try {
+    writeFileSync(join(run, 'metrics.jsonl'), JSON.stringify({ step: 2, epoch: 0.17, loss: null, lr: 6e10, gradNorm: 'NaN', imgPerSec: 95 }) + '\n');
+    const html = renderReport(readRun(run));
+    assert.match(chart(html, 'Training loss'), />no finite loss: NaN\/Inf from step 2</);
+    assert.match(chart(html, 'Gradient norm (before clipping)'), />no finite gradNorm: NaN\/Inf from step 2</);
+    assert.match(
+      html,
+      /<li>the loss became NaN\/Inf at step 2 \(metrics\.jsonl: loss null\); training stopped there, at its first logged step, so no finite loss was ever logged<\/li>/,
+    );
+    assert.doesNotMatch(html, /last finite loss/);
+  } finally {
+    rmSync(run, { recursive: true, force: true });
+  }
+});
+
 test("report: the run's newest checkpoint is the one commands use (a newer one that does not verify is named under Problems)", () => {
   const run = mkdtempSync(join(tmpdir(), 'semaim-report-ck-'));
   try {
