@@ -101,7 +101,7 @@ function summarySection(run: RunData): string {
     ['first loss', loss[0]?.[1]],
     diverged === null ? ['last loss', lastLoss?.[1]] : [`last finite loss (step ${lastLoss?.[0]})`, lastLoss?.[1]],
     ['min loss', loss.length ? loss.reduce((m, p) => Math.min(m, p[1]), Infinity) : undefined], // no spread: a long run has 10^6 points
-    ['median img/s', thr.length ? thr[Math.floor(thr.length / 2)] : undefined],
+    ['median img/s', thr.length ? (thr[(thr.length - 1) >> 1] + thr[thr.length >> 1]) / 2 : undefined], // an even count: the mean of the middle two
     ['checkpoints', run.checkpoints.length ? `${run.checkpoints.length} (newest usable: ${run.usableCheckpoint ?? 'none'})` : 'none'],
   ];
   return `<div class="cards">${cells
@@ -150,7 +150,7 @@ function evalSection(rows: EvalRow[]): string {
 
 const CSS = `
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;margin:24px auto;max-width:1200px;padding:0 16px;color:#222;background:#fff}
-h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 10px;border-bottom:1px solid #ddd;padding-bottom:4px}
+h1{font-size:22px;margin:0 0 4px}h1,p,li{overflow-wrap:anywhere}h2{font-size:17px;margin:28px 0 10px;border-bottom:1px solid #ddd;padding-bottom:4px}
 .muted{color:#777}code{background:#f3f3f3;padding:0 3px;border-radius:3px}
 table{border-collapse:collapse;margin:6px 0 12px;font-size:13px}th,td{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#f5f5f5}table.kv td:first-child{font-family:ui-monospace,monospace;color:#444}table.eval td:nth-child(2),table.eval td:nth-child(3){font-weight:600}

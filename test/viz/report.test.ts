@@ -146,6 +146,36 @@ test('report: a run whose loss was NaN from its first logged step gets a loss ch
   }
 });
 
+test('report: the median throughput of an even count is the mean of the middle two, not the upper one', () => {
+  const run = mkdtempSync(join(tmpdir(), 'semaim-report-median-'));
+  try {
+    const rates = [2.203, 1.5, 2.098, 21, 1.2, 9, 1.9, 2.5]; // runs/tiny of the audit: middle pair 2.098, 2.203
+    writeFileSync(join(run, 'metrics.jsonl'), rates.map((r, i) => JSON.stringify({ step: i + 1, loss: 1, imgPerSec: r })).join('\n') + '\n');
+    assert.match(renderReport(readRun(run)), /<div class="k">median img\/s<\/div><div class="v">2\.151<\/div>/);
+    writeFileSync(
+      join(run, 'metrics.jsonl'),
+      rates
+        .slice(0, 3)
+        .map((r, i) => JSON.stringify({ step: i + 1, loss: 1, imgPerSec: r }))
+        .join('\n') + '\n',
+    );
+    assert.match(renderReport(readRun(run)), /<div class="k">median img\/s<\/div><div class="v">2\.098<\/div>/);
+  } finally {
+    rmSync(run, { recursive: true, force: true });
+  }
+});
+
+test('report: a long run folder name wraps instead of running off the page (title, run folder line and Problems wrap anywhere)', () => {
+  const run = mkdtempSync(join(tmpdir(), 'semaim-report-long-'));
+  try {
+    writeFileSync(join(run, 'metrics.jsonl'), JSON.stringify({ step: 1, loss: 1 }) + '\n');
+    const html = renderReport(readRun(run));
+    assert.match(html, /h1,p,li\{overflow-wrap:anywhere\}/);
+  } finally {
+    rmSync(run, { recursive: true, force: true });
+  }
+});
+
 test("report: the run's newest checkpoint is the one commands use (a newer one that does not verify is named under Problems)", () => {
   const run = mkdtempSync(join(tmpdir(), 'semaim-report-ck-'));
   try {
