@@ -141,9 +141,11 @@ function evalSection(rows: EvalRow[]): string {
   const extraKeys = [...new Set(rows.flatMap((r) => Object.keys(r.extra)))].slice(0, 8);
   // percentages with two decimals, as the commands print them (eval's pct); a file already in percent is shown as written
   const percent = (r: EvalRow, v: number | undefined) => (v === undefined ? '' : r.fraction ? (100 * v).toFixed(2) : v);
+  // which checkpoint each evaluated (semaim's files record its weights and their SHA-256)
+  const ck = rows.some((r) => r.checkpoint !== undefined);
   return table(
-    ['source', 'top-1 %', 'top-5 %', ...extraKeys],
-    rows.map((r) => [r.source, percent(r, r.top1), percent(r, r.top5), ...extraKeys.map((k) => r.extra[k] ?? '')]),
+    ['source', 'top-1 %', 'top-5 %', ...(ck ? ['checkpoint'] : []), ...extraKeys],
+    rows.map((r) => [r.source, percent(r, r.top1), percent(r, r.top5), ...(ck ? [r.checkpoint ?? ''] : []), ...extraKeys.map((k) => r.extra[k] ?? '')]),
     'eval',
   );
 }

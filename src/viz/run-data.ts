@@ -1,7 +1,7 @@
 // What a run folder holds, read defensively for the report: config.json, metrics.jsonl,
 // evaluation results (any JSON with top1/top5 fields), checkpoints and an existing viz grid.
 import { existsSync, lstatSync, readdirSync, statSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { basename, dirname, join, relative } from 'node:path';
 import { isJsonObject } from '../util/json-file';
 import { readMetricsLines } from '../run/metrics';
 import { readRegularFile } from '../util/regular-file';
@@ -17,6 +17,10 @@ export interface EvalRow {
   fraction?: boolean;
   /** Other scalar fields of the same object (k, epochs, feature, temperature...). */
   extra: Record<string, string | number | boolean>;
+  /** The weights a semaim result file says it evaluated (its `checkpoint` record). */
+  evaluated?: { weights: string; sha256?: string };
+  /** Which of the run's checkpoints that was, for the table: "step 105 (older than the newest, step 200)". */
+  checkpoint?: string;
 }
 
 export interface RunData {
@@ -94,7 +98,10 @@ export function findEvalRows(data: unknown, source: string, path = ''): EvalRow[
       if (!isJsonObject(r) || !isJsonObject(r.accuracy) || typeof r.accuracy.top1 !== 'number') return [];
       const a = r.accuracy;
       const extra: Record<string, string | number | boolean> = typeof a.n === 'number' ? { n: a.n } : {};
-      return [{ source: `${source} ${String(r.name)}`, top1: a.top1 as number, top5: typeof a.top5 === 'number' ? a.top5 : undefined, extra }];
+      const c = data.checkpoint;
+      const evaluated =
+        isJsonObject(c) && typeof c.weights === 'string' ? { weights: c.weights, sha256: typeof c.sha256 === 'string' ? c.sha256 : undefined } : undefined;
+      return [{ source: `${source} ${String(r.name)}`, top1: a.top1 as number, top5: typeof a.top5 === 'number' ? a.top5 : undefined, extra, evaluated }];
     });
   }
   if (data === null || typeof data !== 'object') return [];
@@ -186,7 +193,35 @@ export function readRun(dir: string): RunData {
   const usable = newestUsableCheckpoint(dir);
   for (const s of usable.skipped) problems.push(`${relative(dir, s.dir)}: not usable (${s.problem}); commands taking this run use an older checkpoint`);
   const usableCheckpoint = usable.dir === null ? null : relative(dir, usable.dir);
+  if (evals.some((r) => r.evaluated)) {
+    // the step of each checkpoint's weights, by the SHA-256 its state.json records (no file is hashed here)
+    const bySha = new Map<string, number>();
+    for (const name of checkpoints) {
+      try {
+        const st = readJson(join(ckDir, name, 'state.json'));
+        const sha = isJsonObject(st) && isJsonObject(st.files) ? st.files['model.safetensors'] : undefined;
+        if (typeof sha === 'string') bySha.set(sha, Number(name.slice(5)));
+      } catch {
+        continue; // named under Problems by the check above when it is the newest
+      }
+    }
+    const newest = checkpoints.length ? Number(checkpoints[checkpoints.length - 1].slice(5)) : null;
+    for (const r of evals) if (r.evaluated) r.checkpoint = evaluatedCheckpoint(r.evaluated, bySha, newest);
+  }
   return { dir, config, metrics, evals, problems, checkpoints, usableCheckpoint, nonFiniteLossStep };
+}
+
+/**
+ * Which checkpoint of the run an evaluation used: found by the SHA-256 of its weights; "older" when the
+ * run has a newer one since; when no checkpoint of the run has those weights now, the step its path names.
+ */
+function evaluatedCheckpoint(e: { weights: string; sha256?: string }, bySha: Map<string, number>, newest: number | null): string {
+  const step = e.sha256 === undefined ? undefined : bySha.get(e.sha256);
+  if (step !== undefined) return newest !== null && step < newest ? `step ${step} (older than the newest, step ${newest})` : `step ${step}`;
+  const folder = basename(dirname(e.weights));
+  const named = /^step-(\d+)$/.exec(folder);
+  const what = named ? `step ${Number(named[1])}` : e.weights.split(/[\\/]/).pop()!;
+  return `${what} (${e.sha256 === undefined ? 'no SHA-256 recorded' : 'no checkpoint of this run has these weights now'})`;
 }
 
 /**

@@ -176,6 +176,39 @@ test('report: a long run folder name wraps instead of running off the page (titl
   }
 });
 
+test('report: the Evaluation table says which checkpoint each result evaluated, and marks one older than the newest or no longer in the run', () => {
+  const run = mkdtempSync(join(tmpdir(), 'semaim-report-evalstep-'));
+  try {
+    for (const [step, sha] of [
+      [105, 'a'.repeat(64)],
+      [200, 'b'.repeat(64)],
+    ] as const) {
+      const d = join(run, 'checkpoints', `step-${String(step).padStart(8, '0')}`);
+      mkdirSync(d, { recursive: true });
+      writeFileSync(join(d, 'state.json'), JSON.stringify({ step, files: { 'model.safetensors': sha } }));
+    }
+    const result = (sha: string, step: number) => ({
+      format: 'semaim.eval/1',
+      rows: [{ name: 'k-NN k=20', accuracy: { top1: 0.09, top5: 0.49, n: 100 } }],
+      checkpoint: { path: run, weights: join(run, `checkpoints/step-${String(step).padStart(8, '0')}/model.safetensors`), sha256: sha, kind: 'checkpoint' },
+    });
+    mkdirSync(join(run, 'eval'));
+    writeFileSync(join(run, 'eval', 'a-old.json'), JSON.stringify(result('a'.repeat(64), 105)));
+    writeFileSync(join(run, 'eval', 'b-new.json'), JSON.stringify(result('b'.repeat(64), 200)));
+    writeFileSync(join(run, 'eval', 'c-gone.json'), JSON.stringify(result('c'.repeat(64), 105))); // step 105 trained again since
+    const html = renderReport(readRun(run));
+    assert.match(html, /<th>top-5 %<\/th><th>checkpoint<\/th>/);
+    assert.match(html, /<td>eval\/a-old\.json k-NN k=20<\/td><td>9\.00<\/td><td>49\.00<\/td><td>step 105 \(older than the newest, step 200\)<\/td>/);
+    assert.match(html, /<td>eval\/b-new\.json k-NN k=20<\/td><td>9\.00<\/td><td>49\.00<\/td><td>step 200<\/td>/);
+    assert.match(
+      html,
+      /<td>eval\/c-gone\.json k-NN k=20<\/td><td>9\.00<\/td><td>49\.00<\/td><td>step 105 \(no checkpoint of this run has these weights now\)<\/td>/,
+    );
+  } finally {
+    rmSync(run, { recursive: true, force: true });
+  }
+});
+
 test("report: the run's newest checkpoint is the one commands use (a newer one that does not verify is named under Problems)", () => {
   const run = mkdtempSync(join(tmpdir(), 'semaim-report-ck-'));
   try {
