@@ -7,7 +7,7 @@ import * as torch from '../../src/torch';
 import { saveTensors, sha256File } from '../../src/io';
 import { SemAIM, SemAIMConfig, makeConfig } from '../../src/semaim';
 import { CheckpointManager } from '../../src/run/checkpoints';
-import { RGB, RgbImage, nearestIndex } from '../../src/viz';
+import { RGB, RgbImage, nearestIndex, underlay } from '../../src/viz';
 
 export function tinyConfig(): SemAIMConfig {
   return makeConfig('vit_tiny', { imgSize: 16, patchSize: 4, embedDim: 32, depth: 2, numHeads: 2, decoderDepth: 2 });
@@ -78,7 +78,7 @@ export function readOverlay(fig: RgbImage, inputX: number, cellX: number, cellY:
       const dx = Math.floor((c + 0.5) * patch);
       const ov = pixel(fig, cellX + dx, y);
       const im = pixel(fig, inputX + dx, y);
-      const col = [0, 1, 2].map((k) => (ov[k] - (1 - alpha) * im[k]) / alpha) as unknown as RGB;
+      const col = [0, 1, 2].map((k) => (ov[k] - (1 - alpha) * underlay(im[0], im[1], im[2])) / alpha) as unknown as RGB;
       out.push(nearestIndex(col));
     }
   }

@@ -20,8 +20,23 @@ function status(text, state) {
 }
 
 /**
+ * The image as the grey a map is blended over (as semaim's figures: luminance squeezed into
+ * 64..191), so that the colours are the colour bar's alone.
+ * @param {ImageData} view
+ */
+function greyed(view) {
+  const out = new ImageData(view.width, view.height);
+  const d = view.data;
+  for (let i = 0; i < d.length; i += 4) {
+    const g = 64 + (0.299 * d[i] + 0.587 * d[i + 1] + 0.114 * d[i + 2]) / 2;
+    out.data.set([g, g, g, 255], i);
+  }
+  return out;
+}
+
+/**
  * Draws the model's view of the image, scaled to CELL pixels, with a per-patch colour blended
- * over it (values in [0, 1]); `marker` rings one patch.
+ * over a grey copy of it (values in [0, 1]); `marker` rings one patch.
  * @param {HTMLCanvasElement} canvas @param {ImageData} view @param {ArrayLike<number> | null} values
  * @param {number} gridH @param {number} gridW @param {number} [marker]
  */
@@ -32,7 +47,7 @@ function drawCell(canvas, view, values, gridH, gridW, marker) {
   const src = document.createElement('canvas');
   src.width = view.width;
   src.height = view.height;
-  /** @type {CanvasRenderingContext2D} */ (src.getContext('2d')).putImageData(view, 0, 0);
+  /** @type {CanvasRenderingContext2D} */ (src.getContext('2d')).putImageData(values ? greyed(view) : view, 0, 0);
   ctx.imageSmoothingEnabled = false;
   ctx.drawImage(src, 0, 0, CELL, CELL);
   if (!values) return;
