@@ -1,7 +1,7 @@
 // An RGB8 raster (row-major, 3 bytes per pixel) with the few drawing operations the figures need:
 // rectangles, nearest-neighbour image blits, per-patch colour overlays and bitmap text.
 import { RGB } from './colormap';
-import { ADVANCE, GLYPH_W, glyphRows, textWidth } from './font';
+import { ADVANCE, GLYPH_W, fontText, glyphRows, textWidth } from './font';
 
 /** A plain RGB image: width × height × 3 bytes, row-major. */
 export interface RgbImage {
@@ -95,6 +95,7 @@ export class Canvas implements RgbImage {
 
   /** Draws one line of text with its top-left at (x, y); returns its width. */
   drawText(text: string, x: number, y: number, c: RGB = BLACK, scale = 1): number {
+    text = fontText(text);
     for (let k = 0; k < text.length; k++) {
       const rows = glyphRows(text[k]);
       const gx = x + k * ADVANCE * scale;
@@ -110,8 +111,7 @@ export class Canvas implements RgbImage {
   /** Text centred in a box of width w, at the largest scale ≤ maxScale that fits (cut with '~' if none does). */
   drawTextCentred(text: string, x: number, y: number, w: number, c: RGB = BLACK, maxScale = 2): void {
     const scale = fitScale([text], w, maxScale);
-    let t = text;
-    while (t.length > 1 && textWidth(t, scale) > w) t = t.slice(0, -2) + '~';
+    const t = cutToWidth(text, w, scale);
     this.drawText(t, x + Math.max(0, Math.floor((w - textWidth(t, scale)) / 2)), y, c, scale);
   }
 }
@@ -123,6 +123,13 @@ export class Canvas implements RgbImage {
  */
 export function underlay(r: number, g: number, b: number): number {
   return 64 + (0.299 * r + 0.587 * g + 0.114 * b) / 2;
+}
+
+/** Text as drawn in width w at a scale: cut at the end with '~' until it fits. */
+export function cutToWidth(text: string, w: number, scale = 1): string {
+  let t = fontText(text);
+  while (t.length > 1 && textWidth(t, scale) > w) t = t.slice(0, -2) + '~';
+  return t;
 }
 
 /** A region of src as a new image. */

@@ -1,4 +1,4 @@
-// A built-in 5×7 bitmap font for ASCII 32..126, drawn straight into RGB buffers: labels need no
+// A built-in 5×7 bitmap font for ASCII 32..126 (other text is transliterated by fontText), drawn straight into RGB buffers: labels need no
 // system fonts, no text shaping library and no network. Each glyph is 7 rows of 5 bits; a row is
 // one base-32 digit (most significant bit = leftmost pixel).
 const DIGITS = '0123456789abcdefghijklmnopqrstuv';
@@ -25,12 +25,28 @@ export const LINE_H = 9;
 /** Horizontal advance per character in font pixels (glyph + 1 column of spacing). */
 export const ADVANCE = GLYPH_W + 1;
 
-/** The row bitmasks of a character (7, or 9 with a descender); outside ASCII 32..126 renders as '?'. */
+/** What is drawn for a character the font cannot show, even without its accents: a hollow box (not '?', which a name may hold). */
+export const NO_GLYPH = '\u25af';
+const BOX = 'vhhhhhv';
+
+/**
+ * Text as the font can draw it: letters with accents as their base letters (NFD without the combining
+ * marks: ü → u, ç → c), and every other character outside ASCII 32..126 one NO_GLYPH (per code point:
+ * 猫 and 😀 are one box each).
+ */
+export function fontText(text: string): string {
+  return Array.from(text.normalize('NFC'), (ch) => {
+    const base = ch.normalize('NFD').replace(/\p{M}/gu, '');
+    return /^[\x20-\x7e]*$/.test(base) ? base : NO_GLYPH;
+  }).join('');
+}
+
+/** The row bitmasks of a character (7, or 9 with a descender); outside ASCII 32..126 the NO_GLYPH box. */
 export function glyphRows(ch: string): number[] {
   const d = DESCENDERS[ch];
   if (d) return Array.from(d, (c) => DIGITS.indexOf(c));
-  let code = ch.charCodeAt(0);
-  if (!(code >= 32 && code <= 126)) code = 63;
+  const code = ch.charCodeAt(0);
+  if (!(code >= 32 && code <= 126)) return Array.from(BOX, (c) => DIGITS.indexOf(c));
   const at = (code - 32) * GLYPH_H;
   const rows: number[] = [];
   for (let r = 0; r < GLYPH_H; r++) rows.push(DIGITS.indexOf(GLYPHS[at + r]));
@@ -39,7 +55,8 @@ export function glyphRows(ch: string): number[] {
 
 /** Width in pixels of a string at a scale (no trailing spacing). */
 export function textWidth(text: string, scale = 1): number {
-  return text.length === 0 ? 0 : (text.length * ADVANCE - 1) * scale;
+  const n = fontText(text).length;
+  return n === 0 ? 0 : (n * ADVANCE - 1) * scale;
 }
 
 /** Height in pixels of one line (with descenders) at a scale. */

@@ -1,12 +1,14 @@
 // Lays out the figure: a header of column labels, one row per image (input, order maps,
 // attention, similarity, loss, reconstruction), a caption under each row and a colour bar.
-import { Canvas, GREY, RgbImage, BLACK, fitScale } from './canvas';
+import { Canvas, GREY, RgbImage, BLACK, cutToWidth, fitScale } from './canvas';
 import { colorize, minMax, orderEarliness } from './colormap';
-import { textHeight } from './font';
+import { fontText, textHeight, textWidth } from './font';
 import type { ImageMaps, OrderName } from './maps';
 
 export interface Cell {
   label: string;
+  /** The label where `label` does not fit the cell: the part that tells the column apart ('raster' for 'order raster'). */
+  short?: string;
   /** A plain image, or an image with a per-patch map in [0, 1] blended over it. */
   image: RgbImage;
   overlay?: ArrayLike<number>;
@@ -83,6 +85,11 @@ function drawColourBar(c: Canvas, L: Layout, y: number): void {
   c.drawTextCentred('orders: predicted first = warm', x, ty + textHeight(1) + 3, w, GREY, 1);
 }
 
+/** A column's header as drawn in width w: its label, or where that does not fit its short form (either cut with '~' if still too long). */
+export function columnLabel(cell: Cell, w: number, scale: number): string {
+  return cutToWidth(cell.short !== undefined && textWidth(cell.label, scale) > w ? cell.short : cell.label, w, scale);
+}
+
 /** Renders rows that share the same columns into one picture. */
 export function renderFigure(rows: FigureRow[], o: RenderOptions): { canvas: Canvas; layout: Layout } {
   if (rows.length === 0) throw new Error('nothing to render: no rows');
@@ -96,7 +103,7 @@ export function renderFigure(rows: FigureRow[], o: RenderOptions): { canvas: Can
     LABEL_SCALE,
   );
   const labelY = L.margin + L.headerH - 8 - textHeight(labelScale);
-  rows[0].cells.forEach((cell, j) => c.drawTextCentred(cell.label, L.cellX(j), labelY, L.cell, BLACK, labelScale));
+  rows[0].cells.forEach((cell, j) => c.drawTextCentred(columnLabel(cell, L.cell, labelScale), L.cellX(j), labelY, L.cell, BLACK, labelScale));
   rows.forEach((row, i) => {
     if (row.cells.length !== cols) throw new Error(`row ${i} has ${row.cells.length} cells, expected ${cols}`);
     row.cells.forEach((cell, j) => {
@@ -104,7 +111,7 @@ export function renderFigure(rows: FigureRow[], o: RenderOptions): { canvas: Can
       if (cell.overlay) c.drawOverlay(cell.image, L.cellX(j), L.cellY(i), L.scale, o.grid, cell.overlay, (v) => colorize(v), o.alpha ?? 0.6);
       else c.drawImage(cell.image, L.cellX(j), L.cellY(i), L.scale);
     });
-    c.drawText(row.caption.slice(0, Math.floor((L.width - 2 * L.margin) / 6)), L.cellX(0), L.cellY(i) + L.cell + 4, GREY, 1);
+    c.drawText(fontText(row.caption).slice(0, Math.floor((L.width - 2 * L.margin) / 6)), L.cellX(0), L.cellY(i) + L.cell + 4, GREY, 1);
   });
   drawColourBar(c, L, L.margin + L.headerH + rows.length * L.rowH + 8);
   return { canvas: c, layout: L };
@@ -124,11 +131,11 @@ export function imageRow(caption: string, image: RgbImage, maps: ImageMaps, orde
   const cells: Cell[] = [{ label: 'input', image }];
   for (const name of orders) {
     const p = maps.orders[name];
-    if (p) cells.push({ label: `order ${ORDER_LABEL[name]}`, image, overlay: orderEarliness(p) });
+    if (p) cells.push({ label: `order ${ORDER_LABEL[name]}`, short: ORDER_LABEL[name], image, overlay: orderEarliness(p) });
   }
-  cells.push({ label: '[CLS] attention', image, overlay: minMax(maps.attention) });
-  cells.push({ label: 'similarity S', image, overlay: minMax(maps.similarity) });
-  cells.push({ label: `loss (${lossOrder})`, image, overlay: minMax(maps.patchLoss) });
-  if (maps.recon) cells.push({ label: 'reconstruction', image: maps.recon });
+  cells.push({ label: '[CLS] attention', short: 'attention', image, overlay: minMax(maps.attention) });
+  cells.push({ label: 'similarity S', short: 'sim S', image, overlay: minMax(maps.similarity) });
+  cells.push({ label: `loss (${lossOrder})`, short: 'loss', image, overlay: minMax(maps.patchLoss) });
+  if (maps.recon) cells.push({ label: 'reconstruction', short: 'recon', image: maps.recon });
   return { caption, cells };
 }

@@ -50,12 +50,16 @@ function argmin(a: ArrayLike<number>): number {
   return best;
 }
 
-function safeName(name: string): string {
-  return (
-    parse(name)
-      .name.replace(/[^A-Za-z0-9._-]+/g, '_')
-      .slice(0, 60) || 'image'
-  );
+/**
+ * An image's name as part of a row's file name: letters (any script), digits, '.', '_' and '-' kept,
+ * every run of anything else (separators, spaces, controls, symbols) one '_'; at most 60 code points
+ * (≤ 240 bytes of UTF-8, so the row's name stays under the 255-byte limit of file systems).
+ */
+export function safeName(name: string): string {
+  const kept = parse(name)
+    .name.normalize('NFC')
+    .replace(/[^\p{L}\p{M}\p{N}._-]+/gu, '_');
+  return Array.from(kept).slice(0, 60).join('') || 'image';
 }
 
 export async function visualizeModel(model: SemAIM, images: LoadedImages, outDir: string, o: VisualizeOptions): Promise<VisualizeResult> {

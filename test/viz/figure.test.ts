@@ -2,7 +2,21 @@
 // column labels that keep what tells them apart, the segmentation figure's palette and margins.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Canvas, colorize, nearestIndex, type RGB } from '../../src/viz';
+import {
+  Canvas,
+  NO_GLYPH,
+  ORDER_NAMES,
+  colorize,
+  columnLabel,
+  crop,
+  fontText,
+  imageRow,
+  nearestIndex,
+  renderFigure,
+  safeName,
+  textWidth,
+  type RGB,
+} from '../../src/viz';
 
 /** Hue in degrees (HSV) of an RGB colour. */
 function hue([r, g, b]: RGB): number {
@@ -34,4 +48,53 @@ test('overlay: a map over a saturated image keeps the colour map’s hue and rea
       assert.ok(Math.abs(read - v) <= 0.15, `over ${under}: value ${v} reads as ${read.toFixed(2)} on the bar`);
     }
   }
+});
+
+test('captions: accented letters lose their accents (ü → u, ç → c), other characters are one visible box each, never ?', () => {
+  assert.equal(fontText('猫 ünï€ode.jpg'), `${NO_GLYPH} uni${NO_GLYPH}ode.jpg`);
+  assert.equal(fontText('çhat <i>&amp;.jpg'), 'chat <i>&amp;.jpg');
+  assert.equal(fontText('u\u0308ber.png'), 'uber.png', 'a decomposed ü (as macOS names files) too');
+  assert.equal(fontText('😀.png'), `${NO_GLYPH}.png`, 'an astral character is one box, not two');
+  assert.equal(textWidth('😀'), textWidth('x'));
+  // as drawn in a figure's caption: 'ü.jpg' as 'u.jpg', '猫.jpg' not as '?.jpg'
+  const image = { width: 8, height: 8, data: new Uint8Array(8 * 8 * 3).fill(128) };
+  const figure = (caption: string) => renderFigure([{ caption, cells: [{ label: 'input', image }] }], { grid: { gridH: 2, gridW: 2 }, minCell: 8 }).canvas.data;
+  assert.deepEqual(figure('ü.jpg'), figure('u.jpg'));
+  assert.notDeepEqual(figure('猫.jpg'), figure('?.jpg'));
+});
+
+test('row file names keep letters and digits of any script; separators, spaces, controls and symbols become _', () => {
+  assert.equal(safeName('猫 ünï€ode.jpg'), '猫_ünï_ode');
+  assert.equal(safeName('u\u0308ber.png'), 'über', 'NFC: the combining mark stays with its letter');
+  assert.equal(safeName('çhat <i>&amp;.jpg'), 'çhat_i_amp_');
+  assert.equal(safeName('a\u202eb\u0000c\nd.png'), 'a_b_c_d');
+  assert.equal(safeName('€€€.png'), '_');
+  assert.equal(safeName('.png'), '.png'); // parse('.png').name is '.png'
+  assert.equal(Array.from(safeName('猫'.repeat(100) + '.jpg')).length, 60);
+  assert.ok(!/[/\\]/.test(safeName('a\\b.png')));
+});
+
+test('column labels of small cells keep what tells them apart: the order name, not "orde~" six times', () => {
+  const n = 4;
+  const ramp = () => Float32Array.from({ length: n }, (_, i) => i);
+  const maps = {
+    orders: Object.fromEntries(ORDER_NAMES.map((o) => [o, ramp()])),
+    attention: ramp(),
+    similarity: ramp(),
+    patchLoss: ramp(),
+    recon: null,
+  };
+  const image = { width: 32, height: 32, data: new Uint8Array(32 * 32 * 3).fill(90) };
+  const row = imageRow('x.jpg', image, maps, ORDER_NAMES, 'semantic');
+  const labels = row.cells.map((c) => columnLabel(c, 32, 1));
+  assert.deepEqual(labels, ['input', 'rast~', 'snake', 'stoc~', 'simi~', 'sema~', 'mult~', 'atte~', 'sim S', 'loss']);
+  assert.deepEqual(
+    row.cells.map((c) => columnLabel(c, 128, 1)),
+    row.cells.map((c) => c.label),
+    'labels that fit are drawn whole',
+  );
+  // as drawn (--cell-size 32 on 32² images): the headers of the order columns differ
+  const { canvas, layout: L } = renderFigure([row], { grid: { gridH: 2, gridW: 2 }, minCell: 32 });
+  const header = (col: number) => crop(canvas, L.cellX(col), L.margin, L.cell, L.headerH).data;
+  for (let a = 1; a <= 6; a++) for (let b = a + 1; b <= 6; b++) assert.notDeepEqual(header(a), header(b), `columns ${a} and ${b} have the same header`);
 });
