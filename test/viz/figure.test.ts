@@ -17,6 +17,7 @@ import {
   textWidth,
   type RGB,
 } from '../../src/viz';
+import { classColor, drawSegFigure } from '../../src/viz/seg-figure';
 
 /** Hue in degrees (HSV) of an RGB colour. */
 function hue([r, g, b]: RGB): number {
@@ -97,4 +98,46 @@ test('column labels of small cells keep what tells them apart: the order name, n
   const { canvas, layout: L } = renderFigure([row], { grid: { gridH: 2, gridW: 2 }, minCell: 32 });
   const header = (col: number) => crop(canvas, L.cellX(col), L.margin, L.cell, L.headerH).data;
   for (let a = 1; a <= 6; a++) for (let b = a + 1; b <= 6; b++) assert.notDeepEqual(header(a), header(b), `columns ${a} and ${b} have the same header`);
+});
+
+/** WCAG relative luminance of an sRGB colour. */
+function luminance(c: RGB): number {
+  const lin = c.map((v) => (v / 255 <= 0.04045 ? v / 255 / 12.92 : ((v / 255 + 0.055) / 1.055) ** 2.4));
+  return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2];
+}
+
+test('segprobe figure: every class colour stands out from the black background and the white of ignored pixels, and the classes differ', () => {
+  const colours = Array.from({ length: 40 }, (_, k) => classColor(k + 1));
+  const dist = (a: RGB, b: RGB) => Math.hypot(a[0] - b[0], a[1] - b[1], a[2] - b[2]);
+  for (const [k, c] of colours.entries()) {
+    const l = luminance(c);
+    assert.ok((l + 0.05) / 0.05 >= 3, `class ${k + 1} ${c} is too dark against the background (luminance ${l.toFixed(3)})`);
+    assert.ok(dist(c, [255, 255, 255]) >= 70, `class ${k + 1} ${c} is near white`);
+  }
+  for (let a = 0; a < 17; a++)
+    for (let b = a + 1; b < 17; b++) assert.ok(dist(colours[a], colours[b]) >= 50, `classes ${a + 1} and ${b + 1} look alike: ${colours[a]} / ${colours[b]}`);
+  assert.deepEqual(classColor(0), [0, 0, 0]);
+});
+
+test('segprobe figure: the title keeps off the top edge and the column labels off the tiles', () => {
+  const S = 8;
+  const image = drawSegFigure({
+    images: new Float32Array(3 * S * S),
+    truth: new Uint8Array(S * S).fill(1),
+    prediction: new Uint8Array(S * S).fill(2),
+    size: S,
+    count: 1,
+    classNames: ['background', 'circle', 'square'],
+    title: 'segprobe: mIoU 9.2% (frozen encoder)',
+  });
+  const rowInk = (y: number) => {
+    for (let x = 0; x < image.width; x++) if (image.data.subarray(3 * (y * image.width + x), 3 * (y * image.width + x) + 3).some((v) => v !== 255)) return true;
+    return false;
+  };
+  const firstInk = Array.from({ length: image.height }, (_, y) => y).find(rowInk)!;
+  assert.ok(firstInk >= 4, `the title starts at row ${firstInk}`);
+  // the ground-truth tile (class 1) starts at the first row whose pixel in its column is not white; the label above it ends ≥ 3 rows before
+  const x = Math.floor(image.width / 2);
+  const tileTop = Array.from({ length: image.height }, (_, y) => y).find((y) => image.data[3 * (y * image.width + x) + 1] !== 255 && y > firstInk + 12)!;
+  for (let y = tileTop - 3; y < tileTop; y++) assert.ok(!rowInk(y), `row ${y}, just above the tiles at ${tileTop}, has ink: a label touches them`);
 });
