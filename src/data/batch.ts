@@ -21,6 +21,8 @@ export interface BuilderConfig {
   transforms: TransformSpec[];
   uint8: boolean;
   dctScaling: boolean;
+  /** PIL-exact JPEG decoding (see PipelineOptions.exactDecode); undefined = the pipeline's default. */
+  exactDecode?: boolean;
   /** Grey level for alpha compositing. */
   background: number;
   /** Pixel limit checked from each header before decoding (undefined = the default, 0 = none). */
@@ -98,7 +100,7 @@ export class BatchBuilder {
 
   constructor(private readonly cfg: BuilderConfig) {
     this.source = createSource(cfg.spec, sourceOptions(cfg));
-    this.pipeline = new Pipeline(cfg.transforms, { uint8: cfg.uint8, dctScaling: cfg.dctScaling });
+    this.pipeline = new Pipeline(cfg.transforms, { uint8: cfg.uint8, dctScaling: cfg.dctScaling, exactDecode: cfg.exactDecode });
   }
 
   /** Switches to another description of the same samples (e.g. the decoded cache). */
@@ -203,9 +205,10 @@ export class BatchBuilder {
       try {
         const opened = this.source.open(i);
         const handle = opened.handle instanceof Promise ? await opened.handle : opened.handle;
-        // same decoder path as per-sample decoding (scratch memory; packImage copies right away)
+        // same decoder path as per-sample decoding (scratch memory; packImage copies right away); a
+        // PIL-exact pipeline caches RGB bytes (a 4:2:0 JPEG then takes 3 bytes a pixel, not 1.5)
         arenaReset();
-        const img = handle.decode({ scratch: true });
+        const img = handle.decode({ scratch: true, rgb: this.pipeline.exactDecode });
         const size = packedSize(img);
         const bytes = new Uint8Array(size);
         packImage(img, bytes, 0);

@@ -94,22 +94,10 @@ function writeBytes(img: Image, out: Uint8Array, offset: number): void {
   const hw = w * h;
   const P = img.planes;
   if (img.space === 'ycbcr') {
-    const dy = P[0].data;
-    const db = P[1].data;
-    const dr = P[2].data;
     for (let y = 0; y < h; y++) {
-      const oy = P[0].offset + y * P[0].stride;
-      const ob = P[1].offset + y * P[1].stride;
-      const or = P[2].offset + y * P[2].stride;
+      const [py, pb, pr] = P;
       const o = offset + y * w;
-      for (let x = 0; x < w; x++) {
-        const Y = dy[oy + x];
-        const cb = db[ob + x];
-        const cr = dr[or + x];
-        out[o + x] = clamp8(Y + CR_R[cr]);
-        out[o + hw + x] = clamp8(Y + ((CB_G[cb] + CR_G[cr]) >> SCALEBITS));
-        out[o + 2 * hw + x] = clamp8(Y + CB_B[cb]);
-      }
+      yccToRgbRow(py.data, py.offset + y * py.stride, pb.data, pb.offset + y * pb.stride, pr.data, pr.offset + y * pr.stride, out, o, hw, w);
     }
     return;
   }
@@ -119,6 +107,32 @@ function writeBytes(img: Image, out: Uint8Array, offset: number): void {
       const si = p.offset + y * p.stride;
       out.set(p.data.subarray(si, si + w), offset + c * hw + y * w);
     }
+  }
+}
+
+/**
+ * One row of `n` YCbCr bytes to RGB bytes as libjpeg's ycc_rgb_convert: R at `o`, G at `o + plane`,
+ * B at `o + 2·plane` of `out`.
+ */
+export function yccToRgbRow(
+  dy: Uint8Array,
+  oy: number,
+  db: Uint8Array,
+  ob: number,
+  dr: Uint8Array,
+  or: number,
+  out: Uint8Array,
+  o: number,
+  plane: number,
+  n: number,
+): void {
+  for (let x = 0; x < n; x++) {
+    const Y = dy[oy + x];
+    const cb = db[ob + x];
+    const cr = dr[or + x];
+    out[o + x] = clamp8(Y + CR_R[cr]);
+    out[o + plane + x] = clamp8(Y + ((CB_G[cb] + CR_G[cr]) >> SCALEBITS));
+    out[o + 2 * plane + x] = clamp8(Y + CB_B[cb]);
   }
 }
 

@@ -56,6 +56,11 @@ export interface LoaderOptions {
   /** JPEG DCT-domain downscaling when a sample shrinks ≥ 2× (default true; false = torchvision-exact path). */
   dctScaling?: boolean;
   /**
+   * Decode JPEGs as PIL does before resizing (see PipelineOptions.exactDecode; default: on unless the
+   * transforms crop at random).
+   */
+  exactDecode?: boolean;
+  /**
    * Refuse (skip and count, like a corrupt file) images whose header declares more pixels than this
    * (default DEFAULT_MAX_IMAGE_PIXELS = 178,956,970, PIL's decompression-bomb limit; 0 = no limit).
    */
@@ -203,6 +208,7 @@ export class DataLoader implements AsyncIterable<Batch> {
       transforms,
       uint8: !!opts.uint8,
       dctScaling: opts.dctScaling ?? true,
+      exactDecode: opts.exactDecode,
       background,
       maxPixels: opts.maxImagePixels,
       exifOrientation: opts.exifOrientation,

@@ -22,6 +22,14 @@ export interface PipelineOptions {
   uint8?: boolean;
   /** Allow JPEG DCT-domain downscaling when the plan shrinks by 2× or more (default true). */
   dctScaling?: boolean;
+  /**
+   * Decode as PIL does (libjpeg's output): a JPEG is decoded at full resolution, its chroma upsampled
+   * and converted to RGB bytes per pixel, then resized like a PNG; no DCT-domain reduction. Otherwise
+   * (fused) Y, Cb and Cr are resized each from its own grid and converted after. Default: exact unless
+   * the transforms crop at random (training augmentation, where the fused path's 2–3× throughput
+   * counts; evaluation transforms are deterministic and get PIL's pixels). See docs/METHOD.md §6.5.
+   */
+  exactDecode?: boolean;
 }
 
 export class SizeMismatchError extends Error {
@@ -39,6 +47,7 @@ export class Pipeline {
   readonly format: OutputFormat;
   readonly uint8: boolean;
   private readonly dctScaling: boolean;
+  readonly exactDecode: boolean;
 
   constructor(transforms: readonly TransformSpec[], opts: PipelineOptions = {}) {
     validateTransforms(transforms);
@@ -48,6 +57,7 @@ export class Pipeline {
     this.erasing = (transforms.find((t) => t.op === 'randomErasing') as RandomErasingSpec | undefined) ?? null;
     this.uint8 = !!opts.uint8;
     this.dctScaling = opts.dctScaling ?? true;
+    this.exactDecode = opts.exactDecode ?? !this.geometric.some((t) => t.op === 'randomResizedCrop' || t.op === 'randomCrop');
     this.format = this.uint8 ? { kind: 'uint8' } : this.normalize ? floatFormat(this.normalize.mean, this.normalize.std) : floatFormat();
   }
 
@@ -69,8 +79,8 @@ export class Pipeline {
       );
     }
     arenaReset(); // per-sample scratch memory of the previous sample is no longer needed
-    const reduction = this.dctScaling && handle.scalable ? reductionFor(plan) : 1;
-    const img = handle.decode({ region: neededRegion(plan), reduction, scratch: true });
+    const reduction = this.dctScaling && !this.exactDecode && handle.scalable ? reductionFor(plan) : 1;
+    const img = handle.decode({ region: neededRegion(plan), reduction, scratch: true, rgb: this.exactDecode });
     const hw = w * h;
     if (!this.randAug) {
       const done = !this.uint8 && simdResampleToOutput(img, plan, out as Float32Array, offset, this.format);

@@ -6,6 +6,7 @@
 
 import { DecodeError, NeedsFallback } from './errors';
 import { JpegImage, isJpeg } from './jpeg';
+import { jpegToRgb } from './jpeg-rgb';
 import { decodePng, isPng } from './png';
 import { decodeBmp, isBmp } from './bmp';
 import { decodeWithSharp } from './sharp';
@@ -48,6 +49,12 @@ export interface DecodeRequest {
   reduction?: 1 | 2 | 4 | 8;
   /** The caller consumes the image before the next decode: scratch memory may be used. */
   scratch?: boolean;
+  /**
+   * RGB bytes at full resolution as libjpeg makes them, i.e. as PIL reads the file: a JPEG's chroma
+   * is upsampled and converted per pixel before any resize (no DCT-domain reduction). Without it a
+   * JPEG comes as Y/Cb/Cr planes, each on its own grid, for the resampler to convert after resizing.
+   */
+  rgb?: boolean;
 }
 
 export interface ImageHandle {
@@ -81,6 +88,9 @@ class DecodedHandle implements ImageHandle {
   }
 }
 
+/** Source pixels decoded beyond an RGB request's region: more than one chroma sample (≤ 4 pixels). */
+const RGB_MARGIN = 8;
+
 class JpegHandle implements ImageHandle {
   readonly scalable = true;
   constructor(private readonly jpeg: JpegImage) {}
@@ -91,7 +101,24 @@ class JpegHandle implements ImageHandle {
     return this.jpeg.height;
   }
   decode(req: DecodeRequest = {}): Image {
-    return this.jpeg.decode({ region: req.region, reduction: req.reduction, scratch: req.scratch });
+    const { jpeg } = this;
+    if (!req.rgb || jpeg.space !== 'ycbcr') return jpeg.decode({ region: req.region, reduction: req.rgb ? 1 : req.reduction, scratch: req.scratch });
+    const r = req.region ?? { x0: 0, y0: 0, x1: jpeg.width, y1: jpeg.height };
+    const rect = {
+      x0: Math.max(0, Math.floor(r.x0)),
+      y0: Math.max(0, Math.floor(r.y0)),
+      x1: Math.min(jpeg.width, Math.ceil(r.x1)),
+      y1: Math.min(jpeg.height, Math.ceil(r.y1)),
+    };
+    // a margin of chroma samples around the rectangle, for the upsampling filter's neighbours
+    const m = RGB_MARGIN;
+    const region = {
+      x0: Math.max(0, rect.x0 - m),
+      y0: Math.max(0, rect.y0 - m),
+      x1: Math.min(jpeg.width, rect.x1 + m),
+      y1: Math.min(jpeg.height, rect.y1 + m),
+    };
+    return jpegToRgb(jpeg.decode({ region, reduction: 1, scratch: req.scratch }), rect, !!req.scratch);
   }
 }
 
@@ -109,7 +136,7 @@ class OrientedHandle implements ImageHandle {
     this.height = swap ? inner.width : inner.height;
   }
   decode(req: DecodeRequest = {}): Image {
-    return orientImage(this.inner.decode({ scratch: req.scratch }), this.orientation);
+    return orientImage(this.inner.decode({ scratch: req.scratch, rgb: req.rgb }), this.orientation);
   }
 }
 

@@ -35,7 +35,7 @@ export class ShardBatchBuilder {
   private bad = new Set<number>();
 
   constructor(private readonly cfg: ShardBuilderConfig) {
-    this.pipeline = new Pipeline(cfg.transforms, { uint8: cfg.uint8, dctScaling: cfg.dctScaling });
+    this.pipeline = new Pipeline(cfg.transforms, { uint8: cfg.uint8, dctScaling: cfg.dctScaling, exactDecode: cfg.exactDecode });
   }
 
   /** Starts a worker's piece of an epoch (closing the previous stream). */

@@ -100,6 +100,7 @@ export class ShardLoader implements AsyncIterable<Batch> {
       transforms,
       uint8: !!opts.uint8,
       dctScaling: opts.dctScaling ?? true,
+      exactDecode: opts.exactDecode,
       background,
       maxPixels: opts.maxImagePixels,
       exifOrientation: opts.exifOrientation,
