@@ -17,6 +17,7 @@ import { linprobeOnFeatures, LinprobeOptions } from '../eval/linprobe';
 import { readJsonWith } from '../util/json-file';
 import type { Precision } from '../run/precision';
 import { writeFileAtomic } from '../util/safe-write';
+import { StopRequest, StoppedBySignal } from '../run/signals';
 
 export interface StepTiming {
   /** Seconds per optimiser step (median of the timed steps after the warm-up ones). */
@@ -90,8 +91,12 @@ function randomTrainData(shape: number[], batches: number, seed: number): TrainD
   };
 }
 
-/** Times `warmup + timed` steps of the real pre-training loop on random images (in a temporary folder). */
-export async function timeSteps(options: PretrainOptions, warmup = 2, timed = 4): Promise<StepTiming> {
+/**
+ * Times `warmup + timed` steps of the real pre-training loop on random images (in a temporary folder).
+ * A SIGINT/SIGTERM (or `stop`) during them is a StoppedBySignal: the steps it cut short time nothing,
+ * and a plan made from them would be kept for every later call.
+ */
+export async function timeSteps(options: PretrainOptions, warmup = 2, timed = 4, stop?: StopRequest): Promise<StepTiming> {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-plan-'));
   const total = warmup + timed;
   const stamps: number[] = [];
@@ -109,7 +114,16 @@ export async function timeSteps(options: PretrainOptions, warmup = 2, timed = 4)
       keepLast: 1,
     };
     const shape = [o.batchSize, 3, o.imgSize, o.imgSize];
-    await pretrain(o, randomTrainData(shape, total, o.seed), { log: () => {}, onStep: () => stamps.push(performance.now()) });
+    const r = await pretrain(o, randomTrainData(shape, total, o.seed), {
+      log: () => {},
+      onStep: () => stamps.push(performance.now()),
+      ...(stop && { stop }),
+    });
+    if (r.stoppedBy === 'signal')
+      throw new StoppedBySignal(
+        'interrupted while timing the steps for --budget-minutes; no plan was written, run the same command again',
+        r.signal ?? stop?.signal,
+      );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -550,13 +550,13 @@ function planInputs(o: AblateOptions, rows: string[], recipe: AblationRecipe, ks
  * What this process measures for a plan: the step time of every row (the real loop on random
  * images) and one run's evaluation at the sizes of the evaluation data.
  */
-export async function measureAblation(o: AblateOptions, f: DataFactories, log: (l: string) => void = () => {}): Promise<Measurement> {
+export async function measureAblation(o: AblateOptions, f: DataFactories, log: (l: string) => void = () => {}, stop?: StopRequest): Promise<Measurement> {
   const { recipe, rows, ks } = resolveAblation(o);
   const sizes = await evalSizes(o, f, recipe, rows);
   const steps: Measurement['steps'] = {};
   for (const row of rows.filter((r) => r !== RANDOM_INIT)) {
     const opts = pretrainOptionsFor(o, recipe, row, o.seed, '/plan');
-    steps[row] = await timeSteps(opts, o.device === 'cpu' ? 2 : 5, o.device === 'cpu' ? 4 : 10);
+    steps[row] = await timeSteps(opts, o.device === 'cpu' ? 2 : 5, o.device === 'cpu' ? 4 : 10, stop);
     log(`  measured '${row}': ${(1000 * steps[row].step).toFixed(0)} ms per step, ${steps[row].startup.toFixed(1)} s per run besides the steps`);
   }
   const opts = pretrainOptionsFor(o, recipe, rows[0] === RANDOM_INIT ? 'raster' : rows[0], o.seed, '/plan');
@@ -670,7 +670,7 @@ async function makePlan(
       evalSeconds: Math.max(...all.map((m) => m.evalSeconds)),
     };
   } else {
-    measured = await measureAblation(o, f, ctx.log);
+    measured = await measureAblation(o, f, ctx.log, hooks.stop);
   }
   // The real loader, for one run's options.
   const first = pretrainOptionsFor(o, ctx.recipe, ctx.rows[0] === RANDOM_INIT ? 'raster' : ctx.rows[0], o.seed, '/plan');

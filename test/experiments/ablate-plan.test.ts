@@ -186,6 +186,27 @@ test('--budget-minutes plans the length once (plan.json), every run gets the pla
   }
 });
 
+test('a stop while the plan times its steps writes no plan and is a StoppedBySignal (with --jobs 1 it planned from 0 ms steps and ran on)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-plan-stop-'));
+  try {
+    const stop: { requested: boolean; signal?: 'SIGINT' } = { requested: false };
+    const log = (l: string) => {
+      // as a Ctrl-C once the first row is timed: the second row's timing is cut short
+      if (/measured 'raster'/.test(l)) Object.assign(stop, { requested: true, signal: 'SIGINT' });
+    };
+    const o = options(dir, { epochs: undefined, budgetMinutes: 2 });
+    await assert.rejects(ablate(o, memoryFactories(train, testData), { log, stop }), (e: unknown) => {
+      assert.ok(e instanceof StoppedBySignal, String(e));
+      assert.equal(e.exitCode, 130);
+      return true;
+    });
+    assert.ok(!existsSync(join(dir, 'plan.json')), 'no plan from a cut-short timing');
+    assert.ok(!existsSync(join(dir, 'runs')), 'no run started');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('an interrupted pre-training continues from its checkpoint, and ends where an uninterrupted ablation ends', async () => {
   const dirA = mkdtempSync(join(tmpdir(), 'semaim-ablate-int-'));
   const dirB = mkdtempSync(join(tmpdir(), 'semaim-ablate-ref-'));
