@@ -772,7 +772,9 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
     };
     const markdown = ablationMarkdown(partial);
     const result: AblationResult = { ...partial, markdown };
-    if (!shard && runs.length) {
+    // Also with no run finished yet (a --stop-after-minutes before the first): the command says it
+    // wrote them, and an older table of other settings must not stand for this call's.
+    if (!shard && !o.planOnly) {
       // the table and its data together (a kill between the renames is completed by the next writer)
       writeFilesAtomic([
         [join(outDir, 'ablation.json'), jsonText(result)],

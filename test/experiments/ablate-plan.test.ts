@@ -282,10 +282,14 @@ test('--jobs runs shards (each its share, no table), then collects; --stop-after
     try {
       const lo = options(late);
       lo.stopAfterMinutes = 1e-6;
+      // an older table of other settings: the command says it rewrote ablation.md/json, so it must (it kept the old one)
+      writeFileSync(join(late, 'ablation.md'), '# an older table\n');
       const part = await ablate(lo, memoryFactories(train, testData), { log: () => {} });
       assert.equal(part.complete, false);
       assert.equal(part.runs.length, 0);
       assert.equal(part.planned, 3);
+      assert.match(readFileSync(join(late, 'ablation.md'), 'utf8'), /Partial: 0 of 3 runs done/);
+      assert.equal(JSON.parse(readFileSync(join(late, 'ablation.json'), 'utf8')).complete, false);
       const full = await ablate(options(late), memoryFactories(train, testData), { log: () => {} });
       assert.equal(full.complete, true);
       assert.doesNotMatch(full.markdown, /Partial/);
