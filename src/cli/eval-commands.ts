@@ -133,6 +133,11 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
           return r.complete ? 0 : 75;
         }
         process.stdout.write(`${r.markdown}\nwrote ${o.outDir}/ablation.md and ablation.json\n`);
+        // a diverged run is a failure a re-run does not mend (75 asks to run again)
+        if (r.diverged.length) {
+          process.stderr.write(`semaim: ${r.diverged.length} pre-training(s) diverged; the table leaves them out\n`);
+          return 1;
+        }
         return r.complete ? 0 : 75;
       },
     }),

@@ -169,6 +169,36 @@ export interface AblationRun {
 }
 
 /**
+ * A pre-training that diverged (NaN/Inf loss): not evaluated, recorded in its folder's
+ * ablation-diverged.json, so that the other runs still run and are tabulated, and a later call (or the
+ * parent of --jobs shards) knows it without training it again: runs are deterministic, it diverges again.
+ */
+export interface DivergedRun {
+  order: string;
+  seed: number;
+  runDir: string;
+  /** The step it diverged by. */
+  step: number;
+  /** Its last good checkpoint (null when none was written). */
+  checkpoint: string | null;
+  fingerprint: Record<string, unknown>;
+}
+
+const DIVERGED_FILE = 'ablation-diverged.json';
+
+/** The run's divergence record when it was made with this recipe (`fp`); else null (it is trained again). */
+function readDiverged(runDir: string, fp: Record<string, unknown>): DivergedRun | null {
+  const path = join(runDir, DIVERGED_FILE);
+  if (!existsSync(path)) return null;
+  try {
+    const d = readJsonWith(path, ['fingerprint']) as unknown as DivergedRun;
+    return JSON.stringify(currentFingerprint(d.fingerprint)) === JSON.stringify(fp) ? { ...d, runDir } : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
  * A finished run's stored evaluation (ablation-eval.json), or null when it is unusable: then it is
  * moved aside (kept, not deleted) and the run is evaluated again from its checkpoint.
  */
@@ -273,6 +303,8 @@ export interface Stat {
 export interface AblationSummary {
   order: string;
   runs: number;
+  /** Its pre-trainings that diverged (not in `runs`). */
+  diverged: number;
   /** Per pooling: k-NN top-1 at the headline k and linear-probe top-1/top-5. */
   scores: Record<string, { knnTop1: Stat; linTop1: Stat; linTop5: Stat }>;
   lastLoss: Stat;
@@ -292,6 +324,8 @@ export interface AblationResult {
   pretrainOptions: Omit<PretrainOptions, 'order' | 'seed' | 'outDir'>;
   headlineK: number;
   runs: AblationRun[];
+  /** Pre-trainings that diverged (not evaluated; not in `runs`). */
+  diverged: DivergedRun[];
   summary: AblationSummary[];
   seconds: number;
   /** false when --stop-after-minutes (or --plan-only, or a shard) ended the call before every run was done. */
@@ -438,7 +472,7 @@ async function evaluateEncoder(
   return { scores: out, images };
 }
 
-export function summarise(runs: AblationRun[], orders: string[], poolings: string[], headlineK: number): AblationSummary[] {
+export function summarise(runs: AblationRun[], orders: string[], poolings: string[], headlineK: number, diverged: DivergedRun[] = []): AblationSummary[] {
   return orders.map((order) => {
     const rs = runs.filter((r) => r.order === order);
     const scores: AblationSummary['scores'] = {};
@@ -452,6 +486,7 @@ export function summarise(runs: AblationRun[], orders: string[], poolings: strin
     return {
       order,
       runs: rs.length,
+      diverged: diverged.filter((d) => d.order === order).length,
       scores,
       lastLoss: stat(rs.map((r) => r.pretrain.lastLoss ?? NaN)),
       pretrainSeconds: stat(rs.map((r) => r.pretrain.seconds ?? NaN)),
@@ -490,7 +525,7 @@ export function ablationMarkdown(r: Omit<AblationResult, 'markdown'>): string {
   ];
   const rows = r.summary.map((s) => [
     s.order,
-    String(s.runs),
+    s.diverged ? `${s.runs} (${s.diverged} diverged)` : String(s.runs),
     ...poolings.map((p) => fmtStat(s.scores[p].knnTop1)),
     ...poolings.map((p) => fmtStat(s.scores[p].linTop1)),
     ...(r.segprobe ? [s.segMIoU ? fmtStat(s.segMIoU) : '–'] : []),
@@ -520,7 +555,22 @@ export function ablationMarkdown(r: Omit<AblationResult, 'markdown'>): string {
     `Wall time of this call ${(r.seconds / 60).toFixed(1)} min; pre-training and evaluation summed over the runs ` +
       `${(r.runs.reduce((t, x) => t + (Number.isFinite(x.pretrain.seconds ?? NaN) ? x.pretrain.seconds! : 0) + x.evalSeconds, 0) / 60).toFixed(1)} min. ` +
       'Mean ± sample std over seeds where runs > 1.',
-    ...(r.complete ? [] : ['', `**Partial: ${r.runs.length} of ${r.planned} runs done; run the same command again to continue.**`]),
+    ...(r.diverged.length
+      ? [
+          '',
+          `**Diverged (NaN/Inf loss), not evaluated: ${r.diverged.map((d) => `${d.order} seed ${d.seed} (by step ${d.step})`).join(', ')}. ` +
+            `Runs are deterministic, so the same command diverges again; lower --blr${r.options.precision !== 'fp32' ? ' or use --precision fp32' : ''} in a new --out-dir ` +
+            `(or delete a run's ${DIVERGED_FILE} to train it again).**`,
+        ]
+      : []),
+    ...(r.complete
+      ? []
+      : [
+          '',
+          `**Partial: ${r.runs.length} of ${r.planned} runs done` +
+            (r.runs.length + r.diverged.length < r.planned ? '; run the same command again to continue' : '') +
+            '.**',
+        ]),
     '',
   ];
   return lines.join('\n');
@@ -752,6 +802,7 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
     modelConfigFrom(p.options);
   }
   const pretrainOptions = { ...all[0].options, order: undefined, seed: undefined, outDir: undefined };
+  const diverged: DivergedRun[] = [];
   const finish = (runs: AblationRun[], complete: boolean): AblationResult => {
     const partial: Omit<AblationResult, 'markdown'> = {
       format: 'semaim.ablation/1',
@@ -763,7 +814,8 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
       pretrainOptions,
       headlineK,
       runs,
-      summary: summarise(runs, rowNames, recipe.poolings, headlineK),
+      diverged,
+      summary: summarise(runs, rowNames, recipe.poolings, headlineK, diverged),
       seconds: (Date.now() - t0) / 1000,
       complete,
       planned: all.length,
@@ -889,6 +941,13 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
         await addSegprobe(stored);
         continue;
       }
+      const gone = p.row === RANDOM_INIT ? null : readDiverged(p.runDir, fp);
+      if (gone) {
+        if (!shard || mine.includes(p))
+          log(`[${i + 1}/${all.length}] ${p.row} seed ${p.seed}: diverged by step ${gone.step} (${join(p.runDir, DIVERGED_FILE)}), not evaluated`);
+        diverged.push(gone);
+        continue;
+      }
       if (!mine.includes(p)) continue;
       if (o.jobs > 1) {
         // Its process stopped early (--stop-after-minutes): the next call continues it.
@@ -938,7 +997,14 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
         imagesPerEpoch = td.batchesPerEpoch * p.options.batchSize;
         makeFolder(p.runDir);
         writeJsonAtomic(limitFile, { pretrainLimit: fp.pretrainLimit });
-        const r = await pretrain(p.options, td, { log, stop, onStep: hooks.onStep });
+        const r = await pretrain(p.options, td, {
+          log,
+          stop,
+          onStep: hooks.onStep,
+          // the advice of a refused resume or a divergence names only ablate's options
+          freshRunHint: 'another --out-dir',
+          divergedAdvice: 'a lower --blr',
+        });
         if (r.stoppedBy === 'signal') {
           if (stop.signal || !timeUp())
             throw new StoppedBySignal(`interrupted during '${p.row}' seed ${p.seed}; run the same command again to continue`, r.signal);
@@ -948,8 +1014,15 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
           );
           break;
         }
-        if (r.stoppedBy === 'nonfinite' || !r.checkpoint)
-          throw new Error(`pre-training '${p.row}' seed ${p.seed} diverged (NaN/Inf loss); see ${p.runDir}/metrics.jsonl`);
+        if (r.stoppedBy === 'nonfinite') {
+          // recorded, not fatal: the other runs still run and are tabulated (the exit code says it)
+          const d: DivergedRun = { order: p.row, seed: p.seed, runDir: p.runDir, step: r.steps, checkpoint: r.checkpoint, fingerprint: fp };
+          writeJsonAtomic(join(p.runDir, DIVERGED_FILE), d);
+          diverged.push(d);
+          log(`    ${p.row} seed ${p.seed}: diverged (NaN/Inf loss) by step ${r.steps}; not evaluated, the ablation goes on`);
+          continue;
+        }
+        if (!r.checkpoint) throw new Error(`pre-training '${p.row}' seed ${p.seed} ended without a checkpoint in ${p.runDir}`);
         pr = r;
         const loaded = loadEncoder(p.runDir, { device });
         encoder = loaded.encoder;
@@ -1000,7 +1073,8 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
     await ev.train?.close();
     await ev.test?.close();
   }
-  // A shard is complete when its own runs are; the ablation when all are.
-  const done = new Set(runs.map((r) => r.runDir));
+  // A shard is complete when its own runs are; the ablation when all are. A diverged run counts as done
+  // for a shard (its parent reads ablation-diverged.json), as not done for the ablation (its table lacks it).
+  const done = new Set([...runs.map((r) => r.runDir), ...(shard ? diverged.map((d) => d.runDir) : [])]);
   return finish(runs, complete && (shard ? mine : all).every((p) => done.has(p.runDir)));
 }

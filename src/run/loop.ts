@@ -128,6 +128,11 @@ export interface LoopHooks {
   log?: (line: string) => void;
   /** How a refused resume says to start afresh, for a command without --no-resume (default: another --out-dir, or --no-resume). */
   freshRunHint?: string;
+  /**
+   * What a diverged run's message advises to change, for a command without those options (default:
+   * 'a lower --blr or more --warmup-epochs'); --precision fp32 is added when it applies.
+   */
+  divergedAdvice?: string;
 }
 
 export interface LoopResult {
@@ -229,7 +234,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
   const divergedMessage = (what: 'loss' | 'weights') =>
     `stopping: the ${what} became NaN/Inf by step ${state.step} (lr ${Number(state.lr().toPrecision(4))}). ` +
     `The last good checkpoint is ${state.lastCheckpoint ?? '(none yet)'}. Runs are deterministic: resumed with the same options, ` +
-    `this one diverges again. Start afresh with a lower --blr or more --warmup-epochs${lowPrecision ? ', or --precision fp32' : ''}: ` +
+    `this one diverges again. Start afresh with ${hooks.divergedAdvice ?? 'a lower --blr or more --warmup-epochs'}${lowPrecision ? ', or --precision fp32' : ''}: ` +
     `${hooks.freshRunHint ?? FRESH_RUN_HINT}.`;
   const stop: StopRequest = hooks.stop ?? { requested: false };
   const result = (): LoopResult => ({

@@ -207,6 +207,40 @@ test('a stop while the plan times its steps writes no plan and is a StoppedBySig
   }
 });
 
+test('a diverged pre-training is recorded and left out of the table; the other runs still run, also when collected from shards', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-diverged-'));
+  try {
+    const o = options(dir, { orders: 'raster', blr: 1e8 });
+    const lines: string[] = [];
+    const r = await ablate(o, memoryFactories(train, testData), { log: (l) => lines.push(l) });
+    assert.deepEqual(
+      r.diverged.map((d) => [d.order, d.seed]),
+      [['raster', 0]],
+    );
+    assert.deepEqual(
+      r.runs.map((x) => x.order),
+      [RANDOM_INIT],
+      'the baseline after it still ran',
+    );
+    assert.equal(r.complete, false);
+    assert.match(r.markdown, /\| raster +\| 0 \(1 diverged\) \|/);
+    assert.match(r.markdown, /Diverged \(NaN\/Inf loss\), not evaluated: raster seed 0/);
+    assert.doesNotMatch(r.markdown, /run the same command again/, 'a re-run diverges again');
+    assert.ok(existsSync(join(dir, 'ablation.md')));
+    // the advice names only ablate's options (it named --warmup-epochs and --no-resume, which ablate rejects)
+    const advice = lines.find((l) => /became NaN\/Inf/.test(l)) ?? '';
+    assert.match(advice, /a lower --blr/, lines.join('\n'));
+    assert.doesNotMatch(advice, /--warmup-epochs|--no-resume/);
+    // a later call (or the parent of --jobs shards) knows it from ablation-diverged.json, without training it again
+    const again: string[] = [];
+    const r2 = await ablate({ ...o, jobs: 2 }, memoryFactories(train, testData), { log: (l) => again.push(l), runShards: async () => {} });
+    assert.equal(r2.diverged.length, 1);
+    assert.ok(!again.some((l) => /pre-training 'raster'/.test(l)), again.join('\n'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('an interrupted pre-training continues from its checkpoint, and ends where an uninterrupted ablation ends', async () => {
   const dirA = mkdtempSync(join(tmpdir(), 'semaim-ablate-int-'));
   const dirB = mkdtempSync(join(tmpdir(), 'semaim-ablate-ref-'));
