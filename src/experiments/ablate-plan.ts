@@ -328,9 +328,30 @@ export function planInputsDiffer(stored: PlanInputs, now: PlanInputs): { refuse:
   return { refuse: say(diff.filter((k) => !EXTENSIBLE.includes(k))), extended: say(diff.filter((k) => EXTENSIBLE.includes(k))) };
 }
 
+/** Seconds a step waits for the loader on top of the model step (with no workers, the main thread makes every batch). */
+export function loaderWaitOf(loaderSecondsPerBatch: number, workers: number): (step: number) => number {
+  return (step) => (workers === 0 ? loaderSecondsPerBatch : Math.max(0, loaderSecondsPerBatch - step));
+}
+
 /**
- * The shard that runs run `i` of `keys`: the plan's assignment, and for runs the plan does not know
- * (rows or seeds added later) a round-robin over those runs.
+ * The plan's assignment of runs to `jobs` shards: its own when it was planned for that many processes;
+ * else (a plan made with --jobs 1 continued with --jobs 2 put every run in shard 0) the runs it measured
+ * spread anew over `jobs` by their predicted seconds. Runs of rows it did not measure are left to shardOf.
+ */
+export function planShards(plan: AblationPlan, runs: PlannedRun[], jobs: number): Record<string, number> {
+  if (plan.jobs === jobs) return plan.shards;
+  const m = plan.measured;
+  const a = { measured: m, loaderWait: loaderWaitOf(m.loaderSecondsPerBatch, m.loaderWorkers) };
+  const known = runs.filter((r) => r.row === null || m.steps[r.row]);
+  return assignShards(
+    known.map((r) => ({ key: r.key, seconds: runSeconds(r, plan.steps, a) })),
+    jobs,
+  ).shards;
+}
+
+/**
+ * The shard that runs run `i` of `keys`: the plan's assignment (planShards), and for runs the plan does
+ * not know (rows or seeds added later) a round-robin over those runs.
  */
 export function shardOf(keys: string[], i: number, count: number, planned: Record<string, number> | null): number {
   if (planned && planned[keys[i]] !== undefined && planned[keys[i]] < count) return planned[keys[i]];
@@ -338,15 +359,16 @@ export function shardOf(keys: string[], i: number, count: number, planned: Recor
   return unplanned.indexOf(keys[i]) % count;
 }
 
-/** A short human summary of a plan. */
-export function describePlan(plan: AblationPlan): string {
+/** A short human summary of a plan, run in `jobs` processes (when not those it was planned for, it says so). */
+export function describePlan(plan: AblationPlan, jobs = plan.jobs): string {
   const m = plan.measured;
   const rows = Object.entries(m.steps)
     .map(([r, t]) => `${r} ${(1000 * t.step).toFixed(0)} ms`)
     .join(', ');
   return [
     `plan: ${plan.steps} steps per pre-training (${plan.epochs} epochs of ${plan.batchesPerEpoch} batches, warm-up ${plan.warmupEpochs}), ` +
-      `${plan.jobs} process(es); predicted ${(plan.predictedSeconds / 60).toFixed(1)} min of the ${plan.inputs.budgetMinutes} min budget`,
+      (jobs === plan.jobs ? `${plan.jobs} process(es); predicted` : `run in ${jobs} process(es), planned for ${plan.jobs}, which were predicted to take`) +
+      ` ${(plan.predictedSeconds / 60).toFixed(1)} min of the ${plan.inputs.budgetMinutes} min budget`,
     `  measured (${m.processes} process(es) at once, ${plan.device}, ${plan.threads ?? 'all'} thread(s)): step ${rows}; ` +
       `evaluation ${m.evalSeconds.toFixed(1)} s per run; loader ${(1000 * m.loaderSecondsPerBatch).toFixed(1)} ms per batch (${m.loaderWorkers} workers); ` +
       `${m.spentSeconds.toFixed(0)} s spent before planning`,

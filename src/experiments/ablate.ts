@@ -27,6 +27,8 @@ import {
   PlanInputs,
   PlannedRun,
   describePlan,
+  loaderWaitOf,
+  planShards,
   epochsForSteps,
   planInputsDiffer,
   planSteps,
@@ -735,7 +737,7 @@ async function makePlan(
     await data.close();
   }
   const workers = first.numWorkers ?? 1;
-  const loaderWait = (step: number) => (workers === 0 ? loaderSecondsPerBatch : Math.max(0, loaderSecondsPerBatch - step));
+  const loaderWait = loaderWaitOf(loaderSecondsPerBatch, workers);
   const spentSeconds = (Date.now() - ctx.t0) / 1000;
   const runs: PlannedRun[] = ctx.rows.flatMap((row) => ctx.seeds.map((seed) => ({ key: `${row}/${seed}`, row: row === RANDOM_INIT ? null : row })));
   const budgetSeconds = o.budgetMinutes! * 60;
@@ -790,7 +792,7 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
   }
   makeFolder(outDir);
   const plan = o.budgetMinutes !== undefined ? await makePlan(o, f, hooks, { recipe, rows: rowNames, ks, seeds: seedList, t0, log }) : undefined;
-  if (plan) log(describePlan(plan));
+  if (plan) log(describePlan(plan, shard ? shard.count : o.jobs));
   const planned: PlannedLength | undefined = plan ? { epochs: plan.epochs, warmupEpochs: plan.warmupEpochs } : undefined;
   const all = planRuns(rowNames, seedList, outDir).map((p) => ({
     ...p,
@@ -846,7 +848,15 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
     await hooks.runShards(shards, { stopAfterMinutes: left === undefined ? undefined : Number(left.toFixed(3)) });
   }
   const keys = all.map((p) => p.key);
-  const mine = shard ? all.filter((_, i) => shardOf(keys, i, shard.count, plan?.shards ?? null) === shard.index) : all;
+  const assigned =
+    plan && shard
+      ? planShards(
+          plan,
+          all.map((p) => ({ key: p.key, row: p.row === RANDOM_INIT ? null : p.row })),
+          shard.count,
+        )
+      : null;
+  const mine = shard ? all.filter((_, i) => shardOf(keys, i, shard.count, assigned) === shard.index) : all;
 
   const deadline = o.stopAfterMinutes !== undefined ? t0 + o.stopAfterMinutes * 60_000 : Infinity;
   const stop: StopRequest = hooks.stop ?? { requested: false };

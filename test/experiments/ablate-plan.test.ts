@@ -241,6 +241,39 @@ test('a diverged pre-training is recorded and left out of the table; the other r
   }
 });
 
+test('a plan made with --jobs 1 and continued with --jobs 2 spreads the runs over both shards (it ran all in shard 0)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-plan-jobs-'));
+  try {
+    const o = options(dir, { epochs: undefined, budgetMinutes: 2, seeds: 2 });
+    await ablate({ ...o, planOnly: true }, memoryFactories(train, testData), { log: () => {} });
+    const plan = JSON.parse(readFileSync(join(dir, 'plan.json'), 'utf8'));
+    assert.equal(plan.jobs, 1);
+    writeFileSync(join(dir, 'plan.json'), JSON.stringify({ ...plan, steps: 2, epochs: 1, warmupEpochs: 0.2 }));
+    const shardLogs: Record<string, string[]> = {};
+    const lines: string[] = [];
+    const r = await ablate({ ...o, jobs: 2 }, memoryFactories(train, testData), {
+      log: (l) => lines.push(l),
+      runShards: async (shards) => {
+        for (const s of shards) {
+          shardLogs[s] = [];
+          await ablate({ ...o, shard: s }, memoryFactories(train, testData), { log: (l) => shardLogs[s].push(l) });
+        }
+      },
+    });
+    assert.equal(r.complete, true);
+    assert.equal(r.runs.length, 6);
+    const ran = (s: string) => shardLogs[s].filter((l) => /\] (pre-training|baseline)/.test(l)).length;
+    assert.equal(ran('0/2') + ran('1/2'), 6);
+    assert.ok(ran('0/2') >= 2 && ran('1/2') >= 2, `${ran('0/2')} + ${ran('1/2')}`);
+    assert.ok(
+      lines.some((l) => /run in 2 process\(es\), planned for 1/.test(l)),
+      lines.join('\n'),
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('an interrupted pre-training continues from its checkpoint, and ends where an uninterrupted ablation ends', async () => {
   const dirA = mkdtempSync(join(tmpdir(), 'semaim-ablate-int-'));
   const dirB = mkdtempSync(join(tmpdir(), 'semaim-ablate-ref-'));
