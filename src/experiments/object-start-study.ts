@@ -4,6 +4,7 @@
 // images whose first predicted patch lies on the object, with S from each of cls / gap / self,
 // against the random-centre baseline. With --seeds N every S is trained with N seeds (the test images
 // stay those of --seed) and the table gives mean ± std over them. Writes object-start.md and .json.
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import * as torch from '../torch';
 import { DataLoader, normalize, openDataset, makeTrainData } from '../data';
@@ -20,6 +21,7 @@ import { stat } from './ablate';
 import { commitStagedUnlessAborted, fileStagers } from '../util/safe-write';
 import { yieldThenThrowIfAborted } from '../util/errors';
 import { makeFolder } from '../util/make-folder';
+import { readJsonWith } from '../util/json-file';
 
 export const TOKENS: SimilarityTokens[] = ['cls', 'gap', 'self'];
 
@@ -88,9 +90,23 @@ export function parseTrainTokens(text: string): SimilarityTokens[] {
   return list as SimilarityTokens[];
 }
 
-/** Where the run trained with S from `tokens` and `seed` lives (--seed's runs keep the one-seed name). */
-export function studyRunDir(o: Pick<ObjectStudyOptions, 'outDir' | 'seed'>, tokens: SimilarityTokens, seed: number): string {
-  return join(o.outDir, seed === o.seed ? `trained-${tokens}` : `trained-${tokens}-seed${seed}`);
+/**
+ * Where the run trained with S from `tokens` and `seed` lives: trained-<S>-seed<N>, named by its own
+ * seed (as ablate's <order>-seed<N>), so that --seed 1 finds the run --seeds 2 trained for seed 1 (it was
+ * named relative to --seed, and --seed 1 refused to resume trained-<S>, seed 0's). A folder of that older
+ * naming, trained-<S>, is used where its config.json says it holds this seed's run.
+ */
+export function studyRunDir(o: Pick<ObjectStudyOptions, 'outDir'>, tokens: SimilarityTokens, seed: number): string {
+  const dir = join(o.outDir, `trained-${tokens}-seed${seed}`);
+  const older = join(o.outDir, `trained-${tokens}`);
+  if (existsSync(dir) || !existsSync(join(older, 'config.json'))) return dir;
+  let olderSeed: unknown;
+  try {
+    olderSeed = (readJsonWith(join(older, 'config.json'), ['options']).options as Record<string, unknown>).seed;
+  } catch {
+    return dir; // unreadable: not taken for this seed's run
+  }
+  return olderSeed === seed ? older : dir;
 }
 
 /** The seeds every S is trained with. */

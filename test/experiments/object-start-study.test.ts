@@ -104,7 +104,7 @@ test('object-start study: init and checkpoints per trained S, scored with cls / 
       assert.ok(p.randomCentre > 0 && p.randomCentre < 1);
     }
     assert.deepEqual(r.points[0].byTokens, r.points[3].byTokens, 'both runs start from the same weights');
-    const cfg = (t: string) => JSON.parse(readFileSync(join(dir, `trained-${t}`, 'config.json'), 'utf8')).options;
+    const cfg = (t: string) => JSON.parse(readFileSync(join(dir, `trained-${t}-seed0`, 'config.json'), 'utf8')).options;
     assert.equal(cfg('self').similarityTokens, 'self');
     assert.equal(cfg('cls').similarityTokens, 'cls');
     assert.match(readFileSync(join(dir, 'object-start.md'), 'utf8'), /\| self \| 4 \| [\d.]+ ± [\d.]+ \|/);
@@ -115,7 +115,7 @@ test('object-start study: init and checkpoints per trained S, scored with cls / 
     assert.ok(lines.some((l) => /nothing to do/.test(l)));
     assert.deepEqual(again.points, r.points);
     // A corrupted checkpoint of its own runs: the study says what to do (it has no --no-verify).
-    const ckpts = join(dir, 'trained-cls', 'checkpoints');
+    const ckpts = join(dir, 'trained-cls-seed0', 'checkpoints');
     const bad = readdirSync(ckpts).find((d) => d.startsWith('step-') && d.endsWith('2'))!;
     const weights = join(ckpts, bad, 'model.safetensors');
     const bytes = readFileSync(weights);
@@ -164,7 +164,7 @@ test('object-start study with --seeds: one run per S and seed, the table gives m
         ['cls', 5, 2],
       ],
     );
-    assert.ok(existsSync(join(dir, 'trained-cls', 'config.json')), '--seed keeps the one-seed folder name');
+    assert.equal(JSON.parse(readFileSync(join(dir, 'trained-cls-seed4', 'config.json'), 'utf8')).options.seed, 4);
     assert.equal(JSON.parse(readFileSync(join(dir, 'trained-cls-seed5', 'config.json'), 'utf8')).options.seed, 5);
     // the table: one row per step, each cell the mean ± sample std of the two seeds' fractions
     const md = readFileSync(join(dir, 'object-start.md'), 'utf8');
@@ -178,6 +178,27 @@ test('object-start study with --seeds: one run per S and seed, the table gives m
     // one seed missing from a row is said in the cell
     const partial = studyMarkdown({ ...r, points: r.points.slice(0, 3) });
     assert.match(partial, /\(1 of 2 seeds\)/);
+    // The folders are named by each run's own seed: --seed 5 alone finds seed 5's run (it looked in
+    // trained-cls, seed 4's, and refused: 'started with other settings (seed 4 → 5)').
+    const one: string[] = [];
+    const r5 = await objectStartStudy({ ...o, seed: 5, seeds: 1 }, (l) => one.push(l));
+    assert.ok(
+      one.some((l) => /nothing to do: the run in .*trained-cls-seed5 /.test(l)),
+      one.join('\n'),
+    );
+    assert.deepEqual(
+      r5.points.map((p) => p.seed),
+      [5, 5],
+    );
+    // A folder of the older naming (trained-<S> for --seed's run) is still used for the seed it holds.
+    renameSync(join(dir, 'trained-cls-seed4'), join(dir, 'trained-cls'));
+    const old: string[] = [];
+    await objectStartStudy({ ...o, seeds: 1 }, (l) => old.push(l));
+    assert.ok(
+      old.some((l) => /nothing to do: the run in .*trained-cls /.test(l)),
+      old.join('\n'),
+    );
+    assert.ok(!existsSync(join(dir, 'trained-cls-seed4')));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
