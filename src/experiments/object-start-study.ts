@@ -76,6 +76,11 @@ export interface StudyResult {
   options: ObjectStudyOptions;
   n: number;
   points: StudyPoint[];
+  /**
+   * Planned points that were not scored: their run has no checkpoint at that step (it was trained with
+   * other --points, whose checkpoints a finished run keeps).
+   */
+  missing: { trainedWith: SimilarityTokens; seed: number; step: number }[];
   markdown: string;
 }
 
@@ -253,6 +258,14 @@ export function studyMarkdown(r: Omit<StudyResult, 'markdown'>): string {
       (seeds.length > 1
         ? `± is the standard deviation over the ${seeds.length} seeds (the binomial standard error of one value is about ${(100 * Math.sqrt(0.25 / r.n)).toFixed(1)} points at most).`
         : '± is the binomial standard error over the test images.'),
+    ...(r.missing.length
+      ? [
+          '',
+          `**Not scored, as their runs have no checkpoint at that step (trained with other --points): ` +
+            `${r.missing.map((m) => `S = ${m.trainedWith} seed ${m.seed} step ${m.step}`).join(', ')}. ` +
+            `A new --out-dir trains runs that have them.**`,
+        ]
+      : []),
     '',
   ].join('\n');
 }
@@ -278,6 +291,7 @@ export async function objectStartStudy(
   makeFolder(o.outDir);
   const data = await objectTestData(o);
   const points: StudyPoint[] = [];
+  const missing: StudyResult['missing'] = [];
   for (const r of runs) {
     log(`object-start: pre-training with S = ${r.tokens}, seed ${r.seed} (${o.steps} steps) → ${r.options.outDir}`);
     const res = await pretrain(r.options, makeTrainData(trainDataRequest(r.options)), {
@@ -306,7 +320,8 @@ export async function objectStartStudy(
       await yieldThenThrowIfAborted(signal);
       const dir = saved.find((c) => c.step === step)?.dir;
       if (!dir) {
-        log(`  step ${step}: no checkpoint in ${r.options.outDir}/checkpoints, not scored`);
+        log(`  step ${step}: no checkpoint in ${r.options.outDir}/checkpoints, not scored (the run was trained with other --points)`);
+        missing.push({ trainedWith: r.tokens, seed: r.seed, step });
         continue;
       }
       const loaded = loadModel(dir, device, {
@@ -323,7 +338,7 @@ export async function objectStartStudy(
       );
     }
   }
-  const partial = { format: 'semaim.object-start/1' as const, options: o, n: data.masks.length / (o.imgSize * o.imgSize), points };
+  const partial = { format: 'semaim.object-start/1' as const, options: o, n: data.masks.length / (o.imgSize * o.imgSize), points, missing };
   const result: StudyResult = { ...partial, markdown: studyMarkdown(partial) };
   // the table and its data together (a kill between the renames is completed by the next writer)
   await commitStagedUnlessAborted(

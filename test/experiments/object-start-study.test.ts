@@ -204,6 +204,27 @@ test('object-start study with --seeds: one run per S and seed, the table gives m
   }
 });
 
+test('points whose checkpoint a finished run lacks (other --points) are named in the JSON and the table, not left out silently', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-objstart-points-'));
+  try {
+    const o = resolveOptions(OBJECT_STUDY_OPTIONS, { outDir: dir, trainTokens: 'cls', steps: 4, points: 1, testSize: 16, ...TOY_MODEL });
+    const first = await objectStartStudy(o, () => {});
+    assert.deepEqual(first.missing, []);
+    assert.doesNotMatch(first.markdown, /Not scored/);
+    const r = await objectStartStudy({ ...o, points: 2 }, () => {});
+    assert.deepEqual(
+      r.points.map((p) => p.step),
+      [0, 4],
+    );
+    assert.deepEqual(r.missing, [{ trainedWith: 'cls', seed: 0, step: 2 }]);
+    const json = JSON.parse(readFileSync(join(dir, 'object-start.json'), 'utf8'));
+    assert.deepEqual(json.missing, r.missing);
+    assert.match(readFileSync(join(dir, 'object-start.md'), 'utf8'), /Not scored, .*: S = cls seed 0 step 2\./);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a test set beyond memory is refused before work (--test-size 1e9 grew to 8 GB, then failed on a typed array length)', () => {
   assert.throws(() => objectStartCommand.parse(['--test-size', '1000000000']), /option 'testSize': must be <= 1000000, got 1000000000/);
   assert.throws(
