@@ -297,6 +297,7 @@ export async function objectStartStudy(
     const res = await pretrain(r.options, makeTrainData(trainDataRequest(r.options)), {
       log,
       freshRunHint: 'another --out-dir',
+      divergedAdvice: 'a lower --blr or a larger --warmup-fraction',
       ...(signal && { signal, catchSignals: false }),
     });
     if (res.stoppedBy === 'signal')
@@ -305,7 +306,10 @@ export async function objectStartStudy(
         res.signal ?? (signal?.reason as StoppedBySignal | undefined)?.signal,
       );
     if (res.stoppedBy === 'nonfinite')
-      throw new Error(`the run with S = ${r.tokens}, seed ${r.seed} diverged (NaN/Inf loss); see ${r.options.outDir}/metrics.jsonl`);
+      throw new Error(
+        `the run with S = ${r.tokens}, seed ${r.seed} diverged (NaN/Inf loss) by step ${res.steps}; ` +
+          `start afresh in another --out-dir with a lower --blr or a larger --warmup-fraction`,
+      );
     await yieldThenThrowIfAborted(signal);
     // Initialisation: the weights pre-training starts from (same seed, same config).
     torch.manualSeed(r.options.seed);

@@ -225,6 +225,27 @@ test('points whose checkpoint a finished run lacks (other --points) are named in
   }
 });
 
+test("a diverged run's advice names object-start's options (it named --warmup-epochs, --no-resume and metrics.jsonl)", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-objstart-nan-'));
+  try {
+    const o = resolveOptions(OBJECT_STUDY_OPTIONS, { outDir: dir, trainTokens: 'cls', steps: 4, points: 1, testSize: 16, blr: 1e8, ...TOY_MODEL });
+    const lines: string[] = [];
+    await assert.rejects(
+      objectStartStudy(o, (l) => lines.push(l)),
+      (e: Error) => {
+        assert.match(e.message, /diverged .*a lower --blr or a larger --warmup-fraction/);
+        assert.doesNotMatch(e.message, /metrics\.jsonl/);
+        return true;
+      },
+    );
+    const advice = lines.find((l) => /became NaN\/Inf/.test(l)) ?? '';
+    assert.match(advice, /a lower --blr or a larger --warmup-fraction/, lines.join('\n'));
+    assert.doesNotMatch(advice, /--warmup-epochs|--no-resume/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a test set beyond memory is refused before work (--test-size 1e9 grew to 8 GB, then failed on a typed array length)', () => {
   assert.throws(() => objectStartCommand.parse(['--test-size', '1000000000']), /option 'testSize': must be <= 1000000, got 1000000000/);
   assert.throws(
