@@ -15,7 +15,8 @@ import { pretrain } from '../train/pretrain';
 import { StoppedBySignal } from '../run/signals';
 import { checkDevice } from '../run/device';
 import { ObjectData, ObjectStartScore, objectStartFraction } from '../viz/object-start';
-import { OptionError, Options, defineOptions, resolveOptions, MAX_THREADS, MAX_THREADS_IS } from '../util/options';
+import { OptionError, Options, defineOptions, kebab, resolveOptions, MAX_THREADS, MAX_THREADS_IS } from '../util/options';
+import { recipeChanges } from '../run/recipe';
 import { markdownTable } from '../eval/result';
 import { stat } from './ablate';
 import { commitStagedUnlessAborted, fileStagers } from '../util/safe-write';
@@ -158,6 +159,39 @@ export function studyPretrainOptions(o: ObjectStudyOptions, tokens: SimilarityTo
   });
 }
 
+/** The study's option behind each pre-training option it sets (for a refusal in the study's own terms). */
+const STUDY_OPTION_OF: Record<string, keyof ObjectStudyOptions> = {
+  syntheticSize: 'steps',
+  warmupEpochs: 'warmupFraction',
+  similarityTokens: 'trainTokens',
+};
+
+/**
+ * Refuses, naming object-start's options, to continue a run whose stored pre-training options differ from
+ * the ones this study would train it with (pretrain's own refusal names pretrain's options, e.g.
+ * --synthetic-size for a changed --steps).
+ */
+function refuseChangedRun(options: PretrainOptions): void {
+  const config = join(options.outDir, 'config.json');
+  if (!existsSync(config)) return;
+  let stored: Record<string, unknown>;
+  try {
+    stored = readJsonWith(config, ['options']).options as Record<string, unknown>;
+  } catch {
+    return; // pretrain says what is wrong with it
+  }
+  const changes = recipeChanges(PRETRAIN_OPTIONS, stored, options as unknown as Record<string, unknown>);
+  if (!changes.length) return;
+  const keys = changes.map((c) => STUDY_OPTION_OF[c.key] ?? (c.key in OBJECT_STUDY_OPTIONS ? (c.key as keyof ObjectStudyOptions) : null));
+  const named = [...new Set(keys.filter((k) => k !== null))].map((k) => `--${kebab(k)}`);
+  const detail = changes.map((c) => `${kebab(c.key)} ${JSON.stringify(c.before)} → ${JSON.stringify(c.now)}`).join(', ');
+  throw new OptionError(
+    keys.find((k) => k !== null) ?? changes[0].key,
+    `the run in ${options.outDir} was trained with other settings${named.length ? ` of ${named.join(', ')}` : ''} (its pre-training: ${detail}). ` +
+      'Run with the values it was started with to continue it, or use another --out-dir.',
+  );
+}
+
 /** The test set is held in memory as float32 images and byte masks: at most this many bytes. */
 export const MAX_TEST_BYTES = 2 ** 31;
 
@@ -287,6 +321,7 @@ export async function objectStartStudy(
   for (const r of runs) {
     validatePretrain(r.options);
     modelConfigFrom(r.options);
+    refuseChangedRun(r.options);
   }
   makeFolder(o.outDir);
   const data = await objectTestData(o);

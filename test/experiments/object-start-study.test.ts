@@ -204,6 +204,26 @@ test('object-start study with --seeds: one run per S and seed, the table gives m
   }
 });
 
+test("a study run again with another --steps is refused in object-start's terms, before anything trains", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-objstart-steps-'));
+  try {
+    const o = resolveOptions(OBJECT_STUDY_OPTIONS, { outDir: dir, trainTokens: 'cls', steps: 2, points: 1, testSize: 16, ...TOY_MODEL });
+    await objectStartStudy(o, () => {});
+    await assert.rejects(
+      objectStartStudy({ ...o, steps: 3 }, () => {}),
+      (e: Error) => {
+        assert.ok(e instanceof OptionError, String(e));
+        assert.equal((e as OptionError).key, 'steps');
+        assert.match(e.message, /trained with other settings of --steps \(its pre-training: synthetic-size \d+ → \d+\)/);
+        assert.doesNotMatch(e.message, /--synthetic-size|--no-resume/, 'no option object-start lacks');
+        return true;
+      },
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('points whose checkpoint a finished run lacks (other --points) are named in the JSON and the table, not left out silently', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-objstart-points-'));
   try {
