@@ -3,8 +3,8 @@
 // k-NN and a linear probe on cached features; mean ± std over seeds; ablation.md + ablation.json.
 // Finished runs are not repeated: each run folder keeps its evaluation, and an interrupted
 // pre-training continues from its checkpoint.
-import { existsSync, renameSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { existsSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as torch from '../torch';
 import { PRETRAIN_OPTIONS, PretrainOptions, modelConfigFrom, trainDataRequest, validatePretrain } from '../train/pretrain-options';
@@ -623,7 +623,35 @@ export async function measureAblation(o: AblateOptions, f: DataFactories, log: (
     device: checkDevice(o.device),
   });
   log(`  measured evaluation: ${evalSeconds.toFixed(1)} s per run`);
-  return { steps, evalSeconds };
+  const segSeconds = await timeSegprobe(o, opts, f);
+  if (segSeconds !== null) log(`  measured segmentation probe: ${segSeconds.toFixed(1)} s per run`);
+  return { steps, evalSeconds: evalSeconds + (segSeconds ?? 0) };
+}
+
+/**
+ * With --eval segprobe: the seconds of one run's segmentation probe, measured whole (its data, features
+ * and epochs) on a random-init encoder; null without it. Each run pays it after its k-NN and probe.
+ */
+async function timeSegprobe(o: AblateOptions, options: PretrainOptions, f: DataFactories): Promise<number | null> {
+  const segRecipe = ablationSegRecipe(o, o.budget);
+  if (!segRecipe) return null;
+  const scratch = mkdtempSync(join(tmpdir(), 'semaim-ablate-plan-'));
+  const t0 = Date.now();
+  const seg = await AblationSegprobe.open(
+    segRecipe,
+    f.makeSegData,
+    options.imgSize,
+    o.seed,
+    { evalBatchSize: resolveAblation(o).recipe.evalBatchSize, precision: o.precision },
+    imageInputOptions(o),
+  );
+  try {
+    await seg.score(scratch, o.seed, null, () => randomInitEncoder(options, o.seed, checkDevice(o.device)));
+    return (Date.now() - t0) / 1000;
+  } finally {
+    await seg.close();
+    rmSync(scratch, { recursive: true, force: true });
+  }
 }
 
 /** The sizes of the evaluation splits (opened and closed again). */

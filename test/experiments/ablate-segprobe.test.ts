@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OptionError, resolveOptions } from '../../src/util/options';
 import { ABLATE_OPTIONS } from '../../src/experiments/ablate-options';
-import { RANDOM_INIT, ablate } from '../../src/experiments/ablate';
+import { RANDOM_INIT, ablate, measureAblation } from '../../src/experiments/ablate';
 import { ablationSegRecipe } from '../../src/experiments/ablate-segprobe';
 import { memoryFactories, toyImages } from '../eval/helpers';
 import { squares } from '../eval/seg-helpers';
@@ -71,6 +71,28 @@ test('ablate --eval segprobe adds a seg mIoU column, scores every run once and a
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("ablate --budget-minutes with --eval segprobe counts the segmentation probe in each run's planned evaluation", async () => {
+  const opened: string[] = [];
+  const factories = {
+    ...memoryFactories(toyImages(32, 3, 8, 1), toyImages(12, 3, 8, 2)),
+    makeSegData: (r: { split: string }) => {
+      opened.push(r.split);
+      return r.split === 'train' ? squares(32, 1) : squares(12, 2);
+    },
+  };
+  const base = { orders: 'raster', seeds: 1, budget: 'small', ...TINY_PRETRAIN, pretrainLimit: 16, linprobeEpochs: 1, k: '5' };
+  const o = resolveOptions(ABLATE_OPTIONS, { ...base, trainLimit: 30, threads: 1, pooling: 'cls', dataset: 'synthetic', eval: 'segprobe' });
+  const lines: string[] = [];
+  const m = await measureAblation(o, factories, (l) => lines.push(l));
+  // the probe ran once, whole, on its own data (the toy one takes milliseconds, so its time is not compared)
+  assert.deepEqual(opened.sort(), ['test', 'train']);
+  assert.ok(
+    lines.some((l) => /measured segmentation probe: [\d.]+ s per run/.test(l)),
+    lines.join('\n'),
+  );
+  assert.ok(m.evalSeconds > 0);
 });
 
 test('ablate --eval segprobe needs data with masks, named before any work', () => {
