@@ -106,6 +106,7 @@ log "building the addon against $(LIBTORCH=$ROOT node "$REPO/native/find-libtorc
 start=$(date +%s)
 # Through npx from the repo, like `npm run build:native`, so that npm config (e.g. nodedir for
 # offline node headers) applies.
+(cd "$REPO" && node native/gen-ops.js) || die "generating the op glue from native/ops.yaml failed"
 (export LIBTORCH=$ROOT &&
   npx --no-install node-gyp configure --directory "$ADDON_DIR" >"$CACHE/build.log" 2>&1 &&
   npx --no-install node-gyp build -j "$JOBS" --directory "$ADDON_DIR" >>"$CACHE/build.log" 2>&1) ||

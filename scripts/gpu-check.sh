@@ -21,6 +21,7 @@ echo "== torch $($PY -c 'import torch;print(torch.__version__, torch.version.cud
 node native/find-libtorch.js
 build() {
   if [ -f node_modules/node-gyp/bin/node-gyp.js ]; then
+    node native/gen-ops.js  # the op glue from native/ops.yaml (node-gyp does not make it)
     node node_modules/node-gyp/bin/node-gyp.js rebuild -j "$(nproc)"
   else
     bash scripts/build-addon.sh
