@@ -1,7 +1,8 @@
 // Decoded in-memory cache for small file datasets: the loader has its workers decode every image
 // once (in chunks, in parallel), then this module assembles the chunks into one shared store that
 // all workers read from without copying. JPEGs are kept as decoded Y/Cb/Cr planes with chroma
-// still subsampled (1.5 bytes per pixel for 4:2:0).
+// still subsampled (1.5 bytes per pixel for 4:2:0), or as RGB bytes (3 per pixel) for a PIL-exact
+// (exactDecode) loader.
 
 import { sharedBytes, sharedFloat64, sharedInt32, markFailed, type FilesSpec, type MemoryImages, type MemorySpec } from './dataset';
 import { SKIP_REASONS } from './codecs/errors';

@@ -53,7 +53,7 @@ export interface LoaderOptions {
   numClasses?: number;
   /** Decode a file dataset once into shared memory before the first epoch. */
   cache?: boolean | CacheOptions;
-  /** JPEG DCT-domain downscaling when a sample shrinks ≥ 2× (default true; false = torchvision-exact path). */
+  /** JPEG DCT-domain downscaling when a sample shrinks ≥ 2× on the fused path (default true; exactDecode never uses it). */
   dctScaling?: boolean;
   /**
    * Decode JPEGs as PIL does before resizing (see PipelineOptions.exactDecode; default: on unless the

@@ -118,7 +118,11 @@ class JpegHandle implements ImageHandle {
       x1: Math.min(jpeg.width, rect.x1 + m),
       y1: Math.min(jpeg.height, rect.y1 + m),
     };
-    return jpegToRgb(jpeg.decode({ region, reduction: 1, scratch: req.scratch }), rect, !!req.scratch);
+    const decoded = jpeg.decode({ region, reduction: 1, scratch: req.scratch });
+    // a layout whose luma is sampled below a chroma plane (rare; libjpeg handles it generically) keeps the fused path
+    const [y] = decoded.planes;
+    if (y.sx !== 1 || y.sy !== 1) return decoded;
+    return jpegToRgb(decoded, rect, !!req.scratch);
   }
 }
 

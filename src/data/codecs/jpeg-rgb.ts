@@ -56,7 +56,9 @@ function upsampleRow(p: Plane, rect: PixelRect, y: number, out: Uint8Array, sums
   const fy = p.sy;
   const row = (j: number): number => p.offset + Math.max(0, Math.min(p.height - 1, j)) * p.stride;
   const col = (k: number): number => Math.max(0, Math.min(p.width - 1, k));
-  const fancyX = fx === 2 && p.width > 2;
+  // jdsample.c: the triangle filters only for h2v1, h2v2 (chroma wider than 2) and h1v2; other ratios (2:1 across
+  // and 3:1 or 4:1 down included) replicate (int_upsample)
+  const fancyX = fx === 2 && (fy === 1 || fy === 2) && p.width > 2;
   const fancyY = fy === 2 && (fx === 1 || fancyX);
   const j = Math.floor((y - p.y0) / fy);
   const near = row(j);
