@@ -5,10 +5,17 @@
 
 const pool = new Map<string, ArrayBuffer>();
 
+/**
+ * Larger requests get a buffer of their own, left to the garbage collector: one huge image (the decode
+ * limit allows ~179 megapixels, ~0.5 GB a plane set) must not keep its buffers for the rest of the run.
+ */
+export const MAX_POOLED_BYTES = 64 << 20;
+
 function buffer(key: string, bytes: number): ArrayBuffer {
+  if (bytes > MAX_POOLED_BYTES) return new ArrayBuffer(bytes);
   let b = pool.get(key);
   if (!b || b.byteLength < bytes) {
-    b = new ArrayBuffer(Math.max(bytes, b ? Math.ceil(b.byteLength * 1.5) : 0, 1024));
+    b = new ArrayBuffer(Math.min(Math.max(bytes, b ? Math.ceil(b.byteLength * 1.5) : 0, 1024), MAX_POOLED_BYTES));
     pool.set(key, b);
   }
   return b;
