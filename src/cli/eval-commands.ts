@@ -8,7 +8,7 @@ import type { OptionSpec, OptionTable } from '../util/options';
 import { FINETUNE_OPTIONS, KNN_OPTIONS, LINPROBE_OPTIONS, validateEval, validateFinetune, validateLinprobe } from '../eval/options';
 import { ABLATE_OPTIONS, validateAblate } from '../experiments/ablate-options';
 import { runFinetune, runKnn, runLinprobe } from '../eval/run';
-import { ablate, measureAblation } from '../experiments/ablate';
+import { ablate, ablationExitCode, measureAblation } from '../experiments/ablate';
 import { describePlan } from '../experiments/ablate-plan';
 import { ChildRunner, measureInProcesses, runShardProcesses } from './ablate-jobs';
 import { resolveEncoder } from '../semaim';
@@ -133,12 +133,8 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
           return r.complete ? 0 : 75;
         }
         process.stdout.write(`${r.markdown}\nwrote ${o.outDir}/ablation.md and ablation.json\n`);
-        // a diverged run is a failure a re-run does not mend (75 asks to run again)
-        if (r.diverged.length) {
-          process.stderr.write(`semaim: ${r.diverged.length} pre-training(s) diverged; the table leaves them out\n`);
-          return 1;
-        }
-        return r.complete ? 0 : 75;
+        if (r.diverged.length) process.stderr.write(`semaim: ${r.diverged.length} pre-training(s) diverged; the table leaves them out\n`);
+        return ablationExitCode(r);
       },
     }),
   };

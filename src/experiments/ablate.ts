@@ -599,6 +599,15 @@ function planInputs(o: AblateOptions, rows: string[], recipe: AblationRecipe, ks
 }
 
 /**
+ * The command's exit code: 75 while runs other than diverged ones are still to do (the same command
+ * continues them; scripts re-run on 75), then 1 for a diverged run (a re-run diverges again), else 0.
+ */
+export function ablationExitCode(r: Pick<AblationResult, 'runs' | 'diverged' | 'planned'>): number {
+  if (r.runs.length + r.diverged.length < r.planned) return 75;
+  return r.diverged.length ? 1 : 0;
+}
+
+/**
  * What this process measures for a plan: the step time of every row (the real loop on random
  * images) and one run's evaluation at the sizes of the evaluation data.
  */
@@ -635,7 +644,6 @@ export async function measureAblation(o: AblateOptions, f: DataFactories, log: (
 async function timeSegprobe(o: AblateOptions, options: PretrainOptions, f: DataFactories): Promise<number | null> {
   const segRecipe = ablationSegRecipe(o, o.budget);
   if (!segRecipe) return null;
-  const scratch = mkdtempSync(join(tmpdir(), 'semaim-ablate-plan-'));
   const t0 = Date.now();
   const seg = await AblationSegprobe.open(
     segRecipe,
@@ -645,6 +653,7 @@ async function timeSegprobe(o: AblateOptions, options: PretrainOptions, f: DataF
     { evalBatchSize: resolveAblation(o).recipe.evalBatchSize, precision: o.precision },
     imageInputOptions(o),
   );
+  const scratch = mkdtempSync(join(tmpdir(), 'semaim-ablate-plan-')); // score() keeps its result there
   try {
     await seg.score(scratch, o.seed, null, () => randomInitEncoder(options, o.seed, checkDevice(o.device)));
     return (Date.now() - t0) / 1000;

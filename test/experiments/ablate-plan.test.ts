@@ -7,7 +7,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { resolveOptions, OptionError } from '../../src/util/options';
 import { ABLATE_OPTIONS, AblateOptions, parseOrderSpec, parseShard, validateAblate } from '../../src/experiments/ablate-options';
-import { RANDOM_INIT, ablate, pretrainOptionsFor, ablationRecipe, runDirName } from '../../src/experiments/ablate';
+import {
+  RANDOM_INIT,
+  ablate,
+  ablationExitCode,
+  pretrainOptionsFor,
+  ablationRecipe,
+  runDirName,
+  type AblationRun,
+  type DivergedRun,
+} from '../../src/experiments/ablate';
 import { assignShards, epochsForSteps, planSteps, runSeconds, shardOf, PlannedRun, Measurement } from '../../src/experiments/ablate-plan';
 import { childArgs } from '../../src/cli/ablate-jobs';
 import { StoppedBySignal } from '../../src/run/signals';
@@ -239,6 +248,15 @@ test('a diverged pre-training is recorded and left out of the table; the other r
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('the exit code: 75 while runs other than diverged ones remain (scripts re-run on it), then 1 for a diverged run, else 0', () => {
+  const run = {} as AblationRun;
+  const diverged = { order: 'raster', seed: 0 } as DivergedRun;
+  assert.equal(ablationExitCode({ runs: [run], diverged: [diverged], planned: 3 }), 75, 'one run still to do');
+  assert.equal(ablationExitCode({ runs: [run], diverged: [diverged], planned: 2 }), 1);
+  assert.equal(ablationExitCode({ runs: [run, run], diverged: [], planned: 2 }), 0);
+  assert.equal(ablationExitCode({ runs: [run], diverged: [], planned: 2 }), 75);
 });
 
 test('a plan made with --jobs 1 and continued with --jobs 2 spreads the runs over both shards (it ran all in shard 0)', async () => {

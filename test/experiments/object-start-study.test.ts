@@ -219,6 +219,10 @@ test("a study run again with another --steps is refused in object-start's terms,
         return true;
       },
     );
+    // a run with no checkpoint to resume (killed before its first) is no reason to refuse: pretrain starts it afresh
+    rmSync(join(dir, 'trained-cls-seed0', 'checkpoints'), { recursive: true, force: true });
+    const r = await objectStartStudy({ ...o, steps: 3 }, () => {});
+    assert.equal(r.points.at(-1)?.step, 3);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
