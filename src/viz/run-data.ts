@@ -17,8 +17,11 @@ export interface EvalRow {
   fraction?: boolean;
   /** Other scalar fields of the same object (k, epochs, feature, temperature...). */
   extra: Record<string, string | number | boolean>;
-  /** The weights a semaim result file says it evaluated (its `checkpoint` record). */
-  evaluated?: { weights: string; sha256?: string };
+  /**
+   * The weights a semaim result file says it evaluated (its `checkpoint` record); for fine-tuning, its own
+   * checkpoint, with the encoder it started from as `startedFrom`.
+   */
+  evaluated?: EvaluatedWeights;
   /** Which of the run's checkpoints that was, for the table: "step 105 (older than the newest, step 200)". */
   checkpoint?: string;
 }
@@ -85,6 +88,23 @@ function whyNotRead(e: unknown): string {
   return (e as NodeJS.ErrnoException).code === 'ELOOP' ? LINK : (e as Error).message;
 }
 
+interface EvaluatedWeights {
+  weights: string;
+  sha256?: string;
+  startedFrom?: { weights: string; sha256?: string };
+}
+
+/** The weights a semaim.eval/1 result scored: the `checkpoint` record, or for fine-tuning its own checkpoint. */
+function evaluatedWeights(data: Record<string, unknown>): EvaluatedWeights | undefined {
+  const c = data.checkpoint;
+  const source =
+    isJsonObject(c) && typeof c.weights === 'string' ? { weights: c.weights, sha256: typeof c.sha256 === 'string' ? c.sha256 : undefined } : undefined;
+  if (data.command !== 'finetune') return source;
+  const d = isJsonObject(data.details) ? data.details : {};
+  const own = typeof d.finetuneCheckpoint === 'string' ? join(d.finetuneCheckpoint, 'model.safetensors') : '(not kept)';
+  return { weights: own, sha256: typeof d.finetuneSha256 === 'string' ? d.finetuneSha256 : undefined, startedFrom: source };
+}
+
 const isScalar = (v: unknown): v is string | number | boolean => typeof v === 'number' || typeof v === 'string' || typeof v === 'boolean';
 
 /**
@@ -98,9 +118,7 @@ export function findEvalRows(data: unknown, source: string, path = ''): EvalRow[
       if (!isJsonObject(r) || !isJsonObject(r.accuracy) || typeof r.accuracy.top1 !== 'number') return [];
       const a = r.accuracy;
       const extra: Record<string, string | number | boolean> = typeof a.n === 'number' ? { n: a.n } : {};
-      const c = data.checkpoint;
-      const evaluated =
-        isJsonObject(c) && typeof c.weights === 'string' ? { weights: c.weights, sha256: typeof c.sha256 === 'string' ? c.sha256 : undefined } : undefined;
+      const evaluated = evaluatedWeights(data);
       return [{ source: `${source} ${String(r.name)}`, top1: a.top1 as number, top5: typeof a.top5 === 'number' ? a.top5 : undefined, extra, evaluated }];
     });
   }
@@ -180,8 +198,11 @@ export function readRun(dir: string): RunData {
     const bad = metrics.filter((m) => typeof m.step === 'number' && isNonFinite(k, m[k]));
     if (bad.length === 0) continue;
     const values = [...new Set(bad.map((m) => `"${m[k] as string}"`))].join(' or ');
+    // fp16's loss scaling overflows on purpose while it finds its scale: such steps are skipped, not applied
+    const fp16 = k === 'gradNorm' && isJsonObject(config?.options) && config.options.precision === 'fp16';
     problems.push(
-      `${k === 'gradNorm' ? 'the gradient norm' : k} was not finite at ${stepList(bad.map((m) => m.step as number))} (metrics.jsonl: ${k} ${values})`,
+      `${k === 'gradNorm' ? 'the gradient norm' : k} was not finite at ${stepList(bad.map((m) => m.step as number))} (metrics.jsonl: ${k} ${values})` +
+        (fp16 ? '; with fp16 loss scaling such steps are skipped and the scale lowered, so a few, early in the run, are expected' : ''),
     );
   }
   const ckDir = join(dir, 'checkpoints');
@@ -215,9 +236,14 @@ export function readRun(dir: string): RunData {
  * Which checkpoint of the run an evaluation used: found by the SHA-256 of its weights; "older" when the
  * run has a newer one since; when no checkpoint of the run has those weights now, the step its path names.
  */
-function evaluatedCheckpoint(e: { weights: string; sha256?: string }, bySha: Map<string, number>, newest: number | null): string {
+function evaluatedCheckpoint(e: EvaluatedWeights, bySha: Map<string, number>, newest: number | null): string {
   const step = e.sha256 === undefined ? undefined : bySha.get(e.sha256);
   if (step !== undefined) return newest !== null && step < newest ? `step ${step} (older than the newest, step ${newest})` : `step ${step}`;
+  if (e.startedFrom) {
+    // a fine-tuning kept elsewhere: its accuracy is of its own weights, started from one of this run's checkpoints or not
+    const from = e.startedFrom.sha256 === undefined ? undefined : bySha.get(e.startedFrom.sha256);
+    return from === undefined ? 'fine-tuned (its own run folder)' : `fine-tuned from step ${from}`;
+  }
   const folder = basename(dirname(e.weights));
   const named = /^step-(\d+)$/.exec(folder);
   const what = named ? `step ${Number(named[1])}` : e.weights.split(/[\\/]/).pop()!;

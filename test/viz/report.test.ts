@@ -119,6 +119,13 @@ test('report: a gradient norm that was not finite breaks its line, is marked at 
     assert.equal(svg.match(/stroke-dasharray/g)?.length, 2, 'a red dashed line at each of the two steps');
     assert.match(svg, /red dashes: not finite/);
     assert.match(html, /<li>the gradient norm was not finite at steps 6, 8 \(metrics\.jsonl: gradNorm &quot;Infinity&quot;\)<\/li>/);
+    // under fp16 loss scaling such steps are the scaler's own (skipped): said so
+    writeFileSync(join(run, 'config.json'), JSON.stringify({ options: { precision: 'fp16' } }));
+    assert.match(
+      renderReport(readRun(run)),
+      /not finite at steps 6, 8 \(metrics\.jsonl: gradNorm &quot;Infinity&quot;\); with fp16 loss scaling such steps are skipped/,
+    );
+    rmSync(join(run, 'config.json'));
     // an older file's null (or a norm not measured) is a gap, with no claim about why
     writeFileSync(join(run, 'metrics.jsonl'), lines.join('\n').replaceAll('"Infinity"', 'null') + '\n');
     const old = renderReport(readRun(run));
@@ -203,6 +210,18 @@ test('report: the Evaluation table says which checkpoint each result evaluated, 
     assert.match(
       html,
       /<td>eval\/c-gone\.json k-NN k=20<\/td><td>9\.00<\/td><td>49\.00<\/td><td>step 105 \(no checkpoint of this run has these weights now\)<\/td>/,
+    );
+    // a fine-tuning's accuracy is of its own weights: the encoder it started from is this run's step 200
+    const ft = {
+      ...result('b'.repeat(64), 200),
+      command: 'finetune',
+      rows: [{ name: 'fine-tune (10 steps)', accuracy: { top1: 0.5, top5: 0.9, n: 100 } }],
+      details: { finetuneCheckpoint: join(run, 'ft', 'checkpoints', 'step-00000010'), finetuneSha256: 'd'.repeat(64) },
+    };
+    writeFileSync(join(run, 'eval', 'd-ft.json'), JSON.stringify(ft));
+    assert.match(
+      renderReport(readRun(run)),
+      /<td>eval\/d-ft\.json fine-tune \(10 steps\)<\/td><td>50\.00<\/td><td>90\.00<\/td><td>fine-tuned from step 200<\/td>/,
     );
   } finally {
     rmSync(run, { recursive: true, force: true });
