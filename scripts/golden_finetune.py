@@ -49,6 +49,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from golden_timm_vit import Block, PatchEmbed  # noqa: E402  (timm's structure, written from timm)
+from golden_optim import get_layer_id_for_vit  # noqa: E402  (MAE util/lr_decay.py)
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'test', 'golden', 'finetune', 'steps.json')
 torch.set_default_dtype(torch.float64)
@@ -127,17 +128,6 @@ class VisionTransformer(nn.Module):
 
 
 # ------------------------------------------------------------------ MAE util/lr_decay.py, util/lr_sched.py
-
-def get_layer_id_for_vit(name, num_layers):
-    if name in ['cls_token', 'pos_embed']:
-        return 0
-    elif name.startswith('patch_embed'):
-        return 0
-    elif name.startswith('blocks'):
-        return int(name.split('.')[1]) + 1
-    else:
-        return num_layers
-
 
 def param_groups_lrd(model, weight_decay=0.05, no_weight_decay_list=[], layer_decay=.75):
     param_group_names = {}
