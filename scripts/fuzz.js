@@ -283,8 +283,20 @@ function jsonFits(v) {
 
 // ------------------------------------------------------------------ checks
 
-/** Errors a reader may raise for a bad file: its own kinds, not the engine's (TypeError, RangeError...). */
-const EXPECTED_ERRORS = new Set(['Error', 'DecodeError', 'ShardReadError', 'ConfigError', 'SyntaxError', 'CheckpointError', 'DataError']);
+/**
+ * Errors a reader may raise for a bad file: its own kinds, not the engine's (TypeError, RangeError...).
+ * NonFiniteTensorError is the CheckpointError of weights holding NaN/Inf (a fuzzed byte can make one).
+ */
+const EXPECTED_ERRORS = new Set([
+  'Error',
+  'DecodeError',
+  'ShardReadError',
+  'ConfigError',
+  'SyntaxError',
+  'CheckpointError',
+  'NonFiniteTensorError',
+  'DataError',
+]);
 
 class Finding extends Error {
   constructor(kind, detail) {
