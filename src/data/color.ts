@@ -94,8 +94,8 @@ function writeBytes(img: Image, out: Uint8Array, offset: number): void {
   const hw = w * h;
   const P = img.planes;
   if (img.space === 'ycbcr') {
+    const [py, pb, pr] = P;
     for (let y = 0; y < h; y++) {
-      const [py, pb, pr] = P;
       const o = offset + y * w;
       yccToRgbRow(py.data, py.offset + y * py.stride, pb.data, pb.offset + y * pb.stride, pr.data, pr.offset + y * pr.stride, out, o, hw, w);
     }

@@ -632,7 +632,7 @@ export async function measureAblation(o: AblateOptions, f: DataFactories, log: (
     device: checkDevice(o.device),
   });
   log(`  measured evaluation: ${evalSeconds.toFixed(1)} s per run`);
-  const segSeconds = await timeSegprobe(o, opts, f);
+  const segSeconds = await timeSegprobe(o, opts, f, recipe.evalBatchSize);
   if (segSeconds !== null) log(`  measured segmentation probe: ${segSeconds.toFixed(1)} s per run`);
   return { steps, evalSeconds: evalSeconds + (segSeconds ?? 0) };
 }
@@ -641,18 +641,11 @@ export async function measureAblation(o: AblateOptions, f: DataFactories, log: (
  * With --eval segprobe: the seconds of one run's segmentation probe, measured whole (its data, features
  * and epochs) on a random-init encoder; null without it. Each run pays it after its k-NN and probe.
  */
-async function timeSegprobe(o: AblateOptions, options: PretrainOptions, f: DataFactories): Promise<number | null> {
+async function timeSegprobe(o: AblateOptions, options: PretrainOptions, f: DataFactories, evalBatchSize: number): Promise<number | null> {
   const segRecipe = ablationSegRecipe(o, o.budget);
   if (!segRecipe) return null;
   const t0 = Date.now();
-  const seg = await AblationSegprobe.open(
-    segRecipe,
-    f.makeSegData,
-    options.imgSize,
-    o.seed,
-    { evalBatchSize: resolveAblation(o).recipe.evalBatchSize, precision: o.precision },
-    imageInputOptions(o),
-  );
+  const seg = await AblationSegprobe.open(segRecipe, f.makeSegData, options.imgSize, o.seed, { evalBatchSize, precision: o.precision }, imageInputOptions(o));
   const scratch = mkdtempSync(join(tmpdir(), 'semaim-ablate-plan-')); // score() keeps its result there
   try {
     await seg.score(scratch, o.seed, null, () => randomInitEncoder(options, o.seed, checkDevice(o.device)));
