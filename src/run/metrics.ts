@@ -6,7 +6,7 @@ import { closeSync, constants, copyFileSync, existsSync, fstatSync, readSync, re
 import { isJsonObject } from '../util/json-file';
 import { appendNoFollow, removeDeadTemps, writeError } from '../util/safe-write';
 import { dirname } from 'node:path';
-import { openRegularFile, readRegularFile } from '../util/regular-file';
+import { openRegularFile } from '../util/regular-file';
 import { makeFolder } from '../util/make-folder';
 
 const CHUNK = 1 << 16;
@@ -53,11 +53,19 @@ export function* linesFromEnd(path: string, chunk = CHUNK): Generator<{ line: st
   }
 }
 
-/** The non-blank lines of a file from its start; reads only as far as iterated. */
-function* linesFromStart(path: string, chunk = CHUNK): Generator<string> {
-  const fd = openRegularFile(path);
+/**
+ * The lines of a file from its start, numbered from 1, blank ones too; `unterminated` marks a last line no
+ * newline ends. Reads only as far as iterated, a chunk at a time: a metrics file can outgrow a string.
+ */
+export function* linesFromStart(
+  path: string,
+  o: { followLinks?: boolean; chunk?: number } = {},
+): Generator<{ line: string; number: number; unterminated: boolean }> {
+  const chunk = o.chunk ?? CHUNK;
+  const fd = openRegularFile(path, o);
   try {
     let carry = '';
+    let number = 0;
     const buf = Buffer.alloc(chunk);
     for (;;) {
       const n = readSync(fd, buf, 0, chunk, null);
@@ -70,10 +78,9 @@ function* linesFromStart(path: string, chunk = CHUNK): Generator<string> {
       }
       const text = Buffer.from(carry + buf.toString('latin1', 0, last), 'latin1').toString('utf8');
       carry = buf.toString('latin1', last + 1, n);
-      for (const line of text.split('\n')) if (line.trim()) yield line;
+      for (const line of text.split('\n')) yield { line, number: ++number, unterminated: false };
     }
-    const rest = Buffer.from(carry, 'latin1').toString('utf8');
-    if (rest.trim()) yield rest;
+    if (carry) yield { line: Buffer.from(carry, 'latin1').toString('utf8'), number: ++number, unterminated: true };
   } finally {
     closeSync(fd);
   }
@@ -87,7 +94,7 @@ export function lossEnds(path: string): { first: number; last: number } | null {
     return typeof l === 'number' ? l : null;
   };
   let first: number | null = null;
-  for (const line of linesFromStart(path)) if ((first = loss(line)) !== null) break;
+  for (const { line } of linesFromStart(path)) if (line.trim() && (first = loss(line)) !== null) break;
   if (first === null) return null;
   for (const { line } of linesFromEnd(path)) {
     const last = loss(line);
@@ -184,18 +191,17 @@ export interface MetricsLines {
 export function readMetricsLines(path: string, o: { followLinks?: boolean } = {}): MetricsLines {
   const r: MetricsLines = { records: [], lines: [], unreadable: [], cutShort: null };
   if (!existsSync(path)) return r;
-  const text = readRegularFile(path, 'utf8', o);
-  const all = text.split('\n');
-  all.forEach((l, i) => {
-    if (!l.trim()) return;
-    const record = parseRecord(l);
+  for (const { line, number, unterminated } of linesFromStart(path, o)) {
+    if (!line.trim()) continue;
+    const record = parseRecord(line);
     if (record) {
       r.records.push(record);
-      r.lines.push(i + 1);
+      r.lines.push(number);
+    } else if (unterminated) {
+      r.cutShort = number;
     } else {
-      r.unreadable.push(i + 1);
+      r.unreadable.push(number);
     }
-  });
-  if (!text.endsWith('\n') && r.unreadable[r.unreadable.length - 1] === all.length) r.cutShort = r.unreadable.pop()!;
+  }
   return r;
 }

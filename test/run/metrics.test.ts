@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MetricsLog, linesFromEnd, lossEnds, readMetrics } from '../../src/run/metrics';
+import { MetricsLog, linesFromEnd, linesFromStart, lossEnds, readMetrics, readMetricsLines } from '../../src/run/metrics';
 
 /** The lines the resume keeps, by the rule read over the whole file. */
 function keptByRule(text: string, step: number, lossLinesAt?: number): string {
@@ -76,6 +76,46 @@ test('linesFromEnd gives the lines in reverse with their byte offsets, across ch
       );
       for (const g of got) assert.equal(bytes.toString('utf8', g.start, g.start + Buffer.byteLength(g.line)), g.line);
     }
+  });
+});
+
+test('linesFromStart numbers every line from 1 across chunk boundaries and multi-byte characters, and marks an unterminated last line', () => {
+  withDir((dir) => {
+    const path = join(dir, 'm.jsonl');
+    writeFileSync(path, 'aé\n\nbb€€\nc\n  \ndddd');
+    for (const chunk of [1, 2, 3, 5, 64]) {
+      const got = [...linesFromStart(path, { chunk })];
+      assert.deepEqual(
+        got.map((g) => [g.number, g.line, g.unterminated]),
+        [
+          [1, 'aé', false],
+          [2, '', false],
+          [3, 'bb€€', false],
+          [4, 'c', false],
+          [5, '  ', false],
+          [6, 'dddd', true],
+        ],
+        `chunk ${chunk}`,
+      );
+    }
+  });
+});
+
+test('readMetricsLines names the unreadable lines by number and a cut-short last line apart, whatever the file size', () => {
+  withDir((dir) => {
+    const path = join(dir, 'metrics.jsonl');
+    let text = '';
+    for (let s = 1; s <= 3000; s++) text += s === 1500 ? 'garbage\n\n' : line({ step: s, loss: 1 + 1 / s, note: 'é€' });
+    writeFileSync(path, text + '{"step": 30');
+    const m = readMetricsLines(path);
+    assert.equal(m.records.length, 2999);
+    assert.deepEqual(m.unreadable, [1500]);
+    assert.equal(m.cutShort, 3002);
+    assert.equal(m.lines[1499], 1502, 'the line after the blank one');
+    assert.equal(m.records[2998].note, 'é€');
+    writeFileSync(path, text + '[1]\n');
+    assert.deepEqual(readMetricsLines(path).unreadable, [1500, 3002]);
+    assert.equal(readMetricsLines(path).cutShort, null);
   });
 });
 
