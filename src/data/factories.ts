@@ -213,8 +213,8 @@ export function transformsFor(kind: Augment | 'pretrain', size: number, ds: Pick
 }
 
 /** Batches of one epoch from batch `start` on (earlier batches are not built). */
-function epochFrom(loader: EpochLoader, epoch: number, start: number): AsyncGenerator<Batch> {
-  return loader.iterate(epoch, { batch: start });
+function epochFrom(loader: EpochLoader, epoch: number, start: number, end?: number): AsyncGenerator<Batch> {
+  return loader.iterate(epoch, { batch: start, end });
 }
 
 /** Pre-training data of rank `dist.rank` of `dist.worldSize` (see RankedTrainData). */
@@ -254,7 +254,7 @@ export function makeTrainData(o: TrainDataRequest, dist: RankSlice = SINGLE_PROC
     globalBatchSize: dist.worldSize * o.batchSize,
     batchesPerEpoch: loader.length,
     normalize: uint8 ? { mean: normalizeOp!.mean, std: normalizeOp!.std } : null,
-    epoch: (epoch: number, start: number) => batches(epochFrom(loader, epoch, start)),
+    epoch: (epoch: number, start: number, end?: number) => batches(epochFrom(loader, epoch, start, end)),
     epochFromSample: (epoch: number, sample: number) => batches(loader.iterate(epoch, { sample })),
     identity: () => datasetIdentity(ds),
     close: () => loader.close(),
@@ -314,7 +314,7 @@ export function makeEvalData(req: EvalDataRequest, dist: RankSlice = SINGLE_PROC
     imageShape: [3, req.imgSize, req.imgSize],
     identity: () => datasetIdentity(data),
     async *batches(o: BatchOptions): AsyncGenerator<LabelledBatch> {
-      for await (const b of epochFrom(loaderFor(o), o.epoch, o.start ?? 0)) {
+      for await (const b of epochFrom(loaderFor(o), o.epoch, o.start ?? 0, o.end)) {
         yield { images: b.images as Float32Array, shape: b.shape, labels: b.labels, standIns: b.standIns, indices: b.indices };
       }
     },

@@ -96,6 +96,19 @@ export interface LoaderOptions {
 export interface EpochStart {
   batch?: number;
   sample?: number;
+  /**
+   * The batch index (of the whole epoch, exclusive) where the caller stops: batches from there on are not
+   * built, and the epoch counts as complete after the one before it. A training loop whose optimiser step
+   * takes several batches (--accum-iter) stops at a multiple of them.
+   */
+  end?: number;
+}
+
+/** Where `start` says the caller stops (Infinity: at the end of the epoch). */
+export function endBatch(start: EpochStart, owner: string): number {
+  const e = start.end ?? Infinity;
+  if (!(e === Infinity || (Number.isInteger(e) && e >= 0))) throw new RangeError(`${owner}: end batch must be an integer >= 0, got ${e}`);
+  return e;
 }
 
 export interface Batch {
@@ -270,8 +283,8 @@ export class DataLoader implements AsyncIterable<Batch> {
       const plan = this.plan(startSample);
       await this.prepare(gen);
       const order = this.order(epoch);
-      const nb = plan.count;
       const first = Math.floor(startSample / plan.globalBatch);
+      const nb = Math.max(0, Math.min(plan.count, endBatch(start, 'DataLoader') - first));
       const rank = this.worldSize > 1 ? this.rank : undefined;
       const task = (b: number): BatchTask => ({ epoch, batch: first + b, rank, indices: sliceWrapped(order, ...plan.range(b)) });
       if (this.pool) {

@@ -25,8 +25,8 @@ export interface TrainData {
   batchesPerEpoch: number;
   /** Mean/std for uint8 batches (absent when batches are normalised float32). */
   normalize?: Normalization | null;
-  /** Batches of `epoch` from batch index `start` on. */
-  epoch(epoch: number, start: number): AsyncIterable<TrainBatch>;
+  /** Batches of `epoch` from batch index `start` on, up to batch `end` (exclusive; default: the epoch's end). */
+  epoch(epoch: number, start: number, end?: number): AsyncIterable<TrainBatch>;
   close(): Promise<void> | void;
 }
 
@@ -120,10 +120,12 @@ export interface BatchOptions {
    * those an uninterrupted epoch gives (same images, same augmentation draws).
    */
   start?: number;
+  /** Stop before this batch index of the epoch (default: at its end): the batches from there on are not built. */
+  end?: number;
 }
 
-/** A pass over the data: the batch options but the epoch and where it starts. */
-export type PassOptions = Omit<BatchOptions, 'epoch' | 'start'>;
+/** A pass over the data: the batch options but the epoch and where it starts and ends. */
+export type PassOptions = Omit<BatchOptions, 'epoch' | 'start' | 'end'>;
 
 export interface LabelledData {
   /** Number of images. */

@@ -275,7 +275,7 @@ async function finetuneJob(o: FinetuneOptions, data: FinetuneData, hooks: Finetu
         optionTable: FINETUNE_OPTIONS,
         extraState: { encoder: source, classNames: data.train.classNames }, // classNames: what `semaim predict` names the classes by
         batchesPerEpoch: perEpoch * o.accumIter,
-        batches: (epoch, start) => data.train.batches({ ...finetunePass(o), epoch, start }),
+        batches: (epoch, start, end) => data.train.batches({ ...finetunePass(o), epoch, start, end }),
         batchSize: (b) => b.shape[0],
         loss,
         best: { score: () => lastTop1, lowerIsBetter: false },

@@ -74,8 +74,11 @@ export interface TrainJob<B> {
    */
   frozen?: Record<string, Iterable<[string, Tensor]>>;
   batchesPerEpoch: number;
-  /** This epoch's batches from batch index `start` on (a resumed epoch skips the ones already seen). */
-  batches(epoch: number, start: number): AsyncIterable<B>;
+  /**
+   * This epoch's batches from batch index `start` on (a resumed epoch skips the ones already seen) up to
+   * batch `end` (exclusive): the last whole optimiser step's, so batches no step takes are not built.
+   */
+  batches(epoch: number, start: number, end: number): AsyncIterable<B>;
   /** Images in a batch (for the throughput). */
   batchSize(batch: B): number;
   /** The batch's loss (a 0-d tensor), computed inside the loop's tensor scope. */
@@ -284,7 +287,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
       let micro = 0;
       let batchIndex = epoch === startEpoch ? state.batch : 0;
       ema?.startEpoch(epoch);
-      for await (const batch of job.batches(epoch, batchIndex)) {
+      for await (const batch of job.batches(epoch, batchIndex, perEpoch * accum)) {
         // Forward and backward of one micro-batch; the loss window stays on the device.
         torch.scope(() => {
           if (micro === 0) optimizer.setLr(job.schedule(fractionalEpoch(epoch, batchIndex / accum, perEpoch)));

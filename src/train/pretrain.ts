@@ -138,7 +138,7 @@ async function pretrainOn(o: PretrainOptions, data: TrainData, hooks: PretrainHo
         options: o,
         optionTable: PRETRAIN_OPTIONS,
         batchesPerEpoch: data.batchesPerEpoch,
-        batches: (epoch, start) => data.epoch(epoch, start),
+        batches: (epoch, start, end) => data.epoch(epoch, start, end),
         batchSize: (b) => b.shape[0],
         loss(batch) {
           checkTrainBatch(batch, input, !!data.normalize);

@@ -54,11 +54,11 @@ export function memoryTrainData(data: MemoryLabelledData, batch: number, seed: n
   const n = data.size;
   return {
     batchesPerEpoch: Math.floor(n / batch),
-    async *epoch(epoch: number, start: number): AsyncGenerator<TrainBatch> {
+    async *epoch(epoch: number, start: number, end = Infinity): AsyncGenerator<TrainBatch> {
       const perm = torch.randperm(n, { generator: new torch.Generator(seed * 1000 + epoch) });
       const order = Array.from(perm.data() as BigInt64Array, Number);
       perm.dispose();
-      for (let b = start; b < Math.floor(n / batch); b++) {
+      for (let b = start; b < Math.min(Math.floor(n / batch), end); b++) {
         const images = new Float32Array(batch * per);
         for (let i = 0; i < batch; i++) images.set(data.images.subarray(order[b * batch + i] * per, (order[b * batch + i] + 1) * per), i * per);
         yield { images, shape: [batch, ...data.imageShape] };

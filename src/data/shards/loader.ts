@@ -11,7 +11,7 @@
 
 import { join } from 'node:path';
 import { staticOutputSize, validateTransforms } from '../transforms';
-import { batchFromRaw, defaultWorkers, type Batch, type EpochStart, type EpochSummary, type LoaderOptions } from '../loader';
+import { batchFromRaw, defaultWorkers, endBatch, type Batch, type EpochStart, type EpochSummary, type LoaderOptions } from '../loader';
 import type { RawBatch, SkipRecord } from '../batch';
 import { ShardBatchBuilder, type EpochTask, type ShardBuilderConfig } from './builder';
 import type { StreamContext } from './stream';
@@ -175,9 +175,12 @@ export class ShardLoader implements AsyncIterable<Batch> {
     let batches = 0;
     let samples = 0;
     let complete = false;
+    let endsEarly = false;
     try {
       const plan = this.plan(epoch);
-      const first = this.startBatch(start, plan.count);
+      const end = Math.min(plan.count, endBatch(start, 'ShardLoader'));
+      endsEarly = end < plan.count;
+      const first = this.startBatch(start, end);
       const task = (w: number): EpochTask => ({
         epoch,
         segments: plan.pieces[w].segments,
@@ -190,13 +193,13 @@ export class ShardLoader implements AsyncIterable<Batch> {
       if (this.numWorkers === 0) {
         this.local ??= new ShardBatchBuilder(this.cfg);
         await this.local.start(task(0));
-        for (let j = first; j < plan.count; j++) {
+        for (let j = first; j < end; j++) {
           const raw = await this.local.build(j, plan.sizeOf(j));
           batches++;
           samples += raw.indices.length;
           // handed out, the last batch completes the epoch: a training loop breaks right after its last step
           const batch = this.finish(raw, tally);
-          complete = j === plan.count - 1;
+          complete = j === end - 1;
           yield batch;
         }
       } else {
@@ -205,8 +208,8 @@ export class ShardLoader implements AsyncIterable<Batch> {
         for (let w = 0; w < slots.length; w++) slots[w].worker.postMessage({ type: 'epoch', gen, task: task(w) } satisfies ToShardWorker);
         const results = new Map<number, Promise<RawBatch>>();
         let next = first;
-        for (let j = first; j < plan.count; j++) {
-          while (next < plan.count) {
+        for (let j = first; j < end; j++) {
+          while (next < end) {
             const s = slots[plan.workerOf(next)];
             if (s.outstanding >= this.prefetch) break;
             s.outstanding++;
@@ -219,16 +222,18 @@ export class ShardLoader implements AsyncIterable<Batch> {
           batches++;
           samples += raw.indices.length;
           const batch = this.finish(raw, tally);
-          complete = j === plan.count - 1;
+          complete = j === end - 1;
           yield batch;
         }
       }
       complete = true;
     } finally {
       this.active = false;
-      if (!complete) this.gen++;
+      // a stream stopped before its end (a break, or the caller's end batch) is dropped, not continued
+      const drained = complete && !endsEarly;
+      if (!drained) this.gen++;
       this.pool?.forgetRequests();
-      if (this.local && !complete) await this.local.close();
+      if (this.local && !drained) await this.local.close();
       this.lastSummary = this.summarise(epoch, batches, samples, tally, (Date.now() - t0) / 1000, complete);
       if (this.opts.persistentWorkers === false || this.pool?.failed) await this.terminate();
     }

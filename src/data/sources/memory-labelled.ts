@@ -110,7 +110,7 @@ export class MemoryLabelledData implements LabelledData {
   async *batches(o: BatchOptions): AsyncGenerator<LabelledBatch> {
     const seed = o.seed ?? 0;
     const order = o.shuffle ? permutation(this.size, seed, o.epoch) : Int32Array.from({ length: this.size }, (_, i) => i);
-    const count = batchesPerEpoch(this.size, o.batchSize, !!o.dropLast);
+    const count = Math.min(batchesPerEpoch(this.size, o.batchSize, !!o.dropLast), o.end ?? Infinity);
     const [C, H, W] = this.imageShape;
     for (let b = o.start ?? 0; b < count; b++) {
       const idx = order.subarray(b * o.batchSize, Math.min((b + 1) * o.batchSize, this.size));

@@ -1,0 +1,72 @@
+// The training loop asks its job for the batches its optimiser steps take and no more: with
+// --accum-iter 2 and 5 batches per epoch, batches 0..3 of each epoch (the fifth would be built, then
+// dropped, and its loader would call the epoch "stopped early"); a resumed epoch from where it left off.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as torch from '../../src/torch';
+import { Linear } from '../../src/nn';
+import { AdamW } from '../../src/optim';
+import { trainLoop, type TrainJob } from '../../src/run/loop';
+
+interface Batch {
+  x: torch.Tensor;
+  y: torch.Tensor;
+}
+
+async function run(outDir: string, maxSteps: number, calls: number[][], resume: boolean): Promise<number> {
+  torch.manualSeed(1);
+  const model = new Linear(3, 1, { dtype: 'float64' });
+  const job: TrainJob<Batch> = {
+    kind: 'pretrain',
+    model,
+    optimizer: new AdamW(model.namedParameters(), { lr: 0.01 }),
+    schedule: () => 0.01,
+    scaler: null,
+    ema: null,
+    generators: {},
+    config: { case: 'linear' },
+    options: { case: 'accum' },
+    batchesPerEpoch: 5,
+    async *batches(epoch: number, start: number, end: number) {
+      calls.push([epoch, start, end]);
+      for (let b = start; b < Math.min(5, end); b++) {
+        const x = torch.randn([4, 3], { dtype: 'float64', generator: new torch.Generator(1000 * epoch + b) });
+        yield { x, y: x.sum(1, true) };
+      }
+    },
+    batchSize: (b) => b.x.shape[0],
+    loss: (b) => model.forward(b.x).sub(b.y).square().mean(),
+    best: { score: () => null, lowerIsBetter: true },
+  };
+  const r = await trainLoop(
+    job,
+    { outDir, device: 'cpu', accumIter: 2, epochs: 2, maxSteps, logEvery: 1, checkpointEvery: 1, keepLast: 2, resume, clipGrad: 0 },
+    { progress: false, catchSignals: false, log: () => {} },
+  );
+  return r.steps;
+}
+
+test('with --accum-iter the loop asks for the batches up to the last whole step of each epoch, and a resumed epoch from its next batch', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-loop-batches-'));
+  try {
+    const calls: number[][] = [];
+    assert.equal(await run(join(dir, 'whole'), 4, calls, false), 4);
+    assert.deepEqual(calls, [
+      [0, 0, 4],
+      [1, 0, 4],
+    ]);
+    const resumed: number[][] = [];
+    assert.equal(await run(join(dir, 'cut'), 3, resumed, false), 3);
+    assert.equal(await run(join(dir, 'cut'), 4, resumed, true), 4);
+    assert.deepEqual(resumed, [
+      [0, 0, 4],
+      [1, 0, 4],
+      [1, 2, 4],
+    ]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
