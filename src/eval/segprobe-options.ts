@@ -154,6 +154,16 @@ export function readSegprobeSettings(o: Options<typeof SEG_PROBE_OPTIONS>): Segp
   return s;
 }
 
+/** Refuses the SEG_DATA_OPTIONS that do nothing with the dataset chosen (they were ignored silently). */
+export function checkSegDataOptions(d: Pick<SegDataSettings, 'dataset' | 'segClasses' | 'numClasses' | 'reduceZeroLabel'>): void {
+  if (d.dataset === 'synthetic' && d.numClasses !== undefined)
+    throw new OptionError('numClasses', "has no effect with dataset 'synthetic': its classes come from --seg-classes (shapes: 11, object: 2)");
+  if (d.dataset === 'synthetic' && d.reduceZeroLabel)
+    throw new OptionError('reduceZeroLabel', "has no effect with dataset 'synthetic': its label 0 is the background, a class");
+  if (d.dataset !== 'synthetic' && d.segClasses !== 'shapes')
+    throw new OptionError('segClasses', `has no effect with dataset '${d.dataset}': its classes come from its masks (classes.txt or --num-classes)`);
+}
+
 /** Data settings from resolved options (SEG_DATA_OPTIONS plus dataset, dataPath, limits). */
 export function readSegDataSettings(o: SegDataSettings): SegDataSettings {
   const d: SegDataSettings = {
@@ -166,8 +176,7 @@ export function readSegDataSettings(o: SegDataSettings): SegDataSettings {
     testLimit: o.testLimit,
     imageInput: o.imageInput,
   };
-  if (d.dataset === 'synthetic' && d.numClasses !== undefined)
-    throw new OptionError('numClasses', "has no effect with dataset 'synthetic': its classes come from --seg-classes (shapes: 11, object: 2)");
+  checkSegDataOptions(d);
   if (d.dataset === 'seg-folder' && !d.dataPath)
     throw new OptionError('dataPath', "dataset 'seg-folder' needs --data-path (a folder with train/ and test/, each holding images/ and masks/)");
   return d;

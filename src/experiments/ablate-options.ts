@@ -94,6 +94,7 @@ export const ABLATE_OPTIONS = defineOptions({
   ...SEG_DATA_OPTIONS,
   ...DATA_OPTIONS,
   ...RUN_OPTIONS,
+  threads: { ...RUN_OPTIONS.threads, help: 'CPU threads for libtorch, per process (default: all cores; with --jobs N, cores / N each)' },
   precision: precisionOption('pre-training and feature precision; auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)'),
   ...GPU_STEP_OPTIONS,
   outDir: { type: 'string', default: 'runs/ablate', help: 'output folder (ablation.md, ablation.json, one pre-training run per order and seed)' },

@@ -9,7 +9,7 @@ import { OptionError, resolveOptions } from '../util/options';
 import type { Precision } from '../run/precision';
 import type { SegDataRequest } from '../data/seg-loader';
 import type { SegData } from '../data/seg-streams';
-import { SEG_PROBE_OPTIONS, SegDataSettings, SegprobeSettings, readSegprobeSettings } from '../eval/segprobe-options';
+import { SEG_PROBE_OPTIONS, SegDataSettings, SegprobeSettings, checkSegDataOptions, readSegprobeSettings } from '../eval/segprobe-options';
 import type { ImageInputOptions } from '../data/options';
 import { openSegSplits, segprobeEncoder } from '../eval/segprobe-run';
 import { writeJsonAtomic } from '../util/safe-write';
@@ -51,6 +51,9 @@ export function ablationSegRecipe(o: AblationSegOptions, budget: 'full' | 'small
     const set = (['segDataPath', 'segprobeEpochs', 'numClasses'] as const).find((k) => o[k] !== undefined);
     if (o.segDataset !== 'auto') throw new OptionError('segDataset', 'has no effect without --eval segprobe');
     if (set) throw new OptionError(set, 'has no effect without --eval segprobe');
+    // (these two have defaults: a value other than the default was given)
+    if (o.segClasses !== 'shapes') throw new OptionError('segClasses', 'has no effect without --eval segprobe');
+    if (o.reduceZeroLabel) throw new OptionError('reduceZeroLabel', 'has no effect without --eval segprobe');
     return null;
   }
   let dataset = o.segDataset;
@@ -65,6 +68,7 @@ export function ablationSegRecipe(o: AblationSegOptions, budget: 'full' | 'small
   }
   if (dataset === 'seg-folder' && !o.segDataPath)
     throw new OptionError('segDataPath', '--seg-dataset seg-folder needs --seg-data-path (a folder with {train,test}/images and {train,test}/masks)');
+  checkSegDataOptions({ dataset, segClasses: o.segClasses, numClasses: o.numClasses, reduceZeroLabel: o.reduceZeroLabel });
   const settings = readSegprobeSettings(resolveOptions(SEG_PROBE_OPTIONS, {}, o.segprobeEpochs !== undefined ? { epochs: o.segprobeEpochs } : {}));
   return {
     settings,

@@ -206,11 +206,36 @@ test('options that would have no effect are refused, saying why (they were ignor
     [() => commands.pretrain.parse(['--teacher', '/tmp/t.safetensors']), 'teacher', /has no effect with --target pixels/],
     [() => commands.ablate.parse(['--seg-dataset', 'seg-folder']), 'segDataset', /has no effect without --eval segprobe/],
     [() => commands.ablate.parse(['--segprobe-epochs', '2']), 'segprobeEpochs', /has no effect without --eval segprobe/],
+    [() => commands.ablate.parse(['--seg-classes', 'object']), 'segClasses', /has no effect without --eval segprobe/],
+    [() => commands.ablate.parse(['--reduce-zero-label']), 'reduceZeroLabel', /has no effect without --eval segprobe/],
+    [
+      () => commands.ablate.parse(['--eval', 'segprobe', '--seg-dataset', 'synthetic', '--reduce-zero-label']),
+      'reduceZeroLabel',
+      /has no effect with dataset 'synthetic'/,
+    ],
+    [
+      () => commands.ablate.parse(['--eval', 'segprobe', '--seg-dataset', 'synthetic', '--num-classes', '3']),
+      'numClasses',
+      /has no effect with dataset 'synthetic'/,
+    ],
+    [
+      () => commands.ablate.parse(['--eval', 'segprobe', '--seg-dataset', 'seg-folder', '--seg-data-path', '/tmp', '--seg-classes', 'object']),
+      'segClasses',
+      /has no effect with dataset 'seg-folder'/,
+    ],
   ];
   for (const [parse, key, message] of cases) assert.throws(parse, (e: unknown) => e instanceof OptionError && e.key === key && message.test(e.message), key);
   await assert.rejects(
     segprobeCommand.run(['--checkpoint', '/nonexistent.safetensors', '--dataset', 'synthetic', '--num-classes', '5']),
     (e: unknown) => e instanceof OptionError && e.key === 'numClasses' && /has no effect with dataset 'synthetic'/.test(e.message),
+  );
+  await assert.rejects(
+    segprobeCommand.run(['--checkpoint', '/nonexistent.safetensors', '--dataset', 'synthetic', '--reduce-zero-label']),
+    (e: unknown) => e instanceof OptionError && e.key === 'reduceZeroLabel' && /has no effect with dataset 'synthetic'/.test(e.message),
+  );
+  await assert.rejects(
+    segprobeCommand.run(['--checkpoint', '/nonexistent.safetensors', '--dataset', 'seg-folder', '--data-path', '/tmp', '--seg-classes', 'object']),
+    (e: unknown) => e instanceof OptionError && e.key === 'segClasses' && /has no effect with dataset 'seg-folder'/.test(e.message),
   );
 });
 
