@@ -4,6 +4,8 @@
 // SEMAIM_LAUNCHER_PID. A worker started by hand (RANK etc. set by a script, e.g. under nohup) is not
 // watched: its parent may end on purpose.
 
+import { surviveClosedOutput } from '../util/closed-output';
+
 /** How often a worker looks for its launcher. */
 export const LAUNCHER_CHECK_MS = 1000;
 
@@ -21,6 +23,7 @@ export function launcherPid(env: NodeJS.ProcessEnv = process.env, ppid = process
 export function stopWhenLauncherDies(o: { env?: NodeJS.ProcessEnv; intervalMs?: number; onGone?: () => void } = {}): () => void {
   const launcher = launcherPid(o.env);
   if (launcher === null) return () => {};
+  surviveClosedOutput(); // semaim's launcher holds this worker's stdout and stderr: gone, they fail with EPIPE
   const timer = setInterval(() => {
     if (process.ppid === launcher) return;
     clearInterval(timer);
