@@ -162,23 +162,32 @@ export class StopAgreement {
 
   /** True on every rank, at the same point, once any rank passed true; `force` agrees at this point (every rank must pass the same). */
   async agree(flag: boolean, force = false): Promise<boolean> {
+    return (await this.agreeOn(flag ? 1 : 0, force)) > 0;
+  }
+
+  /**
+   * As agree, with a level for the request (0: none): every rank gets the highest level passed, once any
+   * rank passed one above 0. Levels say which signal asked (stopLevel), so that every rank exits with the
+   * code of the strongest: a scheduler's SIGTERM to one worker is 143 on all of them, not 130 on the others.
+   */
+  async agreeOn(level: number, force = false): Promise<number> {
     const group = this.group;
-    if (!group || group.worldSize < 2) return flag;
+    if (!group || group.worldSize < 2) return level;
     this.calls++;
-    if (!force && this.calls < this.next) return false;
+    if (!force && this.calls < this.next) return 0;
     const since = this.calls - this.last.calls;
     const pace = since / Math.max(Date.now() - this.last.time, 1);
     // at most twice as many calls as since the last agreement: the first call comes right after the
     // constructor (a loop's check before its first batch), so its pace (1 call in ≤ 1 ms) would put the
     // next agreement 1000 calls away; an evaluation then ran to its end before it agreed to stop
     const proposal = Math.min(Math.max(1, Math.floor(this.everyMs * pace)), 2 * since);
-    const t = torch.tensor(Float64Array.of(flag ? 1 : 0, -proposal), { device: group.device });
+    const t = torch.tensor(Float64Array.of(level, -proposal), { device: group.device });
     try {
-      await group.allReduce(t, 'max'); // one collective: any request, and the smallest proposal
-      const [any, negPoints] = t.toFloat64Array();
+      await group.allReduce(t, 'max'); // one collective: the highest request, and the smallest proposal
+      const [highest, negPoints] = t.toFloat64Array();
       this.next = this.calls - negPoints;
       this.last = { calls: this.calls, time: Date.now() };
-      return any > 0;
+      return highest;
     } finally {
       t.dispose();
     }
@@ -195,14 +204,35 @@ export class StopAgreement {
       await new Promise((resolve) => setImmediate(resolve));
       this.turn = Date.now();
     }
-    if (!(await this.agree(!!signal?.aborted))) return;
+    const level = await this.agreeOn(signal?.aborted ? stopLevel(signalOf(signal.reason)) : 0);
+    if (level === 0) return;
     throwIfAborted(signal);
-    throw abortedElsewhere(this.group!);
+    throw abortedElsewhere(this.group!, level);
   }
 }
 
-function abortedElsewhere(group: ProcessGroup): AbortError {
-  return new AbortedOnAnotherRank(new Error(`the job was aborted on another rank (this is rank ${group.rank} of ${group.worldSize})`));
+/** A stop request's level in StopAgreement.agreeOn: SIGTERM above SIGINT above a request without a signal. */
+export function stopLevel(signal: string | undefined): number {
+  return signal === 'SIGTERM' ? 3 : signal === 'SIGINT' ? 2 : 1;
+}
+
+/** The signal of a level that stopLevel gave (undefined: none named). */
+export function signalOfLevel(level: number): 'SIGINT' | 'SIGTERM' | undefined {
+  return level >= 3 ? 'SIGTERM' : level === 2 ? 'SIGINT' : undefined;
+}
+
+/** The signal an abort reason names (a StoppedBySignal's), if any. */
+function signalOf(reason: unknown): string | undefined {
+  const s = (reason as { signal?: unknown } | null | undefined)?.signal;
+  return typeof s === 'string' ? s : undefined;
+}
+
+function abortedElsewhere(group: ProcessGroup, level: number): AbortError {
+  const signal = signalOfLevel(level);
+  const by = signal ? ` by ${signal}` : '';
+  const e = new AbortedOnAnotherRank(new Error(`the job was aborted${by} on another rank (this is rank ${group.rank} of ${group.worldSize})`));
+  e.signal = signal;
+  return e;
 }
 
 /**
@@ -215,7 +245,8 @@ function abortedElsewhere(group: ProcessGroup): AbortError {
  */
 export async function throwIfAbortedOnAnyRank(signal: AbortSignal | undefined | null, group: ProcessGroup | null | undefined): Promise<void> {
   if (!group || group.worldSize < 2) return throwIfAborted(signal);
-  if (!(await group.anyTrue(!!signal?.aborted))) return;
+  const level = await group.maxOf(signal?.aborted ? stopLevel(signalOf(signal.reason)) : 0);
+  if (level === 0) return;
   throwIfAborted(signal);
-  throw abortedElsewhere(group);
+  throw abortedElsewhere(group, level);
 }

@@ -252,10 +252,15 @@ export class ProcessGroup {
 
   /** True on every rank when any rank passes true (e.g. a stop request seen by one rank). */
   async anyTrue(flag: boolean, o: CollectiveOptions = {}): Promise<boolean> {
-    const t = torch.tensor(Float64Array.of(flag ? 1 : 0), { device: this.device });
+    return (await this.maxOf(flag ? 1 : 0, o)) > 0;
+  }
+
+  /** The largest of every rank's `value`; one collective. */
+  async maxOf(value: number, o: CollectiveOptions = {}): Promise<number> {
+    const t = torch.tensor(Float64Array.of(value), { device: this.device });
     try {
       await this.allReduce(t, 'max', o);
-      return t.item() > 0;
+      return t.item();
     } finally {
       t.dispose();
     }

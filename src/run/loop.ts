@@ -19,7 +19,7 @@ import { cudnnAutotune } from './cudnn-autotune';
 import { StopRequest, StopSignal, catchStopSignals } from './signals';
 import type { OptionTable } from '../util/options';
 import { DistributedDataParallel, GradCompression, ProcessGroup, rankSlice } from '../dist';
-import { SAME_START_HINT, StopAgreement, checkRanksHoldSame } from '../dist/agree';
+import { SAME_START_HINT, StopAgreement, checkRanksHoldSame, signalOfLevel, stopLevel } from '../dist/agree';
 import { TrainState, StopReason, type MetricsRecord } from './train-state';
 import { FRESH_RUN_HINT } from './recipe';
 import { afterProgress } from './progress';
@@ -240,6 +240,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
     `this one diverges again. Start afresh with ${hooks.divergedAdvice ?? 'a lower --blr or more --warmup-epochs'}${lowPrecision ? ', or --precision fp32' : ''}: ` +
     `${hooks.freshRunHint ?? FRESH_RUN_HINT}.`;
   const stop: StopRequest = hooks.stop ?? { requested: false };
+  let otherRanksSignal: StopSignal | undefined;
   const result = (): LoopResult => ({
     steps: state.step,
     firstLoss: state.firstLoss,
@@ -248,7 +249,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
     checkpoint: state.lastCheckpoint,
     best: state.best,
     seconds: state.seconds,
-    ...(state.stoppedBy === 'signal' ? { signal: stop.signal } : {}),
+    ...(state.stoppedBy === 'signal' ? { signal: stop.signal ?? otherRanksSignal } : {}),
   });
   if (state.step >= totalSteps) {
     log(`nothing to do: the run in ${run.outDir} already reached step ${state.step} of ${totalSteps} (checkpoint ${state.lastCheckpoint})`);
@@ -346,7 +347,10 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
           state.stoppedBy = totalSteps < plannedSteps ? 'maxSteps' : 'finished';
           break outer;
         }
-        if (await stopAgreement.agree(stop.requested, logStep)) {
+        const level = await stopAgreement.agreeOn(stop.requested ? stopLevel(stop.signal) : 0, logStep);
+        if (level > 0) {
+          // a rank stopped by another rank's signal exits with that signal's code
+          otherRanksSignal = signalOfLevel(level);
           log(`${afterProgress()}stopping on request at step ${state.step}`);
           state.stoppedBy = 'signal';
           break outer;

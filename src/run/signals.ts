@@ -123,7 +123,7 @@ export async function abortOnStopSignals<T>(
     return await job(controller.signal);
   } catch (e) {
     if (controller.signal.aborted && (e as Error)?.name === 'AbortError') throw controller.signal.reason;
-    if (e instanceof AbortedOnAnotherRank) throw new StoppedBySignal(`${e.message}; no result was written: run the same command again`);
+    if (e instanceof AbortedOnAnotherRank) throw new StoppedBySignal(`${e.message}; no result was written: run the same command again`, e.signal);
     throw e;
   } finally {
     release();

@@ -12,7 +12,10 @@ export class AbortError extends Error {
 }
 
 /** The AbortError of a data-parallel rank whose own signal was not aborted: another rank's was. */
-export class AbortedOnAnotherRank extends AbortError {}
+export class AbortedOnAnotherRank extends AbortError {
+  /** The signal that stopped the other rank, when one did (this rank then exits with its code). */
+  signal?: 'SIGINT' | 'SIGTERM';
+}
 
 /** Throws an AbortError when `signal` has been aborted. */
 export function throwIfAborted(signal: AbortSignal | undefined | null): void {

@@ -185,26 +185,60 @@ function gone(pid: number): boolean {
   }
 }
 
-test('torchrun\'s agent killed with SIGKILL: its pretrain workers stop as on SIGTERM (a checkpoint, the lock released) instead of training on as orphans', { skip: gloo || noTorchrun, timeout: 120_000 }, async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'semaim-orphans-'));
+for (const launcher of ['torchrun', 'semaim --nproc-per-node'] as const) {
+  test(`${launcher}'s launcher killed with SIGKILL: its pretrain workers stop as on SIGTERM (a checkpoint, the lock released) instead of training on as orphans or dying on the closed pipes`, { skip: gloo || (launcher === 'torchrun' && noTorchrun), timeout: 120_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'semaim-orphans-'));
+    const out = join(dir, 'run');
+    const cli = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
+    const tiny = '--model vit_tiny --embed-dim 32 --depth 2 --num-heads 2 --img-size 32 --patch-size 4 --synthetic-size 4096 --batch-size 8 --epochs 10 --warmup-epochs 0 --num-workers 0 --threads 1 --log-every 1 --checkpoint-every 1000';
+    const command = [cli, 'pretrain', ...tiny.split(' '), '--out-dir', out];
+    // semaim's launcher holds its workers' stdout and stderr (pipes): once it is gone, their every write fails with EPIPE
+    const agent =
+      launcher === 'torchrun'
+        ? spawn(TORCHRUN, ['--standalone', '--nproc_per_node', '2', '--redirects', '1', '--tee', '1', '--monitor_interval', '0.2', '--no_python', process.execPath, ...command], { stdio: 'ignore' })
+        : spawn(process.execPath, [...command, '--nproc-per-node', '2'], { stdio: 'ignore' });
+    const metrics = join(out, 'metrics.jsonl');
+    const deadline = Date.now() + 90_000;
+    while (!(existsSync(metrics) && readFileSync(metrics, 'utf8').split('\n').length > 3) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    const workers = readFileSync(`/proc/${agent.pid}/task/${agent.pid}/children`, 'utf8').trim().split(/\s+/).map(Number);
+    assert.equal(workers.length, 2, 'two workers training');
+    agent.kill('SIGKILL');
+    const killed = Date.now();
+    while (!workers.every(gone) && Date.now() - killed < 20_000) await new Promise((r) => setTimeout(r, 100));
+    for (const pid of workers.filter((p) => !gone(p))) process.kill(pid, 'SIGKILL');
+    try {
+      assert.ok(Date.now() - killed < 20_000, 'the workers outlived their launcher');
+      assert.equal(existsSync(join(out, 'run.lock')), false, 'the run folder is released');
+      // (an epoch is 256 steps: no checkpoint but the one of the stop)
+      const steps = readdirSync(join(out, 'checkpoints')).filter((d) => d.startsWith('step-'));
+      const lastLogged = JSON.parse(readFileSync(metrics, 'utf8').trim().split('\n').pop()!) as { step: number };
+      assert.deepEqual(steps, [`step-${String(lastLogged.step).padStart(8, '0')}`], 'a checkpoint of where they stopped');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
+
+test("SIGTERM to one worker of semaim's launcher (a scheduler preempting it): every rank stops after a checkpoint, and the launcher exits 143, not SIGINT's 130", { skip: gloo, timeout: 120_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-term-one-'));
   const out = join(dir, 'run');
   const cli = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
-  const tiny = '--model vit_tiny --embed-dim 32 --depth 2 --num-heads 2 --img-size 32 --patch-size 4 --synthetic-size 64 --batch-size 8 --epochs 1000 --warmup-epochs 0 --num-workers 0 --threads 1 --log-every 1 --checkpoint-every 1000';
-  const agent = spawn(TORCHRUN, ['--standalone', '--nproc_per_node', '2', '--redirects', '1', '--tee', '1', '--monitor_interval', '0.2', '--no_python', process.execPath, cli, 'pretrain', ...tiny.split(' '), '--out-dir', out], { stdio: 'ignore' });
-  const metrics = join(out, 'metrics.jsonl');
-  const deadline = Date.now() + 90_000;
-  while (!(existsSync(metrics) && readFileSync(metrics, 'utf8').split('\n').length > 3) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
-  const workers = readFileSync(`/proc/${agent.pid}/task/${agent.pid}/children`, 'utf8').trim().split(/\s+/).map(Number);
-  assert.equal(workers.length, 2, 'two workers training');
-  agent.kill('SIGKILL');
-  const killed = Date.now();
-  while (!workers.every(gone) && Date.now() - killed < 20_000) await new Promise((r) => setTimeout(r, 100));
-  for (const pid of workers.filter((p) => !gone(p))) process.kill(pid, 'SIGKILL');
+  const tiny = '--model vit_tiny --embed-dim 32 --depth 2 --num-heads 2 --img-size 32 --patch-size 4 --synthetic-size 4096 --batch-size 8 --epochs 10 --warmup-epochs 0 --num-workers 0 --threads 1 --log-every 1 --checkpoint-every 1000';
+  const launcher = spawn(process.execPath, [cli, 'pretrain', ...tiny.split(' '), '--out-dir', out, '--nproc-per-node', '2'], { stdio: 'ignore' });
+  const exited = new Promise<number | null>((resolve) => launcher.on('exit', (code) => resolve(code)));
   try {
-    assert.ok(Date.now() - killed < 20_000, 'the workers outlived their launcher');
-    assert.equal(existsSync(join(out, 'run.lock')), false, 'the run folder is released');
-    assert.ok(readdirSync(join(out, 'checkpoints')).some((d) => d.startsWith('step-')), 'a checkpoint of where they stopped');
+    const metrics = join(out, 'metrics.jsonl');
+    const deadline = Date.now() + 90_000;
+    while (!(existsSync(metrics) && readFileSync(metrics, 'utf8').split('\n').length > 3) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    const workers = readFileSync(`/proc/${launcher.pid}/task/${launcher.pid}/children`, 'utf8').trim().split(/\s+/).map(Number);
+    const rankOne = workers.find((pid) => readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes('RANK=1'));
+    assert.ok(rankOne, 'rank 1 found');
+    process.kill(rankOne, 'SIGTERM');
+    assert.equal(await exited, 143);
+    const steps = readdirSync(join(out, 'checkpoints')).filter((d) => d.startsWith('step-'));
+    assert.equal(steps.length, 1, 'a checkpoint of where they stopped');
   } finally {
+    launcher.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
   }
 });
