@@ -25,6 +25,7 @@ import {
   verifyCheckpoint,
 } from '../io/checkpoint';
 import { makeFolder } from '../util/make-folder';
+import { readJsonObject } from '../util/json-file';
 
 export interface CheckpointFiles extends CheckpointContents {
   /** Stored as safetensors metadata of model.safetensors (e.g. the model config). */
@@ -104,15 +105,17 @@ export class CheckpointManager {
     const steps = this.list();
     const earlier = [join(this.root, 'best'), join(this.root, 'corrupt'), join(this.outDir, 'metrics.jsonl')];
     if (!steps.length && !earlier.some((p) => existsSync(p))) return null;
-    let id = 'unknown';
+    let id: string | null = null;
     for (const { dir } of steps) {
       try {
-        id = String(readCheckpointState(dir).runId ?? 'unknown');
+        id = plainRunId(readCheckpointState(dir).runId) ?? 'unknown';
         break;
       } catch {
         /* unreadable state.json: try the next one */
       }
     }
+    // a run stopped before its first checkpoint left its id in config.json
+    id ??= runIdOfConfig(join(this.outDir, 'config.json')) ?? 'unknown';
     const target = join(this.outDir, 'previous', `${id}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
     makeFolder(target);
     if (existsSync(this.root)) renameSync(this.root, join(target, 'checkpoints'));
@@ -234,6 +237,20 @@ export class CheckpointManager {
       }
       return loaded;
     }
+    return null;
+  }
+}
+
+/** A run id as semaim makes them (it becomes part of a folder name: no '/', no '..'), else null. */
+function plainRunId(id: unknown): string | null {
+  return typeof id === 'string' && /^[\w-]{1,64}$/.test(id) ? id : null;
+}
+
+/** The runId a config.json records, else null. */
+function runIdOfConfig(path: string): string | null {
+  try {
+    return plainRunId(readJsonObject(path).runId);
+  } catch {
     return null;
   }
 }

@@ -85,6 +85,24 @@ test('corrupted newer checkpoints never cause new ones to be deleted, and are ke
   rmSync(dir, { recursive: true, force: true });
 });
 
+test('a run stopped before its first checkpoint is moved aside under its run id from config.json; an id that is not a plain name is not used as one', async () => {
+  const dir = tmp('no-checkpoint');
+  for (const [runId, named] of [
+    ['20261205T160000-abc123', /^20261205T160000-abc123-/],
+    ['../../escaped', /^unknown-/],
+  ] as const) {
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ runId }));
+    writeFileSync(join(dir, 'metrics.jsonl'), '{"step":1,"loss":1.5}\n');
+    await pretrain(options(dir, { maxSteps: 1 }), data(), quiet);
+    const previous = readdirSync(join(dir, 'previous'));
+    assert.equal(previous.length, 1);
+    assert.match(previous[0], named);
+    assert.deepEqual(readdirSync(join(dir, 'previous', previous[0])).sort(), ['config.json', 'metrics.jsonl']);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a fresh run (--no-resume) in a folder with another run moves that run aside instead of mixing with it', async () => {
   const dir = tmp('fresh');
   await pretrain(options(dir, { maxSteps: 5 }), data(), quiet);
