@@ -12,7 +12,7 @@ import { pretrainSummary } from './pretrain-summary';
 import { demoCommand } from './demo';
 import { shardsCommand } from './shards-command';
 import { segprobeCommand } from './segprobe-command';
-import { PRETRAIN_OPTIONS, validatePretrain, modelConfigFrom, trainDataRequest } from '../train/pretrain-options';
+import { PRETRAIN_OPTIONS, refuseUnusedOptions, validatePretrain, modelConfigFrom, trainDataRequest } from '../train/pretrain-options';
 import { pretrain } from '../train/pretrain';
 import { makeTrainData } from '../data';
 import { checkDataPath } from '../data/options';
@@ -38,6 +38,7 @@ const coreCommands: Record<string, Command> = {
     options: PRETRAIN_OPTIONS,
     validate: (o) => {
       validatePretrain(o);
+      refuseUnusedOptions(o);
       if (o.target !== 'features') modelConfigFrom(o);
     },
     preflight: (o) => {

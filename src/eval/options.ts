@@ -1,7 +1,7 @@
 // Option tables of `semaim knn | linprobe | finetune | ablate` (defaults: docs/METHOD.md §6) and the checks
 // that need more than one option. Everything is validated before any work starts.
 import { OptionError, Options, defineOptions, MAX_THREADS, MAX_THREADS_IS, MAX_WORKERS } from '../util/options';
-import { peakLr } from '../optim/peak-lr';
+import { FLOAT32_MAX, peakLr } from '../optim/peak-lr';
 import { parseKs } from './knn';
 import { precisionOption, checkPrecision } from '../run/precision';
 import { checkDevice } from '../run/device';
@@ -214,7 +214,7 @@ export const FINETUNE_OPTIONS = defineOptions({
   weightDecay: { type: 'number', default: 0.05, min: 0, help: 'AdamW weight decay (not on biases, norms, 1-D params, cls_token, pos_embed)' },
   beta1: { type: 'number', default: 0.9, min: 0, below: 1, help: 'AdamW beta1' },
   beta2: { type: 'number', default: 0.999, min: 0, below: 1, help: 'AdamW beta2' },
-  clipGrad: { type: 'number', default: 0, min: 0, help: 'global gradient-norm clip (0 = off, as MAE)' },
+  clipGrad: { type: 'number', default: 0, min: 0, max: FLOAT32_MAX, maxIs: 'the largest float32', help: 'global gradient-norm clip (0 = off, as MAE)' },
   // regularisation
   augment: {
     type: 'string',
@@ -310,5 +310,5 @@ export function validateLinprobe(o: LinprobeCommandOptions): void {
 export function validateFinetune(o: FinetuneOptions): void {
   validateEval(o);
   checkGradSync(o);
-  peakLr(o, o.batchSize * o.accumIter * o.nprocPerNode * o.nnodes);
+  peakLr(o, o.batchSize * o.accumIter * o.nprocPerNode * o.nnodes, o);
 }

@@ -132,6 +132,13 @@ export function validateConfig(c: SemAIMConfig): void {
   const t = c.target;
   if (t.type === 'pixels') {
     if (t.blur && (!posInt(t.blurKernel) || t.blurKernel % 2 === 0)) throw new ConfigError('target.blurKernel', 'must be an odd positive integer');
+    // a wider kernel only adds taps that lie over the zero padding for every pixel (and a 100001² kernel
+    // was a 10-billion-element array)
+    if (t.blur && t.blurKernel > 2 * c.imgSize - 1)
+      throw new ConfigError(
+        'target.blurKernel',
+        `must be at most 2 × imgSize − 1 = ${2 * c.imgSize - 1} (wider taps only ever fall on the padding), got ${t.blurKernel}`,
+      );
     if (t.blur && !(t.blurSigma > 0)) throw new ConfigError('target.blurSigma', 'must be > 0');
   } else if (t.type === 'features') {
     if (!t.teacher) throw new ConfigError('target.teacher', 'feature targets need a teacher safetensors file');

@@ -1,7 +1,7 @@
 // `semaim pretrain` options (defaults: the authors' ViT-B/16 ImageNet recipe, docs/METHOD.md §6.1) and their
 // translation into a model config. Everything is validated before any work starts.
-import { OptionError, Options, defineOptions, MAX_THREADS, MAX_THREADS_IS, MAX_WORKERS } from '../util/options';
-import { peakLr } from '../optim/peak-lr';
+import { OptionError, Options, OptionSpec, OptionValues, defineOptions, MAX_THREADS, MAX_THREADS_IS, MAX_WORKERS } from '../util/options';
+import { FLOAT32_MAX, peakLr } from '../optim/peak-lr';
 import { precisionOption, checkPrecision } from '../run/precision';
 import { checkDevice } from '../run/device';
 import { cudaGraphRefusal } from '../run/cuda-graph-step';
@@ -149,7 +149,7 @@ export const PRETRAIN_OPTIONS = defineOptions({
   },
   beta1: { type: 'number', default: 0.9, min: 0, below: 1, help: 'AdamW beta1' },
   beta2: { type: 'number', default: 0.95, min: 0, below: 1, help: 'AdamW beta2' },
-  clipGrad: { type: 'number', default: 3, min: 0, help: 'global gradient-norm clip (0 = off)' },
+  clipGrad: { type: 'number', default: 3, min: 0, max: FLOAT32_MAX, maxIs: 'the largest float32', help: 'global gradient-norm clip (0 = off)' },
   precision: precisionOption(
     'mixed precision (bf16/fp16 autocast, float32 master weights; fp16 with loss scaling); auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)',
   ),
@@ -268,6 +268,24 @@ export function modelConfigFrom(o: PretrainOptions): SemAIMConfig {
   return cfg;
 }
 
+/**
+ * On the CPU, attention holds each block's batch × heads × T × T map (float32, T = patches + 1): a
+ * 8192² image in 32² patches asked for 34 GB in its first step, after the run folder was made. Refused
+ * when one map with the model's state exceeds memory (a GPU's attention kernels hold no such map).
+ */
+function checkAttentionFits(cfg: SemAIMConfig, o: PretrainOptions, memory: MachineMemory, stateBytes: number): void {
+  if (o.device !== 'cpu') return;
+  const tokens = (cfg.imgSize / cfg.patchSize) ** 2 + 1;
+  const map = o.batchSize * cfg.numHeads * tokens * tokens * 4;
+  if (map + stateBytes <= memory.bytes) return;
+  throw new OptionError(
+    'imgSize',
+    `on the CPU one attention map of batch ${o.batchSize} × ${cfg.numHeads} heads × ${tokens}² tokens (${(cfg.imgSize / cfg.patchSize) ** 2} patches of ` +
+      `--img-size ${cfg.imgSize} / --patch-size ${cfg.patchSize}, and [CLS]) takes ${(map / 2 ** 30).toFixed(1)} GiB, more than ${memory.describe}: ` +
+      'a smaller --img-size, a larger --patch-size or a smaller --batch-size',
+  );
+}
+
 /** The option behind each model-config key whose name differs. */
 const CONFIG_KEY_OPTION: Record<string, string> = {
   'order.type': 'order',
@@ -287,7 +305,7 @@ const CONFIG_KEY_OPTION: Record<string, string> = {
 export function checkModelFits(cfg: SemAIMConfig, o: PretrainOptions, memory: MachineMemory = machineMemory()): void {
   const params = semaimParameterCount(cfg);
   const bytes = params * 16;
-  if (bytes <= memory.bytes) return;
+  if (bytes <= memory.bytes) return checkAttentionFits(cfg, o, memory, bytes);
   const key = o.mlpRatio !== 4 ? 'mlpRatio' : o.embedDim !== undefined ? 'embedDim' : o.depth !== undefined ? 'depth' : 'model';
   throw new OptionError(
     key,
@@ -348,7 +366,7 @@ export function validatePretrain(o: PretrainOptions): void {
   if (o.warmupEpochs >= o.epochs) {
     throw new OptionError('warmupEpochs', `(${o.warmupEpochs}) must be below epochs (${o.epochs})`);
   }
-  peakLr(o, o.batchSize * o.accumIter * o.nprocPerNode * o.nnodes);
+  peakLr(o, o.batchSize * o.accumIter * o.nprocPerNode * o.nnodes, o);
   checkCudaGraphs(o);
   fusedKindsOf(o);
   checkGradSync(o);
@@ -357,6 +375,43 @@ export function validatePretrain(o: PretrainOptions): void {
     throw new OptionError('dataPath', 'has no effect with --dataset synthetic (its images are generated)');
   if (o.target !== 'features' && o.teacher !== undefined)
     throw new OptionError('teacher', `has no effect with --target ${o.target}: a teacher gives feature targets (--target features)`);
+}
+
+/** The orders whose patches follow a similarity map S. */
+const S_ORDERS = new Set(['similarity', 'semantic', 'multicenter']);
+
+/**
+ * `semaim pretrain`'s refusal of order, target and EMA options that the chosen ones never read (they were
+ * ignored silently, where --teacher with pixel targets was refused). Options with a default count as
+ * given when they differ from it (or from what their 'auto' gives). Not in validatePretrain: ablate and object-start share one set of
+ * options among runs of several orders.
+ */
+export function refuseUnusedOptions(o: PretrainOptions): void {
+  // what the option is when not given: its default, or what its 'auto' resolves to with these options
+  const d = (k: keyof typeof PRETRAIN_OPTIONS): unknown => {
+    const spec = PRETRAIN_OPTIONS[k] as OptionSpec;
+    return spec.auto ? spec.auto(o as unknown as OptionValues) : spec.default;
+  };
+  const unused = (key: keyof PretrainOptions, given: boolean, why: string) => {
+    if (given) throw new OptionError(key, `has no effect ${why}`);
+  };
+  const order = `with --order ${o.order}`;
+  const usesS = S_ORDERS.has(o.order);
+  unused('similarityTokens', o.similarityTokens !== undefined && !usesS, `${order}: only the similarity, semantic and multicenter orders use a similarity map`);
+  unused(
+    'similaritySource',
+    o.similaritySource !== d('similaritySource') && !usesS,
+    `${order}: only the similarity, semantic and multicenter orders use a similarity map`,
+  );
+  const centred = o.order === 'semantic' || o.order === 'multicenter';
+  unused('orderLambda', o.orderLambda !== undefined && !centred, `${order}: λ is the noise of the semantic and multicenter orders`);
+  unused('orderVariant', o.orderVariant !== d('orderVariant') && !centred, `${order}: it picks the centre of the semantic and multicenter orders`);
+  for (const key of ['centers', 'minRelHeight', 'minDistance'] as const)
+    unused(key, o[key] !== d(key) && o.order !== 'multicenter', `${order}: it is the multicenter order's`);
+  const blurred = o.target === 'pixels' && o.blur;
+  const notBlurred = o.target === 'pixels' ? 'with --no-blur' : `with --target ${o.target}`;
+  for (const key of ['blurKernel', 'blurSigma'] as const) unused(key, o[key] !== d(key) && !blurred, notBlurred);
+  for (const key of ['emaDecay', 'emaSchedule'] as const) unused(key, o[key] !== d(key) && !o.ema, 'without --ema');
 }
 
 /** The synthetic set's sizes are known before any work: refuse what its loader would refuse later. */

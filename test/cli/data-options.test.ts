@@ -206,6 +206,19 @@ test('options that would have no effect are refused, saying why (they were ignor
     [() => commands.pretrain.parse(['--teacher', '/tmp/t.safetensors']), 'teacher', /has no effect with --target pixels/],
     [() => commands.ablate.parse(['--seg-dataset', 'seg-folder']), 'segDataset', /has no effect without --eval segprobe/],
     [() => commands.ablate.parse(['--segprobe-epochs', '2']), 'segprobeEpochs', /has no effect without --eval segprobe/],
+    [() => commands.pretrain.parse(['--order', 'raster', '--centers', '7']), 'centers', /has no effect with --order raster: it is the multicenter order's/],
+    [() => commands.pretrain.parse(['--order', 'raster', '--order-lambda', '0.5']), 'orderLambda', /has no effect with --order raster/],
+    [() => commands.pretrain.parse(['--order', 'similarity', '--order-variant', 'authors']), 'orderVariant', /has no effect with --order similarity/],
+    [() => commands.pretrain.parse(['--order', 'raster', '--similarity-tokens', 'gap']), 'similarityTokens', /has no effect with --order raster/],
+    [
+      () => commands.pretrain.parse(['--order', 'stochastic', '--similarity-source', 'ema', '--ema']),
+      'similaritySource',
+      /has no effect with --order stochastic/,
+    ],
+    [() => commands.pretrain.parse(['--no-blur', '--blur-kernel', '33']), 'blurKernel', /has no effect with --no-blur/],
+    [() => commands.pretrain.parse(['--ema-decay', '0.5']), 'emaDecay', /has no effect without --ema/],
+    [() => commands.pretrain.parse(['--ema-schedule', 'authors']), 'emaSchedule', /has no effect without --ema/],
+    [() => commands.pretrain.parse(['--img-size', '32', '--blur-kernel', '65']), 'blurKernel', /must be at most 2 × imgSize − 1 = 63/],
     [() => commands.ablate.parse(['--seg-classes', 'object']), 'segClasses', /has no effect without --eval segprobe/],
     [() => commands.ablate.parse(['--reduce-zero-label']), 'reduceZeroLabel', /has no effect without --eval segprobe/],
     [
@@ -225,6 +238,15 @@ test('options that would have no effect are refused, saying why (they were ignor
     ],
   ];
   for (const [parse, key, message] of cases) assert.throws(parse, (e: unknown) => e instanceof OptionError && e.key === key && message.test(e.message), key);
+  // where they do apply, or given as they would be anyway, they pass
+  for (const args of [
+    ['--order', 'raster', '--similarity-source', 'online', '--order-variant', 'paper'],
+    ['--order', 'multicenter', '--centers', '7', '--order-lambda', '0.5', '--similarity-tokens', 'gap'],
+    ['--order', 'similarity', '--similarity-tokens', 'self'],
+    ['--ema', '--ema-decay', '0.5', '--ema-schedule', 'constant'],
+    ['--ema-schedule', 'constant', '--no-blur', '--blur-kernel', '9'],
+  ])
+    assert.ok(commands.pretrain.parse(args), args.join(' '));
   await assert.rejects(
     segprobeCommand.run(['--checkpoint', '/nonexistent.safetensors', '--dataset', 'synthetic', '--num-classes', '5']),
     (e: unknown) => e instanceof OptionError && e.key === 'numClasses' && /has no effect with dataset 'synthetic'/.test(e.message),

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { commands } from '../../src/cli/commands';
 
-test('pretrain, finetune, linprobe and segprobe refuse an lr float32 cannot hold, and a min-lr above it, naming the option, before any work', async () => {
+test("pretrain, finetune, linprobe and segprobe refuse an lr float32 cannot hold (AdamW's first step included), a min-lr above it, a weight decay that flips the weights and a clip norm float32 cannot hold, naming the option, before any work", async () => {
   const root = mkdtempSync(join(tmpdir(), 'semaim-lr-options-'));
   const out = join(root, 'out');
   const checkpoint = join(root, 'no-run'); // never read: the options are refused first
@@ -28,6 +28,18 @@ test('pretrain, finetune, linprobe and segprobe refuse an lr float32 cannot hold
       ['linprobe', ['--checkpoint', checkpoint, '--lr', '0.1', '--min-lr', '1'], 'minLr', /\(1\) is above the peak lr \(0\.1\)/],
       ['segprobe', ['--checkpoint', checkpoint, '--lr', '1e39'], 'lr', /above the largest float32/],
       ['segprobe', ['--checkpoint', checkpoint, '--lr', '0.1', '--min-lr', '1'], 'minLr', /above the peak lr/],
+      // AdamW's first step is lr / (1 − beta1): 4e37 / 0.1 overflowed in the optimiser's first step
+      ['pretrain', [...pretrain, '--lr', '4e37'], 'lr', /too large for AdamW: its first step is lr \/ \(1 − beta1\) = 4\.0*\d*e\+38/],
+      ['pretrain', [...pretrain, '--lr', '1e36', '--beta1', '0.999'], 'lr', /too large for AdamW/],
+      ['finetune', ['--checkpoint', checkpoint, '--lr', '1e38'], 'lr', /too large for AdamW/],
+      ['segprobe', ['--checkpoint', checkpoint, '--lr', '1e38'], 'lr', /too large for AdamW/],
+      // lr × weight decay ≥ 1 flips the weights' sign at every step (it was blamed on --blr as a divergence)
+      ['pretrain', [...pretrain, '--weight-decay', '1e30'], 'weightDecay', /AdamW multiplies the weights by 1 − lr × weight decay/],
+      ['finetune', ['--checkpoint', checkpoint, '--lr', '0.5', '--weight-decay', '2'], 'weightDecay', /must stay above 0/],
+      ['segprobe', ['--checkpoint', checkpoint, '--lr', '0.5', '--weight-decay', '2'], 'weightDecay', /must stay above 0/],
+      // a clip norm float32 cannot hold stopped the first step
+      ['pretrain', [...pretrain, '--clip-grad', '3.5e38'], 'clipGrad', /must be <= 3\.4028/],
+      ['finetune', ['--checkpoint', checkpoint, '--clip-grad', '1e300'], 'clipGrad', /must be <= 3\.4028/],
     ];
     for (const [command, args, key, message] of cases) {
       await assert.rejects(commands[command].run([...args, '--out-dir', out]), { name: 'OptionError', key, message }, `${command} ${args.join(' ')}`);

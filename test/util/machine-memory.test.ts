@@ -27,3 +27,26 @@ test("a model whose weights, gradients and AdamW state exceed the container's li
       /GiB for weights, gradients and AdamW state, more than this container's limit of 4\.0 GiB/.test(e.message),
   );
 });
+
+test('on the CPU, a model whose attention map alone exceeds memory is refused, naming the image and patch size; on a GPU it is not', () => {
+  const o: PretrainOptions = resolveOptions(PRETRAIN_OPTIONS, {
+    model: 'vit_tiny',
+    embedDim: 16,
+    depth: 1,
+    numHeads: 2,
+    imgSize: 8192,
+    patchSize: 32,
+    batchSize: 1,
+  });
+  const cfg = modelConfigFrom({ ...o, device: 'cuda' }); // (modelConfigFrom checks this machine's memory itself)
+  assert.throws(
+    () => checkModelFits(cfg, o, machineMemory(0, 24 * GiB)),
+    (e: unknown) =>
+      e instanceof OptionError &&
+      e.key === 'imgSize' &&
+      /batch 1 × 2 heads × 65537² tokens .* takes 32\.0 GiB, more than this machine's 24\.0 GiB/.test(e.message),
+  );
+  assert.doesNotThrow(() => checkModelFits(cfg, { ...o, device: 'cuda' }, machineMemory(0, 24 * GiB)));
+  const small = { ...o, imgSize: 224, patchSize: 16 };
+  assert.doesNotThrow(() => checkModelFits(modelConfigFrom(small), small, machineMemory(0, 24 * GiB)));
+});
