@@ -11,7 +11,8 @@ import { disposeAll } from '../io';
 import { EncoderSource, loadEncoderTensors, resolveEncoder } from '../semaim';
 import { LabelledBatch, LabelledData, PassOptions, batchesPerEpoch } from '../data';
 import { checkLabelledBatch } from '../data/check-batch';
-import { OptionError } from '../util/options';
+import { OptionError, jobOptions } from '../util/options';
+import { DataError } from '../util/errors';
 import { EMA } from '../run/ema';
 import { Progress, afterProgress } from '../run/progress';
 import { LoopHooks, StopReason, trainLoop } from '../run/loop';
@@ -190,6 +191,9 @@ export function finetuneStep(model: ViTClassifier, o: FinetuneOptions, lr: numbe
  * resolving (and hashing) the checkpoint again. The caller closes the data.
  */
 export async function finetune(o: FinetuneOptions, data: FinetuneData, hooks: FinetuneHooks = {}, source?: EncoderSource): Promise<FinetuneResult> {
+  o = jobOptions(FINETUNE_OPTIONS, o);
+  if (typeof data?.train !== 'object' || typeof data.test !== 'object' || !data.train || !data.test)
+    throw new DataError(`finetune: expected its data as the second argument, { train, test } (data.makeEvalData(...) each), got ${String(data)}`);
   return withProcessThreads(o.threads, () => finetuneJob(o, data, hooks, source));
 }
 

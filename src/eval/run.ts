@@ -3,7 +3,7 @@
 // process group), every rank extracts its slices, classifies or trains on its shard, and rank 0 alone
 // reports and writes.
 import { join } from 'node:path';
-import { OptionError } from '../util/options';
+import { OptionError, jobOptions } from '../util/options';
 import { peakLr } from '../optim/peak-lr';
 import { stageTensors } from '../io/tensors';
 import { DataFactories, EvalDataRequest, LabelledData, PassOptions, RankSlice, Split, batchesPerEpoch, splitClassMismatch } from '../data';
@@ -21,8 +21,11 @@ import { KnnResult, knnClassifyAsync, parseKs } from './knn';
 import { LinprobeOptions, linprobeOnFeatures, linprobeOnline, onlinePass } from './linprobe';
 import {
   EvalCommonOptions,
+  FINETUNE_OPTIONS,
   FinetuneOptions,
+  KNN_OPTIONS,
   KnnCommandOptions,
+  LINPROBE_OPTIONS,
   LinprobeCommandOptions,
   checkLinprobeProcesses,
   validateEval,
@@ -54,6 +57,12 @@ export interface EvalJobOptions {
    * trained on fewer features than a batch). Default: bars, as the commands show them.
    */
   progress?: null;
+}
+
+/** The data factories a run* job opens its splits with (data.DATA_FACTORIES, or a caller's own). */
+function checkFactories(job: string, f: DataFactories): void {
+  if (typeof (f as Partial<DataFactories> | undefined)?.makeEvalData !== 'function')
+    throw new DataError(`${job}: expected data factories as the second argument (data.DATA_FACTORIES, or an object with makeEvalData), got ${String(f)}`);
 }
 
 /** The job options from the third argument of a run* job: a process group (as the commands pass it), the options, or nothing. */
@@ -177,6 +186,8 @@ export function knnRows(results: KnnResult[]): { name: string; accuracy: KnnResu
 export async function runKnn(o: KnnCommandOptions, f: DataFactories, job?: { signal?: AbortSignal; group?: null; progress?: null }): Promise<EvalRun>;
 export async function runKnn(o: KnnCommandOptions, f: DataFactories, job: ProcessGroup | EvalJobOptions | null): Promise<EvalRun | null>;
 export async function runKnn(o: KnnCommandOptions, f: DataFactories, job: ProcessGroup | EvalJobOptions | null = null): Promise<EvalRun | null> {
+  o = jobOptions(KNN_OPTIONS, o);
+  checkFactories('runKnn', f);
   return withProcessThreads(o.threads, () => runKnnJob(o, f, evalJobOptions(job)));
 }
 
@@ -246,6 +257,8 @@ export function linprobeOptionsFrom(o: LinprobeCommandOptions): LinprobeOptions 
 export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories, job?: { signal?: AbortSignal; group?: null; progress?: null }): Promise<EvalRun>;
 export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories, job: ProcessGroup | EvalJobOptions | null): Promise<EvalRun | null>;
 export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories, job: ProcessGroup | EvalJobOptions | null = null): Promise<EvalRun | null> {
+  o = jobOptions(LINPROBE_OPTIONS, o);
+  checkFactories('runLinprobe', f);
   return withProcessThreads(o.threads, () => runLinprobeJob(o, f, evalJobOptions(job)));
 }
 
@@ -341,6 +354,8 @@ export interface FinetuneRun {
 }
 
 export async function runFinetune(o: FinetuneOptions, f: DataFactories, hooks: FinetuneHooks = {}): Promise<FinetuneRun> {
+  o = jobOptions(FINETUNE_OPTIONS, o);
+  checkFactories('runFinetune', f);
   return withProcessThreads(o.threads, () => runFinetuneJob(o, f, hooks));
 }
 

@@ -241,6 +241,13 @@ export async function runSegprobe(
   f: SegDataFactory,
   job: ProcessGroup | EvalJobOptions | null = null,
 ): Promise<SegprobeRun | null> {
+  if (typeof cfg?.probe !== 'object' || typeof cfg.data !== 'object')
+    throw new OptionError(
+      'options',
+      `runSegprobe: expected the config readSegprobeConfig(resolveOptions(SEGPROBE_OPTIONS, {...})) gives as the first argument, got ${String(cfg)}`,
+    );
+  if (typeof f !== 'function')
+    throw new DataError(`runSegprobe: expected a data factory (a function of { split, ... }) as the third argument, got ${String(f)}`);
   return withProcessThreads(cfg.threads, () => runSegprobeJob(cfg, options, f, evalJobOptions(job)));
 }
 

@@ -15,7 +15,8 @@ import { processDevice, withProcessThreads } from '../run/device';
 import { rankSlice, type ProcessGroup } from '../dist';
 import { SAME_DATA_HINT, checkRanksAgree } from '../dist/agree';
 import { PRETRAIN_OPTIONS, PretrainOptions, modelConfigFrom, validatePretrain, fusedKindsOf } from './pretrain-options';
-import { OptionError } from '../util/options';
+import { OptionError, jobOptions } from '../util/options';
+import { DataError } from '../util/errors';
 import { StaticPretrainStep } from './pretrain-step';
 import { makeFolder } from '../util/make-folder';
 
@@ -58,11 +59,21 @@ export function noWeightDecayNames(o: Pick<PretrainOptions, 'decayClsToken'>): s
 
 /** Pre-trains on `data`, which it closes when done, also when it fails (a refused option included). */
 export async function pretrain(o: PretrainOptions, data: TrainData, hooks: PretrainHooks = {}): Promise<PretrainResult> {
+  if (typeof (data as Partial<TrainData> | undefined)?.close !== 'function')
+    throw new DataError(`pretrain: expected its training data as the second argument (data.makeTrainData(trainDataRequest(o))), got ${String(data)}`);
+  let result: PretrainResult;
   try {
-    return await withProcessThreads(o.threads, () => pretrainOn(o, data, hooks));
-  } finally {
-    await data.close();
+    o = jobOptions(PRETRAIN_OPTIONS, o);
+    result = await withProcessThreads(o.threads, () => pretrainOn(o, data, hooks));
+  } catch (e) {
+    // the job's error is the one to report: one of closing the data as well would hide it
+    await Promise.resolve()
+      .then(() => data.close())
+      .catch(() => {});
+    throw e;
   }
+  await data.close();
+  return result;
 }
 
 async function pretrainOn(o: PretrainOptions, data: TrainData, hooks: PretrainHooks): Promise<PretrainResult> {

@@ -274,6 +274,9 @@ export function resolveOptions<T extends OptionTable>(table: T, ...layers: Recor
   const out: OptionValues = {};
   for (const [k, spec] of Object.entries(table)) out[k] = spec.default;
   for (const layer of layers) {
+    // a caller in plain JS may pass anything: null was 'Cannot convert undefined or null to object'
+    if (layer === null || typeof layer !== 'object' || Array.isArray(layer))
+      throw new OptionError('options', `expected an object of options, got ${Array.isArray(layer) ? 'an array' : String(layer)}`);
     for (const [k, v] of Object.entries(layer)) {
       if (COMMAND_LINE_ONLY.includes(k)) continue;
       const spec = specOf(table, k);
@@ -287,6 +290,28 @@ export function resolveOptions<T extends OptionTable>(table: T, ...layers: Recor
     if (spec.auto && out[k] === 'auto') out[k] = spec.auto(out);
   }
   return out as Options<T>;
+}
+
+/**
+ * The options a library job receives (README "Library use"): resolved again against its table, so that a
+ * plain object is checked as the command line checks it (a missing option takes its default or is named,
+ * a wrong value is an OptionError naming it) before the job does any work. Options resolveOptions gave
+ * come back equal (every value is already one the table takes; an 'auto' is resolved already): a pass over the keys.
+ */
+export function jobOptions<T extends OptionTable>(table: T, o: unknown): Options<T> {
+  return resolveOptions(table, o as Record<string, unknown>);
+}
+
+/**
+ * The options of a library job that are not a command's table (embed, predict, the exports, visualize):
+ * the keys of `fields` are checked and filled in as jobOptions does; the job's other keys (callbacks, a
+ * signal, a process group) pass as they are.
+ */
+export function jobFields<O extends object>(o: O, fields: OptionTable): O {
+  const given = o as Record<string, unknown>;
+  if (given === null || typeof given !== 'object' || Array.isArray(given)) resolveOptions(fields, given); // (refuses it)
+  const known = Object.fromEntries(Object.keys(fields).flatMap((k) => (Object.hasOwn(given, k) ? [[k, given[k]]] : [])));
+  return { ...o, ...resolveOptions(fields, known) };
 }
 
 /** The --help text: one line per option with its type, default and meaning. */
