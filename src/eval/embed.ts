@@ -13,7 +13,8 @@
 // gathers every rank's rows and writes them in dataset order (padding of the last batch dropped), so the
 // file is the one a single process writes.
 import { checkFreeSpace } from '../util/disk-space';
-import { OptionError } from '../util/options';
+import { MAX_THREADS, MAX_THREADS_IS, MAX_WORKERS, OptionError, defineOptions, jobFields } from '../util/options';
+import { IMAGE_SOURCE_OPTIONS } from './options';
 import { basename, dirname, resolve } from 'node:path';
 import * as torch from '../torch';
 import { SafetensorsRowWriter, float32ToFloat16Bytes } from '../io';
@@ -85,6 +86,27 @@ export interface ImageSetJob extends ImageSet {
    */
   signal?: AbortSignal;
 }
+
+/** The keys of an ImageSetJob that a library caller sets as values (checked as their flags are, see jobFields). */
+export const IMAGE_SET_FIELDS = defineOptions({
+  ...IMAGE_SOURCE_OPTIONS,
+  seed: { type: 'int', help: 'seed of the subset' },
+  batchSize: { type: 'int', min: 1, help: 'images per batch' },
+  device: { type: 'string', help: 'device' },
+  precision: { type: 'string', choices: ['fp32', 'bf16', 'fp16'], help: 'autocast precision' },
+  threads: { type: 'int', min: 1, max: MAX_THREADS, maxIs: MAX_THREADS_IS, help: 'CPU threads' },
+  numWorkers: { type: 'int', min: 0, max: MAX_WORKERS, help: 'loader worker threads' },
+  verify: { type: 'boolean', help: "check a checkpoint folder's files" },
+  overwrite: { type: 'boolean', help: 'replace existing outputs' },
+});
+
+const EMBED_FIELDS = defineOptions({
+  checkpoint: { type: 'string', required: true, help: 'encoder' },
+  out: { type: 'string', required: true, help: 'output .safetensors' },
+  ...IMAGE_SET_FIELDS,
+  pooling: { type: 'string', choices: EMBED_POOLINGS, help: 'feature' },
+  dtype: { type: 'string', choices: EMBED_DTYPES, help: 'stored type' },
+});
 
 export interface EmbedOptions extends ImageSetJob {
   /** Pre-training run folder (newest valid checkpoint), checkpoint folder, or an encoder file (.safetensors, or torch.save .pth). */
@@ -261,6 +283,7 @@ async function gatherBatch(group: ProcessGroup | null, rows: torch.Tensor, codes
 export async function embed(o: EmbedOptions & { group?: undefined }): Promise<EmbedResult>;
 export async function embed(o: EmbedOptions): Promise<EmbedResult | null>;
 export async function embed(o: EmbedOptions): Promise<EmbedResult | null> {
+  o = jobFields(o, EMBED_FIELDS);
   return withProcessThreads(o.threads, () => embedJob(o));
 }
 

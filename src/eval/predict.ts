@@ -11,7 +11,7 @@
 // are known only at the end; then the JSON is written as its header and a copy of the two, and the pair
 // is committed together (commitFiles). A stop or an error removes every temporary file.
 import * as torch from '../torch';
-import { OptionError } from '../util/options';
+import { OptionError, defineOptions, jobFields } from '../util/options';
 import { printable } from '../util/printable';
 import { claimOutputs, guardOutputs } from '../io/outputs';
 import { DataError, throwIfAborted } from '../util/errors';
@@ -26,7 +26,7 @@ import { StagedStream } from '../util/staged-stream';
 import type { ClassifierConfig } from './classifier';
 import { loadPredictor, resolvePredictor } from './classifier-source';
 import { Accuracy, AccuracyTally } from './accuracy';
-import { embedDataset, imageSetLoader, listItemText, skipReasons, writeJsonWithListLines, type ImageSetJob } from './embed';
+import { IMAGE_SET_FIELDS, embedDataset, imageSetLoader, listItemText, skipReasons, writeJsonWithListLines, type ImageSetJob } from './embed';
 
 export interface PredictOptions extends ImageSetJob {
   /** Fine-tuning run folder (its newest valid checkpoint), one of its checkpoint folders (e.g. checkpoints/best), or a linear-probe folder. */
@@ -188,8 +188,17 @@ export class PredictWriter {
   }
 }
 
+const PREDICT_FIELDS = defineOptions({
+  checkpoint: { type: 'string', required: true, help: 'classifier' },
+  encoder: { type: 'string', help: "a linear probe's encoder" },
+  out: { type: 'string', required: true, help: 'output .json' },
+  topK: { type: 'int', min: 1, help: 'classes listed per image' },
+  ...IMAGE_SET_FIELDS,
+});
+
 /** Predicts every image and writes the JSON and CSV (see the top of this file). */
 export async function predict(o: PredictOptions): Promise<PredictResult> {
+  o = jobFields(o, PREDICT_FIELDS);
   return withProcessThreads(o.threads, () => predictJob(o));
 }
 

@@ -16,6 +16,7 @@ import { commitExport } from './commit-export';
 import { guardOutputs } from '../io/outputs';
 import { checkExportSpace, filesBytes } from './export-space';
 import { formatBytes } from '../util/disk-space';
+import { defineOptions, jobFields } from '../util/options';
 
 export interface OnnxOptions {
   dtype: FloatType;
@@ -110,8 +111,17 @@ export function onnxExportFiles(outDir: string, dtype: FloatType): string[] {
   return [join(outDir, 'onnx', onnxFileName(dtype)), join(outDir, 'config.json'), join(outDir, 'preprocessor_config.json')];
 }
 
+/** The export options a library caller sets as values, checked as `semaim export` checks its flags (dtype: float32 unless given). */
+export const EXPORT_FIELDS = defineOptions({
+  dtype: { type: 'string', default: 'float32', choices: ['float32', 'float16'], help: 'weights and compute type' },
+  attention: { type: 'boolean', help: 'add the cls_attention output' },
+  verify: { type: 'boolean', help: "check a checkpoint folder's files" },
+  overwrite: { type: 'boolean', help: 'replace an earlier export' },
+});
+
 /** An encoder, or a fine-tuning run's classifier (transformers.js: image-classification), as an ONNX folder. */
 export async function exportOnnx(source: string, outDir: string, o: OnnxOptions): Promise<OnnxExportResult> {
+  o = jobFields(o ?? {}, EXPORT_FIELDS) as OnnxOptions;
   const m = isFinetuneFolder(source) ? classifierOnnxModelOf(source, o) : onnxModelOf(source, o);
   const [model, config, pre] = onnxExportFiles(outDir, o.dtype);
   guardOutputs([model, config, pre], m.weights, o.overwrite);

@@ -9,7 +9,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { exportAsset, packageVersion } from './assets';
 import { FloatType } from './onnx-graph';
-import { onnxModelOf } from './onnx-export';
+import { EXPORT_FIELDS, onnxModelOf } from './onnx-export';
+import { defineOptions, jobFields } from '../util/options';
 import { fileStagers } from '../util/safe-write';
 import { commitExport } from './commit-export';
 import { evalPreprocessing } from './preprocessing';
@@ -102,6 +103,11 @@ export function webExportFiles(outDir: string): string[] {
   return [...['model.onnx', 'model.json', ...PAGE_FILES].map((f) => join(outDir, f)), ...[...ORT_FILES, 'README.txt'].map((f) => join(outDir, 'ort', f))];
 }
 
+const WEB_EXPORT_FIELDS = defineOptions({
+  ...EXPORT_FIELDS,
+  exifOrientation: { type: 'string', choices: EXIF_ORIENTATION_POLICIES, help: 'EXIF orientation policy of the page' },
+});
+
 /**
  * The page, model and onnxruntime-web into `outDir`. `overwrite` replaces the files of an earlier export
  * there (default false: an existing one is refused, OptionError code 'ERR_OUTPUT_EXISTS', before any file is written).
@@ -112,6 +118,7 @@ export async function exportWeb(
   outDir: string,
   o: { dtype: FloatType; verify?: boolean; overwrite?: boolean; signal?: AbortSignal; exifOrientation?: ExifOrientationPolicy },
 ): Promise<WebExportResult> {
+  o = jobFields(o ?? {}, WEB_EXPORT_FIELDS) as typeof o;
   const ort = onnxruntimeWeb();
   const m = onnxModelOf(source, { dtype: o.dtype, attention: true, verify: o.verify });
   guardOutputs(webExportFiles(outDir), m.weights, o.overwrite);

@@ -5,10 +5,10 @@ import * as torch from '../torch';
 import { loadImages } from './images';
 import { loadModel, sha256File } from '../semaim';
 import type { ImageInputOptions } from '../data/options';
-import type { OrderName } from './maps';
+import { ORDER_NAMES, type OrderName } from './maps';
 import { readRun } from './run-data';
 import { REPORT_GENERATOR, renderReport } from './report';
-import { OptionError } from '../util/options';
+import { OptionError, defineOptions, jobFields } from '../util/options';
 import { yieldThenThrowIfAborted } from '../util/errors';
 import { protectedOutput } from '../io/outputs';
 import { occupied } from '../util/make-folder';
@@ -38,7 +38,32 @@ export interface VisualizeJob {
   signal?: AbortSignal;
 }
 
+const VISUALIZE_FIELDS = defineOptions({
+  checkpoint: { type: 'string', required: true, help: 'run or checkpoint folder' },
+  out: { type: 'string', required: true, help: 'output folder' },
+  verify: { type: 'boolean', help: "check a checkpoint folder's files" },
+  lossOrder: { type: 'string', choices: ORDER_NAMES, help: 'order of the loss map' },
+  maxImages: { type: 'int', min: 1, help: 'at most this many images' },
+  seed: { type: 'int', help: 'seed of the orders' },
+  batchSize: { type: 'int', min: 1, help: 'images per forward pass' },
+  minCell: { type: 'int', min: 1, help: 'cell size' },
+  device: { type: 'string', help: 'device' },
+});
+
+/** A library caller's job, checked as `semaim visualize` checks its flags (before the model is loaded). */
+function checkVisualizeJob(job: VisualizeJob): VisualizeJob {
+  const j = jobFields(job, VISUALIZE_FIELDS);
+  const known = ORDER_NAMES.join(',');
+  if (!Array.isArray(j.orders) || j.orders.length === 0) throw new OptionError('orders', `needs at least one order type, a list of ${known}`);
+  const unknown = j.orders.find((n) => !(ORDER_NAMES as readonly unknown[]).includes(n));
+  if (unknown !== undefined) throw new OptionError('orders', `unknown order type '${String(unknown)}' (known: ${known})`);
+  if (!Array.isArray(j.images) || j.images.some((p) => typeof p !== 'string'))
+    throw new OptionError('images', `expected a list of image files and folders, got ${JSON.stringify(j.images) ?? 'undefined'}`);
+  return j;
+}
+
 export async function visualizeCheckpoint(job: VisualizeJob): Promise<VisualizeResult & { checkpoint: string }> {
+  job = checkVisualizeJob(job);
   const loaded = loadModel(job.checkpoint, job.device ?? 'cpu', { verify: job.verify });
   try {
     const images = await loadImages(job.images, loaded.config.imgSize, job.maxImages ?? Infinity, job.imageInput, job.onWarning, job.signal);
