@@ -88,16 +88,23 @@ export async function knnClassifyAsync(train: FeatureSet, test: FeatureSet, o: K
 function* knnSteps(train: FeatureSet, test: FeatureSet, o: KnnOptions): Generator<void, KnnResult[]> {
   const T = o.temperature ?? 0.07;
   const chunk = o.chunkSize ?? 256;
+  if (!Array.isArray(o.ks)) {
+    const k = (o as { k?: unknown }).k;
+    throw new RangeError(
+      `knnClassify: ks must be a list of positive integers, got ${String(o.ks)}${k !== undefined ? ` (the option is 'ks'; 'k' is the command's)` : ''}`,
+    );
+  }
   const ks = [...new Set(o.ks)].sort((a, b) => a - b);
   const group = shardGroup('knnClassify', train, test, o.group);
   const nTrain = setSize(train);
   const nLocal = train.features.shape[0];
   const nTest = test.features.shape[0];
   if (!ks.length) throw new RangeError('knnClassify: no k given');
-  if (ks[0] < 1 || ks.some((k) => !Number.isInteger(k))) throw new RangeError(`knnClassify: k must be positive integers, got ${ks}`);
+  if (ks.some((k) => !Number.isInteger(k) || k < 1)) throw new RangeError(`knnClassify: k must be positive integers, got ${ks}`);
   const kmax = ks[ks.length - 1];
   if (kmax > nTrain) throw new RangeError(`knnClassify: k = ${kmax} exceeds the ${nTrain} training features`);
-  if (!(T > 0)) throw new RangeError(`knnClassify: temperature must be > 0, got ${T}`);
+  if (typeof T !== 'number' || !(T > 0))
+    throw new RangeError(`knnClassify: temperature must be a number > 0, got ${typeof T === 'string' ? `'${T}'` : String(T)}`);
   if (!(Number.isInteger(chunk) && chunk > 0)) throw new RangeError(`knnClassify: chunkSize must be a positive integer, got ${chunk}`);
   if (train.features.shape[1] !== test.features.shape[1]) {
     throw new Error(`knnClassify: train features have width ${train.features.shape[1]}, test features ${test.features.shape[1]}`);

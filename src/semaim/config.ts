@@ -95,6 +95,9 @@ export function makeConfig(preset: keyof typeof PRESETS | string, overrides: Par
   return cfg;
 }
 
+/** A value as written: JSON, but NaN and ±Infinity as they are (JSON prints them as null) and undefined as undefined. */
+const shown = (v: unknown): string => (typeof v === 'number' || v === undefined ? String(v) : JSON.stringify(v));
+
 const posInt = (v: unknown): boolean => typeof v === 'number' && Number.isInteger(v) && v > 0;
 
 /**
@@ -105,7 +108,7 @@ export const ENCODER_LIMITS = { imgSize: 8192, patchSize: 1024, embedDim: 16384,
 
 export function validateEncoder(c: EncoderConfig, prefix = ''): void {
   for (const k of ['imgSize', 'patchSize', 'embedDim', 'depth', 'numHeads'] as const) {
-    if (!posInt(c[k])) throw new ConfigError(prefix + k, `must be a positive integer, got ${JSON.stringify(c[k])}`);
+    if (!posInt(c[k])) throw new ConfigError(prefix + k, `must be a positive integer, got ${shown(c[k])}`);
     if (c[k] > ENCODER_LIMITS[k]) throw new ConfigError(prefix + k, `${c[k]} is above the limit of ${ENCODER_LIMITS[k]}`);
   }
   const patches = (c.imgSize / c.patchSize) ** 2;
@@ -118,7 +121,7 @@ export function validateEncoder(c: EncoderConfig, prefix = ''): void {
   if (c.embedDim % c.numHeads !== 0) throw new ConfigError(prefix + 'embedDim', `${c.embedDim} is not divisible by numHeads ${c.numHeads}`);
   if (c.embedDim % 4 !== 0) throw new ConfigError(prefix + 'embedDim', `${c.embedDim} must be divisible by 4 (2-D sin-cos position embedding)`);
   if (c.inChans !== undefined && !(posInt(c.inChans) && c.inChans <= ENCODER_LIMITS.inChans))
-    throw new ConfigError(prefix + 'inChans', `must be an integer in 1..${ENCODER_LIMITS.inChans}, got ${JSON.stringify(c.inChans)}`);
+    throw new ConfigError(prefix + 'inChans', `must be an integer in 1..${ENCODER_LIMITS.inChans}, got ${shown(c.inChans)}`);
   if (c.mlpRatio !== undefined && !(typeof c.mlpRatio === 'number' && c.mlpRatio <= ENCODER_LIMITS.mlpRatio && Math.floor(c.embedDim * c.mlpRatio) >= 1))
     throw new ConfigError(prefix + 'mlpRatio', `must give an MLP of 1..${ENCODER_LIMITS.mlpRatio} × embedDim units, got ${String(c.mlpRatio)}`);
   if (c.dropPath !== undefined && !(c.dropPath >= 0 && c.dropPath < 1)) throw new ConfigError(prefix + 'dropPath', 'must be in [0, 1)');
@@ -127,7 +130,7 @@ export function validateEncoder(c: EncoderConfig, prefix = ''): void {
 export function validateConfig(c: SemAIMConfig): void {
   validateEncoder(c);
   if (!posInt(c.decoderDepth) || c.decoderDepth > c.depth) {
-    throw new ConfigError('decoderDepth', `must be an integer in 1..depth (${c.depth}), got ${JSON.stringify(c.decoderDepth)}`);
+    throw new ConfigError('decoderDepth', `must be an integer in 1..depth (${c.depth}), got ${shown(c.decoderDepth)}`);
   }
   const t = c.target;
   if (t.type === 'pixels') {

@@ -178,6 +178,8 @@ export function strictOrder(p: Tensor): Tensor {
 export type OrderFunction = (images: Tensor) => Tensor;
 
 export function checkOrder(p: Tensor, B: number, N: number): void {
+  // SemAIM#forward(images) from plain JS: 'Cannot read properties of undefined (reading 'shape')'
+  if (!(p instanceof Tensor)) throw new TypeError(`order values must be a tensor [${B}, ${N}] (model.makeOrder(images).order), got ${String(p)}`);
   const s = p.shape;
   if (s.length !== 2 || s[0] !== B || s[1] !== N) throw new Error(`order values must have shape [${B}, ${N}], got [${s.join(', ')}]`);
   // The value check reads the tensor back; on a GPU that would stall every training step, so it runs
