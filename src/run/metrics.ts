@@ -190,18 +190,47 @@ export interface MetricsLines {
  */
 export function readMetricsLines(path: string, o: { followLinks?: boolean } = {}): MetricsLines {
   const r: MetricsLines = { records: [], lines: [], unreadable: [], cutShort: null };
+  const bad = scanMetrics(path, o, (record, line) => {
+    r.records.push(record);
+    r.lines.push(line);
+  });
+  return { ...r, ...bad };
+}
+
+/**
+ * Reads a metrics file a line at a time, giving each record and its line (from 1) to `visit`; returns the
+ * lines that were not records, as readMetricsLines names them. Nothing is kept but what `visit` keeps.
+ */
+export function scanMetrics(
+  path: string,
+  o: { followLinks?: boolean },
+  visit: (record: Record<string, unknown>, line: number) => void,
+): Pick<MetricsLines, 'unreadable' | 'cutShort'> {
+  const r: Pick<MetricsLines, 'unreadable' | 'cutShort'> = { unreadable: [], cutShort: null };
   if (!existsSync(path)) return r;
   for (const { line, number, unterminated } of linesFromStart(path, o)) {
     if (!line.trim()) continue;
     const record = parseRecord(line);
-    if (record) {
-      r.records.push(record);
-      r.lines.push(number);
-    } else if (unterminated) {
-      r.cutShort = number;
-    } else {
-      r.unreadable.push(number);
-    }
+    if (record) visit(record, number);
+    else if (unterminated) r.cutShort = number;
+    else r.unreadable.push(number);
   }
   return r;
+}
+
+/** The number of lines of a file (newlines, and a last line without one), read a chunk at a time. */
+export function countLines(path: string, o: { followLinks?: boolean } = {}): number {
+  const fd = openRegularFile(path, o);
+  try {
+    const buf = Buffer.alloc(CHUNK * 16);
+    let lines = 0;
+    let last = 0x0a;
+    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0;) {
+      for (let i = buf.indexOf(0x0a, 0); i >= 0 && i < n; i = buf.indexOf(0x0a, i + 1)) lines++;
+      last = buf[n - 1];
+    }
+    return lines + (last === 0x0a ? 0 : 1);
+  } finally {
+    closeSync(fd);
+  }
 }

@@ -199,5 +199,5 @@ export async function writeRunReport(job: ReportJob): Promise<{ out: string; gri
       'out',
       `${out} was created while the report was written and is not a semaim report: it is kept; choose another --out, or pass --overwrite to replace it`,
     );
-  return { out, grid, evals: run.evals.length, metrics: run.metrics.length };
+  return { out, grid, evals: run.evals.length, metrics: run.metricsTotals.records };
 }

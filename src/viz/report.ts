@@ -87,21 +87,19 @@ function nonFiniteXs(metrics: Record<string, unknown>[], key: string): number[] 
 
 function summarySection(run: RunData): string {
   const loss = numericSeries(run.metrics, 'loss');
-  const thr = numericSeries(run.metrics, 'imgPerSec')
-    .map((p) => p[1])
-    .sort((a, b) => a - b);
+  const totals = run.metricsTotals;
   const last = run.metrics[run.metrics.length - 1] ?? {};
   const lastLoss = loss[loss.length - 1];
   const diverged = run.nonFiniteLossStep;
   const cells: [string, unknown][] = [
-    ['logged steps', run.metrics.filter((m) => 'loss' in m).length], // the step records (evaluation records carry no loss)
+    ['logged steps', totals.loggedSteps], // the step records (evaluation records carry no loss)
     ['last step', last.step],
     ['last epoch', last.epoch],
     ['loss became NaN/Inf', diverged === null ? undefined : `at step ${diverged}`],
     ['first loss', loss[0]?.[1]],
     diverged === null ? ['last loss', lastLoss?.[1]] : [`last finite loss (step ${lastLoss?.[0]})`, lastLoss?.[1]],
-    ['min loss', loss.length ? loss.reduce((m, p) => Math.min(m, p[1]), Infinity) : undefined], // no spread: a long run has 10^6 points
-    ['median img/s', thr.length ? (thr[(thr.length - 1) >> 1] + thr[thr.length >> 1]) / 2 : undefined], // an even count: the mean of the middle two
+    ['min loss', totals.minLoss ?? undefined],
+    ['median img/s', totals.medianImgPerSec ?? undefined],
     ['checkpoints', run.checkpoints.length ? `${run.checkpoints.length} (newest usable: ${run.usableCheckpoint ?? 'none'})` : 'none'],
   ];
   return `<div class="cards">${cells
@@ -131,7 +129,12 @@ function curvesSection(run: RunData): string {
     const empty = marks.length ? `no finite ${k}: NaN/Inf from ${xLabel} ${fmt(marks[0])}` : undefined;
     return `<figure>${lineChart(series, { title: info.title, xLabel, yLabel: info.y, logY: info.logY, marks, empty })}</figure>`;
   });
-  return `<div class="charts">${charts.join('')}</div>`;
+  const sample = run.metricsSampled
+    ? `<p class="muted">${fmt(run.metricsTotals.records)} records: the curves are drawn from ${fmt(run.metrics.length)} of them, ` +
+      "each metric's lowest and highest in every 1/4000 of the run (the charts show per-bucket extremes anyway), every NaN/Inf and evaluation record; " +
+      "the loss's moving average is taken over those.</p>"
+    : '';
+  return `${sample}<div class="charts">${charts.join('')}</div>`;
 }
 
 function evalSection(rows: EvalRow[]): string {

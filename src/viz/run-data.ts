@@ -3,7 +3,7 @@
 import { existsSync, lstatSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, join, relative } from 'node:path';
 import { isJsonObject } from '../util/json-file';
-import { readMetricsLines } from '../run/metrics';
+import { readMetricsSample, type MetricsTotals } from './metrics-sample';
 import { readRegularFile } from '../util/regular-file';
 import { occupied } from '../util/make-folder';
 import { newestUsableCheckpoint } from '../semaim/pretrained';
@@ -38,6 +38,10 @@ export interface RunData {
   usableCheckpoint: string | null;
   /** The first step whose loss is NaN/Inf (metrics.jsonl holds it as null), or null. */
   nonFiniteLossStep: number | null;
+  /** Figures over every record of metrics.jsonl (`metrics` may be a sample of a long one). */
+  metricsTotals: MetricsTotals;
+  /** Whether `metrics` is a sample that draws the same curves (viz/metrics-sample.ts), not every record. */
+  metricsSampled: boolean;
 }
 
 const NOT_EVAL = new Set(['config.json', 'state.json', 'visualize.json', 'package.json']);
@@ -172,13 +176,14 @@ export function readRun(dir: string): RunData {
   }
   problems.push(...links.map((f) => `${relative(dir, f)}: ${LINK}`));
   let metrics: Record<string, unknown>[] = [];
+  let metricsTotals: MetricsTotals = { records: 0, loggedSteps: 0, minLoss: null, medianImgPerSec: null };
+  let metricsSampled = false;
   const metricsPath = join(dir, 'metrics.jsonl');
   if (occupied(metricsPath)) {
     try {
-      const m = readMetricsLines(metricsPath, { followLinks: false });
-      const odd = m.records.map((r, i) => (isMetricRecord(r) ? 0 : m.lines[i])).filter((l) => l > 0);
-      metrics = m.records.filter(isMetricRecord);
-      const bad = [...m.unreadable, ...odd].sort((a, b) => a - b);
+      const m = readMetricsSample(metricsPath, isMetricRecord, isNonFinite);
+      ({ records: metrics, totals: metricsTotals, sampled: metricsSampled } = m);
+      const bad = [...m.unreadable, ...m.odd].sort((a, b) => a - b);
       if (bad.length) {
         const list = bad.slice(0, 10).join(', ') + (bad.length > 10 ? ', …' : '');
         const are = bad.length === 1 ? 'line is not a metrics record' : 'lines are not metrics records';
@@ -229,7 +234,7 @@ export function readRun(dir: string): RunData {
     const newest = checkpoints.length ? Number(checkpoints[checkpoints.length - 1].slice(5)) : null;
     for (const r of evals) if (r.evaluated) r.checkpoint = evaluatedCheckpoint(r.evaluated, bySha, newest);
   }
-  return { dir, config, metrics, evals, problems, checkpoints, usableCheckpoint, nonFiniteLossStep };
+  return { dir, config, metrics, evals, problems, checkpoints, usableCheckpoint, nonFiniteLossStep, metricsTotals, metricsSampled };
 }
 
 /**
