@@ -151,7 +151,7 @@ export function readSegprobeSettings(o: Options<typeof SEG_PROBE_OPTIONS>): Segp
   if (/^last0+$/.test(s.blocks.trim())) throw new OptionError('blocks', `'${s.blocks}' names no block (lastN takes N >= 1)`);
   if (s.warmupEpochs >= s.epochs) throw new OptionError('warmupEpochs', `(${s.warmupEpochs}) must be below epochs (${s.epochs})`);
   // (no base lr: the batch does not scale it; AdamW's betas are (0.9, 0.999), segprobe.ts)
-  peakLr(s, 1, s.optimizer === 'adamw' ? { beta1: 0.9, weightDecay: s.weightDecay } : undefined);
+  peakLr(s, 1, s.optimizer === 'adamw' ? { beta1: 0.9 } : undefined);
   return s;
 }
 

@@ -8,16 +8,16 @@ import { minLrProblem, scaleLr } from './schedule';
 /** The largest finite float32. */
 export const FLOAT32_MAX = 3.4028234663852886e38;
 
-/** What AdamW does with the lr: its first step is lr / (1 − β1), and its decay multiplies the weights by 1 − lr·wd. */
+/** What AdamW does with the lr: its first step is lr / (1 − β1). */
 export interface AdamWUse {
   beta1: number;
-  weightDecay: number;
 }
 
 /**
  * The peak lr: `lr` when given, else `blr` scaled to `effectiveBatch`. An OptionError names the option
  * (lr, blr or minLr) when float32 cannot hold it or min-lr lies above it; with `adamw`, also when float32
- * cannot hold AdamW's first step (lr / (1 − β1)), or the weight decay would flip the weights' sign.
+ * cannot hold AdamW's first step (lr / (1 − β1)). (An lr × weight decay above 1, which flips the weights'
+ * sign at every step, is left to diverge: the loop's message then names the weight decay.)
  */
 export function peakLr(o: { lr?: number; blr?: number; minLr?: number }, effectiveBatch: number, adamw?: AdamWUse): number {
   const lr = o.lr ?? scaleLr(o.blr ?? NaN, effectiveBatch);
@@ -28,11 +28,6 @@ export function peakLr(o: { lr?: number; blr?: number; minLr?: number }, effecti
     throw new OptionError(
       key,
       `${how} too large for AdamW: its first step is lr / (1 − beta1) = ${lr / (1 - adamw.beta1)}, above the largest float32 (${FLOAT32_MAX})`,
-    );
-  if (adamw && !(lr * adamw.weightDecay < 1))
-    throw new OptionError(
-      'weightDecay',
-      `${adamw.weightDecay} × the peak lr ${lr} = ${lr * adamw.weightDecay}: AdamW multiplies the weights by 1 − lr × weight decay at every step, which must stay above 0`,
     );
   const minLrTooHigh = minLrProblem(o.minLr, lr);
   if (minLrTooHigh) throw new OptionError('minLr', minLrTooHigh);

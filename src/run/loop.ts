@@ -237,7 +237,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
   const divergedMessage = (what: 'loss' | 'weights') =>
     `stopping: the ${what} became NaN/Inf by step ${state.step} (lr ${Number(state.lr().toPrecision(4))}). ` +
     `The last good checkpoint is ${state.lastCheckpoint ?? '(none yet)'}. Runs are deterministic: resumed with the same options, ` +
-    `this one diverges again. Start afresh with ${hooks.divergedAdvice ?? 'a lower --blr or more --warmup-epochs'}${lowPrecision ? ', or --precision fp32' : ''}: ` +
+    `this one diverges again. Start afresh with ${hooks.divergedAdvice ?? divergedAdvice(job.options, state.lr())}${lowPrecision ? ', or --precision fp32' : ''}: ` +
     `${hooks.freshRunHint ?? FRESH_RUN_HINT}.`;
   const stop: StopRequest = hooks.stop ?? { requested: false };
   let otherRanksSignal: StopSignal | undefined;
@@ -379,4 +379,12 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
     state.dispose();
   }
   return result();
+}
+
+/** What a diverged run of the command's own options should change: its weight decay when lr × weight decay reached 1, else its lr. */
+function divergedAdvice(options: Record<string, unknown>, lr: number): string {
+  const wd = options.weightDecay;
+  if (typeof wd === 'number' && lr * wd >= 1)
+    return `a lower --weight-decay or lr (at lr ${Number(lr.toPrecision(4))} AdamW multiplied the weights by 1 − lr × weight decay = ${Number((1 - lr * wd).toPrecision(4))} at every step)`;
+  return `a lower ${options.lr !== undefined ? '--lr' : '--blr'} or more --warmup-epochs`;
 }
