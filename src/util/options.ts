@@ -212,6 +212,14 @@ export function asWritten(e: unknown, values: Record<string, unknown>, flags: Re
   return new OptionError(e.key, e.detail, `${file.keys.get(e.key) ?? e.key} in ${file.path}`, e.code);
 }
 
+/** An OptionError about a value of one layer of resolveOptions, named where that layer wrote it: a config file's key, or the flag as typed. */
+function inLayer(e: unknown, layer: Record<string, unknown>): unknown {
+  if (!(e instanceof OptionError) || e.source) return e;
+  const file = writtenAs.get(layer);
+  const source = file ? `${file.keys.get(e.key) ?? e.key} in ${file.path}` : flagsTypedAs.get(layer)?.get(e.key);
+  return source ? new OptionError(e.key, e.detail, source, e.code) : e;
+}
+
 /** The flags parseArgv read, each as typed where that is not the table's spelling (--img_size for imgSize). */
 const flagsTypedAs = new WeakMap<object, Map<string, string>>();
 
@@ -267,8 +275,9 @@ export function parseArgv(argv: string[], table: OptionTable): { options: Record
 }
 
 /**
- * Merges defaults < config file < command line and validates every value. Unknown keys are
- * refused, naming the key.
+ * Merges defaults < config file < command line and validates every value of every layer, one a later
+ * layer overrides too (an error names the layer's spelling: a config file's key, a flag as typed).
+ * Unknown keys are refused, naming the key.
  */
 export function resolveOptions<T extends OptionTable>(table: T, ...layers: Record<string, unknown>[]): Options<T> {
   const out: OptionValues = {};
@@ -279,10 +288,16 @@ export function resolveOptions<T extends OptionTable>(table: T, ...layers: Recor
       throw new OptionError('options', `expected an object of options, got ${Array.isArray(layer) ? 'an array' : String(layer)}`);
     for (const [k, v] of Object.entries(layer)) {
       if (COMMAND_LINE_ONLY.includes(k)) continue;
-      const spec = specOf(table, k);
-      if (!spec) throw unknownOption(k, table, `(known: ${Object.keys(table).map(kebab).join(', ')})`);
-      if (v === undefined || v === null) continue;
-      out[k] = coerce(k, spec, v);
+      try {
+        const spec = specOf(table, k);
+        if (!spec) throw unknownOption(k, table, `(known: ${Object.keys(table).map(kebab).join(', ')})`);
+        if (v === undefined || v === null) continue;
+        out[k] = coerce(k, spec, v);
+      } catch (e) {
+        // every layer is checked, an overridden one too (a typo in a config file stays visible), so its
+        // error names the layer the value came from: a file's key, not the flag that overrode it
+        throw inLayer(e, layer);
+      }
     }
   }
   for (const [k, spec] of Object.entries(table)) {

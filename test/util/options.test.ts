@@ -244,6 +244,14 @@ test('a bad value from a config file is named as written there, with the file; t
     assert.equal(stderrOf('--config', cfg), `semaim: option warmupEpochs in ${cfg}: (12) must be below epochs (10)\n`);
     // a flag overrides the file: the error is the flag's
     assert.equal(stderrOf('--config', cfg, '--warmup-epochs', '11'), 'semaim: option --warmup-epochs: (11) must be below epochs (10)\n');
+    // a bad value in the file is refused though a flag overrides it, and the error names the file's key, not the flag the user typed right
+    writeFileSync(cfg, 'batch_size: -1\n');
+    assert.equal(stderrOf('--config', cfg, '--batch-size', '4'), `semaim: option batch_size in ${cfg}: must be >= 1, got -1\n`);
+    writeFileSync(cfg, 'epochs: -1\n');
+    assert.equal(stderrOf('--config', cfg, '--epochs', '1'), `semaim: option epochs in ${cfg}: must be >= 0, got -1\n`);
+    // a bad flag over a good file value is the flag's, as typed
+    writeFileSync(cfg, 'batch_size: 4\n');
+    assert.equal(stderrOf('--config', cfg, '--batch_size', '-1'), 'semaim: option --batch_size: must be >= 1, got -1\n');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
