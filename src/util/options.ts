@@ -135,6 +135,11 @@ const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
 export const MAX_CONFIG_BYTES = 1 << 20;
 
 function coerce(key: string, spec: OptionSpec, raw: unknown): number | string | boolean {
+  // null (YAML '~' or an empty 'key:', JSON null) is not "the default": the key was written, with no value
+  if (raw === null) {
+    const left = spec.default === undefined ? 'to leave it unset' : `for its default (${JSON.stringify(spec.default)})`;
+    throw new OptionError(key, `has no value (null): give one, or leave the key out ${left}`);
+  }
   if (spec.type === 'boolean') {
     if (typeof raw === 'boolean') return raw;
     if (raw === 'true' || raw === '1' || raw === 'yes') return true;
@@ -277,7 +282,7 @@ export function parseArgv(argv: string[], table: OptionTable): { options: Record
 /**
  * Merges defaults < config file < command line and validates every value of every layer, one a later
  * layer overrides too (an error names the layer's spelling: a config file's key, a flag as typed).
- * Unknown keys are refused, naming the key.
+ * Unknown keys are refused, naming the key; an undefined value is no value, a null one is refused.
  */
 export function resolveOptions<T extends OptionTable>(table: T, ...layers: Record<string, unknown>[]): Options<T> {
   const out: OptionValues = {};
@@ -291,7 +296,7 @@ export function resolveOptions<T extends OptionTable>(table: T, ...layers: Recor
       try {
         const spec = specOf(table, k);
         if (!spec) throw unknownOption(k, table, `(known: ${Object.keys(table).map(kebab).join(', ')})`);
-        if (v === undefined || v === null) continue;
+        if (v === undefined) continue; // a library caller's `{ imgSize: o.imgSize }` with none given
         out[k] = coerce(k, spec, v);
       } catch (e) {
         // every layer is checked, an overridden one too (a typo in a config file stays visible), so its

@@ -207,6 +207,12 @@ test('the command line names a bad option by its flag, the library by its key', 
     () => resolveOptions(PRETRAIN_OPTIONS, { batchSize: 0 }),
     (err: unknown) => err instanceof OptionError && err.code === 'ERR_OPTION' && err.key === 'batchSize',
   );
+  // the library: undefined is no value (the default), null is refused, in any layer
+  assert.equal(resolveOptions(PRETRAIN_OPTIONS, { imgSize: undefined }).imgSize, 224);
+  assert.throws(
+    () => resolveOptions(PRETRAIN_OPTIONS, { imgSize: null }, { imgSize: 32 }),
+    (err: unknown) => err instanceof OptionError && err.key === 'imgSize' && /has no value \(null\)/.test(err.message),
+  );
   const cli = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
   const r = (() => {
     try {
@@ -252,6 +258,13 @@ test('a bad value from a config file is named as written there, with the file; t
     // a bad flag over a good file value is the flag's, as typed
     writeFileSync(cfg, 'batch_size: 4\n');
     assert.equal(stderrOf('--config', cfg, '--batch_size', '-1'), 'semaim: option --batch_size: must be >= 1, got -1\n');
+    // null is no value (not the default), refused naming the key as written, with or without a flag over it
+    // (a bogus key after it: read as the default, the null would let pretrain start, and the test wait on it)
+    for (const text of ['img_size: ~\n', 'img_size:\n', 'img_size: null\n']) {
+      writeFileSync(cfg, `${text}bogus_key: 1\n`);
+      assert.equal(stderrOf('--config', cfg), `semaim: option img_size in ${cfg}: has no value (null): give one, or leave the key out for its default (224)\n`);
+      assert.match(stderrOf('--config', cfg, '--img-size', '32'), new RegExp(`^semaim: option img_size in ${cfg}: has no value \\(null\\)`));
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
