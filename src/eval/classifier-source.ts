@@ -10,7 +10,7 @@ import { disposeAll, listCheckpoints, loadTensors, readSafetensorsHeader, sha256
 import { EncoderSource, VisionTransformer, checkEncoderShapes, loadEncoder, resolveCheckpoint, resolveEncoder } from '../semaim';
 import { withPrecision, type Precision } from '../run/precision';
 import { ClassifierConfig, LinearProbe, ViTClassifier } from './classifier';
-import { encodeBatch } from './features';
+import { encodeBatch, type FeaturePooling } from './features';
 import { isJsonObject, jsonBrief, readJsonObject } from '../util/json-file';
 import { readRegularFile } from '../util/regular-file';
 
@@ -32,7 +32,8 @@ export interface ProbeSource {
   weights: string;
   sha256: string;
   encoder: EncoderSource;
-  pooling: 'cls' | 'mean';
+  /** The features it was trained on, computed by predict as linprobe did (encodeBatch; 'gap': the authors' --global_pool). */
+  pooling: FeaturePooling;
   numClasses: number;
   classNames: string[] | null;
 }
@@ -143,7 +144,8 @@ function findPredictor(path: string, o: { verify?: boolean; encoder?: string }):
   const report = readJsonObject(reportFile);
   const field = (o: unknown, key: string): unknown => (isJsonObject(o) ? o[key] : undefined);
   const pooling = field(report.config, 'pooling');
-  if (pooling !== 'cls' && pooling !== 'mean') throw new Error(`${reportFile}: pooling ${jsonBrief(pooling ?? 'missing')} is not cls or mean`);
+  if (pooling !== 'cls' && pooling !== 'mean' && pooling !== 'gap')
+    throw new Error(`${reportFile}: pooling ${jsonBrief(pooling ?? 'missing')} is not cls, mean or gap`);
   const weights = field(report.checkpoint, 'weights');
   if (weights !== undefined && typeof weights !== 'string') throw new Error(`${reportFile}: checkpoint.weights is ${jsonBrief(weights)}, not a path`);
   const recorded = weights as string | undefined;

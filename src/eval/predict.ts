@@ -24,6 +24,7 @@ import { processDevice, withProcessThreads } from '../run/device';
 import { commitFiles, removeDeadTemps, type StagedFile } from '../util/safe-write';
 import { StagedStream } from '../util/staged-stream';
 import type { ClassifierConfig } from './classifier';
+import type { FeaturePooling } from './features';
 import { loadPredictor, resolvePredictor } from './classifier-source';
 import { Accuracy, AccuracyTally } from './accuracy';
 import { IMAGE_SET_FIELDS, embedDataset, imageSetLoader, listItemText, skipReasons, writeJsonWithListLines, type ImageSetJob } from './embed';
@@ -51,7 +52,7 @@ export interface PredictList {
   format: 'semaim.predict/1';
   checkpoint: { path: string; kind: 'finetune' | 'linprobe'; dir: string; weights: string; sha256: string; encoder?: { weights: string; sha256: string } };
   /** The classifier's config; a linear probe: the encoder's, its pooling and the number of classes. */
-  model: ClassifierConfig | (EncoderConfig & { pooling: 'cls' | 'mean'; numClasses: number });
+  model: ClassifierConfig | (EncoderConfig & { pooling: FeaturePooling; numClasses: number });
   classNames: string[];
   input: { images?: string; dataset?: string; dataPath?: string; split?: Split; limit?: number; root: string };
   preprocessing: unknown[];

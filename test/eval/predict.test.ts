@@ -9,11 +9,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { commands } from '../../src/cli/commands';
 import { predict, type PredictList } from '../../src/eval/predict';
-import { resolveClassifier, resolvePredictor } from '../../src/eval/classifier-source';
-import { OptionError } from '../../src/util/options';
+import { loadPredictor, resolveClassifier, resolvePredictor } from '../../src/eval/classifier-source';
+import { LinearProbe } from '../../src/eval/classifier';
+import { extractFeatures } from '../../src/eval/features';
+import { loadEncoder } from '../../src/semaim';
+import { loadTensors } from '../../src/io';
+import * as torch from '../../src/torch';
+import { pretrain } from '../../src/train/pretrain';
+import { PRETRAIN_OPTIONS } from '../../src/train/pretrain-options';
+import { OptionError, resolveOptions } from '../../src/util/options';
 import { claimOutputs } from '../../src/io/outputs';
 import { encode, picture, withFullDiskAt } from '../data/helpers';
-import { TINY, quiet, writeEncoder } from './helpers';
+import { TINY, maxDiff, memoryTrainData, quiet, toyImages, writeEncoder } from './helpers';
 
 test('predict: accuracy equals finetune’s for its checkpoint; top-k per image; unreadable images skipped and listed', async () => {
   const root = mkdtempSync(join(tmpdir(), 'semaim-predict-'));
@@ -206,6 +213,83 @@ test('predict with a linear probe: its accuracy equals linprobe’s; the encoder
       commands.predict.run(['--checkpoint', lp, '--encoder', moved, ...data, '--out', moved.replace(/\.safetensors$/, '.json'), '--overwrite']),
       /what this command reads/,
     );
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test("predict with a gap probe of a pre-training run (linprobe --pooling gap): linprobe's accuracy, from the authors' global pool", async () => {
+  const root = mkdtempSync(join(tmpdir(), 'semaim-predict-gap-'));
+  try {
+    for (const split of ['train', 'test'])
+      for (const [k, cls] of ['a', 'b', 'c'].entries())
+        for (let i = 0; i < (split === 'train' ? 8 : 5); i++) {
+          const px = picture(8, 8, 100 * k + i + (split === 'test' ? 50 : 0));
+          for (let p = 0; p < 64; p++) px[3 * p + k] = 200;
+          mkdirSync(join(root, 'data', split, cls), { recursive: true });
+          writeFileSync(join(root, 'data', split, cls, `${i}.png`), await encode(px, 8, 8, 3, 'png'));
+        }
+    const pre = join(root, 'pre');
+    const po = resolveOptions(PRETRAIN_OPTIONS, {
+      model: 'vit_tiny',
+      imgSize: 8,
+      patchSize: 4,
+      embedDim: 16,
+      depth: 2,
+      numHeads: 2,
+      decoderDepth: 1,
+      blur: false,
+      batchSize: 8,
+      epochs: 1,
+      warmupEpochs: 0,
+      maxSteps: 2,
+      outDir: pre,
+      threads: 1,
+    });
+    await pretrain(po, memoryTrainData(toyImages(16, 2, 8, 1), 8, 1), { log: () => {} });
+    const data = ['--dataset', 'folder', '--data-path', join(root, 'data'), '--num-workers', '0', '--threads', '1'];
+    const lp = join(root, 'lp');
+    await quiet(() => commands.linprobe.run(['--checkpoint', pre, ...data, '--pooling', 'gap', '--epochs', '5', '--batch-size', '8', '--out-dir', lp]));
+    const report = JSON.parse(readFileSync(join(lp, 'linprobe.json'), 'utf8')) as { top1: number; perClass: number[] };
+    const out = join(root, 'pred', 'gap.json');
+    await quiet(() => commands.predict.run(['--checkpoint', lp, ...data, '--out', out]));
+    const list = JSON.parse(readFileSync(out, 'utf8')) as PredictList;
+    assert.equal(list.checkpoint.kind, 'linprobe');
+    assert.equal((list.model as { pooling: string }).pooling, 'gap');
+    assert.equal(list.accuracy!.n, 15);
+    assert.equal(list.accuracy!.top1, report.top1, 'the same accuracy as linprobe’s own evaluation');
+    assert.deepEqual(list.accuracy!.perClass, report.perClass);
+
+    // each image's logits are the probe's on the features linprobe computes for 'gap' (extractFeatures),
+    // which differ from those of another pooling: the accuracy above could not match by chance
+    const src = resolvePredictor(lp);
+    assert.ok(src.kind === 'linprobe' && src.pooling === 'gap');
+    const images = toyImages(6, 3, 8, 7);
+    const { encoder } = loadEncoder(src.encoder);
+    const features = await extractFeatures(encoder, images, { batchSize: 6, pooling: 'gap', label: null });
+    const probe = new LinearProbe(16, 3);
+    const { tensors } = loadTensors(src.weights);
+    probe.loadStateDict(tensors);
+    probe.eval();
+    const predictor = loadPredictor(src, 'cpu');
+    const other = loadPredictor({ ...src, pooling: 'mean' }, 'cpu');
+    try {
+      torch.noGrad(() =>
+        torch.scope(() => {
+          const x = torch.tensor(images.images, { shape: [6, 3, 8, 8] });
+          const want = probe.forward(features.features).toFloat32Array();
+          assert.ok(maxDiff(predictor.logits(x, 'fp32').toFloat32Array(), want) < 1e-5, 'the logits of linprobe’s gap features');
+          assert.ok(maxDiff(other.logits(x, 'fp32').toFloat32Array(), want) > 1e-3, 'not those of the mean patch token');
+        }),
+      );
+    } finally {
+      for (const t of tensors.values()) t.dispose();
+      features.features.dispose();
+      probe.dispose();
+      encoder.dispose();
+      predictor.dispose();
+      other.dispose();
+    }
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
