@@ -50,6 +50,7 @@ export interface FinetuneResult {
   bestTop1: number;
   lastLoss: number;
   checkpoint: string | null;
+  /** The encoder the weights come from: a resumed run's is the one it started from, which --checkpoint may no longer name. */
   encoder: EncoderSource;
   config: ClassifierConfig;
 }
@@ -264,6 +265,21 @@ async function finetuneJob(o: FinetuneOptions, data: FinetuneData, hooks: Finetu
     return { acc, emaAcc };
   };
   const end: { final?: { acc: Accuracy; emaAcc: Accuracy | null } } = {};
+  // The encoder this run records (finetune.json, state.json, config.json): a resumed run's weights come from
+  // the encoder it started from, which its checkpoints name, even when --checkpoint now resolves to another.
+  const extraState: { encoder: EncoderSource; classNames?: string[] } = { encoder: source, classNames: data.train.classNames }; // classNames: what `semaim predict` names the classes by
+  const resolved = source;
+  const onResume = (saved: Record<string, unknown>) => {
+    const before = startedFrom(saved.encoder);
+    if (!before || before.sha256 === resolved.sha256) return;
+    extraState.encoder = before;
+    if (evaluates)
+      log(
+        `note: --checkpoint ${o.checkpoint} now resolves to ${resolved.weights} (sha256 ${resolved.sha256.slice(0, 16)}…), not the encoder this run ` +
+          `started from, ${before.weights} (sha256 ${before.sha256.slice(0, 16)}…); the run continues from its checkpoint, whose weights come ` +
+          `from that one, and records it (to fine-tune the new encoder, use another --out-dir)`,
+      );
+  };
   try {
     const r = await trainLoop<LabelledBatch>(
       {
@@ -277,7 +293,8 @@ async function finetuneJob(o: FinetuneOptions, data: FinetuneData, hooks: Finetu
         config: cfg,
         options: o,
         optionTable: FINETUNE_OPTIONS,
-        extraState: { encoder: source, classNames: data.train.classNames }, // classNames: what `semaim predict` names the classes by
+        extraState,
+        onResume,
         batchesPerEpoch: perEpoch * o.accumIter,
         batches: (epoch, start, end) => data.train.batches({ ...finetunePass(o), epoch, start, end }),
         batchSize: (b) => b.shape[0],
@@ -305,7 +322,7 @@ async function finetuneJob(o: FinetuneOptions, data: FinetuneData, hooks: Finetu
       bestTop1: Math.max(r.best ?? -1, done?.acc.top1 ?? -1),
       lastLoss: r.lastLoss,
       checkpoint: r.checkpoint,
-      encoder: source,
+      encoder: extraState.encoder,
       config: cfg,
     };
   } catch (e) {
@@ -321,4 +338,12 @@ async function finetuneJob(o: FinetuneOptions, data: FinetuneData, hooks: Finetu
     ema?.shadow.dispose();
     model.dispose();
   }
+}
+
+/** The encoder a fine-tuning checkpoint's state.json names (null when it names none, as a hand-made state may not). */
+function startedFrom(saved: unknown): EncoderSource | null {
+  const e = saved as Partial<EncoderSource> | null;
+  return e && typeof e === 'object' && typeof e.sha256 === 'string' && typeof e.weights === 'string' && typeof e.path === 'string' && e.config
+    ? (e as EncoderSource)
+    : null;
 }

@@ -69,6 +69,11 @@ export interface TrainJob<B> {
   /** More JSON state to store with every checkpoint (and in config.json). */
   extraState?: Record<string, unknown>;
   /**
+   * Called when a run resumes, once its checkpoint is restored, with that checkpoint's state.json (on every
+   * rank). The job may change extraState here: config.json and later checkpoints store it as it is then.
+   */
+  onResume?(saved: Record<string, unknown>, checkpointDir: string): void;
+  /**
    * Tensors besides the model, the optimiser and the EMA copy that data-parallel ranks must hold alike
    * from the start (a frozen teacher), by what they are; the model's are broadcast, these are not.
    */
@@ -228,7 +233,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
     onMetrics: hooks.onMetrics,
   });
   try {
-    await state.start(run.resume, { options: job.options, model: job.config, ...job.extraState });
+    await state.start(run.resume, () => ({ options: job.options, model: job.config, ...job.extraState }));
   } catch (e) {
     state.dispose(); // a refused resume: the loss window's tensors go now, not with the garbage collector
     throw e;

@@ -217,10 +217,10 @@ export class TrainState {
    * Starts the run: takes the folder's lock (src/run/run-lock.ts), removes temporary folders of dead
    * processes, then continues from the newest good checkpoint when resuming (refusing a changed
    * recipe), else moves an earlier run in the folder aside.
-   * config.json is written only after these checks pass. Data-parallel: rank 0 does all this first
+   * config.json (what `configJson` gives once a resumed run is restored) is written only after these checks pass. Data-parallel: rank 0 does all this first
    * (it alone touches the folder); the other ranks then load the checkpoint it settled on.
    */
-  async start(resume: boolean, configJson: Record<string, unknown>): Promise<void> {
+  async start(resume: boolean, configJson: () => Record<string, unknown>): Promise<void> {
     if (!this.writes) {
       const [settled] = await this.group!.allGatherJson<Settled | null>(null);
       if (settled) this.resumeAsRankZero(settled);
@@ -241,7 +241,7 @@ export class TrainState {
       this.checkSpace();
       writeFileAtomic(
         join(this.run.outDir, 'config.json'),
-        JSON.stringify({ runId: this.checkpoints.runId, worldSize: this.worldSize, ...configJson }, null, 2),
+        JSON.stringify({ runId: this.checkpoints.runId, worldSize: this.worldSize, ...configJson() }, null, 2),
       );
     } catch (e) {
       this.lock?.release();
@@ -366,6 +366,7 @@ export class TrainState {
     if (losses) [this.firstLoss, this.lastLoss] = [losses.first, losses.last];
     const worlds = savedWorld !== this.worldSize ? `; written by ${savedWorld} process(es), continued by ${this.worldSize}` : '';
     if (this.writes) this.log(`resumed from ${latest.dir} (step ${this.step}, epoch ${this.epoch}, batch ${this.batch}${worlds})`);
+    job.onResume?.(latest.state as Record<string, unknown>, latest.dir);
   }
 
   /**

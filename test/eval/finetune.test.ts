@@ -9,6 +9,7 @@ import { FINETUNE_OPTIONS } from '../../src/eval/options';
 import { ViTClassifier } from '../../src/eval/classifier';
 import { finetune, makeFinetuneOptimizer } from '../../src/eval/finetune';
 import { runFinetune } from '../../src/eval/run';
+import { sha256File } from '../../src/semaim';
 import { readMetrics } from '../../src/run/metrics';
 import { CheckpointManager } from '../../src/run/checkpoints';
 import { loadTensors, disposeAll, saveTensors } from '../../src/io';
@@ -219,6 +220,50 @@ test('fine-tuning learns the toy task and writes finetune.json', async () => {
   assert.match(cappedLines.join('\n'), /nothing to do: .* already reached step 12 of 12/);
   assert.ok(cappedAgain.path && existsSync(cappedAgain.path), 'finetune.json of the capped run written again');
   assert.equal(JSON.parse(readFileSync(cappedAgain.path, 'utf8')).details.steps, 12);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('a resumed fine-tuning records the encoder it started from when --checkpoint now names another, and says so', async () => {
+  // it recorded the newly resolved encoder (a pre-training continued since) in finetune.json and the later
+  // checkpoints, though the weights it continued from came from the first
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ft-encoder-'));
+  const enc = writeEncoder(dir);
+  const original = sha256File(enc);
+  const train = toyImages(16, 3, 8, 5);
+  const testData = toyImages(9, 3, 8, 6);
+  const o = ftOptions(join(dir, 'run'), enc, { maxSteps: 10, ema: false, checkpointEvery: 2 });
+  const stop = { requested: false };
+  const first = await runFinetune(o, memoryFactories(train, testData), {
+    log: () => {},
+    stop,
+    onStep: (s) => {
+      if (s === 5) stop.requested = true;
+    },
+  });
+  assert.equal(first.stoppedBy, 'signal');
+  writeEncoder(dir, TINY, 2); // the same path, other weights
+  const now = sha256File(enc);
+  assert.notEqual(now, original);
+  const lines: string[] = [];
+  const r = await runFinetune(o, memoryFactories(train, testData), { log: (l) => lines.push(l) });
+  assert.ok(r.path && r.result, r.table);
+  const text = lines.join('\n');
+  assert.match(text, /resumed from /);
+  assert.match(
+    text,
+    new RegExp(
+      `--checkpoint .*encoder\\.safetensors now resolves to .*\\(sha256 ${now.slice(0, 16)}…\\), not the encoder this run started from, .*\\(sha256 ${original.slice(0, 16)}…\\)`,
+    ),
+  );
+  assert.equal(lines.filter((l) => /now resolves to/.test(l)).length, 1, 'one line');
+  assert.equal(JSON.parse(readFileSync(r.path, 'utf8')).checkpoint.sha256, original, 'finetune.json');
+  assert.equal(r.result.checkpoint.sha256, original);
+  const latest = new CheckpointManager(join(dir, 'run')).loadLatest()!;
+  disposeAll(latest.model);
+  disposeAll(latest.extra);
+  assert.equal(latest.step, 10);
+  assert.equal((latest.state.encoder as { sha256: string }).sha256, original, 'state.json of a checkpoint written after the resume');
+  assert.equal(JSON.parse(readFileSync(join(dir, 'run', 'config.json'), 'utf8')).encoder.sha256, original, 'config.json');
   rmSync(dir, { recursive: true, force: true });
 });
 
