@@ -8,6 +8,7 @@ import { EncoderSource } from '../semaim';
 import { printable } from '../util/printable';
 import { commitStaged, jsonText, stageFile, writeJsonAtomic, type StagedFile } from '../util/safe-write';
 import { makeFolder } from '../util/make-folder';
+import { inOutputFolder } from '../util/output-folder';
 
 export interface ResultRow {
   /** What was measured, e.g. 'k-NN k=20', 'linear probe', 'fine-tune (EMA)'. */
@@ -84,6 +85,21 @@ export function commitResult(outDir: string, result: { command: string }, stager
   makeFolder(outDir);
   commitStaged([() => stageFile(path, jsonText(result)), ...stagers]);
   return path;
+}
+
+/**
+ * Runs `job`, which writes `<outDir>/<command>.json` (and files beside it) at its end, once `outDir` is made
+ * and a file staged beside that one could be written there (and removed again): an --out-dir on a read-only
+ * file system, under a file or without permission fails before hours of extraction and training, with the
+ * error the final write would give. The folders made for it are removed again, if still empty, when the job
+ * fails. `writes` false (data-parallel ranks other than 0, which write nothing): the job alone.
+ */
+export async function inResultFolder<T>(outDir: string, command: string, writes: boolean, job: () => Promise<T>): Promise<T> {
+  if (!writes) return job();
+  return inOutputFolder(outDir, () => {
+    stageFile(join(outDir, `${command}.json`), '').abort();
+    return job();
+  });
 }
 
 export const pct = (v: number | null | undefined, digits = 2): string =>

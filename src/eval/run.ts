@@ -31,7 +31,7 @@ import {
   validateEval,
   validateFinetune,
 } from './options';
-import { EvalResult, commitResult, formatResult, makeResult, writeResult } from './result';
+import { EvalResult, commitResult, formatResult, inResultFolder, makeResult, writeResult } from './result';
 
 export interface EvalRun {
   result: EvalResult;
@@ -195,8 +195,18 @@ async function runKnnJob(o: KnnCommandOptions, f: DataFactories, { group = null,
   await throwIfAbortedOnAnyRank(signal, group);
   validateEval(o);
   const source = resolveEncoder(o.checkpoint, o);
-  const t0 = Date.now();
   const ks = parseKs(o.k);
+  return inResultFolder(o.outDir, 'knn', !group || group.rank === 0, () => knnJob(o, f, { group, signal, progress }, source, ks));
+}
+
+async function knnJob(
+  o: KnnCommandOptions,
+  f: DataFactories,
+  { group = null, signal, progress }: EvalJobOptions,
+  source: EncoderSource,
+  ks: number[],
+): Promise<EvalRun | null> {
+  const t0 = Date.now();
   const kmax = ks[ks.length - 1];
   const ft = await encoderFeatures(
     o,
@@ -268,6 +278,15 @@ async function runLinprobeJob(o: LinprobeCommandOptions, f: DataFactories, { gro
   checkLinprobeProcesses(o, group?.worldSize ?? 1); // under torchrun the launch flags say nothing
   peakLr(o, o.batchSize); // before any feature is extracted
   const source = resolveEncoder(o.checkpoint, o);
+  return inResultFolder(o.outDir, 'linprobe', !group || group.rank === 0, () => linprobeJob(o, f, { group, signal, progress }, source));
+}
+
+async function linprobeJob(
+  o: LinprobeCommandOptions,
+  f: DataFactories,
+  { group = null, signal, progress }: EvalJobOptions,
+  source: EncoderSource,
+): Promise<EvalRun | null> {
   const t0 = Date.now();
   const lo = { ...linprobeOptionsFrom(o), signal, label: progress === null ? null : undefined };
   let train: FeatureSet | null;

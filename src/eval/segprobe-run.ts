@@ -13,7 +13,7 @@ import { drawSegFigure } from '../viz/seg-figure';
 import type { SegDataRequest } from '../data/seg-loader';
 import { EncoderSource, loadEncoder, resolveEncoder } from '../semaim';
 import { SegMetrics } from './miou';
-import { commitResult, markdownTable, pct } from './result';
+import { commitResult, inResultFolder, markdownTable, pct } from './result';
 import { SegData, SegSkip, SkipSummary, describeSkips, mergeSkips, summarizeSkips } from '../data/seg-streams';
 import { splitClassMismatch } from '../data/streams';
 import { extractSegFeatures, parseBlocks, SegFeatureSet, segSetSize } from './seg-features';
@@ -265,6 +265,16 @@ async function runSegprobeJob(
     throw new OptionError('blocks', (e as Error).message);
   }
   checkSegprobeProcesses(cfg.probe, group?.worldSize ?? 1); // under torchrun the launch flags say nothing
+  return inResultFolder(cfg.outDir, 'segprobe', !group || group.rank === 0, () => segprobeJob(cfg, options, f, { group, signal, progress }, source));
+}
+
+async function segprobeJob(
+  cfg: SegprobeConfig,
+  options: Record<string, unknown>,
+  f: SegDataFactory,
+  { group = null, signal, progress }: EvalJobOptions,
+  source: EncoderSource,
+): Promise<SegprobeRun | null> {
   const t0 = Date.now();
   const encoder = frozenEncoder(source, cfg.init, cfg.seed, processDevice(cfg.device, group));
   let outcome: SegprobeOutcome;
