@@ -274,7 +274,10 @@ test('gradients that overflow while the loss is still finite: no checkpoint of N
   assert.equal(r.stoppedBy, 'nonfinite');
   assert.match(lines.join('\n'), /stopping: the weights became NaN\/Inf by step \d+ .*The last good checkpoint is .*step-00000001/);
   // lr × weight decay (1e3 × 0.05) ≥ 1 flipped and grew the weights: the advice names the weight decay, not --blr
-  assert.match(lines.join('\n'), /Start afresh with a lower --weight-decay or lr \(at lr 1000 AdamW multiplied the weights by 1 − lr × weight decay = -49 at every step\)/);
+  assert.match(
+    lines.join('\n'),
+    /Start afresh with a lower --weight-decay or lr \(at lr 1000 AdamW multiplied the weights by 1 − lr × weight decay = -49 at every step\)/,
+  );
   const manager = new CheckpointManager(dir);
   const kept = manager.list().map((c) => c.dir);
   assert.deepEqual(
