@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, readdirSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { encode, write } from '../data/helpers';
 
 const CLI = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
 const TINY =
@@ -94,4 +95,38 @@ test('knn on a full, then a read-only tmpfs: named error, exit 1, earlier knn.js
   const again = knn('--k', '5');
   assert.equal(again.status, 0, again.stderr);
   assert.notEqual(sha(json), before, 'written once there is room');
+});
+
+test('shards onto a tmpfs that fills while a shard is written: named error, exit 1, no shard or temporary file left', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-full-disk-shards-'));
+  const mnt = join(dir, 'mnt');
+  mkdirSync(mnt);
+  const mount = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=3m', 'tmpfs', mnt], { encoding: 'utf8' });
+  t.after(() => {
+    if (mount.status === 0) spawnSync('umount', [mnt]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+  if (mount.status !== 0) {
+    t.skip(`cannot mount a tmpfs here (${(mount.stderr || mount.error?.message || '').trim() || 'not root'})`);
+    return;
+  }
+  // 80 images of noise (77 KB each as PNG): the first shard of 50 (3.8 MB) is larger than the tmpfs
+  for (let i = 0; i < 80; i++) {
+    const px = Buffer.alloc(160 * 160 * 3);
+    for (let j = 0, x = i + 1; j < px.length; j++) px[j] = (x = (Math.imul(x, 1103515245) + 12345) >>> 0) >>> 24;
+    write(join(dir, 'in', `c${i % 2}`, `${i}.png`), await encode(px, 160, 160, 3, 'png'));
+  }
+  const out = join(mnt, 'sh');
+  const r = spawnSync(process.execPath, [CLI, 'shards', '--input', join(dir, 'in'), '--shard-size', '50', '--output', out], {
+    encoding: 'utf8',
+    timeout: 120_000,
+    env: { ...process.env, SEMAIM_NO_SPACE_CHECK: '1' }, // past the free-space check, onto the full disk
+  });
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(
+    r.stderr,
+    /semaim: cannot write .*sh\/shard-\d{6}\.tar: ENOSPC: no space left on device, write \(the disk is full: free space, or write elsewhere\)/,
+  );
+  assert.doesNotMatch(r.stderr, /Emitted 'error' event|at .*\.js:\d+/, 'no stack trace');
+  assert.deepEqual(readdirSync(out), [], 'the staged shards are removed');
 });

@@ -30,6 +30,49 @@ export async function withFullDiskAt<T>(path: RegExp, job: () => Promise<T>): Pr
   }
 }
 
+/**
+ * Runs `job` while the streamed writes (fs.write / fs.writev, as a WriteStream makes them) to files whose
+ * path matches `path` fail as on a full disk (ENOSPC), each such file taking `room` bytes first; fs is restored after.
+ */
+export async function withFullDiskStreamAt<T>(path: RegExp, job: () => Promise<T>, room = 0): Promise<T> {
+  const fs = require('node:fs') as typeof import('node:fs'); // a plain object: its functions are replaceable
+  const { open, write, writev } = fs;
+  const left = new Map<number, number>(); // fd → bytes the disk still takes
+  const enospc = () => Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28, syscall: 'write' });
+  fs.open = ((p: string, ...rest: unknown[]) => {
+    const cb = rest.pop() as (e: Error | null, fd: number) => void;
+    (open as (...a: unknown[]) => void)(p, ...rest, (e: Error | null, fd: number) => {
+      if (!e && path.test(String(p))) left.set(fd, room);
+      cb(e, fd);
+    });
+  }) as unknown as typeof fs.open;
+  const full = (fd: number, bytes: number, cb: (e: Error | null, n?: number) => void): boolean => {
+    const r = left.get(fd);
+    if (r === undefined) return false;
+    if (r < bytes) {
+      left.set(fd, 0);
+      process.nextTick(cb, enospc());
+      return true;
+    }
+    left.set(fd, r - bytes);
+    return false;
+  };
+  fs.write = ((fd: number, buf: NodeJS.ArrayBufferView, ...rest: unknown[]) => {
+    const cb = rest[rest.length - 1] as (e: Error | null) => void;
+    if (!full(fd, buf.byteLength, cb)) (write as (...a: unknown[]) => void)(fd, buf, ...rest);
+  }) as unknown as typeof fs.write;
+  fs.writev = ((fd: number, bufs: NodeJS.ArrayBufferView[], ...rest: unknown[]) => {
+    const cb = rest[rest.length - 1] as (e: Error | null) => void;
+    const bytes = bufs.reduce((n, b) => n + b.byteLength, 0);
+    if (!full(fd, bytes, cb)) (writev as (...a: unknown[]) => void)(fd, bufs, ...rest);
+  }) as unknown as typeof fs.writev;
+  try {
+    return await job();
+  } finally {
+    Object.assign(fs, { open, write, writev });
+  }
+}
+
 export function write(path: string, data: Uint8Array | string): string {
   mkdirSync(dirname(path), { recursive: true });
   writeFileSync(path, data);

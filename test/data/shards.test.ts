@@ -49,7 +49,7 @@ import {
 } from '../../src/data/shards';
 import { DEFAULT_MAX_IMAGE_PIXELS } from '../../src/data/codecs/limits';
 import { constants } from 'node:buffer';
-import { tempDir, write, picture, encode, withFullDiskAt } from './helpers';
+import { tempDir, write, picture, encode, withFullDiskAt, withFullDiskStreamAt } from './helpers';
 import * as lib from '../../src';
 import { commands } from '../../src/cli/commands';
 
@@ -1024,6 +1024,30 @@ test('the packer leaves no temporary shard: Ctrl-C removes those staged and its 
   writeFileSync(join(out, `shard-000099.tar.tmp-${process.pid}`), 'a live packer is writing it');
   await packImageFolder({ input: folder, output: out, shardSize: 5, overwrite: true });
   assert.deepEqual(temps(), [`shard-000099.tar.tmp-${process.pid}`]);
+});
+
+test('a disk that fills while a shard is written: the error names the shard, the staged shards go, nothing is left; the same pack then runs', async () => {
+  // images of noise (77 KB each as PNG), so that the disk fills while an image is streamed into the
+  // tar: its entry stream had no 'error' listener, and the write error, uncaught, ended the process past
+  // the cleanup, leaving every staged shard
+  const input = join(root, 'noise');
+  for (let i = 0; i < 6; i++) {
+    const px = Buffer.alloc(160 * 160 * 3);
+    for (let j = 0, x = i + 1; j < px.length; j++) px[j] = (x = (Math.imul(x, 1103515245) + 12345) >>> 0) >>> 24;
+    write(join(input, `c${i % 2}`, `${i}.png`), await encode(px, 160, 160, 3, 'png'));
+  }
+  const out = join(root, 'full-at-shard');
+  let staged = 0;
+  await withFullDiskStreamAt(/shard-000001\.tar\.tmp-/, () =>
+    assert.rejects(
+      packImageFolder({ input, output: out, shardSize: 2, onProgress: () => void staged++ }),
+      /^Error: cannot write .*shard-000001\.tar: ENOSPC: no space left on device, write \(the disk is full: free space, or write elsewhere\)$/,
+    ),
+  );
+  assert.equal(staged, 1, 'the first shard was staged before the disk filled');
+  assert.deepEqual(readdirSync(out), [], 'no staged shard, index or temporary file left');
+  const r = await packImageFolder({ input, output: out, shardSize: 2 });
+  assert.equal(r.shards.length, 3);
 });
 
 test('a pack that fails (a full disk at index.json) removes the shards it wrote; the same pack then runs without --overwrite', async () => {

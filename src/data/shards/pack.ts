@@ -111,6 +111,9 @@ function unreadableReason(path: string, e: unknown): string {
 function streamMember(p: Pack, name: string, { fd, size, path }: { fd: number; size: number; path: string }): Promise<void> {
   return new Promise((resolve, reject) => {
     const sink = p.entry({ name, size, mode: 0o644, mtime: MTIME }, (e) => (e ? reject(e) : resolve()));
+    // a failed write of the shard destroys the pack and this entry with its error: taken here, not thrown
+    // uncaught past the cleanup of stageShard (the callback above has it too)
+    sink.on('error', reject);
     let at = 0;
     const pump = (): void => {
       try {
@@ -144,11 +147,16 @@ async function stageShard(path: string, fill: (add: AddMember) => Promise<void>)
   });
   p.pipe(out);
   try {
-    await fill((name, data) =>
-      Buffer.isBuffer(data)
-        ? new Promise<void>((res, rej) => p.entry({ name, size: data.length, mode: 0o644, mtime: MTIME }, data, (e) => (e ? rej(e) : res())))
-        : streamMember(p, name, data),
-    );
+    // a write error ends the stage at once (also while `fill` waits for the tar to drain); `done` is
+    // awaited from the start, so its error is never an unhandled rejection
+    await Promise.race([
+      done,
+      fill((name, data) =>
+        Buffer.isBuffer(data)
+          ? new Promise<void>((res, rej) => p.entry({ name, size: data.length, mode: 0o644, mtime: MTIME }, data, (e) => (e ? rej(e) : res())).on('error', rej))
+          : streamMember(p, name, data),
+      ),
+    ]);
     p.finalize();
     await done;
     fsyncPath(tmp); // complete on the disk before the commit journal names it
