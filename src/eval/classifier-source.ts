@@ -13,6 +13,7 @@ import { ClassifierConfig, LinearProbe, ViTClassifier } from './classifier';
 import { encodeBatch, type FeaturePooling } from './features';
 import { isJsonObject, jsonBrief, readJsonObject } from '../util/json-file';
 import { readRegularFile } from '../util/regular-file';
+import { finishInterruptedCommits } from '../util/safe-write';
 
 export interface ClassifierSource {
   /** The checkpoint folder used. */
@@ -129,6 +130,9 @@ function loadClassifierWeights(src: ClassifierSource, device: torch.Device): ViT
  * SHA-256 the probe recorded.
  */
 export function resolvePredictor(path: string, o: { verify?: boolean; encoder?: string } = {}): PredictorSource {
+  // a linprobe killed between renaming linprobe.json and probe.safetensors: completed (as the journal it
+  // left lists), so the probe read is the one linprobe.json describes, never the earlier run's
+  if (existsSync(path) && statSync(path).isDirectory()) finishInterruptedCommits(path);
   return withErrorKind(() => findPredictor(path, o), checkpointError);
 }
 

@@ -4,7 +4,8 @@
 // are taken, and nothing is written into the checkpoint read.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { commands } from '../../src/cli/commands';
@@ -304,6 +305,68 @@ test('predict refuses the checkpoint of a pre-training run, naming what it is', 
     writeFileSync(join(dir, 'state.json'), '{}');
     assert.throws(() => resolveClassifier(dir, { verify: false }), /is an unlabelled checkpoint: predict needs a fine-tuning run's/);
   } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('predict of a linear-probe folder whose linprobe was stopped between the renames of its commit completes the commit: the new probe with its linprobe.json, never the old one', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'semaim-predict-torn-'));
+  const fs = require('node:fs') as typeof import('node:fs'); // a plain object: its functions are replaceable
+  const rename = fs.renameSync;
+  try {
+    for (const split of ['train', 'test'])
+      for (const [k, cls] of ['a', 'b', 'c'].entries())
+        for (let i = 0; i < (split === 'train' ? 8 : 5); i++) {
+          const px = picture(8, 8, 100 * k + i + (split === 'test' ? 50 : 0));
+          for (let p = 0; p < 64; p++) px[3 * p + k] = 200;
+          mkdirSync(join(root, 'data', split, cls), { recursive: true });
+          writeFileSync(join(root, 'data', split, cls, `${i}.png`), await encode(px, 8, 8, 3, 'png'));
+        }
+    const encoder = writeEncoder(root);
+    const data = ['--dataset', 'folder', '--data-path', join(root, 'data'), '--num-workers', '0', '--threads', '1'];
+    const lp = join(root, 'lp');
+    const linprobe = (...more: string[]) =>
+      quiet(() => commands.linprobe.run(['--checkpoint', encoder, ...data, '--epochs', '3', '--batch-size', '8', '--out-dir', lp, ...more]));
+    await linprobe('--pooling', 'cls');
+    const oldProbe = sha(join(lp, 'probe.safetensors'));
+    // the rerun (mean pooling) stops right after renaming linprobe.json, before probe.safetensors: as a
+    // kill there, it leaves the new linprobe.json, the old probe, the new one under its temporary name and the journal
+    fs.renameSync = ((from: string, to: string) => {
+      if (String(to) === join(lp, 'probe.safetensors')) throw Object.assign(new Error('killed'), { code: 'EKILLED' });
+      rename(from, to);
+    }) as typeof fs.renameSync;
+    await assert.rejects(linprobe('--pooling', 'mean'), /killed/);
+    fs.renameSync = rename;
+    const names = readdirSync(lp);
+    assert.ok(names.includes('linprobe.json.commit'), names.join(' '));
+    const newTmp = names.find((n) => n.startsWith('probe.safetensors.tmp-'));
+    assert.ok(newTmp, names.join(' '));
+    const newProbe = sha(join(lp, newTmp));
+    assert.notEqual(newProbe, oldProbe);
+    const report = JSON.parse(readFileSync(join(lp, 'linprobe.json'), 'utf8')) as { top1: number; config: { pooling: string } };
+    assert.equal(report.config.pooling, 'mean', 'the new linprobe.json is in place');
+    assert.equal(sha(join(lp, 'probe.safetensors')), oldProbe, 'beside the old probe');
+
+    const out = join(root, 'pred', 'lp.json');
+    const notes: string[] = [];
+    const [stdout, stderr] = [process.stdout.write.bind(process.stdout), process.stderr.write.bind(process.stderr)];
+    process.stdout.write = (() => true) as typeof process.stdout.write;
+    process.stderr.write = ((s: string) => (notes.push(String(s)), true)) as typeof process.stderr.write;
+    try {
+      await commands.predict.run(['--checkpoint', lp, ...data, '--out', out]);
+    } finally {
+      process.stdout.write = stdout;
+      process.stderr.write = stderr;
+    }
+    assert.match(notes.join(''), /completed the write of .*linprobe\.json, .*probe\.safetensors that process \d+ was killed in/);
+    assert.deepEqual(readdirSync(lp).sort(), ['linprobe.json', 'probe.safetensors'], 'the journal and the temporary file are gone');
+    assert.equal(sha(join(lp, 'probe.safetensors')), newProbe, 'the new probe is in place');
+    const list = JSON.parse(readFileSync(out, 'utf8')) as PredictList;
+    assert.equal(list.checkpoint.sha256, newProbe, 'predict used the new probe');
+    assert.equal((list.model as { pooling: string }).pooling, 'mean');
+    assert.equal(list.accuracy!.top1, report.top1, 'the accuracy the new linprobe reported');
+  } finally {
+    fs.renameSync = rename;
     rmSync(root, { recursive: true, force: true });
   }
 });
