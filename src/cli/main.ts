@@ -4,10 +4,10 @@ import { commands } from './commands';
 import { errorText } from './command';
 import { isWorkerProcess } from '../dist/env';
 import { closest } from '../util/options';
-import { surviveClosedOutput } from '../util/closed-output';
+import { stopWhenOutputCloses } from '../util/closed-output';
 
 async function main(argv: string[]): Promise<number> {
-  surviveClosedOutput(); // a run whose output pipe closed (`| head`, a killed launcher) goes on to its checkpoint
+  stopWhenOutputCloses(); // a run whose output pipe closed (`| head`, a killed launcher) stops after a checkpoint instead of dying
   let [name, ...rest] = argv;
   // 'semaim help knn' is 'semaim knn --help'
   if (name === 'help' && rest.length && Object.hasOwn(commands, rest[0])) [name, rest] = [rest[0], ['--help']];

@@ -4,7 +4,7 @@
 // SEMAIM_LAUNCHER_PID. A worker started by hand (RANK etc. set by a script, e.g. under nohup) is not
 // watched: its parent may end on purpose.
 
-import { surviveClosedOutput } from '../util/closed-output';
+import { stopAsOnSigterm, stopWhenOutputCloses } from '../util/closed-output';
 
 /** How often a worker looks for its launcher. */
 export const LAUNCHER_CHECK_MS = 1000;
@@ -23,12 +23,12 @@ export function launcherPid(env: NodeJS.ProcessEnv = process.env, ppid = process
 export function stopWhenLauncherDies(o: { env?: NodeJS.ProcessEnv; intervalMs?: number; onGone?: () => void } = {}): () => void {
   const launcher = launcherPid(o.env);
   if (launcher === null) return () => {};
-  surviveClosedOutput(); // semaim's launcher holds this worker's stdout and stderr: gone, they fail with EPIPE
+  stopWhenOutputCloses(); // semaim's launcher holds this worker's stdout and stderr: gone, they fail with EPIPE
   const timer = setInterval(() => {
     if (process.ppid === launcher) return;
     clearInterval(timer);
     process.stderr.write(`semaim: the launcher (pid ${launcher}) is gone: stopping this worker as on SIGTERM\n`);
-    (o.onGone ?? (() => process.kill(process.pid, 'SIGTERM')))();
+    (o.onGone ?? stopAsOnSigterm)();
   }, o.intervalMs ?? LAUNCHER_CHECK_MS);
   timer.unref();
   return () => clearInterval(timer);

@@ -16,6 +16,9 @@ export interface MetricsTotals {
   /** Records with a loss: the logged steps (evaluation records carry none). */
   loggedSteps: number;
   minLoss: number | null;
+  /** The first and the last finite loss with their step (the record's place among the records when it has none). */
+  firstLoss: [number, number] | null;
+  lastLoss: [number, number] | null;
   /** The median of every imgPerSec (the mean of the middle two for an even count). */
   medianImgPerSec: number | null;
 }
@@ -42,7 +45,7 @@ export function readMetricsSample(
   const records: Record<string, unknown>[] = [];
   const odd: number[] = [];
   const imgPerSec: number[] = [];
-  const totals: MetricsTotals = { records: 0, loggedSteps: 0, minLoss: null, medianImgPerSec: null };
+  const totals: MetricsTotals = { records: 0, loggedSteps: 0, minLoss: null, firstLoss: null, lastLoss: null, medianImgPerSec: null };
   // the bucket being read: for each metric, the records holding its min and its max so far
   let bucket = -1;
   let extremes = new Map<string, { min: Record<string, unknown>; max: Record<string, unknown> }>();
@@ -52,7 +55,7 @@ export function readMetricsSample(
   const flush = () => {
     for (const { min, max } of extremes.values()) kept.add(min).add(max);
     records.push(...[...kept].sort((a, b) => lineOf.get(a)! - lineOf.get(b)!));
-    for (const r of kept) lineOf.delete(r);
+    lineOf.clear(); // (the bucket's records: those not kept go with it)
     extremes = new Map();
     kept = new Set();
   };
@@ -60,7 +63,11 @@ export function readMetricsSample(
     if (!isRecord(r)) return void odd.push(line);
     totals.records++;
     if ('loss' in r) totals.loggedSteps++;
-    if (typeof r.loss === 'number') totals.minLoss = Math.min(totals.minLoss ?? Infinity, r.loss);
+    if (typeof r.loss === 'number') {
+      totals.minLoss = Math.min(totals.minLoss ?? Infinity, r.loss);
+      totals.lastLoss = [typeof r.step === 'number' ? r.step : totals.records - 1, r.loss];
+      totals.firstLoss ??= totals.lastLoss;
+    }
     if (typeof r.imgPerSec === 'number') imgPerSec.push(r.imgPerSec);
     if (!sampled) return void records.push(r);
     const b = Math.floor(line / width);

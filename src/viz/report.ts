@@ -86,17 +86,17 @@ function nonFiniteXs(metrics: Record<string, unknown>[], key: string): number[] 
 }
 
 function summarySection(run: RunData): string {
-  const loss = numericSeries(run.metrics, 'loss');
+  // (counted over every record: `metrics` may be a sample of a long file)
   const totals = run.metricsTotals;
   const last = run.metrics[run.metrics.length - 1] ?? {};
-  const lastLoss = loss[loss.length - 1];
+  const lastLoss = totals.lastLoss;
   const diverged = run.nonFiniteLossStep;
   const cells: [string, unknown][] = [
     ['logged steps', totals.loggedSteps], // the step records (evaluation records carry no loss)
     ['last step', last.step],
     ['last epoch', last.epoch],
     ['loss became NaN/Inf', diverged === null ? undefined : `at step ${diverged}`],
-    ['first loss', loss[0]?.[1]],
+    ['first loss', totals.firstLoss?.[1]],
     diverged === null ? ['last loss', lastLoss?.[1]] : [`last finite loss (step ${lastLoss?.[0]})`, lastLoss?.[1]],
     ['min loss', totals.minLoss ?? undefined],
     ['median img/s', totals.medianImgPerSec ?? undefined],

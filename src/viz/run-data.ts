@@ -176,7 +176,7 @@ export function readRun(dir: string): RunData {
   }
   problems.push(...links.map((f) => `${relative(dir, f)}: ${LINK}`));
   let metrics: Record<string, unknown>[] = [];
-  let metricsTotals: MetricsTotals = { records: 0, loggedSteps: 0, minLoss: null, medianImgPerSec: null };
+  let metricsTotals: MetricsTotals = { records: 0, loggedSteps: 0, minLoss: null, firstLoss: null, lastLoss: null, medianImgPerSec: null };
   let metricsSampled = false;
   const metricsPath = join(dir, 'metrics.jsonl');
   if (occupied(metricsPath)) {

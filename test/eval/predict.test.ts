@@ -23,6 +23,8 @@ import { claimOutputs } from '../../src/io/outputs';
 import { encode, picture, withFullDiskAt } from '../data/helpers';
 import { TINY, maxDiff, memoryTrainData, quiet, toyImages, writeEncoder } from './helpers';
 
+const sha = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
+
 test('predict: accuracy equals finetune’s for its checkpoint; top-k per image; unreadable images skipped and listed', async () => {
   const root = mkdtempSync(join(tmpdir(), 'semaim-predict-'));
   try {

@@ -36,6 +36,8 @@ test("a metrics file above the sampling size keeps each metric's extremes per bu
     const losses = all.filter((r) => typeof r.loss === 'number');
     assert.equal(m.totals.loggedSteps, losses.length);
     assert.equal(m.totals.minLoss, Math.min(...losses.map((r) => r.loss as number)));
+    assert.deepEqual(m.totals.firstLoss, [1, losses[0].loss]);
+    assert.deepEqual(m.totals.lastLoss, [4999, losses[losses.length - 1].loss], 'the last finite loss, though the sample need not hold its record');
     const rates = losses.map((r) => r.imgPerSec as number).sort((a, b) => a - b);
     assert.equal(m.totals.medianImgPerSec, (rates[(rates.length - 1) >> 1] + rates[rates.length >> 1]) / 2);
     assert.ok(m.records.length < 50 * 3 * 2 + 10, `${m.records.length} records kept`);
