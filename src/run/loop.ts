@@ -245,7 +245,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
     `this one diverges again. Start afresh with ${hooks.divergedAdvice ?? divergedAdvice(job.options, state.lr())}${lowPrecision ? ', or --precision fp32' : ''}: ` +
     `${hooks.freshRunHint ?? FRESH_RUN_HINT}.`;
   const stop: StopRequest = hooks.stop ?? { requested: false };
-  let otherRanksSignal: StopSignal | undefined;
+  let agreedSignal: StopSignal | undefined;
   const result = (): LoopResult => ({
     steps: state.step,
     firstLoss: state.firstLoss,
@@ -254,7 +254,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
     checkpoint: state.lastCheckpoint,
     best: state.best,
     seconds: state.seconds,
-    ...(state.stoppedBy === 'signal' ? { signal: stop.signal ?? otherRanksSignal } : {}),
+    ...(state.stoppedBy === 'signal' ? { signal: agreedSignal ?? stop.signal } : {}),
   });
   if (state.step >= totalSteps) {
     log(`nothing to do: the run in ${run.outDir} already reached step ${state.step} of ${totalSteps} (checkpoint ${state.lastCheckpoint})`);
@@ -354,8 +354,8 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
         }
         const level = await stopAgreement.agreeOn(stop.requested ? stopLevel(stop.signal) : 0, logStep);
         if (level > 0) {
-          // a rank stopped by another rank's signal exits with that signal's code
-          otherRanksSignal = signalOfLevel(level);
+          // every rank exits with the code of the strongest signal any rank got (SIGTERM over SIGINT)
+          agreedSignal = signalOfLevel(level);
           log(`${afterProgress()}stopping on request at step ${state.step}`);
           state.stoppedBy = 'signal';
           break outer;
