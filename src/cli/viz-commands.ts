@@ -1,6 +1,7 @@
 // `semaim visualize` and `semaim report`: figures of orders, attention, similarity, loss and
 // reconstructions for a checkpoint, and a self-contained HTML report for a run folder.
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
+import { readJsonObject } from '../util/json-file';
 import { availableParallelism } from 'node:os';
 import * as torch from '../torch';
 import { checkDevice } from '../run/device';
@@ -37,6 +38,11 @@ const VISUALIZE_OPTIONS = defineOptions({
   checkpoint: { type: 'string', required: true, help: 'run folder (newest valid checkpoint) or a checkpoint folder' },
   images: { type: 'string', required: true, help: 'a folder of images or an image file; more files may follow as arguments' },
   out: { type: 'string', required: true, help: 'output folder: row-NNN-<name>.png per image, grid.png, visualize.json' },
+  overwrite: {
+    type: 'boolean',
+    default: false,
+    help: 'replace figure files in --out that no earlier visualisation wrote (an earlier one is replaced without it)',
+  },
   ...FIGURE_OPTIONS,
 });
 
@@ -64,11 +70,33 @@ function parseOrders(v: string): OrderName[] {
 
 type FigureOptions = Options<typeof FIGURE_OPTIONS>;
 
-/** Refuses, before the model runs, images that are not there, and a figure folder that is a file, lies among the images, or in a checkpoint. */
-function checkFigureOut(out: string, images: string[], option: string): void {
+/**
+ * Refuses, before the model runs, images that are not there, and a figure folder that is a file, lies among
+ * the images, or in a checkpoint, or holds files of the names it writes that no earlier visualisation wrote
+ * (a grid.png of the user's was replaced silently) unless `overwrite`.
+ */
+function checkFigureOut(out: string, images: string[], option: string, overwrite: boolean): void {
   const missing = images.find((p) => !existsSync(p));
   if (missing !== undefined) throw new OptionError('images', `${missing} does not exist`);
   checkOutputFolder(out, [join(out, 'grid.png'), join(out, 'visualize.json')], { inputs: images, option });
+  if (overwrite || !existsSync(out) || earlierVisualization(join(out, 'visualize.json'))) return;
+  const ours = readdirSync(out).filter((n) => n === 'grid.png' || n === 'visualize.json' || /^row-\d{3}-.*\.png$/.test(n));
+  if (ours.length)
+    throw new OptionError(
+      option,
+      `${out} holds ${ours.slice(0, 3).join(', ')}${ours.length > 3 ? ', …' : ''}, which no earlier semaim visualisation wrote (no visualize.json of one): ` +
+        'add --overwrite to replace them, or choose another folder',
+    );
+}
+
+/** Whether `summary` is the visualize.json of an earlier visualisation (its columns and images). */
+function earlierVisualization(summary: string): boolean {
+  try {
+    const v = readJsonObject(summary);
+    return Array.isArray(v.columns) && Array.isArray(v.images);
+  } catch {
+    return false;
+  }
 }
 
 function setup(o: FigureOptions): torch.Device {
@@ -105,7 +133,7 @@ export const vizCommands: Record<string, Command> = {
       parseOrders(o.orders);
       checkDevice(o.device);
     },
-    preflight: (o, positionals) => checkFigureOut(o.out, [o.images, ...positionals], 'out'),
+    preflight: (o, positionals) => checkFigureOut(o.out, [o.images, ...positionals], 'out', o.overwrite),
     async run(o, positionals) {
       const job = figureJob(o, [o.images, ...positionals]);
       const device = setup(o);
@@ -139,7 +167,7 @@ export const vizCommands: Record<string, Command> = {
     },
     preflight: (o, [runDir, ...rest]) => {
       checkRunDir(runDir);
-      if (o.images) checkFigureOut(o.vizOut ?? join(runDir, 'viz'), [o.images, ...rest], 'vizOut');
+      if (o.images) checkFigureOut(o.vizOut ?? join(runDir, 'viz'), [o.images, ...rest], 'vizOut', o.overwrite);
     },
     async run(o, positionals) {
       const [runDir, ...rest] = positionals;

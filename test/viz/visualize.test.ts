@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import * as torch from '../../src/torch';
@@ -165,4 +165,29 @@ test('captions: a file name, with as many parent folders as tell it apart from a
   assert.deepEqual(captions(['/x/a/1.png', '/x/b/1.png', '/x/c/2.png']), ['a/1.png', 'b/1.png', '2.png']);
   assert.deepEqual(captions(['p/q/a/1.png', 'r/q/a/1.png', 'q/b/1.png']), ['p/q/a/1.png', 'r/q/a/1.png', 'b/1.png']);
   assert.deepEqual(captions(['a/1.png', 'a/1.png']), ['a/1.png', 'a/1.png'], 'the same file twice');
+});
+
+test("visualize leaves figure files no visualisation wrote (a user's grid.png) unless --overwrite; an earlier visualisation is replaced without it", async () => {
+  const root = mkdtempSync(join(tmpdir(), 'semaim-viz-own-'));
+  try {
+    const model = tinyModel(3);
+    const ckpt = writeCheckpointFolder(join(root, 'ckpt'), model);
+    model.dispose();
+    const images = join(root, 'imgs');
+    await writeTestImages(images, 2);
+    const out = join(root, 'mine');
+    const run = (...more: string[]) => vizCommands.visualize.run(['--checkpoint', ckpt, '--images', images, '--out', out, '--threads', '1', ...more]);
+    mkdirSync(out);
+    writeFileSync(join(out, 'grid.png'), 'my precious');
+    await assert.rejects(
+      run(),
+      (e: Error) => e instanceof OptionError && e.key === 'out' && /holds grid\.png, which no earlier semaim visualisation wrote/.test(e.message),
+    );
+    assert.equal(readFileSync(join(out, 'grid.png'), 'utf8'), 'my precious');
+    await run('--overwrite');
+    assert.notEqual(readFileSync(join(out, 'grid.png'), 'utf8'), 'my precious');
+    await run(); // its own earlier figures: replaced
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
 });
