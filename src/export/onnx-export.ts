@@ -16,7 +16,9 @@ import { commitExport } from './commit-export';
 import { guardOutputs } from '../io/outputs';
 import { checkExportSpace, filesBytes } from './export-space';
 import { formatBytes } from '../util/disk-space';
-import { defineOptions, jobFields } from '../util/options';
+import { OptionError, defineOptions, jobFields } from '../util/options';
+import { isJsonObject, readJsonObject } from '../util/json-file';
+import { existsSync } from 'node:fs';
 
 export interface OnnxOptions {
   dtype: FloatType;
@@ -119,12 +121,36 @@ export const EXPORT_FIELDS = defineOptions({
   overwrite: { type: 'boolean', help: 'replace an earlier export' },
 });
 
+/**
+ * Refuses an export beside the other dtype's model when that model came from other weights: the JSON
+ * files are rewritten for the new weights, and transformers.js would load the old model under them
+ * (`--dtype float16 --overwrite` from another checkpoint left onnx/model.onnx of the first).
+ */
+function refuseOtherSourcesModel(outDir: string, dtype: FloatType, sha256: string | undefined): void {
+  const other = join(outDir, 'onnx', onnxFileName(dtype === 'float16' ? 'float32' : 'float16'));
+  if (!existsSync(other)) return;
+  let before: unknown;
+  try {
+    const semaim = readJsonObject(join(outDir, 'config.json')).semaim;
+    before = isJsonObject(semaim) ? semaim.sourceSha256 : undefined;
+  } catch {
+    before = undefined;
+  }
+  if (typeof before === 'string' && before === sha256) return;
+  throw new OptionError(
+    'out',
+    `${other} was exported from other weights (${typeof before === 'string' ? `SHA-256 ${before.slice(0, 12)}…` : 'its config.json does not say which'}), ` +
+      `and this export's config.json would describe only the new ones: remove it, or export into another folder`,
+  );
+}
+
 /** An encoder, or a fine-tuning run's classifier (transformers.js: image-classification), as an ONNX folder. */
 export async function exportOnnx(source: string, outDir: string, o: OnnxOptions): Promise<OnnxExportResult> {
   o = jobFields(o ?? {}, EXPORT_FIELDS) as OnnxOptions;
   const m = isFinetuneFolder(source) ? classifierOnnxModelOf(source, o) : onnxModelOf(source, o);
   const [model, config, pre] = onnxExportFiles(outDir, o.dtype);
   guardOutputs([model, config, pre], m.weights, o.overwrite);
+  refuseOtherSourcesModel(outDir, o.dtype, m.sourceSha256);
   const info = { [m.classNames ? 'classifier' : 'encoder']: m.config, dtype: o.dtype, opset: OPSET, outputs: m.outputs, sourceSha256: m.sourceSha256 };
   const json = m.classNames ? classifierConfigJson(m.config, m.classNames, info) : modelConfigJson(m.config, info);
   // (config.json first: the commit journal and the lock are named after it, in the folder that holds all three)

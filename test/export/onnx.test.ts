@@ -159,6 +159,15 @@ test('semaim export --format onnx: a checkpoint folder becomes onnx/model.onnx +
   await assert.rejects(commands.export.run(half16), /option 'out': .*config\.json exists: choose another output, or pass --overwrite/);
   assert.equal(await commands.export.run([...half16, '--overwrite']), 0);
   const half = decodeModel(readFileSync(join(out, 'onnx', 'model_fp16.onnx')));
+  // beside a model of other weights it is refused: config.json would describe only the new ones
+  const other = new SemAIM(model.config).initWeights(5).eval();
+  const otherCkpt = writeCheckpointFolder(join(dir, 'other'), other);
+  other.dispose();
+  await assert.rejects(
+    commands.export.run(['--checkpoint', otherCkpt, '--out', out, '--format', 'onnx', '--overwrite']),
+    /option 'out': .*model_fp16\.onnx was exported from other weights \(SHA-256 [0-9a-f]{12}…\)/,
+  );
+  assert.equal(await commands.export.run(['--checkpoint', otherCkpt, '--out', join(dir, 'out2'), '--format', 'onnx']), 0);
   assert.deepEqual(
     half.graph.output.map((o) => o.name),
     ['last_hidden_state', 'pooler_output'],
