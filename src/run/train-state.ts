@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { writeFileAtomic } from '../util/safe-write';
 import { checkFreeSpace, formatBytes } from '../util/disk-space';
 import { existsSync } from 'node:fs';
+import { isJsonObject, readJsonObject } from '../util/json-file';
 import { join, relative } from 'node:path';
 import * as torch from '../torch';
 import { Tensor } from '../torch';
@@ -231,9 +232,16 @@ export class TrainState {
       this.lock = RunLock.acquire(this.run.outDir);
       this.checkpoints.removeDeadTemps();
       const latest = resume ? this.checkpoints.loadLatest() : null;
+      const sameRun = resume && !latest ? this.runStoppedBeforeItsFirstCheckpoint(configJson()) : null;
       if (latest) {
         this.restoreFrom(latest);
         settled = { checkpoint: relative(this.run.outDir, latest.dir), step: this.step };
+      } else if (sameRun) {
+        // started again with the same recipe: the same run from step 0, as a resume from a checkpoint of
+        // step 0 would be (its logged lines are redone); each such kill made a folder in previous/
+        this.checkpoints.runId = sameRun;
+        const redone = this.metrics.truncateAfter(0);
+        this.log(`run ${sameRun} stopped before its first checkpoint: starting it again from step 0 (${redone} logged line(s) are redone)`);
       } else {
         this.checkpoints.archivePreviousRun();
         this.checkpoints.runId = `${new Date().toISOString().replace(/[-:]|\.\d+Z$/g, '')}-${randomBytes(3).toString('hex')}`;
@@ -250,6 +258,32 @@ export class TrainState {
     }
     // the others learn where rank 0 starts (a fresh run, or the checkpoint it settled on)
     await this.group?.allGatherJson(settled);
+  }
+
+  /**
+   * The run id of a run in this folder that was stopped before its first checkpoint (config.json and
+   * metrics.jsonl, no checkpoint, nothing moved to checkpoints/corrupt) and had this recipe: the same
+   * options (recipeChanges, at the global batch) and model; else null.
+   */
+  private runStoppedBeforeItsFirstCheckpoint(now: Record<string, unknown>): string | null {
+    const root = join(this.run.outDir, 'checkpoints');
+    if (this.checkpoints.list().length || existsSync(join(root, 'best')) || existsSync(join(root, 'corrupt'))) return null;
+    let stored: Record<string, unknown>;
+    try {
+      stored = readJsonObject(join(this.run.outDir, 'config.json'));
+    } catch {
+      return null;
+    }
+    const { runId, worldSize, options, model } = stored;
+    if (typeof runId !== 'string' || !/^[\w-]{1,64}$/.test(runId) || !isJsonObject(options) || !this.job.optionTable) return null;
+    if (JSON.stringify(model) !== JSON.stringify(now.model)) return null;
+    const world = typeof worldSize === 'number' ? worldSize : 1;
+    const global = (o: Record<string, unknown>, w: number) => (typeof o.batchSize === 'number' ? { ...o, batchSize: o.batchSize * w } : o);
+    const changes = recipeChanges(this.job.optionTable, global(options, world), global(now.options as Record<string, unknown>, this.worldSize), {
+      stored: undefined,
+      now: process.cwd(),
+    });
+    return changes.length ? null : runId;
   }
 
   /**

@@ -460,3 +460,27 @@ test("'best' is replaced before the step that beats it is in place, and a swap c
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a run killed before its first checkpoint and started again with the same recipe is the same run from step 0: no previous/ folder per kill, its metrics lines redone; another recipe moves it aside', async () => {
+  const dir = tmp('killed-early');
+  const o = options(dir, { maxSteps: 2, checkpointEvery: 1000 });
+  await pretrain(o, data(), quiet);
+  const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as { runId: string };
+  const whole = readFileSync(join(dir, 'metrics.jsonl'), 'utf8');
+  // as a kill before the first checkpoint leaves it: config.json and the lines logged, no checkpoint
+  rmSync(join(dir, 'checkpoints'), { recursive: true, force: true });
+  const lines: string[] = [];
+  await pretrain(o, data(), { log: (l) => lines.push(l) });
+  assert.match(
+    lines.join('\n'),
+    new RegExp(`run ${config.runId} stopped before its first checkpoint: starting it again from step 0 \\(2 logged line\\(s\\) are redone\\)`),
+  );
+  assert.equal(existsSync(join(dir, 'previous')), false);
+  assert.equal((JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as { runId: string }).runId, config.runId);
+  const strip = (t: string) => t.replace(/"(time|imgPerSec)":[^,}]*,?/g, '');
+  assert.equal(strip(readFileSync(join(dir, 'metrics.jsonl'), 'utf8')), strip(whole), 'the same lines, once');
+  rmSync(join(dir, 'checkpoints'), { recursive: true, force: true });
+  await pretrain(options(dir, { maxSteps: 2, checkpointEvery: 1000, seed: 3 }), data(), quiet);
+  assert.equal(readdirSync(join(dir, 'previous')).length, 1, 'another recipe: the earlier run is moved aside');
+  rmSync(dir, { recursive: true, force: true });
+});
