@@ -79,7 +79,7 @@ test('predict: a linprobe.json that is not JSON, not an object or has a non-stri
     for (const [text, why] of [
       ['{"config": {"pooling": "cls"', /linprobe\.json: .*JSON/],
       ['null', /linprobe\.json: not a JSON object/],
-      ['{"config": null}', /linprobe\.json: pooling "missing" is not cls or mean/],
+      ['{"config": null}', /linprobe\.json: pooling "missing" is not cls, mean or gap/],
       ['{"config": {"pooling": "cls"}, "checkpoint": {"kind": "checkpoint", "weights": 7}}', /linprobe\.json: checkpoint\.weights is 7, not a path/],
     ] as const) {
       writeFileSync(file, text);
