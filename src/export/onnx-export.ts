@@ -2,6 +2,7 @@
 // .safetensors), or a fine-tuning run's classifier, as a folder that onnxruntime and transformers.js
 // open directly:
 //   onnx/model.onnx (float32) or onnx/model_fp16.onnx (float16), config.json, preprocessor_config.json.
+import { checkExportPaths } from './export-paths';
 import { dirname, join } from 'node:path';
 import type { EncoderConfig } from '../semaim/config';
 import { loadEncoder, resolveEncoder } from '../semaim';
@@ -146,6 +147,7 @@ function refuseOtherSourcesModel(outDir: string, dtype: FloatType, sha256: strin
 
 /** An encoder, or a fine-tuning run's classifier (transformers.js: image-classification), as an ONNX folder. */
 export async function exportOnnx(source: string, outDir: string, o: OnnxOptions): Promise<OnnxExportResult> {
+  checkExportPaths(source, outDir);
   o = jobFields(o ?? {}, EXPORT_FIELDS) as OnnxOptions;
   const m = isFinetuneFolder(source) ? classifierOnnxModelOf(source, o) : onnxModelOf(source, o);
   const [model, config, pre] = onnxExportFiles(outDir, o.dtype);

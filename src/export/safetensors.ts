@@ -1,5 +1,6 @@
 // `semaim export` (--format safetensors): a timm-compatible ViT encoder (timm parameter names, no head) as
 // safetensors, with its config JSON beside it; from a run, or converted from another encoder file.
+import { checkExportPaths } from './export-paths';
 import { existsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { loadTensors, readSafetensorsHeader, disposeAll } from '../io';
@@ -73,6 +74,7 @@ export interface ExportOptions extends VerifyOption {
  * authors' released checkpoints): the export then converts it to timm's names and float32.
  */
 export async function exportEncoder(source: string, out: string, o: ExportOptions = {}): Promise<{ weights: string; config: string; tensors: number }> {
+  checkExportPaths(source, out);
   if (existsSync(source) && statSync(source).isFile()) return exportEncoderFile(source, out, o);
   const dir = resolveCheckpoint(source, o);
   const kind = runKindOf(readSafetensorsHeader(join(dir, 'model.safetensors')).metadata.format);

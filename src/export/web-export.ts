@@ -5,6 +5,7 @@
 //   model.onnx, model.json                                  the encoder (with cls_attention) and what the page needs to know
 //                                                           (preprocessing, the EXIF orientation policy)
 //   ort/                                                    onnxruntime-web's WebAssembly build, copied from node_modules
+import { checkExportPaths } from './export-paths';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { exportAsset, packageVersion } from './assets';
@@ -118,6 +119,7 @@ export async function exportWeb(
   outDir: string,
   o: { dtype: FloatType; verify?: boolean; overwrite?: boolean; signal?: AbortSignal; exifOrientation?: ExifOrientationPolicy },
 ): Promise<WebExportResult> {
+  checkExportPaths(source, outDir);
   o = jobFields(o ?? {}, WEB_EXPORT_FIELDS) as typeof o;
   const ort = onnxruntimeWeb();
   const m = onnxModelOf(source, { dtype: o.dtype, attention: true, verify: o.verify });

@@ -19,7 +19,9 @@ import {
   VisionTransformer,
   data,
   embed,
+  exportEncoder,
   exportOnnx,
+  exportWeb,
   io,
   knnClassify,
   makeConfig,
@@ -164,11 +166,18 @@ test('visualizeCheckpoint refuses an unknown order type as the command does, bef
 });
 
 test(
-  'exportOnnx refuses a dtype the command does not take (it wrote int8 into config.json of a float32 model)',
+  'exportOnnx refuses a dtype the command does not take (it wrote int8 into config.json of a float32 model); the exports name a missing path',
   withDir(async (dir) => {
     const enc = writeEncoder(dir);
     await assert.rejects(exportOnnx(enc, join(dir, 'onnx'), { dtype: 'int8' as never, attention: false }), optionError('dtype', /float32, float16/));
     assert.equal(existsSync(join(dir, 'onnx')), false);
+    // a missing path is named as the flag it stands for (Node's '"paths[0]" argument' before)
+    await assert.rejects(
+      exportOnnx(undefined as never, join(dir, 'onnx'), { dtype: 'float32', attention: false }),
+      optionError('checkpoint', /expected a path/),
+    );
+    await assert.rejects(exportWeb(enc, undefined as never, { dtype: 'float32' }), optionError('out', /expected a path/));
+    await assert.rejects(exportEncoder(enc, '' as never), optionError('out', /got ''/));
   }),
 );
 
