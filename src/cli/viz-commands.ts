@@ -6,7 +6,7 @@ import { availableParallelism } from 'node:os';
 import * as torch from '../torch';
 import { checkDevice } from '../run/device';
 import { OptionError, Options, defineOptions, MAX_THREADS, MAX_THREADS_IS } from '../util/options';
-import { ORDER_NAMES, OrderName } from '../viz/maps';
+import { ORDER_NAMES, OrderName, checkOrderNames } from '../viz/maps';
 import { checkRunDir, visualizeCheckpoint, writeRunReport } from '../viz/pipeline';
 import { Command, defineCommand } from './command';
 import { VERIFY_OPTIONS } from '../eval/options';
@@ -62,10 +62,7 @@ function parseOrders(v: string): OrderName[] {
     .map((s) => s.trim())
     .filter(Boolean);
   if (names.length === 0) throw new OptionError('orders', 'needs at least one order type');
-  for (const n of names) {
-    if (!(ORDER_NAMES as readonly string[]).includes(n)) throw new OptionError('orders', `unknown order type '${n}' (known: ${ALL_ORDERS})`);
-  }
-  return [...new Set(names)] as OrderName[];
+  return [...new Set(checkOrderNames(names))];
 }
 
 type FigureOptions = Options<typeof FIGURE_OPTIONS>;

@@ -268,14 +268,13 @@ async function finetuneJob(o: FinetuneOptions, data: FinetuneData, hooks: Finetu
   // The encoder this run records (finetune.json, state.json, config.json): a resumed run's weights come from
   // the encoder it started from, which its checkpoints name, even when --checkpoint now resolves to another.
   const extraState: { encoder: EncoderSource; classNames?: string[] } = { encoder: source, classNames: data.train.classNames }; // classNames: what `semaim predict` names the classes by
-  const resolved = source;
   const onResume = (saved: Record<string, unknown>) => {
     const before = startedFrom(saved.encoder);
-    if (!before || before.sha256 === resolved.sha256) return;
+    if (!before || before.sha256 === source.sha256) return;
     extraState.encoder = before;
     if (evaluates)
       log(
-        `note: --checkpoint ${o.checkpoint} now resolves to ${resolved.weights} (sha256 ${resolved.sha256.slice(0, 16)}…), not the encoder this run ` +
+        `note: --checkpoint ${o.checkpoint} now resolves to ${source.weights} (sha256 ${source.sha256.slice(0, 16)}…), not the encoder this run ` +
           `started from, ${before.weights} (sha256 ${before.sha256.slice(0, 16)}…); the run continues from its checkpoint, whose weights come ` +
           `from that one, and records it (to fine-tune the new encoder, use another --out-dir)`,
       );

@@ -242,7 +242,7 @@ export class CheckpointManager {
 }
 
 /** A run id as semaim makes them (it becomes part of a folder name: no '/', no '..'), else null. */
-function plainRunId(id: unknown): string | null {
+export function plainRunId(id: unknown): string | null {
   return typeof id === 'string' && /^[\w-]{1,64}$/.test(id) ? id : null;
 }
 

@@ -6,13 +6,14 @@ import { writeFileAtomic } from '../util/safe-write';
 import { checkFreeSpace, formatBytes } from '../util/disk-space';
 import { existsSync } from 'node:fs';
 import { isJsonObject, readJsonObject } from '../util/json-file';
+import type { OptionTable } from '../util/options';
 import { join, relative } from 'node:path';
 import * as torch from '../torch';
 import { Tensor } from '../torch';
 import { disposeAll } from '../io';
 import { tensorsBytes } from '../io/tensors';
 import { runKindOf, type LoadedCheckpoint } from '../io/checkpoint';
-import { CheckpointManager } from './checkpoints';
+import { CheckpointManager, plainRunId } from './checkpoints';
 import { MetricsLog, lossEnds } from './metrics';
 import { FRESH_RUN_HINT, pathPlace, recipeChanges, refuseRecipeChanges } from './recipe';
 import { Progress } from './progress';
@@ -274,16 +275,22 @@ export class TrainState {
     } catch {
       return null;
     }
-    const { runId, worldSize, options, model } = stored;
-    if (typeof runId !== 'string' || !/^[\w-]{1,64}$/.test(runId) || !isJsonObject(options) || !this.job.optionTable) return null;
+    const { worldSize, options, model } = stored;
+    const runId = plainRunId(stored.runId);
+    if (runId === null || !isJsonObject(options) || !this.job.optionTable) return null;
     if (JSON.stringify(model) !== JSON.stringify(now.model)) return null;
     const world = typeof worldSize === 'number' ? worldSize : 1;
-    const global = (o: Record<string, unknown>, w: number) => (typeof o.batchSize === 'number' ? { ...o, batchSize: o.batchSize * w } : o);
-    const changes = recipeChanges(this.job.optionTable, global(options, world), global(now.options as Record<string, unknown>, this.worldSize), {
-      stored: undefined,
-      now: process.cwd(),
-    });
-    return changes.length ? null : runId;
+    return this.recipeChangesSince(this.job.optionTable, options, world, { stored: undefined, now: process.cwd() }).length ? null : runId;
+  }
+
+  /**
+   * What differs between the options a run was started with (by `savedWorld` processes) and this job's. --batch-size
+   * is per process: a run may continue with other processes that see the same global batch, so both are compared at it.
+   */
+  private recipeChangesSince(table: OptionTable, saved: Record<string, unknown>, savedWorld: number, bases: Parameters<typeof recipeChanges>[3]) {
+    const global = (opts: Record<string, unknown>, world: number) =>
+      typeof opts.batchSize === 'number' ? { ...opts, batchSize: opts.batchSize * world } : opts;
+    return recipeChanges(table, global(saved, savedWorld), global(this.job.options, this.worldSize), bases);
   }
 
   /**
@@ -351,10 +358,7 @@ export class TrainState {
       throw new Error(`${this.run.outDir} holds a ${kind} run (${latest.dir}), not a ${job.kind} run: give ${job.kind} its own --out-dir`);
     }
     if (job.optionTable && s.options) {
-      // --batch-size is per process: a run may resume with other processes that see the same global batch
-      const global = (opts: Record<string, unknown>, world: number) =>
-        typeof opts.batchSize === 'number' ? { ...opts, batchSize: opts.batchSize * world } : opts;
-      const changes = recipeChanges(job.optionTable, global(s.options, savedWorld), global(job.options, this.worldSize), bases);
+      const changes = this.recipeChangesSince(job.optionTable, s.options, savedWorld, bases);
       for (const c of changes) {
         if (c.key !== 'batchSize' || (savedWorld === 1 && this.worldSize === 1)) continue;
         c.before = `${c.before} (global: ${s.options.batchSize} × ${savedWorld} processes)`;

@@ -66,10 +66,11 @@ export async function pretrain(o: PretrainOptions, data: TrainData, hooks: Pretr
     o = jobOptions(PRETRAIN_OPTIONS, o);
     result = await withProcessThreads(o.threads, () => pretrainOn(o, data, hooks));
   } catch (e) {
-    // the job's error is the one to report: one of closing the data as well would hide it
-    await Promise.resolve()
-      .then(() => data.close())
-      .catch(() => {});
+    try {
+      await data.close();
+    } catch {
+      // the job's error is the one to report: one of closing the data as well would hide it
+    }
     throw e;
   }
   await data.close();

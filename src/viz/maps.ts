@@ -17,11 +17,19 @@ import {
   pixelTargets,
   unpatchify,
 } from '../semaim';
+import { OptionError } from '../util/options';
 import type { RgbImage } from './canvas';
 import { denormalizeImage } from './images';
 
 export const ORDER_NAMES = ['raster', 'snake', 'stochastic', 'similarity', 'semantic', 'multicenter'] as const;
 export type OrderName = (typeof ORDER_NAMES)[number];
+
+/** Refuses, naming --orders, the first of `names` that is not an order type (`semaim visualize` and visualizeCheckpoint). */
+export function checkOrderNames(names: readonly unknown[]): OrderName[] {
+  const unknown = names.find((n) => !(ORDER_NAMES as readonly unknown[]).includes(n));
+  if (unknown !== undefined) throw new OptionError('orders', `unknown order type '${String(unknown)}' (known: ${ORDER_NAMES.join(',')})`);
+  return names as OrderName[];
+}
 
 export interface ImageMaps {
   /** Order values per order type, [N] in row-major patch order (smaller = earlier). */

@@ -5,7 +5,7 @@ import * as torch from '../torch';
 import { loadImages } from './images';
 import { loadModel, sha256File } from '../semaim';
 import type { ImageInputOptions } from '../data/options';
-import { ORDER_NAMES, type OrderName } from './maps';
+import { ORDER_NAMES, checkOrderNames, type OrderName } from './maps';
 import { readRun } from './run-data';
 import { REPORT_GENERATOR, renderReport } from './report';
 import { OptionError, defineOptions, jobFields } from '../util/options';
@@ -55,8 +55,7 @@ function checkVisualizeJob(job: VisualizeJob): VisualizeJob {
   const j = jobFields(job, VISUALIZE_FIELDS);
   const known = ORDER_NAMES.join(',');
   if (!Array.isArray(j.orders) || j.orders.length === 0) throw new OptionError('orders', `needs at least one order type, a list of ${known}`);
-  const unknown = j.orders.find((n) => !(ORDER_NAMES as readonly unknown[]).includes(n));
-  if (unknown !== undefined) throw new OptionError('orders', `unknown order type '${String(unknown)}' (known: ${known})`);
+  checkOrderNames(j.orders);
   if (!Array.isArray(j.images) || j.images.some((p) => typeof p !== 'string'))
     throw new OptionError('images', `expected a list of image files and folders, got ${JSON.stringify(j.images) ?? 'undefined'}`);
   return j;
