@@ -2,6 +2,7 @@
 // cannot fit (before its first step, not at its first checkpoint), an embed whose features cannot
 // (before its first image). The free space comes from statfs: injected here (a preload), and the kernel's
 // own on a real small tmpfs where root can mount one. SEMAIM_NO_SPACE_CHECK=1 starts anyway.
+import { mountTmpfs } from '../tmpfs';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -160,10 +161,10 @@ test('on a real 1 MiB tmpfs: pretrain and embed are refused before the work (the
   });
   const mnt = join(dir, 'mnt');
   mkdirSync(mnt);
-  const mount = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt], { encoding: 'utf8' });
-  mounted = mount.status === 0;
-  if (mount.status !== 0) {
-    t.skip(`cannot mount a tmpfs here (${(mount.stderr || mount.error?.message || '').trim() || 'not root'})`);
+  const unmounted = mountTmpfs(mnt, 'size=1m');
+  mounted = !unmounted;
+  if (unmounted) {
+    t.skip(`cannot mount a tmpfs here (${unmounted})`);
     return;
   }
   const run = join(dir, 'run');

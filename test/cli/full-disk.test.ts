@@ -2,6 +2,7 @@
 // a command fails naming the file and the cause, exits 1, keeps its earlier result and leaves no
 // temporary file; once there is room the same command succeeds. The writers' errno paths are tested
 // everywhere through Node's fs (test/util/disk-faults.test.ts); this is the same on the kernel's ENOSPC.
+import { mountTmpfs } from '../tmpfs';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -38,13 +39,13 @@ test('knn on a full, then a read-only tmpfs: named error, exit 1, earlier knn.js
   const dir = mkdtempSync(join(tmpdir(), 'semaim-full-disk-'));
   const mnt = join(dir, 'mnt');
   mkdirSync(mnt);
-  const mount = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mnt], { encoding: 'utf8' });
+  const unmounted = mountTmpfs(mnt, 'size=2m');
   t.after(() => {
-    if (mount.status === 0) spawnSync('umount', [mnt]);
+    if (!unmounted) spawnSync('umount', [mnt]);
     rmSync(dir, { recursive: true, force: true });
   });
-  if (mount.status !== 0) {
-    t.skip(`cannot mount a tmpfs here (${(mount.stderr || mount.error?.message || '').trim() || 'not root'})`);
+  if (unmounted) {
+    t.skip(`cannot mount a tmpfs here (${unmounted})`);
     return;
   }
   const run = join(dir, 'run');
@@ -101,13 +102,13 @@ test('shards onto a tmpfs that fills while a shard is written: named error, exit
   const dir = mkdtempSync(join(tmpdir(), 'semaim-full-disk-shards-'));
   const mnt = join(dir, 'mnt');
   mkdirSync(mnt);
-  const mount = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=3m', 'tmpfs', mnt], { encoding: 'utf8' });
+  const unmounted = mountTmpfs(mnt, 'size=3m');
   t.after(() => {
-    if (mount.status === 0) spawnSync('umount', [mnt]);
+    if (!unmounted) spawnSync('umount', [mnt]);
     rmSync(dir, { recursive: true, force: true });
   });
-  if (mount.status !== 0) {
-    t.skip(`cannot mount a tmpfs here (${(mount.stderr || mount.error?.message || '').trim() || 'not root'})`);
+  if (unmounted) {
+    t.skip(`cannot mount a tmpfs here (${unmounted})`);
     return;
   }
   // 80 images of noise (77 KB each as PNG): the first shard of 50 (3.8 MB) is larger than the tmpfs

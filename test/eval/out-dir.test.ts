@@ -3,6 +3,7 @@
 // 90-epoch probe), then failed with EROFS. The folder is made at the start and a file staged there;
 // its error is the one the final write gave. Read-only by permission needs a user other than root (root
 // writes through chmod 0555); as root a read-only tmpfs is mounted, else that case is skipped.
+import { mountTmpfs } from '../tmpfs';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -77,9 +78,9 @@ test('knn, linprobe and segprobe refuse a read-only --out-dir, or one under a re
   });
   const enc = writeEncoder(dir);
   if (process.getuid?.() === 0) {
-    const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'ro,size=1m', 'tmpfs', ro], { encoding: 'utf8' });
-    if (m.status !== 0) {
-      t.skip(`as root chmod does not stop writes, and no read-only tmpfs can be mounted here (${(m.stderr || m.error?.message || '').trim()})`);
+    const unmounted = mountTmpfs(ro, 'ro,size=1m');
+    if (unmounted) {
+      t.skip(`as root chmod does not stop writes, and no read-only tmpfs can be mounted here (${unmounted})`);
       return;
     }
     mounted = true;

@@ -25,18 +25,23 @@ import { TINY, maxDiff, memoryTrainData, quiet, toyImages, writeEncoder } from '
 
 const sha = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
 
+/** <root>/data/{train,test}/<class>/<i>.png: 8×8 pictures whose class k has channel k set to `value`, a colour a tiny model learns. */
+async function writeColourFolders(root: string, classes: string[], counts: { train: number; test: number }, value: number): Promise<void> {
+  for (const split of ['train', 'test'] as const)
+    for (const [k, cls] of classes.entries())
+      for (let i = 0; i < counts[split]; i++) {
+        const px = picture(8, 8, 100 * k + i + (split === 'test' ? 50 : 0));
+        for (let p = 0; p < 64; p++) px[3 * p + k] = value;
+        mkdirSync(join(root, 'data', split, cls), { recursive: true });
+        writeFileSync(join(root, 'data', split, cls, `${i}.png`), await encode(px, 8, 8, 3, 'png'));
+      }
+}
+
 test('predict: accuracy equals finetune’s for its checkpoint; top-k per image; unreadable images skipped and listed', async () => {
   const root = mkdtempSync(join(tmpdir(), 'semaim-predict-'));
   try {
-    // 3 classes, 6 training and 4 test images each; a class colour the tiny model can learn
-    for (const split of ['train', 'test'])
-      for (const [k, cls] of ['red', 'green', '=blue'].entries())
-        for (let i = 0; i < (split === 'train' ? 6 : 4); i++) {
-          const px = picture(8, 8, 100 * k + i + (split === 'test' ? 50 : 0));
-          for (let p = 0; p < 64; p++) px[3 * p + k] = 255;
-          mkdirSync(join(root, 'data', split, cls), { recursive: true });
-          writeFileSync(join(root, 'data', split, cls, `${i}.png`), await encode(px, 8, 8, 3, 'png'));
-        }
+    // 3 classes, 6 training and 4 test images each
+    await writeColourFolders(root, ['red', 'green', '=blue'], { train: 6, test: 4 }, 255);
     const encoder = writeEncoder(root);
     const data = ['--dataset', 'folder', '--data-path', join(root, 'data'), '--num-workers', '0', '--threads', '1'];
     const ft = join(root, 'ft');
@@ -180,14 +185,7 @@ test('predict: accuracy equals finetune’s for its checkpoint; top-k per image;
 test('predict with a linear probe: its accuracy equals linprobe’s; the encoder must be the one the probe was trained on', async () => {
   const root = mkdtempSync(join(tmpdir(), 'semaim-predict-probe-'));
   try {
-    for (const split of ['train', 'test'])
-      for (const [k, cls] of ['a', 'b', 'c'].entries())
-        for (let i = 0; i < (split === 'train' ? 8 : 5); i++) {
-          const px = picture(8, 8, 100 * k + i + (split === 'test' ? 50 : 0));
-          for (let p = 0; p < 64; p++) px[3 * p + k] = 200;
-          mkdirSync(join(root, 'data', split, cls), { recursive: true });
-          writeFileSync(join(root, 'data', split, cls, `${i}.png`), await encode(px, 8, 8, 3, 'png'));
-        }
+    await writeColourFolders(root, ['a', 'b', 'c'], { train: 8, test: 5 }, 200);
     const encoder = writeEncoder(root);
     const data = ['--dataset', 'folder', '--data-path', join(root, 'data'), '--num-workers', '0', '--threads', '1'];
     const lp = join(root, 'lp');
@@ -224,14 +222,7 @@ test('predict with a linear probe: its accuracy equals linprobe’s; the encoder
 test("predict with a gap probe of a pre-training run (linprobe --pooling gap): linprobe's accuracy, from the authors' global pool", async () => {
   const root = mkdtempSync(join(tmpdir(), 'semaim-predict-gap-'));
   try {
-    for (const split of ['train', 'test'])
-      for (const [k, cls] of ['a', 'b', 'c'].entries())
-        for (let i = 0; i < (split === 'train' ? 8 : 5); i++) {
-          const px = picture(8, 8, 100 * k + i + (split === 'test' ? 50 : 0));
-          for (let p = 0; p < 64; p++) px[3 * p + k] = 200;
-          mkdirSync(join(root, 'data', split, cls), { recursive: true });
-          writeFileSync(join(root, 'data', split, cls, `${i}.png`), await encode(px, 8, 8, 3, 'png'));
-        }
+    await writeColourFolders(root, ['a', 'b', 'c'], { train: 8, test: 5 }, 200);
     const pre = join(root, 'pre');
     const po = resolveOptions(PRETRAIN_OPTIONS, {
       model: 'vit_tiny',
@@ -316,14 +307,7 @@ test('predict of a linear-probe folder whose linprobe was stopped between the re
   const fs = require('node:fs') as typeof import('node:fs'); // a plain object: its functions are replaceable
   const rename = fs.renameSync;
   try {
-    for (const split of ['train', 'test'])
-      for (const [k, cls] of ['a', 'b', 'c'].entries())
-        for (let i = 0; i < (split === 'train' ? 8 : 5); i++) {
-          const px = picture(8, 8, 100 * k + i + (split === 'test' ? 50 : 0));
-          for (let p = 0; p < 64; p++) px[3 * p + k] = 200;
-          mkdirSync(join(root, 'data', split, cls), { recursive: true });
-          writeFileSync(join(root, 'data', split, cls, `${i}.png`), await encode(px, 8, 8, 3, 'png'));
-        }
+    await writeColourFolders(root, ['a', 'b', 'c'], { train: 8, test: 5 }, 200);
     const encoder = writeEncoder(root);
     const data = ['--dataset', 'folder', '--data-path', join(root, 'data'), '--num-workers', '0', '--threads', '1'];
     const lp = join(root, 'lp');
