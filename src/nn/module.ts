@@ -1,11 +1,11 @@
 // Module: the base of every layer and model. Holds named parameters, buffers and sub-modules,
 // walks them by dotted names (PyTorch's state-dict naming), and owns their lifetimes.
 import * as torch from '../torch';
-import { Tensor } from '../torch';
+import { DType, Tensor } from '../torch';
 
 export type StateDict = Map<string, Tensor>;
 
-/** Weights that do not fit a module (missing, unexpected or mis-shaped tensors); code 'ERR_CHECKPOINT_MISMATCH', as a checkpoint whose tensors do not fit its config. */
+/** Weights that do not fit a module (missing, unexpected, mis-shaped or integer-valued tensors); code 'ERR_CHECKPOINT_MISMATCH', as a checkpoint whose tensors do not fit its config. */
 export class StateDictError extends Error {
   readonly code = 'ERR_CHECKPOINT_MISMATCH';
   constructor(
@@ -13,6 +13,8 @@ export class StateDictError extends Error {
     readonly missing: string[],
     readonly unexpected: string[],
     readonly shapeMismatch: { name: string; expected: number[]; got: number[] }[],
+    /** Floating-point tensors offered integer or bool values (a quantised file without its scales, say). */
+    readonly dtypeMismatch: { name: string; expected: DType; got: DType }[] = [],
   ) {
     super(message);
     this.name = 'StateDictError';
@@ -99,9 +101,10 @@ export abstract class Module {
   }
 
   /**
-   * Copies values into this module's tensors. strict: every name must match both ways and every
-   * shape must agree; a mismatch throws a StateDictError listing all differences, before anything
-   * is copied.
+   * Copies values into this module's tensors. strict: every name must match both ways; every shape
+   * must agree, and a floating-point tensor takes only floating-point values (other float dtypes are
+   * cast, as PyTorch does; integers would be cast silently into meaningless weights). A mismatch throws
+   * a StateDictError listing all differences, before anything is copied.
    */
   loadStateDict(sd: StateDict | Record<string, Tensor>, opts: { strict?: boolean } = {}): { missing: string[]; unexpected: string[] } {
     const strict = opts.strict ?? true;
@@ -110,17 +113,20 @@ export abstract class Module {
     const missing = [...own.keys()].filter((k) => !src.has(k));
     const unexpected = [...src.keys()].filter((k) => !own.has(k));
     const shapeMismatch: { name: string; expected: number[]; got: number[] }[] = [];
+    const dtypeMismatch: { name: string; expected: DType; got: DType }[] = [];
     for (const [k, t] of own) {
       const s = src.get(k);
       if (s && !sameShape(s.shape, t.shape)) shapeMismatch.push({ name: k, expected: t.shape, got: s.shape });
+      if (s && torch.isFloating(t.dtype) && !torch.isFloating(s.dtype)) dtypeMismatch.push({ name: k, expected: t.dtype, got: s.dtype });
     }
-    if (shapeMismatch.length || (strict && (missing.length || unexpected.length))) {
+    if (shapeMismatch.length || dtypeMismatch.length || (strict && (missing.length || unexpected.length))) {
       const lines = [
         ...missing.map((k) => `  missing:    ${k}`),
         ...unexpected.map((k) => `  unexpected: ${k}`),
         ...shapeMismatch.map((m) => `  shape:      ${m.name}: expected [${m.expected}], got [${m.got}]`),
+        ...dtypeMismatch.map((m) => `  dtype:      ${m.name}: expected floating-point values (${m.expected}), got ${m.got}`),
       ];
-      throw new StateDictError(`loadStateDict(${this.constructor.name}) failed:\n${lines.join('\n')}`, missing, unexpected, shapeMismatch);
+      throw new StateDictError(`loadStateDict(${this.constructor.name}) failed:\n${lines.join('\n')}`, missing, unexpected, shapeMismatch, dtypeMismatch);
     }
     torch.noGrad(() => {
       for (const [k, t] of own) {

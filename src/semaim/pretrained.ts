@@ -183,6 +183,14 @@ export function checkEncoderShapes(c: EncoderConfig, fileShapes: Map<string, Ten
       `${file} holds ${unknown.length} tensor(s) under the encoder's names that the ViT its config describes does not have (${named.join(', ')}${unknown.length > 3 ? ', ...' : ''}): parts of another network`,
     );
   }
+  const integer = [...params.keys()].filter((k) => shapes.has(k) && !torch.isFloating(shapes.get(k)!.dtype));
+  if (integer.length) {
+    const named = integer.slice(0, 3).map((k) => `'${prefix}${k}' (${shapes.get(k)!.dtype})`);
+    throw mismatch(
+      `${file} holds ${integer.length} encoder weight(s) as integers (${named.join(', ')}${integer.length > 3 ? ', ...' : ''}): ` +
+        'weights are read from float16, bfloat16, float32 or float64 tensors (a quantised file needs its scales applied first)',
+    );
+  }
   for (const [k, shape] of params) {
     const got = shapes.get(k)?.shape;
     if (got && got.join() !== shape.join())

@@ -68,6 +68,31 @@ test('loadStateDict copies values and reports every mismatch before copying', ()
   b.dispose();
 });
 
+test('loadStateDict casts other float dtypes but refuses integer values for a floating-point tensor', () => {
+  const a = new Net();
+  const b = new Net();
+  const sd = new Map([...a.stateDict()].map(([k, t]) => [k, t.to({ dtype: 'float64' })]));
+  b.loadStateDict(sd);
+  assert.deepEqual(b.stateDict().get('cls_token')!.toFloat32Array(), a.stateDict().get('cls_token')!.toFloat32Array());
+  const before = b.blocks.at(0).norm.weight!.toFloat32Array();
+  const int = sd.get('blocks.0.norm.weight')!;
+  sd.set('blocks.0.norm.weight', int.to({ dtype: 'int32' }));
+  assert.throws(
+    () => b.loadStateDict(sd),
+    (e: unknown) => {
+      assert.ok(e instanceof StateDictError);
+      assert.deepEqual(e.dtypeMismatch, [{ name: 'blocks.0.norm.weight', expected: 'float32', got: 'int32' }]);
+      assert.match(e.message, /dtype: +blocks\.0\.norm\.weight: expected floating-point values \(float32\), got int32/);
+      return true;
+    },
+  );
+  assert.deepEqual(b.blocks.at(0).norm.weight!.toFloat32Array(), before);
+  for (const t of sd.values()) t.dispose();
+  int.dispose();
+  a.dispose();
+  b.dispose();
+});
+
 test('train/eval reach every sub-module; to() casts in place keeping identity', () => {
   const net = new Net();
   net.eval();

@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as torch from '../../src/torch';
-import { saveTensors } from '../../src/io';
+import { disposeAll, loadTensors, saveTensors } from '../../src/io';
 import { SemAIM, checkpointConfig, makeConfig, resolveCheckpoint, resolveEncoder, validateEncoder } from '../../src/semaim';
 import { TINY, writeEncoder } from '../eval/helpers';
 
@@ -47,6 +47,14 @@ test('an exported encoder whose config contradicts its weights is refused from t
     assert.throws(() => resolveEncoder(weights), /'patch_embed\.proj\.weight' is \[16,3,4,4\], its model config implies \[16,3,2,2\]/);
     claim({});
     assert.equal(resolveEncoder(weights).config.depth, 2, 'the true config is accepted');
+    // integer weights (a quantised file without its scales) would be cast into meaningless floats
+    const quantised = join(dir, 'int8.safetensors');
+    const { tensors } = loadTensors(weights);
+    const asInt = [...tensors].map(([k, t]): [string, torch.Tensor] => [k, k === 'blocks.1.norm1.weight' ? t.to({ dtype: 'int8' }) : t]);
+    saveTensors(quantised, asInt, { config: JSON.stringify(TINY) });
+    disposeAll(tensors);
+    asInt.find(([k]) => k === 'blocks.1.norm1.weight')![1].dispose();
+    assert.throws(() => resolveEncoder(quantised), /int8\.safetensors holds 1 encoder weight\(s\) as integers \('blocks\.1\.norm1\.weight' \(int8\)\)/);
     // weights of something else
     const other = join(dir, 'other.safetensors');
     saveTensors(other, [['w', torch.zeros([2])]], { config: JSON.stringify(TINY) });
