@@ -77,12 +77,12 @@ export async function exportEncoder(source: string, out: string, o: ExportOption
   checkExportPaths(source, out);
   if (existsSync(source) && statSync(source).isFile()) return exportEncoderFile(source, out, o);
   const dir = resolveCheckpoint(source, o);
-  const kind = runKindOf(readSafetensorsHeader(join(dir, 'model.safetensors')).metadata.format);
+  const { metadata } = readSafetensorsHeader(join(dir, 'model.safetensors'));
+  const kind = runKindOf(metadata.format);
   if (kind && kind !== 'pretrain') {
     throw new CheckpointError(
       `${dir} is a checkpoint of a ${kind} run: export takes a pre-training run. A fine-tuned classifier needs no export: ` +
-        `its ${join(dir, 'model.safetensors')} has timm's names (fc_norm, head) and loads into timm's VisionTransformer(global_pool='avg', num_classes=N) as it is ` +
-        '(--format onnx writes it for onnxruntime and transformers.js)',
+        `its ${join(dir, 'model.safetensors')} ${classifierTimmModel(metadata.config)} as it is (--format onnx writes it for onnxruntime and transformers.js)`,
     );
   }
   const enc = encoderConfigOf(checkpointConfig(dir));
@@ -90,6 +90,19 @@ export async function exportEncoder(source: string, out: string, o: ExportOption
   guardOutputs(files, join(dir, 'model.safetensors'), o.overwrite);
   const { tensors } = loadTensors(join(dir, 'model.safetensors'), { filter: (k) => ENCODER_KEY.test(k), finite: true });
   return writeEncoder(tensors, enc, dir, files, o.signal);
+}
+
+/** The timm model a fine-tuned classifier's weights load into, by the pooling its config records. */
+function classifierTimmModel(configJson: string | undefined): string {
+  let pool: unknown;
+  try {
+    pool = (JSON.parse(configJson ?? '{}') as { pool?: unknown }).pool;
+  } catch {
+    pool = undefined;
+  }
+  return pool === 'cls'
+    ? "has timm's names (norm, head) and loads into timm's VisionTransformer(global_pool='token', num_classes=N)"
+    : "has timm's names (fc_norm, head) and loads into timm's VisionTransformer(global_pool='avg', num_classes=N)";
 }
 
 async function exportEncoderFile(source: string, out: string, o: ExportOptions): Promise<{ weights: string; config: string; tensors: number }> {

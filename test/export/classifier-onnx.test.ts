@@ -12,6 +12,7 @@ import * as torch from '../../src/torch';
 import { CheckpointManager } from '../../src/run/checkpoints';
 import { ViTClassifier, type ClassifierPool } from '../../src/eval/classifier';
 import { exportOnnx } from '../../src/export/onnx-export';
+import { exportEncoder } from '../../src/export/safetensors';
 import { commands } from '../../src/cli/commands';
 import { SMALL, difference, randomImages } from './helpers';
 import { writeTestImages } from '../viz/helpers';
@@ -79,6 +80,13 @@ test("onnx: a fine-tuning run's classifier gives semaim's logits in onnxruntime 
         assert.equal(config.label2id.ship, 3);
         assert.equal(config.semaim.classifier.pool, pool);
       }
+      // the default format refuses a classifier, naming the timm model its checkpoint loads into as it is
+      const [norm, globalPool] = pool === 'avg' ? ['fc_norm', 'avg'] : ['norm', 'token'];
+      assert.ok(model.stateDict().has(`${norm}.weight`), `the ${pool} classifier's own final norm is ${norm}`);
+      await assert.rejects(
+        exportEncoder(run, join(root, `timm-${pool}`)),
+        new RegExp(`has timm's names \\(${norm}, head\\) and loads into timm's VisionTransformer\\(global_pool='${globalPool}', num_classes=N\\) as it is`),
+      );
       model.dispose();
     }
   } finally {
