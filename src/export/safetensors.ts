@@ -49,12 +49,24 @@ export function exportedConfigJson(enc: EncoderConfig): Record<string, unknown> 
     pretrained_cfg: {
       input_size: [enc.inChans ?? 3, enc.imgSize, enc.imgSize],
       interpolation: p.interpolation,
-      crop_pct: enc.imgSize / p.resizeShortSide,
+      crop_pct: timmCropPct(enc.imgSize, p.resizeShortSide),
       crop_mode: 'center',
       mean: p.mean,
       std: p.std,
     },
   };
+}
+
+/**
+ * The crop_pct for which timm's eval transform, floor(img_size / crop_pct), resizes to `resizeShortSide`:
+ * the plain quotient rounds below that for a few sizes (890 / (890 / 1017) = 1016.99…), so it is lowered
+ * by ulps until the division reaches it.
+ */
+export function timmCropPct(imgSize: number, resizeShortSide: number): number {
+  const bits = new Float64Array([imgSize / resizeShortSide]);
+  const asInt = new BigInt64Array(bits.buffer);
+  while (Math.floor(imgSize / bits[0]) < resizeShortSide) asInt[0] -= 1n; // a positive double's next smaller value
+  return bits[0];
 }
 
 export interface ExportOptions extends VerifyOption {

@@ -21,7 +21,8 @@ import {
   SemAIMConfig,
 } from '../../src/semaim';
 import { ViTClassifier } from '../../src/eval/classifier';
-import { exportEncoder, exportedConfigJson } from '../../src/export/safetensors';
+import { exportEncoder, exportedConfigJson, timmCropPct } from '../../src/export/safetensors';
+import { evalPreprocessing } from '../../src/export/preprocessing';
 import { TINY, maxDiff, writeEncoder } from '../eval/helpers';
 import { freeBytes } from '../../src/util/disk-space';
 
@@ -239,6 +240,14 @@ test("an exported encoder's JSON is timm's hub config too, and reads back to the
   const base = exportedConfigJson({ imgSize: 224, patchSize: 16, inChans: 3, embedDim: 768, depth: 12, numHeads: 12, mlpRatio: 4 });
   assert.equal(base.architecture, 'vit_base_patch16_224');
   assert.equal((base.pretrained_cfg as Record<string, unknown>).crop_pct, 0.875);
+  // timm's eval transform resizes to floor(img_size / crop_pct): the short side semaim resizes to, at every size
+  // (890 / (890 / 1017) is 1016.99…: 11 sizes in 8..2048 came out a pixel short)
+  for (let size = 8; size <= 2048; size++) {
+    const resize = evalPreprocessing(size).resizeShortSide;
+    const cropPct = timmCropPct(size, resize);
+    assert.equal(Math.floor(size / cropPct), resize, `img_size ${size}`);
+    assert.ok(Math.abs(cropPct - size / resize) < 1e-12, `img_size ${size}: crop_pct ${cropPct}`);
+  }
 });
 
 test("a timm global_pool='avg' file (fc_norm, no norm): fine-tuning loads its fc_norm, feature evaluation refuses it", () => {
