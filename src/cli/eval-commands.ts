@@ -16,6 +16,7 @@ import { abortOnStopSignals, runExitCode } from '../run/signals';
 import { checkDataPath } from '../data/options';
 import { runDataParallel } from './data-parallel';
 import { shellQuote } from '../util/printable';
+import { stderrLine } from '../util/console-line';
 
 /**
  * A job's option table as its command takes it: --dataset is one of the real datasets with labels
@@ -106,7 +107,7 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
       preflight: (o) => checkDataPath(o, ['train', 'test']),
       async run(o) {
         if (o.planMeasure) {
-          process.stdout.write(JSON.stringify(await measureAblation(o, factories(), (l) => process.stderr.write(l + '\n'))) + '\n');
+          process.stdout.write(JSON.stringify(await measureAblation(o, factories(), stderrLine)) + '\n');
           return 0;
         }
         const argv = process.argv.slice(3);
@@ -116,7 +117,7 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
           outDir: o.outDir,
           jobs: o.jobs,
           threads: o.threads,
-          log: (l) => process.stderr.write(l + '\n'),
+          log: stderrLine,
         };
         const r = await ablate(o, factories(), {
           command: `semaim ablate ${argv.map(shellQuote).join(' ')}`.trim(),

@@ -5,6 +5,7 @@ import { errorText } from './command';
 import { isWorkerProcess } from '../dist/env';
 import { closest } from '../util/options';
 import { stopWhenOutputCloses } from '../util/closed-output';
+import { stderrLine } from '../util/console-line';
 
 async function main(argv: string[]): Promise<number> {
   stopWhenOutputCloses(); // a run whose output pipe closed (`| head`, a killed launcher) stops after a checkpoint instead of dying
@@ -63,7 +64,7 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (err: Error & { exitCode?: number }) => {
-    process.stderr.write(`semaim: ${errorText(err)}\n`);
+    stderrLine(`semaim: ${errorText(err)}`);
     if (process.env.SEMAIM_DEBUG) process.stderr.write(`${err.stack}\n`);
     process.exitCode = err.exitCode ?? (err.name === 'OptionError' || err.name === 'ConfigError' ? 2 : 1);
   },

@@ -26,6 +26,7 @@ import type { MixupOptions } from './mix';
 import { assembleCache, cacheRanges, DEFAULT_CACHE_BYTES, type CacheOptions } from './cache';
 import type { FromWorker, ToWorker } from './worker';
 import { rankPlan, sliceWrapped, type RankPlan } from './sharding';
+import { stderrLine } from '../util/console-line';
 
 export interface LoaderOptions {
   batchSize: number;
@@ -206,7 +207,7 @@ export class DataLoader implements AsyncIterable<Batch> {
     if (!(Number.isInteger(this.numWorkers) && this.numWorkers >= 0)) throw new RangeError('DataLoader: workers must be an integer >= 0');
     this.prefetch = Math.max(1, opts.prefetch ?? 2);
     this.persistent = opts.persistentWorkers ?? true;
-    this.warn = opts.onWarning ?? ((line: string) => process.stderr.write(line + '\n'));
+    this.warn = opts.onWarning ?? stderrLine;
     this.skips = new SkipLog(this.warn);
     if (opts.masks && !dataset.hasMasks) throw new Error(`DataLoader: masks requested but ${dataset.root} has no object masks`);
     const numClasses = opts.numClasses ?? dataset.classes.length;

@@ -2,6 +2,7 @@
 // that could not be used, and an in-memory implementation (tests). The real datasets (synthetic
 // objects, the images/ + masks/ folder layout) are adapted to this interface in src/data/seg-loader.ts.
 import { checkRankSlice, type RankSlice } from './sharding';
+import { stderrLine } from '../util/console-line';
 
 /** The mask value of pixels without a label (VOC, ADE20K). */
 export const IGNORE_INDEX = 255;
@@ -105,7 +106,7 @@ export class SkipTally {
 
   constructor(
     private readonly what: string,
-    private readonly warn: (line: string) => void = (l) => process.stderr.write(l + '\n'),
+    private readonly warn: (line: string) => void = stderrLine,
     private readonly report = 20,
   ) {}
 

@@ -5,6 +5,7 @@
 // watched: its parent may end on purpose.
 
 import { stopAsOnSigterm, stopWhenOutputCloses } from '../util/closed-output';
+import { stderrLine } from '../util/console-line';
 
 /** How often a worker looks for its launcher. */
 export const LAUNCHER_CHECK_MS = 1000;
@@ -27,7 +28,7 @@ export function stopWhenLauncherDies(o: { env?: NodeJS.ProcessEnv; intervalMs?: 
   const timer = setInterval(() => {
     if (process.ppid === launcher) return;
     clearInterval(timer);
-    process.stderr.write(`semaim: the launcher (pid ${launcher}) is gone: stopping this worker as on SIGTERM\n`);
+    stderrLine(`semaim: the launcher (pid ${launcher}) is gone: stopping this worker as on SIGTERM`);
     (o.onGone ?? stopAsOnSigterm)();
   }, o.intervalMs ?? LAUNCHER_CHECK_MS);
   timer.unref();

@@ -34,6 +34,7 @@ import { StagedFile, commitFiles, stageFile } from '../util/safe-write';
 import { claimOutputs, guardOutputs } from '../io/outputs';
 import { DataError } from '../util/errors';
 import { makeFolder } from '../util/make-folder';
+import { stderrLine } from '../util/console-line';
 
 export const EMBED_POOLINGS = ['cls', 'mean', 'gap', 'all'] as const;
 export const EMBED_DTYPES = ['float32', 'float16'] as const;
@@ -293,7 +294,7 @@ async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
   const pooling = o.pooling ?? 'cls';
   const dtype = o.dtype ?? 'float32';
   const batchSize = o.batchSize ?? 256;
-  const warn = o.onWarning ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const warn = o.onWarning ?? stderrLine;
   const group = o.group ?? null;
   const { rank, worldSize } = rankSlice(group);
   const device = processDevice(o.device ?? 'cpu', group);

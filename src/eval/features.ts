@@ -13,6 +13,7 @@ import { rankSlice, severalRanks, type ProcessGroup } from '../dist';
 import { StopAgreement } from '../dist/agree';
 import { FeatureOverflowCheck } from './feature-overflow';
 import { allRowIndices, firstOccurrences, gatherRankFeatures, rowsPerRank, slicedRowIndices } from './gather-features';
+import { stderrLine } from '../util/console-line';
 
 /** 'cls' and 'mean' read the tokens after the final norm; 'gap' is the authors' --global_pool (see Pooling). */
 export type FeaturePooling = 'cls' | 'mean' | 'gap';
@@ -189,9 +190,7 @@ export async function extractPooledFeatures(
     for (const r of standIns) if (rowIndices) rowIndices[r] = -1;
     const everyIndex = sharded ? await allRowIndices(group, rowIndices!) : null;
     if (standIns.length && label !== null) {
-      process.stderr.write(
-        `${label}: ${standIns.length} unusable image${standIns.length === 1 ? '' : 's'}${mineOf} left out (not counted twice through a stand-in)\n`,
-      );
+      stderrLine(`${label}: ${standIns.length} unusable image${standIns.length === 1 ? '' : 's'}${mineOf} left out (not counted twice through a stand-in)`);
     }
     const sets = new Map<FeaturePooling, FeatureSet>();
     try {

@@ -14,7 +14,7 @@ import { checkLabelledBatch } from '../data/check-batch';
 import { OptionError, jobOptions } from '../util/options';
 import { DataError } from '../util/errors';
 import { EMA } from '../run/ema';
-import { Progress, afterProgress } from '../run/progress';
+import { Progress } from '../run/progress';
 import { LoopHooks, StopReason, trainLoop } from '../run/loop';
 import type { TrainState } from '../run/train-state';
 import type { StopSignal } from '../run/signals';
@@ -27,6 +27,7 @@ import { ClassifierConfig, ViTClassifier } from './classifier';
 import { Mixup, softTargetCrossEntropy } from './mix';
 import { FINETUNE_OPTIONS, FinetuneOptions, validateFinetune } from './options';
 import { makeFolder } from '../util/make-folder';
+import { stderrLine } from '../util/console-line';
 
 export interface FinetuneData {
   train: LabelledData;
@@ -199,7 +200,7 @@ export async function finetune(o: FinetuneOptions, data: FinetuneData, hooks: Fi
 }
 
 async function finetuneJob(o: FinetuneOptions, data: FinetuneData, hooks: FinetuneHooks = {}, source?: EncoderSource): Promise<FinetuneResult> {
-  const log = hooks.log ?? ((l: string) => process.stderr.write(l + '\n'));
+  const log = hooks.log ?? stderrLine;
   validateFinetune(o);
   source ??= resolveEncoder(o.checkpoint, o);
   const numClasses = data.train.numClasses;
@@ -259,7 +260,7 @@ async function finetuneJob(o: FinetuneOptions, data: FinetuneData, hooks: Finetu
     state.writeMetrics(record, again ? { unlessLogged: 'testTop1' } : {});
     if (evaluates)
       log(
-        `${afterProgress()}epoch ${epoch}: test top-1 ${(100 * acc.top1).toFixed(2)}%, top-5 ${(100 * acc.top5).toFixed(2)}%` +
+        `epoch ${epoch}: test top-1 ${(100 * acc.top1).toFixed(2)}%, top-5 ${(100 * acc.top5).toFixed(2)}%` +
           (emaAcc ? ` (EMA top-1 ${(100 * emaAcc.top1).toFixed(2)}%)` : ''),
       );
     return { acc, emaAcc };

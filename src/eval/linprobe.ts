@@ -17,6 +17,7 @@ import { FeaturePooling, FeatureSet, checkLabels, encodeBatch, setSize, shardGro
 import { severalRanks, type ProcessGroup } from '../dist';
 import type { Precision } from '../run/precision';
 import { trainHead } from './head-training';
+import { stderrLine } from '../util/console-line';
 
 export interface LinprobeOptions {
   epochs: number;
@@ -153,7 +154,7 @@ export async function linprobeOnFeatures(train: FeatureSet, test: FeatureSet, nu
   const probe = new LinearProbe(D, numClasses).to({ device });
   const B = Math.min(o.batchSize, n);
   if (B < o.batchSize && o.label !== null)
-    process.stderr.write(`linprobe: ${n} training features, fewer than a batch of ${o.batchSize}: one batch of ${B} per epoch, lr scaled to it\n`);
+    stderrLine(`linprobe: ${n} training features, fewer than a batch of ${o.batchSize}: one batch of ${B} per epoch, lr scaled to it`);
   const perEpoch = Math.floor(n / B); // drop the last incomplete batch (MAE: drop_last=True)
   const labelsAll = torch.keep(torch.tensor(train.labels, { dtype: 'int64', device }));
   const rowOf = train.shard ? rowsByPosition(train.shard.positions, n) : null;

@@ -28,6 +28,7 @@ import type { FeaturePooling } from './features';
 import { loadPredictor, resolvePredictor } from './classifier-source';
 import { Accuracy, AccuracyTally } from './accuracy';
 import { IMAGE_SET_FIELDS, embedDataset, imageSetLoader, listItemText, skipReasons, writeJsonWithListLines, type ImageSetJob } from './embed';
+import { stderrLine } from '../util/console-line';
 
 export interface PredictOptions extends ImageSetJob {
   /** Fine-tuning run folder (its newest valid checkpoint), one of its checkpoint folders (e.g. checkpoints/best), or a linear-probe folder. */
@@ -208,7 +209,7 @@ async function predictJob(o: PredictOptions): Promise<PredictResult> {
   if (!!o.images === !!o.dataset) throw new OptionError('images', 'give either a folder of images (images) or a dataset (dataset), not both');
   const t0 = Date.now();
   const batchSize = o.batchSize ?? 256;
-  const warn = o.onWarning ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const warn = o.onWarning ?? stderrLine;
   const device = processDevice(o.device ?? 'cpu', null);
   const src = resolvePredictor(o.checkpoint, { verify: o.verify, encoder: o.encoder });
   const out = o.out;

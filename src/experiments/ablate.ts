@@ -47,6 +47,7 @@ import { AblationSegprobe, SegScore, ablationSegRecipe } from './ablate-segprobe
 import { jsonText, writeFilesAtomic, writeJsonAtomic } from '../util/safe-write';
 import { codeFence } from '../util/printable';
 import { makeFolder } from '../util/make-folder';
+import { stderrLine } from '../util/console-line';
 
 export type Budget = 'full' | 'small';
 
@@ -802,7 +803,7 @@ async function makePlan(
 
 /** Runs the whole ablation; writes `<out-dir>/ablation.{md,json}` (and plan.json with --budget-minutes). */
 export async function ablate(o: AblateOptions, f: DataFactories, hooks: AblationHooks = {}): Promise<AblationResult> {
-  const log = hooks.log ?? ((l: string) => process.stderr.write(l + '\n'));
+  const log = hooks.log ?? stderrLine;
   validateAblate(o);
   const t0 = Date.now();
   const device = checkDevice(o.device);

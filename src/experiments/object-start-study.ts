@@ -23,6 +23,7 @@ import { commitStagedUnlessAborted, fileStagers } from '../util/safe-write';
 import { yieldThenThrowIfAborted } from '../util/errors';
 import { makeFolder } from '../util/make-folder';
 import { readJsonWith } from '../util/json-file';
+import { stderrLine } from '../util/console-line';
 
 export const TOKENS: SimilarityTokens[] = ['cls', 'gap', 'self'];
 
@@ -313,11 +314,7 @@ export function studyMarkdown(r: Omit<StudyResult, 'markdown'>): string {
  * checkpoint (an AbortError); either way object-start.md and .json are not written. With `signal`, the
  * process's SIGINT/SIGTERM are left to the caller.
  */
-export async function objectStartStudy(
-  o: ObjectStudyOptions,
-  log: (l: string) => void = (l) => process.stderr.write(l + '\n'),
-  signal?: AbortSignal,
-): Promise<StudyResult> {
+export async function objectStartStudy(o: ObjectStudyOptions, log: (l: string) => void = stderrLine, signal?: AbortSignal): Promise<StudyResult> {
   const trained = parseTrainTokens(o.trainTokens);
   const device = checkDevice(o.device);
   const runs = trained.flatMap((t) => studySeeds(o).map((seed) => ({ tokens: t, seed, options: studyPretrainOptions(o, t, seed) })));

@@ -26,6 +26,7 @@ import {
 } from '../io/checkpoint';
 import { makeFolder } from '../util/make-folder';
 import { readJsonObject } from '../util/json-file';
+import { stderrLine } from '../util/console-line';
 
 export interface CheckpointFiles extends CheckpointContents {
   /** Stored as safetensors metadata of model.safetensors (e.g. the model config). */
@@ -55,7 +56,7 @@ export class CheckpointManager {
   constructor(
     readonly outDir: string,
     readonly keepLast = 3,
-    readonly warn: (msg: string) => void = (m) => console.warn(m),
+    readonly warn: (msg: string) => void = stderrLine,
   ) {
     this.root = join(outDir, 'checkpoints');
   }

@@ -22,9 +22,9 @@ import { DistributedDataParallel, GradCompression, ProcessGroup, rankSlice } fro
 import { SAME_START_HINT, StopAgreement, checkRanksHoldSame, signalOfLevel, stopLevel } from '../dist/agree';
 import { TrainState, StopReason, type MetricsRecord } from './train-state';
 import { FRESH_RUN_HINT } from './recipe';
-import { afterProgress } from './progress';
 import { globalRngStates } from './rng-state';
 import { createHash } from 'node:crypto';
+import { stderrLine } from '../util/console-line';
 
 export type { StopReason, MetricsRecord };
 
@@ -212,7 +212,7 @@ const yieldToEventLoop = () => new Promise((resolve) => setImmediate(resolve));
 export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: LoopHooks = {}): Promise<LoopResult> {
   const group = run.group ?? null;
   // the ranks agree on what happens; rank 0 says it
-  const log = group && group.rank !== 0 ? () => {} : (hooks.log ?? ((l: string) => process.stderr.write(l + '\n')));
+  const log = group && group.rank !== 0 ? () => {} : (hooks.log ?? stderrLine);
   const { optimizer, scaler, model, ema } = job;
   const accum = run.accumIter;
   const perEpoch = Math.floor(job.batchesPerEpoch / accum);
@@ -342,7 +342,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
         const lossDiverged = logStep && !(await state.flushMetrics(epoch + batchIndex / (perEpoch * accum)));
         const diverged = lossDiverged ? 'loss' : evaluates || saves ? await state.diverged() : null;
         if (diverged) {
-          log(`${afterProgress()}${divergedMessage(diverged)}`);
+          log(divergedMessage(diverged));
           state.stoppedBy = 'nonfinite';
           break outer;
         }
@@ -356,7 +356,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
         if (level > 0) {
           // every rank exits with the code of the strongest signal any rank got (SIGTERM over SIGINT)
           agreedSignal = signalOfLevel(level);
-          log(`${afterProgress()}stopping on request at step ${state.step}`);
+          log(`stopping on request at step ${state.step}`);
           state.stoppedBy = 'signal';
           break outer;
         }
@@ -368,7 +368,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
     if (state.stoppedBy !== 'nonfinite') {
       const diverged = !(await state.flushMetrics(state.step / perEpoch)) ? 'loss' : await state.diverged();
       if (diverged) {
-        log(`${afterProgress()}${divergedMessage(diverged)}`);
+        log(divergedMessage(diverged));
         state.stoppedBy = 'nonfinite';
       } else {
         if (state.stoppedBy !== 'signal') await job.onFinish?.(epochsAt(state.step), state, false);

@@ -1,5 +1,7 @@
 // A progress line for long loops: position, metrics, rate and ETA. Redraws in place on a terminal and
 // prints a plain line every few seconds otherwise (logs, CI, TERM=dumb).
+import { markProgressLine, progressLineShown } from '../util/console-line';
+
 export interface ProgressFields {
   [name: string]: string | number | undefined;
 }
@@ -20,11 +22,6 @@ export function formatNumber(v: number): string {
 
 function redraws(out: NodeJS.WriteStream): boolean {
   return !!out.isTTY && process.env.TERM !== 'dumb';
-}
-
-/** How a message written while a progress line may be on screen starts: a line break on a terminal, nothing in a log. */
-export function afterProgress(out: NodeJS.WriteStream = process.stderr): string {
-  return redraws(out) ? '\n' : '';
 }
 
 export class Progress {
@@ -74,10 +71,12 @@ export class Progress {
     let shown = f;
     while (shown.length && line(shown).length > room) shown = shown.slice(0, -1);
     this.out.write(`\r\x1b[K${[...line(shown)].slice(0, room).join('')}`);
+    markProgressLine(this.out, true);
   }
 
   done(message?: string): void {
-    if (this.tty) this.out.write('\n');
+    if (progressLineShown(this.out)) this.out.write('\n');
+    markProgressLine(this.out, false);
     if (message) this.out.write(`${message}\n`);
   }
 }

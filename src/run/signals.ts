@@ -2,9 +2,9 @@
 // checkpoint, and the command then exits with the signal's code (130 / 143, as a shell reports a
 // process killed by it); a second one exits at once.
 
-import { afterProgress } from './progress';
 import { AbortedOnAnotherRank } from '../util/errors';
 import type { NativeAddon } from '../torch/native';
+import { stderrLine } from '../util/console-line';
 
 export type StopSignal = 'SIGINT' | 'SIGTERM';
 
@@ -51,20 +51,20 @@ function nativeStopSignalExit(): StopSignalExit | null {
  */
 export function catchStopSignals(
   stop: StopRequest,
-  log: (line: string) => void = (l) => process.stderr.write(l + '\n'),
+  log: (line: string) => void = stderrLine,
   o: { stopping?: string; onStop?: (signal: StopSignal) => void } = {},
 ): () => void {
   let first = 0;
   const onSignal = (signal: StopSignal): void => {
     if (stop.requested && stop.signal === signal && Date.now() - first < SAME_SIGNAL_MS) return;
     if (stop.requested && stop.signal) {
-      log(`${afterProgress()}${signal} again: exiting now, without a checkpoint of this step`);
+      log(`${signal} again: exiting now, without a checkpoint of this step`);
       process.exit(signalExitCode(signal));
     }
     stop.requested = true;
     stop.signal = signal;
     first = Date.now();
-    log(`${afterProgress()}${signal}: ${o.stopping ?? 'stopping after this step and its checkpoint'} (send it again to exit at once)`);
+    log(`${signal}: ${o.stopping ?? 'stopping after this step and its checkpoint'} (send it again to exit at once)`);
     o.onStop?.(signal);
   };
   process.on('SIGINT', onSignal);

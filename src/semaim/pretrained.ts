@@ -14,6 +14,7 @@ import { isJsonObject } from '../util/json-file';
 import { finishInterruptedCommits } from '../util/safe-write';
 import { CheckpointError, checkpointError, withErrorKind } from '../util/errors';
 import { readRegularFile } from '../util/regular-file';
+import { stderrLine } from '../util/console-line';
 
 export { sha256File };
 
@@ -40,7 +41,7 @@ function warnOnce(line: string, onWarning?: (line: string) => void): void {
   if (onWarning) return onWarning(line);
   if (warned.has(line)) return;
   warned.add(line);
-  console.warn(line);
+  stderrLine(line);
 }
 
 function findCheckpoint(path: string, o: VerifyOption): string {

@@ -28,6 +28,7 @@ import { readSmallFile } from './small-file';
 import { sleepSync } from './sleep-sync';
 import { yieldThenThrowIfAborted } from './errors';
 import { makeFolder } from './make-folder';
+import { stderrLine } from './console-line';
 
 let serial = 0;
 const NAMED = Symbol('semaim.writeError');
@@ -396,7 +397,7 @@ export function commitFiles(files: StagedFile[], o: { waitMs?: number } = {}): v
  * the journal was written), then the journal goes. Nothing is deleted or rolled back. A journal of a
  * live process (it is renaming now) or of another host is left alone. Returns the files put in place.
  */
-export function finishInterruptedCommits(dir: string, note: (msg: string) => void = (m) => process.stderr.write(`semaim: ${m}\n`)): string[] {
+export function finishInterruptedCommits(dir: string, note: (msg: string) => void = (m) => stderrLine(`semaim: ${m}`)): string[] {
   let names: string[];
   try {
     names = readdirSync(dir).filter((n) => JOURNAL_NAME.test(n));

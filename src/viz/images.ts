@@ -17,6 +17,7 @@ import { resampleToOutput } from '../data/resample';
 import type { ImageInputOptions } from '../data/options';
 import { printable } from '../util/printable';
 import { readRegularFile } from '../util/regular-file';
+import { stderrLine } from '../util/console-line';
 
 export const IMAGENET_MEAN = [0.485, 0.456, 0.406] as const;
 export const IMAGENET_STD = [0.229, 0.224, 0.225] as const;
@@ -133,7 +134,7 @@ export async function loadImages(
   size: number,
   limit = Infinity,
   io: Partial<ImageInputOptions> = {},
-  warn: (line: string) => void = (l) => process.stderr.write(l + '\n'),
+  warn: (line: string) => void = stderrLine,
   signal?: AbortSignal,
 ): Promise<LoadedImages> {
   const files = listImageFiles(inputs);

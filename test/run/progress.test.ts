@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Progress } from '../../src/run/progress';
+import { clearProgressLine, markProgressLine, progressLineShown, stderrLine } from '../../src/util/console-line';
 
 function stream(isTTY: boolean): { out: NodeJS.WriteStream; text: () => string } {
   const chunks: string[] = [];
@@ -80,4 +81,50 @@ test('on a terminal the line fits its width (a wrapped line leaves one row per r
     if (term === undefined) delete process.env.TERM;
     else process.env.TERM = term;
   }
+});
+
+test('a message written under a progress line on a terminal clears it first, and the line is drawn again below it', () => {
+  const term = process.env.TERM;
+  process.env.TERM = 'xterm';
+  try {
+    const t = stream(true);
+    const p = new Progress('pretrain', 10, t.out, 5);
+    p.update(1);
+    assert.ok(progressLineShown(t.out));
+    const message = `${clearProgressLine(t.out)}data: skipping a.jpg: truncated JPEG header\n`;
+    t.out.write(message);
+    assert.equal(clearProgressLine(t.out), '', 'cleared once');
+    p.update(2);
+    p.done();
+    const rows = t.text().split('\n');
+    assert.match(rows[0], /pretrain \[.*\] 1\/10 .*\r\u001b\[Kdata: skipping a\.jpg: truncated JPEG header$/, 'the warning replaced the progress row');
+    assert.match(rows[1], /^\r\u001b\[Kpretrain \[.*\] 2\/10 /);
+    assert.deepEqual(rows.slice(2), [''], 'done() ends the redrawn line once');
+    // after the line ended, a message needs no clearing; done() after a message adds no empty line
+    assert.equal(clearProgressLine(t.out), '');
+    const u = stream(true);
+    const q = new Progress('knn', 4, u.out, 5);
+    q.update(1);
+    u.out.write(`${clearProgressLine(u.out)}warning\n`);
+    q.done();
+    assert.ok(u.text().endsWith('warning\n'), JSON.stringify(u.text()));
+  } finally {
+    if (term === undefined) delete process.env.TERM;
+    else process.env.TERM = term;
+  }
+});
+
+test('stderrLine writes on a line of its own when a progress line is drawn on stderr (the data warnings were glued to it)', () => {
+  const write = process.stderr.write;
+  const written: string[] = [];
+  process.stderr.write = ((s: string) => written.push(s) > 0) as typeof process.stderr.write;
+  try {
+    markProgressLine(process.stderr, true);
+    stderrLine('data: skipping x.jpg');
+    stderrLine('data: skipping y.jpg');
+  } finally {
+    process.stderr.write = write;
+    markProgressLine(process.stderr, false);
+  }
+  assert.deepEqual(written, ['\r\u001b[Kdata: skipping x.jpg\n', 'data: skipping y.jpg\n']);
 });

@@ -25,6 +25,7 @@ import { SkipLog } from '../skip-log';
 import { OptionError } from '../../util/options';
 import { formatBytes } from '../../util/disk-space';
 import { estimateShuffleMemory, shuffleMemoryBudget, shuffleMemoryProblem } from './memory';
+import { stderrLine } from '../../util/console-line';
 
 export interface ShardLoaderOptions extends Omit<LoaderOptions, 'cache' | 'masks'> {
   /** Samples each worker's shuffle buffer holds (default 1000; 1 = no shuffling inside shards). */
@@ -89,7 +90,7 @@ export class ShardLoader implements AsyncIterable<Batch> {
     if (!(Number.isInteger(this.shuffleBuffer) && this.shuffleBuffer >= 1))
       throw new RangeError(`ShardLoader: shuffleBuffer must be an integer >= 1, got ${this.shuffleBuffer}`);
     this.prefetch = Math.max(1, opts.prefetch ?? 2);
-    this.skips = new SkipLog(opts.onWarning ?? ((line: string) => process.stderr.write(line + '\n')));
+    this.skips = new SkipLog(opts.onWarning ?? stderrLine);
     const numClasses = opts.numClasses ?? dataset.classes.length;
     if ((opts.mixup || (opts.labelSmoothing ?? 0) > 0) && numClasses < 1)
       throw new Error(`ShardLoader: mixup/label smoothing need class labels, but ${dataset.root} is unlabelled`);

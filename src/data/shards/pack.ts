@@ -31,6 +31,7 @@ import { namesOfDeadProcesses } from '../../util/process-alive';
 import { openRegularFile } from '../../util/regular-file';
 import { imageMemberCap } from '../codecs/limits';
 import { printable } from '../../util/printable';
+import { stderrLine } from '../../util/console-line';
 
 export interface PackOptions {
   input: string;
@@ -228,7 +229,7 @@ async function packInto(
     );
   const others = names.filter((f) => !f.startsWith('.') && isShardFile(f) && !SET_SHARD.test(f));
   if (others.length)
-    (o.onWarning ?? ((l: string) => process.stderr.write(l + '\n')))(
+    (o.onWarning ?? stderrLine)(
       `shards: warning: ${output} also holds ${others.length} other archive(s) (e.g. ${others[0]}), left alone; ` +
         `a --data-path naming the folder would read them as shards too, so give the new shards' pattern`,
     );

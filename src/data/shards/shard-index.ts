@@ -18,6 +18,7 @@ import { writeFileAtomic } from '../../util/safe-write';
 import { isJsonObject } from '../../util/json-file';
 import { readRegularFile } from '../../util/regular-file';
 import { printable } from '../../util/printable';
+import { stderrLine } from '../../util/console-line';
 
 export const INDEX_FILE = 'index.json';
 export const INDEX_FORMAT = 'semaim.shards/1';
@@ -188,7 +189,7 @@ function plausible(e: ShardEntry): boolean {
 
 /** The index entries of `paths`, from their folders' index files, scanning what is missing or changed. */
 export function loadShardTable(paths: readonly string[], opts: TableOptions = {}): ShardTable {
-  const warn = opts.onWarning ?? ((l: string) => process.stderr.write(l + '\n'));
+  const warn = opts.onWarning ?? stderrLine;
   const byDir = new Map<string, string[]>();
   for (const p of paths) {
     const d = dirname(p);

@@ -5,6 +5,7 @@ import { readdirSync, statSync, type Dirent } from 'node:fs';
 import { join, resolve, extname } from 'node:path';
 import { packStrings, sharedInt32, unpackString, type Dataset, type FilesSpec } from '../dataset';
 import { printable } from '../../util/printable';
+import { stderrLine } from '../../util/console-line';
 
 /** File extensions listed (case-insensitive); files are identified by content when decoded. */
 export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.jfif', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff', '.avif', '.ppm', '.pgm'];
@@ -143,7 +144,7 @@ function warnListing(root: string, report: ListingReport, warn: (line: string) =
 }
 
 function stderrWarn(line: string): void {
-  process.stderr.write(printable(line) + '\n');
+  stderrLine(printable(line));
 }
 
 class FilesDataset implements Dataset {
