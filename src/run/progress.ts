@@ -28,8 +28,12 @@ export class Progress {
   private readonly tty: boolean;
   private lastPrint = 0;
   private readonly start = Date.now();
-  /** Where this process started counting from (a resumed run starts past 0): the ETA's rate is from here. */
+  /**
+   * What the ETA's rate is measured from: the first update (after the start or a resume), so that the
+   * time before the first unit ends (start-up, warm-up, a first slow step) does not weigh on every estimate.
+   */
   private from = { done: 0, time: this.start };
+  private measuring = false;
   constructor(
     readonly label: string,
     readonly total: number,
@@ -42,6 +46,7 @@ export class Progress {
   /** The loop continues from `done` (a resumed run): the ETA counts only what this process does. */
   resumeFrom(done: number): void {
     this.from = { done, time: Date.now() };
+    this.measuring = false;
   }
 
   /**
@@ -51,26 +56,28 @@ export class Progress {
    */
   update(done: number, fields: ProgressFields = {}): void {
     const now = Date.now();
+    if (!this.measuring && done > this.from.done) [this.from, this.measuring] = [{ done, time: now }, true];
     if (!this.tty && now - this.lastPrint < this.plainEverySec * 1000 && done < this.total) return;
     this.lastPrint = now;
     const frac = this.total > 0 ? Math.min(1, done / this.total) : 0;
-    const width = 20;
-    const bar = '#'.repeat(Math.round(frac * width)).padEnd(width, '.');
     const elapsed = (now - this.start) / 1000;
     const rate = (done - this.from.done) / ((now - this.from.time) / 1000);
-    const eta = rate > 0 ? (this.total - done) / rate : NaN;
+    const eta = done >= this.total ? 0 : rate > 0 ? (this.total - done) / rate : NaN;
     const f = Object.entries(fields)
       .filter(([, v]) => v !== undefined)
       .map(([k, v]) => `${k} ${typeof v === 'number' ? formatNumber(v) : v}`);
-    const line = (shown: string[]) =>
-      `${this.label} [${bar}] ${done}/${this.total} | ${shown.map((x) => `${x} | `).join('')}elapsed ${duration(elapsed)} ETA ${duration(eta)}`;
+    const line = (shown: string[], narrow = false) =>
+      `${this.label} [${'#'.repeat(Math.round(frac * (narrow ? 10 : 20))).padEnd(narrow ? 10 : 20, '.')}] ${done}/${this.total} | ` +
+      `${shown.map((x) => `${x} | `).join('')}${narrow ? '' : `elapsed ${duration(elapsed)} `}ETA ${duration(eta)}`;
     if (!this.tty) return void this.out.write(`${line(f)}\n`);
     // a line wider than the terminal wraps, and \r then redraws only its last row: the rows above stay,
-    // one per redraw. So the fields that do not fit are left out (the last first), then the line is cut.
+    // one per redraw. So the bar is narrowed and the elapsed time left out, then the fields that do not
+    // fit (the caller puts the ones that matter most first), then the line is cut.
     const room = Math.max((this.out.columns || 80) - 1, 10);
+    const narrow = line(f).length > room;
     let shown = f;
-    while (shown.length && line(shown).length > room) shown = shown.slice(0, -1);
-    this.out.write(`\r\x1b[K${[...line(shown)].slice(0, room).join('')}`);
+    while (shown.length && line(shown, narrow).length > room) shown = shown.slice(0, -1);
+    this.out.write(`\r\x1b[K${[...line(shown, narrow)].slice(0, room).join('')}`);
     markProgressLine(this.out, true);
   }
 

@@ -16,7 +16,7 @@ import { runKindOf, type LoadedCheckpoint } from '../io/checkpoint';
 import { CheckpointManager, plainRunId } from './checkpoints';
 import { MetricsLog, lossEnds } from './metrics';
 import { FRESH_RUN_HINT, pathPlace, recipeChanges, refuseRecipeChanges } from './recipe';
-import { Progress } from './progress';
+import { Progress, type ProgressFields } from './progress';
 import { RunLock } from './run-lock';
 import { globalRngStates, restoreGlobalRngStates } from './rng-state';
 import type { ProcessGroup } from '../dist';
@@ -166,6 +166,8 @@ export class TrainState {
   private readonly checkpoints: CheckpointManager;
   private readonly metrics: MetricsLog;
   private readonly progress: Progress | null;
+  /** The progress line's fields from the last log step (none before the first). */
+  private shown: ProgressFields = {};
   private readonly onMetrics?: (record: MetricsRecord) => void;
   private readonly log: (line: string) => void;
   private readonly group: ProcessGroup | null;
@@ -538,8 +540,18 @@ export class TrainState {
     };
     if (!this.writes) return finite && Number.isFinite(mean);
     this.appendMetrics(rec);
-    this.progress?.update(this.step, { epoch: fractionalEpoch.toFixed(2), loss: mean, lr: rec.lr, gnorm: gradNorm ?? '-', 'img/s': rate.toFixed(1) });
+    // the fields that matter most first: a narrow terminal leaves out the last ones
+    this.shown = { loss: mean, 'img/s': rate.toFixed(1), lr: rec.lr, gnorm: gradNorm ?? '-' };
+    this.progress?.update(this.step, { ...this.shown, epoch: fractionalEpoch.toFixed(2) });
     return finite && Number.isFinite(mean);
+  }
+
+  /**
+   * Moves the progress line to this step between log steps, with the last logged loss and rate: without
+   * it nothing showed until the first --log-every step (minutes of silence for a large model on a CPU).
+   */
+  showStep(fractionalEpoch: number): void {
+    if (this.writes) this.progress?.update(this.step, { ...this.shown, epoch: fractionalEpoch.toFixed(2) });
   }
 
   /**

@@ -16,7 +16,7 @@ interface Batch {
   y: torch.Tensor;
 }
 
-async function run(outDir: string, maxSteps: number, calls: number[][], resume: boolean): Promise<number> {
+async function run(outDir: string, maxSteps: number, calls: number[][], resume: boolean, o: { logEvery?: number; progress?: boolean } = {}): Promise<number> {
   torch.manualSeed(1);
   const model = new Linear(3, 1, { dtype: 'float64' });
   const job: TrainJob<Batch> = {
@@ -43,8 +43,8 @@ async function run(outDir: string, maxSteps: number, calls: number[][], resume: 
   };
   const r = await trainLoop(
     job,
-    { outDir, device: 'cpu', accumIter: 2, epochs: 2, maxSteps, logEvery: 1, checkpointEvery: 1, keepLast: 2, resume, clipGrad: 0 },
-    { progress: false, catchSignals: false, log: () => {} },
+    { outDir, device: 'cpu', accumIter: 2, epochs: 2, maxSteps, logEvery: o.logEvery ?? 1, checkpointEvery: 1, keepLast: 2, resume, clipGrad: 0 },
+    { progress: o.progress ?? false, catchSignals: false, log: () => {} },
   );
   return r.steps;
 }
@@ -69,4 +69,23 @@ test('with --accum-iter the loop asks for the batches up to the last whole step 
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('the progress line shows from the first step, not from the first --log-every step', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-loop-progress-'));
+  const write = process.stderr.write;
+  const written: string[] = [];
+  process.stderr.write = ((s: string) => written.push(s) > 0) as typeof process.stderr.write;
+  try {
+    await run(join(dir, 'run'), 4, [], false, { logEvery: 100, progress: true });
+  } finally {
+    process.stderr.write = write;
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const lines = written
+    .join('')
+    .split('\n')
+    .filter((l) => l.startsWith('pretrain ['));
+  assert.match(lines[0] ?? '', /^pretrain \[.*\] 1\/4 \| epoch 0\.50 \| elapsed \d+:\d\d ETA --:--$/, written.join(''));
+  assert.match(lines[lines.length - 1], /^pretrain \[#{20}\] 4\/4 \| loss .* \| img\/s .* \| lr .* \| gnorm .* \| epoch 2\.00 \| elapsed \d+:\d\d ETA 0:00$/);
 });
