@@ -46,6 +46,10 @@ export interface ChildRunner {
 }
 
 const ECHO = /^\[\d+\/\d+\]|seed \d+: |already done|--stop-after-minutes|stopping|measured|error|Error|warning/;
+/** A child's progress line (its stderr is a pipe: a plain line every 5 s), and its position. */
+const PROGRESS = /^\S.* \[[#.]+\] (\d+)\/(\d+) \|/;
+/** How often a child's progress is passed on: the log has every line, the console one per child this often. */
+const PROGRESS_ECHO_MS = 30_000;
 
 /**
  * While children run, SIGINT / SIGTERM sent to this process (a scheduler's SIGTERM, `kill`) are passed on
@@ -111,6 +115,16 @@ function startChild(r: ChildRunner, name: string, extra: string[], capture: bool
   children.add(child);
   let stdout = '';
   let pending = '';
+  let progressEchoed = 0;
+  const echoes = (line: string): boolean => {
+    const p = PROGRESS.exec(line);
+    if (!p) return ECHO.test(line);
+    // pre-training and evaluation inside a child show on the console too (its first line, then one per
+    // PROGRESS_ECHO_MS, and the end of each phase), or a 60-minute budget ran without a sign of life
+    if (Date.now() - progressEchoed < PROGRESS_ECHO_MS && p[1] !== p[2]) return false;
+    progressEchoed = Date.now();
+    return true;
+  };
   child.stdout.on('data', (b: Buffer) => {
     if (capture) stdout += b.toString();
     file.write(b);
@@ -120,7 +134,7 @@ function startChild(r: ChildRunner, name: string, extra: string[], capture: bool
     pending += b.toString();
     const lines = pending.split(/\r?\n|\r/);
     pending = lines.pop() ?? '';
-    for (const l of lines) if (ECHO.test(l)) r.log(`[${name}] ${l.trim()}`);
+    for (const l of lines) if (echoes(l)) r.log(`[${name}] ${l.trim()}`);
     last.push(...lines.filter((l) => l.trim()));
     last.splice(0, last.length - 3);
   });

@@ -101,3 +101,31 @@ test("a --config file's jobs does not reach the shard processes: each gets --job
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("a shard's progress shows on the parent's console: its first line, then one per 30 s, and each phase's end", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-progress-'));
+  try {
+    // a stand-in for a shard process printing progress lines as a piped `semaim ablate` does (and a result)
+    const child = join(dir, 'child.js');
+    const lines = [
+      "[1/2] pre-training 'raster' ...",
+      'pretrain [#...................] 1/60 | epoch 0.02 | elapsed 0:01 ETA --:--',
+      'pretrain [###.................] 10/60 | loss 1.2 | img/s 20.0 | elapsed 0:06 ETA 0:30',
+      'pretrain [#######.............] 20/60 | loss 1.1 | img/s 20.0 | elapsed 0:11 ETA 0:20',
+      'pretrain [####################] 60/60 | loss 0.9 | img/s 20.0 | elapsed 0:31 ETA 0:00',
+      'features (train) [####################] 400/400 | img/s 90.0 | elapsed 0:04 ETA 0:00',
+      'raster seed 0: loss 0.9242',
+    ];
+    writeFileSync(child, `for (const l of ${JSON.stringify(lines)}) process.stderr.write(l + '\\n');`);
+    const { runShardProcesses } = await import('../../src/cli/ablate-jobs');
+    const echoed: string[] = [];
+    const runner = { command: [process.execPath, child] as [string, string], argv: [], outDir: dir, jobs: 1, threads: 1, log: (l: string) => echoed.push(l) };
+    await runShardProcesses(runner, ['0/1'], {});
+    assert.deepEqual(
+      echoed,
+      [0, 1, 4, 5, 6].map((i) => `[shard-0-of-1] ${lines[i]}`),
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
