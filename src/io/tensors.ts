@@ -55,12 +55,14 @@ function countNonFinite(t: Tensor): number {
   return torch.scope(() => t.isfinite().logicalNot().sum().item());
 }
 
-/** Writes tensors atomically (temp file + rename); values are copied to the host one at a time. */
-export function saveTensors(path: string, tensors: Map<string, Tensor> | [string, Tensor][], metadata: Record<string, string> = {}): void {
-  writeSafetensors(path, lazyEntries(tensors), metadata);
+/**
+ * Writes tensors atomically (temp file + rename); values are copied to the host one at a time (a
+ * contiguous CPU tensor's bytes are written from its own memory). Returns the file's sha256.
+ */
+export function saveTensors(path: string, tensors: Map<string, Tensor> | [string, Tensor][], metadata: Record<string, string> = {}): string {
+  return writeSafetensors(path, lazyEntries(tensors), metadata).sha256;
 }
 
-/** saveTensors up to the rename: the file complete under a temporary name, to commit beside others (commitFiles). */
 /** The bytes of the tensors' data (what a safetensors file of them holds, less its header). */
 export function tensorsBytes(tensors: Iterable<Tensor>): number {
   let n = 0;
@@ -68,6 +70,7 @@ export function tensorsBytes(tensors: Iterable<Tensor>): number {
   return n;
 }
 
+/** saveTensors up to the rename: the file complete under a temporary name, to commit beside others (commitFiles). */
 export function stageTensors(path: string, tensors: Map<string, Tensor> | [string, Tensor][], metadata: Record<string, string> = {}): StagedFile {
   return stageSafetensors(path, lazyEntries(tensors), metadata);
 }
@@ -75,7 +78,9 @@ export function stageTensors(path: string, tensors: Map<string, Tensor> | [strin
 function lazyEntries(tensors: Map<string, Tensor> | [string, Tensor][]): [string, LazyTensorEntry][] {
   const entries: [string, LazyTensorEntry][] = [];
   for (const [name, t] of tensors) {
-    entries.push([name, { dtype: t.dtype, shape: t.shape, data: () => new Uint8Array(native.toBuffer(t.h)) }]);
+    // a copy only where the bytes are not in host memory in order (a GPU tensor, a view)
+    const bytes = () => (t.device === 'cpu' && t.isContiguous ? native.sharedBuffer(t.h) : native.toBuffer(t.h));
+    entries.push([name, { dtype: t.dtype, shape: t.shape, data: () => new Uint8Array(bytes()) }]);
   }
   return entries;
 }

@@ -19,7 +19,6 @@ import {
   listCheckpoints,
   readCheckpoint,
   readCheckpointState,
-  sha256File,
   stateDigest,
   stepDirName,
   verifyCheckpoint,
@@ -136,13 +135,13 @@ export class CheckpointManager {
       mkdirSync(tmp);
       const model = join(tmp, 'model.safetensors');
       const optimizer = join(tmp, 'optimizer.safetensors');
-      writing(model, () => saveTensors(model, files.model, files.modelMetadata ?? {}));
-      writing(optimizer, () => saveTensors(optimizer, files.extra));
+      const modelSha256 = writing(model, () => saveTensors(model, files.model, files.modelMetadata ?? {}));
+      const optimizerSha256 = writing(optimizer, () => saveTensors(optimizer, files.extra));
       const state: Record<string, unknown> = {
         ...files.state,
         step,
         runId: this.runId,
-        files: { 'model.safetensors': sha256File(model), 'optimizer.safetensors': sha256File(optimizer) },
+        files: { 'model.safetensors': modelSha256, 'optimizer.safetensors': optimizerSha256 },
       };
       state.stateSha256 = stateDigest(state);
       const statePath = join(tmp, 'state.json');
@@ -203,8 +202,8 @@ export class CheckpointManager {
     return verifyCheckpoint(dir);
   }
 
-  load(dir: string): LoadedCheckpoint {
-    const loaded = readCheckpoint(dir);
+  load(dir: string, o: { verified?: boolean } = {}): LoadedCheckpoint {
+    const loaded = readCheckpoint(dir, o);
     this.known.set(dir, (loaded.state.runId as string | undefined) ?? null);
     return loaded;
   }
@@ -223,7 +222,7 @@ export class CheckpointManager {
       }
       let loaded: LoadedCheckpoint;
       try {
-        loaded = this.load(dir);
+        loaded = this.load(dir, { verified: true });
       } catch (e) {
         // written by a semaim that saved after a divergence: the run goes on from the last good one
         if (!(e instanceof NonFiniteTensorError)) throw e;
