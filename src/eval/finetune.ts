@@ -77,6 +77,7 @@ export async function evaluateClassifier(
   const [labels, top1, top5]: number[][] = [[], [], []];
   let indices: number[] | null = []; // the rows' dataset indices, while every batch gives them
   const standIns: number[] = []; // rows in place of an unusable image: not counted
+  const start = Date.now();
   try {
     for await (const b of data.batches({ batchSize: o.batchSize, shuffle: false, epoch: 0, augment: 'none' })) {
       checkLabelledBatch(b, { chans: model.cfg.inChans ?? 3, size: model.cfg.imgSize }, model.cfg.numClasses);
@@ -93,7 +94,7 @@ export async function evaluateClassifier(
       labels.push(...b.labels);
       top1.push(...hits.top1);
       top5.push(...hits.top5);
-      progress?.update(labels.length);
+      progress?.update(labels.length, { 'img/s': (labels.length / Math.max((Date.now() - start) / 1000, 1e-9)).toFixed(1) });
     }
   } finally {
     progress?.done();
@@ -253,8 +254,9 @@ async function finetuneJob(o: FinetuneOptions, data: FinetuneData, hooks: Finetu
   let lastTop1: number | null = null;
   const evaluate = async (epoch: number, state: TrainState, again = false) => {
     const eo = { batchSize: o.evalBatchSize, precision: o.precision, group };
-    const acc = await evaluateClassifier(model, data.test, eo);
-    const emaAcc = ema ? await evaluateClassifier(ema.shadow, data.test, eo) : null;
+    const label = (what: string) => (hooks.progress === false ? null : `${what} (epoch ${epoch})`);
+    const acc = await evaluateClassifier(model, data.test, { ...eo, label: label('test') });
+    const emaAcc = ema ? await evaluateClassifier(ema.shadow, data.test, { ...eo, label: label('test EMA') }) : null;
     lastTop1 = acc.top1;
     const record = { epoch, testTop1: acc.top1, testTop5: acc.top5, ...(emaAcc ? { emaTop1: emaAcc.top1, emaTop5: emaAcc.top5 } : {}) };
     state.writeMetrics(record, again ? { unlessLogged: 'testTop1' } : {});

@@ -13,7 +13,7 @@ import { sha256File } from '../../src/semaim';
 import { readMetrics } from '../../src/run/metrics';
 import { CheckpointManager } from '../../src/run/checkpoints';
 import { loadTensors, disposeAll, saveTensors } from '../../src/io';
-import { TINY, memoryFactories, memoryTrainData, toyImages, writeEncoder } from './helpers';
+import { TINY, captureStderr, memoryFactories, memoryTrainData, toyImages, writeEncoder } from './helpers';
 import { pretrain } from '../../src/train/pretrain';
 import { PRETRAIN_OPTIONS } from '../../src/train/pretrain-options';
 
@@ -180,8 +180,10 @@ test('fine-tuning learns the toy task and writes finetune.json', async () => {
     ema: false,
     evalEvery: 0,
   });
-  const r = await runFinetune(o, memoryFactories(train, testData), { log: () => {} });
+  const { result: r, stderr } = await captureStderr(() => runFinetune(o, memoryFactories(train, testData), { log: () => {} }));
   assert.ok(r.result && r.path && existsSync(r.path));
+  // the test-set evaluation shows its progress, with a rate (it was silent)
+  assert.match(stderr, /^test \(epoch 6\) \[#{20}\] 24\/24 \| img\/s [\d.]+ \| elapsed/m);
   const json = JSON.parse(readFileSync(r.path, 'utf8'));
   assert.equal(json.command, 'finetune');
   assert.ok(json.top1 >= 0.8, `top-1 ${json.top1}`);

@@ -105,6 +105,20 @@ export async function countingLoopTurns<T>(job: () => Promise<T>): Promise<{ res
   }
 }
 
+/** Runs fn with stderr captured (progress lines, notes) and stdout silenced. */
+export async function captureStderr<T>(fn: () => Promise<T>): Promise<{ result: T; stderr: string }> {
+  const written: string[] = [];
+  const [out, err] = [process.stdout.write.bind(process.stdout), process.stderr.write.bind(process.stderr)];
+  process.stdout.write = (() => true) as typeof process.stdout.write;
+  process.stderr.write = ((chunk: string | Uint8Array) => written.push(String(chunk)) > 0) as typeof process.stderr.write;
+  try {
+    return { result: await fn(), stderr: written.join('') };
+  } finally {
+    process.stdout.write = out;
+    process.stderr.write = err;
+  }
+}
+
 /** Runs fn with stdout and stderr silenced (a command's table, warnings and progress). */
 export async function quiet<T>(fn: () => Promise<T>): Promise<T> {
   const [out, err] = [process.stdout.write.bind(process.stdout), process.stderr.write.bind(process.stderr)];
