@@ -69,6 +69,12 @@ export async function trainHead<B, M extends string>(t: HeadTraining<B, M>, o: H
   let step = 0;
   const stop = new StopAgreement(o.group);
   const overflow = new FeatureOverflowCheck();
+  // the progress line moves at every batch (an epoch through the encoder takes long), with the last epoch's
+  // loss and metric: an epoch's mean loss is known at its end
+  const start = Date.now();
+  let seen = 0;
+  let last: Partial<HeadEpoch<M>> = {};
+  const rate = () => (seen / Math.max((Date.now() - start) / 1000, 1e-9)).toFixed(1);
   t.head.train();
   try {
     for (let epoch = 0; epoch < epochs && step < totalSteps; epoch++) {
@@ -77,6 +83,7 @@ export async function trainHead<B, M extends string>(t: HeadTraining<B, M>, o: H
       for await (const b of t.batches(epoch)) {
         try {
           await stop.throwIfAborted(o.signal);
+          seen += t.inputs(b).shape[0] * (o.group?.worldSize ?? 1);
           torch.scope(() => {
             t.optimizer.setLr(schedule(fractionalEpoch(epoch, i, t.perEpoch)));
             overflow.add(t.inputs(b));
@@ -92,6 +99,7 @@ export async function trainHead<B, M extends string>(t: HeadTraining<B, M>, o: H
         i++;
         step++;
         if (step >= totalSteps) break;
+        progress?.update(step, { ...last, epoch: epoch + 1, lr: t.optimizer.paramGroups[0].lr, 'img/s': rate() });
         // cached features are at hand at once: without this the whole probe ran without the event loop turning
         await new Promise((resolve) => setImmediate(resolve));
       }
@@ -107,7 +115,8 @@ export async function trainHead<B, M extends string>(t: HeadTraining<B, M>, o: H
       }
       if (o.evalEvery && (epoch + 1) % o.evalEvery === 0 && epoch + 1 < epochs) (rec as Record<string, number>)[t.metric] = t.evaluate();
       history.push(rec);
-      progress?.update(step, rec);
+      last = rec;
+      progress?.update(step, { ...rec, 'img/s': rate() });
     }
     return history;
   } finally {

@@ -119,6 +119,21 @@ export async function captureStderr<T>(fn: () => Promise<T>): Promise<{ result: 
   }
 }
 
+/** Runs fn with stderr taken for a wide terminal (a progress line redraws at every update) and captured. */
+export async function captureTerminal<T>(fn: () => Promise<T>): Promise<{ result: T; stderr: string }> {
+  const err = process.stderr as NodeJS.WriteStream & { isTTY: boolean };
+  const [isTTY, columns, term] = [err.isTTY, err.columns, process.env.TERM];
+  Object.assign(err, { isTTY: true, columns: 300 });
+  process.env.TERM = 'xterm';
+  try {
+    return await captureStderr(fn);
+  } finally {
+    Object.assign(err, { isTTY, columns });
+    if (term === undefined) delete process.env.TERM;
+    else process.env.TERM = term;
+  }
+}
+
 /** Runs fn with stdout and stderr silenced (a command's table, warnings and progress). */
 export async function quiet<T>(fn: () => Promise<T>): Promise<T> {
   const [out, err] = [process.stdout.write.bind(process.stdout), process.stderr.write.bind(process.stderr)];

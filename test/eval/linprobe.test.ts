@@ -8,7 +8,8 @@ import { loadEncoder } from '../../src/semaim';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { countingLoopTurns, toyImages, writeEncoder } from './helpers';
+import { captureTerminal, countingLoopTurns, toyImages, writeEncoder } from './helpers';
+import { formatNumber } from '../../src/run/progress';
 
 /** Linearly separable features: class means far apart along random directions, small noise, a large offset and scale (BatchNorm's job). */
 function separable(n: number, C: number, D: number, seed: number): FeatureSet {
@@ -82,6 +83,26 @@ test('the online path trains through a frozen encoder and leaves it unchanged', 
   assert.ok(r.accuracy.top1 > 0.5, `top-1 ${r.accuracy.top1}`);
   assert.deepEqual(encoder.blocks.at(0).attn.qkv.weight.toFloat64Array(), before);
   assert.equal(encoder.training, false);
+  r.probe.dispose();
+  te.features.dispose();
+  encoder.dispose();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test("the online probe's progress line moves at every batch (an epoch through the encoder is long), with the last epoch's loss and a rate", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-lp-'));
+  const { encoder } = loadEncoder(writeEncoder(dir));
+  const te = await extractFeatures(encoder, toyImages(24, 3, 8, 2), { batchSize: 16, pooling: 'mean', label: null });
+  const { result: r, stderr } = await captureTerminal(() =>
+    linprobeOnline(encoder, toyImages(48, 3, 8, 1), te, 3, { epochs: 2, batchSize: 16, blr: 0.4, pooling: 'mean', seed: 0, label: 'linprobe' }),
+  );
+  const lines = stderr.split('\r\x1b[K').filter((l) => l.startsWith('linprobe ['));
+  const at = (step: number) => lines.find((l) => l.includes(`] ${step}/6 |`)) ?? `no line at step ${step} in:\n${stderr}`;
+  assert.match(at(1), /^linprobe \[[#.]{20}\] 1\/6 \| epoch 1 \| lr \S+ \| img\/s [\d.]+ \| elapsed/);
+  assert.match(at(2), /^linprobe \[[#.]{20}\] 2\/6 \| epoch 1 \| lr \S+ \| img\/s [\d.]+ \| elapsed/);
+  assert.match(at(4), /^linprobe \[[#.]{20}\] 4\/6 \| epoch 2 \| loss \S+ \| lr \S+ \| img\/s [\d.]+ \| elapsed/);
+  assert.ok(at(4).includes(`| loss ${formatNumber(r.history[0].loss)} |`), `the first epoch's loss in: ${at(4)}`);
+  assert.ok(lines.at(-1)!.includes(`6/6 | epoch 2 | loss ${formatNumber(r.history[1].loss)} |`), `the last epoch's loss at the end: ${lines.at(-1)}`);
   r.probe.dispose();
   te.features.dispose();
   encoder.dispose();
