@@ -126,6 +126,7 @@ function* knnSteps(train: FeatureSet, test: FeatureSet, o: KnnOptions): Generato
       return [torch.keep(b), torch.keep(l)];
     }),
   );
+  const t0 = Date.now();
   try {
     for (let start = 0; start < nTest; start += chunk) {
       const len = Math.min(chunk, nTest - start);
@@ -144,7 +145,7 @@ function* knnSteps(train: FeatureSet, test: FeatureSet, o: KnnOptions): Generato
           ks.forEach((k, i) => tallies[i].add(knnVotes(weights, neighbourLabels, k, o.numClasses), labels));
         }),
       );
-      progress?.update(start + len);
+      progress?.update(start + len, { 'img/s': ((start + len) / Math.max((Date.now() - t0) / 1000, 1e-9)).toFixed(1) });
       if (start + len < nTest) yield;
     }
   } finally {

@@ -129,6 +129,7 @@ export async function extractSegFeatures(encoder: VisionTransformer, data: SegDa
   const progress = label === null ? null : new Progress(label, group ? Math.ceil(data.size / group.worldSize) : data.size);
   const slice = group ? { rank: group.rank, worldSize: group.worldSize } : undefined;
   const overflow = new FeatureOverflowCheck();
+  const start = Date.now();
   try {
     const stop = new StopAgreement(group); // (every rank has the same number of batches)
     await stop.throwIfAborted(o.signal);
@@ -156,7 +157,7 @@ export async function extractSegFeatures(encoder: VisionTransformer, data: SegDa
         keptCount += take;
       }
       n += B;
-      progress?.update(n);
+      progress?.update(n, { 'img/s': ((n * (group?.worldSize ?? 1)) / Math.max((Date.now() - start) / 1000, 1e-9)).toFixed(1) });
     }
     await overflow.throwIfOverflowed(o.encoderName, `its patch features of ${data.name}`, group);
     const indices = concat(indexParts, (l) => new Int32Array(l));

@@ -27,13 +27,17 @@ test('runKnn, runLinprobe and runSegprobe with progress: null write nothing; the
   }
 });
 
-test('by default the same jobs show their progress bars and notes on stderr', () => {
+test('by default the same jobs show their progress bars, each with a rate, and notes on stderr', () => {
   const { stdout, stderr, dir } = runJobs('on');
   try {
     assert.equal(stdout, '');
     for (const bar of ['features (train) [', 'features (test) [', 'k-NN [', 'linprobe [', 'segprobe ['])
       assert.ok(stderr.includes(bar), `${bar} in:\n${stderr}`);
     assert.match(stderr, /linprobe: 32 training features, fewer than a batch of 64/);
+    // every line has a rate (k-NN's, segprobe's features and the probes' training lines had none)
+    const bars = stderr.split('\n').filter((l) => /^[^[]+ \[[#.]{20}\] \d+\/\d+ \|/.test(l));
+    assert.ok(bars.length >= 20, stderr);
+    for (const l of bars) assert.match(l, /\| img\/s [\d.]+ \| elapsed/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
