@@ -37,12 +37,15 @@ export const shardsCommand = defineCommand({
   options: SHARDS_OPTIONS,
   async run(o) {
     let progress: Progress | null = null;
+    let start = 0;
     const r = await packImageFolder({
       ...o,
-      onProgress: (done, total) => {
-        progress ??= new Progress('shards', total);
-        progress.update(done);
+      // the line's clock starts with the packing, not after the first shard
+      onStart: (total) => {
+        progress = new Progress('shards', total);
+        start = Date.now();
       },
+      onProgress: (done) => progress?.update(done, { 'img/s': (done / Math.max((Date.now() - start) / 1000, 1e-9)).toFixed(1) }),
     });
     (progress as Progress | null)?.done();
     const listed = <T>(files: T[], what: string, show: (f: T) => string): string =>

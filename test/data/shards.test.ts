@@ -1026,6 +1026,31 @@ test('the packer leaves no temporary shard: Ctrl-C removes those staged and its 
   assert.deepEqual(temps(), [`shard-000099.tar.tmp-${process.pid}`]);
 });
 
+test('`semaim shards` starts its progress line before the first shard (its clock and ETA count from there), with a rate', async () => {
+  const events: string[] = [];
+  const out = join(root, 'progress');
+  await packImageFolder({
+    input: folder,
+    output: out,
+    shardSize: 10,
+    onStart: (total) => events.push(`start ${total}: ${readdirSync(out).filter((f) => f.startsWith('shard-')).length} shard files`),
+    onProgress: (done, total) => events.push(`${done}/${total}`),
+  });
+  assert.deepEqual(events, ['start 23: 0 shard files', '10/23', '20/23', '23/23']);
+  const stderr: string[] = [];
+  const write = process.stderr.write.bind(process.stderr);
+  const stdout = process.stdout.write.bind(process.stdout);
+  process.stderr.write = ((s: string | Uint8Array) => stderr.push(String(s)) > 0) as typeof process.stderr.write;
+  process.stdout.write = ((s: string | Uint8Array, ...rest: never[]) => (typeof s === 'string' ? true : stdout(s, ...rest))) as typeof process.stdout.write;
+  try {
+    assert.equal(await commands.shards.run(['--input', folder, '--output', join(root, 'progress-cli'), '--shard-size', '10']), 0);
+  } finally {
+    process.stderr.write = write;
+    process.stdout.write = stdout;
+  }
+  assert.match(stderr.join(''), /^shards \[#{20}\] 23\/23 \| img\/s [\d.]+ \| elapsed 0:\d\d ETA 0:00$/m);
+});
+
 test('a disk that fills while a shard is written: the error names the shard, the staged shards go, nothing is left; the same pack then runs', async () => {
   // images of noise (77 KB each as PNG), so that the disk fills while an image is streamed into the
   // tar: its entry stream had no 'error' listener, and the write error, uncaught, ended the process past

@@ -50,6 +50,9 @@ export interface PackOptions {
    * an image within it can be (imageMemberCap) is left out and listed in `tooLarge`.
    */
   maxImagePixels?: number;
+  /** Called once the images to pack are counted, before the first shard is written: `total` images. */
+  onStart?: (total: number) => void;
+  /** Called after each shard is staged: `done` of `total` images packed. */
   onProgress?: (done: number, total: number) => void;
   onWarning?: (line: string) => void;
   /**
@@ -264,6 +267,7 @@ async function packInto(
     how: `the images' ${formatBytes(imageBytes)} and tar headers${existing.length ? ', beside the earlier set, which is removed only once the new one is complete' : ''}`,
     remedy: existing.length ? 'free space, or pack into an empty folder on another disk' : 'free space, or pack onto another disk',
   });
+  o.onStart?.(n);
   // the order of the images packed: as for a folder without the files left out
   const order = o.shuffle ? Array.from(permutation(n, o.seed ?? 0, 'pack', 0), (t) => kept[t]) : kept;
   const entries: ShardEntry[] = [];
