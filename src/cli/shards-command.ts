@@ -7,6 +7,7 @@ import { defineCommand } from './command';
 import { IMAGE_INPUT_OPTIONS } from '../data/options';
 import { formatBytes } from '../util/disk-space';
 import { printable } from '../util/printable';
+import { abortOnStopSignals } from '../run/signals';
 
 const SHARDS_OPTIONS = defineOptions({
   input: { type: 'string', required: true, help: 'ImageFolder to pack: one sub-folder per class (e.g. data/train/cat/001.jpg)' },
@@ -38,16 +39,26 @@ export const shardsCommand = defineCommand({
   async run(o) {
     let progress: Progress | null = null;
     let start = 0;
-    const r = await packImageFolder({
-      ...o,
-      // the line's clock starts with the packing, not after the first shard
-      onStart: (total) => {
-        progress = new Progress('shards', total);
-        start = Date.now();
+    const r = await abortOnStopSignals(
+      async (signal) => {
+        try {
+          return await packImageFolder({
+            ...o,
+            signal,
+            // the line's clock starts with the packing, not after the first shard
+            onStart: (total) => {
+              progress = new Progress('shards', total);
+              start = Date.now();
+            },
+            onProgress: (done) => progress?.update(done, { 'img/s': (done / Math.max((Date.now() - start) / 1000, 1e-9)).toFixed(1) }),
+          });
+        } finally {
+          (progress as Progress | null)?.done();
+        }
       },
-      onProgress: (done) => progress?.update(done, { 'img/s': (done / Math.max((Date.now() - start) / 1000, 1e-9)).toFixed(1) }),
-    });
-    (progress as Progress | null)?.done();
+      undefined,
+      'stopping before the next image; no shard set is written',
+    );
     const listed = <T>(files: T[], what: string, show: (f: T) => string): string =>
       files.length
         ? `; skipped ${files.length} file${files.length > 1 ? 's' : ''} ${what} (` +

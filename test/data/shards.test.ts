@@ -236,7 +236,7 @@ test('the packer takes --max-image-pixels: a file over what an image within it c
     packImageFolder({ input: only, output: join(dir, 'none'), maxImagePixels: 120 }),
     /shards: every image of .*only \(1\) is larger than the 1\.0 MiB an image within the pixel limit can take, e\.g\. a\/huge\.png \(2\.0 MiB\); nothing to pack/,
   );
-  assert.deepEqual(readdirSync(join(dir, 'none')), [], 'nothing written');
+  assert.ok(!existsSync(join(dir, 'none')), 'nothing written, not even the output folder it made');
 });
 
 test('files that cannot be read when their turn comes (gone, now a folder or a FIFO, no permission) are left out and named; the rest packs, never a hang', () => {
@@ -353,7 +353,7 @@ test('a pack aborted through its signal rejects with an AbortError before its ne
   });
   await assert.rejects(job, (e: unknown) => e instanceof lib.AbortError && e.code === 'ERR_ABORTED' && e.cause === 'cancel');
   assert.deepEqual(done, [5, 10], 'stopped before the third shard');
-  assert.deepEqual(readdirSync(out), [], 'the two shards it wrote are removed; no index.json');
+  assert.ok(!existsSync(out), 'the two shards it wrote are removed, no index.json, and the output folder it made');
   const r = await lib.data.packImageFolder({ input: folder, output: out, shardSize: 5, signal: new AbortController().signal });
   assert.equal(r.samples, 23);
 });
@@ -1026,6 +1026,31 @@ test('the packer leaves no temporary shard: Ctrl-C removes those staged and its 
   assert.deepEqual(temps(), [`shard-000099.tar.tmp-${process.pid}`]);
 });
 
+test('`semaim shards` stopped by SIGINT says so and exits 130, leaving no shard and no output folder of its making', async () => {
+  const big = join(root, 'many-cli');
+  const jpg = await encode(picture(16, 16, 3), 16, 16, 3, 'jpeg', { quality: 85 });
+  for (let i = 0; i < 2400; i++) write(join(big, `c${i % 2}`, `${i}.jpg`), jpg);
+  const made = join(root, 'cli-interrupted');
+  const out = join(made, 'set');
+  const cli = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
+  const child = spawn(process.execPath, [cli, 'shards', '--input', big, '--output', out, '--shard-size', '600'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += String(d)));
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  let sent = false;
+  while (!sent && child.exitCode === null) {
+    if (existsSync(out) && readdirSync(out).some((f) => f.includes('.tmp-'))) {
+      child.kill('SIGINT');
+      sent = true;
+    } else await new Promise((r) => setTimeout(r, 1));
+  }
+  assert.ok(sent, 'the packer was interrupted while writing a shard');
+  assert.equal(await exited, 130, stderr);
+  assert.match(stderr, /^SIGINT: stopping before the next image; no shard set is written \(send it again to exit at once\)$/m);
+  assert.match(stderr, /\nsemaim: stopped by SIGINT; no result was written: run the same command again\n$/);
+  assert.ok(!existsSync(made), 'the folders it made for --output are removed');
+});
+
 test('`semaim shards` starts its progress line before the first shard (its clock and ETA count from there), with a rate', async () => {
   const events: string[] = [];
   const out = join(root, 'progress');
@@ -1070,7 +1095,7 @@ test('a disk that fills while a shard is written: the error names the shard, the
     ),
   );
   assert.equal(staged, 1, 'the first shard was staged before the disk filled');
-  assert.deepEqual(readdirSync(out), [], 'no staged shard, index or temporary file left');
+  assert.ok(!existsSync(out), 'no staged shard, index or temporary file left, nor the output folder it made');
   const r = await packImageFolder({ input, output: out, shardSize: 2 });
   assert.equal(r.shards.length, 3);
 });
@@ -1080,7 +1105,7 @@ test('a pack that fails (a full disk at index.json) removes the shards it wrote;
   await withFullDiskAt(/index\.json\.tmp-/, () =>
     assert.rejects(packImageFolder({ input: folder, output: out, shardSize: 5 }), /cannot write .*index\.json: ENOSPC/),
   );
-  assert.deepEqual(readdirSync(out), [], 'no part of a set left to be read as a smaller one');
+  assert.ok(!existsSync(out), 'no part of a set left to be read as a smaller one, nor the output folder it made');
   const r = await packImageFolder({ input: folder, output: out, shardSize: 5 });
   assert.equal(r.shards.length, 5);
 });

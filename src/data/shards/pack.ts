@@ -15,7 +15,7 @@
 // a pack that fails or is stopped leaves no part of a set and the earlier set as it was. The staged
 // files go on Ctrl-C / SIGTERM; ones left by a killed packer go when the next one starts in that folder.
 
-import { closeSync, createWriteStream, fstatSync, lstatSync, readdirSync, readSync, realpathSync, rmSync, statSync } from 'node:fs';
+import { closeSync, createWriteStream, fstatSync, lstatSync, readdirSync, readSync, realpathSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { AbortError, throwIfAborted } from '../../util/errors';
 import { OptionError } from '../../util/options';
 import { basename, dirname, extname, join, resolve, sep } from 'node:path';
@@ -32,6 +32,7 @@ import { openRegularFile } from '../../util/regular-file';
 import { imageMemberCap } from '../codecs/limits';
 import { printable } from '../../util/printable';
 import { stderrLine } from '../../util/console-line';
+import { makeFolder } from '../../util/make-folder';
 
 export interface PackOptions {
   input: string;
@@ -57,7 +58,8 @@ export interface PackOptions {
   onWarning?: (line: string) => void;
   /**
    * Aborting it stops the pack before its next image: it rejects with an AbortError (code 'ERR_ABORTED')
-   * and removes the shards it wrote, as a pack that fails does (no index.json is written).
+   * and removes the shards it wrote, as a pack that fails does (no index.json is written), and the output
+   * folder it made, if left empty.
    */
   signal?: AbortSignal;
 }
@@ -198,12 +200,33 @@ export async function packImageFolder(o: PackOptions): Promise<PackResult> {
     throw new Error(`shards: the output folder ${output} must not be inside the input folder ${input}`);
   const ds = imageFolder(input, { onWarning: o.onWarning });
   const indexPath = join(output, INDEX_FILE);
+  const made = makeFolder(output);
   // one packer per folder (`index.json.lock`): two would commit shards of the same names over each other
-  const release = claimOutputs([indexPath], 'output');
+  const unlock = claimOutputs([indexPath], 'output');
+  let packed = false;
+  // a pack that fails or is stopped leaves no folder it made for its output, once its lock is gone from it
+  const release = () => {
+    unlock();
+    if (!packed && made) removeEmptyFolders(output, made);
+  };
   try {
-    return await packInto(ds, { input, output, indexPath, shardSize, release }, o);
+    const r = await packInto(ds, { input, output, indexPath, shardSize, release }, o);
+    packed = true;
+    return r;
   } finally {
     release();
+  }
+}
+
+/** Removes `dir`, then its parents up to `top`, each while it is empty (something else may have been put there meanwhile). */
+function removeEmptyFolders(dir: string, top: string): void {
+  for (let p = dir; ; p = dirname(p)) {
+    try {
+      rmdirSync(p);
+    } catch {
+      return;
+    }
+    if (p === top) return;
   }
 }
 
