@@ -1051,6 +1051,19 @@ test('`semaim shards` stopped by SIGINT says so and exits 130, leaving no shard 
   assert.ok(!existsSync(made), 'the folders it made for --output are removed');
 });
 
+test('`semaim shards` names --input when it is missing or not a folder (an option error), and makes no output folder', async () => {
+  const out = join(root, 'never-made');
+  for (const [input, what] of [
+    [join(root, 'no-such-folder'), 'does not exist'],
+    [join(folder, 'class0', '00.jpg'), 'is not a folder'],
+  ])
+    await assert.rejects(
+      commands.shards.run(['--input', input, '--output', out]),
+      (e: unknown) => e instanceof lib.OptionError && e.key === 'input' && e.detail.startsWith(`${input} ${what}`),
+    );
+  assert.ok(!existsSync(out));
+});
+
 test('`semaim shards` starts its progress line before the first shard (its clock and ETA count from there), with a rate', async () => {
   const events: string[] = [];
   const out = join(root, 'progress');

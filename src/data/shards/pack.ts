@@ -15,7 +15,7 @@
 // a pack that fails or is stopped leaves no part of a set and the earlier set as it was. The staged
 // files go on Ctrl-C / SIGTERM; ones left by a killed packer go when the next one starts in that folder.
 
-import { closeSync, createWriteStream, fstatSync, lstatSync, readdirSync, readSync, realpathSync, rmdirSync, rmSync, statSync } from 'node:fs';
+import { closeSync, createWriteStream, existsSync, fstatSync, lstatSync, readdirSync, readSync, realpathSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { AbortError, throwIfAborted } from '../../util/errors';
 import { OptionError } from '../../util/options';
 import { basename, dirname, extname, join, resolve, sep } from 'node:path';
@@ -191,6 +191,8 @@ function realPathOf(path: string): string {
 export async function packImageFolder(o: PackOptions): Promise<PackResult> {
   const input = resolve(o.input);
   const output = resolve(o.output);
+  if (!existsSync(input)) throw new OptionError('input', `${o.input} does not exist (expected an ImageFolder: one sub-folder per class)`);
+  if (!statSync(input).isDirectory()) throw new OptionError('input', `${o.input} is not a folder (expected an ImageFolder: one sub-folder per class)`);
   const shardSize = o.shardSize ?? DEFAULT_SHARD_SIZE;
   if (!(Number.isInteger(shardSize) && shardSize >= 1)) throw new RangeError(`shards: shard size must be an integer >= 1, got ${shardSize}`);
   if (o.maxImagePixels !== undefined && !(Number.isSafeInteger(o.maxImagePixels) && o.maxImagePixels >= 0))
