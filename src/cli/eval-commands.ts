@@ -1,6 +1,7 @@
 // `semaim knn | linprobe | finetune | ablate`: option tables (file + flags, --help with every
 // default), validation before any work, then the jobs in src/eval and src/experiments over the data
 // factories they are given (the real datasets by default).
+import { dirname, join } from 'node:path';
 import { Command, defineCommand } from './command';
 import { DATA_FACTORIES, DataFactories } from '../data';
 import { LABELLED_DATASETS } from '../data/factories';
@@ -69,7 +70,7 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
       run: (o) =>
         runDataParallel(o, { command: 'linprobe', table: LINPROBE_OPTIONS }, async (group) => {
           const r = await abortOnStopSignals((signal) => runLinprobe(o, factories(), { group, signal }));
-          if (r) process.stdout.write(`${r.table}wrote ${r.path}\n`);
+          if (r) process.stdout.write(`${r.table}wrote ${r.path} and ${join(dirname(r.path), 'probe.safetensors')}\n`);
           return 0;
         }),
     }),
@@ -89,7 +90,8 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
       run: (o) =>
         runDataParallel(o, { command: 'finetune', table: FINETUNE_OPTIONS }, async (group) => {
           const r = await runFinetune(o, factories(), { group });
-          process.stdout.write(r.path ? `${r.table}wrote ${r.path}\n` : r.table);
+          // (its checkpoints are what predict and export read)
+          process.stdout.write(r.path ? `${r.table}wrote ${r.path} and ${join(dirname(r.path), 'checkpoints')}/\n` : r.table);
           return runExitCode(r);
         }),
     }),

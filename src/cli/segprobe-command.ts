@@ -1,4 +1,5 @@
 // `semaim segprobe`: the segmentation probe on a frozen encoder (src/eval/segprobe-run.ts).
+import { dirname, join } from 'node:path';
 import { Command, defineCommand } from './command';
 import { makeSegData } from '../data/seg-loader';
 import { checkDataPath } from '../data/options';
@@ -30,7 +31,7 @@ export function makeSegprobeCommand(factory: SegDataFactory = makeSegData): Comm
     run: (o) =>
       runDataParallel(o, { command: 'segprobe', table: SEGPROBE_OPTIONS }, async (group) => {
         const r = await abortOnStopSignals((signal) => runSegprobe(readSegprobeConfig(o), o, factory, { group, signal }));
-        if (r) process.stdout.write(`${r.table}wrote ${r.path}${r.figure ? ` and ${r.figure}` : ''}\n`);
+        if (r) process.stdout.write(`${r.table}wrote ${r.path}${r.figure ? `, ${r.figure}` : ''} and ${join(dirname(r.path), 'seg-head.safetensors')}\n`);
         return 0;
       }),
   });

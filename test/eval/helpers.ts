@@ -134,6 +134,20 @@ export async function captureTerminal<T>(fn: () => Promise<T>): Promise<{ result
   }
 }
 
+/** Runs fn with stdout captured (a command's table and summary) and stderr silenced. */
+export async function printed<T>(fn: () => Promise<T>): Promise<{ result: T; stdout: string }> {
+  const written: string[] = [];
+  const [out, err] = [process.stdout.write.bind(process.stdout), process.stderr.write.bind(process.stderr)];
+  process.stdout.write = ((chunk: string | Uint8Array) => written.push(String(chunk)) > 0) as typeof process.stdout.write;
+  process.stderr.write = (() => true) as typeof process.stderr.write;
+  try {
+    return { result: await fn(), stdout: written.join('') };
+  } finally {
+    process.stdout.write = out;
+    process.stderr.write = err;
+  }
+}
+
 /** Runs fn with stdout and stderr silenced (a command's table, warnings and progress). */
 export async function quiet<T>(fn: () => Promise<T>): Promise<T> {
   const [out, err] = [process.stdout.write.bind(process.stdout), process.stderr.write.bind(process.stderr)];

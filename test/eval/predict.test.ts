@@ -21,7 +21,7 @@ import { PRETRAIN_OPTIONS } from '../../src/train/pretrain-options';
 import { OptionError, resolveOptions } from '../../src/util/options';
 import { claimOutputs } from '../../src/io/outputs';
 import { encode, picture, withFullDiskAt } from '../data/helpers';
-import { TINY, maxDiff, memoryTrainData, quiet, toyImages, writeEncoder } from './helpers';
+import { TINY, maxDiff, memoryTrainData, printed, quiet, toyImages, writeEncoder } from './helpers';
 
 const sha = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
 
@@ -45,8 +45,12 @@ test('predict: accuracy equals finetune’s for its checkpoint; top-k per image;
     const encoder = writeEncoder(root);
     const data = ['--dataset', 'folder', '--data-path', join(root, 'data'), '--num-workers', '0', '--threads', '1'];
     const ft = join(root, 'ft');
-    await quiet(() =>
+    const { stdout } = await printed(() =>
       commands.finetune.run(['--checkpoint', encoder, ...data, '--epochs', '3', '--warmup-epochs', '0', '--batch-size', '6', '--blr', '0.05', '--out-dir', ft]),
+    );
+    assert.ok(
+      stdout.endsWith(`wrote ${join(ft, 'finetune.json')} and ${join(ft, 'checkpoints')}/\n`),
+      `the summary names the checkpoints predict reads: ${stdout}`,
     );
     const report = JSON.parse(readFileSync(join(ft, 'finetune.json'), 'utf8')) as { top1: number; perClass: number[]; details: { finetuneCheckpoint: string } };
 
@@ -189,7 +193,13 @@ test('predict with a linear probe: its accuracy equals linprobe’s; the encoder
     const encoder = writeEncoder(root);
     const data = ['--dataset', 'folder', '--data-path', join(root, 'data'), '--num-workers', '0', '--threads', '1'];
     const lp = join(root, 'lp');
-    await quiet(() => commands.linprobe.run(['--checkpoint', encoder, ...data, '--pooling', 'mean', '--epochs', '5', '--batch-size', '8', '--out-dir', lp]));
+    const { stdout } = await printed(() =>
+      commands.linprobe.run(['--checkpoint', encoder, ...data, '--pooling', 'mean', '--epochs', '5', '--batch-size', '8', '--out-dir', lp]),
+    );
+    assert.ok(
+      stdout.endsWith(`wrote ${join(lp, 'linprobe.json')} and ${join(lp, 'probe.safetensors')}\n`),
+      `the summary names the probe predict reads: ${stdout}`,
+    );
     const report = JSON.parse(readFileSync(join(lp, 'linprobe.json'), 'utf8')) as { top1: number; perClass: number[] };
     const out = join(root, 'pred', 'lp.json');
     await quiet(() => commands.predict.run(['--checkpoint', lp, ...data, '--out', out]));

@@ -261,7 +261,7 @@ test('the segprobe command parses its flags, checks them before any data is read
     process.stdout.write = write;
     assert.equal(rc, 0);
     assert.match(out.join(''), /\| linear probe, frozen encoder \(adamw, 1 ep, blocks last\) \| [\d.]+ \|/);
-    assert.match(out.join(''), /wrote .*segprobe\.json\n/);
+    assert.ok(out.join('').endsWith(`wrote ${join(dir, 'o', 'segprobe.json')} and ${join(dir, 'o', 'seg-head.safetensors')}\n`), out.join(''));
     assert.ok(!existsSync(join(dir, 'o', 'segprobe.png')), '--figure-images 0: no figure');
   } finally {
     process.stdout.write = write;
