@@ -4,6 +4,7 @@ import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { OptionError, Options, defineOptions } from '../util/options';
 import { abortOnStopSignals } from '../run/signals';
+import { stderrLine } from '../util/console-line';
 import { VERIFY_OPTIONS } from '../eval/options';
 import { encoderExportFiles, exportEncoder } from '../export/safetensors';
 import { exportOnnx, onnxExportFiles } from '../export/onnx-export';
@@ -97,6 +98,9 @@ export const exportCommand = defineCommand({
     checkOutputs(outputs, { overwrite: o.overwrite, inputs: exportInputs(o.checkpoint, o) });
   },
   async run(o) {
+    // the conversion takes seconds to tens of seconds (ViT-B) and has no count to show progress by
+    const as = o.format === 'safetensors' ? 'timm safetensors' : o.format === 'onnx' ? `ONNX (${o.dtype})` : `a web page with ONNX (${o.dtype})`;
+    stderrLine(`export: converting the model of ${o.checkpoint} to ${as} at ${o.out} …`);
     await abortOnStopSignals((signal) => writeExport(o, signal), undefined, 'stopping before the next file; no export is written');
     return 0;
   },

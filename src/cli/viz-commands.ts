@@ -14,6 +14,7 @@ import { IMAGE_INPUT_OPTIONS, imageInputOptions } from '../data/options';
 import { checkOutputFolder } from '../io/outputs';
 import { join } from 'node:path';
 import { abortOnStopSignals } from '../run/signals';
+import { stderrLine } from '../util/console-line';
 
 const ALL_ORDERS = ORDER_NAMES.join(',');
 
@@ -134,6 +135,8 @@ export const vizCommands: Record<string, Command> = {
     async run(o, positionals) {
       const job = figureJob(o, [o.images, ...positionals]);
       const device = setup(o);
+      // (the maps are computed in one pass, with no count to show progress by)
+      stderrLine(`visualize: drawing the maps of ${o.checkpoint} (${o.orders}) for ${[o.images, ...positionals].join(', ')} …`);
       const r = await abortOnStopSignals(
         (signal) => visualizeCheckpoint({ ...job, checkpoint: o.checkpoint, out: o.out, device, signal }),
         undefined,
@@ -170,6 +173,7 @@ export const vizCommands: Record<string, Command> = {
       const [runDir, ...rest] = positionals;
       const images = o.images ? [o.images, ...rest] : [];
       const device = images.length ? setup(o) : 'cpu';
+      stderrLine(`report: reading ${runDir} (config, metrics, results)${images.length ? ` and drawing the maps for ${images.join(', ')}` : ''} …`);
       const r = await abortOnStopSignals(
         (signal) =>
           writeRunReport({

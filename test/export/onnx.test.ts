@@ -15,7 +15,7 @@ import { encoderWeights, vitToOnnx } from '../../src/export/vit-onnx';
 import type { FloatType } from '../../src/export/onnx-graph';
 import { commands } from '../../src/cli/commands';
 import { SMALL, difference, randomImages, smallEncoder } from './helpers';
-import { writeCheckpointFolder } from '../viz/helpers';
+import { stderrOf, writeCheckpointFolder } from '../viz/helpers';
 
 interface Outputs {
   hidden: Float32Array;
@@ -142,7 +142,9 @@ test('semaim export --format onnx: a checkpoint folder becomes onnx/model.onnx +
   const model = new SemAIM(makeConfig('vit_tiny', { imgSize: 16, patchSize: 4, embedDim: 32, depth: 2, numHeads: 2, decoderDepth: 1 })).initWeights(4).eval();
   const ckpt = writeCheckpointFolder(join(dir, 'ckpt'), model);
   const out = join(dir, 'out');
-  assert.equal(await commands.export.run(['--checkpoint', ckpt, '--out', out, '--format', 'onnx']), 0);
+  const { result: rc, stderr } = await stderrOf(() => commands.export.run(['--checkpoint', ckpt, '--out', out, '--format', 'onnx']));
+  assert.equal(rc, 0);
+  assert.equal(stderr, `export: converting the model of ${ckpt} to ONNX (float32) at ${out} …\n`, 'it says what it does before the silent work');
   assert.ok(existsSync(join(out, 'onnx', 'model.onnx')));
   const config = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')) as Record<string, unknown>;
   assert.equal(config.model_type, 'vit');

@@ -21,7 +21,7 @@ import {
 } from '../../src/viz';
 import { vizCommands } from '../../src/cli/viz-commands';
 import { OptionError } from '../../src/util/options';
-import { argmax, liveTensors, readOverlay, tinyModel, writeCheckpointFolder, writeTestImages } from './helpers';
+import { argmax, liveTensors, readOverlay, stderrOf, tinyModel, writeCheckpointFolder, writeTestImages } from './helpers';
 
 test('font: every printable ASCII glyph has ink except space; text width', () => {
   for (let c = 33; c < 127; c++)
@@ -53,8 +53,12 @@ test('visualize: grid and rows have the laid-out size; order maps start where th
     const ckpt = writeCheckpointFolder(join(root, 'ckpt'), model);
     const files = await writeTestImages(join(root, 'imgs'), 3);
     const out = join(root, 'out');
-    const rc = await vizCommands.visualize.run(['--checkpoint', ckpt, '--images', files[0], files[1], files[2], '--out', out, '--threads', '2']);
+    const { result: rc, stderr } = await stderrOf(() =>
+      vizCommands.visualize.run(['--checkpoint', ckpt, '--images', files[0], files[1], files[2], '--out', out, '--threads', '2']),
+    );
     assert.equal(rc, 0);
+    // it says what it does before the silent work (seconds on ViT-B)
+    assert.ok(stderr.startsWith(`visualize: drawing the maps of ${ckpt} (`), stderr);
     const summary = JSON.parse(readFileSync(join(out, 'visualize.json'), 'utf8'));
     // what drew it and from which files: a report beside an older grid can say so
     assert.deepEqual(summary.checkpoint, { path: ckpt, step: summary.checkpoint.step, sha256: sha256File(join(ckpt, 'model.safetensors')) });
