@@ -855,8 +855,12 @@ static std::tuple<at::Tensor, at::Tensor, at::Tensor> fusedQkvHeads(const at::Te
 }
 
 static at::Tensor fusedPixelTargets(const at::Tensor& images, int64_t patch, int64_t blurKernel, double blurSigma, bool normPix, bool fused) {
-  if (images.dim() != 4 || images.size(2) % patch || images.size(3) % patch) throw std::invalid_argument("fusedPixelTargets: expects [B, C, H, W] images with H and W multiples of the patch size");
+  // Arguments first: H % patch with patch 0 is a SIGFPE, and sigma 0 (or NaN) would give all-NaN targets.
+  if (patch <= 0) throw std::invalid_argument(c10::str("fusedPixelTargets: patchSize must be a positive integer, got ", patch));
   if (blurKernel < 0 || (blurKernel > 0 && blurKernel % 2 == 0)) throw std::invalid_argument("fusedPixelTargets: the blur kernel size must be odd (0: no blur)");
+  if (blurKernel > 0 && !(blurSigma > 0 && std::isfinite(blurSigma)))
+    throw std::invalid_argument(c10::str("fusedPixelTargets: blurSigma must be a positive finite number when blurKernel > 0, got ", blurSigma));
+  if (images.dim() != 4 || images.size(2) % patch || images.size(3) % patch) throw std::invalid_argument("fusedPixelTargets: expects [B, C, H, W] images with H and W multiples of the patch size");
   c10::NoGradGuard noGrad;
 #ifdef SEMAIM_CUDA
   const int64_t B = images.size(0), C = images.size(1), H = images.size(2), W = images.size(3);

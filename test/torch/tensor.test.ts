@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import * as torch from '../../src/torch';
 import { Tensor, DType, F } from '../../src/torch';
@@ -1027,4 +1028,42 @@ test('isTorchError narrows an addon error to its code and op; other errors are n
   assert.ok(torch.TORCH_ERROR_CODES.includes(caught.code));
   assert.equal(torch.isTorchError(new Error('plain')), false);
   assert.equal(torch.isTorchError({ code: 'ERR_TORCH', op: 'x' }), false, 'an object that is not an Error');
+});
+
+// ---------------------------------------------------------------- argument checks (audit of the low-level API)
+
+test('fused.pixelTargets refuses patchSize <= 0 with an error instead of killing the process (SIGFPE)', () => {
+  // The unchecked call divided by the patch size in C++: run it in a child so that a crash fails this test only.
+  const script = `
+    const torch = require(${JSON.stringify(join(__dirname, '..', '..', 'src', 'torch'))});
+    for (const patchSize of [0, -2]) {
+      try {
+        torch.fused.pixelTargets(torch.randn([1, 3, 8, 8]), { patchSize, blurKernel: 0, blurSigma: 1, normPix: true });
+        console.log('no error');
+      } catch (e) {
+        console.log(e.code, e.message);
+      }
+    }`;
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(r.signal, null, `killed by ${r.signal}: ${r.stderr}`);
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(r.stdout.trim().split('\n'), [
+    'ERR_ARG fusedPixelTargets: patchSize must be a positive integer, got 0',
+    'ERR_ARG fusedPixelTargets: patchSize must be a positive integer, got -2',
+  ]);
+});
+
+test('fused.pixelTargets refuses a blur with sigma <= 0 (it gave all-NaN targets); without a blur sigma is unused', () => {
+  noLeak(() => {
+    const images = torch.randn([1, 3, 8, 8]);
+    for (const blurSigma of [0, -1, NaN]) {
+      throwsTorch(() => torch.fused.pixelTargets(images, { patchSize: 4, blurKernel: 3, blurSigma, normPix: true }), {
+        code: 'ERR_ARG',
+        message: /^fusedPixelTargets: blurSigma must be a positive finite number when blurKernel > 0, got /,
+      });
+    }
+    const t = torch.fused.pixelTargets(images, { patchSize: 4, blurKernel: 0, blurSigma: 0, normPix: true });
+    assert.deepEqual(t.shape, [1, 4, 48]);
+    assert.equal(t.isnan().any().item(), 0);
+  });
 });
