@@ -28,3 +28,12 @@ export function isTorchError(e: unknown): e is TorchError {
     (TORCH_ERROR_CODES as readonly string[]).includes((e as { code?: string }).code ?? '')
   );
 }
+
+/** A wrong argument, for a message: `the string "x"`, `null`, `a Tensor`, `an Object`. */
+export function describeValue(v: unknown): string {
+  if (typeof v === 'string') return `the string ${JSON.stringify(v)}`;
+  if (typeof v === 'function') return 'a function';
+  if (v === null || typeof v !== 'object') return String(v);
+  const name = (v as object).constructor?.name ?? 'Object';
+  return `${/^[AEIOU]/i.test(name) ? 'an' : 'a'} ${name}`;
+}

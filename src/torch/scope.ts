@@ -8,6 +8,7 @@
 // disposed right away, and everything a scope frees, never pay for one. The nursery holds its
 // tensors strongly until the next sweep: after NURSERY_SIZE tensors, or when the current task ends.
 import type { Tensor } from './tensor';
+import { describeValue } from './errors';
 
 const frames: Tensor[][] = [];
 const NURSERY_SIZE = 32;
@@ -102,9 +103,17 @@ export function scope<T>(fn: () => T): T {
   return result;
 }
 
-/** Exempts tensors from every scope: they live until dispose() (or garbage collection). */
+/**
+ * Exempts tensors from every scope: they live until dispose() (or garbage collection). Takes a Tensor
+ * or an array of Tensors; anything else is a TypeError (it would otherwise break the next nursery sweep).
+ */
 export function keep<T extends Tensor | Tensor[]>(t: T): T {
-  for (const x of Array.isArray(t) ? t : [t]) {
+  const items: unknown[] = Array.isArray(t) ? t : [t];
+  const bad = items.findIndex((x) => !(tensorClass && x instanceof tensorClass));
+  if (bad >= 0) {
+    throw new TypeError(`keep(): expected a Tensor or an array of Tensors, got ${describeValue(items[bad])}${Array.isArray(t) ? ` at index ${bad}` : ''}`);
+  }
+  for (const x of items as Tensor[]) {
     if (x.kept) continue;
     x.kept = true;
     adopt(x);

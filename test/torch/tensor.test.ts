@@ -1067,3 +1067,25 @@ test('fused.pixelTargets refuses a blur with sigma <= 0 (it gave all-NaN targets
     assert.equal(t.isnan().any().item(), 0);
   });
 });
+
+test('keep() refuses what is not a Tensor or an array of Tensors at the call (the next sweep crashed the process)', async () => {
+  const a = torch.ones([2]);
+  const notTensors: [unknown, RegExp][] = [
+    [{ a }, /got an Object$/],
+    [new Map([['a', a]]), /got a Map$/],
+    [undefined, /got undefined$/],
+    [[a, { a }], /got an Object at index 1$/],
+    [[a, 3], /got 3 at index 1$/],
+  ];
+  for (const [x, message] of notTensors) {
+    assert.throws(
+      () => torch.keep(x as Tensor),
+      (e: Error) => e instanceof TypeError && /^keep\(\): expected a Tensor or an array of Tensors, /.test(e.message) && message.test(e.message),
+    );
+  }
+  assert.equal(a.kept, false, 'nothing of a refused array is kept');
+  await new Promise((r) => setImmediate(r)); // the nursery sweep runs (it threw on a kept non-tensor)
+  assert.equal(torch.keep(a), a);
+  assert.deepEqual(torch.keep([a]), [a]);
+  a.dispose();
+});
