@@ -389,12 +389,7 @@ export class Tensor {
   }
   /** other - this */
   rsub(other: number): Tensor {
-    const negated = native.neg(this.handle);
-    try {
-      return wrap(native.add(negated, other));
-    } finally {
-      native.dispose(negated);
-    }
+    return wrap(native.rsub(this.handle, other));
   }
   eq(other: TensorOrScalar): Tensor {
     return wrap(native.eq(this.handle, arg(other)));

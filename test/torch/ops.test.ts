@@ -397,3 +397,20 @@ test('attention: bool mask (true = attend) and float mask (added) match their de
     assert.throws(() => F.scaledDotProductAttention(q, k, v, { mask: keep, causal: true }), /either causal or mask/);
   });
 });
+
+// ---------------------------------------------------------------- audit findings (values from torch 1.13)
+
+test('rsub on uint8/int8 with a float scalar promotes before subtracting (no wrapped negation)', () => {
+  noLeak(() => {
+    // torch 1.13: torch.rsub(torch.tensor([9, 0], dtype=torch.uint8), 2.5) -> tensor([-6.5, 2.5]) float32
+    const u = torch.tensor([9, 0], { dtype: 'uint8' }).rsub(2.5);
+    assert.equal(u.dtype, 'float32');
+    assert.deepEqual(u.tolist(), [-6.5, 2.5]);
+    // torch 1.13: torch.rsub(torch.tensor([-128], dtype=torch.int8), 2.5) -> tensor([130.5])
+    assert.deepEqual(torch.tensor([-128], { dtype: 'int8' }).rsub(2.5).tolist(), [130.5]);
+    // torch 1.13: torch.rsub(torch.tensor([1, 2, 3]), 10) -> tensor([9, 8, 7]) int64
+    const i = torch.tensor([1, 2, 3], { dtype: 'int64' }).rsub(10);
+    assert.equal(i.dtype, 'int64');
+    assert.deepEqual(i.tolist(), [9, 8, 7]);
+  });
+});
