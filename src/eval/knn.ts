@@ -121,7 +121,7 @@ function* knnSteps(train: FeatureSet, test: FeatureSet, o: KnnOptions): Generato
     torch.scope(() => {
       // [nTrain, D]: the one copy of the bank k-NN makes (at ImageNet scale 1.28M × 768 floats, 3.9 GB);
       // the similarity block multiplies by its transposed view, which BLAS reads without a copy
-      const b = F.normalize(train.features.float(), 1);
+      const b = F.normalize(train.features.float(), 2, 1);
       const l = torch.tensor(train.labels, { dtype: 'int64', device });
       return [torch.keep(b), torch.keep(l)];
     }),
@@ -133,7 +133,7 @@ function* knnSteps(train: FeatureSet, test: FeatureSet, o: KnnOptions): Generato
       const labels = test.labels.subarray(start, start + len);
       torch.noGrad(() =>
         torch.scope(() => {
-          const q = F.normalize(test.features.narrow(0, start, len).to({ dtype: 'float32', device }), 1);
+          const q = F.normalize(test.features.narrow(0, start, len).to({ dtype: 'float32', device }), 2, 1);
           let [top, neighbourLabels] = nearest(q, bank, bankLabels, kmax);
           if (group) [top, neighbourLabels] = mergeNearest(group, top, neighbourLabels, kmax);
           // exp((cos - max) / T): the same ranking as exp(cos / T) (one positive factor per query), but

@@ -66,8 +66,8 @@ export function similarityMap(tokens: Tensor, mode: 'softmax' | 'minmax' = 'soft
   return torch.scope(() => {
     const N = tokens.shape[1] - 1;
     const x = atLeastFloat32(tokens); // features from a bf16/fp16 encoder pass: the map itself in float32
-    const patches = F.normalize(x.narrow(1, 1, N), -1);
-    const ref = reference === 'gap' ? F.normalize(x.narrow(1, 1, N).mean(1, true), -1) : F.normalize(x.narrow(1, 0, 1), -1);
+    const patches = F.normalize(x.narrow(1, 1, N), 2, -1);
+    const ref = reference === 'gap' ? F.normalize(x.narrow(1, 1, N).mean(1, true), 2, -1) : F.normalize(x.narrow(1, 0, 1), 2, -1);
     const cos = patches.mul(ref).sum(-1);
     if (mode === 'softmax') return cos.softmax(1);
     const lo = cos.amin(1, true);

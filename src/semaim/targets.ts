@@ -93,5 +93,10 @@ export function pixelPatchLoss(pred: Tensor, target: Tensor): Tensor {
 
 /** Sum over features of squared differences of L2-normalised vectors (= 2 − 2·cos): [B, N]. */
 export function featurePatchLoss(pred: Tensor, target: Tensor): Tensor {
-  return torch.scope(() => F.normalize(pred, -1).sub(F.normalize(target, -1)).square().sum(-1));
+  return torch.scope(() =>
+    F.normalize(pred, 2, -1)
+      .sub(F.normalize(target, 2, -1))
+      .square()
+      .sum(-1),
+  );
 }

@@ -86,8 +86,8 @@ export function mseLoss(a: Tensor, b: Tensor, reduction: Reduction = 'mean'): Te
 export function cosineSimilarity(a: Tensor, b: Tensor, dim = 1, eps = 1e-8): Tensor {
   return wrap(native.cosineSimilarity(a.h, b.h, dim, eps));
 }
-/** x / max(||x||_p, eps) along dim. */
-export function normalize(x: Tensor, dim = -1, p = 2, eps = 1e-12): Tensor {
+/** x / max(||x||_p, eps) along dim; PyTorch's F.normalize(input, p=2.0, dim=1, eps=1e-12): the same order and defaults. */
+export function normalize(x: Tensor, p = 2, dim = 1, eps = 1e-12): Tensor {
   const n = x.norm(p, dim, true);
   try {
     const d = n.clamp(eps);

@@ -324,7 +324,7 @@ test('grad: mseLoss, cosineSimilarity, normalize', () => {
     gc('cosineSimilarity dim 1', (x, y) => F.cosineSimilarity(x, y), [a, b]);
     gc('cosineSimilarity dim 0', (x, y) => F.cosineSimilarity(x, y, 0), [a, b]);
     gc('cosineSimilarity broadcast', (x, y) => F.cosineSimilarity(x, y, -1), [rnd([3, 4, 5]), rnd([4, 5])]);
-    gc('normalize', (x) => F.normalize(x, -1), [a]);
+    gc('normalize', (x) => F.normalize(x, 2, -1), [a]);
   });
 });
 

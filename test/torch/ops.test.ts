@@ -210,7 +210,7 @@ const IMPL: Record<string, Impl> = {
   mse_loss: (a, b) => [F.mseLoss(a, b), F.mseLoss(a, b, 'sum'), F.mseLoss(a, b, 'none')],
   cosine_similarity: (a, b) => [F.cosineSimilarity(a, b), F.cosineSimilarity(a, b, 0)],
   cosine_similarity_broadcast: (a, b) => F.cosineSimilarity(a, b, -1),
-  normalize: (a) => F.normalize(a, -1),
+  normalize: (a) => F.normalize(a, 2, -1),
   one_hot: (t) => F.oneHot(t, 5),
   // joining, indexing, views
   cat: (a, b, c) => torch.cat([a, b, c], 1),
@@ -412,5 +412,48 @@ test('rsub on uint8/int8 with a float scalar promotes before subtracting (no wra
     const i = torch.tensor([1, 2, 3], { dtype: 'int64' }).rsub(10);
     assert.equal(i.dtype, 'int64');
     assert.deepEqual(i.tolist(), [9, 8, 7]);
+  });
+});
+
+test("F.normalize takes PyTorch's arguments: (input, p = 2, dim = 1, eps = 1e-12)", () => {
+  noLeak(() => {
+    const x = torch.tensor([
+      [
+        [3, 4],
+        [1, 0],
+      ],
+      [
+        [0, 2],
+        [6, 8],
+      ],
+    ]);
+    // torch 1.13: F.normalize(x) and F.normalize(x, 2, 1) (dim 1)
+    const dim1 = [
+      [
+        [0.9486832618713379, 1],
+        [0.3162277638912201, 0],
+      ],
+      [
+        [0, 0.24253563582897186],
+        [1, 0.9701425433158875],
+      ],
+    ];
+    assertClose(F.normalize(x), dim1.flat(2), 1e-6);
+    assertClose(F.normalize(x, 2, 1), dim1.flat(2), 1e-6);
+    // torch 1.13: F.normalize(x, 1, -1) (p = 1 over the last dim)
+    assertClose(
+      F.normalize(x, 1, -1),
+      [
+        [
+          [0.4285714328289032, 0.5714285969734192],
+          [1, 0],
+        ],
+        [
+          [0, 1],
+          [0.4285714328289032, 0.5714285969734192],
+        ],
+      ].flat(2),
+      1e-6,
+    );
   });
 });
