@@ -3,6 +3,7 @@ import { native } from './native';
 import { DType, Device, TypedArray, dtypeOfArray } from './dtype';
 import { Tensor, wrap } from './tensor';
 import type { Generator } from './random';
+import { describeValue } from './errors';
 
 export interface CreateOptions {
   dtype?: DType;
@@ -95,6 +96,20 @@ export function bernoulli(like: Tensor, p: number, o: RandomOptions = {}): Tenso
 /** Nested arrays of numbers or booleans (torch.tensor's data). */
 export type Nested = number | boolean | Nested[];
 
+function isLeaf(v: unknown): boolean {
+  return typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint';
+}
+
+/** The index path of the first value of nested arrays that is not a number, boolean or bigint, or null. */
+function badLeaf(x: unknown): number[] | null {
+  if (!Array.isArray(x)) return isLeaf(x) ? null : [];
+  for (let i = 0; i < x.length; i++) {
+    const p = badLeaf(x[i]);
+    if (p) return [i, ...p];
+  }
+  return null;
+}
+
 /** The shape of nested arrays (from the first element of each level); ragged data is refused, as PyTorch. */
 function shapeOf(x: Nested): number[] {
   const s: number[] = [];
@@ -125,11 +140,15 @@ export function tensor(data: Nested | TypedArray, o: CreateOptions & { shape?: n
   let dtype: DType;
   if (ArrayBuffer.isView(data)) {
     buf = data as TypedArray;
-    if (!o.dtype && buf instanceof Uint16Array) throw new TypeError('tensor(): pass dtype float16 or bfloat16 for a Uint16Array');
+    if (buf instanceof Uint16Array && o.dtype !== 'float16' && o.dtype !== 'bfloat16') {
+      // Its values are the raw bits of half floats: read as another dtype they would be garbage.
+      throw new TypeError(`tensor(): a Uint16Array holds float16 or bfloat16 bits: pass dtype 'float16' or 'bfloat16'${o.dtype ? ` (got '${o.dtype}')` : ''}`);
+    }
     dtype = o.dtype ?? dtypeOfArray(buf);
     shape = o.shape ?? [buf.length];
     const natural = buf instanceof Uint16Array ? dtype : dtypeOfArray(buf);
     if (natural !== dtype) {
+      checkRange(buf as Iterable<number | bigint>, dtype);
       const t = wrap(native.fromBuffer(buf, shape, natural, null));
       try {
         return finish(t.to({ dtype, device: dev(o) ?? undefined }), o);
@@ -138,6 +157,13 @@ export function tensor(data: Nested | TypedArray, o: CreateOptions & { shape?: n
       }
     }
   } else {
+    const bad = badLeaf(data);
+    if (bad) {
+      const at = bad.length ? ` at index [${bad.join('][')}]` : '';
+      const v = bad.reduce((x: unknown, i) => (x as unknown[])[i], data);
+      const hint = v instanceof Tensor ? ' (copy a tensor with clone())' : '';
+      throw new TypeError(`tensor(): expected numbers, booleans or nested arrays of them, got ${describeValue(v)}${at}${hint}`);
+    }
     shape = o.shape ?? shapeOf(data);
     const flat = (Array.isArray(data) ? (data as unknown[]).flat(Infinity) : [data]) as (number | boolean)[];
     dtype = o.dtype ?? (flat.length > 0 && flat.every((v) => typeof v === 'boolean') ? 'bool' : 'float32');
@@ -164,13 +190,21 @@ const INT_RANGE: Partial<Record<DType, [number, number]>> = {
   uint8: [0, 255],
 };
 
+/** Refuses a value (NaN too) outside an integer dtype's range, which a conversion would wrap or saturate. */
+function checkRange(values: Iterable<number | bigint>, dtype: DType): void {
+  const range = INT_RANGE[dtype];
+  if (!range) return;
+  for (const x of values) {
+    const v = Number(x);
+    if (!(v >= range[0] && v <= range[1] && (dtype !== 'int64' || v < range[1]))) {
+      throw new RangeError(`tensor(): value ${x} cannot be converted to type ${dtype} without overflow`);
+    }
+  }
+}
+
 function toTyped(flat: (number | boolean)[], dtype: DType): TypedArray {
   const nums = flat.map(Number);
-  const range = INT_RANGE[dtype];
-  if (range) {
-    const bad = nums.find((v) => !(v >= range[0] && v <= range[1] && (dtype !== 'int64' || v < range[1])));
-    if (bad !== undefined) throw new RangeError(`tensor(): value ${bad} cannot be converted to type ${dtype} without overflow`);
-  }
+  checkRange(nums, dtype);
   switch (dtype) {
     case 'float64':
       return Float64Array.from(nums);

@@ -41,7 +41,9 @@ export function dtypeOfArray(a: TypedArray): DType {
   if (a instanceof Int16Array) return 'int16';
   if (a instanceof Int8Array) return 'int8';
   if (a instanceof Uint8Array) return 'uint8';
-  throw new TypeError('a Uint16Array is ambiguous (float16 or bfloat16 bits): pass dtype');
+  if (a instanceof Uint16Array) throw new TypeError('a Uint16Array is ambiguous (float16 or bfloat16 bits): pass dtype');
+  const name = (a as object).constructor?.name ?? 'typed array';
+  throw new TypeError(`a ${name} has no tensor dtype (use a Float32Array, Float64Array, BigInt64Array, Int32Array, Int16Array, Int8Array or Uint8Array)`);
 }
 
 /** A typed array view over raw bytes of the given dtype (half types as raw Uint16 bits). */

@@ -1089,3 +1089,55 @@ test('keep() refuses what is not a Tensor or an array of Tensors at the call (th
   assert.deepEqual(torch.keep([a]), [a]);
   a.dispose();
 });
+
+test('tensor() refuses values that are not numbers, booleans or bigints (they became NaN or 0)', () => {
+  noLeak(() => {
+    const refused: [unknown, RegExp][] = [
+      [['1', 'x'], /got the string "1" at index \[0\]$/],
+      [[null, undefined], /got null at index \[0\]$/],
+      [[[1], [undefined]], /got undefined at index \[1\]\[0\]$/],
+      [[{}], /got an Object at index \[0\]$/],
+      [[new Float32Array(2)], /got a Float32Array at index \[0\]$/],
+      [undefined, /got undefined$/],
+    ];
+    for (const [data, message] of refused) {
+      assert.throws(
+        () => torch.tensor(data as number[]),
+        (e: Error) =>
+          e instanceof TypeError && /^tensor\(\): expected numbers, booleans or nested arrays of them, got /.test(e.message) && message.test(e.message),
+      );
+      assert.throws(() => torch.tensor(data as number[], { shape: [2] }), TypeError, 'with a shape too');
+    }
+    const t = torch.ones([2, 2]);
+    assert.throws(() => torch.tensor(t as unknown as number), /got a Tensor \(copy a tensor with clone\(\)\)$/);
+    assert.deepEqual(torch.tensor([1, true, 2n] as unknown as number[]).tolist(), [1, 1, 2]); // a JS caller may pass a bigint
+  });
+});
+
+test('tensor() from a typed array: Uint16Array only as half-float bits; conversion to an integer dtype is range-checked as for arrays', () => {
+  noLeak(() => {
+    // The raw bits of [1, 2] read as an int32 gave [131073].
+    for (const dtype of ['int32', 'int16', 'float32'] as const) {
+      assert.throws(
+        () => torch.tensor(new Uint16Array([1, 2]), { dtype }),
+        new RegExp(`^TypeError: tensor\\(\\): a Uint16Array holds float16 or bfloat16 bits: pass dtype 'float16' or 'bfloat16' \\(got '${dtype}'\\)$`),
+      );
+    }
+    assert.deepEqual(values(torch.tensor(new Uint16Array([0x3c00]), { dtype: 'float16' })), [1]);
+    assert.throws(() => torch.tensor(new Uint32Array([1]) as unknown as Float32Array), /^TypeError: a Uint32Array has no tensor dtype/);
+    // A Float64Array to int32 gave the int32 minimum for 1e30 and NaN; the nested-array path refuses them.
+    for (const v of [1e30, NaN, -Infinity, 2 ** 31]) {
+      assert.throws(
+        () => torch.tensor(new Float64Array([1, v]), { dtype: 'int32' }),
+        new RegExp(`^RangeError: tensor\\(\\): value ${String(v).replace('+', '\\+')} cannot be converted to type int32 without overflow$`),
+      );
+      assert.throws(() => torch.tensor([1, v], { dtype: 'int32' }), /cannot be converted to type int32 without overflow/);
+    }
+    assert.throws(() => torch.tensor(new Int32Array([300]), { dtype: 'uint8' }), /value 300 cannot be converted to type uint8/);
+    assert.throws(() => torch.tensor(BigInt64Array.from([2n ** 40n]), { dtype: 'int32' }), /value 1099511627776 cannot be converted to type int32/);
+    // In range: truncated toward zero, the same on both paths.
+    assert.deepEqual(torch.tensor(new Float64Array([1.7, -2.9, 2 ** 31 - 1]), { dtype: 'int32' }).tolist(), [1, -2, 2 ** 31 - 1]);
+    assert.deepEqual(torch.tensor([1.7, -2.9, 2 ** 31 - 1], { dtype: 'int32' }).tolist(), [1, -2, 2 ** 31 - 1]);
+    assert.deepEqual(torch.tensor(new Float32Array([NaN, 2]), { dtype: 'bool' }).tolist(), [1, 1], 'bool: any nonzero value (NaN too) is true');
+  });
+});
