@@ -541,16 +541,17 @@ static at::Tensor randn(const std::vector<int64_t>& size, c10::optional<at::Scal
   return gen ? drawOnHost(size, opts.dtype().toScalarType(), opts.device(), [&](at::Tensor& h) { h.normal_(0, 1, gen); })
              : at::randn(size, opts);
 }
-static at::Tensor randint(int64_t low, int64_t high, const std::vector<int64_t>& size, c10::optional<at::Device> device,
-                          const c10::optional<at::Generator>& gen) {
-  at::Device dev = device.value_or(at::Device(at::kCPU));
-  return gen ? drawOnHost(size, at::kLong, dev, [&](at::Tensor& h) { h.random_(low, high, gen); })
-             : at::randint(low, high, size, at::TensorOptions().dtype(at::kLong).device(dev));
+// randint and randperm: int64 unless given, as PyTorch.
+static at::Tensor randint(int64_t low, int64_t high, const std::vector<int64_t>& size, c10::optional<at::ScalarType> dtype,
+                          c10::optional<at::Device> device, const c10::optional<at::Generator>& gen) {
+  auto opts = options(dtype.value_or(at::kLong), device);
+  return gen ? drawOnHost(size, opts.dtype().toScalarType(), opts.device(), [&](at::Tensor& h) { h.random_(low, high, gen); })
+             : at::randint(low, high, size, opts);
 }
-static at::Tensor randperm(int64_t n, c10::optional<at::Device> device, const c10::optional<at::Generator>& gen) {
-  at::Device dev = device.value_or(at::Device(at::kCPU));
-  return gen ? drawOnHost({n}, at::kLong, dev, [&](at::Tensor& h) { at::randperm_out(h, h.size(0), gen); })
-             : at::randperm(n, at::TensorOptions().dtype(at::kLong).device(dev));
+static at::Tensor randperm(int64_t n, c10::optional<at::ScalarType> dtype, c10::optional<at::Device> device, const c10::optional<at::Generator>& gen) {
+  auto opts = options(dtype.value_or(at::kLong), device);
+  return gen ? drawOnHost({n}, opts.dtype().toScalarType(), opts.device(), [&](at::Tensor& h) { at::randperm_out(h, h.size(0), gen); })
+             : at::randperm(n, opts);
 }
 static void uniform_(const at::Tensor& t, double low, double high, const c10::optional<at::Generator>& gen) {
   if (gen && !t.device().is_cpu()) copyFromHost(t, [&](at::Tensor& h) { h.uniform_(low, high, gen); });
@@ -560,9 +561,13 @@ static void normal_(const at::Tensor& t, double mean, double stddev, const c10::
   if (gen && !t.device().is_cpu()) copyFromHost(t, [&](at::Tensor& h) { h.normal_(mean, stddev, gen); });
   else t.normal_(mean, stddev, gen);
 }
-static at::Tensor bernoulli(const at::Tensor& t, double p, const c10::optional<at::Generator>& gen) {
-  return gen && !t.device().is_cpu() ? drawOnHost(t.sizes(), t.scalar_type(), t.device(), [&](at::Tensor& h) { h.bernoulli_(p, gen); })
-                                     : at::empty_like(t).bernoulli_(p, gen);
+// Shaped like t; t's dtype and device unless given.
+static at::Tensor bernoulli(const at::Tensor& t, double p, c10::optional<at::ScalarType> dtype, c10::optional<at::Device> device,
+                            const c10::optional<at::Generator>& gen) {
+  const at::ScalarType dt = dtype.value_or(t.scalar_type());
+  const at::Device dev = device.value_or(t.device());
+  return gen && !dev.is_cpu() ? drawOnHost(t.sizes(), dt, dev, [&](at::Tensor& h) { h.bernoulli_(p, gen); })
+                              : at::empty_like(t, at::TensorOptions().dtype(dt).device(dev)).bernoulli_(p, gen);
 }
 
 // From a JS typed array: always one copy (the JS buffer may be detached or reused; a tensor

@@ -81,16 +81,17 @@ export function rand(shape: number[], o: RandomOptions = {}): Tensor {
 export function randn(shape: number[], o: RandomOptions = {}): Tensor {
   return finish(wrap(native.randn(shape, o.dtype ?? null, dev(o), o.generator?.native ?? null)), o);
 }
-/** Integers in [low, high), int64. */
+/** Integers in [low, high), int64 unless dtype is given. */
 export function randint(low: number, high: number, shape: number[], o: RandomOptions = {}): Tensor {
-  return wrap(native.randint(low, high, shape, dev(o), o.generator?.native ?? null));
+  return wrap(native.randint(low, high, shape, o.dtype ?? null, dev(o), o.generator?.native ?? null));
 }
+/** A random permutation of 0..n-1, int64 unless dtype is given. */
 export function randperm(n: number, o: RandomOptions = {}): Tensor {
-  return wrap(native.randperm(n, dev(o), o.generator?.native ?? null));
+  return wrap(native.randperm(n, o.dtype ?? null, dev(o), o.generator?.native ?? null));
 }
-/** Bernoulli(p) samples shaped like t. */
+/** Bernoulli(p) samples shaped like t, with t's dtype and device unless given. */
 export function bernoulli(like: Tensor, p: number, o: RandomOptions = {}): Tensor {
-  return wrap(native.bernoulli(like.h, p, o.generator?.native ?? null));
+  return wrap(native.bernoulli(like.h, p, o.dtype ?? null, o.device ?? null, o.generator?.native ?? null));
 }
 
 /** Nested arrays of numbers or booleans (torch.tensor's data). */

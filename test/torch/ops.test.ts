@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as torch from '../../src/torch';
 import { Tensor, F, DType } from '../../src/torch';
-import { assertClose, noLeak, rnd } from './helpers';
+import { assertClose, cpuOnly, noLeak, rnd } from './helpers';
 
 torch.setNumThreads(1);
 
@@ -454,6 +454,40 @@ test("F.normalize takes PyTorch's arguments: (input, p = 2, dim = 1, eps = 1e-12
         ],
       ].flat(2),
       1e-6,
+    );
+  });
+});
+
+test("randint, randperm and bernoulli honour dtype (and bernoulli device), with PyTorch's seeded streams", { skip: rngSkip || cpuOnly }, () => {
+  noLeak(() => {
+    // torch 1.13: torch.manual_seed(7); torch.randint(0, 10, (6,), dtype=torch.int32) -> [5, 2, 1, 6, 3, 7] (the int64 draw is the same)
+    for (const dtype of ['int32', 'int64'] as const) {
+      torch.manualSeed(7);
+      const r = torch.randint(0, 10, [6], dtype === 'int32' ? { dtype } : {});
+      assert.equal(r.dtype, dtype);
+      assert.deepEqual(r.tolist(), [5, 2, 1, 6, 3, 7]);
+    }
+    // torch 1.13: torch.manual_seed(7); torch.randperm(8, dtype=torch.int32) -> [7, 0, 3, 4, 1, 5, 2, 6]
+    torch.manualSeed(7);
+    const p = torch.randperm(8, { dtype: 'int32' });
+    assert.equal(p.dtype, 'int32');
+    assert.deepEqual(p.tolist(), [7, 0, 3, 4, 1, 5, 2, 6]);
+    // torch 1.13: torch.randint(0, 100, (5,), generator=torch.Generator().manual_seed(3), dtype=torch.int16) -> [86, 48, 37, 67, 60]
+    const g = torch.randint(0, 100, [5], { dtype: 'int16', generator: new torch.Generator(3) });
+    assert.equal(g.dtype, 'int16');
+    assert.deepEqual(g.tolist(), [86, 48, 37, 67, 60]);
+    // torch 1.13: torch.randperm(6, generator=torch.Generator().manual_seed(3), dtype=torch.int32) -> [4, 0, 3, 2, 1, 5]
+    assert.deepEqual(torch.randperm(6, { dtype: 'int32', generator: new torch.Generator(3) }).tolist(), [4, 0, 3, 2, 1, 5]);
+    // torch 1.13: torch.manual_seed(7); torch.bernoulli(torch.zeros(8, dtype=torch.float64), 0.5) -> [1, 1, 0, 0, 0, 0, 1, 0]
+    torch.manualSeed(7);
+    const b = torch.bernoulli(torch.zeros([8]), 0.5, { dtype: 'float64' });
+    assert.equal(b.dtype, 'float64');
+    assert.deepEqual(b.tolist(), [1, 1, 0, 0, 0, 0, 1, 0]);
+    assert.equal(torch.bernoulli(torch.zeros([2], { dtype: 'float64' }), 0.5).dtype, 'float64', "like's dtype when none is given");
+    // The device option is used, not dropped: an absent device is refused.
+    assert.throws(
+      () => torch.bernoulli(torch.zeros([2]), 0.5, { device: 'cuda:99' }),
+      (e: Error & { code?: string }) => /^ERR_/.test(String(e.code)),
     );
   });
 });
