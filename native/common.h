@@ -91,6 +91,9 @@ c10::optional<std::vector<int64_t>> argOptIntList(const Napi::CallbackInfo& info
 at::Scalar argScalar(const Napi::CallbackInfo& info, size_t i);
 c10::optional<at::Scalar> argOptScalar(const Napi::CallbackInfo& info, size_t i);
 std::string argString(const Napi::CallbackInfo& info, size_t i);
+// A string that must be one of `allowed` (an 'a'|'b' parameter of native/ops.yaml): another value throws,
+// naming the parameter and the allowed values.
+std::string argEnum(const Napi::CallbackInfo& info, size_t i, const char* param, std::initializer_list<const char*> allowed);
 at::ScalarType argDtype(const Napi::CallbackInfo& info, size_t i);
 c10::optional<at::ScalarType> argOptDtype(const Napi::CallbackInfo& info, size_t i);
 c10::optional<at::Device> argOptDevice(const Napi::CallbackInfo& info, size_t i);

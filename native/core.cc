@@ -380,6 +380,18 @@ std::string argString(const Napi::CallbackInfo& info, size_t i) {
   return info[i].As<Napi::String>().Utf8Value();
 }
 
+std::string argEnum(const Napi::CallbackInfo& info, size_t i, const char* param, std::initializer_list<const char*> allowed) {
+  std::string list;
+  for (const char* a : allowed) list += std::string(list.empty() ? "'" : ", '") + a + "'";
+  if (info[i].IsString()) {
+    std::string s = info[i].As<Napi::String>().Utf8Value();
+    for (const char* a : allowed)
+      if (s == a) return s;
+  }
+  throw std::invalid_argument(std::string(param) + " must be one of " + list + ", got " +
+                              (info[i].IsString() ? "'" + info[i].As<Napi::String>().Utf8Value() + "'" : info[i].ToString().Utf8Value()));
+}
+
 at::ScalarType parseDtype(const std::string& s) {
   if (s == "float32") return at::kFloat;
   if (s == "float64") return at::kDouble;

@@ -132,7 +132,8 @@ function parseParam(text, where) {
       throw new TableError(`${where}: parameters of type ${type} cannot have a default`);
     }
   }
-  const spec = LITERAL_UNION.test(type) ? { ...PARAMS.str, ts: type.split('|').join(' | ') } : PARAMS[type];
+  // A literal union is a string checked at run time against its values (a JS caller can pass any string).
+  const spec = LITERAL_UNION.test(type) ? { ...PARAMS.str, ts: type.split('|').join(' | '), values: type.split('|').map((v) => v.slice(1, -1)) } : PARAMS[type];
   return { type, name, default: dflt, spec };
 }
 
@@ -257,7 +258,7 @@ function emitReads(op) {
       continue;
     }
     const i = js++;
-    const read = `${p.spec.read}(info, ${i})`;
+    const read = p.spec.values ? `argEnum(info, ${i}, "${p.name}", {${p.spec.values.map((v) => `"${v}"`).join(', ')}})` : `${p.spec.read}(info, ${i})`;
     if (p.default !== undefined && p.default !== 'None') {
       const local = p.spec.local.replace(/^const |&$/g, '');
       lines.push(`${p.spec.local} ${p.name} = info.Length() > ${i} && !info[${i}].IsUndefined() ? ${read} : ${local}(${p.default});`);

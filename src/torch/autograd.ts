@@ -37,7 +37,10 @@ export function autocast<T>(opts: { device: 'cpu' | 'cuda'; dtype?: 'bfloat16' |
   const on = opts.enabled !== false;
   native.setAutocast(on, opts.device, opts.dtype ?? wasDtype, false);
   try {
-    return fn();
+    const r = fn();
+    // The state is switched back before the rest of an async fn runs: refuse it, as noGrad does.
+    if (r instanceof Promise) throw new Error('autocast: fn must be synchronous');
+    return r;
   } finally {
     // Leaving the outermost region drops the cached low-precision weight copies, as PyTorch does.
     native.setAutocast(wasOn, opts.device, wasDtype, !wasOn);

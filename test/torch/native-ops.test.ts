@@ -82,3 +82,36 @@ test('native ops: a tensor-or-scalar argument takes a number, a boolean or a ten
     for (const h of handles) native.dispose(h);
   }
 });
+
+test("native ops: an 'a'|'b' parameter refuses any other value, naming the op, the parameter and the allowed values", () => {
+  const t = native.fromBuffer(new Float32Array([1, 2]), [2], 'float32', null);
+  const call = (fn: () => unknown): string => {
+    try {
+      fn();
+    } catch (e) {
+      return `${(e as { code?: string }).code} ${(e as Error).message}`;
+    }
+    return 'no error';
+  };
+  try {
+    const n = native as unknown as Record<string, (...a: unknown[]) => unknown>;
+    assert.equal(
+      call(() => n.gelu(t, 'fast')),
+      "ERR_ARG gelu: approximate must be one of 'none', 'tanh', got 'fast'",
+    );
+    assert.equal(
+      call(() => n.mseLoss(t, t, 'avg')),
+      "ERR_ARG mseLoss: reduction must be one of 'mean', 'sum', 'none', got 'avg'",
+    );
+    assert.equal(
+      call(() => n.getAutocast('cuda:0')),
+      "ERR_ARG getAutocast: device must be one of 'cpu', 'cuda', got 'cuda:0'",
+    );
+    assert.equal(
+      call(() => n.setAutocast(false, 7, 'float32')),
+      "ERR_ARG setAutocast: device must be one of 'cpu', 'cuda', got 7",
+    );
+  } finally {
+    native.dispose(t);
+  }
+});

@@ -1141,3 +1141,32 @@ test('tensor() from a typed array: Uint16Array only as half-float bits; conversi
     assert.deepEqual(torch.tensor(new Float32Array([NaN, 2]), { dtype: 'bool' }).tolist(), [1, 1], 'bool: any nonzero value (NaN too) is true');
   });
 });
+
+test('autocast refuses an async fn (as noGrad does) and a device other than cpu or cuda', async () => {
+  const was = torch.autocastState('cpu');
+  const a = torch.ones([2, 2]);
+  let body: Promise<unknown> | undefined;
+  assert.throws(
+    () =>
+      torch.autocast({ device: 'cpu', dtype: 'bfloat16' }, () => {
+        body = (async () => {
+          await null;
+          return a.matmul(a).dtype;
+        })();
+        return body;
+      }),
+    /^Error: autocast: fn must be synchronous$/,
+  );
+  await body;
+  assert.deepEqual(torch.autocastState('cpu'), was, 'the state is restored');
+  // {device: 'cuda:0'} turned CPU autocast on.
+  for (const device of ['cuda:0', 'CPU', 'mps']) {
+    throwsTorch(() => torch.autocast({ device: device as 'cpu', dtype: 'bfloat16' }, () => a.matmul(a)), {
+      code: 'ERR_ARG',
+      op: 'getAutocast',
+      message: new RegExp(`^getAutocast: device must be one of 'cpu', 'cuda', got '${device}'$`),
+    });
+  }
+  assert.deepEqual(torch.autocastState('cpu'), was);
+  a.dispose();
+});
