@@ -312,14 +312,19 @@ c10::optional<double> argOptDouble(const Napi::CallbackInfo& info, size_t i) {
   return argDouble(info, i);
 }
 
+// Whether d is an integer an int64 holds (casting any other double to int64 is undefined behaviour).
+static bool isInt64(double d) { return d == std::trunc(d) && d >= -9223372036854775808.0 && d < 9223372036854775808.0; }
+
 int64_t argInt(const Napi::CallbackInfo& info, size_t i) {
   if (info[i].IsBigInt()) {
     bool lossless;
-    return info[i].As<Napi::BigInt>().Int64Value(&lossless);
+    int64_t n = info[i].As<Napi::BigInt>().Int64Value(&lossless);
+    if (!lossless) throw std::invalid_argument(where(i) + ": the BigInt " + info[i].ToString().Utf8Value() + " is outside the int64 range");
+    return n;
   }
   if (!info[i].IsNumber()) throw std::invalid_argument(where(i) + ": expected an integer");
   double d = info[i].As<Napi::Number>().DoubleValue();
-  if (d != static_cast<double>(static_cast<int64_t>(d))) throw std::invalid_argument(where(i) + ": expected an integer, got " + std::to_string(d));
+  if (!isInt64(d)) throw std::invalid_argument(where(i) + ": expected an integer in the int64 range, got " + info[i].ToString().Utf8Value());
   return static_cast<int64_t>(d);
 }
 
@@ -346,7 +351,7 @@ std::vector<int64_t> argIntList(const Napi::CallbackInfo& info, size_t i) {
   for (uint32_t k = 0; k < a.Length(); k++) {
     Napi::Value v = a.Get(k);
     double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
-    if (!std::isfinite(d) || d != std::trunc(d)) throw std::invalid_argument(where(i) + "[" + std::to_string(k) + "]: expected an integer, got " + v.ToString().Utf8Value());
+    if (!isInt64(d)) throw std::invalid_argument(where(i) + "[" + std::to_string(k) + "]: expected an integer in the int64 range, got " + v.ToString().Utf8Value());
     out[k] = static_cast<int64_t>(d);
   }
   return out;

@@ -8,6 +8,7 @@ export function deviceType(device: Device | string): 'cpu' | 'cuda' {
 }
 
 export const FLOAT_DTYPES: readonly DType[] = ['float32', 'float64', 'float16', 'bfloat16'];
+export const DTYPES: readonly DType[] = [...FLOAT_DTYPES, 'int64', 'int32', 'int16', 'int8', 'uint8', 'bool'];
 
 export function isFloating(d: DType): boolean {
   return FLOAT_DTYPES.includes(d);

@@ -1,6 +1,6 @@
 // The Tensor class: one wrapper owns one libtorch handle. Methods mirror PyTorch's names in camelCase.
 import { native, TensorHandle } from './native';
-import { DType, Device, TypedArray, viewAs } from './dtype';
+import { DTYPES, DType, Device, TypedArray, viewAs } from './dtype';
 import { registerTensorClass, track } from './scope';
 import type { Generator } from './random';
 
@@ -97,7 +97,9 @@ export class Tensor {
   get isContiguous(): boolean {
     return native.isContiguous(this.handle);
   }
+  /** The size of one dimension (all of them: .shape). */
   size(dim: number): number {
+    if (!Number.isInteger(dim)) throw new TypeError(`size(dim): dim must be an integer, got ${String(dim)} (.shape gives every size)`);
     const s = this.shape;
     const d = dim < 0 ? s.length + dim : dim;
     if (d < 0 || d >= s.length) throw new RangeError(`size(${dim}): tensor has ${s.length} dimensions`);
@@ -175,7 +177,10 @@ export class Tensor {
 
   // ------------------------------------------------------------ conversion
 
-  to(opts: { dtype?: DType; device?: Device; nonBlocking?: boolean; copy?: boolean }): Tensor {
+  /** A dtype or device alone may be given as a string: to('float64'), to('cuda'). */
+  to(opts: DType | Device | { dtype?: DType; device?: Device; nonBlocking?: boolean; copy?: boolean }): Tensor {
+    if (typeof opts === 'string') return this.to(DTYPES.includes(opts as DType) ? { dtype: opts as DType } : { device: opts as Device });
+    if (opts === null || typeof opts !== 'object') throw new TypeError(`to(): expected options { dtype, device }, a dtype or a device, got ${String(opts)}`);
     return wrap(native.to(this.handle, opts.dtype ?? null, opts.device ?? null, !!opts.nonBlocking, !!opts.copy));
   }
   float(): Tensor {
@@ -523,11 +528,14 @@ export class Tensor {
   std(dim?: number | number[], unbiased = true, keepdim = false): Tensor {
     return wrap(native.std(this.handle, dim ?? null, unbiased, keepdim));
   }
-  /** Maximum of all elements. */
-  max(): Tensor {
+  /** Maximum of all elements (PyTorch's max(dim) is maxDim, max(other) is maximum). */
+  max(...args: never[]): Tensor {
+    if (args.length) throw new TypeError('max() takes no arguments: use maxDim(dim) for the maximum along a dimension, maximum(other) for the elementwise one');
     return wrap(native.maxAll(this.handle));
   }
-  min(): Tensor {
+  /** Minimum of all elements (PyTorch's min(dim) is minDim, min(other) is minimum). */
+  min(...args: never[]): Tensor {
+    if (args.length) throw new TypeError('min() takes no arguments: use minDim(dim) for the minimum along a dimension, minimum(other) for the elementwise one');
     return wrap(native.minAll(this.handle));
   }
   /** [values, indices] along dim. */

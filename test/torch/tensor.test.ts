@@ -1170,3 +1170,42 @@ test('autocast refuses an async fn (as noGrad does) and a device other than cpu 
   assert.deepEqual(torch.autocastState('cpu'), was);
   a.dispose();
 });
+
+test('PyTorch-style calls from plain JS that were silently accepted: to(dtype), max(dim), size(), out-of-range integers', () => {
+  noLeak(() => {
+    const x = torch.tensor([
+      [1, 5],
+      [7, 2],
+    ]);
+    // to() with a string: a dtype (it did nothing) or a device.
+    const d = x.to('float64');
+    assert.equal(d.dtype, 'float64');
+    assert.deepEqual(d.tolist(), x.tolist());
+    assert.equal(x.to('cpu').device, 'cpu');
+    assert.throws(() => x.to(5 as unknown as 'cpu'), /^TypeError: to\(\): expected options \{ dtype, device \}, a dtype or a device, got 5$/);
+    // max(dim) / min(dim) returned the global maximum.
+    assert.throws(() => (x.max as (d: number) => Tensor)(1), /^TypeError: max\(\) takes no arguments: use maxDim\(dim\)/);
+    assert.throws(() => (x.min as (d: number) => Tensor)(1), /^TypeError: min\(\) takes no arguments: use minDim\(dim\)/);
+    assert.equal(x.max().item(), 7);
+    // size() and size(0.5) returned undefined.
+    assert.throws(() => (x.size as () => number)(), /^TypeError: size\(dim\): dim must be an integer, got undefined/);
+    assert.throws(() => x.size(0.5), /^TypeError: size\(dim\): dim must be an integer, got 0.5/);
+    assert.equal(x.size(-1), 2);
+    // A BigInt integer argument wrapped modulo 2^64 (index -(2^70) selected row 0).
+    const z = torch.zeros([3]);
+    throwsTorch(() => z.select(0, -(2n ** 70n) as unknown as number), {
+      code: 'ERR_ARG',
+      op: 'select',
+      message: /the BigInt -1180591620717411303424 is outside the int64 range/,
+    });
+    throwsTorch(() => x.softmax((2n ** 64n) as unknown as number), { code: 'ERR_ARG', op: 'softmax', message: /outside the int64 range/ });
+    assert.deepEqual(z.select(0, 2n as unknown as number).shape, [], 'an int64-range BigInt is still an integer');
+    // A shape entry beyond int64 became -9223372036854775808.
+    throwsTorch(() => torch.zeros([1e20]), {
+      code: 'ERR_ARG',
+      op: 'zeros',
+      message: /\[0\]: expected an integer in the int64 range, got 100000000000000000000$/,
+    });
+    throwsTorch(() => z.narrow(0, 1e20, 1), { code: 'ERR_ARG', op: 'narrow', message: /expected an integer in the int64 range, got 100000000000000000000$/ });
+  });
+});
