@@ -597,7 +597,11 @@ static at::Tensor fromBuffer(Napi::TypedArray data, const std::vector<int64_t>& 
   size_t need = t.nbytes();
   if (data.ByteLength() != need)
     throw std::invalid_argument("fromBuffer: buffer has " + std::to_string(data.ByteLength()) + " bytes, shape and dtype need " + std::to_string(need));
-  uint8_t* src = static_cast<uint8_t*>(data.ArrayBuffer().Data()) + data.ByteOffset();
+  // The data pointer straight from the typed array: data.ArrayBuffer() refuses a SharedArrayBuffer's.
+  void* raw = nullptr;
+  if (napi_get_typedarray_info(data.Env(), data, nullptr, nullptr, &raw, nullptr, nullptr) != napi_ok)
+    throw std::invalid_argument("fromBuffer: cannot read the typed array's memory");
+  const uint8_t* src = static_cast<const uint8_t*>(raw);
   if (need) std::memcpy(t.data_ptr(), src, need);
   if (dev.is_cpu()) return t;
   return t.to(dev, /*non_blocking=*/t.is_pinned());

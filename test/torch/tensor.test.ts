@@ -1209,3 +1209,17 @@ test('PyTorch-style calls from plain JS that were silently accepted: to(dtype), 
     throwsTorch(() => z.narrow(0, 1e20, 1), { code: 'ERR_ARG', op: 'narrow', message: /expected an integer in the int64 range, got 100000000000000000000$/ });
   });
 });
+
+test('tensor() copies a typed array over a SharedArrayBuffer (it threw a bare "Invalid argument")', () => {
+  noLeak(() => {
+    const sab = new SharedArrayBuffer(16);
+    const f = new Float32Array(sab);
+    f.set([1, 2, 3, 4]);
+    const t = torch.tensor(f);
+    const part = torch.tensor(new Float32Array(sab, 4, 2));
+    f[1] = 9;
+    assert.deepEqual(t.tolist(), [1, 2, 3, 4]);
+    assert.deepEqual(part.tolist(), [2, 3]);
+    assert.deepEqual(torch.tensor(new Float64Array(new SharedArrayBuffer(16)), { dtype: 'float32' }).tolist(), [0, 0]);
+  });
+});
