@@ -1,7 +1,7 @@
 // `semaim shards`: packs an ImageFolder into WebDataset-style tar shards plus index.json, for
 // `--dataset shards --data-path 'DIR/shard-{000000..NNNNNN}.tar'`.
 import { defineOptions } from '../util/options';
-import { Progress } from '../run/progress';
+import { Progress, perSecond } from '../run/progress';
 import { packImageFolder, DEFAULT_SHARD_SIZE } from '../data';
 import { defineCommand } from './command';
 import { IMAGE_INPUT_OPTIONS } from '../data/options';
@@ -50,7 +50,7 @@ export const shardsCommand = defineCommand({
               progress = new Progress('shards', total);
               start = Date.now();
             },
-            onProgress: (done) => progress?.update(done, { 'img/s': (done / Math.max((Date.now() - start) / 1000, 1e-9)).toFixed(1) }),
+            onProgress: (done) => progress?.update(done, { 'img/s': perSecond(done, start) }),
           });
         } finally {
           (progress as Progress | null)?.done();

@@ -22,7 +22,7 @@ import { DataLoader, Dataset, Split, openDataset, subsetDataset, transformsFor, 
 import { datasetIdentity } from '../data/factories';
 import type { ImageInputOptions } from '../data/options';
 import { EncoderSource, Pooling, VisionTransformer, loadEncoder, resolveEncoder } from '../semaim';
-import { Progress } from '../run/progress';
+import { Progress, perSecond } from '../run/progress';
 import { processDevice, withProcessThreads } from '../run/device';
 import { type Precision } from '../run/precision';
 import { rankSlice, type ProcessGroup } from '../dist';
@@ -383,7 +383,7 @@ async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
         for (const i of keep) indices.push(part.codes[i]);
       }
       const done = Math.min(ds.length, seen * worldSize);
-      progress?.update(done, { 'img/s': (done / Math.max((Date.now() - t0) / 1000, 1e-9)).toFixed(1), skipped: skipped.length });
+      progress?.update(done, { 'img/s': perSecond(done, t0), skipped: skipped.length });
       o.onProgress?.(done, ds.length);
     }
     await throwIfAbortedOnAnyRank(o.signal, group);

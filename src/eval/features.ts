@@ -5,7 +5,7 @@
 import * as torch from '../torch';
 import { Tensor } from '../torch';
 import { Pooling, VisionTransformer, globalPool } from '../semaim';
-import { Progress } from '../run/progress';
+import { Progress, perSecond } from '../run/progress';
 import { withPrecision, type Precision } from '../run/precision';
 import { Augment, LabelledData, indexOrder } from '../data';
 import { checkLabelledBatch } from '../data/check-batch';
@@ -173,7 +173,7 @@ export async function extractPooledFeatures(
       else indices = null;
       for (const r of batch.standIns ?? []) standIns.push(n + r);
       n += B;
-      progress?.update(n, { 'img/s': ((n * worldSize) / Math.max((Date.now() - start) / 1000, 1e-9)).toFixed(1) });
+      progress?.update(n, { 'img/s': perSecond(n * worldSize, start) });
     }
     if (n !== mine) throw new Error(`features: the data gave ${n} images, its size is ${mine}${mineOf}`);
     if (!n) throw new Error('features: the data is empty');

@@ -14,7 +14,7 @@ import { checkLabelledBatch } from '../data/check-batch';
 import { OptionError, jobOptions } from '../util/options';
 import { DataError } from '../util/errors';
 import { EMA } from '../run/ema';
-import { Progress } from '../run/progress';
+import { Progress, perSecond } from '../run/progress';
 import { LoopHooks, StopReason, trainLoop } from '../run/loop';
 import type { TrainState } from '../run/train-state';
 import type { StopSignal } from '../run/signals';
@@ -94,7 +94,7 @@ export async function evaluateClassifier(
       labels.push(...b.labels);
       top1.push(...hits.top1);
       top5.push(...hits.top5);
-      progress?.update(labels.length, { 'img/s': (labels.length / Math.max((Date.now() - start) / 1000, 1e-9)).toFixed(1) });
+      progress?.update(labels.length, { 'img/s': perSecond(labels.length, start) });
     }
   } finally {
     progress?.done();

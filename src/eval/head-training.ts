@@ -8,7 +8,7 @@ import * as torch from '../torch';
 import type { Tensor } from '../torch';
 import type { Module } from '../nn';
 import { fractionalEpoch, minLrProblem, warmupCosine, type BaseHyper, type Optimizer } from '../optim';
-import { Progress } from '../run/progress';
+import { Progress, perSecond } from '../run/progress';
 import { StopAgreement } from '../dist/agree';
 import type { ProcessGroup } from '../dist';
 import { OptionError } from '../util/options';
@@ -74,7 +74,7 @@ export async function trainHead<B, M extends string>(t: HeadTraining<B, M>, o: H
   const start = Date.now();
   let seen = 0;
   let last: Partial<HeadEpoch<M>> = {};
-  const rate = () => (seen / Math.max((Date.now() - start) / 1000, 1e-9)).toFixed(1);
+  const rate = () => perSecond(seen, start);
   t.head.train();
   try {
     for (let epoch = 0; epoch < epochs && step < totalSteps; epoch++) {

@@ -6,7 +6,7 @@
 // rows, the ranks exchange those (k per row and rank) and each merges them into the global k nearest.
 import * as torch from '../torch';
 import { F, Tensor } from '../torch';
-import { Progress } from '../run/progress';
+import { Progress, perSecond } from '../run/progress';
 import { Accuracy, AccuracyTally } from './accuracy';
 import type { ProcessGroup } from '../dist';
 import { FeatureSet, checkLabels, setSize, shardGroup } from './features';
@@ -145,7 +145,7 @@ function* knnSteps(train: FeatureSet, test: FeatureSet, o: KnnOptions): Generato
           ks.forEach((k, i) => tallies[i].add(knnVotes(weights, neighbourLabels, k, o.numClasses), labels));
         }),
       );
-      progress?.update(start + len, { 'img/s': ((start + len) / Math.max((Date.now() - t0) / 1000, 1e-9)).toFixed(1) });
+      progress?.update(start + len, { 'img/s': perSecond(start + len, t0) });
       if (start + len < nTest) yield;
     }
   } finally {

@@ -19,7 +19,7 @@ import { StopAgreement } from '../dist/agree';
 import { transformsFor } from '../data';
 import type { Split } from '../data';
 import type { EncoderConfig } from '../semaim';
-import { Progress } from '../run/progress';
+import { Progress, perSecond } from '../run/progress';
 import { processDevice, withProcessThreads } from '../run/device';
 import { commitFiles, removeDeadTemps, type StagedFile } from '../util/safe-write';
 import { StagedStream } from '../util/staged-stream';
@@ -282,7 +282,7 @@ async function predictJob(o: PredictOptions): Promise<PredictResult> {
         }),
       );
       seen += B;
-      progress?.update(seen, { 'img/s': (seen / Math.max((Date.now() - t0) / 1000, 1e-9)).toFixed(1), skipped: writer.skipped });
+      progress?.update(seen, { 'img/s': perSecond(seen, t0), skipped: writer.skipped });
       o.onProgress?.(seen, ds.length);
     }
     throwIfAborted(o.signal);

@@ -5,7 +5,7 @@
 import * as torch from '../torch';
 import { Tensor } from '../torch';
 import { VisionTransformer } from '../semaim';
-import { Progress } from '../run/progress';
+import { Progress, perSecond } from '../run/progress';
 import { withPrecision, type Precision } from '../run/precision';
 import type { SegData } from '../data/seg-streams';
 import { checkSegBatch } from '../data/check-batch';
@@ -157,7 +157,7 @@ export async function extractSegFeatures(encoder: VisionTransformer, data: SegDa
         keptCount += take;
       }
       n += B;
-      progress?.update(n, { 'img/s': ((n * (group?.worldSize ?? 1)) / Math.max((Date.now() - start) / 1000, 1e-9)).toFixed(1) });
+      progress?.update(n, { 'img/s': perSecond(n * (group?.worldSize ?? 1), start) });
     }
     await overflow.throwIfOverflowed(o.encoderName, `its patch features of ${data.name}`, group);
     const indices = concat(indexParts, (l) => new Int32Array(l));

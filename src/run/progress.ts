@@ -24,6 +24,15 @@ function redraws(out: NodeJS.WriteStream): boolean {
   return !!out.isTTY && process.env.TERM !== 'dumb';
 }
 
+/**
+ * `count` items since `startMs` per second, for a rate field: undefined (the field left out) in the first
+ * fifth of a second, when one batch over a near-zero time gave rates like 8000000000.0 img/s.
+ */
+export function perSecond(count: number, startMs: number): string | undefined {
+  const seconds = (Date.now() - startMs) / 1000;
+  return seconds < 0.2 ? undefined : (count / seconds).toFixed(1);
+}
+
 export class Progress {
   private readonly tty: boolean;
   private lastPrint = 0;

@@ -1086,7 +1086,7 @@ test('`semaim shards` starts its progress line before the first shard (its clock
     process.stderr.write = write;
     process.stdout.write = stdout;
   }
-  assert.match(stderr.join(''), /^shards \[#{20}\] 23\/23 \| img\/s [\d.]+ \| elapsed 0:\d\d ETA 0:00$/m);
+  assert.match(stderr.join(''), /^shards \[#{20}\] 23\/23 \| (img\/s [\d.]+ \| )?elapsed 0:\d\d ETA 0:00$/m);
 });
 
 test('a disk that fills while a shard is written: the error names the shard, the staged shards go, nothing is left; the same pack then runs', async () => {

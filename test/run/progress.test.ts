@@ -2,7 +2,7 @@
 // often it is updated; on a resumed loop the ETA counts only what this process has done.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Progress } from '../../src/run/progress';
+import { Progress, perSecond } from '../../src/run/progress';
 import { clearProgressLine, markProgressLine, progressLineShown, stderrLine } from '../../src/util/console-line';
 
 function stream(isTTY: boolean): { out: NodeJS.WriteStream; text: () => string } {
@@ -136,4 +136,10 @@ test('stderrLine writes on a line of its own when a progress line is drawn on st
     markProgressLine(process.stderr, false);
   }
   assert.deepEqual(written, ['\r\u001b[Kdata: skipping x.jpg\n', 'data: skipping y.jpg\n']);
+});
+
+test('a rate field is left out in the first fifth of a second (one batch over ~0 ms showed 8000000000.0 img/s), then counts per second', () => {
+  assert.equal(perSecond(64, Date.now()), undefined);
+  const rate = Number(perSecond(100, Date.now() - 2000));
+  assert.ok(rate > 45 && rate <= 50, String(rate));
 });
