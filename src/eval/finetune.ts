@@ -27,7 +27,7 @@ import { ClassifierConfig, ViTClassifier } from './classifier';
 import { Mixup, softTargetCrossEntropy } from './mix';
 import { FINETUNE_OPTIONS, FinetuneOptions, validateFinetune } from './options';
 import { makeFolder } from '../util/make-folder';
-import { stderrLine } from '../util/console-line';
+import { besideProgress, stderrLine } from '../util/console-line';
 
 export interface FinetuneData {
   train: LabelledData;
@@ -201,7 +201,7 @@ export async function finetune(o: FinetuneOptions, data: FinetuneData, hooks: Fi
 }
 
 async function finetuneJob(o: FinetuneOptions, data: FinetuneData, hooks: FinetuneHooks = {}, source?: EncoderSource): Promise<FinetuneResult> {
-  const log = hooks.log ?? stderrLine;
+  const log = hooks.log ? besideProgress(hooks.log) : stderrLine;
   validateFinetune(o);
   source ??= resolveEncoder(o.checkpoint, o);
   const numClasses = data.train.numClasses;

@@ -47,7 +47,7 @@ import { AblationSegprobe, SegScore, ablationSegRecipe } from './ablate-segprobe
 import { jsonText, writeFilesAtomic, writeJsonAtomic } from '../util/safe-write';
 import { codeFence } from '../util/printable';
 import { makeFolder } from '../util/make-folder';
-import { stderrLine } from '../util/console-line';
+import { besideProgress, stderrLine } from '../util/console-line';
 
 export type Budget = 'full' | 'small';
 
@@ -803,7 +803,7 @@ async function makePlan(
 
 /** Runs the whole ablation; writes `<out-dir>/ablation.{md,json}` (and plan.json with --budget-minutes). */
 export async function ablate(o: AblateOptions, f: DataFactories, hooks: AblationHooks = {}): Promise<AblationResult> {
-  const log = hooks.log ?? stderrLine;
+  const log = hooks.log ? besideProgress(hooks.log) : stderrLine;
   validateAblate(o);
   const t0 = Date.now();
   const device = checkDevice(o.device);

@@ -24,7 +24,7 @@ import { TrainState, StopReason, type MetricsRecord } from './train-state';
 import { FRESH_RUN_HINT } from './recipe';
 import { globalRngStates } from './rng-state';
 import { createHash } from 'node:crypto';
-import { stderrLine } from '../util/console-line';
+import { besideProgress, stderrLine } from '../util/console-line';
 
 export type { StopReason, MetricsRecord };
 
@@ -212,7 +212,7 @@ const yieldToEventLoop = () => new Promise((resolve) => setImmediate(resolve));
 export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: LoopHooks = {}): Promise<LoopResult> {
   const group = run.group ?? null;
   // the ranks agree on what happens; rank 0 says it
-  const log = group && group.rank !== 0 ? () => {} : (hooks.log ?? stderrLine);
+  const log = group && group.rank !== 0 ? () => {} : hooks.log ? besideProgress(hooks.log) : stderrLine;
   const { optimizer, scaler, model, ema } = job;
   const accum = run.accumIter;
   const perEpoch = Math.floor(job.batchesPerEpoch / accum);

@@ -26,3 +26,12 @@ export function clearProgressLine(out: NodeJS.WriteStream = process.stderr): str
 export function stderrLine(line: string): void {
   process.stderr.write(`${clearProgressLine(process.stderr)}${line}\n`);
 }
+
+/** A caller's log function that first clears a progress line drawn on stderr (it may write there too). */
+export function besideProgress(log: (line: string) => void): (line: string) => void {
+  return (line) => {
+    const clear = clearProgressLine(process.stderr);
+    if (clear) process.stderr.write(clear);
+    log(line);
+  };
+}

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Progress, perSecond } from '../../src/run/progress';
-import { clearProgressLine, markProgressLine, progressLineShown, stderrLine } from '../../src/util/console-line';
+import { besideProgress, clearProgressLine, markProgressLine, progressLineShown, stderrLine } from '../../src/util/console-line';
 
 function stream(isTTY: boolean): { out: NodeJS.WriteStream; text: () => string } {
   const chunks: string[] = [];
@@ -142,4 +142,22 @@ test('a rate field is left out in the first fifth of a second (one batch over ~0
   assert.equal(perSecond(64, Date.now()), undefined);
   const rate = Number(perSecond(100, Date.now() - 2000));
   assert.ok(rate > 45 && rate <= 50, String(rate));
+});
+
+test("a caller's own log (the jobs' hooks.log) clears a progress line drawn on stderr before its message", () => {
+  const write = process.stderr.write;
+  const written: string[] = [];
+  const logged: string[] = [];
+  process.stderr.write = ((s: string) => written.push(s) > 0) as typeof process.stderr.write;
+  try {
+    markProgressLine(process.stderr, true);
+    const log = besideProgress((l) => logged.push(l));
+    log('stopping on request at step 3');
+    log('again');
+  } finally {
+    process.stderr.write = write;
+    markProgressLine(process.stderr, false);
+  }
+  assert.deepEqual(written, ['\r\u001b[K']);
+  assert.deepEqual(logged, ['stopping on request at step 3', 'again']);
 });

@@ -1223,3 +1223,11 @@ test('tensor() copies a typed array over a SharedArrayBuffer (it threw a bare "I
     assert.deepEqual(torch.tensor(new Float64Array(new SharedArrayBuffer(16)), { dtype: 'float32' }).tolist(), [0, 0]);
   });
 });
+
+test('an integral number, -0 too, is an integer scalar: an integer tensor stays integer (README; PyTorch has no -0 int, a JS number no int/float)', () => {
+  noLeak(() => {
+    const i = torch.tensor([3, 4], { dtype: 'int64' });
+    for (const s of [0, -0, 0 * -1, 2]) assert.equal(i.add(s).dtype, 'int64', `add(${Object.is(s, -0) ? '-0' : s})`);
+    assert.deepEqual(values(torch.tensor([1, 2]).div(-0)), [Infinity, Infinity], 'the integer 0: +Inf');
+  });
+});
