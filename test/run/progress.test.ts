@@ -11,6 +11,18 @@ function stream(isTTY: boolean): { out: NodeJS.WriteStream; text: () => string }
   return { out, text: () => chunks.join('') };
 }
 
+/** Runs fn with TERM set to `value`, then puts it back. */
+function withTerm(value: string, fn: () => void): void {
+  const term = process.env.TERM;
+  process.env.TERM = value;
+  try {
+    fn();
+  } finally {
+    if (term === undefined) delete process.env.TERM;
+    else process.env.TERM = term;
+  }
+}
+
 test('in a log, one line per few seconds and the last one, however often it is updated', () => {
   const log = stream(false);
   const p = new Progress('pretrain', 1000, log.out, 5);
@@ -22,18 +34,13 @@ test('in a log, one line per few seconds and the last one, however often it is u
 });
 
 test('TERM=dumb is a log, not a terminal to redraw', () => {
-  const term = process.env.TERM;
-  process.env.TERM = 'dumb';
-  try {
+  withTerm('dumb', () => {
     const t = stream(true);
     const p = new Progress('x', 10, t.out, 5);
     for (let i = 1; i <= 10; i++) p.update(i);
     assert.ok(!t.text().includes('\u001b') && !t.text().includes('\r'));
     assert.equal(t.text().trim().split('\n').length, 2);
-  } finally {
-    if (term === undefined) delete process.env.TERM;
-    else process.env.TERM = term;
-  }
+  });
 });
 
 test('a resumed loop estimates the time left from its own rate, not from the steps done before it started', () => {
@@ -61,9 +68,7 @@ test("counts print as integers ('skipped 1', was 'skipped 1.000'; 1500 was '1.50
 });
 
 test('on a terminal the line fits its width (a wrapped line leaves one row per redraw): fields that do not fit are left out, last first', () => {
-  const term = process.env.TERM;
-  process.env.TERM = 'xterm';
-  try {
+  withTerm('xterm', () => {
     const t = stream(true);
     (t.out as { columns?: number }).columns = 80;
     const p = new Progress('pretrain', 1000, t.out, 5);
@@ -83,16 +88,11 @@ test('on a terminal the line fits its width (a wrapped line leaves one row per r
     (t.out as { columns?: number }).columns = 30;
     p.update(11, { loss: 1 });
     assert.equal([...t.text().split('\r\u001b[K').pop()!].length, 29, 'cut at the width when even the bare line does not fit');
-  } finally {
-    if (term === undefined) delete process.env.TERM;
-    else process.env.TERM = term;
-  }
+  });
 });
 
 test('a message written under a progress line on a terminal clears it first, and the line is drawn again below it', () => {
-  const term = process.env.TERM;
-  process.env.TERM = 'xterm';
-  try {
+  withTerm('xterm', () => {
     const t = stream(true);
     const p = new Progress('pretrain', 10, t.out, 5);
     p.update(1);
@@ -117,10 +117,7 @@ test('a message written under a progress line on a terminal clears it first, and
     u.out.write(`${clearProgressLine(u.out)}warning\n`);
     q.done();
     assert.ok(u.text().endsWith('warning\n'), JSON.stringify(u.text()));
-  } finally {
-    if (term === undefined) delete process.env.TERM;
-    else process.env.TERM = term;
-  }
+  });
 });
 
 test('stderrLine writes on a line of its own when a progress line is drawn on stderr (the data warnings were glued to it)', () => {
