@@ -2,11 +2,11 @@
 // cannot fit (before its first step, not at its first checkpoint), an embed whose features cannot
 // (before its first image). The free space comes from statfs: injected here (a preload), and the kernel's
 // own on a real small tmpfs where root can mount one. SEMAIM_NO_SPACE_CHECK=1 starts anyway.
-import { mountTmpfs } from '../tmpfs';
+import { tmpfsScratch } from '../tmpfs';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -24,12 +24,9 @@ fs.statfsSync = (p, o) => ({ ...statfs(p, o), bsize: 4096, bavail: Math.floor(Nu
 `;
 
 /** A scratch folder, removed after the test once `before` (an unmount) has run. */
-function scratch(t: { after: (fn: () => void) => void }, before = () => {}): string {
+function scratch(t: { after: (fn: () => void) => void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-free-space-'));
-  t.after(() => {
-    before();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
   writeFileSync(join(dir, 'statfs.js'), STATFS);
   return dir;
 }
@@ -155,18 +152,9 @@ test('export (safetensors, onnx, web) to a disk that cannot hold it is refused b
 });
 
 test('on a real 1 MiB tmpfs: pretrain and embed are refused before the work (the kernel’s statfs)', (t) => {
-  let mounted = false;
-  const dir = scratch(t, () => {
-    if (mounted) spawnSync('umount', [mnt]);
-  });
-  const mnt = join(dir, 'mnt');
-  mkdirSync(mnt);
-  const unmounted = mountTmpfs(mnt, 'size=1m');
-  mounted = !unmounted;
-  if (unmounted) {
-    t.skip(`cannot mount a tmpfs here (${unmounted})`);
-    return;
-  }
+  const where = tmpfsScratch(t, 'semaim-free-space-', 'size=1m');
+  if (!where) return;
+  const { dir, mnt } = where;
   const run = join(dir, 'run');
   assert.equal(cli(dir, ['pretrain', ...TINY.split(' '), '--out-dir', run]).status, 0);
   const pretrain = cli(dir, ['pretrain', ...TINY.split(' '), '--out-dir', join(mnt, 'run')]);

@@ -2,13 +2,12 @@
 // a command fails naming the file and the cause, exits 1, keeps its earlier result and leaves no
 // temporary file; once there is room the same command succeeds. The writers' errno paths are tested
 // everywhere through Node's fs (test/util/disk-faults.test.ts); this is the same on the kernel's ENOSPC.
-import { mountTmpfs } from '../tmpfs';
+import { tmpfsScratch } from '../tmpfs';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, readdirSync, rmSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, openSync, closeSync, readFileSync, readdirSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { encode, write } from '../data/helpers';
 
@@ -36,18 +35,9 @@ function fill(dir: string): void {
 }
 
 test('knn on a full, then a read-only tmpfs: named error, exit 1, earlier knn.json intact, no temporary file; succeeds with room', (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'semaim-full-disk-'));
-  const mnt = join(dir, 'mnt');
-  mkdirSync(mnt);
-  const unmounted = mountTmpfs(mnt, 'size=2m');
-  t.after(() => {
-    if (!unmounted) spawnSync('umount', [mnt]);
-    rmSync(dir, { recursive: true, force: true });
-  });
-  if (unmounted) {
-    t.skip(`cannot mount a tmpfs here (${unmounted})`);
-    return;
-  }
+  const scratch = tmpfsScratch(t, 'semaim-full-disk-', 'size=2m');
+  if (!scratch) return;
+  const { dir, mnt } = scratch;
   const run = join(dir, 'run');
   assert.equal(cli('pretrain', ...TINY.split(' '), '--out-dir', run).status, 0);
   const knn = (...more: string[]) =>
@@ -99,18 +89,9 @@ test('knn on a full, then a read-only tmpfs: named error, exit 1, earlier knn.js
 });
 
 test('shards onto a tmpfs that fills while a shard is written: named error, exit 1, no shard or temporary file left', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'semaim-full-disk-shards-'));
-  const mnt = join(dir, 'mnt');
-  mkdirSync(mnt);
-  const unmounted = mountTmpfs(mnt, 'size=3m');
-  t.after(() => {
-    if (!unmounted) spawnSync('umount', [mnt]);
-    rmSync(dir, { recursive: true, force: true });
-  });
-  if (unmounted) {
-    t.skip(`cannot mount a tmpfs here (${unmounted})`);
-    return;
-  }
+  const scratch = tmpfsScratch(t, 'semaim-full-disk-shards-', 'size=3m');
+  if (!scratch) return;
+  const { dir, mnt } = scratch;
   // 80 images of noise (77 KB each as PNG): the first shard of 50 (3.8 MB) is larger than the tmpfs
   for (let i = 0; i < 80; i++) {
     const px = Buffer.alloc(160 * 160 * 3);

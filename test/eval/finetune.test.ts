@@ -13,7 +13,8 @@ import { sha256File } from '../../src/semaim';
 import { readMetrics } from '../../src/run/metrics';
 import { CheckpointManager } from '../../src/run/checkpoints';
 import { loadTensors, disposeAll, saveTensors } from '../../src/io';
-import { TINY, captureStderr, memoryFactories, memoryTrainData, toyImages, writeEncoder } from './helpers';
+import { TINY, memoryFactories, memoryTrainData, toyImages, writeEncoder } from './helpers';
+import { captureStderr } from '../output';
 import { pretrain } from '../../src/train/pretrain';
 import { PRETRAIN_OPTIONS } from '../../src/train/pretrain-options';
 

@@ -8,7 +8,8 @@ import { loadEncoder } from '../../src/semaim';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { captureTerminal, countingLoopTurns, toyImages, writeEncoder } from './helpers';
+import { countingLoopTurns, toyImages, writeEncoder } from './helpers';
+import { captureTerminal } from '../output';
 import { formatNumber } from '../../src/run/progress';
 
 /** Linearly separable features: class means far apart along random directions, small noise, a large offset and scale (BatchNorm's job). */

@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { commands } from '../../src/cli/commands';
 import { predict, type PredictList, type PredictOptions } from '../../src/eval/predict';
-import { quiet, writeEncoder } from './helpers';
+import { writeEncoder } from './helpers';
+import { quiet } from '../output';
 
 const DEAD_PID = 2 ** 22 + 1; // above Linux's pid_max: no such process
 let root = '';

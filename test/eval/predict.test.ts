@@ -21,7 +21,8 @@ import { PRETRAIN_OPTIONS } from '../../src/train/pretrain-options';
 import { OptionError, resolveOptions } from '../../src/util/options';
 import { claimOutputs } from '../../src/io/outputs';
 import { encode, picture, withFullDiskAt } from '../data/helpers';
-import { TINY, maxDiff, memoryTrainData, printed, quiet, toyImages, writeEncoder } from './helpers';
+import { TINY, maxDiff, memoryTrainData, toyImages, writeEncoder } from './helpers';
+import { printed, quiet } from '../output';
 
 const sha = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
 

@@ -15,7 +15,8 @@ import { encoderWeights, vitToOnnx } from '../../src/export/vit-onnx';
 import type { FloatType } from '../../src/export/onnx-graph';
 import { commands } from '../../src/cli/commands';
 import { SMALL, difference, randomImages, smallEncoder } from './helpers';
-import { stderrOf, writeCheckpointFolder } from '../viz/helpers';
+import { writeCheckpointFolder } from '../viz/helpers';
+import { captureStderr } from '../output';
 
 interface Outputs {
   hidden: Float32Array;
@@ -142,7 +143,7 @@ test('semaim export --format onnx: a checkpoint folder becomes onnx/model.onnx +
   const model = new SemAIM(makeConfig('vit_tiny', { imgSize: 16, patchSize: 4, embedDim: 32, depth: 2, numHeads: 2, decoderDepth: 1 })).initWeights(4).eval();
   const ckpt = writeCheckpointFolder(join(dir, 'ckpt'), model);
   const out = join(dir, 'out');
-  const { result: rc, stderr } = await stderrOf(() => commands.export.run(['--checkpoint', ckpt, '--out', out, '--format', 'onnx']));
+  const { result: rc, stderr } = await captureStderr(() => commands.export.run(['--checkpoint', ckpt, '--out', out, '--format', 'onnx']));
   assert.equal(rc, 0);
   assert.equal(stderr, `export: converting the model of ${ckpt} to ONNX (float32) at ${out} …\n`, 'it says what it does before the silent work');
   assert.ok(existsSync(join(out, 'onnx', 'model.onnx')));

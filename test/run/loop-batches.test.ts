@@ -10,6 +10,7 @@ import * as torch from '../../src/torch';
 import { Linear } from '../../src/nn';
 import { AdamW } from '../../src/optim';
 import { trainLoop, type TrainJob } from '../../src/run/loop';
+import { captureStderr } from '../output';
 
 interface Batch {
   x: torch.Tensor;
@@ -73,19 +74,13 @@ test('with --accum-iter the loop asks for the batches up to the last whole step 
 
 test('the progress line shows from the first step, not from the first --log-every step', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-loop-progress-'));
-  const write = process.stderr.write;
-  const written: string[] = [];
-  process.stderr.write = ((s: string) => written.push(s) > 0) as typeof process.stderr.write;
+  let stderr: string;
   try {
-    await run(join(dir, 'run'), 4, [], false, { logEvery: 100, progress: true });
+    ({ stderr } = await captureStderr(() => run(join(dir, 'run'), 4, [], false, { logEvery: 100, progress: true })));
   } finally {
-    process.stderr.write = write;
     rmSync(dir, { recursive: true, force: true });
   }
-  const lines = written
-    .join('')
-    .split('\n')
-    .filter((l) => l.startsWith('pretrain ['));
-  assert.match(lines[0] ?? '', /^pretrain \[.*\] 1\/4 \| epoch 0\.50 \| elapsed \d+:\d\d ETA --:--$/, written.join(''));
+  const lines = stderr.split('\n').filter((l) => l.startsWith('pretrain ['));
+  assert.match(lines[0] ?? '', /^pretrain \[.*\] 1\/4 \| epoch 0\.50 \| elapsed \d+:\d\d ETA --:--$/, stderr);
   assert.match(lines[lines.length - 1], /^pretrain \[#{20}\] 4\/4 \| loss .* \| img\/s .* \| lr .* \| gnorm .* \| epoch 2\.00 \| elapsed \d+:\d\d ETA 0:00$/);
 });

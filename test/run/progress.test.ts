@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Progress, perSecond } from '../../src/run/progress';
+import { captureStderr } from '../output';
 import { besideProgress, clearProgressLine, markProgressLine, progressLineShown, stderrLine } from '../../src/util/console-line';
 
 function stream(isTTY: boolean): { out: NodeJS.WriteStream; text: () => string } {
@@ -120,19 +121,22 @@ test('a message written under a progress line on a terminal clears it first, and
   });
 });
 
-test('stderrLine writes on a line of its own when a progress line is drawn on stderr (the data warnings were glued to it)', () => {
-  const write = process.stderr.write;
-  const written: string[] = [];
-  process.stderr.write = ((s: string) => written.push(s) > 0) as typeof process.stderr.write;
+/** Runs fn with a progress line marked drawn on stderr, which is captured. */
+async function underProgressLine(fn: () => void): Promise<string> {
   try {
     markProgressLine(process.stderr, true);
-    stderrLine('data: skipping x.jpg');
-    stderrLine('data: skipping y.jpg');
+    return (await captureStderr(async () => fn())).stderr;
   } finally {
-    process.stderr.write = write;
     markProgressLine(process.stderr, false);
   }
-  assert.deepEqual(written, ['\r\u001b[Kdata: skipping x.jpg\n', 'data: skipping y.jpg\n']);
+}
+
+test('stderrLine writes on a line of its own when a progress line is drawn on stderr (the data warnings were glued to it)', async () => {
+  const written = await underProgressLine(() => {
+    stderrLine('data: skipping x.jpg');
+    stderrLine('data: skipping y.jpg');
+  });
+  assert.equal(written, '\r\u001b[Kdata: skipping x.jpg\ndata: skipping y.jpg\n');
 });
 
 test('a rate field is left out in the first fifth of a second (one batch over ~0 ms showed 8000000000.0 img/s), then counts per second', () => {
@@ -141,20 +145,13 @@ test('a rate field is left out in the first fifth of a second (one batch over ~0
   assert.ok(rate > 45 && rate <= 50, String(rate));
 });
 
-test("a caller's own log (the jobs' hooks.log) clears a progress line drawn on stderr before its message", () => {
-  const write = process.stderr.write;
-  const written: string[] = [];
+test("a caller's own log (the jobs' hooks.log) clears a progress line drawn on stderr before its message", async () => {
   const logged: string[] = [];
-  process.stderr.write = ((s: string) => written.push(s) > 0) as typeof process.stderr.write;
-  try {
-    markProgressLine(process.stderr, true);
+  const written = await underProgressLine(() => {
     const log = besideProgress((l) => logged.push(l));
     log('stopping on request at step 3');
     log('again');
-  } finally {
-    process.stderr.write = write;
-    markProgressLine(process.stderr, false);
-  }
-  assert.deepEqual(written, ['\r\u001b[K']);
+  });
+  assert.equal(written, '\r\u001b[K');
   assert.deepEqual(logged, ['stopping on request at step 3', 'again']);
 });

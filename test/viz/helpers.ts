@@ -94,15 +94,3 @@ export function argmax(a: ArrayLike<number>): number {
 export function liveTensors(): number {
   return torch.memoryStats().liveTensors;
 }
-
-/** Runs fn with stderr captured (stdout passes): what a command says while it works. */
-export async function stderrOf<T>(fn: () => Promise<T>): Promise<{ result: T; stderr: string }> {
-  const written: string[] = [];
-  const write = process.stderr.write.bind(process.stderr);
-  process.stderr.write = ((chunk: string | Uint8Array) => written.push(String(chunk)) > 0) as typeof process.stderr.write;
-  try {
-    return { result: await fn(), stderr: written.join('') };
-  } finally {
-    process.stderr.write = write;
-  }
-}

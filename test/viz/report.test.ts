@@ -7,7 +7,8 @@ import { vizCommands } from '../../src/cli/viz-commands';
 import { findEvalRows, lineChart, niceTicks, readRun, renderReport, reduceSeries } from '../../src/viz';
 import { writeRunReport } from '../../src/viz/pipeline';
 import { OptionError } from '../../src/util/options';
-import { stderrOf, tinyModel, writeRunCheckpoint, writeTestImages } from './helpers';
+import { tinyModel, writeRunCheckpoint, writeTestImages } from './helpers';
+import { captureStderr } from '../output';
 
 function fakeRun(dir: string, steps = 40): void {
   mkdirSync(dir, { recursive: true });
@@ -43,7 +44,7 @@ test('report: self-contained HTML with SVG curves, config and evaluation tables'
     mkdirSync(join(run, 'eval'));
     writeFileSync(join(run, 'eval', 'linprobe.json'), JSON.stringify({ results: [{ epoch: 90, top1: 33.3, top5: 80.1 }] }));
     writeFileSync(join(run, 'eval', 'broken.json'), '{nope');
-    const { result: rc, stderr } = await stderrOf(() => vizCommands.report.run([run]));
+    const { result: rc, stderr } = await captureStderr(() => vizCommands.report.run([run]));
     assert.equal(rc, 0);
     assert.equal(stderr, `report: reading ${run} (config, metrics, results) …\n`, 'it says what it does before the silent work');
     const html = readFileSync(join(run, 'report.html'), 'utf8');

@@ -21,7 +21,8 @@ import {
 } from '../../src/viz';
 import { vizCommands } from '../../src/cli/viz-commands';
 import { OptionError } from '../../src/util/options';
-import { argmax, liveTensors, readOverlay, stderrOf, tinyModel, writeCheckpointFolder, writeTestImages } from './helpers';
+import { argmax, liveTensors, readOverlay, tinyModel, writeCheckpointFolder, writeTestImages } from './helpers';
+import { captureStderr } from '../output';
 
 test('font: every printable ASCII glyph has ink except space; text width', () => {
   for (let c = 33; c < 127; c++)
@@ -53,7 +54,7 @@ test('visualize: grid and rows have the laid-out size; order maps start where th
     const ckpt = writeCheckpointFolder(join(root, 'ckpt'), model);
     const files = await writeTestImages(join(root, 'imgs'), 3);
     const out = join(root, 'out');
-    const { result: rc, stderr } = await stderrOf(() =>
+    const { result: rc, stderr } = await captureStderr(() =>
       vizCommands.visualize.run(['--checkpoint', ckpt, '--images', files[0], files[1], files[2], '--out', out, '--threads', '2']),
     );
     assert.equal(rc, 0);
