@@ -13,10 +13,8 @@ import { sha256File } from '../../src/semaim';
 import { readMetrics } from '../../src/run/metrics';
 import { CheckpointManager } from '../../src/run/checkpoints';
 import { loadTensors, disposeAll, saveTensors } from '../../src/io';
-import { TINY, memoryFactories, memoryTrainData, toyImages, writeEncoder } from './helpers';
+import { TINY, memoryFactories, pretrainTinyRun, toyImages, writeEncoder } from './helpers';
 import { captureStderr } from '../output';
-import { pretrain } from '../../src/train/pretrain';
-import { PRETRAIN_OPTIONS } from '../../src/train/pretrain-options';
 
 test('layer-wise lr decay: lr = base × 0.65^(L+1−layer) with cls/patch_embed at 0, blocks.i at i+1, fc_norm/head at L+1', () => {
   const L = 4;
@@ -318,24 +316,7 @@ test("fine-tuning into a pre-training run's folder is refused, naming what the f
   const dir = mkdtempSync(join(tmpdir(), 'semaim-ft-wrong-dir-'));
   try {
     const pre = join(dir, 'pre');
-    const po = resolveOptions(PRETRAIN_OPTIONS, {
-      model: 'vit_tiny',
-      imgSize: 8,
-      patchSize: 4,
-      embedDim: 16,
-      depth: 2,
-      numHeads: 2,
-      decoderDepth: 1,
-      blur: false,
-      batchSize: 8,
-      epochs: 1,
-      warmupEpochs: 0,
-      maxSteps: 2,
-      checkpointEvery: 1,
-      outDir: pre,
-      threads: 1,
-    });
-    await pretrain(po, memoryTrainData(toyImages(16, 2, 8, 1), 8, 1), { log: () => {} });
+    await pretrainTinyRun(pre, { checkpointEvery: 1 });
     const before = readdirSync(join(pre, 'checkpoints')).sort();
     const o = ftOptions(pre, writeEncoder(dir), { epochs: 2, warmupEpochs: 1, batchSize: 8 });
     await assert.rejects(

@@ -6,7 +6,9 @@ import * as torch from '../../src/torch';
 import { saveTensors } from '../../src/io';
 import { EncoderConfig, VisionTransformer } from '../../src/semaim';
 import { DataFactories, EvalDataRequest, MemoryLabelledData } from '../../src/data';
-import { TrainBatch, TrainData } from '../../src/train/pretrain';
+import { TrainBatch, TrainData, pretrain } from '../../src/train/pretrain';
+import { PRETRAIN_OPTIONS } from '../../src/train/pretrain-options';
+import { resolveOptions } from '../../src/util/options';
 
 export const TINY: EncoderConfig = { imgSize: 8, patchSize: 4, inChans: 3, embedDim: 16, depth: 2, numHeads: 2, mlpRatio: 2 };
 
@@ -103,4 +105,26 @@ export async function countingLoopTurns<T>(job: () => Promise<T>): Promise<{ res
   } finally {
     ticking = false;
   }
+}
+
+/** A 2-step pre-training run in `outDir` of a ViT of TINY's size (decoder of 1 block, no blur) on 16 toy images. */
+export async function pretrainTinyRun(outDir: string, more: Record<string, unknown> = {}): Promise<void> {
+  const o = resolveOptions(PRETRAIN_OPTIONS, {
+    model: 'vit_tiny',
+    imgSize: 8,
+    patchSize: 4,
+    embedDim: 16,
+    depth: 2,
+    numHeads: 2,
+    decoderDepth: 1,
+    blur: false,
+    batchSize: 8,
+    epochs: 1,
+    warmupEpochs: 0,
+    maxSteps: 2,
+    outDir,
+    threads: 1,
+    ...more,
+  });
+  await pretrain(o, memoryTrainData(toyImages(16, 2, 8, 1), 8, 1), { log: () => {} });
 }

@@ -16,12 +16,10 @@ import { extractFeatures } from '../../src/eval/features';
 import { loadEncoder } from '../../src/semaim';
 import { loadTensors } from '../../src/io';
 import * as torch from '../../src/torch';
-import { pretrain } from '../../src/train/pretrain';
-import { PRETRAIN_OPTIONS } from '../../src/train/pretrain-options';
-import { OptionError, resolveOptions } from '../../src/util/options';
+import { OptionError } from '../../src/util/options';
 import { claimOutputs } from '../../src/io/outputs';
 import { encode, picture, withFullDiskAt } from '../data/helpers';
-import { TINY, maxDiff, memoryTrainData, toyImages, writeEncoder } from './helpers';
+import { TINY, maxDiff, pretrainTinyRun, toyImages, writeEncoder } from './helpers';
 import { printed, quiet } from '../output';
 
 const sha = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
@@ -235,23 +233,7 @@ test("predict with a gap probe of a pre-training run (linprobe --pooling gap): l
   try {
     await writeColourFolders(root, ['a', 'b', 'c'], { train: 8, test: 5 }, 200);
     const pre = join(root, 'pre');
-    const po = resolveOptions(PRETRAIN_OPTIONS, {
-      model: 'vit_tiny',
-      imgSize: 8,
-      patchSize: 4,
-      embedDim: 16,
-      depth: 2,
-      numHeads: 2,
-      decoderDepth: 1,
-      blur: false,
-      batchSize: 8,
-      epochs: 1,
-      warmupEpochs: 0,
-      maxSteps: 2,
-      outDir: pre,
-      threads: 1,
-    });
-    await pretrain(po, memoryTrainData(toyImages(16, 2, 8, 1), 8, 1), { log: () => {} });
+    await pretrainTinyRun(pre);
     const data = ['--dataset', 'folder', '--data-path', join(root, 'data'), '--num-workers', '0', '--threads', '1'];
     const lp = join(root, 'lp');
     await quiet(() => commands.linprobe.run(['--checkpoint', pre, ...data, '--pooling', 'gap', '--epochs', '5', '--batch-size', '8', '--out-dir', lp]));
