@@ -2,8 +2,7 @@
 // the package entry as a program meets it, with its class and its message as the command line prints it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   AbortError,
@@ -33,6 +32,7 @@ import {
   trainDataRequest,
   viz,
 } from '../../src';
+import { inTempDir } from '../temp-dir';
 
 torch.setNumThreads(1);
 
@@ -48,16 +48,7 @@ function coded(cls: new (...a: never[]) => Error, code: string, message?: RegExp
   };
 }
 
-function withDir(fn: (dir: string) => Promise<void> | void) {
-  return async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'semaim-codes-'));
-    try {
-      await fn(dir);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  };
-}
+const withDir = (fn: (dir: string) => Promise<void> | void) => inTempDir('semaim-codes-', fn);
 
 /** An exported encoder (weights + config JSON, as `semaim export` writes them). */
 function writeEncoder(dir: string, name = 'enc'): string {

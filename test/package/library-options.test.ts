@@ -3,8 +3,7 @@
 // any work, or takes the option's default, instead of failing inside with an internal error.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   ConfigError,
@@ -34,6 +33,7 @@ import {
   torch,
   viz,
 } from '../../src';
+import { inTempDir } from '../temp-dir';
 
 torch.setNumThreads(1);
 
@@ -53,16 +53,7 @@ function optionError(key: string, message?: RegExp) {
   };
 }
 
-function withDir(fn: (dir: string) => Promise<void> | void) {
-  return async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'semaim-libopts-'));
-    try {
-      await fn(dir);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  };
-}
+const withDir = (fn: (dir: string) => Promise<void> | void) => inTempDir('semaim-libopts-', fn);
 
 function writeEncoder(dir: string): string {
   const enc = new VisionTransformer(CFG).initWeights();
