@@ -339,8 +339,9 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
         const epochEnd = batchIndex >= perEpoch * accum;
         const evaluates = epochEnd && state.step < totalSteps && job.onEpochEnd !== undefined;
         const saves = state.step < totalSteps && (state.step % run.checkpointEvery === 0 || epochEnd);
-        const lossDiverged = logStep && !(await state.flushMetrics(epoch + batchIndex / (perEpoch * accum)));
-        if (!logStep) state.showStep(epoch + batchIndex / (perEpoch * accum));
+        const epochsDone = epoch + batchIndex / (perEpoch * accum);
+        const lossDiverged = logStep && !(await state.flushMetrics(epochsDone));
+        if (!logStep) state.showStep(epochsDone);
         const diverged = lossDiverged ? 'loss' : evaluates || saves ? await state.diverged() : null;
         if (diverged) {
           log(divergedMessage(diverged));

@@ -542,13 +542,14 @@ export class TrainState {
     this.appendMetrics(rec);
     // the fields that matter most first: a narrow terminal leaves out the last ones
     this.shown = { loss: mean, 'img/s': rate.toFixed(1), lr: rec.lr, gnorm: gradNorm ?? '-' };
-    this.progress?.update(this.step, { ...this.shown, epoch: fractionalEpoch.toFixed(2) });
+    this.showStep(fractionalEpoch);
     return finite && Number.isFinite(mean);
   }
 
   /**
-   * Moves the progress line to this step between log steps, with the last logged loss and rate: without
-   * it nothing showed until the first --log-every step (minutes of silence for a large model on a CPU).
+   * Moves the progress line to this step, with the last logged loss and rate: called between log steps
+   * too, without which nothing showed until the first --log-every step (minutes of silence for a large
+   * model on a CPU).
    */
   showStep(fractionalEpoch: number): void {
     if (this.writes) this.progress?.update(this.step, { ...this.shown, epoch: fractionalEpoch.toFixed(2) });
