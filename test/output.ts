@@ -2,13 +2,26 @@
 // notes, tables and summaries the tests read.
 type Sink = 'capture' | 'silence';
 
+/**
+ * Whether a chunk written to stdout is the test runner's: under `node --test` each file reports its tests
+ * to the parent as v8-serialised Buffers on stdout, and a redirect that swallowed them made the tests of
+ * the file that had finished meanwhile vanish from the count (never failed, never passed). The tool's own
+ * output is text.
+ */
+export function isRunnerMessage(chunk: unknown): boolean {
+  return typeof chunk !== 'string';
+}
+
+type Write = typeof process.stdout.write;
+
 async function redirected<T>(fn: () => Promise<T>, stdout: Sink, stderr: Sink): Promise<{ result: T; stdout: string; stderr: string }> {
   const written = { stdout: [] as string[], stderr: [] as string[] };
   const [out, err] = [process.stdout.write.bind(process.stdout), process.stderr.write.bind(process.stderr)];
-  const sink = (into: string[], how: Sink) =>
-    ((chunk: string | Uint8Array) => (how === 'capture' ? into.push(String(chunk)) > 0 : true)) as typeof process.stdout.write;
-  process.stdout.write = sink(written.stdout, stdout);
-  process.stderr.write = sink(written.stderr, stderr);
+  const sink = (into: string[], how: Sink, original: Write) =>
+    ((chunk: string | Uint8Array, ...rest: never[]) =>
+      isRunnerMessage(chunk) ? original(chunk, ...rest) : how === 'capture' ? into.push(String(chunk)) > 0 : true) as Write;
+  process.stdout.write = sink(written.stdout, stdout, out);
+  process.stderr.write = sink(written.stderr, stderr, err);
   try {
     return { result: await fn(), stdout: written.stdout.join(''), stderr: written.stderr.join('') };
   } finally {

@@ -17,6 +17,7 @@ import { makeSegprobeCommand } from '../../src/cli/segprobe-command';
 import { countingLoopTurns, maxDiff, writeEncoder } from './helpers';
 import { squares } from './seg-helpers';
 import { MemorySegData } from '../../src/data/seg-streams';
+import { printed } from '../output';
 
 torch.setNumThreads(1);
 
@@ -225,8 +226,6 @@ test('runSegprobe writes segprobe.json (fractions), the figure and the head; --i
 
 test('the segprobe command parses its flags, checks them before any data is read, and prints the table', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-sp-'));
-  const out: string[] = [];
-  const write = process.stdout.write.bind(process.stdout);
   try {
     const enc = writeEncoder(dir);
     let opened = 0;
@@ -243,28 +242,14 @@ test('the segprobe command parses its flags, checks them before any data is read
     await assert.rejects(cmd.run(['--checkpoint', enc, '--blocks', 'last0']), blocksError(/'last0' names no block/));
     await assert.rejects(cmd.run(['--checkpoint', join(dir, 'missing.safetensors')]), /does not exist/);
     assert.equal(opened, 0, 'no data opened for a bad command');
-    process.stdout.write = ((s: string) => (out.push(s), true)) as typeof process.stdout.write;
-    const rc = await cmd.run([
-      '--checkpoint',
-      enc,
-      '--epochs',
-      '1',
-      '--batch-size',
-      '8',
-      '--figure-images',
-      '0',
-      '--threads',
-      '1',
-      '--out-dir',
-      join(dir, 'o'),
-    ]);
-    process.stdout.write = write;
+    const { result: rc, stdout } = await printed(() =>
+      cmd.run(['--checkpoint', enc, '--epochs', '1', '--batch-size', '8', '--figure-images', '0', '--threads', '1', '--out-dir', join(dir, 'o')]),
+    );
     assert.equal(rc, 0);
-    assert.match(out.join(''), /\| linear probe, frozen encoder \(adamw, 1 ep, blocks last\) \| [\d.]+ \|/);
-    assert.ok(out.join('').endsWith(`wrote ${join(dir, 'o', 'segprobe.json')} and ${join(dir, 'o', 'seg-head.safetensors')}\n`), out.join(''));
+    assert.match(stdout, /\| linear probe, frozen encoder \(adamw, 1 ep, blocks last\) \| [\d.]+ \|/);
+    assert.ok(stdout.endsWith(`wrote ${join(dir, 'o', 'segprobe.json')} and ${join(dir, 'o', 'seg-head.safetensors')}\n`), stdout);
     assert.ok(!existsSync(join(dir, 'o', 'segprobe.png')), '--figure-images 0: no figure');
   } finally {
-    process.stdout.write = write;
     rmSync(dir, { recursive: true, force: true });
   }
 });

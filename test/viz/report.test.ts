@@ -8,7 +8,7 @@ import { findEvalRows, lineChart, niceTicks, readRun, renderReport, reduceSeries
 import { writeRunReport } from '../../src/viz/pipeline';
 import { OptionError } from '../../src/util/options';
 import { tinyModel, writeRunCheckpoint, writeTestImages } from './helpers';
-import { captureStderr } from '../output';
+import { captureStderr, quiet } from '../output';
 
 function fakeRun(dir: string, steps = 40): void {
   mkdirSync(dir, { recursive: true });
@@ -276,7 +276,6 @@ test("report --images: generates the grid from the run's newest checkpoint and e
 
 test('report: a file put at --out while the figures were drawn is kept (checked again at the rename), as is a non-report RUN_DIR/report.html', async () => {
   const run = mkdtempSync(join(tmpdir(), 'semaim-report-race-'));
-  const stdout = process.stdout.write.bind(process.stdout);
   try {
     await fakeRunWithImages(run);
     const out = join(run, 'page.html');
@@ -297,13 +296,13 @@ test('report: a file put at --out while the figures were drawn is kept (checked 
 
     const byDefault = join(run, 'report.html');
     writeFileSync(byDefault, 'my own page');
-    process.stdout.write = (() => true) as typeof process.stdout.write;
-    await assert.rejects(vizCommands.report.run([run]), /report\.html exists and is not a semaim report/);
-    assert.equal(readFileSync(byDefault, 'utf8'), 'my own page');
-    assert.equal(await vizCommands.report.run([run, '--overwrite']), 0);
-    assert.equal(await vizCommands.report.run([run]), 0, 'a report there is replaced');
+    await quiet(async () => {
+      await assert.rejects(vizCommands.report.run([run]), /report\.html exists and is not a semaim report/);
+      assert.equal(readFileSync(byDefault, 'utf8'), 'my own page');
+      assert.equal(await vizCommands.report.run([run, '--overwrite']), 0);
+      assert.equal(await vizCommands.report.run([run]), 0, 'a report there is replaced');
+    });
   } finally {
-    process.stdout.write = stdout;
     rmSync(run, { recursive: true, force: true });
   }
 });
@@ -473,9 +472,7 @@ test('report: a long run (150,000 records), stray non-object lines and a non-obj
 
 test('report --out replaces an earlier report, but another file only with --overwrite, and never a folder', async () => {
   const run = mkdtempSync(join(tmpdir(), 'semaim-report-out-'));
-  const stdout = process.stdout.write.bind(process.stdout);
-  process.stdout.write = (() => true) as typeof process.stdout.write;
-  try {
+  await quiet(async () => {
     fakeRun(run);
     const precious = join(run, 'notes.json');
     writeFileSync(precious, '{"step": 2}');
@@ -494,10 +491,7 @@ test('report --out replaces an earlier report, but another file only with --over
     assert.equal(await vizCommands.report.run([run, '--out', page]), 0, 'an earlier report is replaced');
     assert.equal(await vizCommands.report.run([run, '--out', precious, '--overwrite']), 0);
     assert.match(readFileSync(precious, 'utf8'), /<html/);
-  } finally {
-    process.stdout.write = stdout;
-    rmSync(run, { recursive: true, force: true });
-  }
+  }).finally(() => rmSync(run, { recursive: true, force: true }));
 });
 
 test('report: viz/grid.png is embedded only as a plain PNG file, never through a link (a run folder from elsewhere must not leak a file into the report)', async () => {
