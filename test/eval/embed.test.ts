@@ -16,6 +16,7 @@ import { KNN_OPTIONS, encoderFeatures, disposeFeatures, embed, type EmbedList } 
 import { EncoderConfig } from '../../src/semaim';
 import { tempDir, write, picture, encode } from '../data/helpers';
 import { writeEncoder } from './helpers';
+import { printed } from '../output';
 import { withProcessThreads } from '../../src/run/device';
 
 const CFG: EncoderConfig = { imgSize: 32, patchSize: 8, inChans: 3, embedDim: 16, depth: 2, numHeads: 2, mlpRatio: 2 };
@@ -215,17 +216,13 @@ test('embed replaces an existing output only with --overwrite, and never the enc
   }
   assert.ok(readFileSync(own).equals(before), 'the encoder is untouched');
   const out = join(dir, 'features.safetensors');
-  const stdout = process.stdout.write.bind(process.stdout);
-  process.stdout.write = (() => true) as typeof process.stdout.write;
-  try {
+  await printed(async () => {
     assert.equal(await run(out), 0);
     const first = readFileSync(out);
     await assert.rejects(run(out), /option 'out': .*features\.safetensors exists: choose another output, or pass --overwrite/);
     assert.ok(readFileSync(out).equals(first), 'the first file is untouched');
     assert.equal(await run(out, '--overwrite'), 0);
-  } finally {
-    process.stdout.write = stdout;
-  }
+  });
 });
 
 test('an embed that fails after loading the encoder frees its tensors and leaves no partial file', async () => {

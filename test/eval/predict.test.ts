@@ -20,7 +20,7 @@ import { OptionError } from '../../src/util/options';
 import { claimOutputs } from '../../src/io/outputs';
 import { encode, picture, withFullDiskAt } from '../data/helpers';
 import { TINY, maxDiff, pretrainTinyRun, toyImages, writeEncoder } from './helpers';
-import { printed, quiet } from '../output';
+import { captureStderr, printed, quiet } from '../output';
 
 const sha = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
 
@@ -327,17 +327,8 @@ test('predict of a linear-probe folder whose linprobe was stopped between the re
     assert.equal(sha(join(lp, 'probe.safetensors')), oldProbe, 'beside the old probe');
 
     const out = join(root, 'pred', 'lp.json');
-    const notes: string[] = [];
-    const [stdout, stderr] = [process.stdout.write.bind(process.stdout), process.stderr.write.bind(process.stderr)];
-    process.stdout.write = (() => true) as typeof process.stdout.write;
-    process.stderr.write = ((s: string) => (notes.push(String(s)), true)) as typeof process.stderr.write;
-    try {
-      await commands.predict.run(['--checkpoint', lp, ...data, '--out', out]);
-    } finally {
-      process.stdout.write = stdout;
-      process.stderr.write = stderr;
-    }
-    assert.match(notes.join(''), /completed the write of .*linprobe\.json, .*probe\.safetensors that process \d+ was killed in/);
+    const { stderr: notes } = await captureStderr(() => commands.predict.run(['--checkpoint', lp, ...data, '--out', out]));
+    assert.match(notes, /completed the write of .*linprobe\.json, .*probe\.safetensors that process \d+ was killed in/);
     assert.deepEqual(readdirSync(lp).sort(), ['linprobe.json', 'probe.safetensors'], 'the journal and the temporary file are gone');
     assert.equal(sha(join(lp, 'probe.safetensors')), newProbe, 'the new probe is in place');
     const list = JSON.parse(readFileSync(out, 'utf8')) as PredictList;
