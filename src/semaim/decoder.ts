@@ -2,8 +2,8 @@
 // embeddings (no content), reading the encoder stream. Parameter names follow the authors' code.
 import * as torch from '../torch';
 import { F, Tensor, fused } from '../torch';
-import { DropPath, Identity, LayerNorm, Linear, Mlp, Module } from '../nn';
-import { resolveResidual, sumAndNorm, type AttentionMasking, type PendingResidual } from './vit';
+import { Linear, Module } from '../nn';
+import { PreNormBlock, resolveResidual, sumAndNorm, type AttentionMasking, type PendingResidual } from './vit';
 
 export class CrossAttention extends Module {
   readonly q: Linear;
@@ -39,19 +39,9 @@ export class CrossAttention extends Module {
   }
 }
 
-export class DecoderBlock extends Module {
-  readonly norm1: LayerNorm;
-  readonly attn: CrossAttention;
-  readonly norm2: LayerNorm;
-  readonly mlp: Mlp;
-  readonly dropPath: Module & { forward(x: Tensor): Tensor };
+export class DecoderBlock extends PreNormBlock<CrossAttention> {
   constructor(dim: number, numHeads: number, mlpRatio = 4, dropPath = 0) {
-    super();
-    this.norm1 = this.module('norm1', new LayerNorm(dim, 1e-6));
-    this.attn = this.module('attn', new CrossAttention(dim, numHeads));
-    this.norm2 = this.module('norm2', new LayerNorm(dim, 1e-6));
-    this.mlp = this.module('mlp', new Mlp(dim, Math.floor(dim * mlpRatio)));
-    this.dropPath = this.module('drop_path', dropPath > 0 ? new DropPath(dropPath) : new Identity());
+    super(dim, new CrossAttention(dim, numHeads), mlpRatio, dropPath);
   }
   /** g += drop(attn(norm1(g), norm1(h))); g += drop(mlp(norm2(g))). The same norm1 serves both streams. */
   forward(g: Tensor, h: Tensor, m: AttentionMasking = {}): Tensor {

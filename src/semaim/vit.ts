@@ -114,19 +114,26 @@ export function dropPathRates(cfg: EncoderConfig): number[] {
   return Array.from({ length: cfg.depth }, (_, i) => (cfg.depth > 1 ? ((cfg.dropPath ?? 0) * i) / (cfg.depth - 1) : 0));
 }
 
-export class Block extends Module {
+/** A pre-norm transformer block's parts under timm's names: norm1 → attn, norm2 → mlp, each branch through drop_path. */
+export abstract class PreNormBlock<A extends Module> extends Module {
   readonly norm1: LayerNorm;
-  readonly attn: Attention;
+  readonly attn: A;
   readonly norm2: LayerNorm;
   readonly mlp: Mlp;
   readonly dropPath: Module & { forward(x: Tensor): Tensor };
-  constructor(dim: number, numHeads: number, mlpRatio = 4, dropPath = 0) {
+  constructor(dim: number, attn: A, mlpRatio: number, dropPath: number) {
     super();
     this.norm1 = this.module('norm1', new LayerNorm(dim, 1e-6));
-    this.attn = this.module('attn', new Attention(dim, numHeads));
+    this.attn = this.module('attn', attn);
     this.norm2 = this.module('norm2', new LayerNorm(dim, 1e-6));
     this.mlp = this.module('mlp', new Mlp(dim, Math.floor(dim * mlpRatio)));
     this.dropPath = this.module('drop_path', dropPath > 0 ? new DropPath(dropPath) : new Identity());
+  }
+}
+
+export class Block extends PreNormBlock<Attention> {
+  constructor(dim: number, numHeads: number, mlpRatio = 4, dropPath = 0) {
+    super(dim, new Attention(dim, numHeads), mlpRatio, dropPath);
   }
   forward(x: Tensor, m: AttentionMasking = {}): Tensor {
     return torch.scope(() => {
@@ -258,11 +265,7 @@ export class VisionTransformer extends Module {
   }
 
   checkImages(images: Tensor): void {
-    const s = images.shape;
-    const want = [this.cfg.inChans ?? 3, this.cfg.imgSize, this.cfg.imgSize];
-    if (s.length !== 4 || s[1] !== want[0] || s[2] !== want[1] || s[3] !== want[2]) {
-      throw new Error(`expected images [B, ${want.join(', ')}], got [${s.join(', ')}]`);
-    }
+    checkImagesFit(images, this.cfg);
   }
 
   /** Unmasked encoder: all tokens after the final norm, [B, 1 + N, D]. */
@@ -311,5 +314,14 @@ export class VisionTransformer extends Module {
       const p = last.attn.probabilities(last.norm1.forward(x));
       return p.float().mean(1).select(1, 0).narrow(1, 1, this.numPatches);
     });
+  }
+}
+
+/** Images fit an encoder of `cfg`: [B, inChans, imgSize, imgSize]. */
+export function checkImagesFit(images: Tensor, cfg: EncoderConfig): void {
+  const s = images.shape;
+  const want = [cfg.inChans ?? 3, cfg.imgSize, cfg.imgSize];
+  if (s.length !== 4 || s[1] !== want[0] || s[2] !== want[1] || s[3] !== want[2]) {
+    throw new Error(`expected images [B, ${want.join(', ')}], got [${s.join(', ')}]`);
   }
 }
