@@ -3,7 +3,7 @@
 import * as torch from '../torch';
 import { Tensor } from '../torch';
 import { BatchNorm1d, LayerNorm, Linear, Module, ModuleList, Sequential, init } from '../nn';
-import { Block, EncoderConfig, PatchEmbed, initVitWeights, sincosPosEmbed2d, validateEncoder } from '../semaim';
+import { Block, EncoderConfig, PatchEmbed, checkImagesFit, initVitWeights, sincosPosEmbed2d, validateEncoder } from '../semaim';
 import { ENCODER_KEY } from '../semaim';
 
 /**
@@ -101,13 +101,9 @@ export class ViTClassifier extends Module {
 
   /** Class logits [B, numClasses]. */
   forward(images: Tensor): Tensor {
-    const s = images.shape;
-    const want = [this.cfg.inChans ?? 3, this.cfg.imgSize, this.cfg.imgSize];
-    if (s.length !== 4 || s[1] !== want[0] || s[2] !== want[1] || s[3] !== want[2]) {
-      throw new Error(`expected images [B, ${want.join(', ')}], got [${s.join(', ')}]`);
-    }
+    checkImagesFit(images, this.cfg);
     return torch.scope(() => {
-      const B = s[0];
+      const B = images.shape[0];
       const D = this.cfg.embedDim;
       const patches = this.patch_embed.forward(images).add(this.pos_embed.narrow(1, 1, this.numPatches));
       const cls = this.cls_token.add(this.pos_embed.narrow(1, 0, 1)).expand(B, 1, D);
