@@ -26,6 +26,13 @@ export interface HeadTrainingOptions {
   signal?: AbortSignal;
 }
 
+/** Refuses (RangeError) a batch size, epochs or warm-up a head cannot be trained with; `what` names the probe. */
+export function checkHeadTraining(what: string, o: HeadTrainingOptions & { batchSize: number }): void {
+  if (!(Number.isInteger(o.batchSize) && o.batchSize > 0)) throw new RangeError(`${what}: batchSize must be a positive integer, got ${o.batchSize}`);
+  if (!(o.epochs > 0)) throw new RangeError(`${what}: epochs must be > 0, got ${o.epochs}`);
+  if (!((o.warmupEpochs ?? 0) < o.epochs)) throw new RangeError(`${what}: warmupEpochs (${o.warmupEpochs}) must be below epochs (${o.epochs})`);
+}
+
 /** One epoch of the history: its mean loss, its last lr and, where evaluated, the metric. */
 export type HeadEpoch<M extends string> = { epoch: number; loss: number; lr: number } & { [k in M]?: number };
 

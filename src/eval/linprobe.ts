@@ -16,7 +16,7 @@ import { checkLabelledBatch } from '../data/check-batch';
 import { FeaturePooling, FeatureSet, checkLabels, encodeBatch, setSize, shardGroup } from './features';
 import { severalRanks, type ProcessGroup } from '../dist';
 import type { Precision } from '../run/precision';
-import { trainHead } from './head-training';
+import { checkHeadTraining, trainHead } from './head-training';
 import { stderrLine } from '../util/console-line';
 
 export interface LinprobeOptions {
@@ -68,12 +68,6 @@ export interface LinprobeResult {
 interface ProbeBatch {
   features: Tensor;
   labels: Tensor;
-}
-
-function validate(o: LinprobeOptions): void {
-  if (!(Number.isInteger(o.batchSize) && o.batchSize > 0)) throw new RangeError(`linprobe: batchSize must be a positive integer, got ${o.batchSize}`);
-  if (!(o.epochs > 0)) throw new RangeError(`linprobe: epochs must be > 0, got ${o.epochs}`);
-  if (!((o.warmupEpochs ?? 0) < o.epochs)) throw new RangeError(`linprobe: warmupEpochs (${o.warmupEpochs}) must be below epochs (${o.epochs})`);
 }
 
 export function makeProbeOptimizer(probe: LinearProbe, o: LinprobeOptions, lr: number): Optimizer<BaseHyper> {
@@ -140,7 +134,7 @@ async function trainProbe(
 
 /** The fast path: trains on features extracted once (shuffled per epoch by a seeded permutation). */
 export async function linprobeOnFeatures(train: FeatureSet, test: FeatureSet, numClasses: number, o: LinprobeOptions): Promise<LinprobeResult> {
-  validate(o);
+  checkHeadTraining('linprobe', o);
   const group = shardGroup('linprobe', train, test, o.group);
   const n = setSize(train);
   const D = train.features.shape[1];
@@ -240,7 +234,7 @@ export async function linprobeOnline(
   numClasses: number,
   o: OnlineLinprobeOptions,
 ): Promise<LinprobeResult> {
-  validate(o);
+  checkHeadTraining('linprobe', o);
   const group = severalRanks(o.group);
   const ranks = group?.worldSize ?? 1;
   if (o.batchSize % ranks !== 0) throw new RangeError(`linprobe: batchSize ${o.batchSize} is not divisible by the ${ranks} ranks`);

@@ -16,7 +16,7 @@ import { SegFeatureSet, patchTokens, segSetSize } from './seg-features';
 import type { SegAugment, SegData } from '../data/seg-streams';
 import { checkSegBatch } from '../data/check-batch';
 import { severalRanks, type ProcessGroup } from '../dist';
-import { trainHead } from './head-training';
+import { checkHeadTraining, trainHead } from './head-training';
 
 export type SegOptimizer = 'adamw' | 'sgd';
 
@@ -88,12 +88,6 @@ function shardGroup(train: SegFeatureSet | null, test: SegFeatureSet, group: Pro
     if (set.shard && !g) throw new Error(`segprobe: the ${what} features are one rank’s shard: pass its group`);
   }
   return g;
-}
-
-function validate(o: SegprobeOptions): void {
-  if (!(Number.isInteger(o.batchSize) && o.batchSize > 0)) throw new RangeError(`segprobe: batchSize must be a positive integer, got ${o.batchSize}`);
-  if (!(o.epochs > 0)) throw new RangeError(`segprobe: epochs must be > 0, got ${o.epochs}`);
-  if (!((o.warmupEpochs ?? 0) < o.epochs)) throw new RangeError(`segprobe: warmupEpochs (${o.warmupEpochs}) must be below epochs (${o.epochs})`);
 }
 
 function makeOptimizer(head: SegLinearHead, o: SegprobeOptions, lr: number): Optimizer<BaseHyper> {
@@ -201,7 +195,7 @@ function anyLabelled(masks: Uint8Array): boolean {
 
 /** The fast path: trains on cached patch features, shuffled per epoch by a seeded permutation. */
 export async function segprobeOnFeatures(train: SegFeatureSet, test: SegFeatureSet, numClasses: number, o: SegprobeOptions): Promise<SegprobeResult> {
-  validate(o);
+  checkHeadTraining('segprobe', o);
   const group = shardGroup(train, test, o.group);
   const n = segSetSize(train);
   const D = train.features.shape[2];
@@ -339,7 +333,7 @@ export async function segprobeOnline(
   numClasses: number,
   o: OnlineSegprobeOptions,
 ): Promise<SegprobeResult> {
-  validate(o);
+  checkHeadTraining('segprobe', o);
   const group = shardGroup(null, test, o.group);
   const ranks = group?.worldSize ?? 1;
   if (o.batchSize % ranks !== 0) throw new RangeError(`segprobe: batchSize ${o.batchSize} is not divisible by the ${ranks} ranks`);
