@@ -3,6 +3,7 @@
 // objects, the images/ + masks/ folder layout) are adapted to this interface in src/data/seg-loader.ts.
 import { checkRankSlice, type RankSlice } from './sharding';
 import { stderrLine } from '../util/console-line';
+import { mulberry32 } from '../util/prng';
 
 /** The mask value of pixels without a label (VOC, ADE20K). */
 export const IGNORE_INDEX = 255;
@@ -157,15 +158,8 @@ export function describeSkips(s: SkipSummary): string {
 }
 
 function permutation(n: number, seed: number, epoch: number): Int32Array {
-  // A seeded Fisher–Yates shuffle (mulberry32): tests only need determinism.
-  let a = (seed * 1_000_003 + epoch * 7919 + 12345) >>> 0;
-  const rand = (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  // A seeded Fisher–Yates shuffle: tests only need determinism.
+  const rand = mulberry32(seed * 1_000_003 + epoch * 7919 + 12345);
   const p = Int32Array.from({ length: n }, (_, i) => i);
   for (let i = n - 1; i > 0; i--) {
     const j = Math.floor(rand() * (i + 1));
