@@ -16,7 +16,6 @@ import { EXIF_ORIENTATION_POLICIES } from '../data';
 import { checkFolderOption, defineCommand } from './command';
 
 export const EXPORT_FORMATS = ['safetensors', 'onnx', 'web'] as const;
-export type ExportFormat = (typeof EXPORT_FORMATS)[number];
 
 export const EXPORT_OPTIONS = defineOptions({
   checkpoint: {

@@ -6,7 +6,6 @@
 
 import type { Image, Plane } from './image';
 import type { OutputFormat } from './resample';
-import { allocImage } from './image';
 
 const SCALEBITS = 16;
 const ONE_HALF = 1 << (SCALEBITS - 1);
@@ -134,32 +133,4 @@ export function yccToRgbRow(
     out[o + plane + x] = clamp8(Y + ((CB_G[cb] + CR_G[cr]) >> SCALEBITS));
     out[o + 2 * plane + x] = clamp8(Y + CB_B[cb]);
   }
-}
-
-/** Converts a full-resolution image of any colour space to planar RGB (new buffer unless already RGB). */
-export function toRGB(img: Image): Image {
-  if (img.space === 'rgb') return img;
-  assertFull(img);
-  const out = allocImage(img.width, img.height, 'rgb');
-  const buf = out.planes[0].data;
-  writeBytes(img, buf, 0);
-  if (img.mask) out.mask = img.mask;
-  return out;
-}
-
-/** Luma (ITU-R 601, PIL's "L" conversion) of a planar RGB image into a new buffer. */
-export function luma(img: Image): Uint8Array {
-  const [r, g, b] = img.planes;
-  const w = img.width;
-  const h = img.height;
-  const out = new Uint8Array(w * h);
-  for (let y = 0; y < h; y++) {
-    const orr = r.offset + y * r.stride;
-    const og = g.offset + y * g.stride;
-    const ob = b.offset + y * b.stride;
-    for (let x = 0; x < w; x++) {
-      out[y * w + x] = (r.data[orr + x] * 19595 + g.data[og + x] * 38470 + b.data[ob + x] * 7471 + 0x8000) >> 16;
-    }
-  }
-  return out;
 }

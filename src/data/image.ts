@@ -108,11 +108,3 @@ export function isFullResolution(img: Image): boolean {
   }
   return true;
 }
-
-/** Bytes held by an image's planes (visible region only). */
-export function imageBytes(img: Image): number {
-  let n = 0;
-  for (const p of img.planes) n += p.width * p.height;
-  if (img.mask) n += img.mask.width * img.mask.height;
-  return n;
-}

@@ -70,7 +70,7 @@ export { exifOrientation, orientImage, EXIF_ORIENTATION_POLICIES, type ExifOrien
 export type { Image, Plane, ColorSpace } from './image';
 
 // loader
-export { DataLoader, dataLoader, type LoaderOptions, type Batch, type EpochSummary, type EpochStart } from './loader';
+export { DataLoader, type LoaderOptions, type Batch, type EpochSummary, type EpochStart } from './loader';
 export type { SkipRecord } from './batch';
 export { rankPlan, type RankSlice, type RankPlan, type RankPlanOptions } from './sharding';
 

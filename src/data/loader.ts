@@ -465,8 +465,3 @@ function resolveSize(dataset: Dataset, transforms: TransformSpec[]): [number, nu
     `DataLoader: images of ${dataset.root} may differ in size and the transforms do not fix one; add centerCrop(...), randomResizedCrop(...) or resize([h, w])`,
   );
 }
-
-/** Convenience: `new DataLoader(dataset, opts)`. */
-export function dataLoader(dataset: Dataset, opts: LoaderOptions): DataLoader {
-  return new DataLoader(dataset, opts);
-}

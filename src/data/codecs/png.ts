@@ -33,12 +33,6 @@ export const ADAM7 = [
   [0, 1, 1, 2],
 ];
 
-/** Width and height from the IHDR chunk. */
-export function pngSize(d: Uint8Array): { width: number; height: number } {
-  if (!isPng(d) || d.length < 24) throw new DecodeError('truncated', 'truncated PNG header');
-  return { width: u32(d, 16), height: u32(d, 20) };
-}
-
 /** The chunks the decoders read, up to IEND. */
 export interface PngChunks {
   width: number;
