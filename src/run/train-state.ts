@@ -413,11 +413,11 @@ export class TrainState {
    * Writes a checkpoint positioned at (epoch, batch). The caller has asked diverged() first (the loop does
    * before every save): a checkpoint never holds a NaN/Inf loss's or weights' state.
    * Data-parallel: rank 0 writes, then all ranks pass a barrier, so that no rank goes on (or ends)
-   * before the checkpoint exists.
+   * before the checkpoint exists. `scored: false` (a run stopped by a signal) keeps it from becoming 'best'.
    */
-  async save(epoch: number, batch: number): Promise<void> {
+  async save(epoch: number, batch: number, o: { scored?: boolean } = {}): Promise<void> {
     const { job } = this;
-    const score = job.best.score(this);
+    const score = o.scored === false ? null : job.best.score(this);
     const better = score !== null && Number.isFinite(score) && (this.best === null || (job.best.lowerIsBetter ? score < this.best : score > this.best));
     if (better) this.best = score;
     const lossWindow = await this.unlogged();

@@ -126,6 +126,32 @@ test('a run stopped or killed between log steps, resumed, logs the very lines an
   }
 });
 
+test('a run stopped by a signal and resumed keeps the best checkpoint an uninterrupted run keeps', async () => {
+  // the checkpoint written at a stop scores a partial loss window that an uninterrupted run never scores:
+  // it may not become 'best', or the resumed run ends with another best/ than the uninterrupted one
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-resume-best-'));
+  const opts = (name: string, maxSteps = 12) => options(join(dir, name), { maxSteps, logEvery: 4, keepLast: 10, blr: 0.05 });
+  const bests = (name: string) => {
+    const root = join(dir, name, 'checkpoints');
+    const steps = readdirSync(root).filter((d) => d.startsWith('step-') && Number(d.slice(5)) > 5);
+    const best = (d: string) => (JSON.parse(readFileSync(join(root, d, 'state.json'), 'utf8')) as { best: number | null }).best;
+    return { perStep: steps.sort().map((d) => [d, best(d)]), weights: readFileSync(join(root, 'best', 'model.safetensors')) };
+  };
+  try {
+    await pretrain(opts('full'), memoryData(16, 4, 1), quiet);
+    const full = bests('full');
+    const stop = { requested: false };
+    const stopAt5 = { ...quiet, stop, onStep: (s: number) => void (s === 5 && (stop.requested = true)) };
+    assert.equal((await pretrain(opts('signal'), memoryData(16, 4, 1), stopAt5)).steps, 5);
+    await pretrain(opts('signal'), memoryData(16, 4, 1), quiet);
+    const resumed = bests('signal');
+    assert.deepEqual(resumed.perStep, full.perStep, 'the best score each later checkpoint records');
+    assert.ok(resumed.weights.equals(full.weights), "best/ holds the uninterrupted run's best weights");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a run stopped between log steps logs its last step without an older step’s gradient norm', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-stop-log-'));
   try {
