@@ -5,7 +5,7 @@ import { existsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { loadTensors, readSafetensorsHeader, disposeAll } from '../io';
 import { stageTensors, tensorsBytes } from '../io/tensors';
-import { runKindOf } from '../io/checkpoint';
+import { readCheckpointState, runKindOf, sha256File } from '../io/checkpoint';
 import { evalPreprocessing } from './preprocessing';
 import {
   ENCODER_KEY,
@@ -100,8 +100,12 @@ export async function exportEncoder(source: string, out: string, o: ExportOption
   const enc = encoderConfigOf(checkpointConfig(dir));
   const files = encoderExportFiles(out);
   guardOutputs(files, join(dir, 'model.safetensors'), o.overwrite);
-  const { tensors } = loadTensors(join(dir, 'model.safetensors'), { filter: (k) => ENCODER_KEY.test(k), finite: true });
-  return writeEncoder(tensors, enc, dir, files, o.signal);
+  const weights = join(dir, 'model.safetensors');
+  // a verified checkpoint's weights have the SHA-256 its state.json records
+  const recorded = o.verify === false ? undefined : (readCheckpointState(dir).files as Record<string, unknown>)['model.safetensors'];
+  const sha256 = typeof recorded === 'string' ? recorded : sha256File(weights);
+  const { tensors } = loadTensors(weights, { filter: (k) => ENCODER_KEY.test(k), finite: true });
+  return writeEncoder(tensors, enc, sha256, files, o.signal);
 }
 
 /** The timm model a fine-tuned classifier's weights load into, by the pooling its config records. */
@@ -132,11 +136,15 @@ async function exportEncoderFile(source: string, out: string, o: ExportOptions):
     tensors.set(k, t.dtype === 'float32' ? t : t.to({ dtype: 'float32' }));
     if (t.dtype !== 'float32') t.dispose();
   }
-  return writeEncoder(tensors, src.config, source, files, o.signal);
+  return writeEncoder(tensors, src.config, src.sha256, files, o.signal);
 }
 
-/** Writes the encoder's tensors (disposing them) and its config JSON, both or (a full disk, a kill) neither: commitExport. */
-async function writeEncoder(tensors: Map<string, Tensor>, enc: EncoderConfig, source: string, [weights, config]: string[], signal?: AbortSignal) {
+/**
+ * Writes the encoder's tensors (disposing them) and its config JSON, both or (a full disk, a kill) neither: commitExport.
+ * The weights file names its source by the SHA-256 of the weights read, not their path: an export of the same
+ * weights is the same file wherever they were.
+ */
+async function writeEncoder(tensors: Map<string, Tensor>, enc: EncoderConfig, sourceSha256: string, [weights, config]: string[], signal?: AbortSignal) {
   try {
     // the weights' bytes, and 64 KiB for the header (a name and shape a tensor) and the config JSON
     const bytes = tensorsBytes(tensors.values());
@@ -154,7 +162,7 @@ async function writeEncoder(tensors: Map<string, Tensor>, enc: EncoderConfig, so
           stageTensors(weights, tensors, {
             format: 'pt',
             config: JSON.stringify(enc),
-            source,
+            sourceSha256,
             note: 'timm VisionTransformer(img_size, patch_size, embed_dim, depth, num_heads, mlp_ratio, num_classes=0, global_pool="token")',
           }),
         () => stageFile(config, JSON.stringify(exportedConfigJson(enc), null, 2)),

@@ -2,12 +2,14 @@
 // over the encoder they read (export --out RUN/checkpoints/best/model replaced its weights).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exportEncoder } from '../../src/export/safetensors';
 import { exportOnnx } from '../../src/export/onnx-export';
 import { verifyCheckpoint } from '../../src/io/checkpoint';
+import { readSafetensorsHeader } from '../../src/io';
 import { tinyModel, writeRunCheckpoint } from '../viz/helpers';
 import { encode, picture } from '../data/helpers';
 import * as lib from '../../src';
@@ -86,5 +88,27 @@ test('the library refuses to replace an earlier export or embed unless asked (ov
     assert.equal(r.count, 1);
   } finally {
     rmSync(run, { recursive: true, force: true });
+  }
+});
+
+test('an exported encoder names its source by the SHA-256 of the weights read, not their path: the same weights give the same file from anywhere', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'semaim-lib-same-'));
+  try {
+    const model = tinyModel();
+    const ckpt = writeRunCheckpoint(join(root, 'run'), model);
+    model.dispose();
+    cpSync(join(root, 'run'), join(root, 'copy'), { recursive: true });
+    const a = await exportEncoder(join(root, 'run'), join(root, 'a'));
+    const b = await exportEncoder(join(root, 'copy'), join(root, 'b'));
+    assert.ok(readFileSync(a.weights).equals(readFileSync(b.weights)), 'the same bytes from the run and from its copy');
+    const state = JSON.parse(readFileSync(join(ckpt, 'state.json'), 'utf8')) as { files: Record<string, string> };
+    const { metadata } = readSafetensorsHeader(a.weights);
+    assert.equal(metadata.sourceSha256, state.files['model.safetensors']);
+    assert.equal(JSON.stringify(metadata).includes(root), false, `no path in the metadata: ${JSON.stringify(metadata)}`);
+    // an exported file exported again (to float32 timm names) names the file it read
+    const c = await exportEncoder(a.weights, join(root, 'c'));
+    assert.equal(readSafetensorsHeader(c.weights).metadata.sourceSha256, createHash('sha256').update(readFileSync(a.weights)).digest('hex'));
+  } finally {
+    rmSync(root, { recursive: true, force: true });
   }
 });
