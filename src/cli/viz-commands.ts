@@ -25,7 +25,7 @@ const FIGURE_OPTIONS = defineOptions({
   seed: {
     type: 'int',
     default: 0,
-    help: 'seed of the random parts of the orders (drawn per image from the seed and its pixels: a figure does not depend on the other images or the batch size)',
+    help: 'seed of the random parts of the orders (drawn per image from the seed and its pixels: a figure does not depend on the other images or the batch size; the losses in visualize.json may differ in their last float32 bits, as batched sums do)',
   },
   batchSize: { type: 'int', default: 16, min: 1, help: 'images per forward pass' },
   cellSize: { type: 'int', default: 128, min: 8, max: 1024, help: 'enlarge each cell (nearest neighbour, integer factor) to at least this many pixels' },
