@@ -432,9 +432,7 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "ProcessGroup",
-                       {InstanceMethod("init", &ProcessGroupHandle::Init), InstanceMethod("rank", &ProcessGroupHandle::Rank),
-                        InstanceMethod("size", &ProcessGroupHandle::Size), InstanceMethod("backend", &ProcessGroupHandle::Backend),
-                        InstanceMethod("allReduce", &ProcessGroupHandle::AllReduce),
+                       {InstanceMethod("init", &ProcessGroupHandle::Init), InstanceMethod("allReduce", &ProcessGroupHandle::AllReduce),
                         InstanceMethod("broadcast", &ProcessGroupHandle::Broadcast),
                         InstanceMethod("allGather", &ProcessGroupHandle::AllGather),
                         InstanceMethod("gather", &ProcessGroupHandle::Gather),
@@ -466,9 +464,6 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
   // init(options) -> Promise<void>: TCPStore rendezvous and backend creation, off the main thread.
   Napi::Value Init(const Napi::CallbackInfo& info);
 
-  Napi::Value Rank(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), rank_); }
-  Napi::Value Size(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), size_); }
-  Napi::Value Backend(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), backend_); }
   Napi::Value PendingCount(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(works_.size())); }
 
   Millis opTimeout(const Napi::CallbackInfo& info, size_t i) const {

@@ -35,9 +35,6 @@ export type NativeReduceOp = 'sum' | 'avg' | 'max' | 'min' | 'product';
 
 export interface NativeProcessGroup {
   init(o: NativeInitOptions): Promise<void>;
-  rank(): number;
-  size(): number;
-  backend(): string;
   allReduce(tensors: TensorHandle[], op: NativeReduceOp, timeoutMs?: number, coalesced?: boolean): number;
   broadcast(tensors: TensorHandle[], root: number, timeoutMs?: number): number;
   allGather(tensor: TensorHandle, timeoutMs?: number): number;
@@ -60,7 +57,6 @@ export interface NativeGradReducer {
 }
 
 interface DistAddon {
-  distInfo(): DistBuildInfo;
   ProcessGroup?: new () => NativeProcessGroup;
   GradReducer?: new (group: NativeProcessGroup, params: TensorHandle[], bucketCapBytes: number, firstBucketCapBytes: number,
     findUnused: boolean) => NativeGradReducer;
@@ -70,5 +66,5 @@ export const distNative = native as unknown as DistAddon;
 
 /** The distributed backends built into the addon (for `semaim info`). */
 export function distBuildInfo(): DistBuildInfo {
-  return distNative.distInfo();
+  return native.distInfo();
 }

@@ -11,7 +11,7 @@ import type { Device, Tensor } from '../torch';
 import * as torch from '../torch';
 import { wrap } from '../torch/tensor';
 import type { TensorHandle } from '../torch/native';
-import { distNative, NativeProcessGroup, NativeReduceOp } from './native-dist';
+import { distBuildInfo, distNative, NativeProcessGroup, NativeReduceOp } from './native-dist';
 import { DistEnv, isLoopback, readDistEnv } from './env';
 
 export type Backend = 'gloo' | 'nccl';
@@ -313,7 +313,7 @@ export class ProcessGroup {
 
 /** Where this process sits in the run (torchrun's variables or explicit options) and the addon's init options. */
 function placement(o: InitOptions) {
-  const info = distNative.distInfo();
+  const info = distBuildInfo();
   const Native = distNative.ProcessGroup;
   if (!info.c10d || !Native) {
     throw new Error('initProcessGroup: this build of the addon has no c10d (libtorch without distributed support); ' +
@@ -361,7 +361,7 @@ function placement(o: InitOptions) {
  * every other rank has read it, failed too, or the timeout has passed. Failures to tell are thrown.
  */
 export async function reportStartFailure(why: string, o: InitOptions = {}): Promise<void> {
-  const p = placement({ ...o, backend: distNative.distInfo().gloo ? 'gloo' : 'nccl', device: undefined });
+  const p = placement({ ...o, backend: distBuildInfo().gloo ? 'gloo' : 'nccl', device: undefined });
   const g = new p.Native();
   try {
     await g.init({ ...p.native, failure: why || 'failed' });

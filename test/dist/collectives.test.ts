@@ -4,12 +4,30 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as dist from '../../src/dist';
 import { lineWith, runWorkers, workerScript } from './helpers';
+import { distNative, type NativeGradReducer, type NativeProcessGroup } from '../../src/dist/native-dist';
 
 const gloo = dist.distBuildInfo().gloo ? false : 'the addon was built without Gloo (install libgloo-dev and rebuild)';
 
 test('distBuildInfo reports the backends of this build', () => {
   const info = dist.distBuildInfo();
   for (const k of ['c10d', 'gloo', 'nccl', 'reducer'] as const) assert.equal(typeof info[k], 'boolean');
+});
+
+test("the addon's ProcessGroup and GradReducer have exactly the methods their hand-written TypeScript interfaces declare", { skip: gloo }, () => {
+  // (native/dist.cc's classes are typed by hand in src/dist/native-dist.ts, not generated from ops.yaml)
+  const groupMethods = ['init', 'allReduce', 'broadcast', 'allGather', 'gather', 'barrier', 'wait', 'waitAsync', 'pending', 'broadcastCoalesced', 'shutdown'] as const satisfies readonly (keyof NativeProcessGroup)[];
+  const reducerMethods = ['prepareForward', 'prepareBackward', 'buckets', 'compress', 'dispose'] as const satisfies readonly (keyof NativeGradReducer)[];
+  // each list names every member of its interface too (a compile error otherwise)
+  type Unlisted<I, L extends readonly unknown[]> = Exclude<keyof I, L[number]>;
+  const complete: [Unlisted<NativeProcessGroup, typeof groupMethods> | Unlisted<NativeGradReducer, typeof reducerMethods>] extends [never] ? true : false = true;
+  assert.ok(complete);
+  const declared = { ProcessGroup: [...groupMethods].sort(), GradReducer: [...reducerMethods].sort() };
+  for (const [name, methods] of Object.entries(declared)) {
+    const cls = distNative[name as keyof typeof declared];
+    if (!cls) continue; // (a libtorch without c10d's Reducer)
+    const actual = Object.getOwnPropertyNames(cls.prototype).filter((k) => k !== 'constructor').sort();
+    assert.deepEqual(actual, methods, name);
+  }
 });
 
 test('gloo collectives across 2 processes: sum, avg, max, coalesced, broadcast, allGather, gather, barrier', { skip: gloo }, async () => {
