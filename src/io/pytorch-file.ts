@@ -7,7 +7,8 @@
 import * as fs from 'node:fs';
 import { crc32 } from 'node:zlib';
 import { dtypeBytes, type DType } from '../torch/dtype';
-import { tensorByteLength, type SafetensorsHeader, type TensorInfo } from './safetensors';
+import type { SafetensorsHeader, TensorInfo } from './safetensors';
+import { tensorByteLength } from './tensor-bytes';
 import { readAt } from './read-at';
 import { Global, Opaque, unpickle } from './pickle';
 

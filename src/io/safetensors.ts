@@ -12,8 +12,11 @@ import { StagedFile, fsyncPath, removeDeadTemps, stagedAt, writeError } from '..
 import { readAt as readFully } from './read-at';
 import { checkStorage, isZipMagic, readPytorchHeaderFd, refuseLegacyTorchSave, type StorageChecksum } from './pytorch-file';
 import { openRegularFile } from '../util/regular-file';
+import { DTYPES, type DType } from '../torch/dtype';
+import { tensorByteLength } from './tensor-bytes';
 
-export type DType = 'float64' | 'float32' | 'float16' | 'bfloat16' | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool';
+export type { DType } from '../torch/dtype';
+export { dtypeByteSize, tensorByteLength } from './tensor-bytes';
 
 export interface TensorEntry {
   dtype: DType;
@@ -67,39 +70,6 @@ export const DTYPE_TO_SAFETENSORS: Readonly<Record<DType, string>> = {
 
 export const SAFETENSORS_TO_DTYPE: Readonly<Record<string, DType>> = Object.fromEntries(Object.entries(DTYPE_TO_SAFETENSORS).map(([k, v]) => [v, k as DType]));
 
-const BYTE_SIZE: Record<DType, number> = {
-  float64: 8,
-  float32: 4,
-  float16: 2,
-  bfloat16: 2,
-  int64: 8,
-  int32: 4,
-  int16: 2,
-  int8: 1,
-  uint8: 1,
-  bool: 1,
-};
-
-export function dtypeByteSize(dtype: DType): number {
-  const n = BYTE_SIZE[dtype];
-  if (n === undefined) throw new Error(`unknown dtype '${String(dtype)}'`);
-  return n;
-}
-
-/** Byte length of a tensor of this dtype and shape; validates the shape. */
-export function tensorByteLength(dtype: DType, shape: readonly number[]): number {
-  let n = dtypeByteSize(dtype);
-  let elements = 1; // in the order libtorch multiplies: [2^52, 2^52, 0] overflows there before the 0
-  for (const d of shape) {
-    if (!Number.isSafeInteger(d) || d < 0) throw new Error(`invalid shape [${shape.join(', ')}]`);
-    n *= d;
-    elements *= d;
-    if (!Number.isSafeInteger(elements)) throw new Error(`shape [${shape.join(', ')}] is too large`);
-  }
-  if (!Number.isSafeInteger(n)) throw new Error(`shape [${shape.join(', ')}] is too large`);
-  return n;
-}
-
 const MAX_HEADER_BYTES = 100_000_000; // same limit as the reference implementation
 
 // ---------------------------------------------------------------- writing
@@ -134,7 +104,7 @@ function checkMetadata(metadata: Record<string, string> | undefined): void {
 }
 
 function specOf(name: string, dtype: DType, shape: number[]): Spec {
-  if (!Object.hasOwn(BYTE_SIZE, dtype)) throw new Error(`tensor '${name}': unknown dtype '${String(dtype)}'`);
+  if (!DTYPES.includes(dtype)) throw new Error(`tensor '${name}': unknown dtype '${String(dtype)}'`);
   if (!Array.isArray(shape)) throw new Error(`tensor '${name}': shape must be an array`);
   try {
     return { name, dtype, shape: [...shape], byteLength: tensorByteLength(dtype, shape) };
