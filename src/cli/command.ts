@@ -2,7 +2,7 @@
 // validation and the typed options object its job receives all come from that table.
 import { tellOtherRanks } from './data-parallel';
 import { formatHelp, asWritten, OptionError, OptionTable, Options, parseArgv, readConfigFile, resolveOptions } from '../util/options';
-import { folderObstacle, mkdirError } from '../util/safe-write';
+import { folderObstacle } from '../util/safe-write';
 import { checkGpuShare } from '../run/device';
 import { readDistEnv } from '../dist';
 
@@ -51,12 +51,6 @@ export function parseCommand<T extends OptionTable>(
   } catch (e) {
     throw asWritten(e, file, options);
   }
-}
-
-/** What the user is told of an error: an option's error names the flag as typed; a folder that could not be made, what is in the way. */
-export function errorText(e: unknown): string {
-  const err = mkdirError(e);
-  return err instanceof OptionError ? err.flagMessage : err instanceof Error ? err.message : String(err);
 }
 
 /** A command line the command cannot read (exit code 2, as an option error). */
