@@ -5,11 +5,7 @@
 // pipeline), a float32 batch keeps their fractions.
 import * as torch from '../torch';
 import type { Tensor } from '../torch';
-
-export interface Normalization {
-  mean: readonly number[];
-  std: readonly number[];
-}
+import type { Normalization } from '../data/streams';
 
 /** Host batch → device tensor (N×3×H×W float32, normalised). */
 export class DeviceImages {

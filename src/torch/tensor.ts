@@ -3,12 +3,13 @@ import { native, TensorHandle } from './native';
 import { DTYPES, DType, Device, TypedArray, viewAs } from './dtype';
 import { registerTensorClass, track } from './scope';
 import type { Generator } from './random';
+import type { Scalar } from './generated/native-ops';
 
 /** The handle of every disposed Tensor: native ops on it throw "<op>: tensor was disposed". */
 const DISPOSED: TensorHandle = native.disposedHandle();
 
 /** A BigInt scalar must be a safe integer (|n| ≤ 2^53 - 1); larger ones are refused. */
-export type Scalar = number | boolean | bigint;
+export type { Scalar };
 export type TensorOrScalar = Tensor | Scalar;
 
 function arg(x: TensorOrScalar): TensorHandle | Scalar {

@@ -14,13 +14,11 @@ import type { Image } from '../data/image';
 import { DataError, yieldThenThrowIfAborted } from '../util/errors';
 import { identityPlan } from '../data/geometry';
 import { resampleToOutput } from '../data/resample';
+import { IMAGENET_MEAN, IMAGENET_STD } from '../data/color';
 import type { ImageInputOptions } from '../data/options';
 import { printable } from '../util/printable';
 import { readRegularFile } from '../util/regular-file';
 import { stderrLine } from '../util/console-line';
-
-export const IMAGENET_MEAN = [0.485, 0.456, 0.406] as const;
-export const IMAGENET_STD = [0.229, 0.224, 0.225] as const;
 
 const IMAGE_EXT = new Set(['.jpg', '.jpeg', '.png', '.bmp', '.webp', '.gif', '.tif', '.tiff', '.avif']);
 
