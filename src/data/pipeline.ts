@@ -13,7 +13,7 @@ import { simdResampleToOutput, arenaReset } from './simd';
 import { buildPlan, neededRegion, reductionFor, type Plan } from './geometry';
 import { validateTransforms, isGeometric, type TransformSpec, type RandAugmentSpec, type NormalizeSpec, type RandomErasingSpec } from './transforms';
 import { floatFormat, writeCHW } from './color';
-import { randAugment } from './randaugment';
+import { applyRandAugment } from './randaugment';
 import { randomErase } from './erasing';
 import { fullPlane } from './image';
 
@@ -98,7 +98,7 @@ export class Pipeline {
         resamplePlane(img.mask, plan, 'nearest', mask, 0);
       }
       const aug = { rgb, mask, width: w, height: h };
-      randAugment(aug, this.randAug, rng);
+      applyRandAugment(aug, this.randAug, rng);
       writeCHW(
         {
           width: w,

@@ -137,7 +137,7 @@ export function applyOp(img: AugImage, op: OpName, level: number, rng: Rng, o: A
 }
 
 /** Runs RandAugment: `n` ops drawn with replacement, each applied with probability `prob`. */
-export function randAugment(img: AugImage, spec: RandAugmentSpec, rng: Rng): OpName[] {
+export function applyRandAugment(img: AugImage, spec: RandAugmentSpec, rng: Rng): OpName[] {
   const ops = spec.increasing ? RAND_INCREASING_TRANSFORMS : RAND_TRANSFORMS;
   const applied: OpName[] = [];
   const chosen: OpName[] = [];

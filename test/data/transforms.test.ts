@@ -25,7 +25,7 @@ import {
   finetuneTransforms,
   type TransformSpec,
 } from '../../src/data/transforms';
-import { applyOp, randAugment as runRandAugment, RAND_INCREASING_TRANSFORMS, type AugImage, type OpName } from '../../src/data/randaugment';
+import { applyOp, applyRandAugment, RAND_INCREASING_TRANSFORMS, type AugImage, type OpName } from '../../src/data/randaugment';
 import { randomErase } from '../../src/data/erasing';
 import { mixBatch, softTargets } from '../../src/data/mix';
 import { IMAGENET_MEAN, IMAGENET_STD, floatFormat } from '../../src/data/color';
@@ -321,7 +321,7 @@ test('RandAugment ops follow PIL semantics', () => {
   assert.deepEqual([spec.n, spec.m, spec.mstd, spec.increasing], [2, 9, 0.5, true]);
   const img: AugImage = { rgb: Uint8Array.from({ length: 3 * 256 }, (_, i) => i & 255), mask: null, width: 16, height: 16 };
   const seen = new Set<OpName>();
-  for (let k = 0; k < 200; k++) for (const op of runRandAugment({ ...img, rgb: img.rgb.slice() }, spec, new Rng(k))) seen.add(op);
+  for (let k = 0; k < 200; k++) for (const op of applyRandAugment({ ...img, rgb: img.rgb.slice() }, spec, new Rng(k))) seen.add(op);
   for (const op of seen) assert.ok(RAND_INCREASING_TRANSFORMS.includes(op));
   assert.ok(seen.size >= 12, `ops seen: ${seen.size}`);
 });
