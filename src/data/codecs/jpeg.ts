@@ -702,6 +702,9 @@ export class JpegImage {
       }
     }
     const nb = bComp.length;
+    // The bit reader's state is held in locals through the MCU loop, and its refill is written out at each
+    // of its four uses: a helper could not update four locals, and going through `this` in the innermost
+    // loop is what the locals avoid.
     let acc = this.acc;
     let nbits = this.nbits;
     let pos = this.pos;
