@@ -119,13 +119,18 @@ export function imageSeed(seed: number, pixels: Float32Array, order: string): nu
   return h >>> 1;
 }
 
-/** Maps for every image of an NCHW float32 batch (normalised like the model's training data). */
-export function computeMaps(model: SemAIM, images: Float32Array, opts: MapOptions): ImageMaps[] {
+/** An NCHW float32 image buffer for `model`: channels, side, values per image and images; refused unless whole images. */
+export function imageBuffer(model: SemAIM, images: Float32Array): { C: number; imgSize: number; per: number; total: number } {
   const { imgSize } = model.config;
   const C = model.config.inChans ?? 3;
   const per = C * imgSize * imgSize;
   if (images.length % per !== 0) throw new RangeError(`image buffer of ${images.length} values is not a multiple of ${C}×${imgSize}×${imgSize}`);
-  const total = images.length / per;
+  return { C, imgSize, per, total: images.length / per };
+}
+
+/** Maps for every image of an NCHW float32 batch (normalised like the model's training data). */
+export function computeMaps(model: SemAIM, images: Float32Array, opts: MapOptions): ImageMaps[] {
+  const { C, imgSize, per, total } = imageBuffer(model, images);
   const lossOrder = opts.lossOrder ?? 'semantic';
   const bs = opts.batchSize ?? 16;
   const device = model.cls_token.device;

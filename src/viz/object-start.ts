@@ -5,7 +5,7 @@
 import { mulberry32 as prng } from '../util/prng';
 import * as torch from '../torch';
 import { SemAIM, SimilarityTokens, VisionTransformer, needsSimilarity, orderFromConfig } from '../semaim';
-import { OrderName, orderConfigFor, similarityFor } from './maps';
+import { OrderName, imageBuffer, orderConfigFor, similarityFor } from './maps';
 
 export interface ObjectData {
   /** Normalised images, NCHW float32 at the model's image size. */
@@ -95,11 +95,7 @@ export function scoreFirstPatches(firstPatch: number[], inside: boolean[][], o: 
 
 /** The first patch (argmin of the order values) of the chosen order for every image. */
 export function firstPatches(model: SemAIM, images: Float32Array, o: ObjectStartOptions = {}): number[] {
-  const { imgSize } = model.config;
-  const C = model.config.inChans ?? 3;
-  const per = C * imgSize * imgSize;
-  if (images.length % per !== 0) throw new RangeError(`image buffer of ${images.length} values is not a multiple of ${C}×${imgSize}×${imgSize}`);
-  const total = images.length / per;
+  const { C, imgSize, per, total } = imageBuffer(model, images);
   const bs = o.batchSize ?? 64;
   const oc = orderConfigFor(o.order ?? 'semantic', model.config);
   const generator = new torch.Generator(o.seed ?? 0);
