@@ -13,7 +13,7 @@ import type { ExifOrientationPolicy } from './codecs/orientation';
 import { createSource, packImage, packLayout, packedSize, type DatasetSpec, type SampleSource, type SourceOptions } from './dataset';
 import { Pipeline, SizeMismatchError } from './pipeline';
 import type { TransformSpec } from './transforms';
-import { mixBatch, softTargets, type MixupOptions } from './mix';
+import { mixedTargets, type MixupOptions } from './mix';
 import { arenaReset } from './simd';
 
 export interface BuilderConfig {
@@ -125,16 +125,8 @@ export class BatchBuilder {
       indices[s] = r.index;
       if (r.index !== task.indices[s]) standIns.push(s);
     }
-    let lam = 1;
-    let targets: Float32Array | null = null;
     const shape: [number, number, number, number] = [n, 3, h, w];
-    if (cfg.mix) {
-      const res = mixBatch(images, shape, masks, cfg.mix, new Rng(cfg.seed, 'mix', task.epoch, task.batch, ...(task.rank === undefined ? [] : [task.rank])));
-      lam = res.lam;
-      targets = softTargets(labels, cfg.numClasses, lam, cfg.mix.labelSmoothing ?? 0);
-    } else if (cfg.labelSmoothing > 0) {
-      targets = softTargets(labels, cfg.numClasses, 1, cfg.labelSmoothing);
-    }
+    const { lam, targets } = mixedTargets(images, shape, masks, labels, cfg, task);
     return { epoch: task.epoch, batch: task.batch, images, shape, labels, indices, masks, targets, lam, skipped, standIns };
   }
 

@@ -2,7 +2,7 @@
 // 'batch' mode: one λ per batch, sample i is mixed with sample n-1-i, cutmix λ is corrected to the
 // pasted area, targets = λ·onehot(y) + (1-λ)·onehot(flip(y)) with smoothing.
 
-import type { Rng } from './rng';
+import { Rng } from './rng';
 
 export interface MixupOptions {
   /** Beta(α, α) for mixup; 0 disables mixup. timm/MAE fine-tuning: 0.8. */
@@ -132,4 +132,32 @@ export function mixBatch(
 
 function clamp(v: number, lo: number, hi: number): number {
   return v < lo ? lo : v > hi ? hi : v;
+}
+
+/** How a finished batch is mixed and labelled: mixup/cutmix (`mix`) and/or label smoothing, over numClasses. */
+export interface BatchTargets {
+  seed: number;
+  mix: MixupOptions | null;
+  labelSmoothing: number;
+  numClasses: number;
+}
+
+/**
+ * Mixes a finished batch in place (with `mix`, from the batch's own random stream: seed, epoch, batch, rank)
+ * and gives its λ and soft targets (mixed or label-smoothed; null for plain labels).
+ */
+export function mixedTargets(
+  images: Float32Array | Uint8Array,
+  shape: readonly [number, number, number, number],
+  masks: Uint8Array | null,
+  labels: Int32Array,
+  cfg: BatchTargets,
+  at: { epoch: number; batch: number; rank?: number },
+): { lam: number; targets: Float32Array | null } {
+  if (cfg.mix) {
+    const rng = new Rng(cfg.seed, 'mix', at.epoch, at.batch, ...(at.rank === undefined ? [] : [at.rank]));
+    const { lam } = mixBatch(images, shape, masks, cfg.mix, rng);
+    return { lam, targets: softTargets(labels, cfg.numClasses, lam, cfg.mix.labelSmoothing ?? 0) };
+  }
+  return { lam: 1, targets: cfg.labelSmoothing > 0 ? softTargets(labels, cfg.numClasses, 1, cfg.labelSmoothing) : null };
 }

@@ -11,7 +11,7 @@ import { Rng } from '../rng';
 import { DecodeError } from '../codecs/errors';
 import { openImage } from '../codecs/decode';
 import { Pipeline, SizeMismatchError } from '../pipeline';
-import { mixBatch, softTargets } from '../mix';
+import { mixedTargets } from '../mix';
 import type { BuilderConfig, RawBatch, SkipRecord } from '../batch';
 import { PieceStream, type PieceTask, type StreamContext, type StreamItem } from './stream';
 
@@ -76,16 +76,8 @@ export class ShardBatchBuilder {
       labels[s] = used.label;
       indices[s] = used.index;
     }
-    let lam = 1;
-    let targets: Float32Array | null = null;
     const shape: [number, number, number, number] = [n, 3, h, w];
-    if (cfg.mix) {
-      const res = mixBatch(images, shape, null, cfg.mix, new Rng(cfg.seed, 'mix', task.epoch, batch, ...(task.rank === undefined ? [] : [task.rank])));
-      lam = res.lam;
-      targets = softTargets(labels, cfg.numClasses, lam, cfg.mix.labelSmoothing ?? 0);
-    } else if (cfg.labelSmoothing > 0) {
-      targets = softTargets(labels, cfg.numClasses, 1, cfg.labelSmoothing);
-    }
+    const { lam, targets } = mixedTargets(images, shape, null, labels, cfg, { epoch: task.epoch, batch, rank: task.rank });
     return { epoch: task.epoch, batch, images, shape, labels, indices, masks: null, targets, lam, skipped, standIns };
   }
 
