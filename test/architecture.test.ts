@@ -3,7 +3,7 @@
 // of every source file.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 
 const SRC = resolve(__dirname, '..', '..', 'src');
@@ -65,6 +65,57 @@ test('each layer of src/ imports only the layers below it', () => {
     }
   }
   assert.deepEqual(violations, []);
+});
+
+/** Relative modules a file loads when it runs: importsOf without type-only imports and re-exports (erased by tsc). */
+export function runtimeImportsOf(text: string): string[] {
+  const typeOnly = /^(?:import|export)\s+type\s|^(?:import|export)\s*\{(\s*type\s+\w+\s*(?:as\s+\w+\s*)?,?)+\s*\}\s*from/;
+  const code = text.replace(/\/\*[\s\S]*?\*\/|^\s*\/\/.*$/gm, '');
+  const statements = code.split(/;\s*\n/).filter((st) => !typeOnly.test(st.trim()));
+  return statements.flatMap((st) => importsOf(st));
+}
+
+/** The file a relative specifier names: <spec>.ts or <spec>/index.ts. */
+function moduleFile(from: string, spec: string): string | null {
+  const base = resolve(dirname(from), spec);
+  for (const p of [`${base}.ts`, join(base, 'index.ts')]) if (existsSync(p)) return p;
+  return null;
+}
+
+test('no source file imports itself at run time through a cycle (a module could run before those it needs)', () => {
+  const files = sourceFiles(SRC);
+  const edges = new Map(files.map((f) => [f, runtimeImportsOf(readFileSync(f, 'utf8')).flatMap((spec) => moduleFile(f, spec) ?? [])]));
+  // Tarjan's strongly connected components: any with two or more files is a cycle
+  const index = new Map<string, number>();
+  const low = new Map<string, number>();
+  const stack: string[] = [];
+  const cycles: string[][] = [];
+  const visit = (v: string) => {
+    index.set(v, index.size);
+    low.set(v, index.get(v)!);
+    stack.push(v);
+    for (const w of edges.get(v) ?? []) {
+      if (!index.has(w)) {
+        visit(w);
+        low.set(v, Math.min(low.get(v)!, low.get(w)!));
+      } else if (stack.includes(w)) low.set(v, Math.min(low.get(v)!, index.get(w)!));
+    }
+    if (low.get(v) === index.get(v)) {
+      const part: string[] = [];
+      let w: string;
+      do part.push((w = stack.pop()!));
+      while (w !== v);
+      if (part.length > 1) cycles.push(part.map((f) => relative(SRC, f)).sort());
+    }
+  };
+  for (const f of files) if (!index.has(f)) visit(f);
+  assert.deepEqual(cycles, []);
+});
+
+test('type-only imports are not run-time imports', () => {
+  const text =
+    "// a comment\nimport type { A } from './a';\nimport { type B, type C as D } from './b';\nexport type { E } from './e';\nimport { F, type G } from './f';\nexport { H } from './h';";
+  assert.deepEqual(runtimeImportsOf(text), ['./f', './h']);
 });
 
 test('the import reader sees static, dynamic and require imports', () => {
