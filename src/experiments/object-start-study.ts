@@ -18,7 +18,7 @@ import { ObjectData, ObjectStartScore, objectStartFraction } from '../viz/object
 import { OptionError, Options, defineOptions, kebab, resolveOptions, MAX_THREADS, MAX_THREADS_IS } from '../util/options';
 import { recipeChanges } from '../run/recipe';
 import { markdownTable } from '../eval/result';
-import { stat } from './ablate';
+import { stat } from './ablate-report';
 import { commitStagedUnlessAborted, fileStagers } from '../util/safe-write';
 import { yieldThenThrowIfAborted } from '../util/errors';
 import { makeFolder } from '../util/make-folder';
