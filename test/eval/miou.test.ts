@@ -62,6 +62,11 @@ test('counting on tensors gives the same matrix as counting on arrays, and bad l
     () => torch.scope(() => new ConfusionMatrix(3).addTensors(torch.tensor(Uint8Array.from([0, 7])), torch.tensor(Uint8Array.from([0, 1])))),
     /outside 0..2/,
   );
+  // as many pixels, another shape: not paired pixel by pixel in their flattened order
+  assert.throws(
+    () => torch.scope(() => new ConfusionMatrix(3).addTensors(torch.zeros([2, 3], { dtype: 'int64' }), torch.zeros([3, 2], { dtype: 'int64' }))),
+    /truth \[2,3\] and prediction \[3,2\] differ/,
+  );
   assert.ok(Number.isNaN(metricsFromConfusion(new Float64Array(4), 2).mIoU), 'nothing labelled: NaN, not 0');
 });
 
