@@ -1,0 +1,79 @@
+// The epoch loop both probes train their head with (src/eval/head-training.ts): its lr schedule, step
+// count and epoch losses against values computed by hand.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as torch from '../../src/torch';
+import { Linear } from '../../src/nn';
+import { SGD } from '../../src/optim';
+import { HeadTrainingOptions, trainHead } from '../../src/eval/head-training';
+
+/**
+ * Trains a Linear(2, 1) head for `o` on batches whose loss is a given number (value(epoch, i)), recording
+ * the lr the optimiser holds at each step.
+ */
+async function trainConstantLosses(o: HeadTrainingOptions, perEpoch: number, value: (epoch: number, i: number) => number) {
+  torch.manualSeed(0);
+  const head = new Linear(2, 1);
+  const optimizer = new SGD(head.namedParameters(), { lr: 0.4 });
+  const x = torch.keep(torch.ones([1, 2]));
+  const lrs: number[] = [];
+  try {
+    const history = await trainHead(
+      {
+        name: 'probe',
+        head,
+        optimizer,
+        lr: 0.4,
+        lrOption: 'lr',
+        perEpoch,
+        async *batches(epoch: number) {
+          for (let i = 0; i < perEpoch; i++) yield { x, v: value(epoch, i) };
+        },
+        inputs: (b) => b.x,
+        loss: (b) => {
+          lrs.push(optimizer.paramGroups[0].lr);
+          return head.forward(b.x).sum().mul(0).add(b.v);
+        },
+        release: () => {},
+        metric: 'top1',
+        evaluate: () => 0,
+      },
+      { label: null, ...o },
+    );
+    return { history, lrs };
+  } finally {
+    x.dispose();
+    head.dispose();
+  }
+}
+
+const close = (a: number[], b: number[], what: string) =>
+  assert.ok(a.length === b.length && a.every((v, i) => Math.abs(v - b[i]) < 1e-12), `${what}: [${a}] vs [${b}]`);
+
+test("the lr follows the warm-up + cosine at every step (not once per epoch), and an epoch's loss is the mean of its steps", async () => {
+  // peak 0.4, min 0.01, 1 warm-up epoch of 2, 4 steps per epoch: at t = 0, ¼, ½, ¾ the warm-up 0.4·t, then at
+  // t = 1, 1¼, 1½, 1¾ the cosine 0.01 + 0.39·½·(1 + cos(π·(t − 1)))
+  const { history, lrs } = await trainConstantLosses({ epochs: 2, warmupEpochs: 1, minLr: 0.01 }, 4, (epoch, i) => 1 + 4 * epoch + i);
+  const c = (t: number) => 0.01 + 0.39 * 0.5 * (1 + Math.cos(Math.PI * t));
+  const expected = [0, 0.1, 0.2, 0.3, 0.4, c(0.25), c(0.5), c(0.75)];
+  close(lrs, expected, 'lr per step');
+  assert.equal(history.length, 2);
+  // losses 1, 2, 3, 4 then 5, 6, 7, 8
+  close(
+    history.map((h) => h.loss),
+    [2.5, 6.5],
+    'mean loss per epoch',
+  );
+  close(
+    history.map((h) => h.lr),
+    [0.3, c(0.75)],
+    "each epoch's last lr",
+  );
+});
+
+test('fractional epochs end after ceil(epochs × steps per epoch) steps', async () => {
+  // 1.5 epochs of 3 steps: 4.5, so a first epoch of 3 steps and a second of 2
+  const { history, lrs } = await trainConstantLosses({ epochs: 1.5 }, 3, () => 1);
+  assert.equal(lrs.length, 5);
+  assert.equal(history.length, 2);
+});
