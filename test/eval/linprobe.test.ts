@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as torch from '../../src/torch';
-import { linprobeOnFeatures, linprobeOnline } from '../../src/eval/linprobe';
+import { evaluateProbe, linprobeOnFeatures, linprobeOnline } from '../../src/eval/linprobe';
 import { LinearProbe } from '../../src/eval/classifier';
 import { extractFeatures, FeatureSet } from '../../src/eval/features';
 import { loadEncoder } from '../../src/semaim';
@@ -199,4 +199,52 @@ test('the probe on cached features lets the event loop turn between its steps', 
   assert.ok(turns >= 15, `the event loop turned ${turns} times during 16 steps`);
   r.probe.dispose();
   for (const s of [train, testSet]) s.features.dispose();
+});
+
+test('evaluateProbe scores each chunk of test rows against its own labels (hand-counted hits, any chunk size)', () => {
+  // logits = features (identity weight, zero bias; BatchNorm at its initial running mean 0, variance 1)
+  const probe = new LinearProbe(3, 3);
+  torch.noGrad(() => {
+    probe.linear.weight.copy_(torch.tensor([1, 0, 0, 0, 1, 0, 0, 0, 1], { shape: [3, 3] }));
+    probe.linear.bias!.zero_();
+  });
+  const predicted = [0, 1, 2, 2, 1, 0, 1, 2];
+  const labels = Int32Array.from([0, 1, 2, 0, 1, 0, 2, 2]); // right on rows 0, 1, 2, 4, 5, 7
+  const features = torch.tensor(
+    predicted.flatMap((p) => [0, 1, 2].map((c) => (c === p ? 5 : 0))),
+    { shape: [8, 3] },
+  );
+  try {
+    for (const chunk of [3, 5, 1024]) {
+      const acc = evaluateProbe(probe, { features, labels }, 3, chunk);
+      assert.equal(acc.n, 8, `chunk ${chunk}`);
+      assert.equal(acc.top1, 6 / 8, `chunk ${chunk}`);
+      assert.deepEqual(acc.perClass, [2 / 3, 1, 2 / 3], `chunk ${chunk}`);
+      assert.deepEqual(acc.perClassCount, [3, 2, 3], `chunk ${chunk}`);
+    }
+  } finally {
+    features.dispose();
+    probe.dispose();
+  }
+});
+
+test('the probe refuses a warm-up as long as its epochs and fewer than 2 training features, naming itself, before allocating anything', async () => {
+  const train = separable(16, 4, 8, 1);
+  const testSet = separable(8, 4, 8, 2);
+  const one = { features: train.features.narrow(0, 0, 1), labels: train.labels.subarray(0, 1) };
+  try {
+    const start = torch.memoryStats().liveTensors;
+    await assert.rejects(linprobeOnFeatures(train, testSet, 4, { epochs: 2, warmupEpochs: 2, batchSize: 8, blr: 0.1, label: null }), {
+      name: 'RangeError',
+      message: /^linprobe: warmupEpochs \(2\) must be below epochs \(2\)/,
+    });
+    await assert.rejects(linprobeOnFeatures(one, testSet, 4, { epochs: 1, batchSize: 8, blr: 0.1, label: null }), {
+      message: /^linprobe: need at least 2 training features, got 1/,
+    });
+    assert.equal(torch.memoryStats().liveTensors, start, 'nothing allocated');
+  } finally {
+    one.features.dispose();
+    train.features.dispose();
+    testSet.features.dispose();
+  }
 });
