@@ -163,6 +163,33 @@ for (const device of ['cpu', 'cuda'] as const) {
   );
 }
 
+test('the peak lr scales by batch × accum-iter × processes (MAE), and every epoch reads the training data shuffled', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ft-accum-'));
+  const enc = writeEncoder(dir);
+  const train = toyImages(16, 3, 8, 1);
+  const passes: { shuffle: boolean; epoch: number }[] = [];
+  const batches = train.batches.bind(train);
+  train.batches = (o) => {
+    passes.push({ shuffle: o.shuffle, epoch: o.epoch });
+    return batches(o);
+  };
+  try {
+    // 16 images in steps of 4 × 2: 2 steps per epoch; step 3 sets the lr at epoch 1.0, the warm-up's end: the peak
+    const o = ftOptions(join(dir, 'run'), enc, { accumIter: 2, epochs: 2, warmupEpochs: 1, blr: 2e-2, ema: false, evalEvery: 0 });
+    const r = await finetune(o, { train, test: toyImages(6, 3, 8, 2) }, { log: () => {}, progress: false });
+    assert.equal(r.steps, 4);
+    const lr = readMetrics(join(dir, 'run', 'metrics.jsonl')).find((m) => m.step === 3 && m.lr !== undefined)!.lr as number;
+    const peak = (2e-2 * 4 * 2) / 256;
+    assert.ok(Math.abs(lr - peak) < 1e-12 * peak, `lr ${lr}, expected blr × 4 × 2 / 256 = ${peak}`);
+    assert.deepEqual(
+      passes,
+      [0, 1].map((epoch) => ({ shuffle: true, epoch })),
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('fine-tuning learns the toy task and writes finetune.json', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-ft-json-'));
   const enc = writeEncoder(dir);
