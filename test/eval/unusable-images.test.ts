@@ -5,13 +5,13 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { makeEvalData } from '../../src/data';
+import { LabelledData, makeEvalData } from '../../src/data';
 import { loadEncoder } from '../../src/semaim';
 import { extractFeatures } from '../../src/eval/features';
 import { evaluateClassifier } from '../../src/eval/finetune';
 import { ViTClassifier } from '../../src/eval/classifier';
 import { picture, encode } from '../data/helpers';
-import { TINY, writeEncoder } from './helpers';
+import { TINY, toyImages, writeEncoder } from './helpers';
 
 test('features and classifier accuracy leave unusable images out instead of counting a stand-in', async () => {
   const root = mkdtempSync(join(tmpdir(), 'semaim-unusable-'));
@@ -42,5 +42,31 @@ test('features and classifier accuracy leave unusable images out instead of coun
     }
   } finally {
     rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('a row a batch marks as a stand-in is left out of the accuracy when the batches carry no dataset indices', async () => {
+  // LabelledData's contract: standIns alone says which rows evaluation leaves out (indices are optional)
+  const images = toyImages(6, 3, 8, 1); // labels 0 1 2 0 1 2
+  const data: LabelledData = {
+    size: 6,
+    numClasses: 3,
+    imageShape: [3, 8, 8],
+    async *batches(o) {
+      let n = 0;
+      for await (const b of images.batches(o)) {
+        yield { ...b, standIns: Int32Array.from(n === 3 ? [1] : []) }; // row 4 (label 1) stands in for an unusable image
+        n += b.shape[0];
+      }
+    },
+    close() {},
+  };
+  const model = new ViTClassifier({ ...TINY, numClasses: 3, pool: 'avg' });
+  try {
+    const acc = await evaluateClassifier(model, data, { batchSize: 3, label: null });
+    assert.equal(acc.n, 5);
+    assert.deepEqual(acc.perClassCount, [2, 1, 2]);
+  } finally {
+    model.dispose();
   }
 });
