@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import * as torch from '../../src/torch';
 import { native } from '../../src/torch/native';
 import { VisionTransformer } from '../../src/semaim';
-import { MemoryLabelledData } from '../../src/data';
+import { LabelledData, MemoryLabelledData } from '../../src/data';
 import { extractFeatures, extractPooledFeatures, disposeFeatures } from '../../src/eval/features';
 import { TINY, toyImages } from './helpers';
 
@@ -55,6 +55,21 @@ test('pooled [CLS] features own their storage: a kept [CLS] of every batch does 
       assert.deepEqual(Array.from(cls.toFloat32Array()), Array.from(z.select(1, 0).contiguous().toFloat32Array()));
       assert.notEqual(storage(enc.features(images, 'cls')), storage(z));
     });
+  } finally {
+    enc.dispose();
+  }
+});
+
+test('feature extraction refuses data that gives fewer or more images than its size (rows never written were kept as features)', async () => {
+  torch.manualSeed(4);
+  const enc = new VisionTransformer(TINY).initWeights();
+  const images = toyImages(6, 3, 8, 5);
+  const claiming = (size: number): LabelledData => ({ size, numClasses: 3, imageShape: [3, 8, 8], batches: (o) => images.batches(o), close() {} });
+  try {
+    const start = torch.memoryStats().liveTensors;
+    await assert.rejects(extractFeatures(enc, claiming(8), { batchSize: 4, pooling: 'cls', label: null }), { message: /gave 6 images, its size is 8/ });
+    await assert.rejects(extractFeatures(enc, claiming(5), { batchSize: 4, pooling: 'cls', label: null }), { message: /gave more than its size \(5\)/ });
+    assert.equal(torch.memoryStats().liveTensors, start, 'the refused extractions freed their features');
   } finally {
     enc.dispose();
   }
