@@ -44,6 +44,20 @@ test('weighted vote: two very close neighbours outvote three farther ones (hand-
   for (const s of [train, q]) s.features.dispose();
 });
 
+test("the default temperature is 0.07 (DINO's k-NN): a vote that a temperature of 0.1 turns the other way (hand-computed)", () => {
+  // Query at 0° of class 1. Class 1: two points at 0° (cos 1); class 0: three at cos 0.965. Class 1 wins iff
+  // 2·e^(1/T) > 3·e^(0.965/T), i.e. T < 0.035 / ln 1.5 = 0.0863: at T = 0.07 (ratio (2/3)·e^0.5 = 1.10) class 1,
+  // at T = 0.1 (ratio (2/3)·e^0.35 = 0.95) class 0.
+  const c = (Math.acos(0.965) * 180) / Math.PI;
+  const train = set([angle(0), angle(0, 2), angle(c), angle(-c), angle(c, 3)], [1, 1, 0, 0, 0]);
+  const q = set([angle(0)], [1]);
+  const top1 = (temperature?: number) => knnClassify(train, q, { ks: [5], numClasses: 2, temperature, label: null })[0].accuracy.top1;
+  assert.equal(top1(), 1, 'default temperature: class 1');
+  assert.equal(top1(0.07), 1);
+  assert.equal(top1(0.1), 0, 'T = 0.1: class 0');
+  for (const s of [train, q]) s.features.dispose();
+});
+
 test('per-class accuracy, k larger than a class, and k larger than the bank', () => {
   // Class 0 has 4 images near 0°, class 1 has 2 images near 90°, class 2 has 4 images near 180°.
   const train = set(
