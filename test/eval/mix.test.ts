@@ -119,3 +119,24 @@ test('soft-target cross entropy equals cross entropy with label smoothing', () =
     assert.ok(Math.abs(a - b) < 1e-5, `${a} vs ${b}`);
   });
 });
+
+test("Mixup's defaults are timm's (switch prob 0.5, label smoothing 0.1, prob 1, corrected λ), and a label smoothing outside [0, 1) is refused", () => {
+  const gen = new torch.Generator(1);
+  const mix = new Mixup({ numClasses: 4, mixupAlpha: 0.8, cutmixAlpha: 1.0 }, gen);
+  assert.deepEqual(
+    { switchProb: mix.o.switchProb, labelSmoothing: mix.o.labelSmoothing, prob: mix.o.prob, correctLam: mix.o.correctLam },
+    { switchProb: 0.5, labelSmoothing: 0.1, prob: 1, correctLam: true },
+  );
+  // mixing off: the targets are the labels smoothed by the default 0.1 (0.9 + 0.1/4 on the label, 0.1/4 elsewhere)
+  const off = new Mixup({ numClasses: 4, mixupAlpha: 0, cutmixAlpha: 0 }, gen);
+  torch.scope(() => {
+    const t = off.apply(torch.zeros([2, 3, 4, 4]), torch.tensor([2, 0], { dtype: 'int64' })).targets.tolist() as number[][];
+    const want = [
+      [0.025, 0.025, 0.925, 0.025],
+      [0.925, 0.025, 0.025, 0.025],
+    ];
+    t.forEach((row, i) => row.forEach((v, j) => assert.ok(Math.abs(v - want[i][j]) < 1e-6, `target [${i}][${j}] ${v}`)));
+  });
+  for (const labelSmoothing of [1, -0.1, NaN])
+    assert.throws(() => new Mixup({ numClasses: 4, mixupAlpha: 0.8, cutmixAlpha: 1.0, labelSmoothing }, gen), /labelSmoothing must be in \[0, 1\)/);
+});
