@@ -70,6 +70,19 @@ test('the probe starts as MAE: trunc-normal(0.01) weight, zero bias', () => {
   p.dispose();
 });
 
+test("the probe's BatchNorm divides by sqrt(var + 1e-6) (MAE's eps, not torch's default 1e-5)", () => {
+  // running variance 0 (a feature that never varied): a feature of 1e-3 becomes 1e-3 / sqrt(1e-6) = 1
+  const p = new LinearProbe(1, 1);
+  torch.noGrad(() => {
+    p.bn.runningVar.zero_();
+    p.linear.weight.fill_(1);
+  });
+  p.eval();
+  const out = torch.scope(() => p.forward(torch.tensor([[1e-3]])).item());
+  assert.ok(Math.abs(out - 1) < 1e-5, `${out}`);
+  p.dispose();
+});
+
 test('the online path trains through a frozen encoder and leaves it unchanged', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-lp-'));
   const { encoder } = loadEncoder(writeEncoder(dir));
