@@ -36,3 +36,48 @@ test('RandAugment ops equal PIL byte for byte (geometric ops: bicubic and biline
   assert.equal(golden.cases.length, 120);
   assert.deepEqual(failures, []);
 });
+
+// The golden image (15×11) is too small for Equalize to act (PIL leaves a histogram whose step
+// (pixels − the last level's count) // 255 is 0 alone) and its levels never reach Posterize's rounding:
+// two more cases, their outputs computed by PIL 9.4 (ImageOps.equalize, ImageOps.posterize).
+test("Equalize on an image large enough to equalize: PIL's LUT (its step/2 start), per channel", () => {
+  const [W, H] = [32, 24];
+  // 8 levels per channel; channel c takes the counts rotated by c (768 pixels: step 2)
+  const levels = [
+    [0, 30, 60, 90, 120, 150, 180, 210],
+    [5, 40, 41, 100, 170, 200, 230, 255],
+    [12, 13, 14, 77, 78, 200, 254, 255],
+  ];
+  const counts = [7, 201, 33, 150, 99, 61, 17, 200];
+  // ImageOps.equalize(Image.fromarray(rgb)) at each level
+  const want = [
+    [0, 4, 104, 121, 196, 245, 255, 255],
+    [0, 101, 117, 192, 242, 255, 255, 255],
+    [0, 17, 92, 141, 172, 180, 255, 255],
+  ];
+  const img: AugImage = { rgb: new Uint8Array(3 * W * H), mask: null, width: W, height: H };
+  const first: number[][] = [[], [], []];
+  for (let c = 0; c < 3; c++) {
+    let i = c * W * H;
+    for (let k = 0; k < 8; k++) {
+      const n = counts[(k + c) % 8];
+      first[c].push(i);
+      img.rgb.fill(levels[c][k], i, i + n);
+      i += n;
+    }
+  }
+  applyOp(img, 'Equalize', 5, { float: () => 0.1 } as never, { fill: golden.fill, interpolation: 'bicubic' });
+  assert.deepEqual(
+    first.map((starts) => starts.map((i) => img.rgb[i])),
+    want,
+  );
+});
+
+test("Posterize keeps int(level/10·4) bits, as timm's _posterize_original_level_to_arg", () => {
+  // level 6.5: int(2.6) = 2 bits, mask 0xC0 (PIL: posterize(img, 2) → 0, 64, 128, 192, 0, 64, 128, 192)
+  const vals = [37, 100, 130, 250, 63, 64, 191, 192];
+  const img: AugImage = { rgb: Uint8Array.from([...vals, ...vals, ...vals]), mask: null, width: 8, height: 1 };
+  applyOp(img, 'Posterize', 6.5, { float: () => 0.1 } as never, { fill: golden.fill, interpolation: 'bicubic' });
+  const want = [0, 64, 128, 192, 0, 64, 128, 192];
+  assert.deepEqual([...img.rgb], [...want, ...want, ...want]);
+});
