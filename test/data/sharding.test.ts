@@ -127,3 +127,23 @@ test('rank and world size are checked', () => {
   assert.throws(() => new DataLoader(ds, { batchSize: 2, rank: 0, worldSize: 0, workers: 0 }), /worldSize must be an integer >= 1/);
   assert.throws(() => new DataLoader(ds, { batchSize: 4, dropLast: true, rank: 0, worldSize: 3, workers: 0 }), /fewer than one global batch of 3×4/);
 });
+
+test('with two ranks an epoch resumed at batch b gives each rank its batches b.. of the uninterrupted epoch', async () => {
+  // batch b starts at sample b × the global batch (2 × 3), not b × the rank's batch
+  const ds = syntheticObjects({ size: 8, count: 40, seed: 2 });
+  const opts = { dropLast: true, seed: 6, transforms: [normalize()], workers: 0, batchSize: 3, worldSize: 2 };
+  for (const rank of [0, 1]) {
+    const loader = new DataLoader(ds, { ...opts, rank });
+    const full = await collect(loader.iterate(1));
+    assert.equal(full.length, 6);
+    for (const batch of [1, 4]) {
+      const resumed = await collect(loader.iterate(1, { batch }));
+      assert.deepEqual(
+        resumed.map((b) => [b.index, ...b.indices]),
+        full.slice(batch).map((b) => [b.index, ...b.indices]),
+        `rank ${rank} from batch ${batch}`,
+      );
+      assert.deepEqual(resumed[0].images, full[batch].images);
+    }
+  }
+});
