@@ -330,7 +330,8 @@ test(
     });
     const refused = (re: RegExp) => coded(DataError, 'ERR_DATA', new RegExp(`^the data gave a batch that cannot be used: ${re.source}`));
     const knn = (f: data.DataFactories) => runKnn(knnOptions(dir, { k: '1', outDir: join(dir, 'knn') }), f);
-    await assert.rejects(knn(spoiled((b) => (b.labels[0] = 7))), refused(/label 7 \(row 0\) is outside 0\.\.2: the data says it has 3 classes/));
+    // label = numClasses, the first past the classes, is refused
+    await assert.rejects(knn(spoiled((b) => (b.labels[0] = 3))), refused(/label 3 \(row 0\) is outside 0\.\.2: the data says it has 3 classes/));
     await assert.rejects(knn(spoiled((b) => (b.labels = b.labels.subarray(0, 1)))), refused(/it has \d+ images and 1 label$/));
     await assert.rejects(
       knn(spoiled((b) => (b.shape = [b.shape[0], 3, 8, 32]))),
