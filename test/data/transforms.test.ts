@@ -23,9 +23,11 @@ import {
   validateTransforms,
   staticOutputSize,
   finetuneTransforms,
+  pretrainTransforms,
+  evalTransforms,
   type TransformSpec,
 } from '../../src/data/transforms';
-import { applyOp, applyRandAugment, RAND_INCREASING_TRANSFORMS, type AugImage, type OpName } from '../../src/data/randaugment';
+import { applyOp, applyRandAugment, RAND_INCREASING_TRANSFORMS, RAND_TRANSFORMS, type AugImage, type OpName } from '../../src/data/randaugment';
 import { randomErase } from '../../src/data/erasing';
 import { mixBatch, softTargets } from '../../src/data/mix';
 import { IMAGENET_MEAN, IMAGENET_STD, floatFormat } from '../../src/data/color';
@@ -211,6 +213,114 @@ test('geometric plans: resize short side, center crop, small images upscaled, fl
   assert.throws(() => validateTransforms([{ op: 'constructor' } as unknown as TransformSpec]), /unknown transform op 'constructor'/);
 });
 
+test("RandomResizedCrop crops, then resizes the crop as torchvision's resized_crop: no pixel outside the crop box is read", () => {
+  // a noisy 64×48 image: a filter tap that reaches past the crop border would change the output
+  const W = 64;
+  const H = 48;
+  const img = rgbImage(W, H, (x, y, c) => ((c * W * H + y * W + x) * 2654435761) >>> 24);
+  for (const [oh, ow] of [
+    [16, 16],
+    [12, 20],
+  ] as const) {
+    for (let s = 0; s < 4; s++) {
+      const rrc = randomResizedCrop([oh, ow], { scale: [0.1, 0.5], interpolation: 'bicubic' });
+      // the box torchvision's get_params draws (the plan draws it first from the same stream)
+      const [top, left, h, w] = rrcParams(W, H, rrc.scale, rrc.ratio, new Rng(s));
+      const crop = rgbImage(w, h, (x, y, c) => img.planes[c].data[c * W * H + (top + y) * W + left + x]);
+      const ref = resampleImage(crop, { ...full(w, h), outW: ow, outH: oh });
+      const out = new Uint8Array(3 * oh * ow);
+      new Pipeline([rrc], { uint8: true }).run(handleFromImage(img), new Rng(s), out, 0, oh, ow, null, 0);
+      for (let c = 0; c < 3; c++) {
+        const p = ref.planes[c];
+        assert.deepEqual(out.subarray(c * oh * ow, (c + 1) * oh * ow), p.data.subarray(p.offset, p.offset + oh * ow), `${oh}×${ow} seed ${s} channel ${c}`);
+      }
+    }
+  }
+});
+
+test('RandomResizedCrop: an [h, w] size gives h rows and w columns; ten draws before the central fallback', () => {
+  const p = buildPlan(64, 48, [randomResizedCrop([12, 20])], new Rng(0));
+  assert.deepEqual([p.outH, p.outW], [12, 20]);
+  // scale 0.5–1 and ratio 1/2–2 on a square: one draw fits with probability ≈ 0.44, so torchvision's
+  // ten draws all miss ≈ 0.3% of the time (the fallback: the whole image), one draw would miss 56%
+  const rng = new Rng(11);
+  let fallback = 0;
+  const n = 2000;
+  for (let i = 0; i < n; i++) {
+    const [top, left, h, w] = rrcParams(100, 100, [0.5, 1], [1 / 2, 2], rng);
+    if (top === 0 && left === 0 && h === 100 && w === 100) fallback++;
+  }
+  assert.ok(fallback / n < 0.015, `central fallback in ${fallback} of ${n} crops`);
+});
+
+test("resize: torchvision's max_size caps the long side and shrinks the short side with it", () => {
+  // 400×300 → short side 64 → long ⌊64·400/300⌋ = 85 > 80: long 80, short ⌊80·64/85⌋ = 60
+  const p = buildPlan(400, 300, [resize(64, { maxSize: 80 })], new Rng(0));
+  assert.deepEqual([p.outW, p.outH], [80, 60]);
+  const q = buildPlan(300, 400, [resize(64, { maxSize: 80 })], new Rng(0));
+  assert.deepEqual([q.outW, q.outH], [60, 80]);
+  assert.deepEqual([buildPlan(400, 300, [resize(64, { maxSize: 100 })], new Rng(0)).outW], [85]);
+  // an exact [h, w] resize fixes the output size as [h, w]
+  assert.deepEqual(staticOutputSize([resize([20, 30])]), [20, 30]);
+});
+
+test('transform lists and sizes that make no sense are refused', () => {
+  // geometric transforms may repeat (resize then crop then resize); the later stages may not
+  validateTransforms([resize(64), centerCrop(56), resize(32), normalize()]);
+  assert.throws(() => validateTransforms([centerCrop(8), normalize(), normalize()]), /transform 'normalize' appears twice/);
+  assert.throws(() => validateTransforms([randAugment(), randAugment()]), /transform 'randAugment' appears twice/);
+  assert.throws(() => validateTransforms([normalize(), randomErasing(), randomErasing()]), /transform 'randomErasing' appears twice/);
+  for (const bad of [0, 2.5, [8, 0], [8, 1.5], [-1, 8]] as const) {
+    assert.throws(() => centerCrop(bad as never), /transform size must be positive integers/, JSON.stringify(bad));
+    assert.throws(() => randomCrop(bad as never), /transform size must be positive integers/, JSON.stringify(bad));
+    assert.throws(() => randomResizedCrop(bad as never), /transform size must be positive integers/, JSON.stringify(bad));
+  }
+  assert.throws(() => resize([8, 0]), /transform size must be positive integers/);
+  assert.throws(() => resize(0), /resize: size must be >= 1/);
+  for (const scale of [
+    [0, 1],
+    [0.5, 0.2],
+    [-0.1, 1],
+  ] as const) {
+    assert.throws(() => randomResizedCrop(8, { scale }), /randomResizedCrop: bad scale/, JSON.stringify(scale));
+  }
+  assert.throws(() => randomResizedCrop(8, { ratio: [2, 1] }), /randomResizedCrop: bad ratio/);
+});
+
+test("the recipes: MAE's pre-training crop, the MAE/timm fine-tuning augmentation, evaluation's resize to ⌊size/0.875⌋", () => {
+  const mean = [0.485, 0.456, 0.406];
+  const std = [0.229, 0.224, 0.225];
+  // MAE main_pretrain.py: RandomResizedCrop(224, scale=(0.2, 1.0), interpolation=3), RandomHorizontalFlip(), Normalize
+  assert.deepEqual(pretrainTransforms(224), [
+    { op: 'randomResizedCrop', size: [224, 224], scale: [0.2, 1], ratio: [3 / 4, 4 / 3], interpolation: 'bicubic' },
+    { op: 'horizontalFlip', p: 0.5 },
+    { op: 'normalize', mean, std },
+  ]);
+  // MAE main_finetune.py → timm create_transform(224, is_training=True, auto_augment='rand-m9-mstd0.5-inc1',
+  // interpolation='bicubic', re_prob=0.25, re_mode='pixel', re_count=1): RandomResizedCrop scale (0.08, 1),
+  // ratio (3/4, 4/3); flip 0.5; RandAugment 2 ops, magnitude 9 ± 0.5, the 'increasing' set, each op with
+  // probability 0.5, fill = the mean in bytes (round(255·mean)); RandomErasing area 0.02–1/3, aspect 0.3–1/0.3
+  assert.deepEqual(finetuneTransforms(224), [
+    { op: 'randomResizedCrop', size: [224, 224], scale: [0.08, 1], ratio: [3 / 4, 4 / 3], interpolation: 'bicubic' },
+    { op: 'horizontalFlip', p: 0.5 },
+    { op: 'randAugment', n: 2, m: 9, mstd: 0.5, increasing: true, prob: 0.5, fill: [124, 116, 104], interpolation: 'bicubic' },
+    { op: 'normalize', mean, std },
+    { op: 'randomErasing', p: 0.25, scale: [0.02, 1 / 3], ratio: [0.3, 1 / 0.3], mode: 'pixel', count: 1 },
+  ]);
+  // the evaluation resize: int(size / crop_pct) with crop_pct 0.875 (32 → 36, not 36.57 rounded to 37)
+  for (const [size, side] of [
+    [32, 36],
+    [64, 73],
+    [224, 256],
+  ] as const) {
+    assert.deepEqual(evalTransforms(size), [
+      { op: 'resize', size: side, interpolation: 'bicubic', maxSize: undefined },
+      { op: 'centerCrop', size: [size, size] },
+      { op: 'normalize', mean, std },
+    ]);
+  }
+});
+
 test("random crop plans (the authors' linear-probe Resize + RandomCrop): every offset of torchvision's range, uniformly", () => {
   // 400×300 → short side 64: 85×64; RandomCrop(64) keeps the rows and picks left in 0..21
   const counts = new Array<number>(22).fill(0);
@@ -326,6 +436,43 @@ test('RandAugment ops follow PIL semantics', () => {
   assert.ok(seen.size >= 12, `ops seen: ${seen.size}`);
 });
 
+test('the RandAugment path (fine-tuning) writes each channel from its own plane', () => {
+  // a coloured image through fine-tuning's transforms, RandAugment's ops drawn but not applied (prob 0):
+  // the sample still goes through RandAugment's RGB bytes, and must keep its colour
+  const rgb = [200, 20, 90];
+  const img = rgbImage(24, 20, (_x, _y, c) => rgb[c]);
+  const ts = [
+    randomResizedCrop(16, { interpolation: 'bicubic' }),
+    horizontalFlip(0.5),
+    randAugment({ n: 2, m: 9, prob: 0 }),
+    normalize(),
+    randomErasing({ p: 0 }),
+  ];
+  const out = new Float32Array(3 * 256);
+  for (let s = 0; s < 3; s++) {
+    new Pipeline(ts).run(handleFromImage(img), new Rng(s), out, 0, 16, 16, null, 0);
+    for (let c = 0; c < 3; c++) {
+      const want = (rgb[c] / 255 - IMAGENET_MEAN[c]) / IMAGENET_STD[c];
+      for (let i = 0; i < 256; i++) assert.ok(Math.abs(out[c * 256 + i] - want) < 1e-5, `seed ${s} channel ${c}: ${out[c * 256 + i]}, not ${want}`);
+    }
+  }
+});
+
+test("RandAugment clips each op's drawn magnitude to 0..10, as timm does", () => {
+  // an rng that picks SolarizeAdd (add ⌊L·110⌋ below 128) and draws the given magnitude
+  const pick = (m: number) => ({ int: () => RAND_TRANSFORMS.indexOf('SolarizeAdd'), float: () => 0, normal: () => m, uniform: () => m }) as unknown as Rng;
+  const run = (m: number, spec: ReturnType<typeof randAugment>) => {
+    const im: AugImage = { rgb: Uint8Array.from([10, 20, 30, 40, 10, 20, 30, 40, 10, 20, 30, 40]), mask: null, width: 4, height: 1 };
+    assert.deepEqual(applyRandAugment(im, spec, pick(m)), ['SolarizeAdd']);
+    return [...im.rgb.subarray(0, 4)];
+  };
+  const noisy = randAugment({ n: 1, m: 9, mstd: 0.5, prob: 1 });
+  assert.deepEqual(run(12.4, noisy), [120, 130, 140, 150], 'a draw above 10 acts as 10 (+110)');
+  assert.deepEqual(run(-0.7, noisy), [10, 20, 30, 40], 'a draw below 0 acts as 0');
+  assert.deepEqual(run(5, noisy), [65, 75, 85, 95]);
+  assert.deepEqual(run(0, randAugment({ n: 1, m: 13, prob: 1 })), [120, 130, 140, 150], 'a configured magnitude above 10 too');
+});
+
 test('random erasing writes one rectangle of noise', () => {
   const out = new Float32Array(3 * 32 * 32).fill(5);
   const n = randomErase(out, 0, 32, 32, randomErasing({ p: 1 }), new Rng(3));
@@ -376,6 +523,52 @@ test('mixup and cutmix mix pairs (i, n-1-i) and produce matching soft targets', 
   );
   const off = mixBatch(base(), shape, null, { prob: 0 }, new Rng(0));
   assert.equal(off.lam, 1);
+});
+
+test("mixup and cutmix as timm's Mixup: both images of a pair mixed, the default alphas, cutmix's box", () => {
+  // a stand-in rng: float() for the mix / switch draws, beta() records its alphas and returns λ, int() the box centre
+  const fake = (f: number, lam: number, ints: number[] = []) => {
+    const alphas: number[][] = [];
+    const rng = { float: () => f, beta: (a: number, b: number) => (alphas.push([a, b]), lam), int: () => ints.shift()! } as unknown as Rng;
+    return { rng, alphas };
+  };
+  const shape: [number, number, number, number] = [2, 3, 8, 8];
+  const pair = () => {
+    const x = new Float32Array(2 * 192);
+    x.fill(10, 0, 192);
+    x.fill(50, 192);
+    return x;
+  };
+  // mixup with λ = 0.25: image 0 = 0.25·10 + 0.75·50 = 40, image 1 = 0.25·50 + 0.75·10 = 20
+  const x = pair();
+  let r = fake(0.9, 0.25); // 0.9 < prob 1: mixed; 0.9 ≥ switchProb 0.5: mixup
+  assert.deepEqual(mixBatch(x, shape, null, {}, r.rng), { lam: 0.25, cutmix: false });
+  assert.deepEqual(r.alphas, [[0.8, 0.8]], "timm/MAE fine-tuning's mixup alpha 0.8 by default");
+  assert.ok(x.subarray(0, 192).every((v) => v === 40));
+  assert.ok(x.subarray(192).every((v) => v === 20));
+  // bytes: rounded
+  const bytes = Uint8Array.from({ length: 2 * 192 }, (_, i) => (i < 192 ? 0 : 255));
+  mixBatch(bytes, shape, null, {}, fake(0.9, 0.25).rng);
+  assert.deepEqual([bytes[0], bytes[192]], [191, 64], '0.75·255 = 191.25, 0.25·255 = 63.75');
+  // the mix probability: mixed only when the draw is below it
+  assert.deepEqual(mixBatch(pair(), shape, null, { prob: 0.5 }, fake(0.5, 0.25).rng), { lam: 1, cutmix: false });
+  // cutmix (0.1 < switchProb) with λ = 0.5: cut = ⌊8·√0.5⌋ = 5 rows and columns, the box centre (4, 3)
+  // spans cy − 5//2 .. cy + 5//2 (4 wide, as timm's rand_bbox), λ corrected to 1 − 16/64
+  const y = pair();
+  r = fake(0.1, 0.5, [4, 3]);
+  assert.deepEqual(mixBatch(y, shape, null, {}, r.rng), { lam: 0.75, cutmix: true, box: [2, 6, 1, 5] });
+  assert.deepEqual(r.alphas, [[1, 1]], 'cutmix alpha 1.0 by default');
+  for (let c = 0; c < 3; c++) {
+    for (let yy = 0; yy < 8; yy++) {
+      for (let xx = 0; xx < 8; xx++) {
+        const inBox = yy >= 2 && yy < 6 && xx >= 1 && xx < 5;
+        assert.equal(y[c * 64 + yy * 8 + xx], inBox ? 50 : 10);
+        assert.equal(y[192 + c * 64 + yy * 8 + xx], inBox ? 10 : 50);
+      }
+    }
+  }
+  // a box centred at the corner is clipped to the image: rows 0..2, columns 0..2
+  assert.deepEqual(mixBatch(pair(), shape, null, {}, fake(0.1, 0.5, [0, 0]).rng), { lam: 1 - 4 / 64, cutmix: true, box: [0, 2, 0, 2] });
 });
 
 test('WebAssembly SIMD kernels match the TypeScript kernels', { skip: !simdAvailable() && 'no WebAssembly SIMD' }, () => {
