@@ -483,6 +483,60 @@ test('random erasing writes one rectangle of noise', () => {
   assert.equal(randomErase(none, 0, 2, 2, randomErasing({ p: 0 }), new Rng(3)), 0);
 });
 
+test("random erasing as timm's: an area divided among `count` regions, regions strictly smaller than the image, 'rand' one colour per channel", () => {
+  const zeros = (b: Float32Array, c: number) => b.subarray(c * 256, (c + 1) * 256).filter((v) => v === 0).length;
+  // count 2 of half the 16×16 area: two 8×8 squares of zeros (a quarter each), not two of half the area
+  for (let s = 0; s < 5; s++) {
+    const b = new Float32Array(3 * 256).fill(5);
+    assert.equal(randomErase(b, 0, 16, 16, randomErasing({ p: 1, scale: [0.5, 0.5], ratio: [1, 1], mode: 'const', count: 2 }), new Rng(s)), 2);
+    const z = zeros(b, 0);
+    assert.ok(z >= 64 && z <= 128, `seed ${s}: ${z} zeros`);
+    for (let y = 0; y < 16; y++) {
+      for (let x = 0; x < 16; x++) {
+        // every erased pixel lies in an 8×8 block of erased pixels
+        if (b[y * 16 + x] !== 0) continue;
+        let inSquare = false;
+        for (let t = Math.max(0, y - 7); t <= Math.min(8, y) && !inSquare; t++) {
+          for (let l = Math.max(0, x - 7); l <= Math.min(8, x) && !inSquare; l++) {
+            let all = true;
+            for (let yy = t; yy < t + 8 && all; yy++) for (let xx = l; xx < l + 8 && all; xx++) all = b[yy * 16 + xx] === 0;
+            inSquare = all;
+          }
+        }
+        assert.ok(inSquare, `seed ${s}: pixel ${x},${y}`);
+      }
+    }
+  }
+  // the whole image (8×8 of 8×8) never fits timm's `w < img_w and h < img_h`: nothing erased
+  const whole = new Float32Array(3 * 64).fill(5);
+  assert.equal(randomErase(whole, 0, 8, 8, randomErasing({ p: 1, scale: [1, 1], ratio: [1, 1] }), new Rng(0)), 0);
+  assert.ok(whole.every((v) => v === 5));
+  // 'rand': one normal value per channel over the region (timm's _get_pixels with rand_color)
+  const r = new Float32Array(3 * 256).fill(5);
+  assert.equal(randomErase(r, 0, 16, 16, randomErasing({ p: 1, scale: [0.25, 0.25], ratio: [1, 1], mode: 'rand' }), new Rng(1)), 1);
+  const colours = [0, 1, 2].map((c) => [...new Set(r.subarray(c * 256, (c + 1) * 256).filter((v) => v !== 5))]);
+  for (const c of colours) assert.equal(c.length, 1, `one colour per channel: ${c.length}`);
+  assert.equal(new Set(colours.flat()).size, 3, `three different channel colours: ${colours}`);
+  assert.ok(!colours.flat().includes(0));
+});
+
+test("random erasing: the region's height is √(area·ratio), its width √(area/ratio); erased when the draw is at most p", () => {
+  // ratio 4 of 64 pixels on 32×32: 16 rows × 4 columns
+  const b = new Float32Array(3 * 1024).fill(5);
+  assert.equal(randomErase(b, 0, 32, 32, randomErasing({ p: 1, scale: [1 / 16, 1 / 16], ratio: [4, 4], mode: 'const' }), new Rng(2)), 1);
+  const rows = new Set<number>();
+  const cols = new Set<number>();
+  for (let i = 0; i < 1024; i++) {
+    if (b[i] !== 0) continue;
+    rows.add(i >> 5);
+    cols.add(i & 31);
+  }
+  assert.deepEqual([rows.size, cols.size], [16, 4]);
+  // timm: `if random.random() > self.probability: return`, so a draw equal to p erases
+  const fake = { float: () => 0.5, uniform: (lo: number) => lo, int: () => 0, normal: () => 1 } as unknown as Rng;
+  assert.equal(randomErase(new Float32Array(3 * 64), 0, 8, 8, randomErasing({ p: 0.5 }), fake), 1);
+});
+
 test('mixup and cutmix mix pairs (i, n-1-i) and produce matching soft targets', () => {
   const n = 4;
   const shape: [number, number, number, number] = [n, 3, 8, 8];
