@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import { readSafetensorsHeader } from '../../src/io';
+import { loadTensors, readSafetensorsHeader } from '../../src/io';
 import { PICKLE_LIMITS, unpickle } from '../../src/io/pickle';
 
 const PICKLE = join(__dirname, '..', '..', 'src', 'io', 'pickle.js');
@@ -60,6 +60,60 @@ function zipOf(entries: Record<string, Buffer>, zip64Size: Record<string, number
 
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 const GLOBAL_V2 = Buffer.from('ctorch._tensor\n_rebuild_from_type_v2\n', 'latin1');
+
+/** A BINUNICODE string. */
+function str(s: string): Buffer {
+  const n = Buffer.alloc(4);
+  n.writeUInt32LE(s.length);
+  return Buffer.concat([hex('58'), n, Buffer.from(s, 'latin1')]);
+}
+
+/** A non-negative integer as an 8-byte LONG1. */
+function long(x: number | bigint): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(BigInt(x));
+  return Buffer.concat([hex('8a 08'), b]);
+}
+
+/** A tuple of integers. */
+const tuple = (xs: (number | bigint)[]): Buffer => Buffer.concat([hex('28'), ...xs.map(long), hex('74')]);
+
+interface FloatTensorPkl {
+  /** The storage: its key (data/<key>) and its size in elements. */
+  key: string;
+  numel: number;
+  /** Where the tensor starts in it, in elements, and its size and stride. */
+  offset: number;
+  shape: (number | bigint)[];
+  stride: (number | bigint)[];
+}
+
+/** A data.pkl as torch.save writes one: a dict of float32 tensors, each rebuilt by _rebuild_tensor_v2 from a FloatStorage. */
+function statePkl(tensors: Record<string, FloatTensorPkl>): Buffer {
+  const items = Object.entries(tensors).map(([name, t]) =>
+    Buffer.concat([
+      str(name),
+      Buffer.from('ctorch._utils\n_rebuild_tensor_v2\n', 'latin1'),
+      hex('28 28'),
+      str('storage'),
+      Buffer.from('ctorch\nFloatStorage\n', 'latin1'),
+      str(t.key),
+      str('cpu'),
+      long(t.numel),
+      hex('74 51'),
+      long(t.offset),
+      tuple(t.shape),
+      tuple(t.stride),
+      hex('89'),
+      Buffer.from('ccollections\nOrderedDict\n', 'latin1'),
+      hex('29 52 74 52 73'),
+    ]),
+  );
+  return Buffer.concat([hex('8002 7d'), ...items, hex('2e')]);
+}
+
+/** float32 values as bytes (little-endian). */
+const f32 = (...xs: number[]): Buffer => Buffer.from(new Float32Array(xs).buffer);
 
 /** Runs `code` (given `unpickle` and `io`) in a child: a loop or a quadratic read must fail the test, not hang it. */
 function inChild(code: string): { out: string; signal: NodeJS.Signals | null } {
@@ -151,35 +205,7 @@ test('pickle: values on the stack, marks and memo entries count against the valu
 
 test('a tensor of shape [2^52, 2^52, 0] is refused at the header (zero bytes, but libtorch overflows counting its elements)', () => {
   const path = join(root, 'huge-empty.pth');
-  const str = (s: string) => {
-    const n = Buffer.alloc(4);
-    n.writeUInt32LE(s.length);
-    return Buffer.concat([hex('58'), n, Buffer.from(s, 'latin1')]);
-  };
-  const tuple = (xs: bigint[]) => {
-    const longs = xs.map((x) => {
-      const b = Buffer.alloc(8);
-      b.writeBigUInt64LE(x);
-      return Buffer.concat([hex('8a 08'), b]);
-    });
-    return Buffer.concat([hex('28'), ...longs, hex('74')]);
-  };
-  const pkl = Buffer.concat([
-    hex('8002 7d'),
-    str('w'),
-    Buffer.from('ctorch._utils\n_rebuild_tensor_v2\n', 'latin1'),
-    hex('28 28'),
-    str('storage'),
-    Buffer.from('ctorch\nFloatStorage\n', 'latin1'),
-    str('0'),
-    str('cpu'),
-    hex('4b00 74 51 4b00'),
-    tuple([1n << 52n, 1n << 52n, 0n]),
-    tuple([0n, 0n, 1n]),
-    hex('89'),
-    Buffer.from('ccollections\nOrderedDict\n', 'latin1'),
-    hex('29 52 74 52 73 2e'),
-  ]);
+  const pkl = statePkl({ w: { key: '0', numel: 0, offset: 0, shape: [1n << 52n, 1n << 52n, 0n], stride: [0, 0, 1] } });
   writeFileSync(path, zipOf({ 'h/data.pkl': pkl, 'h/data/0': Buffer.alloc(0) }));
   assert.throws(
     () => readSafetensorsHeader(path),
@@ -214,4 +240,128 @@ test('a .pth that is neither zip nor safetensors is named as not a torch.save fi
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("a tensor that runs past the end of its storage is refused at the header (the next entry's bytes would load as its weights: the CRC covers the storage only)", () => {
+  const path = join(root, 'past-storage.pth');
+  const write = (w: FloatTensorPkl): void => writeFileSync(path, zipOf({ 's/data.pkl': statePkl({ w }), 's/data/0': f32(1.5, 2.5), 's/data/1': f32(7, 8) }));
+  write({ key: '0', numel: 2, offset: 1, shape: [1], stride: [1] }); // element 1 of 2: inside
+  const { tensors } = loadTensors(path);
+  assert.deepEqual(Array.from(tensors.get('w')!.toFloat32Array()), [2.5]);
+  for (const t of tensors.values()) t.dispose();
+  for (const [offset, n] of [
+    [1, 2],
+    [0, 3],
+  ]) {
+    write({ key: '0', numel: 2, offset, shape: [n], stride: [1] });
+    assert.throws(
+      () => readSafetensorsHeader(path),
+      (e: Error) => e.message === `${path}: tensor 'w' (${n} at element ${offset}) lies outside its storage of 8 bytes`,
+      `${n} elements from element ${offset}`,
+    );
+  }
+});
+
+test('a file saved on a big-endian machine (its byteorder entry says so) is refused, not read byte-swapped', () => {
+  const path = join(root, 'order.pth');
+  const pkl = statePkl({ w: { key: '0', numel: 1, offset: 0, shape: [1], stride: [1] } });
+  writeFileSync(path, zipOf({ 'o/data.pkl': pkl, 'o/byteorder': Buffer.from('little'), 'o/data/0': f32(1.5) }));
+  assert.deepEqual(readSafetensorsHeader(path).tensors.get('w')!.shape, [1]);
+  writeFileSync(path, zipOf({ 'o/data.pkl': pkl, 'o/byteorder': Buffer.from('big'), 'o/data/0': f32(1.5) }));
+  assert.throws(
+    () => readSafetensorsHeader(path),
+    (e: Error) => e.message === `${path}: saved on a big-endian machine; only little-endian files are read`,
+  );
+});
+
+test('an entry whose local header is not one (its signature damaged) is refused naming the entry', () => {
+  const path = join(root, 'local-header.pth');
+  const pkl = statePkl({ w: { key: '0', numel: 1, offset: 0, shape: [1], stride: [1] } });
+  for (const [entry, named] of [
+    ['l/data.pkl', 'l/data.pkl'],
+    ['l/data/0', 'data/0'],
+  ]) {
+    // (an entry before them: a damaged first header is no longer a zip archive at all)
+    const zip = zipOf({ 'l/.format_version': Buffer.from('1'), 'l/data.pkl': pkl, 'l/data/0': f32(1.5) });
+    const at = zip.indexOf(entry) - 30;
+    assert.equal(zip.readUInt32LE(at), 0x04034b50, `the local header of ${entry}`);
+    zip.writeUInt32LE(0, at);
+    writeFileSync(path, zip);
+    assert.throws(
+      () => readSafetensorsHeader(path),
+      (e: Error) => e.message === `${path}: entry ${named} has a broken local header`,
+      entry,
+    );
+  }
+});
+
+/** `zip` (from zipOf) with a zip64 end of central directory record and its locator before its end record, giving `dir`. */
+function withZip64End(zip: Buffer, dir: { count: number; size: number; offset: number }): Buffer {
+  const body = zip.subarray(0, zip.length - 22);
+  const record = Buffer.alloc(56);
+  record.writeUInt32LE(0x06064b50, 0);
+  record.writeBigUInt64LE(44n, 4);
+  record.writeBigUInt64LE(BigInt(dir.count), 24);
+  record.writeBigUInt64LE(BigInt(dir.count), 32);
+  record.writeBigUInt64LE(BigInt(dir.size), 40);
+  record.writeBigUInt64LE(BigInt(dir.offset), 48);
+  const locator = Buffer.alloc(20);
+  locator.writeUInt32LE(0x07064b50, 0);
+  locator.writeBigUInt64LE(BigInt(body.length), 8);
+  locator.writeUInt32LE(1, 16);
+  return Buffer.concat([body, record, locator, zip.subarray(zip.length - 22)]);
+}
+
+test('a zip central directory that lies outside the file, or counts more entries than it can hold, is refused before it is allocated', () => {
+  const path = join(root, 'cdir.pth');
+  const zip = zipOf({ 'c/data.pkl': hex('80027d2e') });
+  const end = zip.length - 22;
+  const dir = { count: zip.readUInt16LE(end + 10), size: zip.readUInt32LE(end + 12), offset: zip.readUInt32LE(end + 16) };
+  const refused = (e: Error) => e.message === `${path}: the zip central directory lies outside the file`;
+  // the directory as it is, in both forms, is read (an empty dict: no state dict)
+  for (const good of [zip, withZip64End(zip, dir)]) {
+    writeFileSync(path, good);
+    assert.throws(() => readSafetensorsHeader(path), /without a state dict: it holds an empty dict/);
+  }
+  const patched = (at: number, write: (b: Buffer) => void): Buffer => {
+    const b = Buffer.from(zip);
+    write(b.subarray(end + at));
+    return b;
+  };
+  for (const [what, bytes] of [
+    ['an offset past the end', patched(16, (b) => b.writeUInt32LE(zip.length + 100))],
+    ['65535 entries in a directory of one', patched(10, (b) => b.writeUInt16LE(65535))],
+    ['zip64: 2^40 entries', withZip64End(zip, { ...dir, count: 2 ** 40 })],
+  ] as const) {
+    writeFileSync(path, bytes);
+    assert.throws(() => readSafetensorsHeader(path), refused, what);
+  }
+  // a zip64 directory size of 200 MB in a file of 200 bytes: refused without allocating it
+  writeFileSync(path, withZip64End(zip, { ...dir, size: 200 << 20 }));
+  const r = inChild(
+    `const before = process.resourceUsage().maxRSS;
+     try { io.readSafetensorsHeader(${JSON.stringify(path)}) } catch (e) { console.log(e.message) }
+     console.log(Math.round((process.resourceUsage().maxRSS - before) / 1024))`,
+  );
+  const [message, grownMb] = r.out.split('\n');
+  assert.equal(message, `${path}: the zip central directory lies outside the file`);
+  assert.ok(Number(grownMb) < 64, `the read grew the memory by ${grownMb} MB`);
+});
+
+test('a tensor whose stride has another length than its size is refused at the header', () => {
+  const path = join(root, 'stride.pth');
+  writeFileSync(path, zipOf({ 'd/data.pkl': statePkl({ w: { key: '0', numel: 2, offset: 0, shape: [2], stride: [1, 5] } }), 'd/data/0': f32(1, 2) }));
+  assert.throws(
+    () => readSafetensorsHeader(path),
+    (e: Error) => e.message === `${path}: tensor 'w' has a size and a stride of different lengths`,
+  );
+});
+
+test('a data.pkl over 256 MB is refused by its size, before it is read', () => {
+  const path = join(root, 'huge-pkl.pth');
+  writeFileSync(path, zipOf({ 'big/data.pkl': hex('80027d2e') }, { 'big/data.pkl': 300 << 20 }));
+  assert.throws(
+    () => readSafetensorsHeader(path),
+    (e: Error) => e.message === `${path}: data.pkl of ${300 << 20} bytes is not a state dict's`,
+  );
 });
