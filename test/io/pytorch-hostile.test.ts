@@ -348,6 +348,50 @@ test('a zip central directory that lies outside the file, or counts more entries
   assert.ok(Number(grownMb) < 64, `the read grew the memory by ${grownMb} MB`);
 });
 
+test('pickle: every truncation of a pickle is refused as ending inside an instruction (Python: "pickle data was truncated")', () => {
+  const hooks = { call: () => null, persistentLoad: () => null };
+  // pickle.dumps({'a': 'text', 'b': 258, 'c': 1.5}, protocol=2)
+  const whole = hex('80027d7100285801000000617101580400000074657874710258010000006271034d02015801000000637104473ff8000000000000752e');
+  assert.deepEqual(
+    unpickle(whole, 'x.pkl', hooks),
+    new Map<string, unknown>([
+      ['a', 'text'],
+      ['b', 258],
+      ['c', 1.5],
+    ]),
+  );
+  for (let n = 0; n < whole.length; n++) {
+    assert.throws(
+      () => unpickle(whole.subarray(0, n), 'x.pkl', hooks),
+      (e: Error) => e.message === 'x.pkl: the pickle ends inside an instruction',
+      `cut after ${n} bytes`,
+    );
+  }
+});
+
+test('pickle: a memo entry never stored, or a pop below the last mark, is refused (as by Python), not read as undefined or as a value outside the mark', () => {
+  const hooks = { call: () => null, persistentLoad: () => null };
+  const read = (h: string): unknown => unpickle(hex(h), 'x.pkl', hooks);
+  assert.equal(read('8002 4b07 7105 30 6805 2e'), 7, 'BINPUT 5, POP, BINGET 5');
+  assert.equal(read('8002 4b07 7205000000 30 6a05000000 2e'), 7, 'LONG_BINPUT 5, POP, LONG_BINGET 5');
+  for (const h of ['8002 6805 2e', '8002 6a05000000 2e', '8002 4b07 7104 30 6805 2e']) {
+    assert.throws(
+      () => read(h),
+      (e: Error) => e.message === 'x.pkl: the pickle refers to memo 5, never stored',
+      h,
+    );
+  }
+  // BININT1 1, MARK, then STOP / POP / TUPLE1 / SETITEM: each takes the 1 that lies below the mark (Python refuses each)
+  assert.deepEqual(read('8002 4b01 28 4b02 85 2e'), [2], 'TUPLE1 of the value above the mark');
+  for (const h of ['8002 4b01 28 2e', '8002 4b01 28 30 74 2e', '8002 4b01 28 85 2e', '8002 7d 4b01 28 4b02 73 2e']) {
+    assert.throws(
+      () => read(h),
+      (e: Error) => e.message === 'x.pkl: the pickle pops an empty stack',
+      h,
+    );
+  }
+});
+
 test('a tensor whose stride has another length than its size is refused at the header', () => {
   const path = join(root, 'stride.pth');
   writeFileSync(path, zipOf({ 'd/data.pkl': statePkl({ w: { key: '0', numel: 2, offset: 0, shape: [2], stride: [1, 5] } }), 'd/data/0': f32(1, 2) }));
