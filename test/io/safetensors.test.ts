@@ -287,6 +287,35 @@ test('atomic write: a failing producer leaves the old file and no temporary file
   fs.rmSync(dir, { recursive: true });
 });
 
+test('a lazy tensor whose dtype or shape changes after its header was written is refused, and no file is left (its bytes would not match the header)', () => {
+  const dir = tmpDir();
+  const file = path.join(dir, 'lazy.safetensors');
+  // its producer grows its own shape: 16 bytes under a header that says 8
+  const shape = [2];
+  const grows = {
+    dtype: 'float32' as DType,
+    shape,
+    data: () => {
+      shape.push(2);
+      return new Uint8Array(16);
+    },
+  };
+  assert.throws(() => writeSafetensors(file, { a: entry('int8', [3]), b: grows }), /tensor 'b': produced float32 \[2,2\] but declared float32 \[2\]/);
+  // the producer of 'a' retypes 'b': int32 bytes of the same size under a header that says float32
+  const b = { dtype: 'float32' as DType, shape: [2], data: () => new Uint8Array(8) };
+  const a = {
+    dtype: 'int8' as DType,
+    shape: [1],
+    data: () => {
+      b.dtype = 'int32';
+      return new Uint8Array(1);
+    },
+  };
+  assert.throws(() => writeSafetensors(file, { a, b }), /tensor 'b': produced int32 \[2\] but declared float32 \[2\]/);
+  assert.deepEqual(fs.readdirSync(dir), []);
+  fs.rmSync(dir, { recursive: true });
+});
+
 test('writer validation', () => {
   const dir = tmpDir();
   const file = path.join(dir, 'v.safetensors');
