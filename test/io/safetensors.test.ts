@@ -409,6 +409,19 @@ test('reader rejects malformed files with clear errors', () => {
   fs.rmSync(dir, { recursive: true });
 });
 
+test('a header longer than 100 MB is refused by its length, before it is read (a sparse file: nothing is written)', () => {
+  const dir = tmpDir();
+  const f = path.join(dir, 'long-header.safetensors');
+  const prefix = Buffer.alloc(8);
+  prefix.writeBigUInt64LE(100_000_008n);
+  fs.writeFileSync(f, prefix);
+  fs.truncateSync(f, 8 + 100_000_008);
+  const re = /long-header\.safetensors: header length 100000008 exceeds the 100000000-byte limit/;
+  assert.throws(() => readSafetensorsHeader(f), re);
+  assert.throws(() => new SafetensorsReader(f), re);
+  fs.rmSync(dir, { recursive: true });
+});
+
 test('float16 / bfloat16 conversions round to nearest even', () => {
   const bf = (x: number) => new DataView(float32ToBfloat16Bytes([x]).buffer).getUint16(0, true);
   assert.equal(bf(1), 0x3f80);
