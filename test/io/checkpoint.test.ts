@@ -1,0 +1,83 @@
+// A checkpoint folder (src/io/checkpoint.ts) read directly: readCheckpoint verifies what it loads itself,
+// and a changed or missing file, or NaN/Inf in the weights or the optimiser state, is refused naming the
+// file, by verifyCheckpoint and by readCheckpoint alike.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as torch from '../../src/torch';
+import { CheckpointManager } from '../../src/run/checkpoints';
+import { CHECKPOINT_FILES, NonFiniteTensorError, readCheckpoint, verifyCheckpoint, type LoadedCheckpoint } from '../../src/io';
+
+const root = mkdtempSync(join(tmpdir(), 'semaim-ckpt-'));
+process.on('exit', () => rmSync(root, { recursive: true, force: true }));
+
+/** A checkpoint of step 7 as a run writes it: model.safetensors {w}, optimizer.safetensors {m}, state.json with their hashes. */
+function checkpoint(name: string, w = [1, 2, 3], m = [0.5, 0.25]): string {
+  const model = new Map([['w', torch.tensor(new Float32Array(w))]]);
+  const extra = new Map([['m', torch.tensor(new Float32Array(m))]]);
+  try {
+    return new CheckpointManager(join(root, name)).save(7, { model, extra, state: { epoch: 1, batch: 0 } });
+  } finally {
+    for (const t of [...model.values(), ...extra.values()]) t.dispose();
+  }
+}
+
+function values(c: LoadedCheckpoint): { w: number[]; m: number[] } {
+  const out = { w: Array.from(c.model.get('w')!.toFloat32Array()), m: Array.from(c.extra.get('m')!.toFloat32Array()) };
+  for (const t of [...c.model.values(), ...c.extra.values()]) t.dispose();
+  return out;
+}
+
+test('readCheckpoint loads an intact checkpoint: its step, weights and optimiser state', () => {
+  const dir = checkpoint('intact');
+  assert.equal(verifyCheckpoint(dir), null);
+  const c = readCheckpoint(dir);
+  assert.equal(c.step, 7);
+  assert.deepEqual(values(c), { w: [1, 2, 3], m: [0.5, 0.25] });
+});
+
+test('a file changed after the checkpoint was written is refused by readCheckpoint itself, not only by verifyCheckpoint', () => {
+  const dir = checkpoint('changed');
+  const weights = join(dir, 'model.safetensors');
+  const bytes = readFileSync(weights);
+  bytes[bytes.length - 1] ^= 0x01; // w[2] = 3 (0x40400000) becomes 12 (0x41400000): a plausible weight, only the hash tells
+  writeFileSync(weights, bytes);
+  const why = 'model.safetensors does not match its recorded SHA-256';
+  assert.equal(verifyCheckpoint(dir), why);
+  assert.throws(
+    () => readCheckpoint(dir),
+    (e: Error) => e.message === `checkpoint ${dir} is not usable: ${why}`,
+  );
+  // what verification stands between: told it was just verified, readCheckpoint reads the changed weight
+  assert.deepEqual(values(readCheckpoint(dir, { verified: true })).w, [1, 2, 12]);
+});
+
+test('a missing file of a checkpoint is named ("X is missing"), by verifyCheckpoint and readCheckpoint (not an ENOENT thrown from a stat)', () => {
+  for (const f of [...CHECKPOINT_FILES, 'state.json']) {
+    const dir = checkpoint(`missing-${f}`);
+    unlinkSync(join(dir, f));
+    assert.equal(verifyCheckpoint(dir), `${f} is missing`, f);
+    assert.throws(
+      () => readCheckpoint(dir),
+      (e: Error) => e.message === `checkpoint ${dir} is not usable: ${f} is missing`,
+      f,
+    );
+  }
+});
+
+test('NaN or Inf in the weights or in an optimiser moment is refused by readCheckpoint, naming the file and tensor (its hashes match: a run that diverged)', () => {
+  for (const [name, w, m, file, tensor] of [
+    ['inf-weight', [1, Infinity, 3], [0.5, 0.25], 'model.safetensors', 'w'],
+    ['nan-moment', [1, 2, 3], [0.5, NaN], 'optimizer.safetensors', 'm'],
+  ] as const) {
+    const dir = checkpoint(name, [...w], [...m]);
+    assert.equal(verifyCheckpoint(dir), null, `${name}: its files are as they were written`);
+    assert.throws(
+      () => readCheckpoint(dir),
+      (e: Error) => e instanceof NonFiniteTensorError && e.message.startsWith(`${join(dir, file)}: tensor '${tensor}' holds 1 NaN/Inf value(s) of`),
+      name,
+    );
+  }
+});
