@@ -1,7 +1,7 @@
 // A small builder for ONNX graphs: nodes are added one by one and return the names of their
 // outputs, so layer code reads like the forward pass it describes. Floating-point weights and
 // constants are stored in the graph's compute type (float32 or float16).
-import { float32ToFloat16Bytes } from '../io/safetensors';
+import { float32ToFloat16Bytes } from '../io/half-float';
 import {
   AttributeProto,
   AttributeType,

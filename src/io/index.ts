@@ -1,4 +1,5 @@
 export * from './safetensors';
+export * from './half-float';
 export * from './tensors';
 export * from './checkpoint';
 export * from './safetensors-rows';

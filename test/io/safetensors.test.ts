@@ -17,11 +17,8 @@ import {
   readSafetensors,
   serializeSafetensors,
   deserializeSafetensors,
-  float32ToBfloat16Bytes,
-  bfloat16BytesToFloat32,
-  float32ToFloat16Bytes,
-  float16BytesToFloat32,
 } from '../../src/io/safetensors';
+import { float32ToBfloat16Bytes, bfloat16BytesToFloat32, float32ToFloat16Bytes, float16BytesToFloat32 } from '../../src/io/half-float';
 
 const ALL: DType[] = ['float64', 'float32', 'float16', 'bfloat16', 'int64', 'int32', 'int16', 'int8', 'uint8', 'bool'];
 const PY = '/usr/bin/python3';
