@@ -112,7 +112,9 @@ function stateProblem(s: Record<string, unknown>, training: boolean): string | n
  * Verifies a checkpoint folder: the fields of its state.json, that `files` lists the checkpoint's
  * files (CHECKPOINT_FILES for 'training', which resumes a run; model.safetensors and any of them
  * present for 'weights', which only reads the model), the digest of state.json itself where it has
- * one, and each file against its SHA-256. Returns why it is not usable, or null.
+ * one, and each file it lists against its SHA-256: a listed file that is gone is reported for either
+ * kind (a folder whose optimizer.safetensors was deleted no longer matches its state.json). Returns why
+ * it is not usable, or null.
  */
 export function verifyCheckpoint(dir: string, kind: 'training' | 'weights' = 'training'): string | null {
   const statePath = join(dir, 'state.json');
