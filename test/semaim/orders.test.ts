@@ -170,6 +170,57 @@ test('multicenter finds separated peaks and orders by distance to the nearest', 
   assert.deepEqual((single.valid.tolist() as number[][])[0].slice(0, 2), [1, 0]);
 });
 
+/** A flat 6×6 map (0.01) with peaks {patch index: height}. */
+function peaks(at: Record<number, number>): torch.Tensor {
+  const v = new Array<number>(N).fill(0.01);
+  for (const [i, h] of Object.entries(at)) v[Number(i)] = h;
+  return torch.tensor([v], { shape: [1, N] });
+}
+
+/** Euclidean distance (in patches) from every patch of the 6×6 grid to the nearest of the given centres. */
+function nearestDistance(centres: number[]): number[] {
+  return Array.from({ length: N }, (_, i) => Math.min(...centres.map((c) => Math.hypot(Math.floor(i / 6) - Math.floor(c / 6), (i % 6) - (c % 6)))));
+}
+
+function assertClose(got: number[], want: number[], what: string): void {
+  want.forEach((w, i) => assert.ok(Math.abs(got[i] - w) < 1e-5, `${what}: patch ${i} has ${got[i]}, expected ${w}`));
+}
+
+test('multicenter suppression: strictly closer than minDistance, only by a kept centre; dropped centres give no distance', () => {
+  const flat = { filter: false, lambda: 0 };
+  // Two peaks exactly minDistance = 3 apart ((1,0) and (1,3)): 3 < 3 is false, both are centres.
+  const exact = multicenterOrder(peaks({ 6: 1, 9: 0.9 }), grid, { ...flat, k: 2, minRelHeight: 0, minDistance: 3 });
+  assert.deepEqual(rows(exact.centers)[0], [6, 9]);
+  assert.deepEqual(rows(exact.valid)[0].map(Number), [1, 1]);
+  // A chain A (0,0) > B (0,2) > C (0,4) with minDistance 2.5: A suppresses B; B, suppressed, does not
+  // suppress C (4 from A), so the centres are A and C.
+  const chain = multicenterOrder(peaks({ 0: 1, 2: 0.9, 4: 0.8 }), grid, { ...flat, k: 3, minRelHeight: 0, minDistance: 2.5 });
+  assert.deepEqual(rows(chain.centers)[0], [0, 2, 4]);
+  assert.deepEqual(rows(chain.valid)[0].map(Number), [1, 0, 1]);
+  assertClose(rows(chain.order)[0], nearestDistance([0, 4]), 'chain');
+  // A third peak below minRelHeight (0.2 < 0.5 × 1) is no centre: patch 35 is √8 from (3,3), not 0.
+  const low = multicenterOrder(peaks({ 0: 1, 21: 0.9, 35: 0.2 }), grid, { ...flat, k: 3, minRelHeight: 0.5, minDistance: 0 });
+  assert.deepEqual(rows(low.valid)[0].map(Number), [1, 1, 0]);
+  assertClose(rows(low.order)[0], nearestDistance([0, 21]), 'low peak');
+});
+
+test("orderFromConfig's multicenter order honours k and minDistance (what pre-training uses)", () => {
+  const S = peaks({ 0: 1, 2: 0.9, 35: 0.8 });
+  const o = (k: number, minDistance: number): OrderConfig => ({
+    type: 'multicenter',
+    source: 'online',
+    k,
+    minRelHeight: 0,
+    minDistance,
+    filter: false,
+    lambda: 0,
+  });
+  // k 3, minDistance 3: (0,2) is 2 from (0,0) and suppressed; the centres are patches 0 and 35.
+  assertClose(rows(orderFromConfig(o(3, 3), 1, grid, S))[0], nearestDistance([0, 35]), 'k 3, minDistance 3');
+  assertClose(rows(orderFromConfig(o(3, 1), 1, grid, S))[0], nearestDistance([0, 2, 35]), 'k 3, minDistance 1');
+  assertClose(rows(orderFromConfig(o(1, 3), 1, grid, S))[0], nearestDistance([0]), 'k 1');
+});
+
 test('similarity order is 1 − S and similarity maps are normalised', () => {
   torch.manualSeed(4);
   const tokens = torch.randn([2, 1 + N, 8]);
