@@ -18,6 +18,9 @@ import {
   encoderSimilarity,
   strictOrder,
   DecoderBlock,
+  pixelTargets,
+  patchify,
+  unpatchify,
 } from '../../src/semaim';
 import { DropPath } from '../../src/nn';
 
@@ -364,4 +367,25 @@ test('under bf16 autocast the targets and the loss stay float32, and the loss is
     assert.ok(rel < 0.02, `bf16 loss differs from fp32 by ${rel}`);
   });
   model.dispose();
+});
+
+test("pixel targets: normPix false gives the raw patches, MAE's (row, col, channel) layout; unpatchify inverts patchify", () => {
+  torch.manualSeed(0);
+  const img = torch.rand([1, 3, 8, 8]);
+  const raw = pixelTargets(img, { patchSize: 4, normPix: false, blur: false, blurKernel: 9, blurSigma: 1 });
+  const x = img.tolist() as number[][][][];
+  // patch 1 = (row 0, col 1); element (i, j, c) at (i·4 + j)·3 + c is pixel x[c][i][4 + j]
+  const p1 = (raw.tolist() as number[][][])[0][1];
+  for (const [i, j, c] of [
+    [0, 0, 0],
+    [1, 2, 1],
+    [3, 3, 2],
+  ])
+    assert.equal(p1[(i * 4 + j) * 3 + c], x[0][c][i][4 + j]);
+  assert.equal(raw.sub(patchify(img, 4)).abs().max().item(), 0);
+  const norm = pixelTargets(img, { patchSize: 4, normPix: true, blur: false, blurKernel: 9, blurSigma: 1 });
+  assert.ok(norm.mean(-1).abs().max().item() < 1e-5, 'normPix true: every patch has mean 0');
+  // a non-symmetric image (values 0..191) of a 4×4 grid of 2×2 patches comes back unchanged
+  const ramp = torch.arange(0, 3 * 8 * 8, 1, { dtype: 'float32' }).reshape(1, 3, 8, 8);
+  assert.equal(unpatchify(patchify(ramp, 2), 2, 3).sub(ramp).abs().max().item(), 0);
 });
