@@ -389,3 +389,77 @@ test("pixel targets: normPix false gives the raw patches, MAE's (row, col, chann
   const ramp = torch.arange(0, 3 * 8 * 8, 1, { dtype: 'float32' }).reshape(1, 3, 8, 8);
   assert.equal(unpatchify(patchify(ramp, 2), 2, 3).sub(ramp).abs().max().item(), 0);
 });
+
+test("makeOrder with order source 'ema' reads the EMA encoder's map, not the online model's", () => {
+  torch.manualSeed(0);
+  const base = { imgSize: 32, patchSize: 8, depth: 2, embedDim: 32, numHeads: 2, decoderDepth: 1 };
+  const cfg = makeConfig('vit_tiny', { ...base, order: { type: 'similarity', source: 'ema' } });
+  const model = new SemAIM(cfg).initWeights(1);
+  const ema = new VisionTransformer(cfg).initWeights(2);
+  torch.scope(() => {
+    const images = torch.randn([2, 3, 32, 32]);
+    const S = model.makeOrder(images, { ema, noise: torch.zeros([2, 16]) }).similarity!;
+    // the same map from a SemAIM holding the EMA weights, reading itself (source 'online')
+    const holder = new SemAIM({ ...cfg, order: { type: 'similarity', source: 'online' } });
+    holder.loadStateDict(new Map([...model.stateDict()].map(([k, v]) => [k, ema.stateDict().get(k) ?? v])));
+    assert.ok(S.sub(holder.makeOrder(images).similarity!).abs().max().item() < 1e-6);
+    assert.ok(S.sub(encoderSimilarity(model, images)).abs().max().item() > 1e-3, 'the online map differs');
+    holder.dispose();
+  });
+  model.dispose();
+  ema.dispose();
+});
+
+test('the similarity pass runs in eval mode (no stochastic depth) and leaves a training model training', () => {
+  torch.manualSeed(0);
+  const cfg = makeConfig('vit_tiny', {
+    imgSize: 32,
+    patchSize: 8,
+    depth: 2,
+    embedDim: 32,
+    numHeads: 2,
+    decoderDepth: 1,
+    dropPath: 0.5,
+    order: { type: 'similarity', source: 'online' },
+  });
+  const model = new SemAIM(cfg).initWeights(1);
+  model.train();
+  torch.scope(() => {
+    const images = torch.randn([2, 3, 32, 32]);
+    const s1 = model.makeOrder(images).similarity!;
+    const s2 = model.makeOrder(images).similarity!;
+    assert.equal(s1.sub(s2).abs().max().item(), 0, 'no path dropped: two passes agree');
+    assert.equal(model.training, true);
+    assert.ok(
+      [...model.blocks].every((b) => b.training && b.dropPath.training),
+      'every block is back in training mode',
+    );
+    model.eval();
+    assert.ok(s1.sub(model.makeOrder(images).similarity!).abs().max().item() < 1e-6, 'the map of the model in eval mode');
+  });
+  model.dispose();
+});
+
+test("the teacher's similarity map is min-max normalised: 0 to 1 in every image", () => {
+  torch.manualSeed(0);
+  const tcfg = { imgSize: 32, patchSize: 8, depth: 1, embedDim: 16, numHeads: 2 };
+  const cfg = makeConfig('vit_tiny', {
+    imgSize: 32,
+    patchSize: 8,
+    depth: 2,
+    embedDim: 32,
+    numHeads: 2,
+    decoderDepth: 1,
+    target: { type: 'features', teacher: 'x.safetensors', teacherConfig: tcfg },
+    order: { type: 'similarity', source: 'teacher' },
+  });
+  const model = new SemAIM(cfg).initWeights(1);
+  model.teacher = new VisionTransformer(tcfg).initWeights(3);
+  torch.scope(() => {
+    const S = model.makeOrder(torch.randn([2, 3, 32, 32])).similarity!;
+    for (const v of S.amin(1).tolist() as number[]) assert.ok(Math.abs(v) < 1e-6, `min ${v}`);
+    for (const v of S.amax(1).tolist() as number[]) assert.ok(Math.abs(v - 1) < 1e-6, `max ${v}`);
+  });
+  model.teacher.dispose();
+  model.dispose();
+});
