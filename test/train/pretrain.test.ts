@@ -337,6 +337,17 @@ test('a resumed run moves a checkpoint holding NaN/Inf values aside and goes on 
   rmSync(dir, { recursive: true, force: true });
 });
 
+test('--blr scales by the effective batch, accumulated steps included: lr = blr × batch × accumIter / 256', async () => {
+  // No warm-up and a cosine over 1000 epochs: the lr of the first steps is the peak (to 3e-6 of it).
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-accum-lr-'));
+  await pretrain(options(dir, { accumIter: 2, blr: 1e-3, warmupEpochs: 0, epochs: 1000, maxSteps: 2, logEvery: 1 }), memoryData(16, 4, 1), quiet);
+  const lrs = readMetrics(join(dir, 'metrics.jsonl')).map((r) => r.lr as number);
+  assert.equal(lrs.length, 2);
+  const peak = (1e-3 * 4 * 2) / 256; // 3.125e-5, not the 1.5625e-5 of batch 4 alone
+  for (const lr of lrs) assert.ok(Math.abs(lr - peak) < 1e-4 * peak, `lr ${lr}, expected ${peak}`);
+  rmSync(dir, { recursive: true, force: true });
+});
+
 test('bad configs are refused before any work, naming the key', () => {
   assert.throws(
     () => resolveOptions(PRETRAIN_OPTIONS, { batchSzie: 4 }),
