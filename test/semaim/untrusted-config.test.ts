@@ -92,3 +92,42 @@ test("a checkpoint's model config is checked too (visualize, report, export read
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('target and order settings out of their range are refused, naming the key; a depth override sets the decoder depth', () => {
+  const base = { imgSize: 32, patchSize: 8, depth: 2, embedDim: 32, numHeads: 2, decoderDepth: 1 };
+  const px = { type: 'pixels', normPix: true, blur: true, blurKernel: 9, blurSigma: 1 };
+  const sem = { type: 'semantic', source: 'online', filter: true, lambda: 0.01 };
+  const mc = { type: 'multicenter', source: 'online', k: 2, minRelHeight: 0.5, minDistance: 2, filter: true, lambda: 0.01 };
+  const teacher = { imgSize: 32, patchSize: 8, embedDim: 16, depth: 1, numHeads: 2 };
+  const cases: [Record<string, unknown>, RegExp][] = [
+    [{ target: { ...px, blurKernel: 4 } }, /config 'target\.blurKernel': must be an odd positive integer/],
+    [{ target: { ...px, blurSigma: 0 } }, /config 'target\.blurSigma': must be > 0/],
+    [{ order: { ...sem, lambda: -1 } }, /config 'order\.lambda': must be in \[0, 1e6\], got -1/],
+    [{ order: { ...mc, minRelHeight: 2 } }, /config 'order\.minRelHeight': must be in \[0, 1\]/],
+    [{ order: { ...mc, minRelHeight: -0.1 } }, /config 'order\.minRelHeight': must be in \[0, 1\]/],
+    [{ order: { ...mc, k: 0 } }, /config 'order\.k': must be a positive integer/],
+    [
+      { target: { type: 'features', teacher: 't.safetensors', teacherConfig: { ...teacher, imgSize: 64 } } },
+      /config 'target\.teacherConfig': the teacher must use the same image and patch size/,
+    ],
+    [
+      { target: { type: 'features', teacher: 't.safetensors', teacherConfig: { ...teacher, patchSize: 4 } } },
+      /config 'target\.teacherConfig': the teacher must use the same image and patch size/,
+    ],
+    [{ dropPath: 1 }, /config 'dropPath': must be in \[0, 1\)/],
+  ];
+  for (const [change, message] of cases) assert.throws(() => makeConfig('vit_tiny', { ...base, ...change } as never), message, JSON.stringify(change));
+  // the edges of each range are accepted
+  const edges: Record<string, unknown>[] = [
+    { target: { ...px, blurKernel: 1, blurSigma: 1e-3 } },
+    { order: { ...sem, lambda: 0 } },
+    { order: { ...mc, k: 1, minRelHeight: 0 } },
+    { order: { ...mc, minRelHeight: 1 } },
+    { target: { type: 'features', teacher: 't.safetensors', teacherConfig: teacher } },
+    { dropPath: 0.99 },
+  ];
+  for (const change of edges) makeConfig('vit_tiny', { ...base, ...change } as never);
+  // without a decoderDepth, the decoder is as deep as the (overridden) encoder
+  assert.equal(makeConfig('vit_tiny', { imgSize: 32, patchSize: 8, depth: 2 }).decoderDepth, 2);
+  assert.equal(makeConfig('vit_tiny', { imgSize: 32, patchSize: 8, depth: 3, decoderDepth: 1 }).decoderDepth, 1);
+});
