@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as torch from '../../src/torch';
-import { BatchNorm1d, Conv2d, DropPath, LayerNorm, Linear, Mlp, Module, ModuleList, Sequential, StateDictError, GELU, init } from '../../src/nn';
+import { BatchNorm1d, Conv2d, DropPath, Dropout, LayerNorm, Linear, Mlp, Module, ModuleList, Sequential, StateDictError, GELU, init } from '../../src/nn';
 
 class Block extends Module {
   readonly norm = this.module('norm', new LayerNorm(4, 1e-6));
@@ -64,6 +64,29 @@ test('loadStateDict copies values and reports every mismatch before copying', ()
   bad.delete('blocks.0.norm.weight');
   const r = b.loadStateDict(bad, { strict: false });
   assert.deepEqual(r.missing, ['cls_token', 'blocks.0.norm.weight']);
+  a.dispose();
+  b.dispose();
+});
+
+test('strict loadStateDict refuses a dict with only unexpected keys, naming them, as PyTorch; strict: false reports them', () => {
+  const a = new Net();
+  const b = new Net();
+  const extra = torch.zeros([1]);
+  const sd = new Map([...a.stateDict(), ['head.weight', extra]]);
+  const before = b.blocks.at(0).norm.bias!.toFloat32Array();
+  assert.throws(
+    () => b.loadStateDict(sd),
+    (e: unknown) => {
+      assert.ok(e instanceof StateDictError);
+      assert.deepEqual(e.missing, []);
+      assert.deepEqual(e.unexpected, ['head.weight']);
+      assert.match(e.message, /unexpected: +head\.weight/);
+      return true;
+    },
+  );
+  assert.deepEqual(b.blocks.at(0).norm.bias!.toFloat32Array(), before, 'nothing copied');
+  assert.deepEqual(b.loadStateDict(sd, { strict: false }), { missing: [], unexpected: ['head.weight'] });
+  extra.dispose();
   a.dispose();
   b.dispose();
 });
@@ -153,6 +176,69 @@ test('BatchNorm1d tracks running statistics in training and uses them in eval', 
   const y = bn.forward(x);
   const rv = bn.runningVar.toFloat32Array();
   assert.ok(Math.abs(y.toFloat32Array()[0] - (1 - 1) / Math.sqrt(rv[0] + 1e-5)) < 1e-5);
+  assert.equal(bn.numBatchesTracked.item(), 1, 'a forward in eval counts no batch, as PyTorch');
+});
+
+test("BatchNorm1d's defaults are PyTorch's: momentum 0.1, eps 1e-5", () => {
+  const bn = new BatchNorm1d(2, { affine: false });
+  const x = torch.tensor([
+    [1, 10],
+    [3, 30],
+  ]);
+  bn.forward(x);
+  // torch 1.13: bn = nn.BatchNorm1d(2, affine=False); bn(x) -> running_mean [0.2, 2], running_var [1.1, 20.9]
+  // (0.9·init + 0.1·batch statistic; the running variance takes the unbiased batch variance 2 and 200)
+  const near = (got: Float32Array, want: number[], what: string) =>
+    want.forEach((w, i) => assert.ok(Math.abs(got[i] - w) < 1e-5 * Math.max(1, w), `${what}: ${got}`));
+  near(bn.runningMean.toFloat32Array(), [0.2, 2], 'running mean');
+  near(bn.runningVar.toFloat32Array(), [1.1, 20.9], 'running var');
+  // a batch of biased variance 1e-6: the eps 1e-5 decides the scale; torch 1.13 gives ±0.30151137
+  const tiny = new BatchNorm1d(1, { affine: false });
+  const y = tiny.forward(torch.tensor([[0], [2e-3]])).toFloat32Array();
+  near(Float32Array.from(y, Math.abs), [0.30151137, 0.30151137], 'normalised');
+  assert.ok(y[0] < 0 && y[1] > 0);
+});
+
+test('Dropout zeroes and rescales in training and is the identity in eval', () => {
+  torch.manualSeed(0);
+  const d = new Dropout(0.5);
+  const x = torch.ones([1000]);
+  const y = d.forward(x).toFloat32Array();
+  const zeros = y.filter((v) => v === 0).length;
+  assert.ok(zeros > 400 && zeros < 600, `${zeros} zeros`);
+  assert.ok(y.every((v) => v === 0 || v === 2));
+  d.eval();
+  assert.deepEqual(d.forward(x).toFloat32Array(), x.toFloat32Array());
+});
+
+test("LayerNorm's default eps is PyTorch's 1e-5", () => {
+  // a row of biased variance 6.7e-7, where the eps decides the scale; torch 1.13: nn.LayerNorm(3)(x)
+  const y = new LayerNorm(3).forward(torch.tensor([[0, 1e-3, 2e-3]])).toFloat32Array();
+  const want = [-0.30618623, 0, 0.30618623];
+  want.forEach((w, i) => assert.ok(Math.abs(y[i] - w) < 1e-5, `${y}`));
+});
+
+test("Linear and Conv2d default init: weights and biases uniform within ±1/√fan_in, fan_in being the input side, as PyTorch's", () => {
+  torch.manualSeed(0);
+  const within = (t: torch.Tensor, bound: number, what: string) => {
+    const m = t.abs().max().item();
+    assert.ok(m <= bound && m > 0.95 * bound, `${what}: max |w| ${m}, bound ${bound}`);
+  };
+  // more inputs than outputs and the other way round, so that a fan_in/fan_out swap shows
+  const wide = new Linear(400, 25);
+  within(wide.weight, 1 / 20, 'Linear(400, 25) weight');
+  const narrow = new Linear(25, 400);
+  within(narrow.weight, 1 / 5, 'Linear(25, 400) weight');
+  within(narrow.bias!, 1 / 5, 'Linear(25, 400) bias');
+  // fan_in of a conv weight [out, in, k, k] is in·k²: 16·9 = 144 here (fan_out 4·9 = 36)
+  const conv = new Conv2d(16, 4, 3);
+  within(conv.weight, 1 / 12, 'Conv2d(16, 4, 3) weight');
+  // 1·9 = 9 (fan_out 64·9 = 576)
+  const up = new Conv2d(1, 64, 3);
+  within(up.weight, 1 / 3, 'Conv2d(1, 64, 3) weight');
+  const b = up.bias!.abs().max().item();
+  assert.ok(b <= 1 / 3 && b > 0.7 / 3, `Conv2d(1, 64, 3) bias: max |b| ${b}, bound 1/3`);
+  for (const m of [wide, narrow, conv, up]) m.dispose();
 });
 
 test('DropPath drops whole samples and rescales the kept ones; identity in eval', () => {
