@@ -60,6 +60,11 @@ test('AdamW works on float32 parameters (state in float32)', () => {
 test('AdamW rejects bad input clearly', () => {
   const w = torch.keep(t64([1], true));
   assert.throws(() => new AdamW([['w', w]], { betas: [1, 0.9] }), /beta1/);
+  // torch 1.13 refuses each beta outside [0, 1): 'Invalid beta parameter at index 1: 1.0'
+  assert.throws(() => new AdamW([['w', w]], { betas: [0.9, 1] }), /invalid beta2 1/);
+  assert.throws(() => new AdamW([['w', w]], { betas: [0.9, -0.1] }), /invalid beta2 -0\.1/);
+  assert.throws(() => new AdamW([['w', w]], { betas: [-0.1, 0.9] }), /invalid beta1 -0\.1/);
+  new AdamW([['w', w]], { betas: [0, 0.99999] }).dispose();
   assert.throws(() => new AdamW([['w', w]], { lr: -1 }), /learning rate/);
   assert.throws(() => new AdamW([]), /empty parameter list/);
   assert.throws(() => new AdamW([{ params: [['w', w]] }, { params: [['w', w]] }]), /'w' appears in more than one place/);
