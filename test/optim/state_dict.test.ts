@@ -78,6 +78,29 @@ test('state dict layout: tensors keyed "<state>.<param name>", JSON meta with st
   disposeAll(params.values());
 });
 
+test('stateDict({ clone: true }) is a snapshot: later steps do not change it, and changing it does not change the live state', () => {
+  const c = golden('adamw.json').cases.wd_two_groups as GoldenCase;
+  const params = makeParams(c.initial);
+  const opt = new AdamW(groupSpecs(c, params));
+  runSteps(c, params, opt, 0, 2, TOL, 'adamw');
+  const snap = opt.stateDict({ clone: true });
+  const key = 'exp_avg.head.weight';
+  const live = opt.getState('head.weight')!.tensors.get('exp_avg')!;
+  const at2 = Array.from(live.toFloat64Array());
+  assert.deepEqual(Array.from(snap.tensors.get(key)!.toFloat64Array()), at2);
+  torch.noGrad(() => snap.tensors.get(key)!.fill_(7));
+  assert.deepEqual(Array.from(live.toFloat64Array()), at2, 'the live state is untouched by a change to the snapshot');
+  runSteps(c, params, opt, 2, 3, TOL, 'adamw');
+  assert.notDeepEqual(Array.from(live.toFloat64Array()), at2, 'the step moved the live state');
+  assert.ok(
+    Array.from(snap.tensors.get(key)!.toFloat64Array()).every((v) => v === 7),
+    'the step left the snapshot alone',
+  );
+  disposeAll(snap.tensors.values());
+  opt.dispose();
+  disposeAll(params.values());
+});
+
 test('loadStateDict rejects mismatches clearly and changes nothing', () => {
   const w = torch.keep(
     t64(
