@@ -458,6 +458,51 @@ test("F.normalize takes PyTorch's arguments: (input, p = 2, dim = 1, eps = 1e-12
   });
 });
 
+test('F.normalize: a zero row gives zeros, not NaN; the default eps is 1e-12 (torch 1.13)', () => {
+  noLeak(() => {
+    // torch 1.13: F.normalize([[3e-7, 4e-7], [0, 0]]) -> [[0.6, 0.8], [0, 0]]; with eps=1e-6 the first row is [0.3, 0.4]
+    const x = torch.tensor([
+      [3e-7, 4e-7],
+      [0, 0],
+    ]);
+    assertClose(F.normalize(x), [0.6, 0.8, 0, 0], 1e-6);
+    assertClose(F.normalize(x, 2, 1, 1e-6), [0.3, 0.4, 0, 0], 1e-6);
+  });
+});
+
+test("functional defaults are PyTorch 1.13's: batchNorm (eval, momentum 0.1, eps 1e-5), dropout p in [0, 1], crossEntropy ignoreIndex -100, cosineSimilarity eps 1e-8", () => {
+  noLeak(() => {
+    const x = torch.tensor([
+      [1, 10],
+      [3, 30],
+    ]);
+    const rm = torch.zeros([2]);
+    const rv = torch.ones([2]);
+    // torch 1.13: F.batch_norm(x, rm, rv) normalises with the running statistics and leaves them alone
+    assertClose(F.batchNorm(x, rm, rv), [0.999995, 9.99995, 2.999985, 29.99985], 1e-5);
+    assertClose(rm, [0, 0], 0);
+    assertClose(rv, [1, 1], 0);
+    // torch 1.13: F.batch_norm(x, rm, rv, training=True) -> running mean [0.2, 2], running var [1.1, 20.9]
+    F.batchNorm(x, rm, rv, { training: true });
+    assertClose(rm, [0.2, 2], 1e-6);
+    assertClose(rv, [1.1, 20.9], 1e-5);
+    rm.dispose();
+    rv.dispose();
+    assert.throws(() => F.dropout(x, 1.5), /dropout: p must be in \[0, 1\], got 1\.5/);
+    assert.throws(() => F.dropout(x, -0.1), /dropout: p must be in \[0, 1\], got -0\.1/);
+    // torch 1.13: F.cross_entropy(l, [-100, 1]) == F.cross_entropy(l[1:], [1]) == 3.2413113117218018
+    const logits = torch.tensor([
+      [1, 2, 3],
+      [0.5, -1, 2],
+    ]);
+    assertClose(F.crossEntropy(logits, torch.tensor([-100, 1], { dtype: 'int64' })), [3.2413113117218018], 1e-6);
+    // torch 1.13: F.cosine_similarity(a, a) = 1 for a = [[1e-5, 0]] (each norm clamped to eps = 1e-8); eps=1e-4 gives 0.01
+    const a = torch.tensor([[1e-5, 0]]);
+    assertClose(F.cosineSimilarity(a, a), [1], 1e-6);
+    assertClose(F.cosineSimilarity(a, a, 1, 1e-4), [0.01], 1e-6);
+  });
+});
+
 test("randint, randperm and bernoulli honour dtype (and bernoulli device), with PyTorch's seeded streams", { skip: rngSkip || cpuOnly }, () => {
   noLeak(() => {
     // torch 1.13: torch.manual_seed(7); torch.randint(0, 10, (6,), dtype=torch.int32) -> [5, 2, 1, 6, 3, 7] (the int64 draw is the same)
