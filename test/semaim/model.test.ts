@@ -23,6 +23,7 @@ import {
   unpatchify,
 } from '../../src/semaim';
 import { DropPath } from '../../src/nn';
+import { globalPool } from '../../src/semaim/vit';
 
 const GOLDEN = join(__dirname, '..', '..', '..', 'test', 'golden', 'semaim');
 
@@ -183,6 +184,29 @@ test('tied order values: the fast path and the masked reference agree, ties take
     }
   });
   model.dispose();
+});
+
+test("'gap' pooling is the authors' fc_norm: mean of the patch tokens (not [CLS]) through an untrained LayerNorm of eps 1e-6", () => {
+  const tokens = torch.tensor([
+    [
+      [5, 6, 7],
+      [0, 2e-3, 2e-3],
+      [0, 0, 2e-3],
+    ],
+    [
+      [100, -100, 0],
+      [1, 2, 3],
+      [3, 4, 8],
+    ],
+  ]);
+  // torch 1.13: nn.LayerNorm(3, eps=1e-6)(tokens[:, 1:].mean(1)); the first mean has variance 6.7e-7, where eps 1e-5 would give ±0.306
+  const want = [-0.7745966911315918, 0, 0.7745967507362366, -1.019049048423767, -0.33968299627304077, 1.3587321043014526];
+  const got = globalPool(tokens);
+  assert.deepEqual(got.shape, [2, 3]);
+  const g = got.toFloat32Array();
+  want.forEach((w, i) => assert.ok(Math.abs(g[i] - w) < 1e-5, `${Array.from(g)}`));
+  got.dispose();
+  tokens.dispose();
 });
 
 test('decoder taps are uniform for any decoder depth', () => {
