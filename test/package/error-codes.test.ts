@@ -337,6 +337,15 @@ test(
       knn(spoiled((b) => (b.shape = [b.shape[0], 3, 8, 32]))),
       refused(/its shape is \[\d+, 3, 8, 32\], expected \[batch, 3, 16, 16\] \(the model's channels and image size\)/),
     );
+    // only the width wrong: refused for its shape, before its value count
+    await assert.rejects(
+      knn(spoiled((b) => (b.shape = [b.shape[0], 3, 16, 32]))),
+      refused(/its shape is \[\d+, 3, 16, 32\], expected \[batch, 3, 16, 16\] \(the model's channels and image size\)/),
+    );
+    await assert.rejects(
+      knn(spoiled((b) => (b.images = b.images.subarray(1)))),
+      refused(/its shape \[\d+, 3, 16, 16\] needs \d+ values, its images hold \d+$/),
+    );
     const finetune = resolveOptions(FINETUNE_OPTIONS, {
       checkpoint: join(dir, 'enc.safetensors'),
       dataset: 'mine',
