@@ -14,6 +14,8 @@ import { decodeModel, encodeModel, DataType } from '../../src/export/onnx-proto'
 import { encoderWeights, vitToOnnx } from '../../src/export/vit-onnx';
 import type { FloatType } from '../../src/export/onnx-graph';
 import { commands } from '../../src/cli/commands';
+import { modelConfigJson } from '../../src/export/hf-config';
+import { evalPreprocessing } from '../../src/export/preprocessing';
 import { SMALL, difference, randomImages, smallEncoder } from './helpers';
 import { writeCheckpointFolder } from '../viz/helpers';
 import { captureStderr } from '../output';
@@ -150,9 +152,25 @@ test('semaim export --format onnx: a checkpoint folder becomes onnx/model.onnx +
   const config = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')) as Record<string, unknown>;
   assert.equal(config.model_type, 'vit');
   assert.equal(config.hidden_size, 32);
+  // a ViT config as Hugging Face reads it: the model's LayerNorm eps (not ViT's 1e-12 default), MLP width, biased qkv
+  assert.equal(config.layer_norm_eps, 1e-6);
+  assert.equal(config.intermediate_size, 32 * 4);
+  assert.equal(config.qkv_bias, true);
+  assert.equal(config.hidden_act, 'gelu');
+  // the .onnx file describes itself: the encoder, the SHA-256 of the weights read and the preprocessing
+  const semaim = config.semaim as { encoder: unknown; sourceSha256: string };
+  const props = Object.fromEntries((decodeModel(readFileSync(join(out, 'onnx', 'model.onnx'))).metadata_props ?? []).map((p) => [p.key, p.value]));
+  assert.deepEqual(JSON.parse(props.semaim_encoder), semaim.encoder);
+  assert.equal(props.semaim_source_sha256, semaim.sourceSha256);
+  assert.match(semaim.sourceSha256, /^[0-9a-f]{64}$/);
+  assert.deepEqual(JSON.parse(props.semaim_preprocessing), evalPreprocessing(16));
   const pre = JSON.parse(readFileSync(join(out, 'preprocessor_config.json'), 'utf8')) as Record<string, unknown>;
   assert.deepEqual(pre.crop_size, { height: 16, width: 16 });
   assert.deepEqual(pre.size, { shortest_edge: 18 });
+  // pixels scaled to [0, 1] (÷255) and normalised with the mean and std semaim evaluates with
+  assert.equal(pre.rescale_factor, 1 / 255);
+  assert.deepEqual([pre.do_rescale, pre.do_normalize, pre.do_center_crop, pre.do_resize], [true, true, true, true]);
+  assert.deepEqual([pre.image_mean, pre.image_std], [evalPreprocessing(16).mean, evalPreprocessing(16).std]);
   const images = randomImages(2, { ...model.config }, 3);
   const got = await runOnnx(readFileSync(join(out, 'onnx', 'model.onnx')), images, 2, model.config);
   assert.ok(difference(got.hidden, reference(model, images, 2, model.config).hidden).rel <= 1e-4);
@@ -199,4 +217,10 @@ test('semaim export: bad options fail with a message naming the option, before a
   );
   await assert.rejects(commands.export.run(['--checkpoint', join(dir, 'nothing'), '--out', join(dir, 'x'), '--format', 'onnx']), /does not exist/);
   assert.throws(() => vitToOnnx(SMALL, new Map(), { dtype: 'float32', attention: false }), /the encoder weights lack 'patch_embed.proj.weight'/);
+});
+
+test("config.json's MLP width is embed_dim × mlp_ratio (a ratio other than ViT's 4)", () => {
+  const c = modelConfigJson({ ...SMALL, embedDim: 48, mlpRatio: 2.5 }, {});
+  assert.equal(c.intermediate_size, 120);
+  assert.equal(c.layer_norm_eps, 1e-6);
 });
