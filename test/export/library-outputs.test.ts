@@ -2,14 +2,16 @@
 // over the encoder they read (export --out RUN/checkpoints/best/model replaced its weights).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exportEncoder } from '../../src/export/safetensors';
 import { exportOnnx } from '../../src/export/onnx-export';
 import { verifyCheckpoint } from '../../src/io/checkpoint';
-import { readSafetensorsHeader } from '../../src/io';
+import { disposeAll, loadTensors, readSafetensorsHeader, saveTensors } from '../../src/io';
+import { ENCODER_KEY } from '../../src/semaim';
+import * as torch from '../../src/torch';
 import { tinyModel, writeRunCheckpoint } from '../viz/helpers';
 import { encode, picture } from '../data/helpers';
 import * as lib from '../../src';
@@ -108,6 +110,53 @@ test('an exported encoder names its source by the SHA-256 of the weights read, n
     // an exported file exported again (to float32 timm names) names the file it read
     const c = await exportEncoder(a.weights, join(root, 'c'));
     assert.equal(readSafetensorsHeader(c.weights).metadata.sourceSha256, createHash('sha256').update(readFileSync(a.weights)).digest('hex'));
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test("an exported encoder holds the run's encoder alone (timm's names, no decoder), in float32, and refuses weights that are not finite", async () => {
+  const root = mkdtempSync(join(tmpdir(), 'semaim-lib-enc-'));
+  try {
+    const model = tinyModel();
+    const own = torch.scope(() => new Map([...model.stateDict()].filter(([k]) => ENCODER_KEY.test(k)).map(([k, t]) => [k, t.toFloat32Array()])));
+    assert.ok(
+      [...model.stateDict().keys()].some((k) => !ENCODER_KEY.test(k)),
+      'the run also holds a decoder',
+    );
+    writeRunCheckpoint(join(root, 'run'), model);
+    const a = await exportEncoder(join(root, 'run'), join(root, 'a'));
+    const header = readSafetensorsHeader(a.weights);
+    assert.deepEqual([...header.tensors.keys()].sort(), [...own.keys()].sort());
+    const { tensors } = loadTensors(a.weights);
+    for (const [k, t] of tensors)
+      assert.deepEqual(
+        torch.scope(() => t.toFloat32Array()),
+        own.get(k),
+        k,
+      );
+    disposeAll(tensors);
+    // a float16 encoder file is converted to float32, with its values
+    const half = new Map(torch.scope(() => [...loadTensors(a.weights).tensors].map(([k, t]) => [k, t.to({ dtype: 'float16' })] as [string, torch.Tensor])));
+    saveTensors(join(root, 'half.safetensors'), half);
+    cpSync(a.config, join(root, 'half.json'));
+    const h = await exportEncoder(join(root, 'half.safetensors'), join(root, 'h'));
+    for (const [k, info] of readSafetensorsHeader(h.weights).tensors) assert.equal(info.dtype, 'float32', k);
+    const back = loadTensors(h.weights).tensors;
+    for (const [k, t] of back)
+      assert.deepEqual(
+        torch.scope(() => t.toFloat32Array()),
+        torch.scope(() => half.get(k)!.float().toFloat32Array()),
+        k,
+      );
+    disposeAll(back);
+    disposeAll(half);
+    // a run whose weights went NaN exports nothing
+    torch.noGrad(() => model.stateDict().get('blocks.0.mlp.fc1.weight')!.fill_(Number.NaN));
+    writeRunCheckpoint(join(root, 'nan'), model);
+    model.dispose();
+    await assert.rejects(exportEncoder(join(root, 'nan'), join(root, 'n')), /NaN|finite/);
+    assert.equal(existsSync(join(root, 'n.safetensors')), false);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
