@@ -86,6 +86,18 @@ test('predict: accuracy equals finetune’s for its checkpoint; top-k per image;
       'a class named =blue is written as a name, not a formula',
     );
     assert.ok(csv.some((row) => row.includes(",'=blue,")));
+    // the table's probabilities are the list's, to 6 significant digits
+    list.predictions.forEach((p, i) => assert.equal(csv[i + 1].split(',')[3], p.top[0].p.toPrecision(6), csv[i + 1]));
+
+    // batching changes no image's prediction (each row its own classes and probabilities): batch size 1, and the
+    // default top-k (5, so all 3 classes)
+    const one = join(root, 'pred', 'one.json');
+    await quiet(() => commands.predict.run(['--checkpoint', ft, ...data, '--batch-size', '1', '--out', one]));
+    const single = JSON.parse(readFileSync(one, 'utf8')) as PredictList;
+    const rows = (l: PredictList) => l.predictions.map((p) => [p.path, p.label, p.top.map((t) => t.index)]);
+    assert.deepEqual(rows(single), rows(list));
+    assert.ok(new Set(list.predictions.map((p) => p.top[0].p.toFixed(4))).size > 3, 'the images have different probabilities');
+    list.predictions.forEach((p, i) => p.top.forEach((t, j) => assert.ok(Math.abs(t.p - single.predictions[i].top[j].p) < 1e-5, `${p.path}: ${t.p}`)));
 
     // the same images with the class folders renamed: label k is another class than the classifier's k
     const renamed = join(root, 'renamed');
