@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import * as torch from '../../src/torch';
 import { float16BytesToFloat32, readSafetensors, readSafetensorsHeader } from '../../src/io';
 import { DATA_FACTORIES, Rng, defaultCifar10Archive, evalTransforms, openImage, Pipeline } from '../../src/data';
@@ -128,7 +128,7 @@ test('semaim embed of a folder: evaluation transform, a corrupt image skipped an
   const listening = () => ['SIGINT', 'SIGTERM'].map((s) => process.listenerCount(s));
   const before = listening();
   const all = await embed({ ...base, pooling: 'all', out: join(dir, 'photos-all.safetensors') });
-  const cls = await embed({ ...base, pooling: 'cls', out: join(dir, 'photos-cls.safetensors') });
+  const cls = await embed({ ...base, out: join(dir, 'photos-cls.safetensors') }); // the default pooling: [CLS]
   const mean = await embed({ ...base, pooling: 'mean', dtype: 'float16', out: join(dir, 'photos-mean.safetensors') });
   assert.deepEqual(listening(), before, 'each embed removes the stop-signal listeners its writer added');
 
@@ -178,7 +178,7 @@ test('semaim embed of a folder: evaluation transform, a corrupt image skipped an
     encoder.dispose();
   }
 
-  // [CLS] is token 0; the mean is the mean of the patch tokens (stored as float16 here).
+  // [CLS] (the default) is token 0; the mean is the mean of the patch tokens (stored as float16 here).
   const c = floats(cls.path, 'features');
   const m = readSafetensors(mean.path).tensors.get('features')!;
   assert.equal(m.dtype, 'float16');
@@ -368,4 +368,44 @@ test('embed of a folder where most files are unusable writes the readable ones a
   assert.equal(list.skipped.length, 30);
   assert.ok(list.skipped.every((s) => /bad\d\d\.png$/.test(s.path)));
   assert.ok(!warnings.some((l) => /in a row|replaced/.test(l)), warnings.join('\n'));
+});
+
+test('a labelled folder with an unreadable image: every row keeps the label of its own class folder', async () => {
+  const root = join(dir, 'labelled');
+  const classes: [string, string[]][] = [
+    ['a', ['a0.png', 'a1.png']],
+    ['b', ['b0.png', 'b1.png', 'b2.png']],
+  ];
+  for (const [c, names] of classes)
+    for (const [k, n] of names.entries()) write(join(root, 'test', c, n), await encode(picture(32, 32, k * 7 + c.charCodeAt(0)), 32, 32, 3, 'png'));
+  write(join(root, 'test', 'a', 'a00-broken.png'), 'not a png'); // between a0 and a1: the rows after it shift by one
+  const r = await embed({
+    checkpoint: encoderPath,
+    dataset: 'folder',
+    dataPath: root,
+    split: 'test',
+    batchSize: 4,
+    numWorkers: 0,
+    progress: null,
+    onWarning: () => {},
+    out: join(dir, 'labelled.safetensors'),
+  });
+  assert.deepEqual([r.count, r.skipped], [5, 1]);
+  const list = JSON.parse(readFileSync(r.listPath, 'utf8')) as EmbedList;
+  assert.deepEqual(list.classNames, ['a', 'b']);
+  const labels = Array.from(ints(r.path, 'labels'));
+  assert.deepEqual(
+    labels,
+    list.images.map((i) => i.label),
+  );
+  assert.deepEqual(
+    list.images.map((i) => [basename(i.path), list.classNames![i.label!]]),
+    [
+      ['a0.png', 'a'],
+      ['a1.png', 'a'],
+      ['b0.png', 'b'],
+      ['b1.png', 'b'],
+      ['b2.png', 'b'],
+    ],
+  );
 });
