@@ -3,7 +3,7 @@
 // files for fine-tuning), and parts of other networks are refused instead of silently dropped.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -235,6 +235,22 @@ test("an exported encoder's JSON is timm's hub config too, and reads back to the
     qkv_bias: true,
   });
   assert.deepEqual((json.pretrained_cfg as Record<string, unknown>).input_size, [3, 8, 8]);
+  // timm's create_model reads these top-level fields and the eval transform from pretrained_cfg: an encoder
+  // without a head (num_classes 0) whose feature is the [CLS] token, resized and centre-cropped as semaim evaluates
+  assert.equal(json.num_classes, 0);
+  assert.equal(json.global_pool, 'token');
+  assert.equal(json.num_features, 16);
+  const pre = evalPreprocessing(8);
+  assert.deepEqual(json.pretrained_cfg, {
+    input_size: [3, 8, 8],
+    interpolation: 'bicubic',
+    crop_pct: 8 / pre.resizeShortSide,
+    crop_mode: 'center',
+    mean: pre.mean,
+    std: pre.std,
+  });
+  const grey = exportedConfigJson({ ...TINY, inChans: 1 });
+  assert.deepEqual((grey.pretrained_cfg as Record<string, unknown>).input_size, [1, 8, 8], 'a one-channel encoder takes one channel');
   const timmOnly = Object.fromEntries(Object.entries(json).filter(([k]) => !(k in TINY)));
   assert.deepEqual(encoderConfigFromJson(timmOnly), TINY, 'timm fields alone describe the encoder');
   const base = exportedConfigJson({ imgSize: 224, patchSize: 16, inChans: 3, embedDim: 768, depth: 12, numHeads: 12, mlpRatio: 4 });
@@ -250,7 +266,7 @@ test("an exported encoder's JSON is timm's hub config too, and reads back to the
   }
 });
 
-test("a timm global_pool='avg' file (fc_norm, no norm): fine-tuning loads its fc_norm, feature evaluation refuses it", () => {
+test("a timm global_pool='avg' file (fc_norm, no norm): fine-tuning loads its fc_norm, feature evaluation and the export refuse it", async () => {
   const path = variant('fc-norm', (t) => {
     t.set('fc_norm.weight', t.get('norm.weight')!.mul(2));
     t.set('fc_norm.bias', t.get('norm.bias')!.add(1));
@@ -261,6 +277,9 @@ test("a timm global_pool='avg' file (fc_norm, no norm): fine-tuning loads its fc
   const source = resolveEncoder(path);
   assert.equal(source.layout.fcNorm, true);
   assert.throws(() => loadEncoder(source), /is a timm global_pool='avg' model \(fc_norm over the mean of the patch tokens, no final norm\)/);
+  // the export writes an encoder with a final norm: it would write one without its fc_norm (a different feature)
+  await assert.rejects(exportEncoder(path, join(root, 'fc-norm-export')), /is a timm global_pool='avg' model \(fc_norm, no final norm\)/);
+  assert.equal(existsSync(join(root, 'fc-norm-export.safetensors')), false);
   const model = new ViTClassifier({ ...TINY, numClasses: 4, pool: 'avg' });
   const tensors = loadEncoderTensors(source, { withFcNorm: true });
   const missing = model.loadEncoder(tensors);
