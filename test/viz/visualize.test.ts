@@ -133,6 +133,19 @@ test('visualize: grid and rows have the laid-out size; order maps start where th
       'loss map',
     );
     assert.notDeepEqual(inBatch[0].orders.stochastic, inBatch[1].orders.stochastic, 'two images, two random orders');
+    // batches after the first read their own images: batch size 2 (the third image alone in the second batch) gives batch 3's maps
+    const inTwos = computeMaps(model, imgs.tensor, { orders: ['stochastic'], lossOrder: 'stochastic', batchSize: 2 });
+    inTwos.forEach((m, k) => {
+      assert.deepEqual(m.orders.stochastic, inBatch[k].orders.stochastic, `image ${k}: order`);
+      assert.ok(
+        m.attention.every((v, i) => Math.abs(v - inBatch[k].attention[i]) < 1e-5),
+        `image ${k}: attention`,
+      );
+      assert.ok(
+        m.patchLoss.every((v, i) => Math.abs(v - inBatch[k].patchLoss[i]) < 1e-5),
+        `image ${k}: loss map`,
+      );
+    });
     // Again into the same folder with fewer images: the rows it no longer writes go; other files stay.
     writeFileSync(join(out, 'notes.txt'), 'mine');
     assert.equal(await vizCommands.visualize.run(['--checkpoint', ckpt, '--images', files[1], '--out', out, '--threads', '2']), 0);
