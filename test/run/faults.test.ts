@@ -85,6 +85,26 @@ test('corrupted newer checkpoints never cause new ones to be deleted, and are ke
   rmSync(dir, { recursive: true, force: true });
 });
 
+test("pruning deletes only this run's verified checkpoints: an older corrupted one and another run's one stay, and are not counted among the last K", async () => {
+  const dir = tmp('prune-count');
+  const other = tmp('prune-other');
+  try {
+    await pretrain(options(dir, { maxSteps: 5, checkpointEvery: 1, keepLast: 3 }), data(), quiet);
+    assert.deepEqual(steps(dir), [3, 4, 5]);
+    await pretrain(options(other, { maxSteps: 1 }), data(), quiet);
+    cpSync(join(other, 'checkpoints', 'step-00000001'), join(dir, 'checkpoints', 'step-00000001'), { recursive: true });
+    corrupt(join(dir, 'checkpoints', 'step-00000004', 'model.safetensors'));
+    await pretrain(options(dir, { maxSteps: 6, checkpointEvery: 1, keepLast: 3 }), data(), quiet);
+    // the good ones of this run are 6, 5 and 3: none goes; step 4 (corrupted) and step 1 (another run) are never pruned
+    assert.deepEqual(steps(dir), [1, 3, 4, 5, 6]);
+    await pretrain(options(dir, { maxSteps: 7, checkpointEvery: 1, keepLast: 3 }), data(), quiet);
+    assert.deepEqual(steps(dir), [1, 4, 5, 6, 7]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(other, { recursive: true, force: true });
+  }
+});
+
 test('a run stopped before its first checkpoint is moved aside under its run id from config.json; an id that is not a plain name is not used as one', async () => {
   const dir = tmp('no-checkpoint');
   for (const [runId, named] of [
@@ -444,6 +464,22 @@ test("'best' is replaced before the step that beats it is in place, and a swap c
       'a resume starts from step 1, whose best is the best/ folder',
     );
     assert.equal(bestStep(), 1);
+    // the rename of the new copy into 'best' fails after the old one was moved aside: the old one goes back
+    const rename = fs.renameSync;
+    fs.renameSync = ((from: string, to: string) => {
+      if (/[\\/]\.tmp-best-\d+$/.test(String(from))) throw Object.assign(new Error('EIO: rename failed'), { code: 'EIO' });
+      rename(from, to);
+    }) as typeof fs.renameSync;
+    try {
+      assert.throws(() => mgr.save(2, files(2), { best: true }), /EIO: rename failed/);
+    } finally {
+      fs.renameSync = rename;
+    }
+    assert.equal(bestStep(), 1, "the old 'best' is back in place");
+    assert.deepEqual(
+      readdirSync(join(dir, 'checkpoints')).filter((n) => n.startsWith('.')),
+      [],
+    );
     // a process that died between moving the old best aside and putting the new one in place
     mgr.save(3, files(3), { best: true });
     const dead = 2 ** 22 + 1; // above Linux's pid_max
