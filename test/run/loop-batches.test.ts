@@ -17,14 +17,31 @@ interface Batch {
   y: torch.Tensor;
 }
 
-async function run(outDir: string, maxSteps: number, calls: number[][], resume: boolean, o: { logEvery?: number; progress?: boolean } = {}): Promise<number> {
+interface RunOptions {
+  logEvery?: number;
+  progress?: boolean;
+  checkpointEvery?: number;
+  /** The lr schedule (per fractional epoch); constant 0.01 without. */
+  schedule?: (epoch: number) => number;
+  /** Gets each step's lr (after the step). */
+  lrs?: number[];
+  /** Asks the loop to stop after this step. */
+  stopAt?: number;
+  /** Gets the weights at the end. */
+  weights?: number[];
+  /** --epochs (2 without). */
+  epochs?: number;
+}
+
+async function run(outDir: string, maxSteps: number, calls: number[][], resume: boolean, o: RunOptions = {}): Promise<number> {
   torch.manualSeed(1);
   const model = new Linear(3, 1, { dtype: 'float64' });
+  const optimizer = new AdamW(model.namedParameters(), { lr: 0.01 });
   const job: TrainJob<Batch> = {
     kind: 'pretrain',
     model,
-    optimizer: new AdamW(model.namedParameters(), { lr: 0.01 }),
-    schedule: () => 0.01,
+    optimizer,
+    schedule: o.schedule ?? (() => 0.01),
     scaler: null,
     ema: null,
     generators: {},
@@ -42,11 +59,28 @@ async function run(outDir: string, maxSteps: number, calls: number[][], resume: 
     loss: (b) => model.forward(b.x).sub(b.y).square().mean(),
     best: { score: () => null, lowerIsBetter: true },
   };
+  const stop = { requested: false };
+  const onStep = (step: number) => {
+    o.lrs?.push(optimizer.paramGroups[0].lr);
+    if (step === o.stopAt) stop.requested = true;
+  };
   const r = await trainLoop(
     job,
-    { outDir, device: 'cpu', accumIter: 2, epochs: 2, maxSteps, logEvery: o.logEvery ?? 1, checkpointEvery: 1, keepLast: 2, resume, clipGrad: 0 },
-    { progress: o.progress ?? false, catchSignals: false, log: () => {} },
+    {
+      outDir,
+      device: 'cpu',
+      accumIter: 2,
+      epochs: o.epochs ?? 2,
+      maxSteps,
+      logEvery: o.logEvery ?? 1,
+      checkpointEvery: o.checkpointEvery ?? 1,
+      keepLast: 2,
+      resume,
+      clipGrad: 0,
+    },
+    { progress: o.progress ?? false, catchSignals: false, log: () => {}, stop, onStep },
   );
+  o.weights?.push(...[...model.namedParameters()].flatMap(([, p]) => [...p.toFloat64Array()]));
   return r.steps;
 }
 
@@ -72,7 +106,37 @@ test('with --accum-iter the loop asks for the batches up to the last whole step 
   }
 });
 
-test('the progress line shows from the first step, not from the first --log-every step', async () => {
+test('with --accum-iter each step takes the lr of its fractional epoch in steps, and a run stopped mid-epoch off the checkpoint cadence resumes to the same weights', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-loop-accum-'));
+  const schedule = (epoch: number) => 0.01 * (1 + epoch);
+  try {
+    const lrs: number[] = [];
+    const whole: number[] = [];
+    assert.equal(await run(join(dir, 'whole'), 4, [], false, { schedule, lrs, weights: whole, checkpointEvery: 100 }), 4);
+    // 5 batches per epoch at --accum-iter 2: 2 steps per epoch, at epochs 0, 0.5, 1, 1.5
+    assert.deepEqual(
+      lrs.map((lr) => Number(lr.toPrecision(12))),
+      [0.01, 0.015, 0.02, 0.025],
+    );
+    // stopped after step 3 (epoch 1, batch 2; its checkpoint is written at the stop), then resumed
+    const calls: number[][] = [];
+    const resumed: number[] = [];
+    assert.equal(await run(join(dir, 'cut'), 4, calls, false, { schedule, stopAt: 3, checkpointEvery: 100 }), 3);
+    assert.equal(await run(join(dir, 'cut'), 4, calls, true, { schedule, weights: resumed, checkpointEvery: 100 }), 4);
+    assert.deepEqual(calls, [
+      [0, 0, 4],
+      [1, 0, 4],
+      [1, 2, 4],
+    ]);
+    assert.deepEqual(resumed, whole);
+    // a fractional --epochs ends after the step its last batch belongs to: 1.25 epochs of 2 steps are 3 steps
+    assert.equal(await run(join(dir, 'part'), 100, [], false, { epochs: 1.25 }), 3);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the progress line shows from the first step, not from the first --log-every step; the last step, off the --log-every cadence, shows its gradient norm', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-loop-progress-'));
   let stderr: string;
   try {
@@ -82,5 +146,8 @@ test('the progress line shows from the first step, not from the first --log-ever
   }
   const lines = stderr.split('\n').filter((l) => l.startsWith('pretrain ['));
   assert.match(lines[0] ?? '', /^pretrain \[.*\] 1\/4 \| epoch 0\.50 \| elapsed \d+:\d\d ETA --:--$/, stderr);
-  assert.match(lines[lines.length - 1], /^pretrain \[#{20}\] 4\/4 \| loss .* \| img\/s .* \| lr .* \| gnorm .* \| epoch 2\.00 \| elapsed \d+:\d\d ETA 0:00$/);
+  assert.match(
+    lines[lines.length - 1],
+    /^pretrain \[#{20}\] 4\/4 \| loss .* \| img\/s .* \| lr .* \| gnorm \d\S* \| epoch 2\.00 \| elapsed \d+:\d\d ETA 0:00$/,
+  );
 });
