@@ -3,7 +3,7 @@
 // dropped, and its loader would call the epoch "stopped early"); a resumed epoch from where it left off.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as torch from '../../src/torch';
@@ -31,6 +31,16 @@ interface RunOptions {
   weights?: number[];
   /** --epochs (2 without). */
   epochs?: number;
+  /** Gets the seconds the result reports. */
+  seconds?: number[];
+  /** Gets the epochs the job's onEpochEnd is called with. */
+  epochEnds?: number[];
+  /** Gets what the job's onFinish is called with (epochs, nothing left to do), and how the run stopped. */
+  finishes?: [number, boolean][];
+  stoppedBy?: string[];
+  /** The score of each step's checkpoint (scores[step - 1]; none without), lower better unless higherIsBetter. */
+  scores?: number[];
+  higherIsBetter?: boolean;
 }
 
 async function run(outDir: string, maxSteps: number, calls: number[][], resume: boolean, o: RunOptions = {}): Promise<number> {
@@ -57,7 +67,9 @@ async function run(outDir: string, maxSteps: number, calls: number[][], resume: 
     },
     batchSize: (b) => b.x.shape[0],
     loss: (b) => model.forward(b.x).sub(b.y).square().mean(),
-    best: { score: () => null, lowerIsBetter: true },
+    best: { score: (state) => o.scores?.[state.step - 1] ?? null, lowerIsBetter: !o.higherIsBetter },
+    ...(o.epochEnds && { onEpochEnd: async (epoch: number) => void o.epochEnds?.push(epoch) }),
+    ...(o.finishes && { onFinish: async (epochs: number, _state: unknown, done: boolean) => void o.finishes?.push([epochs, done]) }),
   };
   const stop = { requested: false };
   const onStep = (step: number) => {
@@ -81,6 +93,8 @@ async function run(outDir: string, maxSteps: number, calls: number[][], resume: 
     { progress: o.progress ?? false, catchSignals: false, log: () => {}, stop, onStep },
   );
   o.weights?.push(...[...model.namedParameters()].flatMap(([, p]) => [...p.toFloat64Array()]));
+  o.seconds?.push(r.seconds);
+  o.stoppedBy?.push(r.stoppedBy);
   return r.steps;
 }
 
@@ -112,7 +126,9 @@ test('with --accum-iter each step takes the lr of its fractional epoch in steps,
   try {
     const lrs: number[] = [];
     const whole: number[] = [];
-    assert.equal(await run(join(dir, 'whole'), 4, [], false, { schedule, lrs, weights: whole, checkpointEvery: 100 }), 4);
+    const epochEnds: number[] = [];
+    assert.equal(await run(join(dir, 'whole'), 4, [], false, { schedule, lrs, weights: whole, checkpointEvery: 100, epochEnds }), 4);
+    assert.deepEqual(epochEnds, [1], "the job evaluates at the first epoch's end; the last one is the run's end (onFinish)");
     // 5 batches per epoch at --accum-iter 2: 2 steps per epoch, at epochs 0, 0.5, 1, 1.5
     assert.deepEqual(
       lrs.map((lr) => Number(lr.toPrecision(12))),
@@ -131,6 +147,64 @@ test('with --accum-iter each step takes the lr of its fractional epoch in steps,
     assert.deepEqual(resumed, whole);
     // a fractional --epochs ends after the step its last batch belongs to: 1.25 epochs of 2 steps are 3 steps
     assert.equal(await run(join(dir, 'part'), 100, [], false, { epochs: 1.25 }), 3);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a resumed run counts the seconds its checkpoint records, and records them in its own checkpoints', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-loop-seconds-'));
+  try {
+    assert.equal(await run(dir, 2, [], false), 2);
+    // as a long run's checkpoint records them (a state.json without its digest, as older ones, still resumes)
+    const path = join(dir, 'checkpoints', 'step-00000002', 'state.json');
+    const state = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+    delete state.stateSha256;
+    writeFileSync(path, JSON.stringify({ ...state, seconds: 1e6 }));
+    const seconds: number[] = [];
+    assert.equal(await run(dir, 4, [], true, { seconds }), 4);
+    assert.ok(seconds[0] >= 1e6 && seconds[0] < 1e6 + 600, `${seconds[0]}`);
+    const last = JSON.parse(readFileSync(join(dir, 'checkpoints', 'step-00000004', 'state.json'), 'utf8')) as { seconds: number };
+    assert.equal(last.seconds, seconds[0]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("the job's onFinish runs once at the end, and again on a finished run started again (nothing left to do), which stops as the run did", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-loop-finish-'));
+  try {
+    const finishes: [number, boolean][] = [];
+    const stoppedBy: string[] = [];
+    await run(join(dir, 'all'), 4, [], false, { finishes, stoppedBy });
+    await run(join(dir, 'all'), 4, [], true, { finishes, stoppedBy });
+    await run(join(dir, 'budget'), 3, [], false, { finishes, stoppedBy });
+    await run(join(dir, 'budget'), 3, [], true, { finishes, stoppedBy });
+    assert.deepEqual(finishes, [
+      [2, false],
+      [2, true],
+      [1.5, false],
+      [1.5, true],
+    ]);
+    assert.deepEqual(stoppedBy, ['finished', 'finished', 'maxSteps', 'maxSteps']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("'best' is the checkpoint of the lowest score (or the highest, where higher is better), kept through a resume", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-loop-best-'));
+  const best = (name: string) => JSON.parse(readFileSync(join(dir, name, 'checkpoints', 'best', 'state.json'), 'utf8')) as { step: number; best: number };
+  try {
+    const scores = [3, 1, 2, 5];
+    await run(join(dir, 'low'), 4, [], false, { scores });
+    assert.deepEqual([best('low').step, best('low').best], [2, 1]);
+    await run(join(dir, 'high'), 4, [], false, { scores, higherIsBetter: true });
+    assert.deepEqual([best('high').step, best('high').best], [4, 5]);
+    // resumed after step 2, the run compares with the best its checkpoint records
+    await run(join(dir, 'resumed'), 2, [], false, { scores });
+    await run(join(dir, 'resumed'), 4, [], true, { scores });
+    assert.deepEqual([best('resumed').step, best('resumed').best], [2, 1]);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
