@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import * as torch from '../../src/torch';
 import { Linear } from '../../src/nn';
 import { AdamW } from '../../src/optim';
+import { EMA } from '../../src/run/ema';
 import { trainLoop, type TrainJob } from '../../src/run/loop';
 import { captureStderr } from '../output';
 
@@ -43,19 +44,22 @@ interface RunOptions {
   higherIsBetter?: boolean;
   /** Adds noise from the global generator to the inputs (as dropout draws from it). */
   globalNoise?: boolean;
+  /** Keeps an EMA copy (decay 0.5), whose weights `weights` then gets after the model's. */
+  ema?: boolean;
 }
 
 async function run(outDir: string, maxSteps: number, calls: number[][], resume: boolean, o: RunOptions = {}): Promise<number> {
   torch.manualSeed(1);
   const model = new Linear(3, 1, { dtype: 'float64' });
   const optimizer = new AdamW(model.namedParameters(), { lr: 0.01 });
+  const ema = o.ema ? new EMA(new Linear(3, 1, { dtype: 'float64' }), model, 0.5) : null;
   const job: TrainJob<Batch> = {
     kind: 'pretrain',
     model,
     optimizer,
     schedule: o.schedule ?? (() => 0.01),
     scaler: null,
-    ema: null,
+    ema,
     generators: {},
     config: { case: 'linear' },
     options: { case: 'accum' },
@@ -68,7 +72,12 @@ async function run(outDir: string, maxSteps: number, calls: number[][], resume: 
       }
     },
     batchSize: (b) => b.x.shape[0],
-    loss: (b) => model.forward(o.globalNoise ? b.x.add(torch.randn(b.x.shape, { dtype: 'float64' }).mul(0.1)) : b.x).sub(b.y).square().mean(),
+    loss: (b) =>
+      model
+        .forward(o.globalNoise ? b.x.add(torch.randn(b.x.shape, { dtype: 'float64' }).mul(0.1)) : b.x)
+        .sub(b.y)
+        .square()
+        .mean(),
     best: { score: (state) => o.scores?.[state.step - 1] ?? null, lowerIsBetter: !o.higherIsBetter },
     ...(o.epochEnds && { onEpochEnd: async (epoch: number) => void o.epochEnds?.push(epoch) }),
     ...(o.finishes && { onFinish: async (epochs: number, _state: unknown, done: boolean) => void o.finishes?.push([epochs, done]) }),
@@ -94,7 +103,7 @@ async function run(outDir: string, maxSteps: number, calls: number[][], resume: 
     },
     { progress: o.progress ?? false, catchSignals: false, log: () => {}, stop, onStep },
   );
-  o.weights?.push(...[...model.namedParameters()].flatMap(([, p]) => [...p.toFloat64Array()]));
+  o.weights?.push(...[...model.namedParameters(), ...(ema?.shadow.namedParameters() ?? [])].flatMap(([, p]) => [...p.toFloat64Array()]));
   o.seconds?.push(r.seconds);
   o.stoppedBy?.push(r.stoppedBy);
   return r.steps;
@@ -122,14 +131,17 @@ test('with --accum-iter the loop asks for the batches up to the last whole step 
   }
 });
 
-test('with --accum-iter each step takes the lr of its fractional epoch in steps, and a run stopped mid-epoch off the checkpoint cadence resumes to the same weights (the global random stream included)', async () => {
+test('with --accum-iter each step takes the lr of its fractional epoch in steps, and a run stopped mid-epoch off the checkpoint cadence resumes to the same weights (the EMA copy and the global random stream included)', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-loop-accum-'));
   const schedule = (epoch: number) => 0.01 * (1 + epoch);
   try {
     const lrs: number[] = [];
     const whole: number[] = [];
     const epochEnds: number[] = [];
-    assert.equal(await run(join(dir, 'whole'), 4, [], false, { schedule, lrs, weights: whole, checkpointEvery: 100, epochEnds, globalNoise: true }), 4);
+    assert.equal(
+      await run(join(dir, 'whole'), 4, [], false, { schedule, lrs, weights: whole, checkpointEvery: 100, epochEnds, globalNoise: true, ema: true }),
+      4,
+    );
     assert.deepEqual(epochEnds, [1], "the job evaluates at the first epoch's end; the last one is the run's end (onFinish)");
     // 5 batches per epoch at --accum-iter 2: 2 steps per epoch, at epochs 0, 0.5, 1, 1.5
     assert.deepEqual(
@@ -139,9 +151,9 @@ test('with --accum-iter each step takes the lr of its fractional epoch in steps,
     // stopped after step 3 (epoch 1, batch 2; its checkpoint is written at the stop), then resumed
     const calls: number[][] = [];
     const resumed: number[] = [];
-    assert.equal(await run(join(dir, 'cut'), 4, calls, false, { schedule, stopAt: 3, checkpointEvery: 100, globalNoise: true }), 3);
+    assert.equal(await run(join(dir, 'cut'), 4, calls, false, { schedule, stopAt: 3, checkpointEvery: 100, globalNoise: true, ema: true }), 3);
     // (the resumed run's global generator continues from the checkpoint's state, not from the seed)
-    assert.equal(await run(join(dir, 'cut'), 4, calls, true, { schedule, weights: resumed, checkpointEvery: 100, globalNoise: true }), 4);
+    assert.equal(await run(join(dir, 'cut'), 4, calls, true, { schedule, weights: resumed, checkpointEvery: 100, globalNoise: true, ema: true }), 4);
     assert.deepEqual(calls, [
       [0, 0, 4],
       [1, 0, 4],
