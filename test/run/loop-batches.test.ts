@@ -34,6 +34,8 @@ interface RunOptions {
   epochs?: number;
   /** Gets the seconds the result reports. */
   seconds?: number[];
+  /** Gets the first and last loss the result reports. */
+  losses?: number[];
   /** Gets the epochs the job's onEpochEnd is called with. */
   epochEnds?: number[];
   /** Gets what the job's onFinish is called with (epochs, nothing left to do), and how the run stopped. */
@@ -105,6 +107,7 @@ async function run(outDir: string, maxSteps: number, calls: number[][], resume: 
   );
   o.weights?.push(...[...model.namedParameters(), ...(ema?.shadow.namedParameters() ?? [])].flatMap(([, p]) => [...p.toFloat64Array()]));
   o.seconds?.push(r.seconds);
+  o.losses?.push(r.firstLoss, r.lastLoss);
   o.stoppedBy?.push(r.stoppedBy);
   return r.steps;
 }
@@ -186,12 +189,20 @@ test('a resumed run counts the seconds its checkpoint records, and records them 
   }
 });
 
-test("the job's onFinish runs once at the end, and again on a finished run started again (nothing left to do), which stops as the run did", async () => {
+test("the result reports the first and last logged loss; the job's onFinish runs once at the end, and again on a finished run started again (nothing left to do), which stops as the run did", async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-loop-finish-'));
   try {
     const finishes: [number, boolean][] = [];
     const stoppedBy: string[] = [];
-    await run(join(dir, 'all'), 4, [], false, { finishes, stoppedBy });
+    const losses: number[] = [];
+    await run(join(dir, 'all'), 4, [], false, { finishes, stoppedBy, losses });
+    const logged = readFileSync(join(dir, 'all', 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as { loss: number }).loss);
+    assert.equal(logged.length, 4);
+    assert.notEqual(logged[0], logged[3]);
+    assert.deepEqual(losses, [logged[0], logged[3]], 'the first and the last logged loss');
     await run(join(dir, 'all'), 4, [], true, { finishes, stoppedBy });
     await run(join(dir, 'budget'), 3, [], false, { finishes, stoppedBy });
     await run(join(dir, 'budget'), 3, [], true, { finishes, stoppedBy });
