@@ -518,5 +518,11 @@ test('a run killed before its first checkpoint and started again with the same r
   rmSync(join(dir, 'checkpoints'), { recursive: true, force: true });
   await pretrain(options(dir, { maxSteps: 2, checkpointEvery: 1000, seed: 3 }), data(), quiet);
   assert.equal(readdirSync(join(dir, 'previous')).length, 1, 'another recipe: the earlier run is moved aside');
+  // the same options, but config.json records another model (as another semaim version derives it): moved aside too
+  rmSync(join(dir, 'checkpoints'), { recursive: true, force: true });
+  const stored = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as { model: Record<string, unknown> };
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...stored, model: { ...stored.model, depth: 99 } }));
+  await pretrain(options(dir, { maxSteps: 2, checkpointEvery: 1000, seed: 3 }), data(), quiet);
+  assert.equal(readdirSync(join(dir, 'previous')).length, 2, 'another model: the earlier run is moved aside');
   rmSync(dir, { recursive: true, force: true });
 });
