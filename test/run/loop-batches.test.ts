@@ -46,6 +46,9 @@ interface RunOptions {
   higherIsBetter?: boolean;
   /** Adds noise from the global generator to the inputs (as dropout draws from it). */
   globalNoise?: boolean;
+  /** The job's kind and model config ('pretrain', { case: 'linear' } without). */
+  kind?: 'pretrain' | 'finetune';
+  config?: Record<string, unknown>;
   /** Keeps an EMA copy (decay 0.5), whose weights `weights` then gets after the model's. */
   ema?: boolean;
 }
@@ -56,14 +59,14 @@ async function run(outDir: string, maxSteps: number, calls: number[][], resume: 
   const optimizer = new AdamW(model.namedParameters(), { lr: 0.01 });
   const ema = o.ema ? new EMA(new Linear(3, 1, { dtype: 'float64' }), model, 0.5) : null;
   const job: TrainJob<Batch> = {
-    kind: 'pretrain',
+    kind: o.kind ?? 'pretrain',
     model,
     optimizer,
     schedule: o.schedule ?? (() => 0.01),
     scaler: null,
     ema,
     generators: {},
-    config: { case: 'linear' },
+    config: o.config ?? { case: 'linear' },
     options: { case: 'accum' },
     batchesPerEpoch: 5,
     async *batches(epoch: number, start: number, end: number) {
@@ -231,6 +234,18 @@ test("'best' is the checkpoint of the lowest score (or the highest, where higher
     await run(join(dir, 'resumed'), 2, [], false, { scores });
     await run(join(dir, 'resumed'), 4, [], true, { scores });
     assert.deepEqual([best('resumed').step, best('resumed').best], [2, 1]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a resume refuses a checkpoint of another kind of run or of another model', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-loop-refuse-'));
+  try {
+    await run(dir, 2, [], false);
+    await assert.rejects(run(dir, 4, [], true, { kind: 'finetune' }), /holds a pretrain run .*not a finetune run: give finetune its own --out-dir/);
+    await assert.rejects(run(dir, 4, [], true, { config: { case: 'other' } }), /was made for another model \(\{"case":"linear"\}\)/);
+    assert.equal(await run(dir, 4, [], true), 4);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
