@@ -251,6 +251,26 @@ test('a resume refuses a checkpoint of another kind of run or of another model',
   }
 });
 
+test('a finished run whose last line is off the --log-every cadence, started again, keeps that line', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-loop-finished-'));
+  try {
+    await run(dir, 4, [], false, { logEvery: 3 });
+    const metrics = () => readFileSync(join(dir, 'metrics.jsonl'), 'utf8');
+    const before = metrics();
+    assert.deepEqual(
+      before
+        .trim()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as { step: number }).step),
+      [3, 4],
+    );
+    assert.equal(await run(dir, 4, [], true, { logEvery: 3 }), 4);
+    assert.equal(metrics(), before);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('the progress line shows from the first step, not from the first --log-every step; the last step, off the --log-every cadence, shows its gradient norm', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-loop-progress-'));
   let stderr: string;
