@@ -308,3 +308,49 @@ test("the authors' snake_case names are read as kebab-case ones, and an unknown 
   assert.equal(r.stderr, 'semaim: option --img_size: must be >= 1, got 0\n');
   assert.equal(r.status, 2);
 });
+
+test('bounds are inclusive (min, max) or exclusive (below) as declared; an int refuses a fraction; choices, required and empty values are checked', () => {
+  const table = defineOptions({
+    count: { type: 'int', default: 1, min: 1, max: 8, help: 'count' },
+    beta: { type: 'number', default: 0.9, min: 0, below: 1, help: 'beta' },
+    mode: { type: 'string', default: 'a', choices: ['a', 'b'], help: 'mode' },
+    path: { type: 'string', required: true, help: 'path' },
+  } as const);
+  const ok = (o: Record<string, unknown>) => resolveOptions(table, { path: 'p', ...o });
+  const refused = (o: Record<string, unknown>, key: string, detail: RegExp) =>
+    assert.throws(
+      () => ok(o),
+      (e: unknown) => e instanceof OptionError && e.key === key && detail.test(e.detail),
+      JSON.stringify(o),
+    );
+  assert.equal(ok({ count: 1 }).count, 1);
+  assert.equal(ok({ count: '8' }).count, 8);
+  assert.equal(ok({ beta: 0 }).beta, 0);
+  assert.equal(ok({ beta: 0.999 }).beta, 0.999);
+  assert.equal(ok({ mode: 'b' }).mode, 'b');
+  refused({ count: 0 }, 'count', /must be >= 1, got 0/);
+  refused({ count: 9 }, 'count', /must be <= 8, got 9/);
+  refused({ count: 2.5 }, 'count', /expected an integer, got 2.5/);
+  refused({ count: '2.5' }, 'count', /expected an integer, got 2.5/);
+  refused({ beta: 1 }, 'beta', /must be < 1, got 1/);
+  refused({ beta: -0.1 }, 'beta', /must be >= 0/);
+  refused({ count: 'Infinity' }, 'count', /expected a number/);
+  refused({ count: '0x10' }, 'count', /expected a number/);
+  refused({ count: ' ' }, 'count', /expected a number/);
+  refused({ mode: 'c' }, 'mode', /must be one of a, b, got 'c'/);
+  refused({ mode: '' }, 'mode', /must not be empty/);
+  refused({ count: null }, 'count', /has no value \(null\)/);
+  assert.throws(
+    () => resolveOptions(table, {}),
+    (e: unknown) => e instanceof OptionError && e.key === 'path' && /is required/.test(e.detail),
+  );
+  const flags = defineOptions({ fast: { type: 'boolean', default: true, help: 'flag' } });
+  for (const [v, want] of [
+    ['0', false],
+    ['no', false],
+    ['false', false],
+    ['1', true],
+    ['yes', true],
+  ] as const)
+    assert.equal(resolveOptions(flags, { fast: v }).fast, want, v);
+});
