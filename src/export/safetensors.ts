@@ -5,7 +5,7 @@ import { existsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { loadTensors, readSafetensorsHeader, disposeAll } from '../io';
 import { stageTensors, tensorsBytes } from '../io/tensors';
-import { readCheckpointState, runKindOf, sha256File } from '../io/checkpoint';
+import { checkpointWeightsSha256, runKindOf } from '../io/checkpoint';
 import { evalPreprocessing } from './preprocessing';
 import {
   ENCODER_KEY,
@@ -100,11 +100,8 @@ export async function exportEncoder(source: string, out: string, o: ExportOption
   const enc = encoderConfigOf(checkpointConfig(dir));
   const files = encoderExportFiles(out);
   guardOutputs(files, join(dir, 'model.safetensors'), o.overwrite);
-  const weights = join(dir, 'model.safetensors');
-  // a verified checkpoint's weights have the SHA-256 its state.json records
-  const recorded = o.verify === false ? undefined : (readCheckpointState(dir).files as Record<string, unknown>)['model.safetensors'];
-  const sha256 = typeof recorded === 'string' ? recorded : sha256File(weights);
-  const { tensors } = loadTensors(weights, { filter: (k) => ENCODER_KEY.test(k), finite: true });
+  const sha256 = checkpointWeightsSha256(dir, o.verify !== false);
+  const { tensors } = loadTensors(join(dir, 'model.safetensors'), { filter: (k) => ENCODER_KEY.test(k), finite: true });
   return writeEncoder(tensors, enc, sha256, files, o.signal);
 }
 

@@ -72,6 +72,15 @@ export function readCheckpointState(dir: string): Record<string, unknown> {
   return JSON.parse(readRegularFile(join(dir, 'state.json'), 'utf8')) as Record<string, unknown>;
 }
 
+/**
+ * The SHA-256 of a checkpoint's model.safetensors: after verifyCheckpoint (`verified`), the one its state.json
+ * records, which the verification has just checked (not hashed a second time); else the file hashed.
+ */
+export function checkpointWeightsSha256(dir: string, verified: boolean): string {
+  const recorded = verified ? (readCheckpointState(dir).files as Record<string, unknown>)['model.safetensors'] : undefined;
+  return typeof recorded === 'string' ? recorded : sha256File(join(dir, 'model.safetensors'));
+}
+
 /** The files a run writes into every checkpoint, all needed to resume it. */
 export const CHECKPOINT_FILES = ['model.safetensors', 'optimizer.safetensors'];
 

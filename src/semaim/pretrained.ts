@@ -6,7 +6,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import * as torch from '../torch';
 import { Tensor } from '../torch';
 import { disposeAll, loadTensors, readSafetensorsHeader, type TensorInfo } from '../io';
-import { listCheckpoints, readCheckpointState, runKindOf, sha256File, verifyCheckpoint } from '../io/checkpoint';
+import { checkpointWeightsSha256, listCheckpoints, runKindOf, sha256File, verifyCheckpoint } from '../io/checkpoint';
 import { EncoderConfig, SemAIMConfig, validateConfig, validateEncoder } from './config';
 import { VisionTransformer } from './vit';
 import { encoderConfigFromJson } from './timm-config';
@@ -329,9 +329,7 @@ function findEncoder(path: string, o: VerifyOption): EncoderSource {
     }
     const config = configFromMetadata(metadata.config, weights);
     const layout = checkEncoderShapes(config, tensors, weights);
-    // a verified checkpoint's weights have the SHA-256 its state.json records: not hashed a second time
-    const recorded = o.verify === false ? undefined : (readCheckpointState(dir).files as Record<string, unknown>)['model.safetensors'];
-    const sha256 = typeof recorded === 'string' ? recorded : sha256File(weights);
+    const sha256 = checkpointWeightsSha256(dir, o.verify !== false);
     return { path, weights, sha256, kind: 'checkpoint', config, layout };
   }
   if (!WEIGHTS_FILE.test(path)) throw new Error(`encoder '${path}': expected a folder, a .safetensors file or a torch.save file (.pth, .pt, .bin)`);
