@@ -374,10 +374,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
         state.stoppedBy = 'nonfinite';
       } else {
         if (state.stoppedBy !== 'signal') await job.onFinish?.(epochsAt(state.step), state, false);
-        // A run stopped by a signal saves off the checkpoint cadence, its score from a partial loss window: not
-        // a candidate for 'best', which an uninterrupted run never scores there (resumed, it ends with the same best/)
-        const scored = state.stoppedBy !== 'signal';
-        if (state.savedStep !== state.step) await state.save(Math.floor(state.step / perEpoch), (state.step % perEpoch) * accum, { scored });
+        if (state.savedStep !== state.step) await state.save(Math.floor(state.step / perEpoch), (state.step % perEpoch) * accum);
       }
     }
   } finally {

@@ -413,11 +413,13 @@ export class TrainState {
    * Writes a checkpoint positioned at (epoch, batch). The caller has asked diverged() first (the loop does
    * before every save): a checkpoint never holds a NaN/Inf loss's or weights' state.
    * Data-parallel: rank 0 writes, then all ranks pass a barrier, so that no rank goes on (or ends)
-   * before the checkpoint exists. `scored: false` (a run stopped by a signal) keeps it from becoming 'best'.
+   * before the checkpoint exists. The checkpoint of a run stopped by a signal is off the checkpoint cadence, its
+   * score from a partial loss window: never 'best', which an uninterrupted run never scores there (resumed, it
+   * ends with the same best/).
    */
-  async save(epoch: number, batch: number, o: { scored?: boolean } = {}): Promise<void> {
+  async save(epoch: number, batch: number): Promise<void> {
     const { job } = this;
-    const score = o.scored === false ? null : job.best.score(this);
+    const score = this.stoppedBy === 'signal' ? null : job.best.score(this);
     const better = score !== null && Number.isFinite(score) && (this.best === null || (job.best.lowerIsBetter ? score < this.best : score > this.best));
     if (better) this.best = score;
     const lossWindow = await this.unlogged();
