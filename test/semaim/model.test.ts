@@ -290,8 +290,21 @@ test('config round-trips through JSON and bad values are refused naming the key'
   }
 });
 
+const TINY_VIT = { imgSize: 16, patchSize: 4, embedDim: 32, depth: 2, numHeads: 4 };
+
+/** Runs fn on a tiny encoder (TINY_VIT, seed 0) in eval mode, without gradients, in a scope. */
+function withTinyVit(fn: (vit: VisionTransformer) => void): void {
+  const vit = new VisionTransformer(TINY_VIT).initWeights(0);
+  vit.eval();
+  try {
+    torch.noGrad(() => torch.scope(() => fn(vit)));
+  } finally {
+    vit.dispose();
+  }
+}
+
 test('backbone features: [CLS], mean-pooled and all tokens; timm names', () => {
-  const vit = new VisionTransformer({ imgSize: 16, patchSize: 4, embedDim: 32, depth: 2, numHeads: 4 }).initWeights(0);
+  const vit = new VisionTransformer(TINY_VIT).initWeights(0);
   const x = torch.randn([2, 3, 16, 16]);
   assert.deepEqual(vit.features(x, 'cls').shape, [2, 32]);
   assert.deepEqual(vit.features(x, 'mean').shape, [2, 32]);
@@ -489,52 +502,42 @@ test("the teacher's similarity map is min-max normalised: 0 to 1 in every image"
 });
 
 test("encoder maths by hand: 'mean' pooling is the mean of the patch tokens, clsAttention is the last block's [CLS]→patch softmax(q·kᵀ/√d_head) averaged over heads", () => {
-  const vit = new VisionTransformer({ imgSize: 16, patchSize: 4, embedDim: 32, depth: 2, numHeads: 4 }).initWeights(0);
-  vit.eval();
-  torch.noGrad(() =>
-    torch.scope(() => {
-      torch.manualSeed(0);
-      const x = torch.randn([2, 3, 16, 16]).mul(3);
-      const z = vit.forwardFeatures(x);
-      assert.ok(
-        vit
-          .features(x, 'mean')
-          .sub(z.narrow(1, 1, 16).mean(1))
-          .abs()
-          .max()
-          .item() < 1e-6,
-        "'mean' leaves [CLS] out",
-      );
-      const blocks = [...vit.blocks];
-      const h = blocks[0].forward(torch.cat([vit.clsTokens(2), vit.embedPatches(x)], 1));
-      // timm's qkv layout: [B, T, 3, heads, d_head]
-      const qkv = blocks[1].attn.qkv.forward(blocks[1].norm1.forward(h)).reshape(2, 17, 3, 4, 8).permute(2, 0, 3, 1, 4);
-      const scores = qkv
-        .select(0, 0)
-        .matmul(qkv.select(0, 1).transpose(-2, -1))
-        .mul(1 / Math.sqrt(8));
-      const want = scores.softmax(-1).mean(1).select(1, 0).narrow(1, 1, 16);
-      assert.ok(vit.clsAttention(x).sub(want).abs().max().item() < 1e-6);
-    }),
-  );
-  vit.dispose();
+  withTinyVit((vit) => {
+    torch.manualSeed(0);
+    const x = torch.randn([2, 3, 16, 16]).mul(3);
+    const z = vit.forwardFeatures(x);
+    assert.ok(
+      vit
+        .features(x, 'mean')
+        .sub(z.narrow(1, 1, 16).mean(1))
+        .abs()
+        .max()
+        .item() < 1e-6,
+      "'mean' leaves [CLS] out",
+    );
+    const blocks = [...vit.blocks];
+    const h = blocks[0].forward(torch.cat([vit.clsTokens(2), vit.embedPatches(x)], 1));
+    // timm's qkv layout: [B, T, 3, heads, d_head]
+    const qkv = blocks[1].attn.qkv.forward(blocks[1].norm1.forward(h)).reshape(2, 17, 3, 4, 8).permute(2, 0, 3, 1, 4);
+    const scores = qkv
+      .select(0, 0)
+      .matmul(qkv.select(0, 1).transpose(-2, -1))
+      .mul(1 / Math.sqrt(8));
+    const want = scores.softmax(-1).mean(1).select(1, 0).narrow(1, 1, 16);
+    assert.ok(vit.clsAttention(x).sub(want).abs().max().item() < 1e-6);
+  });
 });
 
 test("[CLS] gets the position embedding's row 0 (an outside encoder's learned row is not zero)", () => {
-  const vit = new VisionTransformer({ imgSize: 16, patchSize: 4, embedDim: 32, depth: 2, numHeads: 4 }).initWeights(0);
-  vit.eval();
-  torch.noGrad(() =>
-    torch.scope(() => {
-      torch.manualSeed(1);
-      const x = torch.randn([2, 3, 16, 16]);
-      const before = vit.features(x, 'cls');
-      const row = torch.randn([1, 1, 32]);
-      vit.pos_embed.narrow(1, 0, 1).copy_(row);
-      assert.ok(vit.clsTokens(2).sub(vit.cls_token.add(row)).abs().max().item() < 1e-6);
-      assert.ok(vit.features(x, 'cls').sub(before).abs().max().item() > 1e-3, '[CLS] features change');
-    }),
-  );
-  vit.dispose();
+  withTinyVit((vit) => {
+    torch.manualSeed(1);
+    const x = torch.randn([2, 3, 16, 16]);
+    const before = vit.features(x, 'cls');
+    const row = torch.randn([1, 1, 32]);
+    vit.pos_embed.narrow(1, 0, 1).copy_(row);
+    assert.ok(vit.clsTokens(2).sub(vit.cls_token.add(row)).abs().max().item() < 1e-6);
+    assert.ok(vit.features(x, 'cls').sub(before).abs().max().item() > 1e-3, '[CLS] features change');
+  });
 });
 
 test('MAE initialisation: cls_token ~ N(0, 0.02), patch-embed bias 0, patch-embed weight xavier-uniform over [D, C·P·P]', () => {
