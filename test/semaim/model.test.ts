@@ -291,6 +291,8 @@ test('config round-trips through JSON and bad values are refused naming the key'
 });
 
 const TINY_VIT = { imgSize: 16, patchSize: 4, embedDim: 32, depth: 2, numHeads: 4 };
+/** The sizes of the similarity-pass tests' SemAIM (32², patch 8, 2 blocks of 32, one decoder block). */
+const SMALL_SEMAIM = { imgSize: 32, patchSize: 8, depth: 2, embedDim: 32, numHeads: 2, decoderDepth: 1 };
 
 /** Runs fn on a tiny encoder (TINY_VIT, seed 0) in eval mode, without gradients, in a scope. */
 function withTinyVit(fn: (vit: VisionTransformer) => void): void {
@@ -429,8 +431,7 @@ test("pixel targets: normPix false gives the raw patches, MAE's (row, col, chann
 
 test("makeOrder with order source 'ema' reads the EMA encoder's map, not the online model's", () => {
   torch.manualSeed(0);
-  const base = { imgSize: 32, patchSize: 8, depth: 2, embedDim: 32, numHeads: 2, decoderDepth: 1 };
-  const cfg = makeConfig('vit_tiny', { ...base, order: { type: 'similarity', source: 'ema' } });
+  const cfg = makeConfig('vit_tiny', { ...SMALL_SEMAIM, order: { type: 'similarity', source: 'ema' } });
   const model = new SemAIM(cfg).initWeights(1);
   const ema = new VisionTransformer(cfg).initWeights(2);
   torch.scope(() => {
@@ -450,12 +451,7 @@ test("makeOrder with order source 'ema' reads the EMA encoder's map, not the onl
 test('the similarity pass runs in eval mode (no stochastic depth) and leaves a training model training', () => {
   torch.manualSeed(0);
   const cfg = makeConfig('vit_tiny', {
-    imgSize: 32,
-    patchSize: 8,
-    depth: 2,
-    embedDim: 32,
-    numHeads: 2,
-    decoderDepth: 1,
+    ...SMALL_SEMAIM,
     dropPath: 0.5,
     order: { type: 'similarity', source: 'online' },
   });
@@ -481,12 +477,7 @@ test("the teacher's similarity map is min-max normalised: 0 to 1 in every image"
   torch.manualSeed(0);
   const tcfg = { imgSize: 32, patchSize: 8, depth: 1, embedDim: 16, numHeads: 2 };
   const cfg = makeConfig('vit_tiny', {
-    imgSize: 32,
-    patchSize: 8,
-    depth: 2,
-    embedDim: 32,
-    numHeads: 2,
-    decoderDepth: 1,
+    ...SMALL_SEMAIM,
     target: { type: 'features', teacher: 'x.safetensors', teacherConfig: tcfg },
     order: { type: 'similarity', source: 'teacher' },
   });
