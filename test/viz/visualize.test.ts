@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import * as torch from '../../src/torch';
-import { encoderSimilarity, meanFilter3x3, sha256File } from '../../src/semaim';
+import { SemAIM, VisionTransformer, encoderSimilarity, makeConfig, meanFilter3x3, pixelTargets, rasterOrder, sha256File } from '../../src/semaim';
 import {
   captions,
   figureLayout,
@@ -17,11 +17,12 @@ import {
   glyphRows,
   textWidth,
   computeMaps,
+  denormalizeImage,
   NO_GLYPH,
 } from '../../src/viz';
 import { vizCommands } from '../../src/cli/viz-commands';
 import { OptionError } from '../../src/util/options';
-import { argmax, liveTensors, readOverlay, tinyModel, writeCheckpointFolder, writeTestImages } from './helpers';
+import { argmax, liveTensors, readOverlay, tinyConfig, tinyModel, writeCheckpointFolder, writeTestImages } from './helpers';
 import { captureStderr } from '../output';
 
 test('font: every printable ASCII glyph has ink except space; text width', () => {
@@ -153,6 +154,74 @@ test('visualize: grid and rows have the laid-out size; order maps start where th
     assert.deepEqual(again, [basename(JSON.parse(readFileSync(join(out, 'visualize.json'), 'utf8')).images[0].file)]);
     assert.ok(existsSync(join(out, 'notes.txt')));
     model.dispose();
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test("computeMaps: the reconstruction is the prediction with each patch's normalisation undone (its blurred pixels' mean and unbiased std); a teacher's S is min-max", async () => {
+  const root = mkdtempSync(join(tmpdir(), 'semaim-viz-recon-'));
+  try {
+    const imgs = await loadImages(await writeTestImages(join(root, 'imgs'), 2), 16);
+    const model = tinyModel(3);
+    const t = model.config.target;
+    assert.ok(t.type === 'pixels' && t.normPix && t.blur, 'the default target: blurred, per-patch normalised pixels');
+    const maps = computeMaps(model, imgs.tensor, { orders: [], lossOrder: 'raster' });
+    const [P, C, side, g] = [4, 3, 16, 4];
+    const D = P * P * C;
+    const { pred, raw } = torch.noGrad(() =>
+      torch.scope(() => {
+        const x = torch.tensor(imgs.tensor, { shape: [2, C, side, side] });
+        const fwd = model.forward(x, rasterOrder(2, model.grid), { outputs: 'all' });
+        return { pred: fwd.pred!.toFloat32Array(), raw: pixelTargets(x, { ...t, patchSize: P, normPix: false }).toFloat32Array() };
+      }),
+    );
+    for (let b = 0; b < 2; b++) {
+      // by hand: x̂ = pred · √(var + 1e-6) + mean per patch, written back at (channel, row, column) of the image
+      const chw = new Float32Array(C * side * side);
+      for (let n = 0; n < g * g; n++) {
+        const at = (b * g * g + n) * D;
+        const values = raw.subarray(at, at + D);
+        const mean = values.reduce((a, v) => a + v, 0) / D;
+        const std = Math.sqrt(values.reduce((a, v) => a + (v - mean) ** 2, 0) / (D - 1) + 1e-6);
+        for (let p = 0; p < P; p++)
+          for (let q = 0; q < P; q++)
+            for (let c = 0; c < C; c++) {
+              const y = Math.floor(n / g) * P + p;
+              const xx = (n % g) * P + q;
+              chw[c * side * side + y * side + xx] = pred[at + (p * P + q) * C + c] * std + mean;
+            }
+      }
+      const want = denormalizeImage(chw, side).data;
+      const got = maps[b].recon!.data;
+      let off = 0;
+      want.forEach((v, i) => {
+        assert.ok(Math.abs(v - got[i]) <= 1, `image ${b} value ${i}: ${got[i]}, by hand ${v}`);
+        if (v !== got[i]) off++;
+      });
+      assert.ok(off <= want.length / 100, `image ${b}: ${off} of ${want.length} values off by one (rounding only)`);
+    }
+    model.dispose();
+
+    // the teacher source: S min-max normalised per image (0 at its least similar patch, 1 at its most)
+    const tcfg = { imgSize: 16, patchSize: 4, depth: 1, embedDim: 16, numHeads: 2 };
+    const withTeacher = new SemAIM(
+      makeConfig('vit_tiny', {
+        ...tinyConfig(),
+        target: { type: 'features', teacher: 'x.safetensors', teacherConfig: tcfg },
+        order: { type: 'similarity', source: 'teacher' },
+      }),
+    ).initWeights(1);
+    withTeacher.teacher = new VisionTransformer(tcfg).initWeights(3);
+    for (const m of computeMaps(withTeacher, imgs.tensor, { orders: ['similarity'], lossOrder: 'raster' })) {
+      assert.ok(
+        Math.abs(Math.min(...m.similarity)) < 1e-6 && Math.abs(Math.max(...m.similarity) - 1) < 1e-6,
+        `S from ${Math.min(...m.similarity)} to ${Math.max(...m.similarity)}`,
+      );
+      assert.equal(m.recon, null, 'feature targets: no picture to reconstruct');
+    }
+    withTeacher.teacher.dispose();
+    withTeacher.dispose();
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
