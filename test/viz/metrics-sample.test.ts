@@ -56,6 +56,11 @@ test("a metrics file above the sampling size keeps each metric's extremes per bu
       const hi = inBucket.reduce((x, y) => ((y.loss as number) > (x.loss as number) ? y : x));
       assert.ok(steps.includes(lo.step as number) && steps.includes(hi.step as number), `bucket ${b}`);
     }
+    // the last record is kept also when it is an ordinary step (not an extreme of its bucket, not special)
+    const plain = { step: 5001, loss: 2, imgPerSec: 103, gradNorm: 1.6 };
+    writeFileSync(path, lines.join('\n') + '\n' + JSON.stringify(plain) + '\n');
+    const withPlain = readMetricsSample(path, isRecord, isNonFinite, { sampleAbove: 1000, buckets: 50 });
+    assert.deepEqual(withPlain.records[withPlain.records.length - 1], plain, 'the curves run to the last step');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -51,6 +51,9 @@ test('report: self-contained HTML with SVG curves, config and evaluation tables'
     assert.match(html, /^<!DOCTYPE html>/);
     assert.equal((html.match(/<svg /g) ?? []).length, 4, 'loss, lr, throughput and grad-norm charts');
     assert.match(html, /<polyline points="[\d., ]+"/);
+    // the cards read the last record: step 400 of epoch 3.9 (the first is step 10 of epoch 0)
+    assert.match(html, /<div class="k">last step<\/div><div class="v">400</);
+    assert.match(html, /<div class="k">last epoch<\/div><div class="v">3\.9</);
     for (const s of [
       'Training loss',
       'Learning rate',
