@@ -91,6 +91,14 @@ test('a short run needs room for the checkpoints it writes, not for --keep-last 
     assert.ok(m, stderr);
     return { copies: Number(m[1]), each: bytesOf(m[2], m[3]), how: m[4] };
   };
+  // more checkpoints than --keep-last: the ones kept and the next, written before the oldest is removed
+  const over = cli(dir, ['pretrain', ...TINY.split(' '), '--checkpoint-every', '1', '--keep-last', '1', '--out-dir', join(dir, 'over')], {
+    FREE_BYTES: String(1 << 20),
+  });
+  assert.equal(over.status, 1, over.stderr);
+  const o = estimate(over.stderr);
+  assert.match(o.how, /^2 step folders at once \(this run writes 2 checkpoints; up to --keep-last 1 kept, /);
+  assert.equal(o.copies, 2 + 2, 'the 2 step folders, best and its replacement');
   // 2 steps with --checkpoint-every 500 and 4 steps an epoch: one checkpoint (the last), and its copy as 'best'
   const run = join(dir, 'run');
   const small = cli(dir, ['pretrain', ...TINY.split(' '), '--keep-last', '3', '--out-dir', run], { FREE_BYTES: String(1 << 20) });
