@@ -1,7 +1,22 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as torch from '../../src/torch';
-import { BatchNorm1d, Conv2d, DropPath, Dropout, LayerNorm, Linear, Mlp, Module, ModuleList, Sequential, StateDictError, GELU, init } from '../../src/nn';
+import {
+  BatchNorm1d,
+  Conv2d,
+  DropPath,
+  Dropout,
+  LayerNorm,
+  Linear,
+  Mlp,
+  Module,
+  ModuleList,
+  Sequential,
+  StateDictError,
+  GELU,
+  init,
+  setBatchSlice,
+} from '../../src/nn';
 
 class Block extends Module {
   readonly norm = this.module('norm', new LayerNorm(4, 1e-6));
@@ -252,6 +267,24 @@ test('DropPath drops whole samples and rescales the kept ones; identity in eval'
   assert.ok(kept > 16 && kept < 48);
   dp.eval();
   assert.equal(dp.forward(x), x);
+});
+
+test('DropPath in a data-parallel slice: rank r of W keeps rows r·B … r·B + B − 1 of the global batch’s masks (what one process with batch W·B draws)', () => {
+  const dp = new DropPath(0.5);
+  const kept = (y: torch.Tensor) => Array.from(y.sum([1, 2]).toFloat32Array(), (v) => (v > 0 ? 1 : 0));
+  torch.manualSeed(5);
+  const whole = kept(dp.forward(torch.ones([16, 3, 2])));
+  assert.ok(whole.includes(0) && whole.includes(1));
+  for (let rank = 0; rank < 4; rank++) {
+    const restore = setBatchSlice({ rank, worldSize: 4 });
+    try {
+      torch.manualSeed(5);
+      assert.deepEqual(kept(dp.forward(torch.ones([4, 3, 2]))), whole.slice(4 * rank, 4 * rank + 4), `rank ${rank}`);
+    } finally {
+      restore();
+    }
+  }
+  dp.dispose();
 });
 
 test('Sequential chains modules; init helpers respect their bounds', () => {
