@@ -315,6 +315,26 @@ export function writePlan(outDir: string, plan: AblationPlan): void {
 /** Inputs that may differ from a stored plan: rows and seeds added later get the planned length too. */
 const EXTENSIBLE: (keyof PlanInputs)[] = ['rows', 'seeds', 'baseline'];
 
+/** The first four settings two recipes differ in, flattened ('pretrain.emaSchedule: – → "constant"'). */
+export function describeDiff(a: Record<string, unknown> | undefined, b: Record<string, unknown>): string {
+  if (!a) return 'no recipe recorded';
+  const flat = (x: Record<string, unknown>, pre = ''): Record<string, string> =>
+    Object.fromEntries(
+      Object.entries(x).flatMap(([k, v]) =>
+        v !== null && typeof v === 'object' && !Array.isArray(v)
+          ? Object.entries(flat(v as Record<string, unknown>, `${pre}${k}.`))
+          : [[`${pre}${k}`, JSON.stringify(v)]],
+      ),
+    );
+  const fa = flat(a);
+  const fb = flat(b);
+  const keys = [...new Set([...Object.keys(fa), ...Object.keys(fb)])].filter((k) => fa[k] !== fb[k]);
+  return keys
+    .slice(0, 4)
+    .map((k) => `${k}: ${fa[k] ?? '–'} → ${fb[k] ?? '–'}`)
+    .join(', ');
+}
+
 /**
  * The inputs that differ between a stored plan and this call: `refuse` lists what makes another
  * recipe (the budget, the first seed, the recipe), `extended` the rows, seeds or baseline a later
@@ -324,7 +344,11 @@ export function planInputsDiffer(stored: PlanInputs, now: PlanInputs): { refuse:
   const keys = Object.keys(now) as (keyof PlanInputs)[];
   const diff = keys.filter((k) => JSON.stringify(stored[k]) !== JSON.stringify(now[k]));
   const say = (ks: (keyof PlanInputs)[]) =>
-    ks.map((k) => (k === 'recipe' ? 'the recipe' : `${k}: ${JSON.stringify(stored[k])} → ${JSON.stringify(now[k])}`)).join(', ');
+    ks
+      .map((k) =>
+        k === 'recipe' ? `the recipe: ${describeDiff(stored.recipe, now.recipe)}` : `${k}: ${JSON.stringify(stored[k])} → ${JSON.stringify(now[k])}`,
+      )
+      .join(', ');
   return { refuse: say(diff.filter((k) => !EXTENSIBLE.includes(k))), extended: say(diff.filter((k) => EXTENSIBLE.includes(k))) };
 }
 

@@ -37,6 +37,7 @@ import {
   timeEvaluation,
   timeSteps,
   writePlan,
+  describeDiff,
 } from './ablate-plan';
 import { dataRequest } from '../eval/run';
 import { pathPlace } from '../run/recipe';
@@ -237,8 +238,16 @@ const NEUTRAL = new Set([
   'fused',
 ]);
 
-/** Options added after fingerprints were first recorded: left out at their defaults, so earlier runs still match. */
+/**
+ * Options added after fingerprints were first recorded: left out at the value a run recorded before them
+ * had (the option table's absentMeans, as pretrain's own resume reads it, or their default), so earlier runs still match.
+ */
 const ADDED_LATER: Record<string, unknown> = {
+  ...Object.fromEntries(
+    Object.entries(PRETRAIN_OPTIONS as OptionTable)
+      .filter(([, spec]) => spec.absentMeans !== undefined)
+      .map(([k, spec]) => [k, spec.absentMeans]),
+  ),
   maxImagePixels: DEFAULT_MAX_IMAGE_PIXELS,
   exifOrientation: 'ignore',
   verify: true,
@@ -274,25 +283,6 @@ export function fingerprint(pretrainOptions: Record<string, unknown>, recipe: Ab
     evalBatchSize: recipe.evalBatchSize,
     ks,
   };
-}
-
-function describeDiff(a: Record<string, unknown> | undefined, b: Record<string, unknown>): string {
-  if (!a) return 'no recipe recorded';
-  const flat = (x: Record<string, unknown>, pre = ''): Record<string, string> =>
-    Object.fromEntries(
-      Object.entries(x).flatMap(([k, v]) =>
-        v !== null && typeof v === 'object' && !Array.isArray(v)
-          ? Object.entries(flat(v as Record<string, unknown>, `${pre}${k}.`))
-          : [[`${pre}${k}`, JSON.stringify(v)]],
-      ),
-    );
-  const fa = flat(a);
-  const fb = flat(b);
-  const keys = [...new Set([...Object.keys(fa), ...Object.keys(fb)])].filter((k) => fa[k] !== fb[k]);
-  return keys
-    .slice(0, 4)
-    .map((k) => `${k}: ${fa[k] ?? '–'} → ${fb[k] ?? '–'}`)
-    .join(', ');
 }
 
 export interface AblationResult {

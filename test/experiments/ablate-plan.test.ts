@@ -17,7 +17,7 @@ import {
   type AblationRun,
   type DivergedRun,
 } from '../../src/experiments/ablate';
-import { assignShards, epochsForSteps, planSteps, runSeconds, shardOf, PlannedRun, Measurement } from '../../src/experiments/ablate-plan';
+import { assignShards, epochsForSteps, planInputsDiffer, planSteps, runSeconds, shardOf, PlannedRun, Measurement } from '../../src/experiments/ablate-plan';
 import { childArgs } from '../../src/cli/ablate-jobs';
 import { StoppedBySignal } from '../../src/run/signals';
 import { memoryFactories, toyImages } from '../eval/helpers';
@@ -99,6 +99,15 @@ test('the plan arithmetic: the largest step count whose longest shard fits, and 
     assert.equal(Math.ceil(e.epochs * perEpoch), steps, `${steps} steps of ${perEpoch}`);
     assert.equal(e.steps, steps);
   }
+});
+
+test('a plan refused for another recipe names the settings that differ', () => {
+  const inputs = { recipe: { pretrain: { blr: 1.5e-4, seed: 0 }, ks: [20] }, budgetMinutes: 2, rows: ['raster'] } as unknown as Parameters<
+    typeof planInputsDiffer
+  >[0];
+  const now = { ...inputs, recipe: { pretrain: { blr: 3e-4, seed: 0, emaSchedule: 'authors' }, ks: [20] } } as typeof inputs;
+  assert.equal(planInputsDiffer(inputs, now).refuse, 'the recipe: pretrain.blr: 0.00015 → 0.0003, pretrain.emaSchedule: – → "authors"');
+  assert.equal(planInputsDiffer(inputs, inputs).refuse, '');
 });
 
 test('rows may name the tokens of S; shards and order specs are checked', () => {

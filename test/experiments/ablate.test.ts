@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OptionError, resolveOptions } from '../../src/util/options';
 import { ABLATE_OPTIONS } from '../../src/experiments/ablate-options';
-import { RANDOM_INIT, ablate, ablationRecipe, limitTrainData, pretrainOptionsFor } from '../../src/experiments/ablate';
+import { RANDOM_INIT, ablate, ablationRecipe, currentFingerprint, fingerprint, limitTrainData, pretrainOptionsFor } from '../../src/experiments/ablate';
 import { stat } from '../../src/experiments/ablate-report';
-import { modelConfigFrom } from '../../src/train/pretrain-options';
+import { PRETRAIN_OPTIONS, modelConfigFrom } from '../../src/train/pretrain-options';
 import { TrainData } from '../../src/train/pretrain';
 import { memoryFactories, memoryTrainData, toyImages } from '../eval/helpers';
 import { TINY_PRETRAIN } from './helpers';
@@ -97,6 +97,24 @@ test('the recipes resolve to valid pre-training configs', () => {
     assert.equal(p.blur, false);
   }
   assert.equal(modelConfigFrom(pretrainOptionsFor(resolveOptions(ABLATE_OPTIONS, {}), ablationRecipe('full'), 'semantic', 0, '/tmp/x')).embedDim, 192);
+});
+
+test('a fingerprint recorded before an option existed matches while the option has the value its absence means (pretrain resumes such a run)', () => {
+  const recipe = ablationRecipe('small');
+  const o = resolveOptions(ABLATE_OPTIONS, { budget: 'small' });
+  const opts = pretrainOptionsFor(o, recipe, 'semantic', 0, '/tmp/x');
+  const absent = Object.entries(PRETRAIN_OPTIONS).filter(([, spec]) => 'absentMeans' in spec);
+  assert.ok(absent.some(([k]) => k === 'emaSchedule'));
+  for (const [key, spec] of absent) {
+    const absentMeans = (spec as { absentMeans: unknown }).absentMeans;
+    // an ablation folder from before 2026-12-03 has no emaSchedule; --ema off resolves it to 'constant'
+    const now = fingerprint({ ...opts, [key]: absentMeans }, recipe, [20]);
+    const before = { ...now, pretrain: Object.fromEntries(Object.entries(now.pretrain as object).filter(([k]) => k !== key)) };
+    assert.deepEqual(currentFingerprint(before), now, `${key} absent = ${String(absentMeans)}`);
+  }
+  // another value than the absent one is another recipe: an old folder (which ran without it) is refused
+  const authors = fingerprint({ ...opts, ema: true, emaSchedule: 'authors' }, recipe, [20]);
+  assert.equal((authors.pretrain as Record<string, unknown>).emaSchedule, 'authors');
 });
 
 test('limitTrainData caps the batches per epoch and honours the start index', async () => {
