@@ -1,12 +1,22 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OptionError, resolveOptions } from '../../src/util/options';
 import { ABLATE_OPTIONS } from '../../src/experiments/ablate-options';
-import { RANDOM_INIT, ablate, ablationRecipe, currentFingerprint, fingerprint, limitTrainData, pretrainOptionsFor } from '../../src/experiments/ablate';
-import { stat } from '../../src/experiments/ablate-report';
+import {
+  RANDOM_INIT,
+  ablate,
+  ablationRecipe,
+  currentFingerprint,
+  fingerprint,
+  limitTrainData,
+  pretrainOptionsFor,
+  type AblationResult,
+  type AblationRun,
+} from '../../src/experiments/ablate';
+import { ablationMarkdown, stat, summarise } from '../../src/experiments/ablate-report';
 import { PRETRAIN_OPTIONS, modelConfigFrom } from '../../src/train/pretrain-options';
 import { TrainData } from '../../src/train/pretrain';
 import { memoryFactories, memoryTrainData, toyImages } from '../eval/helpers';
@@ -21,7 +31,7 @@ test('a tiny ablation: matched pre-trains per order, k-NN + linear probe, table 
     seeds: 2,
     budget: 'small',
     ...TINY_PRETRAIN,
-    pretrainLimit: 16,
+    pretrainLimit: 20,
     linprobeEpochs: 2,
     k: '5,20',
     trainLimit: 30,
@@ -36,7 +46,8 @@ test('a tiny ablation: matched pre-trains per order, k-NN + linear probe, table 
     ['raster', 'semantic', RANDOM_INIT],
   );
   for (const run of r.runs.filter((x) => x.order !== RANDOM_INIT)) {
-    assert.equal(run.pretrain.steps, 2, 'pretrain-limit 16 / batch 8 = 2 steps per epoch');
+    assert.equal(run.pretrain.steps, 2, 'pretrain-limit 20 / batch 8: 2 whole batches per epoch');
+    assert.equal(run.pretrain.imagesPerEpoch, 16);
     assert.match(run.pretrain.sha256, /^[0-9a-f]{64}$/);
     assert.ok(Number.isFinite(run.pretrain.lastLoss));
     for (const p of ['cls', 'mean']) {
@@ -60,7 +71,7 @@ test('a tiny ablation: matched pre-trains per order, k-NN + linear probe, table 
   assert.match(md, /semaim ablate --orders raster,semantic/);
   assert.match(md, /, 30 train \/ 12 test images\./, 'the images the evaluation used (the small recipe allows 1000 test images)');
   assert.deepEqual(r.runs[0].evalImages, { train: 30, test: 12 });
-  assert.match(md, /, 1 epochs of 16 images/, 'pre-training: pretrain-limit 16 of the 32 images');
+  assert.match(md, /, 1 epochs of 16 images/, 'pre-training: the 2 whole batches of pretrain-limit 20 of the 32 images');
   const json = JSON.parse(readFileSync(join(dir, 'ablation.json'), 'utf8'));
   assert.equal(json.format, 'semaim.ablation/1');
   assert.equal(json.runs.length, 6);
@@ -72,6 +83,21 @@ test('a tiny ablation: matched pre-trains per order, k-NN + linear probe, table 
   assert.deepEqual(r2.summary, r.summary);
   assert.ok(existsSync(join(dir, 'runs', 'semantic-seed1', 'ablation-eval.json')));
   assert.equal(r2.complete, true);
+  // A stored evaluation whose scores are not objects is set aside and the run evaluated again (the table crashed on it).
+  const evalFile = join(dir, 'runs', 'raster-seed1', 'ablation-eval.json');
+  const stored = JSON.parse(readFileSync(evalFile, 'utf8'));
+  writeFileSync(evalFile, JSON.stringify({ ...stored, eval: { ...stored.eval, cls: 5 } }));
+  const redo: string[] = [];
+  const r2b = await ablate(o, memoryFactories(train, testData), { log: (l) => redo.push(l) });
+  assert.ok(
+    redo.some((l) => /'eval' holds a score that is not an object; moved to .*, evaluating the run again/.test(l)),
+    redo.join('\n'),
+  );
+  assert.deepEqual(
+    r2b.summary.map((x) => [x.runs, x.scores]),
+    r.summary.map((x) => [x.runs, x.scores]),
+    'the same scores',
+  );
   // A moved (or copied) folder is still the finished ablation: its runs are found where they are now.
   const moved = `${dir}-moved`;
   renameSync(dir, moved);
@@ -157,4 +183,33 @@ test('a k above the training images is refused before any pre-training (it faile
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("ablation.md's numbers: the seeds it names, pre-training in minutes, the evaluation limits asked for, a diverged run in its own row", () => {
+  const recipe = ablationRecipe('small');
+  const o = resolveOptions(ABLATE_OPTIONS, { orders: 'raster,semantic', seed: 3, seeds: 2, budget: 'small', trainLimit: 400 });
+  const run = (order: string, seed: number, seconds: number): AblationRun =>
+    ({ order, seed, pretrain: { lastLoss: 0.5, seconds }, eval: {}, evalSeconds: 0 }) as unknown as AblationRun;
+  const runs = [run('raster', 3, 90), run('raster', 4, 150), run('semantic', 3, 120)];
+  const diverged = [{ order: 'semantic', seed: 4, runDir: 'x', step: 7, checkpoint: null, fingerprint: {} }];
+  const r = {
+    budget: 'small',
+    options: o,
+    recipe,
+    pretrainOptions: pretrainOptionsFor(o, recipe, 'raster', 3, '/x'),
+    headlineK: 20,
+    runs,
+    diverged,
+    summary: summarise(runs, ['raster', 'semantic'], recipe.poolings, 20, diverged),
+    seconds: 600,
+    complete: true,
+    planned: 4,
+  } as unknown as Omit<AblationResult, 'markdown'>;
+  const md = ablationMarkdown(r);
+  assert.match(md, /seeds 3\.\.4\)/, 'seed 3 and --seeds 2 are seeds 3..4');
+  // pre-train min: 90 s and 150 s are 2.0 ± 0.7 min; one run of 120 s is 2.0
+  assert.match(md, /\| raster \| 2 \|.*\| 0\.5000 ± 0\.0000 \| 2\.0 ± 0\.7 \|\n/);
+  assert.match(md, /\| semantic \| 1 \(1 diverged\) \|.*\| 0\.5000 \| 2\.0 \|\n/);
+  assert.match(md, /, at most 400 train \/ at most 1000 test images\./, "--train-limit 400 and the small recipe's 1000 test images");
+  assert.match(md, /Wall time of this call 10\.0 min; pre-training and evaluation summed over the runs 6\.0 min\./);
 });
