@@ -250,10 +250,22 @@ test('a diverged pre-training is recorded and left out of the table; the other r
     assert.match(advice, /a lower --blr/, lines.join('\n'));
     assert.doesNotMatch(advice, /--warmup-epochs|--no-resume/);
     // a later call (or the parent of --jobs shards) knows it from ablation-diverged.json, without training it again
+    // (its baseline's evaluation lost, as if its shard had stopped before it)
+    rmSync(join(dir, 'runs', runDirName(RANDOM_INIT, 0), 'ablation-eval.json'));
     const again: string[] = [];
     const r2 = await ablate({ ...o, jobs: 2 }, memoryFactories(train, testData), { log: (l) => again.push(l), runShards: async () => {} });
     assert.equal(r2.diverged.length, 1);
     assert.ok(!again.some((l) => /pre-training 'raster'/.test(l)), again.join('\n'));
+    // the baseline its shard did not run is left to the next call, not run by the parent
+    assert.deepEqual(r2.runs, []);
+    assert.equal(r2.complete, false);
+    assert.ok(
+      again.some((l) => /none \(random init\) seed 0: not finished yet/.test(l)),
+      again.join('\n'),
+    );
+    // a shard whose runs are done or diverged is done (exit 0, not 75: its parent reads ablation-diverged.json)
+    const shard = await ablate({ ...o, shard: '0/1' }, memoryFactories(train, testData), { log: () => {} });
+    assert.equal(shard.complete, true);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -382,6 +394,7 @@ test('--jobs runs shards (each its share, no table), then collects; --stop-after
       assert.equal(part.complete, false);
       assert.equal(part.runs.length, 0);
       assert.equal(part.planned, 3);
+      assert.equal(existsSync(join(late, 'runs')), false, 'no pre-training was started after the time was up');
       assert.match(readFileSync(join(late, 'ablation.md'), 'utf8'), /Partial: 0 of 3 runs done/);
       assert.equal(JSON.parse(readFileSync(join(late, 'ablation.json'), 'utf8')).complete, false);
       const full = await ablate(options(late), memoryFactories(train, testData), { log: () => {} });
@@ -393,5 +406,85 @@ test('--jobs runs shards (each its share, no table), then collects; --stop-after
   } finally {
     rmSync(dir, { recursive: true, force: true });
     rmSync(ref, { recursive: true, force: true });
+  }
+});
+
+test('--stop-after-minutes reached during a pre-training: a partial table, exit 75, the run kept at its checkpoint; the same call continues it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-time-up-'));
+  const realNow = Date.now;
+  try {
+    const o = { ...options(dir, { orders: 'raster', baseline: false }), stopAfterMinutes: 60 };
+    const stop = { requested: false };
+    const lines: string[] = [];
+    const part = await ablate(o, memoryFactories(train, testData), {
+      log: (l) => lines.push(l),
+      stop,
+      // after step 1 the 60 minutes are over, and the timer has asked for the stop
+      onStep: (s) => {
+        if (s !== 1) return;
+        const now = realNow();
+        Date.now = () => now + 3_600_000;
+        stop.requested = true;
+      },
+    });
+    Date.now = realNow;
+    assert.equal(part.complete, false, 'not an interruption (a StoppedBySignal), a partial ablation');
+    assert.deepEqual(part.runs, []);
+    assert.equal(ablationExitCode(part), 75);
+    assert.ok(
+      lines.some((l) => /--stop-after-minutes 60 reached during 'raster' seed 0 \(checkpoint at step 1\)/.test(l)),
+      lines.join('\n'),
+    );
+    assert.match(readFileSync(join(dir, 'ablation.md'), 'utf8'), /Partial: 0 of 1 runs done; run the same command again to continue/);
+    const again: string[] = [];
+    const full = await ablate({ ...o, stopAfterMinutes: undefined }, memoryFactories(train, testData), { log: (l) => again.push(l) });
+    assert.equal(full.complete, true);
+    assert.equal(full.runs[0].pretrain.steps, 4);
+    assert.ok(
+      again.some((l) => /resumed from .* \(step 1,/.test(l)),
+      again.join('\n'),
+    );
+  } finally {
+    Date.now = realNow;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('--jobs with --budget-minutes plans from the slowest measuring process of each row; the shards get the minutes left of --stop-after-minutes', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-jobs-plan-'));
+  const realNow = Date.now;
+  try {
+    const measured = (step: number, startup: number, evalSeconds: number): Measurement => ({
+      steps: { raster: { step, startup }, semantic: { step: step / 2, startup } },
+      evalSeconds,
+    });
+    const o = options(dir, { epochs: undefined, budgetMinutes: 30, jobs: 2 });
+    await ablate({ ...o, planOnly: true }, memoryFactories(train, testData), {
+      log: () => {},
+      measureInProcesses: async (n) => {
+        assert.equal(n, 2);
+        return [measured(0.5, 3, 2), measured(0.25, 4, 1)];
+      },
+    });
+    const plan = JSON.parse(readFileSync(join(dir, 'plan.json'), 'utf8'));
+    assert.deepEqual(plan.measured.steps, { raster: { step: 0.5, startup: 4 }, semantic: { step: 0.25, startup: 4 } });
+    assert.equal(plan.measured.evalSeconds, 2);
+    // five minutes pass before the shards start: they get the 25 of --stop-after-minutes 30 that are left
+    let left: number | undefined;
+    await ablate({ ...o, stopAfterMinutes: 30 }, memoryFactories(train, testData), {
+      log: (l) => {
+        if (!/^running \d+ runs in 2 processes/.test(l)) return;
+        const shifted = realNow() + 5 * 60_000;
+        Date.now = () => shifted;
+      },
+      runShards: async (_shards, so) => {
+        Date.now = realNow;
+        left = so.stopAfterMinutes;
+      },
+    });
+    assert.ok(left !== undefined && left > 24.9 && left <= 25, String(left));
+  } finally {
+    Date.now = realNow;
+    rmSync(dir, { recursive: true, force: true });
   }
 });
