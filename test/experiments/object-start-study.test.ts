@@ -14,6 +14,7 @@ import {
   plannedSteps,
   studyMarkdown,
   studyPretrainOptions,
+  studyRunDir,
 } from '../../src/experiments/object-start-study';
 import { pretrain } from '../../src/train/pretrain';
 import { trainDataRequest } from '../../src/train/pretrain-options';
@@ -199,6 +200,9 @@ test('object-start study with --seeds: one run per S and seed, the table gives m
       old.join('\n'),
     );
     assert.ok(!existsSync(join(dir, 'trained-cls-seed4')));
+    // ... and only for it: another seed's run is not continued from seed 4's folder
+    assert.equal(studyRunDir(o, 'cls', 4), join(dir, 'trained-cls'));
+    assert.equal(studyRunDir(o, 'cls', 7), join(dir, 'trained-cls-seed7'));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
