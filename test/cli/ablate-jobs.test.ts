@@ -129,3 +129,19 @@ test("a shard's progress shows on the parent's console: its first line, then one
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a shard that exits 75 (stopped early by --stop-after-minutes) is not a failure: the parent goes on to write the partial table', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-75-'));
+  try {
+    const child = join(dir, 'child.js');
+    writeFileSync(child, `process.stdout.write('shard 0/1: stopped early\\n'); process.exit(75);`);
+    const { runShardProcesses } = await import('../../src/cli/ablate-jobs');
+    const runner = { command: [process.execPath, child] as [string, string], argv: [], outDir: dir, jobs: 1, threads: 1, log: () => {} };
+    await runShardProcesses(runner, ['0/1'], {});
+    // any other code is the shard's failure, named with its log
+    writeFileSync(child, 'process.exit(3);');
+    await assert.rejects(runShardProcesses(runner, ['0/1'], {}), /^Error: shard-0-of-1 exited with code 3; see .*logs\/shard-0-of-1\.log$/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
