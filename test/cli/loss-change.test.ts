@@ -9,4 +9,5 @@ test("the demo's loss row signs the change as it went: a fall is −, a rise +, 
   assert.equal(pixelLossRow(0.5, 0.5), '| pixel loss | 0.5000 |');
   assert.equal(pixelLossRow(NaN, NaN), '| pixel loss | no loss logged |');
   assert.equal(lossChange(0.932, 0.25), 'loss 0.9320 → 0.2500', "pretrain's summary is as it was");
+  assert.equal(lossChange(NaN, 0.25), 'loss 0.2500', 'no first loss: the last alone, not "NaN → 0.2500"');
 });
