@@ -7,7 +7,7 @@ import { loadModel, sha256File } from '../semaim';
 import type { ImageInputOptions } from '../data/options';
 import { ORDER_NAMES, checkOrderNames, type OrderName } from './maps';
 import { readRun } from './run-data';
-import { REPORT_GENERATOR, renderReport } from './report';
+import { REPORT_GENERATOR, REPORT_HEAD, renderReport } from './report';
 import { OptionError, defineOptions, jobFields } from '../util/options';
 import { yieldThenThrowIfAborted } from '../util/errors';
 import { protectedOutput } from '../io/outputs';
@@ -136,9 +136,15 @@ function head(fd: number, n: number): Buffer {
   return buf.subarray(0, readSync(fd, buf, 0, n, 0));
 }
 
-/** Whether `path` is a regular file that `semaim report` wrote (a later report replaces it without --overwrite). */
+/**
+ * Whether `path` is a regular file that `semaim report` wrote (a later report replaces it without --overwrite):
+ * its generator tag, or the head of a report from before the tag with its title.
+ */
 function isEarlierReport(path: string): boolean {
-  return !!readPlainFile(path, (fd) => head(fd, 4096).toString('utf8').includes(REPORT_GENERATOR));
+  return !!readPlainFile(path, (fd) => {
+    const text = head(fd, 4096).toString('utf8');
+    return text.includes(REPORT_GENERATOR) || (text.startsWith(REPORT_HEAD) && text.includes('<title>SemAIM run report: '));
+  });
 }
 
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);

@@ -7,6 +7,10 @@ import { jsonBrief } from '../util/json-file';
 
 /** Marks a page as written by `semaim report` (a later report may replace it without --overwrite). */
 export const REPORT_GENERATOR = '<meta name="generator" content="semaim report">';
+/** How every report begins, also those written before REPORT_GENERATOR (2026-12-03), which carry only this. */
+export const REPORT_HEAD =
+  '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n' +
+  `<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">\n`;
 import { lineChart, smooth, Series } from './svg';
 
 export interface ReportOptions {
@@ -170,10 +174,7 @@ export function renderReport(run: RunData, o: ReportOptions = {}): string {
   const title = o.title ?? `SemAIM run report: ${run.dir}`;
   const viz = o.grid ? `<img class="viz" alt="visualisation grid" src="data:image/png;base64,${o.grid.toString('base64')}">` : '';
   const problems = run.problems.length ? `<h2>Problems</h2><ul>${run.problems.map((p) => `<li>${esc(p)}</li>`).join('')}</ul>` : '';
-  return `<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
-<meta name="viewport" content="width=device-width, initial-scale=1">
+  return `${REPORT_HEAD}<meta name="viewport" content="width=device-width, initial-scale=1">
 ${REPORT_GENERATOR}
 <link rel="icon" href="data:,">
 <title>${esc(title)}</title><style>${CSS}</style></head>

@@ -492,6 +492,15 @@ test('report --out replaces an earlier report, but another file only with --over
     const page = join(run, 'page.html');
     assert.equal(await vizCommands.report.run([run, '--out', page]), 0);
     assert.equal(await vizCommands.report.run([run, '--out', page]), 0, 'an earlier report is replaced');
+    // a report from before the generator tag (semaim before 2026-12-03): its head and title say what it is
+    const untagged = readFileSync(page, 'utf8').replace('<meta name="generator" content="semaim report">\n', '');
+    assert.ok(untagged.startsWith('<!DOCTYPE html>') && !untagged.includes('generator'));
+    writeFileSync(page, untagged);
+    assert.equal(await vizCommands.report.run([run, '--out', page]), 0, 'a report semaim wrote before the tag is replaced');
+    assert.match(readFileSync(page, 'utf8'), /content="semaim report"/);
+    // the same head with another title is someone else's page
+    writeFileSync(page, untagged.replace(/<title>[^<]*<\/title>/, '<title>My notes</title>'));
+    await assert.rejects(vizCommands.report.run([run, '--out', page]), /page\.html exists and is not a semaim report/);
     assert.equal(await vizCommands.report.run([run, '--out', precious, '--overwrite']), 0);
     assert.match(readFileSync(precious, 'utf8'), /<html/);
   }).finally(() => rmSync(run, { recursive: true, force: true }));
