@@ -569,6 +569,7 @@ test('index entries a file of that size cannot hold are not trusted: the shard i
     (e) => ({ samples: Math.floor((e.bytes * (e.file.endsWith('.gz') ? 1032 : 1)) / 512) + 1 }),
     (_e, i) => ({ labelled: real[i] + 1 }),
     () => ({ maxLabel: -1 }),
+    () => ({ maxLabel: 2 ** 20 }), // a label no scan gives (a class index of 2^20 or more is a label error)
   ];
   for (const lie of lies) {
     writeFileSync(join(dir, 'index.json'), JSON.stringify({ ...index, shards: index.shards.map((e, i) => ({ ...e, ...lie(e, i) })) }));
@@ -580,6 +581,35 @@ test('index entries a file of that size cannot hold are not trusted: the shard i
     );
     assert.deepEqual(readIndexFile(join(dir, 'index.json')), index, 'the index is written again from the scan');
   }
+});
+
+test("another tool's index.json beside the shards is left as it is: semaim's index goes to the data cache", () => {
+  const dir = join(root, 'foreign-index');
+  mkdirSync(dir);
+  for (const f of readdirSync(shards)) if (f !== 'index.json') copyFileSync(join(shards, f), join(dir, f));
+  const theirs = '{"tool": "another", "shards": 5}\n';
+  writeFileSync(join(dir, 'index.json'), theirs);
+  const cache = join(root, 'foreign-index-cache');
+  const before = process.env.SEMAIM_DATA_CACHE;
+  process.env.SEMAIM_DATA_CACHE = cache;
+  try {
+    assert.equal(shardDataset(dir, { onWarning: () => {} }).length, 23);
+    assert.equal(readFileSync(join(dir, 'index.json'), 'utf8'), theirs);
+    assert.equal(readdirSync(join(cache, 'shard-index')).length, 1, 'the index is kept in the data cache');
+  } finally {
+    if (before === undefined) delete process.env.SEMAIM_DATA_CACHE;
+    else process.env.SEMAIM_DATA_CACHE = before;
+  }
+});
+
+test('class names from an index that names fewer classes than the labels hold are not used: the labels are named by number', () => {
+  const dir = join(root, 'few-classes');
+  mkdirSync(dir);
+  for (const f of readdirSync(shards)) copyFileSync(join(shards, f), join(dir, f));
+  const index = JSON.parse(readFileSync(join(dir, 'index.json'), 'utf8'));
+  assert.deepEqual(index.classes, ['class0', 'class1', 'class2']);
+  writeFileSync(join(dir, 'index.json'), JSON.stringify({ ...index, classes: ['class0', 'class1'] }));
+  assert.deepEqual(shardDataset(dir, { onWarning: () => {} }).classes, ['0', '1', '2']);
 });
 
 test("an index file's error text is shown as printable text, naming the shard and the index it comes from", () => {
@@ -791,6 +821,14 @@ test('an epoch plan is computed, not listed per batch: 10^12 samples in batches 
 });
 
 test('the shuffle buffer resumes exactly from a replay over positions', () => {
+  // a buffer of `size` holds that many inputs before the first leaves, then each input displaces one
+  for (const size of [2, 3, 10]) {
+    const buf = ShuffleBuffer.create<number>(size, new Rng(2, 'fill'));
+    for (let i = 0; i < size; i++) assert.equal(buf.push(i), undefined, `size ${size}: input ${i} fills the buffer`);
+    assert.equal(buf.length, size);
+    for (let i = size; i < size + 5; i++) assert.notEqual(buf.push(i), undefined, `size ${size}: input ${i} displaces one`);
+    assert.equal(buf.length, size);
+  }
   for (const size of [1, 3, 10]) {
     for (const skip of [0, 1, 7, 19, 30]) {
       const n = 30;
@@ -994,6 +1032,23 @@ test('a sample whose member repeats (two samples under one key) is unusable, not
     { key: 'a', label: 1, sampleError: 'the member a.png appears twice in one sample (two samples with one key?)' },
     { key: 'b', label: 1, sampleError: undefined },
   ]);
+  // and a loader never uses the merged sample: it is skipped as corrupt and replaced by b
+  const warnings: string[] = [];
+  const [l] = loaders(join(root, 'repeated'), 1, { workers: 0, batchSize: 2, onWarning: (w) => warnings.push(w) });
+  try {
+    const got = await collect(l.iterate(0));
+    assert.deepEqual(
+      got.flatMap((b) => [...b.indices]),
+      [1, 1],
+    );
+    assert.deepEqual(l.lastSummary!.byReason, { corrupt: 1 });
+    assert.ok(
+      warnings.some((w) => /skipping shard-000000\.tar:a: the member a\.png appears twice/.test(w)),
+      warnings.join('\n'),
+    );
+  } finally {
+    await l.close();
+  }
 });
 
 test('the packer leaves no temporary shard: Ctrl-C removes those staged and its lock, and one of a killed packer goes at the next start', async () => {
