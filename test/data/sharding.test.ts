@@ -121,6 +121,27 @@ test('an epoch resumes at a batch, and at a sample position with another world s
   for (const b of got[1]) b.indices.forEach((ix, k) => assert.deepEqual((b.images as Float32Array).subarray(k * 192, (k + 1) * 192), ref.get(ix)));
 });
 
+test('a rank plan that starts at sample s covers positions s.. of the epoch once, with dropLast or padded without it', () => {
+  for (const dropLast of [false, true]) {
+    for (const s of [0, 5, 12]) {
+      const n = 30;
+      const plans = [0, 1].map((rank) => rankPlan({ length: n, batchSize: 4, dropLast, rank, worldSize: 2, startSample: s }));
+      const used: number[] = [];
+      for (let j = 0; j < plans[0].count; j++)
+        for (const p of plans) {
+          const [a, e] = p.range(j);
+          for (let t = a; t < e; t++) used.push(t);
+        }
+      const end = dropLast ? s + Math.floor((n - s) / 8) * 8 : s + Math.ceil((n - s) / 2) * 2;
+      assert.deepEqual(
+        used,
+        Array.from({ length: end - s }, (_, t) => s + t),
+        `dropLast ${dropLast}, start ${s}`,
+      );
+    }
+  }
+});
+
 test('rank and world size are checked', () => {
   const ds = syntheticObjects({ size: 8, count: 10 });
   assert.throws(() => new DataLoader(ds, { batchSize: 2, rank: 2, worldSize: 2, workers: 0 }), /rank must be an integer in \[0, 1\]/);
