@@ -95,6 +95,28 @@ test('synthetic objects as label maps: background 0, shape k as 1 + k (or object
   }
 });
 
+test('seg batches: a seeded order per epoch (each a permutation, another each epoch); dropLast drops the short last batch', async () => {
+  const data = new SegLoader(syntheticSegSource({ size: 16, count: 10, seed: 3, split: 'val', segClasses: 'object' }), 16);
+  const order = async (epoch: number, dropLast = false): Promise<number[][]> => {
+    const out: number[][] = [];
+    for await (const b of data.batches({ batchSize: 4, shuffle: true, epoch, augment: 'none', seed: 1, dropLast })) out.push([...b.indices]);
+    return out;
+  };
+  const [e0, e1, e0again] = [await order(0), await order(1), await order(0)];
+  for (const e of [e0, e1])
+    assert.deepEqual(
+      e.flat().sort((a, b) => a - b),
+      Array.from({ length: 10 }, (_, i) => i),
+    );
+  assert.deepEqual(e0again, e0, 'the same epoch gives the same order');
+  assert.notDeepEqual(e1.flat(), e0.flat(), 'another epoch, another order');
+  assert.deepEqual(
+    e0.map((b) => b.length),
+    [4, 4, 2],
+  );
+  assert.deepEqual(await order(0, true), e0.slice(0, 2), 'dropLast: the same batches without the short last one');
+});
+
 test('resized masks are resampled nearest-neighbour: labels are never blended', async () => {
   // 32² synthetic images at 24²: resize + centre crop; every mask value must be 0 or the image's class.
   const data = makeSegData({ split: 'train', dataset: 'synthetic', imgSize: 24, limit: 8, seed: 0 });
@@ -237,6 +259,36 @@ test('seg-folder: a missing mask, a mask of the wrong size, a bad label, a trunc
       assert.deepEqual(got.images, want.images, 'the same pixels');
       assert.deepEqual(got.masks, want.masks, 'the same masks');
     }
+  } finally {
+    cleanup();
+  }
+});
+
+test('seg-folder: a mask label equal to the number of classes is out of range (skipped); a folder with no usable sample is an error', async () => {
+  const { dir, cleanup } = tempDir('semaim-seg-');
+  const warnings: string[] = [];
+  try {
+    write(join(dir, 'classes.txt'), 'sky\nground\nthing\n');
+    for (const split of ['train', 'test']) {
+      write(join(dir, split, 'images', 'a.png'), await encode(picture(8, 8), 8, 8, 3, 'png'));
+      write(
+        join(dir, split, 'masks', 'a.png'),
+        pngEncode(
+          8,
+          8,
+          0,
+          8,
+          Array.from({ length: 64 }, (_, i) => (i === 9 ? 3 : 2)),
+        ),
+      );
+    }
+    const data = makeSegData({ split: 'train', dataset: 'seg-folder', dataPath: dir, imgSize: 8, seed: 0, warn: (l) => warnings.push(l) });
+    await assert.rejects(all(data, 'none', 2), /none of its 1 samples could be used/);
+    assert.deepEqual(data.skipped().byReason, { 'mask-labels': 1 });
+    assert.ok(
+      warnings.some((w) => /holds label 3, outside the 3 classes/.test(w)),
+      warnings.join('\n'),
+    );
   } finally {
     cleanup();
   }
