@@ -80,6 +80,9 @@ test('ImageFolder lists classes and images like torchvision', () => {
   assert.equal(ds.name(0), join(root, 'folder', 'a', 'base.jpg'));
   assert.equal(ds.label(0), 0);
   assert.equal(ds.label(13), 1);
+  // class order is torchvision's sorted(): by code point, so 'B' and 'Z' come before 'a' (not a locale's order)
+  for (const c of ['a', 'B', 'Z', 'b']) write(join(root, 'cased', c, 'x.jpg'), new Uint8Array([0xff, 0xd8]));
+  assert.deepEqual(imageFolder(join(root, 'cased')).classes, ['B', 'Z', 'a', 'b']);
   const flat = imageFiles(join(root, 'folder', 'b'));
   assert.equal(flat.length, 8);
   assert.equal(flat.label(0), -1);
@@ -202,6 +205,13 @@ test('CIFAR-10 and CIFAR-100 binary batches', () => {
   write(join(root, 'badcifar', 'data_batch_1.bin'), Buffer.alloc(100));
   assert.throws(() => cifarBinary(join(root, 'badcifar')), /expected a multiple of 3073/);
   assert.throws(() => cifarBinary(join(root, 'nothing-here')), /no data_batch_1\.bin/);
+  // a label byte of 10 is no CIFAR-10 class (0..9), nor 100 a fine CIFAR-100 one
+  write(join(root, 'label10', 'data_batch_1.bin'), Buffer.concat([rec(9, 1), rec(10, 1)]));
+  assert.throws(() => cifarBinary(join(root, 'label10')), /image 1 has label 10, but CIFAR-10 has 10 classes/);
+  const r100bad = Buffer.alloc(3074, 5);
+  r100bad[1] = 100;
+  write(join(root, 'label100', 'cifar-100-binary', 'train.bin'), r100bad);
+  assert.throws(() => cifarBinary(join(root, 'label100')), /image 0 has label 100, but CIFAR-100 \(fine\) has 100 classes/);
 });
 
 test('CIFAR-10 JPEG archive is extracted once into a cache folder keyed by the archive content', async () => {
