@@ -69,12 +69,15 @@ export class WorkerPool<M extends WorkerReply, K> {
 
   /** Posts `msg` to the worker of `slot`; resolves with the value of the reply under `key`. */
   request<T>(slot: PoolSlot, key: K, msg: unknown): Promise<T> {
-    if (this.failure) return Promise.reject(this.failure);
-    const p = new Promise<T>((resolve, reject) => {
-      this.waiters.set(key, { resolve: resolve as (v: unknown) => void, reject });
-    });
-    p.catch(() => undefined); // a prefetched batch nobody awaits must not raise an unhandled rejection
-    slot.worker.postMessage(msg);
+    const p = this.failure
+      ? Promise.reject<T>(this.failure)
+      : new Promise<T>((resolve, reject) => {
+          this.waiters.set(key, { resolve: resolve as (v: unknown) => void, reject });
+        });
+    // a prefetched batch nobody awaits must not raise an unhandled rejection, also one requested
+    // after a worker died (the loader stops at the first failed batch and drops the later ones)
+    p.catch(() => undefined);
+    if (!this.failure) slot.worker.postMessage(msg);
     return p;
   }
 
