@@ -151,6 +151,21 @@ test('close() during an epoch ends the iteration with an error', async () => {
   await pending;
 });
 
+test('a worker that dies mid-epoch fails the epoch with an error naming it, never a hang', { timeout: 30_000 }, async () => {
+  const loader = new DataLoader(syntheticObjects({ size: 16, count: 400 }), { batchSize: 8, workers: 2 });
+  try {
+    const it = loader[Symbol.asyncIterator]();
+    await it.next();
+    const pool = (loader as unknown as { pool: { slots: { worker: { terminate(): Promise<number> } }[] } }).pool;
+    await pool.slots[1].worker.terminate();
+    await assert.rejects(async () => {
+      while (!(await it.next()).done);
+    }, /data worker 1 exited unexpectedly/);
+  } finally {
+    await loader.close();
+  }
+});
+
 test('decoded cache gives the same batches as reading files', async () => {
   const ds = imageFolder(join(root, 'imgs'));
   const opts = { batchSize: 6, seed: 5, transforms: [resize(32), centerCrop(28), normalize()], onWarning: () => undefined };
