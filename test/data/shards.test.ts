@@ -1032,14 +1032,27 @@ test('a sample whose member repeats (two samples under one key) is unusable, not
     { key: 'a', label: 1, sampleError: 'the member a.png appears twice in one sample (two samples with one key?)' },
     { key: 'b', label: 1, sampleError: undefined },
   ]);
-  // and a loader never uses the merged sample: it is skipped as corrupt and replaced by b
+  // and a loader never uses such a sample: it is skipped as corrupt and replaced by b, with b's label
+  writeTar(join(root, 'repeated-2', 'shard-000000.tar'), [
+    ['a.png', a],
+    ['a.cls', '2'],
+    ['a.png', b],
+    ['a.cls', '2'],
+    ['b.png', b],
+    ['b.cls', '0'],
+  ]);
   const warnings: string[] = [];
-  const [l] = loaders(join(root, 'repeated'), 1, { workers: 0, batchSize: 2, onWarning: (w) => warnings.push(w) });
+  const [l] = loaders(join(root, 'repeated-2'), 1, { workers: 0, batchSize: 2, onWarning: (w) => warnings.push(w) });
   try {
     const got = await collect(l.iterate(0));
     assert.deepEqual(
-      got.flatMap((b) => [...b.indices]),
+      got.flatMap((x) => [...x.indices]),
       [1, 1],
+    );
+    assert.deepEqual(
+      got.flatMap((x) => [...x.labels]),
+      [0, 0],
+      "the stand-in's label, not the skipped sample's",
     );
     assert.deepEqual(l.lastSummary!.byReason, { corrupt: 1 });
     assert.ok(
