@@ -1,0 +1,113 @@
+// What a resumed run may change and what it must keep: the options flagged mayChangeOnResume in the
+// training tables (where and how fast a run goes, how long it runs, how often it logs or saves), and
+// recipeChanges / refuseRecipeChanges, which compare the rest with the stored run's config.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { recipeChanges, refuseRecipeChanges } from '../../src/run/recipe';
+import { PRETRAIN_OPTIONS } from '../../src/train/pretrain-options';
+import { FINETUNE_OPTIONS } from '../../src/eval/options';
+import { OptionError, OptionTable, defineOptions } from '../../src/util/options';
+
+const mayChange = (table: OptionTable) =>
+  Object.keys(table)
+    .filter((k) => table[k].mayChangeOnResume)
+    .sort();
+
+test('a resumed pre-training run may change only where and how fast it runs, how long, and how often it logs or saves', () => {
+  // Each of the others changes what a step computes (the seed, the batch, the lr schedule, the data,
+  // the model): one flagged by mistake would resume a different recipe into the same run, silently.
+  assert.deepEqual(
+    mayChange(PRETRAIN_OPTIONS),
+    [
+      'checkpointEvery',
+      'cudaGraphs',
+      'device',
+      'epochs',
+      'fused',
+      'gradCompress',
+      'keepLast',
+      'logEvery',
+      'masterAddr',
+      'masterPort',
+      'maxSteps',
+      'nnodes',
+      'nodeRank',
+      'nprocPerNode',
+      'numWorkers',
+      'outDir',
+      'resume',
+      'threads',
+      'upload',
+    ].sort(),
+  );
+});
+
+test('a resumed fine-tuning run may change only where and how fast it runs, how long, and how often it evaluates, logs or saves', () => {
+  assert.deepEqual(
+    mayChange(FINETUNE_OPTIONS),
+    [
+      'checkpointEvery',
+      'device',
+      'epochs',
+      'evalBatchSize',
+      'evalEvery',
+      'gradCompress',
+      'keepLast',
+      'logEvery',
+      'masterAddr',
+      'masterPort',
+      'maxSteps',
+      'nnodes',
+      'nodeRank',
+      'nprocPerNode',
+      'numWorkers',
+      'outDir',
+      'resume',
+      'threads',
+      'verify',
+    ].sort(),
+  );
+});
+
+const TABLE = defineOptions({
+  seed: { type: 'int', default: 0, help: 'seed' },
+  lr: { type: 'number', help: 'absolute lr' },
+  schedule: { type: 'string', default: 'ramp', absentMeans: 'constant', help: 'a later option' },
+  epochs: { mayChangeOnResume: true, type: 'number', default: 10, help: 'epochs' },
+  logEvery: { mayChangeOnResume: true, type: 'int', default: 10, help: 'log cadence' },
+});
+
+test('recipeChanges: a stored value is compared, an unset one as unset, a missing one as its absentMeans; options that may change are not', () => {
+  const stored = { seed: 1, lr: null, schedule: 'constant', epochs: 10, logEvery: 10 };
+  assert.deepEqual(recipeChanges(TABLE, stored, { seed: 1, lr: undefined, schedule: 'constant', epochs: 99, logEvery: 1 }), []);
+  // the stored seed, not the default, is what the run was started with
+  assert.deepEqual(recipeChanges(TABLE, stored, { seed: 0, lr: undefined, schedule: 'constant', epochs: 10, logEvery: 10 }), [
+    { key: 'seed', before: 1, now: 0 },
+  ]);
+  // a config.json written before `schedule` existed ran it as its absentMeans, not as today's default
+  const { schedule: _, ...older } = stored;
+  assert.deepEqual(recipeChanges(TABLE, older, { seed: 1, schedule: 'constant', epochs: 10, logEvery: 10 }), []);
+  assert.deepEqual(
+    recipeChanges(TABLE, older, { seed: 1, schedule: 'ramp', epochs: 10, logEvery: 10 }).map((c) => c.key),
+    ['schedule'],
+  );
+  assert.deepEqual(
+    recipeChanges(TABLE, stored, { seed: 1, lr: 0.1, schedule: 'constant' }).map((c) => c.key),
+    ['lr'],
+  );
+});
+
+test('refuseRecipeChanges names each change and lists the options that may change, and only those', () => {
+  refuseRecipeChanges(TABLE, [], '/runs/a'); // nothing changed: no error
+  assert.throws(
+    () => refuseRecipeChanges(TABLE, recipeChanges(TABLE, { seed: 1 }, { seed: 2, schedule: 'constant', epochs: 10, logEvery: 10 }), '/runs/a'),
+    (e: unknown) => {
+      assert.ok(e instanceof OptionError);
+      assert.equal(e.key, 'seed');
+      assert.match(e.message, /the run in \/runs\/a was started with other settings/);
+      assert.match(e.message, /--seed +1 +2/);
+      assert.match(e.message, /\nOptions that may change when resuming: --epochs, --log-every\.$/);
+      return true;
+    },
+  );
+});
