@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { SAME_SIGNAL_MS, catchStopSignals, StopRequest } from '../../src/run/signals';
+import { SAME_SIGNAL_MS, catchStopSignals, runExitCode, StopRequest } from '../../src/run/signals';
 
 const MAIN = resolve(__dirname, '..', '..', 'src', 'cli', 'main.js');
 
@@ -87,6 +87,14 @@ for (const [signal, code] of [
     rmSync(dir, { recursive: true, force: true });
   });
 }
+
+test("a training command's exit code: 0 when it finished or reached --max-steps, 1 after a NaN/Inf loss (so `pretrain … && knn …` stops), 130/143 after a signal", () => {
+  assert.equal(runExitCode({ stoppedBy: 'finished' }), 0);
+  assert.equal(runExitCode({ stoppedBy: 'maxSteps' }), 0);
+  assert.equal(runExitCode({ stoppedBy: 'nonfinite' }), 1);
+  assert.equal(runExitCode({ stoppedBy: 'signal', signal: 'SIGINT' }), 130);
+  assert.equal(runExitCode({ stoppedBy: 'signal', signal: 'SIGTERM' }), 143);
+});
 
 test('a second signal exits at once with the signal code', () => {
   const exits: number[] = [];
