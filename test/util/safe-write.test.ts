@@ -2,10 +2,10 @@
 // never followed to a file elsewhere; appends refuse links; names print without acting on a terminal.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, lstatSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { appendNoFollow, writeFileAtomic } from '../../src/util/safe-write';
+import { appendNoFollow, commitUnlessTaken, stageFile, tempPath, writeFileAtomic } from '../../src/util/safe-write';
 import { codeFence, printable, shellQuote } from '../../src/util/printable';
 import { checkOutputs } from '../../src/io/outputs';
 import { MetricsLog } from '../../src/run/metrics';
@@ -26,6 +26,78 @@ test('writeFileAtomic replaces a planted symlink (existing or dangling target) i
     assert.equal(existsSync(join(dir, 'elsewhere.txt')), false, 'no file created at a dangling link’s target');
     writeFileAtomic(join(dir, 'sub', 'new.json'), 'x');
     assert.equal(readFileSync(join(dir, 'sub', 'new.json'), 'utf8'), 'x', 'the folder is created');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a symlink planted at the temporary name writeFileAtomic will use next is not written through: the write fails and the link goes', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-safe-write-'));
+  try {
+    const [victim, target] = [join(dir, 'victim.txt'), join(dir, 'config.json')];
+    writeFileSync(victim, 'precious');
+    const probe = tempPath(target); // <target>.tmp-<pid>-<n>: the next one is n + 1
+    const next = probe.replace(/\d+$/, (n) => String(Number(n) + 1));
+    symlinkSync(victim, next);
+    assert.throws(
+      () => writeFileAtomic(target, '{}'),
+      (e: NodeJS.ErrnoException) => e.code === 'EEXIST' && e.message.includes(target),
+    );
+    assert.equal(readFileSync(victim, 'utf8'), 'precious');
+    assert.equal(existsSync(target), false, 'nothing put in place');
+    assert.equal(existsSync(next), false, 'the planted link was removed');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("the next write of a file removes the temporary files a killed writer of it left (its .data staging file too), not a live process's", () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-safe-write-'));
+  try {
+    const target = join(dir, 'model.safetensors');
+    const dead = [`${target}.tmp-999999999-0`, `${target}.tmp-999999999-1f.data`];
+    const kept = [`${target}.tmp-1-0`, join(dir, 'other.json.tmp-999999999-0')]; // pid 1 is alive; another file's temp is not this write's
+    for (const f of [...dead, ...kept]) writeFileSync(f, 'half');
+    writeFileAtomic(target, 'whole');
+    assert.equal(readFileSync(target, 'utf8'), 'whole');
+    for (const f of dead) assert.equal(existsSync(f), false, f);
+    for (const f of kept) assert.equal(existsSync(f), true, f);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('commitUnlessTaken leaves a file that mayReplace refuses as it was (the staged one goes), replaces one it allows, and places a new one', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-safe-write-'));
+  try {
+    const [theirs, ours, fresh] = [join(dir, 'theirs.html'), join(dir, 'ours.html'), join(dir, 'new.html')];
+    writeFileSync(theirs, "a user's page");
+    writeFileSync(ours, 'an earlier report');
+    const asked: string[] = [];
+    const mayReplace = (p: string) => (asked.push(p), p === ours);
+    assert.equal(commitUnlessTaken(stageFile(theirs, 'report'), mayReplace), false);
+    assert.equal(readFileSync(theirs, 'utf8'), "a user's page");
+    assert.equal(commitUnlessTaken(stageFile(ours, 'report'), mayReplace), true);
+    assert.equal(readFileSync(ours, 'utf8'), 'report');
+    assert.equal(commitUnlessTaken(stageFile(fresh, 'report'), mayReplace), true);
+    assert.equal(readFileSync(fresh, 'utf8'), 'report');
+    assert.deepEqual(asked, [theirs, ours], 'asked only where something stands');
+    assert.deepEqual(readdirSync(dir).sort(), ['new.html', 'ours.html', 'theirs.html'], 'no temporary file left');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a rename that fails (a folder at the name) names the file and leaves no temporary file behind', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-safe-write-'));
+  try {
+    const target = join(dir, 'result.json');
+    mkdirSync(join(target, 'inside'), { recursive: true });
+    assert.throws(
+      () => writeFileAtomic(target, '{}'),
+      (e: NodeJS.ErrnoException) => e.code === 'EISDIR' && e.message.startsWith(`cannot write ${target}: `),
+    );
+    assert.deepEqual(readdirSync(dir), ['result.json']);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
