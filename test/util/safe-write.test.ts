@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { appendNoFollow, commitUnlessTaken, stageFile, tempPath, writeFileAtomic } from '../../src/util/safe-write';
+import { appendNoFollow, commitStaged, commitStagedUnlessAborted, commitUnlessTaken, stageFile, tempPath, writeFileAtomic } from '../../src/util/safe-write';
 import { codeFence, printable, shellQuote } from '../../src/util/printable';
 import { checkOutputs } from '../../src/io/outputs';
 import { MetricsLog } from '../../src/run/metrics';
@@ -83,6 +83,69 @@ test('commitUnlessTaken leaves a file that mayReplace refuses as it was (the sta
     assert.equal(readFileSync(fresh, 'utf8'), 'report');
     assert.deepEqual(asked, [theirs, ours], 'asked only where something stands');
     assert.deepEqual(readdirSync(dir).sort(), ['new.html', 'ours.html', 'theirs.html'], 'no temporary file left');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('commitUnlessTaken: a file created at the name between its look and its link is looked at again, not replaced nor an error', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-safe-write-'));
+  const fs = require('node:fs') as { lstatSync: (p: string, o?: object) => unknown }; // the module object the writer calls through
+  const lstat = fs.lstatSync;
+  try {
+    const target = join(dir, 'report.html');
+    const staged = stageFile(target, 'report');
+    let raced = false;
+    fs.lstatSync = (p: string, o?: object) => {
+      if (p !== target || raced) return lstat(p, o);
+      raced = true;
+      writeFileSync(target, "another process's page"); // made just after the look found nothing
+      return undefined;
+    };
+    assert.equal(
+      commitUnlessTaken(staged, () => false),
+      false,
+    );
+    assert.equal(readFileSync(target, 'utf8'), "another process's page");
+    assert.deepEqual(readdirSync(dir), ['report.html']);
+  } finally {
+    fs.lstatSync = lstat;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a set of files whose later one cannot be staged, or that is stopped after its last one is staged, changes none of them and leaves no temporary file', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-safe-write-'));
+  try {
+    const [weights, config] = [join(dir, 'model.safetensors'), join(dir, 'config.json')];
+    writeFileSync(weights, 'old weights');
+    assert.throws(
+      () =>
+        commitStaged([
+          () => stageFile(weights, 'new weights'),
+          () => {
+            throw new Error('the config cannot be written');
+          },
+        ]),
+      /the config cannot be written/,
+    );
+    assert.deepEqual(readdirSync(dir), ['model.safetensors']);
+    const stop = new AbortController();
+    await assert.rejects(
+      commitStagedUnlessAborted(
+        [
+          () => stageFile(weights, 'new weights'),
+          () => {
+            const staged = stageFile(config, '{}');
+            stop.abort(); // a SIGINT while the last file was being written
+            return staged;
+          },
+        ],
+        stop.signal,
+      ),
+    );
+    assert.deepEqual(readdirSync(dir), ['model.safetensors']);
+    assert.equal(readFileSync(weights, 'utf8'), 'old weights');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
