@@ -158,3 +158,41 @@ test('an --out-dir that cannot be a folder (a file, a dangling link on its path)
       );
   assert.deepEqual(fs.readdirSync(dir).sort(), ['file', 'link'], 'nothing made');
 });
+
+test('a read-only file system: the error names the file, keeps EROFS and says to write elsewhere', (t) => {
+  const dir = scratch(t);
+  const { writeFileSync } = fs;
+  const m = fs as unknown as Record<string, unknown>;
+  m.writeFileSync = () => {
+    throw Object.assign(new Error('EROFS: read-only file system, open'), { code: 'EROFS', syscall: 'open' });
+  };
+  try {
+    assert.throws(
+      () => writeFileAtomic(join(dir, 'knn.json'), '{}'),
+      (e: Error & { code?: string }) => {
+        assert.match(e.message, /^cannot write .*knn\.json: EROFS: read-only file system, open \(the file system is read-only: write elsewhere\)$/);
+        assert.equal(e.code, 'EROFS');
+        return true;
+      },
+    );
+  } finally {
+    m.writeFileSync = writeFileSync;
+  }
+});
+
+test('a whole-file write reaches the disk (fsync) before its rename makes it the file: a power cut leaves the old file or the new one, not an empty one', (t) => {
+  const dir = scratch(t);
+  const { fsyncSync, renameSync } = fs;
+  const m = fs as unknown as Record<string, unknown>;
+  const calls: string[] = [];
+  m.fsyncSync = (fd: number) => (calls.push('fsync'), fsyncSync(fd));
+  m.renameSync = (from: fsp.PathLike, to: fsp.PathLike) => (calls.push('rename'), renameSync(from, to));
+  try {
+    writeFileAtomic(join(dir, 'config.json'), '{}');
+  } finally {
+    m.fsyncSync = fsyncSync;
+    m.renameSync = renameSync;
+  }
+  assert.equal(calls.indexOf('rename'), calls.lastIndexOf('rename'), calls.join(' '));
+  assert.ok(calls.indexOf('fsync') >= 0 && calls.indexOf('fsync') < calls.indexOf('rename'), calls.join(' '));
+});
