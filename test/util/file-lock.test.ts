@@ -3,11 +3,11 @@
 // holder that names no process (pid 0 or below: kill() takes those for process groups) is taken over.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { lockFile } from '../../src/util/file-lock';
+import { heldByAnother, lockFile } from '../../src/util/file-lock';
 import { processAlive } from '../../src/util/process-alive';
 
 const FILE_LOCK = join(__dirname, '..', '..', 'src', 'util', 'file-lock.js');
@@ -73,4 +73,63 @@ test('a link planted at this process’s draft name (fresh lock and takeover) is
     assert.equal(JSON.parse(readFileSync(path, 'utf8')).pid, process.pid);
     release();
   }
+});
+
+test("heldByAnother: a live process's lock, and what cannot be read as one (a folder at the name), count as held; no lock, a dead holder's and this process's own do not", (t) => {
+  const dir = scratch(t);
+  const at = (name: string, holder?: { pid: number; host?: string }) => {
+    const path = join(dir, name);
+    if (holder) writeFileSync(path, JSON.stringify({ host: hostname(), since: '2026-12-03T00:00:00.000Z', ...holder }));
+    return path;
+  };
+  assert.equal(heldByAnother(at('none.lock')), false);
+  assert.equal(heldByAnother(at('dead.lock', { pid: 999_999_999 })), false);
+  assert.equal(heldByAnother(at('live.lock', { pid: 1 })), true, 'pid 1 is alive');
+  assert.equal(heldByAnother(at('remote.lock', { pid: 999_999_999, host: `not-${hostname()}` })), true, "another host's process cannot be checked");
+  mkdirSync(join(dir, 'folder.lock'));
+  assert.equal(heldByAnother(join(dir, 'folder.lock')), true, 'unreadable: a writer that cannot be ruled out');
+  const release = lockFile(join(dir, 'mine.lock')) as () => void;
+  assert.equal(heldByAnother(join(dir, 'mine.lock')), false);
+  release();
+});
+
+test('releasing a lock another process has taken over since leaves that process its lock; releasing twice does nothing', (t) => {
+  const dir = scratch(t);
+  const path = join(dir, 'run.lock');
+  const release = lockFile(path) as () => void;
+  const theirs = JSON.stringify({ pid: 1, host: hostname(), since: '2026-12-03T00:00:00.000Z' });
+  writeFileSync(path, theirs); // taken over (this process was thought gone)
+  release();
+  assert.equal(readFileSync(path, 'utf8'), theirs);
+  const again = lockFile(join(dir, 'other.lock')) as () => void;
+  again();
+  writeFileSync(join(dir, 'other.lock'), theirs);
+  again();
+  assert.equal(readFileSync(join(dir, 'other.lock'), 'utf8'), theirs);
+});
+
+test('a lock file that names no holder (JSON of another shape) is taken over, not taken for a holder on another host', (t) => {
+  const dir = scratch(t);
+  for (const [i, text] of ['{}', '[]', '{"pid":"1","host":"x"}', 'null'].entries()) {
+    const path = join(dir, `odd${i}.lock`);
+    writeFileSync(path, text);
+    const taken = lockFile(path);
+    assert.equal(typeof taken, 'function', `${text}: ${JSON.stringify(taken)}`);
+    (taken as () => void)();
+  }
+});
+
+test('an empty lock file just created is a holder still writing it: its holder is waited for, not taken over', async (t) => {
+  const dir = scratch(t);
+  const path = join(dir, 'run.lock');
+  writeFileSync(path, '');
+  const holder = JSON.stringify({ pid: 1, host: hostname(), since: '2026-12-03T00:00:00.000Z' });
+  // another process writes its holder 0.3 s later (lockFile blocks this one's event loop while it waits)
+  const writer = spawn('sh', ['-c', `sleep 0.3; printf '%s' '${holder}' > '${path}'`]);
+  const done = new Promise((resolve) => writer.on('exit', resolve));
+  const taken = lockFile(path);
+  await done;
+  assert.notEqual(typeof taken, 'function', 'taken over while its holder was writing it');
+  assert.equal((taken as { pid: number }).pid, 1);
+  assert.equal(readFileSync(path, 'utf8'), holder);
 });
