@@ -121,3 +121,24 @@ setInterval(() => {}, 1000);`;
     assert.deepEqual(readdirSync(dir), [], 'neither temporary file is left');
   }),
 );
+
+test(
+  'stage() flushes the file to the disk (fsync) before it can be renamed into place: a power cut after the commit leaves it whole',
+  withFolder((dir) => {
+    const fs = require('node:fs') as { fsyncSync: (fd: number) => void }; // the module object the stream calls through
+    const fsync = fs.fsyncSync;
+    let synced = 0;
+    fs.fsyncSync = (fd: number) => (synced++, fsync(fd));
+    try {
+      const s = new StagedStream(join(dir, 'rows.safetensors'));
+      s.write('rows');
+      assert.equal(synced, 0);
+      const staged = s.stage();
+      assert.equal(synced, 1, 'flushed once, at stage()');
+      staged.commit();
+    } finally {
+      fs.fsyncSync = fsync;
+    }
+    assert.equal(readFileSync(join(dir, 'rows.safetensors'), 'utf8'), 'rows');
+  }),
+);
