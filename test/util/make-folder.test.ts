@@ -29,3 +29,24 @@ test('a folder under /proc is an error at once, not an endless loop', { skip: !e
   assert.notEqual(r.status, 0);
   assert.match(r.stderr, /ENOENT: no such file or directory, mkdir '\/proc\/semaim-x'/);
 });
+
+test('a folder another process makes between the look and the mkdir is fine (two runs starting at once); a file made there is not', () => {
+  const root = mkdtempSync(join(tmpdir(), 'semaim-mkdir-'));
+  const fs = require('node:fs') as { mkdirSync: (p: string) => void }; // the module object makeFolder calls through
+  const mkdir = fs.mkdirSync;
+  const racing = (make: (p: string) => void) => (p: string) => {
+    fs.mkdirSync = mkdir; // the other process is first, once
+    make(p);
+    mkdir(p); // EEXIST
+  };
+  try {
+    fs.mkdirSync = racing((p) => mkdir(p));
+    assert.equal(makeFolder(join(root, 'run', 'logs')), join(root, 'run', 'logs'));
+    assert.ok(statSync(join(root, 'run', 'logs')).isDirectory());
+    fs.mkdirSync = racing((p) => writeFileSync(p, 'x'));
+    assert.throws(() => makeFolder(join(root, 'other')), { code: 'EEXIST' });
+  } finally {
+    fs.mkdirSync = mkdir;
+    rmSync(root, { recursive: true, force: true });
+  }
+});
