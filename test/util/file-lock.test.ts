@@ -133,3 +133,19 @@ test('an empty lock file just created is a holder still writing it: its holder i
   assert.equal((taken as { pid: number }).pid, 1);
   assert.equal(readFileSync(path, 'utf8'), holder);
 });
+
+test('processAlive: a process of another user (kill answers EPERM) is alive, so its lock is not taken over; ESRCH is gone', () => {
+  const kill = process.kill;
+  try {
+    process.kill = (() => {
+      throw Object.assign(new Error('kill EPERM'), { code: 'EPERM' });
+    }) as typeof process.kill;
+    assert.equal(processAlive(4242), true);
+    process.kill = (() => {
+      throw Object.assign(new Error('kill ESRCH'), { code: 'ESRCH' });
+    }) as typeof process.kill;
+    assert.equal(processAlive(4242), false);
+  } finally {
+    process.kill = kill;
+  }
+});
