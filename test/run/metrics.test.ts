@@ -166,3 +166,25 @@ test('lossEnds: null without loss lines; skips lines that are not records', () =
     assert.deepEqual(lossEnds(path), { first: 0.7, last: 0.6 });
   });
 });
+
+test('has(step, key): a key logged at that step, looked for from the end, whatever lines of later or the same step follow', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-metrics-has-'));
+  try {
+    const log = new MetricsLog(join(dir, 'metrics.jsonl'));
+    assert.equal(log.has(1, 'loss'), false, 'no file yet');
+    for (const r of [
+      { step: 1, loss: 2 },
+      { step: 2, loss: 1.5 },
+      { step: 2, knn_top1: 0.1 },
+      { step: 3, loss: 1 },
+    ])
+      log.write(r);
+    assert.equal(log.has(2, 'knn_top1'), true);
+    assert.equal(log.has(2, 'loss'), true);
+    assert.equal(log.has(3, 'loss'), true);
+    assert.equal(log.has(1, 'knn_top1'), false);
+    assert.equal(log.has(4, 'loss'), false);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

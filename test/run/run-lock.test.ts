@@ -194,3 +194,16 @@ test('a full disk while taking the lock names run.lock and leaves no draft; draf
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a run folder that does not exist yet is made, with its parents, and locked', () => {
+  const root = mkdtempSync(join(tmpdir(), 'semaim-run-lock-'));
+  try {
+    const outDir = join(root, 'runs', 'first');
+    const lock = RunLock.acquire(outDir);
+    assert.equal(JSON.parse(readFileSync(join(outDir, LOCK_FILE), 'utf8')).pid, process.pid);
+    lock.release();
+    assert.equal(existsSync(join(outDir, LOCK_FILE)), false);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
