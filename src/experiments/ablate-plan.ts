@@ -15,6 +15,7 @@ import { extractPooledFeatures, disposeFeatures, FeatureSet, FeaturePooling } fr
 import { knnClassify } from '../eval/knn';
 import { linprobeOnFeatures, LinprobeOptions } from '../eval/linprobe';
 import { readJsonWith } from '../util/json-file';
+import { jsonDifferences } from '../util/json-diff';
 import type { Precision } from '../run/precision';
 import { writeFileAtomic } from '../util/safe-write';
 import { StopRequest, StoppedBySignal } from '../run/signals';
@@ -317,22 +318,7 @@ const EXTENSIBLE: (keyof PlanInputs)[] = ['rows', 'seeds', 'baseline'];
 
 /** The first four settings two recipes differ in, flattened ('pretrain.emaSchedule: – → "constant"'). */
 export function describeDiff(a: Record<string, unknown> | undefined, b: Record<string, unknown>): string {
-  if (!a) return 'no recipe recorded';
-  const flat = (x: Record<string, unknown>, pre = ''): Record<string, string> =>
-    Object.fromEntries(
-      Object.entries(x).flatMap(([k, v]) =>
-        v !== null && typeof v === 'object' && !Array.isArray(v)
-          ? Object.entries(flat(v as Record<string, unknown>, `${pre}${k}.`))
-          : [[`${pre}${k}`, JSON.stringify(v)]],
-      ),
-    );
-  const fa = flat(a);
-  const fb = flat(b);
-  const keys = [...new Set([...Object.keys(fa), ...Object.keys(fb)])].filter((k) => fa[k] !== fb[k]);
-  return keys
-    .slice(0, 4)
-    .map((k) => `${k}: ${fa[k] ?? '–'} → ${fb[k] ?? '–'}`)
-    .join(', ');
+  return a ? jsonDifferences(a, b) : 'no recipe recorded';
 }
 
 /**

@@ -20,6 +20,8 @@ import { Progress, type ProgressFields } from './progress';
 import { RunLock } from './run-lock';
 import { globalRngStates, restoreGlobalRngStates } from './rng-state';
 import type { ProcessGroup } from '../dist';
+import { encoderConfigOf, type EncoderConfig } from '../semaim';
+import { jsonDifferences } from '../util/json-diff';
 import type { LoopSettings, TrainJob } from './loop';
 
 export type StopReason = 'finished' | 'maxSteps' | 'signal' | 'nonfinite';
@@ -368,8 +370,11 @@ export class TrainState {
       }
       refuseRecipeChanges(job.optionTable, changes, this.run.outDir, this.freshRunHint);
     }
-    if (JSON.stringify(placedTeacher(s.config, bases.stored ?? bases.now)) !== JSON.stringify(placedTeacher(job.config, bases.now))) {
-      throw new Error(`the checkpoint in ${latest.dir} was made for another model (${JSON.stringify(s.config)}); start afresh: ${this.freshRunHint}`);
+    const [modelBefore, modelNow] = [comparableConfig(s.config, bases.stored ?? bases.now), comparableConfig(job.config, bases.now)];
+    if (JSON.stringify(modelBefore) !== JSON.stringify(modelNow)) {
+      throw new Error(
+        `the checkpoint in ${latest.dir} was made for another model (${jsonDifferences(modelBefore, modelNow)}); start afresh: ${this.freshRunHint}`,
+      );
     }
     job.model.loadStateDict(latest.model);
     const optTensors = new Map([...latest.extra].filter(([k]) => k.startsWith('opt.')).map(([k, v]) => [k.slice(4), v]));
@@ -593,9 +598,14 @@ export function checkpointsToWrite(from: number, total: number, every: number, p
   return multiples(every) + multiples(perEpoch) - multiples(both) + 1;
 }
 
-/** A model config with a feature-target teacher's path resolved (a relative one names another file from another folder). */
-function placedTeacher(config: unknown, base: string): unknown {
-  const c = config as { target?: { teacher?: unknown } } | null;
+/**
+ * A model config as two runs of the same model record it: the teacher's path placed from where the run
+ * started, and its encoder config in the fields an encoder has (a run from before 2026-12-03 recorded the
+ * teacher's whole .json, the exporter's timm block too; loadTeacher compares the same fields).
+ */
+function comparableConfig(config: unknown, base: string): unknown {
+  const c = config as { target?: { teacher?: unknown; teacherConfig?: unknown } } | null;
   if (typeof c?.target?.teacher !== 'string') return config;
-  return { ...c, target: { ...c.target, teacher: pathPlace(c.target.teacher, base) } };
+  const teacherConfig = isJsonObject(c.target.teacherConfig) ? encoderConfigOf(c.target.teacherConfig as unknown as EncoderConfig) : c.target.teacherConfig;
+  return { ...c, target: { ...c.target, teacher: pathPlace(c.target.teacher, base), teacherConfig } };
 }

@@ -244,8 +244,19 @@ test('a resume refuses a checkpoint of another kind of run or of another model',
   try {
     await run(dir, 2, [], false);
     await assert.rejects(run(dir, 4, [], true, { kind: 'finetune' }), /holds a pretrain run .*not a finetune run: give finetune its own --out-dir/);
-    await assert.rejects(run(dir, 4, [], true, { config: { case: 'other' } }), /was made for another model \(\{"case":"linear"\}\)/);
+    await assert.rejects(run(dir, 4, [], true, { config: { case: 'other' } }), /was made for another model \(case: "linear" → "other"\)/);
     assert.equal(await run(dir, 4, [], true), 4);
+
+    // a teacher's config as a run from before 2026-12-03 recorded it (the exporter's whole .json) is the same
+    // encoder as the fields recorded now; another encoder is named by the field that differs
+    const enc = { imgSize: 16, patchSize: 4, inChans: 3, embedDim: 32, depth: 2, numHeads: 2, mlpRatio: 4 };
+    const withTeacher = (teacherConfig: Record<string, unknown>) => ({
+      config: { case: 'linear', target: { type: 'features', teacher: 't.safetensors', teacherConfig } },
+    });
+    const old = join(dir, 'old-teacher');
+    await run(old, 2, [], false, withTeacher({ ...enc, timm: { num_classes: 0, global_pool: 'token' } }));
+    await assert.rejects(run(old, 4, [], true, withTeacher({ ...enc, depth: 3 })), /was made for another model \(target\.teacherConfig\.depth: 2 → 3\)/);
+    assert.equal(await run(old, 4, [], true, withTeacher(enc)), 4);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
