@@ -125,6 +125,8 @@ test('rows may name the tokens of S; shards and order specs are checked', () => 
   assert.equal(runDirName(RANDOM_INIT, 0), 'random-init-seed0');
   assert.throws(() => validateAblate(resolveOptions(ABLATE_OPTIONS, { budgetMinutes: 5, epochs: 3 })), /--budget-minutes or --epochs/);
   assert.throws(() => validateAblate(resolveOptions(ABLATE_OPTIONS, { planOnly: true })), /needs --budget-minutes/);
+  // a parent-only flag (also in its --no- form) or --opt=value takes no value: the argument after it stays
+  assert.deepEqual(childArgs(['--no-plan-only', '--seeds', '2', '--plan-measure', '--jobs=3']), ['--seeds', '2']);
   assert.deepEqual(childArgs(['--jobs', '2', '--seeds', '3', '--plan-only', '--stop-after-minutes=8', '--no-baseline', '--shard', '0/2', '--out-dir', 'x']), [
     '--seeds',
     '3',

@@ -213,3 +213,25 @@ test("ablation.md's numbers: the seeds it names, pre-training in minutes, the ev
   assert.match(md, /, at most 400 train \/ at most 1000 test images\./, "--train-limit 400 and the small recipe's 1000 test images");
   assert.match(md, /Wall time of this call 10\.0 min; pre-training and evaluation summed over the runs 6\.0 min\./);
 });
+
+test("summarise: k-NN top-1 at the headline k, whichever k the runs list first; each pooling's own scores", () => {
+  const scores = (knn5: number, knn20: number, lin: number) => ({
+    knn: [
+      { k: 5, top1: knn5 },
+      { k: 20, top1: knn20 },
+    ],
+    linprobe: { top1: lin, top5: 1 },
+  });
+  const run = (seed: number, cls: number) =>
+    ({
+      order: 'raster',
+      seed,
+      pretrain: { lastLoss: 0.5, seconds: 1 },
+      eval: { cls: scores(0.1, cls, 0.3), mean: scores(0.2, 0.6, 0.4) },
+      evalSeconds: 0,
+    }) as unknown as AblationRun;
+  const [s] = summarise([run(0, 0.5), run(1, 0.7)], ['raster'], ['cls', 'mean'], 20);
+  assert.ok(Math.abs(s.scores.cls.knnTop1.mean - 0.6) < 1e-12, `k-NN at k 20: ${s.scores.cls.knnTop1.mean}`);
+  assert.ok(Math.abs(s.scores.mean.knnTop1.mean - 0.6) < 1e-12 && Math.abs(s.scores.mean.linTop1.mean - 0.4) < 1e-12);
+  assert.ok(Number.isNaN(summarise([run(0, 0.5)], ['raster'], ['cls'], 10)[0].scores.cls.knnTop1.mean), 'a k the runs did not evaluate is no number');
+});
