@@ -166,6 +166,52 @@ test('a worker that dies mid-epoch fails the epoch with an error naming it, neve
   }
 });
 
+test(
+  'an epoch started right after one broken off midway gets its own batches, not replies still in flight for the one abandoned',
+  { timeout: 30_000 },
+  async () => {
+    const ds = syntheticObjects({ size: 16, count: 64 });
+    const opts = { batchSize: 4, seed: 7, transforms: [normalize()] };
+    const expected = (await collect(new DataLoader(ds, { ...opts, workers: 0 }), 1)).map((b) => [...b.indices]);
+    for (const workers of [1, 2]) {
+      // prefetch 4: batches 1.. of epoch 0 are still being built (and keyed as epoch 1's are) when it is abandoned
+      const loader = new DataLoader(ds, { ...opts, workers, prefetch: 4 });
+      try {
+        for await (const b of loader.iterate(0)) {
+          assert.equal(b.index, 0);
+          break;
+        }
+        const got = (await collect(loader, 1)).map((b) => [...b.indices]);
+        assert.deepEqual(got, expected, `${workers} workers`);
+      } finally {
+        await loader.close();
+      }
+    }
+  },
+);
+
+test('a worker that died between epochs fails the next epoch, never a hang', { timeout: 20_000 }, async () => {
+  const loader = new DataLoader(syntheticObjects({ size: 16, count: 32 }), { batchSize: 8, workers: 2 });
+  try {
+    assert.equal((await collect(loader)).length, 4);
+    const pool = (loader as unknown as { pool: { failed: boolean; slots: { worker: { terminate(): Promise<number> } }[] } }).pool;
+    await pool.slots[1].worker.terminate();
+    while (!pool.failed) await new Promise((r) => setImmediate(r));
+    // raced against a timer so that a hang fails this test rather than keeping the process alive
+    const hung = new Promise<string>((r) => setTimeout(() => r('hung'), 10_000).unref());
+    const outcome = await Promise.race([
+      collect(loader).then(
+        () => 'finished',
+        (e: Error) => e,
+      ),
+      hung,
+    ]);
+    assert.match(String(outcome), /data worker 1 exited unexpectedly/);
+  } finally {
+    await loader.close();
+  }
+});
+
 test('decoded cache gives the same batches as reading files', async () => {
   const ds = imageFolder(join(root, 'imgs'));
   const opts = { batchSize: 6, seed: 5, transforms: [resize(32), centerCrop(28), normalize()], onWarning: () => undefined };
