@@ -6,13 +6,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import * as torch from '../../src/torch';
 import * as dist from '../../src/dist';
 import { workerScript } from './helpers';
+import { inTempDir } from '../temp-dir';
 
 const gloo = dist.distBuildInfo().gloo ? false : 'the addon was built without Gloo';
 const TORCHRUN = '/usr/bin/torchrun';
@@ -154,6 +155,51 @@ test('launcher: two nodes on 127.0.0.1 (--nnodes 2 --node-rank 0/1) form one wor
   const lines = outs.flatMap((o) => jsonLines(o.text())).sort((a, b) => Number(a.rank) - Number(b.rank));
   assert.deepEqual(lines.map((l) => [l.rank, l.worldSize, l.localRank, l.sum]), [[0, 2, 0, 3], [1, 2, 0, 3]]);
 });
+
+// Stand-in workers (a few lines of node, no libtorch): what the launcher itself decides, in well under a second.
+const STAND_IN = `
+const e = process.env;
+console.log(JSON.stringify({ rank: +e.RANK, localRank: +e.LOCAL_RANK, worldSize: +e.WORLD_SIZE, localWorldSize: +e.LOCAL_WORLD_SIZE,
+  groupRank: +e.GROUP_RANK, groupWorldSize: +e.GROUP_WORLD_SIZE, master: e.MASTER_ADDR + ':' + e.MASTER_PORT, argv: process.argv.slice(2) }));
+const [mode, who, code] = process.argv.slice(2);
+if (mode === 'fail' && e.LOCAL_RANK === who) { console.error('stand-in rank ' + e.RANK + ' fails'); process.exit(Number(code)); }
+if (mode === 'fail') setTimeout(() => process.exit(0), 20000);
+`;
+
+test(
+  'launcher (stand-in workers): node rank 1 of 2 numbers its workers 2 and 3 of a world of 4 with torchrun\'s variables; the launcher flags are not passed on',
+  inTempDir('semaim-launch-', async (dir) => {
+    const script = join(dir, 'stand-in.js');
+    writeFileSync(script, STAND_IN);
+    const out = sink();
+    const r = await dist.launchWorkers(['ok', '--node-rank', '1', '--x', '2'], {
+      nprocPerNode: 2, nnodes: 2, nodeRank: 1, masterAddr: '10.1.2.3', masterPort: 4567, script, execArgv: [], stdout: out, stderr: out,
+    });
+    assert.deepEqual([r.exitCode, r.failedRank, r.message], [0, null, null], out.text());
+    const lines = jsonLines(out.text()).sort((a, b) => Number(a.rank) - Number(b.rank));
+    assert.deepEqual(lines, [0, 1].map((localRank) => ({
+      rank: 2 + localRank, localRank, worldSize: 4, localWorldSize: 2, groupRank: 1, groupWorldSize: 2, master: '10.1.2.3:4567', argv: ['ok', '--x', '2'],
+    })));
+    assert.match(out.text(), /^\[rank 3\] \{"rank":3,/m);
+  }),
+);
+
+test(
+  "launcher (stand-in workers): a rank that exits with code 7 stops the others at once; the launcher exits 7 naming it",
+  inTempDir('semaim-launch-', async (dir) => {
+    const script = join(dir, 'stand-in.js');
+    writeFileSync(script, STAND_IN);
+    const out = sink();
+    const t0 = Date.now();
+    // rank 0 would run for 20 s by itself
+    const r = await dist.launchWorkers(['fail', '1', '7'], { nprocPerNode: 2, script, execArgv: [], stdout: out, stderr: out, killGraceMs: 5000 });
+    const ms = Date.now() - t0;
+    assert.equal(r.exitCode, 7, out.text());
+    assert.equal(r.failedRank, 1);
+    assert.match(r.message ?? '', /^launch: rank 1 \(node 0, local rank 1, pid \d+\) exited with code 7; stopped the other 1 worker on this node\.\nlast 2 lines of rank 1:\n {2}\| \{"rank":1,.*\n {2}\| stand-in rank 1 fails\n$/);
+    assert.ok(ms < 10_000, `the launcher took ${ms} ms: rank 0 was not stopped`);
+  }),
+);
 
 for (const [name, args] of [
   ['--standalone', ['--standalone', '--nproc_per_node', '2']],
