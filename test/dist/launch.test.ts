@@ -162,8 +162,11 @@ const e = process.env;
 console.log(JSON.stringify({ rank: +e.RANK, localRank: +e.LOCAL_RANK, worldSize: +e.WORLD_SIZE, localWorldSize: +e.LOCAL_WORLD_SIZE,
   groupRank: +e.GROUP_RANK, groupWorldSize: +e.GROUP_WORLD_SIZE, master: e.MASTER_ADDR + ':' + e.MASTER_PORT, argv: process.argv.slice(2) }));
 const [mode, who, code] = process.argv.slice(2);
-if (mode === 'fail' && e.LOCAL_RANK === who) { console.error('stand-in rank ' + e.RANK + ' fails'); process.exit(Number(code)); }
+if (mode === 'fail' && e.LOCAL_RANK === who) { console.error('stand-in rank ' + e.RANK + ' fails'); code === 'KILL' ? process.kill(process.pid, 'SIGKILL') : process.exit(Number(code)); }
 if (mode === 'fail') setTimeout(() => process.exit(0), 20000);
+// stubborn: rank 0 ignores SIGTERM (it tells rank 1 so through a file); rank 1 fails once it has
+if (mode === 'stubborn' && e.LOCAL_RANK === '0') { process.on('SIGTERM', () => undefined); require('fs').writeFileSync(who, ''); setTimeout(() => undefined, 20000); }
+if (mode === 'stubborn' && e.LOCAL_RANK === '1') setInterval(() => { if (require('fs').existsSync(who)) process.exit(3); }, 10);
 `;
 
 test(
@@ -185,7 +188,7 @@ test(
 );
 
 test(
-  "launcher (stand-in workers): a rank that exits with code 7 stops the others at once; the launcher exits 7 naming it",
+  "launcher (stand-in workers): a rank that exits with code 7 stops the others at once, the launcher exits 7 naming it; one killed by SIGKILL is a failure too (exit 1)",
   inTempDir('semaim-launch-', async (dir) => {
     const script = join(dir, 'stand-in.js');
     writeFileSync(script, STAND_IN);
@@ -198,6 +201,31 @@ test(
     assert.equal(r.failedRank, 1);
     assert.match(r.message ?? '', /^launch: rank 1 \(node 0, local rank 1, pid \d+\) exited with code 7; stopped the other 1 worker on this node\.\nlast 2 lines of rank 1:\n {2}\| \{"rank":1,.*\n {2}\| stand-in rank 1 fails\n$/);
     assert.ok(ms < 10_000, `the launcher took ${ms} ms: rank 0 was not stopped`);
+    // killed by a signal (the OOM killer's SIGKILL) is a failure too: exit 1, the others stopped at once
+    const t1 = Date.now();
+    const k = await dist.launchWorkers(['fail', '1', 'KILL'], { nprocPerNode: 2, script, execArgv: [], stdout: out, stderr: out, killGraceMs: 5000 });
+    assert.deepEqual([k.exitCode, k.failedRank], [1, 1], out.text());
+    assert.match(k.message ?? '', /^launch: rank 1 \(node 0, local rank 1, pid \d+\) was killed by SIGKILL; stopped the other 1 worker/);
+    assert.ok(Date.now() - t1 < 10_000, `the launcher took ${Date.now() - t1} ms: rank 0 was not stopped`);
+  }),
+);
+
+test(
+  'launcher (stand-in workers): a worker that ignores the SIGTERM after another failed is killed after the grace period; several nodes meet at port 29500 by default; a --node-rank outside --nnodes is refused',
+  inTempDir('semaim-launch-', async (dir) => {
+    const script = join(dir, 'stand-in.js');
+    writeFileSync(script, STAND_IN);
+    const out = sink();
+    const t0 = Date.now();
+    const r = await dist.launchWorkers(['stubborn', join(dir, 'ready')], { nprocPerNode: 2, script, execArgv: [], stdout: out, stderr: out, killGraceMs: 300 });
+    const ms = Date.now() - t0;
+    assert.deepEqual([r.exitCode, r.failedRank], [3, 1], out.text());
+    assert.ok(ms < 10_000, `the launcher took ${ms} ms: rank 0, which ignores SIGTERM, was not killed`);
+    const multi = sink();
+    const m = await dist.launchWorkers(['ok'], { nprocPerNode: 1, nnodes: 2, nodeRank: 1, masterAddr: 'n0', script, execArgv: [], stdout: multi, stderr: multi });
+    assert.equal(m.exitCode, 0, multi.text());
+    assert.deepEqual(jsonLines(multi.text()).map((l) => [l.rank, l.worldSize, l.master]), [[1, 2, 'n0:29500']]);
+    await assert.rejects(dist.launchWorkers(['ok'], { nprocPerNode: 1, nnodes: 2, nodeRank: 2, script, execArgv: [] }), /--node-rank must be in \[0, 1\] \(--nnodes 2\), got 2/);
   }),
 );
 
