@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as dist from '../../src/dist';
 import { lineWith, runWorkers, workerScript } from './helpers';
+import { distError } from '../../src/dist/errors';
 import { distNative, type NativeGradReducer, type NativeProcessGroup } from '../../src/dist/native-dist';
 
 const gloo = dist.distBuildInfo().gloo ? false : 'the addon was built without Gloo (install libgloo-dev and rebuild)';
@@ -110,6 +111,42 @@ test('readDistEnv: torchrun variables, agent store, and clear errors for bad val
   assert.throws(() => dist.readDistEnv({ RANK: '0', WORLD_SIZE: 'two', MASTER_ADDR: 'h', MASTER_PORT: '1' }), /WORLD_SIZE=two/);
   assert.throws(() => dist.readDistEnv({ RANK: '0', WORLD_SIZE: '1e0', MASTER_ADDR: 'h', MASTER_PORT: '1' }), /WORLD_SIZE=1e0 is not an integer/);
   assert.throws(() => dist.readDistEnv({ RANK: '0', WORLD_SIZE: '1', MASTER_ADDR: 'h', MASTER_PORT: '0x10' }), /MASTER_PORT=0x10 is not an integer/);
+  // RANK alone is no worker; LOCAL_RANK defaults to the rank among LOCAL_WORLD_SIZE; each bound is checked
+  assert.equal(dist.readDistEnv({ RANK: '0' }), null);
+  assert.equal(dist.isWorkerProcess({ RANK: '0' }), false);
+  assert.equal(dist.readDistEnv({ RANK: '3', WORLD_SIZE: '4', LOCAL_WORLD_SIZE: '2', MASTER_ADDR: 'h', MASTER_PORT: '1' })?.localRank, 1);
+  const base = { RANK: '0', WORLD_SIZE: '2', MASTER_ADDR: 'h', MASTER_PORT: '1' };
+  for (const [vars, message] of [
+    [{ WORLD_SIZE: '0' }, /WORLD_SIZE=0 is not an integer in \[1, /],
+    [{ LOCAL_WORLD_SIZE: '2', LOCAL_RANK: '2' }, /LOCAL_RANK=2 is not an integer in \[0, 1\]/],
+    [{ LOCAL_WORLD_SIZE: '3' }, /LOCAL_WORLD_SIZE=3 is not an integer in \[1, 2\]/],
+    [{ MASTER_PORT: '0' }, /MASTER_PORT=0 is not an integer in \[1, 65535\]/],
+    [{ MASTER_ADDR: '' }, /MASTER_ADDR not set/],
+  ] as const) assert.throws(() => dist.readDistEnv({ ...base, ...vars }), message, JSON.stringify(vars));
+  for (const addr of ['localhost', '::1', '127.0.0.1', '127.0.1.1']) assert.ok(dist.isLoopback(addr), addr);
+  for (const addr of ['10.0.0.1', 'node0', '::2']) assert.ok(!dist.isLoopback(addr), addr);
+});
+
+test('classifyDistMessage, distError and isDistError: a timeout, a lost peer and anything else get their codes; the error keeps the message, a hint and its cause', () => {
+  for (const [message, code] of [
+    ['[../third_party/gloo/gloo/transport/tcp/unbound_buffer.cc:81] Timed out waiting 1800000ms for recv operation to complete', 'ERR_DIST_TIMEOUT'],
+    ['Socket Timeout', 'ERR_DIST_TIMEOUT'],
+    ['Connection reset by peer', 'ERR_DIST_PEER'],
+    ['Connection closed by peer [127.0.0.1]:4242', 'ERR_DIST_PEER'],
+    ['Broken pipe', 'ERR_DIST_PEER'],
+    ['Connection refused', 'ERR_DIST_PEER'],
+    ['Read error [127.0.0.1]:4242: EOF', 'ERR_DIST_PEER'],
+    ['Tensors must be contiguous', 'ERR_DIST'],
+  ] as const) assert.equal(dist.classifyDistMessage(message), code, message);
+  const cause = new Error('Connection reset by peer');
+  const e = distError('backward (gradient all-reduce)', 1, 2, 'gloo', cause);
+  assert.match(e.message, /^dist\.backward \(gradient all-reduce\) failed on rank 1 of 2 \(gloo\): Connection reset by peer \[another rank exited/);
+  assert.deepEqual([e.code, e.op, e.rank, e.worldSize, e.cause], ['ERR_DIST_PEER', 'backward (gradient all-reduce)', 1, 2, cause]);
+  assert.match(distError('allReduce', 0, 2, 'nccl', 'Timed out').message, /: Timed out \[not every rank joined in time/);
+  assert.equal(distError('allReduce', 0, 2, 'nccl', 'bad').code, 'ERR_DIST');
+  assert.ok(dist.isDistError(e));
+  assert.ok(!dist.isDistError(Object.assign(new Error('x'), { code: 'ERR_DATA' })));
+  assert.ok(!dist.isDistError({ code: 'ERR_DIST_PEER' }), 'not an Error');
 });
 
 test('SEMAIM_DIST_TIMEOUT shortens the wait for a rank that never starts (30 min by default); bad values are named', { skip: gloo }, async () => {
