@@ -5,7 +5,7 @@
 // after the signal). One rank's view: the all-reduce of a group of 2 whose other rank proposes the same.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { StopAgreement } from '../../src/dist/agree';
+import { StopAgreement, signalOfLevel, stopLevel } from '../../src/dist/agree';
 import type { ProcessGroup } from '../../src/dist';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -30,4 +30,10 @@ test('a loop at 5 ms per call agrees within its first second, and then about onc
   }
   assert.ok(stoppedAt >= 500 && stoppedAt < 1700, `stopped ${stoppedAt} ms into the loop (the request came at 500 ms)`);
   assert.ok(agreements < calls / 4, `${agreements} agreements in ${calls} calls: not one per call`);
+});
+
+test('stop levels: SIGTERM above SIGINT above a request without a signal, and each level gives its signal back (every rank exits with the strongest one\'s code)', () => {
+  assert.deepEqual([stopLevel('SIGTERM'), stopLevel('SIGINT'), stopLevel(undefined), stopLevel('SIGHUP')], [3, 2, 1, 1]);
+  assert.deepEqual([3, 2, 1].map(signalOfLevel), ['SIGTERM', 'SIGINT', undefined]);
+  assert.equal(signalOfLevel(Math.max(stopLevel('SIGINT'), stopLevel('SIGTERM'))), 'SIGTERM');
 });
