@@ -149,6 +149,18 @@ test('classifyDistMessage, distError and isDistError: a timeout, a lost peer and
   assert.ok(!dist.isDistError({ code: 'ERR_DIST_PEER' }), 'not an Error');
 });
 
+test('without a group: getProcessGroup refuses, rankSlice is rank 0 of 1; severalRanks keeps only a group of 2 or more; a CUDA device gets NCCL, others Gloo', () => {
+  assert.equal(dist.processGroupOrNull(), null);
+  assert.throws(() => dist.getProcessGroup(), /no process group: call initProcessGroup\(\) first/);
+  assert.deepEqual(dist.rankSlice(null), { rank: 0, worldSize: 1 });
+  const group = (worldSize: number) => ({ rank: 0, worldSize }) as unknown as dist.ProcessGroup;
+  assert.equal(dist.severalRanks(group(1)), null);
+  assert.equal(dist.severalRanks(null), null);
+  const two = group(2);
+  assert.equal(dist.severalRanks(two), two);
+  assert.deepEqual(['cuda', 'cuda:1', 'cpu', undefined].map(dist.backendFor), ['nccl', 'nccl', 'gloo', 'gloo']);
+});
+
 test('SEMAIM_DIST_TIMEOUT shortens the wait for a rank that never starts (30 min by default); bad values are named', { skip: gloo }, async () => {
   assert.equal(dist.defaultTimeoutMs({}), dist.DEFAULT_TIMEOUT_MS);
   assert.equal(dist.defaultTimeoutMs({ SEMAIM_DIST_TIMEOUT: '90' }), 90_000);
