@@ -167,6 +167,9 @@ if (mode === 'fail') setTimeout(() => process.exit(0), 20000);
 // stubborn: rank 0 ignores SIGTERM (it tells rank 1 so through a file); rank 1 fails once it has
 if (mode === 'stubborn' && e.LOCAL_RANK === '0') { process.on('SIGTERM', () => undefined); require('fs').writeFileSync(who, ''); setTimeout(() => undefined, 20000); }
 if (mode === 'stubborn' && e.LOCAL_RANK === '1') setInterval(() => { if (require('fs').existsSync(who)) process.exit(3); }, 10);
+// peer: rank 0 exits first only saying it lost its peer (ERR_DIST_PEER); rank 1 then fails by itself (code 9)
+if (mode === 'peer' && e.LOCAL_RANK === '1') { process.on('SIGTERM', () => process.exit(9)); require('fs').writeFileSync(who, ''); setTimeout(() => undefined, 20000); }
+if (mode === 'peer' && e.LOCAL_RANK === '0') setInterval(() => { if (require('fs').existsSync(who)) { console.error('worker failed: ERR_DIST_PEER dist.allReduce failed on rank 0 of 2'); process.exit(1); } }, 10);
 `;
 
 test(
@@ -195,7 +198,7 @@ test(
     const out = sink();
     const t0 = Date.now();
     // rank 0 would run for 20 s by itself
-    const r = await dist.launchWorkers(['fail', '1', '7'], { nprocPerNode: 2, script, execArgv: [], stdout: out, stderr: out, killGraceMs: 5000 });
+    const r = await dist.launchWorkers(['fail', '1', '7'], { nprocPerNode: 2, script, execArgv: [], stdout: out, stderr: out, killGraceMs: 5000, tailLines: 2 });
     const ms = Date.now() - t0;
     assert.equal(r.exitCode, 7, out.text());
     assert.equal(r.failedRank, 1);
@@ -211,7 +214,7 @@ test(
 );
 
 test(
-  'launcher (stand-in workers): a worker that ignores the SIGTERM after another failed is killed after the grace period; several nodes meet at port 29500 by default; a --node-rank outside --nnodes is refused',
+  'launcher (stand-in workers): a worker that ignores the SIGTERM after another failed is killed after the grace period; a rank that only lost its peer is not named; several nodes meet at port 29500 by default; a --node-rank outside --nnodes is refused',
   inTempDir('semaim-launch-', async (dir) => {
     const script = join(dir, 'stand-in.js');
     writeFileSync(script, STAND_IN);
@@ -225,6 +228,10 @@ test(
     const m = await dist.launchWorkers(['ok'], { nprocPerNode: 1, nnodes: 2, nodeRank: 1, masterAddr: 'n0', script, execArgv: [], stdout: multi, stderr: multi });
     assert.equal(m.exitCode, 0, multi.text());
     assert.deepEqual(jsonLines(multi.text()).map((l) => [l.rank, l.worldSize, l.master]), [[1, 2, 'n0:29500']]);
+    // the rank that only saw its peer go away is passed over when naming the failure, though it exited first
+    const peer = sink();
+    const p = await dist.launchWorkers(['peer', join(dir, 'peer-ready')], { nprocPerNode: 2, script, execArgv: [], stdout: peer, stderr: peer, killGraceMs: 5000 });
+    assert.deepEqual([p.exitCode, p.failedRank], [9, 1], peer.text());
     await assert.rejects(dist.launchWorkers(['ok'], { nprocPerNode: 1, nnodes: 2, nodeRank: 2, script, execArgv: [] }), /--node-rank must be in \[0, 1\] \(--nnodes 2\), got 2/);
   }),
 );
