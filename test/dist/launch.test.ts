@@ -236,6 +236,34 @@ test(
   }),
 );
 
+test(
+  'stopWhenLauncherDies: a worker whose launcher (SEMAIM_LAUNCHER_PID, its parent) exits stops within its check interval',
+  inTempDir('semaim-orphan-watch-', async (dir) => {
+    const out = join(dir, 'out');
+    const watch = join(__dirname, '..', '..', 'src', 'dist', 'orphan-watch.js');
+    writeFileSync(join(dir, 'worker.js'), `
+      const fs = require('fs');
+      require(${JSON.stringify(watch)}).stopWhenLauncherDies({ intervalMs: 20, onGone: () => { fs.writeFileSync(${JSON.stringify(out)}, 'gone'); process.exit(0); } });
+      fs.writeFileSync(${JSON.stringify(out)}, 'watching');
+      setTimeout(() => { fs.writeFileSync(${JSON.stringify(out)}, 'still running'); process.exit(1); }, 8000);`);
+    // the launcher: starts the worker, exits once it watches
+    const launcher = spawn(process.execPath, ['-e', `
+      const fs = require('fs');
+      const c = require('child_process').spawn(process.execPath, [${JSON.stringify(join(dir, 'worker.js'))}], { env: { ...process.env, SEMAIM_LAUNCHER_PID: String(process.pid) }, stdio: 'ignore', detached: true });
+      c.unref();
+      const t = setInterval(() => { if (fs.existsSync(${JSON.stringify(out)})) { clearInterval(t); process.exit(0); } }, 10);`], { stdio: 'ignore' });
+    await new Promise((resolve) => launcher.on('exit', resolve));
+    const t0 = Date.now();
+    let text = '';
+    while (Date.now() - t0 < 10_000 && !['gone', 'still running'].includes(text)) {
+      await new Promise((r) => setTimeout(r, 20));
+      text = readFileSync(out, 'utf8');
+    }
+    assert.equal(text, 'gone');
+    assert.ok(Date.now() - t0 < 5000, `noticed after ${Date.now() - t0} ms`);
+  }),
+);
+
 for (const [name, args] of [
   ['--standalone', ['--standalone', '--nproc_per_node', '2']],
   ['static rendezvous (the agent hosts the store)', ['--nnodes', '1', '--nproc_per_node', '2', '--master_addr', '127.0.0.1']],
