@@ -24,6 +24,8 @@ export function handleStop(port: MessagePort, msg: { type: string }): boolean {
 
 /** Asks a worker to end after its current task; terminates it if it has not within the grace period. */
 export async function stopWorker(w: Worker, flag: Int32Array, graceMs = 5000): Promise<void> {
+  // a worker that has exited (died, or stopped earlier) has threadId -1 and sends no 'exit' again: nothing to wait for
+  if (w.threadId === -1) return;
   // ref: an unref'd worker would not keep the event loop alive until its exit
   w.ref();
   const exited = new Promise<'exited'>((resolve) => w.once('exit', () => resolve('exited')));
