@@ -21,6 +21,7 @@ import { assignShards, epochsForSteps, planInputsDiffer, planSteps, runSeconds, 
 import { childArgs } from '../../src/cli/ablate-jobs';
 import { StoppedBySignal } from '../../src/run/signals';
 import { memoryFactories, toyImages } from '../eval/helpers';
+import { printed } from '../output';
 
 const train = toyImages(32, 3, 8, 1);
 const testData = toyImages(12, 3, 8, 2);
@@ -125,6 +126,12 @@ test('rows may name the tokens of S; shards and order specs are checked', () => 
   assert.equal(runDirName(RANDOM_INIT, 0), 'random-init-seed0');
   assert.throws(() => validateAblate(resolveOptions(ABLATE_OPTIONS, { budgetMinutes: 5, epochs: 3 })), /--budget-minutes or --epochs/);
   assert.throws(() => validateAblate(resolveOptions(ABLATE_OPTIONS, { planOnly: true })), /needs --budget-minutes/);
+  // a shard is one process of a --jobs parent: --jobs 2 with --shard would start shards of a shard
+  assert.throws(
+    () => validateAblate(resolveOptions(ABLATE_OPTIONS, { jobs: 2, shard: '0/2' })),
+    (e: unknown) => e instanceof OptionError && e.key === 'jobs' && /a shard runs in one process/.test(e.message),
+  );
+  validateAblate(resolveOptions(ABLATE_OPTIONS, { jobs: 1, shard: '0/2' }));
   // a parent-only flag (also in its --no- form) or --opt=value takes no value: the argument after it stays
   assert.deepEqual(childArgs(['--no-plan-only', '--seeds', '2', '--plan-measure', '--jobs=3']), ['--seeds', '2']);
   assert.deepEqual(childArgs(['--jobs', '2', '--seeds', '3', '--plan-only', '--stop-after-minutes=8', '--no-baseline', '--shard', '0/2', '--out-dir', 'x']), [
@@ -280,6 +287,31 @@ test('the exit code: 75 while runs other than diverged ones remain (scripts re-r
   assert.equal(ablationExitCode({ runs: [run], diverged: [diverged], planned: 2 }), 1);
   assert.equal(ablationExitCode({ runs: [run, run], diverged: [], planned: 2 }), 0);
   assert.equal(ablationExitCode({ runs: [run], diverged: [], planned: 2 }), 75);
+});
+
+test('`semaim ablate --shard` exits 75 when --stop-after-minutes stopped it before its runs were done (the --jobs parent and scripts re-run on it), 0 once they are', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-shard-75-'));
+  const realNow = Date.now;
+  try {
+    const { makeEvalCommands } = await import('../../src/cli/eval-commands');
+    const ablateCommand = makeEvalCommands(() => memoryFactories(train, testData)).ablate;
+    const argv = ['--orders', 'raster', '--no-baseline', '--seeds', '1', '--budget', 'small', '--img-size', '8', '--patch-size', '4', '--embed-dim', '16'];
+    argv.push('--depth', '1', '--num-heads', '2', '--decoder-depth', '1', '--epochs', '2', '--batch-size', '8', '--pretrain-limit', '16');
+    argv.push('--linprobe-epochs', '2', '--k', '5', '--train-limit', '30', '--out-dir', dir, '--threads', '1', '--shard', '0/1');
+    // every clock reading 10 minutes after the last: the 0.1 minutes are over before the first run
+    let clock = realNow();
+    Date.now = () => (clock += 600_000);
+    const stopped = await printed(() => ablateCommand.run([...argv, '--stop-after-minutes', '0.1']));
+    Date.now = realNow;
+    assert.equal(stopped.result, 75);
+    assert.match(stopped.stdout, /^shard 0\/1: stopped early$/m);
+    const done = await printed(() => ablateCommand.run(argv));
+    assert.equal(done.result, 0);
+    assert.match(done.stdout, /^shard 0\/1: done$/m);
+  } finally {
+    Date.now = realNow;
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('a plan made with --jobs 1 and continued with --jobs 2 spreads the runs over both shards (it ran all in shard 0)', async () => {
