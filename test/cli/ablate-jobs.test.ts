@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { processAlive } from '../../src/util/process-alive';
 
@@ -141,6 +141,30 @@ test('a shard that exits 75 (stopped early by --stop-after-minutes) is not a fai
     // any other code is the shard's failure, named with its log
     writeFileSync(child, 'process.exit(3);');
     await assert.rejects(runShardProcesses(runner, ['0/1'], {}), /^Error: shard-0-of-1 exited with code 3; see .*logs\/shard-0-of-1\.log$/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('without --threads each of the --jobs shard processes gets its share of the cores (each took them all: N processes on N× the cores)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-threads-'));
+  try {
+    const child = join(dir, 'child.js');
+    const seen = join(dir, 'argv.jsonl');
+    writeFileSync(child, `require('node:fs').appendFileSync(${JSON.stringify(seen)}, JSON.stringify(process.argv.slice(2)) + '\\n');`);
+    const { runShardProcesses } = await import('../../src/cli/ablate-jobs');
+    const runner = { command: [process.execPath, child] as [string, string], argv: ['--jobs', '2'], outDir: dir, jobs: 2, log: () => {} };
+    await runShardProcesses(runner, ['0/2', '1/2'], {});
+    const runs = readFileSync(seen, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as string[]);
+    assert.equal(runs.length, 2);
+    const share = String(Math.max(1, Math.floor(availableParallelism() / 2)));
+    for (const a of runs) {
+      assert.equal(a[a.indexOf('--threads') + 1], share, a.join(' '));
+      assert.equal(a[a.indexOf('--jobs') + 1], '1', a.join(' '));
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
