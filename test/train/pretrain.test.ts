@@ -464,6 +464,7 @@ test('sizes known before work are refused naming the flag, before any folder exi
       [['--accum-iter', '5'], 'accumIter', /5 exceeds the 4 batches per epoch of --synthetic-size 64 at --batch-size 16/],
       [['--img-size', '4', '--patch-size', '2'], 'imgSize', /the synthetic objects need images of at least 8 pixels, got 4/],
       [['--nnodes', '2', '--node-rank', '5'], 'nodeRank', /must be below --nnodes 2 \(0\.\.1\), got 5/],
+      [['--nnodes', '2', '--node-rank', '2'], 'nodeRank', /must be below --nnodes 2 \(0\.\.1\), got 2/],
     ] as const) {
       assert.throws(
         () => commands.pretrain.parse([...argv, ...extra]),
