@@ -33,3 +33,31 @@ test('an --out-dir that is a file, or has a dangling link on the way, is refused
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+test("each command's own option checks refuse, naming the option, what would write the wrong file or ignore a choice", () => {
+  const refused: Array<[string, string[], string, RegExp]> = [
+    ['predict', ['--checkpoint', 'run', '--images', 'imgs', '--out', 'predictions.csv'], 'out', /must end in \.json, got 'predictions\.csv'/],
+    ['embed', ['--checkpoint', 'run', '--images', 'imgs', '--out', 'features.npy'], 'out', /must end in \.safetensors, got 'features\.npy'/],
+    ['export', ['--checkpoint', 'run', '--out', 'enc', '--dtype', 'float16'], 'dtype', /float16 is for --format onnx or web/],
+    ['export', ['--checkpoint', 'run', '--out', 'enc', '--format', 'onnx', '--exif-orientation', 'apply'], 'exifOrientation', /is for --format web/],
+    ['visualize', ['--checkpoint', 'run', '--images', 'imgs', '--out', 'viz', '--orders', ' , '], 'orders', /needs at least one order type/],
+    ['report', ['run', 'other-run'], 'runDir', /one run folder expected, got also other-run/],
+    ['report', [], 'runDir', /expects the run folder/],
+  ];
+  for (const [name, argv, key, message] of refused) {
+    assert.throws(
+      () => commands[name].parse(argv),
+      (e: unknown) => e instanceof OptionError && e.key === key && message.test(e.message),
+      `${name} ${argv.join(' ')}`,
+    );
+  }
+  // and accept the same command lines written right
+  for (const [name, argv] of [
+    ['predict', ['--checkpoint', 'run', '--images', 'imgs', '--out', 'predictions.json']],
+    ['embed', ['--checkpoint', 'run', '--images', 'imgs', '--out', 'features.safetensors']],
+    ['export', ['--checkpoint', 'run', '--out', 'enc', '--format', 'onnx', '--dtype', 'float16']],
+    ['export', ['--checkpoint', 'run', '--out', 'page', '--format', 'web', '--exif-orientation', 'apply']],
+    ['report', ['run', 'a.png', '--images', 'b.png']],
+  ] as const)
+    assert.ok(commands[name].parse([...argv]), `${name} ${argv.join(' ')}`);
+});
