@@ -2,7 +2,7 @@
 // option error naming --out-dir before the command's own checks and before any work.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { commands } from '../../src/cli/commands';
@@ -60,4 +60,31 @@ test("each command's own option checks refuse, naming the option, what would wri
     ['report', ['run', 'a.png', '--images', 'b.png']],
   ] as const)
     assert.ok(commands[name].parse([...argv]), `${name} ${argv.join(' ')}`);
+});
+
+test('predict, embed and segprobe refuse missing images or data (exit 2, naming the option) before they load the checkpoint', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'semaim-command-'));
+  try {
+    const missing = join(root, 'missing-run'); // looked at after the images: its error would name --checkpoint
+    const file = join(root, 'file.txt');
+    writeFileSync(file, 'x');
+    const nope = join(root, 'nope');
+    for (const [name, argv, key, why] of [
+      ['predict', ['--images', nope, '--out', join(root, 'p.json')], 'images', /nope does not exist/],
+      ['predict', ['--images', file, '--out', join(root, 'p.json')], 'images', /file\.txt is not a folder/],
+      ['predict', ['--dataset', 'folder', '--data-path', nope, '--out', join(root, 'p.json')], 'dataPath', /nope does not exist/],
+      ['embed', ['--images', nope, '--out', join(root, 'f.safetensors')], 'images', /nope does not exist/],
+      ['embed', ['--dataset', 'cifar10', '--data-path', join(root, 'c.tar.gz'), '--out', join(root, 'f.safetensors')], 'dataPath', /does not exist/],
+      ['segprobe', ['--dataset', 'seg-folder', '--data-path', nope, '--out-dir', join(root, 'seg')], 'dataPath', /nope does not exist/],
+    ] as const) {
+      await assert.rejects(
+        commands[name].run(['--checkpoint', missing, ...argv]),
+        (e: unknown) => e instanceof OptionError && e.key === key && why.test(e.message),
+        `${name} ${argv.join(' ')}`,
+      );
+    }
+    assert.deepEqual(readdirSync(root), ['file.txt'], 'nothing written');
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
 });
