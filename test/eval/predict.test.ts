@@ -98,6 +98,15 @@ test('predict: accuracy equals finetune’s for its checkpoint; top-k per image;
     const rows = (l: PredictList) => l.predictions.map((p) => [p.path, p.label, p.top.map((t) => t.index)]);
     assert.deepEqual(rows(single), rows(list));
     assert.ok(new Set(list.predictions.map((p) => p.top[0].p.toFixed(4))).size > 3, 'the images have different probabilities');
+    // --top-k below the number of classes: the k most probable of each image, in the JSON and the CSV
+    const two = join(root, 'pred', 'two.json');
+    await quiet(() => commands.predict.run(['--checkpoint', ft, ...data, '--top-k', '2', '--out', two]));
+    const top2 = JSON.parse(readFileSync(two, 'utf8')) as PredictList;
+    assert.deepEqual(
+      top2.predictions.map((p) => p.top.map((t) => t.index)),
+      list.predictions.map((p) => p.top.slice(0, 2).map((t) => t.index)),
+    );
+    assert.equal(readFileSync(join(root, 'pred', 'two.csv'), 'utf8').split('\n')[0], 'path,label,class1,p1,class2,p2');
     list.predictions.forEach((p, i) => p.top.forEach((t, j) => assert.ok(Math.abs(t.p - single.predictions[i].top[j].p) < 1e-5, `${p.path}: ${t.p}`)));
 
     // the same images with the class folders renamed: label k is another class than the classifier's k
