@@ -293,4 +293,13 @@ test('a command that does not run data-parallel (export, ablate), started as one
     assert.match(r.stderr, hint);
   }
   assert.ok(!existsSync(out), 'nothing written');
+  // a worker may run what is data-parallel (knn here, its help) and info (a look at the machine)
+  for (const [command, args] of [
+    ['knn', ['--help']],
+    ['info', []],
+  ] as const) {
+    const r = spawnSync(process.execPath, [CLI, command, ...args], { encoding: 'utf8', env: { ...env, RANK: '0', LOCAL_RANK: '0' }, timeout: 60_000 });
+    assert.equal(r.status, 0, `${command} ${args.join(' ')}: ${r.stdout}\n${r.stderr}`);
+    assert.doesNotMatch(r.stderr, /does not run data-parallel/);
+  }
 });
