@@ -222,6 +222,13 @@ test('embed replaces an existing output only with --overwrite, and never the enc
     await assert.rejects(run(out), /option 'out': .*features\.safetensors exists: choose another output, or pass --overwrite/);
     assert.ok(readFileSync(out).equals(first), 'the first file is untouched');
     assert.equal(await run(out, '--overwrite'), 0);
+    // --dtype reaches the file: float16 features, half the bytes of the float32 ones
+    const half = join(dir, 'features-f16.safetensors');
+    assert.equal(await run(half, '--dtype', 'float16'), 0);
+    const f32 = readSafetensors(out).tensors.get('features')!;
+    const f16 = readSafetensors(half).tensors.get('features')!;
+    assert.deepEqual([f32.dtype, f16.dtype], ['float32', 'float16']);
+    assert.equal(f16.data.length * 2, f32.data.length);
   });
 });
 
