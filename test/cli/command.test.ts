@@ -88,3 +88,26 @@ test('predict, embed and segprobe refuse missing images or data (exit 2, naming 
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+test("visualize refuses, before the checkpoint is looked at, a --out holding figure names of the user's (no visualize.json of an earlier run)", async () => {
+  const root = mkdtempSync(join(tmpdir(), 'semaim-command-'));
+  try {
+    const image = join(root, 'a.png');
+    writeFileSync(image, 'an image');
+    const missing = join(root, 'missing-run');
+    for (const [files, named] of [
+      [{ 'row-000-a.png': 'mine' }, /holds row-000-a\.png, which no earlier semaim visualisation wrote/],
+      [{ 'grid.png': 'mine', 'visualize.json': '{"columns": "not a list"}' }, /holds grid\.png, visualize\.json, which no earlier/],
+    ] as const) {
+      const out = mkdtempSync(join(root, 'viz-'));
+      for (const [name, text] of Object.entries(files)) writeFileSync(join(out, name), text);
+      await assert.rejects(
+        commands.visualize.run(['--checkpoint', missing, '--images', image, '--out', out]),
+        (e: unknown) => e instanceof OptionError && e.key === 'out' && named.test(e.message),
+        Object.keys(files).join(', '),
+      );
+    }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
