@@ -89,7 +89,7 @@ test('predict, embed and segprobe refuse missing images or data (exit 2, naming 
   }
 });
 
-test("visualize refuses, before the checkpoint is looked at, a --out holding figure names of the user's (no visualize.json of an earlier run)", async () => {
+test("visualize (and report --images) refuse, before the checkpoint is looked at, a figure folder holding figure names of the user's (no visualize.json of an earlier run)", async () => {
   const root = mkdtempSync(join(tmpdir(), 'semaim-command-'));
   try {
     const image = join(root, 'a.png');
@@ -107,6 +107,14 @@ test("visualize refuses, before the checkpoint is looked at, a --out holding fig
         Object.keys(files).join(', '),
       );
     }
+    // report --images draws the same figures into --viz-out: the same check, naming --viz-out
+    const run = mkdtempSync(join(root, 'run-'));
+    const vizOut = mkdtempSync(join(root, 'viz-'));
+    writeFileSync(join(vizOut, 'row-000-a.png'), 'mine');
+    await assert.rejects(
+      commands.report.run([run, '--images', image, '--viz-out', vizOut]),
+      (e: unknown) => e instanceof OptionError && e.key === 'vizOut' && /holds row-000-a\.png, which no earlier/.test(e.message),
+    );
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
