@@ -251,7 +251,6 @@ const ADDED_LATER: Record<string, unknown> = {
   maxImagePixels: DEFAULT_MAX_IMAGE_PIXELS,
   exifOrientation: 'ignore',
   verify: true,
-  decayClsToken: false,
   gradCompress: 'none',
 };
 

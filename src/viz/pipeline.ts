@@ -7,7 +7,7 @@ import { loadModel, sha256File } from '../semaim';
 import type { ImageInputOptions } from '../data/options';
 import { ORDER_NAMES, checkOrderNames, type OrderName } from './maps';
 import { readRun } from './run-data';
-import { REPORT_GENERATOR, REPORT_HEAD, renderReport } from './report';
+import { REPORT_GENERATOR, UNTAGGED_REPORT_HEAD, renderReport } from './report';
 import { OptionError, defineOptions, jobFields } from '../util/options';
 import { yieldThenThrowIfAborted } from '../util/errors';
 import { protectedOutput } from '../io/outputs';
@@ -138,12 +138,12 @@ function head(fd: number, n: number): Buffer {
 
 /**
  * Whether `path` is a regular file that `semaim report` wrote (a later report replaces it without --overwrite):
- * its generator tag, or the head of a report from before the tag with its title.
+ * its generator tag, or the head every report had before the tag.
  */
 function isEarlierReport(path: string): boolean {
   return !!readPlainFile(path, (fd) => {
     const text = head(fd, 4096).toString('utf8');
-    return text.includes(REPORT_GENERATOR) || (text.startsWith(REPORT_HEAD) && text.includes('<title>SemAIM run report: '));
+    return text.includes(REPORT_GENERATOR) || text.startsWith(UNTAGGED_REPORT_HEAD);
   });
 }
 

@@ -5,13 +5,15 @@ import { isNonFinite, type RunData, type EvalRow } from './run-data';
 import { esc, fmt } from './html';
 import { jsonBrief } from '../util/json-file';
 
+import { lineChart, smooth, Series } from './svg';
+
 /** Marks a page as written by `semaim report` (a later report may replace it without --overwrite). */
 export const REPORT_GENERATOR = '<meta name="generator" content="semaim report">';
-/** How every report begins, also those written before REPORT_GENERATOR (2026-12-03), which carry only this. */
-export const REPORT_HEAD =
+/** How a report written before REPORT_GENERATOR (until 2026-12-03) begins, up to its title (the demo's and --title's vary). */
+export const UNTAGGED_REPORT_HEAD =
   '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n' +
-  `<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">\n`;
-import { lineChart, smooth, Series } from './svg';
+  `<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">\n` +
+  '<meta name="viewport" content="width=device-width, initial-scale=1">\n<link rel="icon" href="data:,">\n<title>';
 
 export interface ReportOptions {
   title?: string;
@@ -174,7 +176,10 @@ export function renderReport(run: RunData, o: ReportOptions = {}): string {
   const title = o.title ?? `SemAIM run report: ${run.dir}`;
   const viz = o.grid ? `<img class="viz" alt="visualisation grid" src="data:image/png;base64,${o.grid.toString('base64')}">` : '';
   const problems = run.problems.length ? `<h2>Problems</h2><ul>${run.problems.map((p) => `<li>${esc(p)}</li>`).join('')}</ul>` : '';
-  return `${REPORT_HEAD}<meta name="viewport" content="width=device-width, initial-scale=1">
+  return `<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
+<meta name="viewport" content="width=device-width, initial-scale=1">
 ${REPORT_GENERATOR}
 <link rel="icon" href="data:,">
 <title>${esc(title)}</title><style>${CSS}</style></head>

@@ -498,8 +498,11 @@ test('report --out replaces an earlier report, but another file only with --over
     writeFileSync(page, untagged);
     assert.equal(await vizCommands.report.run([run, '--out', page]), 0, 'a report semaim wrote before the tag is replaced');
     assert.match(readFileSync(page, 'utf8'), /content="semaim report"/);
-    // the same head with another title is someone else's page
-    writeFileSync(page, untagged.replace(/<title>[^<]*<\/title>/, '<title>My notes</title>'));
+    // whatever its title (the demo's was 'semaim demo')
+    writeFileSync(page, untagged.replace(/<title>[^<]*<\/title>/, '<title>semaim demo</title>'));
+    assert.equal(await vizCommands.report.run([run, '--out', page]), 0, "the demo's report from before the tag is replaced");
+    // a page with another head is someone else's, even titled like a report
+    writeFileSync(page, `<!DOCTYPE html>\n<html><head><title>SemAIM run report: ${run}</title></head></html>`);
     await assert.rejects(vizCommands.report.run([run, '--out', page]), /page\.html exists and is not a semaim report/);
     assert.equal(await vizCommands.report.run([run, '--out', precious, '--overwrite']), 0);
     assert.match(readFileSync(precious, 'utf8'), /<html/);
