@@ -469,6 +469,57 @@ test('commitFiles refuses a set whose files do not lie in the folder of the firs
   assert.deepEqual(ls(dir), ['b', 'killer.js', 'sub']);
 });
 
+test("commitFiles: a folder at a later file's name, or a first rename that fails, changes none of the set and leaves no journal nor temporary file for the next writer to complete", (t) => {
+  const dir = scratch(t);
+  const out = join(dir, 'out');
+  mkdirSync(out);
+  const [a, b] = [join(out, 'model.bin'), join(out, 'model.json')];
+  writeFileSync(a, 'old weights');
+  mkdirSync(join(b, 'inside'), { recursive: true });
+  assert.throws(
+    () => commitFiles([stageFile(a, 'new weights'), stageFile(b, 'new config')]),
+    (e: NodeJS.ErrnoException) => e.code === 'EISDIR' && e.message.startsWith(`cannot write ${b}: `),
+  );
+  assert.equal(readFileSync(a, 'utf8'), 'old weights', 'the folder was found before the first rename');
+  assert.deepEqual(ls(out), ['model.bin', 'model.json']);
+  rmSync(b, { recursive: true });
+  writeFileSync(b, 'old config');
+  // the first rename fails (its temporary file went): the earlier set stays, and nothing is left to complete
+  const staged = [stageFile(a, 'new weights'), stageFile(b, 'new config')];
+  rmSync(staged[0].tmp);
+  assert.throws(
+    () => commitFiles(staged),
+    (e: NodeJS.ErrnoException) => e.code === 'ENOENT',
+  );
+  assert.deepEqual(ls(out), ['model.bin', 'model.json'], 'no journal, no temporary file');
+  assert.deepEqual(finishInterruptedCommits(out), []);
+  assert.equal(readFileSync(b, 'utf8'), 'old config', 'the config of the old weights');
+});
+
+test('a journal naming no process (pid 0), reached through a symbolic link, or above the journal size limit is not read: none of its renames is made', (t) => {
+  const dir = scratch(t);
+  const [out, elsewhere] = [join(dir, 'out'), join(dir, 'elsewhere')];
+  mkdirSync(out);
+  mkdirSync(elsewhere);
+  const dead = 2 ** 22 + 1;
+  writeFileSync(join(out, 'a'), 'old a');
+  writeFileSync(join(out, 'a.tmp-0-0'), 'planted a');
+  plantJournal(join(out, 'a.commit'), [['a.tmp-0-0', 'a']], 0);
+  writeFileSync(join(out, 'b'), 'old b');
+  writeFileSync(join(out, `b.tmp-${dead}-0`), 'planted b');
+  plantJournal(join(elsewhere, 'b.commit'), [[`b.tmp-${dead}-0`, 'b']]);
+  symlinkSync(join(elsewhere, 'b.commit'), join(out, 'b.commit'));
+  writeFileSync(join(out, 'c'), 'old c');
+  writeFileSync(join(out, `c.tmp-${dead}-0`), 'planted c');
+  plantJournal(join(out, 'c.commit'), [[`c.tmp-${dead}-0`, 'c']]);
+  writeFileSync(join(out, 'c.commit'), ' '.repeat((64 << 20) - 10), { flag: 'a' }); // valid JSON, 64 MiB + a few bytes
+  assert.deepEqual(
+    finishInterruptedCommits(out, () => {}),
+    [],
+  );
+  for (const f of ['a', 'b', 'c']) assert.equal(readFileSync(join(out, f), 'utf8'), `old ${f}`);
+});
+
 test('a journal naming a dead process is left alone while a live process holds the lock of that set: its .partial file is being written', (t) => {
   const dir = scratch(t);
   const host = require('node:os').hostname();
