@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MetricsLog, linesFromEnd, linesFromStart, lossEnds, readMetrics, readMetricsLines } from '../../src/run/metrics';
+import { MetricsLog, countLines, linesFromEnd, linesFromStart, lossEnds, readMetrics, readMetricsLines } from '../../src/run/metrics';
 
 /** The lines the resume keeps, by the rule read over the whole file. */
 function keptByRule(text: string, step: number, lossLinesAt?: number): string {
@@ -98,6 +98,26 @@ test('linesFromStart numbers every line from 1 across chunk boundaries and multi
         `chunk ${chunk}`,
       );
     }
+  });
+});
+
+test('countLines counts a last line without a newline (a run killed mid-line) as a line, across the read buffer too', () => {
+  withDir((dir) => {
+    const path = join(dir, 'm.jsonl');
+    for (const [text, n] of [
+      ['', 0],
+      ['\n', 1],
+      ['a', 1],
+      ['a\nb', 2],
+      ['a\nb\n', 2],
+      ['a\n\nb', 3],
+    ] as const) {
+      writeFileSync(path, text);
+      assert.equal(countLines(path), n, JSON.stringify(text));
+    }
+    const long = 'x'.repeat(99) + '\n';
+    writeFileSync(path, long.repeat(20_000) + '{"step":1');
+    assert.equal(countLines(path, { followLinks: false }), 20_001);
   });
 });
 

@@ -65,3 +65,19 @@ test("a metrics file above the sampling size keeps each metric's extremes per bu
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a file one line above the sampling size whose last line has no newline (a run killed mid-line) is sampled', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-metrics-sample-'));
+  try {
+    const path = join(dir, 'metrics.jsonl');
+    const lines = Array.from({ length: 21 }, (_, i) => JSON.stringify({ step: i + 1, loss: 1 + (i % 3) }));
+    writeFileSync(path, lines.join('\n'));
+    const m = readMetricsSample(path, () => true, isNonFinite, { sampleAbove: 20, buckets: 5 });
+    assert.equal(m.sampled, true, '21 lines');
+    assert.equal(m.totals.records, 21);
+    writeFileSync(path, lines.slice(0, 20).join('\n'));
+    assert.equal(readMetricsSample(path, () => true, isNonFinite, { sampleAbove: 20, buckets: 5 }).sampled, false, '20 lines');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
