@@ -46,6 +46,10 @@ test('openRegularFile / readRegularFile: a regular file (also through a link) is
   assert.throws(() => openRegularFile(join(root, 'fifo')), /fifo is a FIFO, not a regular file/);
   assert.throws(() => readRegularFile('/dev/zero'), /\/dev\/zero is a device or socket, not a regular file/);
   assert.throws(() => readRegularFile(root), /is a folder, not a regular file/);
+  // followLinks: false (a run folder's files the report reads): a link at the name is refused, not followed
+  assert.throws(() => readRegularFile(join(root, 'link.txt'), 'utf8', { followLinks: false }), { code: 'ELOOP' });
+  assert.throws(() => openRegularFile(join(root, 'link.txt'), { followLinks: false }), { code: 'ELOOP' });
+  assert.equal(readRegularFile(file, 'utf8', { followLinks: false }), 'text');
 });
 
 test("an encoder's JSON beside it, or its weights, as a FIFO or a link to /dev/zero: refused at once, naming the file", () => {
