@@ -1,0 +1,34 @@
+// A reader of stdout that went away (a launcher killed with SIGKILL, `| head` done) makes every later
+// write fail with EPIPE: with stopWhenOutputCloses the process stops as on one SIGTERM (a run
+// checkpoints, then exits 143) instead of dying of the unhandled 'error' event.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+
+const CLOSED_OUTPUT = require.resolve('../../src/util/closed-output');
+
+test(
+  'stdout closed by its reader: the writes that fail with EPIPE ask for one SIGTERM, not an exit by the error',
+  { skip: process.platform === 'win32' },
+  async () => {
+    // the child counts the SIGTERMs it is sent while it keeps writing, then exits 143 as a stopped run does
+    const script = `
+require(${JSON.stringify(CLOSED_OUTPUT)}).stopWhenOutputCloses();
+let terms = 0;
+process.on('SIGTERM', () => {
+  if (terms++ === 0) setTimeout(() => { process.stderr.write('SIGTERMs: ' + terms + '\\n'); process.exit(143); }, 300);
+});
+setInterval(() => process.stdout.write('x'.repeat(1 << 16)), 2);
+`;
+    const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdout.once('data', () => child.stdout.destroy()); // the reader goes away
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((done) => child.on('close', (c, s) => done([c, s])));
+    clearTimeout(timer);
+    assert.equal(signal, null, `the child hung or died by a signal: ${stderr}`);
+    assert.equal(code, 143, stderr);
+    assert.match(stderr, /^SIGTERMs: 1$/m, 'later EPIPEs are dropped, not a second SIGTERM (which would exit without the checkpoint)');
+  },
+);
