@@ -50,6 +50,24 @@ test('EMA.startEpoch applies the schedule to the next updates; without a schedul
   for (const m of [src, shadow, fixed.shadow]) m.dispose();
 });
 
+test("a new EMA starts as a copy of its source (not the shadow model's own initialisation), in eval mode, outside autograd; its state round-trips under ema.<name>", () => {
+  const src = new Linear(3, 2);
+  const shadow = new Linear(3, 2);
+  const ema = new EMA(shadow, src, 0.9);
+  assert.deepEqual(shadow.weight.toFloat32Array(), src.weight.toFloat32Array());
+  assert.deepEqual(shadow.bias!.toFloat32Array(), src.bias!.toFloat32Array());
+  assert.equal(shadow.training, false);
+  assert.equal(shadow.weight.requiresGrad, false);
+  const saved = new Map([...ema.stateTensors()].map(([k, t]) => [k, t.clone()]));
+  assert.deepEqual([...saved.keys()].sort(), ['ema.bias', 'ema.weight']);
+  const otherSource = new Linear(3, 2);
+  const other = new EMA(new Linear(3, 2), otherSource, 0.9);
+  other.loadStateTensors(saved);
+  assert.deepEqual(other.shadow.weight.toFloat32Array(), src.weight.toFloat32Array(), 'a resumed EMA continues from the saved shadow');
+  for (const t of saved.values()) t.dispose();
+  for (const m of [src, shadow, other.shadow, otherSource]) m.dispose();
+});
+
 test('--ema-schedule resolves to authors with --ema; a run stored without it resumes only as constant', () => {
   const tiny = { imgSize: 16, patchSize: 4, embedDim: 32, depth: 2, numHeads: 2, decoderDepth: 1 };
   assert.equal(resolveOptions(PRETRAIN_OPTIONS, tiny, { ema: true }).emaSchedule, 'authors');
