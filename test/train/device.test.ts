@@ -3,19 +3,19 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as torch from '../../src/torch';
 import { makeTrainData } from '../../src/data';
 import { DeviceImages } from '../../src/run/device-images';
 import { cudnnAutotune } from '../../src/run/cudnn-autotune';
-import { autoPrecision } from '../../src/run/precision';
+import { autoPrecision, withPrecision } from '../../src/run/precision';
 import { globalRngStates, restoreGlobalRngStates } from '../../src/run/rng-state';
 import { pretrain, TrainBatch } from '../../src/train/pretrain';
 import { PRETRAIN_OPTIONS, trainDataRequest, uploadsUint8, validatePretrain } from '../../src/train/pretrain-options';
 import { readMetrics } from '../../src/run/metrics';
 import { OptionError, resolveOptions } from '../../src/util/options';
-import { checkDevice, checkGpuShare } from '../../src/run/device';
+import { checkDevice, checkGpuShare, cudaIndex, withProcessThreads } from '../../src/run/device';
 import { KNN_OPTIONS, LINPROBE_OPTIONS, FINETUNE_OPTIONS } from '../../src/eval/options';
 import { TINY_SEMAIM } from './helpers';
 
@@ -223,3 +223,44 @@ test('processes of one machine on CUDA take a GPU each: cuda:N for several and m
 function resolveAndValidate(extra: Record<string, unknown>): void {
   validatePretrain(resolveOptions(PRETRAIN_OPTIONS, extra));
 }
+
+test("cudaIndex: 'cuda' is device 0 (its compute capability picks --precision auto), 'cuda:N' device N, the CPU none", () => {
+  assert.equal(cudaIndex('cuda'), 0);
+  assert.equal(cudaIndex('cuda:3'), 3);
+  assert.equal(cudaIndex('cpu'), null);
+  assert.equal(
+    autoPrecision({ device: 'cuda' }, (i) => (i === 0 ? 9 : 7)),
+    'bf16',
+  );
+});
+
+test("a job's libtorch threads: --threads as given, else the cores shared among this machine's processes of the run; the count before is given back", async () => {
+  const before = torch.getNumThreads();
+  const cores = availableParallelism();
+  assert.equal(await withProcessThreads(3, async () => torch.getNumThreads()), 3);
+  assert.equal(torch.getNumThreads(), before);
+  const env = { RANK: '0', WORLD_SIZE: String(cores), LOCAL_RANK: '0', LOCAL_WORLD_SIZE: String(cores), MASTER_ADDR: '127.0.0.1', MASTER_PORT: '29500' };
+  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, env);
+  try {
+    assert.equal(await withProcessThreads(undefined, async () => torch.getNumThreads()), 1, `${cores} cores among ${cores} processes`);
+  } finally {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+  assert.equal(torch.getNumThreads(), before);
+});
+
+test('--precision: fp16 (loss scaling) is refused on the CPU before any work; bf16 runs the forward under bfloat16 autocast, fp32 as it is', () => {
+  assert.throws(
+    () => validatePretrain(resolveOptions(PRETRAIN_OPTIONS, { precision: 'fp16' })),
+    (e: unknown) => e instanceof OptionError && e.key === 'precision' && /fp16 needs a CUDA device/.test(e.message),
+  );
+  assert.doesNotThrow(() => validatePretrain(resolveOptions(PRETRAIN_OPTIONS, { precision: 'bf16' })));
+  const [x, w] = [torch.rand([2, 8]), torch.rand([4, 8])];
+  assert.equal(withPrecision('bf16', 'cpu', () => torch.F.linear(x, w)).dtype, 'bfloat16');
+  assert.equal(withPrecision('fp32', 'cpu', () => torch.F.linear(x, w)).dtype, 'float32');
+  assert.equal(torch.F.linear(x, w).dtype, 'float32', 'autocast ends with the job');
+});
