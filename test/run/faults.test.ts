@@ -497,6 +497,43 @@ test("'best' is replaced before the step that beats it is in place, and a swap c
   }
 });
 
+test('a step saved again (a run resumed at that step and stopped there) replaces its folder instead of failing on it', () => {
+  const dir = tmp('same-step');
+  const mgr = new CheckpointManager(dir, 2, () => {});
+  const files = (v: number) => ({ model: new Map([['w', torch.full([2], v)]]), extra: new Map(), state: { v } });
+  try {
+    mgr.save(4, files(1));
+    const again = mgr.save(4, files(2));
+    assert.equal(JSON.parse(readFileSync(join(again, 'state.json'), 'utf8')).v, 2);
+    assert.deepEqual(
+      mgr.list().map((c) => c.step),
+      [4],
+    );
+    assert.deepEqual(
+      readdirSync(join(dir, 'checkpoints')).filter((n) => n.startsWith('.')),
+      [],
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("an old 'best' that a dead process moved aside is removed once a 'best' is in place (a whole checkpoint's size otherwise left for ever)", () => {
+  const dir = tmp('old-best');
+  const warnings: string[] = [];
+  try {
+    const mgr = new CheckpointManager(dir, 2, (m) => warnings.push(m));
+    mgr.save(1, { model: new Map([['w', torch.full([2], 1)]]), extra: new Map(), state: {} }, { best: true });
+    const dead = 2 ** 22 + 1; // above Linux's pid_max
+    mkdirSync(join(dir, 'checkpoints', `.old-best-${dead}`));
+    assert.deepEqual(new CheckpointManager(dir, 2, (m) => warnings.push(m)).removeDeadTemps(), [`.old-best-${dead}`]);
+    assert.deepEqual(readdirSync(join(dir, 'checkpoints')).sort(), ['best', 'step-00000001']);
+    assert.match(warnings.join('\n'), /removed 1 unfinished checkpoint folder\(s\) of earlier processes: \.old-best-/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a run killed before its first checkpoint and started again with the same recipe is the same run from step 0: no previous/ folder per kill, its metrics lines redone; another recipe moves it aside', async () => {
   const dir = tmp('killed-early');
   const o = options(dir, { maxSteps: 2, checkpointEvery: 1000 });
