@@ -61,6 +61,25 @@ test('a resumed loop estimates the time left from its own rate, not from the ste
   assert.ok(minutes >= 30 && minutes <= 45, `49,990 steps at ~20/s is ~42 minutes, got ${eta[0]}`);
 });
 
+test('an ETA over an hour shows its hours; the last line reads ETA 0:00 with a full bar, also without a rate yet or past the total', () => {
+  const log = stream(false);
+  const p = new Progress('pretrain', 1_000_000, log.out, 0);
+  p.update(1);
+  const until = Date.now() + 200;
+  while (Date.now() < until) {
+    /* 10 steps in a fifth of a second: ~50 steps/s, ~5.5 hours left */
+  }
+  p.update(11);
+  const eta = /ETA (\d+):(\d\d):(\d\d)\n$/.exec(log.text());
+  assert.ok(eta, log.text());
+  assert.ok(Number(eta[1]) >= 2 && Number(eta[1]) <= 12, `hours, minutes and seconds: ${eta[0]}`);
+  for (const done of [10, 12]) {
+    const end = stream(false);
+    new Progress('eval', 10, end.out, 5).update(done, { rate: undefined }); // the first update is the last: no rate measured
+    assert.match(end.text(), new RegExp(`^eval \\[#{20}\\] ${done}/10 \\| elapsed \\d+:\\d\\d ETA 0:00\n$`));
+  }
+});
+
 test("counts print as integers ('skipped 1', was 'skipped 1.000'; 1500 was '1.50e+3'), measures with 4 digits", () => {
   const log = stream(false);
   const p = new Progress('embed', 10, log.out, 0);
