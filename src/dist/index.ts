@@ -1,5 +1,5 @@
 // Data-parallel training on libtorch's c10d: process groups and collectives, the DDP wrapper, and the
-// launcher. `import * as dist from './dist'`.
+// launcher.
 export { readDistEnv, isWorkerProcess, isLoopback } from './env';
 export { stopWhenLauncherDies, launcherPid } from './orphan-watch';
 export type { DistEnv } from './env';

@@ -1,3 +1,4 @@
+// Files: safetensors read and write (timm's format), checkpoints (written atomically, verified on load), half-float conversion.
 export * from './safetensors';
 export * from './half-float';
 export * from './tensors';

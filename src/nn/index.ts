@@ -1,3 +1,4 @@
+// Neural-network modules (torch.nn): Module with parameters and state dicts, the layers, containers and initialisers.
 export { Module, StateDictError } from './module';
 export type { StateDict } from './module';
 export * from './layers';

@@ -1,3 +1,4 @@
+// The SemAIM model: the ViT encoder, the decoder, the autoregressive orders, the targets, and loading of configs and pre-trained encoders.
 export * from './config';
 export * from './posembed';
 export * from './vit';

@@ -1,4 +1,4 @@
-// The tensor engine's public surface: `import * as torch from './torch'`.
+// The tensor engine (libtorch under TypeScript): tensors, autograd, functional ops (torch.F), fused kernels, devices, CUDA graphs.
 export { Tensor } from './tensor';
 export type { Scalar, TensorOrScalar } from './tensor';
 export type { DType, Device, TypedArray } from './dtype';

@@ -1,3 +1,4 @@
+// Pictures of what a model learned: order, attention, similarity and loss maps, PNG figures, charts and the HTML run report.
 export * from './colormap';
 export * from './font';
 export * from './canvas';
