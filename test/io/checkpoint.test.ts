@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as torch from '../../src/torch';
 import { CheckpointManager } from '../../src/run/checkpoints';
-import { CHECKPOINT_FILES, NonFiniteTensorError, readCheckpoint, verifyCheckpoint, type LoadedCheckpoint } from '../../src/io';
+import { CHECKPOINT_FILES, NonFiniteTensorError, readCheckpoint, sha256File, verifyCheckpoint, type LoadedCheckpoint } from '../../src/io';
+import { createHash } from 'node:crypto';
 
 const root = mkdtempSync(join(tmpdir(), 'semaim-ckpt-'));
 process.on('exit', () => rmSync(root, { recursive: true, force: true }));
@@ -79,5 +80,39 @@ test('NaN or Inf in the weights or in an optimiser moment is refused by readChec
       (e: Error) => e instanceof NonFiniteTensorError && e.message.startsWith(`${join(dir, file)}: tensor '${tensor}' holds 1 NaN/Inf value(s) of`),
       name,
     );
+  }
+});
+
+test('sha256File reads a settled file once per process while it is unchanged, and again after any change to it (in place, same size)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-sha-'));
+  // the live binding the compiled module calls: counts the reads
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const fs = require('node:fs') as typeof import('node:fs');
+  const readSync = fs.readSync;
+  let reads = 0;
+  fs.readSync = ((...a: Parameters<typeof readSync>) => (reads++, readSync(...a))) as typeof readSync;
+  try {
+    const file = join(dir, 'model.safetensors');
+    writeFileSync(file, 'a'.repeat(1000));
+    const digest = (text: string) => createHash('sha256').update(text).digest('hex');
+    // just written: not remembered (a coarse file-system clock could give the next change the same time)
+    assert.equal(sha256File(file), digest('a'.repeat(1000)));
+    writeFileSync(file, 'b'.repeat(1000));
+    assert.equal(sha256File(file), digest('b'.repeat(1000)));
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2100); // settle: change time over 2 s old
+    reads = 0;
+    assert.equal(sha256File(file), digest('b'.repeat(1000)));
+    assert.ok(reads > 0);
+    reads = 0;
+    assert.equal(sha256File(file), digest('b'.repeat(1000)));
+    assert.equal(reads, 0, 'an unchanged settled file is not read again');
+    const fd = fs.openSync(file, 'r+');
+    fs.writeSync(fd, 'c', 500);
+    fs.closeSync(fd);
+    assert.equal(sha256File(file), digest('b'.repeat(500) + 'c' + 'b'.repeat(499)));
+    assert.ok(reads > 0, 'a file changed in place is read again');
+  } finally {
+    fs.readSync = readSync;
+    rmSync(dir, { recursive: true, force: true });
   }
 });
