@@ -18,10 +18,15 @@ export function noGrad<T>(fn: () => T): T {
   return withGradMode(false, fn);
 }
 
+/**
+ * Runs fn with autograd recording switched on, even inside {@link noGrad}; the previous mode comes
+ * back when fn ends. Like torch.enable_grad(). fn must be synchronous: a returned Promise throws.
+ */
 export function enableGrad<T>(fn: () => T): T {
   return withGradMode(true, fn);
 }
 
+/** Whether autograd is recording ops right now (false inside {@link noGrad}). Like torch.is_grad_enabled(). */
 export function isGradEnabled(): boolean {
   return native.isGradEnabled();
 }

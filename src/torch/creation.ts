@@ -5,12 +5,18 @@ import { Tensor, wrap } from './tensor';
 import type { Generator } from './random';
 import { describeValue } from './errors';
 
+/**
+ * Options of the tensor factories ({@link zeros}, {@link full}, {@link tensor}, ...), in place of
+ * PyTorch's keyword arguments. Without dtype a factory gives float32 (see each one for exceptions);
+ * without device, the default device ({@link setDefaultDevice}).
+ */
 export interface CreateOptions {
   dtype?: DType;
   device?: Device;
   requiresGrad?: boolean;
 }
 
+/** {@link CreateOptions} for the random factories, plus a {@link Generator} to draw from (default: the global one). */
 export interface RandomOptions extends CreateOptions {
   generator?: Generator;
 }
@@ -25,6 +31,7 @@ export function setDefaultDevice(device: Device): void {
   if (device !== 'cpu') wrap(native.empty([0], null, device)).dispose(); // a bad or absent device throws here
   defaultDevice = device === 'cpu' ? null : device;
 }
+/** The device set by {@link setDefaultDevice} ('cpu' if none). Like torch.get_default_device(). */
 export function getDefaultDevice(): Device {
   return defaultDevice ?? 'cpu';
 }
@@ -38,12 +45,15 @@ function finish(t: Tensor, o: CreateOptions): Tensor {
   return t;
 }
 
+/** A tensor of the given shape with uninitialized values (float32 unless dtype is given). Like torch.empty. */
 export function empty(shape: number[], o: CreateOptions = {}): Tensor {
   return finish(wrap(native.empty(shape, o.dtype ?? null, dev(o))), o);
 }
+/** A tensor of zeros (float32 unless dtype is given). Like torch.zeros, with the shape as one array. */
 export function zeros(shape: number[], o: CreateOptions = {}): Tensor {
   return finish(wrap(native.zeros(shape, o.dtype ?? null, dev(o))), o);
 }
+/** A tensor of ones (float32 unless dtype is given). Like torch.ones, with the shape as one array. */
 export function ones(shape: number[], o: CreateOptions = {}): Tensor {
   return finish(wrap(native.ones(shape, o.dtype ?? null, dev(o))), o);
 }
@@ -52,12 +62,15 @@ export function full(shape: number[], value: number | boolean | bigint, o: Creat
   const dtype = o.dtype ?? (typeof value === 'boolean' ? 'bool' : null);
   return finish(wrap(native.full(shape, value, dtype, dev(o))), o);
 }
+/** Zeros with t's shape, and its dtype and device unless options override them. Like torch.zeros_like. */
 export function zerosLike(t: Tensor, o: CreateOptions = {}): Tensor {
   return zeros(t.shape, { dtype: t.dtype, device: t.device, ...o });
 }
+/** Ones with t's shape, and its dtype and device unless options override them. Like torch.ones_like. */
 export function onesLike(t: Tensor, o: CreateOptions = {}): Tensor {
   return ones(t.shape, { dtype: t.dtype, device: t.device, ...o });
 }
+/** A tensor of `value` with t's shape, and its dtype and device unless options override them. Like torch.full_like. */
 export function fullLike(t: Tensor, value: number, o: CreateOptions = {}): Tensor {
   return full(t.shape, value, { dtype: t.dtype, device: t.device, ...o });
 }
@@ -68,9 +81,14 @@ export function arange(start: number, end?: number, step = 1, o: CreateOptions =
   const dtype = o.dtype ?? (ints ? 'int64' : 'float32');
   return finish(wrap(native.arange(a, b, step, dtype, dev(o))), o);
 }
+/**
+ * `steps` evenly spaced values from start to end, both included (float32 unless dtype is given).
+ * Like torch.linspace.
+ */
 export function linspace(start: number, end: number, steps: number, o: CreateOptions = {}): Tensor {
   return finish(wrap(native.linspace(start, end, steps, o.dtype ?? null, dev(o))), o);
 }
+/** The n×n identity matrix (float32 unless dtype is given). Like torch.eye(n); no separate column count. */
 export function eye(n: number, o: CreateOptions = {}): Tensor {
   return finish(wrap(native.eye(n, o.dtype ?? null, dev(o))), o);
 }
@@ -78,6 +96,7 @@ export function eye(n: number, o: CreateOptions = {}): Tensor {
 export function rand(shape: number[], o: RandomOptions = {}): Tensor {
   return finish(wrap(native.rand(shape, o.dtype ?? null, dev(o), o.generator?.native ?? null)), o);
 }
+/** Samples of the standard normal distribution N(0, 1) (float32 unless dtype is given). Like torch.randn. */
 export function randn(shape: number[], o: RandomOptions = {}): Tensor {
   return finish(wrap(native.randn(shape, o.dtype ?? null, dev(o), o.generator?.native ?? null)), o);
 }

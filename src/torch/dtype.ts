@@ -1,5 +1,7 @@
 // Element types and devices, as string literals.
+/** A tensor's element type, named as in PyTorch without the `torch.` prefix ('float32', 'int64', ...). */
 export type DType = 'float32' | 'float64' | 'float16' | 'bfloat16' | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool';
+/** Where a tensor lives: 'cpu', 'cuda' (the current CUDA device) or 'cuda:N'. */
 export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
 
 /** The device's type, as autocast takes it (PyTorch: `torch.device(d).type`). */
@@ -10,10 +12,12 @@ export function deviceType(device: Device | string): 'cpu' | 'cuda' {
 export const FLOAT_DTYPES: readonly DType[] = ['float32', 'float64', 'float16', 'bfloat16'];
 export const DTYPES: readonly DType[] = [...FLOAT_DTYPES, 'int64', 'int32', 'int16', 'int8', 'uint8', 'bool'];
 
+/** Whether d is a floating-point dtype (float32, float64, float16, bfloat16). Like torch.dtype.is_floating_point. */
 export function isFloating(d: DType): boolean {
   return FLOAT_DTYPES.includes(d);
 }
 
+/** The size of one element of dtype d in bytes (bool: 1). Like torch.dtype.itemsize. */
 export function dtypeBytes(d: DType): number {
   switch (d) {
     case 'float64':
@@ -31,6 +35,10 @@ export function dtypeBytes(d: DType): number {
   }
 }
 
+/**
+ * The JS typed arrays that hold tensor data, in and out: one per dtype, with a Uint16Array holding
+ * the raw bits of float16 or bfloat16 and a Uint8Array holding uint8 or bool.
+ */
 export type TypedArray = Float32Array | Float64Array | BigInt64Array | Int32Array | Int16Array | Int8Array | Uint8Array | Uint16Array;
 
 /** The dtype a typed array maps to when no dtype is given. */

@@ -1,6 +1,7 @@
 // The errors the native addon throws: a JavaScript Error with the op that failed and a code saying
 // what kind of failure it was (native/core.cc, rethrowAsJs).
 
+/** Every `code` a {@link TorchError} can carry, one per kind of native failure (see {@link isTorchError}). */
 export const TORCH_ERROR_CODES = [
   'ERR_TORCH', // any other libtorch error (c10::Error)
   'ERR_TORCH_OOM', // out of memory (c10::OutOfMemoryError)
@@ -12,8 +13,10 @@ export const TORCH_ERROR_CODES = [
   'ERR_NATIVE', // another C++ exception
 ] as const;
 
+/** One of {@link TORCH_ERROR_CODES}. */
 export type TorchErrorCode = (typeof TORCH_ERROR_CODES)[number];
 
+/** An Error thrown by the native addon, with the kind of failure (`code`) and the addon function (`op`). */
 export interface TorchError extends Error {
   code: TorchErrorCode;
   /** The addon function that failed ('matmul', 'fromBuffer', ...). */

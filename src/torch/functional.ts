@@ -3,22 +3,36 @@ import { native } from './native';
 import { Tensor, wrap } from './tensor';
 import type { DType } from './dtype';
 
+/** A 2-D size, stride or padding: one number for both dims, or [height, width]. Like PyTorch's int-or-tuple arguments. */
 export type Pair = number | [number, number];
 const pair = (x: Pair): [number, number] => (Array.isArray(x) ? x : [x, x]);
+/** How a loss combines its per-element values: their mean, their sum, or none (per-element losses). As in PyTorch. */
 export type Reduction = 'mean' | 'sum' | 'none';
 
+/** x · weightᵀ + bias, with weight [out, in] and x [..., in]. Like torch.nn.functional.linear. */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
   return wrap(native.linear(x.h, weight.h, bias ? bias.h : null));
 }
+/** Softmax along dim, computed in dtype when given (the input is cast first). Like torch.nn.functional.softmax. */
 export function softmax(x: Tensor, dim: number, dtype?: DType): Tensor {
   return wrap(native.softmax(x.h, dim, dtype ?? null));
 }
+/** Log of the softmax along dim, computed in dtype when given. Like torch.nn.functional.log_softmax. */
 export function logSoftmax(x: Tensor, dim: number, dtype?: DType): Tensor {
   return wrap(native.logSoftmax(x.h, dim, dtype ?? null));
 }
+/**
+ * Layer normalization over the last dims given by normalizedShape, with optional elementwise
+ * weight and bias; eps defaults to 1e-5. Like torch.nn.functional.layer_norm (same argument order).
+ */
 export function layerNorm(x: Tensor, normalizedShape: number[], weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {
   return wrap(native.layerNorm(x.h, normalizedShape, weight ? weight.h : null, bias ? bias.h : null, eps));
 }
+/**
+ * Batch normalization of x [N, C, ...] per channel. Like torch.nn.functional.batch_norm, with weight,
+ * bias, training (default false), momentum (0.1) and eps (1e-5) in an options object; in training the
+ * running statistics, when given, are updated in place.
+ */
 export function batchNorm(
   x: Tensor,
   runningMean: Tensor | null,
@@ -42,22 +56,41 @@ export function batchNorm(
 export function gelu(x: Tensor, approximate: 'none' | 'tanh' = 'none'): Tensor {
   return wrap(native.gelu(x.h, approximate));
 }
+/** max(x, 0) elementwise, as a new tensor. Like torch.nn.functional.relu (no inplace option). */
 export function relu(x: Tensor): Tensor {
   return x.relu();
 }
+/**
+ * Zeroes each element with probability p (default 0.5) and scales the rest by 1/(1-p) when training
+ * (default true); otherwise the values pass unchanged. Like torch.nn.functional.dropout; p outside [0, 1] throws a RangeError.
+ */
 export function dropout(x: Tensor, p = 0.5, training = true): Tensor {
   if (p < 0 || p > 1) throw new RangeError(`dropout: p must be in [0, 1], got ${p}`);
   return wrap(native.dropout(x.h, p, training));
 }
+/**
+ * 2-D convolution of x [N, C_in, H, W] with weight [C_out, C_in/groups, kH, kW]. Like
+ * torch.nn.functional.conv2d, with stride (default 1), padding (0, numbers only: no 'same'/'valid'),
+ * dilation (1) and groups (1) in an options object.
+ */
 export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, o: { stride?: Pair; padding?: Pair; dilation?: Pair; groups?: number } = {}): Tensor {
   return wrap(native.conv2d(x.h, weight.h, bias ? bias.h : null, pair(o.stride ?? 1), pair(o.padding ?? 0), pair(o.dilation ?? 1), o.groups ?? 1));
 }
+/**
+ * 2-D average pooling over kernel windows. Like torch.nn.functional.avg_pool2d with options stride
+ * (default: the kernel), padding (0), ceilMode (false) and countIncludePad (true); no divisor_override.
+ */
 export function avgPool2d(x: Tensor, kernel: Pair, o: { stride?: Pair; padding?: Pair; ceilMode?: boolean; countIncludePad?: boolean } = {}): Tensor {
   return wrap(native.avgPool2d(x.h, pair(kernel), pair(o.stride ?? kernel), pair(o.padding ?? 0), !!o.ceilMode, o.countIncludePad ?? true));
 }
+/**
+ * 2-D max pooling over kernel windows. Like torch.nn.functional.max_pool2d with options stride
+ * (default: the kernel), padding (0), dilation (1) and ceilMode (false); no return_indices.
+ */
 export function maxPool2d(x: Tensor, kernel: Pair, o: { stride?: Pair; padding?: Pair; dilation?: Pair; ceilMode?: boolean } = {}): Tensor {
   return wrap(native.maxPool2d(x.h, pair(kernel), pair(o.stride ?? kernel), pair(o.padding ?? 0), pair(o.dilation ?? 1), !!o.ceilMode));
 }
+/** Average pooling of x [..., H, W] to outputSize, whatever H and W are. Like torch.nn.functional.adaptive_avg_pool2d. */
 export function adaptiveAvgPool2d(x: Tensor, outputSize: Pair): Tensor {
   return wrap(native.adaptiveAvgPool2d(x.h, pair(outputSize)));
 }
@@ -80,9 +113,11 @@ export function crossEntropy(
 ): Tensor {
   return wrap(native.crossEntropy(logits.h, target.h, o.weight?.h ?? null, o.reduction ?? 'mean', o.ignoreIndex ?? -100, o.labelSmoothing ?? 0));
 }
+/** Mean squared error between a and b (reduction default 'mean', as the third argument). Like torch.nn.functional.mse_loss. */
 export function mseLoss(a: Tensor, b: Tensor, reduction: Reduction = 'mean'): Tensor {
   return wrap(native.mseLoss(a.h, b.h, reduction));
 }
+/** Cosine similarity of a and b along dim (default 1), eps 1e-8. Like torch.nn.functional.cosine_similarity. */
 export function cosineSimilarity(a: Tensor, b: Tensor, dim = 1, eps = 1e-8): Tensor {
   return wrap(native.cosineSimilarity(a.h, b.h, dim, eps));
 }
@@ -100,10 +135,18 @@ export function normalize(x: Tensor, p = 2, dim = 1, eps = 1e-12): Tensor {
     n.dispose();
   }
 }
+/**
+ * One-hot int64 encoding of integer class indices: shape [...indices.shape, numClasses]. Like
+ * torch.nn.functional.one_hot, but numClasses has no default (-1 infers it, as PyTorch's default).
+ */
 export function oneHot(indices: Tensor, numClasses: number): Tensor {
   return wrap(native.oneHot(indices.h, numClasses));
 }
 
+/**
+ * Options of {@link scaledDotProductAttention}, {@link attentionReference} and {@link sdpaBackend}: PyTorch's
+ * attn_mask, is_causal, dropout_p (default 0; applied whenever nonzero: there is no training flag) and scale.
+ */
 export interface AttentionOptions {
   /** bool (true = may attend) or float (added to the scores), broadcastable to [..., L, S]. */
   mask?: Tensor | null;

@@ -25,7 +25,9 @@ import { Tensor, wrap } from './tensor';
 import { autocastState } from './autograd';
 import { deviceType, type DType } from './dtype';
 
+/** A group of fused kernels that {@link setFused} switches on or off (each kind is described at the top of fused.ts). */
 export type FusedKind = 'layernorm' | 'layernorm-backward' | 'gelu' | 'qkv' | 'targets' | 'patch-embed';
+/** Every {@link FusedKind}: what setFused('all') turns on and what {@link parseFusedKinds} accepts. */
 export const FUSED_KINDS: readonly FusedKind[] = ['layernorm', 'layernorm-backward', 'gelu', 'qkv', 'targets', 'patch-embed'];
 
 const enabled = new Set<FusedKind>();
@@ -76,6 +78,7 @@ export function kernelStatus(load = false): { cudaBuild: boolean; loaded: boolea
   return native.fusedKernels(load);
 }
 
+/** Per-call options of the fused {@link layerNorm} and {@link addLayerNorm}; each overrides the global switch. */
 export interface FusedOptions {
   /** Run the fused function (default: useFused for the input); on the CPU it runs the kernel's arithmetic with libtorch ops. */
   fused?: boolean;
@@ -155,6 +158,10 @@ export function qkvHeads(qkv: Tensor, bias: Tensor, heads: number, o: { fused?: 
   return [wrap(q), wrap(k), wrap(v)];
 }
 
+/**
+ * What {@link pixelTargets} computes: the patch size in pixels, an optional Gaussian blur (odd kernel
+ * size, sigma > 0) and whether each patch is normalised to zero mean and unit variance (MAE's norm_pix_loss).
+ */
 export interface PixelTargetSpec {
   patchSize: number;
   /** 0: no blur. */

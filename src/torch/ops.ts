@@ -2,6 +2,7 @@
 import { native } from './native';
 import { Tensor, TensorOrScalar, wrap } from './tensor';
 
+/** Joins tensors along an existing dimension (default 0); all other sizes must match. Like torch.cat. */
 export function cat(tensors: Tensor[], dim = 0): Tensor {
   return wrap(
     native.cat(
@@ -10,6 +11,7 @@ export function cat(tensors: Tensor[], dim = 0): Tensor {
     ),
   );
 }
+/** Joins same-shaped tensors along a new dimension `dim` (default 0). Like torch.stack. */
 export function stack(tensors: Tensor[], dim = 0): Tensor {
   return wrap(
     native.stack(
@@ -22,9 +24,11 @@ export function stack(tensors: Tensor[], dim = 0): Tensor {
 export function where(cond: Tensor, a: TensorOrScalar, b: TensorOrScalar): Tensor {
   return wrap(native.where(cond.h, a instanceof Tensor ? a.h : a, b instanceof Tensor ? b.h : b));
 }
+/** The matrix product of a and b, with batch broadcasting (same as `a.matmul(b)`). Like torch.matmul. */
 export function matmul(a: Tensor, b: Tensor): Tensor {
   return a.matmul(b);
 }
+/** The outer product of 1-D tensors a [n] and b [m], shape [n, m]. Like torch.outer. */
 export function outer(a: Tensor, b: Tensor): Tensor {
   return wrap(native.outer(a.h, b.h));
 }
@@ -34,6 +38,7 @@ export function setNumThreads(n: number): void {
   if (!Number.isInteger(n) || n < 1) throw new RangeError(`setNumThreads: expected a positive integer, got ${n}`);
   native.setNumThreads(n);
 }
+/** The number of intra-op threads libtorch uses on CPU (see {@link setNumThreads}). Like torch.get_num_threads. */
 export function getNumThreads(): number {
   return native.getNumThreads();
 }
@@ -61,6 +66,11 @@ export const cpuAllocator = {
   },
 };
 
+/**
+ * CUDA runtime queries, like torch.cuda: availability, device count, synchronize, caching-allocator
+ * memory in bytes (`memory`, `resetPeakMemory`, `emptyCache`), device properties and per-device RNG
+ * state. Without CUDA the memory figures are 0 and synchronize/emptyCache do nothing.
+ */
 export const cuda = {
   isAvailable(): boolean {
     return native.cudaAvailable();
@@ -124,6 +134,10 @@ export const backends = {
   },
 };
 
+/**
+ * The libtorch the addon was built against: version string and major/minor numbers, its build
+ * configuration (`config`, at::show_config) and thread-pool settings (`parallel`, at::get_parallel_info).
+ */
 export function version(): { torch: string; major: number; minor: number; config: string; parallel: string } {
   return native.version();
 }

@@ -12,6 +12,7 @@ export function getRngState(): Tensor {
   return wrap(native.getRngState());
 }
 
+/** Restores the global CPU generator from a state saved by {@link getRngState}. Like torch.set_rng_state. */
 export function setRngState(state: Tensor): void {
   native.setRngState(state.h);
 }

@@ -10,6 +10,7 @@ const DISPOSED: TensorHandle = native.disposedHandle();
 
 /** A BigInt scalar must be a safe integer (|n| ≤ 2^53 - 1); larger ones are refused. */
 export type { Scalar };
+/** What binary ops (add, mul, eq, where, ...) take as the other operand: a tensor or a plain number, boolean or BigInt. */
 export type TensorOrScalar = Tensor | Scalar;
 
 function arg(x: TensorOrScalar): TensorHandle | Scalar {
@@ -25,6 +26,12 @@ function wrapPair(hs: TensorHandle[]): [Tensor, Tensor] {
   return [new Tensor(hs[0]), new Tensor(hs[1])];
 }
 
+/**
+ * A libtorch tensor, like torch.Tensor with methods in camelCase (indexSelect, maskedFill_). One
+ * wrapper owns one native handle, freed by dispose(), by the enclosing torch.scope(), or by garbage
+ * collection as a backstop. Unlike PyTorch, max()/min() only reduce over all elements (per dim:
+ * maxDim/minDim; elementwise: maximum/minimum) and cuda() defaults to 'cuda:0'.
+ */
 export class Tensor {
   /** Set by keep(): no scope disposes this tensor. */
   kept = false;
