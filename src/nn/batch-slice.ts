@@ -3,6 +3,7 @@
 // its rows, so N processes × batch b draw exactly what 1 process × batch N·b would. The training loop
 // sets it for the run (src/run/loop.ts); outside data-parallel training it is rank 0 of 1.
 
+/** This process's place in data-parallel training: its rank among worldSize processes, each holding an equal share of the global batch. */
 export interface BatchSlice {
   rank: number;
   worldSize: number;
@@ -10,6 +11,7 @@ export interface BatchSlice {
 
 let current: BatchSlice = { rank: 0, worldSize: 1 };
 
+/** The current {@link BatchSlice} (rank 0 of 1 unless {@link setBatchSlice} set one); DropPath reads it. */
 export function batchSlice(): BatchSlice {
   return current;
 }

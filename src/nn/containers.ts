@@ -27,6 +27,7 @@ export class ModuleList<M extends Module = Module> extends Module implements Ite
   }
 }
 
+/** A module whose forward maps one tensor to one tensor: what {@link Sequential} chains. */
 export interface TensorModule extends Module {
   forward(x: Tensor): Tensor;
 }

@@ -10,25 +10,30 @@ export function fans(t: Tensor): [number, number] {
   return [s[1] * receptive, s[0] * receptive];
 }
 
+/** Fills t in place from U(low, high) and returns it. Like torch.nn.init.uniform_, but low and high have no defaults. */
 export function uniform_(t: Tensor, low: number, high: number, generator?: torch.Generator): Tensor {
   torch.noGrad(() => t.uniform_(low, high, generator));
   return t;
 }
 
+/** Fills t in place from N(mean, std²) (defaults 0 and 1) and returns it. Like torch.nn.init.normal_. */
 export function normal_(t: Tensor, mean = 0, std = 1, generator?: torch.Generator): Tensor {
   torch.noGrad(() => t.normal_(mean, std, generator));
   return t;
 }
 
+/** Fills t in place with value and returns it. Like torch.nn.init.constant_. */
 export function constant_(t: Tensor, value: number): Tensor {
   torch.noGrad(() => t.fill_(value));
   return t;
 }
 
+/** Fills t in place with 0 and returns it. Like torch.nn.init.zeros_. */
 export function zeros_(t: Tensor): Tensor {
   return constant_(t, 0);
 }
 
+/** Fills t in place with 1 and returns it. Like torch.nn.init.ones_. */
 export function ones_(t: Tensor): Tensor {
   return constant_(t, 1);
 }

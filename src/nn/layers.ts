@@ -5,6 +5,7 @@ import { Module } from './module';
 import { batchSlice } from './batch-slice';
 import { defaultBiasBound, defaultWeightInit_, uniform_, fans } from './init';
 
+/** The dtype (default float32) and device (default: torch's default device) of a layer's new parameters and buffers. */
 export interface LayerOptions {
   dtype?: torch.DType;
   device?: torch.Device;
@@ -14,12 +15,17 @@ function empty(shape: number[], o: LayerOptions): Tensor {
   return torch.empty(shape, { dtype: o.dtype ?? 'float32', device: o.device });
 }
 
+/** A layer whose forward returns its input itself (the same Tensor). Like torch.nn.Identity. */
 export class Identity extends Module {
   forward(x: Tensor): Tensor {
     return x;
   }
 }
 
+/**
+ * y = x · weightᵀ + bias, weight [outFeatures, inFeatures], initialised as PyTorch does. Like
+ * torch.nn.Linear, with bias (default true), dtype and device in an options object.
+ */
 export class Linear extends Module {
   readonly weight: Tensor;
   readonly bias: Tensor | null;
@@ -42,6 +48,10 @@ export class Linear extends Module {
   }
 }
 
+/**
+ * Layer normalization over the last dimension, of size dim, with weight 1 and bias 0 unless affine
+ * is false. Like torch.nn.LayerNorm, but the normalized shape is one number and elementwise_affine is `affine` in the options.
+ */
 export class LayerNorm extends Module {
   readonly weight: Tensor | null;
   readonly bias: Tensor | null;
@@ -60,6 +70,11 @@ export class LayerNorm extends Module {
   }
 }
 
+/**
+ * 2-D convolution with a square kernelSize×kernelSize kernel, initialised as PyTorch does. Like
+ * torch.nn.Conv2d, with stride (default 1), padding (0), groups (1) and bias (true) as single numbers
+ * in an options object; no dilation or padding_mode.
+ */
 export class Conv2d extends Module {
   readonly weight: Tensor;
   readonly bias: Tensor | null;
@@ -118,6 +133,7 @@ export class BatchNorm1d extends Module {
   }
 }
 
+/** Zeroes elements with probability p (default 0.5) while training, scaling the rest by 1/(1-p); in eval mode returns x. Like torch.nn.Dropout. */
 export class Dropout extends Module {
   constructor(readonly p = 0.5) {
     super();
@@ -146,6 +162,7 @@ export class DropPath extends Module {
   }
 }
 
+/** The GELU activation, exact (erf) by default or approximate: 'tanh'. Like torch.nn.GELU. */
 export class GELU extends Module {
   constructor(readonly approximate: 'none' | 'tanh' = 'none') {
     super();

@@ -3,6 +3,10 @@
 import * as torch from '../torch';
 import { DType, Tensor } from '../torch';
 
+/**
+ * Tensors by dotted name (`blocks.3.attn.qkv.weight`), as {@link Module.stateDict} gives and
+ * {@link Module.loadStateDict} takes; a Map where PyTorch has an OrderedDict.
+ */
 export type StateDict = Map<string, Tensor>;
 
 /** Weights that do not fit a module (missing, unexpected, mis-shaped or integer-valued tensors); code 'ERR_CHECKPOINT_MISMATCH', as a checkpoint whose tensors do not fit its config. */
@@ -21,6 +25,12 @@ export class StateDictError extends Error {
   }
 }
 
+/**
+ * The base of every layer and model, like torch.nn.Module: named parameters, buffers and sub-modules,
+ * train/eval mode, stateDict/loadStateDict with PyTorch's names, and ownership of the tensors
+ * (dispose() frees them). Unlike PyTorch, members are registered with param/buffer/module in the
+ * constructor, and there is no __call__: call forward() directly.
+ */
 export abstract class Module {
   training = true;
   private readonly params = new Map<string, Tensor>();
