@@ -4,11 +4,13 @@ import { native } from '../torch/native';
 import { BaseHyper, Optimizer, ParamGroup, ParamWithGrad, ParamsInput } from './optimizer';
 import { withoutUndefined } from './util';
 
+/** The hyper-parameters of {@link AdamW}, per group: PyTorch's lr, betas, eps and weight_decay (as weightDecay). */
 export interface AdamWHyper extends BaseHyper {
   betas: [number, number];
   eps: number;
 }
 
+/** AdamW's defaults for what a group or the constructor leaves out; the same as torch.optim.AdamW's (lr 1e-3, weight decay 1e-2). */
 export const ADAMW_DEFAULTS: AdamWHyper = { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 1e-2 };
 
 /**

@@ -10,6 +10,10 @@ export interface ScalableOptimizer {
   parameters(): Tensor[];
 }
 
+/**
+ * Options of {@link GradScaler}, with PyTorch's defaults: initScale 2^16, growthFactor 2, backoffFactor
+ * 0.5, growthInterval 2000 (clean steps before the scale grows), enabled true.
+ */
 export interface GradScalerOptions {
   initScale?: number;
   growthFactor?: number;

@@ -3,14 +3,17 @@ import * as torch from '../torch';
 import { BaseHyper, Optimizer, ParamGroup, ParamWithGrad, ParamsInput } from './optimizer';
 import { withoutUndefined } from './util';
 
+/** The hyper-parameters of {@link LARS}, per group: lr, weightDecay, momentum and the trust coefficient (MAE's trust_coefficient). */
 export interface LARSHyper extends BaseHyper {
   momentum: number;
   /** η in the trust ratio η·‖p‖/‖update‖. */
   trustCoefficient: number;
 }
 
+/** LARS's defaults, as MAE's LARS: lr 0 (set by the schedule), weight decay 0, momentum 0.9, trust coefficient 0.001. */
 export const LARS_DEFAULTS: LARSHyper = { lr: 0, weightDecay: 0, momentum: 0.9, trustCoefficient: 0.001 };
 
+/** What the {@link LARS} constructor takes: any {@link LARSHyper} (others from {@link LARS_DEFAULTS}) and an exclusion set. */
 export interface LARSOptions extends Partial<LARSHyper> {
   /**
    * Parameter names (or a predicate) treated like 1-D parameters: no weight decay and no trust ratio,

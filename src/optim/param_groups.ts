@@ -48,6 +48,7 @@ export function vitLayerId(name: string, numLayers: number): number {
   return numLayers + 1;
 }
 
+/** Options of {@link paramGroupsLayerDecay} (MAE's param_groups_lrd arguments). */
 export interface LayerDecayOptions {
   /** Number of transformer blocks. */
   numLayers: number;

@@ -4,6 +4,7 @@
 /** A schedule maps a (fractional) epoch to a learning rate. */
 export type LrSchedule = (epoch: number) => number;
 
+/** Options of {@link warmupCosine}, all in learning-rate units or (fractional) epochs. */
 export interface WarmupCosineOptions {
   /** Peak learning rate (reached at the end of warm-up). */
   lr: number;
@@ -54,6 +55,10 @@ export function constantLr(o: { lr: number; warmupEpochs?: number }): LrSchedule
   return (epoch) => warmup(o.lr, warmupEpochs, epoch) ?? o.lr;
 }
 
+/**
+ * Options of {@link stepLr}: the starting lr, exactly one of milestones and stepSize, gamma, and an
+ * optional linear warm-up length in epochs (default 0).
+ */
 export interface StepLrOptions {
   lr: number;
   /** Multiply by gamma at each milestone epoch (MultiStepLR)... */

@@ -5,12 +5,17 @@ import { native } from '../torch/native';
 import { BaseHyper, Optimizer, ParamGroup, ParamWithGrad, ParamsInput } from './optimizer';
 import { withoutUndefined } from './util';
 
+/** The hyper-parameters of {@link SGD}, per group: PyTorch's lr, momentum, dampening, weight_decay (as weightDecay) and nesterov. */
 export interface SGDHyper extends BaseHyper {
   momentum: number;
   dampening: number;
   nesterov: boolean;
 }
 
+/**
+ * SGD's defaults for what a group or the constructor leaves out: lr 1e-3 (as PyTorch ≥ 2.2; older
+ * PyTorch requires an lr), no momentum, dampening, weight decay or Nesterov.
+ */
 export const SGD_DEFAULTS: SGDHyper = { lr: 1e-3, momentum: 0, dampening: 0, weightDecay: 0, nesterov: false };
 
 /**
