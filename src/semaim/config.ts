@@ -1,19 +1,32 @@
 // Model configuration: presets, defaults, validation and JSON round trip.
+/**
+ * The sizes of a ViT encoder: square `imgSize`² images cut into `patchSize`² patches, `depth` blocks of
+ * width `embedDim` with `numHeads` heads. Checked by {@link validateEncoder}; the encoder part of a {@link SemAIMConfig}.
+ */
 export interface EncoderConfig {
   imgSize: number;
   patchSize: number;
+  /** Image channels (default 3). */
   inChans?: number;
   embedDim: number;
   depth: number;
   numHeads: number;
+  /** MLP hidden width as a multiple of embedDim (default 4). */
   mlpRatio?: number;
+  /** Stochastic depth rate of the last block, in [0, 1); block i gets dropPath·i/(depth−1) (default 0). */
   dropPath?: number;
 }
 
+/**
+ * What the model predicts for each patch (docs/METHOD.md §5): 'pixels' (blurred by a blurKernel² Gaussian
+ * of σ blurSigma when `blur`, per-patch normalised when `normPix`) or 'features' of a frozen teacher encoder
+ * (`teacher`: its weights file, `teacherConfig`: its sizes).
+ */
 export type TargetConfig =
   | { type: 'pixels'; normPix: boolean; blur: boolean; blurKernel: number; blurSigma: number }
   | { type: 'features'; teacher: string; teacherConfig: EncoderConfig };
 
+/** Which encoder gives the similarity map S of an order: the model being trained ('online'), its EMA copy ('ema') or the feature-target teacher ('teacher'). */
 export type SimilaritySource = 'online' | 'ema' | 'teacher';
 
 /**
@@ -24,7 +37,9 @@ export type SimilaritySource = 'online' | 'ema' | 'teacher';
  */
 export type SimilarityTokens = 'cls' | 'gap' | 'self';
 
+/** The paper's semantic order: distance to the argmax of S (3×3 mean-filtered first when `filter`) plus λ·U(0,1), λ = `lambda` (docs/METHOD.md §3.3). */
 export type SemanticOrderConfig = { type: 'semantic'; source: SimilaritySource; filter: boolean; lambda: number; tokens?: SimilarityTokens };
+/** The prediction order of a {@link SemAIMConfig}, by `type`: raster, snake, stochastic, similarity (p = 1 − S), semantic or multicenter (docs/METHOD.md §3). */
 export type OrderConfig =
   | { type: 'raster' | 'snake' | 'stochastic' }
   | { type: 'similarity'; source: SimilaritySource; tokens?: SimilarityTokens }
@@ -40,6 +55,7 @@ export type OrderConfig =
       tokens?: SimilarityTokens;
     };
 
+/** A whole SemAIM model config: encoder sizes, decoder depth, target and order; made by {@link makeConfig}, checked by {@link validateConfig}. */
 export interface SemAIMConfig extends EncoderConfig {
   /** Number of decoder (query) blocks, 1..depth. */
   decoderDepth: number;
@@ -47,6 +63,7 @@ export interface SemAIMConfig extends EncoderConfig {
   order: OrderConfig;
 }
 
+/** Width, depth and heads of timm's ViT sizes by name (vit_tiny … vit_huge), read by {@link makeConfig} and `pretrain --model`. */
 export const PRESETS: Record<string, Pick<EncoderConfig, 'embedDim' | 'depth' | 'numHeads'>> = {
   vit_tiny: { embedDim: 192, depth: 12, numHeads: 3 },
   vit_small: { embedDim: 384, depth: 12, numHeads: 6 },
@@ -64,6 +81,7 @@ export const DEFAULT_ORDER: SemanticOrderConfig = { type: 'semantic', source: 'o
 /** The authors' released variant of the semantic order: no filter, λ = 1e-3. */
 export const AUTHORS_SEMANTIC_ORDER: SemanticOrderConfig = { type: 'semantic', source: 'online', filter: false, lambda: 1e-3 };
 
+/** Thrown by the config checks: `key` names the offending field (e.g. 'order.lambda'); code 'ERR_CONFIG'. */
 export class ConfigError extends Error {
   readonly code = 'ERR_CONFIG';
   constructor(
@@ -106,6 +124,10 @@ const posInt = (v: unknown): boolean => typeof v === 'number' && Number.isIntege
  */
 export const ENCODER_LIMITS = { imgSize: 8192, patchSize: 1024, embedDim: 16384, depth: 256, numHeads: 1024, inChans: 64, mlpRatio: 64, numPatches: 65536 };
 
+/**
+ * Checks an encoder config: positive integer sizes within {@link ENCODER_LIMITS}, imgSize divisible by patchSize,
+ * embedDim by numHeads and by 4, inChans, mlpRatio and dropPath in range. Throws a {@link ConfigError} whose key has `prefix` in front.
+ */
 export function validateEncoder(c: EncoderConfig, prefix = ''): void {
   for (const k of ['imgSize', 'patchSize', 'embedDim', 'depth', 'numHeads'] as const) {
     if (!posInt(c[k])) throw new ConfigError(prefix + k, `must be a positive integer, got ${shown(c[k])}`);
@@ -127,6 +149,7 @@ export function validateEncoder(c: EncoderConfig, prefix = ''): void {
   if (c.dropPath !== undefined && !(c.dropPath >= 0 && c.dropPath < 1)) throw new ConfigError(prefix + 'dropPath', 'must be in [0, 1)');
 }
 
+/** Checks a whole model config (encoder, decoderDepth in 1..depth, target, order); throws a {@link ConfigError} naming the first bad field. */
 export function validateConfig(c: SemAIMConfig): void {
   validateEncoder(c);
   if (!posInt(c.decoderDepth) || c.decoderDepth > c.depth) {
@@ -177,10 +200,12 @@ export function validateConfig(c: SemAIMConfig): void {
   }
 }
 
+/** The config as JSON indented by 2 spaces, which {@link configFromJSON} reads back. */
 export function configToJSON(c: SemAIMConfig): string {
   return JSON.stringify(c, null, 2);
 }
 
+/** Parses a config from JSON and validates it (a SyntaxError for bad JSON, a {@link ConfigError} for a bad value); no defaults are filled in. */
 export function configFromJSON(text: string): SemAIMConfig {
   const c = JSON.parse(text) as SemAIMConfig;
   validateConfig(c);

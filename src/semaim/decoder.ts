@@ -5,6 +5,10 @@ import { F, Tensor, fused } from '../torch';
 import { Linear, Module } from '../nn';
 import { PreNormBlock, resolveResidual, sumAndNorm, type AttentionMasking, type PendingResidual } from './vit';
 
+/**
+ * Multi-head attention of the decoder's queries over the encoder stream, with separate q, k, v and proj
+ * Linears (all with bias), as the authors' `Attention_SelfCrossMask` (docs/METHOD.md §2.4).
+ */
 export class CrossAttention extends Module {
   readonly q: Linear;
   readonly k: Linear;
@@ -39,6 +43,10 @@ export class CrossAttention extends Module {
   }
 }
 
+/**
+ * One decoder (query) block: pre-norm cross-attention of the query stream to the encoder stream, then an MLP,
+ * each with a residual; no self-attention among the queries (the authors' `Block_SelfCrossMask`, docs/METHOD.md §2.4).
+ */
 export class DecoderBlock extends PreNormBlock<CrossAttention> {
   constructor(dim: number, numHeads: number, mlpRatio = 4, dropPath = 0) {
     super(dim, new CrossAttention(dim, numHeads), mlpRatio, dropPath);

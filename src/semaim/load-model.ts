@@ -11,16 +11,24 @@ import { SemAIM } from './semaim';
 import { VerifyOption, checkpointConfig, loadTeacher, resolveCheckpoint } from './pretrained';
 import { readRegularFile } from '../util/regular-file';
 
+/** What {@link loadModel} returns: the model in eval mode and where it came from; `dispose()` frees the model, its teacher and the EMA encoder. */
 export interface LoadedModel {
   model: SemAIM;
   /** EMA encoder (only when the order's similarity source is 'ema' and the checkpoint has one). */
   ema: VisionTransformer | null;
+  /** The checkpoint folder read. */
   checkpoint: string;
+  /** The training step from the checkpoint's state.json (null when it has none). */
   step: number | null;
   config: SemAIMConfig;
   dispose(): void;
 }
 
+/**
+ * Loads a whole SemAIM model (encoder, decoder, head) in eval mode from a pre-training run folder (its
+ * newest valid checkpoint) or a checkpoint folder, with the teacher and the EMA encoder where its config uses them.
+ * A file that is missing, damaged or does not fit the config is a CheckpointError.
+ */
 export function loadModel(source: string, device: torch.Device = 'cpu', o: VerifyOption = {}): LoadedModel {
   return withErrorKind(() => loadModelFiles(source, device, o), checkpointError);
 }

@@ -4,11 +4,13 @@ import * as torch from '../torch';
 import { F, Tensor } from '../torch';
 import type { OrderConfig } from './config';
 
+/** The patch grid of an image: gridH rows × gridW columns, N = gridH·gridW patches in row-major order. */
 export interface Grid {
   gridH: number;
   gridW: number;
 }
 
+/** Where an order's U(0,1) noise comes from: `noise` when given, else drawn from `generator` (or the global RNG). */
 export interface NoiseOptions {
   /** U(0,1) noise [B, N]; drawn from `generator` (or the global RNG) when absent. */
   noise?: Tensor;
@@ -101,6 +103,7 @@ function distances(centres: Tensor, g: Grid, dtype: torch.DType): Tensor {
   });
 }
 
+/** Options of {@link semanticOrder}: the 3×3 filter, λ and the noise source. */
 export interface SemanticOptions extends NoiseOptions {
   /** Paper: 3×3 mean filter before the argmax (true); the authors' code: none. */
   filter: boolean;
@@ -123,6 +126,7 @@ export function semanticOrder(S: Tensor, g: Grid, o: SemanticOptions): { order: 
   });
 }
 
+/** Options of {@link multicenterOrder}: those of the semantic order plus how centres are picked (docs/METHOD.md §3.4). */
 export interface MulticenterOptions extends SemanticOptions {
   /** At most k centres per image. */
   k: number;
@@ -177,6 +181,10 @@ export function strictOrder(p: Tensor): Tensor {
 /** A user order: a function from images [B, C, H, W] to order values [B, N]. */
 export type OrderFunction = (images: Tensor) => Tensor;
 
+/**
+ * Throws unless `p` is a tensor of order values [B, N] (a TypeError when it is not a tensor); finiteness is
+ * checked for CPU tensors only (reading a GPU tensor back would stall every step).
+ */
 export function checkOrder(p: Tensor, B: number, N: number): void {
   // SemAIM#forward(images) from plain JS: 'Cannot read properties of undefined (reading 'shape')'
   if (!(p instanceof Tensor)) throw new TypeError(`order values must be a tensor [${B}, ${N}] (model.makeOrder(images).order), got ${String(p)}`);

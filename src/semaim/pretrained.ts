@@ -18,6 +18,7 @@ import { stderrLine } from '../util/console-line';
 
 export { sha256File };
 
+/** How a checkpoint folder is checked and reported when it is resolved (resolveCheckpoint, resolveEncoder, loadEncoder, loadModel). */
 export interface VerifyOption {
   /** Check a checkpoint folder's files against the SHA-256 in its state.json (default true). */
   verify?: boolean;
@@ -270,6 +271,7 @@ export function loadTeacher(cfg: SemAIMConfig, device: torch.Device): VisionTran
 /** Tensors of a pre-training checkpoint that belong to the encoder (timm names). */
 export const ENCODER_KEY = /^(patch_embed\.|cls_token$|pos_embed$|blocks\.|norm\.)/;
 
+/** An encoder found by {@link resolveEncoder} but not loaded: its weights file, their SHA-256, its config and tensor layout. */
 export interface EncoderSource {
   /** What the user gave. */
   path: string;
@@ -277,6 +279,7 @@ export interface EncoderSource {
   weights: string;
   /** SHA-256 of `weights`. */
   sha256: string;
+  /** 'checkpoint': a pre-training checkpoint's model.safetensors; 'exported': a weights file (semaim export, timm, a torch.save file). */
   kind: 'checkpoint' | 'exported';
   config: EncoderConfig;
   layout: EncoderLayout;
@@ -383,6 +386,7 @@ export function loadEncoderTensors(src: EncoderSource, o: { device?: torch.Devic
   return tensors;
 }
 
+/** What {@link loadEncoder} returns: the frozen encoder and the source it was read from. */
 export interface LoadedEncoder {
   encoder: VisionTransformer;
   source: EncoderSource;

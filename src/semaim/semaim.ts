@@ -10,8 +10,10 @@ import { featurePatchLoss, pixelPatchLoss, pixelTargets } from './targets';
 import { VisionTransformer, disposeResidual, dropPathRates, resolveResidual, sumAndNorm, type PendingResidual } from './vit';
 import { markPhase } from './phases';
 
+/** How SemAIM.forward runs attention: 'fast' (tokens gathered into order, causal attention) or 'reference' (explicit masks, the specification); docs/METHOD.md §4. */
 export type AttentionPath = 'fast' | 'reference';
 
+/** What SemAIM.forward returns: the loss, the loss per patch and the order used, plus predictions and targets with `outputs: 'all'`. */
 export interface SemAIMOutput {
   /** Mean of patchLoss (scalar). */
   loss: Tensor;
@@ -25,6 +27,7 @@ export interface SemAIMOutput {
   target?: Tensor;
 }
 
+/** Options of SemAIM.forward. */
 export interface ForwardOptions {
   /** 'fast' (default): tokens gathered into order, causal attention. 'reference': explicit masks. */
   path?: AttentionPath;
@@ -57,6 +60,11 @@ export function similarityTokens(o: SemAIMConfig['order']): SimilarityTokens {
   return ('tokens' in o && o.tokens) || 'cls';
 }
 
+/**
+ * The SemAIM model: the ViT encoder (this class extends VisionTransformer, timm's names), the parallel
+ * cross-attention decoder (`query_blocks`) and the prediction head (the authors' names). `makeOrder` gives a
+ * batch's order values; `forward` the loss of predicting every patch from those before it in that order.
+ */
 export class SemAIM extends VisionTransformer {
   readonly query_blocks: ModuleList<DecoderBlock>;
   /** Shares `norm` with the encoder, as the authors' model: LayerNorm → prediction_head. */

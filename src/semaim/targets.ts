@@ -62,6 +62,7 @@ export function normalizePatches(t: Tensor): Tensor {
   });
 }
 
+/** Options of {@link pixelTargets}: the patch size plus the 'pixels' target settings (Gaussian blur, per-patch normalisation). */
 export interface PixelTargetOptions {
   patchSize: number;
   normPix: boolean;

@@ -6,6 +6,7 @@ import { Conv2d, DropPath, Identity, LayerNorm, Linear, Mlp, Module, ModuleList,
 import { sincosPosEmbed2d } from './posembed';
 import { EncoderConfig, validateEncoder } from './config';
 
+/** Which keys each token may attend to: `causal`, an explicit bool `mask`, or (neither given) all of them. */
 export interface AttentionMasking {
   /** Tokens are in prediction order: token i attends to tokens j <= i. */
   causal?: boolean;
@@ -13,6 +14,7 @@ export interface AttentionMasking {
   mask?: Tensor | null;
 }
 
+/** Patch embedding: a patchSize×patchSize Conv2d of stride patchSize (`proj`), images [B, C, H, W] to tokens [B, N, D]; like timm's PatchEmbed. */
 export class PatchEmbed extends Module {
   readonly proj: Conv2d;
   constructor(
@@ -54,6 +56,7 @@ export class PatchEmbed extends Module {
   }
 }
 
+/** Multi-head self-attention with one fused `qkv` Linear and an output `proj` (both with bias); like timm's vision_transformer.Attention. */
 export class Attention extends Module {
   readonly qkv: Linear;
   readonly proj: Linear;
@@ -131,6 +134,7 @@ export abstract class PreNormBlock<A extends Module> extends Module {
   }
 }
 
+/** A pre-norm ViT block: x += attn(norm1(x)); x += mlp(norm2(x)), each branch through drop-path; like timm's vision_transformer.Block. */
 export class Block extends PreNormBlock<Attention> {
   constructor(dim: number, numHeads: number, mlpRatio = 4, dropPath = 0) {
     super(dim, new Attention(dim, numHeads), mlpRatio, dropPath);
@@ -219,6 +223,11 @@ export function globalPool(tokens: Tensor): Tensor {
   });
 }
 
+/**
+ * The ViT encoder under timm's parameter names: patch embedding, [CLS] token, fixed 2-D sin-cos position
+ * embedding (a buffer), `depth` Blocks and the final `norm`; no classification head. The constructor validates
+ * the config; call initWeights() for a fresh model. forwardFeatures gives the tokens [B, 1 + N, D].
+ */
 export class VisionTransformer extends Module {
   readonly gridH: number;
   readonly gridW: number;
