@@ -12,6 +12,7 @@ import { notRegular, openRegularFile, readRegularFile } from '../util/regular-fi
 // written once, beside the atomic writers; exported here too, where the checkpoint helpers always had it
 export { fsyncPath } from '../util/safe-write';
 
+/** The contents of a checkpoint folder: the tensors of model.safetensors and optimizer.safetensors and the trainer state of state.json. */
 export interface CheckpointContents {
   /** Tensors of model.safetensors (the model's parameter names). */
   model: Map<string, Tensor>;
@@ -21,6 +22,7 @@ export interface CheckpointContents {
   state: Record<string, unknown>;
 }
 
+/** What {@link readCheckpoint} returns: the folder's contents, its path and step; the caller disposes the tensors. */
 export interface LoadedCheckpoint extends CheckpointContents {
   dir: string;
   step: number;

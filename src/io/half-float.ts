@@ -76,6 +76,7 @@ export function float32ToBfloat16Bytes(values: ArrayLike<number>): Uint8Array {
   return encode16(values, float32ToBfloat16Bits);
 }
 
+/** Little-endian bfloat16 bytes as float32 values (exact); throws on an odd byte length. */
 export function bfloat16BytesToFloat32(bytes: Uint8Array): Float32Array {
   return decode16(bytes, (h) => bitsToFloat32(h << 16));
 }
@@ -85,6 +86,7 @@ export function float32ToFloat16Bytes(values: ArrayLike<number>): Uint8Array {
   return encode16(values, float32ToFloat16Bits);
 }
 
+/** Little-endian IEEE half bytes as float32 values (exact, subnormals, ±Inf and NaN included); throws on an odd byte length. */
 export function float16BytesToFloat32(bytes: Uint8Array): Float32Array {
   return decode16(bytes, float16BitsToFloat32);
 }

@@ -10,6 +10,7 @@ import { StagedFile, writeError } from '../util/safe-write';
 
 const STOP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
 
+/** The tensor a {@link SafetensorsRowWriter} grows: its name, dtype and the shape of one row. */
 export interface RowTensorSpec {
   name: string;
   dtype: DType;
@@ -17,6 +18,7 @@ export interface RowTensorSpec {
   rowShape: number[];
 }
 
+/** Options of {@link SafetensorsRowWriter}. */
 export interface RowWriterOptions {
   /** Bytes set aside for the header (default 64 KiB); a larger final header costs one copy of the data. */
   headerReserve?: number;
@@ -37,6 +39,11 @@ function writeAll(fd: number, bytes: Uint8Array, position: number): void {
   for (let done = 0; done < bytes.byteLength;) done += fs.writeSync(fd, bytes, done, bytes.byteLength - done, position + done);
 }
 
+/**
+ * Writes a safetensors file whose main tensor grows one batch of rows at a time (`append`), with small tensors
+ * and the header added by `finish`; the bytes go to `<path>.partial`, renamed to `path` when complete, and
+ * a SIGINT/SIGTERM the process does not handle deletes the partial file. `semaim embed` writes its features with it.
+ */
 export class SafetensorsRowWriter {
   readonly path: string;
   readonly partialPath: string;

@@ -18,6 +18,7 @@ import { tensorByteLength } from './tensor-bytes';
 export type { DType } from '../torch/dtype';
 export { dtypeByteSize, tensorByteLength } from './tensor-bytes';
 
+/** One tensor as bytes: dtype, shape and its data; what SafetensorsReader.read returns and the writers take. */
 export interface TensorEntry {
   dtype: DType;
   shape: number[];
@@ -32,9 +33,15 @@ export interface LazyTensorEntry {
   data: () => Uint8Array;
 }
 
+/**
+ * One tensor for the safetensors writers: its bytes, a {@link LazyTensorEntry}, or a function that makes the
+ * whole entry (shapes then unknown until it is called, so the data are staged in a second file first).
+ */
 export type TensorSourceItem = TensorEntry | LazyTensorEntry | (() => TensorEntry);
+/** The tensors to write (writeSafetensors, stageSafetensors, serializeSafetensors), as [name, item] pairs or a record by name; written sorted by name. */
 export type TensorSource = Iterable<[string, TensorSourceItem]> | Record<string, TensorSourceItem>;
 
+/** Where one tensor lies in a file, from its header alone (readSafetensorsHeader, SafetensorsReader.info). */
 export interface TensorInfo {
   dtype: DType;
   shape: number[];
@@ -45,16 +52,19 @@ export interface TensorInfo {
   storage?: StorageChecksum;
 }
 
+/** What {@link readSafetensorsHeader} returns: the `__metadata__` strings and each tensor's {@link TensorInfo}, by name. */
 export interface SafetensorsHeader {
   metadata: Record<string, string>;
   tensors: Map<string, TensorInfo>;
 }
 
+/** A whole file in memory (readSafetensors, deserializeSafetensors): the `__metadata__` strings and every tensor by name. */
 export interface SafetensorsContents {
   metadata: Record<string, string>;
   tensors: Map<string, TensorEntry>;
 }
 
+/** The safetensors dtype string of each semaim dtype ('F32', 'BF16', 'I64', 'BOOL', ...), written into headers. */
 export const DTYPE_TO_SAFETENSORS: Readonly<Record<DType, string>> = {
   float64: 'F64',
   float32: 'F32',
@@ -68,6 +78,7 @@ export const DTYPE_TO_SAFETENSORS: Readonly<Record<DType, string>> = {
   bool: 'BOOL',
 };
 
+/** The inverse of {@link DTYPE_TO_SAFETENSORS}, used to read headers; any other safetensors dtype is refused as unknown. */
 export const SAFETENSORS_TO_DTYPE: Readonly<Record<string, DType>> = Object.fromEntries(Object.entries(DTYPE_TO_SAFETENSORS).map(([k, v]) => [v, k as DType]));
 
 const MAX_HEADER_BYTES = 100_000_000; // same limit as the reference implementation

@@ -85,6 +85,7 @@ function lazyEntries(tensors: Map<string, Tensor> | [string, Tensor][]): [string
   return entries;
 }
 
+/** Disposes every tensor of a map (such as the one {@link loadTensors} returns). */
 export function disposeAll(tensors: Map<string, Tensor>): void {
   for (const t of tensors.values()) t.dispose();
 }
