@@ -21,7 +21,9 @@ import { OptionError, defineOptions, jobFields } from '../util/options';
 import { isJsonObject, readJsonObject } from '../util/json-file';
 import { existsSync } from 'node:fs';
 
+/** Options of {@link exportOnnx} and {@link onnxModelOf}. */
 export interface OnnxOptions {
+  /** Weights and compute type; 'float16' is written as onnx/model_fp16.onnx. */
   dtype: FloatType;
   /** Add the `cls_attention` output (last block's [CLS] attention). */
   attention: boolean;
@@ -33,6 +35,7 @@ export interface OnnxOptions {
   signal?: AbortSignal;
 }
 
+/** What {@link onnxModelOf} returns: the serialised .onnx model and what the export records about it. */
 export interface OnnxModelBytes {
   bytes: Uint8Array;
   config: EncoderConfig;
@@ -102,6 +105,7 @@ export function onnxFileName(dtype: FloatType): string {
   return dtype === 'float16' ? 'model_fp16.onnx' : 'model.onnx';
 }
 
+/** What {@link exportOnnx} resolves to: the folder, the path and size in bytes of the .onnx file, and every file written. */
 export interface OnnxExportResult {
   dir: string;
   model: string;

@@ -16,6 +16,7 @@ import {
   ValueInfoProto,
 } from './onnx-proto';
 
+/** The weight and compute type of an exported ONNX model. */
 export type FloatType = 'float32' | 'float16';
 
 export const ONNX_FLOAT: Record<FloatType, DataTypeCode> = { float32: DataType.FLOAT, float16: DataType.FLOAT16 };

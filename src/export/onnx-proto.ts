@@ -62,6 +62,7 @@ export interface GraphProto {
   doc_string?: string;
 }
 
+/** ONNX's ModelProto as a plain object with the schema's snake_case field names: what vitToOnnx builds, encodeModel writes and decodeModel returns. */
 export interface ModelProto {
   ir_version: number;
   producer_name: string;

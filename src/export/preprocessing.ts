@@ -6,6 +6,7 @@
 import { evalTransforms } from '../data/transforms';
 import type { CenterCropSpec, NormalizeSpec, ResizeSpec } from '../data/transforms';
 
+/** What {@link evalPreprocessing} returns: the evaluation transform as numbers, for config.json, preprocessor_config.json and the web page. */
 export interface EvalPreprocessing {
   /** Model input size (square). */
   size: number;
@@ -19,6 +20,10 @@ export interface EvalPreprocessing {
   alphaBackground: number;
 }
 
+/**
+ * The evaluation preprocessing for `size`² model inputs, read from evalTransforms: resize the short side to
+ * floor(size / 0.875) (bicubic), centre-crop size×size, normalise with ImageNet's mean and std.
+ */
 export function evalPreprocessing(size: number): EvalPreprocessing {
   const t = evalTransforms(size);
   const resize = t.find((s): s is ResizeSpec => s.op === 'resize');

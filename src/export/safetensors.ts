@@ -69,6 +69,7 @@ export function timmCropPct(imgSize: number, resizeShortSide: number): number {
   return bits[0];
 }
 
+/** Options of {@link exportEncoder}. */
 export interface ExportOptions extends VerifyOption {
   /**
    * Replace the files of an earlier export at the output (default false, as the command without

@@ -14,17 +14,22 @@ import type { ModelProto } from './onnx-proto';
 import { FloatType, GraphBuilder, attr } from './onnx-graph';
 import { packageVersion } from './assets';
 
+/** The ONNX opset of the exported graphs (17, the first with LayerNormalization); recorded in the exports' JSON. */
 export const OPSET = 17;
 const LN_EPS = 1e-6;
 
+/** One weight as float32 values in row-major order with its shape `dims`. */
 export interface WeightArray {
   dims: number[];
   values: Float32Array;
 }
 
+/** An encoder's weights by timm name, as {@link encoderWeights} reads them and {@link vitToOnnx} takes them. */
 export type EncoderWeights = Map<string, WeightArray>;
 
+/** Options of {@link vitToOnnx}. */
 export interface VitOnnxOptions {
+  /** Weights and compute type; a float16 graph still takes and returns float32. */
   dtype: FloatType;
   /** Add the `cls_attention` output. */
   attention: boolean;

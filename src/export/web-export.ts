@@ -92,6 +92,7 @@ export function recordedExifOrientation(checkpointDir: string | undefined): WebE
 const ORT_README = (version: string) =>
   `onnxruntime-web ${version} (WebAssembly build), copied from its npm package. MIT License, Copyright (c) Microsoft Corporation.\n`;
 
+/** What {@link exportWeb} resolves to: the folder, the path of its index.html, the size in bytes of model.onnx and the onnxruntime-web version copied. */
 export interface WebExportResult {
   dir: string;
   page: string;
