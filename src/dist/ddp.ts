@@ -24,12 +24,18 @@ import { distNative, NativeGradReducer } from './native-dist';
 import type { Backend, ProcessGroup, Work } from './process-group';
 import { distError, isDistError } from './errors';
 
+/**
+ * How {@link DistributedDataParallel} synchronises gradients: 'overlap' (c10d's Reducer all-reduces buckets while
+ * backward runs) or 'after-backward' (bucketed all-reduces once backward has returned). Same result.
+ */
 export type GradSyncMode = 'overlap' | 'after-backward';
+/** The dtype gradients are all-reduced in: 'none' (their own), 'fp16' or 'bf16' (half the bytes, as DDP's fp16/bf16 compress hooks). */
 export type GradCompression = 'none' | 'fp16' | 'bf16';
 
 type HalfDType = Extract<DType, 'float16' | 'bfloat16'>;
 const HALF: Record<Exclude<GradCompression, 'none'>, HalfDType> = { fp16: 'float16', bf16: 'bfloat16' };
 
+/** Options of the {@link DistributedDataParallel} constructor: bucket sizes, sync mode, unused parameters and gradient compression. */
 export interface DdpOptions {
   /** Bucket size for the gradient all-reduce (PyTorch's default 25 MB). */
   bucketCapMb?: number;
@@ -55,7 +61,13 @@ export interface ParameterOwner {
 
 const MB = 2 ** 20;
 
+/**
+ * Data-parallel training over a process group, like torch.nn.parallel.DistributedDataParallel: every rank starts
+ * from rank 0's parameters and buffers, and after each synchronised `backward()` here every rank holds the
+ * gradients averaged over all ranks. See docs/DISTRIBUTED.md.
+ */
 export class DistributedDataParallel {
+  /** The synchronisation in use (DdpOptions.mode with 'auto' resolved). */
   readonly mode: GradSyncMode;
   /** Milliseconds the last synchronised backward spent in the all-reduce after autograd ('after-backward'). */
   lastSyncMs = 0;

@@ -1,15 +1,22 @@
 // Errors of distributed work: the codes the addon gives them (native/dist.cc), and the same
 // classification for failures that surface elsewhere (a gradient all-reduce failing inside backward).
 
+/**
+ * The `code` of a distributed failure: ERR_DIST_PEER (another rank exited or closed its connection),
+ * ERR_DIST_TIMEOUT (not every rank joined in time), ERR_DIST_START (another rank could not start) or ERR_DIST.
+ */
 export type DistErrorCode = 'ERR_DIST' | 'ERR_DIST_PEER' | 'ERR_DIST_TIMEOUT' | 'ERR_DIST_START';
 
+/** An Error from a collective or the process group, with its code, the operation and this rank's place; test with {@link isDistError}. */
 export interface DistError extends Error {
   code: DistErrorCode;
+  /** The operation that failed, e.g. 'allReduce' or 'backward (gradient all-reduce)'. */
   op: string;
   rank: number;
   worldSize: number;
 }
 
+/** Whether `e` is a distributed failure: an Error whose `code` starts with ERR_DIST (the addon's, or one that distError() made). */
 export function isDistError(e: unknown): e is DistError {
   const code = e instanceof Error ? (e as { code?: unknown }).code : undefined;
   return typeof code === 'string' && code.startsWith('ERR_DIST');

@@ -10,11 +10,13 @@ import { OptionError, defineOptions } from '../util/options';
 import { compressionRefusal, GradCompression } from './ddp';
 import { backendFor } from './process-group';
 
+/** Options of {@link launchWorkers}: how many workers, where the rendezvous is, and where their output goes. */
 export interface LaunchOptions {
   /** Workers on this machine. */
   nprocPerNode: number;
   /** Machines taking part (each runs this launcher with its own nodeRank). */
   nnodes?: number;
+  /** This machine's index among nnodes (default 0); its workers get the global ranks nodeRank × nprocPerNode + local rank. */
   nodeRank?: number;
   /** Where rank 0 hosts the rendezvous store (default 127.0.0.1: one machine). */
   masterAddr?: string;
@@ -32,9 +34,11 @@ export interface LaunchOptions {
   tailLines?: number;
   /** Where rank 0's output goes unchanged and the other ranks' with a `[rank N]` prefix (default this process's). */
   stdout?: NodeJS.WritableStream;
+  /** As stdout, for the workers' stderr; the launcher's failure report goes here too (default this process's). */
   stderr?: NodeJS.WritableStream;
 }
 
+/** What {@link launchWorkers} resolves to: the exit code for the launcher to exit with and, after a failure, which rank failed. */
 export interface LaunchResult {
   /**
    * 0 when every worker succeeded; else the failed worker's code (1 if it died by a signal), or 128 + signal when

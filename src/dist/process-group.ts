@@ -14,7 +14,9 @@ import type { TensorHandle } from '../torch/native';
 import { distBuildInfo, distNative, NativeProcessGroup, NativeReduceOp } from './native-dist';
 import { DistEnv, isLoopback, readDistEnv } from './env';
 
+/** The c10d backend of a process group: 'gloo' (CPU tensors) or 'nccl' (CUDA tensors, one GPU per rank). */
 export type Backend = 'gloo' | 'nccl';
+/** How a reduction combines the ranks' tensors: 'sum', 'avg' (sum / world size; floating tensors), 'max', 'min' or 'product'. Like torch.distributed.ReduceOp. */
 export type ReduceOp = NativeReduceOp;
 
 /** torch.distributed's default: long enough for a slow checkpoint write on another rank. */
@@ -31,6 +33,7 @@ export function defaultTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
   return Number(v.trim()) * 1000;
 }
 
+/** Options of {@link initProcessGroup} and `ProcessGroup.create`: backend, device, placement (default: torchrun's environment variables) and timeout. */
 export interface InitOptions {
   /** 'auto' (default): NCCL for a CUDA device, Gloo otherwise. */
   backend?: Backend | 'auto';
@@ -50,6 +53,7 @@ export interface InitOptions {
   env?: NodeJS.ProcessEnv;
 }
 
+/** Options every collective of a {@link ProcessGroup} takes. */
 export interface CollectiveOptions {
   /** Overrides the group's timeout for this collective. */
   timeoutMs?: number;
@@ -89,6 +93,11 @@ export class Work {
   }
 }
 
+/**
+ * A group of ranks on libtorch's c10d (Gloo or NCCL) with its collectives, like torch.distributed's process group.
+ * Get one from {@link initProcessGroup} (the process-wide default) or `ProcessGroup.create`. The Promise forms
+ * wait off the main thread, the *Sync forms block it; failures are DistErrors (see isDistError).
+ */
 export class ProcessGroup {
   /** The device whose tensors this group's collectives take ('cpu' for Gloo, a CUDA device for NCCL). */
   readonly device: Device;
