@@ -10,10 +10,17 @@ export interface RgbImage {
   data: Uint8Array;
 }
 
+/** White: a {@link Canvas}'s default background. */
 export const WHITE: RGB = [255, 255, 255];
+/** Black: the default colour of text drawn on a {@link Canvas}. */
 export const BLACK: RGB = [0, 0, 0];
+/** The grey of the figures' captions and secondary labels. */
 export const GREY: RGB = [110, 110, 110];
 
+/**
+ * An RGB8 image to draw figures on: rectangles, nearest-neighbour image blits, per-patch colour overlays and
+ * bitmap text. Starts filled with `background` (default white); a RangeError unless width and height are positive integers.
+ */
 export class Canvas implements RgbImage {
   readonly data: Uint8Array;
   constructor(

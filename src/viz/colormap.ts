@@ -1,5 +1,6 @@
 // Colour maps for scalar maps: 'turbo' (Google's rainbow replacement; polynomial fit by its
 // authors, Apache-2.0) as a 256-entry table. Value 1 is the warm (dark red) end, 0 the cold end.
+/** A colour as [red, green, blue], each 0..255. */
 export type RGB = readonly [number, number, number];
 
 function turboAt(x: number): RGB {

@@ -17,6 +17,7 @@ const GLYPHS =
 /** Lower-case letters with descenders: 9 rows (x-height as the others, 2 rows below the baseline). */
 const DESCENDERS: Record<string, string> = { g: '00fhhhf1e', j: '2062222ic', p: '00uhhhugg', q: '00fhhhf11', y: '00hhhhf1e' };
 
+/** Columns of a glyph of the built-in font, in font pixels. */
 export const GLYPH_W = 5;
 /** Rows above and on the baseline. */
 export const GLYPH_H = 7;

@@ -22,6 +22,7 @@ import { stderrLine } from '../util/console-line';
 
 const IMAGE_EXT = new Set(['.jpg', '.jpeg', '.png', '.bmp', '.webp', '.gif', '.tif', '.tiff', '.avif']);
 
+/** What {@link loadImages} returns: the usable images as display copies and as normalised model input, their names, and the files skipped. */
 export interface LoadedImages {
   /** Captions: the file names, with as many parent folders as tell apart two files of one name. */
   names: string[];
@@ -31,11 +32,13 @@ export interface LoadedImages {
   rgb: RgbImage[];
   /** Normalised model input, NCHW float32. */
   tensor: Float32Array;
+  /** Side of every image in pixels (the model's image size). */
   size: number;
   /** Files that could not be used, with why (they are left out of the figures). */
   skipped: SkippedImage[];
 }
 
+/** An input file that {@link loadImages} left out, with why (the decoder's message, naming the file). */
 export interface SkippedImage {
   file: string;
   reason: string;

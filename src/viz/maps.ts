@@ -21,7 +21,9 @@ import { OptionError } from '../util/options';
 import type { RgbImage } from './canvas';
 import { denormalizeImage } from './images';
 
+/** The patch-order types a figure can show (every SemAIM order type): the values `--orders` of `semaim visualize` takes. */
 export const ORDER_NAMES = ['raster', 'snake', 'stochastic', 'similarity', 'semantic', 'multicenter'] as const;
+/** A patch-order type a figure can show: one of {@link ORDER_NAMES}. */
 export type OrderName = (typeof ORDER_NAMES)[number];
 
 /** Refuses, naming --orders, the first of `names` that is not an order type (`semaim visualize` and visualizeCheckpoint). */
@@ -31,6 +33,7 @@ export function checkOrderNames(names: readonly unknown[]): OrderName[] {
   return names as OrderName[];
 }
 
+/** Everything a figure shows of one image, from {@link computeMaps}: the per-patch maps ([N] each, row-major) and the reconstruction. */
 export interface ImageMaps {
   /** Order values per order type, [N] in row-major patch order (smaller = earlier). */
   orders: Partial<Record<OrderName, Float32Array>>;
@@ -44,12 +47,15 @@ export interface ImageMaps {
   recon: RgbImage | null;
 }
 
+/** Options of {@link computeMaps}. */
 export interface MapOptions {
+  /** The order types whose order values to compute. */
   orders: readonly OrderName[];
   /** The order used for the loss map and the reconstruction (default 'semantic'). */
   lossOrder?: OrderName;
   /** Seed of the noise of stochastic / semantic / multicenter orders. */
   seed?: number;
+  /** Images per forward pass (default 16). */
   batchSize?: number;
   /** EMA encoder, for configs whose similarity source is 'ema'. */
   ema?: VisionTransformer | null;

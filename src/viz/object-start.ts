@@ -7,6 +7,7 @@ import * as torch from '../torch';
 import { SemAIM, SimilarityTokens, VisionTransformer, needsSimilarity, orderFromConfig } from '../semaim';
 import { OrderName, imageBuffer, orderConfigFor, similarityFor } from './maps';
 
+/** The input of {@link objectStartFraction}: images with one object mask each. */
 export interface ObjectData {
   /** Normalised images, NCHW float32 at the model's image size. */
   images: Float32Array;
@@ -14,13 +15,20 @@ export interface ObjectData {
   masks: Uint8Array;
 }
 
+/**
+ * What {@link objectStartFraction} and {@link scoreFirstPatches} return: how often the first predicted patch lies
+ * on the object, with the random-centre baseline; fractions are in [0, 1].
+ */
 export interface ObjectStartScore {
+  /** Images scored. */
   n: number;
   /** Images whose first patch is inside the object / n. */
   fraction: number;
   /** Binomial standard error of `fraction`. */
   stdErr: number;
+  /** Per image: whether its first patch is inside the object. */
   inside: boolean[];
+  /** Per image: the index of its first patch (row-major). */
   firstPatch: number[];
   /** Per image: share of patches that count as object. */
   objectPatchFraction: number[];
@@ -28,18 +36,23 @@ export interface ObjectStartScore {
   baselineExpected: number;
   /** Random-centre baseline, measured: uniformly random first patches (`draws` per image). */
   baselineEmpirical: number;
+  /** Random first patches drawn per image for `baselineEmpirical`. */
   draws: number;
   /** Images whose mask covers no patch (their first patch can never be inside). */
   emptyMasks: number;
 }
 
+/** Options of {@link objectStartFraction} and {@link firstPatches}. */
 export interface ObjectStartOptions {
   /** Order type to score (default 'semantic', with the model's own order settings when it trained with it). */
   order?: OrderName;
+  /** Share of a patch's pixels that must be object for the patch to count as inside (default 0.5). */
   threshold?: number;
   /** Random first patches per image for the empirical baseline (default 100). */
   draws?: number;
+  /** Seed of the order's generator and of the baseline's draws (default 0). */
   seed?: number;
+  /** Images per forward pass (default 64). */
   batchSize?: number;
   /** EMA encoder, for models whose similarity source is 'ema'. */
   ema?: VisionTransformer | null;

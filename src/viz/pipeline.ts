@@ -17,7 +17,9 @@ import { commitUnlessTaken, stageFile } from '../util/safe-write';
 import { openRegularFile } from '../util/regular-file';
 import { shellQuote } from '../util/printable';
 
+/** A `semaim visualize` job for {@link visualizeCheckpoint}: the checkpoint, the images, the output folder and the figure's options. */
 export interface VisualizeJob {
+  /** A run folder (its newest usable checkpoint) or a checkpoint folder. */
   checkpoint: string;
   /** Verify a checkpoint folder's SHA-256 (default true). */
   verify?: boolean;
@@ -25,14 +27,21 @@ export interface VisualizeJob {
   imageInput?: ImageInputOptions;
   /** Receives a line per skipped image (default: stderr). */
   onWarning?: (line: string) => void;
+  /** Image files and folders (a folder gives its image files, not recursively). */
   images: string[];
+  /** The folder the PNGs and visualize.json are written to. */
   out: string;
+  /** The order types drawn, one column each (at least one). */
   orders: OrderName[];
+  /** The order of the loss map and the reconstruction (default 'semantic'). */
   lossOrder?: OrderName;
+  /** At most this many images are drawn (default all that load). */
   maxImages?: number;
   seed?: number;
   batchSize?: number;
+  /** Cells are enlarged (nearest) to at least this many pixels (default 128). */
   minCell?: number;
+  /** Where the model runs (default 'cpu'). */
   device?: torch.Device;
   /** Aborting it stops the job before its next image or file (an AbortError): no file is written, the earlier ones stay. */
   signal?: AbortSignal;
@@ -61,6 +70,10 @@ function checkVisualizeJob(job: VisualizeJob): VisualizeJob {
   return j;
 }
 
+/**
+ * Loads a checkpoint and draws `semaim visualize`'s figures of the job's images into job.out; resolves to
+ * {@link visualizeModel}'s result and the checkpoint folder used. A bad job is an OptionError, before the model is loaded.
+ */
 export async function visualizeCheckpoint(job: VisualizeJob): Promise<VisualizeResult & { checkpoint: string }> {
   job = checkVisualizeJob(job);
   const loaded = loadModel(job.checkpoint, job.device ?? 'cpu', { verify: job.verify });
@@ -82,12 +95,15 @@ export async function visualizeCheckpoint(job: VisualizeJob): Promise<VisualizeR
   }
 }
 
+/** A `semaim report` job for {@link writeRunReport}: the run folder, where the HTML goes, and optionally images to draw a new grid from. */
 export interface ReportJob {
+  /** The folder of a pretrain, linprobe or finetune run. */
   runDir: string;
   /** Default: <runDir>/report.html. */
   out?: string;
   /** Replace an existing `out` that is not an earlier report (default false). */
   overwrite?: boolean;
+  /** The page's title (default 'SemAIM run report: ' and the run folder). */
   title?: string;
   /** With images, the grid is generated (into vizOut, default <runDir>/viz) from `checkpoint` (default the run). */
   visualize?: Omit<VisualizeJob, 'checkpoint' | 'out' | 'signal'> & { checkpoint?: string; out?: string };
@@ -166,6 +182,11 @@ export function checkRunDir(runDir: string): void {
   if (!st.isDirectory()) throw new OptionError('runDir', `${runDir} is not a folder: ${GIVE_A_RUN}`, 'RUN_DIR');
 }
 
+/**
+ * Writes the HTML report of a run folder (`semaim report`), embedding a grid drawn now from job.visualize's
+ * images, else the run's earlier viz/grid.png. Resolves to the file written, the grid embedded (null: none) and the
+ * numbers of evaluation rows and metrics records. OptionError for a folder with nothing of a run, or an `out` it may not replace.
+ */
 export async function writeRunReport(job: ReportJob): Promise<{ out: string; grid: string | null; evals: number; metrics: number }> {
   checkRunDir(job.runDir);
   const out = job.out ?? join(job.runDir, 'report.html');

@@ -5,6 +5,7 @@ import sharp from 'sharp';
 import type { RgbImage } from './canvas';
 import { makeFolder } from '../util/make-folder';
 
+/** Encodes an RGB8 image as PNG bytes (sharp); a RangeError when data is not width × height × 3 bytes. */
 export async function encodePng(img: RgbImage): Promise<Buffer> {
   if (img.data.length !== img.width * img.height * 3)
     throw new RangeError(`RGB buffer of ${img.data.length} bytes does not match ${img.width}×${img.height}×3`);
@@ -13,6 +14,7 @@ export async function encodePng(img: RgbImage): Promise<Buffer> {
     .toBuffer();
 }
 
+/** Writes an RGB8 image to `path` as a PNG (making its folder; the file is replaced atomically); resolves to `path`. */
 export async function writePng(path: string, img: RgbImage): Promise<string> {
   makeFolder(dirname(path));
   writeFileAtomic(path, await encodePng(img));

@@ -5,23 +5,28 @@ import { colorize, minMax, orderEarliness } from './colormap';
 import { fontText, textHeight, textWidth } from './font';
 import type { ImageMaps, OrderName } from './maps';
 
+/** One cell of a figure: its column label and an image, optionally with a per-patch map blended over it. */
 export interface Cell {
   label: string;
   /** The label where `label` does not fit the cell: the part that tells the column apart ('raster' for 'order raster'). */
   short?: string;
   /** A plain image, or an image with a per-patch map in [0, 1] blended over it. */
   image: RgbImage;
+  /** Per-patch values in [0, 1], row-major over the patch grid, drawn in the turbo colour map. */
   overlay?: ArrayLike<number>;
 }
 
+/** One row of a figure (one image): its cells, left to right, and the caption drawn under them. */
 export interface FigureRow {
   caption: string;
   cells: Cell[];
 }
 
+/** Where {@link figureLayout} puts a figure's parts, in canvas pixels: cell size and scale, margins, header and row heights, canvas size. */
 export interface Layout {
   /** Nearest-neighbour upscale factor of every cell (small images are enlarged to ≥ minCell px). */
   scale: number;
+  /** Side of a cell in pixels (image size × scale). */
   cell: number;
   margin: number;
   gap: number;
@@ -34,17 +39,23 @@ export interface Layout {
   cellY(row: number): number;
 }
 
+/** Options of {@link renderFigure}. */
 export interface RenderOptions {
   /** Cells are upscaled (integer factor, nearest) to at least this many pixels (default 128). */
   minCell?: number;
   /** Weight of the colour in overlays (default 0.6). */
   alpha?: number;
+  /** The model's patch grid, which the overlays' values follow. */
   grid: { gridH: number; gridW: number };
 }
 
 const LABEL_SCALE = 2;
 const BAR_H = 14;
 
+/**
+ * The layout of a figure of `rows` × `cols` cells with a header, captions and a colour bar: each imgSize image
+ * is enlarged by the smallest integer factor that makes a cell at least minCell pixels (default 128).
+ */
 export function figureLayout(rows: number, cols: number, imgSize: number, minCell = 128): Layout {
   const scale = Math.max(1, Math.ceil(minCell / imgSize));
   const cell = imgSize * scale;
@@ -117,6 +128,7 @@ export function renderFigure(rows: FigureRow[], o: RenderOptions): { canvas: Can
   return { canvas: c, layout: L };
 }
 
+/** The name each order type has in a figure's column headers ('order raster', or 'raster' where that does not fit). */
 export const ORDER_LABEL: Record<OrderName, string> = {
   raster: 'raster',
   snake: 'snake',

@@ -15,12 +15,15 @@ export const UNTAGGED_REPORT_HEAD =
   `<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">\n` +
   '<meta name="viewport" content="width=device-width, initial-scale=1">\n<link rel="icon" href="data:,">\n<title>';
 
+/** Options of {@link renderReport}. */
 export interface ReportOptions {
+  /** The page's title (default 'SemAIM run report: ' and the run folder). */
   title?: string;
   /** PNG bytes of the visualisation grid to embed. */
   grid?: Buffer | null;
   /** A line under the grid (where it came from) or why there is none. */
   gridNote?: string;
+  /** The time the page says it was generated (default now). */
   generatedAt?: Date;
 }
 
@@ -172,6 +175,10 @@ svg.chart{background:#fff;font-size:11px;font-family:inherit}svg.chart text{fill
 svg.chart .plot{fill:#fcfcfc;stroke:#bbb}svg.chart .grid{stroke:#e6e6e6}
 img.viz{max-width:100%;height:auto;border:1px solid #ddd}`;
 
+/**
+ * The HTML of `semaim report` for a run: one self-contained page (no script, no external requests) with a summary,
+ * the metric curves as SVG, the evaluation results, the visualisation grid, the configuration and the problems found.
+ */
 export function renderReport(run: RunData, o: ReportOptions = {}): string {
   const title = o.title ?? `SemAIM run report: ${run.dir}`;
   const viz = o.grid ? `<img class="viz" alt="visualisation grid" src="data:image/png;base64,${o.grid.toString('base64')}">` : '';

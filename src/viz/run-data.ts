@@ -8,6 +8,7 @@ import { readRegularFile } from '../util/regular-file';
 import { occupied } from '../util/make-folder';
 import { newestUsableCheckpoint } from '../semaim/pretrained';
 
+/** One evaluation result found in a run folder, a row of the report's evaluation table: where it is, top-1/top-5 and what it evaluated. */
 export interface EvalRow {
   /** File (relative to the run folder) and the JSON path of the object inside it. */
   source: string;
@@ -26,13 +27,16 @@ export interface EvalRow {
   checkpoint?: string;
 }
 
+/** What {@link readRun} returns: a run folder's config, metrics, evaluation results and checkpoints, and the problems met reading them. */
 export interface RunData {
   dir: string;
+  /** config.json (null when there is none, it cannot be read, or it is not a JSON object). */
   config: Record<string, unknown> | null;
   metrics: Record<string, unknown>[];
   evals: EvalRow[];
   /** Files that could not be read or parsed, and links that were not followed (named in the report, not fatal). */
   problems: string[];
+  /** The checkpoint folders' names under checkpoints/ (step-NNNNNNNN), oldest first. */
   checkpoints: string[];
   /** The checkpoint that commands taking this run use (the newest that verifies), relative to the run folder; null when none does. */
   usableCheckpoint: string | null;
@@ -146,6 +150,11 @@ function isMetricRecord(r: Record<string, unknown>): boolean {
   return (!('step' in r) || typeof r.step === 'number') && Object.values(r).every((v) => typeof v !== 'number' || Number.isFinite(v));
 }
 
+/**
+ * Reads what a run folder holds for the report: config.json, metrics.jsonl (sampled when long), evaluation JSON
+ * files (to two sub-folders deep) and checkpoints. Files it cannot read and links go to `problems`, not thrown;
+ * throws when `dir` is not a folder.
+ */
 export function readRun(dir: string): RunData {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`run folder not found: ${dir}`);
   const problems: string[] = [];

@@ -2,6 +2,7 @@
 // more series, long series reduced to per-bucket min/max so spikes stay visible.
 import { esc, fmt } from './html';
 
+/** One line of a {@link lineChart}: its name (in the legend when there are several), its [x, y] points and colour. */
 export interface Series {
   name: string;
   /** A point with a non-finite y (NaN) is a gap: the line breaks there rather than joining its neighbours. */
@@ -11,12 +12,16 @@ export interface Series {
   width?: number;
 }
 
+/** Options of {@link lineChart}. */
 export interface ChartOptions {
   title: string;
   xLabel: string;
   yLabel?: string;
+  /** Width of the SVG in pixels (default 560). */
   width?: number;
+  /** Height of the SVG in pixels (default 260). */
   height?: number;
+  /** A logarithmic y axis (points with y ≤ 0 are left out). */
   logY?: boolean;
   /** x of the records whose value was not finite (NaN/Inf): a red dashed line each. */
   marks?: number[];
@@ -104,6 +109,10 @@ export function smooth(points: [number, number][], beta = 0.9): [number, number]
   });
 }
 
+/**
+ * A line chart as an inline `<svg>` element (no script): axes with round ticks, one line per series (a legend when
+ * several), long series reduced to per-bucket min/max, and red dashed marks at `marks`.
+ */
 export function lineChart(series: Series[], o: ChartOptions): string {
   const W = o.width ?? 560;
   const H = o.height ?? 260;

@@ -12,13 +12,18 @@ import { yieldThenThrowIfAborted } from '../util/errors';
 import { readRegularFile } from '../util/regular-file';
 import { makeFolder } from '../util/make-folder';
 
+/** Options of {@link visualizeModel}. */
 export interface VisualizeOptions {
+  /** The order types drawn, one column each. */
   orders: readonly OrderName[];
+  /** The order of the loss map and the reconstruction (default 'semantic'). */
   lossOrder?: OrderName;
   seed?: number;
+  /** Images per forward pass (default 16). */
   batchSize?: number;
   /** Cells are enlarged (nearest) to at least this many pixels (default 128). */
   minCell?: number;
+  /** EMA encoder, for models whose similarity source is 'ema'. */
   ema?: VisionTransformer | null;
   /** Aborting it stops the job before its next image or file (an AbortError): no file is written, the earlier ones stay. */
   signal?: AbortSignal;
@@ -33,9 +38,13 @@ export interface DrawnFrom {
   sha256: string;
 }
 
+/** What {@link visualizeModel} returns: the files written, the column labels, each image's maps and the grid's layout. */
 export interface VisualizeResult {
+  /** One PNG per image, in image order. */
   rows: string[];
+  /** grid.png: every row in one picture. */
   grid: string;
+  /** visualize.json: what was drawn (columns, each order's first patch, the layout). */
   summary: string;
   columns: string[];
   maps: ImageMaps[];
@@ -62,6 +71,11 @@ export function safeName(name: string): string {
   return Array.from(kept).slice(0, 60).join('') || 'image';
 }
 
+/**
+ * Draws a model's figures of loaded images into outDir: a PNG per image, grid.png with every row and
+ * visualize.json, written together (an interrupted write is completed by the next one). Row files an earlier
+ * visualisation there listed and this one did not write are removed.
+ */
 export async function visualizeModel(model: SemAIM, images: LoadedImages, outDir: string, o: VisualizeOptions): Promise<VisualizeResult> {
   if ((model.config.inChans ?? 3) !== 3) throw new Error('visualisation needs RGB models (inChans 3)');
   if (images.size !== model.config.imgSize) throw new Error(`images are ${images.size}² but the model takes ${model.config.imgSize}²`);
