@@ -86,7 +86,6 @@ test('NaN or Inf in the weights or in an optimiser moment is refused by readChec
 test('sha256File reads a settled file once per process while it is unchanged, and again after any change to it (in place, same size)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-sha-'));
   // the live binding the compiled module calls: counts the reads
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const fs = require('node:fs') as typeof import('node:fs');
   const readSync = fs.readSync;
   let reads = 0;
