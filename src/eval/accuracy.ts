@@ -3,6 +3,10 @@
 import * as torch from '../torch';
 import { Tensor } from '../torch';
 
+/**
+ * Classification accuracy over a test set: top-1, top-5 and per-class top-1. What {@link AccuracyTally}
+ * (result()) and {@link accuracyOf} return; top1 and top5 are NaN when no image was tallied.
+ */
 export interface Accuracy {
   /** Fractions in [0, 1]. */
   top1: number;
@@ -12,9 +16,14 @@ export interface Accuracy {
   perClass: (number | null)[];
   /** Test images per class. */
   perClassCount: number[];
+  /** Test images tallied. */
   n: number;
 }
 
+/**
+ * Accumulates top-1, top-5 and per-class top-1 hits batch by batch, from class scores [B, C] and labels [B].
+ * result() gives the {@link Accuracy}; counts() and fromCounts() add tallies up across data-parallel ranks.
+ */
 export class AccuracyTally {
   private n = 0;
   private top1 = 0;
@@ -83,6 +92,7 @@ export class AccuracyTally {
     return t;
   }
 
+  /** The accuracy of every row tallied so far. */
   result(): Accuracy {
     return {
       top1: this.n ? this.top1 / this.n : NaN,

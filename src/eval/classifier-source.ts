@@ -15,10 +15,16 @@ import { isJsonObject, jsonBrief, readJsonObject } from '../util/json-file';
 import { readRegularFile } from '../util/regular-file';
 import { finishInterruptedCommits } from '../util/safe-write';
 
+/**
+ * A fine-tuning checkpoint found and checked by {@link resolveClassifier} (format 'semaim.finetune/1', encoder and
+ * head shapes): its folder, weights, config and class names, from which {@link loadClassifier} builds the model.
+ */
 export interface ClassifierSource {
   /** The checkpoint folder used. */
   dir: string;
+  /** Its model.safetensors. */
   weights: string;
+  /** SHA-256 of `weights` (hex). */
   sha256: string;
   config: ClassifierConfig;
   /** The fine-tuning data's class names, or null where the run did not record them. */

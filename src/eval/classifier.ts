@@ -30,9 +30,18 @@ export class LinearProbe extends Module {
   }
 }
 
+/**
+ * How a {@link ViTClassifier} pools its tokens for the head: 'avg' = mean of the patch tokens
+ * → fc_norm (MAE fine-tuning, timm global_pool='avg'); 'cls' = final norm → [CLS] token.
+ */
 export type ClassifierPool = 'avg' | 'cls';
 
+/**
+ * The architecture of a {@link ViTClassifier}: an encoder's config plus the number of classes and
+ * the pooling. Fine-tuning stores it in its checkpoints (model.safetensors metadata `config`).
+ */
 export interface ClassifierConfig extends EncoderConfig {
+  /** Classes of the head (an integer > 1). */
   numClasses: number;
   /** 'avg': mean of patch tokens → fc_norm (MAE fine-tuning); 'cls': final norm → [CLS]. */
   pool: ClassifierPool;

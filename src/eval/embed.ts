@@ -36,8 +36,14 @@ import { DataError } from '../util/errors';
 import { makeFolder } from '../util/make-folder';
 import { stderrLine } from '../util/console-line';
 
+/**
+ * The features {@link embed} can write (EmbedOptions.pooling; the --pooling choices of `semaim embed`):
+ * the [CLS] token, the mean of the patch tokens, the authors' global pool ('gap'), or every token ('all').
+ */
 export const EMBED_POOLINGS = ['cls', 'mean', 'gap', 'all'] as const;
+/** The stored types {@link embed} can write the features in (EmbedOptions.dtype; the --dtype choices of `semaim embed`). */
 export const EMBED_DTYPES = ['float32', 'float16'] as const;
+/** The stored type of embedded features: 'float32', or 'float16' (half the file). */
 export type EmbedDType = (typeof EMBED_DTYPES)[number];
 
 /** The images a job reads one by one (embed, predict): a folder, or a dataset split as the evaluations open it. */
@@ -109,6 +115,7 @@ const EMBED_FIELDS = defineOptions({
   dtype: { type: 'string', choices: EMBED_DTYPES, help: 'stored type' },
 });
 
+/** Options of {@link embed}: the encoder, the output file, the pooling and the stored type, and the images and how to read them ({@link ImageSetJob}). */
 export interface EmbedOptions extends ImageSetJob {
   /** Pre-training run folder (newest valid checkpoint), checkpoint folder, or an encoder file (.safetensors, or torch.save .pth). */
   checkpoint: string;
@@ -122,26 +129,39 @@ export interface EmbedOptions extends ImageSetJob {
   group?: ProcessGroup | null;
 }
 
+/** One image of the embed image list ({@link EmbedList}), in the features' row order. */
 export interface EmbeddedImage {
   path: string;
   /** Class index (absent for unlabelled images). */
   label?: number;
 }
 
+/**
+ * What {@link embed} returns (on rank 0): where the features and the image list
+ * went, how many images got a row and how many were skipped, and the time taken.
+ */
 export interface EmbedResult {
   /** The safetensors file: `features` [n, D] or [n, 1 + P, D], `indices` (int32: dataset index of each row), `labels` (int32, labelled data only). */
   path: string;
   /** The image list (JSON). */
   listPath: string;
+  /** Images with a row (the readable ones). */
   count: number;
+  /** Unreadable images, left out (no row; listed in the image list). */
   skipped: number;
   /** Shape of `features`. */
   shape: number[];
+  /** Wall-clock seconds of the whole job. */
   seconds: number;
 }
 
+/**
+ * The image list {@link embed} writes beside the features (<name>.json, format 'semaim.embed/1'): the
+ * encoder, input and preprocessing, then each row's image and label, and the skipped images with the reason.
+ */
 export interface EmbedList {
   format: 'semaim.embed/1';
+  /** File name (without its folder) of the features .safetensors. */
   features: string;
   shape: number[];
   dtype: EmbedDType;

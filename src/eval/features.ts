@@ -55,12 +55,16 @@ export function setSize(set: FeatureSet): number {
   return set.shard ? set.shard.size : set.features.shape[0];
 }
 
+/** Options of {@link extractFeatures} and {@link extractPooledFeatures}: batch size, pooling, augmentation, precision and data-parallel gathering. */
 export interface ExtractOptions {
+  /** Images per batch (a positive integer). */
   batchSize: number;
   pooling: FeaturePooling;
   /** Default 'none' (the evaluation transform). */
   augment?: Augment;
+  /** Epoch of the data pass (default 0): which draw of a random `augment`. */
   epoch?: number;
+  /** Seed of the data pass's augmentation (default 0). */
   seed?: number;
   /** 'bf16' runs the encoder under autocast (CUDA or CPU); features are returned as float32. */
   precision?: Precision;
@@ -270,6 +274,7 @@ function ownRows(features: Tensor, labels: Int32Array, everyIndex: Int32Array[],
   return { ...selectRows(features, labels, keep), shard };
 }
 
+/** Frees the feature tensors of each set given (null and undefined are skipped). */
 export function disposeFeatures(...sets: (FeatureSet | null | undefined)[]): void {
   for (const s of sets) s?.features.dispose();
 }

@@ -29,27 +29,37 @@ import { FINETUNE_OPTIONS, FinetuneOptions, validateFinetune } from './options';
 import { makeFolder } from '../util/make-folder';
 import { besideProgress, stderrLine } from '../util/console-line';
 
+/** The labelled splits {@link finetune} trains on (train) and evaluates on (test), e.g. data.makeEvalData(...) each; the caller closes them. */
 export interface FinetuneData {
   train: LabelledData;
   test: LabelledData;
 }
 
+/** The hooks of {@link finetune} (its third argument): the training loop's ({@link LoopHooks}) and the data-parallel group. */
 export interface FinetuneHooks extends LoopHooks {
   /** The data-parallel group; data.train and data.test must then be this rank's slices. Rank 0 reports. */
   group?: ProcessGroup | null;
 }
 
+/**
+ * What {@link finetune} returns: the steps, why the run stopped, the final test accuracies, the best top-1, the last checkpoint and the classifier config.
+ */
 export interface FinetuneResult {
   outDir: string;
+  /** The step the run reached (counting those before a resume). */
   steps: number;
   stoppedBy: StopReason;
+  /** The signal that stopped the run (stoppedBy 'signal'). */
   signal?: StopSignal;
   /** Test accuracy of the final model (null when stopped before the end). */
   accuracy: Accuracy | null;
   /** Test accuracy of the EMA model (with --ema). */
   emaAccuracy: Accuracy | null;
+  /** The best test top-1 of the checkpointed evaluations and the final one (-1 when none ran). */
   bestTop1: number;
+  /** Mean training loss of the last logged window. */
   lastLoss: number;
+  /** The last checkpoint folder (null when none was written). */
   checkpoint: string | null;
   /** The encoder the weights come from: a resumed run's is the one it started from, which --checkpoint may no longer name. */
   encoder: EncoderSource;

@@ -12,11 +12,16 @@ import type { ProcessGroup } from '../dist';
 import { FeatureSet, checkLabels, setSize, shardGroup } from './features';
 import { StopAgreement } from '../dist/agree';
 
+/**
+ * Options of {@link knnClassify} and {@link knnClassifyAsync}: the k values, the
+ * vote temperature, the number of classes, the block size, data-parallel settings.
+ */
 export interface KnnOptions {
   /** Neighbour counts to report (DINO: 10, 20, 100, 200; SemAIM authors: 20, also 10 and 30, docs/METHOD.md §6.4). */
   ks: number[];
   /** Temperature of the vote weights exp(sim / T). Default 0.07. */
   temperature?: number;
+  /** Classes of the labels (every label in 0..numClasses-1). */
   numClasses: number;
   /** Test rows per similarity block. Default 256. */
   chunkSize?: number;
@@ -28,6 +33,7 @@ export interface KnnOptions {
   signal?: AbortSignal;
 }
 
+/** The accuracy of weighted k-NN for one k: {@link knnClassify} returns one per k, by increasing k. */
 export interface KnnResult {
   k: number;
   accuracy: Accuracy;

@@ -19,18 +19,29 @@ import type { Precision } from '../run/precision';
 import { checkHeadTraining, trainHead } from './head-training';
 import { stderrLine } from '../util/console-line';
 
+/**
+ * Options of {@link linprobeOnFeatures} (MAE's linear probe: SGD or LARS, warm-up + cosine, no
+ * weight decay by default); {@link linprobeOnline} takes them as {@link OnlineLinprobeOptions}.
+ */
 export interface LinprobeOptions {
+  /** Training epochs (> 0; may be fractional). */
   epochs: number;
   batchSize: number;
   /** Base lr: lr = blr × batchSize / 256 (MAE: 0.1). */
   blr: number;
   /** Absolute lr (overrides blr). */
   lr?: number;
+  /** Final lr of the cosine schedule (default 0). */
   minLr?: number;
+  /** Linear warm-up epochs (default 0; below `epochs`). */
   warmupEpochs?: number;
+  /** Default 0. */
   weightDecay?: number;
+  /** SGD/LARS momentum (default 0.9). */
   momentum?: number;
+  /** Default 'sgd'. */
   optimizer?: 'sgd' | 'lars';
+  /** Seed of the probe's initialisation and of the shuffling (default 0). */
   seed?: number;
   /** Evaluate on the test set every N epochs (0: only at the end). */
   evalEvery?: number;
@@ -46,13 +57,22 @@ export interface LinprobeOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * One epoch of a probe's training history (LinprobeResult.history): its number (from
+ * 1), mean training loss, the lr of its last step, and test top-1 where evaluated.
+ */
 export interface LinprobeEpoch {
   epoch: number;
   loss: number;
   lr: number;
+  /** Test top-1, on the epochs evaluated (every evalEvery epochs, and the last). */
   top1?: number;
 }
 
+/**
+ * What {@link linprobeOnFeatures} and {@link linprobeOnline} return: the final test
+ * accuracy, the lr and batch used, the per-epoch history and the trained probe.
+ */
 export interface LinprobeResult {
   accuracy: Accuracy;
   /** The peak lr used. */
@@ -70,6 +90,10 @@ interface ProbeBatch {
   labels: Tensor;
 }
 
+/**
+ * The optimiser of a linear probe at lr `lr`: o.optimizer 'sgd' (default) or 'lars',
+ * momentum o.momentum (default 0.9), weight decay o.weightDecay (default 0).
+ */
 export function makeProbeOptimizer(probe: LinearProbe, o: LinprobeOptions, lr: number): Optimizer<BaseHyper> {
   const params = probe.namedParameters();
   const wd = o.weightDecay ?? 0;
@@ -211,10 +235,12 @@ function assembleBatch(group: ProcessGroup, features: Tensor, labels: Tensor, ro
   return { features: x, labels: y };
 }
 
+/** Options of {@link linprobeOnline}: {@link LinprobeOptions} plus the feature pooling, the training augmentation and the encoder's autocast precision. */
 export interface OnlineLinprobeOptions extends LinprobeOptions {
   pooling: FeaturePooling;
   /** Training augmentation: the SemAIM authors' 'resize-crop-flip' (default) or MAE's 'crop-flip'. */
   augment?: 'resize-crop-flip' | 'crop-flip';
+  /** Autocast precision of the encoder (default 'fp32'); the features and the probe are float32. */
   precision?: Precision;
 }
 

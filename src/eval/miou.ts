@@ -11,6 +11,10 @@ import { IGNORE_INDEX } from '../data/seg-streams';
 
 export { IGNORE_INDEX };
 
+/**
+ * Semantic-segmentation scores of a confusion matrix, as mmseg's IoUMetric: mIoU, pixel and mean accuracy,
+ * and per class, as fractions 0–1. What ConfusionMatrix.metrics() and {@link metricsFromConfusion} return.
+ */
 export interface SegMetrics {
   /** Mean IoU over the classes present in the truth or the prediction, 0–1 (NaN when no pixel is labelled). */
   mIoU: number;

@@ -7,6 +7,10 @@ import * as torch from '../torch';
 import { Tensor } from '../torch';
 import { sampleBetaFrom } from '../util/beta';
 
+/**
+ * Settings of {@link Mixup} (timm's Mixup, mode 'batch'): the Beta α of mixup
+ * and of cutmix, how often a batch is mixed and with which, and label smoothing.
+ */
 export interface MixOptions {
   numClasses: number;
   /** Mixup Beta(α, α); 0 disables mixup. timm/MAE default 0.8. */
@@ -23,8 +27,10 @@ export interface MixOptions {
   correctLam?: boolean;
 }
 
+/** What {@link Mixup} did to a batch: nothing, mixup (a blend with the flipped batch) or cutmix (a box pasted from it). */
 export type MixMode = 'none' | 'mixup' | 'cutmix';
 
+/** One batch's draw of Mixup.params(): the mode, λ, and the cutmix box. */
 export interface MixParams {
   mode: MixMode;
   /** Weight of the original image (1 = unchanged). */
@@ -33,6 +39,7 @@ export interface MixParams {
   box?: { y0: number; y1: number; x0: number; x1: number };
 }
 
+/** What Mixup.apply() returns: the mixed images [B, C, H, W] with their soft targets, and the draw that made them. */
 export interface MixedBatch extends MixParams {
   images: Tensor;
   /** Soft targets [B, C], each row sums to 1. */
@@ -125,6 +132,10 @@ export function softTargetCrossEntropy(logits: Tensor, targets: Tensor): Tensor 
   );
 }
 
+/**
+ * Mixup and cutmix of fine-tuning batches with label-smoothed soft targets, as timm's Mixup (mode 'batch'). Every draw comes from `generator`,
+ * so a checkpointed generator state reproduces the stream; defaults: prob 1, switchProb 0.5, labelSmoothing 0.1, correctLam true.
+ */
 export class Mixup {
   readonly o: Required<MixOptions>;
   constructor(

@@ -74,6 +74,10 @@ export function checkImageSourcePaths(o: ImageSource): void {
   if (!stat.isDirectory()) throw new OptionError('images', `${o.images} is not a folder`);
 }
 
+/**
+ * The labelled-data options of the evaluation commands (dataset, data path, train/test limits, loader
+ * workers, image input); part of KNN_OPTIONS, LINPROBE_OPTIONS, FINETUNE_OPTIONS and `semaim ablate`'s table.
+ */
 export const DATA_OPTIONS = defineOptions({
   // no choices: a library caller's own DataFactories may name others; an unknown name is a DataError when opened
   // (the commands, over the real datasets, check it against their labelled ones: src/cli/eval-commands.ts)
@@ -99,6 +103,10 @@ export const DATA_OPTIONS = defineOptions({
   ...IMAGE_INPUT_OPTIONS,
 });
 
+/**
+ * The --verify / --no-verify option of the commands that read a checkpoint: check a
+ * checkpoint folder's files against the SHA-256 in its state.json first (default true).
+ */
 export const VERIFY_OPTIONS = defineOptions({
   verify: {
     type: 'boolean',
@@ -108,6 +116,7 @@ export const VERIFY_OPTIONS = defineOptions({
   },
 });
 
+/** The --seed, --device and --threads options the evaluation commands, embed, predict and ablate share (defaults: 0, 'cpu', all cores). */
 export const RUN_OPTIONS = defineOptions({
   seed: { type: 'int', default: 0, help: 'random seed' },
   device: { mayChangeOnResume: true, type: 'string', default: 'cpu', help: "'cpu', 'cuda' or 'cuda:N'" },
@@ -162,6 +171,10 @@ const LINPROBE_ONLY = defineOptions({
   },
 });
 
+/**
+ * The option table of `semaim knn` and {@link runKnn}: the encoder, k values and
+ * temperature, feature extraction, data, device and output folder, with their defaults.
+ */
 export const KNN_OPTIONS = defineOptions({
   checkpoint: {
     type: 'string',
@@ -178,6 +191,10 @@ export const KNN_OPTIONS = defineOptions({
   ...LAUNCH_OPTIONS,
 });
 
+/**
+ * The option table of `semaim linprobe` and {@link runLinprobe}: the encoder, the probe's recipe
+ * (SGD, blr 0.1, 90 epochs by default), feature extraction, data, device and output folder.
+ */
 export const LINPROBE_OPTIONS = defineOptions({
   checkpoint: { type: 'string', required: true, help: 'pre-training run folder, checkpoint folder, or an encoder file (.safetensors, or torch.save .pth)' },
   ...VERIFY_OPTIONS,
@@ -190,6 +207,10 @@ export const LINPROBE_OPTIONS = defineOptions({
   ...LAUNCH_OPTIONS,
 });
 
+/**
+ * The option table of `semaim finetune`, {@link runFinetune} and {@link finetune}: MAE's fine-tuning with the settings of docs/METHOD.md §6.2
+ * (AdamW, layer decay 0.65, drop-path 0.1, mixup/cutmix, label smoothing), the data, checkpoints and data-parallel settings, with their defaults.
+ */
 export const FINETUNE_OPTIONS = defineOptions({
   checkpoint: {
     type: 'string',
@@ -245,8 +266,16 @@ export const FINETUNE_OPTIONS = defineOptions({
   ...GRAD_SYNC_OPTIONS,
 });
 
+/** The resolved options of `semaim knn` ({@link KNN_OPTIONS}) that {@link runKnn} takes, e.g. from resolveOptions(KNN_OPTIONS, { ... }). */
 export type KnnCommandOptions = Options<typeof KNN_OPTIONS>;
+/**
+ * The resolved options of `semaim linprobe` ({@link LINPROBE_OPTIONS}) that {@link runLinprobe} takes, e.g. from resolveOptions(LINPROBE_OPTIONS, { ... }).
+ */
 export type LinprobeCommandOptions = Options<typeof LINPROBE_OPTIONS>;
+/**
+ * The resolved options of `semaim finetune` ({@link FINETUNE_OPTIONS}) that {@link finetune}
+ * and {@link runFinetune} take, e.g. from resolveOptions(FINETUNE_OPTIONS, { ... }).
+ */
 export type FinetuneOptions = Options<typeof FINETUNE_OPTIONS>;
 
 /** What every evaluation's options have in common (the data and where it runs). */

@@ -30,6 +30,10 @@ import { Accuracy, AccuracyTally } from './accuracy';
 import { IMAGE_SET_FIELDS, embedDataset, imageSetLoader, listItemText, skipReasons, writeJsonWithListLines, type ImageSetJob } from './embed';
 import { stderrLine } from '../util/console-line';
 
+/**
+ * Options of {@link predict}: the classifier (a fine-tuning run or a linear-probe folder), the output
+ * file, the classes listed per image, and the images and how to read them ({@link ImageSetJob}).
+ */
 export interface PredictOptions extends ImageSetJob {
   /** Fine-tuning run folder (its newest valid checkpoint), one of its checkpoint folders (e.g. checkpoints/best), or a linear-probe folder. */
   checkpoint: string;
@@ -41,6 +45,7 @@ export interface PredictOptions extends ImageSetJob {
   encoder?: string;
 }
 
+/** One image's line in predict's output: its path, its label (labelled data only) and its top-k classes with their softmax probabilities. */
 export interface Prediction {
   path: string;
   /** Class index of a labelled dataset's image. */
@@ -49,6 +54,10 @@ export interface Prediction {
   top: { index: number; name: string; p: number }[];
 }
 
+/**
+ * The JSON file {@link predict} writes (format 'semaim.predict/1'): the model, class names,
+ * input, preprocessing and accuracy, the skipped images, then one {@link Prediction} per image.
+ */
 export interface PredictList {
   format: 'semaim.predict/1';
   checkpoint: { path: string; kind: 'finetune' | 'linprobe'; dir: string; weights: string; sha256: string; encoder?: { weights: string; sha256: string } };
@@ -65,15 +74,20 @@ export interface PredictList {
   predictions: Prediction[];
 }
 
+/** What {@link predict} returns: the JSON and CSV paths, the images predicted and skipped, the accuracy on labelled data, and the time taken. */
 export interface PredictResult {
   path: string;
   csvPath: string;
+  /** Images predicted (the readable ones). */
   count: number;
+  /** Unreadable images, left out (listed in the JSON). */
   skipped: number;
+  /** Accuracy over the labelled images read (null for a folder of unlabelled images). */
   accuracy: Accuracy | null;
   seconds: number;
 }
 
+/** The CSV file beside predict's JSON output: `x.json` → `x.csv`. */
 export const predictCsvPath = (out: string): string => out.replace(/\.json$/, '.csv');
 
 /** CSV field: quoted where needed, and a leading = + - @ defused so a spreadsheet shows a name, not a formula. */

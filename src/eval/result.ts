@@ -10,12 +10,17 @@ import { commitStaged, jsonText, stageFile, writeJsonAtomic, type StagedFile } f
 import { makeFolder } from '../util/make-folder';
 import { inOutputFolder } from '../util/output-folder';
 
+/** One measurement of an evaluation's result (EvalResult.rows): what was measured and its accuracy. */
 export interface ResultRow {
   /** What was measured, e.g. 'k-NN k=20', 'linear probe', 'fine-tune (EMA)'. */
   name: string;
   accuracy: Accuracy;
 }
 
+/**
+ * The result file of `semaim knn | linprobe | finetune` (<out-dir>/<command>.json, format 'semaim.eval/1'), made
+ * by {@link makeResult}: the headline accuracy, every row, the encoder, the data sizes and the resolved options.
+ */
 export interface EvalResult {
   format: 'semaim.eval/1';
   command: 'knn' | 'linprobe' | 'finetune';
@@ -29,12 +34,17 @@ export interface EvalResult {
   checkpoint: { path: string; weights: string; sha256: string; kind: string };
   encoder: EncoderSource['config'];
   data: { train: number; test: number; numClasses: number };
+  /** The options the run resolved. */
   config: OptionValues;
   seconds: number;
   /** Command-specific extras (k-NN per k, probe history, fine-tuning run). */
   details?: Record<string, unknown>;
 }
 
+/**
+ * Builds an {@link EvalResult} stamped with the current time; the first row gives
+ * its headline top-1, top-5 and per-class top-1. Throws when `rows` is empty.
+ */
 export function makeResult(
   command: EvalResult['command'],
   rows: ResultRow[],
@@ -102,6 +112,7 @@ export async function inResultFolder<T>(outDir: string, command: string, writes:
   });
 }
 
+/** A fraction as a percentage with `digits` decimals (default 2): 0.7531 → '75.31'; '–' for null, undefined or a non-finite value. */
 export const pct = (v: number | null | undefined, digits = 2): string =>
   v === null || v === undefined || !Number.isFinite(v) ? '–' : (100 * v).toFixed(digits);
 

@@ -33,9 +33,12 @@ import {
 } from './options';
 import { EvalResult, commitResult, formatResult, inResultFolder, makeResult, writeResult } from './result';
 
+/** What {@link runKnn} and {@link runLinprobe} return (on rank 0): the result written, its path, and the Markdown table the command prints. */
 export interface EvalRun {
   result: EvalResult;
+  /** The result file written. */
   path: string;
+  /** The Markdown table the command prints. */
   table: string;
 }
 
@@ -71,6 +74,10 @@ export function evalJobOptions(x: ProcessGroup | EvalJobOptions | null | undefin
   return x instanceof ProcessGroup ? { group: x } : x;
 }
 
+/**
+ * The request for one labelled split of an evaluation (dataset, data path, that split's limit, seed, workers,
+ * image input) that a DataFactories' makeEvalData opens; `trainPass` is the pass a training job reads.
+ */
 export function dataRequest(o: EvalCommonOptions, split: Split, imgSize: number, trainPass?: PassOptions): EvalDataRequest {
   return {
     split,
@@ -176,6 +183,7 @@ export async function encoderFeatures(
   }
 }
 
+/** The result rows of k-NN results, named 'k-NN k=N': k = 20 first where present (the headline), then the others by increasing k. */
 export function knnRows(results: KnnResult[]): { name: string; accuracy: KnnResult['accuracy'] }[] {
   // The headline is k = 20 when asked for (the authors' choice, docs/METHOD.md §6.4), else the first k.
   const sorted = [...results].sort((a, b) => (a.k === 20 ? -1 : b.k === 20 ? 1 : a.k - b.k));
@@ -247,6 +255,7 @@ async function knnJob(
   }
 }
 
+/** The probe recipe ({@link LinprobeOptions}: epochs, batch, lr, schedule, optimiser, seed, evalEvery) of resolved `semaim linprobe` options. */
 export function linprobeOptionsFrom(o: LinprobeCommandOptions): LinprobeOptions {
   return {
     epochs: o.epochs,
@@ -363,6 +372,7 @@ async function linprobeJob(
   }
 }
 
+/** What {@link runFinetune} returns: the result and its path, the table the command prints (or why the run stopped), and the stop reason. */
 export interface FinetuneRun {
   /** null when the run stopped before the end (signal, NaN). */
   result: EvalResult | null;
@@ -372,6 +382,10 @@ export interface FinetuneRun {
   signal?: StopSignal;
 }
 
+/**
+ * Runs `semaim finetune`: fine-tunes on the splits `f` opens and writes <out-dir>/finetune.json. A run stopped before
+ * the end writes no result (its table says why, and how to continue); data-parallel (hooks.group), rank 0 alone writes.
+ */
 export async function runFinetune(o: FinetuneOptions, f: DataFactories, hooks: FinetuneHooks = {}): Promise<FinetuneRun> {
   o = jobOptions(FINETUNE_OPTIONS, o);
   checkFactories('runFinetune', f);

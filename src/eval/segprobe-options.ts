@@ -47,6 +47,10 @@ export const SEG_PROBE_OPTIONS = defineOptions({
   },
 });
 
+/**
+ * The option table of `semaim segprobe`: the encoder, the training of the linear segmentation head, the data with masks, evaluation
+ * and output; {@link readSegprobeConfig} turns resolved values into the {@link SegprobeConfig} {@link runSegprobe} takes.
+ */
 export const SEGPROBE_OPTIONS = defineOptions({
   checkpoint: {
     type: 'string',
@@ -102,6 +106,10 @@ export interface SegprobeSettings {
   augment: SegAugment;
 }
 
+/**
+ * The segmentation data a probe reads (SegprobeConfig.data): the dataset ('synthetic'
+ * or 'seg-folder'), its path, classes and label convention, and the split limits.
+ */
 export interface SegDataSettings {
   dataset: string;
   dataPath?: string;
@@ -114,6 +122,7 @@ export interface SegDataSettings {
   imageInput?: ImageInputOptions;
 }
 
+/** The typed configuration of a segmentation probe run: made by {@link readSegprobeConfig} from the command's options, taken by {@link runSegprobe}. */
 export interface SegprobeConfig {
   checkpoint: string;
   verify: boolean;
@@ -130,6 +139,10 @@ export interface SegprobeConfig {
   outDir: string;
 }
 
+/**
+ * The resolved options of `semaim segprobe` ({@link SEGPROBE_OPTIONS}), e.g. from
+ * resolveOptions(SEGPROBE_OPTIONS, { ... }), as {@link readSegprobeConfig} reads them.
+ */
 export type SegprobeCommandOptions = Options<typeof SEGPROBE_OPTIONS>;
 
 /** The probe's settings from resolved options (SEG_PROBE_OPTIONS keys). */
@@ -191,6 +204,10 @@ export function checkSegprobeProcesses(o: { augment: string; batchSize: number }
   if (o.augment !== 'none') checkBatchSplits(o.batchSize, processes, `--augment ${o.augment}`);
 }
 
+/**
+ * The checked configuration {@link runSegprobe} takes, from resolved SEGPROBE_OPTIONS (lr, when not given: 0.1 for AdamW, 1 for SGD). Throws
+ * an OptionError naming the bad option (device, precision, blocks, warm-up, lr, data options, or a batch the processes cannot split).
+ */
 export function readSegprobeConfig(o: SegprobeCommandOptions): SegprobeConfig {
   const device = checkDevice(o.device);
   checkPrecision(o.precision, o.device);

@@ -169,6 +169,10 @@ export async function openSegSplits(f: SegDataFactory, d: SegDataSettings, imgSi
   }
 }
 
+/**
+ * One measurement of segprobe's result (SegprobeFile.rows), the probe's or the
+ * most-frequent-class baseline's: mIoU, pixel and mean accuracy (0–1), and the pixels scored.
+ */
 export interface SegRow {
   name: string;
   mIoU: number;
@@ -177,6 +181,10 @@ export interface SegRow {
   pixels: number;
 }
 
+/**
+ * The result file of `semaim segprobe` (<out-dir>/segprobe.json, format 'semaim.segprobe/1'): the probe's mIoU
+ * and accuracies, per class, the rows (probe and constant baseline), the encoder, the data and the options.
+ */
 export interface SegprobeFile {
   format: 'semaim.segprobe/1';
   command: 'segprobe';
@@ -215,6 +223,9 @@ export function formatSegprobe(r: SegprobeFile): string {
   return `${main}\n${perClass}\n${skips}\n${enc}\n`;
 }
 
+/**
+ * What {@link runSegprobe} returns (on rank 0): the result written, its path, the figure (segprobe.png; null when none was drawn) and the Markdown table.
+ */
 export interface SegprobeRun {
   result: SegprobeFile;
   path: string;

@@ -111,6 +111,10 @@ export interface TrainJob<B> {
   onFinish?(epochsDone: number, state: TrainState, again: boolean): Promise<void>;
 }
 
+/**
+ * How a caller follows and controls a training run (pretrain, finetune): callbacks on each step and
+ * metrics line, the progress line, signal handling, and ways to stop it at the next step boundary.
+ */
 export interface LoopHooks {
   /** Called after every optimiser step with the step number (tests use it to interrupt runs). */
   onStep?: (step: number) => void;

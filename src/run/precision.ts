@@ -4,6 +4,7 @@ import * as torch from '../torch';
 import { cudaIndex } from './device';
 import { OptionError } from '../util/options';
 
+/** Mixed precision as the commands spell it: 'fp32' (no autocast), 'bf16' or 'fp16' autocast (fp16 needs CUDA); master weights stay float32. */
 export type Precision = 'fp32' | 'bf16' | 'fp16';
 
 /**

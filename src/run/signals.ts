@@ -6,8 +6,10 @@ import { AbortedOnAnotherRank } from '../util/errors';
 import type { NativeAddon } from '../torch/native';
 import { stderrLine } from '../util/console-line';
 
+/** The signals that stop a run at its next step boundary: SIGINT (exit code 130) and SIGTERM (143). */
 export type StopSignal = 'SIGINT' | 'SIGTERM';
 
+/** A stop flag a training run checks at every step boundary (LoopHooks.stop; catchStopSignals sets it on SIGINT/SIGTERM). */
 export interface StopRequest {
   requested: boolean;
   /** The signal that asked (absent when a caller set `requested` itself). */

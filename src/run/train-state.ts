@@ -24,6 +24,10 @@ import { encoderConfigOf, type EncoderConfig } from '../semaim';
 import { jsonDifferences } from '../util/json-diff';
 import type { LoopSettings, TrainJob } from './loop';
 
+/**
+ * Why a training run ended: 'finished' (every planned step), 'maxSteps' (the --max-steps budget), 'signal'
+ * (SIGINT/SIGTERM, an aborted AbortSignal or a stop request) or 'nonfinite' (the loss or the weights became NaN/Inf).
+ */
 export type StopReason = 'finished' | 'maxSteps' | 'signal' | 'nonfinite';
 
 /** Whether every value of the tensors is finite (one read back; each tensor's flag made in its own scope, so the transient masks do not pile up). */

@@ -45,6 +45,10 @@ export const GPU_STEP_OPTIONS = defineOptions({
   },
 });
 
+/**
+ * The option table of `semaim pretrain` and {@link pretrain}: model, prediction order, target, data, optimisation, precision,
+ * EMA, run and data-parallel settings; the recipe's defaults are the authors' ViT-B/16 ImageNet ones (docs/METHOD.md §6.1).
+ */
 export const PRETRAIN_OPTIONS = defineOptions({
   // model
   model: { type: 'string', default: 'vit_base', choices: Object.keys(PRESETS), help: 'encoder preset (width/depth/heads)' },
@@ -192,6 +196,9 @@ export const PRETRAIN_OPTIONS = defineOptions({
   ...GRAD_SYNC_OPTIONS,
 });
 
+/**
+ * The resolved options of `semaim pretrain` ({@link PRETRAIN_OPTIONS}) that {@link pretrain} takes, e.g. from resolveOptions(PRETRAIN_OPTIONS, { ... }).
+ */
 export type PretrainOptions = Options<typeof PRETRAIN_OPTIONS>;
 
 /**

@@ -22,13 +22,19 @@ import { makeFolder } from '../util/make-folder';
 
 export type { TrainBatch, TrainData };
 
+/** What {@link pretrain} returns: the steps, the first and last logged loss, why the run stopped, the last and best checkpoints, and the training time. */
 export interface PretrainResult {
   outDir: string;
+  /** The step the run reached (counting those before a resume). */
   steps: number;
+  /** Mean training loss of the first logged window. */
   firstLoss: number;
+  /** Mean training loss of the last logged window. */
   lastLoss: number;
   stoppedBy: StopReason;
+  /** The signal that stopped the run (stoppedBy 'signal'). */
   signal?: StopSignal;
+  /** The last checkpoint folder (null when none was written). */
   checkpoint: string | null;
   /** The lowest logged loss a checkpoint had (checkpoints/best holds it); null when none was scored. */
   best: number | null;
@@ -36,6 +42,7 @@ export interface PretrainResult {
   seconds: number;
 }
 
+/** The hooks of {@link pretrain} (its third argument): the training loop's ({@link LoopHooks}), the data-parallel group, and a testing switch. */
 export interface PretrainHooks extends LoopHooks {
   /**
    * The data-parallel group this process trains in (src/cli/data-parallel.ts makes it); `data` must

@@ -41,7 +41,15 @@ export const MAX_THREADS = availableParallelism();
 export const MAX_THREADS_IS = 'the cores of this machine';
 export const MAX_WORKERS = 64;
 
+/**
+ * An option table: each option's key (camelCase) and its {@link OptionSpec}. The commands' tables (PRETRAIN_OPTIONS, KNN_OPTIONS…)
+ * give the CLI its flags, --help and config-file keys, and resolveOptions/jobOptions check a library caller's options against them.
+ */
 export type OptionTable = Record<string, OptionSpec>;
+/**
+ * Option values by key, untyped (undefined: not set): what resolveOptions fills before typing
+ * it, what an OptionSpec's `auto` reads, and what a result file records as its `config`.
+ */
 export type OptionValues = Record<string, number | string | boolean | undefined>;
 
 /** The value type one spec gives: numbers, booleans, a union of its choices ('auto' resolved away), or a string. */
