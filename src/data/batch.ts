@@ -50,6 +50,10 @@ export interface BatchTask {
   indices: Int32Array;
 }
 
+/**
+ * An unusable sample met while building a batch (listed in `Batch.skipped`): its dataset index, its name
+ * for messages (the file path for files), why it could not be used, and the decoder's message.
+ */
 export interface SkipRecord {
   index: number;
   name: string;

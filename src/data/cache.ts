@@ -8,6 +8,7 @@ import { sharedBytes, sharedFloat64, sharedInt32, markFailed, type FilesSpec, ty
 import { SKIP_REASONS } from './codecs/errors';
 import type { PackedChunk } from './batch';
 
+/** Settings of the decoded in-memory cache, given as `LoaderOptions.cache` (`cache: true` takes the defaults). */
 export interface CacheOptions {
   /** Give up caching (with a warning) when the decoded data would exceed this (default 4 GiB). */
   maxBytes?: number;

@@ -29,6 +29,7 @@ function clamp8(v: number): number {
 
 /** ImageNet mean/std. */
 export const IMAGENET_MEAN: readonly [number, number, number] = [0.485, 0.456, 0.406];
+/** ImageNet per-channel RGB standard deviation on the 0–1 scale: `normalize()`'s default std. */
 export const IMAGENET_STD: readonly [number, number, number] = [0.229, 0.224, 0.225];
 
 /** Output format for float batches: v/255 normalised with mean/std (per channel). */

@@ -177,6 +177,10 @@ export interface SyntheticSpec {
   kind: 'synthetic';
   config: SyntheticConfig;
 }
+/**
+ * The serialisable description of a dataset's samples (`Dataset.spec`) that worker threads rebuild it from:
+ * file paths ('files'), decoded images in shared memory ('memory'), or the synthetic generator's settings.
+ */
 export type DatasetSpec = FilesSpec | MemorySpec | SyntheticSpec;
 
 /** What every dataset offers on the main thread. */

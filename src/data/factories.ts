@@ -42,11 +42,20 @@ import type {
 } from './streams';
 import { batchesPerEpoch } from './streams';
 
+/** The dataset names {@link openData} opens, and the choices of the pre-training --dataset option. */
 export const DATASETS = ['synthetic', 'cifar10', 'folder', 'flat', 'shards'] as const;
+/**
+ * A dataset name {@link openData} opens: 'synthetic', 'cifar10', 'folder' (class sub-folders), 'flat'
+ * (unlabelled images) or 'shards' (tar shards).
+ */
 export type DatasetName = (typeof DATASETS)[number];
 /** The datasets with class labels, which the evaluations score on: 'flat' is a folder of images without labels. */
 export const LABELLED_DATASETS = DATASETS.filter((d) => d !== 'flat');
 
+/**
+ * What {@link openDataset} and {@link openData} need besides the name: the split and --data-path, and for
+ * synthetic objects the image size, the count (default 5000 train / 1000 test) and the seed (default 0).
+ */
 export interface OpenOptions {
   split: 'train' | 'test';
   dataPath?: string;

@@ -5,8 +5,14 @@
 // described without copying: plane pixel (i, j) covers source pixels
 // [x0 + i*sx, x0 + (i+1)*sx) × [y0 + j*sy, y0 + (j+1)*sy).
 
+/** How an {@link Image}'s planes are read: one gray plane, or three planes of R, G, B or of JPEG Y, Cb, Cr. */
 export type ColorSpace = 'gray' | 'rgb' | 'ycbcr';
 
+/**
+ * One 8-bit channel of an {@link Image}, placed in source pixels: plane pixel (i, j) covers source pixels
+ * [x0 + i·sx, x0 + (i+1)·sx) × [y0 + j·sy, y0 + (j+1)·sy), so subsampled chroma and cropped or DCT-reduced
+ * decodes need no copy.
+ */
 export interface Plane {
   data: Uint8Array;
   width: number;
@@ -23,6 +29,10 @@ export interface Plane {
   arena?: number;
 }
 
+/**
+ * A decoded image as planar 8-bit channels plus an optional object mask: what the decoders produce and the
+ * resampler and transforms read.
+ */
 export interface Image {
   /** Size of the full source image in pixels. */
   width: number;

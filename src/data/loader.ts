@@ -28,6 +28,10 @@ import type { FromWorker, ToWorker } from './worker';
 import { rankPlan, sliceWrapped, type RankPlan } from './sharding';
 import { stderrLine } from '../util/console-line';
 
+/**
+ * Settings of a {@link DataLoader} (and, less `cache` and `masks`, of the ShardLoader); only `batchSize` is
+ * required. Invalid values throw from the constructor.
+ */
 export interface LoaderOptions {
   batchSize: number;
   /** Shuffle every epoch (default true). */
@@ -112,6 +116,10 @@ export function endBatch(start: EpochStart, owner: string): number {
   return e;
 }
 
+/**
+ * One batch a {@link DataLoader} or ShardLoader yields: NCHW images as a plain typed array (normalised
+ * float32, or uint8), labels, optional soft targets and masks, and which samples stood in for unusable ones.
+ */
 export interface Batch {
   /** N×3×H×W, normalised float32 (or bytes with `uint8`). */
   images: Float32Array | Uint8Array;
@@ -138,6 +146,10 @@ export interface Batch {
   skipped: readonly SkipRecord[];
 }
 
+/**
+ * What a loader reports after an epoch (`lastSummary`): batches and samples handed out, seconds taken, whether
+ * the epoch ran to its end, and the unusable samples skipped, counted by reason.
+ */
 export interface EpochSummary extends EpochSkips {
   epoch: number;
   batches: number;
@@ -152,6 +164,12 @@ export function defaultWorkers(): number {
   return Math.max(1, Math.min(8, availableParallelism() - 1));
 }
 
+/**
+ * Iterates an indexed {@link Dataset} in seeded, shuffled batches, decoding and augmenting in worker threads;
+ * like torch.utils.data.DataLoader, but batches are plain typed arrays (NCHW), not tensors. `for await` runs
+ * the next epoch. Unusable images are skipped and counted (replaced, or left blank with `replace: false`);
+ * `maxReplacements` of them in a row throw, as do invalid options or an empty dataset in the constructor.
+ */
 export class DataLoader implements AsyncIterable<Batch> {
   readonly dataset: Dataset;
   readonly batchSize: number;

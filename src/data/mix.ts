@@ -4,6 +4,10 @@
 
 import { Rng } from './rng';
 
+/**
+ * Batch-level mixup/cutmix settings, as timm's Mixup in 'batch' mode (`LoaderOptions.mixup`, {@link mixBatch}).
+ * Defaults: mixupAlpha 0.8, cutmixAlpha 1.0, prob 1, switchProb 0.5, labelSmoothing 0, correctLam true.
+ */
 export interface MixupOptions {
   /** Beta(α, α) for mixup; 0 disables mixup. timm/MAE fine-tuning: 0.8. */
   mixupAlpha?: number;
@@ -19,6 +23,7 @@ export interface MixupOptions {
   correctLam?: boolean;
 }
 
+/** What {@link mixBatch} did: λ (1 = batch unchanged), whether it used cutmix, and the pasted box. */
 export interface MixResult {
   lam: number;
   cutmix: boolean;

@@ -7,6 +7,10 @@ import { DEFAULT_MAX_IMAGE_PIXELS } from './codecs/limits';
 import { EXIF_ORIENTATION_POLICIES, type ExifOrientationPolicy } from './codecs/orientation';
 import { resolveShardPaths } from './shards/paths';
 
+/**
+ * The option table shared by every command that reads image files: --max-image-pixels (default
+ * DEFAULT_MAX_IMAGE_PIXELS; 0 = no limit) and --exif-orientation (default 'ignore').
+ */
 export const IMAGE_INPUT_OPTIONS = defineOptions({
   maxImagePixels: {
     type: 'int',
@@ -22,6 +26,10 @@ export const IMAGE_INPUT_OPTIONS = defineOptions({
   },
 });
 
+/**
+ * The image-input settings read from {@link IMAGE_INPUT_OPTIONS}: pixel limit and EXIF policy, as the data
+ * requests carry them to the loaders (`imageInput`).
+ */
 export interface ImageInputOptions {
   /** Pixel limit; 0 = none. */
   maxImagePixels: number;

@@ -17,6 +17,10 @@ import { applyRandAugment } from './randaugment';
 import { randomErase } from './erasing';
 import { fullPlane } from './image';
 
+/**
+ * Output and decoding settings of a {@link Pipeline}: float32 unless `uint8`, DCT scaling on by default,
+ * PIL-exact decoding unless the transforms crop at random.
+ */
 export interface PipelineOptions {
   /** Emit bytes (no normalisation) instead of float32. */
   uint8?: boolean;
@@ -39,6 +43,11 @@ export class SizeMismatchError extends Error {
   }
 }
 
+/**
+ * Runs a transform list on one opened image and writes the result into a batch slot (3×h×w, CHW): what the
+ * loaders' workers do per sample, exported for single-image tools. Without `normalize()` float output is
+ * v/255. The constructor throws when the transforms are out of order.
+ */
 export class Pipeline {
   readonly geometric: TransformSpec[];
   readonly randAug: RandAugmentSpec | null;

@@ -11,6 +11,10 @@
 import type { Image, Plane } from './image';
 import { scratchF32 } from './scratch';
 
+/**
+ * Resampling filter of the resize and crop transforms: 'bilinear' and 'bicubic' (a = -0.5) are antialiased
+ * when downscaling, as PIL's Image.resize; 'nearest' takes one source pixel (masks use it).
+ */
 export type Interpolation = 'nearest' | 'bilinear' | 'bicubic';
 
 /** Axis-aligned rectangle in source pixels; x1/y1 exclusive, may be fractional. */

@@ -34,6 +34,11 @@ export function hashKeys(...keys: (number | string)[]): number {
   return h >>> 0;
 }
 
+/**
+ * Seeded pseudo-random generator (xoshiro128**) behind every random decision of the data pipeline. It is
+ * seeded from a seed plus a key path (`new Rng(seed, epoch, index)`), so a draw depends on what it is for,
+ * not on which worker thread makes it.
+ */
 export class Rng {
   private a: number;
   private b: number;

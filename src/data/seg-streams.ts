@@ -11,6 +11,7 @@ export const IGNORE_INDEX = 255;
 /** 'none': the evaluation transform; 'crop-flip': random resized crop (scale 0.5–1) + horizontal flip, masks nearest-neighbour. */
 export type SegAugment = 'none' | 'crop-flip';
 
+/** One batch of a segmentation stream (`SegData.batches`): normalised NCHW images with their N×H×W label masks. */
 export interface SegBatch {
   /** NCHW float32, normalised. */
   images: Float32Array;
@@ -25,6 +26,10 @@ export interface SegBatch {
   globalSize: number;
 }
 
+/**
+ * How `SegData.batches` iterates an epoch: batch size, shuffle, epoch, augmentation, seed (default 0) and an
+ * optional data-parallel slice.
+ */
 export interface SegBatchOptions {
   batchSize: number;
   shuffle: boolean;
@@ -74,6 +79,10 @@ export interface SegSkip {
   message: string;
 }
 
+/**
+ * What `SegData.skipped()` returns: how many distinct samples were left out, the count by reason, and the
+ * first 20 by name.
+ */
 export interface SkipSummary {
   /** Distinct samples left out. */
   count: number;
@@ -82,6 +91,11 @@ export interface SkipSummary {
   samples: SegSkip[];
 }
 
+/**
+ * Images with per-pixel class labels for the segmentation probe, as `makeSegData` (or MemorySegData, in
+ * tests) gives them. Unusable samples are left out of the batches (a batch may be shorter, never refilled)
+ * and counted in `skipped()`.
+ */
 export interface SegData {
   /** Samples listed (those skipped while reading are not removed from this count). */
   size: number;

@@ -16,11 +16,16 @@
 // the same number of batches; the last global batch is split evenly (each rank gets size/W).
 // With dropLast the incomplete global batch at the end is dropped (fewer than B samples).
 
+/** A process's place in data-parallel work: its rank in [0, worldSize). */
 export interface RankSlice {
   rank: number;
   worldSize: number;
 }
 
+/**
+ * What {@link rankPlan} splits: the epoch's length, the per-rank batch size, dropLast, the rank slice and
+ * where the epoch resumes.
+ */
 export interface RankPlanOptions extends RankSlice {
   /** Samples in the epoch's order. */
   length: number;
@@ -48,6 +53,12 @@ export function checkRankSlice(s: RankSlice, what = 'data'): void {
   }
 }
 
+/**
+ * Plans one rank's batches over the rest of an epoch: rank r takes its slice of every global batch of
+ * worldSize × batchSize samples, so the ranks together read what one process with the global batch reads.
+ * Without dropLast the order is padded as torch's DistributedSampler pads it. Throws a RangeError for an
+ * invalid rank, worldSize or startSample.
+ */
 export function rankPlan(o: RankPlanOptions): RankPlan {
   checkRankSlice(o);
   const { length: n, batchSize: b, worldSize: W, rank: r } = o;

@@ -7,6 +7,7 @@ import type { ImageInputOptions } from './options';
 import type { SegDataRequest } from './seg-loader';
 import type { SegData } from './seg-streams';
 
+/** One pre-training batch, as `TrainData.epoch` yields it: NCHW images and, for labelled data, their labels. */
 export interface TrainBatch {
   /** NCHW: float32 already normalised, or uint8 that the trainer normalises on the device with `TrainData.normalize`. */
   images: Float32Array | Uint8Array;
@@ -86,6 +87,7 @@ export interface RankedTrainData extends TrainData {
  */
 export type Augment = 'none' | 'crop-flip' | 'resize-crop-flip' | 'finetune';
 
+/** One batch of labelled images, as `LabelledData.batches` yields it to the evaluations and fine-tuning. */
 export interface LabelledBatch {
   /** NCHW float32, already normalised. */
   images: Float32Array;
@@ -105,6 +107,10 @@ export interface LabelledBatch {
   indices?: Int32Array;
 }
 
+/**
+ * How `LabelledData.batches` iterates: batch size, shuffle, epoch, augmentation, seed, and where the epoch
+ * starts and stops.
+ */
 export interface BatchOptions {
   batchSize: number;
   /** Shuffle with a permutation that depends only on (seed, epoch). */
@@ -127,6 +133,10 @@ export interface BatchOptions {
 /** A pass over the data: the batch options but the epoch and where it starts and ends. */
 export type PassOptions = Omit<BatchOptions, 'epoch' | 'start' | 'end'>;
 
+/**
+ * A labelled image set that the evaluations (k-NN, linear probe, fine-tuning) read as seeded batch streams;
+ * `makeEvalData` builds it from a dataset name, MemoryLabelledData from arrays.
+ */
 export interface LabelledData {
   /** Number of images. */
   size: number;

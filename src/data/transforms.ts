@@ -7,8 +7,10 @@
 import type { Interpolation } from './resample';
 import { IMAGENET_MEAN, IMAGENET_STD } from './color';
 
+/** A transform size: one number (a square side; for `resize`, the short side) or [height, width]. */
 export type Size = number | readonly [number, number];
 
+/** What {@link resize} builds: the short side resized to a number, or the image to exactly [height, width]. */
 export interface ResizeSpec {
   op: 'resize';
   /** Short side (number) or exact [height, width]. */
@@ -17,14 +19,20 @@ export interface ResizeSpec {
   /** With a number size: cap for the long side (torchvision's max_size). */
   maxSize?: number;
 }
+/** What {@link centerCrop} builds: the central [height, width] crop. */
 export interface CenterCropSpec {
   op: 'centerCrop';
   size: readonly [number, number];
 }
+/** What {@link randomCrop} builds: a [height, width] crop at a random position, without padding. */
 export interface RandomCropSpec {
   op: 'randomCrop';
   size: readonly [number, number];
 }
+/**
+ * What {@link randomResizedCrop} builds: a crop of random area (`scale`, a fraction of the image's) and aspect
+ * ratio (`ratio`, width/height), resized to `size`.
+ */
 export interface RandomResizedCropSpec {
   op: 'randomResizedCrop';
   size: readonly [number, number];
@@ -38,10 +46,12 @@ export interface RandomResizedCropSpec {
    */
   singleDraw?: boolean;
 }
+/** What {@link horizontalFlip} builds: a left-right mirror with probability `p`. */
 export interface HorizontalFlipSpec {
   op: 'horizontalFlip';
   p: number;
 }
+/** What {@link randAugment} builds: timm's RandAugment settings (`n` ops per image at magnitude `m`). */
 export interface RandAugmentSpec {
   op: 'randAugment';
   /** Number of ops per image. */
@@ -58,11 +68,13 @@ export interface RandAugmentSpec {
   fill: readonly [number, number, number];
   interpolation: 'bilinear' | 'bicubic';
 }
+/** What {@link normalize} builds: per channel (v/255 − mean) / std, with mean and std on the 0–1 scale. */
 export interface NormalizeSpec {
   op: 'normalize';
   mean: readonly [number, number, number];
   std: readonly [number, number, number];
 }
+/** What {@link randomErasing} builds: timm's RandomErasing settings, applied last, after normalisation. */
 export interface RandomErasingSpec {
   op: 'randomErasing';
   p: number;
@@ -71,9 +83,15 @@ export interface RandomErasingSpec {
   ratio: readonly [number, number];
   /** 'pixel': per-pixel normal noise; 'rand': one normal value per channel; 'const': zeros. */
   mode: 'pixel' | 'rand' | 'const';
+  /** Regions to erase (each with 1/count of the drawn area); one that does not fit in 10 draws is skipped. */
   count: number;
 }
 
+/**
+ * One step of a transform list: a plain, serialisable object from {@link resize}, {@link centerCrop} and the
+ * other constructors. A list gives the geometric steps first, then randAugment, normalize and randomErasing,
+ * in that order (the loaders and Pipeline throw otherwise).
+ */
 export type TransformSpec =
   ResizeSpec | CenterCropSpec | RandomCropSpec | RandomResizedCropSpec | HorizontalFlipSpec | RandAugmentSpec | NormalizeSpec | RandomErasingSpec;
 
@@ -121,6 +139,10 @@ export function randomResizedCrop(
   };
 }
 
+/**
+ * Mirrors the image (and its mask) left-right with probability `p` (default 0.5); like torchvision's
+ * RandomHorizontalFlip.
+ */
 export function horizontalFlip(p = 0.5): HorizontalFlipSpec {
   return { op: 'horizontalFlip', p };
 }
@@ -160,6 +182,10 @@ export function randAugment(config: string | Partial<Omit<RandAugmentSpec, 'op'>
   return spec;
 }
 
+/**
+ * Normalises each channel to (v/255 − mean) / std, by default with ImageNet's mean and std; like torchvision's
+ * ToTensor + Normalize. Without it, float batches hold v/255.
+ */
 export function normalize(mean: readonly [number, number, number] = IMAGENET_MEAN, std: readonly [number, number, number] = IMAGENET_STD): NormalizeSpec {
   return { op: 'normalize', mean, std };
 }

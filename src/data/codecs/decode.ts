@@ -14,10 +14,15 @@ import { exifOrientation, orientImage, swapsAxes, type ExifOrientationPolicy } f
 import type { Image } from '../image';
 import type { Rect } from '../resample';
 
+/** The format {@link sniff} recognises from a file's first bytes; 'unknown' for anything else. */
 export type ImageFormat = 'jpeg' | 'png' | 'bmp' | 'gif' | 'webp' | 'tiff' | 'avif' | 'unknown';
 
 export const NOT_AN_IMAGE = 'not an image file (unrecognised format)';
 
+/**
+ * Identifies an image format from its magic bytes (the content, not the file name); 'unknown' when none matches.
+ * 'avif' stands for any ISO base-media file (an `ftyp` box), HEIC included.
+ */
 export function sniff(d: Uint8Array): ImageFormat {
   if (isJpeg(d)) return 'jpeg';
   if (isPng(d)) return 'png';
@@ -57,6 +62,11 @@ export interface DecodeRequest {
   rgb?: boolean;
 }
 
+/**
+ * An opened image whose size is known before decoding, as {@link openImage} returns it (the size as displayed,
+ * after an applied EXIF orientation). `decode()` gives the pixels; a JPEG decodes only the requested region,
+ * DCT-reduced when `scalable`.
+ */
 export interface ImageHandle {
   readonly width: number;
   readonly height: number;
@@ -65,6 +75,10 @@ export interface ImageHandle {
   decode(req?: DecodeRequest): Image;
 }
 
+/**
+ * How {@link openImage} and {@link decodeImage} open bytes: alpha background (default 0, black; the loaders
+ * default to white), pixel limit and EXIF orientation.
+ */
 export interface ImageOpenOptions {
   /** Grey level (0–255) that transparent pixels are composited onto. */
   background?: number;

@@ -3,6 +3,11 @@ import { DataError } from '../../util/errors';
 
 /** Why a sample could not be used; counted per epoch in the loader's summary (the index is its code in caches). */
 export const SKIP_REASONS = ['empty', 'truncated', 'corrupt', 'unsupported', 'unreadable', 'too-large'] as const;
+/**
+ * Why a sample could not be used: 'empty', 'truncated', 'corrupt', 'unsupported' (not an image, or a variant
+ * no decoder here reads), 'unreadable' (the file cannot be read) or 'too-large' (over the pixel limit); the
+ * keys of `byReason` in the loaders' epoch summaries.
+ */
 export type SkipReason = (typeof SKIP_REASONS)[number];
 
 /**

@@ -8,7 +8,12 @@ import { isFullResolution } from '../image';
 import { identityPlan } from '../geometry';
 import { resampleToOutput } from '../resample';
 
+/**
+ * What to do with an image's EXIF orientation tag: 'ignore' it (the default, as torchvision does) or 'apply'
+ * it (as PIL's ImageOps.exif_transpose).
+ */
 export type ExifOrientationPolicy = 'ignore' | 'apply';
+/** Every {@link ExifOrientationPolicy}: the choices of the --exif-orientation option. */
 export const EXIF_ORIENTATION_POLICIES: readonly ExifOrientationPolicy[] = ['ignore', 'apply'];
 
 /** The orientation in a TIFF structure (EXIF payload) starting at `t`; 1 when absent or invalid. */

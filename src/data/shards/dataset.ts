@@ -4,6 +4,10 @@
 import { resolveShardPaths } from './paths';
 import { loadShardTable, type ShardTable } from './shard-index';
 
+/**
+ * A dataset of WebDataset-style tar shards, as {@link shardDataset} opens it: the shard list and its index,
+ * known without reading the samples, which a ShardLoader streams.
+ */
 export interface ShardDataset {
   readonly kind: 'shards';
   /** The data path as given, for messages. */
@@ -18,6 +22,7 @@ export interface ShardDataset {
   readonly hasMasks: false;
 }
 
+/** Options of {@link shardDataset}: the split that `{split}` stands for, and where warnings go (default stderr). */
 export interface ShardDatasetOptions {
   /** Replaces `{split}` in the path; a folder with one sub-folder per split uses the split's. */
   split?: string;
@@ -31,6 +36,7 @@ export function shardDataset(dataPath: string, opts: ShardDatasetOptions = {}): 
   return { kind: 'shards', root: dataPath, table, length: table.total, classes: table.classes, fixedSize: null, hasMasks: false };
 }
 
+/** Whether a value is a {@link ShardDataset} (its `kind` is 'shards') rather than an indexed Dataset. */
 export function isShardDataset(d: unknown): d is ShardDataset {
   return typeof d === 'object' && d !== null && (d as { kind?: unknown }).kind === 'shards';
 }

@@ -27,6 +27,10 @@ import { formatBytes } from '../../util/disk-space';
 import { estimateShuffleMemory, shuffleMemoryBudget, shuffleMemoryProblem } from './memory';
 import { stderrLine } from '../../util/console-line';
 
+/**
+ * Settings of a {@link ShardLoader}: the DataLoader's options but `cache` and `masks`, plus the shuffle buffer
+ * and its memory budget. `replace` is not applied: an unusable sample is always replaced.
+ */
 export interface ShardLoaderOptions extends Omit<LoaderOptions, 'cache' | 'masks'> {
   /** Samples each worker's shuffle buffer holds (default 1000; 1 = no shuffling inside shards). */
   shuffleBuffer?: number;
@@ -34,13 +38,21 @@ export interface ShardLoaderOptions extends Omit<LoaderOptions, 'cache' | 'masks
   shuffleMemory?: number;
 }
 
+/** A ShardLoader's {@link EpochSummary}, plus the number of shards the index found truncated, corrupt or empty. */
 export interface ShardEpochSummary extends EpochSummary {
   /** Shards of the dataset skipped in whole or in part (truncated, corrupt, empty). */
   badShards: number;
 }
 
+/** Samples each ShardLoader worker's shuffle buffer holds unless `shuffleBuffer` says otherwise. */
 export const DEFAULT_SHUFFLE_BUFFER = 1000;
 
+/**
+ * Iterates tar shards ({@link ShardDataset}) in batches streamed by worker threads, each reading its part of
+ * the epoch's shards through a shuffle buffer; yields {@link Batch}es as the DataLoader does. Unusable
+ * samples are replaced by recent good ones and counted, not thrown; the constructor throws on invalid options,
+ * transforms without a fixed output size, or shuffle buffers over their memory budget.
+ */
 export class ShardLoader implements AsyncIterable<Batch> {
   readonly dataset: ShardDataset;
   readonly batchSize: number;

@@ -34,6 +34,10 @@ import { printable } from '../../util/printable';
 import { stderrLine } from '../../util/console-line';
 import { makeFolder } from '../../util/make-folder';
 
+/**
+ * What {@link packImageFolder} packs and how: input ImageFolder, output folder, shard size, order, overwrite,
+ * pixel limit, progress callbacks and an abort signal.
+ */
 export interface PackOptions {
   input: string;
   output: string;
@@ -41,6 +45,7 @@ export interface PackOptions {
   shardSize?: number;
   /** Pack the images in a seeded random order instead of class by class (default false). */
   shuffle?: boolean;
+  /** Seed of the shuffled order (default 0). */
   seed?: number;
   /** Also write KEY.json with the label, class name and source path (default false). */
   json?: boolean;
@@ -64,6 +69,10 @@ export interface PackOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * What {@link packImageFolder} wrote: the shard paths, samples, classes, total shard bytes, the index.json
+ * path, the --data-path pattern that reads them back, and the files left out.
+ */
 export interface PackResult {
   output: string;
   shards: string[];
@@ -79,6 +88,7 @@ export interface PackResult {
   unreadable: Array<{ path: string; reason: string }>;
 }
 
+/** Samples per shard that {@link packImageFolder} writes unless `shardSize` says otherwise. */
 export const DEFAULT_SHARD_SIZE = 1000;
 
 export function shardName(k: number): string {
@@ -188,6 +198,12 @@ function realPathOf(path: string): string {
   }
 }
 
+/**
+ * Packs an ImageFolder (one sub-folder per class) into WebDataset-style tar shards with an index.json, as
+ * `semaim shards` does. Files too large for the pixel limit, or unreadable, are left out and listed in the
+ * result; it throws when the output already holds a set (without `overwrite`), lies inside the input, or
+ * nothing can be packed. A failed or aborted pack leaves an earlier set as it was.
+ */
 export async function packImageFolder(o: PackOptions): Promise<PackResult> {
   const input = resolve(o.input);
   const output = resolve(o.output);

@@ -14,8 +14,13 @@ import { imageFolder, type FolderOptions, type ImageFolderDataset } from './fold
 import { makeFolder } from '../../util/make-folder';
 import { readRegularFile } from '../../util/regular-file';
 
+/**
+ * CIFAR-10's class names in label order (0 airplane … 9 truck): the names {@link cifarBinary} gives CIFAR-10
+ * when its folder has no batches.meta.txt.
+ */
 export const CIFAR10_CLASSES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'];
 
+/** Options of {@link cifarBinary}: the split and, for CIFAR-100, fine or coarse labels. */
 export interface CifarBinaryOptions {
   /** Training split (default) or test split. */
   train?: boolean;
@@ -215,6 +220,10 @@ export function commitExtraction(extracted: string, target: string): void {
   renameSync(extracted, target);
 }
 
+/**
+ * Options of {@link cifar10Jpeg}: the split (default 'train'), the archive (default {@link defaultCifar10Archive}),
+ * the cache folder it is extracted into (default {@link defaultDataCache}), and the folder-listing options.
+ */
 export interface Cifar10JpegOptions extends FolderOptions {
   split?: 'train' | 'test';
   archive?: string;

@@ -10,6 +10,10 @@ import { stderrLine } from '../../util/console-line';
 /** File extensions listed (case-insensitive); files are identified by content when decoded. */
 export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.jfif', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff', '.avif', '.ppm', '.pgm'];
 
+/**
+ * Listing options of {@link imageFolder} and {@link imageFiles}: which extensions count as images, and where
+ * warnings go.
+ */
 export interface FolderOptions {
   /** Extensions to list (default IMAGE_EXTENSIONS). */
   extensions?: readonly string[];
@@ -179,6 +183,10 @@ class FilesDataset implements Dataset {
   }
 }
 
+/**
+ * A dataset of image files listed from a folder ({@link imageFolder}, {@link imageFiles}, cifar10Jpeg), decoded
+ * by the loader's workers; it adds `relativePath(i)` and the `listing` report of entries left out.
+ */
 export type ImageFolderDataset = FilesDataset;
 
 /**

@@ -9,10 +9,14 @@ import { sharedInt32 } from '../dataset';
 import { MemoryDataset, uniformImages } from './memory';
 import { readRegularFile } from '../../util/regular-file';
 
+/** Fashion-MNIST's class names in label order (0 'T-shirt/top' … 9 'Ankle boot'). */
 export const FASHION_MNIST_CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
+/** MNIST's class names: the digits '0' to '9' in label order. */
 export const MNIST_CLASSES = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'];
+/** Where Debian's dataset-fashion-mnist package installs Fashion-MNIST: {@link fashionMnist}'s default folder. */
 export const FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
 
+/** A parsed unsigned-byte IDX array (MNIST's file format), as {@link parseIdx} returns it: dims and row-major data. */
 export interface IdxArray {
   dims: number[];
   data: Uint8Array;
@@ -133,6 +137,10 @@ export function mnistLike(root: string, opts: { train?: boolean; classes?: reado
   return idxDataset(images, labels, opts.classes ?? MNIST_CLASSES);
 }
 
+/**
+ * MNIST from a folder of its IDX files (raw or .gz) with the digits as class names; `train` (default true)
+ * picks the train- files, else t10k-. Throws when the files are missing or malformed.
+ */
 export function mnist(root: string, opts: { train?: boolean } = {}): MemoryDataset {
   return mnistLike(root, { ...opts, classes: MNIST_CLASSES });
 }

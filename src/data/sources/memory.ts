@@ -2,6 +2,10 @@
 
 import { sharedBytes, sharedFloat64, sharedInt32, LAYOUT_GRAY, LAYOUT_RGB, type Dataset, type MemoryImages, type MemorySpec } from '../dataset';
 
+/**
+ * A dataset of images held decoded in shared memory ({@link MemoryImages}), as cifarBinary and the IDX
+ * readers build it; workers read the store without copying. Sample names are `root#index`.
+ */
 export class MemoryDataset implements Dataset {
   readonly spec: MemorySpec;
   readonly length: number;

@@ -8,9 +8,15 @@ import { Rng } from '../rng';
 import type { Image } from '../image';
 import type { Dataset, SyntheticSpec } from '../dataset';
 
+/** The ten shape classes of synthetic objects in label order; a dataset of k `classes` uses the first k. */
 export const SHAPES = ['circle', 'square', 'triangle', 'cross', 'ring', 'diamond', 'star', 'hexagon', 'heart', 'crescent'] as const;
+/** A synthetic-objects shape class ('circle' … 'crescent'), as `SyntheticSample.shape` names it. */
 export type ShapeName = (typeof SHAPES)[number];
 
+/**
+ * Options of {@link syntheticObjects} and {@link syntheticConfig}: image size, count, seed (default 0), split
+ * (default 'train'), number of classes, object size and background contrast.
+ */
 export interface SyntheticOptions {
   /** Image size: one number for square images or [height, width] (default 32). */
   size?: number | readonly [number, number];
@@ -35,6 +41,10 @@ export interface SyntheticOptions {
 export const OBJECT_SCALE: readonly [number, number] = [0.3, 0.45];
 export const BACKGROUND_CONTRAST = 0.3;
 
+/**
+ * The resolved generator settings ({@link syntheticConfig}), carried in the dataset's spec to the workers, which
+ * render any sample from them and its index.
+ */
 export interface SyntheticConfig {
   height: number;
   width: number;
@@ -46,6 +56,10 @@ export interface SyntheticConfig {
   backgroundContrast: number;
 }
 
+/**
+ * Resolves {@link SyntheticOptions} with their defaults into a {@link SyntheticConfig}. Throws a RangeError for
+ * a size under 8, classes outside 2–10, a count under 1, or an invalid objectScale or backgroundContrast.
+ */
 export function syntheticConfig(opts: SyntheticOptions = {}): SyntheticConfig {
   const size = opts.size ?? 32;
   const [height, width] = typeof size === 'number' ? [size, size] : [size[0], size[1]];
@@ -145,6 +159,10 @@ function hsv(h: number, s: number, v: number): [number, number, number] {
   return [r * 255, g * 255, b * 255];
 }
 
+/**
+ * One rendered synthetic image ({@link renderSynthetic}, `SyntheticObjects.sample`): the RGB image with its
+ * object mask (pixels at least half covered), label, shape name, and where the object is.
+ */
 export interface SyntheticSample {
   image: Image;
   label: number;
@@ -288,6 +306,10 @@ export class SyntheticObjects implements Dataset {
   }
 }
 
+/**
+ * The synthetic-objects dataset: seeded images of one shape on a textured background, with labels and object
+ * masks, rendered on demand by the loader's workers. Throws a RangeError for invalid options.
+ */
 export function syntheticObjects(opts: SyntheticOptions = {}): SyntheticObjects {
   return new SyntheticObjects(opts);
 }
