@@ -118,6 +118,11 @@ const shown = (v: unknown): string => (typeof v === 'number' || v === undefined 
 
 const posInt = (v: unknown): boolean => typeof v === 'number' && Number.isInteger(v) && v > 0;
 
+/** A config, or a part of one, read from a file is an object: null or an array there is a ConfigError naming it, not a TypeError. */
+function checkObject(v: unknown, key: string): void {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(key, `must be an object, got ${shown(v)}`);
+}
+
 /**
  * Upper bounds of an encoder config, far above any published ViT (ViT-22B: width 6144, depth 48, 14²
  * patches at 224²): a config from a file someone handed over cannot make a model grow without limit.
@@ -129,6 +134,7 @@ export const ENCODER_LIMITS = { imgSize: 8192, patchSize: 1024, embedDim: 16384,
  * embedDim by numHeads and by 4, inChans, mlpRatio and dropPath in range. Throws a {@link ConfigError} whose key has `prefix` in front.
  */
 export function validateEncoder(c: EncoderConfig, prefix = ''): void {
+  checkObject(c, prefix.replace(/\.$/, '') || 'config');
   for (const k of ['imgSize', 'patchSize', 'embedDim', 'depth', 'numHeads'] as const) {
     if (!posInt(c[k])) throw new ConfigError(prefix + k, `must be a positive integer, got ${shown(c[k])}`);
     if (c[k] > ENCODER_LIMITS[k]) throw new ConfigError(prefix + k, `${c[k]} is above the limit of ${ENCODER_LIMITS[k]}`);
@@ -155,6 +161,8 @@ export function validateConfig(c: SemAIMConfig): void {
   if (!posInt(c.decoderDepth) || c.decoderDepth > c.depth) {
     throw new ConfigError('decoderDepth', `must be an integer in 1..depth (${c.depth}), got ${shown(c.decoderDepth)}`);
   }
+  checkObject(c.target, 'target');
+  checkObject(c.order, 'order');
   const t = c.target;
   if (t.type === 'pixels') {
     if (t.blur && (!posInt(t.blurKernel) || t.blurKernel % 2 === 0)) throw new ConfigError('target.blurKernel', 'must be an odd positive integer');

@@ -8,7 +8,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as torch from '../../src/torch';
 import { disposeAll, loadTensors, saveTensors } from '../../src/io';
-import { SemAIM, checkpointConfig, makeConfig, resolveCheckpoint, resolveEncoder, validateEncoder } from '../../src/semaim';
+import {
+  ConfigError,
+  SemAIM,
+  checkpointConfig,
+  configFromJSON,
+  configToJSON,
+  makeConfig,
+  resolveCheckpoint,
+  resolveEncoder,
+  validateEncoder,
+} from '../../src/semaim';
 import { TINY, writeEncoder } from '../eval/helpers';
 
 test('encoder configs beyond the bounds or with an empty MLP are refused, naming the key', () => {
@@ -25,6 +35,26 @@ test('encoder configs beyond the bounds or with an empty MLP are refused, naming
   validateEncoder({ imgSize: 224, patchSize: 14, inChans: 3, embedDim: 6144, depth: 48, numHeads: 48, mlpRatio: 4 }); // ViT-22B's shape
   // a preset named like an Object.prototype member was found on the prototype (the function Object)
   for (const name of ['constructor', 'toString', '__proto__']) assert.throws(() => makeConfig(name), /config 'preset': unknown preset/, name);
+});
+
+test('a config, or a part of one, that is null, an array or a number is a ConfigError naming it, not a TypeError', () => {
+  const good = JSON.parse(configToJSON(makeConfig('vit_tiny', { imgSize: 32, patchSize: 4 }))) as Record<string, unknown>;
+  const cases: [unknown, RegExp][] = [
+    [null, /config 'config': must be an object, got null/],
+    [[good], /config 'config': must be an object, got \[/],
+    [{ ...good, target: null }, /config 'target': must be an object, got null/],
+    [{ ...good, target: undefined }, /config 'target': must be an object, got undefined/],
+    [{ ...good, order: [] }, /config 'order': must be an object, got \[\]/],
+    [{ ...good, target: { type: 'features', teacher: 't.safetensors', teacherConfig: null } }, /config 'target.teacherConfig': must be an object, got null/],
+  ];
+  for (const [c, message] of cases) {
+    assert.throws(
+      () => configFromJSON(JSON.stringify(c)),
+      (e) => e instanceof ConfigError && message.test(e.message),
+      JSON.stringify(c)?.slice(0, 80),
+    );
+  }
+  assert.deepEqual(configFromJSON(JSON.stringify(good)), good);
 });
 
 test('an exported encoder whose config contradicts its weights is refused from the header alone', () => {
