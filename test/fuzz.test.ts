@@ -141,6 +141,7 @@ test('CIFAR binary: a label byte outside the classes is refused naming the file;
     const rec = Buffer.alloc(3073 * 2);
     rec[3073] = 7;
     writeFileSync(join(dir, 'data_batch_1.bin'), rec);
+    for (const k of [2, 3, 4, 5]) writeFileSync(join(dir, `data_batch_${k}.bin`), Buffer.alloc(3073));
     writeFileSync(join(dir, 'batches.meta.txt'), 'plane\ncar\n');
     const ds = cifarBinary(dir);
     assert.equal(ds.classes.length, 10);

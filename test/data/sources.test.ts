@@ -180,13 +180,15 @@ test('CIFAR-10 and CIFAR-100 binary batches', () => {
   };
   write(join(dir, 'data_batch_1.bin'), Buffer.concat([rec(3, 10), rec(7, 20)]));
   write(join(dir, 'data_batch_2.bin'), Buffer.concat([rec(1, 30)]));
+  assert.throws(() => cifarBinary(root), /has data_batch_1\.bin but not data_batch_3\.bin, data_batch_4\.bin, data_batch_5\.bin: CIFAR-10's training set is/);
+  for (const k of [3, 4, 5]) write(join(dir, `data_batch_${k}.bin`), rec(k, 30 + k));
   write(join(dir, 'test_batch.bin'), Buffer.concat([rec(9, 40)]));
   write(join(dir, 'batches.meta.txt'), 'airplane\nautomobile\nbird\ncat\ndeer\ndog\nfrog\nhorse\nship\ntruck\n');
   const train = cifarBinary(root);
-  assert.equal(train.length, 3);
+  assert.equal(train.length, 6);
   assert.deepEqual(
-    [0, 1, 2].map((i) => train.label(i)),
-    [3, 7, 1],
+    [0, 1, 2, 3, 4, 5].map((i) => train.label(i)),
+    [3, 7, 1, 3, 4, 5],
   );
   assert.equal(train.classes[3], 'cat');
   assert.deepEqual(train.fixedSize, [32, 32]);

@@ -4,7 +4,7 @@
 
 import { closeSync, existsSync, openSync, readSync, readdirSync, statSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { join, resolve, dirname } from 'node:path';
+import { basename, join, resolve, dirname } from 'node:path';
 import { homedir } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { sharedInt32 } from '../dataset';
@@ -76,8 +76,12 @@ export function cifarBinary(root: string, opts: CifarBinaryOptions = {}): Memory
   }
   let files: string[];
   if (variant === 10) {
-    files = train ? [1, 2, 3, 4, 5].map((k) => join(dir!, `data_batch_${k}.bin`)).filter((f) => existsSync(f)) : [join(dir, 'test_batch.bin')];
+    files = train ? [1, 2, 3, 4, 5].map((k) => join(dir!, `data_batch_${k}.bin`)) : [join(dir, 'test_batch.bin')];
   } else files = [join(dir, train ? 'train.bin' : 'test.bin')];
+  // a partial copy (an interrupted download or extraction) trained on a fraction of the set without a
+  // word; refused after the files present are read, so that a broken one is named first
+  const missing = files.filter((f) => !existsSync(f)).map((f) => basename(f));
+  files = files.filter((f) => existsSync(f));
   const rec = variant === 10 ? 3073 : 3074;
   const buffers = files.map((f) => {
     const b = readCifarFile(f);
@@ -109,6 +113,11 @@ export function cifarBinary(root: string, opts: CifarBinaryOptions = {}): Memory
   // A names file with fewer names than classes would leave labels without a class: the numbered or built-in names then.
   const names = readLines(join(dir, variant === 10 ? 'batches.meta.txt' : coarse ? 'coarse_label_names.txt' : 'fine_label_names.txt'));
   const classes = names && names.length >= nc ? names.slice(0, nc) : variant === 10 ? [...CIFAR10_CLASSES] : Array.from({ length: nc }, (_, i) => String(i));
+  if (missing.length) {
+    throw new Error(
+      `CIFAR binary: ${dir} has data_batch_1.bin but not ${missing.join(', ')}: CIFAR-10's training set is data_batch_1..5.bin (50,000 images; an incomplete download or extraction?)`,
+    );
+  }
   return new MemoryDataset(`${dir} (CIFAR-${variant} ${train ? 'train' : 'test'})`, mem, labels, classes, [32, 32]);
 }
 
