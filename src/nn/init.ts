@@ -59,7 +59,8 @@ export function defaultBiasBound(fanIn: number): number {
 
 /**
  * Normal(mean, std) truncated to [a, b] (absolute bounds, as timm's trunc_normal_): values outside
- * are redrawn until none remain.
+ * are redrawn, up to 100 rounds, then clamped to [a, b]. Note the order: std comes before mean (most
+ * callers give only a std), where timm's is trunc_normal_(tensor, mean, std, a, b).
  */
 export function truncNormal_(t: Tensor, std = 1, mean = 0, a = -2, b = 2, generator?: torch.Generator): Tensor {
   torch.noGrad(() =>

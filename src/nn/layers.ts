@@ -137,16 +137,23 @@ export class BatchNorm1d extends Module {
 export class Dropout extends Module {
   constructor(readonly p = 0.5) {
     super();
+    checkProbability('Dropout', p);
   }
   forward(x: Tensor): Tensor {
     return this.p > 0 && this.training ? F.dropout(x, this.p, true) : x;
   }
 }
 
+/** A drop probability is refused when built, as PyTorch's: a negative one turned dropout off, and p > 1 failed only at the first training step. */
+function checkProbability(layer: string, p: number): void {
+  if (!(typeof p === 'number' && p >= 0 && p <= 1)) throw new RangeError(`${layer}: p must be a probability in [0, 1], got ${String(p)}`);
+}
+
 /** Stochastic depth per sample (timm's DropPath): drops the whole residual branch of a sample. */
 export class DropPath extends Module {
   constructor(readonly p = 0) {
     super();
+    checkProbability('DropPath', p);
   }
   forward(x: Tensor): Tensor {
     if (this.p === 0 || !this.training) return x;

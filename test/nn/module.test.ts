@@ -226,6 +226,17 @@ test('Dropout zeroes and rescales in training and is the identity in eval', () =
   assert.deepEqual(d.forward(x).toFloat32Array(), x.toFloat32Array());
 });
 
+test('Dropout and DropPath refuse a drop probability outside [0, 1] when built (as PyTorch), not at the first training step', () => {
+  for (const p of [-0.1, 1.5, NaN]) {
+    assert.throws(() => new Dropout(p), new RegExp(`Dropout: p must be a probability in \\[0, 1\\], got ${p}`));
+    assert.throws(() => new DropPath(p), /DropPath: p must be a probability in \[0, 1\]/);
+  }
+  for (const p of [0, 1]) {
+    assert.equal(new Dropout(p).p, p);
+    assert.equal(new DropPath(p).p, p);
+  }
+});
+
 test("LayerNorm's default eps is PyTorch's 1e-5", () => {
   // a row of biased variance 6.7e-7, where the eps decides the scale; torch 1.13: nn.LayerNorm(3)(x)
   const y = new LayerNorm(3).forward(torch.tensor([[0, 1e-3, 2e-3]])).toFloat32Array();
