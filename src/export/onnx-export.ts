@@ -23,10 +23,10 @@ import { existsSync } from 'node:fs';
 
 /** Options of {@link exportOnnx} and {@link onnxModelOf}. */
 export interface OnnxOptions {
-  /** Weights and compute type; 'float16' is written as onnx/model_fp16.onnx. */
-  dtype: FloatType;
-  /** Add the `cls_attention` output (last block's [CLS] attention). */
-  attention: boolean;
+  /** Weights and compute type (default 'float32'); 'float16' is written as onnx/model_fp16.onnx. */
+  dtype?: FloatType;
+  /** Add the `cls_attention` output (last block's [CLS] attention; default false). */
+  attention?: boolean;
   /** Verify a checkpoint folder's SHA-256 (default true). */
   verify?: boolean;
   /** exportOnnx: replace the files of an earlier export in the folder (default false: refused, OptionError code 'ERR_OUTPUT_EXISTS'). */
@@ -54,7 +54,8 @@ export interface OnnxModelBytes {
 const outputNames = (model: ModelProto): string[] => model.graph.output.map((v) => v.name);
 
 /** The encoder of `source` as .onnx bytes. */
-export function onnxModelOf(source: string, o: OnnxOptions): OnnxModelBytes {
+export function onnxModelOf(source: string, options: OnnxOptions = {}): OnnxModelBytes {
+  const o = onnxFields(options);
   const { encoder, source: src } = loadEncoder(resolveEncoder(source, { verify: o.verify }));
   try {
     const cfg = src.config;
@@ -77,7 +78,8 @@ export function onnxModelOf(source: string, o: OnnxOptions): OnnxModelBytes {
 }
 
 /** The classifier of a fine-tuning run (or checkpoint folder) as .onnx bytes: outputs `logits` and the head's input. */
-export function classifierOnnxModelOf(source: string, o: OnnxOptions): OnnxModelBytes {
+export function classifierOnnxModelOf(source: string, options: OnnxOptions = {}): OnnxModelBytes {
+  const o = onnxFields(options);
   const src = resolveClassifier(source, { verify: o.verify });
   const classifier = loadClassifier(src, 'cpu');
   try {
@@ -126,6 +128,11 @@ export const EXPORT_FIELDS = defineOptions({
   overwrite: { type: 'boolean', help: 'replace an earlier export' },
 });
 
+/** The options checked, with their defaults filled in. */
+function onnxFields(o: OnnxOptions): OnnxOptions & Required<Pick<OnnxOptions, 'dtype' | 'attention'>> {
+  return jobFields(o ?? {}, EXPORT_FIELDS) as OnnxOptions & Required<Pick<OnnxOptions, 'dtype' | 'attention'>>;
+}
+
 /**
  * Refuses an export beside the other dtype's model when that model came from other weights: the JSON
  * files are rewritten for the new weights, and transformers.js would load the old model under them
@@ -150,9 +157,9 @@ function refuseOtherSourcesModel(outDir: string, dtype: FloatType, sha256: strin
 }
 
 /** An encoder, or a fine-tuning run's classifier (transformers.js: image-classification), as an ONNX folder. */
-export async function exportOnnx(source: string, outDir: string, o: OnnxOptions): Promise<OnnxExportResult> {
+export async function exportOnnx(source: string, outDir: string, options: OnnxOptions = {}): Promise<OnnxExportResult> {
   checkExportPaths(source, outDir);
-  o = jobFields(o ?? {}, EXPORT_FIELDS) as OnnxOptions;
+  const o = onnxFields(options);
   const m = isFinetuneFolder(source) ? classifierOnnxModelOf(source, o) : onnxModelOf(source, o);
   const [model, config, pre] = onnxExportFiles(outDir, o.dtype);
   guardOutputs([model, config, pre], m.weights, o.overwrite);

@@ -60,8 +60,11 @@ test('the library refuses to replace an earlier export or embed unless asked (ov
     await lib.exportEncoder(run, enc, { overwrite: true });
     // exportOnnx into a folder holding an earlier export
     const onnx = join(run, 'out', 'onnx');
-    await lib.exportOnnx(run, onnx, { dtype: 'float32', attention: false });
+    await lib.exportOnnx(run, onnx); // the defaults: float32, no cls_attention output
     const onnxFiles = ['onnx/model.onnx', 'config.json', 'preprocessor_config.json'].map((f) => join(onnx, f));
+    const recorded = (JSON.parse(readFileSync(onnxFiles[1], 'utf8')) as { semaim: { dtype: string; outputs: string[] } }).semaim;
+    assert.equal(recorded.dtype, 'float32');
+    assert.deepEqual(recorded.outputs, ['last_hidden_state', 'pooler_output']);
     const onnxBefore = snapshot(onnxFiles);
     await assert.rejects(() => lib.exportOnnx(run, onnx, { dtype: 'float32', attention: true }), refused(onnxFiles));
     assert.deepEqual(snapshot(onnxFiles), onnxBefore);
