@@ -519,6 +519,11 @@ test('labels: a class index of 2^20 or more is a label error of that sample; no 
   assert.deepEqual(ds.classes, ['0', '1']);
   assert.equal(readIndexFile(join(dir, 'index.json'))!.shards[0].maxLabel, 1);
   const loaderWarnings: string[] = [];
+  // a caller's replace: false (a DataLoader option that leaves rows blank) is refused, not ignored
+  assert.throws(
+    () => new ShardLoader(ds, { batchSize: 2, workers: 0, transforms: tf, replace: false } as ShardLoaderOptions),
+    /ShardLoader: replace: false is not supported: an unusable sample of a stream is always replaced/,
+  );
   const l = new ShardLoader(ds, { batchSize: 2, workers: 0, transforms: tf, shuffleBuffer: 1, shuffle: false, onWarning: (w) => loaderWarnings.push(w) });
   try {
     const batches = await collect(l.iterate(0));

@@ -28,10 +28,10 @@ import { estimateShuffleMemory, shuffleMemoryBudget, shuffleMemoryProblem } from
 import { stderrLine } from '../../util/console-line';
 
 /**
- * Settings of a {@link ShardLoader}: the DataLoader's options but `cache` and `masks`, plus the shuffle buffer
- * and its memory budget. `replace` is not applied: an unusable sample is always replaced.
+ * Settings of a {@link ShardLoader}: the DataLoader's options but `cache`, `masks` and `replace` (an unusable
+ * sample is always replaced: a stream has no index to leave blank), plus the shuffle buffer and its memory budget.
  */
-export interface ShardLoaderOptions extends Omit<LoaderOptions, 'cache' | 'masks'> {
+export interface ShardLoaderOptions extends Omit<LoaderOptions, 'cache' | 'masks' | 'replace'> {
   /** Samples each worker's shuffle buffer holds (default 1000; 1 = no shuffling inside shards). */
   shuffleBuffer?: number;
   /** Bytes of encoded images all shuffle buffers may hold (default: $SEMAIM_SHUFFLE_MEMORY, else half of the memory; memory.ts). */
@@ -79,6 +79,11 @@ export class ShardLoader implements AsyncIterable<Batch> {
   constructor(dataset: ShardDataset, opts: ShardLoaderOptions) {
     if (!(Number.isInteger(opts.batchSize) && opts.batchSize >= 1))
       throw new RangeError(`ShardLoader: batchSize must be a positive integer, got ${opts.batchSize}`);
+    // (a caller's replace: false was ignored: its batches still held stand-ins where it expected blanks)
+    if ((opts as LoaderOptions).replace === false)
+      throw new RangeError(
+        'ShardLoader: replace: false is not supported: an unusable sample of a stream is always replaced by another, and Batch.standIns lists the rows that stand in',
+      );
     const transforms = opts.transforms ?? [];
     validateTransforms(transforms);
     this.dataset = dataset;
