@@ -272,8 +272,8 @@ export function makeTrainData(o: TrainDataRequest, dist: RankSlice = SINGLE_PROC
 }
 
 /**
- * Labelled data for evaluation (k-NN, linear probe, fine-tuning), for rank `dist.rank` of
- * `dist.worldSize`: each rank's batches are its slices of the global batches (worldSize ×
+ * Labelled data for evaluation (k-NN, linear probe, fine-tuning), this process's part of it. For rank
+ * `dist.rank` of `dist.worldSize`, each rank's batches are its slices of the global batches (worldSize ×
  * batchSize), or over tar shards a contiguous range of the stream; without dropLast every rank gets
  * ceil(size / worldSize) rows, the last ranks padded with repeats (the batch `indices` tell them:
  * src/eval/gather-features.ts's firstOccurrences). Batches per rank and epoch = batchesPerEpoch(size,

@@ -76,7 +76,7 @@ export interface RankedTrainData extends TrainData {
 }
 
 /**
- * Augmentation a batch stream applies:
+ * The augmentation a batch stream applies, by name. The names:
  * - 'none': the evaluation transform (resize/centre crop to the model's size, normalise);
  * - 'crop-flip': RandomResizedCrop + horizontal flip (MAE's linear-probe training transform, with its
  *   util/crop.py crop: one draw clipped to the image);

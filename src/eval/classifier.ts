@@ -48,7 +48,7 @@ export interface ClassifierConfig extends EncoderConfig {
 }
 
 /**
- * A ViT classifier with timm's names: patch_embed, cls_token, pos_embed (a parameter: MAE's fine-tuning
+ * A ViT with a classification head, for fine-tuning and prediction. It has timm's names: patch_embed, cls_token, pos_embed (a parameter: MAE's fine-tuning
  * trains the position embedding that pre-training kept fixed; sin-cos when the encoder has none),
  * blocks.i (drop-path rising linearly to cfg.dropPath), then either `fc_norm` over the mean of the
  * patch tokens (pool 'avg', timm global_pool='avg', no final `norm`) or `norm` + [CLS] (pool 'cls'),

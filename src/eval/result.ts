@@ -98,7 +98,7 @@ export function commitResult(outDir: string, result: { command: string }, stager
 }
 
 /**
- * Runs `job`, which writes `<outDir>/<command>.json` (and files beside it) at its end, once `outDir` is made
+ * Runs an evaluation job once its output folder is known to be writable. `job` writes `<outDir>/<command>.json` (and files beside it) at its end; it runs once `outDir` is made
  * and a file staged beside that one could be written there (and removed again): an --out-dir on a read-only
  * file system, under a file or without permission fails before hours of extraction and training, with the
  * error the final write would give. The folders made for it are removed again, if still empty, when the job

@@ -139,7 +139,8 @@ function stateProblem(s: Record<string, unknown>, training: boolean): string | n
 }
 
 /**
- * Verifies a checkpoint folder: the fields of its state.json, that `files` lists the checkpoint's
+ * Why a checkpoint folder cannot be used, or null when its state.json and every file it lists check out.
+ * It checks the fields of its state.json, that `files` lists the checkpoint's
  * files (CHECKPOINT_FILES for 'training', which resumes a run; model.safetensors and any of them
  * present for 'weights', which only reads the model), the digest of state.json itself where it has
  * one, and each file it lists against its SHA-256: a listed file that is gone is reported for either

@@ -14,7 +14,8 @@ export interface AdamWHyper extends BaseHyper {
 export const ADAMW_DEFAULTS: AdamWHyper = { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 1e-2 };
 
 /**
- * Per parameter with a gradient, at step t (counted per parameter):
+ * AdamW, Adam with decoupled weight decay: the update of torch.optim.AdamW. Per parameter with a gradient,
+ * at step t (counted per parameter):
  *   p ← p·(1 − lr·wd);  m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²;
  *   p ← p − lr/(1−β1^t) · m / (√v/√(1−β2^t) + eps)
  * State: 'exp_avg' (m) and 'exp_avg_sq' (v).

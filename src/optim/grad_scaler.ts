@@ -45,6 +45,8 @@ interface PerOptimizer {
 const FLOAT32_MAX = 3.4028234663852886e38;
 
 /**
+ * Dynamic loss scaling for float16 mixed precision, as torch.cuda.amp.GradScaler.
+ *
  * Usage per iteration (as PyTorch):
  *   scaler.scale(loss).backward();
  *   scaler.unscale_(opt); clipGradNorm(...)   // optional, before step

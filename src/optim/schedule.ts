@@ -26,8 +26,8 @@ function warmup(lr: number, warmupEpochs: number, epoch: number): number | undef
 }
 
 /**
- * MAE's adjust_learning_rate: linear warm-up from 0 to lr over warmupEpochs, then a half-cycle cosine
- * from lr down to minLr at `epochs`:
+ * A schedule of the learning rate by (fractional) epoch: a linear warm-up, then a half-cycle cosine to minLr.
+ * This is MAE's adjust_learning_rate: from 0 to lr over warmupEpochs, then from lr to minLr at `epochs`:
  *   epoch < warmup: lr·epoch/warmup
  *   else:           minLr + (lr − minLr)·½·(1 + cos(π·(epoch − warmup)/(epochs − warmup)))
  * Past `epochs` the cosine continues (as in MAE); callers stop at `epochs`.

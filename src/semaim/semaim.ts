@@ -238,7 +238,8 @@ export class SemAIM extends VisionTransformer {
 }
 
 /**
- * The masks of docs/METHOD.md §4.1 for order values p [B, N] (bool, true = may attend); tied values are first
+ * The explicit attention masks for order values p [B, N], the reference the fast path is tested against.
+ * They are docs/METHOD.md §4.1's (bool, true = may attend); tied values are first
  * ranked by patch index (strictOrder), the order the fast path takes them in:
  * encoder [B, 1, N+1, N+1]: patch i sees patch j iff p_j ≤ p_i, everyone sees [CLS], [CLS] sees only itself;
  * decoder [B, 1, N, N+1]: query i sees patch j iff p_j < p_i, and sees [CLS].

@@ -50,7 +50,7 @@ export function timmModelArgs(c: EncoderConfig): Record<string, unknown> {
 }
 
 /**
- * The encoder sizes a config JSON describes, in any of the spellings a user has: semaim's own
+ * The encoder sizes a config JSON describes, in semaim's, timm's or the Hugging Face hub's spelling. Those are semaim's own
  * (camelCase, or a SemAIM config with `encoder`), timm's keyword arguments (`img_size`, ... at the
  * top or under `model_args`), or timm's hub config (`architecture: vit_base_patch16_224`, with
  * `model_args` and `pretrained_cfg.input_size` overriding the name's sizes). Not validated here.

@@ -208,7 +208,7 @@ export function initVitWeights(root: Module): void {
 }
 
 /**
- * How an image's tokens become features: 'cls' = [CLS] after the final norm; 'mean' = mean of the
+ * How an image's tokens become one feature vector (or, 'all', a row per token). 'cls' = [CLS] after the final norm; 'mean' = mean of the
  * patch tokens after the final norm; 'gap' = the authors' and MAE's `--global_pool` (models_vit.py:44-46):
  * mean of the patch tokens *before* the final norm, through a new LayerNorm (eps 1e-6, weight 1, bias
  * 0: their fc_norm, which no pre-training checkpoint holds); 'all' = every token after the final norm.
