@@ -12,7 +12,7 @@
 //   left as a blank row, reported once with a warning line naming the file, and counted in the
 //   end-of-epoch summary.
 
-import { WorkerPool, type PoolSlot } from './worker-pool';
+import { WorkerPool, builtInOrder, type PoolSlot } from './worker-pool';
 import { SkipLog, type EpochSkips } from './skip-log';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
@@ -305,41 +305,26 @@ export class DataLoader implements AsyncIterable<Batch> {
       const first = Math.floor(startSample / plan.globalBatch);
       const nb = Math.max(0, Math.min(plan.count, endBatch(start, 'DataLoader') - first));
       const rank = this.worldSize > 1 ? this.rank : undefined;
-      const task = (b: number): BatchTask => ({ epoch, batch: first + b, rank, indices: sliceWrapped(order, ...plan.range(b)) });
-      if (this.pool) {
-        const pool = this.pool;
-        const slots = pool.slots;
-        const W = slots.length;
-        const results: Array<Promise<RawBatch> | undefined> = new Array(nb);
-        let next = 0;
-        for (let b = 0; b < nb; b++) {
-          while (next < nb) {
-            const s = slots[next % W];
-            if (s.outstanding >= this.prefetch) break;
-            s.outstanding++;
-            // keyed by the batch's index in the epoch, which the worker's reply carries (not its place in this run)
-            results[next] = pool.request<RawBatch>(s, `b${first + next}`, { type: 'batch', gen, task: task(next) } satisfies ToWorker);
-            next++;
-          }
-          const raw = await pool.wait(results[b]!);
-          results[b] = undefined;
-          slots[b % W].outstanding--;
-          batches++;
-          samples += raw.indices.length;
-          // handed out, the last batch completes the epoch: a training loop breaks right after its last step
-          const batch = this.finish(raw, tally);
-          complete = b === nb - 1;
-          yield batch;
-        }
-      } else {
-        for (let b = 0; b < nb; b++) {
-          const raw = await this.local!.build(task(b));
-          batches++;
-          samples += raw.indices.length;
-          const batch = this.finish(raw, tally);
-          complete = b === nb - 1;
-          yield batch;
-        }
+      // batch j of the epoch (first <= j < first + nb)
+      const task = (j: number): BatchTask => ({ epoch, batch: j, rank, indices: sliceWrapped(order, ...plan.range(j - first)) });
+      const pool = this.pool;
+      const raws = pool
+        ? // keyed by the batch's index in the epoch, which the worker's reply carries (not its place in this run)
+          pool.inOrder(
+            first,
+            first + nb,
+            this.prefetch,
+            (j) => pool.slots[(j - first) % pool.slots.length],
+            (s, j) => pool.request<RawBatch>(s, `b${j}`, { type: 'batch', gen, task: task(j) } satisfies ToWorker),
+          )
+        : builtInOrder(first, first + nb, (j) => this.local!.build(task(j)));
+      for await (const raw of raws) {
+        batches++;
+        samples += raw.indices.length;
+        // handed out, the last batch completes the epoch: a training loop breaks right after its last step
+        const batch = this.finish(raw, tally);
+        complete = batches === nb;
+        yield batch;
       }
       complete = true;
     } finally {

@@ -91,6 +91,32 @@ export class WorkerPool<M extends WorkerReply, K> {
     }
   }
 
+  /**
+   * Requests items first..end-1, each from the worker `slotOf` gives, with at most `prefetch` replies
+   * awaited per worker, and yields the replies in that order.
+   */
+  async *inOrder<T>(
+    first: number,
+    end: number,
+    prefetch: number,
+    slotOf: (j: number) => PoolSlot,
+    request: (slot: PoolSlot, j: number) => Promise<T>,
+  ): AsyncGenerator<T> {
+    const replies = new Map<number, Promise<T>>();
+    let next = first;
+    for (let j = first; j < end; j++) {
+      for (; next < end && slotOf(next).outstanding < prefetch; next++) {
+        const s = slotOf(next);
+        s.outstanding++;
+        replies.set(next, request(s, next));
+      }
+      const reply = await this.wait(replies.get(j)!);
+      replies.delete(j);
+      slotOf(j).outstanding--;
+      yield reply;
+    }
+  }
+
   postAll(msg: unknown): void {
     for (const s of this.slots) s.worker.postMessage(msg);
   }
@@ -134,4 +160,9 @@ export class WorkerPool<M extends WorkerReply, K> {
 
 function isError(m: WorkerReply): m is Extract<WorkerReply, { type: 'error' }> {
   return m.type === 'error';
+}
+
+/** {@link WorkerPool.inOrder}'s counterpart without workers: builds items first..end-1 one after another. */
+export async function* builtInOrder<T>(first: number, end: number, build: (j: number) => T | Promise<T>): AsyncGenerator<T> {
+  for (let j = first; j < end; j++) yield await build(j);
 }

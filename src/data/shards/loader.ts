@@ -20,7 +20,7 @@ import type { ShardDataset } from './dataset';
 import { imageMemberCap } from './tar-samples';
 import type { FromShardWorker, ToShardWorker } from './worker';
 import { checkRankSlice } from '../sharding';
-import { WorkerPool } from '../worker-pool';
+import { WorkerPool, builtInOrder } from '../worker-pool';
 import { SkipLog } from '../skip-log';
 import { OptionError } from '../../util/options';
 import { formatBytes } from '../../util/disk-space';
@@ -208,41 +208,29 @@ export class ShardLoader implements AsyncIterable<Batch> {
         rngKeys: ['buffer', epoch, this.rank, w],
         rank: this.worldSize > 1 ? this.rank : undefined,
       });
+      let raws: AsyncIterable<RawBatch>;
       if (this.numWorkers === 0) {
-        this.local ??= new ShardBatchBuilder(this.cfg);
-        await this.local.start(task(0));
-        for (let j = first; j < end; j++) {
-          const raw = await this.local.build(j, plan.sizeOf(j));
-          batches++;
-          samples += raw.indices.length;
-          // handed out, the last batch completes the epoch: a training loop breaks right after its last step
-          const batch = this.finish(raw, tally);
-          complete = j === end - 1;
-          yield batch;
-        }
+        const local = (this.local ??= new ShardBatchBuilder(this.cfg));
+        await local.start(task(0));
+        raws = builtInOrder(first, end, (j) => local.build(j, plan.sizeOf(j)));
       } else {
         const pool = (this.pool ??= this.startWorkers());
-        const slots = pool.slots;
-        for (let w = 0; w < slots.length; w++) slots[w].worker.postMessage({ type: 'epoch', gen, task: task(w) } satisfies ToShardWorker);
-        const results = new Map<number, Promise<RawBatch>>();
-        let next = first;
-        for (let j = first; j < end; j++) {
-          while (next < end) {
-            const s = slots[plan.workerOf(next)];
-            if (s.outstanding >= this.prefetch) break;
-            s.outstanding++;
-            results.set(next, pool.request<RawBatch>(s, next, { type: 'batch', gen, batch: next, size: plan.sizeOf(next) } satisfies ToShardWorker));
-            next++;
-          }
-          const raw = await pool.wait(results.get(j)!);
-          results.delete(j);
-          slots[plan.workerOf(j)].outstanding--;
-          batches++;
-          samples += raw.indices.length;
-          const batch = this.finish(raw, tally);
-          complete = j === end - 1;
-          yield batch;
-        }
+        pool.slots.forEach((s, w) => s.worker.postMessage({ type: 'epoch', gen, task: task(w) } satisfies ToShardWorker));
+        raws = pool.inOrder(
+          first,
+          end,
+          this.prefetch,
+          (j) => pool.slots[plan.workerOf(j)],
+          (s, j) => pool.request<RawBatch>(s, j, { type: 'batch', gen, batch: j, size: plan.sizeOf(j) } satisfies ToShardWorker),
+        );
+      }
+      for await (const raw of raws) {
+        batches++;
+        samples += raw.indices.length;
+        // handed out, the last batch completes the epoch: a training loop breaks right after its last step
+        const batch = this.finish(raw, tally);
+        complete = batches === end - first;
+        yield batch;
       }
       complete = true;
     } finally {
