@@ -27,7 +27,7 @@ function clamp8(v: number): number {
   return v < 0 ? 0 : v > 255 ? 255 : v;
 }
 
-/** ImageNet mean/std. */
+/** ImageNet per-channel RGB mean on the 0–1 scale: `normalize()`'s default mean. */
 export const IMAGENET_MEAN: readonly [number, number, number] = [0.485, 0.456, 0.406];
 /** ImageNet per-channel RGB standard deviation on the 0–1 scale: `normalize()`'s default std. */
 export const IMAGENET_STD: readonly [number, number, number] = [0.229, 0.224, 0.225];

@@ -42,7 +42,7 @@ export interface LoaderOptions {
   dropLast?: boolean;
   /** Transforms (see transforms.ts); empty keeps images as they are (they must share one size). */
   transforms?: TransformSpec[];
-  /** Worker threads; 0 runs everything on the calling thread. Default: min(4, cores - 1), at least 1. */
+  /** Worker threads; 0 runs everything on the calling thread. Default: min(8, cores - 1), at least 1 ({@link defaultWorkers}). */
   workers?: number;
   /** Batches per worker in flight or waiting to be consumed (default 2). */
   prefetch?: number;

@@ -8,9 +8,9 @@ import { Tensor } from '../torch';
  * (result()) and {@link accuracyOf} return; top1 and top5 are NaN when no image was tallied.
  */
 export interface Accuracy {
-  /** Fractions in [0, 1]. */
+  /** Top-1 accuracy, a fraction in [0, 1] (NaN when no image was tallied). */
   top1: number;
-  /** Top-min(5, numClasses). */
+  /** Top-min(5, numClasses) accuracy, a fraction in [0, 1] (NaN when no image was tallied). */
   top5: number;
   /** Top-1 per class; null for a class with no test images. */
   perClass: (number | null)[];

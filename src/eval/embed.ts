@@ -121,7 +121,7 @@ export interface EmbedOptions extends ImageSetJob {
   checkpoint: string;
   /** Output file, ending in .safetensors; the image list is written beside it as <name>.json. */
   out: string;
-  /** [CLS] token, mean of the patch tokens, or all tokens [1 + P, D] (after the final norm). Default 'cls'. */
+  /** 'cls' ([CLS] token), 'mean' (mean of the patch tokens), 'gap' (the authors' global pool, before the final norm) or 'all' (every token, [1 + P, D]); see Pooling. Default 'cls'. */
   pooling?: Pooling;
   /** Stored type of the features (computed in float32 or `precision`). Default 'float32'. */
   dtype?: EmbedDType;

@@ -6,9 +6,9 @@
 import * as torch from '../torch';
 import { Tensor } from '../torch';
 
-/** The ignore index of the masks (ADE20K / VOC convention): such pixels are neither trained on nor scored. */
 import { IGNORE_INDEX } from '../data/seg-streams';
 
+// The ignore index of the masks (255, ADE20K / VOC): such pixels are neither trained on nor scored.
 export { IGNORE_INDEX };
 
 /**

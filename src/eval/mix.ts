@@ -13,9 +13,9 @@ import { sampleBetaFrom } from '../util/beta';
  */
 export interface MixOptions {
   numClasses: number;
-  /** Mixup Beta(α, α); 0 disables mixup. timm/MAE default 0.8. */
+  /** Mixup Beta(α, α); 0 disables mixup. Required; `semaim finetune`'s --mixup defaults to 0.8 (timm/MAE), see FINETUNE_OPTIONS. */
   mixupAlpha: number;
-  /** CutMix Beta(α, α); 0 disables cutmix. Default 1.0. */
+  /** CutMix Beta(α, α); 0 disables cutmix. Required; `semaim finetune`'s --cutmix defaults to 1.0, see FINETUNE_OPTIONS. */
   cutmixAlpha: number;
   /** Probability of mixing a batch at all. Default 1. */
   prob?: number;

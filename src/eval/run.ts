@@ -374,7 +374,7 @@ async function linprobeJob(
 
 /** What {@link runFinetune} returns: the result and its path, the table the command prints (or why the run stopped), and the stop reason. */
 export interface FinetuneRun {
-  /** null when the run stopped before the end (signal, NaN). */
+  /** null when the run stopped before the end (signal, NaN), and on data-parallel ranks other than 0. */
   result: EvalResult | null;
   path: string | null;
   table: string;

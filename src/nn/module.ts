@@ -156,7 +156,7 @@ export abstract class Module {
     return this.train(false);
   }
 
-  /** Moves / casts every parameter and buffer in place (floating buffers only get the dtype). */
+  /** Moves / casts every parameter and buffer in place; only floating-point ones get the dtype, integer ones keep theirs. */
   to(opts: { device?: torch.Device; dtype?: torch.DType }): this {
     torch.noGrad(() => {
       for (const [, t] of [...this.namedParameters(), ...this.namedBuffers()]) {

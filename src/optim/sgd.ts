@@ -23,7 +23,7 @@ export const SGD_DEFAULTS: SGDHyper = { lr: 1e-3, momentum: 0, dampening: 0, wei
  *   d ← g + wd·p;  if momentum: buf ← d on the first update, else buf ← momentum·buf + (1−dampening)·d;
  *   d ← nesterov ? d + momentum·buf : buf;  p ← p − lr·d
  * State: 'momentum_buffer' (only when momentum ≠ 0).
- * PyTorch requires an explicit lr; here it defaults to 1e-3 because groups usually get theirs from a schedule.
+ * The lr defaults to 1e-3 ({@link SGD_DEFAULTS}), as in PyTorch ≥ 2.2; older PyTorch requires an explicit lr.
  */
 export class SGD extends Optimizer<SGDHyper> {
   constructor(params: ParamsInput, opts: Partial<SGDHyper> = {}) {

@@ -132,7 +132,7 @@ export interface MulticenterOptions extends SemanticOptions {
   k: number;
   /** A peak counts only if its height is at least this fraction of the image's highest peak. */
   minRelHeight: number;
-  /** Centres closer than this (in patches) to a higher centre are suppressed. */
+  /** Centres closer than this (in patches) to a higher centre that is still kept are dropped (a dropped centre suppresses none). */
   minDistance: number;
 }
 

@@ -101,7 +101,7 @@ export class Attention extends Module {
     });
   }
 
-  /** Attention probabilities [B, H, T, T] (for visualisation). */
+  /** Attention probabilities [B, H, T, T]; {@link VisionTransformer.clsAttention} uses them for visualisation and for the 'self' similarity map that sets training orders. */
   probabilities(x: Tensor, m: AttentionMasking = {}): Tensor {
     return torch.scope(() => {
       const [q, k] = this.heads(x);

@@ -108,7 +108,7 @@ export function randint(low: number, high: number, shape: number[], o: RandomOpt
 export function randperm(n: number, o: RandomOptions = {}): Tensor {
   return wrap(native.randperm(n, o.dtype ?? null, dev(o), o.generator?.native ?? null));
 }
-/** Bernoulli(p) samples shaped like t, with t's dtype and device unless given. */
+/** Bernoulli(p) samples shaped like `like`, with its dtype and device unless given. */
 export function bernoulli(like: Tensor, p: number, o: RandomOptions = {}): Tensor {
   return wrap(native.bernoulli(like.h, p, o.dtype ?? null, o.device ?? null, o.generator?.native ?? null));
 }

@@ -18,7 +18,7 @@ function turboAt(x: number): RGB {
 /** The turbo table: 256 RGB entries, index 255 = value 1. */
 export const TURBO: readonly RGB[] = Array.from({ length: 256 }, (_, i) => turboAt(i / 255));
 
-/** The colour of a value in [0, 1] (clamped; NaN maps to 0). */
+/** The colour of a value in [0, 1] (clamped; NaN and ±Infinity map to 0). */
 export function colorize(v: number, table: readonly RGB[] = TURBO): RGB {
   const x = Number.isFinite(v) ? Math.min(1, Math.max(0, v)) : 0;
   return table[Math.round(x * (table.length - 1))];

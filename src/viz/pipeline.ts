@@ -105,7 +105,7 @@ export interface ReportJob {
   overwrite?: boolean;
   /** The page's title (default 'SemAIM run report: ' and the run folder). */
   title?: string;
-  /** With images, the grid is generated (into vizOut, default <runDir>/viz) from `checkpoint` (default the run). */
+  /** With images, the grid is generated from `checkpoint` (default the run) into the folder `out` (default <runDir>/viz). */
   visualize?: Omit<VisualizeJob, 'checkpoint' | 'out' | 'signal'> & { checkpoint?: string; out?: string };
   /** Aborting it stops the job before its next image or file (an AbortError): the report is not written, an earlier one stays. */
   signal?: AbortSignal;

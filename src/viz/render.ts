@@ -34,8 +34,9 @@ export interface Layout {
   rowH: number;
   width: number;
   height: number;
-  /** Top-left of cell (row, col). */
+  /** The x of column col's cells (their left edge). */
   cellX(col: number): number;
+  /** The y of row row's cells (their top edge). */
   cellY(row: number): number;
 }
 

@@ -201,12 +201,12 @@ function wrap(e: unknown): Error {
   return new DecodeError('corrupt', `corrupt image (${(e as Error).message})`);
 }
 
-/** Formats sharp may still read although we do not sniff them (SVG, JPEG 2000, PPM, ...). */
 /** Whether the first bytes of a file (a few KiB) may start an image that openImage decodes. */
 export function mayBeImage(head: Uint8Array): boolean {
   return sniff(head) !== 'unknown' || looksLikeOtherImage(head);
 }
 
+/** Whether the bytes start a format sharp may still read although we do not sniff it (PNM, JPEG 2000, SVG). */
 function looksLikeOtherImage(d: Uint8Array): boolean {
   if (d.length >= 2 && d[0] === 0x50 && d[1] >= 0x31 && d[1] <= 0x36) return true; // PNM
   if (d.length >= 12 && d[0] === 0 && d[1] === 0 && d[2] === 0 && d[3] === 0x0c && d[4] === 0x6a && d[5] === 0x50) return true; // JP2
