@@ -64,7 +64,7 @@ export interface PredictList {
   /** The classifier's config; a linear probe: the encoder's, its pooling and the number of classes. */
   model: ClassifierConfig | (EncoderConfig & { pooling: FeaturePooling; numClasses: number });
   classNames: string[];
-  input: { images?: string; dataset?: string; dataPath?: string; split?: Split; limit?: number; root: string };
+  input: { images?: string; dataset?: string; dataPath?: string; split?: Split; limit?: number; seed: number; root: string };
   preprocessing: unknown[];
   /** Accuracy over the labelled images read (null for a folder of unlabelled images). */
   accuracy: Accuracy | null;
@@ -318,7 +318,15 @@ async function predictJob(o: PredictOptions): Promise<PredictResult> {
       },
       model: src.kind === 'finetune' ? src.config : { ...src.encoder.config, pooling: src.pooling, numClasses: src.numClasses },
       classNames,
-      input: { images: o.images, dataset: o.dataset, dataPath: o.dataPath, split: o.images ? undefined : (o.split ?? 'test'), limit: o.limit, root: ds.root },
+      input: {
+        images: o.images,
+        dataset: o.dataset,
+        dataPath: o.dataPath,
+        split: o.images ? undefined : (o.split ?? 'test'),
+        limit: o.limit,
+        seed: o.seed ?? 0,
+        root: ds.root,
+      },
       preprocessing: transforms,
       accuracy,
       count,

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { commands } from '../../src/cli/commands';
 import { predict, type PredictList } from '../../src/eval/predict';
+import { embedDataset } from '../../src/eval/embed';
 import { loadPredictor, resolveClassifier, resolvePredictor } from '../../src/eval/classifier-source';
 import { LinearProbe } from '../../src/eval/classifier';
 import { extractFeatures } from '../../src/eval/features';
@@ -107,6 +108,20 @@ test('predict: accuracy equals finetune’s for its checkpoint; top-k per image;
       list.predictions.map((p) => p.top.slice(0, 2).map((t) => t.index)),
     );
     assert.equal(readFileSync(join(root, 'pred', 'two.csv'), 'utf8').split('\n')[0], 'path,label,class1,p1,class2,p2');
+    assert.equal(list.input.seed, 0, 'the seed is recorded (the default) even without --limit');
+    assert.equal(list.input.limit, undefined);
+    // --limit takes a seeded subset: the JSON records limit and seed, which name the images read
+    const sub = join(root, 'pred', 'sub.json');
+    await quiet(() => commands.predict.run(['--checkpoint', ft, ...data, '--limit', '6', '--seed', '3', '--out', sub]));
+    const subset = JSON.parse(readFileSync(sub, 'utf8')) as PredictList;
+    assert.equal(subset.input.limit, 6);
+    assert.equal(subset.input.seed, 3);
+    const picked = embedDataset({ dataset: 'folder', dataPath: join(root, 'data'), limit: subset.input.limit, seed: subset.input.seed }, TINY.imgSize);
+    assert.deepEqual(
+      [...subset.predictions.map((p) => p.path), ...subset.skipped.map((s) => s.path)].sort(),
+      Array.from({ length: picked.length }, (_, i) => picked.name(i)).sort(),
+      'the recorded limit and seed give back the images predicted',
+    );
     list.predictions.forEach((p, i) => p.top.forEach((t, j) => assert.ok(Math.abs(t.p - single.predictions[i].top[j].p) < 1e-5, `${p.path}: ${t.p}`)));
 
     // the same images with the class folders renamed: label k is another class than the classifier's k
