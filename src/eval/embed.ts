@@ -167,7 +167,7 @@ export interface EmbedList {
   dtype: EmbedDType;
   pooling: Pooling;
   encoder: { path: string; weights: string; sha256: string; kind: EncoderSource['kind']; config: EncoderSource['config'] };
-  input: { images?: string; dataset?: string; dataPath?: string; split?: Split; limit?: number; seed: number; root: string };
+  input: ImageSetRecord;
   preprocessing: unknown[];
   classNames: string[] | null;
   count: number;
@@ -199,6 +199,31 @@ export function embedDataset(o: ImageSet, imgSize: number): Dataset {
   const dataPath = o.images ?? o.dataPath;
   const ds = openDataset(name, { split: o.split ?? 'test', dataPath, imgSize, seed, syntheticSize: o.limit });
   return o.limit ? subsetDataset(ds, o.limit, seed) : ds;
+}
+
+/** What embed's and predict's result files record of the images they read (`input`): the image set as given, and the root opened. */
+export interface ImageSetRecord {
+  images?: string;
+  dataset?: string;
+  dataPath?: string;
+  split?: Split;
+  limit?: number;
+  seed: number;
+  /** The folder or dataset root that was opened. */
+  root: string;
+}
+
+/** The {@link ImageSetRecord} of an image set opened at `root`. */
+export function imageSetRecord(o: ImageSet, root: string): ImageSetRecord {
+  return {
+    images: o.images,
+    dataset: o.dataset,
+    dataPath: o.dataPath,
+    split: o.images ? undefined : (o.split ?? 'test'),
+    limit: o.limit,
+    seed: o.seed ?? 0,
+    root,
+  };
 }
 
 /** JSON with the header's fields indented and each list after them one line per item (a list of 50,000 stays readable). */
@@ -427,15 +452,7 @@ async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
       dtype,
       pooling,
       encoder: { path: source.path, weights: source.weights, sha256: source.sha256, kind: source.kind, config: source.config },
-      input: {
-        images: o.images,
-        dataset: o.dataset,
-        dataPath: o.dataPath,
-        split: o.images ? undefined : (o.split ?? 'test'),
-        limit: o.limit,
-        seed: o.seed ?? 0,
-        root: ds.root,
-      },
+      input: imageSetRecord(o, ds.root),
       preprocessing: transforms,
       classNames: labelled ? [...ds.classes] : null,
       count: n,

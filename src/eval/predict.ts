@@ -17,7 +17,6 @@ import { claimOutputs, guardOutputs } from '../io/outputs';
 import { DataError, throwIfAborted } from '../util/errors';
 import { StopAgreement } from '../dist/agree';
 import { transformsFor } from '../data';
-import type { Split } from '../data';
 import type { EncoderConfig } from '../semaim';
 import { Progress, perSecond } from '../run/progress';
 import { processDevice, withProcessThreads } from '../run/device';
@@ -27,7 +26,17 @@ import type { ClassifierConfig } from './classifier';
 import type { FeaturePooling } from './features';
 import { loadPredictor, resolvePredictor } from './classifier-source';
 import { Accuracy, AccuracyTally } from './accuracy';
-import { IMAGE_SET_FIELDS, embedDataset, imageSetLoader, listItemText, skipReasons, writeJsonWithListLines, type ImageSetJob } from './embed';
+import {
+  IMAGE_SET_FIELDS,
+  embedDataset,
+  imageSetLoader,
+  imageSetRecord,
+  listItemText,
+  type ImageSetRecord,
+  skipReasons,
+  writeJsonWithListLines,
+  type ImageSetJob,
+} from './embed';
 import { stderrLine } from '../util/console-line';
 
 /**
@@ -64,7 +73,7 @@ export interface PredictList {
   /** The classifier's config; a linear probe: the encoder's, its pooling and the number of classes. */
   model: ClassifierConfig | (EncoderConfig & { pooling: FeaturePooling; numClasses: number });
   classNames: string[];
-  input: { images?: string; dataset?: string; dataPath?: string; split?: Split; limit?: number; seed: number; root: string };
+  input: ImageSetRecord;
   preprocessing: unknown[];
   /** Accuracy over the labelled images read (null for a folder of unlabelled images). */
   accuracy: Accuracy | null;
@@ -318,15 +327,7 @@ async function predictJob(o: PredictOptions): Promise<PredictResult> {
       },
       model: src.kind === 'finetune' ? src.config : { ...src.encoder.config, pooling: src.pooling, numClasses: src.numClasses },
       classNames,
-      input: {
-        images: o.images,
-        dataset: o.dataset,
-        dataPath: o.dataPath,
-        split: o.images ? undefined : (o.split ?? 'test'),
-        limit: o.limit,
-        seed: o.seed ?? 0,
-        root: ds.root,
-      },
+      input: imageSetRecord(o, ds.root),
       preprocessing: transforms,
       accuracy,
       count,
