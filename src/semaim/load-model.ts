@@ -10,6 +10,7 @@ import { VisionTransformer } from './vit';
 import { SemAIM } from './semaim';
 import { VerifyOption, checkpointConfig, loadTeacher, resolveCheckpoint } from './pretrained';
 import { readRegularFile } from '../util/regular-file';
+import { checkDevice } from '../run/device';
 
 /** What {@link loadModel} returns: the model in eval mode and where it came from; `dispose()` frees the model, its teacher and the EMA encoder. */
 export interface LoadedModel {
@@ -30,7 +31,10 @@ export interface LoadedModel {
  * A file that is missing, damaged or does not fit the config is a CheckpointError.
  */
 export function loadModel(source: string, device: torch.Device = 'cpu', o: VerifyOption = {}): LoadedModel {
-  return withErrorKind(() => loadModelFiles(source, device, o), checkpointError);
+  if (typeof device !== 'string')
+    throw new TypeError(`loadModel(source, device, { verify }): the device is a string ('cpu', 'cuda'), got ${JSON.stringify(device)}`);
+  const checked = checkDevice(device); // a device this machine lacks is not the file's fault
+  return withErrorKind(() => loadModelFiles(source, checked, o), checkpointError);
 }
 
 function loadModelFiles(source: string, device: torch.Device, o: VerifyOption): LoadedModel {

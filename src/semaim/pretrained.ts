@@ -15,6 +15,7 @@ import { finishInterruptedCommits } from '../util/safe-write';
 import { CheckpointError, checkpointError, withErrorKind } from '../util/errors';
 import { readRegularFile } from '../util/regular-file';
 import { stderrLine } from '../util/console-line';
+import { checkDevice } from '../run/device';
 
 export { sha256File };
 
@@ -394,7 +395,8 @@ export interface LoadedEncoder {
 
 /** A frozen encoder in eval mode on `device` (parameters do not require gradients). */
 export function loadEncoder(from: string | EncoderSource, o: { device?: torch.Device } & VerifyOption = {}): LoadedEncoder {
-  return withErrorKind(() => loadFrozenEncoder(from, o), checkpointError);
+  const device = checkDevice(o.device ?? 'cpu'); // a device this machine lacks is not the file's fault
+  return withErrorKind(() => loadFrozenEncoder(from, { ...o, device }), checkpointError);
 }
 
 function loadFrozenEncoder(from: string | EncoderSource, o: { device?: torch.Device } & VerifyOption): LoadedEncoder {
@@ -416,6 +418,11 @@ function loadFrozenEncoder(from: string | EncoderSource, o: { device?: torch.Dev
     disposeAll(tensors);
   }
   for (const p of encoder.parameters()) p.requiresGrad = false;
-  encoder.to({ device: o.device ?? 'cpu' }).eval();
+  try {
+    encoder.to({ device: o.device ?? 'cpu' }).eval();
+  } catch (e) {
+    encoder.dispose();
+    throw e;
+  }
   return { encoder, source };
 }

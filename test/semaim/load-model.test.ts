@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as torch from '../../src/torch';
 import { saveTensors, sha256File } from '../../src/io';
-import { EncoderConfig, SemAIM, SemAIMConfig, VisionTransformer, loadModel, makeConfig } from '../../src/semaim';
+import { EncoderConfig, SemAIM, SemAIMConfig, VisionTransformer, loadEncoder, loadModel, makeConfig } from '../../src/semaim';
+import { OptionError } from '../../src/util/options';
 
 const ENC: EncoderConfig = { imgSize: 16, patchSize: 4, inChans: 3, embedDim: 32, depth: 2, numHeads: 2, mlpRatio: 4 };
 
@@ -85,6 +86,27 @@ test('a checkpoint whose weights hold NaN is refused by loadModel, naming the te
     const start = torch.memoryStats().liveTensors;
     assert.throws(() => loadModel(dir), /tensor 'norm\.weight' holds 32 NaN\/Inf value\(s\) of 32/);
     assert.equal(torch.memoryStats().liveTensors, start);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('loadModel and loadEncoder refuse a device this machine lacks as an OptionError on device (not a CheckpointError blaming the file), before reading it', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-load-model-'));
+  try {
+    const ckpt = checkpoint(dir, makeConfig('vit_tiny', { ...ENC, decoderDepth: 1 }));
+    const start = torch.memoryStats().liveTensors;
+    const option = (code: string) => (e: unknown) => e instanceof OptionError && e.key === 'device' && e.code === code;
+    assert.throws(() => loadModel(ckpt, 'tpu' as torch.Device), option('ERR_OPTION'));
+    assert.throws(() => loadEncoder(ckpt, { device: 'cuda:x' as torch.Device }), option('ERR_OPTION'));
+    if (!torch.cuda.isAvailable()) {
+      assert.throws(() => loadModel(ckpt, 'cuda'), option('ERR_DEVICE_UNAVAILABLE'));
+      assert.throws(() => loadEncoder(ckpt, { device: 'cuda' }), option('ERR_DEVICE_UNAVAILABLE'));
+    }
+    // the options object where the device goes (loadEncoder's form): said, not read as a damaged file
+    assert.throws(() => loadModel(ckpt, { verify: false } as unknown as torch.Device), /loadModel\(source, device, \{ verify \}\): the device is a string/);
+    assert.equal(torch.memoryStats().liveTensors, start);
+    loadModel(ckpt, 'cpu').dispose();
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
