@@ -2,6 +2,7 @@
 // '[CLS]', mean-of-patches or the authors' global pooling; the result stays on the encoder's device. Data-parallel, each
 // rank encodes its slices of the batches and every rank (or rank 0 alone) ends with all features in
 // dataset order, or every rank keeps its own rows as a shard of the set.
+import { DataError } from '../util/errors';
 import * as torch from '../torch';
 import { Tensor } from '../torch';
 import { Pooling, VisionTransformer, globalPool } from '../semaim';
@@ -102,7 +103,7 @@ export function checkImageShape(encoder: VisionTransformer, data: LabelledData, 
   const want = [encoder.cfg.inChans ?? 3, encoder.cfg.imgSize, encoder.cfg.imgSize];
   const s = data.imageShape;
   if (s && (s.length !== 3 || s.some((v, i) => v !== want[i]))) {
-    throw new Error(`${what}: images are [${s}], the encoder expects [${want}] (set the image size of the data to ${encoder.cfg.imgSize})`);
+    throw new DataError(`${what}: images are [${s}], the encoder expects [${want}] (set the image size of the data to ${encoder.cfg.imgSize})`);
   }
 }
 
@@ -153,7 +154,7 @@ export async function extractPooledFeatures(
       await stop.throwIfAborted(o.signal);
       checkLabelledBatch(batch, { chans: encoder.cfg.inChans ?? 3, size: encoder.cfg.imgSize }, data.numClasses);
       const B = batch.shape[0];
-      if (n + B > mine) throw new Error(`features: the data gave more than its size (${mine}${mineOf}) images`);
+      if (n + B > mine) throw new DataError(`features: the data gave more than its size (${mine}${mineOf}) images`);
       torch.noGrad(() =>
         torch.scope(() => {
           const images = torch.tensor(batch.images, { shape: batch.shape, device });
@@ -179,8 +180,8 @@ export async function extractPooledFeatures(
       n += B;
       progress?.update(n, { 'img/s': perSecond(n * worldSize, start) });
     }
-    if (n !== mine) throw new Error(`features: the data gave ${n} images, its size is ${mine}${mineOf}`);
-    if (!n) throw new Error('features: the data is empty');
+    if (n !== mine) throw new DataError(`features: the data gave ${n} images, its size is ${mine}${mineOf}`);
+    if (!n) throw new DataError('features: the data is empty');
     await overflow.throwIfOverflowed(o.encoderName, `its features of ${data.size} images`, group);
     // an evaluation counts every image once: a stand-in row (another image of the data, which the
     // loader put in place of an unusable one) is dropped (label -1 in one process, index -1 across ranks),

@@ -112,7 +112,7 @@ export async function evaluateClassifier(
   }
   const expected = group ? rowsPerRank(data.size, group.worldSize) : labels.length;
   if (labels.length !== expected)
-    throw new Error(`evaluation: the data gave ${labels.length} images on rank ${group!.rank}, expected ${expected} of ${data.size}`);
+    throw new DataError(`evaluation: the data gave ${labels.length} images on rank ${group!.rank}, expected ${expected} of ${data.size}`);
   const rowIndex = Int32Array.from(indices ?? (group ? slicedRowIndices(data.size, o.batchSize, group.worldSize, group.rank) : labels.keys()));
   for (const i of standIns) rowIndex[i] = -1;
   const counted = group ? firstOccurrences(await allRowIndices(group, rowIndex), data.size)[group.rank] : rowIndex.map((v) => (v >= 0 ? 1 : 0));
@@ -215,14 +215,14 @@ async function finetuneJob(o: FinetuneOptions, data: FinetuneData, hooks: Finetu
   validateFinetune(o);
   source ??= resolveEncoder(o.checkpoint, o);
   const numClasses = data.train.numClasses;
-  if (data.test.numClasses !== numClasses) throw new Error(`train data has ${numClasses} classes, test data ${data.test.numClasses}`);
+  if (data.test.numClasses !== numClasses) throw new DataError(`train data has ${numClasses} classes, test data ${data.test.numClasses}`);
   const cfg = classifierConfigFrom(o, source, numClasses);
   const want = [cfg.inChans ?? 3, cfg.imgSize, cfg.imgSize];
   for (const [name, d] of [
     ['train', data.train],
     ['test', data.test],
   ] as const) {
-    if (d.imageShape && d.imageShape.some((v, i) => v !== want[i])) throw new Error(`${name} images are [${d.imageShape}], the encoder expects [${want}]`);
+    if (d.imageShape && d.imageShape.some((v, i) => v !== want[i])) throw new DataError(`${name} images are [${d.imageShape}], the encoder expects [${want}]`);
   }
   const group = hooks.group ?? null;
   const { rank, worldSize: world } = rankSlice(group);

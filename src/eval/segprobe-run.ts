@@ -60,7 +60,7 @@ export interface ProbeRunOptions {
 
 function checkShapes(encoder: VisionTransformer, data: SegData, what: string): void {
   const want = [encoder.cfg.inChans ?? 3, encoder.cfg.imgSize, encoder.cfg.imgSize];
-  if (data.imageShape.join() !== want.join()) throw new Error(`${what}: images are [${data.imageShape}], the encoder expects [${want}]`);
+  if (data.imageShape.join() !== want.join()) throw new DataError(`${what}: images are [${data.imageShape}], the encoder expects [${want}]`);
 }
 
 /** Trains and scores the probe on a frozen encoder over two splits. */

@@ -163,6 +163,25 @@ for (const device of ['cpu', 'cuda'] as const) {
   );
 }
 
+test("finetune refuses a caller's data of another image size or class count as a DataError (ERR_DATA), before any step", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ft-data-'));
+  const enc = writeEncoder(dir);
+  try {
+    const o = ftOptions(join(dir, 'run'), enc);
+    await assert.rejects(finetune(o, { train: toyImages(8, 3, 16, 1), test: toyImages(6, 3, 8, 2) }, { log: () => {} }), {
+      code: 'ERR_DATA',
+      message: /train images are \[3,16,16\], the encoder expects \[3,8,8\]/,
+    });
+    await assert.rejects(finetune(o, { train: toyImages(8, 3, 8, 1), test: toyImages(6, 4, 8, 2) }, { log: () => {} }), {
+      code: 'ERR_DATA',
+      message: /train data has 3 classes, test data 4/,
+    });
+    assert.ok(!existsSync(join(dir, 'run', 'metrics.jsonl')));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('the peak lr scales by batch × accum-iter × processes (MAE), and every epoch reads the training data shuffled', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-ft-accum-'));
   const enc = writeEncoder(dir);

@@ -6,7 +6,7 @@ import * as torch from '../../src/torch';
 import { native } from '../../src/torch/native';
 import { VisionTransformer } from '../../src/semaim';
 import { LabelledData, MemoryLabelledData } from '../../src/data';
-import { extractFeatures, extractPooledFeatures, disposeFeatures } from '../../src/eval/features';
+import { checkImageShape, extractFeatures, extractPooledFeatures, disposeFeatures } from '../../src/eval/features';
 import { TINY, toyImages } from './helpers';
 
 test('extractPooledFeatures: [CLS] and mean from one pass equal extractFeatures of each pooling', async () => {
@@ -67,8 +67,20 @@ test('feature extraction refuses data that gives fewer or more images than its s
   const claiming = (size: number): LabelledData => ({ size, numClasses: 3, imageShape: [3, 8, 8], batches: (o) => images.batches(o), close() {} });
   try {
     const start = torch.memoryStats().liveTensors;
-    await assert.rejects(extractFeatures(enc, claiming(8), { batchSize: 4, pooling: 'cls', label: null }), { message: /gave 6 images, its size is 8/ });
-    await assert.rejects(extractFeatures(enc, claiming(5), { batchSize: 4, pooling: 'cls', label: null }), { message: /gave more than its size \(5\)/ });
+    // a caller's data at fault: a DataError (code ERR_DATA), as README's error table says
+    await assert.rejects(extractFeatures(enc, claiming(8), { batchSize: 4, pooling: 'cls', label: null }), {
+      code: 'ERR_DATA',
+      message: /gave 6 images, its size is 8/,
+    });
+    await assert.rejects(extractFeatures(enc, claiming(5), { batchSize: 4, pooling: 'cls', label: null }), {
+      code: 'ERR_DATA',
+      message: /gave more than its size \(5\)/,
+    });
+    const wrongSize: LabelledData = { size: 6, numClasses: 3, imageShape: [3, 16, 16], batches: (o) => images.batches(o), close() {} };
+    assert.throws(() => checkImageShape(enc, wrongSize, 'train data'), {
+      code: 'ERR_DATA',
+      message: /train data: images are \[3,16,16\], the encoder expects \[3,8,8\]/,
+    });
     assert.equal(torch.memoryStats().liveTensors, start, 'the refused extractions freed their features');
   } finally {
     enc.dispose();
