@@ -23,7 +23,8 @@ ln -s "$ROOT/node_modules" node_modules
 [ -f native/gen-ops.js ] && node native/gen-ops.js > /dev/null
 npx tsc -p .
 npm run --silent build:native > "$WORK/build.log" 2>&1 || { tail -20 "$WORK/build.log"; exit 1; }
-node dist/src/cli/main.js pretrain "${ARGS[@]}" --max-steps 5 --out-dir "$WORK/run"
+# OpenBLAS kernels fixed (test/run/upgrade.test.ts runs with the same): bit-equal sums on any x86-64 with AVX2
+OPENBLAS_CORETYPE=Haswell node dist/src/cli/main.js pretrain "${ARGS[@]}" --max-steps 5 --out-dir "$WORK/run"
 
 rm -rf "$OUT/run"
 mkdir -p "$OUT"
