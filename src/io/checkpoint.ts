@@ -8,6 +8,7 @@ import { Tensor } from '../torch';
 import { isJsonObject, jsonBrief } from '../util/json-file';
 import { disposeAll, loadTensors } from './tensors';
 import { notRegular, openRegularFile, readRegularFile } from '../util/regular-file';
+import { CheckpointError } from '../util/errors';
 
 // written once, beside the atomic writers; exported here too, where the checkpoint helpers always had it
 export { fsyncPath } from '../util/safe-write';
@@ -181,11 +182,11 @@ export function verifyCheckpoint(dir: string, kind: 'training' | 'weights' = 'tr
   return null;
 }
 
-/** Loads a checkpoint folder after verifying it. */
+/** Loads a checkpoint folder after verifying it; one that fails verification is a CheckpointError ('ERR_CHECKPOINT') saying why. */
 export function readCheckpoint(dir: string, o: { verified?: boolean } = {}): LoadedCheckpoint {
   // (verified: the caller has just run verifyCheckpoint on it; hashing 2 GB again took 1.4 s of a resume)
   const problem = o.verified ? null : verifyCheckpoint(dir);
-  if (problem) throw new Error(`checkpoint ${dir} is not usable: ${problem}`);
+  if (problem) throw new CheckpointError(`checkpoint ${dir} is not usable: ${problem}`);
   const state = readCheckpointState(dir);
   // NaN/Inf weights, optimiser moments or EMA copy: a run that diverged (NonFiniteTensorError)
   const model = loadTensors(join(dir, 'model.safetensors'), { finite: true });

@@ -175,7 +175,7 @@ function plainPng(path: string): Buffer | null {
 
 const GIVE_A_RUN = 'give the folder of a pretrain, linprobe or finetune run (--out-dir)';
 
-/** RUN_DIR names a folder: a missing one is an option error (exit 2), as a folder that holds nothing of a run is. */
+/** RUN_DIR names a folder: a missing one, or a file, is an option error (exit 2); writeRunReport also refuses a folder that holds nothing of a run. */
 export function checkRunDir(runDir: string): void {
   const st = statSync(runDir, { throwIfNoEntry: false });
   if (!st) throw new OptionError('runDir', `${runDir} does not exist: ${GIVE_A_RUN}`, 'RUN_DIR');

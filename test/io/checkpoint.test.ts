@@ -10,6 +10,7 @@ import * as torch from '../../src/torch';
 import { CheckpointManager } from '../../src/run/checkpoints';
 import { CHECKPOINT_FILES, NonFiniteTensorError, readCheckpoint, sha256File, verifyCheckpoint, type LoadedCheckpoint } from '../../src/io';
 import { createHash } from 'node:crypto';
+import { CheckpointError } from '../../src/util/errors';
 
 const root = mkdtempSync(join(tmpdir(), 'semaim-ckpt-'));
 process.on('exit', () => rmSync(root, { recursive: true, force: true }));
@@ -49,7 +50,7 @@ test('a file changed after the checkpoint was written is refused by readCheckpoi
   assert.equal(verifyCheckpoint(dir), why);
   assert.throws(
     () => readCheckpoint(dir),
-    (e: Error) => e.message === `checkpoint ${dir} is not usable: ${why}`,
+    (e: Error) => e instanceof CheckpointError && e.code === 'ERR_CHECKPOINT' && e.message === `checkpoint ${dir} is not usable: ${why}`,
   );
   // what verification stands between: told it was just verified, readCheckpoint reads the changed weight
   assert.deepEqual(values(readCheckpoint(dir, { verified: true })).w, [1, 2, 12]);
@@ -62,7 +63,7 @@ test('a missing file of a checkpoint is named ("X is missing"), by verifyCheckpo
     assert.equal(verifyCheckpoint(dir), `${f} is missing`, f);
     assert.throws(
       () => readCheckpoint(dir),
-      (e: Error) => e.message === `checkpoint ${dir} is not usable: ${f} is missing`,
+      (e: Error) => e instanceof CheckpointError && e.message === `checkpoint ${dir} is not usable: ${f} is missing`,
       f,
     );
   }
