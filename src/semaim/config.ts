@@ -73,13 +73,13 @@ export const PRESETS: Record<string, Pick<EncoderConfig, 'embedDim' | 'depth' | 
 };
 
 /** The authors' headline target, as `semaim pretrain`'s defaults: per-patch normalised pixels of the 9×9, σ 1 blurred image. */
-export const DEFAULT_PIXEL_TARGET: TargetConfig = { type: 'pixels', normPix: true, blur: true, blurKernel: 9, blurSigma: 1 };
+export const DEFAULT_PIXEL_TARGET: Readonly<TargetConfig> = Object.freeze({ type: 'pixels', normPix: true, blur: true, blurKernel: 9, blurSigma: 1 });
 
 /** Paper defaults: semantic order from the online model, 3×3 mean filter, λ = 0.01. */
-export const DEFAULT_ORDER: SemanticOrderConfig = { type: 'semantic', source: 'online', filter: true, lambda: 0.01 };
+export const DEFAULT_ORDER: Readonly<SemanticOrderConfig> = Object.freeze({ type: 'semantic', source: 'online', filter: true, lambda: 0.01 });
 
 /** The authors' released variant of the semantic order: no filter, λ = 1e-3. */
-export const AUTHORS_SEMANTIC_ORDER: SemanticOrderConfig = { type: 'semantic', source: 'online', filter: false, lambda: 1e-3 };
+export const AUTHORS_SEMANTIC_ORDER: Readonly<SemanticOrderConfig> = Object.freeze({ type: 'semantic', source: 'online', filter: false, lambda: 1e-3 });
 
 /** Thrown by the config checks: `key` names the offending field (e.g. 'order.lambda'); code 'ERR_CONFIG'. */
 export class ConfigError extends Error {
@@ -105,8 +105,9 @@ export function makeConfig(preset: keyof typeof PRESETS | string, overrides: Par
     dropPath: 0,
     ...p,
     decoderDepth: overrides.depth ?? p.depth,
-    target: DEFAULT_PIXEL_TARGET,
-    order: DEFAULT_ORDER,
+    // copies: a caller who changes its config must not change the defaults of every later one
+    target: { ...DEFAULT_PIXEL_TARGET },
+    order: { ...DEFAULT_ORDER },
     ...overrides,
   };
   validateConfig(cfg);

@@ -10,6 +10,7 @@ import * as torch from '../../src/torch';
 import { disposeAll, loadTensors, saveTensors } from '../../src/io';
 import {
   ConfigError,
+  DEFAULT_ORDER,
   SemAIM,
   checkpointConfig,
   configFromJSON,
@@ -160,4 +161,15 @@ test('target and order settings out of their range are refused, naming the key; 
   // without a decoderDepth, the decoder is as deep as the (overridden) encoder
   assert.equal(makeConfig('vit_tiny', { imgSize: 32, patchSize: 8, depth: 2 }).decoderDepth, 2);
   assert.equal(makeConfig('vit_tiny', { imgSize: 32, patchSize: 8, depth: 3, decoderDepth: 1 }).decoderDepth, 1);
+});
+
+test('makeConfig gives each config its own target and order: a caller changing one does not change the defaults (DEFAULT_ORDER is frozen)', () => {
+  const mine = makeConfig('vit_tiny', { imgSize: 32, patchSize: 4 });
+  (mine.order as { lambda: number }).lambda = 0.5;
+  (mine.target as { blurSigma: number }).blurSigma = 3;
+  const next = makeConfig('vit_tiny', { imgSize: 32, patchSize: 4 });
+  assert.deepEqual(next.order, { type: 'semantic', source: 'online', filter: true, lambda: 0.01 });
+  assert.deepEqual(next.target, { type: 'pixels', normPix: true, blur: true, blurKernel: 9, blurSigma: 1 });
+  assert.deepEqual(DEFAULT_ORDER, next.order);
+  assert.throws(() => ((DEFAULT_ORDER as { lambda: number }).lambda = 1), TypeError);
 });
