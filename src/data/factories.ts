@@ -144,7 +144,10 @@ export const SINGLE_PROCESS: RankSlice = { rank: 0, worldSize: 1 };
 type EpochLoader = DataLoader | ShardLoader;
 
 function makeLoader(ds: Dataset | ShardDataset, opts: LoaderOptions & { shuffleBuffer?: number }): EpochLoader {
-  return isShardDataset(ds) ? new ShardLoader(ds, opts) : new DataLoader(ds, opts);
+  if (!isShardDataset(ds)) return new DataLoader(ds, opts);
+  // a stream always replaces an unusable sample; an evaluation leaves the stand-ins out (Batch.standIns)
+  const { replace: _, ...streamOptions } = opts;
+  return new ShardLoader(ds, streamOptions);
 }
 
 /**
