@@ -25,13 +25,13 @@ export class PatchEmbed extends Module {
     super();
     this.proj = this.module('proj', new Conv2d(inChans, embedDim, patchSize, { stride: patchSize }));
   }
-  /** MAE's initialisation: the convolution as a Linear over its flattened kernel (xavier-uniform), bias 0. */
-  initWeights(): void {
+  /** MAE's initialisation: the convolution as a Linear over its flattened kernel (xavier-uniform), bias 0; drawn from `generator` (default: the global one). */
+  initWeights(generator?: torch.Generator): void {
     const w = this.proj.weight;
     torch.noGrad(() =>
       torch.scope(() => {
         const flat = torch.empty([w.shape[0], w.numel / w.shape[0]]);
-        init.xavierUniform_(flat);
+        init.xavierUniform_(flat, 1, generator);
         w.copy_(flat.view(w.shape));
         this.proj.bias?.zero_();
       }),
@@ -194,11 +194,11 @@ export function resolveResidual(s: PendingResidual): Tensor {
   return s.branch ? s.base.add(s.branch) : s.base;
 }
 
-/** Xavier-uniform Linear weights, zero biases, unit LayerNorms (the authors' / MAE's init). */
-export function initVitWeights(root: Module): void {
+/** Xavier-uniform Linear weights, zero biases, unit LayerNorms (the authors' / MAE's init), drawn from `generator` (default: the global one). */
+export function initVitWeights(root: Module, generator?: torch.Generator): void {
   for (const [, m] of root.namedModules()) {
     if (m instanceof Linear) {
-      init.xavierUniform_(m.weight);
+      init.xavierUniform_(m.weight, 1, generator);
       if (m.bias) init.zeros_(m.bias);
     } else if (m instanceof LayerNorm) {
       if (m.weight) init.ones_(m.weight);
@@ -253,12 +253,16 @@ export class VisionTransformer extends Module {
     this.norm = this.module('norm', new LayerNorm(D, 1e-6));
   }
 
-  /** MAE / authors' initialisation; call once after construction. */
+  /**
+   * MAE / authors' initialisation; call once after construction. With a seed the weights come from a
+   * generator of their own seeded with it (the ones `torch.manualSeed(seed)` then `initWeights()` give)
+   * and the global generators are left as they were; without one they come from the global generator.
+   */
   initWeights(generatorSeed?: number): this {
-    if (generatorSeed !== undefined) torch.manualSeed(generatorSeed);
-    initVitWeights(this);
-    this.patch_embed.initWeights();
-    init.normal_(this.cls_token, 0, 0.02);
+    const generator = generatorSeed === undefined ? undefined : new torch.Generator(generatorSeed);
+    initVitWeights(this, generator);
+    this.patch_embed.initWeights(generator);
+    init.normal_(this.cls_token, 0, 0.02, generator);
     return this;
   }
 

@@ -305,6 +305,26 @@ function withTinyVit(fn: (vit: VisionTransformer) => void): void {
   }
 }
 
+test('initWeights(seed) draws from a generator of its own: the global stream goes on as without it, and a seed gives the weights manualSeed(seed) then initWeights() gives', () => {
+  const cfg = makeConfig('vit_tiny', SMALL_SEMAIM);
+  const [a, b, c] = [new SemAIM(cfg), new SemAIM(cfg), new SemAIM(cfg)];
+  try {
+    torch.manualSeed(1);
+    const without = torch.rand([5]).toFloat32Array();
+    torch.manualSeed(1);
+    a.initWeights(7);
+    assert.deepEqual(torch.rand([5]).toFloat32Array(), without, 'the global stream is untouched');
+    b.initWeights(7);
+    torch.manualSeed(7);
+    c.initWeights();
+    const weights = (m: SemAIM) => [...m.stateDict()].map(([name, t]) => [name, [...t.toFloat64Array()]]);
+    assert.deepEqual(weights(b), weights(a), 'the same seed, the same weights');
+    assert.deepEqual(weights(c), weights(a), "the weights of manualSeed(7) then initWeights(): earlier releases' for seed 7");
+  } finally {
+    for (const m of [a, b, c]) m.dispose();
+  }
+});
+
 test('backbone features: [CLS], mean-pooled and all tokens; timm names', () => {
   const vit = new VisionTransformer(TINY_VIT).initWeights(0);
   const x = torch.randn([2, 3, 16, 16]);
