@@ -149,8 +149,13 @@ function checkProbability(layer: string, p: number): void {
   if (!(typeof p === 'number' && p >= 0 && p <= 1)) throw new RangeError(`${layer}: p must be a probability in [0, 1], got ${String(p)}`);
 }
 
-/** Stochastic depth per sample (timm's DropPath): drops the whole residual branch of a sample. */
+/**
+ * Stochastic depth per sample (timm's DropPath): drops the whole residual branch of a sample. The masks
+ * come from `generator` when set (a job's own stream, see {@link useDropPathGenerator}), else from the global generator.
+ */
 export class DropPath extends Module {
+  /** The stream the masks are drawn from; null: the global generator. */
+  generator: torch.Generator | null = null;
   constructor(readonly p = 0) {
     super();
     checkProbability('DropPath', p);
@@ -163,10 +168,23 @@ export class DropPath extends Module {
       const { rank, worldSize } = batchSlice();
       const B = x.shape[0];
       const shape = [B * worldSize, ...x.shape.slice(1).map(() => 1)];
-      const mask = torch.bernoulli(torch.empty(shape, { dtype: x.dtype, device: x.device }), keep).narrow(0, rank * B, B);
+      // drawn as float32 (a generator draws on the host, which has no float16 bernoulli), then the exact 0s and 1s in x's dtype
+      const like = torch.empty(shape, { dtype: 'float32', device: x.device });
+      const mask = torch
+        .bernoulli(like, keep, { generator: this.generator ?? undefined })
+        .to(x.dtype)
+        .narrow(0, rank * B, B);
       return x.mul(mask.div(keep));
     });
   }
+}
+
+/**
+ * Makes every DropPath under `root` draw its masks from `generator` (null: from the global generator again),
+ * so a job's masks do not depend on what else the process draws from the global one meanwhile.
+ */
+export function useDropPathGenerator(root: Module, generator: torch.Generator | null): void {
+  for (const [, m] of root.namedModules()) if (m instanceof DropPath) m.generator = generator;
 }
 
 /** The GELU activation, exact (erf) by default or approximate: 'tanh'. Like torch.nn.GELU. */

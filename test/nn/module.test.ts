@@ -16,6 +16,7 @@ import {
   GELU,
   init,
   setBatchSlice,
+  useDropPathGenerator,
 } from '../../src/nn';
 
 class Block extends Module {
@@ -296,6 +297,45 @@ test('DropPath in a data-parallel slice: rank r of W keeps rows r·B … r·B + 
     }
   }
   dp.dispose();
+});
+
+test('DropPath given a generator (useDropPathGenerator) draws its masks from it, whatever the program draws from the global one meanwhile; null gives the global one back', () => {
+  const net = new Sequential(new DropPath(0.5), new Sequential(new DropPath(0.5)));
+  const kept = (y: torch.Tensor) => Array.from(y.sum([1, 2]).toFloat32Array(), (v) => (v > 0 ? 1 : 0));
+  const masks = (between: () => void) => {
+    const got: number[][] = [];
+    for (let i = 0; i < 3; i++) {
+      got.push(kept(net.forward(torch.ones([32, 2, 2]))));
+      between();
+    }
+    return got;
+  };
+  useDropPathGenerator(net, new torch.Generator(3));
+  const alone = masks(() => {});
+  useDropPathGenerator(net, new torch.Generator(3));
+  assert.deepEqual(
+    masks(() => torch.rand([7])),
+    alone,
+    'the same masks with global draws between the passes',
+  );
+  assert.ok(alone.flat().includes(0) && alone.flat().includes(1));
+  for (const dtype of ['float16', 'bfloat16', 'float64'] as const) {
+    // the host has no float16 bernoulli: the masks are drawn as float32, then given x's dtype
+    useDropPathGenerator(net, new torch.Generator(3));
+    const y = net.forward(torch.ones([32, 2, 2], { dtype }));
+    assert.equal(y.dtype, dtype);
+    assert.deepEqual(kept(y), alone[0], dtype);
+  }
+  useDropPathGenerator(net, null);
+  torch.manualSeed(3);
+  const global = masks(() => {});
+  torch.manualSeed(3);
+  assert.notDeepEqual(
+    masks(() => torch.rand([7])),
+    global,
+    'without a generator the masks come from the global stream',
+  );
+  net.dispose();
 });
 
 test('Sequential chains modules; init helpers respect their bounds', () => {
