@@ -60,6 +60,11 @@ export interface TrainJob<B> {
   ema: EMA<Module> | null;
   /** Random streams of the job besides the global ones (saved as rng.<name>). */
   generators: Record<string, torch.Generator>;
+  /**
+   * Those of `generators` that earlier releases drew from the global CPU generator: a checkpoint of theirs,
+   * which has no rng.<name>, continues them from its rng.global (what their draws would have come from).
+   */
+  formerlyGlobal?: string[];
   /** The model config: stored in every checkpoint and compared on resume. */
   config: unknown;
   /** The options, stored with every checkpoint and written to config.json. */

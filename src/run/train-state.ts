@@ -387,7 +387,7 @@ export class TrainState {
     if (job.scaler && s.scaler) job.scaler.loadStateDict(s.scaler as never);
     restoreGlobalRngStates(latest.extra, this.run.device);
     for (const [name, g] of Object.entries(job.generators)) {
-      const st = latest.extra.get(`rng.${name}`);
+      const st = latest.extra.get(`rng.${name}`) ?? (job.formerlyGlobal?.includes(name) ? latest.extra.get('rng.global') : undefined);
       if (!st) throw new Error(`checkpoint ${latest.dir} has no state for the random stream '${name}'`);
       g.setState(st);
     }

@@ -46,6 +46,8 @@ interface RunOptions {
   higherIsBetter?: boolean;
   /** Adds noise from the global generator to the inputs (as dropout draws from it). */
   globalNoise?: boolean;
+  /** Adds that noise from the job's own stream 'noise' instead, which earlier releases drew from the global generator (formerlyGlobal). */
+  ownNoise?: boolean;
   /** The job's kind and model config ('pretrain', { case: 'linear' } without). */
   kind?: 'pretrain' | 'finetune';
   config?: Record<string, unknown>;
@@ -58,6 +60,8 @@ async function run(outDir: string, maxSteps: number, calls: number[][], resume: 
   const model = new Linear(3, 1, { dtype: 'float64' });
   const optimizer = new AdamW(model.namedParameters(), { lr: 0.01 });
   const ema = o.ema ? new EMA(new Linear(3, 1, { dtype: 'float64' }), model, 0.5) : null;
+  const noiseGen = new torch.Generator(7);
+  const noisy = o.globalNoise || o.ownNoise;
   const job: TrainJob<Batch> = {
     kind: o.kind ?? 'pretrain',
     model,
@@ -65,7 +69,8 @@ async function run(outDir: string, maxSteps: number, calls: number[][], resume: 
     schedule: o.schedule ?? (() => 0.01),
     scaler: null,
     ema,
-    generators: {},
+    generators: o.ownNoise ? { noise: noiseGen } : {},
+    formerlyGlobal: ['noise'],
     config: o.config ?? { case: 'linear' },
     options: { case: 'accum' },
     batchesPerEpoch: 5,
@@ -79,7 +84,7 @@ async function run(outDir: string, maxSteps: number, calls: number[][], resume: 
     batchSize: (b) => b.x.shape[0],
     loss: (b) =>
       model
-        .forward(o.globalNoise ? b.x.add(torch.randn(b.x.shape, { dtype: 'float64' }).mul(0.1)) : b.x)
+        .forward(noisy ? b.x.add(torch.randn(b.x.shape, { dtype: 'float64', generator: o.ownNoise ? noiseGen : undefined }).mul(0.1)) : b.x)
         .sub(b.y)
         .square()
         .mean(),
@@ -137,7 +142,7 @@ test('with --accum-iter the loop asks for the batches up to the last whole step 
   }
 });
 
-test('with --accum-iter each step takes the lr of its fractional epoch in steps, and a run stopped mid-epoch off the checkpoint cadence resumes to the same weights (the EMA copy and the global random stream included)', async () => {
+test('with --accum-iter each step takes the lr of its fractional epoch in steps, and a run stopped mid-epoch off the checkpoint cadence resumes to the same weights (the EMA copy and the global random stream included, also into a job that now draws that stream from a generator of its own)', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-loop-accum-'));
   const schedule = (epoch: number) => 0.01 * (1 + epoch);
   try {
@@ -166,6 +171,12 @@ test('with --accum-iter each step takes the lr of its fractional epoch in steps,
       [1, 2, 4],
     ]);
     assert.deepEqual(resumed, whole);
+    // a checkpoint of a release that drew this noise from the global generator (it has no rng.noise): a job
+    // that draws it from its own stream continues that stream from the checkpoint's global state
+    const upgraded: number[] = [];
+    assert.equal(await run(join(dir, 'upgrade'), 4, [], false, { schedule, stopAt: 3, checkpointEvery: 100, globalNoise: true, ema: true }), 3);
+    assert.equal(await run(join(dir, 'upgrade'), 4, [], true, { schedule, weights: upgraded, checkpointEvery: 100, ownNoise: true, ema: true }), 4);
+    assert.deepEqual(upgraded, whole);
     // a fractional --epochs ends after the step its last batch belongs to: 1.25 epochs of 2 steps are 3 steps
     assert.equal(await run(join(dir, 'part'), 100, [], false, { epochs: 1.25 }), 3);
   } finally {
