@@ -6,6 +6,7 @@
 // src/run/loop.ts.
 import * as torch from '../torch';
 import type { Tensor } from '../torch';
+import { useDropPathGenerator } from '../nn';
 import { AdamW, GradScaler, LrSchedule, paramGroupsLayerDecay, peakLr, warmupCosine } from '../optim';
 import { disposeAll } from '../io';
 import { EncoderSource, loadEncoderTensors, resolveEncoder } from '../semaim';
@@ -158,6 +159,8 @@ export interface FinetuneStep {
   schedule: LrSchedule;
   /** The mixing's random stream (checkpointed as rng.mix), seeded from o.seed. */
   mixGen: torch.Generator;
+  /** The drop-path masks' random stream (checkpointed as rng.dropPath), seeded from o.seed. */
+  dropPathGen: torch.Generator;
   mixup: Mixup;
   /** A micro-batch's loss: mixup/cutmix with smoothed targets, the forward under o.precision, soft-target cross-entropy. */
   loss(batch: LabelledBatch): Tensor;
@@ -172,6 +175,8 @@ export function finetuneStep(model: ViTClassifier, o: FinetuneOptions, lr: numbe
   const optimizer = makeFinetuneOptimizer(model, o, lr);
   const schedule = warmupCosine({ lr, minLr: o.minLr, warmupEpochs: o.warmupEpochs, epochs: o.epochs });
   const mixGen = new torch.Generator(o.seed + 104729);
+  const dropPathGen = new torch.Generator(o.seed + 1299709);
+  useDropPathGenerator(model, dropPathGen);
   const mixup = new Mixup(
     {
       numClasses: cfg.numClasses,
@@ -187,6 +192,7 @@ export function finetuneStep(model: ViTClassifier, o: FinetuneOptions, lr: numbe
     optimizer,
     schedule,
     mixGen,
+    dropPathGen,
     mixup,
     loss(batch) {
       checkLabelledBatch(batch, { chans: cfg.inChans ?? 3, size: cfg.imgSize }, cfg.numClasses);
@@ -257,7 +263,7 @@ async function finetuneJob(o: FinetuneOptions, data: FinetuneData, hooks: Finetu
   const ema = o.ema ? new EMA(new ViTClassifier(cfg).to({ device }), model, o.emaDecay) : null;
 
   // ---- optimiser, schedule, mixing, the loss of a micro-batch
-  const { optimizer, schedule, mixGen, loss } = finetuneStep(model, o, lr, device);
+  const { optimizer, schedule, mixGen, dropPathGen, loss } = finetuneStep(model, o, lr, device);
   const scaler = o.precision === 'fp16' ? new GradScaler() : null;
 
   // ---- evaluation on the test set (every --eval-every epochs and at the end)
@@ -301,7 +307,8 @@ async function finetuneJob(o: FinetuneOptions, data: FinetuneData, hooks: Finetu
         schedule,
         scaler,
         ema,
-        generators: { mix: mixGen },
+        generators: { mix: mixGen, dropPath: dropPathGen },
+        formerlyGlobal: ['dropPath'],
         config: cfg,
         options: o,
         optionTable: FINETUNE_OPTIONS,

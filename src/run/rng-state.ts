@@ -1,6 +1,6 @@
 // The global random generators a resumed run must continue: the CPU one always, and on a GPU the
 // default CUDA generator of the training device (draws without an explicit generator there, e.g.
-// drop path, come from it). Stored in checkpoints as 'rng.global' and 'rng.cuda'.
+// a Dropout, come from it). Stored in checkpoints as 'rng.global' and 'rng.cuda'.
 import * as torch from '../torch';
 import type { Tensor } from '../torch';
 import { cudaIndex } from './device';

@@ -34,7 +34,7 @@ export const GPU_STEP_OPTIONS = defineOptions({
     mayChangeOnResume: true,
     type: 'boolean',
     default: false,
-    help: 'capture the order pass, forward and backward once as a CUDA graph and replay it each step (CUDA, bf16 or fp32, --accum-iter 1; the gradient all-reduce and the optimiser run after each replay)',
+    help: 'capture the order pass, forward and backward once as a CUDA graph and replay it each step (CUDA, bf16 or fp32, --accum-iter 1, --drop-path 0; the gradient all-reduce and the optimiser run after each replay)',
   },
   fused: {
     mayChangeOnResume: true,
@@ -460,10 +460,15 @@ export function fusedKindsOf(o: Pick<PretrainOptions, 'fused' | 'device'>): fuse
 }
 
 /** --cuda-graphs: where the captured step can run. */
-export function checkCudaGraphs(o: Pick<PretrainOptions, 'cudaGraphs' | 'device' | 'precision' | 'accumIter'>): void {
+export function checkCudaGraphs(o: Pick<PretrainOptions, 'cudaGraphs' | 'device' | 'precision' | 'accumIter' | 'dropPath'>): void {
   if (!o.cudaGraphs) return;
   if (o.accumIter > 1)
     throw new OptionError('cudaGraphs', `needs --accum-iter 1 (got ${o.accumIter}): a replayed backward writes the gradients anew instead of adding to them`);
+  if (o.dropPath > 0)
+    throw new OptionError(
+      'cudaGraphs',
+      `needs --drop-path 0 (got ${o.dropPath}): the run draws its drop-path masks on the host from its own random stream, which a replayed graph would not draw again`,
+    );
   const why = cudaGraphRefusal({ device: o.device, precision: o.precision, cudaBuild: native.cudaBuild });
   if (why) throw new OptionError('cudaGraphs', why);
 }

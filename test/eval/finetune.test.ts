@@ -13,7 +13,7 @@ import { sha256File } from '../../src/semaim';
 import { readMetrics } from '../../src/run/metrics';
 import { CheckpointManager } from '../../src/run/checkpoints';
 import { loadTensors, disposeAll, saveTensors } from '../../src/io';
-import { TINY, memoryFactories, pretrainTinyRun, toyImages, writeEncoder } from './helpers';
+import { TINY, memoryFactories, pretrainTinyRun, toyImages, whileDrawingGlobally, writeEncoder } from './helpers';
 import { captureStderr } from '../output';
 
 test('layer-wise lr decay: lr = base × 0.65^(L+1−layer) with cls/patch_embed at 0, blocks.i at i+1, fc_norm/head at L+1', () => {
@@ -102,7 +102,7 @@ for (const device of ['cpu', 'cuda'] as const) {
       skip: device === 'cuda' && !torch.cuda.isAvailable() && 'no CUDA device',
     },
     async () => {
-      // On a GPU the drop-path masks come from the CUDA generator, whose state the checkpoint keeps too;
+      // The drop-path masks come from the run's own stream (rng.dropPath, drawn on the host on every device);
       // some CUDA backward kernels accumulate with atomics, hence the looser tolerance there.
       const tol = device === 'cuda' ? 1e-4 : 1e-5;
       const dir = mkdtempSync(join(tmpdir(), 'semaim-ft-resume-'));
@@ -150,10 +150,10 @@ for (const device of ['cpu', 'cuda'] as const) {
         .filter((r) => r.testTop1 !== undefined)
         .map((r) => r.step);
       assert.deepEqual(evals, [4, 8, 10]);
-      // Checkpoints: fine-tuning format, verified, with both RNG states.
+      // Checkpoints: fine-tuning format, verified, with the RNG states.
       const latest = new CheckpointManager(join(dir, 'b')).loadLatest()!;
       assert.equal(latest.step, 10);
-      assert.ok(latest.extra.has('rng.global') && latest.extra.has('rng.mix') && latest.extra.has('ema.head.weight'));
+      assert.ok(latest.extra.has('rng.global') && latest.extra.has('rng.mix') && latest.extra.has('rng.dropPath') && latest.extra.has('ema.head.weight'));
       assert.equal(latest.extra.has('rng.cuda'), device === 'cuda');
       assert.ok(latest.model.has('fc_norm.weight') && latest.model.has('head.weight') && !latest.model.has('norm.weight'));
       disposeAll(latest.model);
@@ -177,6 +177,27 @@ test("finetune refuses a caller's data of another image size or class count as a
       message: /train data has 3 classes, test data 4/,
     });
     assert.ok(!existsSync(join(dir, 'run', 'metrics.jsonl')));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a fine-tuning with drop path gives the same losses and weights while the program draws from the global generator between its steps (jobs at once in one process)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ft-own-streams-'));
+  try {
+    const enc = writeEncoder(dir);
+    const data = { train: toyImages(16, 3, 8, 1), test: toyImages(9, 3, 8, 2) };
+    const run = async (out: string) => {
+      const r = await finetune(ftOptions(join(dir, out), enc, { maxSteps: 4, dropPath: 0.5, ema: false }), data, { log: () => {} });
+      const losses = readMetrics(join(dir, out, 'metrics.jsonl')).map((m) => m.loss);
+      return { losses, accuracy: r.accuracy, weights: readFileSync(join(dir, out, 'checkpoints', 'step-00000004', 'model.safetensors')) };
+    };
+    const alone = await run('alone');
+    const { result: beside, draws } = await whileDrawingGlobally(() => run('beside'));
+    assert.ok(draws >= 4, `${draws} global draws came between the steps`);
+    assert.deepEqual(beside.losses, alone.losses);
+    assert.deepEqual(beside.accuracy, alone.accuracy);
+    assert.ok(beside.weights.equals(alone.weights), 'the same final weights');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

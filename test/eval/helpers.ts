@@ -107,6 +107,27 @@ export async function countingLoopTurns<T>(job: () => Promise<T>): Promise<{ res
   }
 }
 
+/**
+ * Runs `job` while the program draws from the global generator at every event-loop turn the job allows (as
+ * the caller or another job of the process may); gives the job's result and how many draws came between.
+ */
+export async function whileDrawingGlobally<T>(job: () => Promise<T>): Promise<{ result: T; draws: number }> {
+  let draws = 0;
+  let drawing = true;
+  const draw = (): void => {
+    if (!drawing) return;
+    torch.rand([10]).dispose();
+    draws++;
+    setImmediate(draw);
+  };
+  setImmediate(draw);
+  try {
+    return { result: await job(), draws };
+  } finally {
+    drawing = false;
+  }
+}
+
 /** A 2-step pre-training run in `outDir` of a ViT of TINY's size (decoder of 1 block, no blur) on 16 toy images. */
 export async function pretrainTinyRun(outDir: string, more: Record<string, unknown> = {}): Promise<void> {
   const o = resolveOptions(PRETRAIN_OPTIONS, {

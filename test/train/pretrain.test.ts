@@ -7,7 +7,7 @@ import * as torch from '../../src/torch';
 import { pretrain, TrainData } from '../../src/train/pretrain';
 import type { MetricsRecord } from '../../src/train';
 import { MemoryLabelledData } from '../../src/data';
-import { memoryTrainData } from '../eval/helpers';
+import { memoryTrainData, whileDrawingGlobally } from '../eval/helpers';
 import { PRETRAIN_OPTIONS, checkCudaGraphs, fusedKindsOf, modelConfigFrom, validatePretrain } from '../../src/train/pretrain-options';
 import { native } from '../../src/torch/native';
 import { CheckpointManager } from '../../src/run/checkpoints';
@@ -241,6 +241,27 @@ test('pretrain gives libtorch back the thread count it had (a process-wide setti
   }
 });
 
+test('a pre-training with drop path gives the same losses and weights while the program draws from the global generator between its steps (jobs at once in one process)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-own-streams-'));
+  try {
+    const run = async (out: string) => {
+      const losses: number[] = [];
+      await pretrain(options(join(dir, out), { maxSteps: 4, dropPath: 0.5 }), memoryData(16, 4, 1), {
+        ...quiet,
+        onMetrics: (r) => void losses.push(r.loss ?? NaN),
+      });
+      return { losses, weights: readFileSync(join(dir, out, 'checkpoints', 'step-00000004', 'model.safetensors')) };
+    };
+    const alone = await run('alone');
+    const { result: beside, draws } = await whileDrawingGlobally(() => run('beside'));
+    assert.ok(draws >= 4, `${draws} global draws came between the steps`);
+    assert.deepEqual(beside.losses, alone.losses);
+    assert.ok(beside.weights.equals(alone.weights), 'the same final weights');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a library caller sees every metrics line as it is written (onMetrics), and progress: false keeps stderr quiet', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-metrics-'));
   const seen: MetricsRecord[] = [];
@@ -392,7 +413,8 @@ test('--cuda-graphs and --fused are refused before any work where they cannot ru
   const byCudaGraphs = (re: RegExp) => (e: unknown) => e instanceof OptionError && e.key === 'cudaGraphs' && re.test(e.message);
   assert.throws(refusal({ accumIter: 2 }), byCudaGraphs(/needs --accum-iter 1 \(got 2\)/));
   assert.throws(refusal({ device: 'cpu' }), byCudaGraphs(/need a CUDA device \(got cpu\)/));
-  const onCuda = { cudaGraphs: true, device: 'cuda', precision: 'bf16' as const, accumIter: 1 };
+  assert.throws(refusal({ dropPath: 0.1 }), byCudaGraphs(/needs --drop-path 0 \(got 0.1\)/));
+  const onCuda = { cudaGraphs: true, device: 'cuda', precision: 'bf16' as const, accumIter: 1, dropPath: 0 };
   if (!native.cudaBuild) assert.throws(() => checkCudaGraphs(onCuda), byCudaGraphs(/addon built against a CUDA libtorch/));
   assert.doesNotThrow(() => validatePretrain(options('/nonexistent', { cudaGraphs: false, accumIter: 2 })));
   const byFused = (re: RegExp) => (e: unknown) => e instanceof OptionError && e.key === 'fused' && re.test(e.message);
