@@ -184,12 +184,18 @@ export function embedListPath(out: string): string {
 /** Checks of the options that need no files (the command runs them before any work). */
 export function checkEmbedOptions(o: EmbedOptions): void {
   if (!o.out.endsWith('.safetensors')) throw new OptionError('out', `must end in .safetensors (the image list goes beside it as .json), got '${o.out}'`);
-  if (!!o.images === !!o.dataset) throw new OptionError('images', 'give either a folder of images (images) or a dataset (dataset), not both');
+  checkImageSetSource(o);
   if (o.pooling !== undefined && !EMBED_POOLINGS.includes(o.pooling))
     throw new OptionError('pooling', `must be one of ${EMBED_POOLINGS.join(', ')}, got '${o.pooling}'`);
   if (o.dtype !== undefined && !EMBED_DTYPES.includes(o.dtype)) throw new OptionError('dtype', `must be one of ${EMBED_DTYPES.join(', ')}, got '${o.dtype}'`);
   if (o.batchSize !== undefined && !(Number.isInteger(o.batchSize) && o.batchSize > 0))
     throw new OptionError('batchSize', `must be a positive integer, got ${o.batchSize}`);
+}
+
+/** An image set names one source: a folder of images or a dataset. */
+export function checkImageSetSource(o: ImageSet): void {
+  if (!o.images && !o.dataset) throw new OptionError('images', 'needs a folder of images (images) or a dataset (dataset): give one');
+  if (o.images && o.dataset) throw new OptionError('images', 'give either a folder of images (images) or a dataset (dataset), not both');
 }
 
 /** The images to embed: the folder, or the dataset split and subset exactly as makeEvalData opens them. */

@@ -28,6 +28,7 @@ import { loadPredictor, resolvePredictor } from './classifier-source';
 import { Accuracy, AccuracyTally } from './accuracy';
 import {
   IMAGE_SET_FIELDS,
+  checkImageSetSource,
   embedDataset,
   imageSetLoader,
   imageSetRecord,
@@ -229,7 +230,7 @@ export async function predict(o: PredictOptions): Promise<PredictResult> {
 
 async function predictJob(o: PredictOptions): Promise<PredictResult> {
   if (!o.out.endsWith('.json')) throw new OptionError('out', `must end in .json (the CSV goes beside it), got '${o.out}'`);
-  if (!!o.images === !!o.dataset) throw new OptionError('images', 'give either a folder of images (images) or a dataset (dataset), not both');
+  checkImageSetSource(o);
   const t0 = Date.now();
   const batchSize = o.batchSize ?? 256;
   const warn = o.onWarning ?? stderrLine;

@@ -195,7 +195,12 @@ test('semaim embed of a folder: evaluation transform, a corrupt image skipped an
 
 test('embed refuses bad options before any work', async () => {
   await assert.rejects(embed({ checkpoint: encoderPath, out: join(dir, 'x.bin'), images: dir }), /must end in \.safetensors/);
-  await assert.rejects(embed({ checkpoint: encoderPath, out: join(dir, 'x.safetensors') }), /either a folder of images/);
+  // neither source is one missing ('give either ..., not both' said so of both), both are one too many
+  await assert.rejects(
+    embed({ checkpoint: encoderPath, out: join(dir, 'x.safetensors') }),
+    /needs a folder of images \(images\) or a dataset \(dataset\): give one/,
+  );
+  await assert.rejects(embed({ checkpoint: encoderPath, out: join(dir, 'x.safetensors'), images: dir, dataset: 'synthetic' }), /not both/);
   await assert.rejects(embedCommand.run(['--checkpoint', encoderPath, '--out', join(dir, 'y.safetensors')]), /--images DIR/);
   await assert.rejects(embedCommand.run(['--checkpoint', encoderPath, '--images', join(dir, 'nope'), '--out', join(dir, 'y.safetensors')]), /does not exist/);
   assert.equal(existsSync(join(dir, 'y.safetensors')), false);
