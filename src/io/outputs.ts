@@ -53,9 +53,13 @@ export function protectedOutput(path: string): string | null {
   return null;
 }
 
-/** Refuses, naming `option`, an output that is one of `inputs`, a checkpoint's or run's file, or that exists without `overwrite`. */
-export function checkOutputs(outputs: string[], o: { overwrite: boolean; inputs?: string[]; option?: string }): void {
+/**
+ * Refuses, naming `option`, an output that is one of `inputs`, a checkpoint's or run's file, or that exists
+ * without `overwrite`; `overwriteIs` is how the caller asks for it (default the command's '--overwrite').
+ */
+export function checkOutputs(outputs: string[], o: { overwrite: boolean; inputs?: string[]; option?: string; overwriteIs?: string }): void {
   const option = o.option ?? 'out';
+  const overwriteIs = o.overwriteIs ?? '--overwrite';
   // a set of outputs an earlier writer was killed while renaming into place is completed first (never
   // rolled back): what exists is then what that writer wrote, whole
   for (const dir of new Set(outputs.map((p) => dirname(resolve(p))))) finishInterruptedCommits(dir);
@@ -64,9 +68,9 @@ export function checkOutputs(outputs: string[], o: { overwrite: boolean; inputs?
     const input = inputs.get(canonical(out));
     if (input !== undefined) throw new OptionError(option, `${out} is what this command reads (${input}): choose another output`);
     const why = protectedOutput(out);
-    if (why) throw new OptionError(option, `${out} cannot be written, not even with --overwrite: ${why}`);
+    if (why) throw new OptionError(option, `${out} cannot be written, not even with ${overwriteIs}: ${why}`);
     if (!o.overwrite && occupied(out))
-      throw new OptionError(option, `${out} exists: choose another output, or pass --overwrite to replace it`, undefined, 'ERR_OUTPUT_EXISTS');
+      throw new OptionError(option, `${out} exists: choose another output, or pass ${overwriteIs} to replace it`, undefined, 'ERR_OUTPUT_EXISTS');
   }
 }
 
@@ -135,10 +139,11 @@ export function claimOutputs(outputs: string[], option = 'out'): () => void {
  * The library's exports, embed and predict (the CLI checks more, before any work, with checkOutputs):
  * never over the encoder they read (its weights or the config beside them), into a checkpoint folder
  * or over a run's own files; an existing output of another kind only with `overwrite` (the command's
- * --overwrite; default false, as the command: OptionError with code 'ERR_OUTPUT_EXISTS').
+ * --overwrite; default false, as the command: OptionError with code 'ERR_OUTPUT_EXISTS'). The errors name
+ * `overwrite` as the library caller gives it.
  */
 export function guardOutputs(outputs: string[], encoderWeights: string, overwrite = false): void {
-  checkOutputs(outputs, { overwrite, inputs: encoderFiles(encoderWeights) });
+  checkOutputs(outputs, { overwrite, inputs: encoderFiles(encoderWeights), overwriteIs: '{ overwrite: true }' });
 }
 
 /** The files an encoder source consists of: its weights, and for an exported one the config beside them. */

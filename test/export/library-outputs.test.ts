@@ -24,7 +24,10 @@ test('exportEncoder and exportOnnx refuse outputs in a checkpoint folder; the ch
     model.dispose();
     const before = readFileSync(join(ckpt, 'model.safetensors'));
     await assert.rejects(() => exportEncoder(ckpt, join(ckpt, 'model')), /model\.safetensors is what this command reads/);
-    await assert.rejects(() => exportEncoder(run, join(ckpt, 'encoder')), /cannot be written, not even with --overwrite: it lies in the checkpoint folder/);
+    await assert.rejects(
+      () => exportEncoder(run, join(ckpt, 'encoder')),
+      /cannot be written, not even with \{ overwrite: true \}: it lies in the checkpoint folder/,
+    );
     await assert.rejects(() => exportOnnx(run, ckpt, { dtype: 'float32', attention: true }), /it lies in the checkpoint folder/);
     assert.ok(readFileSync(join(ckpt, 'model.safetensors')).equals(before));
     assert.equal(verifyCheckpoint(ckpt, 'weights'), null);
@@ -45,7 +48,8 @@ test('the library refuses to replace an earlier export or embed unless asked (ov
       assert.ok(e instanceof lib.OptionError, String(e));
       assert.equal(e.code, 'ERR_OUTPUT_EXISTS');
       assert.equal(e.key, 'out');
-      assert.match(e.message, /exists: choose another output/);
+      // named as the library caller asks for it (`pass --overwrite` is the command's)
+      assert.match(e.message, /exists: choose another output, or pass \{ overwrite: true \} to replace it/);
       assert.ok(files.some((f) => e.message.includes(f)));
       return true;
     };
