@@ -61,7 +61,7 @@ function size(path: string): string {
 
 async function writeExport(o: Options<typeof EXPORT_OPTIONS>, signal: AbortSignal): Promise<void> {
   if (o.format === 'safetensors') {
-    const r = await exportEncoder(o.checkpoint, o.out, { ...o, signal });
+    const r = await exportEncoder(o.checkpoint, o.out, { verify: o.verify, overwrite: o.overwrite, signal });
     process.stdout.write(`wrote ${r.weights} (${r.tensors} tensors) and ${r.config}\n`);
   } else if (o.format === 'onnx') {
     const r = await exportOnnx(o.checkpoint, o.out, { dtype: o.dtype, attention: o.attention, verify: o.verify, overwrite: o.overwrite, signal });

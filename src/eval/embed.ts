@@ -107,6 +107,9 @@ export const IMAGE_SET_FIELDS = defineOptions({
   overwrite: { type: 'boolean', help: 'replace existing outputs' },
 });
 
+/** The keys of an ImageSetJob that are no option values (an object, callbacks, a signal): they pass to the job as they are (see jobFields). */
+export const IMAGE_SET_JOB_OTHER_KEYS = { imageInput: true, progress: true, onProgress: true, onWarning: true, signal: true } as const;
+
 const EMBED_FIELDS = defineOptions({
   checkpoint: { type: 'string', required: true, help: 'encoder' },
   out: { type: 'string', required: true, help: 'output .safetensors' },
@@ -335,7 +338,7 @@ async function gatherBatch(group: ProcessGroup | null, rows: torch.Tensor, codes
 export async function embed(o: EmbedOptions & { group?: undefined }): Promise<EmbedResult>;
 export async function embed(o: EmbedOptions): Promise<EmbedResult | null>;
 export async function embed(o: EmbedOptions): Promise<EmbedResult | null> {
-  o = jobFields(o, EMBED_FIELDS);
+  o = jobFields(o, EMBED_FIELDS, { ...IMAGE_SET_JOB_OTHER_KEYS, group: true });
   return withProcessThreads(o.threads, () => embedJob(o));
 }
 

@@ -28,6 +28,7 @@ import { loadPredictor, resolvePredictor } from './classifier-source';
 import { Accuracy, AccuracyTally } from './accuracy';
 import {
   IMAGE_SET_FIELDS,
+  IMAGE_SET_JOB_OTHER_KEYS,
   checkImageSetSource,
   embedDataset,
   imageSetLoader,
@@ -224,7 +225,7 @@ const PREDICT_FIELDS = defineOptions({
 
 /** Predicts every image and writes the JSON and CSV (see the top of this file). */
 export async function predict(o: PredictOptions): Promise<PredictResult> {
-  o = jobFields(o, PREDICT_FIELDS);
+  o = jobFields(o, PREDICT_FIELDS, IMAGE_SET_JOB_OTHER_KEYS);
   return withProcessThreads(o.threads, () => predictJob(o));
 }
 

@@ -123,14 +123,14 @@ export function onnxExportFiles(outDir: string, dtype: FloatType): string[] {
 /** The export options a library caller sets as values, checked as `semaim export` checks its flags (dtype: float32 unless given). */
 export const EXPORT_FIELDS = defineOptions({
   dtype: { type: 'string', default: 'float32', choices: ['float32', 'float16'], help: 'weights and compute type' },
-  attention: { type: 'boolean', help: 'add the cls_attention output' },
+  attention: { type: 'boolean', default: false, help: 'add the cls_attention output' },
   verify: { type: 'boolean', help: "check a checkpoint folder's files" },
   overwrite: { type: 'boolean', help: 'replace an earlier export' },
 });
 
 /** The options checked, with their defaults filled in. */
-function onnxFields(o: OnnxOptions): OnnxOptions & Required<Pick<OnnxOptions, 'dtype' | 'attention'>> {
-  return jobFields(o ?? {}, EXPORT_FIELDS) as OnnxOptions & Required<Pick<OnnxOptions, 'dtype' | 'attention'>>;
+function onnxFields(o: OnnxOptions) {
+  return jobFields(o ?? {}, EXPORT_FIELDS, { signal: true });
 }
 
 /**

@@ -23,6 +23,7 @@ import type { Tensor } from '../torch';
 import { checkExportSpace } from './export-space';
 import { formatBytes } from '../util/disk-space';
 import { guardOutputs } from '../io/outputs';
+import { defineOptions, jobFields } from '../util/options';
 import { CheckpointError } from '../util/errors';
 import { stageFile } from '../util/safe-write';
 import { commitExport } from './commit-export';
@@ -81,13 +82,20 @@ export interface ExportOptions extends VerifyOption {
   signal?: AbortSignal;
 }
 
+/** The options of {@link ExportOptions} a caller sets as values, checked as `semaim export` checks its flags. */
+const ENCODER_EXPORT_FIELDS = defineOptions({
+  verify: { type: 'boolean', help: "check a checkpoint folder's files" },
+  overwrite: { type: 'boolean', help: 'replace an earlier export' },
+});
+
 /**
  * Writes `<out>.safetensors` and `<out>.json`; returns both paths. `source` is a pre-training run or
  * checkpoint folder, or an encoder file (timm/MAE/DDP .safetensors, or a torch.save .pth such as the
  * authors' released checkpoints): the export then converts it to timm's names and float32.
  */
-export async function exportEncoder(source: string, out: string, o: ExportOptions = {}): Promise<{ weights: string; config: string; tensors: number }> {
+export async function exportEncoder(source: string, out: string, options: ExportOptions = {}): Promise<{ weights: string; config: string; tensors: number }> {
   checkExportPaths(source, out);
+  const o = jobFields(options ?? {}, ENCODER_EXPORT_FIELDS, { signal: true, onWarning: true, unusableHint: true });
   if (existsSync(source) && statSync(source).isFile()) return exportEncoderFile(source, out, o);
   const dir = resolveCheckpoint(source, o);
   const { metadata } = readSafetensorsHeader(join(dir, 'model.safetensors'));

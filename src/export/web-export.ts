@@ -105,8 +105,11 @@ export function webExportFiles(outDir: string): string[] {
   return [...['model.onnx', 'model.json', ...PAGE_FILES].map((f) => join(outDir, f)), ...[...ORT_FILES, 'README.txt'].map((f) => join(outDir, 'ort', f))];
 }
 
+// (not `attention`: the page needs it, exportWeb always adds it)
 const WEB_EXPORT_FIELDS = defineOptions({
-  ...EXPORT_FIELDS,
+  dtype: EXPORT_FIELDS.dtype,
+  verify: EXPORT_FIELDS.verify,
+  overwrite: EXPORT_FIELDS.overwrite,
   exifOrientation: { type: 'string', choices: EXIF_ORIENTATION_POLICIES, help: 'EXIF orientation policy of the page' },
 });
 
@@ -121,7 +124,7 @@ export async function exportWeb(
   o: { dtype: FloatType; verify?: boolean; overwrite?: boolean; signal?: AbortSignal; exifOrientation?: ExifOrientationPolicy },
 ): Promise<WebExportResult> {
   checkExportPaths(source, outDir);
-  o = jobFields(o ?? {}, WEB_EXPORT_FIELDS) as typeof o;
+  o = jobFields(o ?? {}, WEB_EXPORT_FIELDS, { signal: true });
   const ort = onnxruntimeWeb();
   const m = onnxModelOf(source, { dtype: o.dtype, attention: true, verify: o.verify });
   guardOutputs(webExportFiles(outDir), m.weights, o.overwrite);

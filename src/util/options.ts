@@ -107,11 +107,21 @@ const camel = (k: string) => (/^[a-z][a-zA-Z0-9]*([-_][a-z0-9]+)+$/.test(k) ? k.
 /** The authors' (MAE-style argparse) names for options semaim names differently. */
 const AUTHORS_NAMES: Record<string, string> = { inputSize: 'imgSize', outputDir: 'outDir', logDir: 'outDir', normPixLoss: 'normPix' };
 
-/** `unknown option`, with the option the user most likely meant: the authors' name for it, or one a typo away. */
-function unknownOption(key: string, table: OptionTable, tail: string, typed?: string): OptionError {
-  const known = Object.keys(table);
+/**
+ * How a message names an option: as the command line does ('flag': `--img-size`, a config file's key
+ * `img-size`), or as a library caller writes it ('key': `imgSize`).
+ */
+type Spelling = 'flag' | 'key';
+
+/**
+ * `unknown option`, with the option the user most likely meant (the authors' name for it, or one a typo
+ * away) and, unless `typed` on the command line (then --help lists them), the `known` options.
+ */
+function unknownOption(key: string, known: readonly string[], spelling: Spelling, typed?: string): OptionError {
   const meant = Object.hasOwn(AUTHORS_NAMES, key) && known.includes(AUTHORS_NAMES[key]) ? AUTHORS_NAMES[key] : closest(kebab(key).toLowerCase(), known, kebab);
-  return new OptionError(key, `unknown option${meant ? `; did you mean --${kebab(meant)}?` : ''} ${tail}`, typed);
+  const hint = meant ? `; did you mean ${spelling === 'flag' ? `--${kebab(meant)}` : `'${meant}'`}?` : '';
+  const list = typed ? '(see --help)' : `(known: ${known.map((k) => (spelling === 'flag' ? kebab(k) : k)).join(', ')})`;
+  return new OptionError(key, `unknown option${hint} ${list}`, typed);
 }
 
 /** The candidate a typo away from `typed` (at most one edit per four letters), if any. */
@@ -236,6 +246,9 @@ function inLayer(e: unknown, layer: Record<string, unknown>): unknown {
 /** The flags parseArgv read, each as typed where that is not the table's spelling (--img_size for imgSize). */
 const flagsTypedAs = new WeakMap<object, Map<string, string>>();
 
+/** Whether a layer of options is the command line's (its flags, or its config file): else a library caller's object. */
+const fromCommandLine = (layer: object) => flagsTypedAs.has(layer) || writtenAs.has(layer);
+
 /**
  * Splits argv into `--key value` / `--key=value` / `--flag` (or `--flag true|false`) / `--no-flag` options and positionals;
  * `-h` is `--help`.
@@ -269,7 +282,7 @@ export function parseArgv(argv: string[], table: OptionTable): { options: Record
       continue;
     }
     const spec = specOf(table, k);
-    if (!spec && !COMMAND_LINE_ONLY.includes(k)) throw unknownOption(k, table, '(see --help)', typed);
+    if (!spec && !COMMAND_LINE_ONLY.includes(k)) throw unknownOption(k, Object.keys(table), 'flag', typed);
     if (typed !== `--${kebab(k)}`) typedAs.set(k, typed);
     if (v === undefined) {
       // a flag may be followed by an explicit true/false ('--blur false' must not leave blur on)
@@ -303,7 +316,7 @@ export function resolveOptions<T extends OptionTable>(table: T, ...layers: Recor
       if (COMMAND_LINE_ONLY.includes(k)) continue;
       try {
         const spec = specOf(table, k);
-        if (!spec) throw unknownOption(k, table, `(known: ${Object.keys(table).map(kebab).join(', ')})`);
+        if (!spec) throw unknownOption(k, Object.keys(table), fromCommandLine(layer) ? 'flag' : 'key');
         if (v === undefined) continue; // a library caller's `{ imgSize: o.imgSize }` with none given
         out[k] = coerce(k, spec, v);
       } catch (e) {
@@ -331,15 +344,24 @@ export function jobOptions<T extends OptionTable>(table: T, o: unknown): Options
 }
 
 /**
- * The options of a library job that are not a command's table (embed, predict, the exports, visualize):
- * the keys of `fields` are checked and filled in as jobOptions does; the job's other keys (callbacks, a
- * signal, a process group) pass as they are.
+ * The keys of a library job's options type `O` that its field table `T` does not check (callbacks, a
+ * signal, a process group: no option values), each marked true; tsc wants every such key of `O` listed.
  */
-export function jobFields<O extends object>(o: O, fields: OptionTable): O {
+export type OtherKeys<O, T extends OptionTable> = Record<Exclude<keyof O, keyof T>, true>;
+
+/**
+ * The options of a library job that are not a command's table (embed, predict, the exports, visualize):
+ * the keys of `fields` are checked and filled in as jobOptions does; the job's `others` (see OtherKeys)
+ * pass as they are; any other key is refused as resolveOptions refuses one (README "Library use").
+ */
+export function jobFields<O extends object, T extends OptionTable>(o: O, fields: T, others: OtherKeys<O, T>): O & Options<T> {
   const given = o as Record<string, unknown>;
   if (given === null || typeof given !== 'object' || Array.isArray(given)) resolveOptions(fields, given); // (refuses it)
-  const known = Object.fromEntries(Object.keys(fields).flatMap((k) => (Object.hasOwn(given, k) ? [[k, given[k]]] : [])));
-  return { ...o, ...resolveOptions(fields, known) };
+  const known = [...Object.keys(fields), ...Object.keys(others)];
+  const unknown = Object.keys(given).find((k) => !known.includes(k));
+  if (unknown !== undefined) throw unknownOption(unknown, known, 'key');
+  const values = Object.fromEntries(Object.keys(fields).flatMap((k) => (Object.hasOwn(given, k) ? [[k, given[k]]] : [])));
+  return { ...o, ...resolveOptions(fields, values) };
 }
 
 /** The --help text: one line per option with its type, default and meaning. */

@@ -61,7 +61,7 @@ const VISUALIZE_FIELDS = defineOptions({
 
 /** A library caller's job, checked as `semaim visualize` checks its flags (before the model is loaded). */
 function checkVisualizeJob(job: VisualizeJob): VisualizeJob {
-  const j = jobFields(job, VISUALIZE_FIELDS);
+  const j = jobFields(job, VISUALIZE_FIELDS, { imageInput: true, onWarning: true, images: true, orders: true, signal: true });
   const known = ORDER_NAMES.join(',');
   if (!Array.isArray(j.orders) || j.orders.length === 0) throw new OptionError('orders', `needs at least one order type, a list of ${known}`);
   checkOrderNames(j.orders);

@@ -148,6 +148,33 @@ test(
   }),
 );
 
+test(
+  'embed, predict, the exports and visualizeCheckpoint refuse an unknown key, naming the option it likely means as a key, before any work',
+  withDir(async (dir) => {
+    // each was ignored: embed wrote [CLS] features for poolng: 'mean', predict listed 5 classes for top_k: 2
+    const enc = writeEncoder(dir);
+    const out = join(dir, 'out');
+    const call = { embed: untyped(embed), predict: untyped(predict), visualize: untyped(viz.visualizeCheckpoint) };
+    const meant = (key: string, option: string) => optionError(key, new RegExp(`unknown option; did you mean '${option}'\\? \\(known: `));
+    await assert.rejects(call.embed({ checkpoint: enc, images: dir, out: join(out, 'f.safetensors'), poolng: 'mean' }), meant('poolng', 'pooling'));
+    await assert.rejects(call.predict({ checkpoint: enc, images: dir, out: join(out, 'p.json'), top_k: 2 }), meant('top_k', 'topK'));
+    await assert.rejects(untyped(exportEncoder)(enc, join(out, 'e'), { overwite: true }), meant('overwite', 'overwrite'));
+    await assert.rejects(untyped(exportOnnx)(enc, out, { overwite: true }), meant('overwite', 'overwrite'));
+    await assert.rejects(untyped(exportWeb)(enc, out, { overwite: true }), meant('overwite', 'overwrite'));
+    // the page always has the attention output: exportWeb has no such option (it was accepted, and did nothing)
+    await assert.rejects(untyped(exportWeb)(enc, out, { attention: false }), optionError('attention', /unknown option/));
+    await assert.rejects(call.visualize({ checkpoint: enc, images: [dir], out, orders: ['raster'], lossorder: 'raster' }), meant('lossorder', 'lossOrder'));
+    assert.equal(existsSync(out), false);
+    // the jobs' other keys (callbacks, a signal, a process group) are no unknown options: embed runs
+    const r = await embed({ checkpoint: enc, dataset: 'synthetic', limit: 2, out: join(out, 'f.safetensors'), progress: null, onProgress: () => {} });
+    assert.equal(r.count, 2);
+    await assert.rejects(
+      call.embed({ checkpoint: enc, out: join(out, 'g.safetensors') }),
+      optionError('images', /needs a folder of images \(images\) or a dataset \(dataset\): give one/),
+    );
+  }),
+);
+
 test('visualizeCheckpoint refuses an unknown order type as the command does, before the model is loaded', async () => {
   const job = { checkpoint: 'nowhere', images: ['a.png'], out: 'viz-out', orders: ['zigzag'] };
   await assert.rejects(untyped(viz.visualizeCheckpoint)(job), optionError('orders', /unknown order type 'zigzag' \(known: raster,snake/));

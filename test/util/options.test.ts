@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { MAX_CONFIG_BYTES, OptionError, defineOptions, formatHelp, parseArgv, readConfigFile, resolveOptions } from '../../src/util/options';
+import { MAX_CONFIG_BYTES, OptionError, defineOptions, formatHelp, jobFields, parseArgv, readConfigFile, resolveOptions } from '../../src/util/options';
 import { PRETRAIN_OPTIONS, modelConfigFrom, validatePretrain } from '../../src/train/pretrain-options';
 
 const TABLE = defineOptions({
@@ -302,11 +302,29 @@ test("the authors' snake_case names are read as kebab-case ones, and an unknown 
   assert.equal(message(['--warmup-epoch', '3']), 'option --warmup-epoch: unknown option; did you mean --warmup-epochs? (see --help)');
   assert.equal(message(['--bach-size', '3']), 'option --bach-size: unknown option; did you mean --batch-size? (see --help)');
   assert.equal(message(['--frobnicate', '3']), 'option --frobnicate: unknown option (see --help)');
-  assert.throws(() => resolveOptions(PRETRAIN_OPTIONS, { outputDir: 'x' }), /option 'outputDir': unknown option; did you mean --out-dir\? \(known: model, /);
+  // a library caller's object: the option it meant is named as a key, as are the known ones
+  assert.throws(
+    () => resolveOptions(PRETRAIN_OPTIONS, { outputDir: 'x' }),
+    /option 'outputDir': unknown option; did you mean 'outDir'\? \(known: model, imgSize, /,
+  );
   // a bad value of a flag typed in the authors' spelling is named that way too; the library's message keeps the key
   const r = spawnSync(process.execPath, [join(__dirname, '..', '..', 'src', 'cli', 'main.js'), 'pretrain', '--img_size', '0'], { encoding: 'utf8' });
   assert.equal(r.stderr, 'semaim: option --img_size: must be >= 1, got 0\n');
   assert.equal(r.status, 2);
+});
+
+test("jobFields checks a job's option values, passes its other keys (callbacks, a signal) as they are, and refuses any other key", () => {
+  const fields = defineOptions({ out: { type: 'string', required: true, help: 'output' }, topK: { type: 'int', min: 1, default: 5, help: 'classes' } });
+  const onWarning = () => {};
+  const job = (o: object) => jobFields(o as { out: string; topK?: number; onWarning?: () => void }, fields, { onWarning: true });
+  const o = job({ out: 'x.json', topK: '2', onWarning });
+  assert.deepEqual(o, { out: 'x.json', topK: 2, onWarning });
+  assert.equal(job({ out: 'x.json' }).topK, 5);
+  // a misspelt key was ignored (top_k: 2 listed 5 classes): refused with the key it most likely means, before any work
+  assert.throws(() => job({ out: 'x.json', top_k: 2 }), /^OptionError: option 'top_k': unknown option; did you mean 'topK'\? \(known: out, topK, onWarning\)$/);
+  assert.throws(() => job({ out: 'x.json', onWarnings: onWarning }), /option 'onWarnings': unknown option; did you mean 'onWarning'\?/);
+  assert.throws(() => job({ out: 'x.json', constructor: 1 }), /option 'constructor': unknown option/);
+  assert.throws(() => job({ out: 'x.json', topK: 0 }), /option 'topK': must be >= 1/);
 });
 
 test('bounds are inclusive (min, max) or exclusive (below) as declared; an int refuses a fraction; choices, required and empty values are checked', () => {
