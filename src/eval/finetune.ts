@@ -12,7 +12,7 @@ import { disposeAll } from '../io';
 import { EncoderSource, loadEncoderTensors, resolveEncoder } from '../semaim';
 import { LabelledBatch, LabelledData, PassOptions, batchesPerEpoch } from '../data';
 import { checkLabelledBatch } from '../data/check-batch';
-import { OptionError, jobOptions } from '../util/options';
+import { OptionError, jobOptions, type OptionsInput } from '../util/options';
 import { DataError } from '../util/errors';
 import { EMA } from '../run/ema';
 import { Progress, perSecond } from '../run/progress';
@@ -209,8 +209,13 @@ export function finetuneStep(model: ViTClassifier, o: FinetuneOptions, lr: numbe
  * Fine-tunes the encoder named by o.checkpoint on data.train, evaluating on data.test. `source` skips
  * resolving (and hashing) the checkpoint again. The caller closes the data.
  */
-export async function finetune(o: FinetuneOptions, data: FinetuneData, hooks: FinetuneHooks = {}, source?: EncoderSource): Promise<FinetuneResult> {
-  o = jobOptions(FINETUNE_OPTIONS, o);
+export async function finetune(
+  options: OptionsInput<typeof FINETUNE_OPTIONS>,
+  data: FinetuneData,
+  hooks: FinetuneHooks = {},
+  source?: EncoderSource,
+): Promise<FinetuneResult> {
+  const o = jobOptions(FINETUNE_OPTIONS, options);
   if (typeof data?.train !== 'object' || typeof data.test !== 'object' || !data.train || !data.test)
     throw new DataError(`finetune: expected its data as the second argument, { train, test } (data.makeEvalData(...) each), got ${String(data)}`);
   return withProcessThreads(o.threads, () => finetuneJob(o, data, hooks, source));

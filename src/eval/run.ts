@@ -3,7 +3,7 @@
 // process group), every rank extracts its slices, classifies or trains on its shard, and rank 0 alone
 // reports and writes.
 import { join } from 'node:path';
-import { OptionError, jobOptions } from '../util/options';
+import { OptionError, jobOptions, type OptionsInput } from '../util/options';
 import { peakLr } from '../optim/peak-lr';
 import { stageTensors } from '../io/tensors';
 import { DataFactories, EvalDataRequest, LabelledData, PassOptions, RankSlice, Split, batchesPerEpoch, splitClassMismatch } from '../data';
@@ -191,10 +191,18 @@ export function knnRows(results: KnnResult[]): { name: string; accuracy: KnnResu
 }
 
 /** k-NN of the encoder's features; null on data-parallel ranks other than 0 (rank 0 reports). */
-export async function runKnn(o: KnnCommandOptions, f: DataFactories, job?: { signal?: AbortSignal; group?: null; progress?: null }): Promise<EvalRun>;
-export async function runKnn(o: KnnCommandOptions, f: DataFactories, job: ProcessGroup | EvalJobOptions | null): Promise<EvalRun | null>;
-export async function runKnn(o: KnnCommandOptions, f: DataFactories, job: ProcessGroup | EvalJobOptions | null = null): Promise<EvalRun | null> {
-  o = jobOptions(KNN_OPTIONS, o);
+export async function runKnn(
+  options: OptionsInput<typeof KNN_OPTIONS>,
+  f: DataFactories,
+  job?: { signal?: AbortSignal; group?: null; progress?: null },
+): Promise<EvalRun>;
+export async function runKnn(options: OptionsInput<typeof KNN_OPTIONS>, f: DataFactories, job: ProcessGroup | EvalJobOptions | null): Promise<EvalRun | null>;
+export async function runKnn(
+  options: OptionsInput<typeof KNN_OPTIONS>,
+  f: DataFactories,
+  job: ProcessGroup | EvalJobOptions | null = null,
+): Promise<EvalRun | null> {
+  const o = jobOptions(KNN_OPTIONS, options);
   checkFactories('runKnn', f);
   return withProcessThreads(o.threads, () => runKnnJob(o, f, evalJobOptions(job)));
 }
@@ -273,10 +281,22 @@ export function linprobeOptionsFrom(o: LinprobeCommandOptions): LinprobeOptions 
 }
 
 /** The linear probe; null on data-parallel ranks other than 0 (rank 0 reports and writes the probe). */
-export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories, job?: { signal?: AbortSignal; group?: null; progress?: null }): Promise<EvalRun>;
-export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories, job: ProcessGroup | EvalJobOptions | null): Promise<EvalRun | null>;
-export async function runLinprobe(o: LinprobeCommandOptions, f: DataFactories, job: ProcessGroup | EvalJobOptions | null = null): Promise<EvalRun | null> {
-  o = jobOptions(LINPROBE_OPTIONS, o);
+export async function runLinprobe(
+  options: OptionsInput<typeof LINPROBE_OPTIONS>,
+  f: DataFactories,
+  job?: { signal?: AbortSignal; group?: null; progress?: null },
+): Promise<EvalRun>;
+export async function runLinprobe(
+  options: OptionsInput<typeof LINPROBE_OPTIONS>,
+  f: DataFactories,
+  job: ProcessGroup | EvalJobOptions | null,
+): Promise<EvalRun | null>;
+export async function runLinprobe(
+  options: OptionsInput<typeof LINPROBE_OPTIONS>,
+  f: DataFactories,
+  job: ProcessGroup | EvalJobOptions | null = null,
+): Promise<EvalRun | null> {
+  const o = jobOptions(LINPROBE_OPTIONS, options);
   checkFactories('runLinprobe', f);
   return withProcessThreads(o.threads, () => runLinprobeJob(o, f, evalJobOptions(job)));
 }
@@ -386,8 +406,8 @@ export interface FinetuneRun {
  * Runs `semaim finetune`: fine-tunes on the splits `f` opens and writes <out-dir>/finetune.json. A run stopped before
  * the end writes no result (its table says why, and how to continue); data-parallel (hooks.group), rank 0 alone writes.
  */
-export async function runFinetune(o: FinetuneOptions, f: DataFactories, hooks: FinetuneHooks = {}): Promise<FinetuneRun> {
-  o = jobOptions(FINETUNE_OPTIONS, o);
+export async function runFinetune(options: OptionsInput<typeof FINETUNE_OPTIONS>, f: DataFactories, hooks: FinetuneHooks = {}): Promise<FinetuneRun> {
+  const o = jobOptions(FINETUNE_OPTIONS, options);
   checkFactories('runFinetune', f);
   return withProcessThreads(o.threads, () => runFinetuneJob(o, f, hooks));
 }

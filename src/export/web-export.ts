@@ -113,18 +113,24 @@ const WEB_EXPORT_FIELDS = defineOptions({
   exifOrientation: { type: 'string', choices: EXIF_ORIENTATION_POLICIES, help: 'EXIF orientation policy of the page' },
 });
 
-/**
- * The page, model and onnxruntime-web into `outDir`. `overwrite` replaces the files of an earlier export
- * there (default false: an existing one is refused, OptionError code 'ERR_OUTPUT_EXISTS', before any file is written).
- * Aborting `signal` stops it before its next file (an AbortError): none is written, an earlier export stays.
- */
-export async function exportWeb(
-  source: string,
-  outDir: string,
-  o: { dtype: FloatType; verify?: boolean; overwrite?: boolean; signal?: AbortSignal; exifOrientation?: ExifOrientationPolicy },
-): Promise<WebExportResult> {
+/** Options of {@link exportWeb}. */
+export interface WebExportOptions {
+  /** Weights and compute type of model.onnx (default 'float32'; input and outputs stay float32). */
+  dtype?: FloatType;
+  /** Verify a checkpoint folder's SHA-256 (default true). */
+  verify?: boolean;
+  /** Replace the files of an earlier export in the folder (default false: refused, OptionError code 'ERR_OUTPUT_EXISTS', before any file is written). */
+  overwrite?: boolean;
+  /** Aborting it stops the export before its next file (an AbortError): none is written, an earlier export stays. */
+  signal?: AbortSignal;
+  /** How the page treats an image's EXIF orientation (default: the policy the checkpoint's run read its images with; 'ignore' for an encoder file). */
+  exifOrientation?: ExifOrientationPolicy;
+}
+
+/** The page, model and onnxruntime-web into `outDir` (see {@link WebExportOptions}). */
+export async function exportWeb(source: string, outDir: string, options: WebExportOptions = {}): Promise<WebExportResult> {
   checkExportPaths(source, outDir);
-  o = jobFields(o ?? {}, WEB_EXPORT_FIELDS, { signal: true });
+  const o = jobFields(options ?? {}, WEB_EXPORT_FIELDS, { signal: true });
   const ort = onnxruntimeWeb();
   const m = onnxModelOf(source, { dtype: o.dtype, attention: true, verify: o.verify });
   guardOutputs(webExportFiles(outDir), m.weights, o.overwrite);

@@ -10,4 +10,4 @@ export type { Precision } from '../run/precision';
 // Options for the jobs as the library's callers build them: resolveOptions(PRETRAIN_OPTIONS, { ... })
 // (or KNN_OPTIONS, LINPROBE_OPTIONS, FINETUNE_OPTIONS from semaim/eval) fills in every default and
 // checks each value as the command line would.
-export { resolveOptions, OptionError, type Options, type OptionTable, type OptionValues, type OptionErrorCode } from '../util/options';
+export { resolveOptions, OptionError, type Options, type OptionsInput, type OptionTable, type OptionValues, type OptionErrorCode } from '../util/options';

@@ -16,7 +16,7 @@ import { processDevice, withProcessThreads } from '../run/device';
 import { rankSlice, type ProcessGroup } from '../dist';
 import { SAME_DATA_HINT, checkRanksAgree } from '../dist/agree';
 import { PRETRAIN_OPTIONS, PretrainOptions, modelConfigFrom, validatePretrain, fusedKindsOf } from './pretrain-options';
-import { OptionError, jobOptions } from '../util/options';
+import { OptionError, jobOptions, type OptionsInput } from '../util/options';
 import { DataError } from '../util/errors';
 import { StaticPretrainStep } from './pretrain-step';
 import { makeFolder } from '../util/make-folder';
@@ -66,12 +66,12 @@ export function noWeightDecayNames(o: Pick<PretrainOptions, 'decayClsToken'>): s
 }
 
 /** Pre-trains on `data`, which it closes when done, also when it fails (a refused option included). */
-export async function pretrain(o: PretrainOptions, data: TrainData, hooks: PretrainHooks = {}): Promise<PretrainResult> {
+export async function pretrain(options: OptionsInput<typeof PRETRAIN_OPTIONS>, data: TrainData, hooks: PretrainHooks = {}): Promise<PretrainResult> {
   if (typeof (data as Partial<TrainData> | undefined)?.close !== 'function')
     throw new DataError(`pretrain: expected its training data as the second argument (data.makeTrainData(trainDataRequest(o))), got ${String(data)}`);
   let result: PretrainResult;
   try {
-    o = jobOptions(PRETRAIN_OPTIONS, o);
+    const o = jobOptions(PRETRAIN_OPTIONS, options);
     result = await withProcessThreads(o.threads, () => pretrainOn(o, data, hooks));
   } catch (e) {
     try {

@@ -69,6 +69,19 @@ export type Options<T extends OptionTable> = {
   -readonly [K in keyof T]: AlwaysSet<T[K]> extends true ? ValueOf<T[K]> : ValueOf<T[K]> | undefined;
 };
 
+/** The value type a caller may give for one spec: as ValueOf, with 'auto' where the spec resolves it. */
+type GivenValueOf<S> = S extends { choices: readonly (infer C)[] } ? C : ValueOf<S>;
+
+/**
+ * The options a caller gives for a table, the plain object a job resolves itself (README "Library use"):
+ * the `required` ones, and any of the others (a missing one takes its default). Options<T> is one too.
+ */
+export type OptionsInput<T extends OptionTable> = {
+  -readonly [K in keyof T as T[K] extends { required: true } ? K : never]: GivenValueOf<T[K]>;
+} & {
+  -readonly [K in keyof T as T[K] extends { required: true } ? never : K]?: GivenValueOf<T[K]>;
+};
+
 /** Declares an option table, keeping its literal types (choices, defaults) so that `Options<typeof T>` is exact. */
 export function defineOptions<const T extends OptionTable>(table: T): T {
   return table;

@@ -18,6 +18,7 @@ import type { SegDataFactory as EvalSegDataFactory, SegprobeFile as EvalSegprobe
 import type { Nested, F } from 'semaim/torch';
 import type { StagedFile } from 'semaim/io';
 import type { Options as TrainOptions, StopRequest as TrainStopRequest } from 'semaim/train';
+import { KNN_OPTIONS as KNN_TABLE, exportWeb, pretrain, resolveOptions, runFinetune, runKnn, runLinprobe } from 'semaim';
 
 // a caller's own segmentation data, for runSegprobe and DataFactories.makeSegData
 declare function mySegData(request: SegDataRequest): SegData;
@@ -30,6 +31,18 @@ export const rows: Nested = [[1, 2], [3, 4]];
 export const kernel: F.Pair = [3, 3];
 export function knnOptions(o: Options<typeof KNN_OPTIONS>): TrainOptions<typeof KNN_OPTIONS> {
   return o;
+}
+// README "Library use": a job takes a plain object, the required options and any others (the rest take their defaults),
+// or resolveOptions' result; exportWeb's options, all with defaults, may be left out
+export async function plainJobs(train: data.TrainData, factories: typeof data.DATA_FACTORIES): Promise<void> {
+  await pretrain({ dataset: 'synthetic', imgSize: 32, patchSize: 8, maxSteps: 2, outDir: 'runs/t', precision: 'auto' }, train);
+  await runKnn({ checkpoint: 'runs/t', dataset: 'synthetic', outDir: 'runs/t-knn' }, factories);
+  await runKnn(resolveOptions(KNN_TABLE, { checkpoint: 'runs/t' }), factories);
+  await runLinprobe({ checkpoint: 'runs/t' }, factories);
+  // @ts-expect-error the checkpoint is required
+  await runLinprobe({ dataset: 'synthetic' }, factories);
+  await runFinetune({ checkpoint: 'runs/t', epochs: 1 }, factories);
+  await exportWeb('runs/t', 'runs/t-web');
 }
 export const stop: StopRequest = { requested: false } satisfies TrainStopRequest;
 export type Named = [OptionTable, OptionValues, OptionErrorCode, SegprobeFile, EvalSegprobeFile, SegRow, SegprobeCommandOptions,
