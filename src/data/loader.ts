@@ -27,6 +27,7 @@ import { assembleCache, cacheRanges, DEFAULT_CACHE_BYTES, type CacheOptions } fr
 import type { FromWorker, ToWorker } from './worker';
 import { rankPlan, sliceWrapped, type RankPlan } from './sharding';
 import { stderrLine } from '../util/console-line';
+import { backgroundLevel, checkCacheOption, checkEpoch, checkLoaderOptions, targetClasses } from './loader-options';
 
 /**
  * Settings of a {@link DataLoader} (and, less `cache` and `masks`, of the ShardLoader); only `batchSize` is
@@ -36,7 +37,7 @@ export interface LoaderOptions {
   batchSize: number;
   /** Shuffle every epoch (default true). */
   shuffle?: boolean;
-  /** Seed for shuffling and augmentation (default 0). */
+  /** Seed for shuffling and augmentation: an integer (default 0). */
   seed?: number;
   /** Drop the last incomplete batch (default false). */
   dropLast?: boolean;
@@ -44,7 +45,7 @@ export interface LoaderOptions {
   transforms?: TransformSpec[];
   /** Worker threads; 0 runs everything on the calling thread. Default: min(8, cores - 1), at least 1 ({@link defaultWorkers}). */
   workers?: number;
-  /** Batches per worker in flight or waiting to be consumed (default 2). */
+  /** Batches per worker in flight or waiting to be consumed, at least 1 (default 2). */
   prefetch?: number;
   /** Emit Uint8Array batches (0..255, no normalisation) instead of Float32Array. */
   uint8?: boolean;
@@ -52,9 +53,9 @@ export interface LoaderOptions {
   masks?: boolean;
   /** Batch-level mixup/cutmix; produces soft `targets`. */
   mixup?: MixupOptions;
-  /** Label smoothing for soft `targets` when mixup is off (0 = no targets). */
+  /** Label smoothing for soft `targets` when mixup is off, in [0, 1] (0 = no targets). */
   labelSmoothing?: number;
-  /** Number of classes for soft targets (default: dataset.classes.length). */
+  /** Number of classes for soft targets (default: dataset.classes.length; not fewer). */
   numClasses?: number;
   /** Decode a file dataset once into shared memory before the first epoch. */
   cache?: boolean | CacheOptions;
@@ -72,7 +73,7 @@ export interface LoaderOptions {
   maxImagePixels?: number;
   /** 'ignore' (default, as torchvision) or 'apply' the EXIF orientation of image files. */
   exifOrientation?: ExifOrientationPolicy;
-  /** Background that transparent pixels are composited onto (default 'white'). */
+  /** Background that transparent pixels are composited onto: 'white' (default), 'black' or a grey level 0..255. */
   alphaBackground?: 'black' | 'white' | number;
   /** Keep workers between epochs (default true; idle workers never keep the process alive). */
   persistentWorkers?: boolean;
@@ -200,15 +201,11 @@ export class DataLoader implements AsyncIterable<Batch> {
   private cacheDone = false;
 
   constructor(dataset: Dataset, opts: LoaderOptions) {
-    if (!(Number.isInteger(opts.batchSize) && opts.batchSize >= 1)) {
-      throw new RangeError(`DataLoader: batchSize must be a positive integer, got ${opts.batchSize}`);
-    }
+    checkLoaderOptions(opts, 'DataLoader');
+    checkCacheOption(opts.cache);
     if (dataset.length === 0) throw new Error(`DataLoader: dataset ${dataset.root} is empty`);
     const transforms = opts.transforms ?? [];
     validateTransforms(transforms);
-    if (opts.maxImagePixels !== undefined && !(Number.isSafeInteger(opts.maxImagePixels) && opts.maxImagePixels >= 0)) {
-      throw new RangeError(`DataLoader: maxImagePixels must be an integer >= 0 (0 = no limit), got ${opts.maxImagePixels}`);
-    }
     this.dataset = dataset;
     this.opts = opts;
     this.batchSize = opts.batchSize;
@@ -222,18 +219,13 @@ export class DataLoader implements AsyncIterable<Batch> {
     }
     this.outputSize = resolveSize(dataset, transforms);
     this.numWorkers = opts.workers ?? defaultWorkers();
-    if (!(Number.isInteger(this.numWorkers) && this.numWorkers >= 0)) throw new RangeError('DataLoader: workers must be an integer >= 0');
-    this.prefetch = Math.max(1, opts.prefetch ?? 2);
+    this.prefetch = opts.prefetch ?? 2;
     this.persistent = opts.persistentWorkers ?? true;
     this.warn = opts.onWarning ?? stderrLine;
     this.skips = new SkipLog(this.warn);
     if (opts.masks && !dataset.hasMasks) throw new Error(`DataLoader: masks requested but ${dataset.root} has no object masks`);
-    const numClasses = opts.numClasses ?? dataset.classes.length;
-    if ((opts.mixup || (opts.labelSmoothing ?? 0) > 0) && numClasses < 1) {
-      throw new Error(`DataLoader: mixup/label smoothing need class labels, but ${dataset.root} is unlabelled`);
-    }
-    const bgOpt = opts.alphaBackground ?? 'white';
-    const background = bgOpt === 'white' ? 255 : bgOpt === 'black' ? 0 : Math.max(0, Math.min(255, Math.round(bgOpt)));
+    const numClasses = targetClasses(opts, dataset, 'DataLoader');
+    const background = backgroundLevel(opts.alphaBackground);
     this.spec = dataset.spec;
     this.cfg = {
       spec: dataset.spec,
@@ -257,6 +249,7 @@ export class DataLoader implements AsyncIterable<Batch> {
 
   /** Sample order of an epoch. */
   order(epoch: number): Int32Array {
+    checkEpoch(epoch, 'DataLoader');
     const n = this.dataset.length;
     if (this.opts.shuffle === false) {
       const p = new Int32Array(n);
@@ -288,6 +281,7 @@ export class DataLoader implements AsyncIterable<Batch> {
    */
   async *iterate(epoch: number = this.epoch, start: EpochStart = {}): AsyncGenerator<Batch, void, undefined> {
     if (this.closed) throw new Error('DataLoader: closed');
+    checkEpoch(epoch, 'DataLoader');
     if (this.active) throw new Error('DataLoader: an epoch is already being iterated (finish or break it first)');
     this.active = true;
     this.epoch = epoch + 1;

@@ -31,9 +31,13 @@ export interface MixResult {
   box?: [number, number, number, number];
 }
 
-/** Soft targets [n, numClasses]; λ weights the sample's own label, 1-λ the flipped partner's. */
+/**
+ * Soft targets [n, numClasses]; λ weights the sample's own label, 1-λ the flipped partner's. A negative label
+ * (unlabelled, or a row left blank) gets no target; a label ≥ numClasses throws a RangeError naming it.
+ */
 export function softTargets(labels: Int32Array, numClasses: number, lam = 1, smoothing = 0): Float32Array {
   const n = labels.length;
+  for (const l of labels) if (l >= numClasses) throw new RangeError(`softTargets: label ${l} is outside the ${numClasses} classes of the targets (numClasses)`);
   const off = smoothing / numClasses;
   const on = 1 - smoothing + off;
   const t = new Float32Array(n * numClasses).fill(off);
@@ -41,8 +45,8 @@ export function softTargets(labels: Int32Array, numClasses: number, lam = 1, smo
     const a = labels[i];
     const b = labels[n - 1 - i];
     const row = i * numClasses;
-    if (a >= 0 && a < numClasses) t[row + a] += (on - off) * lam;
-    if (b >= 0 && b < numClasses) t[row + b] += (on - off) * (1 - lam);
+    if (a >= 0) t[row + a] += (on - off) * lam;
+    if (b >= 0) t[row + b] += (on - off) * (1 - lam);
   }
   return t;
 }

@@ -19,6 +19,7 @@ import {
   makeTrainData,
   type Batch,
   type LabelledData,
+  type LoaderOptions,
   type TrainData,
 } from '../../src/data';
 import { tempDir, write, picture, encode } from './helpers';
@@ -250,6 +251,54 @@ test('uint8 batches, masks, label smoothing and mixup targets', async () => {
     }
   }
   assert.throws(() => new DataLoader(imageFolder(join(root, 'imgs')), { batchSize: 2, masks: true, transforms: [centerCrop(8)] }), /no object masks/);
+});
+
+test('invalid options are a RangeError from the constructor naming the option, never clamped or read as another value', async () => {
+  const ds = syntheticObjects({ size: 16, count: 8 });
+  const refused: Array<[Partial<LoaderOptions>, RegExp]> = [
+    [{ seed: NaN }, /seed must be an integer, got NaN/], // (shuffled as seed 0)
+    [{ seed: 1.5 }, /seed must be an integer, got 1\.5/],
+    [{ seed: 'x' as never }, /seed must be an integer, got 'x'/],
+    [{ prefetch: 0 }, /prefetch must be an integer >= 1, got 0/], // (clamped to 1)
+    [{ prefetch: -1 }, /prefetch must be an integer >= 1, got -1/],
+    [{ workers: 1.5 }, /workers must be an integer >= 0, got 1\.5/],
+    [{ exifOrientation: 'bogus' as never }, /exifOrientation must be one of 'ignore', 'apply', got 'bogus'/],
+    [{ alphaBackground: 'red' as never }, /alphaBackground must be 'white', 'black' or a grey level: an integer in \[0, 255\], got 'red'/], // (black)
+    [{ alphaBackground: 300 }, /alphaBackground must be .*, got 300/], // (clamped to 255)
+    [{ alphaBackground: -5 }, /alphaBackground must be .*, got -5/],
+    [{ labelSmoothing: 2 }, /labelSmoothing must be a number in \[0, 1\], got 2/], // (inverted targets)
+    [{ labelSmoothing: -1 }, /labelSmoothing must be a number in \[0, 1\], got -1/], // (no targets)
+    [{ labelSmoothing: NaN }, /labelSmoothing must be a number in \[0, 1\], got NaN/],
+    [{ numClasses: 0, labelSmoothing: 0.1 }, /numClasses must be an integer >= 1, got 0/],
+    [{ mixup: { mixupAlpha: -1 } }, /mixup\.mixupAlpha must be a number >= 0 \(0 = off\), got -1/],
+    [{ mixup: { prob: 2 } }, /mixup\.prob must be a number in \[0, 1\], got 2/],
+    [{ maxReplacements: -1 }, /maxReplacements must be an integer >= 0, got -1/],
+    [{ cache: { maxBytes: -1 } }, /cache\.maxBytes must be a number of bytes >= 0, got -1/],
+  ];
+  for (const [o, message] of refused)
+    assert.throws(() => new DataLoader(ds, { batchSize: 2, workers: 0, ...o }), { name: 'RangeError', message: new RegExp(`^DataLoader: ${message.source}$`) });
+  // the ends of the ranges are taken: smoothing 1 spreads the target evenly over the 10 classes
+  const loader = new DataLoader(ds, { batchSize: 2, workers: 0, seed: -1, prefetch: 1, labelSmoothing: 1, alphaBackground: 0, maxReplacements: 0 });
+  const [first] = await collect(loader);
+  assert.ok(first.targets!.every((t) => Math.abs(t - 0.1) < 1e-6));
+  // the epoch to iterate (NaN gave batches of epoch NaN in epoch 0's order)
+  await assert.rejects(
+    async () => {
+      for await (const b of loader.iterate(NaN)) void b;
+    },
+    { name: 'RangeError', message: 'DataLoader: epoch must be an integer >= 0, got NaN' },
+  );
+  assert.throws(() => loader.order(-1), { name: 'RangeError', message: 'DataLoader: epoch must be an integer >= 0, got -1' });
+  assert.equal((await collect(loader, 1)).length, 4);
+});
+
+test('soft targets over fewer classes than the dataset has are refused, naming the label that would have none', () => {
+  const ds = imageFolder(join(root, 'imgs'));
+  const message = /^DataLoader: numClasses 2 is fewer than the 3 classes of .*imgs: label 2 \('c2'\) would have no soft target$/;
+  for (const o of [{ labelSmoothing: 0.1 }, { mixup: {} }])
+    assert.throws(() => new DataLoader(ds, { batchSize: 2, workers: 0, transforms: [centerCrop(8)], numClasses: 2, ...o }), { name: 'RangeError', message });
+  // more classes than the labels use is fine (a dataset of some of a model's classes)
+  assert.equal(new DataLoader(ds, { batchSize: 2, workers: 0, transforms: [centerCrop(8)], numClasses: 5, labelSmoothing: 0.1 }).length, 13);
 });
 
 test('the data makeTrainData and makeEvalData open are AsyncDisposable: `await using` closes their loaders at the end of the block', async () => {

@@ -337,6 +337,33 @@ test('the packer refuses an output folder inside its input folder, also when a l
   assert.equal((await packImageFolder({ input: join(dir, 'in-link'), output: join(dir, 'out') })).samples, 5);
 });
 
+test('the ShardLoader refuses invalid shared options as the DataLoader does (one check), and an epoch that is not an integer >= 0', async () => {
+  const sd = shardDataset(pattern, { onWarning: () => {} });
+  const refused: Array<[Partial<ShardLoaderOptions>, RegExp]> = [
+    [{ labelSmoothing: 2 }, /labelSmoothing must be a number in \[0, 1\], got 2/], // (inverted targets)
+    [{ numClasses: 1, labelSmoothing: 0.1 }, /numClasses 1 is fewer than the 3 classes of .*: label 1 \('class1'\) would have no soft target/],
+    [{ seed: NaN }, /seed must be an integer, got NaN/],
+    [{ prefetch: 0 }, /prefetch must be an integer >= 1, got 0/],
+    [{ alphaBackground: 'red' as never }, /alphaBackground must be .*got 'red'/],
+    [{ exifOrientation: 'bogus' as never }, /exifOrientation must be one of 'ignore', 'apply', got 'bogus'/],
+    [{ mixup: { cutmixAlpha: -1 } }, /mixup\.cutmixAlpha must be a number >= 0 \(0 = off\), got -1/],
+    [{ maxReplacements: -1 }, /maxReplacements must be an integer >= 0, got -1/],
+    [{ maxImagePixels: -1 }, /maxImagePixels must be an integer >= 0 \(0 = no limit\), got -1/],
+  ];
+  for (const [o, message] of refused)
+    assert.throws(() => new ShardLoader(sd, { batchSize: 2, workers: 0, transforms: tf, ...o }), {
+      name: 'RangeError',
+      message: new RegExp(`^ShardLoader: ${message.source}$`),
+    });
+  const loader = new ShardLoader(sd, { batchSize: 4, workers: 0, transforms: tf });
+  try {
+    await assert.rejects(collect(loader.iterate(NaN)), { name: 'RangeError', message: 'ShardLoader: epoch must be an integer >= 0, got NaN' });
+    assert.equal((await collect(loader.iterate(0))).length, 6);
+  } finally {
+    await loader.close();
+  }
+});
+
 test('a pack aborted through its signal rejects with an AbortError before its next image and leaves no shard, index or temporary file', async () => {
   const out = join(root, 'aborted');
   const controller = new AbortController();

@@ -579,6 +579,15 @@ test('mixup and cutmix mix pairs (i, n-1-i) and produce matching soft targets', 
   assert.equal(off.lam, 1);
 });
 
+test('soft targets: a label at or past numClasses is a RangeError naming it (it was left out of its row); a negative one gets no target', () => {
+  assert.throws(() => softTargets(Int32Array.from([0, 1]), 1, 1, 0.1), {
+    name: 'RangeError',
+    message: 'softTargets: label 1 is outside the 1 classes of the targets (numClasses)',
+  });
+  assert.throws(() => softTargets(Int32Array.from([7, 0]), 3, 0.5), /label 7 is outside the 3 classes/);
+  assert.deepEqual([...softTargets(Int32Array.from([-1, 1]), 2)], [0, 0, 0, 1]);
+});
+
 test("mixup and cutmix as timm's Mixup: both images of a pair mixed, the default alphas, cutmix's box", () => {
   // a stand-in rng: float() for the mix / switch draws, beta() records its alphas and returns λ, int() the box centre
   const fake = (f: number, lam: number, ints: number[] = []) => {

@@ -17,6 +17,7 @@ import { ShardBatchBuilder, type EpochTask, type ShardBuilderConfig } from './bu
 import type { StreamContext } from './stream';
 import { shardEpochPlan, shardEpochSize, type ShardEpochPlan } from './plan';
 import type { ShardDataset } from './dataset';
+import { backgroundLevel, checkEpoch, checkLoaderOptions, targetClasses } from '../loader-options';
 import { imageMemberCap } from './tar-samples';
 import type { FromShardWorker, ToShardWorker } from './worker';
 import { checkRankSlice } from '../sharding';
@@ -77,8 +78,7 @@ export class ShardLoader implements AsyncIterable<Batch> {
   private readonly skips: SkipLog;
 
   constructor(dataset: ShardDataset, opts: ShardLoaderOptions) {
-    if (!(Number.isInteger(opts.batchSize) && opts.batchSize >= 1))
-      throw new RangeError(`ShardLoader: batchSize must be a positive integer, got ${opts.batchSize}`);
+    checkLoaderOptions(opts, 'ShardLoader');
     // (a caller's replace: false was ignored: its batches still held stand-ins where it expected blanks)
     if ((opts as LoaderOptions).replace === false)
       throw new RangeError(
@@ -102,17 +102,13 @@ export class ShardLoader implements AsyncIterable<Batch> {
     if (!size) throw new Error(`ShardLoader: images of ${dataset.root} may differ in size; add centerCrop(...), randomResizedCrop(...) or resize([h, w])`);
     this.outputSize = size;
     this.numWorkers = opts.workers ?? defaultWorkers();
-    if (!(Number.isInteger(this.numWorkers) && this.numWorkers >= 0)) throw new RangeError('ShardLoader: workers must be an integer >= 0');
     this.shuffleBuffer = opts.shuffleBuffer ?? DEFAULT_SHUFFLE_BUFFER;
     if (!(Number.isInteger(this.shuffleBuffer) && this.shuffleBuffer >= 1))
       throw new RangeError(`ShardLoader: shuffleBuffer must be an integer >= 1, got ${this.shuffleBuffer}`);
-    this.prefetch = Math.max(1, opts.prefetch ?? 2);
+    this.prefetch = opts.prefetch ?? 2;
     this.skips = new SkipLog(opts.onWarning ?? stderrLine);
-    const numClasses = opts.numClasses ?? dataset.classes.length;
-    if ((opts.mixup || (opts.labelSmoothing ?? 0) > 0) && numClasses < 1)
-      throw new Error(`ShardLoader: mixup/label smoothing need class labels, but ${dataset.root} is unlabelled`);
-    const bgOpt = opts.alphaBackground ?? 'white';
-    const background = bgOpt === 'white' ? 255 : bgOpt === 'black' ? 0 : Math.max(0, Math.min(255, Math.round(bgOpt)));
+    const numClasses = targetClasses(opts, dataset, 'ShardLoader');
+    const background = backgroundLevel(opts.alphaBackground);
     const t = dataset.table;
     this.cfg = {
       transforms,
@@ -184,6 +180,7 @@ export class ShardLoader implements AsyncIterable<Batch> {
    */
   async *iterate(epoch: number = this.epoch, start: EpochStart = {}): AsyncGenerator<Batch, void, undefined> {
     if (this.closed) throw new Error('ShardLoader: closed');
+    checkEpoch(epoch, 'ShardLoader');
     if (this.active) throw new Error('ShardLoader: an epoch is already being iterated (finish or break it first)');
     this.active = true;
     this.epoch = epoch + 1;
