@@ -28,6 +28,7 @@ import type { FromWorker, ToWorker } from './worker';
 import { rankPlan, sliceWrapped, type RankPlan } from './sharding';
 import { stderrLine } from '../util/console-line';
 import { backgroundLevel, checkCacheOption, checkEpoch, checkLoaderOptions, targetClasses } from './loader-options';
+import { isShardDataset } from './shards/dataset';
 
 /**
  * Settings of a {@link DataLoader} (and, less `cache` and `masks`, of the ShardLoader); only `batchSize` is
@@ -201,6 +202,10 @@ export class DataLoader implements AsyncIterable<Batch> {
   private cacheDone = false;
 
   constructor(dataset: Dataset, opts: LoaderOptions) {
+    if (isShardDataset(dataset))
+      throw new TypeError(`DataLoader: ${dataset.root} is a ShardDataset (tar shards, streamed, not indexed): read it with a ShardLoader`);
+    if (typeof dataset?.spec !== 'object')
+      throw new TypeError(`DataLoader: expected an indexed Dataset (imageFolder, syntheticObjects, ...), got ${String(dataset)}`);
     checkLoaderOptions(opts, 'DataLoader');
     checkCacheOption(opts.cache);
     if (dataset.length === 0) throw new Error(`DataLoader: dataset ${dataset.root} is empty`);

@@ -27,6 +27,7 @@ import {
   expandBraces,
   resolveShardPaths,
   imageFolder,
+  DataLoader,
   resize,
   normalize,
   Rng,
@@ -335,6 +336,18 @@ test('the packer refuses an output folder inside its input folder, also when a l
     await assert.rejects(packImageFolder({ input: i, output: o }), inside, `${i} -> ${o}`);
   assert.ok(!existsSync(join(input, 'out')), 'nothing made in the input');
   assert.equal((await packImageFolder({ input: join(dir, 'in-link'), output: join(dir, 'out') })).samples, 5);
+});
+
+test('each loader refuses the other kind of dataset with a TypeError naming the right loader', () => {
+  const sd = shardDataset(pattern, { onWarning: () => {} });
+  assert.throws(() => new DataLoader(sd as never, { batchSize: 2, workers: 0 }), {
+    name: 'TypeError',
+    message: `DataLoader: ${pattern} is a ShardDataset (tar shards, streamed, not indexed): read it with a ShardLoader`,
+  });
+  assert.throws(() => new ShardLoader(imageFolder(folder) as never, { batchSize: 2, workers: 0, transforms: tf }), {
+    name: 'TypeError',
+    message: `ShardLoader: expected a ShardDataset (tar shards, from shardDataset), got ${folder}, an indexed Dataset: read it with a DataLoader`,
+  });
 });
 
 test('the ShardLoader refuses invalid shared options as the DataLoader does (one check), and an epoch that is not an integer >= 0', async () => {

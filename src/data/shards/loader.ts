@@ -16,7 +16,7 @@ import type { RawBatch, SkipRecord } from '../batch';
 import { ShardBatchBuilder, type EpochTask, type ShardBuilderConfig } from './builder';
 import type { StreamContext } from './stream';
 import { shardEpochPlan, shardEpochSize, type ShardEpochPlan } from './plan';
-import type { ShardDataset } from './dataset';
+import { isShardDataset, type ShardDataset } from './dataset';
 import { backgroundLevel, checkEpoch, checkLoaderOptions, targetClasses } from '../loader-options';
 import { imageMemberCap } from './tar-samples';
 import type { FromShardWorker, ToShardWorker } from './worker';
@@ -78,6 +78,11 @@ export class ShardLoader implements AsyncIterable<Batch> {
   private readonly skips: SkipLog;
 
   constructor(dataset: ShardDataset, opts: ShardLoaderOptions) {
+    if (!isShardDataset(dataset)) {
+      const root = (dataset as { root?: unknown } | null)?.root;
+      const given = root === undefined ? String(dataset) : `${String(root)}, an indexed Dataset: read it with a DataLoader`;
+      throw new TypeError(`ShardLoader: expected a ShardDataset (tar shards, from shardDataset), got ${given}`);
+    }
     checkLoaderOptions(opts, 'ShardLoader');
     // (a caller's replace: false was ignored: its batches still held stand-ins where it expected blanks)
     if ((opts as LoaderOptions).replace === false)
