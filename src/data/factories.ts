@@ -7,6 +7,7 @@ import { join, sep } from 'node:path';
 import { Dataset, packStrings, sharedInt32, unpackString } from './dataset';
 import { DataLoader, Batch } from './loader';
 import { permutation } from './rng';
+import { checkSampleIndex } from './sample-index';
 import { OptionError } from '../util/options';
 import { cifar10Jpeg } from './sources/cifar';
 import { imageFolder, imageFiles } from './sources/folder';
@@ -193,16 +194,23 @@ export function subsetDataset(ds: Dataset, limit: number, seed: number): Dataset
     labels[k] = ds.label(i);
   });
   const spec = { kind: 'files' as const, root: files.root, paths: packStrings(paths), labels };
-  return {
+  const subset: Dataset = {
     spec,
     length: chosen.length,
     classes: ds.classes,
     root: `${ds.root} (subset of ${chosen.length}, seed ${seed})`,
     fixedSize: ds.fixedSize,
     hasMasks: false,
-    label: (i: number) => labels[i],
-    name: (i: number) => join(files.root, paths[i]),
+    label: (i: number) => {
+      checkSampleIndex(i, subset);
+      return labels[i];
+    },
+    name: (i: number) => {
+      checkSampleIndex(i, subset);
+      return join(files.root, paths[i]);
+    },
   };
+  return subset;
 }
 
 /** Transforms for an augmentation kind at a square size. */

@@ -19,6 +19,8 @@ import {
   fashionMnist,
   FASHION_MNIST_DIR,
   syntheticObjects,
+  subsetDataset,
+  MemoryDataset,
   DataLoader,
   randomResizedCrop,
   normalize,
@@ -26,6 +28,7 @@ import {
 } from '../../src/data';
 import { commitExtraction, fileSha256 } from '../../src/data/sources/cifar';
 import { renderSynthetic, syntheticConfig, syntheticLabel } from '../../src/data/sources/synthetic';
+import { uniformImages } from '../../src/data/sources/memory';
 import { sharp, tempDir, write, picture, encode, pngEncode, bmp } from './helpers';
 
 let root: string;
@@ -349,6 +352,28 @@ test('synthetic objects are deterministic, labelled by shape and masked', () => 
   const val = syntheticObjects({ split: 'val', size: 32, seed: 4 });
   assert.notDeepEqual(val.sample(17).image.planes[0].data, a.image.planes[0].data);
   assert.equal(val.length, 2000);
+});
+
+test('a sample index outside the dataset is a RangeError from label, name and sample, never a sample it does not hold or an undefined label', () => {
+  const synthetic = syntheticObjects({ size: 16, count: 10 });
+  const folder = imageFolder(join(root, 'folder'));
+  const datasets = [
+    synthetic,
+    folder,
+    subsetDataset(folder, 3, 0),
+    new MemoryDataset('memory', uniformImages(2, 4, 4, 3), Int32Array.from([0, 1]), ['a', 'b'], [4, 4]),
+  ];
+  for (const ds of datasets) {
+    for (const i of [ds.length, 50, -1, 1.5, NaN]) {
+      const message = `${ds.root}: sample index must be an integer in [0, ${ds.length - 1}], got ${i}`;
+      assert.throws(() => ds.label(i), { name: 'RangeError', message });
+      assert.throws(() => ds.name(i), { name: 'RangeError', message });
+    }
+    assert.equal(typeof ds.label(ds.length - 1), 'number');
+  }
+  for (const i of [10, -1, 1.5]) assert.throws(() => synthetic.sample(i), { name: 'RangeError', message: /sample index must be an integer in \[0, 9\]/ });
+  assert.throws(() => folder.relativePath(folder.length), RangeError);
+  assert.equal(synthetic.sample(9).label, synthetic.label(9));
 });
 
 test('synthetic objects: object scale and background contrast are options (defaults: large objects, low-contrast texture)', () => {

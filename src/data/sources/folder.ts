@@ -5,6 +5,7 @@ import { readdirSync, statSync, type Dirent } from 'node:fs';
 import { join, resolve, extname } from 'node:path';
 import { packStrings, sharedInt32, unpackString, type Dataset, type FilesSpec } from '../dataset';
 import { printable } from '../../util/printable';
+import { checkSampleIndex } from '../sample-index';
 import { stderrLine } from '../../util/console-line';
 
 /** File extensions listed (case-insensitive); files are identified by content when decoded. */
@@ -170,15 +171,17 @@ class FilesDataset implements Dataset {
   }
 
   label(i: number): number {
+    checkSampleIndex(i, this);
     return this.spec.labels ? this.spec.labels[i] : -1;
   }
 
   name(i: number): string {
-    return join(this.root, unpackString(this.spec.paths, i));
+    return join(this.root, this.relativePath(i));
   }
 
   /** Path of sample i relative to the root. */
   relativePath(i: number): string {
+    checkSampleIndex(i, this);
     return unpackString(this.spec.paths, i);
   }
 }

@@ -1,5 +1,6 @@
 // Datasets held decoded in (shared) memory: CIFAR binary batches, IDX files, and decoded caches.
 
+import { checkSampleIndex } from '../sample-index';
 import { sharedBytes, sharedFloat64, sharedInt32, LAYOUT_GRAY, LAYOUT_RGB, type Dataset, type MemoryImages, type MemorySpec } from '../dataset';
 
 /**
@@ -24,10 +25,12 @@ export class MemoryDataset implements Dataset {
   }
 
   label(i: number): number {
+    checkSampleIndex(i, this);
     return this.spec.labels ? this.spec.labels[i] : -1;
   }
 
   name(i: number): string {
+    checkSampleIndex(i, this);
     return `${this.root}#${i}`;
   }
 }

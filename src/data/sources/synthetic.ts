@@ -7,6 +7,7 @@
 import { Rng } from '../rng';
 import type { Image } from '../image';
 import type { Dataset, SyntheticSpec } from '../dataset';
+import { checkSampleIndex } from '../sample-index';
 
 /** The ten shape classes of synthetic objects in label order; a dataset of k `classes` uses the first k. */
 export const SHAPES = ['circle', 'square', 'triangle', 'cross', 'ring', 'diamond', 'star', 'hexagon', 'heart', 'crescent'] as const;
@@ -293,15 +294,18 @@ export class SyntheticObjects implements Dataset {
   }
 
   label(i: number): number {
+    checkSampleIndex(i, this);
     return syntheticLabel(this.spec.config, i);
   }
 
   name(i: number): string {
+    checkSampleIndex(i, this);
     return `${this.root}#${i}`;
   }
 
-  /** Renders sample i on the calling thread. */
+  /** Renders sample i on the calling thread (a RangeError for an index outside [0, length)). */
   sample(i: number): SyntheticSample {
+    checkSampleIndex(i, this);
     return renderSynthetic(this.spec.config, i);
   }
 }
