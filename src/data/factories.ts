@@ -226,9 +226,12 @@ export function transformsFor(kind: Augment | 'pretrain', size: number, ds: Pick
       return [randomResizedCrop(size, { scale: [0.08, 1], interpolation: 'bicubic', singleDraw: true }), horizontalFlip(0.5), normalize()];
     case 'resize-crop-flip':
       return [resize(size, { interpolation: 'bicubic' }), randomCrop(size), horizontalFlip(0.5), normalize()];
-    default:
+    case 'none':
       // Small datasets at their native size are only normalised; others resize + centre-crop.
       return native ? [normalize()] : ds.fixedSize ? [resize(size, { interpolation: 'bicubic' }), centerCrop(size), normalize()] : evalTransforms(size);
+    default:
+      // (a caller in plain JS: 'foo' was read as 'none')
+      throw new RangeError(`augment must be one of 'none', 'crop-flip', 'resize-crop-flip', 'finetune' (or 'pretrain'), got '${String(kind)}'`);
   }
 }
 
@@ -300,7 +303,10 @@ export function makeEvalData(req: EvalDataRequest, dist: RankSlice = SINGLE_PROC
     throw new DataError(`${ds.root} has only one class ('${ds.classes[0]}'): a classifier or k-NN needs at least two to tell apart (one sub-folder per class)`);
   const data = ds;
   const loaders = new Map<string, EpochLoader>();
+  let closed = false;
   const loaderFor = (o: PassOptions): EpochLoader => {
+    // a pass after close() made a new loader (and its workers) the data no longer closes
+    if (closed) throw new Error('makeEvalData: closed');
     const key = `${o.batchSize}/${o.shuffle}/${o.augment}/${o.seed ?? 0}/${!!o.dropLast}`;
     let l = loaders.get(key);
     if (!l) {
@@ -339,6 +345,7 @@ export function makeEvalData(req: EvalDataRequest, dist: RankSlice = SINGLE_PROC
       }
     },
     async close() {
+      closed = true;
       for (const l of loaders.values()) await l.close();
     },
     async [Symbol.asyncDispose]() {

@@ -301,6 +301,21 @@ test('soft targets over fewer classes than the dataset has are refused, naming t
   assert.equal(new DataLoader(ds, { batchSize: 2, workers: 0, transforms: [centerCrop(8)], numClasses: 5, labelSmoothing: 0.1 }).length, 13);
 });
 
+test('makeEvalData: an unknown augment is a RangeError; a pass after close() is refused, never a new loader', async () => {
+  const ed = makeEvalData({ dataset: 'synthetic', split: 'test', imgSize: 16, seed: 0, limit: 8, numWorkers: 0 });
+  const pass = { batchSize: 4, shuffle: false, epoch: 0 };
+  await assert.rejects(
+    async () => {
+      for await (const b of ed.batches({ ...pass, augment: 'foo' as never })) void b;
+    },
+    { name: 'RangeError', message: "augment must be one of 'none', 'crop-flip', 'resize-crop-flip', 'finetune' (or 'pretrain'), got 'foo'" },
+  );
+  await ed.close();
+  await assert.rejects(async () => {
+    for await (const b of ed.batches({ ...pass, augment: 'none' })) void b;
+  }, /^Error: makeEvalData: closed$/);
+});
+
 test('the data makeTrainData and makeEvalData open are AsyncDisposable: `await using` closes their loaders at the end of the block', async () => {
   const evalReq = { dataset: 'synthetic', split: 'test' as const, imgSize: 32, seed: 0, limit: 16 };
   const trainReq = { dataset: 'synthetic', imgSize: 32, syntheticSize: 16, seed: 0, minScale: 0.2, hflip: true, batchSize: 8, numWorkers: 1, uint8: false };
@@ -316,7 +331,7 @@ test('the data makeTrainData and makeEvalData open are AsyncDisposable: `await u
   }
   await assert.rejects(async () => {
     for await (const b of ev.batches(batchOptions)) void b;
-  }, /DataLoader: closed/);
+  }, /makeEvalData: closed/);
   await assert.rejects(async () => {
     for await (const b of tr.epoch(0, 0)) void b;
   }, /DataLoader: closed/);
