@@ -338,6 +338,28 @@ test('the packer refuses an output folder inside its input folder, also when a l
   assert.equal((await packImageFolder({ input: join(dir, 'in-link'), output: join(dir, 'out') })).samples, 5);
 });
 
+test('the packer refuses an output that is a file, a seed that is not an integer and an unknown option, before any work', async () => {
+  const file = join(folder, 'class0', '00.jpg');
+  const out = join(root, 'refused-out');
+  await assert.rejects(packImageFolder({ input: folder, output: file }), (e: unknown) => {
+    assert.ok(e instanceof lib.OptionError, String(e)); // (was mkdir's raw EEXIST)
+    assert.equal(e.key, 'output');
+    assert.equal(e.detail, `${file} is not a folder (the shards are written into one)`);
+    return true;
+  });
+  await assert.rejects(packImageFolder({ input: folder, output: out, shuffle: true, seed: NaN }), {
+    name: 'RangeError',
+    message: 'shards: seed must be an integer, got NaN',
+  });
+  await assert.rejects(packImageFolder({ input: folder, output: out, shard_size: 2 } as never), (e: unknown) => {
+    assert.ok(e instanceof lib.OptionError, String(e));
+    assert.equal(e.key, 'shard_size');
+    assert.match(e.detail, /^unknown option; did you mean shardSize\? \(known: input, output, shardSize, /);
+    return true;
+  });
+  assert.ok(!existsSync(out), 'no output folder made');
+});
+
 test('each loader refuses the other kind of dataset with a TypeError naming the right loader', () => {
   const sd = shardDataset(pattern, { onWarning: () => {} });
   assert.throws(() => new DataLoader(sd as never, { batchSize: 2, workers: 0 }), {

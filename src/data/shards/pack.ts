@@ -17,7 +17,7 @@
 
 import { closeSync, createWriteStream, existsSync, fstatSync, lstatSync, readdirSync, readSync, realpathSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { AbortError, throwIfAborted } from '../../util/errors';
-import { OptionError } from '../../util/options';
+import { OptionError, closest } from '../../util/options';
 import { basename, dirname, extname, join, resolve, sep } from 'node:path';
 import { pack as tarPack, type Pack } from 'tar-stream';
 import { imageFolder, type ImageFolderDataset } from '../sources/folder';
@@ -185,6 +185,33 @@ async function stageShard(path: string, fill: (add: AddMember) => Promise<void>)
   }
 }
 
+/** Every option {@link packImageFolder} takes (the type has TypeScript list them all): a key not among them (`shard_size`) was ignored. */
+const PACK_OPTION_KEYS: Record<keyof PackOptions, true> = {
+  input: true,
+  output: true,
+  shardSize: true,
+  shuffle: true,
+  seed: true,
+  json: true,
+  overwrite: true,
+  maxImagePixels: true,
+  onStart: true,
+  onProgress: true,
+  onWarning: true,
+  signal: true,
+};
+
+/** Refuses options that are not an object, and unknown keys (an OptionError naming the key, and the one it likely meant). */
+function checkPackKeys(o: PackOptions): void {
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new OptionError('options', `expected an object of options, got ${String(o)}`);
+  const known = Object.keys(PACK_OPTION_KEYS);
+  for (const key of Object.keys(o)) {
+    if (known.includes(key)) continue;
+    const meant = closest(key, known);
+    throw new OptionError(key, `unknown option${meant ? `; did you mean ${meant}?` : ''} (known: ${known.join(', ')})`);
+  }
+}
+
 /** `path` with the links of its nearest existing ancestor resolved (an output folder may not exist yet). */
 function realPathOf(path: string): string {
   const rest: string[] = [];
@@ -205,12 +232,15 @@ function realPathOf(path: string): string {
  * nothing can be packed. A failed or aborted pack leaves an earlier set as it was.
  */
 export async function packImageFolder(o: PackOptions): Promise<PackResult> {
+  checkPackKeys(o);
   const input = resolve(o.input);
   const output = resolve(o.output);
   if (!existsSync(input)) throw new OptionError('input', `${o.input} does not exist (expected an ImageFolder: one sub-folder per class)`);
   if (!statSync(input).isDirectory()) throw new OptionError('input', `${o.input} is not a folder (expected an ImageFolder: one sub-folder per class)`);
+  if (existsSync(output) && !statSync(output).isDirectory()) throw new OptionError('output', `${o.output} is not a folder (the shards are written into one)`);
   const shardSize = o.shardSize ?? DEFAULT_SHARD_SIZE;
   if (!(Number.isInteger(shardSize) && shardSize >= 1)) throw new RangeError(`shards: shard size must be an integer >= 1, got ${shardSize}`);
+  if (o.seed !== undefined && !Number.isSafeInteger(o.seed)) throw new RangeError(`shards: seed must be an integer, got ${o.seed}`);
   if (o.maxImagePixels !== undefined && !(Number.isSafeInteger(o.maxImagePixels) && o.maxImagePixels >= 0))
     throw new RangeError(`shards: maxImagePixels must be an integer >= 0 (0 = no limit), got ${o.maxImagePixels}`);
   const [realIn, realOut] = [realPathOf(input), realPathOf(output)]; // a link must not hide that one is in the other
