@@ -103,7 +103,7 @@ export function launchOptionsFrom(o: LaunchFlags): LaunchOptions {
   };
 }
 
-/** argv without the launcher's own flags (`--flag value` and `--flag=value`), as the workers get it. */
+/** argv without the launcher's own flags (each with its value, as one argument joined by = or as two), as the workers get it. */
 export function stripLaunchFlags(argv: string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {

@@ -10,7 +10,7 @@ import { VisionTransformer } from './vit';
 import { SemAIM } from './semaim';
 import { VerifyOption, checkpointConfig, loadTeacher, resolveCheckpoint } from './pretrained';
 import { readRegularFile } from '../util/regular-file';
-import { checkDevice } from '../run/device';
+import { checkDevice } from '../torch/check-device';
 
 /** What {@link loadModel} returns: the model in eval mode and where it came from; `dispose()` frees the model, its teacher and the EMA encoder. */
 export interface LoadedModel {

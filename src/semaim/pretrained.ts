@@ -15,7 +15,7 @@ import { finishInterruptedCommits } from '../util/safe-write';
 import { CheckpointError, checkpointError, withErrorKind } from '../util/errors';
 import { readRegularFile } from '../util/regular-file';
 import { stderrLine } from '../util/console-line';
-import { checkDevice } from '../run/device';
+import { checkDevice } from '../torch/check-device';
 
 export { sha256File };
 
