@@ -301,6 +301,8 @@ test("the authors' snake_case names are read as kebab-case ones, and an unknown 
   assert.equal(message(['--out_dir']), 'option --out_dir: expects a value');
   assert.equal(message(['--warmup-epoch', '3']), 'option --warmup-epoch: unknown option; did you mean --warmup-epochs? (see --help)');
   assert.equal(message(['--bach-size', '3']), 'option --bach-size: unknown option; did you mean --batch-size? (see --help)');
+  // two swapped letters are one typo, not two (a 5-letter name allows one)
+  assert.equal(message(['--depht', '3']), 'option --depht: unknown option; did you mean --depth? (see --help)');
   assert.equal(message(['--frobnicate', '3']), 'option --frobnicate: unknown option (see --help)');
   // a library caller's object: the option it meant is named as a key, as are the known ones
   assert.throws(
