@@ -1,4 +1,6 @@
 // Model configuration: presets, defaults, validation and JSON round trip.
+import { closest } from '../util/options';
+
 /**
  * The sizes of a ViT encoder: square `imgSize`² images cut into `patchSize`² patches, `depth` blocks of
  * width `embedDim` with `numHeads` heads. Checked by {@link validateEncoder}; the encoder part of a {@link SemAIMConfig}.
@@ -97,6 +99,7 @@ export class ConfigError extends Error {
 export function makeConfig(preset: keyof typeof PRESETS | string, overrides: Partial<SemAIMConfig> = {}): SemAIMConfig {
   const p = Object.hasOwn(PRESETS, preset) ? PRESETS[preset] : undefined;
   if (!p) throw new ConfigError('preset', `unknown preset '${preset}' (known: ${Object.keys(PRESETS).join(', ')})`);
+  checkObject(overrides, 'overrides');
   const cfg: SemAIMConfig = {
     imgSize: 224,
     patchSize: 16,
@@ -122,6 +125,58 @@ const posInt = (v: unknown): boolean => typeof v === 'number' && Number.isIntege
 /** A config, or a part of one, read from a file is an object: null or an array there is a ConfigError naming it, not a TypeError. */
 function checkObject(v: unknown, key: string): void {
   if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(key, `must be an object, got ${shown(v)}`);
+}
+
+/** The fields of an {@link EncoderConfig}. */
+const ENCODER_KEYS: readonly string[] = ['imgSize', 'patchSize', 'inChans', 'embedDim', 'depth', 'numHeads', 'mlpRatio', 'dropPath'];
+
+/** The fields of a {@link SemAIMConfig}: the encoder's and the decoder's, target and order. */
+export const MODEL_KEYS: readonly string[] = [...ENCODER_KEYS, 'decoderDepth', 'target', 'order'];
+
+/** The fields of each target type; `type` first. */
+const TARGET_KEYS: Record<TargetConfig['type'], readonly string[]> = {
+  pixels: ['type', 'normPix', 'blur', 'blurKernel', 'blurSigma'],
+  features: ['type', 'teacher', 'teacherConfig'],
+};
+
+/** The fields each order type needs; those read from a similarity map may also say which `tokens` give it. */
+const ORDER_KEYS: Record<OrderConfig['type'], readonly string[]> = {
+  raster: ['type'],
+  snake: ['type'],
+  stochastic: ['type'],
+  similarity: ['type', 'source'],
+  semantic: ['type', 'source', 'filter', 'lambda'],
+  multicenter: ['type', 'source', 'k', 'minRelHeight', 'minDistance', 'filter', 'lambda'],
+};
+
+/**
+ * Refuses a field of `c` that is not one of `known`, naming it (`prefix` in front) and the known field
+ * it is a typo of, if one is: a misspelt field would otherwise be ignored and its default used.
+ */
+export function checkKnownKeys(c: object, known: readonly string[], prefix = ''): void {
+  for (const key of Object.keys(c)) {
+    if (known.includes(key)) continue;
+    const meant = closest(key.toLowerCase(), known, (k) => k.toLowerCase());
+    throw new ConfigError(prefix + key, `unknown field${meant ? `; did you mean '${prefix}${meant}'?` : ''} (known: ${known.join(', ')})`);
+  }
+}
+
+/** Refuses a part of a config that lacks one of the fields its type needs (`what`: e.g. "a 'semantic' order"). */
+function checkRequiredKeys(c: object, required: readonly string[], prefix: string, what: string): void {
+  const missing = required.find((k) => !Object.hasOwn(c, k));
+  if (missing !== undefined) throw new ConfigError(prefix + missing, `missing: ${what} needs ${required.join(', ')}`);
+}
+
+/** Throws unless `c[key]` is a boolean (a 'false' read from a file would be true). */
+function checkBoolean(c: object, key: string, prefix: string): void {
+  const v = (c as Record<string, unknown>)[key];
+  if (typeof v !== 'boolean') throw new ConfigError(prefix + key, `must be true or false, got ${shown(v)}`);
+}
+
+/** Throws unless `c[key]` is a finite number. */
+function checkFinite(c: object, key: string, prefix: string): void {
+  const v = (c as Record<string, unknown>)[key];
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new ConfigError(prefix + key, `must be a finite number, got ${shown(v)}`);
 }
 
 /**
@@ -153,19 +208,35 @@ export function validateEncoder(c: EncoderConfig, prefix = ''): void {
     throw new ConfigError(prefix + 'inChans', `must be an integer in 1..${ENCODER_LIMITS.inChans}, got ${shown(c.inChans)}`);
   if (c.mlpRatio !== undefined && !(typeof c.mlpRatio === 'number' && c.mlpRatio <= ENCODER_LIMITS.mlpRatio && Math.floor(c.embedDim * c.mlpRatio) >= 1))
     throw new ConfigError(prefix + 'mlpRatio', `must give an MLP of 1..${ENCODER_LIMITS.mlpRatio} × embedDim units, got ${String(c.mlpRatio)}`);
-  if (c.dropPath !== undefined && !(c.dropPath >= 0 && c.dropPath < 1)) throw new ConfigError(prefix + 'dropPath', 'must be in [0, 1)');
+  if (c.dropPath !== undefined && !(typeof c.dropPath === 'number' && c.dropPath >= 0 && c.dropPath < 1))
+    throw new ConfigError(prefix + 'dropPath', `must be in [0, 1), got ${shown(c.dropPath)}`);
 }
 
-/** Checks a whole model config (encoder, decoderDepth in 1..depth, target, order); throws a {@link ConfigError} naming the first bad field. */
+/**
+ * Checks a whole model config (encoder, decoderDepth in 1..depth, target, order): every field its target and
+ * order types need, of its type, and no field it does not know; throws a {@link ConfigError} naming the first bad field.
+ */
 export function validateConfig(c: SemAIMConfig): void {
   validateEncoder(c);
+  checkKnownKeys(c, MODEL_KEYS);
   if (!posInt(c.decoderDepth) || c.decoderDepth > c.depth) {
     throw new ConfigError('decoderDepth', `must be an integer in 1..depth (${c.depth}), got ${shown(c.decoderDepth)}`);
   }
-  checkObject(c.target, 'target');
-  checkObject(c.order, 'order');
-  const t = c.target;
+  validateTarget(c.target, c);
+  validateOrder(c.order, c.target.type);
+}
+
+function validateTarget(t: TargetConfig, c: EncoderConfig): void {
+  checkObject(t, 'target');
+  if (typeof t.type !== 'string' || !Object.hasOwn(TARGET_KEYS, t.type))
+    throw new ConfigError('target.type', `must be 'pixels' or 'features', got ${JSON.stringify((t as { type: unknown }).type)}`);
+  checkKnownKeys(t, TARGET_KEYS[t.type], 'target.');
+  checkRequiredKeys(t, TARGET_KEYS[t.type], 'target.', `a '${t.type}' target`);
   if (t.type === 'pixels') {
+    checkBoolean(t, 'normPix', 'target.');
+    checkBoolean(t, 'blur', 'target.');
+    checkFinite(t, 'blurKernel', 'target.');
+    checkFinite(t, 'blurSigma', 'target.');
     if (t.blur && (!posInt(t.blurKernel) || t.blurKernel % 2 === 0)) throw new ConfigError('target.blurKernel', 'must be an odd positive integer');
     // a wider kernel only adds taps that lie over the zero padding for every pixel (and a 100001² kernel
     // was a 10-billion-element array)
@@ -175,8 +246,10 @@ export function validateConfig(c: SemAIMConfig): void {
         `must be at most 2 × imgSize − 1 = ${2 * c.imgSize - 1} (wider taps only ever fall on the padding), got ${t.blurKernel}`,
       );
     if (t.blur && !(t.blurSigma > 0)) throw new ConfigError('target.blurSigma', 'must be > 0');
-  } else if (t.type === 'features') {
-    if (!t.teacher) throw new ConfigError('target.teacher', 'feature targets need a teacher safetensors file');
+  } else {
+    if (typeof t.teacher !== 'string' || !t.teacher) throw new ConfigError('target.teacher', 'feature targets need a teacher safetensors file');
+    // its fields are not held to the encoder's: runs before 2026-12-03 recorded the teacher's whole .json
+    // here, and loadTeacher compares the encoder fields with the teacher's file anyway
     validateEncoder(t.teacherConfig, 'target.teacherConfig.');
     if (t.teacherConfig.imgSize !== c.imgSize || t.teacherConfig.patchSize !== c.patchSize) {
       const [ti, tp] = [t.teacherConfig.imgSize, t.teacherConfig.patchSize];
@@ -185,27 +258,39 @@ export function validateConfig(c: SemAIMConfig): void {
         `the teacher must use the same image and patch size: it has ${ti}² images in ${tp}² patches, the model ${c.imgSize}² in ${c.patchSize}²`,
       );
     }
-  } else {
-    throw new ConfigError('target.type', `must be 'pixels' or 'features', got ${JSON.stringify((t as { type: unknown }).type)}`);
   }
-  const o = c.order;
-  const types = ['raster', 'snake', 'stochastic', 'similarity', 'semantic', 'multicenter'];
-  if (!types.includes(o.type)) throw new ConfigError('order.type', `must be one of ${types.join(', ')}, got ${JSON.stringify(o.type)}`);
-  if ('source' in o && !['online', 'ema', 'teacher'].includes(o.source)) {
-    throw new ConfigError('order.source', `must be online, ema or teacher, got ${JSON.stringify(o.source)}`);
+}
+
+/** The orders read from a similarity map, which say where it comes from. */
+const needsSource = (o: OrderConfig): o is Exclude<OrderConfig, { type: 'raster' | 'snake' | 'stochastic' }> =>
+  o.type === 'similarity' || o.type === 'semantic' || o.type === 'multicenter';
+
+function validateOrder(o: OrderConfig, target: TargetConfig['type']): void {
+  checkObject(o, 'order');
+  if (typeof o.type !== 'string' || !Object.hasOwn(ORDER_KEYS, o.type))
+    throw new ConfigError('order.type', `must be one of ${Object.keys(ORDER_KEYS).join(', ')}, got ${JSON.stringify(o.type)}`);
+  checkKnownKeys(o, needsSource(o) ? [...ORDER_KEYS[o.type], 'tokens'] : ORDER_KEYS[o.type], 'order.');
+  checkRequiredKeys(o, ORDER_KEYS[o.type], 'order.', `a '${o.type}' order`);
+  if (!needsSource(o)) return;
+  if (!['online', 'ema', 'teacher'].includes(o.source)) {
+    throw new ConfigError('order.source', `must be online, ema or teacher, got ${shown(o.source)}`);
   }
-  if ('source' in o && o.source === 'teacher' && t.type !== 'features') {
+  if (o.source === 'teacher' && target !== 'features') {
     throw new ConfigError('order.source', "'teacher' needs a teacher (feature targets)");
   }
-  if ('tokens' in o && o.tokens !== undefined && !['cls', 'gap', 'self'].includes(o.tokens)) {
+  if (o.tokens !== undefined && !['cls', 'gap', 'self'].includes(o.tokens)) {
     throw new ConfigError('order.tokens', `must be cls, gap or self, got ${JSON.stringify(o.tokens)}`);
   }
+  if (o.type === 'similarity') return;
+  checkBoolean(o, 'filter', 'order.');
   // Far above the paper's 0.01: at 1e6 the noise already decides the whole order; beyond, it overflows.
-  if ('lambda' in o && !(o.lambda >= 0 && o.lambda <= 1e6)) throw new ConfigError('order.lambda', `must be in [0, 1e6], got ${String(o.lambda)}`);
+  if (!(typeof o.lambda === 'number' && o.lambda >= 0 && o.lambda <= 1e6)) throw new ConfigError('order.lambda', `must be in [0, 1e6], got ${shown(o.lambda)}`);
   if (o.type === 'multicenter') {
-    if (!posInt(o.k)) throw new ConfigError('order.k', 'must be a positive integer');
-    if (!(o.minRelHeight >= 0 && o.minRelHeight <= 1)) throw new ConfigError('order.minRelHeight', 'must be in [0, 1]');
-    if (!(o.minDistance >= 0)) throw new ConfigError('order.minDistance', 'must be >= 0');
+    if (!posInt(o.k)) throw new ConfigError('order.k', `must be a positive integer, got ${shown(o.k)}`);
+    if (!(typeof o.minRelHeight === 'number' && o.minRelHeight >= 0 && o.minRelHeight <= 1))
+      throw new ConfigError('order.minRelHeight', `must be in [0, 1], got ${shown(o.minRelHeight)}`);
+    if (!(typeof o.minDistance === 'number' && o.minDistance >= 0 && Number.isFinite(o.minDistance)))
+      throw new ConfigError('order.minDistance', `must be a finite number >= 0, got ${shown(o.minDistance)}`);
   }
 }
 

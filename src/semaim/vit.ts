@@ -4,7 +4,7 @@ import * as torch from '../torch';
 import { F, Tensor, fused } from '../torch';
 import { Conv2d, DropPath, Identity, LayerNorm, Linear, Mlp, Module, ModuleList, init } from '../nn';
 import { sincosPosEmbed2d } from './posembed';
-import { EncoderConfig, validateEncoder } from './config';
+import { EncoderConfig, MODEL_KEYS, checkKnownKeys, validateEncoder } from './config';
 
 /** Which keys each token may attend to: `causal`, an explicit bool `mask`, or (neither given) all of them. */
 export interface AttentionMasking {
@@ -241,6 +241,7 @@ export class VisionTransformer extends Module {
   constructor(readonly cfg: EncoderConfig) {
     super();
     validateEncoder(cfg); // a ConfigError naming the key, not a shape error from deep inside a layer
+    checkKnownKeys(cfg, MODEL_KEYS); // an encoder config or a whole SemAIM config; a misspelt size would be left at its default
     this.gridH = cfg.imgSize / cfg.patchSize;
     this.gridW = cfg.imgSize / cfg.patchSize;
     this.numPatches = this.gridH * this.gridW;

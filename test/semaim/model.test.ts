@@ -325,6 +325,57 @@ test('initWeights(seed) draws from a generator of its own: the global stream goe
   }
 });
 
+test('a config missing a field its target or order needs, with a value of the wrong type or with an unknown field is refused, naming the field', () => {
+  const base = { imgSize: 32, patchSize: 8, depth: 2, embedDim: 32, numHeads: 2, decoderDepth: 1 };
+  const px = { type: 'pixels', normPix: true, blur: true, blurKernel: 9, blurSigma: 1 };
+  const sem = { type: 'semantic', source: 'online', filter: true, lambda: 0.01 };
+  const mc = { type: 'multicenter', source: 'online', k: 2, minRelHeight: 0.5, minDistance: 2, filter: true, lambda: 0.01 };
+  const cases: [Record<string, unknown>, string, RegExp][] = [
+    [{ order: { type: 'semantic' } }, 'order.source', /missing: a 'semantic' order needs type, source, filter, lambda/],
+    [{ order: { type: 'similarity' } }, 'order.source', /missing: a 'similarity' order needs type, source/],
+    [{ order: { type: 'multicenter', source: 'online' } }, 'order.k', /missing: a 'multicenter' order needs/],
+    [{ target: { type: 'pixels' } }, 'target.normPix', /missing: a 'pixels' target needs type, normPix, blur, blurKernel, blurSigma/],
+    [{ target: { ...px, normPix: 'false' } }, 'target.normPix', /must be true or false, got "false"/],
+    [{ target: { ...px, blur: 1 } }, 'target.blur', /must be true or false, got 1/],
+    [{ target: { ...px, blur: false, blurSigma: '1' } }, 'target.blurSigma', /must be a finite number, got "1"/],
+    [{ order: { ...sem, filter: 'no' } }, 'order.filter', /must be true or false, got "no"/],
+    [{ order: { ...sem, lambda: '0.01' } }, 'order.lambda', /must be in \[0, 1e6\], got "0.01"/],
+    [{ order: { ...mc, minDistance: Infinity } }, 'order.minDistance', /must be a finite number >= 0, got Infinity/],
+    [{ dropPath: '0.1' }, 'dropPath', /must be in \[0, 1\), got "0.1"/],
+    [{ imgsize: 32 }, 'imgsize', /unknown field; did you mean 'imgSize'\?/],
+    [{ order: { ...sem, lamda: 0.1 } }, 'order.lamda', /unknown field; did you mean 'order.lambda'\?/],
+    [{ order: { type: 'raster', source: 'online' } }, 'order.source', /unknown field \(known: type\)/],
+    [{ target: { ...px, teacher: 't.safetensors' } }, 'target.teacher', /unknown field/],
+  ];
+  for (const [change, key, message] of cases) {
+    const c = { ...base, ...change } as never;
+    assert.throws(
+      () => makeConfig('vit_tiny', c),
+      (e: unknown) => e instanceof ConfigError && e.key === key && message.test(e.message),
+      JSON.stringify(change),
+    );
+    const json = JSON.stringify({ ...makeConfig('vit_tiny', base), ...change });
+    if (!json.includes('Infinity'))
+      assert.throws(
+        () => configFromJSON(json),
+        (e: unknown) => e instanceof ConfigError && e.key === key,
+        json,
+      );
+  }
+  assert.throws(() => makeConfig('vit_tiny', null as never), /config 'overrides': must be an object, got null/);
+  assert.throws(
+    () => new VisionTransformer({ ...TINY_VIT, depht: 2 } as never),
+    (e: unknown) => e instanceof ConfigError && e.key === 'depht' && /did you mean 'depth'\?/.test(e.message),
+  );
+  // the optional fields may be left out; an encoder takes a whole SemAIM config too
+  makeConfig('vit_tiny', { ...base, order: { ...sem, tokens: 'gap' } as OrderConfig });
+  const whole = makeConfig('vit_tiny', base);
+  new VisionTransformer(whole).dispose();
+  const { inChans, mlpRatio, dropPath, ...bare } = whole;
+  assert.deepEqual([inChans, mlpRatio, dropPath], [3, 4, 0]);
+  assert.deepEqual(configFromJSON(JSON.stringify(bare)), bare);
+});
+
 test('backbone features: [CLS], mean-pooled and all tokens; timm names', () => {
   const vit = new VisionTransformer(TINY_VIT).initWeights(0);
   const x = torch.randn([2, 3, 16, 16]);

@@ -173,3 +173,24 @@ test('makeConfig gives each config its own target and order: a caller changing o
   assert.deepEqual(DEFAULT_ORDER, next.order);
   assert.throws(() => ((DEFAULT_ORDER as { lambda: number }).lambda = 1), TypeError);
 });
+
+test('configs written by earlier releases still load: the 2026-12-02 checkpoint, and a teacherConfig holding the teacher’s whole .json', () => {
+  const upgrade = join(__dirname, '..', '..', '..', 'test', 'golden', 'upgrade', 'run', 'checkpoints', 'step-00000005');
+  assert.equal(checkpointConfig(upgrade).order.type, 'semantic');
+  // runs before 2026-12-03 recorded the exported teacher's .json as it was, its timm block too
+  const teacherJson = {
+    imgSize: 32,
+    patchSize: 4,
+    inChans: 3,
+    embedDim: 16,
+    depth: 1,
+    numHeads: 2,
+    mlpRatio: 4,
+    timm: { architecture: 'vit_tiny_patch16_224' },
+  };
+  const old = {
+    ...makeConfig('vit_tiny', { imgSize: 32, patchSize: 4, embedDim: 16, depth: 1, numHeads: 2 }),
+    target: { type: 'features', teacher: 't.safetensors', teacherConfig: teacherJson },
+  };
+  assert.deepEqual(configFromJSON(JSON.stringify(old)).target, old.target);
+});
