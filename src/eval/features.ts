@@ -19,6 +19,9 @@ import { stderrLine } from '../util/console-line';
 /** 'cls' and 'mean' read the tokens after the final norm; 'gap' is the authors' --global_pool (see Pooling). */
 export type FeaturePooling = 'cls' | 'mean' | 'gap';
 
+/** Every {@link FeaturePooling} (one vector per image: not the encoder's 'all'). */
+const FEATURE_POOLINGS: readonly FeaturePooling[] = ['cls', 'mean', 'gap'];
+
 /** Features [n, D] (float32, kept: dispose when done) and their labels. */
 export interface FeatureSet {
   features: Tensor;
@@ -127,6 +130,8 @@ export async function extractPooledFeatures(
 ): Promise<Map<FeaturePooling, FeatureSet>> {
   const kinds = [...new Set(poolings)];
   if (!kinds.length) throw new RangeError('extractPooledFeatures: no pooling given');
+  const bad = kinds.findIndex((k) => !FEATURE_POOLINGS.includes(k));
+  if (bad >= 0) throw new RangeError(`features: pooling must be one of ${FEATURE_POOLINGS.join(', ')}, got ${String(kinds[bad])}`);
   if (!(Number.isInteger(o.batchSize) && o.batchSize > 0)) throw new RangeError(`features: batchSize must be a positive integer, got ${o.batchSize}`);
   const wasTraining = encoder.training;
   encoder.eval();

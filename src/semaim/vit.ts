@@ -215,6 +215,9 @@ export function initVitWeights(root: Module, generator?: torch.Generator): void 
  */
 export type Pooling = 'cls' | 'mean' | 'gap' | 'all';
 
+/** Every {@link Pooling}. */
+const POOLINGS: readonly Pooling[] = ['cls', 'mean', 'gap', 'all'];
+
 /** The 'gap' pooling of the tokens before the final norm [B, 1 + N, D]: their fc_norm untrained (LayerNorm eps 1e-6, no affine). */
 export function globalPool(tokens: Tensor): Tensor {
   return torch.scope(() => {
@@ -304,6 +307,7 @@ export class VisionTransformer extends Module {
 
   /** Backbone features: [CLS] token, mean of patch tokens, the authors' global pool, or all tokens (see Pooling). */
   features(images: Tensor, pooling: Pooling = 'cls'): Tensor {
+    if (!POOLINGS.includes(pooling)) throw new RangeError(`features: pooling must be one of ${POOLINGS.join(', ')}, got ${String(pooling)}`);
     return torch.scope(() => (pooling === 'gap' ? globalPool(this.forwardTokens(images)) : this.pool(this.forwardFeatures(images), pooling)));
   }
 
@@ -315,7 +319,8 @@ export class VisionTransformer extends Module {
     if (pooling === 'cls') return z.select(1, 0).clone();
     if (pooling === 'mean') return z.narrow(1, 1, this.numPatches).mean(1);
     if (pooling === 'gap') throw new Error("pool: 'gap' pools the tokens before the final norm (globalPool(forwardTokens(images)))");
-    return z;
+    if (pooling === 'all') return z;
+    throw new RangeError(`pool: pooling must be one of ${POOLINGS.join(', ')}, got ${String(pooling)}`);
   }
 
   /** Last block's [CLS]→patch self-attention, mean over heads, [B, N] (unmasked pass). */

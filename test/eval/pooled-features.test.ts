@@ -86,3 +86,19 @@ test('feature extraction refuses data that gives fewer or more images than its s
     enc.dispose();
   }
 });
+
+test("feature extraction refuses a pooling that is not one vector per image ('all', or unknown) before any batch", async () => {
+  const enc = new VisionTransformer(TINY).initWeights(0);
+  const data = toyImages(4, 3, 8, 5);
+  try {
+    for (const pooling of ['all', 'max', undefined]) {
+      await assert.rejects(
+        extractFeatures(enc, data, { batchSize: 2, pooling: pooling as never, label: null }),
+        (e) => e instanceof RangeError && e.message === `features: pooling must be one of cls, mean, gap, got ${pooling}`,
+        String(pooling),
+      );
+    }
+  } finally {
+    enc.dispose();
+  }
+});

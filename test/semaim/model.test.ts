@@ -376,6 +376,14 @@ test('a config missing a field its target or order needs, with a value of the wr
   assert.deepEqual(configFromJSON(JSON.stringify(bare)), bare);
 });
 
+test('features and pool refuse an unknown pooling instead of returning every token', () => {
+  withTinyVit((vit) => {
+    const x = torch.randn([1, 3, 16, 16]);
+    assert.throws(() => vit.features(x, 'max' as never), /features: pooling must be one of cls, mean, gap, all, got max/);
+    assert.throws(() => vit.pool(vit.forwardFeatures(x), 'max' as never), /pool: pooling must be one of cls, mean, gap, all, got max/);
+  });
+});
+
 test('backbone features: [CLS], mean-pooled and all tokens; timm names', () => {
   const vit = new VisionTransformer(TINY_VIT).initWeights(0);
   const x = torch.randn([2, 3, 16, 16]);
