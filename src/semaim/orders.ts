@@ -2,7 +2,7 @@
 // in batch on the tensors' device.
 import * as torch from '../torch';
 import { F, Tensor } from '../torch';
-import type { OrderConfig } from './config';
+import { ConfigError, type OrderConfig } from './config';
 
 /** The patch grid of an image: gridH rows × gridW columns, N = gridH·gridW patches in row-major order. */
 export interface Grid {
@@ -17,6 +17,34 @@ export interface NoiseOptions {
   generator?: torch.Generator;
 }
 
+/** Throws unless `B` is a batch size and `g` a grid of positive integer sizes (`fn` names the caller). */
+function checkBatchAndGrid(fn: string, B: number, g: Grid): void {
+  if (!(Number.isInteger(B) && B >= 0)) throw new RangeError(`${fn}: the batch size B must be an integer >= 0, got ${String(B)}`);
+  if (g === null || typeof g !== 'object') throw new RangeError(`${fn}: the grid must be an object { gridH, gridW }, got ${String(g)}`);
+  for (const k of ['gridH', 'gridW'] as const) {
+    if (!(Number.isInteger(g[k]) && g[k] > 0)) throw new RangeError(`${fn}: grid.${k} must be a positive integer, got ${String(g[k])}`);
+  }
+}
+
+/** Throws unless the similarity map S is [B, gridH·gridW]. */
+function checkSimilarity(fn: string, S: Tensor, g: Grid): void {
+  const N = g.gridH * g.gridW;
+  if (!(S instanceof Tensor)) throw new RangeError(`${fn}: the similarity map S must be a tensor [B, ${N}], got ${String(S)}`);
+  if (S.shape.length !== 2 || S.shape[1] !== N)
+    throw new RangeError(`${fn}: the similarity map S must be [B, ${N}] for a ${g.gridH}×${g.gridW} grid, got [${S.shape.join(', ')}]`);
+}
+
+/** Throws (a RangeError naming `fn`) unless `o.noise`, when given, is a tensor [B, N] and `o.generator`, when given, a torch.Generator. */
+export function checkNoiseOptions(fn: string, o: NoiseOptions, B: number, N: number): void {
+  if (o.noise !== undefined) {
+    const s = o.noise instanceof Tensor ? o.noise.shape : null;
+    if (!s || s.length !== 2 || s[0] !== B || s[1] !== N)
+      throw new RangeError(`${fn}: noise must be a tensor [${B}, ${N}] (batch × patches), got ${s ? `[${s.join(', ')}]` : String(o.noise)}`);
+  }
+  if (o.generator !== undefined && !(o.generator instanceof torch.Generator))
+    throw new RangeError(`${fn}: generator must be a torch.Generator, got ${String(o.generator)}`);
+}
+
 function coords(g: Grid, device: torch.Device, dtype: torch.DType = 'float32'): { rows: Tensor; cols: Tensor } {
   const N = g.gridH * g.gridW;
   const idx = torch.arange(0, N, 1, { dtype, device });
@@ -29,12 +57,14 @@ function noiseLike(B: number, N: number, device: torch.Device, o: NoiseOptions):
 
 /** Row-major index (iGPT; the authors' code calls it `zigzag`). */
 export function rasterOrder(B: number, g: Grid, device: torch.Device = 'cpu'): Tensor {
+  checkBatchAndGrid('rasterOrder', B, g);
   const N = g.gridH * g.gridW;
   return torch.scope(() => torch.arange(0, N, 1, { dtype: 'float32', device }).unsqueeze(0).expand(B, N).contiguous());
 }
 
 /** Boustrophedon rows: even rows left→right, odd rows right→left (the authors' `raster`). */
 export function snakeOrder(B: number, g: Grid, device: torch.Device = 'cpu'): Tensor {
+  checkBatchAndGrid('snakeOrder', B, g);
   return torch.scope(() => {
     const { rows, cols } = coords(g, device);
     const odd = rows.remainder(2).eq(1);
@@ -50,6 +80,8 @@ export function snakeOrder(B: number, g: Grid, device: torch.Device = 'cpu'): Te
 
 /** U(0,1) per patch, fresh every call (SAIM). */
 export function stochasticOrder(B: number, g: Grid, o: NoiseOptions & { device?: torch.Device } = {}): Tensor {
+  checkBatchAndGrid('stochasticOrder', B, g);
+  checkNoiseOptions('stochasticOrder', o, B, g.gridH * g.gridW);
   return noiseLike(B, g.gridH * g.gridW, o.device ?? 'cpu', o).clone();
 }
 
@@ -65,6 +97,12 @@ export function atLeastFloat32(t: Tensor): Tensor {
  * mean (the authors' `attention_type gap`) instead of [CLS].
  */
 export function similarityMap(tokens: Tensor, mode: 'softmax' | 'minmax' = 'softmax', reference: 'cls' | 'gap' = 'cls'): Tensor {
+  if (mode !== 'softmax' && mode !== 'minmax') throw new RangeError(`similarityMap: mode must be 'softmax' or 'minmax', got ${String(mode)}`);
+  if (reference !== 'cls' && reference !== 'gap') throw new RangeError(`similarityMap: reference must be 'cls' or 'gap', got ${String(reference)}`);
+  if (!(tokens instanceof Tensor) || tokens.shape.length !== 3 || tokens.shape[1] < 2)
+    throw new RangeError(
+      `similarityMap: tokens must be a tensor [B, 1 + N, D], got ${tokens instanceof Tensor ? `[${tokens.shape.join(', ')}]` : String(tokens)}`,
+    );
   return torch.scope(() => {
     const N = tokens.shape[1] - 1;
     const x = atLeastFloat32(tokens); // features from a bf16/fp16 encoder pass: the map itself in float32
@@ -111,11 +149,22 @@ export interface SemanticOptions extends NoiseOptions {
   lambda: number;
 }
 
+/** Throws unless the options of the semantic or multicenter order are there and in range (`fn` names the caller). */
+function checkSemanticOptions(fn: string, o: SemanticOptions): void {
+  if (o === null || typeof o !== 'object') throw new RangeError(`${fn}: options { filter, lambda } are required, got ${String(o)}`);
+  if (typeof o.filter !== 'boolean') throw new RangeError(`${fn}: filter must be true or false, got ${String(o.filter)}`);
+  // the bounds of the config's order.lambda
+  if (!(typeof o.lambda === 'number' && o.lambda >= 0 && o.lambda <= 1e6)) throw new RangeError(`${fn}: lambda must be in [0, 1e6], got ${String(o.lambda)}`);
+}
+
 /**
  * SemAIM's semantic order: distance to the semantic centre (argmax of the optionally filtered
  * similarity map) plus λ·U(0,1), which only reorders patches within one distance ring.
  */
 export function semanticOrder(S: Tensor, g: Grid, o: SemanticOptions): { order: Tensor; center: Tensor } {
+  checkSemanticOptions('semanticOrder', o);
+  checkSimilarity('semanticOrder', S, g);
+  checkNoiseOptions('semanticOrder', o, S.shape[0], S.shape[1]);
   return torch.scope(() => {
     const [B, N] = S.shape;
     const map = o.filter ? meanFilter3x3(S, g) : S;
@@ -141,6 +190,14 @@ export interface MulticenterOptions extends SemanticOptions {
  * the (filtered) similarity map; p = distance to the nearest centre + λ·U(0,1).
  */
 export function multicenterOrder(S: Tensor, g: Grid, o: MulticenterOptions): { order: Tensor; centers: Tensor; valid: Tensor } {
+  checkSemanticOptions('multicenterOrder', o);
+  if (!(Number.isInteger(o.k) && o.k > 0)) throw new RangeError(`multicenterOrder: k must be a positive integer, got ${String(o.k)}`);
+  if (!(typeof o.minRelHeight === 'number' && o.minRelHeight >= 0 && o.minRelHeight <= 1))
+    throw new RangeError(`multicenterOrder: minRelHeight must be in [0, 1], got ${String(o.minRelHeight)}`);
+  if (!(typeof o.minDistance === 'number' && o.minDistance >= 0 && Number.isFinite(o.minDistance)))
+    throw new RangeError(`multicenterOrder: minDistance must be a finite number >= 0, got ${String(o.minDistance)}`);
+  checkSimilarity('multicenterOrder', S, g);
+  checkNoiseOptions('multicenterOrder', o, S.shape[0], S.shape[1]);
   return torch.scope(() => {
     const [B, N] = S.shape;
     const map = o.filter ? meanFilter3x3(S, g) : S;
@@ -208,6 +265,7 @@ export function orderUsesNoise(o: OrderConfig): boolean {
 /** Order values for a batch from a config; S is the similarity map when the order needs one. */
 export function orderFromConfig(o: OrderConfig, B: number, g: Grid, S: Tensor | null, opts: NoiseOptions & { device?: torch.Device } = {}): Tensor {
   const device = opts.device ?? S?.device ?? 'cpu';
+  checkNoiseOptions('orderFromConfig', opts, B, g.gridH * g.gridW);
   switch (o.type) {
     case 'raster':
       return rasterOrder(B, g, device);
@@ -215,7 +273,9 @@ export function orderFromConfig(o: OrderConfig, B: number, g: Grid, S: Tensor | 
       return snakeOrder(B, g, device);
     case 'stochastic':
       return stochasticOrder(B, g, { ...opts, device });
-    default: {
+    case 'similarity':
+    case 'semantic':
+    case 'multicenter': {
       if (!S) throw new Error(`order '${o.type}' needs a similarity map`);
       if (o.type === 'similarity') return similarityOrder(S);
       if (o.type === 'semantic') {
@@ -228,5 +288,10 @@ export function orderFromConfig(o: OrderConfig, B: number, g: Grid, S: Tensor | 
       r.valid.dispose();
       return r.order;
     }
+    default:
+      throw new ConfigError(
+        'order.type',
+        `must be one of raster, snake, stochastic, similarity, semantic, multicenter, got ${JSON.stringify((o as { type: unknown }).type)}`,
+      );
   }
 }

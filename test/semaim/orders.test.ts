@@ -14,6 +14,7 @@ import {
   orderFromConfig,
   OrderConfig,
   checkOrder,
+  ConfigError,
 } from '../../src/semaim';
 
 const grid = { gridH: 6, gridW: 6 };
@@ -247,5 +248,44 @@ test('checkOrder refuses a wrong shape and, on the CPU, non-finite values', () =
     assert.throws(() => checkOrder(torch.zeros([2, 5]), 2, 4), /shape \[2, 4\]/);
     assert.throws(() => checkOrder(torch.tensor([[0, 1, NaN, 3]], { device: 'cpu' }), 1, 4), /finite/);
     checkOrder(torch.tensor([[0, 1, 2, 3]]), 1, 4);
+  });
+});
+
+test('order functions refuse a bad batch, grid, noise, generator, λ, k, minRelHeight or mode with a RangeError naming it', () => {
+  torch.scope(() => {
+    const g = { gridH: 3, gridW: 3 };
+    const S = torch.rand([1, 9]);
+    const sem = { filter: true, lambda: 0.01 };
+    const mc = { ...sem, k: 2, minRelHeight: 0.5, minDistance: 1 };
+    const cases: [() => unknown, RegExp][] = [
+      [() => rasterOrder(-1, g), /rasterOrder: the batch size B must be an integer >= 0, got -1/],
+      [() => rasterOrder(1, {} as never), /rasterOrder: grid\.gridH must be a positive integer, got undefined/],
+      [() => snakeOrder(1, { gridH: 3, gridW: 0 }), /snakeOrder: grid\.gridW must be a positive integer, got 0/],
+      [() => stochasticOrder(1, g, { noise: torch.rand([1, 4]) }), /stochasticOrder: noise must be a tensor \[1, 9\] \(batch × patches\), got \[1, 4\]/],
+      [() => stochasticOrder(1, g, { generator: 5 as never }), /stochasticOrder: generator must be a torch\.Generator, got 5/],
+      [() => semanticOrder(S, g, { ...sem, lambda: NaN }), /semanticOrder: lambda must be in \[0, 1e6\], got NaN/],
+      [() => semanticOrder(S, g, { ...sem, lambda: -1 }), /semanticOrder: lambda must be in \[0, 1e6\], got -1/],
+      [() => semanticOrder(S, g, undefined as never), /semanticOrder: options \{ filter, lambda \} are required, got undefined/],
+      [() => semanticOrder(S, g, { ...sem, filter: 'no' as never }), /semanticOrder: filter must be true or false, got no/],
+      [() => semanticOrder(torch.rand([1, 8]), g, sem), /semanticOrder: the similarity map S must be \[B, 9\] for a 3×3 grid, got \[1, 8\]/],
+      [() => semanticOrder(S, g, { ...sem, noise: torch.rand([2, 9]) }), /semanticOrder: noise must be a tensor \[1, 9\]/],
+      [() => multicenterOrder(S, g, { ...mc, k: 0 }), /multicenterOrder: k must be a positive integer, got 0/],
+      [() => multicenterOrder(S, g, { ...mc, minRelHeight: 2 }), /multicenterOrder: minRelHeight must be in \[0, 1\], got 2/],
+      [() => multicenterOrder(S, g, { ...mc, minDistance: -1 }), /multicenterOrder: minDistance must be a finite number >= 0, got -1/],
+      [() => similarityMap(torch.randn([1, 10, 8]), 'max' as never), /similarityMap: mode must be 'softmax' or 'minmax', got max/],
+      [() => similarityMap(torch.randn([1, 10, 8]), 'softmax', 'mean' as never), /similarityMap: reference must be 'cls' or 'gap', got mean/],
+      [() => similarityMap(torch.randn([10, 8])), /similarityMap: tokens must be a tensor \[B, 1 \+ N, D\], got \[10, 8\]/],
+    ];
+    for (const [call, message] of cases) assert.throws(call, (e) => e instanceof RangeError && message.test(e.message), message.source);
+    // an unknown type is not taken for one that needs a similarity map
+    assert.throws(
+      () => orderFromConfig({ type: 'spiral' } as never, 1, g, null),
+      (e) => e instanceof ConfigError && /config 'order\.type': must be one of raster, .*, got "spiral"/.test(e.message),
+    );
+    // the edges are accepted
+    assert.deepEqual(rasterOrder(0, g).shape, [0, 9]);
+    semanticOrder(S, g, { filter: false, lambda: 0 }).order.dispose();
+    multicenterOrder(S, g, { ...mc, k: 1, minRelHeight: 1, minDistance: 0 }).order.dispose();
+    stochasticOrder(2, g, { noise: torch.rand([2, 9]), generator: new torch.Generator(0) });
   });
 });
