@@ -5,7 +5,7 @@ import { Tensor, fused } from '../torch';
 import { Mlp, ModuleList } from '../nn';
 import { SemAIMConfig, SimilarityTokens, validateConfig } from './config';
 import { DecoderBlock, decoderTaps } from './decoder';
-import { atLeastFloat32, orderFromConfig, needsSimilarity, similarityMap, checkOrder, strictOrder } from './orders';
+import { atLeastFloat32, checkNoiseOptions, orderFromConfig, needsSimilarity, similarityMap, checkOrder, strictOrder } from './orders';
 import { featurePatchLoss, pixelPatchLoss, pixelTargets } from './targets';
 import { VisionTransformer, disposeResidual, dropPathRates, resolveResidual, sumAndNorm, type PendingResidual } from './vit';
 import { markPhase } from './phases';
@@ -121,8 +121,12 @@ export class SemAIM extends VisionTransformer {
    * an EMA encoder, or the teacher.
    */
   makeOrder(images: Tensor, opts: { ema?: VisionTransformer; generator?: torch.Generator; noise?: Tensor } = {}): { order: Tensor; similarity: Tensor | null } {
+    if (opts.ema != null && !(opts.ema instanceof VisionTransformer))
+      throw new RangeError(`makeOrder: ema must be a VisionTransformer, got ${String(opts.ema)}`);
+    this.checkImages(images);
     const o = this.config.order;
     const B = images.shape[0];
+    checkNoiseOptions('makeOrder', opts, B, this.numPatches);
     let S: Tensor | null = null;
     markPhase('similarity');
     if (needsSimilarity(o)) {
@@ -147,6 +151,9 @@ export class SemAIM extends VisionTransformer {
     this.checkImages(images);
     checkOrder(order, images.shape[0], this.numPatches);
     const path = opts.path ?? 'fast';
+    if (path !== 'fast' && path !== 'reference') throw new RangeError(`forward: path must be 'fast' or 'reference', got ${String(path)}`);
+    if (opts.outputs !== undefined && opts.outputs !== 'loss' && opts.outputs !== 'all')
+      throw new RangeError(`forward: outputs must be 'loss' or 'all', got ${String(opts.outputs)}`);
     return torch.scope(() => {
       markPhase('targets');
       const target = this.targets(images);

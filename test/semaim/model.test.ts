@@ -384,6 +384,24 @@ test('features and pool refuse an unknown pooling instead of returning every tok
   });
 });
 
+test('SemAIM.forward and makeOrder refuse unknown option values: path, outputs, generator, ema, noise of another size', () => {
+  torch.manualSeed(0);
+  const model = new SemAIM(makeConfig('vit_tiny', { ...SMALL_SEMAIM, order: { type: 'raster' } })).initWeights();
+  torch.noGrad(() =>
+    torch.scope(() => {
+      const x = torch.randn([2, 3, 32, 32]);
+      const { order } = model.makeOrder(x);
+      assert.throws(() => model.forward(x, order, { path: 'slow' as never }), /forward: path must be 'fast' or 'reference', got slow/);
+      assert.throws(() => model.forward(x, order, { outputs: 'everything' as never }), /forward: outputs must be 'loss' or 'all', got everything/);
+      assert.throws(() => model.makeOrder(x, { generator: 5 as never }), /makeOrder: generator must be a torch\.Generator, got 5/);
+      assert.throws(() => model.makeOrder(x, { ema: {} as never }), /makeOrder: ema must be a VisionTransformer/);
+      assert.throws(() => model.makeOrder(x, { noise: torch.rand([2, 5]) }), /makeOrder: noise must be a tensor \[2, 16\] \(batch × patches\), got \[2, 5\]/);
+      model.makeOrder(x, { generator: new torch.Generator(1), noise: torch.rand([2, 16]) });
+    }),
+  );
+  model.dispose();
+});
+
 test('backbone features: [CLS], mean-pooled and all tokens; timm names', () => {
   const vit = new VisionTransformer(TINY_VIT).initWeights(0);
   const x = torch.randn([2, 3, 16, 16]);
