@@ -71,23 +71,54 @@ export abstract class Module {
     yield* this.children_.entries();
   }
 
+  /**
+   * This module and every sub-module with its dotted name (`prefix` for this one). A module reached
+   * by two names (used twice) is listed once, under the first, as PyTorch's named_modules.
+   */
   *namedModules(prefix = ''): IterableIterator<[string, Module]> {
-    yield [prefix, this];
-    for (const [n, m] of this.children_) yield* m.namedModules(prefix ? `${prefix}.${n}` : n);
+    const seen = new Set<Module>();
+    for (const [name, m] of this.everyModule(prefix)) {
+      if (seen.has(m)) continue;
+      seen.add(m);
+      yield [name, m];
+    }
   }
 
+  /**
+   * Parameters by dotted name, module by module. A tensor reached by two names (a tied weight, a
+   * module used twice) is listed once, under the first, as PyTorch's named_parameters: an optimiser
+   * given these updates it once per step. {@link stateDict} keeps every name.
+   */
   *namedParameters(prefix = ''): IterableIterator<[string, Tensor]> {
-    for (const [n, t] of this.params) yield [prefix ? `${prefix}.${n}` : n, t];
-    for (const [n, m] of this.children_) yield* m.namedParameters(prefix ? `${prefix}.${n}` : n);
+    yield* this.namedTensors(prefix, (m) => m.params);
   }
 
+  /** The tensors of {@link namedParameters}, each once. */
   parameters(): Tensor[] {
     return [...this.namedParameters()].map(([, t]) => t);
   }
 
+  /** Buffers by dotted name (only the persistent ones with persistentOnly), each tensor once, as {@link namedParameters}. */
   *namedBuffers(prefix = '', persistentOnly = false): IterableIterator<[string, Tensor]> {
-    for (const [n, b] of this.buffers) if (!persistentOnly || b.persistent) yield [prefix ? `${prefix}.${n}` : n, b.tensor];
-    for (const [n, m] of this.children_) yield* m.namedBuffers(prefix ? `${prefix}.${n}` : n, persistentOnly);
+    yield* this.namedTensors(prefix, (m) => [...m.buffers].filter(([, b]) => !persistentOnly || b.persistent).map(([n, b]) => [n, b.tensor]));
+  }
+
+  /** Every module under every name it is reachable by, this one first (what stateDict and toString walk). */
+  private *everyModule(prefix: string): IterableIterator<[string, Module]> {
+    yield [prefix, this];
+    for (const [n, m] of this.children_) yield* m.everyModule(prefix ? `${prefix}.${n}` : n);
+  }
+
+  /** The tensors `own` gives of each module (once per module and once per tensor), by dotted name. */
+  private *namedTensors(prefix: string, own: (m: Module) => Iterable<[string, Tensor]>): IterableIterator<[string, Tensor]> {
+    const seen = new Set<Tensor>();
+    for (const [modulePrefix, m] of this.namedModules(prefix)) {
+      for (const [n, t] of own(m)) {
+        if (seen.has(t)) continue;
+        seen.add(t);
+        yield [modulePrefix ? `${modulePrefix}.${n}` : n, t];
+      }
+    }
   }
 
   /** Number of trainable elements. */
@@ -97,12 +128,13 @@ export abstract class Module {
 
   /**
    * Parameters and persistent buffers by dotted name, in PyTorch's order: each module's parameters,
-   * then its buffers, then its children's entries. The tensors are the module's own (not copies):
-   * do not dispose them.
+   * then its buffers, then its children's entries. A tensor reachable by two names (a tied weight, a
+   * module used twice) is listed under each, as in PyTorch. The tensors are the module's own (not
+   * copies): do not dispose them.
    */
   stateDict(): StateDict {
     const out: StateDict = new Map();
-    for (const [prefix, m] of this.namedModules()) {
+    for (const [prefix, m] of this.everyModule('')) {
       const p = prefix ? `${prefix}.` : '';
       for (const [n, t] of m.params) out.set(p + n, t);
       for (const [n, b] of m.buffers) if (b.persistent) out.set(p + n, b.tensor);
@@ -185,7 +217,7 @@ export abstract class Module {
   /** A tree of the module with parameter counts. */
   toString(): string {
     const lines: string[] = [];
-    for (const [name, m] of this.namedModules()) {
+    for (const [name, m] of this.everyModule('')) {
       const depth = name ? name.split('.').length : 0;
       const own = [...m.params.values()].reduce((a, p) => a + p.numel, 0);
       lines.push(`${'  '.repeat(depth)}${name || '(root)'}: ${m.constructor.name}${own ? ` (${own} params)` : ''}`);

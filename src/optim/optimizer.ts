@@ -131,22 +131,32 @@ export abstract class Optimizer<H extends BaseHyper> {
   /** Updates the parameters of one group (called inside noGrad and a scope). */
   protected abstract updateGroup(group: ParamGroup<H>, items: ParamWithGrad[]): void;
 
-  /** Adds a parameter group (hyper-parameters it omits come from the defaults). */
+  /**
+   * Adds a parameter group (hyper-parameters it omits come from the defaults). A name or a tensor
+   * already in the optimiser is refused: a tensor under two names would be updated twice per step.
+   */
   addParamGroup(spec: ParamGroupSpec): void {
-    const params: Array<[string, Tensor]> = [];
+    const params = new Map<string, Tensor>();
+    const nameOf = new Map<Tensor, string>();
+    for (const [name, p] of this.byName) nameOf.set(p, name);
     for (const entry of spec.params) {
       if (!Array.isArray(entry) || typeof entry[0] !== 'string') {
         throw new TypeError(`${this.typeName}: parameters must be [name, tensor] pairs (e.g. model.namedParameters())`);
       }
       const [name, p] = entry;
-      if (this.byName.has(name)) throw new Error(`${this.typeName}: parameter '${name}' appears in more than one place`);
+      if (this.byName.has(name) || params.has(name)) throw new Error(`${this.typeName}: parameter '${name}' appears in more than one place`);
+      const other = nameOf.get(p);
+      if (other !== undefined) {
+        throw new Error(`${this.typeName}: parameter '${name}' is the same tensor as '${other}' (some parameters appear in more than one place)`);
+      }
       if (p.isDisposed) throw new Error(`${this.typeName}: parameter '${name}' was disposed`);
-      this.byName.set(name, p);
-      params.push([name, p]);
+      nameOf.set(p, name);
+      params.set(name, p);
     }
     const { params: _ignored, ...rest } = spec;
-    const group = { ...this.defaults, lrScale: 1, ...withoutUndefined(rest), params } as ParamGroup<H>;
+    const group = { ...this.defaults, lrScale: 1, ...withoutUndefined(rest), params: [...params] } as ParamGroup<H>;
     this.validate(group);
+    for (const [name, p] of params) this.byName.set(name, p);
     this.paramGroups.push(group);
   }
 

@@ -370,6 +370,44 @@ test('stateDict lists module by module (own parameters, own buffers, then childr
   net.dispose();
 });
 
+test('a module used twice or a tied weight is one parameter under its first name, as PyTorch; stateDict keeps every name', () => {
+  const lin = new Linear(2, 2);
+  const s = new Sequential(lin, lin);
+  // torch: l = nn.Linear(2, 2); s = nn.Sequential(l, l); sum(p.numel() for p in s.parameters()) == 6
+  assert.equal(s.numParameters(), 6);
+  assert.deepEqual(
+    [...s.namedParameters()].map(([n]) => n),
+    ['0.weight', '0.bias'],
+  );
+  assert.deepEqual(
+    [...s.namedModules()].map(([n]) => n),
+    ['', '0'],
+  );
+  // torch: list(s.state_dict()) == ['0.weight', '0.bias', '1.weight', '1.bias']
+  assert.deepEqual([...s.stateDict().keys()], ['0.weight', '0.bias', '1.weight', '1.bias']);
+  const copy = new Sequential(new Linear(2, 2), new Linear(2, 2));
+  copy.loadStateDict(s.stateDict());
+  assert.deepEqual(Array.from((copy.at(1) as Linear).weight.toFloat32Array()), Array.from(lin.weight.toFloat32Array()));
+  class Tied extends Module {
+    readonly a = this.module('a', new BatchNorm1d(2));
+    readonly w = this.param('w', this.a.weight!);
+    readonly m = this.buffer('m', this.a.runningMean);
+  }
+  const tied = new Tied();
+  assert.deepEqual(
+    [...tied.namedParameters()].map(([n]) => n),
+    ['w', 'a.bias'],
+  );
+  assert.deepEqual(
+    [...tied.namedBuffers()].map(([n]) => n),
+    ['m', 'a.running_var', 'a.num_batches_tracked'],
+  );
+  assert.ok([...tied.stateDict().keys()].includes('a.weight'));
+  copy.dispose();
+  s.dispose();
+  tied.dispose();
+});
+
 test('Linear and Conv2d build with zero input features, and Conv2d checks groups, as PyTorch', () => {
   const lin = new Linear(0, 3);
   assert.deepEqual(lin.weight.shape, [3, 0]);

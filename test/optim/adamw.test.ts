@@ -68,6 +68,16 @@ test('AdamW rejects bad input clearly', () => {
   assert.throws(() => new AdamW([['w', w]], { lr: -1 }), /learning rate/);
   assert.throws(() => new AdamW([]), /empty parameter list/);
   assert.throws(() => new AdamW([{ params: [['w', w]] }, { params: [['w', w]] }]), /'w' appears in more than one place/);
+  // torch 1.13: 'some parameters appear in more than one parameter group'; one tensor under two names would move twice a step
+  assert.throws(
+    () =>
+      new AdamW([
+        ['w', w],
+        ['v', w],
+      ]),
+    /'v' is the same tensor as 'w'/,
+  );
+  assert.throws(() => new AdamW([{ params: [['w', w]] }, { params: [['v', w]] }]), /'v' is the same tensor as 'w'/);
   w.dispose();
 });
 
