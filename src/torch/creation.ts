@@ -4,6 +4,7 @@ import { DType, Device, TypedArray, dtypeOfArray } from './dtype';
 import { Tensor, wrap } from './tensor';
 import type { Generator } from './random';
 import { describeValue } from './errors';
+import { generatorHandle } from './generator-option';
 
 /**
  * Options of the tensor factories ({@link zeros}, {@link full}, {@link tensor}, ...), in place of
@@ -94,23 +95,23 @@ export function eye(n: number, o: CreateOptions = {}): Tensor {
 }
 /** Uniform on [0, 1). */
 export function rand(shape: number[], o: RandomOptions = {}): Tensor {
-  return finish(wrap(native.rand(shape, o.dtype ?? null, dev(o), o.generator?.native ?? null)), o);
+  return finish(wrap(native.rand(shape, o.dtype ?? null, dev(o), generatorHandle(o.generator, 'rand'))), o);
 }
 /** Samples of the standard normal distribution N(0, 1) (float32 unless dtype is given). Like torch.randn. */
 export function randn(shape: number[], o: RandomOptions = {}): Tensor {
-  return finish(wrap(native.randn(shape, o.dtype ?? null, dev(o), o.generator?.native ?? null)), o);
+  return finish(wrap(native.randn(shape, o.dtype ?? null, dev(o), generatorHandle(o.generator, 'randn'))), o);
 }
 /** Integers in [low, high), int64 unless dtype is given. */
 export function randint(low: number, high: number, shape: number[], o: RandomOptions = {}): Tensor {
-  return wrap(native.randint(low, high, shape, o.dtype ?? null, dev(o), o.generator?.native ?? null));
+  return wrap(native.randint(low, high, shape, o.dtype ?? null, dev(o), generatorHandle(o.generator, 'randint')));
 }
 /** A random permutation of 0..n-1, int64 unless dtype is given. */
 export function randperm(n: number, o: RandomOptions = {}): Tensor {
-  return wrap(native.randperm(n, o.dtype ?? null, dev(o), o.generator?.native ?? null));
+  return wrap(native.randperm(n, o.dtype ?? null, dev(o), generatorHandle(o.generator, 'randperm')));
 }
 /** Bernoulli(p) samples shaped like `like`, with its dtype and device unless given. */
 export function bernoulli(like: Tensor, p: number, o: RandomOptions = {}): Tensor {
-  return wrap(native.bernoulli(like.h, p, o.dtype ?? null, o.device ?? null, o.generator?.native ?? null));
+  return wrap(native.bernoulli(like.h, p, o.dtype ?? null, o.device ?? null, generatorHandle(o.generator, 'bernoulli')));
 }
 
 /** Nested arrays of numbers or booleans (torch.tensor's data). */

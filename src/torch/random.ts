@@ -20,8 +20,10 @@ export function setRngState(state: Tensor): void {
 /** An independent random stream; pass it to rand/randn/randperm/uniform_/normal_. */
 export class Generator {
   readonly native: NativeGenerator;
+  /** Seeded with `seed` (an integer in the int64 range, checked as manualSeed checks it), or libtorch's default seed. */
   constructor(seed?: number) {
-    this.native = new native.Generator(seed);
+    this.native = new native.Generator();
+    if (seed !== undefined) this.manualSeed(seed);
   }
   manualSeed(seed: number): this {
     this.native.seed(seed);

@@ -3,6 +3,7 @@ import { native, TensorHandle } from './native';
 import { DTYPES, DType, Device, TypedArray, viewAs } from './dtype';
 import { registerTensorClass, track } from './scope';
 import type { Generator } from './random';
+import { generatorHandle } from './generator-option';
 import type { Scalar } from './generated/native-ops';
 
 /** The handle of every disposed Tensor: native ops on it throw "<op>: tensor was disposed". */
@@ -632,11 +633,11 @@ export class Tensor {
     return this;
   }
   uniform_(low = 0, high = 1, generator?: Generator): this {
-    native.uniform_(this.handle, low, high, generator?.native ?? null);
+    native.uniform_(this.handle, low, high, generatorHandle(generator, 'uniform_'));
     return this;
   }
   normal_(mean = 0, std = 1, generator?: Generator): this {
-    native.normal_(this.handle, mean, std, generator?.native ?? null);
+    native.normal_(this.handle, mean, std, generatorHandle(generator, 'normal_'));
     return this;
   }
 }

@@ -311,6 +311,37 @@ test("golden rng: manualSeed/Generator streams equal PyTorch's (same libtorch ve
   });
 });
 
+test('a Generator seed is checked as manualSeed checks it, and a generator option that is not a Generator is a TypeError', () => {
+  // new Generator('5') used the default seed, NaN seeded 0 and 1.5 seeded 1; generator: {} drew from the global stream
+  for (const seed of [NaN, 1.5, '5' as unknown as number, Infinity]) {
+    assert.throws(
+      () => new torch.Generator(seed),
+      (e: Error) => {
+        const sameAsManualSeed = (() => {
+          try {
+            new torch.Generator(1).manualSeed(seed);
+          } catch (m) {
+            return (m as Error).message;
+          }
+        })();
+        assert.equal(e.message, sameAsManualSeed);
+        return /Generator\.seed: argument 0: expected an integer/.test(e.message);
+      },
+    );
+  }
+  noLeak(() => {
+    const a = torch.rand([3], { generator: new torch.Generator(5), dtype: 'float64' });
+    const b = torch.rand([3], { generator: new torch.Generator().manualSeed(5), dtype: 'float64' });
+    assert.deepEqual(a.tolist(), b.tolist());
+    const notGenerator = { generator: {} as torch.Generator };
+    assert.throws(() => torch.rand([2], notGenerator), { name: 'TypeError', message: 'rand: generator must be a torch.Generator, got an Object' });
+    assert.throws(() => torch.randn([2], notGenerator), TypeError);
+    assert.throws(() => torch.randint(0, 5, [2], notGenerator), TypeError);
+    assert.throws(() => torch.randperm(4, notGenerator), TypeError);
+    assert.throws(() => torch.zeros([2]).uniform_(0, 1, {} as torch.Generator), /uniform_: generator must be a torch.Generator/);
+  });
+});
+
 // ---------------------------------------------------------------- attention against its definition
 
 /** softmax(q kᵀ · scale, masked) v written out with tensor ops. */
