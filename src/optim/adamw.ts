@@ -2,7 +2,7 @@
 // kernel call per group (and per distinct step count).
 import { native } from '../torch/native';
 import { BaseHyper, Optimizer, ParamGroup, ParamWithGrad, ParamsInput } from './optimizer';
-import { withoutUndefined } from './util';
+import { isFiniteNonNegative, withoutUndefined } from './util';
 
 /** The hyper-parameters of {@link AdamW}, per group: PyTorch's lr, betas, eps and weight_decay (as weightDecay). */
 export interface AdamWHyper extends BaseHyper {
@@ -31,10 +31,10 @@ export class AdamW extends Optimizer<AdamWHyper> {
 
   protected override validate(g: ParamGroup<AdamWHyper>): void {
     super.validate(g);
-    if (!(g.eps >= 0)) throw new RangeError(`AdamW: invalid epsilon ${g.eps}`);
+    if (!isFiniteNonNegative(g.eps)) throw new RangeError(`AdamW: invalid epsilon ${g.eps}`);
     const [b1, b2] = g.betas;
-    if (!(b1 >= 0 && b1 < 1)) throw new RangeError(`AdamW: invalid beta1 ${b1}`);
-    if (!(b2 >= 0 && b2 < 1)) throw new RangeError(`AdamW: invalid beta2 ${b2}`);
+    if (!(isFiniteNonNegative(b1) && b1 < 1)) throw new RangeError(`AdamW: invalid beta1 ${b1}`);
+    if (!(isFiniteNonNegative(b2) && b2 < 1)) throw new RangeError(`AdamW: invalid beta2 ${b2}`);
   }
 
   protected updateGroup(group: ParamGroup<AdamWHyper>, items: ParamWithGrad[]): void {

@@ -1,7 +1,7 @@
 // LARS as in MAE's util/lars.py (used there for linear probing), with an optional exclusion set.
 import * as torch from '../torch';
 import { BaseHyper, Optimizer, ParamGroup, ParamWithGrad, ParamsInput } from './optimizer';
-import { withoutUndefined } from './util';
+import { isFiniteNonNegative, withoutUndefined } from './util';
 
 /** The hyper-parameters of {@link LARS}, per group: lr, weightDecay, momentum and the trust coefficient (MAE's trust_coefficient). */
 export interface LARSHyper extends BaseHyper {
@@ -54,8 +54,8 @@ export class LARS extends Optimizer<LARSHyper> {
 
   protected override validate(g: ParamGroup<LARSHyper>): void {
     super.validate(g);
-    if (!(g.momentum >= 0)) throw new RangeError(`LARS: invalid momentum ${g.momentum}`);
-    if (!(g.trustCoefficient >= 0)) throw new RangeError(`LARS: invalid trust coefficient ${g.trustCoefficient}`);
+    if (!isFiniteNonNegative(g.momentum)) throw new RangeError(`LARS: invalid momentum ${g.momentum}`);
+    if (!isFiniteNonNegative(g.trustCoefficient)) throw new RangeError(`LARS: invalid trust coefficient ${g.trustCoefficient}`);
   }
 
   protected updateGroup(group: ParamGroup<LARSHyper>, items: ParamWithGrad[]): void {

@@ -2,7 +2,7 @@
 // name, zeroGrad, and state dicts that split into tensors (for safetensors) and JSON metadata.
 import * as torch from '../torch';
 import type { Tensor } from '../torch';
-import { withoutUndefined } from './util';
+import { isFiniteNonNegative, withoutUndefined } from './util';
 
 /** Named parameters, as a module's namedParameters() yields them. */
 export type NamedParams = Iterable<[string, Tensor]>;
@@ -123,9 +123,9 @@ export abstract class Optimizer<H extends BaseHyper> {
 
   /** Checks a group's hyper-parameters; throws RangeError with a clear message. */
   protected validate(group: ParamGroup<H>): void {
-    if (!(group.lr >= 0)) throw new RangeError(`${this.typeName}: invalid learning rate ${group.lr}`);
-    if (!(group.weightDecay >= 0)) throw new RangeError(`${this.typeName}: invalid weight decay ${group.weightDecay}`);
-    if (!(group.lrScale >= 0)) throw new RangeError(`${this.typeName}: invalid lrScale ${group.lrScale}`);
+    if (!isFiniteNonNegative(group.lr)) throw new RangeError(`${this.typeName}: invalid learning rate ${group.lr}`);
+    if (!isFiniteNonNegative(group.weightDecay)) throw new RangeError(`${this.typeName}: invalid weight decay ${group.weightDecay}`);
+    if (!isFiniteNonNegative(group.lrScale)) throw new RangeError(`${this.typeName}: invalid lrScale ${group.lrScale}`);
   }
 
   /** Updates the parameters of one group (called inside noGrad and a scope). */
@@ -170,8 +170,9 @@ export abstract class Optimizer<H extends BaseHyper> {
     return this.paramGroups.flatMap((g) => g.params.map(([, p]) => p));
   }
 
-  /** Sets every group's lr to lr × group.lrScale (MAE's adjust_learning_rate). */
+  /** Sets every group's lr to lr × group.lrScale (MAE's adjust_learning_rate); lr must be a finite number ≥ 0. */
   setLr(lr: number): void {
+    if (!isFiniteNonNegative(lr)) throw new RangeError(`${this.typeName}.setLr: invalid learning rate ${lr}`);
     for (const g of this.paramGroups) g.lr = lr * g.lrScale;
   }
 

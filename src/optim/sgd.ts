@@ -3,7 +3,7 @@
 import * as torch from '../torch';
 import { native } from '../torch/native';
 import { BaseHyper, Optimizer, ParamGroup, ParamWithGrad, ParamsInput } from './optimizer';
-import { withoutUndefined } from './util';
+import { isFiniteNonNegative, withoutUndefined } from './util';
 
 /** The hyper-parameters of {@link SGD}, per group: PyTorch's lr, momentum, dampening, weight_decay (as weightDecay) and nesterov. */
 export interface SGDHyper extends BaseHyper {
@@ -36,7 +36,8 @@ export class SGD extends Optimizer<SGDHyper> {
 
   protected override validate(g: ParamGroup<SGDHyper>): void {
     super.validate(g);
-    if (!(g.momentum >= 0)) throw new RangeError(`SGD: invalid momentum ${g.momentum}`);
+    if (!isFiniteNonNegative(g.momentum)) throw new RangeError(`SGD: invalid momentum ${g.momentum}`);
+    if (typeof g.dampening !== 'number' || !Number.isFinite(g.dampening)) throw new RangeError(`SGD: invalid dampening ${g.dampening}`);
     if (g.nesterov && (g.momentum <= 0 || g.dampening !== 0)) {
       throw new RangeError('SGD: Nesterov momentum requires a momentum and zero dampening');
     }

@@ -66,6 +66,10 @@ test('AdamW rejects bad input clearly', () => {
   assert.throws(() => new AdamW([['w', w]], { betas: [-0.1, 0.9] }), /invalid beta1 -0\.1/);
   new AdamW([['w', w]], { betas: [0, 0.99999] }).dispose();
   assert.throws(() => new AdamW([['w', w]], { lr: -1 }), /learning rate/);
+  assert.throws(() => new AdamW([['w', w]], { lr: NaN }), /invalid learning rate NaN/);
+  assert.throws(() => new AdamW([{ params: [['w', w]], lr: null as unknown as number }]), /invalid learning rate null/);
+  assert.throws(() => new AdamW([{ params: [['w', w]], eps: null }]), /invalid epsilon null/);
+  assert.throws(() => new AdamW([['w', w]], { betas: [null as unknown as number, 0.9] }), /invalid beta1 null/);
   assert.throws(() => new AdamW([]), /empty parameter list/);
   assert.throws(() => new AdamW([{ params: [['w', w]] }, { params: [['w', w]] }]), /'w' appears in more than one place/);
   // torch 1.13: 'some parameters appear in more than one parameter group'; one tensor under two names would move twice a step

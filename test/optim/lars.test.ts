@@ -70,5 +70,7 @@ test('LARS: exclusion by predicate equals exclusion by name; unknown names are a
   assertClose(byName, [0.95, 2.05, 2.9, 3.8], 1e-12, 'excluded = plain momentum SGD');
   const w = torch.keep(t64([1], true));
   assert.throws(() => new LARS([['w', w]], { exclude: ['nope'] }), /not parameters: nope/);
+  assert.throws(() => new LARS([{ params: [['w', w]], trustCoefficient: null }]), /invalid trust coefficient null/);
+  assert.throws(() => new LARS([['w', w]], { momentum: NaN }), /invalid momentum NaN/);
   w.dispose();
 });

@@ -75,6 +75,12 @@ test("setLr applies each group's lrScale (layer-wise decay)", () => {
     opt.paramGroups.map((g) => g.lr),
     [0.2, 0.8],
   );
+  for (const bad of [NaN, -1, Infinity, null as unknown as number])
+    assert.throws(() => opt.setLr(bad), { name: 'RangeError', message: `SGD.setLr: invalid learning rate ${bad}` });
+  assert.deepEqual(
+    opt.paramGroups.map((g) => g.lr),
+    [0.2, 0.8],
+  );
   opt.dispose();
   a.dispose();
   b.dispose();

@@ -22,6 +22,8 @@ test('SGD: no momentum keeps no state tensors; Nesterov needs momentum and no da
   assert.equal(opt.stateDict().tensors.size, 0);
   assert.throws(() => new SGD([['w', w]], { nesterov: true }), /Nesterov/);
   assert.throws(() => new SGD([['w', w]], { nesterov: true, momentum: 0.9, dampening: 0.1 }), /Nesterov/);
+  assert.throws(() => new SGD([{ params: [['w', w]], momentum: null }]), /invalid momentum null/);
+  assert.throws(() => new SGD([{ params: [['w', w]], dampening: null }]), /invalid dampening null/);
   opt.dispose();
   w.dispose();
 });

@@ -159,6 +159,17 @@ test('loadStateDict rejects mismatches clearly and changes nothing', () => {
       ),
     /for SGD, not AdamW/,
   );
+  // null passed `!(lr >= 0)` (null >= 0 is true) and step() then failed in the kernel ('expected a number')
+  const badHypers: Array<[string, number | null | Array<number | null>]> = [
+    ['lr', null],
+    ['weightDecay', null],
+    ['eps', null],
+    ['lr', Infinity],
+    ['betas', [null, 0.999]],
+  ];
+  for (const [key, value] of badHypers) {
+    assert.throws(() => opt.loadStateDict(with_((sd) => (sd.meta.groups[0][key] = value))), RangeError, `${key}: ${JSON.stringify(value)}`);
+  }
   assert.throws(
     () =>
       new SGD([
