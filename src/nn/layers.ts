@@ -85,6 +85,7 @@ export class Conv2d extends Module {
     readonly opts: LayerOptions & { stride?: number; padding?: number; groups?: number; bias?: boolean } = {},
   ) {
     super();
+    if (!Number.isInteger(kernelSize) || kernelSize < 1) throw new RangeError(`Conv2d: kernelSize must be a positive integer, got ${kernelSize}`);
     const groups = opts.groups ?? 1;
     if (!Number.isInteger(groups) || groups < 1) throw new RangeError(`Conv2d: groups must be a positive integer, got ${groups}`);
     if (inChannels % groups !== 0) throw new RangeError(`Conv2d: in_channels must be divisible by groups (${inChannels} channels, ${groups} groups)`);
@@ -191,6 +192,8 @@ export function useDropPathGenerator(root: Module, generator: torch.Generator | 
 export class GELU extends Module {
   constructor(readonly approximate: 'none' | 'tanh' = 'none') {
     super();
+    if (approximate !== 'none' && approximate !== 'tanh')
+      throw new RangeError(`GELU: approximate must be 'none' or 'tanh', got ${JSON.stringify(approximate)}`);
   }
   forward(x: Tensor): Tensor {
     return F.gelu(x, this.approximate);

@@ -2,6 +2,7 @@
 // walks them by dotted names (PyTorch's state-dict naming), and owns their lifetimes.
 import * as torch from '../torch';
 import { DType, Tensor } from '../torch';
+import { describeValue } from '../torch/errors';
 
 /**
  * Tensors by dotted name (`blocks.3.attn.qkv.weight`), as {@link Module.stateDict} gives and
@@ -150,14 +151,21 @@ export abstract class Module {
    */
   loadStateDict(sd: StateDict | Record<string, Tensor>, opts: { strict?: boolean } = {}): { missing: string[]; unexpected: string[] } {
     const strict = opts.strict ?? true;
-    const src = sd instanceof Map ? sd : new Map(Object.entries(sd));
+    const where = `loadStateDict(${this.constructor.name})`;
+    if (sd === null || typeof sd !== 'object' || Array.isArray(sd))
+      throw new TypeError(`${where}: expected a Map or a record of tensors by name, got ${describeValue(sd)}`);
+    const src: Map<string, unknown> = sd instanceof Map ? sd : new Map(Object.entries(sd));
     const own = this.stateDict();
+    for (const k of own.keys()) {
+      const s = src.get(k);
+      if (s !== undefined && !(s instanceof Tensor)) throw new TypeError(`${where}: '${k}' is ${describeValue(s)}, not a Tensor`);
+    }
     const missing = [...own.keys()].filter((k) => !src.has(k));
     const unexpected = [...src.keys()].filter((k) => !own.has(k));
     const shapeMismatch: { name: string; expected: number[]; got: number[] }[] = [];
     const dtypeMismatch: { name: string; expected: DType; got: DType }[] = [];
     for (const [k, t] of own) {
-      const s = src.get(k);
+      const s = src.get(k) as Tensor | undefined;
       if (s && !sameShape(s.shape, t.shape)) shapeMismatch.push({ name: k, expected: t.shape, got: s.shape });
       if (s && torch.isFloating(t.dtype) && !torch.isFloating(s.dtype)) dtypeMismatch.push({ name: k, expected: t.dtype, got: s.dtype });
     }
@@ -172,7 +180,7 @@ export abstract class Module {
     }
     torch.noGrad(() => {
       for (const [k, t] of own) {
-        const s = src.get(k);
+        const s = src.get(k) as Tensor | undefined;
         if (s) t.copy_(s);
       }
     });
@@ -188,8 +196,16 @@ export abstract class Module {
     return this.train(false);
   }
 
-  /** Moves / casts every parameter and buffer in place; only floating-point ones get the dtype, integer ones keep theirs. */
+  /**
+   * Moves / casts every parameter and buffer in place; only floating-point ones get the dtype, integer
+   * ones keep theirs. The dtype must be a floating-point one (parameters cannot hold integers).
+   */
   to(opts: { device?: torch.Device; dtype?: torch.DType }): this {
+    if (opts.dtype !== undefined && !torch.isFloating(opts.dtype)) {
+      throw new TypeError(
+        `${this.constructor.name}.to: dtype must be a floating-point dtype (integer dtypes are not allowed for parameters), got '${opts.dtype}'`,
+      );
+    }
     torch.noGrad(() => {
       for (const [, t] of [...this.namedParameters(), ...this.namedBuffers()]) {
         const dtype = opts.dtype && torch.isFloating(t.dtype) ? opts.dtype : undefined;

@@ -3,6 +3,7 @@ import * as torch from '../torch';
 import type { Tensor } from '../torch';
 import { native } from '../torch/native';
 import { wrap } from '../torch/tensor';
+import { describeValue } from '../torch/errors';
 
 /** Parameters as tensors or as [name, tensor] pairs (e.g. model.namedParameters(), optimizer.namedParameters()). */
 export type ParamsLike = Iterable<Tensor | [string, Tensor]>;
@@ -17,10 +18,15 @@ export type ParamsLike = Iterable<Tensor | [string, Tensor]>;
  */
 export function clipGradNorm(params: ParamsLike, maxNorm: number): Tensor {
   if (!(maxNorm > 0)) throw new RangeError(`clipGradNorm: maxNorm must be positive, got ${maxNorm}`);
+  if (typeof (params as { [Symbol.iterator]?: unknown } | null)?.[Symbol.iterator] !== 'function') {
+    throw new TypeError(`clipGradNorm: pass tensors or [name, tensor] pairs such as module.parameters(), not ${describeValue(params)}`);
+  }
   const grads: Tensor[] = [];
   try {
     for (const entry of params) {
-      const p = Array.isArray(entry) ? entry[1] : entry;
+      const p: unknown = Array.isArray(entry) ? entry[1] : entry;
+      if (!(p instanceof torch.Tensor))
+        throw new TypeError(`clipGradNorm: pass tensors or [name, tensor] pairs such as module.parameters(), not ${describeValue(p)} among them`);
       const g = p.grad;
       if (g !== null) grads.push(g);
     }

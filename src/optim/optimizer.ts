@@ -1,7 +1,8 @@
 // The optimiser base class: parameter groups, lazily created per-parameter state keyed by parameter
 // name, zeroGrad, and state dicts that split into tensors (for safetensors) and JSON metadata.
 import * as torch from '../torch';
-import type { Tensor } from '../torch';
+import { Tensor } from '../torch';
+import { describeValue } from '../torch/errors';
 import { isFiniteNonNegative, withoutUndefined } from './util';
 
 /** Named parameters, as a module's namedParameters() yields them. */
@@ -76,6 +77,10 @@ function isGroupList(x: ParamsInput): x is ParamGroupSpec[] {
   return first !== null && typeof first === 'object' && !Array.isArray(first) && 'params' in (first as object);
 }
 
+function isIterable(x: unknown): x is Iterable<unknown> {
+  return typeof (x as { [Symbol.iterator]?: unknown } | null | undefined)?.[Symbol.iterator] === 'function';
+}
+
 function sameShape(a: number[], b: number[]): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
 }
@@ -136,11 +141,14 @@ export abstract class Optimizer<H extends BaseHyper> {
    * already in the optimiser is refused: a tensor under two names would be updated twice per step.
    */
   addParamGroup(spec: ParamGroupSpec): void {
+    if (!isIterable(spec.params)) {
+      throw new TypeError(`${this.typeName}: pass [name, tensor] pairs such as module.namedParameters(), not ${describeValue(spec.params)}`);
+    }
     const params = new Map<string, Tensor>();
     const nameOf = new Map<Tensor, string>();
     for (const [name, p] of this.byName) nameOf.set(p, name);
     for (const entry of spec.params) {
-      if (!Array.isArray(entry) || typeof entry[0] !== 'string') {
+      if (!Array.isArray(entry) || typeof entry[0] !== 'string' || !(entry[1] instanceof Tensor)) {
         throw new TypeError(`${this.typeName}: parameters must be [name, tensor] pairs (e.g. model.namedParameters())`);
       }
       const [name, p] = entry;

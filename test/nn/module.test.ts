@@ -156,6 +156,29 @@ test('train/eval reach every sub-module; to() casts in place keeping identity', 
   net.dispose();
 });
 
+test('loadStateDict refuses a non-dict or a value that is not a Tensor, and to() an integer dtype, with messages that say so', () => {
+  const net = new Net();
+  const w = net.blocks.at(0).mlp.fc1.weight;
+  // were "Cannot convert undefined or null to object", "Cannot read properties of undefined (reading 'length')"
+  assert.throws(() => net.loadStateDict(null as unknown as Map<string, torch.Tensor>), {
+    name: 'TypeError',
+    message: 'loadStateDict(Net): expected a Map or a record of tensors by name, got null',
+  });
+  const sd = new Map<string, unknown>(net.stateDict());
+  sd.set('cls_token', [1, 2]);
+  assert.throws(() => net.loadStateDict(sd as Map<string, torch.Tensor>), {
+    name: 'TypeError',
+    message: "loadStateDict(Net): 'cls_token' is an Array, not a Tensor",
+  });
+  // was libtorch's "setData: data set to a tensor that requires gradients must be floating point"
+  assert.throws(
+    () => net.to({ dtype: 'int64' }),
+    /Net\.to: dtype must be a floating-point dtype \(integer dtypes are not allowed for parameters\), got 'int64'/,
+  );
+  assert.equal(w.dtype, 'float32');
+  net.dispose();
+});
+
 test('Linear and LayerNorm match their formulas', () => {
   const lin = new Linear(3, 2);
   const x = torch.randn([5, 3]);
@@ -236,6 +259,12 @@ test('Dropout and DropPath refuse a drop probability outside [0, 1] when built (
     assert.equal(new Dropout(p).p, p);
     assert.equal(new DropPath(p).p, p);
   }
+});
+
+test("GELU refuses an approximation other than 'none' or 'tanh' when built, not at the first forward", () => {
+  assert.throws(() => new GELU('foo' as 'none'), /GELU: approximate must be 'none' or 'tanh', got "foo"/);
+  assert.equal(new GELU().approximate, 'none');
+  assert.equal(new GELU('tanh').approximate, 'tanh');
 });
 
 test("LayerNorm's default eps is PyTorch's 1e-5", () => {
@@ -418,6 +447,9 @@ test('Linear and Conv2d build with zero input features, and Conv2d checks groups
   assert.throws(() => new Conv2d(3, 4, 3, { groups: 2 }), /in_channels must be divisible by groups/);
   assert.throws(() => new Conv2d(4, 3, 3, { groups: 2 }), /out_channels must be divisible by groups/);
   assert.throws(() => new Conv2d(4, 4, 3, { groups: 0 }), /groups must be a positive integer/);
+  // kernel size 0 built a [4, 3, 0, 0] weight; PyTorch fails at the first forward ('non-positive kernel size')
+  assert.throws(() => new Conv2d(3, 4, 0), /Conv2d: kernelSize must be a positive integer, got 0/);
+  assert.throws(() => new Conv2d(3, 4, 1.5), /kernelSize must be a positive integer/);
   const g = new Conv2d(4, 6, 3, { groups: 2 });
   assert.deepEqual(g.weight.shape, [6, 2, 3, 3]);
   assert.deepEqual(g.forward(torch.zeros([1, 4, 5, 5])).shape, [1, 6, 3, 3]);

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as torch from '../../src/torch';
-import { AdamW, ADAMW_DEFAULTS } from '../../src/optim';
+import { AdamW, ADAMW_DEFAULTS, ParamsInput } from '../../src/optim';
+import { Linear } from '../../src/nn';
 import { GoldenCase, TOL, assertClose, golden, runCase, setGrad, t64 } from './helpers';
 
 const G = golden<{ defaults: Record<string, unknown>; cases: Record<string, GoldenCase> }>('adamw.json');
@@ -71,6 +72,12 @@ test('AdamW rejects bad input clearly', () => {
   assert.throws(() => new AdamW([{ params: [['w', w]], eps: null }]), /invalid epsilon null/);
   assert.throws(() => new AdamW([['w', w]], { betas: [null as unknown as number, 0.9] }), /invalid beta1 null/);
   assert.throws(() => new AdamW([]), /empty parameter list/);
+  // a module itself failed with 'spec.params is not iterable'
+  assert.throws(() => new AdamW(new Linear(2, 2) as unknown as ParamsInput), {
+    name: 'TypeError',
+    message: 'AdamW: pass [name, tensor] pairs such as module.namedParameters(), not a Linear',
+  });
+  assert.throws(() => new AdamW([['w', 5 as unknown as torch.Tensor]]), /parameters must be \[name, tensor\] pairs/);
   assert.throws(() => new AdamW([{ params: [['w', w]] }, { params: [['w', w]] }]), /'w' appears in more than one place/);
   // torch 1.13: 'some parameters appear in more than one parameter group'; one tensor under two names would move twice a step
   assert.throws(

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as torch from '../../src/torch';
 import { clipGradNorm, gradNorm, readNorm } from '../../src/optim';
+import { Linear } from '../../src/nn';
 import { Nested, TOL, assertClose, disposeAll, golden, setGrad, shapeOf } from './helpers';
 
 const G = golden<{ cases: Record<string, { max_norm: number; grads: Nested[]; total: number; clipped: Nested[] }> }>('clip.json');
@@ -49,5 +50,11 @@ test('gradNorm measures without changing gradients; parameters without gradients
   const none = clipGradNorm([extra], 1);
   assert.equal(readNorm(none), 0);
   assert.throws(() => clipGradNorm(ps, 0), /maxNorm must be positive/);
+  // a module itself failed with 'params is not iterable'
+  assert.throws(() => clipGradNorm(new Linear(2, 2) as unknown as torch.Tensor[], 1), {
+    name: 'TypeError',
+    message: 'clipGradNorm: pass tensors or [name, tensor] pairs such as module.parameters(), not a Linear',
+  });
+  assert.throws(() => clipGradNorm([{}] as torch.Tensor[], 1), /not an Object among them/);
   disposeAll([...ps, extra]);
 });
