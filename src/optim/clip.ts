@@ -12,7 +12,9 @@ export type ParamsLike = Iterable<Tensor | [string, Tensor]>;
  * Scales the gradients in place so that their global L2 norm is at most maxNorm, by
  * min(1, maxNorm / (norm + 1e-6)) as PyTorch does, and returns the norm before clipping as a 0-d tensor
  * on the gradients' device. Nothing waits for the device: read the value later with readNorm().
- * maxNorm = Infinity only measures. Parameters without a gradient are ignored; with no gradient at
+ * maxNorm must be positive; Infinity only measures. Unlike PyTorch, which zeroes the gradients at
+ * max_norm=0, 0 is refused: the options of this library use 0 for "no clipping", so a 0 that reaches
+ * here is a mistake (skip the call instead). Parameters without a gradient are ignored; with no gradient at
  * all the norm is 0. A non-finite norm (inf/nan gradients) turns the gradients into nan/0, as in
  * PyTorch with error_if_nonfinite=false.
  */
