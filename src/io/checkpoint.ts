@@ -38,8 +38,9 @@ export function runKindOf(format: string | undefined): string | null {
   return /^semaim\.(\w+)\/\d+$/.exec(format ?? '')?.[1] ?? null;
 }
 
-/** The folder name of the checkpoint of `step`. */
+/** The folder name of the checkpoint of `step` (an integer ≥ 0). */
 export function stepDirName(step: number): string {
+  if (!Number.isSafeInteger(step) || step < 0) throw new RangeError(`stepDirName: step must be an integer ≥ 0, got ${step}`);
   return `step-${String(step).padStart(8, '0')}`;
 }
 

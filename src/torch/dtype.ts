@@ -17,7 +17,7 @@ export function isFloating(d: DType): boolean {
   return FLOAT_DTYPES.includes(d);
 }
 
-/** The size of one element of dtype d in bytes (bool: 1). Like torch.dtype.itemsize. */
+/** The size of one element of dtype d in bytes (bool: 1); a name that is not a dtype is a TypeError. Like torch.dtype.itemsize. */
 export function dtypeBytes(d: DType): number {
   switch (d) {
     case 'float64':
@@ -30,8 +30,12 @@ export function dtypeBytes(d: DType): number {
     case 'bfloat16':
     case 'int16':
       return 2;
-    default:
+    case 'int8':
+    case 'uint8':
+    case 'bool':
       return 1;
+    default:
+      throw new TypeError(`dtypeBytes: unknown dtype '${String(d)}'`);
   }
 }
 

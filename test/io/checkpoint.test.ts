@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as torch from '../../src/torch';
 import { CheckpointManager } from '../../src/run/checkpoints';
-import { CHECKPOINT_FILES, NonFiniteTensorError, readCheckpoint, sha256File, verifyCheckpoint, type LoadedCheckpoint } from '../../src/io';
+import { CHECKPOINT_FILES, NonFiniteTensorError, readCheckpoint, sha256File, stepDirName, verifyCheckpoint, type LoadedCheckpoint } from '../../src/io';
 import { createHash } from 'node:crypto';
 import { CheckpointError } from '../../src/util/errors';
 
@@ -115,4 +115,11 @@ test('sha256File reads a settled file once per process while it is unchanged, an
     fs.readSync = readSync;
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('stepDirName pads the step to 8 digits and refuses a step that is not an integer ≥ 0 (was step-000000-1, step-00000NaN)', () => {
+  assert.equal(stepDirName(0), 'step-00000000');
+  assert.equal(stepDirName(1234), 'step-00001234');
+  for (const bad of [-1, NaN, 1.5, Infinity])
+    assert.throws(() => stepDirName(bad), { name: 'RangeError', message: `stepDirName: step must be an integer ≥ 0, got ${bad}` });
 });

@@ -294,6 +294,12 @@ test('dtypes: all ten round-trip through data() with the right typed array', () 
       assert.equal(torch.zeros([3], { dtype: dt }).dtype, dt);
     }
     assert.deepEqual(torch.dtypeBytes('bfloat16'), 2);
+    assert.deepEqual(
+      ALL.map((d) => torch.dtypeBytes(d)),
+      ALL.map((d) => torch.zeros([1], { dtype: d }).data().BYTES_PER_ELEMENT),
+    );
+    // was 1, while io.dtypeByteSize threw: a byte count from a misspelt dtype was silently wrong
+    assert.throws(() => torch.dtypeBytes('foo' as torch.DType), { name: 'TypeError', message: "dtypeBytes: unknown dtype 'foo'" });
     assert.equal(torch.isFloating('float16'), true);
     assert.equal(torch.isFloating('int64'), false);
   });
