@@ -53,6 +53,7 @@ import { constants } from 'node:buffer';
 import { tempDir, write, picture, encode, withFullDiskAt, withFullDiskStreamAt } from './helpers';
 import * as lib from '../../src';
 import { commands } from '../../src/cli/commands';
+import { captureTerminal, printed, quiet } from '../output';
 
 const BUFFER_MAX = constants.MAX_LENGTH;
 
@@ -1222,6 +1223,112 @@ test('`semaim shards` starts its progress line before the first shard (its clock
     process.stdout.write = stdout;
   }
   assert.match(stderr.join(''), /^shards \[#{20}\] 23\/23 \| (img\/s [\d.]+ \| )?elapsed 0:\d\d ETA 0:00$/m);
+});
+
+test("`semaim shards` packs as the packer does with the same options; its defaults are the packer's (1,000 images per shard, class by class, no .json, seed 0 for --shuffle); --shard-size 0 is an option error; a folder that holds a set is replaced only with --overwrite", async () => {
+  const dir = join(root, 'cli-options');
+  const jpg = await encode(picture(8, 8, 1), 8, 8, 3, 'jpeg');
+  const many = join(dir, 'many');
+  for (let i = 0; i < 1001; i++) write(join(many, `c${i % 2}`, `${String(i).padStart(4, '0')}.jpg`), jpg);
+  const cli = (...args: string[]) => quiet(() => commands.shards.run(args));
+  const same = async (args: string[], o: { input: string; shardSize?: number; shuffle?: boolean; seed?: number; json?: boolean }, name: string) => {
+    const out = join(dir, `cli-${name}`);
+    assert.equal(await cli('--input', o.input, '--output', out, ...args), 0);
+    const ref = await packImageFolder({ ...o, output: join(dir, `lib-${name}`) });
+    assert.deepEqual(
+      shardBytes({ shards: resolveShardPaths(out) }),
+      shardBytes(ref),
+      `${args.join(' ') || 'the defaults'}: the shards of packImageFolder(${JSON.stringify(o)})`,
+    );
+    return out;
+  };
+  const defaults = await same([], { input: many }, 'defaults');
+  assert.deepEqual(
+    readIndexFile(join(defaults, 'index.json'))!.shards.map((e) => e.samples),
+    [1000, 1],
+    '1,000 images per shard',
+  );
+  await same(['--shuffle'], { input: folder, shuffle: true }, 'shuffle');
+  await assert.rejects(
+    cli('--input', folder, '--output', join(dir, 'zero'), '--shard-size', '0'),
+    (e: unknown) => e instanceof lib.OptionError && e.key === 'shardSize',
+    '--shard-size 0 is an option error (exit 2), not the packer failing',
+  );
+  const all = await same(
+    ['--shard-size', '5', '--shuffle', '--seed', '3', '--json'],
+    { input: folder, shardSize: 5, shuffle: true, seed: 3, json: true },
+    'all',
+  );
+
+  const before = shardBytes({ shards: resolveShardPaths(all) });
+  await assert.rejects(cli('--input', folder, '--output', all), /already holds a shard set/);
+  assert.deepEqual(shardBytes({ shards: resolveShardPaths(all) }), before, 'the set there is left as it was');
+  assert.equal(await cli('--input', folder, '--output', all, '--overwrite'), 0);
+  assert.deepEqual(shardBytes({ shards: resolveShardPaths(all) }), shardBytes(await packImageFolder({ input: folder, output: join(dir, 'lib-plain') })));
+});
+
+test("`semaim shards`'s summary: the MiB of the shards written, the files skipped (two named, past three 'and N more'; names and reasons printable), the index and the data path to pass", async () => {
+  const dir = join(root, 'cli-summary');
+  const sparse = (path: string, bytes: number) => {
+    mkdirSync(join(path, '..'), { recursive: true });
+    closeSync(openSync(path, 'w'));
+    truncateSync(path, bytes); // no disk
+  };
+  const input = join(dir, 'in');
+  copyFileSync(join(folder, 'class0', '00.jpg'), write(join(input, 'a', '00.jpg'), ''));
+  sparse(join(input, 'a', 'big.png'), 3 << 20); // packed: 3 MiB is 3.1 MB
+  sparse(join(input, 'a', 'x-1.png'), 6 << 20); // over the 4.8 MiB an image of 500,000 pixels can take
+  sparse(join(input, 'a', 'x-2\u001b[2J.png'), 6 << 20);
+  copyFileSync(join(folder, 'class0', '03.jpg'), write(join(input, 'a', 'y\u001b]0;PWNED\u0007.jpg'), ''));
+  const fs = require('node:fs') as typeof import('node:fs'); // a plain object: its functions are replaceable
+  const open = fs.openSync;
+  // an unreadable file whose error has no code: its message is the reason shown
+  fs.openSync = ((p: string, ...rest: unknown[]) => {
+    if (String(p).includes('PWNED')) throw new Error('refused\u001b[2J');
+    return (open as (...a: unknown[]) => number)(p, ...rest);
+  }) as typeof fs.openSync;
+  const out = join(dir, 'out');
+  let stdout: string;
+  try {
+    ({ stdout } = await printed(() => commands.shards.run(['--input', input, '--output', out, '--max-image-pixels', '500000'])));
+  } finally {
+    fs.openSync = open;
+  }
+  const shards = resolveShardPaths(out);
+  const mib = (statSync(shards[0]).size / 2 ** 20).toFixed(1);
+  assert.equal(mib, '3.0');
+  const [line, index, dataPath] = stdout.split('\n');
+  assert.equal(
+    line,
+    `packed 2 images of 1 classes into 1 shard(s), 3.0 MiB; ` +
+      'skipped 2 files too large for an image (a/x-1.png, 6.0 MiB; a/x-2\\x1b[2J.png, 6.0 MiB); ' +
+      'skipped 1 file that could not be read (a/y\\x1b]0;PWNED\\x07.jpg: refused\\x1b[2J)',
+  );
+  assert.equal(index, `  index:     ${join(out, 'index.json')}`);
+  const pattern = /^ {2}data path: --dataset shards --data-path '(.*)'$/.exec(dataPath)?.[1];
+  assert.ok(pattern, dataPath);
+  assert.deepEqual(resolveShardPaths(pattern), shards, 'the data path names the shards written');
+
+  for (let i = 3; i <= 5; i++) sparse(join(input, 'a', `x-${i}.png`), 6 << 20);
+  const { stdout: five } = await printed(() => commands.shards.run(['--input', input, '--output', join(dir, 'five'), '--max-image-pixels', '500000']));
+  assert.match(five, /; skipped 5 files too large for an image \(a\/x-1\.png, 6\.0 MiB; a\/x-2\\x1b\[2J\.png, 6\.0 MiB; a\/x-3\.png, 6\.0 MiB; and 2 more\)\n/);
+});
+
+test('`semaim shards` on a terminal: the rate counts from the start of the packing, and the progress line is ended before the summary', async () => {
+  // a clock that moves 0.1 s at every reading: the rate is shown (past its first 0.2 s) whatever this machine's speed
+  const now = Date.now;
+  let t = now();
+  Date.now = () => (t += 100);
+  let stderr: string;
+  try {
+    ({ stderr } = await captureTerminal(() => commands.shards.run(['--input', folder, '--output', join(root, 'progress-tty'), '--shard-size', '10'])));
+  } finally {
+    Date.now = now;
+  }
+  const last = stderr.split('\r\u001b[K').at(-1)!;
+  const rate = /^shards \[#{20}\] 23\/23 \| img\/s ([\d.]+) \| elapsed [\d:]+ ETA 0:00\n$/.exec(last);
+  assert.ok(rate, JSON.stringify(last));
+  assert.ok(Number(rate[1]) > 0, `img/s ${rate[1]}: counted from when the packing started`);
 });
 
 test('a disk that fills while a shard is written: the error names the shard, the staged shards go, nothing is left; the same pack then runs', async () => {
