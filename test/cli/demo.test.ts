@@ -1,12 +1,20 @@
-// `semaim demo` on a folder it already used: a refused re-run (another seed) leaves the folder's
-// baseline encoder as the first run wrote it (its k-NN results refer to that file's SHA-256).
+// `semaim demo`: a refused re-run (another seed) leaves the folder's baseline encoder as the first run
+// wrote it (its k-NN results refer to that file's SHA-256); Ctrl-C in either part; what a tiny run
+// reports against what it measured and the recipe it ran.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import sharp from 'sharp';
+import * as data from '../../src/data';
+import * as io from '../../src/io';
+import { loadModel } from '../../src/semaim';
+import { objectStartFraction } from '../../src/viz/object-start';
+import { ORDER_NAMES } from '../../src/viz/maps';
+import { pixelLossRow } from '../../src/cli/demo';
 
 const CLI = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
 
@@ -94,6 +102,151 @@ test("Ctrl-C during the demo's evaluation stops it at the next batch with exit c
     assert.equal(code, 130, stderr.slice(-600));
     assert.match(stderr, /demo stopped during its evaluation \(pre-training is complete: .*step-\d+\); run the same command again to evaluate/);
     assert.ok(!existsSync(join(out, 'demo.json')), 'no summary of an unfinished demo');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the demo reports what it measured: demo.json and its table agree with the k-NN results, the object start of its checkpoint, its samples of the test set, the encoder it started from and the recipe of docs/RESULTS.md', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-demo-report-'));
+  try {
+    const out = join(dir, 'demo');
+    // --seed 1 and S from `self`, not the defaults: a seed or the tokens not passed on show
+    const args = '--epochs 0.1 --synthetic-size 128 --test-size 16 --knn-train-size 200 --threads 1 --similarity-tokens self --seed 1'.split(' ');
+    const t0 = Date.now();
+    const r = spawnSync(process.execPath, [CLI, 'demo', '--out-dir', out, ...args], { encoding: 'utf8', timeout: 120_000 });
+    const wall = (Date.now() - t0) / 1000;
+    assert.equal(r.status, 0, r.stderr);
+    const json = (...path: string[]) => JSON.parse(readFileSync(join(out, ...path), 'utf8'));
+    const summary = json('demo.json');
+
+    // the recipe docs/RESULTS.md's demo numbers were measured with (warm-up: a quarter of the epochs, at most 1)
+    const { options } = json('config.json');
+    const recipe = {
+      ...{ dataset: 'synthetic', syntheticSize: 128, imgSize: 32, patchSize: 4, embedDim: 128, depth: 4, numHeads: 4, decoderDepth: 4 },
+      ...{ order: 'semantic', similarityTokens: 'self', blur: false, minScale: 0.5, batchSize: 64, epochs: 0.1, warmupEpochs: 0.025 },
+      ...{ blr: 1.6e-2, weightDecay: 0.05, decayClsToken: false, clipGrad: 3, seed: 1, threads: 1, logEvery: 10 },
+    };
+    assert.deepEqual(Object.fromEntries(Object.keys(recipe).map((k) => [k, options[k]])), recipe);
+
+    // one step, at lr 0 (the warm-up starts there): the checkpoint's encoder is still its initialisation
+    const metrics = readFileSync(join(out, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    assert.deepEqual(
+      metrics.map((m) => [m.step, m.lr]),
+      [[1, 0]],
+    );
+    const checkpoint = join(out, 'checkpoints', 'step-00000001');
+    assert.deepEqual([summary.steps, summary.loss], [1, { first: metrics[0].loss, last: metrics[0].loss, drop: 0 }]);
+    const init = io.readSafetensors(join(out, 'init-encoder.safetensors'));
+    const model = io.readSafetensors(join(checkpoint, 'model.safetensors'));
+    const encoderNames = [...model.tensors.keys()].filter((k) => !k.startsWith('query_blocks.') && !k.startsWith('prediction_head.'));
+    assert.deepEqual([...init.tensors.keys()].sort(), encoderNames.sort(), "the model's encoder, without the decoder's tensors");
+    for (const [k, t] of init.tensors)
+      assert.ok(Buffer.from(t.data).equals(Buffer.from(model.tensors.get(k)!.data)), `${k}: the weights pre-training started from`);
+    assert.deepEqual(JSON.parse(init.metadata.config), json('init-encoder.json'), 'the config beside the weights is theirs');
+
+    // each k-NN number is the top-1 of its knn.json: the checkpoint, the pooling, k = 20, the first 128 training images (all there are), 16 test images
+    for (const [folder, encoder, pooling, top1] of [
+      ['eval-init', join(out, 'init-encoder.safetensors'), 'cls', summary.knnTop1.init],
+      ['eval', out, 'cls', summary.knnTop1.trained],
+      ['eval-init-mean', join(out, 'init-encoder.safetensors'), 'mean', summary.knnTop1Mean.init],
+      ['eval-mean', out, 'mean', summary.knnTop1Mean.trained],
+    ]) {
+      const knn = json(folder, 'knn.json');
+      assert.deepEqual(
+        [knn.checkpoint.path, knn.config.pooling, knn.config.k, knn.config.seed, knn.data.train, knn.data.test, knn.top1],
+        [encoder, pooling, '20', 1, 128, 16, top1],
+        folder,
+      );
+    }
+
+    // the object start is what the checkpoint scores on the 16 test images, S from its own tokens and from each
+    const test = data.openDataset('synthetic', { split: 'test', imgSize: 32, syntheticSize: 16, seed: 1 });
+    const batch = async (o: Partial<data.LoaderOptions>) => {
+      const loader = new data.DataLoader(test, { batchSize: 16, shuffle: false, workers: 0, ...o });
+      try {
+        for await (const b of loader.iterate(0)) return b;
+        throw new Error('no test images');
+      } finally {
+        await loader.close();
+      }
+    };
+    const b = await batch({ masks: true, transforms: [data.normalize()] });
+    const loaded = loadModel(out);
+    let scores: Record<'own' | 'cls' | 'gap' | 'self', ReturnType<typeof objectStartFraction>>;
+    try {
+      const score = (tokens?: 'cls' | 'gap' | 'self') =>
+        objectStartFraction(loaded.model, { images: b.images as Float32Array, masks: b.masks! }, { seed: 1, ema: loaded.ema, tokens });
+      scores = { own: score(), cls: score('cls'), gap: score('gap'), self: score('self') };
+    } finally {
+      loaded.dispose();
+    }
+    const { own } = scores;
+    assert.deepEqual(summary.objectStart, {
+      similarityTokens: 'self',
+      fraction: own.fraction,
+      stdErr: own.stdErr,
+      randomCentreBaseline: own.baselineExpected,
+      n: 16,
+      byTokens: Object.fromEntries((['cls', 'gap', 'self'] as const).map((t) => [t, { fraction: scores[t].fraction, stdErr: scores[t].stdErr }])),
+    });
+
+    // the samples the order maps are drawn on: the first 8 test images, named by their class
+    const u8 = await batch({ uint8: true });
+    const samples = readdirSync(join(out, 'samples')).sort();
+    assert.deepEqual(
+      samples,
+      Array.from({ length: 8 }, (_, i) => `sample-0${i}-${test.classes[u8.labels[i]]}.png`),
+    );
+    for (const [i, name] of samples.entries()) {
+      const { data: hwc, info } = await sharp(join(out, 'samples', name))
+        .raw()
+        .toBuffer({ resolveWithObject: true });
+      assert.deepEqual([info.width, info.height, info.channels], [32, 32, 3]);
+      const chw = Array.from({ length: 3 * 32 * 32 }, (_, j) => hwc[(j % 1024) * 3 + Math.floor(j / 1024)]);
+      assert.deepEqual(chw, Array.from(u8.images.subarray(i * 3072, (i + 1) * 3072)), name);
+    }
+    const viz = json('viz', 'visualize.json');
+    assert.deepEqual(
+      viz.images.map((x: { name: string }) => x.name),
+      samples,
+    );
+    for (const order of ORDER_NAMES) assert.ok(viz.columns.includes(`order ${order}`), `the grid shows the ${order} order`);
+    assert.match(readFileSync(join(out, 'report.html'), 'utf8'), /<title>semaim demo<\/title>/);
+
+    const outputs = { run: out, checkpoint, metrics: join(out, 'metrics.jsonl'), grid: join(out, 'viz', 'grid.png'), report: join(out, 'report.html') };
+    assert.deepEqual(summary.outputs, outputs);
+    for (const p of Object.values(outputs)) assert.ok(existsSync(p), p);
+    assert.ok(summary.seconds > 0 && summary.seconds <= wall, `${summary.seconds} s, within the ${wall} s the command took`);
+
+    const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
+    const row = (t: 'cls' | 'gap') =>
+      `| … with S from ${t === 'cls' ? 'cos to [CLS], the paper' : "cos to the mean patch token, authors' gap"} instead | ${pct(scores[t].fraction)} ± ${pct(scores[t].stdErr)} |`;
+    assert.equal(
+      r.stdout,
+      [
+        '',
+        '| measure | value |',
+        '|---|---|',
+        pixelLossRow(metrics[0].loss, metrics[0].loss),
+        `| k-NN top-1, [CLS], k=20 | ${pct(summary.knnTop1.init)} at init → ${pct(summary.knnTop1.trained)} pre-trained |`,
+        `| k-NN top-1, mean of patch tokens, k=20 | ${pct(summary.knnTop1Mean.init)} at init → ${pct(summary.knnTop1Mean.trained)} pre-trained |`,
+        `| semantic order starts on the object (S from the last block's [CLS] attention, authors' self, as trained) | ${pct(own.fraction)} ± ${pct(own.stdErr)} of 16 test images (random centre: ${pct(own.baselineExpected)}) |`,
+        row('cls'),
+        row('gap'),
+        '',
+        `outputs in ${out}:`,
+        `  report        ${outputs.report}`,
+        `  order maps    ${outputs.grid}`,
+        `  checkpoint    ${checkpoint}`,
+        `  metrics       ${outputs.metrics}`,
+        `  summary       ${join(out, 'demo.json')}`,
+        '',
+      ].join('\n'),
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
