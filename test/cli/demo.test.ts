@@ -1,11 +1,11 @@
 // `semaim demo`: a refused re-run (another seed) leaves the folder's baseline encoder as the first run
 // wrote it (its k-NN results refer to that file's SHA-256); Ctrl-C in either part; what a tiny run
-// reports against what it measured and the recipe it ran.
+// reports against what it measured and the recipe it ran; its defaults and the sizes it refuses.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -14,7 +14,9 @@ import * as io from '../../src/io';
 import { loadModel } from '../../src/semaim';
 import { objectStartFraction } from '../../src/viz/object-start';
 import { ORDER_NAMES } from '../../src/viz/maps';
-import { pixelLossRow } from '../../src/cli/demo';
+import { DEMO_OPTIONS, pixelLossRow } from '../../src/cli/demo';
+import { commands } from '../../src/cli/commands';
+import { OptionError, resolveOptions } from '../../src/util/options';
 
 const CLI = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
 
@@ -247,6 +249,26 @@ test('the demo reports what it measured: demo.json and its table agree with the 
         '',
       ].join('\n'),
     );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("the demo's defaults are the run docs/RESULTS.md reports (4,096 training and 1,000 test images, 3 epochs, S from [CLS], seed 0); sizes it cannot use are refused before pre-training", async () => {
+  const d = resolveOptions(DEMO_OPTIONS, {});
+  assert.deepEqual([d.outDir, d.epochs, d.syntheticSize, d.testSize, d.knnTrainSize, d.similarityTokens, d.seed], ['runs/demo', 3, 4096, 1000, 4096, 'cls', 0]);
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-demo-sizes-'));
+  try {
+    // under a file: a size let through fails at once on the folder (in this process, not minutes of pre-training)
+    writeFileSync(join(dir, 'file'), '');
+    const out = join(dir, 'file', 'demo');
+    for (const [flag, value, key] of [
+      ['--synthetic-size', '63', 'syntheticSize'], // less than one batch of 64
+      ['--test-size', '9', 'testSize'],
+      ['--knn-train-size', '19', 'knnTrainSize'], // fewer neighbours than k = 20
+      ['--epochs', '0.05', 'epochs'],
+    ])
+      await assert.rejects(commands.demo.run(['--out-dir', out, flag, value]), (e: unknown) => e instanceof OptionError && e.key === key, `${flag} ${value}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
