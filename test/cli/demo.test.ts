@@ -1,6 +1,7 @@
 // `semaim demo`: a refused re-run (another seed) leaves the folder's baseline encoder as the first run
 // wrote it (its k-NN results refer to that file's SHA-256); Ctrl-C in either part; what a tiny run
-// reports against what it measured and the recipe it ran; its defaults and the sizes it refuses.
+// reports against what it measured and the recipe it ran; its defaults and the sizes it refuses; and
+// its failures (with stand-ins for the pre-training and the k-NN).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
@@ -269,6 +270,44 @@ test("the demo's defaults are the run docs/RESULTS.md reports (4,096 training an
       ['--epochs', '0.05', 'epochs'],
     ])
       await assert.rejects(commands.demo.run(['--out-dir', out, flag, value]), (e: unknown) => e instanceof OptionError && e.key === key, `${flag} ${value}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a diverged pre-training stops the demo naming the step and metrics.jsonl, before its baseline is written; an error in its evaluation is reported as itself (exit 1), not as a stop by a signal', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-demo-fails-'));
+  try {
+    // stand-ins for the pre-training (none runs) and, when asked, for a k-NN that fails
+    const preload = join(dir, 'stand-ins.js');
+    const src = JSON.stringify(join(__dirname, '..', '..', 'src'));
+    writeFileSync(
+      preload,
+      `const { join } = require('node:path');
+       const diverged = process.env.STAND_IN === 'diverged';
+       require(join(${src}, 'train', 'pretrain')).pretrain = async (o) => ({
+         outDir: o.outDir, steps: 7, firstLoss: 1.2, lastLoss: diverged ? NaN : 1.1, stoppedBy: diverged ? 'nonfinite' : 'finished',
+         checkpoint: diverged ? null : join(o.outDir, 'checkpoints', 'step-00000007'), best: null, seconds: 1,
+       });
+       if (process.env.STAND_IN === 'knn-fails') require(join(${src}, 'eval', 'run')).runKnn = async () => { throw new Error('stand-in: the k-NN bank cannot be read'); };`,
+    );
+    const demo = (mode: string, out: string) =>
+      spawnSync(process.execPath, ['-r', preload, CLI, 'demo', '--out-dir', out, '--threads', '1'], {
+        encoding: 'utf8',
+        timeout: 60_000,
+        env: { ...process.env, STAND_IN: mode },
+      });
+
+    const diverged = demo('diverged', join(dir, 'diverged'));
+    assert.equal(diverged.status, 1, diverged.stderr);
+    const said = `semaim: demo: pre-training diverged (NaN/Inf loss) at step 7; see ${join(dir, 'diverged', 'metrics.jsonl')}\n`;
+    assert.ok(diverged.stderr.includes(said), diverged.stderr);
+    assert.ok(!existsSync(join(dir, 'diverged', 'init-encoder.safetensors')), 'no baseline, k-NN or summary of a diverged model');
+
+    const failed = demo('knn-fails', join(dir, 'knn-fails'));
+    assert.equal(failed.status, 1, failed.stderr);
+    assert.match(failed.stderr, /semaim: stand-in: the k-NN bank cannot be read\n/);
+    assert.doesNotMatch(failed.stderr, /stopped/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
