@@ -6,7 +6,7 @@ import { packImageFolder, DEFAULT_SHARD_SIZE } from '../data';
 import { defineCommand } from './command';
 import { IMAGE_INPUT_OPTIONS } from '../data/options';
 import { formatBytes } from '../util/disk-space';
-import { printable } from '../util/printable';
+import { printable, shellQuote } from '../util/printable';
 import { abortOnStopSignals } from '../run/signals';
 
 const SHARDS_OPTIONS = defineOptions({
@@ -71,7 +71,7 @@ export const shardsCommand = defineCommand({
       listed(r.unreadable, 'that could not be read', (f) => `${printable(f.path)}: ${printable(f.reason)}`);
     process.stdout.write(
       `packed ${r.samples} images of ${r.classes.length} classes into ${r.shards.length} shard(s), ${(r.bytes / 2 ** 20).toFixed(1)} MiB${skipped}\n` +
-        `  index:     ${r.index}\n  data path: --dataset shards --data-path '${r.pattern}'\n`,
+        `  index:     ${r.index}\n  data path: --dataset shards --data-path ${shellQuote(r.pattern)}\n`,
     );
     return 0;
   },

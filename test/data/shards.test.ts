@@ -1267,7 +1267,7 @@ test("`semaim shards` packs as the packer does with the same options; its defaul
   assert.deepEqual(shardBytes({ shards: resolveShardPaths(all) }), shardBytes(await packImageFolder({ input: folder, output: join(dir, 'lib-plain') })));
 });
 
-test("`semaim shards`'s summary: the MiB of the shards written, the files skipped (two named, past three 'and N more'; names and reasons printable), the index and the data path to pass", async () => {
+test("`semaim shards`'s summary: the MiB of the shards written, the files skipped (two named, past three 'and N more'; names and reasons printable), the index and the data path to pass, quoted for a shell", async () => {
   const dir = join(root, 'cli-summary');
   const sparse = (path: string, bytes: number) => {
     mkdirSync(join(path, '..'), { recursive: true });
@@ -1287,7 +1287,7 @@ test("`semaim shards`'s summary: the MiB of the shards written, the files skippe
     if (String(p).includes('PWNED')) throw new Error('refused\u001b[2J');
     return (open as (...a: unknown[]) => number)(p, ...rest);
   }) as typeof fs.openSync;
-  const out = join(dir, 'out');
+  const out = join(dir, "it's out"); // a quote in the folder's name: the data path must still read back in a shell
   let stdout: string;
   try {
     ({ stdout } = await printed(() => commands.shards.run(['--input', input, '--output', out, '--max-image-pixels', '500000'])));
@@ -1305,9 +1305,11 @@ test("`semaim shards`'s summary: the MiB of the shards written, the files skippe
       'skipped 1 file that could not be read (a/y\\x1b]0;PWNED\\x07.jpg: refused\\x1b[2J)',
   );
   assert.equal(index, `  index:     ${join(out, 'index.json')}`);
-  const pattern = /^ {2}data path: --dataset shards --data-path '(.*)'$/.exec(dataPath)?.[1];
-  assert.ok(pattern, dataPath);
-  assert.deepEqual(resolveShardPaths(pattern), shards, 'the data path names the shards written');
+  assert.match(dataPath, /^ {2}data path: --dataset shards --data-path /);
+  // the words a shell reads from it, as they would be passed to `semaim pretrain`
+  const words = spawnSync('sh', ['-c', `printf '%s\\n' ${dataPath.replace('  data path: ', '')}`], { encoding: 'utf8' }).stdout.split('\n');
+  assert.deepEqual(words.slice(0, 3), ['--dataset', 'shards', '--data-path'], dataPath);
+  assert.deepEqual(resolveShardPaths(words[3]), shards, `${dataPath}: the data path names the shards written`);
 
   for (let i = 3; i <= 5; i++) sparse(join(input, 'a', `x-${i}.png`), 6 << 20);
   const { stdout: five } = await printed(() => commands.shards.run(['--input', input, '--output', join(dir, 'five'), '--max-image-pixels', '500000']));
