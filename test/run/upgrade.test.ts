@@ -25,11 +25,13 @@ function pretrain(args: string[]): number | null {
   return r.status;
 }
 
-function tensorsEqual(a: string, b: string): void {
+function tensorsEqual(a: string, b: string, except: string[] = []): void {
   const [x, y] = [loadTensors(a).tensors, loadTensors(b).tensors];
   try {
     assert.deepEqual([...x.keys()].sort(), [...y.keys()].sort(), 'the same tensors');
-    for (const [name, t] of x) assert.ok(t.eq(y.get(name)!).all().item() === 1, `${name} of ${a} equals the one-release run's`);
+    for (const [name, t] of x) {
+      if (!except.includes(name)) assert.ok(t.eq(y.get(name)!).all().item() === 1, `${name} of ${a} equals the one-release run's`);
+    }
   } finally {
     for (const t of [...x.values(), ...y.values()]) t.dispose();
   }
@@ -49,7 +51,9 @@ test('a pre-training stopped by the 2026-12-02 release resumes to the weights an
     const state = JSON.parse(readFileSync(join(last(old), 'state.json'), 'utf8')) as { step: number; epoch: number };
     assert.deepEqual([state.step, state.epoch], [12, 3]);
     tensorsEqual(join(last(old), 'model.safetensors'), join(last(now), 'model.safetensors'));
-    tensorsEqual(join(last(old), 'optimizer.safetensors'), join(last(now), 'optimizer.safetensors'));
+    // (the drop-path stream: a run begun before it had a stream of its own continues it from its global
+    // one, as that release drew the masks, so its state is not a fresh run's; this run draws no mask)
+    tensorsEqual(join(last(old), 'optimizer.safetensors'), join(last(now), 'optimizer.safetensors'), ['rng.dropPath']);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
