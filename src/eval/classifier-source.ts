@@ -179,7 +179,15 @@ function findPredictor(path: string, o: { verify?: boolean; encoder?: string }):
     throw new Error(`${probeFile}: head.1.weight has shape ${head ? `[${head.join(', ')}]` : '(missing)'}, expected [classes, ${encoder.config.embedDim}]`);
   const numClasses = head[0];
   const classNames = classNamesFit(report.classNames, numClasses);
-  return { kind: 'linprobe', dir: path, weights: probeFile, sha256: sha256File(probeFile), encoder, pooling, numClasses, classNames };
+  const sha256 = sha256File(probeFile);
+  // recorded since 2026-12-06 (earlier probes are taken as they are), and checked as a checkpoint's files are
+  const recordedProbe = field(report.details, 'probeSha256');
+  if (o.verify !== false && typeof recordedProbe === 'string' && recordedProbe !== sha256)
+    throw new Error(
+      `${probeFile} does not match the SHA-256 ${reportFile} records (${sha256.slice(0, 16)}…, recorded ${recordedProbe.slice(0, 16)}…): ` +
+        'a damaged file, or not the probe that linprobe wrote (--no-verify uses it anyway)',
+    );
+  return { kind: 'linprobe', dir: path, weights: probeFile, sha256, encoder, pooling, numClasses, classNames };
 }
 
 /** Class logits of normalised images, as the model's own evaluation computes them. */

@@ -2,10 +2,12 @@
 // run the protocol, write `<out-dir>/<command>.json` and return the short table. Data-parallel (a
 // process group), every rank extracts its slices, classifies or trains on its shard, and rank 0 alone
 // reports and writes.
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { OptionError, jobOptions, type OptionsInput } from '../util/options';
 import { peakLr } from '../optim/peak-lr';
-import { stageTensors } from '../io/tensors';
+import { serializeTensors } from '../io/tensors';
+import { stageFile } from '../util/safe-write';
 import { DataFactories, EvalDataRequest, LabelledData, PassOptions, RankSlice, Split, batchesPerEpoch, splitClassMismatch } from '../data';
 import { ProcessGroup, rankSlice } from '../dist';
 import { DataError } from '../util/errors';
@@ -374,17 +376,26 @@ async function linprobeJob(
     await throwIfAbortedOnAnyRank(signal, group); // aborted during the last step (on any rank): no files
     if (group && group.rank !== 0) return null;
     const outDir = o.outDir;
+    // linprobe.json records the probe's SHA-256, so predict refuses a probe damaged since: its bytes are made first
+    const probeBytes = serializeTensors(r.probe.stateDict(), { format: 'semaim.linprobe/1', encoderSha256: loaded.source.sha256 });
+    const probeSha256 = createHash('sha256').update(probeBytes).digest('hex');
     const result = makeResult('linprobe', [{ name: `linear probe (${o.optimizer}, ${o.epochs} ep)`, accuracy: r.accuracy }], {
       source: loaded.source,
       config: o,
       data: { ...sizes, numClasses },
       classNames,
       seconds: (Date.now() - t0) / 1000,
-      details: { lr: r.lr, batchSize: r.batchSize, bestTop1: Math.max(...r.history.map((e) => e.top1 ?? -Infinity), r.accuracy.top1), history: r.history },
+      details: {
+        lr: r.lr,
+        batchSize: r.batchSize,
+        bestTop1: Math.max(...r.history.map((e) => e.top1 ?? -Infinity), r.accuracy.top1),
+        history: r.history,
+        probeSha256,
+      },
     });
     // the probe and linprobe.json, which describes it, both or (a full disk) neither; a kill between their
     // renames is completed by the next writer
-    const probe = () => stageTensors(`${outDir}/probe.safetensors`, r.probe.stateDict(), { format: 'semaim.linprobe/1', encoderSha256: loaded.source.sha256 });
+    const probe = () => stageFile(`${outDir}/probe.safetensors`, probeBytes);
     const path = commitResult(outDir, result, [probe]);
     return { result, path, table: formatResult(result) };
   } finally {

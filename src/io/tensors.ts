@@ -4,7 +4,7 @@ import * as torch from '../torch';
 import { Tensor } from '../torch';
 import { native } from '../torch/native';
 import { wrap } from '../torch/tensor';
-import { SafetensorsReader, writeSafetensors, stageSafetensors, LazyTensorEntry } from './safetensors';
+import { SafetensorsReader, writeSafetensors, stageSafetensors, serializeSafetensors, LazyTensorEntry } from './safetensors';
 import type { StagedFile } from '../util/safe-write';
 import { CheckpointError } from '../util/errors';
 
@@ -68,6 +68,11 @@ export function tensorsBytes(tensors: Iterable<Tensor>): number {
   let n = 0;
   for (const t of tensors) n += t.numel * torch.dtypeBytes(t.dtype);
   return n;
+}
+
+/** The bytes saveTensors would write, in memory: for a small file whose SHA-256 must be known before it is written. */
+export function serializeTensors(tensors: Map<string, Tensor> | [string, Tensor][], metadata: Record<string, string> = {}): Uint8Array {
+  return serializeSafetensors(lazyEntries(tensors), metadata);
 }
 
 /** saveTensors up to the rename: the file complete under a temporary name, to commit beside others (commitFiles). */

@@ -4,7 +4,7 @@
 // are taken, and nothing is written into the checkpoint read.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -246,6 +246,17 @@ test('predict with a linear probe: its accuracy equals linprobe’s; the encoder
     assert.equal(list.accuracy!.top1, report.top1, 'the same accuracy as linprobe’s own evaluation');
     assert.deepEqual(list.accuracy!.perClass, report.perClass);
     assert.equal((list.model as { pooling: string }).pooling, 'mean');
+
+    // a probe damaged since linprobe wrote it (one weight changed, still finite) is refused, naming it;
+    // --no-verify takes it as it is
+    const damaged = join(root, 'lp-damaged');
+    cpSync(lp, damaged, { recursive: true });
+    const probeFile = join(damaged, 'probe.safetensors');
+    const bytes = readFileSync(probeFile);
+    bytes[bytes.length - 8] ^= 0x01;
+    writeFileSync(probeFile, bytes);
+    assert.throws(() => resolvePredictor(damaged), /probe\.safetensors does not match the SHA-256 .*linprobe\.json records/);
+    assert.equal(resolvePredictor(damaged, { verify: false }).kind, 'linprobe');
 
     // the encoder moved: named by --encoder; another encoder (another SHA-256) is refused
     const moved = join(root, 'moved', 'enc.safetensors');
