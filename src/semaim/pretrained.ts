@@ -65,7 +65,11 @@ function findCheckpoint(path: string, o: VerifyOption): string {
   if (newest.skipped.length) {
     const why = newest.skipped.map(({ dir, problem }) => `${basename(dir)}: ${problem}`).join('; ');
     const hint = o.unusableHint ?? 'name one of these folders with --no-verify to use it anyway';
-    throw new Error(`no usable checkpoint in ${path}: every checkpoint fails its check: ${why} (${hint})`);
+    // 'best' is not taken in their place (it need not be the newest weights), but a good one is the way out
+    const best = join(path, 'checkpoints', 'best');
+    const bestUsable = existsSync(join(best, 'state.json')) && !verifyCheckpoint(best, 'weights');
+    const orBest = bestUsable ? `; ${best} passes its check: name it to use it` : '';
+    throw new Error(`no usable checkpoint in ${path}: every step checkpoint fails its check: ${why} (${hint}${orBest})`);
   }
   throw new Error(`no usable checkpoint in ${path} (expected a run folder with checkpoints/step-* or a checkpoint folder)`);
 }
