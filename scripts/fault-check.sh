@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Fault injection on the command-line tool: kill -9 at random moments (some during checkpoint writes)
-# then resume, corrupted checkpoints, a full disk, and a changed recipe on resume. Prints one summary
-# line; exits non-zero when a case fails. Needs a built tree (npm run build).
+# then resume, corrupted checkpoints, a full disk, and a changed recipe on resume; then the evaluations:
+# finetune and linprobe killed at random moments, a damaged probe, SIGINT/SIGTERM and a full disk for
+# knn. Prints one summary line; exits non-zero when a case fails. Needs a built tree (npm run build).
 #   KILLS=18 bash scripts/fault-check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 KILLS=${KILLS:-12}
 WORK=$(mktemp -d /tmp/semaim-fault-XXXXXX)
-trap 'umount "$WORK/full" 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'umount "$WORK/full" "$WORK/full2" 2>/dev/null; rm -rf "$WORK"' EXIT
 MAIN=dist/src/cli/main.js
 semaim() { node "$MAIN" "$@"; }
 B=(pretrain --model vit_tiny --embed-dim 64 --depth 2 --num-heads 2 --decoder-depth 1 --img-size 32 --patch-size 4
@@ -25,9 +26,10 @@ exact=0
 for i in $(seq 1 "$KILLS"); do
   node "$MAIN" "${B[@]}" --out-dir "$WORK/kill" >/dev/null 2>&1 &
   pid=$!
-  # Half of the kills wait for a checkpoint write to begin (a .tmp- folder appears), the others a random time.
+  # Half of the kills wait for a checkpoint write of this process to begin (its .tmp-…-<pid> folder
+  # appears; one an earlier kill left does not count), the others a random time.
   if (( i % 2 )); then
-    for _ in $(seq 1 400); do ls "$WORK/kill/checkpoints"/.tmp-* >/dev/null 2>&1 && break; sleep 0.01; done
+    for _ in $(seq 1 400); do ls -d "$WORK/kill/checkpoints"/.tmp-*-"$pid" >/dev/null 2>&1 && break; sleep 0.01; done
   else
     sleep "0.$(( RANDOM % 9 + 1 ))$(( RANDOM % 10 ))"
   fi
@@ -90,6 +92,108 @@ pid=$!
 for _ in $(seq 1 500); do grep -q 'pretrain \[' "$WORK/sig.err" 2>/dev/null && break; sleep 0.02; done
 kill -INT $pid; wait $pid; rc=$?
 if [ $rc = 130 ] && [ -n "$(latest "$WORK/sig")" ]; then summary+=("SIGINT: checkpoint written, exit 130"); else summary+=("SIGINT: FAILED (rc $rc)"); fail=1; fi
+
+# 6. The evaluations, on the reference run's encoder.
+#    a. finetune killed at random moments (half of them while a checkpoint folder of its own is being
+#       written), then run again: the final weights equal an uninterrupted run's, no temp folders.
+FT=(finetune --checkpoint "$WORK/ref" --dataset synthetic --train-limit 256 --test-limit 64 --batch-size 16 --eval-batch-size 32
+    --epochs 3 --warmup-epochs 1 --checkpoint-every 5 --keep-last 2 --log-every 1 --threads 1 --num-workers 0)
+semaim "${FT[@]}" --out-dir "$WORK/ft-ref" >/dev/null 2>&1
+for i in $(seq 1 "$KILLS"); do
+  node "$MAIN" "${FT[@]}" --out-dir "$WORK/ft-kill" >/dev/null 2>&1 &
+  pid=$!
+  if (( i % 2 )); then
+    for _ in $(seq 1 400); do ls -d "$WORK/ft-kill/checkpoints"/.tmp-*-"$pid" >/dev/null 2>&1 && break; sleep 0.01; done
+  else
+    sleep "$(( RANDOM % 2 )).$(( RANDOM % 10 ))"
+  fi
+  kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+done
+semaim "${FT[@]}" --out-dir "$WORK/ft-kill" >/dev/null 2>&1
+ft_same=$([ "$(sha "$WORK/ft-ref/checkpoints/step-00000048/model.safetensors")" = "$(sha "$WORK/ft-kill/checkpoints/step-00000048/model.safetensors" 2>/dev/null)" ] && echo 1 || echo 0)
+ft_temps=$(ls -d "$WORK/ft-kill/checkpoints"/.tmp-* 2>/dev/null | wc -l)
+if [ "$ft_same" = 1 ] && [ "$ft_temps" = 0 ] && [ -f "$WORK/ft-kill/finetune.json" ]; then
+  summary+=("finetune kill-9 x$KILLS: final weights byte-identical, no temp folders")
+else
+  summary+=("finetune kill-9 x$KILLS: FAILED (sha match $ft_same, $ft_temps temp folders)"); fail=1
+fi
+
+#    b. linprobe killed at random moments (half of them while one of its files is staged) over an earlier
+#       result: after each kill linprobe.json parses and names the probe beside it (details.probeSha256),
+#       unless a journal (.commit) is left for the next command to complete; run again, it gives the
+#       probe of an uninterrupted run.
+LP=(linprobe --checkpoint "$WORK/ref" --dataset synthetic --train-limit 512 --test-limit 128 --eval-batch-size 64 --batch-size 64
+    --epochs 30 --threads 1 --num-workers 0)
+semaim "${LP[@]}" --out-dir "$WORK/lp-ref" >/dev/null 2>&1
+semaim "${LP[@]}" --epochs 5 --out-dir "$WORK/lp" >/dev/null 2>&1
+pairs=0
+for i in $(seq 1 "$KILLS"); do
+  node "$MAIN" "${LP[@]}" --out-dir "$WORK/lp" >/dev/null 2>&1 &
+  pid=$!
+  if (( i % 2 )); then
+    for _ in $(seq 1 400); do ls "$WORK/lp"/*.tmp-"$pid"-* >/dev/null 2>&1 && break; sleep 0.01; done
+  else
+    sleep "$(( RANDOM % 2 )).$(( RANDOM % 10 ))"
+  fi
+  kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+  ls "$WORK/lp"/*.commit >/dev/null 2>&1 && continue
+  recorded=$(node -e "console.log(JSON.parse(require('fs').readFileSync('$WORK/lp/linprobe.json','utf8')).details.probeSha256)" 2>/dev/null)
+  [ "$recorded" = "$(sha "$WORK/lp/probe.safetensors")" ] || pairs=$((pairs + 1))
+done
+semaim "${LP[@]}" --out-dir "$WORK/lp" >/dev/null 2>&1
+lp_same=$([ "$(sha "$WORK/lp-ref/probe.safetensors")" = "$(sha "$WORK/lp/probe.safetensors")" ] && echo 1 || echo 0)
+lp_temps=$(ls "$WORK/lp" | grep -c -E '\.tmp-|\.commit$')
+if [ "$pairs" = 0 ] && [ "$lp_same" = 1 ] && [ "$lp_temps" = 0 ]; then
+  summary+=("linprobe kill-9 x$KILLS: result and probe always a pair, rerun byte-identical")
+else
+  summary+=("linprobe kill-9 x$KILLS: FAILED ($pairs mismatched pairs, probe match $lp_same, $lp_temps temp files)"); fail=1
+fi
+
+#    c. A probe damaged since linprobe wrote it is refused by predict, naming the file.
+cp -r "$WORK/lp" "$WORK/lp-damaged"
+printf '\x01' | dd of="$WORK/lp-damaged/probe.safetensors" bs=1 seek=$(( $(stat -c %s "$WORK/lp-damaged/probe.safetensors") - 8 )) conv=notrunc 2>/dev/null
+out=$(semaim predict --checkpoint "$WORK/lp-damaged" --dataset synthetic --limit 16 --threads 1 --num-workers 0 --out "$WORK/pred/p.json" 2>&1); rc=$?
+if [ $rc != 0 ] && echo "$out" | grep -q 'probe.safetensors does not match the SHA-256' && [ ! -e "$WORK/pred/p.json" ]; then
+  summary+=("damaged probe: refused by predict, naming it")
+else
+  summary+=("damaged probe: FAILED (rc $rc)"); fail=1
+fi
+
+#    d. SIGINT / SIGTERM during k-NN: exit 130 / 143, the earlier knn.json unchanged.
+KNN=(knn --checkpoint "$WORK/ref" --dataset synthetic --train-limit 2048 --test-limit 256 --eval-batch-size 32 --threads 1 --num-workers 0)
+semaim "${KNN[@]}" --k 5 --out-dir "$WORK/knn" >/dev/null 2>&1
+before=$(sha "$WORK/knn/knn.json")
+codes=""
+for s in INT TERM; do
+  bash -c 'trap - INT; exec node "$@"' _ "$MAIN" "${KNN[@]}" --out-dir "$WORK/knn" >/dev/null 2>"$WORK/knn.err" &
+  pid=$!
+  for _ in $(seq 1 500); do grep -q 'features (train) \[' "$WORK/knn.err" 2>/dev/null && break; sleep 0.02; done
+  kill -"$s" $pid; wait $pid; codes="$codes $?"
+done
+if [ "$codes" = " 130 143" ] && [ "$(sha "$WORK/knn/knn.json")" = "$before" ]; then
+  summary+=("knn SIGINT/SIGTERM: exit 130/143, earlier result unchanged")
+else
+  summary+=("knn SIGINT/SIGTERM: FAILED (exit codes$codes)"); fail=1
+fi
+
+#    e. A full disk when k-NN writes its result: rc 1 naming the file, the earlier result unchanged; the
+#       same command succeeds once there is room.
+if [ "$(id -u)" = 0 ] && mkdir -p "$WORK/full2" && mount -t tmpfs -o size=1m tmpfs "$WORK/full2" 2>/dev/null; then
+  cp -r "$WORK/knn" "$WORK/full2/knn"
+  head -c $(( $(df -k --output=avail "$WORK/full2" | tail -1) * 1024 )) /dev/zero > "$WORK/full2/filler" 2>/dev/null
+  out=$(semaim "${KNN[@]}" --out-dir "$WORK/full2/knn" 2>&1); rc=$?
+  kept=$([ "$(sha "$WORK/full2/knn/knn.json")" = "$before" ] && echo 1 || echo 0)
+  rm -f "$WORK/full2/filler"
+  semaim "${KNN[@]}" --out-dir "$WORK/full2/knn" >/dev/null 2>&1; again=$?
+  if [ $rc = 1 ] && echo "$out" | grep -q 'cannot write .*knn.json.*no space' && [ "$kept" = 1 ] && [ $again = 0 ] && [ "$(ls "$WORK/full2/knn")" = knn.json ]; then
+    summary+=("knn disk full: rc 1 naming the file, earlier result kept, written once freed")
+  else
+    summary+=("knn disk full: FAILED (rc $rc, earlier kept $kept, rerun rc $again)"); fail=1
+  fi
+  umount "$WORK/full2"
+else
+  summary+=("knn disk full: skipped (needs root to mount a small tmpfs)")
+fi
 
 echo "fault-check: $(IFS=';'; echo "${summary[*]}" | sed 's/;/; /g')"
 exit $fail
