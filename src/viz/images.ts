@@ -9,6 +9,7 @@ import { extname, join } from 'node:path';
 import sharp from 'sharp';
 import type { RgbImage } from './canvas';
 import { openImage } from '../data/codecs/decode';
+import { IMAGE_EXTENSIONS } from '../data/sources/folder';
 import { DecodeError } from '../data/codecs/errors';
 import type { Image } from '../data/image';
 import { DataError, yieldThenThrowIfAborted } from '../util/errors';
@@ -20,7 +21,8 @@ import { printable } from '../util/printable';
 import { readRegularFile } from '../util/regular-file';
 import { stderrLine } from '../util/console-line';
 
-const IMAGE_EXT = new Set(['.jpg', '.jpeg', '.png', '.bmp', '.webp', '.gif', '.tif', '.tiff', '.avif']);
+// The extensions the datasets list, so a folder that trains also visualises (.ppm, .pgm and .jfif were missing).
+const IMAGE_EXT = new Set(IMAGE_EXTENSIONS);
 
 /** What {@link loadImages} returns: the usable images as display copies and as normalised model input, their names, and the files skipped. */
 export interface LoadedImages {

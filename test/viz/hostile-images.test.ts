@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadImages, loadRgb } from '../../src/viz';
+import { listImageFiles, loadImages, loadRgb } from '../../src/viz';
 import { vizCommands } from '../../src/cli/viz-commands';
 import { DataLoader, imageFiles, centerCrop } from '../../src/data';
 import { claimedSizePng } from '../data/hostile-files';
@@ -121,3 +121,26 @@ test('visualize and the loader apply one EXIF policy: ignored by default, both r
       `apply: white at the bottom, got ${px(applied.data, 16, 29)}`,
     );
   }));
+
+test('visualize lists the image types the datasets list: a folder of .ppm/.pgm/.jfif images is found and decoded', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-viz-ext-'));
+  try {
+    const ppm = Buffer.concat([Buffer.from('P6\n4 4\n255\n'), Buffer.alloc(4 * 4 * 3, 200)]);
+    const pgm = Buffer.concat([Buffer.from('P5\n4 4\n255\n'), Buffer.alloc(4 * 4, 50)]);
+    writeFileSync(join(dir, 'a.ppm'), ppm);
+    writeFileSync(join(dir, 'b.pgm'), pgm);
+    await sharp({ create: { width: 4, height: 4, channels: 3, background: { r: 10, g: 20, b: 30 } } })
+      .jpeg()
+      .toFile(join(dir, 'c.jfif'));
+    writeFileSync(join(dir, 'notes.txt'), 'not an image');
+    assert.deepEqual(
+      listImageFiles([dir]).map((f) => f.slice(dir.length + 1)),
+      ['a.ppm', 'b.pgm', 'c.jfif'],
+    );
+    const loaded = await loadImages([dir], 8, Infinity, {}, () => undefined);
+    assert.deepEqual(loaded.skipped, []);
+    assert.equal(loaded.rgb.length, 3);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

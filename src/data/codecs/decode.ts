@@ -1,6 +1,6 @@
 // Format sniffing and dispatch: bytes → an `ImageHandle` whose size is known before decoding.
 // JPEG (the common case) stays lazy so the transform can ask for just the region and scale it
-// needs; PNG and BMP decode in TypeScript; everything else goes through sharp. Every path checks
+// needs; PNG, BMP and PNM decode in TypeScript; everything else goes through sharp. Every path checks
 // the pixel count in the header against a limit before decoding (limits.ts), and applies the
 // EXIF orientation only when asked to (orientation.ts).
 
@@ -9,13 +9,14 @@ import { JpegImage, isJpeg } from './jpeg';
 import { jpegToRgb } from './jpeg-rgb';
 import { decodePng, isPng } from './png';
 import { decodeBmp, isBmp } from './bmp';
+import { decodePnm, isPnm } from './pnm';
 import { decodeWithSharp } from './sharp';
 import { exifOrientation, orientImage, swapsAxes, type ExifOrientationPolicy } from './orientation';
 import type { Image } from '../image';
 import type { Rect } from '../resample';
 
 /** The format {@link sniff} recognises from a file's first bytes; 'unknown' for anything else. */
-export type ImageFormat = 'jpeg' | 'png' | 'bmp' | 'gif' | 'webp' | 'tiff' | 'avif' | 'unknown';
+export type ImageFormat = 'jpeg' | 'png' | 'bmp' | 'pnm' | 'gif' | 'webp' | 'tiff' | 'avif' | 'unknown';
 
 export const NOT_AN_IMAGE = 'not an image file (unrecognised format)';
 
@@ -27,6 +28,7 @@ export function sniff(d: Uint8Array): ImageFormat {
   if (isJpeg(d)) return 'jpeg';
   if (isPng(d)) return 'png';
   if (isBmp(d)) return 'bmp';
+  if (isPnm(d)) return 'pnm';
   if (d.length >= 6 && d[0] === 0x47 && d[1] === 0x49 && d[2] === 0x46 && d[3] === 0x38) return 'gif';
   if (
     d.length >= 12 &&
@@ -164,7 +166,7 @@ export function handleFromImage(img: Image): ImageHandle {
 }
 
 /**
- * Opens encoded image bytes. Synchronous for JPEG/PNG/BMP, a promise for formats decoded by sharp.
+ * Opens encoded image bytes. Synchronous for JPEG/PNG/BMP/PNM, a promise for formats decoded by sharp.
  * Throws (or rejects with) a `DecodeError` naming why the bytes cannot be used.
  */
 export function openImage(bytes: Uint8Array, opts: ImageOpenOptions = {}): ImageHandle | Promise<ImageHandle> {
@@ -177,6 +179,7 @@ export function openImage(bytes: Uint8Array, opts: ImageOpenOptions = {}): Image
     if (fmt === 'jpeg') handle = new JpegHandle(new JpegImage(bytes, opts.maxPixels));
     else if (fmt === 'png') handle = new DecodedHandle(decodePng(bytes, bg, opts.maxPixels));
     else if (fmt === 'bmp') handle = new DecodedHandle(decodeBmp(bytes, bg, opts.maxPixels));
+    else if (fmt === 'pnm') handle = new DecodedHandle(decodePnm(bytes, opts.maxPixels));
     if (handle) {
       const orientation = apply ? exifOrientation(bytes, fmt) : 1;
       return orientation === 1 ? handle : new OrientedHandle(handle, orientation);
@@ -206,9 +209,8 @@ export function mayBeImage(head: Uint8Array): boolean {
   return sniff(head) !== 'unknown' || looksLikeOtherImage(head);
 }
 
-/** Whether the bytes start a format sharp may still read although we do not sniff it (PNM, JPEG 2000, SVG). */
+/** Whether the bytes start a format sharp may still read although we do not sniff it (JPEG 2000, SVG). */
 function looksLikeOtherImage(d: Uint8Array): boolean {
-  if (d.length >= 2 && d[0] === 0x50 && d[1] >= 0x31 && d[1] <= 0x36) return true; // PNM
   if (d.length >= 12 && d[0] === 0 && d[1] === 0 && d[2] === 0 && d[3] === 0x0c && d[4] === 0x6a && d[5] === 0x50) return true; // JP2
   const head = Buffer.from(d.buffer, d.byteOffset, Math.min(d.length, 256)).toString('latin1');
   return /<svg[\s>]/i.test(head) || /^\s*<\?xml[^>]*>\s*<svg/i.test(head);

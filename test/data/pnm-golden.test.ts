@@ -1,0 +1,80 @@
+// semaim's Netpbm decoder against PIL's (scripts/golden_pnm.py): every variant decodes to PIL's
+// convert('RGB') bytes, except a 16-bit P5, which semaim scales where PIL clips (the manifest says so).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { openImage, sniff } from '../../src/data/codecs/decode';
+import { decodePnm } from '../../src/data/codecs/pnm';
+import { DecodeError } from '../../src/data/codecs/errors';
+import { Pipeline } from '../../src/data/pipeline';
+import { Rng } from '../../src/data/rng';
+
+const DIR = join(__dirname, '..', '..', '..', 'test', 'golden', 'pnm');
+const manifest = JSON.parse(readFileSync(join(DIR, 'manifest.json'), 'utf8')) as Array<{
+  file: string;
+  width: number;
+  height: number;
+  pil: boolean;
+  rgbSha256: string;
+}>;
+
+/** The identity pipeline's H×W×3 bytes (the trainer's uint8 path). */
+function rgbBytes(bytes: Uint8Array): Uint8Array {
+  const h = openImage(bytes, { background: 255 });
+  assert.ok(!(h instanceof Promise), 'decoded here, not through sharp');
+  const { width: w, height: ht } = h;
+  const chw = new Uint8Array(3 * w * ht);
+  new Pipeline([], { uint8: true }).run(h, new Rng(0), chw, 0, ht, w, null, 0);
+  const hwc = new Uint8Array(chw.length);
+  for (let c = 0; c < 3; c++) for (let i = 0; i < w * ht; i++) hwc[3 * i + c] = chw[c * w * ht + i];
+  return hwc;
+}
+
+test("PBM, PGM and PPM (plain and raw, every depth) decode to PIL's bytes", () => {
+  assert.equal(manifest.length, 12);
+  assert.deepEqual(
+    manifest.filter((e) => !e.pil).map((e) => e.file),
+    ['p5-16bit.pgm'],
+  );
+  const differ: string[] = [];
+  for (const e of manifest) {
+    const bytes = readFileSync(join(DIR, e.file));
+    assert.equal(sniff(bytes), 'pnm', e.file);
+    const px = rgbBytes(bytes);
+    assert.equal(px.length, e.width * e.height * 3, e.file);
+    if (createHash('sha256').update(px).digest('hex') !== e.rgbSha256) differ.push(e.file);
+  }
+  assert.deepEqual(differ, []);
+});
+
+test('a damaged PNM is refused with why: truncated data, a sample above maxval, a bad maxval or size, a non-digit, the pixel limit', () => {
+  const refused = (text: string | Buffer, reason: string, message: RegExp): void => {
+    const bytes = typeof text === 'string' ? Buffer.from(text, 'latin1') : text;
+    assert.throws(
+      () => decodePnm(bytes),
+      (e: unknown) => e instanceof DecodeError && e.reason === reason && message.test(e.message),
+      JSON.stringify(text.toString()),
+    );
+  };
+  refused('P6\n2 2\n255\n' + 'x'.repeat(11), 'truncated', /truncated PNM data \(2×2, 3 channel/);
+  refused('P5\n2 2\n1000\n' + 'xxxxxxx', 'truncated', /truncated PNM data/);
+  refused('P4\n9 2\n' + 'xxx', 'truncated', /truncated PNM data/);
+  refused('P2\n2 2\n255\n1 2 3', 'truncated', /truncated PNM data/);
+  refused('P1\n2 2\n1 0 1', 'truncated', /truncated PNM data/);
+  refused('P6\n2 2\n', 'truncated', /truncated PNM header \(no maxval\)/);
+  refused('P3\n1 1\n10\n1 2 11', 'corrupt', /sample 11 above maxval 10/);
+  refused('P5\n1 1\n0\nx', 'corrupt', /maxval 0: must be 1–65535/);
+  refused('P5\n1 1\n65536\nxx', 'corrupt', /maxval 65536/);
+  refused('P5\n0 1\n255\n', 'corrupt', /size 0×1/);
+  refused('P5\n1 x\n255\n', 'corrupt', /height: 'x' is not a digit/);
+  refused('P1\n2 1\n12', 'corrupt', /PBM sample '2'/);
+  refused('P5\n12345678901 1\n255\n', 'corrupt', /over 10 digits/);
+  assert.throws(
+    () => decodePnm(Buffer.from('P5\n100 100\n255\n'), 9999),
+    (e: unknown) => e instanceof DecodeError && e.reason === 'too-large' && /PNM of 100×100 = 10,000 pixels exceeds the limit of 9,999/.test(e.message),
+  );
+  // only the magic and a whitespace make a PNM: a text file that begins 'P1x' is not one
+  assert.equal(sniff(Buffer.from('P1x text')), 'unknown');
+});
