@@ -78,6 +78,7 @@ using Millis = std::chrono::milliseconds;
 struct Failure {
   std::string code = "ERR_DIST";
   std::string message;
+  bool storeAnswered = false;  // the store refused this rank: asking whether rank 0 runs would mislead
 };
 
 bool contains(const std::string& s, const char* needle) { return s.find(needle) != std::string::npos; }
@@ -85,6 +86,11 @@ bool contains(const std::string& s, const char* needle) { return s.find(needle) 
 // Another rank posted that it could not start (its own error, e.g. a bad option or path on its machine).
 struct RankCouldNotStart : std::runtime_error {
   using std::runtime_error::runtime_error;
+};
+
+// The rendezvous turned this rank away (another world size, or its rank taken by another process).
+struct RendezvousRefused : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
 };
 
 // Call inside a catch block: the in-flight exception as a Failure (never rethrows).
@@ -95,6 +101,10 @@ Failure currentFailure() {
   } catch (const RankCouldNotStart& e) {
     f.code = "ERR_DIST_START";
     f.message = e.what();
+    return f;
+  } catch (const RendezvousRefused& e) {
+    f.message = e.what();
+    f.storeAnswered = true;
     return f;
   } catch (const c10::Error& e) {
     f.message = e.what_without_backtrace();
@@ -254,6 +264,9 @@ c10::intrusive_ptr<c10d::Store> tcpStore(const std::string& host, c10d::TCPStore
 std::string joinedKey(int r) { return "semaim/joined/" + std::to_string(r); }
 std::string failedKey(int r) { return "semaim/failed/" + std::to_string(r); }
 std::string readKey(int r) { return "semaim/read-failure/" + std::to_string(r); }
+// How many processes have come as rank r: more than one means another run shares this store (the same
+// MASTER_ADDR:MASTER_PORT) or two workers were given the same RANK.
+std::string claimsKey(int r) { return "semaim/claims/" + std::to_string(r); }
 // How many ranks have posted that they joined or why they could not (one counter for every rank to poll).
 const std::string kArrivals = "semaim/arrivals";
 
@@ -287,6 +300,13 @@ void postFailure(c10d::Store& store, const InitOptions& o) {
 // Waits until every rank has joined; throws RankCouldNotStart when one posted a failure, a timeout
 // naming the ranks that never came, and names a rank that was started with another world size.
 void meetEveryRank(c10d::Store& store, const InitOptions& o) {
+  // Checked before joining: this process would otherwise connect to the other one's peers, where Gloo
+  // waits for it without a timeout, and would disturb the run it does not belong to.
+  if (store.add(claimsKey(o.rank), 1) > 1)
+    throw RendezvousRefused("another process has already come to the rendezvous at " + o.masterAddr + ":" + std::to_string(o.masterPort) +
+                                " as rank " + std::to_string(o.rank) + " of " + std::to_string(o.size) +
+                                ": another run uses this MASTER_PORT (give each run its own --master-port), or two workers were started with RANK=" +
+                                std::to_string(o.rank));
   store.set(joinedKey(o.rank), bytesOf(std::to_string(o.size)));
   store.add(kArrivals, 1);
   auto deadline = std::chrono::steady_clock::now() + Millis(o.timeoutMs);
@@ -312,7 +332,7 @@ void meetEveryRank(c10d::Store& store, const InitOptions& o) {
           std::vector<uint8_t> size = store.get(joinedKey(r));
           std::string theirs(size.begin(), size.end());
           if (theirs != std::to_string(o.size))
-            throw std::invalid_argument("the ranks disagree on the world size: this one has WORLD_SIZE=" + std::to_string(o.size) + ", rank " +
+            throw RendezvousRefused("the ranks disagree on the world size: this one has WORLD_SIZE=" + std::to_string(o.size) + ", rank " +
                                         std::to_string(r) + " has WORLD_SIZE=" + theirs + "; start every worker with the same WORLD_SIZE");
           joined[r] = true;
         } else {
@@ -732,7 +752,7 @@ class InitWorker : public Napi::AsyncWorker {
     target_->initialising_ = false;
     std::string hint = o_.storeHost ? "" : " (is rank 0 / the store host at " + o_.masterAddr + ":" + std::to_string(o_.masterPort) + " running?)";
     Failure f = failure_;
-    if (f.code == "ERR_DIST_PEER" || f.code == "ERR_DIST") f.message += hint;
+    if ((f.code == "ERR_DIST_PEER" || f.code == "ERR_DIST") && !f.storeAnswered) f.message += hint;
     deferred_.Reject(distError(Env(), f, Where{"init", o_.rank, o_.size, o_.backend, o_.timeoutMs}).Value());
   }
 

@@ -1,8 +1,10 @@
 // Process groups on c10d with Gloo, two processes on 127.0.0.1: every collective's values, and the
 // errors a stuck or dead peer gives (clear, coded, naming the op and the rank; never a hang or an abort).
+import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as dist from '../../src/dist';
+import * as torch from '../../src/torch';
 import { lineWith, runWorkers, workerScript } from './helpers';
 import { distError } from '../../src/dist/errors';
 import { distNative, type NativeGradReducer, type NativeProcessGroup } from '../../src/dist/native-dist';
@@ -187,4 +189,25 @@ test('a rendezvous whose peer never comes fails within one timeout (the store wa
   const waited = Date.now() - t0;
   // a bound on the deadline, not a speed target: waiting at the store first gave up after 11 s
   assert.ok(waited < 1.6 * timeoutMs, `the rendezvous gave up after ${waited} ms with a timeout of ${timeoutMs} ms`);
+});
+
+test("a process that comes as a rank the run already has (another run's worker on the same MASTER_PORT) is refused at the store and leaves that run alone", { skip: gloo }, async () => {
+  const masterPort = await dist.freePort();
+  const at = { backend: 'gloo' as const, worldSize: 2, masterAddr: '127.0.0.1', masterPort, timeoutMs: 20_000, env: {} };
+  const run = await Promise.all([dist.ProcessGroup.create({ ...at, rank: 0 }), dist.ProcessGroup.create({ ...at, rank: 1 })]);
+  try {
+    // the intruder in its own process: before the fix it joined and waited inside Gloo's connection,
+    // past any timeout (killed here after 15 s)
+    const env = { ...process.env, RANK: '1', LOCAL_RANK: '0', WORLD_SIZE: '2', LOCAL_WORLD_SIZE: '1', MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(masterPort), SEMAIM_DIST_TIMEOUT: '5' };
+    const intruder = spawnSync(process.execPath, [workerScript('collectives'), 'ok'], { env, encoding: 'utf8', timeout: 15_000 });
+    assert.equal(intruder.status, 1, `the intruder was not refused (signal ${intruder.signal}):\n${intruder.stderr}`);
+    assert.match(intruder.stderr, /dist\.init failed on rank 1 of 2 \(gloo\): another process has already come to the rendezvous at 127\.0\.0\.1:\d+ as rank 1 of 2: another run uses this MASTER_PORT/);
+    assert.doesNotMatch(intruder.stderr, /is rank 0 \/ the store host .* running\?/);
+    // the run it tried to join still works
+    const sums = run.map((g) => torch.tensor([g.rank + 1], { dtype: 'float64' }));
+    await Promise.all(run.map((g, i) => g.allReduce(sums[i], 'sum')));
+    assert.deepEqual(sums.map((t) => t.item()), [3, 3]);
+  } finally {
+    for (const g of run) g.shutdown();
+  }
 });
