@@ -19,6 +19,8 @@ import { checkDataPath } from '../data/options';
 import { runExitCode } from '../run/signals';
 import { exportCommand } from './export-command';
 import { runDataParallel } from './data-parallel';
+import { prepareOnEveryRank } from '../dist/agree';
+import { errorText } from './error-text';
 import { rankSlice } from '../dist';
 import { embedCommand } from './embed-command';
 import { predictCommand } from './predict-command';
@@ -47,7 +49,8 @@ const coreCommands: Record<string, Command> = {
     },
     run: (o) =>
       runDataParallel(o, { command: 'pretrain', table: PRETRAIN_OPTIONS }, async (group) => {
-        const r = await pretrain(o, makeTrainData(trainDataRequest(o), rankSlice(group)), { group });
+        const data = await prepareOnEveryRank(group, () => makeTrainData(trainDataRequest(o), rankSlice(group)), (d) => d.close(), errorText);
+        const r = await pretrain(o, data, { group });
         if (!group || group.rank === 0) {
           process.stdout.write(pretrainSummary(r));
         }

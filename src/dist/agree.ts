@@ -41,6 +41,40 @@ function disagreement(group: ProcessGroup, what: string, differences: RankDisagr
   return err;
 }
 
+/**
+ * Runs `prepare`, this rank's part of the job before its first collective (opening its data), and tells
+ * every rank whether each one could: a rank that cannot (a folder without a test/ split, no images on
+ * its machine) throws its own error, and the others throw ERR_DIST_START naming it and its reason
+ * (`rank 1 of 2 could not start: ...`) rather than Gloo's "Connection closed by peer" when it exits,
+ * which on another machine or under torchrun said nothing of why. What `prepare` returned is released
+ * (`release`) before the others throw. One all-gather; `describe` words an error for the other ranks.
+ */
+export async function prepareOnEveryRank<T>(
+  group: ProcessGroup | null,
+  prepare: () => T | Promise<T>,
+  release: (prepared: T) => unknown = () => undefined,
+  describe: (e: unknown) => string = (e) => (e instanceof Error ? e.message : String(e)),
+): Promise<T> {
+  if (!group || group.worldSize < 2) return prepare();
+  let prepared: { value: T } | null = null;
+  let failure: unknown = null;
+  try {
+    prepared = { value: await prepare() };
+  } catch (e) {
+    failure = e;
+  }
+  const reasons = await group.allGatherJson(prepared ? null : describe(failure));
+  if (!prepared) throw failure;
+  const other = reasons.findIndex((r) => r !== null);
+  if (other < 0) return prepared.value;
+  await release(prepared.value);
+  const err = new Error(`rank ${other} of ${group.worldSize} could not start: ${reasons[other]}`) as Error & { code: string; rank: number; worldSize: number };
+  err.code = 'ERR_DIST_START';
+  err.rank = group.rank;
+  err.worldSize = group.worldSize;
+  throw err;
+}
+
 /** Per tensor: the sum, the sum of absolute values and the sum of squares of its elements, in float64. */
 type Fingerprint = [number | null, number | null, number | null];
 

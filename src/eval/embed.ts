@@ -26,7 +26,7 @@ import { Progress, perSecond } from '../run/progress';
 import { processDevice, withProcessThreads } from '../run/device';
 import { type Precision } from '../run/precision';
 import { rankSlice, type ProcessGroup } from '../dist';
-import { SAME_ENCODER_AND_DATA_HINT, StopAgreement, checkRanksAgree, throwIfAbortedOnAnyRank } from '../dist/agree';
+import { SAME_ENCODER_AND_DATA_HINT, StopAgreement, checkRanksAgree, prepareOnEveryRank, throwIfAbortedOnAnyRank } from '../dist/agree';
 import { encodeBatch } from './features';
 import { FeatureOverflowCheck } from './feature-overflow';
 import { gatherRows } from './gather-features';
@@ -354,7 +354,7 @@ async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
   const device = processDevice(o.device ?? 'cpu', group);
   const source = resolveEncoder(o.checkpoint, { verify: o.verify });
   guardOutputs([o.out, embedListPath(o.out)], source.weights, o.overwrite);
-  const ds = embedDataset(o, source.config.imgSize);
+  const ds = await prepareOnEveryRank(group, () => embedDataset(o, source.config.imgSize));
   // ranks with other weights or other images would write rows of different models or sets into one file
   if (group)
     await checkRanksAgree(group, 'the encoder and the images', { 'encoder sha256': source.sha256, ...datasetIdentity(ds) }, SAME_ENCODER_AND_DATA_HINT);

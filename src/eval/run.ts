@@ -11,7 +11,7 @@ import { stageFile } from '../util/safe-write';
 import { DataFactories, EvalDataRequest, LabelledData, PassOptions, RankSlice, Split, batchesPerEpoch, splitClassMismatch } from '../data';
 import { ProcessGroup, rankSlice } from '../dist';
 import { DataError } from '../util/errors';
-import { SAME_ENCODER_AND_DATA_HINT, checkRanksAgree, throwIfAbortedOnAnyRank } from '../dist/agree';
+import { SAME_ENCODER_AND_DATA_HINT, checkRanksAgree, prepareOnEveryRank, throwIfAbortedOnAnyRank } from '../dist/agree';
 import { EncoderSource, LoadedEncoder, loadEncoder, resolveEncoder, sha256File } from '../semaim';
 import { processDevice, withProcessThreads } from '../run/device';
 import { imageInputOptions } from '../data/options';
@@ -106,14 +106,22 @@ export async function makeSplits(
   dp: { group: ProcessGroup | null; encoderSha256: string } | null = null,
   trainPass?: PassOptions,
 ): Promise<{ train: LabelledData; test: LabelledData }> {
-  const train = await f.makeEvalData(dataRequest(o, 'train', imgSize, trainPass), slices.train);
-  let test: LabelledData;
-  try {
-    test = await f.makeEvalData(dataRequest(o, 'test', imgSize), slices.test);
-  } catch (e) {
-    await train.close();
-    throw e;
-  }
+  const { train, test } = await prepareOnEveryRank(
+    dp?.group ?? null,
+    async () => {
+      const train = await f.makeEvalData(dataRequest(o, 'train', imgSize, trainPass), slices.train);
+      try {
+        return { train, test: await f.makeEvalData(dataRequest(o, 'test', imgSize), slices.test) };
+      } catch (e) {
+        await train.close();
+        throw e;
+      }
+    },
+    async (splits) => {
+      await splits.train.close();
+      await splits.test.close();
+    },
+  );
   try {
     const mismatch = splitClassMismatch(train, test);
     if (mismatch) throw new DataError(mismatch);

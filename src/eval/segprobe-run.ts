@@ -18,7 +18,7 @@ import { SegData, SegSkip, SkipSummary, describeSkips, mergeSkips, summarizeSkip
 import { splitClassMismatch } from '../data/streams';
 import { extractSegFeatures, parseBlocks, SegFeatureSet, segSetSize } from './seg-features';
 import { severalRanks, type ProcessGroup } from '../dist';
-import { SAME_ENCODER_AND_DATA_HINT, checkRanksAgree, throwIfAbortedOnAnyRank } from '../dist/agree';
+import { SAME_ENCODER_AND_DATA_HINT, checkRanksAgree, prepareOnEveryRank, throwIfAbortedOnAnyRank } from '../dist/agree';
 import { SegDataSettings, SegprobeConfig, SegprobeSettings, checkSegprobeProcesses } from './segprobe-options';
 import { processDevice, withProcessThreads } from '../run/device';
 import { SegprobeResult, constantPredictionMetrics, segprobeOnFeatures, segprobeOnline } from './segprobe';
@@ -291,7 +291,14 @@ async function segprobeJob(
   let outcome: SegprobeOutcome;
   let names: string[];
   try {
-    const { train, test } = await openSegSplits(f, cfg.data, source.config.imgSize, cfg.seed);
+    const { train, test } = await prepareOnEveryRank(
+      group,
+      () => openSegSplits(f, cfg.data, source.config.imgSize, cfg.seed),
+      async (splits) => {
+        await splits.train.close();
+        await splits.test.close();
+      },
+    );
     try {
       if (group) {
         // ranks with other weights or other samples would assemble batches and counts of different models or sets

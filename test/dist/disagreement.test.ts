@@ -169,6 +169,24 @@ test('pretrain resumed where rank 1 cannot see rank 0\'s checkpoint (an --out-di
   assert.match(runs[0].out, /ERR_DIST_PEER|another rank exited/);
 });
 
+test('a rank that cannot open its data after the rendezvous (no images, no test/ split on its machine) is named with its reason on every rank, not as a closed connection', { skip: gloo }, async () => {
+  await imageFolder(join(root, 'open-full', 'train'), 8);
+  await imageFolder(join(root, 'open-full', 'test'), 8);
+  mkdirSync(join(root, 'open-empty', 'a'), { recursive: true });
+  await imageFolder(join(root, 'open-no-test', 'train'), 8);
+  const pretrainArgs = (data: string) => [...MODEL, '--dataset', 'folder', '--data-path', join(root, data), '--batch-size', '4', '--max-steps', '1', '--out-dir', join(root, `open-${data}-run`)];
+  const noImages = await twoNodes('pretrain', [pretrainArgs('open-full/train'), pretrainArgs('open-empty')]);
+  assertRefused(noImages, /found no images under .*open-empty/, /found no images/);
+  // before: "dist.allGather failed on rank 0 of 2 (gloo): ... Connection reset by peer"
+  assert.match(noImages[0].out, /semaim: rank 1 of 2 could not start: ImageFolder: found no images under .*open-empty/, noImages[0].out);
+
+  const knnArgs = (data: string) => ['--checkpoint', encoders()[0], '--dataset', 'folder', '--data-path', join(root, data), '--eval-batch-size', '4', '--k', '1', '--num-workers', '0', '--threads', '1', '--out-dir', join(root, 'open-knn')];
+  const noTest = await twoNodes('knn', [knnArgs('open-full'), knnArgs('open-no-test')]);
+  assertRefused(noTest, /has no test\/ \(or val\/\) folder/, /open-no-test/);
+  assert.match(noTest[0].out, /semaim: rank 1 of 2 could not start: .*open-no-test has no test\/ \(or val\/\) folder/, noTest[0].out);
+  assert.ok(!existsSync(join(root, 'open-knn', 'knn.json')));
+});
+
 let encoderRuns: [string, string] | null = null;
 /** Two pre-training runs of the same architecture with other weights (made once). */
 function encoders(): [string, string] {
