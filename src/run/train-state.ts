@@ -6,7 +6,7 @@ import { writeFileAtomic } from '../util/safe-write';
 import { checkFreeSpace, formatBytes } from '../util/disk-space';
 import { existsSync } from 'node:fs';
 import { isJsonObject, readJsonObject } from '../util/json-file';
-import type { OptionTable } from '../util/options';
+import { OptionError, type OptionTable } from '../util/options';
 import { join, relative } from 'node:path';
 import * as torch from '../torch';
 import { Tensor } from '../torch';
@@ -145,6 +145,11 @@ interface Settled {
   step: number;
 }
 
+/** Rank 0's word to the others when it could not start the run (the folder in use, a changed recipe, no space). */
+interface CouldNotStart {
+  failure: string;
+}
+
 export class TrainState {
   step = 0;
   /** Where the next batch comes from: epoch and batch (micro-batch) index within it. */
@@ -232,7 +237,8 @@ export class TrainState {
    */
   async start(resume: boolean, configJson: () => Record<string, unknown>): Promise<void> {
     if (!this.writes) {
-      const [settled] = await this.group!.allGatherJson<Settled | null>(null);
+      const [settled] = await this.group!.allGatherJson<Settled | CouldNotStart | null>(null);
+      if (settled && 'failure' in settled) throw rankZeroCouldNotStart(settled.failure, this.group!);
       if (settled) this.resumeAsRankZero(settled);
       return;
     }
@@ -262,7 +268,14 @@ export class TrainState {
       );
     } catch (e) {
       this.lock?.release();
-      this.group?.markFailed(); // the others wait for rank 0's word until this process exits
+      // the others wait for rank 0's word: they get why, rather than Gloo's "Connection closed by peer"
+      // when this process exits, which under torchrun or on another machine said nothing of the cause
+      const failure: CouldNotStart = { failure: e instanceof OptionError ? e.flagMessage : e instanceof Error ? e.message : String(e) };
+      try {
+        await this.group?.allGatherJson<Settled | CouldNotStart | null>(failure);
+      } catch {
+        // the others are gone already: this rank's own error is the one to report
+      }
       throw e;
     }
     // the others learn where rank 0 starts (a fresh run, or the checkpoint it settled on)
@@ -612,4 +625,13 @@ function comparableConfig(config: unknown, base: string): unknown {
   if (typeof c?.target?.teacher !== 'string') return config;
   const teacherConfig = isJsonObject(c.target.teacherConfig) ? encoderConfigOf(c.target.teacherConfig as unknown as EncoderConfig) : c.target.teacherConfig;
   return { ...c, target: { ...c.target, teacher: pathPlace(c.target.teacher, base), teacherConfig } };
+}
+
+/** The error of a rank other than 0 whose rank 0 could not start the run. */
+function rankZeroCouldNotStart(failure: string, group: ProcessGroup): Error {
+  const err = new Error(`rank 0 of ${group.worldSize} could not start: ${failure}`) as Error & { code: string; rank: number; worldSize: number };
+  err.code = 'ERR_DIST_START';
+  err.rank = group.rank;
+  err.worldSize = group.worldSize;
+  return err;
 }

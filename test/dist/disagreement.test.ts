@@ -187,6 +187,23 @@ test('a rank that cannot open its data after the rendezvous (no images, no test/
   assert.ok(!existsSync(join(root, 'open-knn', 'knn.json')));
 });
 
+test("rank 0's refusal to start the run (a resume with another global batch) reaches every rank with its reason; the launcher names rank 0 and exits with its code", { skip: gloo }, async () => {
+  const out = join(root, 'regrouped');
+  const args = [...SYNTHETIC, '--max-steps', '4', '--out-dir', out];
+  const first = spawnSync(process.execPath, [CLI, 'pretrain', ...args, '--batch-size', '16', '--max-steps', '2'], { encoding: 'utf8', timeout: 90_000 });
+  assert.equal(first.status, 0, `${first.stdout}\n${first.stderr}`);
+  const refusal = /option --batch-size: the run in .*regrouped was started with other settings/;
+  // before: rank 1 reported only "dist.allGather failed ... Connection closed by peer"
+  const runs = await twoNodes('pretrain', [[...args, '--batch-size', '16'], [...args, '--batch-size', '16']]);
+  assertRefused(runs, refusal, /--batch-size/);
+  assert.match(runs[1].out, new RegExp(`rank 0 of 2 could not start: ${refusal.source}`), runs[1].out);
+  // one machine, 3 workers: the two others fail at once with rank 0's reason while rank 0 exits; the launcher
+  // could name the one it had itself stopped with SIGTERM and exit 1 (launch.test.ts: the told scenario)
+  const local = spawnSync(process.execPath, [CLI, 'pretrain', ...args, '--batch-size', '16', '--nproc-per-node', '3'], { encoding: 'utf8', timeout: 90_000 });
+  assert.equal(local.status, 2, local.stderr);
+  assert.match(local.stderr, /launch: rank 0 \(node 0, local rank 0, pid \d+\) exited with code 2/, local.stderr);
+});
+
 let encoderRuns: [string, string] | null = null;
 /** Two pre-training runs of the same architecture with other weights (made once). */
 function encoders(): [string, string] {
