@@ -142,6 +142,8 @@ interface Worker {
   exitOrder: number;
   /** Found stopped (SIGSTOP, Ctrl-Z, a debugger) when another worker failed. */
   stalled: boolean;
+  /** Sent SIGTERM (or SIGKILL) by the launcher because another worker failed: a death by it is not a cause. */
+  stoppedByLauncher: boolean;
 }
 
 /** Whether a process is stopped (state T or t in /proc/<pid>/stat; false where /proc is not). */
@@ -192,6 +194,7 @@ export async function launchWorkers(argv: string[], o: LaunchOptions): Promise<L
   const live = (): Worker[] => workers.filter((w) => !w.exited);
   const stopAll = (signal: NodeJS.Signals): void => {
     for (const w of live()) {
+      if (stopping === 'failure') w.stoppedByLauncher = true;
       w.child.kill(signal);
       // a stopped worker would take the signal only when continued: at once, not at the SIGKILL
       if (w.stalled) w.child.kill('SIGCONT');
@@ -227,7 +230,7 @@ export async function launchWorkers(argv: string[], o: LaunchOptions): Promise<L
           SEMAIM_LAUNCHER_PID: String(process.pid), // a worker stops when its launcher is gone (orphan-watch.ts)
         },
       });
-      const w: Worker = { rank, localRank, child, tail: [], exited: false, closed: false, code: null, signal: null, exitOrder: 0, stalled: false };
+      const w: Worker = { rank, localRank, child, tail: [], exited: false, closed: false, code: null, signal: null, exitOrder: 0, stalled: false, stoppedByLauncher: false };
       workers.push(w);
       forward(child.stdout, rank === 0 ? null : `[rank ${rank}] `, stdout, w.tail, tailLines);
       forward(child.stderr, rank === 0 ? null : `[rank ${rank}] `, stderr, w.tail, tailLines);
@@ -303,7 +306,8 @@ function failedWorker(w: Worker): boolean {
 function rootCause(failed: Worker[]): Worker {
   const byTime = [...failed].sort((a, b) => a.exitOrder - b.exitOrder);
   const consequence = (w: Worker): boolean => w.tail.some((l) => /ERR_DIST_PEER|ERR_DIST_START|another rank exited|could not start:/.test(l));
-  return byTime.find((w) => w.signal || !consequence(w)) ?? byTime[0];
+  // a worker that died of the launcher's own SIGTERM / SIGKILL was stopped because of another's failure
+  return byTime.find((w) => (w.signal ? !w.stoppedByLauncher : !consequence(w))) ?? byTime[0];
 }
 
 /** Copies a worker's stream to ours (prefixing each line, except for rank 0) and keeps its last lines. */

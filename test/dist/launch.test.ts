@@ -81,6 +81,16 @@ test('launcher: rank 1 crashes -> every worker stops within seconds, exit non-ze
   assert.ok(ms < 30_000, `took ${ms} ms`);
 });
 
+test('launcher: a worker it stopped itself (SIGTERM after another failed) is not named as the cause; the rank whose reason the others repeat is, with its exit code', { skip: gloo }, async () => {
+  const stdout = sink();
+  const stderr = sink();
+  const r = await dist.launchWorkers(['told'], { nprocPerNode: 3, script: workerScript('launched'), stdout, stderr, killGraceMs: 5000 });
+  // before: "launch: rank 1 ... was killed by SIGTERM", exit code 1
+  assert.deepEqual([r.failedRank, r.exitCode], [0, 2], stderr.text());
+  assert.match(r.message ?? '', /^launch: rank 0 \(node 0, local rank 0, pid \d+\) exited with code 2; stopped the other 2 workers on this node/);
+  assert.match(r.message ?? '', /the run cannot start here/);
+});
+
 test('launcher: kill -9 of one worker -> the other sees ERR_DIST_PEER and exits; the launcher names the killed rank', { skip: gloo }, async () => {
   const stdout = sink();
   const stderr = sink();

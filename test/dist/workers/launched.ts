@@ -6,6 +6,9 @@
 //   stall     like loop with a 3 s collective timeout and SIGTERM's default action (the test stops rank 1 with SIGSTOP)
 //   stopped   a run stopped by a signal that reached rank 1 alone: rank 1 exits with code 130 at once, rank 0
 //             reports the stop 1.5 s later ({rank, stopped}) and exits with 130 too (SIGTERM's default action)
+//   told      rank 0 cannot go on (3 workers): it has told the others why, they print "rank 0 of 3 could not
+//             start" and end (rank 2 at once with code 1, rank 1 only when signalled), and rank 0 exits
+//             with code 2 after 1 s, ignoring SIGTERM meanwhile
 import * as torch from '../../../src/torch';
 import * as dist from '../../../src/dist';
 
@@ -41,6 +44,16 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 1500));
     out({ rank: g.rank, stopped: true });
     process.exit(130);
+  } else if (scenario === 'told') {
+    if (g.rank === 0) {
+      process.on('SIGTERM', () => undefined);
+      process.stderr.write('semaim: the run cannot start here\n');
+      await new Promise((r) => setTimeout(r, 1000));
+      process.exit(2);
+    }
+    process.stderr.write('semaim: rank 0 of 3 could not start: the run cannot start here\n');
+    if (g.rank === 2) process.exit(1);
+    await new Promise((r) => setTimeout(r, 60_000));
   } else if (scenario === 'stall') {
     await loop(g);
   } else if (scenario === 'sigterm') {
