@@ -63,7 +63,14 @@ export async function prepareOnEveryRank<T>(
   } catch (e) {
     failure = e;
   }
-  const reasons = await group.allGatherJson(prepared ? null : describe(failure));
+  let reasons: (string | null)[];
+  try {
+    reasons = await group.allGatherJson(prepared ? null : describe(failure));
+  } catch (e) {
+    if (!prepared) throw failure; // the others are gone already: this rank's own error is the one to report
+    await release(prepared.value);
+    throw e;
+  }
   if (!prepared) throw failure;
   const other = reasons.findIndex((r) => r !== null);
   if (other < 0) return prepared.value;
