@@ -8,7 +8,7 @@ import { Dataset, packStrings, sharedInt32, unpackString } from './dataset';
 import { DataLoader, Batch } from './loader';
 import { permutation } from './rng';
 import { checkSampleIndex } from './sample-index';
-import { OptionError } from '../util/options';
+import { OptionError, refuseUnknownKeys } from '../util/options';
 import { cifar10Jpeg } from './sources/cifar';
 import { imageFolder, imageFiles } from './sources/folder';
 import { syntheticObjects } from './sources/synthetic';
@@ -145,10 +145,11 @@ export const SINGLE_PROCESS: RankSlice = { rank: 0, worldSize: 1 };
 type EpochLoader = DataLoader | ShardLoader;
 
 function makeLoader(ds: Dataset | ShardDataset, opts: LoaderOptions & { shuffleBuffer?: number }): EpochLoader {
-  if (!isShardDataset(ds)) return new DataLoader(ds, opts);
+  // each loader refuses the other's options: the shuffle buffer is a stream's
+  const { shuffleBuffer, replace, ...common } = opts;
+  if (!isShardDataset(ds)) return new DataLoader(ds, { ...common, replace });
   // a stream always replaces an unusable sample; an evaluation leaves the stand-ins out (Batch.standIns)
-  const { replace: _, ...streamOptions } = opts;
-  return new ShardLoader(ds, streamOptions);
+  return new ShardLoader(ds, { ...common, shuffleBuffer });
 }
 
 /**
@@ -240,8 +241,38 @@ function epochFrom(loader: EpochLoader, epoch: number, start: number, end?: numb
   return loader.iterate(epoch, { batch: start, end });
 }
 
+/** The keys of a TrainDataRequest (tsc wants every one listed): any other is refused, never ignored. */
+const TRAIN_REQUEST_KEYS: Record<keyof TrainDataRequest, true> = {
+  dataset: true,
+  dataPath: true,
+  imgSize: true,
+  syntheticSize: true,
+  seed: true,
+  minScale: true,
+  hflip: true,
+  batchSize: true,
+  numWorkers: true,
+  uint8: true,
+  imageInput: true,
+  shuffleBuffer: true,
+};
+
+/** The keys of an EvalDataRequest (tsc wants every one listed): any other is refused, never ignored. */
+const EVAL_REQUEST_KEYS: Record<keyof EvalDataRequest, true> = {
+  split: true,
+  dataset: true,
+  dataPath: true,
+  imgSize: true,
+  limit: true,
+  seed: true,
+  numWorkers: true,
+  imageInput: true,
+  trainPass: true,
+};
+
 /** Pre-training data of rank `dist.rank` of `dist.worldSize` (see RankedTrainData). */
 export function makeTrainData(o: TrainDataRequest, dist: RankSlice = SINGLE_PROCESS): RankedTrainData & AsyncDisposable {
+  refuseUnknownKeys(o, Object.keys(TRAIN_REQUEST_KEYS));
   const size = o.imgSize;
   const ds = openData(o.dataset, { split: 'train', dataPath: o.dataPath, imgSize: size, syntheticSize: o.syntheticSize, seed: o.seed });
   let transforms = transformsFor('pretrain', size, ds, o.minScale).filter((t) => o.hflip || t.op !== 'horizontalFlip');
@@ -294,6 +325,7 @@ export function makeTrainData(o: TrainDataRequest, dist: RankSlice = SINGLE_PROC
  * worldSize × batchSize, dropLast).
  */
 export function makeEvalData(req: EvalDataRequest, dist: RankSlice = SINGLE_PROCESS): LabelledData & AsyncDisposable {
+  refuseUnknownKeys(req, Object.keys(EVAL_REQUEST_KEYS));
   let ds = openData(req.dataset, { split: req.split, dataPath: req.dataPath, imgSize: req.imgSize, seed: req.seed, syntheticSize: req.limit });
   if (req.limit && isShardDataset(ds))
     throw new DataError(`a subset (--train-limit/--test-limit) of streamed shards is not supported: pack a smaller folder with \`semaim shards\``);

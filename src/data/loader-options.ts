@@ -6,9 +6,36 @@
 import { EXIF_ORIENTATION_POLICIES } from './codecs/orientation';
 import type { LoaderOptions } from './loader';
 import type { CacheOptions } from './cache';
+import type { MixupOptions } from './mix';
+import { refuseUnknownKeys } from '../util/options';
 
 /** The options of LoaderOptions the ShardLoader takes too. */
 type SharedOptions = Omit<LoaderOptions, 'cache' | 'masks' | 'replace'>;
+
+/** The keys of the options both loaders take (tsc wants every one of SharedOptions listed). */
+const SHARED_KEYS: Record<keyof SharedOptions, true> = {
+  batchSize: true,
+  shuffle: true,
+  seed: true,
+  dropLast: true,
+  transforms: true,
+  workers: true,
+  prefetch: true,
+  uint8: true,
+  mixup: true,
+  labelSmoothing: true,
+  numClasses: true,
+  dctScaling: true,
+  exactDecode: true,
+  maxImagePixels: true,
+  exifOrientation: true,
+  alphaBackground: true,
+  persistentWorkers: true,
+  maxReplacements: true,
+  onWarning: true,
+  rank: true,
+  worldSize: true,
+};
 
 /** Which loader checks its options, for the messages. */
 type Owner = 'DataLoader' | 'ShardLoader';
@@ -29,9 +56,14 @@ const isInteger = (v: unknown, min: number): boolean => Number.isSafeInteger(v) 
 const isFraction = (v: unknown): boolean => typeof v === 'number' && v >= 0 && v <= 1;
 const isPlainObject = (v: unknown): boolean => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-/** Refuses an option both loaders take with a value it does not take (the constructors call it first). */
-export function checkLoaderOptions(opts: SharedOptions, owner: Owner): void {
+/**
+ * Refuses an option both loaders take with a value it does not take, and a key that is neither one of
+ * theirs nor one of the loader's `own` (an OptionError naming it, as the jobs refuse one: `batch_size` was
+ * ignored); the constructors call it first.
+ */
+export function checkLoaderOptions(opts: SharedOptions, owner: Owner, own: readonly string[]): void {
   if (!isPlainObject(opts)) throw new TypeError(`${owner}: options must be an object, got ${shown(opts)}`);
+  refuseUnknownKeys(opts, [...Object.keys(SHARED_KEYS), ...own]);
   if (!isInteger(opts.batchSize, 1)) throw refuse(owner, 'batchSize', 'a positive integer', opts.batchSize);
   const integers: Array<[keyof SharedOptions, number, string]> = [
     ['seed', -Infinity, 'an integer'],
@@ -54,9 +86,20 @@ export function checkLoaderOptions(opts: SharedOptions, owner: Owner): void {
   if (opts.mixup !== undefined) checkMixup(opts.mixup, owner);
 }
 
+/** The keys of MixupOptions (tsc wants every one listed). */
+const MIXUP_KEYS: Record<keyof MixupOptions, true> = {
+  mixupAlpha: true,
+  cutmixAlpha: true,
+  prob: true,
+  switchProb: true,
+  labelSmoothing: true,
+  correctLam: true,
+};
+
 function checkMixup(mixup: unknown, owner: Owner): void {
   if (!isPlainObject(mixup)) throw refuse(owner, 'mixup', 'an object of mixup/cutmix settings', mixup);
   const m = mixup as Record<string, unknown>;
+  refuseUnknownKeys(m, Object.keys(MIXUP_KEYS));
   for (const alpha of ['mixupAlpha', 'cutmixAlpha']) {
     const v = m[alpha];
     if (v !== undefined && !(typeof v === 'number' && v >= 0 && v < Infinity)) throw refuse(owner, `mixup.${alpha}`, 'a number >= 0 (0 = off)', v);

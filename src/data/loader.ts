@@ -96,6 +96,9 @@ export interface LoaderOptions {
   worldSize?: number;
 }
 
+/** The keys of LoaderOptions the ShardLoader does not take (tsc wants every one listed). */
+const DATA_LOADER_KEYS: Record<'cache' | 'masks' | 'replace', true> = { cache: true, masks: true, replace: true };
+
 /**
  * Where an epoch starts: at a batch of this loader (`batch`), or after `sample` samples of the
  * epoch's order (a position that is the same at any world size: resume after re-sharding).
@@ -206,7 +209,7 @@ export class DataLoader implements AsyncIterable<Batch> {
       throw new TypeError(`DataLoader: ${dataset.root} is a ShardDataset (tar shards, streamed, not indexed): read it with a ShardLoader`);
     if (typeof dataset?.spec !== 'object')
       throw new TypeError(`DataLoader: expected an indexed Dataset (imageFolder, syntheticObjects, ...), got ${String(dataset)}`);
-    checkLoaderOptions(opts, 'DataLoader');
+    checkLoaderOptions(opts, 'DataLoader', Object.keys(DATA_LOADER_KEYS));
     checkCacheOption(opts.cache);
     if (dataset.length === 0) throw new Error(`DataLoader: dataset ${dataset.root} is empty`);
     const transforms = opts.transforms ?? [];

@@ -8,6 +8,7 @@
 // (segBatchPlan), so several ranks reading their slices see the batches one process reads.
 import { Rng, permutation } from './rng';
 import { dataError, withErrorKind } from '../util/errors';
+import { refuseUnknownKeys } from '../util/options';
 import { Pipeline, SizeMismatchError } from './pipeline';
 import { DecodeError } from './codecs/errors';
 import { centerCrop, evalTransforms, horizontalFlip, normalize, randomResizedCrop, resize, type TransformSpec } from './transforms';
@@ -159,8 +160,24 @@ export interface SegDataRequest {
 
 export const SEG_DATASETS = ['synthetic', 'seg-folder'] as const;
 
+/** The keys of a SegDataRequest (tsc wants every one listed): any other is refused, never ignored. */
+const SEG_REQUEST_KEYS: Record<keyof SegDataRequest, true> = {
+  split: true,
+  dataset: true,
+  dataPath: true,
+  imgSize: true,
+  limit: true,
+  seed: true,
+  segClasses: true,
+  numClasses: true,
+  reduceZeroLabel: true,
+  imageInput: true,
+  warn: true,
+};
+
 /** Segmentation data by name. Synthetic splits are the generator's disjoint train and 'val' streams (5000 / 1000 images unless limited). */
 export function makeSegData(r: SegDataRequest): SegData {
+  refuseUnknownKeys(r, Object.keys(SEG_REQUEST_KEYS));
   return withErrorKind(() => new SegLoader(segSource(r), r.imgSize, r.warn), dataError); // DataError (ERR_DATA) unless already coded
 }
 

@@ -374,11 +374,19 @@ export type OtherKeys<O, T extends OptionTable> = Record<Exclude<keyof O, keyof 
 export function jobFields<O extends object, T extends OptionTable>(o: O, fields: T, others: OtherKeys<O, T>): O & Options<T> {
   const given = o as Record<string, unknown>;
   if (given === null || typeof given !== 'object' || Array.isArray(given)) resolveOptions(fields, given); // (refuses it)
-  const known = [...Object.keys(fields), ...Object.keys(others)];
-  const unknown = Object.keys(given).find((k) => !known.includes(k));
-  if (unknown !== undefined) throw unknownOption(unknown, known, 'key');
+  refuseUnknownKeys(given, [...Object.keys(fields), ...Object.keys(others)]);
   const values = Object.fromEntries(Object.keys(fields).flatMap((k) => (Object.hasOwn(given, k) ? [[k, given[k]]] : [])));
   return { ...o, ...resolveOptions(fields, values) };
+}
+
+/**
+ * Refuses the first key of a library caller's options object that is not one of `known` (an undefined
+ * value too: the key was written), as {@link unknownOption} names it: `batch_size` is not `batchSize`,
+ * and an option ignored unread would leave the caller believing it took effect.
+ */
+export function refuseUnknownKeys(given: object, known: readonly string[]): void {
+  const unknown = Object.keys(given).find((k) => !known.includes(k));
+  if (unknown !== undefined) throw unknownOption(unknown, known, 'key');
 }
 
 /** The --help text: one line per option with its type, default and meaning. */

@@ -292,6 +292,25 @@ test('invalid options are a RangeError from the constructor naming the option, n
   assert.equal((await collect(loader, 1)).length, 4);
 });
 
+test('an unknown option of the DataLoader, of its mixup settings, or of a data request is refused naming what was likely meant, never ignored', () => {
+  const ds = syntheticObjects({ size: 16, count: 8 });
+  const unknown = (key: string, meant: string) => ({
+    name: 'OptionError',
+    message: new RegExp(`^option '${key}': unknown option; did you mean '${meant}'\\? \\(known: `),
+  });
+  assert.throws(() => new DataLoader(ds, { batchSize: 2, batch_size: 4 } as never), unknown('batch_size', 'batchSize'));
+  assert.throws(() => new DataLoader(ds, { batchSize: 2, worker: 0 } as never), unknown('worker', 'workers'));
+  // the ShardLoader's own options are not the DataLoader's (a key written with no value is still written)
+  assert.throws(
+    () => new DataLoader(ds, { batchSize: 2, shuffleBuffer: undefined } as never),
+    /^OptionError: option 'shuffleBuffer': unknown option \(known: .*replace\)$/,
+  );
+  assert.throws(() => new DataLoader(ds, { batchSize: 2, workers: 0, mixup: { mixup_alpha: 0.8 } as never }), unknown('mixup_alpha', 'mixupAlpha'));
+  const trainReq = { dataset: 'synthetic', imgSize: 16, syntheticSize: 8, seed: 0, minScale: 0.2, hflip: true, batchSize: 4, uint8: false, numWorkers: 0 };
+  assert.throws(() => makeTrainData({ ...trainReq, numWorker: 0 } as never), unknown('numWorker', 'numWorkers'));
+  assert.throws(() => makeEvalData({ dataset: 'synthetic', split: 'test', imgSize: 16, seed: 0, limt: 8 } as never), unknown('limt', 'limit'));
+});
+
 test('soft targets over fewer classes than the dataset has are refused, naming the label that would have none', () => {
   const ds = imageFolder(join(root, 'imgs'));
   const message = /^DataLoader: numClasses 2 is fewer than the 3 classes of .*imgs: label 2 \('c2'\) would have no soft target$/;

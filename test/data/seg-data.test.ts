@@ -305,6 +305,11 @@ test('seg-folder: clear errors for a wrong layout or a missing class list', () =
     write(join(dir, 'train', 'masks', 'a.png'), pngEncode(2, 2, 0, 8, [0, 0, 0, 0]));
     assert.throws(() => makeSegData({ split: 'train', dataset: 'seg-folder', dataPath: dir, imgSize: 16, seed: 0 }), /no classes.txt .*\(--num-classes\)/);
     assert.throws(() => makeSegData({ split: 'train', dataset: 'cifar10', imgSize: 16, seed: 0 }), /has no segmentation masks/);
+    // an unknown key is refused naming it (seg_classes was ignored: the run got the default 'shapes')
+    assert.throws(() => makeSegData({ split: 'train', dataset: 'synthetic', imgSize: 16, seed: 0, seg_classes: 'object' } as never), {
+      name: 'OptionError',
+      message: /^option 'seg_classes': unknown option; did you mean 'segClasses'\? \(known: /,
+    });
     mkdirSync(join(dir, 'classes.txt'));
     assert.throws(
       () => makeSegData({ split: 'train', dataset: 'seg-folder', dataPath: dir, imgSize: 16, seed: 0 }),
@@ -373,7 +378,7 @@ test('seg-folder: a file larger than an image within the pixel limit is skipped 
         '-e',
         `const { makeSegData } = require(${JSON.stringify(join(dist, 'src/data/seg-loader'))});
          (async () => {
-           const data = makeSegData({ split: 'train', dataset: 'seg-folder', dataPath: ${JSON.stringify(dir)}, imgSize: 16, seed: 0, numWorkers: 0,
+           const data = makeSegData({ split: 'train', dataset: 'seg-folder', dataPath: ${JSON.stringify(dir)}, imgSize: 16, seed: 0,
              imageInput: { maxImagePixels: 1000, exifOrientation: 'ignore' }, warn: () => {} });
            let n = 0;
            for await (const b of data.batches({ batchSize: 4, shuffle: false, epoch: 0, augment: 'none' })) n += b.indices.length;

@@ -391,6 +391,12 @@ test('the ShardLoader refuses invalid shared options as the DataLoader does (one
       name: 'RangeError',
       message: new RegExp(`^ShardLoader: ${message.source}$`),
     });
+  // an unknown key, or a DataLoader option a stream does not take, is refused naming it (it was ignored)
+  assert.throws(() => new ShardLoader(sd, { batchSize: 2, workers: 0, transforms: tf, shuffle_buffer: 10 } as never), {
+    name: 'OptionError',
+    message: /^option 'shuffle_buffer': unknown option; did you mean 'shuffleBuffer'\? \(known: /,
+  });
+  assert.throws(() => new ShardLoader(sd, { batchSize: 2, workers: 0, transforms: tf, cache: true } as never), /^OptionError: option 'cache': unknown option/);
   const loader = new ShardLoader(sd, { batchSize: 4, workers: 0, transforms: tf });
   try {
     await assert.rejects(collect(loader.iterate(NaN)), { name: 'RangeError', message: 'ShardLoader: epoch must be an integer >= 0, got NaN' });

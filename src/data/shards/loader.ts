@@ -39,6 +39,9 @@ export interface ShardLoaderOptions extends Omit<LoaderOptions, 'cache' | 'masks
   shuffleMemory?: number;
 }
 
+/** The keys of ShardLoaderOptions the DataLoader does not take (tsc wants every one listed). */
+const SHARD_LOADER_KEYS: Record<Exclude<keyof ShardLoaderOptions, keyof LoaderOptions>, true> = { shuffleBuffer: true, shuffleMemory: true };
+
 /** A ShardLoader's {@link EpochSummary}, plus the number of shards the index found truncated, corrupt or empty. */
 export interface ShardEpochSummary extends EpochSummary {
   /** Shards of the dataset skipped in whole or in part (truncated, corrupt, empty). */
@@ -83,7 +86,7 @@ export class ShardLoader implements AsyncIterable<Batch> {
       const given = root === undefined ? String(dataset) : `${String(root)}, an indexed Dataset: read it with a DataLoader`;
       throw new TypeError(`ShardLoader: expected a ShardDataset (tar shards, from shardDataset), got ${given}`);
     }
-    checkLoaderOptions(opts, 'ShardLoader');
+    checkLoaderOptions(opts, 'ShardLoader', [...Object.keys(SHARD_LOADER_KEYS), 'replace']); // (replace: false is refused below, with its reason)
     // (a caller's replace: false was ignored: its batches still held stand-ins where it expected blanks)
     if ((opts as LoaderOptions).replace === false)
       throw new RangeError(
