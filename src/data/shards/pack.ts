@@ -17,7 +17,7 @@
 
 import { closeSync, createWriteStream, existsSync, fstatSync, lstatSync, readdirSync, readSync, realpathSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { AbortError, throwIfAborted } from '../../util/errors';
-import { OptionError, closest } from '../../util/options';
+import { OptionError, refuseUnknownKeys } from '../../util/options';
 import { basename, dirname, extname, join, resolve, sep } from 'node:path';
 import { pack as tarPack, type Pack } from 'tar-stream';
 import { imageFolder, type ImageFolderDataset } from '../sources/folder';
@@ -201,15 +201,10 @@ const PACK_OPTION_KEYS: Record<keyof PackOptions, true> = {
   signal: true,
 };
 
-/** Refuses options that are not an object, and unknown keys (an OptionError naming the key, and the one it likely meant). */
+/** Refuses options that are not an object, and unknown keys as the jobs refuse them (an OptionError naming the key, and the one it likely meant). */
 function checkPackKeys(o: PackOptions): void {
   if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new OptionError('options', `expected an object of options, got ${String(o)}`);
-  const known = Object.keys(PACK_OPTION_KEYS);
-  for (const key of Object.keys(o)) {
-    if (known.includes(key)) continue;
-    const meant = closest(key, known);
-    throw new OptionError(key, `unknown option${meant ? `; did you mean ${meant}?` : ''} (known: ${known.join(', ')})`);
-  }
+  refuseUnknownKeys(o, Object.keys(PACK_OPTION_KEYS));
 }
 
 /** `path` with the links of its nearest existing ancestor resolved (an output folder may not exist yet). */
