@@ -9,5 +9,14 @@ export { RunInUseError } from '../run/run-lock';
 export type { Precision } from '../run/precision';
 // Options for the jobs as the library's callers build them: resolveOptions(PRETRAIN_OPTIONS, { ... })
 // (or KNN_OPTIONS, LINPROBE_OPTIONS, FINETUNE_OPTIONS from semaim/eval) fills in every default and
-// checks each value as the command line would.
-export { resolveOptions, OptionError, type Options, type OptionsInput, type OptionTable, type OptionValues, type OptionErrorCode } from '../util/options';
+// checks each value as the command line would; readConfigFile(path) reads a config file as a layer of them.
+export {
+  resolveOptions,
+  readConfigFile,
+  OptionError,
+  type Options,
+  type OptionsInput,
+  type OptionTable,
+  type OptionValues,
+  type OptionErrorCode,
+} from '../util/options';

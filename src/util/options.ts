@@ -164,6 +164,16 @@ const specOf = (table: OptionTable, key: string): OptionSpec | undefined => (Obj
 /** Options a config file cannot set: they say how the command line is read. */
 const COMMAND_LINE_ONLY = ['config', 'help'];
 
+/** A library caller's `config` or `help`: neither is read outside the command line (they were skipped unread). */
+function commandLineOnly(key: string): OptionError {
+  if (key === 'config')
+    return new OptionError(
+      key,
+      "'config' is a command-line option: read the file with readConfigFile(path) and pass its fields (resolveOptions(table, readConfigFile(path), { ... }))",
+    );
+  return new OptionError(key, "'help' is a command-line option: a command's --help lists its options");
+}
+
 const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
 
 /** Larger config files are refused unread (a device or a stray data file given by mistake). */
@@ -330,7 +340,10 @@ export function resolveOptions<T extends OptionTable>(table: T, ...layers: Recor
     if (layer === null || typeof layer !== 'object' || Array.isArray(layer))
       throw new OptionError('options', `expected an object of options, got ${Array.isArray(layer) ? 'an array' : String(layer)}`);
     for (const [k, v] of Object.entries(layer)) {
-      if (COMMAND_LINE_ONLY.includes(k)) continue;
+      if (COMMAND_LINE_ONLY.includes(k)) {
+        if (fromCommandLine(layer)) continue; // parseCommand read them (the config file is a layer of its own)
+        throw commandLineOnly(k);
+      }
       try {
         const spec = specOf(table, k);
         if (!spec) throw unknownOption(k, Object.keys(table), fromCommandLine(layer) ? 'flag' : 'key');

@@ -227,6 +227,31 @@ test('the command line names a bad option by its flag, the library by its key', 
   assert.equal(r.stderr, 'semaim: option --max-image-pixels: must be >= 0, got -1\n');
 });
 
+test("a library caller's 'config' or 'help' is refused, saying how to read a config file (it was skipped unread); the command line still takes both", () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-cli-only-'));
+  try {
+    const file = join(dir, 'run.json');
+    writeFileSync(file, JSON.stringify({ seed: 7 }));
+    assert.throws(() => resolveOptions(TABLE, { config: file }), {
+      name: 'OptionError',
+      message:
+        "option 'config': 'config' is a command-line option: read the file with readConfigFile(path) and pass its fields (resolveOptions(table, readConfigFile(path), { ... }))",
+    });
+    assert.throws(() => resolveOptions(TABLE, { seed: 1 }, { help: true }), {
+      name: 'OptionError',
+      message: /^option 'help': 'help' is a command-line option/,
+    });
+    // what the message says to do
+    assert.equal(resolveOptions(TABLE, readConfigFile(file), { name: 'y' }).seed, 7);
+    // the command line: parseArgv's options hold --config and --help, which parseCommand reads itself
+    const { options } = parseArgv(['--config', file, '--name', 'y'], TABLE);
+    assert.deepEqual(resolveOptions(TABLE, readConfigFile(String(options.config)), options), { seed: 7, name: 'y', fast: false });
+    assert.equal(resolveOptions(TABLE, parseArgv(['-h'], TABLE).options).seed, 0);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a bad value from a config file is named as written there, with the file; the same value as a flag by its flag', () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-options-'));
   const cli = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
