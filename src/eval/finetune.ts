@@ -6,7 +6,7 @@
 // src/run/loop.ts.
 import * as torch from '../torch';
 import type { Tensor } from '../torch';
-import { useDropPathGenerator } from '../nn';
+import { dropPathStream } from '../nn';
 import { AdamW, GradScaler, LrSchedule, paramGroupsLayerDecay, peakLr, warmupCosine } from '../optim';
 import { disposeAll } from '../io';
 import { EncoderSource, loadEncoderTensors, resolveEncoder } from '../semaim';
@@ -175,8 +175,7 @@ export function finetuneStep(model: ViTClassifier, o: FinetuneOptions, lr: numbe
   const optimizer = makeFinetuneOptimizer(model, o, lr);
   const schedule = warmupCosine({ lr, minLr: o.minLr, warmupEpochs: o.warmupEpochs, epochs: o.epochs });
   const mixGen = new torch.Generator(o.seed + 104729);
-  const dropPathGen = new torch.Generator(o.seed + 1299709);
-  useDropPathGenerator(model, dropPathGen);
+  const dropPathGen = dropPathStream(model, o.seed);
   const mixup = new Mixup(
     {
       numClasses: cfg.numClasses,

@@ -188,6 +188,17 @@ export function useDropPathGenerator(root: Module, generator: torch.Generator | 
   for (const [, m] of root.namedModules()) if (m instanceof DropPath) m.generator = generator;
 }
 
+/**
+ * A job's own drop-path stream: a generator seeded at `seed` + 1299709 (an offset that keeps it apart from
+ * the job's other streams), which every DropPath under `root` then draws from (see {@link useDropPathGenerator}).
+ * Pre-training and fine-tuning both seed theirs here: the offset is part of every stored run's stream.
+ */
+export function dropPathStream(root: Module, seed: number): torch.Generator {
+  const generator = new torch.Generator(seed + 1299709);
+  useDropPathGenerator(root, generator);
+  return generator;
+}
+
 /** The GELU activation, exact (erf) by default or approximate: 'tanh'. Like torch.nn.GELU. */
 export class GELU extends Module {
   constructor(readonly approximate: 'none' | 'tanh' = 'none') {

@@ -2,7 +2,7 @@
 // order of every batch from its own similarity pass, the loss, AdamW over the weight-decay groups and
 // the warm-up + cosine schedule (docs/METHOD.md §6). The loop itself is src/run/loop.ts.
 import * as torch from '../torch';
-import { useDropPathGenerator } from '../nn';
+import { dropPathStream } from '../nn';
 import { AdamW, GradScaler, paramGroupsWeightDecay, peakLr, warmupCosine } from '../optim';
 import { SemAIM, VisionTransformer, loadTeacher, orderUsesNoise } from '../semaim';
 import type { RankedTrainData, TrainBatch, TrainData } from '../data';
@@ -117,8 +117,7 @@ async function pretrainOn(o: PretrainOptions, data: TrainData, hooks: PretrainHo
   const schedule = warmupCosine({ lr, minLr: o.minLr, warmupEpochs: o.warmupEpochs, epochs: Math.max(o.epochs, o.warmupEpochs + 1e-9) });
   const scaler = o.precision === 'fp16' ? new GradScaler() : null;
   const orderGen = new torch.Generator(o.seed + 7919);
-  const dropPathGen = new torch.Generator(o.seed + 1299709);
-  useDropPathGenerator(model, dropPathGen);
+  const dropPathGen = dropPathStream(model, o.seed);
   const upload = new DeviceImages(data.normalize ?? null);
   const input = { chans: cfg.inChans ?? 3, size: cfg.imgSize }; // what every batch must be
   const orderPrecision = o.orderPrecision === 'fp32' ? 'fp32' : o.precision;

@@ -17,6 +17,7 @@ import {
   init,
   setBatchSlice,
   useDropPathGenerator,
+  dropPathStream,
 } from '../../src/nn';
 
 class Block extends Module {
@@ -326,6 +327,15 @@ test('DropPath in a data-parallel slice: rank r of W keeps rows r·B … r·B + 
     }
   }
   dp.dispose();
+});
+
+test("dropPathStream gives every DropPath the job's stream, seeded at seed + 1299709 as pretrain and finetune always seeded it", () => {
+  const net = new Sequential(new DropPath(0.5), new Sequential(new DropPath(0.5)));
+  const stream = dropPathStream(net, 5);
+  for (const [, m] of net.namedModules()) if (m instanceof DropPath) assert.equal(m.generator, stream);
+  // the stream a stored run continues: the same draws as a generator seeded at 5 + 1299709
+  const draws = (g: torch.Generator) => Array.from(torch.rand([8], { generator: g }).toFloat32Array());
+  assert.deepEqual(draws(stream), draws(new torch.Generator(1299714)));
 });
 
 test('DropPath given a generator (useDropPathGenerator) draws its masks from it, whatever the program draws from the global one meanwhile; null gives the global one back', () => {
