@@ -343,6 +343,7 @@ export async function embed(o: EmbedOptions): Promise<EmbedResult | null> {
 }
 
 async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
+  await throwIfAbortedOnAnyRank(o.signal, o.group ?? null); // before any work: the encoder, the images, the output folder
   checkEmbedOptions(o);
   const t0 = Date.now();
   const pooling = o.pooling ?? 'cls';

@@ -313,7 +313,7 @@ export interface AblationHooks {
   log?: (line: string) => void;
   /** The command line, recorded in ablation.md. */
   command?: string;
-  /** Passed to every pre-training (tests stop runs through it). */
+  /** Passed to every pre-training (tests stop runs through it); requested before a run starts, the ablation stops there (StoppedBySignal). */
   stop?: StopRequest;
   onStep?: (step: number) => void;
   /**
@@ -850,6 +850,8 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
         log(`--stop-after-minutes ${o.stopAfterMinutes} reached before '${p.row}' seed ${p.seed}; run the same command again to continue`);
         break;
       }
+      // a stop asked before this run (before the ablation started, too): no data opened, nothing evaluated or trained
+      if (stop.requested) throw new StoppedBySignal(`stopped before '${p.row}' seed ${p.seed}; run the same command again to continue`, stop.signal);
       // A started pre-training continues only with what shaped it: its options and images per epoch (the
       // evaluation's part of the recipe may still change, nothing was evaluated yet). config.json keeps the
       // options, ablation-pretrain.json the limit (unknown for a run started before that file was written).

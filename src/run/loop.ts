@@ -133,11 +133,12 @@ export interface LoopHooks {
    * to the caller, who stops the run with `signal` or `stop`.
    */
   catchSignals?: boolean;
-  /** Set `requested` to stop at the next step boundary (a checkpoint is written first). */
+  /** Set `requested` to stop at the next step boundary (a checkpoint is written first); set before the run starts, it trains nothing. */
   stop?: StopRequest;
   /**
    * Aborting it stops the run as SIGINT does: at the next step boundary, after a checkpoint (the result's
    * stoppedBy is 'signal', without `signal`); the same job started again resumes from that checkpoint.
+   * Aborted before the run starts, it trains no step and writes no checkpoint (stoppedBy 'signal' still).
    * Data-parallel: aborting it on any rank stops every rank at the same step, the next one they agree on
    * (a log step, or within about a second: StopAgreement).
    */
@@ -296,6 +297,14 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
     // all stop at the same step, within about a second, with no collective (a device sync under NCCL)
     // at most steps.
     const stopAgreement = new StopAgreement(group);
+    // told to stop before it starts (an AbortSignal aborted already): no step, so no new checkpoint
+    const stopFirst = await stopAgreement.agreeOn(stop.requested ? stopLevel(stop.signal) : 0, true);
+    if (stopFirst > 0) {
+      agreedSignal = signalOfLevel(stopFirst);
+      log(`stopping on request before step ${state.step + 1}: nothing trained`);
+      state.stoppedBy = 'signal';
+      return result();
+    }
     const startEpoch = state.epoch;
     model.train();
     outer: for (let epoch = startEpoch; state.step < totalSteps; epoch++) {

@@ -197,6 +197,10 @@ test('runFinetune takes the signal in its hooks: aborted at a step it stops afte
     });
     const f = () => factories(toyImages(16, 2, 8, 1), toyImages(8, 2, 8, 2), {}).f;
     const quiet = { log: () => {}, progress: false, catchSignals: false } as const;
+    // aborted before it starts: no step, no checkpoint (it trained one and wrote its checkpoint), and it says it stopped
+    const early = await runFinetune({ ...o, outDir: join(dir, 'ft-early') }, f(), { ...quiet, signal: AbortSignal.abort() });
+    assert.equal(early.stoppedBy, 'signal');
+    assert.equal(early.table, 'fine-tuning stopped (signal) after 0 steps; run again with the same --out-dir to continue from the start\n');
     const controller = new AbortController();
     const first = await runFinetune(o, f(), { ...quiet, signal: controller.signal, onStep: (s) => s === 3 && controller.abort() });
     assert.equal(first.stoppedBy, 'signal');

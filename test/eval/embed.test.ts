@@ -267,6 +267,9 @@ test('an aborted embed stops before its next batch, rejects with an AbortError (
   const base = { checkpoint: encoderPath, images, out, batchSize: 2, numWorkers: 0, progress: null };
   const live = torch.memoryStats().liveTensors;
   await assert.rejects(embed({ ...base, onWarning: () => {}, signal: AbortSignal.abort() }), { name: 'AbortError', code: 'ERR_ABORTED' });
+  // aborted before it starts: no work at all (it loaded the encoder, made the output folder and read a batch first)
+  assert.equal(existsSync(join(dir, 'aborted')), false, 'no output folder');
+  await assert.rejects(embed({ ...base, checkpoint: join(dir, 'no-such-encoder.safetensors'), signal: AbortSignal.abort() }), { name: 'AbortError' });
   // aborted while it runs: the loader's warning about p2 (read for the second batch) aborts the job
   const controller = new AbortController();
   const warnings: string[] = [];

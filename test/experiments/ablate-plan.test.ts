@@ -234,6 +234,22 @@ test('a stop while the plan times its steps writes no plan and is a StoppedBySig
   }
 });
 
+test('an ablation told to stop before it starts runs nothing: a StoppedBySignal and no run folder (it pre-trained a step and wrote its checkpoint)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-stopped-'));
+  try {
+    const stop = { requested: true, signal: 'SIGINT' as const };
+    await assert.rejects(ablate(options(dir), memoryFactories(train, testData), { log: () => {}, stop }), (e: unknown) => {
+      assert.ok(e instanceof StoppedBySignal, String(e));
+      assert.equal(e.exitCode, 130);
+      assert.match(e.message, /^stopped before 'raster' seed 0; run the same command again to continue$/);
+      return true;
+    });
+    assert.ok(!existsSync(join(dir, 'runs')), 'no run started');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a diverged pre-training is recorded and left out of the table; the other runs still run, also when collected from shards', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-diverged-'));
   try {

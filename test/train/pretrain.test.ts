@@ -214,9 +214,14 @@ test('an aborted AbortSignal stops the run at a step boundary after a checkpoint
   assert.match(first.checkpoint ?? '', /step-0*4$/);
   const again = await pretrain(options(dir, { maxSteps: 9 }), memoryData(16, 4, 1), quiet);
   assert.equal(again.steps, 9);
-  // aborted before it starts: one step, its checkpoint, and the result says so
+  // aborted before it starts: no step and no checkpoint (it trained one and wrote its checkpoint), and the result says it stopped
   const early = await pretrain(options(join(dir, 'b'), { maxSteps: 9 }), memoryData(16, 4, 1), { ...quiet, signal: AbortSignal.abort() });
-  assert.deepEqual([early.stoppedBy, early.steps], ['signal', 1]);
+  assert.deepEqual([early.stoppedBy, early.steps, early.checkpoint], ['signal', 0, null]);
+  assert.equal(existsSync(join(dir, 'b', 'checkpoints')), false);
+  // a stopped run resumed with its signal aborted already: no step, no new checkpoint
+  const resumed = await pretrain(options(dir, { maxSteps: 12 }), memoryData(16, 4, 1), { ...quiet, signal: AbortSignal.abort() });
+  assert.deepEqual([resumed.stoppedBy, resumed.steps], ['signal', 9]);
+  assert.match(resumed.checkpoint ?? '', /step-0*9$/);
   rmSync(dir, { recursive: true, force: true });
 });
 
