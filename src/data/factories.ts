@@ -175,7 +175,10 @@ function splitFolder(root: string, split: 'train' | 'test'): string {
  */
 export function subsetDataset(ds: Dataset, limit: number, seed: number): Dataset {
   if (limit >= ds.length) return ds;
-  if (ds.spec.kind === 'synthetic') return syntheticObjects({ ...ds.spec.config, size: [ds.spec.config.height, ds.spec.config.width], count: limit });
+  if (ds.spec.kind === 'synthetic') {
+    const { height, width, ...config } = ds.spec.config;
+    return syntheticObjects({ ...config, size: [height, width], count: limit });
+  }
   const files = ds.spec;
   if (files.kind !== 'files') throw new Error(`cannot take a subset of ${ds.root}`);
   const byClass = new Map<number, number[]>();

@@ -376,6 +376,11 @@ test('each loader refuses the other kind of dataset with a TypeError naming the 
 
 test('the ShardLoader refuses invalid shared options as the DataLoader does (one check), and an epoch that is not an integer >= 0', async () => {
   const sd = shardDataset(pattern, { onWarning: () => {} });
+  // shardDataset's own options too (a split: 'test' misspelt read the train shards)
+  assert.throws(
+    () => shardDataset(pattern, { splt: 'test' } as never),
+    /^OptionError: option 'splt': unknown option; did you mean 'split'\? \(known: split, onWarning\)$/,
+  );
   const refused: Array<[Partial<ShardLoaderOptions>, RegExp]> = [
     [{ labelSmoothing: 2 }, /labelSmoothing must be a number in \[0, 1\], got 2/], // (inverted targets)
     [{ numClasses: 1, labelSmoothing: 0.1 }, /numClasses 1 is fewer than the 3 classes of .*: label 1 \('class1'\) would have no soft target/],

@@ -91,6 +91,23 @@ test('ImageFolder lists classes and images like torchvision', () => {
   assert.equal(flat.label(0), -1);
 });
 
+test('the dataset factories refuse an unknown option key, naming the one likely meant (it was ignored)', () => {
+  const unknown = (key: string, meant: string) => ({
+    name: 'OptionError',
+    message: new RegExp(`^option '${key}': unknown option; did you mean '${meant}'\\? \\(known: `),
+  });
+  assert.throws(() => imageFolder(join(root, 'folder'), { extension: ['.jpg'] } as never), unknown('extension', 'extensions'));
+  assert.throws(() => imageFiles(join(root, 'folder', 'b'), { recursve: false } as never), unknown('recursve', 'recursive'));
+  assert.throws(() => syntheticObjects({ size: 16, cout: 8 } as never), unknown('cout', 'count'));
+  assert.throws(() => cifar10Jpeg({ splt: 'test' } as never), unknown('splt', 'split'));
+  assert.throws(() => cifarBinary(root, { label: 'coarse' } as never), unknown('label', 'labels'));
+  assert.throws(() => mnistLike(root, { trian: false } as never), unknown('trian', 'train'));
+  assert.throws(() => fashionMnist({ rot: root } as never), unknown('rot', 'root'));
+  // a subset of synthetic objects keeps the generator's settings
+  const full = syntheticObjects({ size: [16, 24], count: 20, seed: 3, classes: 4 });
+  assert.deepEqual(subsetDataset(full, 5, 0).spec, { kind: 'synthetic', config: { ...full.spec.config, count: 5 } });
+});
+
 test('every format decodes; bad files are skipped with one warning each and counted', async () => {
   const ds = imageFolder(join(root, 'folder'));
   const lines: string[] = [];

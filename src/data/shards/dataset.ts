@@ -1,6 +1,7 @@
 // A dataset of WebDataset-style tar shards: what `--dataset shards --data-path ...` opens. Only the
 // shard list and its index are read here; the samples are streamed by the ShardLoader's workers.
 
+import { refuseUnknownKeys } from '../../util/options';
 import { resolveShardPaths } from './paths';
 import { loadShardTable, type ShardTable } from './shard-index';
 
@@ -31,6 +32,7 @@ export interface ShardDatasetOptions {
 
 /** Opens shards named by a brace pattern, a comma-separated list or a folder (see paths.ts). */
 export function shardDataset(dataPath: string, opts: ShardDatasetOptions = {}): ShardDataset {
+  refuseUnknownKeys(opts, ['split', 'onWarning'] satisfies (keyof ShardDatasetOptions)[]);
   const paths = resolveShardPaths(dataPath, opts.split);
   const table = loadShardTable(paths, { onWarning: opts.onWarning });
   return { kind: 'shards', root: dataPath, table, length: table.total, classes: table.classes, fixedSize: null, hasMasks: false };

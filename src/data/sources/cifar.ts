@@ -2,6 +2,7 @@
 // archive (`cifar10/{train,test}/<class>/*.jpg`, e.g. ../shared/data/cifar10-jpeg.tar.gz) into a
 // cache directory keyed by the archive's content, with the system `tar` (never into the repository).
 
+import { refuseUnknownKeys } from '../../util/options';
 import { closeSync, existsSync, openSync, readSync, readdirSync, statSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { basename, join, resolve, dirname } from 'node:path';
@@ -52,6 +53,7 @@ function readLines(path: string): string[] | null {
  * cifar-100-binary).
  */
 export function cifarBinary(root: string, opts: CifarBinaryOptions = {}): MemoryDataset {
+  refuseUnknownKeys(opts, ['train', 'labels'] satisfies (keyof CifarBinaryOptions)[]);
   root = resolve(root);
   const train = opts.train ?? true;
   const candidates = [root, join(root, 'cifar-10-batches-bin'), join(root, 'cifar-100-binary')];
@@ -246,6 +248,7 @@ export function ensureCifar10Jpeg(opts: { archive?: string; cacheDir?: string } 
 
 /** CIFAR-10 as an ImageFolder of JPEGs (train: 50 000, test: 10 000). */
 export function cifar10Jpeg(opts: Cifar10JpegOptions = {}): ImageFolderDataset {
+  refuseUnknownKeys(opts, ['split', 'archive', 'cacheDir', 'extensions', 'onWarning'] satisfies (keyof Cifar10JpegOptions)[]);
   const dir = ensureCifar10Jpeg(opts);
-  return imageFolder(join(dir, opts.split ?? 'train'), opts);
+  return imageFolder(join(dir, opts.split ?? 'train'), { extensions: opts.extensions, onWarning: opts.onWarning });
 }

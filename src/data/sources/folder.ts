@@ -1,6 +1,7 @@
 // Image folders: `ImageFolder` (one sub-folder per class, like torchvision) and an unlabelled
 // folder of images. Only the listing happens here; decoding happens in the loader's workers.
 
+import { refuseUnknownKeys } from '../../util/options';
 import { readdirSync, statSync, type Dirent } from 'node:fs';
 import { join, resolve, extname } from 'node:path';
 import { packStrings, sharedInt32, unpackString, type Dataset, type FilesSpec } from '../dataset';
@@ -21,6 +22,9 @@ export interface FolderOptions {
   /** Called with warnings found while listing (default: stderr). */
   onWarning?: (line: string) => void;
 }
+
+/** The keys of FolderOptions (tsc wants every one listed): any other is refused, never ignored. */
+const FOLDER_OPTION_KEYS: Record<keyof FolderOptions, true> = { extensions: true, onWarning: true };
 
 function byteOrder(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
@@ -197,6 +201,7 @@ export type ImageFolderDataset = FilesDataset;
  * names and labels their indices.
  */
 export function imageFolder(root: string, opts: FolderOptions = {}): ImageFolderDataset {
+  refuseUnknownKeys(opts, Object.keys(FOLDER_OPTION_KEYS));
   root = resolve(root);
   const expected = 'a folder with one sub-folder per class, e.g. <root>/cat/0001.jpg';
   checkRoot(root, 'ImageFolder', expected);
@@ -269,6 +274,7 @@ export function imageFolder(root: string, opts: FolderOptions = {}): ImageFolder
 
 /** An unlabelled folder of images (recursively listed); labels are -1. */
 export function imageFiles(root: string, opts: FolderOptions & { recursive?: boolean } = {}): ImageFolderDataset {
+  refuseUnknownKeys(opts, [...Object.keys(FOLDER_OPTION_KEYS), 'recursive']);
   root = resolve(root);
   const expected = 'a folder containing image files';
   checkRoot(root, 'image folder', expected);

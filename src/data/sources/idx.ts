@@ -1,6 +1,7 @@
 // MNIST-style IDX files (raw or gzip): MNIST and Fashion-MNIST. Debian's `dataset-fashion-mnist`
 // installs Fashion-MNIST to /usr/share/datasets/fashion-mnist/.
 
+import { refuseUnknownKeys } from '../../util/options';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { kMaxLength } from 'node:buffer';
@@ -125,6 +126,7 @@ function findFile(root: string, base: string): string | null {
 
 /** MNIST-layout folder: train-/t10k- images-idx3-ubyte and labels-idx1-ubyte (raw or .gz). */
 export function mnistLike(root: string, opts: { train?: boolean; classes?: readonly string[] } = {}): MemoryDataset {
+  refuseUnknownKeys(opts, ['train', 'classes']);
   root = resolve(root);
   const prefix = (opts.train ?? true) ? 'train' : 't10k';
   const images = findFile(root, `${prefix}-images-idx3-ubyte`);
@@ -142,11 +144,13 @@ export function mnistLike(root: string, opts: { train?: boolean; classes?: reado
  * picks the train- files, else t10k-. Throws when the files are missing or malformed.
  */
 export function mnist(root: string, opts: { train?: boolean } = {}): MemoryDataset {
+  refuseUnknownKeys(opts, ['train']);
   return mnistLike(root, { ...opts, classes: MNIST_CLASSES });
 }
 
 /** Fashion-MNIST (default folder: Debian's /usr/share/datasets/fashion-mnist). */
 export function fashionMnist(opts: { root?: string; train?: boolean } = {}): MemoryDataset {
+  refuseUnknownKeys(opts, ['root', 'train']);
   const root = opts.root ?? FASHION_MNIST_DIR;
   if (!opts.root && !existsSync(root)) {
     throw new Error(`Fashion-MNIST: ${root} does not exist (install it with: apt-get install dataset-fashion-mnist)`);

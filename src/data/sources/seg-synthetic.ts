@@ -12,12 +12,13 @@ export function syntheticSegClasses(kind: SyntheticSegClasses, shapes: number = 
 }
 
 export function syntheticSegSource(opts: SyntheticOptions & { segClasses: SyntheticSegClasses }): SegSource {
-  const config = syntheticConfig(opts);
-  const root = `synthetic-objects(${config.split}, seed ${config.seed}, ${config.height}x${config.width}, ${opts.segClasses})`;
+  const { segClasses, ...synthetic } = opts;
+  const config = syntheticConfig(synthetic);
+  const root = `synthetic-objects(${config.split}, seed ${config.seed}, ${config.height}x${config.width}, ${segClasses})`;
   return {
     root,
     length: config.count,
-    classes: syntheticSegClasses(opts.segClasses, config.classes),
+    classes: syntheticSegClasses(segClasses, config.classes),
     fixedSize: [config.height, config.width],
     listingSkips: [],
     name: (i) => `${root}#${i}`,
@@ -25,7 +26,7 @@ export function syntheticSegSource(opts: SyntheticOptions & { segClasses: Synthe
       const s = renderSynthetic(config, i);
       const src = s.image.mask!;
       const labels = new Uint8Array(src.width * src.height);
-      const value = opts.segClasses === 'object' ? 1 : 1 + s.label;
+      const value = segClasses === 'object' ? 1 : 1 + s.label;
       for (let k = 0; k < labels.length; k++) labels[k] = src.data[src.offset + k] ? value : 0;
       return withMask(handleFromImage(s.image), maskPlane(labels, src.width, src.height));
     },

@@ -4,6 +4,7 @@
 // class and a per-pixel object mask comes with every image, so tests can measure whether a
 // generation order starts on the object. It is the built-in default dataset for the demo.
 
+import { refuseUnknownKeys } from '../../util/options';
 import { Rng } from '../rng';
 import type { Image } from '../image';
 import type { Dataset, SyntheticSpec } from '../dataset';
@@ -32,6 +33,17 @@ export interface SyntheticOptions {
   /** Contrast of the background texture: 1 = two independent colours in 40..200, 0 = one colour plus noise (default BACKGROUND_CONTRAST). */
   backgroundContrast?: number;
 }
+
+/** The keys of SyntheticOptions (tsc wants every one listed): any other is refused, never ignored. */
+const SYNTHETIC_OPTION_KEYS: Record<keyof SyntheticOptions, true> = {
+  size: true,
+  count: true,
+  seed: true,
+  split: true,
+  classes: true,
+  objectScale: true,
+  backgroundContrast: true,
+};
 
 /**
  * Defaults of the generator. Objects cover about a third of the image (a quarter to two thirds of
@@ -62,6 +74,7 @@ export interface SyntheticConfig {
  * a size under 8, classes outside 2–10, a count under 1, or an invalid objectScale or backgroundContrast.
  */
 export function syntheticConfig(opts: SyntheticOptions = {}): SyntheticConfig {
+  refuseUnknownKeys(opts, Object.keys(SYNTHETIC_OPTION_KEYS));
   const size = opts.size ?? 32;
   const [height, width] = typeof size === 'number' ? [size, size] : [size[0], size[1]];
   const split = opts.split ?? 'train';
