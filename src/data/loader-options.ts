@@ -115,6 +115,7 @@ function checkMixup(mixup: unknown, owner: Owner): void {
 export function checkCacheOption(cache: boolean | CacheOptions | undefined): void {
   if (cache === undefined || typeof cache === 'boolean') return;
   if (!isPlainObject(cache)) throw refuse('DataLoader', 'cache', 'true, false or { maxBytes }', cache);
+  refuseUnknownKeys(cache, ['maxBytes'] satisfies (keyof CacheOptions)[]);
   const max = cache.maxBytes;
   if (max !== undefined && !(typeof max === 'number' && max >= 0)) throw refuse('DataLoader', 'cache.maxBytes', 'a number of bytes >= 0', max);
 }

@@ -306,6 +306,7 @@ test('an unknown option of the DataLoader, of its mixup settings, or of a data r
     /^OptionError: option 'shuffleBuffer': unknown option \(known: .*replace\)$/,
   );
   assert.throws(() => new DataLoader(ds, { batchSize: 2, workers: 0, mixup: { mixup_alpha: 0.8 } as never }), unknown('mixup_alpha', 'mixupAlpha'));
+  assert.throws(() => new DataLoader(ds, { batchSize: 2, workers: 0, cache: { maxbytes: 1 << 20 } as never }), unknown('maxbytes', 'maxBytes'));
   const trainReq = { dataset: 'synthetic', imgSize: 16, syntheticSize: 8, seed: 0, minScale: 0.2, hflip: true, batchSize: 4, uint8: false, numWorkers: 0 };
   assert.throws(() => makeTrainData({ ...trainReq, numWorker: 0 } as never), unknown('numWorker', 'numWorkers'));
   assert.throws(() => makeEvalData({ dataset: 'synthetic', split: 'test', imgSize: 16, seed: 0, limt: 8 } as never), unknown('limt', 'limit'));
