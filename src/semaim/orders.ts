@@ -1,7 +1,7 @@
 // Prediction orders. Each image gets order values p [B, N] (smaller = predicted earlier), computed
 // in batch on the tensors' device.
 import * as torch from '../torch';
-import { F, Tensor } from '../torch';
+import { F, Tensor, isFloating } from '../torch';
 import { ConfigError, type OrderConfig } from './config';
 
 /** The patch grid of an image: gridH rows × gridW columns, N = gridH·gridW patches in row-major order. */
@@ -26,20 +26,39 @@ function checkBatchAndGrid(fn: string, B: number, g: Grid): void {
   }
 }
 
-/** Throws unless the similarity map S is [B, gridH·gridW]. */
+/** A tensor's dtype and shape as messages name them: `int64 [1, 9]`. */
+function described(t: Tensor): string {
+  return `${t.dtype} [${t.shape.join(', ')}]`;
+}
+
+/**
+ * Throws a TypeError naming `fn` and `what` unless `t` is floating-point: similarity scores and U(0,1)
+ * noise are fractions, and an integer tensor of them silently gave integer orders (noise all 0, λ·noise
+ * no tie-break). Reads metadata only.
+ */
+function checkFloating(fn: string, what: string, t: Tensor): void {
+  if (!isFloating(t.dtype)) throw new TypeError(`${fn}: ${what} must be a floating-point tensor, got ${described(t)}`);
+}
+
+/** Throws unless the similarity map S is a floating-point tensor [B, gridH·gridW]. */
 function checkSimilarity(fn: string, S: Tensor, g: Grid): void {
   const N = g.gridH * g.gridW;
   if (!(S instanceof Tensor)) throw new RangeError(`${fn}: the similarity map S must be a tensor [B, ${N}], got ${String(S)}`);
   if (S.shape.length !== 2 || S.shape[1] !== N)
     throw new RangeError(`${fn}: the similarity map S must be [B, ${N}] for a ${g.gridH}×${g.gridW} grid, got [${S.shape.join(', ')}]`);
+  checkFloating(fn, 'the similarity map S', S);
 }
 
-/** Throws (a RangeError naming `fn`) unless `o.noise`, when given, is a tensor [B, N] and `o.generator`, when given, a torch.Generator. */
+/**
+ * Throws (a RangeError naming `fn`) unless `o.noise`, when given, is a tensor [B, N] and `o.generator`, when given, a
+ * torch.Generator; a TypeError when the noise is not floating-point (U(0,1) noise in an integer tensor is all 0).
+ */
 export function checkNoiseOptions(fn: string, o: NoiseOptions, B: number, N: number): void {
   if (o.noise !== undefined) {
     const s = o.noise instanceof Tensor ? o.noise.shape : null;
     if (!s || s.length !== 2 || s[0] !== B || s[1] !== N)
       throw new RangeError(`${fn}: noise must be a tensor [${B}, ${N}] (batch × patches), got ${s ? `[${s.join(', ')}]` : String(o.noise)}`);
+    checkFloating(fn, 'noise', o.noise);
   }
   if (o.generator !== undefined && !(o.generator instanceof torch.Generator))
     throw new RangeError(`${fn}: generator must be a torch.Generator, got ${String(o.generator)}`);
@@ -103,6 +122,7 @@ export function similarityMap(tokens: Tensor, mode: 'softmax' | 'minmax' = 'soft
     throw new RangeError(
       `similarityMap: tokens must be a tensor [B, 1 + N, D], got ${tokens instanceof Tensor ? `[${tokens.shape.join(', ')}]` : String(tokens)}`,
     );
+  checkFloating('similarityMap', 'tokens', tokens);
   return torch.scope(() => {
     const N = tokens.shape[1] - 1;
     const x = atLeastFloat32(tokens); // features from a bf16/fp16 encoder pass: the map itself in float32
@@ -116,13 +136,15 @@ export function similarityMap(tokens: Tensor, mode: 'softmax' | 'minmax' = 'soft
   });
 }
 
-/** Paper Table 1's "similarity" order: p = 1 − S. */
+/** Paper Table 1's "similarity" order: p = 1 − S (S floating-point). */
 export function similarityOrder(S: Tensor): Tensor {
+  checkFloating('similarityOrder', 'the similarity map S', S);
   return S.rsub(1);
 }
 
-/** 3×3 mean filter over the patch grid (border windows average only the patches inside). */
+/** 3×3 mean filter over the patch grid (border windows average only the patches inside); S is floating-point. */
 export function meanFilter3x3(S: Tensor, g: Grid): Tensor {
+  checkFloating('meanFilter3x3', 'the similarity map S', S);
   return torch.scope(() => {
     const B = S.shape[0];
     const m = F.avgPool2d(S.reshape(B, 1, g.gridH, g.gridW), 3, { stride: 1, padding: 1, countIncludePad: false });
@@ -232,6 +254,7 @@ export function multicenterOrder(S: Tensor, g: Grid, o: MulticenterOptions): { o
  * only ~2,000 distinct noise levels per distance ring at λ = 1e-3 (the authors' setting).
  */
 export function strictOrder(p: Tensor): Tensor {
+  checkOrderDtype('strictOrder', p);
   return torch.scope(() => p.argsort(1, false, true).argsort(1, false, true).float());
 }
 
@@ -239,17 +262,28 @@ export function strictOrder(p: Tensor): Tensor {
 export type OrderFunction = (images: Tensor) => Tensor;
 
 /**
- * Throws unless `p` is a tensor of order values [B, N] (a TypeError when it is not a tensor); finiteness is
- * checked for CPU tensors only (reading a GPU tensor back would stall every step).
+ * Throws a TypeError (naming `fn`) unless order values are floating-point or integer: a bool tensor is a
+ * mask, not an order (its ranks put every false patch before every true one).
  */
-export function checkOrder(p: Tensor, B: number, N: number): void {
+function checkOrderDtype(fn: string, p: Tensor): void {
+  if (p.dtype === 'bool') throw new TypeError(`${fn}: order values must be a floating-point or integer tensor, got ${described(p)}`);
+}
+
+/**
+ * Throws unless `p` is a tensor of order values [B, N] of a floating-point or integer dtype (a TypeError when it is
+ * not a tensor or of another dtype); finiteness is checked for CPU tensors only (reading a GPU tensor back would
+ * stall every step). `fn`, when given, names the caller in the message.
+ */
+export function checkOrder(p: Tensor, B: number, N: number, fn?: string): void {
+  const by = fn ? `${fn}: ` : '';
   // SemAIM#forward(images) from plain JS: 'Cannot read properties of undefined (reading 'shape')'
-  if (!(p instanceof Tensor)) throw new TypeError(`order values must be a tensor [${B}, ${N}] (model.makeOrder(images).order), got ${String(p)}`);
+  if (!(p instanceof Tensor)) throw new TypeError(`${by}order values must be a tensor [${B}, ${N}] (model.makeOrder(images).order), got ${String(p)}`);
   const s = p.shape;
-  if (s.length !== 2 || s[0] !== B || s[1] !== N) throw new Error(`order values must have shape [${B}, ${N}], got [${s.join(', ')}]`);
+  if (s.length !== 2 || s[0] !== B || s[1] !== N) throw new Error(`${by}order values must have shape [${B}, ${N}], got [${s.join(', ')}]`);
+  checkOrderDtype(fn ?? 'checkOrder', p);
   // The value check reads the tensor back; on a GPU that would stall every training step, so it runs
   // for CPU tensors only (orders made by makeOrder are finite by construction).
-  if (p.device === 'cpu' && !p.isfinite().all().item()) throw new Error('order values must be finite');
+  if (p.device === 'cpu' && !p.isfinite().all().item()) throw new Error(`${by}order values must be finite`);
 }
 
 /** True where the config needs a similarity map. */

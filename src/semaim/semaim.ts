@@ -149,7 +149,7 @@ export class SemAIM extends VisionTransformer {
   /** Loss of predicting every patch in the given order (order values [B, N]; tied values go in patch-index order). */
   forward(images: Tensor, order: Tensor, opts: ForwardOptions = {}): SemAIMOutput {
     this.checkImages(images);
-    checkOrder(order, images.shape[0], this.numPatches);
+    checkOrder(order, images.shape[0], this.numPatches, 'forward');
     const path = opts.path ?? 'fast';
     if (path !== 'fast' && path !== 'reference') throw new RangeError(`forward: path must be 'fast' or 'reference', got ${String(path)}`);
     if (opts.outputs !== undefined && opts.outputs !== 'loss' && opts.outputs !== 'all')

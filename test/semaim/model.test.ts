@@ -402,6 +402,31 @@ test('SemAIM.forward and makeOrder refuse unknown option values: path, outputs, 
   model.dispose();
 });
 
+test('SemAIM.forward and makeOrder refuse a bool order and integer noise with a TypeError naming the argument, its dtype and shape; integer order values are ranks', () => {
+  torch.manualSeed(0);
+  const model = new SemAIM(makeConfig('vit_tiny', { ...SMALL_SEMAIM, order: { type: 'stochastic' } })).initWeights();
+  torch.noGrad(() =>
+    torch.scope(() => {
+      const x = torch.randn([2, 3, 32, 32]);
+      const noise = torch.rand([2, 16]);
+      const { order } = model.makeOrder(x, { noise });
+      // U(0,1) noise cast to int64 is all 0: the stochastic order was silently the raster order
+      assert.throws(
+        () => model.makeOrder(x, { noise: noise.to({ dtype: 'int64' }) }),
+        (e) => e instanceof TypeError && /^makeOrder: noise must be a floating-point tensor, got int64 \[2, 16\]$/.test(e.message),
+      );
+      assert.throws(
+        () => model.forward(x, order.lt(0.5)),
+        (e) => e instanceof TypeError && /^forward: order values must be a floating-point or integer tensor, got bool \[2, 16\]$/.test(e.message),
+      );
+      const ranks = strictOrder(order).to({ dtype: 'int64' });
+      for (const path of ['fast', 'reference'] as const)
+        assert.equal(model.forward(x, ranks, { path }).loss.item(), model.forward(x, order, { path }).loss.item(), path);
+    }),
+  );
+  model.dispose();
+});
+
 test('backbone features: [CLS], mean-pooled and all tokens; timm names', () => {
   const vit = new VisionTransformer(TINY_VIT).initWeights(0);
   const x = torch.randn([2, 3, 16, 16]);

@@ -289,3 +289,42 @@ test('order functions refuse a bad batch, grid, noise, generator, λ, k, minRelH
     stochasticOrder(2, g, { noise: torch.rand([2, 9]), generator: new torch.Generator(0) });
   });
 });
+
+test('similarity maps, tokens and noise must be floating-point and order values floating-point or integer: a TypeError names the argument, its dtype and shape', () => {
+  torch.scope(() => {
+    const g = { gridH: 3, gridW: 3 };
+    const S = torch.rand([1, 9]);
+    const intS = torch.arange(0, 9, 1, { dtype: 'int64' }).unsqueeze(0);
+    const intNoise = torch.zeros([1, 9], { dtype: 'int64' });
+    const mask = torch.ones([1, 9], { dtype: 'bool' });
+    const sem = { filter: true, lambda: 0.01 };
+    const mc = { ...sem, k: 2, minRelHeight: 0.5, minDistance: 1 };
+    const cases: [() => unknown, RegExp][] = [
+      // U(0,1) noise in an int64 tensor is all 0: the stochastic order was raster order, silently
+      [() => stochasticOrder(1, g, { noise: intNoise }), /^stochasticOrder: noise must be a floating-point tensor, got int64 \[1, 9\]$/],
+      [() => stochasticOrder(1, g, { noise: mask }), /^stochasticOrder: noise must be a floating-point tensor, got bool \[1, 9\]$/],
+      [() => semanticOrder(S, g, { ...sem, noise: intNoise }), /^semanticOrder: noise must be a floating-point tensor, got int64 \[1, 9\]$/],
+      [() => semanticOrder(intS, g, sem), /^semanticOrder: the similarity map S must be a floating-point tensor, got int64 \[1, 9\]$/],
+      [() => multicenterOrder(intS, g, mc), /^multicenterOrder: the similarity map S must be a floating-point tensor, got int64 \[1, 9\]$/],
+      [() => similarityOrder(intS), /^similarityOrder: the similarity map S must be a floating-point tensor, got int64 \[1, 9\]$/],
+      [() => meanFilter3x3(intS, g), /^meanFilter3x3: the similarity map S must be a floating-point tensor, got int64 \[1, 9\]$/],
+      [() => similarityMap(torch.ones([1, 10, 4], { dtype: 'int32' })), /^similarityMap: tokens must be a floating-point tensor, got int32 \[1, 10, 4\]$/],
+      [() => strictOrder(mask), /^strictOrder: order values must be a floating-point or integer tensor, got bool \[1, 9\]$/],
+      [() => checkOrder(mask, 1, 9), /^checkOrder: order values must be a floating-point or integer tensor, got bool \[1, 9\]$/],
+      [
+        () => orderFromConfig({ type: 'stochastic' }, 1, g, null, { noise: intNoise }),
+        /^orderFromConfig: noise must be a floating-point tensor, got int64 \[1, 9\]$/,
+      ],
+      [() => orderFromConfig({ type: 'similarity', source: 'online' }, 1, g, intS), /the similarity map S must be a floating-point tensor, got int64 \[1, 9\]/],
+    ];
+    for (const [call, message] of cases) assert.throws(call, (e) => e instanceof TypeError && message.test(e.message), message.source);
+    // other floating dtypes are similarity maps and noise (float16 too, where libtorch has its ops: not floor
+    // on the CPU); integer order values (ranks) are order values
+    for (const dtype of ['bfloat16', 'float64'] as const) {
+      semanticOrder(S.to({ dtype }), g, { filter: false, lambda: 0.01, noise: torch.rand([1, 9], { dtype }) }).order.dispose();
+      similarityOrder(S.to({ dtype }));
+    }
+    checkOrder(intS, 1, 9);
+    assert.deepEqual(rows(strictOrder(intS.flip([1]))), [[8, 7, 6, 5, 4, 3, 2, 1, 0]]);
+  });
+});
