@@ -17,13 +17,18 @@ export interface NoiseOptions {
   generator?: torch.Generator;
 }
 
-/** Throws unless `B` is a batch size and `g` a grid of positive integer sizes (`fn` names the caller). */
-function checkBatchAndGrid(fn: string, B: number, g: Grid): void {
-  if (!(Number.isInteger(B) && B >= 0)) throw new RangeError(`${fn}: the batch size B must be an integer >= 0, got ${String(B)}`);
+/** Throws unless `g` is a grid of positive integer sizes (`fn` names the caller). */
+function checkGrid(fn: string, g: Grid): void {
   if (g === null || typeof g !== 'object') throw new RangeError(`${fn}: the grid must be an object { gridH, gridW }, got ${String(g)}`);
   for (const k of ['gridH', 'gridW'] as const) {
     if (!(Number.isInteger(g[k]) && g[k] > 0)) throw new RangeError(`${fn}: grid.${k} must be a positive integer, got ${String(g[k])}`);
   }
+}
+
+/** Throws unless `B` is a batch size and `g` a grid of positive integer sizes (`fn` names the caller). */
+function checkBatchAndGrid(fn: string, B: number, g: Grid): void {
+  if (!(Number.isInteger(B) && B >= 0)) throw new RangeError(`${fn}: the batch size B must be an integer >= 0, got ${String(B)}`);
+  checkGrid(fn, g);
 }
 
 /** A tensor's dtype and shape as messages name them: `int64 [1, 9]`. */
@@ -42,6 +47,7 @@ function checkFloating(fn: string, what: string, t: Tensor): void {
 
 /** Throws unless the similarity map S is a floating-point tensor [B, gridH·gridW]. */
 function checkSimilarity(fn: string, S: Tensor, g: Grid): void {
+  checkGrid(fn, g);
   const N = g.gridH * g.gridW;
   if (!(S instanceof Tensor)) throw new RangeError(`${fn}: the similarity map S must be a tensor [B, ${N}], got ${String(S)}`);
   if (S.shape.length !== 2 || S.shape[1] !== N)
@@ -142,9 +148,10 @@ export function similarityOrder(S: Tensor): Tensor {
   return S.rsub(1);
 }
 
-/** 3×3 mean filter over the patch grid (border windows average only the patches inside); S is floating-point. */
+/** 3×3 mean filter over the patch grid (border windows average only the patches inside); S is a floating-point tensor [B, gridH·gridW]. */
 export function meanFilter3x3(S: Tensor, g: Grid): Tensor {
-  checkFloating('meanFilter3x3', 'the similarity map S', S);
+  // a map [B, H, W] was filtered as if it were [B, H·W] (the same numbers reshape to both)
+  checkSimilarity('meanFilter3x3', S, g);
   return torch.scope(() => {
     const B = S.shape[0];
     const m = F.avgPool2d(S.reshape(B, 1, g.gridH, g.gridW), 3, { stride: 1, padding: 1, countIncludePad: false });
@@ -254,6 +261,9 @@ export function multicenterOrder(S: Tensor, g: Grid, o: MulticenterOptions): { o
  * only ~2,000 distinct noise levels per distance ring at λ = 1e-3 (the authors' setting).
  */
 export function strictOrder(p: Tensor): Tensor {
+  // order values [B, gridH, gridW] were ranked within each grid column, not over the image, silently
+  if (!(p instanceof Tensor) || p.shape.length !== 2)
+    throw new RangeError(`strictOrder: order values p must be a tensor [B, N], got ${p instanceof Tensor ? `[${p.shape.join(', ')}]` : String(p)}`);
   checkOrderDtype('strictOrder', p);
   return torch.scope(() => p.argsort(1, false, true).argsort(1, false, true).float());
 }

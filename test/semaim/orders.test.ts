@@ -328,3 +328,22 @@ test('similarity maps, tokens and noise must be floating-point and order values 
     assert.deepEqual(rows(strictOrder(intS.flip([1]))), [[8, 7, 6, 5, 4, 3, 2, 1, 0]]);
   });
 });
+
+test('meanFilter3x3 and strictOrder refuse input of another shape with a RangeError naming it', () => {
+  torch.scope(() => {
+    const g = { gridH: 3, gridW: 3 };
+    const cases: [() => unknown, RegExp][] = [
+      // [B, H, W] reshapes to [B, 1, H, W] as [B, H·W] does: it came back filtered, as [B, 9]
+      [() => meanFilter3x3(torch.rand([2, 3, 3]), g), /^meanFilter3x3: the similarity map S must be \[B, 9\] for a 3×3 grid, got \[2, 3, 3\]$/],
+      [() => meanFilter3x3(torch.rand([2, 8]), g), /^meanFilter3x3: the similarity map S must be \[B, 9\] for a 3×3 grid, got \[2, 8\]$/],
+      [() => meanFilter3x3(torch.rand([9]), g), /^meanFilter3x3: the similarity map S must be \[B, 9\] for a 3×3 grid, got \[9\]$/],
+      [() => meanFilter3x3(torch.rand([1, 9]), { gridH: 3, gridW: 0 }), /^meanFilter3x3: grid\.gridW must be a positive integer, got 0$/],
+      // [B, H, W] order values were ranked within each grid column
+      [() => strictOrder(torch.rand([1, 3, 3])), /^strictOrder: order values p must be a tensor \[B, N\], got \[1, 3, 3\]$/],
+      [() => strictOrder(torch.rand([9])), /^strictOrder: order values p must be a tensor \[B, N\], got \[9\]$/],
+      [() => strictOrder([3, 1, 2] as never), /^strictOrder: order values p must be a tensor \[B, N\], got 3,1,2$/],
+    ];
+    for (const [call, message] of cases) assert.throws(call, (e) => e instanceof RangeError && message.test(e.message), message.source);
+    assert.deepEqual(rows(strictOrder(torch.tensor([[0.5, 0.1, 0.9]]))), [[1, 0, 2]]);
+  });
+});
