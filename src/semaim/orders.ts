@@ -45,13 +45,15 @@ function checkFloating(fn: string, what: string, t: Tensor): void {
   if (!isFloating(t.dtype)) throw new TypeError(`${fn}: ${what} must be a floating-point tensor, got ${described(t)}`);
 }
 
-/** Throws unless the similarity map S is a floating-point tensor [B, gridH·gridW]. */
-function checkSimilarity(fn: string, S: Tensor, g: Grid): void {
+/** Throws unless the similarity map S is a floating-point tensor [B, gridH·gridW] (of `B` rows when given). */
+function checkSimilarity(fn: string, S: Tensor, g: Grid, B?: number): void {
   checkGrid(fn, g);
   const N = g.gridH * g.gridW;
-  if (!(S instanceof Tensor)) throw new RangeError(`${fn}: the similarity map S must be a tensor [B, ${N}], got ${String(S)}`);
-  if (S.shape.length !== 2 || S.shape[1] !== N)
-    throw new RangeError(`${fn}: the similarity map S must be [B, ${N}] for a ${g.gridH}×${g.gridW} grid, got [${S.shape.join(', ')}]`);
+  const rows = B ?? 'B';
+  if (!(S instanceof Tensor)) throw new RangeError(`${fn}: the similarity map S must be a tensor [${rows}, ${N}], got ${String(S)}`);
+  const s = S.shape;
+  if (s.length !== 2 || s[1] !== N || (B !== undefined && s[0] !== B))
+    throw new RangeError(`${fn}: the similarity map S must be [${rows}, ${N}] for a ${g.gridH}×${g.gridW} grid, got [${s.join(', ')}]`);
   checkFloating(fn, 'the similarity map S', S);
 }
 
@@ -142,8 +144,10 @@ export function similarityMap(tokens: Tensor, mode: 'softmax' | 'minmax' = 'soft
   });
 }
 
-/** Paper Table 1's "similarity" order: p = 1 − S (S floating-point). */
+/** Paper Table 1's "similarity" order: p = 1 − S (S a floating-point tensor [B, N]). */
 export function similarityOrder(S: Tensor): Tensor {
+  if (!(S instanceof Tensor) || S.shape.length !== 2)
+    throw new RangeError(`similarityOrder: the similarity map S must be a tensor [B, N], got ${S instanceof Tensor ? `[${S.shape.join(', ')}]` : String(S)}`);
   checkFloating('similarityOrder', 'the similarity map S', S);
   return S.rsub(1);
 }
@@ -309,6 +313,7 @@ export function orderUsesNoise(o: OrderConfig): boolean {
 /** Order values for a batch from a config; S is the similarity map when the order needs one. */
 export function orderFromConfig(o: OrderConfig, B: number, g: Grid, S: Tensor | null, opts: NoiseOptions & { device?: torch.Device } = {}): Tensor {
   const device = opts.device ?? S?.device ?? 'cpu';
+  checkBatchAndGrid('orderFromConfig', B, g);
   checkNoiseOptions('orderFromConfig', opts, B, g.gridH * g.gridW);
   switch (o.type) {
     case 'raster':
@@ -321,6 +326,8 @@ export function orderFromConfig(o: OrderConfig, B: number, g: Grid, S: Tensor | 
     case 'semantic':
     case 'multicenter': {
       if (!S) throw new Error(`order '${o.type}' needs a similarity map`);
+      // B was not compared with S: the similarity order of a map [N] or [1, N] came back for B images
+      checkSimilarity('orderFromConfig', S, g, B);
       if (o.type === 'similarity') return similarityOrder(S);
       if (o.type === 'semantic') {
         const r = semanticOrder(S, g, { ...opts, filter: o.filter, lambda: o.lambda });

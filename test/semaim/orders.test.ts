@@ -347,3 +347,23 @@ test('meanFilter3x3 and strictOrder refuse input of another shape with a RangeEr
     assert.deepEqual(rows(strictOrder(torch.tensor([[0.5, 0.1, 0.9]]))), [[1, 0, 2]]);
   });
 });
+
+test('similarityOrder takes S [B, N] and orderFromConfig a map of B rows: another shape is a RangeError naming S', () => {
+  torch.scope(() => {
+    const g = { gridH: 3, gridW: 3 };
+    const similarity: OrderConfig = { type: 'similarity', source: 'online' };
+    const cases: [() => unknown, RegExp][] = [
+      [() => similarityOrder(torch.rand([9])), /^similarityOrder: the similarity map S must be a tensor \[B, N\], got \[9\]$/],
+      // the similarity order did not compare B with S: it returned [1, 9] for a batch of 2
+      [() => orderFromConfig(similarity, 2, g, torch.rand([1, 9])), /^orderFromConfig: the similarity map S must be \[2, 9\] for a 3×3 grid, got \[1, 9\]$/],
+      [() => orderFromConfig(similarity, 1, g, torch.rand([1, 8])), /^orderFromConfig: the similarity map S must be \[1, 9\] for a 3×3 grid, got \[1, 8\]$/],
+      [
+        () => orderFromConfig({ type: 'semantic', source: 'online', filter: false, lambda: 0 }, 3, g, torch.rand([2, 9])),
+        /^orderFromConfig: the similarity map S must be \[3, 9\] for a 3×3 grid, got \[2, 9\]$/,
+      ],
+      [() => orderFromConfig(similarity, 1.5, g, torch.rand([1, 9])), /^orderFromConfig: the batch size B must be an integer >= 0, got 1\.5$/],
+    ];
+    for (const [call, message] of cases) assert.throws(call, (e) => e instanceof RangeError && message.test(e.message), message.source);
+    assert.deepEqual(orderFromConfig(similarity, 2, g, torch.rand([2, 9])).shape, [2, 9]);
+  });
+});
