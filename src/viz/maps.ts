@@ -17,7 +17,7 @@ import {
   pixelTargets,
   unpatchify,
 } from '../semaim';
-import { OptionError } from '../util/options';
+import { OptionError, defineOptions, jobFields } from '../util/options';
 import type { RgbImage } from './canvas';
 import { denormalizeImage } from './images';
 
@@ -59,6 +59,27 @@ export interface MapOptions {
   batchSize?: number;
   /** EMA encoder, for configs whose similarity source is 'ema'. */
   ema?: VisionTransformer | null;
+}
+
+const MAP_FIELDS = defineOptions({
+  lossOrder: { type: 'string', default: 'semantic', choices: ORDER_NAMES, help: 'order of the loss map and the reconstruction' },
+  seed: { type: 'int', default: 0, help: 'seed of the orders' },
+  batchSize: { type: 'int', default: 16, min: 1, help: 'images per forward pass' },
+});
+
+/**
+ * computeMaps' options checked as a job checks its own (an OptionError naming the key, an unknown key with
+ * the one it is a typo of), with the defaults filled in: a batch size of 0 looped forever, and `orders: 'raster'`
+ * was read letter by letter.
+ */
+function mapOptions(o: MapOptions): MapOptions & { lossOrder: OrderName; seed: number; batchSize: number } {
+  const j = jobFields(o, MAP_FIELDS, { orders: true, ema: true });
+  if (!Array.isArray(j.orders))
+    throw new OptionError('orders', `expected a list of order types (${ORDER_NAMES.join(',')}), got ${JSON.stringify(j.orders) ?? 'undefined'}`);
+  checkOrderNames(j.orders);
+  if (j.ema != null && !(j.ema instanceof VisionTransformer))
+    throw new OptionError('ema', `expected the EMA encoder (a VisionTransformer), got ${String(j.ema)}`);
+  return j;
 }
 
 /**
@@ -134,11 +155,15 @@ export function imageBuffer(model: SemAIM, images: Float32Array): { C: number; i
   return { C, imgSize, per, total: images.length / per };
 }
 
-/** Maps for every image of an NCHW float32 batch (normalised like the model's training data). */
+/**
+ * Maps for every image of an NCHW float32 batch (normalised like the model's training data). Options are
+ * checked first: an OptionError names a bad or unknown one.
+ */
 export function computeMaps(model: SemAIM, images: Float32Array, opts: MapOptions): ImageMaps[] {
+  const o = mapOptions(opts);
   const { C, imgSize, per, total } = imageBuffer(model, images);
-  const lossOrder = opts.lossOrder ?? 'semantic';
-  const bs = opts.batchSize ?? 16;
+  const lossOrder = o.lossOrder;
+  const bs = o.batchSize;
   const device = model.cls_token.device;
   const out: ImageMaps[] = [];
   const wasTraining = model.training;
@@ -149,18 +174,18 @@ export function computeMaps(model: SemAIM, images: Float32Array, opts: MapOption
       torch.noGrad(() =>
         torch.scope(() => {
           const x = torch.tensor(images.subarray(start * per, (start + B) * per), { shape: [B, C, imgSize, imgSize], device });
-          const S = similarityFor(model, x, opts.ema);
+          const S = similarityFor(model, x, o.ema);
           const attention = rows(model.clsAttention(x));
           const similarity = rows(S);
           const orders: Partial<Record<OrderName, Float32Array[]>> = {};
           const orderTensors = new Map<OrderName, Tensor>();
-          for (const name of new Set([...opts.orders, lossOrder])) {
+          for (const name of new Set([...o.orders, lossOrder])) {
             const oc = orderConfigFor(name, model.config);
             // each image's order from its own generator (seed, pixels, order): a figure does not change
             // with the other images drawn, the batch size, or the other orders asked for
             const one = (b: number) =>
               orderFromConfig(oc, 1, model.grid, needsSimilarity(oc) ? S.narrow(0, b, 1) : null, {
-                generator: new torch.Generator(imageSeed(opts.seed ?? 0, images.subarray((start + b) * per, (start + b + 1) * per), name)),
+                generator: new torch.Generator(imageSeed(o.seed, images.subarray((start + b) * per, (start + b + 1) * per), name)),
                 device,
               });
             const p =
@@ -171,7 +196,7 @@ export function computeMaps(model: SemAIM, images: Float32Array, opts: MapOption
                     0,
                   );
             orderTensors.set(name, p);
-            if (opts.orders.includes(name)) orders[name] = rows(p);
+            if (o.orders.includes(name)) orders[name] = rows(p);
           }
           const fwd = model.forward(x, orderTensors.get(lossOrder)!, { outputs: 'all' });
           const patchLoss = rows(fwd.patchLoss);

@@ -248,6 +248,36 @@ test('visualize: clear errors for unknown orders and missing images', async () =
   }
 });
 
+test("computeMaps checks its options as a job does: an OptionError names an unknown key (and the key it is a typo of), a bad value's key and why", () => {
+  const model = tinyModel(3);
+  try {
+    const images = new Float32Array(2 * 3 * 16 * 16);
+    const cases: [Record<string, unknown>, string, RegExp][] = [
+      // a typo of a key was ignored: the loss map was the semantic order's
+      [{ orders: ['raster'], lossorder: 'raster' }, 'lossorder', /unknown option; did you mean 'lossOrder'\?/],
+      [{ orders: ['raster'], lossOrder: 'spiral' }, 'lossOrder', /must be one of raster, snake, stochastic, similarity, semantic, multicenter, got 'spiral'/],
+      // read letter by letter: 'r' is no order type
+      [{ orders: 'raster' }, 'orders', /expected a list of order types \(raster,snake,stochastic,similarity,semantic,multicenter\), got "raster"/],
+      [{ orders: ['raster', 'spiral'] }, 'orders', /unknown order type 'spiral'/],
+      [{ orders: ['raster'], seed: 1.5 }, 'seed', /expected an integer, got 1\.5/],
+      [{ orders: ['raster'], batchSize: -1 }, 'batchSize', /must be >= 1, got -1/],
+      // a batch size of 0 looped forever
+      [{ orders: ['raster'], batchSize: 0 }, 'batchSize', /must be >= 1, got 0/],
+      [{ orders: ['raster'], ema: {} }, 'ema', /expected the EMA encoder \(a VisionTransformer\), got \[object Object\]/],
+    ];
+    for (const [opts, key, message] of cases)
+      assert.throws(
+        () => computeMaps(model, images, opts as never),
+        (e) => e instanceof OptionError && e.key === key && message.test(e.message),
+        `${JSON.stringify(opts)}: ${message.source}`,
+      );
+    // undefined is no value, as in a job's options: the defaults
+    assert.equal(computeMaps(model, images, { orders: ['raster'], lossOrder: undefined, seed: undefined, batchSize: undefined, ema: null }).length, 2);
+  } finally {
+    model.dispose();
+  }
+});
+
 test('captions: a file name, with as many parent folders as tell it apart from another file of that name', () => {
   assert.deepEqual(captions(['/x/a/1.png', '/x/b/1.png', '/x/c/2.png']), ['a/1.png', 'b/1.png', '2.png']);
   assert.deepEqual(captions(['p/q/a/1.png', 'r/q/a/1.png', 'q/b/1.png']), ['p/q/a/1.png', 'r/q/a/1.png', 'b/1.png']);
