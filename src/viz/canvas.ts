@@ -35,17 +35,34 @@ export class Canvas implements RgbImage {
     this.fillRect(0, 0, width, height, background);
   }
 
+  /** The colour of pixel (x, y); a RangeError unless x and y are integers inside the canvas. */
   get(x: number, y: number): RGB {
-    const i = (y * this.width + x) * 3;
+    const i = this.offset('get', x, y);
     return [this.data[i], this.data[i + 1], this.data[i + 2]];
   }
 
+  /**
+   * Colours pixel (x, y); a RangeError unless x and y are integers inside the canvas (drawing that may run
+   * off the canvas goes through fillRect, which clips). Channel values are clamped to 0..255 and rounded, as
+   * the overlays' blends are (a float or 256 was stored modulo 256: 256 black, -1 white); NaN is a RangeError.
+   */
   set(x: number, y: number, c: RGB): void {
-    if (x < 0 || y < 0 || x >= this.width || y >= this.height) return;
-    const i = (y * this.width + x) * 3;
-    this.data[i] = c[0];
-    this.data[i + 1] = c[1];
-    this.data[i + 2] = c[2];
+    const i = this.offset('set', x, y);
+    for (let k = 0; k < 3; k++) {
+      const v = c[k];
+      if (typeof v !== 'number' || Number.isNaN(v)) throw new RangeError(`Canvas.set: channel ${k} of the colour must be a number, got ${String(v)}`);
+      this.data[i + k] = Math.round(Math.min(255, Math.max(0, v)));
+    }
+  }
+
+  /** The byte offset of pixel (x, y); a RangeError naming `fn` unless it is inside the canvas. */
+  private offset(fn: string, x: number, y: number): number {
+    // x = width was row y + 1's first pixel, and a fractional x an index the byte array ignores
+    if (!(Number.isInteger(x) && Number.isInteger(y) && x >= 0 && y >= 0 && x < this.width && y < this.height))
+      throw new RangeError(
+        `Canvas.${fn}: pixel (${x}, ${y}) is not on the ${this.width}×${this.height} canvas (integers 0..${this.width - 1}, 0..${this.height - 1})`,
+      );
+    return (y * this.width + x) * 3;
   }
 
   fillRect(x: number, y: number, w: number, h: number, c: RGB): void {

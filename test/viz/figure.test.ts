@@ -51,6 +51,51 @@ test('overlay: a map over a saturated image keeps the colour map’s hue and rea
   }
 });
 
+test('Canvas.set and get refuse a pixel off the canvas (RangeError); set clamps and rounds channel values to 0..255 and refuses NaN', () => {
+  const c = new Canvas(4, 3);
+  c.set(1, 1, [0, 0, 0]);
+  const off: [number, number][] = [
+    [4, 0], // get(4, 0) read pixel (0, 1), the next row's first
+    [0, 3],
+    [-1, 0],
+    [1.5, 0], // a fractional byte index: set wrote nothing
+    [NaN, 0],
+  ];
+  for (const [x, y] of off) {
+    const where = new RegExp(`^Canvas\\.(set|get): pixel \\(${x}, ${y}\\) is not on the 4×3 canvas \\(integers 0\\.\\.3, 0\\.\\.2\\)$`);
+    assert.throws(
+      () => c.set(x, y, [0, 0, 0]),
+      (e) => e instanceof RangeError && where.test(e.message) && e.message.startsWith('Canvas.set'),
+      `set(${x}, ${y})`,
+    );
+    assert.throws(
+      () => c.get(x, y),
+      (e) => e instanceof RangeError && where.test(e.message) && e.message.startsWith('Canvas.get'),
+      `get(${x}, ${y})`,
+    );
+  }
+  // stored modulo 256 before: 256 as 0, -1 as 255, 127.6 as 127
+  c.set(0, 0, [256, -1, 127.6]);
+  assert.deepEqual(c.get(0, 0), [255, 0, 128]);
+  c.set(0, 0, [Infinity, -Infinity, 0.4]);
+  assert.deepEqual(c.get(0, 0), [255, 0, 0]);
+  assert.throws(
+    () => c.set(0, 0, [NaN, 0, 0]),
+    (e) => e instanceof RangeError && /^Canvas\.set: channel 0 of the colour must be a number, got NaN$/.test(e.message),
+  );
+  assert.throws(() => c.set(0, 0, [0, 0] as never), /channel 2 of the colour must be a number, got undefined/);
+  // fillRect still clips what runs off the canvas
+  c.fillRect(-2, -2, 4, 4, [9, 9, 9]);
+  assert.deepEqual(
+    [c.get(1, 1), c.get(2, 1), c.get(1, 2)],
+    [
+      [9, 9, 9],
+      [255, 255, 255],
+      [255, 255, 255],
+    ],
+  );
+});
+
 test('captions: accented letters lose their accents (ü → u, ç → c), other characters are one visible box each, never ?', () => {
   assert.equal(fontText('猫 ünï€ode.jpg'), `${NO_GLYPH} uni${NO_GLYPH}ode.jpg`);
   assert.equal(fontText('çhat <i>&amp;.jpg'), 'chat <i>&amp;.jpg');
