@@ -5,7 +5,8 @@
 import { mulberry32 as prng } from '../util/prng';
 import * as torch from '../torch';
 import { SemAIM, SimilarityTokens, VisionTransformer, needsSimilarity, orderFromConfig } from '../semaim';
-import { OrderName, imageBuffer, orderConfigFor, similarityFor } from './maps';
+import { ORDER_NAMES, OrderName, imageBuffer, orderConfigFor, similarityFor } from './maps';
+import { OptionError, defineOptions, jobFields } from '../util/options';
 
 /** The input of {@link objectStartFraction}: images with one object mask each. */
 export interface ObjectData {
@@ -60,9 +61,38 @@ export interface ObjectStartOptions {
   tokens?: SimilarityTokens;
 }
 
-/** Per patch (row-major): does ≥ threshold of its pixels belong to the object? mask: H×W at `offset`. */
+const OBJECT_START_FIELDS = defineOptions({
+  order: { type: 'string', default: 'semantic', choices: ORDER_NAMES, help: 'order type to score' },
+  threshold: { type: 'number', default: 0.5, min: 0, max: 1, help: "share of a patch's pixels that must be object" },
+  draws: { type: 'int', default: 100, min: 0, help: 'random first patches per image' },
+  seed: { type: 'int', default: 0, help: 'seed of the order and of the draws' },
+  batchSize: { type: 'int', default: 64, min: 1, help: 'images per forward pass' },
+  tokens: { type: 'string', choices: ['cls', 'gap', 'self'], help: 'tokens that give S' },
+});
+
+type CheckedObjectStartOptions = ObjectStartOptions & { order: OrderName; threshold: number; draws: number; seed: number; batchSize: number };
+
+/**
+ * The options checked as a job checks its own (an OptionError naming the key), defaults filled in: a batch size
+ * of 0 looped forever, and a threshold of 50 (meant as percent) counted no patch as inside, silently.
+ */
+function objectStartOptions(o: ObjectStartOptions): CheckedObjectStartOptions {
+  const j = jobFields(o, OBJECT_START_FIELDS, { ema: true });
+  if (j.ema != null && !(j.ema instanceof VisionTransformer))
+    throw new OptionError('ema', `expected the EMA encoder (a VisionTransformer), got ${String(j.ema)}`);
+  return j;
+}
+
+/**
+ * Per patch (row-major): does ≥ threshold (0..1) of its pixels belong to the object? mask: H×W at `offset`;
+ * a RangeError unless the mask holds those H×W bytes (bytes past its end were read as background).
+ */
 export function patchesInside(mask: Uint8Array, imgSize: number, patchSize: number, threshold = 0.5, offset = 0): boolean[] {
-  if (imgSize % patchSize !== 0) throw new RangeError(`image size ${imgSize} is not divisible by patch size ${patchSize}`);
+  if (!(Number.isInteger(imgSize) && Number.isInteger(patchSize) && imgSize > 0 && patchSize > 0 && imgSize % patchSize === 0))
+    throw new RangeError(`image size ${imgSize} is not divisible by patch size ${patchSize}`);
+  if (!(threshold >= 0 && threshold <= 1)) throw new RangeError(`threshold must be a share of a patch's pixels in [0, 1], got ${threshold}`);
+  if (!(Number.isInteger(offset) && offset >= 0 && offset + imgSize * imgSize <= mask.length))
+    throw new RangeError(`a ${imgSize}×${imgSize} mask at offset ${offset} does not fit in ${mask.length} mask bytes`);
   const g = imgSize / patchSize;
   const out: boolean[] = [];
   for (let pr = 0; pr < g; pr++) {
@@ -83,9 +113,11 @@ export function scoreFirstPatches(firstPatch: number[], inside: boolean[][], o: 
   if (inside.length !== n) throw new RangeError(`${n} first patches but ${inside.length} masks`);
   if (n === 0) throw new RangeError('no images to score');
   const draws = o.draws ?? 100;
+  if (!(Number.isInteger(draws) && draws >= 0)) throw new RangeError(`draws must be an integer >= 0, got ${draws}`);
   const rand = prng(o.seed ?? 0);
   const hit = firstPatch.map((p, i) => {
-    if (!(p >= 0 && p < inside[i].length)) throw new RangeError(`image ${i}: first patch ${p} is outside 0..${inside[i].length - 1}`);
+    // a fractional first patch (1.5) read inside[i][1.5], undefined: outside the object
+    if (!(Number.isInteger(p) && p >= 0 && p < inside[i].length)) throw new RangeError(`image ${i}: first patch ${p} is outside 0..${inside[i].length - 1}`);
     return inside[i][p];
   });
   const share = inside.map((m) => m.filter(Boolean).length / m.length);
@@ -106,12 +138,13 @@ export function scoreFirstPatches(firstPatch: number[], inside: boolean[][], o: 
   };
 }
 
-/** The first patch (argmin of the order values) of the chosen order for every image. */
-export function firstPatches(model: SemAIM, images: Float32Array, o: ObjectStartOptions = {}): number[] {
+/** The first patch (argmin of the order values) of the chosen order for every image; a bad option is an OptionError naming it. */
+export function firstPatches(model: SemAIM, images: Float32Array, options: ObjectStartOptions = {}): number[] {
+  const o = objectStartOptions(options);
   const { C, imgSize, per, total } = imageBuffer(model, images);
-  const bs = o.batchSize ?? 64;
-  const oc = orderConfigFor(o.order ?? 'semantic', model.config);
-  const generator = new torch.Generator(o.seed ?? 0);
+  const bs = o.batchSize;
+  const oc = orderConfigFor(o.order, model.config);
+  const generator = new torch.Generator(o.seed);
   const device = model.cls_token.device;
   const out: number[] = [];
   for (let s = 0; s < total; s += bs) {
@@ -129,8 +162,9 @@ export function firstPatches(model: SemAIM, images: Float32Array, o: ObjectStart
   return out;
 }
 
-/** The measurement: a model's order start vs. object masks, with the random-centre baseline. */
-export function objectStartFraction(model: SemAIM, data: ObjectData, o: ObjectStartOptions = {}): ObjectStartScore {
+/** The measurement: a model's order start vs. object masks, with the random-centre baseline; a bad option is an OptionError naming it. */
+export function objectStartFraction(model: SemAIM, data: ObjectData, options: ObjectStartOptions = {}): ObjectStartScore {
+  const o = objectStartOptions(options);
   const { imgSize, patchSize } = model.config;
   const hw = imgSize * imgSize;
   const n = data.masks.length / hw;
@@ -141,7 +175,7 @@ export function objectStartFraction(model: SemAIM, data: ObjectData, o: ObjectSt
   model.eval();
   try {
     const first = firstPatches(model, data.images, o);
-    const inside = Array.from({ length: n }, (_, i) => patchesInside(data.masks, imgSize, patchSize, o.threshold ?? 0.5, i * hw));
+    const inside = Array.from({ length: n }, (_, i) => patchesInside(data.masks, imgSize, patchSize, o.threshold, i * hw));
     return scoreFirstPatches(first, inside, { draws: o.draws, seed: o.seed });
   } finally {
     model.train(wasTraining);

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as torch from '../../src/torch';
 import { firstPatches, formatObjectStart, objectStartFraction, patchesInside, scoreFirstPatches } from '../../src/viz';
+import { OptionError } from '../../src/util/options';
 import { tinyModel } from './helpers';
 
 test('patchesInside: a patch is object when at least half of its pixels are', () => {
@@ -51,4 +52,44 @@ test("objectStartFraction: masks on / off the model's own first patch give 1 / 0
   assert.equal(objectStartFraction(model, { images, masks: off }).fraction, 0);
   assert.throws(() => objectStartFraction(model, { images, masks: new Uint8Array(5 * 256) }), /6 images but 5 masks/);
   model.dispose();
+});
+
+test('object start refuses bad arguments instead of scoring wrongly: options (OptionError naming the key), thresholds, masks and first patches (RangeError)', () => {
+  const m = new Uint8Array(64).fill(1);
+  const ranges: [() => unknown, RegExp][] = [
+    // 50 meant as percent: no patch was ever inside
+    [() => patchesInside(m, 8, 4, 50), /^threshold must be a share of a patch's pixels in \[0, 1\], got 50$/],
+    [() => patchesInside(m, 8, 4, NaN), /^threshold must be a share of a patch's pixels in \[0, 1\], got NaN$/],
+    // the bytes past the mask's end were read as background
+    [() => patchesInside(m, 8, 4, 0.5, 32), /^a 8×8 mask at offset 32 does not fit in 64 mask bytes$/],
+    [() => patchesInside(m.subarray(0, 60), 8, 4), /^a 8×8 mask at offset 0 does not fit in 60 mask bytes$/],
+    [() => patchesInside(m, 8, 0), /^image size 8 is not divisible by patch size 0$/],
+    // inside[0][1.5] is undefined: a fractional first patch was scored as outside the object
+    [() => scoreFirstPatches([1.5], [[true, true, true, true]]), /^image 0: first patch 1\.5 is outside 0\.\.3$/],
+    [() => scoreFirstPatches([1], [[true, true, true, true]], { draws: -1 }), /^draws must be an integer >= 0, got -1$/],
+  ];
+  for (const [call, message] of ranges) assert.throws(call, (e) => e instanceof RangeError && message.test(e.message), message.source);
+  const model = tinyModel(5);
+  try {
+    const images = new Float32Array(2 * 3 * 16 * 16);
+    const data = { images, masks: new Uint8Array(2 * 256) };
+    const options: [Record<string, unknown>, string, RegExp][] = [
+      [{ treshold: 0.4 }, 'treshold', /unknown option; did you mean 'threshold'\?/],
+      [{ threshold: 50 }, 'threshold', /must be <= 1, got 50/],
+      [{ order: 'spiral' }, 'order', /must be one of raster, snake, stochastic, similarity, semantic, multicenter, got 'spiral'/],
+      [{ draws: 2.5 }, 'draws', /expected an integer, got 2\.5/],
+      [{ tokens: 'mean' }, 'tokens', /must be one of cls, gap, self, got 'mean'/],
+      [{ ema: {} }, 'ema', /expected the EMA encoder \(a VisionTransformer\)/],
+      // a batch size of 0 looped forever
+      [{ batchSize: 0 }, 'batchSize', /must be >= 1, got 0/],
+    ];
+    for (const [o, key, message] of options) {
+      const refused = (e: unknown) => e instanceof OptionError && e.key === key && message.test(e.message);
+      assert.throws(() => objectStartFraction(model, data, o as never), refused, `objectStartFraction ${JSON.stringify(o)}`);
+      assert.throws(() => firstPatches(model, images, o as never), refused, `firstPatches ${JSON.stringify(o)}`);
+    }
+    assert.equal(objectStartFraction(model, data, { threshold: 1, draws: 0, order: 'raster', batchSize: 1 }).firstPatch.length, 2);
+  } finally {
+    model.dispose();
+  }
 });
