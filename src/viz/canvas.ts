@@ -78,8 +78,9 @@ export class Canvas implements RgbImage {
     this.fillRect(x + w - thickness, y, thickness, h, c);
   }
 
-  /** Copies src scaled by an integer factor (nearest neighbour) with its top-left at (x, y). */
+  /** Copies src scaled by an integer factor (nearest neighbour) with its top-left at (x, y); a RangeError unless the factor is a positive integer. */
   drawImage(src: RgbImage, x: number, y: number, scale = 1): void {
+    checkScale('drawImage', scale);
     for (let sy = 0; sy < src.height; sy++) {
       for (let sx = 0; sx < src.width; sx++) {
         const i = (sy * src.width + sx) * 3;
@@ -104,6 +105,12 @@ export class Canvas implements RgbImage {
     colour: (v: number) => RGB,
     alpha: number,
   ): void {
+    checkScale('drawOverlay', scale);
+    // a short values array coloured the missing patches as value 0 (colorize(undefined)), silently
+    const N = grid.gridH * grid.gridW;
+    if (values.length !== N)
+      throw new RangeError(`Canvas.drawOverlay: values must be one per patch of the ${grid.gridH}×${grid.gridW} grid (${N}), got ${values.length}`);
+    if (!(alpha >= 0 && alpha <= 1)) throw new RangeError(`Canvas.drawOverlay: alpha must be in [0, 1], got ${alpha}`);
     const ph = src.height / grid.gridH;
     const pw = src.width / grid.gridW;
     for (let sy = 0; sy < src.height; sy++) {
@@ -156,8 +163,16 @@ export function cutToWidth(text: string, w: number, scale = 1): string {
   return t;
 }
 
-/** A region of src as a new image. */
+/** Throws unless an image's enlargement factor is a positive integer (0 drew nothing; 1.5 stepped between pixels). */
+function checkScale(fn: string, scale: number): void {
+  if (!(Number.isInteger(scale) && scale > 0)) throw new RangeError(`Canvas.${fn}: scale must be a positive integer, got ${scale}`);
+}
+
+/** A region of src as a new image; a RangeError unless the region (integers, w and h >= 0) lies inside src. */
 export function crop(src: RgbImage, x: number, y: number, w: number, h: number): RgbImage {
+  // a region past the right edge took its pixels from the next row, past the bottom left zeros
+  if (![x, y, w, h].every(Number.isInteger) || x < 0 || y < 0 || w < 0 || h < 0 || x + w > src.width || y + h > src.height)
+    throw new RangeError(`crop: region ${w}×${h} at (${x}, ${y}) is not inside the ${src.width}×${src.height} image`);
   const data = new Uint8Array(w * h * 3);
   for (let yy = 0; yy < h; yy++) data.set(src.data.subarray(((y + yy) * src.width + x) * 3, ((y + yy) * src.width + x + w) * 3), yy * w * 3);
   return { width: w, height: h, data };

@@ -114,9 +114,12 @@ export function normalizeImages(images: RgbImage[], size: number): Float32Array 
   return out;
 }
 
-/** One normalised CHW image (at `offset` in an NCHW buffer) back to RGB8, clamped. */
+/** One normalised CHW image (at `offset` in an NCHW buffer) back to RGB8, clamped; a RangeError unless the buffer holds it. */
 export function denormalizeImage(chw: ArrayLike<number>, size: number, offset = 0): RgbImage {
   const hw = size * size;
+  // values past the buffer's end (undefined: NaN) were stored as 0, a black image
+  if (!(Number.isInteger(size) && size > 0 && Number.isInteger(offset) && offset >= 0 && offset + 3 * hw <= chw.length))
+    throw new RangeError(`denormalizeImage: a 3×${size}×${size} image at offset ${offset} does not fit in ${chw.length} values`);
   const data = new Uint8Array(hw * 3);
   for (let i = 0; i < hw; i++) {
     for (let c = 0; c < 3; c++) {

@@ -40,8 +40,11 @@ export function classColor(k: number): RGB {
   return [f(5), f(3), f(1)];
 }
 
-/** A label map (H × W class indices, 255 = ignore) as colours. */
+/** A label map (H × W class indices, 255 = ignore) as colours; a RangeError unless it has width × height labels. */
 export function colorizeLabels(labels: Uint8Array, width: number, height: number, ignoreIndex = 255): RgbImage {
+  // a short map coloured its missing labels as classColor(undefined), silently
+  if (!(Number.isInteger(width) && Number.isInteger(height) && width > 0 && height > 0 && labels.length === width * height))
+    throw new RangeError(`colorizeLabels: ${labels.length} labels are not a ${width}×${height} label map`);
   const data = new Uint8Array(width * height * 3);
   for (let i = 0; i < width * height; i++) {
     const c = labels[i] === ignoreIndex ? WHITE : classColor(labels[i]);

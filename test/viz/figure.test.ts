@@ -9,6 +9,7 @@ import {
   colorize,
   columnLabel,
   crop,
+  denormalizeImage,
   fontText,
   imageRow,
   nearestIndex,
@@ -17,7 +18,7 @@ import {
   textWidth,
   type RGB,
 } from '../../src/viz';
-import { classColor, drawSegFigure } from '../../src/viz/seg-figure';
+import { classColor, colorizeLabels, drawSegFigure } from '../../src/viz/seg-figure';
 
 /** Hue in degrees (HSV) of an RGB colour. */
 function hue([r, g, b]: RGB): number {
@@ -94,6 +95,39 @@ test('Canvas.set and get refuse a pixel off the canvas (RangeError); set clamps 
       [255, 255, 255],
     ],
   );
+});
+
+test('regions, scales and buffers that do not fit are a RangeError, not pixels from elsewhere: crop, drawImage, drawOverlay, denormalizeImage, colorizeLabels', () => {
+  const c = new Canvas(4, 4);
+  const img = { width: 2, height: 2, data: new Uint8Array(12).fill(7) };
+  const cases: [() => unknown, RegExp][] = [
+    // the region's pixels past the right edge came from the next row
+    [() => crop(c, 3, 0, 2, 1), /^crop: region 2×1 at \(3, 0\) is not inside the 4×4 image$/],
+    [() => crop(c, 0, 3, 1, 2), /^crop: region 1×2 at \(0, 3\) is not inside the 4×4 image$/],
+    [() => crop(c, -1, 0, 1, 1), /^crop: region 1×1 at \(-1, 0\) is not inside the 4×4 image$/],
+    [() => crop(c, 0.5, 0, 1, 1), /^crop: region 1×1 at \(0\.5, 0\) is not inside the 4×4 image$/],
+    // a scale of 0 drew nothing
+    [() => c.drawImage(img, 0, 0, 0), /^Canvas\.drawImage: scale must be a positive integer, got 0$/],
+    [() => c.drawOverlay(img, 0, 0, 1.5, { gridH: 1, gridW: 1 }, [0.5], colorize, 0.6), /^Canvas\.drawOverlay: scale must be a positive integer, got 1\.5$/],
+    // the missing patches were coloured as value 0
+    [
+      () => c.drawOverlay(img, 0, 0, 1, { gridH: 2, gridW: 2 }, [0.5], colorize, 0.6),
+      /^Canvas\.drawOverlay: values must be one per patch of the 2×2 grid \(4\), got 1$/,
+    ],
+    [() => c.drawOverlay(img, 0, 0, 1, { gridH: 1, gridW: 1 }, [0.5], colorize, 60), /^Canvas\.drawOverlay: alpha must be in \[0, 1\], got 60$/],
+    // values past the buffer's end made a black image
+    [() => denormalizeImage(new Float32Array(3 * 4), 2, 1), /^denormalizeImage: a 3×2×2 image at offset 1 does not fit in 12 values$/],
+    [() => denormalizeImage(new Float32Array(3 * 4), 4), /^denormalizeImage: a 3×4×4 image at offset 0 does not fit in 12 values$/],
+    [() => colorizeLabels(new Uint8Array(3), 2, 2), /^colorizeLabels: 3 labels are not a 2×2 label map$/],
+  ];
+  for (const [call, message] of cases) assert.throws(call, (e) => e instanceof RangeError && message.test(e.message), message.source);
+  // what fits is drawn as before
+  assert.deepEqual(crop(c, 2, 2, 2, 2).data.length, 12);
+  assert.deepEqual(crop(c, 4, 4, 0, 0).data.length, 0);
+  c.drawImage(img, 3, 3, 2); // clipped by fillRect
+  assert.deepEqual(c.get(3, 3), [7, 7, 7]);
+  assert.equal(denormalizeImage(new Float32Array(2 * 3 * 4), 2, 12).data.length, 12);
+  assert.deepEqual(Array.from(colorizeLabels(Uint8Array.from([0, 255]), 2, 1).data), [0, 0, 0, 255, 255, 255]);
 });
 
 test('captions: accented letters lose their accents (ü → u, ç → c), other characters are one visible box each, never ?', () => {
