@@ -11,6 +11,7 @@ import { commitStagedUnlessAborted, fileStagers, finishInterruptedCommits } from
 import { yieldThenThrowIfAborted } from '../util/errors';
 import { readRegularFile } from '../util/regular-file';
 import { makeFolder } from '../util/make-folder';
+import { defineOptions, jobFields } from '../util/options';
 
 /** Options of {@link visualizeModel}. */
 export interface VisualizeOptions {
@@ -71,12 +72,27 @@ export function safeName(name: string): string {
   return Array.from(kept).slice(0, 60).join('') || 'image';
 }
 
+// The rest of the options are computeMaps' (checked there) or objects passed on as they are.
+const VISUALIZE_MODEL_FIELDS = defineOptions({
+  minCell: { type: 'int', min: 1, max: 1024, help: 'cells are enlarged to at least this many pixels (the bounds of --cell-size but 8)' },
+});
+
 /**
  * Draws a model's figures of loaded images into outDir: a PNG per image, grid.png with every row and
  * visualize.json, written together (an interrupted write is completed by the next one). Row files an earlier
- * visualisation there listed and this one did not write are removed.
+ * visualisation there listed and this one did not write are removed. A bad or unknown option is an OptionError naming it.
  */
-export async function visualizeModel(model: SemAIM, images: LoadedImages, outDir: string, o: VisualizeOptions): Promise<VisualizeResult> {
+export async function visualizeModel(model: SemAIM, images: LoadedImages, outDir: string, options: VisualizeOptions): Promise<VisualizeResult> {
+  // a misspelt key (mincell) was ignored and its default drawn; minCell 1e6 asked for a canvas of terabytes
+  const o = jobFields(options, VISUALIZE_MODEL_FIELDS, {
+    orders: true,
+    lossOrder: true,
+    seed: true,
+    batchSize: true,
+    ema: true,
+    signal: true,
+    checkpoint: true,
+  });
   if ((model.config.inChans ?? 3) !== 3) throw new Error('visualisation needs RGB models (inChans 3)');
   if (images.size !== model.config.imgSize) throw new Error(`images are ${images.size}² but the model takes ${model.config.imgSize}²`);
   const lossOrder = o.lossOrder ?? 'semantic';

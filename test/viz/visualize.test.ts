@@ -19,6 +19,7 @@ import {
   computeMaps,
   denormalizeImage,
   NO_GLYPH,
+  visualizeModel,
 } from '../../src/viz';
 import { vizCommands } from '../../src/cli/viz-commands';
 import { OptionError } from '../../src/util/options';
@@ -275,6 +276,35 @@ test("computeMaps checks its options as a job does: an OptionError names an unkn
     assert.equal(computeMaps(model, images, { orders: ['raster'], lossOrder: undefined, seed: undefined, batchSize: undefined, ema: null }).length, 2);
   } finally {
     model.dispose();
+  }
+});
+
+test('visualizeModel checks its options as a job does before drawing: an unknown key (did you mean?), a minCell out of range', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'semaim-viz-'));
+  const model = tinyModel(3);
+  try {
+    await writeTestImages(join(root, 'in'), 1);
+    const images = await loadImages([join(root, 'in')], 16);
+    const out = join(root, 'out');
+    const cases: [Record<string, unknown>, string, RegExp][] = [
+      // ignored before: the cells were drawn at the default 128 pixels
+      [{ orders: ['raster'], mincell: 32 }, 'mincell', /unknown option; did you mean 'minCell'\?/],
+      [{ orders: ['raster'], minCell: 0 }, 'minCell', /must be >= 1, got 0/],
+      // a canvas of terabytes
+      [{ orders: ['raster'], minCell: 1e6 }, 'minCell', /must be <= 1024, got 1000000/],
+    ];
+    for (const [o, key, message] of cases)
+      await assert.rejects(
+        visualizeModel(model, images, out, o as never),
+        (e) => e instanceof OptionError && e.key === key && message.test(e.message),
+        message.source,
+      );
+    assert.equal(existsSync(out), false, 'nothing written');
+    const r = await visualizeModel(model, images, out, { orders: ['raster'], minCell: 32 });
+    assert.equal(r.layout.cell, 32);
+  } finally {
+    model.dispose();
+    rmSync(root, { recursive: true, force: true });
   }
 });
 
