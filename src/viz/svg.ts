@@ -41,8 +41,9 @@ function segments(points: [number, number][], logY?: boolean): [number, number][
   return out.filter((seg) => seg.length > 0);
 }
 
-/** Round tick values covering [lo, hi], about `count` of them. */
+/** Round tick values covering [lo, hi], about `count` (>= 1) of them. */
 export function niceTicks(lo: number, hi: number, count = 5): number[] {
+  if (!(count >= 1 && Number.isFinite(count))) throw new RangeError(`niceTicks: count must be a finite number >= 1, got ${count}`);
   if (!(hi > lo)) return [lo];
   const raw = (hi - lo) / count;
   const mag = 10 ** Math.floor(Math.log10(raw));
@@ -81,8 +82,10 @@ export function leftPad(yLabels: string[], title: boolean): number {
   return Math.max(title ? 62 : 44, Math.ceil(widest + 5 + (title ? 22 : 6)));
 }
 
-/** At most ~2·buckets points: the min and max of each x bucket, in x order. */
+/** At most ~2·buckets points: the min and max of each x bucket, in x order; buckets is a positive integer. */
 export function reduceSeries(points: [number, number][], buckets = 600): [number, number][] {
+  // 0 buckets reduced every series to no points at all
+  if (!(Number.isInteger(buckets) && buckets > 0)) throw new RangeError(`reduceSeries: buckets must be a positive integer, got ${buckets}`);
   if (points.length <= 2 * buckets) return points;
   const out: [number, number][] = [];
   const per = points.length / buckets;
@@ -100,8 +103,10 @@ export function reduceSeries(points: [number, number][], buckets = 600): [number
   return out;
 }
 
-/** Bias-corrected exponential moving average of y (for a smoothed loss line). */
+/** Bias-corrected exponential moving average of y (for a smoothed loss line); beta in [0, 1). */
 export function smooth(points: [number, number][], beta = 0.9): [number, number][] {
+  // beta 1 divided 0 by 0 (every point NaN), beta above 1 or below 0 is no average
+  if (!(beta >= 0 && beta < 1)) throw new RangeError(`smooth: beta must be in [0, 1), got ${beta}`);
   let m = 0;
   return points.map(([x, y], i) => {
     m = beta * m + (1 - beta) * y;

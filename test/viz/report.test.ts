@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { vizCommands } from '../../src/cli/viz-commands';
-import { findEvalRows, lineChart, niceTicks, readRun, renderReport, reduceSeries } from '../../src/viz';
+import { findEvalRows, lineChart, niceTicks, readRun, renderReport, reduceSeries, smooth } from '../../src/viz';
 import { writeRunReport } from '../../src/viz/pipeline';
 import { OptionError } from '../../src/util/options';
 import { tinyModel, writeRunCheckpoint, writeTestImages } from './helpers';
@@ -742,4 +742,33 @@ test("report: the Evaluation table shows top-1 / top-5 in percent as the command
   } finally {
     rmSync(run, { recursive: true, force: true });
   }
+});
+
+test('chart helpers refuse parameters that give no chart: smooth beta outside [0, 1), reduceSeries buckets not a positive integer, niceTicks count below 1', () => {
+  const pts: [number, number][] = Array.from({ length: 2000 }, (_, i) => [i, Math.sin(i)]);
+  const cases: [() => unknown, RegExp][] = [
+    // every point NaN
+    [() => smooth(pts, 1), /^smooth: beta must be in \[0, 1\), got 1$/],
+    [() => smooth(pts, -0.5), /^smooth: beta must be in \[0, 1\), got -0\.5$/],
+    [() => smooth(pts, NaN), /^smooth: beta must be in \[0, 1\), got NaN$/],
+    // no points at all
+    [() => reduceSeries(pts, 0), /^reduceSeries: buckets must be a positive integer, got 0$/],
+    [() => reduceSeries(pts, 2.5), /^reduceSeries: buckets must be a positive integer, got 2\.5$/],
+    [() => niceTicks(0, 1, 0), /^niceTicks: count must be a finite number >= 1, got 0$/],
+  ];
+  for (const [call, message] of cases) assert.throws(call, (e) => e instanceof RangeError && message.test(e.message), message.source);
+  assert.deepEqual(
+    smooth(
+      [
+        [0, 2],
+        [1, 4],
+      ],
+      0,
+    ),
+    [
+      [0, 2],
+      [1, 4],
+    ],
+  );
+  assert.equal(reduceSeries(pts, 1).length, 2);
 });
