@@ -9,6 +9,7 @@ import { atLeastFloat32, checkNoiseOptions, orderFromConfig, needsSimilarity, si
 import { featurePatchLoss, pixelPatchLoss, pixelTargets } from './targets';
 import { VisionTransformer, disposeResidual, dropPathRates, resolveResidual, sumAndNorm, type PendingResidual } from './vit';
 import { markPhase } from './phases';
+import { closest } from '../util/options';
 
 /** How SemAIM.forward runs attention: 'fast' (tokens gathered into order, causal attention) or 'reference' (explicit masks, the specification); docs/METHOD.md §4. */
 export type AttentionPath = 'fast' | 'reference';
@@ -52,6 +53,15 @@ export function encoderSimilarity(
     return torch.noGrad(() => torch.scope(() => similarityMap(encoder.forwardFeatures(images), mode, tokens)));
   } finally {
     encoder.train(wasTraining);
+  }
+}
+
+/** Throws a RangeError naming `fn` for a key of its options that is not one of `known`, with the one it is a typo of. */
+function checkOptionKeys(fn: string, o: object, known: readonly string[]): void {
+  for (const key of Object.keys(o)) {
+    if (known.includes(key)) continue;
+    const meant = closest(key.toLowerCase(), known, (k) => k.toLowerCase());
+    throw new RangeError(`${fn}: unknown option '${key}'${meant ? `; did you mean '${meant}'?` : ''} (known: ${known.join(', ')})`);
   }
 }
 
@@ -121,6 +131,8 @@ export class SemAIM extends VisionTransformer {
    * an EMA encoder, or the teacher.
    */
   makeOrder(images: Tensor, opts: { ema?: VisionTransformer; generator?: torch.Generator; noise?: Tensor } = {}): { order: Tensor; similarity: Tensor | null } {
+    // a misspelt key was ignored: { Noise } drew fresh noise, not the ranks' shared draw
+    checkOptionKeys('makeOrder', opts, ['ema', 'generator', 'noise']);
     if (opts.ema != null && !(opts.ema instanceof VisionTransformer))
       throw new RangeError(`makeOrder: ema must be a VisionTransformer, got ${String(opts.ema)}`);
     this.checkImages(images);
@@ -150,6 +162,7 @@ export class SemAIM extends VisionTransformer {
   forward(images: Tensor, order: Tensor, opts: ForwardOptions = {}): SemAIMOutput {
     this.checkImages(images);
     checkOrder(order, images.shape[0], this.numPatches, 'forward');
+    checkOptionKeys('forward', opts, ['path', 'outputs']); // { output: 'all' } returned no predictions
     const path = opts.path ?? 'fast';
     if (path !== 'fast' && path !== 'reference') throw new RangeError(`forward: path must be 'fast' or 'reference', got ${String(path)}`);
     if (opts.outputs !== undefined && opts.outputs !== 'loss' && opts.outputs !== 'all')

@@ -427,6 +427,28 @@ test('SemAIM.forward and makeOrder refuse a bool order and integer noise with a 
   model.dispose();
 });
 
+test('SemAIM.forward and makeOrder refuse an unknown option key, naming the key it is a typo of', () => {
+  torch.manualSeed(0);
+  const model = new SemAIM(makeConfig('vit_tiny', { ...SMALL_SEMAIM, order: { type: 'stochastic' } })).initWeights();
+  torch.noGrad(() =>
+    torch.scope(() => {
+      const x = torch.randn([2, 3, 32, 32]);
+      const { order } = model.makeOrder(x);
+      // ignored before: no predictions came back, and fresh noise was drawn instead of the one given
+      assert.throws(
+        () => model.forward(x, order, { output: 'all' } as never),
+        (e) => e instanceof RangeError && e.message === "forward: unknown option 'output'; did you mean 'outputs'? (known: path, outputs)",
+      );
+      assert.throws(
+        () => model.makeOrder(x, { Noise: torch.rand([2, 16]) } as never),
+        (e) => e instanceof RangeError && e.message === "makeOrder: unknown option 'Noise'; did you mean 'noise'? (known: ema, generator, noise)",
+      );
+      assert.ok(model.forward(x, order, { path: 'reference', outputs: 'all' }).pred);
+    }),
+  );
+  model.dispose();
+});
+
 test('backbone features: [CLS], mean-pooled and all tokens; timm names', () => {
   const vit = new VisionTransformer(TINY_VIT).initWeights(0);
   const x = torch.randn([2, 3, 16, 16]);
