@@ -85,9 +85,13 @@ function mapOptions(o: MapOptions): MapOptions & { lossOrder: OrderName; seed: n
 /**
  * The OrderConfig used to show order type `name` for a model: the model's own order config when it
  * trained with that type; otherwise the paper's defaults (semantic: 3×3 filter, λ 0.01; multicenter:
- * k 3, minimum relative height 0.5, minimum distance 2) with the model's similarity source.
+ * k 3, minimum relative height 0.5, minimum distance 2) with the model's similarity source. An unknown
+ * type is a RangeError.
  */
 export function orderConfigFor(name: OrderName, cfg: SemAIMConfig): OrderConfig {
+  // an unknown name fell through the switch: undefined, read later as an order config
+  if (!(ORDER_NAMES as readonly unknown[]).includes(name))
+    throw new RangeError(`orderConfigFor: unknown order type '${String(name)}' (known: ${ORDER_NAMES.join(',')})`);
   if (cfg.order.type === name) return cfg.order;
   const source: SimilaritySource = 'source' in cfg.order ? cfg.order.source : 'online';
   switch (name) {

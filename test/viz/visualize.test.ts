@@ -19,6 +19,7 @@ import {
   computeMaps,
   denormalizeImage,
   NO_GLYPH,
+  orderConfigFor,
   visualizeModel,
 } from '../../src/viz';
 import { vizCommands } from '../../src/cli/viz-commands';
@@ -277,6 +278,17 @@ test("computeMaps checks its options as a job does: an OptionError names an unkn
   } finally {
     model.dispose();
   }
+});
+
+test("orderConfigFor refuses an unknown order type (it returned undefined) and gives the model's own config for its type", () => {
+  const cfg = tinyConfig();
+  assert.throws(
+    () => orderConfigFor('spiral' as never, cfg),
+    (e) =>
+      e instanceof RangeError && e.message === "orderConfigFor: unknown order type 'spiral' (known: raster,snake,stochastic,similarity,semantic,multicenter)",
+  );
+  assert.equal(orderConfigFor(cfg.order.type, cfg), cfg.order);
+  assert.deepEqual(orderConfigFor('raster', cfg), { type: 'raster' });
 });
 
 test('visualizeModel checks its options as a job does before drawing: an unknown key (did you mean?), a minCell out of range', async () => {
