@@ -49,7 +49,12 @@ const coreCommands: Record<string, Command> = {
     },
     run: (o) =>
       runDataParallel(o, { command: 'pretrain', table: PRETRAIN_OPTIONS }, async (group) => {
-        const data = await prepareOnEveryRank(group, () => makeTrainData(trainDataRequest(o), rankSlice(group)), (d) => d.close(), errorText);
+        const data = await prepareOnEveryRank(
+          group,
+          () => makeTrainData(trainDataRequest(o), rankSlice(group)),
+          (d) => d.close(),
+          errorText,
+        );
         const r = await pretrain(o, data, { group });
         if (!group || group.rank === 0) {
           process.stdout.write(pretrainSummary(r));
