@@ -378,9 +378,31 @@ async function imageSeeds(format) {
       return Promise.all([enc(8, 6, 3).webp().toBuffer(), enc(8, 8, 4).webp({ lossless: true }).toBuffer()]);
     case 'tiff':
       return Promise.all([enc(8, 6, 3).tiff().toBuffer(), enc(5, 5, 1).tiff({ compression: 'lzw' }).toBuffer()]);
+    case 'pnm':
+      return pnmSeeds();
     default:
       throw new Error(format);
   }
+}
+
+/** Netpbm files of every kind: plain (P1-P3) and raw (P4-P6), 8- and 16-bit, comments in the header; one claims 20000×20000. */
+function pnmSeeds() {
+  const px = (n, max) => Array.from({ length: n }, (_, i) => (i * 37) % (max + 1));
+  const text = (head, n, max) => Buffer.from(`${head}\n${px(n, max).join(' ')}\n`, 'latin1');
+  const raw = (head, body) => Buffer.concat([Buffer.from(head, 'latin1'), Buffer.from(body)]);
+  const wide = Buffer.alloc(5 * 4 * 2);
+  for (let i = 0; i < 20; i++) wide.writeUInt16BE((i * 3001) & 0xffff, 2 * i);
+  return [
+    Buffer.from('P1\n# bits\n4 3\n1 0 1 0\n0110\n1 1 0 0\n', 'latin1'),
+    text('P2\n5 3\n15', 15, 15),
+    text('P3\n4 2\n1000', 24, 1000),
+    raw('P4\n9 2\n', [0xa5, 0x80, 0x3c, 0x00]),
+    raw('P5\n6 4\n255\n', px(24, 255)),
+    raw('P5 5 4 65535\n', wide),
+    raw('P6\n# a comment\n5 3\n255\n', px(45, 255)),
+    raw('P6\n4 4\n100\n', px(48, 100)),
+    raw('P6\n20000 20000\n255\n', px(30, 255)),
+  ];
 }
 
 /** A BMP (BITMAPINFOHEADER) of w×h at `bits` per pixel; palette formats get a grey palette. */
@@ -1039,6 +1061,7 @@ const TARGETS = {
   gif: imageTarget('gif'),
   webp: imageTarget('webp'),
   tiff: imageTarget('tiff'),
+  pnm: imageTarget('pnm'),
 
   'label-png': {
     about: 'segmentation masks (decodeLabelPng)',
