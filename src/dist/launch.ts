@@ -204,6 +204,22 @@ export async function launchWorkers(argv: string[], o: LaunchOptions): Promise<L
       killTimer.unref();
     }
   };
+  // A worker that failed only because another did (it names that rank, or saw it go away) leaves that
+  // one a moment to exit by itself, so that the cause is the worker named, with its own exit code; a
+  // SIGTERM sent at once to a worker already exiting with its error made it look stopped by us.
+  let consequenceTimer: NodeJS.Timeout | null = null;
+  const stopAfterFailure = (): void => {
+    if (stopping !== null) return;
+    stopping = 'failure';
+    // a worker that stopped running leaves the others to time out in their collectives: name it
+    for (const x of live()) x.stalled = isStopped(x.child.pid);
+    stopAll('SIGTERM');
+  };
+  const onFailure = (w: Worker): void => {
+    if (stopping !== null) return;
+    if (!isConsequence(w)) stopAfterFailure();
+    else consequenceTimer ??= setTimeout(stopAfterFailure, CONSEQUENCE_GRACE_MS);
+  };
   const onSignal = (signal: NodeJS.Signals): void => {
     if (stopping === null) stopping = signal;
     stopAll(signal);
@@ -240,15 +256,12 @@ export async function launchWorkers(argv: string[], o: LaunchOptions): Promise<L
         w.code = code;
         w.signal = signal;
         w.exitOrder = ++exits;
-        if (failedWorker(w) && stopping === null) {
-          stopping = 'failure';
-          // a worker that stopped running leaves the others to time out in their collectives: name it
-          for (const x of live()) x.stalled = isStopped(x.child.pid);
-          stopAll('SIGTERM');
-        }
+        // judged when its output is read to the end ('close'), or a second from now if that takes longer
+        if (failedWorker(w)) setTimeout(() => onFailure(w), 1000).unref();
       });
       child.on('close', () => {
         w.closed = true;
+        if (w.exited && failedWorker(w)) onFailure(w);
         if (workers.length === nproc && workers.every((x) => x.closed)) resolve();
       });
     }
@@ -259,6 +272,7 @@ export async function launchWorkers(argv: string[], o: LaunchOptions): Promise<L
     process.off('SIGINT', onSigint);
     process.off('SIGTERM', onSigterm);
     if (killTimer) clearTimeout(killTimer);
+    if (consequenceTimer) clearTimeout(consequenceTimer);
   }
 
   const failed = workers.filter(failedWorker);
@@ -305,9 +319,16 @@ function failedWorker(w: Worker): boolean {
  */
 function rootCause(failed: Worker[]): Worker {
   const byTime = [...failed].sort((a, b) => a.exitOrder - b.exitOrder);
-  const consequence = (w: Worker): boolean => w.tail.some((l) => /ERR_DIST_PEER|ERR_DIST_START|another rank exited|could not start:/.test(l));
   // a worker that died of the launcher's own SIGTERM / SIGKILL was stopped because of another's failure
-  return byTime.find((w) => (w.signal ? !w.stoppedByLauncher : !consequence(w))) ?? byTime[0];
+  return byTime.find((w) => (w.signal ? !w.stoppedByLauncher : !isConsequence(w))) ?? byTime[0];
+}
+
+/** How long the launcher waits, after a worker failed because of another, for that other to exit by itself. */
+const CONSEQUENCE_GRACE_MS = 3000;
+
+/** Whether a worker's output says it failed because of another rank (that one could not start, or went away). */
+function isConsequence(w: Worker): boolean {
+  return w.tail.some((l) => /ERR_DIST_PEER|ERR_DIST_START|another rank exited|could not start:/.test(l));
 }
 
 /** Copies a worker's stream to ours (prefixing each line, except for rank 0) and keeps its last lines. */

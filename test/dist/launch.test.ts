@@ -91,6 +91,16 @@ test('launcher: a worker it stopped itself (SIGTERM after another failed) is not
   assert.match(r.message ?? '', /the run cannot start here/);
 });
 
+test('launcher: a worker that fails repeating another rank\'s reason leaves that rank time to exit by itself, so it is named with its exit code', { skip: gloo }, async () => {
+  const stdout = sink();
+  const stderr = sink();
+  const r = await dist.launchWorkers(['told-dies'], { nprocPerNode: 3, script: workerScript('launched'), stdout, stderr, killGraceMs: 5000 });
+  // before: rank 2 failed at once with rank 0's reason, the launcher sent SIGTERM to rank 0 as it was
+  // exiting with its own error (killing it) and named rank 2, exit code 1
+  assert.deepEqual([r.failedRank, r.exitCode], [0, 2], stderr.text());
+  assert.match(r.message ?? '', /^launch: rank 0 \(node 0, local rank 0, pid \d+\) exited with code 2; stopped the other 2 workers on this node/);
+});
+
 test('launcher: kill -9 of one worker -> the other sees ERR_DIST_PEER and exits; the launcher names the killed rank', { skip: gloo }, async () => {
   const stdout = sink();
   const stderr = sink();

@@ -9,6 +9,7 @@
 //   told      rank 0 cannot go on (3 workers): it has told the others why, they print "rank 0 of 3 could not
 //             start" and end (rank 2 at once with code 1, rank 1 only when signalled), and rank 0 exits
 //             with code 2 after 1 s, ignoring SIGTERM meanwhile
+//   told-dies like told, but rank 0 keeps SIGTERM's default action (a SIGTERM while it exits kills it)
 import * as torch from '../../../src/torch';
 import * as dist from '../../../src/dist';
 
@@ -44,9 +45,9 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 1500));
     out({ rank: g.rank, stopped: true });
     process.exit(130);
-  } else if (scenario === 'told') {
+  } else if (scenario === 'told' || scenario === 'told-dies') {
     if (g.rank === 0) {
-      process.on('SIGTERM', () => undefined);
+      if (scenario === 'told') process.on('SIGTERM', () => undefined);
       process.stderr.write('semaim: the run cannot start here\n');
       await new Promise((r) => setTimeout(r, 1000));
       process.exit(2);
