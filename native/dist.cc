@@ -14,6 +14,7 @@
 // ERR_DIST_PEER), .op, .rank and .worldSize.
 #include "common.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <functional>
@@ -348,6 +349,33 @@ void meetEveryRank(c10d::Store& store, const InitOptions& o) {
   }
 }
 
+// ---------------------------------------------------------------- failing later in the run
+// A rank that fails after the start (a full disk at a checkpoint, an exception mid-training) posts its
+// error at the store before it closes its backend; the others, whose next collective then fails with
+// "Connection closed by peer", read it there and name it. Every rank posts that it has left; the store
+// host keeps the store up after a failure until every other rank has left, or a bounded wait.
+
+std::string failedLateKey(int r) { return "semaim/failed-late/" + std::to_string(r); }
+std::string leftKey(int r) { return "semaim/left/" + std::to_string(r); }
+
+// The first error another rank posted: {"rank": r, "error": <what it posted>} as JSON, or "" when none.
+std::string readLateFailure(c10d::Store& store, int rank, int size) {
+  for (int r = 0; r < size; r++) {
+    if (r == rank || !has(store, failedLateKey(r))) continue;
+    std::vector<uint8_t> why = store.get(failedLateKey(r));
+    return "{\"rank\":" + std::to_string(r) + ",\"error\":" + std::string(why.begin(), why.end()) + "}";
+  }
+  return "";
+}
+
+// Until every other rank has posted that it left, or the deadline.
+void waitUntilOthersLeft(c10d::Store& store, int rank, int size, Millis wait) {
+  auto deadline = std::chrono::steady_clock::now() + wait;
+  for (int r = 0; r < size; r++) {
+    while (r != rank && !has(store, leftKey(r)) && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(kPoll);
+  }
+}
+
 // Runs off the main thread: the rendezvous blocks until every rank has joined (or the timeout).
 Group createGroup(const InitOptions& o) {
   Millis timeout(o.timeoutMs);
@@ -448,6 +476,33 @@ class WaitWorker : public Napi::AsyncWorker {
   Failure failure_;
 };
 
+// Runs a task on a libuv pool thread (store requests, waits) and resolves with the string it returns.
+class StoreTask : public Napi::AsyncWorker {
+ public:
+  static Napi::Promise run(Napi::Env env, std::function<std::string()> task) {
+    auto* w = new StoreTask(env, std::move(task));
+    Napi::Promise promise = w->deferred_.Promise();
+    w->Queue();
+    return promise;
+  }
+  void Execute() override {
+    try {
+      result_ = task_();
+    } catch (...) {
+      SetError(currentFailure().message);
+    }
+  }
+  void OnOK() override { deferred_.Resolve(Napi::String::New(Env(), result_)); }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  StoreTask(Napi::Env env, std::function<std::string()> task)
+      : Napi::AsyncWorker(env, "semaim.dist.store"), deferred_(Napi::Promise::Deferred::New(env)), task_(std::move(task)) {}
+  Napi::Promise::Deferred deferred_;
+  std::function<std::string()> task_;
+  std::string result_;
+};
+
 class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -460,6 +515,8 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
                         InstanceMethod("waitAsync", &ProcessGroupHandle::WaitAsync),
                         InstanceMethod("pending", &ProcessGroupHandle::PendingCount),
                         InstanceMethod("broadcastCoalesced", &ProcessGroupHandle::BroadcastCoalesced),
+                        InstanceMethod("lateFailure", &ProcessGroupHandle::LateFailure),
+                        InstanceMethod("leave", &ProcessGroupHandle::Leave),
                         InstanceMethod("shutdown", &ProcessGroupHandle::Shutdown)});
   }
 
@@ -683,6 +740,61 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
     })
   }
 
+  // lateFailure() -> Promise<string>: the error another rank posted when it failed later in the run
+  // (JSON {rank, error}), or "" when none did or the store cannot be reached (its host is gone).
+  Napi::Value LateFailure(const Napi::CallbackInfo& info) {
+    SEMAIM_GUARD("dist.lateFailure", {
+      if (!store_) return StoreTask::run(info.Env(), [] { return std::string(); });
+      auto store = store_;
+      int rank = rank_, size = size_;
+      return StoreTask::run(info.Env(), [store, rank, size] {
+        try {
+          return readLateFailure(*store, rank, size);
+        } catch (...) {
+          return std::string();
+        }
+      });
+    })
+  }
+
+  // leave(failure, waitMs, abandon) -> Promise<void>: posts this rank's own failure (JSON, "" for none) and that it
+  // has left, then closes the backend, so that the other ranks' collectives fail at once; the store host
+  // then keeps the store up until every other rank has left, at most waitMs. The store's errors (its host
+  // gone) are ignored: the others then report the closed connection alone. A group that failed (abandon:
+  // JS saw a collective fail, e.g. inside backward) is abandoned, not destroyed. Call shutdown() after it.
+  Napi::Value Leave(const Napi::CallbackInfo& info) {
+    SEMAIM_GUARD("dist.leave", {
+      std::string failure = argString(info, 0);
+      Millis wait(std::max<int64_t>(0, argInt(info, 1)));
+      auto store = store_;
+      // destroying the backend closes its connections; one with a collective still running would wait
+      // for it, so that one is abandoned (its connections close with the process)
+      c10::intrusive_ptr<c10d::ProcessGroup> pg;
+      if (argBool(info, 2) || broken_ || !works_.empty()) {
+        if (pg_) pg_.release();
+      } else {
+        pg = std::move(pg_);
+      }
+      pg_.reset();
+      works_.clear();
+      int rank = rank_, size = size_;
+      bool host = storeHost_;
+      return StoreTask::run(info.Env(), [store, pg = std::move(pg), failure, wait, rank, size, host]() mutable {
+        try {
+          if (store && !failure.empty()) store->set(failedLateKey(rank), bytesOf(failure));
+          if (store) store->set(leftKey(rank), bytesOf("1"));
+        } catch (...) {
+        }
+        pg.reset();
+        try {
+          if (store && host && wait.count() > 0) waitUntilOthersLeft(*store, rank, size, wait);
+        } catch (...) {
+        }
+        return std::string();
+      });
+    })
+  }
+
   // shutdown(abandon?): drops the group and the store (joins the backend's threads). Idempotent. A
   // GradReducer made from this group keeps it alive until disposed. A group that may still have a
   // collective running (one failed or timed out, one was never waited for, or the caller says so) is
@@ -717,6 +829,7 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
   int size_ = 0;
   std::string backend_;
   int64_t timeoutMs_ = 0;
+  bool storeHost_ = false;
   bool initialising_ = false;
   bool shutDown_ = false;
   bool broken_ = false;
@@ -745,6 +858,7 @@ class InitWorker : public Napi::AsyncWorker {
     target_->size_ = o_.size;
     target_->backend_ = o_.backend;
     target_->timeoutMs_ = o_.timeoutMs;
+    target_->storeHost_ = o_.storeHost;
     target_->initialising_ = false;
     deferred_.Resolve(Env().Undefined());
   }

@@ -4,6 +4,7 @@
 // Otherwise the job runs in this process alone.
 import * as dist from '../dist';
 import { checkRanksAgree } from '../dist/agree';
+import { LATE_FAILURE_WAIT_MS, ownFailure, withFailedRanksReason } from '../dist/late-failure';
 import * as torch from '../torch';
 import type { Device } from '../torch';
 import { packageVersion } from '../export/assets';
@@ -32,6 +33,7 @@ export async function runDataParallel(
   recordWorld(o, dist.readDistEnv());
   const unwatch = dist.stopWhenLauncherDies();
   const group = await dist.initProcessGroup({ device: o.device as Device });
+  let error: unknown = null;
   try {
     await checkRanksAgree(
       group,
@@ -41,7 +43,12 @@ export async function runDataParallel(
         'only the launch flags, --threads, --num-workers, --device and paths (data, checkpoints, output) may differ between machines.',
     );
     return await job(group);
+  } catch (e) {
+    error = e;
+    throw await withFailedRanksReason(group, e);
   } finally {
+    // this rank's own failure goes where the others read it; rank 0 keeps the store up for them
+    await group.leave(ownFailure(error, errorText), error === null ? 0 : Math.min(LATE_FAILURE_WAIT_MS, group.timeoutMs));
     dist.destroyProcessGroup();
     unwatch();
   }

@@ -7,7 +7,7 @@ export {
   ProcessGroup, Work, initProcessGroup, getProcessGroup, processGroupOrNull, rank, worldSize, isDistributed,
   destroyProcessGroup, reportStartFailure, rankSlice, severalRanks, backendFor, DEFAULT_TIMEOUT_MS, defaultTimeoutMs,
 } from './process-group';
-export type { Backend, ReduceOp, InitOptions, CollectiveOptions } from './process-group';
+export type { Backend, ReduceOp, InitOptions, CollectiveOptions, RankFailure } from './process-group';
 export { DistributedDataParallel, bucketsBySize, compressionRefusal } from './ddp';
 export type { DdpOptions, GradCompression, GradSyncMode, ParameterOwner } from './ddp';
 export { launchWorkers, launchOptionsFrom, MULTI_NODE_PORT, stripLaunchFlags, freePort, LAUNCH_OPTIONS, GRAD_SYNC_OPTIONS } from './launch';

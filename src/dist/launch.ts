@@ -328,7 +328,7 @@ const CONSEQUENCE_GRACE_MS = 3000;
 
 /** Whether a worker's output says it failed because of another rank (that one could not start, or went away). */
 function isConsequence(w: Worker): boolean {
-  return w.tail.some((l) => /ERR_DIST_PEER|ERR_DIST_START|another rank exited|could not start:/.test(l));
+  return w.tail.some((l) => /ERR_DIST_PEER|ERR_DIST_START|another rank exited|could not start:|rank \d+ of \d+ failed:/.test(l));
 }
 
 /** Copies a worker's stream to ours (prefixing each line, except for rank 0) and keeps its last lines. */

@@ -44,6 +44,13 @@ export interface NativeProcessGroup {
   waitAsync(id: number): Promise<TensorHandle[]>;
   pending(): number;
   broadcastCoalesced(tensors: TensorHandle[], root: number, bufferBytes: number): void;
+  /** The error another rank posted when it failed later in the run: JSON {rank, error}, or '' (none, or the store is gone). */
+  lateFailure(): Promise<string>;
+  /**
+   * Posts this rank's failure (JSON, '' for none) and that it left, closes the backend (abandons it: abandon, or a
+   * collective of it failed or is in flight); the store host then waits for the others (waitMs).
+   */
+  leave(failure: string, waitMs: number, abandon: boolean): Promise<string>;
   shutdown(abandon?: boolean): void;
 }
 

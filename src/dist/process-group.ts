@@ -53,6 +53,16 @@ export interface InitOptions {
   env?: NodeJS.ProcessEnv;
 }
 
+/** What a rank that failed later in the run posted for the others ({@link ProcessGroup.lateFailure}). */
+export interface RankFailure {
+  /** The rank that failed. */
+  rank: number;
+  /** Its error's message, as its own output shows it. */
+  message: string;
+  /** Its error's code (e.g. 'ENOSPC'), when it had one. */
+  code?: string;
+}
+
 /** Options every collective of a {@link ProcessGroup} takes. */
 export interface CollectiveOptions {
   /** Overrides the group's timeout for this collective. */
@@ -303,6 +313,29 @@ export class ProcessGroup {
       t.dispose();
       for (const p of parts) p.dispose();
     }
+  }
+
+  /**
+   * The error another rank of the run posted (with {@link ProcessGroup.leave}) when it failed, or null
+   * when none did or the store cannot be reached any more. For a collective that failed because another
+   * rank went away: that rank's own reason, which is on its machine's output only.
+   */
+  async lateFailure(): Promise<RankFailure | null> {
+    const text = await this.g.lateFailure();
+    if (!text) return null;
+    const { rank, error } = JSON.parse(text) as { rank: number; error: { message: string; code?: string } };
+    return { rank, message: error.message, ...(error.code && { code: error.code }) };
+  }
+
+  /**
+   * Leaves the run before shutdown(): posts this rank's own failure where the other ranks read it
+   * ({@link ProcessGroup.lateFailure}; null: it did not fail), and that it left, then closes the backend,
+   * so that the others' next collective fails at once. The store lives in rank 0's process: there, after
+   * a failure (`waitMs` > 0), it stays up until every other rank has left or `waitMs` has passed. Never
+   * throws: with the store gone the others report the closed connection alone.
+   */
+  async leave(failure: { message: string; code?: string } | null, waitMs = 0): Promise<void> {
+    await this.g.leave(failure ? JSON.stringify(failure) : '', waitMs, this.failedOnce).catch(() => undefined);
   }
 
   /** Collectives started and not yet waited for. */

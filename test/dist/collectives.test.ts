@@ -18,7 +18,7 @@ test('distBuildInfo reports the backends of this build', () => {
 
 test("the addon's ProcessGroup and GradReducer have exactly the methods their hand-written TypeScript interfaces declare", { skip: gloo }, () => {
   // (native/dist.cc's classes are typed by hand in src/dist/native-dist.ts, not generated from ops.yaml)
-  const groupMethods = ['init', 'allReduce', 'broadcast', 'allGather', 'gather', 'barrier', 'wait', 'waitAsync', 'pending', 'broadcastCoalesced', 'shutdown'] as const satisfies readonly (keyof NativeProcessGroup)[];
+  const groupMethods = ['init', 'allReduce', 'broadcast', 'allGather', 'gather', 'barrier', 'wait', 'waitAsync', 'pending', 'broadcastCoalesced', 'lateFailure', 'leave', 'shutdown'] as const satisfies readonly (keyof NativeProcessGroup)[];
   const reducerMethods = ['prepareForward', 'prepareBackward', 'buckets', 'compress', 'dispose'] as const satisfies readonly (keyof NativeGradReducer)[];
   // each list names every member of its interface too (a compile error otherwise)
   type Unlisted<I, L extends readonly unknown[]> = Exclude<keyof I, L[number]>;

@@ -1,0 +1,76 @@
+// A rank that fails after the start (src/dist/late-failure.ts): the others see only that its connection
+// closed, and its output is on its own machine. It posts its error at the store before it closes its
+// backend, and the others stop with `rank R of N failed: <its message>`; rank 0, whose process serves
+// the store, keeps it up until they have read it. Before, they reported only Gloo's "Connection closed
+// by peer ... see that rank's output".
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as dist from '../../src/dist';
+import { runWorkers, workerScript, type WorkerRun } from './helpers';
+
+const gloo = dist.distBuildInfo().gloo ? false : 'the addon was built without Gloo';
+
+const ended = (r: WorkerRun): { message: string; code: string } => {
+  assert.equal(r.lines.length, 1, `rank ${r.rank} (exit ${r.code ?? r.signal}) printed ${JSON.stringify(r.lines)}; stderr:\n${r.stderr.slice(-2000)}`);
+  return r.lines[0] as { message: string; code: string };
+};
+
+for (const [n, failing] of [[2, 0], [2, 1], [3, 1]] as const) {
+  test(`${n} ranks, rank ${failing} fails mid-run (ENOSPC): every other rank stops naming it and its error, not only the closed connection`, { skip: gloo }, async () => {
+    const runs = await runWorkers(workerScript('late-failure-case'), n, [String(failing)], { timeoutMs: 30_000, env: { SEMAIM_DIST_TIMEOUT: '20' } });
+    for (const r of runs) {
+      assert.equal(r.signal, null, `rank ${r.rank} was killed (a hang):\n${r.stderr}`);
+      const e = ended(r);
+      if (r.rank === failing) {
+        assert.match(e.message, /^cannot write checkpoints\/step-3\/model\.safetensors: ENOSPC/);
+        continue;
+      }
+      assert.match(e.message, new RegExp(`^rank ${failing} of ${n} failed: cannot write checkpoints/step-3/model\\.safetensors: ENOSPC: no space left on device$`), `rank ${r.rank}`);
+      assert.equal(e.code, 'ERR_DIST_PEER');
+    }
+  });
+}
+
+const CLI = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
+const TINY = ['pretrain', '--model', 'vit_tiny', '--embed-dim', '64', '--depth', '2', '--num-heads', '2', '--decoder-depth', '1', '--img-size', '32',
+  '--patch-size', '4', '--batch-size', '16', '--synthetic-size', '1280', '--epochs', '2', '--warmup-epochs', '1', '--checkpoint-every', '7',
+  '--log-every', '1', '--threads', '1', '--num-workers', '0'];
+
+/** A small full tmpfs (root only), or why not. */
+function smallTmpfs(dir: string): string | null {
+  mkdirSync(dir, { recursive: true });
+  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=200k', 'tmpfs', dir]);
+  return r.status === 0 ? null : `cannot mount a tmpfs (needs root): ${r.stderr?.toString().trim()}`;
+}
+
+test("pretrain on 2 nodes whose node-0 --out-dir is full: node 1 stops with rank 0's write error, not only 'Connection closed by peer'", { skip: gloo }, async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'semaim-late-'));
+  const full = join(root, 'full');
+  const why = smallTmpfs(full);
+  t.after(() => {
+    if (!why) spawnSync('umount', [full]);
+    rmSync(root, { recursive: true, force: true });
+  });
+  if (why) return t.skip(why);
+  const port = await dist.freePort();
+  const node = (rank: number, outDir: string) => new Promise<{ code: number | null; out: string }>((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...TINY, '--nnodes', '2', '--node-rank', String(rank), '--master-port', String(port), '--out-dir', outDir], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, SEMAIM_NO_SPACE_CHECK: '1', SEMAIM_DIST_TIMEOUT: '30' },
+    });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
+    child.stderr.on('data', (c: Buffer) => { out += c.toString(); });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('close', (code) => { clearTimeout(timer); resolve({ code, out }); });
+  });
+  const [n0, n1] = await Promise.all([node(0, join(full, 'run')), node(1, join(root, 'node1'))]);
+  assert.equal(n0.code, 1, n0.out);
+  assert.match(n0.out, /semaim: cannot write .*model\.safetensors: ENOSPC/, n0.out);
+  assert.equal(n1.code, 1, n1.out);
+  assert.match(n1.out, /\[rank 1\] semaim: rank 0 of 2 failed: cannot write .*model\.safetensors: ENOSPC/, n1.out);
+});
