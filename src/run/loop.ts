@@ -24,6 +24,8 @@ import { TrainState, StopReason, type MetricsRecord } from './train-state';
 import { FRESH_RUN_HINT } from './recipe';
 import { globalRngStates } from './rng-state';
 import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { stepDirName } from '../io/checkpoint';
 import { besideProgress, stderrLine } from '../util/console-line';
 
 export type { StopReason, MetricsRecord };
@@ -223,6 +225,8 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
   const group = run.group ?? null;
   // the ranks agree on what happens; rank 0 says it
   const log = group && group.rank !== 0 ? () => {} : hooks.log ? besideProgress(hooks.log) : stderrLine;
+  // a stop is said on every machine, by its first worker: a Ctrl-C on another node's launcher left it silent
+  const stopLog = !group || group.rank === 0 ? log : group.localRank === 0 ? (hooks.log ?? stderrLine) : () => {};
   const { optimizer, scaler, model, ema } = job;
   const accum = run.accumIter;
   const perEpoch = Math.floor(job.batchesPerEpoch / accum);
@@ -277,7 +281,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
     }
     return result();
   }
-  const releaseSignals = hooks.catchSignals === false ? () => {} : catchStopSignals(stop, log);
+  const releaseSignals = hooks.catchSignals === false ? () => {} : catchStopSignals(stop, stopLog);
   const onAbort = () => {
     stop.requested = true;
   };
@@ -301,7 +305,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
     const stopFirst = await stopAgreement.agreeOn(stop.requested ? stopLevel(stop.signal) : 0, true);
     if (stopFirst > 0) {
       agreedSignal = signalOfLevel(stopFirst);
-      log(`stopping on request before step ${state.step + 1}: nothing trained`);
+      stopLog(`stopping on request before step ${state.step + 1}: nothing trained`);
       state.stoppedBy = 'signal';
       return result();
     }
@@ -376,7 +380,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
         if (level > 0) {
           // every rank exits with the code of the strongest signal any rank got (SIGTERM over SIGINT)
           agreedSignal = signalOfLevel(level);
-          log(`stopping on request at step ${state.step}`);
+          stopLog(`stopping on request at step ${state.step}`);
           state.stoppedBy = 'signal';
           break outer;
         }
@@ -393,6 +397,11 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
       } else {
         if (state.stoppedBy !== 'signal') await job.onFinish?.(epochsAt(state.step), state, false);
         if (state.savedStep !== state.step) await state.save(Math.floor(state.step / perEpoch), (state.step % perEpoch) * accum);
+        if (state.stoppedBy === 'signal' && group && group.rank !== 0) {
+          stopLog(
+            `stopped at step ${state.step} on every rank: rank 0 (node 0) wrote the checkpoint, ${join('checkpoints', stepDirName(state.step))} in its --out-dir; the same command on every node resumes from it`,
+          );
+        }
       }
     }
   } finally {

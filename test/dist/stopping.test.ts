@@ -7,6 +7,7 @@
 // rank stops all at the same step.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -40,6 +41,40 @@ test('pretrain: an AbortSignal aborted on rank 1 alone stops both ranks at the s
   assert.equal(r0.steps, r1.steps, 'the same step on both ranks');
   assert.ok((r0.steps as number) < 250, `stopped at step ${r0.steps}, not at the end`);
   assert.ok(existsSync(join(out, 'checkpoints', `step-${String(r0.steps).padStart(8, '0')}`)), 'the checkpoint of the stop step');
+});
+
+test("Ctrl-C on node 1's launcher of a 2-node pretrain: node 1 says that the run stopped and where rank 0 wrote its checkpoint (it printed nothing)", { skip: gloo }, async () => {
+  const port = await dist.freePort();
+  const outs = [join(root, 'ctrl-c-node0'), join(root, 'ctrl-c-node1')];
+  const args = [
+    'pretrain', '--dataset', 'synthetic', '--synthetic-size', '4000', '--img-size', '16', '--patch-size', '4', '--model', 'vit_tiny',
+    '--embed-dim', '32', '--depth', '2', '--num-heads', '2', '--decoder-depth', '1', '--epochs', '1', '--warmup-epochs', '0.5', '--batch-size', '8',
+    '--log-every', '1', '--checkpoint-every', '1000', '--num-workers', '0', '--threads', '1', '--blur', 'false', '--nnodes', '2', '--master-port', String(port),
+  ];
+  const nodes = [0, 1].map((rank) => {
+    const child = spawn(process.execPath, [join(__dirname, '..', '..', 'src', 'cli', 'main.js'), ...args, '--node-rank', String(rank), '--out-dir', outs[rank]], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, SEMAIM_DIST_TIMEOUT: '30' },
+    });
+    const run = { out: '', exit: null as Promise<number | null> | null };
+    child.stdout.on('data', (c: Buffer) => { run.out += c.toString(); });
+    child.stderr.on('data', (c: Buffer) => { run.out += c.toString(); });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    run.exit = new Promise((resolve) => child.on('close', (code) => { clearTimeout(timer); resolve(code); }));
+    return { child, run };
+  });
+  // the first steps are logged on node 0: then a Ctrl-C (SIGINT) to node 1's launcher alone
+  while (!/\| loss /.test(nodes[0].run.out) && nodes[0].child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
+  nodes[1].child.kill('SIGINT');
+  const [code0, code1] = await Promise.all(nodes.map((n) => n.run.exit));
+  const [out0, out1] = nodes.map((n) => n.run.out);
+  assert.equal(code1, 130, out1);
+  assert.equal(code0, 130, out0);
+  assert.match(out1, /\[rank 1\] SIGINT: stopping after this step and its checkpoint/, out1);
+  const m = /\[rank 1\] stopped at step (\d+) on every rank: rank 0 \(node 0\) wrote the checkpoint, checkpoints\/(step-\d+) in its --out-dir/.exec(out1);
+  assert.ok(m, out1);
+  assert.equal(m[2], `step-${m[1].padStart(8, '0')}`);
+  assert.ok(existsSync(join(outs[0], 'checkpoints', m[2])), `node 0 wrote ${m[2]}:\n${out0}`);
 });
 
 test('evaluations: an AbortSignal aborted on one rank makes every rank reject with an AbortError, and none writes its files', { skip: gloo }, async () => {
