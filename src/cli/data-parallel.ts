@@ -33,7 +33,8 @@ export async function runDataParallel(
   recordWorld(o, dist.readDistEnv());
   const unwatch = dist.stopWhenLauncherDies();
   const group = await dist.initProcessGroup({ device: o.device as Device });
-  let error: unknown = null;
+  let failure: ReturnType<typeof ownFailure> = null;
+  let failureToRead = false; // a rank's failure is posted at the store: rank 0 keeps it up for the others to read
   try {
     await checkRanksAgree(
       group,
@@ -44,11 +45,13 @@ export async function runDataParallel(
     );
     return await job(group);
   } catch (e) {
-    error = e;
-    throw await withFailedRanksReason(group, e);
+    failure = ownFailure(e, errorText);
+    const named = await withFailedRanksReason(group, e);
+    failureToRead = failure !== null || named !== e;
+    throw named;
   } finally {
-    // this rank's own failure goes where the others read it; rank 0 keeps the store up for them
-    await group.leave(ownFailure(error, errorText), error === null ? 0 : Math.min(LATE_FAILURE_WAIT_MS, group.timeoutMs));
+    // (no wait after a rank killed with SIGKILL: it posted nothing, and will never say that it left)
+    await group.leave(failure, failureToRead ? Math.min(LATE_FAILURE_WAIT_MS, group.timeoutMs) : 0);
     dist.destroyProcessGroup();
     unwatch();
   }
