@@ -33,6 +33,7 @@ export async function runDataParallel(
   recordWorld(o, dist.readDistEnv());
   const unwatch = dist.stopWhenLauncherDies();
   const group = await dist.initProcessGroup({ device: o.device as Device });
+  let failed = false;
   let failure: ReturnType<typeof ownFailure> = null;
   let failureToRead = false; // a rank's failure is posted at the store: rank 0 keeps it up for the others to read
   try {
@@ -45,13 +46,15 @@ export async function runDataParallel(
     );
     return await job(group);
   } catch (e) {
+    failed = true;
     failure = ownFailure(e, errorText);
     const named = await withFailedRanksReason(group, e);
     failureToRead = failure !== null || named !== e;
     throw named;
   } finally {
-    // (no wait after a rank killed with SIGKILL: it posted nothing, and will never say that it left)
-    await group.leave(failure, failureToRead ? Math.min(LATE_FAILURE_WAIT_MS, group.timeoutMs) : 0);
+    // A failure that no rank posted (one the others were told of already, a peer killed with SIGKILL)
+    // leaves at once, as before: rank 0 has nothing to keep the store up for.
+    if (!failed || failureToRead) await group.leave(failure, failureToRead ? Math.min(LATE_FAILURE_WAIT_MS, group.timeoutMs) : 0);
     dist.destroyProcessGroup();
     unwatch();
   }

@@ -6,6 +6,7 @@ import * as torch from '../torch';
 import type { Tensor } from '../torch';
 import type { ProcessGroup } from './process-group';
 import { AbortError, AbortedOnAnotherRank, throwIfAborted } from '../util/errors';
+import { markToldOtherRanks } from './late-failure';
 
 export interface RankDisagreement extends Error {
   code: 'ERR_DIST_MISMATCH';
@@ -71,7 +72,10 @@ export async function prepareOnEveryRank<T>(
     await release(prepared.value);
     throw e;
   }
-  if (!prepared) throw failure;
+  if (!prepared) {
+    markToldOtherRanks(failure); // (the all-gather gave it to them: it is not posted again when the rank leaves)
+    throw failure;
+  }
   const other = reasons.findIndex((r) => r !== null);
   if (other < 0) return prepared.value;
   await release(prepared.value);

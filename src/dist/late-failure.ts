@@ -18,11 +18,24 @@ export const LATE_FAILURE_WAIT_MS = 30_000;
  * start) and for a stop that every rank makes together (a signal, an abort).
  */
 export function ownFailure(e: unknown, describe: (e: unknown) => string): { message: string; code?: string } | null {
-  if (e === null || e === undefined || isDistError(e)) return null;
-  const name = (e as { name?: unknown }).name;
-  if (name === 'AbortError' || name === 'StoppedBySignal') return null;
+  if (!isOwnError(e) || told.has(e as object)) return null;
   const code = (e as { code?: unknown }).code;
   return { message: describe(e), ...(typeof code === 'string' && { code }) };
+}
+
+/** Whether `e` is this rank's own error: not a DistError (one that repeats another rank's), not a stop (a signal, an abort). */
+export function isOwnError(e: unknown): boolean {
+  if (e === null || e === undefined || isDistError(e)) return false;
+  const name = (e as { name?: unknown }).name;
+  return name !== 'AbortError' && name !== 'StoppedBySignal';
+}
+
+/** Errors the other ranks have already (prepareOnEveryRank gave them this rank's reason): not posted again. */
+const told = new WeakSet<object>();
+
+/** Marks `e`, this rank's own error, as one every other rank has already been given. */
+export function markToldOtherRanks(e: unknown): void {
+  if (typeof e === 'object' && e !== null) told.add(e);
 }
 
 /**

@@ -20,6 +20,7 @@ import { Progress, type ProgressFields } from './progress';
 import { RunLock } from './run-lock';
 import { globalRngStates, restoreGlobalRngStates } from './rng-state';
 import type { ProcessGroup } from '../dist';
+import { markToldOtherRanks } from '../dist/late-failure';
 import { encoderConfigOf, type EncoderConfig } from '../semaim';
 import { jsonDifferences } from '../util/json-diff';
 import type { LoopSettings, TrainJob } from './loop';
@@ -273,6 +274,7 @@ export class TrainState {
       const failure: CouldNotStart = { failure: e instanceof OptionError ? e.flagMessage : e instanceof Error ? e.message : String(e) };
       try {
         await this.group?.allGatherJson<Settled | CouldNotStart | null>(failure);
+        markToldOtherRanks(e);
       } catch {
         // the others are gone already: this rank's own error is the one to report
       }

@@ -73,4 +73,15 @@ test("pretrain on 2 nodes whose node-0 --out-dir is full: node 1 stops with rank
   assert.match(n0.out, /semaim: cannot write .*model\.safetensors: ENOSPC/, n0.out);
   assert.equal(n1.code, 1, n1.out);
   assert.match(n1.out, /\[rank 1\] semaim: rank 0 of 2 failed: cannot write .*model\.safetensors: ENOSPC/, n1.out);
+
+  // one machine (--nproc-per-node 2): rank 0, waiting for rank 1 to read its error, is not killed by the
+  // launcher's SIGTERM when rank 1 exits first; it prints its error, and the launcher names it
+  rmSync(join(full, 'run'), { recursive: true, force: true });
+  const one = spawnSync(process.execPath, [CLI, ...TINY, '--nproc-per-node', '2', '--out-dir', join(full, 'run')], {
+    encoding: 'utf8', timeout: 60_000, env: { ...process.env, SEMAIM_NO_SPACE_CHECK: '1', SEMAIM_DIST_TIMEOUT: '30' },
+  });
+  assert.equal(one.status, 1, one.stderr);
+  assert.match(one.stderr, /^semaim: cannot write .*model\.safetensors: ENOSPC/m, one.stderr);
+  assert.match(one.stderr, /\[rank 1\] semaim: rank 0 of 2 failed: cannot write/, one.stderr);
+  assert.match(one.stderr, /launch: rank 0 \(node 0, local rank 0, pid \d+\) exited with code 1/, one.stderr);
 });
