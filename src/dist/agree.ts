@@ -79,11 +79,16 @@ export async function prepareOnEveryRank<T>(
   const other = reasons.findIndex((r) => r !== null);
   if (other < 0) return prepared.value;
   await release(prepared.value);
-  const err = new Error(`rank ${other} of ${group.worldSize} could not start: ${reasons[other]}`) as Error & { code: string; rank: number; worldSize: number };
+  throw rankCouldNotStart(group, other, reasons[other]!);
+}
+
+/** The error of a rank whose rank `failed` could not start the job and told it why: ERR_DIST_START, `rank R of N could not start: <reason>`. */
+export function rankCouldNotStart(group: ProcessGroup, failed: number, reason: string): Error {
+  const err = new Error(`rank ${failed} of ${group.worldSize} could not start: ${reason}`) as Error & { code: string; rank: number; worldSize: number };
   err.code = 'ERR_DIST_START';
   err.rank = group.rank;
   err.worldSize = group.worldSize;
-  throw err;
+  return err;
 }
 
 /** Per tensor: the sum, the sum of absolute values and the sum of squares of its elements, in float64. */

@@ -20,6 +20,7 @@ import { Progress, type ProgressFields } from './progress';
 import { RunLock } from './run-lock';
 import { globalRngStates, restoreGlobalRngStates } from './rng-state';
 import type { ProcessGroup } from '../dist';
+import { rankCouldNotStart } from '../dist/agree';
 import { markToldOtherRanks } from '../dist/late-failure';
 import { encoderConfigOf, type EncoderConfig } from '../semaim';
 import { jsonDifferences } from '../util/json-diff';
@@ -239,7 +240,7 @@ export class TrainState {
   async start(resume: boolean, configJson: () => Record<string, unknown>): Promise<void> {
     if (!this.writes) {
       const [settled] = await this.group!.allGatherJson<Settled | CouldNotStart | null>(null);
-      if (settled && 'failure' in settled) throw rankZeroCouldNotStart(settled.failure, this.group!);
+      if (settled && 'failure' in settled) throw rankCouldNotStart(this.group!, 0, settled.failure);
       if (settled) this.resumeAsRankZero(settled);
       return;
     }
@@ -627,13 +628,4 @@ function comparableConfig(config: unknown, base: string): unknown {
   if (typeof c?.target?.teacher !== 'string') return config;
   const teacherConfig = isJsonObject(c.target.teacherConfig) ? encoderConfigOf(c.target.teacherConfig as unknown as EncoderConfig) : c.target.teacherConfig;
   return { ...c, target: { ...c.target, teacher: pathPlace(c.target.teacher, base), teacherConfig } };
-}
-
-/** The error of a rank other than 0 whose rank 0 could not start the run. */
-function rankZeroCouldNotStart(failure: string, group: ProcessGroup): Error {
-  const err = new Error(`rank 0 of ${group.worldSize} could not start: ${failure}`) as Error & { code: string; rank: number; worldSize: number };
-  err.code = 'ERR_DIST_START';
-  err.rank = group.rank;
-  err.worldSize = group.worldSize;
-  return err;
 }
