@@ -65,10 +65,11 @@ export class Canvas implements RgbImage {
     return (y * this.width + x) * 3;
   }
 
+  /** Fills a rectangle, clipped to the canvas; fractional edges are rounded to whole pixels. */
   fillRect(x: number, y: number, w: number, h: number, c: RGB): void {
-    for (let yy = Math.max(0, y); yy < Math.min(this.height, y + h); yy++) {
-      for (let xx = Math.max(0, x); xx < Math.min(this.width, x + w); xx++) this.set(xx, yy, c);
-    }
+    const [x0, x1] = [Math.max(0, Math.round(x)), Math.min(this.width, Math.round(x + w))];
+    const [y0, y1] = [Math.max(0, Math.round(y)), Math.min(this.height, Math.round(y + h))];
+    for (let yy = y0; yy < y1; yy++) for (let xx = x0; xx < x1; xx++) this.set(xx, yy, c);
   }
 
   strokeRect(x: number, y: number, w: number, h: number, c: RGB, thickness = 1): void {

@@ -95,6 +95,18 @@ test('Canvas.set and get refuse a pixel off the canvas (RangeError); set clamps 
       [255, 255, 255],
     ],
   );
+  // and rounds fractional edges to whole pixels (a text placed at a fractional x drew nothing, then threw in set)
+  const f = new Canvas(4, 2);
+  f.fillRect(0.6, 0.4, 1.8, 1, [7, 7, 7]); // x 0.6..2.4 → pixel 1 only (1..2), y 0.4..1.4 → row 0
+  assert.deepEqual(
+    [f.get(0, 0), f.get(1, 0), f.get(2, 0), f.get(1, 1)],
+    [
+      [255, 255, 255],
+      [7, 7, 7],
+      [255, 255, 255],
+      [255, 255, 255],
+    ],
+  );
 });
 
 test('regions, scales and buffers that do not fit are a RangeError, not pixels from elsewhere: crop, drawImage, drawOverlay, denormalizeImage, colorizeLabels', () => {
