@@ -8,8 +8,7 @@ import { join } from 'node:path';
 import { openImage, sniff } from '../../src/data/codecs/decode';
 import { decodePnm } from '../../src/data/codecs/pnm';
 import { DecodeError } from '../../src/data/codecs/errors';
-import { Pipeline } from '../../src/data/pipeline';
-import { Rng } from '../../src/data/rng';
+import { interleave } from './helpers';
 
 const DIR = join(__dirname, '..', '..', '..', 'test', 'golden', 'pnm');
 const manifest = JSON.parse(readFileSync(join(DIR, 'manifest.json'), 'utf8')) as Array<{
@@ -20,16 +19,11 @@ const manifest = JSON.parse(readFileSync(join(DIR, 'manifest.json'), 'utf8')) as
   rgbSha256: string;
 }>;
 
-/** The identity pipeline's H×W×3 bytes (the trainer's uint8 path). */
+/** The decoded image's H×W×3 bytes (grey replicated, as convert('RGB') does). */
 function rgbBytes(bytes: Uint8Array): Uint8Array {
   const h = openImage(bytes, { background: 255 });
   assert.ok(!(h instanceof Promise), 'decoded here, not through sharp');
-  const { width: w, height: ht } = h;
-  const chw = new Uint8Array(3 * w * ht);
-  new Pipeline([], { uint8: true }).run(h, new Rng(0), chw, 0, ht, w, null, 0);
-  const hwc = new Uint8Array(chw.length);
-  for (let c = 0; c < 3; c++) for (let i = 0; i < w * ht; i++) hwc[3 * i + c] = chw[c * w * ht + i];
-  return hwc;
+  return interleave(h.decode());
 }
 
 test("PBM, PGM and PPM (plain and raw, every depth) decode to PIL's bytes", () => {
