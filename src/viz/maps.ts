@@ -77,9 +77,13 @@ function mapOptions(o: MapOptions): MapOptions & { lossOrder: OrderName; seed: n
   if (!Array.isArray(j.orders))
     throw new OptionError('orders', `expected a list of order types (${ORDER_NAMES.join(',')}), got ${JSON.stringify(j.orders) ?? 'undefined'}`);
   checkOrderNames(j.orders);
-  if (j.ema != null && !(j.ema instanceof VisionTransformer))
-    throw new OptionError('ema', `expected the EMA encoder (a VisionTransformer), got ${String(j.ema)}`);
+  checkEmaOption(j.ema);
   return j;
+}
+
+/** Refuses an `ema` option that is not an encoder (an OptionError naming it); null or undefined: none. */
+export function checkEmaOption(ema: unknown): void {
+  if (ema != null && !(ema instanceof VisionTransformer)) throw new OptionError('ema', `expected the EMA encoder (a VisionTransformer), got ${String(ema)}`);
 }
 
 /**

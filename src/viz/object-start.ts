@@ -5,8 +5,8 @@
 import { mulberry32 as prng } from '../util/prng';
 import * as torch from '../torch';
 import { SemAIM, SimilarityTokens, VisionTransformer, needsSimilarity, orderFromConfig } from '../semaim';
-import { ORDER_NAMES, OrderName, imageBuffer, orderConfigFor, similarityFor } from './maps';
-import { OptionError, defineOptions, jobFields } from '../util/options';
+import { ORDER_NAMES, OrderName, checkEmaOption, imageBuffer, orderConfigFor, similarityFor } from './maps';
+import { defineOptions, jobFields } from '../util/options';
 
 /** The input of {@link objectStartFraction}: images with one object mask each. */
 export interface ObjectData {
@@ -78,8 +78,7 @@ type CheckedObjectStartOptions = ObjectStartOptions & { order: OrderName; thresh
  */
 function objectStartOptions(o: ObjectStartOptions): CheckedObjectStartOptions {
   const j = jobFields(o, OBJECT_START_FIELDS, { ema: true });
-  if (j.ema != null && !(j.ema instanceof VisionTransformer))
-    throw new OptionError('ema', `expected the EMA encoder (a VisionTransformer), got ${String(j.ema)}`);
+  checkEmaOption(j.ema);
   return j;
 }
 
