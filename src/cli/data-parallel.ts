@@ -33,9 +33,11 @@ export async function runDataParallel(
   recordWorld(o, dist.readDistEnv());
   const unwatch = dist.stopWhenLauncherDies();
   const group = await dist.initProcessGroup({ device: o.device as Device });
-  let failed = false;
-  let failure: ReturnType<typeof ownFailure> = null;
-  let failureToRead = false; // a rank's failure is posted at the store: rank 0 keeps it up for the others to read
+  // How this rank leaves the group: after a success, through leave() at once; after a failure that a rank
+  // posted (its own, or one it read), through leave() with rank 0 keeping the store up for the others to
+  // read; after one no rank posted (the others were told already, a peer killed with SIGKILL), not at all:
+  // the group is destroyed at once, as before.
+  let leaving: { failure: ReturnType<typeof ownFailure>; waitMs: number } | null = { failure: null, waitMs: 0 };
   try {
     await checkRanksAgree(
       group,
@@ -46,15 +48,12 @@ export async function runDataParallel(
     );
     return await job(group);
   } catch (e) {
-    failed = true;
-    failure = ownFailure(e, errorText);
+    const failure = ownFailure(e, errorText);
     const named = await withFailedRanksReason(group, e);
-    failureToRead = failure !== null || named !== e;
+    leaving = failure !== null || named !== e ? { failure, waitMs: Math.min(LATE_FAILURE_WAIT_MS, group.timeoutMs) } : null;
     throw named;
   } finally {
-    // A failure that no rank posted (one the others were told of already, a peer killed with SIGKILL)
-    // leaves at once, as before: rank 0 has nothing to keep the store up for.
-    if (!failed || failureToRead) await group.leave(failure, failureToRead ? Math.min(LATE_FAILURE_WAIT_MS, group.timeoutMs) : 0);
+    if (leaving) await group.leave(leaving.failure, leaving.waitMs);
     dist.destroyProcessGroup();
     unwatch();
   }
