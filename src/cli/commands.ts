@@ -20,7 +20,6 @@ import { runExitCode } from '../run/signals';
 import { exportCommand } from './export-command';
 import { runDataParallel } from './data-parallel';
 import { prepareOnEveryRank } from '../dist/agree';
-import { errorText } from './error-text';
 import { rankSlice } from '../dist';
 import { embedCommand } from './embed-command';
 import { predictCommand } from './predict-command';
@@ -53,7 +52,6 @@ const coreCommands: Record<string, Command> = {
           group,
           () => makeTrainData(trainDataRequest(o), rankSlice(group)),
           (d) => d.close(),
-          errorText,
         );
         const r = await pretrain(o, data, { group });
         if (!group || group.rank === 0) {

@@ -9,7 +9,7 @@ import * as torch from '../torch';
 import type { Device } from '../torch';
 import { packageVersion } from '../export/assets';
 import { MAX_THREADS, OptionError, OptionTable, kebab } from '../util/options';
-import { errorText } from './error-text';
+import { errorText } from '../util/error-text';
 
 /** The command a worker runs, for the check that every rank runs the same one with the same options. */
 export interface CommandIdentity {

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The `semaim` command line: one sub-command per job.
 import { commands } from './commands';
-import { errorText } from './error-text';
+import { errorText } from '../util/error-text';
 import { isWorkerProcess } from '../dist/env';
 import { closest } from '../util/options';
 import { stopWhenOutputCloses } from '../util/closed-output';

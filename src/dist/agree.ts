@@ -7,6 +7,7 @@ import type { Tensor } from '../torch';
 import type { ProcessGroup } from './process-group';
 import { AbortError, AbortedOnAnotherRank, throwIfAborted } from '../util/errors';
 import { markToldOtherRanks } from './late-failure';
+import { errorText } from '../util/error-text';
 
 export interface RankDisagreement extends Error {
   code: 'ERR_DIST_MISMATCH';
@@ -48,13 +49,13 @@ function disagreement(group: ProcessGroup, what: string, differences: RankDisagr
  * its machine) throws its own error, and the others throw ERR_DIST_START naming it and its reason
  * (`rank 1 of 2 could not start: ...`) rather than Gloo's "Connection closed by peer" when it exits,
  * which on another machine or under torchrun said nothing of why. What `prepare` returned is released
- * (`release`) before the others throw. One all-gather; `describe` words an error for the other ranks.
+ * (`release`) before the others throw. One all-gather; the reason is worded as the command line words it
+ * (an option's error names its flag): the ranks of a data-parallel run are command-line workers.
  */
 export async function prepareOnEveryRank<T>(
   group: ProcessGroup | null,
   prepare: () => T | Promise<T>,
   release: (prepared: T) => unknown = () => undefined,
-  describe: (e: unknown) => string = (e) => (e instanceof Error ? e.message : String(e)),
 ): Promise<T> {
   if (!group || group.worldSize < 2) return prepare();
   let prepared: { value: T } | null = null;
@@ -66,7 +67,7 @@ export async function prepareOnEveryRank<T>(
   }
   let reasons: (string | null)[];
   try {
-    reasons = await group.allGatherJson(prepared ? null : describe(failure));
+    reasons = await group.allGatherJson(prepared ? null : errorText(failure));
   } catch (e) {
     if (!prepared) throw failure; // the others are gone already: this rank's own error is the one to report
     await release(prepared.value);

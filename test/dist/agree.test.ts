@@ -4,7 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as torch from '../../src/torch';
-import { checkRanksHoldSame, type RankDisagreement } from '../../src/dist/agree';
+import { checkRanksHoldSame, prepareOnEveryRank, type RankDisagreement } from '../../src/dist/agree';
+import { OptionError } from '../../src/util/options';
 import type { ProcessGroup } from '../../src/dist/process-group';
 
 type Gathered = { tensors: Record<string, { names: string[]; sums: (number | null)[][] }>; values: Record<string, unknown> };
@@ -41,4 +42,25 @@ test('checkRanksHoldSame: sums equal to the sixth digit pass; a difference in th
   } finally {
     w.dispose();
   }
+});
+
+test("prepareOnEveryRank: a rank's option error reaches the others worded as on its command line (the flag), whichever job opened the data", async () => {
+  const reasons: unknown[] = [];
+  const group = {
+    rank: 1,
+    worldSize: 2,
+    allGatherJson: async (mine: unknown) => {
+      reasons.push(mine);
+      return [null, mine];
+    },
+  } as unknown as ProcessGroup;
+  const refusal = new OptionError('evalBatchSize', 'must be a positive integer, got 0');
+  await assert.rejects(
+    prepareOnEveryRank(group, () => {
+      throw refusal;
+    }),
+    (e) => e === refusal,
+  );
+  // before, the evaluations passed e.message: "option 'evalBatchSize': ..." reached the other ranks
+  assert.deepEqual(reasons, ['option --eval-batch-size: must be a positive integer, got 0']);
 });

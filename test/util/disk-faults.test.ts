@@ -12,7 +12,7 @@ import { appendNoFollow, mkdirError, writeFileAtomic } from '../../src/util/safe
 import { writeSafetensors } from '../../src/io/safetensors';
 import { SafetensorsRowWriter } from '../../src/io/safetensors-rows';
 import { MetricsLog, readMetrics } from '../../src/run/metrics';
-import { errorText } from '../../src/cli/error-text';
+import { errorText } from '../../src/util/error-text';
 import { commands } from '../../src/cli/commands';
 import { OptionError } from '../../src/util/options';
 
