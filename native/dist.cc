@@ -767,10 +767,10 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
       std::string failure = argString(info, 0);
       Millis wait(std::max<int64_t>(0, argInt(info, 1)));
       auto store = store_;
-      // destroying the backend closes its connections; one with a collective still running would wait
-      // for it, so that one is abandoned (its connections close with the process)
+      // destroying the backend closes its connections; one that may still run a collective is abandoned
+      // instead (its connections close with the process)
       c10::intrusive_ptr<c10d::ProcessGroup> pg;
-      if (argBool(info, 2) || broken_ || !works_.empty()) {
+      if (mayStillRun(argBool(info, 2))) {
         if (pg_) pg_.release();
       } else {
         pg = std::move(pg_);
@@ -807,8 +807,13 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
     })
   }
 
+  // Whether the backend may still have a collective running (the caller says so, one failed or timed out,
+  // or one was never waited for): destroying it would then block until that collective ends, which with a
+  // stuck peer is the group's whole timeout, so it is abandoned instead.
+  bool mayStillRun(bool abandon) const { return abandon || broken_ || !works_.empty(); }
+
   void release(bool abandon) {
-    if (abandon || broken_ || !works_.empty()) {
+    if (mayStillRun(abandon)) {
       if (pg_) pg_.release();
       if (store_) store_.release();
     }
