@@ -17,9 +17,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <map>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -353,10 +355,14 @@ void meetEveryRank(c10d::Store& store, const InitOptions& o) {
 // A rank that fails after the start (a full disk at a checkpoint, an exception mid-training) posts its
 // error at the store before it closes its backend; the others, whose next collective then fails with
 // "Connection closed by peer", read it there and name it. Every rank posts that it has left; the store
-// host keeps the store up after a failure until every other rank has left, or a bounded wait.
+// host keeps the store up after a failure until every other rank has left or read it, or a bounded wait.
 
 std::string failedLateKey(int r) { return "semaim/failed-late/" + std::to_string(r); }
 std::string leftKey(int r) { return "semaim/left/" + std::to_string(r); }
+// Rank r's LateFailureWatch has read a failure (and keeps it: the store may go now).
+std::string readLateKey(int r) { return "semaim/read-late/" + std::to_string(r); }
+// How many ranks have posted a late failure (one counter for the watches to poll).
+const std::string kLateFailures = "semaim/failed-late-count";
 
 // The first error another rank posted: {"rank": r, "error": <what it posted>} as JSON, or "" when none.
 std::string readLateFailure(c10d::Store& store, int rank, int size) {
@@ -368,13 +374,76 @@ std::string readLateFailure(c10d::Store& store, int rank, int size) {
   return "";
 }
 
-// Until every other rank has posted that it left, or the deadline.
+// Until every other rank has posted that it left or that it read the failure, or the deadline.
 void waitUntilOthersLeft(c10d::Store& store, int rank, int size, Millis wait) {
   auto deadline = std::chrono::steady_clock::now() + wait;
   for (int r = 0; r < size; r++) {
-    while (r != rank && !has(store, leftKey(r)) && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(kPoll);
+    while (r != rank && !has(store, leftKey(r)) && !has(store, readLateKey(r)) && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(kPoll);
   }
 }
+
+// A rank can be blocked in a collective that a failing rank never starts (a gradient bucket of a backward
+// that threw there). The failing rank's backend then cannot be closed safely (it is abandoned: its
+// connections close only with its process), so the blocked ranks learn of the failure only when that
+// process ends. When it is rank 0, whose process serves the store, it keeps the store up for them first
+// (waitUntilOthersLeft), and they, blocked, would never say they left: the wait ran to its end (30 s)
+// and the store was gone when they looked for the reason. So every rank but the store's host watches the
+// store on a thread of its own (one request per poll): it keeps the first failure another rank posts and
+// says it has read it; rank 0 then stops waiting, and its exit fails the blocked collectives at once.
+class LateFailureWatch {
+ public:
+  static std::shared_ptr<LateFailureWatch> start(c10::intrusive_ptr<c10d::Store> store, int rank, int size) {
+    auto watch = std::make_shared<LateFailureWatch>();
+    // detached, never joined: a request to a store whose machine vanished may block for the store's timeout
+    std::thread([watch, store, rank, size] { watch->run(*store, rank, size); }).detach();
+    return watch;
+  }
+
+  // The failure it read (JSON, as readLateFailure gives it), or "".
+  std::string heard() {
+    std::lock_guard<std::mutex> lock(m_);
+    return heard_;
+  }
+
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      stopped_ = true;
+    }
+    wake_.notify_all();
+  }
+
+ private:
+  static constexpr Millis kWatchPoll{200};
+
+  void run(c10d::Store& store, int rank, int size) {
+    try {
+      for (;;) {
+        {
+          std::unique_lock<std::mutex> lock(m_);
+          if (wake_.wait_for(lock, kWatchPoll, [this] { return stopped_; })) return;
+        }
+        if (store.add(kLateFailures, 0) == 0) continue;
+        std::string why = readLateFailure(store, rank, size);
+        if (why.empty()) continue;  // only this rank's own
+        {
+          std::lock_guard<std::mutex> lock(m_);
+          heard_ = why;
+        }
+        store.set(readLateKey(rank), bytesOf("1"));
+        return;
+      }
+    } catch (...) {
+      // the store is gone (its process ended or was killed): there is nothing more to hear
+    }
+  }
+
+  std::mutex m_;
+  std::condition_variable wake_;
+  bool stopped_ = false;
+  std::string heard_;
+};
 
 // Runs off the main thread: the rendezvous blocks until every rank has joined (or the timeout).
 Group createGroup(const InitOptions& o) {
@@ -744,7 +813,8 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
   // (JSON {rank, error}), or "" when none did or the store cannot be reached (its host is gone).
   Napi::Value LateFailure(const Napi::CallbackInfo& info) {
     SEMAIM_GUARD("dist.lateFailure", {
-      if (!store_) return StoreTask::run(info.Env(), [] { return std::string(); });
+      std::string heard = watch_ ? watch_->heard() : std::string();
+      if (!heard.empty() || !store_) return StoreTask::run(info.Env(), [heard] { return heard; });
       auto store = store_;
       int rank = rank_, size = size_;
       return StoreTask::run(info.Env(), [store, rank, size] {
@@ -759,7 +829,7 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
 
   // leave(failure, waitMs, abandon) -> Promise<void>: posts this rank's own failure (JSON, "" for none) and that it
   // has left, then closes the backend, so that the other ranks' collectives fail at once; the store host
-  // then keeps the store up until every other rank has left, at most waitMs. The store's errors (its host
+  // then keeps the store up until every other rank has left or read it, at most waitMs. The store's errors (its host
   // gone) are ignored: the others then report the closed connection alone. A group that failed (abandon:
   // JS saw a collective fail, e.g. inside backward) is abandoned, not destroyed. Call shutdown() after it.
   Napi::Value Leave(const Napi::CallbackInfo& info) {
@@ -777,11 +847,15 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
       }
       pg_.reset();
       works_.clear();
+      if (watch_) watch_->stop();
       int rank = rank_, size = size_;
       bool host = storeHost_;
       return StoreTask::run(info.Env(), [store, pg = std::move(pg), failure, wait, rank, size, host]() mutable {
         try {
-          if (store && !failure.empty()) store->set(failedLateKey(rank), bytesOf(failure));
+          if (store && !failure.empty()) {
+            store->set(failedLateKey(rank), bytesOf(failure));
+            store->add(kLateFailures, 1);
+          }
           if (store) store->set(leftKey(rank), bytesOf("1"));
         } catch (...) {
         }
@@ -813,6 +887,7 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
   bool mayStillRun(bool abandon) const { return abandon || broken_ || !works_.empty(); }
 
   void release(bool abandon) {
+    if (watch_) watch_->stop();
     if (mayStillRun(abandon)) {
       if (pg_) pg_.release();
       if (store_) store_.release();
@@ -840,6 +915,7 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
   bool broken_ = false;
   int64_t nextId_ = 1;
   std::map<int64_t, Pending> works_;
+  std::shared_ptr<LateFailureWatch> watch_;  // null on the store's host and under torchrun's agent store
 };
 
 class InitWorker : public Napi::AsyncWorker {
@@ -864,6 +940,8 @@ class InitWorker : public Napi::AsyncWorker {
     target_->backend_ = o_.backend;
     target_->timeoutMs_ = o_.timeoutMs;
     target_->storeHost_ = o_.storeHost;
+    // rank 0 serves the store only without torchrun's agent (storePrefix empty), and only then waits
+    if (g_.store && !o_.storeHost && o_.storePrefix.empty()) target_->watch_ = LateFailureWatch::start(g_.store, o_.rank, o_.size);
     target_->initialising_ = false;
     deferred_.Resolve(Env().Undefined());
   }

@@ -22,7 +22,7 @@ import * as torch from '../torch';
 import { dtypeBytes } from '../torch';
 import { distNative, NativeGradReducer } from './native-dist';
 import type { Backend, ProcessGroup, Work } from './process-group';
-import { distError, isDistError } from './errors';
+import { distError, isCollectiveFailure, isDistError } from './errors';
 
 /**
  * How {@link DistributedDataParallel} synchronises gradients: 'overlap' (c10d's Reducer all-reduces buckets while
@@ -150,8 +150,12 @@ export class DistributedDataParallel {
       }
       loss.backward(undefined, { retainGraph: opts.retainGraph });
     } catch (e) {
-      if (sync) this.group.markFailed();
-      throw sync && !isDistError(e) ? distError('backward (gradient all-reduce)', this.group.rank, this.group.worldSize, this.group.backend, e) : e;
+      if (!sync) throw e;
+      this.group.markFailed(); // the Reducer may have all-reduces in flight
+      // this rank's own error (autograd's) stays its own, to be posted for the other ranks; it is no
+      // failure of the gradient all-reduce
+      if (isDistError(e) || !isCollectiveFailure(e instanceof Error ? e.message : String(e))) throw e;
+      throw distError('backward (gradient all-reduce)', this.group.rank, this.group.worldSize, this.group.backend, e);
     }
     if (sync && !this.reducer) this.allReduceGradients();
   }

@@ -29,6 +29,15 @@ export function classifyDistMessage(message: string): DistErrorCode {
   return 'ERR_DIST';
 }
 
+/**
+ * Whether an error of work that waits for collectives inside it (backward, with the Reducer's gradient
+ * all-reduce) is a collective's failure: another rank gone, a timeout, or the backend's own error (Gloo's
+ * and NCCL's name them). Anything else (autograd's, an allocation) is this rank's own error.
+ */
+export function isCollectiveFailure(message: string): boolean {
+  return classifyDistMessage(message) !== 'ERR_DIST' || /gloo|nccl/i.test(message);
+}
+
 /** A DistError for a failure of `op` on this rank, keeping the original message. */
 export function distError(op: string, rank: number, worldSize: number, backend: string, cause: unknown): DistError {
   const message = cause instanceof Error ? cause.message : String(cause);

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import * as dist from '../../src/dist';
 import * as torch from '../../src/torch';
 import { lineWith, runWorkers, workerScript } from './helpers';
-import { distError } from '../../src/dist/errors';
+import { distError, isCollectiveFailure } from '../../src/dist/errors';
 import { distNative, type NativeGradReducer, type NativeProcessGroup } from '../../src/dist/native-dist';
 
 const gloo = dist.distBuildInfo().gloo ? false : 'the addon was built without Gloo (install libgloo-dev and rebuild)';
@@ -146,6 +146,10 @@ test('classifyDistMessage, distError and isDistError: a timeout, a lost peer and
   assert.deepEqual([e.code, e.op, e.rank, e.worldSize, e.cause], ['ERR_DIST_PEER', 'backward (gradient all-reduce)', 1, 2, cause]);
   assert.match(distError('allReduce', 0, 2, 'nccl', 'Timed out').message, /: Timed out \[not every rank joined in time/);
   assert.equal(distError('allReduce', 0, 2, 'nccl', 'bad').code, 'ERR_DIST');
+  // inside backward: the backend's errors are the all-reduce's, autograd's are the rank's own
+  for (const m of ['Connection closed by peer [127.0.0.1]:4242', '[enforce fail at ../third_party/gloo/gloo/transport/tcp/pair.cc:446] op.preamble.length <= op.nbytes', 'NCCL error: unhandled system error'])
+    assert.ok(isCollectiveFailure(m), m);
+  assert.ok(!isCollectiveFailure('one of the variables needed for gradient computation has been modified by an inplace operation'));
   assert.ok(dist.isDistError(e));
   assert.ok(!dist.isDistError(Object.assign(new Error('x'), { code: 'ERR_DATA' })));
   assert.ok(!dist.isDistError({ code: 'ERR_DIST_PEER' }), 'not an Error');

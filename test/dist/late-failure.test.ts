@@ -35,6 +35,29 @@ for (const [n, failing] of [[2, 0], [2, 1], [3, 1]] as const) {
   });
 }
 
+// Backward throws on one rank (autograd's error, after the Reducer has started the last layer's all-reduces):
+// the others wait inside backward for buckets that rank never starts, and its backend, with collectives in
+// flight, cannot be closed. Its error is its own, posted for the others, who stop naming it; rank 0 stops
+// waiting for them once they have read it (before 2026-12-06 rank 0's error was labelled a failure of the
+// gradient all-reduce and not posted, and, posted, rank 0 kept the store 30 s for ranks that, blocked, never
+// left, which then found the store gone and reported only the closed connection).
+for (const [n, failing] of [[2, 0], [3, 0], [2, 1]] as const) {
+  test(`${n} ranks, backward throws on rank ${failing} while the gradient all-reduce runs: every other rank stops naming it and autograd's error`, { skip: gloo || !dist.distBuildInfo().reducer }, async () => {
+    const runs = await runWorkers(workerScript('late-failure-case'), n, [String(failing), 'backward'], { timeoutMs: 15_000, env: { SEMAIM_DIST_TIMEOUT: '60' } });
+    const autograd = 'one of the variables needed for gradient computation has been modified by an inplace operation';
+    for (const r of runs) {
+      assert.equal(r.signal, null, `rank ${r.rank} was killed (a hang):\n${r.stderr}`);
+      const e = ended(r);
+      if (r.rank === failing) {
+        assert.match(e.message, new RegExp(`^backward: ${autograd}`));
+        continue;
+      }
+      assert.match(e.message, new RegExp(`^rank ${failing} of ${n} failed: backward: ${autograd}`), `rank ${r.rank}`);
+      assert.equal(e.code, 'ERR_DIST_PEER');
+    }
+  });
+}
+
 const CLI = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
 const TINY = ['pretrain', '--model', 'vit_tiny', '--embed-dim', '64', '--depth', '2', '--num-heads', '2', '--decoder-depth', '1', '--img-size', '32',
   '--patch-size', '4', '--batch-size', '16', '--synthetic-size', '1280', '--epochs', '2', '--warmup-epochs', '1', '--checkpoint-every', '7',
