@@ -21,6 +21,7 @@ import type { TrainState } from '../run/train-state';
 import type { StopSignal } from '../run/signals';
 import { withPrecision } from '../run/precision';
 import { processDevice, withProcessThreads } from '../run/device';
+import { keepCallerRng } from '../run/caller-rng';
 import { rankSlice, severalRanks, type ProcessGroup } from '../dist';
 import { Accuracy, AccuracyTally } from './accuracy';
 import { allRowIndices, firstOccurrences, rowsPerRank, slicedRowIndices } from './gather-features';
@@ -217,7 +218,7 @@ export async function finetune(
   const o = jobOptions(FINETUNE_OPTIONS, options);
   if (typeof data?.train !== 'object' || typeof data.test !== 'object' || !data.train || !data.test)
     throw new DataError(`finetune: expected its data as the second argument, { train, test } (data.makeEvalData(...) each), got ${String(data)}`);
-  return withProcessThreads(o.threads, () => finetuneJob(o, data, hooks, source));
+  return withProcessThreads(o.threads, () => keepCallerRng(() => finetuneJob(o, data, hooks, source)));
 }
 
 async function finetuneJob(o: FinetuneOptions, data: FinetuneData, hooks: FinetuneHooks = {}, source?: EncoderSource): Promise<FinetuneResult> {

@@ -20,6 +20,7 @@ import { transformsFor } from '../data';
 import type { EncoderConfig } from '../semaim';
 import { Progress, perSecond } from '../run/progress';
 import { processDevice, withProcessThreads } from '../run/device';
+import { keepCallerRng } from '../run/caller-rng';
 import { commitFiles, removeDeadTemps, type StagedFile } from '../util/safe-write';
 import { StagedStream } from '../util/staged-stream';
 import type { ClassifierConfig } from './classifier';
@@ -226,7 +227,7 @@ const PREDICT_FIELDS = defineOptions({
 /** Predicts every image and writes the JSON and CSV (see the top of this file). */
 export async function predict(o: PredictOptions): Promise<PredictResult> {
   o = jobFields(o, PREDICT_FIELDS, IMAGE_SET_JOB_OTHER_KEYS);
-  return withProcessThreads(o.threads, () => predictJob(o));
+  return withProcessThreads(o.threads, () => keepCallerRng(() => predictJob(o)));
 }
 
 async function predictJob(o: PredictOptions): Promise<PredictResult> {

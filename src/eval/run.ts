@@ -14,6 +14,7 @@ import { DataError } from '../util/errors';
 import { SAME_ENCODER_AND_DATA_HINT, checkRanksAgree, prepareOnEveryRank, throwIfAbortedOnAnyRank } from '../dist/agree';
 import { EncoderSource, LoadedEncoder, loadEncoder, resolveEncoder, sha256File } from '../semaim';
 import { processDevice, withProcessThreads } from '../run/device';
+import { keepCallerRng } from '../run/caller-rng';
 import { imageInputOptions } from '../data/options';
 import type { StopReason } from '../run/loop';
 import type { StopSignal } from '../run/signals';
@@ -214,7 +215,7 @@ export async function runKnn(
 ): Promise<EvalRun | null> {
   const o = jobOptions(KNN_OPTIONS, options);
   checkFactories('runKnn', f);
-  return withProcessThreads(o.threads, () => runKnnJob(o, f, evalJobOptions(job)));
+  return withProcessThreads(o.threads, () => keepCallerRng(() => runKnnJob(o, f, evalJobOptions(job))));
 }
 
 async function runKnnJob(o: KnnCommandOptions, f: DataFactories, { group = null, signal, progress }: EvalJobOptions): Promise<EvalRun | null> {
@@ -308,7 +309,7 @@ export async function runLinprobe(
 ): Promise<EvalRun | null> {
   const o = jobOptions(LINPROBE_OPTIONS, options);
   checkFactories('runLinprobe', f);
-  return withProcessThreads(o.threads, () => runLinprobeJob(o, f, evalJobOptions(job)));
+  return withProcessThreads(o.threads, () => keepCallerRng(() => runLinprobeJob(o, f, evalJobOptions(job))));
 }
 
 async function runLinprobeJob(o: LinprobeCommandOptions, f: DataFactories, { group = null, signal, progress }: EvalJobOptions): Promise<EvalRun | null> {
@@ -428,7 +429,7 @@ export interface FinetuneRun {
 export async function runFinetune(options: OptionsInput<typeof FINETUNE_OPTIONS>, f: DataFactories, hooks: FinetuneHooks = {}): Promise<FinetuneRun> {
   const o = jobOptions(FINETUNE_OPTIONS, options);
   checkFactories('runFinetune', f);
-  return withProcessThreads(o.threads, () => runFinetuneJob(o, f, hooks));
+  return withProcessThreads(o.threads, () => keepCallerRng(() => runFinetuneJob(o, f, hooks)));
 }
 
 async function runFinetuneJob(o: FinetuneOptions, f: DataFactories, hooks: FinetuneHooks = {}): Promise<FinetuneRun> {

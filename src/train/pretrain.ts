@@ -13,6 +13,7 @@ import type { StopSignal } from '../run/signals';
 import { withPrecision } from '../run/precision';
 import { DeviceImages } from '../run/device-images';
 import { processDevice, withProcessThreads } from '../run/device';
+import { keepCallerRng } from '../run/caller-rng';
 import { rankSlice, type ProcessGroup } from '../dist';
 import { SAME_DATA_HINT, checkRanksAgree } from '../dist/agree';
 import { PRETRAIN_OPTIONS, PretrainOptions, modelConfigFrom, validatePretrain, fusedKindsOf } from './pretrain-options';
@@ -72,7 +73,7 @@ export async function pretrain(options: OptionsInput<typeof PRETRAIN_OPTIONS>, d
   let result: PretrainResult;
   try {
     const o = jobOptions(PRETRAIN_OPTIONS, options);
-    result = await withProcessThreads(o.threads, () => pretrainOn(o, data, hooks));
+    result = await withProcessThreads(o.threads, () => keepCallerRng(() => pretrainOn(o, data, hooks)));
   } catch (e) {
     try {
       await data.close();

@@ -246,6 +246,23 @@ test('pretrain gives libtorch back the thread count it had (a process-wide setti
   }
 });
 
+test('pretrain leaves the caller’s global random stream where it was (it seeds it from --seed while it runs), also when resumed', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-caller-rng-'));
+  const nextDraws = async (between: () => Promise<unknown>) => {
+    torch.manualSeed(5);
+    await between();
+    return torch.scope(() => Array.from(torch.rand([4]).toFloat32Array()));
+  };
+  try {
+    const expected = await nextDraws(async () => {});
+    assert.deepEqual(await nextDraws(() => pretrain(options(dir, { maxSteps: 2, checkpointEvery: 1 }), memoryData(16, 4, 1), quiet)), expected);
+    // the second call resumes from the first's checkpoint, which sets the global generator from it
+    assert.deepEqual(await nextDraws(() => pretrain(options(dir, { maxSteps: 3, checkpointEvery: 1 }), memoryData(16, 4, 1), quiet)), expected, 'resumed');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a pre-training with drop path gives the same losses and weights while the program draws from the global generator between its steps (jobs at once in one process)', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-own-streams-'));
   try {
