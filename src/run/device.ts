@@ -48,16 +48,26 @@ export function setProcessThreads(threads: number | undefined): void {
   torch.setNumThreads(threads ?? Math.max(1, Math.floor(availableParallelism() / (readDistEnv()?.localWorldSize ?? 1))));
 }
 
+// The thread counts of the jobs running now, in the order they started, and the caller's count from
+// before the first of them: jobs may run at once in one process (and runFinetune runs finetune inside it).
+const jobThreads: { count: number }[] = [];
+let callerThreads = 0;
+
 /**
  * Runs a job with setProcessThreads(threads), then gives libtorch back the thread count it had: the
- * setting is process-wide, and a library caller's own torch.setNumThreads must survive the job.
+ * setting is process-wide, and a library caller's own torch.setNumThreads must survive the job. With
+ * jobs at once the caller's count comes back when the last ends; a job that ends before another leaves
+ * the count of the latest started that still runs (not the count it found, which that job had set).
  */
 export async function withProcessThreads<T>(threads: number | undefined, job: () => Promise<T>): Promise<T> {
-  const before = torch.getNumThreads();
+  if (jobThreads.length === 0) callerThreads = torch.getNumThreads();
   setProcessThreads(threads);
+  const mine = { count: torch.getNumThreads() };
+  jobThreads.push(mine);
   try {
     return await job();
   } finally {
-    torch.setNumThreads(before);
+    jobThreads.splice(jobThreads.indexOf(mine), 1);
+    torch.setNumThreads(jobThreads.length > 0 ? jobThreads[jobThreads.length - 1].count : callerThreads);
   }
 }

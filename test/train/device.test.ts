@@ -253,6 +253,26 @@ test("a job's libtorch threads: --threads as given, else the cores shared among 
   assert.equal(torch.getNumThreads(), before);
 });
 
+test("jobs at once: the caller's thread count comes back after the last, also when the first ends first; meanwhile the latest started still running sets it", async () => {
+  const before = torch.getNumThreads();
+  try {
+    torch.setNumThreads(2);
+    let endA!: () => void;
+    let endB!: () => void;
+    const a = withProcessThreads(3, () => new Promise<void>((r) => (endA = r)));
+    const b = withProcessThreads(4, () => new Promise<void>((r) => (endB = r))); // started after a, ends after it
+    assert.equal(torch.getNumThreads(), 4, 'the job started last sets it');
+    endA();
+    await a;
+    assert.equal(torch.getNumThreads(), 4, 'b, still running, keeps its count');
+    endB();
+    await b;
+    assert.equal(torch.getNumThreads(), 2, "the caller's count");
+  } finally {
+    torch.setNumThreads(before);
+  }
+});
+
 test('--precision: fp16 (loss scaling) is refused on the CPU before any work; bf16 runs the forward under bfloat16 autocast, fp32 as it is', () => {
   assert.throws(
     () => validatePretrain(resolveOptions(PRETRAIN_OPTIONS, { precision: 'fp16' })),
