@@ -6,6 +6,7 @@ import { CheckpointError, checkpointError, withErrorKind } from '../util/errors'
 import { dirname, join } from 'node:path';
 import * as torch from '../torch';
 import { Tensor } from '../torch';
+import { sparingGlobalRng } from '../torch/global-rng';
 import { disposeAll, listCheckpoints, loadTensors, readSafetensorsHeader, sha256File } from '../io';
 import { EncoderSource, VisionTransformer, checkEncoderShapes, loadEncoder, resolveCheckpoint, resolveEncoder } from '../semaim';
 import { withPrecision, type Precision } from '../run/precision';
@@ -115,7 +116,7 @@ export function loadClassifier(src: ClassifierSource, device: torch.Device): ViT
 
 function loadClassifierWeights(src: ClassifierSource, device: torch.Device): ViTClassifier {
   const { tensors } = loadTensors(src.weights, { finite: true });
-  const model = new ViTClassifier(src.config);
+  const model = sparingGlobalRng(() => new ViTClassifier(src.config));
   try {
     model.loadStateDict(tensors);
   } catch (e) {
@@ -214,7 +215,7 @@ function loadPredictorWeights(src: PredictorSource, device: torch.Device): Predi
     disposeAll(tensors);
     throw e;
   }
-  const probe = new LinearProbe(src.encoder.config.embedDim, src.numClasses);
+  const probe = sparingGlobalRng(() => new LinearProbe(src.encoder.config.embedDim, src.numClasses));
   try {
     probe.loadStateDict(tensors);
   } catch (e) {

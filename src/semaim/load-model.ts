@@ -11,6 +11,7 @@ import { SemAIM } from './semaim';
 import { VerifyOption, checkpointConfig, loadTeacher, resolveCheckpoint } from './pretrained';
 import { readRegularFile } from '../util/regular-file';
 import { checkDevice } from '../torch/check-device';
+import { sparingGlobalRng } from '../torch/global-rng';
 
 /** What {@link loadModel} returns: the model in eval mode and where it came from; `dispose()` frees the model, its teacher and the EMA encoder. */
 export interface LoadedModel {
@@ -41,7 +42,7 @@ function loadModelFiles(source: string, device: torch.Device, o: VerifyOption): 
   const dir = resolveCheckpoint(source, o);
   const config = checkpointConfig(dir);
   const { tensors } = loadTensors(join(dir, 'model.safetensors'), { device, finite: true });
-  const model = new SemAIM(config);
+  const model = sparingGlobalRng(() => new SemAIM(config));
   try {
     model.to({ device });
     model.loadStateDict(tensors, { strict: true });
@@ -65,7 +66,7 @@ function loadModelFiles(source: string, device: torch.Device, o: VerifyOption): 
     if ('source' in config.order && config.order.source === 'ema' && existsSync(opt)) {
       const { tensors: e } = loadTensors(opt, { device, filter: (k) => k.startsWith('ema.'), finite: true });
       try {
-        ema = new VisionTransformer(config).to({ device });
+        ema = sparingGlobalRng(() => new VisionTransformer(config)).to({ device });
         ema.loadStateDict(new Map([...e].map(([k, v]) => [k.slice(4), v])), { strict: false });
       } finally {
         disposeAll(e);

@@ -16,6 +16,7 @@ import { CheckpointError, checkpointError, withErrorKind } from '../util/errors'
 import { readRegularFile } from '../util/regular-file';
 import { stderrLine } from '../util/console-line';
 import { checkDevice } from '../torch/check-device';
+import { sparingGlobalRng } from '../torch/global-rng';
 
 export { sha256File };
 
@@ -412,7 +413,7 @@ function loadFrozenEncoder(from: string | EncoderSource, o: { device?: torch.Dev
     );
   }
   const tensors = loadEncoderTensors(source);
-  const encoder = new VisionTransformer(source.config);
+  const encoder = sparingGlobalRng(() => new VisionTransformer(source.config));
   try {
     encoder.loadStateDict(tensors, { strict: true });
   } catch (e) {

@@ -111,3 +111,24 @@ test('loadModel and loadEncoder refuse a device this machine lacks as an OptionE
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('loadModel and loadEncoder take none of the caller’s global random draws (the models they build get the file’s weights)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-load-rng-'));
+  const next = () => torch.scope(() => Array.from(torch.rand([4]).toFloat32Array()));
+  try {
+    const cfg = makeConfig('vit_tiny', { ...ENC, decoderDepth: 1 });
+    checkpoint(dir, cfg);
+    const enc = new VisionTransformer(ENC).initWeights(3);
+    saveTensors(join(dir, 'encoder.safetensors'), enc.stateDict(), { config: JSON.stringify(ENC) });
+    enc.dispose();
+    writeFileSync(join(dir, 'encoder.json'), JSON.stringify(ENC));
+    torch.manualSeed(5);
+    const expected = next();
+    torch.manualSeed(5);
+    loadModel(dir).model.dispose();
+    loadEncoder(join(dir, 'encoder.safetensors')).encoder.dispose();
+    assert.deepEqual(next(), expected);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
