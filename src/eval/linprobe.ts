@@ -16,6 +16,7 @@ import { checkLabelledBatch } from '../data/check-batch';
 import { FeaturePooling, FeatureSet, checkLabels, encodeBatch, setSize, shardGroup } from './features';
 import { severalRanks, type ProcessGroup } from '../dist';
 import type { Precision } from '../run/precision';
+import { keepCallerRng } from '../run/caller-rng';
 import { checkHeadTraining, trainHead } from './head-training';
 import { stderrLine } from '../util/console-line';
 
@@ -158,6 +159,11 @@ async function trainProbe(
 
 /** The fast path: trains on features extracted once (shuffled per epoch by a seeded permutation). */
 export async function linprobeOnFeatures(train: FeatureSet, test: FeatureSet, numClasses: number, o: LinprobeOptions): Promise<LinprobeResult> {
+  // it seeds the global generator for the head's init: the caller's stream is given back after
+  return keepCallerRng(() => probeOnFeatures(train, test, numClasses, o));
+}
+
+async function probeOnFeatures(train: FeatureSet, test: FeatureSet, numClasses: number, o: LinprobeOptions): Promise<LinprobeResult> {
   checkHeadTraining('linprobe', o);
   const group = shardGroup('linprobe', train, test, o.group);
   const n = setSize(train);
@@ -254,6 +260,17 @@ export function onlinePass(o: Pick<OnlineLinprobeOptions, 'batchSize' | 'augment
  * augmentation (o.augment); `test` holds the test features (extracted once, no augmentation).
  */
 export async function linprobeOnline(
+  encoder: VisionTransformer,
+  trainData: LabelledData,
+  test: FeatureSet,
+  numClasses: number,
+  o: OnlineLinprobeOptions,
+): Promise<LinprobeResult> {
+  // it seeds the global generator for the head's init: the caller's stream is given back after
+  return keepCallerRng(() => probeOnline(encoder, trainData, test, numClasses, o));
+}
+
+async function probeOnline(
   encoder: VisionTransformer,
   trainData: LabelledData,
   test: FeatureSet,

@@ -214,6 +214,42 @@ test('the probe on cached features lets the event loop turn between its steps', 
   for (const s of [train, testSet]) s.features.dispose();
 });
 
+test('both probes leave the caller’s global random stream where it was (they seed it for the probe’s init), and give the same probe whatever the stream was', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-lp-rng-'));
+  const { encoder } = loadEncoder(writeEncoder(dir));
+  const train = separable(32, 4, 16, 1);
+  const testSet = separable(16, 4, 16, 2);
+  const o = { epochs: 1, batchSize: 8, blr: 0.1, seed: 0, label: null };
+  const probes = [
+    () => linprobeOnFeatures(train, testSet, 4, o),
+    () => linprobeOnline(encoder, toyImages(16, 4, 8, 1), testSet, 4, { ...o, pooling: 'mean' as const }),
+  ];
+  try {
+    for (const probe of probes) {
+      const weights: number[][] = [];
+      const next: number[][] = [];
+      for (const callerSeed of [5, 6]) {
+        torch.manualSeed(callerSeed);
+        const r = await probe();
+        weights.push(Array.from(r.probe.linear.weight.toFloat32Array()));
+        r.probe.dispose();
+        next.push(torch.scope(() => Array.from(torch.rand([4]).toFloat32Array())));
+      }
+      assert.deepEqual(weights[1], weights[0], 'the same probe');
+      torch.manualSeed(5);
+      assert.deepEqual(
+        next[0],
+        torch.scope(() => Array.from(torch.rand([4]).toFloat32Array())),
+        'the caller’s stream goes on',
+      );
+    }
+  } finally {
+    for (const s of [train, testSet]) s.features.dispose();
+    encoder.dispose();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('evaluateProbe scores each chunk of test rows against its own labels (hand-counted hits, any chunk size)', () => {
   // logits = features (identity weight, zero bias; BatchNorm at its initial running mean 0, variance 1)
   const probe = new LinearProbe(3, 3);
