@@ -143,6 +143,16 @@ export async function makeSplits(
 }
 
 /**
+ * A split all of whose images were unusable (skipped while extracting) is the data's fault, as one
+ * without images is: a DataError, not the probe's or the vote's error about zero features.
+ */
+function checkUsable(usable: { train: number; test: number }, listed: { train: number; test: number }): void {
+  for (const split of ['train', 'test'] as const) {
+    if (usable[split] === 0) throw new DataError(`${split} data: none of its ${listed[split]} images could be read (each was skipped as unusable)`);
+  }
+}
+
+/**
  * Loads the encoder and extracts train and test features. Data-parallel with a group: each rank keeps
  * its shard of the training features and gets the whole test set (the test split is the small one).
  */
@@ -175,14 +185,15 @@ export async function encoderFeatures(
       const label = (split: string) => (progress === null ? null : `features (${split})`);
       train = await extractFeatures(loaded.encoder, splits.train, { ...fo, gatherTo: 'shard', label: label('train') });
       const test = await extractFeatures(loaded.encoder, splits.test, { ...fo, gatherTo: 'all', label: label('test') });
-      return {
-        loaded,
-        train,
-        test,
-        numClasses: splits.train.numClasses,
-        classNames: splits.train.classNames,
-        sizes: { train: setSize(train), test: setSize(test) }, // unusable images left out
-      };
+      const sizes = { train: setSize(train), test: setSize(test) }; // unusable images left out
+      try {
+        checkUsable(sizes, { train: splits.train.size, test: splits.test.size });
+        checkSizes(sizes);
+      } catch (e) {
+        disposeFeatures(test);
+        throw e;
+      }
+      return { loaded, train, test, numClasses: splits.train.numClasses, classNames: splits.train.classNames, sizes };
     } finally {
       await splits.train.close();
       await splits.test.close();

@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LabelledData, makeEvalData } from '../../src/data';
+import { DATA_FACTORIES, LabelledData, makeEvalData } from '../../src/data';
+import { DataError, KNN_OPTIONS, LINPROBE_OPTIONS, OptionError, resolveOptions, runKnn, runLinprobe } from '../../src';
 import { loadEncoder } from '../../src/semaim';
 import { extractFeatures } from '../../src/eval/features';
 import { evaluateClassifier } from '../../src/eval/finetune';
@@ -68,5 +69,37 @@ test('a row a batch marks as a stand-in is left out of the accuracy when the bat
     assert.deepEqual(acc.perClassCount, [2, 1, 2]);
   } finally {
     model.dispose();
+  }
+});
+
+test('knn and linprobe on a split none of whose images can be read: a DataError naming the split; k above the readable images: an OptionError on k', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'semaim-unusable-split-'));
+  try {
+    // train: 2 classes × 3 files, all but one of class a not images; test: readable
+    for (const split of ['train', 'test'])
+      for (const [k, cls] of ['a', 'b'].entries()) {
+        mkdirSync(join(root, split, cls), { recursive: true });
+        for (let i = 0; i < 3; i++) {
+          const file = join(root, split, cls, `${i}.png`);
+          if (split === 'train') writeFileSync(file, 'not a png');
+          else writeFileSync(file, await encode(picture(8, 8, 10 * k + i), 8, 8, 3, 'png'));
+        }
+      }
+    const enc = writeEncoder(root);
+    const common = { checkpoint: enc, dataset: 'folder', dataPath: root, numWorkers: 0, threads: 1, evalBatchSize: 4 };
+    const unreadable = (e: unknown) => e instanceof DataError && e.code === 'ERR_DATA' && /^train data: none of its 6 images could be read/.test(e.message);
+    const knn = () => runKnn(resolveOptions(KNN_OPTIONS, { ...common, k: '1', outDir: join(root, 'knn') }), DATA_FACTORIES, { progress: null });
+    await assert.rejects(knn(), unreadable);
+    await assert.rejects(
+      runLinprobe(resolveOptions(LINPROBE_OPTIONS, { ...common, epochs: 1, batchSize: 2, outDir: join(root, 'lin') }), DATA_FACTORIES, { progress: null }),
+      unreadable,
+    );
+    writeFileSync(join(root, 'train', 'a', '0.png'), await encode(picture(8, 8, 99), 8, 8, 3, 'png'));
+    await assert.rejects(
+      runKnn(resolveOptions(KNN_OPTIONS, { ...common, k: '2', outDir: join(root, 'knn') }), DATA_FACTORIES, { progress: null }),
+      (e: unknown) => e instanceof OptionError && e.key === 'k' && /k = 2 exceeds the 1 training images/.test(e.message),
+    );
+  } finally {
+    rmSync(root, { recursive: true, force: true });
   }
 });
