@@ -7,6 +7,7 @@ import { OptionError } from '../util/options';
 import { checkDevice } from '../torch/check-device';
 export { checkDevice };
 import { readDistEnv, type ProcessGroup } from '../dist';
+import { JobSetting } from './job-setting';
 
 /** The CUDA device index of 'cuda' (0) or 'cuda:N'; null for the CPU. */
 export function cudaIndex(device: string): number | null {
@@ -43,31 +44,21 @@ export function processDevice(requested: string, group: ProcessGroup | null): to
   return group?.backend === 'nccl' ? group.device : checkDevice(requested);
 }
 
-/** Sets libtorch's CPU threads: as asked, else this machine's cores shared among the processes on it. */
-export function setProcessThreads(threads: number | undefined): void {
-  torch.setNumThreads(threads ?? Math.max(1, Math.floor(availableParallelism() / (readDistEnv()?.localWorldSize ?? 1))));
+/** libtorch's CPU threads for a job: as asked, else this machine's cores shared among the processes on it. */
+export function processThreads(threads: number | undefined): number {
+  return threads ?? Math.max(1, Math.floor(availableParallelism() / (readDistEnv()?.localWorldSize ?? 1)));
 }
 
-// The thread counts of the jobs running now, in the order they started, and the caller's count from
-// before the first of them: jobs may run at once in one process (and runFinetune runs finetune inside it).
-const jobThreads: { count: number }[] = [];
-let callerThreads = 0;
+const threadCount = new JobSetting(
+  () => torch.getNumThreads(),
+  (n) => torch.setNumThreads(n),
+);
 
 /**
- * Runs a job with setProcessThreads(threads), then gives libtorch back the thread count it had: the
- * setting is process-wide, and a library caller's own torch.setNumThreads must survive the job. With
- * jobs at once the caller's count comes back when the last ends; a job that ends before another leaves
- * the count of the latest started that still runs (not the count it found, which that job had set).
+ * Runs a job with libtorch's CPU threads at processThreads(threads), then gives back the count it had:
+ * the setting is process-wide, and a library caller's own torch.setNumThreads must survive the job
+ * (with jobs at once, the last to end gives it back; see JobSetting).
  */
 export async function withProcessThreads<T>(threads: number | undefined, job: () => Promise<T>): Promise<T> {
-  if (jobThreads.length === 0) callerThreads = torch.getNumThreads();
-  setProcessThreads(threads);
-  const mine = { count: torch.getNumThreads() };
-  jobThreads.push(mine);
-  try {
-    return await job();
-  } finally {
-    jobThreads.splice(jobThreads.indexOf(mine), 1);
-    torch.setNumThreads(jobThreads.length > 0 ? jobThreads[jobThreads.length - 1].count : callerThreads);
-  }
+  return threadCount.during(processThreads(threads), job);
 }

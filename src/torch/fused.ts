@@ -49,6 +49,11 @@ export function fusedKinds(): FusedKind[] {
   return FUSED_KINDS.filter((k) => enabled.has(k));
 }
 
+/** Whether the fused paths are taken for CPU tensors too (setFused's `onCpu`). */
+export function fusedOnCpu(): boolean {
+  return onCpu;
+}
+
 /** Whether a kind runs kernels of ours (compiled by NVRTC): all but patch-embed, which is libtorch's matmul. */
 export function needsKernels(kind: FusedKind): boolean {
   return kind !== 'patch-embed';

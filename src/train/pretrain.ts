@@ -14,6 +14,7 @@ import { withPrecision } from '../run/precision';
 import { DeviceImages } from '../run/device-images';
 import { processDevice, withProcessThreads } from '../run/device';
 import { keepCallerRng } from '../run/caller-rng';
+import { JobSetting } from '../run/job-setting';
 import { rankSlice, type ProcessGroup } from '../dist';
 import { SAME_DATA_HINT, checkRanksAgree } from '../dist/agree';
 import { PRETRAIN_OPTIONS, PretrainOptions, modelConfigFrom, validatePretrain, fusedKindsOf } from './pretrain-options';
@@ -65,6 +66,12 @@ export interface PretrainHooks extends LoopHooks {
 export function noWeightDecayNames(o: Pick<PretrainOptions, 'decayClsToken'>): string[] {
   return o.decayClsToken ? ['pos_embed'] : ['cls_token', 'pos_embed'];
 }
+
+// The fused kernels' switch is process-wide: the run sets its --fused kinds while it runs.
+const fusedSwitch = new JobSetting(
+  () => ({ kinds: torch.fused.fusedKinds(), onCpu: torch.fused.fusedOnCpu() }),
+  (f) => torch.fused.setFused(f.kinds, { onCpu: f.onCpu }),
+);
 
 /** Pre-trains on `data`, which it closes when done, also when it fails (a refused option included). */
 export async function pretrain(options: OptionsInput<typeof PRETRAIN_OPTIONS>, data: TrainData, hooks: PretrainHooks = {}): Promise<PretrainResult> {
@@ -143,8 +150,7 @@ async function pretrainOn(o: PretrainOptions, data: TrainData, hooks: PretrainHo
         })
       : null;
 
-  const fusedBefore = torch.fused.fusedKinds();
-  torch.fused.setFused(fusedKinds);
+  const leaveFused = fusedSwitch.enter({ kinds: fusedKinds, onCpu: false });
   try {
     const r = await trainLoop<TrainBatch>(
       {
@@ -192,6 +198,6 @@ async function pretrainOn(o: PretrainOptions, data: TrainData, hooks: PretrainHo
     ema?.shadow.dispose();
     model.teacher?.dispose();
     model.dispose();
-    torch.fused.setFused(fusedBefore);
+    leaveFused();
   }
 }

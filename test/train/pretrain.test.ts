@@ -246,6 +246,18 @@ test('pretrain gives libtorch back the thread count it had (a process-wide setti
   }
 });
 
+test('pretrain gives the fused kernels’ switch back as it found it, the CPU paths (onCpu) included', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-fused-switch-'));
+  try {
+    torch.fused.setFused(['layernorm', 'gelu'], { onCpu: true });
+    await pretrain(options(dir, { maxSteps: 1 }), memoryData(16, 4, 1), quiet);
+    assert.deepEqual([torch.fused.fusedKinds(), torch.fused.fusedOnCpu()], [['layernorm', 'gelu'], true]);
+  } finally {
+    torch.fused.setFused('none');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('pretrain leaves the caller’s global random stream where it was (it seeds it from --seed while it runs), also when resumed', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-caller-rng-'));
   const nextDraws = async (between: () => Promise<unknown>) => {
