@@ -5,6 +5,7 @@
 import { AbortedOnAnotherRank } from '../util/errors';
 import type { NativeAddon } from '../torch/native';
 import { stderrLine } from '../util/console-line';
+import { onProcessEvent } from '../util/process-events';
 
 /** The signals that stop a run at its next step boundary: SIGINT (exit code 130) and SIGTERM (143). */
 export type StopSignal = 'SIGINT' | 'SIGTERM';
@@ -69,8 +70,7 @@ export function catchStopSignals(
     log(`${signal}: ${o.stopping ?? 'stopping after this step and its checkpoint'} (send it again to exit at once)`);
     o.onStop?.(signal);
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const stopListening = [onProcessEvent('SIGINT', onSignal), onProcessEvent('SIGTERM', onSignal)];
   // After process.on, so that the C handler chains to libuv's; released before process.off, so that
   // libuv's handler is back in place when libuv removes it. The addon counts nested catchers.
   const exitNow = nativeStopSignalExit();
@@ -80,8 +80,7 @@ export function catchStopSignals(
     if (released) return;
     released = true;
     exitNow?.disarmStopSignalExit();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    for (const off of stopListening) off();
   };
 }
 

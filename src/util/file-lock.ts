@@ -8,6 +8,7 @@ import { basename, dirname, join } from 'node:path';
 import { namesOfDeadProcesses, processAlive } from './process-alive';
 import { readSmallFile } from './small-file';
 import { waitUntilSync } from './sleep-sync';
+import { onProcessEvent } from './process-events';
 
 export interface Holder {
   pid: number;
@@ -192,13 +193,14 @@ export function lockFile(path: string): (() => void) | Holder {
   const h = take(path, JSON.stringify({ pid: process.pid, host: hostname(), since: new Date().toISOString() }), 0);
   if (h !== true) return h;
   held.add(path);
+  let stopListening = () => {};
   const release = () => {
     if (!held.delete(path)) return;
-    process.off('exit', release);
+    stopListening();
     const text = readText(path);
     const mine = text === null ? null : parseHolder(text);
     if (mine && mine.pid === process.pid && mine.host === hostname()) unlinkSync(path);
   };
-  process.on('exit', release);
+  stopListening = onProcessEvent('exit', release);
   return release;
 }

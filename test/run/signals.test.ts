@@ -96,6 +96,34 @@ test("a training command's exit code: 0 when it finished or reached --max-steps,
   assert.equal(runExitCode({ stoppedBy: 'signal', signal: 'SIGTERM' }), 143);
 });
 
+test('runs at once share one SIGINT and one SIGTERM listener (no MaxListenersExceededWarning past 10), each gets the signal, the last release removes it', () => {
+  const before = ['SIGINT', 'SIGTERM'].map((s) => process.listenerCount(s));
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(w.name);
+  process.on('warning', onWarning);
+  const stops: StopRequest[] = Array.from({ length: 12 }, () => ({ requested: false }));
+  const releases = stops.map((stop) => catchStopSignals(stop, () => {}));
+  try {
+    assert.deepEqual(
+      ['SIGINT', 'SIGTERM'].map((s) => process.listenerCount(s)),
+      before.map((n) => n + 1),
+    );
+    (process.emit as (event: string, ...args: unknown[]) => boolean)('SIGTERM', 'SIGTERM');
+    assert.deepEqual(
+      stops.map((s) => s.signal),
+      stops.map(() => 'SIGTERM'),
+    );
+  } finally {
+    for (const release of releases) release();
+    process.off('warning', onWarning);
+  }
+  assert.deepEqual(
+    ['SIGINT', 'SIGTERM'].map((s) => process.listenerCount(s)),
+    before,
+  );
+  assert.deepEqual(warnings, []);
+});
+
 test('a second signal exits at once with the signal code', () => {
   const exits: number[] = [];
   const realExit = process.exit;

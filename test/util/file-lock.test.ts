@@ -149,3 +149,16 @@ test('processAlive: a process of another user (kill answers EPERM) is alive, so 
     process.kill = kill;
   }
 });
+
+test('locks held at once share one exit listener, removed with the last release (no MaxListenersExceededWarning past 10)', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-locks-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const before = process.listenerCount('exit');
+  const releases = Array.from({ length: 12 }, (_, i) => lockFile(join(dir, `run${i}.lock`)));
+  assert.equal(process.listenerCount('exit'), before + 1);
+  for (const release of releases) {
+    assert.equal(typeof release, 'function');
+    (release as () => void)();
+  }
+  assert.equal(process.listenerCount('exit'), before);
+});
