@@ -10,6 +10,21 @@ import { StagedFile, writeError } from '../util/safe-write';
 
 const STOP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
 
+/** The writers whose partial file is being written (the signal handler is installed while there is one). */
+const writing = new Set<SafetensorsRowWriter>();
+
+/**
+ * Ctrl-C / SIGTERM while rows are written: every writer's partial file goes (the rows are lost either
+ * way), then the signal takes its default course, unless the process handles it itself (it then
+ * finishes or aborts each writer on its own path). One handler for all writers: each of several at
+ * once (embeds in one process) had its own, and all but the last saw the others' and left its file.
+ */
+function onStopSignal(signal: NodeJS.Signals): void {
+  if (process.listenerCount(signal) > 1) return;
+  for (const w of [...writing]) w.abort(); // (the last one removes this handler)
+  process.kill(process.pid, signal);
+}
+
 /** The tensor a {@link SafetensorsRowWriter} grows: its name, dtype and the shape of one row. */
 export interface RowTensorSpec {
   name: string;
@@ -69,23 +84,13 @@ export class SafetensorsRowWriter {
     } catch (e) {
       throw writeError(path, e);
     }
-    for (const s of STOP_SIGNALS) process.on(s, this.onSignal);
+    if (writing.size === 0) for (const s of STOP_SIGNALS) process.on(s, onStopSignal);
+    writing.add(this);
   }
 
-  /**
-   * Ctrl-C / SIGTERM while rows are written: the partial file goes (the rows are lost either way), then
-   * the signal takes its default course, unless the process handles it itself (it then finishes or
-   * aborts this writer on its own path).
-   */
-  private readonly onSignal = (signal: NodeJS.Signals): void => {
-    this.stopListening();
-    if (process.listenerCount(signal) > 0) return;
-    this.abort();
-    process.kill(process.pid, signal);
-  };
-
   private stopListening(): void {
-    for (const s of STOP_SIGNALS) process.off(s, this.onSignal);
+    if (!writing.delete(this) || writing.size > 0) return;
+    for (const s of STOP_SIGNALS) process.off(s, onStopSignal);
   }
 
   /** Rows written so far. */

@@ -101,20 +101,25 @@ test('no rows, partial rows, use after finish, abort', () => {
   assert.equal(existsSync(p), false);
 });
 
-test('Ctrl-C while rows are written removes the partial file and still ends the process by the signal', () => {
+test('Ctrl-C while rows are written removes the partial files (one writer, or 12 at once) and still ends the process by the signal', () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-rows-signal-'));
   try {
-    const out = join(dir, 'f.safetensors');
     const io = join(__dirname, '..', '..', 'src', 'io');
-    const script = `
-      const { SafetensorsRowWriter } = require(${JSON.stringify(io)});
-      const w = new SafetensorsRowWriter(${JSON.stringify(out)}, { name: 'x', dtype: 'float32', rowShape: [4] });
-      w.append(new Uint8Array(32));
-      process.kill(process.pid, 'SIGINT');
-      setTimeout(() => process.exit(0), 5000);`;
-    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30_000 });
-    assert.equal(r.signal, 'SIGINT', `ended by the signal (status ${r.status}, ${r.stderr})`);
-    assert.deepEqual(readdirSync(dir), [], 'no f.safetensors.partial left');
+    for (const writers of [1, 12]) {
+      const script = `
+        process.on('warning', (w) => console.error(w.name));
+        const { SafetensorsRowWriter } = require(${JSON.stringify(io)});
+        for (let i = 0; i < ${writers}; i++) {
+          const w = new SafetensorsRowWriter(${JSON.stringify(dir)} + '/f' + i + '.safetensors', { name: 'x', dtype: 'float32', rowShape: [4] });
+          w.append(new Uint8Array(32));
+        }
+        process.kill(process.pid, 'SIGINT');
+        setTimeout(() => process.exit(0), 5000);`;
+      const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30_000 });
+      assert.equal(r.signal, 'SIGINT', `${writers}: ended by the signal (status ${r.status}, ${r.stderr})`);
+      assert.deepEqual(readdirSync(dir), [], `${writers}: no .partial file left`);
+      assert.doesNotMatch(r.stderr, /MaxListenersExceededWarning/);
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
