@@ -1174,6 +1174,30 @@ test('the packer leaves no temporary shard: Ctrl-C removes those staged and its 
   assert.deepEqual(temps(), [`shard-000099.tar.tmp-${process.pid}`]);
 });
 
+test('two packers at once in one process: Ctrl-C removes the staged shards and the locks of both', async () => {
+  const big = join(root, 'many-at-once');
+  const jpg = await encode(picture(16, 16, 5), 16, 16, 3, 'jpeg', { quality: 85 });
+  for (let i = 0; i < 1600; i++) write(join(big, `c${i % 2}`, `${i}.jpg`), jpg);
+  const outs = [join(root, 'at-once-a'), join(root, 'at-once-b')];
+  for (const out of outs) mkdirSync(out, { recursive: true });
+  const temps = (out: string) => readdirSync(out).filter((f) => f.includes('.tmp-'));
+  // the child interrupts itself once both are writing a shard (seen on disk as their temporary files)
+  const script = `
+    const { readdirSync } = require('node:fs');
+    const { packImageFolder } = require(${JSON.stringify(join(__dirname, '..', '..', 'src', 'data'))});
+    const outs = ${JSON.stringify(outs)};
+    for (const output of outs) packImageFolder({ input: ${JSON.stringify(big)}, output, shardSize: 400 }).then(() => console.log('finished'));
+    const poll = setInterval(() => {
+      if (outs.every((o) => readdirSync(o).some((f) => f.includes('.tmp-')))) { clearInterval(poll); process.kill(process.pid, 'SIGINT'); }
+    }, 1);`;
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(r.signal, 'SIGINT', `the signal ends the process (status ${r.status}, ${r.stdout}${r.stderr})`);
+  for (const out of outs) {
+    assert.deepEqual(temps(out), [], `${out}: its temporary shards are gone`);
+    assert.ok(!existsSync(join(out, 'index.json.lock')), `${out}: its lock is released`);
+  }
+});
+
 test('`semaim shards` stopped by SIGINT says so and exits 130, leaving no shard and no output folder of its making', async () => {
   const big = join(root, 'many-cli');
   const jpg = await encode(picture(16, 16, 3), 16, 16, 3, 'jpeg', { quality: 85 });

@@ -105,6 +105,31 @@ const TEMP_SHARD = /^shard-\d+\.tar\.tmp-(\d+)(?:-0)?$/;
 /** A shard of an earlier set (shardName's names): with index.json, what --overwrite replaces; other archives are left alone. */
 const SET_SHARD = /^shard-\d{6,}\.tar$/;
 const STOP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
+/** What each pack under way removes on Ctrl-C (the signal handler is installed while there is one). */
+const packing = new Set<() => void>();
+
+/**
+ * Ctrl-C / SIGTERM: every pack's staged shards go, then the signal takes its default course (unless
+ * the process handles it itself: then its abort reaches each pack's catch, which removes them). One
+ * handler for all packs: each of several at once had its own, and all but the last saw the others'
+ * and left their shards.
+ */
+function onStopSignal(signal: NodeJS.Signals): void {
+  if (process.listenerCount(signal) > 1) return;
+  for (const removeStaged of [...packing]) removeStaged();
+  for (const s of STOP_SIGNALS) process.off(s, onStopSignal);
+  process.kill(process.pid, signal);
+}
+
+/** Registers a pack's removal of its staged files for a stop signal; returns the unregistration. */
+function removeOnStopSignal(removeStaged: () => void): () => void {
+  if (packing.size === 0) for (const s of STOP_SIGNALS) process.on(s, onStopSignal);
+  packing.add(removeStaged);
+  return () => {
+    if (!packing.delete(removeStaged) || packing.size > 0) return;
+    for (const s of STOP_SIGNALS) process.off(s, onStopSignal);
+  };
+}
 /** Bytes a tar member adds to its data (a 512-byte header, padding to 512), and a tar's end (two 512-byte blocks). */
 const TAR_MEMBER_BYTES = 1024;
 const TAR_END_BYTES = 1024;
@@ -342,17 +367,11 @@ async function packInto(
   let handedOver = false;
   let bytes = 0;
   let samples = 0;
-  // Ctrl-C / SIGTERM: the staged shards go, then the signal takes its default course (unless the process
-  // handles it itself: then its abort reaches the catch below, which removes them)
-  const onSignal = (signal: NodeJS.Signals): void => {
-    for (const s of STOP_SIGNALS) process.off(s, onSignal);
-    if (process.listenerCount(signal) > 0) return;
+  const stopWatching = removeOnStopSignal(() => {
     for (const f of staged) f.abort();
     if (writing) rmSync(writing, { force: true });
     release(); // the folder's lock too: the process ends by the signal, and no exit handler runs
-    process.kill(process.pid, signal);
-  };
-  for (const s of STOP_SIGNALS) process.on(s, onSignal);
+  });
   try {
     // keys count the images packed: a file that cannot be read when its turn comes is left out, named in `unreadable`
     let next = 0;
@@ -420,7 +439,7 @@ async function packInto(
     if (!handedOver) for (const f of staged) f.abort();
     throw e;
   } finally {
-    for (const s of STOP_SIGNALS) process.off(s, onSignal);
+    stopWatching();
   }
   // the new set is in place: the earlier set's shards it did not replace are superseded (other archives stay)
   const written = new Set([INDEX_FILE, ...entries.map((e) => e.file)]);
