@@ -170,7 +170,17 @@ test('README names every Debian package scripts/setup.sh installs', () => {
 
 // Flags of other tools that the documents name beside semaim's: torchrun's, prettier's, scripts/run-tests.js's
 // (--list), and the benchmark scripts' (bench/*.ts parse their own flags; docs/BENCHMARKS.md is theirs).
-const OTHER_TOOLS_FLAGS = new Set(['--standalone', '--redirects', '--tee', '--check', '--list', '--phase-timer', '--kernel-profile', '--kernel-profile-out', '--rounds']);
+const OTHER_TOOLS_FLAGS = new Set([
+  '--standalone',
+  '--redirects',
+  '--tee',
+  '--check',
+  '--list',
+  '--phase-timer',
+  '--kernel-profile',
+  '--kernel-profile-out',
+  '--rounds',
+]);
 
 test('every --flag named in README.md and docs/*.md (but BENCHMARKS.md) is an option of some command', () => {
   const known = new Set(['--config', '--help']);
