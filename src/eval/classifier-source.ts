@@ -115,7 +115,7 @@ export function loadClassifier(src: ClassifierSource, device: torch.Device): ViT
 }
 
 function loadClassifierWeights(src: ClassifierSource, device: torch.Device): ViTClassifier {
-  const { tensors } = loadTensors(src.weights, { finite: true });
+  const { tensors } = loadTensors(src.weights, { finite: true, sha256: src.sha256 });
   const model = sparingGlobalRng(() => new ViTClassifier(src.config));
   try {
     model.loadStateDict(tensors);
@@ -207,7 +207,7 @@ function loadPredictorWeights(src: PredictorSource, device: torch.Device): Predi
     const model = loadClassifier(src, device);
     return { logits: (images, precision) => withPrecision(precision, device, () => model.forward(images)).float(), dispose: () => model.dispose() };
   }
-  const { tensors } = loadTensors(src.weights, { finite: true });
+  const { tensors } = loadTensors(src.weights, { finite: true, sha256: src.sha256 });
   let encoder: VisionTransformer;
   try {
     encoder = loadEncoder(src.encoder, { device }).encoder;

@@ -110,7 +110,7 @@ export async function exportEncoder(source: string, out: string, options: Export
   const files = encoderExportFiles(out);
   guardOutputs(files, join(dir, 'model.safetensors'), o.overwrite);
   const sha256 = checkpointWeightsSha256(dir, o.verify !== false);
-  const { tensors } = loadTensors(join(dir, 'model.safetensors'), { filter: (k) => ENCODER_KEY.test(k), finite: true });
+  const { tensors } = loadTensors(join(dir, 'model.safetensors'), { filter: (k) => ENCODER_KEY.test(k), finite: true, sha256 });
   return writeEncoder(tensors, enc, sha256, files, o.signal);
 }
 

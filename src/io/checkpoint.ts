@@ -2,16 +2,18 @@
 // trainer state (state.json) that records the SHA-256 of each file and of its own other content.
 // Reading verifies those hashes and the fields a resume reads.
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, fstatSync, readdirSync, readSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { Tensor } from '../torch';
 import { isJsonObject, jsonBrief } from '../util/json-file';
 import { disposeAll, loadTensors } from './tensors';
-import { notRegular, openRegularFile, readRegularFile } from '../util/regular-file';
+import { notRegular, readRegularFile } from '../util/regular-file';
+import { sha256File } from './file-sha256';
 import { CheckpointError } from '../util/errors';
 
 // written once, beside the atomic writers; exported here too, where the checkpoint helpers always had it
 export { fsyncPath } from '../util/safe-write';
+export { sha256File };
 
 /** The contents of a checkpoint folder: the tensors of model.safetensors and optimizer.safetensors and the trainer state of state.json. */
 export interface CheckpointContents {
@@ -43,42 +45,6 @@ export function stepDirName(step: number): string {
   if (!Number.isSafeInteger(step) || step < 0) throw new RangeError(`stepDirName: step must be an integer ≥ 0, got ${step}`);
   return `step-${String(step).padStart(8, '0')}`;
 }
-
-/**
- * SHA-256 of a file, read in 4 MiB pieces. A file this process hashed before and that has not changed
- * since (the same inode, size, modification and change times) is not read again: a command checks its
- * checkpoint before any work and its job resolves it again (a ViT-L run's files are ~6 GB, seconds of
- * reading each time). Any write, rename or chmod sets the change time; only files whose change time was
- * over 2 s old when hashed are remembered, so that a file system's coarse clock (a tick of up to 2 s)
- * cannot give a later change, or a new file on a reused inode, the time remembered.
- */
-export function sha256File(path: string): string {
-  const fd = openRegularFile(path);
-  try {
-    const st = fstatSync(fd, { bigint: true });
-    const id = `${st.dev}:${st.ino}`;
-    const stamp = `${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
-    const known = hashedFiles.get(id);
-    if (known?.stamp === stamp) return known.sha256;
-    const settled = BigInt(Date.now()) * 1_000_000n - st.ctimeNs > SETTLED_NS;
-    const h = createHash('sha256');
-    const buf = Buffer.allocUnsafe(4 << 20);
-    for (;;) {
-      const n = readSync(fd, buf, 0, buf.length, null);
-      if (n <= 0) break;
-      h.update(buf.subarray(0, n));
-    }
-    const sha256 = h.digest('hex');
-    if (settled) hashedFiles.set(id, { stamp, sha256 });
-    return sha256;
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** The settled files sha256File read, by device and inode: their size and times then, and their hash. */
-const hashedFiles = new Map<string, { stamp: string; sha256: string }>();
-const SETTLED_NS = 2_000_000_000n;
 
 /** The step folders under a checkpoints root, newest first (unverified). */
 export function listCheckpoints(root: string): { step: number; dir: string }[] {

@@ -12,6 +12,7 @@ import { StagedFile, fsyncPath, removeDeadTemps, stagedAt, writeError } from '..
 import { readAt as readFully } from './read-at';
 import { checkStorage, isZipMagic, readPytorchHeaderFd, refuseLegacyTorchSave, type StorageChecksum } from './pytorch-file';
 import { openRegularFile } from '../util/regular-file';
+import { sha256OfOpenFile } from './file-sha256';
 import { DTYPES, type DType } from '../torch/dtype';
 import { tensorByteLength } from './tensor-bytes';
 
@@ -471,6 +472,12 @@ export class SafetensorsReader {
       this.checked.add(t.storage.start);
     }
     return { dtype: t.dtype, shape: t.shape, data };
+  }
+
+  /** The SHA-256 of the file this reader reads (hashed on its descriptor: the bytes it reads, whatever the path names now). */
+  sha256(): string {
+    if (this.fd === undefined) throw new Error(`${this.path}: reader is closed`);
+    return sha256OfOpenFile(this.fd);
   }
 
   close(): void {

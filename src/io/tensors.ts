@@ -14,13 +14,15 @@ export class NonFiniteTensorError extends CheckpointError {}
 /**
  * Loads every tensor (or those whose name passes `filter`) from a safetensors file. `finite`: refuse a
  * floating-point tensor that holds NaN or ±Inf (weights a model is to use: every result from them would be
- * NaN, or quietly at chance level).
+ * NaN, or quietly at chance level). `sha256`: the file's SHA-256 when it was checked (verified, or recorded
+ * in a result); a file removed or replaced since, as a run writing to its folder rotates its checkpoints
+ * and replaces best/, is a CheckpointError 'ERR_CHECKPOINT_CHANGED', never read in the checked one's place.
  */
 export function loadTensors(
   path: string,
-  opts: { device?: torch.Device; dtype?: torch.DType; filter?: (name: string) => boolean; finite?: boolean } = {},
+  opts: { device?: torch.Device; dtype?: torch.DType; filter?: (name: string) => boolean; finite?: boolean; sha256?: string } = {},
 ): { tensors: Map<string, Tensor>; metadata: Record<string, string> } {
-  using reader = new SafetensorsReader(path);
+  using reader = openChecked(path, opts.sha256);
   const tensors = new Map<string, Tensor>();
   for (const name of reader.keys()) {
     if (opts.filter && !opts.filter(name)) continue;
@@ -49,6 +51,28 @@ export function loadTensors(
     tensors.set(name, t);
   }
   return { tensors, metadata: reader.metadata };
+}
+
+/** A reader of `path`, whose bytes (hashed on the reader's own descriptor) must be those of `sha256` when given. */
+function openChecked(path: string, sha256: string | undefined): SafetensorsReader {
+  const changed = (what: string) =>
+    new CheckpointError(
+      `${path} ${what} after it was checked (a run writing to its folder rotates its checkpoints and replaces best/): ` +
+        'run again to take what is there then, or copy the checkpoint folder out of the run to read a fixed one',
+      'ERR_CHECKPOINT_CHANGED',
+    );
+  let reader: SafetensorsReader;
+  try {
+    reader = new SafetensorsReader(path);
+  } catch (e) {
+    if (sha256 !== undefined && (e as { cause?: { code?: string } }).cause?.code === 'ENOENT') throw changed('was removed');
+    throw e;
+  }
+  if (sha256 !== undefined && reader.sha256() !== sha256) {
+    reader.close();
+    throw changed('was replaced by other bytes');
+  }
+  return reader;
 }
 
 function countNonFinite(t: Tensor): number {

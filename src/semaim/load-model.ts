@@ -10,6 +10,8 @@ import { VisionTransformer } from './vit';
 import { SemAIM } from './semaim';
 import { VerifyOption, checkpointConfig, loadTeacher, resolveCheckpoint } from './pretrained';
 import { readRegularFile } from '../util/regular-file';
+import { isJsonObject } from '../util/json-file';
+import { sha256File } from '../io/file-sha256';
 import { checkDevice } from '../torch/check-device';
 import { sparingGlobalRng } from '../torch/global-rng';
 
@@ -22,6 +24,8 @@ export interface LoadedModel {
   checkpoint: string;
   /** The training step from the checkpoint's state.json (null when it has none). */
   step: number | null;
+  /** The SHA-256 of the model.safetensors read (the file loaded, whatever a run writing to the folder put there since). */
+  sha256: string;
   config: SemAIMConfig;
   dispose(): void;
 }
@@ -41,7 +45,11 @@ export function loadModel(source: string, device: torch.Device = 'cpu', o: Verif
 function loadModelFiles(source: string, device: torch.Device, o: VerifyOption): LoadedModel {
   const dir = resolveCheckpoint(source, o);
   const config = checkpointConfig(dir);
-  const { tensors } = loadTensors(join(dir, 'model.safetensors'), { device, finite: true });
+  // state.json read once: its step and the hashes its files are loaded against belong to one checkpoint,
+  // even where a run replaces the folder (best/) while this reads it
+  const state = readState(dir);
+  const sha256 = (o.verify !== false && recordedSha256(state, 'model.safetensors')) || sha256File(join(dir, 'model.safetensors'));
+  const { tensors } = loadTensors(join(dir, 'model.safetensors'), { device, finite: true, sha256 });
   const model = sparingGlobalRng(() => new SemAIM(config));
   try {
     model.to({ device });
@@ -64,7 +72,8 @@ function loadModelFiles(source: string, device: torch.Device, o: VerifyOption): 
     }
     const opt = join(dir, 'optimizer.safetensors');
     if ('source' in config.order && config.order.source === 'ema' && existsSync(opt)) {
-      const { tensors: e } = loadTensors(opt, { device, filter: (k) => k.startsWith('ema.'), finite: true });
+      const checked = o.verify !== false ? recordedSha256(state, 'optimizer.safetensors') : undefined;
+      const { tensors: e } = loadTensors(opt, { device, filter: (k) => k.startsWith('ema.'), finite: true, sha256: checked });
       try {
         ema = sparingGlobalRng(() => new VisionTransformer(config)).to({ device });
         ema.loadStateDict(new Map([...e].map(([k, v]) => [k.slice(4), v])), { strict: false });
@@ -79,18 +88,13 @@ function loadModelFiles(source: string, device: torch.Device, o: VerifyOption): 
     model.dispose();
     throw e;
   }
-  let step: number | null = null;
-  try {
-    step = Number((JSON.parse(readRegularFile(join(dir, 'state.json'), 'utf8')) as { step?: number }).step ?? NaN);
-    if (!Number.isFinite(step)) step = null;
-  } catch {
-    /* no state.json: a bare checkpoint folder */
-  }
+  const step = Number(state?.step ?? NaN);
   return {
     model,
     ema,
     checkpoint: dir,
-    step,
+    step: Number.isFinite(step) ? step : null,
+    sha256,
     config,
     dispose() {
       model.teacher?.dispose();
@@ -98,4 +102,21 @@ function loadModelFiles(source: string, device: torch.Device, o: VerifyOption): 
       ema?.dispose();
     },
   };
+}
+
+/** A checkpoint folder's state.json, or null where it has none or it is unreadable (a bare folder, --no-verify). */
+function readState(dir: string): Record<string, unknown> | null {
+  try {
+    const state: unknown = JSON.parse(readRegularFile(join(dir, 'state.json'), 'utf8'));
+    return isJsonObject(state) ? state : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The SHA-256 state.json records for `file`, or undefined. */
+function recordedSha256(state: Record<string, unknown> | null, file: string): string | undefined {
+  const files = state?.files;
+  const sha = isJsonObject(files) ? files[file] : undefined;
+  return typeof sha === 'string' ? sha : undefined;
 }

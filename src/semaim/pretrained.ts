@@ -382,7 +382,8 @@ export function loadEncoderTensors(src: EncoderSource, o: { device?: torch.Devic
   const { prefix, noEmbedClass } = src.layout;
   const ours = (name: string): boolean => ENCODER_KEY.test(name) || (!!o.withFcNorm && FC_NORM_KEY.test(name));
   const wanted = (k: string): boolean => k.startsWith(prefix) && ours(k.slice(prefix.length));
-  const loaded = loadTensors(src.weights, { filter: wanted, device: o.device, finite: true }).tensors;
+  // the bytes its SHA-256 names: a file a run replaced or removed since it was resolved is refused, not read in its place
+  const loaded = loadTensors(src.weights, { filter: wanted, device: o.device, finite: true, sha256: src.sha256 }).tensors;
   const tensors = new Map([...loaded].map(([k, t]) => [k.slice(prefix.length), t]));
   const pos = tensors.get('pos_embed');
   if (noEmbedClass && pos) {

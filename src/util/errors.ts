@@ -35,12 +35,13 @@ export async function yieldThenThrowIfAborted(signal: AbortSignal | undefined | 
 /**
  * A checkpoint, encoder or weights file that cannot be used: 'ERR_CHECKPOINT' when it is missing,
  * unreadable, corrupt or of the wrong kind; 'ERR_CHECKPOINT_MISMATCH' when its tensors do not fit the
- * model its config describes (shapes, blocks, names).
+ * model its config describes (shapes, blocks, names); 'ERR_CHECKPOINT_CHANGED' when it was removed or
+ * replaced after it was checked (a run writing to the folder rotated it): running again takes what is there then.
  */
 export class CheckpointError extends Error {
   constructor(
     message: string,
-    readonly code: 'ERR_CHECKPOINT' | 'ERR_CHECKPOINT_MISMATCH' = 'ERR_CHECKPOINT',
+    readonly code: 'ERR_CHECKPOINT' | 'ERR_CHECKPOINT_MISMATCH' | 'ERR_CHECKPOINT_CHANGED' = 'ERR_CHECKPOINT',
     options?: { cause?: unknown },
   ) {
     super(message, options);

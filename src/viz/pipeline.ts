@@ -3,7 +3,7 @@ import { closeSync, existsSync, readFileSync, readSync, statSync } from 'node:fs
 import { join } from 'node:path';
 import * as torch from '../torch';
 import { loadImages } from './images';
-import { loadModel, sha256File } from '../semaim';
+import { loadModel } from '../semaim';
 import type { ImageInputOptions } from '../data/options';
 import { ORDER_NAMES, checkOrderNames, type OrderName } from './maps';
 import { readRun } from './run-data';
@@ -87,7 +87,7 @@ export async function visualizeCheckpoint(job: VisualizeJob): Promise<VisualizeR
       batchSize: job.batchSize,
       minCell: job.minCell,
       ema: loaded.ema,
-      checkpoint: { path: loaded.checkpoint, step: loaded.step, sha256: sha256File(join(loaded.checkpoint, 'model.safetensors')) },
+      checkpoint: { path: loaded.checkpoint, step: loaded.step, sha256: loaded.sha256 },
     });
     return { ...r, checkpoint: loaded.checkpoint };
   } finally {

@@ -17,7 +17,7 @@ import { CheckpointManager } from '../../src/run/checkpoints';
 import { verifyCheckpoint } from '../../src/io/checkpoint';
 import { readMetrics } from '../../src/run/metrics';
 import { OptionError, resolveOptions } from '../../src/util/options';
-import { SemAIM, loadTeacher, resolveEncoder, validateConfig } from '../../src/semaim';
+import { SemAIM, loadEncoder, loadTeacher, resolveEncoder, validateConfig } from '../../src/semaim';
 import { memoryTrainData } from '../eval/helpers';
 import { TINY_SEMAIM } from '../train/helpers';
 
@@ -382,6 +382,34 @@ test('evaluation refuses a corrupted checkpoint folder unless verification is tu
   );
   assert.throws(() => resolveEncoder(listed), /state\.json: files names "\.\.\/config\.json", not a file of the checkpoint folder/);
   rmSync(dir, { recursive: true, force: true });
+});
+
+test('an evaluation whose checkpoint the run prunes, or whose best/ it replaces, after the evaluation checked it is refused (ERR_CHECKPOINT_CHANGED), never loaded in its place', async () => {
+  const dir = tmp('rotated');
+  const r = await pretrain(options(dir, { maxSteps: 6 }), data(), quiet);
+  const root = join(dir, 'checkpoints');
+  try {
+    assert.deepEqual(steps(dir), [4, 6]);
+    const changed = { code: 'ERR_CHECKPOINT_CHANGED', message: /was replaced by other bytes after it was checked .*run again/ };
+    // best/ replaced between the check and the load, as the run's markBest does it (copy, then two renames)
+    const best = join(root, 'best');
+    rmSync(best, { recursive: true, force: true });
+    cpSync(join(root, 'step-00000006'), best, { recursive: true });
+    const fromBest = resolveEncoder(best);
+    cpSync(join(root, 'step-00000004'), join(root, '.tmp-best'), { recursive: true });
+    renameSync(best, join(root, '.old-best'));
+    renameSync(join(root, '.tmp-best'), best);
+    assert.throws(() => loadEncoder(fromBest), changed);
+    // the run's newest checkpoint pruned between the check and the load: the same code, not a bare ENOENT
+    const newest = resolveEncoder(dir);
+    assert.equal(newest.weights, join(r.checkpoint!, 'model.safetensors'));
+    rmSync(r.checkpoint!, { recursive: true });
+    assert.throws(() => loadEncoder(newest), { code: 'ERR_CHECKPOINT_CHANGED', message: /was removed after it was checked/ });
+    // what is there then loads
+    loadEncoder(resolveEncoder(dir)).encoder.dispose();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('model-config errors name the option, an oversized model is refused before allocation, a teacher error names its file', () => {

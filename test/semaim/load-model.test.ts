@@ -3,7 +3,7 @@
 // the caller, not left to the garbage collector of a long-lived process.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as torch from '../../src/torch';
@@ -13,7 +13,8 @@ import { OptionError } from '../../src/util/options';
 
 const ENC: EncoderConfig = { imgSize: 16, patchSize: 4, inChans: 3, embedDim: 32, depth: 2, numHeads: 2, mlpRatio: 4 };
 
-function checkpoint(dir: string, cfg: SemAIMConfig, extra?: Map<string, torch.Tensor>): string {
+function checkpoint(dir: string, cfg: SemAIMConfig, extra?: Map<string, torch.Tensor>, step = 1): string {
+  mkdirSync(dir, { recursive: true });
   const model = new SemAIM(cfg).initWeights(1);
   const files: Record<string, string> = {};
   saveTensors(join(dir, 'model.safetensors'), model.stateDict(), { config: JSON.stringify(cfg), format: 'semaim.pretrain/1' });
@@ -22,7 +23,7 @@ function checkpoint(dir: string, cfg: SemAIMConfig, extra?: Map<string, torch.Te
     saveTensors(join(dir, 'optimizer.safetensors'), extra);
     files['optimizer.safetensors'] = sha256File(join(dir, 'optimizer.safetensors'));
   }
-  writeFileSync(join(dir, 'state.json'), JSON.stringify({ step: 1, files }));
+  writeFileSync(join(dir, 'state.json'), JSON.stringify({ step, files }));
   model.dispose();
   return dir;
 }
@@ -128,6 +129,31 @@ test('loadModel and loadEncoder take none of the caller’s global random draws 
     loadModel(dir).model.dispose();
     loadEncoder(join(dir, 'encoder.safetensors')).encoder.dispose();
     assert.deepEqual(next(), expected);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("loadModel loads the model file its state.json records, however the folder changes after the check: other bytes there are refused (ERR_CHECKPOINT_CHANGED), and the SHA-256 it reports is the loaded file's", () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-load-model-'));
+  try {
+    const cfg = makeConfig('vit_tiny', { ...ENC, decoderDepth: 1 });
+    const run = join(dir, 'run');
+    const good = checkpoint(join(run, 'checkpoints', 'step-00000002'), cfg, undefined, 2);
+    const newer = checkpoint(join(run, 'checkpoints', 'step-00000004'), cfg, undefined, 4);
+    writeFileSync(join(newer, 'state.json'), '{'); // skipped with a warning, once the older one has been checked
+    const loaded = loadModel(run);
+    assert.equal(loaded.sha256, sha256File(join(good, 'model.safetensors')));
+    assert.equal(loaded.step, 2);
+    loaded.dispose();
+    // a run writing to the folder puts other weights at the name between the check and the load
+    const other = new SemAIM(cfg).initWeights(9);
+    const swap = () => saveTensors(join(good, 'model.safetensors'), other.stateDict(), { config: JSON.stringify(cfg), format: 'semaim.pretrain/1' });
+    assert.throws(() => loadModel(run, 'cpu', { onWarning: swap }), {
+      code: 'ERR_CHECKPOINT_CHANGED',
+      message: /was replaced by other bytes after it was checked/,
+    });
+    other.dispose();
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
