@@ -54,7 +54,9 @@ function findCheckpoint(path: string, o: VerifyOption): string {
     );
   }
   if (existsSync(join(path, 'state.json'))) {
-    const problem = o.verify === false ? null : verifyCheckpoint(path, 'weights');
+    const problem = o.verify === false ? null : verifyLive(path);
+    if (problem === REMOVED)
+      throw new CheckpointError(`checkpoint ${path} ${REMOVED_WHILE_CHECKED}: run again, or name a checkpoint the run keeps`, 'ERR_CHECKPOINT_CHANGED');
     if (problem) throw new Error(`checkpoint ${path} is not usable: ${problem} (${o.unusableHint ?? '--no-verify uses it anyway'})`);
     return path;
   }
@@ -80,13 +82,54 @@ function findCheckpoint(path: string, o: VerifyOption): string {
  * skipped with why: every command that takes a run's checkpoint, and the report, pick it this way.
  */
 export function newestUsableCheckpoint(runDir: string): { dir: string | null; skipped: { dir: string; problem: string }[] } {
-  const skipped: { dir: string; problem: string }[] = [];
-  for (const { dir } of listCheckpoints(join(runDir, 'checkpoints'))) {
-    const problem = verifyCheckpoint(dir, 'weights');
-    if (!problem) return { dir, skipped };
-    skipped.push({ dir, problem });
+  // a checkpoint the run writing to the folder pruned while it was checked is not a damaged one: the newer
+  // ones it saved meanwhile are listed again (a few times: a run may prune faster than a big file is hashed)
+  for (let pass = 1; ; pass++) {
+    const skipped: { dir: string; problem: string }[] = [];
+    let removed = false;
+    for (const { dir } of listCheckpoints(join(runDir, 'checkpoints'))) {
+      const problem = verifyLive(dir);
+      if (problem === null) return { dir, skipped };
+      removed = problem === REMOVED;
+      if (removed && pass < LIST_PASSES) break;
+      skipped.push({ dir, problem: problem === REMOVED ? REMOVED_WHILE_CHECKED : problem });
+    }
+    if (!removed || pass >= LIST_PASSES) return { dir: null, skipped };
   }
-  return { dir: null, skipped };
+}
+
+/** How often newestUsableCheckpoint lists a run's checkpoints again when the one it checked was removed meanwhile. */
+const LIST_PASSES = 5;
+const REMOVED = Symbol('removed');
+const REMOVED_WHILE_CHECKED = 'was removed while it was being checked (a run writing to this folder prunes its checkpoints)';
+
+/**
+ * verifyCheckpoint of a folder a live run may remove or replace meanwhile (it prunes step folders, replaces
+ * best/ by renames): REMOVED when it is gone, and checked again when it was replaced during the check,
+ * whose mix of the old state.json and the new files is no damage of either.
+ */
+function verifyLive(dir: string): string | null | typeof REMOVED {
+  let problem: string | null = null;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const before = folderIdentity(dir);
+    if (before === null) return REMOVED;
+    try {
+      problem = verifyCheckpoint(dir, 'weights');
+    } catch (e) {
+      problem = (e as Error).message; // a file removed between its listing and its read (ENOENT)
+    }
+    if (problem === null) return null;
+    const after = folderIdentity(dir);
+    if (after === null) return REMOVED;
+    if (after === before) return problem;
+  }
+  return problem;
+}
+
+/** Which folder is at `dir` now (device and inode, through a link), or null when none is. */
+function folderIdentity(dir: string): string | null {
+  const st = statSync(dir, { throwIfNoEntry: false });
+  return st?.isDirectory() ? `${st.dev}:${st.ino}` : null;
 }
 
 /**

@@ -17,7 +17,7 @@ import { CheckpointManager } from '../../src/run/checkpoints';
 import { verifyCheckpoint } from '../../src/io/checkpoint';
 import { readMetrics } from '../../src/run/metrics';
 import { OptionError, resolveOptions } from '../../src/util/options';
-import { SemAIM, loadEncoder, loadTeacher, resolveEncoder, validateConfig } from '../../src/semaim';
+import { SemAIM, loadEncoder, loadTeacher, resolveCheckpoint, resolveEncoder, validateConfig } from '../../src/semaim';
 import { memoryTrainData } from '../eval/helpers';
 import { TINY_SEMAIM } from '../train/helpers';
 
@@ -408,6 +408,44 @@ test('an evaluation whose checkpoint the run prunes, or whose best/ it replaces,
     // what is there then loads
     loadEncoder(resolveEncoder(dir)).encoder.dispose();
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a reader picking a run's checkpoint while the run prunes it or replaces best/ gets a whole, verified one: the run's newest, not a report of damage or an ENOENT", () => {
+  const dir = tmp('pruning');
+  const root = join(dir, 'checkpoints');
+  const mgr = new CheckpointManager(dir, 1, () => {});
+  const files = (step: number) => ({ model: new Map([['w', torch.full([2], step)]]), extra: new Map(), state: { step, epoch: 0, batch: 0 } });
+  // the run's save happens when the reader opens `file` to hash it: between its state.json and its weights
+  const fs = require('node:fs') as typeof import('node:fs');
+  const open = fs.openSync;
+  let during: { file: RegExp; save: () => void } | null = null;
+  fs.openSync = ((path: string, ...rest: Parameters<typeof open> extends [unknown, ...infer R] ? R : never) => {
+    const hook = during;
+    if (hook && hook.file.test(String(path))) {
+      during = null;
+      hook.save();
+    }
+    return open(path, ...rest);
+  }) as typeof fs.openSync;
+  const warnings: string[] = [];
+  try {
+    mgr.save(2, files(2));
+    mgr.save(4, files(4));
+    // step 6 saved, 2 and 4 pruned (--keep-last 1) while the reader hashes step 4
+    during = { file: /step-00000004[\\/]model\.safetensors$/, save: () => mgr.save(6, files(6)) };
+    assert.equal(resolveCheckpoint(dir, { onWarning: (w) => warnings.push(w) }), join(root, 'step-00000006'));
+    assert.equal(during, null, 'the save happened during the check');
+    // best/ replaced (markBest's renames) while the reader hashes it
+    mgr.save(8, files(8), { best: true });
+    during = { file: /best[\\/]model\.safetensors$/, save: () => mgr.save(10, files(10), { best: true }) };
+    assert.equal(resolveCheckpoint(join(root, 'best')), join(root, 'best'));
+    assert.equal(during, null);
+    assert.equal(JSON.parse(readFileSync(join(root, 'best', 'state.json'), 'utf8')).step, 10);
+    assert.deepEqual(warnings, [], 'no checkpoint was reported as damaged');
+  } finally {
+    fs.openSync = open;
     rmSync(dir, { recursive: true, force: true });
   }
 });
