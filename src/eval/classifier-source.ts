@@ -8,7 +8,7 @@ import * as torch from '../torch';
 import { Tensor } from '../torch';
 import { sparingGlobalRng } from '../torch/global-rng';
 import { disposeAll, listCheckpoints, loadTensors, readSafetensorsHeader, sha256File } from '../io';
-import { EncoderSource, VisionTransformer, checkEncoderShapes, loadEncoder, resolveCheckpoint, resolveEncoder } from '../semaim';
+import { EncoderSource, VisionTransformer, checkEncoderShapes, loadEncoder, readResolvedCheckpoint, resolveEncoder } from '../semaim';
 import { withPrecision, type Precision } from '../run/precision';
 import { ClassifierConfig, LinearProbe, ViTClassifier } from './classifier';
 import { encodeBatch, type FeaturePooling } from './features';
@@ -68,7 +68,11 @@ export function resolveClassifier(path: string, o: { verify?: boolean } = {}): C
 function findClassifier(path: string, o: { verify?: boolean }): ClassifierSource {
   if (existsSync(path) && !existsSync(join(path, 'state.json')) && !existsSync(join(path, 'checkpoints')))
     throw new Error(`${path}: expected a fine-tuning run folder (with checkpoints/) or one of its checkpoint folders`);
-  const dir = resolveCheckpoint(path, { verify: o.verify, unusableHint: '--no-verify uses it anyway' });
+  return readResolvedCheckpoint(path, { verify: o.verify, unusableHint: '--no-verify uses it anyway' }, (dir) => classifierOf(dir));
+}
+
+/** The classifier of checkpoint folder `dir`, checked. */
+function classifierOf(dir: string): ClassifierSource {
   const weights = join(dir, 'model.safetensors');
   const { metadata, tensors } = readSafetensorsHeader(weights);
   if (metadata.format !== 'semaim.finetune/1')

@@ -14,7 +14,7 @@ import {
   checkpointConfig,
   encoderConfigOf,
   loadEncoderTensors,
-  resolveCheckpoint,
+  readResolvedCheckpoint,
   resolveEncoder,
   timmArchitecture,
   timmModelArgs,
@@ -97,20 +97,22 @@ export async function exportEncoder(source: string, out: string, options: Export
   checkExportPaths(source, out);
   const o = jobFields(options ?? {}, ENCODER_EXPORT_FIELDS, { signal: true, onWarning: true, unusableHint: true });
   if (existsSync(source) && statSync(source).isFile()) return exportEncoderFile(source, out, o);
-  const dir = resolveCheckpoint(source, o);
-  const { metadata } = readSafetensorsHeader(join(dir, 'model.safetensors'));
-  const kind = runKindOf(metadata.format);
-  if (kind && kind !== 'pretrain') {
-    throw new CheckpointError(
-      `${dir} is a checkpoint of a ${kind} run: export takes a pre-training run. A fine-tuned classifier needs no export: ` +
-        `its ${join(dir, 'model.safetensors')} ${classifierTimmModel(metadata.config)} as it is (--format onnx writes it for onnxruntime and transformers.js)`,
-    );
-  }
-  const enc = encoderConfigOf(checkpointConfig(dir));
   const files = encoderExportFiles(out);
-  guardOutputs(files, join(dir, 'model.safetensors'), o.overwrite);
-  const sha256 = checkpointWeightsSha256(dir, o.verify !== false);
-  const { tensors } = loadTensors(join(dir, 'model.safetensors'), { filter: (k) => ENCODER_KEY.test(k), finite: true, sha256 });
+  const { tensors, enc, sha256 } = readResolvedCheckpoint(source, o, (dir) => {
+    const { metadata } = readSafetensorsHeader(join(dir, 'model.safetensors'));
+    const kind = runKindOf(metadata.format);
+    if (kind && kind !== 'pretrain') {
+      throw new CheckpointError(
+        `${dir} is a checkpoint of a ${kind} run: export takes a pre-training run. A fine-tuned classifier needs no export: ` +
+          `its ${join(dir, 'model.safetensors')} ${classifierTimmModel(metadata.config)} as it is (--format onnx writes it for onnxruntime and transformers.js)`,
+      );
+    }
+    const enc = encoderConfigOf(checkpointConfig(dir));
+    guardOutputs(files, join(dir, 'model.safetensors'), o.overwrite);
+    const sha256 = checkpointWeightsSha256(dir, o.verify !== false);
+    const { tensors } = loadTensors(join(dir, 'model.safetensors'), { filter: (k) => ENCODER_KEY.test(k), finite: true, sha256 });
+    return { tensors, enc, sha256 };
+  });
   return writeEncoder(tensors, enc, sha256, files, o.signal);
 }
 

@@ -8,7 +8,7 @@ import { loadTensors, disposeAll } from '../io';
 import { SemAIMConfig } from './config';
 import { VisionTransformer } from './vit';
 import { SemAIM } from './semaim';
-import { VerifyOption, checkpointConfig, loadTeacher, resolveCheckpoint } from './pretrained';
+import { VerifyOption, checkpointConfig, loadTeacher, readResolvedCheckpoint } from './pretrained';
 import { readRegularFile } from '../util/regular-file';
 import { isJsonObject } from '../util/json-file';
 import { sha256File } from '../io/file-sha256';
@@ -43,13 +43,15 @@ export function loadModel(source: string, device: torch.Device = 'cpu', o: Verif
 }
 
 function loadModelFiles(source: string, device: torch.Device, o: VerifyOption): LoadedModel {
-  const dir = resolveCheckpoint(source, o);
-  const config = checkpointConfig(dir);
-  // state.json read once: its step and the hashes its files are loaded against belong to one checkpoint,
-  // even where a run replaces the folder (best/) while this reads it
-  const state = readState(dir);
-  const sha256 = (o.verify !== false && recordedSha256(state, 'model.safetensors')) || sha256File(join(dir, 'model.safetensors'));
-  const { tensors } = loadTensors(join(dir, 'model.safetensors'), { device, finite: true, sha256 });
+  const { dir, config, state, sha256, tensors } = readResolvedCheckpoint(source, o, (dir) => {
+    const config = checkpointConfig(dir);
+    // state.json read once: its step and the hashes its files are loaded against belong to one checkpoint,
+    // even where a run replaces the folder (best/) while this reads it
+    const state = readState(dir);
+    const sha256 = (o.verify !== false && recordedSha256(state, 'model.safetensors')) || sha256File(join(dir, 'model.safetensors'));
+    const { tensors } = loadTensors(join(dir, 'model.safetensors'), { device, finite: true, sha256 });
+    return { dir, config, state, sha256, tensors };
+  });
   const model = sparingGlobalRng(() => new SemAIM(config));
   try {
     model.to({ device });

@@ -38,6 +38,26 @@ export function resolveCheckpoint(path: string, o: VerifyOption = {}): string {
   return withErrorKind(() => findCheckpoint(path, o), checkpointError);
 }
 
+/**
+ * `read(dir)` of the checkpoint folder that `path` resolves to (resolveCheckpoint). A run writing to the
+ * folder may prune that checkpoint before `read` is done with it: a run folder is then resolved again (to
+ * the newer checkpoint the run saved), a checkpoint folder named itself is a CheckpointError 'ERR_CHECKPOINT_CHANGED'.
+ */
+export function readResolvedCheckpoint<T>(path: string, o: VerifyOption, read: (dir: string) => T): T {
+  for (let attempt = 1; ; attempt++) {
+    const dir = resolveCheckpoint(path, o);
+    try {
+      return read(dir);
+    } catch (e) {
+      if (existsSync(dir)) throw e;
+      if (dir === path || attempt >= LIST_PASSES)
+        throw new CheckpointError(`checkpoint ${dir} ${REMOVED_WHILE_READ}: run again, or name a checkpoint the run keeps`, 'ERR_CHECKPOINT_CHANGED', {
+          cause: e,
+        });
+    }
+  }
+}
+
 /** A command resolves its checkpoint more than once (the encoder, then its record): one warning for each skipped one. */
 const warned = new Set<string>();
 function warnOnce(line: string, onWarning?: (line: string) => void): void {
@@ -102,6 +122,7 @@ export function newestUsableCheckpoint(runDir: string): { dir: string | null; sk
 const LIST_PASSES = 5;
 const REMOVED = Symbol('removed');
 const REMOVED_WHILE_CHECKED = 'was removed while it was being checked (a run writing to this folder prunes its checkpoints)';
+const REMOVED_WHILE_READ = 'was removed while it was being read (a run writing to its folder prunes its checkpoints)';
 
 /**
  * verifyCheckpoint of a folder a live run may remove or replace meanwhile (it prunes step folders, replaces
@@ -372,17 +393,18 @@ function findEncoder(path: string, o: VerifyOption): EncoderSource {
   if (!existsSync(path))
     throw new Error(`encoder '${path}' does not exist (give a run folder, a checkpoint folder, an exported .safetensors or a torch.save .pth)`);
   if (statSync(path).isDirectory()) {
-    const dir = resolveCheckpoint(path, o);
-    const weights = join(dir, 'model.safetensors');
-    const { metadata, tensors } = readSafetensorsHeader(weights);
-    if (!metadata.config) throw new Error(`${weights} has no model config in its metadata`);
-    if (metadata.format && metadata.format !== 'semaim.pretrain/1') {
-      throw new Error(`${dir} is a '${metadata.format}' checkpoint; an encoder comes from a pre-training run (or an exported encoder)`);
-    }
-    const config = configFromMetadata(metadata.config, weights);
-    const layout = checkEncoderShapes(config, tensors, weights);
-    const sha256 = checkpointWeightsSha256(dir, o.verify !== false);
-    return { path, weights, sha256, kind: 'checkpoint', config, layout };
+    return readResolvedCheckpoint(path, o, (dir): EncoderSource => {
+      const weights = join(dir, 'model.safetensors');
+      const { metadata, tensors } = readSafetensorsHeader(weights);
+      if (!metadata.config) throw new Error(`${weights} has no model config in its metadata`);
+      if (metadata.format && metadata.format !== 'semaim.pretrain/1') {
+        throw new Error(`${dir} is a '${metadata.format}' checkpoint; an encoder comes from a pre-training run (or an exported encoder)`);
+      }
+      const config = configFromMetadata(metadata.config, weights);
+      const layout = checkEncoderShapes(config, tensors, weights);
+      const sha256 = checkpointWeightsSha256(dir, o.verify !== false);
+      return { path, weights, sha256, kind: 'checkpoint', config, layout };
+    });
   }
   if (!WEIGHTS_FILE.test(path)) throw new Error(`encoder '${path}': expected a folder, a .safetensors file or a torch.save file (.pth, .pt, .bin)`);
   const jsonPath = path.replace(WEIGHTS_FILE, '.json');

@@ -450,6 +450,42 @@ test("a reader picking a run's checkpoint while the run prunes it or replaces be
   }
 });
 
+test("an encoder read from a run folder whose chosen checkpoint the run prunes before its header is read is the run's newer one; a checkpoint folder named itself is ERR_CHECKPOINT_CHANGED", async () => {
+  const dir = tmp('pruned-read');
+  await pretrain(options(dir, { maxSteps: 6 }), data(), quiet);
+  const root = join(dir, 'checkpoints');
+  const run = new CheckpointManager(dir, 1, () => {});
+  const latest = run.loadLatest()!;
+  const save = (step: number) => run.save(step, { model: latest.model, extra: latest.extra, state: latest.state, modelMetadata: latest.modelMetadata });
+  // the run saves (and prunes the checkpoint the reader chose) when the reader opens its weights the
+  // second time: after the check (which hashed them), before reading their header
+  const fs = require('node:fs') as typeof import('node:fs');
+  const open = fs.openSync;
+  let during: { file: RegExp; opens: number; save: () => void } | null = null;
+  fs.openSync = ((path: string, ...rest: Parameters<typeof open> extends [unknown, ...infer R] ? R : never) => {
+    const hook = during;
+    if (hook && hook.file.test(String(path)) && --hook.opens === 0) {
+      during = null;
+      hook.save();
+    }
+    return open(path, ...rest);
+  }) as typeof fs.openSync;
+  try {
+    during = { file: /step-00000006[\\/]model\.safetensors$/, opens: 2, save: () => save(8) };
+    assert.equal(resolveEncoder(dir).weights, join(root, 'step-00000008', 'model.safetensors'));
+    assert.equal(during, null, 'the run saved while the reader read');
+    during = { file: /step-00000008[\\/]model\.safetensors$/, opens: 2, save: () => save(10) };
+    assert.throws(() => resolveEncoder(join(root, 'step-00000008')), {
+      code: 'ERR_CHECKPOINT_CHANGED',
+      message: /step-00000008 was removed while it was being read .*run again/,
+    });
+  } finally {
+    fs.openSync = open;
+    for (const t of [...latest.model.values(), ...latest.extra.values()]) t.dispose();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('model-config errors name the option, an oversized model is refused before allocation, a teacher error names its file', () => {
   assert.throws(
     () => modelConfigFrom(options('/x', { similaritySource: 'teacher' })),
