@@ -7,9 +7,10 @@
 //   and never counted;
 // - a run that starts afresh in a folder holding another run's checkpoints moves them (and that run's
 //   metrics) to previous/<run>/ first, so that one folder holds one run;
-// - temporary folders of processes that died while saving are removed when a run starts.
+// - temporary folders of processes that died while saving (or deleting) a checkpoint are removed when a
+//   run starts; a checkpoint is deleted by moving it out of its name first (a reader sees it whole or gone).
 import { constants, cpSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { NonFiniteTensorError, saveTensors } from '../io';
 import { namesOfDeadProcesses } from '../util/process-alive';
 import { fsyncPath, writeError } from '../util/safe-write';
@@ -32,7 +33,8 @@ export interface CheckpointFiles extends CheckpointContents {
   modelMetadata?: Record<string, string>;
 }
 
-const TEMP_DIR = /^\.tmp-(?:step-\d+|best)-(\d+)$/;
+/** A checkpoint being written (.tmp-) or deleted (.removed-) by process <pid>. */
+const TEMP_DIR = /^\.(?:tmp-(?:step-\d+|best)|removed-step-\d+)-(\d+)$/;
 /** The 'best' a process moved aside while replacing it. */
 const OLD_BEST = /^\.old-best-(\d+)$/;
 
@@ -150,7 +152,7 @@ export class CheckpointManager {
       // 'best' first: once the step is in place its state.json records the new best score, and a
       // resumed run would never copy it again
       if (opts.best) this.markBest(tmp);
-      rmSync(final, { recursive: true, force: true });
+      this.remove(final);
       renameSync(tmp, final);
       fsyncPath(this.root);
     } catch (e) {
@@ -187,9 +189,25 @@ export class CheckpointManager {
   private prune(): void {
     const ours = this.list().filter(({ dir }) => this.known.has(dir) && this.known.get(dir) === this.runId);
     for (const { dir } of ours.slice(this.keepLast)) {
-      rmSync(dir, { recursive: true, force: true });
+      this.remove(dir);
       this.known.delete(dir);
     }
+  }
+
+  /**
+   * Deletes a step folder, moved out of its name first: a reader (an evaluation of this live run) checking
+   * it sees it whole or gone, never half deleted, which it would take for a damaged checkpoint.
+   */
+  private remove(dir: string): void {
+    const aside = join(this.root, `.removed-${basename(dir)}-${process.pid}`);
+    rmSync(aside, { recursive: true, force: true });
+    try {
+      renameSync(dir, aside);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw e;
+    }
+    rmSync(aside, { recursive: true, force: true });
   }
 
   /** Step folders newest first, then 'best' (a copy of a good checkpoint: the last resort when all step folders are corrupted). */

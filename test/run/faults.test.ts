@@ -263,14 +263,15 @@ test('state.json carries a digest of its content: a changed value is refused, ea
   rmSync(dir, { recursive: true, force: true });
 });
 
-test('temporary folders of dead processes are removed when a run starts; a live process keeps its own', async () => {
+test('temporary folders of dead processes (saving or deleting a checkpoint) are removed when a run starts; a live process keeps its own', async () => {
   const dir = tmp('temps');
   const root = join(dir, 'checkpoints');
   mkdirSync(join(root, '.tmp-step-00000004-999999999'), { recursive: true });
   mkdirSync(join(root, '.tmp-best-999999998'));
+  mkdirSync(join(root, '.removed-step-00000002-999999997')); // a deletion cut short
   mkdirSync(join(root, '.tmp-step-00000004-1')); // pid 1 is alive
   await pretrain(options(dir, { maxSteps: 1 }), data(), quiet);
-  const left = readdirSync(root).filter((n) => n.startsWith('.tmp-'));
+  const left = readdirSync(root).filter((n) => n.startsWith('.tmp-') || n.startsWith('.removed-'));
   assert.deepEqual(left, ['.tmp-step-00000004-1']);
   rmSync(dir, { recursive: true, force: true });
 });
@@ -446,6 +447,49 @@ test("a reader picking a run's checkpoint while the run prunes it or replaces be
     assert.deepEqual(warnings, [], 'no checkpoint was reported as damaged');
   } finally {
     fs.openSync = open;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a checkpoint the run is deleting (pruning past --keep-last) is gone for a reader at once, never seen half deleted and taken for a damaged one', () => {
+  const dir = tmp('half-deleted');
+  const root = join(dir, 'checkpoints');
+  const mgr = new CheckpointManager(dir, 1, () => {});
+  const files = (step: number) => ({ model: new Map([['w', torch.full([2], step)]]), extra: new Map(), state: { step, epoch: 0, batch: 0 } });
+  const fs = require('node:fs') as typeof import('node:fs');
+  const [open, rm] = [fs.openSync, fs.rmSync];
+  // the run's deletion of a folder stops after its first file (the rest is deleted at the end), while the
+  // reader, which has listed step 4, reads its state.json
+  const unfinished: string[] = [];
+  fs.rmSync = ((path: string, o?: import('node:fs').RmOptions) => {
+    if (o?.recursive && fs.existsSync(join(path, 'model.safetensors'))) {
+      rm(join(path, 'model.safetensors'));
+      unfinished.push(path);
+      return;
+    }
+    rm(path, o);
+  }) as typeof fs.rmSync;
+  let saveDuring: (() => void) | null = null;
+  fs.openSync = ((path: string, ...rest: Parameters<typeof open> extends [unknown, ...infer R] ? R : never) => {
+    const save = saveDuring;
+    if (save && /step-00000004[\\/]state\.json$/.test(String(path))) {
+      saveDuring = null;
+      save();
+    }
+    return open(path, ...rest);
+  }) as typeof fs.openSync;
+  const warnings: string[] = [];
+  try {
+    mgr.save(2, files(2));
+    mgr.save(4, files(4));
+    for (const p of unfinished.splice(0)) rm(p, { recursive: true, force: true });
+    assert.deepEqual(steps(dir), [4]);
+    saveDuring = () => mgr.save(6, files(6));
+    assert.equal(resolveCheckpoint(dir, { onWarning: (w) => warnings.push(w) }), join(root, 'step-00000006'));
+    assert.equal(saveDuring, null, 'the run saved step 6 and deleted step 4 while the reader checked step 4');
+    assert.deepEqual(warnings, []);
+  } finally {
+    [fs.openSync, fs.rmSync] = [open, rm];
     rmSync(dir, { recursive: true, force: true });
   }
 });
