@@ -11,6 +11,7 @@ import { commitStagedUnlessAborted, fileStagers, finishInterruptedCommits } from
 import { yieldThenThrowIfAborted } from '../util/errors';
 import { readRegularFile } from '../util/regular-file';
 import { makeFolder } from '../util/make-folder';
+import { claimOutputs } from '../io/outputs';
 import { defineOptions, jobFields } from '../util/options';
 
 /** Options of {@link visualizeModel}. */
@@ -102,8 +103,6 @@ export async function visualizeModel(model: SemAIM, images: LoadedImages, outDir
   const render = { grid: model.grid, minCell: o.minCell };
   makeFolder(outDir);
   const summary = join(outDir, 'visualize.json');
-  finishInterruptedCommits(outDir); // an earlier visualisation killed mid-commit: its list is the one in place
-  const earlierRows = rowsListedIn(summary);
   const rowFiles = images.names.map((name, i) => rowFile(outDir, i, name));
   const { canvas, layout } = renderFigure(figRows, render);
   const grid = join(outDir, 'grid.png');
@@ -139,10 +138,19 @@ export async function visualizeModel(model: SemAIM, images: LoadedImages, outDir
     await yieldThenThrowIfAborted(o.signal);
     files.push([rowFiles[i], await encodePng(renderFigure([figRows[i]], render).canvas)]);
   }
-  await commitStagedUnlessAborted(fileStagers(files), o.signal);
-  // rows an earlier visualisation here listed and this one did not write would pass for this one's
-  for (const f of earlierRows)
-    if (!rowFiles.includes(f) && resolve(dirname(f)) === resolve(outDir) && /^row-\d{3}-.*\.png$/.test(basename(f))) rmSync(f, { force: true });
+  // another visualisation into this folder (another process, another job) is refused from here to the end:
+  // one that committed between this one's reading of the earlier list and its commit left rows beside it
+  const release = claimOutputs(files.map(([path]) => path));
+  try {
+    finishInterruptedCommits(outDir); // an earlier visualisation killed mid-commit: its list is the one in place
+    const earlierRows = rowsListedIn(summary);
+    await commitStagedUnlessAborted(fileStagers(files), o.signal);
+    // rows an earlier visualisation here listed and this one did not write would pass for this one's
+    for (const f of earlierRows)
+      if (!rowFiles.includes(f) && resolve(dirname(f)) === resolve(outDir) && /^row-\d{3}-.*\.png$/.test(basename(f))) rmSync(f, { force: true });
+  } finally {
+    release();
+  }
   return { rows: rowFiles, grid, summary, columns, maps, layout, skipped: images.skipped };
 }
 

@@ -24,6 +24,7 @@ import {
 } from '../../src/viz';
 import { vizCommands } from '../../src/cli/viz-commands';
 import { OptionError } from '../../src/util/options';
+import { claimOutputs } from '../../src/io/outputs';
 import { argmax, liveTensors, readOverlay, tinyConfig, tinyModel, writeCheckpointFolder, writeTestImages } from './helpers';
 import { captureStderr } from '../output';
 
@@ -347,6 +348,51 @@ test("visualize leaves figure files no visualisation wrote (a user's grid.png) u
     assert.notEqual(readFileSync(join(out, 'grid.png'), 'utf8'), 'my precious');
     await run(); // its own earlier figures: replaced
   } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('two visualisations into one folder at once: the one that commits while the other is between reading the earlier list and committing is refused, never leaving its rows beside the other list', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'semaim-viz-'));
+  const model = tinyModel(3);
+  const fs = require('node:fs') as typeof import('node:fs');
+  const open = fs.openSync;
+  try {
+    await writeTestImages(join(root, 'in'), 3);
+    const images = await loadImages([join(root, 'in', 'img0.png')], 16);
+    const out = join(root, 'out');
+    const [summary, grid] = [join(out, 'visualize.json'), join(out, 'grid.png')];
+    const others = [0, 1, 2].map((i) => join(out, `row-00${i}-img${i}.png`));
+    // another visualisation of three images commits (as visualizeModel does: claimed, then written) when
+    // this one stages its first file, after it has read the earlier list
+    let other: string | null = null;
+    fs.openSync = ((path: string, ...rest: Parameters<typeof open> extends [unknown, ...infer R] ? R : never) => {
+      if (other === null && String(path).startsWith(out) && String(path).includes('.tmp')) {
+        other = 'refused';
+        let release: (() => void) | undefined;
+        try {
+          release = claimOutputs([summary, grid, ...others]);
+        } catch (e) {
+          if (!(e instanceof OptionError && /is being written by another job/.test(e.message))) throw e;
+        }
+        if (release) {
+          for (const f of [grid, ...others]) writeFileSync(f, 'png');
+          writeFileSync(summary, JSON.stringify({ images: others.map((file) => ({ file })) }));
+          release();
+          other = 'committed';
+        }
+      }
+      return open(path, ...rest);
+    }) as typeof fs.openSync;
+    await visualizeModel(model, images, out, { orders: ['raster'], minCell: 16 });
+    fs.openSync = open;
+    const listed = (JSON.parse(readFileSync(summary, 'utf8')) as { images: { file: string }[] }).images.map((i) => basename(i.file));
+    const rows = readdirSync(out).filter((n) => n.startsWith('row-'));
+    assert.deepEqual(rows, listed, 'the row files are those the list names');
+    assert.equal(other, 'refused');
+  } finally {
+    fs.openSync = open;
+    model.dispose();
     rmSync(root, { recursive: true, force: true });
   }
 });
