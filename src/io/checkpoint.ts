@@ -141,10 +141,15 @@ export function verifyCheckpoint(dir: string, kind: 'training' | 'weights' = 'tr
   }
   for (const [f, hash] of Object.entries(files)) {
     const p = join(dir, f);
-    if (!existsSync(p)) return `${f} is missing`;
-    const what = notRegular(statSync(p));
-    if (what) return `${f} is ${what}, not a regular file`;
-    if (sha256File(p) !== hash) return `${f} does not match its recorded SHA-256`;
+    try {
+      const what = notRegular(statSync(p));
+      if (what) return `${f} is ${what}, not a regular file`;
+      if (sha256File(p) !== hash) return `${f} does not match its recorded SHA-256`;
+    } catch (e) {
+      // gone before, or while, it was read: a run writing to the folder deletes its old checkpoints
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return `${f} is missing`;
+      throw e;
+    }
   }
   return null;
 }

@@ -69,6 +69,21 @@ test('a missing file of a checkpoint is named ("X is missing"), by verifyCheckpo
   }
 });
 
+test('a file removed while verifyCheckpoint checks the folder (a run deleting an old checkpoint) is "missing", not an ENOENT thrown out of it', () => {
+  const dir = checkpoint('removed-while-checked');
+  const fs = require('node:fs') as typeof import('node:fs');
+  const open = fs.openSync;
+  fs.openSync = ((path: string, ...rest: Parameters<typeof open> extends [unknown, ...infer R] ? R : never) => {
+    if (String(path) === join(dir, 'optimizer.safetensors')) unlinkSync(path);
+    return open(path, ...rest);
+  }) as typeof fs.openSync;
+  try {
+    assert.equal(verifyCheckpoint(dir), 'optimizer.safetensors is missing');
+  } finally {
+    fs.openSync = open;
+  }
+});
+
 test('NaN or Inf in the weights or in an optimiser moment is refused by readCheckpoint, naming the file and tensor (its hashes match: a run that diverged)', () => {
   for (const [name, w, m, file, tensor] of [
     ['inf-weight', [1, Infinity, 3], [0.5, 0.25], 'model.safetensors', 'w'],
