@@ -25,7 +25,7 @@ import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:pat
 import { heldByAnother, noHardLinks } from './file-lock';
 import { namesOfDeadProcesses, processAlive } from './process-alive';
 import { readSmallFile } from './small-file';
-import { sleepSync } from './sleep-sync';
+import { sleepSync, waitUntilSync } from './sleep-sync';
 import { yieldThenThrowIfAborted } from './errors';
 import { makeFolder } from './make-folder';
 import { stderrLine } from './console-line';
@@ -391,11 +391,15 @@ export function commitFiles(files: StagedFile[], o: { waitMs?: number } = {}): v
   rmSync(journal, { force: true });
 }
 
+/** How long finishInterruptedCommits waits for a live process's commit (its renames take microseconds; its fsyncs, on a slow disk, more). */
+const LIVE_COMMIT_WAIT_MS = 2000;
+
 /**
  * Completes the commits of folder `dir` whose writer was killed between its renames (its journal is
  * left): each temporary file still there is renamed into place (it is complete: it was flushed before
  * the journal was written), then the journal goes. Nothing is deleted or rolled back. A journal of a
- * live process (it is renaming now) or of another host is left alone. Returns the files put in place.
+ * live process (it is renaming now) is waited for, up to LIVE_COMMIT_WAIT_MS, and left to it; one of
+ * another host is left alone. Returns the files put in place.
  */
 export function finishInterruptedCommits(dir: string, note: (msg: string) => void = (m) => stderrLine(`semaim: ${m}`)): string[] {
   let names: string[];
@@ -408,7 +412,13 @@ export function finishInterruptedCommits(dir: string, note: (msg: string) => voi
   for (const name of names) {
     const path = join(dir, name);
     const j = readJournal(dir, name);
-    if (!j || j.host !== hostname() || (j.pid !== process.pid && processAlive(j.pid))) continue;
+    if (!j || j.host !== hostname()) continue;
+    if (j.pid !== process.pid && processAlive(j.pid)) {
+      // a live writer between its renames: the reader that called this waits for the set to be whole,
+      // rather than read its first file new and the others old (predict would pair a new linprobe.json with the old probe)
+      waitUntilSync(LIVE_COMMIT_WAIT_MS, () => !lstatSync(path, { throwIfNoEntry: false }));
+      continue;
+    }
     // a live writer of that set (its lock, `<first>.lock`) is writing it now: its `.partial` file is half
     // written, whatever a journal naming a dead process says; that writer completes the journal itself
     if (heldByAnother(join(dir, name.replace(JOURNAL_NAME, '.lock')))) continue;

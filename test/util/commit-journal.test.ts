@@ -537,6 +537,47 @@ test('a journal naming a dead process is left alone while a live process holds t
   );
 });
 
+test('a reader arriving between the renames of a live process’s commit waits for the set to be whole: never the first file new and the others old', (t) => {
+  const dir = scratch(t);
+  const [a, b] = [join(dir, 'linprobe.json'), join(dir, 'probe.safetensors')];
+  writeFilesAtomic([
+    [a, 'old result'],
+    [b, 'old probe'],
+  ]);
+  // process 1 (alive) commits a new pair: its journal stands and its first rename is made
+  writeFileSync(join(dir, 'linprobe.json.tmp-1-0'), 'new result');
+  writeFileSync(join(dir, 'probe.safetensors.tmp-1-0'), 'new probe');
+  const journal = commitJournalPath(a);
+  plantJournal(
+    journal,
+    [
+      ['linprobe.json.tmp-1-0', 'linprobe.json'],
+      ['probe.safetensors.tmp-1-0', 'probe.safetensors'],
+    ],
+    1,
+  );
+  renameSync(join(dir, 'linprobe.json.tmp-1-0'), a);
+  // it makes its second rename and removes its journal once the reader looks at the journal again
+  const fs = require('node:fs') as { lstatSync: (...args: unknown[]) => unknown };
+  const lstat = fs.lstatSync;
+  let finished = false;
+  fs.lstatSync = (path: unknown, ...rest: unknown[]) => {
+    if (!finished && path === journal) {
+      finished = true;
+      renameSync(join(dir, 'probe.safetensors.tmp-1-0'), b);
+      rmSync(journal);
+    }
+    return lstat(path, ...rest);
+  };
+  try {
+    assert.deepEqual(finishInterruptedCommits(dir), [], 'the live process completes its own commit');
+  } finally {
+    fs.lstatSync = lstat;
+  }
+  assert.equal(readFileSync(a, 'utf8'), 'new result');
+  assert.equal(readFileSync(b, 'utf8'), 'new probe', 'the reader reads the pair the result describes');
+});
+
 test('two processes committing one set take turns: a commit waits while a live process’s journal of that set stands, then replaces the set whole', async (t) => {
   const dir = scratch(t);
   const [a, b] = [join(dir, 'probe.safetensors'), join(dir, 'probe.json')];
