@@ -19,6 +19,7 @@ import type { Precision } from '../run/precision';
 import { keepCallerRng } from '../run/caller-rng';
 import { checkHeadTraining, trainHead } from './head-training';
 import { stderrLine } from '../util/console-line';
+import { DataError } from '../util/errors';
 
 /**
  * Options of {@link linprobeOnFeatures} (MAE's linear probe: SGD or LARS, warm-up + cosine, no
@@ -169,7 +170,8 @@ async function probeOnFeatures(train: FeatureSet, test: FeatureSet, numClasses: 
   const n = setSize(train);
   const D = train.features.shape[1];
   if (test.features.shape[1] !== D) throw new Error(`linprobe: train features have width ${D}, test features ${test.features.shape[1]}`);
-  if (n < 2) throw new Error(`linprobe: need at least 2 training features, got ${n}`);
+  // (a split with one readable image reaches here from runLinprobe: the data's fault, as an empty split's)
+  if (n < 2) throw new DataError(`linprobe: need at least 2 training features (images), got ${n}`);
   checkLabels('linprobe', 'training', train.labels, numClasses);
   checkLabels('linprobe', 'test', test.labels, numClasses);
   const device = train.features.device;

@@ -288,7 +288,8 @@ test('the probe refuses a warm-up as long as its epochs and fewer than 2 trainin
       message: /^linprobe: warmupEpochs \(2\) must be below epochs \(2\)/,
     });
     await assert.rejects(linprobeOnFeatures(one, testSet, 4, { epochs: 1, batchSize: 8, blr: 0.1, label: null }), {
-      message: /^linprobe: need at least 2 training features, got 1/,
+      code: 'ERR_DATA', // (a plain Error before: runLinprobe on a folder with one readable training image)
+      message: /^linprobe: need at least 2 training features \(images\), got 1/,
     });
     assert.equal(torch.memoryStats().liveTensors, start, 'nothing allocated');
   } finally {
