@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { closeSync, linkSync, lstatSync, openSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { namesOfDeadProcesses, processAlive } from './process-alive';
+import { namesOfDeadProcesses, processAlive, processIdentity } from './process-alive';
 import { readSmallFile } from './small-file';
 import { waitUntilSync } from './sleep-sync';
 import { onProcessEvent } from './process-events';
@@ -14,6 +14,8 @@ export interface Holder {
   pid: number;
   host: string;
   since: string;
+  /** The holder's processIdentity where the machine gives one (locks written before 2026-12-06 have none). */
+  process?: string;
 }
 
 /** Who holds a lock, in words: `process 123 on this machine, since <time>` (or `on host <name>`). */
@@ -111,7 +113,11 @@ function createWhole(path: string, text: string): boolean {
 function holderGone(h: Holder | null, path: string): boolean {
   if (!h) return true; // unreadable: nobody holds it
   if (h.host !== hostname()) return false; // another machine's process cannot be checked from here
-  return h.pid === process.pid ? !held.has(path) : !processAlive(h.pid);
+  if (h.pid === process.pid) return !held.has(path);
+  if (!processAlive(h.pid)) return true;
+  // alive, but perhaps another process that got the id since (the holder's container restarted)
+  const now = h.process === undefined ? null : processIdentity(h.pid);
+  return now !== null && now !== h.process;
 }
 
 /** How long a starter waits for a live rival, which holds the takeover marker, to replace a dead holder's lock. */
@@ -190,7 +196,8 @@ export function heldByAnother(path: string): boolean {
  */
 export function lockFile(path: string): (() => void) | Holder {
   removeDeadDrafts(path);
-  const h = take(path, JSON.stringify({ pid: process.pid, host: hostname(), since: new Date().toISOString() }), 0);
+  const me: Holder = { pid: process.pid, host: hostname(), since: new Date().toISOString(), process: processIdentity(process.pid) ?? undefined };
+  const h = take(path, JSON.stringify(me), 0);
   if (h !== true) return h;
   held.add(path);
   let stopListening = () => {};

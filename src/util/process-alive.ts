@@ -1,4 +1,4 @@
-import { readdirSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 
 /** Whether a process with this id is alive on this machine (signal 0 tests without sending; this process is). Ids of 0 or below are no process. */
 export function processAlive(pid: number): boolean {
@@ -17,4 +17,21 @@ export function namesOfDeadProcesses(dir: string, pattern: RegExp): string[] {
     const m = pattern.exec(name);
     return m !== null && !processAlive(Number(m[1]));
   });
+}
+
+/**
+ * Which process `pid` is, beyond its id, on Linux: this boot's id and the process's start in clock ticks
+ * since the boot (/proc), which no later process with the same id has; null where /proc does not say.
+ * A lock records its holder's, so that a process that reused the id (a restarted container's processes
+ * start with the same small ids) is not taken for the holder.
+ */
+export function processIdentity(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const startTicks = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]; // field 22, after the command's "(...)"
+    const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    return /^\d+$/.test(startTicks) && boot ? `${boot}:${startTicks}` : null;
+  } catch {
+    return null;
+  }
 }

@@ -8,7 +8,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSyn
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { heldByAnother, lockFile } from '../../src/util/file-lock';
-import { processAlive } from '../../src/util/process-alive';
+import { processAlive, processIdentity } from '../../src/util/process-alive';
 
 const FILE_LOCK = join(__dirname, '..', '..', 'src', 'util', 'file-lock.js');
 
@@ -161,4 +161,28 @@ test('locks held at once share one exit listener, removed with the last release 
     (release as () => void)();
   }
   assert.equal(process.listenerCount('exit'), before);
+});
+
+test("a lock whose holder's id a later process has (a restarted container's processes reuse small ids) is taken over; the holder itself, and a lock that does not record which process it was, are not", (t) => {
+  const dir = scratch(t);
+  const other = spawn('sleep', ['60'], { stdio: 'ignore' });
+  t.after(() => other.kill('SIGKILL'));
+  const pid = other.pid!;
+  const itself = processIdentity(pid);
+  if (itself === null) return t.skip('this machine has no /proc to tell processes apart');
+  assert.notEqual(itself, processIdentity(process.pid));
+  const at = (name: string, extra: { process?: string }) => {
+    const path = join(dir, name);
+    writeFileSync(path, JSON.stringify({ pid, host: hostname(), since: '2026-12-03T00:00:00.000Z', ...extra }));
+    return path;
+  };
+  assert.equal(heldByAnother(at('holder.lock', { process: itself })), true);
+  assert.equal(heldByAnother(at('older-format.lock', {})), true, 'a live id is held, as before');
+  // before, a live process with the holder's id held the lock: the restarted run was refused until someone deleted it
+  const reused = at('reused.lock', { process: `${itself.split(':')[0]}:1` });
+  assert.equal(heldByAnother(reused), false);
+  const release = lockFile(reused);
+  assert.equal(typeof release, 'function', 'taken over');
+  assert.equal(JSON.parse(readFileSync(reused, 'utf8')).process, processIdentity(process.pid), 'the new holder records which process it is');
+  (release as () => void)();
 });
