@@ -6,6 +6,8 @@ import { isJsonObject } from '../util/json-file';
 import { readMetricsSample, type MetricsTotals } from './metrics-sample';
 import { readRegularFile } from '../util/regular-file';
 import { occupied } from '../util/make-folder';
+import { heldByAnother } from '../util/file-lock';
+import { LOCK_FILE } from '../run/run-lock';
 import { newestUsableCheckpoint } from '../semaim/pretrained';
 
 /** One evaluation result found in a run folder, a row of the report's evaluation table: where it is, top-1/top-5 and what it evaluated. */
@@ -198,8 +200,11 @@ export function readRun(dir: string): RunData {
         const are = bad.length === 1 ? 'line is not a metrics record' : 'lines are not metrics records';
         problems.push(`metrics.jsonl: ${bad.length} ${are} (left out of the curves): line ${list}`);
       }
-      if (m.cutShort !== null)
-        problems.push(`metrics.jsonl: the last line (line ${m.cutShort}) is cut short, as a run killed while writing it leaves it; left out`);
+      if (m.cutShort !== null) {
+        // a run still writing to the folder may be in the middle of that line: nothing is wrong with it
+        const why = heldByAnother(join(dir, LOCK_FILE)) ? 'the live run writing to this folder is writing it' : 'as a run killed while writing it leaves it';
+        problems.push(`metrics.jsonl: the last line (line ${m.cutShort}) is cut short, ${why}; left out`);
+      }
     } catch (e) {
       problems.push(`metrics.jsonl: ${whyNotRead(e)}`);
     }

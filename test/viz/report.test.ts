@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { vizCommands } from '../../src/cli/viz-commands';
 import { findEvalRows, lineChart, niceTicks, readRun, renderReport, reduceSeries, smooth } from '../../src/viz';
@@ -635,6 +635,10 @@ test('report: metrics.jsonl lines that are not metrics records are named with th
       ['metrics.jsonl: 6 lines are not metrics records (left out of the curves): line 3, 4, 5, 6, 7, 10'],
       'a bad line with a newline after it is not a cut-short one',
     );
+    // a run still writing to the folder (its run.lock held by a live process: pid 1) is in the middle of its last line
+    writeFileSync(join(run, 'metrics.jsonl'), lines.join('\n'));
+    writeFileSync(join(run, 'run.lock'), JSON.stringify({ pid: 1, host: hostname(), since: '2026-12-06T00:00:00.000Z' }));
+    assert.equal(readRun(run).problems[1], 'metrics.jsonl: the last line (line 10) is cut short, the live run writing to this folder is writing it; left out');
   } finally {
     rmSync(run, { recursive: true, force: true });
   }
