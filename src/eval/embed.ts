@@ -354,7 +354,7 @@ async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
   const group = o.group ?? null;
   const { rank, worldSize } = rankSlice(group);
   const device = processDevice(o.device ?? 'cpu', group);
-  const source = resolveEncoder(o.checkpoint, { verify: o.verify });
+  let source = resolveEncoder(o.checkpoint, { verify: o.verify });
   guardOutputs([o.out, embedListPath(o.out)], source.weights, o.overwrite);
   const ds = await prepareOnEveryRank(group, () => embedDataset(o, source.config.imgSize));
   // ranks with other weights or other images would write rows of different models or sets into one file
@@ -382,7 +382,8 @@ async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
   try {
     // another embed of this process writing the same files would interleave its rows and renames with ours
     if (rank === 0) release = claimOutputs([o.out, embedListPath(o.out)]);
-    encoder = loadEncoder(source, { device }).encoder;
+    // data-parallel ranks agreed on this source's weights (checkRanksAgree): theirs or none
+    ({ encoder, source } = loadEncoder(source, { device, verify: o.verify, newerIfPruned: !group }));
     const P = encoder.numPatches;
     const D = source.config.embedDim;
     const rowShape = pooling === 'all' ? [1 + P, D] : [D];

@@ -9,7 +9,7 @@ import type { Tensor } from '../torch';
 import { dropPathStream } from '../nn';
 import { AdamW, GradScaler, LrSchedule, paramGroupsLayerDecay, peakLr, warmupCosine } from '../optim';
 import { disposeAll } from '../io';
-import { EncoderSource, loadEncoderTensors, resolveEncoder } from '../semaim';
+import { EncoderSource, loadEncoderTensors, loadResolvedEncoder, resolveEncoder } from '../semaim';
 import { LabelledBatch, LabelledData, PassOptions, batchesPerEpoch } from '../data';
 import { checkLabelledBatch } from '../data/check-batch';
 import { OptionError, jobOptions, type OptionsInput } from '../util/options';
@@ -253,7 +253,11 @@ async function finetuneJob(o: FinetuneOptions, data: FinetuneData, hooks: Finetu
   const model = new ViTClassifier(cfg).initWeights();
   try {
     if (o.init === 'pretrained') {
-      const tensors = loadEncoderTensors(source, { withFcNorm: true });
+      // data-parallel ranks agreed on this source's weights (makeSplits): theirs or none
+      let tensors: Map<string, Tensor>;
+      ({ value: tensors, source } = loadResolvedEncoder(source, { verify: o.verify, newerIfPruned: !group }, (s) =>
+        loadEncoderTensors(s, { withFcNorm: true }),
+      ));
       try {
         model.loadEncoder(tensors);
       } finally {

@@ -172,7 +172,8 @@ export async function encoderFeatures(
   classNames?: string[];
   sizes: { train: number; test: number };
 }> {
-  const loaded = loadEncoder(source, { device: processDevice(o.device, group) });
+  // the ranks check after the load that they encode with the same weights (makeSplits): a newer checkpoint may be taken
+  const loaded = loadEncoder(source, { device: processDevice(o.device, group), verify: o.verify, newerIfPruned: true });
   let train: FeatureSet | null = null;
   try {
     const slice = rankSlice(group);
@@ -361,7 +362,8 @@ async function linprobeJob(
     const dp = { group, encoderSha256: source.sha256 };
     const splits = await makeSplits(f, o, source.config.imgSize, { train: slice, test: slice }, dp, onlinePass(o, slice.worldSize));
     try {
-      loaded = loadEncoder(source, { device: processDevice(o.device, group) });
+      // data-parallel ranks agreed on this source's weights (makeSplits): theirs or none
+      loaded = loadEncoder(source, { device: processDevice(o.device, group), verify: o.verify, newerIfPruned: !group });
       try {
         checkImageShape(loaded.encoder, splits.train, 'train data');
         checkImageShape(loaded.encoder, splits.test, 'test data');
@@ -378,7 +380,7 @@ async function linprobeJob(
         const fo = {
           ...{ batchSize: o.evalBatchSize, pooling: o.pooling, precision, group, gatherTo: 'all' as const, signal },
           label: progress === null ? null : 'features (test)',
-          encoderName: source.weights,
+          encoderName: loaded.source.weights,
         };
         test = await extractFeatures(loaded.encoder, splits.test, fo);
         sizes.test = setSize(test); // unusable test images left out

@@ -11,7 +11,7 @@ import { encodePng } from '../viz/png';
 import { stageFile, type StagedFile } from '../util/safe-write';
 import { drawSegFigure } from '../viz/seg-figure';
 import type { SegDataRequest } from '../data/seg-loader';
-import { EncoderSource, loadEncoder, resolveEncoder } from '../semaim';
+import { EncoderSource, LoadedEncoder, loadEncoder, resolveEncoder } from '../semaim';
 import { SegMetrics } from './miou';
 import { commitResult, inResultFolder, markdownTable, pct } from './result';
 import { SegData, SegSkip, SkipSummary, describeSkips, mergeSkips, summarizeSkips } from '../data/seg-streams';
@@ -135,13 +135,16 @@ async function skippedOverRanks(group: ProcessGroup | null, train: SegData, test
   return { train: summarizeSkips(mergeSkips(all.map((x) => x[0]))), test: summarizeSkips(mergeSkips(all.map((x) => x[1]))) };
 }
 
-/** The frozen encoder: pre-trained weights, or the same architecture initialised from `seed`. */
-export function frozenEncoder(source: EncoderSource, init: 'pretrained' | 'random', seed: number, device: torch.Device): VisionTransformer {
-  if (init === 'pretrained') return loadEncoder(source, { device }).encoder;
+/**
+ * The frozen encoder: pre-trained weights (of the run's newest checkpoint where the run pruned the source's
+ * since: the ranks check after this that they agree), or the same architecture initialised from `seed`; and its source.
+ */
+export function frozenEncoder(source: EncoderSource, init: 'pretrained' | 'random', seed: number, device: torch.Device, verify?: boolean): LoadedEncoder {
+  if (init === 'pretrained') return loadEncoder(source, { device, verify, newerIfPruned: true });
   torch.manualSeed(seed);
   const encoder = new VisionTransformer(source.config).initWeights();
   for (const p of encoder.parameters()) p.requiresGrad = false;
-  return encoder.to({ device }).eval();
+  return { encoder: encoder.to({ device }).eval(), source };
 }
 
 export function segDataRequest(d: SegDataSettings, split: 'train' | 'test', imgSize: number, seed: number): SegDataRequest {
@@ -288,7 +291,8 @@ async function segprobeJob(
   source: EncoderSource,
 ): Promise<SegprobeRun | null> {
   const t0 = Date.now();
-  const encoder = frozenEncoder(source, cfg.init, cfg.seed, processDevice(cfg.device, group));
+  let encoder: VisionTransformer;
+  ({ encoder, source } = frozenEncoder(source, cfg.init, cfg.seed, processDevice(cfg.device, group), cfg.verify));
   let outcome: SegprobeOutcome;
   let names: string[];
   try {

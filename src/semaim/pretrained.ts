@@ -464,21 +464,72 @@ export interface LoadedEncoder {
   source: EncoderSource;
 }
 
-/** A frozen encoder in eval mode on `device` (parameters do not require gradients). */
-export function loadEncoder(from: string | EncoderSource, o: { device?: torch.Device } & VerifyOption = {}): LoadedEncoder {
+/** Whether {@link loadEncoder} and {@link loadResolvedEncoder} may read a newer checkpoint than the source's. */
+export interface NewerIfPrunedOption {
+  /**
+   * A source resolved from a run folder whose checkpoint the run writing to it pruned before the weights were
+   * read: read the run's newest usable checkpoint instead (default false: 'ERR_CHECKPOINT_CHANGED'). Only where
+   * nothing depends on the first source's SHA-256 (data-parallel ranks that agreed on it, a probe trained on it).
+   */
+  newerIfPruned?: boolean;
+}
+
+/**
+ * `load(source)`; with `newerIfPruned`, a source taken from a run folder (not a checkpoint folder named itself)
+ * whose checkpoint the run pruned since it was resolved is resolved again from the run folder, and the run's
+ * newest usable checkpoint loaded. Returns what `load` returned and the source it loaded, to be recorded in
+ * place of the one given. A newer checkpoint of another encoder config is not taken (the caller's model and
+ * data are sized by the first).
+ */
+export function loadResolvedEncoder<T>(
+  source: EncoderSource,
+  o: VerifyOption & NewerIfPrunedOption,
+  load: (source: EncoderSource) => T,
+): { value: T; source: EncoderSource } {
+  for (let attempt = 1; ; attempt++) {
+    let firstError: unknown;
+    try {
+      return { value: load(source), source };
+    } catch (e) {
+      if (!o.newerIfPruned || attempt >= LIST_PASSES || !prunedFromRun(source, e)) throw e;
+      firstError = e;
+    }
+    const newer = resolveEncoder(source.path, o);
+    if (JSON.stringify([newer.config, newer.layout]) !== JSON.stringify([source.config, source.layout])) throw firstError;
+    warnOnce(`note: ${source.weights} was pruned by the run before it was read: reading its newest checkpoint, ${newer.weights}`, o.onWarning);
+    source = newer;
+  }
+}
+
+/** Whether `e` is the error of reading a run folder's checkpoint that the run removed since `source` was resolved. */
+function prunedFromRun(source: EncoderSource, e: unknown): boolean {
+  return (
+    e instanceof CheckpointError &&
+    e.code === 'ERR_CHECKPOINT_CHANGED' &&
+    source.kind === 'checkpoint' &&
+    resolve(dirname(source.weights)) !== resolve(source.path) &&
+    !existsSync(source.weights)
+  );
+}
+
+/**
+ * A frozen encoder in eval mode on `device` (parameters do not require gradients), and the source it was read
+ * from (with `newerIfPruned`, a newer checkpoint of the run than the source given: {@link loadResolvedEncoder}).
+ */
+export function loadEncoder(from: string | EncoderSource, o: { device?: torch.Device } & VerifyOption & NewerIfPrunedOption = {}): LoadedEncoder {
   const device = checkDevice(o.device ?? 'cpu'); // a device this machine lacks is not the file's fault
   return withErrorKind(() => loadFrozenEncoder(from, { ...o, device }), checkpointError);
 }
 
-function loadFrozenEncoder(from: string | EncoderSource, o: { device?: torch.Device } & VerifyOption): LoadedEncoder {
-  const source = typeof from === 'string' ? resolveEncoder(from, o) : from;
-  if (source.layout.fcNorm) {
+function loadFrozenEncoder(from: string | EncoderSource, o: { device?: torch.Device } & VerifyOption & NewerIfPrunedOption): LoadedEncoder {
+  const resolved = typeof from === 'string' ? resolveEncoder(from, o) : from;
+  if (resolved.layout.fcNorm) {
     throw new Error(
-      `${source.weights} is a timm global_pool='avg' model (fc_norm over the mean of the patch tokens, no final norm): ` +
+      `${resolved.weights} is a timm global_pool='avg' model (fc_norm over the mean of the patch tokens, no final norm): ` +
         'its features are not those of an encoder with a final norm; fine-tuning can start from it, evaluation of features cannot',
     );
   }
-  const tensors = loadEncoderTensors(source);
+  const { value: tensors, source } = loadResolvedEncoder(resolved, o, (s) => loadEncoderTensors(s));
   const encoder = sparingGlobalRng(() => new VisionTransformer(source.config));
   try {
     encoder.loadStateDict(tensors, { strict: true });

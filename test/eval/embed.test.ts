@@ -9,13 +9,13 @@ import { basename, join } from 'node:path';
 import * as torch from '../../src/torch';
 import { float16BytesToFloat32, readSafetensors, readSafetensorsHeader } from '../../src/io';
 import { DATA_FACTORIES, Rng, defaultCifar10Archive, evalTransforms, openImage, Pipeline } from '../../src/data';
-import { loadEncoder, resolveEncoder } from '../../src/semaim';
+import { loadEncoder, resolveEncoder, sha256File } from '../../src/semaim';
 import { parseCommand } from '../../src/cli/command';
 import { embedCommand } from '../../src/cli/embed-command';
 import { KNN_OPTIONS, encoderFeatures, disposeFeatures, embed, type EmbedList } from '../../src/eval';
 import { EncoderConfig } from '../../src/semaim';
 import { tempDir, write, picture, encode } from '../data/helpers';
-import { writeEncoder } from './helpers';
+import { runPrunedWhileDataIsMade, writeEncoder } from './helpers';
 import { printed } from '../output';
 import { withProcessThreads } from '../../src/run/device';
 
@@ -423,4 +423,27 @@ test('a labelled folder with an unreadable image: every row keeps the label of i
       ['b2.png', 'b'],
     ],
   );
+});
+
+test("embed of a run folder whose checkpoint the run prunes while the images are listed reads the run's newest checkpoint and records it", async () => {
+  const images = join(dir, 'pruned-two');
+  for (let i = 0; i < 2; i++) write(join(images, `p${i}.png`), await encode(picture(8, 8, i), 8, 8, 3, 'png'));
+  const { run, newest, prune } = await runPrunedWhileDataIsMade(join(dir, 'pruned'), DATA_FACTORIES);
+  const fs = require('node:fs') as typeof import('node:fs');
+  const readdir = fs.readdirSync;
+  fs.readdirSync = ((...args: Parameters<typeof readdir>) => {
+    if (String(args[0]).startsWith(images)) prune(); // the run prunes after embed resolved its encoder, before it loads it
+    return readdir(...args);
+  }) as typeof fs.readdirSync;
+  let r;
+  try {
+    r = await embed({ checkpoint: run, images, out: join(dir, 'pruned.safetensors'), numWorkers: 0, progress: null, onWarning: () => {} });
+  } finally {
+    fs.readdirSync = readdir;
+  }
+  assert.ok(r);
+  const list = JSON.parse(readFileSync(r.listPath, 'utf8')) as EmbedList;
+  assert.equal(list.encoder.weights, join(newest, 'model.safetensors'), 'the checkpoint it read, not the pruned one it resolved first');
+  assert.equal(list.encoder.sha256, sha256File(join(newest, 'model.safetensors')));
+  assert.equal(readSafetensorsHeader(r.path).metadata.encoder_sha256, list.encoder.sha256);
 });

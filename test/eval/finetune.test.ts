@@ -13,7 +13,7 @@ import { sha256File } from '../../src/semaim';
 import { readMetrics } from '../../src/run/metrics';
 import { CheckpointManager } from '../../src/run/checkpoints';
 import { loadTensors, disposeAll, saveTensors } from '../../src/io';
-import { TINY, memoryFactories, pretrainTinyRun, toyImages, whileDrawingGlobally, writeEncoder } from './helpers';
+import { TINY, memoryFactories, pretrainTinyRun, runPrunedWhileDataIsMade, toyImages, whileDrawingGlobally, writeEncoder } from './helpers';
 import { captureStderr } from '../output';
 
 test('layer-wise lr decay: lr = base × 0.65^(L+1−layer) with cls/patch_embed at 0, blocks.i at i+1, fc_norm/head at L+1', () => {
@@ -450,6 +450,22 @@ test('a fine-tuning whose encoder weights do not fit frees its model', async () 
       await assert.rejects(finetune(ftOptions(join(dir, `ft${i}`), avg, { pool: 'cls' }), data, { log: () => {} }), /lack norm\.weight/);
     }
     assert.equal(torch.memoryStats().liveTensors, start, 'the classifier of each refused run was freed');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("finetune of a run folder whose checkpoint the run prunes while the data is set up starts from the run's newest checkpoint and records it", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ft-pruned-'));
+  try {
+    const data = memoryFactories(toyImages(16, 2, 8, 2), toyImages(8, 2, 8, 3));
+    const { run, newest, factories } = await runPrunedWhileDataIsMade(dir, data);
+    const o = ftOptions(join(dir, 'ft'), run, { epochs: 1, warmupEpochs: 0, batchSize: 8, ema: false });
+    const r = await runFinetune(o, factories, { log: () => {} });
+    assert.ok(r.path, r.table);
+    const json = JSON.parse(readFileSync(r.path, 'utf8'));
+    assert.equal(json.checkpoint.weights, join(newest, 'model.safetensors'), 'the checkpoint it read, not the pruned one it resolved first');
+    assert.equal(json.checkpoint.sha256, sha256File(join(newest, 'model.safetensors')));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -1,6 +1,6 @@
 // Shared fixtures of the evaluation tests: tiny encoders saved as exported files, labelled images in
 // memory, and in-memory data factories.
-import { writeFileSync } from 'node:fs';
+import { readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as torch from '../../src/torch';
 import { saveTensors } from '../../src/io';
@@ -148,4 +148,38 @@ export async function pretrainTinyRun(outDir: string, more: Record<string, unkno
     ...more,
   });
   await pretrain(o, memoryTrainData(toyImages(16, 2, 8, 1), 8, 1), { log: () => {} });
+}
+
+/**
+ * A tiny pre-training run whose evaluation sees the run prune its checkpoint: the job resolves step 1 (step 2
+ * is held aside), and `prune()` (the factories' first data request calls it) puts step 2 back and removes
+ * step 1, as a run saving step 2 with --keep-last 1 does while the job sets up. `newest`: step 2's folder.
+ */
+export async function runPrunedWhileDataIsMade(
+  dir: string,
+  f: DataFactories,
+): Promise<{ run: string; newest: string; oldest: string; prune: () => void; factories: DataFactories }> {
+  const run = join(dir, 'pre');
+  await pretrainTinyRun(run, { checkpointEvery: 1 });
+  const [oldest, newest] = readdirSync(join(run, 'checkpoints'))
+    .filter((n) => n.startsWith('step-'))
+    .sort()
+    .map((n) => join(run, 'checkpoints', n));
+  const aside = join(dir, 'step-aside');
+  renameSync(newest, aside);
+  let pruned = false;
+  const prune = () => {
+    if (pruned) return;
+    pruned = true;
+    renameSync(aside, newest);
+    rmSync(oldest, { recursive: true });
+  };
+  const factories: DataFactories = {
+    ...f,
+    makeEvalData(r, slice) {
+      prune();
+      return f.makeEvalData(r, slice);
+    },
+  };
+  return { run, newest, oldest, prune, factories };
 }

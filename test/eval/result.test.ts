@@ -10,7 +10,7 @@ import { ABLATE_OPTIONS, validateAblate } from '../../src/experiments/ablate-opt
 import { runKnn, runLinprobe } from '../../src/eval/run';
 import { resolveEncoder } from '../../src/semaim';
 import { EvalDataRequest } from '../../src/data';
-import { memoryFactories, toyImages, writeEncoder } from './helpers';
+import { memoryFactories, runPrunedWhileDataIsMade, toyImages, writeEncoder } from './helpers';
 
 test('knn and linprobe write a result JSON with accuracies, config, checkpoint path and SHA-256', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-result-'));
@@ -169,4 +169,42 @@ test('Markdown tables keep their shape whatever the cells hold (class names with
   const { markdownTable } = await import('../../src/eval/result');
   const t = markdownTable(['class', 'cat|dog', 'line\nbreak'], [['top-1 %', '50.0', '25.0']]);
   assert.equal(t, '| class | cat\\|dog | line break |\n| --- | --- | --- |\n| top-1 % | 50.0 | 25.0 |\n');
+});
+
+test("knn and linprobe of a run folder whose checkpoint the run prunes between resolving and loading it read the run's newest checkpoint and record it", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-result-pruned-'));
+  const fs = require('node:fs') as typeof import('node:fs');
+  const openSync = fs.openSync;
+  try {
+    const data = memoryFactories(toyImages(16, 2, 8, 1), toyImages(8, 2, 8, 2));
+    // k-NN loads its encoder before its data: the run prunes when knn claims knn.json, after the encoder is resolved
+    const knnRun = await runPrunedWhileDataIsMade(join(dir, 'knn'), data);
+    fs.openSync = ((...args: Parameters<typeof openSync>) => {
+      if (/knn\.json\.tmp-/.test(String(args[0]))) knnRun.prune();
+      return openSync(...args);
+    }) as typeof fs.openSync;
+    const knn = await runKnn(resolveOptions(KNN_OPTIONS, { checkpoint: knnRun.run, outDir: join(dir, 'knn-out'), k: '3', threads: 1 }), data);
+    fs.openSync = openSync;
+    // the online linear probe sets up its data, then loads the encoder
+    const lpRun = await runPrunedWhileDataIsMade(join(dir, 'lp'), data);
+    const lo = { checkpoint: lpRun.run, outDir: join(dir, 'lp-out'), epochs: 1, batchSize: 8, cacheFeatures: false, threads: 1 };
+    const lp = await runLinprobe(resolveOptions(LINPROBE_OPTIONS, lo), lpRun.factories);
+    for (const [r, { run, newest, oldest }] of [
+      [knn, knnRun],
+      [lp, lpRun],
+    ] as const) {
+      const json = JSON.parse(readFileSync(r.path, 'utf8'));
+      assert.equal(json.checkpoint.path, run);
+      assert.equal(json.checkpoint.weights, join(newest, 'model.safetensors'), `${json.command} records the checkpoint it read, not ${oldest}`);
+      assert.equal(
+        json.checkpoint.sha256,
+        createHash('sha256')
+          .update(readFileSync(join(newest, 'model.safetensors')))
+          .digest('hex'),
+      );
+    }
+  } finally {
+    fs.openSync = openSync;
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as torch from '../../src/torch';
 import { saveTensors, sha256File } from '../../src/io';
-import { EncoderConfig, SemAIM, SemAIMConfig, VisionTransformer, loadEncoder, loadModel, makeConfig } from '../../src/semaim';
+import { EncoderConfig, SemAIM, SemAIMConfig, VisionTransformer, loadEncoder, loadModel, makeConfig, resolveEncoder } from '../../src/semaim';
 import { OptionError } from '../../src/util/options';
 
 const ENC: EncoderConfig = { imgSize: 16, patchSize: 4, inChans: 3, embedDim: 32, depth: 2, numHeads: 2, mlpRatio: 4 };
@@ -154,6 +154,36 @@ test("loadModel loads the model file its state.json records, however the folder 
       message: /was replaced by other bytes after it was checked/,
     });
     other.dispose();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("loadEncoder with newerIfPruned: a run folder's checkpoint pruned since it was resolved is read from the run's newest; a checkpoint folder named itself, or without the option, is ERR_CHECKPOINT_CHANGED", () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-load-pruned-'));
+  try {
+    const cfg = makeConfig('vit_tiny', { ...ENC, decoderDepth: 1 });
+    const run = join(dir, 'run');
+    const step = (n: number) => join(run, 'checkpoints', `step-0000000${n}`);
+    checkpoint(step(2), cfg, undefined, 2);
+    const source = resolveEncoder(run);
+    assert.equal(source.weights, join(step(2), 'model.safetensors'));
+    // the run saves step 4 and prunes step 2 (--keep-last 1) before the weights are read
+    checkpoint(step(4), cfg, undefined, 4);
+    rmSync(step(2), { recursive: true });
+    assert.throws(() => loadEncoder(source), { code: 'ERR_CHECKPOINT_CHANGED', message: /step-00000002.*was removed after it was checked/ });
+    const notes: string[] = [];
+    const loaded = loadEncoder(source, { newerIfPruned: true, onWarning: (l) => notes.push(l) });
+    loaded.encoder.dispose();
+    assert.equal(loaded.source.weights, join(step(4), 'model.safetensors'), 'the checkpoint it read');
+    assert.equal(loaded.source.sha256, sha256File(join(step(4), 'model.safetensors')));
+    assert.equal(loaded.source.path, run);
+    assert.match(notes.join('\n'), /step-00000002.*was pruned by the run before it was read: reading its newest checkpoint, .*step-00000004/);
+    // a checkpoint folder named itself is the one asked for: no other is read in its place
+    const named = resolveEncoder(step(4));
+    checkpoint(step(6), cfg, undefined, 6);
+    rmSync(step(4), { recursive: true });
+    assert.throws(() => loadEncoder(named, { newerIfPruned: true }), { code: 'ERR_CHECKPOINT_CHANGED' });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
