@@ -1,7 +1,7 @@
 // Training runs at a fixed input size, so on a GPU cuDNN may time its convolution algorithms once per
 // shape and keep the fastest (torch.backends.cudnn.benchmark; the authors' scripts turn it on).
 import * as torch from '../torch';
-import { JobSetting } from './job-setting';
+import { JobSetting } from '../util/job-setting';
 
 const autotuning = new JobSetting(
   () => torch.backends.cudnn.benchmark,

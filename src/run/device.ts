@@ -7,7 +7,7 @@ import { OptionError } from '../util/options';
 import { checkDevice } from '../torch/check-device';
 export { checkDevice };
 import { readDistEnv, type ProcessGroup } from '../dist';
-import { JobSetting } from './job-setting';
+import { JobSetting } from '../util/job-setting';
 
 /** The CUDA device index of 'cuda' (0) or 'cuda:N'; null for the CPU. */
 export function cudaIndex(device: string): number | null {

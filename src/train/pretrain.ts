@@ -14,7 +14,7 @@ import { withPrecision } from '../run/precision';
 import { DeviceImages } from '../run/device-images';
 import { processDevice, withProcessThreads } from '../run/device';
 import { keepCallerRng } from '../run/caller-rng';
-import { JobSetting } from '../run/job-setting';
+import { JobSetting } from '../util/job-setting';
 import { rankSlice, type ProcessGroup } from '../dist';
 import { SAME_DATA_HINT, checkRanksAgree } from '../dist/agree';
 import { PRETRAIN_OPTIONS, PretrainOptions, modelConfigFrom, validatePretrain, fusedKindsOf } from './pretrain-options';

@@ -15,6 +15,7 @@ import {
   StateDictError,
   GELU,
   init,
+  batchSlice,
   setBatchSlice,
   useDropPathGenerator,
   dropPathStream,
@@ -327,6 +328,25 @@ test('DropPath in a data-parallel slice: rank r of W keeps rows r·B … r·B + 
     }
   }
   dp.dispose();
+});
+
+test('two runs of one process set their batch slices and end in either order: the slice left is that of the run still going, then the caller’s', () => {
+  const caller = batchSlice();
+  for (const firstEnds of [true, false]) {
+    const endRank = setBatchSlice({ rank: 1, worldSize: 2 }); // a data-parallel rank
+    const endOther = setBatchSlice({ rank: 2, worldSize: 3 }); // another run's, started meanwhile
+    assert.deepEqual(batchSlice(), { rank: 2, worldSize: 3 });
+    if (firstEnds) {
+      endRank();
+      assert.deepEqual(batchSlice(), { rank: 2, worldSize: 3 }, 'the other run keeps its slice');
+      endOther();
+    } else {
+      endOther();
+      assert.deepEqual(batchSlice(), { rank: 1, worldSize: 2 }, 'the rank keeps its slice');
+      endRank();
+    }
+    assert.deepEqual(batchSlice(), caller, 'the caller’s slice once both ended');
+  }
 });
 
 test("dropPathStream gives every DropPath the job's stream, seeded at seed + 1299709 as pretrain and finetune always seeded it", () => {

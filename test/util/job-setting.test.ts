@@ -2,7 +2,7 @@
 // last, and while several run the value is that of the latest started still running.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { JobSetting } from '../../src/run/job-setting';
+import { JobSetting } from '../../src/util/job-setting';
 
 function setting(initial: number): { value: number; s: JobSetting<number> } {
   const box = { value: initial, s: null as unknown as JobSetting<number> };
