@@ -15,7 +15,7 @@ import { DataFactories, LabelledData, MemoryLabelledData, TrainData, splitClassM
 import { checkDevice } from '../run/device';
 import { DEFAULT_MAX_IMAGE_PIXELS } from '../data/codecs/limits';
 import { imageInputOptions } from '../data/options';
-import { StopRequest, StoppedBySignal } from '../run/signals';
+import { StopRequest, StoppedBySignal, catchStopSignals } from '../run/signals';
 import { Accuracy } from '../eval/accuracy';
 import { FeaturePooling, checkImageShape, disposeFeatures, extractPooledFeatures, setSize } from '../eval/features';
 import { knnClassify, parseKs } from '../eval/knn';
@@ -888,15 +888,26 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
         if (recipe.pretrainLimit) td = limitTrainData(td, Math.max(1, Math.floor(recipe.pretrainLimit / p.options.batchSize)));
         imagesPerEpoch = td.batchesPerEpoch * p.options.batchSize;
         makeFolder(p.runDir);
-        writeJsonAtomic(limitFile, { pretrainLimit: fp.pretrainLimit });
-        const r = await pretrain(p.options, td, {
-          log,
-          stop,
-          onStep: hooks.onStep,
-          // the advice of a refused resume or a divergence names only ablate's options
-          freshRunHint: 'another --out-dir',
-          divergedAdvice: 'a lower --blr',
-        });
+        // Caught from before this run's first draft, not from its first step as pretrain alone would: a
+        // Ctrl-C while ablation-pretrain.json or the run's config.json is written (a process of --jobs
+        // at start-up) killed the process mid-write, leaving its `.tmp-*` file. Now the draft is finished
+        // and the pre-training stops before its first step.
+        const releaseSignals = catchStopSignals(stop, log);
+        let r: Awaited<ReturnType<typeof pretrain>>;
+        try {
+          writeJsonAtomic(limitFile, { pretrainLimit: fp.pretrainLimit });
+          r = await pretrain(p.options, td, {
+            log,
+            stop,
+            catchSignals: false,
+            onStep: hooks.onStep,
+            // the advice of a refused resume or a divergence names only ablate's options
+            freshRunHint: 'another --out-dir',
+            divergedAdvice: 'a lower --blr',
+          });
+        } finally {
+          releaseSignals();
+        }
         if (r.stoppedBy === 'signal') {
           if (stop.signal || !timeUp())
             throw new StoppedBySignal(`interrupted during '${p.row}' seed ${p.seed}; run the same command again to continue`, r.signal);

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OptionError, resolveOptions } from '../../src/util/options';
@@ -234,4 +235,41 @@ test("summarise: k-NN top-1 at the headline k, whichever k the runs list first; 
   assert.ok(Math.abs(s.scores.cls.knnTop1.mean - 0.6) < 1e-12, `k-NN at k 20: ${s.scores.cls.knnTop1.mean}`);
   assert.ok(Math.abs(s.scores.mean.knnTop1.mean - 0.6) < 1e-12 && Math.abs(s.scores.mean.linTop1.mean - 0.4) < 1e-12);
   assert.ok(Number.isNaN(summarise([run(0, 0.5)], ['raster'], ['cls'], 10)[0].scores.cls.knnTop1.mean), 'a k the runs did not evaluate is no number');
+});
+
+test('a Ctrl-C while a pre-training of the ablation writes its first drafts (ablation-pretrain.json, config.json) stops it with exit code 130 and leaves no .tmp-* file', async () => {
+  for (const draft of ['ablation-pretrain.json', 'config.json']) {
+    const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-draft-signal-'));
+    try {
+      // the SIGINT arrives while the draft is under its temporary name, as a terminal's Ctrl-C to a --jobs
+      // process at start-up may: with no handler yet, its default action killed the process there
+      const src = JSON.stringify(join(__dirname, '..', '..', 'src'));
+      const helpers = JSON.stringify(join(__dirname, '..', 'eval', 'helpers'));
+      const o = { orders: 'raster', budget: 'small', ...TINY_PRETRAIN, linprobeEpochs: 1, k: '5', outDir: join(dir, 'ablation'), threads: 1 };
+      const script = `
+        const fs = require('node:fs');
+        const writeFileSync = fs.writeFileSync;
+        let sent = false;
+        fs.writeFileSync = (...args) => {
+          writeFileSync(...args);
+          if (!sent && ${JSON.stringify(draft)} + '.tmp-' === String(args[0]).split('/').pop().replace(/tmp-.*$/, 'tmp-')) {
+            sent = true;
+            process.kill(process.pid, 'SIGINT');
+          }
+        };
+        const { resolveOptions } = require(${src} + '/util/options');
+        const { ABLATE_OPTIONS } = require(${src} + '/experiments/ablate-options');
+        const { ablate } = require(${src} + '/experiments/ablate');
+        const { memoryFactories, toyImages } = require(${helpers});
+        ablate(resolveOptions(ABLATE_OPTIONS, ${JSON.stringify(o)}), memoryFactories(toyImages(16, 2, 8, 1), toyImages(8, 2, 8, 2)), { log: () => {} })
+          .then(() => { process.exitCode = 3; }, (e) => { process.exitCode = e.exitCode ?? 1; if (!e.exitCode) console.error(e); });`;
+      const p = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'ignore', 'inherit'] });
+      const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => p.on('exit', (c, s) => resolve([c, s])));
+      assert.deepEqual([code, signal], [130, null], `a SIGINT during the ${draft} draft: the ablation stops as a process stopped by SIGINT`);
+      const left = readdirSync(dir, { recursive: true }).filter((f) => String(f).includes('.tmp-'));
+      assert.deepEqual(left, [], `no temporary file of ${draft} left`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
 });
