@@ -7,23 +7,7 @@
 import * as fs from 'node:fs';
 import { DType, DTYPE_TO_SAFETENSORS, TensorEntry, tensorByteLength } from './safetensors';
 import { StagedFile, writeError } from '../util/safe-write';
-
-const STOP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
-
-/** The writers whose partial file is being written (the signal handler is installed while there is one). */
-const writing = new Set<SafetensorsRowWriter>();
-
-/**
- * Ctrl-C / SIGTERM while rows are written: every writer's partial file goes (the rows are lost either
- * way), then the signal takes its default course, unless the process handles it itself (it then
- * finishes or aborts each writer on its own path). One handler for all writers: each of several at
- * once (embeds in one process) had its own, and all but the last saw the others' and left its file.
- */
-function onStopSignal(signal: NodeJS.Signals): void {
-  if (process.listenerCount(signal) > 1) return;
-  for (const w of [...writing]) w.abort(); // (the last one removes this handler)
-  process.kill(process.pid, signal);
-}
+import { removeOnStopSignal } from '../util/remove-on-stop-signal';
 
 /** The tensor a {@link SafetensorsRowWriter} grows: its name, dtype and the shape of one row. */
 export interface RowTensorSpec {
@@ -84,14 +68,11 @@ export class SafetensorsRowWriter {
     } catch (e) {
       throw writeError(path, e);
     }
-    if (writing.size === 0) for (const s of STOP_SIGNALS) process.on(s, onStopSignal);
-    writing.add(this);
+    this.stopListening = removeOnStopSignal(() => this.abort());
   }
 
-  private stopListening(): void {
-    if (!writing.delete(this) || writing.size > 0) return;
-    for (const s of STOP_SIGNALS) process.off(s, onStopSignal);
-  }
+  /** Unregisters the removal of the partial file on a stop signal (once the file is finished or aborted). */
+  private readonly stopListening: () => void;
 
   /** Rows written so far. */
   get rows(): number {

@@ -33,6 +33,7 @@ import { imageMemberCap } from '../codecs/limits';
 import { printable } from '../../util/printable';
 import { stderrLine } from '../../util/console-line';
 import { makeFolder } from '../../util/make-folder';
+import { removeOnStopSignal } from '../../util/remove-on-stop-signal';
 
 /**
  * What {@link packImageFolder} packs and how: input ImageFolder, output folder, shard size, order, overwrite,
@@ -104,32 +105,6 @@ const tempShard = (path: string, pid: number) => `${path}.tmp-${pid}-0`;
 const TEMP_SHARD = /^shard-\d+\.tar\.tmp-(\d+)(?:-0)?$/;
 /** A shard of an earlier set (shardName's names): with index.json, what --overwrite replaces; other archives are left alone. */
 const SET_SHARD = /^shard-\d{6,}\.tar$/;
-const STOP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
-/** What each pack under way removes on Ctrl-C (the signal handler is installed while there is one). */
-const packing = new Set<() => void>();
-
-/**
- * Ctrl-C / SIGTERM: every pack's staged shards go, then the signal takes its default course (unless
- * the process handles it itself: then its abort reaches each pack's catch, which removes them). One
- * handler for all packs: each of several at once had its own, and all but the last saw the others'
- * and left their shards.
- */
-function onStopSignal(signal: NodeJS.Signals): void {
-  if (process.listenerCount(signal) > 1) return;
-  for (const removeStaged of [...packing]) removeStaged();
-  for (const s of STOP_SIGNALS) process.off(s, onStopSignal);
-  process.kill(process.pid, signal);
-}
-
-/** Registers a pack's removal of its staged files for a stop signal; returns the unregistration. */
-function removeOnStopSignal(removeStaged: () => void): () => void {
-  if (packing.size === 0) for (const s of STOP_SIGNALS) process.on(s, onStopSignal);
-  packing.add(removeStaged);
-  return () => {
-    if (!packing.delete(removeStaged) || packing.size > 0) return;
-    for (const s of STOP_SIGNALS) process.off(s, onStopSignal);
-  };
-}
 /** Bytes a tar member adds to its data (a 512-byte header, padding to 512), and a tar's end (two 512-byte blocks). */
 const TAR_MEMBER_BYTES = 1024;
 const TAR_END_BYTES = 1024;
