@@ -23,8 +23,8 @@ import { datasetIdentity } from '../data/factories';
 import type { ImageInputOptions } from '../data/options';
 import { EncoderSource, Pooling, VisionTransformer, loadEncoder, resolveEncoder } from '../semaim';
 import { Progress, perSecond } from '../run/progress';
-import { processDevice, withProcessThreads } from '../run/device';
-import { keepCallerRng } from '../run/caller-rng';
+import { processDevice } from '../run/device';
+import { inJobScope } from '../run/job-scope';
 import { type Precision } from '../run/precision';
 import { rankSlice, type ProcessGroup } from '../dist';
 import { SAME_ENCODER_AND_DATA_HINT, StopAgreement, checkRanksAgree, prepareOnEveryRank, throwIfAbortedOnAnyRank } from '../dist/agree';
@@ -340,7 +340,7 @@ export async function embed(o: EmbedOptions & { group?: undefined }): Promise<Em
 export async function embed(o: EmbedOptions): Promise<EmbedResult | null>;
 export async function embed(o: EmbedOptions): Promise<EmbedResult | null> {
   o = jobFields(o, EMBED_FIELDS, { ...IMAGE_SET_JOB_OTHER_KEYS, group: true });
-  return withProcessThreads(o.threads, () => keepCallerRng(() => embedJob(o)));
+  return inJobScope(o.threads, () => embedJob(o));
 }
 
 async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {

@@ -20,8 +20,8 @@ import { LoopHooks, StopReason, trainLoop } from '../run/loop';
 import type { TrainState } from '../run/train-state';
 import type { StopSignal } from '../run/signals';
 import { withPrecision } from '../run/precision';
-import { processDevice, withProcessThreads } from '../run/device';
-import { keepCallerRng } from '../run/caller-rng';
+import { processDevice } from '../run/device';
+import { inJobScope } from '../run/job-scope';
 import { rankSlice, severalRanks, type ProcessGroup } from '../dist';
 import { Accuracy, AccuracyTally } from './accuracy';
 import { allRowIndices, firstOccurrences, rowsPerRank, slicedRowIndices } from './gather-features';
@@ -218,7 +218,7 @@ export async function finetune(
   const o = jobOptions(FINETUNE_OPTIONS, options);
   if (typeof data?.train !== 'object' || typeof data.test !== 'object' || !data.train || !data.test)
     throw new DataError(`finetune: expected its data as the second argument, { train, test } (data.makeEvalData(...) each), got ${String(data)}`);
-  return withProcessThreads(o.threads, () => keepCallerRng(() => finetuneJob(o, data, hooks, source)));
+  return inJobScope(o.threads, () => finetuneJob(o, data, hooks, source));
 }
 
 async function finetuneJob(o: FinetuneOptions, data: FinetuneData, hooks: FinetuneHooks = {}, source?: EncoderSource): Promise<FinetuneResult> {

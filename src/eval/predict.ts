@@ -19,8 +19,8 @@ import { StopAgreement } from '../dist/agree';
 import { transformsFor } from '../data';
 import type { EncoderConfig } from '../semaim';
 import { Progress, perSecond } from '../run/progress';
-import { processDevice, withProcessThreads } from '../run/device';
-import { keepCallerRng } from '../run/caller-rng';
+import { processDevice } from '../run/device';
+import { inJobScope } from '../run/job-scope';
 import { commitFiles, removeDeadTemps, type StagedFile } from '../util/safe-write';
 import { StagedStream } from '../util/staged-stream';
 import type { ClassifierConfig } from './classifier';
@@ -227,7 +227,7 @@ const PREDICT_FIELDS = defineOptions({
 /** Predicts every image and writes the JSON and CSV (see the top of this file). */
 export async function predict(o: PredictOptions): Promise<PredictResult> {
   o = jobFields(o, PREDICT_FIELDS, IMAGE_SET_JOB_OTHER_KEYS);
-  return withProcessThreads(o.threads, () => keepCallerRng(() => predictJob(o)));
+  return inJobScope(o.threads, () => predictJob(o));
 }
 
 async function predictJob(o: PredictOptions): Promise<PredictResult> {

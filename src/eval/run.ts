@@ -13,8 +13,8 @@ import { ProcessGroup, rankSlice } from '../dist';
 import { DataError } from '../util/errors';
 import { SAME_ENCODER_AND_DATA_HINT, checkRanksAgree, prepareOnEveryRank, throwIfAbortedOnAnyRank } from '../dist/agree';
 import { EncoderSource, LoadedEncoder, loadEncoder, resolveEncoder, sha256File } from '../semaim';
-import { processDevice, withProcessThreads } from '../run/device';
-import { keepCallerRng } from '../run/caller-rng';
+import { processDevice } from '../run/device';
+import { inJobScope } from '../run/job-scope';
 import { imageInputOptions } from '../data/options';
 import type { StopReason } from '../run/loop';
 import type { StopSignal } from '../run/signals';
@@ -227,7 +227,7 @@ export async function runKnn(
 ): Promise<EvalRun | null> {
   const o = jobOptions(KNN_OPTIONS, options);
   checkFactories('runKnn', f);
-  return withProcessThreads(o.threads, () => keepCallerRng(() => runKnnJob(o, f, evalJobOptions(job))));
+  return inJobScope(o.threads, () => runKnnJob(o, f, evalJobOptions(job)));
 }
 
 async function runKnnJob(o: KnnCommandOptions, f: DataFactories, { group = null, signal, progress }: EvalJobOptions): Promise<EvalRun | null> {
@@ -321,7 +321,7 @@ export async function runLinprobe(
 ): Promise<EvalRun | null> {
   const o = jobOptions(LINPROBE_OPTIONS, options);
   checkFactories('runLinprobe', f);
-  return withProcessThreads(o.threads, () => keepCallerRng(() => runLinprobeJob(o, f, evalJobOptions(job))));
+  return inJobScope(o.threads, () => runLinprobeJob(o, f, evalJobOptions(job)));
 }
 
 async function runLinprobeJob(o: LinprobeCommandOptions, f: DataFactories, { group = null, signal, progress }: EvalJobOptions): Promise<EvalRun | null> {
@@ -442,7 +442,7 @@ export interface FinetuneRun {
 export async function runFinetune(options: OptionsInput<typeof FINETUNE_OPTIONS>, f: DataFactories, hooks: FinetuneHooks = {}): Promise<FinetuneRun> {
   const o = jobOptions(FINETUNE_OPTIONS, options);
   checkFactories('runFinetune', f);
-  return withProcessThreads(o.threads, () => keepCallerRng(() => runFinetuneJob(o, f, hooks)));
+  return inJobScope(o.threads, () => runFinetuneJob(o, f, hooks));
 }
 
 async function runFinetuneJob(o: FinetuneOptions, f: DataFactories, hooks: FinetuneHooks = {}): Promise<FinetuneRun> {

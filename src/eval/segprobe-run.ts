@@ -20,8 +20,8 @@ import { extractSegFeatures, parseBlocks, SegFeatureSet, segSetSize } from './se
 import { severalRanks, type ProcessGroup } from '../dist';
 import { SAME_ENCODER_AND_DATA_HINT, checkRanksAgree, prepareOnEveryRank, throwIfAbortedOnAnyRank } from '../dist/agree';
 import { SegDataSettings, SegprobeConfig, SegprobeSettings, checkSegprobeProcesses } from './segprobe-options';
-import { processDevice, withProcessThreads } from '../run/device';
-import { keepCallerRng } from '../run/caller-rng';
+import { processDevice } from '../run/device';
+import { inJobScope } from '../run/job-scope';
 import { SegprobeResult, constantPredictionMetrics, segprobeOnFeatures, segprobeOnline } from './segprobe';
 import type { Precision } from '../run/precision';
 import { DataError } from '../util/errors';
@@ -263,7 +263,7 @@ export async function runSegprobe(
     );
   if (typeof f !== 'function')
     throw new DataError(`runSegprobe: expected a data factory (a function of { split, ... }) as the third argument, got ${String(f)}`);
-  return withProcessThreads(cfg.threads, () => keepCallerRng(() => runSegprobeJob(cfg, options, f, evalJobOptions(job))));
+  return inJobScope(cfg.threads, () => runSegprobeJob(cfg, options, f, evalJobOptions(job)));
 }
 
 async function runSegprobeJob(

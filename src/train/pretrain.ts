@@ -12,8 +12,8 @@ import { LoopHooks, StopReason, trainLoop } from '../run/loop';
 import type { StopSignal } from '../run/signals';
 import { withPrecision } from '../run/precision';
 import { DeviceImages } from '../run/device-images';
-import { processDevice, withProcessThreads } from '../run/device';
-import { keepCallerRng } from '../run/caller-rng';
+import { processDevice } from '../run/device';
+import { inJobScope } from '../run/job-scope';
 import { JobSetting } from '../util/job-setting';
 import { rankSlice, type ProcessGroup } from '../dist';
 import { SAME_DATA_HINT, checkRanksAgree } from '../dist/agree';
@@ -80,7 +80,7 @@ export async function pretrain(options: OptionsInput<typeof PRETRAIN_OPTIONS>, d
   let result: PretrainResult;
   try {
     const o = jobOptions(PRETRAIN_OPTIONS, options);
-    result = await withProcessThreads(o.threads, () => keepCallerRng(() => pretrainOn(o, data, hooks)));
+    result = await inJobScope(o.threads, () => pretrainOn(o, data, hooks));
   } catch (e) {
     try {
       await data.close();
