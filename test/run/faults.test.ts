@@ -49,6 +49,36 @@ function options(outDir: string, extra: Record<string, unknown> = {}): PretrainO
 }
 
 const quiet = { log: () => {} };
+
+/** The files of a checkpoint of step `step` whose model is one tensor: what a CheckpointManager saves. */
+const stepFiles = (step: number) => ({ model: new Map([['w', torch.full([2], step)]]), extra: new Map(), state: { step, epoch: 0, batch: 0 } });
+
+/**
+ * An action of "the run" done inside the reader's fs.openSync, once: when the code under test opens a file
+ * matching `file` for the `nth` time. `pending()`: whether it has yet to happen; `restore()` puts openSync back.
+ */
+function whenOpened(): { arm(file: RegExp, action: () => void, nth?: number): void; pending(): boolean; restore(): void } {
+  const fs = require('node:fs') as typeof import('node:fs');
+  const open = fs.openSync;
+  let hook: { file: RegExp; opens: number; action: () => void } | null = null;
+  fs.openSync = ((path: string, ...rest: Parameters<typeof open> extends [unknown, ...infer R] ? R : never) => {
+    const armed = hook;
+    if (armed && armed.file.test(String(path)) && --armed.opens === 0) {
+      hook = null;
+      armed.action();
+    }
+    return open(path, ...rest);
+  }) as typeof fs.openSync;
+  return {
+    arm: (file, action, nth = 1) => {
+      hook = { file, opens: nth, action };
+    },
+    pending: () => hook !== null,
+    restore: () => {
+      fs.openSync = open;
+    },
+  };
+}
 const steps = (dir: string) =>
   new CheckpointManager(dir)
     .list()
@@ -417,36 +447,25 @@ test("a reader picking a run's checkpoint while the run prunes it or replaces be
   const dir = tmp('pruning');
   const root = join(dir, 'checkpoints');
   const mgr = new CheckpointManager(dir, 1, () => {});
-  const files = (step: number) => ({ model: new Map([['w', torch.full([2], step)]]), extra: new Map(), state: { step, epoch: 0, batch: 0 } });
-  // the run's save happens when the reader opens `file` to hash it: between its state.json and its weights
-  const fs = require('node:fs') as typeof import('node:fs');
-  const open = fs.openSync;
-  let during: { file: RegExp; save: () => void } | null = null;
-  fs.openSync = ((path: string, ...rest: Parameters<typeof open> extends [unknown, ...infer R] ? R : never) => {
-    const hook = during;
-    if (hook && hook.file.test(String(path))) {
-      during = null;
-      hook.save();
-    }
-    return open(path, ...rest);
-  }) as typeof fs.openSync;
+  // the run's save happens when the reader opens the weights to hash them: between its state.json and its weights
+  const opened = whenOpened();
   const warnings: string[] = [];
   try {
-    mgr.save(2, files(2));
-    mgr.save(4, files(4));
+    mgr.save(2, stepFiles(2));
+    mgr.save(4, stepFiles(4));
     // step 6 saved, 2 and 4 pruned (--keep-last 1) while the reader hashes step 4
-    during = { file: /step-00000004[\\/]model\.safetensors$/, save: () => mgr.save(6, files(6)) };
+    opened.arm(/step-00000004[\\/]model\.safetensors$/, () => mgr.save(6, stepFiles(6)));
     assert.equal(resolveCheckpoint(dir, { onWarning: (w) => warnings.push(w) }), join(root, 'step-00000006'));
-    assert.equal(during, null, 'the save happened during the check');
+    assert.equal(opened.pending(), false, 'the save happened during the check');
     // best/ replaced (markBest's renames) while the reader hashes it
-    mgr.save(8, files(8), { best: true });
-    during = { file: /best[\\/]model\.safetensors$/, save: () => mgr.save(10, files(10), { best: true }) };
+    mgr.save(8, stepFiles(8), { best: true });
+    opened.arm(/best[\\/]model\.safetensors$/, () => mgr.save(10, stepFiles(10), { best: true }));
     assert.equal(resolveCheckpoint(join(root, 'best')), join(root, 'best'));
-    assert.equal(during, null);
+    assert.equal(opened.pending(), false);
     assert.equal(JSON.parse(readFileSync(join(root, 'best', 'state.json'), 'utf8')).step, 10);
     assert.deepEqual(warnings, [], 'no checkpoint was reported as damaged');
   } finally {
-    fs.openSync = open;
+    opened.restore();
     rmSync(dir, { recursive: true, force: true });
   }
 });
@@ -455,9 +474,8 @@ test('a checkpoint the run is deleting (pruning past --keep-last) is gone for a 
   const dir = tmp('half-deleted');
   const root = join(dir, 'checkpoints');
   const mgr = new CheckpointManager(dir, 1, () => {});
-  const files = (step: number) => ({ model: new Map([['w', torch.full([2], step)]]), extra: new Map(), state: { step, epoch: 0, batch: 0 } });
   const fs = require('node:fs') as typeof import('node:fs');
-  const [open, rm] = [fs.openSync, fs.rmSync];
+  const rm = fs.rmSync;
   // the run's deletion of a folder stops after its first file (the rest is deleted at the end), while the
   // reader, which has listed step 4, reads its state.json
   const unfinished: string[] = [];
@@ -469,27 +487,20 @@ test('a checkpoint the run is deleting (pruning past --keep-last) is gone for a 
     }
     rm(path, o);
   }) as typeof fs.rmSync;
-  let saveDuring: (() => void) | null = null;
-  fs.openSync = ((path: string, ...rest: Parameters<typeof open> extends [unknown, ...infer R] ? R : never) => {
-    const save = saveDuring;
-    if (save && /step-00000004[\\/]state\.json$/.test(String(path))) {
-      saveDuring = null;
-      save();
-    }
-    return open(path, ...rest);
-  }) as typeof fs.openSync;
+  const opened = whenOpened();
   const warnings: string[] = [];
   try {
-    mgr.save(2, files(2));
-    mgr.save(4, files(4));
+    mgr.save(2, stepFiles(2));
+    mgr.save(4, stepFiles(4));
     for (const p of unfinished.splice(0)) rm(p, { recursive: true, force: true });
     assert.deepEqual(steps(dir), [4]);
-    saveDuring = () => mgr.save(6, files(6));
+    opened.arm(/step-00000004[\\/]state\.json$/, () => mgr.save(6, stepFiles(6)));
     assert.equal(resolveCheckpoint(dir, { onWarning: (w) => warnings.push(w) }), join(root, 'step-00000006'));
-    assert.equal(saveDuring, null, 'the run saved step 6 and deleted step 4 while the reader checked step 4');
+    assert.equal(opened.pending(), false, 'the run saved step 6 and deleted step 4 while the reader checked step 4');
     assert.deepEqual(warnings, []);
   } finally {
-    [fs.openSync, fs.rmSync] = [open, rm];
+    opened.restore();
+    fs.rmSync = rm;
     rmSync(dir, { recursive: true, force: true });
   }
 });
@@ -503,28 +514,18 @@ test("an encoder read from a run folder whose chosen checkpoint the run prunes b
   const save = (step: number) => run.save(step, { model: latest.model, extra: latest.extra, state: latest.state, modelMetadata: latest.modelMetadata });
   // the run saves (and prunes the checkpoint the reader chose) when the reader opens its weights the
   // second time: after the check (which hashed them), before reading their header
-  const fs = require('node:fs') as typeof import('node:fs');
-  const open = fs.openSync;
-  let during: { file: RegExp; opens: number; save: () => void } | null = null;
-  fs.openSync = ((path: string, ...rest: Parameters<typeof open> extends [unknown, ...infer R] ? R : never) => {
-    const hook = during;
-    if (hook && hook.file.test(String(path)) && --hook.opens === 0) {
-      during = null;
-      hook.save();
-    }
-    return open(path, ...rest);
-  }) as typeof fs.openSync;
+  const opened = whenOpened();
   try {
-    during = { file: /step-00000006[\\/]model\.safetensors$/, opens: 2, save: () => save(8) };
+    opened.arm(/step-00000006[\\/]model\.safetensors$/, () => save(8), 2);
     assert.equal(resolveEncoder(dir).weights, join(root, 'step-00000008', 'model.safetensors'));
-    assert.equal(during, null, 'the run saved while the reader read');
-    during = { file: /step-00000008[\\/]model\.safetensors$/, opens: 2, save: () => save(10) };
+    assert.equal(opened.pending(), false, 'the run saved while the reader read');
+    opened.arm(/step-00000008[\\/]model\.safetensors$/, () => save(10), 2);
     assert.throws(() => resolveEncoder(join(root, 'step-00000008')), {
       code: 'ERR_CHECKPOINT_CHANGED',
       message: /step-00000008 was removed while it was being read .*run again/,
     });
   } finally {
-    fs.openSync = open;
+    opened.restore();
     for (const t of [...latest.model.values(), ...latest.extra.values()]) t.dispose();
     rmSync(dir, { recursive: true, force: true });
   }
