@@ -397,11 +397,12 @@ async function evaluateEncoder(
   ks: number[],
   seed: number,
   precision: Precision,
+  signal: AbortSignal,
 ): Promise<{ scores: Record<string, PoolingScores>; images: { train: number; test: number } }> {
   const out: Record<string, PoolingScores> = {};
   let images = { train: 0, test: 0 };
   // One encoder pass per split gives every pooling.
-  const fo = { batchSize: recipe.evalBatchSize, precision, label: null };
+  const fo = { batchSize: recipe.evalBatchSize, precision, label: null, signal };
   const trs = await extractPooledFeatures(encoder, train, recipe.poolings, fo);
   try {
     const tes = await extractPooledFeatures(encoder, test, recipe.poolings, fo);
@@ -411,7 +412,7 @@ async function evaluateEncoder(
         const te = tes.get(pooling)!;
         images = { train: setSize(tr), test: setSize(te) };
         const knn = knnClassify(tr, te, { ks, numClasses: train.numClasses, label: null });
-        const lp = await linprobeOnFeatures(tr, te, train.numClasses, { ...recipe.linprobe, seed, label: null });
+        const lp = await linprobeOnFeatures(tr, te, train.numClasses, { ...recipe.linprobe, seed, label: null, signal });
         lp.probe.dispose();
         const a: Accuracy = lp.accuracy;
         out[pooling] = {
@@ -798,6 +799,15 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
   const runs: AblationRun[] = [];
   let seg: AblationSegprobe | null = null;
   let complete = true;
+  // From here until the tables are written, a SIGINT/SIGTERM stops the ablation at the next step of a
+  // pre-training (after its checkpoint), at the next batch of an evaluation (nothing of it is written), or
+  // before the next run; a file being written is finished first. Without a handler its default action
+  // killed an evaluation's process mid-write, leaving the file's `.tmp-*`.
+  const evaluation = new AbortController();
+  const releaseSignals = catchStopSignals(stop, log, {
+    stopping: 'stopping at the next step (after its checkpoint) or evaluation batch',
+    onStop: () => evaluation.abort(),
+  });
   try {
     if (segRecipe) {
       seg = await AblationSegprobe.open(
@@ -850,7 +860,9 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
         log(`--stop-after-minutes ${o.stopAfterMinutes} reached before '${p.row}' seed ${p.seed}; run the same command again to continue`);
         break;
       }
-      // a stop asked before this run (before the ablation started, too): no data opened, nothing evaluated or trained
+      // a stop asked before this run (before the ablation started, too): no data opened, nothing evaluated or
+      // trained. The event loop turns first: a signal during the last run's final writes then reaches its handler.
+      await new Promise((resolve) => setImmediate(resolve));
       if (stop.requested) throw new StoppedBySignal(`stopped before '${p.row}' seed ${p.seed}; run the same command again to continue`, stop.signal);
       // A started pre-training continues only with what shaped it: its options and images per epoch (the
       // evaluation's part of the recipe may still change, nothing was evaluated yet). config.json keeps the
@@ -888,26 +900,17 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
         if (recipe.pretrainLimit) td = limitTrainData(td, Math.max(1, Math.floor(recipe.pretrainLimit / p.options.batchSize)));
         imagesPerEpoch = td.batchesPerEpoch * p.options.batchSize;
         makeFolder(p.runDir);
-        // Caught from before this run's first draft, not from its first step as pretrain alone would: a
-        // Ctrl-C while ablation-pretrain.json or the run's config.json is written (a process of --jobs
-        // at start-up) killed the process mid-write, leaving its `.tmp-*` file. Now the draft is finished
-        // and the pre-training stops before its first step.
-        const releaseSignals = catchStopSignals(stop, log);
-        let r: Awaited<ReturnType<typeof pretrain>>;
-        try {
-          writeJsonAtomic(limitFile, { pretrainLimit: fp.pretrainLimit });
-          r = await pretrain(p.options, td, {
-            log,
-            stop,
-            catchSignals: false,
-            onStep: hooks.onStep,
-            // the advice of a refused resume or a divergence names only ablate's options
-            freshRunHint: 'another --out-dir',
-            divergedAdvice: 'a lower --blr',
-          });
-        } finally {
-          releaseSignals();
-        }
+        // the signals are caught above: a Ctrl-C during these first drafts stops the pre-training before its first step
+        writeJsonAtomic(limitFile, { pretrainLimit: fp.pretrainLimit });
+        const r = await pretrain(p.options, td, {
+          log,
+          stop,
+          catchSignals: false,
+          onStep: hooks.onStep,
+          // the advice of a refused resume or a divergence names only ablate's options
+          freshRunHint: 'another --out-dir',
+          divergedAdvice: 'a lower --blr',
+        });
         if (r.stoppedBy === 'signal') {
           if (stop.signal || !timeUp())
             throw new StoppedBySignal(`interrupted during '${p.row}' seed ${p.seed}; run the same command again to continue`, r.signal);
@@ -937,7 +940,11 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
       try {
         checkImageShape(encoder, data.train, 'train data');
         checkImageShape(encoder, data.test, 'test data');
-        ({ scores, images: evalImages } = await evaluateEncoder(encoder, data.train, data.test, recipe, ks, p.seed, o.precision));
+        ({ scores, images: evalImages } = await evaluateEncoder(encoder, data.train, data.test, recipe, ks, p.seed, o.precision, evaluation.signal));
+      } catch (e) {
+        if (evaluation.signal.aborted && (e as Error)?.name === 'AbortError')
+          throw new StoppedBySignal(`interrupted while evaluating '${p.row}' seed ${p.seed}; run the same command again to continue`, stop.signal);
+        throw e;
       } finally {
         encoder.dispose();
       }
@@ -970,14 +977,15 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
           `linear ${pct(h.linprobe.top1)}% (${recipe.poolings[0]}), evaluation ${run.evalSeconds.toFixed(1)} s`,
       );
     }
+    // A shard is complete when its own runs are; the ablation when all are. A diverged run counts as done
+    // for a shard (its parent reads ablation-diverged.json), as not done for the ablation (its table lacks it).
+    const done = new Set([...runs.map((r) => r.runDir), ...(shard ? diverged.map((d) => d.runDir) : [])]);
+    return finish(runs, complete && (shard ? mine : all).every((p) => done.has(p.runDir)));
   } finally {
+    releaseSignals();
     if (timer) clearTimeout(timer);
     await seg?.close();
     await ev.train?.close();
     await ev.test?.close();
   }
-  // A shard is complete when its own runs are; the ablation when all are. A diverged run counts as done
-  // for a shard (its parent reads ablation-diverged.json), as not done for the ablation (its table lacks it).
-  const done = new Set([...runs.map((r) => r.runDir), ...(shard ? diverged.map((d) => d.runDir) : [])]);
-  return finish(runs, complete && (shard ? mine : all).every((p) => done.has(p.runDir)));
 }

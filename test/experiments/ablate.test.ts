@@ -237,16 +237,45 @@ test("summarise: k-NN top-1 at the headline k, whichever k the runs list first; 
   assert.ok(Number.isNaN(summarise([run(0, 0.5)], ['raster'], ['cls'], 10)[0].scores.cls.knnTop1.mean), 'a k the runs did not evaluate is no number');
 });
 
-test('a Ctrl-C while a pre-training of the ablation writes its first drafts (ablation-pretrain.json, config.json) stops it with exit code 130 and leaves no .tmp-* file', async () => {
-  for (const draft of ['ablation-pretrain.json', 'config.json']) {
+// The child runs the ablation of `o` and exits with its error's exitCode, or 3 when it resolves.
+async function ablateInChild(
+  o: Record<string, unknown>,
+  prelude: string,
+  log: string,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
+  const src = JSON.stringify(join(__dirname, '..', '..', 'src'));
+  const helpers = JSON.stringify(join(__dirname, '..', 'eval', 'helpers'));
+  const script = `
+    const src = ${src};
+    ${prelude}
+    const { resolveOptions } = require(${src} + '/util/options');
+    const { ABLATE_OPTIONS } = require(${src} + '/experiments/ablate-options');
+    const { ablate } = require(${src} + '/experiments/ablate');
+    const { memoryFactories, toyImages } = require(${helpers});
+    ablate(resolveOptions(ABLATE_OPTIONS, ${JSON.stringify(o)}), memoryFactories(toyImages(16, 2, 8, 1), toyImages(8, 2, 8, 2)), { log: ${log} })
+      .then(() => { process.exitCode = 3; }, (e) => { process.exitCode = e.exitCode ?? 1; console.error(e.message); });`;
+  const p = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  p.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => p.on('exit', (c, s) => resolve([c, s])));
+  return { code, signal, stderr };
+}
+
+test("a Ctrl-C while the ablation writes a file (a run's first drafts, its evaluation, the tables) leaves no .tmp-* file; it stops with exit code 130 unless the file was the last", async () => {
+  // the first ablation-eval.json is raster's: the baseline is still to do
+  const drafts: [string, number][] = [
+    ['ablation-pretrain.json', 130],
+    ['config.json', 130],
+    ['ablation-eval.json', 130],
+    ['ablation.json', 3],
+  ];
+  for (const [draft, expected] of drafts) {
     const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-draft-signal-'));
     try {
       // the SIGINT arrives while the draft is under its temporary name, as a terminal's Ctrl-C to a --jobs
       // process at start-up may: with no handler yet, its default action killed the process there
-      const src = JSON.stringify(join(__dirname, '..', '..', 'src'));
-      const helpers = JSON.stringify(join(__dirname, '..', 'eval', 'helpers'));
       const o = { orders: 'raster', budget: 'small', ...TINY_PRETRAIN, linprobeEpochs: 1, k: '5', outDir: join(dir, 'ablation'), threads: 1 };
-      const script = `
+      const prelude = `
         const fs = require('node:fs');
         const writeFileSync = fs.writeFileSync;
         let sent = false;
@@ -256,20 +285,51 @@ test('a Ctrl-C while a pre-training of the ablation writes its first drafts (abl
             sent = true;
             process.kill(process.pid, 'SIGINT');
           }
-        };
-        const { resolveOptions } = require(${src} + '/util/options');
-        const { ABLATE_OPTIONS } = require(${src} + '/experiments/ablate-options');
-        const { ablate } = require(${src} + '/experiments/ablate');
-        const { memoryFactories, toyImages } = require(${helpers});
-        ablate(resolveOptions(ABLATE_OPTIONS, ${JSON.stringify(o)}), memoryFactories(toyImages(16, 2, 8, 1), toyImages(8, 2, 8, 2)), { log: () => {} })
-          .then(() => { process.exitCode = 3; }, (e) => { process.exitCode = e.exitCode ?? 1; if (!e.exitCode) console.error(e); });`;
-      const p = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'ignore', 'inherit'] });
-      const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => p.on('exit', (c, s) => resolve([c, s])));
-      assert.deepEqual([code, signal], [130, null], `a SIGINT during the ${draft} draft: the ablation stops as a process stopped by SIGINT`);
+        };`;
+      const r = await ablateInChild(o, prelude, '() => {}');
+      assert.deepEqual([r.code, r.signal], [expected, null], `a SIGINT during the ${draft} draft (${r.stderr})`);
       const left = readdirSync(dir, { recursive: true }).filter((f) => String(f).includes('.tmp-'));
       assert.deepEqual(left, [], `no temporary file of ${draft} left`);
+      if (draft === 'ablation.json')
+        assert.equal(JSON.parse(readFileSync(join(dir, 'ablation', 'ablation.json'), 'utf8')).complete, true, 'the tables were written whole');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  }
+});
+
+test('a Ctrl-C while the ablation evaluates an encoder stops it at the next batch with exit code 130; that run has no result, the runs before keep theirs', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-eval-signal-'));
+  try {
+    const o = {
+      orders: 'raster',
+      budget: 'small',
+      ...TINY_PRETRAIN,
+      linprobeEpochs: 1,
+      k: '5',
+      outDir: join(dir, 'ablation'),
+      threads: 1,
+      cacheEvalImages: false,
+    };
+    // The signal comes on the baseline's line, before its evaluation; its images then come as from a disk,
+    // with the event loop turning while they are read (the toy images in memory come at once).
+    const prelude = `
+      const { MemoryLabelledData } = require(src + '/data/sources/memory-labelled');
+      const batches = MemoryLabelledData.prototype.batches;
+      MemoryLabelledData.prototype.batches = async function* (o) {
+        for await (const b of batches.call(this, o)) {
+          if (globalThis.signalled) await new Promise((resolve) => setTimeout(resolve, 20));
+          yield b;
+        }
+      };`;
+    const log = "(l) => { if (/baseline: random initialisation/.test(l)) { globalThis.signalled = true; process.kill(process.pid, 'SIGINT'); } }";
+    const r = await ablateInChild(o, prelude, log);
+    assert.deepEqual([r.code, r.signal], [130, null], `stopped as a process stopped by SIGINT (${r.stderr})`);
+    assert.match(r.stderr, /interrupted while evaluating 'none \(random init\)' seed 0; run the same command again to continue/);
+    const runs = join(dir, 'ablation', 'runs');
+    assert.ok(existsSync(join(runs, 'raster-seed0', 'ablation-eval.json')), 'the raster run evaluated before the signal keeps its result');
+    assert.ok(!existsSync(join(runs, 'random-init-seed0', 'ablation-eval.json')), 'the interrupted evaluation wrote no result');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
