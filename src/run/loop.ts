@@ -246,10 +246,15 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
     progress: hooks.progress,
     onMetrics: hooks.onMetrics,
   });
+  const stop: StopRequest = hooks.stop ?? { requested: false };
+  // From before the run's first writes (config.json, a resume's checks): a Ctrl-C there stops the run
+  // before its first step, where its default action killed the process mid-write and left a `.tmp-*` file.
+  const releaseSignals = hooks.catchSignals === false ? () => {} : catchStopSignals(stop, stopLog);
   try {
     await state.start(run.resume, () => ({ options: job.options, model: job.config, ...job.extraState }));
   } catch (e) {
     state.dispose(); // a refused resume: the loss window's tensors go now, not with the garbage collector
+    releaseSignals();
     throw e;
   }
   const lowPrecision = job.options.precision !== undefined && job.options.precision !== 'fp32';
@@ -258,7 +263,6 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
     `The last good checkpoint is ${state.lastCheckpoint ?? '(none yet)'}. Runs are deterministic: resumed with the same options, ` +
     `this one diverges again. Start afresh with ${hooks.divergedAdvice ?? divergedAdvice(job.options, state.lr())}${lowPrecision ? ', or --precision fp32' : ''}: ` +
     `${hooks.freshRunHint ?? FRESH_RUN_HINT}.`;
-  const stop: StopRequest = hooks.stop ?? { requested: false };
   let agreedSignal: StopSignal | undefined;
   const result = (): LoopResult => ({
     steps: state.step,
@@ -278,10 +282,10 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
       await job.onFinish?.(epochsAt(state.step), state, true);
     } finally {
       state.dispose();
+      releaseSignals();
     }
     return result();
   }
-  const releaseSignals = hooks.catchSignals === false ? () => {} : catchStopSignals(stop, stopLog);
   const onAbort = () => {
     stop.requested = true;
   };
@@ -301,7 +305,9 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
     // all stop at the same step, within about a second, with no collective (a device sync under NCCL)
     // at most steps.
     const stopAgreement = new StopAgreement(group);
-    // told to stop before it starts (an AbortSignal aborted already): no step, so no new checkpoint
+    // told to stop before it starts (an AbortSignal aborted already, or a signal during the start, which
+    // reaches its handler when the event loop turns): no step, so no new checkpoint
+    await yieldToEventLoop();
     const stopFirst = await stopAgreement.agreeOn(stop.requested ? stopLevel(stop.signal) : 0, true);
     if (stopFirst > 0) {
       agreedSignal = signalOfLevel(stopFirst);

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { SAME_SIGNAL_MS, catchStopSignals, runExitCode, StopRequest } from '../../src/run/signals';
@@ -11,7 +11,12 @@ import { SAME_SIGNAL_MS, catchStopSignals, runExitCode, StopRequest } from '../.
 const MAIN = resolve(__dirname, '..', '..', 'src', 'cli', 'main.js');
 
 /** Runs a small CLI pre-training, sends `signal` once it has logged a step; resolves with the exit code. */
-function stopRun(signal: NodeJS.Signals | null, outDir: string, extra: string[] = []): Promise<{ code: number | null; stderr: string }> {
+function stopRun(
+  signal: NodeJS.Signals | null,
+  outDir: string,
+  extra: string[] = [],
+  nodeArgs: string[] = [],
+): Promise<{ code: number | null; stderr: string }> {
   const args = [
     MAIN,
     'pretrain',
@@ -52,7 +57,7 @@ function stopRun(signal: NodeJS.Signals | null, outDir: string, extra: string[] 
     ...extra,
   ];
   return new Promise((done, fail) => {
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [...nodeArgs, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     let sent = false;
     child.stderr.on('data', (b: Buffer) => {
@@ -87,6 +92,40 @@ for (const [signal, code] of [
     rmSync(dir, { recursive: true, force: true });
   });
 }
+
+test('a SIGINT while a run writes config.json, before its first step, stops it there with exit code 130: the file whole, no .tmp-* left, nothing trained', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-signal-config-'));
+  try {
+    // the signal arrives while config.json is under its temporary name
+    const preload = join(dir, 'signal-on-config.js');
+    writeFileSync(
+      preload,
+      `const fs = require('node:fs');
+      const writeFileSync = fs.writeFileSync;
+      let sent = false;
+      fs.writeFileSync = (...args) => {
+        writeFileSync(...args);
+        if (!sent && /^config\\.json\\.tmp-/.test(String(args[0]).split('/').pop())) {
+          sent = true;
+          process.kill(process.pid, 'SIGINT');
+        }
+      };`,
+    );
+    const out = join(dir, 'run');
+    const r = await stopRun(null, out, [], ['--require', preload]);
+    assert.equal(r.code, 130, r.stderr.slice(-800));
+    assert.match(r.stderr, /nothing trained/);
+    assert.deepEqual(
+      readdirSync(out).filter((f) => f.includes('.tmp-')),
+      [],
+      'no temporary file left',
+    );
+    assert.ok(JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).options, 'config.json written whole');
+    assert.ok(!existsSync(join(out, 'checkpoints')) || readdirSync(join(out, 'checkpoints')).length === 0, 'no checkpoint: nothing was trained');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
 
 test("a training command's exit code: 0 when it finished or reached --max-steps, 1 after a NaN/Inf loss (so `pretrain … && knn …` stops), 130/143 after a signal", () => {
   assert.equal(runExitCode({ stoppedBy: 'finished' }), 0);
