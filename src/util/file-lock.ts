@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { closeSync, linkSync, lstatSync, openSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { namesOfDeadProcesses, processAlive, processIdentity } from './process-alive';
+import { namesOfDeadProcesses, ownProcessIdentity, recordedProcessAlive } from './process-alive';
 import { readSmallFile } from './small-file';
 import { waitUntilSync } from './sleep-sync';
 import { onProcessEvent } from './process-events';
@@ -114,10 +114,7 @@ function holderGone(h: Holder | null, path: string): boolean {
   if (!h) return true; // unreadable: nobody holds it
   if (h.host !== hostname()) return false; // another machine's process cannot be checked from here
   if (h.pid === process.pid) return !held.has(path);
-  if (!processAlive(h.pid)) return true;
-  // alive, but perhaps another process that got the id since (the holder's container restarted)
-  const now = h.process === undefined ? null : processIdentity(h.pid);
-  return now !== null && now !== h.process;
+  return !recordedProcessAlive(h.pid, h.process);
 }
 
 /** How long a starter waits for a live rival, which holds the takeover marker, to replace a dead holder's lock. */
@@ -196,7 +193,7 @@ export function heldByAnother(path: string): boolean {
  */
 export function lockFile(path: string): (() => void) | Holder {
   removeDeadDrafts(path);
-  const me: Holder = { pid: process.pid, host: hostname(), since: new Date().toISOString(), process: processIdentity(process.pid) ?? undefined };
+  const me: Holder = { pid: process.pid, host: hostname(), since: new Date().toISOString(), process: ownProcessIdentity() };
   const h = take(path, JSON.stringify(me), 0);
   if (h !== true) return h;
   held.add(path);

@@ -35,3 +35,23 @@ export function processIdentity(pid: number): string | null {
     return null;
   }
 }
+
+/**
+ * Whether the process that recorded itself as (`pid`, `identity`) is alive: a live process with the id
+ * but another processIdentity got the id since (a restarted container's) and is not it. Without a
+ * recorded identity (files written before it was recorded, machines without /proc) any live process
+ * with the id is taken for it.
+ */
+export function recordedProcessAlive(pid: number, identity: string | undefined): boolean {
+  if (!processAlive(pid)) return false;
+  const now = identity === undefined ? null : processIdentity(pid);
+  return now === null || now === identity;
+}
+
+let own: string | null | undefined;
+
+/** This process's processIdentity, as a lock or journal records it (undefined where /proc does not say); read once. */
+export function ownProcessIdentity(): string | undefined {
+  if (own === undefined) own = processIdentity(process.pid);
+  return own ?? undefined;
+}

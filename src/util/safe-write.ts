@@ -23,7 +23,7 @@ import {
 import { hostname } from 'node:os';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { heldByAnother, noHardLinks } from './file-lock';
-import { namesOfDeadProcesses, processAlive } from './process-alive';
+import { namesOfDeadProcesses, ownProcessIdentity, recordedProcessAlive } from './process-alive';
 import { readSmallFile } from './small-file';
 import { sleepSync, waitUntilSync } from './sleep-sync';
 import { yieldThenThrowIfAborted } from './errors';
@@ -237,6 +237,8 @@ interface CommitJournal {
   format: typeof JOURNAL_FORMAT;
   pid: number;
   host: string;
+  /** The writer's processIdentity where the machine gives one (journals written before 2026-12-06 have none). */
+  process?: string;
   /** [temporary, final] paths, relative to the journal's folder. */
   renames: [string, string][];
 }
@@ -285,9 +287,18 @@ function readJournal(dir: string, name: string): CommitJournal | null {
     Number.isSafeInteger(j.pid) &&
     j.pid > 0 &&
     typeof j.host === 'string' &&
+    (j.process === undefined || typeof j.process === 'string') &&
     Array.isArray(j.renames) &&
     j.renames.every((r) => Array.isArray(r) && r.length === 2 && r.every((p) => typeof p === 'string' && insideFolder(dir, p)) && isTempOf(r[0], r[1], j.pid));
   return ok ? j : null;
+}
+
+/**
+ * Whether the writer of journal `j` (of this host) is another process, alive: it is renaming the set now.
+ * Not a live process that got its id since, which would otherwise make every commit of the set wait.
+ */
+function writerAlive(j: CommitJournal): boolean {
+  return j.pid !== process.pid && recordedProcessAlive(j.pid, j.process);
 }
 
 /** How long a commit waits for another process's commit of the same set to finish (its renames take milliseconds). */
@@ -320,7 +331,7 @@ function placeJournal(draft: StagedFile, waitMs: number): void {
         rmSync(path, { force: true }); // not a journal of ours (or gone meanwhile)
         continue;
       }
-      const live = j.host !== hostname() || (j.pid !== process.pid && processAlive(j.pid));
+      const live = j.host !== hostname() || writerAlive(j);
       if (!live) {
         finishInterruptedCommits(dir);
         if (!lstatSync(path, { throwIfNoEntry: false })) continue;
@@ -366,7 +377,7 @@ export function commitFiles(files: StagedFile[], o: { waitMs?: number } = {}): v
   const folderAt = files.find((f) => lstatSync(f.path, { throwIfNoEntry: false })?.isDirectory());
   try {
     if (folderAt) renameSync(folderAt.tmp, folderAt.path);
-    const text = JSON.stringify({ format: JOURNAL_FORMAT, pid: process.pid, host: hostname(), renames } satisfies CommitJournal);
+    const text = JSON.stringify({ format: JOURNAL_FORMAT, pid: process.pid, host: hostname(), process: ownProcessIdentity(), renames } satisfies CommitJournal);
     placeJournal(stageFile(journal, text), o.waitMs ?? COMMIT_WAIT_MS);
     fsyncPath(dir);
   } catch (e) {
@@ -413,7 +424,7 @@ export function finishInterruptedCommits(dir: string, note: (msg: string) => voi
     const path = join(dir, name);
     const j = readJournal(dir, name);
     if (!j || j.host !== hostname()) continue;
-    if (j.pid !== process.pid && processAlive(j.pid)) {
+    if (writerAlive(j)) {
       // a live writer between its renames: the reader that called this waits for the set to be whole,
       // rather than read its first file new and the others old (predict would pair a new linprobe.json with the old probe)
       waitUntilSync(LIVE_COMMIT_WAIT_MS, () => !lstatSync(path, { throwIfNoEntry: false }));

@@ -13,6 +13,7 @@ import { commitFiles, commitJournalPath, finishInterruptedCommits, stageFile, wr
 import { checkOutputs } from '../../src/io/outputs';
 import { OptionError } from '../../src/util/options';
 import { io } from '../../src';
+import { processIdentity } from '../../src/util/process-alive';
 import { encodePng } from '../../src/viz/png';
 import { writeEncoder } from '../eval/helpers';
 
@@ -609,6 +610,46 @@ test('two processes committing one set take turns: a commit waits while a live p
   assert.equal(readFileSync(a, 'utf8'), 'new weights');
   assert.equal(readFileSync(b, 'utf8'), 'new config');
   assert.deepEqual(ls(dir), ['killer.js', 'probe.json', 'probe.safetensors'], 'no journal, no temporary file left');
+});
+
+test('a journal whose writer’s id a live process got since (a restarted container) is completed at once by a reader and a writer, not waited for; each commit records which process wrote it', (t) => {
+  const dir = scratch(t);
+  const itself = processIdentity(1);
+  if (itself === null) return t.skip('this machine has no /proc to tell processes apart');
+  const host = require('node:os').hostname();
+  const [a, b] = [join(dir, 'x.bin'), join(dir, 'x.json')];
+  const plant = (identity: string) => {
+    writeFileSync(join(dir, 'x.bin.tmp-1-0'), 'killed writer’s a');
+    writeFileSync(commitJournalPath(a), JSON.stringify({ format: 'semaim.commit/1', pid: 1, host, process: identity, renames: [['x.bin.tmp-1-0', 'x.bin']] }));
+  };
+  plant(`${itself.split(':')[0]}:1`); // pid 1 is alive, but it started after the writer
+  const start = Date.now();
+  assert.deepEqual(
+    finishInterruptedCommits(dir, () => {}),
+    [a],
+    'the reader completes it',
+  );
+  assert.ok(Date.now() - start < 1000, 'without waiting for a writer that is gone');
+  assert.equal(readFileSync(a, 'utf8'), 'killed writer’s a');
+  plant(`${itself.split(':')[0]}:1`);
+  commitFiles([stageFile(a, 'new a'), stageFile(b, 'new b')], { waitMs: 200 }); // threw after waiting, as for a live writer
+  assert.deepEqual([readFileSync(a, 'utf8'), readFileSync(b, 'utf8')], ['new a', 'new b']);
+  plant(itself); // the writer is the live process with the id: left to it
+  assert.deepEqual(
+    finishInterruptedCommits(dir, () => {}),
+    [],
+  );
+  assert.equal(readFileSync(a, 'utf8'), 'new a');
+  rmSync(commitJournalPath(a));
+  rmSync(join(dir, 'x.bin.tmp-1-0'));
+  // what a commit records: a writer killed between its renames leaves its journal
+  const writeNew = `require(${JSON.stringify(SAFE_WRITE)}).writeFilesAtomic([[${JSON.stringify(a)}, 'a'], [${JSON.stringify(b)}, 'b']])`;
+  killedAtRename(dir, 'x\\.bin$', ['-e', writeNew]);
+  const recorded = JSON.parse(readFileSync(commitJournalPath(a), 'utf8')).process;
+  assert.match(recorded, new RegExp(`^${itself.split(':')[0]}:\\d+$`), 'this boot and the writer’s start');
+  assert.notEqual(recorded, itself);
+  finishInterruptedCommits(dir, () => {});
+  assert.deepEqual([readFileSync(a, 'utf8'), readFileSync(b, 'utf8')], ['a', 'b']);
 });
 
 test('a commit that waited its limit for another live process’s commit of the set fails naming that process and its journal, changing nothing', (t) => {
