@@ -50,12 +50,12 @@ export class AccuracyTally {
     const k = Math.min(5, C);
     const [top1, top5] = torch.noGrad(() =>
       torch.scope(() => {
-        const s = scores.detach().float().cpu();
-        // Stable descending sort: among equal scores the lower class index ranks first.
-        const order = s.argsort(1, true, true).narrow(1, 0, k);
         const y = torch.tensor(labels, { dtype: 'int64', device: 'cpu' }).unsqueeze(1);
-        const hit = order.eq(y);
-        return [hit.select(1, 0).to({ dtype: 'uint8' }).data() as Uint8Array, hit.any(1).to({ dtype: 'uint8' }).data() as Uint8Array];
+        const known = y.clamp(0, C - 1); // (a label outside the classes is no hit)
+        const rank = labelRanks(scores.detach().float().cpu(), known).squeeze(1);
+        const valid = known.eq(y).squeeze(1);
+        const hit = (r: Tensor): Uint8Array => r.logicalAnd(valid).to({ dtype: 'uint8' }).data() as Uint8Array;
+        return [hit(rank.eq(0)), hit(rank.lt(k))];
       }),
     );
     return { top1, top5 };
@@ -102,6 +102,26 @@ export class AccuracyTally {
       n: this.n,
     };
   }
+}
+
+/**
+ * The place of each row's label among its classes in a stable descending sort of the scores [B, C]
+ * (NaN above every number, ties in class order: where argsort(1, descending, stable) puts it), [B, 1] int64.
+ * It counts the classes ranked before the label, O(B·C), where sorting every row to read its first five
+ * took most of a linear probe's evaluation.
+ */
+function labelRanks(scores: Tensor, labels: Tensor): Tensor {
+  const C = scores.shape[1];
+  const own = scores.gather(1, labels); // [B, 1]
+  const before = torch.arange(0, C, 1, { dtype: 'int64' }).unsqueeze(0).lt(labels); // classes with a lower index
+  const nan = scores.isnan();
+  const ownNan = own.isnan();
+  // a NaN score ranks above every number and ties with the other NaNs; among numbers, the larger first
+  const above = nan
+    .logicalAnd(ownNan.logicalNot())
+    .logicalOr(scores.gt(own))
+    .logicalOr(scores.eq(own).logicalOr(nan.logicalAnd(ownNan)).logicalAnd(before));
+  return above.sum(1, true);
 }
 
 /** Accuracy of a whole score matrix at once. */

@@ -20,3 +20,31 @@ test('tied scores go to the lower class index (a stable sort): with 100 tied cla
   assert.equal(r.top1, 1 / 5);
   assert.equal(r.top5, 3 / 5);
 });
+
+test('the hits are those of a stable descending sort of the scores, with ties, NaN, ±Inf and labels outside the classes', () => {
+  const C = 7;
+  const B = 400;
+  torch.manualSeed(3);
+  // few distinct values (many ties), some NaN and ±Inf; labels include -1 and C (never a hit)
+  const values = [0, 1, -1, 2, Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, -0];
+  const picks = torch.scope(() => torch.randint(0, values.length, [B, C]).to({ dtype: 'int32' }).data() as Int32Array);
+  const scores = Float32Array.from(picks, (i) => values[i]);
+  const labels = Int32Array.from({ length: B }, (_, i) => (i % 50 === 0 ? -1 : i % 50 === 1 ? C : i % C));
+  for (const k of [5, 1]) {
+    const classes = k === 5 ? C : 1; // top-5 of 7 classes, and of a single class (min(5, C) = 1)
+    const s = (): torch.Tensor =>
+      torch
+        .tensor(scores, { shape: [B, C] })
+        .narrow(1, 0, classes)
+        .contiguous();
+    const y = classes === 1 ? Int32Array.from(labels, (l) => (l === 0 || l < 0 || l >= C ? l : l % 2 ? 1 : 0)) : labels;
+    const got = torch.scope(() => new AccuracyTally(classes).hits(s(), y));
+    // the reference: the first min(5, classes) places of argsort(descending, stable) hold the label
+    const order = torch.scope(() => s().argsort(1, true, true).to({ dtype: 'int32' }).data() as Int32Array);
+    const top = Math.min(5, classes);
+    const want1 = Uint8Array.from(y, (l, r) => (order[r * classes] === l ? 1 : 0));
+    const want5 = Uint8Array.from(y, (l, r) => (order.subarray(r * classes, r * classes + top).includes(l) ? 1 : 0));
+    assert.deepEqual([...got.top1], [...want1], `top-1, ${classes} classes`);
+    assert.deepEqual([...got.top5], [...want5], `top-5, ${classes} classes`);
+  }
+});
