@@ -8,20 +8,22 @@ import type { ProcessGroup } from '../dist';
 import { CheckpointError } from '../util/errors';
 
 export class FeatureOverflowCheck {
-  private allFinite: Tensor | null = null;
+  /** The sum of every feature times 0: 0 while all were finite, NaN from the first NaN/Inf on (inf × 0 is NaN). */
+  private zeroSum: Tensor | null = null;
 
   /** Notes whether every value of a batch's features is finite (on their device). */
   add(features: Tensor): void {
+    // two kernels, where isfinite().all() took a quarter of a linear probe's step on cached features
     torch.scope(() => {
-      const finite = features.isfinite().all();
-      if (this.allFinite) this.allFinite.copy_(this.allFinite.logicalAnd(finite));
-      else this.allFinite = torch.keep(finite.clone());
+      const s = features.detach().mul(0).sum().float();
+      if (this.zeroSum) this.zeroSum.add_(s);
+      else this.zeroSum = torch.keep(s.clone());
     });
   }
 
   /** Whether some batch had a NaN/Inf feature (reads the device). */
   overflowed(): boolean {
-    return this.allFinite !== null && this.allFinite.item() === 0;
+    return this.zeroSum !== null && this.zeroSum.item() !== 0;
   }
 
   /**
@@ -34,8 +36,8 @@ export class FeatureOverflowCheck {
   }
 
   dispose(): void {
-    this.allFinite?.dispose();
-    this.allFinite = null;
+    this.zeroSum?.dispose();
+    this.zeroSum = null;
   }
 }
 

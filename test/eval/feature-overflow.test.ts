@@ -21,6 +21,7 @@ import {
   runLinprobe,
   runSegprobe,
 } from '../../src';
+import { FeatureOverflowCheck } from '../../src/eval/feature-overflow';
 import { TINY, memoryFactories, toyImages } from './helpers';
 import { squares } from './seg-helpers';
 import { encode, picture, write } from '../data/helpers';
@@ -94,4 +95,27 @@ test('a probe trained on NaN/Inf features says they overflowed, not that its lr 
     train.features.dispose();
     testSet.features.dispose();
   }
+});
+
+test('the overflow check flags exactly the batches with a NaN or ±Inf value, huge finite values and empty batches not, in any float dtype', () => {
+  const max = 3e38; // finite in float32 and bfloat16, and their sum overflows
+  const batches: [number[], boolean][] = [
+    [[1, 2, -3], false],
+    [[max, max, -max], false],
+    [[], false],
+    [[1, Number.NaN], true],
+    [[Number.POSITIVE_INFINITY], true],
+    [[0, Number.NEGATIVE_INFINITY], true],
+  ];
+  for (const dtype of ['float32', 'float64', 'bfloat16'] as const)
+    for (const [values, overflows] of batches) {
+      const check = new FeatureOverflowCheck();
+      try {
+        for (const v of [[0.5], values, [-0.25]]) torch.scope(() => check.add(torch.tensor(Float32Array.from(v), { shape: [v.length] }).to({ dtype })));
+        assert.equal(check.overflowed(), overflows, `${dtype} [${values}]`);
+      } finally {
+        check.dispose();
+      }
+    }
+  assert.equal(new FeatureOverflowCheck().overflowed(), false, 'no batch');
 });
