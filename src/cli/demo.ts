@@ -8,7 +8,7 @@ import * as torch from '../torch';
 import { DataLoader, normalize } from '../data';
 import { SemAIM, SimilarityTokens, similarityTokens } from '../semaim';
 import { stageTensors } from '../io/tensors';
-import { Options, defineOptions, resolveOptions, MAX_THREADS, MAX_THREADS_IS } from '../util/options';
+import { Options, defineOptions, resolveOptions, MAX_THREADS, MAX_THREADS_IS, SEED_RANGE } from '../util/options';
 import { PRETRAIN_OPTIONS, PretrainOptions, modelConfigFrom, trainDataRequest } from '../train/pretrain-options';
 import { pretrain } from '../train/pretrain';
 import { StoppedBySignal, abortOnStopSignals } from '../run/signals';
@@ -38,7 +38,7 @@ export const DEMO_OPTIONS = defineOptions({
     choices: ['cls', 'gap', 'self'],
     help: "tokens of the similarity map S that orders training (authors' attention_type): cls (paper), gap, self",
   },
-  seed: { type: 'int', default: 0, help: 'random seed' },
+  seed: { type: 'int', ...SEED_RANGE, default: 0, help: 'random seed' },
 });
 
 type DemoOptions = Options<typeof DEMO_OPTIONS>;

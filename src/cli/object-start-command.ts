@@ -1,6 +1,7 @@
 // `semaim object-start`: where the semantic order starts on the synthetic objects, at initialisation
 // and over pre-training, with S from [CLS] cosine / mean-token cosine / [CLS] attention.
 import { defineCommand } from './command';
+import { checkSeedList } from '../util/options';
 import { OBJECT_STUDY_OPTIONS, checkTestSize, objectStartStudy, parseTrainTokens, studyPretrainOptions } from '../experiments/object-start-study';
 import { validatePretrain } from '../train/pretrain-options';
 import { abortOnStopSignals } from '../run/signals';
@@ -16,6 +17,7 @@ export const objectStartCommand = defineCommand({
   options: OBJECT_STUDY_OPTIONS,
   validate: (o) => {
     checkTestSize(o);
+    checkSeedList(o);
     for (const t of parseTrainTokens(o.trainTokens)) validatePretrain(studyPretrainOptions(o, t));
   },
   async run(o) {

@@ -1,6 +1,6 @@
 // `semaim shards`: packs an ImageFolder into WebDataset-style tar shards plus index.json, for
 // `--dataset shards --data-path 'DIR/shard-{000000..NNNNNN}.tar'`.
-import { defineOptions } from '../util/options';
+import { defineOptions, SEED_RANGE } from '../util/options';
 import { Progress, perSecond } from '../run/progress';
 import { packImageFolder, DEFAULT_SHARD_SIZE } from '../data';
 import { defineCommand } from './command';
@@ -14,7 +14,7 @@ const SHARDS_OPTIONS = defineOptions({
   output: { type: 'string', required: true, help: 'folder for shard-NNNNNN.tar and index.json' },
   shardSize: { type: 'int', default: DEFAULT_SHARD_SIZE, min: 1, help: 'images per shard' },
   shuffle: { type: 'boolean', default: false, help: 'pack the images in a seeded random order (default: class by class, in name order)' },
-  seed: { type: 'int', default: 0, help: 'seed of --shuffle' },
+  seed: { type: 'int', ...SEED_RANGE, default: 0, help: 'seed of --shuffle' },
   json: { type: 'boolean', default: false, help: 'also write KEY.json per image: label, class name and source path (one more tar member per image to read)' },
   overwrite: {
     type: 'boolean',

@@ -5,7 +5,7 @@ import { readJsonObject } from '../util/json-file';
 import { availableParallelism } from 'node:os';
 import * as torch from '../torch';
 import { checkDevice } from '../run/device';
-import { OptionError, Options, defineOptions, MAX_THREADS, MAX_THREADS_IS } from '../util/options';
+import { OptionError, Options, defineOptions, MAX_THREADS, MAX_THREADS_IS, SEED_RANGE } from '../util/options';
 import { ORDER_NAMES, OrderName, checkOrderNames } from '../viz/maps';
 import { checkRunDir, visualizeCheckpoint, writeRunReport } from '../viz/pipeline';
 import { Command, defineCommand } from './command';
@@ -25,6 +25,7 @@ const FIGURE_OPTIONS = defineOptions({
   seed: {
     type: 'int',
     default: 0,
+    ...SEED_RANGE,
     help: 'seed of the random parts of the orders (drawn per image from the seed and its pixels: a figure does not depend on the other images or the batch size; the losses in visualize.json may differ in their last float32 bits, as batched sums do)',
   },
   batchSize: { type: 'int', default: 16, min: 1, help: 'images per forward pass' },

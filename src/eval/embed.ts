@@ -13,7 +13,7 @@
 // gathers every rank's rows and writes them in dataset order (padding of the last batch dropped), so the
 // file is the one a single process writes.
 import { checkFreeSpace } from '../util/disk-space';
-import { MAX_THREADS, MAX_THREADS_IS, MAX_WORKERS, OptionError, defineOptions, jobFields } from '../util/options';
+import { MAX_THREADS, MAX_THREADS_IS, MAX_WORKERS, OptionError, defineOptions, jobFields, SEED_RANGE } from '../util/options';
 import { IMAGE_SOURCE_OPTIONS } from './options';
 import { basename, dirname, resolve } from 'node:path';
 import * as torch from '../torch';
@@ -98,7 +98,7 @@ export interface ImageSetJob extends ImageSet {
 /** The keys of an ImageSetJob that a library caller sets as values (checked as their flags are, see jobFields). */
 export const IMAGE_SET_FIELDS = defineOptions({
   ...IMAGE_SOURCE_OPTIONS,
-  seed: { type: 'int', help: 'seed of the subset' },
+  seed: { type: 'int', ...SEED_RANGE, help: 'seed of the subset' },
   batchSize: { type: 'int', min: 1, help: 'images per batch' },
   device: { type: 'string', help: 'device' },
   precision: { type: 'string', choices: ['fp32', 'bf16', 'fp16'], help: 'autocast precision' },

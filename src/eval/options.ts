@@ -1,6 +1,6 @@
 // Option tables of `semaim knn | linprobe | finetune | ablate` (defaults: docs/METHOD.md §6) and the checks
 // that need more than one option. Everything is validated before any work starts.
-import { OptionError, Options, defineOptions, MAX_THREADS, MAX_THREADS_IS, MAX_WORKERS } from '../util/options';
+import { OptionError, Options, defineOptions, MAX_THREADS, MAX_THREADS_IS, MAX_WORKERS, SEED_RANGE } from '../util/options';
 import { FLOAT32_MAX, peakLr } from '../optim/peak-lr';
 import { parseKs } from './knn';
 import { precisionOption, checkPrecision } from '../run/precision';
@@ -118,7 +118,7 @@ export const VERIFY_OPTIONS = defineOptions({
 
 /** The --seed, --device and --threads options the evaluation commands, embed, predict and ablate share (defaults: 0, 'cpu', all cores). */
 export const RUN_OPTIONS = defineOptions({
-  seed: { type: 'int', default: 0, help: 'random seed' },
+  seed: { type: 'int', ...SEED_RANGE, default: 0, help: 'random seed' },
   device: { mayChangeOnResume: true, type: 'string', default: 'cpu', help: "'cpu', 'cuda' or 'cuda:N'" },
   threads: { mayChangeOnResume: true, type: 'int', min: 1, max: MAX_THREADS, maxIs: MAX_THREADS_IS, help: 'CPU threads for libtorch (default: all cores)' },
 });

@@ -1,6 +1,6 @@
 // Options of `semaim segprobe` and the one function that turns them into a typed configuration
 // (checked before any work).
-import { OptionError, Options, defineOptions, MAX_THREADS, MAX_THREADS_IS } from '../util/options';
+import { OptionError, Options, defineOptions, MAX_THREADS, MAX_THREADS_IS, SEED_RANGE } from '../util/options';
 import { peakLr } from '../optim/peak-lr';
 import { precisionOption, checkPrecision, type Precision } from '../run/precision';
 import { checkDevice } from '../run/device';
@@ -84,7 +84,7 @@ export const SEGPROBE_OPTIONS = defineOptions({
   precision: precisionOption('encoder precision (autocast); auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)'),
   evalEvery: { type: 'int', default: 0, min: 0, help: 'report test mIoU every N epochs (0: only at the end)' },
   figureImages: { type: 'int', default: 8, min: 0, help: 'test images drawn in segprobe.png (0: no figure)' },
-  seed: { type: 'int', default: 0, help: "random seed (the head's initialisation and shuffling; also the synthetic objects' image streams)" },
+  seed: { type: 'int', ...SEED_RANGE, default: 0, help: "random seed (the head's initialisation and shuffling; also the synthetic objects' image streams)" },
   device: { type: 'string', default: 'cpu', help: "'cpu', 'cuda' or 'cuda:N'" },
   threads: { type: 'int', min: 1, max: MAX_THREADS, maxIs: MAX_THREADS_IS, help: 'CPU threads for libtorch (default: all cores)' },
   outDir: { type: 'string', default: 'runs/segprobe', help: 'output folder (segprobe.json, segprobe.png, seg-head.safetensors)' },

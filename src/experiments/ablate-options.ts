@@ -1,5 +1,5 @@
 // `semaim ablate` options: the order ablation's recipe overrides, evaluation and data options.
-import { OptionError, Options, defineOptions } from '../util/options';
+import { OptionError, Options, checkSeedList, defineOptions } from '../util/options';
 import { precisionOption } from '../run/precision';
 import { parseKs } from '../eval/knn';
 import { DATA_OPTIONS, RUN_OPTIONS, validateEval } from '../eval/options';
@@ -104,6 +104,7 @@ export type AblateOptions = Options<typeof ABLATE_OPTIONS>;
 
 export function validateAblate(o: AblateOptions): void {
   validateEval(o);
+  checkSeedList(o);
   parseOrders(o.orders);
   const ks = parseKs(o.k);
   // the k-NN of every run would fail only after its pre-training

@@ -15,7 +15,7 @@ import { pretrain } from '../train/pretrain';
 import { StoppedBySignal } from '../run/signals';
 import { checkDevice } from '../run/device';
 import { ObjectData, ObjectStartScore, objectStartFraction } from '../viz/object-start';
-import { OptionError, Options, defineOptions, kebab, resolveOptions, MAX_THREADS, MAX_THREADS_IS } from '../util/options';
+import { OptionError, Options, defineOptions, kebab, resolveOptions, MAX_THREADS, MAX_THREADS_IS, SEED_RANGE, checkSeedList } from '../util/options';
 import { recipeChanges } from '../run/recipe';
 import { markdownTable } from '../eval/result';
 import { stat } from './ablate-report';
@@ -49,7 +49,7 @@ export const OBJECT_STUDY_OPTIONS = defineOptions({
   orderVariant: { type: 'string', default: 'paper', choices: ['paper', 'authors'], help: "semantic centre: 'paper' (3×3 filter) or 'authors' (argmax of S)" },
   decayClsToken: { type: 'boolean', default: true, help: 'weight decay on cls_token (as the authors)' },
   threshold: { type: 'number', default: 0.5, min: 0, max: 1, help: 'a patch is on the object when at least this share of its pixels is' },
-  seed: { type: 'int', default: 0, help: 'random seed (same initial weights for every run; the test images)' },
+  seed: { type: 'int', ...SEED_RANGE, default: 0, help: 'random seed (same initial weights for every run; the test images)' },
   seeds: { type: 'int', default: 1, min: 1, max: 1000, help: 'train each S with seeds seed..seed+N-1 and report mean ± std over them' },
   device: { mayChangeOnResume: true, type: 'string', default: 'cpu', help: "'cpu', 'cuda' or 'cuda:N'" },
   threads: { mayChangeOnResume: true, type: 'int', min: 1, max: MAX_THREADS, maxIs: MAX_THREADS_IS, help: 'CPU threads for libtorch (default: all cores)' },
@@ -118,6 +118,7 @@ export function studyRunDir(o: Pick<ObjectStudyOptions, 'outDir'>, tokens: Simil
 
 /** The seeds every S is trained with. */
 export function studySeeds(o: Pick<ObjectStudyOptions, 'seed' | 'seeds'>): number[] {
+  checkSeedList(o);
   return Array.from({ length: o.seeds }, (_, i) => o.seed + i);
 }
 

@@ -1,6 +1,6 @@
 // `semaim pretrain` options (defaults: the authors' ViT-B/16 ImageNet recipe, docs/METHOD.md §6.1) and their
 // translation into a model config. Everything is validated before any work starts.
-import { OptionError, Options, OptionSpec, OptionValues, defineOptions, MAX_THREADS, MAX_THREADS_IS, MAX_WORKERS } from '../util/options';
+import { OptionError, Options, OptionSpec, OptionValues, defineOptions, MAX_THREADS, MAX_THREADS_IS, MAX_WORKERS, SEED_RANGE } from '../util/options';
 import { FLOAT32_MAX, peakLr } from '../optim/peak-lr';
 import { precisionOption, checkPrecision } from '../run/precision';
 import { checkDevice } from '../run/device';
@@ -175,7 +175,7 @@ export const PRETRAIN_OPTIONS = defineOptions({
     absentMeans: 'constant',
     help: "EMA decay over the run: 'authors' = from --ema-decay linearly to 0.9999 over the first 100 epochs, set at each epoch's start (their engine); 'constant' = --ema-decay throughout; auto = authors with --ema",
   },
-  seed: { type: 'int', default: 0, help: 'random seed' },
+  seed: { type: 'int', ...SEED_RANGE, default: 0, help: 'random seed' },
   device: { mayChangeOnResume: true, type: 'string', default: 'cpu', help: "'cpu', 'cuda' or 'cuda:N'" },
   threads: {
     mayChangeOnResume: true,

@@ -42,6 +42,20 @@ export const MAX_THREADS_IS = 'the cores of this machine';
 export const MAX_WORKERS = 64;
 
 /**
+ * The range of every `seed` option: numpy's (the authors' scripts seed numpy with it). The jobs derive
+ * generator seeds from it (seed × 1,000,003 + epoch shuffles a probe's features), which must stay within
+ * libtorch's int64: a larger --seed passed the table and failed once the features were extracted.
+ */
+export const SEED_RANGE = { min: 0, max: 2 ** 32 - 1, maxIs: "numpy's seed range, as in the authors' scripts" } as const;
+
+/** `--seeds N` runs seeds seed..seed+N-1 (ablate, object-start): the last of them is in {@link SEED_RANGE} too. */
+export function checkSeedList(o: { seed: number; seeds: number }): void {
+  const last = o.seed + o.seeds - 1;
+  if (last > SEED_RANGE.max)
+    throw new OptionError('seeds', `runs seeds ${o.seed}..${last}, beyond ${SEED_RANGE.max} (${SEED_RANGE.maxIs}): lower --seed or --seeds`);
+}
+
+/**
  * An option table: each option's key (camelCase) and its {@link OptionSpec}. The commands' tables (PRETRAIN_OPTIONS, KNN_OPTIONS…)
  * give the CLI its flags, --help and config-file keys, and resolveOptions/jobOptions check a library caller's options against them.
  */

@@ -17,7 +17,7 @@ import {
   pixelTargets,
   unpatchify,
 } from '../semaim';
-import { OptionError, defineOptions, jobFields } from '../util/options';
+import { OptionError, defineOptions, jobFields, SEED_RANGE } from '../util/options';
 import type { RgbImage } from './canvas';
 import { denormalizeImage } from './images';
 
@@ -63,7 +63,7 @@ export interface MapOptions {
 
 const MAP_FIELDS = defineOptions({
   lossOrder: { type: 'string', default: 'semantic', choices: ORDER_NAMES, help: 'order of the loss map and the reconstruction' },
-  seed: { type: 'int', default: 0, help: 'seed of the orders' },
+  seed: { type: 'int', ...SEED_RANGE, default: 0, help: 'seed of the orders' },
   batchSize: { type: 'int', default: 16, min: 1, help: 'images per forward pass' },
 });
 

@@ -6,7 +6,7 @@ import { mulberry32 as prng } from '../util/prng';
 import * as torch from '../torch';
 import { SemAIM, SimilarityTokens, VisionTransformer, needsSimilarity, orderFromConfig } from '../semaim';
 import { ORDER_NAMES, OrderName, checkEmaOption, imageBuffer, orderConfigFor, similarityFor } from './maps';
-import { defineOptions, jobFields } from '../util/options';
+import { defineOptions, jobFields, SEED_RANGE } from '../util/options';
 
 /** The input of {@link objectStartFraction}: images with one object mask each. */
 export interface ObjectData {
@@ -65,7 +65,7 @@ const OBJECT_START_FIELDS = defineOptions({
   order: { type: 'string', default: 'semantic', choices: ORDER_NAMES, help: 'order type to score' },
   threshold: { type: 'number', default: 0.5, min: 0, max: 1, help: "share of a patch's pixels that must be object" },
   draws: { type: 'int', default: 100, min: 0, help: 'random first patches per image' },
-  seed: { type: 'int', default: 0, help: 'seed of the order and of the draws' },
+  seed: { type: 'int', ...SEED_RANGE, default: 0, help: 'seed of the order and of the draws' },
   batchSize: { type: 'int', default: 64, min: 1, help: 'images per forward pass' },
   tokens: { type: 'string', choices: ['cls', 'gap', 'self'], help: 'tokens that give S' },
 });

@@ -8,7 +8,7 @@ import type { ImageInputOptions } from '../data/options';
 import { ORDER_NAMES, checkOrderNames, type OrderName } from './maps';
 import { readRun } from './run-data';
 import { REPORT_GENERATOR, UNTAGGED_REPORT_HEAD, renderReport } from './report';
-import { OptionError, defineOptions, jobFields } from '../util/options';
+import { OptionError, defineOptions, jobFields, SEED_RANGE } from '../util/options';
 import { yieldThenThrowIfAborted } from '../util/errors';
 import { protectedOutput } from '../io/outputs';
 import { occupied } from '../util/make-folder';
@@ -53,7 +53,7 @@ const VISUALIZE_FIELDS = defineOptions({
   verify: { type: 'boolean', help: "check a checkpoint folder's files" },
   lossOrder: { type: 'string', choices: ORDER_NAMES, help: 'order of the loss map' },
   maxImages: { type: 'int', min: 1, help: 'at most this many images' },
-  seed: { type: 'int', help: 'seed of the orders' },
+  seed: { type: 'int', ...SEED_RANGE, help: 'seed of the orders' },
   batchSize: { type: 'int', min: 1, help: 'images per forward pass' },
   minCell: { type: 'int', min: 1, help: 'cell size' },
   device: { type: 'string', help: 'device' },

@@ -119,3 +119,29 @@ test("visualize (and report --images) refuse, before the checkpoint is looked at
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+test("every command's --seed is an integer in numpy's range 0..2^32-1, and ablate's and object-start's seed..seed+N-1 too (linprobe --seed 1e13 failed in libtorch once the features were extracted)", () => {
+  const withSeed = Object.entries(commands).filter(([, c]) => 'seed' in c.options);
+  assert.ok(withSeed.length >= 10, withSeed.map(([n]) => n).join(', '));
+  for (const [name, c] of withSeed) {
+    for (const [seed, why] of [
+      ['4294967296', /must be <= 4294967295 \(numpy's seed range/],
+      ['10000000000000', /must be <= 4294967295/],
+      ['-1', /must be >= 0, got -1/],
+    ] as const) {
+      assert.throws(
+        () => c.parse(['--seed', seed]),
+        (e: unknown) => e instanceof OptionError && e.key === 'seed' && why.test(e.flagMessage),
+        `${name} --seed ${seed}`,
+      );
+    }
+  }
+  for (const name of ['ablate', 'object-start']) {
+    assert.throws(
+      () => commands[name].parse(['--seed', '4294967295', '--seeds', '2']),
+      (e: unknown) => e instanceof OptionError && e.key === 'seeds' && /runs seeds 4294967295\.\.4294967296, beyond 4294967295/.test(e.message),
+      name,
+    );
+    assert.ok(commands[name].parse(['--seed', '4294967294', '--seeds', '2']), name);
+  }
+});
