@@ -6,17 +6,22 @@ import { isWorkerProcess } from '../dist/env';
 import { closest } from '../util/options';
 import { stopWhenOutputCloses } from '../util/closed-output';
 import { stderrLine } from '../util/console-line';
+import { packageVersion } from '../export/assets';
 
 async function main(argv: string[]): Promise<number> {
   stopWhenOutputCloses(); // a run whose output pipe closed (`| head`, a killed launcher) stops after a checkpoint instead of dying
   let [name, ...rest] = argv;
-  // 'semaim help knn' is 'semaim knn --help'
-  if (name === 'help' && rest.length && Object.hasOwn(commands, rest[0])) [name, rest] = [rest[0], ['--help']];
+  // 'semaim help knn' is 'semaim knn --help' ('semaim help knm' an unknown command, not the list with exit 0)
+  if (name === 'help' && rest.length) [name, rest] = [rest[0], ['--help']];
+  if (name === '--version' || name === '-V') {
+    process.stdout.write(`semaim ${packageVersion()}\n`);
+    return 0;
+  }
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     const width = Math.max(...Object.keys(commands).map((n) => n.length)) + 2;
     const help =
       'semaim — SemAIM pre-training, evaluation and visualisation for Vision Transformers\n\n' +
-      'Usage: semaim <command> [--config file.json|yaml] [--option value ...]\n\nCommands:\n' +
+      'Usage: semaim <command> [--config file.json|yaml] [--option value ...]\n       semaim --version\n\nCommands:\n' +
       Object.entries(commands)
         .map(([n, c]) => `  ${n.padEnd(width)}${c.summary}`)
         .join('\n') +

@@ -183,7 +183,7 @@ const OTHER_TOOLS_FLAGS = new Set([
 ]);
 
 test('every --flag named in README.md and docs/*.md (but BENCHMARKS.md) is an option of some command', () => {
-  const known = new Set(['--config', '--help']);
+  const known = new Set(['--config', '--help', '--version']);
   for (const cmd of Object.values(commands))
     for (const [key, spec] of Object.entries(cmd.options)) {
       const flag = `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;

@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const MAIN = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
@@ -53,4 +54,23 @@ test("-h and 'semaim help <command>' print the command's help ('knn -h' was a mi
   }
   // after '--' it is a positional as any other word
   assert.match(run('report', '--', '-h').stderr, /-h/);
+});
+
+test("'semaim help' of an unknown command is refused as the command itself (it printed the list and exited 0); --version and -V print the version", () => {
+  const run = (...args: string[]) => spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8' });
+  for (const [name, hint] of [
+    ['knm', "; did you mean 'knn'\\?"],
+    ['frobnicate', ''],
+  ]) {
+    const r = run('help', name);
+    assert.equal(r.status, 2, `help ${name}: ${r.stdout}`);
+    assert.equal(r.stdout, '', name);
+    assert.match(r.stderr, new RegExp(`^semaim: unknown command '${name}'${hint} \\(known: demo, `), name);
+  }
+  const { version } = JSON.parse(readFileSync(join(__dirname, '..', '..', '..', 'package.json'), 'utf8')) as { version: string };
+  for (const arg of ['--version', '-V']) {
+    const r = run(arg);
+    assert.equal(r.status, 0, `${arg}: ${r.stderr}`);
+    assert.equal(r.stdout, `semaim ${version}\n`, arg);
+  }
 });
