@@ -162,8 +162,9 @@ export const vizCommands: Record<string, Command> = {
     options: REPORT_OPTIONS,
     validate: (o, positionals) => {
       const [runDir, ...rest] = positionals;
-      if (!runDir) throw new OptionError('runDir', 'expects the run folder: semaim report RUN_DIR');
-      if (rest.length && !o.images) throw new OptionError('runDir', `one run folder expected, got also ${rest.join(' ')}`);
+      // named as the usage line names it: there is no --run-dir flag
+      if (!runDir) throw new OptionError('runDir', 'expects the run folder: semaim report RUN_DIR', 'RUN_DIR');
+      if (rest.length && !o.images) throw new OptionError('runDir', `one run folder expected, got also ${rest.join(' ')}`, 'RUN_DIR');
       parseOrders(o.orders);
     },
     preflight: (o, [runDir, ...rest]) => {

@@ -145,3 +145,13 @@ test("every command's --seed is an integer in numpy's range 0..2^32-1, and ablat
     assert.ok(commands[name].parse(['--seed', '4294967294', '--seeds', '2']), name);
   }
 });
+
+test('report names its run folder argument RUN_DIR, as its usage line does (there is no --run-dir flag to name)', () => {
+  for (const argv of [[], ['run', 'other-run']]) {
+    assert.throws(
+      () => commands.report.parse(argv),
+      (e: unknown) => e instanceof OptionError && e.key === 'runDir' && /^option RUN_DIR: /.test(e.flagMessage),
+      argv.join(' '),
+    );
+  }
+});
