@@ -39,13 +39,13 @@ export interface KnnResult {
   accuracy: Accuracy;
 }
 
-/** Parses '10,20,30' into sorted distinct positive integers. */
+/** Parses '10,20,30' into sorted distinct positive integers, written in decimal digits (as every number option: Number() read '0x10' as 16). */
 export function parseKs(text: string): number[] {
   const ks = text
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean)
-    .map(Number);
+    .map((s) => (/^\d+$/.test(s) ? Number(s) : NaN));
   if (!ks.length || ks.some((k) => !Number.isInteger(k) || k < 1)) throw new RangeError(`k list must be positive integers separated by commas, got '${text}'`);
   return [...new Set(ks)].sort((a, b) => a - b);
 }

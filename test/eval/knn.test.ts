@@ -132,6 +132,8 @@ test('k lists parse and bad ones are refused', () => {
   assert.deepEqual(parseKs('20, 10,30,10'), [10, 20, 30]);
   assert.throws(() => parseKs('10,x'), /positive integers/);
   assert.throws(() => parseKs('0'), /positive integers/);
+  // decimal digits only, as the number options take them ('0x10' was k = 16, '0b11' k = 3)
+  for (const text of ['0x10', '0b11', '0o7', '1e1', '10,+20', '1.0']) assert.throws(() => parseKs(text), /positive integers/, text);
 });
 
 test('a small temperature keeps the weighted vote (exp(cos / T) overflowed to inf above cos 88.7·T: all votes tied, the lowest class won)', () => {
