@@ -141,14 +141,17 @@ function recordWorld(o: dist.LaunchFlags, env: dist.DistEnv | null): void {
   o.nodeRank = Math.floor(env.rank / env.localWorldSize);
 }
 
-/** Each of this machine's processes takes --threads threads: together no more than its cores (the default shares them). */
-function checkThreadsPerProcess(threads: number | undefined, processes: number): void {
+/**
+ * Each of this machine's processes (--nproc-per-node's workers, or ablate's --jobs) takes --threads threads:
+ * together no more than its cores (the default shares them).
+ */
+export function checkThreadsPerProcess(threads: number | undefined, processes: number, processFlag = '--nproc-per-node'): void {
   const cores = MAX_THREADS;
   const share = Math.max(1, Math.floor(cores / processes));
   if (threads !== undefined && threads > share) {
     throw new OptionError(
       'threads',
-      `${threads} threads in each of --nproc-per-node ${processes} processes is ${threads * processes} on ${cores} cores: give at most ${share}, or leave --threads out (each process then takes its share)`,
+      `${threads} threads in each of ${processFlag} ${processes} processes is ${threads * processes} on ${cores} cores: give at most ${share}, or leave --threads out (each process then takes its share)`,
     );
   }
 }

@@ -15,7 +15,7 @@ import { ChildRunner, measureInProcesses, runShardProcesses } from './ablate-job
 import { resolveEncoder } from '../semaim';
 import { abortOnStopSignals, runExitCode } from '../run/signals';
 import { checkDataPath } from '../data/options';
-import { runDataParallel } from './data-parallel';
+import { checkThreadsPerProcess, runDataParallel } from './data-parallel';
 import { shellQuote } from '../util/printable';
 import { stderrLine } from '../util/console-line';
 
@@ -105,7 +105,10 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
         '--budget-minutes M plans the length from timed steps (plan.json); --jobs N runs N processes at once;\n' +
         '--stop-after-minutes stops at a checkpoint and exits with code 75 until every run is done.',
       options: ABLATE_COMMAND_OPTIONS,
-      validate: validateAblate,
+      validate: (o) => {
+        validateAblate(o);
+        checkThreadsPerProcess(o.threads, o.jobs, '--jobs');
+      },
       preflight: (o) => checkDataPath(o, ['train', 'test']),
       async run(o) {
         if (o.planMeasure) {

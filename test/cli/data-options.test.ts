@@ -293,6 +293,20 @@ test('--threads × --nproc-per-node above the cores is refused before the worker
   }
 });
 
+test('ablate: --threads × --jobs above the cores is refused as --nproc-per-node is (each shard process took --threads threads)', (t) => {
+  const cores = availableParallelism();
+  if (cores < 2) return t.skip('one core: every --threads is the share');
+  assert.throws(
+    () => commands.ablate.parse(['--jobs', '2', '--threads', String(cores)]),
+    (e: Error) =>
+      e instanceof OptionError &&
+      e.key === 'threads' &&
+      new RegExp(`${cores} threads in each of --jobs 2 processes is ${2 * cores} on ${cores} cores: give at most ${Math.floor(cores / 2)}`).test(e.message),
+  );
+  assert.ok(commands.ablate.parse(['--jobs', '2', '--threads', String(Math.floor(cores / 2))]));
+  assert.ok(commands.ablate.parse(['--jobs', '1', '--threads', String(cores)]));
+});
+
 test('pretrain on a set smaller than one batch is an option error naming --batch-size, before any folder exists', () =>
   withTemp(async (root) => {
     for (let i = 0; i < 3; i++) write(join(root, 'data', 'c', `${i}.png`), await encode(picture(20, 20, i), 20, 20, 3, 'png'));
