@@ -88,6 +88,11 @@ export const exportCommand = defineCommand({
   validate: (o) => {
     if (o.format === 'safetensors' && o.dtype !== 'float32')
       throw new OptionError('dtype', "float16 is for --format onnx or web (safetensors keeps the checkpoint's float32)");
+    if (!o.attention && o.format !== 'onnx')
+      throw new OptionError(
+        'attention',
+        '--no-attention is for --format onnx (safetensors holds weights only; the web page shows the attention, so its model keeps it)',
+      );
     if (o.exifOrientation !== undefined && o.format !== 'web')
       throw new OptionError('exifOrientation', 'is for --format web (the page decodes images itself; safetensors and onnx take tensors)');
   },

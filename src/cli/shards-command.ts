@@ -1,6 +1,6 @@
 // `semaim shards`: packs an ImageFolder into WebDataset-style tar shards plus index.json, for
 // `--dataset shards --data-path 'DIR/shard-{000000..NNNNNN}.tar'`.
-import { defineOptions, SEED_RANGE } from '../util/options';
+import { OptionError, defineOptions, SEED_RANGE } from '../util/options';
 import { Progress, perSecond } from '../run/progress';
 import { packImageFolder, DEFAULT_SHARD_SIZE } from '../data';
 import { defineCommand } from './command';
@@ -13,7 +13,7 @@ const SHARDS_OPTIONS = defineOptions({
   input: { type: 'string', required: true, help: 'ImageFolder to pack: one sub-folder per class (e.g. data/train/cat/001.jpg)' },
   output: { type: 'string', required: true, help: 'folder for shard-NNNNNN.tar and index.json' },
   shardSize: { type: 'int', default: DEFAULT_SHARD_SIZE, min: 1, help: 'images per shard' },
-  shuffle: { type: 'boolean', default: false, help: 'pack the images in a seeded random order (default: class by class, in name order)' },
+  shuffle: { type: 'boolean', default: false, help: 'pack the images in a seeded random order (without it: class by class, in name order)' },
   seed: { type: 'int', ...SEED_RANGE, default: 0, help: 'seed of --shuffle' },
   json: { type: 'boolean', default: false, help: 'also write KEY.json per image: label, class name and source path (one more tar member per image to read)' },
   overwrite: {
@@ -36,6 +36,11 @@ export const shardsCommand = defineCommand({
     'to a temporary file; the whole set is renamed into place when complete (with --overwrite, the earlier\n' +
     'set stays until then).',
   options: SHARDS_OPTIONS,
+  validate: (o) => {
+    // (a --seed 0 given explicitly cannot be told apart from the default, and changes nothing)
+    if (!o.shuffle && o.seed !== SHARDS_OPTIONS.seed.default)
+      throw new OptionError('seed', 'has no effect without --shuffle: the images are packed class by class, in name order');
+  },
   async run(o) {
     let progress: Progress | null = null;
     let start = 0;

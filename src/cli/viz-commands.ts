@@ -5,7 +5,7 @@ import { readJsonObject } from '../util/json-file';
 import { availableParallelism } from 'node:os';
 import * as torch from '../torch';
 import { checkDevice } from '../run/device';
-import { OptionError, Options, defineOptions, MAX_THREADS, MAX_THREADS_IS, SEED_RANGE } from '../util/options';
+import { OptionError, OptionSpec, Options, defineOptions, MAX_THREADS, MAX_THREADS_IS, SEED_RANGE } from '../util/options';
 import { ORDER_NAMES, OrderName, checkOrderNames } from '../viz/maps';
 import { checkRunDir, visualizeCheckpoint, writeRunReport } from '../viz/pipeline';
 import { Command, defineCommand } from './command';
@@ -57,6 +57,19 @@ const REPORT_OPTIONS = defineOptions({
   vizOut: { type: 'string', help: 'where the generated figures go (default: RUN_DIR/viz)' },
   ...FIGURE_OPTIONS,
 });
+
+/** The report's options that only shape the figures --images draws; without --images they would be ignored. */
+const REPORT_FIGURE_OPTIONS = { checkpoint: REPORT_OPTIONS.checkpoint, vizOut: REPORT_OPTIONS.vizOut, ...FIGURE_OPTIONS };
+
+/** Refuses a figure option given to a report that draws no figures (a value other than its default: the default changes nothing). */
+function refuseFigureOptionsWithoutImages(o: Options<typeof REPORT_OPTIONS>): void {
+  if (o.images) return;
+  for (const [key, spec] of Object.entries<OptionSpec>(REPORT_FIGURE_OPTIONS)) {
+    const value = (o as Record<string, unknown>)[key];
+    if (value !== undefined && value !== spec.default)
+      throw new OptionError(key, 'has no effect without --images: the report draws no figures then (it shows RUN_DIR/viz/grid.png where there is one)');
+  }
+}
 
 function parseOrders(v: string): OrderName[] {
   const names = v
@@ -165,6 +178,7 @@ export const vizCommands: Record<string, Command> = {
       // named as the usage line names it: there is no --run-dir flag
       if (!runDir) throw new OptionError('runDir', 'expects the run folder: semaim report RUN_DIR', 'RUN_DIR');
       if (rest.length && !o.images) throw new OptionError('runDir', `one run folder expected, got also ${rest.join(' ')}`, 'RUN_DIR');
+      refuseFigureOptionsWithoutImages(o);
       parseOrders(o.orders);
     },
     preflight: (o, [runDir, ...rest]) => {

@@ -261,6 +261,34 @@ test('options that would have no effect are refused, saying why (they were ignor
   );
 });
 
+test('figure options of a report without --images, export --no-attention but for onnx, and shards --seed without --shuffle are refused (they were ignored)', () => {
+  const cases: Array<[string, string[], string, RegExp]> = [
+    ['report', ['run', '--checkpoint', 'run/checkpoints/step-00000004'], 'checkpoint', /has no effect without --images: the report draws no figures/],
+    ['report', ['run', '--viz-out', 'figures'], 'vizOut', /has no effect without --images/],
+    ['report', ['run', '--orders', 'raster'], 'orders', /has no effect without --images/],
+    ['report', ['run', '--max-images', '4'], 'maxImages', /has no effect without --images/],
+    ['report', ['run', '--device', 'cuda'], 'device', /has no effect without --images/],
+    ['export', ['--checkpoint', 'run', '--out', 'enc', '--no-attention'], 'attention', /--no-attention is for --format onnx/],
+    ['export', ['--checkpoint', 'run', '--out', 'page', '--format', 'web', '--no-attention'], 'attention', /--no-attention is for --format onnx/],
+    ['shards', ['--input', 'train', '--output', 'shards', '--seed', '5'], 'seed', /has no effect without --shuffle/],
+  ];
+  for (const [name, argv, key, message] of cases)
+    assert.throws(
+      () => commands[name].parse(argv),
+      (e: unknown) => e instanceof OptionError && e.key === key && message.test(e.message),
+      `${name} ${argv.join(' ')}`,
+    );
+  // where they apply, or at their defaults, they pass
+  for (const [name, argv] of [
+    ['report', ['run', '--images', 'a.png', '--checkpoint', 'c', '--viz-out', 'figures', '--orders', 'raster', '--max-images', '4']],
+    ['report', ['run', '--max-images', '16', '--title', 'T', '--out', 'r.html']],
+    ['export', ['--checkpoint', 'run', '--out', 'onnx', '--format', 'onnx', '--no-attention']],
+    ['shards', ['--input', 'train', '--output', 'shards', '--seed', '5', '--shuffle']],
+    ['shards', ['--input', 'train', '--output', 'shards', '--seed', '0']],
+  ] as const)
+    assert.ok(commands[name].parse([...argv]), `${name} ${argv.join(' ')}`);
+});
+
 test("export has no --encoder-only: its only other value (--no-encoder-only) always failed, and the whole model is the run's checkpoint folder", () => {
   assert.ok(!('encoderOnly' in commands.export.options));
   const help = spawnSync(process.execPath, [join(__dirname, '..', '..', 'src', 'cli', 'main.js'), 'export', '--help'], { encoding: 'utf8' });
