@@ -43,7 +43,7 @@ export function parseCommand<T extends OptionTable>(
     process.stdout.write(formatHelp(usage, description, table));
     return null;
   }
-  const file = options.config ? readConfigFile(String(options.config)) : {};
+  const file = options.config !== undefined ? readConfigFile(String(options.config)) : {};
   try {
     const o = resolveOptions(table, file, options);
     validate?.(o, positionals);

@@ -227,6 +227,8 @@ function coerce(key: string, spec: OptionSpec, raw: unknown): number | string | 
 
 /** Reads a JSON or YAML config file into a flat object (keys in camelCase, kebab-case or snake_case). */
 export function readConfigFile(path: string): Record<string, unknown> {
+  // '--config ""' (an unset "$CONFIG") ran with the defaults, as if no file had been given
+  if (!path.trim()) throw new OptionError('config', `must not be empty${path ? ' (only spaces)' : ''}: give the file, e.g. --config run.yaml`);
   let text: string;
   try {
     // stat before opening: /dev/zero never ends and a FIFO blocks the open itself

@@ -92,6 +92,17 @@ test('a config file must be a regular file of at most 1 MiB, checked before read
   }
 });
 
+test('an empty --config is refused (\'--config "$UNSET"\' ran with the defaults, as if no file had been given)', async () => {
+  const { commands } = await import('../../src/cli/commands');
+  for (const argv of [['--config', ''], ['--config='], ['--config', '  ']]) {
+    assert.throws(
+      () => commands.shards.parse(['--input', 'train', '--output', 'shards', ...argv]),
+      (e: unknown) => e instanceof OptionError && e.key === 'config' && /^option --config: must not be empty/.test(e.flagMessage),
+      JSON.stringify(argv),
+    );
+  }
+});
+
 test("a value that starts with '--' is refused: '--out-dir --no-resume' named a folder '--no-resume'", () => {
   const T = defineOptions({ ...TABLE, outDir: { type: 'string', default: 'runs', help: 'out' } });
   assert.throws(() => parseArgv(['--out-dir', '--no-fast'], T), /option 'outDir': expects a value, got the flag --no-fast/);
