@@ -39,7 +39,7 @@ export interface KnnResult {
   accuracy: Accuracy;
 }
 
-/** Parses '10,20,30' into sorted distinct positive integers, written in decimal digits (as every number option: Number() read '0x10' as 16). */
+/** Parses '10,20,30' into sorted distinct positive integers, written in decimal digits as every number option ('0x10' is refused). */
 export function parseKs(text: string): number[] {
   const ks = text
     .split(',')
