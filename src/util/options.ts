@@ -320,10 +320,18 @@ export function parseArgv(argv: string[], table: OptionTable): { options: Record
     const typed = `--${k}`;
     k = camel(k);
     const negated = k.startsWith('no') ? k[2]?.toLowerCase() + k.slice(3) : undefined;
-    if (negated !== undefined && specOf(table, negated)?.type === 'boolean' && !specOf(table, k)) {
-      options[negated] = v === undefined ? false : !coerce(negated, specOf(table, negated)!, v);
+    const negatedSpec = negated !== undefined && !specOf(table, k) ? specOf(table, negated) : undefined;
+    if (negatedSpec?.type === 'boolean') {
+      options[negated!] = v === undefined ? false : !coerce(negated!, negatedSpec, v);
       continue;
     }
+    // '--no-lr' was an 'unknown option' while --help lists --lr
+    if (negatedSpec)
+      throw new OptionError(
+        negated!,
+        `--${kebab(negated!)} takes a value (<${negatedSpec.choices?.join('|') ?? negatedSpec.type}>), and only on/off options have a --no- form: give it a value, or leave it out for its default`,
+        typed,
+      );
     const spec = specOf(table, k);
     if (!spec && !COMMAND_LINE_ONLY.includes(k)) throw unknownOption(k, Object.keys(table), 'flag', typed);
     if (typed !== `--${kebab(k)}`) typedAs.set(k, typed);

@@ -103,6 +103,27 @@ test('an empty --config is refused (\'--config "$UNSET"\' ran with the defaults,
   }
 });
 
+test("--no- before an option that takes a value says so (it was an 'unknown option' while --help lists the option)", () => {
+  const T = defineOptions({
+    lr: { type: 'number', help: 'lr' },
+    order: { type: 'string', choices: ['raster', 'semantic'], help: 'order' },
+    blur: { type: 'boolean', default: true, help: 'blur' },
+  });
+  for (const [flag, key, takes] of [
+    ['--no-lr', 'lr', '--lr takes a value \\(<number>\\)'],
+    ['--no-order', 'order', '--order takes a value \\(<raster\\|semantic>\\)'],
+  ]) {
+    assert.throws(
+      () => parseArgv([flag], T),
+      (e: unknown) =>
+        e instanceof OptionError && e.key === key && new RegExp(`^option ${flag}: ${takes}, and only on/off options have a --no- form`).test(e.flagMessage),
+      flag,
+    );
+  }
+  assert.equal(parseArgv(['--no-blur'], T).options.blur, false);
+  assert.throws(() => parseArgv(['--no-bogus'], T), /unknown option/);
+});
+
 test("a value that starts with '--' is refused: '--out-dir --no-resume' named a folder '--no-resume'", () => {
   const T = defineOptions({ ...TABLE, outDir: { type: 'string', default: 'runs', help: 'out' } });
   assert.throws(() => parseArgv(['--out-dir', '--no-fast'], T), /option 'outDir': expects a value, got the flag --no-fast/);
