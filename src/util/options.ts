@@ -145,10 +145,19 @@ type Spelling = 'flag' | 'key';
  * away) and, unless `typed` on the command line (then --help lists them), the `known` options.
  */
 function unknownOption(key: string, known: readonly string[], spelling: Spelling, typed?: string): OptionError {
-  const meant = Object.hasOwn(AUTHORS_NAMES, key) && known.includes(AUTHORS_NAMES[key]) ? AUTHORS_NAMES[key] : closest(kebab(key).toLowerCase(), known, kebab);
+  const meant =
+    Object.hasOwn(AUTHORS_NAMES, key) && known.includes(AUTHORS_NAMES[key])
+      ? AUTHORS_NAMES[key]
+      : (closest(kebab(key).toLowerCase(), known, kebab) ?? wordOf(kebab(key).toLowerCase(), known));
   const hint = meant ? `; did you mean ${spelling === 'flag' ? `--${kebab(meant)}` : `'${meant}'`}?` : '';
   const list = typed ? '(see --help)' : `(known: ${known.map((k) => (spelling === 'flag' ? kebab(k) : k)).join(', ')})`;
   return new OptionError(key, `unknown option${hint} ${list}`, typed);
+}
+
+/** The one option whose name starts or ends with the word `typed` ('warmup' is warmup-epochs, 'workers' num-workers), if only one does. */
+function wordOf(typed: string, known: readonly string[]): string | undefined {
+  const named = known.filter((k) => kebab(k).startsWith(`${typed}-`) || kebab(k).endsWith(`-${typed}`));
+  return named.length === 1 ? named[0] : undefined;
 }
 
 /** The candidate a typo away from `typed` (at most one edit per four letters), if any. */

@@ -124,6 +124,28 @@ test("--no- before an option that takes a value says so (it was an 'unknown opti
   assert.throws(() => parseArgv(['--no-bogus'], T), /unknown option/);
 });
 
+test("an unknown flag that is one word of one option's name is answered with it ('--warmup' → --warmup-epochs; it got no hint)", async () => {
+  const { commands } = await import('../../src/cli/commands');
+  for (const [name, flag, meant] of [
+    ['pretrain', '--warmup', '--warmup-epochs'],
+    ['pretrain', '--workers', '--num-workers'],
+    ['pretrain', '--out', '--out-dir'],
+    ['pretrain', '--data', '--data-path'],
+    ['knn', '--batch-size', '--eval-batch-size'],
+  ]) {
+    assert.throws(
+      () => commands[name].parse([flag, '1']),
+      (e: unknown) => e instanceof OptionError && e.flagMessage === `option ${flag}: unknown option; did you mean ${meant}? (see --help)`,
+      `${name} ${flag}`,
+    );
+  }
+  // a word of several options' names names none of them
+  assert.throws(
+    () => commands.pretrain.parse(['--size', '1']),
+    (e: unknown) => e instanceof OptionError && e.flagMessage === 'option --size: unknown option (see --help)',
+  );
+});
+
 test("a value that starts with '--' is refused: '--out-dir --no-resume' named a folder '--no-resume'", () => {
   const T = defineOptions({ ...TABLE, outDir: { type: 'string', default: 'runs', help: 'out' } });
   assert.throws(() => parseArgv(['--out-dir', '--no-fast'], T), /option 'outDir': expects a value, got the flag --no-fast/);
