@@ -146,6 +146,12 @@ test("an unknown flag that is one word of one option's name is answered with it 
   );
 });
 
+test('a flag given twice takes its last value, as README says (flags appended to a command line override the earlier ones)', () => {
+  assert.equal(resolveOptions(TABLE, parseArgv(['--seed', '1', '--seed=2'], TABLE).options).seed, 2);
+  assert.equal(resolveOptions(TABLE, parseArgv(['--fast', '--no-fast'], TABLE).options).fast, false);
+  assert.equal(resolveOptions(TABLE, parseArgv(['--no-fast', '--fast'], TABLE).options).fast, true);
+});
+
 test("a value that starts with '--' is refused: '--out-dir --no-resume' named a folder '--no-resume'", () => {
   const T = defineOptions({ ...TABLE, outDir: { type: 'string', default: 'runs', help: 'out' } });
   assert.throws(() => parseArgv(['--out-dir', '--no-fast'], T), /option 'outDir': expects a value, got the flag --no-fast/);
