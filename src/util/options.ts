@@ -332,6 +332,7 @@ export function parseArgv(argv: string[], table: OptionTable): { options: Record
     const negatedSpec = negated !== undefined && !specOf(table, k) ? specOf(table, negated) : undefined;
     if (negatedSpec?.type === 'boolean') {
       options[negated!] = v === undefined ? false : !coerce(negated!, negatedSpec, v);
+      typedAs.set(negated!, typed); // an error about it names --no-attention, as typed, not --attention
       continue;
     }
     // '--no-lr' was an 'unknown option' while --help lists --lr

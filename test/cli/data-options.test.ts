@@ -278,6 +278,11 @@ test('figure options of a report without --images, export --no-attention but for
       (e: unknown) => e instanceof OptionError && e.key === key && message.test(e.message),
       `${name} ${argv.join(' ')}`,
     );
+  // named as typed: --no-attention, not --attention
+  assert.throws(
+    () => commands.export.parse(['--checkpoint', 'run', '--out', 'enc', '--no-attention']),
+    (e: unknown) => e instanceof OptionError && e.flagMessage.startsWith('option --no-attention: --no-attention is for --format onnx'),
+  );
   // where they apply, or at their defaults, they pass
   for (const [name, argv] of [
     ['report', ['run', '--images', 'a.png', '--checkpoint', 'c', '--viz-out', 'figures', '--orders', 'raster', '--max-images', '4']],
