@@ -162,7 +162,9 @@ export abstract class Optimizer<H extends BaseHyper> {
       params.set(name, p);
     }
     const { params: _ignored, ...rest } = spec;
-    const group = { ...this.defaults, lrScale: 1, ...withoutUndefined(rest), params: [...params] } as ParamGroup<H>;
+    // array-valued defaults (AdamW's betas) copied: a group's, changed in place, must not change the defaults or other groups
+    const defaults = Object.fromEntries(Object.entries(this.defaults).map(([k, v]) => [k, Array.isArray(v) ? [...v] : v]));
+    const group = { ...defaults, lrScale: 1, ...withoutUndefined(rest), params: [...params] } as ParamGroup<H>;
     this.validate(group);
     for (const [name, p] of params) this.byName.set(name, p);
     this.paramGroups.push(group);

@@ -107,3 +107,22 @@ test('zeroGrad sets gradients to null, or zeroes them in place', () => {
   opt.dispose();
   w.dispose();
 });
+
+test("AdamW: a group's betas are its own: changing them in place changes neither ADAMW_DEFAULTS nor another group or optimiser", () => {
+  const a = torch.keep(t64([1, 2], true));
+  const b = torch.keep(t64([3, 4], true));
+  const opt = new AdamW([{ params: [['a', a]] }, { params: [['b', b]] }]);
+  const other = new AdamW([['a', a]]);
+  try {
+    opt.paramGroups[0].betas[1] = 0.95;
+    assert.deepEqual(ADAMW_DEFAULTS.betas, [0.9, 0.999]);
+    assert.deepEqual(opt.paramGroups[1].betas, [0.9, 0.999]);
+    assert.deepEqual(other.paramGroups[0].betas, [0.9, 0.999]);
+  } finally {
+    ADAMW_DEFAULTS.betas[1] = 0.999; // (undo the leak, if any, for the tests after this one)
+    opt.dispose();
+    other.dispose();
+    a.dispose();
+    b.dispose();
+  }
+});
