@@ -126,6 +126,14 @@ export abstract class Optimizer<H extends BaseHyper> {
   /** The names of the state tensors a parameter of this group has (e.g. ['exp_avg', 'exp_avg_sq']). */
   protected abstract stateKeys(group: ParamGroup<H>): string[];
 
+  /**
+   * State tensors a parameter of this group may still hold beside stateKeys, from other settings (SGD's
+   * buffer after its momentum was switched off): stateDict gives them, so loadStateDict takes them when present.
+   */
+  protected optionalStateKeys(_group: ParamGroup<H>): string[] {
+    return [];
+  }
+
   /** Checks a group's hyper-parameters; throws RangeError with a clear message. */
   protected validate(group: ParamGroup<H>): void {
     if (!isFiniteNonNegative(group.lr)) throw new RangeError(`${this.typeName}: invalid learning rate ${group.lr}`);
@@ -294,7 +302,7 @@ export abstract class Optimizer<H extends BaseHyper> {
       this.validate(merged);
       return hyper;
     });
-    const expected = new Map<string, { name: string; key: string }>();
+    const expected = new Map<string, { name: string; key: string; optional?: boolean }>();
     const problems: string[] = [];
     for (const [name, s] of Object.entries(meta.state)) {
       const g = groupOf.get(name);
@@ -305,8 +313,9 @@ export abstract class Optimizer<H extends BaseHyper> {
       if (!Number.isInteger(s.step) || s.step < 0) problems.push(`'${name}': invalid step ${s.step}`);
       const merged = { ...g, ...(hypers[this.paramGroups.indexOf(g)] as object) } as ParamGroup<H>;
       for (const key of this.stateKeys(merged)) expected.set(`${key}.${name}`, { name, key });
+      for (const key of this.optionalStateKeys(merged)) expected.set(`${key}.${name}`, { name, key, optional: true });
     }
-    for (const k of expected.keys()) if (!tensors.has(k)) problems.push(`missing tensor '${k}'`);
+    for (const [k, e] of expected) if (!e.optional && !tensors.has(k)) problems.push(`missing tensor '${k}'`);
     for (const [k, t] of tensors) {
       const e = expected.get(k);
       if (!e) {
@@ -325,8 +334,9 @@ export abstract class Optimizer<H extends BaseHyper> {
       const p = this.byName.get(name)!;
       const st: ParamState = { step: s.step, tensors: new Map() };
       const g = groupOf.get(name)!;
-      for (const key of this.stateKeys(g)) {
-        const src = tensors.get(`${key}.${name}`)!;
+      for (const key of [...this.stateKeys(g), ...this.optionalStateKeys(g)]) {
+        const src = tensors.get(`${key}.${name}`);
+        if (!src) continue; // (an optional one the dict does not have)
         st.tensors.set(key, torch.keep(torch.noGrad(() => src.to({ dtype: p.dtype, device: p.device, copy: true }))));
       }
       this.state.set(name, st);

@@ -34,6 +34,11 @@ export class SGD extends Optimizer<SGDHyper> {
     return group.momentum !== 0 ? ['momentum_buffer'] : [];
   }
 
+  /** A buffer kept from before momentum was switched off (used again, as in PyTorch, if it is switched back on). */
+  protected override optionalStateKeys(group: ParamGroup<SGDHyper>): string[] {
+    return group.momentum === 0 ? ['momentum_buffer'] : [];
+  }
+
   protected override validate(g: ParamGroup<SGDHyper>): void {
     super.validate(g);
     if (!isFiniteNonNegative(g.momentum)) throw new RangeError(`SGD: invalid momentum ${g.momentum}`);

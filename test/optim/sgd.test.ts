@@ -41,3 +41,27 @@ test('SGD: a momentum buffer starts as the first update direction even when mome
   opt.dispose();
   w.dispose();
 });
+
+test('SGD: a state dict taken after momentum is switched off loads back (the buffers it still holds go with it)', () => {
+  const w = torch.keep(t64([0, 0], true));
+  const opt = new SGD([['w', w]], { lr: 1, momentum: 0.5 });
+  setGrad(w, [1, 1]);
+  opt.step();
+  opt.paramGroups[0].momentum = 0;
+  opt.step();
+  const sd = opt.stateDict({ clone: true });
+  const w2 = torch.keep(t64([0, 0], true));
+  const other = new SGD([['w', w2]], { lr: 1, momentum: 0.5 });
+  try {
+    other.loadStateDict(sd);
+    assert.equal(other.paramGroups[0].momentum, 0);
+    assert.equal(other.getState('w')!.step, 2);
+    assertClose(other.getState('w')!.tensors.get('momentum_buffer')!, [1, 1], 1e-12, 'the kept buffer');
+  } finally {
+    for (const t of sd.tensors.values()) t.dispose();
+    other.dispose();
+    opt.dispose();
+    w.dispose();
+    w2.dispose();
+  }
+});
