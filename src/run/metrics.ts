@@ -103,15 +103,34 @@ export function lossEnds(path: string): { first: number; last: number } | null {
   return null;
 }
 
+/** Whether a file ends inside a line (a last line no newline ends: a run killed while writing it). */
+function endsMidLine(path: string): boolean {
+  if (!existsSync(path)) return false;
+  const fd = openRegularFile(path);
+  try {
+    const size = fstatSync(fd).size;
+    const last = Buffer.alloc(1);
+    return size > 0 && readSync(fd, last, 0, 1, size - 1) === 1 && last[0] !== 0x0a;
+  } finally {
+    closeSync(fd);
+  }
+}
+
 export class MetricsLog {
+  /** Whether the file may end inside a line that this log did not write (until its first write). */
+  private unchecked = true;
+
   constructor(readonly path: string) {
     makeFolder(dirname(path));
   }
 
-  /** Appends the record with its time; returns the line's record as written. */
+  /** Appends the record with its time, on a line of its own; returns the line's record as written. */
   write<R extends Record<string, unknown>>(record: R): { time: string } & R {
     const line = { time: new Date().toISOString(), ...record };
-    appendNoFollow(this.path, JSON.stringify(line) + '\n');
+    // after a cut-short last line the record would be glued to it, and both unreadable
+    const newLine = this.unchecked && endsMidLine(this.path) ? '\n' : '';
+    appendNoFollow(this.path, newLine + JSON.stringify(line) + '\n');
+    this.unchecked = false;
     return line;
   }
 

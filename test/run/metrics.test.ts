@@ -208,3 +208,20 @@ test('has(step, key): a key logged at that step, looked for from the end, whatev
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a record written after a cut-short last line (a run killed mid-line) starts a line of its own', () => {
+  withDir((dir) => {
+    const path = join(dir, 'metrics.jsonl');
+    writeFileSync(path, line({ step: 1, loss: 2 }) + '{"time":"2026-01-01T00:00:00.000Z","st');
+    const log = new MetricsLog(path);
+    assert.equal(log.truncateAfter(1), 0); // (a resume at step 1: the torn line is kept as it is)
+    log.write({ step: 2, loss: 1.5 });
+    log.write({ step: 3, loss: 1 });
+    const r = readMetricsLines(path);
+    assert.deepEqual(
+      r.records.map((x) => x.step),
+      [1, 2, 3],
+    );
+    assert.deepEqual(r.unreadable, [2]);
+  });
+});
