@@ -32,6 +32,8 @@ interface RunOptions {
   weights?: number[];
   /** --epochs (2 without). */
   epochs?: number;
+  /** Batches per epoch (5 without: 2 steps at --accum-iter 2). */
+  batchesPerEpoch?: number;
   /** Gets the seconds the result reports. */
   seconds?: number[];
   /** Gets the first and last loss the result reports. */
@@ -73,10 +75,10 @@ async function run(outDir: string, maxSteps: number, calls: number[][], resume: 
     formerlyGlobal: ['noise'],
     config: o.config ?? { case: 'linear' },
     options: { case: 'accum' },
-    batchesPerEpoch: 5,
+    batchesPerEpoch: o.batchesPerEpoch ?? 5,
     async *batches(epoch: number, start: number, end: number) {
       calls.push([epoch, start, end]);
-      for (let b = start; b < Math.min(5, end); b++) {
+      for (let b = start; b < Math.min(o.batchesPerEpoch ?? 5, end); b++) {
         const x = torch.randn([4, 3], { dtype: 'float64', generator: new torch.Generator(1000 * epoch + b) });
         yield { x, y: x.sum(1, true) };
       }
@@ -307,4 +309,15 @@ test('the progress line shows from the first step, not from the first --log-ever
     lines[lines.length - 1],
     /^pretrain \[#{20}\] 4\/4 \| loss .* \| img\/s .* \| lr .* \| gnorm \d\S* \| epoch 2\.00 \| elapsed \d+:\d\d ETA 0:00$/,
   );
+});
+
+test('a decimal --epochs makes the steps it names, not one more from the binary rounding of epochs × steps per epoch', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-loop-epochs-'));
+  try {
+    // 50 batches at --accum-iter 2: 25 steps per epoch, and 0.28 × 25 is 7.000000000000001 in binary
+    assert.equal(await run(join(dir, 'a'), 100, [], false, { epochs: 0.28, batchesPerEpoch: 50, checkpointEvery: 100, logEvery: 100 }), 7);
+    assert.equal(await run(join(dir, 'b'), 100, [], false, { epochs: 0.29, batchesPerEpoch: 50, checkpointEvery: 100, logEvery: 100 }), 8);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
