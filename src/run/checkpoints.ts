@@ -9,7 +9,7 @@
 //   metrics) to previous/<run>/ first, so that one folder holds one run;
 // - temporary folders of processes that died while saving (or deleting) a checkpoint are removed when a
 //   run starts; a checkpoint is deleted by moving it out of its name first (a reader sees it whole or gone).
-import { constants, cpSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { constants, cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { NonFiniteTensorError, saveTensors } from '../io';
 import { namesOfDeadProcesses } from '../util/process-alive';
@@ -174,6 +174,9 @@ export class CheckpointManager {
       // a copy-on-write clone where the file system has them (btrfs, XFS: no second copy of the bytes until
       // one side changes, yet an independent file), a plain copy elsewhere
       writing(tmp, () => cpSync(dir, tmp, { recursive: true, mode: constants.COPYFILE_FICLONE }));
+      // the copy on the disk before the old one is deleted: after a power loss a fresh copy's files may be empty
+      for (const f of readdirSync(tmp)) fsyncPath(join(tmp, f));
+      fsyncPath(tmp);
       rmSync(old, { recursive: true, force: true });
       if (existsSync(best)) renameSync(best, old);
       renameSync(tmp, best);

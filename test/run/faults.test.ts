@@ -710,3 +710,33 @@ test('a run killed before its first checkpoint and started again with the same r
   assert.equal(readdirSync(join(dir, 'previous')).length, 2, 'another model: the earlier run is moved aside');
   rmSync(dir, { recursive: true, force: true });
 });
+
+test("a new 'best' is on the disk (its files and folder flushed) before it replaces the old one, which is then deleted", () => {
+  const dir = tmp('best-fsync');
+  const fs = require('node:fs') as typeof import('node:fs');
+  const [open, fsync] = [fs.openSync, fs.fsyncSync];
+  const paths = new Map<number, string>();
+  const flushed: string[] = [];
+  fs.openSync = ((path: string, ...rest: Parameters<typeof open> extends [unknown, ...infer R] ? R : never) => {
+    const fd = open(path, ...rest);
+    paths.set(fd, String(path));
+    return fd;
+  }) as typeof fs.openSync;
+  fs.fsyncSync = ((fd: number) => {
+    flushed.push(paths.get(fd) ?? '?');
+    fsync(fd);
+  }) as typeof fs.fsyncSync;
+  try {
+    const manager = new CheckpointManager(dir);
+    manager.save(1, stepFiles(1), { best: true });
+    manager.save(2, stepFiles(2), { best: true });
+    const copy = join(dir, 'checkpoints', `.tmp-best-${process.pid}`);
+    for (const f of ['model.safetensors', 'optimizer.safetensors', 'state.json', '']) {
+      assert.equal(flushed.filter((p) => p === join(copy, f)).length, 2, `${join(copy, f)} flushed at each of the two saves`);
+    }
+  } finally {
+    fs.openSync = open;
+    fs.fsyncSync = fsync;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
