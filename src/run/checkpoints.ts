@@ -149,6 +149,7 @@ export class CheckpointManager {
       const statePath = join(tmp, 'state.json');
       writing(statePath, () => writeFileSync(statePath, JSON.stringify(state, null, 1)));
       fsyncPath(statePath);
+      fsyncPath(tmp); // (its name in the folder too, before the folder is renamed into place)
       // 'best' first: once the step is in place its state.json records the new best score, and a
       // resumed run would never copy it again
       if (opts.best) this.markBest(tmp);

@@ -711,7 +711,7 @@ test('a run killed before its first checkpoint and started again with the same r
   rmSync(dir, { recursive: true, force: true });
 });
 
-test("a new 'best' is on the disk (its files and folder flushed) before it replaces the old one, which is then deleted", () => {
+test("a checkpoint is on the disk before its rename: the step folder flushed after its state.json, a new 'best' (files and folder) before the old one is deleted", () => {
   const dir = tmp('best-fsync');
   const fs = require('node:fs') as typeof import('node:fs');
   const [open, fsync] = [fs.openSync, fs.fsyncSync];
@@ -730,6 +730,9 @@ test("a new 'best' is on the disk (its files and folder flushed) before it repla
     const manager = new CheckpointManager(dir);
     manager.save(1, stepFiles(1), { best: true });
     manager.save(2, stepFiles(2), { best: true });
+    // the step's state.json, written last, named in its folder on the disk before the folder is renamed into place
+    const stepTmp = join(dir, 'checkpoints', `.tmp-step-00000002-${process.pid}`);
+    assert.ok(flushed.lastIndexOf(stepTmp) > flushed.lastIndexOf(join(stepTmp, 'state.json')), 'the step folder flushed after its state.json');
     const copy = join(dir, 'checkpoints', `.tmp-best-${process.pid}`);
     for (const f of ['model.safetensors', 'optimizer.safetensors', 'state.json', '']) {
       assert.equal(flushed.filter((p) => p === join(copy, f)).length, 2, `${join(copy, f)} flushed at each of the two saves`);
