@@ -127,8 +127,9 @@ export abstract class Optimizer<H extends BaseHyper> {
   protected abstract stateKeys(group: ParamGroup<H>): string[];
 
   /**
-   * State tensors a parameter of this group may still hold beside stateKeys, from other settings (SGD's
-   * buffer after its momentum was switched off): stateDict gives them, so loadStateDict takes them when present.
+   * State tensors a parameter of this group may hold or lack, whatever stateKeys says, after a setting changed
+   * (SGD's buffer, kept when momentum is switched off, made only at the next update when it is switched on):
+   * loadStateDict takes them when a state dict has them and does not ask for them when it has not.
    */
   protected optionalStateKeys(_group: ParamGroup<H>): string[] {
     return [];
@@ -334,7 +335,7 @@ export abstract class Optimizer<H extends BaseHyper> {
       const p = this.byName.get(name)!;
       const st: ParamState = { step: s.step, tensors: new Map() };
       const g = groupOf.get(name)!;
-      for (const key of [...this.stateKeys(g), ...this.optionalStateKeys(g)]) {
+      for (const key of new Set([...this.stateKeys(g), ...this.optionalStateKeys(g)])) {
         const src = tensors.get(`${key}.${name}`);
         if (!src) continue; // (an optional one the dict does not have)
         st.tensors.set(key, torch.keep(torch.noGrad(() => src.to({ dtype: p.dtype, device: p.device, copy: true }))));

@@ -34,9 +34,12 @@ export class SGD extends Optimizer<SGDHyper> {
     return group.momentum !== 0 ? ['momentum_buffer'] : [];
   }
 
-  /** A buffer kept from before momentum was switched off (used again, as in PyTorch, if it is switched back on). */
-  protected override optionalStateKeys(group: ParamGroup<SGDHyper>): string[] {
-    return group.momentum === 0 ? ['momentum_buffer'] : [];
+  /**
+   * A parameter keeps its buffer when momentum is switched off (used again, as in PyTorch, if it comes back),
+   * and one updated before momentum was switched on has none until its next update.
+   */
+  protected override optionalStateKeys(): string[] {
+    return ['momentum_buffer'];
   }
 
   protected override validate(g: ParamGroup<SGDHyper>): void {

@@ -65,3 +65,32 @@ test('SGD: a state dict taken after momentum is switched off loads back (the buf
     w2.dispose();
   }
 });
+
+test('SGD: a state dict taken after momentum is switched on, before the next update, loads back and continues alike', () => {
+  const make = () => {
+    const w = torch.keep(t64([0, 0], true));
+    return { w, opt: new SGD([['w', w]], { lr: 1 }) };
+  };
+  const a = make();
+  setGrad(a.w, [1, 1]);
+  a.opt.step(); // no momentum: no buffer
+  a.opt.paramGroups[0].momentum = 0.5;
+  const sd = a.opt.stateDict({ clone: true });
+  const b = make();
+  try {
+    b.opt.loadStateDict(sd);
+    torch.noGrad(() => b.w.copy_(a.w));
+    for (const { w, opt } of [a, b]) {
+      setGrad(w, [1, 1]);
+      opt.step(); // the buffer starts as this update direction
+      opt.step();
+    }
+    assertClose(b.w, Array.from(a.w.toFloat64Array()), 1e-12, 'w after the same steps');
+  } finally {
+    for (const t of sd.tensors.values()) t.dispose();
+    for (const { w, opt } of [a, b]) {
+      opt.dispose();
+      w.dispose();
+    }
+  }
+});
