@@ -7,7 +7,7 @@
 import * as torch from '../torch';
 import type { Tensor } from '../torch';
 import type { Module } from '../nn';
-import { fractionalEpoch, minLrProblem, warmupCosine, type BaseHyper, type Optimizer } from '../optim';
+import { fractionalEpoch, minLrProblem, stepsInEpochs, warmupCosine, type BaseHyper, type Optimizer } from '../optim';
 import { Progress, perSecond } from '../run/progress';
 import { StopAgreement } from '../dist/agree';
 import type { ProcessGroup } from '../dist';
@@ -68,7 +68,7 @@ export async function trainHead<B, M extends string>(t: HeadTraining<B, M>, o: H
   }
   const schedule = warmupCosine({ lr: t.lr, minLr: o.minLr ?? 0, warmupEpochs: o.warmupEpochs ?? 0, epochs: o.epochs });
   const epochs = Math.ceil(o.epochs);
-  const totalSteps = Math.max(1, Math.ceil(o.epochs * t.perEpoch));
+  const totalSteps = Math.max(1, stepsInEpochs(o.epochs, t.perEpoch));
   const label = o.label === undefined ? t.name : o.label;
   const progress = label === null || (o.group && o.group.rank !== 0) ? null : new Progress(label, totalSteps);
   const history: HeadEpoch<M>[] = [];

@@ -19,6 +19,7 @@ import { jsonDifferences } from '../util/json-diff';
 import type { Precision } from '../run/precision';
 import { writeFileAtomic } from '../util/safe-write';
 import { StopRequest, StoppedBySignal } from '../run/signals';
+import { stepsInEpochs } from '../optim';
 
 export interface StepTiming {
   /** Seconds per optimiser step (median of the timed steps after the warm-up ones). */
@@ -276,12 +277,12 @@ export function planSteps(a: PlanArithmetic): { steps: number; predictedSeconds:
   return { steps: lo, predictedSeconds: a.spentSeconds + r.makespan, shards: r.shards };
 }
 
-/** Epochs that give exactly `steps` steps at `perEpoch` batches per epoch (as the loop counts: ⌈epochs × perEpoch⌉). */
+/** Epochs that give exactly `steps` steps at `perEpoch` batches per epoch (as the loop counts them: stepsInEpochs). */
 export function epochsForSteps(steps: number, perEpoch: number): { epochs: number; steps: number } {
   let epochs = Number((steps / perEpoch).toFixed(6));
-  while (Math.ceil(epochs * perEpoch) > steps) epochs = Number((epochs - 1e-6).toFixed(6));
-  while (Math.ceil(epochs * perEpoch) < steps) epochs = Number((epochs + 1e-6).toFixed(6));
-  return { epochs, steps: Math.ceil(epochs * perEpoch) };
+  while (stepsInEpochs(epochs, perEpoch) > steps) epochs = Number((epochs - 1e-6).toFixed(6));
+  while (stepsInEpochs(epochs, perEpoch) < steps) epochs = Number((epochs + 1e-6).toFixed(6));
+  return { epochs, steps: stepsInEpochs(epochs, perEpoch) };
 }
 
 export function planPath(outDir: string): string {
@@ -290,7 +291,7 @@ export function planPath(outDir: string): string {
 
 /**
  * The stored plan of an ablation folder, checked: the length it sets every run to must be the one it
- * recorded (⌈epochs × batches per epoch⌉ = steps), or a hand-edited plan would train another length
+ * recorded (stepsInEpochs(epochs, batches per epoch) = steps), or a hand-edited plan would train another length
  * than its reports say.
  */
 export function readPlan(outDir: string): AblationPlan | null {
@@ -304,7 +305,7 @@ export function readPlan(outDir: string): AblationPlan | null {
   }
   if (!(typeof plan.warmupEpochs === 'number' && plan.warmupEpochs >= 0 && plan.warmupEpochs < plan.epochs))
     throw new Error(`${p}: 'warmupEpochs' is ${JSON.stringify(plan.warmupEpochs)}, not in [0, epochs)`);
-  if (Math.ceil(plan.epochs * plan.batchesPerEpoch) !== plan.steps)
+  if (stepsInEpochs(plan.epochs, plan.batchesPerEpoch) !== plan.steps)
     throw new Error(`${p}: ${plan.epochs} epochs of ${plan.batchesPerEpoch} batches are not its ${plan.steps} steps (was it edited?)`);
   return plan;
 }

@@ -90,6 +90,14 @@ export function stepLr(o: StepLrOptions): LrSchedule {
   };
 }
 
+/**
+ * The steps `epochs` epochs of `perEpoch` steps make: ⌈epochs × perEpoch⌉, the product taken to 12 digits
+ * first (a decimal epoch count times an integer is not exact in binary: 0.28 × 25 = 7.000000000000001 made 8).
+ */
+export function stepsInEpochs(epochs: number, perEpoch: number): number {
+  return Math.ceil(Number((epochs * perEpoch).toPrecision(12)));
+}
+
 /** The fractional epoch of an iteration: epoch + iteration / iterationsPerEpoch (MAE's data_iter_step / len(loader) + epoch). */
 export function fractionalEpoch(epoch: number, iteration: number, iterationsPerEpoch: number): number {
   if (!(iterationsPerEpoch > 0)) throw new RangeError(`fractionalEpoch: iterationsPerEpoch must be positive, got ${iterationsPerEpoch}`);

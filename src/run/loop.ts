@@ -11,7 +11,7 @@
 // alone writes metrics, progress and checkpoints.
 import * as torch from '../torch';
 import { Tensor } from '../torch';
-import { GradScaler, Optimizer, BaseHyper, fractionalEpoch } from '../optim';
+import { GradScaler, Optimizer, BaseHyper, fractionalEpoch, stepsInEpochs } from '../optim';
 import { Module, setBatchSlice } from '../nn';
 import { EMA } from './ema';
 import { optimizerStep } from './optimizer-step';
@@ -233,9 +233,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
   if (perEpoch < 1) throw new Error(`the data gives ${job.batchesPerEpoch} batches per epoch, fewer than --accum-iter ${accum}`);
   if (job.forwardBackward && (accum !== 1 || scaler))
     throw new Error('a job that runs its own forward and backward (CUDA graphs) needs --accum-iter 1 and no fp16 loss scaling');
-  // (to 12 digits first: a decimal --epochs times the steps per epoch is not exact in binary, and
-  // 0.28 × 25 = 7.000000000000001 made 8 steps)
-  const plannedSteps = Math.ceil(Number((run.epochs * perEpoch).toPrecision(12)));
+  const plannedSteps = stepsInEpochs(run.epochs, perEpoch);
   const totalSteps = Math.min(plannedSteps, run.maxSteps ?? Infinity);
   /** The epochs `step` steps make, as onFinish reports them (4 decimals). */
   const epochsAt = (step: number) => Number((step / perEpoch).toFixed(4));

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as torch from '../../src/torch';
-import { SGD, constantLr, fractionalEpoch, minLrProblem, scaleLr, stepLr, warmupCosine } from '../../src/optim';
+import { SGD, constantLr, fractionalEpoch, minLrProblem, scaleLr, stepLr, stepsInEpochs, warmupCosine } from '../../src/optim';
 import { assertClose, golden, t64 } from './helpers';
 
 interface CosineSpec {
@@ -84,4 +84,20 @@ test("setLr applies each group's lrScale (layer-wise decay)", () => {
   opt.dispose();
   a.dispose();
   b.dispose();
+});
+
+test('stepsInEpochs: the steps a decimal epoch count names, where the binary product lands just above them; a part step is a step', () => {
+  assert.equal(0.28 * 25, 7.000000000000001);
+  assert.equal(stepsInEpochs(0.28, 25), 7, 'not 8');
+  assert.equal(stepsInEpochs(0.29, 25), 8, '7.25 steps: the part step is trained');
+  assert.equal(stepsInEpochs(100, 1251), 125100);
+  assert.equal(stepsInEpochs(1e-6, 3), 1);
+  // the linear probe's head training and the ablation plan count as the loop does
+  for (const [e, n] of [
+    [0.07, 100],
+    [0.57, 100],
+    [1.1, 10],
+    [2.3, 30],
+  ] as const)
+    assert.equal(stepsInEpochs(e, n), Math.round(e * n), `${e} × ${n}`);
 });
