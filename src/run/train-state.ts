@@ -82,7 +82,7 @@ export class LossWindow {
 
   /** Whether every loss so far was finite (reads the device). */
   finite(): boolean {
-    return this.allFinite.item() as unknown as boolean;
+    return this.allFinite.item() === 1;
   }
 
   /** The losses not yet written to the metrics: their sum (as the device holds it) and count (reads the device). */
@@ -533,14 +533,15 @@ export class TrainState {
     }
   }
 
-  /**
-   * Writes the metrics window (nothing when it is empty); false when the loss became NaN/Inf.
-   * Data-parallel: the loss is the mean over the ranks, the rate their sum; every rank returns the same.
-   */
+  /** The gradient norm of `step`, for the metrics line of that step. */
   setGradNorm(value: number, step: number): void {
     this.gradNorm = { value, step };
   }
 
+  /**
+   * Writes the metrics window (nothing when it is empty); false when the loss became NaN/Inf.
+   * Data-parallel: the loss is the mean over the ranks, the rate their sum; every rank returns the same.
+   */
   async flushMetrics(fractionalEpoch: number): Promise<boolean> {
     if (this.window.count === 0) return true;
     let finite = this.window.finite();
