@@ -291,6 +291,10 @@ export class DataLoader implements AsyncIterable<Batch> {
     if (this.closed) throw new Error('DataLoader: closed');
     checkEpoch(epoch, 'DataLoader');
     if (this.active) throw new Error('DataLoader: an epoch is already being iterated (finish or break it first)');
+    // checked before the loader moves on: a refused start leaves the epoch and the last summary as they were
+    const startSample = this.startSample(start);
+    const plan = this.plan(startSample);
+    const end = endBatch(start, 'DataLoader');
     this.active = true;
     this.epoch = epoch + 1;
     const gen = ++this.gen;
@@ -300,12 +304,10 @@ export class DataLoader implements AsyncIterable<Batch> {
     let samples = 0;
     let complete = false;
     try {
-      const startSample = this.startSample(start);
-      const plan = this.plan(startSample);
       await this.prepare(gen);
       const order = this.order(epoch);
       const first = Math.floor(startSample / plan.globalBatch);
-      const nb = Math.max(0, Math.min(plan.count, endBatch(start, 'DataLoader') - first));
+      const nb = Math.max(0, Math.min(plan.count, end - first));
       const rank = this.worldSize > 1 ? this.rank : undefined;
       // batch j of the epoch (first <= j < first + nb)
       const task = (j: number): BatchTask => ({ epoch, batch: j, rank, indices: sliceWrapped(order, ...plan.range(j - first)) });

@@ -18,6 +18,7 @@ import {
   makeEvalData,
   makeTrainData,
   type Batch,
+  type EpochStart,
   type LabelledData,
   type LoaderOptions,
   type TrainData,
@@ -116,6 +117,30 @@ test('an epoch started at a later batch (a resumed run) gives the same batches f
         assert.deepEqual(b.indices, whole[i + 3].indices, `${workers} workers, batch ${i + 3}`);
         assert.deepEqual(b.images, whole[i + 3].images, `${workers} workers, batch ${i + 3}`);
       });
+    } finally {
+      await loader.close();
+    }
+  }
+});
+
+test('an invalid epoch start is refused before the loader moves on: the epoch and the last summary stay as they were', async () => {
+  const ds = syntheticObjects({ size: 16, count: 20 });
+  for (const workers of [0, 1]) {
+    const loader = new DataLoader(ds, { batchSize: 8, workers });
+    try {
+      const refused: Array<[EpochStart, RegExp]> = [
+        [{ batch: -1 }, /start batch must be an integer >= 0, got -1/],
+        [{ batch: 1, sample: 8 }, /not both/],
+        [{ sample: 21 }, /start sample 21 is outside the epoch/],
+        [{ end: -1 }, /end batch must be an integer >= 0, got -1/],
+      ];
+      for (const [start, message] of refused) {
+        await assert.rejects(loader.iterate(0, start).next(), message);
+        assert.equal(loader.epoch, 0, `${workers} workers, ${JSON.stringify(start)}`);
+        assert.equal(loader.lastSummary, null, `${workers} workers, ${JSON.stringify(start)}`);
+      }
+      assert.equal((await collect(loader)).length, 3);
+      assert.equal(loader.lastSummary!.epoch, 0);
     } finally {
       await loader.close();
     }

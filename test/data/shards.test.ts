@@ -32,6 +32,7 @@ import {
   normalize,
   Rng,
   type Batch,
+  type EpochStart,
   type ShardLoaderOptions,
 } from '../../src/data';
 import { pack as tarPack } from 'tar-stream';
@@ -409,6 +410,29 @@ test('the ShardLoader refuses invalid shared options as the DataLoader does (one
     assert.equal((await collect(loader.iterate(0))).length, 6);
   } finally {
     await loader.close();
+  }
+});
+
+test('an invalid epoch start is refused before the ShardLoader moves on: the epoch and the last summary stay as they were', async () => {
+  const sd = shardDataset(pattern, { onWarning: () => {} });
+  for (const workers of [0, 1]) {
+    const loader = new ShardLoader(sd, { batchSize: 4, workers, transforms: tf, shuffleBuffer: 4 });
+    try {
+      const refused: Array<[EpochStart, RegExp]> = [
+        [{ batch: -1 }, /start must be >= 0, got -1/],
+        [{ batch: 1, sample: 4 }, /not both/],
+        [{ end: -1 }, /end batch must be an integer >= 0, got -1/],
+      ];
+      for (const [start, message] of refused) {
+        await assert.rejects(loader.iterate(0, start).next(), message);
+        assert.equal(loader.epoch, 0, `${workers} workers, ${JSON.stringify(start)}`);
+        assert.equal(loader.lastSummary, null, `${workers} workers, ${JSON.stringify(start)}`);
+      }
+      assert.equal((await collect(loader)).length, 6);
+      assert.equal(loader.lastSummary!.epoch, 0);
+    } finally {
+      await loader.close();
+    }
   }
 });
 

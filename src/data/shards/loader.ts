@@ -190,6 +190,11 @@ export class ShardLoader implements AsyncIterable<Batch> {
     if (this.closed) throw new Error('ShardLoader: closed');
     checkEpoch(epoch, 'ShardLoader');
     if (this.active) throw new Error('ShardLoader: an epoch is already being iterated (finish or break it first)');
+    // checked before the loader moves on: a refused start leaves the epoch and the last summary as they were
+    const plan = this.plan(epoch);
+    const end = Math.min(plan.count, endBatch(start, 'ShardLoader'));
+    const endsEarly = end < plan.count;
+    const first = this.startBatch(start, end);
     this.active = true;
     this.epoch = epoch + 1;
     const gen = ++this.gen;
@@ -198,12 +203,7 @@ export class ShardLoader implements AsyncIterable<Batch> {
     let batches = 0;
     let samples = 0;
     let complete = false;
-    let endsEarly = false;
     try {
-      const plan = this.plan(epoch);
-      const end = Math.min(plan.count, endBatch(start, 'ShardLoader'));
-      endsEarly = end < plan.count;
-      const first = this.startBatch(start, end);
       const task = (w: number): EpochTask => ({
         epoch,
         segments: plan.pieces[w].segments,
