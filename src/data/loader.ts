@@ -78,7 +78,7 @@ export interface LoaderOptions {
   alphaBackground?: 'black' | 'white' | number;
   /** Keep workers between epochs (default true; idle workers never keep the process alive). */
   persistentWorkers?: boolean;
-  /** Replacement attempts for one slot before the loader gives up (default 50). */
+  /** Unusable samples in a row for one slot, its own included, before the loader gives up (default 50; 0 and 1: no replacement). */
   maxReplacements?: number;
   /**
    * Put another sample in place of an unusable one (default true: training keeps its batch size).

@@ -575,6 +575,36 @@ function writeTar(path: string, members: [string, Buffer | string | number][]): 
   return starts;
 }
 
+test('maxReplacements counts unusable samples in a row as the DataLoader does: 2 gives up on the second unusable one, 3 takes the third', async () => {
+  const dir = join(root, 'replacements');
+  const img = await encode(picture(12, 10, 1), 12, 10, 3, 'jpeg');
+  writeTar(join(dir, 'shard-000000.tar'), [
+    ['b0.jpg', 'not a jpeg'],
+    ['b0.cls', '0'],
+    ['b1.jpg', 'not a jpeg'],
+    ['b1.cls', '0'],
+    ['ok2.jpg', img],
+    ['ok2.cls', '0'],
+    ['ok3.jpg', img],
+    ['ok3.cls', '0'],
+  ]);
+  const ds = shardDataset(dir, { onWarning: () => {} });
+  const opts = { batchSize: 4, workers: 0, transforms: tf, shuffleBuffer: 1, shuffle: false, onWarning: () => {} };
+  const two = new ShardLoader(ds, { ...opts, maxReplacements: 2 });
+  try {
+    await assert.rejects(collect(two.iterate(0)), /no usable sample to replace shard-000000\.tar:b0 \(last: shard-000000\.tar:b1: /);
+  } finally {
+    await two.close();
+  }
+  const three = new ShardLoader(ds, { ...opts, maxReplacements: 3 });
+  try {
+    const [batch] = await collect(three.iterate(0));
+    assert.deepEqual([...batch.standIns], [0, 1]);
+  } finally {
+    await three.close();
+  }
+});
+
 test('labels: a class index of 2^20 or more is a label error of that sample; no per-class table is sized by it', async () => {
   const dir = join(root, 'labels');
   const shard = join(dir, 'shard-000000.tar');

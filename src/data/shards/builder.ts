@@ -109,7 +109,8 @@ export class ShardBatchBuilder {
 
   private async replace(failed: StreamItem, out: Float32Array | Uint8Array, offset: number, skipped: SkipRecord[]): Promise<StreamItem> {
     const { cfg } = this;
-    for (let attempt = 1; attempt <= cfg.maxReplacements; attempt++) {
+    // maxReplacements counts the unusable sample itself, as the DataLoader's does: that many unusable in a row give up
+    for (let attempt = 1; attempt < cfg.maxReplacements; attempt++) {
       const cand = this.ring.length
         ? this.ring[new Rng(cfg.seed, 'replace', this.task!.epoch, failed.index, attempt).int(this.ring.length)]
         : await this.goodAhead();
