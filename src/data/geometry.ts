@@ -11,7 +11,7 @@ import type { TransformSpec } from './transforms';
 /** A plan is what the resampler executes: source rectangle → output size, readable pixels, mirroring. */
 export type Plan = ResampleSpec;
 
-/** Python's round(): halves go to the even neighbour (as torchvision's center_crop uses). */
+/** Python's round(): halves go to the even neighbour (as torchvision's center_crop and RandomResizedCrop use). */
 function roundHalfEven(v: number): number {
   const f = Math.floor(v);
   const d = v - f;
@@ -68,8 +68,8 @@ export function rrcParams(
     // MAE's util/crop.py get_params: one draw, clipped to the image
     const target = area * rng.uniform(scale[0], scale[1]);
     const ar = Math.exp(rng.uniform(logLo, logHi));
-    const w = Math.max(1, Math.min(Math.round(Math.sqrt(target * ar)), width));
-    const h = Math.max(1, Math.min(Math.round(Math.sqrt(target / ar)), height));
+    const w = Math.max(1, Math.min(roundHalfEven(Math.sqrt(target * ar)), width));
+    const h = Math.max(1, Math.min(roundHalfEven(Math.sqrt(target / ar)), height));
     const top = rng.int(height - h + 1);
     const left = rng.int(width - w + 1);
     return [top, left, h, w];
@@ -77,8 +77,8 @@ export function rrcParams(
   for (let attempt = 0; attempt < 10; attempt++) {
     const target = area * rng.uniform(scale[0], scale[1]);
     const ar = Math.exp(rng.uniform(logLo, logHi));
-    const w = Math.round(Math.sqrt(target * ar));
-    const h = Math.round(Math.sqrt(target / ar));
+    const w = roundHalfEven(Math.sqrt(target * ar));
+    const h = roundHalfEven(Math.sqrt(target / ar));
     if (w > 0 && w <= width && h > 0 && h <= height) {
       const top = rng.int(height - h + 1);
       const left = rng.int(width - w + 1);
@@ -91,10 +91,10 @@ export function rrcParams(
   let h: number;
   if (inRatio < Math.min(ratio[0], ratio[1])) {
     w = width;
-    h = Math.round(w / Math.min(ratio[0], ratio[1]));
+    h = roundHalfEven(w / Math.min(ratio[0], ratio[1]));
   } else if (inRatio > Math.max(ratio[0], ratio[1])) {
     h = height;
-    w = Math.round(h * Math.max(ratio[0], ratio[1]));
+    w = roundHalfEven(h * Math.max(ratio[0], ratio[1]));
   } else {
     w = width;
     h = height;

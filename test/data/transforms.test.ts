@@ -160,6 +160,9 @@ test('RandomResizedCrop parameters follow torchvision and crops stay inside the 
   // impossible scale → central fallback with clamped ratio
   const [t, l, h, w] = rrcParams(100, 10, [1, 1], [1, 1], new Rng(0));
   assert.deepEqual([t, l, h, w], [0, 45, 10, 10]);
+  // the fallback rounds as torchvision's int(round(...)), halves to even: 1 / 0.4 = 2.5 → 2, 1 × 2.5 → 2 (not 3)
+  assert.deepEqual(rrcParams(1, 100, [1, 1], [0.4, 0.4], new Rng(0)), [49, 0, 2, 1]);
+  assert.deepEqual(rrcParams(100, 1, [1, 1], [2.5, 2.5], new Rng(0)), [0, 49, 1, 2]);
 });
 
 test("MAE's linear-probe crop (util/crop.py): one draw clipped to the image, where torchvision's falls back to a central crop", () => {
