@@ -4,6 +4,7 @@
 
 import type { Rng } from './rng';
 import type { RandomErasingSpec } from './transforms';
+import { roundHalfEven } from './geometry';
 
 /** Erases up to `count` rectangles of the 3×h×w sample at `offset`; returns how many were erased. */
 export function randomErase(out: Float32Array | Uint8Array, offset: number, w: number, h: number, spec: RandomErasingSpec, rng: Rng): number {
@@ -17,8 +18,8 @@ export function randomErase(out: Float32Array | Uint8Array, offset: number, w: n
     for (let attempt = 0; attempt < 10; attempt++) {
       const target = (rng.uniform(spec.scale[0], spec.scale[1]) * area) / spec.count;
       const ar = Math.exp(rng.uniform(logLo, logHi));
-      const eh = Math.round(Math.sqrt(target * ar));
-      const ew = Math.round(Math.sqrt(target / ar));
+      const eh = roundHalfEven(Math.sqrt(target * ar));
+      const ew = roundHalfEven(Math.sqrt(target / ar));
       if (ew < w && eh < h && ew > 0 && eh > 0) {
         const top = rng.int(h - eh + 1);
         const left = rng.int(w - ew + 1);

@@ -11,8 +11,8 @@ import type { TransformSpec } from './transforms';
 /** A plan is what the resampler executes: source rectangle → output size, readable pixels, mirroring. */
 export type Plan = ResampleSpec;
 
-/** Python's round(): halves go to the even neighbour (as torchvision's center_crop and RandomResizedCrop use). */
-function roundHalfEven(v: number): number {
+/** Python's round(): halves go to the even neighbour (as torchvision's center_crop and RandomResizedCrop, and timm's RandomErasing, use). */
+export function roundHalfEven(v: number): number {
   const f = Math.floor(v);
   const d = v - f;
   if (d > 0.5) return f + 1;

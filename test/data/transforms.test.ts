@@ -514,6 +514,10 @@ test("random erasing as timm's: an area divided among `count` regions, regions s
   const whole = new Float32Array(3 * 64).fill(5);
   assert.equal(randomErase(whole, 0, 8, 8, randomErasing({ p: 1, scale: [1, 1], ratio: [1, 1] }), new Rng(0)), 0);
   assert.ok(whole.every((v) => v === 5));
+  // sides rounded as timm's int(round(...)), halves to even: √(0.0625 · 10 · 10) = 2.5 → a 2×2 region, not 3×3
+  const half = new Float32Array(3 * 100).fill(5);
+  assert.equal(randomErase(half, 0, 10, 10, randomErasing({ p: 1, scale: [0.0625, 0.0625], ratio: [1, 1], mode: 'const' }), new Rng(0)), 1);
+  assert.equal(half.subarray(0, 100).filter((v) => v === 0).length, 4);
   // 'rand': one normal value per channel over the region (timm's _get_pixels with rand_color)
   const r = new Float32Array(3 * 256).fill(5);
   assert.equal(randomErase(r, 0, 16, 16, randomErasing({ p: 1, scale: [0.25, 0.25], ratio: [1, 1], mode: 'rand' }), new Rng(1)), 1);
