@@ -393,6 +393,18 @@ test('a sample index outside the dataset is a RangeError from label, name and sa
   assert.equal(synthetic.sample(9).label, synthetic.label(9));
 });
 
+test('synthetic objects refuse a size, count, class count or seed that is not an integer (count 10.5 gave a dataset of length 10.5, classes 2.5 labels of 1.5, seed 0.5 the images of seed 0)', () => {
+  const refused: Array<[Parameters<typeof syntheticConfig>[0], RegExp]> = [
+    [{ count: 10.5 }, /^synthetic objects: count must be an integer >= 1, got 10\.5$/],
+    [{ classes: 2.5 }, /^synthetic objects: classes must be an integer in 2\.\.10, got 2\.5$/],
+    [{ size: 8.5 }, /^synthetic objects: size must be integers of at least 8, got 8\.5x8\.5$/],
+    [{ size: [16, 12.5] }, /^synthetic objects: size must be integers of at least 8, got 16x12\.5$/],
+    [{ seed: 0.5 }, /^synthetic objects: seed must be an integer, got 0\.5$/],
+  ];
+  for (const [o, message] of refused) assert.throws(() => syntheticObjects(o), { name: 'RangeError', message });
+  assert.equal(syntheticObjects({ size: [16, 12], count: 3, classes: 2, seed: -1 }).length, 3);
+});
+
 test('synthetic objects: object scale and background contrast are options (defaults: large objects, low-contrast texture)', () => {
   const base = { size: 32, count: 200, seed: 4 } as const;
   const def = syntheticConfig(base);

@@ -71,7 +71,7 @@ export interface SyntheticConfig {
 
 /**
  * Resolves {@link SyntheticOptions} with their defaults into a {@link SyntheticConfig}. Throws a RangeError for
- * a size under 8, classes outside 2–10, a count under 1, or an invalid objectScale or backgroundContrast.
+ * a size under 8, classes outside 2–10, a count under 1 (each an integer, as the seed), or an invalid objectScale or backgroundContrast.
  */
 export function syntheticConfig(opts: SyntheticOptions = {}): SyntheticConfig {
   refuseUnknownKeys(opts, Object.keys(SYNTHETIC_OPTION_KEYS));
@@ -79,15 +79,20 @@ export function syntheticConfig(opts: SyntheticOptions = {}): SyntheticConfig {
   const [height, width] = typeof size === 'number' ? [size, size] : [size[0], size[1]];
   const split = opts.split ?? 'train';
   const classes = opts.classes ?? SHAPES.length;
-  if (!(height >= 8 && width >= 8)) throw new RangeError(`synthetic objects: size must be at least 8, got ${height}x${width}`);
-  if (!(classes >= 2 && classes <= SHAPES.length)) throw new RangeError(`synthetic objects: classes must be 2..${SHAPES.length}`);
+  // fractions were taken: count 10.5 gave a dataset of length 10.5, classes 2.5 labels of 1.5, seed 0.5 the images of seed 0
+  if (!(Number.isInteger(height) && Number.isInteger(width) && height >= 8 && width >= 8))
+    throw new RangeError(`synthetic objects: size must be integers of at least 8, got ${height}x${width}`);
+  if (!(Number.isInteger(classes) && classes >= 2 && classes <= SHAPES.length))
+    throw new RangeError(`synthetic objects: classes must be an integer in 2..${SHAPES.length}, got ${classes}`);
   const count = opts.count ?? (split === 'train' ? 10000 : 2000);
-  if (!(count >= 1)) throw new RangeError('synthetic objects: count must be >= 1');
+  if (!(Number.isInteger(count) && count >= 1)) throw new RangeError(`synthetic objects: count must be an integer >= 1, got ${count}`);
+  const seed = opts.seed ?? 0;
+  if (!Number.isInteger(seed)) throw new RangeError(`synthetic objects: seed must be an integer, got ${seed}`);
   const [smin, smax] = opts.objectScale ?? OBJECT_SCALE;
   if (!(smin > 0 && smin <= smax && smax < 0.5)) throw new RangeError(`synthetic objects: objectScale [${smin}, ${smax}] must satisfy 0 < min <= max < 0.5`);
   const backgroundContrast = opts.backgroundContrast ?? BACKGROUND_CONTRAST;
   if (!(backgroundContrast >= 0 && backgroundContrast <= 1)) throw new RangeError('synthetic objects: backgroundContrast must be in [0, 1]');
-  return { height, width, count, seed: opts.seed ?? 0, split, classes, objectScale: [smin, smax], backgroundContrast };
+  return { height, width, count, seed, split, classes, objectScale: [smin, smax], backgroundContrast };
 }
 
 function sampleRng(c: SyntheticConfig, i: number): Rng {
