@@ -103,10 +103,19 @@ function pair(size: Size): [number, number] {
   return s;
 }
 
-/** Resize: a number resizes the short side (keeping aspect), [h, w] resizes exactly. */
+/**
+ * Resize: a number resizes the short side (keeping aspect), [h, w] resizes exactly. Throws a RangeError for a size that
+ * is not a positive integer, or a maxSize (a number size's long-side cap) that is not an integer above it, as torchvision.
+ */
 export function resize(size: Size, opts: { interpolation?: Interpolation; maxSize?: number } = {}): ResizeSpec {
   if (typeof size !== 'number') pair(size);
-  else if (!(size >= 1)) throw new RangeError(`resize: size must be >= 1, got ${size}`);
+  else if (!(size >= 1 && Number.isInteger(size))) throw new RangeError(`resize: size must be >= 1 and an integer, got ${size}`);
+  if (opts.maxSize !== undefined) {
+    // as torchvision's resize refuses them
+    if (typeof size !== 'number') throw new RangeError('resize: maxSize caps the long side of a short-side resize: give the size as one number');
+    if (!(Number.isInteger(opts.maxSize) && opts.maxSize > size))
+      throw new RangeError(`resize: maxSize must be an integer above the size ${size}, got ${opts.maxSize}`);
+  }
   return { op: 'resize', size, interpolation: opts.interpolation ?? 'bilinear', maxSize: opts.maxSize };
 }
 

@@ -280,6 +280,13 @@ test('transform lists and sizes that make no sense are refused', () => {
   }
   assert.throws(() => resize([8, 0]), /transform size must be positive integers/);
   assert.throws(() => resize(0), /resize: size must be >= 1/);
+  // as the crops' sizes: a fractional short side gave a plan of 2.5 columns
+  assert.throws(() => resize(2.5), /resize: size must be >= 1 and an integer, got 2\.5/);
+  // torchvision refuses these max_size values: one not above the short side (64 → 64 shrank the short side), one with [h, w]
+  assert.throws(() => resize(64, { maxSize: 64 }), /resize: maxSize must be an integer above the size 64, got 64/);
+  assert.throws(() => resize(64, { maxSize: 80.5 }), /resize: maxSize must be an integer above the size 64, got 80\.5/);
+  assert.throws(() => resize([8, 8], { maxSize: 80 }), /resize: maxSize caps the long side of a short-side resize: give the size as one number/);
+  assert.equal(resize(64, { maxSize: 65 }).maxSize, 65);
   for (const scale of [
     [0, 1],
     [0.5, 0.2],
