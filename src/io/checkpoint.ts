@@ -8,6 +8,7 @@ import { Tensor } from '../torch';
 import { isJsonObject, jsonBrief } from '../util/json-file';
 import { disposeAll, loadTensors } from './tensors';
 import { notRegular, readRegularFile } from '../util/regular-file';
+import { pathExists } from '../util/path-exists';
 import { sha256File } from './file-sha256';
 import { CheckpointError } from '../util/errors';
 
@@ -48,7 +49,7 @@ export function stepDirName(step: number): string {
 
 /** The step folders under a checkpoints root, newest first (unverified). */
 export function listCheckpoints(root: string): { step: number; dir: string }[] {
-  if (!existsSync(root)) return [];
+  if (!pathExists(root)) return [];
   return readdirSync(root)
     .map((n) => ({ n, m: STEP_DIR.exec(n) }))
     .filter((x) => x.m)
@@ -117,11 +118,11 @@ function stateProblem(s: Record<string, unknown>, training: boolean): string | n
  */
 export function verifyCheckpoint(dir: string, kind: 'training' | 'weights' = 'training'): string | null {
   const statePath = join(dir, 'state.json');
-  if (!existsSync(statePath)) return 'state.json is missing';
   let state: unknown;
   try {
     state = JSON.parse(readRegularFile(statePath, 'utf8'));
   } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 'state.json is missing';
     return `state.json is unreadable (${(e as Error).message})`;
   }
   if (!isJsonObject(state)) return 'state.json is not a JSON object';

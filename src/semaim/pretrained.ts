@@ -14,6 +14,7 @@ import { isJsonObject } from '../util/json-file';
 import { finishInterruptedCommits } from '../util/safe-write';
 import { CheckpointError, checkpointError, withErrorKind } from '../util/errors';
 import { readRegularFile } from '../util/regular-file';
+import { pathExists } from '../util/path-exists';
 import { stderrLine } from '../util/console-line';
 import { checkDevice } from '../torch/check-device';
 import { sparingGlobalRng } from '../torch/global-rng';
@@ -68,12 +69,12 @@ function warnOnce(line: string, onWarning?: (line: string) => void): void {
 }
 
 function findCheckpoint(path: string, o: VerifyOption): string {
-  if (existsSync(path) && statSync(path).isFile()) {
+  if (pathExists(path) && statSync(path).isFile()) {
     throw new Error(
       `${path} is a file: this needs a pre-training run folder or one of its checkpoint folders (an exported encoder has no decoder or run settings)`,
     );
   }
-  if (existsSync(join(path, 'state.json'))) {
+  if (pathExists(join(path, 'state.json'))) {
     const problem = o.verify === false ? null : verifyLive(path);
     if (problem === REMOVED)
       throw new CheckpointError(`checkpoint ${path} ${REMOVED_WHILE_CHECKED}: run again, or name a checkpoint the run keeps`, 'ERR_CHECKPOINT_CHANGED');
@@ -390,7 +391,7 @@ export function resolveEncoder(path: string, o: VerifyOption = {}): EncoderSourc
 }
 
 function findEncoder(path: string, o: VerifyOption): EncoderSource {
-  if (!existsSync(path))
+  if (!pathExists(path))
     throw new Error(`encoder '${path}' does not exist (give a run folder, a checkpoint folder, an exported .safetensors or a torch.save .pth)`);
   if (statSync(path).isDirectory()) {
     return readResolvedCheckpoint(path, o, (dir): EncoderSource => {

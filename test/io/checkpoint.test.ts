@@ -3,12 +3,22 @@
 // file, by verifyCheckpoint and by readCheckpoint alike.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as torch from '../../src/torch';
 import { CheckpointManager } from '../../src/run/checkpoints';
-import { CHECKPOINT_FILES, NonFiniteTensorError, readCheckpoint, sha256File, stepDirName, verifyCheckpoint, type LoadedCheckpoint } from '../../src/io';
+import {
+  CHECKPOINT_FILES,
+  NonFiniteTensorError,
+  listCheckpoints,
+  readCheckpoint,
+  sha256File,
+  stepDirName,
+  verifyCheckpoint,
+  type LoadedCheckpoint,
+} from '../../src/io';
+import { resolveCheckpoint, resolveEncoder } from '../../src/semaim/pretrained';
 import { createHash } from 'node:crypto';
 import { CheckpointError } from '../../src/util/errors';
 
@@ -137,4 +147,20 @@ test('stepDirName pads the step to 8 digits and refuses a step that is not an in
   assert.equal(stepDirName(1234), 'step-00001234');
   for (const bad of [-1, NaN, 1.5, Infinity])
     assert.throws(() => stepDirName(bad), { name: 'RangeError', message: `stepDirName: step must be an integer ≥ 0, got ${bad}` });
+});
+
+test('a path that is there but cannot be looked at (a symbolic-link loop here; EACCES alike) is named with its error, not called missing or absent', () => {
+  const loop = join(root, 'loop');
+  symlinkSync(loop, loop);
+  // a checkpoint folder that is a loop: its state.json is unreadable, not "missing"
+  assert.match(verifyCheckpoint(loop)!, /^state\.json is unreadable \(ELOOP/);
+  // a run folder whose checkpoints/ is a loop: the loop is the error, not "no usable checkpoint (expected a run folder…)"
+  const run = join(root, 'run-with-loop');
+  mkdirSync(run);
+  symlinkSync(join(run, 'checkpoints'), join(run, 'checkpoints'));
+  assert.throws(() => listCheckpoints(join(run, 'checkpoints')), { code: 'ELOOP' });
+  assert.throws(() => resolveCheckpoint(run), /ELOOP.*checkpoints/);
+  // --checkpoint naming the loop itself: not "does not exist"
+  assert.throws(() => resolveCheckpoint(loop), /ELOOP.*loop/);
+  assert.throws(() => resolveEncoder(loop), /ELOOP.*loop/);
 });
