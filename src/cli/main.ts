@@ -1,6 +1,5 @@
 #!/usr/bin/env node
 // The `semaim` command line: one sub-command per job.
-import { commands } from './commands';
 import { errorText } from '../util/error-text';
 import { isWorkerProcess } from '../dist/env';
 import { closest } from '../util/options';
@@ -10,6 +9,8 @@ import { packageVersion } from '../export/assets';
 
 async function main(argv: string[]): Promise<number> {
   stopWhenOutputCloses(); // a run whose output pipe closed (`| head`, a killed launcher) stops after a checkpoint instead of dying
+  // loaded here, not imported at the top: an addon that cannot load ($SEMAIM_ADDON, no build) is then a message, not a stack trace
+  const { commands } = await import('./commands');
   let [name, ...rest] = argv;
   // 'semaim help knn' is 'semaim knn --help' ('semaim help knm' an unknown command, not the list with exit 0)
   if (name === 'help' && rest.length) [name, rest] = [rest[0], ['--help']];

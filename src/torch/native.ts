@@ -1,5 +1,5 @@
 // Loads the libtorch addon. Every other module reaches libtorch through `native`.
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { existsSync, readFileSync } from 'node:fs';
 import type { NativeOps } from './generated/native-ops';
 
@@ -27,21 +27,32 @@ export interface NativeAddon extends NativeOps {
 }
 
 function load(): NativeAddon {
-  const root = join(__dirname, '..', '..', '..');
-  const candidates = [process.env.SEMAIM_ADDON, join(root, 'build', 'Release', 'semaim.node'), join(root, 'build', 'Debug', 'semaim.node')].filter(
-    (p): p is string => !!p,
-  );
-  for (const p of candidates) {
-    if (existsSync(p)) {
-      const addon = require(p) as NativeAddon;
-      addonFile = p;
-      return addon;
-    }
+  const chosen = process.env.SEMAIM_ADDON;
+  if (chosen) {
+    // named: that file or an error, never the build folder's addon in its place (a CPU build for the CUDA one asked for)
+    if (!existsSync(chosen)) throw new Error(`SEMAIM_ADDON=${chosen}: no such file (it names the semaim.node to load; unset it to use the built one)`);
+    return loadAddon(chosen, 'SEMAIM_ADDON=');
   }
+  const root = join(__dirname, '..', '..', '..');
+  const candidates = [join(root, 'build', 'Release', 'semaim.node'), join(root, 'build', 'Debug', 'semaim.node')];
+  const found = candidates.find((p) => existsSync(p));
+  if (found) return loadAddon(found, '');
   throw new Error(
     `semaim native addon not found (looked in ${candidates.join(', ')}). Build it with \`npm run build:native\` ` +
       '(needs libtorch: `apt-get install libtorch-dev libopenblas0-openmp`, $LIBTORCH, or a pip PyTorch).',
   );
+}
+
+/** The addon at `path`, loaded as a shared library whatever its name (require would run any other file as JavaScript). */
+function loadAddon(path: string, named: string): NativeAddon {
+  const module = { exports: {} };
+  try {
+    process.dlopen(module, resolve(path));
+  } catch (e) {
+    throw new Error(`cannot load the semaim addon ${named}${path}: ${(e as Error).message}`, { cause: e });
+  }
+  addonFile = path;
+  return module.exports as NativeAddon;
 }
 
 let addonFile = '';

@@ -4,8 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { availableParallelism } from 'node:os';
-import { existsSync, realpathSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { existsSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { loadedLibtorchFile } from '../../src/torch/native';
 
@@ -38,4 +38,26 @@ test('loadedLibtorchFile reads libtorch_cpu (else libc10) out of a maps text, a 
   assert.equal(loadedLibtorchFile(maps), '/opt/my torch/lib/libtorch_cpu.so');
   assert.equal(loadedLibtorchFile([line('/x/libc10.so.2.1'), line('/x/libc10_cuda.so')].join('\n')), '/x/libc10.so.2.1');
   assert.equal(loadedLibtorchFile(line('/x/libtorch_python.so')), null);
+});
+
+test('SEMAIM_ADDON naming a missing file, or a file that is not an addon, is an error naming it (no stack trace): never the built addon in its place, never run as JavaScript', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-addon-env-'));
+  try {
+    const marker = join(dir, 'ran');
+    const script = join(dir, 'not-an-addon.js');
+    writeFileSync(script, `require('fs').writeFileSync(${JSON.stringify(marker)}, 'ran');`);
+    const run = (addon: string) => spawnSync(process.execPath, [MAIN, 'info'], { encoding: 'utf8', env: { ...process.env, SEMAIM_ADDON: addon } });
+    const missing = run(join(dir, 'cuda', 'semaim.node'));
+    assert.equal(missing.status, 1, missing.stdout);
+    assert.equal(
+      missing.stderr,
+      `semaim: SEMAIM_ADDON=${join(dir, 'cuda', 'semaim.node')}: no such file (it names the semaim.node to load; unset it to use the built one)\n`,
+    );
+    const notAddon = run(script);
+    assert.equal(notAddon.status, 1, notAddon.stdout);
+    assert.match(notAddon.stderr, /^semaim: cannot load the semaim addon SEMAIM_ADDON=.*not-an-addon\.js: .*\n$/);
+    assert.equal(existsSync(marker), false, 'the file was run as JavaScript');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
