@@ -131,7 +131,9 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
         });
         if (o.planOnly) {
           const again = argv.filter((a) => a !== '--plan-only');
-          process.stdout.write(`wrote ${o.outDir}/plan.json (${describePlan(r.plan!).split('\n')[0]}); run:\n  semaim ablate ${again.join(' ')}\n`);
+          process.stdout.write(
+            `wrote ${o.outDir}/plan.json (${describePlan(r.plan!).split('\n')[0]}); run:\n  semaim ablate ${again.map(shellQuote).join(' ')}\n`,
+          );
           return 0;
         }
         if (o.shard !== undefined) {

@@ -1,7 +1,8 @@
 // `semaim export`: the encoder of a checkpoint as timm-compatible safetensors (default), as an
 // ONNX folder (onnxruntime, transformers.js), or as a static web page that runs it in the browser.
 import { existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { shellQuote } from '../util/printable';
 import { OptionError, Options, defineOptions } from '../util/options';
 import { abortOnStopSignals } from '../run/signals';
 import { stderrLine } from '../util/console-line';
@@ -70,7 +71,7 @@ async function writeExport(o: Options<typeof EXPORT_OPTIONS>, signal: AbortSigna
     const r = await exportWeb(o.checkpoint, o.out, { dtype: o.dtype, verify: o.verify, overwrite: o.overwrite, exifOrientation: o.exifOrientation, signal });
     process.stdout.write(
       `wrote ${r.page} with model.onnx (${size(`${r.dir}/model.onnx`)}, ${o.dtype}) and onnxruntime-web ${r.ortVersion}\n` +
-        `  view it over http, e.g.: python3 -m http.server -d ${r.dir}  (then open http://localhost:8000/)\n`,
+        `  view it over http, e.g.: python3 -m http.server -d ${shellQuote(resolve(r.dir))}  (then open http://localhost:8000/)\n`,
     );
   }
 }

@@ -104,3 +104,19 @@ test("pretrain's summary gives the logged loss's change, one number for one metr
   assert.equal(lossChange(NaN, NaN), 'no loss logged');
   assert.equal(lossChange(NaN, Infinity), 'loss Infinity');
 });
+
+test("export --format web: the command it suggests for serving the page gives the shell the folder's path, spaces, quotes and a leading '-' included", () => {
+  for (const name of [`web page 'it's' $HOME`, '-web']) {
+    const r = spawnSync(process.execPath, [CLI, 'export', '--checkpoint', run, '--format', 'web', '--out', name], {
+      cwd: dir,
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
+    assert.equal(r.status, 0, r.stderr);
+    const m = /python3 -m http\.server -d (.*?) {2}\(then open/.exec(r.stdout);
+    assert.ok(m, r.stdout);
+    // the shell reads the argument back as one word, the folder's absolute path (python3 would take '-web' for an option)
+    const word = spawnSync('sh', ['-c', `printf '%s' ${m[1]}`], { encoding: 'utf8' });
+    assert.equal(word.stdout, join(dir, name));
+  }
+});

@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { resolveOptions, OptionError } from '../../src/util/options';
 import { ABLATE_OPTIONS, AblateOptions, parseOrderSpec, parseShard, validateAblate } from '../../src/experiments/ablate-options';
@@ -535,6 +536,53 @@ test('--jobs with --budget-minutes plans from the slowest measuring process of e
     assert.ok(left !== undefined && left > 24.9 && left <= 25, String(left));
   } finally {
     Date.now = realNow;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('--plan-only: the command it prints to run the ablation gives the shell the same arguments (an --out-dir with a space and a quote)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-plan-only-'));
+  try {
+    const args = [
+      '--budget',
+      'small',
+      '--orders',
+      'raster',
+      '--embed-dim',
+      '16',
+      '--depth',
+      '1',
+      '--num-heads',
+      '2',
+      '--decoder-depth',
+      '1',
+      '--img-size',
+      '16',
+    ];
+    args.push('--patch-size', '8', '--batch-size', '8', '--pretrain-limit', '16', '--train-limit', '16', '--test-limit', '8', '--linprobe-epochs', '1');
+    args.push(
+      '--threads',
+      '1',
+      '--num-workers',
+      '0',
+      '--no-baseline',
+      '--pooling',
+      'cls',
+      '--k',
+      '3',
+      '--budget-minutes',
+      '1',
+      '--out-dir',
+      join(dir, "my plan's"),
+    );
+    const main = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
+    const r = spawnSync(process.execPath, [main, 'ablate', ...args, '--plan-only'], { encoding: 'utf8', timeout: 120_000 });
+    assert.equal(r.status, 0, r.stderr);
+    const line = /^ {2}semaim ablate (.*)$/m.exec(r.stdout);
+    assert.ok(line, r.stdout);
+    const words = spawnSync('sh', ['-c', `for a in ${line[1]}; do printf '%s\\n' "$a"; done`], { encoding: 'utf8' });
+    assert.deepEqual(words.stdout.split('\n').slice(0, -1), args);
+  } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });
