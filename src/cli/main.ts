@@ -46,7 +46,23 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`semaim: ${notParallel}\n`);
     return 2;
   }
+  if (!currentFolderExists()) {
+    // every relative path, and Node's path.resolve of any path, needs it: the command failed later with "ENOENT … uv_cwd"
+    process.stderr.write(
+      'semaim: the current folder no longer exists (it was deleted or moved after the shell entered it): cd to an existing folder and run again\n',
+    );
+    return 1;
+  }
   return cmd.run(rest);
+}
+
+function currentFolderExists(): boolean {
+  try {
+    process.cwd(); // Node keeps the answer: a folder deleted later, during the run, no longer matters
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**

@@ -3,7 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const MAIN = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
@@ -73,4 +74,22 @@ test("'semaim help' of an unknown command is refused as the command itself (it p
     assert.equal(r.status, 0, `${arg}: ${r.stderr}`);
     assert.equal(r.stdout, `semaim ${version}\n`, arg);
   }
+});
+
+test('a command started in a folder that was deleted says so (exit 1), not "ENOENT … uv_cwd"', () => {
+  const gone = mkdtempSync(join(tmpdir(), 'semaim-cwd-gone-'));
+  const out = join(tmpdir(), `semaim-cwd-gone-out-${process.pid}`);
+  const r = spawnSync(
+    'sh',
+    ['-c', 'cd "$1" && rmdir "$1" && exec "$2" "$3" knn --checkpoint /nonexistent-run --out-dir "$4"', 'sh', gone, process.execPath, MAIN, out],
+    {
+      encoding: 'utf8',
+    },
+  );
+  assert.equal(r.status, 1, r.stderr);
+  assert.equal(
+    r.stderr,
+    'semaim: the current folder no longer exists (it was deleted or moved after the shell entered it): cd to an existing folder and run again\n',
+  );
+  assert.equal(existsSync(out), false);
 });
