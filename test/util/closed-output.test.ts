@@ -4,6 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
 
 const CLOSED_OUTPUT = require.resolve('../../src/util/closed-output');
 
@@ -30,5 +31,31 @@ setInterval(() => process.stdout.write('x'.repeat(1 << 16)), 2);
     assert.equal(signal, null, `the child hung or died by a signal: ${stderr}`);
     assert.equal(code, 143, stderr);
     assert.match(stderr, /^SIGTERMs: 1$/m, 'later EPIPEs are dropped, not a second SIGTERM (which would exit without the checkpoint)');
+  },
+);
+
+test(
+  'stdout on a full disk (/dev/full): the failed write (ENOSPC) asks for one SIGTERM and says why on stderr, not an exit by the error',
+  { skip: process.platform !== 'linux' },
+  async () => {
+    const script = `
+require(${JSON.stringify(CLOSED_OUTPUT)}).stopWhenOutputCloses();
+let terms = 0;
+process.on('SIGTERM', () => {
+  if (terms++ === 0) setTimeout(() => { process.stderr.write('SIGTERMs: ' + terms + '\\n'); process.exit(143); }, 300);
+});
+setInterval(() => process.stdout.write('progress\\n'), 2);
+`;
+    const full = openSync('/dev/full', 'w');
+    const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', full, 'pipe'] });
+    closeSync(full);
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((done) => child.on('close', (c, s) => done([c, s])));
+    clearTimeout(timer);
+    assert.equal(signal, null, `the child hung or died by a signal: ${stderr}`);
+    assert.equal(code, 143, stderr);
+    assert.match(stderr, /^semaim: cannot write to stdout \(ENOSPC: no space left on device, write\): stopping\nSIGTERMs: 1\n$/);
   },
 );
