@@ -4,8 +4,9 @@
 // evaluations fit. The plan is stored in <out-dir>/plan.json so that a later call (after an
 // interruption, or on a second time-limited machine session) continues with the same recipe.
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { makeFolder } from '../util/make-folder';
+import { namesOfDeadProcesses } from '../util/process-alive';
 import * as torch from '../torch';
 import { PretrainOptions, modelConfigFrom } from '../train/pretrain-options';
 import { pretrain } from '../train/pretrain';
@@ -94,12 +95,23 @@ function randomTrainData(shape: number[], batches: number, seed: number): TrainD
 }
 
 /**
- * Times `warmup + timed` steps of the real pre-training loop on random images (in a temporary folder).
+ * A new scratch folder for a plan's measurements in the ablation's out-dir, `.plan-scratch-<pid>-XXXXXX`
+ * (ones a killed process left are removed first): not in $TMPDIR, which may be missing or read-only, and
+ * be too small for the checkpoint a timed pre-training writes.
+ */
+export function planScratch(outDir: string): string {
+  makeFolder(outDir);
+  for (const name of namesOfDeadProcesses(outDir, /^\.plan-scratch-(\d+)-\w+$/)) rmSync(join(outDir, name), { recursive: true, force: true });
+  return mkdtempSync(join(outDir, `.plan-scratch-${process.pid}-`));
+}
+
+/**
+ * Times `warmup + timed` steps of the real pre-training loop on random images (in a scratch folder in `outDir`, see planScratch).
  * A SIGINT/SIGTERM (or `stop`) during them is a StoppedBySignal: the steps it cut short time nothing,
  * and a plan made from them would be kept for every later call.
  */
-export async function timeSteps(options: PretrainOptions, warmup = 2, timed = 4, stop?: StopRequest): Promise<StepTiming> {
-  const dir = mkdtempSync(join(tmpdir(), 'semaim-plan-'));
+export async function timeSteps(options: PretrainOptions, outDir: string, warmup = 2, timed = 4, stop?: StopRequest): Promise<StepTiming> {
+  const dir = planScratch(outDir);
   const total = warmup + timed;
   const stamps: number[] = [];
   const t0 = performance.now();

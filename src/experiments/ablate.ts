@@ -3,8 +3,8 @@
 // k-NN and a linear probe on cached features; mean ± std over seeds; ablation.md + ablation.json.
 // Finished runs are not repeated: each run folder keeps its evaluation, and an interrupted
 // pre-training continues from its checkpoint.
-import { existsSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
+import { existsSync, renameSync, rmSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import * as torch from '../torch';
 import { PRETRAIN_OPTIONS, PretrainOptions, modelConfigFrom, trainDataRequest, validatePretrain } from '../train/pretrain-options';
@@ -36,6 +36,7 @@ import {
   shardOf,
   timeEvaluation,
   timeSteps,
+  planScratch,
   writePlan,
   describeDiff,
 } from './ablate-plan';
@@ -468,7 +469,7 @@ export async function measureAblation(o: AblateOptions, f: DataFactories, log: (
   const steps: Measurement['steps'] = {};
   for (const row of rows.filter((r) => r !== RANDOM_INIT)) {
     const opts = pretrainOptionsFor(o, recipe, row, o.seed, '/plan');
-    steps[row] = await timeSteps(opts, o.device === 'cpu' ? 2 : 5, o.device === 'cpu' ? 4 : 10, stop);
+    steps[row] = await timeSteps(opts, o.outDir, o.device === 'cpu' ? 2 : 5, o.device === 'cpu' ? 4 : 10, stop);
     log(`  measured '${row}': ${(1000 * steps[row].step).toFixed(0)} ms per step, ${steps[row].startup.toFixed(1)} s per run besides the steps`);
   }
   const opts = pretrainOptionsFor(o, recipe, rows[0] === RANDOM_INIT ? 'raster' : rows[0], o.seed, '/plan');
@@ -497,7 +498,7 @@ async function timeSegprobe(o: AblateOptions, options: PretrainOptions, f: DataF
   if (!segRecipe) return null;
   const t0 = Date.now();
   const seg = await AblationSegprobe.open(segRecipe, f.makeSegData, options.imgSize, o.seed, { evalBatchSize, precision: o.precision }, imageInputOptions(o));
-  const scratch = mkdtempSync(join(tmpdir(), 'semaim-ablate-plan-')); // score() keeps its result there
+  const scratch = planScratch(o.outDir); // score() keeps its result there
   try {
     await seg.score(scratch, o.seed, null, () => randomInitEncoder(options, o.seed, checkDevice(o.device)));
     return (Date.now() - t0) / 1000;

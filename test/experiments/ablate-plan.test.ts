@@ -2,7 +2,7 @@
 // interrupted pre-training, and rows with named similarity tokens.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -583,6 +583,21 @@ test('--plan-only: the command it prints to run the ablation gives the shell the
     const words = spawnSync('sh', ['-c', `for a in ${line[1]}; do printf '%s\\n' "$a"; done`], { encoding: 'utf8' });
     assert.deepEqual(words.stdout.split('\n').slice(0, -1), args);
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("--budget-minutes measures in the out-dir, not $TMPDIR (missing here), and leaves no scratch folder there; a killed planner's is removed", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-plan-scratch-'));
+  const saved = process.env.TMPDIR;
+  try {
+    mkdirSync(join(dir, '.plan-scratch-99999999-abc123')); // a planner killed with SIGKILL (no such process)
+    process.env.TMPDIR = join(dir, 'no-such-tmp');
+    await ablate(options(dir, { epochs: undefined, budgetMinutes: 2, planOnly: true }), memoryFactories(train, testData), { log: () => {} });
+    assert.deepEqual(readdirSync(dir).sort(), ['plan.json']);
+  } finally {
+    if (saved === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = saved;
     rmSync(dir, { recursive: true, force: true });
   }
 });
