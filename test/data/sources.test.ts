@@ -278,6 +278,11 @@ test('CIFAR-10 JPEG archive is extracted once into a cache folder keyed by the a
   // a missing archive is an error although caches exist
   assert.throws(() => cifar10Jpeg({ archive: join(root, 'nope.tar.gz'), cacheDir: cache }), /nope\.tar\.gz not found/);
   assert.throws(() => cifar10Jpeg({ archive: join(root, 'nope.tar.gz'), cacheDir: join(root, 'cache2') }), /nope\.tar\.gz not found/);
+  // a cache folder that cannot be made (read-only $HOME; here under a file, which root cannot write either) names the way out
+  assert.throws(
+    () => cifar10Jpeg({ archive, cacheDir: join(archive, 'cache') }),
+    /^Error: cannot extract .*mini-cifar\.tar\.gz into the data cache .*mini-cifar\.tar\.gz\/cache \(.*ENOTDIR.*\): set SEMAIM_DATA_CACHE to a writable folder$/,
+  );
 });
 
 test('processes extracting the same archive at once keep the first complete folder, which others read already', () => {

@@ -191,10 +191,17 @@ export function extractArchive(archive: string, cacheDir: string, top: string): 
   const target = join(cacheDir, `${top}-${sha256.slice(0, 16)}`);
   const marker = join(target, '.complete');
   if (existsSync(marker)) return target;
-  makeFolder(cacheDir);
-  removeDeadExtractions(cacheDir);
   const tmp = join(cacheDir, `.extract-${process.pid}-${Date.now()}`);
-  makeFolder(tmp);
+  try {
+    makeFolder(cacheDir);
+    removeDeadExtractions(cacheDir);
+    makeFolder(tmp);
+  } catch (e) {
+    // the default cache is under $HOME, which may be read-only (a service account, a container)
+    throw new Error(`cannot extract ${archive} into the data cache ${cacheDir} (${(e as Error).message}): set SEMAIM_DATA_CACHE to a writable folder`, {
+      cause: e,
+    });
+  }
   try {
     const r = spawnSync('tar', ['-xzf', archive, '-C', tmp], { encoding: 'utf8' });
     if (r.error) throw new Error(`cannot run tar to extract ${archive}: ${r.error.message}`);
