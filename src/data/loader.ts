@@ -4,7 +4,7 @@
 // - The order of epoch e is a permutation seeded by (seed, e): it differs per epoch and repeats
 //   for the same seed. Each sample's augmentation is seeded by (seed, epoch, index), so results do
 //   not depend on the number of workers.
-// - Batch b goes to worker b mod W; at most `prefetch` batches per worker are in flight or waiting
+// - Batch b goes to worker (b - first) mod W, first being the call's first batch; at most `prefetch` batches per worker are in flight or waiting
 //   to be consumed. Buffers are transferred, not copied.
 // - Idle workers are unref'd, so a program that stops iterating (break, return, throw) exits
 //   normally; `close()` stops them after their current task (src/data/worker-stop.ts).

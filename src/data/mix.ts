@@ -33,7 +33,8 @@ export interface MixResult {
 
 /**
  * Soft targets [n, numClasses]; λ weights the sample's own label, 1-λ the flipped partner's. A negative label
- * (unlabelled, or a row left blank) gets no target; a label ≥ numClasses throws a RangeError naming it.
+ * (unlabelled) gets no target; a label ≥ numClasses throws a RangeError naming it. (A row an evaluation's
+ * loader left blank keeps its sample's label: it is known by its index, -1, and left out by its consumer.)
  */
 export function softTargets(labels: Int32Array, numClasses: number, lam = 1, smoothing = 0): Float32Array {
   const n = labels.length;
