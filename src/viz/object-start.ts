@@ -100,7 +100,8 @@ export function patchesInside(mask: Uint8Array, imgSize: number, patchSize: numb
       for (let y = pr * patchSize; y < (pr + 1) * patchSize; y++) {
         for (let x = pc * patchSize; x < (pc + 1) * patchSize; x++) if (mask[offset + y * imgSize + x]) on++;
       }
-      out.push(on >= threshold * patchSize * patchSize);
+      // the share compared, not threshold × pixels: 0.07 × 100 rounds to 7.000000000000001, and 7 of 100 pixels fell short
+      out.push(on / (patchSize * patchSize) >= threshold);
     }
   }
   return out;

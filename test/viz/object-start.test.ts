@@ -15,6 +15,16 @@ test('patchesInside: a patch is object when at least half of its pixels are', ()
   assert.deepEqual(patchesInside(m, 8, 4, 0.4), [true, true, true, false]);
 });
 
+test('patchesInside: a patch holding exactly `threshold` of its pixels counts as inside, whatever rounding threshold × pixels has', () => {
+  // 0.07 × 100 is 7.000000000000001 in doubles: a patch with exactly 7 of its 100 pixels on the object was outside
+  const m = new Uint8Array(100);
+  m.fill(1, 0, 7);
+  assert.deepEqual(patchesInside(m, 10, 10, 0.07), [true]);
+  assert.deepEqual(patchesInside(m, 10, 10, 0.071), [false]);
+  m.fill(0).fill(1, 0, 23);
+  assert.deepEqual(patchesInside(m, 10, 10, 0.23), [true]);
+});
+
 test('scoreFirstPatches: hand-made case and the random-centre baseline', () => {
   const inside = [
     [true, false, false, false],
