@@ -228,7 +228,8 @@ export function readRun(dir: string): RunData {
   const checkpoints = existsSync(ckDir)
     ? readdirSync(ckDir)
         .filter((n) => /^step-\d+$/.test(n))
-        .sort()
+        // by step, as listCheckpoints: by name, step-100000000 (9 digits) came before step-99999999
+        .sort((a, b) => Number(a.slice(5)) - Number(b.slice(5)))
     : [];
   const usable = newestUsableCheckpoint(dir);
   for (const s of usable.skipped) problems.push(`${relative(dir, s.dir)}: not usable (${s.problem}); commands taking this run use an older checkpoint`);

@@ -7,6 +7,7 @@ import { vizCommands } from '../../src/cli/viz-commands';
 import { findEvalRows, lineChart, niceTicks, readRun, renderReport, reduceSeries, smooth } from '../../src/viz';
 import { writeRunReport } from '../../src/viz/pipeline';
 import { OptionError } from '../../src/util/options';
+import { stepDirName } from '../../src/io/checkpoint';
 import { tinyModel, writeRunCheckpoint, writeTestImages } from './helpers';
 import { captureStderr, quiet } from '../output';
 
@@ -183,6 +184,33 @@ test('report: a long run folder name wraps instead of running off the page (titl
     writeFileSync(join(run, 'metrics.jsonl'), JSON.stringify({ step: 1, loss: 1 }) + '\n');
     const html = renderReport(readRun(run));
     assert.match(html, /h1,p,li\{overflow-wrap:anywhere\}/);
+  } finally {
+    rmSync(run, { recursive: true, force: true });
+  }
+});
+
+test('report: checkpoints are ordered by step, not by name: step-100000000 (past the 8 padded digits) is newer than step-99999999', () => {
+  const run = mkdtempSync(join(tmpdir(), 'semaim-report-ckorder-'));
+  try {
+    for (const [step, sha] of [
+      [99_999_999, 'a'.repeat(64)],
+      [100_000_000, 'b'.repeat(64)],
+    ] as const) {
+      const d = join(run, 'checkpoints', stepDirName(step));
+      mkdirSync(d, { recursive: true });
+      writeFileSync(join(d, 'state.json'), JSON.stringify({ step, files: { 'model.safetensors': sha } }));
+    }
+    writeFileSync(
+      join(run, 'knn.json'),
+      JSON.stringify({
+        format: 'semaim.eval/1',
+        rows: [{ name: 'k-NN', accuracy: { top1: 0.5 } }],
+        checkpoint: { weights: join(run, 'checkpoints', stepDirName(99_999_999), 'model.safetensors'), sha256: 'a'.repeat(64) },
+      }),
+    );
+    const r = readRun(run);
+    assert.deepEqual(r.checkpoints, [stepDirName(99_999_999), stepDirName(100_000_000)]);
+    assert.equal(r.evals[0].checkpoint, 'step 99999999 (older than the newest, step 100000000)');
   } finally {
     rmSync(run, { recursive: true, force: true });
   }
