@@ -146,8 +146,9 @@ export async function visualizeModel(model: SemAIM, images: LoadedImages, outDir
     const earlierRows = rowsListedIn(summary);
     await commitStagedUnlessAborted(fileStagers(files), o.signal);
     // rows an earlier visualisation here listed and this one did not write would pass for this one's
+    // (numbered with at least 3 digits: row-1000-… from the 1001st image on)
     for (const f of earlierRows)
-      if (!rowFiles.includes(f) && resolve(dirname(f)) === resolve(outDir) && /^row-\d{3}-.*\.png$/.test(basename(f))) rmSync(f, { force: true });
+      if (!rowFiles.includes(f) && resolve(dirname(f)) === resolve(outDir) && /^row-\d{3,}-.*\.png$/.test(basename(f))) rmSync(f, { force: true });
   } finally {
     release();
   }

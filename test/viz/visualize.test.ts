@@ -162,6 +162,28 @@ test('visualize: grid and rows have the laid-out size; order maps start where th
   }
 });
 
+test('visualize: rows an earlier visualisation of over 1000 images listed (row-1000-…, four digits) are removed as the others are', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'semaim-viz-rows1000-'));
+  try {
+    const imgs = await loadImages(await writeTestImages(join(root, 'imgs'), 1), 16);
+    const out = join(root, 'out');
+    mkdirSync(out);
+    // an earlier visualisation's list: rows 999 and 1000 (row files are numbered with at least 3 digits)
+    const earlier = ['row-999-a.png', 'row-1000-b.png'].map((f) => join(out, f));
+    for (const f of earlier) writeFileSync(f, 'png');
+    writeFileSync(join(out, 'visualize.json'), JSON.stringify({ images: earlier.map((file) => ({ file })) }));
+    const model = tinyModel(3);
+    const r = await visualizeModel(model, imgs, out, { orders: ['raster'], lossOrder: 'raster' });
+    model.dispose();
+    assert.deepEqual(
+      readdirSync(out).filter((f) => f.startsWith('row-')),
+      r.rows.map((f) => basename(f)),
+    );
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
 test("computeMaps: the reconstruction is the prediction with each patch's normalisation undone (its blurred pixels' mean and unbiased std); a teacher's S is min-max", async () => {
   const root = mkdtempSync(join(tmpdir(), 'semaim-viz-recon-'));
   try {
