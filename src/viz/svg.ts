@@ -149,8 +149,14 @@ export function lineChart(series: Series[], o: ChartOptions): string {
   const yPad = (y1 - y0) * 0.05;
   y0 -= yPad;
   y1 += yPad;
+  const decades = o.logY ? niceTicks(Math.floor(y0), Math.ceil(y1), Math.max(1, Math.ceil(y1) - Math.floor(y0))).filter((t) => t >= y0 && t <= y1) : [];
+  // (log10 of the values; within one decade no power of ten lies in the range: round values then, as a linear axis has)
   const yt = o.logY
-    ? niceTicks(Math.floor(y0), Math.ceil(y1), Math.max(1, Math.ceil(y1) - Math.floor(y0))).filter((t) => t >= y0 && t <= y1)
+    ? decades.length >= 2
+      ? decades
+      : niceTicks(10 ** y0, 10 ** y1, 5)
+          .filter((t) => t > 0)
+          .map(Math.log10)
     : niceTicks(y0, y1, 5);
   const yLabels = tickLabels(yt.map((t) => (o.logY ? 10 ** t : t)));
   const pad = { l: leftPad(yLabels, !!o.yLabel), r: 14, t: 28, b: 40 };

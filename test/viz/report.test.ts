@@ -437,6 +437,50 @@ test('svg: tick labels get the digits their spacing needs (a narrow lr range rea
   );
 });
 
+test('svg: a logarithmic chart of values within one decade still has y ticks (no power of ten lay in its range: none were drawn)', () => {
+  const yLabels = (svg: string) => [...svg.matchAll(/text-anchor="end">([^<]*)</g)].map((m) => m[1]);
+  const narrow = yLabels(
+    lineChart(
+      [
+        {
+          name: 'a',
+          points: [
+            [0, 2],
+            [1, 3],
+            [2, 2.5],
+          ],
+          colour: '#000',
+        },
+      ],
+      { title: 't', xLabel: 'x', logY: true },
+    ),
+  );
+  assert.ok(narrow.length >= 2, `y tick labels: ${narrow.join(', ')}`);
+  assert.ok(
+    narrow.every((l) => Number(l) >= 1.9 && Number(l) <= 3.1),
+    `inside the data's range: ${narrow.join(', ')}`,
+  );
+  // a range over decades keeps its powers of ten
+  assert.deepEqual(
+    yLabels(
+      lineChart(
+        [
+          {
+            name: 'a',
+            points: [
+              [0, 0.02],
+              [1, 30],
+            ],
+            colour: '#000',
+          },
+        ],
+        { title: 't', xLabel: 'x', logY: true },
+      ),
+    ),
+    ['0.1', '1', '10'],
+  );
+});
+
 test('svg: the left padding grows with the widest y tick label, so the rotated axis title (at x=13) stays left of it', () => {
   const norm = lineChart(
     [
