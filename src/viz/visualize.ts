@@ -147,8 +147,10 @@ export async function visualizeModel(model: SemAIM, images: LoadedImages, outDir
     await commitStagedUnlessAborted(fileStagers(files), o.signal);
     // rows an earlier visualisation here listed and this one did not write would pass for this one's
     // (numbered with at least 3 digits: row-1000-… from the 1001st image on)
+    // (compared as absolute paths: a list written with the folder named another way, relative or absolute, names the same rows)
+    const written = new Set(rowFiles.map((f) => resolve(f)));
     for (const f of earlierRows)
-      if (!rowFiles.includes(f) && resolve(dirname(f)) === resolve(outDir) && /^row-\d{3,}-.*\.png$/.test(basename(f))) rmSync(f, { force: true });
+      if (!written.has(resolve(f)) && resolve(dirname(f)) === resolve(outDir) && /^row-\d{3,}-.*\.png$/.test(basename(f))) rmSync(f, { force: true });
   } finally {
     release();
   }

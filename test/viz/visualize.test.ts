@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { basename, join, relative } from 'node:path';
 import * as torch from '../../src/torch';
 import { SemAIM, VisionTransformer, encoderSimilarity, makeConfig, meanFilter3x3, pixelTargets, rasterOrder, sha256File } from '../../src/semaim';
 import {
@@ -179,6 +179,23 @@ test('visualize: rows an earlier visualisation of over 1000 images listed (row-1
       readdirSync(out).filter((f) => f.startsWith('row-')),
       r.rows.map((f) => basename(f)),
     );
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('visualize: a second visualisation of the same images into the same folder, named relatively this time, keeps the rows it has just written', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'semaim-viz-relout-'));
+  try {
+    const imgs = await loadImages(await writeTestImages(join(root, 'imgs'), 2), 16);
+    const out = join(root, 'out');
+    const model = tinyModel(3);
+    const o = { orders: ['raster'] as const, lossOrder: 'raster' as const };
+    await visualizeModel(model, imgs, out, { ...o, orders: [...o.orders] }); // lists its rows by absolute path
+    // the folder named from the working directory: its list names the same rows, spelt another way
+    const r = await visualizeModel(model, imgs, relative(process.cwd(), out), { ...o, orders: [...o.orders] });
+    model.dispose();
+    for (const f of r.rows) assert.ok(existsSync(f), `${f} was written and is listed, but removed as an earlier visualisation's row`);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
