@@ -225,13 +225,16 @@ export function readRun(dir: string): RunData {
     );
   }
   const ckDir = join(dir, 'checkpoints');
-  const checkpoints = existsSync(ckDir)
+  // a file of that name is a problem of the folder, not of the report: listing it threw ENOTDIR
+  const ckFolder = existsSync(ckDir) && statSync(ckDir).isDirectory();
+  if (existsSync(ckDir) && !ckFolder) problems.push('checkpoints: not a folder; no checkpoint of the run is read');
+  const checkpoints = ckFolder
     ? readdirSync(ckDir)
         .filter((n) => /^step-\d+$/.test(n))
         // by step, as listCheckpoints: by name, step-100000000 (9 digits) came before step-99999999
         .sort((a, b) => Number(a.slice(5)) - Number(b.slice(5)))
     : [];
-  const usable = newestUsableCheckpoint(dir);
+  const usable = ckFolder ? newestUsableCheckpoint(dir) : { dir: null, skipped: [] };
   for (const s of usable.skipped) problems.push(`${relative(dir, s.dir)}: not usable (${s.problem}); commands taking this run use an older checkpoint`);
   const usableCheckpoint = usable.dir === null ? null : relative(dir, usable.dir);
   if (evals.some((r) => r.evaluated)) {

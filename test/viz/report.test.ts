@@ -216,6 +216,24 @@ test('report: checkpoints are ordered by step, not by name: step-100000000 (past
   }
 });
 
+test('report: a run folder whose checkpoints is a file, not a folder, is reported with that problem, not a crash (ENOTDIR)', () => {
+  const run = mkdtempSync(join(tmpdir(), 'semaim-report-ckfile-'));
+  try {
+    writeFileSync(join(run, 'config.json'), JSON.stringify({ model: { depth: 2 } }));
+    writeFileSync(join(run, 'checkpoints'), 'not a folder');
+    const r = readRun(run);
+    assert.deepEqual(r.checkpoints, []);
+    assert.equal(r.usableCheckpoint, null);
+    assert.ok(
+      r.problems.some((p) => /^checkpoints: not a folder/.test(p)),
+      r.problems.join('\n'),
+    );
+    assert.match(renderReport(r), /checkpoints: not a folder/);
+  } finally {
+    rmSync(run, { recursive: true, force: true });
+  }
+});
+
 test('report: the Evaluation table says which checkpoint each result evaluated, and marks one older than the newest or no longer in the run', () => {
   const run = mkdtempSync(join(tmpdir(), 'semaim-report-evalstep-'));
   try {
