@@ -8,6 +8,7 @@ import { checkDevice } from '../run/device';
 import { OptionError, OptionSpec, Options, defineOptions, MAX_THREADS, MAX_THREADS_IS, SEED_RANGE } from '../util/options';
 import { ORDER_NAMES, OrderName, checkOrderNames } from '../viz/maps';
 import { checkRunDir, visualizeCheckpoint, writeRunReport } from '../viz/pipeline';
+import { isRowFileName } from '../viz/visualize';
 import { Command, defineCommand } from './command';
 import { VERIFY_OPTIONS } from '../eval/options';
 import { IMAGE_INPUT_OPTIONS, imageInputOptions } from '../data/options';
@@ -92,7 +93,7 @@ function checkFigureOut(out: string, images: string[], option: string, overwrite
   if (missing !== undefined) throw new OptionError('images', `${missing} does not exist`);
   checkOutputFolder(out, [join(out, 'grid.png'), join(out, 'visualize.json')], { inputs: images, option });
   if (overwrite || !existsSync(out) || earlierVisualization(join(out, 'visualize.json'))) return;
-  const ours = readdirSync(out).filter((n) => n === 'grid.png' || n === 'visualize.json' || /^row-\d{3}-.*\.png$/.test(n));
+  const ours = readdirSync(out).filter((n) => n === 'grid.png' || n === 'visualize.json' || isRowFileName(n));
   if (ours.length)
     throw new OptionError(
       option,

@@ -61,6 +61,11 @@ function argmin(a: ArrayLike<number>): number {
   return best;
 }
 
+/** Whether `name` is a row file visualize writes (rowPath's `row-NNN-<image>.png`, 3 digits or more: the 1001st image is row-1000). */
+export function isRowFileName(name: string): boolean {
+  return /^row-\d{3,}-.*\.png$/.test(name);
+}
+
 /**
  * An image's name as part of a row's file name: letters (any script), digits, '.', '_' and '-' kept,
  * every run of anything else (separators, spaces, controls, symbols) one '_'; at most 60 code points
@@ -150,7 +155,7 @@ export async function visualizeModel(model: SemAIM, images: LoadedImages, outDir
     // (compared as absolute paths: a list written with the folder named another way, relative or absolute, names the same rows)
     const written = new Set(rowFiles.map((f) => resolve(f)));
     for (const f of earlierRows)
-      if (!written.has(resolve(f)) && resolve(dirname(f)) === resolve(outDir) && /^row-\d{3,}-.*\.png$/.test(basename(f))) rmSync(f, { force: true });
+      if (!written.has(resolve(f)) && resolve(dirname(f)) === resolve(outDir) && isRowFileName(basename(f))) rmSync(f, { force: true });
   } finally {
     release();
   }

@@ -97,6 +97,8 @@ test("visualize (and report --images) refuse, before the checkpoint is looked at
     const missing = join(root, 'missing-run');
     for (const [files, named] of [
       [{ 'row-000-a.png': 'mine' }, /holds row-000-a\.png, which no earlier semaim visualisation wrote/],
+      // the 1001st image's row is one of visualize's names too
+      [{ 'row-1000-a.png': 'mine' }, /holds row-1000-a\.png, which no earlier semaim visualisation wrote/],
       [{ 'grid.png': 'mine', 'visualize.json': '{"columns": "not a list"}' }, /holds grid\.png, visualize\.json, which no earlier/],
     ] as const) {
       const out = mkdtempSync(join(root, 'viz-'));
