@@ -175,7 +175,8 @@ export class DropPath extends Module {
         .bernoulli(like, keep, { generator: this.generator ?? undefined })
         .to(x.dtype)
         .narrow(0, rank * B, B);
-      return x.mul(mask.div(keep));
+      // p = 1 keeps nothing: the zero mask as it is (0/0 would make every value NaN), as timm's drop_path
+      return x.mul(keep > 0 ? mask.div(keep) : mask);
     });
   }
 }

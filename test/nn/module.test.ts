@@ -312,6 +312,23 @@ test('DropPath drops whole samples and rescales the kept ones; identity in eval'
   assert.equal(dp.forward(x), x);
 });
 
+test('DropPath(1) drops every sample to zeros (as timm, which scales by 1/keep only when keep > 0), not to NaN from 0/0', () => {
+  const dp = new DropPath(1);
+  const y = dp.forward(torch.ones([4, 3, 2])).toFloat32Array();
+  assert.ok(
+    y.every((v) => v === 0),
+    `${y}`,
+  );
+  const d = new Dropout(1);
+  assert.ok(
+    d
+      .forward(torch.ones([4, 3]))
+      .toFloat32Array()
+      .every((v) => v === 0),
+    'Dropout(1), its sibling, gives zeros',
+  );
+});
+
 test('DropPath in a data-parallel slice: rank r of W keeps rows r·B … r·B + B − 1 of the global batch’s masks (what one process with batch W·B draws)', () => {
   const dp = new DropPath(0.5);
   const kept = (y: torch.Tensor) => Array.from(y.sum([1, 2]).toFloat32Array(), (v) => (v > 0 ? 1 : 0));
