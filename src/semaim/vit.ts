@@ -107,6 +107,11 @@ export class Attention extends Module {
       const [q, k] = this.heads(x);
       let scores = q.matmul(k.transpose(-2, -1)).mul(1 / Math.sqrt(this.dim / this.numHeads));
       if (m.mask) scores = scores.maskedFill(m.mask.logicalNot(), -Infinity);
+      if (m.causal) {
+        // as forward's causal attention (PyTorch's is_causal): query i sees keys 0..i
+        const [T, S] = scores.shape.slice(-2);
+        scores = scores.maskedFill(torch.ones([T, S], { dtype: 'bool', device: scores.device }).triu(1), -Infinity);
+      }
       return scores.softmax(-1);
     });
   }

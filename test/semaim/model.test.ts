@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import * as torch from '../../src/torch';
 import { loadTensors } from '../../src/io';
 import {
+  Attention,
   SemAIM,
   SemAIMConfig,
   VisionTransformer,
@@ -688,4 +689,24 @@ test('MAE initialisation: cls_token ~ N(0, 0.02), patch-embed bias 0, patch-embe
   const wstd = w.std().item();
   assert.ok(Math.abs(wstd - bound / Math.sqrt(3)) < 0.05 * bound, `weight std ${wstd}`);
   vit.dispose();
+});
+
+test('Attention.probabilities honours causal as forward does: token i puts no weight on tokens after it', () => {
+  torch.manualSeed(0);
+  const attn = new Attention(8, 2);
+  const x = torch.randn([2, 5, 8]);
+  const p = attn.probabilities(x, { causal: true }); // [2, 2, 5, 5]
+  assert.equal(p.triu(1).abs().max().item(), 0, 'weight above the diagonal');
+  assert.ok(p.sum(-1).sub(1).abs().max().item() < 1e-6, 'rows sum to 1');
+  // the same weights forward applies: proj(p · v) is forward's output
+  const [, , v] = attn.heads(x);
+  const o = attn.proj.forward(p.matmul(v).transpose(1, 2).reshape(2, 5, 8));
+  assert.ok(
+    o
+      .sub(attn.forward(x, { causal: true }))
+      .abs()
+      .max()
+      .item() < 1e-5,
+  );
+  attn.dispose();
 });
