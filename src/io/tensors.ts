@@ -24,31 +24,38 @@ export function loadTensors(
 ): { tensors: Map<string, Tensor>; metadata: Record<string, string> } {
   using reader = openChecked(path, opts.sha256);
   const tensors = new Map<string, Tensor>();
-  for (const name of reader.keys()) {
-    if (opts.filter && !opts.filter(name)) continue;
-    const e = reader.read(name);
-    let t: Tensor;
-    try {
-      t = wrap(native.fromBuffer(e.data, e.shape, e.dtype, opts.device ?? null));
-    } catch (err) {
-      for (const x of tensors.values()) x.dispose();
-      throw new Error(`${path}: tensor '${name}': ${(err as Error).message}`, { cause: err });
+  try {
+    for (const name of reader.keys()) {
+      if (opts.filter && !opts.filter(name)) continue;
+      const e = reader.read(name); // a torch.save storage whose CRC-32 fails throws here
+      let t: Tensor;
+      try {
+        t = wrap(native.fromBuffer(e.data, e.shape, e.dtype, opts.device ?? null));
+      } catch (err) {
+        throw new Error(`${path}: tensor '${name}': ${(err as Error).message}`, { cause: err });
+      }
+      try {
+        const nonFinite = opts.finite && torch.isFloating(e.dtype) ? countNonFinite(t) : 0;
+        if (nonFinite > 0) {
+          throw new NonFiniteTensorError(
+            `${path}: tensor '${name}' holds ${nonFinite.toLocaleString('en-US')} NaN/Inf value(s) of ${t.numel.toLocaleString('en-US')}: ` +
+              'these weights are not usable (a run that diverged, or a damaged file)',
+          );
+        }
+        if (opts.dtype && torch.isFloating(e.dtype) && e.dtype !== opts.dtype) {
+          const cast = t.to({ dtype: opts.dtype });
+          t.dispose();
+          t = cast;
+        }
+      } catch (err) {
+        t.dispose();
+        throw err;
+      }
+      tensors.set(name, t);
     }
-    const nonFinite = opts.finite && torch.isFloating(e.dtype) ? countNonFinite(t) : 0;
-    if (nonFinite > 0) {
-      const numel = t.numel;
-      for (const x of [...tensors.values(), t]) x.dispose();
-      throw new NonFiniteTensorError(
-        `${path}: tensor '${name}' holds ${nonFinite.toLocaleString('en-US')} NaN/Inf value(s) of ${numel.toLocaleString('en-US')}: ` +
-          'these weights are not usable (a run that diverged, or a damaged file)',
-      );
-    }
-    if (opts.dtype && torch.isFloating(e.dtype) && e.dtype !== opts.dtype) {
-      const cast = t.to({ dtype: opts.dtype });
-      t.dispose();
-      t = cast;
-    }
-    tensors.set(name, t);
+  } catch (err) {
+    disposeAll(tensors); // every tensor read before the one that failed
+    throw err;
   }
   return { tensors, metadata: reader.metadata };
 }

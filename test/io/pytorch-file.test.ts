@@ -8,6 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, truncateSync, copyFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadTensors, readSafetensorsHeader } from '../../src/io';
+import { memoryStats } from '../../src/torch';
 
 const PY = '/usr/bin/python3';
 const SCRIPT = join(__dirname, '..', '..', '..', 'scripts', 'pytorch_file_make.py');
@@ -124,6 +125,19 @@ test("a tensor whose bytes do not match its storage's CRC-32 is refused when loa
   const intact = loadTensors(beside, { filter: (n) => n === 'cls_token' }).tensors;
   assert.equal(intact.size, 1, 'the other storages are intact');
   for (const t of intact.values()) t.dispose();
+});
+
+test('a tensor refused when read (its CRC-32) frees the tensors loaded before it', () => {
+  const header = readSafetensorsHeader(join(root, 'checkpoint.pth'));
+  const names = [...header.tensors.keys()].sort();
+  const last = names[names.length - 1];
+  const damaged = join(root, 'damaged-last.pth');
+  const bytes = readFileSync(join(root, 'checkpoint.pth'));
+  bytes[header.tensors.get(last)!.offset] ^= 0x01;
+  writeFileSync(damaged, bytes);
+  const live = memoryStats().liveTensors;
+  assert.throws(() => loadTensors(damaged), /does not match its CRC-32/);
+  assert.equal(memoryStats().liveTensors, live, 'the tensors read before the damaged storage are freed');
 });
 
 test('a state dict whose names view one storage hundreds of times is refused at the header (each view is copied when loaded)', () => {
