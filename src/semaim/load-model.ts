@@ -77,12 +77,22 @@ function loadModelFiles(source: string, device: torch.Device, o: VerifyOption): 
       const checked = o.verify !== false ? recordedSha256(state, 'optimizer.safetensors') : undefined;
       const { tensors: e } = loadTensors(opt, { device, filter: (k) => k.startsWith('ema.'), finite: true, sha256: checked });
       try {
-        ema = sparingGlobalRng(() => new VisionTransformer(config)).to({ device });
-        ema.loadStateDict(new Map([...e].map(([k, v]) => [k.slice(4), v])), { strict: false });
+        // no ema.* tensors: the checkpoint has no EMA copy (an encoder built here would hold untrained weights)
+        if (e.size > 0) {
+          ema = sparingGlobalRng(() => new VisionTransformer(config)).to({ device });
+          // not strict: the EMA copy holds the parameters only (pos_embed is a fixed buffer), but every one of them
+          const { missing } = ema.loadStateDict(new Map([...e].map(([k, v]) => [k.slice(4), v])), { strict: false });
+          const params = new Set([...ema.namedParameters()].map(([k]) => k));
+          const lacking = missing.filter((k) => params.has(k)).map((k) => `ema.${k}`);
+          if (lacking.length)
+            throw new Error(
+              `${opt}: its EMA copy lacks ${lacking.length} parameter(s) (${lacking.slice(0, 3).join(', ')}${lacking.length > 3 ? ', ...' : ''})`,
+            );
+          ema.eval();
+        }
       } finally {
         disposeAll(e);
       }
-      ema.eval();
     }
   } catch (e) {
     ema?.dispose();

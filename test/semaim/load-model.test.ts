@@ -188,3 +188,24 @@ test("loadEncoder with newerIfPruned: a run folder's checkpoint pruned since it 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("loadModel's EMA encoder is the checkpoint's EMA copy or null: none when optimizer.safetensors holds no ema.* tensors, refused when it holds only part of one (never untrained weights)", () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-load-ema-'));
+  try {
+    const emaCfg = makeConfig('vit_tiny', { ...ENC, decoderDepth: 1, order: { type: 'semantic', source: 'ema', filter: true, lambda: 0.01 } });
+    const other = new Map([['optimizer.step', torch.zeros([1])]]);
+    const noEma = checkpoint(mkdtempSync(join(dir, 'none-')), emaCfg, other);
+    const loaded = loadModel(noEma);
+    assert.equal(loaded.ema, null, 'no EMA copy in the checkpoint');
+    loaded.dispose();
+
+    const part = new Map([['ema.cls_token', torch.zeros([1, 1, ENC.embedDim])]]);
+    const partial = checkpoint(mkdtempSync(join(dir, 'part-')), emaCfg, part);
+    const start = torch.memoryStats().liveTensors;
+    assert.throws(() => loadModel(partial), { code: 'ERR_CHECKPOINT', message: /EMA copy .*lacks .*ema\.patch_embed\.proj\.weight/ });
+    assert.equal(torch.memoryStats().liveTensors, start, 'the failed load freed what it had loaded');
+    for (const t of [...other.values(), ...part.values()]) t.dispose();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
