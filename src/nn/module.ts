@@ -158,7 +158,8 @@ export abstract class Module {
     const own = this.stateDict();
     for (const k of own.keys()) {
       const s = src.get(k);
-      if (s !== undefined && !(s instanceof Tensor)) throw new TypeError(`${where}: '${k}' is ${describeValue(s)}, not a Tensor`);
+      // (a name given undefined is no Tensor either: it was neither missing nor copied, even when strict)
+      if (src.has(k) && !(s instanceof Tensor)) throw new TypeError(`${where}: '${k}' is ${describeValue(s)}, not a Tensor`);
     }
     const missing = [...own.keys()].filter((k) => !src.has(k));
     const unexpected = [...src.keys()].filter((k) => !own.has(k));

@@ -181,6 +181,17 @@ test('loadStateDict refuses a non-dict or a value that is not a Tensor, and to()
   net.dispose();
 });
 
+test("strict loadStateDict does not pass over a name whose value is undefined (a record built from a Map's get of a misspelt key): it is no Tensor", () => {
+  const lin = new Linear(3, 2);
+  const before = lin.weight.toFloat32Array();
+  const other = new Linear(3, 2);
+  const given = { weight: undefined as unknown as torch.Tensor, bias: other.bias! };
+  assert.throws(() => lin.loadStateDict(given), { name: 'TypeError', message: "loadStateDict(Linear): 'weight' is undefined, not a Tensor" });
+  assert.deepEqual(lin.weight.toFloat32Array(), before);
+  lin.dispose();
+  other.dispose();
+});
+
 test('Linear and LayerNorm match their formulas', () => {
   const lin = new Linear(3, 2);
   const x = torch.randn([5, 3]);
