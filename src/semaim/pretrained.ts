@@ -453,7 +453,11 @@ export function loadEncoderTensors(src: EncoderSource, o: { device?: torch.Devic
   const tensors = new Map([...loaded].map(([k, t]) => [k.slice(prefix.length), t]));
   const pos = tensors.get('pos_embed');
   if (noEmbedClass && pos) {
-    tensors.set('pos_embed', torch.cat([torch.zeros([1, 1, pos.shape[2]], { dtype: pos.dtype, device: pos.device }), pos], 1));
+    // (in a scope: the zero row is freed with the file's table, not left to the garbage collector)
+    tensors.set(
+      'pos_embed',
+      torch.scope(() => torch.cat([torch.zeros([1, 1, pos.shape[2]], { dtype: pos.dtype, device: pos.device }), pos], 1)),
+    );
     pos.dispose();
   }
   return tensors;

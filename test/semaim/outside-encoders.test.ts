@@ -112,6 +112,11 @@ test("timm's no_embed_class pos_embed (no row for [CLS]) gives the same network"
   });
   assert.equal(resolveEncoder(path).layout.noEmbedClass, true);
   assert.ok(maxDiff(tokensOf(path), want) < 1e-6);
+  // the zero row given to [CLS] is freed with the file's table, not left to the garbage collector
+  const live = torch.memoryStats().liveTensors;
+  disposeAll(loadEncoderTensors(resolveEncoder(path)));
+  loadEncoder(path).encoder.dispose();
+  assert.equal(torch.memoryStats().liveTensors, live);
 });
 
 test('parts of other ViTs are refused, not dropped: pre-norm, registers, distillation token, LayerScale, qk-norm; pos_embed is required', () => {
