@@ -34,6 +34,11 @@ function headerBytes(header: Record<string, unknown>, minLength = 0): Uint8Array
   return out;
 }
 
+/** The names writeSafetensors refuses: a tensor named '__metadata__' would be read as the file's metadata. */
+function checkTensorName(name: string): void {
+  if (name === '__metadata__') throw new Error(`SafetensorsRowWriter: '__metadata__' is reserved and cannot be a tensor name`);
+}
+
 function writeAll(fd: number, bytes: Uint8Array, position: number): void {
   for (let done = 0; done < bytes.byteLength;) done += fs.writeSync(fd, bytes, done, bytes.byteLength - done, position + done);
 }
@@ -57,6 +62,7 @@ export class SafetensorsRowWriter {
     o: RowWriterOptions = {},
   ) {
     if (!DTYPE_TO_SAFETENSORS[spec.dtype]) throw new Error(`SafetensorsRowWriter: unknown dtype '${spec.dtype}'`);
+    checkTensorName(spec.name);
     this.rowBytes = tensorByteLength(spec.dtype, spec.rowShape);
     this.path = path;
     this.partialPath = `${path}.partial`;
@@ -111,12 +117,14 @@ export class SafetensorsRowWriter {
     if (this.fd === null) throw new Error(`SafetensorsRowWriter: ${this.path} is already finished or aborted`);
     const fd = this.fd;
     try {
-      const header: Record<string, unknown> = { __metadata__: metadata };
+      const header: Record<string, unknown> = Object.create(null); // a tensor may be named '__proto__', as in writeSafetensors
+      header.__metadata__ = metadata;
       let end = this.count * this.rowBytes;
       header[this.spec.name] = { dtype: DTYPE_TO_SAFETENSORS[this.spec.dtype], shape: [this.count, ...this.spec.rowShape], data_offsets: [0, end] };
       const tails = Object.entries(tail).filter(([name]) => name !== this.spec.name);
       if (tails.length !== Object.keys(tail).length) throw new Error(`SafetensorsRowWriter: tail tensor '${this.spec.name}' clashes with the row tensor`);
       for (const [name, t] of tails) {
+        checkTensorName(name);
         const n = tensorByteLength(t.dtype, t.shape);
         if (n !== t.data.byteLength)
           throw new Error(`SafetensorsRowWriter: tensor '${name}' [${t.shape}] ${t.dtype} needs ${n} bytes, got ${t.data.byteLength}`);

@@ -101,6 +101,23 @@ test('no rows, partial rows, use after finish, abort', () => {
   assert.equal(existsSync(p), false);
 });
 
+test("tensor names as the one-shot writer takes them: '__metadata__' is refused (as there), '__proto__' is written as any name (not a file the reader refuses)", () => {
+  const spec = (name: string) => ({ name, dtype: 'float32' as const, rowShape: [2] });
+  assert.throws(() => new SafetensorsRowWriter(join(dir, 'meta-rows.safetensors'), spec('__metadata__')), /'__metadata__' is reserved/);
+  const path = join(dir, 'meta-tail.safetensors');
+  const w = new SafetensorsRowWriter(path, spec('features'));
+  w.append(bytes(new Float32Array([1, 2])));
+  assert.throws(() => w.finish({ __metadata__: { dtype: 'int32', shape: [1], data: bytes(new Int32Array([7])) } }), /'__metadata__' is reserved/);
+  assert.equal(existsSync(`${path}.partial`), false);
+  const proto = join(dir, 'proto.safetensors');
+  const p = new SafetensorsRowWriter(proto, spec('__proto__'));
+  p.append(bytes(new Float32Array([1, 2])));
+  p.finish({ labels: { dtype: 'int32', shape: [1], data: bytes(new Int32Array([7])) } }, { kind: 'rows' });
+  const back = readSafetensors(proto);
+  assert.deepEqual([...back.tensors.keys()], ['__proto__', 'labels']);
+  assert.deepEqual(back.tensors.get('__proto__')!.shape, [1, 2]);
+});
+
 test('Ctrl-C while rows are written removes the partial files (one writer, or 12 at once) and still ends the process by the signal', () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-rows-signal-'));
   try {
