@@ -40,7 +40,13 @@ export class Sequential extends ModuleList<TensorModule> {
   forward(x: Tensor): Tensor {
     let cur = x;
     for (const m of this) {
-      const next = m.forward(cur);
+      let next: Tensor;
+      try {
+        next = m.forward(cur);
+      } catch (e) {
+        if (cur !== x) cur.dispose(); // the result of the modules before, which no one else holds
+        throw e;
+      }
       if (cur !== x && next !== cur) cur.dispose();
       cur = next;
     }

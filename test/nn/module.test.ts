@@ -425,6 +425,20 @@ test('DropPath given a generator (useDropPathGenerator) draws its masks from it,
   net.dispose();
 });
 
+test('Sequential frees the result it holds when a later module throws (as it frees each one consumed)', () => {
+  class Refuses extends Module {
+    forward(): torch.Tensor {
+      throw new Error('refused');
+    }
+  }
+  const s = new Sequential(new Linear(4, 6), new GELU(), new Refuses());
+  const x = torch.ones([2, 4]);
+  const live = torch.memoryStats().liveTensors;
+  assert.throws(() => s.forward(x), /refused/);
+  assert.equal(torch.memoryStats().liveTensors, live);
+  s.dispose();
+});
+
 test('Sequential chains modules; init helpers respect their bounds', () => {
   const s = new Sequential(new Linear(4, 6), new GELU('tanh'), new Linear(6, 2));
   assert.deepEqual(s.forward(torch.randn([3, 4])).shape, [3, 2]);
