@@ -283,13 +283,17 @@ async function probeOnline(
   const group = severalRanks(o.group);
   const ranks = group?.worldSize ?? 1;
   if (o.batchSize % ranks !== 0) throw new RangeError(`linprobe: batchSize ${o.batchSize} is not divisible by the ${ranks} ranks`);
+  // (the test set is scored only after the last epoch: refused now, as probeOnFeatures does)
+  const D = encoder.cfg.embedDim;
+  if (test.features.shape[1] !== D) throw new Error(`linprobe: the encoder's features have width ${D}, test features ${test.features.shape[1]}`);
+  checkLabels('linprobe', 'test', test.labels, numClasses);
   const device = encoder.cls_token.device;
   const seed = o.seed ?? 0;
   torch.manualSeed(seed);
   encoder.eval();
   const perEpoch = batchesPerEpoch(trainData.size, o.batchSize, true);
   if (perEpoch < 1) throw new Error(`linprobe: ${trainData.size} training images give no full batch of ${o.batchSize}`);
-  const probe = new LinearProbe(encoder.cfg.embedDim, numClasses).to({ device });
+  const probe = new LinearProbe(D, numClasses).to({ device });
   async function* batches(epoch: number): AsyncGenerator<ProbeBatch> {
     for await (const b of trainData.batches({ ...onlinePass(o, ranks), epoch })) {
       checkLabelledBatch(b, { chans: encoder.cfg.inChans ?? 3, size: encoder.cfg.imgSize }, numClasses);

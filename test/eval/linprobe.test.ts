@@ -176,6 +176,29 @@ test('labels outside the classes are refused before any step, naming the first (
   }
 });
 
+test('the online probe refuses test labels outside the classes and test features of another width before training, as the cached probe does', async () => {
+  // (before: it trained every epoch, then tallied label 3 of 3 classes as a fourth class, perClassCount [.., NaN],
+  // or failed in libtorch at the end on features of the wrong width)
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-lp-online-check-'));
+  const { encoder } = loadEncoder(writeEncoder(dir));
+  const te = await extractFeatures(encoder, toyImages(24, 3, 8, 2), { batchSize: 16, pooling: 'mean', label: null });
+  const narrow = separable(24, 3, 8, 2);
+  const o = { epochs: 1, batchSize: 16, blr: 0.4, pooling: 'mean' as const, seed: 0, label: null };
+  try {
+    const wrong = { features: te.features, labels: te.labels.map((l, i) => (i === 2 ? 3 : l)) };
+    await assert.rejects(linprobeOnline(encoder, toyImages(48, 3, 8, 1), wrong, 3, o), {
+      name: 'RangeError',
+      message: 'linprobe: test label 3 (row 2) is outside 0..2',
+    });
+    await assert.rejects(linprobeOnline(encoder, toyImages(48, 3, 8, 1), narrow, 3, o), /linprobe: the encoder's features have width 16, test features 8/);
+  } finally {
+    te.features.dispose();
+    narrow.features.dispose();
+    encoder.dispose();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a probe whose loss turns NaN/Inf stops with an error naming its lr option, instead of a chance-level result', async () => {
   const train = separable(64, 4, 8, 1);
   const testSet = separable(16, 4, 8, 2);
