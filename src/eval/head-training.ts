@@ -49,7 +49,7 @@ export interface HeadTraining<B, M extends string> {
   /** Steps per epoch; `batches(epoch)` may yield more (the loop stops at the epochs' total) or fewer. */
   perEpoch: number;
   batches: (epoch: number) => AsyncIterable<B>;
-  /** The head's input features of a batch (checked for NaN/Inf). */
+  /** The head's input features of a batch (checked for NaN/Inf): data-parallel, the global batch every rank steps on. */
   inputs: (b: B) => Tensor;
   /** The batch's loss, inside the step's scope. */
   loss: (b: B) => Tensor;
@@ -90,7 +90,7 @@ export async function trainHead<B, M extends string>(t: HeadTraining<B, M>, o: H
       for await (const b of t.batches(epoch)) {
         try {
           await stop.throwIfAborted(o.signal);
-          seen += t.inputs(b).shape[0] * (o.group?.worldSize ?? 1);
+          seen += t.inputs(b).shape[0]; // (data-parallel, the batch is already every rank's rows)
           torch.scope(() => {
             t.optimizer.setLr(schedule(fractionalEpoch(epoch, i, t.perEpoch)));
             overflow.add(t.inputs(b));

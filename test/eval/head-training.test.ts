@@ -1,11 +1,13 @@
 // The epoch loop both probes train their head with (src/eval/head-training.ts): its lr schedule, step
 // count and epoch losses against values computed by hand.
-import { test } from 'node:test';
+import { mock, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as torch from '../../src/torch';
 import { Linear } from '../../src/nn';
 import { SGD } from '../../src/optim';
 import { HeadTrainingOptions, trainHead } from '../../src/eval/head-training';
+import type { ProcessGroup } from '../../src/dist';
+import { captureTerminal } from '../output';
 
 /**
  * Trains a Linear(2, 1) head for `o` on batches whose loss is a given number (value(epoch, i)), recording
@@ -76,4 +78,46 @@ test('fractional epochs end after ceil(epochs × steps per epoch) steps', async 
   const { history, lrs } = await trainConstantLosses({ epochs: 1.5 }, 3, () => 1);
   assert.equal(lrs.length, 5);
   assert.equal(history.length, 2);
+});
+
+test("data-parallel, the progress line's img/s counts each global batch once: the head's inputs are already every rank's rows", async () => {
+  // (both probes assemble the global batch before the step; the rate multiplied it by the ranks again)
+  mock.timers.enable({ apis: ['Date'], now: 0 });
+  const group = { rank: 0, worldSize: 2, device: 'cpu', allReduce: async () => {}, anyTrue: async (flag: boolean) => flag } as unknown as ProcessGroup;
+  torch.manualSeed(0);
+  const head = new Linear(2, 1);
+  const x = torch.keep(torch.ones([8, 2])); // a global batch of 8 rows
+  try {
+    const { stderr } = await captureTerminal(() =>
+      trainHead(
+        {
+          name: 'probe',
+          head,
+          optimizer: new SGD(head.namedParameters(), { lr: 0.1 }),
+          lr: 0.1,
+          lrOption: 'lr',
+          perEpoch: 3,
+          async *batches() {
+            for (let i = 0; i < 3; i++) {
+              mock.timers.tick(1000); // each batch takes a second
+              yield x;
+            }
+          },
+          inputs: (b) => b,
+          loss: (b) => head.forward(b).sum(),
+          release: () => {},
+          metric: 'top1',
+          evaluate: () => 0,
+        },
+        { epochs: 1, label: 'probe', group },
+      ),
+    );
+    const line = stderr.split('\r\x1b[K').find((l) => l.startsWith('probe [') && l.includes('] 2/3 |'));
+    assert.ok(line, `no line at step 2 in:\n${stderr}`);
+    assert.match(line, /\| img\/s 8\.0 \|/, '16 rows in 2 s');
+  } finally {
+    mock.timers.reset();
+    x.dispose();
+    head.dispose();
+  }
 });
