@@ -33,6 +33,7 @@ import {
   checkLinprobeProcesses,
   validateEval,
   validateFinetune,
+  validateLinprobe,
 } from './options';
 import { EvalResult, commitResult, formatResult, inResultFolder, makeResult, writeResult } from './result';
 
@@ -326,7 +327,7 @@ export async function runLinprobe(
 
 async function runLinprobeJob(o: LinprobeCommandOptions, f: DataFactories, { group = null, signal, progress }: EvalJobOptions): Promise<EvalRun | null> {
   await throwIfAbortedOnAnyRank(signal, group);
-  validateEval(o);
+  validateLinprobe(o); // (the command's checks: an --augment that cached features would ignore, too)
   checkLinprobeProcesses(o, group?.worldSize ?? 1); // under torchrun the launch flags say nothing
   peakLr(o, o.batchSize); // before any feature is extracted
   const source = resolveEncoder(o.checkpoint, o);

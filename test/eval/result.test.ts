@@ -208,3 +208,20 @@ test("knn and linprobe of a run folder whose checkpoint the run prunes between r
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('runLinprobe refuses an augmentation with cached features before opening any data, as the command does', async () => {
+  // (the library path checked the shared options only: the probe trained without the augmentation asked for)
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-result-augment-'));
+  try {
+    const requests: EvalDataRequest[] = [];
+    const f = memoryFactories(toyImages(16, 3, 8, 1), toyImages(8, 3, 8, 2), requests);
+    const lo = { checkpoint: writeEncoder(dir), outDir: join(dir, 'lp'), augment: 'crop-flip' as const, threads: 1 };
+    await assert.rejects(
+      runLinprobe(lo, f),
+      (e: unknown) => e instanceof OptionError && e.key === 'augment' && /has no effect on cached features/.test(e.message),
+    );
+    assert.equal(requests.length, 0, 'no data opened');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
