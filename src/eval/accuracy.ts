@@ -36,7 +36,7 @@ export class AccuracyTally {
     this.count = new Array(numClasses).fill(0);
   }
 
-  /** scores [B, C] (larger = more likely; ties go to the lower class index), labels [B]. */
+  /** scores [B, C] (larger = more likely; ties go to the lower class index), labels [B] (one outside the classes: a miss, in no class). */
   add(scores: Tensor, labels: Int32Array): void {
     const { top1, top5 } = this.hits(scores, labels);
     this.addHits(labels, top1, top5);
@@ -65,9 +65,10 @@ export class AccuracyTally {
   addHits(labels: ArrayLike<number>, top1: ArrayLike<number>, top5: ArrayLike<number>): void {
     for (let i = 0; i < labels.length; i++) {
       const c = labels[i];
-      this.count[c]++;
+      const known = c >= 0 && c < this.numClasses; // (a label outside the classes is a miss, in no class)
+      if (known) this.count[c]++;
       if (top1[i]) {
-        this.correct[c]++;
+        if (known) this.correct[c]++;
         this.top1++;
       }
       if (top5[i]) this.top5++;

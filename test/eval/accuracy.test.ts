@@ -48,3 +48,17 @@ test('the hits are those of a stable descending sort of the scores, with ties, N
     assert.deepEqual([...got.top5], [...want5], `top-5, ${classes} classes`);
   }
 });
+
+test('a label outside the classes counts as a miss in n, in no class: perClass and counts() keep one entry per class', () => {
+  // (hits() gives such a row no hit; add() then counted it at count[3] (NaN) and count[-1], one class too many)
+  const t = new AccuracyTally(3);
+  const scores = () => torch.tensor([0, 1, 0, 0, 1, 0, 1, 0, 0], { shape: [3, 3] });
+  torch.scope(() => t.add(scores(), Int32Array.from([1, 3, -1])));
+  const r = t.result();
+  assert.equal(r.n, 3);
+  assert.equal(r.top1, 1 / 3);
+  assert.deepEqual(r.perClassCount, [0, 1, 0]);
+  assert.deepEqual(r.perClass, [null, 1, null]);
+  assert.equal(t.counts().length, 3 + 2 * 3);
+  assert.deepEqual(AccuracyTally.fromCounts(3, t.counts()).result(), r);
+});
