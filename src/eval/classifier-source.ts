@@ -83,7 +83,7 @@ function classifierOf(dir: string): ClassifierSource {
   let config: ClassifierConfig;
   try {
     config = JSON.parse(metadata.config ?? 'null') as ClassifierConfig;
-    if (!config || !Number.isSafeInteger(config.numClasses) || config.numClasses < 1) throw new Error(`numClasses ${config?.numClasses}`);
+    if (!config || !Number.isSafeInteger(config.numClasses) || config.numClasses < 2) throw new Error(`numClasses ${config?.numClasses}`); // (as ViTClassifier)
     if (config.pool !== 'avg' && config.pool !== 'cls') throw new Error(`pool '${config.pool}'`);
   } catch (e) {
     throw new Error(`${weights}: the classifier config is not usable: ${(e as Error).message}`, { cause: e });

@@ -12,10 +12,10 @@ import { commands } from '../../src/cli/commands';
 import { predict, type PredictList } from '../../src/eval/predict';
 import { embedDataset } from '../../src/eval/embed';
 import { loadPredictor, resolveClassifier, resolvePredictor } from '../../src/eval/classifier-source';
-import { LinearProbe } from '../../src/eval/classifier';
+import { LinearProbe, ViTClassifier } from '../../src/eval/classifier';
 import { extractFeatures } from '../../src/eval/features';
 import { loadEncoder } from '../../src/semaim';
-import { loadTensors } from '../../src/io';
+import { loadTensors, saveTensors } from '../../src/io';
 import * as torch from '../../src/torch';
 import { OptionError } from '../../src/util/options';
 import { claimOutputs } from '../../src/io/outputs';
@@ -385,6 +385,27 @@ test('predict of a linear-probe folder whose linprobe was stopped between the re
     assert.equal(list.accuracy!.top1, report.top1, 'the accuracy the new linprobe reported');
   } finally {
     fs.renameSync = rename;
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('a fine-tuning checkpoint whose config has one class is refused when resolved, before any model is built', () => {
+  // (resolveClassifier took numClasses 1, which no ViTClassifier has: loadClassifier then failed building
+  // it, with the weights it had read left undisposed)
+  const root = mkdtempSync(join(tmpdir(), 'semaim-predict-one-class-'));
+  try {
+    const dir = join(root, 'run', 'checkpoints', 'step-00000001');
+    mkdirSync(dir, { recursive: true });
+    const cfg = { ...TINY, numClasses: 2, pool: 'avg' as const };
+    const model = new ViTClassifier(cfg);
+    const state = model.stateDict();
+    const entries: [string, torch.Tensor][] = [...state].map(([k, t]) => [k, k.startsWith('head.') ? t.narrow(0, 0, 1).contiguous() : t]);
+    saveTensors(join(dir, 'model.safetensors'), entries, { format: 'semaim.finetune/1', config: JSON.stringify({ ...cfg, numClasses: 1 }) });
+    for (const [k, t] of entries) if (k.startsWith('head.')) t.dispose();
+    model.dispose();
+    writeFileSync(join(dir, 'state.json'), '{}');
+    assert.throws(() => resolveClassifier(dir, { verify: false }), /the classifier config is not usable: numClasses 1/);
+  } finally {
     rmSync(root, { recursive: true, force: true });
   }
 });
