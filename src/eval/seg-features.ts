@@ -167,7 +167,12 @@ export async function extractSegFeatures(encoder: VisionTransformer, data: SegDa
     const masks = concat(maskParts, (l) => new Uint8Array(l));
     let images = concat(kept, (l) => new Float32Array(l));
     let keptMasks: Uint8Array = masks.slice(0, keptCount * hw);
-    if (group && shard) ({ images, masks: keptMasks } = firstImages(group, images, keptMasks, shard.rows, Math.min(keep, shard.size), [C, H, W]));
+    try {
+      if (group && shard) ({ images, masks: keptMasks } = firstImages(group, images, keptMasks, shard.rows, Math.min(keep, shard.size), [C, H, W]));
+    } catch (e) {
+      features.dispose(); // (kept above: nobody else holds it yet)
+      throw e;
+    }
     return { features, masks, indices, grid: [encoder.gridH, encoder.gridW], size: [H, W], images, keptMasks, shard };
   } finally {
     for (const p of parts) p.dispose();

@@ -18,6 +18,7 @@ import { countingLoopTurns, maxDiff, writeEncoder } from './helpers';
 import { squares } from './seg-helpers';
 import { MemorySegData } from '../../src/data/seg-streams';
 import { printed } from '../output';
+import type { ProcessGroup } from '../../src/dist';
 
 torch.setNumThreads(1);
 
@@ -299,6 +300,34 @@ test('a caller’s segmentation data with a mask value beyond its classes is ref
     await assert.rejects(segprobeOnline(encoder, bad(), te, 2, { epochs: 1, batchSize: 8, lr: 1e-2, label: null, blocks: [1], augment: 'none' }), message);
   } finally {
     te.features.dispose();
+    encoder.dispose();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('data-parallel, a segmentation feature extraction that fails gathering the figure images frees its features', async () => {
+  // (the features were kept before firstImages' all-reduce, and nothing disposed them when it threw)
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-sp-gather-fail-'));
+  const { encoder } = loadEncoder(writeEncoder(dir));
+  let sums = 0;
+  const group = {
+    rank: 0,
+    worldSize: 2,
+    device: 'cpu',
+    allReduce: async () => {},
+    anyTrue: async (flag: boolean) => flag,
+    sumNumbers: <T extends Float32Array | Float64Array>(v: T): T => {
+      if (++sums === 2) throw new Error('the collective failed');
+      return v;
+    },
+  } as unknown as ProcessGroup;
+  try {
+    const data = squares(8, 2);
+    const start = torch.memoryStats().liveTensors;
+    await assert.rejects(extractSegFeatures(encoder, data, { batchSize: 4, blocks: [1], label: null, keepImages: 2, group }), /the collective failed/);
+    assert.equal(sums, 2, 'it failed at the figure images');
+    assert.equal(torch.memoryStats().liveTensors, start, 'no tensor left');
+  } finally {
     encoder.dispose();
     rmSync(dir, { recursive: true, force: true });
   }
