@@ -63,7 +63,7 @@ export interface SegprobeResult {
   head: SegLinearHead;
   /** Predicted class maps of the first `keepPredictions` test images (n × H × W). */
   predictions: Uint8Array;
-  /** Per-class pixel counts of the training masks the head saw (the first epoch), for the majority baseline. */
+  /** Per-class pixel counts of the training masks, for the majority baseline: cached, of every training image; online, of the first epoch's (augmented) batches. */
   trainHistogram: Float64Array;
 }
 
