@@ -23,7 +23,6 @@ Reads one JSON command per line on stdin and answers one JSON line:
   {"op": "finetune", batch}                              -> {seconds, cpu}
 (seconds: wall-clock; cpu: the process's CPU seconds, all threads, time.process_time())
 """
-import json
 import math
 import os
 import sys
@@ -36,6 +35,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_common import PRESETS  # noqa: E402
 from pretrain_torch import LN_EPS, Attention, Mlp, sincos_pos_embed  # noqa: E402
+from engine_torch import serve  # noqa: E402
 
 
 class DropPath(nn.Module):
@@ -256,16 +256,7 @@ class Bench:
 def main():
     threads = int(sys.argv[sys.argv.index('--threads') + 1]) if '--threads' in sys.argv else 2
     torch.set_num_threads(threads)
-    bench = Bench()
-    for line in sys.stdin:
-        line = line.strip()
-        if not line:
-            continue
-        cmd = json.loads(line)
-        if cmd['op'] == 'quit':
-            break
-        sys.stdout.write(json.dumps(getattr(bench, cmd['op'])(cmd)) + '\n')
-        sys.stdout.flush()
+    serve(Bench())
 
 
 if __name__ == '__main__':
