@@ -61,7 +61,7 @@ function argmin(a: ArrayLike<number>): number {
   return best;
 }
 
-/** Whether `name` is a row file visualize writes (rowPath's `row-NNN-<image>.png`, 3 digits or more: the 1001st image is row-1000). */
+/** Whether `name` is a row file visualize writes (rowFile's `row-NNN-<image>.png`, 3 digits or more: the 1001st image is row-1000). */
 export function isRowFileName(name: string): boolean {
   return /^row-\d{3,}-.*\.png$/.test(name);
 }
@@ -151,7 +151,6 @@ export async function visualizeModel(model: SemAIM, images: LoadedImages, outDir
     const earlierRows = rowsListedIn(summary);
     await commitStagedUnlessAborted(fileStagers(files), o.signal);
     // rows an earlier visualisation here listed and this one did not write would pass for this one's
-    // (numbered with at least 3 digits: row-1000-… from the 1001st image on)
     // (compared as absolute paths: a list written with the folder named another way, relative or absolute, names the same rows)
     const written = new Set(rowFiles.map((f) => resolve(f)));
     for (const f of earlierRows)
