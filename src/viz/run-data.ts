@@ -9,6 +9,7 @@ import { occupied } from '../util/make-folder';
 import { heldByAnother } from '../util/file-lock';
 import { LOCK_FILE } from '../run/run-lock';
 import { newestUsableCheckpoint } from '../semaim/pretrained';
+import { listCheckpoints } from '../io/checkpoint';
 
 /** One evaluation result found in a run folder, a row of the report's evaluation table: where it is, top-1/top-5 and what it evaluated. */
 export interface EvalRow {
@@ -228,28 +229,25 @@ export function readRun(dir: string): RunData {
   // a file of that name is a problem of the folder, not of the report: listing it threw ENOTDIR
   const ckFolder = existsSync(ckDir) && statSync(ckDir).isDirectory();
   if (existsSync(ckDir) && !ckFolder) problems.push('checkpoints: not a folder; no checkpoint of the run is read');
-  const checkpoints = ckFolder
-    ? readdirSync(ckDir)
-        .filter((n) => /^step-\d+$/.test(n))
-        // by step, as listCheckpoints: by name, step-100000000 (9 digits) came before step-99999999
-        .sort((a, b) => Number(a.slice(5)) - Number(b.slice(5)))
-    : [];
+  // oldest first, by step (by name, step-100000000 came before step-99999999)
+  const stepFolders = ckFolder ? listCheckpoints(ckDir).reverse() : [];
+  const checkpoints = stepFolders.map((c) => basename(c.dir));
   const usable = ckFolder ? newestUsableCheckpoint(dir) : { dir: null, skipped: [] };
   for (const s of usable.skipped) problems.push(`${relative(dir, s.dir)}: not usable (${s.problem}); commands taking this run use an older checkpoint`);
   const usableCheckpoint = usable.dir === null ? null : relative(dir, usable.dir);
   if (evals.some((r) => r.evaluated)) {
     // the step of each checkpoint's weights, by the SHA-256 its state.json records (no file is hashed here)
     const bySha = new Map<string, number>();
-    for (const name of checkpoints) {
+    for (const { step, dir: ck } of stepFolders) {
       try {
-        const st = readJson(join(ckDir, name, 'state.json'));
+        const st = readJson(join(ck, 'state.json'));
         const sha = isJsonObject(st) && isJsonObject(st.files) ? st.files['model.safetensors'] : undefined;
-        if (typeof sha === 'string') bySha.set(sha, Number(name.slice(5)));
+        if (typeof sha === 'string') bySha.set(sha, step);
       } catch {
         continue; // named under Problems by the check above when it is the newest
       }
     }
-    const newest = checkpoints.length ? Number(checkpoints[checkpoints.length - 1].slice(5)) : null;
+    const newest = stepFolders.length ? stepFolders[stepFolders.length - 1].step : null;
     for (const r of evals) if (r.evaluated) r.checkpoint = evaluatedCheckpoint(r.evaluated, bySha, newest);
   }
   return { dir, config, metrics, evals, problems, checkpoints, usableCheckpoint, nonFiniteLossStep, metricsTotals, metricsSampled };
