@@ -110,4 +110,10 @@ test("page colours and scalings are semaim's figures' (turbo table, order earlin
   const order = [3, 1, 1, 0, 2.5, 7];
   assert.ok(difference(maps.orderEarliness(order), orderEarliness(order)).maxAbs < 1e-6);
   assert.ok(difference(maps.minMax(order), minMax(order)).maxAbs < 1e-6);
+  // A map with a NaN or infinite entry (a diverged run's loss map) keeps the finite entries' scaling.
+  const broken = [2, NaN, 4, Infinity, 3, -Infinity];
+  const page = maps.minMax(broken);
+  const figure = minMax(broken);
+  for (const i of [0, 2, 4]) assert.ok(Math.abs(page[i] - figure[i]) < 1e-6, `entry ${i}: ${page[i]} vs ${figure[i]}`);
+  assert.deepEqual([page[0], page[2], page[4]], [0, 1, 0.5]);
 });

@@ -110,11 +110,16 @@ export function orderEarliness(order) {
   return out;
 }
 
-/** Values scaled to [0, 1] by their min and max (a constant map becomes 0.5). @param {ArrayLike<number>} x */
+/**
+ * Values scaled to [0, 1] by the min and max of their finite entries (a constant map becomes 0.5), as
+ * semaim's figures scale them. @param {ArrayLike<number>} x
+ */
 export function minMax(x) {
   let lo = Infinity;
   let hi = -Infinity;
-  for (let i = 0; i < x.length; i++) { lo = Math.min(lo, x[i]); hi = Math.max(hi, x[i]); }
+  for (let i = 0; i < x.length; i++) {
+    if (Number.isFinite(x[i])) { lo = Math.min(lo, x[i]); hi = Math.max(hi, x[i]); }
+  }
   const out = new Float64Array(x.length);
   for (let i = 0; i < x.length; i++) out[i] = hi > lo ? (x[i] - lo) / (hi - lo) : 0.5;
   return out;
