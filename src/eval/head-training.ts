@@ -48,7 +48,11 @@ export interface HeadTraining<B, M extends string> {
   lrOption: string;
   /** Steps per epoch; `batches(epoch)` may yield more (the loop stops at the epochs' total) or fewer. */
   perEpoch: number;
-  batches: (epoch: number) => AsyncIterable<B>;
+  /**
+   * The epoch's batches in order; null for a step whose batch has nothing to train on (no labelled pixel):
+   * the step is passed over but keeps its place, so the lr schedule of the steps after it stays where it is.
+   */
+  batches: (epoch: number) => AsyncIterable<B | null>;
   /** The head's input features of a batch (checked for NaN/Inf): data-parallel, the global batch every rank steps on. */
   inputs: (b: B) => Tensor;
   /** The batch's loss, inside the step's scope. */
@@ -86,23 +90,27 @@ export async function trainHead<B, M extends string>(t: HeadTraining<B, M>, o: H
   try {
     for (let epoch = 0; epoch < epochs && step < totalSteps; epoch++) {
       let i = 0;
+      let trained = 0;
       lossSum.zero_();
       for await (const b of t.batches(epoch)) {
-        try {
-          await stop.throwIfAborted(o.signal);
-          seen += t.inputs(b).shape[0]; // (data-parallel, the batch is already every rank's rows)
-          torch.scope(() => {
-            t.optimizer.setLr(schedule(fractionalEpoch(epoch, i, t.perEpoch)));
-            overflow.add(t.inputs(b));
-            const loss = t.loss(b);
-            loss.backward();
-            t.optimizer.step();
-            t.optimizer.zeroGrad();
-            lossSum.add_(loss.detach());
-          });
-        } finally {
-          t.release(b);
-        }
+        if (b === null) await stop.throwIfAborted(o.signal);
+        else
+          try {
+            await stop.throwIfAborted(o.signal);
+            seen += t.inputs(b).shape[0]; // (data-parallel, the batch is already every rank's rows)
+            torch.scope(() => {
+              t.optimizer.setLr(schedule(fractionalEpoch(epoch, i, t.perEpoch)));
+              overflow.add(t.inputs(b));
+              const loss = t.loss(b);
+              loss.backward();
+              t.optimizer.step();
+              t.optimizer.zeroGrad();
+              lossSum.add_(loss.detach());
+            });
+            trained++;
+          } finally {
+            t.release(b);
+          }
         i++;
         step++;
         if (step >= totalSteps) break;
@@ -110,7 +118,7 @@ export async function trainHead<B, M extends string>(t: HeadTraining<B, M>, o: H
         // cached features are at hand at once: without this the whole probe ran without the event loop turning
         await new Promise((resolve) => setImmediate(resolve));
       }
-      const rec = { epoch: epoch + 1, loss: lossSum.item() / Math.max(i, 1), lr: t.optimizer.paramGroups[0].lr } as HeadEpoch<M>;
+      const rec = { epoch: epoch + 1, loss: lossSum.item() / Math.max(trained, 1), lr: t.optimizer.paramGroups[0].lr } as HeadEpoch<M>;
       // A head trained past a NaN/Inf loss evaluates at chance level: stop, on every rank at once, before any result exists.
       const diverged = !Number.isFinite(rec.loss);
       if (o.group ? await o.group.anyTrue(diverged) : diverged) {

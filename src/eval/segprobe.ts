@@ -160,7 +160,7 @@ async function trainSegHead(
   perEpoch: number,
   grid: [number, number],
   size: [number, number],
-  batches: (epoch: number) => AsyncIterable<SegTrainBatch>,
+  batches: (epoch: number) => AsyncIterable<SegTrainBatch | null>,
   evaluate: () => SegMetrics,
 ): Promise<{ lr: number; history: SegprobeEpoch[] }> {
   const lr = o.lr ?? defaultSegLr(o.optimizer ?? 'adamw');
@@ -212,7 +212,7 @@ export async function segprobeOnFeatures(train: SegFeatureSet, test: SegFeatureS
   // sharded: the shard's row holding each row of the whole set (-1: another rank's)
   const mine = train.shard ? new Int32Array(n).fill(-1) : null;
   train.shard?.rows.forEach((row, r) => (mine![row] = r));
-  async function* batches(epoch: number): AsyncGenerator<SegTrainBatch> {
+  async function* batches(epoch: number): AsyncGenerator<SegTrainBatch | null> {
     const perm = torch.randperm(n, { generator: new torch.Generator(seed * 1_000_003 + epoch) });
     const order = Int32Array.from(perm.data() as BigInt64Array, Number);
     perm.dispose();
@@ -231,11 +231,14 @@ export async function segprobeOnFeatures(train: SegFeatureSet, test: SegFeatureS
             train.size,
           ),
         );
-        if (b) yield b;
+        yield b;
         continue;
       }
       const masks = hostMasks(train.masks, idx, hw);
-      if (!anyLabelled(masks)) continue;
+      if (!anyLabelled(masks)) {
+        yield null;
+        continue;
+      }
       yield torch.scope(() => ({
         tokens: train.features.indexSelect(0, torch.tensor(idx, { dtype: 'int64', device })),
         masks: torch.tensor(masks, { shape: [B, H, W], device }).long(),
@@ -346,7 +349,7 @@ export async function segprobeOnline(
   const head = new SegLinearHead(test.features.shape[2], numClasses).to({ device });
   const trainHistogram = new Float64Array(numClasses);
   const slice = group ? { rank: group.rank, worldSize: ranks } : undefined;
-  async function* batches(epoch: number): AsyncGenerator<SegTrainBatch> {
+  async function* batches(epoch: number): AsyncGenerator<SegTrainBatch | null> {
     const batchSize = o.batchSize / ranks; // this rank's slice of every batch
     for await (const b of trainData.batches({ batchSize, shuffle: true, epoch, augment: o.augment, seed, dropLast: true, slice })) {
       if (b.shape[0]) checkSegBatch(b, trainData.imageShape, numClasses, trainData.ignoreIndex);
@@ -357,10 +360,13 @@ export async function segprobeOnline(
             ? patchTokens(encoder, torch.tensor(b.images, { shape: b.shape, device }), o.blocks, o.precision)
             : torch.zeros([0, test.features.shape[1], test.features.shape[2]], { device });
         const t = torch.scope(() => assembleSegBatch(group, b.globalSize, b.slots, tokens(), b.masks, test.size));
-        if (t) yield t;
+        yield t;
         continue;
       }
-      if (!anyLabelled(b.masks)) continue;
+      if (!anyLabelled(b.masks)) {
+        yield null;
+        continue;
+      }
       yield torch.scope(() => {
         const images = torch.tensor(b.images, { shape: b.shape, device });
         return {

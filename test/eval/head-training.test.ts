@@ -13,7 +13,7 @@ import { captureTerminal } from '../output';
  * Trains a Linear(2, 1) head for `o` on batches whose loss is a given number (value(epoch, i)), recording
  * the lr the optimiser holds at each step.
  */
-async function trainConstantLosses(o: HeadTrainingOptions, perEpoch: number, value: (epoch: number, i: number) => number) {
+async function trainConstantLosses(o: HeadTrainingOptions, perEpoch: number, value: (epoch: number, i: number) => number | null) {
   torch.manualSeed(0);
   const head = new Linear(2, 1);
   const optimizer = new SGD(head.namedParameters(), { lr: 0.4 });
@@ -29,7 +29,10 @@ async function trainConstantLosses(o: HeadTrainingOptions, perEpoch: number, val
         lrOption: 'lr',
         perEpoch,
         async *batches(epoch: number) {
-          for (let i = 0; i < perEpoch; i++) yield { x, v: value(epoch, i) };
+          for (let i = 0; i < perEpoch; i++) {
+            const v = value(epoch, i);
+            yield v === null ? null : { x, v };
+          }
         },
         inputs: (b) => b.x,
         loss: (b) => {
@@ -70,6 +73,20 @@ test("the lr follows the warm-up + cosine at every step (not once per epoch), an
     history.map((h) => h.lr),
     [0.3, c(0.75)],
     "each epoch's last lr",
+  );
+});
+
+test("a step with nothing to train on (null) is passed over in its place: the later steps keep their lr, the epoch's loss is the mean of the trained steps", async () => {
+  // as the first test, the second and seventh batches without a labelled pixel (segprobe)
+  const skip = (epoch: number, i: number) => (epoch === 0 && i === 1) || (epoch === 1 && i === 2);
+  const { history, lrs } = await trainConstantLosses({ epochs: 2, warmupEpochs: 1, minLr: 0.01 }, 4, (epoch, i) => (skip(epoch, i) ? null : 1 + 4 * epoch + i));
+  const c = (t: number) => 0.01 + 0.39 * 0.5 * (1 + Math.cos(Math.PI * t));
+  close(lrs, [0, 0.2, 0.3, 0.4, c(0.25), c(0.75)], 'lr per trained step');
+  // losses 1, 3, 4 then 5, 6, 8
+  close(
+    history.map((h) => h.loss),
+    [8 / 3, 19 / 3],
+    'mean loss per epoch',
   );
 });
 
