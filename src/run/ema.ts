@@ -50,9 +50,18 @@ export class EMA<M extends Module> {
     return new Map([...this.shadow.namedParameters()].map(([n, t]) => [`ema.${n}`, t]));
   }
 
+  /**
+   * Loads the shadow from a checkpoint's `ema.<name>` tensors; throws, changing nothing, when one of the
+   * shadow's parameters has none (the shadow would keep the weights it was made with, not the run's average).
+   */
   loadStateTensors(tensors: Map<string, Tensor>): void {
     const own = new Map<string, Tensor>();
     for (const [k, v] of tensors) if (k.startsWith('ema.')) own.set(k.slice(4), v);
+    const missing = [...this.shadow.namedParameters()].map(([name]) => name).filter((name) => !own.has(name));
+    if (missing.length)
+      throw new Error(
+        `the checkpoint has no EMA weights for ${missing.length === 1 ? 'a parameter' : `${missing.length} parameters`} (ema.${missing.join(', ema.').slice(0, 200)}): it was not written by a run with --ema`,
+      );
     this.shadow.loadStateDict(new Map([...this.shadow.stateDict()].map(([k, v]) => [k, own.get(k) ?? v])));
   }
 }

@@ -64,8 +64,13 @@ test("a new EMA starts as a copy of its source (not the shadow model's own initi
   const other = new EMA(new Linear(3, 2), otherSource, 0.9);
   other.loadStateTensors(saved);
   assert.deepEqual(other.shadow.weight.toFloat32Array(), src.weight.toFloat32Array(), 'a resumed EMA continues from the saved shadow');
+  // a checkpoint that lacks a shadow tensor is refused, the shadow unchanged (not left at its own initialisation)
+  const partial = new Map([...saved].filter(([k]) => k !== 'ema.bias'));
+  const third = new EMA(new Linear(3, 2), otherSource, 0.9);
+  assert.throws(() => third.loadStateTensors(partial), /no EMA weights for a parameter \(ema\.bias\)/);
+  assert.deepEqual(third.shadow.weight.toFloat32Array(), otherSource.weight.toFloat32Array());
   for (const t of saved.values()) t.dispose();
-  for (const m of [src, shadow, other.shadow, otherSource]) m.dispose();
+  for (const m of [src, shadow, other.shadow, third.shadow, otherSource]) m.dispose();
 });
 
 test('--ema-schedule resolves to authors with --ema; a run stored without it resumes only as constant', () => {
