@@ -1,6 +1,6 @@
 // `semaim visualize`: one PNG row per image and a grid of all of them, plus visualize.json with
 // what was drawn (columns, the first patch of every order, the layout) for tools and tests.
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { basename, dirname, join, parse, resolve } from 'node:path';
 import type { SemAIM, VisionTransformer } from '../semaim';
 import type { LoadedImages } from './images';
@@ -114,29 +114,23 @@ export async function visualizeModel(model: SemAIM, images: LoadedImages, outDir
   const columns = figRows[0].cells.map((c) => c.label);
   // the list, the grid and the rows are one commit (one journal, visualize.json.commit): a kill between
   // the renames is completed by the next visualisation here, never a grid beside another's list or rows
+  const listing = {
+    checkpoint: o.checkpoint ?? null,
+    columns,
+    grid: { gridH: model.grid.gridH, gridW: model.grid.gridW, imgSize: model.config.imgSize, patchSize: model.config.patchSize },
+    layout: { scale: layout.scale, cell: layout.cell, width: layout.width, height: layout.height },
+    lossOrder,
+    images: images.names.map((name, i) => ({
+      name,
+      path: images.files[i],
+      file: rowFiles[i],
+      firstPatch: Object.fromEntries(Object.entries(maps[i].orders).map(([k, v]) => [k, argmin(v!)])),
+      meanLoss: maps[i].patchLoss.reduce((a, b) => a + b, 0) / maps[i].patchLoss.length,
+    })),
+    skipped: images.skipped,
+  };
   const files: [string, string | Uint8Array][] = [
-    [
-      summary,
-      JSON.stringify(
-        {
-          checkpoint: o.checkpoint ?? null,
-          columns,
-          grid: { gridH: model.grid.gridH, gridW: model.grid.gridW, imgSize: model.config.imgSize, patchSize: model.config.patchSize },
-          layout: { scale: layout.scale, cell: layout.cell, width: layout.width, height: layout.height },
-          lossOrder,
-          images: images.names.map((name, i) => ({
-            name,
-            path: images.files[i],
-            file: rowFiles[i],
-            firstPatch: Object.fromEntries(Object.entries(maps[i].orders).map(([k, v]) => [k, argmin(v!)])),
-            meanLoss: maps[i].patchLoss.reduce((a, b) => a + b, 0) / maps[i].patchLoss.length,
-          })),
-          skipped: images.skipped,
-        },
-        null,
-        2,
-      ),
-    ],
+    [summary, ''], // (written once the earlier list is read: it names the rows it supersedes)
     [grid, await encodePng(canvas)],
   ];
   for (let i = 0; i < figRows.length; i++) {
@@ -148,13 +142,17 @@ export async function visualizeModel(model: SemAIM, images: LoadedImages, outDir
   const release = claimOutputs(files.map(([path]) => path));
   try {
     finishInterruptedCommits(outDir); // an earlier visualisation killed mid-commit: its list is the one in place
-    const earlierRows = rowsListedIn(summary);
-    await commitStagedUnlessAborted(fileStagers(files), o.signal);
-    // rows an earlier visualisation here listed and this one did not write would pass for this one's
-    // (compared as absolute paths: a list written with the folder named another way, relative or absolute, names the same rows)
+    // rows an earlier visualisation here listed and this one does not write would pass for this one's
+    // (compared as absolute paths: a list written with the folder named another way, relative or absolute,
+    // names the same rows). This list names them too, as superseded: a kill before they are removed leaves
+    // them to the next visualisation here.
     const written = new Set(rowFiles.map((f) => resolve(f)));
-    for (const f of earlierRows)
-      if (!written.has(resolve(f)) && resolve(dirname(f)) === resolve(outDir) && isRowFileName(basename(f))) rmSync(f, { force: true });
+    const superseded = rowsListedIn(summary).filter(
+      (f) => !written.has(resolve(f)) && resolve(dirname(f)) === resolve(outDir) && isRowFileName(basename(f)) && existsSync(f),
+    );
+    files[0][1] = JSON.stringify(superseded.length ? { ...listing, superseded } : listing, null, 2);
+    await commitStagedUnlessAborted(fileStagers(files), o.signal);
+    for (const f of superseded) rmSync(f, { force: true });
   } finally {
     release();
   }
@@ -167,9 +165,9 @@ function rowFile(outDir: string, i: number, name: string): string {
 }
 
 /** An earlier visualize.json, or null when it is absent or not one. */
-function readSummary(summary: string): { checkpoint?: DrawnFrom; images?: { file?: unknown }[] } | null {
+function readSummary(summary: string): { checkpoint?: DrawnFrom; images?: { file?: unknown }[]; superseded?: unknown[] } | null {
   try {
-    return JSON.parse(readRegularFile(summary, 'utf8')) as { checkpoint?: DrawnFrom; images?: { file?: unknown }[] };
+    return JSON.parse(readRegularFile(summary, 'utf8')) as { checkpoint?: DrawnFrom; images?: { file?: unknown }[]; superseded?: unknown[] };
   } catch {
     return null;
   }
@@ -183,6 +181,8 @@ export function drawnFrom(summary: string): DrawnFrom | null {
 
 /** The row files a visualize.json lists (none when it is absent or not one). */
 function rowsListedIn(summary: string): string[] {
-  const images = readSummary(summary)?.images;
-  return Array.isArray(images) ? images.map((i) => i?.file).filter((f): f is string => typeof f === 'string') : [];
+  const earlier = readSummary(summary);
+  const images = Array.isArray(earlier?.images) ? earlier.images.map((i) => i?.file) : [];
+  const superseded = Array.isArray(earlier?.superseded) ? earlier.superseded : [];
+  return [...images, ...superseded].filter((f): f is string => typeof f === 'string');
 }

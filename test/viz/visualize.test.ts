@@ -184,6 +184,30 @@ test('visualize: rows an earlier visualisation of over 1000 images listed (row-1
   }
 });
 
+test('visualize: rows a visualisation killed between its commit and their removal left are removed by the next one here', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'semaim-viz-killed-cleanup-'));
+  try {
+    const imgs = await loadImages(await writeTestImages(join(root, 'imgs'), 3), 16);
+    const one = await loadImages(await writeTestImages(join(root, 'one'), 1), 16);
+    const out = join(root, 'out');
+    const model = tinyModel(3);
+    const o = () => ({ orders: ['raster' as const], lossOrder: 'raster' as const });
+    const first = await visualizeModel(model, imgs, out, o());
+    const firstRows = new Map(first.rows.map((f) => [f, readFileSync(f)]));
+    // the second committed its list and rows, then was killed before removing the first one's other rows
+    const second = await visualizeModel(model, one, out, o());
+    for (const [f, bytes] of firstRows) if (!second.rows.includes(f)) writeFileSync(f, bytes);
+    const third = await visualizeModel(model, one, out, o());
+    model.dispose();
+    assert.deepEqual(
+      readdirSync(out).filter((f) => f.startsWith('row-')),
+      third.rows.map((f) => basename(f)),
+    );
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
 test('visualize: a second visualisation of the same images into the same folder, named relatively this time, keeps the rows it has just written', async () => {
   const root = mkdtempSync(join(tmpdir(), 'semaim-viz-relout-'));
   try {
