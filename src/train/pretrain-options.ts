@@ -325,14 +325,14 @@ export function checkModelFits(cfg: SemAIMConfig, o: PretrainOptions, memory: Ma
 /** Trainable parameters of a SemAIM model (encoder, decoder, head), counted from its config. */
 export function semaimParameterCount(c: SemAIMConfig): number {
   const D = c.embedDim;
-  const H = Math.round(D * (c.mlpRatio ?? 4));
+  const H = Math.floor(D * (c.mlpRatio ?? 4)); // every MLP's hidden width, the head's too (as the model makes them)
   const P = c.patchSize * c.patchSize * (c.inChans ?? 3);
   const norm = 2 * D;
   const mlp = D * H + H + H * D + D;
   const encoderBlock = norm + (3 * D * D + 3 * D) + (D * D + D) + norm + mlp;
   const decoderBlock = norm + 4 * (D * D + D) + norm + mlp;
   const out = c.target.type === 'pixels' ? P : c.target.teacherConfig.embedDim;
-  const head = D * 4 * D + 4 * D + 4 * D * out + out; // the final norm is the encoder's
+  const head = D * H + H + H * out + out; // the final norm is the encoder's
   return P * D + D + D + c.depth * encoderBlock + norm + c.decoderDepth * decoderBlock + head;
 }
 

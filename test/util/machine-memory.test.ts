@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { machineMemory } from '../../src/util/machine-memory';
-import { checkModelFits, modelConfigFrom, PRETRAIN_OPTIONS, type PretrainOptions } from '../../src/train/pretrain-options';
+import { checkModelFits, modelConfigFrom, PRETRAIN_OPTIONS, semaimParameterCount, type PretrainOptions } from '../../src/train/pretrain-options';
+import { SemAIM } from '../../src/semaim';
 import { OptionError, resolveOptions } from '../../src/util/options';
 
 const GiB = 2 ** 30;
@@ -49,4 +50,26 @@ test('on the CPU, a model whose attention map alone exceeds memory is refused, n
   assert.doesNotThrow(() => checkModelFits(cfg, { ...o, device: 'cuda' }, machineMemory(0, 24 * GiB)));
   const small = { ...o, imgSize: 224, patchSize: 16 };
   assert.doesNotThrow(() => checkModelFits(modelConfigFrom(small), small, machineMemory(0, 24 * GiB)));
+});
+
+test("the size estimate counts the model's parameters at any --mlp-ratio: the prediction head's and the MLPs' hidden widths as the model makes them", () => {
+  // 12 × 4.125 = 49.5 hidden units: the model makes 49 (floor); ratio 8 makes the head twice as wide as ratio 4
+  for (const mlpRatio of [4.125, 8]) {
+    const o: PretrainOptions = resolveOptions(PRETRAIN_OPTIONS, {
+      model: 'vit_tiny',
+      imgSize: 16,
+      patchSize: 4,
+      embedDim: 12,
+      depth: 2,
+      numHeads: 2,
+      mlpRatio,
+    });
+    const cfg = modelConfigFrom(o);
+    const model = new SemAIM(cfg);
+    try {
+      assert.equal(semaimParameterCount(cfg), model.numParameters(), `--mlp-ratio ${mlpRatio}`);
+    } finally {
+      model.dispose();
+    }
+  }
 });
