@@ -108,50 +108,61 @@ async function pretrainOn(o: PretrainOptions, data: TrainData, hooks: PretrainHo
   }
   // the schedule (docs/METHOD.md §6.1); the effective batch counts every process
   const lr = peakLr(o, o.batchSize * o.accumIter * world);
-  makeFolder(o.outDir);
   const fusedKinds = fusedKindsOf(o); // checked by validatePretrain
   torch.manualSeed(o.seed);
 
-  // ---- model, teacher, EMA
-  const model = new SemAIM(cfg).initWeights();
-  model.to({ device });
-  model.teacher = loadTeacher(cfg, device);
-  const emaDecayAt = o.emaSchedule === 'authors' ? (epoch: number) => authorsEmaDecay(o.emaDecay, epoch) : undefined;
-  const ema = o.ema ? new EMA(new VisionTransformer(cfg).to({ device }), model, o.emaDecay, emaDecayAt) : null;
-
-  // ---- optimiser and schedule
-  const groups = paramGroupsWeightDecay(model.namedParameters(), { weightDecay: o.weightDecay, noWeightDecay: noWeightDecayNames(o) });
-  const optimizer = new AdamW(groups, { lr, betas: [o.beta1, o.beta2], weightDecay: o.weightDecay });
-  const schedule = warmupCosine({ lr, minLr: o.minLr, warmupEpochs: o.warmupEpochs, epochs: Math.max(o.epochs, o.warmupEpochs + 1e-9) });
-  const scaler = o.precision === 'fp16' ? new GradScaler() : null;
-  const orderGen = new torch.Generator(o.seed + 7919);
-  const dropPathGen = dropPathStream(model, o.seed);
-  const upload = new DeviceImages(data.normalize ?? null);
-  const input = { chans: cfg.inChans ?? 3, size: cfg.imgSize }; // what every batch must be
-  const orderPrecision = o.orderPrecision === 'fp32' ? 'fp32' : o.precision;
-  // The order's U(0,1) noise for a batch of B: N processes × batch B draw the noise of 1 process ×
-  // batch N·B, each taking its rows. Drawn here, outside a captured graph (which cannot upload host data).
-  const orderNoise = (B: number): torch.Tensor | undefined => {
-    if (!orderUsesNoise(cfg.order)) return undefined;
-    const noise = torch.rand([world * B, model.numPatches], { device, generator: orderGen });
-    return world > 1 ? noise.narrow(0, rank * B, B) : noise;
+  // What the run has made, freed when it ends: also when setting up fails part-way (a teacher it cannot
+  // load, a device out of memory), which would otherwise leave the model to the garbage collector.
+  const owned: { dispose(): void }[] = [];
+  const made = <T extends { dispose(): void }>(x: T): T => {
+    owned.push(x);
+    return x;
   };
-  // --cuda-graphs: the order pass, forward and backward as one captured graph.
-  const staticStep =
-    o.cudaGraphs || hooks.staticStepWithoutCapture
-      ? new StaticPretrainStep(model, {
-          precision: o.precision,
-          orderPrecision,
-          device,
-          ema: ema?.shadow,
-          warmup: 3,
-          clearGrads: () => optimizer.zeroGrad(),
-          capture: !hooks.staticStepWithoutCapture,
-        })
-      : null;
-
-  const leaveFused = fusedSwitch.enter({ kinds: fusedKinds, onCpu: false });
   try {
+    // ---- model, teacher, EMA
+    const model = made(new SemAIM(cfg).initWeights());
+    model.to({ device });
+    model.teacher = loadTeacher(cfg, device);
+    if (model.teacher) made(model.teacher);
+    const emaDecayAt = o.emaSchedule === 'authors' ? (epoch: number) => authorsEmaDecay(o.emaDecay, epoch) : undefined;
+    const ema = o.ema ? new EMA(made(new VisionTransformer(cfg).to({ device })), model, o.emaDecay, emaDecayAt) : null;
+
+    // ---- optimiser and schedule
+    const groups = paramGroupsWeightDecay(model.namedParameters(), { weightDecay: o.weightDecay, noWeightDecay: noWeightDecayNames(o) });
+    const optimizer = made(new AdamW(groups, { lr, betas: [o.beta1, o.beta2], weightDecay: o.weightDecay }));
+    const schedule = warmupCosine({ lr, minLr: o.minLr, warmupEpochs: o.warmupEpochs, epochs: Math.max(o.epochs, o.warmupEpochs + 1e-9) });
+    const scaler = o.precision === 'fp16' ? made(new GradScaler()) : null;
+    const orderGen = new torch.Generator(o.seed + 7919);
+    const dropPathGen = dropPathStream(model, o.seed);
+    const upload = made(new DeviceImages(data.normalize ?? null));
+    const input = { chans: cfg.inChans ?? 3, size: cfg.imgSize }; // what every batch must be
+    const orderPrecision = o.orderPrecision === 'fp32' ? 'fp32' : o.precision;
+    // The order's U(0,1) noise for a batch of B: N processes × batch B draw the noise of 1 process ×
+    // batch N·B, each taking its rows. Drawn here, outside a captured graph (which cannot upload host data).
+    const orderNoise = (B: number): torch.Tensor | undefined => {
+      if (!orderUsesNoise(cfg.order)) return undefined;
+      const noise = torch.rand([world * B, model.numPatches], { device, generator: orderGen });
+      return world > 1 ? noise.narrow(0, rank * B, B) : noise;
+    };
+    // --cuda-graphs: the order pass, forward and backward as one captured graph.
+    const staticStep =
+      o.cudaGraphs || hooks.staticStepWithoutCapture
+        ? made(
+            new StaticPretrainStep(model, {
+              precision: o.precision,
+              orderPrecision,
+              device,
+              ema: ema?.shadow,
+              warmup: 3,
+              clearGrads: () => optimizer.zeroGrad(),
+              capture: !hooks.staticStepWithoutCapture,
+            }),
+          )
+        : null;
+
+    makeFolder(o.outDir); // only now: a run that fails to set up (a teacher it cannot load) leaves no empty folder
+    const leaveFused = fusedSwitch.enter({ kinds: fusedKinds, onCpu: false });
+    made({ dispose: leaveFused });
     const r = await trainLoop<TrainBatch>(
       {
         kind: 'pretrain',
@@ -191,13 +202,6 @@ async function pretrainOn(o: PretrainOptions, data: TrainData, hooks: PretrainHo
     );
     return { outDir: o.outDir, ...r };
   } finally {
-    upload.dispose();
-    staticStep?.dispose();
-    optimizer.dispose();
-    scaler?.dispose();
-    ema?.shadow.dispose();
-    model.teacher?.dispose();
-    model.dispose();
-    leaveFused();
+    for (const x of owned.reverse()) x.dispose();
   }
 }

@@ -15,7 +15,8 @@ import { readCheckpoint, type LoadedCheckpoint } from '../../src/io/checkpoint';
 import { disposeAll } from '../../src/io';
 import { readMetrics } from '../../src/run/metrics';
 import { resolveOptions, OptionError, parseArgv } from '../../src/util/options';
-import { SemAIM } from '../../src/semaim';
+import { SemAIM, VisionTransformer } from '../../src/semaim';
+import { saveTensors } from '../../src/io';
 import { paramGroupsWeightDecay } from '../../src/optim';
 import { TINY_SEMAIM } from './helpers';
 
@@ -231,6 +232,29 @@ test('pretrain closes the data it is given when it refuses an option', async () 
   const spy: TrainData = { ...data, epoch: (e, s) => data.epoch(e, s), close: () => void closed++ };
   await assert.rejects(pretrain(options('/nonexistent/abc', { accumIter: 5 }), spy, quiet), (e: unknown) => e instanceof OptionError && e.key === 'accumIter');
   assert.equal(closed, 1);
+});
+
+test('a teacher whose weights cannot be loaded fails the run with its model freed and no run folder made', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-bad-teacher-'));
+  try {
+    // a config and layout that pass the option checks, weights that loading refuses (NaN)
+    const enc = { imgSize: 16, patchSize: 4, inChans: 3, embedDim: 32, depth: 2, numHeads: 2, mlpRatio: 4 };
+    const teacher = join(dir, 'teacher.safetensors');
+    const t = new VisionTransformer(enc).initWeights(3);
+    const weights = t.stateDict();
+    torch.noGrad(() => weights.get('norm.weight')!.fill_(NaN));
+    saveTensors(teacher, weights);
+    t.dispose();
+    writeFileSync(join(dir, 'teacher.json'), JSON.stringify(enc));
+    const data = memoryData(16, 4, 1);
+    const live = torch.memoryStats().liveTensors;
+    const outDir = join(dir, 'run');
+    await assert.rejects(pretrain(options(outDir, { maxSteps: 1, target: 'features', teacher }), data, quiet), /NaN\/Inf/);
+    assert.equal(torch.memoryStats().liveTensors, live, 'the failed run freed its model');
+    assert.equal(existsSync(outDir), false);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('pretrain gives libtorch back the thread count it had (a process-wide setting)', async () => {
