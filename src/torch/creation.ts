@@ -186,7 +186,7 @@ export function tensor(data: Nested | TypedArray, o: CreateOptions & { shape?: n
       throw new TypeError(`tensor(): expected numbers, booleans or nested arrays of them, got ${describeValue(v)}${at}${hint}`);
     }
     shape = o.shape ?? shapeOf(data);
-    const flat = (Array.isArray(data) ? (data as unknown[]).flat(Infinity) : [data]) as (number | boolean)[];
+    const flat = (Array.isArray(data) ? (data as unknown[]).flat(Infinity) : [data]) as (number | boolean | bigint)[];
     dtype = o.dtype ?? (flat.length > 0 && flat.every((v) => typeof v === 'boolean') ? 'bool' : 'float32');
     const count = shape.reduce((a, b) => a * b, 1);
     if (flat.length !== count) throw new RangeError(`tensor(): ragged or mismatched data: ${flat.length} values for shape [${shape}]`);
@@ -215,22 +215,29 @@ const INT_RANGE: Partial<Record<DType, [number, number]>> = {
 function checkRange(values: Iterable<number | bigint>, dtype: DType): void {
   const range = INT_RANGE[dtype];
   if (!range) return;
+  // a BigInt is compared exactly: as a number, 2^63 - 1 would round up to 2^63
+  const [lo, hi] = range;
   for (const x of values) {
-    const v = Number(x);
-    if (!(v >= range[0] && v <= range[1] && (dtype !== 'int64' || v < range[1]))) {
+    const inRange =
+      typeof x === 'bigint' ? x >= BigInt(lo) && (dtype === 'int64' ? x < BigInt(hi) : x <= BigInt(hi)) : x >= lo && x <= hi && (dtype !== 'int64' || x < hi);
+    if (!inRange) {
       throw new RangeError(`tensor(): value ${x} cannot be converted to type ${dtype} without overflow`);
     }
   }
 }
 
-function toTyped(flat: (number | boolean)[], dtype: DType): TypedArray {
+function toTyped(flat: (number | boolean | bigint)[], dtype: DType): TypedArray {
+  checkRange(
+    flat.map((v) => (typeof v === 'bigint' ? v : Number(v))),
+    dtype,
+  );
   const nums = flat.map(Number);
-  checkRange(nums, dtype);
   switch (dtype) {
     case 'float64':
       return Float64Array.from(nums);
     case 'int64':
-      return BigInt64Array.from(nums.map((v) => BigInt(Math.trunc(v))));
+      // a BigInt as it is: through a number, one beyond 2^53 would be rounded
+      return BigInt64Array.from(flat, (v) => (typeof v === 'bigint' ? v : BigInt(Math.trunc(Number(v)))));
     case 'int32':
       return Int32Array.from(nums);
     case 'int16':

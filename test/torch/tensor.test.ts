@@ -940,6 +940,14 @@ test('tensor() from nested arrays: ragged data and out-of-range integers are ref
   });
 });
 
+test('tensor() from nested arrays keeps BigInt values exact as int64, up to 2^63 - 1, instead of rounding them through a number', () => {
+  torch.scope(() => {
+    const values = [2n ** 60n + 1n, 2n ** 63n - 1n, -(2n ** 63n), 5n] as unknown as torch.Nested;
+    assert.deepEqual(Array.from(torch.tensor(values, { dtype: 'int64' }).data() as BigInt64Array), [2n ** 60n + 1n, 2n ** 63n - 1n, -(2n ** 63n), 5n]);
+    assert.throws(() => torch.tensor([2n ** 63n] as unknown as torch.Nested, { dtype: 'int64' }), /cannot be converted to type int64 without overflow/);
+  });
+});
+
 test('item() and tolist() refuse int64 values a number cannot hold instead of rounding them', () => {
   torch.scope(() => {
     const big = torch.tensor(BigInt64Array.from([9007199254740993n]));
