@@ -103,15 +103,15 @@ export function randn(shape: number[], o: RandomOptions = {}): Tensor {
 }
 /** Integers in [low, high), int64 unless dtype is given. */
 export function randint(low: number, high: number, shape: number[], o: RandomOptions = {}): Tensor {
-  return wrap(native.randint(low, high, shape, o.dtype ?? null, dev(o), generatorHandle(o.generator, 'randint')));
+  return finish(wrap(native.randint(low, high, shape, o.dtype ?? null, dev(o), generatorHandle(o.generator, 'randint'))), o);
 }
 /** A random permutation of 0..n-1, int64 unless dtype is given. */
 export function randperm(n: number, o: RandomOptions = {}): Tensor {
-  return wrap(native.randperm(n, o.dtype ?? null, dev(o), generatorHandle(o.generator, 'randperm')));
+  return finish(wrap(native.randperm(n, o.dtype ?? null, dev(o), generatorHandle(o.generator, 'randperm'))), o);
 }
 /** Bernoulli(p) samples shaped like `like`, with its dtype and device unless given. */
 export function bernoulli(like: Tensor, p: number, o: RandomOptions = {}): Tensor {
-  return wrap(native.bernoulli(like.h, p, o.dtype ?? null, o.device ?? null, generatorHandle(o.generator, 'bernoulli')));
+  return finish(wrap(native.bernoulli(like.h, p, o.dtype ?? null, o.device ?? null, generatorHandle(o.generator, 'bernoulli'))), o);
 }
 
 /** Nested arrays of numbers or booleans (torch.tensor's data). */

@@ -188,6 +188,17 @@ test('random: manualSeed makes rand/randn/randint/randperm/bernoulli repeat', ()
   });
 });
 
+test('random: every factory honours requiresGrad, randint, randperm and bernoulli as rand and randn', () => {
+  torch.scope(() => {
+    const o = { dtype: 'float32' as const, requiresGrad: true };
+    const made = [torch.rand([3], o), torch.randn([3], o), torch.randint(0, 9, [3], o), torch.randperm(3, o), torch.bernoulli(torch.zeros([3]), 0.5, o)];
+    assert.deepEqual(
+      made.map((t) => t.requiresGrad),
+      [true, true, true, true, true],
+    );
+  });
+});
+
 test('random: Generators are independent streams with savable state', () => {
   noLeak(() => {
     const g1 = new torch.Generator(42);
