@@ -64,6 +64,18 @@ test('gradcheck: passes a correct gradient, reports a wrong one precisely, frees
   });
 });
 
+test('gradcheck: a NaN error is the largest error of its input, whatever elements come after it', () => {
+  noLeak(() => {
+    // sqrt at 0: an infinite analytic gradient, a NaN central difference (sqrt(-eps)); at 4 they agree
+    const r = gradcheck((a) => a.sqrt(), [torch.tensor([0, 4], { dtype: 'float64' })], { raise: false });
+    assert.deepEqual(
+      r.mismatches.map((m) => m.element),
+      [0],
+    );
+    assert.ok(Number.isNaN(r.inputs[0].maxAbsError), `maxAbsError ${r.inputs[0].maxAbsError}`);
+  });
+});
+
 // ---------------------------------------------------------------- elementwise
 
 test('grad: add/sub/mul/div with broadcasting, scalars and alpha', () => {
