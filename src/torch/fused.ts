@@ -140,7 +140,17 @@ export function addLayerNorm(
   o: FusedOptions = {},
 ): { sum: Tensor; normed: Tensor } {
   const fused = o.fused ?? useFused('layernorm', x);
-  const [h, y] = native.fusedLayerNorm(x.h, residual.h, weight?.h ?? null, bias?.h ?? null, eps, outDtype(x, o, fused), fused, fusedBackward(x, o, fused));
+  const [h, y] = native.fusedLayerNorm(
+    x.h,
+    residual.h,
+    weight?.h ?? null,
+    bias?.h ?? null,
+    eps,
+    outDtype(x, o, fused),
+    fused,
+    fusedBackward(x, o, fused),
+    o.tokens ?? -1, // refused with a residual, not dropped
+  );
   return { sum: wrap(h!), normed: wrap(y) };
 }
 
