@@ -424,13 +424,17 @@ export function refuseUnusedOptions(o: PretrainOptions): void {
 /** The synthetic set's sizes are known before any work: refuse what its loader would refuse later. */
 function checkSyntheticSizes(o: PretrainOptions): void {
   if (o.imgSize < 8) throw new OptionError('imgSize', `the synthetic objects need images of at least 8 pixels, got ${o.imgSize}`);
-  if (o.batchSize > o.syntheticSize)
-    throw new OptionError('batchSize', `${o.batchSize} exceeds the ${o.syntheticSize} images of --synthetic-size (an epoch drops its last partial batch)`);
-  const batches = Math.floor(o.syntheticSize / o.batchSize);
+  // every process takes --batch-size images of each global batch (its loader's batches per epoch: size / (batch × processes))
+  const world = o.nprocPerNode * o.nnodes;
+  const perStep = o.batchSize * world;
+  const batch = world > 1 ? `${o.batchSize} × ${world} processes` : `${o.batchSize}`;
+  if (perStep > o.syntheticSize)
+    throw new OptionError('batchSize', `${batch} exceeds the ${o.syntheticSize} images of --synthetic-size (an epoch drops its last partial batch)`);
+  const batches = Math.floor(o.syntheticSize / perStep);
   if (batches < o.accumIter)
     throw new OptionError(
       'accumIter',
-      `${o.accumIter} exceeds the ${batches} batches per epoch of --synthetic-size ${o.syntheticSize} at --batch-size ${o.batchSize}`,
+      `${o.accumIter} exceeds the ${batches} batches per epoch of --synthetic-size ${o.syntheticSize} at --batch-size ${batch}`,
     );
 }
 

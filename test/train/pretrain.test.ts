@@ -543,6 +543,13 @@ test('sizes known before work are refused naming the flag, before any folder exi
       [['--batch-size', '65'], 'batchSize', /65 exceeds the 64 images of --synthetic-size/],
       [['--accum-iter', '5'], 'accumIter', /5 exceeds the 4 batches per epoch of --synthetic-size 64 at --batch-size 16/],
       [['--img-size', '4', '--patch-size', '2'], 'imgSize', /the synthetic objects need images of at least 8 pixels, got 4/],
+      // every process takes --batch-size images of each global batch
+      [['--batch-size', '40', '--nproc-per-node', '2'], 'batchSize', /40 × 2 processes exceeds the 64 images of --synthetic-size/],
+      [
+        ['--accum-iter', '3', '--nproc-per-node', '2'],
+        'accumIter',
+        /3 exceeds the 2 batches per epoch of --synthetic-size 64 at --batch-size 16 × 2 processes/,
+      ],
       [['--nnodes', '2', '--node-rank', '5'], 'nodeRank', /must be below --nnodes 2 \(0\.\.1\), got 5/],
       [['--nnodes', '2', '--node-rank', '2'], 'nodeRank', /must be below --nnodes 2 \(0\.\.1\), got 2/],
     ] as const) {
