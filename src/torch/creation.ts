@@ -185,7 +185,8 @@ export function tensor(data: Nested | TypedArray, o: CreateOptions & { shape?: n
       const hint = v instanceof Tensor ? ' (copy a tensor with clone())' : '';
       throw new TypeError(`tensor(): expected numbers, booleans or nested arrays of them, got ${describeValue(v)}${at}${hint}`);
     }
-    shape = o.shape ?? shapeOf(data);
+    const nested = shapeOf(data); // refuses ragged data, also where a shape is given
+    shape = o.shape ?? nested;
     const flat = (Array.isArray(data) ? (data as unknown[]).flat(Infinity) : [data]) as (number | boolean | bigint)[];
     dtype = o.dtype ?? (flat.length > 0 && flat.every((v) => typeof v === 'boolean') ? 'bool' : 'float32');
     const count = shape.reduce((a, b) => a * b, 1);

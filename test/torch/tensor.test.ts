@@ -928,6 +928,8 @@ test('tensor() from nested arrays: ragged data and out-of-range integers are ref
   assert.throws(() => torch.tensor([[], [1]]), /expected sequence of length 0 at dim 1 \(got 1\)/);
   assert.throws(() => torch.tensor([[1, 2], 3] as never), /expected a sequence at dim 1/);
   assert.throws(() => torch.tensor([1, [2]]), /expected a number at dim 1/);
+  // a shape given for nested data reshapes it: ragged data is still refused, not flattened into it
+  assert.throws(() => torch.tensor([[1, 2], [3]], { shape: [3] }), /expected sequence of length 2 at dim 1 \(got 1\)/);
   assert.throws(() => torch.tensor([3e9], { dtype: 'int32' }), /value 3000000000 cannot be converted to type int32 without overflow/);
   assert.throws(() => torch.tensor([300, -1], { dtype: 'uint8' }), /cannot be converted to type uint8/);
   assert.throws(() => torch.tensor([-1], { dtype: 'uint8' }), RangeError);
