@@ -884,7 +884,7 @@ test('a BigInt scalar is a number (exact in the safe integer range), never a ten
   });
 });
 
-test('sum, mean and norm with dim omitted and keepdim keep every dimension', () => {
+test('sum, mean, norm, any and all with dim omitted and keepdim keep every dimension', () => {
   torch.scope(() => {
     const a = torch.tensor([
       [3, 4],
@@ -897,6 +897,17 @@ test('sum, mean and norm with dim omitted and keepdim keep every dimension', () 
     assert.ok(Math.abs(n.item() - 5.4772257804870605) < 1e-6); // torch: a.norm(2, None, True)
     assert.deepEqual(a.sum().shape, []);
     assert.deepEqual(a.sum(undefined, true, 'float64').dtype, 'float64');
+    // every reduction whose dim may be omitted: any and all as well (a bool tensor [[true]])
+    const b = a.gt(1);
+    assert.deepEqual([b.any(undefined, true).tolist(), b.all(undefined, true).tolist()], [[[1]], [[0]]]);
+    assert.deepEqual(
+      [a.var(undefined, true, true).shape, a.std(undefined, true, true).shape, a.argmax(undefined, true).shape],
+      [
+        [1, 1],
+        [1, 1],
+        [1, 1],
+      ],
+    );
   });
 });
 
