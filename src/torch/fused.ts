@@ -65,6 +65,7 @@ export function parseFusedKinds(spec: string): FusedKind[] {
   if (s === 'all') return [...FUSED_KINDS];
   if (s === 'none' || s === '') return [];
   const parts = s.split(',').map((p) => p.trim());
+  if (parts.includes('')) throw new RangeError(`fused kernel kinds '${spec}' have an empty entry: expected all, none or a list of ${FUSED_KINDS.join(', ')}`);
   const bad = parts.filter((p) => !(FUSED_KINDS as readonly string[]).includes(p));
   if (bad.length) throw new RangeError(`unknown fused kernel kind(s) ${bad.join(', ')}: expected all, none or a list of ${FUSED_KINDS.join(', ')}`);
   return [...new Set(parts as FusedKind[])];

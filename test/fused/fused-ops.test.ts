@@ -347,6 +347,7 @@ test('fused ops refuse bad shapes with clear errors; the kind list is validated'
   assert.deepEqual(fused.parseFusedKinds('none'), []);
   assert.deepEqual(fused.FUSED_KINDS.filter(fused.needsKernels), ['layernorm', 'layernorm-backward', 'gelu', 'qkv', 'targets']);
   assert.throws(() => fused.parseFusedKinds('layernorm,softmax'), /unknown fused kernel kind\(s\) softmax/);
+  assert.throws(() => fused.parseFusedKinds('layernorm,'), /'layernorm,' have an empty entry/);
 });
 
 test('the switch is off by default and sends CPU tensors to the unfused ops', () => {
