@@ -59,6 +59,9 @@ static void adamwStep(const std::vector<at::Tensor>& params, const std::vector<a
 static void sgdStep(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>& grads,
                     const c10::optional<std::vector<at::Tensor>>& buffers, double lr, double momentum, double dampening, double wd,
                     bool nesterov, bool first) {
+  // Checked here, as adamwStep does: with momentum and no weight decay, fewer grads than params were read
+  // past the end of the list (a segfault) before any libtorch op could refuse them.
+  if (grads.size() != params.size()) throw std::invalid_argument("sgdStep: params and grads differ in length");
   if (params.empty()) return;
   c10::NoGradGuard no_grad;
   std::vector<at::Tensor> d = wd != 0 ? at::_foreach_add(grads, params, wd) : grads;

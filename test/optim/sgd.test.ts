@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as torch from '../../src/torch';
 import { SGD } from '../../src/optim';
+import { native } from '../../src/torch/native';
 import { GoldenCase, TOL, assertClose, golden, runCase, setGrad, t64 } from './helpers';
 
 const G = golden<{ cases: Record<string, GoldenCase> }>('sgd.json');
@@ -93,4 +94,16 @@ test('SGD: a state dict taken after momentum is switched on, before the next upd
       w.dispose();
     }
   }
+});
+
+test('sgdStep refuses fewer grads than params, as adamwStep does (with momentum and no weight decay it read past the list: a segfault)', () => {
+  torch.scope(() => {
+    const p = [torch.zeros([3]), torch.zeros([3])];
+    const bufs = [torch.zeros([3]), torch.zeros([3])];
+    const g = [torch.ones([3])];
+    const h = (ts: torch.Tensor[]) => ts.map((t) => t.h);
+    assert.throws(() => native.sgdStep(h(p), h(g), h(bufs), 0.1, 0.9, 0, 0, false, true), /sgdStep: params and grads differ in length/);
+    assert.throws(() => native.sgdStep(h(p), h(g), null, 0.1, 0, 0, 0, false, true), /sgdStep: params and grads differ in length/);
+    assert.deepEqual(p[0].tolist(), [0, 0, 0]);
+  });
 });
