@@ -19,6 +19,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <map>
 #include <mutex>
@@ -200,12 +201,21 @@ std::string strOpt(const Napi::Object& o, const char* k, const std::string& dflt
   if (!v.IsString()) throw std::invalid_argument(std::string("option '") + k + "' must be a string");
   return v.As<Napi::String>().Utf8Value();
 }
+// A safe integer (casting a larger double to int64 is undefined behaviour).
 int64_t intOpt(const Napi::Object& o, const char* k, int64_t dflt) {
   Napi::Value v = o.Get(k);
   if (v.IsUndefined() || v.IsNull()) return dflt;
   double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
-  if (!std::isfinite(d) || d != std::trunc(d)) throw std::invalid_argument(std::string("option '") + k + "' must be an integer");
+  if (!std::isfinite(d) || d != std::trunc(d) || std::fabs(d) > 9007199254740991.0)
+    throw std::invalid_argument(std::string("option '") + k + "' must be an integer");
   return static_cast<int64_t>(d);
+}
+// An option InitOptions keeps as an int: refused outside [lo, hi] before the narrowing (worldSize 2^32 + 1
+// was read as 1, a world of one rank).
+int intOptIn(const Napi::Object& o, const char* k, int64_t dflt, int64_t lo, int64_t hi) {
+  const int64_t v = intOpt(o, k, dflt);
+  if (v < lo || v > hi) throw std::invalid_argument(std::string("option '") + k + "' must be in " + std::to_string(lo) + ".." + std::to_string(hi) + ", got " + std::to_string(v));
+  return static_cast<int>(v);
 }
 
 InitOptions readInitOptions(const Napi::Value& v) {
@@ -213,23 +223,23 @@ InitOptions readInitOptions(const Napi::Value& v) {
   Napi::Object o = v.As<Napi::Object>();
   InitOptions r;
   r.backend = strOpt(o, "backend", "gloo");
-  r.rank = static_cast<int>(intOpt(o, "rank", 0));
-  r.size = static_cast<int>(intOpt(o, "worldSize", 1));
+  constexpr int64_t kIntMax = std::numeric_limits<int>::max();
+  r.size = intOptIn(o, "worldSize", 1, 1, kIntMax);
+  const int64_t rank = intOpt(o, "rank", 0);
+  if (rank < 0 || rank >= r.size)
+    throw std::invalid_argument("rank " + std::to_string(rank) + " is not in [0, worldSize = " + std::to_string(r.size) + ")");
+  r.rank = static_cast<int>(rank);
   r.masterAddr = strOpt(o, "masterAddr", "127.0.0.1");
-  r.masterPort = static_cast<int>(intOpt(o, "masterPort", 29500));
+  r.masterPort = intOptIn(o, "masterPort", 29500, 1, 65535);
   r.timeoutMs = intOpt(o, "timeoutMs", 30 * 60 * 1000);
   r.storeHost = o.Get("storeHost").ToBoolean().Value();
   r.storePrefix = strOpt(o, "storePrefix");
   r.glooInterface = strOpt(o, "glooInterface");
   r.glooHost = strOpt(o, "glooHost");
-  r.glooThreads = static_cast<int>(intOpt(o, "glooThreads", 2));
-  r.device = static_cast<int>(intOpt(o, "device", 0));
+  r.glooThreads = intOptIn(o, "glooThreads", 2, 1, kIntMax);
+  r.device = intOptIn(o, "device", 0, 0, std::numeric_limits<c10::DeviceIndex>::max());  // c10::cuda::set_device's type
   r.failure = strOpt(o, "failure");
-  if (r.size < 1 || r.rank < 0 || r.rank >= r.size)
-    throw std::invalid_argument("rank " + std::to_string(r.rank) + " is not in [0, worldSize = " + std::to_string(r.size) + ")");
-  if (r.masterPort < 1 || r.masterPort > 65535) throw std::invalid_argument("masterPort must be in 1..65535, got " + std::to_string(r.masterPort));
   if (r.timeoutMs < 1) throw std::invalid_argument("timeoutMs must be positive");
-  if (r.glooThreads < 1) throw std::invalid_argument("glooThreads must be positive");
 #ifndef USE_C10D_GLOO
   if (r.backend == "gloo") throw std::invalid_argument("this build has no Gloo backend (libtorch without ProcessGroupGloo, or gloo's headers were missing at build time: install libgloo-dev and rebuild)");
 #endif

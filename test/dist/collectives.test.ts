@@ -167,6 +167,24 @@ test('without a group: getProcessGroup refuses, rankSlice is rank 0 of 1; severa
   assert.deepEqual(['cuda', 'cuda:1', 'cpu', undefined].map(dist.backendFor), ['nccl', 'nccl', 'gloo', 'gloo']);
 });
 
+test('init refuses integer options the addon would narrow to another int (worldSize 2^32 + 1 was a world of one)', { skip: gloo }, async () => {
+  const masterPort = await dist.freePort();
+  const cases: [Partial<dist.InitOptions>, RegExp][] = [
+    [{ worldSize: 2 ** 32 + 1 }, /option 'worldSize' must be in 1\.\.2147483647, got 4294967297/],
+    [{ rank: 2 ** 32 }, /rank 4294967296 is not in \[0, worldSize = 1\)/],
+    [{ masterPort: 2 ** 32 + masterPort }, /option 'masterPort' must be in 1\.\.65535/],
+    [{ glooThreads: 2 ** 32 + 2 }, /option 'glooThreads' must be in 1\.\.2147483647/],
+    [{ timeoutMs: 2 ** 64 }, /option 'timeoutMs' must be an integer/],
+  ];
+  for (const [o, message] of cases) {
+    try {
+      await assert.rejects(dist.initProcessGroup({ backend: 'gloo', rank: 0, worldSize: 1, masterPort, timeoutMs: 10_000, env: {}, ...o }), message);
+    } finally {
+      if (dist.processGroupOrNull()) dist.destroyProcessGroup();
+    }
+  }
+});
+
 test('SEMAIM_DIST_TIMEOUT shortens the wait for a rank that never starts (30 min by default); bad values are named', { skip: gloo }, async () => {
   assert.equal(dist.defaultTimeoutMs({}), dist.DEFAULT_TIMEOUT_MS);
   assert.equal(dist.defaultTimeoutMs({ SEMAIM_DIST_TIMEOUT: '90' }), 90_000);
