@@ -943,6 +943,16 @@ class InitWorker : public Napi::AsyncWorker {
     }
   }
   void OnOK() override {
+    target_->initialising_ = false;
+    if (target_->shutDown_) {
+      // shutdown() came while the rendezvous ran: the group it dropped must not come alive now (it has
+      // run no collective, so destroying it does not wait)
+      g_ = Group{};
+      Failure f;
+      f.message = "the process group was shut down while it was initialising";
+      deferred_.Reject(distError(Env(), f, Where{"init", o_.rank, o_.size, o_.backend, o_.timeoutMs}).Value());
+      return;
+    }
     target_->store_ = g_.store;
     target_->pg_ = g_.pg;
     target_->rank_ = o_.rank;
@@ -952,7 +962,6 @@ class InitWorker : public Napi::AsyncWorker {
     target_->storeHost_ = o_.storeHost;
     // rank 0 serves the store only without torchrun's agent (storePrefix empty), and only then waits
     if (g_.store && !o_.storeHost && o_.storePrefix.empty()) target_->watch_ = LateFailureWatch::start(g_.store, o_.rank, o_.size);
-    target_->initialising_ = false;
     deferred_.Resolve(Env().Undefined());
   }
   void OnError(const Napi::Error&) override {

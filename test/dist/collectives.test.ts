@@ -185,6 +185,18 @@ test('init refuses integer options the addon would narrow to another int (worldS
   }
 });
 
+test('shutdown() while init() runs: the group does not come alive when the rendezvous ends', { skip: gloo }, async () => {
+  const g = new distNative.ProcessGroup!();
+  const init = g.init({ backend: 'gloo', rank: 0, worldSize: 1, masterAddr: '127.0.0.1', masterPort: await dist.freePort(), storeHost: true, timeoutMs: 10_000 });
+  g.shutdown(false);
+  try {
+    await assert.rejects(init, /dist\.init failed on rank 0 of 1 \(gloo\): the process group was shut down while it was initialising/);
+    assert.throws(() => g.barrier(), /the process group was shut down/);
+  } finally {
+    g.shutdown(false);
+  }
+});
+
 test('SEMAIM_DIST_TIMEOUT shortens the wait for a rank that never starts (30 min by default); bad values are named', { skip: gloo }, async () => {
   assert.equal(dist.defaultTimeoutMs({}), dist.DEFAULT_TIMEOUT_MS);
   assert.equal(dist.defaultTimeoutMs({ SEMAIM_DIST_TIMEOUT: '90' }), 90_000);
