@@ -16,7 +16,12 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
       false
 #endif
       ));
-  installCpuAllocator();
+  // A bad SEMAIM_CPU_CACHE_MB fails the load with its message (only a Napi::Error may leave Init).
+  try {
+    installCpuAllocator();
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
   registerOps(env, exports);
   registerDistHandles(env, exports);
   return exports;

@@ -13,8 +13,11 @@
 #include <c10/core/CPUAllocator.h>
 #include <sys/mman.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <mutex>
+#include <stdexcept>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -145,9 +148,18 @@ CachingCPUAllocator* g_allocator = nullptr;
 
 void CachingCPUAllocator::freeAny(void* p) { g_allocator->release(p); }
 
+// SEMAIM_CPU_CACHE_MB: a whole number of MiB (0: no cache); unset or empty: 4096. Anything else is refused:
+// strtoull alone read '-1' as 2^64 - 1 MiB (no cap at all), 'abc' as 0 and '4GB' as 4, and a count of MiB
+// past 2^44 overflowed the shift.
 size_t cacheLimit() {
-  if (const char* mb = std::getenv("SEMAIM_CPU_CACHE_MB")) return static_cast<size_t>(std::strtoull(mb, nullptr, 10)) << 20;
-  return size_t(4) << 30;
+  const char* mb = std::getenv("SEMAIM_CPU_CACHE_MB");
+  if (mb == nullptr || *mb == '\0') return size_t(4) << 30;
+  const std::string text(mb);
+  const bool digits = text.find_first_not_of("0123456789") == std::string::npos;
+  const unsigned long long value = digits ? std::strtoull(mb, nullptr, 10) : 0;  // saturates at ULLONG_MAX
+  if (!digits || value > (SIZE_MAX >> 20))
+    throw std::invalid_argument("SEMAIM_CPU_CACHE_MB=" + text + ": expected a whole number of MiB (0 turns the CPU cache off)");
+  return static_cast<size_t>(value) << 20;
 }
 
 }  // namespace

@@ -126,7 +126,8 @@ const char* dtypeName(at::ScalarType t);
     ::semaim::rethrowAsJs(info.Env(), opname);     \
   }
 
-// Installs the caching CPU allocator (native/allocator.cc) unless SEMAIM_CPU_ALLOCATOR=system.
+// Installs the caching CPU allocator (native/allocator.cc) unless SEMAIM_CPU_ALLOCATOR=system; throws
+// std::invalid_argument when SEMAIM_CPU_CACHE_MB is not a whole number of MiB.
 void installCpuAllocator();
 
 // The distributed handle classes (ProcessGroup, GradReducer) of native/dist.cc, when built with c10d.

@@ -54,7 +54,8 @@ export function memoryStats(): { liveTensors: number; liveBytes: number; gcTrack
 /**
  * The caching CPU allocator (native/allocator.cc): bytes in live large blocks, their peak, bytes
  * held in its free lists, and hit/miss counts. `SEMAIM_CPU_ALLOCATOR=system` turns it off;
- * `SEMAIM_CPU_CACHE_MB` caps the cache (default 4096).
+ * `SEMAIM_CPU_CACHE_MB` caps the cache: a whole number of MiB, 0 for none (default 4096); another value
+ * fails the addon's load.
  */
 export const cpuAllocator = {
   stats(): { enabled: boolean; liveBytes?: number; peakLiveBytes?: number; cachedBytes?: number; mappedBytes?: number; hits?: number; misses?: number } {

@@ -800,6 +800,31 @@ test('threads: setNumThreads / getNumThreads', () => {
   assert.throws(() => torch.setNumThreads(1.5), RangeError);
 });
 
+test("SEMAIM_CPU_CACHE_MB: a malformed value fails the addon's load naming it (strtoull read -1 as no cap, abc as 0)", () => {
+  const load = (value: string) =>
+    spawnSync(
+      process.execPath,
+      [
+        '-e',
+        `const { native } = require(${JSON.stringify(join(__dirname, '..', '..', 'src', 'torch', 'native.js'))}); const x = native.zeros([1 << 18]); native.dispose(x); console.log(JSON.stringify(native.cpuAllocatorStats()))`,
+      ],
+      { env: { ...process.env, SEMAIM_CPU_ALLOCATOR: '', SEMAIM_CPU_CACHE_MB: value }, encoding: 'utf8' },
+    );
+  for (const bad of ['-1', 'abc', '4GB', ' 8', '99999999999999999999']) {
+    const r = load(bad);
+    assert.notEqual(r.status, 0, `SEMAIM_CPU_CACHE_MB=${bad} loaded: ${r.stdout}`);
+    assert.ok(r.stderr.includes(`SEMAIM_CPU_CACHE_MB=${bad}: expected a whole number of MiB`), r.stderr);
+  }
+  const cached = (value: string) => {
+    const r = load(value);
+    assert.equal(r.status, 0, r.stderr);
+    return (JSON.parse(r.stdout) as { cachedBytes: number }).cachedBytes;
+  };
+  assert.equal(cached('0'), 0); // no cache
+  assert.equal(cached('1'), 1 << 20); // the 1 MiB block fits
+  assert.equal(cached(''), 1 << 20); // empty: the default, 4096
+});
+
 test('worker_threads: the addon loads and runs in workers (context-aware), the main thread is unaffected', async () => {
   const torchPath = JSON.stringify(join(__dirname, '..', '..', 'src', 'torch'));
   const code = `const { parentPort, workerData } = require('node:worker_threads');
