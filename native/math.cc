@@ -13,6 +13,9 @@ static std::vector<int64_t> dimsOrEvery(const c10::optional<std::vector<int64_t>
   return all;
 }
 
+// A full reduction `r` of self with keepdim: shaped [1, ..., 1], one 1 per dim of self (as sum and mean give it).
+static at::Tensor keepEveryDim(const at::Tensor& r, const at::Tensor& self) { return r.reshape(std::vector<int64_t>(self.dim(), 1)); }
+
 // Index tensors for index/index_put (every entry given).
 static c10::List<c10::optional<at::Tensor>> optionalList(const std::vector<at::Tensor>& ts) {
   c10::List<c10::optional<at::Tensor>> list;

@@ -936,6 +936,21 @@ test('sum, mean, norm, any and all with dim omitted and keepdim keep every dimen
   });
 });
 
+test('any and all with dim omitted and keepdim keep every dimension, as sum and mean do (keepdim was ignored)', () => {
+  torch.scope(() => {
+    const a = torch.tensor([
+      [true, false],
+      [true, true],
+    ]);
+    assert.deepEqual(a.any(undefined, true).shape, [1, 1]);
+    assert.deepEqual(a.all(undefined, true).shape, [1, 1]);
+    assert.equal(a.any(undefined, true).reshape([]).item(), 1);
+    assert.equal(a.all(undefined, true).reshape([]).item(), 0);
+    assert.deepEqual(a.any().shape, []);
+    assert.deepEqual(torch.tensor(true).all(undefined, true).shape, []);
+  });
+});
+
 test('clamp keeps integer tensors integral with integral bounds (bool gives int64), as PyTorch', () => {
   torch.scope(() => {
     const i = torch.tensor([-3, 0, 3], { dtype: 'int64' });
