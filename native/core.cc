@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <mutex>
 #include <stdexcept>
 #include <unordered_map>
@@ -679,6 +680,13 @@ static void setRngState(const at::Tensor& state) {
   auto gen = at::detail::getDefaultCPUGenerator();
   std::lock_guard<std::mutex> lock(gen.mutex());
   gen.set_state(state);
+}
+
+// at::set_num_threads takes an int: a larger count is refused, not wrapped (2^32 + 1 was 1 thread).
+static void setNumThreads(int64_t n) {
+  if (n < 1 || n > std::numeric_limits<int>::max())
+    throw std::invalid_argument("setNumThreads: expected a thread count in 1.." + std::to_string(std::numeric_limits<int>::max()) + ", got " + std::to_string(n));
+  at::set_num_threads(static_cast<int>(n));
 }
 
 static VersionResult version() {

@@ -798,6 +798,9 @@ test('threads: setNumThreads / getNumThreads', () => {
   torch.setNumThreads(prev);
   assert.equal(torch.getNumThreads(), prev);
   assert.throws(() => torch.setNumThreads(1.5), RangeError);
+  // libtorch takes an int: 2^32 + 1 was wrapped to 1 thread
+  assert.throws(() => torch.setNumThreads(2 ** 32 + 1), /setNumThreads: expected a thread count in 1\.\.2147483647, got 4294967297/);
+  assert.equal(torch.getNumThreads(), prev);
 });
 
 test("SEMAIM_CPU_CACHE_MB: a malformed value fails the addon's load naming it (strtoull read -1 as no cap, abc as 0)", () => {
