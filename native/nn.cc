@@ -131,6 +131,10 @@ static std::string sdpaPriority(const std::string& order) {
     while (std::getline(ss, name, ',')) {
       auto it = ids.find(name);
       if (it == ids.end()) throw std::invalid_argument("sdpaPriority: unknown backend '" + name + "' (flash, efficient, cudnn, math)");
+      // libtorch's setSDPPriorityOrder copies the whole list into its fixed array of the 5 backends without
+      // checking the length: a repeated name made the list longer and wrote past that array
+      if (std::find(list.begin(), list.end(), it->second) != list.end())
+        throw std::invalid_argument("sdpaPriority: backend '" + name + "' is listed twice");
       list.push_back(it->second);
     }
     auto listed = [&](int64_t id) { return std::find(list.begin(), list.end(), id) != list.end(); };
@@ -149,8 +153,13 @@ static std::string sdpaPriority(const std::string& order) {
     ctx.setSDPPriorityOrder(list);
   }
   std::string out;
+  std::vector<int64_t> seen;
   for (const auto b : ctx.sDPPriorityOrder()) {
     const auto id = static_cast<int64_t>(b);
+    // Each backend once: libtorch 2.6's default array has 4 initialisers for its 5 slots, so the last reads
+    // as math (0) again, and an order read back with it could not be set again.
+    if (std::find(seen.begin(), seen.end(), id) != seen.end()) continue;
+    seen.push_back(id);
     const bool on = (id == 0 && ctx.userEnabledMathSDP()) || (id == 1 && ctx.userEnabledFlashSDP()) ||
                     (id == 2 && ctx.userEnabledMemEfficientSDP()) || (id == 3 && ctx.userEnabledCuDNNSDP());
     if (on) out += (out.empty() ? "" : ",") + std::string(sdpaBackendName(id));

@@ -80,10 +80,15 @@ test('the attention backend libtorch picks is reported; choosing one needs libto
       return;
     }
     const before = F.sdpaPriority();
+    // each backend once (2.6's default order read 'flash,efficient,math,cudnn,math'), so that it can be set back
+    assert.equal(new Set(before.split(',')).size, before.split(',').length, before);
     try {
       assert.equal(F.sdpaPriority('math'), 'math');
       assert.equal(F.sdpaBackend(q, q, q, { causal: true }), 'math');
       assert.throws(() => F.sdpaPriority('cudnn,fast'), /unknown backend 'fast'/);
+      // a repeated name made the list longer than libtorch's array of 5 backends, which it wrote past
+      assert.throws(() => F.sdpaPriority('flash,math,flash'), /backend 'flash' is listed twice/);
+      assert.equal(F.sdpaPriority(), 'math');
     } finally {
       F.sdpaPriority(before);
     }
