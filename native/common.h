@@ -39,8 +39,14 @@ class TensorHandle {
   // Drops the tensor reference; env is null where no N-API call is allowed (GC finalizers).
   void release(Napi::Env* env);
   bool disposed() const { return !tensor_.defined(); }
+  // After the tensor's storage changed under the handle (set_data): the bytes of the storage it counted
+  // go, the current storage's come, by the rule of set().
+  void recount(Napi::Env env);
+  bool holds(const c10::TensorImpl* impl) const { return tensor_.defined() && tensor_.unsafeGetTensorImpl() == impl; }
 
  private:
+  void countStorage(Napi::Env env);
+  void uncountStorage(Napi::Env* env);
   at::Tensor tensor_;
   const void* storage_key_ = nullptr;  // the storage whose bytes this handle shares in the accounting
   bool counted_ = false;

@@ -60,8 +60,12 @@ void TensorHandle::set(Napi::Env env, at::Tensor t) {
   tensor_ = std::move(t);
   counted_ = true;
   g_live_handles++;
-  // Storages under 1 KiB are not accounted: they do not matter to the GC and skipping them keeps
-  // the per-op cost down (a lock and a hash-map update).
+  countStorage(env);
+}
+
+// Storages under 1 KiB are not accounted: they do not matter to the GC and skipping them keeps
+// the per-op cost down (a lock and a hash-map update).
+void TensorHandle::countStorage(Napi::Env env) {
   if (tensor_.device().is_cpu() && tensor_.has_storage() && tensor_.storage().nbytes() >= 1024) {
     storage_key_ = tensor_.storage().unsafeGetStorageImpl();
     int64_t added = shareStorage(storage_key_, static_cast<int64_t>(tensor_.storage().nbytes()));
@@ -72,11 +76,7 @@ void TensorHandle::set(Napi::Env env, at::Tensor t) {
   }
 }
 
-void TensorHandle::release(Napi::Env* env) {
-  if (!tensor_.defined()) return;
-  tensor_.reset();
-  if (counted_) g_live_handles--;
-  counted_ = false;
+void TensorHandle::uncountStorage(Napi::Env* env) {
   if (storage_key_) {
     int64_t removed = unshareStorage(storage_key_);
     storage_key_ = nullptr;
@@ -85,6 +85,20 @@ void TensorHandle::release(Napi::Env* env) {
       if (env != nullptr) Napi::MemoryManagement::AdjustExternalMemory(*env, -removed);
     }
   }
+}
+
+void TensorHandle::recount(Napi::Env env) {
+  if (!tensor_.defined()) return;
+  uncountStorage(&env);
+  countStorage(env);
+}
+
+void TensorHandle::release(Napi::Env* env) {
+  if (!tensor_.defined()) return;
+  tensor_.reset();
+  if (counted_) g_live_handles--;
+  counted_ = false;
+  uncountStorage(env);
 }
 
 Napi::Function GeneratorHandle::Define(Napi::Env env) {
@@ -186,6 +200,14 @@ Napi::Value wrap(Napi::Env env, at::Tensor t) {
 }
 
 static uint64_t disposedHandleId() { return kHandleTag; }
+
+// Recounts every handle of the TensorImpl `impl` (a tensor and its aliases from a no-op to() or
+// contiguous()) after set_data gave it another storage.
+static void recountHandlesOf(Napi::Env env, const c10::TensorImpl* impl) {
+  for (size_t k = 1; k < t_slots.size(); k++) {
+    if (t_slots[k].h->holds(impl)) t_slots[k].h->recount(env);
+  }
+}
 
 // Whether v is a BigInt shaped like a handle id (live or not); other BigInts are numbers.
 static bool isHandleId(const Napi::Value& v) {
@@ -637,6 +659,14 @@ static void setGrad(const at::Tensor& t, const c10::optional<at::Tensor>& g) {
     throw std::invalid_argument(os.str());
   }
   t.mutable_grad() = g ? *g : at::Tensor();
+}
+
+// PyTorch's `t.data = src`. The handles of t counted the storage t had (by its address): left so, the
+// bytes of src's storage went uncounted once src was disposed, and the old storage's address, free
+// again, kept a count that a new storage there would inherit.
+static void setData(Napi::Env env, const at::Tensor& self, const at::Tensor& src) {
+  self.set_data(src);
+  recountHandlesOf(env, self.unsafeGetTensorImpl());
 }
 
 // Autocast (mixed precision) hides the 1.x / 2.x API difference: enable(deviceType, dtype).

@@ -768,6 +768,29 @@ test('memoryStats: aliases of one storage (detach, no-op to/contiguous, .grad) a
   });
 });
 
+test('memoryStats: setData (Module.to) counts the storage the tensor has now, for it and its aliases', () => {
+  noLeak(() => {
+    const base = torch.memoryStats().liveBytes;
+    const x = torch.zeros([1 << 16]); // 256 KiB of float32
+    const alias = x.contiguous(); // the same tensor: its handle counts x's storage too
+    const moved = x.to({ dtype: 'float64' });
+    x.setData(moved);
+    moved.dispose();
+    // x and its alias hold the 512 KiB float64 storage; the float32 one is gone (it was still counted, the new one not)
+    assert.equal(torch.memoryStats().liveBytes - base, 8 << 16);
+    x.dispose();
+    assert.equal(torch.memoryStats().liveBytes - base, 8 << 16);
+    const small = torch.zeros([128]); // 512 bytes: not counted, until setData gives it 1 KiB
+    const wide = small.to({ dtype: 'float64' });
+    small.setData(wide);
+    wide.dispose();
+    assert.equal(torch.memoryStats().liveBytes - base, (8 << 16) + 1024);
+    alias.dispose();
+    small.dispose();
+    assert.equal(torch.memoryStats().liveBytes - base, 0);
+  });
+});
+
 // Found while writing these tests: integer lists (shapes, dims) truncate non-integers silently,
 // while single integer arguments are checked (argInt). PyTorch raises a TypeError here.
 test('errors: a non-integer in a shape or dim list is rejected, not truncated', () => {
