@@ -2,11 +2,12 @@
 // using, scope), grad mode, autograd basics and in-place ops.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import * as torch from '../../src/torch';
 import { Tensor, DType, F } from '../../src/torch';
+import { addonPath } from '../../src/torch/native';
 import { assertClose, cpuOnly, noLeak, values } from './helpers';
 
 torch.setNumThreads(1);
@@ -827,28 +828,31 @@ test('threads: setNumThreads / getNumThreads', () => {
 });
 
 test("SEMAIM_CPU_CACHE_MB: a malformed value fails the addon's load naming it (strtoull read -1 as no cap, abc as 0)", () => {
-  const load = (value: string) =>
-    spawnSync(
-      process.execPath,
-      [
-        '-e',
-        `const { native } = require(${JSON.stringify(join(__dirname, '..', '..', 'src', 'torch', 'native.js'))}); const x = native.zeros([1 << 18]); native.dispose(x); console.log(JSON.stringify(native.cpuAllocatorStats()))`,
-      ],
-      { env: { ...process.env, SEMAIM_CPU_ALLOCATOR: '', SEMAIM_CPU_CACHE_MB: value }, encoding: 'utf8' },
-    );
-  for (const bad of ['-1', 'abc', '4GB', ' 8', '99999999999999999999']) {
-    const r = load(bad);
-    assert.notEqual(r.status, 0, `SEMAIM_CPU_CACHE_MB=${bad} loaded: ${r.stdout}`);
-    assert.ok(r.stderr.includes(`SEMAIM_CPU_CACHE_MB=${bad}: expected a whole number of MiB`), r.stderr);
-  }
-  const cached = (value: string) => {
-    const r = load(value);
+  // One child per allocator install (once per process): it loads the addon with each value in turn (a
+  // failed load installs nothing, so the next value is read again) and reports the cache after a 1 MiB block.
+  const loads = (...values: string[]) => {
+    const script = `const out = [];
+      for (const v of JSON.parse(process.env.CACHE_MB_VALUES)) {
+        process.env.SEMAIM_CPU_CACHE_MB = v;
+        const m = { exports: {} };
+        try {
+          process.dlopen(m, ${JSON.stringify(resolve(addonPath))});
+          m.exports.dispose(m.exports.zeros([1 << 18]));
+          out.push(m.exports.cpuAllocatorStats().cachedBytes);
+        } catch (e) { out.push(e.message); }
+      }
+      console.log(JSON.stringify(out));`;
+    const r = spawnSync(process.execPath, ['-e', script], {
+      env: { ...process.env, SEMAIM_CPU_ALLOCATOR: '', CACHE_MB_VALUES: JSON.stringify(values) },
+      encoding: 'utf8',
+    });
     assert.equal(r.status, 0, r.stderr);
-    return (JSON.parse(r.stdout) as { cachedBytes: number }).cachedBytes;
+    return JSON.parse(r.stdout) as (number | string)[];
   };
-  assert.equal(cached('0'), 0); // no cache
-  assert.equal(cached('1'), 1 << 20); // the 1 MiB block fits
-  assert.equal(cached(''), 1 << 20); // empty: the default, 4096
+  const bad = ['-1', 'abc', '4GB', ' 8', '99999999999999999999'];
+  assert.deepEqual(loads(...bad, '1'), [...bad.map((v) => `SEMAIM_CPU_CACHE_MB=${v}: expected a whole number of MiB (0 turns the CPU cache off)`), 1 << 20]);
+  assert.deepEqual(loads('0'), [0]); // no cache
+  assert.deepEqual(loads(''), [1 << 20]); // empty: the default, 4096
 });
 
 test('worker_threads: the addon loads and runs in workers (context-aware), the main thread is unaffected', async () => {
