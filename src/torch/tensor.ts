@@ -570,11 +570,9 @@ export class Tensor {
     return wrap(native.cumsum(this.handle, dim));
   }
   any(dim?: number, keepdim = false): Tensor {
-    if (dim === undefined && keepdim) return keepEveryDim(this, native.any(this.handle, null, false));
     return wrap(native.any(this.handle, dim ?? null, keepdim));
   }
   all(dim?: number, keepdim = false): Tensor {
-    if (dim === undefined && keepdim) return keepEveryDim(this, native.all(this.handle, null, false));
     return wrap(native.all(this.handle, dim ?? null, keepdim));
   }
   softmax(dim: number): Tensor {
@@ -649,16 +647,6 @@ function exactNumber(v: bigint): number {
     throw new RangeError(`tolist(): the int64 value ${v} does not fit a JS number exactly; read the values with .data() (a BigInt64Array)`);
   }
   return Number(v);
-}
-
-/** A reduction over every element shaped [1, …, 1] like `t` (keepdim), as sum and mean give it; the addon's any/all reduce to 0-d there. */
-function keepEveryDim(t: Tensor, reduced: TensorHandle): Tensor {
-  const r = wrap(reduced);
-  try {
-    return r.reshape(new Array<number>(t.ndim).fill(1));
-  } finally {
-    r.dispose();
-  }
 }
 
 function flatShape(args: number[] | [number[]]): number[] {
