@@ -839,7 +839,8 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
         if (!shard || mine.includes(p)) log(`[${i + 1}/${all.length}] ${p.row} seed ${p.seed}: already done (${cached})`);
         stored.runDir = p.runDir; // where it is now: the out-dir may have been moved or copied since
         runs.push(stored);
-        await addSegprobe(stored);
+        // a shard scores its own runs only: the other shards score theirs at the same time
+        if (!shard || mine.includes(p)) await addSegprobe(stored);
         continue;
       }
       const gone = p.row === RANDOM_INIT ? null : readDiverged(p.runDir, fp);

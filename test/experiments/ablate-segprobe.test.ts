@@ -106,3 +106,25 @@ test('ablate --eval segprobe needs data with masks, named before any work', () =
   assert.deepEqual([r.data.dataset, r.data.segClasses, r.data.trainLimit, r.data.testLimit], ['synthetic', 'shapes', 1000, 500]);
   assert.equal(ablationSegRecipe(resolveOptions(ABLATE_OPTIONS, {}), 'small'), null, 'off by default');
 });
+
+test('a --jobs shard scores the segmentation probe of its own runs only (each shard scored every finished run, at once)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-seg-shard-'));
+  try {
+    const factories = {
+      ...memoryFactories(toyImages(32, 3, 8, 1), toyImages(12, 3, 8, 2)),
+      makeSegData: (r: { split: string }) => (r.split === 'train' ? squares(32, 1) : squares(12, 2)),
+    };
+    const base = { orders: 'raster', seeds: 2, budget: 'small', ...TINY_PRETRAIN, pretrainLimit: 16, linprobeEpochs: 1, k: '5', trainLimit: 30 };
+    const o = { ...base, outDir: dir, threads: 1, pooling: 'cls', dataset: 'synthetic' };
+    // a finished ablation of 4 runs (raster and the baseline, 2 seeds), then the column added by 2 shards
+    await ablate(resolveOptions(ABLATE_OPTIONS, o), factories, { log: () => {} });
+    const lines: string[] = [];
+    await ablate(resolveOptions(ABLATE_OPTIONS, { ...o, eval: 'segprobe', shard: '0/2' }), factories, { log: (l) => lines.push(l) });
+    const mine = lines.filter((l) => /already done/.test(l)).length;
+    const scored = lines.filter((l) => /segmentation probe mIoU/.test(l)).length;
+    assert.equal(mine, 2, 'half of the runs are shard 0/2');
+    assert.equal(scored, mine, lines.join('\n'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
