@@ -742,16 +742,20 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
 
   const deadline = o.stopAfterMinutes !== undefined ? t0 + o.stopAfterMinutes * 60_000 : Infinity;
   const stop: StopRequest = hooks.stop ?? { requested: false };
+  // The timer runs by the monotonic clock, the deadline by the wall clock: once it has fired the time is
+  // up, whatever Date.now() says (stepped back, or behind as a timer may fire early), or its stop read as an interruption.
+  let timerFired = false;
   const timer = Number.isFinite(deadline)
     ? setTimeout(
         () => {
+          timerFired = true;
           stop.requested = true;
         },
         Math.max(0, deadline - Date.now()),
       )
     : null;
   timer?.unref();
-  const timeUp = () => Date.now() >= deadline;
+  const timeUp = () => timerFired || Date.now() >= deadline;
 
   const imgSize = all[0].options.imgSize;
   const evalOptions = { ...o, trainLimit: recipe.trainLimit, testLimit: recipe.testLimit };
@@ -857,14 +861,15 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
         log(`[${i + 1}/${all.length}] ${p.row} seed ${p.seed}: not finished yet`);
         continue;
       }
+      // The event loop turns first: a signal during the last run's final writes then reaches its handler, and
+      // a deadline's timer its stop (which is the time limit, not an interruption).
+      await new Promise((resolve) => setImmediate(resolve));
       if (timeUp()) {
         complete = false;
         log(`--stop-after-minutes ${o.stopAfterMinutes} reached before '${p.row}' seed ${p.seed}; run the same command again to continue`);
         break;
       }
-      // a stop asked before this run (before the ablation started, too): no data opened, nothing evaluated or
-      // trained. The event loop turns first: a signal during the last run's final writes then reaches its handler.
-      await new Promise((resolve) => setImmediate(resolve));
+      // a stop asked before this run (before the ablation started, too): no data opened, nothing evaluated or trained
       if (stop.requested) throw new StoppedBySignal(`stopped before '${p.row}' seed ${p.seed}; run the same command again to continue`, stop.signal);
       // A started pre-training continues only with what shaped it: its options and images per epoch (the
       // evaluation's part of the recipe may still change, nothing was evaluated yet). config.json keeps the

@@ -501,6 +501,24 @@ test('--stop-after-minutes reached during a pre-training: a partial table, exit 
   }
 });
 
+test("--stop-after-minutes: its timer's stop is the time limit even when the wall clock says otherwise (stepped back; a timer fires by another clock), not an interruption", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-clock-'));
+  const realNow = Date.now;
+  try {
+    const o = { ...options(dir, { orders: 'raster' }), stopAfterMinutes: 1e-6 };
+    // the wall clock stands still: the timer (0.06 ms) fires before or during the first run while Date.now() is before the deadline
+    const frozen = realNow();
+    Date.now = () => frozen;
+    const part = await ablate(o, memoryFactories(train, testData), { log: () => {} });
+    Date.now = realNow;
+    assert.equal(part.complete, false, 'a partial ablation, not a StoppedBySignal');
+    assert.equal(ablationExitCode(part), 75);
+  } finally {
+    Date.now = realNow;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('--jobs with --budget-minutes plans from the slowest measuring process of each row; the shards get the minutes left of --stop-after-minutes', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-jobs-plan-'));
   const realNow = Date.now;
