@@ -76,7 +76,8 @@ function evalImagesText(r: Omit<AblationResult, 'markdown'>): string {
   if (used) return `, ${used.train} train / ${used.test} test images`;
   const train = r.options.trainLimit ?? r.recipe.trainLimit;
   const test = r.options.testLimit ?? r.recipe.testLimit;
-  return `${train ? `, at most ${train} train` : ''}${test ? ` / at most ${test} test images` : ''}`;
+  const limits = [...(train ? [`at most ${train} train`] : []), ...(test ? [`at most ${test} test`] : [])];
+  return limits.length ? `, ${limits.join(' / ')} images` : '';
 }
 
 export function ablationMarkdown(r: Omit<AblationResult, 'markdown'>): string {

@@ -333,3 +333,28 @@ test('a Ctrl-C while the ablation evaluates an encoder stops it at the next batc
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("ablation.md names the evaluation limits asked for whole when only one is set (' / at most 500 test images' after no train limit)", () => {
+  const text = (limits: Record<string, number>) => {
+    const o = resolveOptions(ABLATE_OPTIONS, { budget: 'full', ...limits });
+    const recipe = ablationRecipe('full');
+    const r = {
+      budget: 'full',
+      options: o,
+      recipe,
+      pretrainOptions: pretrainOptionsFor(o, recipe, 'raster', 0, '/x'),
+      headlineK: 20,
+      runs: [],
+      diverged: [],
+      summary: [],
+      seconds: 0,
+      complete: false,
+      planned: 1,
+    } as unknown as Omit<AblationResult, 'markdown'>;
+    return /epochs on cached features(.*)\n/.exec(ablationMarkdown(r))![1];
+  };
+  assert.equal(text({ testLimit: 500 }), ', at most 500 test images.');
+  assert.equal(text({ trainLimit: 400 }), ', at most 400 train images.');
+  assert.equal(text({ trainLimit: 400, testLimit: 500 }), ', at most 400 train / at most 500 test images.');
+  assert.equal(text({}), '.');
+});
