@@ -13,6 +13,7 @@ import { SEG_PROBE_OPTIONS, SegDataSettings, SegprobeSettings, checkSegDataOptio
 import type { ImageInputOptions } from '../data/options';
 import { openSegSplits, segprobeEncoder } from '../eval/segprobe-run';
 import { writeJsonAtomic } from '../util/safe-write';
+import { isJsonObject } from '../util/json-file';
 
 export interface AblationSegRecipe {
   settings: SegprobeSettings;
@@ -121,8 +122,13 @@ export class AblationSegprobe {
     const file = join(runDir, 'ablation-segprobe.json');
     const fingerprint = { pretrain, seed, settings: this.recipe.settings, data: this.recipe.data, evalBatchSize: this.o.evalBatchSize };
     if (existsSync(file)) {
-      const cached = JSON.parse(readFileSync(file, 'utf8')) as SegScore;
-      if (JSON.stringify(cached.fingerprint) === JSON.stringify(fingerprint)) return cached;
+      let cached: unknown = null;
+      try {
+        cached = JSON.parse(readFileSync(file, 'utf8'));
+      } catch {
+        // unreadable (cut short, say): scored again and written over
+      }
+      if (isJsonObject(cached) && JSON.stringify(cached.fingerprint) === JSON.stringify(fingerprint)) return cached as unknown as SegScore;
     }
     const t0 = Date.now();
     const encoder = load();

@@ -2,7 +2,7 @@
 // and kept in the run folder, so that it can be added to a finished ablation.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OptionError, resolveOptions } from '../../src/util/options';
@@ -124,6 +124,41 @@ test('a --jobs shard scores the segmentation probe of its own runs only (each sh
     const scored = lines.filter((l) => /segmentation probe mIoU/.test(l)).length;
     assert.equal(mine, 2, 'half of the runs are shard 0/2');
     assert.equal(scored, mine, lines.join('\n'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('an unreadable ablation-segprobe.json is scored again, as an unreadable ablation-eval.json is (it stopped the ablation with a bare JSON error)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-seg-unreadable-'));
+  try {
+    const factories = {
+      ...memoryFactories(toyImages(32, 3, 8, 1), toyImages(12, 3, 8, 2)),
+      makeSegData: (r: { split: string }) => (r.split === 'train' ? squares(32, 1) : squares(12, 2)),
+    };
+    const o = resolveOptions(ABLATE_OPTIONS, {
+      orders: 'raster',
+      baseline: false,
+      budget: 'small',
+      ...TINY_PRETRAIN,
+      pretrainLimit: 16,
+      linprobeEpochs: 1,
+      k: '5',
+      trainLimit: 30,
+      outDir: dir,
+      threads: 1,
+      pooling: 'cls',
+      dataset: 'synthetic',
+      eval: 'segprobe',
+    });
+    const r = await ablate(o, factories, { log: () => {} });
+    const file = join(r.runs[0].runDir, 'ablation-segprobe.json');
+    for (const text of ['{"mIoU": 0.', 'null']) {
+      writeFileSync(file, text);
+      const again = await ablate(o, factories, { log: () => {} });
+      assert.equal(again.runs[0].segprobe!.mIoU, r.runs[0].segprobe!.mIoU, text);
+      assert.equal(JSON.parse(readFileSync(file, 'utf8')).mIoU, r.runs[0].segprobe!.mIoU, 'written again');
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
