@@ -117,8 +117,11 @@ export class AblationSegprobe {
     );
   }
 
-  /** The run's score: reused from `<runDir>/ablation-segprobe.json` when made with the same recipe, else computed on the encoder `load` gives. */
-  async score(runDir: string, seed: number, pretrain: unknown, load: () => VisionTransformer): Promise<SegScore> {
+  /**
+   * The run's score: reused from `<runDir>/ablation-segprobe.json` when made with the same recipe, else computed on the encoder `load` gives.
+   * Aborting `signal` stops the probe at its next batch (an AbortError; nothing written).
+   */
+  async score(runDir: string, seed: number, pretrain: unknown, load: () => VisionTransformer, signal?: AbortSignal): Promise<SegScore> {
     const file = join(runDir, 'ablation-segprobe.json');
     const fingerprint = { pretrain, seed, settings: this.recipe.settings, data: this.recipe.data, evalBatchSize: this.o.evalBatchSize };
     if (existsSync(file)) {
@@ -133,7 +136,7 @@ export class AblationSegprobe {
     const t0 = Date.now();
     const encoder = load();
     try {
-      const r = await segprobeEncoder(encoder, this.train, this.test, this.recipe.settings, { ...this.o, seed, progress: false });
+      const r = await segprobeEncoder(encoder, this.train, this.test, this.recipe.settings, { ...this.o, seed, progress: false, signal });
       r.probe.head.dispose();
       const m = r.probe.metrics;
       const score: SegScore = {

@@ -830,9 +830,22 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
       const fp = fingerprint(p.options, recipe, ks);
       const addSegprobe = async (run: AblationRun): Promise<void> => {
         if (!seg) return;
-        run.segprobe = await seg.score(p.runDir, p.seed, fp.pretrain as Record<string, unknown>, () =>
-          p.row === RANDOM_INIT ? randomInitEncoder(p.options, p.seed, device) : loadEncoder(p.runDir, { device }).encoder,
-        );
+        try {
+          run.segprobe = await seg.score(
+            p.runDir,
+            p.seed,
+            fp.pretrain as Record<string, unknown>,
+            () => (p.row === RANDOM_INIT ? randomInitEncoder(p.options, p.seed, device) : loadEncoder(p.runDir, { device }).encoder),
+            evaluation.signal,
+          );
+        } catch (e) {
+          if (evaluation.signal.aborted && (e as Error)?.name === 'AbortError')
+            throw new StoppedBySignal(
+              `interrupted while scoring the segmentation probe of '${p.row}' seed ${p.seed}; run the same command again to continue`,
+              stop.signal,
+            );
+          throw e;
+        }
         log(`    ${p.row} seed ${p.seed}: segmentation probe mIoU ${pct(run.segprobe.mIoU)}% (constant majority class: ${pct(run.segprobe.baselineMIoU)}%)`);
       };
       const stored = existsSync(cached) ? readCachedRun(cached, log) : null;

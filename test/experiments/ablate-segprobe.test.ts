@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OptionError, resolveOptions } from '../../src/util/options';
@@ -159,6 +160,55 @@ test('an unreadable ablation-segprobe.json is scored again, as an unreadable abl
       assert.equal(again.runs[0].segprobe!.mIoU, r.runs[0].segprobe!.mIoU, text);
       assert.equal(JSON.parse(readFileSync(file, 'utf8')).mIoU, r.runs[0].segprobe!.mIoU, 'written again');
     }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a Ctrl-C while --eval segprobe scores a run stops the ablation with exit code 130 and writes no score (the probe ignored it and every run was scored)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-seg-signal-'));
+  try {
+    const o = {
+      orders: 'raster',
+      budget: 'small',
+      ...TINY_PRETRAIN,
+      pretrainLimit: 16,
+      linprobeEpochs: 1,
+      k: '5',
+      threads: 1,
+      pooling: 'cls',
+      dataset: 'synthetic',
+    };
+    const src = JSON.stringify(join(__dirname, '..', '..', 'src'));
+    const helpers = JSON.stringify(join(__dirname, '..', 'eval', 'helpers'));
+    const segHelpers = JSON.stringify(join(__dirname, '..', 'eval', 'seg-helpers'));
+    // a finished ablation, then the column added; the SIGINT comes as the first probe starts, and is handled
+    // (the event loop turns) before the probe's first batch
+    const script = `
+      const src = ${src};
+      const { resolveOptions } = require(src + '/util/options');
+      const { ABLATE_OPTIONS } = require(src + '/experiments/ablate-options');
+      const { ablate } = require(src + '/experiments/ablate');
+      const run = require(src + '/eval/segprobe-run');
+      const { memoryFactories, toyImages } = require(${helpers});
+      const { squares } = require(${segHelpers});
+      const f = { ...memoryFactories(toyImages(32, 3, 8, 1), toyImages(12, 3, 8, 2)), makeSegData: (r) => (r.split === 'train' ? squares(32, 1) : squares(12, 2)) };
+      const o = { ...${JSON.stringify(o)}, outDir: ${JSON.stringify(dir)} };
+      (async () => {
+        await ablate(resolveOptions(ABLATE_OPTIONS, o), f, { log: () => {} });
+        const probe = run.segprobeEncoder;
+        run.segprobeEncoder = async (...args) => {
+          process.kill(process.pid, 'SIGINT');
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          return probe(...args);
+        };
+        await ablate(resolveOptions(ABLATE_OPTIONS, { ...o, eval: 'segprobe' }), f, { log: () => {} });
+      })().then(() => { process.exitCode = 3; }, (e) => { process.exitCode = e.exitCode ?? 1; console.error(e.message); });`;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+    assert.equal(r.status, 130, r.stderr);
+    assert.match(r.stderr, /interrupted while scoring the segmentation probe of 'raster' seed 0; run the same command again to continue/);
+    const scored = ['raster-seed0', 'random-init-seed0'].filter((d) => existsSync(join(dir, 'runs', d, 'ablation-segprobe.json')));
+    assert.deepEqual(scored, [], 'no score written');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
