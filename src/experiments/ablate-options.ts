@@ -157,7 +157,15 @@ export function parseOrders(text: string): string[] {
     .map((s) => s.trim())
     .filter(Boolean);
   if (!list.length) throw new OptionError('orders', 'is empty');
-  for (const s of list) parseOrderSpec(s);
-  if (new Set(list).size !== list.length) throw new OptionError('orders', `lists an order twice: ${text}`);
+  const rows = new Map<string, string>();
+  for (const s of list) {
+    const spec = parseOrderSpec(s);
+    // 'semantic' is 'semantic:cls': one model, trained twice
+    const row = S_ORDERS.includes(spec.order) ? `${spec.order}:${spec.tokens ?? 'cls'}` : spec.order;
+    const before = rows.get(row);
+    if (before === s) throw new OptionError('orders', `lists an order twice: ${text}`);
+    if (before !== undefined) throw new OptionError('orders', `'${before}' and '${s}' are the same row (S from [CLS] unless named): ${text}`);
+    rows.set(row, s);
+  }
   return list;
 }

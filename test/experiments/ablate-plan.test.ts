@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { resolveOptions, OptionError } from '../../src/util/options';
-import { ABLATE_OPTIONS, AblateOptions, parseOrderSpec, parseShard, validateAblate } from '../../src/experiments/ablate-options';
+import { ABLATE_OPTIONS, AblateOptions, parseOrderSpec, parseOrders, parseShard, validateAblate } from '../../src/experiments/ablate-options';
 import {
   RANDOM_INIT,
   ablate,
@@ -110,6 +110,16 @@ test('a plan refused for another recipe names the settings that differ', () => {
   const now = { ...inputs, recipe: { pretrain: { blr: 3e-4, seed: 0, emaSchedule: 'authors' }, ks: [20] } } as typeof inputs;
   assert.equal(planInputsDiffer(inputs, now).refuse, 'the recipe: pretrain.blr: 0.00015 → 0.0003, pretrain.emaSchedule: – → "authors"');
   assert.equal(planInputsDiffer(inputs, inputs).refuse, '');
+});
+
+test('an order named with its default tokens is the same row as the order alone: listed twice, refused (it pre-trained the same model twice)', () => {
+  for (const list of ['semantic,semantic:cls', 'similarity:cls, raster, similarity'])
+    assert.throws(
+      () => parseOrders(list),
+      (e: unknown) => e instanceof OptionError && e.key === 'orders' && /the same row/.test((e as Error).message),
+      list,
+    );
+  assert.deepEqual(parseOrders('semantic,semantic:gap,semantic:self,multicenter:cls'), ['semantic', 'semantic:gap', 'semantic:self', 'multicenter:cls']);
 });
 
 test('rows may name the tokens of S; shards and order specs are checked', () => {
