@@ -292,7 +292,7 @@ export interface AblationResult {
   budget: Budget;
   options: AblateOptions;
   recipe: AblationRecipe;
-  /** The options every pre-training got (order, seed and out-dir differ). */
+  /** The options every pre-training got (order, tokens of S, seed and out-dir differ). */
   pretrainOptions: Omit<PretrainOptions, 'order' | 'seed' | 'outDir'>;
   headlineK: number;
   runs: AblationRun[];
@@ -685,7 +685,7 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
     validatePretrain(p.options);
     modelConfigFrom(p.options);
   }
-  const pretrainOptions = { ...all[0].options, order: undefined, seed: undefined, outDir: undefined };
+  const pretrainOptions = { ...all[0].options, order: undefined, similarityTokens: undefined, seed: undefined, outDir: undefined };
   const diverged: DivergedRun[] = [];
   const finish = (runs: AblationRun[], complete: boolean): AblationResult => {
     const partial: Omit<AblationResult, 'markdown'> = {

@@ -358,3 +358,17 @@ test("ablation.md names the evaluation limits asked for whole when only one is s
   assert.equal(text({ trainLimit: 400, testLimit: 500 }), ', at most 400 train / at most 500 test images.');
   assert.equal(text({}), '.');
 });
+
+test("ablation.json's pretrainOptions holds only what every pre-training got: not the first row's tokens of S (orders 'semantic:self,raster' recorded similarityTokens 'self' for all)", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-common-'));
+  try {
+    const o = resolveOptions(ABLATE_OPTIONS, { orders: 'semantic:self,raster', budget: 'small', ...TINY_PRETRAIN, k: '5', outDir: dir, threads: 1 });
+    o.stopAfterMinutes = 1e-6; // no run: only the record
+    const r = await ablate(o, memoryFactories(toyImages(16, 2, 8, 1), toyImages(8, 2, 8, 2)), { log: () => {} });
+    assert.equal(r.runs.length, 0);
+    assert.equal(r.pretrainOptions.similarityTokens, undefined);
+    assert.equal(JSON.parse(readFileSync(join(dir, 'ablation.json'), 'utf8')).pretrainOptions.similarityTokens, undefined);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
