@@ -34,7 +34,6 @@ export interface SegScore {
 /** Images of the probe's splits per budget (the synthetic objects: a disjoint test stream). */
 const SEG_LIMITS = { full: { train: 5000, test: 1000 }, small: { train: 1000, test: 500 } };
 
-/** The probe's recipe from the ablation's options, or null when --eval does not ask for it. Checks everything before any work. */
 /** The ablation's options this recipe reads. */
 export interface AblationSegOptions {
   eval: string;
@@ -47,6 +46,7 @@ export interface AblationSegOptions {
   reduceZeroLabel: boolean;
 }
 
+/** The probe's recipe from the ablation's options, or null when --eval does not ask for it. Checks everything before any work. */
 export function ablationSegRecipe(o: AblationSegOptions, budget: 'full' | 'small'): AblationSegRecipe | null {
   if (o.eval !== 'segprobe') {
     const set = (['segDataPath', 'segprobeEpochs', 'numClasses'] as const).find((k) => o[k] !== undefined);
