@@ -319,8 +319,9 @@ function failedWorker(w: Worker): boolean {
  */
 function rootCause(failed: Worker[]): Worker {
   const byTime = [...failed].sort((a, b) => a.exitOrder - b.exitOrder);
-  // a worker that died of the launcher's own SIGTERM / SIGKILL was stopped because of another's failure
-  return byTime.find((w) => (w.signal ? !w.stoppedByLauncher : !isConsequence(w))) ?? byTime[0];
+  // a worker that died of the launcher's own SIGTERM / SIGKILL, or ended with 130 / 143 on it (a training
+  // worker's checkpoint and exit), was stopped because of another's failure
+  return byTime.find((w) => (w.signal || !failedWorker(w) ? !w.stoppedByLauncher : !isConsequence(w))) ?? byTime[0];
 }
 
 /** How long the launcher waits, after a worker failed because of another, for that other to exit by itself. */

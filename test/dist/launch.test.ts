@@ -190,6 +190,9 @@ if (mode === 'stubborn' && e.LOCAL_RANK === '1') setInterval(() => { if (require
 // peer: rank 0 exits first only saying it lost its peer (ERR_DIST_PEER); rank 1 then fails by itself (code 9)
 if (mode === 'peer' && e.LOCAL_RANK === '1') { process.on('SIGTERM', () => process.exit(9)); require('fs').writeFileSync(who, ''); setTimeout(() => undefined, 20000); }
 if (mode === 'peer' && e.LOCAL_RANK === '0') setInterval(() => { if (require('fs').existsSync(who)) { console.error('worker failed: ERR_DIST_PEER dist.allReduce failed on rank 0 of 2'); process.exit(1); } }, 10);
+// relayed: rank 0 fails only repeating a rank of another node (code 1); rank 1 stops as a training worker does on SIGTERM (143)
+if (mode === 'relayed' && e.LOCAL_RANK === '1') { process.on('SIGTERM', () => process.exit(143)); require('fs').writeFileSync(who, ''); setTimeout(() => undefined, 20000); }
+if (mode === 'relayed' && e.LOCAL_RANK === '0') setInterval(() => { if (require('fs').existsSync(who)) { console.error('worker failed: ERR_DIST_PEER rank 3 of 4 failed: ENOSPC: no space left on device'); process.exit(1); } }, 10);
 `;
 
 test(
@@ -253,6 +256,20 @@ test(
     const p = await dist.launchWorkers(['peer', join(dir, 'peer-ready')], { nprocPerNode: 2, script, execArgv: [], stdout: peer, stderr: peer, killGraceMs: 5000 });
     assert.deepEqual([p.exitCode, p.failedRank], [9, 1], peer.text());
     await assert.rejects(dist.launchWorkers(['ok'], { nprocPerNode: 1, nnodes: 2, nodeRank: 2, script, execArgv: [] }), /--node-rank must be in \[0, 1\] \(--nnodes 2\), got 2/);
+  }),
+);
+
+test(
+  'launcher (stand-in workers): a worker that ends with 143 on the SIGTERM the launcher sent it after another failed is not named as the cause, even when the failed one only repeats a rank of another node',
+  inTempDir('semaim-launch-', async (dir) => {
+    const script = join(dir, 'stand-in.js');
+    writeFileSync(script, STAND_IN);
+    const out = sink();
+    const r = await dist.launchWorkers(['relayed', join(dir, 'ready')], { nprocPerNode: 2, script, execArgv: [], stdout: out, stderr: out, killGraceMs: 5000 });
+    // before: "launch: rank 1 ... exited with code 143", and the launcher exited 143 as if stopped by SIGTERM
+    assert.deepEqual([r.exitCode, r.failedRank], [1, 0], out.text());
+    assert.match(r.message ?? '', /^launch: rank 0 \(node 0, local rank 0, pid \d+\) exited with code 1; stopped the other 1 worker on this node\.\n/);
+    assert.match(r.message ?? '', /rank 3 of 4 failed: ENOSPC/);
   }),
 );
 
