@@ -250,7 +250,14 @@ export async function launchWorkers(argv: string[], o: LaunchOptions): Promise<L
       workers.push(w);
       forward(child.stdout, rank === 0 ? null : `[rank ${rank}] `, stdout, w.tail, tailLines);
       forward(child.stderr, rank === 0 ? null : `[rank ${rank}] `, stderr, w.tail, tailLines);
-      child.on('error', (e) => { w.tail.push(`launch: cannot start the worker: ${e.message}`); });
+      child.on('error', (e) => {
+        w.tail.push(`launch: cannot start the worker: ${e.message}`);
+        // a worker that never started (spawn failed: EAGAIN, ENOMEM) has no 'exit': it failed, judged at 'close'
+        if (child.pid === undefined && !w.exited) {
+          w.exited = true;
+          w.exitOrder = ++exits;
+        }
+      });
       child.on('exit', (code, signal) => {
         w.exited = true;
         w.code = code;
@@ -287,15 +294,17 @@ export async function launchWorkers(argv: string[], o: LaunchOptions): Promise<L
   const first = rootCause(workers.filter((w) => w.code !== 0 || w.signal)); // (a worker stopped by its signal first may be the cause)
   const stalled = workers.find((w) => w.stalled);
   const culprit = stalled ?? first;
-  const how = (w: Worker): string => (w.signal ? `was killed by ${w.signal}` : `exited with code ${w.code}`);
+  const how = (w: Worker): string =>
+    w.child.pid === undefined ? 'could not be started' : w.signal ? `was killed by ${w.signal}` : `exited with code ${w.code}`;
+  const which = (w: Worker): string => `rank ${w.rank} (node ${nodeRank}, local rank ${w.localRank}${w.child.pid === undefined ? '' : `, pid ${w.child.pid}`})`;
   const others = workers.length - 1;
   const tail = (w: Worker): string =>
     `last ${Math.min(tailLines, w.tail.length)} lines of rank ${w.rank}:\n` + (w.tail.length ? w.tail.map((l) => `  | ${l}`).join('\n') : '  (no output)') + '\n';
   const message = stalled
-    ? `launch: rank ${stalled.rank} (node ${nodeRank}, local rank ${stalled.localRank}, pid ${stalled.child.pid}) had stopped running ` +
+    ? `launch: ${which(stalled)} had stopped running ` +
       `(process state T: SIGSTOP, Ctrl-Z or a debugger) when rank ${first.rank} ${how(first)}, most likely after waiting for it until the timeout; ` +
       `stopped the other ${others} worker${others > 1 ? 's' : ''} on this node.\n${tail(first)}`
-    : `launch: rank ${culprit.rank} (node ${nodeRank}, local rank ${culprit.localRank}, pid ${culprit.child.pid}) ${how(culprit)}` +
+    : `launch: ${which(culprit)} ${how(culprit)}` +
       (others > 0 ? `; stopped the other ${others} worker${others > 1 ? 's' : ''} on this node` : '') +
       `.\n${tail(culprit)}`;
   stderr.write(message);

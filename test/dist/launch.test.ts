@@ -274,6 +274,34 @@ test(
 );
 
 test(
+  'launcher (stand-in workers): a worker that cannot be started (spawn fails: no process left, EAGAIN) is a failure that stops the others at once, named with the reason',
+  inTempDir('semaim-launch-', async (dir) => {
+    const script = join(dir, 'stand-in.js');
+    writeFileSync(script, STAND_IN);
+    const out = sink();
+    const t0 = Date.now();
+    // the second spawn fails (its program is missing: spawn's 'error' and 'close', no 'exit'); with the
+    // port given, launchWorkers spawns every worker before its first await
+    const node = process.execPath;
+    let spawns = 0;
+    Object.defineProperty(process, 'execPath', { configurable: true, enumerable: true, get: () => (spawns++ === 1 ? join(dir, 'missing-node') : node) });
+    let launched: Promise<dist.LaunchResult>;
+    try {
+      launched = dist.launchWorkers(['fail', 'none'], { nprocPerNode: 2, masterPort: 1, script, execArgv: [], stdout: out, stderr: out, killGraceMs: 5000 });
+    } finally {
+      Object.defineProperty(process, 'execPath', { configurable: true, enumerable: true, writable: true, value: node });
+    }
+    const r = await launched;
+    // before: rank 0 was left running (a real worker waits for the missing rank until the timeout, 30 min by
+    // default), and the report said "rank 1 (... pid undefined) exited with code null"
+    assert.ok(Date.now() - t0 < 10_000, `the launcher took ${Date.now() - t0} ms: rank 0 was not stopped`);
+    assert.deepEqual([r.exitCode, r.failedRank], [1, 1], out.text());
+    assert.match(r.message ?? '', /^launch: rank 1 \(node 0, local rank 1\) could not be started; stopped the other 1 worker on this node\.\n/);
+    assert.match(r.message ?? '', /launch: cannot start the worker: spawn .*missing-node ENOENT/);
+  }),
+);
+
+test(
   'stopWhenLauncherDies: a worker whose launcher (SEMAIM_LAUNCHER_PID, its parent) exits stops within its check interval',
   inTempDir('semaim-orphan-watch-', async (dir) => {
     const out = join(dir, 'out');
