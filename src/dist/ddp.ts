@@ -105,12 +105,12 @@ export class DistributedDataParallel {
     }
     this.mode = mode;
     const tensors = this.params.map(([, p]) => p);
+    this.checkSameParameters(); // (the Reducer's own check compares shapes alone)
     if (mode === 'overlap') {
       const Reducer = distNative.GradReducer as NonNullable<typeof distNative.GradReducer>;
       this.reducer = new Reducer(group.native, tensors.map((p) => p.h), cap, first, this.findUnused);
       if (this.half) this.reducer.compress(this.half);
     } else {
-      this.checkSameParameters();
       this.bucketsAfter = bucketsBySize(tensors, cap);
     }
     torch.noGrad(() => group.broadcastCoalesced([...tensors, ...buffers], 0));
@@ -204,10 +204,13 @@ export class DistributedDataParallel {
     this.lastSyncMs = performance.now() - t0;
   }
 
-  /** One allGather of (count, elements, a shape checksum) so that different models fail clearly, not in a collective. */
+  /**
+   * One allGather of (count, elements, a checksum of the dtypes and shapes in order) so that different models fail
+   * clearly, not in a collective or with another rank's bytes read as another dtype.
+   */
   private checkSameParameters(): void {
     let sum = 0;
-    for (const [, p] of this.params) for (const [k, d] of p.shape.entries()) sum = (sum * 31 + d * (k + 1)) % 1_000_000_007;
+    for (const [, p] of this.params) for (const c of `${p.dtype}[${p.shape.join(',')}]`) sum = (sum * 31 + c.charCodeAt(0)) % 1_000_000_007;
     const mine = [this.params.length, this.params.reduce((s, [, p]) => s + p.numel, 0), sum];
     const t = torch.tensor(Float64Array.from(mine), { device: this.group.device });
     const all = this.group.allGatherSync(t);
@@ -216,7 +219,7 @@ export class DistributedDataParallel {
         const theirs = Array.from(x.toFloat64Array());
         if (theirs.some((v, i) => v !== mine[i])) {
           throw new Error(`DistributedDataParallel: rank ${r} has different parameters (${theirs[0]} tensors, ${theirs[1]} elements) ` +
-            `from rank ${this.group.rank} (${mine[0]} tensors, ${mine[1]} elements): every rank must build the same model`);
+            `from rank ${this.group.rank} (${mine[0]} tensors, ${mine[1]} elements): every rank must build the same model (the same shapes and dtypes, in the same order)`);
         }
       }
     } finally {

@@ -6,10 +6,13 @@
 // synchronised backward.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import * as torch from '../../src/torch';
 import * as dist from '../../src/dist';
 import { buildModel, CaseModel, CaseResult, train } from './workers/ddp-case';
 import { lineWith, runWorkers, workerScript, WorkerRun } from './helpers';
+import { inTempDir } from '../temp-dir';
 
 const info = dist.distBuildInfo();
 const gloo = info.gloo ? false : 'the addon was built without Gloo';
@@ -116,3 +119,41 @@ test('gradients compressed to fp16 (bf16 where Gloo sums it) give the compress h
     }
   }
 });
+
+test(
+  'DDP: ranks whose parameters differ only in dtype (float64 on rank 1) or in where a 0-dim one sits are refused on every rank, in both modes',
+  { skip: gloo },
+  inTempDir('semaim-ddp-', async (dir) => {
+    const src = join(__dirname, '..', '..', 'src');
+    const script = join(dir, 'worker.js');
+    writeFileSync(
+      script,
+      `const torch = require(${JSON.stringify(join(src, 'torch'))});
+const dist = require(${JSON.stringify(join(src, 'dist'))});
+(async () => {
+  const g = await dist.initProcessGroup({ timeoutMs: 20000 });
+  const p = (shape, dtype = 'float32') => torch.rand(shape, { dtype }).requiresGrad_();
+  const own = { dtype: [['w', p([3, 4], g.rank === 1 ? 'float64' : 'float32')], ['b', p([3], g.rank === 1 ? 'float64' : 'float32')]],
+    order: g.rank === 0 ? [['t', p([])], ['b', p([4])]] : [['b', p([4])], ['t', p([])]] };
+  for (const mode of process.argv.slice(2)) for (const [how, params] of Object.entries(own)) {
+    try {
+      new dist.DistributedDataParallel({ namedParameters: () => params, namedBuffers: () => [] }, g, { mode });
+      console.log(JSON.stringify({ mode, how, accepted: true }));
+    } catch (e) {
+      console.log(JSON.stringify({ mode, how, error: e.message }));
+    }
+  }
+  dist.destroyProcessGroup();
+})();`,
+    );
+    const modes = info.reducer ? ['after-backward', 'overlap'] : ['after-backward'];
+    const runs = await runWorkers(script, 2, modes, { timeoutMs: 60_000 });
+    for (const r of runs) {
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.lines.length, 2 * modes.length, `rank ${r.rank}: ${JSON.stringify(r.lines)}\n${r.stderr}`);
+      // before: accepted, and rank 1 then held rank 0's float32 bits read as float64 (or the 0-dim
+      // parameter's gradient was averaged with an element of the other)
+      for (const l of r.lines) assert.match(String(l.error), /DistributedDataParallel: rank [01] has different parameters/, `rank ${r.rank}, ${l.mode}, ${l.how}`);
+    }
+  }),
+);
