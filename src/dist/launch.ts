@@ -144,6 +144,8 @@ interface Worker {
   stalled: boolean;
   /** Sent SIGTERM (or SIGKILL) by the launcher because another worker failed: a death by it is not a cause. */
   stoppedByLauncher: boolean;
+  /** Some line of its output said it failed because of another rank (see isConsequence). */
+  repeatsAnother: boolean;
 }
 
 /** Whether a process is stopped (state T or t in /proc/<pid>/stat; false where /proc is not). */
@@ -246,10 +248,14 @@ export async function launchWorkers(argv: string[], o: LaunchOptions): Promise<L
           SEMAIM_LAUNCHER_PID: String(process.pid), // a worker stops when its launcher is gone (orphan-watch.ts)
         },
       });
-      const w: Worker = { rank, localRank, child, tail: [], exited: false, closed: false, code: null, signal: null, exitOrder: 0, stalled: false, stoppedByLauncher: false };
+      const w: Worker = { rank, localRank, child, tail: [], exited: false, closed: false, code: null, signal: null, exitOrder: 0, stalled: false, stoppedByLauncher: false, repeatsAnother: false };
       workers.push(w);
-      forward(child.stdout, rank === 0 ? null : `[rank ${rank}] `, stdout, w.tail, tailLines);
-      forward(child.stderr, rank === 0 ? null : `[rank ${rank}] `, stderr, w.tail, tailLines);
+      // every line is looked at, not only those kept for the report (tailLines may be few, or none)
+      const judge = (line: string): void => {
+        if (REPEATS_ANOTHER.test(line)) w.repeatsAnother = true;
+      };
+      forward(child.stdout, rank === 0 ? null : `[rank ${rank}] `, stdout, w.tail, tailLines, judge);
+      forward(child.stderr, rank === 0 ? null : `[rank ${rank}] `, stderr, w.tail, tailLines, judge);
       child.on('error', (e) => {
         w.tail.push(`launch: cannot start the worker: ${e.message}`);
         // a worker that never started (spawn failed: EAGAIN, ENOMEM) has no 'exit': it failed, judged at 'close'
@@ -338,16 +344,27 @@ const CONSEQUENCE_GRACE_MS = 3000;
 
 /** Whether a worker's output says it failed because of another rank (that one could not start, or went away). */
 function isConsequence(w: Worker): boolean {
-  return w.tail.some((l) => /ERR_DIST_PEER|ERR_DIST_START|another rank exited|could not start:|rank \d+ of \d+ failed:/.test(l));
+  return w.repeatsAnother;
 }
 
-/** Copies a worker's stream to ours (prefixing each line, except for rank 0) and keeps its last lines. */
-function forward(src: NodeJS.ReadableStream | null, prefix: string | null, dst: NodeJS.WritableStream, tail: string[], keep: number): void {
+/** A line of a worker that failed because of another rank. */
+const REPEATS_ANOTHER = /ERR_DIST_PEER|ERR_DIST_START|another rank exited|could not start:|rank \d+ of \d+ failed:/;
+
+/** Copies a worker's stream to ours (prefixing each line, except for rank 0), keeps its last lines and shows each line to onLine. */
+function forward(
+  src: NodeJS.ReadableStream | null,
+  prefix: string | null,
+  dst: NodeJS.WritableStream,
+  tail: string[],
+  keep: number,
+  onLine: (line: string) => void,
+): void {
   if (!src) return;
   let partial = '';
   const remember = (line: string): void => {
     const l = line.replace(/\s+$/, '');
     if (!l) return;
+    onLine(l);
     tail.push(l);
     if (tail.length > keep) tail.shift();
   };

@@ -302,6 +302,20 @@ test(
 );
 
 test(
+  'launcher (stand-in workers): which rank is named does not depend on how many lines the report quotes (tailLines)',
+  inTempDir('semaim-launch-', async (dir) => {
+    const script = join(dir, 'stand-in.js');
+    writeFileSync(script, STAND_IN);
+    const out = sink();
+    const r = await dist.launchWorkers(['peer', join(dir, 'peer-ready')], { nprocPerNode: 2, script, execArgv: [], stdout: out, stderr: out, killGraceMs: 5000, tailLines: 0 });
+    // before: the lines kept for the report were the only ones searched for "only repeats another rank":
+    // with none kept, rank 0, which only lost its peer, was named (exit 1) and stopped rank 1 at once
+    assert.deepEqual([r.exitCode, r.failedRank], [9, 1], out.text());
+    assert.match(r.message ?? '', /^launch: rank 1 \(node 0, local rank 1, pid \d+\) exited with code 9; stopped the other 1 worker on this node\.\nlast 0 lines of rank 1:\n {2}\(no output\)\n$/);
+  }),
+);
+
+test(
   'stopWhenLauncherDies: a worker whose launcher (SEMAIM_LAUNCHER_PID, its parent) exits stops within its check interval',
   inTempDir('semaim-orphan-watch-', async (dir) => {
     const out = join(dir, 'out');
