@@ -80,7 +80,7 @@ export class DistributedDataParallel {
   private disposed = false;
 
   /**
-   * Broadcasts rank 0's parameters and buffers to every rank (blocking) and prepares the gradient
+   * Broadcasts rank 0's parameters (frozen ones too, as torch's DDP) and buffers to every rank (blocking) and prepares the gradient
    * synchronisation. Every rank must construct it with the same model (checked), after moving the model
    * to its device and before the optimiser's first step.
    */
@@ -90,9 +90,9 @@ export class DistributedDataParallel {
     if (!(cap > 0) || !(first > 0)) throw new RangeError('DistributedDataParallel: bucket sizes must be positive');
     this.params = [...model.namedParameters()].filter(([, p]) => p.requiresGrad);
     if (this.params.length === 0) throw new Error('DistributedDataParallel: the model has no parameter that requires grad');
-    const buffers = [...model.namedBuffers()].map(([, b]) => b);
-    const wrongDevice = [...this.params.map(([n, p]) => [n, p] as const), ...[...model.namedBuffers()]]
-      .find(([, t]) => torch.deviceType(t.device) !== torch.deviceType(group.device));
+    // what every rank takes from rank 0: every parameter, frozen ones too (as torch's DDP), and every buffer
+    const synced = [...model.namedParameters(), ...model.namedBuffers()];
+    const wrongDevice = synced.find(([, t]) => torch.deviceType(t.device) !== torch.deviceType(group.device));
     if (wrongDevice) {
       throw new Error(`DistributedDataParallel: ${wrongDevice[0]} is on ${wrongDevice[1].device} but the ${group.backend} group ` +
         `works on ${group.device}: move the model to its device first`);
@@ -105,7 +105,7 @@ export class DistributedDataParallel {
     }
     this.mode = mode;
     const tensors = this.params.map(([, p]) => p);
-    this.checkSameParameters(); // (the Reducer's own check compares shapes alone)
+    this.checkSameTensors(synced.map(([, t]) => t)); // (the Reducer's own check compares shapes alone)
     if (mode === 'overlap') {
       const Reducer = distNative.GradReducer as NonNullable<typeof distNative.GradReducer>;
       this.reducer = new Reducer(group.native, tensors.map((p) => p.h), cap, first, this.findUnused);
@@ -113,7 +113,7 @@ export class DistributedDataParallel {
     } else {
       this.bucketsAfter = bucketsBySize(tensors, cap);
     }
-    torch.noGrad(() => group.broadcastCoalesced([...tensors, ...buffers], 0));
+    torch.noGrad(() => group.broadcastCoalesced(synced.map(([, t]) => t), 0));
   }
 
   /** Parameter indices (into the parameters that require grad, in model order) per bucket, in all-reduce order. */
@@ -205,20 +205,21 @@ export class DistributedDataParallel {
   }
 
   /**
-   * One allGather of (count, elements, a checksum of the dtypes and shapes in order) so that different models fail
-   * clearly, not in a collective or with another rank's bytes read as another dtype.
+   * One allGather of (count, elements, a checksum of the dtypes and shapes in order) of the tensors that take rank 0's
+   * values, so that different models fail clearly, not in a collective or with another rank's bytes read as another
+   * dtype.
    */
-  private checkSameParameters(): void {
+  private checkSameTensors(tensors: Tensor[]): void {
     let sum = 0;
-    for (const [, p] of this.params) for (const c of `${p.dtype}[${p.shape.join(',')}]`) sum = (sum * 31 + c.charCodeAt(0)) % 1_000_000_007;
-    const mine = [this.params.length, this.params.reduce((s, [, p]) => s + p.numel, 0), sum];
+    for (const p of tensors) for (const c of `${p.dtype}[${p.shape.join(',')}]`) sum = (sum * 31 + c.charCodeAt(0)) % 1_000_000_007;
+    const mine = [tensors.length, tensors.reduce((s, p) => s + p.numel, 0), sum];
     const t = torch.tensor(Float64Array.from(mine), { device: this.group.device });
     const all = this.group.allGatherSync(t);
     try {
       for (const [r, x] of all.entries()) {
         const theirs = Array.from(x.toFloat64Array());
         if (theirs.some((v, i) => v !== mine[i])) {
-          throw new Error(`DistributedDataParallel: rank ${r} has different parameters (${theirs[0]} tensors, ${theirs[1]} elements) ` +
+          throw new Error(`DistributedDataParallel: rank ${r} has different parameters or buffers (${theirs[0]} tensors, ${theirs[1]} elements) ` +
             `from rank ${this.group.rank} (${mine[0]} tensors, ${mine[1]} elements): every rank must build the same model (the same shapes and dtypes, in the same order)`);
         }
       }

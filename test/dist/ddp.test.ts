@@ -157,3 +157,36 @@ const dist = require(${JSON.stringify(join(src, 'dist'))});
     }
   }),
 );
+
+test(
+  "DDP: every rank starts from rank 0's frozen parameters too (requiresGrad false), as torch's DDP, not only from its trained ones and buffers",
+  { skip: gloo },
+  inTempDir('semaim-ddp-', async (dir) => {
+    const src = join(__dirname, '..', '..', 'src');
+    const script = join(dir, 'worker.js');
+    writeFileSync(
+      script,
+      `const torch = require(${JSON.stringify(join(src, 'torch'))});
+const dist = require(${JSON.stringify(join(src, 'dist'))});
+(async () => {
+  const g = await dist.initProcessGroup({ timeoutMs: 20000 });
+  for (const mode of process.argv.slice(2)) {
+    const w = torch.full([2], g.rank + 1).requiresGrad_();
+    const frozen = torch.full([3], 10 * (g.rank + 1));
+    const scale = torch.full([1], 100 * (g.rank + 1));
+    new dist.DistributedDataParallel({ namedParameters: () => [['w', w], ['frozen', frozen]], namedBuffers: () => [['scale', scale]] }, g, { mode });
+    console.log(JSON.stringify({ mode, w: [...w.toFloat64Array()], frozen: [...frozen.toFloat64Array()], scale: [...scale.toFloat64Array()] }));
+  }
+  dist.destroyProcessGroup();
+})();`,
+    );
+    const modes = info.reducer ? ['after-backward', 'overlap'] : ['after-backward'];
+    const runs = await runWorkers(script, 2, modes, { timeoutMs: 60_000 });
+    for (const r of runs) {
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.lines.length, modes.length, `rank ${r.rank}: ${JSON.stringify(r.lines)}\n${r.stderr}`);
+      // before: rank 1 kept its own frozen parameter ([20, 20, 20])
+      for (const l of r.lines) assert.deepEqual([l.w, l.frozen, l.scale], [[1, 1], [10, 10, 10], [100]], `rank ${r.rank}, ${l.mode}`);
+    }
+  }),
+);
