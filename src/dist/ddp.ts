@@ -214,8 +214,9 @@ export class DistributedDataParallel {
     for (const p of tensors) for (const c of `${p.dtype}[${p.shape.join(',')}]`) sum = (sum * 31 + c.charCodeAt(0)) % 1_000_000_007;
     const mine = [tensors.length, tensors.reduce((s, p) => s + p.numel, 0), sum];
     const t = torch.tensor(Float64Array.from(mine), { device: this.group.device });
-    const all = this.group.allGatherSync(t);
+    let all: Tensor[] = [];
     try {
+      all = this.group.allGatherSync(t);
       for (const [r, x] of all.entries()) {
         const theirs = Array.from(x.toFloat64Array());
         if (theirs.some((v, i) => v !== mine[i])) {

@@ -190,3 +190,36 @@ const dist = require(${JSON.stringify(join(src, 'dist'))});
     }
   }),
 );
+
+test(
+  'DDP: a constructor whose same-model check fails (the peer is gone) releases the tensor of that check',
+  { skip: gloo },
+  inTempDir('semaim-ddp-', async (dir) => {
+    const src = join(__dirname, '..', '..', 'src');
+    const script = join(dir, 'worker.js');
+    writeFileSync(
+      script,
+      `const torch = require(${JSON.stringify(join(src, 'torch'))});
+const dist = require(${JSON.stringify(join(src, 'dist'))});
+(async () => {
+  const g = await dist.initProcessGroup({ timeoutMs: 20000 });
+  await g.barrier();
+  if (g.rank === 1) process.exit(0);
+  await new Promise((r) => setTimeout(r, 500));
+  const w = torch.full([2], 1).requiresGrad_();
+  const before = torch.memoryStats().liveTensors;
+  let code = null;
+  try {
+    new dist.DistributedDataParallel({ namedParameters: () => [['w', w]], namedBuffers: () => [] }, g, { mode: 'after-backward' });
+  } catch (e) {
+    code = e.code;
+  }
+  console.log(JSON.stringify({ code, leaked: torch.memoryStats().liveTensors - before }));
+  process.exit(0);
+})();`,
+    );
+    const [r0] = await runWorkers(script, 2, [], { timeoutMs: 60_000 });
+    // before: 1 (the tensor of (count, elements, checksum) was made outside the try that disposes it)
+    assert.deepEqual(lineWith(r0, 'leaked'), { code: 'ERR_DIST_PEER', leaked: 0 }, r0.stderr);
+  }),
+);
