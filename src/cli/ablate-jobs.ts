@@ -9,6 +9,7 @@ import type { Measurement } from '../experiments/ablate-plan';
 import { openAppendNoFollow, writeError } from '../util/safe-write';
 import { StoppedBySignal } from '../run/signals';
 import { makeFolder } from '../util/make-folder';
+import { kebab } from '../util/options';
 
 /**
  * Options the parent sets for its children (they are removed from the parent's command line). A --config
@@ -21,12 +22,30 @@ const FLAGS = new Set(['plan-only', 'plan-measure']);
 
 /** The parent's `ablate` arguments without the options it sets for its children. */
 export function childArgs(argv: string[]): string[] {
+  return withoutOptions(argv, PARENT_ONLY);
+}
+
+/** The `ablate` arguments that run the ablation a `--plan-only` call planned: the same, without --plan-only. */
+export function withoutPlanOnly(argv: string[]): string[] {
+  return withoutOptions(argv, new Set(['plan-only']));
+}
+
+/**
+ * `argv` without the options `names` (of PARENT_ONLY) in every spelling the parser takes (--plan_only,
+ * --planOnly, --no-plan-only, --plan-only=true), each with its value: an on/off flag's explicit
+ * true/false after it too ('--plan-only true'), which left alone became a stray argument.
+ */
+function withoutOptions(argv: string[], names: ReadonlySet<string>): string[] {
   const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    const m = /^--(?:no-)?([a-z0-9-]+)(=.*)?$/.exec(a);
-    if (m && PARENT_ONLY.has(m[1])) {
-      if (!m[2] && !FLAGS.has(m[1]) && !a.startsWith('--no-')) i++; // its value
+    const m = /^--([a-zA-Z0-9_-]+)(=.*)?$/.exec(a);
+    const written = m ? kebab(m[1].replace(/_/g, '-')) : '';
+    const negated = written.startsWith('no-') && names.has(written.slice(3));
+    const name = negated ? written.slice(3) : written;
+    if (m && names.has(name)) {
+      const hasValue = m[2] === undefined && !negated; // --no-x and --x=v hold all of it
+      if (hasValue && (!FLAGS.has(name) || argv[i + 1] === 'true' || argv[i + 1] === 'false')) i++;
       continue;
     }
     out.push(a);

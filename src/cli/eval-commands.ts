@@ -11,7 +11,7 @@ import { ABLATE_OPTIONS, validateAblate } from '../experiments/ablate-options';
 import { runFinetune, runKnn, runLinprobe } from '../eval/run';
 import { ablate, ablationExitCode, measureAblation } from '../experiments/ablate';
 import { describePlan } from '../experiments/ablate-plan';
-import { ChildRunner, measureInProcesses, runShardProcesses } from './ablate-jobs';
+import { ChildRunner, measureInProcesses, runShardProcesses, withoutPlanOnly } from './ablate-jobs';
 import { resolveEncoder } from '../semaim';
 import { abortOnStopSignals, runExitCode } from '../run/signals';
 import { checkDataPath } from '../data/options';
@@ -130,7 +130,7 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
           measureInProcesses: (n) => measureInProcesses(runner, n),
         });
         if (o.planOnly) {
-          const again = argv.filter((a) => a !== '--plan-only');
+          const again = withoutPlanOnly(argv);
           process.stdout.write(
             `wrote ${o.outDir}/plan.json (${describePlan(r.plan!).split('\n')[0]}); run:\n  semaim ablate ${again.map(shellQuote).join(' ')}\n`,
           );

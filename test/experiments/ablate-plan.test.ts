@@ -152,6 +152,27 @@ test('rows may name the tokens of S; shards and order specs are checked', () => 
     '--out-dir',
     'x',
   ]);
+  // a flag's explicit value ('--plan-only true', as the parser takes it) goes with it, and so do the other spellings
+  // the parser takes: the measuring children were started with a stray 'true' and stopped on it (exit 2)
+  assert.deepEqual(
+    childArgs([
+      '--plan-only',
+      'true',
+      '--seeds',
+      '2',
+      '--plan_measure',
+      'false',
+      '--stop_after_minutes',
+      '5',
+      '--no_plan_only',
+      '--planOnly',
+      '--jobs',
+      '2',
+      '--k',
+      '3',
+    ]),
+    ['--seeds', '2', '--k', '3'],
+  );
 });
 
 test('--budget-minutes plans the length once (plan.json), every run gets the planned steps, and a later call reuses the plan', async () => {
@@ -604,7 +625,10 @@ test('--plan-only: the command it prints to run the ablation gives the shell the
       join(dir, "my plan's"),
     );
     const main = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
-    const r = spawnSync(process.execPath, [main, 'ablate', ...args, '--plan-only'], { encoding: 'utf8', timeout: 120_000 });
+    // --plan-only in each spelling the parser takes: the printed command kept '--plan-only=true' or '--plan_only' (it
+    // only planned again) and a flag's explicit value ('--plan-only true' printed a stray 'true', refused)
+    const planOnly = ['--plan-only', 'true', '--plan-only=true', '--plan_only', '--plan-only'];
+    const r = spawnSync(process.execPath, [main, 'ablate', ...args.slice(0, 4), ...planOnly, ...args.slice(4)], { encoding: 'utf8', timeout: 120_000 });
     assert.equal(r.status, 0, r.stderr);
     const line = /^ {2}semaim ablate (.*)$/m.exec(r.stdout);
     assert.ok(line, r.stdout);
