@@ -3,7 +3,7 @@
 import { OptionError, defineOptions, SEED_RANGE } from '../util/options';
 import { Progress, perSecond } from '../run/progress';
 import { packImageFolder, DEFAULT_SHARD_SIZE } from '../data';
-import { defineCommand } from './command';
+import { checkFolderOption, defineCommand } from './command';
 import { IMAGE_INPUT_OPTIONS } from '../data/options';
 import { formatBytes } from '../util/disk-space';
 import { printable, shellQuote } from '../util/printable';
@@ -41,6 +41,7 @@ export const shardsCommand = defineCommand({
     if (!o.shuffle && o.seed !== SHARDS_OPTIONS.seed.default)
       throw new OptionError('seed', 'has no effect without --shuffle: the images are packed class by class, in name order');
   },
+  preflight: (o) => checkFolderOption(o.output, 'output'),
   async run(o) {
     let progress: Progress | null = null;
     let start = 0;

@@ -1290,6 +1290,24 @@ test('`semaim shards` names --input when it is missing or not a folder (an optio
   assert.ok(!existsSync(out));
 });
 
+test('`semaim shards` refuses an --output with a file or a dangling link on the way as an option error naming --output (as --out-dir is), before any work', async () => {
+  const file = join(folder, 'class0', '00.jpg');
+  const dangling = join(root, 'dangling-output');
+  symlinkSync(join(root, 'nowhere'), dangling);
+  for (const [output, why] of [
+    [join(file, 'shards'), /00\.jpg exists and is not a folder/],
+    [join(dangling, 'shards'), /dangling-output is a symbolic link to .*nowhere, which does not exist/],
+  ] as const)
+    // (these were mkdir's plain errors, exit 1, where every other output folder is an option error, exit 2)
+    await assert.rejects(
+      commands.shards.run(['--input', folder, '--output', output]),
+      (e: unknown) =>
+        e instanceof lib.OptionError && e.key === 'output' && e.detail.startsWith(`${output} cannot be the output folder: `) && why.test(e.detail),
+      output,
+    );
+  assert.ok(!existsSync(join(root, 'nowhere')), 'nothing made');
+});
+
 test('`semaim shards` starts its progress line before the first shard (its clock and ETA count from there), with a rate', async () => {
   const events: string[] = [];
   const out = join(root, 'progress');
