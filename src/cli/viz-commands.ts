@@ -9,7 +9,7 @@ import { OptionError, OptionSpec, Options, defineOptions, MAX_THREADS, MAX_THREA
 import { ORDER_NAMES, OrderName, checkOrderNames } from '../viz/maps';
 import { checkRunDir, visualizeCheckpoint, writeRunReport } from '../viz/pipeline';
 import { isRowFileName } from '../viz/visualize';
-import { Command, defineCommand } from './command';
+import { Command, checkFolderOption, defineCommand } from './command';
 import { VERIFY_OPTIONS } from '../eval/options';
 import { IMAGE_INPUT_OPTIONS, imageInputOptions } from '../data/options';
 import { checkOutputFolder } from '../io/outputs';
@@ -84,13 +84,14 @@ function parseOrders(v: string): OrderName[] {
 type FigureOptions = Options<typeof FIGURE_OPTIONS>;
 
 /**
- * Refuses, before the model runs, images that are not there, and a figure folder that is a file, lies among
- * the images, or in a checkpoint, or holds files of the names it writes that no earlier visualisation wrote
- * (a grid.png of the user's was replaced silently) unless `overwrite`.
+ * Refuses, before the model runs, images that are not there, and a figure folder that is a file (or has one, or
+ * a dangling link, on the way), lies among the images, or in a checkpoint, or holds files of the names it writes
+ * that no earlier visualisation wrote (a grid.png of the user's was replaced silently) unless `overwrite`.
  */
 function checkFigureOut(out: string, images: string[], option: string, overwrite: boolean): void {
   const missing = images.find((p) => !existsSync(p));
   if (missing !== undefined) throw new OptionError('images', `${missing} does not exist`);
+  checkFolderOption(out, option);
   checkOutputFolder(out, [join(out, 'grid.png'), join(out, 'visualize.json')], { inputs: images, option });
   if (overwrite || !existsSync(out) || earlierVisualization(join(out, 'visualize.json'))) return;
   const ours = readdirSync(out).filter((n) => n === 'grid.png' || n === 'visualize.json' || isRowFileName(n));

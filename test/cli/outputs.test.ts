@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { lossChange } from '../../src/cli/commands';
@@ -82,10 +82,14 @@ test('visualize refuses, before the model runs, an --out among its images, an ex
   const images = join(dir, 'pics');
   mkdirSync(images, { recursive: true });
   writeFileSync(join(dir, 'file.txt'), 'x');
+  symlinkSync(join(dir, 'nowhere'), join(dir, 'gone'));
   for (const [out, message] of [
     [join(images, 'viz'), /pics\/viz lies in .*pics, which this command reads/],
     [images, /pics lies in .*pics, which this command reads/],
     [join(dir, 'file.txt'), /file\.txt exists and is not a folder/],
+    // a file or a dangling link on the way: the model ran first, then mkdir failed (exit 1)
+    [join(dir, 'file.txt', 'viz'), /file\.txt exists and is not a folder/],
+    [join(dir, 'gone', 'viz'), /gone is a symbolic link to .*nowhere, which does not exist/],
     [join(run, 'checkpoints', 'best', 'viz'), /grid\.png cannot be written.*lies in the checkpoint folder/],
   ] as const) {
     const r = cli('visualize', '--checkpoint', run, '--images', images, '--out', out);
@@ -93,6 +97,7 @@ test('visualize refuses, before the model runs, an --out among its images, an ex
     assert.match(r.stderr, new RegExp(`option --out: .*${message.source}`));
   }
   assert.deepEqual(readdirSync(images), [], 'nothing was written among the images');
+  assert.equal(existsSync(join(dir, 'nowhere')), false, 'nothing made through the dangling link');
   const r = cli('report', run, '--images', images, '--viz-out', join(images, 'v'));
   assert.equal(r.status, 2, r.stderr);
   assert.match(r.stderr, /option --viz-out: .*lies in .*pics, which this command reads/);
