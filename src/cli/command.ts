@@ -4,7 +4,7 @@ import { tellOtherRanks } from './data-parallel';
 import { formatHelp, asWritten, OptionError, OptionTable, Options, parseArgv, readConfigFile, resolveOptions } from '../util/options';
 import { folderObstacle } from '../util/safe-write';
 import { checkGpuShare } from '../run/device';
-import { readDistEnv } from '../dist';
+import { LAUNCH_OPTIONS, readDistEnv, type LaunchFlags } from '../dist';
 
 export interface Command {
   summary: string;
@@ -87,6 +87,22 @@ function checkOutDir(o: Record<string, unknown>): void {
   if (typeof o.outDir === 'string') checkFolderOption(o.outDir, 'outDir');
 }
 
+/**
+ * The launch flags of a command line whose options could not be read or checked (a --config file missing on
+ * this machine): from its flags alone, so that the launcher of one of several machines can tell the others
+ * (they waited for its workers until the timeout); null when the flags do not give a valid launch either.
+ */
+function launchFlagsOf(argv: string[], table: OptionTable): LaunchFlags | null {
+  try {
+    const { options } = parseArgv(argv, table);
+    const given = Object.fromEntries(Object.keys(LAUNCH_OPTIONS).map((k) => [k, options[k]]));
+    const flags = resolveOptions(LAUNCH_OPTIONS, given);
+    return flags.nodeRank < flags.nnodes ? flags : null;
+  } catch {
+    return null;
+  }
+}
+
 export function defineCommand<T extends OptionTable>(spec: CommandSpec<T>): Command {
   const parse = (argv: string[]) => {
     return parseCommand(argv, spec.usage, spec.description, spec.options, (o, positionals) => {
@@ -116,7 +132,7 @@ export function defineCommand<T extends OptionTable>(spec: CommandSpec<T>): Comm
         checkOutDir(p.o);
         spec.preflight?.(p.o, p.positionals);
       } catch (e) {
-        if ('nprocPerNode' in spec.options) await tellOtherRanks(e, p?.o ?? null);
+        if ('nprocPerNode' in spec.options) await tellOtherRanks(e, p?.o ?? launchFlagsOf(argv, spec.options));
         throw e;
       }
       return spec.run(p.o, p.positionals);

@@ -63,7 +63,8 @@ export async function runDataParallel(
  * A worker of a run of several processes that fails before it joins (its options, config file or a path on
  * its machine) tells the others why, so they stop at once naming it instead of waiting for it until the
  * timeout, 30 minutes by default. So does the launcher of one of several machines (`--nnodes`), for the
- * workers it will now not start, when its preflight fails. Not being able to tell is only noted.
+ * workers it will now not start, when its options (a config file missing there) or its preflight fail. Not being
+ * able to tell is only noted.
  */
 export async function tellOtherRanks(err: unknown, options: dist.LaunchFlags | null): Promise<void> {
   const place = placeOfFailure(options);

@@ -127,6 +127,18 @@ test('a machine that cannot start (a --data-path missing there) tells the other:
   }
 });
 
+test("a machine whose --config file is missing there tells the other: both stop at once, naming its rank and reason", { skip: gloo }, async () => {
+  const out = join(root, 'config-missing');
+  const base = [...SYNTHETIC, '--batch-size', '8', '--max-steps', '1', '--out-dir', out];
+  const missing = join(root, 'run-not-on-this-machine.yaml');
+  const runs = await twoNodes('pretrain', [base, [...base, '--config', missing]]);
+  // before, its launcher failed before it knew its launch flags and told no one: node 0 waited until the timeout
+  assertRefused(runs, /option --config: cannot read .*run-not-on-this-machine\.yaml/, /rank 1 of 2 c(annot|ould not) start/);
+  assert.equal(runs[1].code, 2, runs[1].out);
+  assert.doesNotMatch(runs[0].out, /ERR_DIST_TIMEOUT|not every rank joined/, runs[0].out);
+  assert.ok(!existsSync(join(out, 'metrics.jsonl')), 'nothing trained');
+});
+
 test('a torchrun worker that cannot start (a bad option on its machine) tells the others before it exits', { skip: gloo }, async () => {
   const port = await dist.freePort();
   const out = join(root, 'worker-cannot-start');
