@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { Command, defineCommand } from './command';
 import { DATA_FACTORIES, DataFactories } from '../data';
 import { LABELLED_DATASETS } from '../data/factories';
-import type { OptionSpec, OptionTable } from '../util/options';
+import { parseArgv, readConfigFile, resolveOptions, type OptionSpec, type OptionTable } from '../util/options';
 import { FINETUNE_OPTIONS, KNN_OPTIONS, LINPROBE_OPTIONS, validateEval, validateFinetune, validateLinprobe } from '../eval/options';
 import { ABLATE_OPTIONS, validateAblate } from '../experiments/ablate-options';
 import { runFinetune, runKnn, runLinprobe } from '../eval/run';
@@ -32,6 +32,14 @@ const KNN_COMMAND_OPTIONS = overLabelledDatasets(KNN_OPTIONS);
 const LINPROBE_COMMAND_OPTIONS = overLabelledDatasets(LINPROBE_OPTIONS);
 const FINETUNE_COMMAND_OPTIONS = overLabelledDatasets(FINETUNE_OPTIONS);
 const ABLATE_COMMAND_OPTIONS = overLabelledDatasets(ABLATE_OPTIONS);
+
+/** Whether the --config file of the ablate arguments `argv` sets plan-only (flags override it, as ever). */
+function configPlansOnly(argv: string[]): boolean {
+  const { options } = parseArgv(argv, ABLATE_COMMAND_OPTIONS);
+  if (options.config === undefined) return false;
+  const file = readConfigFile(String(options.config));
+  return resolveOptions({ planOnly: ABLATE_OPTIONS.planOnly }, { planOnly: file.planOnly }).planOnly;
+}
 
 /** The commands over the given data factories (looked up only when a command runs). */
 export function makeEvalCommands(factories: () => DataFactories = () => DATA_FACTORIES): Record<string, Command> {
@@ -131,6 +139,7 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
         });
         if (o.planOnly) {
           const again = withoutPlanOnly(argv);
+          if (configPlansOnly(again)) again.push('--no-plan-only'); // or the printed command would only plan again
           process.stdout.write(
             `wrote ${o.outDir}/plan.json (${describePlan(r.plan!).split('\n')[0]}); run:\n  semaim ablate ${again.map(shellQuote).join(' ')}\n`,
           );

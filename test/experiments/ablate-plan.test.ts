@@ -634,6 +634,15 @@ test('--plan-only: the command it prints to run the ablation gives the shell the
     assert.ok(line, r.stdout);
     const words = spawnSync('sh', ['-c', `for a in ${line[1]}; do printf '%s\\n' "$a"; done`], { encoding: 'utf8' });
     assert.deepEqual(words.stdout.split('\n').slice(0, -1), args);
+    // plan-only set in the --config file: the printed command said only --config, and so only planned again
+    const config = join(dir, 'plan.json');
+    writeFileSync(config, JSON.stringify({ plan_only: true }));
+    const c = spawnSync(process.execPath, [main, 'ablate', ...args, '--config', config], { encoding: 'utf8', timeout: 120_000 });
+    assert.equal(c.status, 0, c.stderr);
+    const again = /^ {2}semaim ablate (.*)$/m.exec(c.stdout);
+    assert.ok(again, c.stdout);
+    const words2 = spawnSync('sh', ['-c', `for a in ${again[1]}; do printf '%s\\n' "$a"; done`], { encoding: 'utf8' });
+    assert.deepEqual(words2.stdout.split('\n').slice(0, -1), [...args, '--config', config, '--no-plan-only']);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
