@@ -1,6 +1,6 @@
 // What every sub-command is. A command declares its options once (one table); the parser, --help,
 // validation and the typed options object its job receives all come from that table.
-import { tellOtherRanks } from './data-parallel';
+import { checkThreadsPerProcess, tellOtherRanks } from './data-parallel';
 import { formatHelp, asWritten, OptionError, OptionTable, Options, parseArgv, readConfigFile, resolveOptions } from '../util/options';
 import { folderObstacle } from '../util/safe-write';
 import { checkGpuShare } from '../run/device';
@@ -76,6 +76,15 @@ function checkGpusPerProcess(o: Record<string, unknown>): void {
   if (typeof o.nprocPerNode === 'number' && typeof o.device === 'string') checkGpuShare(o.device, readDistEnv()?.localWorldSize ?? o.nprocPerNode);
 }
 
+/**
+ * Every command with the launcher's flags: --nproc-per-node's processes take --threads each, together at most
+ * this machine's cores. Checked with the options (it was checked only as the launcher started its workers, after
+ * the preflight, where a launcher of one of several machines told the others nothing and they waited for it).
+ */
+function checkThreadsOfWorkers(o: Record<string, unknown>): void {
+  if (typeof o.nprocPerNode === 'number' && (o.threads === undefined || typeof o.threads === 'number')) checkThreadsPerProcess(o.threads, o.nprocPerNode);
+}
+
 /** An output folder option (`key`) whose path cannot be a folder (a file, or a symbolic link to nothing, on the way) is an option error, before any work. */
 export function checkFolderOption(dir: string, key: string): void {
   const { why } = folderObstacle(dir);
@@ -115,6 +124,7 @@ export function defineCommand<T extends OptionTable>(spec: CommandSpec<T>): Comm
       checkNodeRank(o);
       spec.validate?.(o, positionals);
       checkGpusPerProcess(o);
+      checkThreadsOfWorkers(o);
     });
   };
   return {

@@ -24,7 +24,6 @@ export async function runDataParallel(
 ): Promise<number> {
   if (!dist.isWorkerProcess()) {
     if ((o.nprocPerNode ?? 1) > 1 || (o.nnodes ?? 1) > 1) {
-      checkThreadsPerProcess(o.threads, o.nprocPerNode ?? 1);
       const r = await dist.launchWorkers(process.argv.slice(2), dist.launchOptionsFrom(o));
       return r.exitCode;
     }

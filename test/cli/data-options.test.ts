@@ -321,6 +321,19 @@ test('--threads × --nproc-per-node above the cores is refused before the worker
         new RegExp(`is ${2 * cores} on ${cores} cores: give at most ${Math.floor(cores / 2)}`).test(e.message),
     );
     assert.equal(existsSync(out), false, 'nothing written');
+    // with the other options, as ablate's --jobs is: it was checked only as the launcher started the workers (after the
+    // preflight, and outside what a launcher of one of several machines tells the others), so parse took it
+    const workers = ['--nproc-per-node', '2', '--threads', String(cores)];
+    for (const [name, argv] of [
+      ['pretrain', workers],
+      ['knn', ['--checkpoint', 'c', ...workers]],
+      ['embed', ['--checkpoint', 'c', '--images', 'i', ...workers]],
+    ] as const)
+      assert.throws(
+        () => commands[name].parse([...argv]),
+        (e: Error) => e instanceof OptionError && e.key === 'threads' && /give at most/.test(e.message),
+        name,
+      );
   } finally {
     rmSync(join(out, '..'), { recursive: true, force: true });
   }
