@@ -309,7 +309,7 @@ export function planPath(outDir: string): string {
 export function readPlan(outDir: string): AblationPlan | null {
   const p = planPath(outDir);
   if (!existsSync(p)) return null;
-  const plan = readJsonWith(p, ['inputs', 'shards']) as unknown as AblationPlan;
+  const plan = readJsonWith(p, ['inputs', 'shards', 'measured']) as unknown as AblationPlan;
   if (plan.format !== 'semaim.ablation-plan/1') throw new Error(`${p} is not an ablation plan (format ${JSON.stringify(plan.format)})`);
   const positive = (v: unknown) => typeof v === 'number' && Number.isFinite(v) && v > 0;
   for (const key of ['epochs', 'steps', 'batchesPerEpoch'] as const) {
@@ -317,6 +317,12 @@ export function readPlan(outDir: string): AblationPlan | null {
   }
   if (!(typeof plan.warmupEpochs === 'number' && plan.warmupEpochs >= 0 && plan.warmupEpochs < plan.epochs))
     throw new Error(`${p}: 'warmupEpochs' is ${JSON.stringify(plan.warmupEpochs)}, not in [0, epochs)`);
+  const m = plan.measured;
+  if (m.steps === null || typeof m.steps !== 'object') throw new Error(`${p}: 'measured.steps' is ${JSON.stringify(m.steps)}, not an object`);
+  for (const key of ['evalSeconds', 'processes', 'loaderSecondsPerBatch', 'loaderWorkers', 'spentSeconds'] as const) {
+    if (!(typeof m[key] === 'number' && Number.isFinite(m[key]) && m[key] >= 0))
+      throw new Error(`${p}: 'measured.${key}' is ${JSON.stringify(m[key])}, not a number ≥ 0`);
+  }
   if (stepsInEpochs(plan.epochs, plan.batchesPerEpoch) !== plan.steps)
     throw new Error(`${p}: ${plan.epochs} epochs of ${plan.batchesPerEpoch} batches are not its ${plan.steps} steps (was it edited?)`);
   return plan;

@@ -203,6 +203,8 @@ test('--budget-minutes plans the length once (plan.json), every run gets the pla
     for (const [edit, message] of [
       [{ epochs: null }, /plan\.json: 'epochs' is null, not a positive number/],
       [{ epochs: 1e300 }, /plan\.json: 1e\+300 epochs of 2 batches are not its 3 steps/],
+      [{ measured: undefined }, /plan\.json: 'measured' is missing or not an object/],
+      [{ measured: { ...small.measured, evalSeconds: 'x' } }, /plan\.json: 'measured\.evalSeconds' is "x", not a number ≥ 0/],
     ] as const) {
       writeFileSync(join(dir, 'plan.json'), JSON.stringify({ ...small, ...edit }));
       await assert.rejects(ablate({ ...o, planOnly: false }, memoryFactories(train, testData), { log: () => {} }), message);
