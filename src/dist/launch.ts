@@ -177,6 +177,9 @@ export async function launchWorkers(argv: string[], o: LaunchOptions): Promise<L
   if (!Number.isInteger(nodeRank) || nodeRank < 0 || nodeRank >= nnodes) {
     throw new RangeError(`launch: --node-rank must be in [0, ${nnodes - 1}] (--nnodes ${nnodes}), got ${nodeRank}`);
   }
+  if (o.masterPort !== undefined && !(Number.isInteger(o.masterPort) && o.masterPort >= 1 && o.masterPort <= 65535)) {
+    throw new RangeError(`launch: --master-port must be an integer in [1, 65535] (leave it out for a free port), got ${o.masterPort}`);
+  }
   const masterAddr = o.masterAddr ?? '127.0.0.1';
   const masterPort = o.masterPort ?? (nnodes === 1 ? await freePort(masterAddr) : MULTI_NODE_PORT);
   const script = o.script ?? process.argv[1];

@@ -256,6 +256,9 @@ test(
     const p = await dist.launchWorkers(['peer', join(dir, 'peer-ready')], { nprocPerNode: 2, script, execArgv: [], stdout: peer, stderr: peer, killGraceMs: 5000 });
     assert.deepEqual([p.exitCode, p.failedRank], [9, 1], peer.text());
     await assert.rejects(dist.launchWorkers(['ok'], { nprocPerNode: 1, nnodes: 2, nodeRank: 2, script, execArgv: [] }), /--node-rank must be in \[0, 1\] \(--nnodes 2\), got 2/);
+    // a port no worker can use (0, which the command's flag reads as "a free port") is refused before any starts
+    for (const masterPort of [0, 65536, 1.5])
+      await assert.rejects(dist.launchWorkers(['ok'], { nprocPerNode: 1, masterPort, script, execArgv: [] }), /--master-port must be an integer in \[1, 65535\]/);
   }),
 );
 
