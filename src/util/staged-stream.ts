@@ -9,28 +9,28 @@ import { closeSync, constants, fsyncSync, openSync, readSync, rmSync, writeFileS
 import { dirname } from 'node:path';
 import { makeFolder } from './make-folder';
 import { removeDeadTemps, stagedAt, tempPath, writeError, type StagedFile } from './safe-write';
+import { removeOnStopSignal } from './remove-on-stop-signal';
 
-const STOP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
 /** Bytes read and written at a time when one stream's bytes are copied into another. */
 const COPY_BYTES = 1 << 20;
 
-/** The streams whose temporary file is open (their signal handler is installed while there is one). */
-const open = new Set<StagedStream>();
-
-function onStopSignal(signal: NodeJS.Signals): void {
-  if (process.listenerCount(signal) > 1) return; // the process stops on its own path, which aborts its streams
-  for (const s of [...open]) s.abort(); // (the last one removes this handler)
-  process.kill(process.pid, signal);
-}
+/**
+ * The streams whose temporary file is open, each with its removeOnStopSignal registration: the one
+ * handler shared with the other writers (a handler of its own and theirs each took the other for the
+ * process's own, and a stop signal was ignored).
+ */
+const open = new Map<StagedStream, () => void>();
 
 function opened(s: StagedStream): void {
-  if (open.size === 0) for (const sig of STOP_SIGNALS) process.on(sig, onStopSignal);
-  open.add(s);
+  open.set(
+    s,
+    removeOnStopSignal(() => s.abort()),
+  );
 }
 
 function closed(s: StagedStream): void {
-  if (!open.delete(s) || open.size > 0) return;
-  for (const sig of STOP_SIGNALS) process.off(sig, onStopSignal);
+  open.get(s)?.();
+  open.delete(s);
 }
 
 export interface StagedStreamOptions {

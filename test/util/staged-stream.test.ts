@@ -142,3 +142,31 @@ test(
     assert.equal(readFileSync(join(dir, 'rows.safetensors'), 'utf8'), 'rows');
   }),
 );
+
+test(
+  'SIGTERM while a stream is open beside another writer’s removeOnStopSignal (a row writer): both files go and the signal still ends the process',
+  withFolder(async (dir) => {
+    // two handlers of their own each took the other for the process's own and did nothing: SIGTERM was ignored
+    const script = `const { StagedStream } = require(${JSON.stringify(MODULE)});
+const { removeOnStopSignal } = require(${JSON.stringify(join(__dirname, '..', '..', 'src', 'util', 'remove-on-stop-signal.js'))});
+const fs = require('node:fs');
+const rows = process.argv[1] + '.rows.partial';
+fs.writeFileSync(rows, 'rows');
+removeOnStopSignal(() => fs.rmSync(rows, { force: true }));
+const a = new StagedStream(process.argv[1]);
+a.write('row\\n');
+process.stdout.write('ready\\n');
+setTimeout(() => process.exit(7), 4000); // still alive well after the signal: it was ignored`;
+    const child = spawn(process.execPath, ['-e', script, join(dir, 'p.csv')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d));
+    const exit = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.on('exit', (code, signal) => resolve([code, signal])));
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', () => resolve());
+      child.on('exit', () => reject(new Error(`exited before it was ready: ${err}`)));
+    });
+    child.kill('SIGTERM');
+    assert.deepEqual(await exit, [null, 'SIGTERM'], err);
+    assert.deepEqual(readdirSync(dir), [], 'neither the stream’s temporary file nor the row writer’s partial file is left');
+  }),
+);
