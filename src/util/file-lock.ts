@@ -3,8 +3,8 @@
 // (The run folder's run.lock, src/run/run-lock.ts, and an output's lock, src/io/outputs.ts.)
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
-import { closeSync, linkSync, lstatSync, openSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { closeSync, linkSync, lstatSync, openSync, realpathSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { namesOfDeadProcesses, ownProcessIdentity, recordedProcessAlive } from './process-alive';
 import { readSmallFile } from './small-file';
 import { waitUntilSync } from './sleep-sync';
@@ -23,8 +23,21 @@ export function describeHolder(h: Holder): string {
   return `process ${h.pid} on ${h.host === hostname() ? 'this machine' : `host ${h.host}`}, since ${h.since}`;
 }
 
-/** Locks this process holds (a lock of this pid not among them was left by an earlier, failed run in it). */
+/** Locks this process holds, by heldKey (a lock of this pid not among them was left by an earlier, failed run in it). */
 const held = new Set<string>();
+
+/**
+ * Lock `path` as `held` knows it, one name however it is spelled: a relative path or one through a symbolic
+ * link to its folder was another lock, and a second job of this process took the first one's over.
+ */
+function heldKey(path: string): string {
+  const dir = dirname(resolve(path));
+  try {
+    return join(realpathSync(dir), basename(path));
+  } catch {
+    return join(dir, basename(path));
+  }
+}
 
 /** A lock holds a line of JSON; a file much larger is not one of ours. */
 const LOCK_MAX_BYTES = 64 << 10;
@@ -113,7 +126,7 @@ function createWhole(path: string, text: string): boolean {
 function holderGone(h: Holder | null, path: string): boolean {
   if (!h) return true; // unreadable: nobody holds it
   if (h.host !== hostname()) return false; // another machine's process cannot be checked from here
-  if (h.pid === process.pid) return !held.has(path);
+  if (h.pid === process.pid) return !held.has(heldKey(path));
   return !recordedProcessAlive(h.pid, h.process);
 }
 
@@ -196,10 +209,11 @@ export function lockFile(path: string): (() => void) | Holder {
   const me: Holder = { pid: process.pid, host: hostname(), since: new Date().toISOString(), process: ownProcessIdentity() };
   const h = take(path, JSON.stringify(me), 0);
   if (h !== true) return h;
-  held.add(path);
+  const key = heldKey(path);
+  held.add(key);
   let stopListening = () => {};
   const release = () => {
-    if (!held.delete(path)) return;
+    if (!held.delete(key)) return;
     stopListening();
     const text = readText(path);
     const mine = text === null ? null : parseHolder(text);

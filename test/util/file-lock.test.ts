@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { heldByAnother, lockFile } from '../../src/util/file-lock';
 import { processAlive, processIdentity } from '../../src/util/process-alive';
 
@@ -185,4 +185,23 @@ test("a lock whose holder's id a later process has (a restarted container's proc
   assert.equal(typeof release, 'function', 'taken over');
   assert.equal(JSON.parse(readFileSync(reused, 'utf8')).process, processIdentity(process.pid), 'the new holder records which process it is');
   (release as () => void)();
+});
+
+test('a lock this process holds is refused to it under another spelling of its path (relative, through a symbolic link): two jobs of one process on one folder', (t) => {
+  const dir = scratch(t);
+  mkdirSync(join(dir, 'run'));
+  symlinkSync(join(dir, 'run'), join(dir, 'alias'));
+  const path = join(dir, 'run', 'run.lock');
+  const release = lockFile(path);
+  assert.equal(typeof release, 'function');
+  try {
+    for (const other of [relative(process.cwd(), path), join(dir, 'alias', 'run.lock'), join(dir, 'run', '.', 'run.lock')]) {
+      const again = lockFile(other);
+      if (typeof again === 'function') again();
+      assert.notEqual(typeof again, 'function', `${other}: the same lock was taken a second time`);
+      assert.equal((again as { pid: number }).pid, process.pid);
+    }
+  } finally {
+    (release as () => void)();
+  }
 });
