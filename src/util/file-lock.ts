@@ -112,7 +112,12 @@ function createWhole(path: string, text: string): boolean {
       throw e2;
     }
     try {
-      writeSync(fd, text);
+      // whole: a write cut short (a disk that fills) left torn JSON, no holder, which any rival took over
+      const bytes = Buffer.from(text);
+      for (let done = 0; done < bytes.byteLength;) done += writeSync(fd, bytes, done, bytes.byteLength - done);
+    } catch (e2) {
+      rmSync(path, { force: true }); // this starter's own empty or torn lock: not left for the next one to wait on
+      throw e2;
     } finally {
       closeSync(fd);
     }

@@ -84,3 +84,44 @@ test('a lock created but not yet written (the fallback without hard links) is wa
   assert.ok(Date.now() - t0 < 1000, `took ${Date.now() - t0} ms`);
   (release as () => void)();
 });
+
+test('without hard links, a lock whose write is cut short (a disk that fills) is written whole, or is not left at all', (t) => {
+  const dir = fs.mkdtempSync(join(tmpdir(), 'semaim-short-lock-'));
+  const { linkSync, writeSync } = fs;
+  const mock = fs as { linkSync: unknown; writeSync: unknown };
+  mock.linkSync = () => {
+    throw errno('EPERM');
+  };
+  t.after(() => {
+    mock.linkSync = linkSync;
+    mock.writeSync = writeSync;
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  // a write to the lock that takes only its first 5 bytes (as write(2) does on a disk about to fill), then `next`
+  const shortThen = (path: string, next: 'write' | 'ENOSPC') => {
+    let calls = 0;
+    mock.writeSync = (fd: number, data: string | Uint8Array, ...rest: unknown[]) => {
+      if (fs.readlinkSync(`/proc/self/fd/${fd}`) !== path) return (writeSync as (...a: unknown[]) => number)(fd, data, ...rest);
+      const bytes = typeof data === 'string' ? Buffer.from(data) : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+      const offset = typeof data === 'string' ? 0 : ((rest[0] as number | undefined) ?? 0);
+      const length = typeof data === 'string' ? bytes.byteLength : ((rest[1] as number | undefined) ?? bytes.byteLength - offset);
+      if (calls++ === 0) return writeSync(fd, bytes, offset, Math.min(5, length));
+      if (next === 'ENOSPC') throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+      return writeSync(fd, bytes, offset, length);
+    };
+  };
+
+  const path = join(dir, 'run.lock');
+  shortThen(path, 'write');
+  const release = lockFile(path);
+  mock.writeSync = writeSync;
+  assert.equal(typeof release, 'function');
+  // a torn lock is no holder: any rival took it over at once, and both held it
+  assert.equal(JSON.parse(fs.readFileSync(path, 'utf8')).pid, process.pid, 'the lock names its holder whole');
+  (release as () => void)();
+
+  shortThen(path, 'ENOSPC');
+  assert.throws(() => lockFile(path), /ENOSPC/);
+  mock.writeSync = writeSync;
+  assert.deepEqual(fs.readdirSync(dir), [], 'no empty or torn lock is left for the next starter to wait on');
+});
