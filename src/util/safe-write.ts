@@ -377,6 +377,10 @@ export function commitFiles(files: StagedFile[], o: { waitMs?: number } = {}): v
   const folderAt = files.find((f) => lstatSync(f.path, { throwIfNoEntry: false })?.isDirectory());
   try {
     if (folderAt) renameSync(folderAt.tmp, folderAt.path);
+    // the names of temporary files below the journal's folder reach the disk before the journal that lists
+    // them (its own folder is flushed with it): a power cut could keep the journal and lose such a name,
+    // and with it that file's rename
+    for (const d of new Set(files.map((f) => dirname(f.tmp)))) if (d !== dir) fsyncPath(d);
     const text = JSON.stringify({ format: JOURNAL_FORMAT, pid: process.pid, host: hostname(), process: ownProcessIdentity(), renames } satisfies CommitJournal);
     placeJournal(stageFile(journal, text), o.waitMs ?? COMMIT_WAIT_MS);
     fsyncPath(dir);

@@ -675,3 +675,27 @@ test('a commit that waited its limit for another live process’s commit of the 
   assert.equal(readFileSync(b, 'utf8'), 'new b');
   assert.deepEqual(ls(dir), ['killer.js', 'x.bin', 'x.json']);
 });
+
+test('commitFiles flushes the folder of every temporary file before its journal names them: a power cut after the journal never loses a name it lists (files below the first one’s folder: export web’s ort/)', (t) => {
+  const dir = scratch(t);
+  mkdirSync(join(dir, 'ort'));
+  const fs = require('node:fs') as typeof import('node:fs'); // the module object the writers call through
+  const { fsyncSync, linkSync } = fs;
+  const m = fs as unknown as Record<string, unknown>;
+  const calls: string[] = [];
+  m.fsyncSync = (fd: number) => (calls.push(`fsync ${fs.readlinkSync(`/proc/self/fd/${fd}`)}`), fsyncSync(fd));
+  m.linkSync = (from: string, to: string) => (calls.push(`link ${to}`), linkSync(from, to));
+  try {
+    commitFiles([stageFile(join(dir, 'model.onnx'), 'model'), stageFile(join(dir, 'ort', 'ort.wasm'), 'wasm')]);
+  } finally {
+    m.fsyncSync = fsyncSync;
+    m.linkSync = linkSync;
+  }
+  const journalPlaced = calls.indexOf(`link ${commitJournalPath(join(dir, 'model.onnx'))}`);
+  assert.ok(journalPlaced >= 0, calls.join('\n'));
+  assert.ok(
+    calls.slice(0, journalPlaced).includes(`fsync ${join(dir, 'ort')}`),
+    `ort/ (the name of its temporary file) is flushed before the journal:\n${calls.join('\n')}`,
+  );
+  assert.equal(readFileSync(join(dir, 'ort', 'ort.wasm'), 'utf8'), 'wasm');
+});
