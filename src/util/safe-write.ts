@@ -15,6 +15,7 @@ import {
   readdirSync,
   readlinkSync,
   renameSync,
+  rmdirSync,
   rmSync,
   statSync,
   writeFileSync,
@@ -98,6 +99,12 @@ export function mkdirError(e: unknown): unknown {
   } catch (e2) {
     const m = e2 as NodeJS.ErrnoException;
     return named(m.message, m.code);
+  }
+  // it could be made now (it was missing then): an error message does not leave a folder behind
+  try {
+    rmdirSync(missing);
+  } catch {
+    /* filled meanwhile by another process: theirs */
   }
   return e;
 }

@@ -136,6 +136,19 @@ test('an output folder that cannot be made says what is in the way: a file, a da
   assert.equal(mkdirError(other), other);
 });
 
+test('saying why a folder could not be made changes nothing on the disk: a part missing then, that can be made now, is not made by the message', (t) => {
+  const dir = scratch(t);
+  let failed: unknown;
+  try {
+    fs.mkdirSync(join(dir, 'gone', 'sub')); // as makeFolder fails when a parent it made is removed meanwhile
+  } catch (e) {
+    failed = e;
+  }
+  assert.equal((failed as NodeJS.ErrnoException).code, 'ENOENT');
+  assert.match(errorText(failed), /gone\/sub/);
+  assert.deepEqual(fs.readdirSync(dir), [], 'printing the error made the folder it found missing');
+});
+
 test('an --out-dir that cannot be a folder (a file, a dangling link on its path) is an option error of every command, before any work', async (t) => {
   const dir = scratch(t);
   fs.writeFileSync(join(dir, 'file'), 'x');
