@@ -22,7 +22,7 @@ export function readJsonObject(path: string): Record<string, unknown> {
 /** The same, with the keys `required` holding objects; throws naming the first missing one. */
 export function readJsonWith(path: string, required: string[]): Record<string, unknown> {
   const o = readJsonObject(path);
-  const missing = required.find((k) => o[k] === null || typeof o[k] !== 'object');
+  const missing = required.find((k) => !isJsonObject(o[k])); // an array is no object of keys either
   if (missing !== undefined) throw new Error(`${path}: '${missing}' is missing or not an object`);
   return o;
 }
