@@ -125,6 +125,15 @@ export function claimOutputs(outputs: string[], option = 'out'): () => void {
       `${outputs[0]} is being written by another semaim process (${who}): wait for it, or choose another output; if that process is gone, delete ${lock}`,
     );
   }
+  // a writer of this set killed since checkOutputs completed its folders left a journal that names this
+  // set's `.partial`: completed now, before this job writes its own file there (else the journal would
+  // rename that half-written file into place later, beside the killed writer's other files)
+  try {
+    for (const dir of new Set(paths.map((p) => dirname(p)))) finishInterruptedCommits(dir);
+  } catch (e) {
+    unlock();
+    throw e;
+  }
   for (const p of paths) writing.add(p);
   let released = false;
   return () => {

@@ -442,7 +442,8 @@ export function finishInterruptedCommits(dir: string, note: (msg: string) => voi
       continue;
     }
     // a live writer of that set (its lock, `<first>.lock`) is writing it now: its `.partial` file is half
-    // written, whatever a journal naming a dead process says; that writer completes the journal itself
+    // written, whatever a journal naming a dead process says; that writer completed the journal itself
+    // when it took the lock (claimOutputs)
     if (heldByAnother(join(dir, name.replace(JOURNAL_NAME, '.lock')))) continue;
     const placed: string[] = [];
     for (const [tmp, final] of j.renames) {

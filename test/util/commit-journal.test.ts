@@ -699,3 +699,47 @@ test('commitFiles flushes the folder of every temporary file before its journal 
   );
   assert.equal(readFileSync(join(dir, 'ort', 'ort.wasm'), 'utf8'), 'wasm');
 });
+
+test('a journal left by a writer killed after this job checked the folder (guardOutputs) and before it took the set’s lock is completed when the lock is taken: the new rows never go in beside the dead writer’s list', (t) => {
+  const dir = scratch(t);
+  const { claimOutputs } = require('../../src/io/outputs') as typeof import('../../src/io/outputs');
+  const { SafetensorsRowWriter } = require('../../src/io/safetensors-rows') as typeof import('../../src/io/safetensors-rows');
+  const [rows, list] = [join(dir, 'f.safetensors'), join(dir, 'f.json')];
+  writeFileSync(rows, 'old rows');
+  writeFileSync(list, 'old list');
+  // the killed writer: its rows and list complete under their temporary names, its journal, its lock (its process gone)
+  const dead = 2 ** 22 + 1;
+  writeFileSync(`${rows}.partial`, 'dead rows');
+  writeFileSync(`${list}.tmp-${dead}-0`, 'dead list');
+  plantJournal(commitJournalPath(rows), [
+    ['f.safetensors.partial', 'f.safetensors'],
+    [`f.json.tmp-${dead}-0`, 'f.json'],
+  ]);
+  writeFileSync(`${rows}.lock`, JSON.stringify({ pid: dead, host: require('node:os').hostname(), since: '2026-12-03T00:00:00.000Z' }));
+  const release = claimOutputs([rows, list]);
+  t.after(release);
+  // what a killed writer's set is once this job holds the lock: the dead writer's whole, or the old one whole
+  assert.ok(
+    [
+      ['dead rows', 'dead list'],
+      ['old rows', 'old list'],
+    ].some((pair) => pair[0] === readFileSync(rows, 'utf8') && pair[1] === readFileSync(list, 'utf8')),
+    'a set whole when the lock is taken',
+  );
+  // embed then writes its rows (.partial, the name the journal lists) and stages its list
+  const writer = new SafetensorsRowWriter(rows, { name: 'features', dtype: 'float32', rowShape: [1] });
+  writer.append(new Uint8Array(4));
+  const listed = stageFile(list, 'new list');
+  const staged = writer.stage();
+  try {
+    commitFiles([staged, listed]);
+  } catch {
+    /* (the new rows' rename found their partial file gone) */
+  }
+  const [nowRows, nowList] = [readFileSync(rows), readFileSync(list, 'utf8')];
+  assert.equal(
+    nowList === 'new list',
+    nowRows.includes(Buffer.from('"features"')),
+    `the rows and the list are of one writer (rows ${nowRows.byteLength} bytes, list '${nowList}')`,
+  );
+});
