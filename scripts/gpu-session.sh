@@ -91,6 +91,8 @@ if [ "${BENCH:-1}" != 0 ] && [ -f build/Release/semaim.node ]; then
     # What is left after the build and tests, less the data benchmark's share when it runs too.
     bench_limit=$(( $(left) - $([ "${DATA:-0}" = 1 ] && echo 75 || echo 5) ))
     [ "$bench_limit" -gt "${BENCH_TIMEOUT:-400}" ] && bench_limit=${BENCH_TIMEOUT:-400}
+    # timeout takes 0 as no limit and a negative number as an error: a part with no time left gets 1 s.
+    [ "$bench_limit" -lt 1 ] && bench_limit=1
     echo "== bench: time limit ${bench_limit} s"
     timeout "$bench_limit" node dist/bench/pretrain.js --device "$DEVICE" "${LEVERS[@]}" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-$DEVICE.log"
   else
@@ -141,6 +143,7 @@ fi
 if [ "${DATA:-0}" = 1 ]; then
   data_limit=$(left)
   [ "$data_limit" -gt "${DATA_TIMEOUT:-100}" ] && data_limit=${DATA_TIMEOUT:-100}
+  [ "$data_limit" -lt 1 ] && data_limit=1
   timeout "$data_limit" node dist/bench/data.js --only=large --quick --workers="1,8,$(( $(nproc) - 1 ))" --need="${DATA_NEED:-1470}" 2>&1 \
     | tee "$OUT/bench-data.log"
   echo "== data: exit ${PIPESTATUS[0]} after $(( $(date +%s) - start )) s" | tee -a "$OUT/bench-data.log"
