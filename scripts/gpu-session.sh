@@ -36,7 +36,11 @@ fi
 # npm packages (scripts/pack-gpu.sh): tar with xz, or Python's tarfile where xz-utils is missing
 [ -d node_modules/sharp ] || tar -xJf .gpu/modules.tar.xz 2>/dev/null \
   || python3 -c 'import tarfile;tarfile.open(".gpu/modules.tar.xz").extractall(".")'
-[ -d dist ] || cp -r .gpu/dist dist
+# The compiled TypeScript of this call's pack. A warm machine keeps the ignored dist/ an earlier call
+# unpacked (marked .from-gpu): that one is replaced; a dist/ built in this checkout (no mark) is kept.
+if [ -d .gpu/dist ] && { [ ! -d dist ] || [ -f dist/.from-gpu ]; }; then
+  rm -rf dist && cp -r .gpu/dist dist && touch dist/.from-gpu
+fi
 export NAPI_INCLUDE=${NAPI_INCLUDE:-$PWD/.gpu/napi-include}
 # The fused kernels NVRTC compiled (10-20 s) in an earlier call of the session come in .gpu/kernel-cache
 # (KERNEL_CACHE=<the folder that call returned> bash scripts/pack-gpu.sh); this call's go back in

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { inTempDir } from '../temp-dir';
 
@@ -22,5 +22,51 @@ test(
     assert.equal(r.status, 0, r.stderr);
     const log = readFileSync(join(out, 'bench-data.log'), 'utf8');
     assert.match(log, /== data: exit 124 /, log);
+  }),
+);
+
+/** A copy of gpu-session.sh in `dir` with a stub for the Python finder and the npm packages in place. */
+function sessionTree(dir: string): void {
+  mkdirSync(join(dir, 'scripts'), { recursive: true });
+  copyFileSync(join(ROOT, 'scripts', 'gpu-session.sh'), join(dir, 'scripts', 'gpu-session.sh'));
+  writeFileSync(join(dir, 'scripts', 'find-torch-python.sh'), 'echo python3\n');
+  mkdirSync(join(dir, 'node_modules', 'sharp'), { recursive: true });
+}
+
+function session(dir: string): void {
+  const r = spawnSync('bash', ['scripts/gpu-session.sh'], {
+    cwd: dir,
+    encoding: 'utf8',
+    env: { ...process.env, OUT: join(dir, 'out'), CHECK: '0', BENCH: '0' },
+    timeout: 30_000,
+  });
+  assert.equal(r.status, 0, r.stderr);
+}
+
+test(
+  "gpu-session: a later call on a warm machine runs this call's carried dist/, not the one an earlier call unpacked",
+  inTempDir('semaim-gpu-session-', (dir) => {
+    sessionTree(dir);
+    mkdirSync(join(dir, '.gpu', 'dist'), { recursive: true });
+    writeFileSync(join(dir, '.gpu', 'dist', 'code.js'), 'first pack');
+    session(dir);
+    assert.equal(readFileSync(join(dir, 'dist', 'code.js'), 'utf8'), 'first pack');
+    // The machine keeps the ignored dist/ between calls; the next call carries a new pack.
+    writeFileSync(join(dir, '.gpu', 'dist', 'code.js'), 'second pack');
+    session(dir);
+    assert.equal(readFileSync(join(dir, 'dist', 'code.js'), 'utf8'), 'second pack');
+  }),
+);
+
+test(
+  'gpu-session: a dist/ built in the checkout is kept (the dry run here)',
+  inTempDir('semaim-gpu-session-', (dir) => {
+    sessionTree(dir);
+    mkdirSync(join(dir, '.gpu', 'dist'), { recursive: true });
+    writeFileSync(join(dir, '.gpu', 'dist', 'code.js'), 'packed');
+    mkdirSync(join(dir, 'dist'));
+    writeFileSync(join(dir, 'dist', 'code.js'), 'built here');
+    session(dir);
+    assert.equal(readFileSync(join(dir, 'dist', 'code.js'), 'utf8'), 'built here');
   }),
 );
