@@ -19,7 +19,7 @@
 # LEVERS=1 (issue 19): each speed lever alone at ViT-B/16 batch 256 through the worker, each with its step's
 # GPU time per kernel ($OUT/kernels-ts-<lever>.md), the phase timer with and without the fused kernels, and
 # the PyTorch step's GPU time per kernel ($OUT/levers.log, kernels.md):
-#   run(command="BENCH=0 LEVERS=1 bash scripts/gpu-session.sh", carry=[".gpu"], timeout_s=300)
+#   run(command="BENCH=0 LEVERS=1 CALL_LIMIT=285 bash scripts/gpu-session.sh", carry=[".gpu"], timeout_s=300)
 # DEVICE=cpu (a dry run without a GPU): the same steps on the CPU with tiny sizes, the CUDA-only lever
 # checked to be refused, and docs/BENCHMARKS.md left alone.
 #   DEVICE=cpu PERF=1 CHECK=0 bash scripts/gpu-session.sh
@@ -120,10 +120,13 @@ if [ "${LEVERS:-0}" = 1 ] && [ -f build/Release/semaim.node ]; then
   # the tables in $OUT/kernels-ts-<lever>.md, the families in the lever's line.
   lever() {
     [ "$(left)" -lt 45 ] && { echo "== levers: out of time before '$1'"; return; }
-    local slug
+    local slug limit
     slug=$(printf '%s' "${1:-plain}" | tr -c 'a-z0-9' '-' | sed 's/--*/-/g; s/^-//; s/-$//')
+    # 60 s at most, and never past CALL_LIMIT (the margin there is the files' to come back)
+    limit=$(( $(left) - 5 ))
+    [ "$limit" -gt 60 ] && limit=60
     # shellcheck disable=SC2086
-    timeout 60 "${W[@]}" $1 --kernel-profile 3 --kernel-profile-out "$OUT/kernels-ts-$slug.md" 2>>"$OUT/levers.err" | tail -1 \
+    timeout "$limit" "${W[@]}" $1 --kernel-profile 3 --kernel-profile-out "$OUT/kernels-ts-$slug.md" 2>>"$OUT/levers.err" | tail -1 \
       | LEVER="$1" node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{let r;try{r=JSON.parse(s)}catch{console.log(`== lever ${process.env.LEVER||"(plain)"}: failed (levers.err)`);return}const p=r.phaseTimer?.gpuMs;console.log(`== lever ${process.env.LEVER||"(plain)"}: ${r.msPerStep.toFixed(1)} ms/step (min ${r.minMs.toFixed(1)}), ${r.imgPerSec.toFixed(1)} img/s, peak GPU ${((r.peakGpuBytes??0)/2**30).toFixed(2)} GiB, attention ${JSON.stringify(r.attention??null)}${p?`, phases ${JSON.stringify(p)}`:""}${r.kernelProfile?`, kernels ${r.kernelProfile.msPerStep.toFixed(1)} ms ${JSON.stringify(r.kernelProfile.families)}`:""}${r.kernelProfileError?`, kernel profile failed: ${r.kernelProfileError}`:""}`)})' \
       | tee -a "$OUT/levers.log"
   }

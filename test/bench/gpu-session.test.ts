@@ -70,3 +70,31 @@ test(
     assert.equal(readFileSync(join(dir, 'dist', 'code.js'), 'utf8'), 'built here');
   }),
 );
+
+test(
+  'gpu-session: a lever started near the end of the call is limited to what is left of CALL_LIMIT',
+  inTempDir('semaim-gpu-session-', (dir) => {
+    // A stand-in for timeout(1) that records the limit it was given and reports a timeout at once.
+    mkdirSync(join(dir, 'bin'));
+    writeFileSync(join(dir, 'bin', 'timeout'), `#!/bin/sh\necho "$1" >> "${join(dir, 'limits')}"\nexit 124\n`, { mode: 0o755 });
+    const r = spawnSync('bash', ['scripts/gpu-session.sh'], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      env: {
+        ...process.env,
+        PATH: `${join(dir, 'bin')}:${process.env.PATH}`,
+        OUT: join(dir, 'out'),
+        DEVICE: 'cpu',
+        CHECK: '0',
+        BENCH: '0',
+        LEVERS: '1',
+        CALL_LIMIT: '50',
+      },
+      timeout: 60_000,
+    });
+    assert.equal(r.status, 0, r.stderr);
+    const limits = readFileSync(join(dir, 'limits'), 'utf8').trim().split('\n').map(Number);
+    assert.ok(limits.length > 0);
+    for (const l of limits) assert.ok(l >= 1 && l <= 50, `a lever's limit of ${l} s in a call with 50 s left`);
+  }),
+);
