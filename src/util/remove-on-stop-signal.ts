@@ -9,7 +9,14 @@ const removals = new Set<() => void>();
 function onStopSignal(signal: NodeJS.Signals): void {
   // the process handles the signal itself: its stop reaches each writer, which finishes or aborts on its own path
   if (process.listenerCount(signal) > 1) return;
-  for (const remove of [...removals]) remove();
+  // each removal is attempted, and one that fails must not turn the signal's exit into a crash
+  for (const remove of [...removals]) {
+    try {
+      remove();
+    } catch (e) {
+      process.stderr.write(`could not remove a partial file on ${signal}: ${e instanceof Error ? e.message : String(e)}\n`);
+    }
+  }
   removals.clear();
   for (const s of STOP_SIGNALS) process.off(s, onStopSignal);
   process.kill(process.pid, signal); // the default course, now that nothing listens

@@ -170,3 +170,30 @@ setTimeout(() => process.exit(7), 4000); // still alive well after the signal: i
     assert.deepEqual(readdirSync(dir), [], 'neither the stream’s temporary file nor the row writer’s partial file is left');
   }),
 );
+
+test(
+  'SIGTERM with a removal that throws: the other removals still run and the signal still ends the process',
+  withFolder(async (dir) => {
+    // the first removal's throw skipped the rest and turned the signal's exit into an uncaught-exception crash
+    const script = `const { removeOnStopSignal } = require(${JSON.stringify(join(__dirname, '..', '..', 'src', 'util', 'remove-on-stop-signal.js'))});
+const fs = require('node:fs');
+const rows = process.argv[1] + '.rows.partial';
+fs.writeFileSync(rows, 'rows');
+removeOnStopSignal(() => { throw new Error('cannot remove'); });
+removeOnStopSignal(() => fs.rmSync(rows, { force: true }));
+process.stdout.write('ready\\n');
+setTimeout(() => process.exit(7), 4000); // still alive well after the signal: it was ignored`;
+    const child = spawn(process.execPath, ['-e', script, join(dir, 'p.csv')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d));
+    const exit = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.on('exit', (code, signal) => resolve([code, signal])));
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', () => resolve());
+      child.on('exit', () => reject(new Error(`exited before it was ready: ${err}`)));
+    });
+    child.kill('SIGTERM');
+    assert.deepEqual(await exit, [null, 'SIGTERM'], err);
+    assert.deepEqual(readdirSync(dir), [], 'the removal after the throwing one still ran');
+    assert.match(err, /cannot remove/, 'the failed removal is reported');
+  }),
+);
