@@ -4,7 +4,7 @@
 // and last loss, never the whole file.
 import { closeSync, constants, copyFileSync, existsSync, fstatSync, readSync, renameSync, rmSync, truncateSync } from 'node:fs';
 import { isJsonObject } from '../util/json-file';
-import { appendNoFollow, removeDeadTemps, writeError } from '../util/safe-write';
+import { appendNoFollow, fsyncPath, removeDeadTemps, writeError } from '../util/safe-write';
 import { dirname } from 'node:path';
 import { openRegularFile } from '../util/regular-file';
 import { makeFolder } from '../util/make-folder';
@@ -179,6 +179,7 @@ export class MetricsLog {
       copyFileSync(this.path, tmp, constants.COPYFILE_EXCL); // the kept lines before the cut, byte for byte
       truncateSync(tmp, cut);
       if (kept) appendNoFollow(tmp, kept);
+      fsyncPath(tmp); // on the disk before it replaces the log: a power cut after the rename must not leave it torn
       renameSync(tmp, this.path);
     } catch (e) {
       rmSync(tmp, { force: true });

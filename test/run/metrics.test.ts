@@ -225,3 +225,25 @@ test('a record written after a cut-short last line (a run killed mid-line) start
     assert.deepEqual(r.unreadable, [2]);
   });
 });
+
+test('truncateAfter flushes the shortened file to the disk (fsync) before renaming it over metrics.jsonl', () => {
+  // the rename was not preceded by an fsync: a power cut after it could leave metrics.jsonl empty or torn
+  withDir((dir) => {
+    const path = join(dir, 'metrics.jsonl');
+    writeFileSync(path, line({ step: 10, loss: 1 }) + line({ step: 20, loss: 0.5 }));
+    const fs = require('node:fs') as { fsyncSync: (fd: number) => void; renameSync: (a: string, b: string) => void }; // the module object metrics calls through
+    const { fsyncSync, renameSync } = fs;
+    let synced = 0;
+    let syncedAtRename = -1;
+    fs.fsyncSync = (fd: number) => (synced++, fsyncSync(fd));
+    fs.renameSync = (a: string, b: string) => ((syncedAtRename = synced), renameSync(a, b));
+    try {
+      assert.equal(new MetricsLog(path).truncateAfter(10), 1);
+    } finally {
+      fs.fsyncSync = fsyncSync;
+      fs.renameSync = renameSync;
+    }
+    assert.ok(syncedAtRename >= 1, `fsyncs before the rename: ${syncedAtRename}`);
+    assert.equal(readFileSync(path, 'utf8'), line({ step: 10, loss: 1 }));
+  });
+});
