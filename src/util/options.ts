@@ -302,7 +302,8 @@ const flagsTypedAs = new WeakMap<object, Map<string, string>>();
 const fromCommandLine = (layer: object) => flagsTypedAs.has(layer) || writtenAs.has(layer);
 
 /**
- * Splits argv into `--key value` / `--key=value` / `--flag` (or `--flag true|false`) / `--no-flag` options and positionals;
+ * Splits argv into `--key value` / `--key=value` / `--flag` (or `--flag true|false`) / `--no-flag` (or `--no-flag true|false`,
+ * the negation of that value, as `--no-flag=false` is) options and positionals;
  * `-h` is `--help`.
  * Keys are returned in camelCase.
  */
@@ -331,6 +332,8 @@ export function parseArgv(argv: string[], table: OptionTable): { options: Record
     const negated = k.startsWith('no') ? k[2]?.toLowerCase() + k.slice(3) : undefined;
     const negatedSpec = negated !== undefined && !specOf(table, k) ? specOf(table, negated) : undefined;
     if (negatedSpec?.type === 'boolean') {
+      // an explicit true/false after it is its value, as after --flag ('--no-blur false' left 'false' a positional)
+      if (v === undefined && (argv[i + 1] === 'true' || argv[i + 1] === 'false')) v = argv[++i];
       options[negated!] = v === undefined ? false : !coerce(negated!, negatedSpec, v);
       typedAs.set(negated!, typed); // an error about it names --no-attention, as typed, not --attention
       continue;

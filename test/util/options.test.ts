@@ -75,6 +75,16 @@ test("a flag takes an optional explicit true/false ('--blur false' turned blur o
   assert.deepEqual(parseArgv(['--fast', 'file.png'], TABLE).positionals, ['file.png'], 'anything else is not its value');
 });
 
+test("--no-flag takes an explicit true/false as --flag does, as --no-flag=value does ('--no-fast false' left 'false' behind)", () => {
+  // --no-flag=false already meant on; the spaced form now agrees with it, as '--fast false' agrees with '--fast=false'
+  const parse = (argv: string[]) => parseArgv(argv, TABLE);
+  assert.deepEqual(parse(['--no-fast', 'false']).positionals, []);
+  assert.equal(resolveOptions(TABLE, parse(['--no-fast', 'false']).options).fast, true);
+  assert.equal(resolveOptions(TABLE, parse(['--no-fast', 'true']).options).fast, false);
+  assert.deepEqual(parse(['--no-fast', 'file.png']).positionals, ['file.png'], 'anything else is not its value');
+  assert.equal(resolveOptions(TABLE, parse(['--no-fast', 'file.png']).options).fast, false);
+});
+
 test('a config file must be a regular file of at most 1 MiB, checked before reading (/dev/zero aborted, a FIFO hung)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-options-'));
   try {
