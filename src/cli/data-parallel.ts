@@ -98,7 +98,8 @@ function placeOfFailure(options: dist.LaunchFlags | null) {
   const worldSize = l.nprocPerNode * l.nnodes!;
   const ranks = Array.from({ length: l.nprocPerNode }, (_, i) => l.nodeRank! * l.nprocPerNode + i);
   const masterPort = l.masterPort ?? dist.MULTI_NODE_PORT;
-  const init = { worldSize, masterAddr: l.masterAddr, masterPort, env: {} };
+  // none of torchrun's variables (this is the launcher, not a worker), but the timeout it was given
+  const init = { worldSize, masterAddr: l.masterAddr, masterPort, env: { SEMAIM_DIST_TIMEOUT: process.env.SEMAIM_DIST_TIMEOUT } };
   return { ranks, worldSize, masterAddr: l.masterAddr, masterPort, init };
 }
 

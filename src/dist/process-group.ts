@@ -49,7 +49,7 @@ export interface InitOptions {
   timeoutMs?: number;
   /** Gloo's worker threads per process (c10d's default: 2). */
   glooThreads?: number;
-  /** Where torchrun's variables are read from (default process.env). */
+  /** Where torchrun's variables and SEMAIM_DIST_TIMEOUT are read from (default process.env). */
   env?: NodeJS.ProcessEnv;
 }
 
@@ -372,7 +372,7 @@ function placement(o: InitOptions) {
   const localRank = o.localRank ?? env?.localRank ?? rank;
   const masterAddr = o.masterAddr ?? env?.masterAddr ?? '127.0.0.1';
   const masterPort = o.masterPort ?? env?.masterPort ?? 29500;
-  const timeoutMs = o.timeoutMs ?? defaultTimeoutMs();
+  const timeoutMs = o.timeoutMs ?? defaultTimeoutMs(o.env ?? process.env);
   const backend: Backend = o.backend === undefined || o.backend === 'auto' ? backendFor(o.device) : o.backend;
   if (!info[backend]) {
     throw new Error(`initProcessGroup: backend ${backend} is not built into the addon (built: ${builtBackends(info).join(', ') || 'none'})` +

@@ -83,6 +83,16 @@ test('initProcessGroup outside a distributed run says how to start one', async (
   assert.equal(dist.isDistributed(), false);
 });
 
+test('the default timeout comes from the env given, as the placement does, not from process.env', { skip: gloo }, async () => {
+  // SEMAIM_DIST_TIMEOUT was read from process.env while RANK, MASTER_PORT… came from the env passed
+  const g = await dist.initProcessGroup({ rank: 0, worldSize: 1, masterPort: await dist.freePort(), env: { SEMAIM_DIST_TIMEOUT: '7' } });
+  try {
+    assert.equal(g.timeoutMs, 7000);
+  } finally {
+    dist.destroyProcessGroup();
+  }
+});
+
 test('a world of one process works (collectives are identities)', { skip: gloo }, async () => {
   const port = await dist.freePort();
   const g = await dist.initProcessGroup({ rank: 0, worldSize: 1, masterPort: port, env: {} });
