@@ -543,10 +543,15 @@ function resolveAblation(o: AblateOptions): { recipe: AblationRecipe; rows: stri
   return { recipe, orders, rows: o.baseline ? [...orders, RANDOM_INIT] : orders, ks };
 }
 
-/** Loader seconds per batch of the real pre-training data (after a few batches that start the workers and warm up). */
-async function timeLoader(data: TrainData, batches = 8, skip = 3): Promise<number> {
+/**
+ * Loader seconds per batch of the real pre-training data (after a few batches that start the workers and warm up).
+ * An epoch too short for them all keeps its last batch to time, so a short epoch is measured (its time
+ * then includes some warm-up), not taken to cost nothing; only an empty epoch gives 0.
+ */
+export async function timeLoader(data: TrainData, batches = 8, skip = 3): Promise<number> {
   const it = data.epoch(0, 0)[Symbol.asyncIterator]();
-  for (let i = 0; i < skip; i++) if ((await it.next()).done) return 0;
+  const warmUp = Math.min(skip, data.batchesPerEpoch - 1);
+  for (let i = 0; i < warmUp; i++) if ((await it.next()).done) return 0;
   const t0 = performance.now();
   let n = 0;
   for (; n < batches; n++) if ((await it.next()).done) break;

@@ -14,6 +14,7 @@ import {
   fingerprint,
   limitTrainData,
   pretrainOptionsFor,
+  timeLoader,
   type AblationResult,
   type AblationRun,
 } from '../../src/experiments/ablate';
@@ -156,6 +157,21 @@ test('limitTrainData caps the batches per epoch and honours the start index', as
   assert.equal(n, 1);
   assert.deepEqual(stat([1, 2, 3]), { mean: 2, std: 1, n: 3 });
   assert.deepEqual(stat([0.5]), { mean: 0.5, std: 0, n: 1 });
+});
+
+test('timeLoader measures a short epoch too: an epoch of 3 batches or fewer ended in its warm-up and cost nothing in the plan', async () => {
+  const slowData = (batches: number): TrainData => ({
+    batchesPerEpoch: batches,
+    async *epoch() {
+      for (let i = 0; i < batches; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 5)); // each batch takes a while to load
+        yield {} as never;
+      }
+    },
+    close() {},
+  });
+  for (const batches of [1, 2, 3]) assert.ok((await timeLoader(slowData(batches))) > 0, `${batches} batches: the loader's time is measured`);
+  assert.equal(await timeLoader(slowData(0)), 0, 'an empty epoch has nothing to measure');
 });
 
 test('a k above the training images is refused before any pre-training (it failed after the first run was written)', async () => {
