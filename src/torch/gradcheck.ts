@@ -19,7 +19,7 @@ export interface GradcheckOptions {
   /** Absolute tolerance: |analytic - numeric| <= atol + rtol * |numeric|. */
   atol?: number;
   rtol?: number;
-  /** At most this many elements are checked per input (sampled without replacement, seeded). */
+  /** At most this many elements are checked per input (sampled without replacement, seeded); a whole number of at least 1. */
   maxElements?: number;
   /** Seeds the element sampling and the output projection. */
   seed?: number;
@@ -93,6 +93,9 @@ export function gradcheck(fn: (...xs: Tensor[]) => Tensor, inputs: Tensor[], opt
   const atol = opts.atol ?? 1e-5;
   const rtol = opts.rtol ?? 1e-4;
   const maxElements = opts.maxElements ?? 40;
+  // a negative one sliced off the last element (checking n-1), 0 or NaN checked nothing and passed
+  if (!Number.isInteger(maxElements) || maxElements < 1)
+    throw new RangeError(`gradcheck: maxElements must be a whole number of at least 1, got ${maxElements}`);
   const seed = opts.seed ?? 1234;
   const wrt = opts.wrt ?? inputs.map((t, i) => (isFloating(t.dtype) ? i : -1)).filter((i) => i >= 0);
   for (const i of wrt) {

@@ -61,6 +61,9 @@ test('gradcheck: passes a correct gradient, reports a wrong one precisely, frees
     assert.equal(big.grad, null, "gradcheck must not accumulate into the caller's .grad");
     // Only float64 inputs can be differentiated.
     assert.throws(() => gradcheck((a) => a.mul(2), [rnd([2], { dtype: 'float32' })]), /float64/);
+    // A maxElements that is not a whole number of at least 1 is refused (-1 checked all elements but one, 0 none)
+    for (const bad of [-1, 0, 2.5, NaN])
+      assert.throws(() => gradcheck((a) => a.sin(), [big], { maxElements: bad }), /gradcheck: maxElements must be a whole number of at least 1/, String(bad));
   });
 });
 
