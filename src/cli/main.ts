@@ -18,7 +18,8 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`semaim ${packageVersion()}\n`);
     return 0;
   }
-  if (!name || name === '--help' || name === '-h' || name === 'help') {
+  // no argument at all, not an empty one: 'semaim help ""' is an unknown command '', not the list
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     const width = Math.max(...Object.keys(commands).map((n) => n.length)) + 2;
     const help =
       'semaim — SemAIM pre-training, evaluation and visualisation for Vision Transformers\n\n' +

@@ -18,6 +18,7 @@ test('an unknown command exits 2 naming it, with the command a typo away', () =>
     ['pretrian', 'pretrain'],
     ['Knn', 'knn'],
     ['frobnicate', null],
+    ['', null], // an empty name ('semaim ""') printed the command list, as no command does
   ] as const) {
     const r = semaim(name);
     assert.equal(r.status, 2, `${name}: ${r.stderr}`);
@@ -62,6 +63,7 @@ test("'semaim help' of an unknown command is refused as the command itself (it p
   for (const [name, hint] of [
     ['knm', "; did you mean 'knn'\\?"],
     ['frobnicate', ''],
+    ['', ''], // an empty name printed the command list, as no command does
   ]) {
     const r = run('help', name);
     assert.equal(r.status, 2, `help ${name}: ${r.stdout}`);
