@@ -24,9 +24,10 @@ with Block_SelfMask / Block_SelfCrossMask and engine_pretrain's loop), not copie
     norm with unbiased variance; L2, mean over patches and channels;
   * loss.item() every step; on CUDA torch.cuda.amp.autocast (fp16) around the masked forward and a
     GradScaler: scale(loss).backward(), unscale_, clip_grad_norm_ 3, step, update, zero_grad();
-    AdamW (0.9, 0.95), wd 0.05, no decay on 1-D params, biases, cls_token and pos_embed (the TS
-    trainer's set; --decay-cls-token gives timm's add_weight_decay set of the authors' code, where
-    cls_token is decayed).
+    AdamW (0.9, 0.95), wd 0.05, no decay on 1-D params, biases, cls_token and pos_embed (the set of
+    the TS benchmark worker, bench/pretrain_worker.ts; --decay-cls-token gives timm's add_weight_decay
+    set of the authors' code, where cls_token is decayed, as semaim's trainer does by default). The
+    decay set does not change a step's time: every parameter gets the same AdamW update either way.
 Parameter names are the project's (docs/METHOD.md §2.7: timm names for the encoder, query_blocks.{k}.attn.q/k/v/proj,
 prediction_head.fc1/fc2, shared `norm`), so --init-weights loads the same safetensors file as the TS
 model and bench/pretrain_torch.py. Decoder block k reads the encoder after block (k+1)*L/L' (the
