@@ -90,7 +90,9 @@ const MAX_MESSAGE_BYTES = 2 ** 31 - 1;
 export function encodeModel(model: ModelProto): Uint8Array {
   const bytes = model.graph.initializer.reduce((n, t) => n + t.raw_data.length, 0);
   if (bytes >= MAX_MESSAGE_BYTES) {
-    throw new Error(`the weights take ${(bytes / 2 ** 30).toFixed(2)} GiB, over protobuf's 2 GiB limit for one .onnx file; export with --dtype float16`);
+    // halving the weights is advice only for float32 ones: a float16 model over the limit has no smaller dtype
+    const halve = model.graph.initializer.some((t) => t.data_type === DataType.FLOAT) ? '; export with --dtype float16' : '';
+    throw new Error(`the weights take ${(bytes / 2 ** 30).toFixed(2)} GiB, over protobuf's 2 GiB limit for one .onnx file${halve}`);
   }
   const T = modelProtoType();
   return T.encode(T.fromObject(model)).finish();

@@ -224,3 +224,19 @@ test("config.json's MLP width is embed_dim × mlp_ratio (a ratio other than ViT'
   assert.equal(c.intermediate_size, 120);
   assert.equal(c.layer_norm_eps, 1e-6);
 });
+
+test('encodeModel: a model over 2 GiB is refused, suggesting --dtype float16 only when its weights are float32', () => {
+  const huge = (data_type: (typeof DataType)['FLOAT'] | (typeof DataType)['FLOAT16']) => {
+    const m = vitToOnnx(SMALL, encoderWeights(smallEncoder()), { dtype: 'float32', attention: false });
+    // (only the length is read before the refusal)
+    m.graph.initializer.push({ name: 'huge', dims: [2 ** 30], data_type, raw_data: { length: 2 ** 31 } as Uint8Array });
+    return m;
+  };
+  assert.throws(() => encodeModel(huge(DataType.FLOAT)), /over protobuf's 2 GiB limit.*--dtype float16/);
+  const f16 = huge(DataType.FLOAT16);
+  for (const t of f16.graph.initializer) if (t.data_type === DataType.FLOAT) t.data_type = DataType.FLOAT16;
+  assert.throws(
+    () => encodeModel(f16),
+    (e: Error) => /over protobuf's 2 GiB limit/.test(e.message) && !e.message.includes('--dtype float16'),
+  );
+});
