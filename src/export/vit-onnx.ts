@@ -114,7 +114,8 @@ class VitGraph {
       const heads = g.node('Transpose', [g.node('Reshape', [qkv, g.int64s([0, 0, 3, H, hd])])], [attr.ints('perm', [2, 0, 3, 1, 4])]);
       const [q, k, v] = [0, 1, 2].map((i) => g.node('Gather', [heads, g.int64s([i], true)], [attr.int('axis', 0)]));
       const kT = g.node('Transpose', [k], [attr.ints('perm', [0, 1, 3, 2])]);
-      const scores = g.node('Mul', [g.node('MatMul', [q, kT]), g.constant([1 / Math.sqrt(hd)])]);
+      // q scaled before the product, as timm's Attention: a float16 runtime keeps q·kᵀ/√hd in range where q·kᵀ alone may pass 65504
+      const scores = g.node('MatMul', [g.node('Mul', [q, g.constant([1 / Math.sqrt(hd)])]), kT]);
       const probs = g.node('Softmax', [scores], [attr.int('axis', -1)]);
       // [B, H, T, hd] -> [B, T, H, hd] -> [B, T, D]
       const merged = g.node('Reshape', [g.node('Transpose', [g.node('MatMul', [probs, v])], [attr.ints('perm', [0, 2, 1, 3])]), g.int64s([0, 0, D])]);
