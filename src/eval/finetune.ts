@@ -112,9 +112,9 @@ export async function evaluateClassifier(
     progress?.done();
     model.train(wasTraining);
   }
-  const expected = group ? rowsPerRank(data.size, group.worldSize) : labels.length;
+  const expected = group ? rowsPerRank(data.size, group.worldSize) : data.size;
   if (labels.length !== expected)
-    throw new DataError(`evaluation: the data gave ${labels.length} images on rank ${group!.rank}, expected ${expected} of ${data.size}`);
+    throw new DataError(`evaluation: the data gave ${labels.length} images${group ? ` on rank ${group.rank}` : ''}, expected ${expected} of ${data.size}`);
   const rowIndex = Int32Array.from(indices ?? (group ? slicedRowIndices(data.size, o.batchSize, group.worldSize, group.rank) : labels.keys()));
   for (const i of standIns) rowIndex[i] = -1;
   const counted = group ? firstOccurrences(await allRowIndices(group, rowIndex), data.size)[group.rank] : rowIndex.map((v) => (v >= 0 ? 1 : 0));

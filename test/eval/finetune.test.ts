@@ -470,3 +470,17 @@ test("finetune of a run folder whose checkpoint the run prunes while the data is
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('evaluateClassifier refuses data that gives fewer or more images than its size (DataError), as extractFeatures does, not an accuracy over part of it', async () => {
+  const { evaluateClassifier } = await import('../../src/eval/finetune');
+  const data = toyImages(9, 3, 8, 2);
+  const model = new ViTClassifier({ ...TINY, numClasses: 3, pool: 'avg' });
+  try {
+    for (const size of [12, 6]) {
+      const wrong = { ...data, size, numClasses: 3, batches: (o: Parameters<typeof data.batches>[0]) => data.batches(o), close: () => {} };
+      await assert.rejects(evaluateClassifier(model, wrong, { batchSize: 4, label: null }), { code: 'ERR_DATA', message: /gave 9 images/ });
+    }
+  } finally {
+    model.dispose();
+  }
+});
