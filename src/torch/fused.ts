@@ -114,12 +114,12 @@ function outDtype(x: Tensor, o: FusedOptions, fused: boolean): DType | null {
   return ac.enabled ? (ac.dtype as DType) : null;
 }
 
-/** LayerNorm over the last dimension. */
-export function layerNorm(x: Tensor, weight: Tensor | null, bias: Tensor | null, eps: number, o: FusedOptions = {}): Tensor {
+/** The addon's LayerNorm of x (+ residual): [sum or null, normed]; `tokens` is refused there with a residual. */
+function fusedLayerNormCall(x: Tensor, residual: Tensor | null, weight: Tensor | null, bias: Tensor | null, eps: number, o: FusedOptions) {
   const fused = o.fused ?? useFused('layernorm', x);
-  const [, y] = native.fusedLayerNorm(
+  return native.fusedLayerNorm(
     x.h,
-    null,
+    residual?.h ?? null,
     weight?.h ?? null,
     bias?.h ?? null,
     eps,
@@ -128,7 +128,11 @@ export function layerNorm(x: Tensor, weight: Tensor | null, bias: Tensor | null,
     fusedBackward(x, o, fused),
     o.tokens ?? -1,
   );
-  return wrap(y);
+}
+
+/** LayerNorm over the last dimension. */
+export function layerNorm(x: Tensor, weight: Tensor | null, bias: Tensor | null, eps: number, o: FusedOptions = {}): Tensor {
+  return wrap(fusedLayerNormCall(x, null, weight, bias, eps, o)[1]);
 }
 
 /** sum = x + residual (in x's dtype) and normed = LayerNorm(sum). */
@@ -140,18 +144,7 @@ export function addLayerNorm(
   eps: number,
   o: FusedOptions = {},
 ): { sum: Tensor; normed: Tensor } {
-  const fused = o.fused ?? useFused('layernorm', x);
-  const [h, y] = native.fusedLayerNorm(
-    x.h,
-    residual.h,
-    weight?.h ?? null,
-    bias?.h ?? null,
-    eps,
-    outDtype(x, o, fused),
-    fused,
-    fusedBackward(x, o, fused),
-    o.tokens ?? -1, // refused with a residual, not dropped
-  );
+  const [h, y] = fusedLayerNormCall(x, residual, weight, bias, eps, o);
   return { sum: wrap(h!), normed: wrap(y) };
 }
 
