@@ -172,3 +172,35 @@ fs.renameSync = function (a, b) { rename.call(fs, a, b); if (/shard-000001\\.tar
   await packImageFolder({ input: five, output: out, overwrite: true });
   assert.deepEqual(Object.keys(snapshot(out)), ['index.json', 'shard-000000.tar']);
 });
+
+test("a repacker killed after its commit, before the earlier set's extra shards are removed: a reader of the folder gets the new set alone, no shard of the earlier one", async () => {
+  const out = join(root, 'killed-after-commit');
+  await packImageFolder({ input: twelve, output: out, shardSize: 4 }); // 3 shards
+  const killer = join(root, 'killer-rm.js');
+  fs.writeFileSync(
+    killer,
+    `const fs = require('node:fs'); const rm = fs.rmSync;
+fs.rmSync = function (p, o) { if (/shard-000002\\.tar/.test(String(p))) process.kill(process.pid, 'SIGKILL'); return rm.call(fs, p, o); };`,
+  );
+  const data = join(__dirname, '..', '..', 'src', 'data');
+  const r = spawnSync(
+    process.execPath,
+    [
+      '-r',
+      killer,
+      '-e',
+      `require(${JSON.stringify(data)}).packImageFolder({ input: ${JSON.stringify(five)}, output: ${JSON.stringify(out)}, shardSize: 4, overwrite: true })`,
+    ],
+    { encoding: 'utf8', timeout: 60_000 },
+  );
+  assert.equal(r.signal, 'SIGKILL', r.stderr);
+  // the new set (5 images in 2 shards) is committed; the earlier set's third shard must not be read with it
+  assert.deepEqual(
+    resolveShardPaths(out).map((p) => p.slice(out.length + 1)),
+    ['shard-000000.tar', 'shard-000001.tar'],
+  );
+  assert.equal(shardDataset(out, { onWarning: () => {} }).length, 5);
+  // the next pack in the folder clears what the killed one left
+  await packImageFolder({ input: five, output: out, overwrite: true });
+  assert.deepEqual(Object.keys(snapshot(out)), ['index.json', 'shard-000000.tar']);
+});

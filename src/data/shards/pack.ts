@@ -11,11 +11,25 @@
 //
 // Images are streamed into their shard a chunk at a time, never held whole (memory stays flat whatever
 // the images' or the shard's size). Every shard is written to a temporary file; when all are, the set (index.json first) is renamed into
-// place under one commit journal, and only then are an earlier set's other shards removed (--overwrite):
+// place under one commit journal, which also moves an earlier set's other shards to temporary names, removed
+// after it (--overwrite; a reader never takes one of them for part of the new set):
 // a pack that fails or is stopped leaves no part of a set and the earlier set as it was. The staged
 // files go on Ctrl-C / SIGTERM; ones left by a killed packer go when the next one starts in that folder.
 
-import { closeSync, createWriteStream, existsSync, fstatSync, lstatSync, readdirSync, readSync, realpathSync, rmdirSync, rmSync, statSync } from 'node:fs';
+import {
+  closeSync,
+  createWriteStream,
+  existsSync,
+  fstatSync,
+  lstatSync,
+  readdirSync,
+  readSync,
+  realpathSync,
+  renameSync,
+  rmdirSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import { AbortError, throwIfAborted } from '../../util/errors';
 import { OptionError, refuseUnknownKeys } from '../../util/options';
 import { basename, dirname, extname, join, resolve, sep } from 'node:path';
@@ -183,6 +197,23 @@ async function stageShard(path: string, fill: (add: AddMember) => Promise<void>)
     rmSync(tmp, { force: true });
     throw e instanceof AbortError ? e : writeError(path, e);
   }
+}
+
+/**
+ * The earlier set's shards the new set does not replace, each moved to a temporary name (which no reader
+ * lists) by the same commit as the new set: a packer killed before removing them leaves no shard of the
+ * earlier set for a reader of the folder to take as part of the new one (the next packer removes them).
+ * Nothing is removed if the commit fails: the earlier set stays as it was.
+ */
+function supersededShards(output: string, existing: readonly string[], entries: readonly ShardEntry[]): StagedFile[] {
+  const written = new Set([INDEX_FILE, ...entries.map((e) => e.file)]);
+  return existing
+    .filter((f) => !written.has(f) && !lstatSync(join(output, f), { throwIfNoEntry: false })?.isDirectory())
+    .map((f) => {
+      const path = join(output, f);
+      const moved = tempShard(path, process.pid);
+      return { path: moved, tmp: path, commit: () => renameSync(path, moved), abort: () => {} };
+    });
 }
 
 /** Every option {@link packImageFolder} takes (the type has TypeScript list them all): a key not among them (`shard_size`) was ignored. */
@@ -409,17 +440,15 @@ async function packInto(
     const index: ShardIndexFile = { format: INDEX_FORMAT, classes: [...ds.classes], source: input, samples, shards: entries };
     const stagedIndex = stageFile(indexPath, JSON.stringify(index, null, 1) + '\n');
     handedOver = true; // from here on commitFiles owns the staged files (a journal it leaves names them)
-    commitFiles([stagedIndex, ...staged]);
+    commitFiles([stagedIndex, ...staged, ...supersededShards(output, existing, entries)]);
   } catch (e) {
     if (!handedOver) for (const f of staged) f.abort();
     throw e;
   } finally {
     stopWatching();
   }
-  // the new set is in place: the earlier set's shards it did not replace are superseded (other archives stay)
-  const written = new Set([INDEX_FILE, ...entries.map((e) => e.file)]);
-  for (const f of existing)
-    if (!written.has(f) && !lstatSync(join(output, f), { throwIfNoEntry: false })?.isDirectory()) rmSync(join(output, f), { force: true });
+  // the new set is in place: the earlier set's shards it did not replace were moved to temporary names by the commit
+  for (const f of existing) rmSync(tempShard(join(output, f), process.pid), { force: true });
   const shards = staged.map((f) => f.path);
   const last = shards.length - 1;
   const pattern =
