@@ -180,7 +180,8 @@ export function randAugment(config: string | Partial<Omit<RandAugmentSpec, 'op'>
       const v = m[2] === 'inf' ? Infinity : Number(m[2]);
       if (m[1] === 'm') spec.m = v;
       else if (m[1] === 'n') spec.n = v;
-      else if (m[1] === 'mstd') spec.mstd = v;
+      else if (m[1] === 'mstd')
+        spec.mstd = v > 100 ? Infinity : v; // as timm: above 100 means uniform in [0, m]
       else if (m[1] === 'inc') spec.increasing = v !== 0;
       else if (m[1] === 'p') spec.prob = v;
       else throw new Error(`randAugment: unknown option '${m[1]}' in '${config}'`);

@@ -734,3 +734,12 @@ test("4:2:0 chroma is upsampled with libjpeg's triangle filter on every output r
   }
   assert.ok(worst <= 0.51, `the output is ${worst} grey levels from the triangle filter's`);
 });
+
+test("randAugment's config string: an mstd above 100 draws the magnitude uniformly in [0, m], as timm reads it", () => {
+  // timm's rand_augment_transform: `if mstd > 100: mstd = float('inf')` (uniform sampling in 0..magnitude)
+  assert.equal(randAugment('rand-m9-mstd101').mstd, Infinity);
+  assert.equal(randAugment('rand-m9-mstd1000-inc1').mstd, Infinity);
+  assert.equal(randAugment('rand-m9-mstdinf').mstd, Infinity);
+  assert.equal(randAugment('rand-m9-mstd100').mstd, 100, '100 itself is a standard deviation');
+  assert.equal(randAugment('rand-m9-mstd0.5').mstd, 0.5);
+});
