@@ -37,16 +37,14 @@ function cropPlan(p: Plan, left: number, top: number, w: number, h: number, clip
     y1: p.sample.y0 + (top + h) * ky,
   };
   p.sample = s;
-  if (clipToCrop) {
-    p.clip = {
-      x0: Math.max(p.clip.x0, s.x0),
-      y0: Math.max(p.clip.y0, s.y0),
-      x1: Math.min(p.clip.x1, s.x1),
-      y1: Math.min(p.clip.y1, s.y1),
-    };
-  }
+  if (clipToCrop) p.clip = clipTo(p.clip, s);
   p.outW = w;
   p.outH = h;
+}
+
+/** The part of `clip` inside `r`. */
+function clipTo(clip: Rect, r: Rect): Rect {
+  return { x0: Math.max(clip.x0, r.x0), y0: Math.max(clip.y0, r.y0), x1: Math.min(clip.x1, r.x1), y1: Math.min(clip.y1, r.y1) };
 }
 
 /**
@@ -132,6 +130,9 @@ export function buildPlan(width: number, height: number, ts: readonly TransformS
           h = t.size[0];
           w = t.size[1];
         }
+        // it resamples the current image, which is the sample rectangle: after a crop its filter reads
+        // no pixel outside the crop (as torchvision, which crops first), edge pixels are extended instead
+        p.clip = clipTo(p.clip, p.sample);
         p.outW = Math.max(1, w);
         p.outH = Math.max(1, h);
         p.interp = t.interpolation;

@@ -743,3 +743,26 @@ test("randAugment's config string: an mstd above 100 draws the magnitude uniform
   assert.equal(randAugment('rand-m9-mstd100').mstd, 100, '100 itself is a standard deviation');
   assert.equal(randAugment('rand-m9-mstd0.5').mstd, 0.5);
 });
+
+test("a crop followed by a resize resizes the crop, as torchvision's Compose does: no pixel outside the crop is read", () => {
+  // a noisy 40×32 image: a filter tap that reaches past the crop border would change the output
+  const W = 40;
+  const H = 32;
+  const img = rgbImage(W, H, (x, y, c) => ((c * W * H + y * W + x) * 2654435761) >>> 24);
+  for (const crop of [centerCrop([20, 24]), randomCrop([20, 24])]) {
+    for (const size of [[10, 8] as const, 9]) {
+      const ts = [crop, resize(size, { interpolation: 'bicubic' })];
+      const seed = 5;
+      const [oh, ow] = staticOutputSize(ts) ?? [9, Math.floor((9 * 24) / 20)];
+      // reference: the crop alone (an exact copy), then the resize of that image
+      const cropped = new Uint8Array(3 * 20 * 24);
+      new Pipeline([crop], { uint8: true }).run(handleFromImage(img), new Rng(seed), cropped, 0, 20, 24, null, 0);
+      const cropImg = rgbImage(24, 20, (x, y, c) => cropped[c * 480 + y * 24 + x]);
+      const ref = new Uint8Array(3 * oh * ow);
+      new Pipeline([resize(size, { interpolation: 'bicubic' })], { uint8: true }).run(handleFromImage(cropImg), new Rng(0), ref, 0, oh, ow, null, 0);
+      const out = new Uint8Array(3 * oh * ow);
+      new Pipeline(ts, { uint8: true }).run(handleFromImage(img), new Rng(seed), out, 0, oh, ow, null, 0);
+      assert.deepEqual(out, ref, `${crop.op} then resize(${JSON.stringify(size)})`);
+    }
+  }
+});
