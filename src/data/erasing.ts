@@ -20,7 +20,8 @@ export function randomErase(out: Float32Array | Uint8Array, offset: number, w: n
       const ar = Math.exp(rng.uniform(logLo, logHi));
       const eh = roundHalfEven(Math.sqrt(target * ar));
       const ew = roundHalfEven(Math.sqrt(target / ar));
-      if (ew < w && eh < h && ew > 0 && eh > 0) {
+      // as timm: a draw whose side rounds to 0 is taken (it erases nothing) and ends this region's attempts
+      if (ew < w && eh < h) {
         const top = rng.int(h - eh + 1);
         const left = rng.int(w - ew + 1);
         for (let c = 0; c < 3; c++) {
@@ -33,7 +34,7 @@ export function randomErase(out: Float32Array | Uint8Array, offset: number, w: n
             }
           }
         }
-        erased++;
+        if (ew > 0 && eh > 0) erased++;
         break;
       }
     }

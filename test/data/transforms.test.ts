@@ -766,3 +766,13 @@ test("a crop followed by a resize resizes the crop, as torchvision's Compose doe
     }
   }
 });
+
+test("random erasing as timm's: a draw whose side rounds to 0 ends that region's attempts (it erases nothing), no retry", () => {
+  // timm: `if w < img_w and h < img_h:` takes an empty region and breaks; a retry would erase a later, larger draw
+  const draws = [0.001, 0, 0.25, 0]; // area 0.001·64 → sides round to 0; then a quarter of the image, 4×4
+  const fake = { float: () => 0, uniform: () => draws.shift()!, int: () => 0, normal: () => 9 } as unknown as Rng;
+  const b = new Float32Array(3 * 64).fill(5);
+  randomErase(b, 0, 8, 8, randomErasing({ p: 1, scale: [0.001, 0.5], ratio: [1, 1] }), fake);
+  assert.equal(b.filter((v) => v !== 5).length, 0, 'nothing erased');
+  assert.equal(draws.length, 2, 'one attempt drawn');
+});
