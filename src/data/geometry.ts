@@ -102,6 +102,19 @@ export function rrcParams(
   return [Math.floor((height - h) / 2), Math.floor((width - w) / 2), h, w];
 }
 
+/** [width, height] of a width×height image whose short side is resized to `size` (long side capped at maxSize), as torchvision. */
+export function shortSideResize(width: number, height: number, size: number, maxSize?: number): [number, number] {
+  const short = Math.min(width, height);
+  const long = Math.max(width, height);
+  let newShort = size;
+  let newLong = Math.floor((size * long) / short);
+  if (maxSize !== undefined && newLong > maxSize) {
+    newShort = Math.floor((maxSize * newShort) / newLong);
+    newLong = maxSize;
+  }
+  return width <= height ? [newShort, newLong] : [newLong, newShort];
+}
+
 /** Applies the leading geometric transforms to a plan for a width×height image. */
 export function buildPlan(width: number, height: number, ts: readonly TransformSpec[], rng: Rng): Plan {
   const p = identityPlan(width, height);
@@ -111,21 +124,7 @@ export function buildPlan(width: number, height: number, ts: readonly TransformS
         let w: number;
         let h: number;
         if (typeof t.size === 'number') {
-          const short = Math.min(p.outW, p.outH);
-          const long = Math.max(p.outW, p.outH);
-          let newShort = t.size;
-          let newLong = Math.floor((t.size * long) / short);
-          if (t.maxSize !== undefined && newLong > t.maxSize) {
-            newShort = Math.floor((t.maxSize * newShort) / newLong);
-            newLong = t.maxSize;
-          }
-          if (p.outW <= p.outH) {
-            w = newShort;
-            h = newLong;
-          } else {
-            w = newLong;
-            h = newShort;
-          }
+          [w, h] = shortSideResize(p.outW, p.outH, t.size, t.maxSize);
         } else {
           h = t.size[0];
           w = t.size[1];

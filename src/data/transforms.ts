@@ -6,6 +6,7 @@
 
 import type { Interpolation } from './resample';
 import { IMAGENET_MEAN, IMAGENET_STD } from './color';
+import { shortSideResize } from './geometry';
 
 /** A transform size: one number (a square side; for `resize`, the short side) or [height, width]. */
 export type Size = number | readonly [number, number];
@@ -249,7 +250,14 @@ export function staticOutputSize(ts: readonly TransformSpec[]): [number, number]
   let size: [number, number] | null = null;
   for (const t of ts) {
     if (t.op === 'randomResizedCrop' || t.op === 'centerCrop' || t.op === 'randomCrop') size = [t.size[0], t.size[1]];
-    else if (t.op === 'resize') size = typeof t.size === 'number' ? null : [t.size[0], t.size[1]];
+    else if (t.op === 'resize') {
+      if (typeof t.size !== 'number') size = [t.size[0], t.size[1]];
+      else if (size) {
+        // after a fixed size (a crop), the short-side resize gives one size as well (as buildPlan computes it)
+        const [w, h] = shortSideResize(size[1], size[0], t.size, t.maxSize);
+        size = [Math.max(1, h), Math.max(1, w)];
+      }
+    }
   }
   return size;
 }

@@ -776,3 +776,20 @@ test("random erasing as timm's: a draw whose side rounds to 0 ends that region's
   assert.equal(b.filter((v) => v !== 5).length, 0, 'nothing erased');
   assert.equal(draws.length, 2, 'one attempt drawn');
 });
+
+test('staticOutputSize: a short-side resize after a fixed-size crop gives a fixed size too', () => {
+  // every image leaves the crop at one size, so the resize that follows gives one size (the loaders refused these lists)
+  assert.deepEqual(staticOutputSize([randomResizedCrop(224), resize(112)]), [112, 112]);
+  assert.deepEqual(staticOutputSize([centerCrop([20, 30]), resize(10)]), [10, 15]);
+  assert.deepEqual(staticOutputSize([centerCrop([30, 20]), horizontalFlip(), resize(10, { maxSize: 12 })]), [12, 8]);
+  assert.equal(staticOutputSize([resize(64), horizontalFlip()]), null);
+  // the size the plan gives any image
+  for (const ts of [
+    [randomResizedCrop(224), resize(112)],
+    [centerCrop([20, 30]), resize(10)],
+    [centerCrop([30, 20]), resize(10, { maxSize: 12 })],
+  ]) {
+    const p = buildPlan(57, 41, ts, new Rng(1));
+    assert.deepEqual([p.outH, p.outW], staticOutputSize(ts));
+  }
+});
