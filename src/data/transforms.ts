@@ -159,7 +159,8 @@ export function horizontalFlip(p = 0.5): HorizontalFlipSpec {
 
 /**
  * RandAugment. Accepts timm's config string (e.g. 'rand-m9-mstd0.5-inc1', 'rand-m9-n2-mstd0.5')
- * or options. Defaults follow timm: n=2, prob 0.5 per op, fill = ImageNet mean, bicubic.
+ * or options. Defaults follow timm: n=2, prob 0.5 per op, fill = ImageNet mean, bicubic. Throws a RangeError
+ * for an n that is not an integer >= 0.
  */
 export function randAugment(config: string | Partial<Omit<RandAugmentSpec, 'op'>> = 'rand-m9-mstd0.5-inc1'): RandAugmentSpec {
   const spec: RandAugmentSpec = {
@@ -190,6 +191,8 @@ export function randAugment(config: string | Partial<Omit<RandAugmentSpec, 'op'>
   } else {
     Object.assign(spec, config);
   }
+  // `for (i < n)` would apply ⌈n⌉ ops; timm refuses it (int(n))
+  if (!(Number.isInteger(spec.n) && spec.n >= 0)) throw new RangeError(`randAugment: n (ops per image) must be an integer >= 0, got ${spec.n}`);
   return spec;
 }
 

@@ -793,3 +793,11 @@ test('staticOutputSize: a short-side resize after a fixed-size crop gives a fixe
     assert.deepEqual([p.outH, p.outW], staticOutputSize(ts));
   }
 });
+
+test('randAugment refuses an op count that is not a whole number (timm: int(n)), not rounding it up to n ops per image', () => {
+  assert.throws(() => randAugment('rand-m9-n2.5'), RangeError);
+  assert.throws(() => randAugment({ n: 1.5 }), RangeError);
+  assert.throws(() => randAugment({ n: -1 }), RangeError);
+  assert.equal(randAugment('rand-m9-n3').n, 3);
+  assert.equal(randAugment({ n: 0 }).n, 0);
+});
