@@ -72,7 +72,7 @@ export class CheckpointManager {
     if (!existsSync(this.root)) return [];
     const removed: string[] = [];
     const best = join(this.root, 'best');
-    for (const name of namesOfDeadProcesses(this.root, OLD_BEST)) {
+    for (const name of this.leftByEarlierProcesses(OLD_BEST)) {
       // a process died while swapping 'best': its old one is the best the newest checkpoint records
       if (!existsSync(best)) {
         renameSync(join(this.root, name), best);
@@ -82,12 +82,22 @@ export class CheckpointManager {
         removed.push(name);
       }
     }
-    for (const name of namesOfDeadProcesses(this.root, TEMP_DIR)) {
+    for (const name of this.leftByEarlierProcesses(TEMP_DIR)) {
       rmSync(join(this.root, name), { recursive: true, force: true });
       removed.push(name);
     }
     if (removed.length) this.warn(`removed ${removed.length} unfinished checkpoint folder(s) of earlier processes: ${removed.join(', ')}`);
     return removed;
+  }
+
+  /**
+   * Names `pattern` matches whose process is gone, or is this one: this process makes and clears its own
+   * within one synchronous call, so one seen now was left by an earlier process that had its id (a
+   * restarted container's processes start with the same small ids).
+   */
+  private leftByEarlierProcesses(pattern: RegExp): string[] {
+    const own = readdirSync(this.root).filter((name) => Number(pattern.exec(name)?.[1]) === process.pid);
+    return [...namesOfDeadProcesses(this.root, pattern), ...own];
   }
 
   /** Moves a corrupted (or diverged: `what`) checkpoint out of the way (to checkpoints/corrupt/), keeping it for inspection. */

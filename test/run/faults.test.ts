@@ -639,6 +639,16 @@ test("'best' is replaced before the step that beats it is in place, and a swap c
       readdirSync(join(dir, 'checkpoints')).filter((n) => n.startsWith('.')),
       [],
     );
+    // the same, left by an earlier process with this process's id (a restarted container's processes start
+    // with the same small ids): this process swaps 'best' within one synchronous call, so that one is not its own
+    renameSync(join(dir, 'checkpoints', 'best'), join(dir, 'checkpoints', `.old-best-${process.pid}`));
+    mkdirSync(join(dir, 'checkpoints', `.tmp-best-${process.pid}`));
+    new CheckpointManager(dir, 2, (m) => warnings.push(m)).removeDeadTemps();
+    assert.equal(existsSync(join(dir, 'checkpoints', 'best')) && bestStep(), 3, 'restored, not left aside for the next swap to delete');
+    assert.deepEqual(
+      readdirSync(join(dir, 'checkpoints')).filter((n) => n.startsWith('.')),
+      [],
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
