@@ -278,8 +278,16 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
     log(`nothing to do: the run in ${run.outDir} already reached step ${state.step} of ${totalSteps} (checkpoint ${state.lastCheckpoint})`);
     state.stoppedBy = totalSteps < plannedSteps ? 'maxSteps' : 'finished';
     try {
+      // told to stop during the start (a signal, or an AbortSignal aborted already), as a run with steps left is
+      await yieldToEventLoop();
+      const level = await new StopAgreement(group).agreeOn(stop.requested || hooks.signal?.aborted ? stopLevel(stop.signal) : 0, true);
+      if (level > 0) {
+        agreedSignal = signalOfLevel(level);
+        stopLog(`stopping on request: the job's end is not done again`);
+        state.stoppedBy = 'signal';
+      }
       // as at the end of a run that got here (a --max-steps stop included): a result a killed process never wrote is written now
-      await job.onFinish?.(epochsAt(state.step), state, true);
+      else await job.onFinish?.(epochsAt(state.step), state, true);
     } finally {
       state.dispose();
       releaseSignals();

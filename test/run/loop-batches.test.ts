@@ -55,6 +55,8 @@ interface RunOptions {
   config?: Record<string, unknown>;
   /** Keeps an EMA copy (decay 0.5), whose weights `weights` then gets after the model's. */
   ema?: boolean;
+  /** Gives the loop an AbortSignal aborted before it starts. */
+  aborted?: boolean;
 }
 
 async function run(outDir: string, maxSteps: number, calls: number[][], resume: boolean, o: RunOptions = {}): Promise<number> {
@@ -113,7 +115,7 @@ async function run(outDir: string, maxSteps: number, calls: number[][], resume: 
       resume,
       clipGrad: 0,
     },
-    { progress: o.progress ?? false, catchSignals: false, log: () => {}, stop, onStep },
+    { progress: o.progress ?? false, catchSignals: false, log: () => {}, stop, onStep, ...(o.aborted && { signal: AbortSignal.abort() }) },
   );
   o.weights?.push(...[...model.namedParameters(), ...(ema?.shadow.namedParameters() ?? [])].flatMap(([, p]) => [...p.toFloat64Array()]));
   o.seconds?.push(r.seconds);
@@ -229,6 +231,10 @@ test("the result reports the first and last logged loss; the job's onFinish runs
       [1.5, true],
     ]);
     assert.deepEqual(stoppedBy, ['finished', 'finished', 'maxSteps', 'maxSteps']);
+    // aborted before it starts (a Ctrl-C during a resume's checks): stopped, as a run with steps left is, not the job's end done again
+    await run(join(dir, 'all'), 4, [], true, { finishes, stoppedBy, aborted: true });
+    assert.equal(finishes.length, 4, 'no onFinish');
+    assert.equal(stoppedBy[4], 'signal');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
