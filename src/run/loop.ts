@@ -27,6 +27,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { stepDirName } from '../io/checkpoint';
 import { besideProgress, stderrLine } from '../util/console-line';
+import { DataError } from '../util/errors';
 
 export type { StopReason, MetricsRecord };
 
@@ -328,6 +329,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
     outer: for (let epoch = startEpoch; state.step < totalSteps; epoch++) {
       let micro = 0;
       let batchIndex = epoch === startEpoch ? state.batch : 0;
+      const firstBatch = batchIndex;
       ema?.startEpoch(epoch);
       for await (const batch of job.batches(epoch, batchIndex, perEpoch * accum)) {
         // Forward and backward of one micro-batch; the loss window stays on the device.
@@ -399,6 +401,13 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
           break outer;
         }
         if (epochEnd) break;
+      }
+      // (left at the epoch's end above): batches short of it would go into the next epoch's first step
+      if (batchIndex < perEpoch * accum) {
+        const asked = perEpoch * accum - firstBatch;
+        throw new DataError(
+          `epoch ${epoch}: the data gave ${batchIndex - firstBatch} of the ${asked} batches asked (batches ${firstBatch} to ${perEpoch * accum - 1}), fewer than its batchesPerEpoch says`,
+        );
       }
     }
 

@@ -57,6 +57,8 @@ interface RunOptions {
   ema?: boolean;
   /** Gives the loop an AbortSignal aborted before it starts. */
   aborted?: boolean;
+  /** The batches the job's data gives of each epoch, at most (batchesPerEpoch without). */
+  gives?: number;
 }
 
 async function run(outDir: string, maxSteps: number, calls: number[][], resume: boolean, o: RunOptions = {}): Promise<number> {
@@ -80,7 +82,7 @@ async function run(outDir: string, maxSteps: number, calls: number[][], resume: 
     batchesPerEpoch: o.batchesPerEpoch ?? 5,
     async *batches(epoch: number, start: number, end: number) {
       calls.push([epoch, start, end]);
-      for (let b = start; b < Math.min(o.batchesPerEpoch ?? 5, end); b++) {
+      for (let b = start; b < Math.min(o.gives ?? o.batchesPerEpoch ?? 5, end); b++) {
         const x = torch.randn([4, 3], { dtype: 'float64', generator: new torch.Generator(1000 * epoch + b) });
         yield { x, y: x.sum(1, true) };
       }
@@ -323,6 +325,19 @@ test('a decimal --epochs makes the steps it names, not one more from the binary 
     // 50 batches at --accum-iter 2: 25 steps per epoch, and 0.28 × 25 is 7.000000000000001 in binary
     assert.equal(await run(join(dir, 'a'), 100, [], false, { epochs: 0.28, batchesPerEpoch: 50, checkpointEvery: 100, logEvery: 100 }), 7);
     assert.equal(await run(join(dir, 'b'), 100, [], false, { epochs: 0.29, batchesPerEpoch: 50, checkpointEvery: 100, logEvery: 100 }), 8);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("data giving fewer of an epoch's batches than the loop asked is refused, not carried into the next epoch's first step", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-loop-short-'));
+  try {
+    // 4 batches asked of each epoch (2 steps at --accum-iter 2), 3 given: the third's gradient went into the next epoch's first step
+    await assert.rejects(run(dir, 4, [], false, { gives: 3 }), {
+      name: 'DataError',
+      message: /epoch 0: the data gave 3 of the 4 batches asked \(batches 0 to 3\)/,
+    });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
