@@ -325,6 +325,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
       return result();
     }
     const startEpoch = state.epoch;
+    state.window.started = Date.now(); // the first line's images per second: its steps' time, not the start's (a resume's checks, loading)
     model.train();
     outer: for (let epoch = startEpoch; state.step < totalSteps; epoch++) {
       let micro = 0;

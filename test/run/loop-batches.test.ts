@@ -59,6 +59,8 @@ interface RunOptions {
   aborted?: boolean;
   /** The batches the job's data gives of each epoch, at most (batchesPerEpoch without). */
   gives?: number;
+  /** Called when the run resumes (its checkpoint restored, during the start). */
+  onResume?: () => void;
 }
 
 async function run(outDir: string, maxSteps: number, calls: number[][], resume: boolean, o: RunOptions = {}): Promise<number> {
@@ -95,6 +97,7 @@ async function run(outDir: string, maxSteps: number, calls: number[][], resume: 
         .square()
         .mean(),
     best: { score: (state) => o.scores?.[state.step - 1] ?? null, lowerIsBetter: !o.higherIsBetter },
+    ...(o.onResume && { onResume: o.onResume }),
     ...(o.epochEnds && { onEpochEnd: async (epoch: number) => void o.epochEnds?.push(epoch) }),
     ...(o.finishes && { onFinish: async (epochs: number, _state: unknown, done: boolean) => void o.finishes?.push([epochs, done]) }),
   };
@@ -339,6 +342,31 @@ test("data giving fewer of an epoch's batches than the loop asked is refused, no
       message: /epoch 0: the data gave 3 of the 4 batches asked \(batches 0 to 3\)/,
     });
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("the first metrics line's images per second counts the time of its steps, not the start's (a resume's checks and loading)", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-loop-rate-'));
+  const now = Date.now;
+  try {
+    await run(dir, 2, [], false);
+    // the resume's start takes 1000 s (a clock moved on while the checkpoint is restored)
+    let offset = 0;
+    Date.now = () => now() + offset;
+    await run(dir, 4, [], true, { onResume: () => void (offset += 1e6) });
+    const lines = readFileSync(join(dir, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { step: number; imgPerSec: number });
+    assert.deepEqual(
+      lines.map((l) => l.step),
+      [1, 2, 3, 4],
+    );
+    // 8 images in the step: over 1000 s, 0.008 img/s
+    assert.ok(lines[2].imgPerSec > 1, `${lines[2].imgPerSec} img/s`);
+  } finally {
+    Date.now = now;
     rmSync(dir, { recursive: true, force: true });
   }
 });
