@@ -200,9 +200,10 @@ export function semanticOrder(S: Tensor, g: Grid, o: SemanticOptions): { order: 
   checkNoiseOptions('semanticOrder', o, S.shape[0], S.shape[1]);
   return torch.scope(() => {
     const [B, N] = S.shape;
-    const map = o.filter ? meanFilter3x3(S, g) : S;
+    const s = atLeastFloat32(S); // bf16 holds integers only to 256: patch coordinates and distances need float32
+    const map = o.filter ? meanFilter3x3(s, g) : s;
     const center = map.argmax(1);
-    const d = distances(center.unsqueeze(1), g, S.dtype).squeeze(1);
+    const d = distances(center.unsqueeze(1), g, s.dtype).squeeze(1);
     const order = d.add(noiseLike(B, N, S.device, o).mul(o.lambda));
     return { order, center };
   });
@@ -233,7 +234,8 @@ export function multicenterOrder(S: Tensor, g: Grid, o: MulticenterOptions): { o
   checkNoiseOptions('multicenterOrder', o, S.shape[0], S.shape[1]);
   return torch.scope(() => {
     const [B, N] = S.shape;
-    const map = o.filter ? meanFilter3x3(S, g) : S;
+    const s = atLeastFloat32(S); // as semanticOrder: coordinates and distances in float32 at least
+    const map = o.filter ? meanFilter3x3(s, g) : s;
     const pooled = F.maxPool2d(map.reshape(B, 1, g.gridH, g.gridW), 3, { stride: 1, padding: 1 }).reshape(B, N);
     const isPeak = map.ge(pooled);
     const k = Math.min(o.k, N);
@@ -242,7 +244,7 @@ export function multicenterOrder(S: Tensor, g: Grid, o: MulticenterOptions): { o
     let valid = heights.gt(-Infinity).logicalAnd(heights.ge(top.mul(o.minRelHeight)));
     // Greedy suppression by distance to every higher, still-valid centre (k is small).
     if (o.minDistance > 0 && k > 1) {
-      const cc = distances(centers, g, S.dtype); // [B, K, N]
+      const cc = distances(centers, g, s.dtype); // [B, K, N]
       const pair = cc.gather(2, centers.unsqueeze(1).expand(B, k, k)); // [B, K, K]: distance centre i -> centre j
       const keep: Tensor[] = [valid.narrow(1, 0, 1)];
       for (let j = 1; j < k; j++) {
@@ -252,7 +254,7 @@ export function multicenterOrder(S: Tensor, g: Grid, o: MulticenterOptions): { o
       }
       valid = torch.cat(keep, 1);
     }
-    const d = distances(centers, g, S.dtype).maskedFill(valid.logicalNot().unsqueeze(-1), Infinity);
+    const d = distances(centers, g, s.dtype).maskedFill(valid.logicalNot().unsqueeze(-1), Infinity);
     const nearest = d.amin(1);
     const order = nearest.add(noiseLike(B, N, S.device, o).mul(o.lambda));
     return { order, centers, valid };

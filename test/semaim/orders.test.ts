@@ -367,3 +367,20 @@ test('similarityOrder takes S [B, N] and orderFromConfig a map of B rows: anothe
     assert.deepEqual(orderFromConfig(similarity, 2, g, torch.rand([2, 9])).shape, [2, 9]);
   });
 });
+
+test('semanticOrder and multicenterOrder of a bfloat16 map: distances as from its float32 copy (bf16 holds integers only to 256)', () => {
+  torch.scope(() => {
+    // a 20×20 grid: patch indices up to 399 and their coordinates were rounded in bf16 (the corner 399 was 400,
+    // its neighbour at distance 4 came out at 16)
+    const g = { gridH: 20, gridW: 20 };
+    const v = new Float32Array(400);
+    v[399] = 1;
+    v[7 * 20 + 3] = 0.9;
+    const S = torch.tensor(v, { shape: [1, 400] });
+    const bf = S.to({ dtype: 'bfloat16' });
+    const sem = { filter: false, lambda: 0 };
+    assert.deepEqual(rows(semanticOrder(bf, g, sem).order), rows(semanticOrder(S, g, sem).order));
+    const mc = { ...sem, k: 2, minRelHeight: 0.5, minDistance: 1 };
+    assert.deepEqual(rows(multicenterOrder(bf, g, mc).order), rows(multicenterOrder(S, g, mc).order));
+  });
+});
