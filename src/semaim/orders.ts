@@ -213,7 +213,7 @@ export function semanticOrder(S: Tensor, g: Grid, o: SemanticOptions): { order: 
 export interface MulticenterOptions extends SemanticOptions {
   /** At most k centres per image. */
   k: number;
-  /** A peak counts only if its height is at least this fraction of the image's highest peak. */
+  /** A peak counts only if its height is at least this fraction of the image's highest peak (which always counts). */
   minRelHeight: number;
   /** Centres closer than this (in patches) to a higher centre that is still kept are dropped (a dropped centre suppresses none). */
   minDistance: number;
@@ -241,7 +241,9 @@ export function multicenterOrder(S: Tensor, g: Grid, o: MulticenterOptions): { o
     const k = Math.min(o.k, N);
     const [heights, centers] = map.maskedFill(isPeak.logicalNot(), -Infinity).topk(k, 1);
     const top = heights.narrow(1, 0, 1);
-    let valid = heights.gt(-Infinity).logicalAnd(heights.ge(top.mul(o.minRelHeight)));
+    // The highest peak always counts: in a map of negative values it fell below its own fraction, every
+    // centre was dropped and p came back all Infinity.
+    let valid = heights.gt(-Infinity).logicalAnd(heights.ge(top.mul(o.minRelHeight)).logicalOr(heights.ge(top)));
     // Greedy suppression by distance to every higher, still-valid centre (k is small).
     if (o.minDistance > 0 && k > 1) {
       const cc = distances(centers, g, s.dtype); // [B, K, N]

@@ -384,3 +384,15 @@ test('semanticOrder and multicenterOrder of a bfloat16 map: distances as from it
     assert.deepEqual(rows(multicenterOrder(bf, g, mc).order), rows(multicenterOrder(S, g, mc).order));
   });
 });
+
+test('multicenterOrder keeps the highest peak of a map of negative values (it fell below its own relative height: p was all Infinity)', () => {
+  torch.scope(() => {
+    const g = { gridH: 3, gridW: 3 };
+    const S = torch.tensor([[-3, -3, -3, -3, -1, -3, -3, -3, -3]]); // e.g. raw cosines, one peak at the centre
+    const r = multicenterOrder(S, g, { k: 2, minRelHeight: 0.5, minDistance: 0, filter: false, lambda: 0 });
+    assert.equal(Boolean(rows(r.valid)[0][0]), true);
+    const s2 = Math.SQRT2;
+    const want = [s2, 1, s2, 1, 0, 1, s2, 1, s2];
+    rows(r.order)[0].forEach((p, i) => assert.ok(Math.abs(p - want[i]) < 1e-6, `patch ${i}: ${p}`));
+  });
+});
