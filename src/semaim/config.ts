@@ -246,6 +246,13 @@ function validateTarget(t: TargetConfig, c: EncoderConfig): void {
         `must be at most 2 × imgSize − 1 = ${2 * c.imgSize - 1} (wider taps only ever fall on the padding), got ${t.blurKernel}`,
       );
     if (t.blur && !(t.blurSigma > 0)) throw new ConfigError('target.blurSigma', 'must be > 0');
+    // the unbiased variance of a single value is NaN: every target, and so the loss, came out NaN
+    const values = c.patchSize * c.patchSize * (c.inChans ?? 3);
+    if (t.normPix && values < 2)
+      throw new ConfigError(
+        'target.normPix',
+        `per-patch normalisation needs at least 2 values per patch, a ${c.patchSize}² patch of ${c.inChans ?? 3} channel(s) has ${values}`,
+      );
   } else {
     if (typeof t.teacher !== 'string' || !t.teacher) throw new ConfigError('target.teacher', 'feature targets need a teacher safetensors file');
     // its fields are not held to the encoder's: runs before 2026-12-03 recorded the teacher's whole .json

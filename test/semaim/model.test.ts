@@ -710,3 +710,24 @@ test('Attention.probabilities honours causal as forward does: token i puts no we
   );
   attn.dispose();
 });
+
+test('per-patch normalisation of a patch of one value is refused naming target.normPix: its unbiased variance is NaN, and so was the loss', () => {
+  const one = { imgSize: 8, patchSize: 1, inChans: 1, embedDim: 8, depth: 1, numHeads: 2, decoderDepth: 1, order: { type: 'raster' as const } };
+  const target = { type: 'pixels' as const, normPix: true, blur: false, blurKernel: 9, blurSigma: 1 };
+  assert.throws(
+    () => makeConfig('vit_tiny', { ...one, target }),
+    (e) => e instanceof ConfigError && e.key === 'target.normPix' && /at least 2 values per patch, a 1² patch of 1 channel\(s\) has 1/.test(e.message),
+  );
+  // without the normalisation, or with two values per patch, the loss is a number
+  for (const c of [
+    { ...one, target: { ...target, normPix: false } },
+    { ...one, inChans: 2, target },
+  ]) {
+    const model = new SemAIM(makeConfig('vit_tiny', c)).initWeights();
+    torch.scope(() => {
+      const images = torch.randn([2, c.inChans, 8, 8]);
+      assert.ok(Number.isFinite(model.forward(images, model.makeOrder(images).order).loss.item()));
+    });
+    model.dispose();
+  }
+});
