@@ -144,12 +144,13 @@ export function similarityMap(tokens: Tensor, mode: 'softmax' | 'minmax' = 'soft
   });
 }
 
-/** Paper Table 1's "similarity" order: p = 1 − S (S a floating-point tensor [B, N]). */
+/** Paper Table 1's "similarity" order: p = 1 − S (S a floating-point tensor [B, N]; p in float32 at least). */
 export function similarityOrder(S: Tensor): Tensor {
   if (!(S instanceof Tensor) || S.shape.length !== 2)
     throw new RangeError(`similarityOrder: the similarity map S must be a tensor [B, N], got ${S instanceof Tensor ? `[${S.shape.join(', ')}]` : String(S)}`);
   checkFloating('similarityOrder', 'the similarity map S', S);
-  return S.rsub(1);
+  // in float32 at least: near 1 bf16 steps by 2⁻⁸, which tied softmax values of ~1/N that S itself tells apart
+  return torch.scope(() => atLeastFloat32(S).rsub(1));
 }
 
 /** 3×3 mean filter over the patch grid (border windows average only the patches inside); S is a floating-point tensor [B, gridH·gridW]. */

@@ -396,3 +396,11 @@ test('multicenterOrder keeps the highest peak of a map of negative values (it fe
     rows(r.order)[0].forEach((p, i) => assert.ok(Math.abs(p - want[i]) < 1e-6, `patch ${i}: ${p}`));
   });
 });
+
+test('similarityOrder of a bfloat16 map ranks the patches as its float32 copy does (1 − S in bf16 rounded near-equal values to ties)', () => {
+  torch.scope(() => {
+    // softmax values near 1/N: distinct in bf16, but 1 − S has a step of 2⁻⁸ there and all three tied
+    const S = torch.tensor([[0.005, 0.0052, 0.0049]]).to({ dtype: 'bfloat16' });
+    assert.deepEqual(rows(strictOrder(similarityOrder(S))), [[1, 0, 2]]);
+  });
+});
