@@ -38,7 +38,8 @@ export interface ForwardOptions {
 
 /**
  * The similarity map S [B, N] from an encoder (the online model, an EMA copy or a frozen teacher):
- * an unmasked forward pass in eval mode without gradients.
+ * an unmasked forward pass in eval mode without gradients. `mode` applies to the cosines of 'cls' and
+ * 'gap'; 'self' (attention probabilities) takes 'softmax' only.
  */
 export function encoderSimilarity(
   encoder: VisionTransformer,
@@ -46,6 +47,10 @@ export function encoderSimilarity(
   mode: 'softmax' | 'minmax' = 'softmax',
   tokens: SimilarityTokens = 'cls',
 ): Tensor {
+  if (tokens === 'self' && mode !== 'softmax')
+    throw new RangeError(
+      `encoderSimilarity: mode '${mode}' normalises [CLS]- or mean-vs-patch cosines; tokens 'self' give attention probabilities (use mode 'softmax')`,
+    );
   const wasTraining = encoder.training;
   encoder.eval();
   try {

@@ -731,3 +731,21 @@ test('per-patch normalisation of a patch of one value is refused naming target.n
     model.dispose();
   }
 });
+
+test("encoderSimilarity refuses mode 'minmax' with tokens 'self' (attention probabilities, not cosines) instead of ignoring the mode", () => {
+  torch.manualSeed(21);
+  const model = new SemAIM(tinyConfig(1, { type: 'raster' })).initWeights();
+  torch.scope(() => {
+    const images = torch.randn([2, 3, 24, 24]);
+    // it returned the softmax attention map, whose values do not span [0, 1] as 'minmax' says
+    assert.throws(
+      () => encoderSimilarity(model, images, 'minmax', 'self'),
+      (e) =>
+        e instanceof RangeError &&
+        /^encoderSimilarity: mode 'minmax' normalises \[CLS\]- or mean-vs-patch cosines; tokens 'self' give attention probabilities/.test(e.message),
+    );
+    assert.equal(model.training, true, 'the model is left training');
+    encoderSimilarity(model, images, 'softmax', 'self').dispose();
+  });
+  model.dispose();
+});
