@@ -33,7 +33,8 @@ export function withoutPlanOnly(argv: string[]): string[] {
 /**
  * `argv` without the options `names` (of PARENT_ONLY) in every spelling the parser takes (--plan_only,
  * --planOnly, --no-plan-only, --plan-only=true), each with its value: an on/off flag's explicit
- * true/false after it too ('--plan-only true'), which left alone became a stray argument.
+ * true/false after it too ('--plan-only true', '--no-plan-only false', as parseArgv reads them), which
+ * left alone became a stray argument.
  */
 function withoutOptions(argv: string[], names: ReadonlySet<string>): string[] {
   const out: string[] = [];
@@ -44,8 +45,9 @@ function withoutOptions(argv: string[], names: ReadonlySet<string>): string[] {
     const negated = written.startsWith('no-') && names.has(written.slice(3));
     const name = negated ? written.slice(3) : written;
     if (m && names.has(name)) {
-      const hasValue = m[2] === undefined && !negated; // --no-x and --x=v hold all of it
-      if (hasValue && (!FLAGS.has(name) || argv[i + 1] === 'true' || argv[i + 1] === 'false')) i++;
+      const explicit = argv[i + 1] === 'true' || argv[i + 1] === 'false';
+      // --x=v holds all of it; an on/off flag (either form) takes only an explicit true/false after it
+      if (m[2] === undefined && (FLAGS.has(name) || negated ? explicit : true)) i++;
       continue;
     }
     out.push(a);

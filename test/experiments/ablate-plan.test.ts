@@ -165,6 +165,8 @@ test('rows may name the tokens of S; shards and order specs are checked', () => 
       '--stop_after_minutes',
       '5',
       '--no_plan_only',
+      '--no-plan-only',
+      'false',
       '--planOnly',
       '--jobs',
       '2',
