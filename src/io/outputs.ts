@@ -7,12 +7,7 @@ import { OptionError } from '../util/options';
 import { finishInterruptedCommits, writeError } from '../util/safe-write';
 import { describeHolder, lockFile } from '../util/file-lock';
 import { makeFolder, occupied } from '../util/make-folder';
-
-/** The path with its folder's symlinks resolved (the file itself need not exist). */
-function canonical(path: string): string {
-  const dir = dirname(resolve(path));
-  return join(existsSync(dir) ? realpathSync(dir) : dir, basename(path));
-}
+import { canonicalPath } from '../util/canonical-path';
 
 /** The files of a run folder that the run itself writes (and resume, report and the evaluations read). */
 const RUN_FILES = ['config.json', 'metrics.jsonl', 'run.lock']; // run.lock: LOCK_FILE of src/run/run-lock.ts (a layer above io)
@@ -41,7 +36,7 @@ const RESULT_FILES = [
  * a run's checkpoints/, or is a run's own file, or an existing result of another command.
  */
 export function protectedOutput(path: string): string | null {
-  const file = canonical(path);
+  const file = canonicalPath(path);
   for (let dir = dirname(file); ; dir = dirname(dir)) {
     if (existsSync(join(dir, 'state.json'))) return `it lies in the checkpoint folder ${dir}`;
     if (basename(dir) === 'checkpoints' && isRunDir(dirname(dir))) return `it lies in the checkpoints folder of the run ${dirname(dir)}`;
@@ -63,9 +58,9 @@ export function checkOutputs(outputs: string[], o: { overwrite: boolean; inputs?
   // a set of outputs an earlier writer was killed while renaming into place is completed first (never
   // rolled back): what exists is then what that writer wrote, whole
   for (const dir of new Set(outputs.map((p) => dirname(resolve(p))))) finishInterruptedCommits(dir);
-  const inputs = new Map((o.inputs ?? []).map((p) => [canonical(p), p]));
+  const inputs = new Map((o.inputs ?? []).map((p) => [canonicalPath(p), p]));
   for (const out of outputs) {
-    const input = inputs.get(canonical(out));
+    const input = inputs.get(canonicalPath(out));
     if (input !== undefined) throw new OptionError(option, `${out} is what this command reads (${input}): choose another output`);
     const why = protectedOutput(out);
     if (why) throw new OptionError(option, `${out} cannot be written, not even with ${overwriteIs}: ${why}`);
@@ -80,7 +75,7 @@ export function checkOutputs(outputs: string[], o: { overwrite: boolean; inputs?
  */
 export function checkOutputFolder(dir: string, files: string[], o: { inputs: string[]; option: string }): void {
   if (existsSync(dir) && !statSync(dir).isDirectory()) throw new OptionError(o.option, `${dir} exists and is not a folder: choose another output folder`);
-  const target = canonical(dir);
+  const target = canonicalPath(dir);
   for (const input of o.inputs) {
     if (!existsSync(input) || !statSync(input).isDirectory()) continue;
     const rel = relative(realpathSync(input), target);
@@ -95,7 +90,7 @@ const writing = new Set<string>();
 
 /** The lock file beside a set of outputs, named after the first: `<first>.lock`. */
 export function outputLockPath(first: string): string {
-  return `${canonical(first)}.lock`;
+  return `${canonicalPath(first)}.lock`;
 }
 
 /**
@@ -106,7 +101,7 @@ export function outputLockPath(first: string): string {
  * The outputs' folder is created.
  */
 export function claimOutputs(outputs: string[], option = 'out'): () => void {
-  const paths = outputs.map(canonical);
+  const paths = outputs.map((p) => canonicalPath(p));
   const busy = paths.findIndex((p) => writing.has(p));
   if (busy >= 0) throw new OptionError(option, `${outputs[busy]} is being written by another job of this process: wait for it, or choose another output`);
   const lock = outputLockPath(outputs[0]);

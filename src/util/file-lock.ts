@@ -3,10 +3,11 @@
 // (The run folder's run.lock, src/run/run-lock.ts, and an output's lock, src/io/outputs.ts.)
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
-import { closeSync, linkSync, lstatSync, openSync, realpathSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { closeSync, linkSync, lstatSync, openSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { namesOfDeadProcesses, ownProcessIdentity, recordedProcessAlive } from './process-alive';
 import { readSmallFile } from './small-file';
+import { canonicalPath } from './canonical-path';
 import { waitUntilSync } from './sleep-sync';
 import { onProcessEvent } from './process-events';
 
@@ -23,21 +24,12 @@ export function describeHolder(h: Holder): string {
   return `process ${h.pid} on ${h.host === hostname() ? 'this machine' : `host ${h.host}`}, since ${h.since}`;
 }
 
-/** Locks this process holds, by heldKey (a lock of this pid not among them was left by an earlier, failed run in it). */
-const held = new Set<string>();
-
 /**
- * Lock `path` as `held` knows it, one name however it is spelled: a relative path or one through a symbolic
- * link to its folder was another lock, and a second job of this process took the first one's over.
+ * Locks this process holds, by canonicalPath: one name however the lock's path is spelled (a relative path, or one
+ * through a symbolic link to its folder, was another lock, and a second job of this process took the first one's over).
+ * A lock of this pid not among them was left by an earlier, failed run in it.
  */
-function heldKey(path: string): string {
-  const dir = dirname(resolve(path));
-  try {
-    return join(realpathSync(dir), basename(path));
-  } catch {
-    return join(dir, basename(path));
-  }
-}
+const held = new Set<string>();
 
 /** A lock holds a line of JSON; a file much larger is not one of ours. */
 const LOCK_MAX_BYTES = 64 << 10;
@@ -131,7 +123,7 @@ function createWhole(path: string, text: string): boolean {
 function holderGone(h: Holder | null, path: string): boolean {
   if (!h) return true; // unreadable: nobody holds it
   if (h.host !== hostname()) return false; // another machine's process cannot be checked from here
-  if (h.pid === process.pid) return !held.has(heldKey(path));
+  if (h.pid === process.pid) return !held.has(canonicalPath(path));
   return !recordedProcessAlive(h.pid, h.process);
 }
 
@@ -214,7 +206,7 @@ export function lockFile(path: string): (() => void) | Holder {
   const me: Holder = { pid: process.pid, host: hostname(), since: new Date().toISOString(), process: ownProcessIdentity() };
   const h = take(path, JSON.stringify(me), 0);
   if (h !== true) return h;
-  const key = heldKey(path);
+  const key = canonicalPath(path);
   held.add(key);
   let stopListening = () => {};
   const release = () => {
