@@ -275,20 +275,24 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
     seconds: state.seconds,
     ...(state.stoppedBy === 'signal' ? { signal: agreedSignal ?? stop.signal } : {}),
   });
+  // Told to stop before any step (an AbortSignal aborted already, or a signal during the start, which reaches
+  // its handler when the event loop turns): true, the stop recorded, when every rank agrees to.
+  const stopsBeforeStart = async (agreement: StopAgreement, message: string): Promise<boolean> => {
+    await yieldToEventLoop();
+    const level = await agreement.agreeOn(stop.requested || hooks.signal?.aborted ? stopLevel(stop.signal) : 0, true);
+    if (level === 0) return false;
+    agreedSignal = signalOfLevel(level);
+    stopLog(message);
+    state.stoppedBy = 'signal';
+    return true;
+  };
   if (state.step >= totalSteps) {
     log(`nothing to do: the run in ${run.outDir} already reached step ${state.step} of ${totalSteps} (checkpoint ${state.lastCheckpoint})`);
     state.stoppedBy = totalSteps < plannedSteps ? 'maxSteps' : 'finished';
     try {
-      // told to stop during the start (a signal, or an AbortSignal aborted already), as a run with steps left is
-      await yieldToEventLoop();
-      const level = await new StopAgreement(group).agreeOn(stop.requested || hooks.signal?.aborted ? stopLevel(stop.signal) : 0, true);
-      if (level > 0) {
-        agreedSignal = signalOfLevel(level);
-        stopLog(`stopping on request: the job's end is not done again`);
-        state.stoppedBy = 'signal';
-      }
       // as at the end of a run that got here (a --max-steps stop included): a result a killed process never wrote is written now
-      else await job.onFinish?.(epochsAt(state.step), state, true);
+      if (!(await stopsBeforeStart(new StopAgreement(group), `stopping on request: the job's end is not done again`)))
+        await job.onFinish?.(epochsAt(state.step), state, true);
     } finally {
       state.dispose();
       releaseSignals();
@@ -314,16 +318,8 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
     // all stop at the same step, within about a second, with no collective (a device sync under NCCL)
     // at most steps.
     const stopAgreement = new StopAgreement(group);
-    // told to stop before it starts (an AbortSignal aborted already, or a signal during the start, which
-    // reaches its handler when the event loop turns): no step, so no new checkpoint
-    await yieldToEventLoop();
-    const stopFirst = await stopAgreement.agreeOn(stop.requested ? stopLevel(stop.signal) : 0, true);
-    if (stopFirst > 0) {
-      agreedSignal = signalOfLevel(stopFirst);
-      stopLog(`stopping on request before step ${state.step + 1}: nothing trained`);
-      state.stoppedBy = 'signal';
-      return result();
-    }
+    // no step, so no new checkpoint
+    if (await stopsBeforeStart(stopAgreement, `stopping on request before step ${state.step + 1}: nothing trained`)) return result();
     const startEpoch = state.epoch;
     state.window.started = Date.now(); // the first line's images per second: its steps' time, not the start's (a resume's checks, loading)
     model.train();
