@@ -144,7 +144,7 @@ interface Worker {
   stalled: boolean;
   /** Sent SIGTERM (or SIGKILL) by the launcher because another worker failed: a death by it is not a cause. */
   stoppedByLauncher: boolean;
-  /** Some line of its output said it failed because of another rank (see isConsequence). */
+  /** Some line of its output said it failed because of another rank (REPEATS_ANOTHER): it only repeats that failure. */
   repeatsAnother: boolean;
 }
 
@@ -222,7 +222,7 @@ export async function launchWorkers(argv: string[], o: LaunchOptions): Promise<L
   };
   const onFailure = (w: Worker): void => {
     if (stopping !== null) return;
-    if (!isConsequence(w)) stopAfterFailure();
+    if (!w.repeatsAnother) stopAfterFailure();
     else consequenceTimer ??= setTimeout(stopAfterFailure, CONSEQUENCE_GRACE_MS);
   };
   const onSignal = (signal: NodeJS.Signals): void => {
@@ -339,18 +339,13 @@ function rootCause(failed: Worker[]): Worker {
   const byTime = [...failed].sort((a, b) => a.exitOrder - b.exitOrder);
   // a worker that died of the launcher's own SIGTERM / SIGKILL, or ended with 130 / 143 on it (a training
   // worker's checkpoint and exit), was stopped because of another's failure
-  return byTime.find((w) => (w.signal || !failedWorker(w) ? !w.stoppedByLauncher : !isConsequence(w))) ?? byTime[0];
+  return byTime.find((w) => (w.signal || !failedWorker(w) ? !w.stoppedByLauncher : !w.repeatsAnother)) ?? byTime[0];
 }
 
 /** How long the launcher waits, after a worker failed because of another, for that other to exit by itself. */
 const CONSEQUENCE_GRACE_MS = 3000;
 
-/** Whether a worker's output says it failed because of another rank (that one could not start, or went away). */
-function isConsequence(w: Worker): boolean {
-  return w.repeatsAnother;
-}
-
-/** A line of a worker that failed because of another rank. */
+/** A line of a worker that failed because of another rank (that one could not start, or went away). */
 const REPEATS_ANOTHER = /ERR_DIST_PEER|ERR_DIST_START|another rank exited|could not start:|rank \d+ of \d+ failed:/;
 
 /** Copies a worker's stream to ours (prefixing each line, except for rank 0), keeps its last lines and shows each line to onLine. */
