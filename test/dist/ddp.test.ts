@@ -120,19 +120,29 @@ test('gradients compressed to fp16 (bf16 where Gloo sums it) give the compress h
   }
 });
 
+/** worker.js in `dir`: `body` inside an async function, with semaim's torch and dist required and `g` the process group. */
+function writeWorker(dir: string, body: string): string {
+  const src = join(__dirname, '..', '..', 'src');
+  const script = join(dir, 'worker.js');
+  writeFileSync(
+    script,
+    `const torch = require(${JSON.stringify(join(src, 'torch'))});
+const dist = require(${JSON.stringify(join(src, 'dist'))});
+(async () => {
+  const g = await dist.initProcessGroup({ timeoutMs: 20000 });
+${body}
+})();`,
+  );
+  return script;
+}
+
 test(
   'DDP: ranks whose parameters differ only in dtype (float64 on rank 1) or in where a 0-dim one sits are refused on every rank, in both modes',
   { skip: gloo },
   inTempDir('semaim-ddp-', async (dir) => {
-    const src = join(__dirname, '..', '..', 'src');
-    const script = join(dir, 'worker.js');
-    writeFileSync(
-      script,
-      `const torch = require(${JSON.stringify(join(src, 'torch'))});
-const dist = require(${JSON.stringify(join(src, 'dist'))});
-(async () => {
-  const g = await dist.initProcessGroup({ timeoutMs: 20000 });
-  const p = (shape, dtype = 'float32') => torch.rand(shape, { dtype }).requiresGrad_();
+    const script = writeWorker(
+      dir,
+      `  const p = (shape, dtype = 'float32') => torch.rand(shape, { dtype }).requiresGrad_();
   const own = { dtype: [['w', p([3, 4], g.rank === 1 ? 'float64' : 'float32')], ['b', p([3], g.rank === 1 ? 'float64' : 'float32')]],
     order: g.rank === 0 ? [['t', p([])], ['b', p([4])]] : [['b', p([4])], ['t', p([])]] };
   for (const mode of process.argv.slice(2)) for (const [how, params] of Object.entries(own)) {
@@ -144,7 +154,7 @@ const dist = require(${JSON.stringify(join(src, 'dist'))});
     }
   }
   dist.destroyProcessGroup();
-})();`,
+`,
     );
     const modes = info.reducer ? ['after-backward', 'overlap'] : ['after-backward'];
     const runs = await runWorkers(script, 2, modes, { timeoutMs: 60_000 });
@@ -162,15 +172,9 @@ test(
   "DDP: every rank starts from rank 0's frozen parameters too (requiresGrad false), as torch's DDP, not only from its trained ones and buffers",
   { skip: gloo },
   inTempDir('semaim-ddp-', async (dir) => {
-    const src = join(__dirname, '..', '..', 'src');
-    const script = join(dir, 'worker.js');
-    writeFileSync(
-      script,
-      `const torch = require(${JSON.stringify(join(src, 'torch'))});
-const dist = require(${JSON.stringify(join(src, 'dist'))});
-(async () => {
-  const g = await dist.initProcessGroup({ timeoutMs: 20000 });
-  for (const mode of process.argv.slice(2)) {
+    const script = writeWorker(
+      dir,
+      `  for (const mode of process.argv.slice(2)) {
     const w = torch.full([2], g.rank + 1).requiresGrad_();
     const frozen = torch.full([3], 10 * (g.rank + 1));
     const scale = torch.full([1], 100 * (g.rank + 1));
@@ -178,7 +182,7 @@ const dist = require(${JSON.stringify(join(src, 'dist'))});
     console.log(JSON.stringify({ mode, w: [...w.toFloat64Array()], frozen: [...frozen.toFloat64Array()], scale: [...scale.toFloat64Array()] }));
   }
   dist.destroyProcessGroup();
-})();`,
+`,
     );
     const modes = info.reducer ? ['after-backward', 'overlap'] : ['after-backward'];
     const runs = await runWorkers(script, 2, modes, { timeoutMs: 60_000 });
@@ -195,15 +199,9 @@ test(
   'DDP: a constructor whose same-model check fails (the peer is gone) releases the tensor of that check',
   { skip: gloo },
   inTempDir('semaim-ddp-', async (dir) => {
-    const src = join(__dirname, '..', '..', 'src');
-    const script = join(dir, 'worker.js');
-    writeFileSync(
-      script,
-      `const torch = require(${JSON.stringify(join(src, 'torch'))});
-const dist = require(${JSON.stringify(join(src, 'dist'))});
-(async () => {
-  const g = await dist.initProcessGroup({ timeoutMs: 20000 });
-  await g.barrier();
+    const script = writeWorker(
+      dir,
+      `  await g.barrier();
   if (g.rank === 1) process.exit(0);
   await new Promise((r) => setTimeout(r, 500));
   const w = torch.full([2], 1).requiresGrad_();
@@ -216,7 +214,7 @@ const dist = require(${JSON.stringify(join(src, 'dist'))});
   }
   console.log(JSON.stringify({ code, leaked: torch.memoryStats().liveTensors - before }));
   process.exit(0);
-})();`,
+`,
     );
     const [r0] = await runWorkers(script, 2, [], { timeoutMs: 60_000 });
     // before: 1 (the tensor of (count, elements, checksum) was made outside the try that disposes it)
