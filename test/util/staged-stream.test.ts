@@ -143,6 +143,20 @@ test(
   }),
 );
 
+/** Runs `script` (node -e, `arg` its argv[1]), sends it SIGTERM once it has written a line; how it exited and its stderr. */
+async function sigtermWhenReady(script: string, arg: string): Promise<{ exit: [number | null, NodeJS.Signals | null]; err: string }> {
+  const child = spawn(process.execPath, ['-e', script, arg], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr.on('data', (d: Buffer) => (err += d));
+  const exit = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.on('exit', (code, signal) => resolve([code, signal])));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', () => resolve());
+    child.on('exit', () => reject(new Error(`exited before it was ready: ${err}`)));
+  });
+  child.kill('SIGTERM');
+  return { exit: await exit, err };
+}
+
 test(
   'SIGTERM while a stream is open beside another writer’s removeOnStopSignal (a row writer): both files go and the signal still ends the process',
   withFolder(async (dir) => {
@@ -157,16 +171,8 @@ const a = new StagedStream(process.argv[1]);
 a.write('row\\n');
 process.stdout.write('ready\\n');
 setTimeout(() => process.exit(7), 4000); // still alive well after the signal: it was ignored`;
-    const child = spawn(process.execPath, ['-e', script, join(dir, 'p.csv')], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let err = '';
-    child.stderr.on('data', (d: Buffer) => (err += d));
-    const exit = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.on('exit', (code, signal) => resolve([code, signal])));
-    await new Promise<void>((resolve, reject) => {
-      child.stdout.on('data', () => resolve());
-      child.on('exit', () => reject(new Error(`exited before it was ready: ${err}`)));
-    });
-    child.kill('SIGTERM');
-    assert.deepEqual(await exit, [null, 'SIGTERM'], err);
+    const { exit, err } = await sigtermWhenReady(script, join(dir, 'p.csv'));
+    assert.deepEqual(exit, [null, 'SIGTERM'], err);
     assert.deepEqual(readdirSync(dir), [], 'neither the stream’s temporary file nor the row writer’s partial file is left');
   }),
 );
@@ -183,16 +189,8 @@ removeOnStopSignal(() => { throw new Error('cannot remove'); });
 removeOnStopSignal(() => fs.rmSync(rows, { force: true }));
 process.stdout.write('ready\\n');
 setTimeout(() => process.exit(7), 4000); // still alive well after the signal: it was ignored`;
-    const child = spawn(process.execPath, ['-e', script, join(dir, 'p.csv')], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let err = '';
-    child.stderr.on('data', (d: Buffer) => (err += d));
-    const exit = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.on('exit', (code, signal) => resolve([code, signal])));
-    await new Promise<void>((resolve, reject) => {
-      child.stdout.on('data', () => resolve());
-      child.on('exit', () => reject(new Error(`exited before it was ready: ${err}`)));
-    });
-    child.kill('SIGTERM');
-    assert.deepEqual(await exit, [null, 'SIGTERM'], err);
+    const { exit, err } = await sigtermWhenReady(script, join(dir, 'p.csv'));
+    assert.deepEqual(exit, [null, 'SIGTERM'], err);
     assert.deepEqual(readdirSync(dir), [], 'the removal after the throwing one still ran');
     assert.match(err, /cannot remove/, 'the failed removal is reported');
   }),
