@@ -140,26 +140,26 @@ test('one packer per folder: a second is refused naming the first (index.json.lo
   assert.deepEqual(fs.readdirSync(out).sort(), ['index.json', 'shard-000000.tar'], 'the lock released');
 });
 
+let killers = 0;
+/** packImageFolder(options) in a child process with `killer` (source that kills it at some call) loaded first. */
+function packKilledBy(killer: string, options: Record<string, unknown>) {
+  const file = join(root, `killer-${killers++}.js`);
+  fs.writeFileSync(file, killer);
+  const data = join(__dirname, '..', '..', 'src', 'data');
+  return spawnSync(process.execPath, ['-r', file, '-e', `require(${JSON.stringify(data)}).packImageFolder(${JSON.stringify(options)})`], {
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+}
+
 test('a packer killed between the renames of its set: the next reader of the data path completes the new set, equal to an uninterrupted pack', async () => {
   const [out, ref] = [join(root, 'killed'), join(root, 'reference')];
   await packImageFolder({ input: twelve, output: out, shardSize: 4 });
   await packImageFolder({ input: twelve, output: ref, shardSize: 4, shuffle: true, seed: 3 });
-  const killer = join(root, 'killer.js');
-  fs.writeFileSync(
-    killer,
+  const r = packKilledBy(
     `const fs = require('node:fs'); const rename = fs.renameSync;
 fs.renameSync = function (a, b) { rename.call(fs, a, b); if (/shard-000001\\.tar$/.test(String(b))) process.kill(process.pid, 'SIGKILL'); };`,
-  );
-  const data = join(__dirname, '..', '..', 'src', 'data');
-  const r = spawnSync(
-    process.execPath,
-    [
-      '-r',
-      killer,
-      '-e',
-      `require(${JSON.stringify(data)}).packImageFolder({ input: ${JSON.stringify(twelve)}, output: ${JSON.stringify(out)}, shardSize: 4, shuffle: true, seed: 3, overwrite: true })`,
-    ],
-    { encoding: 'utf8', timeout: 60_000 },
+    { input: twelve, output: out, shardSize: 4, shuffle: true, seed: 3, overwrite: true },
   );
   assert.equal(r.signal, 'SIGKILL', r.stderr);
   assert.ok(fs.existsSync(join(out, 'index.json.commit')), 'killed mid-commit: its journal is left');
@@ -176,22 +176,10 @@ fs.renameSync = function (a, b) { rename.call(fs, a, b); if (/shard-000001\\.tar
 test("a repacker killed after its commit, before the earlier set's extra shards are removed: a reader of the folder gets the new set alone, no shard of the earlier one", async () => {
   const out = join(root, 'killed-after-commit');
   await packImageFolder({ input: twelve, output: out, shardSize: 4 }); // 3 shards
-  const killer = join(root, 'killer-rm.js');
-  fs.writeFileSync(
-    killer,
+  const r = packKilledBy(
     `const fs = require('node:fs'); const rm = fs.rmSync;
 fs.rmSync = function (p, o) { if (/shard-000002\\.tar/.test(String(p))) process.kill(process.pid, 'SIGKILL'); return rm.call(fs, p, o); };`,
-  );
-  const data = join(__dirname, '..', '..', 'src', 'data');
-  const r = spawnSync(
-    process.execPath,
-    [
-      '-r',
-      killer,
-      '-e',
-      `require(${JSON.stringify(data)}).packImageFolder({ input: ${JSON.stringify(five)}, output: ${JSON.stringify(out)}, shardSize: 4, overwrite: true })`,
-    ],
-    { encoding: 'utf8', timeout: 60_000 },
+    { input: five, output: out, shardSize: 4, overwrite: true },
   );
   assert.equal(r.signal, 'SIGKILL', r.stderr);
   // the new set (5 images in 2 shards) is committed; the earlier set's third shard must not be read with it
