@@ -14,6 +14,25 @@ import { memoryFactories, toyImages } from '../eval/helpers';
 import { squares } from '../eval/seg-helpers';
 import { TINY_PRETRAIN } from './helpers';
 
+/** A tiny ablation's recipe over the synthetic set (one order, few steps, one thread), as these tests run it. */
+const TINY_ABLATION = {
+  orders: 'raster',
+  budget: 'small',
+  ...TINY_PRETRAIN,
+  pretrainLimit: 16,
+  linprobeEpochs: 1,
+  k: '5',
+  threads: 1,
+  pooling: 'cls',
+  dataset: 'synthetic',
+};
+
+/** Toy labelled images and the toy squares as the masked data. */
+const segFactories = () => ({
+  ...memoryFactories(toyImages(32, 3, 8, 1), toyImages(12, 3, 8, 2)),
+  makeSegData: (r: { split: string }) => (r.split === 'train' ? squares(32, 1) : squares(12, 2)),
+});
+
 test('ablate --eval segprobe adds a seg mIoU column, scores every run once and adds it to a finished ablation', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-seg-'));
   try {
@@ -111,12 +130,8 @@ test('ablate --eval segprobe needs data with masks, named before any work', () =
 test('a --jobs shard scores the segmentation probe of its own runs only (each shard scored every finished run, at once)', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-seg-shard-'));
   try {
-    const factories = {
-      ...memoryFactories(toyImages(32, 3, 8, 1), toyImages(12, 3, 8, 2)),
-      makeSegData: (r: { split: string }) => (r.split === 'train' ? squares(32, 1) : squares(12, 2)),
-    };
-    const base = { orders: 'raster', seeds: 2, budget: 'small', ...TINY_PRETRAIN, pretrainLimit: 16, linprobeEpochs: 1, k: '5', trainLimit: 30 };
-    const o = { ...base, outDir: dir, threads: 1, pooling: 'cls', dataset: 'synthetic' };
+    const factories = segFactories();
+    const o = { ...TINY_ABLATION, seeds: 2, trainLimit: 30, outDir: dir };
     // a finished ablation of 4 runs (raster and the baseline, 2 seeds), then the column added by 2 shards
     await ablate(resolveOptions(ABLATE_OPTIONS, o), factories, { log: () => {} });
     const lines: string[] = [];
@@ -133,25 +148,8 @@ test('a --jobs shard scores the segmentation probe of its own runs only (each sh
 test('an unreadable ablation-segprobe.json is scored again, as an unreadable ablation-eval.json is (it stopped the ablation with a bare JSON error)', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-seg-unreadable-'));
   try {
-    const factories = {
-      ...memoryFactories(toyImages(32, 3, 8, 1), toyImages(12, 3, 8, 2)),
-      makeSegData: (r: { split: string }) => (r.split === 'train' ? squares(32, 1) : squares(12, 2)),
-    };
-    const o = resolveOptions(ABLATE_OPTIONS, {
-      orders: 'raster',
-      baseline: false,
-      budget: 'small',
-      ...TINY_PRETRAIN,
-      pretrainLimit: 16,
-      linprobeEpochs: 1,
-      k: '5',
-      trainLimit: 30,
-      outDir: dir,
-      threads: 1,
-      pooling: 'cls',
-      dataset: 'synthetic',
-      eval: 'segprobe',
-    });
+    const factories = segFactories();
+    const o = resolveOptions(ABLATE_OPTIONS, { ...TINY_ABLATION, baseline: false, trainLimit: 30, outDir: dir, eval: 'segprobe' });
     const r = await ablate(o, factories, { log: () => {} });
     const file = join(r.runs[0].runDir, 'ablation-segprobe.json');
     for (const text of ['{"mIoU": 0.', 'null']) {
@@ -168,17 +166,7 @@ test('an unreadable ablation-segprobe.json is scored again, as an unreadable abl
 test('a Ctrl-C while --eval segprobe scores a run stops the ablation with exit code 130 and writes no score (the probe ignored it and every run was scored)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-seg-signal-'));
   try {
-    const o = {
-      orders: 'raster',
-      budget: 'small',
-      ...TINY_PRETRAIN,
-      pretrainLimit: 16,
-      linprobeEpochs: 1,
-      k: '5',
-      threads: 1,
-      pooling: 'cls',
-      dataset: 'synthetic',
-    };
+    const o = TINY_ABLATION;
     const src = JSON.stringify(join(__dirname, '..', '..', 'src'));
     const helpers = JSON.stringify(join(__dirname, '..', 'eval', 'helpers'));
     const segHelpers = JSON.stringify(join(__dirname, '..', 'eval', 'seg-helpers'));
