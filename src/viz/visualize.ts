@@ -129,17 +129,14 @@ export async function visualizeModel(model: SemAIM, images: LoadedImages, outDir
     })),
     skipped: images.skipped,
   };
-  const files: [string, string | Uint8Array][] = [
-    [summary, ''], // (written once the earlier list is read: it names the rows it supersedes)
-    [grid, await encodePng(canvas)],
-  ];
+  const pngs: [string, Uint8Array][] = [[grid, await encodePng(canvas)]];
   for (let i = 0; i < figRows.length; i++) {
     await yieldThenThrowIfAborted(o.signal);
-    files.push([rowFiles[i], await encodePng(renderFigure([figRows[i]], render).canvas)]);
+    pngs.push([rowFiles[i], await encodePng(renderFigure([figRows[i]], render).canvas)]);
   }
   // another visualisation into this folder (another process, another job) is refused from here to the end:
   // one that committed between this one's reading of the earlier list and its commit left rows beside it
-  const release = claimOutputs(files.map(([path]) => path));
+  const release = claimOutputs([summary, ...pngs.map(([path]) => path)]);
   try {
     finishInterruptedCommits(outDir); // an earlier visualisation killed mid-commit: its list is the one in place
     // rows an earlier visualisation here listed and this one does not write would pass for this one's
@@ -150,8 +147,8 @@ export async function visualizeModel(model: SemAIM, images: LoadedImages, outDir
     const superseded = rowsListedIn(summary).filter(
       (f) => !written.has(resolve(f)) && resolve(dirname(f)) === resolve(outDir) && isRowFileName(basename(f)) && existsSync(f),
     );
-    files[0][1] = JSON.stringify(superseded.length ? { ...listing, superseded } : listing, null, 2);
-    await commitStagedUnlessAborted(fileStagers(files), o.signal);
+    const list = JSON.stringify(superseded.length ? { ...listing, superseded } : listing, null, 2);
+    await commitStagedUnlessAborted(fileStagers([[summary, list], ...pngs]), o.signal);
     for (const f of superseded) rmSync(f, { force: true });
   } finally {
     release();
