@@ -191,6 +191,7 @@ export class CheckpointManager {
       rmSync(old, { recursive: true, force: true });
       if (existsSync(best)) renameSync(best, old);
       renameSync(tmp, best);
+      fsyncPath(this.root); // the new 'best' in place on the disk before the old one is deleted
       rmSync(old, { recursive: true, force: true });
     } catch (e) {
       rmSync(tmp, { recursive: true, force: true });

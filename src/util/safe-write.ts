@@ -164,6 +164,7 @@ export function stagedAt(path: string, tmp: string): StagedFile {
         rmSync(tmp, { force: true });
         throw writeError(path, e);
       }
+      fsyncPath(dirname(path)); // the new name on the disk too, not only the bytes: durable across a power cut
     },
     abort: () => rmSync(tmp, { force: true }),
   };
