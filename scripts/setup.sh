@@ -12,7 +12,12 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(libtorch-dev libopenblas0-openmp libgloo-dev python3-torch python3-torchvision g++ make chromium)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
-  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  # Installed means configured: `dpkg -s` also succeeds for a package removed with its config files
+  # left, or one a broken earlier install left half-configured. (One status line per architecture.)
+  case "$(dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null)" in
+    *"install ok installed"*) ;;
+    *) missing+=("$p") ;;
+  esac
 done
 if [ ${#missing[@]} -gt 0 ]; then
   if [ -n "${LIBTORCH:-}" ] && [ ! -e /usr/bin/apt-get ]; then
