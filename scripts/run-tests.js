@@ -44,8 +44,9 @@ if (list) {
 const args = ['--expose-gc', '--test', '--test-concurrency=1', ...files];
 const env = { ...process.env };
 if (env.SEMAIM_TEST_DEVICE) {
-  // Through NODE_OPTIONS, so that the runner's per-file child processes load it too.
-  env.NODE_OPTIONS = `--require ${join(__dirname, 'test-device.js')}${env.NODE_OPTIONS ? ` ${env.NODE_OPTIONS}` : ''}`;
+  // Through NODE_OPTIONS, so that the runner's per-file child processes load it too; the path quoted,
+  // since NODE_OPTIONS splits at spaces (a checkout under a folder whose name has one).
+  env.NODE_OPTIONS = `--require ${JSON.stringify(join(__dirname, 'test-device.js'))}${env.NODE_OPTIONS ? ` ${env.NODE_OPTIONS}` : ''}`;
 }
 const r = spawnSync(process.execPath, args, { stdio: 'inherit', env });
 process.exit(r.status ?? 1);

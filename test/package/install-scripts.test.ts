@@ -1,10 +1,12 @@
 // What `npm ci` and the install step run: every dependency's install script is reviewed in
 // package.json's allowScripts (npm 11 warns about each one that is not, on every install), and
-// scripts/run-tests.js picks test files by their path in the checkout, not by where the checkout is.
+// scripts/run-tests.js picks test files by their path in the checkout, not by where the checkout is,
+// and runs them under SEMAIM_TEST_DEVICE wherever the checkout is.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve, sep } from 'node:path';
 
 const ROOT = resolve(__dirname, '..', '..', '..');
@@ -50,4 +52,24 @@ test('run-tests.js matches its substrings against the path in the checkout, not 
   const none = list(outside);
   assert.equal(none.status, 1, `"${outside}" (a folder above the checkout) selected:\n${none.stdout}`);
   assert.match(none.stderr, /no test file under dist\/test has ".*" in its path/);
+});
+
+test('run-tests.js with SEMAIM_TEST_DEVICE preloads scripts/test-device.js from a checkout whose path has a space', (t) => {
+  // a copy of the two scripts in "<tmp>/a checkout/", with dist/src linked to this checkout's
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-run-tests-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const copy = join(dir, 'a checkout');
+  mkdirSync(join(copy, 'scripts'), { recursive: true });
+  mkdirSync(join(copy, 'dist', 'test'), { recursive: true });
+  for (const f of ['run-tests.js', 'test-device.js']) copyFileSync(join(ROOT, 'scripts', f), join(copy, 'scripts', f));
+  symlinkSync(join(ROOT, 'dist', 'src'), join(copy, 'dist', 'src'));
+  writeFileSync(
+    join(copy, 'dist', 'test', 'preloaded.test.js'),
+    "require('node:test')('preloaded', () => require('node:assert').ok(Object.keys(require.cache).some((f) => f.endsWith('test-device.js'))));\n",
+  );
+  // without NODE_TEST_CONTEXT, which would make the inner runner report to this one instead of in TAP
+  const { NODE_TEST_CONTEXT: _, ...env } = process.env;
+  const r = spawnSync(process.execPath, [join(copy, 'scripts', 'run-tests.js')], { encoding: 'utf8', env: { ...env, SEMAIM_TEST_DEVICE: 'cpu' } });
+  assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+  assert.match(r.stdout, /# pass 1/);
 });
