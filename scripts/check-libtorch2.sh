@@ -125,7 +125,8 @@ exec "$LDSO" --library-path "$LIBPATH" "$NODE_BIN" "\$@"
 EOF
 chmod +x "$WRAPPER"
 export SEMAIM_ADDON=$ADDON SEMAIM_NODE_WRAPPER=$WRAPPER
-export NODE_OPTIONS="--require $REPO/scripts/libtorch2-preload.js${NODE_OPTIONS:+ $NODE_OPTIONS}"
+# quoted: NODE_OPTIONS splits at spaces, and the checkout's path may have one
+export NODE_OPTIONS="--require \"$REPO/scripts/libtorch2-preload.js\"${NODE_OPTIONS:+ $NODE_OPTIONS}"
 
 log "compiling the TypeScript (npm run build)"
 (cd "$REPO" && npm run --silent build)
