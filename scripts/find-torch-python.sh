@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prints the first Python that can `import torch`: $SEMAIM_PYTHON, then python3/python on PATH, then
 # the usual fixed places (Debian's /usr/bin/python3, conda, /usr/local). Exit 1 if none can.
-for py in ${SEMAIM_PYTHON:-} python3 python /usr/bin/python3 /opt/conda/bin/python /usr/local/bin/python3; do
+for py in "${SEMAIM_PYTHON:-}" python3 python /usr/bin/python3 /opt/conda/bin/python /usr/local/bin/python3; do
   path=$(command -v "$py" 2>/dev/null) || continue
   if "$path" -c 'import torch' >/dev/null 2>&1; then echo "$path"; exit 0; fi
 done
