@@ -31,9 +31,11 @@ for entry in "${PACKAGES[@]}"; do
     curl -sSfL -o "$index.part" "$MIRROR/dists/$SUITE/$component/binary-amd64/Packages.xz" && mv "$index.part" "$index" ||
       [ -s "$index" ] || die "cannot download the $SUITE/$component index"
   fi
+  # (read fails on no line, which set -e would end the script on without the message below)
+  file=""
   read -r file sha < <(xz -dc "$index" | awk -v p="$name" '
-    /^Package: /{ok = ($2 == p)} ok && /^Filename: /{f = $2} ok && /^SHA256: /{s = $2} /^$/{ if (ok && f) {print f, s; exit} ok = 0 }')
-  [ -n "${file:-}" ] || die "$name not in $SUITE/$component"
+    /^Package: /{ok = ($2 == p)} ok && /^Filename: /{f = $2} ok && /^SHA256: /{s = $2} /^$/{ if (ok && f) {print f, s; exit} ok = 0 }') || true
+  [ -n "$file" ] || die "$name not in $SUITE/$component"
   deb=$CACHE/debs/$(basename "$file")
   if [ ! -f "$deb" ]; then
     log "downloading $(basename "$file")"

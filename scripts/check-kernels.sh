@@ -37,8 +37,11 @@ if [ "${NVRTC:-1}" != 0 ]; then
     curl -sSfL -o "$index.part" "$MIRROR/dists/trixie/non-free/binary-amd64/Packages.xz" && mv "$index.part" "$index" || { log "cannot download the trixie/non-free index"; exit 1; }
   fi
   for pkg in libnvrtc12 libnvrtc-builtins12.4; do
+    # (read fails on no line, which set -e would end the script on without the message below)
+    file=""
     read -r file sha < <(xz -dc "$index" | awk -v p="$pkg" '
-      /^Package: /{ok = ($2 == p)} ok && /^Filename: /{f = $2} ok && /^SHA256: /{s = $2} /^$/{ if (ok && f) {print f, s; exit} ok = 0 }')
+      /^Package: /{ok = ($2 == p)} ok && /^Filename: /{f = $2} ok && /^SHA256: /{s = $2} /^$/{ if (ok && f) {print f, s; exit} ok = 0 }') || true
+    [ -n "$file" ] || { log "$pkg not in trixie/non-free (delete $index to fetch it again)"; exit 1; }
     deb=$CACHE/debs/$(basename "$file")
     if [ ! -f "$deb" ]; then
       log "downloading $(basename "$file")"
