@@ -6,12 +6,13 @@
 // SEMAIM_TEST_DEVICE=cuda runs them with tensors created without a device on that device
 // (scripts/test-device.js); tests of CPU-only behaviour skip themselves then.
 'use strict';
-const { readdirSync, statSync } = require('node:fs');
+const { existsSync, readdirSync, statSync } = require('node:fs');
 const { join, relative } = require('node:path');
 const { spawnSync } = require('node:child_process');
 
 function walk(dir) {
   let out = [];
+  if (!existsSync(dir)) return out;
   for (const name of readdirSync(dir)) {
     const p = join(dir, name);
     if (statSync(p).isDirectory()) out = out.concat(walk(p));
@@ -26,7 +27,14 @@ function walk(dir) {
 const ROOT = join(__dirname, '..');
 const list = process.argv.includes('--list');
 const filters = process.argv.slice(2).filter((a) => a !== '--list');
-const files = walk(join(ROOT, 'dist', 'test'))
+// A compiled test whose test/**/*.ts is gone (deleted or moved: tsc leaves its old output in dist/) is
+// not run: it would test code that no longer exists, from dist/src files left over beside it.
+const sourceOf = (f) => join(ROOT, relative(join(ROOT, 'dist'), f)).replace(/\.js$/, '.ts');
+const compiled = walk(join(ROOT, 'dist', 'test'));
+const stale = compiled.filter((f) => !existsSync(sourceOf(f)));
+if (stale.length) console.error(`run-tests: not running ${stale.map((f) => relative(ROOT, f)).join(', ')}: no test/ source (left from an earlier build)`);
+const files = compiled
+  .filter((f) => !stale.includes(f))
   .filter((f) => filters.length === 0 || filters.some((s) => relative(ROOT, f).includes(s)))
   .sort();
 if (files.length === 0) {

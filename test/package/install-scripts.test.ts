@@ -63,6 +63,8 @@ test('run-tests.js with SEMAIM_TEST_DEVICE preloads scripts/test-device.js from 
   mkdirSync(join(copy, 'dist', 'test'), { recursive: true });
   for (const f of ['run-tests.js', 'test-device.js']) copyFileSync(join(ROOT, 'scripts', f), join(copy, 'scripts', f));
   symlinkSync(join(ROOT, 'dist', 'src'), join(copy, 'dist', 'src'));
+  mkdirSync(join(copy, 'test'));
+  writeFileSync(join(copy, 'test', 'preloaded.test.ts'), ''); // its source: the runner runs only tests that have one
   writeFileSync(
     join(copy, 'dist', 'test', 'preloaded.test.js'),
     "require('node:test')('preloaded', () => require('node:assert').ok(Object.keys(require.cache).some((f) => f.endsWith('test-device.js'))));\n",
@@ -72,4 +74,23 @@ test('run-tests.js with SEMAIM_TEST_DEVICE preloads scripts/test-device.js from 
   const r = spawnSync(process.execPath, [join(copy, 'scripts', 'run-tests.js')], { encoding: 'utf8', env: { ...env, SEMAIM_TEST_DEVICE: 'cpu' } });
   assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
   assert.match(r.stdout, /# pass 1/);
+});
+
+test('run-tests.js leaves out a compiled test whose test/ source is gone, naming it', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-run-tests-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  mkdirSync(join(dir, 'scripts'));
+  copyFileSync(join(ROOT, 'scripts', 'run-tests.js'), join(dir, 'scripts', 'run-tests.js'));
+  const list = () => spawnSync(process.execPath, [join(dir, 'scripts', 'run-tests.js'), '--list'], { encoding: 'utf8' });
+  const none = list(); // no build yet
+  assert.equal(none.status, 1);
+  assert.match(none.stderr, /no test files found under dist\/test/);
+  for (const f of ['test/kept.test.ts', 'dist/test/kept.test.js', 'dist/test/moved/away.test.js']) {
+    mkdirSync(join(dir, f, '..'), { recursive: true });
+    writeFileSync(join(dir, f), '');
+  }
+  const r = list();
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(r.stdout.trim().split('\n'), [join('dist', 'test', 'kept.test.js')]);
+  assert.match(r.stderr, /not running dist\/test\/moved\/away\.test\.js: no test\/ source/);
 });
