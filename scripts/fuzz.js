@@ -1312,7 +1312,12 @@ function runTarget(target, seed, n, o) {
           o.log(`FAIL ${target} ${current} ${what}`);
           next = current + 1;
         } else if (code !== 0 && next < n) {
-          o.log(`child of ${target} exited ${code} ${signal || ''}: ${stderr.slice(-500)}`);
+          // died between cases (a crash in a finalizer, an unhandled rejection after a case's report, or at
+          // start-up): a finding, or a run that never reached its remaining cases would report none
+          const what = `crash: the child exited ${code} ${signal || ''} between cases, before case ${next}; cases ${next}..${n - 1} not run: ${stderr.trim().split('\n').slice(-3).join(' \\ ')}`;
+          findings.push({ target, i: next, what });
+          counts.crash = (counts.crash || 0) + 1;
+          o.log(`FAIL ${target} ${next} ${what}`);
           return resolve({ findings, counts });
         }
         start();
@@ -1374,7 +1379,7 @@ async function main(argv) {
   return all.length ? 1 : 0;
 }
 
-module.exports = { TARGETS, rngFor, runCase, mutateBytesN, mutateJsonText, checkMarkup, Finding, setWork: (w) => (WORK = w) };
+module.exports = { TARGETS, rngFor, runCase, runTarget, mutateBytesN, mutateJsonText, checkMarkup, Finding, setWork: (w) => (WORK = w) };
 
 if (require.main === module) {
   main(process.argv.slice(2)).then(

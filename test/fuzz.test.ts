@@ -22,6 +22,12 @@ import { DecodeError } from '../src/data/codecs/errors';
 interface Fuzzer {
   TARGETS: Record<string, unknown>;
   runCase(target: string, seed: number, i: number): Promise<string>;
+  runTarget(
+    target: string,
+    seed: number,
+    n: number,
+    o: { timeout: number; maxMemMb: number; verbose: boolean; shown: Record<string, number>; log: (s: string) => void },
+  ): Promise<{ findings: { target: string; i: number; what: string }[]; counts: Record<string, number> }>;
   setWork(dir: string): void;
 }
 const fuzzer = require(join(__dirname, '..', '..', 'scripts', 'fuzz.js')) as Fuzzer;
@@ -248,4 +254,28 @@ test('fuzz sweep: a few cases of every target of scripts/fuzz.js are handled (re
       }
     }
     assert.deepEqual(failures, []);
+  }));
+
+test('a fuzz child that dies between two cases is a finding, not a target that ends early with none', () =>
+  withDir(async (dir) => {
+    // preloaded into the child: it exits 3 once it has reported its first case done
+    const preload = join(dir, 'dies-after-a-case.js');
+    writeFileSync(
+      preload,
+      `const fs = require('node:fs'); const write = fs.writeSync;
+       fs.writeSync = (fd, s, ...rest) => { const n = write(fd, s, ...rest); if (fd === 1 && String(s).startsWith('D ')) process.exit(3); return n; };`,
+    );
+    const before = process.env.NODE_OPTIONS;
+    process.env.NODE_OPTIONS = `--require ${JSON.stringify(preload)}`;
+    try {
+      fuzzer.setWork(dir);
+      const { findings, counts } = await fuzzer.runTarget('lock', 1, 3, { timeout: 60, maxMemMb: 400, verbose: false, shown: {}, log: () => {} });
+      assert.equal(counts.handled, 1);
+      assert.equal(findings.length, 1);
+      assert.equal(findings[0].i, 1);
+      assert.match(findings[0].what, /^crash: the child exited 3 .*between cases, before case 1; cases 1\.\.2 not run/);
+    } finally {
+      if (before === undefined) delete process.env.NODE_OPTIONS;
+      else process.env.NODE_OPTIONS = before;
+    }
   }));
