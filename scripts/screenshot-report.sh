@@ -28,7 +28,11 @@ fi
 profile="$(mktemp -d)"
 log="$(mktemp)"
 trap 'rm -rf "$profile" "$log"' EXIT
-url="file://$(realpath "$report")"
+# %, # and ? in the path escaped: in a URL they would start an escape, the fragment and the query
+path="$(realpath "$report")"
+path="${path//%/%25}"
+path="${path//#/%23}"
+url="file://${path//\?/%3F}"
 mkdir -p "$(dirname "$out")"
 rm -f "$out"
 
