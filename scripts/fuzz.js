@@ -1336,15 +1336,22 @@ async function main(argv) {
   const o = { cases: 300, seed: 1, timeout: 20, maxMemMb: 400, verbose: false, shown: {}, log: (s) => console.log(s) };
   const targets = [];
   let replay = null;
+  // a number that is not one (--cases 1k) would be NaN, and a target of NaN cases restarts its child forever
+  const num = (flag, s, min = 0) => {
+    const v = Number(s);
+    if (s === undefined || s.trim() === '' || !Number.isFinite(v) || v < min)
+      throw new Error(`${flag} takes a number${min > -Infinity ? ` >= ${min}` : ''}, not ${s}`);
+    return v;
+  };
   for (let k = 0; k < argv.length; k++) {
     const a = argv[k];
-    if (a === '--cases') o.cases = Number(argv[++k]);
-    else if (a === '--seed') o.seed = Number(argv[++k]);
-    else if (a === '--timeout') o.timeout = Number(argv[++k]);
-    else if (a === '--max-mem-mb') o.maxMemMb = Number(argv[++k]);
+    if (a === '--cases') o.cases = num(a, argv[++k]);
+    else if (a === '--seed') o.seed = num(a, argv[++k], -Infinity);
+    else if (a === '--timeout') o.timeout = num(a, argv[++k]);
+    else if (a === '--max-mem-mb') o.maxMemMb = num(a, argv[++k]);
     else if (a === '--work') WORK = path.resolve(argv[++k]);
     else if (a === '--verbose') o.verbose = true;
-    else if (a === '--case') replay = { target: argv[++k], i: Number(argv[++k]) };
+    else if (a === '--case') replay = { target: argv[++k], i: num(a, argv[++k]) };
     else if (a === '--keep') replay.keep = path.resolve(argv[++k]);
     else if (a === '--list') {
       for (const [n, t] of Object.entries(TARGETS)) console.log(`${n.padEnd(12)} ${t.about}`);

@@ -279,3 +279,9 @@ test('a fuzz child that dies between two cases is a finding, not a target that e
       else process.env.NODE_OPTIONS = before;
     }
   }));
+
+test('fuzz.js refuses a count that is not a number (exit 2, naming it) instead of restarting its child forever', () => {
+  const r = spawnSync(process.execPath, [join(__dirname, '..', '..', 'scripts', 'fuzz.js'), '--cases', '1k', 'lock'], { encoding: 'utf8', timeout: 8000 });
+  assert.equal(r.status, 2, `status ${r.status} (signal ${r.signal}): ${r.stderr}`);
+  assert.match(r.stderr, /--cases takes a number >= 0, not 1k/);
+});
