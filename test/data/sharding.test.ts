@@ -123,7 +123,8 @@ test('an epoch resumes at a batch, and at a sample position with another world s
 
 test('a rank plan that starts at sample s covers positions s.. of the epoch once, with dropLast or padded without it', () => {
   for (const dropLast of [false, true]) {
-    for (const s of [0, 5, 12]) {
+    // (s = n: an epoch resumed at its very end has no batch left, and is no error)
+    for (const s of [0, 5, 12, 30]) {
       const n = 30;
       const plans = [0, 1].map((rank) => rankPlan({ length: n, batchSize: 4, dropLast, rank, worldSize: 2, startSample: s }));
       const used: number[] = [];
@@ -139,6 +140,10 @@ test('a rank plan that starts at sample s covers positions s.. of the epoch once
         `dropLast ${dropLast}, start ${s}`,
       );
     }
+    assert.throws(
+      () => rankPlan({ length: 30, batchSize: 4, dropLast, rank: 0, worldSize: 2, startSample: 31 }),
+      /start sample 31 is outside the epoch \(0\.\.30\)/,
+    );
   }
 });
 
@@ -166,5 +171,18 @@ test('with two ranks an epoch resumed at batch b gives each rank its batches b..
       );
       assert.deepEqual(resumed[0].images, full[batch].images);
     }
+  }
+});
+
+test('with mixup each rank mixes its slice with draws of its own, as each process of a DDP run has its own random state', async () => {
+  const ds = syntheticObjects({ size: 8, count: 16, seed: 1 });
+  const opts = { batchSize: 2, workers: 0, worldSize: 2, seed: 5, dropLast: true, transforms: [normalize()], mixup: { mixupAlpha: 0.8, cutmixAlpha: 0 } };
+  const loaders = [0, 1].map((rank) => new DataLoader(ds, { ...opts, rank }));
+  try {
+    const got = await Promise.all(loaders.map((l) => collect(l.iterate(0))));
+    assert.equal(got[0].length, 4);
+    for (let j = 0; j < 4; j++) assert.notEqual(got[0][j].lam, got[1][j].lam, `batch ${j}: the ranks' λ`);
+  } finally {
+    for (const l of loaders) await l.close();
   }
 });
