@@ -5,6 +5,7 @@ import { knnClassify, knnClassifyAsync, knnVotes, parseKs } from '../../src/eval
 import { FeatureSet } from '../../src/eval/features';
 import { accuracyOf } from '../../src/eval/accuracy';
 import { countingLoopTurns } from './helpers';
+import type { ProcessGroup } from '../../src/dist';
 
 function set(rows: number[][], labels: number[]): FeatureSet {
   return { features: torch.keep(torch.tensor(rows)), labels: Int32Array.from(labels) };
@@ -87,6 +88,13 @@ test('per-class accuracy, k larger than a class, and k larger than the bank', ()
   assert.throws(() => knnClassify(train, q, { ks: [1], numClasses: 2, label: null }), /knnClassify: training label 2 \(row 6\) is outside 0\.\.1/);
   const badQuery = { features: q.features, labels: Int32Array.of(0, 1, 3, 1) };
   assert.throws(() => knnClassify(train, badQuery, { ks: [1], numClasses: 3, label: null }), /knnClassify: test label 3 \(row 2\) is outside 0\.\.2/);
+  // a test label per test row, and a block of test rows that is a whole number of rows
+  const shortLabels = { features: q.features, labels: Int32Array.of(0, 1, 2) };
+  assert.throws(() => knnClassify(train, shortLabels, { ks: [1], numClasses: 3, label: null }), /knnClassify: features and labels differ in count/);
+  assert.throws(
+    () => knnClassify(train, q, { ks: [1], numClasses: 3, label: null, chunkSize: 1.5 }),
+    /knnClassify: chunkSize must be a positive integer, got 1\.5/,
+  );
   for (const s of [train, q]) s.features.dispose();
 });
 
@@ -130,6 +138,7 @@ test('chunked k-NN equals a brute-force reference for every k from one top-max(k
 
 test('k lists parse and bad ones are refused', () => {
   assert.deepEqual(parseKs('20, 10,30,10'), [10, 20, 30]);
+  assert.deepEqual(parseKs('100,9,20'), [9, 20, 100], 'in numeric order, not as text');
   assert.throws(() => parseKs('10,x'), /positive integers/);
   assert.throws(() => parseKs('0'), /positive integers/);
   // decimal digits only, as the number options take them ('0x10' was k = 16, '0b11' k = 3)
@@ -160,4 +169,20 @@ test('knnClassifyAsync gives knnClassify’s results and lets the event loop tur
   assert.ok(turns >= 3, `the event loop turned ${turns} times during 4 blocks`);
   await assert.rejects(knnClassifyAsync(train, test, { ...o, ks: [41] }), /k = 41 exceeds the 40 training features/);
   for (const s of [train, test]) s.features.dispose();
+});
+
+test('a rank whose shard holds fewer rows than k pads its nearest with similarity -inf: the padding never outranks a real neighbour', () => {
+  // Rank 0 of 2 holds one training row (95°, class 1); the other rank's two nearest (220°, 150°, class 2)
+  // come through the group. Every real similarity to the 0° query is negative: padding at similarity 0
+  // (label 0) would be the nearest neighbour and win the vote for class 0.
+  const train: FeatureSet = { ...set([angle(95)], [1]), shard: { positions: Int32Array.of(0), size: 4 } };
+  const query = set([angle(0)], [1]);
+  const cos = (deg: number) => Math.cos((deg * Math.PI) / 180);
+  const other = [torch.keep(torch.tensor([[cos(220), cos(150)]])), torch.keep(torch.tensor([[2, 2]], { dtype: 'int64' }))];
+  let call = 0;
+  const group = { rank: 0, worldSize: 2, allGatherSync: (t: torch.Tensor) => [t, other[call++ % 2]] } as unknown as ProcessGroup;
+  const [r] = knnClassify(train, query, { ks: [2], numClasses: 3, label: null, group });
+  assert.equal(call, 2, 'one exchange of similarities and labels');
+  assert.deepEqual(r.accuracy.perClass, [null, 1, null], 'the 95° row (class 1) is the nearest, then 220° (class 2)');
+  for (const t of [train.features, query.features, ...other]) t.dispose();
 });
