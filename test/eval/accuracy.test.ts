@@ -62,3 +62,30 @@ test('a label outside the classes counts as a miss in n, in no class: perClass a
   assert.equal(t.counts().length, 3 + 2 * 3);
   assert.deepEqual(AccuracyTally.fromCounts(3, t.counts()).result(), r);
 });
+
+test('tallies summed through counts() and fromCounts() give the accuracy of all their rows at once; an empty tally has no accuracy', () => {
+  // (data-parallel ranks add their tallies up this way: each class's hits and rows must come back as such)
+  const scores = () => torch.tensor([1, 0, 0, 0, 1, 0, 0, 0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 1], { shape: [6, 3] });
+  const labels = Int32Array.from([0, 1, 2, 1, 0, 0]); // hits: rows 0, 1, 2, 4; class 0: 2 of 3, class 1: 1 of 2, class 2: 1 of 1
+  const all = new AccuracyTally(3);
+  torch.scope(() => all.add(scores(), labels));
+  const halves = [0, 3].map((start) => {
+    const t = new AccuracyTally(3);
+    torch.scope(() => t.add(scores().narrow(0, start, 3), labels.subarray(start, start + 3)));
+    return t.counts();
+  });
+  const summed = AccuracyTally.fromCounts(
+    3,
+    halves[0].map((v, i) => v + halves[1][i]),
+  ).result();
+  assert.deepEqual(summed, all.result());
+  assert.deepEqual(summed.perClass, [2 / 3, 1 / 2, 1]);
+  assert.deepEqual(summed.perClassCount, [3, 2, 1]);
+  assert.throws(() => AccuracyTally.fromCounts(3, halves[0].slice(1)), /AccuracyTally: 8 counts for 3 classes/);
+  // one label per score row, both ways
+  assert.throws(() => torch.scope(() => all.add(scores(), labels.subarray(0, 5))), /AccuracyTally: 6 score rows for 5 labels/);
+  assert.throws(() => torch.scope(() => all.add(scores().narrow(0, 0, 5), labels)), /AccuracyTally: 5 score rows for 6 labels/);
+  const none = new AccuracyTally(3).result();
+  assert.ok(Number.isNaN(none.top1) && Number.isNaN(none.top5), 'no rows: no accuracy, not 0');
+  assert.deepEqual([none.n, none.perClass], [0, [null, null, null]]);
+});

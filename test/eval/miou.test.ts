@@ -58,8 +58,14 @@ test('counting on tensors gives the same matrix as counting on arrays, and bad l
   assert.deepEqual([...c.counts], [...new ConfusionMatrix(4).addArrays(truth, pred).counts]);
   assert.throws(() => new ConfusionMatrix(3).addArrays([3], [0]), /truth label 3 is outside 0..2/);
   assert.throws(() => new ConfusionMatrix(3).addArrays([0], [5]), /predicted label 5/);
+  assert.throws(() => new ConfusionMatrix(3).addArrays([0], [3]), /predicted label 3 is outside 0..2/);
   assert.throws(
     () => torch.scope(() => new ConfusionMatrix(3).addTensors(torch.tensor(Uint8Array.from([0, 7])), torch.tensor(Uint8Array.from([0, 1])))),
+    /outside 0..2/,
+  );
+  // a prediction beyond the classes (a head with more outputs than classes) would be counted in another class's row
+  assert.throws(
+    () => torch.scope(() => new ConfusionMatrix(3).addTensors(torch.tensor(Uint8Array.from([0, 1])), torch.tensor(Uint8Array.from([0, 3])))),
     /outside 0..2/,
   );
   // as many pixels, another shape: not paired pixel by pixel in their flattened order
@@ -67,7 +73,8 @@ test('counting on tensors gives the same matrix as counting on arrays, and bad l
     () => torch.scope(() => new ConfusionMatrix(3).addTensors(torch.zeros([2, 3], { dtype: 'int64' }), torch.zeros([3, 2], { dtype: 'int64' }))),
     /truth \[2,3\] and prediction \[3,2\] differ/,
   );
-  assert.ok(Number.isNaN(metricsFromConfusion(new Float64Array(4), 2).mIoU), 'nothing labelled: NaN, not 0');
+  const empty = metricsFromConfusion(new Float64Array(4), 2);
+  for (const k of ['mIoU', 'pixelAccuracy', 'meanAccuracy'] as const) assert.ok(Number.isNaN(empty[k]), `nothing labelled: ${k} NaN, not 0`);
 });
 
 test('the constant-prediction baseline: all background scores IoU_bg = background share, 0 for every other class present', () => {
