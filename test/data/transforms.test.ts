@@ -627,6 +627,9 @@ test("mixup and cutmix as timm's Mixup: both images of a pair mixed, the default
   const bytes = Uint8Array.from({ length: 2 * 192 }, (_, i) => (i < 192 ? 0 : 255));
   mixBatch(bytes, shape, null, {}, fake(0.9, 0.25).rng);
   assert.deepEqual([bytes[0], bytes[192]], [191, 64], '0.75·255 = 191.25, 0.25·255 = 63.75');
+  const flipped = Uint8Array.from({ length: 2 * 192 }, (_, i) => (i < 192 ? 255 : 0));
+  mixBatch(flipped, shape, null, {}, fake(0.9, 0.25).rng);
+  assert.deepEqual([flipped[0], flipped[192]], [64, 191], 'to the nearest byte in both images of the pair');
   // the mix probability: mixed only when the draw is below it
   assert.deepEqual(mixBatch(pair(), shape, null, { prob: 0.5 }, fake(0.5, 0.25).rng), { lam: 1, cutmix: false });
   // cutmix (0.1 < switchProb) with λ = 0.5: cut = ⌊8·√0.5⌋ = 5 rows and columns, the box centre (4, 3)

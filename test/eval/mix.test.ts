@@ -73,6 +73,8 @@ test('cutmix box as timm: side √(1−λ), clipped at the border', () => {
   const edge = cutmixBox(32, 32, 0.75, 0, 31);
   assert.deepEqual(edge.box, { y0: 0, y1: 8, x0: 23, x1: 32 });
   assert.equal(edge.lam, 1 - (8 * 9) / 1024);
+  // the side rounded down, as timm's int(): ⌊11·√0.5⌋ = 7 (7.78), half of it 3 on each side of the centre
+  assert.deepEqual(cutmixBox(11, 11, 0.5, 5, 5), { box: { y0: 2, y1: 8, x0: 2, x1: 8 }, lam: 1 - 36 / 121 });
 });
 
 test('Beta samples have the right mean and variance', () => {
@@ -117,6 +119,12 @@ test('soft-target cross entropy equals cross entropy with label smoothing', () =
     const a = softTargetCrossEntropy(logits, smoothOneHot(y, 4, 0.1)).item();
     const b = torch.F.crossEntropy(logits, y, { labelSmoothing: 0.1 }).item();
     assert.ok(Math.abs(a - b) < 1e-5, `${a} vs ${b}`);
+    // bf16 logits (autocast) are taken to float32 before the log-softmax: the loss of the same bf16 values
+    // in float32 to float32's precision, not bf16's (~0.4 %)
+    const half = logits.mul(7).to({ dtype: 'bfloat16' });
+    const c = softTargetCrossEntropy(half, smoothOneHot(y, 4, 0.1)).item();
+    const d = softTargetCrossEntropy(half.float(), smoothOneHot(y, 4, 0.1)).item();
+    assert.ok(Math.abs(c - d) < 1e-5, `${c} vs ${d}`);
   });
 });
 
@@ -137,6 +145,16 @@ test("Mixup's defaults are timm's (switch prob 0.5, label smoothing 0.1, prob 1,
     ];
     t.forEach((row, i) => row.forEach((v, j) => assert.ok(Math.abs(v - want[i][j]) < 1e-6, `target [${i}][${j}] ${v}`)));
   });
+  // unmixed, the images given back are a copy: the caller disposes them, not its own batch with them
+  const x = torch.keep(torch.ones([2, 3, 4, 4]));
+  const r = off.apply(x, torch.tensor([2, 0], { dtype: 'int64' }));
+  assert.notEqual(r.images, x);
+  r.images.dispose();
+  r.targets.dispose();
+  assert.equal(x.sum().item(), 96);
+  x.dispose();
   for (const labelSmoothing of [1, -0.1, NaN])
     assert.throws(() => new Mixup({ numClasses: 4, mixupAlpha: 0.8, cutmixAlpha: 1.0, labelSmoothing }, gen), /labelSmoothing must be in \[0, 1\)/);
+  assert.throws(() => new Mixup({ numClasses: 1, mixupAlpha: 0.8, cutmixAlpha: 1.0 }, gen), /numClasses must be an integer > 1, got 1/);
+  for (const prob of [1.5, -0.1]) assert.throws(() => new Mixup({ numClasses: 4, mixupAlpha: 0.8, cutmixAlpha: 1.0, prob }, gen), /prob must be in \[0, 1\]/);
 });
