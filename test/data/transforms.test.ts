@@ -3,10 +3,10 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Rng, permutation } from '../../src/data/rng';
+import { Rng, hashKeys, permutation } from '../../src/data/rng';
 import { resampleImage, resampleToOutput, type ResampleSpec } from '../../src/data/resample';
 import { allocImage, fullPlane, type Image } from '../../src/data/image';
-import { buildPlan, rrcParams } from '../../src/data/geometry';
+import { buildPlan, reductionFor, rrcParams } from '../../src/data/geometry';
 import { Pipeline } from '../../src/data/pipeline';
 import { transformsFor } from '../../src/data/factories';
 import { handleFromImage } from '../../src/data/codecs/decode';
@@ -85,6 +85,22 @@ test('rng: deterministic per seed and key, sensible distributions', () => {
   );
   assert.deepEqual(p, permutation(100, 3, 'e', 0));
   assert.notDeepEqual(p, permutation(100, 3, 'e', 1));
+});
+
+test('rng: its streams are pinned (shuffles, augmentations and synthetic images of recorded and resumed runs depend on them), bad arguments refused', () => {
+  const a = new Rng(7, 'x', 3);
+  assert.deepEqual([a.nextU32(), a.nextU32(), a.nextU32()], [3516340921, 2257146726, 1662744661]);
+  const r = new Rng(1);
+  assert.deepEqual([r.float(), r.int(7), r.normal(), r.normal()], [0.44987446262285036, 6, -0.6365955199828855, 0.7303282555071887]);
+  assert.deepEqual([...permutation(10, 3, 'e', 0)], [9, 4, 2, 6, 7, 5, 3, 0, 1, 8], 'Fisher–Yates: any permutation, fixed points included');
+  // every key counts whole: both halves of an integer above 2^32, where one string ends and the next begins
+  assert.notEqual(hashKeys(2 ** 40 + 5), hashKeys(5));
+  assert.notEqual(hashKeys('ab', 'c'), hashKeys('a', 'bc'));
+  const s = new Rng(2);
+  const seen = new Set<number>();
+  for (let i = 0; i < 100; i++) seen.add(s.intRange(3, 4));
+  assert.deepEqual([...seen].sort(), [3, 4], 'intRange includes both ends');
+  assert.throws(() => new Rng(0).int(0), /Rng\.int: n must be >= 1, got 0/);
 });
 
 test('resize keeps constant images constant and preserves the mean of a checkerboard', () => {
@@ -182,6 +198,15 @@ test("MAE's linear-probe crop (util/crop.py): one draw clipped to the image, whe
   assert.equal(tops.size, 13);
   // torchvision: ten draws that do not fit, then the central crop with the ratio clamped
   assert.deepEqual(rrcParams(40, 40, [1, 1], [2, 2], new Rng(1)), [10, 0, 20, 40]);
+  // torchvision's draw may span the whole width (w <= width): a random top, not the central fallback's
+  const fullWidthTops = new Set(
+    Array.from({ length: 10 }, (_, s) => rrcParams(10, 20, [0.5, 0.5], [1, 1], new Rng(s))).map(
+      ([top, left, h, w]) => (assert.deepEqual([left, h, w], [0, 10, 10]), top),
+    ),
+  );
+  assert.ok(fullWidthTops.size > 1, `tops ${[...fullWidthTops]}`);
+  // the fallback centres with the offset rounded down, as torchvision's (21 - 10) // 2 = 5
+  assert.deepEqual(rrcParams(10, 21, [1, 1], [1, 1], new Rng(0)), [5, 0, 10, 10]);
   // the 'crop-flip' augmentation (MAE's linear-probe transform) uses MAE's crop; the plan carries it
   const [crop] = transformsFor('crop-flip', 16, { fixedSize: null });
   assert.deepEqual(crop, { op: 'randomResizedCrop', size: [16, 16], scale: [0.08, 1], ratio: [3 / 4, 4 / 3], interpolation: 'bicubic', singleDraw: true });
@@ -209,6 +234,18 @@ test('geometric plans: resize short side, center crop, small images upscaled, fl
   const f = buildPlan(100, 10, [horizontalFlip(1), resize([10, 100]), centerCrop([10, 20])], new Rng(0));
   assert.equal(f.flip, true);
   assert.deepEqual([f.sample.x0, f.sample.x1], [40, 60]);
+  // (a centred crop is its own mirror image: a random one shows the side; both plans draw the same offset)
+  const [flipped, kept] = [1, 0].map((p) => buildPlan(100, 10, [horizontalFlip(p), randomCrop([10, 20])], new Rng(0)));
+  assert.notEqual(kept.sample.x0, 40);
+  assert.deepEqual([flipped.flip, flipped.sample.x0, flipped.sample.x1], [true, 100 - kept.sample.x1, 100 - kept.sample.x0]);
+  assert.equal(buildPlan(100, 10, [horizontalFlip(1), horizontalFlip(1)], new Rng(0)).flip, false, 'flipped twice: as it was');
+  // torchvision's centre offset int(round((11 - 8) / 2)) = round(1.5) = 2
+  assert.deepEqual(buildPlan(8, 11, [centerCrop(8)], new Rng(0)).sample, { x0: 0, y0: 2, x1: 8, y1: 10 });
+  // the decoder's DCT reduction: the largest of 8, 4, 2 that keeps the region at least output-sized
+  assert.deepEqual(
+    [8, 16, 32, 64].map((out) => reductionFor(buildPlan(64, 64, [resize([out, out])], new Rng(0)))),
+    [8, 4, 2, 1],
+  );
   assert.deepEqual(staticOutputSize([randomResizedCrop([20, 30])]), [20, 30]);
   assert.equal(staticOutputSize([resize(64)]), null);
   assert.throws(() => validateTransforms([normalize(), randomResizedCrop(8)]), /out of order/);
@@ -483,6 +520,20 @@ test("RandAugment clips each op's drawn magnitude to 0..10, as timm does", () =>
   assert.deepEqual(run(0, randAugment({ n: 1, m: 13, prob: 1 })), [120, 130, 140, 150], 'a configured magnitude above 10 too');
 });
 
+test("random erasing: timm's defaults; a region may touch the last row; 'rand' colours span every byte", () => {
+  assert.deepEqual(randomErasing(), { op: 'randomErasing', p: 0.25, scale: [0.02, 1 / 3], ratio: [0.3, 1 / 0.3], mode: 'pixel', count: 1 });
+  let lastRow = false;
+  const colours = new Set<number>();
+  for (let s = 0; s < 2000; s++) {
+    const b = new Uint8Array(3 * 64).fill(7);
+    randomErase(b, 0, 8, 8, randomErasing({ p: 1, scale: [0.25, 0.25], ratio: [1, 1], mode: 'rand' }), new Rng(s)); // 4×4 regions
+    lastRow ||= b.subarray(56, 64).some((v, x) => v !== 7 || b[64 + 56 + x] !== 7);
+    for (let c = 0; c < 3; c++) for (let i = 0; i < 64; i++) if (b[c * 64 + i] !== 7 || b[((c + 1) % 3) * 64 + i] !== 7) colours.add(b[c * 64 + i]);
+  }
+  assert.ok(lastRow, 'a 4×4 region at the bottom (top = 4 of 0..4)');
+  assert.ok(colours.has(255) && colours.has(0), 'colours 0..255');
+});
+
 test('random erasing writes one rectangle of noise', () => {
   const out = new Float32Array(3 * 32 * 32).fill(5);
   const n = randomErase(out, 0, 32, 32, randomErasing({ p: 1 }), new Rng(3));
@@ -738,6 +789,11 @@ test("4:2:0 chroma is upsampled with libjpeg's triangle filter on every output r
   assert.ok(worst <= 0.51, `the output is ${worst} grey levels from the triangle filter's`);
 });
 
+test("randAugment's config string: inc0 and inc1 turn the increasing ops off and on", () => {
+  assert.equal(randAugment('rand-m9-inc0').increasing, false);
+  assert.equal(randAugment('rand-m9-inc1').increasing, true);
+});
+
 test("randAugment's config string: an mstd above 100 draws the magnitude uniformly in [0, m], as timm reads it", () => {
   // timm's rand_augment_transform: `if mstd > 100: mstd = float('inf')` (uniform sampling in 0..magnitude)
   assert.equal(randAugment('rand-m9-mstd101').mstd, Infinity);
@@ -775,7 +831,7 @@ test("random erasing as timm's: a draw whose side rounds to 0 ends that region's
   const draws = [0.001, 0, 0.25, 0]; // area 0.001·64 → sides round to 0; then a quarter of the image, 4×4
   const fake = { float: () => 0, uniform: () => draws.shift()!, int: () => 0, normal: () => 9 } as unknown as Rng;
   const b = new Float32Array(3 * 64).fill(5);
-  randomErase(b, 0, 8, 8, randomErasing({ p: 1, scale: [0.001, 0.5], ratio: [1, 1] }), fake);
+  assert.equal(randomErase(b, 0, 8, 8, randomErasing({ p: 1, scale: [0.001, 0.5], ratio: [1, 1] }), fake), 0, 'no region counted');
   assert.equal(b.filter((v) => v !== 5).length, 0, 'nothing erased');
   assert.equal(draws.length, 2, 'one attempt drawn');
 });
