@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import {
   DataLoader,
+  MemoryDataset,
   imageFiles,
   imageFolder,
   syntheticObjects,
@@ -24,6 +25,7 @@ import {
   type TrainData,
 } from '../../src/data';
 import { tempDir, write, picture, encode } from './helpers';
+import { LAYOUT_GRAY } from '../../src/data/dataset';
 
 let root: string;
 let cleanup: () => void;
@@ -450,5 +452,54 @@ test('replace: false leaves an unusable sample as a blank row (index -1, a stand
     }
   } finally {
     cleanup();
+  }
+});
+
+test('a stand-in for an unusable file is augmented by draws of its own, not as a copy of the same image in its own row', async () => {
+  // (the augmentation's stream is keyed by the replacement attempt as well as the image: the stand-in is
+  // no exact duplicate of that image's own row of the batch)
+  const { dir, cleanup } = tempDir();
+  try {
+    for (let i = 0; i < 6; i++) write(join(dir, `good${i}.png`), await encode(picture(16, 16, 5 * i), 16, 16, 3, 'png'));
+    write(join(dir, 'bad.png'), 'not a png');
+    const loader = new DataLoader(imageFiles(dir), {
+      batchSize: 7,
+      workers: 0,
+      shuffle: false,
+      seed: 3,
+      transforms: [randomResizedCrop(8), horizontalFlip()],
+      onWarning: () => {},
+    });
+    try {
+      const [b] = await collect(loader, 0);
+      assert.equal(b.standIns.length, 1);
+      const row = b.standIns[0];
+      const own = [...b.indices].findIndex((v, i) => i !== row && v === b.indices[row]);
+      assert.ok(own >= 0, 'the stand-in is one of the batch’s images');
+      assert.notDeepEqual(b.images.subarray(row * 192, (row + 1) * 192), b.images.subarray(own * 192, (own + 1) * 192));
+    } finally {
+      await loader.close();
+    }
+  } finally {
+    cleanup();
+  }
+});
+
+test('an image that leaves the transforms at another size than the batch is an error naming it, not an unusable file replaced', async () => {
+  // (a dataset whose fixedSize is wrong for one image: no crop fixes the size, and skipping would hide it)
+  const images = {
+    data: new Uint8Array(64 + 100),
+    offsets: Float64Array.of(0, 64),
+    widths: Int32Array.of(8, 10),
+    heights: Int32Array.of(8, 10),
+    layout: Uint8Array.of(LAYOUT_GRAY, LAYOUT_GRAY),
+    csx: Uint8Array.of(1, 1),
+    csy: Uint8Array.of(1, 1),
+  };
+  const loader = new DataLoader(new MemoryDataset('mixed', images, Int32Array.of(0, 1), ['a', 'b'], [8, 8]), { batchSize: 2, workers: 0, shuffle: false });
+  try {
+    await assert.rejects(collect(loader, 0), { name: 'DataError', message: /^mixed#1: transformed size 10x10 differs from the batch size 8x8/ });
+  } finally {
+    await loader.close();
   }
 });
