@@ -442,8 +442,19 @@ test('replace: false leaves an unusable sample as a blank row (index -1, a stand
         );
         assert.equal(rows.length, 61);
         assert.equal(loader.lastSummary!.skipped, 60);
+        assert.deepEqual(
+          loader.lastSummary!.files,
+          Array.from({ length: 20 }, (_, i) => ds.name(i)),
+          'the first 20 names',
+        );
         assert.ok(
-          warnings.some((l) => /skipped 60 unusable files \(.*\); each was left out/.test(l)),
+          warnings.some((l) => /^data: epoch 0: skipped 60 unusable files \(.*\); each was left out/.test(l)),
+          warnings.join('\n'),
+        );
+        // an epoch left after its first batch says so
+        for await (const b of loader.iterate(1)) if (b) break;
+        assert.ok(
+          warnings.some((l) => /^data: epoch 1 \(stopped early\): skipped 16 unusable files/.test(l)),
           warnings.join('\n'),
         );
       } finally {
