@@ -303,7 +303,7 @@ test(
 );
 
 test(
-  "ERR_DATA: a caller's own data whose batches do not fit: labels outside its classes or fewer than its images, images of another size or type",
+  "ERR_DATA: a caller's own data whose batches do not fit: labels outside its classes or not one per image, images of another size or type",
   withDir(async (dir) => {
     writeEncoder(dir);
     /** Data of 3 classes (16 train, 8 test images) whose every batch is changed by `spoil`. */
@@ -338,6 +338,8 @@ test(
     // label = numClasses, the first past the classes, is refused
     await assert.rejects(knn(spoiled((b) => (b.labels[0] = 3))), refused(/label 3 \(row 0\) is outside 0\.\.2: the data says it has 3 classes/));
     await assert.rejects(knn(spoiled((b) => (b.labels = b.labels.subarray(0, 1)))), refused(/it has \d+ images and 1 label$/));
+    // one label too many, one image value too many: as refused as too few
+    await assert.rejects(knn(spoiled((b) => (b.labels = Int32Array.of(...b.labels, 0)))), refused(/it has (\d+) images and (?!\1 )\d+ labels$/));
     await assert.rejects(
       knn(spoiled((b) => (b.shape = [b.shape[0], 3, 8, 32]))),
       refused(/its shape is \[\d+, 3, 8, 32\], expected \[batch, 3, 16, 16\] \(the model's channels and image size\)/),
@@ -349,6 +351,10 @@ test(
     );
     await assert.rejects(
       knn(spoiled((b) => (b.images = b.images.subarray(1)))),
+      refused(/its shape \[\d+, 3, 16, 16\] needs \d+ values, its images hold \d+$/),
+    );
+    await assert.rejects(
+      knn(spoiled((b) => (b.images = Float32Array.of(...b.images, 0)))),
       refused(/its shape \[\d+, 3, 16, 16\] needs \d+ values, its images hold \d+$/),
     );
     const finetune = resolveOptions(FINETUNE_OPTIONS, {
