@@ -13,6 +13,7 @@ import { sha256File } from '../../src/semaim';
 import { readMetrics } from '../../src/run/metrics';
 import { CheckpointManager } from '../../src/run/checkpoints';
 import { loadTensors, disposeAll, saveTensors } from '../../src/io';
+import { MemoryLabelledData } from '../../src/data';
 import { TINY, memoryFactories, pretrainTinyRun, runPrunedWhileDataIsMade, toyImages, whileDrawingGlobally, writeEncoder } from './helpers';
 import { captureStderr } from '../output';
 
@@ -482,5 +483,43 @@ test('evaluateClassifier refuses data that gives fewer or more images than its s
     }
   } finally {
     model.dispose();
+  }
+});
+
+test('fine-tuning evaluates every --eval-every epochs and keeps the most accurate checkpoint as best/', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ft-best-'));
+  try {
+    const enc = writeEncoder(dir);
+    const o = ftOptions(join(dir, 'run'), enc, {
+      epochs: 4,
+      warmupEpochs: 1,
+      batchSize: 8,
+      blr: 5e-2,
+      mixup: 0,
+      cutmix: 0,
+      smoothing: 0,
+      ema: false,
+      evalEvery: 2,
+    });
+    // test images of noise: the accuracy moves from one evaluation to the next (the toy task's is 1 at once)
+    const noise = torch.scope(() => torch.randn([24, 3, 8, 8], { generator: new torch.Generator(6) }).toFloat32Array());
+    const testData = new MemoryLabelledData(
+      noise,
+      [24, 3, 8, 8],
+      Int32Array.from({ length: 24 }, (_, i) => i % 3),
+      3,
+    );
+    const r = await runFinetune(o, memoryFactories(toyImages(48, 3, 8, 3), testData), { log: () => {}, progress: false });
+    // 6 steps an epoch: evaluated after epochs 2 and 4, not after every epoch
+    const evals = readMetrics(join(dir, 'run', 'metrics.jsonl')).filter((m) => 'testTop1' in m);
+    assert.deepEqual([...new Set(evals.map((m) => m.step))], [12, 24]);
+    const top1 = evals.map((m) => m.testTop1 as number);
+    assert.notEqual(top1[0], top1[1], `the two evaluations differ (else the best says nothing): ${top1}`);
+    const most = Math.max(...top1);
+    const best = JSON.parse(readFileSync(join(dir, 'run', 'checkpoints', 'best', 'state.json'), 'utf8'));
+    assert.deepEqual([best.step, best.best], [evals[top1.indexOf(most)].step, most], 'best/: the highest top-1, not the lowest');
+    assert.equal(JSON.parse(readFileSync(r.path!, 'utf8')).details.bestTop1, most);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
