@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import * as torch from '../../src/torch';
 import { Linear } from '../../src/nn';
 import { SGD } from '../../src/optim';
-import { HeadTrainingOptions, trainHead } from '../../src/eval/head-training';
+import { HeadTrainingOptions, checkHeadTraining, trainHead } from '../../src/eval/head-training';
+import { OptionError } from '../../src/util/options';
 import type { ProcessGroup } from '../../src/dist';
 import { captureTerminal } from '../output';
 
@@ -19,6 +20,7 @@ async function trainConstantLosses(o: HeadTrainingOptions, perEpoch: number, val
   const optimizer = new SGD(head.namedParameters(), { lr: 0.4 });
   const x = torch.keep(torch.ones([1, 2]));
   const lrs: number[] = [];
+  let evaluations = 0;
   try {
     const history = await trainHead(
       {
@@ -41,11 +43,11 @@ async function trainConstantLosses(o: HeadTrainingOptions, perEpoch: number, val
         },
         release: () => {},
         metric: 'top1',
-        evaluate: () => 0,
+        evaluate: () => (evaluations++, 0),
       },
       { label: null, ...o },
     );
-    return { history, lrs };
+    return { history, lrs, evaluations };
   } finally {
     x.dispose();
     head.dispose();
@@ -137,4 +139,18 @@ test("data-parallel, the progress line's img/s counts each global batch once: th
     x.dispose();
     head.dispose();
   }
+});
+
+test('evalEvery evaluates every N epochs but the last (its caller evaluates after it); a loss of ±Inf stops the training as NaN does; epochs > 0', async () => {
+  const { history, evaluations } = await trainConstantLosses({ epochs: 4, evalEvery: 2 }, 2, () => 1);
+  assert.equal(evaluations, 1);
+  assert.deepEqual(
+    history.map((h) => 'top1' in h),
+    [false, true, false, false],
+  );
+  await assert.rejects(
+    trainConstantLosses({ epochs: 2 }, 2, () => Infinity),
+    (e: Error) => e instanceof OptionError && /the probe loss became NaN\/Inf in epoch 1/.test(e.message),
+  );
+  assert.throws(() => checkHeadTraining('probe', { batchSize: 1, epochs: 0 }), /probe: epochs must be > 0, got 0/);
 });
