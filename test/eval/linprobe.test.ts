@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as torch from '../../src/torch';
-import { evaluateProbe, linprobeOnFeatures, linprobeOnline } from '../../src/eval/linprobe';
+import { evaluateProbe, linprobeOnFeatures, linprobeOnline, makeProbeOptimizer } from '../../src/eval/linprobe';
 import { LinearProbe } from '../../src/eval/classifier';
 import { extractFeatures, FeatureSet } from '../../src/eval/features';
 import { loadEncoder } from '../../src/semaim';
@@ -89,7 +89,9 @@ test('the online path trains through a frozen encoder and leaves it unchanged', 
   const before = encoder.blocks.at(0).attn.qkv.weight.toFloat64Array();
   const train = toyImages(48, 3, 8, 1);
   const testData = toyImages(24, 3, 8, 2);
+  encoder.train(true);
   const te = await extractFeatures(encoder, testData, { batchSize: 16, pooling: 'mean', label: null });
+  assert.equal(encoder.training, true, 'extractFeatures gives the encoder back in the mode it was in');
   assert.deepEqual(te.features.shape, [24, 16]);
   assert.deepEqual([...te.labels], [...testData.labels]);
   const r = await linprobeOnline(encoder, train, te, 3, { epochs: 3, batchSize: 16, blr: 0.4, pooling: 'mean', seed: 0, label: null });
@@ -289,6 +291,7 @@ test('evaluateProbe scores each chunk of test rows against its own labels (hand-
   try {
     for (const chunk of [3, 5, 1024]) {
       const acc = evaluateProbe(probe, { features, labels }, 3, chunk);
+      assert.equal(probe.training, true, 'the probe given back in training mode');
       assert.equal(acc.n, 8, `chunk ${chunk}`);
       assert.equal(acc.top1, 6 / 8, `chunk ${chunk}`);
       assert.deepEqual(acc.perClass, [2 / 3, 1, 2 / 3], `chunk ${chunk}`);
@@ -319,5 +322,24 @@ test('the probe refuses a warm-up as long as its epochs and fewer than 2 trainin
     one.features.dispose();
     train.features.dispose();
     testSet.features.dispose();
+  }
+});
+
+test("the probe's optimiser: SGD (or LARS) with the options' weight decay and momentum (default 0.9, no decay)", () => {
+  const probe = new LinearProbe(3, 2);
+  try {
+    const base = { epochs: 1, batchSize: 4 };
+    const hyper = (o: Record<string, unknown>) => {
+      const opt = makeProbeOptimizer(probe, { ...base, ...o } as Parameters<typeof makeProbeOptimizer>[1], 0.1);
+      const g = opt.paramGroups[0] as unknown as { lr: number; weightDecay: number; momentum: number };
+      const r = [opt.constructor.name, g.lr, g.weightDecay, g.momentum];
+      opt.dispose();
+      return r;
+    };
+    assert.deepEqual(hyper({}), ['SGD', 0.1, 0, 0.9]);
+    assert.deepEqual(hyper({ weightDecay: 0.05, momentum: 0.5 }), ['SGD', 0.1, 0.05, 0.5]);
+    assert.deepEqual(hyper({ optimizer: 'lars', weightDecay: 0.05 }), ['LARS', 0.1, 0.05, 0.9]);
+  } finally {
+    probe.dispose();
   }
 });
