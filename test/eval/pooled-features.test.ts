@@ -87,7 +87,7 @@ test('feature extraction refuses data that gives fewer or more images than its s
   }
 });
 
-test("feature extraction refuses a pooling that is not one vector per image ('all', or unknown) before any batch", async () => {
+test("feature extraction refuses a pooling that is not one vector per image ('all', or unknown), or a batch size that is no positive integer, before any batch", async () => {
   const enc = new VisionTransformer(TINY).initWeights(0);
   const data = toyImages(4, 3, 8, 5);
   try {
@@ -98,6 +98,12 @@ test("feature extraction refuses a pooling that is not one vector per image ('al
         String(pooling),
       );
     }
+    // nor a batch size that is not a whole number of images
+    for (const batchSize of [1.5, 0])
+      await assert.rejects(
+        extractFeatures(enc, data, { batchSize, pooling: 'cls', label: null }),
+        (e) => e instanceof RangeError && e.message === `features: batchSize must be a positive integer, got ${batchSize}`,
+      );
   } finally {
     enc.dispose();
   }
