@@ -9,7 +9,7 @@ import * as torch from '../../src/torch';
 import { loadTensors } from '../../src/io';
 import { loadEncoder } from '../../src/semaim';
 import { SegFeatureSet, extractSegFeatures, parseBlocks, patchTokens } from '../../src/eval/seg-features';
-import { segprobeOnFeatures, segprobeOnline } from '../../src/eval/segprobe';
+import { evaluateSegHead, segprobeOnFeatures, segprobeOnline } from '../../src/eval/segprobe';
 import { SEGPROBE_OPTIONS, readSegprobeConfig } from '../../src/eval/segprobe-options';
 import { SegprobeFile, runSegprobe } from '../../src/eval/segprobe-run';
 import { OptionError, resolveOptions } from '../../src/util/options';
@@ -99,6 +99,10 @@ test('a head on perfectly separable patch features reaches >= 0.95 mIoU (AdamW a
     assert.equal(adamw.history.length, 15);
     assert.ok(adamw.history[0].loss > adamw.history[14].loss, 'loss falls');
     assert.equal(typeof adamw.history[4].mIoU, 'number');
+    assert.equal(adamw.history[14].mIoU, adamw.metrics.mIoU, "the last epoch's mIoU is the result's");
+    assert.equal(adamw.head.training, true, 'the head given back in training mode after its evaluations');
+    // predictions kept for at most the test images there are
+    assert.equal(evaluateSegHead(adamw.head, testSet, 5, { keep: 100 }).predictions.length, 24 * 24 * 24);
     assert.equal(adamw.metrics.pixels, [...testSet.masks].filter((v) => v !== 255).length, 'every labelled test pixel scored');
     assert.equal(adamw.predictions.length, 2 * 24 * 24);
     assert.deepEqual([...adamw.head.stateDict().keys()].sort(), [
@@ -282,7 +286,7 @@ test('a segmentation probe that fails frees its tensors: a mask label outside th
   }
 });
 
-test('a caller’s segmentation data with a mask value beyond its classes is refused by the extraction and by the online probe, naming the pixel', async () => {
+test('a caller’s segmentation data with a mask value beyond its classes is refused by the extraction and by the online probe, naming the pixel; too few mask values too', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-sp-badmask-'));
   const { encoder } = loadEncoder(writeEncoder(dir));
   const good = squares(8, 2);
@@ -298,6 +302,16 @@ test('a caller’s segmentation data with a mask value beyond its classes is ref
     const message = /the data gave a batch that cannot be used: mask value 2 \(sample 1, pixel 3,4\) is outside 0\.\.1 and not the ignore index 255/;
     await assert.rejects(extractSegFeatures(encoder, bad(), { batchSize: 8, blocks: [1], label: null }), { name: 'DataError', message });
     await assert.rejects(segprobeOnline(encoder, bad(), te, 2, { epochs: 1, batchSize: 8, lr: 1e-2, label: null, blocks: [1], augment: 'none' }), message);
+    // a mask value short of a mask per image: refused, not read past the batch's masks
+    const short = squares(8, 2);
+    const inner = short.batches.bind(short);
+    short.batches = async function* (o) {
+      for await (const b of inner(o)) yield { ...b, masks: b.masks.subarray(0, b.masks.length - 1) };
+    };
+    await assert.rejects(extractSegFeatures(encoder, short, { batchSize: 8, blocks: [1], label: null }), {
+      name: 'DataError',
+      message: /the data gave a batch that cannot be used: it has 8 images of 8×8 and 511 mask values \(512 needed\)/,
+    });
   } finally {
     te.features.dispose();
     encoder.dispose();
@@ -330,5 +344,25 @@ test('data-parallel, a segmentation feature extraction that fails gathering the 
   } finally {
     encoder.dispose();
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a training set that is no multiple of the batch drops its last batch; a batch without a labelled pixel is passed over, not trained on', async () => {
+  // 20 images in batches of 8: 2 steps an epoch (a third of 4 images would not fill the batch)
+  const train = separablePatches(20, 5, 12, 1);
+  const testSet = separablePatches(8, 5, 12, 2);
+  try {
+    const r = await segprobeOnFeatures(train, testSet, 5, { epochs: 1, batchSize: 8, lr: 0.1, seed: 0, label: null });
+    assert.equal(r.history.length, 1);
+    r.head.dispose();
+    // image 3 all ignored: in batches of one, its step has no pixel to learn from (its loss would be NaN)
+    const hw = 24 * 24;
+    train.masks.fill(255, 3 * hw, 4 * hw);
+    const one = await segprobeOnFeatures(train, testSet, 5, { epochs: 1, batchSize: 1, lr: 0.01, seed: 0, label: null });
+    assert.ok(Number.isFinite(one.history[0].loss), `loss ${one.history[0].loss}`);
+    one.head.dispose();
+  } finally {
+    train.features.dispose();
+    testSet.features.dispose();
   }
 });
