@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { countingLoopTurns, toyImages, writeEncoder } from './helpers';
 import { captureTerminal } from '../output';
 import { formatNumber } from '../../src/run/progress';
+import type { ProcessGroup } from '../../src/dist';
 
 /** Linearly separable features: class means far apart along random directions, small noise, a large offset and scale (BatchNorm's job). */
 function separable(n: number, C: number, D: number, seed: number): FeatureSet {
@@ -342,4 +343,13 @@ test("the probe's optimiser: SGD (or LARS) with the options' weight decay and mo
   } finally {
     probe.dispose();
   }
+});
+
+test('the online probe refuses a batch that the ranks cannot split evenly, before any work', async () => {
+  // (each rank reads batchSize / ranks images of every batch: 3 over 2 ranks would not be the batch asked for)
+  const group = { rank: 0, worldSize: 2 } as unknown as ProcessGroup;
+  await assert.rejects(
+    linprobeOnline(null as never, null as never, null as never, 3, { epochs: 1, batchSize: 3, blr: 0.1, pooling: 'mean', label: null, group }),
+    (e: Error) => e instanceof RangeError && e.message === 'linprobe: batchSize 3 is not divisible by the 2 ranks',
+  );
 });
