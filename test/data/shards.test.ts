@@ -1198,6 +1198,46 @@ test('a sample whose member repeats (two samples under one key) is unusable, not
   }
 });
 
+test('a shard cut at a member boundary (no end-of-archive blocks) is reported truncated, its last sample dropped, not read as a sample missing members', async () => {
+  const dir = join(root, 'cut-at-member');
+  const shard = join(dir, 'shard-000000.tar');
+  const img = await encode(picture(12, 10, 1), 12, 10, 3, 'png');
+  const starts = writeTar(shard, [
+    ['a.png', img],
+    ['a.cls', '0'],
+    ['b.png', img],
+    ['b.cls', '1'],
+  ]);
+  truncateSync(shard, starts[3] - 512); // b.cls's header never arrived: b looks like an unlabelled sample
+  const keys: string[] = [];
+  await assert.rejects(
+    async () => {
+      for await (const s of readShard(shard)) keys.push(s.key);
+    },
+    (e: Error) => e instanceof ShardReadError && /^shard-000000\.tar: truncated after 1 sample\(s\) \(unexpected end of archive/.test(e.message),
+  );
+  assert.deepEqual(keys, ['a'], 'the sample being read when the shard ended is dropped');
+  // the index counts it among the bad shards, with its name
+  const warnings: string[] = [];
+  const ds = shardDataset(dir, { onWarning: (w) => warnings.push(w) });
+  assert.equal(ds.length, 1);
+  assert.equal(ds.table.problems.length, 1);
+  assert.match(ds.table.problems[0], /^shard-000000\.tar: truncated after 1 sample\(s\) .*: using its 1 complete sample\(s\), skipping the rest$/);
+  assert.ok(!warnings.some((w) => /have no class label/.test(w)), warnings.join('\n'));
+  // all members present but the end-of-archive blocks missing: still a cut download
+  writeTar(shard, [
+    ['a.png', img],
+    ['a.cls', '0'],
+  ]);
+  truncateSync(shard, statSync(shard).size - 1024);
+  await assert.rejects(
+    async () => {
+      for await (const s of readShard(shard)) void s;
+    },
+    (e: Error) => e instanceof ShardReadError && /truncated after 0 sample\(s\)/.test(e.message),
+  );
+});
+
 test('the packer leaves no temporary shard: Ctrl-C removes those staged and its lock, and one of a killed packer goes at the next start', async () => {
   const big = join(root, 'many');
   const jpg = await encode(picture(16, 16, 3), 16, 16, 3, 'jpeg', { quality: 85 });

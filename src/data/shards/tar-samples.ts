@@ -5,7 +5,9 @@
 // image is the member with an image extension (jpg, jpeg, png, webp, ...); its label the integer
 // text of `.cls`, else the `label` or `cls` field of `.json`. Runs without an image are not
 // samples. A shard that ends early or is corrupt yields its complete samples, then throws
-// ShardReadError; the sample being read when it broke is dropped. The index (shard-index.ts) and
+// ShardReadError; the sample being read when it broke is dropped. A shard that stops right after a
+// member, without the end-of-archive blocks, ended early too (a cut download): its last sample may
+// lack members, so it is dropped as well. The index (shard-index.ts) and
 // the readers use this one function, so they agree on what the samples of a shard are.
 //
 // A shard is untrusted input: a member over its size cap (MAX_META_BYTES for `.cls`/`.json`,
@@ -39,6 +41,9 @@ export const MAX_META_BYTES = 64 << 10;
 export const MAX_IMAGE_BYTES = 256 << 20;
 
 export { imageMemberCap } from '../codecs/limits';
+
+/** Tar's block: a header is one, member data is padded to whole ones, the archive ends with (at least one) zero block. */
+const TAR_BLOCK = 512;
 
 /** Class indices must be below this (2^20), so no per-class table can be made huge by one label. */
 export const MAX_CLASSES = 1 << 20;
@@ -164,11 +169,18 @@ export async function* readShard(path: string, opts: ReadShardOptions = {}): Asy
   const ex = extract();
   const fail = (e: Error) => ex.destroy(e);
   source.on('error', fail);
+  let tar: NodeJS.ReadableStream = source;
   if (isGzipShard(path)) {
     const gunzip = createGunzip();
     gunzip.on('error', fail);
-    source.pipe(gunzip).pipe(ex);
-  } else source.pipe(ex);
+    tar = source.pipe(gunzip);
+  }
+  tar.pipe(ex);
+  // tar-stream ends without error when the input stops right after a member: only the end-of-archive
+  // blocks after the last member tell a whole shard from a download cut at a member boundary
+  let tarBytes = 0;
+  let membersEnd = 0; // where the last member's (padded) data ends
+  tar.on('data', (c: Buffer) => (tarBytes += c.byteLength));
 
   let done = 0; // complete samples so far
   let group: Group | null = null;
@@ -188,6 +200,7 @@ export async function* readShard(path: string, opts: ReadShardOptions = {}): Asy
       // tar-stream reads a base-256 size field whose first byte is neither 0x80 nor 0xff as null, which
       // passes its own size check; it then never ends that member nor the stream, and the reader hung.
       if (!Number.isSafeInteger(h.size) || h.size! < 0) throw new Error(`member '${printable(h.name.slice(0, 100))}' has an invalid size field`);
+      membersEnd = entry.offset + TAR_BLOCK + Math.ceil(h.size / TAR_BLOCK) * TAR_BLOCK;
       if (h.type !== 'file' && h.type !== 'contiguous-file') {
         entry.resume();
         continue;
@@ -216,6 +229,7 @@ export async function* readShard(path: string, opts: ReadShardOptions = {}): Asy
       } else if (ext === 'cls') group.cls = (await readAll(entry)).toString('utf8');
       else group.json = (await readAll(entry)).toString('utf8');
     }
+    if (membersEnd > 0 && tarBytes < membersEnd + TAR_BLOCK) throw new Error('unexpected end of archive: no end-of-archive blocks after the last member');
     if (group) {
       const s = finish(group);
       if (s) yield s;
