@@ -36,6 +36,7 @@ import { claimOutputs, guardOutputs } from '../io/outputs';
 import { DataError } from '../util/errors';
 import { makeFolder } from '../util/make-folder';
 import { stderrLine } from '../util/console-line';
+import { printable } from '../util/printable';
 
 /**
  * The features {@link embed} can write (EmbedOptions.pooling; the --pooling choices of `semaim embed`):
@@ -127,7 +128,7 @@ export interface EmbedOptions extends ImageSetJob {
   out: string;
   /** 'cls' ([CLS] token), 'mean' (mean of the patch tokens), 'gap' (the authors' global pool, before the final norm) or 'all' (every token, [1 + P, D]); see Pooling. Default 'cls'. */
   pooling?: Pooling;
-  /** Stored type of the features (computed in float32 or `precision`). Default 'float32'. */
+  /** Stored type of the features (computed in float32 or `precision`). Default 'float32'; 'float16' refuses a feature beyond its range (an OptionError, nothing written). */
   dtype?: EmbedDType;
   /** Data-parallel: the ranks share the images and rank 0 writes the file (the others return null). */
   group?: ProcessGroup | null;
@@ -335,6 +336,29 @@ async function gatherBatch(group: ProcessGroup | null, rows: torch.Tensor, codes
   }
 }
 
+/** float16's largest finite value is 65504: a float32 from 65520 on (the midpoint to the next power of two) rounds to Inf. */
+const FLOAT16_OVERFLOW = 65520;
+
+/** The largest |x| of the finite values of `rows` and where it is (NaN/Inf rows are FeatureOverflowCheck's to report). */
+function largestFiniteMagnitude(rows: Float32Array): { value: number; at: number } {
+  let value = -1;
+  let at = -1;
+  for (let i = 0; i < rows.length; i++) {
+    const m = Math.abs(rows[i]);
+    if (m > value && m !== Infinity) [value, at] = [m, i];
+  }
+  return { value, at };
+}
+
+/** The error of features float16 cannot store (they would be written as Inf). */
+function float16RangeError(o: { value: number; image: string }): OptionError {
+  return new OptionError(
+    'dtype',
+    `float16 cannot store these features: ${printable(o.image)} has a feature of ${o.value.toPrecision(6)}, beyond float16's largest value (65504), ` +
+      'so it would be written as Inf. Nothing was written: use float32',
+  );
+}
+
 /** Computes the features of every image and writes them (see the top of this file); null on ranks other than 0. */
 export async function embed(o: EmbedOptions & { group?: undefined }): Promise<EmbedResult>;
 export async function embed(o: EmbedOptions): Promise<EmbedResult | null>;
@@ -379,6 +403,7 @@ async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
   let progress: Progress | null = null;
   let release = () => {};
   const overflow = new FeatureOverflowCheck();
+  let halfOverflow: { value: number; image: string } | null = null;
   try {
     // another embed of this process writing the same files would interleave its rows and renames with ours
     if (rank === 0) release = claimOutputs([o.out, embedListPath(o.out)]);
@@ -436,9 +461,18 @@ async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
         });
         const kept = keep.length === part.codes.length ? part.rows : new Float32Array(keep.length * per);
         if (kept !== part.rows) keep.forEach((i, k) => kept.set(part.rows.subarray(i * per, (i + 1) * per), k * per));
+        if (dtype === 'float16') {
+          const peak = largestFiniteMagnitude(kept);
+          if (peak.value >= FLOAT16_OVERFLOW && peak.value > (halfOverflow?.value ?? 0))
+            halfOverflow = { value: peak.value, image: ds.name(part.codes[keep[Math.floor(peak.at / per)]]) };
+          // past the first such row nothing more is written: the job fails (the partial file is removed)
+          if (halfOverflow) continue;
+        }
         writer.append(dtype === 'float32' ? new Uint8Array(kept.buffer, kept.byteOffset, kept.byteLength) : float32ToFloat16Bytes(kept));
         for (const i of keep) indices.push(part.codes[i]);
       }
+      // one process fails at once; data-parallel, the other ranks would wait in the next gather: rank 0 fails after the loop
+      if (halfOverflow && worldSize === 1) throw float16RangeError(halfOverflow);
       const done = Math.min(ds.length, seen * worldSize);
       progress?.update(done, { 'img/s': perSecond(done, t0), skipped: skipped.length });
       o.onProgress?.(done, ds.length);
@@ -448,6 +482,7 @@ async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
     const ofRank = worldSize > 1 ? ` (rank ${rank} of ${worldSize}: its share of ${ds.length})` : '';
     if (seen !== mine) throw new Error(`embed: the loader gave ${seen} images, the dataset has ${mine}${ofRank}`);
     if (!writer) return null;
+    if (halfOverflow) throw float16RangeError(halfOverflow);
     if (indices.length === 0) throw new DataError(`embed: no readable image in ${ds.root} (${skipped.length} skipped)`);
     const n = indices.length;
     const idx = Int32Array.from(indices);

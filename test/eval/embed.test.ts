@@ -4,16 +4,16 @@
 // with the pooled features.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import * as torch from '../../src/torch';
-import { float16BytesToFloat32, readSafetensors, readSafetensorsHeader } from '../../src/io';
+import { float16BytesToFloat32, readSafetensors, readSafetensorsHeader, saveTensors } from '../../src/io';
 import { DATA_FACTORIES, Rng, defaultCifar10Archive, evalTransforms, openImage, Pipeline } from '../../src/data';
 import { loadEncoder, resolveEncoder, sha256File } from '../../src/semaim';
 import { parseCommand } from '../../src/cli/command';
 import { embedCommand } from '../../src/cli/embed-command';
 import { KNN_OPTIONS, encoderFeatures, disposeFeatures, embed, type EmbedList } from '../../src/eval';
-import { EncoderConfig } from '../../src/semaim';
+import { EncoderConfig, VisionTransformer } from '../../src/semaim';
 import { tempDir, write, picture, encode } from '../data/helpers';
 import { runPrunedWhileDataIsMade, writeEncoder } from './helpers';
 import { printed } from '../output';
@@ -286,6 +286,36 @@ test('an aborted embed stops before its next batch, rejects with an AbortError (
   const left = existsSync(join(dir, 'aborted')) ? readdirSync(join(dir, 'aborted')) : [];
   assert.deepEqual(left, [], 'no features, list or partial file');
   assert.equal(torch.memoryStats().liveTensors, live, 'the encoder is disposed');
+});
+
+test('embed --dtype float16 refuses features beyond float16 (they would be stored as Inf), naming the largest, and writes nothing', async () => {
+  const images = join(dir, 'half-range');
+  for (let i = 0; i < 4; i++) write(join(images, `p${i}.png`), await encode(picture(32, 32, i), 32, 32, 3, 'png'));
+  // an encoder whose [CLS] feature is its final norm's bias: 1000 everywhere, -80000 in one channel
+  torch.manualSeed(3);
+  const vit = new VisionTransformer(CFG).initWeights();
+  const bias = new Float32Array(CFG.embedDim).fill(1000);
+  bias[5] = -80000;
+  torch.noGrad(() => {
+    vit.norm.weight!.fill_(0);
+    vit.norm.bias!.copy_(torch.tensor(bias));
+  });
+  const weights = join(dir, 'wide.safetensors');
+  saveTensors(weights, vit.stateDict(), { config: JSON.stringify(CFG) });
+  writeFileSync(join(dir, 'wide.json'), JSON.stringify(CFG));
+  vit.dispose();
+  const out = join(dir, 'half-range-out', 'f.safetensors');
+  const base = { checkpoint: weights, images, out, batchSize: 2, numWorkers: 0, progress: null, onWarning: () => {} };
+  await assert.rejects(embed({ ...base, dtype: 'float16' }), {
+    name: 'OptionError',
+    message:
+      /^option 'dtype': float16 cannot store these features: .*half-range\/p[01]\.png has a feature of 80000\.0, beyond float16's largest value \(65504\), so it would be written as Inf\. Nothing was written: use float32$/,
+  });
+  assert.deepEqual(readdirSync(join(dir, 'half-range-out')), [], 'no features, list or partial file');
+  // float32 holds them
+  const r = await embed({ ...base, dtype: 'float32' });
+  assert.equal(r.count, 4);
+  assert.equal(floats(out, 'features')[5], -80000);
 });
 
 test('embed gives libtorch back the thread count it had (a process-wide setting), also when it fails', async () => {
