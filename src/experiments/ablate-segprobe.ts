@@ -122,17 +122,10 @@ export class AblationSegprobe {
    * Aborting `signal` stops the probe at its next batch (an AbortError; nothing written).
    */
   async score(runDir: string, seed: number, pretrain: unknown, load: () => VisionTransformer, signal?: AbortSignal): Promise<SegScore> {
+    const cached = this.scored(runDir, seed, pretrain);
+    if (cached) return cached;
+    const fingerprint = this.fingerprint(seed, pretrain);
     const file = join(runDir, 'ablation-segprobe.json');
-    const fingerprint = { pretrain, seed, settings: this.recipe.settings, data: this.recipe.data, evalBatchSize: this.o.evalBatchSize };
-    if (existsSync(file)) {
-      let cached: unknown = null;
-      try {
-        cached = JSON.parse(readFileSync(file, 'utf8'));
-      } catch {
-        // unreadable (cut short, say): scored again and written over
-      }
-      if (isJsonObject(cached) && JSON.stringify(cached.fingerprint) === JSON.stringify(fingerprint)) return cached as unknown as SegScore;
-    }
     const t0 = Date.now();
     const encoder = load();
     try {
@@ -153,6 +146,25 @@ export class AblationSegprobe {
     } finally {
       encoder.dispose();
     }
+  }
+
+  /** The run's score kept in `<runDir>/ablation-segprobe.json` when made with this recipe; null when {@link score} has to compute it. */
+  scored(runDir: string, seed: number, pretrain: unknown): SegScore | null {
+    const file = join(runDir, 'ablation-segprobe.json');
+    if (!existsSync(file)) return null;
+    let cached: unknown;
+    try {
+      cached = JSON.parse(readFileSync(file, 'utf8'));
+    } catch {
+      return null; // unreadable (cut short, say): scored again and written over
+    }
+    return isJsonObject(cached) && JSON.stringify(cached.fingerprint) === JSON.stringify(this.fingerprint(seed, pretrain))
+      ? (cached as unknown as SegScore)
+      : null;
+  }
+
+  private fingerprint(seed: number, pretrain: unknown): Record<string, unknown> {
+    return { pretrain, seed, settings: this.recipe.settings, data: this.recipe.data, evalBatchSize: this.o.evalBatchSize };
   }
 
   async close(): Promise<void> {

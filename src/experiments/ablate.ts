@@ -860,6 +860,18 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
         }
         if (!shard || mine.includes(p)) log(`[${i + 1}/${all.length}] ${p.row} seed ${p.seed}: already done (${cached})`);
         stored.runDir = p.runDir; // where it is now: the out-dir may have been moved or copied since
+        // the probe column added to a finished run is a piece of work of its own: the time limit is checked
+        // before it, as before a run (the event loop turns first, so that the deadline's timer has fired)
+        if (seg && (!shard || mine.includes(p)) && !seg.scored(p.runDir, p.seed, fp.pretrain)) {
+          await new Promise((resolve) => setImmediate(resolve));
+          if (timeUp()) {
+            complete = false;
+            log(
+              `--stop-after-minutes ${o.stopAfterMinutes} reached before the segmentation probe of '${p.row}' seed ${p.seed}; run the same command again to continue`,
+            );
+            break;
+          }
+        }
         runs.push(stored);
         // a shard scores its own runs only: the other shards score theirs at the same time
         if (!shard || mine.includes(p)) await addSegprobe(stored);

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OptionError, resolveOptions } from '../../src/util/options';
 import { ABLATE_OPTIONS } from '../../src/experiments/ablate-options';
-import { RANDOM_INIT, ablate, measureAblation } from '../../src/experiments/ablate';
+import { RANDOM_INIT, ablate, ablationExitCode, measureAblation } from '../../src/experiments/ablate';
 import { ablationSegRecipe } from '../../src/experiments/ablate-segprobe';
 import { memoryFactories, toyImages } from '../eval/helpers';
 import { squares } from '../eval/seg-helpers';
@@ -158,6 +158,31 @@ test('an unreadable ablation-segprobe.json is scored again, as an unreadable abl
       assert.equal(again.runs[0].segprobe!.mIoU, r.runs[0].segprobe!.mIoU, text);
       assert.equal(JSON.parse(readFileSync(file, 'utf8')).mIoU, r.runs[0].segprobe!.mIoU, 'written again');
     }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('--stop-after-minutes is honoured before the segmentation probe of a finished run: the ablation stops incomplete, nothing scored, and the next call adds the column', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-seg-deadline-'));
+  try {
+    const factories = segFactories();
+    const base = { ...TINY_ABLATION, trainLimit: 30, outDir: dir };
+    await ablate(resolveOptions(ABLATE_OPTIONS, base), factories, { log: () => {} });
+    const o = resolveOptions(ABLATE_OPTIONS, { ...base, eval: 'segprobe' });
+    const lines: string[] = [];
+    const stopped = await ablate({ ...o, stopAfterMinutes: 1e-6 }, factories, { log: (l) => lines.push(l) });
+    assert.equal(stopped.complete, false);
+    assert.equal(ablationExitCode(stopped), 75, 'the exit code says it stopped');
+    assert.ok(
+      lines.some((l) => l === "--stop-after-minutes 0.000001 reached before the segmentation probe of 'raster' seed 0; run the same command again to continue"),
+      lines.join('\n'),
+    );
+    const scored = ['raster-seed0', 'random-init-seed0'].filter((d) => existsSync(join(dir, 'runs', d, 'ablation-segprobe.json')));
+    assert.deepEqual(scored, [], 'no probe ran after the time was up');
+    const r = await ablate(o, factories, { log: () => {} });
+    assert.equal(r.complete, true);
+    assert.ok(r.runs.every((run) => run.segprobe !== undefined));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
