@@ -48,6 +48,11 @@ export interface BatchTask {
   /** Data-parallel rank when the world has more than one (keys the batch-level mixing draws). */
   rank?: number;
   indices: Int32Array;
+  /**
+   * Per sample, which pass over the epoch's order it comes from: 1 for a repeat of the data-parallel padding
+   * (keys its own augmentation draw, as another view of the image); absent when every sample is of pass 0.
+   */
+  passes?: Int32Array;
 }
 
 /**
@@ -124,7 +129,7 @@ export class BatchBuilder {
     const skipped: SkipRecord[] = [];
     const standIns: number[] = [];
     for (let s = 0; s < n; s++) {
-      const r = await this.sample(task, task.indices[s], images, s * per, masks, s * h * w, skipped);
+      const r = await this.sample(task, task.indices[s], task.passes?.[s] ?? 0, images, s * per, masks, s * h * w, skipped);
       labels[s] = r.label;
       indices[s] = r.index;
       if (r.index !== task.indices[s]) standIns.push(s);
@@ -137,6 +142,7 @@ export class BatchBuilder {
   private async sample(
     task: BatchTask,
     first: number,
+    pass: number,
     out: Float32Array | Uint8Array,
     offset: number,
     masks: Uint8Array | null,
@@ -155,7 +161,8 @@ export class BatchBuilder {
         try {
           const opened = this.source.open(index);
           const handle = opened.handle instanceof Promise ? await opened.handle : opened.handle;
-          const rng = new Rng(cfg.seed, task.epoch, index, attempt);
+          // (the first pass's key is the one every loader since the first has used: single-process draws keep it)
+          const rng = pass === 0 ? new Rng(cfg.seed, task.epoch, index, attempt) : new Rng(cfg.seed, task.epoch, index, attempt, 'pass', pass);
           this.pipeline.run(handle, rng, out, offset, cfg.size[0], cfg.size[1], masks, maskOffset);
           return { index, label: opened.label };
         } catch (e) {

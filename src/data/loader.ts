@@ -3,7 +3,8 @@
 //
 // - The order of epoch e is a permutation seeded by (seed, e): it differs per epoch and repeats
 //   for the same seed. Each sample's augmentation is seeded by (seed, epoch, index), so results do
-//   not depend on the number of workers.
+//   not depend on the number of workers; a repeat of the data-parallel padding (no dropLast) also by
+//   its pass over the order, so that it is another view of its image, as PyTorch's would be.
 // - Batch b goes to worker (b - first) mod W, first being the call's first batch; at most `prefetch` batches per worker are in flight or waiting
 //   to be consumed. Buffers are transferred, not copied.
 // - Idle workers are unref'd, so a program that stops iterating (break, return, throw) exits
@@ -25,7 +26,7 @@ import { buildPlan } from './geometry';
 import type { MixupOptions } from './mix';
 import { assembleCache, cacheRanges, DEFAULT_CACHE_BYTES, type CacheOptions } from './cache';
 import type { FromWorker, ToWorker } from './worker';
-import { rankPlan, sliceWrapped, type RankPlan } from './sharding';
+import { rankPlan, sliceWrapped, wrapPasses, type RankPlan } from './sharding';
 import { stderrLine } from '../util/console-line';
 import { backgroundLevel, checkCacheOption, checkEpoch, checkLoaderOptions, targetClasses } from './loader-options';
 import { isShardDataset } from './shards/dataset';
@@ -310,7 +311,11 @@ export class DataLoader implements AsyncIterable<Batch> {
       const nb = Math.max(0, Math.min(plan.count, end - first));
       const rank = this.worldSize > 1 ? this.rank : undefined;
       // batch j of the epoch (first <= j < first + nb)
-      const task = (j: number): BatchTask => ({ epoch, batch: j, rank, indices: sliceWrapped(order, ...plan.range(j - first)) });
+      const task = (j: number): BatchTask => {
+        const [a, b] = plan.range(j - first);
+        const passes = wrapPasses(order.length, a, b);
+        return { epoch, batch: j, rank, indices: sliceWrapped(order, a, b), ...(passes ? { passes } : {}) };
+      };
       const pool = this.pool;
       const raws = pool
         ? // keyed by the batch's index in the epoch, which the worker's reply carries (not its place in this run)

@@ -87,6 +87,15 @@ export function rankPlan(o: RankPlanOptions): RankPlan {
   };
 }
 
+/**
+ * Which pass over an order of `n` each position of [start, end) is: 0 for the order itself, 1 (and on, when
+ * there are more ranks than samples) for the padding's repeats; undefined when nothing in the range wraps.
+ */
+export function wrapPasses(n: number, start: number, end: number): Int32Array | undefined {
+  if (end <= n) return undefined;
+  return Int32Array.from({ length: end - start }, (_, k) => Math.floor((start + k) / n));
+}
+
 /** order[start..end) with positions past the end wrapping to the start (DistributedSampler's padding). */
 export function sliceWrapped(order: Int32Array, start: number, end: number): Int32Array {
   const n = order.length;

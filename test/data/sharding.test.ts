@@ -4,7 +4,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DataLoader, syntheticObjects, normalize, rankPlan, type Batch } from '../../src/data';
+import { DataLoader, syntheticObjects, normalize, rankPlan, randomResizedCrop, horizontalFlip, type Batch } from '../../src/data';
 
 async function collect(it: AsyncIterable<Batch>): Promise<Batch[]> {
   const out: Batch[] = [];
@@ -94,6 +94,30 @@ test('without dropLast every image is used at least once and each rank gets the 
   const order = ranks[0].order(0);
   const dup = all.filter((x, i) => all.indexOf(x) !== i);
   assert.deepEqual(dup, [order[0]], 'the padding repeats the start of the order');
+});
+
+test("a padded repeat gets its own augmentation draw, as in PyTorch (a rank's worker RNG), not its first copy's; the single-process draws are unchanged", async () => {
+  const ds = syntheticObjects({ size: 32, count: 11 });
+  const transforms = [randomResizedCrop(16), horizontalFlip(), normalize()];
+  const ranks = [0, 1, 2].map((rank) => new DataLoader(ds, { batchSize: 2, workers: 0, rank, worldSize: 3, seed: 1, transforms }));
+  const one = new DataLoader(ds, { batchSize: 6, workers: 0, seed: 1, transforms });
+  try {
+    const got = await Promise.all(ranks.map((l) => collect(l.iterate(0))));
+    const rows = got.flatMap((g) => g.flatMap((b) => Array.from(b.indices, (index, k) => ({ index, image: b.images.slice(k * 768, (k + 1) * 768) }))));
+    const repeated = ranks[0].order(0)[0];
+    const copies = rows.filter((r) => r.index === repeated);
+    assert.equal(copies.length, 2, 'the padding repeats the start of the order once');
+    assert.notDeepEqual(copies[1].image, copies[0].image, 'the repeat is another view of the image');
+    // every other row is the image one process draws for that index
+    const single = (await collect(one.iterate(0))).flatMap((b) =>
+      Array.from(b.indices, (index, k) => ({ index, image: b.images.slice(k * 768, (k + 1) * 768) })),
+    );
+    assert.equal(single.length, 11);
+    for (const r of single) assert.deepEqual(rows.find((x) => x.index === r.index)!.image, r.image, `index ${r.index}`);
+  } finally {
+    await one.close();
+    for (const l of ranks) await l.close();
+  }
 });
 
 test('an epoch resumes at a batch, and at a sample position with another world size', async () => {
