@@ -107,8 +107,12 @@ export interface TrainJob<B> {
    * graph writes into the ones it was captured with): the optimiser step leaves them instead of clearing them.
    */
   gradsPersist?(): boolean;
-  /** Which checkpoint is 'best': the score after a step, and whether lower or higher wins. */
-  best: { score(state: TrainState): number | null; lowerIsBetter: boolean };
+  /**
+   * Which checkpoint is 'best': the score after a step, and whether lower or higher wins. `loggedLoss`: the
+   * score is the last logged loss (a --log-every window), not an evaluation of the checkpoint's weights, so a
+   * --max-steps stop scores its checkpoint only where a run without the stop scores the same window.
+   */
+  best: { score(state: TrainState): number | null; lowerIsBetter: boolean; loggedLoss?: boolean };
   /** At an epoch end that is not the run's end, before its checkpoint (e.g. a test-set evaluation). */
   onEpochEnd?(epochsDone: number, state: TrainState): Promise<void>;
   /**

@@ -438,20 +438,37 @@ export class TrainState {
    * Writes a checkpoint positioned at (epoch, batch). The caller has asked diverged() first (the loop does
    * before every save): a checkpoint never holds a NaN/Inf loss's or weights' state.
    * Data-parallel: rank 0 writes, then all ranks pass a barrier, so that no rank goes on (or ends)
-   * before the checkpoint exists. The checkpoint of a run stopped by a signal is off the checkpoint cadence, its
-   * score from a partial loss window: never 'best', which an uninterrupted run never scores there (resumed, it
-   * ends with the same best/).
+   * before the checkpoint exists.
    */
   async save(epoch: number, batch: number): Promise<void> {
     const { job } = this;
-    const score = this.stoppedBy === 'signal' ? null : job.best.score(this);
+    const scored = this.mayBeBest();
+    const score = scored ? job.best.score(this) : null;
     const better = score !== null && Number.isFinite(score) && (this.best === null || (job.best.lowerIsBetter ? score < this.best : score > this.best));
     if (better) this.best = score;
+    // a --max-steps stop before any scored checkpoint (a short run) still leaves a best/: this one, unscored
+    // (`best` stays null), so that the first scored checkpoint of a continued run replaces it
+    const standIn = !scored && this.stoppedBy === 'maxSteps' && this.best === null;
     const lossWindow = await this.unlogged();
     this.seconds = this.secondsBefore + (Date.now() - this.began) / 1000;
-    if (this.writes) this.write(epoch, batch, better, lossWindow);
+    if (this.writes) this.write(epoch, batch, better || standIn, lossWindow);
     this.savedStep = this.step;
     await this.group?.barrier();
+  }
+
+  /**
+   * Whether the checkpoint of this step is scored for 'best'. Not the one of a run stopped by a signal: it is off
+   * the checkpoint cadence, its score from a partial loss window, which an uninterrupted run never scores there
+   * (resumed, it ends with the same best/). Nor, when the score is the logged loss, the one of a --max-steps stop,
+   * unless a run without the stop writes it too (on the checkpoint cadence) with the same full --log-every window:
+   * a partial window's mean (a few steps) would displace full ones, and a continued run would end with another best/.
+   * (A score that evaluates the weights, fine-tuning's, is that checkpoint's whatever the step.)
+   */
+  private mayBeBest(): boolean {
+    if (this.stoppedBy === 'signal') return false;
+    if (this.stoppedBy !== 'maxSteps' || !this.job.best.loggedLoss) return true;
+    const onCheckpointCadence = this.step % this.run.checkpointEvery === 0 || this.step % this.perEpoch === 0;
+    return onCheckpointCadence && this.step % this.run.logEvery === 0;
   }
 
   /**

@@ -195,7 +195,7 @@ async function pretrainOn(o: PretrainOptions, data: TrainData, hooks: PretrainHo
           },
           gradsPersist: () => staticStep.captured,
         }),
-        best: { score: (s) => s.lastLoss, lowerIsBetter: true },
+        best: { score: (s) => s.lastLoss, lowerIsBetter: true, loggedLoss: true },
       },
       { ...o, device, group },
       hooks,

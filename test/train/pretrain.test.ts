@@ -153,6 +153,33 @@ test('a run stopped by a signal and resumed keeps the best checkpoint an uninter
   }
 });
 
+test('a run stopped by --max-steps and continued keeps the best checkpoint an uninterrupted run keeps (the stop scores a partial loss window)', async () => {
+  // pre-training's score is the logged loss: at a --max-steps stop off the --log-every cadence it is the mean of
+  // the few steps since the last line, which an uninterrupted run never scores there
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-maxsteps-best-'));
+  const opts = (name: string, maxSteps: number) => options(join(dir, name), { maxSteps, logEvery: 4, keepLast: 10, blr: 0.05 });
+  const bests = (name: string, after: number) => {
+    const root = join(dir, name, 'checkpoints');
+    const steps = readdirSync(root).filter((d) => d.startsWith('step-') && Number(d.slice(5)) >= after);
+    const best = (d: string) => (JSON.parse(readFileSync(join(root, d, 'state.json'), 'utf8')) as { best: number | null }).best;
+    return { perStep: steps.sort().map((d) => [d, best(d)]), weights: readFileSync(join(root, 'best', 'model.safetensors')) };
+  };
+  try {
+    await pretrain(opts('full', 12), memoryData(16, 4, 1), quiet);
+    // 5: off both cadences (a one-step window); 8: an epoch end on the log cadence, which the uninterrupted run scores too
+    for (const at of [5, 8]) {
+      const name = `stopped-at-${at}`;
+      assert.equal((await pretrain(opts(name, at), memoryData(16, 4, 1), quiet)).stoppedBy, 'maxSteps');
+      await pretrain(opts(name, 12), memoryData(16, 4, 1), quiet);
+      const continued = bests(name, at === 5 ? 6 : at);
+      assert.deepEqual(continued.perStep, bests('full', at === 5 ? 6 : at).perStep, `stopped at ${at}: the best score each later checkpoint records`);
+      assert.ok(continued.weights.equals(bests('full', 0).weights), `stopped at ${at}: best/ holds the uninterrupted run's best weights`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a run stopped between log steps logs its last step without an older step’s gradient norm', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-stop-log-'));
   try {
