@@ -1217,6 +1217,15 @@ test('a shard cut at a member boundary (no end-of-archive blocks) is reported tr
     (e: Error) => e instanceof ShardReadError && /^shard-000000\.tar: truncated after 1 sample\(s\) \(unexpected end of archive/.test(e.message),
   );
   assert.deepEqual(keys, ['a'], 'the sample being read when the shard ended is dropped');
+  // a whole gzip stream of such a tar: the same
+  const tgz = join(root, 'cut-at-member.tar.gz');
+  write(tgz, gzipSync(readFileSync(shard)));
+  await assert.rejects(
+    async () => {
+      for await (const s of readShard(tgz)) void s;
+    },
+    (e: Error) => e instanceof ShardReadError && /^cut-at-member\.tar\.gz: truncated after 1 sample\(s\)/.test(e.message),
+  );
   // the index counts it among the bad shards, with its name
   const warnings: string[] = [];
   const ds = shardDataset(dir, { onWarning: (w) => warnings.push(w) });
