@@ -8,12 +8,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as torch from '../../src/torch';
 import * as dist from '../../src/dist';
-import { loadTensors } from '../../src/io';
+import { loadTensors, saveTensors } from '../../src/io';
 import { makeEvalData, packImageFolder } from '../../src/data';
 import { extractPooledFeatures, FeaturePooling, FeatureSet } from '../../src/eval/features';
 import { runWorkers, workerScript } from './helpers';
@@ -25,6 +25,7 @@ import { linprobeOnFeatures } from '../../src/eval/linprobe';
 import { maxDiff, writeEncoder } from '../eval/helpers';
 import { encode, picture, write } from '../data/helpers';
 import type { EmbedList } from '../../src/eval/embed';
+import { VisionTransformer } from '../../src/semaim';
 
 const CLI = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
 const gloo = dist.distBuildInfo().gloo ? false : 'the addon was built without Gloo';
@@ -276,6 +277,30 @@ test('semaim embed --nproc-per-node 2 and 3 write the file one process writes (s
   // [CLS] rows, several per rank and batch: gathered from a strided column of the tokens they were
   const cls = [run(1, 'cls', 4), run(2, 'cls', 4)].map((r) => r.tensors.get('features')!.toFloat32Array());
   assert.ok(maxDiff(cls[1], cls[0]) <= 1e-5, `[CLS] on 2 processes: max |diff| ${maxDiff(cls[1], cls[0])}`);
+});
+
+test('semaim embed --dtype float16 --nproc-per-node 2 refuses features beyond float16 once, from rank 0, after every rank gathered its rows, and writes nothing', { skip: gloo }, async () => {
+  // an encoder whose [CLS] feature is its final norm's bias, one channel beyond float16's largest value
+  const cfg = { imgSize: 16, patchSize: 4, inChans: 3, embedDim: 16, depth: 1, numHeads: 2, mlpRatio: 2 };
+  const vit = new VisionTransformer(cfg).initWeights();
+  const bias = new Float32Array(cfg.embedDim).fill(1);
+  bias[3] = 70000;
+  torch.noGrad(() => {
+    vit.norm.weight!.fill_(0);
+    vit.norm.bias!.copy_(torch.tensor(bias));
+  });
+  const encoder = join(root, 'wide-encoder.safetensors');
+  saveTensors(encoder, vit.stateDict(), { config: JSON.stringify(cfg) });
+  writeFileSync(join(root, 'wide-encoder.json'), JSON.stringify(cfg));
+  vit.dispose();
+  const images = join(root, 'wide-photos');
+  for (let i = 0; i < 5; i++) write(join(images, `p${i}.png`), await encode(picture(16, 16, i), 16, 16, 3, 'png'));
+  const out = join(root, 'wide-out');
+  const r = cli(['embed', '--checkpoint', encoder, '--images', images, '--batch-size', '2', '--num-workers', '0', '--threads', '1',
+    '--dtype', 'float16', '--out', join(out, 'f.safetensors'), '--nproc-per-node', '2']);
+  assert.notEqual(r.code, 0, r.out);
+  assert.equal((r.out.match(/^semaim: option --dtype: float16 cannot store these features: .*p\d\.png has a feature of 70000\.0/gm) ?? []).length, 1, r.out);
+  assert.deepEqual(readdirSync(out), [], 'no features, list or partial file');
 });
 
 test('with unreadable training images, semaim knn and linprobe --nproc-per-node 2 give one process’s results (each rank’s shard leaves the stand-ins out)', { skip: gloo }, async () => {
