@@ -830,6 +830,16 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
       );
       segDescription = seg.description;
     }
+    // The time limit, checked between pieces of work (a run; a segmentation probe, kept apart from its run's
+    // scores). The event loop turns first: a signal during the last piece's final writes then reaches its
+    // handler, and a deadline's timer its stop (which is the time limit, not an interruption).
+    const timeUpBefore = async (what: string): Promise<boolean> => {
+      await new Promise((resolve) => setImmediate(resolve));
+      if (!timeUp()) return false;
+      complete = false;
+      log(`--stop-after-minutes ${o.stopAfterMinutes} reached before ${what}; run the same command again to continue`);
+      return true;
+    };
     for (const [i, p] of all.entries()) {
       const cached = join(p.runDir, 'ablation-eval.json');
       const fp = fingerprint(p.options, recipe, ks);
@@ -860,18 +870,9 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
         }
         if (!shard || mine.includes(p)) log(`[${i + 1}/${all.length}] ${p.row} seed ${p.seed}: already done (${cached})`);
         stored.runDir = p.runDir; // where it is now: the out-dir may have been moved or copied since
-        // the probe column added to a finished run is a piece of work of its own: the time limit is checked
-        // before it, as before a run (the event loop turns first, so that the deadline's timer has fired)
-        if (seg && (!shard || mine.includes(p)) && !seg.scored(p.runDir, p.seed, fp.pretrain)) {
-          await new Promise((resolve) => setImmediate(resolve));
-          if (timeUp()) {
-            complete = false;
-            log(
-              `--stop-after-minutes ${o.stopAfterMinutes} reached before the segmentation probe of '${p.row}' seed ${p.seed}; run the same command again to continue`,
-            );
-            break;
-          }
-        }
+        // (the probe column added to a finished run: a piece of work of its own)
+        const probes = seg && (!shard || mine.includes(p)) && !seg.scored(p.runDir, p.seed, fp.pretrain);
+        if (probes && (await timeUpBefore(`the segmentation probe of '${p.row}' seed ${p.seed}`))) break;
         runs.push(stored);
         // a shard scores its own runs only: the other shards score theirs at the same time
         if (!shard || mine.includes(p)) await addSegprobe(stored);
@@ -891,14 +892,7 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
         log(`[${i + 1}/${all.length}] ${p.row} seed ${p.seed}: not finished yet`);
         continue;
       }
-      // The event loop turns first: a signal during the last run's final writes then reaches its handler, and
-      // a deadline's timer its stop (which is the time limit, not an interruption).
-      await new Promise((resolve) => setImmediate(resolve));
-      if (timeUp()) {
-        complete = false;
-        log(`--stop-after-minutes ${o.stopAfterMinutes} reached before '${p.row}' seed ${p.seed}; run the same command again to continue`);
-        break;
-      }
+      if (await timeUpBefore(`'${p.row}' seed ${p.seed}`)) break;
       // a stop asked before this run (before the ablation started, too): no data opened, nothing evaluated or trained
       if (stop.requested) throw new StoppedBySignal(`stopped before '${p.row}' seed ${p.seed}; run the same command again to continue`, stop.signal);
       // A started pre-training continues only with what shaped it: its options and images per epoch (the
@@ -1006,13 +1000,15 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
         fingerprint: fp,
       };
       writeJsonAtomic(cached, run);
-      runs.push(run);
-      await addSegprobe(run);
       const h = scores[recipe.poolings[0]];
       log(
         `    ${p.row} seed ${p.seed}: ${run.pretrain.lastLoss === null ? '' : `loss ${run.pretrain.lastLoss.toFixed(4)}, `}k-NN@${headlineK} ${pct(h.knn.find((k) => k.k === headlineK)?.top1)}%, ` +
           `linear ${pct(h.linprobe.top1)}% (${recipe.poolings[0]}), evaluation ${run.evalSeconds.toFixed(1)} s`,
       );
+      // (its scores are kept: the next call takes the run up at its probe)
+      if (seg && (await timeUpBefore(`the segmentation probe of '${p.row}' seed ${p.seed}`))) break;
+      runs.push(run);
+      await addSegprobe(run);
     }
     // A shard is complete when its own runs are; the ablation when all are. A diverged run counts as done
     // for a shard (its parent reads ablation-diverged.json), as not done for the ablation (its table lacks it).
