@@ -3,6 +3,7 @@
 import { checkThreadsPerProcess, tellOtherRanks } from './data-parallel';
 import { formatHelp, asWritten, OptionError, OptionTable, Options, parseArgv, readConfigFile, resolveOptions } from '../util/options';
 import { folderObstacle } from '../util/safe-write';
+import { quotedPath } from '../util/printable';
 import { checkGpuShare } from '../run/device';
 import { LAUNCH_OPTIONS, readDistEnv, type LaunchFlags } from '../dist';
 
@@ -88,7 +89,7 @@ function checkThreadsOfWorkers(o: Record<string, unknown>): void {
 /** An output folder option (`key`) whose path cannot be a folder (a file, or a symbolic link to nothing, on the way) is an option error, before any work. */
 export function checkFolderOption(dir: string, key: string): void {
   const { why } = folderObstacle(dir);
-  if (why) throw new OptionError(key, `${dir} cannot be the output folder: ${why}`);
+  if (why) throw new OptionError(key, `${quotedPath(dir)} cannot be the output folder: ${why}`);
 }
 
 /** Every command with --out-dir: checkFolderOption. */

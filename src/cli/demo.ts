@@ -22,6 +22,7 @@ import { visualizeCheckpoint, writeRunReport } from '../viz/pipeline';
 import { ORDER_NAMES } from '../viz/maps';
 import { defineCommand } from './command';
 import { lossChange } from './loss-change';
+import { quotedPath } from '../util/printable';
 import { commitStaged, stageFile, writeFileAtomic } from '../util/safe-write';
 import { makeFolder } from '../util/make-folder';
 
@@ -166,7 +167,8 @@ export async function runDemo(d: DemoOptions): Promise<Record<string, unknown>> 
   const run = await pretrain(o, makeTrainData(trainDataRequest(o)), { freshRunHint: 'another --out-dir' });
   if (run.stoppedBy === 'signal')
     throw new StoppedBySignal(`demo stopped during pre-training at step ${run.steps} (checkpoint written); run the same command again to continue`, run.signal);
-  if (run.stoppedBy === 'nonfinite') throw new Error(`demo: pre-training diverged (NaN/Inf loss) at step ${run.steps}; see ${join(outDir, 'metrics.jsonl')}`);
+  if (run.stoppedBy === 'nonfinite')
+    throw new Error(`demo: pre-training diverged (NaN/Inf loss) at step ${run.steps}; see ${quotedPath(join(outDir, 'metrics.jsonl'))}`);
 
   // The encoder exactly as pre-training initialises it (same seed), as the k-NN baseline; written only
   // once pre-training has accepted the folder (a refused re-run must not replace the baseline).
@@ -207,7 +209,7 @@ export async function runDemo(d: DemoOptions): Promise<Record<string, unknown>> 
   ).catch((e: unknown) => {
     if (!(e instanceof StoppedBySignal)) throw e;
     throw new StoppedBySignal(
-      `demo stopped during its evaluation (pre-training is complete: ${run.checkpoint}); run the same command again to evaluate`,
+      `demo stopped during its evaluation (pre-training is complete: ${quotedPath(String(run.checkpoint))}); run the same command again to evaluate`,
       e.signal,
     );
   });
@@ -244,12 +246,12 @@ export async function runDemo(d: DemoOptions): Promise<Record<string, unknown>> 
         .filter((t) => t !== tokens)
         .map((t) => `| … with S from ${TOKEN_NAMES[t]} instead | ${(100 * byTokens[t].fraction).toFixed(1)}% ± ${(100 * byTokens[t].stdErr).toFixed(1)}% |`),
       '',
-      `outputs in ${outDir}:`,
-      `  report        ${report.out}`,
-      `  order maps    ${viz.grid}`,
-      `  checkpoint    ${run.checkpoint}`,
-      `  metrics       ${summary.outputs.metrics}`,
-      `  summary       ${join(outDir, 'demo.json')}`,
+      `outputs in ${quotedPath(outDir)}:`,
+      `  report        ${quotedPath(report.out)}`,
+      `  order maps    ${quotedPath(viz.grid)}`,
+      `  checkpoint    ${quotedPath(String(run.checkpoint))}`,
+      `  metrics       ${quotedPath(summary.outputs.metrics)}`,
+      `  summary       ${quotedPath(join(outDir, 'demo.json'))}`,
       '',
     ].join('\n'),
   );

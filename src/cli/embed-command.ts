@@ -7,6 +7,7 @@ import { checkOutputs, encoderFiles } from '../io/outputs';
 import { IMAGE_INPUT_OPTIONS } from '../data/options';
 import { precisionOption, checkPrecision } from '../run/precision';
 import { abortOnStopSignals } from '../run/signals';
+import { quotedPath } from '../util/printable';
 import { checkDevice } from '../run/device';
 import { resolveEncoder } from '../semaim';
 import { defineCommand } from './command';
@@ -76,7 +77,7 @@ export const embedCommand = defineCommand({
       if (r) {
         process.stdout.write(
           `embedded ${r.count} images${r.skipped ? ` (${r.skipped} skipped)` : ''} in ${r.seconds.toFixed(1)} s: features [${r.shape.join(', ')}]\n` +
-            `  wrote ${r.path}\n  and   ${r.listPath}\n`,
+            `  wrote ${quotedPath(r.path)}\n  and   ${quotedPath(r.listPath)}\n`,
         );
       }
       return 0;

@@ -16,7 +16,7 @@ import { resolveEncoder } from '../semaim';
 import { abortOnStopSignals, runExitCode } from '../run/signals';
 import { checkDataPath } from '../data/options';
 import { checkThreadsPerProcess, runDataParallel } from './data-parallel';
-import { shellQuote } from '../util/printable';
+import { quotedPath, shellQuote } from '../util/printable';
 import { stderrLine } from '../util/console-line';
 
 /**
@@ -59,7 +59,7 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
       run: (o) =>
         runDataParallel(o, { command: 'knn', table: KNN_OPTIONS }, async (group) => {
           const r = await abortOnStopSignals((signal) => runKnn(o, factories(), { group, signal }));
-          if (r) process.stdout.write(`${r.table}wrote ${r.path}\n`);
+          if (r) process.stdout.write(`${r.table}wrote ${quotedPath(r.path)}\n`);
           return 0;
         }),
     }),
@@ -78,7 +78,7 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
       run: (o) =>
         runDataParallel(o, { command: 'linprobe', table: LINPROBE_OPTIONS }, async (group) => {
           const r = await abortOnStopSignals((signal) => runLinprobe(o, factories(), { group, signal }));
-          if (r) process.stdout.write(`${r.table}wrote ${r.path} and ${join(dirname(r.path), 'probe.safetensors')}\n`);
+          if (r) process.stdout.write(`${r.table}wrote ${quotedPath(r.path)} and ${quotedPath(join(dirname(r.path), 'probe.safetensors'))}\n`);
           return 0;
         }),
     }),
@@ -99,7 +99,7 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
         runDataParallel(o, { command: 'finetune', table: FINETUNE_OPTIONS }, async (group) => {
           const r = await runFinetune(o, factories(), { group });
           // (its checkpoints are what predict and export read)
-          process.stdout.write(r.path ? `${r.table}wrote ${r.path} and ${join(dirname(r.path), 'checkpoints')}/\n` : r.table);
+          process.stdout.write(r.path ? `${r.table}wrote ${quotedPath(r.path)} and ${quotedPath(`${join(dirname(r.path), 'checkpoints')}/`)}\n` : r.table);
           return runExitCode(r);
         }),
     }),
@@ -141,7 +141,7 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
           const again = withoutPlanOnly(argv);
           if (configPlansOnly(again)) again.push('--no-plan-only'); // or the printed command would only plan again
           process.stdout.write(
-            `wrote ${o.outDir}/plan.json (${describePlan(r.plan!).split('\n')[0]}); run:\n  semaim ablate ${again.map(shellQuote).join(' ')}\n`,
+            `wrote ${quotedPath(`${o.outDir}/plan.json`)} (${describePlan(r.plan!).split('\n')[0]}); run:\n  semaim ablate ${again.map(shellQuote).join(' ')}\n`,
           );
           return 0;
         }
@@ -149,7 +149,7 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
           process.stdout.write(`shard ${o.shard}: ${r.complete ? 'done' : 'stopped early'}\n`);
           return r.complete ? 0 : 75;
         }
-        process.stdout.write(`${r.markdown}\nwrote ${o.outDir}/ablation.md and ablation.json\n`);
+        process.stdout.write(`${r.markdown}\nwrote ${quotedPath(`${o.outDir}/ablation.md`)} and ablation.json\n`);
         if (r.diverged.length) process.stderr.write(`semaim: ${r.diverged.length} pre-training(s) diverged; the table leaves them out\n`);
         return ablationExitCode(r);
       },

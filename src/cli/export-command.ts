@@ -2,7 +2,7 @@
 // ONNX folder (onnxruntime, transformers.js), or as a static web page that runs it in the browser.
 import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { shellQuote } from '../util/printable';
+import { quotedPath, shellQuote } from '../util/printable';
 import { OptionError, Options, defineOptions } from '../util/options';
 import { abortOnStopSignals } from '../run/signals';
 import { stderrLine } from '../util/console-line';
@@ -63,14 +63,14 @@ function size(path: string): string {
 async function writeExport(o: Options<typeof EXPORT_OPTIONS>, signal: AbortSignal): Promise<void> {
   if (o.format === 'safetensors') {
     const r = await exportEncoder(o.checkpoint, o.out, { verify: o.verify, overwrite: o.overwrite, signal });
-    process.stdout.write(`wrote ${r.weights} (${r.tensors} tensors) and ${r.config}\n`);
+    process.stdout.write(`wrote ${quotedPath(r.weights)} (${r.tensors} tensors) and ${quotedPath(r.config)}\n`);
   } else if (o.format === 'onnx') {
     const r = await exportOnnx(o.checkpoint, o.out, { dtype: o.dtype, attention: o.attention, verify: o.verify, overwrite: o.overwrite, signal });
-    process.stdout.write(`wrote ${r.model} (${size(r.model)}, ${o.dtype}) and ${r.files.slice(1).join(', ')}\n`);
+    process.stdout.write(`wrote ${quotedPath(r.model)} (${size(r.model)}, ${o.dtype}) and ${r.files.slice(1).map(quotedPath).join(', ')}\n`);
   } else {
     const r = await exportWeb(o.checkpoint, o.out, { dtype: o.dtype, verify: o.verify, overwrite: o.overwrite, exifOrientation: o.exifOrientation, signal });
     process.stdout.write(
-      `wrote ${r.page} with model.onnx (${size(`${r.dir}/model.onnx`)}, ${o.dtype}) and onnxruntime-web ${r.ortVersion}\n` +
+      `wrote ${quotedPath(r.page)} with model.onnx (${size(`${r.dir}/model.onnx`)}, ${o.dtype}) and onnxruntime-web ${r.ortVersion}\n` +
         `  view it over http, e.g.: python3 -m http.server -d ${shellQuote(resolve(r.dir))}  (then open http://localhost:8000/)\n`,
     );
   }
@@ -105,7 +105,7 @@ export const exportCommand = defineCommand({
   async run(o) {
     // the conversion takes seconds to tens of seconds (ViT-B) and has no count to show progress by
     const as = o.format === 'safetensors' ? 'timm safetensors' : o.format === 'onnx' ? `ONNX (${o.dtype})` : `a web page with ONNX (${o.dtype})`;
-    stderrLine(`export: converting the model of ${o.checkpoint} to ${as} at ${o.out} …`);
+    stderrLine(`export: converting the model of ${quotedPath(o.checkpoint)} to ${as} at ${quotedPath(o.out)} …`);
     await abortOnStopSignals((signal) => writeExport(o, signal), undefined, 'stopping before the next file; no export is written');
     return 0;
   },

@@ -5,6 +5,7 @@ import { checkSeedList } from '../util/options';
 import { OBJECT_STUDY_OPTIONS, checkTestSize, objectStartStudy, parseTrainTokens, studyPretrainOptions } from '../experiments/object-start-study';
 import { validatePretrain } from '../train/pretrain-options';
 import { abortOnStopSignals } from '../run/signals';
+import { quotedPath } from '../util/printable';
 
 export const objectStartCommand = defineCommand({
   summary: 'how often the semantic order starts on the object (synthetic objects), for S = cls / gap / self, over pre-training',
@@ -26,7 +27,7 @@ export const objectStartCommand = defineCommand({
       undefined,
       'stopping after this step and its checkpoint, or before the next checkpoint is scored; object-start.md and .json are not written',
     );
-    process.stdout.write(`${r.markdown}\nwrote ${o.outDir}/object-start.md and object-start.json\n`);
+    process.stdout.write(`${r.markdown}\nwrote ${quotedPath(`${o.outDir}/object-start.md`)} and object-start.json\n`);
     return 0;
   },
 });

@@ -9,6 +9,7 @@ import { IMAGE_INPUT_OPTIONS } from '../data/options';
 import { precisionOption, checkPrecision } from '../run/precision';
 import { checkDevice } from '../run/device';
 import { abortOnStopSignals } from '../run/signals';
+import { quotedPath } from '../util/printable';
 import { defineCommand } from './command';
 
 export const PREDICT_OPTIONS = defineOptions({
@@ -67,7 +68,7 @@ export const predictCommand = defineCommand({
     const acc = r.accuracy ? `: top-1 ${(100 * r.accuracy.top1).toFixed(2)} %, top-5 ${(100 * r.accuracy.top5).toFixed(2)} %` : '';
     process.stdout.write(
       `predicted ${r.count} images${r.skipped ? ` (${r.skipped} skipped)` : ''} in ${r.seconds.toFixed(1)} s${acc}\n` +
-        `  wrote ${r.path}\n  and   ${r.csvPath}\n`,
+        `  wrote ${quotedPath(r.path)}\n  and   ${quotedPath(r.csvPath)}\n`,
     );
     return 0;
   },

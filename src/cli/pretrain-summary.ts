@@ -2,6 +2,7 @@
 import type { StopReason } from '../run/loop';
 import type { PretrainResult } from '../train/pretrain';
 import { lossChange } from './loss-change';
+import { quotedPath } from '../util/printable';
 
 /** How the summary line says why a pre-training run ended. */
 const STOPPED: Record<StopReason, string> = {
@@ -15,6 +16,6 @@ const STOPPED: Record<StopReason, string> = {
 export function pretrainSummary(r: Pick<PretrainResult, 'stoppedBy' | 'steps' | 'firstLoss' | 'lastLoss' | 'checkpoint' | 'outDir'>): string {
   return (
     `pretrain ${STOPPED[r.stoppedBy]} after ${r.steps} steps; ${lossChange(r.firstLoss, r.lastLoss)}\n` +
-    `  checkpoint: ${r.checkpoint ?? 'none yet'}\n  metrics:    ${r.outDir}/metrics.jsonl\n`
+    `  checkpoint: ${r.checkpoint === null ? 'none yet' : quotedPath(r.checkpoint)}\n  metrics:    ${quotedPath(`${r.outDir}/metrics.jsonl`)}\n`
   );
 }

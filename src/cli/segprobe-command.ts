@@ -7,6 +7,7 @@ import { resolveEncoder } from '../semaim';
 import { SEGPROBE_OPTIONS, readSegprobeConfig } from '../eval/segprobe-options';
 import { runSegprobe, SegDataFactory } from '../eval/segprobe-run';
 import { abortOnStopSignals } from '../run/signals';
+import { quotedPath } from '../util/printable';
 import { runDataParallel } from './data-parallel';
 
 export function makeSegprobeCommand(factory: SegDataFactory = makeSegData): Command {
@@ -31,7 +32,10 @@ export function makeSegprobeCommand(factory: SegDataFactory = makeSegData): Comm
     run: (o) =>
       runDataParallel(o, { command: 'segprobe', table: SEGPROBE_OPTIONS }, async (group) => {
         const r = await abortOnStopSignals((signal) => runSegprobe(readSegprobeConfig(o), o, factory, { group, signal }));
-        if (r) process.stdout.write(`${r.table}wrote ${r.path}${r.figure ? `, ${r.figure}` : ''} and ${join(dirname(r.path), 'seg-head.safetensors')}\n`);
+        if (r)
+          process.stdout.write(
+            `${r.table}wrote ${quotedPath(r.path)}${r.figure ? `, ${quotedPath(r.figure)}` : ''} and ${quotedPath(join(dirname(r.path), 'seg-head.safetensors'))}\n`,
+          );
         return 0;
       }),
   });

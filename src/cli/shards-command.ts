@@ -6,7 +6,7 @@ import { packImageFolder, DEFAULT_SHARD_SIZE } from '../data';
 import { checkFolderOption, defineCommand } from './command';
 import { IMAGE_INPUT_OPTIONS } from '../data/options';
 import { formatBytes } from '../util/disk-space';
-import { printable, shellQuote } from '../util/printable';
+import { printable, quotedPath, shellQuote } from '../util/printable';
 import { abortOnStopSignals } from '../run/signals';
 
 const SHARDS_OPTIONS = defineOptions({
@@ -77,7 +77,7 @@ export const shardsCommand = defineCommand({
       listed(r.unreadable, 'that could not be read', (f) => `${printable(f.path)}: ${printable(f.reason)}`);
     process.stdout.write(
       `packed ${r.samples} images of ${r.classes.length} classes into ${r.shards.length} shard(s), ${(r.bytes / 2 ** 20).toFixed(1)} MiB${skipped}\n` +
-        `  index:     ${r.index}\n  data path: --dataset shards --data-path ${shellQuote(r.pattern)}\n`,
+        `  index:     ${quotedPath(r.index)}\n  data path: --dataset shards --data-path ${shellQuote(r.pattern)}\n`,
     );
     return 0;
   },

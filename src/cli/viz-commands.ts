@@ -15,6 +15,7 @@ import { IMAGE_INPUT_OPTIONS, imageInputOptions } from '../data/options';
 import { checkOutputFolder } from '../io/outputs';
 import { join } from 'node:path';
 import { abortOnStopSignals } from '../run/signals';
+import { quotedPath } from '../util/printable';
 import { stderrLine } from '../util/console-line';
 
 const ALL_ORDERS = ORDER_NAMES.join(',');
@@ -90,7 +91,7 @@ type FigureOptions = Options<typeof FIGURE_OPTIONS>;
  */
 function checkFigureOut(out: string, images: string[], option: string, overwrite: boolean): void {
   const missing = images.find((p) => !existsSync(p));
-  if (missing !== undefined) throw new OptionError('images', `${missing} does not exist`);
+  if (missing !== undefined) throw new OptionError('images', `${quotedPath(missing)} does not exist`);
   checkFolderOption(out, option);
   checkOutputFolder(out, [join(out, 'grid.png'), join(out, 'visualize.json')], { inputs: images, option });
   if (overwrite || !existsSync(out) || earlierVisualization(join(out, 'visualize.json'))) return;
@@ -98,7 +99,7 @@ function checkFigureOut(out: string, images: string[], option: string, overwrite
   if (ours.length)
     throw new OptionError(
       option,
-      `${out} holds ${ours.slice(0, 3).join(', ')}${ours.length > 3 ? ', …' : ''}, which no earlier semaim visualisation wrote (no visualize.json of one): ` +
+      `${quotedPath(out)} holds ${ours.slice(0, 3).map(quotedPath).join(', ')}${ours.length > 3 ? ', …' : ''}, which no earlier semaim visualisation wrote (no visualize.json of one): ` +
         'add --overwrite to replace them, or choose another folder',
     );
 }
@@ -152,16 +153,16 @@ export const vizCommands: Record<string, Command> = {
       const job = figureJob(o, [o.images, ...positionals]);
       const device = setup(o);
       // (the maps are computed in one pass, with no count to show progress by)
-      stderrLine(`visualize: drawing the maps of ${o.checkpoint} (${o.orders}) for ${[o.images, ...positionals].join(', ')} …`);
+      stderrLine(`visualize: drawing the maps of ${quotedPath(o.checkpoint)} (${o.orders}) for ${[o.images, ...positionals].map(quotedPath).join(', ')} …`);
       const r = await abortOnStopSignals(
         (signal) => visualizeCheckpoint({ ...job, checkpoint: o.checkpoint, out: o.out, device, signal }),
         undefined,
         'stopping at the next image or file; no figures are written',
       );
       process.stdout.write(
-        `checkpoint ${r.checkpoint}\nwrote ${r.rows.length} row(s), ${r.grid} (${r.layout.width}×${r.layout.height}) and ${r.summary}\n` +
+        `checkpoint ${quotedPath(r.checkpoint)}\nwrote ${r.rows.length} row(s), ${quotedPath(r.grid)} (${r.layout.width}×${r.layout.height}) and ${quotedPath(r.summary)}\n` +
           `columns: ${r.columns.join(' | ')}\n` +
-          (r.skipped.length ? `skipped ${r.skipped.length} unreadable image(s), listed in ${r.summary}\n` : ''),
+          (r.skipped.length ? `skipped ${r.skipped.length} unreadable image(s), listed in ${quotedPath(r.summary)}\n` : ''),
       );
       return 0;
     },
@@ -179,7 +180,7 @@ export const vizCommands: Record<string, Command> = {
       const [runDir, ...rest] = positionals;
       // named as the usage line names it: there is no --run-dir flag
       if (!runDir) throw new OptionError('runDir', 'expects the run folder: semaim report RUN_DIR', 'RUN_DIR');
-      if (rest.length && !o.images) throw new OptionError('runDir', `one run folder expected, got also ${rest.join(' ')}`, 'RUN_DIR');
+      if (rest.length && !o.images) throw new OptionError('runDir', `one run folder expected, got also ${rest.map(quotedPath).join(' ')}`, 'RUN_DIR');
       refuseFigureOptionsWithoutImages(o);
       parseOrders(o.orders);
     },
@@ -191,7 +192,9 @@ export const vizCommands: Record<string, Command> = {
       const [runDir, ...rest] = positionals;
       const images = o.images ? [o.images, ...rest] : [];
       const device = images.length ? setup(o) : 'cpu';
-      stderrLine(`report: reading ${runDir} (config, metrics, results)${images.length ? ` and drawing the maps for ${images.join(', ')}` : ''} …`);
+      stderrLine(
+        `report: reading ${quotedPath(runDir)} (config, metrics, results)${images.length ? ` and drawing the maps for ${images.map(quotedPath).join(', ')}` : ''} …`,
+      );
       const r = await abortOnStopSignals(
         (signal) =>
           writeRunReport({
@@ -205,7 +208,9 @@ export const vizCommands: Record<string, Command> = {
         undefined,
         'stopping at the next image or file; the report is not written',
       );
-      process.stdout.write(`wrote ${r.out} (${r.metrics} metric records, ${r.evals} evaluation rows, ${r.grid ? 'grid ' + r.grid : 'no grid'})\n`);
+      process.stdout.write(
+        `wrote ${quotedPath(r.out)} (${r.metrics} metric records, ${r.evals} evaluation rows, ${r.grid ? 'grid ' + quotedPath(r.grid) : 'no grid'})\n`,
+      );
       return 0;
     },
   }),

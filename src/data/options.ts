@@ -2,6 +2,7 @@
 // visualize/report): the decompression-bomb limit and the EXIF-orientation policy, one table and
 // one typed reader; and the check that a given --data-path exists, made before any work.
 import { existsSync, statSync } from 'node:fs';
+import { quotedPath } from '../util/printable';
 import { OptionError, defineOptions } from '../util/options';
 import { DEFAULT_MAX_IMAGE_PIXELS } from './codecs/limits';
 import { EXIF_ORIENTATION_POLICIES, type ExifOrientationPolicy } from './codecs/orientation';
@@ -58,14 +59,14 @@ export function checkDataPath(o: { dataPath?: string; dataset?: string }, splits
     if (named.length > 1 && named.every((n) => n === named[0])) {
       throw new OptionError(
         'dataPath',
-        `${o.dataPath} names the same shards for the ${splits.join(' and ')} splits, so evaluation would test on its training data: give each split its own, e.g. 'shards/{split}' for shards/train and shards/test`,
+        `${quotedPath(o.dataPath)} names the same shards for the ${splits.join(' and ')} splits, so evaluation would test on its training data: give each split its own, e.g. 'shards/{split}' for shards/train and shards/test`,
       );
     }
     return;
   }
-  if (!existsSync(o.dataPath)) throw new OptionError('dataPath', `${o.dataPath} does not exist`);
+  if (!existsSync(o.dataPath)) throw new OptionError('dataPath', `${quotedPath(o.dataPath)} does not exist`);
   // folder and flat read a folder; cifar10 a folder or its .tar.gz
   const isArchive = o.dataset === 'cifar10' && /\.(tar\.gz|tgz)$/.test(o.dataPath);
   if (!isArchive && !statSync(o.dataPath).isDirectory())
-    throw new OptionError('dataPath', `${o.dataPath} is not a folder${o.dataset === 'cifar10' ? ' (nor a .tar.gz)' : ''}`);
+    throw new OptionError('dataPath', `${quotedPath(o.dataPath)} is not a folder${o.dataset === 'cifar10' ? ' (nor a .tar.gz)' : ''}`);
 }

@@ -2,6 +2,7 @@
 // (--overwrite), and never one the command reads from (an encoder and its config), nor a file of a
 // checkpoint or of a run folder, which other commands read and verify.
 import { existsSync, realpathSync, statSync } from 'node:fs';
+import { quotedPath } from '../util/printable';
 import { basename, dirname, join, relative, resolve, isAbsolute } from 'node:path';
 import { OptionError } from '../util/options';
 import { finishInterruptedCommits, writeError } from '../util/safe-write';
@@ -61,11 +62,11 @@ export function checkOutputs(outputs: string[], o: { overwrite: boolean; inputs?
   const inputs = new Map((o.inputs ?? []).map((p) => [canonicalPath(p), p]));
   for (const out of outputs) {
     const input = inputs.get(canonicalPath(out));
-    if (input !== undefined) throw new OptionError(option, `${out} is what this command reads (${input}): choose another output`);
+    if (input !== undefined) throw new OptionError(option, `${quotedPath(out)} is what this command reads (${quotedPath(input)}): choose another output`);
     const why = protectedOutput(out);
-    if (why) throw new OptionError(option, `${out} cannot be written, not even with ${overwriteIs}: ${why}`);
+    if (why) throw new OptionError(option, `${quotedPath(out)} cannot be written, not even with ${overwriteIs}: ${why}`);
     if (!o.overwrite && occupied(out))
-      throw new OptionError(option, `${out} exists: choose another output, or pass ${overwriteIs} to replace it`, undefined, 'ERR_OUTPUT_EXISTS');
+      throw new OptionError(option, `${quotedPath(out)} exists: choose another output, or pass ${overwriteIs} to replace it`, undefined, 'ERR_OUTPUT_EXISTS');
   }
 }
 
@@ -74,13 +75,17 @@ export function checkOutputs(outputs: string[], o: { overwrite: boolean; inputs?
  * folders (what it writes would be read next time), or whose `files` are protected.
  */
 export function checkOutputFolder(dir: string, files: string[], o: { inputs: string[]; option: string }): void {
-  if (existsSync(dir) && !statSync(dir).isDirectory()) throw new OptionError(o.option, `${dir} exists and is not a folder: choose another output folder`);
+  if (existsSync(dir) && !statSync(dir).isDirectory())
+    throw new OptionError(o.option, `${quotedPath(dir)} exists and is not a folder: choose another output folder`);
   const target = canonicalPath(dir);
   for (const input of o.inputs) {
     if (!existsSync(input) || !statSync(input).isDirectory()) continue;
     const rel = relative(realpathSync(input), target);
     if (!rel.startsWith('..') && !isAbsolute(rel))
-      throw new OptionError(o.option, `${dir} lies in ${input}, which this command reads: its files would be inputs next time; choose another folder`);
+      throw new OptionError(
+        o.option,
+        `${quotedPath(dir)} lies in ${quotedPath(input)}, which this command reads: its files would be inputs next time; choose another folder`,
+      );
   }
   checkOutputs(files, { overwrite: true, option: o.option });
 }

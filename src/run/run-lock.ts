@@ -4,6 +4,7 @@
 // A lock whose process is gone (same host) is taken over; one held on another host is refused with
 // the path to delete if that process is known to be gone.
 import { join } from 'node:path';
+import { quotedPath } from '../util/printable';
 import { writeError } from '../util/safe-write';
 import { Holder, describeHolder, lockFile } from '../util/file-lock';
 import { makeFolder } from '../util/make-folder';
@@ -45,7 +46,7 @@ export class RunLock {
     throw new RunInUseError(
       outDir,
       taken,
-      `${outDir} is in use by another semaim run (${describeHolder(taken)}): wait for it, or use another --out-dir; if that process is gone, delete ${path}`,
+      `${quotedPath(outDir)} is in use by another semaim run (${describeHolder(taken)}): wait for it, or use another --out-dir; if that process is gone, delete ${quotedPath(path)}`,
     );
   }
 }

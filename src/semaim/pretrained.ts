@@ -2,6 +2,7 @@
 // encoders (for evaluation), frozen teachers (feature targets) and exported encoders
 // (`<name>.safetensors` + `<name>.json`), identified by the SHA-256 of their weights file.
 import { existsSync, statSync } from 'node:fs';
+import { quotedPath } from '../util/printable';
 import { basename, dirname, join, resolve } from 'node:path';
 import * as torch from '../torch';
 import { Tensor } from '../torch';
@@ -392,7 +393,7 @@ export function resolveEncoder(path: string, o: VerifyOption = {}): EncoderSourc
 
 function findEncoder(path: string, o: VerifyOption): EncoderSource {
   if (!pathExists(path))
-    throw new Error(`encoder '${path}' does not exist (give a run folder, a checkpoint folder, an exported .safetensors or a torch.save .pth)`);
+    throw new Error(`encoder ${quotedPath(path)} does not exist (give a run folder, a checkpoint folder, an exported .safetensors or a torch.save .pth)`);
   if (statSync(path).isDirectory()) {
     return readResolvedCheckpoint(path, o, (dir): EncoderSource => {
       const weights = join(dir, 'model.safetensors');

@@ -3,6 +3,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { parse as parseYaml } from 'yaml';
+import { printable, quotedPath } from './printable';
 
 export type OptionType = 'number' | 'int' | 'string' | 'boolean';
 
@@ -121,9 +122,12 @@ export class OptionError extends Error {
     this.name = 'OptionError';
   }
 
-  /** The message as a command-line user reads it: the flag they typed (or its kebab-case config key). */
+  /**
+   * The message as a command-line user reads it: the flag they typed (or its kebab-case config key), on one
+   * line (a control character of a value or a path, e.g. from a system error's message, is shown escaped).
+   */
   get flagMessage(): string {
-    return `option ${this.source ?? `--${kebab(this.key)}`}: ${this.detail}`;
+    return printable(`option ${this.source ?? `--${kebab(this.key)}`}: ${this.detail}`);
   }
 }
 
@@ -242,27 +246,27 @@ export function readConfigFile(path: string): Record<string, unknown> {
   try {
     // stat before opening: /dev/zero never ends and a FIFO blocks the open itself
     const st = statSync(path);
-    if (!st.isFile()) throw new OptionError('config', `${path} is not a regular file`);
-    if (st.size > MAX_CONFIG_BYTES) throw new OptionError('config', `${path} is ${st.size} bytes; a config file holds at most ${MAX_CONFIG_BYTES}`);
+    if (!st.isFile()) throw new OptionError('config', `${quotedPath(path)} is not a regular file`);
+    if (st.size > MAX_CONFIG_BYTES) throw new OptionError('config', `${quotedPath(path)} is ${st.size} bytes; a config file holds at most ${MAX_CONFIG_BYTES}`);
     text = readFileSync(path, 'utf8');
   } catch (e) {
     if (e instanceof OptionError) throw e;
-    throw new OptionError('config', `cannot read ${path}: ${(e as Error).message}`);
+    throw new OptionError('config', `cannot read ${quotedPath(path)}: ${(e as Error).message}`);
   }
   let data: unknown;
   try {
     data = /\.ya?ml$/i.test(path) ? parseYaml(text) : JSON.parse(text);
   } catch (e) {
-    throw new OptionError('config', `${path} is not valid ${/\.ya?ml$/i.test(path) ? 'YAML' : 'JSON'}: ${(e as Error).message}`);
+    throw new OptionError('config', `${quotedPath(path)} is not valid ${/\.ya?ml$/i.test(path) ? 'YAML' : 'JSON'}: ${(e as Error).message}`);
   }
-  if (data === null || typeof data !== 'object' || Array.isArray(data)) throw new OptionError('config', `${path} must hold an object of options`);
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) throw new OptionError('config', `${quotedPath(path)} must hold an object of options`);
   const keys = new Map<string, string>(); // each option's key as written in the file
   for (const written of Object.keys(data as object)) {
     const k = camel(written);
-    if (COMMAND_LINE_ONLY.includes(k)) throw new OptionError(k, `${path}: '${k}' cannot be set in a config file (give it on the command line)`);
+    if (COMMAND_LINE_ONLY.includes(k)) throw new OptionError(k, `${quotedPath(path)}: '${k}' cannot be set in a config file (give it on the command line)`);
     // out_dir and out-dir are one option: which of the two would win is not what the file says
     const other = keys.get(k);
-    if (other !== undefined) throw new OptionError(k, `${path} sets it twice, as '${other}' and as '${written}': keep one`);
+    if (other !== undefined) throw new OptionError(k, `${quotedPath(path)} sets it twice, as '${other}' and as '${written}': keep one`);
     keys.set(k, written);
   }
   const values = Object.fromEntries(Object.entries(data as Record<string, unknown>).map(([k, v]) => [camel(k), v]));
@@ -284,14 +288,14 @@ export function asWritten(e: unknown, values: Record<string, unknown>, flags: Re
   if (typed && e.key in flags) return new OptionError(e.key, e.detail, typed, e.code);
   const file = writtenAs.get(values);
   if (!file || !(e.key in values) || e.key in flags) return e;
-  return new OptionError(e.key, e.detail, `${file.keys.get(e.key) ?? e.key} in ${file.path}`, e.code);
+  return new OptionError(e.key, e.detail, `${file.keys.get(e.key) ?? e.key} in ${quotedPath(file.path)}`, e.code);
 }
 
 /** An OptionError about a value of one layer of resolveOptions, named where that layer wrote it: a config file's key, or the flag as typed. */
 function inLayer(e: unknown, layer: Record<string, unknown>): unknown {
   if (!(e instanceof OptionError) || e.source) return e;
   const file = writtenAs.get(layer);
-  const source = file ? `${file.keys.get(e.key) ?? e.key} in ${file.path}` : flagsTypedAs.get(layer)?.get(e.key);
+  const source = file ? `${file.keys.get(e.key) ?? e.key} in ${quotedPath(file.path)}` : flagsTypedAs.get(layer)?.get(e.key);
   return source ? new OptionError(e.key, e.detail, source, e.code) : e;
 }
 

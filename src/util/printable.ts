@@ -4,6 +4,9 @@
 // eslint-disable-next-line no-control-regex -- matching control characters is the point
 const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
 
+/** Whether `text` holds a character {@link printable} escapes. */
+const hasUnprintable = (text: string): boolean => new RegExp(UNPRINTABLE.source).test(text);
+
 export function printable(text: string): string {
   return text.replace(UNPRINTABLE, (c) => {
     const code = c.charCodeAt(0);
@@ -11,8 +14,22 @@ export function printable(text: string): string {
   });
 }
 
-/** An argument as a POSIX shell reads it back: bare when it is plainly safe, else single-quoted. */
+/**
+ * A path as messages and summaries print it: as it is, or, when it holds a character {@link printable} escapes
+ * (a newline in `--out-dir` made one line of output read as two), double-quoted with JSON's escapes, as git
+ * quotes such paths. One that starts with a double quote is quoted too, so that a quoted path never reads as a plain one.
+ */
+export function quotedPath(path: string): string {
+  if (!hasUnprintable(path) && !path.startsWith('"')) return path;
+  return JSON.stringify(path).replace(UNPRINTABLE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/**
+ * An argument as a POSIX shell reads it back: bare when it is plainly safe, else single-quoted; one holding a
+ * character {@link printable} escapes, as `$'…'` with that escape (a newline inside '…' split the printed command line).
+ */
 export function shellQuote(arg: string): string {
+  if (hasUnprintable(arg)) return `$'${printable(arg.replace(/[\\']/g, (c) => `\\${c}`))}'`;
   return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
 }
 

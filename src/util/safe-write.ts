@@ -23,6 +23,7 @@ import {
 } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { quotedPath } from './printable';
 import { heldByAnother, noHardLinks } from './file-lock';
 import { namesOfDeadProcesses, ownProcessIdentity, recordedProcessAlive } from './process-alive';
 import { readSmallFile } from './small-file';
@@ -72,9 +73,10 @@ export function folderObstacle(dir: string): { why: string | null; missing: stri
     try {
       isDir = statSync(p).isDirectory();
     } catch {
-      return { why: `${p} is a symbolic link to ${readlinkSync(p)}, which does not exist`, missing: null };
+      return { why: `${quotedPath(p)} is a symbolic link to ${quotedPath(readlinkSync(p))}, which does not exist`, missing: null };
     }
-    if (!isDir) return { why: `${p} exists and is not a folder${link ? ` (a symbolic link to ${readlinkSync(p)})` : ''}`, missing: null };
+    if (!isDir)
+      return { why: `${quotedPath(p)} exists and is not a folder${link ? ` (a symbolic link to ${quotedPath(readlinkSync(p))})` : ''}`, missing: null };
   }
   return { why: null, missing: null };
 }

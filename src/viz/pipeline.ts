@@ -15,7 +15,7 @@ import { occupied } from '../util/make-folder';
 import { drawnFrom, visualizeModel, VisualizeResult } from './visualize';
 import { commitUnlessTaken, stageFile } from '../util/safe-write';
 import { openRegularFile } from '../util/regular-file';
-import { shellQuote } from '../util/printable';
+import { quotedPath, shellQuote } from '../util/printable';
 
 /** A `semaim visualize` job for {@link visualizeCheckpoint}: the checkpoint, the images, the output folder and the figure's options. */
 export interface VisualizeJob {
@@ -178,8 +178,8 @@ const GIVE_A_RUN = 'give the folder of a pretrain, linprobe or finetune run (--o
 /** RUN_DIR names a folder: a missing one, or a file, is an option error (exit 2); writeRunReport also refuses a folder that holds nothing of a run. */
 export function checkRunDir(runDir: string): void {
   const st = statSync(runDir, { throwIfNoEntry: false });
-  if (!st) throw new OptionError('runDir', `${runDir} does not exist: ${GIVE_A_RUN}`, 'RUN_DIR');
-  if (!st.isDirectory()) throw new OptionError('runDir', `${runDir} is not a folder: ${GIVE_A_RUN}`, 'RUN_DIR');
+  if (!st) throw new OptionError('runDir', `${quotedPath(runDir)} does not exist: ${GIVE_A_RUN}`, 'RUN_DIR');
+  if (!st.isDirectory()) throw new OptionError('runDir', `${quotedPath(runDir)} is not a folder: ${GIVE_A_RUN}`, 'RUN_DIR');
 }
 
 /**

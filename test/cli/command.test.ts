@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { commands } from '../../src/cli/commands';
 import { OptionError } from '../../src/util/options';
+import { errorText } from '../../src/util/error-text';
 
 test('an --out-dir that is a file, or has a dangling link on the way, is refused naming --out-dir before the checkpoint is looked at', async () => {
   const root = mkdtempSync(join(tmpdir(), 'semaim-command-'));
@@ -155,5 +156,28 @@ test('report names its run folder argument RUN_DIR, as its usage line does (ther
       (e: unknown) => e instanceof OptionError && e.key === 'runDir' && /^option RUN_DIR: /.test(e.flagMessage),
       argv.join(' '),
     );
+  }
+});
+
+test('a path holding a newline is printed quoted and escaped, on one line (it was printed raw: one line of output read as two)', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'semaim-command-'));
+  try {
+    const file = join(root, 'file.txt');
+    writeFileSync(file, 'x');
+    const outDir = `${file}/a\nsemaim: done`;
+    await assert.rejects(
+      commands.knn.run(['--checkpoint', join(root, 'run'), '--out-dir', outDir]),
+      (e: unknown) => errorText(e) === `option --out-dir: ${JSON.stringify(outDir)} cannot be the output folder: ${file} exists and is not a folder`,
+    );
+    const checkpoint = join(root, 'run\nsemaim: done');
+    await assert.rejects(commands.knn.run(['--checkpoint', checkpoint, '--out-dir', join(root, 'knn')]), (e: unknown) =>
+      errorText(e).startsWith(`encoder ${JSON.stringify(checkpoint)} does not exist (give a run folder`),
+    );
+    // a system error's message names the path raw: the option error shows it escaped
+    await assert.rejects(commands.knn.run(['--config', 'run\n.yaml']), (e: unknown) =>
+      /^option --config: cannot read "run\\n\.yaml": ENOENT[^\n]*'run\\x0a\.yaml'$/.test(errorText(e)),
+    );
+  } finally {
+    rmSync(root, { recursive: true, force: true });
   }
 });

@@ -8,3 +8,10 @@ test('pretrain\'s summary of a run stopped before its first checkpoint says "non
   assert.equal(text, 'pretrain diverged (NaN/Inf) after 3 steps; loss 1.1649 → NaN\n  checkpoint: none yet\n  metrics:    runs/x/metrics.jsonl\n');
   assert.match(pretrainSummary({ ...r, checkpoint: 'runs/x/checkpoints/step-00000002' }), /checkpoint: runs\/x\/checkpoints\/step-00000002\n/);
 });
+
+test("pretrain's summary prints a path holding a newline quoted and escaped, on its own line", () => {
+  const r = { stoppedBy: 'finished' as const, steps: 3, firstLoss: 1, lastLoss: 0.5, outDir: 'runs/a\nb' };
+  const text = pretrainSummary({ ...r, checkpoint: 'runs/a\nb/checkpoints/step-00000002' });
+  assert.match(text, /\n {2}checkpoint: "runs\/a\\nb\/checkpoints\/step-00000002"\n {2}metrics: {4}"runs\/a\\nb\/metrics\.jsonl"\n$/);
+  assert.equal(text.split('\n').length, 4);
+});
