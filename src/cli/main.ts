@@ -2,7 +2,7 @@
 // The `semaim` command line: one sub-command per job.
 import { errorText } from '../util/error-text';
 import { isWorkerProcess } from '../dist/env';
-import { closest } from '../util/options';
+import { didYouMean } from '../util/options';
 import { stopWhenOutputCloses } from '../util/closed-output';
 import { stderrLine } from '../util/console-line';
 import { packageVersion } from '../export/assets';
@@ -38,8 +38,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const cmd = Object.hasOwn(commands, name) ? commands[name] : undefined; // not 'constructor' or 'toString'
   if (!cmd) {
-    const meant = closest(name.toLowerCase(), Object.keys(commands));
-    process.stderr.write(`semaim: unknown command '${name}'${meant ? `; did you mean '${meant}'?` : ''} (known: ${Object.keys(commands).join(', ')})\n`);
+    process.stderr.write(`semaim: unknown command '${name}'${didYouMean(name, Object.keys(commands))} (known: ${Object.keys(commands).join(', ')})\n`);
     return 2;
   }
   const notParallel = notDataParallel(name, cmd.options);

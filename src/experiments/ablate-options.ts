@@ -1,5 +1,5 @@
 // `semaim ablate` options: the order ablation's recipe overrides, evaluation and data options.
-import { OptionError, Options, checkSeedList, defineOptions } from '../util/options';
+import { OptionError, Options, checkSeedList, defineOptions, didYouMean } from '../util/options';
 import { precisionOption } from '../run/precision';
 import { parseKs } from '../eval/knn';
 import { DATA_OPTIONS, RUN_OPTIONS, validateEval } from '../eval/options';
@@ -142,7 +142,7 @@ const S_ORDERS = ['similarity', 'semantic', 'multicenter'];
 export function parseOrderSpec(text: string): OrderSpec {
   const known = ['raster', 'snake', 'stochastic', ...S_ORDERS];
   const [order, tokens, ...rest] = text.split(':');
-  if (!known.includes(order)) throw new OptionError('orders', `unknown order '${order}' (known: ${known.join(', ')})`);
+  if (!known.includes(order)) throw new OptionError('orders', `unknown order '${order}'${didYouMean(order, known)} (known: ${known.join(', ')})`);
   if (rest.length || tokens === '') throw new OptionError('orders', `'${text}' is not 'order' or 'order:tokens'`);
   if (tokens === undefined) return { name: text, order };
   if (!S_ORDERS.includes(order)) throw new OptionError('orders', `'${text}': only ${S_ORDERS.join(', ')} use a similarity map`);

@@ -15,7 +15,18 @@ import { pretrain } from '../train/pretrain';
 import { StoppedBySignal } from '../run/signals';
 import { checkDevice } from '../run/device';
 import { ObjectData, ObjectStartScore, objectStartFraction } from '../viz/object-start';
-import { OptionError, Options, defineOptions, kebab, resolveOptions, MAX_THREADS, MAX_THREADS_IS, SEED_RANGE, checkSeedList } from '../util/options';
+import {
+  OptionError,
+  Options,
+  defineOptions,
+  didYouMean,
+  kebab,
+  resolveOptions,
+  MAX_THREADS,
+  MAX_THREADS_IS,
+  SEED_RANGE,
+  checkSeedList,
+} from '../util/options';
 import { recipeChanges } from '../run/recipe';
 import { markdownTable } from '../eval/result';
 import { stat } from './ablate-report';
@@ -92,7 +103,8 @@ export function parseTrainTokens(text: string): SimilarityTokens[] {
     .map((s) => s.trim())
     .filter(Boolean);
   if (!list.length) throw new OptionError('trainTokens', 'is empty');
-  for (const t of list) if (!(TOKENS as string[]).includes(t)) throw new OptionError('trainTokens', `unknown tokens '${t}' (known: ${TOKENS.join(', ')})`);
+  for (const t of list)
+    if (!(TOKENS as string[]).includes(t)) throw new OptionError('trainTokens', `unknown tokens '${t}'${didYouMean(t, TOKENS)} (known: ${TOKENS.join(', ')})`);
   if (new Set(list).size !== list.length) throw new OptionError('trainTokens', `names a token twice: ${text}`);
   return list as SimilarityTokens[];
 }

@@ -170,6 +170,12 @@ export function closest(typed: string, candidates: readonly string[], spelled: (
   return near && near.d <= Math.max(1, Math.floor(typed.length / 4)) ? near.c : undefined;
 }
 
+/** `; did you mean 'x'?` when `typed` is a typo (or only its letter case) away from one of `candidates`, else ''. */
+export function didYouMean(typed: string, candidates: readonly string[]): string {
+  const meant = closest(typed.toLowerCase(), candidates, (c) => c.toLowerCase());
+  return meant === undefined ? '' : `; did you mean '${meant}'?`;
+}
+
 /** Edit distance counting two swapped neighbours as one edit ('depht' is one from 'depth'); option names are short. */
 function editDistance(a: string, b: string): number {
   let before: number[] = [];
@@ -234,7 +240,8 @@ function coerce(key: string, spec: OptionSpec, raw: unknown): number | string | 
   const s = String(raw);
   // '' is no value: as a path it means the current folder to some calls and nothing to others ('--out ""' wrote ./.json)
   if (!s.trim()) throw new OptionError(key, `must not be empty${s ? ' (only spaces)' : ''}`);
-  if (spec.choices && !spec.choices.includes(s)) throw new OptionError(key, `must be one of ${spec.choices.join(', ')}, got '${s}'`);
+  if (spec.choices && !spec.choices.includes(s))
+    throw new OptionError(key, `must be one of ${spec.choices.join(', ')}, got '${s}'${didYouMean(s, spec.choices)}`);
   return s;
 }
 

@@ -17,7 +17,7 @@ import {
   pixelTargets,
   unpatchify,
 } from '../semaim';
-import { OptionError, defineOptions, jobFields, SEED_RANGE } from '../util/options';
+import { OptionError, defineOptions, didYouMean, jobFields, SEED_RANGE } from '../util/options';
 import type { RgbImage } from './canvas';
 import { denormalizeImage } from './images';
 
@@ -29,7 +29,8 @@ export type OrderName = (typeof ORDER_NAMES)[number];
 /** Refuses, naming --orders, the first of `names` that is not an order type (`semaim visualize` and visualizeCheckpoint). */
 export function checkOrderNames(names: readonly unknown[]): OrderName[] {
   const unknown = names.find((n) => !(ORDER_NAMES as readonly unknown[]).includes(n));
-  if (unknown !== undefined) throw new OptionError('orders', `unknown order type '${String(unknown)}' (known: ${ORDER_NAMES.join(',')})`);
+  if (unknown !== undefined)
+    throw new OptionError('orders', `unknown order type '${String(unknown)}'${didYouMean(String(unknown), ORDER_NAMES)} (known: ${ORDER_NAMES.join(',')})`);
   return names as OrderName[];
 }
 

@@ -181,3 +181,26 @@ test('a path holding a newline is printed quoted and escaped, on one line (it wa
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+test("a value outside an option's choices is answered with the choice a typo away, as an unknown option is", () => {
+  for (const [name, argv, key, message] of [
+    ['pretrain', ['--order', 'semantik'], 'order', /must be one of raster, .*, got 'semantik'; did you mean 'semantic'\?$/],
+    ['pretrain', ['--order', 'Raster'], 'order', /got 'Raster'; did you mean 'raster'\?$/],
+    ['linprobe', ['--checkpoint', 'run', '--optimizer', 'lras'], 'optimizer', /must be one of sgd, lars, got 'lras'; did you mean 'lars'\?$/],
+    ['pretrain', ['--order', 'zigzag'], 'order', /must be one of raster, .*multicenter, got 'zigzag'$/],
+    ['ablate', ['--orders', 'raster,semntic'], 'orders', /unknown order 'semntic'; did you mean 'semantic'\? \(known: /],
+    [
+      'visualize',
+      ['--checkpoint', 'run', '--images', 'imgs', '--out', 'viz', '--orders', 'rastr'],
+      'orders',
+      /unknown order type 'rastr'; did you mean 'raster'\? \(known: /,
+    ],
+    ['object-start', ['--train-tokens', 'cls,slef'], 'trainTokens', /unknown tokens 'slef'; did you mean 'self'\? \(known: /],
+  ] as const) {
+    assert.throws(
+      () => commands[name].parse([...argv]),
+      (e: unknown) => e instanceof OptionError && e.key === key && message.test(e.flagMessage),
+      `${name} ${argv.join(' ')}`,
+    );
+  }
+});
