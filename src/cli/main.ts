@@ -2,7 +2,7 @@
 // The `semaim` command line: one sub-command per job.
 import { errorText } from '../util/error-text';
 import { isWorkerProcess } from '../dist/env';
-import { didYouMean } from '../util/options';
+import { didYouMean, helpAsked } from '../util/options';
 import { stopWhenOutputCloses } from '../util/closed-output';
 import { stderrLine } from '../util/console-line';
 import { packageVersion } from '../export/assets';
@@ -14,6 +14,12 @@ async function main(argv: string[]): Promise<number> {
   let [name, ...rest] = argv;
   // 'semaim help knn' is 'semaim knn --help' ('semaim help knm' an unknown command, not the list with exit 0)
   if (name === 'help' && rest.length) [name, rest] = [rest[0], ['--help']];
+  // '--help=false' (or '--help false') is refused as a command's is: it printed the list with exit 0, as if asked
+  const helpValue = name?.startsWith('--help=') ? name.slice('--help='.length) : name === '--help' && /^(true|false)$/.test(rest[0]) ? rest[0] : undefined;
+  if (helpValue !== undefined) {
+    helpAsked(helpValue); // (throws for false)
+    [name, rest] = ['--help', []];
+  }
   if (name === '--version' || name === '-V') {
     process.stdout.write(`semaim ${packageVersion()}\n`);
     return 0;

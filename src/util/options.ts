@@ -313,6 +313,15 @@ const flagsTypedAs = new WeakMap<object, Map<string, string>>();
 const fromCommandLine = (layer: object) => flagsTypedAs.has(layer) || writtenAs.has(layer);
 
 /**
+ * The value of `--help=value` (or `--help true|false`), read as an on/off flag's: true shows the help; false
+ * (which printed the help and exited 0 as if asked) asks for nothing a bare command line does not, and is refused.
+ */
+export function helpAsked(value: string, typed = '--help'): 'true' {
+  if (coerce('help', { type: 'boolean', help: '' }, value)) return 'true';
+  throw new OptionError('help', `${value} asks for nothing: give --help alone to see the options, or leave it out to run the command`, typed);
+}
+
+/**
  * Splits argv into `--key value` / `--key=value` / `--flag` (or `--flag true|false`) / `--no-flag` (or `--no-flag true|false`,
  * the negation of that value, as `--no-flag=false` is) options and positionals;
  * `-h` is `--help`.
@@ -361,7 +370,7 @@ export function parseArgv(argv: string[], table: OptionTable): { options: Record
     if (typed !== `--${kebab(k)}`) typedAs.set(k, typed);
     if (v === undefined) {
       // a flag may be followed by an explicit true/false ('--blur false' must not leave blur on)
-      if (spec?.type === 'boolean' && (argv[i + 1] === 'true' || argv[i + 1] === 'false')) v = argv[++i];
+      if ((spec?.type === 'boolean' || k === 'help') && (argv[i + 1] === 'true' || argv[i + 1] === 'false')) v = argv[++i];
       else if (spec?.type === 'boolean' || k === 'help') v = 'true';
       else if (i + 1 < argv.length) {
         // '--out-dir --no-resume' would otherwise train into a folder named '--no-resume'
@@ -370,7 +379,7 @@ export function parseArgv(argv: string[], table: OptionTable): { options: Record
         v = argv[++i];
       } else throw new OptionError(k, 'expects a value', typed);
     }
-    options[k] = v;
+    options[k] = k === 'help' ? helpAsked(v, typed) : v;
   }
   return { options, positionals };
 }

@@ -204,3 +204,42 @@ test("a value outside an option's choices is answered with the choice a typo awa
     );
   }
 });
+
+/** What `write` writes to stdout (a command's --help), captured instead of printed. */
+function stdoutOf(write: () => unknown): { result: unknown; text: string } {
+  const original = process.stdout.write.bind(process.stdout);
+  let text = '';
+  process.stdout.write = ((chunk: string) => ((text += chunk), true)) as typeof process.stdout.write;
+  try {
+    return { result: write(), text };
+  } finally {
+    process.stdout.write = original;
+  }
+}
+
+test("a command's --help=false or --help false is refused as an option error (it printed the help and exited 0, as if asked); --help=true and --help true are --help", () => {
+  const help = stdoutOf(() => commands.knn.parse(['--help']));
+  assert.equal(help.result, null);
+  assert.match(help.text, /^semaim knn /);
+  for (const argv of [['--help=false'], ['--help', 'false'], ['--help=0'], ['--k', '20', '--help', 'false']]) {
+    const r = stdoutOf(() =>
+      assert.throws(
+        () => commands.knn.parse(argv),
+        (e: unknown) =>
+          e instanceof OptionError &&
+          /^option --help: (false|0) asks for nothing: give --help alone to see the options, or leave it out to run the command$/.test(e.flagMessage),
+      ),
+    );
+    assert.equal(r.text, '', argv.join(' '));
+  }
+  assert.throws(
+    () => commands.knn.parse(['--help=maybe']),
+    (e: unknown) => e instanceof OptionError && e.flagMessage === 'option --help: expected true or false, got "maybe"',
+  );
+  for (const argv of [['--help=true'], ['--help', 'true']])
+    assert.deepEqual(
+      stdoutOf(() => commands.knn.parse(argv)),
+      help,
+      argv.join(' '),
+    );
+});

@@ -95,3 +95,16 @@ test('a command started in a folder that was deleted says so (exit 1), not "ENOE
   );
   assert.equal(existsSync(out), false);
 });
+
+test("'semaim --help=false' and '--help false' are refused (exit 2; they printed the list and exited 0); '--help=true' and '--help true' are --help", () => {
+  const run = (...args: string[]) => spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8' });
+  for (const args of [['--help=false'], ['--help', 'false']]) {
+    const r = run(...args);
+    assert.equal(r.status, 2, `${args.join(' ')}: ${r.stdout}`);
+    assert.equal(r.stdout, '', args.join(' '));
+    assert.equal(r.stderr, 'semaim: option --help: false asks for nothing: give --help alone to see the options, or leave it out to run the command\n');
+  }
+  const r = run('--help', 'true');
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^semaim — .*\nUsage: semaim <command> /s);
+});
