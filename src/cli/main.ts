@@ -3,6 +3,7 @@
 import { errorText } from '../util/error-text';
 import { isWorkerProcess } from '../dist/env';
 import { didYouMean, helpAsked } from '../util/options';
+import { shellQuote } from '../util/printable';
 import { stopWhenOutputCloses } from '../util/closed-output';
 import { stderrLine } from '../util/console-line';
 import { packageVersion } from '../export/assets';
@@ -42,6 +43,11 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(help);
     return 2;
   }
+  if (name.startsWith('-')) {
+    // 'semaim --epochs 3 pretrain' was "unknown command '--epochs'"
+    process.stderr.write(`semaim: ${optionBeforeCommand(argv, Object.keys(commands))}\n`);
+    return 2;
+  }
   const cmd = Object.hasOwn(commands, name) ? commands[name] : undefined; // not 'constructor' or 'toString'
   if (!cmd) {
     process.stderr.write(`semaim: unknown command '${name}'${didYouMean(name, Object.keys(commands))} (known: ${Object.keys(commands).join(', ')})\n`);
@@ -60,6 +66,19 @@ async function main(argv: string[]): Promise<number> {
     return 1;
   }
   return cmd.run(rest);
+}
+
+/**
+ * What a command line that starts with an option is told: the command comes first. The example puts the
+ * last word that names a command first (a value such as '--out-dir knn' may name one too); nothing is run.
+ */
+function optionBeforeCommand(argv: string[], names: string[]): string {
+  let at = -1;
+  argv.forEach((a, i) => {
+    if (names.includes(a)) at = i;
+  });
+  const example = at < 0 ? ['<command>', ...argv] : [argv[at], ...argv.filter((_, i) => i !== at)];
+  return `${shellQuote(argv[0])} comes before the command: write the command first, then its options (semaim ${example.map((a) => (a === '<command>' ? a : shellQuote(a))).join(' ')})`;
 }
 
 function currentFolderExists(): boolean {

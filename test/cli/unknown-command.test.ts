@@ -96,6 +96,21 @@ test('a command started in a folder that was deleted says so (exit 1), not "ENOE
   assert.equal(existsSync(out), false);
 });
 
+test("an option before the command is refused (exit 2) with the command line written command first ('--epochs' was an unknown command); nothing runs", () => {
+  const run = (...args: string[]) => spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8' });
+  for (const [args, written] of [
+    [['--epochs', '3', 'pretrain'], 'semaim pretrain --epochs 3'],
+    // the last word naming a command is taken for it: a value may name one too
+    [['--out-dir', 'knn', 'pretrain', '--epochs', '2'], 'semaim pretrain --out-dir knn --epochs 2'],
+    [['-x', 'run.yaml'], 'semaim <command> -x run.yaml'],
+  ] as const) {
+    const r = run(...args);
+    assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.equal(r.stdout, '', args.join(' '));
+    assert.equal(r.stderr, `semaim: ${args[0]} comes before the command: write the command first, then its options (${written})\n`, args.join(' '));
+  }
+});
+
 test("'semaim --help=false' and '--help false' are refused (exit 2; they printed the list and exited 0); '--help=true' and '--help true' are --help", () => {
   const run = (...args: string[]) => spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8' });
   for (const args of [['--help=false'], ['--help', 'false']]) {
