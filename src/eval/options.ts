@@ -62,7 +62,7 @@ export function checkImageSource(o: ImageSource): void {
   if (o.images && o.dataPath) throw new OptionError('dataPath', '--data-path goes with --dataset; --images names the folder itself');
   // the default's value given explicitly cannot be told apart, and changes nothing
   if (o.images && o.split !== 'test') throw new OptionError('split', '--split goes with --dataset; --images reads every image of the folder');
-  if (o.dataset === 'folder' && !o.dataPath) throw new OptionError('dataPath', "dataset 'folder' needs --data-path");
+  if (o.dataset === 'folder' && !o.dataPath) throw new OptionError('dataPath', '--dataset folder needs --data-path');
 }
 
 /** The image source's files exist (the preflight: before any model is loaded). */
@@ -146,7 +146,7 @@ const LINPROBE_ONLY = defineOptions({
   epochs: { type: 'number', default: 90, min: 0.001, help: 'training epochs' },
   batchSize: { type: 'int', default: 256, min: 2, help: 'training batch (MAE: 16384 over 64 GPUs; SemAIM authors: 4096, docs/METHOD.md §6.3)' },
   blr: { type: 'number', default: 0.1, min: 0, help: 'base lr; lr = blr × batch / 256' },
-  lr: { type: 'number', min: 0, help: 'absolute lr (overrides blr)' },
+  lr: { type: 'number', min: 0, help: 'absolute lr (overrides --blr)' },
   minLr: { type: 'number', default: 0, min: 0, help: 'final lr of the cosine schedule' },
   warmupEpochs: { type: 'number', default: 0, min: 0, help: 'linear warm-up epochs (SemAIM authors: none; MAE: 10)' },
   weightDecay: { type: 'number', default: 0, min: 0, help: 'weight decay' },
@@ -228,7 +228,7 @@ export const FINETUNE_OPTIONS = defineOptions({
   batchSize: { type: 'int', default: 64, min: 2, help: 'images per micro-batch and process (effective batch = batch × accum × processes)' },
   accumIter: { type: 'int', default: 1, min: 1, help: 'gradient accumulation steps' },
   blr: { type: 'number', default: 5e-4, min: 0, help: 'base lr; lr = blr × effective batch / 256' },
-  lr: { type: 'number', min: 0, help: 'absolute lr (overrides blr)' },
+  lr: { type: 'number', min: 0, help: 'absolute lr (overrides --blr)' },
   minLr: { type: 'number', default: 1e-6, min: 0, help: 'final lr of the cosine schedule' },
   warmupEpochs: { type: 'number', default: 20, min: 0, help: 'linear warm-up epochs' },
   layerDecay: { type: 'number', default: 0.65, min: 0, max: 1, help: 'layer-wise lr decay: block i gets lr × decay^(depth − i)' },
@@ -260,7 +260,7 @@ export const FINETUNE_OPTIONS = defineOptions({
   checkpointEvery: { mayChangeOnResume: true, type: 'int', default: 500, min: 1, help: 'save a checkpoint every N steps (and at each epoch end)' },
   keepLast: { mayChangeOnResume: true, type: 'int', default: 2, min: 1, help: 'checkpoints to keep (plus the best)' },
   logEvery: { mayChangeOnResume: true, type: 'int', default: 10, min: 1, help: 'read the loss from the device every N steps' },
-  resume: { mayChangeOnResume: true, type: 'boolean', default: true, help: 'continue from the latest checkpoint in out-dir if there is one' },
+  resume: { mayChangeOnResume: true, type: 'boolean', default: true, help: 'continue from the latest checkpoint in --out-dir if there is one' },
   // data-parallel (docs/DISTRIBUTED.md)
   ...LAUNCH_OPTIONS,
   ...GRAD_SYNC_OPTIONS,
@@ -297,7 +297,7 @@ export interface EvalCommonOptions extends ImageInputOptions {
 /** Checks shared by every evaluation command. */
 export function validateEval(o: EvalCommonOptions): void {
   checkDevice(o.device);
-  if (o.dataset === 'folder' && !o.dataPath) throw new OptionError('dataPath', "dataset 'folder' needs --data-path");
+  if (o.dataset === 'folder' && !o.dataPath) throw new OptionError('dataPath', '--dataset folder needs --data-path');
   if (o.k !== undefined) {
     try {
       parseKs(o.k);
@@ -306,7 +306,7 @@ export function validateEval(o: EvalCommonOptions): void {
     }
   }
   if (o.warmupEpochs !== undefined && o.epochs !== undefined && o.warmupEpochs >= o.epochs) {
-    throw new OptionError('warmupEpochs', `(${o.warmupEpochs}) must be below epochs (${o.epochs})`);
+    throw new OptionError('warmupEpochs', `(${o.warmupEpochs}) must be below --epochs (${o.epochs})`);
   }
   checkPrecision(o.precision, o.device);
 }

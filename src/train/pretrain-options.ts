@@ -1,6 +1,6 @@
 // `semaim pretrain` options (defaults: the authors' ViT-B/16 ImageNet recipe, docs/METHOD.md §6.1) and their
 // translation into a model config. Everything is validated before any work starts.
-import { OptionError, Options, OptionSpec, OptionValues, defineOptions, MAX_THREADS, MAX_THREADS_IS, MAX_WORKERS, SEED_RANGE } from '../util/options';
+import { OptionError, Options, OptionSpec, OptionValues, defineOptions, kebab, MAX_THREADS, MAX_THREADS_IS, MAX_WORKERS, SEED_RANGE } from '../util/options';
 import { FLOAT32_MAX, peakLr } from '../optim/peak-lr';
 import { precisionOption, checkPrecision } from '../run/precision';
 import { checkDevice } from '../run/device';
@@ -136,7 +136,7 @@ export const PRETRAIN_OPTIONS = defineOptions({
   epochs: { mayChangeOnResume: true, type: 'number', default: 800, min: 0, help: 'training epochs' },
   maxSteps: { mayChangeOnResume: true, type: 'int', min: 1, help: 'stop after this many optimiser steps (budget cap)' },
   blr: { type: 'number', default: 2e-4, min: 0, help: 'base lr; lr = blr × effective batch / 256' },
-  lr: { type: 'number', min: 0, help: 'absolute lr (overrides blr)' },
+  lr: { type: 'number', min: 0, help: 'absolute lr (overrides --blr)' },
   minLr: { type: 'number', default: 0, min: 0, help: 'final lr of the cosine schedule' },
   warmupEpochs: { type: 'number', default: 30, min: 0, help: 'linear warm-up epochs' },
   weightDecay: {
@@ -190,7 +190,7 @@ export const PRETRAIN_OPTIONS = defineOptions({
   checkpointEvery: { mayChangeOnResume: true, type: 'int', default: 500, min: 1, help: 'save a checkpoint every N steps (and at each epoch end)' },
   keepLast: { mayChangeOnResume: true, type: 'int', default: 3, min: 1, help: 'checkpoints to keep (plus the best)' },
   logEvery: { mayChangeOnResume: true, type: 'int', default: 10, min: 1, help: 'read metrics from the device every N steps' },
-  resume: { mayChangeOnResume: true, type: 'boolean', default: true, help: 'continue from the latest checkpoint in out-dir if there is one' },
+  resume: { mayChangeOnResume: true, type: 'boolean', default: true, help: 'continue from the latest checkpoint in --out-dir if there is one' },
   // data-parallel (docs/DISTRIBUTED.md)
   ...LAUNCH_OPTIONS,
   ...GRAD_SYNC_OPTIONS,
@@ -231,6 +231,8 @@ export function modelConfigFrom(o: PretrainOptions): SemAIMConfig {
   }
   const source = o.similaritySource;
   if (source === 'ema' && !o.ema) throw new OptionError('similaritySource', "'ema' needs --ema");
+  // (the model config's own check said "'teacher' needs a teacher (feature targets)", naming no option)
+  if (source === 'teacher' && o.target !== 'features') throw new OptionError('similaritySource', "'teacher' needs --target features (and its --teacher)");
   const semantic = o.orderVariant === 'authors' ? AUTHORS_SEMANTIC_ORDER : DEFAULT_ORDER;
   const lambda = o.orderLambda ?? semantic.lambda;
   // Only a non-default choice is written into the config, so paper-default configs stay as they were.
@@ -268,7 +270,8 @@ export function modelConfigFrom(o: PretrainOptions): SemAIMConfig {
     validateConfig(cfg);
   } catch (e) {
     // the option names the key: "option 'imgSize': config 'imgSize': …" named it twice
-    if (e instanceof ConfigError) throw new OptionError(CONFIG_KEY_OPTION[e.key] ?? e.key.split('.').pop()!, e.message.replace(/^config '[^']*': /, ''));
+    if (e instanceof ConfigError)
+      throw new OptionError(CONFIG_KEY_OPTION[e.key] ?? e.key.split('.').pop()!, asFlags(e.message.replace(/^config '[^']*': /, '')));
     throw e;
   }
   checkModelFits(cfg, o);
@@ -292,6 +295,10 @@ function checkAttentionFits(cfg: SemAIMConfig, o: PretrainOptions, memory: Machi
       'a smaller --img-size, a larger --patch-size or a smaller --batch-size',
   );
 }
+
+/** A model-config message in the options' words: a field that is an option (`patchSize`) named by its flag (`--patch-size`). */
+const asFlags = (message: string): string =>
+  message.replace(/\b[a-z]+(?:[A-Z][a-z0-9]*)+\b/g, (w) => (Object.hasOwn(PRETRAIN_OPTIONS, w) ? `--${kebab(w)}` : w));
 
 /** The option behind each model-config key whose name differs. */
 const CONFIG_KEY_OPTION: Record<string, string> = {
@@ -366,12 +373,12 @@ export function trainDataRequest(o: PretrainOptions): TrainDataRequest {
 /** Checks that need more than one option. */
 export function validatePretrain(o: PretrainOptions): void {
   if ((o.dataset === 'folder' || o.dataset === 'flat' || o.dataset === 'shards') && !o.dataPath)
-    throw new OptionError('dataPath', `dataset '${o.dataset}' needs --data-path`);
+    throw new OptionError('dataPath', `--dataset ${o.dataset} needs --data-path`);
   checkDevice(o.device);
   checkPrecision(o.precision, o.device);
   if (!(o.epochs > 0)) throw new OptionError('epochs', `must be > 0, got ${o.epochs}`);
   if (o.warmupEpochs >= o.epochs) {
-    throw new OptionError('warmupEpochs', `(${o.warmupEpochs}) must be below epochs (${o.epochs})`);
+    throw new OptionError('warmupEpochs', `(${o.warmupEpochs}) must be below --epochs (${o.epochs})`);
   }
   peakLr(o, o.batchSize * o.accumIter * o.nprocPerNode * o.nnodes, o);
   checkCudaGraphs(o);

@@ -159,52 +159,6 @@ test('report names its run folder argument RUN_DIR, as its usage line does (ther
   }
 });
 
-test('a path holding a newline is printed quoted and escaped, on one line (it was printed raw: one line of output read as two)', async () => {
-  const root = mkdtempSync(join(tmpdir(), 'semaim-command-'));
-  try {
-    const file = join(root, 'file.txt');
-    writeFileSync(file, 'x');
-    const outDir = `${file}/a\nsemaim: done`;
-    await assert.rejects(
-      commands.knn.run(['--checkpoint', join(root, 'run'), '--out-dir', outDir]),
-      (e: unknown) => errorText(e) === `option --out-dir: ${JSON.stringify(outDir)} cannot be the output folder: ${file} exists and is not a folder`,
-    );
-    const checkpoint = join(root, 'run\nsemaim: done');
-    await assert.rejects(commands.knn.run(['--checkpoint', checkpoint, '--out-dir', join(root, 'knn')]), (e: unknown) =>
-      errorText(e).startsWith(`encoder ${JSON.stringify(checkpoint)} does not exist (give a run folder`),
-    );
-    // a system error's message names the path raw: the option error shows it escaped
-    await assert.rejects(commands.knn.run(['--config', 'run\n.yaml']), (e: unknown) =>
-      /^option --config: cannot read "run\\n\.yaml": ENOENT[^\n]*'run\\x0a\.yaml'$/.test(errorText(e)),
-    );
-  } finally {
-    rmSync(root, { recursive: true, force: true });
-  }
-});
-
-test("a value outside an option's choices is answered with the choice a typo away, as an unknown option is", () => {
-  for (const [name, argv, key, message] of [
-    ['pretrain', ['--order', 'semantik'], 'order', /must be one of raster, .*, got 'semantik'; did you mean 'semantic'\?$/],
-    ['pretrain', ['--order', 'Raster'], 'order', /got 'Raster'; did you mean 'raster'\?$/],
-    ['linprobe', ['--checkpoint', 'run', '--optimizer', 'lras'], 'optimizer', /must be one of sgd, lars, got 'lras'; did you mean 'lars'\?$/],
-    ['pretrain', ['--order', 'zigzag'], 'order', /must be one of raster, .*multicenter, got 'zigzag'$/],
-    ['ablate', ['--orders', 'raster,semntic'], 'orders', /unknown order 'semntic'; did you mean 'semantic'\? \(known: /],
-    [
-      'visualize',
-      ['--checkpoint', 'run', '--images', 'imgs', '--out', 'viz', '--orders', 'rastr'],
-      'orders',
-      /unknown order type 'rastr'; did you mean 'raster'\? \(known: /,
-    ],
-    ['object-start', ['--train-tokens', 'cls,slef'], 'trainTokens', /unknown tokens 'slef'; did you mean 'self'\? \(known: /],
-  ] as const) {
-    assert.throws(
-      () => commands[name].parse([...argv]),
-      (e: unknown) => e instanceof OptionError && e.key === key && message.test(e.flagMessage),
-      `${name} ${argv.join(' ')}`,
-    );
-  }
-});
-
 /** What `write` writes to stdout (a command's --help), captured instead of printed. */
 function stdoutOf(write: () => unknown): { result: unknown; text: string } {
   const original = process.stdout.write.bind(process.stdout);
@@ -242,4 +196,70 @@ test("a command's --help=false or --help false is refused as an option error (it
       help,
       argv.join(' '),
     );
+});
+
+test("a value outside an option's choices is answered with the choice a typo away, as an unknown option is", () => {
+  for (const [name, argv, key, message] of [
+    ['pretrain', ['--order', 'semantik'], 'order', /must be one of raster, .*, got 'semantik'; did you mean 'semantic'\?$/],
+    ['pretrain', ['--order', 'Raster'], 'order', /got 'Raster'; did you mean 'raster'\?$/],
+    ['linprobe', ['--checkpoint', 'run', '--optimizer', 'lras'], 'optimizer', /must be one of sgd, lars, got 'lras'; did you mean 'lars'\?$/],
+    ['pretrain', ['--order', 'zigzag'], 'order', /must be one of raster, .*multicenter, got 'zigzag'$/],
+    ['ablate', ['--orders', 'raster,semntic'], 'orders', /unknown order 'semntic'; did you mean 'semantic'\? \(known: /],
+    [
+      'visualize',
+      ['--checkpoint', 'run', '--images', 'imgs', '--out', 'viz', '--orders', 'rastr'],
+      'orders',
+      /unknown order type 'rastr'; did you mean 'raster'\? \(known: /,
+    ],
+    ['object-start', ['--train-tokens', 'cls,slef'], 'trainTokens', /unknown tokens 'slef'; did you mean 'self'\? \(known: /],
+  ] as const) {
+    assert.throws(
+      () => commands[name].parse([...argv]),
+      (e: unknown) => e instanceof OptionError && e.key === key && message.test(e.flagMessage),
+      `${name} ${argv.join(' ')}`,
+    );
+  }
+});
+
+test('a message about two options names the other one as it is typed, with its --', () => {
+  for (const [name, argv, message] of [
+    ['pretrain', ['--warmup-epochs', '5', '--epochs', '3'], /^option --warmup-epochs: \(5\) must be below --epochs \(3\)$/],
+    ['linprobe', ['--checkpoint', 'run', '--warmup-epochs', '5', '--epochs', '3'], /^option --warmup-epochs: \(5\) must be below --epochs \(3\)$/],
+    ['pretrain', ['--img-size', '30'], /^option --img-size: 30 is not divisible by --patch-size 16$/],
+    ['pretrain', ['--num-heads', '5'], /^option --embed-dim: 768 is not divisible by --num-heads 5$/],
+    ['pretrain', ['--blur-kernel', '1001', '--img-size', '32', '--patch-size', '4'], /^option --blur-kernel: must be at most 2 × --img-size − 1 = 63 /],
+    ['pretrain', ['--similarity-source', 'teacher'], /^option --similarity-source: 'teacher' needs --target features \(and its --teacher\)$/],
+    ['pretrain', ['--dataset', 'folder'], /^option --data-path: --dataset folder needs --data-path$/],
+    ['knn', ['--checkpoint', 'run', '--dataset', 'folder'], /^option --data-path: --dataset folder needs --data-path$/],
+    ['embed', ['--checkpoint', 'run', '--dataset', 'folder'], /^option --data-path: --dataset folder needs --data-path$/],
+  ] as const) {
+    assert.throws(
+      () => commands[name].parse([...argv]),
+      (e: unknown) => e instanceof OptionError && message.test(e.flagMessage),
+      `${name} ${argv.join(' ')}`,
+    );
+  }
+});
+
+test('a path holding a newline is printed quoted and escaped, on one line (it was printed raw: one line of output read as two)', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'semaim-command-'));
+  try {
+    const file = join(root, 'file.txt');
+    writeFileSync(file, 'x');
+    const outDir = `${file}/a\nsemaim: done`;
+    await assert.rejects(
+      commands.knn.run(['--checkpoint', join(root, 'run'), '--out-dir', outDir]),
+      (e: unknown) => errorText(e) === `option --out-dir: ${JSON.stringify(outDir)} cannot be the output folder: ${file} exists and is not a folder`,
+    );
+    const checkpoint = join(root, 'run\nsemaim: done');
+    await assert.rejects(commands.knn.run(['--checkpoint', checkpoint, '--out-dir', join(root, 'knn')]), (e: unknown) =>
+      errorText(e).startsWith(`encoder ${JSON.stringify(checkpoint)} does not exist (give a run folder`),
+    );
+    // a system error's message names the path raw: the option error shows it escaped
+    await assert.rejects(commands.knn.run(['--config', 'run\n.yaml']), (e: unknown) =>
+      /^option --config: cannot read "run\\n\.yaml": ENOENT[^\n]*'run\\x0a\.yaml'$/.test(errorText(e)),
+    );
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
 });

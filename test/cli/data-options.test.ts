@@ -219,7 +219,7 @@ test('options that would have no effect are refused, saying why (they were ignor
     [() => commands.pretrain.parse(['--no-blur', '--blur-kernel', '33']), 'blurKernel', /has no effect with --no-blur/],
     [() => commands.pretrain.parse(['--ema-decay', '0.5']), 'emaDecay', /has no effect without --ema/],
     [() => commands.pretrain.parse(['--ema-schedule', 'authors']), 'emaSchedule', /has no effect without --ema/],
-    [() => commands.pretrain.parse(['--img-size', '32', '--blur-kernel', '65']), 'blurKernel', /must be at most 2 × imgSize − 1 = 63/],
+    [() => commands.pretrain.parse(['--img-size', '32', '--blur-kernel', '65']), 'blurKernel', /must be at most 2 × --img-size − 1 = 63/],
     [() => commands.ablate.parse(['--seg-classes', 'object']), 'segClasses', /has no effect without --eval segprobe/],
     [() => commands.ablate.parse(['--reduce-zero-label']), 'reduceZeroLabel', /has no effect without --eval segprobe/],
     [

@@ -461,7 +461,7 @@ test('bad configs are refused before any work, naming the key', () => {
   );
   assert.throws(
     () => modelConfigFrom(options('/nonexistent', { imgSize: 30, patchSize: 4 })),
-    (e: unknown) => e instanceof OptionError && e.key === 'imgSize' && e.message === "option 'imgSize': 30 is not divisible by patchSize 4",
+    (e: unknown) => e instanceof OptionError && e.key === 'imgSize' && e.message === "option 'imgSize': 30 is not divisible by --patch-size 4",
   );
   assert.throws(() => resolveOptions(PRETRAIN_OPTIONS, { order: 'spiral' }), /order.*must be one of/);
   assert.throws(() => resolveOptions(PRETRAIN_OPTIONS, { epochs: 'many' }), /epochs.*expected a number/);

@@ -342,9 +342,9 @@ test('a bad value from a config file is named as written there, with the file; t
     writeFileSync(cfg, 'max-image-pixels: -1\n');
     assert.equal(stderrOf('--config', cfg), `semaim: option max-image-pixels in ${cfg}: must be >= 0, got -1\n`);
     writeFileSync(cfg, 'epochs: 10\nwarmupEpochs: 12\n');
-    assert.equal(stderrOf('--config', cfg), `semaim: option warmupEpochs in ${cfg}: (12) must be below epochs (10)\n`);
+    assert.equal(stderrOf('--config', cfg), `semaim: option warmupEpochs in ${cfg}: (12) must be below --epochs (10)\n`);
     // a flag overrides the file: the error is the flag's
-    assert.equal(stderrOf('--config', cfg, '--warmup-epochs', '11'), 'semaim: option --warmup-epochs: (11) must be below epochs (10)\n');
+    assert.equal(stderrOf('--config', cfg, '--warmup-epochs', '11'), 'semaim: option --warmup-epochs: (11) must be below --epochs (10)\n');
     // a bad value in the file is refused though a flag overrides it, and the error names the file's key, not the flag the user typed right
     writeFileSync(cfg, 'batch_size: -1\n');
     assert.equal(stderrOf('--config', cfg, '--batch-size', '4'), `semaim: option batch_size in ${cfg}: must be >= 1, got -1\n`);
