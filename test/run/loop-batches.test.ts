@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as torch from '../../src/torch';
 import { Linear } from '../../src/nn';
-import { AdamW } from '../../src/optim';
+import { AdamW, GradScaler, gradNorm } from '../../src/optim';
 import { EMA } from '../../src/run/ema';
 import { trainLoop, type TrainJob } from '../../src/run/loop';
 import { captureStderr } from '../output';
@@ -61,6 +61,17 @@ interface RunOptions {
   gives?: number;
   /** Called when the run resumes (its checkpoint restored, during the start). */
   onResume?: () => void;
+  /** --accum-iter (2 without). */
+  accumIter?: number;
+  /** A loss scaler (initial scale 2^4, growing at every step), whose scale at the end `scales` gets. */
+  scaler?: boolean;
+  scales?: number[];
+  /** The job runs each micro-batch's forward and backward itself (forwardBackward, as --cuda-graphs does). */
+  ownBackward?: boolean;
+  /** The score of the checkpoints (in place of `scores`), asked when the loop saves. */
+  score?: () => number | null;
+  /** Called after each step with the step number (after the loop's own onStep). */
+  onStep?: (step: number) => void;
 }
 
 async function run(outDir: string, maxSteps: number, calls: number[][], resume: boolean, o: RunOptions = {}): Promise<number> {
@@ -69,13 +80,14 @@ async function run(outDir: string, maxSteps: number, calls: number[][], resume: 
   const optimizer = new AdamW(model.namedParameters(), { lr: 0.01 });
   const ema = o.ema ? new EMA(new Linear(3, 1, { dtype: 'float64' }), model, 0.5) : null;
   const noiseGen = new torch.Generator(7);
+  const scaler = o.scaler ? new GradScaler({ initScale: 16, growthInterval: 1 }) : null;
   const noisy = o.globalNoise || o.ownNoise;
   const job: TrainJob<Batch> = {
     kind: o.kind ?? 'pretrain',
     model,
     optimizer,
     schedule: o.schedule ?? (() => 0.01),
-    scaler: null,
+    scaler,
     ema,
     generators: o.ownNoise ? { noise: noiseGen } : {},
     formerlyGlobal: ['noise'],
@@ -96,8 +108,15 @@ async function run(outDir: string, maxSteps: number, calls: number[][], resume: 
         .sub(b.y)
         .square()
         .mean(),
-    best: { score: (state) => o.scores?.[state.step - 1] ?? null, lowerIsBetter: !o.higherIsBetter },
+    best: { score: (state) => (o.score ? o.score() : (o.scores?.[state.step - 1] ?? null)), lowerIsBetter: !o.higherIsBetter },
     ...(o.onResume && { onResume: o.onResume }),
+    ...(o.ownBackward && {
+      forwardBackward(b: Batch) {
+        const loss = job.loss(b);
+        loss.backward();
+        return loss;
+      },
+    }),
     ...(o.epochEnds && { onEpochEnd: async (epoch: number) => void o.epochEnds?.push(epoch) }),
     ...(o.finishes && { onFinish: async (epochs: number, _state: unknown, done: boolean) => void o.finishes?.push([epochs, done]) }),
   };
@@ -105,13 +124,14 @@ async function run(outDir: string, maxSteps: number, calls: number[][], resume: 
   const onStep = (step: number) => {
     o.lrs?.push(optimizer.paramGroups[0].lr);
     if (step === o.stopAt) stop.requested = true;
+    o.onStep?.(step);
   };
   const r = await trainLoop(
     job,
     {
       outDir,
       device: 'cpu',
-      accumIter: 2,
+      accumIter: o.accumIter ?? 2,
       epochs: o.epochs ?? 2,
       maxSteps,
       logEvery: o.logEvery ?? 1,
@@ -126,6 +146,7 @@ async function run(outDir: string, maxSteps: number, calls: number[][], resume: 
   o.seconds?.push(r.seconds);
   o.losses?.push(r.firstLoss, r.lastLoss);
   o.stoppedBy?.push(r.stoppedBy);
+  if (scaler) o.scales?.push(scaler.getScale());
   return r.steps;
 }
 
@@ -367,6 +388,80 @@ test("the first metrics line's images per second counts the time of its steps, n
     assert.ok(lines[2].imgPerSec > 1, `${lines[2].imgPerSec} img/s`);
   } finally {
     Date.now = now;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the loop refuses data with fewer batches per epoch than --accum-iter, and a job running its own backward with accumulation or loss scaling', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-loop-refused-'));
+  try {
+    await assert.rejects(run(dir, 4, [], false, { batchesPerEpoch: 1 }), /the data gives 1 batches per epoch, fewer than --accum-iter 2/);
+    const ownBackward = /a job that runs its own forward and backward \(CUDA graphs\) needs --accum-iter 1 and no fp16 loss scaling/;
+    await assert.rejects(run(dir, 4, [], false, { ownBackward: true }), ownBackward);
+    await assert.rejects(run(dir, 4, [], false, { ownBackward: true, accumIter: 1, scaler: true }), ownBackward);
+    assert.equal(await run(dir, 2, [], false, { ownBackward: true, accumIter: 1 }), 2);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("with --accum-iter a step's logged loss is the mean of its micro-batches' losses, and its gradient that of their mean", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-loop-accum-loss-'));
+  try {
+    assert.equal(await run(dir, 1, [], false), 1);
+    const [line] = readFileSync(join(dir, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { loss: number; gradNorm: number });
+    // the first step by hand: run()'s model and its first two batches
+    const [loss, norm] = torch.scope(() => {
+      torch.manualSeed(1);
+      const model = new Linear(3, 1, { dtype: 'float64' });
+      const losses = [0, 1].map((b) => {
+        const x = torch.randn([4, 3], { dtype: 'float64', generator: new torch.Generator(b) });
+        return model.forward(x).sub(x.sum(1, true)).square().mean();
+      });
+      const mean = losses[0].add(losses[1]).div(2);
+      mean.backward();
+      return [mean.item(), gradNorm(model.namedParameters()).item()];
+    });
+    assert.ok(Math.abs(line.loss - loss) < 1e-6 * loss, `logged loss ${line.loss}, the micro-batches' mean ${loss}`);
+    assert.ok(Math.abs(line.gradNorm - norm) < 1e-9 * norm, `logged gradient norm ${line.gradNorm}, that of the mean loss ${norm}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a metrics line's images per second counts the images of every micro-batch of its steps", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-loop-images-'));
+  const now = Date.now;
+  try {
+    // every step takes 100 s on this clock: 2 micro-batches of 4 images, 0.08 img/s
+    let offset = 0;
+    Date.now = () => now() + offset;
+    assert.equal(await run(dir, 2, [], false, { onStep: () => void (offset += 1e5) }), 2);
+    const rates = readFileSync(join(dir, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as { imgPerSec: number }).imgPerSec);
+    assert.equal(rates.length, 2);
+    for (const rate of rates) assert.ok(Math.abs(rate - 0.08) < 0.008, `${rate} img/s`);
+  } finally {
+    Date.now = now;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("the run's last checkpoint is written after the job's end (onFinish), scored as that end leaves it: fine-tuning's last evaluation may be 'best'", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-loop-last-best-'));
+  try {
+    const finishes: [number, boolean][] = [];
+    // no score until the job's end, as fine-tuning's without an evaluation before its last
+    assert.equal(await run(dir, 4, [], false, { finishes, score: () => (finishes.length ? 0.5 : null) }), 4);
+    assert.deepEqual(finishes, [[2, false]]);
+    const best = JSON.parse(readFileSync(join(dir, 'checkpoints', 'best', 'state.json'), 'utf8')) as { step: number; best: number };
+    assert.deepEqual([best.step, best.best], [4, 0.5]);
+  } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });
