@@ -718,6 +718,12 @@ test('a run killed before its first checkpoint and started again with the same r
   writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...stored, model: { ...stored.model, depth: 99 } }));
   await pretrain(options(dir, { maxSteps: 2, checkpointEvery: 1000, seed: 3 }), data(), quiet);
   assert.equal(readdirSync(join(dir, 'previous')).length, 2, 'another model: the earlier run is moved aside');
+  // the same recipe with --no-resume: a new run, the earlier one moved aside
+  rmSync(join(dir, 'checkpoints'), { recursive: true, force: true });
+  const earlier = (JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as { runId: string }).runId;
+  await pretrain(options(dir, { maxSteps: 2, checkpointEvery: 1000, seed: 3, resume: false }), data(), quiet);
+  assert.equal(readdirSync(join(dir, 'previous')).length, 3, '--no-resume: the earlier run is moved aside');
+  assert.notEqual((JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as { runId: string }).runId, earlier);
   rmSync(dir, { recursive: true, force: true });
 });
 

@@ -3,7 +3,7 @@
 // dropped, and its loader would call the epoch "stopped early"); a resumed epoch from where it left off.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as torch from '../../src/torch';
@@ -16,6 +16,8 @@ import { captureStderr } from '../output';
 interface Batch {
   x: torch.Tensor;
   y: torch.Tensor;
+  /** The loss is NaN (its gradient stays finite). */
+  nan?: boolean;
 }
 
 interface RunOptions {
@@ -70,6 +72,8 @@ interface RunOptions {
   ownBackward?: boolean;
   /** The score of the checkpoints (in place of `scores`), asked when the loop saves. */
   score?: () => number | null;
+  /** The first step's losses are NaN, their gradients finite (the weights stay finite). */
+  nanFirstStep?: boolean;
   /** Called after each step with the step number (after the loop's own onStep). */
   onStep?: (step: number) => void;
 }
@@ -98,16 +102,18 @@ async function run(outDir: string, maxSteps: number, calls: number[][], resume: 
       calls.push([epoch, start, end]);
       for (let b = start; b < Math.min(o.gives ?? o.batchesPerEpoch ?? 5, end); b++) {
         const x = torch.randn([4, 3], { dtype: 'float64', generator: new torch.Generator(1000 * epoch + b) });
-        yield { x, y: x.sum(1, true) };
+        yield { x, y: x.sum(1, true), nan: o.nanFirstStep && epoch === 0 && b < 2 };
       }
     },
     batchSize: (b) => b.x.shape[0],
-    loss: (b) =>
-      model
+    loss: (b) => {
+      const loss = model
         .forward(noisy ? b.x.add(torch.randn(b.x.shape, { dtype: 'float64', generator: o.ownNoise ? noiseGen : undefined }).mul(0.1)) : b.x)
         .sub(b.y)
         .square()
-        .mean(),
+        .mean();
+      return b.nan ? loss.add(torch.full([], NaN, { dtype: 'float64' })) : loss;
+    },
     best: { score: (state) => (o.score ? o.score() : (o.scores?.[state.step - 1] ?? null)), lowerIsBetter: !o.higherIsBetter },
     ...(o.onResume && { onResume: o.onResume }),
     ...(o.ownBackward && {
@@ -461,6 +467,35 @@ test("the run's last checkpoint is written after the job's end (onFinish), score
     assert.deepEqual(finishes, [[2, false]]);
     const best = JSON.parse(readFileSync(join(dir, 'checkpoints', 'best', 'state.json'), 'utf8')) as { step: number; best: number };
     assert.deepEqual([best.step, best.best], [4, 0.5]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a loss scaler continues from its checkpoint: a resumed run ends with the scale of an uninterrupted one', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-loop-scaler-'));
+  try {
+    const whole: number[] = [];
+    const scales: number[] = [];
+    assert.equal(await run(join(dir, 'whole'), 4, [], false, { scaler: true, weights: whole, scales }), 4);
+    const resumed: number[] = [];
+    assert.equal(await run(join(dir, 'cut'), 2, [], false, { scaler: true, scales }), 2);
+    assert.equal(await run(join(dir, 'cut'), 4, [], true, { scaler: true, weights: resumed, scales }), 4);
+    // initial scale 16, doubled after each step without an overflow
+    assert.deepEqual(scales, [256, 64, 256]);
+    assert.deepEqual(resumed, whole);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a NaN loss between log steps stops the run at the next checkpoint, also when the losses after it are finite again (and the weights are)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-loop-nan-'));
+  try {
+    const stoppedBy: string[] = [];
+    assert.equal(await run(dir, 4, [], false, { nanFirstStep: true, logEvery: 10, checkpointEvery: 2, stoppedBy }), 2);
+    assert.deepEqual(stoppedBy, ['nonfinite']);
+    assert.equal(existsSync(join(dir, 'checkpoints')) ? readdirSync(join(dir, 'checkpoints')).length : 0, 0, 'no checkpoint after the NaN loss');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
