@@ -63,8 +63,8 @@ test('pretrain and embed on a disk that cannot hold their output are refused bef
   const step = folderBytes(join(run, 'checkpoints', 'step-00000002'));
   const estimate = bytesOf(m[5], m[6]);
   assert.ok(estimate >= step && estimate < step * 1.5, `estimate ${estimate} B for a checkpoint of ${step} B`);
-  // finished: started again on the same small disk it does nothing, as before (it writes no checkpoint)
-  const again = cli(dir, ['pretrain', ...EVERY_STEP, '--out-dir', run], { FREE_BYTES: String(2 << 20) });
+  // finished: started again it does nothing, as before, even on a disk with no room for one checkpoint (it writes none)
+  const again = cli(dir, ['pretrain', ...EVERY_STEP, '--out-dir', run], { FREE_BYTES: String(16 << 10) });
   assert.equal(again.status, 0, again.stderr);
   assert.match(again.stdout + again.stderr, /nothing to do/);
 
@@ -111,6 +111,14 @@ test('a short run needs room for the checkpoints it writes, not for --keep-last 
   assert.equal(fits.status, 0, fits.stderr);
   assert.deepEqual(readdirSync(join(run, 'checkpoints')), ['best', 'step-00000002']);
   assert.ok(folderBytes(join(run, 'checkpoints', 'step-00000002')) <= e.each, 'the estimate covers what was written');
+  // resumed for 2 more steps, a checkpoint at each, --keep-last 1: its step folder there counts as kept, so one
+  // more at once (the next written before the oldest is removed), and the copy that replaces 'best'
+  const longer = TINY.replace('--max-steps 2', '--max-steps 4').split(' ');
+  const resumed = cli(dir, ['pretrain', ...longer, '--checkpoint-every', '1', '--keep-last', '1', '--out-dir', run], { FREE_BYTES: String(16 << 10) });
+  assert.equal(resumed.status, 1, resumed.stderr);
+  const r = estimate(resumed.stderr);
+  assert.equal(r.copies, 2, r.how);
+  assert.match(r.how, /^1 step folder at once \(this run writes 2 checkpoints; up to --keep-last 1 kept, .*\), and the copy that replaces 'best'$/);
 
   // finetune: the same policy (its steps, its --checkpoint-every and epochs)
   const FT = ['--checkpoint', run, '--dataset', 'synthetic', '--train-limit', '64', '--test-limit', '16', '--batch-size', '16'];
