@@ -285,6 +285,24 @@ test("'best' is the checkpoint of the lowest score (or the highest, where higher
     await run(join(dir, 'resumed'), 2, [], false, { scores });
     await run(join(dir, 'resumed'), 4, [], true, { scores });
     assert.deepEqual([best('resumed').step, best('resumed').best], [2, 1]);
+    // a tie is not better: 'best' stays the earlier checkpoint
+    await run(join(dir, 'tie'), 4, [], false, { scores: [3, 1, 1, 5] });
+    assert.deepEqual([best('tie').step, best('tie').best], [2, 1]);
+    // a checkpoint of an earlier release records its best as bestLoss (pre-training) or bestTop1 (fine-tuning)
+    for (const [name, field, higherIsBetter] of [
+      ['bestLoss', 'bestLoss', false],
+      ['bestTop1', 'bestTop1', true],
+    ] as const) {
+      const older = [3, 2, 1, 5].map((x) => (higherIsBetter ? 6 - x : x));
+      await run(join(dir, name), 2, [], false, { scores: older, higherIsBetter });
+      const path = join(dir, name, 'checkpoints', 'step-00000002', 'state.json');
+      const { best: recorded, stateSha256: _, ...state } = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+      assert.equal(recorded, higherIsBetter ? 4 : 2);
+      writeFileSync(path, JSON.stringify({ ...state, [field]: higherIsBetter ? 5.5 : 0.5 }));
+      // step 3 scores better than step 2 but not than the best recorded: 'best' stays step 2's
+      await run(join(dir, name), 4, [], true, { scores: older, higherIsBetter });
+      assert.equal(best(name).step, 2, field);
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
