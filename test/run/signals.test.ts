@@ -244,7 +244,12 @@ if (mode === 'released') {
 } else {
   if (mode === 'rearmed') catchStopSignals({ requested: false }, log)();
   catchStopSignals(stop, log);
-  if (mode === 'nested') catchStopSignals({ requested: false }, log)(); // an inner catcher released: the outer one still exits
+  if (mode === 'nested') {
+    // an inner catcher released (twice: again does nothing): the outer one still exits
+    const release = catchStopSignals({ requested: false }, log);
+    release();
+    release();
+  }
 }
 process.stdout.write('ready\\n');
 Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, blockMs);
