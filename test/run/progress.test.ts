@@ -61,6 +61,16 @@ test('a resumed loop estimates the time left from its own rate, not from the ste
   assert.ok(minutes >= 30 && minutes <= 45, `49,990 steps at ~20/s is ~42 minutes, got ${eta[0]}`);
 });
 
+test('a resume after updates measures the rate afresh: no ETA before its second update', () => {
+  const log = stream(false);
+  const p = new Progress('pretrain', 100_000, log.out, 0);
+  p.update(10);
+  p.update(20);
+  p.resumeFrom(50_000);
+  p.update(50_001);
+  assert.match(log.text(), /ETA --:--\n$/, 'no rate from one update after the resume');
+});
+
 test('an ETA over an hour shows its hours; the last line reads ETA 0:00 with a full bar, also without a rate yet or past the total', () => {
   const log = stream(false);
   const p = new Progress('pretrain', 1_000_000, log.out, 0);
