@@ -72,6 +72,10 @@ interface RunOptions {
   ownBackward?: boolean;
   /** The score of the checkpoints (in place of `scores`), asked when the loop saves. */
   score?: () => number | null;
+  /** The job's --precision option (none without). */
+  precision?: string;
+  /** Gets the loop's log lines. */
+  log?: (line: string) => void;
   /** The first step's losses are NaN, their gradients finite (the weights stay finite). */
   nanFirstStep?: boolean;
   /** Called after each step with the step number (after the loop's own onStep). */
@@ -96,7 +100,7 @@ async function run(outDir: string, maxSteps: number, calls: number[][], resume: 
     generators: o.ownNoise ? { noise: noiseGen } : {},
     formerlyGlobal: ['noise'],
     config: o.config ?? { case: 'linear' },
-    options: { case: 'accum' },
+    options: { case: 'accum', ...(o.precision && { precision: o.precision }) },
     batchesPerEpoch: o.batchesPerEpoch ?? 5,
     async *batches(epoch: number, start: number, end: number) {
       calls.push([epoch, start, end]);
@@ -146,7 +150,7 @@ async function run(outDir: string, maxSteps: number, calls: number[][], resume: 
       resume,
       clipGrad: 0,
     },
-    { progress: o.progress ?? false, catchSignals: false, log: () => {}, stop, onStep, ...(o.aborted && { signal: AbortSignal.abort() }) },
+    { progress: o.progress ?? false, catchSignals: false, log: o.log ?? (() => {}), stop, onStep, ...(o.aborted && { signal: AbortSignal.abort() }) },
   );
   o.weights?.push(...[...model.namedParameters(), ...(ema?.shadow.namedParameters() ?? [])].flatMap(([, p]) => [...p.toFloat64Array()]));
   o.seconds?.push(r.seconds);
@@ -234,6 +238,12 @@ test('a resumed run counts the seconds its checkpoint records, and records them 
     assert.ok(seconds[0] >= 1e6 && seconds[0] < 1e6 + 600, `${seconds[0]}`);
     const last = JSON.parse(readFileSync(join(dir, 'checkpoints', 'step-00000004', 'state.json'), 'utf8')) as { seconds: number };
     assert.equal(last.seconds, seconds[0]);
+    // a checkpoint from before the seconds were recorded: unknown, NaN (not the seconds of this call alone)
+    const { seconds: _, ...older } = JSON.parse(readFileSync(join(dir, 'checkpoints', 'step-00000004', 'state.json'), 'utf8')) as Record<string, unknown>;
+    delete older.stateSha256;
+    writeFileSync(join(dir, 'checkpoints', 'step-00000004', 'state.json'), JSON.stringify(older));
+    assert.equal(await run(dir, 6, [], true, { seconds, epochs: 3 }), 6);
+    assert.ok(Number.isNaN(seconds[1]), `${seconds[1]}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -514,6 +524,14 @@ test('a NaN loss between log steps stops the run at the next checkpoint, also wh
     assert.equal(await run(dir, 4, [], false, { nanFirstStep: true, logEvery: 10, checkpointEvery: 2, stoppedBy }), 2);
     assert.deepEqual(stoppedBy, ['nonfinite']);
     assert.equal(existsSync(join(dir, 'checkpoints')) ? readdirSync(join(dir, 'checkpoints')).length : 0, 0, 'no checkpoint after the NaN loss');
+    // the advice: a lower lr or more warm-up, and full precision where the run had less
+    for (const precision of [undefined, 'fp32', 'bf16']) {
+      const lines: string[] = [];
+      await run(join(dir, `advice-${precision}`), 4, [], false, { nanFirstStep: true, logEvery: 10, checkpointEvery: 2, precision, log: (l) => lines.push(l) });
+      const advice = /Start afresh with a lower --blr or more --warmup-epochs(, or --precision fp32)?: /.exec(lines.join('\n'));
+      assert.ok(advice, lines.join('\n'));
+      assert.equal(advice[1] !== undefined, precision === 'bf16', `${precision}: ${advice[0]}`);
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -139,8 +139,12 @@ test('a run stopped by a signal and resumed keeps the best checkpoint an uninter
     return { perStep: steps.sort().map((d) => [d, best(d)]), weights: readFileSync(join(root, 'best', 'model.safetensors')) };
   };
   try {
-    await pretrain(opts('full'), memoryData(16, 4, 1), quiet);
+    const fullRun = await pretrain(opts('full'), memoryData(16, 4, 1), quiet);
     const full = bests('full');
+    // every logged loss (steps 4, 8, 12) is a checkpoint's score: 'best' is the lowest one
+    const logged = readMetrics(join(dir, 'full', 'metrics.jsonl')).map((r) => r.loss as number);
+    assert.equal(logged.length, 3);
+    assert.equal(fullRun.best, Math.min(...logged));
     const stop = { requested: false };
     const stopAt5 = { ...quiet, stop, onStep: (s: number) => void (s === 5 && (stop.requested = true)) };
     assert.equal((await pretrain(opts('signal'), memoryData(16, 4, 1), stopAt5)).steps, 5);
@@ -466,6 +470,10 @@ test('bad configs are refused before any work, naming the key', () => {
   assert.throws(() => resolveOptions(PRETRAIN_OPTIONS, { order: 'spiral' }), /order.*must be one of/);
   assert.throws(() => resolveOptions(PRETRAIN_OPTIONS, { epochs: 'many' }), /epochs.*expected a number/);
   assert.throws(() => parseArgv(['--no-such-flag', '1'], PRETRAIN_OPTIONS), /option 'noSuchFlag': unknown option \(see --help\)/);
+  assert.throws(
+    () => validatePretrain(options('/x', { epochs: 2, warmupEpochs: 2 })),
+    (e: unknown) => e instanceof OptionError && e.key === 'warmupEpochs' && /must be below epochs \(2\)/.test(e.message),
+  );
   assert.throws(
     () => modelConfigFrom(options('/x', { decoderDepth: 5 })),
     (e: unknown) => e instanceof OptionError && e.key === 'decoderDepth',
