@@ -604,3 +604,25 @@ test('sizes known before work are refused naming the flag, before any folder exi
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("--order-precision: the similarity pass that orders the patches runs under --precision ('same') or in float32 ('fp32')", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-order-precision-'));
+  // (the loss's two passes call it through the module: the order pass first, then the forward)
+  const precision = require('../../src/run/precision') as typeof import('../../src/run/precision');
+  const real = precision.withPrecision;
+  const seen: string[] = [];
+  precision.withPrecision = ((p: string, device: torch.Device, fn: () => unknown) => {
+    seen.push(p);
+    return real(p, device, fn);
+  }) as typeof real;
+  try {
+    for (const orderPrecision of ['same', 'fp32']) {
+      seen.length = 0;
+      await pretrain(options(join(dir, orderPrecision), { precision: 'bf16', orderPrecision, maxSteps: 1 }), memoryData(16, 4, 1), quiet);
+      assert.deepEqual(seen, [orderPrecision === 'fp32' ? 'fp32' : 'bf16', 'bf16'], orderPrecision);
+    }
+  } finally {
+    precision.withPrecision = real;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
