@@ -11,6 +11,7 @@ import { Linear } from '../../src/nn';
 import { AdamW, GradScaler, gradNorm } from '../../src/optim';
 import { EMA } from '../../src/run/ema';
 import { trainLoop, type TrainJob } from '../../src/run/loop';
+import { checkpointsToWrite } from '../../src/run/train-state';
 import { captureStderr } from '../output';
 
 interface Batch {
@@ -18,6 +19,8 @@ interface Batch {
   y: torch.Tensor;
   /** The loss is NaN (its gradient stays finite). */
   nan?: boolean;
+  /** The loss is multiplied by 1e160: its gradient's square overflows AdamW's second moment, the weights stay finite. */
+  huge?: boolean;
 }
 
 interface RunOptions {
@@ -78,6 +81,8 @@ interface RunOptions {
   log?: (line: string) => void;
   /** The first step's losses are NaN, their gradients finite (the weights stay finite). */
   nanFirstStep?: boolean;
+  /** The first step's losses are huge: the optimiser state becomes Inf, the losses and the weights stay finite. */
+  hugeFirstStep?: boolean;
   /** Called after each step with the step number (after the loop's own onStep). */
   onStep?: (step: number) => void;
 }
@@ -106,7 +111,7 @@ async function run(outDir: string, maxSteps: number, calls: number[][], resume: 
       calls.push([epoch, start, end]);
       for (let b = start; b < Math.min(o.gives ?? o.batchesPerEpoch ?? 5, end); b++) {
         const x = torch.randn([4, 3], { dtype: 'float64', generator: new torch.Generator(1000 * epoch + b) });
-        yield { x, y: x.sum(1, true), nan: o.nanFirstStep && epoch === 0 && b < 2 };
+        yield { x, y: x.sum(1, true), nan: o.nanFirstStep && epoch === 0 && b < 2, huge: o.hugeFirstStep && epoch === 0 && b < 2 };
       }
     },
     batchSize: (b) => b.x.shape[0],
@@ -116,7 +121,7 @@ async function run(outDir: string, maxSteps: number, calls: number[][], resume: 
         .sub(b.y)
         .square()
         .mean();
-      return b.nan ? loss.add(torch.full([], NaN, { dtype: 'float64' })) : loss;
+      return b.nan ? loss.add(torch.full([], NaN, { dtype: 'float64' })) : b.huge ? loss.mul(1e160) : loss;
     },
     best: { score: (state) => (o.score ? o.score() : (o.scores?.[state.step - 1] ?? null)), lowerIsBetter: !o.higherIsBetter },
     ...(o.onResume && { onResume: o.onResume }),
@@ -535,4 +540,28 @@ test('a NaN loss between log steps stops the run at the next checkpoint, also wh
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('an optimiser state that became Inf while the losses and the weights stayed finite is not checkpointed', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-loop-inf-state-'));
+  try {
+    const stoppedBy: string[] = [];
+    const lines: string[] = [];
+    assert.equal(await run(dir, 4, [], false, { hugeFirstStep: true, logEvery: 10, checkpointEvery: 2, stoppedBy, log: (l) => lines.push(l) }), 2);
+    assert.deepEqual(stoppedBy, ['nonfinite']);
+    assert.match(lines.join('\n'), /stopping: the weights became NaN\/Inf by step 2/);
+    assert.equal(existsSync(join(dir, 'checkpoints')) ? readdirSync(join(dir, 'checkpoints')).length : 0, 0, 'no checkpoint of the Inf state');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("checkpointsToWrite counts the checkpoints of the loop's policy: each multiple of --checkpoint-every and each epoch end before the last step once, and the last", () => {
+  // steps 2, 4, 6, 8 (every 2) and 4, 8 (epoch ends) before step 10, and step 10
+  assert.equal(checkpointsToWrite(0, 10, 2, 4), 5);
+  // resumed at step 3: 6, 9 (every 3) and 4, 8 (epoch ends), and step 10
+  assert.equal(checkpointsToWrite(3, 10, 3, 4), 5);
+  // 3, 6, 9, 12 (every 3) and 4, 8, 12 (epoch ends), 12 once, and step 13
+  assert.equal(checkpointsToWrite(0, 13, 3, 4), 7);
+  assert.equal(checkpointsToWrite(10, 10, 2, 4), 0, 'finished: none');
 });
