@@ -15,6 +15,8 @@ import {
   OrderConfig,
   checkOrder,
   ConfigError,
+  needsSimilarity,
+  orderUsesNoise,
 } from '../../src/semaim';
 
 const grid = { gridH: 6, gridW: 6 };
@@ -193,6 +195,10 @@ test('multicenter suppression: strictly closer than minDistance, only by a kept 
   const exact = multicenterOrder(peaks({ 6: 1, 9: 0.9 }), grid, { ...flat, k: 2, minRelHeight: 0, minDistance: 3 });
   assert.deepEqual(rows(exact.centers)[0], [6, 9]);
   assert.deepEqual(rows(exact.valid)[0].map(Number), [1, 1]);
+  // With k = 2 too: peaks 2 apart, minDistance 3, the lower one is dropped.
+  const pair = multicenterOrder(peaks({ 6: 1, 8: 0.9 }), grid, { ...flat, k: 2, minRelHeight: 0, minDistance: 3 });
+  assert.deepEqual(rows(pair.valid)[0].map(Number), [1, 0]);
+  assertClose(rows(pair.order)[0], nearestDistance([6]), 'k 2');
   // A chain A (0,0) > B (0,2) > C (0,4) with minDistance 2.5: A suppresses B; B, suppressed, does not
   // suppress C (4 from A), so the centres are A and C.
   const chain = multicenterOrder(peaks({ 0: 1, 2: 0.9, 4: 0.8 }), grid, { ...flat, k: 3, minRelHeight: 0, minDistance: 2.5 });
@@ -203,6 +209,15 @@ test('multicenter suppression: strictly closer than minDistance, only by a kept 
   const low = multicenterOrder(peaks({ 0: 1, 21: 0.9, 35: 0.2 }), grid, { ...flat, k: 3, minRelHeight: 0.5, minDistance: 0 });
   assert.deepEqual(rows(low.valid)[0].map(Number), [1, 1, 0]);
   assertClose(rows(low.order)[0], nearestDistance([0, 21]), 'low peak');
+  // A peak exactly at minRelHeight × the highest counts ("at least this fraction").
+  const atFraction = multicenterOrder(peaks({ 0: 1, 21: 0.5 }), grid, { ...flat, k: 2, minRelHeight: 0.5, minDistance: 0 });
+  assert.deepEqual(rows(atFraction.valid)[0].map(Number), [1, 1]);
+});
+
+test('multicenterOrder takes a k above the number of patches (it looks at N candidates at most)', () => {
+  const manyK = multicenterOrder(peaks({ 0: 1, 21: 0.9 }), grid, { filter: false, lambda: 0, k: N + 5, minRelHeight: 0.5, minDistance: 0 });
+  assert.deepEqual(manyK.centers.shape, [1, N]);
+  assertClose(rows(manyK.order)[0], nearestDistance([0, 21]), 'k > N');
 });
 
 test("orderFromConfig's multicenter order honours k and minDistance (what pre-training uses)", () => {
@@ -220,6 +235,49 @@ test("orderFromConfig's multicenter order honours k and minDistance (what pre-tr
   assertClose(rows(orderFromConfig(o(3, 3), 1, grid, S))[0], nearestDistance([0, 35]), 'k 3, minDistance 3');
   assertClose(rows(orderFromConfig(o(3, 1), 1, grid, S))[0], nearestDistance([0, 2, 35]), 'k 3, minDistance 1');
   assertClose(rows(orderFromConfig(o(1, 3), 1, grid, S))[0], nearestDistance([0]), 'k 1');
+  // minRelHeight 0.85: patch 35 (0.8 of the highest) is no centre
+  const tall: OrderConfig = { ...o(3, 1), minRelHeight: 0.85 } as OrderConfig;
+  assertClose(rows(orderFromConfig(tall, 1, grid, S))[0], nearestDistance([0, 2]), 'minRelHeight 0.85');
+});
+
+test('orders on a grid that is not square: snake rows and semantic distances follow gridW', () => {
+  torch.scope(() => {
+    assert.deepEqual(rows(snakeOrder(1, { gridH: 2, gridW: 3 })), [[0, 1, 2, 5, 4, 3]]);
+    const g = { gridH: 3, gridW: 4 };
+    const v = new Array<number>(12).fill(0);
+    v[6] = 1; // row 1, column 2
+    const { order, center } = semanticOrder(torch.tensor([v], { shape: [1, 12] }), g, { filter: false, lambda: 0 });
+    assert.deepEqual(center.tolist(), [6]);
+    const want = Array.from({ length: 12 }, (_, i) => Math.hypot(Math.floor(i / 4) - 1, (i % 4) - 2));
+    assertClose(rows(order)[0], want, '3×4 grid');
+  });
+});
+
+test('the stochastic order is a copy of the noise it is given: disposing it leaves the noise', () => {
+  torch.scope(() => {
+    const noise = torch.rand([2, 9]);
+    const p = stochasticOrder(2, { gridH: 3, gridW: 3 }, { noise });
+    assert.deepEqual(rows(p), rows(noise));
+    p.dispose();
+    assert.equal(noise.isDisposed, false);
+    assert.equal(rows(noise).length, 2);
+  });
+});
+
+test('which orders read a similarity map and which draw noise', () => {
+  const base = { source: 'online' as const, filter: false, lambda: 0 };
+  const cases: [OrderConfig, boolean, boolean][] = [
+    [{ type: 'raster' }, false, false],
+    [{ type: 'snake' }, false, false],
+    [{ type: 'stochastic' }, false, true],
+    [{ type: 'similarity', source: 'online' }, true, false],
+    [{ type: 'semantic', ...base }, true, true],
+    [{ type: 'multicenter', ...base, k: 2, minRelHeight: 0, minDistance: 0 }, true, true],
+  ];
+  for (const [o, similarity, noise] of cases) {
+    assert.equal(needsSimilarity(o), similarity, `${o.type}: needsSimilarity`);
+    assert.equal(orderUsesNoise(o), noise, `${o.type}: orderUsesNoise`);
+  }
 });
 
 test('similarity order is 1 − S and similarity maps are normalised', () => {
@@ -246,6 +304,7 @@ test("similarity map from the authors' 'gap' tokens compares patches with their 
 test('checkOrder refuses a wrong shape and, on the CPU, non-finite values', () => {
   torch.scope(() => {
     assert.throws(() => checkOrder(torch.zeros([2, 5]), 2, 4), /shape \[2, 4\]/);
+    assert.throws(() => checkOrder(torch.zeros([3, 4]), 2, 4), /shape \[2, 4\], got \[3, 4\]/);
     assert.throws(() => checkOrder(torch.tensor([[0, 1, NaN, 3]], { device: 'cpu' }), 1, 4), /finite/);
     checkOrder(torch.tensor([[0, 1, 2, 3]]), 1, 4);
   });
@@ -275,6 +334,8 @@ test('order functions refuse a bad batch, grid, noise, generator, λ, k, minRelH
       [() => similarityMap(torch.randn([1, 10, 8]), 'max' as never), /similarityMap: mode must be 'softmax' or 'minmax', got max/],
       [() => similarityMap(torch.randn([1, 10, 8]), 'softmax', 'mean' as never), /similarityMap: reference must be 'cls' or 'gap', got mean/],
       [() => similarityMap(torch.randn([10, 8])), /similarityMap: tokens must be a tensor \[B, 1 \+ N, D\], got \[10, 8\]/],
+      // [CLS] alone: no patch to compare it with
+      [() => similarityMap(torch.randn([1, 1, 8])), /similarityMap: tokens must be a tensor \[B, 1 \+ N, D\], got \[1, 1, 8\]/],
     ];
     for (const [call, message] of cases) assert.throws(call, (e) => e instanceof RangeError && message.test(e.message), message.source);
     // an unknown type is not taken for one that needs a similarity map
