@@ -22,6 +22,9 @@ import {
   pixelTargets,
   patchify,
   unpatchify,
+  gaussianKernel,
+  gaussianBlur,
+  featurePatchLoss,
 } from '../../src/semaim';
 import { DropPath } from '../../src/nn';
 import { globalPool } from '../../src/semaim/vit';
@@ -553,6 +556,26 @@ test('under bf16 autocast the targets and the loss stay float32, and the loss is
   model.dispose();
 });
 
+test('under bf16 autocast a feature-target loss is taken on the predictions cast to float32, not on bf16 unit vectors', () => {
+  torch.manualSeed(13);
+  const dev = torch.deviceType(torch.getDefaultDevice());
+  const tcfg = { imgSize: 32, patchSize: 8, depth: 1, embedDim: 16, numHeads: 2 };
+  const cfg = makeConfig('vit_tiny', { ...SMALL_SEMAIM, target: { type: 'features', teacher: 'x.safetensors', teacherConfig: tcfg } });
+  const model = new SemAIM(cfg).initWeights(1);
+  model.teacher = new VisionTransformer(tcfg).initWeights(3);
+  torch.scope(() => {
+    const images = torch.randn([2, 3, 32, 32]);
+    const { order } = model.makeOrder(images, { noise: torch.rand([2, 16]) });
+    const out = torch.autocast({ device: dev, dtype: 'bfloat16' }, () => model.forward(images, order, { outputs: 'all' }));
+    assert.equal(out.pred!.dtype, 'bfloat16');
+    const want = featurePatchLoss(out.pred!.float(), out.target!);
+    const err = out.patchLoss.sub(want).abs().max().item();
+    assert.ok(err < 1e-6, `patch loss differs from the float32 one by ${err}`);
+  });
+  model.teacher.dispose();
+  model.dispose();
+});
+
 test("pixel targets: normPix false gives the raw patches, MAE's (row, col, channel) layout; unpatchify inverts patchify", () => {
   torch.manualSeed(0);
   const img = torch.rand([1, 3, 8, 8]);
@@ -574,6 +597,44 @@ test("pixel targets: normPix false gives the raw patches, MAE's (row, col, chann
   assert.equal(unpatchify(patchify(ramp, 2), 2, 3).sub(ramp).abs().max().item(), 0);
 });
 
+test('the blur kernel is exp(−(dy² + dx²) / (2σ²)) about the centre, summing to 1, for any σ (not only the headline σ 1)', () => {
+  torch.scope(() => {
+    for (const [size, sigma] of [
+      [5, 0.7],
+      [3, 2],
+    ]) {
+      const k = gaussianKernel(size, sigma, 2);
+      assert.deepEqual(k.shape, [2, 1, size, size]);
+      const c = (size - 1) / 2;
+      const w = Array.from({ length: size * size }, (_, i) => Math.exp(-((Math.floor(i / size) - c) ** 2 + ((i % size) - c) ** 2) / (2 * sigma * sigma)));
+      const sum = w.reduce((a, b) => a + b, 0);
+      const got = k.reshape(2, size * size).tolist() as number[][];
+      for (const ch of got) ch.forEach((v, i) => assert.ok(Math.abs(v - w[i] / sum) < 1e-6, `size ${size}, σ ${sigma}, tap ${i}: ${v} vs ${w[i] / sum}`));
+    }
+  });
+});
+
+test('pixel targets blur with the given σ, and only with blur on, in TypeScript and through the targets kernel', () => {
+  const before = { kinds: torch.fused.fusedKinds(), onCpu: torch.fused.fusedOnCpu() };
+  try {
+    for (const kernel of [false, true]) {
+      torch.fused.setFused(kernel ? ['targets'] : 'none', { onCpu: true });
+      torch.scope(() => {
+        torch.manualSeed(3);
+        const img = torch.rand([1, 3, 8, 8]);
+        const o = { patchSize: 4, normPix: false, blur: true, blurKernel: 5, blurSigma: 0.5 };
+        const blurred = pixelTargets(img, o);
+        const diff = (a: torch.Tensor, b: torch.Tensor) => a.sub(b).abs().max().item();
+        assert.ok(diff(blurred, patchify(gaussianBlur(img, 5, 0.5), 4)) < 1e-5, `kernel ${kernel}: σ 0.5`);
+        assert.ok(diff(blurred, patchify(gaussianBlur(img, 5, 1), 4)) > 1e-3, `kernel ${kernel}: not σ 1`);
+        assert.ok(diff(pixelTargets(img, { ...o, blur: false }), patchify(img, 4)) < 1e-6, `kernel ${kernel}: blur false leaves the pixels`);
+      });
+    }
+  } finally {
+    torch.fused.setFused(before.kinds, { onCpu: before.onCpu });
+  }
+});
+
 test("makeOrder with order source 'ema' reads the EMA encoder's map, not the online model's", () => {
   torch.manualSeed(0);
   const cfg = makeConfig('vit_tiny', { ...SMALL_SEMAIM, order: { type: 'similarity', source: 'ema' } });
@@ -593,7 +654,7 @@ test("makeOrder with order source 'ema' reads the EMA encoder's map, not the onl
   ema.dispose();
 });
 
-test('the similarity pass runs in eval mode (no stochastic depth) and leaves a training model training', () => {
+test('the similarity pass runs in eval mode (no stochastic depth) and leaves the model in the mode it was in (training or eval)', () => {
   torch.manualSeed(0);
   const cfg = makeConfig('vit_tiny', {
     ...SMALL_SEMAIM,
@@ -614,7 +675,25 @@ test('the similarity pass runs in eval mode (no stochastic depth) and leaves a t
     );
     model.eval();
     assert.ok(s1.sub(model.makeOrder(images).similarity!).abs().max().item() < 1e-6, 'the map of the model in eval mode');
+    assert.equal(model.training, false, 'a model in eval mode is left in eval mode');
   });
+  model.dispose();
+});
+
+test("feature targets are the teacher's patch tokens in eval mode (no stochastic depth), even when it was left training", () => {
+  torch.manualSeed(0);
+  const tcfg = { imgSize: 32, patchSize: 8, depth: 2, embedDim: 16, numHeads: 2, dropPath: 0.5 };
+  const cfg = makeConfig('vit_tiny', { ...SMALL_SEMAIM, target: { type: 'features', teacher: 'x.safetensors', teacherConfig: tcfg } });
+  const model = new SemAIM(cfg).initWeights(1);
+  const teacher = new VisionTransformer(tcfg).initWeights(3);
+  model.teacher = teacher;
+  torch.scope(() => {
+    const images = torch.randn([2, 3, 32, 32]);
+    const want = torch.noGrad(() => teacher.eval().forwardFeatures(images).narrow(1, 1, 16));
+    teacher.train();
+    assert.ok(model.targets(images).sub(want).abs().max().item() < 1e-6);
+  });
+  teacher.dispose();
   model.dispose();
 });
 
