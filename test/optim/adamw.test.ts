@@ -28,6 +28,12 @@ test('AdamW: per-group hyper-parameters come from defaults unless the group sets
   assert.equal(opt.paramGroups[1].weightDecay, 0);
   assert.equal(opt.paramGroups[1].lrScale, 1);
   opt.dispose();
+  // a key given undefined (an unset option passed through) is left out, not taken as the value
+  const unset = new AdamW([{ params: [['a', a]], lr: undefined, weightDecay: undefined, lrScale: undefined }], { lr: 0.1 });
+  assert.equal(unset.paramGroups[0].lr, 0.1);
+  assert.equal(unset.paramGroups[0].weightDecay, 0.01);
+  assert.equal(unset.paramGroups[0].lrScale, 1);
+  unset.dispose();
   a.dispose();
   b.dispose();
 });
@@ -70,6 +76,7 @@ test('AdamW rejects bad input clearly', () => {
   assert.throws(() => new AdamW([['w', w]], { lr: NaN }), /invalid learning rate NaN/);
   assert.throws(() => new AdamW([{ params: [['w', w]], lr: null as unknown as number }]), /invalid learning rate null/);
   assert.throws(() => new AdamW([{ params: [['w', w]], eps: null }]), /invalid epsilon null/);
+  assert.throws(() => new AdamW([{ params: [['w', w]], lrScale: -0.5 }]), /invalid lrScale -0\.5/);
   assert.throws(() => new AdamW([['w', w]], { betas: [null as unknown as number, 0.9] }), /invalid beta1 null/);
   assert.throws(() => new AdamW([]), /empty parameter list/);
   // a module itself failed with 'spec.params is not iterable'

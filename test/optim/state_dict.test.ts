@@ -27,7 +27,13 @@ for (const [label, c, make] of CASES) {
       b.paramGroups.map(({ params: _p, ...h }) => h),
       a.paramGroups.map(({ params: _p, ...h }) => h),
     );
-    disposeAll(sd.tensors.values()); // the optimiser copied them
+    // the optimiser copied them: a change to the dict does not reach its state
+    const [key, first] = [...sd.tensors][0];
+    const [stateKey, ...name] = key.split('.');
+    const loaded = Array.from(b.getState(name.join('.'))!.tensors.get(stateKey)!.toFloat64Array());
+    torch.noGrad(() => first.fill_(7));
+    assert.deepEqual(Array.from(b.getState(name.join('.'))!.tensors.get(stateKey)!.toFloat64Array()), loaded, `${key} is a copy`);
+    disposeAll(sd.tensors.values());
     runSteps(c, paramsB, b, 3, c.steps.length, TOL, `${label} B`);
     runSteps(c, paramsA, a, 3, c.steps.length, TOL, `${label} A`);
     a.dispose();
@@ -154,6 +160,15 @@ test('loadStateDict rejects mismatches clearly and changes nothing', () => {
     () =>
       opt.loadStateDict(
         with_((sd) => {
+          sd.meta.state.w.step = -1;
+        }),
+      ),
+    /'w': invalid step -1/,
+  );
+  assert.throws(
+    () =>
+      opt.loadStateDict(
+        with_((sd) => {
           sd.meta.type = 'SGD';
         }),
       ),
@@ -185,4 +200,32 @@ test('loadStateDict rejects mismatches clearly and changes nothing', () => {
   opt.dispose();
   w.dispose();
   b.dispose();
+});
+
+test('loadStateDict replaces the whole state: a parameter the dict has no state for starts again from zero', () => {
+  const w = torch.keep(t64([1, 2], true));
+  const opt = new AdamW([['w', w]]);
+  const fresh = opt.stateDict(); // taken before any step: no state
+  const g = t64([1, 1]);
+  w.grad = g;
+  g.dispose();
+  opt.step();
+  assert.equal(opt.getState('w')!.step, 1);
+  opt.loadStateDict(fresh);
+  assert.equal(opt.getState('w'), undefined);
+  opt.dispose();
+  w.dispose();
+});
+
+test('stateBytes is what the state tensors take once every parameter has had an update', () => {
+  const w = torch.keep(t64([[1, 2, 3]], true));
+  const b = torch.keep(torch.ones([2], { dtype: 'float32', requiresGrad: true }));
+  const opt = new AdamW([
+    ['w', w],
+    ['b', b],
+  ]);
+  // exp_avg and exp_avg_sq: 2 × (3 float64 + 2 float32)
+  assert.equal(opt.stateBytes(), 2 * (3 * 8 + 2 * 4));
+  opt.dispose();
+  disposeAll([w, b]);
 });
