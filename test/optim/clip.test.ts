@@ -47,6 +47,11 @@ test('gradNorm measures without changing gradients; parameters without gradients
     assertClose(g, c.grads[i], 0, `grad ${i}`);
     g.dispose();
   });
+  // however large the norm: 3e30 is left as it is
+  const huge = paramsWithGrads([[3e30, 0]]);
+  assertClose(readNorm(gradNorm(huge)), 3e30, TOL, 'huge total');
+  assertClose(huge[0].grad!, [3e30, 0], 0, 'huge grad');
+  disposeAll(huge);
   const none = clipGradNorm([extra], 1);
   assert.equal(readNorm(none), 0);
   assert.throws(() => clipGradNorm(ps, 0), /maxNorm must be positive/);

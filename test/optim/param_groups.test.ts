@@ -48,6 +48,13 @@ test('the no-decay group holds exactly the biases, norm weights, 1-D params, cls
   // nested names match a listed name by their last components
   const nested = paramGroupsWeightDecay([['encoder.cls_token', named[0][1]]], { weightDecay: 1, noWeightDecay: ['cls_token'] });
   assert.deepEqual(names(nested[0].params), ['encoder.cls_token']);
+  // ... by whole components only: 'my_cls_token' is not 'cls_token'
+  const [suffixNo, suffixDecay] = paramGroupsWeightDecay([['encoder.my_cls_token', named[0][1]]], { weightDecay: 1, noWeightDecay: ['cls_token'] });
+  assert.deepEqual([names(suffixNo.params), names(suffixDecay.params)], [[], ['encoder.my_cls_token']]);
+  // a name ending in '.bias' goes without decay whatever its shape (timm)
+  const bias2d = torch.keep(torch.zeros([2, 3], { requiresGrad: true }));
+  assert.deepEqual(names(paramGroupsWeightDecay([['head.bias', bias2d]], { weightDecay: 1 })[0].params), ['head.bias']);
+  bias2d.dispose();
   disposeAll(named.map(([, p]) => p));
 });
 

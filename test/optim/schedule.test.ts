@@ -49,6 +49,9 @@ test('stepLr matches torch MultiStepLR and StepLR at integer epochs', () => {
   s.values.forEach((v, e) => assertClose(ss(e), v, 1e-12, `steplr(${e})`));
   assert.equal(ms(2.99), m.lr);
   assert.throws(() => stepLr({ lr: 1 }), /exactly one/);
+  assert.throws(() => stepLr({ lr: 1, milestones: [2], stepSize: 3 }), /exactly one/);
+  // gamma defaults to torch's 0.1
+  assertClose(stepLr({ lr: 1, milestones: [2] })(2), 0.1, 1e-15, 'default gamma');
   const w = stepLr({ lr: 1, stepSize: 10, warmupEpochs: 4 });
   assert.equal(w(1), 0.25);
   assert.equal(w(5), 1);

@@ -160,6 +160,15 @@ test('loadStateDict rejects mismatches clearly and changes nothing', () => {
     () =>
       opt.loadStateDict(
         with_((sd) => {
+          sd.meta.groups.push({ ...sd.meta.groups[0], params: ['c'] });
+        }),
+      ),
+    /the state dict has 2 parameter groups, the optimiser has 1/,
+  );
+  assert.throws(
+    () =>
+      opt.loadStateDict(
+        with_((sd) => {
           sd.meta.state.w.step = -1;
         }),
       ),
