@@ -94,4 +94,6 @@ test("vitLayerId follows MAE's get_layer_id_for_vit", () => {
   assert.equal(vitLayerId('blocks.11.mlp.fc2.bias', 12), 12);
   assert.equal(vitLayerId('fc_norm.weight', 12), 13);
   assert.equal(vitLayerId('head.weight', 12), 13);
+  // a 'blocks' name without a block index is refused, not given layer NaN
+  assert.throws(() => vitLayerId('blocks.norm.weight', 12), /cannot read a block index from 'blocks\.norm\.weight'/);
 });
