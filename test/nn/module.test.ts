@@ -375,6 +375,9 @@ test('two runs of one process set their batch slices and end in either order: th
     }
     assert.deepEqual(batchSlice(), caller, 'the caller’s slice once both ended');
   }
+  // ranks are 0 … worldSize − 1
+  assert.throws(() => setBatchSlice({ rank: 2, worldSize: 2 }), /rank 2 of 2 is not a place in a world/);
+  assert.deepEqual(batchSlice(), caller);
 });
 
 test("dropPathStream gives every DropPath the job's stream, seeded at seed + 1299709 as pretrain and finetune always seeded it", () => {
@@ -436,6 +439,9 @@ test('Sequential frees the result it holds when a later module throws (as it fre
   const live = torch.memoryStats().liveTensors;
   assert.throws(() => s.forward(x), /refused/);
   assert.equal(torch.memoryStats().liveTensors, live);
+  // the caller's input is the caller's: a first module that throws leaves it alive
+  assert.throws(() => new Sequential(new Refuses()).forward(x), /refused/);
+  assert.equal(x.isDisposed, false);
   s.dispose();
 });
 
@@ -453,6 +459,96 @@ test('Sequential chains modules; init helpers respect their bounds', () => {
   init.truncNormal_(t, 0.02, 0, -0.04, 0.04);
   assert.ok(t.abs().max().item() <= 0.04);
   assert.ok(Math.abs(t.std().item() - 0.0176) < 0.002);
+});
+
+test('members: a dotted or repeated name is refused, whatever kind registered it first; non-persistent buffers stay out of stateDict', () => {
+  class Holder extends Module {
+    constructor(register: (m: Holder) => void) {
+      super();
+      register(this);
+    }
+    add(kind: 'param' | 'buffer' | 'module', name: string, persistent = true): void {
+      if (kind === 'param') this.param(name, torch.zeros([1]));
+      else if (kind === 'buffer') this.buffer(name, torch.zeros([1]), persistent);
+      else this.module(name, new Linear(1, 1));
+    }
+  }
+  assert.throws(() => new Holder((m) => m.add('param', 'a.b')), /invalid module member name 'a\.b'/);
+  for (const first of ['param', 'buffer', 'module'] as const)
+    for (const second of ['param', 'buffer', 'module'] as const)
+      assert.throws(
+        () =>
+          new Holder((m) => {
+            m.add(first, 'x');
+            m.add(second, 'x');
+          }),
+        /'x' is already registered in Holder/,
+        `${first} then ${second}`,
+      );
+  const h = new Holder((m) => {
+    m.add('buffer', 'kept');
+    m.add('buffer', 'scratch', false);
+  });
+  assert.deepEqual([...h.stateDict().keys()], ['kept']);
+  assert.deepEqual(
+    [...h.namedBuffers('', true)].map(([n]) => n),
+    ['kept'],
+  );
+  assert.deepEqual(
+    [...h.namedBuffers()].map(([n]) => n),
+    ['kept', 'scratch'],
+  );
+  h.dispose();
+});
+
+test('loadStateDict refuses a tensor of another rank even when its sizes start alike ([4] for [4, 1])', () => {
+  const lin = new Linear(1, 4);
+  const sd = new Map([...lin.stateDict()].map(([k, v]) => [k, v.clone()]));
+  sd.set('weight', torch.zeros([4]));
+  assert.throws(
+    () => lin.loadStateDict(sd),
+    (e) => e instanceof StateDictError && /shape: {6}weight: expected \[4,1\], got \[4\]/.test(e.message),
+  );
+  lin.dispose();
+});
+
+test('Conv2d honours padding; ModuleList.at counts negative indices from the end', () => {
+  torch.scope(() => {
+    const c = new Conv2d(1, 2, 3, { padding: 1 });
+    assert.deepEqual(c.forward(torch.randn([1, 1, 5, 5])).shape, [1, 2, 5, 5]);
+    const list = new ModuleList([c, new GELU()]);
+    assert.equal(list.at(-2), c);
+    assert.ok(list.at(-1) instanceof GELU);
+    assert.throws(() => list.at(-3), /index -3 out of range/);
+    list.dispose();
+  });
+});
+
+test('Mlp drops after the activation and after fc2 (timm): fc1 → GELU → drop → fc2 → drop', () => {
+  const mlp = new Mlp(4, 8, 4, { drop: 0.5 });
+  torch.scope(() => {
+    const x = torch.randn([3, 4]);
+    torch.manualSeed(21);
+    const got = mlp.forward(x);
+    torch.manualSeed(21);
+    const hidden = torch.F.dropout(torch.F.gelu(mlp.fc1.forward(x), 'none'), 0.5, true);
+    const want = torch.F.dropout(mlp.fc2.forward(hidden), 0.5, true);
+    assert.ok(got.sub(want).abs().max().item() < 1e-6);
+  });
+  mlp.dispose();
+});
+
+test('truncNormal_ redraws the values outside [a, b] (none piles up on a bound) and clamps what 100 redraws leave outside', () => {
+  torch.manualSeed(0);
+  torch.scope(() => {
+    // a third of N(0, 1) lies outside [-1, 1]: clamped instead of redrawn, it would sit on ±1
+    const t = init.truncNormal_(torch.empty([20000]), 1, 0, -1, 1);
+    assert.ok(t.abs().max().item() <= 1);
+    assert.equal(t.abs().eq(1).sum().item(), 0, 'values on a bound');
+    // [5, 6] is ~3e-7 of N(0, 1): after 100 redraws nearly every value is still outside, and is clamped
+    const tail = init.truncNormal_(torch.empty([100]), 1, 0, 5, 6);
+    assert.ok(tail.min().item() >= 5 && tail.max().item() <= 6, `${tail.min().item()}..${tail.max().item()}`);
+  });
 });
 
 test('stateDict lists module by module (own parameters, own buffers, then children), as PyTorch; parameters() order is unchanged', () => {
