@@ -538,7 +538,7 @@ test('model-config errors name the option, an oversized model is refused before 
   );
   assert.throws(
     () => modelConfigFrom(options('/x', { mlpRatio: 1e7 })),
-    (e: unknown) => e instanceof OptionError && e.key === 'mlpRatio' && /must give an MLP of 1\.\.64 × embedDim units/.test(e.message),
+    (e: unknown) => e instanceof OptionError && e.key === 'mlpRatio' && /must give an MLP of 1\.\.64 × --embed-dim units/.test(e.message),
   );
   // within every bound, yet trillions of parameters: refused by the size estimate, before allocation
   assert.throws(

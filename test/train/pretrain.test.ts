@@ -472,7 +472,7 @@ test('bad configs are refused before any work, naming the key', () => {
   assert.throws(() => parseArgv(['--no-such-flag', '1'], PRETRAIN_OPTIONS), /option 'noSuchFlag': unknown option \(see --help\)/);
   assert.throws(
     () => validatePretrain(options('/x', { epochs: 2, warmupEpochs: 2 })),
-    (e: unknown) => e instanceof OptionError && e.key === 'warmupEpochs' && /must be below epochs \(2\)/.test(e.message),
+    (e: unknown) => e instanceof OptionError && e.key === 'warmupEpochs' && /must be below --epochs \(2\)/.test(e.message),
   );
   assert.throws(
     () => modelConfigFrom(options('/x', { decoderDepth: 5 })),
