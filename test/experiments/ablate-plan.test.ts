@@ -18,7 +18,18 @@ import {
   type AblationRun,
   type DivergedRun,
 } from '../../src/experiments/ablate';
-import { assignShards, epochsForSteps, planInputsDiffer, planSteps, runSeconds, shardOf, PlannedRun, Measurement } from '../../src/experiments/ablate-plan';
+import {
+  assignShards,
+  epochsForSteps,
+  loaderWaitOf,
+  planInputsDiffer,
+  planSteps,
+  readPlan,
+  runSeconds,
+  shardOf,
+  PlannedRun,
+  Measurement,
+} from '../../src/experiments/ablate-plan';
 import { childArgs } from '../../src/cli/ablate-jobs';
 import { StoppedBySignal } from '../../src/run/signals';
 import { memoryFactories, toyImages } from '../eval/helpers';
@@ -100,6 +111,87 @@ test('the plan arithmetic: the largest step count whose longest shard fits, and 
     const e = epochsForSteps(steps, perEpoch);
     assert.equal(Math.ceil(e.epochs * perEpoch), steps, `${steps} steps of ${perEpoch}`);
     assert.equal(e.steps, steps);
+  }
+});
+
+test('assignShards puts the longest runs first on the least loaded shard (ties: the lower shard, the earlier run)', () => {
+  // longest first: b 5 → 0, c 3 → 1, d 3 → 1, a 1 → 0: makespan 6 (shortest first gave 8)
+  const costs = [
+    { key: 'a', seconds: 1 },
+    { key: 'b', seconds: 5 },
+    { key: 'c', seconds: 3 },
+    { key: 'd', seconds: 3 },
+  ];
+  assert.deepEqual(assignShards(costs, 2), { shards: { b: 0, c: 1, d: 1, a: 0 }, makespan: 6 });
+  const even = [
+    { key: 'x', seconds: 2 },
+    { key: 'y', seconds: 2 },
+  ];
+  assert.deepEqual(assignShards(even, 2).shards, { x: 0, y: 1 });
+});
+
+test('planSteps: a run that fits the limit exactly is planned, and 5 % of the budget is kept as margin by default', () => {
+  const measured: Measurement = { steps: { a: { step: 1, startup: 0 } }, evalSeconds: 0 };
+  const runs: PlannedRun[] = [{ key: 'a/0', row: 'a' }];
+  const a = { spentSeconds: 0, runs, measured, loaderWait: () => 0, jobs: 1 };
+  assert.equal(planSteps({ ...a, budgetSeconds: 100 }).steps, 95, 'the default fill 0.95');
+  // exactly at the limit: one step, a power of two (where the doubling search stops), and between
+  assert.equal(planSteps({ ...a, budgetSeconds: 1, fill: 1 }).steps, 1);
+  assert.equal(planSteps({ ...a, budgetSeconds: 64, fill: 1 }).steps, 64);
+  assert.equal(planSteps({ ...a, budgetSeconds: 37, fill: 1 }).steps, 37);
+  assert.equal(planSteps({ ...a, budgetSeconds: 0.5, fill: 1 }).steps, 0);
+});
+
+test('shardOf: a planned shard beyond the shards now is planned anew; unplanned runs go round-robin among themselves', () => {
+  const keys = ['a/0', 'c/0', 'c/1'];
+  assert.deepEqual(
+    keys.map((_, i) => shardOf(keys, i, 2, { 'a/0': 1 })),
+    [1, 0, 1],
+  );
+  // planned for 3 shards, run in 2: shard 2 no longer exists
+  assert.deepEqual(
+    keys.map((_, i) => shardOf(keys, i, 2, { 'a/0': 2, 'c/0': 0, 'c/1': 1 })),
+    [0, 0, 1],
+  );
+});
+
+test('a plan is refused for another first seed or budget, extended for other rows, seeds or baseline', () => {
+  const inputs = { budgetMinutes: 10, rows: ['raster'], seeds: 1, seed: 0, baseline: false, recipe: { a: 1 } };
+  assert.deepEqual(planInputsDiffer(inputs, { ...inputs, seed: 1 }), { refuse: 'seed: 0 → 1', extended: '' });
+  assert.deepEqual(planInputsDiffer(inputs, { ...inputs, budgetMinutes: 20 }), { refuse: 'budgetMinutes: 10 → 20', extended: '' });
+  assert.deepEqual(planInputsDiffer(inputs, { ...inputs, rows: ['raster', 'semantic'], seeds: 2, baseline: true }), {
+    refuse: '',
+    extended: 'rows: ["raster"] → ["raster","semantic"], seeds: 1 → 2, baseline: false → true',
+  });
+});
+
+test("loaderWaitOf: with no workers every batch's time adds to a step; with workers only what the step does not hide", () => {
+  assert.equal(loaderWaitOf(0.3, 0)(1), 0.3);
+  assert.equal(loaderWaitOf(0.3, 2)(1), 0);
+  assert.equal(loaderWaitOf(0.3, 2)(0.1), 0.3 - 0.1);
+});
+
+test('readPlan refuses a file of another format and a warm-up as long as the run', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-readplan-'));
+  try {
+    const plan = {
+      format: 'semaim.ablation-plan/1',
+      inputs: {},
+      shards: {},
+      measured: { steps: {}, evalSeconds: 0, processes: 1, loaderSecondsPerBatch: 0, loaderWorkers: 0, spentSeconds: 0 },
+      batchesPerEpoch: 4,
+      steps: 8,
+      epochs: 2,
+      warmupEpochs: 1,
+    };
+    writeFileSync(join(dir, 'plan.json'), JSON.stringify(plan));
+    assert.equal(readPlan(dir)!.steps, 8);
+    writeFileSync(join(dir, 'plan.json'), JSON.stringify({ ...plan, format: 'semaim.other/1' }));
+    assert.throws(() => readPlan(dir), /is not an ablation plan \(format "semaim\.other\/1"\)/);
+    writeFileSync(join(dir, 'plan.json'), JSON.stringify({ ...plan, warmupEpochs: 2 }));
+    assert.throws(() => readPlan(dir), /'warmupEpochs' is 2, not in \[0, epochs\)/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 

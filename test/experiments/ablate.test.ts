@@ -155,6 +155,9 @@ test('limitTrainData caps the batches per epoch and honours the start index', as
   n = 0;
   for await (const _ of lim.epoch(0, 2)) n++;
   assert.equal(n, 1);
+  n = 0;
+  for await (const _ of lim.epoch(0, 3)) n++;
+  assert.equal(n, 0, 'a start at the cap: the epoch is done');
   assert.deepEqual(stat([1, 2, 3]), { mean: 2, std: 1, n: 3 });
   assert.deepEqual(stat([0.5]), { mean: 0.5, std: 0, n: 1 });
 });
@@ -229,6 +232,9 @@ test("ablation.md's numbers: the seeds it names, pre-training in minutes, the ev
   assert.match(md, /\| semantic \| 1 \(1 diverged\) \|.*\| 0\.5000 \| 2\.0 \|\n/);
   assert.match(md, /, at most 400 train \/ at most 1000 test images\./, "--train-limit 400 and the small recipe's 1000 test images");
   assert.match(md, /Wall time of this call 10\.0 min; pre-training and evaluation summed over the runs 6\.0 min\./);
+  // partial: the same command continues runs still to do, not a diverged one (it diverges again)
+  assert.match(ablationMarkdown({ ...r, complete: false, planned: 5 }), /\*\*Partial: 3 of 5 runs done; run the same command again to continue\.\*\*/);
+  assert.match(ablationMarkdown({ ...r, complete: false }), /\*\*Partial: 3 of 4 runs done\.\*\*/);
 });
 
 test("summarise: k-NN top-1 at the headline k, whichever k the runs list first; each pooling's own scores", () => {

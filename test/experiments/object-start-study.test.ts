@@ -31,6 +31,11 @@ test('plannedSteps: every --checkpoint-every steps and the last, at most --point
   assert.deepEqual(plannedSteps({ steps: 5, points: 1 }), [5]);
   assert.deepEqual(plannedSteps({ steps: 2, points: 4 }), [1, 2]);
   assert.throws(() => parseTrainTokens('cls,foo'), OptionError);
+  assert.throws(
+    () => parseTrainTokens('cls, self,cls'),
+    (e: Error) => e instanceof OptionError && /names a token twice: cls, self,cls/.test(e.message),
+  );
+  assert.deepEqual(parseTrainTokens(' self ,gap,'), ['self', 'gap']);
 });
 
 test('an interrupted, resumed study scores the same checkpoints as one never interrupted, and gives the same table', async () => {
