@@ -6,13 +6,16 @@ import {
   Canvas,
   NO_GLYPH,
   ORDER_NAMES,
+  TURBO,
   colorize,
   columnLabel,
   crop,
   denormalizeImage,
   fontText,
   imageRow,
+  minMax,
   nearestIndex,
+  orderEarliness,
   renderFigure,
   safeName,
   textWidth,
@@ -231,4 +234,16 @@ test('segprobe figure: the title keeps off the top edge and the column labels of
   const x = Math.floor(image.width / 2);
   const tileTop = Array.from({ length: image.height }, (_, y) => y).find((y) => image.data[3 * (y * image.width + x) + 1] !== 255 && y > firstInk + 12)!;
   for (let y = tileTop - 3; y < tileTop; y++) assert.ok(!rowInk(y), `row ${y}, just above the tiles at ${tileTop}, has ink: a label touches them`);
+});
+
+test('colour maps: values to the nearest table entry (clamped), min-max scaling, order earliness by rank', () => {
+  assert.deepEqual(colorize(0.5), TURBO[128], '127.5 rounds to entry 128');
+  assert.deepEqual(colorize(1 / 255 - 1e-4), TURBO[1]);
+  assert.deepEqual(colorize(2), TURBO[255]);
+  assert.deepEqual(colorize(NaN), TURBO[0]);
+  assert.deepEqual([...minMax([0, 5, 10, NaN])].slice(0, 3), [0, 0.5, 1]);
+  assert.deepEqual([...minMax([3, 3, 3])], [0.5, 0.5, 0.5], 'a constant map is all 0.5');
+  assert.deepEqual([...orderEarliness([2, 0, 1])], [0, 1, 0.5], 'the first predicted patch is 1, the last 0');
+  assert.deepEqual([...orderEarliness([4, 4, 1])], [0.5, 0, 1], 'ties keep index order');
+  assert.deepEqual([...orderEarliness([7])], [1]);
 });

@@ -61,6 +61,15 @@ test("objectStartFraction: masks on / off the model's own first patch give 1 / 0
   const off = on.map((v) => 1 - v);
   assert.equal(objectStartFraction(model, { images, masks: off }).fraction, 0);
   assert.throws(() => objectStartFraction(model, { images, masks: new Uint8Array(5 * 256) }), /6 images but 5 masks/);
+  // the first patch is the one with the smallest order value: patch 0 in raster order
+  assert.deepEqual(firstPatches(model, images, { order: 'raster' }), new Array(n).fill(0));
+  // scoring leaves the model in the mode it was in
+  model.eval();
+  objectStartFraction(model, { images, masks: on });
+  assert.equal(model.training, false);
+  model.train();
+  objectStartFraction(model, { images, masks: on });
+  assert.equal(model.training, true);
   model.dispose();
 });
 
@@ -74,6 +83,7 @@ test('object start refuses bad arguments instead of scoring wrongly: options (Op
     [() => patchesInside(m, 8, 4, 0.5, 32), /^a 8×8 mask at offset 32 does not fit in 64 mask bytes$/],
     [() => patchesInside(m.subarray(0, 60), 8, 4), /^a 8×8 mask at offset 0 does not fit in 60 mask bytes$/],
     [() => patchesInside(m, 8, 0), /^image size 8 is not divisible by patch size 0$/],
+    [() => patchesInside(m, 8, 3), /^image size 8 is not divisible by patch size 3$/],
     // inside[0][1.5] is undefined: a fractional first patch was scored as outside the object
     [() => scoreFirstPatches([1.5], [[true, true, true, true]]), /^image 0: first patch 1\.5 is outside 0\.\.3$/],
     [() => scoreFirstPatches([1], [[true, true, true, true]], { draws: -1 }), /^draws must be an integer >= 0, got -1$/],

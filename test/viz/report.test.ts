@@ -361,6 +361,35 @@ test('svg helpers: nice ticks, min/max reduction, empty chart', () => {
   const pts = Array.from({ length: 10000 }, (_, i) => [i, i === 5000 ? 99 : 0] as [number, number]);
   const r = reduceSeries(pts, 100);
   assert.ok(r.length <= 200 && r.some((p) => p[1] === 99), 'spikes survive the reduction');
+  // up to 2 points per bucket are kept as they are; each bucket's min and max come out in x order
+  const few = pts.slice(0, 150);
+  assert.equal(reduceSeries(few, 100), few);
+  const zigzag = Array.from({ length: 400 }, (_, i) => [i, i % 4 === 1 ? 5 : i % 4 === 2 ? -5 : 0] as [number, number]);
+  const z = reduceSeries(zigzag, 100);
+  assert.deepEqual(z.slice(0, 4), [
+    [1, 5],
+    [2, -5],
+    [5, 5],
+    [6, -5],
+  ]);
+  assert.ok(
+    z.every((p, i) => i === 0 || p[0] > z[i - 1][0]),
+    'in x order',
+  );
+  // the moving average is bias-corrected: a constant series stays that constant from its first point
+  assert.deepEqual(
+    smooth(
+      [
+        [0, 2],
+        [1, 2],
+      ],
+      0.5,
+    ),
+    [
+      [0, 2],
+      [1, 2],
+    ],
+  );
   assert.match(lineChart([{ name: 'a', points: [], colour: '#000' }], { title: 't', xLabel: 'x' }), /no data/);
   assert.equal(findEvalRows({ a: { top1: 1 }, b: [{ top1: 2, top5: 3, k: 10 }] }, 'f').length, 2);
   // semaim's result files: one row per result, not again for the headline and the details that repeat it

@@ -20,6 +20,7 @@ import {
   denormalizeImage,
   NO_GLYPH,
   orderConfigFor,
+  imageSeed,
   visualizeModel,
 } from '../../src/viz';
 import { vizCommands } from '../../src/cli/viz-commands';
@@ -125,6 +126,12 @@ test('visualize: grid and rows have the laid-out size; order maps start where th
     const maps = computeMaps(model, imgs.tensor, { orders: ['raster', 'semantic'], lossOrder: 'stochastic', batchSize: 2 });
     assert.equal(liveTensors(), before);
     assert.equal(maps.length, 3);
+    // it leaves the model in the mode it found it in (eval here; train below)
+    assert.equal(model.training, false);
+    model.train();
+    computeMaps(model, imgs.tensor.slice(0, imgs.tensor.length / 3), { orders: ['raster'], lossOrder: 'raster' });
+    assert.equal(model.training, true);
+    model.eval();
     assert.deepEqual(Object.keys(maps[0].orders), ['raster', 'semantic']);
     assert.equal(maps[0].recon!.width, 16);
     // an image's maps (its random order, the loss in that order) do not depend on the other images or the batch size
@@ -353,6 +360,28 @@ test("orderConfigFor refuses an unknown order type (it returned undefined) and g
   );
   assert.equal(orderConfigFor(cfg.order.type, cfg), cfg.order);
   assert.deepEqual(orderConfigFor('raster', cfg), { type: 'raster' });
+  // a type the model did not train with: the paper's defaults, with the model's similarity source
+  const raster = { ...cfg, order: { type: 'raster' as const } };
+  assert.deepEqual(orderConfigFor('semantic', raster), { type: 'semantic', source: 'online', filter: true, lambda: 0.01 });
+  assert.deepEqual(orderConfigFor('multicenter', raster), {
+    type: 'multicenter',
+    source: 'online',
+    k: 3,
+    minRelHeight: 0.5,
+    minDistance: 2,
+    filter: true,
+    lambda: 0.01,
+  });
+});
+
+test("imageSeed: each image's order noise depends on the run's seed, the image's pixels and the order type", () => {
+  const pixels = Float32Array.from([0.25, -1, 3]);
+  const seed = imageSeed(0, pixels, 'semantic');
+  assert.equal(imageSeed(0, Float32Array.from(pixels), 'semantic'), seed);
+  assert.notEqual(imageSeed(1, pixels, 'semantic'), seed, 'another --seed draws other noise');
+  assert.notEqual(imageSeed(0, pixels, 'stochastic'), seed);
+  assert.notEqual(imageSeed(0, Float32Array.from([0.25, -1, 2]), 'semantic'), seed);
+  assert.ok(Number.isInteger(seed) && seed >= 0 && seed < 2 ** 31);
 });
 
 test('visualizeModel checks its options as a job does before drawing: an unknown key (did you mean?), a minCell out of range', async () => {
