@@ -211,6 +211,10 @@ test('an order named with its default tokens is the same row as the order alone:
       (e: unknown) => e instanceof OptionError && e.key === 'orders' && /the same row/.test((e as Error).message),
       list,
     );
+  assert.throws(
+    () => parseOrders('raster,snake,raster'),
+    (e: unknown) => e instanceof OptionError && e.key === 'orders' && (e as Error).message.endsWith('lists an order twice: raster,snake,raster'),
+  );
   assert.deepEqual(parseOrders('semantic,semantic:gap,semantic:self,multicenter:cls'), ['semantic', 'semantic:gap', 'semantic:self', 'multicenter:cls']);
 });
 

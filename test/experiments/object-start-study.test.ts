@@ -181,6 +181,7 @@ test('object-start study with --seeds: one run per S and seed, the table gives m
     assert.equal(rows[1].split('|')[5].trim(), want, `S = self at step 2: ${rows[1]}`);
     assert.match(md, /seeds 4\.\.5 \(test images of seed 4\)/);
     assert.match(md, /standard deviation over the 2 seeds/);
+    assert.match(md, /the binomial standard error of one value is about 12\.5 points at most/, '16 test images: √(0.25 / 16)');
     // one seed missing from a row is said in the cell
     const partial = studyMarkdown({ ...r, points: r.points.slice(0, 3) });
     assert.match(partial, /\(1 of 2 seeds\)/);
