@@ -81,3 +81,10 @@ test('a file one line above the sampling size whose last line has no newline (a 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('isNonFinite: a loss of null, any other value written as "Infinity", "-Infinity" or "NaN"', () => {
+  assert.equal(isNonFinite('loss', null), true);
+  assert.equal(isNonFinite('loss', 'NaN'), false);
+  for (const v of ['Infinity', '-Infinity', 'NaN']) assert.equal(isNonFinite('gradNorm', v), true, v);
+  for (const v of [null, 3, 'inf']) assert.equal(isNonFinite('gradNorm', v), false, String(v));
+});

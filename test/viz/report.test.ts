@@ -358,6 +358,7 @@ test('report: a file put at --out while the figures were drawn is kept (checked 
 
 test('svg helpers: nice ticks, min/max reduction, empty chart', () => {
   assert.deepEqual(niceTicks(0, 1, 5), [0, 0.2, 0.4, 0.6, 0.8, 1]);
+  assert.deepEqual(niceTicks(0, 0.3, 3), [0, 0.1, 0.2, 0.3], 'the end tick though 0.3 / 0.1 is 2.9999999999999996');
   const pts = Array.from({ length: 10000 }, (_, i) => [i, i === 5000 ? 99 : 0] as [number, number]);
   const r = reduceSeries(pts, 100);
   assert.ok(r.length <= 200 && r.some((p) => p[1] === 99), 'spikes survive the reduction');
