@@ -511,7 +511,8 @@ export function deserializeSafetensors(buf: Uint8Array, label = '<buffer>'): Saf
   const tensors = new Map<string, TensorEntry>();
   for (const k of [...h.tensors.keys()].sort()) {
     const t = h.tensors.get(k)!;
-    tensors.set(k, { dtype: t.dtype, shape: t.shape, data: buf.slice(t.offset, t.offset + t.byteLength) });
+    // copied into a Uint8Array of its own: a Buffer's slice() would be a view of `buf`
+    tensors.set(k, { dtype: t.dtype, shape: t.shape, data: new Uint8Array(buf.subarray(t.offset, t.offset + t.byteLength)) });
   }
   return { metadata: h.metadata, tensors };
 }

@@ -54,6 +54,20 @@ function rawFile(header: unknown, data: Uint8Array = new Uint8Array(0), headerTe
   return out;
 }
 
+/** `content` written to a fresh temporary file; its path. */
+function writeTemp(content: Uint8Array): string {
+  const file = path.join(tmpDir(), 'f.safetensors');
+  fs.writeFileSync(file, content);
+  return file;
+}
+
+/** An 8-byte file: a header length and nothing after it. */
+function lengthOnly(n: number): Uint8Array {
+  const out = Buffer.alloc(8);
+  out.writeBigUInt64LE(BigInt(n), 0);
+  return out;
+}
+
 /** Element values of an entry, in row-major order. */
 function decode(e: TensorEntry): (number | bigint | boolean)[] {
   const d = e.data;
@@ -313,6 +327,41 @@ test('a lazy tensor whose dtype or shape changes after its header was written is
   fs.rmSync(dir, { recursive: true });
 });
 
+test('without metadata (or with none in it) the header has no __metadata__ entry, as the reference writer', () => {
+  for (const metadata of [undefined, {}]) {
+    const buf = Buffer.from(serializeSafetensors({ a: entry('float32', [2]) }, metadata));
+    const header = JSON.parse(buf.subarray(8, 8 + Number(buf.readBigUInt64LE(0))).toString('utf8')) as Record<string, unknown>;
+    assert.deepEqual(Object.keys(header), ['a']);
+  }
+});
+
+test('keys() are sorted whatever order the header lists them in, and info() hands out a copy', () => {
+  const dir = tmpDir();
+  const file = path.join(dir, 'unsorted.safetensors');
+  const f32x2 = (begin: number, end: number) => ({ dtype: 'F32', shape: [2], data_offsets: [begin, end] });
+  const content = rawFile({ b: f32x2(0, 8), a: f32x2(8, 16) }, pattern(16, 3));
+  fs.writeFileSync(file, content);
+  const r = new SafetensorsReader(file);
+  assert.deepEqual(r.keys(), ['a', 'b']);
+  assert.deepEqual([...readSafetensors(file).tensors.keys()], ['a', 'b']);
+  r.info('a').shape.push(9);
+  assert.deepEqual(r.info('a').shape, [2], "a caller's change to info().shape does not reach the reader");
+  r.close();
+  fs.rmSync(dir, { recursive: true });
+});
+
+test("deserializeSafetensors's tensors are copies, also of a Buffer (whose slice() is a view): reusing the buffer leaves them as read", () => {
+  const a = entry('float32', [3], 4);
+  const plain = serializeSafetensors({ a, b: entry('int8', [1]) });
+  const file = writeTemp(plain);
+  for (const buf of [plain, Buffer.from(plain), fs.readFileSync(file)]) {
+    const des = deserializeSafetensors(buf);
+    buf.fill(0);
+    assert.deepEqual(des.tensors.get('a')!.data, a.data, buf.constructor.name);
+  }
+  fs.rmSync(path.dirname(file), { recursive: true });
+});
+
 test('writer validation', () => {
   const dir = tmpDir();
   const file = path.join(dir, 'v.safetensors');
@@ -353,11 +402,14 @@ test('reader rejects malformed files with clear errors', () => {
   const cases: [string, Uint8Array, RegExp][] = [
     ['empty file', new Uint8Array(0), /truncated file \(0 bytes/],
     ['short prefix', new Uint8Array(5), /truncated file \(5 bytes/],
+    ['seven bytes', new Uint8Array(7), /truncated file \(7 bytes, need at least 8/],
+    ['length prefix only', lengthOnly(1), /header length 1 is larger than the file \(8 bytes\)/],
     ['header too long', good.subarray(0, 40), /header length \d+ is larger than the file \(40 bytes\)/],
     ['cut data', good.subarray(0, good.length - 1), /tensor 'b': data_offsets \[16, 19\] out of range/],
     ['bad json', rawFile(null, new Uint8Array(0), '{"a": '), /not valid UTF-8 JSON/],
     ['not an object', rawFile([1, 2]), /header must be a JSON object/],
     ['bad metadata', rawFile({ __metadata__: { k: 3 } }), /__metadata__ value for 'k' is not a string/],
+    ['metadata not an object', rawFile({ __metadata__: ['x'] }), /__metadata__ must be an object/],
     ['unknown dtype', rawFile({ a: { dtype: 'C64', shape: [1], data_offsets: [0, 8] } }, new Uint8Array(8)), /tensor 'a': unknown dtype "C64"/],
     [
       'prototype dtype',
@@ -366,6 +418,7 @@ test('reader rejects malformed files with clear errors', () => {
     ],
     ['bad shape', rawFile({ a: { dtype: 'F32', shape: [-1], data_offsets: [0, 4] } }, new Uint8Array(4)), /tensor 'a': invalid shape/],
     ['reversed offsets', rawFile({ a: f32x2(8, 0) }, new Uint8Array(8)), /invalid data_offsets \[8,0\]/],
+    ['negative offsets', rawFile({ a: f32x2(-1, 7) }, new Uint8Array(8)), /invalid data_offsets \[-1,7\]/],
     ['size mismatch', rawFile({ a: f32x2(0, 12) }, new Uint8Array(12)), /tensor 'a': F32 \[2\] needs 8 bytes but data_offsets span 12/],
     ['overlap', rawFile({ a: f32x2(0, 8), b: f32x2(4, 12) }, new Uint8Array(12)), /tensor 'b' overlaps tensor 'a'/],
     ['gap', rawFile({ a: f32x2(0, 8), b: f32x2(12, 20) }, new Uint8Array(20)), /gap in data section before tensor 'b'/],
@@ -381,6 +434,11 @@ test('reader rejects malformed files with clear errors', () => {
       'escaped twice',
       rawFile(null, new Uint8Array(8), '{"\\u0061":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}'),
       /header lists 'a' twice/,
+    ],
+    [
+      'escaped quote twice',
+      rawFile(null, new Uint8Array(8), '{"q\\"":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"q\\"":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}'),
+      /header lists 'q"' twice/,
     ],
     ['field twice', rawFile(null, new Uint8Array(8), '{"a":{"dtype":"F16","shape":[2],"data_offsets":[0,8],"dtype":"F32"}}'), /header lists 'dtype' twice/],
     [
@@ -402,6 +460,24 @@ test('reader rejects malformed files with clear errors', () => {
     );
     assert.throws(() => new SafetensorsReader(f), re, label);
     assert.throws(() => deserializeSafetensors(content), re, label);
+  }
+  fs.rmSync(dir, { recursive: true });
+});
+
+test('a .pth, .pt or .bin file that is neither a torch.save zip nor safetensors says so; a .safetensors one only what is wrong', () => {
+  const dir = tmpDir();
+  for (const ext of ['pth', 'pt', 'bin', 'PTH', 'safetensors']) {
+    const f = path.join(dir, `short.${ext}`);
+    fs.writeFileSync(f, new Uint8Array(5));
+    const neither = /neither a torch\.save file \(a zip archive since PyTorch 1\.6\) nor safetensors \(.*truncated file \(5 bytes/;
+    assert.throws(
+      () => readSafetensorsHeader(f),
+      (e: Error) => {
+        assert.match(e.message, /truncated file \(5 bytes/, ext);
+        assert.equal(neither.test(e.message), ext !== 'safetensors', ext);
+        return true;
+      },
+    );
   }
   fs.rmSync(dir, { recursive: true });
 });
