@@ -11,8 +11,11 @@ import { CheckpointManager } from '../../src/run/checkpoints';
 import {
   CHECKPOINT_FILES,
   NonFiniteTensorError,
+  checkpointWeightsSha256,
   listCheckpoints,
   readCheckpoint,
+  readCheckpointState,
+  runKindOf,
   sha256File,
   stepDirName,
   verifyCheckpoint,
@@ -91,6 +94,53 @@ test('a file removed while verifyCheckpoint checks the folder (a run deleting an
     assert.equal(verifyCheckpoint(dir), 'optimizer.safetensors is missing');
   } finally {
     fs.openSync = open;
+  }
+});
+
+/** Rewrites a checkpoint's state.json through `change`, without its digest (as an older checkpoint has none). */
+function rewriteState(dir: string, change: (state: Record<string, unknown>) => void): void {
+  const state = readCheckpointState(dir);
+  delete state.stateSha256;
+  change(state);
+  writeFileSync(join(dir, 'state.json'), JSON.stringify(state));
+}
+
+test('a state.json whose files is not an object, or leaves out a file of the checkpoint, is named: training needs both, weights the model and any other present', () => {
+  for (const files of [null, 'model.safetensors', 3]) {
+    const dir = checkpoint(`files-${String(files)}`);
+    rewriteState(dir, (s) => (s.files = files));
+    assert.equal(verifyCheckpoint(dir), 'state.json lists no files', String(files));
+  }
+  // optimizer.safetensors gone and unlisted: a resume cannot use the folder, reading its weights can
+  const noOptimizer = checkpoint('unlisted-optimizer');
+  rewriteState(noOptimizer, (s) => delete (s.files as Record<string, unknown>)['optimizer.safetensors']);
+  unlinkSync(join(noOptimizer, 'optimizer.safetensors'));
+  assert.equal(verifyCheckpoint(noOptimizer), 'state.json: files does not list optimizer.safetensors');
+  assert.equal(verifyCheckpoint(noOptimizer, 'weights'), null);
+  // model.safetensors gone and unlisted: not even its weights
+  const noModel = checkpoint('unlisted-model');
+  rewriteState(noModel, (s) => delete (s.files as Record<string, unknown>)['model.safetensors']);
+  unlinkSync(join(noModel, 'model.safetensors'));
+  assert.equal(verifyCheckpoint(noModel, 'weights'), 'state.json: files does not list model.safetensors');
+});
+
+test('checkpointWeightsSha256 takes the SHA-256 state.json records only when told the folder was verified; else it hashes the file', () => {
+  const dir = checkpoint('weights-sha');
+  const weights = join(dir, 'model.safetensors');
+  const recorded = (readCheckpointState(dir).files as Record<string, string>)['model.safetensors'];
+  assert.equal(checkpointWeightsSha256(dir, false), recorded);
+  const bytes = readFileSync(weights);
+  bytes[bytes.length - 1] ^= 0x01;
+  writeFileSync(weights, bytes);
+  assert.equal(checkpointWeightsSha256(dir, true), recorded);
+  assert.equal(checkpointWeightsSha256(dir, false), createHash('sha256').update(bytes).digest('hex'));
+});
+
+test("runKindOf names the command of a semaim model file's format ('semaim.<kind>/N'), and is null for any other", () => {
+  assert.equal(runKindOf('semaim.pretrain/1'), 'pretrain');
+  assert.equal(runKindOf('semaim.finetune/12'), 'finetune');
+  for (const other of [undefined, '', 'pt', 'semaim.pretrain', 'semaim.pretrain/1x', 'xsemaim.pretrain/1', 'semaim.pre-train/1']) {
+    assert.equal(runKindOf(other), null, String(other));
   }
 });
 
