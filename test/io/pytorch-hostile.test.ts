@@ -82,8 +82,8 @@ interface FloatTensorPkl {
   /** The storage: its key (data/<key>) and its size in elements. */
   key: string;
   numel: number;
-  /** Where the tensor starts in it, in elements, and its size and stride. */
-  offset: number;
+  /** Where the tensor starts in it, in elements (2n ** 64n - 1n is the LONG1 of -1), and its size and stride. */
+  offset: number | bigint;
   shape: (number | bigint)[];
   stride: (number | bigint)[];
 }
@@ -389,6 +389,32 @@ test('pickle: a memo entry never stored, or a pop below the last mark, is refuse
       (e: Error) => e.message === 'x.pkl: the pickle pops an empty stack',
       h,
     );
+  }
+});
+
+test('a negative storage offset is refused at the header (the bytes before the storage would load as weights: the CRC covers the storage only)', () => {
+  const path = join(root, 'negative-offset.pth');
+  const w = { key: '0', numel: 2, offset: 2n ** 64n - 1n, shape: [1], stride: [1] };
+  writeFileSync(path, zipOf({ 'n/data.pkl': statePkl({ w }), 'n/data/0': f32(1, 2) }));
+  assert.throws(
+    () => readSafetensorsHeader(path),
+    (e: Error) => e.message.startsWith(path) && /_rebuild_tensor_v2: a bad storage offset/.test(e.message),
+  );
+});
+
+test('a dimension of size 1 may have any stride (it never steps along it): such a tensor is contiguous and read', () => {
+  const path = join(root, 'unit-dims.pth');
+  const a = { key: '0', numel: 2, offset: 0, shape: [1, 2], stride: [7, 1] };
+  const b = { key: '0', numel: 2, offset: 0, shape: [2, 1], stride: [1, 9] };
+  writeFileSync(path, zipOf({ 'u/data.pkl': statePkl({ a, b }), 'u/data/0': f32(1, 2) }));
+  const { tensors } = loadTensors(path);
+  try {
+    assert.deepEqual(tensors.get('a')!.shape, [1, 2]);
+    assert.deepEqual(Array.from(tensors.get('a')!.toFloat32Array()), [1, 2]);
+    assert.deepEqual(tensors.get('b')!.shape, [2, 1]);
+    assert.deepEqual(Array.from(tensors.get('b')!.toFloat32Array()), [1, 2]);
+  } finally {
+    for (const t of tensors.values()) t.dispose();
   }
 });
 
