@@ -6,7 +6,8 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, write
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { exportEncoder } from '../../src/export/safetensors';
+import { encoderExportFiles, exportEncoder } from '../../src/export/safetensors';
+import { encoderFiles, guardOutputs } from '../../src/io/outputs';
 import { exportOnnx } from '../../src/export/onnx-export';
 import { verifyCheckpoint } from '../../src/io/checkpoint';
 import { disposeAll, loadTensors, readSafetensorsHeader, saveTensors } from '../../src/io';
@@ -164,6 +165,23 @@ test("an exported encoder holds the run's encoder alone (timm's names, no decode
     model.dispose();
     await assert.rejects(exportEncoder(join(root, 'nan'), join(root, 'n')), /NaN|finite/);
     assert.equal(existsSync(join(root, 'n.safetensors')), false);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('an export writes <out>.safetensors and <out>.json whether --out ends in neither, .safetensors or .json', () => {
+  for (const out of ['d/enc', 'd/enc.safetensors', 'd/enc.json']) assert.deepEqual(encoderExportFiles(out), ['d/enc.safetensors', 'd/enc.json'], out);
+  assert.deepEqual(encoderExportFiles('d/enc.v2'), ['d/enc.v2.safetensors', 'd/enc.v2.json']);
+});
+
+test("an encoder's files are its weights and the config JSON beside them; no output may replace that config", () => {
+  for (const ext of ['safetensors', 'pth', 'pt', 'bin']) assert.deepEqual(encoderFiles(`d/enc.${ext}`), [`d/enc.${ext}`, 'd/enc.json'], ext);
+  const root = mkdtempSync(join(tmpdir(), 'semaim-encoder-files-'));
+  try {
+    const weights = join(root, 'config.safetensors');
+    // an ONNX export of it into its own folder writes config.json: the encoder's own config
+    assert.throws(() => guardOutputs([join(root, 'model.onnx'), join(root, 'config.json')], weights, true), /config\.json is what this command reads/);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
