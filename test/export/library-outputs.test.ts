@@ -63,6 +63,16 @@ test('the library refuses to replace an earlier export or embed unless asked (ov
     await assert.rejects(() => lib.exportEncoder(run, enc), refused(encFiles));
     assert.deepEqual(snapshot(encFiles), encBefore);
     await lib.exportEncoder(run, enc, { overwrite: true });
+    // converting an encoder file: the same refusal, and never over the file it reads, not even when asked
+    const converted = join(run, 'out', 'converted');
+    const convertedFiles = [`${converted}.safetensors`, `${converted}.json`];
+    await lib.exportEncoder(encFiles[0], converted);
+    const convertedBefore = snapshot(convertedFiles);
+    await assert.rejects(() => lib.exportEncoder(encFiles[0], converted), refused(convertedFiles));
+    assert.deepEqual(snapshot(convertedFiles), convertedBefore);
+    const source = snapshot(encFiles);
+    await assert.rejects(() => lib.exportEncoder(encFiles[0], enc, { overwrite: true }), /enc\.safetensors is what this command reads/);
+    assert.deepEqual(snapshot(encFiles), source);
     // exportOnnx into a folder holding an earlier export
     const onnx = join(run, 'out', 'onnx');
     await lib.exportOnnx(run, onnx); // the defaults: float32, no cls_attention output
