@@ -392,14 +392,21 @@ test('pickle: a memo entry never stored, or a pop below the last mark, is refuse
   }
 });
 
-test('a negative storage offset is refused at the header (the bytes before the storage would load as weights: the CRC covers the storage only)', () => {
+test('a negative storage offset, size or stride is refused at the header (the bytes before the storage would load as weights: the CRC covers the storage only)', () => {
   const path = join(root, 'negative-offset.pth');
-  const w = { key: '0', numel: 2, offset: 2n ** 64n - 1n, shape: [1], stride: [1] };
-  writeFileSync(path, zipOf({ 'n/data.pkl': statePkl({ w }), 'n/data/0': f32(1, 2) }));
-  assert.throws(
-    () => readSafetensorsHeader(path),
-    (e: Error) => e.message.startsWith(path) && /_rebuild_tensor_v2: a bad storage offset/.test(e.message),
-  );
+  const minusOne = 2n ** 64n - 1n;
+  for (const [w, why] of [
+    [{ key: '0', numel: 2, offset: minusOne, shape: [1], stride: [1] }, /_rebuild_tensor_v2: a bad storage offset/],
+    [{ key: '0', numel: 2, offset: 0, shape: [minusOne], stride: [1] }, /a tensor size is not a tuple of sizes/],
+    [{ key: '0', numel: 2, offset: 0, shape: [1], stride: [minusOne] }, /a tensor stride is not a tuple of sizes/],
+  ] as const) {
+    writeFileSync(path, zipOf({ 'n/data.pkl': statePkl({ w: { ...w, shape: [...w.shape], stride: [...w.stride] } }), 'n/data/0': f32(1, 2) }));
+    assert.throws(
+      () => readSafetensorsHeader(path),
+      (e: Error) => e.message.startsWith(path) && why.test(e.message),
+      String(why),
+    );
+  }
 });
 
 test('a dimension of size 1 may have any stride (it never steps along it): such a tensor is contiguous and read', () => {
