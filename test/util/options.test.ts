@@ -6,7 +6,19 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { MAX_CONFIG_BYTES, OptionError, defineOptions, formatHelp, jobFields, parseArgv, readConfigFile, resolveOptions } from '../../src/util/options';
+import {
+  MAX_CONFIG_BYTES,
+  OptionError,
+  SEED_RANGE,
+  checkSeedList,
+  closest,
+  defineOptions,
+  formatHelp,
+  jobFields,
+  parseArgv,
+  readConfigFile,
+  resolveOptions,
+} from '../../src/util/options';
 import { PRETRAIN_OPTIONS, modelConfigFrom, validatePretrain } from '../../src/train/pretrain-options';
 
 const TABLE = defineOptions({
@@ -96,6 +108,12 @@ test('a config file must be a regular file of at most 1 MiB, checked before read
     const big = join(dir, 'big.json');
     writeFileSync(big, `{"seed": 1${' '.repeat(MAX_CONFIG_BYTES)}}`);
     assert.throws(() => readConfigFile(big), /big\.json is 1048587 bytes; a config file holds at most 1048576/);
+    // the limit itself is a config file; one byte more is not
+    const pad = (n: number) => `{"seed": 1${' '.repeat(n - '{"seed": 1}'.length)}}`;
+    writeFileSync(big, pad(MAX_CONFIG_BYTES));
+    assert.deepEqual(readConfigFile(big), { seed: 1 });
+    writeFileSync(big, pad(MAX_CONFIG_BYTES + 1));
+    assert.throws(() => readConfigFile(big), /big\.json is 1048577 bytes; a config file holds at most 1048576/);
     assert.throws(() => readConfigFile(join(dir, 'missing.json')), /option 'config': cannot read/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -371,6 +389,16 @@ test('formatHelp: with no options but --config (semaim info), its description is
   assert.doesNotMatch(help, /-?Infinity/);
 });
 
+test('formatHelp: flags share one column up to 44 characters wide (flag + 2); a longer flag puts its help on the next line', () => {
+  const help = (key: string) => formatHelp('u', 'd', defineOptions({ [key]: { type: 'int', default: 1, help: 'HELP' } }));
+  // '--' + 31 letters + ' <int>' = 39 characters: column 41, on one line
+  assert.match(help('a'.repeat(31)), new RegExp(`\n {2}--a{31} <int> {2}HELP \\(default: 1\\)\n`));
+  // 42 characters (column 44 at most): still one line
+  assert.match(help('a'.repeat(34)), new RegExp(`\n {2}--a{34} <int> {2}HELP`));
+  // 43 characters: the help goes under it, in the 44-character column
+  assert.match(help('a'.repeat(35)), new RegExp(`\n {2}--a{35} <int>\n {46}HELP`));
+});
+
 test("the authors' snake_case names are read as kebab-case ones, and an unknown option is answered with the one it most likely means", () => {
   assert.deepEqual(parseArgv(['--warmup_epochs', '3', '--batch-size', '8'], PRETRAIN_OPTIONS).options, { warmupEpochs: '3', batchSize: '8' });
   const dir = mkdtempSync(join(tmpdir(), 'semaim-options-'));
@@ -421,6 +449,8 @@ test("jobFields checks a job's option values, passes its other keys (callbacks, 
   assert.throws(() => job({ out: 'x.json', top_k: 2 }), /^OptionError: option 'top_k': unknown option; did you mean 'topK'\? \(known: out, topK, onWarning\)$/);
   assert.throws(() => job({ out: 'x.json', onWarnings: onWarning }), /option 'onWarnings': unknown option; did you mean 'onWarning'\?/);
   assert.throws(() => job({ out: 'x.json', constructor: 1 }), /option 'constructor': unknown option/);
+  // a misspelt key whose value is undefined was written too ({ top_k: o.topK } with none given)
+  assert.throws(() => job({ out: 'x.json', top_k: undefined }), /option 'top_k': unknown option; did you mean 'topK'\?/);
   assert.throws(() => job({ out: 'x.json', topK: 0 }), /option 'topK': must be >= 1/);
 });
 
@@ -468,4 +498,34 @@ test('bounds are inclusive (min, max) or exclusive (below) as declared; an int r
     ['yes', true],
   ] as const)
     assert.equal(resolveOptions(flags, { fast: v }).fast, want, v);
+});
+
+test('checkSeedList: the last of --seeds N seeds may be SEED_RANGE.max itself, not one beyond', () => {
+  const max = SEED_RANGE.max;
+  checkSeedList({ seed: max, seeds: 1 });
+  checkSeedList({ seed: max - 2, seeds: 3 });
+  assert.throws(
+    () => checkSeedList({ seed: max - 1, seeds: 3 }),
+    (e: unknown) => e instanceof OptionError && e.key === 'seeds' && e.detail.includes(`..${max + 1},`),
+  );
+});
+
+test('closest allows one edit per four letters (at least one), a swap of neighbours counting as one', () => {
+  assert.equal(closest('depht', ['depth', 'width']), 'depth');
+  assert.equal(closest('lr', ['lt', 'epochs']), 'lt');
+  assert.equal(closest('abcdef', ['abcxyf']), undefined); // two edits in six letters
+  assert.equal(closest('abcdefgh', ['abcxyfgh']), 'abcxyfgh'); // two in eight
+  assert.equal(closest('abcdefgh', ['axcxyfgh']), undefined);
+  assert.equal(closest('x', []), undefined);
+});
+
+test("an option's auto resolves only the value 'auto': a value given for it is kept as given", () => {
+  const table = defineOptions({
+    device: { type: 'string', default: 'cpu', choices: ['cpu', 'cuda'], help: 'device' },
+    workers: { type: 'string', default: 'auto', choices: ['auto', '1', '4'], help: 'workers', auto: (o) => (o.device === 'cuda' ? '4' : '1') },
+  } as const);
+  assert.equal(resolveOptions(table, {}).workers, '1');
+  assert.equal(resolveOptions(table, { device: 'cuda' }).workers, '4');
+  assert.equal(resolveOptions(table, { workers: '4' }).workers, '4');
+  assert.equal(resolveOptions(table, { device: 'cuda', workers: '1' }).workers, '1');
 });
