@@ -209,8 +209,12 @@ export function lockFile(path: string): (() => void) | Holder {
   const key = canonicalPath(path);
   held.add(key);
   let stopListening = () => {};
+  let released = false;
   const release = () => {
-    if (!held.delete(key)) return;
+    // once only: a second call after this process took the lock again (another job) would remove that job's lock
+    if (released) return;
+    released = true;
+    held.delete(key);
     stopListening();
     const text = readText(path);
     const mine = text === null ? null : parseHolder(text);

@@ -4,7 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { hostname, tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { heldByAnother, lockFile } from '../../src/util/file-lock';
@@ -110,7 +111,7 @@ test('releasing a lock another process has taken over since leaves that process 
 
 test('a lock file that names no holder (JSON of another shape) is taken over, not taken for a holder on another host', (t) => {
   const dir = scratch(t);
-  for (const [i, text] of ['{}', '[]', '{"pid":"1","host":"x"}', 'null'].entries()) {
+  for (const [i, text] of ['{}', '[]', '{"pid":"1","host":"x"}', 'null', '{"pid":1}', '{"pid":1,"host":7}'].entries()) {
     const path = join(dir, `odd${i}.lock`);
     writeFileSync(path, text);
     const taken = lockFile(path);
@@ -204,4 +205,43 @@ test('a lock this process holds is refused to it under another spelling of its p
   } finally {
     (release as () => void)();
   }
+});
+
+test('a lock naming this process that it does not hold (left by an earlier job of it that failed) is taken over', (t) => {
+  const dir = scratch(t);
+  const path = join(dir, 'own.lock');
+  writeFileSync(path, JSON.stringify({ pid: process.pid, host: hostname(), since: '2026-12-03T00:00:00.000Z' }));
+  assert.equal(heldByAnother(path), false);
+  const taken = lockFile(path);
+  assert.equal(typeof taken, 'function', JSON.stringify(taken));
+  // held now: a second job of this process is refused it
+  assert.equal(typeof lockFile(path), 'object');
+  (taken as () => void)();
+});
+
+test('a release called again after the lock was taken anew by this process leaves the new lock in place', (t) => {
+  const dir = scratch(t);
+  const path = join(dir, 'run.lock');
+  const first = lockFile(path) as () => void;
+  first();
+  const second = lockFile(path) as () => void;
+  first(); // a stale release (say, the first job's cleanup running twice)
+  assert.equal(JSON.parse(readFileSync(path, 'utf8')).pid, process.pid, 'the second lock is still there');
+  assert.equal(typeof lockFile(path), 'object', 'and still held');
+  second();
+  assert.throws(() => readFileSync(path), { code: 'ENOENT' });
+});
+
+test('a takeover marker left by a starter killed while holding it is taken over in turn: a dead holder’s lock is still taken', (t) => {
+  const dir = scratch(t);
+  const path = join(dir, 'run.lock');
+  const dead = (since: string) => JSON.stringify({ pid: 999_999_999, host: hostname(), since });
+  const text = dead('2026-12-03T00:00:00.000Z');
+  writeFileSync(path, text);
+  writeFileSync(`${path}.takeover-${createHash('sha256').update(text).digest('hex').slice(0, 16)}`, dead('2026-12-03T00:00:01.000Z'));
+  const taken = lockFile(path);
+  assert.equal(typeof taken, 'function', JSON.stringify(taken));
+  assert.equal(JSON.parse(readFileSync(path, 'utf8')).pid, process.pid);
+  assert.deepEqual(readdirSync(dir), ['run.lock'], 'no marker left');
+  (taken as () => void)();
 });
