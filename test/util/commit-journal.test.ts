@@ -102,7 +102,7 @@ test('a journal of a live process (it is renaming now), of no parsable content o
     finishInterruptedCommits(dir, (m) => notes.push(m)),
     [join(dir, 'x.bin')],
   );
-  assert.match(notes[0], /completed the write of .*x\.bin that process \d+ was killed in/);
+  assert.match(notes[0], /completed the write of .*x\.bin that process \d+ was killed in \(it had renamed 0 of 1 files; /);
   assert.deepEqual(ls(dir), ['killer.js', 'notes.commit', 'x.bin']);
   assert.equal(readFileSync(join(dir, 'x.bin'), 'utf8'), 'new');
   // a journal that would rename anything but a temporary file of its target (planted, or not ours) renames nothing
@@ -111,6 +111,21 @@ test('a journal of a live process (it is renaming now), of no parsable content o
   assert.deepEqual(finishInterruptedCommits(dir), []);
   assert.equal(readFileSync(join(dir, 'precious.txt'), 'utf8'), 'keep');
   assert.equal(readFileSync(join(dir, 'x.bin'), 'utf8'), 'new');
+  // a journal of another host's process (a shared folder) is left to it: its pid says nothing here
+  writeFileSync(join(dir, `x.bin.tmp-${dead}-0`), 'theirs');
+  writeFileSync(journal, JSON.stringify({ format: 'semaim.commit/1', pid: dead, host: `not-${host}`, renames: [[`x.bin.tmp-${dead}-0`, 'x.bin']] }));
+  assert.deepEqual(finishInterruptedCommits(dir), []);
+  assert.equal(readFileSync(join(dir, 'x.bin'), 'utf8'), 'new');
+  assert.deepEqual(ls(dir), ['killer.js', 'notes.commit', 'precious.txt', 'x.bin', 'x.bin.commit', `x.bin.tmp-${dead}-0`]);
+  // one naming this process is not being renamed now (a commit runs to its end synchronously): a failed commit's, completed
+  rmSync(join(dir, `x.bin.tmp-${dead}-0`));
+  writeFileSync(join(dir, `x.bin.tmp-${process.pid}-0`), 'mine');
+  writeFileSync(journal, JSON.stringify({ format: 'semaim.commit/1', pid: process.pid, host, renames: [[`x.bin.tmp-${process.pid}-0`, 'x.bin']] }));
+  assert.deepEqual(
+    finishInterruptedCommits(dir, () => {}),
+    [join(dir, 'x.bin')],
+  );
+  assert.equal(readFileSync(join(dir, 'x.bin'), 'utf8'), 'mine');
 });
 
 test('export and embed killed between renaming their pair: reading the export and rerunning embed find the new pair whole', (t) => {

@@ -5,7 +5,16 @@ import assert from 'node:assert/strict';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { appendNoFollow, commitStaged, commitStagedUnlessAborted, commitUnlessTaken, stageFile, tempPath, writeFileAtomic } from '../../src/util/safe-write';
+import {
+  appendNoFollow,
+  commitStaged,
+  commitStagedUnlessAborted,
+  commitUnlessTaken,
+  stageFile,
+  tempPath,
+  writeError,
+  writeFileAtomic,
+} from '../../src/util/safe-write';
 import { codeFence, printable, shellQuote } from '../../src/util/printable';
 import { checkOutputs } from '../../src/io/outputs';
 import { MetricsLog } from '../../src/run/metrics';
@@ -210,4 +219,18 @@ test('an output name held by a dangling symlink counts as existing (writing ther
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('writeError names the file and says why for a full disk (ENOSPC, or a quota: EDQUOT) and a read-only file system, keeping the code', () => {
+  const errno = (code: string) => Object.assign(new Error(`${code}: failed, write`), { code, syscall: 'write' });
+  for (const code of ['ENOSPC', 'EDQUOT']) {
+    const e = writeError('out/a.json', errno(code)) as NodeJS.ErrnoException;
+    assert.equal(e.message, `cannot write out/a.json: ${code}: failed, write (the disk is full: free space, or write elsewhere)`);
+    assert.equal(e.code, code);
+    assert.equal(writeError('out/a.json', errno(code), 'lower --keep').message.endsWith('(the disk is full: lower --keep)'), true);
+  }
+  assert.equal(writeError('a', errno('EROFS')).message, 'cannot write a: EROFS: failed, write (the file system is read-only: write elsewhere)');
+  assert.equal(writeError('a', errno('EACCES')).message, 'cannot write a: EACCES: failed, write');
+  // an error it named already is named again from its cause, not wrapped twice
+  assert.equal(writeError('b', writeError('a', errno('EIO'))).message, 'cannot write b: EIO: failed, write');
 });
