@@ -33,6 +33,7 @@ import {
   viz,
 } from '../../src';
 import { inTempDir } from '../temp-dir';
+import { dataError, withErrorKind } from '../../src/util/errors';
 
 torch.setNumThreads(1);
 
@@ -406,3 +407,37 @@ test(
     await assert.rejects(runKnn(knnOptions(dir, {}), data.DATA_FACTORIES, { signal: AbortSignal.abort() }), coded(AbortError, 'ERR_ABORTED'));
   }),
 );
+
+test("withErrorKind gives a kind to an error that describes the input (plain, JSON's SyntaxError, a system error), never to a bug's TypeError or a coded error; AbortError's message", () => {
+  const thrown = (e: unknown) => () => {
+    throw e;
+  };
+  const syntax = new SyntaxError('Unexpected token } in JSON');
+  const wrapped = (() => {
+    try {
+      return withErrorKind(thrown(syntax), dataError);
+    } catch (e) {
+      return e;
+    }
+  })();
+  assert.ok(wrapped instanceof DataError && wrapped.message === syntax.message && wrapped.cause === syntax);
+  class SystemError extends Error {
+    readonly syscall = 'open';
+  }
+  assert.throws(() => withErrorKind(thrown(new SystemError('EACCES: permission denied')), dataError), coded(DataError, 'ERR_DATA'));
+  assert.throws(() => withErrorKind(thrown(new Error('no images')), dataError), coded(DataError, 'ERR_DATA'));
+  const bug = new TypeError("Cannot read properties of undefined (reading 'shape')");
+  assert.throws(
+    () => withErrorKind(thrown(bug), dataError),
+    (e: unknown) => e === bug,
+  );
+  const own = new CheckpointError('stale', 'ERR_CHECKPOINT_CHANGED');
+  assert.throws(
+    () => withErrorKind(thrown(own), dataError),
+    (e: unknown) => e === own,
+  );
+  // a signal aborted without a reason of the caller's says so in the library's words; a reason that is an Error gives its message
+  assert.equal(new AbortError(AbortSignal.abort().reason).message, 'the job was aborted');
+  assert.equal(new AbortError(new Error('disk is going away')).message, 'disk is going away');
+  assert.equal(new AbortError('stop').message, 'the job was aborted');
+});
