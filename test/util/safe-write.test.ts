@@ -10,6 +10,8 @@ import {
   commitStaged,
   commitStagedUnlessAborted,
   commitUnlessTaken,
+  folderObstacle,
+  mkdirError,
   stageFile,
   tempPath,
   writeError,
@@ -233,4 +235,26 @@ test('writeError names the file and says why for a full disk (ENOSPC, or a quota
   assert.equal(writeError('a', errno('EACCES')).message, 'cannot write a: EACCES: failed, write');
   // an error it named already is named again from its cause, not wrapped twice
   assert.equal(writeError('b', writeError('a', errno('EIO'))).message, 'cannot write b: EIO: failed, write');
+});
+
+test('mkdirError names what blocks a folder, however far up the path it is: a file at a part is ENOTDIR, the part missing below it is not what is named', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-mkdir-error-'));
+  try {
+    writeFileSync(join(dir, 'file'), 'x');
+    const deep = join(dir, 'file', 'a', 'b', 'c', 'd');
+    assert.deepEqual(folderObstacle(deep), { why: `${join(dir, 'file')} exists and is not a folder`, missing: null });
+    assert.deepEqual(folderObstacle(join(dir, 'new', 'a')), { why: null, missing: join(dir, 'new') });
+    // mkdir of the file itself fails EEXIST: the folder cannot be made because a file is there, ENOTDIR
+    let thrown: unknown;
+    try {
+      mkdirSync(join(dir, 'file'));
+    } catch (e) {
+      thrown = e;
+    }
+    const e = mkdirError(thrown) as NodeJS.ErrnoException;
+    assert.equal(e.code, 'ENOTDIR');
+    assert.equal(e.message, `cannot create the folder ${join(dir, 'file')}: ${join(dir, 'file')} exists and is not a folder`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
