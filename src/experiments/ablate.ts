@@ -841,6 +841,7 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
       return true;
     };
     for (const [i, p] of all.entries()) {
+      const ours = mine.includes(p); // this call's own run (every run without --shard)
       const cached = join(p.runDir, 'ablation-eval.json');
       const fp = fingerprint(p.options, recipe, ks);
       const addSegprobe = async (run: AblationRun): Promise<void> => {
@@ -868,24 +869,23 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
         if (JSON.stringify(currentFingerprint(stored.fingerprint)) !== JSON.stringify(fp)) {
           throw new Error(`${cached} was made with another recipe (${describeDiff(stored.fingerprint, fp)}); use a new --out-dir`);
         }
-        if (!shard || mine.includes(p)) log(`[${i + 1}/${all.length}] ${p.row} seed ${p.seed}: already done (${cached})`);
+        if (ours) log(`[${i + 1}/${all.length}] ${p.row} seed ${p.seed}: already done (${cached})`);
         stored.runDir = p.runDir; // where it is now: the out-dir may have been moved or copied since
         // (the probe column added to a finished run: a piece of work of its own)
-        const probes = seg && (!shard || mine.includes(p)) && !seg.scored(p.runDir, p.seed, fp.pretrain);
+        const probes = seg && ours && !seg.scored(p.runDir, p.seed, fp.pretrain);
         if (probes && (await timeUpBefore(`the segmentation probe of '${p.row}' seed ${p.seed}`))) break;
         runs.push(stored);
         // a shard scores its own runs only: the other shards score theirs at the same time
-        if (!shard || mine.includes(p)) await addSegprobe(stored);
+        if (ours) await addSegprobe(stored);
         continue;
       }
       const gone = p.row === RANDOM_INIT ? null : readDiverged(p.runDir, fp);
       if (gone) {
-        if (!shard || mine.includes(p))
-          log(`[${i + 1}/${all.length}] ${p.row} seed ${p.seed}: diverged by step ${gone.step} (${join(p.runDir, DIVERGED_FILE)}), not evaluated`);
+        if (ours) log(`[${i + 1}/${all.length}] ${p.row} seed ${p.seed}: diverged by step ${gone.step} (${join(p.runDir, DIVERGED_FILE)}), not evaluated`);
         diverged.push(gone);
         continue;
       }
-      if (!mine.includes(p)) continue;
+      if (!ours) continue;
       if (o.jobs > 1) {
         // Its process stopped early (--stop-after-minutes): the next call continues it.
         complete = false;
@@ -1013,7 +1013,7 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
     // A shard is complete when its own runs are; the ablation when all are. A diverged run counts as done
     // for a shard (its parent reads ablation-diverged.json), as not done for the ablation (its table lacks it).
     const done = new Set([...runs.map((r) => r.runDir), ...(shard ? diverged.map((d) => d.runDir) : [])]);
-    return finish(runs, complete && (shard ? mine : all).every((p) => done.has(p.runDir)));
+    return finish(runs, complete && mine.every((p) => done.has(p.runDir)));
   } finally {
     releaseSignals();
     if (timer) clearTimeout(timer);
