@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { existsSync, statSync, mkdirSync, rmSync } from 'node:fs';
+import { existsSync, statSync, mkdirSync, rmSync, readFileSync, symlinkSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { gzipSync } from 'node:zlib';
 import {
@@ -30,6 +30,9 @@ import { commitExtraction, fileSha256 } from '../../src/data/sources/cifar';
 import { renderSynthetic, syntheticConfig, syntheticLabel } from '../../src/data/sources/synthetic';
 import { uniformImages } from '../../src/data/sources/memory';
 import { sharp, tempDir, write, picture, encode, pngEncode, bmp } from './helpers';
+
+/** Golden files made by the scripts/golden_*.py (the test runs from dist/test/data). */
+const GOLDEN = join(__dirname, '..', '..', '..', 'test', 'golden');
 
 let root: string;
 let cleanup: () => void;
@@ -89,6 +92,25 @@ test('ImageFolder lists classes and images like torchvision', () => {
   const flat = imageFiles(join(root, 'folder', 'b'));
   assert.equal(flat.length, 8);
   assert.equal(flat.label(0), -1);
+});
+
+test("ImageFolder lists samples in the order of torchvision's make_dataset (golden, scripts/golden_imagefolder.py), so sample i is the same image in both", () => {
+  // folders by their whole path (a/b-c before a/b/c), then files by name in each; names by code point (U+E000 before U+1F600)
+  const golden = JSON.parse(readFileSync(join(GOLDEN, 'imagefolder', 'order.json'), 'utf8')) as {
+    files: string[];
+    symlinks: [string, string][];
+    root: string;
+    extensions: string[];
+    classes: string[];
+    samples: [string, number][];
+  };
+  const base = join(root, 'torchvision-order');
+  for (const f of golden.files) write(join(base, f), '');
+  for (const [link, target] of golden.symlinks) symlinkSync(target, join(base, link));
+  const ds = imageFolder(join(base, golden.root), { extensions: golden.extensions, onWarning: assert.fail });
+  assert.deepEqual(ds.classes, golden.classes);
+  const samples = Array.from({ length: ds.length }, (_, i) => [ds.relativePath(i), ds.label(i)]);
+  assert.deepEqual(samples, golden.samples);
 });
 
 test('the dataset factories refuse an unknown option key, naming the one likely meant (it was ignored)', () => {

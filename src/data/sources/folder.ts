@@ -26,8 +26,23 @@ export interface FolderOptions {
 /** The keys of FolderOptions (tsc wants every one listed): any other is refused, never ignored. */
 const FOLDER_OPTION_KEYS: Record<keyof FolderOptions, true> = { extensions: true, onWarning: true };
 
-function byteOrder(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
+/** A UTF-16 code unit moved so that surrogates (characters above U+FFFF) sort after U+E000-U+FFFF, as their code points do. */
+function codePointRank(unit: number): number {
+  return unit >= 0xe000 ? unit - 0x800 : unit >= 0xd800 ? unit + 0x2000 : unit;
+}
+
+/**
+ * Python's sorted() order of names: by code point (the order of their UTF-8 bytes). JavaScript's `<` compares
+ * UTF-16 code units, which puts U+10000 and above before U+E000-U+FFFF.
+ */
+function codePointOrder(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x !== y) return codePointRank(x) - codePointRank(y);
+  }
+  return a.length - b.length;
 }
 
 function checkRoot(root: string, what: string, expected: string): void {
@@ -52,7 +67,8 @@ export interface ListingReport {
 
 interface Walk {
   exts: Set<string>;
-  out: string[];
+  /** The images of each folder listed, by name; in the order walked, put in torchvision's by imagesInTorchvisionOrder. */
+  folders: Array<{ rel: string; images: string[] }>;
   report: ListingReport;
   /** dev:ino of the folders on the current path, to detect links back into them. */
   ancestors: Set<string>;
@@ -75,7 +91,7 @@ function folderId(path: string): string {
   return `${st.dev}:${st.ino}`;
 }
 
-/** Recursively lists image files under dir (following symlinks, but not around a loop), relative to the root, sorted. */
+/** Recursively lists image files under dir (following symlinks, but not around a loop), relative to the root, into walk.folders. */
 function listImages(dir: string, rel: string, walk: Walk): void {
   let raw: Dirent<Buffer>[];
   try {
@@ -83,7 +99,9 @@ function listImages(dir: string, rel: string, walk: Walk): void {
   } catch (e) {
     throw new Error(`cannot list ${dir}: ${(e as Error).message}`, { cause: e });
   }
-  const entries = raw.map((ent) => ({ ent, ...entryName(ent.name) })).sort((a, b) => byteOrder(a.name, b.name));
+  const entries = raw.map((ent) => ({ ent, ...entryName(ent.name) })).sort((a, b) => codePointOrder(a.name, b.name));
+  const images: string[] = [];
+  walk.folders.push({ rel, images });
   for (const { ent, name, undecodable } of entries) {
     if (name.startsWith('.')) continue;
     const r = rel ? `${rel}/${name}` : name;
@@ -119,13 +137,24 @@ function listImages(dir: string, rel: string, walk: Walk): void {
       walk.ancestors.add(id);
       listImages(path, r, walk);
       walk.ancestors.delete(id);
-    } else if (isFile && walk.exts.has(extname(name).toLowerCase())) walk.out.push(r);
+    } else if (isFile && walk.exts.has(extname(name).toLowerCase())) images.push(r);
   }
 }
 
-function newWalk(root: string, exts: Set<string>, out: string[], report: ListingReport): Walk {
+/**
+ * Appends the images listed to out in torchvision's ImageFolder order, `for root, _, fnames in
+ * sorted(os.walk(dir)): for fname in sorted(fnames)`: folders by their whole path ('a/b-c' before 'a/b/c', since
+ * '-' < '/'), then each folder's own images by name; and empties walk.folders.
+ */
+function imagesInTorchvisionOrder(walk: Walk, out: string[]): void {
+  walk.folders.sort((a, b) => codePointOrder(a.rel, b.rel));
+  for (const { images } of walk.folders) for (const image of images) out.push(image);
+  walk.folders = [];
+}
+
+function newWalk(root: string, exts: Set<string>, report: ListingReport): Walk {
   const id = folderId(root);
-  return { exts, out, report, ancestors: new Set([id]), visited: new Set([id]) };
+  return { exts, folders: [], report, ancestors: new Set([id]), visited: new Set([id]) };
 }
 
 const REASONS: Record<string, string> = { ELOOP: 'symlink loop', ENOENT: 'dangling link', EILSEQ: 'its name is not valid UTF-8: rename it' };
@@ -198,7 +227,8 @@ export type ImageFolderDataset = FilesDataset;
 
 /**
  * torchvision-style ImageFolder: `root/<class>/**\/<image>`; classes are the sorted sub-folder
- * names and labels their indices.
+ * names and labels their indices. Samples are in torchvision's order (sample i is the same image there): class by
+ * class, each class's folders by their path, each folder's images by name, names by code point.
  */
 export function imageFolder(root: string, opts: FolderOptions = {}): ImageFolderDataset {
   refuseUnknownKeys(opts, Object.keys(FOLDER_OPTION_KEYS));
@@ -210,14 +240,14 @@ export function imageFolder(root: string, opts: FolderOptions = {}): ImageFolder
   const labelList: number[] = [];
   const empty: string[] = [];
   const report: ListingReport = { symlinkLoops: [], aliases: [], unreadable: [] };
-  const walk = newWalk(root, exts, paths, report);
+  const walk = newWalk(root, exts, report);
   const classes: string[] = [];
   const classIds: string[] = [];
   const rootBytes = Buffer.from(`${root}/`);
   const entries = readdirSync(root, { encoding: 'buffer' })
     .map((raw) => ({ raw, ...entryName(raw) }))
     .filter((e) => !e.name.startsWith('.'))
-    .sort((a, b) => byteOrder(a.name, b.name));
+    .sort((a, b) => codePointOrder(a.name, b.name));
   for (const { raw, name, undecodable } of entries) {
     let st;
     try {
@@ -253,6 +283,7 @@ export function imageFolder(root: string, opts: FolderOptions = {}): ImageFolder
       listed.add(id);
       walk.ancestors.add(id);
       listImages(join(root, cls), cls, walk);
+      imagesInTorchvisionOrder(walk, paths);
       walk.ancestors.delete(id);
     }
     for (let i = before; i < paths.length; i++) labelList.push(k);
@@ -272,7 +303,7 @@ export function imageFolder(root: string, opts: FolderOptions = {}): ImageFolder
   return new FilesDataset(root, paths, labels, classes, report);
 }
 
-/** An unlabelled folder of images (recursively listed); labels are -1. */
+/** An unlabelled folder of images (recursively listed, in {@link imageFolder}'s order); labels are -1. */
 export function imageFiles(root: string, opts: FolderOptions & { recursive?: boolean } = {}): ImageFolderDataset {
   refuseUnknownKeys(opts, [...Object.keys(FOLDER_OPTION_KEYS), 'recursive']);
   root = resolve(root);
@@ -284,7 +315,7 @@ export function imageFiles(root: string, opts: FolderOptions & { recursive?: boo
   if (opts.recursive === false) {
     const entries = readdirSync(root, { encoding: 'buffer' })
       .map(entryName)
-      .sort((a, b) => byteOrder(a.name, b.name));
+      .sort((a, b) => codePointOrder(a.name, b.name));
     for (const { name, undecodable } of entries) {
       if (name.startsWith('.') || !exts.has(extname(name).toLowerCase())) continue;
       if (undecodable) {
@@ -297,7 +328,11 @@ export function imageFiles(root: string, opts: FolderOptions & { recursive?: boo
         report.unreadable.push({ path: name, code: (e as NodeJS.ErrnoException).code ?? 'error' });
       }
     }
-  } else listImages(root, '', newWalk(root, exts, paths, report));
+  } else {
+    const walk = newWalk(root, exts, report);
+    listImages(root, '', walk);
+    imagesInTorchvisionOrder(walk, paths);
+  }
   warnListing(root, report, opts.onWarning ?? stderrWarn);
   if (paths.length === 0) {
     throw new Error(`image folder: found no images in ${root} (looked for ${[...exts].join(' ')} files)`);
