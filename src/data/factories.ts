@@ -42,6 +42,7 @@ import type {
   TrainDataRequest,
 } from './streams';
 import { batchesPerEpoch } from './streams';
+import { quotedPath } from '../util/printable';
 
 /** The dataset names {@link openData} opens, and the choices of the pre-training --dataset option. */
 export const DATASETS = ['synthetic', 'cifar10', 'folder', 'flat', 'shards'] as const;
@@ -162,10 +163,10 @@ function splitFolder(root: string, split: 'train' | 'test'): string {
   if (split === 'test') {
     if (existsSync(join(root, 'val'))) return join(root, 'val');
     throw new Error(
-      `${root} has no test/ (or val/) folder: evaluation reads ${join(root, 'train')} and ${join(root, 'test')} (class folders in each); a folder of class folders alone is training data only`,
+      `${quotedPath(root)} has no test/ (or val/) folder: evaluation reads ${quotedPath(join(root, 'train'))} and ${quotedPath(join(root, 'test'))} (class folders in each); a folder of class folders alone is training data only`,
     );
   }
-  if (existsSync(join(root, 'test')) || existsSync(join(root, 'val'))) throw new Error(`${root} has a test/ or val/ folder but no train/ folder`);
+  if (existsSync(join(root, 'test')) || existsSync(join(root, 'val'))) throw new Error(`${quotedPath(root)} has a test/ or val/ folder but no train/ folder`);
   return root;
 }
 
@@ -180,7 +181,7 @@ export function subsetDataset(ds: Dataset, limit: number, seed: number): Dataset
     return syntheticObjects({ ...config, size: [height, width], count: limit });
   }
   const files = ds.spec;
-  if (files.kind !== 'files') throw new Error(`cannot take a subset of ${ds.root}`);
+  if (files.kind !== 'files') throw new Error(`cannot take a subset of ${quotedPath(ds.root)}`);
   const byClass = new Map<number, number[]>();
   const perm = permutation(ds.length, seed, 'subset', 0);
   for (const i of perm) {
@@ -333,9 +334,11 @@ export function makeEvalData(req: EvalDataRequest, dist: RankSlice = SINGLE_PROC
   if (req.limit && isShardDataset(ds))
     throw new DataError(`a subset (--train-limit/--test-limit) of streamed shards is not supported: pack a smaller folder with \`semaim shards\``);
   if (req.limit && !isShardDataset(ds)) ds = subsetDataset(ds, req.limit, req.seed);
-  if (ds.classes.length === 0) throw new DataError(`${ds.root} has no class labels: evaluation needs a labelled dataset`);
+  if (ds.classes.length === 0) throw new DataError(`${quotedPath(ds.root)} has no class labels: evaluation needs a labelled dataset`);
   if (ds.classes.length === 1)
-    throw new DataError(`${ds.root} has only one class ('${ds.classes[0]}'): a classifier or k-NN needs at least two to tell apart (one sub-folder per class)`);
+    throw new DataError(
+      `${quotedPath(ds.root)} has only one class ('${ds.classes[0]}'): a classifier or k-NN needs at least two to tell apart (one sub-folder per class)`,
+    );
   const data = ds;
   const loaders = new Map<string, EpochLoader>();
   let closed = false;

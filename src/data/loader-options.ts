@@ -8,6 +8,7 @@ import type { LoaderOptions } from './loader';
 import type { CacheOptions } from './cache';
 import type { MixupOptions } from './mix';
 import { refuseUnknownKeys } from '../util/options';
+import { quotedPath } from '../util/printable';
 
 /** The options of LoaderOptions the ShardLoader takes too. */
 type SharedOptions = Omit<LoaderOptions, 'cache' | 'masks' | 'replace'>;
@@ -132,10 +133,10 @@ export function checkEpoch(epoch: number, owner: Owner): void {
 export function targetClasses(opts: Pick<LoaderOptions, 'numClasses' | 'mixup' | 'labelSmoothing'>, dataset: LabelledSource, owner: Owner): number {
   const numClasses = opts.numClasses ?? dataset.classes.length;
   if (!opts.mixup && !opts.labelSmoothing) return numClasses;
-  if (numClasses < 1) throw new Error(`${owner}: mixup/label smoothing need class labels, but ${dataset.root} is unlabelled`);
+  if (numClasses < 1) throw new Error(`${owner}: mixup/label smoothing need class labels, but ${quotedPath(dataset.root)} is unlabelled`);
   if (numClasses < dataset.classes.length)
     throw new RangeError(
-      `${owner}: numClasses ${numClasses} is fewer than the ${dataset.classes.length} classes of ${dataset.root}: label ${numClasses} ('${dataset.classes[numClasses]}') would have no soft target`,
+      `${owner}: numClasses ${numClasses} is fewer than the ${dataset.classes.length} classes of ${quotedPath(dataset.root)}: label ${numClasses} ('${dataset.classes[numClasses]}') would have no soft target`,
     );
   return numClasses;
 }

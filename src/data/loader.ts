@@ -28,6 +28,7 @@ import { assembleCache, cacheRanges, DEFAULT_CACHE_BYTES, type CacheOptions } fr
 import type { FromWorker, ToWorker } from './worker';
 import { rankPlan, sliceWrapped, wrapPasses, type RankPlan } from './sharding';
 import { stderrLine } from '../util/console-line';
+import { quotedPath } from '../util/printable';
 import { backgroundLevel, checkCacheOption, checkEpoch, checkLoaderOptions, targetClasses } from './loader-options';
 import { isShardDataset } from './shards/dataset';
 
@@ -207,12 +208,12 @@ export class DataLoader implements AsyncIterable<Batch> {
 
   constructor(dataset: Dataset, opts: LoaderOptions) {
     if (isShardDataset(dataset))
-      throw new TypeError(`DataLoader: ${dataset.root} is a ShardDataset (tar shards, streamed, not indexed): read it with a ShardLoader`);
+      throw new TypeError(`DataLoader: ${quotedPath(dataset.root)} is a ShardDataset (tar shards, streamed, not indexed): read it with a ShardLoader`);
     if (typeof dataset?.spec !== 'object')
       throw new TypeError(`DataLoader: expected an indexed Dataset (imageFolder, syntheticObjects, ...), got ${String(dataset)}`);
     checkLoaderOptions(opts, 'DataLoader', Object.keys(DATA_LOADER_KEYS));
     checkCacheOption(opts.cache);
-    if (dataset.length === 0) throw new Error(`DataLoader: dataset ${dataset.root} is empty`);
+    if (dataset.length === 0) throw new Error(`DataLoader: dataset ${quotedPath(dataset.root)} is empty`);
     const transforms = opts.transforms ?? [];
     validateTransforms(transforms);
     this.dataset = dataset;
@@ -224,7 +225,7 @@ export class DataLoader implements AsyncIterable<Batch> {
     this.length = this.plan(0).count;
     if (this.length === 0) {
       const batch = this.worldSize > 1 ? `global batch of ${this.worldSize}×${opts.batchSize}` : `batch of ${opts.batchSize}`;
-      throw new Error(`DataLoader: dataset ${dataset.root} has ${n} samples, fewer than one ${batch} with dropLast`);
+      throw new Error(`DataLoader: dataset ${quotedPath(dataset.root)} has ${n} samples, fewer than one ${batch} with dropLast`);
     }
     this.outputSize = resolveSize(dataset, transforms);
     this.numWorkers = opts.workers ?? defaultWorkers();
@@ -232,7 +233,7 @@ export class DataLoader implements AsyncIterable<Batch> {
     this.persistent = opts.persistentWorkers ?? true;
     this.warn = opts.onWarning ?? stderrLine;
     this.skips = new SkipLog(this.warn);
-    if (opts.masks && !dataset.hasMasks) throw new Error(`DataLoader: masks requested but ${dataset.root} has no object masks`);
+    if (opts.masks && !dataset.hasMasks) throw new Error(`DataLoader: masks requested but ${quotedPath(dataset.root)} has no object masks`);
     const numClasses = targetClasses(opts, dataset, 'DataLoader');
     const background = backgroundLevel(opts.alphaBackground);
     this.spec = dataset.spec;
@@ -419,7 +420,9 @@ export class DataLoader implements AsyncIterable<Batch> {
     }
     this.cacheDone = true;
     if (aborted) {
-      this.warn(`data: cache disabled: decoded images of ${files.root} need more than ${(maxBytes / 1024 ** 3).toFixed(1)} GiB; decoding from files instead`);
+      this.warn(
+        `data: cache disabled: decoded images of ${quotedPath(files.root)} need more than ${(maxBytes / 1024 ** 3).toFixed(1)} GiB; decoding from files instead`,
+      );
       return;
     }
     this.spec = assembleCache(chunks, n, files);
@@ -474,6 +477,6 @@ function resolveSize(dataset: Dataset, transforms: TransformSpec[]): [number, nu
     return [p.outH, p.outW];
   }
   throw new Error(
-    `DataLoader: images of ${dataset.root} may differ in size and the transforms do not fix one; add centerCrop(...), randomResizedCrop(...) or resize([h, w])`,
+    `DataLoader: images of ${quotedPath(dataset.root)} may differ in size and the transforms do not fix one; add centerCrop(...), randomResizedCrop(...) or resize([h, w])`,
   );
 }

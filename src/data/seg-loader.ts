@@ -27,6 +27,7 @@ import {
   type SegSkip,
   type SkipSummary,
 } from './seg-streams';
+import { quotedPath } from '../util/printable';
 
 /** The transforms of a segmentation batch stream at a square size. */
 export function segTransforms(augment: SegAugment, size: number, fixedSize: readonly [number, number] | null): TransformSpec[] {
@@ -51,7 +52,7 @@ export class SegLoader implements SegData {
     readonly imgSize: number,
     warn?: (line: string) => void,
   ) {
-    if (source.length === 0 && source.listingSkips.length === 0) throw new Error(`${source.root} holds no image`);
+    if (source.length === 0 && source.listingSkips.length === 0) throw new Error(`${quotedPath(source.root)} holds no image`);
     this.size = source.length;
     this.numClasses = source.classes.length;
     this.classNames = [...source.classes];
@@ -59,7 +60,7 @@ export class SegLoader implements SegData {
     this.name = source.root;
     this.tally = new SkipTally(`data ${source.root}`, warn);
     for (const s of source.listingSkips) this.tally.add(s);
-    if (source.length === 0) throw new Error(`${source.root}: no usable sample (${source.listingSkips.length} image(s) without a mask)`);
+    if (source.length === 0) throw new Error(`${quotedPath(source.root)}: no usable sample (${source.listingSkips.length} image(s) without a mask)`);
   }
 
   private pipeline(augment: SegAugment): Pipeline {
@@ -118,7 +119,7 @@ export class SegLoader implements SegData {
     }
     // With a rank slice, a rank may hold no usable sample; the caller counts over all ranks.
     if (used === 0 && !o.slice && plan.count > 0)
-      throw new Error(`${this.source.root}: none of its ${n} samples could be used (${describe(this.tally.summary())})`);
+      throw new Error(`${quotedPath(this.source.root)}: none of its ${n} samples could be used (${describe(this.tally.summary())})`);
   }
 
   skipped(): SkipSummary {

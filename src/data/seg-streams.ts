@@ -3,6 +3,7 @@
 // objects, the images/ + masks/ folder layout) are adapted to this interface in src/data/seg-loader.ts.
 import { checkRankSlice, type RankSlice } from './sharding';
 import { stderrLine } from '../util/console-line';
+import { printable, quotedPath } from '../util/printable';
 import { mulberry32 } from '../util/prng';
 
 /** The mask value of pixels without a label (VOC, ADE20K). */
@@ -128,7 +129,7 @@ export class SkipTally {
   add(s: SegSkip): void {
     if (this.seen.has(s.name)) return;
     this.seen.set(s.name, s);
-    if (this.seen.size <= this.report) this.warn(`${this.what}: skipping ${s.name}: ${s.message}`);
+    if (this.seen.size <= this.report) this.warn(`${this.what}: skipping ${quotedPath(s.name)}: ${printable(s.message)}`);
     else if (this.seen.size === this.report + 1) this.warn(`${this.what}: more samples skipped; the count is in the result file`);
   }
 

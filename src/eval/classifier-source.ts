@@ -15,6 +15,7 @@ import { encodeBatch, type FeaturePooling } from './features';
 import { isJsonObject, jsonBrief, readJsonObject } from '../util/json-file';
 import { readRegularFile } from '../util/regular-file';
 import { finishInterruptedCommits } from '../util/safe-write';
+import { quotedPath } from '../util/printable';
 
 /**
  * A fine-tuning checkpoint found and checked by {@link resolveClassifier} (format 'semaim.finetune/1', encoder and
@@ -67,7 +68,7 @@ export function resolveClassifier(path: string, o: { verify?: boolean } = {}): C
 
 function findClassifier(path: string, o: { verify?: boolean }): ClassifierSource {
   if (existsSync(path) && !existsSync(join(path, 'state.json')) && !existsSync(join(path, 'checkpoints')))
-    throw new Error(`${path}: expected a fine-tuning run folder (with checkpoints/) or one of its checkpoint folders`);
+    throw new Error(`${quotedPath(path)}: expected a fine-tuning run folder (with checkpoints/) or one of its checkpoint folders`);
   return readResolvedCheckpoint(path, { verify: o.verify, unusableHint: '--no-verify uses it anyway' }, (dir) => classifierOf(dir));
 }
 
@@ -77,7 +78,7 @@ function classifierOf(dir: string): ClassifierSource {
   const { metadata, tensors } = readSafetensorsHeader(weights);
   if (metadata.format !== 'semaim.finetune/1')
     throw new Error(
-      `${dir} is a${metadata.format ? ` '${metadata.format}'` : 'n unlabelled'} checkpoint: predict needs a fine-tuning run's (semaim finetune); ` +
+      `${quotedPath(dir)} is a${metadata.format ? ` '${metadata.format}'` : 'n unlabelled'} checkpoint: predict needs a fine-tuning run's (semaim finetune); ` +
         'features of an encoder come from semaim embed',
     );
   let config: ClassifierConfig;
@@ -150,38 +151,41 @@ export function resolvePredictor(path: string, o: { verify?: boolean; encoder?: 
 function findPredictor(path: string, o: { verify?: boolean; encoder?: string }): PredictorSource {
   const probeFile = join(path, 'probe.safetensors');
   if (!existsSync(probeFile) || !existsSync(join(path, 'linprobe.json'))) {
-    if (o.encoder) throw new Error(`--encoder goes with a linear-probe folder; ${path} has no probe.safetensors and linprobe.json`);
+    if (o.encoder) throw new Error(`--encoder goes with a linear-probe folder; ${quotedPath(path)} has no probe.safetensors and linprobe.json`);
     return { kind: 'finetune', ...resolveClassifier(path, o) };
   }
   const { metadata, tensors } = readSafetensorsHeader(probeFile);
-  if (metadata.format !== 'semaim.linprobe/1') throw new Error(`${probeFile} is not a linear probe (format '${metadata.format ?? 'none'}')`);
+  if (metadata.format !== 'semaim.linprobe/1') throw new Error(`${quotedPath(probeFile)} is not a linear probe (format '${metadata.format ?? 'none'}')`);
   const reportFile = join(path, 'linprobe.json');
   const report = readJsonObject(reportFile);
   const field = (o: unknown, key: string): unknown => (isJsonObject(o) ? o[key] : undefined);
   const pooling = field(report.config, 'pooling');
   if (pooling !== 'cls' && pooling !== 'mean' && pooling !== 'gap')
-    throw new Error(`${reportFile}: pooling ${jsonBrief(pooling ?? 'missing')} is not cls, mean or gap`);
+    throw new Error(`${quotedPath(reportFile)}: pooling ${jsonBrief(pooling ?? 'missing')} is not cls, mean or gap`);
   const weights = field(report.checkpoint, 'weights');
-  if (weights !== undefined && typeof weights !== 'string') throw new Error(`${reportFile}: checkpoint.weights is ${jsonBrief(weights)}, not a path`);
+  if (weights !== undefined && typeof weights !== 'string')
+    throw new Error(`${quotedPath(reportFile)}: checkpoint.weights is ${jsonBrief(weights)}, not a path`);
   const recorded = weights as string | undefined;
   // a checkpoint's weights are read through their folder (state.json verifies them); an exported file as it is
   const named = o.encoder ?? (recorded && field(report.checkpoint, 'kind') === 'checkpoint' ? dirname(recorded) : recorded);
   if (!named || !existsSync(named))
-    throw new Error(`the encoder the probe in ${path} was trained on (${recorded ?? 'not recorded'}) is not there: name it with --encoder`);
+    throw new Error(`the encoder the probe in ${quotedPath(path)} was trained on (${recorded ?? 'not recorded'}) is not there: name it with --encoder`);
   let encoder: EncoderSource;
   try {
     encoder = resolveEncoder(named, { verify: o.verify });
   } catch (e) {
-    throw new Error(`${o.encoder ? '--encoder' : `the encoder linprobe.json in ${path} names`}: ${(e as Error).message}`, { cause: e });
+    throw new Error(`${o.encoder ? '--encoder' : `the encoder linprobe.json in ${quotedPath(path)} names`}: ${(e as Error).message}`, { cause: e });
   }
   if (encoder.sha256 !== metadata.encoderSha256)
     throw new Error(
-      `${encoder.weights} (sha256 ${encoder.sha256.slice(0, 16)}…) is not the encoder the probe in ${path} was trained on (sha256 ${String(metadata.encoderSha256).slice(0, 16)}…)` +
+      `${quotedPath(encoder.weights)} (sha256 ${encoder.sha256.slice(0, 16)}…) is not the encoder the probe in ${quotedPath(path)} was trained on (sha256 ${String(metadata.encoderSha256).slice(0, 16)}…)` +
         (o.encoder ? '' : ': name it with --encoder'),
     );
   const head = tensors.get('head.1.weight')?.shape;
   if (!head || head.length !== 2 || head[1] !== encoder.config.embedDim)
-    throw new Error(`${probeFile}: head.1.weight has shape ${head ? `[${head.join(', ')}]` : '(missing)'}, expected [classes, ${encoder.config.embedDim}]`);
+    throw new Error(
+      `${quotedPath(probeFile)}: head.1.weight has shape ${head ? `[${head.join(', ')}]` : '(missing)'}, expected [classes, ${encoder.config.embedDim}]`,
+    );
   const numClasses = head[0];
   const classNames = classNamesFit(report.classNames, numClasses);
   const sha256 = sha256File(probeFile);
@@ -189,7 +193,7 @@ function findPredictor(path: string, o: { verify?: boolean; encoder?: string }):
   const recordedProbe = field(report.details, 'probeSha256');
   if (o.verify !== false && typeof recordedProbe === 'string' && recordedProbe !== sha256)
     throw new Error(
-      `${probeFile} does not match the SHA-256 ${reportFile} records (${sha256.slice(0, 16)}…, recorded ${recordedProbe.slice(0, 16)}…): ` +
+      `${quotedPath(probeFile)} does not match the SHA-256 ${quotedPath(reportFile)} records (${sha256.slice(0, 16)}…, recorded ${recordedProbe.slice(0, 16)}…): ` +
         'a damaged file, or not the probe that linprobe wrote (--no-verify uses it anyway)',
     );
   return { kind: 'linprobe', dir: path, weights: probeFile, sha256, encoder, pooling, numClasses, classNames };

@@ -36,7 +36,7 @@ import { claimOutputs, guardOutputs } from '../io/outputs';
 import { DataError } from '../util/errors';
 import { makeFolder } from '../util/make-folder';
 import { stderrLine } from '../util/console-line';
-import { printable } from '../util/printable';
+import { printable, quotedPath } from '../util/printable';
 
 /**
  * The features {@link embed} can write (EmbedOptions.pooling; the --pooling choices of `semaim embed`):
@@ -483,7 +483,7 @@ async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
     if (seen !== mine) throw new Error(`embed: the loader gave ${seen} images, the dataset has ${mine}${ofRank}`);
     if (!writer) return null;
     if (halfOverflow) throw float16RangeError(halfOverflow);
-    if (indices.length === 0) throw new DataError(`embed: no readable image in ${ds.root} (${skipped.length} skipped)`);
+    if (indices.length === 0) throw new DataError(`embed: no readable image in ${quotedPath(ds.root)} (${skipped.length} skipped)`);
     const n = indices.length;
     const idx = Int32Array.from(indices);
     const tail: Record<string, { dtype: 'int32'; shape: number[]; data: Uint8Array }> = {
@@ -520,7 +520,7 @@ async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
       throw e;
     }
     commitFiles([rows, listed]);
-    if (skipped.length) warn(`embed: skipped ${skipped.length} unreadable image${skipped.length === 1 ? '' : 's'} (no row; listed in ${listPath})`);
+    if (skipped.length) warn(`embed: skipped ${skipped.length} unreadable image${skipped.length === 1 ? '' : 's'} (no row; listed in ${quotedPath(listPath)})`);
     return { path: out, listPath, count: n, skipped: skipped.length, shape: list.shape, seconds };
   } catch (e) {
     writer?.abort();

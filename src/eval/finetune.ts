@@ -30,6 +30,7 @@ import { Mixup, softTargetCrossEntropy } from './mix';
 import { FINETUNE_OPTIONS, FinetuneOptions, validateFinetune } from './options';
 import { makeFolder } from '../util/make-folder';
 import { besideProgress, stderrLine } from '../util/console-line';
+import { quotedPath } from '../util/printable';
 
 /** The labelled splits {@link finetune} trains on (train) and evaluates on (test), e.g. data.makeEvalData(...) each; the caller closes them. */
 export interface FinetuneData {
@@ -356,7 +357,7 @@ async function finetuneJob(o: FinetuneOptions, data: FinetuneData, hooks: Finetu
   } catch (e) {
     if (/missing in the state dict: pos_embed$/.test((e as Error).message))
       throw new Error(
-        `${o.outDir}: its checkpoints come from a semaim that kept pos_embed fixed while fine-tuning (MAE trains it), so this version cannot continue them; start a fresh run in another --out-dir (${(e as Error).message})`,
+        `${quotedPath(o.outDir)}: its checkpoints come from a semaim that kept pos_embed fixed while fine-tuning (MAE trains it), so this version cannot continue them; start a fresh run in another --out-dir (${(e as Error).message})`,
         { cause: e },
       );
     throw e;

@@ -12,7 +12,7 @@
 // is committed together (commitFiles). A stop or an error removes every temporary file.
 import * as torch from '../torch';
 import { OptionError, defineOptions, jobFields } from '../util/options';
-import { printable } from '../util/printable';
+import { printable, quotedPath } from '../util/printable';
 import { claimOutputs, guardOutputs } from '../io/outputs';
 import { DataError, throwIfAborted } from '../util/errors';
 import { StopAgreement } from '../dist/agree';
@@ -246,15 +246,19 @@ async function predictJob(o: PredictOptions): Promise<PredictResult> {
   const k = Math.min(o.topK ?? 5, numClasses);
   const ds = embedDataset(o, imgSize);
   const labelled = ds.classes.length > 0;
-  if (labelled && ds.classes.length !== numClasses) throw new DataError(`predict: ${ds.root} has ${ds.classes.length} classes, the classifier ${numClasses}`);
+  if (labelled && ds.classes.length !== numClasses)
+    throw new DataError(`predict: ${quotedPath(ds.root)} has ${ds.classes.length} classes, the classifier ${numClasses}`);
   // label k of the data must be the classifier's class k, or every image is scored against another class
   const differs = labelled && src.classNames ? src.classNames.findIndex((name, c) => name !== ds.classes[c]) : -1;
   if (differs >= 0)
     throw new DataError(
-      `predict: class ${differs} is ${printable(`'${src.classNames![differs]}'`)} for the classifier but ${printable(`'${ds.classes[differs]}'`)} in ${ds.root}: a dataset is scored only with the classes the classifier was trained on, in their order (--images predicts without scoring)`,
+      `predict: class ${differs} is ${printable(`'${src.classNames![differs]}'`)} for the classifier but ${printable(`'${ds.classes[differs]}'`)} in ${quotedPath(ds.root)}: a dataset is scored only with the classes the classifier was trained on, in their order (--images predicts without scoring)`,
     );
   const classNames = src.classNames ?? (labelled ? [...ds.classes] : Array.from({ length: numClasses }, (_, i) => String(i)));
-  if (!src.classNames) warn(`predict: ${src.dir} does not record its class names; ${labelled ? `using those of ${ds.root}` : 'classes are named by index'}`);
+  if (!src.classNames)
+    warn(
+      `predict: ${quotedPath(src.dir)} does not record its class names; ${labelled ? `using those of ${quotedPath(ds.root)}` : 'classes are named by index'}`,
+    );
   const model = loadPredictor(src, device);
   const transforms = transformsFor('none', imgSize, ds);
   const loader = imageSetLoader(ds, transforms, { ...o, batchSize }, warn);
@@ -314,7 +318,7 @@ async function predictJob(o: PredictOptions): Promise<PredictResult> {
     throwIfAborted(o.signal);
     if (seen !== ds.length) throw new Error(`predict: the loader gave ${seen} images, the dataset has ${ds.length}`);
     const { count, skipped } = writer;
-    if (!count) throw new DataError(`predict: no readable image in ${ds.root} (${skipped} skipped)`);
+    if (!count) throw new DataError(`predict: no readable image in ${quotedPath(ds.root)} (${skipped} skipped)`);
     const seconds = (Date.now() - t0) / 1000;
     const accuracy = tally ? tally.result() : null;
     // both or (a full disk) neither: an earlier run's list never sits beside this run's table
@@ -336,7 +340,7 @@ async function predictJob(o: PredictOptions): Promise<PredictResult> {
       count,
       seconds,
     });
-    if (skipped) warn(`predict: skipped ${skipped} unreadable image${skipped === 1 ? '' : 's'} (listed in ${out})`);
+    if (skipped) warn(`predict: skipped ${skipped} unreadable image${skipped === 1 ? '' : 's'} (listed in ${quotedPath(out)})`);
     return { path: out, csvPath: predictCsvPath(out), count, skipped, accuracy, seconds };
   } finally {
     writer?.abort(); // (a stop or an error: no temporary file is left)

@@ -27,6 +27,7 @@ import {
 import { makeFolder } from '../util/make-folder';
 import { readJsonObject } from '../util/json-file';
 import { stderrLine } from '../util/console-line';
+import { printable, quotedPath } from '../util/printable';
 
 export interface CheckpointFiles extends CheckpointContents {
   /** Stored as safetensors metadata of model.safetensors (e.g. the model config). */
@@ -76,7 +77,7 @@ export class CheckpointManager {
       // a process died while swapping 'best': its old one is the best the newest checkpoint records
       if (!existsSync(best)) {
         renameSync(join(this.root, name), best);
-        this.warn(`restored ${best} from ${name}, left by a process that stopped while replacing it`);
+        this.warn(`restored ${quotedPath(best)} from ${quotedPath(name)}, left by a process that stopped while replacing it`);
       } else {
         rmSync(join(this.root, name), { recursive: true, force: true });
         removed.push(name);
@@ -86,7 +87,7 @@ export class CheckpointManager {
       rmSync(join(this.root, name), { recursive: true, force: true });
       removed.push(name);
     }
-    if (removed.length) this.warn(`removed ${removed.length} unfinished checkpoint folder(s) of earlier processes: ${removed.join(', ')}`);
+    if (removed.length) this.warn(`removed ${removed.length} unfinished checkpoint folder(s) of earlier processes: ${removed.map(quotedPath).join(', ')}`);
     return removed;
   }
 
@@ -105,7 +106,7 @@ export class CheckpointManager {
     const target = join(this.root, 'corrupt', `${dir.split(/[\\/]/).pop()}-${Date.now()}`);
     makeFolder(join(this.root, 'corrupt'));
     renameSync(dir, target);
-    this.warn(`warning: checkpoint ${dir} ${what} (${problem}); moved it to ${target}`);
+    this.warn(`warning: checkpoint ${quotedPath(dir)} ${what} (${printable(problem)}); moved it to ${quotedPath(target)}`);
     return target;
   }
 
@@ -132,7 +133,7 @@ export class CheckpointManager {
     makeFolder(target);
     if (existsSync(this.root)) renameSync(this.root, join(target, 'checkpoints'));
     for (const f of files) if (existsSync(join(this.outDir, f))) renameSync(join(this.outDir, f), join(target, f));
-    this.warn(`starting a new run: the earlier run's checkpoints and metrics in ${this.outDir} were moved to ${target}`);
+    this.warn(`starting a new run: the earlier run's checkpoints and metrics in ${quotedPath(this.outDir)} were moved to ${quotedPath(target)}`);
     return target;
   }
 

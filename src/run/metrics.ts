@@ -8,6 +8,7 @@ import { appendNoFollow, fsyncPath, removeDeadTemps, writeError } from '../util/
 import { dirname } from 'node:path';
 import { openRegularFile } from '../util/regular-file';
 import { makeFolder } from '../util/make-folder';
+import { quotedPath } from '../util/printable';
 
 const CHUNK = 1 << 16;
 
@@ -44,7 +45,7 @@ export function* linesFromEnd(path: string, chunk = CHUNK): Generator<{ line: st
       }
       const n = Math.min(chunk, bufStart);
       const more = Buffer.alloc(n);
-      if (readSync(fd, more, 0, n, bufStart - n) !== n) throw new Error(`${path} changed while it was read`);
+      if (readSync(fd, more, 0, n, bufStart - n) !== n) throw new Error(`${quotedPath(path)} changed while it was read`);
       bufStart -= n;
       buf = Buffer.concat([more, buf]);
     }

@@ -25,6 +25,7 @@ import { markToldOtherRanks } from '../dist/late-failure';
 import { encoderConfigOf, type EncoderConfig } from '../semaim';
 import { jsonDifferences } from '../util/json-diff';
 import type { LoopSettings, TrainJob } from './loop';
+import { quotedPath } from '../util/printable';
 
 /**
  * Why a training run ended: 'finished' (every planned step), 'maxSteps' (the --max-steps budget), 'signal'
@@ -354,11 +355,13 @@ export class TrainState {
     const rank = this.group!.rank;
     const shared = 'a data-parallel run needs its --out-dir on storage every machine sees (or the same copy of it on each)';
     if (!existsSync(dir)) {
-      throw new Error(`rank ${rank}: rank 0 resumes from ${settled.checkpoint} (step ${settled.step}), which this rank cannot see at ${dir}: ${shared}`);
+      throw new Error(
+        `rank ${rank}: rank 0 resumes from ${quotedPath(settled.checkpoint)} (step ${settled.step}), which this rank cannot see at ${quotedPath(dir)}: ${shared}`,
+      );
     }
     this.restoreFrom(this.checkpoints.load(dir));
     if (this.step !== settled.step) {
-      throw new Error(`rank ${rank}: ${dir} holds step ${this.step}, but rank 0 resumes from step ${settled.step} there: ${shared}`);
+      throw new Error(`rank ${rank}: ${quotedPath(dir)} holds step ${this.step}, but rank 0 resumes from step ${settled.step} there: ${shared}`);
     }
   }
 
@@ -379,7 +382,9 @@ export class TrainState {
     const format = latest.modelMetadata.format;
     if (format && format !== `semaim.${job.kind}/1`) {
       const kind = runKindOf(format) ?? format;
-      throw new Error(`${this.run.outDir} holds a ${kind} run (${latest.dir}), not a ${job.kind} run: give ${job.kind} its own --out-dir`);
+      throw new Error(
+        `${quotedPath(this.run.outDir)} holds a ${kind} run (${quotedPath(latest.dir)}), not a ${job.kind} run: give ${job.kind} its own --out-dir`,
+      );
     }
     if (job.optionTable && s.options) {
       const changes = this.recipeChangesSince(job.optionTable, s.options, savedWorld, bases);
@@ -393,7 +398,7 @@ export class TrainState {
     const [modelBefore, modelNow] = [comparableConfig(s.config, bases.stored ?? bases.now), comparableConfig(job.config, bases.now)];
     if (JSON.stringify(modelBefore) !== JSON.stringify(modelNow)) {
       throw new Error(
-        `the checkpoint in ${latest.dir} was made for another model (${jsonDifferences(modelBefore, modelNow)}); start afresh: ${this.freshRunHint}`,
+        `the checkpoint in ${quotedPath(latest.dir)} was made for another model (${jsonDifferences(modelBefore, modelNow)}); start afresh: ${this.freshRunHint}`,
       );
     }
     job.model.loadStateDict(latest.model);
@@ -404,7 +409,7 @@ export class TrainState {
     restoreGlobalRngStates(latest.extra, this.run.device);
     for (const [name, g] of Object.entries(job.generators)) {
       const st = latest.extra.get(`rng.${name}`) ?? (job.formerlyGlobal?.includes(name) ? latest.extra.get('rng.global') : undefined);
-      if (!st) throw new Error(`checkpoint ${latest.dir} has no state for the random stream '${name}'`);
+      if (!st) throw new Error(`checkpoint ${quotedPath(latest.dir)} has no state for the random stream '${name}'`);
       g.setState(st);
     }
     this.step = s.step;

@@ -24,6 +24,7 @@ import { IMAGE_INPUT_OPTIONS, imageInputOptions } from '../data/options';
 import { DATASETS } from '../data/factories';
 import { GRAD_SYNC_OPTIONS, LAUNCH_OPTIONS, checkGradSync } from '../dist/launch';
 import { machineMemory, type MachineMemory } from '../util/machine-memory';
+import { quotedPath } from '../util/printable';
 
 /**
  * How a GPU executes the step, not what it computes: shared by pretrain and the studies that pre-train
@@ -348,7 +349,7 @@ export function readTeacherConfig(path: string): EncoderConfig {
   try {
     return resolveEncoder(path).config;
   } catch (e) {
-    throw new OptionError('teacher', `cannot use ${path} as the teacher: ${(e as Error).message}`);
+    throw new OptionError('teacher', `cannot use ${quotedPath(path)} as the teacher: ${(e as Error).message}`);
   }
 }
 

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { imageFiles, imageFolder } from '../../src/data';
+import { IMAGE_EXTENSIONS, imageFiles, imageFolder } from '../../src/data';
 import { tempDir, picture, encode } from './helpers';
 
 const bytesName = (dir: string, ...parts: (string | number[])[]) =>
@@ -59,6 +59,24 @@ test('folder listing: a valid name holding U+FFFD is listed beside an invalid na
         [['\uFFFD.png', 'EILSEQ']],
       );
     }
+  } finally {
+    cleanup();
+  }
+});
+
+test('folder listing: warnings and errors that name a folder holding a newline stay on one line, the path quoted', async () => {
+  const { dir, cleanup } = tempDir('semaim-names-');
+  try {
+    const root = join(dir, 'data\nset');
+    mkdirSync(join(root, 'a'), { recursive: true });
+    writeFileSync(join(root, 'a', '1.png'), await encode(picture(10, 10, 1), 10, 10, 3, 'png'));
+    mkdirSync(join(root, 'empty'));
+    const warnings: string[] = [];
+    imageFolder(root, { onWarning: (w) => warnings.push(w) });
+    assert.deepEqual(warnings, [`data: warning: ImageFolder ${JSON.stringify(root)}: 1 class folder(s) contain no images: empty`]);
+    assert.throws(() => imageFiles(join(root, 'empty')), {
+      message: `image folder: found no images in ${JSON.stringify(join(root, 'empty'))} (looked for ${IMAGE_EXTENSIONS.join(' ')} files)`,
+    });
   } finally {
     cleanup();
   }

@@ -9,7 +9,7 @@ import { decodeLabelPng } from '../../src/data/codecs/label-png';
 import { renderSynthetic, syntheticConfig } from '../../src/data/sources/synthetic';
 import { syntheticSegSource } from '../../src/data/sources/seg-synthetic';
 import { SegLoader, makeSegData } from '../../src/data/seg-loader';
-import type { SegBatch, SegData } from '../../src/data/seg-streams';
+import { SkipTally, type SegBatch, type SegData } from '../../src/data/seg-streams';
 import { encode, pngEncode, picture, sharp, tempDir, write } from './helpers';
 
 async function all(data: SegData, augment: 'none' | 'crop-flip' = 'none', batchSize = 4): Promise<SegBatch[]> {
@@ -396,4 +396,11 @@ test('seg-folder: a file larger than an image within the pixel limit is skipped 
   } finally {
     cleanup();
   }
+});
+
+test('a skipped sample whose name or message holds a newline is warned about on one line, the name quoted (a log parser read two lines)', () => {
+  const lines: string[] = [];
+  const tally = new SkipTally('segprobe', (l) => lines.push(l));
+  tally.add({ name: '/data/a\nb.png', reason: 'corrupt', message: 'cannot decode /data/a\nb.png' });
+  assert.deepEqual(lines, ['segprobe: skipping "/data/a\\nb.png": cannot decode /data/a\\x0ab.png']);
 });

@@ -27,6 +27,7 @@ import { OptionError } from '../../util/options';
 import { formatBytes } from '../../util/disk-space';
 import { estimateShuffleMemory, shuffleMemoryBudget, shuffleMemoryProblem } from './memory';
 import { stderrLine } from '../../util/console-line';
+import { quotedPath } from '../../util/printable';
 
 /**
  * Settings of a {@link ShardLoader}: the DataLoader's options but `cache`, `masks` and `replace` (an unusable
@@ -103,11 +104,12 @@ export class ShardLoader implements AsyncIterable<Batch> {
     this.length = shardEpochSize(dataset.length, this.worldSize, this.batchSize, !!opts.dropLast).batches;
     if (this.length === 0) {
       throw new Error(
-        `ShardLoader: ${dataset.root} has ${dataset.length} samples, fewer than one global batch of ${this.worldSize}×${this.batchSize} with dropLast`,
+        `ShardLoader: ${quotedPath(dataset.root)} has ${dataset.length} samples, fewer than one global batch of ${this.worldSize}×${this.batchSize} with dropLast`,
       );
     }
     const size = staticOutputSize(transforms);
-    if (!size) throw new Error(`ShardLoader: images of ${dataset.root} may differ in size; add centerCrop(...), randomResizedCrop(...) or resize([h, w])`);
+    if (!size)
+      throw new Error(`ShardLoader: images of ${quotedPath(dataset.root)} may differ in size; add centerCrop(...), randomResizedCrop(...) or resize([h, w])`);
     this.outputSize = size;
     this.numWorkers = opts.workers ?? defaultWorkers();
     this.shuffleBuffer = opts.shuffleBuffer ?? DEFAULT_SHUFFLE_BUFFER;
@@ -153,7 +155,7 @@ export class ShardLoader implements AsyncIterable<Batch> {
     const estimate = estimateShuffleMemory(this.dataset.table.entries, held, buffers, this.cfg.stream.maxImageBytes);
     const problem = shuffleMemoryProblem(estimate, budget, this.opts.shuffleBuffer);
     // the CLI's flag: --shuffle-buffer where the command has one, else the workers are what can change
-    if (problem) throw new OptionError(this.opts.shuffleBuffer !== undefined ? 'shuffleBuffer' : 'numWorkers', `${this.dataset.root}: ${problem}`);
+    if (problem) throw new OptionError(this.opts.shuffleBuffer !== undefined ? 'shuffleBuffer' : 'numWorkers', `${quotedPath(this.dataset.root)}: ${problem}`);
     return {
       share: Math.floor(budget.bytes / buffers),
       buffers,

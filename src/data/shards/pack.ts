@@ -44,7 +44,7 @@ import { isShardFile } from './paths';
 import { namesOfDeadProcesses } from '../../util/process-alive';
 import { openRegularFile } from '../../util/regular-file';
 import { imageMemberCap } from '../codecs/limits';
-import { printable } from '../../util/printable';
+import { printable, quotedPath } from '../../util/printable';
 import { stderrLine } from '../../util/console-line';
 import { makeFolder } from '../../util/make-folder';
 import { removeOnStopSignal } from '../../util/remove-on-stop-signal';
@@ -155,7 +155,7 @@ function streamMember(p: Pack, name: string, { fd, size, path }: { fd: number; s
         }
         sink.end(null);
       } catch (e) {
-        sink.destroy(new Error(`shards: cannot read ${path}: ${(e as Error).message}`, { cause: e })); // (no code: not taken for a write error)
+        sink.destroy(new Error(`shards: cannot read ${quotedPath(path)}: ${(e as Error).message}`, { cause: e })); // (no code: not taken for a write error)
       }
     };
     pump();
@@ -263,7 +263,8 @@ export async function packImageFolder(o: PackOptions): Promise<PackResult> {
   const output = resolve(o.output);
   if (!existsSync(input)) throw new OptionError('input', `${o.input} does not exist (expected an ImageFolder: one sub-folder per class)`);
   if (!statSync(input).isDirectory()) throw new OptionError('input', `${o.input} is not a folder (expected an ImageFolder: one sub-folder per class)`);
-  if (existsSync(output) && !statSync(output).isDirectory()) throw new OptionError('output', `${o.output} is not a folder (the shards are written into one)`);
+  if (existsSync(output) && !statSync(output).isDirectory())
+    throw new OptionError('output', `${quotedPath(o.output)} is not a folder (the shards are written into one)`);
   const shardSize = o.shardSize ?? DEFAULT_SHARD_SIZE;
   if (!(Number.isInteger(shardSize) && shardSize >= 1)) throw new RangeError(`shards: shard size must be an integer >= 1, got ${shardSize}`);
   if (o.seed !== undefined && !Number.isSafeInteger(o.seed)) throw new RangeError(`shards: seed must be an integer, got ${o.seed}`);
@@ -271,7 +272,7 @@ export async function packImageFolder(o: PackOptions): Promise<PackResult> {
     throw new RangeError(`shards: maxImagePixels must be an integer >= 0 (0 = no limit), got ${o.maxImagePixels}`);
   const [realIn, realOut] = [realPathOf(input), realPathOf(output)]; // a link must not hide that one is in the other
   if (realOut === realIn || realOut.startsWith(realIn + sep))
-    throw new Error(`shards: the output folder ${output} must not be inside the input folder ${input}`);
+    throw new Error(`shards: the output folder ${quotedPath(output)} must not be inside the input folder ${quotedPath(input)}`);
   const ds = imageFolder(input, { onWarning: o.onWarning });
   const indexPath = join(output, INDEX_FILE);
   const made = makeFolder(output);
@@ -323,14 +324,14 @@ async function packInto(
   if (existing.length && !o.overwrite)
     throw new OptionError(
       'output',
-      `${output} already holds a shard set (${existing.length} shard-NNNNNN.tar/index.json file(s), e.g. ${existing[0]}); choose an empty folder or pass --overwrite to replace the set`,
+      `${quotedPath(output)} already holds a shard set (${existing.length} shard-NNNNNN.tar/index.json file(s), e.g. ${quotedPath(existing[0])}); choose an empty folder or pass --overwrite to replace the set`,
       undefined,
       'ERR_OUTPUT_EXISTS',
     );
   const others = names.filter((f) => !f.startsWith('.') && isShardFile(f) && !SET_SHARD.test(f));
   if (others.length)
     (o.onWarning ?? stderrLine)(
-      `shards: warning: ${output} also holds ${others.length} other archive(s) (e.g. ${others[0]}), left alone; ` +
+      `shards: warning: ${quotedPath(output)} also holds ${others.length} other archive(s) (e.g. ${quotedPath(others[0])}), left alone; ` +
         `a --data-path naming the folder would read them as shards too, so give the new shards' pattern`,
     );
   const cap = imageMemberCap(o.maxImagePixels);
@@ -356,7 +357,7 @@ async function packInto(
   const n = kept.length;
   if (n === 0 && tooLarge.length)
     throw new Error(
-      `shards: every image of ${input} (${tooLarge.length}) is larger than the ${formatBytes(cap)} an image within the pixel limit can take, ` +
+      `shards: every image of ${quotedPath(input)} (${tooLarge.length}) is larger than the ${formatBytes(cap)} an image within the pixel limit can take, ` +
         `e.g. ${printable(tooLarge[0].path)} (${formatBytes(tooLarge[0].bytes)}); nothing to pack (raise it with --max-image-pixels, 0 = no limit)`,
     );
   const members = o.json ? 3 : 2;
@@ -435,7 +436,9 @@ async function packInto(
       o.onProgress?.(next, n);
     }
     if (samples === 0)
-      throw new Error(`shards: no image of ${input} could be read, e.g. ${printable(unreadable[0].path)} (${unreadable[0].reason}); nothing to pack`);
+      throw new Error(
+        `shards: no image of ${quotedPath(input)} could be read, e.g. ${printable(unreadable[0].path)} (${unreadable[0].reason}); nothing to pack`,
+      );
     throwIfAborted(o.signal);
     const index: ShardIndexFile = { format: INDEX_FORMAT, classes: [...ds.classes], source: input, samples, shards: entries };
     const stagedIndex = stageFile(indexPath, JSON.stringify(index, null, 1) + '\n');

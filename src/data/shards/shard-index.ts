@@ -17,7 +17,7 @@ import { isGzipShard, MAX_CLASSES, readShard, ShardReadError } from './tar-sampl
 import { writeFileAtomic } from '../../util/safe-write';
 import { isJsonObject } from '../../util/json-file';
 import { readRegularFile } from '../../util/regular-file';
-import { printable } from '../../util/printable';
+import { printable, quotedPath } from '../../util/printable';
 import { stderrLine } from '../../util/console-line';
 
 export const INDEX_FILE = 'index.json';
@@ -221,10 +221,10 @@ export function loadShardTable(paths: readonly string[], opts: TableOptions = {}
     }
     if (index?.classes && !classes) classes = index.classes;
     else if (index?.classes && classes && index.classes.join('\n') !== classes.join('\n')) {
-      warn(`data: warning: ${join(dir, INDEX_FILE)} names other classes than the first shard folder; using the first folder's names`);
+      warn(`data: warning: ${quotedPath(join(dir, INDEX_FILE))} names other classes than the first shard folder; using the first folder's names`);
     }
     if (stale.length) {
-      warn(`data: indexing ${stale.length} shard(s) in ${dir} (samples per shard; read once, kept in ${INDEX_FILE}) ...`);
+      warn(`data: indexing ${stale.length} shard(s) in ${quotedPath(dir)} (samples per shard; read once, kept in ${INDEX_FILE}) ...`);
       const t0 = Date.now();
       const scanned = scanShardsSync(stale);
       stale.forEach((p, i) => {
@@ -239,7 +239,9 @@ export function loadShardTable(paths: readonly string[], opts: TableOptions = {}
         samples: merged.reduce((a, e) => a + e.samples, 0),
         shards: merged,
       });
-      warn(`data: indexed ${stale.length} shard(s) in ${((Date.now() - t0) / 1000).toFixed(1)} s${where ? `; saved ${where}` : ' (could not save the index)'}`);
+      warn(
+        `data: indexed ${stale.length} shard(s) in ${((Date.now() - t0) / 1000).toFixed(1)} s${where ? `; saved ${quotedPath(where)}` : ' (could not save the index)'}`,
+      );
     }
   }
   const list = paths.map((p) => entries.get(p)!);
@@ -254,14 +256,14 @@ export function loadShardTable(paths: readonly string[], opts: TableOptions = {}
     labelled += e.labelled;
     maxLabel = Math.max(maxLabel, e.maxLabel);
     const name = basename(paths[i]);
-    const where = recorded.has(paths[i]) ? ` (as ${printable(recorded.get(paths[i])!)} records; delete it to read the shard again)` : '';
+    const where = recorded.has(paths[i]) ? ` (as ${quotedPath(recorded.get(paths[i])!)} records; delete it to read the shard again)` : '';
     // an index file's error is any text: the shard is named here, and the text shown as printable
     const error = e.error?.startsWith(`${name}: `) ? e.error.slice(name.length + 2) : e.error;
-    if (error !== undefined) problems.push(`${name}: ${printable(error)}: using its ${e.samples} complete sample(s), skipping the rest${where}`);
-    else if (e.samples === 0) problems.push(`${name}: holds no samples (no member with an image extension)${where}`);
+    if (error !== undefined) problems.push(`${quotedPath(name)}: ${printable(error)}: using its ${e.samples} complete sample(s), skipping the rest${where}`);
+    else if (e.samples === 0) problems.push(`${quotedPath(name)}: holds no samples (no member with an image extension)${where}`);
   });
   for (const p of problems) warn(`data: skipping shard ${p}`);
-  if (total === 0) throw new Error(`shards: no usable samples in ${paths.length} shard(s) (first: ${paths[0]})`);
+  if (total === 0) throw new Error(`shards: no usable samples in ${paths.length} shard(s) (first: ${quotedPath(paths[0])})`);
   if (labelled > 0 && labelled < total) {
     warn(`data: warning: ${total - labelled} of ${total} samples have no class label (.cls or .json); they will be skipped when read`);
   }

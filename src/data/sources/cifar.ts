@@ -14,6 +14,7 @@ import { namesOfDeadProcesses } from '../../util/process-alive';
 import { imageFolder, type FolderOptions, type ImageFolderDataset } from './folder';
 import { makeFolder } from '../../util/make-folder';
 import { readRegularFile } from '../../util/regular-file';
+import { quotedPath } from '../../util/printable';
 
 /**
  * CIFAR-10's class names in label order (0 airplane … 9 truck): the names {@link cifarBinary} gives CIFAR-10
@@ -73,7 +74,7 @@ export function cifarBinary(root: string, opts: CifarBinaryOptions = {}): Memory
   }
   if (!dir) {
     throw new Error(
-      `CIFAR binary: no ${train ? 'data_batch_1.bin (CIFAR-10) or train.bin (CIFAR-100)' : 'test_batch.bin (CIFAR-10) or test.bin (CIFAR-100)'} found in ${root} (expected the extracted cifar-10-batches-bin or cifar-100-binary folder)`,
+      `CIFAR binary: no ${train ? 'data_batch_1.bin (CIFAR-10) or train.bin (CIFAR-100)' : 'test_batch.bin (CIFAR-10) or test.bin (CIFAR-100)'} found in ${quotedPath(root)} (expected the extracted cifar-10-batches-bin or cifar-100-binary folder)`,
     );
   }
   let files: string[];
@@ -105,7 +106,7 @@ export function cifarBinary(root: string, opts: CifarBinaryOptions = {}): Memory
       const label = variant === 10 ? b[o] : coarse ? b[o] : b[o + 1];
       if (label >= nc) {
         throw new Error(
-          `CIFAR binary: ${files[f]}: image ${o / rec} has label ${label}, but CIFAR-${variant}${variant === 100 ? (coarse ? ' (coarse)' : ' (fine)') : ''} has ${nc} classes (not a CIFAR batch file?)`,
+          `CIFAR binary: ${quotedPath(files[f])}: image ${o / rec} has label ${label}, but CIFAR-${variant}${variant === 100 ? (coarse ? ' (coarse)' : ' (fine)') : ''} has ${nc} classes (not a CIFAR batch file?)`,
         );
       }
       labels[k] = label;
@@ -117,7 +118,7 @@ export function cifarBinary(root: string, opts: CifarBinaryOptions = {}): Memory
   const classes = names && names.length >= nc ? names.slice(0, nc) : variant === 10 ? [...CIFAR10_CLASSES] : Array.from({ length: nc }, (_, i) => String(i));
   if (missing.length) {
     throw new Error(
-      `CIFAR binary: ${dir} has data_batch_1.bin but not ${missing.join(', ')}: CIFAR-10's training set is data_batch_1..5.bin (50,000 images; an incomplete download or extraction?)`,
+      `CIFAR binary: ${quotedPath(dir)} has data_batch_1.bin but not ${missing.join(', ')}: CIFAR-10's training set is data_batch_1..5.bin (50,000 images; an incomplete download or extraction?)`,
     );
   }
   return new MemoryDataset(`${dir} (CIFAR-${variant} ${train ? 'train' : 'test'})`, mem, labels, classes, [32, 32]);
@@ -184,9 +185,9 @@ function removeDeadExtractions(cacheDir: string): void {
  */
 export function extractArchive(archive: string, cacheDir: string, top: string): string {
   if (!existsSync(archive)) {
-    throw new Error(`archive ${archive} not found (expected a .tar.gz containing ${top}/; set SEMAIM_CIFAR10_TAR or pass its path)`);
+    throw new Error(`archive ${quotedPath(archive)} not found (expected a .tar.gz containing ${top}/; set SEMAIM_CIFAR10_TAR or pass its path)`);
   }
-  if (!statSync(archive).isFile()) throw new Error(`archive ${archive} is not a file (expected a .tar.gz containing ${top}/)`);
+  if (!statSync(archive).isFile()) throw new Error(`archive ${quotedPath(archive)} is not a file (expected a .tar.gz containing ${top}/)`);
   const sha256 = fileSha256(archive);
   const target = join(cacheDir, `${top}-${sha256.slice(0, 16)}`);
   const marker = join(target, '.complete');
@@ -198,18 +199,21 @@ export function extractArchive(archive: string, cacheDir: string, top: string): 
     makeFolder(tmp);
   } catch (e) {
     // the default cache is under $HOME, which may be read-only (a service account, a container)
-    throw new Error(`cannot extract ${archive} into the data cache ${cacheDir} (${(e as Error).message}): set SEMAIM_DATA_CACHE to a writable folder`, {
-      cause: e,
-    });
+    throw new Error(
+      `cannot extract ${quotedPath(archive)} into the data cache ${quotedPath(cacheDir)} (${(e as Error).message}): set SEMAIM_DATA_CACHE to a writable folder`,
+      {
+        cause: e,
+      },
+    );
   }
   try {
     const r = spawnSync('tar', ['-xzf', archive, '-C', tmp], { encoding: 'utf8' });
-    if (r.error) throw new Error(`cannot run tar to extract ${archive}: ${r.error.message}`);
-    if (r.status !== 0) throw new Error(`tar failed to extract ${archive}: ${(r.stderr || '').trim().split('\n')[0]}`);
+    if (r.error) throw new Error(`cannot run tar to extract ${quotedPath(archive)}: ${r.error.message}`);
+    if (r.status !== 0) throw new Error(`tar failed to extract ${quotedPath(archive)}: ${(r.stderr || '').trim().split('\n')[0]}`);
     const extracted = join(tmp, top);
     if (!existsSync(extracted) || !statSync(extracted).isDirectory()) {
       const found = readdirSync(tmp).join(', ') || 'nothing';
-      throw new Error(`archive ${archive} does not contain ${top}/ (found: ${found})`);
+      throw new Error(`archive ${quotedPath(archive)} does not contain ${top}/ (found: ${found})`);
     }
     writeFileSync(join(extracted, '.complete'), JSON.stringify({ archive: resolve(archive), sha256, extracted: new Date().toISOString() }) + '\n');
     commitExtraction(extracted, target);

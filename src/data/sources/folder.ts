@@ -5,7 +5,7 @@ import { refuseUnknownKeys } from '../../util/options';
 import { readdirSync, statSync, type Dirent } from 'node:fs';
 import { join, resolve, extname } from 'node:path';
 import { packStrings, sharedInt32, unpackString, type Dataset, type FilesSpec } from '../dataset';
-import { printable } from '../../util/printable';
+import { printable, quotedPath } from '../../util/printable';
 import { checkSampleIndex } from '../sample-index';
 import { stderrLine } from '../../util/console-line';
 
@@ -50,9 +50,9 @@ function checkRoot(root: string, what: string, expected: string): void {
   try {
     st = statSync(root);
   } catch {
-    throw new Error(`${what}: ${root} does not exist (expected ${expected})`);
+    throw new Error(`${what}: ${quotedPath(root)} does not exist (expected ${expected})`);
   }
-  if (!st.isDirectory()) throw new Error(`${what}: ${root} is not a folder (expected ${expected})`);
+  if (!st.isDirectory()) throw new Error(`${what}: ${quotedPath(root)} is not a folder (expected ${expected})`);
 }
 
 /** What a listing left out: symlinks that lead back into a folder being listed, other paths to a folder listed already, and entries that cannot be read. */
@@ -97,7 +97,7 @@ function listImages(dir: string, rel: string, walk: Walk): void {
   try {
     raw = readdirSync(dir, { withFileTypes: true, encoding: 'buffer' });
   } catch (e) {
-    throw new Error(`cannot list ${dir}: ${(e as Error).message}`, { cause: e });
+    throw new Error(`cannot list ${quotedPath(dir)}: ${printable((e as Error).message)}`, { cause: e });
   }
   const entries = raw.map((ent) => ({ ent, ...entryName(ent.name) })).sort((a, b) => codePointOrder(a.name, b.name));
   const images: string[] = [];
@@ -167,7 +167,7 @@ function warnListing(root: string, report: ListingReport, warn: (line: string) =
   const a = report.aliases.length;
   if (a > 0) {
     warn(
-      `data: warning: ${root}: ${a} path${a === 1 ? ' leads' : 's lead'} to a folder listed already through a symlink, not listed again: ` +
+      `data: warning: ${quotedPath(root)}: ${a} path${a === 1 ? ' leads' : 's lead'} to a folder listed already through a symlink, not listed again: ` +
         `${report.aliases.slice(0, 5).map(printable).join(', ')}${a > 5 ? ', ...' : ''}`,
     );
   }
@@ -175,7 +175,7 @@ function warnListing(root: string, report: ListingReport, warn: (line: string) =
   if (n > 0) {
     const what = (u: { path: string; code: string }): string => `${printable(u.path)} (${REASONS[u.code] ?? u.code})`;
     warn(
-      `data: warning: ${root}: ${n} entr${n === 1 ? 'y' : 'ies'} cannot be read and ${n === 1 ? 'is' : 'are'} left out: ` +
+      `data: warning: ${quotedPath(root)}: ${n} entr${n === 1 ? 'y' : 'ies'} cannot be read and ${n === 1 ? 'is' : 'are'} left out: ` +
         `${report.unreadable.slice(0, 5).map(what).join(', ')}${n > 5 ? ', ...' : ''}`,
     );
   }
@@ -270,7 +270,7 @@ export function imageFolder(root: string, opts: FolderOptions = {}): ImageFolder
       classIds.push(id);
     }
   }
-  if (classes.length === 0) throw new Error(`ImageFolder: ${root} has no class sub-folders (expected ${expected})`);
+  if (classes.length === 0) throw new Error(`ImageFolder: ${quotedPath(root)} has no class sub-folders (expected ${expected})`);
   const warn = opts.onWarning ?? stderrWarn;
   // a class folder's images are listed in their class, not in another class that links to the folder
   for (const id of classIds) walk.visited.add(id);
@@ -291,11 +291,11 @@ export function imageFolder(root: string, opts: FolderOptions = {}): ImageFolder
   });
   warnListing(root, report, warn);
   if (paths.length === 0) {
-    throw new Error(`ImageFolder: found no images under ${root} (looked for ${[...exts].join(' ')} files in ${classes.length} class folders)`);
+    throw new Error(`ImageFolder: found no images under ${quotedPath(root)} (looked for ${[...exts].join(' ')} files in ${classes.length} class folders)`);
   }
   if (empty.length) {
     warn(
-      `data: warning: ImageFolder ${root}: ${empty.length} class folder(s) contain no images: ${printable(empty.slice(0, 5).join(', '))}${empty.length > 5 ? ', ...' : ''}`,
+      `data: warning: ImageFolder ${quotedPath(root)}: ${empty.length} class folder(s) contain no images: ${printable(empty.slice(0, 5).join(', '))}${empty.length > 5 ? ', ...' : ''}`,
     );
   }
   const labels = sharedInt32(labelList.length);
@@ -335,7 +335,7 @@ export function imageFiles(root: string, opts: FolderOptions & { recursive?: boo
   }
   warnListing(root, report, opts.onWarning ?? stderrWarn);
   if (paths.length === 0) {
-    throw new Error(`image folder: found no images in ${root} (looked for ${[...exts].join(' ')} files)`);
+    throw new Error(`image folder: found no images in ${quotedPath(root)} (looked for ${[...exts].join(' ')} files)`);
   }
   return new FilesDataset(root, paths, null, [], report);
 }

@@ -9,6 +9,7 @@ import { constants, gunzipSync } from 'node:zlib';
 import { sharedInt32 } from '../dataset';
 import { MemoryDataset, uniformImages } from './memory';
 import { readRegularFile } from '../../util/regular-file';
+import { quotedPath } from '../../util/printable';
 
 /** Fashion-MNIST's class names in label order (0 'T-shirt/top' … 9 'Ankle boot'). */
 export const FASHION_MNIST_CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
@@ -83,7 +84,7 @@ function readIdx(path: string): IdxArray {
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     if (err.code === 'ENOTREGULAR') throw new Error(`IDX: ${err.message}`, { cause: e });
-    throw new Error(`IDX: cannot read ${path} (${err.code ?? err.message})`, { cause: e });
+    throw new Error(`IDX: cannot read ${quotedPath(path)} (${err.code ?? err.message})`, { cause: e });
   }
   return parseIdx(bytes, path);
 }
@@ -91,23 +92,23 @@ function readIdx(path: string): IdxArray {
 /** An IDX image file (n×h×w) with an optional label file (n). */
 export function idxDataset(imagesPath: string, labelsPath: string | null, classes: readonly string[] = []): MemoryDataset {
   const img = readIdx(imagesPath);
-  if (img.dims.length !== 3) throw new Error(`IDX: ${imagesPath} has dims ${img.dims.join('x')}, expected n x height x width`);
+  if (img.dims.length !== 3) throw new Error(`IDX: ${quotedPath(imagesPath)} has dims ${img.dims.join('x')}, expected n x height x width`);
   const [n, h, w] = img.dims;
-  if (n === 0) throw new Error(`IDX: ${imagesPath} holds no images`);
+  if (n === 0) throw new Error(`IDX: ${quotedPath(imagesPath)} holds no images`);
   // checked before allocating: 4294967295 images of 0x28 pixels need no data but fail there
-  if (h === 0 || w === 0) throw new Error(`IDX: ${imagesPath} has dims ${img.dims.join('x')}: images of ${h}x${w} pixels hold nothing`);
+  if (h === 0 || w === 0) throw new Error(`IDX: ${quotedPath(imagesPath)} has dims ${img.dims.join('x')}: images of ${h}x${w} pixels hold nothing`);
   const mem = uniformImages(n, h, w, 1);
   mem.data.set(img.data);
   let labels: Int32Array | null = null;
   if (labelsPath) {
     const lab = readIdx(labelsPath);
     if (lab.dims.length !== 1 || lab.dims[0] !== n) {
-      throw new Error(`IDX: ${labelsPath} has dims ${lab.dims.join('x')}, expected ${n} labels to match ${imagesPath}`);
+      throw new Error(`IDX: ${quotedPath(labelsPath)} has dims ${lab.dims.join('x')}, expected ${n} labels to match ${quotedPath(imagesPath)}`);
     }
     const bad = classes.length > 0 ? lab.data.findIndex((l) => l >= classes.length) : -1;
     if (bad >= 0) {
       throw new Error(
-        `IDX: ${labelsPath}: image ${bad} has label ${lab.data[bad]}, but there are ${classes.length} classes (not the label file of ${imagesPath}?)`,
+        `IDX: ${quotedPath(labelsPath)}: image ${bad} has label ${lab.data[bad]}, but there are ${classes.length} classes (not the label file of ${quotedPath(imagesPath)}?)`,
       );
     }
     labels = sharedInt32(n);
@@ -133,7 +134,7 @@ export function mnistLike(root: string, opts: { train?: boolean; classes?: reado
   const labels = findFile(root, `${prefix}-labels-idx1-ubyte`);
   if (!images || !labels) {
     throw new Error(
-      `MNIST: ${root} lacks ${prefix}-images-idx3-ubyte[.gz] and/or ${prefix}-labels-idx1-ubyte[.gz] (expected an MNIST-layout folder of IDX files)`,
+      `MNIST: ${quotedPath(root)} lacks ${prefix}-images-idx3-ubyte[.gz] and/or ${prefix}-labels-idx1-ubyte[.gz] (expected an MNIST-layout folder of IDX files)`,
     );
   }
   return idxDataset(images, labels, opts.classes ?? MNIST_CLASSES);
@@ -153,7 +154,7 @@ export function fashionMnist(opts: { root?: string; train?: boolean } = {}): Mem
   refuseUnknownKeys(opts, ['root', 'train']);
   const root = opts.root ?? FASHION_MNIST_DIR;
   if (!opts.root && !existsSync(root)) {
-    throw new Error(`Fashion-MNIST: ${root} does not exist (install it with: apt-get install dataset-fashion-mnist)`);
+    throw new Error(`Fashion-MNIST: ${quotedPath(root)} does not exist (install it with: apt-get install dataset-fashion-mnist)`);
   }
   return mnistLike(root, { train: opts.train, classes: FASHION_MNIST_CLASSES });
 }

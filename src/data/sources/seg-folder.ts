@@ -21,6 +21,7 @@ import { decodeLabelPng } from '../codecs/label-png';
 import { permutation } from '../rng';
 import { IMAGE_EXTENSIONS, imageFiles } from './folder';
 import { maskPlane, SegSkipError, withMask, type SegSource } from './seg-source';
+import { quotedPath } from '../../util/printable';
 
 export interface SegFolderOptions {
   split: 'train' | 'test';
@@ -50,18 +51,18 @@ function readClasses(root: string, numClasses: number | undefined): string[] {
     } catch (e) {
       // a folder, FIFO or device at the name is refused naming the file already
       const why = (e as Error).message;
-      throw new Error(why.startsWith(file) ? why : `cannot read ${file} (${why})`, { cause: e });
+      throw new Error(why.startsWith(file) ? why : `cannot read ${quotedPath(file)} (${why})`, { cause: e });
     }
     const names = text.split(/\r?\n/).map((s) => s.trim());
     while (names.length && names[names.length - 1] === '') names.pop();
-    if (names.length < 1) throw new Error(`${file} lists no class`);
+    if (names.length < 1) throw new Error(`${quotedPath(file)} lists no class`);
     if (numClasses !== undefined && numClasses !== names.length)
-      throw new Error(`${file} lists ${names.length} classes, but the number of classes given is ${numClasses}`);
-    if (names.length > 255) throw new Error(`${file} lists ${names.length} classes; masks hold at most 255 (0–254, 255 = ignore)`);
+      throw new Error(`${quotedPath(file)} lists ${names.length} classes, but the number of classes given is ${numClasses}`);
+    if (names.length > 255) throw new Error(`${quotedPath(file)} lists ${names.length} classes; masks hold at most 255 (0–254, 255 = ignore)`);
     return names;
   }
   if (numClasses === undefined)
-    throw new Error(`segmentation folder ${root}: no classes.txt (one class name per line) and no number of classes given (--num-classes)`);
+    throw new Error(`segmentation folder ${quotedPath(root)}: no classes.txt (one class name per line) and no number of classes given (--num-classes)`);
   if (!(Number.isInteger(numClasses) && numClasses >= 2 && numClasses <= 255)) throw new RangeError(`number of classes must be 2..255, got ${numClasses}`);
   return Array.from({ length: numClasses }, (_, k) => `class${k}`);
 }
@@ -87,7 +88,7 @@ export function segFolder(rootIn: string, o: SegFolderOptions): SegSource {
     for (let i = 0; i < masks.length; i++) maskPaths.set(stem(masks.relativePath(i)), masks.relativePath(i));
   } catch (e) {
     // no mask at all: every image is left out below, and the loader says so; a folder that cannot be read is an error
-    if ((e as NodeJS.ErrnoException).code) throw new Error(`segmentation folder: cannot read ${masksDir} (${(e as Error).message})`, { cause: e });
+    if ((e as NodeJS.ErrnoException).code) throw new Error(`segmentation folder: cannot read ${quotedPath(masksDir)} (${(e as Error).message})`, { cause: e });
   }
   const pairs: { image: string; mask: string }[] = [];
   const listingSkips: { name: string; reason: string; message: string }[] = [];
@@ -120,8 +121,8 @@ export function segFolder(rootIn: string, o: SegFolderOptions): SegSource {
       try {
         mask = decodeLabelPng(readImageFile(maskFile, maxFileBytes), o.imageInput?.maxImagePixels);
       } catch (e) {
-        if (e instanceof DecodeError && e.reason === 'too-large') throw new DecodeError('too-large', `mask ${maskFile}: ${e.message}`);
-        throw new SegSkipError('mask-unreadable', `mask ${maskFile}: ${(e as Error).message}`);
+        if (e instanceof DecodeError && e.reason === 'too-large') throw new DecodeError('too-large', `mask ${quotedPath(maskFile)}: ${e.message}`);
+        throw new SegSkipError('mask-unreadable', `mask ${quotedPath(maskFile)}: ${(e as Error).message}`);
       }
       const data = mask.data;
       for (let k = 0; k < data.length; k++) {
@@ -144,7 +145,7 @@ export function segFolder(rootIn: string, o: SegFolderOptions): SegSource {
       }
       const attach = (h: ImageHandle): ImageHandle => {
         if (h.width !== mask.width || h.height !== mask.height) {
-          throw new SegSkipError('mask-size', `mask ${maskFile} is ${mask.width}×${mask.height}, its image ${h.width}×${h.height}`);
+          throw new SegSkipError('mask-size', `mask ${quotedPath(maskFile)} is ${mask.width}×${mask.height}, its image ${h.width}×${h.height}`);
         }
         return withMask(h, maskPlane(data, mask.width, mask.height));
       };
