@@ -5,10 +5,13 @@
 // checkout, e.g. dist/test/torch/tensor.test.js, holds any of them).
 // SEMAIM_TEST_DEVICE=cuda runs them with tensors created without a device on that device
 // (scripts/test-device.js); tests of CPU-only behaviour skip themselves then.
+// A test file still running after SEMAIM_TEST_FILE_TIMEOUT_S seconds (default 900) is killed with every
+// process it started, and named as failed: one that hung (an open handle, a child that never exits) hung
+// the whole run until CI's own limit, without a word on which file.
 'use strict';
-const { existsSync, readdirSync, statSync } = require('node:fs');
+const { existsSync, readdirSync, readFileSync, statSync } = require('node:fs');
 const { join, relative } = require('node:path');
-const { spawnSync } = require('node:child_process');
+const { spawn } = require('node:child_process');
 
 function walk(dir) {
   let out = [];
@@ -56,5 +59,103 @@ if (env.SEMAIM_TEST_DEVICE) {
   // since NODE_OPTIONS splits at spaces (a checkout under a folder whose name has one).
   env.NODE_OPTIONS = `--require ${JSON.stringify(join(__dirname, 'test-device.js'))}${env.NODE_OPTIONS ? ` ${env.NODE_OPTIONS}` : ''}`;
 }
-const r = spawnSync(process.execPath, args, { stdio: 'inherit', env });
-process.exit(r.status ?? 1);
+const timeoutText = process.env.SEMAIM_TEST_FILE_TIMEOUT_S ?? '900';
+const timeoutS = Number(timeoutText);
+if (!(timeoutS > 0)) {
+  console.error(`run-tests: SEMAIM_TEST_FILE_TIMEOUT_S must be a number of seconds > 0, got '${timeoutText}'`);
+  process.exit(2);
+}
+
+/** Each process's parent and start time (in clock ticks since boot, telling a reused pid apart), from /proc; null without one. */
+function processTable() {
+  let pids;
+  try {
+    pids = readdirSync('/proc').filter((n) => /^\d+$/.test(n));
+  } catch {
+    return null;
+  }
+  const table = new Map();
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      // fields 3.. follow the name, which is in parentheses and may hold spaces and ')'
+      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      table.set(Number(pid), { ppid: Number(rest[1]), start: rest[19] });
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  return table;
+}
+
+function descendants(pid, table) {
+  const out = [];
+  for (let k = -1; k < out.length; k++) {
+    const parent = k < 0 ? pid : out[k];
+    for (const [p, { ppid }] of table) if (ppid === parent) out.push(p);
+  }
+  return out;
+}
+
+/** Kills a process and all its descendants: stopped first, until no new one appears (a stopped process starts no more), then killed. */
+function killTree(pid) {
+  const stopped = new Set();
+  for (;;) {
+    const fresh = [pid, ...descendants(pid, processTable() ?? new Map())].filter((p) => !stopped.has(p));
+    if (fresh.length === 0) break;
+    for (const p of fresh) {
+      try {
+        process.kill(p, 'SIGSTOP');
+      } catch {
+        /* exited meanwhile */
+      }
+      stopped.add(p);
+    }
+  }
+  for (const p of stopped) {
+    try {
+      process.kill(p, 'SIGKILL');
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  return stopped.size;
+}
+
+// node --test runs each file in a child process of its own, with the file's path among its arguments
+const running = new Map(); // pid -> { file, start, since }
+const timedOut = [];
+function killFilesPastTheirTime(runnerPid) {
+  const table = processTable();
+  if (!table) return; // no /proc (not Linux): no per-file limit
+  for (const [pid, { ppid, start }] of table) {
+    if (ppid !== runnerPid || running.get(pid)?.start === start) continue;
+    let argv;
+    try {
+      argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    } catch {
+      continue;
+    }
+    const file = argv.find((a) => files.includes(a));
+    if (file) running.set(pid, { file, start, since: Date.now() });
+  }
+  for (const [pid, { file, start, since }] of running) {
+    if (table.get(pid)?.start !== start) running.delete(pid);
+    else if (Date.now() - since > timeoutS * 1000) {
+      running.delete(pid);
+      timedOut.push(relative(ROOT, file));
+      const n = killTree(pid);
+      console.error(
+        `run-tests: ${relative(ROOT, file)} ran longer than ${timeoutS} s (SEMAIM_TEST_FILE_TIMEOUT_S): killed it and ${n - 1} process(es) it started`,
+      );
+    }
+  }
+}
+
+const runner = spawn(process.execPath, args, { stdio: 'inherit', env });
+const watch = setInterval(() => killFilesPastTheirTime(runner.pid), Math.min(1000, (timeoutS * 1000) / 4));
+runner.on('exit', (code) => {
+  clearInterval(watch);
+  if (timedOut.length) console.error(`run-tests: failed, past SEMAIM_TEST_FILE_TIMEOUT_S=${timeoutS}: ${timedOut.join(', ')}`);
+  process.exit(timedOut.length ? 1 : (code ?? 1));
+});

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, sep } from 'node:path';
 
@@ -94,3 +94,57 @@ test('run-tests.js leaves out a compiled test whose test/ source is gone, naming
   assert.deepEqual(r.stdout.trim().split('\n'), [join('dist', 'test', 'kept.test.js')]);
   assert.match(r.stderr, /not running dist\/test\/moved\/away\.test\.js: no test\/ source/);
 });
+
+test(
+  'run-tests.js kills a test file still running after SEMAIM_TEST_FILE_TIMEOUT_S, with the processes it started, names it as failed and runs the rest',
+  { skip: !existsSync('/proc/self/stat') && 'no /proc (the limit needs it)' },
+  (t) => {
+    // the hanging file's child holds the runner's output pipe: node --test's own --test-timeout then waits for it forever
+    const dir = mkdtempSync(join(tmpdir(), 'semaim-run-tests-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    mkdirSync(join(dir, 'scripts'));
+    copyFileSync(join(ROOT, 'scripts', 'run-tests.js'), join(dir, 'scripts', 'run-tests.js'));
+    const childPid = join(dir, 'child.pid');
+    const hanging =
+      "const { spawn } = require('node:child_process');\n" +
+      "const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'inherit' });\n" +
+      `require('node:fs').writeFileSync(${JSON.stringify(childPid)}, String(child.pid));\n` +
+      "require('node:test')('never ends', () => new Promise(() => {}));\n";
+    const files = { 'hangs.test': hanging, 'passes.test': "require('node:test')('passes', () => {});\n" };
+    mkdirSync(join(dir, 'test'));
+    mkdirSync(join(dir, 'dist', 'test'), { recursive: true });
+    for (const [name, js] of Object.entries(files)) {
+      writeFileSync(join(dir, 'test', `${name}.ts`), '');
+      writeFileSync(join(dir, 'dist', 'test', `${name}.js`), js);
+    }
+    const { NODE_TEST_CONTEXT: _, ...env } = process.env;
+    const run = (timeout: string) =>
+      spawnSync(process.execPath, [join(dir, 'scripts', 'run-tests.js')], {
+        encoding: 'utf8',
+        env: { ...env, SEMAIM_TEST_FILE_TIMEOUT_S: timeout },
+        timeout: 60_000,
+      });
+    const r = run('1');
+    assert.equal(r.status, 1, `${r.stdout}\n${r.stderr}`);
+    assert.match(
+      r.stderr,
+      /run-tests: dist\/test\/hangs\.test\.js ran longer than 1 s \(SEMAIM_TEST_FILE_TIMEOUT_S\): killed it and 1 process\(es\) it started/,
+    );
+    assert.match(r.stderr, /run-tests: failed, past SEMAIM_TEST_FILE_TIMEOUT_S=1: dist\/test\/hangs\.test\.js$/m);
+    assert.match(r.stdout, /^ok \d+ - passes$/m);
+    // gone, or a zombie no one reaps (a container's pid 1 may not)
+    const state = (pid: string) => {
+      try {
+        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+      } catch {
+        return 'gone';
+      }
+    };
+    assert.match(state(readFileSync(childPid, 'utf8')), /^(gone|Z)$/, 'the child the hanging file started was killed');
+
+    const bad = run('soon');
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /SEMAIM_TEST_FILE_TIMEOUT_S must be a number of seconds > 0, got 'soon'/);
+  },
+);
