@@ -141,7 +141,16 @@ export async function timeSteps(options: PretrainOptions, outDir: string, warmup
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-  const elapsed = (performance.now() - t0) / 1000;
+  return stepTiming(t0, stamps, performance.now(), warmup, total);
+}
+
+/**
+ * The arithmetic of {@link timeSteps}, from the clock (ms) before the run (`t0`), after each of its `total` steps
+ * (`stamps`) and after it (`t1`): the step is the median of the gaps before each step after the `warmup` ones (the
+ * mean gap when the warm-up took them all); the startup is the rest of the run's time, never below 0.
+ */
+export function stepTiming(t0: number, stamps: readonly number[], t1: number, warmup: number, total: number): StepTiming {
+  const elapsed = (t1 - t0) / 1000;
   const gaps = stamps
     .slice(warmup)
     .map((t, i) => (t - stamps[warmup + i - 1]) / 1000)

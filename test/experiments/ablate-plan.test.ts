@@ -27,6 +27,7 @@ import {
   readPlan,
   runSeconds,
   shardOf,
+  stepTiming,
   PlannedRun,
   Measurement,
 } from '../../src/experiments/ablate-plan';
@@ -761,4 +762,16 @@ test("--budget-minutes measures in the out-dir, not $TMPDIR (missing here), and 
     else process.env.TMPDIR = saved;
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('stepTiming: the step is the median gap before each step after the warm-up, the startup the rest of the run, by the clock read around it', () => {
+  // clock in ms: the run starts at 0, its 2 warm-up steps end at 2000 and 3000 (slow: the first builds the model)
+  const stamps = [2000, 3000, 3250, 3750, 4750, 5500];
+  // timed gaps 0.25, 0.5, 1, 0.75 s: median (0.5 + 0.75) / 2 (the warm-up's 1 s gap, or a gap left out, moves it)
+  assert.deepEqual(stepTiming(0, stamps, 6500, 2, 6), { step: 0.625, startup: 6.5 - 0.625 * 6 });
+  assert.deepEqual(stepTiming(1000, stamps.slice(0, 5), 5750, 2, 5), { step: 0.5, startup: 4.75 - 0.5 * 5 }, 'an odd count: the middle gap');
+  // steps slower than the whole run's time over their count: no negative startup
+  assert.deepEqual(stepTiming(0, [250, 500, 2500, 4500], 4500, 2, 4), { step: 2, startup: 0 });
+  // no step after the warm-up: the mean gap of all steps
+  assert.deepEqual(stepTiming(0, [1000, 1500, 3000], 3500, 3, 3), { step: 1, startup: 0.5 });
 });
