@@ -28,6 +28,7 @@ import { join } from 'node:path';
 import { stepDirName } from '../io/checkpoint';
 import { besideProgress, stderrLine } from '../util/console-line';
 import { DataError } from '../util/errors';
+import { quotedPath } from '../util/printable';
 
 export type { StopReason, MetricsRecord };
 
@@ -291,7 +292,9 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
     return true;
   };
   if (state.step >= totalSteps) {
-    log(`nothing to do: the run in ${run.outDir} already reached step ${state.step} of ${totalSteps} (checkpoint ${state.lastCheckpoint})`);
+    log(
+      `nothing to do: the run in ${quotedPath(run.outDir)} already reached step ${state.step} of ${totalSteps} (checkpoint ${quotedPath(String(state.lastCheckpoint))})`,
+    );
     state.stoppedBy = totalSteps < plannedSteps ? 'maxSteps' : 'finished';
     try {
       // as at the end of a run that got here (a --max-steps stop included): a result a killed process never wrote is written now

@@ -435,7 +435,7 @@ export class TrainState {
     const losses = lossEnds(this.metrics.path); // (the file's two ends: an 800-epoch run logs hundreds of thousands of lines)
     if (losses) [this.firstLoss, this.lastLoss] = [losses.first, losses.last];
     const worlds = savedWorld !== this.worldSize ? `; written by ${savedWorld} process(es), continued by ${this.worldSize}` : '';
-    if (this.writes) this.log(`resumed from ${latest.dir} (step ${this.step}, epoch ${this.epoch}, batch ${this.batch}${worlds})`);
+    if (this.writes) this.log(`resumed from ${quotedPath(latest.dir)} (step ${this.step}, epoch ${this.epoch}, batch ${this.batch}${worlds})`);
     job.onResume?.(latest.state as Record<string, unknown>, latest.dir);
   }
 
