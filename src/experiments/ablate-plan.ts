@@ -106,6 +106,15 @@ export function planScratch(outDir: string): string {
 }
 
 /**
+ * Waits for the work queued on `device` (nothing on the CPU). A CUDA step returns once its kernels are queued:
+ * without this wait, a step's time read between metric reads was the rate of queueing them, and the plan
+ * took far more steps than the budget holds.
+ */
+export function waitForDevice(device: string): void {
+  if (device.startsWith('cuda')) torch.cuda.synchronize();
+}
+
+/**
  * Times `warmup + timed` steps of the real pre-training loop on random images (in a scratch folder in `outDir`, see planScratch).
  * A SIGINT/SIGTERM (or `stop`) during them is a StoppedBySignal: the steps it cut short time nothing,
  * and a plan made from them would be kept for every later call.
@@ -130,7 +139,10 @@ export async function timeSteps(options: PretrainOptions, outDir: string, warmup
     const shape = [o.batchSize, 3, o.imgSize, o.imgSize];
     const r = await pretrain(o, randomTrainData(shape, total, o.seed), {
       log: () => {},
-      onStep: () => stamps.push(performance.now()),
+      onStep: () => {
+        waitForDevice(o.device);
+        stamps.push(performance.now());
+      },
       ...(stop && { stop }),
     });
     if (r.stoppedBy === 'signal')
@@ -180,10 +192,12 @@ export interface EvalCost {
  * GPU: kernel loading, cuBLAS and cuDNN set-up, the allocator's first blocks) that the parts' scaling
  * below would multiply: on an H200 the plan took 28-36 s per evaluation where the runs took 8-9 s.
  */
-async function timeWarm(work: () => unknown): Promise<number> {
+async function timeWarm(work: () => unknown, device: string): Promise<number> {
   await work();
+  waitForDevice(device);
   const t = performance.now();
   await work();
+  waitForDevice(device);
   return (performance.now() - t) / 1000;
 }
 
@@ -213,7 +227,7 @@ export async function timeEvaluation(options: PretrainOptions, c: EvalCost, samp
         disposeFeatures(
           ...(await extractPooledFeatures(encoder, data, c.poolings, { batchSize: c.evalBatchSize, precision: c.precision, label: null })).values(),
         );
-      })) *
+      }, String(c.device))) *
       ((c.sizes.train + c.sizes.test) / n);
     const rand = (rows: number, seed: number): FeatureSet => {
       const f = torch.keep(torch.randn([rows, cfg.embedDim], { generator: new torch.Generator(seed) }).to({ device: c.device }));
@@ -225,12 +239,12 @@ export async function timeEvaluation(options: PretrainOptions, c: EvalCost, samp
     const te = rand(c.sizes.test, 3);
     const knn = await timeWarm(() => {
       knnClassify(tr, te, { ks: c.ks.filter((k) => k <= c.sizes.train), numClasses: c.numClasses, label: null });
-    });
+    }, String(c.device));
     const epochs = Math.min(1, c.linprobe.epochs);
     const linprobe =
       (await timeWarm(async () => {
         (await linprobeOnFeatures(tr, te, c.numClasses, { ...c.linprobe, epochs, warmupEpochs: 0, label: null })).probe.dispose();
-      })) *
+      }, String(c.device))) *
       (c.linprobe.epochs / epochs);
     return features + c.poolings.length * (knn + linprobe);
   } finally {

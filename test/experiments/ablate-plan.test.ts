@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
+import * as torch from '../../src/torch';
 import { resolveOptions, OptionError } from '../../src/util/options';
 import { ABLATE_OPTIONS, AblateOptions, parseOrderSpec, parseOrders, parseShard, validateAblate } from '../../src/experiments/ablate-options';
 import {
@@ -28,6 +29,7 @@ import {
   runSeconds,
   shardOf,
   stepTiming,
+  waitForDevice,
   PlannedRun,
   Measurement,
 } from '../../src/experiments/ablate-plan';
@@ -774,4 +776,19 @@ test('stepTiming: the step is the median gap before each step after the warm-up,
   assert.deepEqual(stepTiming(0, [250, 500, 2500, 4500], 4500, 2, 4), { step: 2, startup: 0 });
   // no step after the warm-up: the mean gap of all steps
   assert.deepEqual(stepTiming(0, [1000, 1500, 3000], 3500, 3, 3), { step: 1, startup: 0.5 });
+});
+
+test('waitForDevice: a CUDA device is synchronised before a step or an evaluation is timed (its kernels only queued), the CPU is not', () => {
+  const saved = torch.cuda.synchronize;
+  const waited: number[] = [];
+  torch.cuda.synchronize = () => void waited.push(1);
+  try {
+    waitForDevice('cuda');
+    waitForDevice('cuda:1');
+    assert.equal(waited.length, 2);
+    waitForDevice('cpu');
+    assert.equal(waited.length, 2, 'no CUDA context made for a CPU run');
+  } finally {
+    torch.cuda.synchronize = saved;
+  }
 });
