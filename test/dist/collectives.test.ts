@@ -33,7 +33,7 @@ test("the addon's ProcessGroup and GradReducer have exactly the methods their ha
   }
 });
 
-test('gloo collectives across 2 processes: sum, avg, max, coalesced, broadcast, allGather, gather, barrier', { skip: gloo }, async () => {
+test('gloo collectives across 2 processes: sum, avg, max, coalesced, broadcast, allGather, gather, barrier; maxOf, allGatherJson of other lengths, sumNumbers; a collective waited for twice', { skip: gloo }, async () => {
   const runs = await runWorkers(workerScript('collectives'), 2, ['ok']);
   for (const run of runs) {
     assert.equal(run.code, 0, `rank ${run.rank} failed:\n${run.stderr}`);
@@ -57,12 +57,16 @@ test('gloo collectives across 2 processes: sum, avg, max, coalesced, broadcast, 
     assert.deepEqual(r.anyTrue, [true, false]);
     assert.match(String(r.intAvg), /avg needs floating tensors, got int64/);
     assert.equal(r.pending, 0);
+    assert.equal(r.maxOf, 8);
+    assert.deepEqual(r.json, [{ a: 1 }, { b: 'x'.repeat(40), c: [1, 2] }]);
+    assert.deepEqual(r.summed, { float32: true, v: [2, 4] });
+    assert.equal(r.doubleWait, 'dist: this collective was already waited for');
   }
 });
 
-test('a rank that never joins an all-reduce: ERR_DIST_TIMEOUT naming the op and rank; the rank gives the group up and exits at once', { skip: gloo }, async () => {
+for (const scenario of ['timeout', 'timeout-sync']) test(`a rank that never joins an all-reduce (${scenario}): ERR_DIST_TIMEOUT naming the op and rank; the rank marks the group failed, gives it up and exits at once`, { skip: gloo }, async () => {
   const t0 = Date.now();
-  const runs = await runWorkers(workerScript('collectives'), 2, ['timeout']);
+  const runs = await runWorkers(workerScript('collectives'), 2, [scenario]);
   const r0 = lineWith(runs[0], 'error');
   const e = r0.error as { code: string; op: string; rank: number; worldSize: number; message: string };
   assert.equal(e.code, 'ERR_DIST_TIMEOUT');
@@ -70,6 +74,7 @@ test('a rank that never joins an all-reduce: ERR_DIST_TIMEOUT naming the op and 
   assert.equal(e.rank, 0);
   assert.equal(e.worldSize, 2);
   assert.match(e.message, /^dist\.allReduce failed on rank 0 of 2 \(gloo\): .*not every rank joined within 1500 ms/);
+  assert.equal(r0.failed, true, 'the group is marked failed, so that shutdown abandons it');
   assert.ok(Number(r0.ms) < 5000, `timed out after ${r0.ms} ms, expected about 1500`);
   assert.equal(runs[0].code, 3, runs[0].stderr);
   const exitDelay = runs[0].ms - (Number(r0.exitAt) - t0);
@@ -118,6 +123,10 @@ test('readDistEnv: torchrun variables, agent store, and clear errors for bad val
   assert.deepEqual(a?.agentStore, { restartCount: 2 });
   assert.equal(a?.glooInterface, 'eth1');
   assert.equal(a?.localRank, 0);
+  // torchrun's standalone rendezvous says False: the workers start the store; a first attempt has no restart count
+  const agent = (vars: Record<string, string>) => dist.readDistEnv({ RANK: '0', WORLD_SIZE: '2', MASTER_ADDR: 'h', MASTER_PORT: '1', ...vars })?.agentStore;
+  assert.equal(agent({ TORCHELASTIC_USE_AGENT_STORE: 'False', TORCHELASTIC_RESTART_COUNT: '0' }), null);
+  assert.deepEqual(agent({ TORCHELASTIC_USE_AGENT_STORE: 'True' }), { restartCount: 0 });
   assert.throws(() => dist.readDistEnv({ RANK: '2', WORLD_SIZE: '2', MASTER_ADDR: 'h', MASTER_PORT: '1' }), /RANK=2 is not an integer in \[0, 1\]/);
   assert.throws(() => dist.readDistEnv({ RANK: '0', WORLD_SIZE: '2' }), /MASTER_ADDR, MASTER_PORT not set/);
   assert.throws(() => dist.readDistEnv({ RANK: '0', WORLD_SIZE: 'two', MASTER_ADDR: 'h', MASTER_PORT: '1' }), /WORLD_SIZE=two/);

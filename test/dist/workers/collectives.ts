@@ -1,8 +1,9 @@
 // A worker of test/dist/collectives.test.ts: joins the group from torchrun's environment variables and
 // runs one scenario, printing one JSON line per result on stdout.
 //   ok        every collective, sum/avg/max, coalesced, broadcast, allGather, gather, barrier (async and sync)
+//             and the small agreements (maxOf, allGatherJson, sumNumbers)
 //   timeout   rank 1 joins an all-reduce too late: rank 0 must fail with ERR_DIST_TIMEOUT naming the op,
-//             and exit at once
+//             mark the group failed and exit at once (timeout-sync: the same with a blocking all-reduce)
 import * as torch from '../../../src/torch';
 import * as dist from '../../../src/dist';
 
@@ -41,25 +42,35 @@ async function main(): Promise<void> {
     const avg = await g.averageNumbers([r, 10]);
     const anyA = await g.anyTrue(r === 1);
     const anyB = await g.anyTrue(false);
+    const maxOf = await g.maxOf(5 * r + 3);
+    // JSON of other lengths on each rank: each decoded to its own length
+    const json = await g.allGatherJson(r === 0 ? { a: 1 } : { b: 'x'.repeat(40), c: [1, 2] });
+    const summed = g.sumNumbers(Float32Array.of(r + 0.5, 2));
+    const once = g.startBarrier();
+    once.wait();
+    let doubleWait = '';
+    try { once.wait(); } catch (err) { doubleWait = (err as Error).message; }
     let intAvg = '';
     try { g.allReduceSync(torch.tensor([1], { dtype: 'int64' }), 'avg'); } catch (err) { intAvg = (err as Error).message; }
     out({
       rank: r, sum: values(a), avg: values(b), max: values(c), coalesced: [values(d1), values(d2)], broadcast0: values(e), broadcast1: values(f),
       gathered: gathered.map(values), gatherToRoot1: toRoot1.map((t) => ({ shape: t.shape, v: values(t) })), stridedToRoot0: stridedToRoot0.map(values), gatheredSync: gatheredSync.map((t) => ({ shape: t.shape, dtype: t.dtype, v: values(t) })),
       broadcastCoalesced: [values(p1), values(p2)], averageNumbers: avg, anyTrue: [anyA, anyB], intAvg, pending: g.pending,
+      maxOf, json, summed: { float32: summed instanceof Float32Array, v: Array.from(summed) }, doubleWait,
     });
-  } else if (scenario === 'timeout') {
+  } else if (scenario === 'timeout' || scenario === 'timeout-sync') {
     // Rank 1 stays alive but joins rank 0's all-reduce far too late: rank 0 times out, gives the group
     // up and must exit at once (destroying a group with a collective still running would wait for it).
     await g.barrier();
     if (r === 0) {
       const t0 = Date.now();
       try {
-        await g.allReduce(torch.ones([3]), 'sum', { timeoutMs: 1500 });
+        if (scenario === 'timeout-sync') g.allReduceSync(torch.ones([3]), 'sum', { timeoutMs: 1500 });
+        else await g.allReduce(torch.ones([3]), 'sum', { timeoutMs: 1500 });
         out({ rank: r, error: null });
       } catch (err) {
         const e = err as dist.DistError;
-        out({ rank: r, error: { code: e.code, op: e.op, rank: e.rank, worldSize: e.worldSize, message: e.message }, ms: Date.now() - t0, exitAt: Date.now() });
+        out({ rank: r, error: { code: e.code, op: e.op, rank: e.rank, worldSize: e.worldSize, message: e.message }, failed: g.failed, ms: Date.now() - t0, exitAt: Date.now() });
       }
       dist.destroyProcessGroup();
       process.exit(3);
