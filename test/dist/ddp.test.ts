@@ -93,6 +93,7 @@ test('bucketsBySize: reverse order, caps, one dtype per bucket, an oversized ten
     // bytes: 40, 40, 400, 40 (float64), 12
     assert.deepEqual(dist.bucketsBySize(ts, 100), [[4], [3], [2], [1, 0]]);
     assert.deepEqual(dist.bucketsBySize(ts, 1000), [[4], [3], [2, 1, 0]]);
+    assert.deepEqual(dist.bucketsBySize(ts, 80), [[4], [3], [2], [1, 0]], 'a bucket filled exactly to the cap');
   } finally {
     for (const t of ts) t.dispose();
   }
@@ -221,3 +222,60 @@ test(
     assert.deepEqual(lineWith(r0, 'leaked'), { code: 'ERR_DIST_PEER', leaked: 0 }, r0.stderr);
   }),
 );
+
+test(
+  'DDP: backward(loss, { sync: false }) keeps the gradients local, in both modes; the next synchronised backward averages what was accumulated (after-backward: a missing gradient as zeros); disposed, it refuses',
+  { skip: gloo },
+  inTempDir('semaim-ddp-', async (dir) => {
+    const script = writeWorker(
+      dir,
+      `  for (const mode of process.argv.slice(2)) {
+    const w = torch.full([2], 1).requiresGrad_();
+    // after-backward takes a parameter that got no gradient as zeros (the Reducer needs findUnusedParameters)
+    const unused = torch.full([1], 1).requiresGrad_();
+    const params = mode === 'after-backward' ? [['w', w], ['unused', unused]] : [['w', w]];
+    const ddp = new dist.DistributedDataParallel({ namedParameters: () => params, namedBuffers: () => [] }, g, { mode });
+    ddp.backward(w.mul(g.rank + 1).sum(), { sync: false });
+    const local = [...w.grad.toFloat64Array()];
+    ddp.backward(w.mul(g.rank + 1).sum());
+    const synced = [...w.grad.toFloat64Array()];
+    ddp.dispose();
+    let disposed = '';
+    try { ddp.backward(w.sum()); } catch (e) { disposed = e.message; }
+    console.log(JSON.stringify({ mode, local, synced, unused: unused.grad && [...unused.grad.toFloat64Array()], disposed }));
+  }
+  dist.destroyProcessGroup();
+`,
+    );
+    const modes = info.reducer ? ['after-backward', 'overlap'] : ['after-backward'];
+    const runs = await runWorkers(script, 2, modes, { timeoutMs: 60_000 });
+    for (const r of runs) {
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.lines.length, modes.length, `rank ${r.rank}: ${JSON.stringify(r.lines)}\n${r.stderr}`);
+      // rank r accumulates (r + 1) twice: the mean of 2 and 4
+      const own = r.rank + 1;
+      for (const l of r.lines) {
+        assert.deepEqual([l.local, l.synced, l.unused], [[own, own], [3, 3], l.mode === 'after-backward' ? [0] : null], `rank ${r.rank}, ${l.mode}`);
+        assert.equal(l.disposed, 'DistributedDataParallel: disposed', 'a disposed wrapper refuses to run backward');
+      }
+    }
+  }),
+);
+
+test('DDP refuses, before any collective, bucket sizes that are not positive, a model on another device than its group and an unknown compression', () => {
+  const w = torch.keep(torch.zeros([2]).requiresGrad_());
+  try {
+    const model = { namedParameters: () => [['w', w]] as [string, torch.Tensor][], namedBuffers: () => [] };
+    // a group whose every collective would fail the test: the refusals come first
+    const nccl = { rank: 0, worldSize: 2, backend: 'nccl', device: 'cuda:0' } as unknown as dist.ProcessGroup;
+    assert.throws(() => new dist.DistributedDataParallel(model, nccl), /DistributedDataParallel: w is on cpu but the nccl group works on cuda:0: move the model to its device first/);
+    assert.throws(() => new dist.DistributedDataParallel(model, nccl, { bucketCapMb: 0 }), /bucket sizes must be positive/);
+    assert.throws(() => new dist.DistributedDataParallel(model, nccl, { firstBucketCapMb: 0 }), /bucket sizes must be positive/);
+    const gloo = { rank: 0, worldSize: 2, backend: 'gloo', device: 'cpu' } as unknown as dist.ProcessGroup;
+    assert.throws(() => new dist.DistributedDataParallel(model, gloo, { compress: 'fp8' as dist.GradCompression }), /compress must be 'none', 'fp16' or 'bf16', got 'fp8'/);
+    // NCCL sums bfloat16 in every libtorch; fp16 goes everywhere
+    assert.deepEqual([dist.compressionRefusal('bf16', 'nccl'), dist.compressionRefusal('fp16', 'gloo'), dist.compressionRefusal('fp16', 'nccl')], [null, null, null]);
+  } finally {
+    w.dispose();
+  }
+});
