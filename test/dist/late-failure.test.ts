@@ -11,6 +11,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as dist from '../../src/dist';
 import { runWorkers, workerScript, type WorkerRun } from './helpers';
+import { distError } from '../../src/dist/errors';
+import { ownFailure, withFailedRanksReason } from '../../src/dist/late-failure';
+import { AbortError } from '../../src/util/errors';
+import { StoppedBySignal } from '../../src/run/signals';
 
 const gloo = dist.distBuildInfo().gloo ? false : 'the addon was built without Gloo';
 
@@ -21,15 +25,18 @@ const ended = (r: WorkerRun): { message: string; code: string } => {
 
 for (const [n, failing] of [[2, 0], [2, 1], [3, 1]] as const) {
   test(`${n} ranks, rank ${failing} fails mid-run (ENOSPC): every other rank stops naming it and its error, not only the closed connection`, { skip: gloo }, async () => {
-    const runs = await runWorkers(workerScript('late-failure-case'), n, [String(failing)], { timeoutMs: 30_000, env: { SEMAIM_DIST_TIMEOUT: '20' } });
+    // with 3 ranks the error's message leaves its code out: the others' message adds it
+    const apart = n === 3;
+    const runs = await runWorkers(workerScript('late-failure-case'), n, [String(failing), 'barrier', ...(apart ? ['code-apart'] : [])], { timeoutMs: 30_000, env: { SEMAIM_DIST_TIMEOUT: '20' } });
     for (const r of runs) {
       assert.equal(r.signal, null, `rank ${r.rank} was killed (a hang):\n${r.stderr}`);
       const e = ended(r);
       if (r.rank === failing) {
-        assert.match(e.message, /^cannot write checkpoints\/step-3\/model\.safetensors: ENOSPC/);
+        assert.match(e.message, /^cannot write checkpoints\/step-3\/model\.safetensors: (ENOSPC: )?no space left on device$/);
         continue;
       }
-      assert.match(e.message, new RegExp(`^rank ${failing} of ${n} failed: cannot write checkpoints/step-3/model\\.safetensors: ENOSPC: no space left on device$`), `rank ${r.rank}`);
+      const reason = apart ? 'no space left on device \\(ENOSPC\\)' : 'ENOSPC: no space left on device';
+      assert.match(e.message, new RegExp(`^rank ${failing} of ${n} failed: cannot write checkpoints/step-3/model\\.safetensors: ${reason}$`), `rank ${r.rank}`);
       assert.equal(e.code, 'ERR_DIST_PEER');
     }
   });
@@ -107,4 +114,35 @@ test("pretrain on 2 nodes whose node-0 --out-dir is full: node 1 stops with rank
   assert.match(one.stderr, /^semaim: cannot write .*model\.safetensors: ENOSPC/m, one.stderr);
   assert.match(one.stderr, /\[rank 1\] semaim: rank 0 of 2 failed: cannot write/, one.stderr);
   assert.match(one.stderr, /launch: rank 0 \(node 0, local rank 0, pid \d+\) exited with code 1/, one.stderr);
+});
+
+test("ownFailure: this rank's own error is posted with its code; another rank's (a DistError), a stop and nothing are not", () => {
+  const describe = (e: unknown) => `described: ${(e as Error).message}`;
+  assert.deepEqual(ownFailure(Object.assign(new Error('cannot write'), { code: 'ENOSPC' }), describe), { message: 'described: cannot write', code: 'ENOSPC' });
+  assert.deepEqual(ownFailure(Object.assign(new Error('bad'), { code: 7 }), describe), { message: 'described: bad' });
+  assert.equal(ownFailure(distError('allReduce', 1, 2, 'gloo', 'Connection closed by peer'), describe), null);
+  assert.equal(ownFailure(new AbortError(), describe), null);
+  assert.equal(ownFailure(new StoppedBySignal('stopped by SIGTERM', 'SIGTERM'), describe), null);
+  assert.equal(ownFailure(undefined, describe), null);
+});
+
+test("withFailedRanksReason: a collective that lost its peer (ERR_DIST_PEER or ERR_DIST) becomes `rank R of N failed: <its reason>`; a timeout, another error or a store gone stay as they were", async () => {
+  const posted = { rank: 0, message: 'cannot open the shard', code: 'EIO' };
+  const group = (late: () => Promise<unknown>) => ({ rank: 2, worldSize: 3, lateFailure: late }) as unknown as dist.ProcessGroup;
+  const withReason = group(async () => posted);
+  for (const message of ['Connection closed by peer', 'unhandled gloo error']) {
+    const lost = distError('allReduce', 2, 3, 'gloo', message);
+    const e = (await withFailedRanksReason(withReason, lost)) as dist.DistError;
+    assert.equal(e.message, 'rank 0 of 3 failed: cannot open the shard (EIO)');
+    assert.deepEqual([e.code, e.op, e.rank, e.worldSize, e.cause], ['ERR_DIST_PEER', 'allReduce', 2, 3, lost], message);
+  }
+  const named = group(async () => ({ rank: 1, message: 'ENOSPC: no space left on device', code: 'ENOSPC' }));
+  assert.equal(((await withFailedRanksReason(named, distError('barrier', 2, 3, 'gloo', 'EOF'))) as Error).message, 'rank 1 of 3 failed: ENOSPC: no space left on device');
+  const timeout = distError('allReduce', 2, 3, 'gloo', 'Timed out waiting 1000ms');
+  assert.equal(await withFailedRanksReason(withReason, timeout), timeout);
+  const own = new Error('Connection closed by peer');
+  assert.equal(await withFailedRanksReason(withReason, own), own);
+  const lost = distError('allReduce', 2, 3, 'gloo', 'Connection closed by peer');
+  assert.equal(await withFailedRanksReason(group(async () => null), lost), lost);
+  assert.equal(await withFailedRanksReason(group(() => Promise.reject(new Error('store gone'))), lost), lost);
 });

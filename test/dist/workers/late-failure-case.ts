@@ -1,7 +1,7 @@
 // A rank of test/dist/late-failure.test.ts: a data-parallel job run as the commands run theirs
 // (runDataParallel), whose rank argv[2] fails after the start, in one of two places (argv[3]):
 //  - 'barrier' (default): at its third barrier it throws an Error with code ENOSPC, as a checkpoint write
-//    on a full disk does; the other ranks go on to their next barrier.
+//    on a full disk does (argv[4] 'code-apart': a message without the code); the other ranks go on to their next barrier.
 //  - 'backward': in its third DDP step, backward itself throws (a tensor saved for the gradient was changed
 //    in place) after the Reducer has started the all-reduce of the last layer's buckets; the other ranks
 //    then wait inside backward for buckets the failing rank never starts.
@@ -24,7 +24,9 @@ async function barrierJob(group: dist.ProcessGroup, rank: number): Promise<numbe
   for (let step = 1; ; step++) {
     await group.barrier();
     if (rank === failing && step === 3) {
-      throw Object.assign(new Error(`cannot write checkpoints/step-${step}/model.safetensors: ENOSPC: no space left on device`), { code: 'ENOSPC' });
+      // code-apart: a message that does not name its code (the others then add it)
+      const why = process.argv[4] === 'code-apart' ? 'no space left on device' : 'ENOSPC: no space left on device';
+      throw Object.assign(new Error(`cannot write checkpoints/step-${step}/model.safetensors: ${why}`), { code: 'ENOSPC' });
     }
   }
 }
