@@ -173,7 +173,8 @@ test('launcher: two nodes on 127.0.0.1 (--nnodes 2 --node-rank 0/1) form one wor
   })));
   assert.deepEqual(rs.map((r) => r.exitCode), [0, 0], outs.map((o) => o.text()).join('\n'));
   const lines = outs.flatMap((o) => jsonLines(o.text())).sort((a, b) => Number(a.rank) - Number(b.rank));
-  assert.deepEqual(lines.map((l) => [l.rank, l.worldSize, l.localRank, l.sum]), [[0, 2, 0, 3], [1, 2, 0, 3]]);
+  // rank 1 is local rank 0 of its node: the group takes LOCAL_RANK (NCCL's GPU), not the global rank
+  assert.deepEqual(lines.map((l) => [l.rank, l.worldSize, l.localRank, l.groupLocalRank, l.sum]), [[0, 2, 0, 0, 3], [1, 2, 0, 0, 3]]);
 });
 
 // Stand-in workers (a few lines of node, no libtorch): what the launcher itself decides, in well under a second.
@@ -193,6 +194,14 @@ if (mode === 'peer' && e.LOCAL_RANK === '0') setInterval(() => { if (require('fs
 // relayed: rank 0 fails only repeating a rank of another node (code 1); rank 1 stops as a training worker does on SIGTERM (143)
 if (mode === 'relayed' && e.LOCAL_RANK === '1') { process.on('SIGTERM', () => process.exit(143)); require('fs').writeFileSync(who, ''); setTimeout(() => undefined, 20000); }
 if (mode === 'relayed' && e.LOCAL_RANK === '0') setInterval(() => { if (require('fs').existsSync(who)) { console.error('worker failed: ERR_DIST_PEER rank 3 of 4 failed: ENOSPC: no space left on device'); process.exit(1); } }, 10);
+// held: rank 1 exits with code 5 while a process it started still holds its output (its pipes stay open until
+// rank 0 got the launcher's SIGTERM, which rank 0 marks by writing the file); rank 0 would end by itself after 20 s
+if (mode === 'held' && e.LOCAL_RANK === '1') {
+  const poll = 'const fs = require("fs"); setInterval(() => { if (fs.existsSync(' + JSON.stringify(who) + ')) process.exit(0); }, 10); setTimeout(() => process.exit(0), 30000);';
+  require('child_process').spawn(process.execPath, ['-e', poll], { stdio: ['ignore', 'inherit', 'inherit'], detached: true }).unref();
+  console.error('stand-in rank 1 fails'); process.exit(5);
+}
+if (mode === 'held' && e.LOCAL_RANK === '0') { process.on('SIGTERM', () => { require('fs').writeFileSync(who, ''); process.exit(143); }); setTimeout(() => process.exit(0), 20000); }
 `;
 
 test(
@@ -233,6 +242,20 @@ test(
     assert.deepEqual([k.exitCode, k.failedRank], [1, 1], out.text());
     assert.match(k.message ?? '', /^launch: rank 1 \(node 0, local rank 1, pid \d+\) was killed by SIGKILL; stopped the other 1 worker/);
     assert.ok(Date.now() - t1 < 10_000, `the launcher took ${Date.now() - t1} ms: rank 0 was not stopped`);
+  }),
+);
+
+test(
+  "launcher (stand-in workers): a worker that exited while a process it started holds its output open is judged at its exit: the others are stopped, it is named with its code",
+  inTempDir('semaim-launch-', async (dir) => {
+    const script = join(dir, 'stand-in.js');
+    writeFileSync(script, STAND_IN);
+    const out = sink();
+    const stopped = join(dir, 'rank0-stopped');
+    const r = await dist.launchWorkers(['held', stopped], { nprocPerNode: 2, script, execArgv: [], stdout: out, stderr: out, killGraceMs: 5000 });
+    assert.deepEqual([r.exitCode, r.failedRank], [5, 1], out.text());
+    // before its output closed (only after rank 0 ended by itself), rank 1's exit was not judged and rank 0 was not stopped
+    assert.ok(existsSync(stopped), 'rank 0 was stopped by the launcher');
   }),
 );
 

@@ -1,5 +1,5 @@
 // A worker of test/dist/launch.test.ts, started by the launcher or by torchrun.
-//   ok        one all-reduce of (rank + 1); prints {rank, worldSize, localRank, sum}
+//   ok        one all-reduce of (rank + 1); prints {rank, worldSize, localRank (the environment's and the group's), sum}
 //   crash     rank 1 throws after the first collective; the others keep all-reducing
 //   loop      all-reduces every 50 ms for up to 60 s, ignoring SIGTERM (the test kills one worker)
 //   sigterm   like loop, but exits 0 on SIGTERM after printing it
@@ -29,7 +29,7 @@ async function main(): Promise<void> {
   const g = await dist.initProcessGroup({ timeoutMs: scenario === 'stall' ? 3000 : 60_000 });
   const t = torch.tensor([g.rank + 1], { dtype: 'float64' });
   await g.allReduce(t, 'sum');
-  out({ rank: g.rank, worldSize: g.worldSize, localRank: env?.localRank, agentStore: env?.agentStore !== null, sum: t.item(), pid: process.pid });
+  out({ rank: g.rank, worldSize: g.worldSize, localRank: env?.localRank, groupLocalRank: g.localRank, agentStore: env?.agentStore !== null, sum: t.item(), pid: process.pid });
   if (scenario === 'crash') {
     if (g.rank === 1) {
       process.stdout.write('rank 1 is about to crash\n');
