@@ -185,8 +185,8 @@ console.log(JSON.stringify({ rank: +e.RANK, localRank: +e.LOCAL_RANK, worldSize:
 const [mode, who, code] = process.argv.slice(2);
 if (mode === 'fail' && e.LOCAL_RANK === who) { console.error('stand-in rank ' + e.RANK + ' fails'); code === 'KILL' ? process.kill(process.pid, 'SIGKILL') : process.exit(Number(code)); }
 if (mode === 'fail') setTimeout(() => process.exit(0), 20000);
-// stubborn: rank 0 ignores SIGTERM (it tells rank 1 so through a file); rank 1 fails once it has
-if (mode === 'stubborn' && e.LOCAL_RANK === '0') { process.on('SIGTERM', () => undefined); require('fs').writeFileSync(who, ''); setTimeout(() => undefined, 20000); }
+// stubborn: rank 0 ignores SIGTERM (it tells rank 1 so through a file, and marks each SIGTERM with the file who-term); rank 1 fails once it has
+if (mode === 'stubborn' && e.LOCAL_RANK === '0') { process.on('SIGTERM', () => require('fs').writeFileSync(who + '-term', '')); require('fs').writeFileSync(who, ''); setTimeout(() => undefined, 20000); }
 if (mode === 'stubborn' && e.LOCAL_RANK === '1') setInterval(() => { if (require('fs').existsSync(who)) process.exit(3); }, 10);
 // peer: rank 0 exits first only saying it lost its peer (ERR_DIST_PEER); rank 1 then fails by itself (code 9)
 if (mode === 'peer' && e.LOCAL_RANK === '1') { process.on('SIGTERM', () => process.exit(9)); require('fs').writeFileSync(who, ''); setTimeout(() => undefined, 20000); }
@@ -242,6 +242,32 @@ test(
     assert.deepEqual([k.exitCode, k.failedRank], [1, 1], out.text());
     assert.match(k.message ?? '', /^launch: rank 1 \(node 0, local rank 1, pid \d+\) was killed by SIGKILL; stopped the other 1 worker/);
     assert.ok(Date.now() - t1 < 10_000, `the launcher took ${Date.now() - t1} ms: rank 0 was not stopped`);
+  }),
+);
+
+test(
+  'launcher (stand-in workers): a SIGTERM to the launcher while it stops the others after a failure keeps that failure as the result (its code, the rank), not 143',
+  inTempDir('semaim-launch-', async (dir) => {
+    const script = join(dir, 'stand-in.js');
+    writeFileSync(script, STAND_IN);
+    const out = sink();
+    const ready = join(dir, 'ready');
+    // once rank 0 got the launcher's SIGTERM (rank 1 has failed), a scheduler's SIGTERM reaches the launcher
+    let running = true;
+    const watcher = setInterval(() => {
+      if (!running || !existsSync(`${ready}-term`)) return;
+      clearInterval(watcher);
+      process.kill(process.pid, 'SIGTERM');
+    }, 10);
+    try {
+      const r = await dist.launchWorkers(['stubborn', ready], { nprocPerNode: 2, script, execArgv: [], stdout: out, stderr: out, killGraceMs: 3000 });
+      running = false;
+      assert.deepEqual([r.exitCode, r.failedRank], [3, 1], out.text());
+      assert.match(r.message ?? '', /^launch: rank 1 \(node 0, local rank 1, pid \d+\) exited with code 3/);
+    } finally {
+      running = false;
+      clearInterval(watcher);
+    }
   }),
 );
 
