@@ -188,6 +188,15 @@ test("a value that starts with '--' is refused: '--out-dir --no-resume' named a 
   assert.equal(parseArgv(['--seed', '-3'], T).options.seed, '-3', 'a single dash is a value');
 });
 
+test("an option whose own name starts with 'no' is itself, not the --no- form of another ('--noise 3' with an on/off 'ise' beside it)", () => {
+  const table = defineOptions({
+    noise: { type: 'int', default: 0, help: 'noise' },
+    ise: { type: 'boolean', default: true, help: 'ise' },
+  });
+  assert.deepEqual(parseArgv(['--noise', '3'], table), { options: { noise: '3' }, positionals: [] });
+  assert.deepEqual(parseArgv(['--no-ise'], table).options, { ise: false });
+});
+
 test("'--' ends the options, --no-flag=value negates, and numbers are decimal only", () => {
   assert.deepEqual(parseArgv(['--seed', '2', '--', '--fast'], TABLE), { options: { seed: '2' }, positionals: ['--fast'] });
   assert.equal(resolveOptions(TABLE, parseArgv(['--no-fast=true'], TABLE).options).fast, false);
@@ -399,6 +408,19 @@ test('formatHelp: flags share one column up to 44 characters wide (flag + 2); a 
   assert.match(help('a'.repeat(35)), new RegExp(`\n {2}--a{35} <int>\n {46}HELP`));
 });
 
+test('formatHelp: a required option says so, one with a default shows it, one with neither shows nothing after its help', () => {
+  const help = formatHelp(
+    'u',
+    'd',
+    defineOptions({
+      checkpoint: { type: 'string', required: true, help: 'CKPT' },
+      mode: { type: 'string', default: 'a', choices: ['a', 'b'], help: 'MODE' },
+      title: { type: 'string', help: 'TITLE' },
+    }),
+  );
+  assert.match(help, /\n {2}--checkpoint <string> +CKPT \(required\)\n {2}--mode <a\|b> +MODE \(default: "a"\)\n {2}--title <string> +TITLE\n$/);
+});
+
 test("the authors' snake_case names are read as kebab-case ones, and an unknown option is answered with the one it most likely means", () => {
   assert.deepEqual(parseArgv(['--warmup_epochs', '3', '--batch-size', '8'], PRETRAIN_OPTIONS).options, { warmupEpochs: '3', batchSize: '8' });
   const dir = mkdtempSync(join(tmpdir(), 'semaim-options-'));
@@ -498,6 +520,34 @@ test('bounds are inclusive (min, max) or exclusive (below) as declared; an int r
     ['yes', true],
   ] as const)
     assert.equal(resolveOptions(flags, { fast: v }).fast, want, v);
+});
+
+test("a config file may be .yml as well as .yaml, a number is a string option's text (YAML 'name: 2024'), and a file that holds no object of options is refused", () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-options-'));
+  try {
+    const file = (name: string, text: string) => {
+      const p = join(dir, name);
+      writeFileSync(p, text);
+      return p;
+    };
+    for (const name of ['run.yml', 'run.YAML']) assert.deepEqual(readConfigFile(file(name, 'seed: 3\nname: 2024\n')), { seed: 3, name: 2024 }, name);
+    assert.equal(resolveOptions(TABLE, readConfigFile(file('run.yml', 'name: 2024\n'))).name, '2024');
+    assert.equal(resolveOptions(TABLE, { name: 7 }).name, '7');
+    assert.throws(() => resolveOptions(TABLE, { name: true }), /option 'name': expected a string, got true/);
+    for (const [name, text] of [
+      ['list.json', '[{"seed": 1}]'],
+      ['list.yaml', '- seed: 1\n'],
+      ['null.json', 'null'],
+      ['number.yaml', '3\n'],
+    ])
+      assert.throws(
+        () => readConfigFile(file(name, text)),
+        (e: unknown) => e instanceof OptionError && e.key === 'config' && /must hold an object of options$/.test(e.message),
+        name,
+      );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('checkSeedList: the last of --seeds N seeds may be SEED_RANGE.max itself, not one beyond', () => {
