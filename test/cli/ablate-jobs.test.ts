@@ -10,40 +10,43 @@ import { join } from 'node:path';
 import { processAlive } from '../../src/util/process-alive';
 
 test('a signal to the ablate --jobs parent reaches its shard processes, and the parent waits for them', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-signal-'));
-  const started = () => readdirSync(dir).filter((f) => f.startsWith('started-'));
-  try {
-    // a stand-in for a shard process: marks its start, and on SIGTERM its stop, as a pre-training does
-    const child = join(dir, 'child.js');
-    writeFileSync(
-      child,
-      `const { writeFileSync } = require('node:fs');
-       process.on('SIGTERM', () => { writeFileSync(${JSON.stringify(dir)} + '/stopped-' + process.pid, ''); process.exit(143); });
-       writeFileSync(${JSON.stringify(dir)} + '/started-' + process.pid, ''); // after the handler: a signal from now on is seen
-       setInterval(() => {}, 1000);`,
-    );
-    const jobs = JSON.stringify(join(__dirname, '..', '..', 'src', 'cli', 'ablate-jobs'));
-    const parent = `require(${jobs}).runShardProcesses(
-        { command: [process.execPath, ${JSON.stringify(child)}], argv: [], outDir: ${JSON.stringify(dir)}, jobs: 2, threads: 1, log: () => {} },
-        ['0/2', '1/2'], {},
-      ).catch((e) => { process.exitCode = e.exitCode ?? 1; });`;
-    const p = spawn(process.execPath, ['-e', parent], { stdio: 'ignore' });
-    const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => p.on('exit', (code, signal) => resolve([code, signal])));
-    while (started().length < 2) await new Promise((r) => setTimeout(r, 10));
-    p.kill('SIGTERM');
-    const [code, signal] = await exited;
-    const pids = started().map((f) => Number(f.slice('started-'.length)));
+  // a shard stopped by it exits 143; one that ends its work anyway (0) is still a run stopped by the signal, not a complete one
+  for (const exit of [143, 0]) {
+    const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-signal-'));
+    const started = () => readdirSync(dir).filter((f) => f.startsWith('started-'));
     try {
-      assert.deepEqual([code, signal], [143, null], 'the parent waited for its children and exits as a process stopped by SIGTERM');
-      for (const pid of pids) {
-        assert.ok(existsSync(join(dir, `stopped-${pid}`)), `shard process ${pid} was asked to stop`);
-        assert.equal(processAlive(pid), false, `shard process ${pid} has ended`);
+      // a stand-in for a shard process: marks its start, and on SIGTERM its stop, as a pre-training does
+      const child = join(dir, 'child.js');
+      writeFileSync(
+        child,
+        `const { writeFileSync } = require('node:fs');
+         process.on('SIGTERM', () => { writeFileSync(${JSON.stringify(dir)} + '/stopped-' + process.pid, ''); process.exit(${exit}); });
+         writeFileSync(${JSON.stringify(dir)} + '/started-' + process.pid, ''); // after the handler: a signal from now on is seen
+         setInterval(() => {}, 1000);`,
+      );
+      const jobs = JSON.stringify(join(__dirname, '..', '..', 'src', 'cli', 'ablate-jobs'));
+      const parent = `require(${jobs}).runShardProcesses(
+          { command: [process.execPath, ${JSON.stringify(child)}], argv: [], outDir: ${JSON.stringify(dir)}, jobs: 2, threads: 1, log: () => {} },
+          ['0/2', '1/2'], {},
+        ).catch((e) => { process.exitCode = e.exitCode ?? 1; });`;
+      const p = spawn(process.execPath, ['-e', parent], { stdio: 'ignore' });
+      const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => p.on('exit', (code, signal) => resolve([code, signal])));
+      while (started().length < 2) await new Promise((r) => setTimeout(r, 10));
+      p.kill('SIGTERM');
+      const [code, signal] = await exited;
+      const pids = started().map((f) => Number(f.slice('started-'.length)));
+      try {
+        assert.deepEqual([code, signal], [143, null], `shards exiting ${exit}: the parent waited for its children and exits as a process stopped by SIGTERM`);
+        for (const pid of pids) {
+          assert.ok(existsSync(join(dir, `stopped-${pid}`)), `shard process ${pid} was asked to stop`);
+          assert.equal(processAlive(pid), false, `shard process ${pid} has ended`);
+        }
+      } finally {
+        for (const pid of pids) if (processAlive(pid)) process.kill(pid, 'SIGKILL'); // without the forwarding they run on
       }
     } finally {
-      for (const pid of pids) if (processAlive(pid)) process.kill(pid, 'SIGKILL'); // without the forwarding they run on
+      rmSync(dir, { recursive: true, force: true });
     }
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
   }
 });
 
@@ -51,7 +54,6 @@ test('a log that cannot be written (a full disk) does not kill the ablate --jobs
   const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-log-'));
   try {
     const child = join(dir, 'child.js');
-    writeFileSync(child, `process.stderr.write('semaim: cannot write x/model.safetensors: ENOSPC\\n'); process.exit(1);`);
     const jobs = JSON.stringify(join(__dirname, '..', '..', 'src', 'cli', 'ablate-jobs'));
     // every write to a log fails as on a full disk (the WriteStream calls fs.write / fs.writev)
     const parent = `const fs = require('node:fs');
@@ -61,18 +63,28 @@ test('a log that cannot be written (a full disk) does not kill the ablate --jobs
         { command: [process.execPath, ${JSON.stringify(child)}], argv: [], outDir: ${JSON.stringify(dir)}, jobs: 1, threads: 1, log: () => {} },
         ['0/1'], {},
       ).catch((e) => { process.stdout.write('reported: ' + e.message); process.exitCode = 1; });`;
-    const p = spawn(process.execPath, ['-e', parent], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (b) => (out += b));
-    p.stderr.on('data', (b) => (err += b));
-    const code = await new Promise((resolve) => p.on('exit', resolve));
-    assert.equal(code, 1, err);
-    assert.match(
-      out,
-      /^reported: shard-0-of-1 exited with code 1; cannot write .*logs\/shard-0-of-1\.log: ENOSPC.*; its last lines: semaim: cannot write x\/model\.safetensors: ENOSPC$/,
-      `stdout: ${out}\nstderr: ${err}`,
-    );
+    // the last three lines; a last line without its newline too
+    for (const [written, shown] of [
+      [
+        'line 1\\nline 2\\nline 3\\nsemaim: cannot write x/model.safetensors: ENOSPC\\n',
+        'line 2 \\| line 3 \\| semaim: cannot write x\\/model\\.safetensors: ENOSPC',
+      ],
+      ['line 1\\nsemaim: cannot write x/model.safetensors: ENOSPC', 'line 1 \\| semaim: cannot write x\\/model\\.safetensors: ENOSPC'],
+    ]) {
+      writeFileSync(child, `process.stderr.write('${written}'); process.exit(1);`);
+      const p = spawn(process.execPath, ['-e', parent], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      p.stdout.on('data', (b) => (out += b));
+      p.stderr.on('data', (b) => (err += b));
+      const code = await new Promise((resolve) => p.on('exit', resolve));
+      assert.equal(code, 1, err);
+      assert.match(
+        out,
+        new RegExp(`^reported: shard-0-of-1 exited with code 1; cannot write .*logs/shard-0-of-1\\.log: ENOSPC.*; its last lines: ${shown}$`),
+        `stdout: ${out}\nstderr: ${err}`,
+      );
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -135,12 +147,15 @@ test('a shard that exits 75 (stopped early by --stop-after-minutes) is not a fai
   try {
     const child = join(dir, 'child.js');
     writeFileSync(child, `process.stdout.write('shard 0/1: stopped early\\n'); process.exit(75);`);
-    const { runShardProcesses } = await import('../../src/cli/ablate-jobs');
+    const { measureInProcesses, runShardProcesses } = await import('../../src/cli/ablate-jobs');
     const runner = { command: [process.execPath, child] as [string, string], argv: [], outDir: dir, jobs: 1, threads: 1, log: () => {} };
     await runShardProcesses(runner, ['0/1'], {});
     // any other code is the shard's failure, named with its log
     writeFileSync(child, 'process.exit(3);');
     await assert.rejects(runShardProcesses(runner, ['0/1'], {}), /^Error: shard-0-of-1 exited with code 3; see .*logs\/shard-0-of-1\.log$/);
+    // 75 is a shard's partial end only: a measuring process that exits 75 has printed no measurement
+    writeFileSync(child, 'process.exit(75);');
+    await assert.rejects(measureInProcesses(runner, 1), /^Error: measure-0 exited with code 75; see .*logs\/measure-0\.log$/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -165,6 +180,11 @@ test('without --threads each of the --jobs shard processes gets its share of the
       assert.equal(a[a.indexOf('--threads') + 1], share, a.join(' '));
       assert.equal(a[a.indexOf('--jobs') + 1], '1', a.join(' '));
     }
+    // more processes than cores: each still gets one thread, not '--threads 0'
+    const many = 2 * availableParallelism() + 1;
+    await runShardProcesses({ ...runner, argv: ['--jobs', String(many)], jobs: many }, [`0/${many}`], {});
+    const last = JSON.parse(readFileSync(seen, 'utf8').trim().split('\n').pop()!) as string[];
+    assert.equal(last[last.indexOf('--threads') + 1], '1', last.join(' '));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
