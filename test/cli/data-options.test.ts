@@ -352,6 +352,8 @@ test('ablate: --threads × --jobs above the cores is refused as --nproc-per-node
   );
   assert.ok(commands.ablate.parse(['--jobs', '2', '--threads', String(Math.floor(cores / 2))]));
   assert.ok(commands.ablate.parse(['--jobs', '1', '--threads', String(cores)]));
+  // more processes than cores: each still may take one thread (the share is at least 1)
+  assert.ok(commands.ablate.parse(['--jobs', String(2 * cores), '--threads', '1']));
 });
 
 test('pretrain on a set smaller than one batch is an option error naming --batch-size, before any folder exists', () =>

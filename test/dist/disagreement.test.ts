@@ -85,7 +85,7 @@ test('pretrain: a file missing on one machine is refused before any step; anothe
   const good = join(root, 'same-data');
   const ok = await twoNodes('pretrain', [
     [...base, '--data-path', join(root, 'data-full'), '--max-steps', '2', '--out-dir', good],
-    [...base, '--data-path', join(root, '.', 'data-full') + '/', '--num-workers', '1', '--max-steps', '2', '--out-dir', good],
+    [...base, '--data-path', join(root, '.', 'data-full') + '/', '--num-workers', '1', '--threads', '2', '--max-steps', '2', '--out-dir', good],
   ]);
   for (const r of ok) assert.equal(r.code, 0, r.out);
 });
@@ -137,6 +137,33 @@ test("a machine whose --config file is missing there tells the other: both stop 
   assert.equal(runs[1].code, 2, runs[1].out);
   assert.doesNotMatch(runs[0].out, /ERR_DIST_TIMEOUT|not every rank joined/, runs[0].out);
   assert.ok(!existsSync(join(out, 'metrics.jsonl')), 'nothing trained');
+});
+
+test("a launcher that cannot start names the ranks its machine would have started (--node-rank × --nproc-per-node on); one whose --node-rank is beyond --nnodes tells no one", { skip: gloo }, async () => {
+  const { commands } = await import('../../src/cli/commands');
+  const port = await dist.freePort();
+  const missing = join(root, 'config-not-here.yaml');
+  const stderrOf = async (launch: string[]): Promise<string> => {
+    const write = process.stderr.write.bind(process.stderr);
+    let text = '';
+    process.stderr.write = ((chunk: string) => ((text += chunk), true)) as typeof process.stderr.write;
+    try {
+      await assert.rejects(commands.pretrain.run(['--config', missing, ...launch, '--master-port', String(port)]), /option 'config': cannot read/);
+    } finally {
+      process.stderr.write = write;
+    }
+    return text;
+  };
+  const timeout = process.env.SEMAIM_DIST_TIMEOUT;
+  process.env.SEMAIM_DIST_TIMEOUT = '1'; // no other machine listens: telling them gives up after 1 s
+  try {
+    const told = await stderrOf(['--nnodes', '2', '--nproc-per-node', '2', '--node-rank', '1']);
+    assert.match(told, new RegExp(`^semaim: ranks 2-3 of 4 cannot start: option --config: cannot read .*\nsemaim: telling the other ranks at 127\\.0\\.0\\.1:${port} before stopping`), told);
+    assert.equal(await stderrOf(['--nnodes', '2', '--node-rank', '2']), '', 'no valid launch: no ranks to tell');
+  } finally {
+    if (timeout === undefined) delete process.env.SEMAIM_DIST_TIMEOUT;
+    else process.env.SEMAIM_DIST_TIMEOUT = timeout;
+  }
 });
 
 test('a torchrun worker that cannot start (a bad option on its machine) tells the others before it exits', { skip: gloo }, async () => {

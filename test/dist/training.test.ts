@@ -129,6 +129,8 @@ test('pretrain: two "nodes" on 127.0.0.1 (--nnodes 2 --node-rank 0/1) give the s
   assert.equal(n0.code, 0, n0.out);
   assert.equal(n1.code, 0, n1.out);
   assertSameLosses(losses(out), oneProcess(), '2 nodes × 1 process × 16');
+  const cfg = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')) as { worldSize: number; options: Record<string, unknown> };
+  assert.deepEqual([cfg.worldSize, cfg.options.nprocPerNode, cfg.options.nnodes, cfg.options.nodeRank], [2, 1, 2, 0], 'rank 0 records the world it ran on');
 });
 
 test('pretrain: --cuda-graphs’s step path (run eagerly) on 2 processes × batch 16 = 1 process × batch 32', { skip: gloo }, async () => {
