@@ -101,6 +101,8 @@ test("visualize (and report --images) refuse, before the checkpoint is looked at
       // the 1001st image's row is one of visualize's names too
       [{ 'row-1000-a.png': 'mine' }, /holds row-1000-a\.png, which no earlier semaim visualisation wrote/],
       [{ 'grid.png': 'mine', 'visualize.json': '{"columns": "not a list"}' }, /holds grid\.png, visualize\.json, which no earlier/],
+      // an earlier visualisation's visualize.json lists its images as well as its columns
+      [{ 'grid.png': 'mine', 'visualize.json': '{"columns": []}' }, /holds grid\.png, visualize\.json, which no earlier/],
     ] as const) {
       const out = mkdtempSync(join(root, 'viz-'));
       for (const [name, text] of Object.entries(files)) writeFileSync(join(out, name), text);

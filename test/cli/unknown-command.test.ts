@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -122,4 +122,15 @@ test("'semaim --help=false' and '--help false' are refused (exit 2; they printed
   const r = run('--help', 'true');
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /^semaim — .*\nUsage: semaim <command> /s);
+});
+
+test('an output that takes nothing more (stdout on a full disk) stops the command as SIGTERM would, saying why, not with an EPIPE/ENOSPC stack trace', () => {
+  const full = openSync('/dev/full', 'w');
+  try {
+    const r = spawnSync(process.execPath, [MAIN, '--help'], { stdio: ['ignore', full, 'pipe'], encoding: 'utf8' });
+    assert.equal(r.signal, 'SIGTERM', `${r.status}: ${r.stderr}`);
+    assert.match(r.stderr, /^semaim: cannot write to stdout \(ENOSPC: [^\n]*\): stopping\n$/);
+  } finally {
+    closeSync(full);
+  }
 });

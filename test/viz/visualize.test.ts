@@ -439,6 +439,10 @@ test("visualize leaves figure files no visualisation wrote (a user's grid.png) u
     await run('--overwrite');
     assert.notEqual(readFileSync(join(out, 'grid.png'), 'utf8'), 'my precious');
     await run(); // its own earlier figures: replaced
+    // an order named twice is drawn once
+    await run('--orders', 'raster,semantic,raster');
+    const { columns } = JSON.parse(readFileSync(join(out, 'visualize.json'), 'utf8')) as { columns: string[] };
+    assert.deepEqual([...new Set(columns)], columns, columns.join(' | '));
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
