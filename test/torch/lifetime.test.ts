@@ -202,6 +202,18 @@ test('lifetime: only tensors that outlive their scope get a GC backstop, and it 
   assert.equal(torch.memoryStats().gcTracked, mid.gcTracked);
 });
 
+test('lifetime: keep() of a tensor already backstopped outside a scope gives it no second finalizer', { skip: gc ? false : 'needs --expose-gc' }, async () => {
+  await settle();
+  const before = torch.memoryStats().gcTracked;
+  const t = torch.ones([10]); // outside any scope: backstopped by the sweep at the end of the task
+  await new Promise((r) => setImmediate(r));
+  assert.equal(torch.memoryStats().gcTracked, before + 1);
+  torch.keep(t); // adopted again: the next sweep guards it again
+  await new Promise((r) => setImmediate(r));
+  assert.equal(torch.memoryStats().gcTracked, before + 1, 'one GC finalizer per tensor');
+  t.dispose();
+});
+
 test('lifetime: a handle kept apart from its disposed Tensor, or a forged one, throws instead of crashing', () => {
   const t = torch.ones([3]);
   const stale = t.h;

@@ -394,6 +394,7 @@ test('tolist, item, toString, print, properties', () => {
     assert.equal(t.numel, 6);
     assert.equal(t.size(-1), 3);
     assert.throws(() => t.size(2), RangeError);
+    assert.throws(() => t.size(-3), /^RangeError: size\(-3\): tensor has 2 dimensions$/, 'a dim below -ndim is refused, not read as undefined');
     assert.deepEqual(t.strides, [3, 1]);
     assert.equal(t.isContiguous, true);
     assert.equal(t.T.isContiguous, false);
@@ -466,6 +467,16 @@ test('dispose: idempotent, disposed tensors throw on use, live count drops once'
   assert.deepEqual(values(v), [1, 1]);
   v.dispose();
   assert.equal(live(), before);
+});
+
+test('toFloat32Array / toFloat64Array of another dtype free their converted copy at once, outside any scope too', () => {
+  const x = torch.tensor([1, 2, 3], { dtype: 'int32' });
+  const before = live();
+  assert.deepEqual(Array.from(x.toFloat32Array()), [1, 2, 3]);
+  assert.equal(live(), before, 'toFloat32Array left its float32 copy alive');
+  assert.deepEqual(Array.from(x.toFloat64Array()), [1, 2, 3]);
+  assert.equal(live(), before, 'toFloat64Array left its float64 copy alive');
+  x.dispose();
 });
 
 test('using / Symbol.dispose frees at block end', () => {
@@ -648,6 +659,10 @@ test('autograd: backward, grad accumulation, detach, leaves, retainGrad, retainG
     x.grad = torch.zeros([3], { dtype: 'float64' });
     assert.deepEqual(values(x.grad!), [0, 0, 0]);
     x.requiresGrad = false;
+    assert.equal(x.requiresGrad, false);
+    assert.equal(x.requiresGrad_(), x, 'requiresGrad_ returns the tensor');
+    assert.equal(x.requiresGrad, true, 'requiresGrad_() with no argument switches it on');
+    x.requiresGrad_(false);
     assert.equal(x.requiresGrad, false);
   });
 });
@@ -1057,6 +1072,9 @@ test('item() and tolist() refuse int64 values a number cannot hold instead of ro
     assert.equal(big.data()[0], 9007199254740993n);
     assert.equal(torch.tensor(BigInt64Array.from([-9007199254740991n])).item(), -9007199254740991);
     assert.deepEqual(torch.tensor(BigInt64Array.from([9007199254740991n, -5n])).tolist(), [9007199254740991, -5]);
+    // 2^53 is a double, but so is what 2^53 + 1 rounds to: the first value beyond the safe range is refused
+    assert.throws(() => torch.tensor(BigInt64Array.from([2n ** 53n])).tolist(), RangeError);
+    assert.throws(() => torch.tensor(BigInt64Array.from([-(2n ** 53n)])).tolist(), RangeError);
     assert.equal(torch.tensor([2.5]).item(), 2.5);
   });
 });
@@ -1291,6 +1309,7 @@ test('PyTorch-style calls from plain JS that were silently accepted: to(dtype), 
     assert.deepEqual(d.tolist(), x.tolist());
     assert.equal(x.to('cpu').device, 'cpu');
     assert.throws(() => x.to(5 as unknown as 'cpu'), /^TypeError: to\(\): expected options \{ dtype, device \}, a dtype or a device, got 5$/);
+    assert.throws(() => x.to(null as unknown as 'cpu'), /^TypeError: to\(\): expected options \{ dtype, device \}, a dtype or a device, got null$/);
     // max(dim) / min(dim) returned the global maximum.
     assert.throws(() => (x.max as (d: number) => Tensor)(1), /^TypeError: max\(\) takes no arguments: use maxDim\(dim\)/);
     assert.throws(() => (x.min as (d: number) => Tensor)(1), /^TypeError: min\(\) takes no arguments: use minDim\(dim\)/);
