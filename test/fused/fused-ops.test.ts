@@ -113,6 +113,10 @@ test('fused LayerNorm in 16-bit storage, with a 16-bit branch added to a float32
       assert.equal(mixed.normed.dtype, low);
       assertClose(mixed.sum, xs.add(r), 0, 0, `${low} mixed sum`);
       assertClose(mixed.normed, F.layerNorm(xs.add(r), [64], w, b, 1e-6).to({ dtype: low }), tol(low), tol(low), `${low} mixed y`);
+      // Without forLinear under autocast, or with it outside autocast, the result stays in the input's dtype.
+      const notForLinear = torch.autocast({ device: torch.deviceType(xs.device), dtype: low }, () => fused.addLayerNorm(xs, r, w, b, 1e-6, { fused: true }));
+      assert.equal(notForLinear.normed.dtype, 'float32', `${low} without forLinear`);
+      assert.equal(fused.addLayerNorm(xs, r, w, b, 1e-6, { fused: true, forLinear: true }).normed.dtype, 'float32', `${low} forLinear outside autocast`);
     }
     // A sequence narrowed from a longer one (the decoder's keys): no contiguous copy needed, same values.
     const full = rnd([2, 9, 32], { dtype: 'float32' });
@@ -345,6 +349,9 @@ test('fused ops refuse bad shapes with clear errors; the kind list is validated'
   assert.deepEqual(fused.parseFusedKinds('all'), ['layernorm', 'layernorm-backward', 'gelu', 'qkv', 'targets', 'patch-embed']);
   assert.deepEqual(fused.parseFusedKinds('targets, layernorm'), ['targets', 'layernorm']);
   assert.deepEqual(fused.parseFusedKinds('none'), []);
+  assert.deepEqual(fused.parseFusedKinds(''), [], 'an empty --fused is none');
+  assert.deepEqual(fused.parseFusedKinds('  '), []);
+  assert.deepEqual(fused.parseFusedKinds('gelu,qkv,gelu'), ['gelu', 'qkv'], 'a kind named twice is listed once');
   assert.deepEqual(fused.FUSED_KINDS.filter(fused.needsKernels), ['layernorm', 'layernorm-backward', 'gelu', 'qkv', 'targets']);
   assert.throws(() => fused.parseFusedKinds('layernorm,softmax'), /unknown fused kernel kind\(s\) softmax/);
   assert.throws(() => fused.parseFusedKinds('layernorm,'), /'layernorm,' have an empty entry/);
@@ -358,6 +365,14 @@ test('the switch is off by default and sends CPU tensors to the unfused ops', ()
     try {
       assert.deepEqual(fused.fusedKinds(), ['layernorm', 'layernorm-backward', 'gelu', 'qkv', 'targets', 'patch-embed']);
       assert.equal(fused.useFused('layernorm', cpu), false);
+      // onCpu (tests) takes the fused paths for CPU tensors too, for the kinds that are on
+      fused.setFused(['gelu'], { onCpu: true });
+      assert.equal(fused.fusedOnCpu(), true);
+      assert.equal(fused.useFused('gelu', cpu), true);
+      assert.equal(fused.useFused('layernorm', cpu), false);
+      fused.setFused(['gelu']);
+      assert.equal(fused.fusedOnCpu(), false, 'each setFused sets onCpu anew');
+      assert.equal(fused.useFused('gelu', cpu), false);
     } finally {
       fused.setFused('none');
     }

@@ -49,6 +49,11 @@ test('gradcheck: passes a correct gradient, reports a wrong one precisely, frees
     const m = rep.mismatches[0];
     assert.equal(m.input, 0);
     assert.deepEqual(m.index, [0, 0]);
+    // every element's multi-index, row-major
+    assert.deepEqual(
+      rep.mismatches.map((mm) => [mm.element, mm.index]),
+      Array.from({ length: 12 }, (_, e) => [e, [Math.floor(e / 4), e % 4]]),
+    );
     assert.ok(Math.abs(m.numeric - 2 * m.analytic) < 1e-6, `numeric ${m.numeric} should be twice analytic ${m.analytic}`);
     assert.match((err as Error).message, /input 0 element 0 \[0, 0\]: analytic .* vs numeric/);
     // raise: false returns the report instead.
@@ -64,6 +69,21 @@ test('gradcheck: passes a correct gradient, reports a wrong one precisely, frees
     // A maxElements that is not a whole number of at least 1 is refused (-1 checked all elements but one, 0 none)
     for (const bad of [-1, 0, 2.5, NaN])
       assert.throws(() => gradcheck((a) => a.sin(), [big], { maxElements: bad }), /gradcheck: maxElements must be a whole number of at least 1/, String(bad));
+  });
+});
+
+test('gradcheck: wrt out of range and no floating-point input are refused by name; the tolerance is relative to the numeric gradient', () => {
+  noLeak(() => {
+    const x = rnd([3], { seed: 3 });
+    const idx = intTensor([0, 1, 2], [3]);
+    for (const i of [-1, 2])
+      assert.throws(() => gradcheck((a) => a.mul(2), [x, idx], { wrt: [i] }), /^RangeError: gradcheck: wrt index -?\d out of range \(2 inputs\)$/);
+    assert.throws(() => gradcheck((a) => a.double(), [idx]), /^Error: gradcheck: no floating-point input to check$/);
+    // analytic 1.8, numeric 1: |1.8 - 1| = 0.8 is beyond rtol 0.5 of the numeric value (though within 0.5 of the analytic one)
+    const wrong = (a: Tensor): Tensor => a.add(a.sub(a.detach()).mul(0.8));
+    const r = gradcheck(wrong, [x], { atol: 0, rtol: 0.5, raise: false });
+    assert.equal(r.mismatches.length, 3);
+    assert.equal(gradcheck(wrong, [x], { atol: 0, rtol: 0.9 }).ok, true);
   });
 });
 

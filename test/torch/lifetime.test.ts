@@ -214,6 +214,20 @@ test('lifetime: keep() of a tensor already backstopped outside a scope gives it 
   t.dispose();
 });
 
+test(
+  'lifetime: a long synchronous loop outside any scope backstops its tensors every 32, not only when the task ends',
+  { skip: gc ? false : 'needs --expose-gc' },
+  async () => {
+    await settle();
+    const before = torch.memoryStats().gcTracked;
+    const ts = Array.from({ length: 100 }, () => torch.ones([1])); // no await: one task
+    // the nursery is swept when full: at the 33rd, 65th and 97th tensor, 32 each
+    assert.equal(torch.memoryStats().gcTracked, before + 96);
+    for (const t of ts) t.dispose();
+    await settle();
+  },
+);
+
 test('lifetime: a handle kept apart from its disposed Tensor, or a forged one, throws instead of crashing', () => {
   const t = torch.ones([3]);
   const stale = t.h;

@@ -521,6 +521,9 @@ test("functional defaults are PyTorch 1.13's: batchNorm (eval, momentum 0.1, eps
     rv.dispose();
     assert.throws(() => F.dropout(x, 1.5), /dropout: p must be in \[0, 1\], got 1\.5/);
     assert.throws(() => F.dropout(x, -0.1), /dropout: p must be in \[0, 1\], got -0\.1/);
+    // both ends of [0, 1] are allowed: p = 1 drops everything, p = 0 nothing
+    assertClose(F.dropout(x, 1), [0, 0, 0, 0], 0);
+    assertClose(F.dropout(x, 0), [1, 10, 3, 30], 0);
     // torch 1.13: F.cross_entropy(l, [-100, 1]) == F.cross_entropy(l[1:], [1]) == 3.2413113117218018
     const logits = torch.tensor([
       [1, 2, 3],
