@@ -38,6 +38,8 @@ test('loadedLibtorchFile reads libtorch_cpu (else libc10) out of a maps text, a 
   assert.equal(loadedLibtorchFile(maps), '/opt/my torch/lib/libtorch_cpu.so');
   assert.equal(loadedLibtorchFile([line('/x/libc10.so.2.1'), line('/x/libc10_cuda.so')].join('\n')), '/x/libc10.so.2.1');
   assert.equal(loadedLibtorchFile(line('/x/libtorch_python.so')), null);
+  // a library replaced on disk after it was mapped is still the one loaded
+  assert.equal(loadedLibtorchFile(line('/x/libtorch_cpu.so (deleted)')), '/x/libtorch_cpu.so (deleted)');
 });
 
 test('SEMAIM_ADDON naming a missing file, or a file that is not an addon, is an error naming it (no stack trace): never the built addon in its place, never run as JavaScript', () => {

@@ -72,13 +72,16 @@ test('gradcheck: passes a correct gradient, reports a wrong one precisely, frees
   });
 });
 
-test('gradcheck: wrt out of range and no floating-point input are refused by name; the tolerance is relative to the numeric gradient', () => {
+test('gradcheck: a wrt out of range, no floating-point input and an output it cannot check are refused by name; rtol is relative to the numeric gradient', () => {
   noLeak(() => {
     const x = rnd([3], { seed: 3 });
     const idx = intTensor([0, 1, 2], [3]);
     for (const i of [-1, 2])
       assert.throws(() => gradcheck((a) => a.mul(2), [x, idx], { wrt: [i] }), /^RangeError: gradcheck: wrt index -?\d out of range \(2 inputs\)$/);
     assert.throws(() => gradcheck((a) => a.double(), [idx]), /^Error: gradcheck: no floating-point input to check$/);
+    // fn's output: a floating-point tensor that depends on a checked input
+    assert.throws(() => gradcheck((a) => a.gt(0), [x]), /^TypeError: gradcheck: fn returned a bool tensor; it must be floating-point$/);
+    assert.throws(() => gradcheck((a) => a.detach().mul(2), [x]), /^Error: gradcheck: the output does not depend on any checked input/);
     // analytic 1.8, numeric 1: |1.8 - 1| = 0.8 is beyond rtol 0.5 of the numeric value (though within 0.5 of the analytic one)
     const wrong = (a: Tensor): Tensor => a.add(a.sub(a.detach()).mul(0.8));
     const r = gradcheck(wrong, [x], { atol: 0, rtol: 0.5, raise: false });

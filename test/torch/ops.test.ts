@@ -339,6 +339,14 @@ test('a Generator seed is checked as manualSeed checks it, and a generator optio
     assert.throws(() => torch.randint(0, 5, [2], notGenerator), TypeError);
     assert.throws(() => torch.randperm(4, notGenerator), TypeError);
     assert.throws(() => torch.zeros([2]).uniform_(0, 1, {} as torch.Generator), /uniform_: generator must be a torch.Generator/);
+    // something with a `native` that is not the addon's generator (the addon would draw from the global one)
+    const lookalike = { native: { seed() {} } } as unknown as torch.Generator;
+    assert.throws(() => torch.rand([2], { generator: lookalike }), /^TypeError: rand: generator must be a torch.Generator, got an Object$/);
+    // null, as undefined, is the global generator
+    torch.manualSeed(3);
+    const global = torch.rand([3], { dtype: 'float64' }).tolist();
+    torch.manualSeed(3);
+    assert.deepEqual(torch.rand([3], { dtype: 'float64', generator: null as unknown as torch.Generator }).tolist(), global);
   });
 });
 

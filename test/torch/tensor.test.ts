@@ -8,6 +8,7 @@ import { Worker } from 'node:worker_threads';
 import * as torch from '../../src/torch';
 import { Tensor, DType, F } from '../../src/torch';
 import { addonPath } from '../../src/torch/native';
+import { sparingGlobalRng } from '../../src/torch/global-rng';
 import { assertClose, cpuOnly, noLeak, values } from './helpers';
 
 torch.setNumThreads(1);
@@ -210,6 +211,31 @@ test('random: every factory honours requiresGrad, randint, randperm and bernoull
       [true, true, true, true, true],
     );
   });
+});
+
+test('random: sparingGlobalRng gives the global stream back and frees the states it saved, also when build throws', () => {
+  const draw = (): unknown => torch.scope(() => torch.rand([4]).tolist());
+  torch.manualSeed(11);
+  const want = draw();
+  torch.manualSeed(11);
+  const before = live();
+  assert.equal(
+    sparingGlobalRng(() => torch.scope(() => torch.rand([100]).sum().item()) > 0),
+    true,
+  );
+  assert.throws(
+    () =>
+      sparingGlobalRng(() => {
+        torch.scope(() => {
+          torch.randn([7]);
+        });
+        throw new Error('build failed');
+      }),
+    /build failed/,
+  );
+  // (<=: a finalizer may free an older, forgotten tensor meanwhile)
+  assert.ok(live() <= before, `live tensors before ${before}, after ${live()}: the saved generator states were not freed`);
+  assert.deepEqual(draw(), want, 'the draws inside did not use up the stream');
 });
 
 test('random: Generators are independent streams with savable state', () => {
@@ -1193,6 +1219,8 @@ test('isTorchError narrows an addon error to its code and op; other errors are n
   assert.ok(torch.TORCH_ERROR_CODES.includes(caught.code));
   assert.equal(torch.isTorchError(new Error('plain')), false);
   assert.equal(torch.isTorchError({ code: 'ERR_TORCH', op: 'x' }), false, 'an object that is not an Error');
+  assert.equal(torch.isTorchError(Object.assign(new Error('no op'), { code: 'ERR_TORCH' })), false, 'an Error with a code but no op');
+  assert.equal(torch.isTorchError(Object.assign(new Error('no code'), { op: 'matmul' })), false, 'an Error with an op but no code');
 });
 
 // ---------------------------------------------------------------- argument checks (audit of the low-level API)
@@ -1241,6 +1269,7 @@ test('keep() refuses what is not a Tensor or an array of Tensors at the call (th
     [undefined, /got undefined$/],
     [[a, { a }], /got an Object at index 1$/],
     [[a, 3], /got 3 at index 1$/],
+    [() => a, /got a function$/],
   ];
   for (const [x, message] of notTensors) {
     assert.throws(
