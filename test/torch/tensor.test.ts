@@ -199,6 +199,13 @@ test('random: manualSeed makes rand/randn/randint/randperm/bernoulli repeat', ()
     assert.deepEqual(values(torch.empty([10]).uniform_(-2, 3)), u1);
     assert.deepEqual(values(torch.empty([10]).normal_(1, 0.5)), n1);
     assert.ok(u1.every((v) => v >= -2 && v < 3));
+    // The defaults: uniform_() on [0, 1), normal_() N(0, 1).
+    const u0 = values(torch.empty([2000]).uniform_());
+    assert.ok(u0.every((v) => v >= 0 && v < 1) && Math.max(...u0) > 0.9, 'uniform_() is on [0, 1)');
+    const n0 = values(torch.empty([20000]).normal_());
+    const mean0 = n0.reduce((a, v) => a + v, 0) / n0.length;
+    const sd0 = Math.sqrt(n0.reduce((a, v) => a + (v - mean0) ** 2, 0) / n0.length);
+    assert.ok(Math.abs(mean0) < 0.05 && Math.abs(sd0 - 1) < 0.05, `normal_() moments ${mean0} ${sd0}`);
   });
 });
 
@@ -745,6 +752,10 @@ test('in-place ops: values, chaining, views, and autograd rules', () => {
     assert.deepEqual(values(t), [12, 8.5, 6, 4.5]);
     t.addcdiv_(other, other, 2);
     assert.deepEqual(values(t), [14, 10.5, 8, 6.5]);
+    // value defaults to 1
+    const [p, q] = [torch.tensor([3, 4], { dtype: 'float64' }), torch.tensor([2, 8], { dtype: 'float64' })];
+    assert.deepEqual(values(torch.tensor([1, 2], { dtype: 'float64' }).addcdiv_(p, q)), [2.5, 2.5]);
+    assert.deepEqual(values(torch.tensor([1, 2], { dtype: 'float64' }).addcmul_(p, q)), [7, 34]);
     t.lerp_(other, 0.5);
     assert.deepEqual(values(t), [9, 6.75, 5, 3.75]);
     t.lerp_(other, torch.tensor([1, 0, 1, 0], { dtype: 'float64' }));
@@ -978,15 +989,18 @@ test('autocast: regions nest and restore the previous state; enabled: false turn
     });
     assert.deepEqual(dtypes, ['bfloat16', 'float32', 'bfloat16', 'bfloat16']);
     assert.equal(torch.autocastState(dev).enabled, before);
-    // The dtype given is the one set: float16 (libtorch 1.13 refuses it on the CPU, which shows it reached libtorch).
+    // The dtype given is the one set, and the previous one comes back after the region (libtorch 1.13 refuses
+    // float16 on the CPU, which shows that it reached libtorch).
+    const prev = torch.autocastState(dev).dtype;
+    const other = prev === 'bfloat16' ? 'float16' : 'bfloat16';
     let inside: string | undefined;
     try {
-      inside = torch.autocast({ device: dev, dtype: 'float16' }, () => torch.autocastState(dev).dtype);
+      inside = torch.autocast({ device: dev, dtype: other }, () => torch.autocastState(dev).dtype);
     } catch (e) {
       assert.match((e as Error).message, /only support Bfloat16/);
     }
-    if (inside !== undefined) assert.equal(inside, 'float16');
-    assert.equal(torch.autocastState(dev).enabled, before);
+    if (inside !== undefined) assert.equal(inside, other);
+    assert.deepEqual(torch.autocastState(dev), { enabled: before, dtype: prev });
     assert.equal(x.matmul(w).dtype, 'float32');
   });
 });
@@ -1095,6 +1109,15 @@ test('tensor() from nested arrays: ragged data and out-of-range integers are ref
   assert.throws(() => torch.tensor([300, -1], { dtype: 'uint8' }), /cannot be converted to type uint8/);
   assert.throws(() => torch.tensor([-1], { dtype: 'uint8' }), RangeError);
   assert.throws(() => torch.tensor([128], { dtype: 'int8' }), RangeError);
+  // both ends of each range are values of the dtype
+  for (const [dtype, lo, hi] of [
+    ['int32', -(2 ** 31), 2 ** 31 - 1],
+    ['int16', -32768, 32767],
+    ['int8', -128, 127],
+    ['uint8', 0, 255],
+  ] as const) {
+    assert.deepEqual(values(torch.tensor([lo, hi], { dtype })), [lo, hi], dtype);
+  }
   assert.throws(() => torch.tensor([255.5], { dtype: 'uint8' }), RangeError);
   assert.throws(() => torch.tensor([NaN], { dtype: 'int64' }), RangeError);
   assert.throws(() => torch.tensor([2 ** 63], { dtype: 'int64' }), RangeError);
@@ -1386,6 +1409,19 @@ test('PyTorch-style calls from plain JS that were silently accepted: to(dtype), 
     assert.throws(() => (x.size as () => number)(), /^TypeError: size\(dim\): dim must be an integer, got undefined/);
     assert.throws(() => x.size(0.5), /^TypeError: size\(dim\): dim must be an integer, got 0.5/);
     assert.equal(x.size(-1), 2);
+    // split([n]) is a list of sizes (which must sum to the dimension), as PyTorch, not split(n)
+    throwsTorch(() => torch.arange(4).split([2]), { op: 'splitWithSizes', message: /sum exactly to 4/ });
+    // split and chunk work along dim 0 unless told
+    assert.deepEqual(
+      torch
+        .zeros([2, 4])
+        .chunk(2)
+        .map((c) => c.shape),
+      [
+        [1, 4],
+        [1, 4],
+      ],
+    );
     // A BigInt integer argument wrapped modulo 2^64 (index -(2^70) selected row 0).
     const z = torch.zeros([3]);
     throwsTorch(() => z.select(0, -(2n ** 70n) as unknown as number), {
