@@ -72,7 +72,7 @@ test('gradcheck: passes a correct gradient, reports a wrong one precisely, frees
   });
 });
 
-test('gradcheck: a wrt out of range, no floating-point input and an output it cannot check are refused by name; rtol is relative to the numeric gradient', () => {
+test('gradcheck: refuses a bad wrt, no floating input or an output it cannot check; rtol is relative to the numeric gradient; the report', () => {
   noLeak(() => {
     const x = rnd([3], { seed: 3 });
     const idx = intTensor([0, 1, 2], [3]);
@@ -87,6 +87,20 @@ test('gradcheck: a wrt out of range, no floating-point input and an output it ca
     const r = gradcheck(wrong, [x], { atol: 0, rtol: 0.5, raise: false });
     assert.equal(r.mismatches.length, 3);
     assert.equal(gradcheck(wrong, [x], { atol: 0, rtol: 0.9 }).ok, true);
+    // the default rtol (1e-4) catches a gradient 0.1% off
+    const slightlyOff = (a: Tensor): Tensor => a.add(a.sub(a.detach()).mul(1e-3));
+    assert.ok(gradcheck(slightlyOff, [rnd([8], { seed: 4, lo: 1, hi: 2 })], { raise: false }).mismatches.length > 0);
+    // the message lists 10 mismatches and counts the rest; the sampled elements are reported in order
+    const eleven = gradcheck((a) => a.mul(a.detach()), [rnd([11], { seed: 5 })], { raise: false });
+    assert.equal(eleven.mismatches.length, 11);
+    assert.match(new GradcheckError(eleven).message, /\n {2}\.\.\. and 1 more$/);
+    const sampled = gradcheck((a) => a.mul(a.detach()), [rnd([20, 20], { seed: 6 })], { raise: false, maxElements: 7 });
+    const elements = sampled.mismatches.map((m) => m.element);
+    assert.equal(elements.length, 7);
+    assert.deepEqual(
+      elements,
+      [...elements].sort((a, b) => a - b),
+    );
   });
 });
 
