@@ -268,6 +268,103 @@ test('BMP: an all-ones (32-bit) channel mask decodes, in a bitfields red mask an
   assert.deepEqual(alpha, [255, 0, 255, 0, 255, 0]); // the second pixel fully transparent on black
 });
 
+/** A BMP with a 40-byte header, a palette and RLE-compressed pixel data (compression 1 = RLE8, 2 = RLE4). */
+function rleBmp(w: number, h: number, bits: 4 | 8, palette: Array<[number, number, number]>, data: number[]): Buffer {
+  const off = 14 + 40 + palette.length * 4;
+  const file = Buffer.alloc(off + data.length);
+  file.write('BM', 0, 'latin1');
+  file.writeUInt32LE(file.length, 2);
+  file.writeUInt32LE(off, 10);
+  file.writeUInt32LE(40, 14);
+  file.writeInt32LE(w, 18);
+  file.writeInt32LE(h, 22);
+  file.writeUInt16LE(1, 26);
+  file.writeUInt16LE(bits, 28);
+  file.writeUInt32LE(bits === 8 ? 1 : 2, 30);
+  file.writeUInt32LE(palette.length, 46);
+  palette.forEach(([r, g, b], i) => file.set([b, g, r, 0], 54 + 4 * i));
+  file.set(data, off);
+  return file;
+}
+
+test('BMP: RLE8 and RLE4 absolute runs (padded to a 16-bit boundary), delta moves (right, then up) and end of bitmap', () => {
+  const palette: Array<[number, number, number]> = [
+    [0, 0, 0],
+    [200, 0, 0],
+    [0, 200, 0],
+    [0, 0, 200],
+  ];
+  // bottom row: 3 absolute pixels (1 pad byte follows), a run of 2 of colour 2, end of line;
+  // top row: a delta 1 right (pixel 0 stays black), a run of 2 of colour 3, end of bitmap (the rest stays black)
+  const rle8 = rleBmp(5, 2, 8, palette, [0, 3, 1, 2, 3, 0, 2, 2, 0, 0, 0, 2, 1, 0, 2, 3, 0, 1]);
+  const rows8 = interleave(decodeBmp(rle8));
+  const idx = (rgb: Uint8Array, n: number) =>
+    Array.from({ length: n }, (_, i) => palette.findIndex((c) => c[0] === rgb[3 * i] && c[1] === rgb[3 * i + 1] && c[2] === rgb[3 * i + 2]));
+  assert.deepEqual(idx(rows8, 10), [0, 3, 3, 0, 0, 1, 2, 3, 2, 2]); // top row first
+  // RLE4: a run of 3 alternating nibbles 1, 2; an absolute run of 5 nibbles (3 data bytes and a pad byte, skipped
+  // whatever it holds); end of bitmap
+  const rle4 = rleBmp(8, 1, 4, palette, [3, 0x12, 0, 5, 0x30, 0x12, 0x30, 0x07, 0, 1]);
+  assert.deepEqual(idx(interleave(decodeBmp(rle4)), 8), [1, 2, 1, 3, 0, 1, 2, 3]);
+});
+
+test("BMP: size bounds (width 1–65535, a 0 width or height corrupt) and a V3 (56-byte) header's alpha mask", () => {
+  const rgbPx = (x: number): [number, number, number, number] => [x & 255, 7, 9, 255];
+  const widest = decodeBmp(bmp(65535, 1, rgbPx, { bpp: 24 }));
+  assert.deepEqual([widest.width, widest.height], [65535, 1]);
+  for (const [field, value] of [
+    [18, 65536],
+    [18, 0],
+    [22, 0],
+  ]) {
+    const file = bmp(2, 2, rgbPx, { bpp: 24 });
+    file.writeInt32LE(value, field);
+    assert.throws(
+      () => decodeBmp(file),
+      (e: unknown) => e instanceof DecodeError && e.reason === 'corrupt' && /size/.test(e.message),
+      `${field === 18 ? 'width' : 'height'} ${value}`,
+    );
+  }
+  // BI_BITFIELDS with a 56-byte header: its alpha mask (at 66) is read, so a transparent pixel shows the background
+  const v3 = bmp(2, 1, (x) => (x === 0 ? [10, 20, 30, 0] : [10, 20, 30, 255]), { bpp: 32 });
+  v3.writeUInt32LE(56, 14);
+  assert.deepEqual([...interleave(decodeBmp(v3, 255))], [255, 255, 255, 10, 20, 30]);
+});
+
+test('BMP: a cut file is refused as truncated, naming the part cut (header, masks, palette, pixels); the last row needs no padding', () => {
+  const reject = (file: Buffer, part: RegExp, what: string) =>
+    assert.throws(
+      () => decodeBmp(file),
+      (e: unknown) => e instanceof DecodeError && e.reason === 'truncated' && part.test(e.message),
+      what,
+    );
+  // OS/2 header (12 bytes: 16-bit width, height, planes, bpp), 24-bit
+  const os2 = Buffer.alloc(26 + 4 * 2);
+  os2.write('BM', 0, 'latin1');
+  os2.writeUInt32LE(26, 10);
+  os2.writeUInt32LE(12, 14);
+  os2.writeUInt16LE(1, 18);
+  os2.writeUInt16LE(2, 20);
+  os2.writeUInt16LE(1, 22);
+  os2.writeUInt16LE(24, 24);
+  os2.set([3, 2, 1, 0, 6, 5, 4, 0], 26);
+  assert.deepEqual([...interleave(decodeBmp(os2))], [4, 5, 6, 1, 2, 3]);
+  reject(os2.subarray(0, 25), /header/, 'OS/2 header less its last byte');
+  const rgb = bmp(13, 7, (x, y) => [x, y, 3, 255], { bpp: 24 });
+  reject(rgb.subarray(0, 53), /header/, 'V3 header less its last byte');
+  const masked = bmp(3, 1, () => [1, 2, 3, 255], { bpp: 16 }); // masks at 54..65
+  reject(masked.subarray(0, 65), /masks/, 'masks less their last byte');
+  const pal: Array<[number, number, number]> = [
+    [0, 0, 0],
+    [9, 9, 9],
+  ];
+  const paletted = bmp(3, 1, () => [9, 9, 9, 255], { bpp: 8, palette: pal }); // palette entries at 54 and 58
+  reject(paletted.subarray(0, 58 + 2), /palette/, 'last palette entry less its red byte');
+  // a 13-pixel 24-bit row is 39 bytes padded to 40: the file may end right after the last row's pixels
+  const unpadded = rgb.subarray(0, rgb.length - 1);
+  assert.deepEqual(interleave(decodeBmp(unpadded)), interleave(decodeBmp(rgb)));
+  reject(rgb.subarray(0, rgb.length - 2), /pixel data/, 'last row less a pixel byte');
+});
+
 test('GIF (first frame), WebP and TIFF decode through libvips', async () => {
   for (const fmt of ['gif', 'webp', 'tiff']) {
     const opts = fmt === 'webp' ? { lossless: true } : {};
