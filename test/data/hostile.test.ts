@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { openImage, decodeImage } from '../../src/data/codecs/decode';
 import { DecodeError } from '../../src/data/codecs/errors';
 import { DEFAULT_MAX_IMAGE_PIXELS } from '../../src/data/codecs/limits';
-import { exifOrientation } from '../../src/data/codecs/orientation';
+import { exifOrientation, orientImage } from '../../src/data/codecs/orientation';
 import { identityPlan } from '../../src/data/geometry';
 import { resampleToOutput } from '../../src/data/resample';
 import { DataLoader, imageFiles, imageFolder, centerCrop, randomResizedCrop, normalize, type Image } from '../../src/data';
@@ -396,6 +396,75 @@ test('EXIF orientation: ignored by default as torchvision does, applied on reque
     const px = (x: number, y: number) => Array.from(ours.subarray((y * 32 + x) * 3, (y * 32 + x) * 3 + 3));
     assert.ok(px(28, 4)[0] > 180 && px(28, 4)[1] < 80, `${name}: red quadrant at the top right, got ${px(28, 4)}`);
   }
+});
+
+/** A TIFF structure (EXIF payload) whose first IFD holds only the orientation tag. */
+function tiffWithOrientation(o: { value: number; bigEndian?: boolean; magic?: number; type?: number }): Buffer {
+  const t = Buffer.alloc(8 + 2 + 12 + 4);
+  const be = o.bigEndian ?? false;
+  const u16 = (v: number, at: number) => (be ? t.writeUInt16BE(v, at) : t.writeUInt16LE(v, at));
+  const u32 = (v: number, at: number) => (be ? t.writeUInt32BE(v, at) : t.writeUInt32LE(v, at));
+  t.write(be ? 'MM' : 'II', 0, 'latin1');
+  u16(o.magic ?? 42, 2);
+  u32(8, 4); // first IFD right after the header
+  u16(1, 8); // one entry
+  u16(0x0112, 10);
+  u16(o.type ?? 3, 12); // SHORT (3) or LONG (4)
+  u32(1, 14);
+  if ((o.type ?? 3) === 3) u16(o.value, 18);
+  else u32(o.value, 18);
+  return t;
+}
+
+/** JPEG markers only (no image): SOI, an APP1 "Exif" segment (its length field `lenDelta` off), EOI. */
+function jpegExif(tiff: Buffer, lenDelta = 0, before: number[] = []): Buffer {
+  const payload = Buffer.concat([Buffer.from('Exif\0\0', 'latin1'), tiff]);
+  const len = 2 + payload.length + lenDelta;
+  return Buffer.concat([Buffer.from([0xff, 0xd8, ...before, 0xff, 0xe1, len >> 8, len & 255]), payload, Buffer.from([0xff, 0xd9])]);
+}
+
+/** PNG chunks only (CRCs zero: the orientation reader does not check them). */
+function pngChunks(chunks: Array<[string, Buffer]>): Buffer {
+  const parts: Buffer[] = [Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])];
+  for (const [type, body] of chunks) {
+    const head = Buffer.alloc(8);
+    head.writeUInt32BE(body.length, 0);
+    head.write(type, 4, 'latin1');
+    parts.push(head, body, Buffer.alloc(4));
+  }
+  return Buffer.concat(parts);
+}
+
+test('EXIF orientation: where the tag is read and what is refused (byte order, magic, type, range, segment bounds, place)', () => {
+  for (const bigEndian of [false, true]) {
+    assert.equal(exifOrientation(jpegExif(tiffWithOrientation({ value: 6, bigEndian })), 'jpeg'), 6, `SHORT, ${bigEndian ? 'MM' : 'II'}`);
+    assert.equal(exifOrientation(jpegExif(tiffWithOrientation({ value: 8, bigEndian, type: 4 })), 'jpeg'), 8, `LONG, ${bigEndian ? 'MM' : 'II'}`);
+  }
+  assert.equal(exifOrientation(jpegExif(tiffWithOrientation({ value: 6, magic: 43 })), 'jpeg'), 1, 'not TIFF (magic 43)');
+  assert.equal(exifOrientation(jpegExif(tiffWithOrientation({ value: 6, type: 1 })), 'jpeg'), 1, 'a BYTE value');
+  for (const value of [0, 9]) assert.equal(exifOrientation(jpegExif(tiffWithOrientation({ value })), 'jpeg'), 1, `value ${value}`);
+  // the entry's last 4 bytes (its value) lie past the segment's end: not read from the bytes that follow
+  assert.equal(exifOrientation(jpegExif(tiffWithOrientation({ value: 6 }), -4 - 4), 'jpeg'), 1, 'entry cut by the segment end');
+  // an EXIF segment after the first scan's header is not the image's
+  assert.equal(exifOrientation(jpegExif(tiffWithOrientation({ value: 6 }), 0, [0xff, 0xda, 0, 2]), 'jpeg'), 1, 'after SOS');
+  assert.equal(exifOrientation(jpegExif(tiffWithOrientation({ value: 6 }), 0, [0xff, 0xe0, 0, 4, 0, 0]), 'jpeg'), 6, 'after APP0');
+  // PNG: an eXIf chunk before the image data, with or without the JPEG-style prefix; after IDAT it is not read
+  const tiff = tiffWithOrientation({ value: 3 });
+  const ihdr: [string, Buffer] = ['IHDR', Buffer.alloc(13)];
+  assert.equal(exifOrientation(pngChunks([ihdr, ['eXIf', tiff]]), 'png'), 3);
+  assert.equal(exifOrientation(pngChunks([ihdr, ['eXIf', Buffer.concat([Buffer.from('Exif\0\0', 'latin1'), tiff])]]), 'png'), 3, 'Exif prefix');
+  assert.equal(exifOrientation(pngChunks([ihdr, ['IDAT', Buffer.alloc(3)], ['eXIf', tiff]]), 'png'), 1, 'eXIf after IDAT');
+  assert.equal(exifOrientation(pngChunks([ihdr, ['eXIf', tiff]]), 'gif'), 1, 'other formats');
+});
+
+test('EXIF orientation: orientImage turns an object mask with the planes', () => {
+  const plane = (data: number[]) => ({ data: Uint8Array.from(data), width: 3, height: 2, stride: 3, offset: 0, x0: 0, y0: 0, sx: 1, sy: 1 });
+  const img: Image = { width: 3, height: 2, space: 'gray', planes: [plane([1, 2, 3, 4, 5, 6])], mask: plane([1, 0, 0, 0, 0, 1]) };
+  const out = orientImage(img, 6); // 90° clockwise: the bottom-left pixel comes to the top left
+  assert.deepEqual([out.width, out.height], [2, 3]);
+  assert.deepEqual([...out.planes[0].data], [4, 1, 5, 2, 6, 3]);
+  assert.deepEqual([...out.mask!.data], [0, 1, 0, 0, 1, 0]);
+  assert.equal(orientImage(img, 1), img);
 });
 
 test('EXIF orientation: the loader honours the policy (workers and cache alike)', async () => {
