@@ -9,11 +9,13 @@ import { join } from 'node:path';
 import { openImage, decodeImage, sniff } from '../../src/data/codecs/decode';
 import { DecodeError } from '../../src/data/codecs/errors';
 import { JpegImage } from '../../src/data/codecs/jpeg';
+import { NeedsFallback } from '../../src/data/codecs/errors';
 import { decodePng } from '../../src/data/codecs/png';
 import { decodeBmp } from '../../src/data/codecs/bmp';
 import { idct8, aanScaledQuant } from '../../src/data/codecs/idct';
 import { resampleToOutput } from '../../src/data/resample';
-import { sharp, picture, encode, sharpRgb, interleave, maxAbsDiff, meanAbsDiff, bmp, pngEncode } from './helpers';
+import { deflateSync } from 'node:zlib';
+import { sharp, picture, encode, sharpRgb, interleave, maxAbsDiff, meanAbsDiff, bmp, pngEncode, chunk as pngChunk } from './helpers';
 
 const W = 61;
 const H = 43;
@@ -142,6 +144,11 @@ test('CMYK JPEG is decoded (through libvips) to RGB', async () => {
     .toBuffer();
   const meta = await sharp(cmyk).metadata();
   assert.equal(meta.space, 'cmyk');
+  assert.throws(
+    () => new JpegImage(cmyk),
+    (e: unknown) => e instanceof NeedsFallback && /4 components/.test(e.message),
+    'left to libvips',
+  );
   const img = await decodeImage(cmyk);
   assert.equal(img.space, 'rgb');
   assert.equal(img.width, W);
@@ -266,6 +273,80 @@ test('BMP: an all-ones (32-bit) channel mask decodes, in a bitfields red mask an
     .map((l) => JSON.parse(l) as number[]);
   assert.deepEqual(red, [255, 128, 255, 0, 255, 0]); // planes R, G, B of the two pixels
   assert.deepEqual(alpha, [255, 0, 255, 0, 255, 0]); // the second pixel fully transparent on black
+});
+
+/** A PNG from its parts: IHDR fields (its length `ihdrLength`), IDAT chunks as given, IEND when `end`. */
+function pngOf(w: number, h: number, depth: number, ctype: number, idat: Buffer[], o: { end?: boolean; ihdrLength?: number; plte?: Buffer } = {}): Buffer {
+  const ihdr = Buffer.alloc(o.ihdrLength ?? 13);
+  ihdr.writeUInt32BE(w, 0);
+  ihdr.writeUInt32BE(h, 4);
+  ihdr[8] = depth;
+  ihdr[9] = ctype;
+  const sig = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+  const plte = o.plte ? [pngChunk('PLTE', o.plte)] : [];
+  const end = (o.end ?? true) ? [pngChunk('IEND', new Uint8Array(0))] : [];
+  return Buffer.concat([sig, pngChunk('IHDR', ihdr), ...plte, ...idat.map((d) => pngChunk('IDAT', d)), ...end]);
+}
+
+/** Rows of `raw` (rowBytes each) filtered as the PNG spec defines it, row y with filter type y mod 5. */
+function pngFiltered(raw: Uint8Array, rowBytes: number, bpp: number): Buffer {
+  const h = raw.length / rowBytes;
+  const out = Buffer.alloc((rowBytes + 1) * h);
+  const paeth = (a: number, b: number, c: number) => {
+    const p = a + b - c;
+    const [pa, pb, pc] = [Math.abs(p - a), Math.abs(p - b), Math.abs(p - c)];
+    return pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
+  };
+  for (let y = 0; y < h; y++) {
+    const f = y % 5;
+    out[y * (rowBytes + 1)] = f;
+    for (let i = 0; i < rowBytes; i++) {
+      const at = (yy: number, ii: number) => (yy >= 0 && ii >= 0 ? raw[yy * rowBytes + ii] : 0);
+      const [a, b, c] = [at(y, i - bpp), at(y - 1, i), at(y - 1, i - bpp)];
+      const pred = [0, a, b, (a + b) >> 1, paeth(a, b, c)][f];
+      out[y * (rowBytes + 1) + 1 + i] = (raw[y * rowBytes + i] - pred) & 255;
+    }
+  }
+  return out;
+}
+
+test('PNG: every filter type on 8- and 16-bit RGB rows, 16-bit samples rounded to 8 bits (not cut)', () => {
+  let seed = 3;
+  const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) % 3; // few values: many predictor ties
+  const [w, h] = [7, 10]; // each filter type on two rows
+  const rgb8 = Uint8Array.from({ length: w * h * 3 }, () => [0, 90, 250][rnd()]);
+  const png8 = pngOf(w, h, 8, 2, [deflateSync(pngFiltered(rgb8, w * 3, 3))]);
+  assert.deepEqual(interleave(decodePng(png8)), rgb8);
+  const samples16 = Array.from({ length: w * h * 3 }, () => [255, 0x64fa, 0xff00][rnd()]);
+  const rgb16 = new Uint8Array(samples16.length * 2);
+  samples16.forEach((v, i) => rgb16.set([v >> 8, v & 255], 2 * i));
+  const png16 = pngOf(w, h, 16, 2, [deflateSync(pngFiltered(rgb16, w * 6, 6))]);
+  // round(v / 257): 255 → 1, 0x64fa → 101, 0xff00 → 254 (cutting to the high byte would give 0, 100, 255)
+  assert.deepEqual(
+    [...interleave(decodePng(png16))],
+    samples16.map((v) => Math.round(v / 257)),
+  );
+});
+
+test('PNG: refused headers and data name why: a short IHDR, depth 3, a zero size, palette without PLTE, no IDAT, undecodable data (corrupt with IEND, truncated without)', () => {
+  const row = deflateSync(Buffer.from([0, 1, 2, 3]));
+  assert.deepEqual([...interleave(decodePng(pngOf(1, 1, 8, 2, [row])))], [1, 2, 3]);
+  const refused = (file: Buffer, reason: string, message: RegExp, what: string) =>
+    assert.throws(
+      () => decodePng(file),
+      (e: unknown) => e instanceof DecodeError && e.reason === reason && message.test(e.message),
+      what,
+    );
+  refused(pngOf(1, 1, 8, 2, [row], { ihdrLength: 12 }), 'corrupt', /bad IHDR/, 'IHDR of 12 bytes');
+  refused(pngOf(1, 1, 3, 0, [row]), 'corrupt', /depth 3/, 'depth 3');
+  refused(pngOf(1, 0, 8, 2, [row]), 'corrupt', /zero size/, 'height 0');
+  refused(pngOf(0, 1, 8, 2, [row]), 'corrupt', /zero size/, 'width 0');
+  refused(pngOf(1, 1, 8, 3, [deflateSync(Buffer.from([0, 0]))]), 'corrupt', /without PLTE/, 'palette image without PLTE');
+  refused(pngOf(1, 1, 8, 2, []), 'corrupt', /no image data/, 'no IDAT before IEND');
+  refused(pngOf(1, 1, 8, 2, [], { end: false }), 'truncated', /no image data/, 'no IDAT, no IEND');
+  const garbage = Buffer.from([1, 2, 3, 4, 5, 6, 7, 8]); // not a zlib stream ('incorrect header check')
+  refused(pngOf(1, 1, 8, 2, [garbage]), 'corrupt', /corrupt PNG data/, 'undecodable IDAT, IEND');
+  refused(pngOf(1, 1, 8, 2, [garbage], { end: false }), 'truncated', /truncated PNG data/, 'undecodable IDAT, no IEND: the file was cut');
 });
 
 /** A BMP with a 40-byte header, a palette and RLE-compressed pixel data (compression 1 = RLE8, 2 = RLE4). */
@@ -407,6 +488,159 @@ test('broken inputs raise DecodeError with a reason', async () => {
       name,
     );
   }
+});
+
+/** A JPEG's marker segments before its first scan: where each starts (its 0xFF) and its length field. */
+function jpegSegments(d: Buffer): Array<{ marker: number; pos: number; len: number }> {
+  const out = [];
+  for (let pos = 2; pos + 4 <= d.length && d[pos] === 0xff;) {
+    const marker = d[pos + 1];
+    const len = d.readUInt16BE(pos + 2);
+    out.push({ marker, pos, len });
+    if (marker === 0xda) break;
+    pos += 2 + len;
+  }
+  return out;
+}
+
+test('JPEG headers: what the decoder refuses, what it leaves to libvips, and the colour space the markers say', async () => {
+  const jpeg = await encode(picture(64, 64), 64, 64, 3, 'jpeg', { quality: 90 }); // baseline 4:2:0: DQT, SOF0, DHT, SOS (no APP0)
+  const segs = jpegSegments(jpeg);
+  const at = (marker: number) => segs.find((x) => x.marker === marker)!;
+  const [dqt, sof, sos] = [at(0xdb), at(0xc0), at(0xda)];
+  const s = sof.pos + 4; // precision, then height, width, components (id, hv, tq) from s + 6
+  const edited = (f: (b: Buffer) => void): Buffer => {
+    const b = Buffer.from(jpeg);
+    f(b);
+    return b;
+  };
+  const refused = (b: Buffer, reason: string, message: RegExp, what: string) =>
+    assert.throws(
+      () => new JpegImage(b),
+      (e: unknown) => e instanceof DecodeError && e.reason === reason && message.test(e.message),
+      what,
+    );
+  const fallback = (b: Buffer, message: RegExp, what: string) =>
+    assert.throws(
+      () => new JpegImage(b),
+      (e: unknown) => e instanceof NeedsFallback && message.test(e.message),
+      what,
+    );
+  assert.equal(new JpegImage(jpeg).space, 'ycbcr');
+  for (const region of [
+    { x0: 10, y0: 0, x1: 10, y1: 64 },
+    { x0: 64, y0: 0, x1: 70, y1: 64 },
+  ]) {
+    assert.throws(() => new JpegImage(jpeg).decode({ region }), RangeError, `empty region ${JSON.stringify(region)}`);
+  }
+  refused(
+    edited((b) => b.writeUInt16BE(1, dqt.pos + 2)),
+    'corrupt',
+    /bad segment length/,
+    'a segment length of 1',
+  );
+  refused(jpeg.subarray(0, sof.pos + 2 + sof.len - 1), 'truncated', /truncated JPEG header/, 'the frame header less its last byte');
+  refused(jpeg.subarray(0, sof.pos), 'truncated', /no frame header/, 'cut before the frame header');
+  refused(Buffer.concat([jpeg.subarray(0, sof.pos), jpeg.subarray(sos.pos)]), 'corrupt', /no frame header/, 'a scan without a frame header');
+  const sofBytes = jpeg.subarray(sof.pos, sof.pos + 2 + sof.len);
+  refused(Buffer.concat([jpeg.subarray(0, sof.pos), sofBytes, jpeg.subarray(sof.pos)]), 'corrupt', /more than one frame header/, 'two frame headers');
+  refused(
+    edited((b) => (b[s + 7] = 0x15)),
+    'corrupt',
+    /bad sampling factor/,
+    'a vertical sampling factor of 5',
+  );
+  refused(
+    edited((b) => b.writeUInt16BE(0, s + 3)),
+    'corrupt',
+    /zero width/,
+    'width 0',
+  );
+  assert.throws(
+    () => new JpegImage(jpeg, 64 * 64 - 1),
+    (e: unknown) => e instanceof DecodeError && e.reason === 'too-large',
+  );
+  fallback(
+    edited((b) => (b[sof.pos + 1] = 0xc3)),
+    /SOF3/,
+    'lossless (SOF3)',
+  );
+  for (const precision of [12, 7]) {
+    fallback(
+      edited((b) => (b[s] = precision)),
+      new RegExp(`${precision}-bit`),
+      `precision ${precision}`,
+    );
+  }
+  fallback(
+    edited((b) => b.writeUInt16BE(0, s + 1)),
+    /DNL/,
+    'height 0 (given later by a DNL marker)',
+  );
+  fallback(
+    edited((b) => {
+      b[s + 7] = 0x13; // luma 1×3, chroma 1×2: a vertical ratio of 3:2
+      b[s + 10] = 0x12;
+    }),
+    /non-integer chroma subsampling/,
+    'luma 1×3 with chroma 1×2',
+  );
+  // a header claiming more 8×8 blocks than the scan has bytes × 8 is refused before planes are allocated:
+  // 64 rows of 16k columns at 4:2:0 are 24k blocks, at least 3k bytes, here 1.5 to 2 times what the scan holds
+  const scanBytes = jpeg.length - sos.pos;
+  const k = Math.ceil(scanBytes / 2);
+  refused(
+    edited((b) => b.writeUInt16BE(16 * k, s + 3)),
+    'truncated',
+    /needs at least \d+ bytes of scan data/,
+    'a scan too short for the size claimed',
+  );
+  // colour space: components named R, G, B mean RGB, unless a JFIF APP0 says YCbCr; an Adobe APP14 with transform 0 means RGB
+  const rgbIds = (b: Buffer) => {
+    b[s + 6] = 0x52;
+    b[s + 9] = 0x47;
+    b[s + 12] = 0x42;
+  };
+  const afterSoi = (b: Buffer, segment: number[]) => Buffer.concat([b.subarray(0, 2), Buffer.from(segment), b.subarray(2)]);
+  const jfif = [0xff, 0xe0, 0, 16, 0x4a, 0x46, 0x49, 0x46, 0, 1, 1, 0, 0, 1, 0, 1, 0, 0];
+  const adobe = (transform: number) => [0xff, 0xee, 0, 14, 0x41, 0x64, 0x6f, 0x62, 0x65, 0, 100, 0, 0, 0, 0, transform];
+  assert.equal(new JpegImage(edited(rgbIds)).space, 'rgb', 'R, G, B ids without JFIF');
+  assert.equal(new JpegImage(afterSoi(edited(rgbIds), jfif)).space, 'ycbcr', 'R, G, B ids under JFIF');
+  assert.equal(new JpegImage(afterSoi(jpeg, adobe(0))).space, 'rgb', 'Adobe transform 0');
+  assert.equal(new JpegImage(afterSoi(afterSoi(jpeg, jfif), adobe(0))).space, 'rgb', 'Adobe transform 0 beside JFIF');
+  assert.equal(new JpegImage(afterSoi(edited(rgbIds), adobe(1))).space, 'ycbcr', 'Adobe transform 1 with R, G, B ids');
+});
+
+test('an RGB region of a 4:2:0 JPEG is the same pixels as that region of the whole image (chroma neighbours decoded beyond it)', async () => {
+  const jpeg = await encode(RAW, W, H, 3, 'jpeg', { quality: 90 });
+  const handle = openImage(jpeg);
+  assert.ok(!(handle instanceof Promise), 'a JPEG opens synchronously');
+  const whole = handle.decode({ rgb: true });
+  const rect = { x0: 16, y0: 16, x1: 48, y1: 32 }; // edges where the filter needs a chroma sample from the next block
+  const part = handle.decode({ rgb: true, region: rect });
+  for (let c = 0; c < 3; c++) {
+    const [f, p] = [whole.planes[c], part.planes[c]];
+    for (let y = rect.y0; y < rect.y1; y++) {
+      for (let x = rect.x0; x < rect.x1; x++) {
+        const want = f.data[f.offset + (y - f.y0) * f.stride + (x - f.x0)];
+        assert.equal(p.data[p.offset + (y - p.y0) * p.stride + (x - p.x0)], want, `channel ${c} at (${x}, ${y})`);
+      }
+    }
+  }
+});
+
+test('an SVG (no magic bytes of its own) goes to libvips, not refused as not an image', async () => {
+  const svg = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="4" height="3"><rect width="4" height="3" fill="#f00"/></svg>');
+  assert.equal(sniff(svg), 'unknown');
+  const img = await decodeImage(svg);
+  assert.deepEqual([img.width, img.height], [4, 3]);
+});
+
+test('sniff: TIFF in either byte order (II then 42 little-endian, MM then 42 big-endian), not the two mixed', () => {
+  assert.equal(sniff(Buffer.from([0x49, 0x49, 0x2a, 0, 8, 0, 0, 0])), 'tiff');
+  assert.equal(sniff(Buffer.from([0x4d, 0x4d, 0, 0x2a, 0, 0, 0, 8])), 'tiff');
+  assert.equal(sniff(Buffer.from([0x4d, 0x4d, 0x2a, 0, 0, 0, 0, 8])), 'unknown');
+  assert.equal(sniff(Buffer.from([0x49, 0x49, 0, 0x2a, 8, 0, 0, 0])), 'unknown');
 });
 
 test('1×1 images decode', async () => {

@@ -236,7 +236,7 @@ function crc32(b: Uint8Array): number {
   return (c ^ -1) >>> 0;
 }
 
-function chunk(type: string, body: Uint8Array): Buffer {
+export function chunk(type: string, body: Uint8Array): Buffer {
   const b = Buffer.alloc(12 + body.length);
   b.writeUInt32BE(body.length, 0);
   b.write(type, 4, 'latin1');
