@@ -72,3 +72,26 @@ test('a damaged PNM is refused with why: truncated data, a sample above maxval, 
   // only the magic and a whitespace make a PNM: a text file that begins 'P1x' is not one
   assert.equal(sniff(Buffer.from('P1x text')), 'unknown');
 });
+
+test('PNM edges: a raw sample above maxval clips to 255, maxval 256 takes two bytes a sample, CR separates and ends a comment, P7 (PAM) is not a PNM', () => {
+  const grey = (bytes: Buffer): number[] => [...decodePnm(bytes).planes[0].data];
+  // raw samples are not checked against maxval (as PIL): 200 of 100 is 510, clipped; 50 of 100 is 127.5, to even
+  assert.deepEqual(grey(Buffer.concat([Buffer.from('P5\n2 1\n100\n', 'latin1'), Buffer.from([50, 200])])), [128, 255]);
+  // from maxval 256 up a raw sample is two bytes, big-endian
+  assert.deepEqual(grey(Buffer.concat([Buffer.from('P5\n2 1\n256\n', 'latin1'), Buffer.from([1, 0, 0, 128])])), [255, 128]);
+  // CR is whitespace between header tokens, and it ends a comment, in the header and between PBM samples
+  assert.deepEqual(grey(Buffer.concat([Buffer.from('P5\r2\r1 # size\r255\r', 'latin1'), Buffer.from([7, 9])])), [7, 9]);
+  assert.deepEqual(grey(Buffer.from('P1\n2 1\n# samples\r10', 'latin1')), [0, 255]);
+  // 'P7' starts a PAM file (a header of keywords), which is no Netpbm image of P1–P6
+  const pam = Buffer.from('P7\nWIDTH 1\nHEIGHT 1\nDEPTH 1\nMAXVAL 255\nTUPLTYPE GRAYSCALE\nENDHDR\n\x07', 'latin1');
+  assert.equal(sniff(pam), 'unknown');
+  assert.throws(
+    () => decodePnm(pam),
+    (e: unknown) => e instanceof DecodeError && e.reason === 'unsupported',
+  );
+  // a height of 0 is refused as a width of 0 is
+  assert.throws(
+    () => decodePnm(Buffer.from('P5\n1 0\n255\n', 'latin1')),
+    (e: unknown) => e instanceof DecodeError && e.reason === 'corrupt' && /size 1×0/.test(e.message),
+  );
+});
