@@ -10,7 +10,8 @@ import { renderSynthetic, syntheticConfig } from '../../src/data/sources/synthet
 import { syntheticSegSource } from '../../src/data/sources/seg-synthetic';
 import { SegLoader, makeSegData } from '../../src/data/seg-loader';
 import { SkipTally, type SegBatch, type SegData } from '../../src/data/seg-streams';
-import { encode, pngEncode, picture, sharp, tempDir, write } from './helpers';
+import { deflateSync } from 'node:zlib';
+import { chunk, encode, pngEncode, picture, sharp, tempDir, write } from './helpers';
 
 async function all(data: SegData, augment: 'none' | 'crop-flip' = 'none', batchSize = 4): Promise<SegBatch[]> {
   const out: SegBatch[] = [];
@@ -76,6 +77,27 @@ test('label PNGs give raw indices: 8-bit grey, palette indices (not colours), 4-
   small.writeUInt32BE(1, 16);
   small.writeUInt32BE(1, 20);
   assert.throws(() => decodeLabelPng(small), /inflates to more than twice/);
+});
+
+test('label PNGs: the refused kinds (grey + alpha, 16-bit palette, a value over 255), the pixel limit given, 16-bit rows unfiltered two bytes a sample', () => {
+  assert.throws(() => decodeLabelPng(pngEncode(2, 1, 4, 8, [1, 255, 2, 255])), /colour type 4 \(grey \+ alpha\)/);
+  const pal16 = pngEncode(2, 1, 0, 16, [1, 2]);
+  pal16[25] = 3; // IHDR colour type: palette, at 16 bits (PNG allows palettes of 1–8 bits)
+  assert.throws(() => decodeLabelPng(pal16), /corrupt PNG: colour type 3, depth 16/);
+  assert.deepEqual([...decodeLabelPng(pngEncode(2, 1, 0, 16, [3, 255])).data], [3, 255], '255 (ignore) is a mask value');
+  assert.throws(() => decodeLabelPng(pngEncode(2, 1, 0, 16, [3, 256])), /mask value 256/);
+  const sixteen = pngEncode(4, 4, 0, 8, new Array(16).fill(1));
+  assert.equal(decodeLabelPng(sixteen, 16).width, 4);
+  assert.throws(
+    () => decodeLabelPng(sixteen, 15),
+    (e: Error & { reason?: string }) => e.reason === 'too-large' && /limit of 15 pixels/.test(e.message),
+  );
+  // a 16-bit row with the Sub filter: each byte less the byte one *sample* (2 bytes) before it
+  const ihdr = Buffer.from([0, 0, 0, 3, 0, 0, 0, 1, 16, 0, 0, 0, 0]);
+  const row = Buffer.from([1, 0, 3, 0, 2, 0, 1]); // samples 3, 5, 6
+  const sig = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+  const sub16 = Buffer.concat([sig, chunk('IHDR', ihdr), chunk('IDAT', deflateSync(row)), chunk('IEND', new Uint8Array(0))]);
+  assert.deepEqual([...decodeLabelPng(sub16).data], [3, 5, 6]);
 });
 
 test('synthetic objects as label maps: background 0, shape k as 1 + k (or object 1), pixel for pixel the object mask', async () => {
