@@ -537,8 +537,61 @@ test('shards made elsewhere: labels from .json, any image extension, members out
   ]);
 });
 
+test('readShard: extensions match in any case, a contiguous file is a file, a label is an integer 0 <= l < 2^20 (text trimmed, up to 64 KiB), bad JSON is named, from/to select ordinals [from, to), end blocks cut short', async () => {
+  const path = join(root, 'edges', 'edges.tar');
+  writeTar(path, [
+    ['A.JPG', 'jpg bytes'],
+    ['A.CLS', '7'],
+    ['b.png', 'b'],
+    ['b.json', '{"label": -1}'],
+    ['c.png', 'c'],
+    ['c.json', '{nope'],
+    ['d.png', 'd'],
+    ['d.cls', ' 12\n'],
+    ['e.png', 'e'],
+    ['f.png', 'f', '7'], // a contiguous file (typeflag 7) is a file
+    ['f.cls', ' '.repeat(MAX_META_BYTES - 1) + '5'], // a label member of exactly the cap is read
+  ]);
+  const read = async (opts = {}) => {
+    const got = [];
+    for await (const s of readShard(path, opts)) got.push([s.ordinal, s.key, s.imageExt, s.label, s.labelError ?? null]);
+    return got;
+  };
+  assert.deepEqual(await read(), [
+    [0, 'A', 'jpg', 7, null],
+    [1, 'b', 'png', null, '.json label -1 is not a class index'],
+    [2, 'c', 'png', null, '.json is not valid JSON'],
+    [3, 'd', 'png', 12, null],
+    [4, 'e', 'png', null, null],
+    [5, 'f', 'png', 5, null],
+  ]);
+  assert.deepEqual(
+    (await read({ from: 1, to: 3 })).map((s) => s[1]),
+    ['b', 'c'],
+  );
+  for (const at of [0, 2]) assert.deepEqual(await read({ from: at, to: at }), [], `from = to = ${at}`);
+  assert.deepEqual(
+    (await read({ from: 4 })).map((s) => s[1]),
+    ['e', 'f'],
+  );
+  // the end-of-archive blocks cut short (here to one byte): the last member's padding is not where the archive ends
+  const cut = join(root, 'edges', 'cut-in-end-blocks.tar');
+  const starts = writeTar(cut, [
+    ['g.png', 'g'],
+    ['g.cls', '1'],
+  ]);
+  truncateSync(cut, starts[1] + 512 + 1);
+  await assert.rejects(readShardAll(cut), (e: Error) => e instanceof ShardReadError && /truncated after 0 sample\(s\)/.test(e.message));
+});
+
+async function readShardAll(path: string): Promise<number> {
+  let n = 0;
+  for await (const _ of readShard(path)) n++;
+  return n;
+}
+
 /** A ustar header of a regular file of `size` bytes. */
-function tarHeader(name: string, size: number): Buffer {
+function tarHeader(name: string, size: number, type = '0'): Buffer {
   const h = Buffer.alloc(512);
   h.write(name, 0);
   h.write('0000644\0', 100);
@@ -546,7 +599,7 @@ function tarHeader(name: string, size: number): Buffer {
   h.write('0000000\0', 116);
   h.write(size.toString(8).padStart(11, '0') + '\0', 124);
   h.write('00000000000\0', 136);
-  h.write('0', 156);
+  h.write(type, 156);
   h.write('ustar\x0000', 257);
   h.fill(' ', 148, 156);
   const sum = h.reduce((a, b) => a + b, 0);
@@ -558,14 +611,14 @@ function tarHeader(name: string, size: number): Buffer {
  * Writes a tar by hand: a member given as a number declares that many bytes and leaves them a hole
  * (a sparse file: a huge member costs no disk). Returns where each member's data starts.
  */
-function writeTar(path: string, members: [string, Buffer | string | number][]): number[] {
+function writeTar(path: string, members: [string, Buffer | string | number, string?][]): number[] {
   mkdirSync(join(path, '..'), { recursive: true });
   const fd = openSync(path, 'w');
   const starts: number[] = [];
   let at = 0;
-  for (const [name, data] of members) {
+  for (const [name, data, type] of members) {
     const size = typeof data === 'number' ? data : Buffer.byteLength(data);
-    writeSync(fd, tarHeader(name, size), 0, 512, at);
+    writeSync(fd, tarHeader(name, size, type), 0, 512, at);
     starts.push(at + 512);
     if (typeof data !== 'number') writeSync(fd, Buffer.from(data), 0, size, at + 512);
     at += 512 + Math.ceil(size / 512) * 512;
@@ -908,6 +961,7 @@ test('epoch plans: over ranks and workers every stream position once (padded wit
               p.rankLength,
             );
             p.pieces.forEach((piece, w) => {
+              assert.equal(p.emittedBefore(w, p.count + 3), piece.length, 'a start past the last batch: all of the piece');
               const mine = sizes.filter((_, j) => p.workerOf(j) === w);
               assert.equal(
                 mine.reduce((a, s) => a + s, 0),
