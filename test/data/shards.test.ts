@@ -44,6 +44,7 @@ import {
   shardEpochPlan,
   ShuffleBuffer,
   replay,
+  streamSegments,
   readIndexFile,
   MAX_IMAGE_BYTES,
   MAX_META_BYTES,
@@ -955,6 +956,8 @@ test('epoch plans: over ranks and workers every stream position once (padded wit
           const seen = new Map<string, number>();
           for (const p of plans) {
             assert.equal(p.count, plans[0].count);
+            assert.equal(p.pieces.length, Math.max(1, K), 'one piece per worker (the main thread counts as one)');
+            for (let j = 0; j < p.count; j++) assert.equal(p.workerOf(j), j % Math.max(1, K));
             const sizes = Array.from({ length: p.count }, (_, j) => p.sizeOf(j));
             assert.equal(
               sizes.reduce((a, s) => a + s, 0),
@@ -999,6 +1002,8 @@ test('epoch plans: over ranks and workers every stream position once (padded wit
 });
 
 test('an epoch plan is computed, not listed per batch: 10^12 samples in batches of 1 plan at once', () => {
+  assert.throws(() => streamSegments([0, 0], Int32Array.from([0, 1]), 0, 1), /the dataset has no samples/);
+  assert.deepEqual(streamSegments([0, 0], Int32Array.from([0, 1]), 0, 0), []);
   const p = shardEpochPlan({ counts: [1e12, 3], epoch: 0, seed: 1, shuffle: true, rank: 1, worldSize: 2, workers: 3, batchSize: 1, dropLast: false });
   assert.equal(p.count, 5e11 + 2);
   assert.equal(
@@ -1009,6 +1014,18 @@ test('an epoch plan is computed, not listed per batch: 10^12 samples in batches 
 });
 
 test('the shuffle buffer resumes exactly from a replay over positions', () => {
+  // size 1 (or less, or a fraction of 2) passes inputs straight through; the last items leave in a drawn order
+  assert.deepEqual([ShuffleBuffer.create(0, new Rng(1)).size, ShuffleBuffer.create(2.5, new Rng(1)).size], [1, 2]);
+  const one = ShuffleBuffer.create<number>(1, new Rng(2, 'one'));
+  assert.deepEqual([one.push(5), one.push(6), one.length, one.pop()], [5, 6, 0, undefined]);
+  const drain = ShuffleBuffer.create<number>(10, new Rng(2, 'drain'));
+  for (let i = 0; i < 10; i++) drain.push(i);
+  const order = Array.from({ length: 10 }, () => drain.pop()!);
+  assert.deepEqual(
+    [...order].sort((x, y) => x - y),
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+  );
+  assert.notDeepEqual(order, [9, 8, 7, 6, 5, 4, 3, 2, 1, 0], 'not last in, first out');
   // a buffer of `size` holds that many inputs before the first leaves, then each input displaces one
   for (const size of [2, 3, 10]) {
     const buf = ShuffleBuffer.create<number>(size, new Rng(2, 'fill'));
