@@ -758,6 +758,7 @@ test('index entries a file of that size cannot hold are not trusted: the shard i
     (_e, i) => ({ labelled: real[i] + 1 }),
     () => ({ maxLabel: -1 }),
     () => ({ maxLabel: 2 ** 20 }), // a label no scan gives (a class index of 2^20 or more is a label error)
+    () => ({ maxLabel: -2 }), // below -1 (none)
   ];
   for (const lie of lies) {
     writeFileSync(join(dir, 'index.json'), JSON.stringify({ ...index, shards: index.shards.map((e, i) => ({ ...e, ...lie(e, i) })) }));
@@ -769,6 +770,11 @@ test('index entries a file of that size cannot hold are not trusted: the shard i
     );
     assert.deepEqual(readIndexFile(join(dir, 'index.json')), index, 'the index is written again from the scan');
   }
+  // at the bound, one sample per 512 bytes of tar, an entry is trusted (a.tar's size is a multiple of 512)
+  const atBound = index.shards.map((e) => (e.file === 'a.tar' ? { ...e, samples: e.bytes / 512 } : e));
+  writeFileSync(join(dir, 'index.json'), JSON.stringify({ ...index, shards: atBound }));
+  assert.equal(open().length, statSync(join(dir, 'a.tar')).size / 512 + 300);
+  assert.ok(!warnings.some((w) => /indexing/.test(w)), warnings.join('\n'));
 });
 
 test("another tool's index.json beside the shards is left as it is: semaim's index goes to the data cache", () => {
