@@ -32,6 +32,31 @@ test('IDX: a label past the classes is refused, naming the image, as CIFAR does'
   }
 });
 
+test('IDX: header bounds (element type, dimension count, a header or data one byte short) and what the dataset refuses (no images, a zero width, a label equal to the class count, labels of two dims)', () => {
+  const refused = (bytes: Buffer, message: RegExp) => assert.throws(() => parseIdx(bytes, 'f'), message);
+  const ints = idx([2, 2], new Uint8Array(4));
+  ints[2] = 0x0c;
+  refused(ints, /element type 0xc is not unsigned byte/);
+  refused(idx([], new Uint8Array(1)), /truncated IDX header/);
+  refused(idx([2, 2]).subarray(0, 11), /truncated IDX header/);
+  refused(idx([2, 2], new Uint8Array(3)), /truncated IDX data \(3 bytes, expected 4/);
+  assert.deepEqual([...parseIdx(idx([2, 2], new Uint8Array([1, 2, 3, 4])), 'f').data], [1, 2, 3, 4]);
+  const { dir, cleanup } = tempDir();
+  try {
+    write(join(dir, 'none'), idx([0, 2, 2]));
+    assert.throws(() => idxDataset(join(dir, 'none'), null), /none holds no images/);
+    write(join(dir, 'thin'), idx([3, 2, 0]));
+    assert.throws(() => idxDataset(join(dir, 'thin'), null), /images of 2x0 pixels hold nothing/);
+    write(join(dir, 'images'), idx([3, 2, 2], new Uint8Array(12)));
+    write(join(dir, 'labels'), idx([3], new Uint8Array([1, 0, 2])));
+    assert.throws(() => idxDataset(join(dir, 'images'), join(dir, 'labels'), ['a', 'b']), /image 2 has label 2, but there are 2 classes/);
+    write(join(dir, 'labels2d'), idx([3, 1], new Uint8Array([1, 0, 1])));
+    assert.throws(() => idxDataset(join(dir, 'images'), join(dir, 'labels2d')), /labels2d has dims 3x1, expected 3 labels/);
+  } finally {
+    cleanup();
+  }
+});
+
 test('IDX: images of zero pixels are refused before anything is allocated', () => {
   const { dir, cleanup } = tempDir();
   try {

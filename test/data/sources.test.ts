@@ -246,6 +246,11 @@ test('CIFAR-10 and CIFAR-100 binary batches', () => {
   write(join(d100, 'train.bin'), r100);
   assert.equal(cifarBinary(join(root, 'c100')).label(0), 77);
   assert.equal(cifarBinary(join(root, 'c100'), { labels: 'coarse' }).label(0), 4);
+  r100[2] = 33; // R of pixel 0: after the two label bytes
+  write(join(d100, 'train.bin'), r100);
+  assert.deepEqual([...cifarBinary(join(root, 'c100')).spec.images.data.subarray(0, 2)], [33, 5]);
+  write(join(root, 'emptycifar', 'data_batch_1.bin'), Buffer.alloc(0));
+  assert.throws(() => cifarBinary(join(root, 'emptycifar')), /has 0 bytes, expected a multiple of 3073/);
   write(join(root, 'badcifar', 'data_batch_1.bin'), Buffer.alloc(100));
   assert.throws(() => cifarBinary(join(root, 'badcifar')), /expected a multiple of 3073/);
   assert.throws(() => cifarBinary(join(root, 'nothing-here')), /no data_batch_1\.bin/);
