@@ -585,6 +585,18 @@ test('readShard: extensions match in any case, a contiguous file is a file, a la
   await assert.rejects(readShardAll(cut), (e: Error) => e instanceof ShardReadError && /truncated after 0 sample\(s\)/.test(e.message));
 });
 
+test('a shard without one image member is named as holding no samples, and the others are read', () => {
+  const dir = join(root, 'no-samples');
+  writeTar(join(dir, 'a.tar'), [['x.png', 'x']]);
+  writeTar(join(dir, 'b.tar'), [['readme.txt', 'not a sample']]);
+  const warnings: string[] = [];
+  assert.equal(shardDataset(dir, { onWarning: (l) => warnings.push(l) }).length, 1);
+  assert.ok(
+    warnings.some((w) => /skipping shard b\.tar: holds no samples \(no member with an image extension\)/.test(w)),
+    warnings.join('\n'),
+  );
+});
+
 async function readShardAll(path: string): Promise<number> {
   let n = 0;
   for await (const _ of readShard(path)) n++;
