@@ -7,8 +7,11 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { pack as tarPack } from 'tar-stream';
 import { ShardLoader, ShuffleBuffer, packImageFolder, shardDataset, type ShardDataset, type ShardLoaderOptions } from '../../src/data/shards';
-import { estimateShuffleMemory, SHUFFLE_MEMORY_ENV } from '../../src/data/shards/memory';
+import { estimateShuffleMemory, shuffleMemoryProblem, SHUFFLE_MEMORY_ENV } from '../../src/data/shards/memory';
+import { PieceStream, type StreamContext } from '../../src/data/shards/stream';
 import { imageMemberCap } from '../../src/data/shards/tar-samples';
 import { resize, normalize } from '../../src/data/transforms';
 import { Rng } from '../../src/data/rng';
@@ -135,5 +138,70 @@ test('below the budget the batches are exactly those of the draws over positions
     } finally {
       await l.close();
     }
+  }
+});
+
+test('the loader refuses buffers one byte over their budget and takes them exactly at it (the budget is what they may hold)', () => {
+  const e = { buffers: 2, held: 8, mean: 100, bytes: 1600 };
+  assert.equal(shuffleMemoryProblem(e, { bytes: 1600, source: 'test' }, 8), null);
+  assert.match(shuffleMemoryProblem(e, { bytes: 1599, source: 'test' }, 8) ?? '', /about 1\.6 KiB .*more than their budget of 1\.6 KiB \(test\)/);
+  // the same through a loader: its estimate at the shards' mean size, as the budget, fits; a byte less does not
+  assert.ok(loader({ workers: 2, shuffleMemory: estimate(2) }));
+  assert.throws(() => loader({ workers: 2, shuffleMemory: estimate(2) - 1 }), OptionError);
+});
+
+/** A shard of `n` samples whose images are `size` bytes each (the stream never decodes them). */
+async function uniformShard(path: string, n: number, size: number): Promise<void> {
+  const p = tarPack();
+  const done = new Promise<void>((res) => p.pipe(createWriteStream(path)).on('finish', () => res()));
+  for (let i = 0; i < n; i++) p.entry({ name: `${String(i).padStart(3, '0')}.jpg` }, Buffer.alloc(size, i));
+  p.finalize();
+  await done;
+}
+
+/** The sample names a stream of one shard through a buffer of `bufferSize` with a share of `share` bytes emits, after `skip` (resume). */
+async function streamNames(path: string, n: number, o: { bufferSize: number; share: number; skip?: number }): Promise<string[]> {
+  const ctx: StreamContext = {
+    paths: [path],
+    bases: [0],
+    seed: 5,
+    labelled: false,
+    maxImageBytes: 1 << 20,
+    bufferMemory: { share: o.share, buffers: 1, budget: 'test budget', shuffleOption: true },
+  };
+  const task = { epoch: 0, segments: [{ shard: 0, from: 0, to: n }], length: n, skip: o.skip ?? 0, bufferSize: o.bufferSize, rngKeys: ['buffer', 0] };
+  const s = new PieceStream(ctx, task);
+  const names: string[] = [];
+  try {
+    for (let x = await s.next(); x; x = await s.next()) names.push(x.name);
+  } finally {
+    await s.close();
+  }
+  return names;
+}
+
+test('a running buffer may hold exactly its share: one byte less stops the stream, and a sample that leaves frees its bytes', async () => {
+  const t = tempDir('semaim-shard-share-');
+  try {
+    const path = join(t.dir, 'uniform.tar');
+    // 12 samples of 100 bytes through a buffer of 4: it holds 400 bytes from the 4th input on, never more
+    // (each later input replaces the sample it displaces; a count that never freed would pass 400 at the 5th)
+    await uniformShard(path, 12, 100);
+    const all = await streamNames(path, 12, { bufferSize: 4, share: 400 });
+    assert.equal(all.length, 12);
+    assert.equal(new Set(all).size, 12);
+    await assert.rejects(streamNames(path, 12, { bufferSize: 4, share: 399 }), (e: Error) => {
+      assert.ok(e instanceof DataError, e.message);
+      assert.match(e.message, /holds 400 B of encoded images in 4 samples after uniform\.tar:003 \(100 B\), over its share of 399 B/);
+      return true;
+    });
+    // resumed after 6 emitted with a full buffer: the samples read back count too, from the first one
+    assert.deepEqual(await streamNames(path, 12, { bufferSize: 4, share: 400, skip: 6 }), all.slice(6));
+    await assert.rejects(
+      streamNames(path, 12, { bufferSize: 4, share: 399, skip: 6 }),
+      /holds 400 B of encoded images in 4 samples after uniform\.tar:\d+ \(100 B\)/,
+    );
+  } finally {
+    t.cleanup();
   }
 });
