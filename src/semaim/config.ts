@@ -1,5 +1,5 @@
 // Model configuration: presets, defaults, validation and JSON round trip.
-import { closest } from '../util/options';
+import { didYouMean } from '../util/options';
 
 /**
  * The sizes of a ViT encoder: square `imgSize`² images cut into `patchSize`² patches, `depth` blocks of
@@ -156,8 +156,7 @@ const ORDER_KEYS: Record<OrderConfig['type'], readonly string[]> = {
 export function checkKnownKeys(c: object, known: readonly string[], prefix = ''): void {
   for (const key of Object.keys(c)) {
     if (known.includes(key)) continue;
-    const meant = closest(key.toLowerCase(), known, (k) => k.toLowerCase());
-    throw new ConfigError(prefix + key, `unknown field${meant ? `; did you mean '${prefix}${meant}'?` : ''} (known: ${known.join(', ')})`);
+    throw new ConfigError(prefix + key, `unknown field${didYouMean(key, known, prefix)} (known: ${known.join(', ')})`);
   }
 }
 

@@ -9,7 +9,7 @@ import { atLeastFloat32, checkNoiseOptions, orderFromConfig, needsSimilarity, si
 import { featurePatchLoss, pixelPatchLoss, pixelTargets } from './targets';
 import { VisionTransformer, disposeResidual, dropPathRates, resolveResidual, sumAndNorm, type PendingResidual } from './vit';
 import { markPhase } from './phases';
-import { closest } from '../util/options';
+import { didYouMean } from '../util/options';
 
 /** How SemAIM.forward runs attention: 'fast' (tokens gathered into order, causal attention) or 'reference' (explicit masks, the specification); docs/METHOD.md §4. */
 export type AttentionPath = 'fast' | 'reference';
@@ -65,8 +65,7 @@ export function encoderSimilarity(
 function checkOptionKeys(fn: string, o: object, known: readonly string[]): void {
   for (const key of Object.keys(o)) {
     if (known.includes(key)) continue;
-    const meant = closest(key.toLowerCase(), known, (k) => k.toLowerCase());
-    throw new RangeError(`${fn}: unknown option '${key}'${meant ? `; did you mean '${meant}'?` : ''} (known: ${known.join(', ')})`);
+    throw new RangeError(`${fn}: unknown option '${key}'${didYouMean(key, known)} (known: ${known.join(', ')})`);
   }
 }
 

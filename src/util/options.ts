@@ -170,10 +170,13 @@ export function closest(typed: string, candidates: readonly string[], spelled: (
   return near && near.d <= Math.max(1, Math.floor(typed.length / 4)) ? near.c : undefined;
 }
 
-/** `; did you mean 'x'?` when `typed` is a typo (or only its letter case) away from one of `candidates`, else ''. */
-export function didYouMean(typed: string, candidates: readonly string[]): string {
+/**
+ * `; did you mean 'x'?` when `typed` is a typo (or only its letter case) away from one of `candidates`, else '';
+ * `prefix` goes in front of the one named (a nested field's path, `encoder.`).
+ */
+export function didYouMean(typed: string, candidates: readonly string[], prefix = ''): string {
   const meant = closest(typed.toLowerCase(), candidates, (c) => c.toLowerCase());
-  return meant === undefined ? '' : `; did you mean '${meant}'?`;
+  return meant === undefined ? '' : `; did you mean '${prefix}${meant}'?`;
 }
 
 /** Edit distance counting two swapped neighbours as one edit ('depht' is one from 'depth'); option names are short. */
