@@ -44,6 +44,20 @@ function reference(kind: CaseModel): CaseResult {
   }
 }
 
+/**
+ * Runs `script` on 2 ranks with each DDP mode this addon has as its arguments ('overlap' needs libtorch's
+ * Reducer); every rank must exit 0 having printed `linesPerMode` lines per mode.
+ */
+async function runInEachMode(script: string, linesPerMode = 1): Promise<WorkerRun[]> {
+  const modes = info.reducer ? ['after-backward', 'overlap'] : ['after-backward'];
+  const runs = await runWorkers(script, 2, modes, { timeoutMs: 60_000 });
+  for (const r of runs) {
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.lines.length, linesPerMode * modes.length, `rank ${r.rank}: ${JSON.stringify(r.lines)}\n${r.stderr}`);
+  }
+  return runs;
+}
+
 function compare(runs: WorkerRun[], c: string, ref: CaseResult, tol: number): void {
   const [r0, r1] = runs.map((run) => run.lines.find((l) => l.case === c) as unknown as CaseResult & { mode: string; buckets: number[][] });
   assert.ok(r0 && r1, `case ${c} missing:\n${runs.map((r) => r.stderr).join('\n')}`);
@@ -157,11 +171,7 @@ test(
   dist.destroyProcessGroup();
 `,
     );
-    const modes = info.reducer ? ['after-backward', 'overlap'] : ['after-backward'];
-    const runs = await runWorkers(script, 2, modes, { timeoutMs: 60_000 });
-    for (const r of runs) {
-      assert.equal(r.code, 0, r.stderr);
-      assert.equal(r.lines.length, 2 * modes.length, `rank ${r.rank}: ${JSON.stringify(r.lines)}\n${r.stderr}`);
+    for (const r of await runInEachMode(script, 2)) {
       // before: accepted, and rank 1 then held rank 0's float32 bits read as float64 (or the 0-dim
       // parameter's gradient was averaged with an element of the other)
       for (const l of r.lines) assert.match(String(l.error), /DistributedDataParallel: rank [01] has different parameters/, `rank ${r.rank}, ${l.mode}, ${l.how}`);
@@ -185,11 +195,7 @@ test(
   dist.destroyProcessGroup();
 `,
     );
-    const modes = info.reducer ? ['after-backward', 'overlap'] : ['after-backward'];
-    const runs = await runWorkers(script, 2, modes, { timeoutMs: 60_000 });
-    for (const r of runs) {
-      assert.equal(r.code, 0, r.stderr);
-      assert.equal(r.lines.length, modes.length, `rank ${r.rank}: ${JSON.stringify(r.lines)}\n${r.stderr}`);
+    for (const r of await runInEachMode(script)) {
       // before: rank 1 kept its own frozen parameter ([20, 20, 20])
       for (const l of r.lines) assert.deepEqual([l.w, l.frozen, l.scale], [[1, 1], [10, 10, 10], [100]], `rank ${r.rank}, ${l.mode}`);
     }
@@ -247,11 +253,7 @@ test(
   dist.destroyProcessGroup();
 `,
     );
-    const modes = info.reducer ? ['after-backward', 'overlap'] : ['after-backward'];
-    const runs = await runWorkers(script, 2, modes, { timeoutMs: 60_000 });
-    for (const r of runs) {
-      assert.equal(r.code, 0, r.stderr);
-      assert.equal(r.lines.length, modes.length, `rank ${r.rank}: ${JSON.stringify(r.lines)}\n${r.stderr}`);
+    for (const r of await runInEachMode(script)) {
       // rank r accumulates (r + 1) twice: the mean of 2 and 4
       const own = r.rank + 1;
       for (const l of r.lines) {
