@@ -19,31 +19,17 @@ CACHE=${SEMAIM_CUDA_CACHE:-$HOME/.cache/semaim/cuda-headers}
 ROOT=$CACHE/root
 log() { echo "check-cuda-build: $*" >&2; }
 die() { log "$*"; exit 1; }
-mkdir -p "$CACHE/debs"
+source scripts/debian-package.sh
+mkdir -p "$CACHE"
 
 # package component (nccl.h, gloo and libcu++ headers: for native/dist.cc, whose ProcessGroupNCCL.hpp pulls in ATen/cuda)
 PACKAGES=("libtorch-cuda-dev contrib" "nvidia-cuda-dev non-free" "libnccl-dev contrib" "libgloo-cuda-dev contrib" "libcu++-dev main")
 stamp=""
 for entry in "${PACKAGES[@]}"; do
   read -r name component <<<"$entry"
-  index=$CACHE/Packages-$component.xz
-  if [ ! -s "$index" ] || [ -n "$(find "$index" -mmin +1440)" ]; then
-    curl -sSfL -o "$index.part" "$MIRROR/dists/$SUITE/$component/binary-amd64/Packages.xz" && mv "$index.part" "$index" ||
-      [ -s "$index" ] || die "cannot download the $SUITE/$component index"
-  fi
-  # (read fails on no line, which set -e would end the script on without the message below)
-  file=""
-  read -r file sha < <(xz -dc "$index" | awk -v p="$name" '
-    /^Package: /{ok = ($2 == p)} ok && /^Filename: /{f = $2} ok && /^SHA256: /{s = $2} /^$/{ if (ok && f) {print f, s; exit} ok = 0 }') || true
-  [ -n "$file" ] || die "$name not in $SUITE/$component"
-  deb=$CACHE/debs/$(basename "$file")
-  if [ ! -f "$deb" ]; then
-    log "downloading $(basename "$file")"
-    curl -sSfL -o "$deb.part" "$MIRROR/$file" || die "cannot download $MIRROR/$file"
-    mv "$deb.part" "$deb"
-  fi
-  echo "$sha  $deb" | sha256sum --quiet -c - || die "checksum mismatch: $deb (delete it)"
-  stamp+="$(basename "$file") "
+  index=$(debian_index "$SUITE" "$component" "$CACHE") || exit 1
+  deb=$(debian_deb "$index" "$name" "$CACHE/debs") || exit 1
+  stamp+="$(basename "$deb") "
 done
 
 if [ "$(cat "$ROOT/.semaim-stamp" 2>/dev/null)" != "$stamp" ]; then

@@ -31,23 +31,11 @@ fi
 if [ "${NVRTC:-1}" != 0 ]; then
   MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
   CACHE=${SEMAIM_NVRTC_CACHE:-$HOME/.cache/semaim/nvrtc}
-  mkdir -p "$CACHE/debs" "$CACHE/root"
-  index=$CACHE/Packages-non-free.xz
-  if [ ! -s "$index" ]; then
-    curl -sSfL -o "$index.part" "$MIRROR/dists/trixie/non-free/binary-amd64/Packages.xz" && mv "$index.part" "$index" || { log "cannot download the trixie/non-free index"; exit 1; }
-  fi
+  mkdir -p "$CACHE/root"
+  source scripts/debian-package.sh
+  index=$(debian_index trixie non-free "$CACHE") || exit 1
   for pkg in libnvrtc12 libnvrtc-builtins12.4; do
-    # (read fails on no line, which set -e would end the script on without the message below)
-    file=""
-    read -r file sha < <(xz -dc "$index" | awk -v p="$pkg" '
-      /^Package: /{ok = ($2 == p)} ok && /^Filename: /{f = $2} ok && /^SHA256: /{s = $2} /^$/{ if (ok && f) {print f, s; exit} ok = 0 }') || true
-    [ -n "$file" ] || { log "$pkg not in trixie/non-free (delete $index to fetch it again)"; exit 1; }
-    deb=$CACHE/debs/$(basename "$file")
-    if [ ! -f "$deb" ]; then
-      log "downloading $(basename "$file")"
-      curl -sSfL -o "$deb.part" "$MIRROR/$file" && mv "$deb.part" "$deb" || { log "cannot download $file"; exit 1; }
-    fi
-    echo "$sha  $deb" | sha256sum --quiet -c - || { log "checksum mismatch: $deb (delete it)"; exit 1; }
+    deb=$(debian_deb "$index" "$pkg" "$CACHE/debs") || exit 1
     dpkg-deb -x "$deb" "$CACHE/root"
   done
   lib=$(ls "$CACHE"/root/usr/lib/x86_64-linux-gnu/libnvrtc.so.12* | head -n1)
