@@ -14,6 +14,7 @@ interface Found {
   source: string;
   libdir: string;
   include: string[];
+  extraRpath?: string[];
 }
 interface FindLibtorch {
   locate(o?: { env?: Record<string, string | undefined>; systemRoot?: string; pythons?: string[] }): Found;
@@ -112,6 +113,27 @@ test('a libtorch whose path has a space is refused up front (gyp would split it)
       return true;
     },
   );
+});
+
+test('a tab in the path is refused like a space', () => {
+  const root = fakeLibtorch(join(empty, 'tab\tlibtorch'), true);
+  assert.throws(() => finder.locate({ env: { LIBTORCH: root } }), /cannot be used: its path ".*tab\tlibtorch\/include" contains whitespace/);
+});
+
+test('a Debian libtorch-dev tree (usr/include, usr/lib/<multiarch>) is found before a pip PyTorch, its OpenMP OpenBLAS on the rpath', () => {
+  const root = join(empty, 'debian-root');
+  const header = join(root, 'usr', 'include', 'torch', 'csrc', 'api', 'include', 'torch');
+  mkdirSync(header, { recursive: true });
+  writeFileSync(join(header, 'torch.h'), '');
+  const lib = join(root, 'usr', 'lib', 'x86_64-linux-gnu');
+  mkdirSync(join(lib, 'openblas-openmp'), { recursive: true });
+  writeFileSync(join(lib, 'libtorch.so'), '');
+  // python3 may have a torch (a pip PyTorch): the Debian tree still comes first.
+  const found = finder.locate({ env: {}, systemRoot: root, pythons: ['python3'] });
+  assert.equal(found.source, 'debian');
+  assert.equal(found.libdir, lib);
+  assert.deepEqual(found.include, [join(root, 'usr', 'include'), join(root, 'usr', 'include', 'torch', 'csrc', 'api', 'include')]);
+  assert.deepEqual(found.extraRpath, [join(lib, 'openblas-openmp')]);
 });
 
 test("the include folders the gyp helper prints survive gyp's split at whitespace in a checkout whose path has a space", () => {
