@@ -55,6 +55,17 @@ test('native ops: table mistakes are reported with the op and the reason', () =>
     assert.throws(() => read('math:\n  - sq(Tensor self, int? d) -> Tensor = d ? a : b\n'), /quote it when it contains ': '/);
     assert.throws(() => read('math:\n  - f(Scalar a=1, Tensor b) -> Tensor\n'), /'b' has no default but follows a parameter with one/);
     assert.throws(() => read('math:\n  - f(int? a=0) -> Tensor\n'), /nullable parameter's default must be None/);
+    assert.throws(() => read('math:\n  - f(int a=None) -> Tensor\n'), /math\.f: None is a default only for nullable types \(int\?\)/);
+    assert.throws(() => read('math:\n  - f(Tensor a=1) -> Tensor\n'), /math\.f: parameters of type Tensor cannot have a default/);
+    assert.throws(() => read('math:\n  - f(Tensor info) -> Tensor\n'), /math\.f: parameter name 'info' is reserved/);
+    assert.throws(() => read('math:\n  - f(Tensor a, int a) -> Tensor\n'), /math\.f: parameter 'a' appears twice/);
+    assert.throws(() => read('Math:\n  - f(Tensor a) -> Tensor\n'), /unit 'Math' must be a lower-case file name/);
+    assert.throws(() => read('math: f(Tensor a) -> Tensor\n'), /math: expected a list of ops/);
+    assert.throws(() => read('math:\n  - neg\n'), /math\[0\]: a line starts with the op name and '\('/);
+    assert.throws(() => read('math:\n  - f(Tensor a -> Tensor\n'), /math\.f: unbalanced parentheses/);
+    assert.throws(() => read('math:\n  - f(Tensor a) -> (Tensor, Tensr)\n'), /math\.f: unknown tuple element type 'Tensr'/);
+    // the N-API environment is no JS argument: it may follow a parameter with a default
+    read('math:\n  - f(Scalar a=1, Env env) -> Tensor\n');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
