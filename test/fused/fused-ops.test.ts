@@ -9,6 +9,7 @@ import { F, Tensor, fused } from '../../src/torch';
 import { gradcheck } from '../../src/torch/gradcheck';
 import { gaussianBlur, normalizePatches, patchify } from '../../src/semaim/targets';
 import { rnd, assertClose } from '../torch/helpers';
+import { native } from '../../src/torch/native';
 import { PatchEmbed } from '../../src/semaim/vit';
 
 type Low = 'bfloat16' | 'float16';
@@ -209,6 +210,28 @@ test('fused LayerNorm backward (the layernorm-backward kind) equals the unfused 
   });
 });
 
+test('fused LayerNorm backward of bfloat16 tensors: float arithmetic, rounded once to bfloat16', () => {
+  torch.scope(() => {
+    const gy = rnd([4, 6, 40], { dtype: 'bfloat16', seed: 83 });
+    const inputs = (): Tensor[] => [
+      leaf(rnd([4, 6, 40], { dtype: 'bfloat16', lo: -3, hi: 3, seed: 80 })),
+      leaf(rnd([40], { dtype: 'bfloat16', seed: 81 })),
+      leaf(rnd([40], { dtype: 'bfloat16', seed: 82 })),
+    ];
+    const exact = inputs().map((t) => leaf(t.detach().double()));
+    F.layerNorm(exact[0], [40], exact[1], exact[2], 1e-6).mul(gy.double()).sum().backward();
+    // the backward kernel's arithmetic (fusedBackward) and libtorch's LayerNorm backward from the saved statistics
+    for (const fusedBackward of [true, false]) {
+      const [x, w, b] = inputs();
+      fused.layerNorm(x, w, b, 1e-6, { fused: true, fusedBackward }).float().mul(gy.float()).sum().backward();
+      [x, w, b].forEach((t, i) => {
+        assert.equal(t.grad!.dtype, 'bfloat16');
+        assertClose(t.grad!, exact[i].grad!, 1e-4, 2 ** -7, `fusedBackward ${fusedBackward} grad ${'xwb'[i]}: within an ulp of the exact one`);
+      });
+    }
+  });
+});
+
 test("GELU after a bias: GELU's forward; the backward gives the Linear's input, weight and bias the unfused gradients; float64 gradcheck", () => {
   torch.scope(() => {
     const cpu = torch.deviceType(torch.zeros([1]).device) === 'cpu';
@@ -232,6 +255,15 @@ test("GELU after a bias: GELU's forward; the backward gives the Linear's input, 
         assertClose(gotGrads[1], wantGrads[1], 4 * tol(dtype), 4 * tol(dtype), `${what} grad w`);
         assertClose(gotGrads[2], wantGrads[2], 40 * tol(dtype), 4 * tol(dtype), `${what} grad b`);
       }
+    }
+    // A bfloat16 pre-activation's gradient is summed over rows in float32 for a float32 bias (autocast's
+    // case), not rounded to bfloat16 first.
+    for (const fusedBackward of [false, true]) {
+      const pre = leaf(rnd([6, 7, 16], { dtype: 'bfloat16', lo: -2, hi: 2, seed: 55 }));
+      const bias = leaf(rnd([16], { dtype: 'float32', seed: 56 }));
+      grads([pre, bias], [fused.geluAfterBias(pre, bias, { fused: fusedBackward })], 210);
+      const want = pre.grad!.float().reshape([-1, 16]).sum(0);
+      assertClose(bias.grad!, want, 1e-5, 1e-5, `bfloat16 fused ${fusedBackward}: the bias's gradient summed in float32`);
     }
     const x = rnd([2, 4, 5], { lo: -3, hi: 3, seed: 52 }).requiresGrad_();
     const w = rnd([6, 5], { seed: 54 }).requiresGrad_();
@@ -329,6 +361,24 @@ test('pixel targets: the addon composition is the TypeScript one bit for bit; th
   });
 });
 
+test("pixel targets: the blur's cached weights are kept apart by dtype and by channel count", () => {
+  torch.scope(() => {
+    const spec = { patchSize: 4, blurKernel: 5, blurSigma: 0.8, normPix: false };
+    for (const [C, dtype] of [
+      [3, 'float32'],
+      [3, 'float64'],
+      [1, 'float64'],
+      [1, 'float32'],
+    ] as const) {
+      const images = rnd([1, C, 8, 8], { dtype, seed: C });
+      const want = patchify(gaussianBlur(images, spec.blurKernel, spec.blurSigma), spec.patchSize);
+      const got = fused.pixelTargets(images, spec, { fused: false });
+      assert.equal(got.dtype, dtype);
+      assertClose(got, want, tol(dtype), tol(dtype), `${C} channels ${dtype}`);
+    }
+  });
+});
+
 test('fused ops refuse bad shapes with clear errors; the kind list is validated', () => {
   torch.scope(() => {
     const x = rnd([2, 3, 8], { dtype: 'float32' });
@@ -337,10 +387,24 @@ test('fused ops refuse bad shapes with clear errors; the kind list is validated'
     assert.throws(() => fused.geluAfterBias(x, rnd([7], { dtype: 'float32' })), /bias needs/);
     assert.throws(() => fused.qkvHeads(rnd([2, 3, 24], { dtype: 'float32' }), rnd([23], { dtype: 'float32' }), 2), /bias needs/);
     assert.throws(() => fused.qkvHeads(rnd([2, 3, 24], { dtype: 'float32' }), rnd([24], { dtype: 'float32' }), 5), /multiple of the heads/);
+    // each argument check on its own: the bias's length, the residual's dtype, 2-D biases, 0 heads
+    assert.throws(() => fused.layerNorm(x, null, rnd([7], { dtype: 'float32' }), 1e-6, { fused: true }), /weight and bias/);
+    assert.throws(() => fused.addLayerNorm(x.to({ dtype: 'bfloat16' }), x, null, null, 1e-6, { fused: true }), /residual's dtype must not be wider/);
+    assert.throws(() => fused.geluAfterBias(x, rnd([1, 8], { dtype: 'float32' })), /bias needs/);
+    assert.throws(() => fused.qkvHeads(rnd([2, 3, 24], { dtype: 'float32' }), rnd([1, 24], { dtype: 'float32' }), 2), /bias needs/);
+    assert.throws(() => fused.qkvHeads(rnd([2, 3, 24], { dtype: 'float32' }), rnd([24], { dtype: 'float32' }), 0), /multiple of the heads/);
     assert.throws(
       () => fused.pixelTargets(rnd([1, 3, 10, 10], { dtype: 'float32' }), { patchSize: 4, blurKernel: 9, blurSigma: 1, normPix: true }),
       /multiples of the patch/,
     );
+    const targets = (shape: number[], spec: Partial<fused.PixelTargetSpec>) => () =>
+      fused.pixelTargets(rnd(shape, { dtype: 'float32' }), { patchSize: 4, blurKernel: 3, blurSigma: 1, normPix: true, ...spec });
+    assert.throws(targets([1, 3, 8, 10], {}), /H and W multiples of the patch/, 'W alone not a multiple');
+    assert.throws(targets([3, 8, 8], {}), /expects \[B, C, H, W\] images/);
+    assert.throws(targets([1, 3, 8, 8], { patchSize: 0 }), /patchSize must be a positive integer, got 0/);
+    assert.throws(targets([1, 3, 8, 8], { blurKernel: -1 }), /must be odd \(0: no blur\)/);
+    assert.throws(targets([1, 3, 8, 8], { blurSigma: 0 }), /blurSigma must be a positive finite number when blurKernel > 0, got 0/);
+    assert.throws(targets([1, 3, 8, 8], { blurSigma: Infinity }), /blurSigma must be a positive finite number/);
     assert.throws(
       () => fused.pixelTargets(rnd([1, 3, 8, 8], { dtype: 'float32' }), { patchSize: 4, blurKernel: 4, blurSigma: 1, normPix: true }),
       /must be odd/,
@@ -378,6 +442,8 @@ test('the switch is off by default and sends CPU tensors to the unfused ops', ()
     }
     const st = fused.kernelStatus();
     assert.equal(typeof st.message, 'string');
+    assert.equal(st.cudaBuild, native.cudaBuild, "the status names the addon's build");
+    assert.equal(st.loaded, false, 'nothing loaded without load');
     if (!st.cudaBuild) assert.match(st.message, /no CUDA/);
   });
 });
