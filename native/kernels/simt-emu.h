@@ -76,7 +76,7 @@ void launch(void (*kernel)(Params...), unsigned grid, unsigned block, size_t sha
     st.block = std::make_unique<std::barrier<>>(static_cast<std::ptrdiff_t>(block));
     for (unsigned w = 0; w < block / 32; ++w) st.warps.push_back(std::make_unique<std::barrier<>>(32));
     st.slots.assign(block, 0.0f);
-    st.shared.assign(sharedBytes, 0xAB);  // garbage, as uninitialised shared memory
+    st.shared.assign(sharedBytes, 0xFF);  // uninitialised: NaN as a float or 16-bit float, so a read before a write shows
     state_ = &st;
     std::vector<std::thread> threads;
     threads.reserve(block);

@@ -188,7 +188,7 @@ interface LnbCase {
    * Rows as batches of `perBatch` rows: src's in a buffer of `srcTokens` rows per batch (a narrowed sequence),
    * gh's and the outputs' in one of `outTokens` (the gradient of the whole sequence); else contiguous.
    */
-  layout?: { perBatch: number; srcTokens: number; outTokens: number };
+  layout?: { perBatch: number; srcTokens: number; outTokens: number; srcPad?: number };
   path: 'vector' | 'scalar';
 }
 
@@ -251,6 +251,22 @@ test('emulated LayerNorm backward kernel equals native_layer_norm_backward (+ gh
       layout: { perBatch: 12, srcTokens: 13, outTokens: 13 },
       path: 'scalar',
     },
+    // A batch stride that is no multiple of the chunk (src's batches one element apart more): every row
+    // aligned in batch 0 only, so the scalar path.
+    {
+      T: 'f32',
+      R: 'f32',
+      W: 'f32',
+      O: 'f32',
+      M: 64,
+      D: 32,
+      weight: true,
+      bias: true,
+      gh: false,
+      dr: false,
+      layout: { perBatch: 16, srcTokens: 16, outTokens: 17, srcPad: 1 },
+      path: 'scalar',
+    },
   ];
   torch.scope(() => {
     for (const c of cases) {
@@ -280,15 +296,15 @@ test('emulated LayerNorm backward kernel equals native_layer_norm_backward (+ gh
       const L = c.layout;
       const batches = L ? M / L.perBatch : 1;
       // With a layout: the rows inside buffers of more tokens per batch (src's other tokens not zero, so that reading them shows).
-      const spread = (rows: Tensor, tokens: number, seed: number): Tensor =>
+      const spread = (rows: Tensor, tokens: number, seed: number, pad = 0): Tensor =>
         torch.scope(() => {
-          const buf = rnd([batches, tokens, D], { dtype: 'float32', lo: 50, hi: 60, seed }).to({ dtype: rows.dtype });
-          buf.narrow(1, 0, L!.perBatch).copy_(rows.reshape([batches, L!.perBatch, D]));
+          const buf = rnd([batches, tokens * D + pad], { dtype: 'float32', lo: 50, hi: 60, seed }).to({ dtype: rows.dtype });
+          buf.narrow(1, 0, L!.perBatch * D).copy_(rows.reshape([batches, L!.perBatch * D]));
           return buf;
         });
-      if (L) job += ` ${L.perBatch} ${L.srcTokens * D} ${D} ${L.outTokens * D} ${D}`;
+      if (L) job += ` ${L.perBatch} ${L.srcTokens * D + (L.srcPad ?? 0)} ${D} ${L.outTokens * D} ${D}`;
       const inputs: Record<string, Tensor> = {
-        'src.bin': L ? spread(src, L.srcTokens, 67) : padded(src, off),
+        'src.bin': L ? spread(src, L.srcTokens, 67, L.srcPad) : padded(src, off),
         'mean.bin': mean,
         'rstd.bin': rstd,
         'w.bin': w,
@@ -462,12 +478,14 @@ test("the kernels' 16-bit conversions equal libtorch's: every half to float, flo
 
 test('emulated pixel-target kernel equals blur + patchify + per-patch normalisation', { skip }, () => {
   torch.scope(() => {
-    for (const [P, K, norm, H] of [
-      [16, 9, true, 32],
-      [4, 3, false, 16],
-      [8, 0, true, 16],
+    // the last: two images, and patches of fewer values (2·2·3) than a warp
+    for (const [P, K, norm, H, B] of [
+      [16, 9, true, 32, 1],
+      [4, 3, false, 16, 1],
+      [8, 0, true, 16, 1],
+      [2, 3, true, 8, 2],
     ] as const) {
-      const images = rnd([1, 3, H, H + P], { dtype: 'float32', lo: -2, hi: 2 });
+      const images = rnd([B, 3, H, H + P], { dtype: 'float32', lo: -2, hi: 2 });
       const want = torch.scope(() => {
         const src = K ? gaussianBlur(images, K, 1) : images;
         const t = patchify(src, P);
@@ -475,8 +493,8 @@ test('emulated pixel-target kernel equals blur + patchify + per-patch normalisat
       });
       // The normalised Gaussian the addon uploads: one channel of gaussianKernel's.
       const weights = K ? gaussianKernel(K, 1, 1) : null;
-      const dir = runJob(`targets 1 3 ${H} ${H + P} ${P} ${K} ${norm ? 1 : 0}`, { 'img.bin': images, ...(weights ? { 'weights.bin': weights } : {}) });
-      assertClose(readTensor(path.join(dir, 'out.bin'), 'float32', want.shape), want, 2e-5, 2e-5, `P ${P} K ${K} norm ${norm}`);
+      const dir = runJob(`targets ${B} 3 ${H} ${H + P} ${P} ${K} ${norm ? 1 : 0}`, { 'img.bin': images, ...(weights ? { 'weights.bin': weights } : {}) });
+      assertClose(readTensor(path.join(dir, 'out.bin'), 'float32', want.shape), want, 2e-5, 2e-5, `B ${B} P ${P} K ${K} norm ${norm}`);
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
