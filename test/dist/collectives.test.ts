@@ -7,7 +7,7 @@ import * as dist from '../../src/dist';
 import * as torch from '../../src/torch';
 import { lineWith, runWorkers, workerScript } from './helpers';
 import { distError, isCollectiveFailure } from '../../src/dist/errors';
-import { distNative, type NativeGradReducer, type NativeProcessGroup } from '../../src/dist/native-dist';
+import { distNative, type NativeGradReducer, type NativeInitOptions, type NativeProcessGroup } from '../../src/dist/native-dist';
 
 const gloo = dist.distBuildInfo().gloo ? false : 'the addon was built without Gloo (install libgloo-dev and rebuild)';
 
@@ -33,7 +33,7 @@ test("the addon's ProcessGroup and GradReducer have exactly the methods their ha
   }
 });
 
-test('gloo collectives across 2 processes: sum, avg, max, coalesced, broadcast, allGather, gather, barrier; maxOf, allGatherJson of other lengths, sumNumbers; a collective waited for twice', { skip: gloo }, async () => {
+test('gloo collectives across 2 processes: sum, avg, max, min, product, coalesced, broadcast, allGather, gather, barrier; maxOf, allGatherJson of other lengths, sumNumbers; a collective waited for twice', { skip: gloo }, async () => {
   const runs = await runWorkers(workerScript('collectives'), 2, ['ok']);
   for (const run of runs) {
     assert.equal(run.code, 0, `rank ${run.rank} failed:\n${run.stderr}`);
@@ -53,6 +53,9 @@ test('gloo collectives across 2 processes: sum, avg, max, coalesced, broadcast, 
     assert.deepEqual(r.stridedToRoot0, run.rank === 0 ? [[0, 10, 20], [1, 11, 21]] : [], 'a strided view is gathered as its elements');
     assert.deepEqual(r.gatheredSync, [{ shape: [1, 1], dtype: 'int64', v: [0] }, { shape: [1, 1], dtype: 'int64', v: [1] }]);
     assert.deepEqual(r.broadcastCoalesced, [[3, 3, 3, 3], [1, 1, 1, 1]]);
+    assert.deepEqual(r.min, [0, 4]);
+    assert.deepEqual(r.product, [6, 9]);
+    assert.deepEqual(r.broadcastCoalescedFrom1, [[4, 4, 4], [6]]);
     assert.deepEqual(r.averageNumbers, [0.5, 10]);
     assert.deepEqual(r.anyTrue, [true, false]);
     assert.match(String(r.intAvg), /avg needs floating tensors, got int64/);
@@ -194,6 +197,12 @@ test('init refuses integer options the addon would narrow to another int (worldS
     [{ masterPort: 2 ** 32 + masterPort }, /option 'masterPort' must be in 1\.\.65535/],
     [{ glooThreads: 2 ** 32 + 2 }, /option 'glooThreads' must be in 1\.\.2147483647/],
     [{ timeoutMs: 2 ** 64 }, /option 'timeoutMs' must be an integer/],
+    [{ timeoutMs: 1500.5 }, /option 'timeoutMs' must be an integer/],
+    [{ timeoutMs: 0 }, /timeoutMs must be positive/],
+    [{ rank: 1 }, /rank 1 is not in \[0, worldSize = 1\)/],
+    [{ rank: -1 }, /rank -1 is not in \[0, worldSize = 1\)/],
+    [{ masterPort: 0 }, /option 'masterPort' must be in 1\.\.65535, got 0/],
+    [{ glooThreads: 0 }, /option 'glooThreads' must be in 1\.\.2147483647, got 0/],
   ];
   for (const [o, message] of cases) {
     try {
@@ -262,5 +271,142 @@ test("a process that comes as a rank the run already has (another run's worker o
     assert.deepEqual(sums.map((t) => t.item()), [3, 3]);
   } finally {
     for (const g of run) g.shutdown();
+  }
+});
+
+/** Both ranks of a world of 2 in this process (rank 0 hosts the store), on Gloo. */
+async function bothRanksHere(timeoutMs = 20_000): Promise<dist.ProcessGroup[]> {
+  const at = { backend: 'gloo' as const, worldSize: 2, masterAddr: '127.0.0.1', masterPort: await dist.freePort(), timeoutMs, env: {} };
+  return Promise.all([dist.ProcessGroup.create({ ...at, rank: 0 }), dist.ProcessGroup.create({ ...at, rank: 1 })]);
+}
+
+const nativeInit = (o: Partial<NativeInitOptions> & { masterPort: number }): NativeInitOptions => ({
+  backend: 'gloo', rank: 0, worldSize: 1, masterAddr: '127.0.0.1', storeHost: true, timeoutMs: 10_000, glooHost: '127.0.0.1', ...o,
+});
+
+test('the addon refuses a backend it does not know or lack, a device index beyond its type, a second init and an init after shutdown', { skip: gloo }, async () => {
+  const g = new distNative.ProcessGroup!();
+  try {
+    const masterPort = await dist.freePort();
+    await assert.rejects(async () => g.init(nativeInit({ masterPort, backend: 'mpi' as 'gloo' })), /unknown backend 'mpi' \(gloo or nccl\)/);
+    if (!dist.distBuildInfo().nccl) await assert.rejects(async () => g.init(nativeInit({ masterPort, backend: 'nccl' })), /this build has no NCCL backend/);
+    // the largest device index c10::DeviceIndex holds (127 or 32767 by libtorch version) is taken, one more is not
+    const refused = await (async () => g.init(nativeInit({ masterPort, device: 2 ** 31 })))().then(() => '', (e: Error) => e.message);
+    const max = Number(/option 'device' must be in 0\.\.(\d+), got 2147483648/.exec(refused)?.[1]);
+    assert.ok(max >= 127, refused);
+    await assert.rejects(async () => g.init(nativeInit({ masterPort, device: max + 1 })), new RegExp(`option 'device' must be in 0\\.\\.${max}, got ${max + 1}`));
+    const init = g.init(nativeInit({ masterPort, device: max }));
+    await assert.rejects(async () => g.init(nativeInit({ masterPort })), /this process group is already initialised/, 'while the first init runs');
+    await init;
+    g.shutdown(false);
+    await assert.rejects(async () => g.init(nativeInit({ masterPort: await dist.freePort() })), /this process group was shut down; create a new one/);
+  } finally {
+    g.shutdown(false);
+  }
+});
+
+test('a world of one refuses roots that are not ranks, an empty tensor list and a bufferBytes below 1', { skip: gloo }, async () => {
+  const g = await dist.ProcessGroup.create({ backend: 'gloo', rank: 0, worldSize: 1, masterPort: await dist.freePort(), timeoutMs: 10_000, env: {} });
+  try {
+    const t = torch.tensor([1, 2], { dtype: 'float32' });
+    for (const root of [1, -1]) {
+      assert.throws(() => g.startBroadcast(t, root), new RegExp(`dist\\.broadcast: root ${root} is not a rank`));
+      assert.throws(() => g.startGather(t, root), new RegExp(`dist\\.gather: root ${root} is not a rank`));
+      assert.throws(() => g.broadcastCoalesced([t], root), new RegExp(`dist\\.broadcastCoalesced: root ${root} is not a rank`));
+    }
+    assert.throws(() => g.broadcastCoalesced([t], 0, 0), /bufferBytes must be positive/);
+    assert.throws(() => g.native.allReduce([], 'sum'), /dist\.allReduce: no tensors/);
+    assert.throws(() => g.native.broadcast([], 0), /dist\.broadcast: no tensors/);
+    assert.equal(g.pending, 0);
+  } finally {
+    g.shutdown();
+  }
+});
+
+test('avg on a group that was shut down throws and leaves the tensor as it was (it was divided by the world size first)', { skip: gloo }, async () => {
+  const run = await bothRanksHere();
+  for (const g of run) g.shutdown();
+  const t = torch.tensor([2, 4], { dtype: 'float32' });
+  assert.throws(() => run[0].startAllReduce(t, 'avg'), /the process group was shut down/);
+  assert.deepEqual(Array.from(t.toFloat32Array()), [2, 4]);
+});
+
+test('shutdown() does not wait for a collective that may still run: one never waited for, or one whose wait failed (though the caller did not say so)', { skip: gloo }, async () => {
+  const timeoutMs = 30_000;
+  for (const how of ['never waited for', 'wait failed'] as const) {
+    const [g0, g1] = await bothRanksHere(timeoutMs);
+    try {
+      // rank 1 never joins: rank 0's all-reduce runs until the group's timeout
+      const id = g0.native.allReduce([torch.ones([3]).h], 'sum', 300, false);
+      if (how === 'wait failed') assert.throws(() => g0.native.wait(id), (e: Error & { code?: string }) => e.code === 'ERR_DIST_TIMEOUT');
+      const t0 = Date.now();
+      g0.native.shutdown(false);
+      // a bound far below the collective's timeout, not a speed target: destroying the backend waited for it
+      assert.ok(Date.now() - t0 < timeoutMs / 3, `${how}: shutdown took ${Date.now() - t0} ms`);
+    } finally {
+      g0.native.shutdown(true);
+      g1.shutdown();
+    }
+  }
+});
+
+test('a rank that cannot start is named by the ranks waiting at the rendezvous (ERR_DIST_START), and rank 0 keeps the store until every other rank has read it', { skip: gloo }, async () => {
+  const timeoutMs = 20_000;
+  const couldNotStart = (rank: number, size: number) => (e: Error & { code?: string; rank?: number }) =>
+    e.code === 'ERR_DIST_START' && e.rank === rank && new RegExp(`^dist\\.init failed on rank ${rank} of ${size} \\(gloo\\): rank 1 of ${size} could not start: no data here$`).test(e.message);
+  const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
+  // rank 0 already waits (and has looked for the others) when rank 1 posts its failure
+  {
+    const at = { backend: 'gloo' as const, worldSize: 2, masterAddr: '127.0.0.1', masterPort: await dist.freePort(), timeoutMs, env: {} };
+    const t0 = Date.now();
+    const rank0 = dist.ProcessGroup.create({ ...at, rank: 0 });
+    await sleep(300);
+    await dist.reportStartFailure('no data here', { ...at, rank: 1 });
+    await assert.rejects(rank0, couldNotStart(0, 2));
+    assert.ok(Date.now() - t0 < timeoutMs / 2, `rank 0 gave up after ${Date.now() - t0} ms`);
+  }
+  // of 3: rank 0 has read rank 1's failure before rank 2 comes; it keeps the store for rank 2, then stops
+  {
+    const at = { backend: 'gloo' as const, worldSize: 3, masterAddr: '127.0.0.1', masterPort: await dist.freePort(), timeoutMs, env: {} };
+    const t0 = Date.now();
+    const rank0 = dist.ProcessGroup.create({ ...at, rank: 0 });
+    const rank0Settled = rank0.then(() => 'joined', () => 'failed');
+    await sleep(300);
+    await dist.reportStartFailure('no data here', { ...at, rank: 1 });
+    assert.equal(await Promise.race([rank0Settled, sleep(1000).then(() => 'waiting')]), 'waiting', 'rank 0 kept the store for rank 2');
+    await assert.rejects(dist.ProcessGroup.create({ ...at, rank: 2 }), couldNotStart(2, 3));
+    await assert.rejects(rank0, couldNotStart(0, 3));
+    assert.ok(Date.now() - t0 < timeoutMs / 2, `rank 0 gave up after ${Date.now() - t0} ms`);
+  }
+});
+
+test("lateFailure names another rank's posted failure, never this rank's own; rank 0 waits for no rank that has already left", { skip: gloo }, async () => {
+  const timeoutMs = 20_000;
+  const [g0, g1] = await bothRanksHere(timeoutMs);
+  try {
+    assert.equal(await g0.lateFailure(), null);
+    await g1.leave({ message: 'disk full', code: 'ENOSPC' }, 0);
+    const t0 = Date.now();
+    await g0.leave({ message: 'out of memory' }, timeoutMs);
+    // a bound far below the wait, not a speed target: rank 1 had posted that it left
+    assert.ok(Date.now() - t0 < timeoutMs / 2, `rank 0 waited ${Date.now() - t0} ms for a rank that had left`);
+    assert.deepEqual(await g0.lateFailure(), { rank: 1, message: 'disk full', code: 'ENOSPC' });
+    assert.deepEqual(await g1.lateFailure(), { rank: 0, message: 'out of memory' });
+  } finally {
+    g1.shutdown();
+    g0.shutdown();
+  }
+});
+
+test('a collective whose peer closed its group fails with ERR_DIST_PEER, saying that another rank went away', { skip: gloo }, async () => {
+  const [g0, g1] = await bothRanksHere();
+  try {
+    g1.shutdown();
+    await assert.rejects(g0.allReduce(torch.ones([3]), 'sum'), (e: Error & { code?: string; op?: string; rank?: number }) =>
+      e.code === 'ERR_DIST_PEER' && e.op === 'allReduce' && e.rank === 0 &&
+      /^dist\.allReduce failed on rank 0 of 2 \(gloo\): .* \[another rank exited, was killed or closed the process group: see that rank's output\]$/.test(e.message));
+    assert.equal(g0.failed, true);
+  } finally {
+    g0.shutdown();
   }
 });

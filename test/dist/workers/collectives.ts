@@ -1,6 +1,6 @@
 // A worker of test/dist/collectives.test.ts: joins the group from torchrun's environment variables and
 // runs one scenario, printing one JSON line per result on stdout.
-//   ok        every collective, sum/avg/max, coalesced, broadcast, allGather, gather, barrier (async and sync)
+//   ok        every collective, sum/avg/max/min/product, coalesced, broadcast, allGather, gather, barrier (async and sync)
 //             and the small agreements (maxOf, allGatherJson, sumNumbers)
 //   timeout   rank 1 joins an all-reduce too late: rank 0 must fail with ERR_DIST_TIMEOUT naming the op,
 //             mark the group failed and exit at once (timeout-sync: the same with a blocking all-reduce)
@@ -36,6 +36,14 @@ async function main(): Promise<void> {
     const stridedToRoot0 = await g.gather(torch.tensor([[r, -1], [10 + r, -1], [20 + r, -1]], { dtype: 'float32' }).select(1, 0), 0);
     await g.barrier();
     g.barrierSync();
+    const mn = torch.tensor([r, 5 - r], { dtype: 'float64' });
+    await g.allReduce(mn, 'min');
+    const prod = torch.tensor([r + 2, 3], { dtype: 'float64' });
+    await g.allReduce(prod, 'product');
+    // from rank 1, in buffers of 8 bytes (one per tensor here)
+    const q1 = torch.full([3], r === 1 ? 4 : -1, { dtype: 'float32' });
+    const q2 = torch.full([1], r === 1 ? 6 : -1, { dtype: 'float64' });
+    g.broadcastCoalesced([q1, q2], 1, 8);
     const p1 = torch.full([4], r === 0 ? 3 : 9, { dtype: 'float32' });
     const p2 = torch.full([2, 2], r === 0 ? 1 : 2, { dtype: 'float64' });
     g.broadcastCoalesced([p1, p2], 0);
@@ -55,6 +63,7 @@ async function main(): Promise<void> {
     out({
       rank: r, sum: values(a), avg: values(b), max: values(c), coalesced: [values(d1), values(d2)], broadcast0: values(e), broadcast1: values(f),
       gathered: gathered.map(values), gatherToRoot1: toRoot1.map((t) => ({ shape: t.shape, v: values(t) })), stridedToRoot0: stridedToRoot0.map(values), gatheredSync: gatheredSync.map((t) => ({ shape: t.shape, dtype: t.dtype, v: values(t) })),
+      min: values(mn), product: values(prod), broadcastCoalescedFrom1: [values(q1), values(q2)],
       broadcastCoalesced: [values(p1), values(p2)], averageNumbers: avg, anyTrue: [anyA, anyB], intAvg, pending: g.pending,
       maxOf, json, summed: { float32: summed instanceof Float32Array, v: Array.from(summed) }, doubleWait,
     });
