@@ -10,6 +10,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as torch from '../../src/torch';
 import * as dist from '../../src/dist';
+import { distNative } from '../../src/dist/native-dist';
 import { buildModel, CaseModel, CaseResult, train } from './workers/ddp-case';
 import { lineWith, runWorkers, workerScript, WorkerRun } from './helpers';
 import { inTempDir } from '../temp-dir';
@@ -279,5 +280,35 @@ test('DDP refuses, before any collective, bucket sizes that are not positive, a 
     assert.deepEqual([dist.compressionRefusal('bf16', 'nccl'), dist.compressionRefusal('fp16', 'gloo'), dist.compressionRefusal('fp16', 'nccl')], [null, null, null]);
   } finally {
     w.dispose();
+  }
+});
+
+test("the addon's GradReducer: DDP's bucket assignment (first bucket cap, then the cap; the list reversed), its refusals, compress's dtypes, and a dispose that is idempotent", { skip: gloo || !info.reducer }, async () => {
+  const g = await dist.ProcessGroup.create({ backend: 'gloo', rank: 0, worldSize: 1, masterPort: await dist.freePort(), timeoutMs: 10_000, env: {} });
+  const params = [0, 1, 2, 3].map(() => torch.keep(torch.zeros([10]).requiresGrad_())); // 40 bytes each
+  const Reducer = distNative.GradReducer!;
+  try {
+    const r = new Reducer(g.native, params.map((p) => p.h), 80, 40, false);
+    // as torch's DistributedDataParallel: [[0], [1, 2], [3]] by size (40 bytes, then 80), reversed
+    assert.deepEqual(r.buckets(), [[3], [1, 2], [0]]);
+    assert.throws(() => r.compress('float32' as 'float16'), /gradient compression takes float16 or bfloat16/);
+    r.compress('bfloat16');
+    r.dispose();
+    r.dispose();
+    assert.throws(() => r.prepareBackward(), /the gradient reducer was disposed/);
+    const half = new Reducer(g.native, params.map((p) => p.h), 80, 40, false);
+    half.compress('float16');
+    half.dispose();
+    for (const [cap, first] of [[0, 40], [80, 0]]) assert.throws(() => new Reducer(g.native, params.map((p) => p.h), cap, first, false), /bucket sizes must be positive/);
+    assert.throws(() => new Reducer(g.native, [], 80, 40, false), /no parameters/);
+    const nonLeaf = torch.keep(params[0].mul(2));
+    try {
+      assert.throws(() => new Reducer(g.native, [params[1].h, nonLeaf.h], 80, 40, false), /parameter 1 is not a leaf tensor that requires grad/);
+    } finally {
+      nonLeaf.dispose();
+    }
+  } finally {
+    for (const p of params) p.dispose();
+    g.shutdown();
   }
 });
