@@ -265,6 +265,40 @@ test(
   }),
 );
 
+test(
+  "DDP overlap with findUnusedParameters: as PyTorch's DDP (find_unused_parameters=True), a parameter one rank leaves unused is averaged with its zeros, one no rank uses keeps no gradient, and the next step runs",
+  { skip: gloo || (!info.reducer && "the addon was built without c10d's Reducer") },
+  inTempDir('semaim-ddp-', async (dir) => {
+    const script = writeWorker(
+      dir,
+      `  const w = torch.full([2], 1).requiresGrad_();
+  const u = torch.full([1], 1).requiresGrad_(); // used by rank 1 alone
+  const v = torch.full([1], 1).requiresGrad_(); // used by no rank
+  const params = [['w', w], ['u', u], ['v', v]];
+  const ddp = new dist.DistributedDataParallel({ namedParameters: () => params, namedBuffers: () => [] }, g, { mode: 'overlap', findUnusedParameters: true });
+  const grad = (p) => p.grad && [...p.grad.toFloat64Array()];
+  for (let step = 0; step < 2; step++) {
+    let loss = w.mul(g.rank + 1).sum();
+    if (g.rank === 1) loss = loss.add(u.mul(3).sum());
+    ddp.backward(loss);
+    console.log(JSON.stringify({ step, w: grad(w), u: grad(u), v: grad(v) }));
+  }
+  ddp.dispose();
+  dist.destroyProcessGroup();
+`,
+    );
+    // PyTorch 1.13's DDP on the same model: scripts/golden_ddp_unused.py
+    const want = [
+      { step: 0, w: [1.5, 1.5], u: [1.5], v: null },
+      { step: 1, w: [3, 3], u: [3], v: null },
+    ];
+    for (const r of await runWorkers(script, 2, [], { timeoutMs: 60_000 })) {
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(r.lines, want, `rank ${r.rank}\n${r.stderr}`);
+    }
+  }),
+);
+
 test('DDP refuses, before any collective, bucket sizes that are not positive, a model on another device than its group and an unknown compression', () => {
   const w = torch.keep(torch.zeros([2]).requiresGrad_());
   try {
