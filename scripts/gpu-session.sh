@@ -125,9 +125,14 @@ if [ "${LEVERS:-0}" = 1 ] && [ -f build/Release/semaim.node ]; then
     # 60 s at most, and never past CALL_LIMIT (the margin there is the files' to come back)
     limit=$(( $(left) - 5 ))
     [ "$limit" -gt 60 ] && limit=60
+    local result rc
     # shellcheck disable=SC2086
-    timeout "$limit" "${W[@]}" $1 --kernel-profile 3 --kernel-profile-out "$OUT/kernels-ts-$slug.md" 2>>"$OUT/levers.err" | tail -1 \
-      | LEVER="$1" node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{let r;try{r=JSON.parse(s)}catch{console.log(`== lever ${process.env.LEVER||"(plain)"}: failed (levers.err)`);return}const p=r.phaseTimer?.gpuMs;console.log(`== lever ${process.env.LEVER||"(plain)"}: ${r.msPerStep.toFixed(1)} ms/step (min ${r.minMs.toFixed(1)}), ${r.imgPerSec.toFixed(1)} img/s, peak GPU ${((r.peakGpuBytes??0)/2**30).toFixed(2)} GiB, attention ${JSON.stringify(r.attention??null)}${p?`, phases ${JSON.stringify(p)}`:""}${r.kernelProfile?`, kernels ${r.kernelProfile.msPerStep.toFixed(1)} ms ${JSON.stringify(r.kernelProfile.families)}`:""}${r.kernelProfileError?`, kernel profile failed: ${r.kernelProfileError}`:""}`)})' \
+    result=$(timeout "$limit" "${W[@]}" $1 --kernel-profile 3 --kernel-profile-out "$OUT/kernels-ts-$slug.md" 2>>"$OUT/levers.err" | tail -1; exit "${PIPESTATUS[0]}")
+    rc=$?
+    # (a lever killed by the limit writes nothing to levers.err: its line says so)
+    [ "$rc" = 124 ] && rc="124, killed at its ${limit} s limit"
+    printf '%s' "$result" \
+      | LEVER="$1" RC="$rc" node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{let r;try{r=JSON.parse(s)}catch{console.log(`== lever ${process.env.LEVER||"(plain)"}: failed (exit ${process.env.RC}; levers.err)`);return}const p=r.phaseTimer?.gpuMs;console.log(`== lever ${process.env.LEVER||"(plain)"}: ${r.msPerStep.toFixed(1)} ms/step (min ${r.minMs.toFixed(1)}), ${r.imgPerSec.toFixed(1)} img/s, peak GPU ${((r.peakGpuBytes??0)/2**30).toFixed(2)} GiB, attention ${JSON.stringify(r.attention??null)}${p?`, phases ${JSON.stringify(p)}`:""}${r.kernelProfile?`, kernels ${r.kernelProfile.msPerStep.toFixed(1)} ms ${JSON.stringify(r.kernelProfile.families)}`:""}${r.kernelProfileError?`, kernel profile failed: ${r.kernelProfileError}`:""}`)})' \
       | tee -a "$OUT/levers.log"
   }
   k=layernorm,layernorm-backward,gelu,qkv
