@@ -236,9 +236,25 @@ test('lifetime: a handle kept apart from its disposed Tensor, or a forged one, t
   assert.throws(() => native.add(stale, u.h), /tensor was disposed/);
   assert.throws(() => native.add(123456789n as TensorHandle, u.h), /expected a tensor/); // a forged handle
   assert.throws(() => native.add(u.h, stale), /tensor was disposed/);
+  // The error names the argument that held the disposed handle, in a list too.
+  assert.throws(() => native.add(u.h, stale), { message: 'add: argument 1: tensor was disposed' });
+  assert.throws(() => native.cat([u.h, stale], 0), { message: 'cat: argument 0[1]: tensor was disposed' });
   native.dispose(stale); // a stale dispose is a no-op: u stays alive
   assert.deepEqual(Array.from(u.add(1).toFloat32Array()), [2, 2, 2]);
   u.dispose();
+});
+
+test('lifetime: disposing the handle every disposed Tensor shares frees nothing: a disposed Tensor never reaches a new tensor', () => {
+  const disposed = native.disposedHandle();
+  native.dispose(disposed);
+  native.dispose(disposed);
+  const ts = Array.from({ length: 4 }, () => torch.ones([2]));
+  assert.throws(() => native.neg(disposed), /tensor was disposed/);
+  const t = torch.ones([2]);
+  t.dispose();
+  assert.throws(() => t.neg(), /tensor was disposed/);
+  for (const u of ts) assert.deepEqual(Array.from(u.toFloat32Array()), [1, 1]);
+  for (const u of ts) u.dispose();
 });
 
 test('lifetime: no small BigInt is a tensor handle, even with live tensors in the first slots', () => {

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { native } from '../../src/torch/native';
+import { native, TensorHandle } from '../../src/torch/native';
 import { nativeOpNames } from '../../src/torch/generated/native-ops';
 
 interface TableOp {
@@ -122,6 +122,42 @@ test("native ops: an 'a'|'b' parameter refuses any other value, naming the op, t
       call(() => n.setAutocast(false, 7, 'float32')),
       "ERR_ARG setAutocast: device must be one of 'cpu', 'cuda', got 7",
     );
+  } finally {
+    native.dispose(t);
+  }
+});
+
+test('native ops: an id one past the last slot of the handle table names no tensor', () => {
+  // A handle id is tag (bit 63) | generation << 32 | slot. 64 new tensors use up any free slots, so the
+  // highest slot among them is the table's last.
+  const hs = Array.from({ length: 64 }, () => native.fromBuffer(new Float32Array([1]), [1], 'float32', null));
+  try {
+    const last = Math.max(...hs.map((h) => Number(BigInt.asUintN(32, h))));
+    for (const gen of [0n, 1n]) {
+      const forged = ((1n << 63n) | (gen << 32n) | BigInt(last + 1)) as unknown as TensorHandle;
+      assert.throws(() => native.neg(forged), { message: 'neg: argument 0: expected a tensor' });
+    }
+  } finally {
+    for (const h of hs) native.dispose(h);
+  }
+});
+
+test('native ops: argument readers: an omitted bool is false; an integer beyond int64, a tensor for a scalar and an object that is not a Generator are refused', () => {
+  const t = native.fromBuffer(new Float32Array([1, 2]), [2], 'float32', null);
+  const n = native as unknown as Record<string, (...a: unknown[]) => unknown>;
+  try {
+    native.setRequiresGrad(t, true);
+    n.setRequiresGrad(t);
+    assert.equal(native.requiresGrad(t), false);
+    // 2^63 is the first double past int64 (casting it is undefined behaviour); -2^63 is the last one in range
+    assert.throws(() => n.narrow(t, 0, 2 ** 63, 1), {
+      code: 'ERR_ARG',
+      message: 'narrow: argument 2: expected an integer in the int64 range, got 9223372036854776000',
+    });
+    assert.throws(() => n.narrow(t, 0, -(2 ** 63), 1), { code: 'ERR_TORCH_INDEX' });
+    assert.throws(() => n.rand([2], null, null, {}), { code: 'ERR_ARG', message: 'rand: argument 3: expected a Generator' });
+    assert.throws(() => n.full([1], t), { code: 'ERR_ARG', message: 'full: argument 1: expected a number, got a tensor' });
+    assert.throws(() => n.setNumThreads(0), { code: 'ERR_ARG', message: /setNumThreads: expected a thread count in 1\.\.2147483647, got 0/ });
   } finally {
     native.dispose(t);
   }

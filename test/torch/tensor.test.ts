@@ -732,6 +732,32 @@ test('autograd: backward, grad accumulation, detach, leaves, retainGrad, retainG
 
 // ---------------------------------------------------------------- in-place ops
 
+test('grad: a gradient of another shape or dtype is refused, naming both; null clears it', () => {
+  torch.scope(() => {
+    const t = torch.zeros([2, 3]);
+    throwsTorch(
+      () => {
+        t.grad = torch.zeros([3, 2]);
+      },
+      { code: 'ERR_ARG', op: 'setGrad', message: /^setGrad: gradient must match the tensor: tensor \[2, 3\] float32 \S+, gradient \[3, 2\] float32 \S+$/ },
+    );
+    throwsTorch(
+      () => {
+        t.grad = torch.zeros([2, 3], { dtype: 'float64' });
+      },
+      { code: 'ERR_ARG', op: 'setGrad', message: /tensor \[2, 3\] float32 \S+, gradient \[2, 3\] float64/ },
+    );
+    assert.equal(t.grad, null);
+    t.grad = torch.ones([2, 3]);
+    assert.deepEqual(t.grad!.tolist(), [
+      [1, 1, 1],
+      [1, 1, 1],
+    ]);
+    t.grad = null;
+    assert.equal(t.grad, null);
+  });
+});
+
 test('in-place ops: values, chaining, views, and autograd rules', () => {
   noLeak(() => {
     const t = torch.tensor([1, 2, 3, 4], { dtype: 'float64' });
@@ -935,6 +961,70 @@ test("SEMAIM_CPU_CACHE_MB: a malformed value fails the addon's load naming it (s
   assert.deepEqual(loads(...bad, '1'), [...bad.map((v) => `SEMAIM_CPU_CACHE_MB=${v}: expected a whole number of MiB (0 turns the CPU cache off)`), 1 << 20]);
   assert.deepEqual(loads('0'), [0]); // no cache
   assert.deepEqual(loads(''), [1 << 20]); // empty: the default, 4096
+});
+
+test('cpuAllocator: large blocks are page-rounded, counted live, cached up to the cap and reused; emptyCache unmaps them; system turns it off', () => {
+  // In a child with a 1 MiB cap (a fresh allocator, so the counts are this script's): every step reports the
+  // change in each statistic since the step before.
+  const script = `const m = { exports: {} };
+    process.dlopen(m, ${JSON.stringify(resolve(addonPath))});
+    const n = m.exports;
+    const out = [n.cpuAllocatorStats().enabled];
+    if (out[0]) {
+      let last = n.cpuAllocatorStats();
+      const step = () => {
+        const s = n.cpuAllocatorStats();
+        const d = {};
+        for (const k of ['liveBytes', 'cachedBytes', 'mappedBytes', 'hits', 'misses']) d[k] = s[k] - last[k];
+        d.peakIsLive = s.peakLiveBytes >= s.liveBytes && s.peakLiveBytes > 0;
+        last = s;
+        out.push(d);
+      };
+      n.cpuEmptyCache(); step();
+      const a = n.zeros([16384], 'float32'); step(); // 64 KiB: the smallest cached block, a page multiple
+      const b = n.zeros([16385], 'float32'); step(); // 64 KiB + 4 bytes: rounded up to the next page
+      n.dispose(a); step();
+      const c = n.zeros([16384], 'float32'); step(); // reuses a's block
+      n.dispose(b); n.dispose(c); step();
+      n.cpuEmptyCache(); step();
+      const whole = n.zeros([262144], 'float32'); step(); // 1 MiB: exactly the cap
+      n.dispose(whole); step();
+      n.cpuEmptyCache(); step();
+    }
+    console.log(JSON.stringify(out));`;
+  const run = (allocator: string) => {
+    const r = spawnSync(process.execPath, ['-e', script], {
+      env: { ...process.env, SEMAIM_CPU_ALLOCATOR: allocator, SEMAIM_CPU_CACHE_MB: '1' },
+      encoding: 'utf8',
+    });
+    assert.equal(r.status, 0, r.stderr);
+    return JSON.parse(r.stdout) as unknown[];
+  };
+  const K = 65536;
+  const P = 4096;
+  const d = (liveBytes: number, cachedBytes: number, mappedBytes: number, hits: number, misses: number) => ({
+    liveBytes,
+    cachedBytes,
+    mappedBytes,
+    hits,
+    misses,
+    peakIsLive: true,
+  });
+  const [enabled, empty, ...steps] = run('');
+  assert.equal(enabled, true);
+  assert.equal((empty as { cachedBytes: number }).cachedBytes, 0);
+  assert.deepEqual(steps, [
+    d(K, 0, K, 0, 1), // a: mapped, live
+    d(K + P, 0, K + P, 0, 1), // b
+    d(-K, K, 0, 0, 0), // a freed into the cache
+    d(K, -K, 0, 1, 0), // c: a cache hit, nothing mapped
+    d(-2 * K - P, 2 * K + P, 0, 0, 0),
+    d(0, -2 * K - P, -2 * K - P, 0, 0), // emptyCache unmaps the cached blocks
+    d(1 << 20, 0, 1 << 20, 0, 1),
+    d(-(1 << 20), 1 << 20, 0, 0, 0), // a block of exactly the cap is cached
+    d(0, -(1 << 20), -(1 << 20), 0, 0),
+  ]);
+  assert.deepEqual(run('system'), [false]);
 });
 
 test('worker_threads: the addon loads and runs in workers (context-aware), the main thread is unaffected', async () => {
@@ -1159,6 +1249,7 @@ test('item() and tolist() refuse int64 values a number cannot hold instead of ro
     assert.throws(() => torch.tensor(BigInt64Array.from([1n, -(2n ** 62n)])).tolist(), RangeError);
     assert.equal(big.data()[0], 9007199254740993n);
     assert.equal(torch.tensor(BigInt64Array.from([-9007199254740991n])).item(), -9007199254740991);
+    assert.equal(torch.tensor(BigInt64Array.from([9007199254740991n])).item(), 9007199254740991);
     assert.deepEqual(torch.tensor(BigInt64Array.from([9007199254740991n, -5n])).tolist(), [9007199254740991, -5]);
     // 2^53 is a double, but so is what 2^53 + 1 rounds to: the first value beyond the safe range is refused
     assert.throws(() => torch.tensor(BigInt64Array.from([2n ** 53n])).tolist(), RangeError);
@@ -1459,6 +1550,11 @@ test('an integral number, -0 too, is an integer scalar: an integer tensor stays 
   noLeak(() => {
     const i = torch.tensor([3, 4], { dtype: 'int64' });
     for (const s of [0, -0, 0 * -1, 2]) assert.equal(i.add(s).dtype, 'int64', `add(${Object.is(s, -0) ? '-0' : s})`);
+    // Up to the largest safe integer; 2^53, which 2^53 + 1 rounds to as well, is a float
+    assert.equal(i.add(2 ** 53 - 1).dtype, 'int64');
+    assert.equal(i.add(-(2 ** 53 - 1)).dtype, 'int64');
+    assert.equal(i.add(2 ** 53).dtype, 'float32');
+    assert.equal(i.add(-(2 ** 53)).dtype, 'float32');
     assert.deepEqual(values(torch.tensor([1, 2]).div(-0)), [Infinity, Infinity], 'the integer 0: +Inf');
   });
 });
