@@ -52,6 +52,11 @@ test('gradNorm measures without changing gradients; parameters without gradients
   assertClose(readNorm(gradNorm(huge)), 3e30, TOL, 'huge total');
   assertClose(huge[0].grad!, [3e30, 0], 0, 'huge grad');
   disposeAll(huge);
+  // an infinite norm too (the clip factor inf / inf would be NaN): GradScaler reads it to skip the step
+  const inf = paramsWithGrads([[Infinity, 1]]);
+  assert.equal(readNorm(gradNorm(inf)), Infinity);
+  assert.deepEqual(inf[0].grad!.tolist(), [Infinity, 1]);
+  disposeAll(inf);
   const none = clipGradNorm([extra], 1);
   assert.equal(readNorm(none), 0);
   assert.throws(() => clipGradNorm(ps, 0), /maxNorm must be positive/);

@@ -104,6 +104,19 @@ test('sgdStep refuses fewer grads than params, as adamwStep does (with momentum 
     const h = (ts: torch.Tensor[]) => ts.map((t) => t.h);
     assert.throws(() => native.sgdStep(h(p), h(g), h(bufs), 0.1, 0.9, 0, 0, false, true), /sgdStep: params and grads differ in length/);
     assert.throws(() => native.sgdStep(h(p), h(g), null, 0.1, 0, 0, 0, false, true), /sgdStep: params and grads differ in length/);
+    // Momentum takes one buffer per parameter: none, or fewer, are refused before anything changes
+    const g2 = [torch.ones([3]), torch.ones([3])];
+    for (const first of [true, false]) {
+      assert.throws(() => native.sgdStep(h(p), h(g2), h(bufs.slice(1)), 0.1, 0.9, 0, 0, false, first), {
+        code: 'ERR_ARG',
+        message: 'sgdStep: momentum needs one buffer per parameter',
+      });
+      assert.throws(() => native.sgdStep(h(p), h(g2), null, 0.1, 0.9, 0, 0, false, first), {
+        code: 'ERR_ARG',
+        message: 'sgdStep: momentum needs one buffer per parameter',
+      });
+    }
+    assert.deepEqual(bufs[1].tolist(), [0, 0, 0]);
     assert.deepEqual(p[0].tolist(), [0, 0, 0]);
   });
 });
