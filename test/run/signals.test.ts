@@ -331,6 +331,15 @@ test('SIGTERM then SIGINT exits with the second signal code at once', posixOnly,
   assertExitedAtOnce(r, 130);
 });
 
+test('SIGTERM then SIGINT within milliseconds exits at once too: only the same signal repeated that fast is one request', posixOnly, async () => {
+  const r = await blockedChild('once', 15_000, [
+    ['SIGTERM', 300],
+    ['SIGINT', 20],
+  ]);
+  assertExitedAtOnce(r, 130);
+  assert.match(r.stderr, /SIGINT again: exiting now/);
+});
+
 test('a released catcher leaves the signals to JS alone, and catching again works', posixOnly, async () => {
   // released: a plain listener gets both signals after the step; nothing exits early
   const released = await blockedChild('released', 3000, [
