@@ -252,6 +252,11 @@ if (mode === 'released') {
   }
 }
 process.stdout.write('ready\\n');
+if (mode === 'late-nested') {
+  // a loop inside the job arms its own catcher after the first signal came, before the second
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1000);
+  catchStopSignals({ requested: false }, log);
+}
 Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, blockMs);
 process.stdout.write('step done\\n');
 // the signals' JS listeners run at the next turns of the event loop
@@ -263,7 +268,7 @@ setTimeout(() => {
 
 /** Runs the child in `mode`, sends `signals` (each after its delay in ms) once it is ready. */
 function blockedChild(
-  mode: 'once' | 'rearmed' | 'nested' | 'released',
+  mode: 'once' | 'rearmed' | 'nested' | 'late-nested' | 'released',
   blockMs: number,
   signals: [NodeJS.Signals, number][],
 ): Promise<{ code: number | null; stdout: string; stderr: string; afterLastMs: number }> {
@@ -348,7 +353,8 @@ test('a released catcher leaves the signals to JS alone, and catching again work
   ]);
   assert.equal(released.code, 0, released.stdout + released.stderr);
   assert.match(released.stdout, /step done\nseen 2/);
-  for (const mode of ['rearmed', 'nested'] as const) {
+  // late-nested: an inner catcher armed between the two signals keeps the first one's record
+  for (const mode of ['rearmed', 'nested', 'late-nested'] as const) {
     const r = await blockedChild(mode, 15_000, [
       ['SIGINT', 300],
       ['SIGINT', 1500],
