@@ -117,6 +117,13 @@ test('sgdStep refuses fewer grads than params, as adamwStep does (with momentum 
       });
     }
     assert.deepEqual(bufs[1].tolist(), [0, 0, 0]);
+    // adamwStep too, before its weight decay touches a parameter
+    const ones = [torch.ones([3]), torch.ones([3])];
+    assert.throws(() => native.adamwStep(h(ones), h(g), h(bufs), h(bufs), 0.1, 0.9, 0.999, 1e-8, 0.5, 1), {
+      code: 'ERR_ARG',
+      message: 'adamwStep: params, grads and states differ in length',
+    });
+    assert.deepEqual(ones[0].tolist(), [1, 1, 1]);
     assert.deepEqual(p[0].tolist(), [0, 0, 0]);
   });
 });

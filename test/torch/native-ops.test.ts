@@ -162,3 +162,19 @@ test('native ops: argument readers: an omitted bool is false; an integer beyond 
     native.dispose(t);
   }
 });
+
+test('native ops: interpolate refuses an input that is not 4-D; the profiler refuses a second start and a stop when not running', () => {
+  const t = native.fromBuffer(new Float32Array([1, 2, 3, 4]), [1, 2, 2], 'float32', null);
+  try {
+    assert.throws(() => native.interpolate(t, [4, 4], 'nearest', null), { code: 'ERR_ARG', message: 'interpolate: expects a 4-D input and a 2-element size' });
+  } finally {
+    native.dispose(t);
+  }
+  native.profilerStart(false);
+  try {
+    assert.throws(() => native.profilerStart(false), { message: 'profilerStart: the profiler is already running (profilerStop ends it)' });
+  } finally {
+    assert.equal(typeof native.profilerStop(), 'string');
+  }
+  assert.throws(() => native.profilerStop(), { message: 'profilerStop: the profiler is not running (profilerStart starts it)' });
+});
