@@ -51,17 +51,8 @@ command -v curl >/dev/null || die "needs curl"
 mkdir -p "$CACHE/debs"
 
 # ---------------------------------------------------------------- 1. index + closure
-INDEX=$CACHE/Packages.xz
-if [ ! -s "$INDEX" ] || [ -n "$(find "$INDEX" -mmin +1440)" ]; then
-  log "fetching the $SUITE package index"
-  if curl -sSfL -o "$INDEX.part" "$MIRROR/dists/$SUITE/main/binary-amd64/Packages.xz"; then
-    mv "$INDEX.part" "$INDEX"
-  elif [ -s "$INDEX" ]; then
-    log "cannot refresh the index; using the cached one"
-  else
-    die "cannot download $MIRROR/dists/$SUITE/main/binary-amd64/Packages.xz"
-  fi
-fi
+source scripts/debian-package.sh
+INDEX=$(debian_index "$SUITE" main "$CACHE") || exit 1
 excl=()
 for e in "${EXCLUDES[@]}"; do excl+=(--exclude "$e"); done
 /usr/bin/python3 "$REPO/scripts/trixie-closure.py" "$INDEX" "${excl[@]}" "${ROOTS[@]}" > "$CACHE/closure.txt.new"

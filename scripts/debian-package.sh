@@ -1,6 +1,6 @@
-# Sourced by scripts/check-cuda-build.sh and scripts/check-kernels.sh: fetch one binary package of a
-# Debian suite, checksum-verified, without installing anything. The caller defines log() and sets
-# MIRROR (e.g. http://deb.debian.org/debian).
+# Sourced by scripts/check-cuda-build.sh, check-kernels.sh and check-libtorch2.sh: a Debian suite's package
+# index and its binary packages, checksum-verified, without installing anything. The caller defines log()
+# and sets MIRROR (e.g. http://deb.debian.org/debian).
 #
 #   index=$(debian_index trixie non-free "$CACHE")   # $CACHE/Packages-trixie-non-free.xz, refreshed daily
 #   deb=$(debian_deb "$index" libnvrtc12 "$CACHE/debs")   # the verified .deb's path
