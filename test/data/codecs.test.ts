@@ -15,7 +15,7 @@ import { decodeBmp } from '../../src/data/codecs/bmp';
 import { idct8, aanScaledQuant } from '../../src/data/codecs/idct';
 import { resampleToOutput } from '../../src/data/resample';
 import { deflateSync } from 'node:zlib';
-import { sharp, picture, encode, sharpRgb, interleave, maxAbsDiff, meanAbsDiff, bmp, pngEncode, chunk as pngChunk } from './helpers';
+import { sharp, picture, encode, sharpRgb, interleave, maxAbsDiff, meanAbsDiff, bmp, bmpFile, pngEncode, PNG_SIGNATURE, chunk as pngChunk } from './helpers';
 
 const W = 61;
 const H = 43;
@@ -282,10 +282,9 @@ function pngOf(w: number, h: number, depth: number, ctype: number, idat: Buffer[
   ihdr.writeUInt32BE(h, 4);
   ihdr[8] = depth;
   ihdr[9] = ctype;
-  const sig = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
   const plte = o.plte ? [pngChunk('PLTE', o.plte)] : [];
   const end = (o.end ?? true) ? [pngChunk('IEND', new Uint8Array(0))] : [];
-  return Buffer.concat([sig, pngChunk('IHDR', ihdr), ...plte, ...idat.map((d) => pngChunk('IDAT', d)), ...end]);
+  return Buffer.concat([PNG_SIGNATURE, pngChunk('IHDR', ihdr), ...plte, ...idat.map((d) => pngChunk('IDAT', d)), ...end]);
 }
 
 /** Rows of `raw` (rowBytes each) filtered as the PNG spec defines it, row y with filter type y mod 5. */
@@ -351,21 +350,7 @@ test('PNG: refused headers and data name why: a short IHDR, depth 3, a zero size
 
 /** A BMP with a 40-byte header, a palette and RLE-compressed pixel data (compression 1 = RLE8, 2 = RLE4). */
 function rleBmp(w: number, h: number, bits: 4 | 8, palette: Array<[number, number, number]>, data: number[]): Buffer {
-  const off = 14 + 40 + palette.length * 4;
-  const file = Buffer.alloc(off + data.length);
-  file.write('BM', 0, 'latin1');
-  file.writeUInt32LE(file.length, 2);
-  file.writeUInt32LE(off, 10);
-  file.writeUInt32LE(40, 14);
-  file.writeInt32LE(w, 18);
-  file.writeInt32LE(h, 22);
-  file.writeUInt16LE(1, 26);
-  file.writeUInt16LE(bits, 28);
-  file.writeUInt32LE(bits === 8 ? 1 : 2, 30);
-  file.writeUInt32LE(palette.length, 46);
-  palette.forEach(([r, g, b], i) => file.set([b, g, r, 0], 54 + 4 * i));
-  file.set(data, off);
-  return file;
+  return bmpFile({ w, h, bpp: bits, compression: bits === 8 ? 1 : 2, palette, pixels: Buffer.from(data) });
 }
 
 test('BMP: RLE8 and RLE4 absolute runs (padded to a 16-bit boundary), delta moves (right, then up) and end of bitmap', () => {

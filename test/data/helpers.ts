@@ -143,8 +143,6 @@ export function bmp(
 ): Buffer {
   const { bpp } = opts;
   const pal = opts.palette ?? [];
-  const hsize = bpp === 32 || bpp === 16 ? 108 : 40;
-  const palBytes = bpp <= 8 ? pal.length * 4 : 0;
   const stride = Math.floor((bpp * w + 31) / 32) * 4;
   const rows: Buffer[] = [];
   for (let r = 0; r < h; r++) {
@@ -187,19 +185,30 @@ export function bmp(
     parts.push(0, 1);
     pixels = Buffer.from(parts);
   } else pixels = Buffer.concat(rows);
-  const off = 14 + hsize + palBytes;
-  const file = Buffer.alloc(off + pixels.length);
+  return bmpFile({ w, h: opts.topDown ? -h : h, bpp, compression: opts.rle8 ? 1 : bpp === 16 || bpp === 32 ? 3 : 0, palette: pal, pixels });
+}
+
+/**
+ * A BMP file from its parts: a 40-byte header (108 with the 16/32-bit masks), the palette (for ≤ 8 bits) and
+ * the pixel data as given (`h` negative: top-down; `compression` 1 = RLE8, 2 = RLE4, 3 = bitfields).
+ */
+export function bmpFile(o: { w: number; h: number; bpp: number; compression: number; palette: Array<[number, number, number]>; pixels: Uint8Array }): Buffer {
+  const { bpp } = o;
+  const hsize = bpp === 32 || bpp === 16 ? 108 : 40;
+  const pal = bpp <= 8 ? o.palette : [];
+  const off = 14 + hsize + pal.length * 4;
+  const file = Buffer.alloc(off + o.pixels.length);
   file.write('BM', 0, 'latin1');
   file.writeUInt32LE(file.length, 2);
   file.writeUInt32LE(off, 10);
   file.writeUInt32LE(hsize, 14);
-  file.writeInt32LE(w, 18);
-  file.writeInt32LE(opts.topDown ? -h : h, 22);
+  file.writeInt32LE(o.w, 18);
+  file.writeInt32LE(o.h, 22);
   file.writeUInt16LE(1, 26);
   file.writeUInt16LE(bpp, 28);
-  file.writeUInt32LE(opts.rle8 ? 1 : bpp === 16 || bpp === 32 ? 3 : 0, 30);
-  file.writeUInt32LE(pixels.length, 34);
-  file.writeUInt32LE(bpp <= 8 ? pal.length : 0, 46);
+  file.writeUInt32LE(o.compression, 30);
+  file.writeUInt32LE(o.pixels.length, 34);
+  file.writeUInt32LE(pal.length, 46);
   if (bpp === 16) {
     file.writeUInt32LE(0xf800, 54);
     file.writeUInt32LE(0x07e0, 58);
@@ -210,13 +219,8 @@ export function bmp(
     file.writeUInt32LE(0x000000ff, 62);
     file.writeUInt32LE(0xff000000, 66);
   }
-  for (let i = 0; i < pal.length && bpp <= 8; i++) {
-    const o = 14 + hsize + i * 4;
-    file[o] = pal[i][2];
-    file[o + 1] = pal[i][1];
-    file[o + 2] = pal[i][0];
-  }
-  pixels.copy(file, off);
+  pal.forEach(([r, g, b], i) => file.set([b, g, r, 0], 14 + hsize + 4 * i));
+  file.set(o.pixels, off);
   return file;
 }
 
@@ -235,6 +239,9 @@ function crc32(b: Uint8Array): number {
   for (let i = 0; i < b.length; i++) c = CRC_TABLE[(c ^ b[i]) & 255] ^ (c >>> 8);
   return (c ^ -1) >>> 0;
 }
+
+/** The eight bytes every PNG file starts with. */
+export const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
 export function chunk(type: string, body: Uint8Array): Buffer {
   const b = Buffer.alloc(12 + body.length);
@@ -278,7 +285,7 @@ export function pngEncode(
   ihdr.writeUInt32BE(h, 4);
   ihdr[8] = depth;
   ihdr[9] = ctype;
-  const parts = [Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr)];
+  const parts = [PNG_SIGNATURE, chunk('IHDR', ihdr)];
   if (extra.plte) parts.push(chunk('PLTE', extra.plte));
   if (extra.trns) parts.push(chunk('tRNS', extra.trns));
   parts.push(chunk('IDAT', deflateSync(raw)), chunk('IEND', new Uint8Array(0)));

@@ -16,7 +16,7 @@ import { identityPlan } from '../../src/data/geometry';
 import { resampleToOutput } from '../../src/data/resample';
 import { DataLoader, imageFiles, imageFolder, centerCrop, randomResizedCrop, normalize, type Image } from '../../src/data';
 import { claimedSizeBmp, claimedSizeGif, claimedSizeJpeg, claimedSizePng } from './hostile-files';
-import { sharp, tempDir, write, encode, picture, bmp } from './helpers';
+import { sharp, tempDir, write, encode, picture, bmp, chunk, PNG_SIGNATURE } from './helpers';
 
 const BIG = 30000;
 
@@ -423,16 +423,9 @@ function jpegExif(tiff: Buffer, lenDelta = 0, before: number[] = []): Buffer {
   return Buffer.concat([Buffer.from([0xff, 0xd8, ...before, 0xff, 0xe1, len >> 8, len & 255]), payload, Buffer.from([0xff, 0xd9])]);
 }
 
-/** PNG chunks only (CRCs zero: the orientation reader does not check them). */
+/** A PNG of these chunks only (no image: the orientation reader stops at the first IDAT). */
 function pngChunks(chunks: Array<[string, Buffer]>): Buffer {
-  const parts: Buffer[] = [Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])];
-  for (const [type, body] of chunks) {
-    const head = Buffer.alloc(8);
-    head.writeUInt32BE(body.length, 0);
-    head.write(type, 4, 'latin1');
-    parts.push(head, body, Buffer.alloc(4));
-  }
-  return Buffer.concat(parts);
+  return Buffer.concat([PNG_SIGNATURE, ...chunks.map(([type, body]) => chunk(type, body))]);
 }
 
 test('EXIF orientation: where the tag is read and what is refused (byte order, magic, type, range, segment bounds, place)', () => {
