@@ -27,18 +27,26 @@ const TABLE = defineOptions({
   fast: { type: 'boolean', default: false, help: 'flag' },
 });
 
+/** Runs `body` with `file(name, text)`, which writes a config file into a new temporary folder (removed afterwards) and returns its path. */
+function withConfigFiles(body: (file: (name: string, text: string) => string) => void): void {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-options-'));
+  try {
+    body((name, text) => {
+      const p = join(dir, name);
+      writeFileSync(p, text);
+      return p;
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 test('names of Object.prototype members are unknown options, on the command line and in a config file', () => {
   for (const flag of ['--constructor', '--to-string', '--value-of', '--has-own-property', '--__proto__', '--is-prototype-of']) {
     assert.throws(() => parseArgv([flag, '5'], TABLE), /unknown option/, flag);
   }
   assert.throws(() => parseArgv(['--no-constructor'], TABLE), /unknown option/);
-  const dir = mkdtempSync(join(tmpdir(), 'semaim-options-'));
-  try {
-    const file = (name: string, text: string) => {
-      const p = join(dir, name);
-      writeFileSync(p, text);
-      return p;
-    };
+  withConfigFiles((file) => {
     const proto = readConfigFile(file('proto.json', '{"__proto__": {"seed": 3}}'));
     assert.throws(() => resolveOptions(TABLE, proto), /option '__proto__': unknown option/);
     assert.throws(() => resolveOptions(TABLE, readConfigFile(file('ctor.json', '{"constructor": "x"}'))), /option 'constructor': unknown option/);
@@ -50,9 +58,7 @@ test('names of Object.prototype members are unknown options, on the command line
     );
     assert.throws(() => readConfigFile(file('help.json', '{"help": true}')), /option 'help': .*cannot be set in a config file/);
     assert.throws(() => resolveOptions(TABLE, readConfigFile(file('big.json', '{"seed": 1e400}'))), /option 'seed': expected a number, got Infinity/);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('integers beyond 2^53 and oversized threads, image sizes and synthetic sets are refused before work', () => {
@@ -423,15 +429,10 @@ test('formatHelp: a required option says so, one with a default shows it, one wi
 
 test("the authors' snake_case names are read as kebab-case ones, and an unknown option is answered with the one it most likely means", () => {
   assert.deepEqual(parseArgv(['--warmup_epochs', '3', '--batch-size', '8'], PRETRAIN_OPTIONS).options, { warmupEpochs: '3', batchSize: '8' });
-  const dir = mkdtempSync(join(tmpdir(), 'semaim-options-'));
-  try {
-    const cfg = join(dir, 'authors.yaml');
-    writeFileSync(cfg, 'warmup_epochs: 3\nmin_lr: 0.0001\naccum_iter: 2\n');
-    const o = resolveOptions(PRETRAIN_OPTIONS, readConfigFile(cfg));
+  withConfigFiles((file) => {
+    const o = resolveOptions(PRETRAIN_OPTIONS, readConfigFile(file('authors.yaml', 'warmup_epochs: 3\nmin_lr: 0.0001\naccum_iter: 2\n')));
     assert.deepEqual([o.warmupEpochs, o.minLr, o.accumIter], [3, 0.0001, 2]);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
   const message = (argv: string[]) => {
     try {
       parseArgv(argv, PRETRAIN_OPTIONS);
@@ -523,13 +524,7 @@ test('bounds are inclusive (min, max) or exclusive (below) as declared; an int r
 });
 
 test("a config file may be .yml as well as .yaml, a number is a string option's text (YAML 'name: 2024'), and a file that holds no object of options is refused", () => {
-  const dir = mkdtempSync(join(tmpdir(), 'semaim-options-'));
-  try {
-    const file = (name: string, text: string) => {
-      const p = join(dir, name);
-      writeFileSync(p, text);
-      return p;
-    };
+  withConfigFiles((file) => {
     for (const name of ['run.yml', 'run.YAML']) assert.deepEqual(readConfigFile(file(name, 'seed: 3\nname: 2024\n')), { seed: 3, name: 2024 }, name);
     assert.equal(resolveOptions(TABLE, readConfigFile(file('run.yml', 'name: 2024\n'))).name, '2024');
     assert.equal(resolveOptions(TABLE, { name: 7 }).name, '7');
@@ -545,9 +540,7 @@ test("a config file may be .yml as well as .yaml, a number is a string option's 
         (e: unknown) => e instanceof OptionError && e.key === 'config' && /must hold an object of options$/.test(e.message),
         name,
       );
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('checkSeedList: the last of --seeds N seeds may be SEED_RANGE.max itself, not one beyond', () => {
