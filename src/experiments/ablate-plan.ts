@@ -227,7 +227,7 @@ export async function timeEvaluation(options: PretrainOptions, c: EvalCost, samp
         disposeFeatures(
           ...(await extractPooledFeatures(encoder, data, c.poolings, { batchSize: c.evalBatchSize, precision: c.precision, label: null })).values(),
         );
-      }, String(c.device))) *
+      }, c.device)) *
       ((c.sizes.train + c.sizes.test) / n);
     const rand = (rows: number, seed: number): FeatureSet => {
       const f = torch.keep(torch.randn([rows, cfg.embedDim], { generator: new torch.Generator(seed) }).to({ device: c.device }));
@@ -239,12 +239,12 @@ export async function timeEvaluation(options: PretrainOptions, c: EvalCost, samp
     const te = rand(c.sizes.test, 3);
     const knn = await timeWarm(() => {
       knnClassify(tr, te, { ks: c.ks.filter((k) => k <= c.sizes.train), numClasses: c.numClasses, label: null });
-    }, String(c.device));
+    }, c.device);
     const epochs = Math.min(1, c.linprobe.epochs);
     const linprobe =
       (await timeWarm(async () => {
         (await linprobeOnFeatures(tr, te, c.numClasses, { ...c.linprobe, epochs, warmupEpochs: 0, label: null })).probe.dispose();
-      }, String(c.device))) *
+      }, c.device)) *
       (c.linprobe.epochs / epochs);
     return features + c.poolings.length * (knn + linprobe);
   } finally {
