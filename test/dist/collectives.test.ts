@@ -255,8 +255,7 @@ test('a rendezvous whose peer never comes fails within one timeout (the store wa
 
 test("a process that comes as a rank the run already has (another run's worker on the same MASTER_PORT) is refused at the store and leaves that run alone", { skip: gloo }, async () => {
   const masterPort = await dist.freePort();
-  const at = { backend: 'gloo' as const, worldSize: 2, masterAddr: '127.0.0.1', masterPort, timeoutMs: 20_000, env: {} };
-  const run = await Promise.all([dist.ProcessGroup.create({ ...at, rank: 0 }), dist.ProcessGroup.create({ ...at, rank: 1 })]);
+  const run = await bothRanksHere(20_000, masterPort);
   try {
     // the intruder in its own process: before the fix it joined and waited inside Gloo's connection,
     // past any timeout (killed here after 15 s)
@@ -274,9 +273,9 @@ test("a process that comes as a rank the run already has (another run's worker o
   }
 });
 
-/** Both ranks of a world of 2 in this process (rank 0 hosts the store), on Gloo. */
-async function bothRanksHere(timeoutMs = 20_000): Promise<dist.ProcessGroup[]> {
-  const at = { backend: 'gloo' as const, worldSize: 2, masterAddr: '127.0.0.1', masterPort: await dist.freePort(), timeoutMs, env: {} };
+/** Both ranks of a world of 2 in this process (rank 0 hosts the store at `masterPort`, a free port by default), on Gloo. */
+async function bothRanksHere(timeoutMs = 20_000, masterPort?: number): Promise<dist.ProcessGroup[]> {
+  const at = { backend: 'gloo' as const, worldSize: 2, masterAddr: '127.0.0.1', masterPort: masterPort ?? (await dist.freePort()), timeoutMs, env: {} };
   return Promise.all([dist.ProcessGroup.create({ ...at, rank: 0 }), dist.ProcessGroup.create({ ...at, rank: 1 })]);
 }
 
