@@ -12,17 +12,25 @@ import type { ProcessGroup } from '../../src/dist/process-group';
 
 type Gathered = { tensors: Record<string, { names: string[]; sums: (number | null)[][] }>; values: Record<string, unknown> };
 
-/** Two ranks: this one, and one whose sums of `part`'s first tensor are this one's times 1 + rel. */
-function twoRanks(part: string, rel: number): ProcessGroup {
+/** Two ranks whose all-gather returns this rank's value and `other(mine)`, through JSON as the real one does. */
+function withOther<T>(other: (mine: T) => unknown, rank = 0): ProcessGroup {
   return {
-    rank: 0,
+    rank,
     worldSize: 2,
-    allGatherJson: async (mine: Gathered) => {
-      const other = JSON.parse(JSON.stringify(mine)) as Gathered;
-      other.tensors[part].sums[0] = other.tensors[part].sums[0].map((v) => (v === null ? null : v * (1 + rel)));
-      return [mine, other];
+    allGatherJson: async (mine: T) => {
+      const ranks = rank === 0 ? [mine, other(mine)] : [other(mine), mine];
+      return JSON.parse(JSON.stringify(ranks)) as unknown[];
     },
   } as unknown as ProcessGroup;
+}
+
+/** Two ranks: this one, and one whose sums of `part`'s first tensor are this one's times 1 + rel. */
+function twoRanks(part: string, rel: number): ProcessGroup {
+  return withOther((mine: Gathered) => {
+    const other = JSON.parse(JSON.stringify(mine)) as Gathered;
+    other.tensors[part].sums[0] = other.tensors[part].sums[0].map((v) => (v === null ? null : v * (1 + rel)));
+    return other;
+  });
 }
 
 test('checkRanksHoldSame: sums equal to the sixth digit pass; a difference in the fifth is refused, naming the part and tensor', async () => {
@@ -66,18 +74,6 @@ test("prepareOnEveryRank: a rank's option error reaches the others worded as on 
   // before, the evaluations passed e.message: "option 'evalBatchSize': ..." reached the other ranks
   assert.deepEqual(reasons, ['option --eval-batch-size: must be a positive integer, got 0']);
 });
-
-/** Two ranks whose all-gather returns this rank's value and `other(mine)`, through JSON as the real one does. */
-function withOther<T>(other: (mine: T) => unknown, rank = 0): ProcessGroup {
-  return {
-    rank,
-    worldSize: 2,
-    allGatherJson: async (mine: T) => {
-      const ranks = rank === 0 ? [mine, other(mine)] : [other(mine), mine];
-      return JSON.parse(JSON.stringify(ranks)) as unknown[];
-    },
-  } as unknown as ProcessGroup;
-}
 
 /** What checkRanksHoldSame sends for `parts` (caught from a group that agrees with it). */
 async function payloadOf(parts: Record<string, [string, torch.Tensor][]>): Promise<Gathered> {
