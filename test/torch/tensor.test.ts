@@ -935,6 +935,13 @@ test('threads: setNumThreads / getNumThreads', () => {
   assert.equal(torch.getNumThreads(), prev);
 });
 
+/** Runs `script` in a new node process (a fresh addon load) with `env` added, and returns the JSON it printed. */
+function printedJson(script: string, env: NodeJS.ProcessEnv): unknown {
+  const r = spawnSync(process.execPath, ['-e', script], { env: { ...process.env, ...env }, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout);
+}
+
 test("SEMAIM_CPU_CACHE_MB: a malformed value fails the addon's load naming it (strtoull read -1 as no cap, abc as 0)", () => {
   // One child per allocator install (once per process): it loads the addon with each value in turn (a
   // failed load installs nothing, so the next value is read again) and reports the cache after a 1 MiB block.
@@ -950,12 +957,7 @@ test("SEMAIM_CPU_CACHE_MB: a malformed value fails the addon's load naming it (s
         } catch (e) { out.push(e.message); }
       }
       console.log(JSON.stringify(out));`;
-    const r = spawnSync(process.execPath, ['-e', script], {
-      env: { ...process.env, SEMAIM_CPU_ALLOCATOR: '', CACHE_MB_VALUES: JSON.stringify(values) },
-      encoding: 'utf8',
-    });
-    assert.equal(r.status, 0, r.stderr);
-    return JSON.parse(r.stdout) as (number | string)[];
+    return printedJson(script, { SEMAIM_CPU_ALLOCATOR: '', CACHE_MB_VALUES: JSON.stringify(values) }) as (number | string)[];
   };
   const bad = ['-1', 'abc', '4GB', ' 8', '99999999999999999999'];
   assert.deepEqual(loads(...bad, '1'), [...bad.map((v) => `SEMAIM_CPU_CACHE_MB=${v}: expected a whole number of MiB (0 turns the CPU cache off)`), 1 << 20]);
@@ -992,14 +994,7 @@ test('cpuAllocator: large blocks are page-rounded, counted live, cached up to th
       n.cpuEmptyCache(); step();
     }
     console.log(JSON.stringify(out));`;
-  const run = (allocator: string) => {
-    const r = spawnSync(process.execPath, ['-e', script], {
-      env: { ...process.env, SEMAIM_CPU_ALLOCATOR: allocator, SEMAIM_CPU_CACHE_MB: '1' },
-      encoding: 'utf8',
-    });
-    assert.equal(r.status, 0, r.stderr);
-    return JSON.parse(r.stdout) as unknown[];
-  };
+  const run = (allocator: string) => printedJson(script, { SEMAIM_CPU_ALLOCATOR: allocator, SEMAIM_CPU_CACHE_MB: '1' }) as unknown[];
   const K = 65536;
   const P = 4096;
   const d = (liveBytes: number, cachedBytes: number, mappedBytes: number, hits: number, misses: number) => ({
