@@ -8,6 +8,8 @@
 //        src.bin (T), mean.bin rstd.bin (float), w.bin (W), gy.bin (O), gh.bin (T) -> dsrc.bin (T), dr.bin (R, with
 //        hasDr), dwpart.bin (with hasW), dbpart.bin (with hasB): float [grid, D]; grid.txt. sms: the launch's SM
 //        count (0: no bound); off: src, gy, gh and the outputs start that many elements into their buffers.
+//        Optionally after off: rowsPerBatch ssB ssT osB osT (the row layouts), then ghOff (gh alone that many
+//        elements further in).
 //   geluBwd T rows D sms      g.bin pre.bin (T) -> out.bin (T), dbpart.bin (float [grid, D]); grid.txt
 //   qkvBwd T rows D sms       dq.bin dk.bin dv.bin (T, [rows, D]) -> out.bin (T, [rows, 3, D]), dbpart.bin (float [grid, 3D]); grid.txt
 // xOff, rOff, off: x, r, h and g start that many elements into their files (misaligned views).
@@ -149,6 +151,8 @@ void runLayerNormBackward(const std::string& dir, std::istringstream& in) {
   const RowLayouts contiguous{0, D, M, 0, D};
   RowLayouts rl = contiguous;
   if (!(in >> rl.rowsPerBatch >> rl.ssB >> rl.ssT >> rl.osB >> rl.osT)) rl = contiguous;  // a partial read leaves fields set
+  long long ghOff;
+  if (!(in >> ghOff)) ghOff = 0;
   if (rl.rowsPerBatch <= 0 || M % rl.rowsPerBatch) throw std::runtime_error("lnb: rows per batch must divide the rows");
   const auto it = layerNormBackwardKernels().find(semaim_launch::layerNormBackwardName(T, R, W, O));
   if (it == layerNormBackwardKernels().end()) throw std::runtime_error("lnb: no kernel for " + T + " " + R + " " + W + " " + O);
@@ -165,7 +169,7 @@ void runLayerNormBackward(const std::string& dir, std::istringstream& in) {
   const Launch l = semaim_launch::layerNormBackward(M, D, sms);
   std::vector<float> dwPart(static_cast<size_t>(l.grid) * D, NAN), dbPart(static_cast<size_t>(l.grid) * D, NAN);
   it->second(l, src.data() + off * sizeOf(T), rl, reinterpret_cast<const float*>(mean.data()), reinterpret_cast<const float*>(rstd.data()),
-             hasW ? w.data() : nullptr, gy.data() + off * sizeOf(O), hasGh ? gh.data() + off * sizeOf(T) : nullptr, dsrc.data() + off * sizeOf(T),
+             hasW ? w.data() : nullptr, gy.data() + off * sizeOf(O), hasGh ? gh.data() + (off + ghOff) * sizeOf(T) : nullptr, dsrc.data() + off * sizeOf(T),
              hasDr ? dr.data() + off * sizeOf(R) : nullptr, hasW ? dwPart.data() : nullptr, hasB ? dbPart.data() : nullptr, M, D);
   writeFile(dir + "/dsrc.bin", Bytes(dsrc.begin() + static_cast<long>(off * sizeOf(T)), dsrc.end()));
   if (hasDr) writeFile(dir + "/dr.bin", Bytes(dr.begin() + static_cast<long>(off * sizeOf(R)), dr.end()));

@@ -184,6 +184,8 @@ interface LnbCase {
   sms?: number;
   /** src, gy, gh and the outputs start that many elements into their buffers (misaligned). */
   off?: number;
+  /** gh alone starts that many elements further into its buffer (every other pointer aligned). */
+  ghOff?: number;
   /**
    * Rows as batches of `perBatch` rows: src's in a buffer of `srcTokens` rows per batch (a narrowed sequence),
    * gh's and the outputs' in one of `outTokens` (the gradient of the whole sequence); else contiguous.
@@ -196,6 +198,8 @@ test('emulated LayerNorm backward kernel equals native_layer_norm_backward (+ gh
   const cases: LnbCase[] = [
     // bf16 autocast's residual stream: float32 h, bf16 gradient of the output, the branch's gradient in bf16.
     { T: 'f32', R: 'bf16', W: 'f32', O: 'bf16', M: 150, D: 72, weight: true, bias: true, gh: true, dr: true, path: 'vector' },
+    // The same with gh alone one element off its 16-byte boundary: a vector load of it would fault on a GPU.
+    { T: 'f32', R: 'bf16', W: 'f32', O: 'bf16', M: 150, D: 72, weight: true, bias: true, gh: true, dr: true, ghOff: 1, path: 'scalar' },
     { T: 'f32', R: 'f32', W: 'f32', O: 'f32', M: 70, D: 33, weight: false, bias: false, gh: false, dr: false, path: 'scalar' },
     { T: 'bf16', R: 'bf16', W: 'bf16', O: 'f32', M: 40, D: 64, weight: true, bias: true, gh: false, dr: false, path: 'vector' },
     { T: 'f16', R: 'f16', W: 'f32', O: 'f16', M: 300, D: 96, weight: true, bias: false, gh: true, dr: false, sms: 1, path: 'vector' },
@@ -272,7 +276,7 @@ test('emulated LayerNorm backward kernel equals native_layer_norm_backward (+ gh
     for (const c of cases) {
       const { M, D } = c;
       const off = c.off ?? 0;
-      const what = `${c.T}/${c.R}/${c.W}/${c.O} ${M}x${D} w=${c.weight} b=${c.bias} gh=${c.gh} dr=${c.dr} off=${off}`;
+      const what = `${c.T}/${c.R}/${c.W}/${c.O} ${M}x${D} w=${c.weight} b=${c.bias} gh=${c.gh} dr=${c.dr} off=${off}${c.ghOff ? ` ghOff=${c.ghOff}` : ''}`;
       const src = rnd([M, D], { dtype: 'float32', lo: -3, hi: 3, seed: 61 })
         .add(rnd([M, 1], { dtype: 'float32', seed: 62 }))
         .to({ dtype: DTYPE[c.T] });
@@ -303,13 +307,15 @@ test('emulated LayerNorm backward kernel equals native_layer_norm_backward (+ gh
           return buf;
         });
       if (L) job += ` ${L.perBatch} ${L.srcTokens * D + (L.srcPad ?? 0)} ${D} ${L.outTokens * D} ${D}`;
+      else if (c.ghOff) job += ` ${M} ${M * D} ${D} ${M * D} ${D}`; // contiguous rows, written out so that ghOff can follow
+      if (c.ghOff) job += ` ${c.ghOff}`;
       const inputs: Record<string, Tensor> = {
         'src.bin': L ? spread(src, L.srcTokens, 67, L.srcPad) : padded(src, off),
         'mean.bin': mean,
         'rstd.bin': rstd,
         'w.bin': w,
         'gy.bin': padded(gy, off),
-        'gh.bin': L ? spread(gh, L.outTokens, 68) : padded(gh, off),
+        'gh.bin': L ? spread(gh, L.outTokens, 68) : padded(gh, off + (c.ghOff ?? 0)),
       };
       const dir = runJob(job, inputs);
       assert.equal(paths(dir), c.path, `${what} paths`);
