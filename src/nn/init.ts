@@ -58,6 +58,15 @@ export function defaultBiasBound(fanIn: number): number {
 }
 
 /**
+ * PyTorch's default for Linear/Conv biases: U(±defaultBiasBound(fanIn)). With fan_in 0 PyTorch's bound is
+ * the integer 0, so the draw is U(0, 0): +0 everywhere, where U(-0, 0) gives -0 on libtorch 2.14.
+ */
+export function defaultBiasInit_(t: Tensor, fanIn: number, generator?: torch.Generator): Tensor {
+  const bound = defaultBiasBound(fanIn);
+  return uniform_(t, bound === 0 ? 0 : -bound, bound, generator);
+}
+
+/**
  * Normal(mean, std) truncated to [a, b] (absolute bounds, as timm's trunc_normal_): values outside
  * are redrawn, up to 100 rounds, then clamped to [a, b]. Note the order: std comes before mean (most
  * callers give only a std), where timm's is trunc_normal_(tensor, mean, std, a, b).

@@ -3,7 +3,7 @@ import * as torch from '../torch';
 import { F, Tensor, fused } from '../torch';
 import { Module } from './module';
 import { batchSlice } from './batch-slice';
-import { defaultBiasBound, defaultWeightInit_, uniform_, fans } from './init';
+import { defaultBiasInit_, defaultWeightInit_, fans } from './init';
 
 /** The dtype (default float32) and device (default: torch's default device) of a layer's new parameters and buffers. */
 export interface LayerOptions {
@@ -37,8 +37,7 @@ export class Linear extends Module {
     super();
     this.weight = this.param('weight', defaultWeightInit_(empty([outFeatures, inFeatures], opts)));
     if (opts.bias ?? true) {
-      const bound = defaultBiasBound(inFeatures);
-      this.bias = this.param('bias', uniform_(empty([outFeatures], opts), -bound, bound));
+      this.bias = this.param('bias', defaultBiasInit_(empty([outFeatures], opts), inFeatures));
     } else {
       this.bias = null;
     }
@@ -92,8 +91,7 @@ export class Conv2d extends Module {
     if (outChannels % groups !== 0) throw new RangeError(`Conv2d: out_channels must be divisible by groups (${outChannels} channels, ${groups} groups)`);
     this.weight = this.param('weight', defaultWeightInit_(empty([outChannels, inChannels / groups, kernelSize, kernelSize], opts)));
     if (opts.bias ?? true) {
-      const bound = defaultBiasBound(fans(this.weight)[0]);
-      this.bias = this.param('bias', uniform_(empty([outChannels], opts), -bound, bound));
+      this.bias = this.param('bias', defaultBiasInit_(empty([outChannels], opts), fans(this.weight)[0]));
     } else {
       this.bias = null;
     }
