@@ -36,6 +36,9 @@
 #include <torch/csrc/distributed/c10d/comm.hpp>
 #ifdef USE_C10D_GLOO
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#if __has_include(<gloo/config.h>)
+#include <gloo/config.h>  // GLOO_USE_TORCH_DTYPES (glooSumsHalf)
+#endif
 #endif
 #ifdef USE_C10D_NCCL
 #include <c10/cuda/CUDAFunctions.h>
@@ -50,14 +53,34 @@ namespace semaim {
 
 namespace impl {
 
-// Which of libtorch's distributed pieces this build has (the defines come from native/find-libtorch.js).
+#if defined(SEMAIM_C10D) && defined(USE_C10D_GLOO)
+// Whether this libtorch's Gloo sums (and broadcasts) tensors of the half type t. Gloo's dtype switch
+// (GENERATE_ALL_TYPES) has float16 in every version and bfloat16 from 2.2 (pytorch/pytorch#113557), except
+// in a libtorch built on a Gloo without torch's dtypes (GLOO_USE_TORCH_DTYPES 0 in gloo/config.h, as Debian
+// builds it): since the switch moved into c10d/gloo/ProcessGroupGlooDetail.hpp, such a build has neither
+// half type (Debian's 2.14); PyTorch's own builds set it to 1. The switch itself cannot be asked: that header
+// defines a static function it does not use, which -Werror=unused-function refuses.
+static bool glooSumsHalf(at::ScalarType t) {
+#if __has_include(<torch/csrc/distributed/c10d/gloo/ProcessGroupGlooDetail.hpp>) && defined(GLOO_USE_TORCH_DTYPES)
+  if (!GLOO_USE_TORCH_DTYPES) return false;
+#endif
+  return t != at::kBFloat16 || SEMAIM_TORCH_AT_LEAST(2, 2);
+}
+#endif
+
+// Which of libtorch's distributed pieces this build has (the defines come from native/find-libtorch.js),
+// and which half types the Gloo backend sums (gradient compression).
 static DistInfoResult distInfo() {
-  bool c10d = false, gloo = false, nccl = false, reducer = false;
+  bool c10d = false, gloo = false, nccl = false, reducer = false, glooFloat16 = false, glooBFloat16 = false;
 #ifdef SEMAIM_C10D
   c10d = true;
 #endif
 #ifdef USE_C10D_GLOO
   gloo = true;
+#endif
+#if defined(SEMAIM_C10D) && defined(USE_C10D_GLOO)
+  glooFloat16 = glooSumsHalf(at::kHalf);
+  glooBFloat16 = glooSumsHalf(at::kBFloat16);
 #endif
 #ifdef USE_C10D_NCCL
   nccl = true;
@@ -65,7 +88,7 @@ static DistInfoResult distInfo() {
 #ifdef SEMAIM_C10D_REDUCER
   reducer = true;
 #endif
-  return {c10d, gloo, nccl, reducer};
+  return {c10d, gloo, nccl, reducer, glooFloat16, glooBFloat16};
 }
 
 }  // namespace impl

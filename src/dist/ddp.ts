@@ -20,7 +20,7 @@
 import type { DType, Tensor } from '../torch';
 import * as torch from '../torch';
 import { dtypeBytes } from '../torch';
-import { distNative, NativeGradReducer } from './native-dist';
+import { distBuildInfo, distNative, NativeGradReducer } from './native-dist';
 import type { Backend, ProcessGroup, Work } from './process-group';
 import { distError, isCollectiveFailure, isDistError } from './errors';
 
@@ -253,12 +253,18 @@ function checkCompression(compress: GradCompression, group: ProcessGroup): HalfD
 
 /** Why a backend cannot all-reduce gradients compressed this way, or null. */
 export function compressionRefusal(compress: GradCompression, backend: Backend): string | null {
+  // NCCL sums both half types in every libtorch this runs on; what Gloo sums depends on how libtorch built it
+  if (compress === 'none' || backend !== 'gloo') return null;
+  const d = distBuildInfo();
+  if (!d.gloo || (compress === 'fp16' ? d.glooFloat16 : d.glooBFloat16)) return null;
   const v = torch.version();
-  // Gloo learnt to sum bfloat16 in PyTorch 2.2 (pytorch/pytorch#113557); NCCL has it from 2.10
-  if (compress === 'bf16' && backend === 'gloo' && (v.major < 2 || (v.major === 2 && v.minor < 2))) {
+  if (compress === 'bf16' && d.glooFloat16) {
     return `the gloo backend of libtorch ${v.torch} cannot sum bfloat16: compress the gradients with 'fp16', or use libtorch ≥ 2.2`;
   }
-  return null;
+  return (
+    `the gloo backend of libtorch ${v.torch} cannot sum ${HALF[compress]} (its Gloo was built without torch's dtypes, as Debian builds it): ` +
+    `leave the gradients uncompressed on the CPU, or use a libtorch from PyTorch's own builds`
+  );
 }
 
 /**

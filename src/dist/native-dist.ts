@@ -12,6 +12,10 @@ export interface DistBuildInfo {
   nccl: boolean;
   /** c10d's gradient Reducer (gradients all-reduced from hooks while backward runs). */
   reducer: boolean;
+  /** Gloo sums float16 tensors (not where libtorch's Gloo was built without torch's dtypes, as Debian's 2.14). */
+  glooFloat16: boolean;
+  /** Gloo sums bfloat16 tensors (libtorch ≥ 2.2, with the same exception). */
+  glooBFloat16: boolean;
 }
 
 export interface NativeInitOptions {

@@ -13,7 +13,7 @@ const gloo = dist.distBuildInfo().gloo ? false : 'the addon was built without Gl
 
 test('distBuildInfo reports the backends of this build', () => {
   const info = dist.distBuildInfo();
-  for (const k of ['c10d', 'gloo', 'nccl', 'reducer'] as const) assert.equal(typeof info[k], 'boolean');
+  for (const k of ['c10d', 'gloo', 'nccl', 'reducer', 'glooFloat16', 'glooBFloat16'] as const) assert.equal(typeof info[k], 'boolean');
 });
 
 test("the addon's ProcessGroup and GradReducer have exactly the methods their hand-written TypeScript interfaces declare", { skip: gloo }, () => {
@@ -278,6 +278,34 @@ async function bothRanksHere(timeoutMs = 20_000, masterPort?: number): Promise<d
   const at = { backend: 'gloo' as const, worldSize: 2, masterAddr: '127.0.0.1', masterPort: masterPort ?? (await dist.freePort()), timeoutMs, env: {} };
   return Promise.all([dist.ProcessGroup.create({ ...at, rank: 0 }), dist.ProcessGroup.create({ ...at, rank: 1 })]);
 }
+
+test('Gloo sums float16 and bfloat16 exactly where distBuildInfo says it does; elsewhere the all-reduce fails with libtorch\'s reason', { skip: gloo }, async () => {
+  const d = dist.distBuildInfo();
+  // 1.13's Gloo dtype switch has float16 but no bfloat16 (added in 2.2); Debian's 2.14 builds Gloo without either
+  if (torch.version().major < 2) assert.deepEqual([d.glooFloat16, d.glooBFloat16], [true, false]);
+  for (const [dtype, sums] of [
+    ['float16', d.glooFloat16],
+    ['bfloat16', d.glooBFloat16],
+  ] as const) {
+    const run = await bothRanksHere(); // a group each: one whose collective failed is not reused
+    const ts = run.map((_, r) => torch.tensor([1 + r, 0.5], { dtype }));
+    try {
+      const done = await Promise.allSettled(run.map((g, r) => g.allReduce(ts[r])));
+      for (const [r, o] of done.entries()) {
+        if (sums) {
+          assert.equal(o.status, 'fulfilled', `${dtype}, rank ${r}: ${o.status === 'rejected' ? String(o.reason) : ''}`);
+          assert.deepEqual(Array.from(ts[r].float().toFloat32Array()), [3, 1], `${dtype}, rank ${r}`);
+        } else {
+          assert.equal(o.status, 'rejected', `${dtype}, rank ${r}: distBuildInfo says Gloo cannot sum it`);
+          assert.match(String((o as PromiseRejectedResult).reason), /Invalid scalar type/, `${dtype}, rank ${r}`);
+        }
+      }
+    } finally {
+      for (const g of run) g.shutdown();
+      for (const t of ts) t.dispose();
+    }
+  }
+});
 
 const nativeInit = (o: Partial<NativeInitOptions> & { masterPort: number }): NativeInitOptions => ({
   backend: 'gloo', rank: 0, worldSize: 1, masterAddr: '127.0.0.1', storeHost: true, timeoutMs: 10_000, glooHost: '127.0.0.1', ...o,

@@ -116,15 +116,15 @@ test('bucketsBySize: reverse order, caps, one dtype per bucket, an oversized ten
 
 test('gradients compressed to fp16 (bf16 where Gloo sums it) give the compress hook’s arithmetic exactly, with the Reducer and after backward', { skip: gloo }, async () => {
   const runs = await runWorkers(workerScript('ddp-compress'), 2);
-  const v = torch.version();
-  const glooBf16 = v.major > 2 || (v.major === 2 && v.minor >= 2);
+  const d = dist.distBuildInfo();
   for (const r of runs) {
     assert.equal(r.code, 0, `rank ${r.rank}: ${r.stderr}`);
     assert.equal(r.lines.length, 4, `rank ${r.rank}: ${JSON.stringify(r.lines)}`);
     for (const l of r.lines) {
       const what = `rank ${r.rank}, ${l.mode}, ${l.compress}`;
-      if (l.compress === 'bf16' && !glooBf16) {
-        assert.match(String(l.refused), /gloo backend of libtorch 1\.13.* cannot sum bfloat16: compress the gradients with 'fp16'/, what);
+      if (!(l.compress === 'fp16' ? d.glooFloat16 : d.glooBFloat16)) {
+        const why = d.glooFloat16 ? "compress the gradients with 'fp16'" : "its Gloo was built without torch's dtypes";
+        assert.match(String(l.refused), new RegExp(`gloo backend of libtorch .* cannot sum ${l.compress === 'fp16' ? 'float16' : 'bfloat16'}.*${why}`), what);
         continue;
       }
       assert.equal(l.refused, undefined, `${what}: ${l.refused}`);
@@ -310,8 +310,13 @@ test('DDP refuses, before any collective, bucket sizes that are not positive, a 
     assert.throws(() => new dist.DistributedDataParallel(model, nccl, { firstBucketCapMb: 0 }), /bucket sizes must be positive/);
     const gloo = { rank: 0, worldSize: 2, backend: 'gloo', device: 'cpu' } as unknown as dist.ProcessGroup;
     assert.throws(() => new dist.DistributedDataParallel(model, gloo, { compress: 'fp8' as dist.GradCompression }), /compress must be 'none', 'fp16' or 'bf16', got 'fp8'/);
-    // NCCL sums bfloat16 in every libtorch; fp16 goes everywhere
-    assert.deepEqual([dist.compressionRefusal('bf16', 'nccl'), dist.compressionRefusal('fp16', 'gloo'), dist.compressionRefusal('fp16', 'nccl')], [null, null, null]);
+    // NCCL sums both half types in every libtorch; Gloo what distInfo says
+    assert.deepEqual([dist.compressionRefusal('bf16', 'nccl'), dist.compressionRefusal('fp16', 'nccl'), dist.compressionRefusal('none', 'gloo')], [null, null, null]);
+    const d = dist.distBuildInfo();
+    assert.deepEqual(
+      [dist.compressionRefusal('fp16', 'gloo') === null, dist.compressionRefusal('bf16', 'gloo') === null],
+      [d.glooFloat16, d.glooBFloat16],
+    );
   } finally {
     w.dispose();
   }
