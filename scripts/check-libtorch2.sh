@@ -24,6 +24,12 @@
 # Environment: SUITE (default trixie = libtorch 2.6; sid = 2.14 in November 2026, C++20 headers),
 # DEBIAN_MIRROR, JOBS (node-gyp -j, default 2).
 #
+# Known misses of the harness (not of the code): three tests start node through bash, npx or sh, which do not
+# pass the wrapper's loader on (test/bench/gpu-session "a part that finds no time left", test/package/pack's
+# installed tarball: GLIBC_2.38 not found), or start it in a deleted folder, where the wrapper's sh adds its own
+# getcwd warning (test/cli/unknown-command). test/run/upgrade skips: its fixture's steps are 1.13's arithmetic.
+# SUITE=sid (libtorch 2.14, 2026-12-07): everything else passes.
+#
 # Speed: Debian's 2.6 runs ATen on all cores with OpenMP (1.13 here runs one thread). On a small
 # VM shared with other jobs libgomp's spin-waiting then makes some tests 50-200x slower (the
 # suite 79 s instead of 36 s on 2 shared cores); OMP_WAIT_POLICY=PASSIVE (passed through) avoids it.

@@ -30,6 +30,8 @@ rm -rf "$OUT/run"
 mkdir -p "$OUT"
 cp -r "$WORK/run" "$OUT/run"
 rm -f "$OUT/run/run.lock"
-node -e 'const [, commit, date, ...args] = process.argv; process.stdout.write(JSON.stringify({ commit, date, args }, null, 2) + "\n")' \
-  "$(git rev-parse HEAD)" "$(git show -s --format=%cs HEAD)" "${ARGS[@]}" > "$OUT/args.json"
+# libtorch: the version whose kernels computed the first steps (the test skips under another: its sums round differently)
+LIBTORCH_VERSION=$(node -p 'require("./dist/src/torch").version().torch')
+node -e 'const [, commit, date, libtorch, ...args] = process.argv; process.stdout.write(JSON.stringify({ commit, date, libtorch, args }, null, 2) + "\n")' \
+  "$(git rev-parse HEAD)" "$(git show -s --format=%cs HEAD)" "$LIBTORCH_VERSION" "${ARGS[@]}" > "$OUT/args.json"
 echo "wrote $OUT (run folder of semaim $OLD, stopped at step 5)"

@@ -9,6 +9,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadTensors } from '../../src/io';
+import { version } from '../../src/torch';
 
 const ROOT = join(__dirname, '..', '..', '..');
 const FIXTURE = join(ROOT, 'test', 'golden', 'upgrade');
@@ -37,8 +38,13 @@ function tensorsEqual(a: string, b: string, except: string[] = []): void {
   }
 }
 
-test('a pre-training stopped by the 2026-12-02 release resumes to the weights and optimiser state of a run made by this one', () => {
-  const { date, args } = JSON.parse(readFileSync(join(FIXTURE, 'args.json'), 'utf8')) as { date: string; args: string[] };
+const fixture = JSON.parse(readFileSync(join(FIXTURE, 'args.json'), 'utf8')) as { date: string; libtorch: string; args: string[] };
+// Another libtorch's kernels round the steps after the resume differently (check-libtorch2.sh runs 2.x here).
+const otherLibtorch =
+  version().torch === fixture.libtorch ? false : `the fixture's steps were computed by libtorch ${fixture.libtorch}, this is ${version().torch}`;
+
+test('a pre-training stopped by the 2026-12-02 release resumes to the weights and optimiser state of a run made by this one', { skip: otherLibtorch }, () => {
+  const { date, args } = fixture;
   assert.equal(date, '2026-12-02');
   const dir = mkdtempSync(join(tmpdir(), 'semaim-upgrade-'));
   try {
