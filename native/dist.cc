@@ -36,9 +36,7 @@
 #include <torch/csrc/distributed/c10d/comm.hpp>
 #ifdef USE_C10D_GLOO
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#if __has_include(<gloo/config.h>)
-#include <gloo/config.h>  // GLOO_USE_TORCH_DTYPES (glooSumsHalf)
-#endif
+#include <gloo/config.h>  // GLOO_USE_TORCH_DTYPES (glooSumsHalf); find-libtorch.js enables Gloo only where it found it
 #endif
 #ifdef USE_C10D_NCCL
 #include <c10/cuda/CUDAFunctions.h>
@@ -53,7 +51,7 @@ namespace semaim {
 
 namespace impl {
 
-#if defined(SEMAIM_C10D) && defined(USE_C10D_GLOO)
+#ifdef USE_C10D_GLOO
 // Whether this libtorch's Gloo sums (and broadcasts) tensors of the half type t. Gloo's dtype switch
 // (GENERATE_ALL_TYPES) has float16 in every version and bfloat16 from 2.2 (pytorch/pytorch#113557), except
 // in a libtorch built on a Gloo without torch's dtypes (GLOO_USE_TORCH_DTYPES 0 in gloo/config.h, as Debian
@@ -77,8 +75,6 @@ static DistInfoResult distInfo() {
 #endif
 #ifdef USE_C10D_GLOO
   gloo = true;
-#endif
-#if defined(SEMAIM_C10D) && defined(USE_C10D_GLOO)
   glooFloat16 = glooSumsHalf(at::kHalf);
   glooBFloat16 = glooSumsHalf(at::kBFloat16);
 #endif
