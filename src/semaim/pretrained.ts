@@ -10,13 +10,14 @@ import { disposeAll, loadTensors, readSafetensorsHeader, type TensorInfo } from 
 import { checkpointWeightsSha256, listCheckpoints, runKindOf, sha256File, verifyCheckpoint } from '../io/checkpoint';
 import { EncoderConfig, SemAIMConfig, validateConfig, validateEncoder } from './config';
 import { VisionTransformer } from './vit';
-import { encoderConfigFromJson } from './timm-config';
+import { encoderConfigFromJson, otherNormalization } from './timm-config';
 import { isJsonObject } from '../util/json-file';
 import { finishInterruptedCommits } from '../util/safe-write';
 import { CheckpointError, checkpointError, withErrorKind } from '../util/errors';
 import { readRegularFile } from '../util/regular-file';
 import { pathExists } from '../util/path-exists';
 import { stderrLine } from '../util/console-line';
+import { IMAGENET_MEAN, IMAGENET_STD } from '../data/color';
 import { checkDevice } from '../torch/check-device';
 import { sparingGlobalRng } from '../torch/global-rng';
 
@@ -357,21 +358,32 @@ export interface EncoderSource {
   layout: EncoderLayout;
 }
 
-function configFromMetadata(text: string, where: string): EncoderConfig {
+function configFromMetadata(text: string, where: string, o: VerifyOption = {}): EncoderConfig {
   let c: unknown;
   try {
     c = JSON.parse(text);
   } catch (e) {
     throw new Error(`${where}: the model config is not valid JSON (${(e as Error).message})`, { cause: e });
   }
+  let cfg: EncoderConfig;
   try {
     if (!isJsonObject(c)) throw new Error('not a JSON object');
-    const cfg = encoderConfigOf(encoderConfigFromJson(c) as unknown as EncoderConfig);
+    cfg = encoderConfigOf(encoderConfigFromJson(c) as unknown as EncoderConfig);
     validateEncoder(cfg);
-    return cfg;
   } catch (e) {
     throw new Error(`${where}: the model config is not usable: ${(e as Error).message}`, { cause: e });
   }
+  const norm = otherNormalization(c);
+  if (norm) {
+    // not refused: fine-tuning adapts to it; but the features differ from timm's, and no number should look like timm's silently
+    warnOnce(
+      `warning: ${where} says the encoder was trained on images normalised with mean ${JSON.stringify(norm.mean)} and std ` +
+        `${JSON.stringify(norm.std)}; semaim normalises with ImageNet's (mean ${JSON.stringify(IMAGENET_MEAN)}, std ${JSON.stringify(IMAGENET_STD)}), ` +
+        `so its features differ from timm's with these weights (k-NN and linear-probe accuracy below timm's), and an export of it states ImageNet's`,
+      o.onWarning,
+    );
+  }
+  return cfg;
 }
 
 /** What a config JSON beside a weights file may say, for messages. */
@@ -432,7 +444,7 @@ function findEncoder(path: string, o: VerifyOption): EncoderSource {
       `encoder '${path}': its sizes are not known: no ${jsonPath} beside it and no config in its metadata. Write ${jsonPath} with ${CONFIG_JSON_HELP}`,
     );
   }
-  const config = configFromMetadata(text, where);
+  const config = configFromMetadata(text, where, o);
   const layout = checkEncoderShapes(config, tensors, path);
   return { path, weights: path, sha256: sha256File(path), kind: 'exported', config, layout };
 }

@@ -2,6 +2,7 @@
 // keeps beside model.safetensors (`architecture`, `model_args`, `pretrained_cfg`) read into an
 // EncoderConfig, and written for an exported encoder so that timm builds the same model from it.
 import { isJsonObject } from '../util/json-file';
+import { IMAGENET_MEAN, IMAGENET_STD } from '../data/color';
 import { EncoderConfig, PRESETS } from './config';
 
 /** timm's registered ViT names: vit_<size>_patch<P>_<img>[.<pretrained tag>] (DeiT's plain ones too). */
@@ -89,4 +90,20 @@ export function encoderConfigFromJson(json: Record<string, unknown>): Record<str
     numHeads: pick('num_heads') ?? preset?.numHeads,
     mlpRatio: pick('mlp_ratio') ?? 4,
   };
+}
+
+/**
+ * What a config JSON says the encoder's images were normalised with (timm's `pretrained_cfg.mean` and
+ * `.std`) when that is not ImageNet's, the one normalisation semaim's data pipeline applies; null
+ * otherwise (or when it says nothing). timm's augreg and CLIP-initialised ViTs use 0.5 or CLIP's.
+ */
+export function otherNormalization(json: Record<string, unknown>): { mean: number[]; std: number[] } | null {
+  if (!isJsonObject(json.pretrained_cfg)) return null;
+  const cfg = json.pretrained_cfg;
+  const triple = (v: unknown): number[] | null => (Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === 'number') ? (v as number[]) : null);
+  const mean = triple(cfg.mean);
+  const std = triple(cfg.std);
+  if (!mean || !std) return null;
+  const near = (a: number[], b: readonly number[]): boolean => a.every((x, i) => Math.abs(x - b[i]) < 1e-3);
+  return near(mean, IMAGENET_MEAN) && near(std, IMAGENET_STD) ? null : { mean, std };
 }

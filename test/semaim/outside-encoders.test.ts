@@ -13,6 +13,7 @@ import { loadTensors, readSafetensorsHeader, saveTensors, disposeAll } from '../
 import {
   ENCODER_KEY,
   encoderConfigFromJson,
+  otherNormalization,
   loadEncoder,
   loadEncoderTensors,
   loadTeacher,
@@ -199,6 +200,26 @@ test("timm's config JSONs: model arguments, the hub's architecture + model_args,
   disposeAll(tensors);
   writeFileSync(join(hub, 'config.json'), JSON.stringify({ architecture: 'vit_tiny_patch16_224.augreg_in21k', num_classes: 0, model_args: args }));
   assert.deepEqual(resolveEncoder(join(hub, 'model.safetensors')).config, TINY);
+  // an augreg ViT's images were normalised with 0.5 / 0.5: loaded, with a warning naming both normalisations
+  const augreg = { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], input_size: [3, 8, 8] };
+  const pretrained_cfg = (cfg: object): string => JSON.stringify({ architecture: 'vit_tiny_patch16_224', model_args: args, pretrained_cfg: cfg });
+  const warnings: string[] = [];
+  writeFileSync(join(hub, 'config.json'), pretrained_cfg(augreg));
+  assert.deepEqual(resolveEncoder(join(hub, 'model.safetensors'), { onWarning: (l) => warnings.push(l) }).config, TINY);
+  assert.equal(warnings.length, 1);
+  assert.match(
+    warnings[0],
+    /config\.json says the encoder was trained on images normalised with mean \[0\.5,0\.5,0\.5\] and std \[0\.5,0\.5,0\.5\]; semaim normalises with ImageNet's \(mean \[0\.485,0\.456,0\.406\]/,
+  );
+  writeFileSync(join(hub, 'config.json'), pretrained_cfg({ ...augreg, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] }));
+  resolveEncoder(join(hub, 'model.safetensors'), { onWarning: (l) => warnings.push(l) });
+  assert.equal(warnings.length, 1, "ImageNet's own normalisation is not warned about");
+  assert.equal(otherNormalization({ pretrained_cfg: { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] } }), null);
+  assert.equal(otherNormalization({ mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] }), null, 'only pretrained_cfg says how timm normalises');
+  assert.deepEqual(otherNormalization({ pretrained_cfg: { mean: [0.481, 0.458, 0.408], std: [0.269, 0.261, 0.276] } }), {
+    mean: [0.481, 0.458, 0.408],
+    std: [0.269, 0.261, 0.276],
+  });
 
   assert.deepEqual(encoderConfigFromJson({ architecture: 'vit_base_patch16_224' }), {
     imgSize: 224,
