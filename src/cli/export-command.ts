@@ -7,7 +7,7 @@ import { OptionError, Options, defineOptions } from '../util/options';
 import { abortOnStopSignals } from '../run/signals';
 import { stderrLine } from '../util/console-line';
 import { VERIFY_OPTIONS } from '../eval/options';
-import { encoderExportFiles, exportEncoder } from '../export/safetensors';
+import { checkEncoderOut, encoderExportFiles, exportEncoder } from '../export/safetensors';
 import { exportOnnx, onnxExportFiles } from '../export/onnx-export';
 import { exportWeb, webExportFiles } from '../export/web-export';
 import { checkOutputs, encoderFiles } from '../io/outputs';
@@ -87,6 +87,7 @@ export const exportCommand = defineCommand({
     'as image-classification, naming the classes).',
   options: EXPORT_OPTIONS,
   validate: (o) => {
+    if (o.format === 'safetensors') checkEncoderOut(o.out);
     if (o.format === 'safetensors' && o.dtype !== 'float32')
       throw new OptionError('dtype', "float16 is for --format onnx or web (safetensors keeps the checkpoint's float32)");
     if (!o.attention && o.format !== 'onnx')

@@ -2,7 +2,7 @@
 // safetensors, with its config JSON beside it; from a run, or converted from another encoder file.
 import { checkExportPaths } from './export-paths';
 import { existsSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, sep } from 'node:path';
 import { loadTensors, readSafetensorsHeader, disposeAll } from '../io';
 import { stageTensors, tensorsBytes } from '../io/tensors';
 import { checkpointWeightsSha256, runKindOf } from '../io/checkpoint';
@@ -23,8 +23,9 @@ import type { Tensor } from '../torch';
 import { checkExportSpace } from './export-space';
 import { formatBytes } from '../util/disk-space';
 import { guardOutputs } from '../io/outputs';
-import { defineOptions, jobFields } from '../util/options';
+import { OptionError, defineOptions, jobFields } from '../util/options';
 import { CheckpointError } from '../util/errors';
+import { quotedPath } from '../util/printable';
 import { stageFile } from '../util/safe-write';
 import { commitExport } from './commit-export';
 
@@ -32,6 +33,22 @@ import { commitExport } from './commit-export';
 export function encoderExportFiles(out: string): string[] {
   const base = out.replace(/\.(safetensors|json)$/, '');
   return [`${base}.safetensors`, `${base}.json`];
+}
+
+/**
+ * Refuses an `out` with no file name to put the extensions on: a folder's path ('exports/', as --format onnx
+ * and web take, '.') or a bare '.safetensors' wrote the hidden files 'exports/.safetensors' and 'exports/.json'.
+ */
+export function checkEncoderOut(out: string): void {
+  const name = out
+    .replace(/\.(safetensors|json)$/, '')
+    .split(sep === '/' ? '/' : /[\\/]/)
+    .pop();
+  if (name === '' || name === '.' || name === '..')
+    throw new OptionError(
+      'out',
+      `${quotedPath(out)} has no file name: the safetensors export writes <out>.safetensors and <out>.json, so give a path without extension, e.g. ${quotedPath(join(out, 'encoder'))}`,
+    );
 }
 
 /**
@@ -95,6 +112,7 @@ const ENCODER_EXPORT_FIELDS = defineOptions({
  */
 export async function exportEncoder(source: string, out: string, options: ExportOptions = {}): Promise<{ weights: string; config: string; tensors: number }> {
   checkExportPaths(source, out);
+  checkEncoderOut(out);
   const o = jobFields(options ?? {}, ENCODER_EXPORT_FIELDS, { signal: true, onWarning: true, unusableHint: true });
   if (existsSync(source) && statSync(source).isFile()) return exportEncoderFile(source, out, o);
   const files = encoderExportFiles(out);

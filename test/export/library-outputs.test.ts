@@ -2,7 +2,7 @@
 // over the encoder they read (export --out RUN/checkpoints/best/model replaced its weights).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +16,7 @@ import * as torch from '../../src/torch';
 import { tinyModel, writeRunCheckpoint } from '../viz/helpers';
 import { encode, picture } from '../data/helpers';
 import * as lib from '../../src';
+import { commands } from '../../src/cli/commands';
 
 test('exportEncoder and exportOnnx refuse outputs in a checkpoint folder; the checkpoint stays intact', async () => {
   const run = mkdtempSync(join(tmpdir(), 'semaim-lib-out-'));
@@ -192,6 +193,37 @@ test("an encoder's files are its weights and the config JSON beside them; no out
     const weights = join(root, 'config.safetensors');
     // an ONNX export of it into its own folder writes config.json: the encoder's own config
     assert.throws(() => guardOutputs([join(root, 'model.onnx'), join(root, 'config.json')], weights, true), /config\.json is what this command reads/);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test("a safetensors export's --out that has no file name (a folder's path 'dir/', '.', '.safetensors') is refused before any work, not written as hidden files 'dir/.safetensors' and 'dir/.json'", async () => {
+  const root = mkdtempSync(join(tmpdir(), 'semaim-lib-noname-'));
+  try {
+    const model = tinyModel();
+    writeRunCheckpoint(join(root, 'run'), model);
+    model.dispose();
+    const out = join(root, 'exports');
+    mkdirSync(out);
+    for (const given of [`${out}/`, `${out}/.safetensors`, `${out}/.json`, `${out}/.`, `${out}/..`]) {
+      await assert.rejects(
+        () => exportEncoder(join(root, 'run'), given),
+        (e: unknown) => e instanceof lib.OptionError && e.key === 'out' && /has no file name/.test(e.message),
+        given,
+      );
+      // the command refuses it as it reads its options, before it looks at any file
+      assert.throws(
+        () => commands.export.parse(['--checkpoint', join(root, 'run'), '--out', given]),
+        (e: unknown) => e instanceof lib.OptionError && e.key === 'out' && /has no file name/.test(e.message),
+        given,
+      );
+    }
+    assert.deepEqual(readdirSync(out), []);
+    assert.deepEqual(readdirSync(root).sort(), ['exports', 'run']);
+    // a folder's path is fine for the formats that write a folder
+    assert.ok(commands.export.parse(['--checkpoint', join(root, 'run'), '--out', `${out}/`, '--format', 'onnx']));
+    assert.equal((await exportEncoder(join(root, 'run'), join(out, 'encoder'))).tensors > 0, true);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
