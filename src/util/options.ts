@@ -271,17 +271,45 @@ export function readConfigFile(path: string): Record<string, unknown> {
   }
   if (data === null || typeof data !== 'object' || Array.isArray(data)) throw new OptionError('config', `${quotedPath(path)} must hold an object of options`);
   const keys = new Map<string, string>(); // each option's key as written in the file
-  for (const written of Object.keys(data as object)) {
+  // (JSON.parse keeps the last of a key written twice, where YAML refuses it: the file's text has them all)
+  for (const written of /\.ya?ml$/i.test(path) ? Object.keys(data as object) : topLevelKeys(text)) {
     const k = camel(written);
     if (COMMAND_LINE_ONLY.includes(k)) throw new OptionError(k, `${quotedPath(path)}: '${k}' cannot be set in a config file (give it on the command line)`);
     // out_dir and out-dir are one option: which of the two would win is not what the file says
     const other = keys.get(k);
-    if (other !== undefined) throw new OptionError(k, `${quotedPath(path)} sets it twice, as '${other}' and as '${written}': keep one`);
+    if (other !== undefined)
+      throw new OptionError(
+        k,
+        `${quotedPath(path)} sets it twice, as ${other === written ? `'${other}' both times` : `'${other}' and as '${written}'`}: keep one`,
+      );
     keys.set(k, written);
   }
   const values = Object.fromEntries(Object.entries(data as Record<string, unknown>).map(([k, v]) => [camel(k), v]));
   writtenAs.set(values, { path, keys });
   return values;
+}
+
+/**
+ * The keys of the top-level object of a JSON text that JSON.parse read, in order, each as often as it is
+ * written (JSON.parse keeps one of them): the strings at depth 1 that a ':' follows.
+ */
+function topLevelKeys(text: string): string[] {
+  const keys: string[] = [];
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '{' || c === '[') depth++;
+    else if (c === '}' || c === ']') depth--;
+    else if (c === '"') {
+      let end = i + 1;
+      while (text[end] !== '"') end += text[end] === '\\' ? 2 : 1;
+      let next = end + 1;
+      while (/\s/.test(text[next] ?? '')) next++;
+      if (depth === 1 && text[next] === ':') keys.push(JSON.parse(text.slice(i, end + 1)) as string);
+      i = end;
+    }
+  }
+  return keys;
 }
 
 /** Each config file's values: the file, and each key as written there (img_size, img-size or imgSize). */

@@ -274,6 +274,18 @@ test('a config file that sets one option twice (out_dir and out-dir) is refused,
     );
     writeFileSync(file, JSON.stringify({ out_dir: 'a', seed: 1 }));
     assert.deepEqual(readConfigFile(file), { outDir: 'a', seed: 1 });
+    // one key written twice, as YAML refuses it ('Map keys must be unique'): JSON.parse kept the last silently
+    for (const [text, twice] of [
+      ['{"seed": 1, "seed": 2}', /option 'seed': .*c\.json sets it twice, as 'seed' both times: keep one/],
+      ['{"seed": 1, "s\\u0065ed": 2}', /option 'seed': .*sets it twice, as 'seed' both times/],
+      ['{"out_dir": "a", "seed": 1, "out_dir": "b"}', /option 'outDir': .*sets it twice, as 'out_dir' both times/],
+    ] as const) {
+      writeFileSync(file, text);
+      assert.throws(() => readConfigFile(file), twice, text);
+    }
+    // keys of nested values and look-alikes inside strings are not the file's options
+    writeFileSync(file, '{"name": "{\\"seed\\": 1, \\"seed\\": 2}", "nested": {"seed": 1, "x": [{"seed": 2}]}, "seed": 3}');
+    assert.deepEqual(readConfigFile(file), { name: '{"seed": 1, "seed": 2}', nested: { seed: 1, x: [{ seed: 2 }] }, seed: 3 });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
