@@ -329,15 +329,26 @@ test('the packer refuses an output folder inside its input folder, also when a l
   const dir = join(root, 'inside');
   const { without: input } = foldersWithout(dir, { name: 'x.jpg', bytes: 0 });
   symlinkSync(input, join(dir, 'in-link'));
-  const inside = /shards: the output folder .* must not be inside the input folder /;
+  const inside = /the output folder .* must not be inside the input folder /;
   for (const [i, o] of [
     [input, join(input, 'out')],
     [join(dir, 'in-link'), join(input, 'out')], // the input through a link
     [input, join(dir, 'in-link', 'out', 'deeper')], // the output through a link, not made yet
     [join(dir, 'in-link'), join(dir, 'in-link')],
   ])
-    await assert.rejects(packImageFolder({ input: i, output: o }), inside, `${i} -> ${o}`);
+    await assert.rejects(
+      packImageFolder({ input: i, output: o }),
+      // an option error, as the output that is a file is: the command exits 2, not 1
+      (e: unknown) => e instanceof lib.OptionError && e.key === 'output' && inside.test(e.message),
+      `${i} -> ${o}`,
+    );
   assert.ok(!existsSync(join(input, 'out')), 'nothing made in the input');
+  const cli = spawnSync(process.execPath, [join(__dirname, '..', '..', 'src', 'cli', 'main.js'), 'shards', '--input', input, '--output', join(input, 'out')], {
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  assert.equal(cli.status, 2, cli.stderr);
+  assert.match(cli.stderr, /^semaim: option --output: the output folder .* must not be inside the input folder /);
   assert.equal((await packImageFolder({ input: join(dir, 'in-link'), output: join(dir, 'out') })).samples, 5);
 });
 

@@ -272,7 +272,7 @@ export async function packImageFolder(o: PackOptions): Promise<PackResult> {
     throw new RangeError(`shards: maxImagePixels must be an integer >= 0 (0 = no limit), got ${o.maxImagePixels}`);
   const [realIn, realOut] = [realPathOf(input), realPathOf(output)]; // a link must not hide that one is in the other
   if (realOut === realIn || realOut.startsWith(realIn + sep))
-    throw new Error(`shards: the output folder ${quotedPath(output)} must not be inside the input folder ${quotedPath(input)}`);
+    throw new OptionError('output', `the output folder ${quotedPath(output)} must not be inside the input folder ${quotedPath(input)}`);
   const ds = imageFolder(input, { onWarning: o.onWarning });
   const indexPath = join(output, INDEX_FILE);
   const made = makeFolder(output);
