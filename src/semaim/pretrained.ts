@@ -1,7 +1,7 @@
 // Pre-trained weights: finds and verifies checkpoints of a run, reads their model config, and loads
 // encoders (for evaluation), frozen teachers (feature targets) and exported encoders
 // (`<name>.safetensors` + `<name>.json`), identified by the SHA-256 of their weights file.
-import { existsSync, statSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, readFileSync, statSync } from 'node:fs';
 import { quotedPath } from '../util/printable';
 import { basename, dirname, join, resolve } from 'node:path';
 import * as torch from '../torch';
@@ -14,7 +14,7 @@ import { encoderConfigFromJson, otherNormalization } from './timm-config';
 import { isJsonObject } from '../util/json-file';
 import { finishInterruptedCommits } from '../util/safe-write';
 import { CheckpointError, checkpointError, withErrorKind } from '../util/errors';
-import { readRegularFile } from '../util/regular-file';
+import { openRegularFile } from '../util/regular-file';
 import { pathExists } from '../util/path-exists';
 import { stderrLine } from '../util/console-line';
 import { IMAGENET_MEAN, IMAGENET_STD } from '../data/color';
@@ -391,6 +391,25 @@ const CONFIG_JSON_HELP =
   "semaim's { imgSize, patchSize, embedDim, depth, numHeads } (inChans 3 and mlpRatio 4 by default), timm's model arguments " +
   "{ img_size, patch_size, embed_dim, depth, num_heads }, or timm's hub config { architecture: 'vit_base_patch16_224', model_args }";
 
+/**
+ * The largest config JSON read beside an encoder (kilobytes of sizes, more with a hub config's label names):
+ * a larger one is refused unread, not read whole into memory.
+ */
+export const MAX_ENCODER_CONFIG_BYTES = 64 << 20;
+
+/** The text of an encoder's config JSON, refused unread (naming it) when it is larger than {@link MAX_ENCODER_CONFIG_BYTES}. */
+function readConfigJson(path: string): string {
+  const fd = openRegularFile(path);
+  try {
+    const { size } = fstatSync(fd);
+    if (size > MAX_ENCODER_CONFIG_BYTES)
+      throw new Error(`${path} is ${size} bytes: a model config holds at most ${MAX_ENCODER_CONFIG_BYTES >> 20} MiB (is it the JSON of these weights?)`);
+    return readFileSync(fd, 'utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** Weights files an encoder is read from: safetensors, or PyTorch's torch.save (read without running its pickle). */
 const WEIGHTS_FILE = /\.(safetensors|pth|pt|bin)$/;
 /** The weights files of a Hugging Face hub folder, whose sizes are in config.json beside them. */
@@ -434,11 +453,11 @@ function findEncoder(path: string, o: VerifyOption): EncoderSource {
   let where: string;
   let text: string;
   if (existsSync(jsonPath)) {
-    [where, text] = [jsonPath, readRegularFile(jsonPath, 'utf8')];
+    [where, text] = [jsonPath, readConfigJson(jsonPath)];
   } else if (metadata.config) {
     [where, text] = [path, metadata.config];
   } else if (HUB_WEIGHTS.includes(basename(path)) && existsSync(hubConfig)) {
-    [where, text] = [hubConfig, readRegularFile(hubConfig, 'utf8')];
+    [where, text] = [hubConfig, readConfigJson(hubConfig)];
   } else {
     throw new Error(
       `encoder '${path}': its sizes are not known: no ${jsonPath} beside it and no config in its metadata. Write ${jsonPath} with ${CONFIG_JSON_HELP}`,

@@ -3,7 +3,7 @@
 // files for fine-tuning), and parts of other networks are refused instead of silently dropped.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +22,7 @@ import {
   SemAIMConfig,
 } from '../../src/semaim';
 import { ViTClassifier } from '../../src/eval/classifier';
+import { MAX_ENCODER_CONFIG_BYTES } from '../../src/semaim/pretrained';
 import { exportEncoder, exportedConfigJson, timmCropPct } from '../../src/export/safetensors';
 import { evalPreprocessing } from '../../src/export/preprocessing';
 import { TINY, maxDiff, writeEncoder } from '../eval/helpers';
@@ -329,4 +330,32 @@ test('a teacher is read as any outside encoder: a head, a decoder and a prefix d
   assert.equal(maxDiff(got, want), 0);
   const changed: SemAIMConfig = { ...cfg, target: { type: 'features', teacher: path, teacherConfig: { ...TINY, numHeads: 4 } } };
   assert.throws(() => loadTeacher(changed, 'cpu'), /the teacher .* is now .*; the run was started with/);
+});
+
+test("an encoder's config JSON (beside it, or the hub's config.json) larger than any config is refused unread, naming it: 3 GB of it were read and ended in V8's 'Cannot create a string longer than ...'", () => {
+  const dir = join(root, 'huge-json');
+  mkdirSync(dir);
+  const { tensors } = loadTensors(reference);
+  saveTensors(join(dir, 'enc.safetensors'), tensors);
+  saveTensors(join(dir, 'model.safetensors'), tensors);
+  disposeAll(tensors);
+  const sparse = (path: string, bytes: number) => {
+    writeFileSync(path, '');
+    truncateSync(path, bytes); // (sparse: nothing on the disk)
+  };
+  sparse(join(dir, 'enc.json'), MAX_ENCODER_CONFIG_BYTES + 1);
+  sparse(join(dir, 'config.json'), 3 * 2 ** 30);
+  for (const [weights, json] of [
+    ['enc.safetensors', 'enc.json'],
+    ['model.safetensors', 'config.json'],
+  ]) {
+    assert.throws(
+      () => resolveEncoder(join(dir, weights)),
+      (e: unknown) => e instanceof Error && e.message.includes(join(dir, json)) && /bytes: a model config holds at most 64 MiB/.test(e.message),
+      json,
+    );
+  }
+  // one of the limit's size is read (and here is no JSON)
+  sparse(join(dir, 'enc.json'), MAX_ENCODER_CONFIG_BYTES);
+  assert.throws(() => resolveEncoder(join(dir, 'enc.safetensors')), /enc\.json: the model config is not valid JSON/);
 });
