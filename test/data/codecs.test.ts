@@ -596,6 +596,23 @@ test('JPEG headers: what the decoder refuses, what it leaves to libvips, and the
   assert.equal(new JpegImage(afterSoi(edited(rgbIds), adobe(1))).space, 'ycbcr', 'Adobe transform 1 with R, G, B ids');
 });
 
+test("JPEG scan header: a component count of 0 or one its length does not hold is corrupt (libjpeg's JERR_BAD_LENGTH), not an image of zeros", async () => {
+  for (const progressive of [false, true]) {
+    const jpeg = await encode(picture(32, 32), 32, 32, 3, 'jpeg', { quality: 90, progressive });
+    const sos = jpegSegments(jpeg).find((x) => x.marker === 0xda)!;
+    assert.equal(jpeg[sos.pos + 4], 3, 'the first scan is interleaved');
+    for (const ns of [0, 1, 2, 5]) {
+      const b = Buffer.from(jpeg);
+      b[sos.pos + 4] = ns; // the count changed, the segment's length (6 + 2 × 3) kept
+      assert.throws(
+        () => new JpegImage(b).decode(),
+        (e: unknown) => e instanceof DecodeError && e.reason === 'corrupt' && /scan header/.test(e.message),
+        `${progressive ? 'progressive' : 'baseline'}: ${ns} component(s) in a scan header of 3`,
+      );
+    }
+  }
+});
+
 test('an RGB region of a 4:2:0 JPEG is the same pixels as that region of the whole image (chroma neighbours decoded beyond it)', async () => {
   const jpeg = await encode(RAW, W, H, 3, 'jpeg', { quality: 90 });
   const handle = openImage(jpeg);

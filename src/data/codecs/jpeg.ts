@@ -499,6 +499,9 @@ export class JpegImage {
   private readScan(p: number, segEnd: number, n: number, full: boolean): boolean {
     const d = this.data;
     const ns = d[p];
+    // as libjpeg (JERR_BAD_LENGTH): 1-4 components and a length that holds them; a count of 0 decoded
+    // nothing and gave an image of zeros, one the length does not hold read the scan's data as another scan's
+    if (ns < 1 || ns > 4 || segEnd - p !== 4 + 2 * ns) throw corrupt(`bad scan header (${ns} component(s) in ${segEnd - p + 2} bytes)`);
     const scomps: Component[] = [];
     for (let i = 0; i < ns; i++) {
       const cid = d[p + 1 + 2 * i];
