@@ -338,6 +338,12 @@ test('PNG: refused headers and data name why: a short IHDR, depth 3, a zero size
     );
   refused(pngOf(1, 1, 8, 2, [row], { ihdrLength: 12 }), 'corrupt', /bad IHDR/, 'IHDR of 12 bytes');
   refused(pngOf(1, 1, 3, 0, [row]), 'corrupt', /depth 3/, 'depth 3');
+  // depths the PNG spec (and PIL, libpng) allow only for some colour types: RGB, grey + alpha and RGBA at 8 and 16 bits, palette at 1-8
+  const plte = { plte: Buffer.from([255, 0, 0, 0, 255, 0]) };
+  refused(pngOf(2, 1, 4, 2, [deflateSync(Buffer.from([0, 0x12, 0x34, 0x56]))]), 'corrupt', /colour type 2, depth 4/, 'RGB at 4 bits');
+  refused(pngOf(2, 1, 2, 4, [deflateSync(Buffer.from([0, 0x12]))]), 'corrupt', /colour type 4, depth 2/, 'grey + alpha at 2 bits');
+  refused(pngOf(1, 1, 1, 6, [deflateSync(Buffer.from([0, 0x80]))]), 'corrupt', /colour type 6, depth 1/, 'RGBA at 1 bit');
+  refused(pngOf(2, 1, 16, 3, [deflateSync(Buffer.from([0, 0, 1, 0, 0]))], plte), 'corrupt', /colour type 3, depth 16/, 'palette at 16 bits');
   refused(pngOf(1, 0, 8, 2, [row]), 'corrupt', /zero size/, 'height 0');
   refused(pngOf(0, 1, 8, 2, [row]), 'corrupt', /zero size/, 'width 0');
   refused(pngOf(1, 1, 8, 3, [deflateSync(Buffer.from([0, 0]))]), 'corrupt', /without PLTE/, 'palette image without PLTE');

@@ -23,6 +23,8 @@ export function u32(d: Uint8Array, o: number): number {
 
 const MAX_LENGTH = constants.MAX_LENGTH;
 const CHANNELS: Record<number, number> = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 };
+/** The bit depths the PNG spec allows for each colour type (any other pair libpng and PIL refuse). */
+const DEPTHS: Record<number, number[]> = { 0: [1, 2, 4, 8, 16], 2: [8, 16], 3: [1, 2, 4, 8], 4: [8, 16], 6: [8, 16] };
 export const ADAM7 = [
   [0, 0, 8, 8],
   [4, 0, 8, 8],
@@ -114,7 +116,7 @@ export function decodePng(d: Uint8Array, background = 0, maxPixels?: number): Im
   const c = readPngChunks(d);
   const { width, height, depth, ctype, palette, trns } = c;
   const ch = CHANNELS[ctype];
-  if (!ch || ![1, 2, 4, 8, 16].includes(depth)) throw new DecodeError('corrupt', `corrupt PNG: colour type ${ctype}, depth ${depth}`);
+  if (!ch || !DEPTHS[ctype].includes(depth)) throw new DecodeError('corrupt', `corrupt PNG: colour type ${ctype}, depth ${depth}`);
   if (width === 0 || height === 0) throw new DecodeError('corrupt', 'corrupt PNG: zero size');
   if (ctype === 3 && !palette) throw new DecodeError('corrupt', 'corrupt PNG: palette image without PLTE');
   checkPixelLimit(width, height, maxPixels, 'PNG');
