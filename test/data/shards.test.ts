@@ -1347,6 +1347,47 @@ test('a shard cut at a member boundary (no end-of-archive blocks) is reported tr
   );
 });
 
+test("bytes after the end-of-archive block are not read as members (as Python's tarfile, webdataset's reader, stops there): every sample read, no error", async () => {
+  const dir = join(root, 'after-end');
+  const shard = join(dir, 'shard-000000.tar');
+  const img = await encode(picture(12, 10, 1), 12, 10, 3, 'png');
+  writeTar(shard, [
+    ['a.png', img],
+    ['a.cls', '0'],
+    ['b.png', img],
+    ['b.cls', '1'],
+  ]);
+  const whole = readFileSync(shard);
+  const junk = Buffer.alloc(2048, 0x41); // (a block of it read as a header fails its checksum)
+  for (const [name, bytes] of [
+    ['after-end.tar', Buffer.concat([whole, junk])],
+    ['after-one-zero-block.tar', Buffer.concat([whole.subarray(0, whole.length - 512), junk])],
+    ['after-end.tar.gz', gzipSync(Buffer.concat([whole, junk]))],
+  ] as const) {
+    const path = join(root, name);
+    write(path, bytes);
+    const got: [string, number | null][] = [];
+    for await (const s of readShard(path)) got.push([s.key, s.label]);
+    assert.deepEqual(
+      got,
+      [
+        ['a', 0],
+        ['b', 1],
+      ],
+      name,
+    );
+  }
+  // junk where a member's header should be, before any end-of-archive block, is still a corrupt shard
+  const bad = join(root, 'junk-in-place-of-a-member.tar');
+  write(bad, Buffer.concat([whole.subarray(0, whole.length - 1024), junk]));
+  await assert.rejects(
+    async () => {
+      for await (const s of readShard(bad)) void s;
+    },
+    (e: Error) => e instanceof ShardReadError && /corrupt after 1 sample\(s\)/.test(e.message),
+  );
+});
+
 test('the packer leaves no temporary shard: Ctrl-C removes those staged and its lock, and one of a killed packer goes at the next start', async () => {
   const big = join(root, 'many');
   const jpg = await encode(picture(16, 16, 3), 16, 16, 3, 'jpeg', { quality: 85 });

@@ -7,7 +7,8 @@
 // samples. A shard that ends early or is corrupt yields its complete samples, then throws
 // ShardReadError; the sample being read when it broke is dropped. A shard that stops right after a
 // member, without the end-of-archive blocks, ended early too (a cut download): its last sample may
-// lack members, so it is dropped as well. The index (shard-index.ts) and
+// lack members, so it is dropped as well. What follows the end-of-archive block is not read (as
+// Python's tarfile, webdataset's reader, stops there). The index (shard-index.ts) and
 // the readers use this one function, so they agree on what the samples of a shard are.
 //
 // A shard is untrusted input: a member over its size cap (MAX_META_BYTES for `.cls`/`.json`,
@@ -235,9 +236,47 @@ export async function* readShard(path: string, opts: ReadShardOptions = {}): Asy
       if (s) yield s;
     }
   } catch (e) {
+    // tar-stream reads on past the end-of-archive block and fails on what follows it; Python's tarfile
+    // (webdataset's reader) and GNU tar stop at that block: the shard ended there, its last sample whole
+    if (!(e instanceof ShardReadError) && membersEnd > 0 && (await zeroBlockAt(path, membersEnd))) {
+      if (group) {
+        const s = finish(group);
+        if (s) yield s;
+      }
+      return;
+    }
     throw new ShardReadError(path, done, (e as Error).message);
   } finally {
     source.destroy();
     ex.destroy();
+  }
+}
+
+/** Whether the tar (gunzipped for a .tar.gz) holds a block of zeros at byte `at`: an end-of-archive block where a header would be. */
+async function zeroBlockAt(path: string, at: number): Promise<boolean> {
+  let source;
+  try {
+    source = createReadStream(path, { fd: openRegularFile(path), ...(isGzipShard(path) ? {} : { start: at, end: at + TAR_BLOCK - 1 }) });
+  } catch {
+    return false;
+  }
+  let pos = isGzipShard(path) ? 0 : at;
+  let tar: AsyncIterable<Buffer> = source;
+  if (isGzipShard(path)) {
+    const gunzip = createGunzip();
+    source.on('error', (e) => gunzip.destroy(e)); // (pipe does not pass a read error on)
+    tar = source.pipe(gunzip);
+  }
+  try {
+    for await (const c of tar) {
+      for (let i = Math.max(at - pos, 0); i < Math.min(at + TAR_BLOCK - pos, c.length); i++) if (c[i] !== 0) return false;
+      pos += c.length;
+      if (pos >= at + TAR_BLOCK) return true;
+    }
+    return false; // the data ends first
+  } catch {
+    return false; // (a gzip stream broken before that block)
+  } finally {
+    source.destroy();
   }
 }
