@@ -40,6 +40,8 @@ test('IDX: header bounds (element type, dimension count, a header or data one by
   refused(idx([], new Uint8Array(1)), /truncated IDX header/);
   refused(idx([2, 2]).subarray(0, 11), /truncated IDX header/);
   refused(idx([2, 2], new Uint8Array(3)), /truncated IDX data \(3 bytes, expected 4/);
+  // one byte over: not the file its header describes (torchvision's reader refuses it; a gzipped one is refused too)
+  refused(idx([2, 2], new Uint8Array(5)), /f: 5 bytes of IDX data where its header \(dims 2x2\) declares 4/);
   assert.deepEqual([...parseIdx(idx([2, 2], new Uint8Array([1, 2, 3, 4])), 'f').data], [1, 2, 3, 4]);
   const { dir, cleanup } = tempDir();
   try {

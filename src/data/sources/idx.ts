@@ -74,6 +74,12 @@ export function parseIdx(bytes: Uint8Array, name = 'IDX file'): IdxArray {
   if (d.length - start < count) {
     throw new Error(`${name}: truncated IDX data (${d.length - start} bytes, expected ${count} for dims ${dims.join('x')})`);
   }
+  // as torchvision's reader (its view to the dims fails) and the gzip path (decompressed to no more than the header declares)
+  if (d.length - start > count) {
+    throw new Error(
+      `${name}: ${d.length - start} bytes of IDX data where its header (dims ${dims.join('x')}) declares ${count}: not the file its header describes`,
+    );
+  }
   return { dims, data: d.subarray(start, start + count) };
 }
 
