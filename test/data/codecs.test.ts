@@ -253,6 +253,26 @@ test('BMP: palette (1/4/8-bit), 24-bit, 16/32-bit bitfields, RLE8, top-down', ()
   assert.deepEqual([...interleave(decodeBmp(transparent, 255)).slice(0, 3)], [255, 255, 255]);
 });
 
+test("BMP: 16-bit channels scale as PIL's BGR;15 and BGR;16 unpackers do, v × 255 / max rounded down (5-6-5 bitfields and BI_RGB's 5-5-5)", () => {
+  const levels = Array.from({ length: 32 }, (_, v) => v);
+  const row = (px: (v: number) => number) => {
+    const b = Buffer.alloc(64);
+    levels.forEach((v) => b.writeUInt16LE(px(v), 2 * v));
+    return b;
+  };
+  // what PIL 9 gives (Image.open(f).convert('RGB')) for these two files, levels 0..31 of each channel
+  const floor = (v: number, max: number) => Math.floor((v * 255) / max);
+  const rgb555 = bmpFile({ w: 32, h: 1, bpp: 16, compression: 0, palette: [], pixels: row((v) => (v << 10) | (v << 5) | v) });
+  const rgb565 = bmpFile({ w: 32, h: 1, bpp: 16, compression: 3, palette: [], pixels: row((v) => (v << 11) | ((2 * v) << 5) | (31 - v)) });
+  const il555 = interleave(decodeBmp(rgb555));
+  const il565 = interleave(decodeBmp(rgb565));
+  for (const v of levels) {
+    assert.deepEqual([...il555.subarray(3 * v, 3 * v + 3)], [floor(v, 31), floor(v, 31), floor(v, 31)], `5-5-5 level ${v}`);
+    assert.deepEqual([...il565.subarray(3 * v, 3 * v + 3)], [floor(v, 31), floor(2 * v, 63), floor(31 - v, 31)], `5-6-5 level ${v}`);
+  }
+  assert.deepEqual([...il555.subarray(9, 12)], [24, 24, 24], 'level 3: 24.68 is 24, not 25');
+});
+
 test('BMP: an all-ones (32-bit) channel mask decodes, in a bitfields red mask and a V4 alpha mask on BI_RGB (it hung)', () => {
   const redAllOnes = bmp(2, 1, (x) => (x === 0 ? [255, 255, 255, 255] : [0, 0, 0, 128]), { bpp: 32 }); // 0xffffffff, 0x80000000
   redAllOnes.writeUInt32LE(0xffffffff, 54);
@@ -271,7 +291,8 @@ test('BMP: an all-ones (32-bit) channel mask decodes, in a bitfields red mask an
     .trim()
     .split('\n')
     .map((l) => JSON.parse(l) as number[]);
-  assert.deepEqual(red, [255, 128, 255, 0, 255, 0]); // planes R, G, B of the two pixels
+  // planes R, G, B of the two pixels; 2^31 of 2^32 - 1 is 127.5..., rounded down as every channel is (PIL's 16-bit unpackers)
+  assert.deepEqual(red, [255, 127, 255, 0, 255, 0]);
   assert.deepEqual(alpha, [255, 0, 255, 0, 255, 0]); // the second pixel fully transparent on black
 });
 

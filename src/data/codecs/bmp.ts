@@ -36,9 +36,10 @@ function maskInfo(mask: number): Mask {
   return { shift, max: bits >= 32 ? 0xffffffff : 2 ** bits - 1, mask };
 }
 
+/** A masked channel scaled to 0-255 as PIL's BGR;15 / BGR;16 unpackers scale 16-bit pixels: v × 255 / max, rounded down. */
 function channel(px: number, m: Mask): number {
   if (m.max === 0) return 0;
-  return Math.round((((px & m.mask) >>> m.shift) * 255) / m.max);
+  return Math.floor((((px & m.mask) >>> m.shift) * 255) / m.max);
 }
 
 /** Decodes a BMP; `maxPixels`: the pixel limit (undefined = the default, 0 = none). */
