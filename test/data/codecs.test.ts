@@ -398,6 +398,15 @@ test('BMP: RLE8 and RLE4 absolute runs (padded to a 16-bit boundary), delta move
   // whatever it holds); end of bitmap
   const rle4 = rleBmp(8, 1, 4, palette, [3, 0x12, 0, 5, 0x30, 0x12, 0x30, 0x07, 0, 1]);
   assert.deepEqual(idx(interleave(decodeBmp(rle4)), 8), [1, 2, 1, 3, 0, 1, 2, 3]);
+  // pixels an end of line skips are palette entry 0, as PIL's BmpRleDecoder pads the row (index 0), not black
+  // (PIL 9.4 gives [(0, 200, 0), (250, 250, 250) × 3, (200, 0, 0) × 2, (250, 250, 250) × 2] for this file)
+  const white = [[250, 250, 250], ...palette.slice(1)] as Array<[number, number, number]>;
+  const skipped = rleBmp(4, 2, 8, white, [2, 1, 0, 0, 1, 2, 0, 0, 0, 1]); // bottom row: 2 pixels, end of line; top row: 1 pixel, end of line; end of bitmap
+  const got = interleave(decodeBmp(skipped));
+  assert.deepEqual(
+    Array.from({ length: 8 }, (_, i) => white.findIndex((c) => c.every((v, k) => v === got[3 * i + k]))),
+    [2, 0, 0, 0, 1, 1, 0, 0],
+  );
 });
 
 test("BMP: size bounds (width 1–65535, a 0 width or height corrupt) and a V3 (56-byte) header's alpha mask", () => {

@@ -112,6 +112,8 @@ export function decodeBmp(d: Uint8Array, background = 0, maxPixels?: number): Im
   const out = new Uint8Array(width * height * outCh);
   if (compression === 1 || compression === 2) {
     if (!palette) throw new DecodeError('corrupt', 'corrupt BMP: RLE without palette');
+    // pixels no run sets (an end of line or a delta skips them) are palette entry 0, as PIL's decoder pads with index 0
+    for (let o = 0; o < out.length; o += 3) out.set(palette.subarray(0, 3), o);
     decodeRle(d, dataOffset, width, height, compression === 2 ? 4 : 8, palette, topDown, out);
     return fromInterleaved(out, width, height, 3, background);
   }
