@@ -365,6 +365,15 @@ test('PNG: refused headers and data name why: a short IHDR, depth 3, a zero size
   refused(pngOf(2, 1, 2, 4, [deflateSync(Buffer.from([0, 0x12]))]), 'corrupt', /colour type 4, depth 2/, 'grey + alpha at 2 bits');
   refused(pngOf(1, 1, 1, 6, [deflateSync(Buffer.from([0, 0x80]))]), 'corrupt', /colour type 6, depth 1/, 'RGBA at 1 bit');
   refused(pngOf(2, 1, 16, 3, [deflateSync(Buffer.from([0, 0, 1, 0, 0]))], plte), 'corrupt', /colour type 3, depth 16/, 'palette at 16 bits');
+  // a chunk the decoder uses whose bytes do not match its CRC-32 (a bit flipped in the palette gave other colours
+  // without a word; PIL refuses the file: 'broken PNG file (bad header checksum in PLTE)')
+  const paletted = pngOf(2, 1, 8, 3, [deflateSync(Buffer.from([0, 0, 1]))], plte);
+  assert.deepEqual([...interleave(decodePng(paletted))], [255, 0, 0, 0, 255, 0]);
+  for (const type of ['IHDR', 'PLTE']) {
+    const flipped = Buffer.from(paletted);
+    flipped[flipped.indexOf(type, 8, 'latin1') + 4 + 1] ^= 0x40;
+    refused(flipped, 'corrupt', new RegExp(`CRC-32 of its ${type} chunk`), `a bit flipped in ${type}`);
+  }
   refused(pngOf(1, 0, 8, 2, [row]), 'corrupt', /zero size/, 'height 0');
   refused(pngOf(0, 1, 8, 2, [row]), 'corrupt', /zero size/, 'width 0');
   refused(pngOf(1, 1, 8, 3, [deflateSync(Buffer.from([0, 0]))]), 'corrupt', /without PLTE/, 'palette image without PLTE');

@@ -10,13 +10,20 @@ import { renderSynthetic, syntheticConfig } from '../../src/data/sources/synthet
 import { syntheticSegSource } from '../../src/data/sources/seg-synthetic';
 import { SegLoader, makeSegData } from '../../src/data/seg-loader';
 import { SkipTally, type SegBatch, type SegData } from '../../src/data/seg-streams';
-import { deflateSync } from 'node:zlib';
+import { crc32, deflateSync } from 'node:zlib';
 import { chunk, encode, pngEncode, picture, sharp, tempDir, write } from './helpers';
 
 async function all(data: SegData, augment: 'none' | 'crop-flip' = 'none', batchSize = 4): Promise<SegBatch[]> {
   const out: SegBatch[] = [];
   for await (const b of data.batches({ batchSize, shuffle: false, epoch: 0, augment })) out.push(b);
   return out;
+}
+
+/** `png` (a Buffer made by pngEncode) with its IHDR edited by `edit` and its CRC-32 made right again, as a forged file has it. */
+function editIhdr(png: Buffer, edit: (b: Buffer) => void): Buffer {
+  edit(png);
+  png.writeUInt32BE(crc32(png.subarray(12, 29)), 29);
+  return png;
 }
 
 test('label PNGs give raw indices: 8-bit grey, palette indices (not colours), 4-bit grey unscaled, Adam7', async () => {
@@ -65,24 +72,25 @@ test('label PNGs give raw indices: 8-bit grey, palette indices (not colours), 4-
   assert.throws(() => decodeLabelPng(pngEncode(2, 2, 2, 8, new Array(12).fill(1))), /colour type 2 \(RGB\).*grey or palette/);
   assert.throws(() => decodeLabelPng(pngEncode(2, 1, 0, 16, [3, 300])), /mask value 300/);
   // a header claiming 30000×30000 is refused before anything is inflated, as for images
-  const forged = Buffer.from(pngEncode(2, 2, 0, 8, [0, 1, 2, 3]));
-  forged.writeUInt32BE(30000, 16);
-  forged.writeUInt32BE(30000, 20);
+  const forged = editIhdr(Buffer.from(pngEncode(2, 2, 0, 8, [0, 1, 2, 3])), (b) => {
+    b.writeUInt32BE(30000, 16);
+    b.writeUInt32BE(30000, 20);
+  });
   assert.throws(
     () => decodeLabelPng(forged),
     (e: Error & { reason?: string }) => e.reason === 'too-large' && /mask PNG of 30000×30000/.test(e.message),
   );
   // data that inflates far beyond what IHDR declares is refused instead of filling memory
-  const small = Buffer.from(pngEncode(1024, 1100, 0, 8, new Array(1024 * 1100).fill(7)));
-  small.writeUInt32BE(1, 16);
-  small.writeUInt32BE(1, 20);
+  const small = editIhdr(Buffer.from(pngEncode(1024, 1100, 0, 8, new Array(1024 * 1100).fill(7))), (b) => {
+    b.writeUInt32BE(1, 16);
+    b.writeUInt32BE(1, 20);
+  });
   assert.throws(() => decodeLabelPng(small), /inflates to more than twice/);
 });
 
 test('label PNGs: the refused kinds (grey + alpha, 16-bit palette, a value over 255), the pixel limit given, 16-bit rows unfiltered two bytes a sample', () => {
   assert.throws(() => decodeLabelPng(pngEncode(2, 1, 4, 8, [1, 255, 2, 255])), /colour type 4 \(grey \+ alpha\)/);
-  const pal16 = pngEncode(2, 1, 0, 16, [1, 2]);
-  pal16[25] = 3; // IHDR colour type: palette, at 16 bits (PNG allows palettes of 1–8 bits)
+  const pal16 = editIhdr(pngEncode(2, 1, 0, 16, [1, 2]), (b) => (b[25] = 3)); // IHDR colour type: palette, at 16 bits (PNG allows palettes of 1–8 bits)
   assert.throws(() => decodeLabelPng(pal16), /corrupt PNG: colour type 3, depth 16/);
   assert.deepEqual([...decodeLabelPng(pngEncode(2, 1, 0, 16, [3, 255])).data], [3, 255], '255 (ignore) is a mask value');
   assert.throws(() => decodeLabelPng(pngEncode(2, 1, 0, 16, [3, 256])), /mask value 256/);

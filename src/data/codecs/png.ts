@@ -3,7 +3,7 @@
 // composited onto the requested background grey level. The size in IHDR is checked against the
 // pixel limit before anything is inflated, and inflating stops at twice the size IHDR implies.
 
-import { inflateSync } from 'node:zlib';
+import { crc32, inflateSync } from 'node:zlib';
 import { constants } from 'node:buffer';
 import { DecodeError } from './errors';
 import { checkPixelLimit } from './limits';
@@ -61,6 +61,15 @@ export function readPngChunks(d: Uint8Array): PngChunks {
       break;
     }
     const body = d.subarray(start, start + len);
+    // the chunks read here besides the image data are checked as PIL checks every chunk before IDAT: a bit
+    // flipped in the palette or the size gave other pixels without a word (IDAT has zlib's own checksum)
+    if (
+      (type === 'IHDR' || type === 'PLTE' || type === 'tRNS') &&
+      start + len + 4 <= d.length &&
+      crc32(d.subarray(pos + 4, start + len)) !== u32(d, start + len)
+    ) {
+      throw new DecodeError('corrupt', `corrupt PNG: the CRC-32 of its ${type} chunk does not match its bytes`);
+    }
     if (type === 'IHDR') {
       if (len < 13) throw new DecodeError('corrupt', 'corrupt PNG: bad IHDR');
       c.width = u32(body, 0);
