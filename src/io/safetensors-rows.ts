@@ -7,6 +7,7 @@
 import * as fs from 'node:fs';
 import { DType, DTYPE_TO_SAFETENSORS, TensorEntry, tensorByteLength } from './safetensors';
 import { StagedFile, writeError } from '../util/safe-write';
+import { MAX_IO_BYTES } from './read-at';
 import { removeOnStopSignal } from '../util/remove-on-stop-signal';
 
 /** The tensor a {@link SafetensorsRowWriter} grows: its name, dtype and the shape of one row. */
@@ -40,7 +41,7 @@ function checkTensorName(name: string): void {
 }
 
 function writeAll(fd: number, bytes: Uint8Array, position: number): void {
-  for (let done = 0; done < bytes.byteLength;) done += fs.writeSync(fd, bytes, done, bytes.byteLength - done, position + done);
+  for (let done = 0; done < bytes.byteLength;) done += fs.writeSync(fd, bytes, done, Math.min(bytes.byteLength - done, MAX_IO_BYTES), position + done);
 }
 
 /**

@@ -9,7 +9,7 @@ import * as nodePath from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { isJsonObject, jsonBrief } from '../util/json-file';
 import { StagedFile, fsyncPath, removeDeadTemps, stagedAt, writeError } from '../util/safe-write';
-import { readAt as readFully } from './read-at';
+import { MAX_IO_BYTES, readAt as readFully } from './read-at';
 import { checkStorage, isZipMagic, readPytorchHeaderFd, refuseLegacyTorchSave, type StorageChecksum } from './pytorch-file';
 import { openRegularFile } from '../util/regular-file';
 import { sha256OfOpenFile } from './file-sha256';
@@ -166,7 +166,7 @@ function encodeHeader(specs: Spec[], metadata?: Record<string, string>): Uint8Ar
 
 function writeAll(fd: number, data: Uint8Array): void {
   let done = 0;
-  while (done < data.byteLength) done += fs.writeSync(fd, data, done, data.byteLength - done);
+  while (done < data.byteLength) done += fs.writeSync(fd, data, done, Math.min(data.byteLength - done, MAX_IO_BYTES));
 }
 
 function readAt(fd: number, into: Uint8Array, position: number, label: string): void {
@@ -206,7 +206,8 @@ export function stageSafetensors(path: string, tensors: TensorSource, metadata?:
   const hash = createHash('sha256');
   const out = (data: Uint8Array): void => {
     writeAll(fd!, data);
-    hash.update(data);
+    // (in pieces: Node's hash refuses 2 GiB or more at once)
+    for (let at = 0; at < data.byteLength; at += MAX_IO_BYTES) hash.update(data.subarray(at, at + MAX_IO_BYTES));
   };
   try {
     removeDeadTemps(path);

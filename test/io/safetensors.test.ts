@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { readAt } from '../../src/io/read-at';
 import {
   DType,
   TensorEntry,
@@ -604,4 +605,52 @@ test('TypeScript reads a file written by python', (t) => {
   writeSafetensors(again, tensors, metadata);
   assert.equal(runPy('read', again), runPy('read', file));
   fs.rmSync(dir, { recursive: true });
+});
+
+test('a tensor of 2 GiB or more is read in pieces: Node refuses one read that long', () => {
+  const size = 2 ** 31 + 16; // (never touched: the stand-in read below writes nothing)
+  const into = new Uint8Array(size);
+  const nodeFs = require('node:fs') as typeof import('node:fs'); // (the module object itself: readAt's)
+  const readSync = nodeFs.readSync;
+  const lengths: number[] = [];
+  (nodeFs as { readSync: unknown }).readSync = (_fd: number, _buf: Uint8Array, _offset: number, length: number) => {
+    if (length >= 2 ** 31) throw new RangeError(`The value of "length" is out of range (${length})`); // as Node's own check
+    lengths.push(length);
+    return length;
+  };
+  try {
+    readAt(-1, into, 0, () => new Error('ended'));
+  } finally {
+    (nodeFs as { readSync: unknown }).readSync = readSync;
+  }
+  assert.equal(
+    lengths.reduce((a, b) => a + b, 0),
+    size,
+  );
+  assert.ok(lengths.length >= 3, String(lengths));
+});
+
+test('a tensor of 2 GiB or more is written and hashed in pieces: Node refuses one write or hash update that long', () => {
+  const size = 2 ** 31 + 16;
+  const bytes = new Uint8Array(size); // (never touched: the stand-in write below writes nothing of it)
+  const nodeFs = require('node:fs') as typeof import('node:fs');
+  const writeSync = nodeFs.writeSync;
+  const lengths: number[] = [];
+  (nodeFs as { writeSync: unknown }).writeSync = (fd: number, buf: Uint8Array, offset: number, length: number, position?: number) => {
+    if (length >= 2 ** 31) throw new RangeError(`The value of "length" is out of range (${length})`); // as Node's own check
+    if (buf !== bytes) return writeSync(fd, buf, offset, length, position);
+    lengths.push(length);
+    return length;
+  };
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'semaim-st-big-'));
+  try {
+    writeSafetensors(path.join(dir, 'big.safetensors'), { x: { dtype: 'uint8', shape: [size], data: () => bytes } });
+  } finally {
+    (nodeFs as { writeSync: unknown }).writeSync = writeSync;
+    fs.rmSync(dir, { recursive: true });
+  }
+  assert.equal(
+    lengths.reduce((a, b) => a + b, 0),
+    size,
+  );
 });
