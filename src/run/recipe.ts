@@ -3,6 +3,7 @@
 // it runs, how often it logs or saves) may differ; any other difference refuses to resume.
 import { resolve } from 'node:path';
 import { OptionError, OptionTable, kebab } from '../util/options';
+import { quotedPath } from '../util/printable';
 
 export interface RecipeChange {
   key: string;
@@ -62,11 +63,13 @@ export function refuseRecipeChanges(table: OptionTable, changes: RecipeChange[],
   const free = Object.entries(table)
     .filter(([, s]) => s.mayChangeOnResume)
     .map(([k]) => `--${kebab(k)}`);
-  throw new OptionError(
+  const refusal = new OptionError(
     changes[0].key,
-    `the run in ${where} was started with other settings, and resuming it with these would train a different recipe:\n` +
+    `the run in ${quotedPath(where)} was started with other settings, and resuming it with these would train a different recipe:\n` +
       [line(['option', 'run', 'now']), ...rows.map(line)].join('\n') +
       `\nRun with the run's values to continue it, or start a new run: ${freshRunHint}.` +
       `\nOptions that may change when resuming: ${free.join(', ')}.`,
   );
+  refusal.multiline = true; // (a table: the values are JSON, the folder quoted)
+  throw refusal;
 }

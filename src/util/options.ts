@@ -123,11 +123,19 @@ export class OptionError extends Error {
   }
 
   /**
+   * Whether the line breaks of `detail` are the message's own (a table, as a refused resume's): its writer
+   * put every path and value in it escaped (quotedPath, JSON), so that no line of it can read as another's.
+   */
+  multiline = false;
+
+  /**
    * The message as a command-line user reads it: the flag they typed (or its kebab-case config key), on one
-   * line (a control character of a value or a path, e.g. from a system error's message, is shown escaped).
+   * line (a control character of a value or a path, e.g. from a system error's message, is shown escaped);
+   * a `multiline` one keeps its own line breaks, each line escaped so.
    */
   get flagMessage(): string {
-    return printable(`option ${this.source ?? `--${kebab(this.key)}`}: ${this.detail}`);
+    const text = `option ${this.source ?? `--${kebab(this.key)}`}: ${this.detail}`;
+    return this.multiline ? text.split('\n').map(printable).join('\n') : printable(text);
   }
 }
 

@@ -7,6 +7,7 @@ import { recipeChanges, refuseRecipeChanges } from '../../src/run/recipe';
 import { PRETRAIN_OPTIONS } from '../../src/train/pretrain-options';
 import { FINETUNE_OPTIONS } from '../../src/eval/options';
 import { OptionError, OptionTable, defineOptions } from '../../src/util/options';
+import { errorText } from '../../src/util/error-text';
 
 const mayChange = (table: OptionTable) =>
   Object.keys(table)
@@ -83,6 +84,25 @@ test('refuseRecipeChanges names each change and lists the options that may chang
       assert.match(e.message, /the run in \/runs\/a was started with other settings/);
       assert.match(e.message, /--seed +1 +2/);
       assert.match(e.message, /\nOptions that may change when resuming: --epochs, --log-every\.$/);
+      return true;
+    },
+  );
+});
+
+test('the refusal reads as a table on the command line: its own line breaks kept, a control character of the folder or a value escaped', () => {
+  const changes = recipeChanges(TABLE, { seed: 1, schedule: 'a\u001b[2Jb' }, { seed: 2, schedule: 'constant', epochs: 10, logEvery: 10 });
+  assert.throws(
+    () => refuseRecipeChanges(TABLE, changes, '/runs/a\nsemaim: forged'),
+    (e: unknown) => {
+      assert.ok(e instanceof OptionError);
+      // errorText (what `semaim pretrain` prints) showed the table as one line of '\x0a'
+      const lines = errorText(e).split('\n');
+      assert.match(lines[0], /^option --seed: the run in "\/runs\/a\\nsemaim: forged" was started with other settings/);
+      assert.match(lines[1], /^ {2}option +run +now *$/);
+      assert.match(lines[2], /^ {2}--seed +1 +2 *$/);
+      assert.match(lines[3], /^ {2}--schedule +"a\\u001b\[2Jb" +"constant" *$/);
+      assert.match(lines.at(-1)!, /^Options that may change when resuming: --epochs, --log-every\.$/);
+      assert.ok(![...errorText(e)].some((c) => c !== '\n' && c.charCodeAt(0) < 0x20), 'no control character but the line breaks');
       return true;
     },
   );
