@@ -140,6 +140,11 @@ interface SavedState {
   lossWindow?: UnloggedLosses;
   /** Seconds the run trained until this checkpoint, over every call that continued it (absent in checkpoints from before it). */
   seconds?: number;
+  /**
+   * Optimiser steps per epoch when it was written (absent in checkpoints from before it): its step, epoch and
+   * batch place it in that layout, which a resumed run must share.
+   */
+  stepsPerEpoch?: number;
 }
 
 /** Where rank 0 starts a resumed run: its checkpoint folder (relative to --out-dir) and step. */
@@ -401,6 +406,15 @@ export class TrainState {
         `the checkpoint in ${quotedPath(latest.dir)} was made for another model (${jsonDifferences(modelBefore, modelNow)}); start afresh: ${this.freshRunHint}`,
       );
     }
+    if (typeof s.stepsPerEpoch === 'number' && s.stepsPerEpoch !== this.perEpoch) {
+      // its step count and its (epoch, batch) would place the run in two layouts: it went on at the old
+      // position with the step count of the old one, its epochs going backwards, past --epochs
+      throw new Error(
+        `the run in ${quotedPath(this.run.outDir)} made ${s.stepsPerEpoch} optimiser steps per epoch, the data now gives ${this.perEpoch} ` +
+          `(${job.batchesPerEpoch} batches per epoch at --accum-iter ${this.run.accumIter}): its images changed since the run began ` +
+          `(${quotedPath(latest.dir)}); give it the same data to continue it, or start afresh: ${this.freshRunHint}`,
+      );
+    }
     job.model.loadStateDict(latest.model);
     const optTensors = new Map([...latest.extra].filter(([k]) => k.startsWith('opt.')).map(([k, v]) => [k.slice(4), v]));
     job.optimizer.loadStateDict({ tensors: optTensors, meta: s.optimizer as never });
@@ -535,6 +549,7 @@ export class TrainState {
         config: job.config,
         lossWindow,
         seconds: this.seconds,
+        stepsPerEpoch: this.perEpoch,
         options: job.options,
         cwd: process.cwd(), // what relative paths among the options are relative to
         ...job.extraState,

@@ -230,6 +230,29 @@ test('a corrupted latest checkpoint falls back to the previous one with a warnin
   rmSync(dir, { recursive: true, force: true });
 });
 
+test('a run whose data now gives another number of steps per epoch is refused before any step, its checkpoint and metrics kept', async () => {
+  // images added to a folder dataset between two calls: the resumed run went on at its old (epoch, batch)
+  // with a step count of the old layout, its epochs going backwards, and trained past --epochs
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-data-changed-'));
+  try {
+    await pretrain(options(dir, { maxSteps: 6 }), memoryData(16, 4, 1), quiet); // 4 steps per epoch
+    const metrics = readFileSync(join(dir, 'metrics.jsonl'), 'utf8');
+    await assert.rejects(
+      pretrain(options(dir), memoryData(24, 4, 1), quiet), // 6 steps per epoch
+      /made 4 optimiser steps per epoch, the data now gives 6 \(6 batches per epoch at --accum-iter 1\)/,
+    );
+    assert.deepEqual(
+      new CheckpointManager(dir).list().map((c) => c.step),
+      [6, 4, 3],
+    );
+    assert.equal(readFileSync(join(dir, 'metrics.jsonl'), 'utf8'), metrics);
+    // the same data resumes
+    assert.equal((await pretrain(options(dir), memoryData(16, 4, 1), quiet)).steps, 12);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('an aborted AbortSignal stops the run at a step boundary after a checkpoint; the same job then resumes from it', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-abort-'));
   const controller = new AbortController();
