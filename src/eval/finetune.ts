@@ -323,6 +323,7 @@ async function finetuneJob(o: FinetuneOptions, data: FinetuneData, hooks: Finetu
         options: o,
         optionTable: FINETUNE_OPTIONS,
         extraState,
+        runFiles: ['finetune.json'], // (runFinetune's result, written at the run's end)
         onResume,
         batchesPerEpoch: perEpoch * o.accumIter,
         batches: (epoch, start, end) => data.train.batches({ ...finetunePass(o), epoch, start, end }),

@@ -78,6 +78,11 @@ export interface TrainJob<B> {
   /** More JSON state to store with every checkpoint (and in config.json). */
   extraState?: Record<string, unknown>;
   /**
+   * Files the job writes into --out-dir besides config.json and metrics.jsonl (fine-tuning's finetune.json): a
+   * fresh run moves an earlier run's to previous/ with its checkpoints, rather than leave them beside its own.
+   */
+  runFiles?: string[];
+  /**
    * Called when a run resumes, once its checkpoint is restored, with that checkpoint's state.json (on every
    * rank). The job may change extraState here: config.json and later checkpoints store it as it is then.
    */

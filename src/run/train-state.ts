@@ -266,7 +266,7 @@ export class TrainState {
         const redone = this.metrics.truncateAfter(0);
         this.log(`run ${sameRun} stopped before its first checkpoint: starting it again from step 0 (${redone} logged line(s) are redone)`);
       } else {
-        this.checkpoints.archivePreviousRun();
+        this.checkpoints.archivePreviousRun(['metrics.jsonl', 'config.json', ...(this.job.runFiles ?? [])]);
         this.checkpoints.runId = `${new Date().toISOString().replace(/[-:]|\.\d+Z$/g, '')}-${randomBytes(3).toString('hex')}`;
       }
       this.checkSpace();

@@ -523,3 +523,32 @@ test('fine-tuning evaluates every --eval-every epochs and keeps the most accurat
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("a fresh fine-tuning (--no-resume) moves the earlier run's finetune.json to previous/ with its checkpoints and metrics", async () => {
+  // it stayed: stopped before its end, the new run's folder showed the old run's accuracy, whose
+  // finetuneCheckpoint (moved to previous/) the new run's checkpoint of that step could take the place of
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ft-fresh-'));
+  try {
+    const enc = writeEncoder(dir);
+    const f = () => memoryFactories(toyImages(16, 3, 8, 1), toyImages(9, 3, 8, 2));
+    const run = join(dir, 'run');
+    const o = (extra: Record<string, unknown> = {}) => ftOptions(run, enc, { epochs: 2, evalEvery: 0, ema: false, dropPath: 0, mixup: 0, cutmix: 0, ...extra });
+    const first = await runFinetune(o(), f(), { log: () => {}, progress: false });
+    assert.ok(first.path && existsSync(first.path));
+    const old = readFileSync(first.path, 'utf8');
+    const stop = { requested: false };
+    const second = await runFinetune(o({ resume: false, seed: 6 }), f(), {
+      log: () => {},
+      progress: false,
+      stop,
+      onStep: (s) => void (s === 2 && (stop.requested = true)),
+    });
+    assert.equal(second.stoppedBy, 'signal');
+    assert.ok(!existsSync(join(run, 'finetune.json')), "the earlier run's result is not left beside the new run");
+    const [previous] = readdirSync(join(run, 'previous'));
+    assert.deepEqual(readdirSync(join(run, 'previous', previous)).sort(), ['checkpoints', 'config.json', 'finetune.json', 'metrics.jsonl']);
+    assert.equal(readFileSync(join(run, 'previous', previous, 'finetune.json'), 'utf8'), old);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
