@@ -272,7 +272,8 @@ export class TrainState {
       this.checkSpace();
       writeFileAtomic(
         join(this.run.outDir, 'config.json'),
-        JSON.stringify({ runId: this.checkpoints.runId, worldSize: this.worldSize, ...configJson() }, null, 2),
+        // cwd: what relative paths among the options are relative to (as a checkpoint records it)
+        JSON.stringify({ runId: this.checkpoints.runId, worldSize: this.worldSize, cwd: process.cwd(), ...configJson() }, null, 2),
       );
     } catch (e) {
       this.lock?.release();
@@ -294,7 +295,7 @@ export class TrainState {
   /**
    * The run id of a run in this folder that was stopped before its first checkpoint (config.json and
    * metrics.jsonl, no checkpoint, nothing moved to checkpoints/corrupt) and had this recipe: the same
-   * options (recipeChanges, at the global batch) and model; else null.
+   * options (recipeChanges, at the global batch, paths placed from the folder it started in) and model; else null.
    */
   private runStoppedBeforeItsFirstCheckpoint(now: Record<string, unknown>): string | null {
     const root = join(this.run.outDir, 'checkpoints');
@@ -308,9 +309,11 @@ export class TrainState {
     const { worldSize, options, model } = stored;
     const runId = plainRunId(stored.runId);
     if (runId === null || !isJsonObject(options) || !this.job.optionTable) return null;
-    if (JSON.stringify(model) !== JSON.stringify(now.model)) return null;
+    // relative paths (--data-path, a teacher) by where they point from the folder each run started in
+    const bases = { stored: typeof stored.cwd === 'string' ? stored.cwd : undefined, now: process.cwd() };
+    if (JSON.stringify(comparableConfig(model, bases.stored ?? bases.now)) !== JSON.stringify(comparableConfig(now.model, bases.now))) return null;
     const world = typeof worldSize === 'number' ? worldSize : 1;
-    return this.recipeChangesSince(this.job.optionTable, options, world, { stored: undefined, now: process.cwd() }).length ? null : runId;
+    return this.recipeChangesSince(this.job.optionTable, options, world, bases).length ? null : runId;
   }
 
   /**

@@ -727,6 +727,34 @@ test('a run killed before its first checkpoint and started again with the same r
   rmSync(dir, { recursive: true, force: true });
 });
 
+test('a run killed before its first checkpoint, started again from another folder, compares its relative --data-path by where it points', async () => {
+  // config.json kept no working folder: 'imgs' from another folder (other images) passed for the same run,
+  // whose logged lines were then truncated and redone on the other images, not moved to previous/
+  const root = tmp('killed-early-cwd');
+  const [a, b] = [join(root, 'a'), join(root, 'b')];
+  mkdirSync(a);
+  mkdirSync(b);
+  const out = join(root, 'run');
+  const o = (dataPath: string) => options(out, { maxSteps: 2, checkpointEvery: 1000, dataset: 'folder', dataPath });
+  const cwd = process.cwd();
+  try {
+    process.chdir(a);
+    await pretrain(o('imgs'), data(), quiet);
+    rmSync(join(out, 'checkpoints'), { recursive: true, force: true }); // as a kill before the first checkpoint leaves it
+    process.chdir(b);
+    const lines: string[] = [];
+    await pretrain(o(join(a, 'imgs')), data(), { log: (l) => lines.push(l) }); // the same folder, named absolutely
+    assert.match(lines.join('\n'), /stopped before its first checkpoint: starting it again from step 0/);
+    assert.equal(existsSync(join(out, 'previous')), false);
+    rmSync(join(out, 'checkpoints'), { recursive: true, force: true });
+    await pretrain(o('imgs'), data(), quiet); // b/imgs: other images
+    assert.equal(readdirSync(join(out, 'previous')).length, 1, 'another data folder: the earlier run is moved aside');
+  } finally {
+    process.chdir(cwd);
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
 test("a checkpoint is on the disk before its rename: the step folder flushed after its state.json, a new 'best' (files and folder) before the old one is deleted", () => {
   const dir = tmp('best-fsync');
   const fs = require('node:fs') as typeof import('node:fs');
