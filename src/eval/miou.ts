@@ -44,7 +44,7 @@ export class ConfusionMatrix {
     this.counts = new Float64Array(numClasses * numClasses);
   }
 
-  /** Adds pixels given as plain arrays of class indices (truth may hold the ignore index). */
+  /** Adds pixels given as plain arrays of class indices, whole numbers (truth may hold the ignore index). */
   addArrays(truth: ArrayLike<number>, prediction: ArrayLike<number>): this {
     if (truth.length !== prediction.length) throw new RangeError(`ConfusionMatrix: ${truth.length} truth pixels, ${prediction.length} predicted`);
     const C = this.numClasses;
@@ -52,6 +52,9 @@ export class ConfusionMatrix {
       const t = truth[i];
       if (t === this.ignoreIndex) continue;
       const p = prediction[i];
+      // (a typed array ignores a write at counts[1.5]: such a pixel vanished, and the scores were of the rest)
+      if (!Number.isInteger(t)) throw new RangeError(`ConfusionMatrix: truth label ${t} is not a class index (a whole number)`);
+      if (!Number.isInteger(p)) throw new RangeError(`ConfusionMatrix: predicted label ${p} is not a class index (a whole number)`);
       if (!(t >= 0 && t < C)) throw new RangeError(`ConfusionMatrix: truth label ${t} is outside 0..${C - 1} (and not the ignore index ${this.ignoreIndex})`);
       if (!(p >= 0 && p < C)) throw new RangeError(`ConfusionMatrix: predicted label ${p} is outside 0..${C - 1}`);
       this.counts[t * C + p]++;
@@ -60,7 +63,7 @@ export class ConfusionMatrix {
   }
 
   /**
-   * Adds pixels given as integer tensors of the same shape (any device): the counting runs on the
+   * Adds pixels given as tensors of class indices (integers, or whole numbers in a floating tensor) of the same shape (any device): the counting runs on the
    * device (one scatter-add), only the C×C counts come back.
    */
   addTensors(truth: Tensor, prediction: Tensor): this {
@@ -69,6 +72,14 @@ export class ConfusionMatrix {
     const C = this.numClasses;
     const counts = torch.noGrad(() =>
       torch.scope(() => {
+        // floating labels are class indices only as whole numbers (the cast to int64 truncated 1.5 to class 1)
+        for (const [what, x] of [
+          ['truth', truth],
+          ['prediction', prediction],
+        ] as const) {
+          if (torch.isFloating(x.dtype) && x.ne(x.floor()).any().item())
+            throw new RangeError(`ConfusionMatrix: a ${what} label is not a whole number, so not a class index`);
+        }
         const t = truth.flatten().long();
         const p = prediction.flatten().long();
         const keep = t.ne(this.ignoreIndex);

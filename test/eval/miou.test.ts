@@ -77,6 +77,25 @@ test('counting on tensors gives the same matrix as counting on arrays, and bad l
   for (const k of ['mIoU', 'pixelAccuracy', 'meanAccuracy'] as const) assert.ok(Number.isNaN(empty[k]), `nothing labelled: ${k} NaN, not 0`);
 });
 
+test('a label that is not a whole number is refused, not dropped (arrays) or truncated to a class (tensors)', () => {
+  // addArrays wrote counts[1.5], a no-op on a typed array: the pixel vanished and the mIoU was of the rest
+  assert.throws(() => new ConfusionMatrix(3).addArrays([0, 1.5, 2], [0, 1, 2]), /truth label 1.5 is not a class index/);
+  assert.throws(() => new ConfusionMatrix(3).addArrays([0, 1, 2], [0, 1, 2.5]), /predicted label 2.5 is not a class index/);
+  // addTensors cast floating labels to int64: 1.5 counted as class 1, a hit
+  assert.throws(
+    () => torch.scope(() => new ConfusionMatrix(3).addTensors(torch.tensor(Float32Array.from([0, 1.5])), torch.tensor(Float32Array.from([0, 1])))),
+    /not a whole number/,
+  );
+  assert.throws(
+    () => torch.scope(() => new ConfusionMatrix(3).addTensors(torch.tensor(Float32Array.from([0, 1])), torch.tensor(Float32Array.from([0, 0.7])))),
+    /not a whole number/,
+  );
+  // whole numbers in a floating tensor are class indices as ever
+  const c = new ConfusionMatrix(3);
+  torch.scope(() => c.addTensors(torch.tensor(Float32Array.from([0, 1, 255])), torch.tensor(Float32Array.from([0, 2, 1]))));
+  assert.deepEqual([...c.counts], [1, 0, 0, 0, 0, 1, 0, 0, 0]);
+});
+
 test('the constant-prediction baseline: all background scores IoU_bg = background share, 0 for every other class present', () => {
   // 10 pixels: 7 background, 2 of class 1, 1 of class 2, class 3 absent; one ignored pixel.
   const masks = Uint8Array.from([0, 0, 0, 0, 0, 0, 0, 1, 1, 2, 255]);
