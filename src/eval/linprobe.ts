@@ -105,6 +105,8 @@ export function makeProbeOptimizer(probe: LinearProbe, o: LinprobeOptions, lr: n
 
 /** Logits of the probe (eval mode) for every feature row, tallied against labels. */
 export function evaluateProbe(probe: LinearProbe, test: FeatureSet, numClasses: number, chunk = 1024): Accuracy {
+  // (a chunk of 0 never advanced past the first row: the call never returned)
+  if (!(Number.isInteger(chunk) && chunk > 0)) throw new RangeError(`evaluateProbe: chunk must be a positive integer, got ${chunk}`);
   const wasTraining = probe.training;
   probe.eval();
   const tally = new AccuracyTally(numClasses);

@@ -298,6 +298,10 @@ test('evaluateProbe scores each chunk of test rows against its own labels (hand-
       assert.deepEqual(acc.perClass, [2 / 3, 1, 2 / 3], `chunk ${chunk}`);
       assert.deepEqual(acc.perClassCount, [3, 2, 3], `chunk ${chunk}`);
     }
+    // a chunk of 0 looped forever on the first row; -1 or 2.5 failed inside libtorch's narrow
+    for (const chunk of [0, -1, 2.5, NaN])
+      assert.throws(() => evaluateProbe(probe, { features, labels }, 3, chunk), /evaluateProbe: chunk must be a positive integer/, `chunk ${chunk}`);
+    assert.equal(probe.training, true, 'a refused chunk leaves the probe in training mode');
   } finally {
     features.dispose();
     probe.dispose();
