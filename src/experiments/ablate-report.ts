@@ -80,6 +80,16 @@ function evalImagesText(r: Omit<AblationResult, 'markdown'>): string {
   return limits.length ? `, ${limits.join(' / ')} images` : '';
 }
 
+/**
+ * The batch the linear probe trained with: its batch, or all the training features when they are fewer
+ * (linprobeOnFeatures takes one batch of them per epoch, the lr scaled to it), as the runs had them.
+ */
+function probeBatchText(r: Omit<AblationResult, 'markdown'>): string {
+  const asked = r.recipe.linprobe.batchSize;
+  const train = r.runs.find((x) => x.evalImages)?.evalImages?.train;
+  return train !== undefined && train < asked ? `${train} (every training feature, fewer than ${asked})` : String(asked);
+}
+
 export function ablationMarkdown(r: Omit<AblationResult, 'markdown'>): string {
   const poolings = r.recipe.poolings;
   const name = (p: string) => (p === 'cls' ? '[CLS]' : 'mean');
@@ -117,7 +127,7 @@ export function ablationMarkdown(r: Omit<AblationResult, 'markdown'>): string {
       (r.plan ? `; length planned for --budget-minutes ${r.plan.inputs.budgetMinutes}: ${r.plan.steps} steps per run` : '') +
       '.',
     `Evaluation on ${r.options.dataset}: features of the final encoder (unmasked, eval mode); k-NN: DINO weighted vote, T = 0.07; ` +
-      `linear probe: BatchNorm (no affine) + Linear, ${(lp.optimizer ?? 'sgd').toUpperCase()} momentum ${lp.momentum}, batch ${lp.batchSize}, blr ${lp.blr}, ${lp.epochs} epochs on cached features` +
+      `linear probe: BatchNorm (no affine) + Linear, ${(lp.optimizer ?? 'sgd').toUpperCase()} momentum ${lp.momentum}, batch ${probeBatchText(r)}, blr ${lp.blr}, ${lp.epochs} epochs on cached features` +
       evalImagesText(r) +
       '.',
     ...(r.segprobe ? [`seg mIoU: ${r.segprobe}.`] : []),

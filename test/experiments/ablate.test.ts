@@ -237,6 +237,32 @@ test("ablation.md's numbers: the seeds it names, pre-training in minutes, the ev
   assert.match(ablationMarkdown({ ...r, complete: false }), /\*\*Partial: 3 of 4 runs done\.\*\*/);
 });
 
+test('ablation.md names the batch the linear probe trained with: all the training features when they are fewer than its batch', () => {
+  const recipe = ablationRecipe('small'); // probe batch 256
+  const o = resolveOptions(ABLATE_OPTIONS, { orders: 'raster', budget: 'small', trainLimit: 100, k: '10' });
+  const text = (evalImages?: { train: number; test: number }) => {
+    const runs = [{ order: 'raster', seed: 0, pretrain: { lastLoss: 0.5, seconds: 60 }, eval: {}, evalSeconds: 0, evalImages }] as unknown as AblationRun[];
+    const r = {
+      budget: 'small',
+      options: o,
+      recipe,
+      pretrainOptions: pretrainOptionsFor(o, recipe, 'raster', 0, '/x'),
+      headlineK: 10,
+      runs,
+      diverged: [],
+      summary: summarise(runs, ['raster'], recipe.poolings, 10),
+      seconds: 60,
+      complete: true,
+      planned: 1,
+    } as unknown as Omit<AblationResult, 'markdown'>;
+    return /linear probe: [^\n]*/.exec(ablationMarkdown(r))![0];
+  };
+  // 100 training features: one batch of 100 per epoch, lr = blr × 100 / 256 (it said "batch 256")
+  assert.match(text({ train: 100, test: 50 }), /SGD momentum 0\.9, batch 100 \(every training feature, fewer than 256\), blr 0\.1,/);
+  assert.match(text({ train: 5000, test: 1000 }), /SGD momentum 0\.9, batch 256, blr 0\.1,/);
+  assert.match(text(undefined), /SGD momentum 0\.9, batch 256, blr 0\.1,/, 'runs stored before their image counts: the batch asked for');
+});
+
 test("summarise: k-NN top-1 at the headline k, whichever k the runs list first; each pooling's own scores", () => {
   const scores = (knn5: number, knn20: number, lin: number) => ({
     knn: [
