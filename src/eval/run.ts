@@ -147,7 +147,7 @@ export async function makeSplits(
  * A split all of whose images were unusable (skipped while extracting) is the data's fault, as one
  * without images is: a DataError, not the probe's or the vote's error about zero features.
  */
-function checkUsable(usable: { train: number; test: number }, listed: { train: number; test: number }): void {
+function checkUsable(usable: { train?: number; test: number }, listed: { train?: number; test: number }): void {
   for (const split of ['train', 'test'] as const) {
     if (usable[split] === 0) throw new DataError(`${split} data: none of its ${listed[split]} images could be read (each was skipped as unusable)`);
   }
@@ -385,6 +385,9 @@ async function linprobeJob(
         };
         test = await extractFeatures(loaded.encoder, splits.test, fo);
         sizes.test = setSize(test); // unusable test images left out
+        // (the training images are read epoch by epoch; a test split without a readable image is refused before them,
+        // as the cached probe refuses it: it trained and wrote a linprobe.json whose accuracy was null)
+        checkUsable({ test: sizes.test }, { test: splits.test.size });
         r = await linprobeOnline(loaded.encoder, splits.train, test, numClasses, { ...lo, pooling: o.pooling, precision, group, augment: o.augment });
       } finally {
         disposeFeatures(test);

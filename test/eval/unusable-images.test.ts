@@ -2,7 +2,7 @@
 // accuracy, not stood in for by another image of the split (which training does, to keep batches full).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DATA_FACTORIES, LabelledData, makeEvalData } from '../../src/data';
@@ -94,6 +94,29 @@ test('knn and linprobe on a split none of whose images can be read: a DataError 
       runLinprobe(resolveOptions(LINPROBE_OPTIONS, { ...common, epochs: 1, batchSize: 2, outDir: join(root, 'lin') }), DATA_FACTORIES, { progress: null }),
       unreadable,
     );
+    // the online probe (--no-cache-features) trained and wrote linprobe.json with top1 null over 0 test images
+    const noTest = join(root, 'no-test');
+    for (const split of ['train', 'test'])
+      for (const [k, cls] of ['a', 'b'].entries()) {
+        mkdirSync(join(noTest, split, cls), { recursive: true });
+        for (let i = 0; i < 3; i++) {
+          const file = join(noTest, split, cls, `${i}.png`);
+          if (split === 'test') writeFileSync(file, 'not a png');
+          else writeFileSync(file, await encode(picture(8, 8, 10 * k + i), 8, 8, 3, 'png'));
+        }
+      }
+    const unreadableTest = (e: unknown) => e instanceof DataError && /^test data: none of its 6 images could be read/.test(e.message);
+    for (const cacheFeatures of [true, false]) {
+      const out = join(root, `lin-${cacheFeatures}`);
+      await assert.rejects(
+        runLinprobe(resolveOptions(LINPROBE_OPTIONS, { ...common, dataPath: noTest, epochs: 1, batchSize: 2, cacheFeatures, outDir: out }), DATA_FACTORIES, {
+          progress: null,
+        }),
+        unreadableTest,
+        `cacheFeatures ${cacheFeatures}`,
+      );
+      assert.equal(existsSync(join(out, 'linprobe.json')), false, `cacheFeatures ${cacheFeatures}: no result`);
+    }
     writeFileSync(join(root, 'train', 'a', '0.png'), await encode(picture(8, 8, 99), 8, 8, 3, 'png'));
     await assert.rejects(
       runKnn(resolveOptions(KNN_OPTIONS, { ...common, k: '2', outDir: join(root, 'knn') }), DATA_FACTORIES, { progress: null }),
