@@ -125,7 +125,11 @@ export async function evaluateClassifier(
     keep.map((i) => top1[i]),
     keep.map((i) => top5[i]),
   );
-  return group ? AccuracyTally.fromCounts(tally.numClasses, group.sumNumbers(Float64Array.from(tally.counts()))).result() : tally.result();
+  const accuracy = group ? AccuracyTally.fromCounts(tally.numClasses, group.sumNumbers(Float64Array.from(tally.counts()))).result() : tally.result();
+  // (every rank sees the same sum) an accuracy over no image is NaN: fine-tuning wrote it as its result, top1 null
+  if (accuracy.n === 0)
+    throw new DataError(`evaluation: ${data.size ? `none of its ${data.size} images could be read (each was skipped as unusable)` : 'the data has no images'}`);
+  return accuracy;
 }
 
 /** The pass over the training data fine-tuning reads every epoch. */

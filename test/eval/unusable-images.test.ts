@@ -46,6 +46,30 @@ test('features and classifier accuracy leave unusable images out instead of coun
   }
 });
 
+test('a classifier evaluated on data none of whose images can be read: a DataError, not an accuracy of NaN over 0 images', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'semaim-unusable-eval-'));
+  try {
+    for (const cls of ['a', 'b']) {
+      mkdirSync(join(root, 'test', cls), { recursive: true });
+      for (let i = 0; i < 2; i++) writeFileSync(join(root, 'test', cls, `${i}.png`), 'not a png');
+    }
+    const data = makeEvalData({ split: 'test', dataset: 'folder', dataPath: root, imgSize: TINY.imgSize, seed: 0, numWorkers: 0 });
+    const model = new ViTClassifier({ ...TINY, numClasses: 2, pool: 'avg' });
+    try {
+      // fine-tuning trained on, and wrote finetune.json with top1 null (its test split said 4 images)
+      await assert.rejects(
+        evaluateClassifier(model, data, { batchSize: 3, label: null }),
+        (e: unknown) => e instanceof DataError && /none of its 4 images could be read/.test((e as Error).message),
+      );
+    } finally {
+      model.dispose();
+      await data.close();
+    }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
 test('a row a batch marks as a stand-in is left out of the accuracy when the batches carry no dataset indices', async () => {
   // LabelledData's contract: standIns alone says which rows evaluation leaves out (indices are optional)
   const images = toyImages(6, 3, 8, 1); // labels 0 1 2 0 1 2
