@@ -5,6 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OptionError, resolveOptions } from '../../src/util/options';
+import { DataError } from '../../src/util/errors';
 import { ABLATE_OPTIONS } from '../../src/experiments/ablate-options';
 import {
   RANDOM_INIT,
@@ -235,6 +236,48 @@ test("ablation.md's numbers: the seeds it names, pre-training in minutes, the ev
   // partial: the same command continues runs still to do, not a diverged one (it diverges again)
   assert.match(ablationMarkdown({ ...r, complete: false, planned: 5 }), /\*\*Partial: 3 of 5 runs done; run the same command again to continue\.\*\*/);
   assert.match(ablationMarkdown({ ...r, complete: false }), /\*\*Partial: 3 of 4 runs done\.\*\*/);
+});
+
+test('an evaluation split none of whose images could be read is a DataError, not scores of null kept in ablation-eval.json', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-unreadable-'));
+  try {
+    const factories = memoryFactories(toyImages(32, 3, 8, 1), toyImages(12, 3, 8, 2));
+    const make = factories.makeEvalData.bind(factories);
+    // every test image unusable: each row of each batch stands in for one (as a folder of files that do not decode)
+    factories.makeEvalData = async (r) => {
+      const d = await make(r);
+      if (r.split !== 'test') return d;
+      return {
+        ...d,
+        size: d.size,
+        numClasses: d.numClasses,
+        imageShape: d.imageShape,
+        async *batches(b) {
+          for await (const x of d.batches(b)) yield { ...x, standIns: Int32Array.from(x.labels.keys()) };
+        },
+        close: () => d.close(),
+      };
+    };
+    const o = resolveOptions(ABLATE_OPTIONS, {
+      orders: 'raster',
+      budget: 'small',
+      ...TINY_PRETRAIN,
+      pretrainLimit: 16,
+      linprobeEpochs: 1,
+      k: '5',
+      trainLimit: 30,
+      cacheEvalImages: false,
+      outDir: dir,
+      threads: 1,
+    });
+    await assert.rejects(
+      ablate(o, factories, { log: () => {} }),
+      (e: unknown) => e instanceof DataError && /^test data: none of its 12 images could be read/.test((e as Error).message),
+    );
+    assert.equal(existsSync(join(dir, 'runs', 'raster-seed0', 'ablation-eval.json')), false, 'no scores kept for the run');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('ablation.md names the batch the linear probe trained with: all the training features when they are fewer than its batch', () => {
