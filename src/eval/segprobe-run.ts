@@ -22,7 +22,7 @@ import { SAME_ENCODER_AND_DATA_HINT, checkRanksAgree, prepareOnEveryRank, throwI
 import { SegDataSettings, SegprobeConfig, SegprobeSettings, checkSegprobeProcesses } from './segprobe-options';
 import { processDevice } from '../run/device';
 import { inJobScope } from '../run/job-scope';
-import { SegprobeResult, constantPredictionMetrics, segprobeOnFeatures, segprobeOnline } from './segprobe';
+import { SegprobeResult, anyLabelled, constantPredictionMetrics, segprobeOnFeatures, segprobeOnline } from './segprobe';
 import type { Precision } from '../run/precision';
 import { DataError } from '../util/errors';
 import { evalJobOptions, type EvalJobOptions } from './run';
@@ -102,6 +102,12 @@ export async function segprobeEncoder(
   let trainSet: SegFeatureSet | null = null;
   try {
     testSet = await extractSegFeatures(encoder, test, { ...fo, keepImages: keep, label: show ? 'features (test)' : null });
+    // masks whose every pixel is ignored leave nothing to score: the mIoU was NaN, written as null
+    const labelled = anyLabelled(testSet.masks);
+    if (!(group ? await group.anyTrue(labelled) : labelled))
+      throw new DataError(
+        `test data: no labelled pixel in its ${segSetSize(testSet)} masks (every pixel is the ignore index ${test.ignoreIndex}): there is nothing to score`,
+      );
     let probe: SegprobeResult;
     if (s.augment === 'none') {
       trainSet = await extractSegFeatures(encoder, train, { ...fo, label: show ? 'features (train)' : null });

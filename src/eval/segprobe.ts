@@ -17,6 +17,7 @@ import type { SegAugment, SegData } from '../data/seg-streams';
 import { checkSegBatch } from '../data/check-batch';
 import { severalRanks, type ProcessGroup } from '../dist';
 import { checkHeadTraining, trainHead } from './head-training';
+import { DataError } from '../util/errors';
 
 export type SegOptimizer = 'adamw' | 'sgd';
 
@@ -164,6 +165,14 @@ async function trainSegHead(
   evaluate: () => SegMetrics,
 ): Promise<{ lr: number; history: SegprobeEpoch[] }> {
   const lr = o.lr ?? defaultSegLr(o.optimizer ?? 'adamw');
+  // whether any step had a labelled pixel to train on (a null batch has none; the ranks agree on which are null)
+  let labelled = false;
+  async function* counted(epoch: number): AsyncGenerator<SegTrainBatch | null> {
+    for await (const b of batches(epoch)) {
+      if (b) labelled = true;
+      yield b;
+    }
+  }
   const history = await trainHead(
     {
       name: 'segprobe',
@@ -172,7 +181,7 @@ async function trainSegHead(
       lr,
       lrOption: 'lr',
       perEpoch,
-      batches,
+      batches: counted,
       inputs: (b) => b.tokens,
       loss: (b) => F.crossEntropy(head.forward(b.tokens, grid, size), b.masks, { ignoreIndex: IGNORE_INDEX }),
       release: (b) => {
@@ -184,11 +193,16 @@ async function trainSegHead(
     },
     o,
   );
+  // every step was passed over: the head kept its initial weights, and its scores were reported as a probe's
+  if (!labelled)
+    throw new DataError(
+      `train data: no labelled pixel in the masks of its training batches (every pixel is the ignore index ${IGNORE_INDEX}): the head was never trained`,
+    );
   return { lr, history };
 }
 
 /** Whether a stretch of masks holds at least one labelled pixel. */
-function anyLabelled(masks: Uint8Array): boolean {
+export function anyLabelled(masks: Uint8Array): boolean {
   for (const v of masks) if (v !== IGNORE_INDEX) return true;
   return false;
 }

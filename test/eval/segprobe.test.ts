@@ -13,6 +13,7 @@ import { evaluateSegHead, segprobeOnFeatures, segprobeOnline } from '../../src/e
 import { SEGPROBE_OPTIONS, readSegprobeConfig } from '../../src/eval/segprobe-options';
 import { SegprobeFile, runSegprobe } from '../../src/eval/segprobe-run';
 import { OptionError, resolveOptions } from '../../src/util/options';
+import { DataError } from '../../src/util/errors';
 import { makeSegprobeCommand } from '../../src/cli/segprobe-command';
 import { countingLoopTurns, maxDiff, writeEncoder } from './helpers';
 import { squares } from './seg-helpers';
@@ -224,6 +225,34 @@ test('runSegprobe writes segprobe.json (fractions), the figure and the head; --i
     assert.notEqual(random.result.mIoU, r.result.mIoU);
     assert.throws(() => readSegprobeConfig(resolveOptions(SEGPROBE_OPTIONS, {}, { checkpoint: enc, epochs: 2, warmupEpochs: 2 })), /warmupEpochs/);
     assert.throws(() => readSegprobeConfig(resolveOptions(SEGPROBE_OPTIONS, {}, { checkpoint: enc, dataset: 'seg-folder' })), /needs --data-path/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('masks without a labelled pixel: a DataError, not an mIoU of null (test) or the scores of a head never trained (train)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-sp-unlabelled-'));
+  try {
+    const enc = writeEncoder(dir);
+    const ignoredEverywhere = (d: MemorySegData) => new MemorySegData(d.images, [d.size, 3, 8, 8], new Uint8Array(d.masks.length).fill(255), 2, d.classNames);
+    for (const [split, augment] of [
+      ['test', 'none'],
+      ['train', 'none'],
+      ['train', 'crop-flip'],
+    ] as const) {
+      const factory = (r: { split: string }) => {
+        const d = r.split === 'train' ? squares(32, 1) : squares(12, 2);
+        return r.split === split ? ignoredEverywhere(d) : d;
+      };
+      const outDir = join(dir, `${split}-${augment}`);
+      const o = resolveOptions(SEGPROBE_OPTIONS, {}, { checkpoint: enc, epochs: 2, batchSize: 8, augment, outDir, figureImages: 0, threads: 1 });
+      await assert.rejects(
+        runSegprobe(readSegprobeConfig(o), o, factory, { progress: null }),
+        (e: unknown) => e instanceof DataError && new RegExp(`^${split} data: no labelled pixel`).test((e as Error).message),
+        `${split} masks all 255, --augment ${augment}`,
+      );
+      assert.equal(existsSync(join(outDir, 'segprobe.json')), false, 'no result written');
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
