@@ -478,7 +478,9 @@ async function runFinetuneJob(o: FinetuneOptions, f: DataFactories, hooks: Finet
     const result = makeResult('finetune', rows, {
       source: r.encoder,
       config: o,
-      data: { train: splits.train.size, test: splits.test.size, numClasses: splits.train.numClasses },
+      // the test images scored (unusable ones left out, as knn.json and linprobe.json count them); training puts
+      // another image in an unusable one's place, so every listed training image is a sample it trained on
+      data: { train: splits.train.size, test: r.accuracy.n, numClasses: splits.train.numClasses },
       classNames: splits.train.classNames,
       seconds: (Date.now() - t0) / 1000,
       details: {

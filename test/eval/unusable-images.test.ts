@@ -2,11 +2,11 @@
 // accuracy, not stood in for by another image of the split (which training does, to keep batches full).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DATA_FACTORIES, LabelledData, makeEvalData } from '../../src/data';
-import { DataError, KNN_OPTIONS, LINPROBE_OPTIONS, OptionError, resolveOptions, runKnn, runLinprobe } from '../../src';
+import { DataError, FINETUNE_OPTIONS, KNN_OPTIONS, LINPROBE_OPTIONS, OptionError, resolveOptions, runFinetune, runKnn, runLinprobe } from '../../src';
 import { loadEncoder } from '../../src/semaim';
 import { extractFeatures } from '../../src/eval/features';
 import { evaluateClassifier } from '../../src/eval/finetune';
@@ -65,6 +65,33 @@ test('a classifier evaluated on data none of whose images can be read: a DataErr
       model.dispose();
       await data.close();
     }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('finetune.json counts the test images evaluated, as knn.json and linprobe.json do: not the unusable ones', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'semaim-unusable-ft-'));
+  try {
+    // 2 classes × 3 images per split; 2 test files of class b are not images
+    for (const split of ['train', 'test'])
+      for (const [k, cls] of ['a', 'b'].entries()) {
+        mkdirSync(join(root, split, cls), { recursive: true });
+        for (let i = 0; i < 3; i++) {
+          const file = join(root, split, cls, `${i}.png`);
+          if (split === 'test' && cls === 'b' && i < 2) writeFileSync(file, 'not a png');
+          else writeFileSync(file, await encode(picture(8, 8, 10 * k + i), 8, 8, 3, 'png'));
+        }
+      }
+    const enc = writeEncoder(root);
+    const o = resolveOptions(FINETUNE_OPTIONS, {
+      ...{ checkpoint: enc, dataset: 'folder', dataPath: root, numWorkers: 0, threads: 1 },
+      ...{ batchSize: 2, epochs: 1, warmupEpochs: 0, evalEvery: 0, outDir: join(root, 'ft') },
+    });
+    const r = await runFinetune(o, DATA_FACTORIES, { progress: false, log: () => {} });
+    assert.equal(r.result!.rows[0].accuracy.n, 4, 'the 4 readable test images');
+    assert.equal(r.result!.data.test, 4, 'data.test said 6, the files listed');
+    assert.equal(JSON.parse(readFileSync(r.path!, 'utf8')).data.test, 4);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
