@@ -658,6 +658,33 @@ test("JPEG scan header: a component count of 0 or one its length does not hold i
   }
 });
 
+test("JPEG tables: an index past 3, a class past AC or a table longer than its segment is corrupt (libjpeg's JERR_DQT_INDEX, JERR_DHT_INDEX), not read as another table", async () => {
+  const jpeg = await encode(picture(32, 32), 32, 32, 3, 'jpeg', { quality: 90 });
+  const segs = jpegSegments(jpeg);
+  const dqt = segs.filter((x) => x.marker === 0xdb);
+  const dht = segs.filter((x) => x.marker === 0xc4);
+  const corruptWith = (change: (b: Buffer) => void, message: RegExp, what: string): void => {
+    const b = Buffer.from(jpeg);
+    change(b);
+    assert.throws(
+      () => new JpegImage(b).decode(),
+      (e: unknown) => e instanceof DecodeError && e.reason === 'corrupt' && message.test(e.message),
+      what,
+    );
+  };
+  for (const { pos } of dqt) {
+    corruptWith((b) => (b[pos + 4] |= 4), /bad quantization table index [4-7]/, `DQT at ${pos}: index + 4 (PIL: broken data stream)`);
+    corruptWith((b) => b.writeUInt16BE(b.readUInt16BE(pos + 2) - 1, pos + 2), /quantization table longer than its segment/, `DQT at ${pos} a byte short`);
+  }
+  for (const { pos } of dht) {
+    corruptWith((b) => (b[pos + 4] |= 4), /bad Huffman table class\/index/, `DHT at ${pos}: index + 4 (PIL: broken data stream)`);
+    corruptWith((b) => (b[pos + 4] |= 0x20), /bad Huffman table class\/index/, `DHT at ${pos}: class 2 or 3`);
+  }
+  const sof = segs.find((x) => x.marker === 0xc0)!;
+  corruptWith((b) => (b[sof.pos + 10 + 2] = 4), /missing quanti[sz]ation table/, "the first component's table 4");
+  new JpegImage(jpeg).decode(); // (the file unchanged decodes)
+});
+
 test('an RGB region of a 4:2:0 JPEG is the same pixels as that region of the whole image (chroma neighbours decoded beyond it)', async () => {
   const jpeg = await encode(RAW, W, H, 3, 'jpeg', { quality: 90 });
   const handle = openImage(jpeg);

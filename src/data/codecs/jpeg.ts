@@ -250,7 +250,7 @@ export class JpegImage {
         id: data[o],
         h,
         v,
-        tq: data[o + 2] & 3,
+        tq: data[o + 2],
         bw: 0,
         bh: 0,
         cw: 0,
@@ -467,7 +467,10 @@ export class JpegImage {
     const d = this.data;
     while (p < end) {
       const pq = d[p] >> 4;
-      const tq = d[p] & 3;
+      const tq = d[p] & 15;
+      // as libjpeg (JERR_DQT_INDEX, JERR_BAD_LENGTH): index 4 was read as table 0, a short table from the next segment
+      if (tq > 3) throw corrupt(`bad quantization table index ${tq}`);
+      if (p + 1 + (pq ? 128 : 64) > end) throw corrupt('quantization table longer than its segment');
       p++;
       const q = new Uint16Array(64);
       for (let k = 0; k < 64; k++) {
@@ -482,7 +485,9 @@ export class JpegImage {
     const d = this.data;
     while (p < end) {
       const tc = d[p] >> 4;
-      const th = d[p] & 3;
+      const th = d[p] & 15;
+      // as libjpeg (JERR_DHT_INDEX): table 4 was read as table 0, class 2 as an AC table
+      if (tc > 1 || th > 3) throw corrupt(`bad Huffman table class/index 0x${d[p].toString(16)}`);
       const counts = d.subarray(p + 1, p + 17);
       let total = 0;
       for (let i = 0; i < 16; i++) total += counts[i];
