@@ -199,7 +199,9 @@ export abstract class Module {
 
   /**
    * Moves / casts every parameter and buffer in place; only floating-point ones get the dtype, integer
-   * ones keep theirs. The dtype must be a floating-point one (parameters cannot hold integers).
+   * ones keep theirs. The dtype must be a floating-point one (parameters cannot hold integers). A gradient
+   * a parameter holds moves and is cast with it, as in PyTorch's Module._apply (left behind, the next
+   * backward accumulated into it in the old dtype, or failed on the old device).
    */
   to(opts: { device?: torch.Device; dtype?: torch.DType }): this {
     if (opts.dtype !== undefined && !torch.isFloating(opts.dtype)) {
@@ -211,8 +213,18 @@ export abstract class Module {
       for (const [, t] of [...this.namedParameters(), ...this.namedBuffers()]) {
         const dtype = opts.dtype && torch.isFloating(t.dtype) ? opts.dtype : undefined;
         const moved = t.to({ device: opts.device, dtype });
-        t.setData(moved);
-        moved.dispose();
+        const grad = t.grad;
+        try {
+          t.setData(moved);
+          if (grad) {
+            const movedGrad = grad.to({ device: opts.device, dtype });
+            t.grad = movedGrad;
+            movedGrad.dispose();
+          }
+        } finally {
+          moved.dispose();
+          grad?.dispose();
+        }
       }
     });
     return this;

@@ -158,6 +158,25 @@ test('train/eval reach every sub-module; to() casts in place keeping identity', 
   net.dispose();
 });
 
+test("to() casts the gradients a module holds with its parameters, as PyTorch's Module._apply: a float32 grad left on a float64 weight took the next backward's float64 gradient rounded to float32", () => {
+  const lin = new Linear(3, 2);
+  const x = torch.full([1, 3], 1 / 3);
+  torch.scope(() => lin.forward(x).sum()).backward();
+  lin.to({ dtype: 'float64' });
+  const g = lin.weight.grad!;
+  assert.equal(g.dtype, 'float64');
+  assert.equal(lin.bias!.grad!.dtype, 'float64');
+  g.dispose();
+  const x64 = torch.full([1, 3], 1 / 3, { dtype: 'float64' });
+  torch.scope(() => lin.forward(x64).sum()).backward();
+  const after = lin.weight.grad!;
+  assert.equal(after.dtype, 'float64');
+  // the float32 1/3 cast up, plus the float64 1/3 (PyTorch: the same sum in float64)
+  assert.equal(after.toFloat64Array()[0], Math.fround(1 / 3) + 1 / 3);
+  after.dispose();
+  lin.dispose();
+});
+
 test('loadStateDict refuses a non-dict or a value that is not a Tensor, and to() an integer dtype, with messages that say so', () => {
   const net = new Net();
   const w = net.blocks.at(0).mlp.fc1.weight;
