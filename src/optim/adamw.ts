@@ -2,7 +2,7 @@
 // kernel call per group (and per distinct step count).
 import { native } from '../torch/native';
 import { BaseHyper, Optimizer, ParamGroup, ParamWithGrad, ParamsInput } from './optimizer';
-import { isFiniteNonNegative, withoutUndefined } from './util';
+import { checkOptionNames, isFiniteNonNegative, withoutUndefined } from './util';
 
 /** The hyper-parameters of {@link AdamW}, per group: PyTorch's lr, betas, eps and weight_decay (as weightDecay). */
 export interface AdamWHyper extends BaseHyper {
@@ -22,6 +22,7 @@ export const ADAMW_DEFAULTS: AdamWHyper = { lr: 1e-3, betas: [0.9, 0.999], eps: 
  */
 export class AdamW extends Optimizer<AdamWHyper> {
   constructor(params: ParamsInput, opts: Partial<AdamWHyper> = {}) {
+    checkOptionNames('AdamW', opts, ADAMW_DEFAULTS);
     super('AdamW', params, { ...ADAMW_DEFAULTS, ...withoutUndefined(opts) });
   }
 

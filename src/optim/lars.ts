@@ -1,7 +1,7 @@
 // LARS as in MAE's util/lars.py (used there for linear probing), with an optional exclusion set.
 import * as torch from '../torch';
 import { BaseHyper, Optimizer, ParamGroup, ParamWithGrad, ParamsInput } from './optimizer';
-import { isFiniteNonNegative, withoutUndefined } from './util';
+import { checkOptionNames, isFiniteNonNegative, withoutUndefined } from './util';
 
 /** The hyper-parameters of {@link LARS}, per group: lr, weightDecay, momentum and the trust coefficient (MAE's trust_coefficient). */
 export interface LARSHyper extends BaseHyper {
@@ -35,6 +35,7 @@ export class LARS extends Optimizer<LARSHyper> {
   private readonly excluded: (name: string, param: torch.Tensor) => boolean;
 
   constructor(params: ParamsInput, opts: LARSOptions = {}) {
+    checkOptionNames('LARS', opts, LARS_DEFAULTS, ['exclude']);
     const { exclude, ...hyper } = opts;
     super('LARS', params, { ...LARS_DEFAULTS, ...withoutUndefined(hyper) });
     if (typeof exclude === 'function') {

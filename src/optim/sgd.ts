@@ -3,7 +3,7 @@
 import * as torch from '../torch';
 import { native } from '../torch/native';
 import { BaseHyper, Optimizer, ParamGroup, ParamWithGrad, ParamsInput } from './optimizer';
-import { isFiniteNonNegative, withoutUndefined } from './util';
+import { checkOptionNames, isFiniteNonNegative, withoutUndefined } from './util';
 
 /** The hyper-parameters of {@link SGD}, per group: PyTorch's lr, momentum, dampening, weight_decay (as weightDecay) and nesterov. */
 export interface SGDHyper extends BaseHyper {
@@ -27,6 +27,7 @@ export const SGD_DEFAULTS: SGDHyper = { lr: 1e-3, momentum: 0, dampening: 0, wei
  */
 export class SGD extends Optimizer<SGDHyper> {
   constructor(params: ParamsInput, opts: Partial<SGDHyper> = {}) {
+    checkOptionNames('SGD', opts, SGD_DEFAULTS);
     super('SGD', params, { ...SGD_DEFAULTS, ...withoutUndefined(opts) });
   }
 

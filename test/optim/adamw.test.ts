@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as torch from '../../src/torch';
-import { AdamW, ADAMW_DEFAULTS, ParamsInput } from '../../src/optim';
+import { AdamW, ADAMW_DEFAULTS, LARS, ParamsInput, SGD } from '../../src/optim';
 import { Linear } from '../../src/nn';
 import { GoldenCase, TOL, assertClose, golden, runCase, setGrad, t64 } from './helpers';
 
@@ -16,6 +16,19 @@ for (const [name, c] of Object.entries(G.cases)) {
     runCase(c, (groups) => new AdamW(groups), TOL, `adamw/${name}`);
   });
 }
+
+test("an optimiser's constructor refuses an option it does not have, naming it (PyTorch's weight_decay was ignored: the default decay ran)", () => {
+  const w = torch.keep(t64([[1, 2]], true));
+  const opts = { lr: 0.1, weight_decay: 0 } as unknown as { lr: number };
+  assert.throws(() => new AdamW([['w', w]], opts), /AdamW: unknown option 'weight_decay'; did you mean 'weightDecay'\?/);
+  assert.throws(() => new SGD([['w', w]], opts), /SGD: unknown option 'weight_decay'; did you mean 'weightDecay'\?/);
+  assert.throws(() => new LARS([['w', w]], { trust_coefficient: 0.01 } as unknown as { lr: number }), /LARS: unknown option 'trust_coefficient'/);
+  // every documented option (and LARS's exclude) is taken
+  new AdamW([['w', w]], { lr: 0.1, betas: [0.9, 0.95], eps: 1e-6, weightDecay: 0 }).dispose();
+  new SGD([['w', w]], { lr: 0.1, momentum: 0.9, dampening: 0, weightDecay: 0, nesterov: true }).dispose();
+  new LARS([['w', w]], { lr: 0.1, momentum: 0.9, weightDecay: 0, trustCoefficient: 0.001, exclude: ['w'] }).dispose();
+  w.dispose();
+});
 
 test('AdamW: per-group hyper-parameters come from defaults unless the group sets them', () => {
   const a = torch.keep(t64([1, 2], true));
