@@ -101,7 +101,7 @@ export class Conv2d extends Module {
   }
 }
 
-/** BatchNorm over [N, C] (or [N, C, L]); affine=false gives the linear probe's parameter-free norm. */
+/** BatchNorm over [N, C] (or [N, C, L]); affine=false gives the linear probe's parameter-free norm. In training, one value per channel ([1, C], [1, C, 1]) is refused, as PyTorch refuses it. */
 export class BatchNorm1d extends Module {
   readonly weight: Tensor | null;
   readonly bias: Tensor | null;
@@ -121,7 +121,11 @@ export class BatchNorm1d extends Module {
     this.numBatchesTracked = this.buffer('num_batches_tracked', torch.zeros([], { dtype: 'int64', device: opts.device }));
   }
   forward(x: Tensor): Tensor {
-    if (this.training) torch.noGrad(() => this.numBatchesTracked.add_(1));
+    if (this.training) {
+      // before the count: a refused batch is no batch tracked
+      F.checkBatchNormSize(x, 'BatchNorm1d');
+      torch.noGrad(() => this.numBatchesTracked.add_(1));
+    }
     return F.batchNorm(x, this.runningMean, this.runningVar, {
       weight: this.weight,
       bias: this.bias,

@@ -29,9 +29,21 @@ export function layerNorm(x: Tensor, normalizedShape: number[], weight?: Tensor 
   return wrap(native.layerNorm(x.h, normalizedShape, weight ? weight.h : null, bias ? bias.h : null, eps));
 }
 /**
+ * Throws a RangeError (naming `where`) when x [N, C, ...] has one value per channel (N × the sizes after C is 1):
+ * PyTorch's _verify_batch_size for batch norm in training, where the unbiased batch variance is 0/0 and the
+ * running variance would become NaN.
+ */
+export function checkBatchNormSize(x: Tensor, where: string): void {
+  const s = x.shape;
+  const perChannel = s.length < 2 ? NaN : s[0] * s.slice(2).reduce((a, b) => a * b, 1);
+  if (perChannel === 1) throw new RangeError(`${where}: expected more than 1 value per channel when training, got input size [${s.join(', ')}]`);
+}
+
+/**
  * Batch normalization of x [N, C, ...] per channel. Like torch.nn.functional.batch_norm, with weight,
  * bias, training (default false), momentum (0.1) and eps (1e-5) in an options object; in training the
- * running statistics, when given, are updated in place.
+ * running statistics, when given, are updated in place. In training, one value per channel is refused
+ * (a RangeError), as PyTorch refuses it.
  */
 export function batchNorm(
   x: Tensor,
@@ -39,6 +51,7 @@ export function batchNorm(
   runningVar: Tensor | null,
   o: { weight?: Tensor | null; bias?: Tensor | null; training?: boolean; momentum?: number; eps?: number } = {},
 ): Tensor {
+  if (o.training) checkBatchNormSize(x, 'batchNorm');
   return wrap(
     native.batchNorm(
       x.h,

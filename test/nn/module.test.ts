@@ -250,6 +250,47 @@ test('BatchNorm1d tracks running statistics in training and uses them in eval', 
   assert.equal(bn.numBatchesTracked.item(), 1, 'a forward in eval counts no batch, as PyTorch');
 });
 
+test('BatchNorm1d in training refuses one value per channel, as PyTorch, before its running statistics become NaN', () => {
+  const bn = new BatchNorm1d(3, { affine: false, eps: 1e-6 });
+  // [1, C] and [1, C, 1]: the unbiased batch variance 0/0 made running_var NaN, and every later eval output NaN
+  for (const x of [torch.tensor([[1, 2, 3]]), torch.tensor([[[1], [2], [3]]])]) {
+    assert.throws(() => bn.forward(x), {
+      name: 'RangeError',
+      message: /BatchNorm1d: expected more than 1 value per channel when training, got input size \[1, 3(, 1)?\]/,
+    });
+    assert.throws(() => torch.F.batchNorm(x, null, null, { training: true }), /batchNorm: expected more than 1 value per channel when training/);
+  }
+  assert.deepEqual(Array.from(bn.runningVar.toFloat32Array()), [1, 1, 1]);
+  assert.deepEqual(Array.from(bn.runningMean.toFloat32Array()), [0, 0, 0]);
+  assert.equal(bn.numBatchesTracked.item(), 0);
+  // two values per channel (a batch of 2, or 1 sample of length 2) train; one sample in eval is fine
+  bn.forward(
+    torch.tensor([
+      [
+        [1, 2],
+        [3, 4],
+        [5, 6],
+      ],
+    ]),
+  );
+  bn.forward(
+    torch.tensor([
+      [1, 2, 3],
+      [3, 4, 5],
+    ]),
+  );
+  assert.equal(bn.numBatchesTracked.item(), 2);
+  bn.eval();
+  assert.ok(
+    bn
+      .forward(torch.tensor([[1, 2, 3]]))
+      .isfinite()
+      .all()
+      .item(),
+  );
+  bn.dispose();
+});
+
 test("BatchNorm1d's defaults are PyTorch's: momentum 0.1, eps 1e-5", () => {
   const bn = new BatchNorm1d(2, { affine: false });
   const x = torch.tensor([
