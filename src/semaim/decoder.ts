@@ -19,6 +19,9 @@ export class CrossAttention extends Module {
     readonly numHeads: number,
   ) {
     super();
+    // as Attention's: a split of the width into heads that is not whole failed only in the first forward's view
+    if (!(Number.isInteger(numHeads) && numHeads > 0)) throw new Error(`attention heads must be a positive integer, got ${numHeads}`);
+    if (dim % numHeads !== 0) throw new Error(`width ${dim} is not divisible by ${numHeads} heads`);
     this.q = this.module('q', new Linear(dim, dim));
     this.k = this.module('k', new Linear(dim, dim));
     this.v = this.module('v', new Linear(dim, dim));

@@ -65,6 +65,7 @@ export class Attention extends Module {
     readonly numHeads: number,
   ) {
     super();
+    if (!(Number.isInteger(numHeads) && numHeads > 0)) throw new Error(`attention heads must be a positive integer, got ${numHeads}`);
     if (dim % numHeads !== 0) throw new Error(`width ${dim} is not divisible by ${numHeads} heads`);
     this.qkv = this.module('qkv', new Linear(dim, dim * 3));
     this.proj = this.module('proj', new Linear(dim, dim));

@@ -18,6 +18,7 @@ import {
   semanticOrder,
   encoderSimilarity,
   strictOrder,
+  CrossAttention,
   DecoderBlock,
   pixelTargets,
   patchify,
@@ -768,6 +769,15 @@ test('MAE initialisation: cls_token ~ N(0, 0.02), patch-embed bias 0, patch-embe
   const wstd = w.std().item();
   assert.ok(Math.abs(wstd - bound / Math.sqrt(3)) < 0.05 * bound, `weight std ${wstd}`);
   vit.dispose();
+});
+
+test("the decoder's CrossAttention refuses a width its heads do not divide when built, as Attention does, not with a view error at the first forward", () => {
+  assert.throws(() => new CrossAttention(10, 3), /width 10 is not divisible by 3 heads/);
+  assert.throws(() => new CrossAttention(12, 0), /heads must be a positive integer, got 0/);
+  assert.throws(() => new DecoderBlock(10, 3), /width 10 is not divisible by 3 heads/);
+  // and Attention refuses a fractional head count (10 % 2.5 is 0)
+  assert.throws(() => new Attention(10, 2.5), /heads must be a positive integer, got 2.5/);
+  new CrossAttention(12, 3).dispose();
 });
 
 test('Attention.probabilities honours causal as forward does: token i puts no weight on tokens after it', () => {
