@@ -2,8 +2,14 @@
 import * as torch from '../torch';
 import { F, Tensor, fused } from '../torch';
 
-/** A normalised 2-D Gaussian kernel for each of `channels`, [C, 1, k, k] (the authors' GaussianConv2d). */
+/**
+ * A normalised 2-D Gaussian kernel for each of `channels`, [C, 1, k, k] (the authors' GaussianConv2d). `size`
+ * must be an odd positive integer (an even one, padded by size/2, grew the blurred image by a pixel) and
+ * `sigma` a finite number > 0 (σ 0 gave 0/0 at the centre: a kernel of NaN), as the config's blurKernel and blurSigma.
+ */
 export function gaussianKernel(size: number, sigma: number, channels = 3, like?: Tensor): Tensor {
+  if (!(Number.isInteger(size) && size > 0 && size % 2 === 1)) throw new RangeError(`gaussianKernel: size must be an odd positive integer, got ${size}`);
+  if (!(Number.isFinite(sigma) && sigma > 0)) throw new RangeError(`gaussianKernel: sigma must be a finite number > 0, got ${sigma}`);
   const c = (size - 1) / 2;
   const k = new Float64Array(size * size);
   let sum = 0;
@@ -20,7 +26,7 @@ export function gaussianKernel(size: number, sigma: number, channels = 3, like?:
   return torch.tensor(rep, { shape: [channels, 1, size, size], dtype: like?.dtype ?? 'float32', device: like?.device });
 }
 
-/** Depthwise Gaussian blur with zero padding, as the authors' headline run (kernel 9, σ 1). */
+/** Depthwise Gaussian blur with zero padding, as the authors' headline run (kernel 9, σ 1); size and sigma as {@link gaussianKernel} takes them. */
 export function gaussianBlur(images: Tensor, size = 9, sigma = 1): Tensor {
   return torch.scope(() => {
     const w = gaussianKernel(size, sigma, images.shape[1], images);
