@@ -7,12 +7,23 @@ import type { NamedParams, ParamGroupSpec } from './optimizer';
  * Whether a parameter goes without weight decay: every parameter with ndim ≤ 1 (biases, LayerNorm /
  * BatchNorm weights and biases), every name ending in '.bias', and every name in `noWeightDecay`
  * given either exactly ('cls_token') or as the last component(s) of a nested name
- * ('encoder.cls_token' matches 'cls_token').
+ * ('encoder.cls_token' matches 'cls_token'). `noWeightDecay` is a list or set of names; a lone string is a TypeError.
  */
 export function isNoWeightDecay(name: string, param: Tensor, noWeightDecay: Iterable<string> = []): boolean {
+  const listed = noWeightDecayNames(noWeightDecay);
   if (param.ndim <= 1 || name.endsWith('.bias')) return true;
-  for (const n of noWeightDecay) if (name === n || name.endsWith(`.${n}`)) return true;
+  for (const n of listed) if (name === n || name.endsWith(`.${n}`)) return true;
   return false;
+}
+
+/**
+ * The names of a noWeightDecay option as a list. A string is refused (a TypeError): it is an iterable of its
+ * letters, so noWeightDecay: 'cls_token' matched no parameter and cls_token was decayed, silently.
+ */
+function noWeightDecayNames(noWeightDecay: Iterable<string>): string[] {
+  if (typeof noWeightDecay === 'string')
+    throw new TypeError(`noWeightDecay must be a list of parameter names such as ['${noWeightDecay}'], not the string '${noWeightDecay}'`);
+  return [...noWeightDecay];
 }
 
 /**
@@ -21,7 +32,7 @@ export function isNoWeightDecay(name: string, param: Tensor, noWeightDecay: Iter
  * go in `noWeightDecay` (a model's noWeightDecay() list).
  */
 export function paramGroupsWeightDecay(params: NamedParams, o: { weightDecay: number; noWeightDecay?: Iterable<string> }): ParamGroupSpec[] {
-  const skip = [...(o.noWeightDecay ?? [])];
+  const skip = noWeightDecayNames(o.noWeightDecay ?? []);
   const decay: Array<[string, Tensor]> = [];
   const noDecay: Array<[string, Tensor]> = [];
   for (const [name, p] of params) {
@@ -68,7 +79,7 @@ export interface LayerDecayOptions {
  * that each group gets lr × lrScale. Parameters with requiresGrad false are left out.
  */
 export function paramGroupsLayerDecay(params: NamedParams, o: LayerDecayOptions): ParamGroupSpec[] {
-  const skip = [...(o.noWeightDecay ?? [])];
+  const skip = noWeightDecayNames(o.noWeightDecay ?? []);
   const layerId = o.layerId ?? vitLayerId;
   const groups = new Map<string, ParamGroupSpec & { params: Array<[string, Tensor]> }>();
   for (const [name, p] of params) {

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as torch from '../../src/torch';
-import { AdamW, paramGroupsLayerDecay, paramGroupsWeightDecay, vitLayerId } from '../../src/optim';
+import { AdamW, isNoWeightDecay, paramGroupsLayerDecay, paramGroupsWeightDecay, vitLayerId } from '../../src/optim';
 import { disposeAll, golden } from './helpers';
 
 interface PG {
@@ -56,6 +56,19 @@ test('the no-decay group holds exactly the biases, norm weights, 1-D params, cls
   assert.deepEqual(names(paramGroupsWeightDecay([['head.bias', bias2d]], { weightDecay: 1 })[0].params), ['head.bias']);
   bias2d.dispose();
   disposeAll(named.map(([, p]) => p));
+});
+
+test("a single name given as noWeightDecay (a string, which is an iterable of its letters) is refused: 'cls_token' was decayed", () => {
+  const cls = torch.keep(torch.zeros([1, 1, 4], { requiresGrad: true }));
+  const named: Array<[string, torch.Tensor]> = [['cls_token', cls]];
+  const one = 'cls_token' as unknown as string[];
+  const msg = /noWeightDecay must be a list of parameter names such as \['cls_token'\], not the string 'cls_token'/;
+  assert.throws(() => paramGroupsWeightDecay(named, { weightDecay: 0.05, noWeightDecay: one }), { name: 'TypeError', message: msg });
+  assert.throws(() => paramGroupsLayerDecay(named, { numLayers: 1, layerDecay: 0.75, weightDecay: 0.05, noWeightDecay: one }), msg);
+  assert.throws(() => isNoWeightDecay('cls_token', cls, one), msg);
+  // a list (or a Set) of names is what they take
+  assert.deepEqual(names(paramGroupsWeightDecay(named, { weightDecay: 0.05, noWeightDecay: new Set(['cls_token']) })[0].params), ['cls_token']);
+  cls.dispose();
 });
 
 test("paramGroupsLayerDecay matches MAE's param_groups_lrd", () => {
