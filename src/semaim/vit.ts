@@ -25,7 +25,10 @@ export class PatchEmbed extends Module {
     super();
     this.proj = this.module('proj', new Conv2d(inChans, embedDim, patchSize, { stride: patchSize }));
   }
-  /** MAE's initialisation: the convolution as a Linear over its flattened kernel (xavier-uniform), bias 0; drawn from `generator` (default: the global one). */
+  /**
+   * MAE's initialisation of the weight: the convolution as a Linear over its flattened kernel (xavier-uniform); bias 0,
+   * where MAE and the authors keep Conv2d's default (docs/METHOD.md §2.6). Drawn from `generator` (default: the global one).
+   */
   initWeights(generator?: torch.Generator): void {
     const w = this.proj.weight;
     torch.noGrad(() =>
