@@ -46,7 +46,12 @@ export const OBJECT_STUDY_OPTIONS = defineOptions({
     help: "S the models train with, comma-separated: cls (paper), gap, self (authors' [CLS] attention); one run each",
   },
   steps: { type: 'int', default: 192, min: 1, help: 'optimiser steps per run (fresh synthetic images every step: batch × steps images, one epoch)' },
-  points: { type: 'int', default: 4, min: 1, help: 'checkpoints evaluated per run, evenly spaced (plus initialisation)' },
+  points: {
+    type: 'int',
+    default: 4,
+    min: 1,
+    help: 'checkpoints evaluated per run (plus initialisation): one every ⌈--steps / --points⌉ steps and the last step, so at most this many',
+  },
   testSize: { type: 'int', default: 1000, min: 10, max: 1_000_000, help: 'synthetic test images with object masks (held in memory)' },
   imgSize: { type: 'int', default: 32, min: 8, max: 8192, help: 'image size' },
   patchSize: { type: 'int', default: 4, min: 1, help: 'patch size' },
@@ -244,7 +249,7 @@ function score(model: SemAIM, data: ObjectData, o: ObjectStudyOptions, trainedWi
   return { trainedWith, seed, step, byTokens: by, randomCentre: s!.baselineExpected };
 }
 
-/** Steps between the study's checkpoints: `points` of them evenly spaced over the run. */
+/** Steps between the study's checkpoints: ⌈steps / points⌉, which gives at most `points` of them (the last step included). */
 export function studyCheckpointEvery(o: Pick<ObjectStudyOptions, 'steps' | 'points'>): number {
   return Math.max(1, Math.ceil(o.steps / o.points));
 }
