@@ -115,14 +115,22 @@ export function orderConfigFor(name: OrderName, cfg: SemAIMConfig): OrderConfig 
 
 /**
  * S [B, N] from the source the model's config names (online model, EMA encoder or teacher), from the
- * tokens its order names (default [CLS]) unless `tokens` overrides them (for comparisons).
+ * tokens its order names (default [CLS]) unless `tokens` overrides them (for comparisons). A source that
+ * is not there (no `ema` given, no model.teacher) is an Error, as in training's makeOrder.
  */
 export function similarityFor(model: SemAIM, images: Tensor, ema?: VisionTransformer | null, tokens?: SimilarityTokens): Tensor {
   const o = model.config.order;
   const source = 'source' in o ? o.source : 'online';
   const t = tokens ?? similarityTokens(o);
-  if (source === 'teacher' && model.teacher) return encoderSimilarity(model.teacher, images, 'minmax');
-  if (source === 'ema' && ema) return encoderSimilarity(ema, images, 'softmax', t);
+  // a missing EMA encoder or teacher gave the online model's S, drawn and scored as the one the model trained with
+  if (source === 'teacher') {
+    if (!model.teacher) throw new Error("the model's similarity source 'teacher' needs model.teacher (see loadTeacher)");
+    return encoderSimilarity(model.teacher, images, 'minmax');
+  }
+  if (source === 'ema') {
+    if (!ema) throw new Error("the model's similarity source 'ema' needs the EMA encoder (ema): its S is the EMA copy's, not the online model's");
+    return encoderSimilarity(ema, images, 'softmax', t);
+  }
   return encoderSimilarity(model, images, 'softmax', t);
 }
 

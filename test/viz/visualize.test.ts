@@ -22,6 +22,7 @@ import {
   orderConfigFor,
   imageSeed,
   visualizeModel,
+  firstPatches,
 } from '../../src/viz';
 import { vizCommands } from '../../src/cli/viz-commands';
 import { OptionError } from '../../src/util/options';
@@ -297,6 +298,27 @@ test("computeMaps: the reconstruction is the prediction with each patch's normal
     withTeacher.dispose();
   } finally {
     rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('computeMaps and firstPatches: a model whose S comes from its EMA encoder needs that encoder; without it S is refused, not drawn from the online model', () => {
+  const model = new SemAIM(makeConfig('vit_tiny', { ...tinyConfig(), order: { type: 'semantic', source: 'ema', filter: true, lambda: 0.01 } })).initWeights(1);
+  const ema = new VisionTransformer(model.config).initWeights(2);
+  try {
+    const images = new Float32Array(2 * 3 * 16 * 16).map((_, i) => Math.sin(i));
+    // with the EMA encoder: S is the EMA's (as training's makeOrder), not the online model's
+    const withEma = computeMaps(model, images, { orders: ['semantic'], lossOrder: 'raster', ema });
+    const want = torch.noGrad(() => torch.scope(() => encoderSimilarity(ema, torch.tensor(images, { shape: [2, 3, 16, 16] })).toFloat32Array()));
+    withEma.forEach((m, b) => m.similarity.forEach((v, i) => assert.ok(Math.abs(v - want[b * 16 + i]) < 1e-6, `image ${b} patch ${i}`)));
+    // without it: the online model's S was drawn under the EMA's caption, silently
+    const needsEma = (e: unknown) => e instanceof Error && /similarity source 'ema' needs the EMA encoder \(ema\)/.test(e.message);
+    assert.throws(() => computeMaps(model, images, { orders: ['semantic'], lossOrder: 'raster' }), needsEma);
+    assert.throws(() => computeMaps(model, images, { orders: ['raster'], lossOrder: 'raster', ema: null }), needsEma);
+    assert.throws(() => firstPatches(model, images, { order: 'semantic' }), needsEma);
+    assert.equal(firstPatches(model, images, { order: 'semantic', ema }).length, 2);
+  } finally {
+    ema.dispose();
+    model.dispose();
   }
 });
 
