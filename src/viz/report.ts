@@ -67,7 +67,8 @@ function configSection(run: RunData): string {
     .map(([name, v]) => {
       const rows = flatten(v)
         .filter(([, x]) => x !== undefined)
-        .map(([k, x]) => [k || name, typeof x === 'number' ? x : String(x)]);
+        // numbers as config.json holds them: fmt's 4 significant digits showed an EMA decay of 0.99999 as 1
+        .map(([k, x]) => [k || name, String(x)]);
       return `<details open><summary>${esc(name)} <span class="muted">(${rows.length})</span></summary>${table(['key', 'value'], rows, 'kv')}</details>`;
     })
     .join('');

@@ -295,6 +295,20 @@ test("report: the run's newest checkpoint is the one commands use (a newer one t
   }
 });
 
+test("report: the configuration table shows config.json's numbers as written, not rounded to 4 digits (an EMA decay of 0.99999 read 1)", () => {
+  const run = mkdtempSync(join(tmpdir(), 'semaim-report-config-'));
+  try {
+    const options = { emaDecay: 0.99999, blr: 1.234567e-4, minLr: 1e-6, weightDecay: 0.05, seed: 1234567890123, batchSize: 8 };
+    writeFileSync(join(run, 'config.json'), JSON.stringify({ options, model: { embedDim: 192 } }));
+    const html = renderReport(readRun(run));
+    const cells = new Map([...html.matchAll(/<tr><td>([^<]+)<\/td><td>([^<]*)<\/td><\/tr>/g)].map((m) => [m[1], m[2]]));
+    for (const [key, value] of Object.entries(options)) assert.equal(cells.get(key), String(value), key);
+    assert.equal(cells.get('embedDim'), '192');
+  } finally {
+    rmSync(run, { recursive: true, force: true });
+  }
+});
+
 test('report: absent metrics, config and evaluations are reported, not fatal', () => {
   const run = mkdtempSync(join(tmpdir(), 'semaim-report-'));
   try {
