@@ -115,8 +115,9 @@ export function orderConfigFor(name: OrderName, cfg: SemAIMConfig): OrderConfig 
 
 /**
  * S [B, N] from the source the model's config names (online model, EMA encoder or teacher), from the
- * tokens its order names (default [CLS]) unless `tokens` overrides them (for comparisons). A source that
- * is not there (no `ema` given, no model.teacher) is an Error, as in training's makeOrder.
+ * tokens its order names (default [CLS]) unless `tokens` overrides them (for comparisons; a teacher's S is
+ * its [CLS] map only, other tokens are a RangeError). A source that is not there (no `ema` given, no
+ * model.teacher) is an Error, as in training's makeOrder.
  */
 export function similarityFor(model: SemAIM, images: Tensor, ema?: VisionTransformer | null, tokens?: SimilarityTokens): Tensor {
   const o = model.config.order;
@@ -125,6 +126,11 @@ export function similarityFor(model: SemAIM, images: Tensor, ema?: VisionTransfo
   // a missing EMA encoder or teacher gave the online model's S, drawn and scored as the one the model trained with
   if (source === 'teacher') {
     if (!model.teacher) throw new Error("the model's similarity source 'teacher' needs model.teacher (see loadTeacher)");
+    // the teacher's [CLS] map was returned for tokens 'gap' or 'self' too, and scored under their name
+    if (t !== 'cls')
+      throw new RangeError(
+        `the teacher's similarity map is always its [CLS] (min-max); tokens '${t}' cannot be used with the model's similarity source 'teacher'`,
+      );
     return encoderSimilarity(model.teacher, images, 'minmax');
   }
   if (source === 'ema') {

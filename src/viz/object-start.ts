@@ -57,7 +57,7 @@ export interface ObjectStartOptions {
   batchSize?: number;
   /** EMA encoder, for models whose similarity source is 'ema'. */
   ema?: VisionTransformer | null;
-  /** Tokens that give S, overriding the model's order (default: the model's own, [CLS] unless set). */
+  /** Tokens that give S, overriding the model's order (default: the model's own, [CLS] unless set); a teacher's S takes [CLS] only. */
   tokens?: SimilarityTokens;
 }
 

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import * as torch from '../../src/torch';
 import { firstPatches, formatObjectStart, objectStartFraction, patchesInside, scoreFirstPatches } from '../../src/viz';
 import { OptionError } from '../../src/util/options';
-import { tinyModel } from './helpers';
+import { SemAIM, VisionTransformer, makeConfig } from '../../src/semaim';
+import { tinyConfig, tinyModel } from './helpers';
 
 test('patchesInside: a patch is object when at least half of its pixels are', () => {
   // 8×8 image, 4×4 patches: patch 0 full, patch 1 exactly 8/16, patch 2 has 7/16, patch 3 empty.
@@ -110,6 +111,33 @@ test('object start refuses bad arguments instead of scoring wrongly: options (Op
     }
     assert.equal(objectStartFraction(model, data, { threshold: 1, draws: 0, order: 'raster', batchSize: 1 }).firstPatch.length, 2);
   } finally {
+    model.dispose();
+  }
+});
+
+test("object start with tokens other than [CLS] for a model whose S is its teacher's: refused (the teacher's [CLS] map was scored under the tokens' name)", () => {
+  const tcfg = { imgSize: 16, patchSize: 4, depth: 1, embedDim: 16, numHeads: 2 };
+  const model = new SemAIM(
+    makeConfig('vit_tiny', {
+      ...tinyConfig(),
+      target: { type: 'features', teacher: 'x.safetensors', teacherConfig: tcfg },
+      order: { type: 'semantic', source: 'teacher', filter: true, lambda: 0.01 },
+    }),
+  ).initWeights(1);
+  model.teacher = new VisionTransformer(tcfg).initWeights(3);
+  try {
+    const images = new Float32Array(2 * 3 * 16 * 16).map((_, i) => Math.cos(i / 7));
+    const data = { images, masks: new Uint8Array(2 * 256).fill(1) };
+    for (const tokens of ['gap', 'self'] as const)
+      assert.throws(
+        () => objectStartFraction(model, data, { tokens }),
+        (e) => e instanceof RangeError && /the teacher's similarity map is always its \[CLS\] \(min-max\); tokens '(gap|self)' cannot be used/.test(e.message),
+        tokens,
+      );
+    // its own tokens ([CLS]) score as before
+    assert.deepEqual(firstPatches(model, images, { tokens: 'cls' }), firstPatches(model, images));
+  } finally {
+    model.teacher.dispose();
     model.dispose();
   }
 });
