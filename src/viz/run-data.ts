@@ -56,8 +56,14 @@ const NOT_EVAL = new Set(['config.json', 'state.json', 'visualize.json', 'packag
 /** A run folder may come from someone else: a link in it (to a key, a config elsewhere) is named, never read. */
 const LINK = 'a link: not read';
 
-/** The result JSON files of `dir` and its sub-folders to `depth`; the links among them (files or folders) go to `links`. */
-function jsonFiles(dir: string, depth: number, links: string[]): string[] {
+/** The largest result JSON file read: a larger one is named in the report's Problems, not read. */
+const MAX_EVAL_JSON = 16 << 20;
+
+/**
+ * The result JSON files of `dir` and its sub-folders to `depth`; the links among them (files or folders) go to
+ * `links`, the files larger than MAX_EVAL_JSON to `large`.
+ */
+function jsonFiles(dir: string, depth: number, links: string[], large: string[]): string[] {
   const out: string[] = [];
   for (const entry of readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
     const { name } = entry;
@@ -68,9 +74,11 @@ function jsonFiles(dir: string, depth: number, links: string[]): string[] {
       if (entry.isSymbolicLink()) {
         if (json || (folder && statSync(p).isDirectory())) links.push(p);
       } else if (entry.isDirectory()) {
-        if (folder) out.push(...jsonFiles(p, depth - 1, links));
-      } else if (json && lstatSync(p).size < 16 << 20) {
-        out.push(p);
+        if (folder) out.push(...jsonFiles(p, depth - 1, links, large));
+      } else if (json) {
+        // (a larger one, a predict.json of many images say, was left out of the table silently)
+        if (lstatSync(p).size < MAX_EVAL_JSON) out.push(p);
+        else large.push(p);
       }
     } catch {
       continue;
@@ -174,7 +182,8 @@ export function readRun(dir: string): RunData {
   }
   const evals: EvalRow[] = [];
   const links: string[] = [];
-  for (const f of jsonFiles(dir, 2, links)) {
+  const large: string[] = [];
+  for (const f of jsonFiles(dir, 2, links, large)) {
     try {
       const data = readJson(f);
       const rows = findEvalRows(data, relative(dir, f));
@@ -186,6 +195,7 @@ export function readRun(dir: string): RunData {
       problems.push(`${relative(dir, f)}: ${whyNotRead(e)}`);
     }
   }
+  problems.push(...large.map((f) => `${relative(dir, f)}: larger than ${MAX_EVAL_JSON >> 20} MiB: not read for evaluation results`));
   problems.push(...links.map((f) => `${relative(dir, f)}: ${LINK}`));
   let metrics: Record<string, unknown>[] = [];
   let metricsTotals: MetricsTotals = { records: 0, loggedSteps: 0, minLoss: null, firstLoss: null, lastLoss: null, medianImgPerSec: null };

@@ -309,6 +309,28 @@ test("report: the configuration table shows config.json's numbers as written, no
   }
 });
 
+test('report: a result JSON too large to read (a predict.json of many images) is named in Problems, not left out silently', () => {
+  const run = mkdtempSync(join(tmpdir(), 'semaim-report-large-'));
+  try {
+    writeFileSync(join(run, 'config.json'), JSON.stringify({ options: {} }));
+    mkdirSync(join(run, 'pred'));
+    const predictions = JSON.stringify({ path: '/x'.padEnd(200, 'y'), top: [{ index: 1, name: 'a', p: 0.5 }] });
+    const big = `{"format":"semaim.predict/1","accuracy":{"top1":0.5,"top5":0.9,"n":3},"predictions":[${new Array(80_000).fill(predictions).join(',')}]}`;
+    assert.ok(big.length > 16 << 20);
+    writeFileSync(join(run, 'pred', 'predict.json'), big);
+    writeFileSync(join(run, 'knn.json'), JSON.stringify({ top1: 0.25 }));
+    const data = readRun(run);
+    assert.deepEqual(
+      data.evals.map((r) => r.source),
+      ['knn.json'],
+    );
+    assert.deepEqual(data.problems, [join('pred', 'predict.json') + ': larger than 16 MiB: not read for evaluation results']);
+    assert.match(renderReport(data), /<li>pred\/predict\.json: larger than 16 MiB: not read for evaluation results<\/li>/);
+  } finally {
+    rmSync(run, { recursive: true, force: true });
+  }
+});
+
 test('report: absent metrics, config and evaluations are reported, not fatal', () => {
   const run = mkdtempSync(join(tmpdir(), 'semaim-report-'));
   try {
