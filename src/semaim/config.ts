@@ -287,6 +287,10 @@ function validateOrder(o: OrderConfig, target: TargetConfig['type']): void {
   if (o.tokens !== undefined && !['cls', 'gap', 'self'].includes(o.tokens)) {
     throw new ConfigError('order.tokens', `must be cls, gap or self, got ${JSON.stringify(o.tokens)}`);
   }
+  // (as the CLI's --similarity-tokens) training read the teacher's [CLS] map whatever tokens said, and the figures another
+  if (o.source === 'teacher' && o.tokens !== undefined && o.tokens !== 'cls') {
+    throw new ConfigError('order.tokens', `${JSON.stringify(o.tokens)} with source 'teacher': a teacher's similarity map is always its [CLS] (min-max)`);
+  }
   if (o.type === 'similarity') return;
   checkBoolean(o, 'filter', 'order.');
   // Far above the paper's 0.01: at 1e6 the noise already decides the whole order; beyond, it overflows.

@@ -494,6 +494,14 @@ test("similarity tokens (authors' attention_type): 'cls' by default, 'gap' and '
   );
   const bad = { type: 'semantic', source: 'online', filter: true, lambda: 0, tokens: 'mean' } as unknown as OrderConfig;
   assert.throws(() => makeConfig('vit_tiny', { order: bad }), /order.tokens/);
+  // a teacher's map is its [CLS] one: other tokens were ignored by training (the CLI refuses them too)
+  const target = { type: 'features', teacher: 'x.safetensors', teacherConfig: { imgSize: 224, patchSize: 16, depth: 1, embedDim: 16, numHeads: 2 } } as const;
+  for (const tokens of ['gap', 'self'] as const)
+    assert.throws(
+      () => makeConfig('vit_tiny', { target, order: { type: 'semantic', source: 'teacher', filter: true, lambda: 0, tokens } }),
+      /order.tokens.*with source 'teacher': a teacher's similarity map is always its \[CLS\]/,
+    );
+  makeConfig('vit_tiny', { target, order: { type: 'semantic', source: 'teacher', filter: true, lambda: 0, tokens: 'cls' } });
   model.dispose();
   self.dispose();
 });
