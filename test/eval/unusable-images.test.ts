@@ -14,18 +14,33 @@ import { ViTClassifier } from '../../src/eval/classifier';
 import { picture, encode } from '../data/helpers';
 import { TINY, toyImages, writeEncoder } from './helpers';
 
+/**
+ * A labelled folder: `<root>/<split>/<class>/<i>.png` for each split, class and i < `perClass`, each a small
+ * picture or, where `unreadable` says so, a file that is not a PNG.
+ */
+async function writeSplits(
+  root: string,
+  splits: string[],
+  classes: string[],
+  perClass: number,
+  unreadable: (split: string, cls: string, i: number) => boolean,
+): Promise<void> {
+  for (const split of splits)
+    for (const [k, cls] of classes.entries()) {
+      mkdirSync(join(root, split, cls), { recursive: true });
+      for (let i = 0; i < perClass; i++) {
+        const file = join(root, split, cls, `${i}.png`);
+        if (unreadable(split, cls, i)) writeFileSync(file, 'not a png');
+        else writeFileSync(file, await encode(picture(8, 8, 10 * k + i), 8, 8, 3, 'png'));
+      }
+    }
+}
+
 test('features and classifier accuracy leave unusable images out instead of counting a stand-in', async () => {
   const root = mkdtempSync(join(tmpdir(), 'semaim-unusable-'));
   try {
     // 3 classes × 4 images; 2 of class b are not images
-    for (const [k, cls] of ['a', 'b', 'c'].entries()) {
-      mkdirSync(join(root, 'data', 'test', cls), { recursive: true });
-      for (let i = 0; i < 4; i++) {
-        const file = join(root, 'data', 'test', cls, `${i}.png`);
-        if (cls === 'b' && i < 2) writeFileSync(file, 'not a png');
-        else writeFileSync(file, await encode(picture(8, 8, 10 * k + i), 8, 8, 3, 'png'));
-      }
-    }
+    await writeSplits(join(root, 'data'), ['test'], ['a', 'b', 'c'], 4, (_, cls, i) => cls === 'b' && i < 2);
     const data = makeEvalData({ split: 'test', dataset: 'folder', dataPath: join(root, 'data'), imgSize: TINY.imgSize, seed: 0, numWorkers: 0 });
     const { encoder } = loadEncoder(writeEncoder(root));
     try {
@@ -74,15 +89,7 @@ test('finetune.json counts the test images evaluated, as knn.json and linprobe.j
   const root = mkdtempSync(join(tmpdir(), 'semaim-unusable-ft-'));
   try {
     // 2 classes × 3 images per split; 2 test files of class b are not images
-    for (const split of ['train', 'test'])
-      for (const [k, cls] of ['a', 'b'].entries()) {
-        mkdirSync(join(root, split, cls), { recursive: true });
-        for (let i = 0; i < 3; i++) {
-          const file = join(root, split, cls, `${i}.png`);
-          if (split === 'test' && cls === 'b' && i < 2) writeFileSync(file, 'not a png');
-          else writeFileSync(file, await encode(picture(8, 8, 10 * k + i), 8, 8, 3, 'png'));
-        }
-      }
+    await writeSplits(root, ['train', 'test'], ['a', 'b'], 3, (split, cls, i) => split === 'test' && cls === 'b' && i < 2);
     const enc = writeEncoder(root);
     const o = resolveOptions(FINETUNE_OPTIONS, {
       ...{ checkpoint: enc, dataset: 'folder', dataPath: root, numWorkers: 0, threads: 1 },
@@ -126,16 +133,8 @@ test('a row a batch marks as a stand-in is left out of the accuracy when the bat
 test('knn and linprobe on a split none of whose images can be read: a DataError naming the split; k above the readable images: an OptionError on k', async () => {
   const root = mkdtempSync(join(tmpdir(), 'semaim-unusable-split-'));
   try {
-    // train: 2 classes × 3 files, all but one of class a not images; test: readable
-    for (const split of ['train', 'test'])
-      for (const [k, cls] of ['a', 'b'].entries()) {
-        mkdirSync(join(root, split, cls), { recursive: true });
-        for (let i = 0; i < 3; i++) {
-          const file = join(root, split, cls, `${i}.png`);
-          if (split === 'train') writeFileSync(file, 'not a png');
-          else writeFileSync(file, await encode(picture(8, 8, 10 * k + i), 8, 8, 3, 'png'));
-        }
-      }
+    // train: 2 classes × 3 files, none an image (one of class a becomes one below); test: readable
+    await writeSplits(root, ['train', 'test'], ['a', 'b'], 3, (split) => split === 'train');
     const enc = writeEncoder(root);
     const common = { checkpoint: enc, dataset: 'folder', dataPath: root, numWorkers: 0, threads: 1, evalBatchSize: 4 };
     const unreadable = (e: unknown) => e instanceof DataError && e.code === 'ERR_DATA' && /^train data: none of its 6 images could be read/.test(e.message);
@@ -147,15 +146,7 @@ test('knn and linprobe on a split none of whose images can be read: a DataError 
     );
     // the online probe (--no-cache-features) trained and wrote linprobe.json with top1 null over 0 test images
     const noTest = join(root, 'no-test');
-    for (const split of ['train', 'test'])
-      for (const [k, cls] of ['a', 'b'].entries()) {
-        mkdirSync(join(noTest, split, cls), { recursive: true });
-        for (let i = 0; i < 3; i++) {
-          const file = join(noTest, split, cls, `${i}.png`);
-          if (split === 'test') writeFileSync(file, 'not a png');
-          else writeFileSync(file, await encode(picture(8, 8, 10 * k + i), 8, 8, 3, 'png'));
-        }
-      }
+    await writeSplits(noTest, ['train', 'test'], ['a', 'b'], 3, (split) => split === 'test');
     const unreadableTest = (e: unknown) => e instanceof DataError && /^test data: none of its 6 images could be read/.test(e.message);
     for (const cacheFeatures of [true, false]) {
       const out = join(root, `lin-${cacheFeatures}`);

@@ -12,20 +12,7 @@ import { RANDOM_INIT, ablate, ablationExitCode, measureAblation } from '../../sr
 import { ablationSegRecipe } from '../../src/experiments/ablate-segprobe';
 import { memoryFactories, toyImages } from '../eval/helpers';
 import { squares } from '../eval/seg-helpers';
-import { TINY_PRETRAIN } from './helpers';
-
-/** A tiny ablation's recipe over the synthetic set (one order, few steps, one thread), as these tests run it. */
-const TINY_ABLATION = {
-  orders: 'raster',
-  budget: 'small',
-  ...TINY_PRETRAIN,
-  pretrainLimit: 16,
-  linprobeEpochs: 1,
-  k: '5',
-  threads: 1,
-  pooling: 'cls',
-  dataset: 'synthetic',
-};
+import { TINY_ABLATION, TINY_PRETRAIN } from './helpers';
 
 /** Toy labelled images and the toy squares as the masked data. */
 const segFactories = () => ({

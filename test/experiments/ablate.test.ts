@@ -23,7 +23,7 @@ import { ablationMarkdown, stat, summarise } from '../../src/experiments/ablate-
 import { PRETRAIN_OPTIONS, modelConfigFrom } from '../../src/train/pretrain-options';
 import { TrainData } from '../../src/train/pretrain';
 import { memoryFactories, memoryTrainData, toyImages } from '../eval/helpers';
-import { TINY_PRETRAIN } from './helpers';
+import { TINY_ABLATION, TINY_PRETRAIN } from './helpers';
 
 test('a tiny ablation: matched pre-trains per order, k-NN + linear probe, table and JSON, resumable', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-'));
@@ -258,18 +258,7 @@ test('an evaluation split none of whose images could be read is a DataError, not
         close: () => d.close(),
       };
     };
-    const o = resolveOptions(ABLATE_OPTIONS, {
-      orders: 'raster',
-      budget: 'small',
-      ...TINY_PRETRAIN,
-      pretrainLimit: 16,
-      linprobeEpochs: 1,
-      k: '5',
-      trainLimit: 30,
-      cacheEvalImages: false,
-      outDir: dir,
-      threads: 1,
-    });
+    const o = resolveOptions(ABLATE_OPTIONS, { ...TINY_ABLATION, trainLimit: 30, cacheEvalImages: false, outDir: dir });
     await assert.rejects(
       ablate(o, factories, { log: () => {} }),
       (e: unknown) => e instanceof DataError && /^test data: none of its 12 images could be read/.test((e as Error).message),
