@@ -10,14 +10,13 @@ import { disposeAll, loadTensors, readSafetensorsHeader, type TensorInfo } from 
 import { checkpointWeightsSha256, listCheckpoints, runKindOf, sha256File, verifyCheckpoint } from '../io/checkpoint';
 import { EncoderConfig, SemAIMConfig, validateConfig, validateEncoder } from './config';
 import { VisionTransformer } from './vit';
-import { encoderConfigFromJson, otherNormalization } from './timm-config';
+import { TIMM_IMAGENET_DEFAULT, encoderConfigFromJson, otherNormalization } from './timm-config';
 import { isJsonObject } from '../util/json-file';
 import { finishInterruptedCommits } from '../util/safe-write';
 import { CheckpointError, checkpointError, withErrorKind } from '../util/errors';
 import { openRegularFile } from '../util/regular-file';
 import { pathExists } from '../util/path-exists';
 import { stderrLine } from '../util/console-line';
-import { IMAGENET_MEAN, IMAGENET_STD } from '../data/color';
 import { checkDevice } from '../torch/check-device';
 import { sparingGlobalRng } from '../torch/global-rng';
 
@@ -378,7 +377,7 @@ function configFromMetadata(text: string, where: string, o: VerifyOption = {}): 
     // not refused: fine-tuning adapts to it; but the features differ from timm's, and no number should look like timm's silently
     warnOnce(
       `warning: ${where} says the encoder was trained on images normalised with mean ${JSON.stringify(norm.mean)} and std ` +
-        `${JSON.stringify(norm.std)}; semaim normalises with ImageNet's (mean ${JSON.stringify(IMAGENET_MEAN)}, std ${JSON.stringify(IMAGENET_STD)}), ` +
+        `${JSON.stringify(norm.std)}; semaim normalises with ImageNet's (mean ${JSON.stringify(TIMM_IMAGENET_DEFAULT.mean)}, std ${JSON.stringify(TIMM_IMAGENET_DEFAULT.std)}), ` +
         `so its features differ from timm's with these weights (k-NN and linear-probe accuracy below timm's), and an export of it states ImageNet's`,
       o.onWarning,
     );

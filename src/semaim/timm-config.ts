@@ -2,7 +2,6 @@
 // keeps beside model.safetensors (`architecture`, `model_args`, `pretrained_cfg`) read into an
 // EncoderConfig, and written for an exported encoder so that timm builds the same model from it.
 import { isJsonObject } from '../util/json-file';
-import { IMAGENET_MEAN, IMAGENET_STD } from '../data/color';
 import { EncoderConfig, PRESETS } from './config';
 
 /** timm's registered ViT names: vit_<size>_patch<P>_<img>[.<pretrained tag>] (DeiT's plain ones too). */
@@ -93,6 +92,15 @@ export function encoderConfigFromJson(json: Record<string, unknown>): Record<str
 }
 
 /**
+ * timm's IMAGENET_DEFAULT_MEAN and _STD (RGB, 0–1 scale): the normalisation semaim's data pipeline applies to
+ * every image (src/data/color.ts, a layer above this one, holds the same numbers; a test pins them equal).
+ */
+export const TIMM_IMAGENET_DEFAULT: { mean: readonly [number, number, number]; std: readonly [number, number, number] } = {
+  mean: [0.485, 0.456, 0.406],
+  std: [0.229, 0.224, 0.225],
+};
+
+/**
  * What a config JSON says the encoder's images were normalised with (timm's `pretrained_cfg.mean` and
  * `.std`) when that is not ImageNet's, the one normalisation semaim's data pipeline applies; null
  * otherwise (or when it says nothing). timm's augreg and CLIP-initialised ViTs use 0.5 or CLIP's.
@@ -105,5 +113,5 @@ export function otherNormalization(json: Record<string, unknown>): { mean: numbe
   const std = triple(cfg.std);
   if (!mean || !std) return null;
   const near = (a: number[], b: readonly number[]): boolean => a.every((x, i) => Math.abs(x - b[i]) < 1e-3);
-  return near(mean, IMAGENET_MEAN) && near(std, IMAGENET_STD) ? null : { mean, std };
+  return near(mean, TIMM_IMAGENET_DEFAULT.mean) && near(std, TIMM_IMAGENET_DEFAULT.std) ? null : { mean, std };
 }

@@ -14,6 +14,7 @@ import {
   ENCODER_KEY,
   encoderConfigFromJson,
   otherNormalization,
+  TIMM_IMAGENET_DEFAULT,
   loadEncoder,
   loadEncoderTensors,
   loadTeacher,
@@ -22,6 +23,7 @@ import {
   SemAIMConfig,
 } from '../../src/semaim';
 import { ViTClassifier } from '../../src/eval/classifier';
+import { IMAGENET_MEAN, IMAGENET_STD } from '../../src/data/color';
 import { MAX_ENCODER_CONFIG_BYTES } from '../../src/semaim/pretrained';
 import { exportEncoder, exportedConfigJson, timmCropPct } from '../../src/export/safetensors';
 import { evalPreprocessing } from '../../src/export/preprocessing';
@@ -216,6 +218,7 @@ test("timm's config JSONs: model arguments, the hub's architecture + model_args,
   resolveEncoder(join(hub, 'model.safetensors'), { onWarning: (l) => warnings.push(l) });
   assert.equal(warnings.length, 1, "ImageNet's own normalisation is not warned about");
   assert.equal(otherNormalization({ pretrained_cfg: { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] } }), null);
+  assert.deepEqual(TIMM_IMAGENET_DEFAULT, { mean: IMAGENET_MEAN, std: IMAGENET_STD }, "what semaim's data pipeline normalises with");
   assert.equal(otherNormalization({ mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] }), null, 'only pretrained_cfg says how timm normalises');
   assert.deepEqual(otherNormalization({ pretrained_cfg: { mean: [0.481, 0.458, 0.408], std: [0.269, 0.261, 0.276] } }), {
     mean: [0.481, 0.458, 0.408],
