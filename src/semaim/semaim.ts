@@ -131,6 +131,32 @@ export class SemAIM extends VisionTransformer {
   }
 
   /**
+   * S [B, N] from the source the config's order names (online model, EMA encoder or teacher), from the tokens
+   * it names (default [CLS]) unless `tokens` overrides them (the figures' comparisons; a teacher's S is its
+   * [CLS] map only, other tokens are a RangeError). A source that is not there (no `ema` given, no teacher)
+   * is an Error: the online model's S in its place was drawn and scored as the one the model trained with.
+   */
+  similarityMap(images: Tensor, o: { ema?: VisionTransformer | null; tokens?: SimilarityTokens } = {}): Tensor {
+    const order = this.config.order;
+    const source = 'source' in order ? order.source : 'online';
+    const t = o.tokens ?? similarityTokens(order);
+    if (source === 'teacher') {
+      if (!this.teacher) throw new Error("the model's similarity source 'teacher' needs model.teacher (see loadTeacher)");
+      // (the teacher's [CLS] map was returned for tokens 'gap' or 'self' too, and scored under their name)
+      if (t !== 'cls')
+        throw new RangeError(
+          `the teacher's similarity map is always its [CLS] (min-max); tokens '${t}' cannot be used with the model's similarity source 'teacher'`,
+        );
+      return encoderSimilarity(this.teacher, images, 'minmax');
+    }
+    if (source === 'ema') {
+      if (!o.ema) throw new Error("the model's similarity source 'ema' needs the EMA encoder (ema): its S is the EMA copy's, not the online model's");
+      return encoderSimilarity(o.ema, images, 'softmax', t);
+    }
+    return encoderSimilarity(this, images, 'softmax', t);
+  }
+
+  /**
    * Order values for a batch from the config: similarity-based orders read S from the online model,
    * an EMA encoder, or the teacher.
    */
@@ -145,18 +171,7 @@ export class SemAIM extends VisionTransformer {
     checkNoiseOptions('makeOrder', opts, B, this.numPatches);
     let S: Tensor | null = null;
     markPhase('similarity');
-    if (needsSimilarity(o)) {
-      const source = 'source' in o ? o.source : 'online';
-      if (source === 'teacher') {
-        if (!this.teacher) throw new Error("order source 'teacher' needs model.teacher");
-        S = encoderSimilarity(this.teacher, images, 'minmax');
-      } else if (source === 'ema') {
-        if (!opts.ema) throw new Error("order source 'ema' needs an EMA encoder");
-        S = encoderSimilarity(opts.ema, images, 'softmax', similarityTokens(o));
-      } else {
-        S = encoderSimilarity(this, images, 'softmax', similarityTokens(o));
-      }
-    }
+    if (needsSimilarity(o)) S = this.similarityMap(images, { ema: opts.ema });
     markPhase('order');
     const order = torch.noGrad(() => orderFromConfig(o, B, this.grid, S, { generator: opts.generator, noise: opts.noise, device: images.device }));
     return { order, similarity: S };

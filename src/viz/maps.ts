@@ -10,10 +10,8 @@ import {
   SimilaritySource,
   SimilarityTokens,
   VisionTransformer,
-  encoderSimilarity,
   needsSimilarity,
   orderFromConfig,
-  similarityTokens,
   pixelTargets,
   unpatchify,
 } from '../semaim';
@@ -113,31 +111,9 @@ export function orderConfigFor(name: OrderName, cfg: SemAIMConfig): OrderConfig 
   }
 }
 
-/**
- * S [B, N] from the source the model's config names (online model, EMA encoder or teacher), from the
- * tokens its order names (default [CLS]) unless `tokens` overrides them (for comparisons; a teacher's S is
- * its [CLS] map only, other tokens are a RangeError). A source that is not there (no `ema` given, no
- * model.teacher) is an Error, as in training's makeOrder.
- */
+/** S [B, N] as the model trains with it, or from other `tokens` (see SemAIM.similarityMap). */
 export function similarityFor(model: SemAIM, images: Tensor, ema?: VisionTransformer | null, tokens?: SimilarityTokens): Tensor {
-  const o = model.config.order;
-  const source = 'source' in o ? o.source : 'online';
-  const t = tokens ?? similarityTokens(o);
-  // a missing EMA encoder or teacher gave the online model's S, drawn and scored as the one the model trained with
-  if (source === 'teacher') {
-    if (!model.teacher) throw new Error("the model's similarity source 'teacher' needs model.teacher (see loadTeacher)");
-    // the teacher's [CLS] map was returned for tokens 'gap' or 'self' too, and scored under their name
-    if (t !== 'cls')
-      throw new RangeError(
-        `the teacher's similarity map is always its [CLS] (min-max); tokens '${t}' cannot be used with the model's similarity source 'teacher'`,
-      );
-    return encoderSimilarity(model.teacher, images, 'minmax');
-  }
-  if (source === 'ema') {
-    if (!ema) throw new Error("the model's similarity source 'ema' needs the EMA encoder (ema): its S is the EMA copy's, not the online model's");
-    return encoderSimilarity(ema, images, 'softmax', t);
-  }
-  return encoderSimilarity(model, images, 'softmax', t);
+  return model.similarityMap(images, { ema, tokens });
 }
 
 /** Predictions [B, N, P²·C] -> images [B, C, H, W] in normalised units, undoing per-patch normalisation. */
