@@ -147,7 +147,7 @@ export async function makeSplits(
  * A split all of whose images were unusable (skipped while extracting) is the data's fault, as one
  * without images is: a DataError, not the probe's or the vote's error about zero features.
  */
-function checkUsable(usable: { train?: number; test: number }, listed: { train?: number; test: number }): void {
+export function checkUsable(usable: { train?: number; test: number }, listed: { train?: number; test: number }): void {
   for (const split of ['train', 'test'] as const) {
     if (usable[split] === 0) throw new DataError(`${split} data: none of its ${listed[split]} images could be read (each was skipped as unusable)`);
   }

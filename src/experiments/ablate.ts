@@ -10,7 +10,6 @@ import * as torch from '../torch';
 import { PRETRAIN_OPTIONS, PretrainOptions, modelConfigFrom, trainDataRequest, validatePretrain } from '../train/pretrain-options';
 import { pretrain } from '../train/pretrain';
 import { OptionError, OptionTable, resolveOptions } from '../util/options';
-import { DataError } from '../util/errors';
 import { VisionTransformer, encoderConfigOf, loadEncoder } from '../semaim';
 import { DataFactories, LabelledData, MemoryLabelledData, TrainData, splitClassMismatch } from '../data';
 import { checkDevice } from '../run/device';
@@ -41,7 +40,7 @@ import {
   writePlan,
   describeDiff,
 } from './ablate-plan';
-import { dataRequest } from '../eval/run';
+import { checkUsable, dataRequest } from '../eval/run';
 import { pathPlace } from '../run/recipe';
 import type { Precision } from '../run/precision';
 import { isJsonObject, readJsonObject, readJsonWith } from '../util/json-file';
@@ -411,13 +410,8 @@ async function evaluateEncoder(
     try {
       // a split whose every image was unusable (left out) is the data's fault, as in `semaim knn | linprobe`: its
       // k-NN and probe scored NaN over no test image, and ablation-eval.json kept them (null) for every later call
-      for (const [split, data, sets] of [
-        ['train', train, trs],
-        ['test', test, tes],
-      ] as const) {
-        if (setSize(sets.get(recipe.poolings[0])!) === 0)
-          throw new DataError(`${split} data: none of its ${data.size} images could be read (each was skipped as unusable)`);
-      }
+      const first = recipe.poolings[0];
+      checkUsable({ train: setSize(trs.get(first)!), test: setSize(tes.get(first)!) }, { train: train.size, test: test.size });
       for (const pooling of recipe.poolings) {
         const tr = trs.get(pooling)!;
         const te = tes.get(pooling)!;
