@@ -61,8 +61,8 @@ function preflight(o: EmbedCommandOptions): void {
 }
 
 export const embedCommand = defineCommand({
-  summary: 'features of a folder of images or a dataset ([CLS], mean or all tokens) as safetensors',
-  usage: 'semaim embed --checkpoint RUN_DIR|ENCODER.safetensors|ENCODER.pth (--images DIR | --dataset NAME) [options]',
+  summary: 'features of a folder of images (or one image) or a dataset ([CLS], mean or all tokens) as safetensors',
+  usage: 'semaim embed --checkpoint RUN_DIR|ENCODER.safetensors|ENCODER.pth (--images DIR|FILE | --dataset NAME) [options]',
   description:
     'Runs the encoder over every image with the evaluation preprocessing (resize + centre crop + normalise, as k-NN\n' +
     'and the linear probe) and writes the features to one safetensors file, batch by batch: features [n, D]\n' +
@@ -76,7 +76,7 @@ export const embedCommand = defineCommand({
       const r = await abortOnStopSignals((signal) => embed({ ...embedOptionsFrom(o), group, signal }));
       if (r) {
         process.stdout.write(
-          `embedded ${r.count} images${r.skipped ? ` (${r.skipped} skipped)` : ''} in ${r.seconds.toFixed(1)} s: features [${r.shape.join(', ')}]\n` +
+          `embedded ${r.count} image${r.count === 1 ? '' : 's'}${r.skipped ? ` (${r.skipped} skipped)` : ''} in ${r.seconds.toFixed(1)} s: features [${r.shape.join(', ')}]\n` +
             `  wrote ${quotedPath(r.path)}\n  and   ${quotedPath(r.listPath)}\n`,
         );
       }

@@ -51,8 +51,8 @@ function preflight(o: PredictCommandOptions): void {
 }
 
 export const predictCommand = defineCommand({
-  summary: "a fine-tuned classifier's (or a linear probe's) top-k classes for a folder of images or a dataset, as JSON and CSV",
-  usage: 'semaim predict --checkpoint FINETUNE_RUN_DIR|LINPROBE_DIR (--images DIR | --dataset NAME) [options]',
+  summary: "a fine-tuned classifier's (or a linear probe's) top-k classes for a folder of images (or one image) or a dataset, as JSON and CSV",
+  usage: 'semaim predict --checkpoint FINETUNE_RUN_DIR|LINPROBE_DIR (--images DIR|FILE | --dataset NAME) [options]',
   description:
     'Runs the classifier of a `semaim finetune` run (or the encoder and probe of a `semaim linprobe` run) over\n' +
     "every image with the evaluation preprocessing (resize + centre crop + normalise, as the run's test accuracy)\n" +
@@ -67,7 +67,7 @@ export const predictCommand = defineCommand({
     );
     const acc = r.accuracy ? `: top-1 ${(100 * r.accuracy.top1).toFixed(2)} %, top-5 ${(100 * r.accuracy.top5).toFixed(2)} %` : '';
     process.stdout.write(
-      `predicted ${r.count} images${r.skipped ? ` (${r.skipped} skipped)` : ''} in ${r.seconds.toFixed(1)} s${acc}\n` +
+      `predicted ${r.count} image${r.count === 1 ? '' : 's'}${r.skipped ? ` (${r.skipped} skipped)` : ''} in ${r.seconds.toFixed(1)} s${acc}\n` +
         `  wrote ${quotedPath(r.path)}\n  and   ${quotedPath(r.csvPath)}\n`,
     );
     return 0;

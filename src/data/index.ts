@@ -5,7 +5,7 @@ export { Rng, permutation, hashKeys } from './rng';
 
 // datasets
 export type { Dataset, DatasetSpec, MemoryImages } from './dataset';
-export { imageFolder, imageFiles, IMAGE_EXTENSIONS, type FolderOptions, type ImageFolderDataset } from './sources/folder';
+export { imageFolder, imageFiles, imageFile, IMAGE_EXTENSIONS, type FolderOptions, type ImageFolderDataset } from './sources/folder';
 export {
   cifarBinary,
   cifar10Jpeg,

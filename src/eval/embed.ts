@@ -16,9 +16,10 @@ import { checkFreeSpace } from '../util/disk-space';
 import { MAX_THREADS, MAX_THREADS_IS, MAX_WORKERS, OptionError, defineOptions, jobFields, SEED_RANGE } from '../util/options';
 import { IMAGE_SOURCE_OPTIONS } from './options';
 import { basename, dirname, resolve } from 'node:path';
+import { statSync } from 'node:fs';
 import * as torch from '../torch';
 import { SafetensorsRowWriter, float32ToFloat16Bytes } from '../io';
-import { DataLoader, Dataset, Split, openDataset, subsetDataset, transformsFor, type Batch, type RankSlice, type TransformSpec } from '../data';
+import { DataLoader, Dataset, Split, imageFile, openDataset, subsetDataset, transformsFor, type Batch, type RankSlice, type TransformSpec } from '../data';
 import { datasetIdentity } from '../data/factories';
 import type { ImageInputOptions } from '../data/options';
 import { EncoderSource, Pooling, VisionTransformer, loadEncoder, resolveEncoder } from '../semaim';
@@ -48,9 +49,9 @@ export const EMBED_DTYPES = ['float32', 'float16'] as const;
 /** The stored type of embedded features: 'float32', or 'float16' (half the file). */
 export type EmbedDType = (typeof EMBED_DTYPES)[number];
 
-/** The images a job reads one by one (embed, predict): a folder, or a dataset split as the evaluations open it. */
+/** The images a job reads one by one (embed, predict): a folder or one image file, or a dataset split as the evaluations open it. */
 export interface ImageSet {
-  /** A folder of image files, searched recursively (no labels). Give this or `dataset`. */
+  /** A folder of image files, searched recursively, or one image file (no labels). Give this or `dataset`. */
   images?: string;
   /** A dataset as the evaluations name them (cifar10, synthetic, folder, flat). */
   dataset?: string;
@@ -197,18 +198,19 @@ export function checkEmbedOptions(o: EmbedOptions): void {
     throw new OptionError('batchSize', `must be a positive integer, got ${o.batchSize}`);
 }
 
-/** An image set names one source: a folder of images or a dataset. */
+/** An image set names one source: a folder of images (or one image file) or a dataset. */
 export function checkImageSetSource(o: ImageSet): void {
-  if (!o.images && !o.dataset) throw new OptionError('images', 'needs a folder of images (images) or a dataset (dataset): give one');
-  if (o.images && o.dataset) throw new OptionError('images', 'give either a folder of images (images) or a dataset (dataset), not both');
+  if (!o.images && !o.dataset) throw new OptionError('images', 'needs a folder of images or an image file (images) or a dataset (dataset): give one');
+  if (o.images && o.dataset) throw new OptionError('images', 'give either images (a folder or a file) or a dataset (dataset), not both');
 }
 
-/** The images to embed: the folder, or the dataset split and subset exactly as makeEvalData opens them. */
+/** The images to embed: the folder or file, or the dataset split and subset exactly as makeEvalData opens them. */
 export function embedDataset(o: ImageSet, imgSize: number): Dataset {
   const seed = o.seed ?? 0;
-  const name = o.images ? 'flat' : o.dataset!;
-  const dataPath = o.images ?? o.dataPath;
-  const ds = openDataset(name, { split: o.split ?? 'test', dataPath, imgSize, seed, syntheticSize: o.limit });
+  const ds =
+    o.images && statSync(o.images, { throwIfNoEntry: false })?.isFile()
+      ? imageFile(o.images)
+      : openDataset(o.images ? 'flat' : o.dataset!, { split: o.split ?? 'test', dataPath: o.images ?? o.dataPath, imgSize, seed, syntheticSize: o.limit });
   return o.limit ? subsetDataset(ds, o.limit, seed) : ds;
 }
 

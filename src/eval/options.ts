@@ -11,9 +11,9 @@ import { DATASETS } from '../data/factories';
 import { statSync } from 'node:fs';
 import { GRAD_SYNC_OPTIONS, LAUNCH_OPTIONS, checkGradSync } from '../dist/launch';
 
-/** The images `semaim embed` and `semaim predict` read: a folder, or a split of a dataset as the evaluations open it. */
+/** The images `semaim embed` and `semaim predict` read: a folder or an image file, or a split of a dataset as the evaluations open it. */
 export const IMAGE_SOURCE_OPTIONS = defineOptions({
-  images: { type: 'string', help: 'a folder of images, searched recursively (no labels); or give --dataset' },
+  images: { type: 'string', help: 'a folder of images, searched recursively, or one image file (no labels); or give --dataset' },
   dataset: {
     type: 'string',
     // openDataset's: tar shards are streamed, not opened by index
@@ -57,11 +57,11 @@ export function imageSetJobFrom(o: ImageSetCommandOptions): ImageSetJob {
 
 /** The image source's options together (before any work). */
 export function checkImageSource(o: ImageSource): void {
-  if (!o.images && !o.dataset) throw new OptionError('images', 'give a folder of images (--images DIR) or a dataset (--dataset NAME)');
+  if (!o.images && !o.dataset) throw new OptionError('images', 'give a folder of images or an image file (--images DIR|FILE) or a dataset (--dataset NAME)');
   if (o.images && o.dataset) throw new OptionError('images', '--images and --dataset exclude each other');
-  if (o.images && o.dataPath) throw new OptionError('dataPath', '--data-path goes with --dataset; --images names the folder itself');
+  if (o.images && o.dataPath) throw new OptionError('dataPath', '--data-path goes with --dataset; --images names the folder or file itself');
   // the default's value given explicitly cannot be told apart, and changes nothing
-  if (o.images && o.split !== 'test') throw new OptionError('split', '--split goes with --dataset; --images reads every image of the folder');
+  if (o.images && o.split !== 'test') throw new OptionError('split', '--split goes with --dataset; --images reads every image of the folder (or the one file)');
   if (o.dataset === 'folder' && !o.dataPath) throw new OptionError('dataPath', '--dataset folder needs --data-path');
 }
 
@@ -71,7 +71,7 @@ export function checkImageSourcePaths(o: ImageSource): void {
   if (!o.images) return;
   const stat = statSync(o.images, { throwIfNoEntry: false });
   if (!stat) throw new OptionError('images', `${o.images} does not exist`);
-  if (!stat.isDirectory()) throw new OptionError('images', `${o.images} is not a folder`);
+  if (!stat.isDirectory() && !stat.isFile()) throw new OptionError('images', `${o.images} is neither a folder nor a file`);
 }
 
 /**

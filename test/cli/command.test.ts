@@ -72,7 +72,8 @@ test('predict, embed and segprobe refuse missing images or data (exit 2, naming 
     const nope = join(root, 'nope');
     for (const [name, argv, key, why] of [
       ['predict', ['--images', nope, '--out', join(root, 'p.json')], 'images', /nope does not exist/],
-      ['predict', ['--images', file, '--out', join(root, 'p.json')], 'images', /file\.txt is not a folder/],
+      // a file is one image; a folder or a file, nothing else
+      ['predict', ['--images', '/dev/null', '--out', join(root, 'p.json')], 'images', /null is neither a folder nor a file/],
       ['predict', ['--dataset', 'folder', '--data-path', nope, '--out', join(root, 'p.json')], 'dataPath', /nope does not exist/],
       ['embed', ['--images', nope, '--out', join(root, 'f.safetensors')], 'images', /nope does not exist/],
       ['embed', ['--dataset', 'cifar10', '--data-path', join(root, 'c.tar.gz'), '--out', join(root, 'f.safetensors')], 'dataPath', /does not exist/],
@@ -84,6 +85,11 @@ test('predict, embed and segprobe refuse missing images or data (exit 2, naming 
         `${name} ${argv.join(' ')}`,
       );
     }
+    // one image file is an image set: the checkpoint is looked at next
+    await assert.rejects(
+      commands.predict.run(['--checkpoint', missing, '--images', file, '--out', join(root, 'p.json')]),
+      /no usable checkpoint in .*missing-run/,
+    );
     assert.deepEqual(readdirSync(root), ['file.txt'], 'nothing written');
   } finally {
     rmSync(root, { recursive: true, force: true });

@@ -193,15 +193,38 @@ test('semaim embed of a folder: evaluation transform, a corrupt image skipped an
   }
 });
 
+test('embed of one image file (--images FILE) writes the row that image has in its folder, named by its path', async () => {
+  const images = join(dir, 'single');
+  for (let i = 0; i < 3; i++) write(join(images, `s${i}.png`), await encode(picture(40, 30, 7 + i), 40, 30, 3, 'png'));
+  // no image extension: files are identified by their content
+  write(join(dir, 'single-copy.bin'), readFileSync(join(images, 's1.png')));
+  const base = { checkpoint: encoderPath, batchSize: 4, numWorkers: 0, progress: null, onWarning: () => {} };
+  const folder = await embed({ ...base, images, out: join(dir, 'single-folder.safetensors') });
+  const folderList = JSON.parse(readFileSync(folder.listPath, 'utf8')) as EmbedList;
+  const row = folderList.images.findIndex((i) => i.path === join(images, 's1.png'));
+  assert.ok(row >= 0);
+  const D = CFG.embedDim;
+  for (const file of [join(images, 's1.png'), join(dir, 'single-copy.bin')]) {
+    const one = await embed({ ...base, images: file, out: join(dir, 'single-file.safetensors'), overwrite: true });
+    assert.deepEqual([one.count, one.skipped, one.shape], [1, 0, [1, D]]);
+    const list = JSON.parse(readFileSync(one.listPath, 'utf8')) as EmbedList;
+    assert.deepEqual(
+      list.images.map((i) => i.path),
+      [file],
+    );
+    assert.deepEqual(floats(one.path, 'features'), floats(folder.path, 'features').slice(row * D, (row + 1) * D));
+  }
+});
+
 test('embed refuses bad options before any work', async () => {
   await assert.rejects(embed({ checkpoint: encoderPath, out: join(dir, 'x.bin'), images: dir }), /must end in \.safetensors/);
   // neither source is one missing ('give either ..., not both' said so of both), both are one too many
   await assert.rejects(
     embed({ checkpoint: encoderPath, out: join(dir, 'x.safetensors') }),
-    /needs a folder of images \(images\) or a dataset \(dataset\): give one/,
+    /needs a folder of images or an image file \(images\) or a dataset \(dataset\): give one/,
   );
   await assert.rejects(embed({ checkpoint: encoderPath, out: join(dir, 'x.safetensors'), images: dir, dataset: 'synthetic' }), /not both/);
-  await assert.rejects(embedCommand.run(['--checkpoint', encoderPath, '--out', join(dir, 'y.safetensors')]), /--images DIR/);
+  await assert.rejects(embedCommand.run(['--checkpoint', encoderPath, '--out', join(dir, 'y.safetensors')]), /--images DIR\|FILE/);
   await assert.rejects(embedCommand.run(['--checkpoint', encoderPath, '--images', join(dir, 'nope'), '--out', join(dir, 'y.safetensors')]), /does not exist/);
   assert.equal(existsSync(join(dir, 'y.safetensors')), false);
 });

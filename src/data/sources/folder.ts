@@ -3,7 +3,7 @@
 
 import { refuseUnknownKeys } from '../../util/options';
 import { readdirSync, statSync, type Dirent } from 'node:fs';
-import { join, resolve, extname } from 'node:path';
+import { basename, dirname, join, resolve, extname } from 'node:path';
 import { packStrings, sharedInt32, unpackString, type Dataset, type FilesSpec } from '../dataset';
 import { printable, quotedPath } from '../../util/printable';
 import { checkSampleIndex } from '../sample-index';
@@ -338,4 +338,16 @@ export function imageFiles(root: string, opts: FolderOptions & { recursive?: boo
     throw new Error(`image folder: found no images in ${quotedPath(root)} (looked for ${[...exts].join(' ')} files)`);
   }
   return new FilesDataset(root, paths, null, [], report);
+}
+
+/**
+ * One image file as an unlabelled dataset of that one image (label -1), for `--images FILE`. Its name need not
+ * have an image extension: files are identified by content when decoded.
+ */
+export function imageFile(path: string): ImageFolderDataset {
+  path = resolve(path);
+  const st = statSync(path, { throwIfNoEntry: false });
+  if (!st) throw new Error(`image file: ${quotedPath(path)} does not exist`);
+  if (!st.isFile()) throw new Error(`image file: ${quotedPath(path)} is not a file`);
+  return new FilesDataset(dirname(path), [basename(path)], null, []);
 }
