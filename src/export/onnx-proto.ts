@@ -88,14 +88,50 @@ const MAX_MESSAGE_BYTES = 2 ** 31 - 1;
 
 /** Serialises a model to the bytes of a .onnx file. */
 export function encodeModel(model: ModelProto): Uint8Array {
+  // halving the weights is advice only for float32 ones: a float16 model over the limit has no smaller dtype
+  const halve = model.graph.initializer.some((t) => t.data_type === DataType.FLOAT) ? '; export with --dtype float16' : '';
   const bytes = model.graph.initializer.reduce((n, t) => n + t.raw_data.length, 0);
   if (bytes >= MAX_MESSAGE_BYTES) {
-    // halving the weights is advice only for float32 ones: a float16 model over the limit has no smaller dtype
-    const halve = model.graph.initializer.some((t) => t.data_type === DataType.FLOAT) ? '; export with --dtype float16' : '';
     throw new Error(`the weights take ${(bytes / 2 ** 30).toFixed(2)} GiB, over protobuf's 2 GiB limit for one .onnx file${halve}`);
+  }
+  // the whole message counts (names, nodes, metadata and the tags around each weight), not only the
+  // weights: measured before protobufjs copies the weights into a buffer of that size
+  const size = encodedLength(model);
+  if (size > MAX_MESSAGE_BYTES) {
+    throw new Error(`the model takes ${size} bytes (${(size / 2 ** 30).toFixed(2)} GiB), over protobuf's 2 GiB limit for one .onnx file${halve}`);
   }
   const T = modelProtoType();
   return T.encode(T.fromObject(model)).finish();
+}
+
+/** Bytes of a varint holding `n`. */
+function varintLength(n: number): number {
+  let k = 1;
+  for (; n >= 128; k++) n = Math.floor(n / 128);
+  return k;
+}
+
+/**
+ * The length of `model`'s encoding, computed from the encodings of its messages with every weight
+ * replaced by one byte (no weight is copied): each weight adds its bytes and the growth of the length
+ * varints in front of it, of its TensorProto and of the graph.
+ */
+function encodedLength(model: ModelProto): number {
+  const M = modelProtoType();
+  const G = M.root.lookupType('onnx.GraphProto');
+  const Tn = M.root.lookupType('onnx.TensorProto');
+  const oneByte = new Uint8Array(1);
+  const initializer = model.graph.initializer.map((t) => ({ ...t, raw_data: oneByte }));
+  let growth = 0;
+  for (const [i, t] of model.graph.initializer.entries()) {
+    const before = Tn.encode(Tn.fromObject(initializer[i])).finish().length;
+    const after = before - 2 + varintLength(t.raw_data.length) + t.raw_data.length;
+    growth += after - before + varintLength(after) - varintLength(before);
+  }
+  const graph = { ...model.graph, initializer };
+  const graphBefore = G.encode(G.fromObject(graph)).finish().length;
+  const modelBefore = M.encode(M.fromObject({ ...model, graph })).finish().length;
+  return modelBefore + growth + varintLength(graphBefore + growth) - varintLength(graphBefore);
 }
 
 /** Parses .onnx bytes back into plain objects (for tests and inspection). */

@@ -240,3 +240,12 @@ test('encodeModel: a model over 2 GiB is refused, suggesting --dtype float16 onl
     (e: Error) => /over protobuf's 2 GiB limit/.test(e.message) && !e.message.includes('--dtype float16'),
   );
 });
+
+test('encodeModel: a model whose weights fit under 2 GiB but whose whole file does not is refused', () => {
+  const m = vitToOnnx(SMALL, encoderWeights(smallEncoder()), { dtype: 'float32', attention: false });
+  const weights = m.graph.initializer.reduce((n, t) => n + t.raw_data.length, 0);
+  // the weights 2 bytes under the limit; the names, nodes and metadata take the file over it
+  // (only the lengths are read before the refusal)
+  m.graph.initializer.push({ name: 'big', dims: [2 ** 29], data_type: DataType.FLOAT, raw_data: { length: 2 ** 31 - 3 - weights } as Uint8Array });
+  assert.throws(() => encodeModel(m), /over protobuf's 2 GiB limit/);
+});
