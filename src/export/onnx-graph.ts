@@ -30,8 +30,23 @@ export const attr = {
   ints: (name: string, ints: number[]): AttributeProto => ({ name, type: AttributeType.INTS, ints }),
 };
 
-function floatBytes(values: Float32Array, type: FloatType): Uint8Array {
-  if (type === 'float16') return float32ToFloat16Bytes(values);
+/** float16's largest finite value; a float32 at or above 65520 rounds to Inf. */
+const FLOAT16_MAX = 65504;
+
+function floatBytes(values: Float32Array, type: FloatType, name: string): Uint8Array {
+  if (type === 'float16') {
+    const bytes = float32ToFloat16Bytes(values);
+    // a finite weight that becomes Inf (as PyTorch's .half() makes it) turns the model's outputs into Inf or NaN: refused
+    const dv = new DataView(bytes.buffer);
+    for (let i = 0; i < values.length; i++) {
+      if ((dv.getUint16(i * 2, true) & 0x7fff) === 0x7c00 && Number.isFinite(values[i])) {
+        throw new Error(
+          `${name}: value ${values[i]} (index ${i}) is beyond float16's range (±${FLOAT16_MAX}) and would be stored as Inf; export with --dtype float32`,
+        );
+      }
+    }
+    return bytes;
+  }
   return new Uint8Array(values.buffer.slice(values.byteOffset, values.byteOffset + values.byteLength));
 }
 
@@ -80,14 +95,19 @@ export class GraphBuilder {
     if (values.length !== size) throw new Error(`weight ${name}: ${values.length} values for shape [${dims.join(', ')}]`);
     if (this.names.has(name)) throw new Error(`weight ${name} is already in the graph`);
     this.names.add(name);
-    this.initializers.push({ name, dims, data_type: ONNX_FLOAT[this.floatType], raw_data: floatBytes(values, this.floatType) });
+    this.initializers.push({ name, dims, data_type: ONNX_FLOAT[this.floatType], raw_data: floatBytes(values, this.floatType, `weight ${name}`) });
     return name;
   }
 
   /** A float constant in the graph's float type (a scalar when dims is []). */
   constant(values: number[], dims: number[] = []): string {
     const name = this.unique(this.scoped(`const_${values.length === 1 ? values[0] : 'v'}`));
-    this.initializers.push({ name, dims, data_type: ONNX_FLOAT[this.floatType], raw_data: floatBytes(Float32Array.from(values), this.floatType) });
+    this.initializers.push({
+      name,
+      dims,
+      data_type: ONNX_FLOAT[this.floatType],
+      raw_data: floatBytes(Float32Array.from(values), this.floatType, `constant ${name}`),
+    });
     return name;
   }
 

@@ -249,3 +249,16 @@ test('encodeModel: a model whose weights fit under 2 GiB but whose whole file do
   m.graph.initializer.push({ name: 'big', dims: [2 ** 29], data_type: DataType.FLOAT, raw_data: { length: 2 ** 31 - 3 - weights } as Uint8Array });
   assert.throws(() => encodeModel(m), /over protobuf's 2 GiB limit/);
 });
+
+test('float16 export: a weight beyond float16 range is refused by name, not stored as Inf', () => {
+  const w = encoderWeights(smallEncoder());
+  vitToOnnx(SMALL, w, { dtype: 'float16', attention: false }); // in range: accepted
+  w.get('blocks.1.mlp.fc2.bias')!.values[5] = -65519; // rounds to -65504: still finite
+  vitToOnnx(SMALL, w, { dtype: 'float16', attention: false });
+  w.get('blocks.1.mlp.fc2.bias')!.values[5] = -70000;
+  assert.throws(() => vitToOnnx(SMALL, w, { dtype: 'float16', attention: false }), /blocks\.1\.mlp\.fc2\.bias.*-70000.*float16.*--dtype float32/);
+  // float32 keeps it as it is
+  const m = vitToOnnx(SMALL, w, { dtype: 'float32', attention: false });
+  const t = m.graph.initializer.find((i) => i.name === 'blocks.1.mlp.fc2.bias')!;
+  assert.equal(new Float32Array(t.raw_data.slice().buffer)[5], -70000);
+});
