@@ -292,15 +292,21 @@ export async function launchWorkers(argv: string[], o: LaunchOptions): Promise<L
   }
 
   const failed = workers.filter(failedWorker);
-  if (stopping !== null && stopping !== 'failure') {
-    return { exitCode: 128 + (SIGNAL_NUMBERS[stopping] ?? 1), failedRank: null, message: null };
+  const signalled = stopping !== null && stopping !== 'failure' ? stopping : null;
+  // Stopped by the launcher's signal: a worker killed by it, or ending with 0, 130 or 143, stopped as asked. One that
+  // exited with another code of its own accord failed while it stopped (its checkpoint could not be written): that is
+  // reported as any failure, not hidden behind 128 + signal, which says that every rank stopped cleanly.
+  const failedStopping = signalled ? failed.filter((w) => w.signal === null && !w.repeatsAnother).sort((a, b) => a.exitOrder - b.exitOrder) : [];
+  if (signalled && failedStopping.length === 0) {
+    return { exitCode: 128 + (SIGNAL_NUMBERS[signalled] ?? 1), failedRank: null, message: null };
   }
   if (failed.length === 0) {
     // a worker's own signal stopped the run (every rank at the same step): the command's code, 130 / 143
     const stopped = workers.find((w) => w.code !== 0);
     return { exitCode: stopped?.code ?? 0, failedRank: null, message: null };
   }
-  const first = rootCause(workers.filter((w) => w.code !== 0 || w.signal)); // (a worker stopped by its signal first may be the cause)
+  // (a worker stopped by its signal first may be the cause)
+  const first = failedStopping[0] ?? rootCause(workers.filter((w) => w.code !== 0 || w.signal));
   const stalled = workers.find((w) => w.stalled);
   const culprit = stalled ?? first;
   const how = (w: Worker): string =>
@@ -314,7 +320,7 @@ export async function launchWorkers(argv: string[], o: LaunchOptions): Promise<L
       `(process state T: SIGSTOP, Ctrl-Z or a debugger) when rank ${first.rank} ${how(first)}, most likely after waiting for it until the timeout; ` +
       `stopped the other ${others} worker${others > 1 ? 's' : ''} on this node.\n${tail(first)}`
     : `launch: ${which(culprit)} ${how(culprit)}` +
-      (others > 0 ? `; stopped the other ${others} worker${others > 1 ? 's' : ''} on this node` : '') +
+      (signalled ? ` while stopping on ${signalled}` : others > 0 ? `; stopped the other ${others} worker${others > 1 ? 's' : ''} on this node` : '') +
       `.\n${tail(culprit)}`;
   stderr.write(message);
   return { exitCode: !culprit.stalled && culprit.code && culprit.code > 0 ? culprit.code : 1, failedRank: culprit.rank, message };

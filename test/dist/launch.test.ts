@@ -165,6 +165,26 @@ test(`launcher forwards SIGTERM sent to ${to} to each worker once and exits with
   assert.equal(code, 143);
 });
 
+test('launcher: a worker that fails while it stops on the forwarded SIGTERM (its checkpoint cannot be written) is a failure: named, with its exit code, not 143', { skip: gloo }, async () => {
+  // before, any signal to the launcher made it exit 128 + signal without a report, as if every rank had stopped cleanly
+  const child = spawn(process.execPath, [workerScript('launcher'), 'sigterm-fails'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let sent = false;
+  child.stdout.setEncoding('utf8').on('data', (c: string) => {
+    out += c;
+    if (!sent && jsonLines(out).filter((l) => l.ready).length === 2) {
+      sent = true;
+      child.kill('SIGTERM');
+    }
+  });
+  let err = '';
+  child.stderr.setEncoding('utf8').on('data', (c: string) => { err += c; });
+  const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+  assert.equal(code, 1, `stdout:\n${out}\nstderr:\n${err}`);
+  assert.match(err, /launch: rank 1 \(node 0, local rank 1, pid \d+\) exited with code 1/);
+  assert.match(err, /\| semaim: cannot write checkpoints\/step-00000003\/model\.safetensors: ENOSPC/);
+});
+
 test('launcher: two nodes on 127.0.0.1 (--nnodes 2 --node-rank 0/1) form one world of 2', { skip: gloo }, async () => {
   const masterPort = await dist.freePort();
   const outs = [sink(), sink()];

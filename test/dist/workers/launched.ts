@@ -3,6 +3,7 @@
 //   crash     rank 1 throws after the first collective; the others keep all-reducing
 //   loop      all-reduces every 50 ms for up to 60 s, ignoring SIGTERM (the test kills one worker)
 //   sigterm   like loop, but exits 0 on SIGTERM after printing it
+//   sigterm-fails  like sigterm, but on SIGTERM rank 1 fails (exit 1, a checkpoint it cannot write) and rank 0 exits 143
 //   stall     like loop with a 3 s collective timeout and SIGTERM's default action (the test stops rank 1 with SIGSTOP)
 //   stopped   a run stopped by a signal that reached rank 1 alone: rank 1 exits with code 130 at once, rank 0
 //             reports the stop 1.5 s later ({rank, stopped}) and exits with 130 too (SIGTERM's default action)
@@ -56,6 +57,17 @@ async function main(): Promise<void> {
     if (g.rank === 2) process.exit(1);
     await new Promise((r) => setTimeout(r, 60_000));
   } else if (scenario === 'stall') {
+    await loop(g);
+  } else if (scenario === 'sigterm-fails') {
+    // the stop that SIGTERM asks for fails on rank 1 (its checkpoint cannot be written); rank 0 stops as asked
+    process.on('SIGTERM', () => {
+      if (g.rank === 1) {
+        process.stderr.write('semaim: cannot write checkpoints/step-00000003/model.safetensors: ENOSPC: no space left on device\n');
+        process.exit(1);
+      }
+      setTimeout(() => process.exit(143), 500);
+    });
+    out({ rank: g.rank, ready: true });
     await loop(g);
   } else if (scenario === 'sigterm') {
     // exits a little later, so that a second delivery of the signal would be seen
