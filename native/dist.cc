@@ -502,9 +502,22 @@ Group createGroup(const InitOptions& o) {
 #ifdef USE_C10D_GLOO
   if (o.backend == "gloo") {
     auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
-    opts->devices.push_back(!o.glooInterface.empty() ? c10d::ProcessGroupGloo::createDeviceForInterface(o.glooInterface)
-                            : !o.glooHost.empty()    ? c10d::ProcessGroupGloo::createDeviceForHostname(o.glooHost)
-                                                     : c10d::ProcessGroupGloo::createDefaultDevice());
+    if (!o.glooInterface.empty()) {
+      // GLOO_SOCKET_IFNAME may list several interfaces, comma-separated: a device on each, as torch.distributed
+      // does (one name with a comma in it was refused: "Unable to find address for: eth0,eth1")
+      size_t from = 0;
+      while (from <= o.glooInterface.size()) {
+        size_t comma = o.glooInterface.find(',', from);
+        if (comma == std::string::npos) comma = o.glooInterface.size();
+        std::string name = o.glooInterface.substr(from, comma - from);
+        if (!name.empty()) opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(name));
+        from = comma + 1;
+      }
+    }
+    if (opts->devices.empty()) {
+      opts->devices.push_back(!o.glooHost.empty() ? c10d::ProcessGroupGloo::createDeviceForHostname(o.glooHost)
+                                                  : c10d::ProcessGroupGloo::createDefaultDevice());
+    }
     opts->threads = o.glooThreads;
     auto gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(g.store, o.rank, o.size, opts);
 #if SEMAIM_TORCH_AT_LEAST(2, 0)

@@ -16,7 +16,7 @@ export interface DistEnv {
    * /worker/attempt_<restart count>, as torch.distributed does it.
    */
   agentStore: { restartCount: number } | null;
-  /** GLOO_SOCKET_IFNAME: the network interface Gloo uses (else the one of the master address). */
+  /** GLOO_SOCKET_IFNAME: the network interface Gloo uses, or several comma-separated (else the one of the master address). */
   glooInterface: string | null;
 }
 

@@ -101,6 +101,15 @@ test('the default timeout comes from the env given, as the placement does, not f
   }
 });
 
+test('GLOO_SOCKET_IFNAME may list several interfaces, comma-separated, as torch.distributed takes it (a device on each)', { skip: gloo }, async () => {
+  // before, the whole list was taken as one interface's name: "Unable to find address for: lo,lo"
+  const runs = await runWorkers(workerScript('collectives'), 2, ['ok'], { env: { GLOO_SOCKET_IFNAME: 'lo,lo' } });
+  for (const run of runs) {
+    assert.equal(run.code, 0, `rank ${run.rank} failed:\n${run.stderr}`);
+    assert.deepEqual(lineWith(run, 'sum').sum, [3, 30]);
+  }
+});
+
 test('a world of one process works (collectives are identities)', { skip: gloo }, async () => {
   const port = await dist.freePort();
   const g = await dist.initProcessGroup({ rank: 0, worldSize: 1, masterPort: port, env: {} });
