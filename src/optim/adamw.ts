@@ -33,6 +33,8 @@ export class AdamW extends Optimizer<AdamWHyper> {
   protected override validate(g: ParamGroup<AdamWHyper>): void {
     super.validate(g);
     if (!isFiniteNonNegative(g.eps)) throw new RangeError(`AdamW: invalid epsilon ${g.eps}`);
+    // (a lone number, e.g. a state dict's betas: 0.9, failed the destructuring below with a bare TypeError)
+    if (!Array.isArray(g.betas) || g.betas.length !== 2) throw new RangeError(`AdamW: betas must be a pair [beta1, beta2], got ${JSON.stringify(g.betas)}`);
     const [b1, b2] = g.betas;
     if (!(isFiniteNonNegative(b1) && b1 < 1)) throw new RangeError(`AdamW: invalid beta1 ${b1}`);
     if (!(isFiniteNonNegative(b2) && b2 < 1)) throw new RangeError(`AdamW: invalid beta2 ${b2}`);

@@ -81,6 +81,10 @@ function isIterable(x: unknown): x is Iterable<unknown> {
   return typeof (x as { [Symbol.iterator]?: unknown } | null | undefined)?.[Symbol.iterator] === 'function';
 }
 
+function isRecord(x: unknown): x is Record<string, unknown> {
+  return x !== null && typeof x === 'object' && !Array.isArray(x);
+}
+
 function sameShape(a: number[], b: number[]): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
 }
@@ -284,6 +288,10 @@ export abstract class Optimizer<H extends BaseHyper> {
     const where = `${this.typeName}.loadStateDict`;
     if (!meta || meta.format !== 'semaim.optim/1') throw new Error(`${where}: not a semaim optimiser state dict (format ${String(meta?.format)})`);
     if (meta.type !== this.typeName) throw new Error(`${where}: the state dict is for ${meta.type}, not ${this.typeName}`);
+    // (a damaged or hand-made meta failed below with a bare TypeError that named neither the dict nor what it lacked)
+    if (!Array.isArray(meta.groups) || !meta.groups.every(isRecord)) throw new Error(`${where}: its meta.groups is not a list of parameter groups`);
+    if (!isRecord(meta.state)) throw new Error(`${where}: its meta.state is not an object of per-parameter steps (${describeValue(meta.state)})`);
+    if (!(tensors instanceof Map)) throw new Error(`${where}: its tensors are not a Map of state tensors (${describeValue(tensors)})`);
     if (meta.groups.length !== this.paramGroups.length) {
       throw new Error(`${where}: the state dict has ${meta.groups.length} parameter groups, the optimiser has ${this.paramGroups.length}`);
     }
@@ -309,6 +317,10 @@ export abstract class Optimizer<H extends BaseHyper> {
       const g = groupOf.get(name);
       if (!g) {
         problems.push(`state for unknown parameter '${name}'`);
+        continue;
+      }
+      if (!isRecord(s)) {
+        problems.push(`'${name}': its state is ${describeValue(s)}, not { step }`);
         continue;
       }
       if (!Number.isInteger(s.step) || s.step < 0) problems.push(`'${name}': invalid step ${s.step}`);

@@ -211,6 +211,42 @@ test('loadStateDict rejects mismatches clearly and changes nothing', () => {
   b.dispose();
 });
 
+test('loadStateDict refuses a damaged meta with a message that says what it lacks, changing nothing (it threw bare TypeErrors)', () => {
+  const w = torch.keep(t64([1, 2], true));
+  const opt = new AdamW([['w', w]]);
+  const g = t64([1, 1]);
+  w.grad = g;
+  g.dispose();
+  opt.step();
+  const good = opt.stateDict({ clone: true });
+  const before = Array.from(opt.getState('w')!.tensors.get('exp_avg')!.toFloat64Array());
+  const broken = (f: (meta: Record<string, unknown>) => void, tensors: unknown = good.tensors): OptimizerStateDict => {
+    const meta = JSON.parse(JSON.stringify(good.meta)) as Record<string, unknown>;
+    f(meta);
+    return { tensors, meta } as unknown as OptimizerStateDict;
+  };
+  const cases: Array<[string, OptimizerStateDict, RegExp]> = [
+    ['no meta.state', broken((m) => delete m.state), /AdamW\.loadStateDict: its meta\.state is not an object of per-parameter steps/],
+    ['meta.state an array', broken((m) => (m.state = [])), /its meta\.state is not an object/],
+    ['a null state entry', broken((m) => ((m.state as Record<string, unknown>).w = null)), /AdamW\.loadStateDict: 'w': its state is null, not \{ step \}/],
+    ['meta.groups not a list', broken((m) => (m.groups = {})), /AdamW\.loadStateDict: its meta\.groups is not a list of parameter groups/],
+    ['a null group', broken((m) => (m.groups = [null])), /its meta\.groups is not a list of parameter groups/],
+    ['betas a number', broken((m) => ((m.groups as Array<Record<string, unknown>>)[0].betas = 0.9)), /AdamW: betas must be a pair \[beta1, beta2\], got 0\.9/],
+    ['no tensors', broken(() => {}, null), /AdamW\.loadStateDict: its tensors are not a Map of state tensors/],
+  ];
+  for (const [label, sd, message] of cases) {
+    assert.throws(
+      () => opt.loadStateDict(sd),
+      (e: unknown) => !(e instanceof TypeError) && message.test((e as Error).message),
+      label,
+    );
+  }
+  assert.deepEqual(Array.from(opt.getState('w')!.tensors.get('exp_avg')!.toFloat64Array()), before);
+  disposeAll(good.tensors.values());
+  opt.dispose();
+  w.dispose();
+});
+
 test('loadStateDict replaces the whole state: a parameter the dict has no state for starts again from zero', () => {
   const w = torch.keep(t64([1, 2], true));
   const opt = new AdamW([['w', w]]);
