@@ -120,27 +120,32 @@ export class GradScaler {
         if (g.dtype === 'float16') throw new Error('GradScaler: Attempting to unscale FP16 gradients.');
       }
       const inv = Math.fround(1 / this.scaleValue);
-      torch.noGrad(() => {
-        s.norm = torch.keep(
-          wrap(
-            native.clipGradNorm(
-              grads.map((g) => g.h),
-              Infinity,
+      // No gradient, no inf check recorded (PyTorch's found_inf_per_device stays empty): step() refuses it.
+      if (grads.length)
+        torch.noGrad(() => {
+          s.norm = torch.keep(
+            wrap(
+              native.clipGradNorm(
+                grads.map((g) => g.h),
+                Infinity,
+              ),
             ),
-          ),
-        );
-        native.foreachMul_(
-          grads.map((g) => g.h),
-          inv,
-        );
-      });
+          );
+          native.foreachMul_(
+            grads.map((g) => g.h),
+            inv,
+          );
+        });
     } finally {
       for (const g of grads) g.dispose();
     }
     s.stage = 'unscaled';
   }
 
-  /** Unscales (unless unscale_ ran) and steps unless a gradient is inf/nan. Returns whether it stepped. */
+  /**
+   * Unscales (unless unscale_ ran) and steps unless a gradient is inf/nan. Returns whether it stepped. Throws, as
+   * PyTorch, when none of the optimiser's parameters has a gradient (no inf check was recorded).
+   */
   step(opt: ScalableOptimizer): boolean {
     if (!this.enabled) {
       opt.step();
@@ -149,6 +154,10 @@ export class GradScaler {
     const s = this.stateOf(opt);
     if (s.stage === 'stepped') throw new Error('GradScaler: step() has already been called since the last update().');
     if (s.stage === 'ready') this.unscale_(opt);
+    // As PyTorch's assertion: stepping an optimiser none of whose parameters has a gradient did nothing, and
+    // update() then counted a clean iteration (a forgotten backward() went unnoticed, and grew the scale).
+    if (s.norm === null && s.foundInf === null)
+      throw new Error('GradScaler: no inf checks were recorded for this optimizer: none of its parameters has a gradient (was backward() called?)');
     const found = resolve(s);
     s.stage = 'stepped';
     if (!found) opt.step();

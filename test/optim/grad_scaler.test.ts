@@ -121,6 +121,31 @@ test('GradScaler: misuse errors, disabled mode, state dict round trip', () => {
   w.dispose();
 });
 
+test('GradScaler.step refuses an optimiser none of whose parameters has a gradient, as PyTorch ("No inf checks were recorded for this optimizer")', () => {
+  // It stepped nothing and update() counted the iteration as a clean one: a forgotten backward() (or the
+  // wrong optimiser) went unnoticed, and growthInterval such iterations doubled the scale.
+  const w = torch.keep(t64([1, 2], true));
+  const opt = new SGD([['w', w]], { lr: 0.1 });
+  const s = new GradScaler({ initScale: 8, growthInterval: 1 });
+  assert.throws(() => s.step(opt), /GradScaler: no inf checks were recorded for this optimizer/);
+  assert.throws(() => s.update(), /no inf checks were recorded prior to update/);
+  assert.equal(s.getScale(), 8);
+  assert.equal(s.getGrowthTracker(), 0);
+  // unscale_ first (to clip): the same at step()
+  s.unscale_(opt);
+  assert.throws(() => s.step(opt), /no inf checks were recorded for this optimizer/);
+  s.update(8); // (an explicit scale needs no check, as PyTorch's update(new_scale))
+  // with a gradient it steps as before
+  setGrad(w, [8, 16]);
+  assert.equal(s.step(opt), true);
+  s.update();
+  assertClose(w, [0.9, 1.8], 1e-12, 'w after the step');
+  assert.equal(s.getScale(), 16);
+  opt.dispose();
+  s.dispose();
+  w.dispose();
+});
+
 test('GradScaler scales a float16 loss in float32', () => {
   const s = new GradScaler();
   const loss = torch.full([], 2, { dtype: 'float16' });
