@@ -3,7 +3,7 @@
 import * as torch from '../torch';
 import { Tensor } from '../torch';
 import { describeValue } from '../torch/errors';
-import { isFiniteNonNegative, withoutUndefined } from './util';
+import { checkOptionNames, isFiniteNonNegative, withoutUndefined } from './util';
 
 /** Named parameters, as a module's namedParameters() yields them. */
 export type NamedParams = Iterable<[string, Tensor]>;
@@ -175,6 +175,9 @@ export abstract class Optimizer<H extends BaseHyper> {
       params.set(name, p);
     }
     const { params: _ignored, ...rest } = spec;
+    // as the constructor's options: PyTorch's weight_decay (or MAE's lr_scale) beside the real key was kept as
+    // an unused key, and the group trained with the default weight decay (or no layer-wise lr decay)
+    checkOptionNames(`${this.typeName}: parameter group ${this.paramGroups.length}`, rest, this.defaults, ['lrScale', 'name']);
     // array-valued defaults (AdamW's betas) copied: a group's, changed in place, must not change the defaults or other groups
     const defaults = Object.fromEntries(Object.entries(this.defaults).map(([k, v]) => [k, Array.isArray(v) ? [...v] : v]));
     const group = { ...defaults, lrScale: 1, ...withoutUndefined(rest), params: [...params] } as ParamGroup<H>;

@@ -30,6 +30,24 @@ test("an optimiser's constructor refuses an option it does not have, naming it (
   w.dispose();
 });
 
+test("a parameter group with a key the optimiser does not have is refused, naming it (PyTorch's weight_decay, MAE's lr_scale were kept unused)", () => {
+  const w = torch.keep(t64([1, 2], true));
+  // the group trained with the default weight decay 0.01, and lr_scale left setLr giving the group the full lr
+  assert.throws(
+    () => new AdamW([{ params: [['w', w]], weight_decay: 0 }]),
+    /AdamW: parameter group 0: unknown option 'weight_decay'; did you mean 'weightDecay'\?/,
+  );
+  assert.throws(() => new SGD([{ params: [['w', w]], lr_scale: 0.5 }], { lr: 0.1 }), /SGD: parameter group 0: unknown option 'lr_scale'.*'lrScale'/);
+  assert.throws(() => new LARS([{ params: [['w', w]], trust_coefficient: 0.01 }]), /LARS: parameter group 0: unknown option 'trust_coefficient'/);
+  const opt = new AdamW([{ params: [['w', w]], lrScale: 0.5, name: 'head', weightDecay: 0, betas: [0.9, 0.95], eps: 1e-6, lr: 1 }]);
+  const v = torch.keep(t64([1], true));
+  assert.throws(() => opt.addParamGroup({ params: [['v', v]], momentum: 0.9 }), /AdamW: parameter group 1: unknown option 'momentum'/);
+  assert.equal(opt.paramGroups.length, 1);
+  opt.dispose();
+  w.dispose();
+  v.dispose();
+});
+
 test('AdamW: per-group hyper-parameters come from defaults unless the group sets them', () => {
   const a = torch.keep(t64([1, 2], true));
   const b = torch.keep(t64([[1, 2]], true));
