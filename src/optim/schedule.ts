@@ -1,5 +1,6 @@
 // Learning-rate schedules, evaluated per iteration at a fractional epoch
 // (epoch + iteration / iterationsPerEpoch), as MAE's util/lr_sched.py does.
+import { isFiniteNonNegative } from './util';
 
 /** A schedule maps a (fractional) epoch to a learning rate. */
 export type LrSchedule = (epoch: number) => number;
@@ -20,6 +21,14 @@ function checkWarmup(warmupEpochs: number, what: string): void {
   if (!(warmupEpochs >= 0)) throw new RangeError(`${what}: warmupEpochs must be ≥ 0, got ${warmupEpochs}`);
 }
 
+/**
+ * Refuses an lr, minLr or gamma that makes the schedule give a learning rate setLr refuses (negative, NaN,
+ * infinite): a minLr of −1 passed, and the run stopped near its end, where the cosine went below 0.
+ */
+function checkRate(value: number, name: string, what: string): void {
+  if (!isFiniteNonNegative(value)) throw new RangeError(`${what}: ${name} must be a finite number ≥ 0, got ${value}`);
+}
+
 /** Linear warm-up from 0: lr·epoch/warmupEpochs, or undefined once warm-up is over. */
 function warmup(lr: number, warmupEpochs: number, epoch: number): number | undefined {
   return epoch < warmupEpochs ? (lr * epoch) / warmupEpochs : undefined;
@@ -36,6 +45,8 @@ export function warmupCosine(o: WarmupCosineOptions): LrSchedule {
   const minLr = o.minLr ?? 0;
   const warmupEpochs = o.warmupEpochs ?? 0;
   checkWarmup(warmupEpochs, 'warmupCosine');
+  checkRate(o.lr, 'lr', 'warmupCosine');
+  checkRate(minLr, 'minLr', 'warmupCosine');
   const problem = minLrProblem(minLr, o.lr);
   if (problem) throw new RangeError(`warmupCosine: minLr ${problem}`);
   if (!(o.epochs > warmupEpochs)) throw new RangeError(`warmupCosine: epochs (${o.epochs}) must exceed warmupEpochs (${warmupEpochs})`);
@@ -52,6 +63,7 @@ export function minLrProblem(minLr: number | undefined, lr: number): string | nu
 export function constantLr(o: { lr: number; warmupEpochs?: number }): LrSchedule {
   const warmupEpochs = o.warmupEpochs ?? 0;
   checkWarmup(warmupEpochs, 'constantLr');
+  checkRate(o.lr, 'lr', 'constantLr');
   return (epoch) => warmup(o.lr, warmupEpochs, epoch) ?? o.lr;
 }
 
@@ -79,6 +91,10 @@ export function stepLr(o: StepLrOptions): LrSchedule {
   const gamma = o.gamma ?? 0.1;
   const warmupEpochs = o.warmupEpochs ?? 0;
   checkWarmup(warmupEpochs, 'stepLr');
+  checkRate(o.lr, 'lr', 'stepLr');
+  checkRate(gamma, 'gamma', 'stepLr');
+  if (o.milestones?.some((m) => typeof m !== 'number' || !Number.isFinite(m)))
+    throw new RangeError(`stepLr: milestones must be finite epochs, got [${o.milestones.join(', ')}]`);
   if ((o.milestones === undefined) === (o.stepSize === undefined)) throw new RangeError('stepLr: give exactly one of milestones and stepSize');
   if (o.stepSize !== undefined && !(o.stepSize > 0)) throw new RangeError(`stepLr: stepSize must be positive, got ${o.stepSize}`);
   const milestones = [...(o.milestones ?? [])].sort((a, b) => a - b);

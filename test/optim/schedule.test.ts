@@ -40,6 +40,20 @@ test('a minLr above the peak lr is refused: the cosine would raise the lr (pretr
   assert.equal(warmupCosine({ lr: 0.1, minLr: 0.1, epochs: 2 })(1), 0.1);
 });
 
+test('a schedule refuses an lr, minLr or gamma that would give setLr a negative or non-finite lr (minLr −1 stopped a run near its end)', () => {
+  // the cosine from 1 to −1 crossed 0 halfway: setLr refused the lr there, mid-run
+  assert.throws(() => warmupCosine({ lr: 1, minLr: -1, epochs: 10 }), /warmupCosine: minLr must be a finite number ≥ 0, got -1/);
+  assert.throws(() => warmupCosine({ lr: NaN, epochs: 10 }), /warmupCosine: lr must be a finite number ≥ 0, got NaN/);
+  assert.throws(() => warmupCosine({ lr: Infinity, epochs: 10 }), /warmupCosine: lr must be/);
+  assert.throws(() => constantLr({ lr: -1 }), /constantLr: lr must be a finite number ≥ 0, got -1/);
+  assert.throws(() => stepLr({ lr: 1, stepSize: 1, gamma: -1 }), /stepLr: gamma must be a finite number ≥ 0, got -1/);
+  assert.throws(() => stepLr({ lr: -0.1, stepSize: 1 }), /stepLr: lr must be/);
+  assert.throws(() => stepLr({ lr: 1, milestones: [2, NaN] }), /stepLr: milestones must be finite epochs, got \[2, NaN\]/);
+  // the edges stay allowed
+  assert.equal(warmupCosine({ lr: 0, epochs: 2 })(1), 0);
+  assert.equal(stepLr({ lr: 1, stepSize: 1, gamma: 0 })(1), 0);
+});
+
 test('stepLr matches torch MultiStepLR and StepLR at integer epochs', () => {
   const m = G.multistep;
   const ms = stepLr({ lr: m.lr, milestones: m.milestones, gamma: m.gamma });
