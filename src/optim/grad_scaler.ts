@@ -216,7 +216,9 @@ export class GradScaler {
       .map((k) => `${k} ${s[k]} (state dict) vs ${this[k]}`);
     if (diffs.length) throw new Error(`GradScaler.loadStateDict: options differ: ${diffs.join(', ')}`);
     if (!(s.scale > 0) || !Number.isFinite(s.scale)) throw new RangeError(`GradScaler.loadStateDict: invalid scale ${s.scale}`);
-    if (!Number.isInteger(s.growthTracker) || s.growthTracker < 0) throw new RangeError(`GradScaler.loadStateDict: invalid growthTracker ${s.growthTracker}`);
+    // (one at or past growthInterval never equals growthInterval − 1 again: the scale never grew after it)
+    if (!Number.isInteger(s.growthTracker) || s.growthTracker < 0 || s.growthTracker >= this.growthInterval)
+      throw new RangeError(`GradScaler.loadStateDict: invalid growthTracker ${s.growthTracker} (must be an integer in 0..${this.growthInterval - 1})`);
     this.scaleValue = Math.fround(s.scale);
     this.growthTracker = s.growthTracker;
   }

@@ -146,6 +146,16 @@ test('GradScaler.step refuses an optimiser none of whose parameters has a gradie
   w.dispose();
 });
 
+test('GradScaler.loadStateDict refuses a growth tracker at or past growthInterval (the scale never grew again after it)', () => {
+  const s = new GradScaler({ initScale: 8, growthInterval: 3 });
+  const state = { ...s.stateDict(), growthTracker: 5 };
+  assert.throws(() => s.loadStateDict(state), /GradScaler\.loadStateDict: invalid growthTracker 5 \(must be an integer in 0\.\.2\)/);
+  assert.throws(() => s.loadStateDict({ ...state, growthTracker: 3 }), /invalid growthTracker 3/);
+  s.loadStateDict({ ...state, growthTracker: 2, scale: 4 });
+  assert.equal(s.getGrowthTracker(), 2);
+  assert.equal(s.getScale(), 4);
+});
+
 test('GradScaler scales a float16 loss in float32', () => {
   const s = new GradScaler();
   const loss = torch.full([], 2, { dtype: 'float16' });
