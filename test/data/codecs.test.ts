@@ -384,6 +384,32 @@ test('PNG: refused headers and data name why: a short IHDR, depth 3, a zero size
   refused(pngOf(1, 1, 8, 2, [garbage], { end: false }), 'truncated', /truncated PNG data/, 'undecodable IDAT, no IEND: the file was cut');
 });
 
+test('PNG: a tRNS colour key shorter than its samples (6 bytes for RGB, 2 for grey) is corrupt, as PIL refuses it, not a key padded with zeros', () => {
+  const corrupt = (file: Buffer, what: string) =>
+    assert.throws(
+      () => decodePng(file, 255),
+      (e: unknown) => e instanceof DecodeError && e.reason === 'corrupt' && /tRNS/.test(e.message),
+      what,
+    );
+  // RGB (1, 0, 0) under a 2-byte key [0, 1]: read as the key (1, 0, 0), it was made transparent (white here)
+  const rgb = [1, 0, 0, 4, 5, 6];
+  for (const n of [0, 2, 4, 5]) corrupt(pngEncode(2, 1, 2, 8, rgb, { trns: Uint8Array.from([0, 1, 0, 0, 0, 0].slice(0, n)) }), `RGB with a ${n}-byte tRNS`);
+  for (const n of [0, 1]) corrupt(pngEncode(2, 1, 0, 8, [0, 7], { trns: Uint8Array.from([0].slice(0, n)) }), `grey with a ${n}-byte tRNS`);
+  // the full key, and (as PIL reads it) a longer chunk's first samples
+  for (const trns of [
+    [0, 1, 0, 0, 0, 0],
+    [0, 1, 0, 0, 0, 0, 9, 9],
+  ]) {
+    assert.deepEqual([...interleave(decodePng(pngEncode(2, 1, 2, 8, rgb, { trns: Uint8Array.from(trns) }), 255))], [255, 255, 255, 4, 5, 6]);
+  }
+  for (const trns of [
+    [0, 7],
+    [0, 7, 9, 9],
+  ]) {
+    assert.deepEqual([...decodePng(pngEncode(2, 1, 0, 8, [0, 7], { trns: Uint8Array.from(trns) }), 255).planes[0].data], [0, 255]);
+  }
+});
+
 /** A BMP with a 40-byte header, a palette and RLE-compressed pixel data (compression 1 = RLE8, 2 = RLE4). */
 function rleBmp(w: number, h: number, bits: 4 | 8, palette: Array<[number, number, number]>, data: number[]): Buffer {
   return bmpFile({ w, h, bpp: bits, compression: bits === 8 ? 1 : 2, palette, pixels: Buffer.from(data) });

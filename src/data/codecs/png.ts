@@ -128,6 +128,11 @@ export function decodePng(d: Uint8Array, background = 0, maxPixels?: number): Im
   if (!ch || !DEPTHS[ctype].includes(depth)) throw new DecodeError('corrupt', `corrupt PNG: colour type ${ctype}, depth ${depth}`);
   if (width === 0 || height === 0) throw new DecodeError('corrupt', 'corrupt PNG: zero size');
   if (ctype === 3 && !palette) throw new DecodeError('corrupt', 'corrupt PNG: palette image without PLTE');
+  // a grey or RGB colour key is one 2-byte sample per channel; a shorter one was read with zeros for what it lacks
+  // (PIL refuses it; a longer one, as PIL, is read from its start)
+  if (trns && (ctype === 0 || ctype === 2) && trns.length < 2 * ch) {
+    throw new DecodeError('corrupt', `corrupt PNG: a tRNS colour key of ${trns.length} bytes where colour type ${ctype} needs ${2 * ch}`);
+  }
   checkPixelLimit(width, height, maxPixels, 'PNG');
   const bitsPP = ch * depth;
   const raw = inflatePngData(c, bitsPP);
