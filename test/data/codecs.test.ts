@@ -711,6 +711,35 @@ test("JPEG tables: an index past 3, a class past AC or a table longer than its s
   new JpegImage(jpeg).decode(); // (the file unchanged decodes)
 });
 
+test("JPEG frame header: a length other than 8 bytes + 3 per component is corrupt (libjpeg's JERR_BAD_LENGTH), not read past or short of its segment", async () => {
+  for (const channels of [3, 1] as const) {
+    const jpeg = await sharp(picture(32, 32), { raw: { width: 32, height: 32, channels: 3 } })
+      .toColourspace(channels === 1 ? 'b-w' : 'srgb')
+      .jpeg({ quality: 90 })
+      .toBuffer();
+    const sof = jpegSegments(jpeg).find((x) => x.marker === 0xc0)!;
+    assert.equal(sof.len, 8 + 3 * channels);
+    const withLength = (len: number, extra: number[] = []): Buffer => {
+      const head = Buffer.from(jpeg.subarray(0, sof.pos + 2 + sof.len));
+      head.writeUInt16BE(len, sof.pos + 2);
+      return Buffer.concat([head, Buffer.from(extra), jpeg.subarray(sof.pos + 2 + sof.len)]);
+    };
+    new JpegImage(withLength(sof.len)).decode(); // (unchanged, it decodes)
+    for (const [len, extra, what] of [
+      [sof.len + 1, [0], 'one byte more'],
+      [sof.len + 3, [4, 0x11, 0], 'a fourth component in the segment, three named by the count'],
+      [sof.len - 3, [], "the last component's 3 bytes outside the segment"],
+      [sof.len - 1, [], 'one byte less'],
+    ] as const) {
+      assert.throws(
+        () => new JpegImage(withLength(len, [...extra])),
+        (e: unknown) => e instanceof DecodeError && e.reason === 'corrupt' && /frame header/.test(e.message),
+        `${channels} component(s): ${what}`,
+      );
+    }
+  }
+});
+
 test('an RGB region of a 4:2:0 JPEG is the same pixels as that region of the whole image (chroma neighbours decoded beyond it)', async () => {
   const jpeg = await encode(RAW, W, H, 3, 'jpeg', { quality: 90 });
   const handle = openImage(jpeg);

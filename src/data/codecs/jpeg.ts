@@ -227,6 +227,12 @@ export class JpegImage {
     }
     if (sof < 0) throw new DecodeError(pos >= end ? 'truncated' : 'corrupt', 'JPEG has no frame header');
     if (sos < 0) throw new DecodeError('truncated', 'JPEG has no scan data');
+    // as libjpeg's get_sof (JERR_BAD_LENGTH): 6 bytes, then 3 per component; a shorter segment had its components
+    // read from the bytes after it, a longer one its extra bytes ignored
+    const sofLen = (data[sof + 2] << 8) | data[sof + 3];
+    if (sofLen < 8 || sofLen !== 8 + 3 * data[sof + 9]) {
+      throw corrupt(`bad frame header length (${sofLen} bytes${sofLen < 8 ? '' : ` for ${data[sof + 9]} component(s)`})`);
+    }
     const m = data[sof + 1];
     const s = sof + 4;
     const precision = data[s];
