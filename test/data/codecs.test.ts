@@ -740,6 +740,26 @@ test("JPEG frame header: a length other than 8 bytes + 3 per component is corrup
   }
 });
 
+test("JPEG restart interval: a DRI segment of other than 4 bytes is corrupt (libjpeg's JERR_BAD_LENGTH), not an interval read from the next marker", async () => {
+  const jpeg = await encode(picture(32, 32), 32, 32, 3, 'jpeg', { quality: 90 });
+  const dht = jpegSegments(jpeg).find((x) => x.marker === 0xc4)!;
+  const withDri = (len: number, body: number[]): Buffer =>
+    Buffer.concat([jpeg.subarray(0, dht.pos), Buffer.from([0xff, 0xdd, len >> 8, len & 255, ...body]), jpeg.subarray(dht.pos)]);
+  const plain = interleave(new JpegImage(jpeg).decode());
+  assert.deepEqual(interleave(new JpegImage(withDri(4, [0, 0])).decode()), plain, 'a DRI of interval 0 (no restarts)');
+  for (const [len, body] of [
+    [2, []],
+    [3, [0]],
+    [5, [0, 0, 0]],
+  ] as const) {
+    assert.throws(
+      () => new JpegImage(withDri(len, [...body])).decode(),
+      (e: unknown) => e instanceof DecodeError && e.reason === 'corrupt' && /restart interval/.test(e.message),
+      `a DRI of ${len} bytes (PIL: broken data stream)`,
+    );
+  }
+});
+
 test('an RGB region of a 4:2:0 JPEG is the same pixels as that region of the whole image (chroma neighbours decoded beyond it)', async () => {
   const jpeg = await encode(RAW, W, H, 3, 'jpeg', { quality: 90 });
   const handle = openImage(jpeg);

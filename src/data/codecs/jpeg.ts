@@ -453,6 +453,8 @@ export class JpegImage {
           this.readDht(seg, segEnd);
           break;
         case 0xdd:
+          // as libjpeg's get_dri (JERR_BAD_LENGTH): a 2-byte interval; a shorter segment's was read from the next marker
+          if (len !== 4) throw corrupt(`bad restart interval segment (${len} bytes, not 4)`);
           this.restartInterval = (data[seg] << 8) | data[seg + 1];
           break;
         case 0xda: {
