@@ -158,8 +158,8 @@ export function horizontalFlip(p = 0.5): HorizontalFlipSpec {
 }
 
 /**
- * RandAugment. Accepts timm's config string (e.g. 'rand-m9-mstd0.5-inc1', 'rand-m9-n2-mstd0.5')
- * or options. Defaults follow timm: n=2, prob 0.5 per op, fill = ImageNet mean, bicubic. Throws a RangeError
+ * RandAugment. Accepts timm's config string (e.g. 'rand-m9-mstd0.5-inc1', 'rand-m9-n2-mstd0.5'; without 'm', as timm,
+ * magnitude 10) or options (m 9 unless given). Defaults follow timm: n=2, prob 0.5 per op, fill = ImageNet mean, bicubic. Throws a RangeError
  * for an n that is not an integer >= 0.
  */
 export function randAugment(config: string | Partial<Omit<RandAugmentSpec, 'op'>> = 'rand-m9-mstd0.5-inc1'): RandAugmentSpec {
@@ -176,6 +176,7 @@ export function randAugment(config: string | Partial<Omit<RandAugmentSpec, 'op'>
   if (typeof config === 'string') {
     const parts = config.split('-');
     if (parts[0] !== 'rand') throw new Error(`randAugment: config must start with 'rand', got '${config}'`);
+    spec.m = 10; // timm's rand_augment_transform: a config without 'm' has magnitude 10
     for (const p of parts.slice(1)) {
       const m = /^([a-z]+)([0-9.]+|inf)$/.exec(p);
       if (!m) throw new Error(`randAugment: cannot parse '${p}' in '${config}'`);

@@ -803,6 +803,17 @@ test("randAugment's config string: an mstd above 100 draws the magnitude uniform
   assert.equal(randAugment('rand-m9-mstd0.5').mstd, 0.5);
 });
 
+test("randAugment's config string: without an m the magnitude is timm's default, 10 (rand_augment_transform: magnitude = _LEVEL_DENOM)", () => {
+  assert.equal(randAugment('rand-n2-mstd0.5').m, 10);
+  assert.equal(randAugment('rand-mstd1-inc1').m, 10);
+  assert.equal(randAugment('rand').m, 10);
+  assert.equal(randAugment('rand-m9-mstd0.5-inc1').m, 9);
+  assert.equal(randAugment('rand-m0').m, 0);
+  // (the options object and the default config keep MAE's 9)
+  assert.equal(randAugment({ n: 1 }).m, 9);
+  assert.equal(randAugment().m, 9);
+});
+
 test("a crop followed by a resize resizes the crop, as torchvision's Compose does: no pixel outside the crop is read", () => {
   // a noisy 40×32 image: a filter tap that reaches past the crop border would change the output
   const W = 40;
