@@ -205,9 +205,12 @@ export function normalize(mean: readonly [number, number, number] = IMAGENET_MEA
   return { op: 'normalize', mean, std };
 }
 
-/** timm RandomErasing (defaults: p 0.25, area 2–33%, mode 'pixel', one region). */
+/**
+ * timm RandomErasing (defaults: p 0.25, area 2–33%, mode 'pixel', one region). Throws a RangeError for a mode other
+ * than 'pixel', 'rand' and 'const', a count that is not an integer >= 1, a p outside [0, 1], or a bad scale or ratio.
+ */
 export function randomErasing(opts: Partial<Omit<RandomErasingSpec, 'op'>> = {}): RandomErasingSpec {
-  return {
+  const spec: RandomErasingSpec = {
     op: 'randomErasing',
     p: opts.p ?? 0.25,
     scale: opts.scale ?? [0.02, 1 / 3],
@@ -215,6 +218,14 @@ export function randomErasing(opts: Partial<Omit<RandomErasingSpec, 'op'>> = {})
     mode: opts.mode ?? 'pixel',
     count: opts.count ?? 1,
   };
+  // an unknown mode erased to zeros (timm asserts), count 2.5 erased 3 regions, p NaN erased every image
+  if (!['pixel', 'rand', 'const'].includes(spec.mode))
+    throw new RangeError(`randomErasing: mode must be 'pixel', 'rand' or 'const', got '${String(spec.mode)}'`);
+  if (!(Number.isInteger(spec.count) && spec.count >= 1)) throw new RangeError(`randomErasing: count must be an integer >= 1, got ${spec.count}`);
+  if (!(spec.p >= 0 && spec.p <= 1)) throw new RangeError(`randomErasing: p must be in [0, 1], got ${spec.p}`);
+  if (!(spec.scale[0] >= 0 && spec.scale[0] <= spec.scale[1])) throw new RangeError(`randomErasing: bad scale ${JSON.stringify(spec.scale)}`);
+  if (!(spec.ratio[0] > 0 && spec.ratio[0] <= spec.ratio[1])) throw new RangeError(`randomErasing: bad ratio ${JSON.stringify(spec.ratio)}`);
+  return spec;
 }
 
 const GEOMETRIC = new Set(['resize', 'centerCrop', 'randomCrop', 'randomResizedCrop', 'horizontalFlip']);

@@ -814,6 +814,18 @@ test("randAugment's config string: without an m the magnitude is timm's default,
   assert.equal(randAugment().m, 9);
 });
 
+test('randomErasing refuses what it cannot honour: an unknown mode (it erased to zeros; timm asserts), a region count that is not a whole number >= 1, p outside [0, 1], a bad scale or ratio', () => {
+  for (const mode of ['pixels', 'random', 'Const']) {
+    assert.throws(() => randomErasing({ mode: mode as 'pixel' }), RangeError, `mode '${mode}'`);
+  }
+  for (const count of [2.5, 0, -1, NaN]) assert.throws(() => randomErasing({ count }), RangeError, `count ${count}`);
+  for (const p of [-0.1, 1.5, NaN]) assert.throws(() => randomErasing({ p }), RangeError, `p ${p}`);
+  assert.throws(() => randomErasing({ ratio: [0, 2] }), RangeError, 'ratio 0');
+  assert.throws(() => randomErasing({ scale: [0.5, 0.1] }), RangeError, 'scale reversed');
+  for (const mode of ['pixel', 'rand', 'const'] as const) assert.equal(randomErasing({ mode, count: 3, p: 1 }).mode, mode);
+  assert.equal(randomErasing({ p: 0, scale: [0, 1] }).p, 0);
+});
+
 test("a crop followed by a resize resizes the crop, as torchvision's Compose does: no pixel outside the crop is read", () => {
   // a noisy 40×32 image: a filter tap that reaches past the crop border would change the output
   const W = 40;
