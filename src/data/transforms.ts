@@ -199,9 +199,15 @@ export function randAugment(config: string | Partial<Omit<RandAugmentSpec, 'op'>
 
 /**
  * Normalises each channel to (v/255 − mean) / std, by default with ImageNet's mean and std; like torchvision's
- * ToTensor + Normalize. Without it, float batches hold v/255.
+ * ToTensor + Normalize. Without it, float batches hold v/255. Throws a RangeError for a std of 0 (as torchvision)
+ * or a mean or std that is not 3 finite numbers.
  */
 export function normalize(mean: readonly [number, number, number] = IMAGENET_MEAN, std: readonly [number, number, number] = IMAGENET_STD): NormalizeSpec {
+  // as torchvision's Normalize ('std evaluated to zero'): a std of 0 made that channel NaN and ±Infinity
+  const finite3 = (v: readonly number[]) => v.length === 3 && v.every((x) => Number.isFinite(x));
+  if (!finite3(mean) || !finite3(std) || std.includes(0)) {
+    throw new RangeError(`normalize: mean and std must be 3 finite numbers each, std none 0, got ${JSON.stringify(mean)} and ${JSON.stringify(std)}`);
+  }
   return { op: 'normalize', mean, std };
 }
 

@@ -826,6 +826,20 @@ test('randomErasing refuses what it cannot honour: an unknown mode (it erased to
   assert.equal(randomErasing({ p: 0, scale: [0, 1] }).p, 0);
 });
 
+test("normalize refuses a std of 0 (torchvision's Normalize: 'std evaluated to zero'), where every value of that channel became NaN or ±Infinity", () => {
+  for (const std of [
+    [0, 0.224, 0.225],
+    [0.229, 0.224, 0],
+  ] as const) {
+    assert.throws(() => normalize(IMAGENET_MEAN, std), RangeError, JSON.stringify(std));
+  }
+  assert.throws(() => normalize([NaN, 0.5, 0.5], [1, 1, 1]), RangeError, 'a NaN mean');
+  assert.throws(() => normalize([0.5, 0.5, 0.5], [1, Infinity, 1]), RangeError, 'an infinite std');
+  assert.throws(() => normalize([0.5, 0.5] as unknown as [number, number, number], [1, 1, 1]), RangeError, 'two means');
+  // (torchvision accepts a negative std: so does normalize)
+  assert.deepEqual(normalize([0.5, 0.5, 0.5], [-1, 1, 2]).std, [-1, 1, 2]);
+});
+
 test("a crop followed by a resize resizes the crop, as torchvision's Compose does: no pixel outside the crop is read", () => {
   // a noisy 40×32 image: a filter tap that reaches past the crop border would change the output
   const W = 40;
