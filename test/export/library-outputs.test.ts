@@ -228,3 +228,26 @@ test("a safetensors export's --out that has no file name (a folder's path 'dir/'
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+test("export's --out naming the other format's file (x.onnx without --format onnx, x.safetensors with it) is refused as it reads its options: a forgotten --format", () => {
+  for (const [argv, why] of [
+    [['--out', 'enc.onnx'], /names an ONNX file but --format is safetensors .*add --format onnx/],
+    [['--out', 'ENC.ONNX', '--format', 'safetensors'], /names an ONNX file/],
+    [['--out', 'enc.safetensors', '--format', 'onnx'], /names a safetensors file but --format onnx writes a folder/],
+    [['--out', 'page.json', '--format', 'web'], /names a json file but --format web writes a folder/],
+  ] as const) {
+    assert.throws(
+      () => commands.export.parse(['--checkpoint', 'run', ...argv]),
+      (e: unknown) => e instanceof lib.OptionError && e.key === 'out' && why.test(e.message),
+      argv.join(' '),
+    );
+  }
+  // what each format writes is accepted
+  for (const argv of [
+    ['--out', 'enc'],
+    ['--out', 'enc.safetensors'],
+    ['--out', 'enc-onnx', '--format', 'onnx'],
+    ['--out', 'page', '--format', 'web'],
+  ])
+    assert.ok(commands.export.parse(['--checkpoint', 'run', ...argv]), argv.join(' '));
+});
