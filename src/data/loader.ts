@@ -327,7 +327,11 @@ export class DataLoader implements AsyncIterable<Batch> {
             (j) => pool.slots[(j - first) % pool.slots.length],
             (s, j) => pool.request<RawBatch>(s, `b${j}`, { type: 'batch', gen, task: task(j) } satisfies ToWorker),
           )
-        : builtInOrder(first, first + nb, (j) => this.local!.build(task(j)));
+        : builtInOrder(first, first + nb, (j) => {
+            // (a pool's requests reject once closed; the calling thread checks before each batch)
+            if (this.closed) throw new Error('DataLoader: closed');
+            return this.local!.build(task(j));
+          });
       for await (const raw of raws) {
         batches++;
         samples += raw.indices.length;

@@ -179,6 +179,14 @@ test('close() during an epoch ends the iteration with an error', async () => {
   await pending;
 });
 
+test('close() during an epoch without worker threads ends the iteration with an error too, never builds on', async () => {
+  const loader = new DataLoader(syntheticObjects({ size: 16, count: 400 }), { batchSize: 8, workers: 0 });
+  const it = loader[Symbol.asyncIterator]();
+  await it.next();
+  await loader.close();
+  await assert.rejects(it.next(), /DataLoader: closed/);
+});
+
 test('a worker that dies mid-epoch fails the epoch with an error naming it, never a hang', { timeout: 30_000 }, async () => {
   const loader = new DataLoader(syntheticObjects({ size: 16, count: 400 }), { batchSize: 8, workers: 2 });
   try {

@@ -1140,6 +1140,16 @@ test('2 ranks × 2 workers read every image of the packed folder exactly once pe
   await one.close();
 });
 
+test('close() during an epoch ends the iteration with the loader closed, with or without worker threads', async () => {
+  for (const workers of [0, 1]) {
+    const [l] = loaders(pattern, 1, { workers, batchSize: 2 });
+    const it = l[Symbol.asyncIterator]();
+    await it.next();
+    await l.close();
+    await assert.rejects(it.next(), /ShardLoader: closed/, `workers ${workers}`);
+  }
+});
+
 test('an epoch over shards resumes at a batch with exactly the batches of an uninterrupted one', async () => {
   for (const workers of [0, 2]) {
     const [l] = loaders(pattern, 1, { workers, batchSize: 2, shuffleBuffer: 6, dropLast: true });

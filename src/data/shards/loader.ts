@@ -219,7 +219,11 @@ export class ShardLoader implements AsyncIterable<Batch> {
       if (this.numWorkers === 0) {
         const local = (this.local ??= new ShardBatchBuilder(this.cfg));
         await local.start(task(0));
-        raws = builtInOrder(first, end, (j) => local.build(j, plan.sizeOf(j)));
+        raws = builtInOrder(first, end, (j) => {
+          // (close() ended the stream: a batch after it would be refused as one of no epoch)
+          if (this.closed) throw new Error('ShardLoader: closed');
+          return local.build(j, plan.sizeOf(j));
+        });
       } else {
         const pool = (this.pool ??= this.startWorkers());
         pool.slots.forEach((s, w) => s.worker.postMessage({ type: 'epoch', gen, task: task(w) } satisfies ToShardWorker));
