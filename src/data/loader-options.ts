@@ -38,6 +38,9 @@ const SHARED_KEYS: Record<keyof SharedOptions, true> = {
   worldSize: true,
 };
 
+/** The options that take true or false (masks and replace: the DataLoader's own). */
+const BOOLEAN_OPTIONS = ['shuffle', 'dropLast', 'uint8', 'dctScaling', 'exactDecode', 'persistentWorkers', 'masks', 'replace'] as const;
+
 /** Which loader checks its options, for the messages. */
 type Owner = 'DataLoader' | 'ShardLoader';
 
@@ -78,6 +81,12 @@ export function checkLoaderOptions(opts: SharedOptions, owner: Owner, own: reado
     const v = opts[option];
     if (v !== undefined && !isInteger(v, min)) throw refuse(owner, option, takes, v);
   }
+  // (a truthy string or number was read as true: dropLast 'false' dropped the last batch, shuffle 0 shuffled)
+  for (const option of BOOLEAN_OPTIONS) {
+    const v = (opts as Record<string, unknown>)[option];
+    if (v !== undefined && typeof v !== 'boolean') throw refuse(owner, option, 'true or false', v);
+  }
+  if (opts.onWarning !== undefined && typeof opts.onWarning !== 'function') throw refuse(owner, 'onWarning', 'a function', opts.onWarning);
   if (opts.labelSmoothing !== undefined && !isFraction(opts.labelSmoothing)) throw refuse(owner, 'labelSmoothing', 'a number in [0, 1]', opts.labelSmoothing);
   if (opts.exifOrientation !== undefined && !EXIF_ORIENTATION_POLICIES.includes(opts.exifOrientation))
     throw refuse(owner, 'exifOrientation', `one of ${EXIF_ORIENTATION_POLICIES.map(shown).join(', ')}`, opts.exifOrientation);

@@ -309,6 +309,16 @@ test('invalid options are a RangeError from the constructor naming the option, n
     [{ mixup: { prob: 2 } }, /mixup\.prob must be a number in \[0, 1\], got 2/],
     [{ maxReplacements: -1 }, /maxReplacements must be an integer >= 0, got -1/],
     [{ cache: { maxBytes: -1 } }, /cache\.maxBytes must be a number of bytes >= 0, got -1/],
+    // (truthy strings and numbers: 'false' dropped the last batch, 0 shuffled, 'false' replaced)
+    [{ dropLast: 'false' as never }, /dropLast must be true or false, got 'false'/],
+    [{ shuffle: 0 as never }, /shuffle must be true or false, got 0/],
+    [{ replace: 'false' as never }, /replace must be true or false, got 'false'/],
+    [{ uint8: 'no' as never }, /uint8 must be true or false, got 'no'/],
+    [{ masks: 1 as never }, /masks must be true or false, got 1/],
+    [{ persistentWorkers: 'false' as never }, /persistentWorkers must be true or false, got 'false'/],
+    [{ dctScaling: 0 as never }, /dctScaling must be true or false, got 0/],
+    [{ exactDecode: 'yes' as never }, /exactDecode must be true or false, got 'yes'/],
+    [{ onWarning: 'x' as never }, /onWarning must be a function, got 'x'/], // (a TypeError at the first unusable file)
   ];
   for (const [o, message] of refused)
     assert.throws(() => new DataLoader(ds, { batchSize: 2, workers: 0, ...o }), { name: 'RangeError', message: new RegExp(`^DataLoader: ${message.source}$`) });
