@@ -434,6 +434,10 @@ test('an invalid epoch start is refused before the ShardLoader moves on: the epo
         [{ batch: -1 }, /start must be >= 0, got -1/],
         [{ batch: 1, sample: 4 }, /not both/],
         [{ end: -1 }, /end batch must be an integer >= 0, got -1/],
+        // (rounded to the nearest batch: -1 and 1.5 started at batch 0, as the DataLoader refuses them)
+        [{ sample: -1 }, /start sample -1 is outside the epoch \(0\.\.23\)/],
+        [{ sample: 1.5 }, /start sample 1\.5 is outside the epoch \(0\.\.23\)/],
+        [{ sample: 24 }, /start sample 24 is outside the epoch \(0\.\.23\)/],
       ];
       for (const [start, message] of refused) {
         await assert.rejects(loader.iterate(0, start).next(), message);

@@ -269,6 +269,10 @@ export class ShardLoader implements AsyncIterable<Batch> {
 
   private startBatch(start: EpochStart, count: number): number {
     if (start.batch !== undefined && start.sample !== undefined) throw new Error('ShardLoader: give the epoch start as a batch or as a sample, not both');
+    const s = start.sample;
+    // (checked before rounding: -1 and 1.5 rounded to a batch and started there)
+    if (s !== undefined && !(Number.isInteger(s) && s >= 0 && s <= this.dataset.length))
+      throw new RangeError(`ShardLoader: start sample ${s} is outside the epoch (0..${this.dataset.length})`);
     const b = start.sample !== undefined ? Math.round(start.sample / (this.worldSize * this.batchSize)) : (start.batch ?? 0);
     if (!(Number.isInteger(b) && b >= 0)) throw new RangeError(`ShardLoader: start must be >= 0, got ${b}`);
     return Math.min(b, count);
