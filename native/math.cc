@@ -28,6 +28,19 @@ static at::OptionalIntArrayRef dimsOrAll(const c10::optional<std::vector<int64_t
   return d ? at::OptionalIntArrayRef(*d) : at::OptionalIntArrayRef(c10::nullopt);
 }
 
+// remainder with an integral result, where a divisor -1 is taken as 1 (x % -1 and x % 1 are 0 for every x): the
+// CPU's integer division of int64's (or int32's) minimum by -1 overflows and traps, and libtorch (1.13) divides
+// without a check, so remainder(-2^63, -1) killed the process with SIGFPE (PyTorch itself too).
+static at::Tensor remainderNoTrap(const at::Tensor& self, const at::Scalar& other) {
+  if (other.isIntegral(false) && other.toLong() == -1 && at::isIntegralType(at::result_type(self, other), false)) return at::remainder(self, 1);
+  return at::remainder(self, other);
+}
+static at::Tensor remainderNoTrap(const at::Tensor& self, const at::Tensor& other) {
+  if (at::isSignedType(other.scalar_type()) && at::isIntegralType(at::result_type(self, other), false))
+    return at::remainder(self, other.masked_fill(other.eq(-1), 1));
+  return at::remainder(self, other);
+}
+
 }  // namespace semaim
 
 #include "generated/math.inc"

@@ -1553,3 +1553,36 @@ test('an integral number, -0 too, is an integer scalar: an integer tensor stays 
     assert.deepEqual(values(torch.tensor([1, 2]).div(-0)), [Infinity, Infinity], 'the integer 0: +Inf');
   });
 });
+
+test('remainder by -1 is 0 for every integer, the dtype minimum too (INT64_MIN % -1 killed the process with SIGFPE)', () => {
+  // x86 integer division of int64's or int32's minimum by -1 traps, and libtorch divided without a check: run it
+  // in a child so that a crash fails this test only.
+  const script = `
+    const torch = require(${JSON.stringify(join(__dirname, '..', '..', 'src', 'torch'))});
+    const out = (t) => Array.from(t.data(), String);
+    const i64 = torch.tensor(new BigInt64Array([-(2n ** 63n), -7n, 0n, 5n]));
+    const i32 = torch.tensor(new Int32Array([-(2 ** 31), 3]));
+    console.log(JSON.stringify([
+      out(i64.remainder(-1)),
+      out(i64.remainder(-1n)),
+      out(i32.remainder(-1)),
+      out(i32.remainder(torch.tensor(new Int32Array([-1, -2])))),
+      out(i64.remainder(torch.tensor(new BigInt64Array([-1n, 3n, -1n, 3n])))),
+      out(torch.tensor(new BigInt64Array([1000n])).remainder(torch.tensor(new Uint8Array([255])))),
+      out(torch.tensor([-5.5]).remainder(-1)),
+      out(i64.remainder(3)),
+    ]));`;
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(r.signal, null, `killed by ${r.signal}: ${r.stderr}`);
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout), [
+    ['0', '0', '0', '0'],
+    ['0', '0', '0', '0'],
+    ['0', '0'],
+    ['0', '-1'], // Python: 3 % -2 == -1 (the divisor's sign)
+    ['0', '2', '0', '2'],
+    ['235'], // a uint8 divisor of 255 is not -1
+    ['-0.5'],
+    ['1', '2', '0', '2'], // Python: (-2**63) % 3 == 1, -7 % 3 == 2
+  ]);
+});
