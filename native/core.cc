@@ -652,6 +652,8 @@ static std::string format(const at::Tensor& self) {
 // ---------------------------------------------------------------- autograd
 
 static void setGrad(const at::Tensor& t, const c10::optional<at::Tensor>& g) {
+  // As PyTorch refuses it: backward would accumulate the gradient into the tensor's own values.
+  if (g && g->unsafeGetTensorImpl() == t.unsafeGetTensorImpl()) throw std::invalid_argument("setGrad: a tensor cannot be its own gradient");
   if (g && (g->sizes() != t.sizes() || g->scalar_type() != t.scalar_type() || g->device() != t.device())) {
     std::ostringstream os;
     os << "setGrad: gradient must match the tensor: tensor " << t.sizes() << " " << dtypeName(t.scalar_type()) << " " << t.device()

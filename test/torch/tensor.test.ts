@@ -1586,3 +1586,28 @@ test('remainder by -1 is 0 for every integer, the dtype minimum too (INT64_MIN %
     ['1', '2', '0', '2'], // Python: (-2**63) % 3 == 1, -7 % 3 == 2
   ]);
 });
+
+test('grad: a tensor cannot be its own gradient, as PyTorch refuses it (backward added the gradient into its values)', () => {
+  noLeak(() => {
+    const a = torch.ones([3], { requiresGrad: true });
+    throwsTorch(
+      () => {
+        a.grad = a;
+      },
+      { code: 'ERR_ARG', op: 'setGrad', message: /^setGrad: a tensor cannot be its own gradient$/ },
+    );
+    const alias = a.to('float32'); // a no-op to(): another wrapper of the same tensor
+    throwsTorch(
+      () => {
+        a.grad = alias;
+      },
+      { code: 'ERR_ARG', op: 'setGrad' },
+    );
+    assert.equal(a.grad, null);
+    a.grad = a.detach().clone(); // another tensor of the same values is a gradient
+    a.mul(2).sum().backward();
+    assert.deepEqual(a.tolist(), [1, 1, 1]);
+    const g = a.grad!;
+    assert.deepEqual(g.tolist(), [3, 3, 3]);
+  });
+});
