@@ -1,7 +1,7 @@
 // Neural-network functions (torch.nn.functional).
 import { native } from './native';
 import { Tensor, wrap } from './tensor';
-import type { DType } from './dtype';
+import { isFloating, type DType } from './dtype';
 
 /** A 2-D size, stride or padding: one number for both dims, or [height, width]. Like PyTorch's int-or-tuple arguments. */
 export type Pair = number | [number, number];
@@ -170,16 +170,25 @@ export interface AttentionOptions {
   scale?: number;
 }
 
+/** A mask is bool or floating: an integer one was added to the scores as numbers (PyTorch refuses it). */
+function checkMask(mask: Tensor | null | undefined, where: string): void {
+  const d = mask?.dtype;
+  if (d !== undefined && d !== 'bool' && !isFloating(d))
+    throw new TypeError(`${where}: the mask must be bool (true = may attend) or floating (added to the scores), got ${d}`);
+}
+
 /**
  * softmax(q kᵀ · scale + mask) v over [..., L, E] tensors. Uses libtorch 2.x's fused kernels
  * (flash / memory-efficient) where available and an exact math path on 1.13.
  */
 export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions = {}): Tensor {
+  checkMask(o.mask, 'scaledDotProductAttention');
   return wrap(native.scaledDotProductAttention(q.h, k.h, v.h, o.mask?.h ?? null, o.dropout ?? 0, !!o.causal, o.scale ?? null));
 }
 
 /** The explicit math path of attention (reference for tests). */
 export function attentionReference(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions = {}): Tensor {
+  checkMask(o.mask, 'attentionReference');
   return wrap(native.attentionReference(q.h, k.h, v.h, o.mask?.h ?? null, o.dropout ?? 0, !!o.causal, o.scale ?? null));
 }
 

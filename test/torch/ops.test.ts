@@ -578,3 +578,27 @@ test("randint, randperm and bernoulli honour dtype (and bernoulli device), with 
     );
   });
 });
+
+test('attention refuses an integer mask (it was added to the scores as numbers); bool and float masks as before', () => {
+  noLeak(() => {
+    const q = torch.randn([1, 2, 3, 4]);
+    const keep = torch.tensor([
+      [true, false, false],
+      [true, true, false],
+      [true, true, true],
+    ]);
+    for (const dtype of ['int64', 'int32', 'uint8'] as DType[]) {
+      for (const [name, fn] of [
+        ['scaledDotProductAttention', F.scaledDotProductAttention],
+        ['attentionReference', F.attentionReference],
+      ] as const) {
+        assert.throws(() => fn(q, q, q, { mask: keep.to({ dtype }) }), {
+          name: 'TypeError',
+          message: `${name}: the mask must be bool (true = may attend) or floating (added to the scores), got ${dtype}`,
+        });
+      }
+    }
+    const additive = torch.zeros([3, 3]).maskedFill(keep.logicalNot(), -Infinity);
+    assertClose(F.scaledDotProductAttention(q, q, q, { mask: keep }), F.attentionReference(q, q, q, { mask: additive }), 1e-6, 1e-6);
+  });
+});
