@@ -60,7 +60,11 @@ export interface LoaderOptions {
   labelSmoothing?: number;
   /** Number of classes for soft targets (default: dataset.classes.length; not fewer). */
   numClasses?: number;
-  /** Decode a file dataset once into shared memory before the first epoch. */
+  /**
+   * Decode a file dataset once into shared memory before the first epoch. Images are kept at their full size, so
+   * JPEGs are never DCT-downscaled: the batches are those of `dctScaling: false`, which differ (by up to about one
+   * normalised unit per pixel) from an uncached loader's wherever a sample shrinks 2× or more.
+   */
   cache?: boolean | CacheOptions;
   /** JPEG DCT-domain downscaling when a sample shrinks ≥ 2× on the fused path (default true; exactDecode never uses it). */
   dctScaling?: boolean;

@@ -264,6 +264,22 @@ test('decoded cache gives the same batches as reading files', async () => {
   }
 });
 
+test("the decoded cache keeps images at full size: with random crops that shrink JPEGs 2x its batches are dctScaling false's, as documented", async () => {
+  const ds = imageFolder(join(root, 'imgs'));
+  const opts = { batchSize: 6, seed: 5, workers: 0, transforms: [randomResizedCrop(8, { scale: [0.5, 1] }), normalize()], onWarning: () => undefined };
+  const scaled = await collect(new DataLoader(ds, opts));
+  const full = await collect(new DataLoader(ds, { ...opts, dctScaling: false }));
+  const cachedLoader = new DataLoader(ds, { ...opts, cache: true });
+  try {
+    const cached = await collect(cachedLoader);
+    for (let i = 0; i < full.length; i++) assert.deepEqual(cached[i].images, full[i].images);
+    // (the reason the docs say so: DCT scaling decodes other pixels)
+    assert.ok(scaled.some((b, i) => b.images.some((v, j) => v !== full[i].images[j])));
+  } finally {
+    await cachedLoader.close();
+  }
+});
+
 test('uint8 batches, masks, label smoothing and mixup targets', async () => {
   const ds = syntheticObjects({ size: 24, count: 20 });
   const u8 = await collect(new DataLoader(ds, { batchSize: 10, workers: 0, uint8: true, masks: true, transforms: [horizontalFlip()] }));
