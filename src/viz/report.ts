@@ -158,7 +158,7 @@ function evalSection(rows: EvalRow[]): string {
   const ck = rows.some((r) => r.checkpoint !== undefined);
   return table(
     ['source', 'top-1 %', 'top-5 %', ...(ck ? ['checkpoint'] : []), ...extraKeys],
-    rows.map((r) => [r.source, percent(r, r.top1), percent(r, r.top5), ...(ck ? [r.checkpoint ?? ''] : []), ...extraKeys.map((k) => r.extra[k] ?? '')]),
+    rows.map((r) => [r.source, percent(r, r.top1), percent(r, r.top5), ...(ck ? [r.checkpoint ?? ''] : []), ...extraKeys.map((k) => (Object.hasOwn(r.extra, k) ? r.extra[k] : ''))]),
     'eval',
   );
 }

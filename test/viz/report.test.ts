@@ -904,6 +904,21 @@ test("report: the Evaluation table shows top-1 / top-5 in percent as the command
   }
 });
 
+test("report: an evaluation field named like an Object.prototype member (toString, constructor) is empty in the rows that lack it, not a function's source", () => {
+  const run = mkdtempSync(join(tmpdir(), 'semaim-report-proto-'));
+  try {
+    writeFileSync(join(run, 'a.json'), JSON.stringify({ top1: 0.5, toString: 'x', constructor: 3 }));
+    writeFileSync(join(run, 'b.json'), JSON.stringify({ top1: 0.25 }));
+    const html = renderReport(readRun(run));
+    assert.match(html, /<th>toString<\/th><th>constructor<\/th>/);
+    assert.match(html, /<tr><td>a\.json<\/td><td>50\.00<\/td><td><\/td><td>x<\/td><td>3<\/td><\/tr>/);
+    assert.match(html, /<tr><td>b\.json<\/td><td>25\.00<\/td><td><\/td><td><\/td><td><\/td><\/tr>/);
+    assert.doesNotMatch(html, /native code/);
+  } finally {
+    rmSync(run, { recursive: true, force: true });
+  }
+});
+
 test('chart helpers refuse parameters that give no chart: smooth beta outside [0, 1), reduceSeries buckets not a positive integer, niceTicks count below 1', () => {
   const pts: [number, number][] = Array.from({ length: 2000 }, (_, i) => [i, Math.sin(i)]);
   const cases: [() => unknown, RegExp][] = [
