@@ -153,7 +153,8 @@ function evalSection(rows: EvalRow[]): string {
   }
   const extraKeys = [...new Set(rows.flatMap((r) => Object.keys(r.extra)))].slice(0, 8);
   // percentages with two decimals, as the commands print them (eval's pct); a file already in percent is shown as written
-  const percent = (r: EvalRow, v: number | undefined) => (v === undefined ? '' : r.fraction ? (100 * v).toFixed(2) : v);
+  // (as a number, the table's 4 significant digits showed a top-1 of 99.996 as 100)
+  const percent = (r: EvalRow, v: number | undefined) => (v === undefined ? '' : r.fraction ? (100 * v).toFixed(2) : String(v));
   // which checkpoint each evaluated (semaim's files record its weights and their SHA-256)
   const ck = rows.some((r) => r.checkpoint !== undefined);
   return table(

@@ -919,6 +919,17 @@ test("report: an evaluation field named like an Object.prototype member (toStrin
   }
 });
 
+test("report: another tool's percentages are shown as written, not rounded to 4 digits (a top-1 of 99.996 % read 100)", () => {
+  const run = mkdtempSync(join(tmpdir(), 'semaim-report-pct4-'));
+  try {
+    writeFileSync(join(run, 'theirs.json'), JSON.stringify({ top1: 99.996, top5: 41.2549 }));
+    const html = renderReport(readRun(run));
+    assert.match(html, /<tr><td>theirs\.json<\/td><td>99\.996<\/td><td>41\.2549<\/td><\/tr>/);
+  } finally {
+    rmSync(run, { recursive: true, force: true });
+  }
+});
+
 test('chart helpers refuse parameters that give no chart: smooth beta outside [0, 1), reduceSeries buckets not a positive integer, niceTicks count below 1', () => {
   const pts: [number, number][] = Array.from({ length: 2000 }, (_, i) => [i, Math.sin(i)]);
   const cases: [() => unknown, RegExp][] = [
