@@ -157,9 +157,16 @@ function evalSection(rows: EvalRow[]): string {
   const percent = (r: EvalRow, v: number | undefined) => (v === undefined ? '' : r.fraction ? (100 * v).toFixed(2) : String(v));
   // which checkpoint each evaluated (semaim's files record its weights and their SHA-256)
   const ck = rows.some((r) => r.checkpoint !== undefined);
+  // the other fields as the file holds them, as the configuration table shows config.json's (4 digits showed 0.99996 as 1)
   return table(
     ['source', 'top-1 %', 'top-5 %', ...(ck ? ['checkpoint'] : []), ...extraKeys],
-    rows.map((r) => [r.source, percent(r, r.top1), percent(r, r.top5), ...(ck ? [r.checkpoint ?? ''] : []), ...extraKeys.map((k) => (Object.hasOwn(r.extra, k) ? r.extra[k] : ''))]),
+    rows.map((r) => [
+      r.source,
+      percent(r, r.top1),
+      percent(r, r.top5),
+      ...(ck ? [r.checkpoint ?? ''] : []),
+      ...extraKeys.map((k) => (Object.hasOwn(r.extra, k) ? String(r.extra[k]) : '')),
+    ]),
     'eval',
   );
 }

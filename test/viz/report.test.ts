@@ -930,6 +930,18 @@ test("report: another tool's percentages are shown as written, not rounded to 4 
   }
 });
 
+test("report: an evaluation file's other fields are shown as written, not rounded to 4 digits (an EMA decay of 0.99996 read 1)", () => {
+  const run = mkdtempSync(join(tmpdir(), 'semaim-report-extra-'));
+  try {
+    writeFileSync(join(run, 'theirs.json'), JSON.stringify({ top1: 71.5, ema: 0.99996, lr: 0.000123456, seed: 1234567890123 }));
+    const html = renderReport(readRun(run));
+    assert.match(html, /<th>ema<\/th><th>lr<\/th><th>seed<\/th>/);
+    assert.match(html, /<td>0\.99996<\/td><td>0\.000123456<\/td><td>1234567890123<\/td><\/tr>/);
+  } finally {
+    rmSync(run, { recursive: true, force: true });
+  }
+});
+
 test('chart helpers refuse parameters that give no chart: smooth beta outside [0, 1), reduceSeries buckets not a positive integer, niceTicks count below 1', () => {
   const pts: [number, number][] = Array.from({ length: 2000 }, (_, i) => [i, Math.sin(i)]);
   const cases: [() => unknown, RegExp][] = [
