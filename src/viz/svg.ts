@@ -149,6 +149,9 @@ export function lineChart(series: Series[], o: ChartOptions): string {
   const yPad = (y1 - y0) * 0.05;
   y0 -= yPad;
   y1 += yPad;
+  // a range wider than the largest double (1e308 and -1e308 in a hostile metrics.jsonl) placed every point at NaN
+  if (!Number.isFinite(x1 - x0) || !Number.isFinite(y1 - y0))
+    return `${head}<text x="${W / 2}" y="${H / 2}" text-anchor="middle" class="muted">${esc(`values too large to draw (${o.xLabel} and value must span less than 1e308)`)}</text></svg>`;
   const decades = o.logY ? niceTicks(Math.floor(y0), Math.ceil(y1), Math.max(1, Math.ceil(y1) - Math.floor(y0))).filter((t) => t >= y0 && t <= y1) : [];
   // (log10 of the values; within one decade no power of ten lies in the range: round values then, as a linear axis has)
   const yt = o.logY

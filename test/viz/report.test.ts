@@ -942,6 +942,41 @@ test("report: an evaluation file's other fields are shown as written, not rounde
   }
 });
 
+test('svg: values too far apart for a double (a hostile metrics.jsonl holding 1e308 and -1e308) give a chart that says so, not coordinates of NaN', () => {
+  const cases: [number, number][][] = [
+    [
+      [0, 1e308],
+      [1, -1e308],
+    ],
+    [
+      [-1e308, 1],
+      [1e308, 2],
+    ],
+    [[5, 1.7e308]],
+  ];
+  for (const points of cases) {
+    const svg = lineChart([{ name: 'x', points, colour: '#000' }], { title: 'huge', xLabel: 'step' });
+    assert.doesNotMatch(svg, /NaN|Infinity/, JSON.stringify(points));
+    assert.match(svg, /too large to draw/);
+  }
+  // the largest values that can be drawn still are
+  const ok = lineChart(
+    [
+      {
+        name: 'x',
+        points: [
+          [0, 1e307],
+          [1, -1e307],
+        ],
+        colour: '#000',
+      },
+    ],
+    { title: 'large', xLabel: 'step' },
+  );
+  assert.doesNotMatch(ok, /NaN|Infinity|too large/);
+  assert.match(ok, /<polyline /);
+});
+
 test('chart helpers refuse parameters that give no chart: smooth beta outside [0, 1), reduceSeries buckets not a positive integer, niceTicks count below 1', () => {
   const pts: [number, number][] = Array.from({ length: 2000 }, (_, i) => [i, Math.sin(i)]);
   const cases: [() => unknown, RegExp][] = [
