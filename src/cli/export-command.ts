@@ -1,7 +1,7 @@
 // `semaim export`: the encoder of a checkpoint as timm-compatible safetensors (default), as an
 // ONNX folder (onnxruntime, transformers.js), or as a static web page that runs it in the browser.
 import { existsSync, statSync } from 'node:fs';
-import { extname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { quotedPath, shellQuote } from '../util/printable';
 import { OptionError, Options, defineOptions } from '../util/options';
 import { abortOnStopSignals } from '../run/signals';
@@ -94,8 +94,8 @@ export const exportCommand = defineCommand({
         'out',
         `${quotedPath(o.out)} names an ONNX file but --format is safetensors (the default): add --format onnx (which writes a folder)`,
       );
-    if (o.format !== 'safetensors' && /\.(safetensors|json)$/i.test(o.out))
-      throw new OptionError('out', `${quotedPath(o.out)} names a ${extname(o.out).slice(1)} file but --format ${o.format} writes a folder: give its path`);
+    if (o.format !== 'safetensors' && /\.safetensors$/i.test(o.out))
+      throw new OptionError('out', `${quotedPath(o.out)} names a safetensors file but --format ${o.format} writes a folder: give its path`);
     if (o.format === 'safetensors' && o.dtype !== 'float32')
       throw new OptionError('dtype', "float16 is for --format onnx or web (safetensors keeps the checkpoint's float32)");
     if (!o.attention && o.format !== 'onnx')

@@ -234,7 +234,7 @@ test("export's --out naming the other format's file (x.onnx without --format onn
     [['--out', 'enc.onnx'], /names an ONNX file but --format is safetensors .*add --format onnx/],
     [['--out', 'ENC.ONNX', '--format', 'safetensors'], /names an ONNX file/],
     [['--out', 'enc.safetensors', '--format', 'onnx'], /names a safetensors file but --format onnx writes a folder/],
-    [['--out', 'page.json', '--format', 'web'], /names a json file but --format web writes a folder/],
+    [['--out', 'page.SafeTensors', '--format', 'web'], /names a safetensors file but --format web writes a folder/],
   ] as const) {
     assert.throws(
       () => commands.export.parse(['--checkpoint', 'run', ...argv]),
