@@ -442,6 +442,50 @@ function randomInitEncoder(options: PretrainOptions, seed: number, device: torch
   return encoder;
 }
 
+/** Refuses a finished run's stored evaluation (`cached`) made with another recipe than `fp`. */
+function refuseOtherRecipe(cached: string, stored: Record<string, unknown>, fp: Record<string, unknown>): void {
+  if (JSON.stringify(currentFingerprint(stored)) !== JSON.stringify(fp))
+    throw new Error(`${cached} was made with another recipe (${describeDiff(stored, fp)}); use a new --out-dir`);
+}
+
+/**
+ * A started pre-training continues only with what shaped it: its options and images per epoch (the
+ * evaluation's part of the recipe may still change, nothing was evaluated yet). config.json keeps the
+ * options, ablation-pretrain.json the limit (unknown for a run started before that file was written).
+ */
+function refuseOtherPretraining(runDir: string, fp: Record<string, unknown>): void {
+  const started = join(runDir, 'config.json');
+  const limitFile = join(runDir, 'ablation-pretrain.json');
+  if (!existsSync(started)) return;
+  const now = { pretrain: fp.pretrain, pretrainLimit: fp.pretrainLimit };
+  const before = {
+    pretrain: recipeOptions(readJsonWith(started, ['options']).options as Record<string, unknown>),
+    pretrainLimit: existsSync(limitFile) ? readJsonObject(limitFile).pretrainLimit : fp.pretrainLimit,
+  };
+  if (JSON.stringify(before) !== JSON.stringify(now))
+    throw new Error(`${runDir} holds a pre-training with other options (${describeDiff(before, now)}); use a new --out-dir`);
+}
+
+/**
+ * Before any work: every run already in the out-dir (evaluated, or its pre-training started) was made
+ * with this call's recipe. Checked run by run as they came, a new run listed before a finished one (a row
+ * added in front, another shard's run) was trained and evaluated first, and the folder then held runs of
+ * two recipes that neither call could continue. (An unreadable stored evaluation is left to the run's turn.)
+ */
+function refuseOtherRecipes(runs: { row: string; runDir: string; fp: Record<string, unknown> }[]): void {
+  for (const p of runs) {
+    const cached = join(p.runDir, 'ablation-eval.json');
+    let stored: Record<string, unknown> | null = null;
+    try {
+      if (existsSync(cached)) stored = readJsonWith(cached, ['fingerprint']).fingerprint as Record<string, unknown>;
+    } catch {
+      stored = null;
+    }
+    if (stored && isJsonObject(stored)) refuseOtherRecipe(cached, stored, p.fp);
+    else if (p.row !== RANDOM_INIT) refuseOtherPretraining(p.runDir, p.fp);
+  }
+}
+
 /** The runs of an ablation in the order they are done: rows × seeds, then the baseline × seeds. */
 function planRuns(rows: string[], seeds: number[], outDir: string): { row: string; seed: number; runDir: string; key: string }[] {
   return rows.flatMap((row) => seeds.map((seed) => ({ row, seed, runDir: join(outDir, 'runs', runDirName(row, seed)), key: `${row}/${seed}` })));
@@ -694,6 +738,7 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
     validatePretrain(p.options);
     modelConfigFrom(p.options);
   }
+  refuseOtherRecipes(all.map((p) => ({ row: p.row, runDir: p.runDir, fp: fingerprint(p.options, recipe, ks) })));
   const pretrainOptions = { ...all[0].options, order: undefined, similarityTokens: undefined, seed: undefined, outDir: undefined };
   const diverged: DivergedRun[] = [];
   const finish = (runs: AblationRun[], complete: boolean): AblationResult => {
@@ -870,9 +915,7 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
       };
       const stored = existsSync(cached) ? readCachedRun(cached, log) : null;
       if (stored) {
-        if (JSON.stringify(currentFingerprint(stored.fingerprint)) !== JSON.stringify(fp)) {
-          throw new Error(`${cached} was made with another recipe (${describeDiff(stored.fingerprint, fp)}); use a new --out-dir`);
-        }
+        refuseOtherRecipe(cached, stored.fingerprint, fp);
         if (ours) log(`[${i + 1}/${all.length}] ${p.row} seed ${p.seed}: already done (${cached})`);
         stored.runDir = p.runDir; // where it is now: the out-dir may have been moved or copied since
         // (the probe column added to a finished run: a piece of work of its own)
@@ -899,21 +942,9 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
       if (await timeUpBefore(`'${p.row}' seed ${p.seed}`)) break;
       // a stop asked before this run (before the ablation started, too): no data opened, nothing evaluated or trained
       if (stop.requested) throw new StoppedBySignal(`stopped before '${p.row}' seed ${p.seed}; run the same command again to continue`, stop.signal);
-      // A started pre-training continues only with what shaped it: its options and images per epoch (the
-      // evaluation's part of the recipe may still change, nothing was evaluated yet). config.json keeps the
-      // options, ablation-pretrain.json the limit (unknown for a run started before that file was written).
-      const started = join(p.runDir, 'config.json');
+      // (checked before any work too: a parallel shard may have started it since)
       const limitFile = join(p.runDir, 'ablation-pretrain.json');
-      if (p.row !== RANDOM_INIT && existsSync(started)) {
-        const now = { pretrain: fp.pretrain, pretrainLimit: fp.pretrainLimit };
-        const before = {
-          pretrain: recipeOptions(readJsonWith(started, ['options']).options as Record<string, unknown>),
-          pretrainLimit: existsSync(limitFile) ? readJsonObject(limitFile).pretrainLimit : fp.pretrainLimit,
-        };
-        if (JSON.stringify(before) !== JSON.stringify(now)) {
-          throw new Error(`${p.runDir} holds a pre-training with other options (${describeDiff(before, now)}); use a new --out-dir`);
-        }
-      }
+      if (p.row !== RANDOM_INIT) refuseOtherPretraining(p.runDir, fp);
       const data = await openEval();
       let pr: { steps: number; firstLoss: number; lastLoss: number; checkpoint: string | null; seconds: number } = {
         steps: 0,

@@ -452,3 +452,21 @@ test("ablation.json's pretrainOptions holds only what every pre-training got: no
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('another evaluation recipe is refused before any work, also when a new run comes before a finished one (it trained and evaluated the new run first, leaving a folder that neither recipe could continue)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-refuse-'));
+  try {
+    const data = () => memoryFactories(toyImages(16, 2, 8, 1), toyImages(8, 2, 8, 2));
+    const first = resolveOptions(ABLATE_OPTIONS, { ...TINY_ABLATION, baseline: false, outDir: dir });
+    assert.equal((await ablate(first, data(), { log: () => {} })).complete, true);
+    // a row added before the finished one, and another linear-probe length
+    const other = resolveOptions(ABLATE_OPTIONS, { ...TINY_ABLATION, orders: 'stochastic,raster', baseline: false, linprobeEpochs: 2, outDir: dir });
+    await assert.rejects(ablate(other, data(), { log: () => {} }), /raster-seed0.*made with another recipe \(linprobe\.epochs: 1 → 2/s);
+    assert.equal(existsSync(join(dir, 'runs', 'stochastic-seed0')), false, 'the new row was not pre-trained');
+    // the recipe the folder was made with still continues it
+    const again = resolveOptions(ABLATE_OPTIONS, { ...TINY_ABLATION, orders: 'stochastic,raster', baseline: false, outDir: dir });
+    assert.equal((await ablate(again, data(), { log: () => {} })).complete, true);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
