@@ -288,3 +288,24 @@ test('a test set beyond memory is refused before work (--test-size 1e9 grew to 8
   );
   assert.ok(objectStartCommand.parse(['--test-size', '100000']));
 });
+
+test('--seeds: a row that one seed alone scored gives that value, not "± 0.0" (the sample std of one value is undefined, not 0)', () => {
+  const o = resolveOptions(OBJECT_STUDY_OPTIONS, { seeds: 2, steps: 4, points: 1, testSize: 16, ...TOY_MODEL });
+  const point = (seed: number, step: number, f: number) => ({
+    trainedWith: 'cls' as const,
+    seed,
+    step,
+    byTokens: { cls: { fraction: f, stdErr: 0.1 }, gap: { fraction: f, stdErr: 0.1 }, self: { fraction: f, stdErr: 0.1 } },
+    randomCentre: 0.25,
+  });
+  const md = studyMarkdown({
+    format: 'semaim.object-start/1',
+    options: o,
+    n: 16,
+    points: [point(0, 0, 0.25), point(0, 4, 0.5), point(1, 0, 0.75)],
+    missing: [{ trainedWith: 'cls', seed: 1, step: 4 }],
+  });
+  const rows = md.split('\n').filter((l) => /^\| cls \|/.test(l));
+  assert.equal(rows[0].split('|')[3].trim(), '50.0 ± 35.4', 'both seeds: mean ± sample std');
+  assert.equal(rows[1].split('|')[3].trim(), '50.0 (1 of 2 seeds)', rows[1]);
+});
