@@ -996,7 +996,9 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
         }
         if (!r.checkpoint) throw new Error(`pre-training '${p.row}' seed ${p.seed} ended without a checkpoint in ${p.runDir}`);
         pr = r;
-        const loaded = loadEncoder(p.runDir, { device });
+        // the checkpoint the pre-training ended at: checkpoints/best when its step checkpoint was unusable
+        // (a run folder is read by its step-* checkpoints only, and reported none)
+        const loaded = loadEncoder(r.checkpoint, { device });
         encoder = loaded.encoder;
         sha256 = loaded.source.sha256;
       }

@@ -470,3 +470,36 @@ test('another evaluation recipe is refused before any work, also when a new run 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a finished pre-training whose last step checkpoint is corrupt is evaluated from the checkpoint it resumed to (checkpoints/best), not refused as having none', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-corrupt-'));
+  try {
+    const data = () => memoryFactories(toyImages(16, 2, 8, 1), toyImages(8, 2, 8, 2));
+    const o = resolveOptions(ABLATE_OPTIONS, { ...TINY_ABLATION, baseline: false, outDir: dir });
+    const first = await ablate(o, data(), { log: () => {} });
+    // killed after its pre-training, before its evaluation was written; then its step checkpoint was damaged
+    const run = join(dir, 'runs', 'raster-seed0');
+    rmSync(join(run, 'ablation-eval.json'));
+    const step = join(
+      run,
+      'checkpoints',
+      readdirSync(join(run, 'checkpoints')).find((n) => n.startsWith('step-'))!,
+    );
+    const weights = join(step, 'model.safetensors');
+    const bytes = readFileSync(weights);
+    bytes[bytes.length - 5] ^= 0xff;
+    writeFileSync(weights, bytes);
+    const lines: string[] = [];
+    const r = await ablate(o, data(), { log: (l) => lines.push(l) });
+    assert.ok(
+      lines.some((l) => /is corrupted/.test(l) && /resumed from .*checkpoints\/best/.test(lines.join('\n'))),
+      lines.join('\n'),
+    );
+    assert.equal(r.complete, true);
+    assert.equal(r.runs[0].pretrain.checkpoint, join(run, 'checkpoints', 'best'));
+    assert.equal(r.runs[0].pretrain.sha256, first.runs[0].pretrain.sha256, 'the same weights, from the copy pretrain went on from');
+    assert.deepEqual(r.summary, first.summary);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
