@@ -166,6 +166,11 @@ export interface AblationRun {
   eval: Record<string, PoolingScores>;
   /** The images the evaluation used (unusable ones left out); absent in runs stored before it was recorded. */
   evalImages?: { train: number; test: number };
+  /**
+   * The --seed whose evaluation images it was scored on (it seeds --train-limit's and --test-limit's
+   * subsets, and makes the synthetic data); absent in runs stored before it was recorded.
+   */
+  evalSeed?: number;
   evalSeconds: number;
   /** What must match for a finished run to be reused. */
   fingerprint: Record<string, unknown>;
@@ -913,9 +918,14 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
         }
         log(`    ${p.row} seed ${p.seed}: segmentation probe mIoU ${pct(run.segprobe.mIoU)}% (constant majority class: ${pct(run.segprobe.baselineMIoU)}%)`);
       };
-      const stored = existsSync(cached) ? readCachedRun(cached, log) : null;
+      let stored = existsSync(cached) ? readCachedRun(cached, log) : null;
+      if (stored) refuseOtherRecipe(cached, stored.fingerprint, fp);
+      // scored on the evaluation images of another --seed (its pre-training is this call's): evaluated again
+      if (stored && stored.evalSeed !== undefined && stored.evalSeed !== o.seed) {
+        if (ours) log(`[${i + 1}/${all.length}] ${p.row} seed ${p.seed}: was evaluated on the images of --seed ${stored.evalSeed}, evaluating it again`);
+        stored = null;
+      }
       if (stored) {
-        refuseOtherRecipe(cached, stored.fingerprint, fp);
         if (ours) log(`[${i + 1}/${all.length}] ${p.row} seed ${p.seed}: already done (${cached})`);
         stored.runDir = p.runDir; // where it is now: the out-dir may have been moved or copied since
         // (the probe column added to a finished run: a piece of work of its own)
@@ -1033,6 +1043,7 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
         },
         eval: scores,
         evalImages,
+        evalSeed: o.seed,
         evalSeconds: (Date.now() - te) / 1000,
         fingerprint: fp,
       };

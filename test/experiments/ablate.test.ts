@@ -503,3 +503,34 @@ test('a finished pre-training whose last step checkpoint is corrupt is evaluated
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("a finished run evaluated on the images of another --seed is evaluated again, not tabulated beside runs evaluated on this call's images", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-evalseed-'));
+  try {
+    const data = () => memoryFactories(toyImages(16, 2, 8, 1), toyImages(8, 2, 8, 2));
+    // --train-limit and --test-limit draw a subset seeded by --seed (synthetic data is made from it)
+    const at = (seed: number) =>
+      resolveOptions(ABLATE_OPTIONS, { ...TINY_ABLATION, baseline: false, seeds: 2, seed, trainLimit: 8, testLimit: 4, outDir: dir });
+    await ablate(at(0), data(), { log: () => {} });
+    const lines: string[] = [];
+    const r = await ablate(at(1), data(), { log: (l) => lines.push(l) });
+    assert.deepEqual(
+      r.runs.map((x) => [x.seed, x.evalSeed]),
+      [
+        [1, 1],
+        [2, 1],
+      ],
+    );
+    assert.ok(!lines.some((l) => /raster seed 1: already done/.test(l)), lines.join('\n'));
+    assert.ok(
+      lines.some((l) => /nothing to do: the run in .*raster-seed1/.test(l)),
+      'its pre-training is not repeated',
+    );
+    // the same call again reuses both
+    const again: string[] = [];
+    await ablate(at(1), data(), { log: (l) => again.push(l) });
+    assert.equal(again.filter((l) => /already done/.test(l)).length, 2);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
