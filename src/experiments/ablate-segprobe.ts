@@ -92,6 +92,8 @@ export class AblationSegprobe {
     private readonly train: SegData,
     private readonly test: SegData,
     private readonly o: { evalBatchSize: number; precision: Precision },
+    /** The --seed that drew the masked images (the splits' subsets, the synthetic objects). */
+    private readonly dataSeed: number,
   ) {}
 
   static async open(
@@ -105,7 +107,7 @@ export class AblationSegprobe {
     if (!make) throw new Error('--eval segprobe: no segmentation data adapter (makeSegData) was given to the ablation');
     // how images are read is not part of the recipe (nor of the cached results' fingerprint)
     const { train, test } = await openSegSplits(make, { ...recipe.data, imageInput }, imgSize, seed);
-    return new AblationSegprobe(recipe, train, test, o);
+    return new AblationSegprobe(recipe, train, test, o, seed);
   }
 
   get description(): string {
@@ -158,13 +160,15 @@ export class AblationSegprobe {
     } catch {
       return null; // unreadable (cut short, say): scored again and written over
     }
-    return isJsonObject(cached) && JSON.stringify(cached.fingerprint) === JSON.stringify(this.fingerprint(seed, pretrain))
-      ? (cached as unknown as SegScore)
-      : null;
+    if (!isJsonObject(cached) || !isJsonObject(cached.fingerprint)) return null;
+    // (a score stored before the images' seed was recorded: taken as this one's, as it was)
+    const stored = { dataSeed: this.dataSeed, ...cached.fingerprint };
+    return JSON.stringify(stored) === JSON.stringify(this.fingerprint(seed, pretrain)) ? (cached as unknown as SegScore) : null;
   }
 
+  /** What a kept score must match: the run (its pre-training and seed), the probe's recipe, and the images (their seed) it was scored on. */
   private fingerprint(seed: number, pretrain: unknown): Record<string, unknown> {
-    return { pretrain, seed, settings: this.recipe.settings, data: this.recipe.data, evalBatchSize: this.o.evalBatchSize };
+    return { dataSeed: this.dataSeed, pretrain, seed, settings: this.recipe.settings, data: this.recipe.data, evalBatchSize: this.o.evalBatchSize };
   }
 
   async close(): Promise<void> {

@@ -243,3 +243,31 @@ test('a Ctrl-C while --eval segprobe scores a run stops the ablation with exit c
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("a run's segmentation probe scored on the masked images of another --seed is scored again (the images are drawn by --seed)", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-seg-seed-'));
+  try {
+    const seeds: number[] = [];
+    const factories = {
+      ...memoryFactories(toyImages(32, 3, 8, 1), toyImages(12, 3, 8, 2)),
+      makeSegData: (r: { split: string; seed: number }) => {
+        seeds.push(r.seed);
+        return r.split === 'train' ? squares(32, 1) : squares(12, 2);
+      },
+    };
+    const at = (seed: number) =>
+      resolveOptions(ABLATE_OPTIONS, { ...TINY_ABLATION, baseline: false, trainLimit: 30, seeds: 2, seed, outDir: dir, eval: 'segprobe' });
+    await ablate(at(0), factories, { log: () => {} });
+    const r = await ablate(at(1), factories, { log: () => {} });
+    assert.deepEqual(seeds, [0, 0, 1, 1], 'the masked images of --seed 0, then of --seed 1');
+    for (const run of r.runs) assert.equal(JSON.parse(readFileSync(join(run.runDir, 'ablation-segprobe.json'), 'utf8')).fingerprint.dataSeed, 1, run.runDir);
+    // a score stored before the images' seed was recorded is reused
+    const file = join(r.runs[0].runDir, 'ablation-segprobe.json');
+    const stored = JSON.parse(readFileSync(file, 'utf8'));
+    delete stored.fingerprint.dataSeed;
+    writeFileSync(file, JSON.stringify({ ...stored, mIoU: 0.123 }));
+    assert.equal((await ablate(at(1), factories, { log: () => {} })).runs[0].segprobe!.mIoU, 0.123);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
