@@ -406,8 +406,10 @@ export function planShards(plan: AblationPlan, runs: PlannedRun[], jobs: number)
  * not know (rows or seeds added later) a round-robin over those runs.
  */
 export function shardOf(keys: string[], i: number, count: number, planned: Record<string, number> | null): number {
-  if (planned && planned[keys[i]] !== undefined && planned[keys[i]] < count) return planned[keys[i]];
-  const unplanned = keys.filter((k) => !planned || planned[k] === undefined || planned[k] >= count);
+  // a shard index of these shards (an edited plan.json's -1, 0.5 or '1' was no shard's: the run never ran)
+  const kept = (k: string): boolean => planned !== null && Number.isInteger(planned[k]) && planned[k] >= 0 && planned[k] < count;
+  if (kept(keys[i])) return planned![keys[i]];
+  const unplanned = keys.filter((k) => !kept(k));
   return unplanned.indexOf(keys[i]) % count;
 }
 

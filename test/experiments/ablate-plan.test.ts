@@ -792,3 +792,11 @@ test('waitForDevice: a CUDA device is synchronised before a step or an evaluatio
     torch.cuda.synchronize = saved;
   }
 });
+
+test("shardOf: a plan's shard that is no shard index (-1, 0.5, a string: an edited plan.json) is planned anew, not given to a shard that never comes (the run was never done, exit 75 for ever)", () => {
+  const keys = ['a/0', 'b/0', 'c/0'];
+  for (const bad of [-1, 0.5, '1', null]) {
+    const shards = keys.map((_, i) => shardOf(keys, i, 2, { 'a/0': bad as unknown as number, 'b/0': 1, 'c/0': 0 }));
+    assert.deepEqual(shards, [0, 1, 0], JSON.stringify(bad));
+  }
+});
