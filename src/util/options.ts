@@ -2,7 +2,7 @@
 // YAML) with command-line overrides, and validation that names the offending key before any work.
 import { readFileSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { parse as parseYaml } from 'yaml';
+import { isMap, isScalar, parseDocument } from 'yaml';
 import { printable, quotedPath } from './printable';
 
 export type OptionType = 'number' | 'int' | 'string' | 'boolean';
@@ -272,15 +272,25 @@ export function readConfigFile(path: string): Record<string, unknown> {
     throw new OptionError('config', `cannot read ${quotedPath(path)}: ${(e as Error).message}`);
   }
   let data: unknown;
+  // each number's text as written ('name: 1.10' is the string option's '1.10', not the number's '1.1')
+  const numbers = new Map<string, string>();
   try {
-    data = /\.ya?ml$/i.test(path) ? parseYaml(text) : JSON.parse(text);
+    if (/\.ya?ml$/i.test(path)) {
+      const doc = parseDocument(text);
+      if (doc.errors.length) throw doc.errors[0];
+      data = doc.toJS();
+      if (isMap(doc.contents))
+        for (const { key, value } of doc.contents.items)
+          if (isScalar(key) && isScalar(value) && typeof value.value === 'number' && value.source !== undefined)
+            numbers.set(camel(String(key.value)), String(value.source));
+    } else data = JSON.parse(text);
   } catch (e) {
     throw new OptionError('config', `${quotedPath(path)} is not valid ${/\.ya?ml$/i.test(path) ? 'YAML' : 'JSON'}: ${(e as Error).message}`);
   }
   if (data === null || typeof data !== 'object' || Array.isArray(data)) throw new OptionError('config', `${quotedPath(path)} must hold an object of options`);
   const keys = new Map<string, string>(); // each option's key as written in the file
   // (JSON.parse keeps the last of a key written twice, where YAML refuses it: the file's text has them all)
-  for (const written of /\.ya?ml$/i.test(path) ? Object.keys(data as object) : topLevelKeys(text)) {
+  for (const written of /\.ya?ml$/i.test(path) ? Object.keys(data as object) : topLevelKeys(text, numbers)) {
     const k = camel(written);
     if (COMMAND_LINE_ONLY.includes(k)) throw new OptionError(k, `${quotedPath(path)}: '${k}' cannot be set in a config file (give it on the command line)`);
     // out_dir and out-dir are one option: which of the two would win is not what the file says
@@ -293,15 +303,16 @@ export function readConfigFile(path: string): Record<string, unknown> {
     keys.set(k, written);
   }
   const values = Object.fromEntries(Object.entries(data as Record<string, unknown>).map(([k, v]) => [camel(k), v]));
-  writtenAs.set(values, { path, keys });
+  writtenAs.set(values, { path, keys, numbers });
   return values;
 }
 
 /**
  * The keys of the top-level object of a JSON text that JSON.parse read, in order, each as often as it is
- * written (JSON.parse keeps one of them): the strings at depth 1 that a ':' follows.
+ * written (JSON.parse keeps one of them): the strings at depth 1 that a ':' follows. A key whose value is
+ * a number has that number's text put in `numbers` (by its camelCase key).
  */
-function topLevelKeys(text: string): string[] {
+function topLevelKeys(text: string, numbers: Map<string, string>): string[] {
   const keys: string[] = [];
   let depth = 0;
   for (let i = 0; i < text.length; i++) {
@@ -313,15 +324,25 @@ function topLevelKeys(text: string): string[] {
       while (text[end] !== '"') end += text[end] === '\\' ? 2 : 1;
       let next = end + 1;
       while (/\s/.test(text[next] ?? '')) next++;
-      if (depth === 1 && text[next] === ':') keys.push(JSON.parse(text.slice(i, end + 1)) as string);
+      if (depth === 1 && text[next] === ':') {
+        const key = JSON.parse(text.slice(i, end + 1)) as string;
+        keys.push(key);
+        const number = /\s*(-?\d+(\.\d+)?([eE][+-]?\d+)?)/y;
+        number.lastIndex = next + 1;
+        const m = number.exec(text);
+        if (m) numbers.set(camel(key), m[1]);
+      }
       i = end;
     }
   }
   return keys;
 }
 
-/** Each config file's values: the file, and each key as written there (img_size, img-size or imgSize). */
-const writtenAs = new WeakMap<object, { path: string; keys: Map<string, string> }>();
+/**
+ * Each config file's values: the file, each key as written there (img_size, img-size or imgSize), and the
+ * text of each number written as a value (a string option takes that text: YAML reads 1.10, 007 and 0x10 as numbers).
+ */
+const writtenAs = new WeakMap<object, { path: string; keys: Map<string, string>; numbers: Map<string, string> }>();
 
 /**
  * An OptionError names the option as the user wrote it: a flag as typed (`--img_size`) where that is not
@@ -444,7 +465,9 @@ export function resolveOptions<T extends OptionTable>(table: T, ...layers: Recor
         const spec = specOf(table, k);
         if (!spec) throw unknownOption(k, Object.keys(table), fromCommandLine(layer) ? 'flag' : 'key');
         if (v === undefined) continue; // a library caller's `{ imgSize: o.imgSize }` with none given
-        out[k] = coerce(k, spec, v);
+        // a number a config file wrote for a string option is its text there, as it would be after the flag
+        const text = spec.type === 'string' && typeof v === 'number' ? writtenAs.get(layer)?.numbers.get(k) : undefined;
+        out[k] = coerce(k, spec, text ?? v);
       } catch (e) {
         // every layer is checked, an overridden one too (a typo in a config file stays visible), so its
         // error names the layer the value came from: a file's key, not the flag that overrode it

@@ -584,3 +584,18 @@ test("an option's auto resolves only the value 'auto': a value given for it is k
   assert.equal(resolveOptions(table, { workers: '4' }).workers, '4');
   assert.equal(resolveOptions(table, { device: 'cuda', workers: '1' }).workers, '1');
 });
+
+test('a number written for a string option in a config file is its text as written (1.10, 007, 1e3, 0x10), as the same text after a flag is', () => {
+  withConfigFiles((file) => {
+    for (const text of ['1.10', '007', '1e3', '0x10', '.5', '+5', '2024']) {
+      const flag = resolveOptions(TABLE, parseArgv(['--name', text], TABLE).options).name;
+      assert.equal(flag, text);
+      assert.equal(resolveOptions(TABLE, readConfigFile(file('run.yaml', `name: ${text}  # the run's name\nseed: 1\n`))).name, text, `YAML ${text}`);
+    }
+    for (const text of ['1.10', '1e3', '-0.50', '2024'])
+      assert.equal(resolveOptions(TABLE, readConfigFile(file('run.json', `{"seed": 1, "name" : ${text}}`))).name, text, `JSON ${text}`);
+    // a number option still takes the number (YAML's 1e3 is 1000), and a flag still overrides the file
+    assert.equal(resolveOptions(TABLE, readConfigFile(file('run.yaml', 'seed: 1e3\nname: 1.10\n'))).seed, 1000);
+    assert.equal(resolveOptions(TABLE, readConfigFile(file('run.yaml', 'name: 1.10\n')), { name: 'y' }).name, 'y');
+  });
+});
