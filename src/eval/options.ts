@@ -63,6 +63,13 @@ export function checkImageSource(o: ImageSource): void {
   // the default's value given explicitly cannot be told apart, and changes nothing
   if (o.images && o.split !== 'test') throw new OptionError('split', '--split goes with --dataset; --images reads every image of the folder (or the one file)');
   if (o.dataset === 'folder' && !o.dataPath) throw new OptionError('dataPath', '--dataset folder needs --data-path');
+  checkSyntheticDataPath(o);
+}
+
+/** A --data-path with --dataset synthetic was ignored silently (the evaluation scored generated images), as pretrain refuses it. */
+function checkSyntheticDataPath(o: { dataset?: string; dataPath?: string }): void {
+  if (o.dataset === 'synthetic' && o.dataPath !== undefined)
+    throw new OptionError('dataPath', 'has no effect with --dataset synthetic (its images are generated)');
 }
 
 /** The image source's files exist (the preflight: before any model is loaded). */
@@ -298,6 +305,7 @@ export interface EvalCommonOptions extends ImageInputOptions {
 export function validateEval(o: EvalCommonOptions): void {
   checkDevice(o.device);
   if (o.dataset === 'folder' && !o.dataPath) throw new OptionError('dataPath', '--dataset folder needs --data-path');
+  checkSyntheticDataPath(o);
   if (o.k !== undefined) {
     try {
       parseKs(o.k);

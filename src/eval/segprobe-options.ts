@@ -168,8 +168,16 @@ export function readSegprobeSettings(o: Options<typeof SEG_PROBE_OPTIONS>): Segp
   return s;
 }
 
-/** Refuses the SEG_DATA_OPTIONS that do nothing with the dataset chosen (they were ignored silently). */
-export function checkSegDataOptions(d: Pick<SegDataSettings, 'dataset' | 'segClasses' | 'numClasses' | 'reduceZeroLabel'>): void {
+/**
+ * Refuses the SEG_DATA_OPTIONS, and a data path, that do nothing with the dataset chosen (they were ignored silently:
+ * `segprobe --data-path ROOT` without `--dataset seg-folder` scored the synthetic objects); `dataPathKey` names the data path's option.
+ */
+export function checkSegDataOptions(
+  d: Pick<SegDataSettings, 'dataset' | 'dataPath' | 'segClasses' | 'numClasses' | 'reduceZeroLabel'>,
+  dataPathKey = 'dataPath',
+): void {
+  if (d.dataset === 'synthetic' && d.dataPath !== undefined)
+    throw new OptionError(dataPathKey, "has no effect with dataset 'synthetic': its images are generated (give --dataset seg-folder to read a folder)");
   if (d.dataset === 'synthetic' && d.numClasses !== undefined)
     throw new OptionError('numClasses', "has no effect with dataset 'synthetic': its classes come from --seg-classes (shapes: 11, object: 2)");
   if (d.dataset === 'synthetic' && d.reduceZeroLabel)

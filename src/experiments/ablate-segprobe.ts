@@ -69,7 +69,10 @@ export function ablationSegRecipe(o: AblationSegOptions, budget: 'full' | 'small
   }
   if (dataset === 'seg-folder' && !o.segDataPath)
     throw new OptionError('segDataPath', '--seg-dataset seg-folder needs --seg-data-path (a folder with {train,test}/images and {train,test}/masks)');
-  checkSegDataOptions({ dataset, segClasses: o.segClasses, numClasses: o.numClasses, reduceZeroLabel: o.reduceZeroLabel });
+  checkSegDataOptions(
+    { dataset, dataPath: o.segDataPath, segClasses: o.segClasses, numClasses: o.numClasses, reduceZeroLabel: o.reduceZeroLabel },
+    'segDataPath',
+  );
   const settings = readSegprobeSettings(resolveOptions(SEG_PROBE_OPTIONS, {}, o.segprobeEpochs !== undefined ? { epochs: o.segprobeEpochs } : {}));
   return {
     settings,

@@ -371,3 +371,40 @@ test('pretrain on a set smaller than one batch is an option error naming --batch
     );
     assert.ok(!existsSync(out), 'nothing written');
   }));
+
+test('a --data-path the synthetic data never reads is refused: segprobe (whose default dataset is synthetic) and ablate --eval segprobe', () => {
+  const cases: Array<[string, string[], string]> = [
+    ['segprobe', ['--checkpoint', 'enc.safetensors', '--data-path', '/tmp'], 'dataPath'],
+    ['segprobe', ['--checkpoint', 'enc.safetensors', '--dataset', 'synthetic', '--data-path', '/tmp'], 'dataPath'],
+    ['ablate', ['--dataset', 'synthetic', '--eval', 'segprobe', '--seg-data-path', '/tmp'], 'segDataPath'],
+    ['ablate', ['--dataset', 'synthetic', '--eval', 'segprobe', '--seg-dataset', 'synthetic', '--seg-data-path', '/tmp'], 'segDataPath'],
+  ];
+  for (const [name, argv, key] of cases)
+    assert.throws(
+      () => commands[name].parse(argv),
+      (e: unknown) => e instanceof OptionError && e.key === key && /has no effect with dataset 'synthetic'/.test(e.message),
+      `${name} ${argv.join(' ')}`,
+    );
+  // with seg-folder it is the data
+  assert.ok(commands.segprobe.parse(['--checkpoint', 'enc.safetensors', '--dataset', 'seg-folder', '--data-path', '/tmp']));
+  assert.ok(commands.ablate.parse(['--dataset', 'synthetic', '--eval', 'segprobe', '--seg-dataset', 'seg-folder', '--seg-data-path', '/tmp']));
+});
+
+test('a --data-path that --dataset synthetic never reads is refused by the evaluations, embed and predict, as pretrain refuses it', () => {
+  const cases: Array<[string, string[]]> = [
+    ['knn', ['--checkpoint', 'enc.safetensors', '--dataset', 'synthetic', '--data-path', '/tmp']],
+    ['linprobe', ['--checkpoint', 'enc.safetensors', '--dataset', 'synthetic', '--data-path', '/tmp']],
+    ['finetune', ['--checkpoint', 'enc.safetensors', '--dataset', 'synthetic', '--data-path', '/tmp']],
+    ['ablate', ['--dataset', 'synthetic', '--data-path', '/tmp']],
+    ['embed', ['--checkpoint', 'enc.safetensors', '--dataset', 'synthetic', '--data-path', '/tmp']],
+    ['predict', ['--checkpoint', 'run', '--dataset', 'synthetic', '--data-path', '/tmp']],
+  ];
+  for (const [name, argv] of cases)
+    assert.throws(
+      () => commands[name].parse(argv),
+      (e: unknown) => e instanceof OptionError && e.key === 'dataPath' && /has no effect with --dataset synthetic/.test(e.message),
+      `${name} ${argv.join(' ')}`,
+    );
+  assert.ok(commands.knn.parse(['--checkpoint', 'enc.safetensors', '--dataset', 'folder', '--data-path', '/tmp']));
+  assert.ok(commands.embed.parse(['--checkpoint', 'enc.safetensors', '--dataset', 'folder', '--data-path', '/tmp']));
+});
