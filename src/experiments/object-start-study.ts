@@ -142,6 +142,14 @@ export function studySeeds(o: Pick<ObjectStudyOptions, 'seed' | 'seeds'>): numbe
 /** The pre-training options of the run trained with S from `tokens` (and `seed`, default --seed). */
 export function studyPretrainOptions(o: ObjectStudyOptions, tokens: SimilarityTokens, seed = o.seed): PretrainOptions {
   const every = studyCheckpointEvery(o);
+  // refused here in the study's terms: pretrain's own refusal named --synthetic-size, which object-start has not
+  const images = o.steps * o.batchSize;
+  const most = PRETRAIN_OPTIONS.syntheticSize.max;
+  if (images > most)
+    throw new OptionError(
+      'steps',
+      `(${o.steps}) × --batch-size (${o.batchSize}) is ${images} fresh synthetic images per run, more than ${most}: lower --steps or --batch-size`,
+    );
   return resolveOptions(PRETRAIN_OPTIONS, {
     dataset: 'synthetic',
     syntheticSize: o.steps * o.batchSize,

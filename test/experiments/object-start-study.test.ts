@@ -309,3 +309,21 @@ test('--seeds: a row that one seed alone scored gives that value, not "± 0.0" (
   assert.equal(rows[0].split('|')[3].trim(), '50.0 ± 35.4', 'both seeds: mean ± sample std');
   assert.equal(rows[1].split('|')[3].trim(), '50.0 (1 of 2 seeds)', rows[1]);
 });
+
+test("--steps × --batch-size beyond the synthetic images a run may draw is refused in object-start's terms (it named --synthetic-size, which object-start has not)", () => {
+  for (const argv of [
+    ['--steps', '2000000'],
+    ['--batch-size', '100000000'],
+  ])
+    assert.throws(
+      () => objectStartCommand.parse(argv),
+      (e: unknown) =>
+        e instanceof OptionError &&
+        e.key === 'steps' &&
+        /--batch-size/.test(e.flagMessage) &&
+        !/synthetic-size/.test(e.flagMessage) &&
+        /more than 100000000/.test(e.flagMessage),
+      argv.join(' '),
+    );
+  assert.ok(objectStartCommand.parse(['--steps', '1562500'])); // 1,562,500 × 64 = 100,000,000
+});
