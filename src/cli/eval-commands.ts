@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { Command, defineCommand } from './command';
 import { DATA_FACTORIES, DataFactories } from '../data';
 import { LABELLED_DATASETS } from '../data/factories';
-import { parseArgv, readConfigFile, resolveOptions, type OptionSpec, type OptionTable } from '../util/options';
+import { OptionError, parseArgv, readConfigFile, resolveOptions, type OptionSpec, type OptionTable } from '../util/options';
 import { FINETUNE_OPTIONS, KNN_OPTIONS, LINPROBE_OPTIONS, validateEval, validateFinetune, validateLinprobe } from '../eval/options';
 import { ABLATE_OPTIONS, validateAblate } from '../experiments/ablate-options';
 import { runFinetune, runKnn, runLinprobe } from '../eval/run';
@@ -90,7 +90,11 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
         'A run killed at any moment continues from its last checkpoint when started again with the same --out-dir.\n' +
         'Writes <out-dir>/finetune.json at the end.',
       options: FINETUNE_COMMAND_OPTIONS,
-      validate: validateFinetune,
+      validate: (o) => {
+        validateFinetune(o);
+        // ignored without --ema, as pretrain refuses it (a decay given as the default cannot be told apart, and changes nothing)
+        if (!o.ema && o.emaDecay !== FINETUNE_OPTIONS.emaDecay.default) throw new OptionError('emaDecay', 'has no effect without --ema');
+      },
       preflight: (o) => {
         checkDataPath(o, ['train', 'test']);
         resolveEncoder(o.checkpoint, o);

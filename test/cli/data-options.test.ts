@@ -408,3 +408,13 @@ test('a --data-path that --dataset synthetic never reads is refused by the evalu
   assert.ok(commands.knn.parse(['--checkpoint', 'enc.safetensors', '--dataset', 'folder', '--data-path', '/tmp']));
   assert.ok(commands.embed.parse(['--checkpoint', 'enc.safetensors', '--dataset', 'folder', '--data-path', '/tmp']));
 });
+
+test('finetune --ema-decay without --ema is refused (it was ignored silently), as pretrain refuses it', () => {
+  assert.throws(
+    () => commands.finetune.parse(['--checkpoint', 'enc.safetensors', '--ema-decay', '0.5']),
+    (e: unknown) => e instanceof OptionError && e.key === 'emaDecay' && /has no effect without --ema/.test(e.message),
+  );
+  // with --ema, or at its default, it passes
+  assert.ok(commands.finetune.parse(['--checkpoint', 'enc.safetensors', '--ema', '--ema-decay', '0.5']));
+  assert.ok(commands.finetune.parse(['--checkpoint', 'enc.safetensors', '--ema-decay', '0.9999']));
+});
