@@ -163,6 +163,9 @@ export function readSegprobeSettings(o: Options<typeof SEG_PROBE_OPTIONS>): Segp
     throw new OptionError('blocks', `expected 'last', 'lastN' or 0-based block indices such as '1,3', got '${s.blocks}'`);
   if (/^last0+$/.test(s.blocks.trim())) throw new OptionError('blocks', `'${s.blocks}' names no block (lastN takes N >= 1)`);
   if (s.warmupEpochs >= s.epochs) throw new OptionError('warmupEpochs', `(${s.warmupEpochs}) must be below --epochs (${s.epochs})`);
+  // AdamW takes no momentum (a value given as the default cannot be told apart from none given, and changes nothing)
+  if (s.optimizer === 'adamw' && s.momentum !== SEG_PROBE_OPTIONS.momentum.default)
+    throw new OptionError('momentum', "has no effect with --optimizer adamw (its betas are 0.9, 0.999): it is SGD's (--optimizer sgd)");
   // (no base lr: the batch does not scale it; AdamW's betas are (0.9, 0.999), segprobe.ts)
   peakLr(s, 1, s.optimizer === 'adamw' ? { beta1: 0.9 } : undefined);
   return s;

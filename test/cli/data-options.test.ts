@@ -418,3 +418,18 @@ test('finetune --ema-decay without --ema is refused (it was ignored silently), a
   assert.ok(commands.finetune.parse(['--checkpoint', 'enc.safetensors', '--ema', '--ema-decay', '0.5']));
   assert.ok(commands.finetune.parse(['--checkpoint', 'enc.safetensors', '--ema-decay', '0.9999']));
 });
+
+test("segprobe --momentum with --optimizer adamw (the default) is refused (it was ignored silently: AdamW's betas are fixed)", () => {
+  for (const argv of [
+    ['--checkpoint', 'enc.safetensors', '--momentum', '0.5'],
+    ['--checkpoint', 'enc.safetensors', '--optimizer', 'adamw', '--momentum', '0'],
+  ])
+    assert.throws(
+      () => commands.segprobe.parse(argv),
+      (e: unknown) => e instanceof OptionError && e.key === 'momentum' && /has no effect with --optimizer adamw/.test(e.message),
+      argv.join(' '),
+    );
+  // with SGD, or at its default, it passes
+  assert.ok(commands.segprobe.parse(['--checkpoint', 'enc.safetensors', '--optimizer', 'sgd', '--momentum', '0.5']));
+  assert.ok(commands.segprobe.parse(['--checkpoint', 'enc.safetensors', '--momentum', '0.9']));
+});
