@@ -114,8 +114,21 @@ function outDtype(x: Tensor, o: FusedOptions, fused: boolean): DType | null {
   return ac.enabled ? (ac.dtype as DType) : null;
 }
 
+/**
+ * Throws unless every tensor of `others` is on `x`'s device. On a GPU the kernels take each tensor's data
+ * pointer as memory of x's device: a CPU weight's would be a host address (an illegal access, or host
+ * memory read silently), and a gradient of the input's device returned for a bias elsewhere failed only in
+ * the backward pass, as an autograd error.
+ */
+function checkDevices(fn: string, xName: string, x: Tensor, others: Record<string, Tensor | null>): void {
+  for (const [name, t] of Object.entries(others)) {
+    if (t && t.device !== x.device) throw new Error(`${fn}: ${name} is on ${t.device}, ${xName} on ${x.device}: every tensor must be on ${xName}'s device`);
+  }
+}
+
 /** The addon's LayerNorm of x (+ residual): [sum or null, normed]; `tokens` is refused there with a residual. */
 function fusedLayerNormCall(x: Tensor, residual: Tensor | null, weight: Tensor | null, bias: Tensor | null, eps: number, o: FusedOptions) {
+  checkDevices('fusedLayerNorm', 'x', x, { residual, weight, bias });
   const fused = o.fused ?? useFused('layernorm', x);
   return native.fusedLayerNorm(
     x.h,
@@ -154,6 +167,7 @@ export function addLayerNorm(
  * `fused`), instead of the Linear's backward reading d(pre) again.
  */
 export function geluAfterBias(pre: Tensor, bias: Tensor, o: { fused?: boolean } = {}): Tensor {
+  checkDevices('fusedGeluAfterBias', 'pre', pre, { bias });
   return wrap(native.fusedGeluAfterBias(pre.h, bias.h, o.fused ?? useFused('gelu', pre)));
 }
 
@@ -163,6 +177,7 @@ export function geluAfterBias(pre: Tensor, bias: Tensor, o: { fused?: boolean } 
  * (summed over rows) in the same pass, one kernel on a GPU (with `fused`).
  */
 export function qkvHeads(qkv: Tensor, bias: Tensor, heads: number, o: { fused?: boolean } = {}): [Tensor, Tensor, Tensor] {
+  checkDevices('fusedQkvHeads', 'qkv', qkv, { bias });
   const [q, k, v] = native.fusedQkvHeads(qkv.h, bias.h, heads, o.fused ?? useFused('qkv', qkv));
   return [wrap(q), wrap(k), wrap(v)];
 }

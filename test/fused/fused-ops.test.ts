@@ -415,6 +415,37 @@ test('fused ops refuse bad shapes with clear errors; the kind list is validated'
   assert.throws(() => fused.parseFusedKinds('layernorm,'), /'layernorm,' have an empty entry/);
 });
 
+test('fused ops refuse a weight, bias or residual on another device than their input, in the forward pass', () => {
+  torch.scope(() => {
+    // On a GPU the kernels read every tensor's data pointer as memory of x's device: a CPU weight would be a
+    // host address. With x on the CPU, libtorch's meta device (no data) stands for the other device.
+    const x = rnd([2, 3, 8], { dtype: 'float32' });
+    const dev = x.device;
+    const other = (dev === 'cpu' ? 'meta' : 'cpu') as torch.Device;
+    const elsewhere = (shape: number[]) => torch.zeros(shape, { device: other });
+    for (const fusedOn of [true, false]) {
+      const o = { fused: fusedOn };
+      const what = `fused=${fusedOn}`;
+      assert.throws(
+        () => fused.layerNorm(x, elsewhere([8]), null, 1e-6, o),
+        new RegExp(`fusedLayerNorm: weight is on ${other}, x on ${dev}: every tensor must be on x's device`),
+        what,
+      );
+      assert.throws(() => fused.layerNorm(x, null, elsewhere([8]), 1e-6, o), new RegExp(`fusedLayerNorm: bias is on ${other}`), what);
+      assert.throws(() => fused.addLayerNorm(x, elsewhere([2, 3, 8]), null, null, 1e-6, o), new RegExp(`fusedLayerNorm: residual is on ${other}`), what);
+      // GELU's and q/k/v's forward never read the bias: without the check they ran, and the backward failed
+      // with an autograd error about the gradient's device
+      assert.throws(
+        () => fused.geluAfterBias(leaf(x), elsewhere([8]).requiresGrad_(), o),
+        new RegExp(`fusedGeluAfterBias: bias is on ${other}, pre on ${dev}`),
+        what,
+      );
+      const qkv = leaf(rnd([2, 3, 24], { dtype: 'float32' }));
+      assert.throws(() => fused.qkvHeads(qkv, elsewhere([24]).requiresGrad_(), 2, o), new RegExp(`fusedQkvHeads: bias is on ${other}, qkv on ${dev}`), what);
+    }
+  });
+});
+
 test('the switch is off by default and sends CPU tensors to the unfused ops', () => {
   torch.scope(() => {
     assert.deepEqual(fused.fusedKinds(), []);
