@@ -129,6 +129,9 @@ function checkDevices(fn: string, xName: string, x: Tensor, others: Record<strin
 /** The addon's LayerNorm of x (+ residual): [sum or null, normed]; `tokens` is refused there with a residual. */
 function fusedLayerNormCall(x: Tensor, residual: Tensor | null, weight: Tensor | null, bias: Tensor | null, eps: number, o: FusedOptions) {
   checkDevices('fusedLayerNorm', 'x', x, { residual, weight, bias });
+  // (the addon takes -1 for "no tokens": a negative count normalised every position, unasked)
+  if (o.tokens !== undefined && !(Number.isInteger(o.tokens) && o.tokens >= 0))
+    throw new RangeError(`fusedLayerNorm: tokens must be a non-negative integer, got ${o.tokens}`);
   const fused = o.fused ?? useFused('layernorm', x);
   return native.fusedLayerNorm(
     x.h,

@@ -532,6 +532,12 @@ test("LayerNorm of a sequence's first tokens (the decoder's keys) reads them in 
     const [w, b] = [rnd([16], { dtype: 'float64', seed: 22 }), rnd([16], { dtype: 'float64', seed: 23 })];
     assert.throws(() => fused.layerNorm(x.reshape([21, 16]), w, b, 1e-6, { fused: true, tokens: 6 }), /tokens .* needs a 3-D input/);
     assert.throws(() => fused.layerNorm(x, w, b, 1e-6, { fused: true, tokens: 8 }), /at least that many positions/);
+    // -1 is the addon's "no tokens": a negative count normalised every position and returned [B, T, D] unasked
+    for (const fusedOn of [true, false])
+      for (const tokens of [-1, -2]) {
+        assert.throws(() => fused.layerNorm(x, w, b, 1e-6, { fused: fusedOn, tokens }), new RegExp(`tokens must be a non-negative integer, got ${tokens}`));
+      }
+    assert.throws(() => fused.layerNorm(x, w, b, 1e-6, { tokens: 2.5 }), /tokens must be a non-negative integer, got 2.5/);
     // addLayerNorm shares the options: tokens there is refused, not ignored (its result would be [B, T, D])
     assert.throws(() => fused.addLayerNorm(x, x, w, b, 1e-6, { tokens: 6 }), /and no residual/);
   });
