@@ -71,7 +71,14 @@ if [ "${CHECK:-1}" != 0 ]; then
   pkill -f "$PWD/dist/test/" 2>/dev/null; pkill -f "scripts/run-tests.js" 2>/dev/null
   keep_kernels
 fi
-if [ "${BENCH:-1}" != 0 ] && [ -f build/Release/semaim.node ]; then
+# The parts that run the addon: where the build left none (it failed, or CHECK=0 on a fresh machine), each
+# says it was skipped, so that the log does not end at the tests without a word on the rest.
+have_addon() {
+  [ -f build/Release/semaim.node ] && return 0
+  echo "== $1: skipped, no build/Release/semaim.node (the build failed or did not run: see gpu-check.log)" | tee -a "$OUT/skipped.log"
+  return 1
+}
+if [ "${BENCH:-1}" != 0 ] && have_addon bench; then
   if [ "$PERF" = 1 ]; then
     timeout 60 node dist/bench/gpu_preflight.js --device "$DEVICE" 2>&1 | tee "$OUT/preflight.log"
     if [ "$DEVICE" = cpu ]; then
@@ -105,7 +112,7 @@ if [ "${BENCH:-1}" != 0 ] && [ -f build/Release/semaim.node ]; then
   echo "== bench: exit ${PIPESTATUS[0]} after $(( $(date +%s) - start )) s" | tee -a "$OUT/bench-$DEVICE.log"
   cp docs/BENCHMARKS.md "$OUT/"
 fi
-if [ "${LEVERS:-0}" = 1 ] && [ -f build/Release/semaim.node ]; then
+if [ "${LEVERS:-0}" = 1 ] && have_addon levers; then
   # Issue 19, one lever at a time at the target's config (ViT-B/16, 224², 12 decoder blocks, batch 256),
   # straight through the benchmark's worker (no reference sides: their numbers are in the PERF run): the
   # LayerNorm kernel, with its backward kernel, then GELU's backward with fc1's bias gradient, then q/k/v's
@@ -145,7 +152,7 @@ if [ "${LEVERS:-0}" = 1 ] && [ -f build/Release/semaim.node ]; then
   fi
   for l in "--phase-timer --upload-input --fused all" "--phase-timer --upload-input"; do lever "$l"; done
 fi
-if [ "${CLI:-0}" = 1 ] && [ -f build/Release/semaim.node ]; then
+if [ "${CLI:-0}" = 1 ] && have_addon cli; then
   export RUN_DIR=.tmp/gpu-cli
   timeout "${CLI_TIMEOUT:-150}" bash scripts/gpu-cli-check.sh 2>&1 | grep -vE '\[[#.]' | tee "$OUT/gpu-cli.log"
   echo "== cli: exit ${PIPESTATUS[0]} after $(( $(date +%s) - start )) s" | tee -a "$OUT/gpu-cli.log"

@@ -98,3 +98,22 @@ test(
     for (const l of limits) assert.ok(l >= 1 && l <= 50, `a lever's limit of ${l} s in a call with 50 s left`);
   }),
 );
+
+test(
+  'gpu-session: a part that needs the addon says it was skipped when the build left none, instead of no line at all',
+  inTempDir('semaim-gpu-session-', (dir) => {
+    // A fresh machine whose build failed (gpu-check.sh exits before it makes build/Release/semaim.node):
+    // the benchmark, the levers and the command-line check cannot run, and the log must say why.
+    sessionTree(dir);
+    const r = spawnSync('bash', ['scripts/gpu-session.sh'], {
+      cwd: dir,
+      encoding: 'utf8',
+      env: { ...process.env, OUT: join(dir, 'out'), CHECK: '0', LEVERS: '1', CLI: '1' },
+      timeout: 30_000,
+    });
+    assert.equal(r.status, 0, r.stderr);
+    for (const part of ['bench', 'levers', 'cli']) {
+      assert.match(r.stdout, new RegExp(`== ${part}: skipped, no build/Release/semaim\\.node`), `${part}:\n${r.stdout}`);
+    }
+  }),
+);
