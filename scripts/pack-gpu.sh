@@ -8,6 +8,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f dist/src/torch/index.js ] || { echo "pack-gpu: run npm run build first" >&2; exit 1; }
+# dist/ must be the build of these sources: the GPU machine has no TypeScript, so a source edited or added
+# after the last build would run there as its old code, or not at all, for a whole device call.
+stale=$(find src test bench -name '*.ts' ! -name '*.d.ts' | while read -r f; do
+  if [ "$f" -nt "dist/${f%.ts}.js" ]; then echo "$f"; fi
+done | head -n 3 || true)
+[ -z "$stale" ] || { echo "pack-gpu: dist/ is older than $(echo "$stale" | paste -sd, -) (or lacks it): run npm run build first" >&2; exit 1; }
 rm -rf .gpu && mkdir -p .gpu/napi-include
 xz -T0 -6 -c "$(command -v node)" > .gpu/node.xz
 for h in node_api.h node_api_types.h js_native_api.h js_native_api_types.h; do cp "/usr/include/node/$h" .gpu/napi-include/; done
