@@ -39,8 +39,16 @@ let onCpu = false;
  * arithmetic with libtorch ops, so that the model's fused wiring and backward are checked without a GPU.
  */
 export function setFused(kinds: readonly FusedKind[] | 'all' | 'none', o: { onCpu?: boolean } = {}): void {
+  // From JavaScript, setFused('layernorm') took the string's letters as kinds and a misspelt kind was kept:
+  // either way nothing was switched on, without a word.
+  const list = kinds === 'all' ? FUSED_KINDS : kinds === 'none' ? [] : kinds;
+  if (!Array.isArray(list))
+    throw new RangeError(`setFused: kinds must be 'all', 'none' or an array of ${FUSED_KINDS.join(', ')}, got ${JSON.stringify(kinds)}`);
+  const bad = list.filter((k) => !FUSED_KINDS.includes(k));
+  if (bad.length)
+    throw new RangeError(`setFused: unknown fused kernel kind(s) ${bad.map((k) => JSON.stringify(k)).join(', ')}: expected ${FUSED_KINDS.join(', ')}`);
   enabled.clear();
-  for (const k of kinds === 'all' ? FUSED_KINDS : kinds === 'none' ? [] : kinds) enabled.add(k);
+  for (const k of list) enabled.add(k);
   onCpu = !!o.onCpu;
 }
 

@@ -465,6 +465,12 @@ test('the switch is off by default and sends CPU tensors to the unfused ops', ()
     } finally {
       fused.setFused('none');
     }
+    // From JavaScript: a kind as a bare string, or misspelt, switched nothing on without a word
+    fused.setFused(['gelu']);
+    assert.throws(() => fused.setFused('layernorm' as never), /setFused: kinds must be 'all', 'none' or an array of layernorm, .*got "layernorm"/);
+    assert.throws(() => fused.setFused(['layernorm', 'layernorms' as never]), /setFused: unknown fused kernel kind\(s\) "layernorms"/);
+    assert.deepEqual(fused.fusedKinds(), ['gelu'], 'a refused call changes nothing');
+    fused.setFused('none');
     const st = fused.kernelStatus();
     assert.equal(typeof st.message, 'string');
     assert.equal(st.cudaBuild, native.cudaBuild, "the status names the addon's build");
