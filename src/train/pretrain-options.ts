@@ -42,7 +42,7 @@ export const GPU_STEP_OPTIONS = defineOptions({
     type: 'string',
     default: 'auto',
     auto: (o) => autoFused(String(o.device)),
-    help: "fused CUDA kernels (compiled at run time with NVRTC): 'all', 'none' or a list of layernorm, layernorm-backward, gelu, qkv, targets, patch-embed (a matmul, no kernel); auto = layernorm on a GPU where they compile (the one measured faster), else none",
+    help: "fused CUDA kernels (compiled at run time with NVRTC): 'all', 'none' or a list of layernorm, layernorm-backward (with layernorm), gelu, qkv, targets, patch-embed (a matmul, no kernel); auto = layernorm on a GPU where they compile (the one measured faster), else none",
   },
 });
 
@@ -465,6 +465,9 @@ export function fusedKindsOf(o: Pick<PretrainOptions, 'fused' | 'device'>): fuse
     throw new OptionError('fused', (e as Error).message);
   }
   if (!kinds.length) return kinds;
+  // The model takes the LayerNorm kernel only with layernorm on; its backward kind alone changed nothing.
+  if (kinds.includes('layernorm-backward') && !kinds.includes('layernorm'))
+    throw new OptionError('fused', 'layernorm-backward is the backward of the layernorm kernel and has no effect without it: add layernorm');
   if (!o.device.startsWith('cuda')) throw new OptionError('fused', `the fused kernels run on CUDA devices only (got --device ${o.device}); use --fused none`);
   const status = kinds.some(fused.needsKernels) ? fused.kernelStatus(true) : null;
   if (status && !status.loaded) throw new OptionError('fused', `the kernels cannot run here: ${status.message}`);

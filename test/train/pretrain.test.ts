@@ -537,6 +537,10 @@ test('--cuda-graphs and --fused are refused before any work where they cannot ru
   assert.throws(() => validatePretrain(options('/nonexistent', { fused: 'layernorm,softmax' })), byFused(/unknown fused kernel kind\(s\) softmax/));
   assert.throws(() => validatePretrain(options('/nonexistent', { fused: 'all' })), byFused(/CUDA devices only \(got --device cpu\)/));
   if (!native.cudaBuild) assert.throws(() => fusedKindsOf({ fused: 'gelu', device: 'cuda' }), byFused(/cannot run here/));
+  // layernorm-backward without layernorm: the model never takes the LayerNorm kernel, so its backward neither
+  const needsLayerNorm = byFused(/layernorm-backward is the backward of the layernorm kernel and has no effect without it/);
+  assert.throws(() => fusedKindsOf({ fused: 'layernorm-backward,gelu', device: 'cuda' }), needsLayerNorm);
+  assert.throws(() => fusedKindsOf({ fused: 'layernorm-backward', device: 'cpu' }), needsLayerNorm);
   assert.deepEqual(fusedKindsOf({ fused: 'none', device: 'cpu' }), []);
   // auto (the default): LayerNorm where the kernels compile on a GPU, nothing elsewhere, never refused.
   assert.equal(PRETRAIN_OPTIONS.fused.default, 'auto');
