@@ -1,9 +1,9 @@
 // `semaim embed`: features of a folder of images or a dataset, from a checkpoint or an exported
 // encoder, into one safetensors file (+ the image list as JSON); the job is src/eval/embed.ts.
-import { OptionError, Options, defineOptions, MAX_WORKERS } from '../util/options';
+import { Options, defineOptions, MAX_WORKERS } from '../util/options';
 import { IMAGE_SOURCE_OPTIONS, RUN_OPTIONS, VERIFY_OPTIONS, checkImageSource, checkImageSourcePaths, imageSetJobFrom } from '../eval/options';
 import { EMBED_DTYPES, EMBED_POOLINGS, EmbedOptions, embed, embedListPath } from '../eval/embed';
-import { checkOutputs, encoderFiles } from '../io/outputs';
+import { checkOutputName, checkOutputs, encoderFiles } from '../io/outputs';
 import { IMAGE_INPUT_OPTIONS } from '../data/options';
 import { precisionOption, checkPrecision } from '../run/precision';
 import { abortOnStopSignals } from '../run/signals';
@@ -49,7 +49,7 @@ export function embedOptionsFrom(o: EmbedCommandOptions): EmbedOptions {
 
 function validateEmbed(o: EmbedCommandOptions): void {
   checkImageSource(o);
-  if (!o.out.endsWith('.safetensors')) throw new OptionError('out', `must end in .safetensors, got '${o.out}'`);
+  checkOutputName(o.out, '.safetensors', 'the image list goes beside it as .json');
   checkDevice(o.device);
   checkPrecision(o.precision, o.device);
 }

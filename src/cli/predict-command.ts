@@ -1,10 +1,10 @@
 // `semaim predict`: a fine-tuned classifier's top-k classes for a folder of images or a dataset split,
 // as JSON + CSV; the job is src/eval/predict.ts.
-import { OptionError, Options, defineOptions, MAX_WORKERS } from '../util/options';
+import { Options, defineOptions, MAX_WORKERS } from '../util/options';
 import { IMAGE_SOURCE_OPTIONS, RUN_OPTIONS, VERIFY_OPTIONS, checkImageSource, checkImageSourcePaths, imageSetJobFrom } from '../eval/options';
 import { predict, predictCsvPath } from '../eval/predict';
 import { resolvePredictor } from '../eval/classifier-source';
-import { checkOutputs, encoderFiles } from '../io/outputs';
+import { checkOutputName, checkOutputs, encoderFiles } from '../io/outputs';
 import { IMAGE_INPUT_OPTIONS } from '../data/options';
 import { precisionOption, checkPrecision } from '../run/precision';
 import { checkDevice } from '../run/device';
@@ -38,7 +38,7 @@ export type PredictCommandOptions = Options<typeof PREDICT_OPTIONS>;
 
 function validatePredict(o: PredictCommandOptions): void {
   checkImageSource(o);
-  if (!o.out.endsWith('.json')) throw new OptionError('out', `must end in .json, got '${o.out}'`);
+  checkOutputName(o.out, '.json', 'the CSV goes beside it');
   checkDevice(o.device);
   checkPrecision(o.precision, o.device);
 }

@@ -33,7 +33,7 @@ import { encodeBatch } from './features';
 import { FeatureOverflowCheck } from './feature-overflow';
 import { gatherRows } from './gather-features';
 import { StagedFile, commitFiles, stageFile } from '../util/safe-write';
-import { claimOutputs, guardOutputs } from '../io/outputs';
+import { checkOutputName, claimOutputs, guardOutputs } from '../io/outputs';
 import { DataError } from '../util/errors';
 import { makeFolder } from '../util/make-folder';
 import { stderrLine } from '../util/console-line';
@@ -189,7 +189,7 @@ export function embedListPath(out: string): string {
 
 /** Checks of the options that need no files (the command runs them before any work). */
 export function checkEmbedOptions(o: EmbedOptions): void {
-  if (!o.out.endsWith('.safetensors')) throw new OptionError('out', `must end in .safetensors (the image list goes beside it as .json), got '${o.out}'`);
+  checkOutputName(o.out, '.safetensors', 'the image list goes beside it as .json');
   checkImageSetSource(o);
   if (o.pooling !== undefined && !EMBED_POOLINGS.includes(o.pooling))
     throw new OptionError('pooling', `must be one of ${EMBED_POOLINGS.join(', ')}, got '${o.pooling}'`);

@@ -11,9 +11,9 @@
 // are known only at the end; then the JSON is written as its header and a copy of the two, and the pair
 // is committed together (commitFiles). A stop or an error removes every temporary file.
 import * as torch from '../torch';
-import { OptionError, defineOptions, jobFields } from '../util/options';
+import { defineOptions, jobFields } from '../util/options';
 import { printable, quotedPath } from '../util/printable';
-import { claimOutputs, guardOutputs } from '../io/outputs';
+import { checkOutputName, claimOutputs, guardOutputs } from '../io/outputs';
 import { DataError, throwIfAborted } from '../util/errors';
 import { StopAgreement } from '../dist/agree';
 import { transformsFor } from '../data';
@@ -231,7 +231,7 @@ export async function predict(o: PredictOptions): Promise<PredictResult> {
 }
 
 async function predictJob(o: PredictOptions): Promise<PredictResult> {
-  if (!o.out.endsWith('.json')) throw new OptionError('out', `must end in .json (the CSV goes beside it), got '${o.out}'`);
+  checkOutputName(o.out, '.json', 'the CSV goes beside it');
   checkImageSetSource(o);
   const t0 = Date.now();
   const batchSize = o.batchSize ?? 256;

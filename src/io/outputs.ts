@@ -50,6 +50,16 @@ export function protectedOutput(path: string): string | null {
 }
 
 /**
+ * Refuses an output file name that does not end in `ext`, or is only `ext` ('.json' wrote a hidden file and
+ * its companion beside it); `beside` says what goes beside it, for the message.
+ */
+export function checkOutputName(out: string, ext: string, beside: string, option = 'out'): void {
+  if (!out.endsWith(ext)) throw new OptionError(option, `must end in ${ext} (${beside}), got '${out}'`);
+  if (basename(out) === ext)
+    throw new OptionError(option, `${quotedPath(out)} has no file name before ${ext}: give one, e.g. ${quotedPath(join(dirname(out), `out${ext}`))}`);
+}
+
+/**
  * Refuses, naming `option`, an output that is one of `inputs`, a checkpoint's or run's file, or that exists
  * without `overwrite`; `overwriteIs` is how the caller asks for it (default the command's '--overwrite').
  */

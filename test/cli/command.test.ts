@@ -37,8 +37,26 @@ test('an --out-dir that is a file, or has a dangling link on the way, is refused
 
 test("each command's own option checks refuse, naming the option, what would write the wrong file or ignore a choice", () => {
   const refused: Array<[string, string[], string, RegExp]> = [
-    ['predict', ['--checkpoint', 'run', '--images', 'imgs', '--out', 'predictions.csv'], 'out', /must end in \.json, got 'predictions\.csv'/],
-    ['embed', ['--checkpoint', 'run', '--images', 'imgs', '--out', 'features.npy'], 'out', /must end in \.safetensors, got 'features\.npy'/],
+    [
+      'predict',
+      ['--checkpoint', 'run', '--images', 'imgs', '--out', 'predictions.csv'],
+      'out',
+      /must end in \.json \(the CSV goes beside it\), got 'predictions\.csv'/,
+    ],
+    [
+      'embed',
+      ['--checkpoint', 'run', '--images', 'imgs', '--out', 'features.npy'],
+      'out',
+      /must end in \.safetensors \(the image list .*\), got 'features\.npy'/,
+    ],
+    // a name that is only the extension wrote hidden files (.json and .csv beside it)
+    [
+      'predict',
+      ['--checkpoint', 'run', '--images', 'imgs', '--out', 'runs/.json'],
+      'out',
+      /runs\/\.json has no file name before \.json: give one, e\.g\. runs\/out\.json/,
+    ],
+    ['embed', ['--checkpoint', 'run', '--images', 'imgs', '--out', '.safetensors'], 'out', /has no file name before \.safetensors/],
     ['export', ['--checkpoint', 'run', '--out', 'enc', '--dtype', 'float16'], 'dtype', /float16 is for --format onnx or web/],
     ['export', ['--checkpoint', 'run', '--out', 'enc', '--format', 'onnx', '--exif-orientation', 'apply'], 'exifOrientation', /is for --format web/],
     ['visualize', ['--checkpoint', 'run', '--images', 'imgs', '--out', 'viz', '--orders', ' , '], 'orders', /needs at least one order type/],

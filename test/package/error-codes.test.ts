@@ -114,7 +114,7 @@ test(
     );
     await assert.rejects(
       embed({ checkpoint: enc, images: dir, dataset: 'synthetic', out: join(dir, 'f.safetensors') }),
-      coded(OptionError, 'ERR_OPTION', /option 'images': give either a folder of images/),
+      coded(OptionError, 'ERR_OPTION', /option 'images': give either images \(a folder or a file\) or a dataset/),
     );
   }),
 );
