@@ -170,7 +170,7 @@ test(
     assert.equal(r.count, 2);
     await assert.rejects(
       call.embed({ checkpoint: enc, out: join(out, 'g.safetensors') }),
-      optionError('images', /needs a folder of images \(images\) or a dataset \(dataset\): give one/),
+      optionError('images', /needs a folder of images or an image file \(images\) or a dataset \(dataset\): give one/),
     );
   }),
 );
