@@ -144,22 +144,27 @@ test('launcher: a worker stopped with SIGSTOP -> the other times out; the launch
   assert.match(r.message ?? '', /last \d+ lines of rank 0:\n.*ERR_DIST_TIMEOUT dist\.allReduce failed on rank 0 of 2/s);
 });
 
-for (const to of ['the launcher', 'its process group (as a terminal sends Ctrl-C)'] as const)
-test(`launcher forwards SIGTERM sent to ${to} to each worker once and exits with 128 + 15`, { skip: gloo }, async () => {
-  const child = spawn(process.execPath, [workerScript('launcher'), 'sigterm'], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+/** Runs the launcher's `scenario` and sends SIGTERM (by `send`) once both workers are ready; its exit code and output. */
+async function launcherSignalled(scenario: string, send: (child: ReturnType<typeof spawn>) => void, detached = false): Promise<{ code: number | null; out: string; err: string }> {
+  const child = spawn(process.execPath, [workerScript('launcher'), scenario], { stdio: ['ignore', 'pipe', 'pipe'], detached });
   let out = '';
   let sent = false;
   child.stdout.setEncoding('utf8').on('data', (c: string) => {
     out += c;
     if (!sent && jsonLines(out).filter((l) => l.ready).length === 2) {
       sent = true;
-      if (to === 'the launcher') child.kill('SIGTERM');
-      else process.kill(-child.pid!, 'SIGTERM');
+      send(child);
     }
   });
   let err = '';
   child.stderr.setEncoding('utf8').on('data', (c: string) => { err += c; });
   const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+  return { code, out, err };
+}
+
+for (const to of ['the launcher', 'its process group (as a terminal sends Ctrl-C)'] as const)
+test(`launcher forwards SIGTERM sent to ${to} to each worker once and exits with 128 + 15`, { skip: gloo }, async () => {
+  const { code, out, err } = await launcherSignalled('sigterm', (child) => (to === 'the launcher' ? child.kill('SIGTERM') : process.kill(-child.pid!, 'SIGTERM')), true);
   const got = jsonLines(out).filter((l) => l.signal === 'SIGTERM').map((l) => l.rank).sort();
   assert.deepEqual(got, [0, 1], `stdout:\n${out}\nstderr:\n${err}`);
   assert.equal(code, 143);
@@ -167,19 +172,7 @@ test(`launcher forwards SIGTERM sent to ${to} to each worker once and exits with
 
 test('launcher: a worker that fails while it stops on the forwarded SIGTERM (its checkpoint cannot be written) is a failure: named, with its exit code, not 143', { skip: gloo }, async () => {
   // before, any signal to the launcher made it exit 128 + signal without a report, as if every rank had stopped cleanly
-  const child = spawn(process.execPath, [workerScript('launcher'), 'sigterm-fails'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let sent = false;
-  child.stdout.setEncoding('utf8').on('data', (c: string) => {
-    out += c;
-    if (!sent && jsonLines(out).filter((l) => l.ready).length === 2) {
-      sent = true;
-      child.kill('SIGTERM');
-    }
-  });
-  let err = '';
-  child.stderr.setEncoding('utf8').on('data', (c: string) => { err += c; });
-  const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+  const { code, out, err } = await launcherSignalled('sigterm-fails', (child) => child.kill('SIGTERM'));
   assert.equal(code, 1, `stdout:\n${out}\nstderr:\n${err}`);
   assert.match(err, /launch: rank 1 \(node 0, local rank 1, pid \d+\) exited with code 1/);
   assert.match(err, /\| semaim: cannot write checkpoints\/step-00000003\/model\.safetensors: ENOSPC/);
