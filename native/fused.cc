@@ -243,6 +243,9 @@ void storeCachedKernels(const std::string& file, const std::string& image) {
 }
 
 KernelModule compileFor(const CudaApi& api, int device) {
+  // The module is loaded into the current context: that of `device`, not of whichever device is current
+  // (--device cuda:1 in one process loaded it into device 0's, and launching it on device 1 then failed).
+  const c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(device));
   cudaDeviceProp prop;
   if (cudaGetDeviceProperties(&prop, device) != cudaSuccess) throw std::runtime_error("fused kernels: cannot read the device properties");
   const std::string cc = std::to_string(prop.major) + std::to_string(prop.minor);
