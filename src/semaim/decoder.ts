@@ -3,7 +3,7 @@
 import * as torch from '../torch';
 import { F, Tensor, fused } from '../torch';
 import { Linear, Module } from '../nn';
-import { PreNormBlock, resolveResidual, sumAndNorm, type AttentionMasking, type PendingResidual } from './vit';
+import { PreNormBlock, checkHeads, resolveResidual, sumAndNorm, type AttentionMasking, type PendingResidual } from './vit';
 
 /**
  * Multi-head attention of the decoder's queries over the encoder stream, with separate q, k, v and proj
@@ -19,9 +19,7 @@ export class CrossAttention extends Module {
     readonly numHeads: number,
   ) {
     super();
-    // as Attention's: a split of the width into heads that is not whole failed only in the first forward's view
-    if (!(Number.isInteger(numHeads) && numHeads > 0)) throw new Error(`attention heads must be a positive integer, got ${numHeads}`);
-    if (dim % numHeads !== 0) throw new Error(`width ${dim} is not divisible by ${numHeads} heads`);
+    checkHeads(dim, numHeads);
     this.q = this.module('q', new Linear(dim, dim));
     this.k = this.module('k', new Linear(dim, dim));
     this.v = this.module('v', new Linear(dim, dim));

@@ -59,6 +59,12 @@ export class PatchEmbed extends Module {
   }
 }
 
+/** Throws unless `numHeads` is a positive integer that splits `dim` whole (else only the first forward's view failed). */
+export function checkHeads(dim: number, numHeads: number): void {
+  if (!(Number.isInteger(numHeads) && numHeads > 0)) throw new Error(`attention heads must be a positive integer, got ${numHeads}`);
+  if (dim % numHeads !== 0) throw new Error(`width ${dim} is not divisible by ${numHeads} heads`);
+}
+
 /** Multi-head self-attention with one fused `qkv` Linear and an output `proj` (both with bias); like timm's vision_transformer.Attention. */
 export class Attention extends Module {
   readonly qkv: Linear;
@@ -68,8 +74,7 @@ export class Attention extends Module {
     readonly numHeads: number,
   ) {
     super();
-    if (!(Number.isInteger(numHeads) && numHeads > 0)) throw new Error(`attention heads must be a positive integer, got ${numHeads}`);
-    if (dim % numHeads !== 0) throw new Error(`width ${dim} is not divisible by ${numHeads} heads`);
+    checkHeads(dim, numHeads);
     this.qkv = this.module('qkv', new Linear(dim, dim * 3));
     this.proj = this.module('proj', new Linear(dim, dim));
   }
