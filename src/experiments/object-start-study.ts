@@ -152,7 +152,7 @@ export function studyPretrainOptions(o: ObjectStudyOptions, tokens: SimilarityTo
     );
   return resolveOptions(PRETRAIN_OPTIONS, {
     dataset: 'synthetic',
-    syntheticSize: o.steps * o.batchSize,
+    syntheticSize: images,
     imgSize: o.imgSize,
     patchSize: o.patchSize,
     model: 'vit_tiny',

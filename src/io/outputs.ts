@@ -53,10 +53,10 @@ export function protectedOutput(path: string): string | null {
  * Refuses an output file name that does not end in `ext`, or is only `ext` ('.json' wrote a hidden file and
  * its companion beside it); `beside` says what goes beside it, for the message.
  */
-export function checkOutputName(out: string, ext: string, beside: string, option = 'out'): void {
-  if (!out.endsWith(ext)) throw new OptionError(option, `must end in ${ext} (${beside}), got '${out}'`);
+export function checkOutputName(out: string, ext: string, beside: string): void {
+  if (!out.endsWith(ext)) throw new OptionError('out', `must end in ${ext} (${beside}), got '${out}'`);
   if (basename(out) === ext)
-    throw new OptionError(option, `${quotedPath(out)} has no file name before ${ext}: give one, e.g. ${quotedPath(join(dirname(out), `out${ext}`))}`);
+    throw new OptionError('out', `${quotedPath(out)} has no file name before ${ext}: give one, e.g. ${quotedPath(join(dirname(out), `out${ext}`))}`);
 }
 
 /**
