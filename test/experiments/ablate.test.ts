@@ -25,6 +25,9 @@ import { TrainData } from '../../src/train/pretrain';
 import { memoryFactories, memoryTrainData, toyImages } from '../eval/helpers';
 import { TINY_ABLATION, TINY_PRETRAIN } from './helpers';
 
+/** The small two-class labelled data of the tests that run whole ablations. */
+const toyData = () => memoryFactories(toyImages(16, 2, 8, 1), toyImages(8, 2, 8, 2));
+
 test('a tiny ablation: matched pre-trains per order, k-NN + linear probe, table and JSON, resumable', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-'));
   const train = toyImages(32, 3, 8, 1);
@@ -444,7 +447,7 @@ test("ablation.json's pretrainOptions holds only what every pre-training got: no
   try {
     const o = resolveOptions(ABLATE_OPTIONS, { orders: 'semantic:self,raster', budget: 'small', ...TINY_PRETRAIN, k: '5', outDir: dir, threads: 1 });
     o.stopAfterMinutes = 1e-6; // no run: only the record
-    const r = await ablate(o, memoryFactories(toyImages(16, 2, 8, 1), toyImages(8, 2, 8, 2)), { log: () => {} });
+    const r = await ablate(o, toyData(), { log: () => {} });
     assert.equal(r.runs.length, 0);
     assert.equal(r.pretrainOptions.similarityTokens, undefined);
     assert.equal(JSON.parse(readFileSync(join(dir, 'ablation.json'), 'utf8')).pretrainOptions.similarityTokens, undefined);
@@ -456,16 +459,15 @@ test("ablation.json's pretrainOptions holds only what every pre-training got: no
 test('another evaluation recipe is refused before any work, also when a new run comes before a finished one (it trained and evaluated the new run first, leaving a folder that neither recipe could continue)', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-refuse-'));
   try {
-    const data = () => memoryFactories(toyImages(16, 2, 8, 1), toyImages(8, 2, 8, 2));
     const first = resolveOptions(ABLATE_OPTIONS, { ...TINY_ABLATION, baseline: false, outDir: dir });
-    assert.equal((await ablate(first, data(), { log: () => {} })).complete, true);
+    assert.equal((await ablate(first, toyData(), { log: () => {} })).complete, true);
     // a row added before the finished one, and another linear-probe length
     const other = resolveOptions(ABLATE_OPTIONS, { ...TINY_ABLATION, orders: 'stochastic,raster', baseline: false, linprobeEpochs: 2, outDir: dir });
-    await assert.rejects(ablate(other, data(), { log: () => {} }), /raster-seed0.*made with another recipe \(linprobe\.epochs: 1 → 2/s);
+    await assert.rejects(ablate(other, toyData(), { log: () => {} }), /raster-seed0.*made with another recipe \(linprobe\.epochs: 1 → 2/s);
     assert.equal(existsSync(join(dir, 'runs', 'stochastic-seed0')), false, 'the new row was not pre-trained');
     // the recipe the folder was made with still continues it
     const again = resolveOptions(ABLATE_OPTIONS, { ...TINY_ABLATION, orders: 'stochastic,raster', baseline: false, outDir: dir });
-    assert.equal((await ablate(again, data(), { log: () => {} })).complete, true);
+    assert.equal((await ablate(again, toyData(), { log: () => {} })).complete, true);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -474,9 +476,8 @@ test('another evaluation recipe is refused before any work, also when a new run 
 test('a finished pre-training whose last step checkpoint is corrupt is evaluated from the checkpoint it resumed to (checkpoints/best), not refused as having none', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-corrupt-'));
   try {
-    const data = () => memoryFactories(toyImages(16, 2, 8, 1), toyImages(8, 2, 8, 2));
     const o = resolveOptions(ABLATE_OPTIONS, { ...TINY_ABLATION, baseline: false, outDir: dir });
-    const first = await ablate(o, data(), { log: () => {} });
+    const first = await ablate(o, toyData(), { log: () => {} });
     // killed after its pre-training, before its evaluation was written; then its step checkpoint was damaged
     const run = join(dir, 'runs', 'raster-seed0');
     rmSync(join(run, 'ablation-eval.json'));
@@ -490,7 +491,7 @@ test('a finished pre-training whose last step checkpoint is corrupt is evaluated
     bytes[bytes.length - 5] ^= 0xff;
     writeFileSync(weights, bytes);
     const lines: string[] = [];
-    const r = await ablate(o, data(), { log: (l) => lines.push(l) });
+    const r = await ablate(o, toyData(), { log: (l) => lines.push(l) });
     assert.ok(
       lines.some((l) => /is corrupted/.test(l) && /resumed from .*checkpoints\/best/.test(lines.join('\n'))),
       lines.join('\n'),
@@ -507,13 +508,12 @@ test('a finished pre-training whose last step checkpoint is corrupt is evaluated
 test("a finished run evaluated on the images of another --seed is evaluated again, not tabulated beside runs evaluated on this call's images", async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-evalseed-'));
   try {
-    const data = () => memoryFactories(toyImages(16, 2, 8, 1), toyImages(8, 2, 8, 2));
     // --train-limit and --test-limit draw a subset seeded by --seed (synthetic data is made from it)
     const at = (seed: number) =>
       resolveOptions(ABLATE_OPTIONS, { ...TINY_ABLATION, baseline: false, seeds: 2, seed, trainLimit: 8, testLimit: 4, outDir: dir });
-    await ablate(at(0), data(), { log: () => {} });
+    await ablate(at(0), toyData(), { log: () => {} });
     const lines: string[] = [];
-    const r = await ablate(at(1), data(), { log: (l) => lines.push(l) });
+    const r = await ablate(at(1), toyData(), { log: (l) => lines.push(l) });
     assert.deepEqual(
       r.runs.map((x) => [x.seed, x.evalSeed]),
       [
@@ -528,7 +528,7 @@ test("a finished run evaluated on the images of another --seed is evaluated agai
     );
     // the same call again reuses both
     const again: string[] = [];
-    await ablate(at(1), data(), { log: (l) => again.push(l) });
+    await ablate(at(1), toyData(), { log: (l) => again.push(l) });
     assert.equal(again.filter((l) => /already done/.test(l)).length, 2);
   } finally {
     rmSync(dir, { recursive: true, force: true });
