@@ -23,10 +23,16 @@
 # DEVICE=cpu (a dry run without a GPU): the same steps on the CPU with tiny sizes, the CUDA-only lever
 # checked to be refused, and docs/BENCHMARKS.md left alone.
 #   DEVICE=cpu PERF=1 CHECK=0 bash scripts/gpu-session.sh
+# Each part goes on when an earlier one failed (the logs of the rest are worth the call), but the script's
+# own exit status is 1 when any part failed, was killed at its limit or was skipped; $OUT/exit-codes.log
+# lists each part's exit status.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/.tmp/gpu-out}
 mkdir -p "$OUT" .tmp/node/bin
+: > "$OUT/exit-codes.log"
+# part_exit NAME STATUS: one line per part (a subshell of a pipeline cannot set this shell's variables)
+part_exit() { echo "$1 $2" >> "$OUT/exit-codes.log"; }
 if ! command -v node >/dev/null 2>&1; then
   # xz, or Python's lzma where xz-utils is missing
   { xz -dc .gpu/node.xz 2>/dev/null || python3 -c 'import lzma,shutil,sys;shutil.copyfileobj(lzma.open(".gpu/node.xz"),sys.stdout.buffer)'; } > .tmp/node/bin/node
@@ -65,7 +71,9 @@ left() { echo $(( CALL_LIMIT - ($(date +%s) - start) )); }
 if [ "${CHECK:-1}" != 0 ]; then
   {
     timeout "${CHECK_TIMEOUT:-$([ "$PERF" = 1 ] && echo 180 || echo 200)}" bash scripts/gpu-check.sh 2>&1 | grep -vE '^ *(duration_ms|\.\.\.|---|type:)'
-    echo "== gpu-check: exit ${PIPESTATUS[0]} after $(( $(date +%s) - start )) s"
+    rc=${PIPESTATUS[0]}
+    echo "== gpu-check: exit $rc after $(( $(date +%s) - start )) s"
+    part_exit gpu-check "$rc"
   } 2>&1 | tee "$OUT/gpu-check.log"
   # timeout stops gpu-check itself, not the test processes it started: stop those before the benchmark.
   pkill -f "$PWD/dist/test/" 2>/dev/null; pkill -f "scripts/run-tests.js" 2>/dev/null
@@ -76,16 +84,22 @@ fi
 have_addon() {
   [ -f build/Release/semaim.node ] && return 0
   echo "== $1: skipped, no build/Release/semaim.node (the build failed or did not run: see gpu-check.log)" | tee -a "$OUT/skipped.log"
+  part_exit "$1" skipped
   return 1
 }
 if [ "${BENCH:-1}" != 0 ] && have_addon bench; then
   if [ "$PERF" = 1 ]; then
     timeout 60 node dist/bench/gpu_preflight.js --device "$DEVICE" 2>&1 | tee "$OUT/preflight.log"
+    part_exit preflight "${PIPESTATUS[0]}"
     if [ "$DEVICE" = cpu ]; then
       # Dry run: tiny sizes, no docs; the CUDA-graph lever must be refused with its reason.
       LEVERS=(--fused all --sdpa cudnn,flash,efficient,math --phase-timer --quick --only tiny --batch-tiny 4 --steps-tiny 2 --reference ours)
       node dist/bench/pretrain.js --device cpu --cuda-graphs 2>&1 | tee "$OUT/refusal.log"
-      grep -q 'refused: CUDA graphs need --device cuda' "$OUT/refusal.log" && echo "== --cuda-graphs refused on the CPU, as it should" | tee -a "$OUT/refusal.log"
+      if grep -q 'refused: CUDA graphs need --device cuda' "$OUT/refusal.log"; then
+        echo "== --cuda-graphs refused on the CPU, as it should" | tee -a "$OUT/refusal.log"
+      else
+        part_exit cuda-graphs-refusal "not refused"
+      fi
     else
       # The fused side: the kernels measured faster (LayerNorm, 1.08x on 2026-12-04) and LayerNorm's backward.
       LEVERS=(--reference authors --fused "${PERF_FUSED:-layernorm,layernorm-backward}" --cuda-graphs --graphs-at base:256,base:64 --phase-timer --write-docs)
@@ -109,7 +123,9 @@ if [ "${BENCH:-1}" != 0 ] && have_addon bench; then
   else
     timeout "${BENCH_TIMEOUT:-340}" node dist/bench/pretrain.js --device cuda --reference both --ablate-order --write-docs ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-cuda.log"
   fi
-  echo "== bench: exit ${PIPESTATUS[0]} after $(( $(date +%s) - start )) s" | tee -a "$OUT/bench-$DEVICE.log"
+  rc=${PIPESTATUS[0]}
+  echo "== bench: exit $rc after $(( $(date +%s) - start )) s" | tee -a "$OUT/bench-$DEVICE.log"
+  part_exit bench "$rc"
   cp docs/BENCHMARKS.md "$OUT/"
 fi
 if [ "${LEVERS:-0}" = 1 ] && have_addon levers; then
@@ -126,7 +142,7 @@ if [ "${LEVERS:-0}" = 1 ] && have_addon levers; then
   # Each lever's own step is also profiled by kernel after its measured steps (bench/kernel-profile.ts):
   # the tables in $OUT/kernels-ts-<lever>.md, the families in the lever's line.
   lever() {
-    [ "$(left)" -lt 45 ] && { echo "== levers: out of time before '$1'"; return; }
+    [ "$(left)" -lt 45 ] && { echo "== levers: out of time before '$1'"; part_exit "lever ${1:-(plain)}" "no time"; return; }
     local slug limit
     slug=$(printf '%s' "${1:-plain}" | tr -c 'a-z0-9' '-' | sed 's/--*/-/g; s/^-//; s/-$//')
     # 60 s at most, and never past CALL_LIMIT (the margin there is the files' to come back)
@@ -136,6 +152,7 @@ if [ "${LEVERS:-0}" = 1 ] && have_addon levers; then
     # shellcheck disable=SC2086
     result=$(timeout "$limit" "${W[@]}" $1 --kernel-profile 3 --kernel-profile-out "$OUT/kernels-ts-$slug.md" 2>>"$OUT/levers.err" | tail -1; exit "${PIPESTATUS[0]}")
     rc=$?
+    part_exit "lever ${1:-(plain)}" "$rc"
     # (a lever killed by the limit writes nothing to levers.err: its line says so)
     [ "$rc" = 124 ] && rc="124, killed at its ${limit} s limit"
     printf '%s' "$result" \
@@ -148,14 +165,18 @@ if [ "${LEVERS:-0}" = 1 ] && have_addon levers; then
   if [ "$DEVICE" != cpu ] && [ "$(left)" -gt 40 ]; then
     timeout $(( $(left) - 5 )) "$SEMAIM_PYTHON" bench/pretrain_torch.py --preset vit_base --img 224 --patch 16 --decoder-depth 12 --batch 256 \
       --warmup 2 --steps 3 --threads 2 --device cuda --kernel-profile 3 --kernel-profile-out "$OUT/kernels.md" > /dev/null 2>>"$OUT/levers.err"
-    echo "== kernel profile: exit $? after $(( $(date +%s) - start )) s" | tee -a "$OUT/levers.log"
+    rc=$?
+    echo "== kernel profile: exit $rc after $(( $(date +%s) - start )) s" | tee -a "$OUT/levers.log"
+    part_exit kernel-profile "$rc"
   fi
   for l in "--phase-timer --upload-input --fused all" "--phase-timer --upload-input"; do lever "$l"; done
 fi
 if [ "${CLI:-0}" = 1 ] && have_addon cli; then
   export RUN_DIR=.tmp/gpu-cli
   timeout "${CLI_TIMEOUT:-150}" bash scripts/gpu-cli-check.sh 2>&1 | grep -vE '\[[#.]' | tee "$OUT/gpu-cli.log"
-  echo "== cli: exit ${PIPESTATUS[0]} after $(( $(date +%s) - start )) s" | tee -a "$OUT/gpu-cli.log"
+  rc=${PIPESTATUS[0]}
+  echo "== cli: exit $rc after $(( $(date +%s) - start )) s" | tee -a "$OUT/gpu-cli.log"
+  part_exit cli "$rc"
   cp "$RUN_DIR/pretrain/viz/grid.png" "$OUT/cli-grid.png" 2>/dev/null
   cp "$RUN_DIR/pretrain/report.html" "$OUT/cli-report.html" 2>/dev/null
 fi
@@ -165,6 +186,15 @@ if [ "${DATA:-0}" = 1 ]; then
   [ "$data_limit" -lt 1 ] && data_limit=1
   timeout "$data_limit" node dist/bench/data.js --only=large --quick --workers="1,8,$(( $(nproc) - 1 ))" --need="${DATA_NEED:-1470}" 2>&1 \
     | tee "$OUT/bench-data.log"
-  echo "== data: exit ${PIPESTATUS[0]} after $(( $(date +%s) - start )) s" | tee -a "$OUT/bench-data.log"
+  rc=${PIPESTATUS[0]}
+  echo "== data: exit $rc after $(( $(date +%s) - start )) s" | tee -a "$OUT/bench-data.log"
+  part_exit data "$rc"
 fi
 keep_kernels
+failed=$(awk '$NF != "0"' "$OUT/exit-codes.log")
+if [ -n "$failed" ]; then
+  echo "== session: $(printf '%s\n' "$failed" | wc -l) part(s) did not succeed (part, exit status):"
+  printf '%s\n' "$failed" | sed 's/^/   /'
+  exit 1
+fi
+echo "== session: every part that ran succeeded"

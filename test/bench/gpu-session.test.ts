@@ -1,4 +1,4 @@
-// scripts/gpu-session.sh's time limits (run as its CPU dry run, without the benchmark itself).
+// scripts/gpu-session.sh's time limits and exit status (run as its CPU dry run, without the benchmark itself).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -19,9 +19,12 @@ test(
       env: { ...process.env, OUT: out, DEVICE: 'cpu', CHECK: '0', BENCH: '0', DATA: '1', CALL_LIMIT: '-10' },
       timeout: 60_000,
     });
-    assert.equal(r.status, 0, r.stderr);
+    // The part killed at its limit did not succeed, and the script's own status says so.
+    assert.equal(r.status, 1, r.stderr);
     const log = readFileSync(join(out, 'bench-data.log'), 'utf8');
     assert.match(log, /== data: exit 124 /, log);
+    assert.equal(readFileSync(join(out, 'exit-codes.log'), 'utf8'), 'data 124\n');
+    assert.match(r.stdout, /== session: 1 part\(s\) did not succeed[^\n]*\n {3}data 124\n/, r.stdout);
   }),
 );
 
@@ -41,6 +44,7 @@ function session(dir: string): void {
     timeout: 30_000,
   });
   assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /== session: every part that ran succeeded\n$/);
 }
 
 test(
@@ -92,7 +96,7 @@ test(
       },
       timeout: 60_000,
     });
-    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.status, 1, 'every lever "timed out", so the session did not succeed');
     const limits = readFileSync(join(dir, 'limits'), 'utf8').trim().split('\n').map(Number);
     assert.ok(limits.length > 0);
     for (const l of limits) assert.ok(l >= 1 && l <= 50, `a lever's limit of ${l} s in a call with 50 s left`);
@@ -111,9 +115,12 @@ test(
       env: { ...process.env, OUT: join(dir, 'out'), CHECK: '0', LEVERS: '1', CLI: '1' },
       timeout: 30_000,
     });
-    assert.equal(r.status, 0, r.stderr);
+    // A session whose parts could not run is not a success: before, it exited 0 and a caller that looked
+    // only at the status (the device tool's rc) took it for one.
+    assert.equal(r.status, 1, r.stdout);
     for (const part of ['bench', 'levers', 'cli']) {
       assert.match(r.stdout, new RegExp(`== ${part}: skipped, no build/Release/semaim\\.node`), `${part}:\n${r.stdout}`);
     }
+    assert.equal(readFileSync(join(dir, 'out', 'exit-codes.log'), 'utf8'), 'bench skipped\nlevers skipped\ncli skipped\n');
   }),
 );
