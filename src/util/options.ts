@@ -231,8 +231,9 @@ function coerce(key: string, spec: OptionSpec, raw: unknown): number | string | 
   }
   if (spec.type === 'boolean') {
     if (typeof raw === 'boolean') return raw;
-    if (raw === 'true' || raw === '1' || raw === 'yes') return true;
-    if (raw === 'false' || raw === '0' || raw === 'no') return false;
+    // a config file's `blur: 1` is the number 1: taken as the flag's --blur=1 is
+    if (raw === 'true' || raw === '1' || raw === 1 || raw === 'yes') return true;
+    if (raw === 'false' || raw === '0' || raw === 0 || raw === 'no') return false;
     throw new OptionError(key, `expected true or false, got ${JSON.stringify(raw)}`);
   }
   if (spec.type === 'number' || spec.type === 'int') {
@@ -465,8 +466,10 @@ export function resolveOptions<T extends OptionTable>(table: T, ...layers: Recor
         const spec = specOf(table, k);
         if (!spec) throw unknownOption(k, Object.keys(table), fromCommandLine(layer) ? 'flag' : 'key');
         if (v === undefined) continue; // a library caller's `{ imgSize: o.imgSize }` with none given
-        // a number a config file wrote for a string option is its text there, as it would be after the flag
-        const text = spec.type === 'string' && typeof v === 'number' ? writtenAs.get(layer)?.numbers.get(k) : undefined;
+        // a number a config file wrote is its text there, as it would be after the flag: a string option's
+        // name (1.10, not 1.1), and a number option's notation (YAML reads 0x10 and 0o17 as 16 and 15, which
+        // --batch-size 0x10 refuses)
+        const text = spec.type !== 'boolean' && typeof v === 'number' ? writtenAs.get(layer)?.numbers.get(k) : undefined;
         out[k] = coerce(k, spec, text ?? v);
       } catch (e) {
         // every layer is checked, an overridden one too (a typo in a config file stays visible), so its

@@ -57,7 +57,7 @@ test('names of Object.prototype members are unknown options, on the command line
       /option 'config': .*nested\.json: 'config' cannot be set in a config file/,
     );
     assert.throws(() => readConfigFile(file('help.json', '{"help": true}')), /option 'help': .*cannot be set in a config file/);
-    assert.throws(() => resolveOptions(TABLE, readConfigFile(file('big.json', '{"seed": 1e400}'))), /option 'seed': expected a number, got Infinity/);
+    assert.throws(() => resolveOptions(TABLE, readConfigFile(file('big.json', '{"seed": 1e400}'))), /option 'seed': expected a number, got "1e400"/);
   });
 });
 
@@ -597,5 +597,40 @@ test('a number written for a string option in a config file is its text as writt
     // a number option still takes the number (YAML's 1e3 is 1000), and a flag still overrides the file
     assert.equal(resolveOptions(TABLE, readConfigFile(file('run.yaml', 'seed: 1e3\nname: 1.10\n'))).seed, 1000);
     assert.equal(resolveOptions(TABLE, readConfigFile(file('run.yaml', 'name: 1.10\n')), { name: 'y' }).name, 'y');
+  });
+});
+
+test('a config file takes a number option in the notation its flag takes: YAML 0x10 and 0o17 are refused as --seed 0x10 is', () => {
+  withConfigFiles((file) => {
+    for (const text of ['0x10', '0o17', '0b11']) {
+      assert.throws(() => resolveOptions(TABLE, parseArgv(['--seed', text], TABLE).options), /expected a number/, `flag ${text}`);
+      assert.throws(
+        () => resolveOptions(TABLE, readConfigFile(file('run.yaml', `seed: ${text}\n`))),
+        /option .seed.: expected a number, got "0/,
+        `YAML ${text}`,
+      );
+    }
+    // decimal notations stay numbers, in both layers
+    for (const [text, n] of [
+      ['007', 7],
+      ['1e3', 1000],
+      ['+5', 5],
+      ['-2', -2],
+    ] as const) {
+      assert.equal(resolveOptions(TABLE, parseArgv(['--seed', text], TABLE).options).seed, n, `flag ${text}`);
+      assert.equal(resolveOptions(TABLE, readConfigFile(file('run.yaml', `seed: ${text}\n`))).seed, n, `YAML ${text}`);
+    }
+    assert.equal(resolveOptions(TABLE, readConfigFile(file('run.json', '{"seed": 1E+2}'))).seed, 100);
+  });
+});
+
+test('a config file turns an on/off option on with 1 and off with 0, as --fast=1 and --fast=0 do', () => {
+  withConfigFiles((file) => {
+    assert.equal(resolveOptions(TABLE, parseArgv(['--fast=1'], TABLE).options).fast, true);
+    assert.equal(resolveOptions(TABLE, readConfigFile(file('on.yaml', 'fast: 1\n'))).fast, true);
+    assert.equal(resolveOptions(TABLE, readConfigFile(file('off.yaml', 'fast: 0\n'))).fast, false);
+    assert.equal(resolveOptions(TABLE, readConfigFile(file('on.json', '{"fast": 1}'))).fast, true);
+    // other numbers are no answer to on or off
+    assert.throws(() => resolveOptions(TABLE, readConfigFile(file('two.yaml', 'fast: 2\n'))), /expected true or false, got 2/);
   });
 });
