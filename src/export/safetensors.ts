@@ -31,7 +31,7 @@ import { commitExport } from './commit-export';
 
 /** The files exportEncoder writes for `out`. */
 export function encoderExportFiles(out: string): string[] {
-  const base = out.replace(/\.(safetensors|json)$/, '');
+  const base = out.replace(/\.(safetensors|json)$/i, '');
   return [`${base}.safetensors`, `${base}.json`];
 }
 
@@ -41,7 +41,7 @@ export function encoderExportFiles(out: string): string[] {
  */
 export function checkEncoderOut(out: string): void {
   const name = out
-    .replace(/\.(safetensors|json)$/, '')
+    .replace(/\.(safetensors|json)$/i, '')
     .split(sep === '/' ? '/' : /[\\/]/)
     .pop();
   if (name === '' || name === '.' || name === '..')

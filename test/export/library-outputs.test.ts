@@ -184,6 +184,9 @@ test("an exported encoder holds the run's encoder alone (timm's names, no decode
 test('an export writes <out>.safetensors and <out>.json whether --out ends in neither, .safetensors or .json', () => {
   for (const out of ['d/enc', 'd/enc.safetensors', 'd/enc.json']) assert.deepEqual(encoderExportFiles(out), ['d/enc.safetensors', 'd/enc.json'], out);
   assert.deepEqual(encoderExportFiles('d/enc.v2'), ['d/enc.v2.safetensors', 'd/enc.v2.json']);
+  // the extension in any case ('enc.SAFETENSORS' wrote enc.SAFETENSORS.safetensors and enc.SAFETENSORS.json)
+  for (const out of ['d/enc.SAFETENSORS', 'd/enc.SafeTensors', 'd/enc.JSON'])
+    assert.deepEqual(encoderExportFiles(out), ['d/enc.safetensors', 'd/enc.json'], out);
 });
 
 test("an encoder's files are its weights and the config JSON beside them; no output may replace that config", () => {
