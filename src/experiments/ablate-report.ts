@@ -8,6 +8,7 @@ export const DIVERGED_FILE = 'ablation-diverged.json';
 
 export interface Stat {
   mean: number;
+  /** The sample std; NaN (null in the JSON files) for fewer than two values, which have no spread to give. */
   std: number;
   n: number;
 }
@@ -30,7 +31,8 @@ export function stat(values: number[]): Stat {
   const n = v.length;
   if (!n) return { mean: NaN, std: NaN, n: 0 };
   const mean = v.reduce((a, b) => a + b, 0) / n;
-  const std = n > 1 ? Math.sqrt(v.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1)) : 0;
+  // one value's std of 0 read as a measured "no spread at all" in ablation.json (the tables already leave it out)
+  const std = n > 1 ? Math.sqrt(v.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1)) : NaN;
   return { mean, std, n };
 }
 

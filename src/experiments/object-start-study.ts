@@ -292,7 +292,7 @@ function studyRows(points: StudyPoint[], seeds: number): string[][] {
   return [...groups.values()].map((g) => {
     const cell = (t: SimilarityTokens) => {
       const s = stat(g.map((p) => p.byTokens[t].fraction));
-      // one seed's value alone has no spread to give (stat's std of 0 is not a measured one)
+      // one seed's value alone has no spread to give (stat gives NaN for it)
       return `${pct(s.mean)}${s.n > 1 ? ` ± ${pct(s.std)}` : ''}${s.n < seeds ? ` (${s.n} of ${seeds} seeds)` : ''}`;
     };
     return [g[0].trainedWith, String(g[0].step), ...TOKENS.map(cell), pct(stat(g.map((p) => p.randomCentre)).mean)];

@@ -20,6 +20,7 @@ import {
   type AblationRun,
 } from '../../src/experiments/ablate';
 import { ablationMarkdown, stat, summarise } from '../../src/experiments/ablate-report';
+import { jsonText } from '../../src/util/safe-write';
 import { PRETRAIN_OPTIONS, modelConfigFrom } from '../../src/train/pretrain-options';
 import { TrainData } from '../../src/train/pretrain';
 import { memoryFactories, memoryTrainData, toyImages } from '../eval/helpers';
@@ -163,7 +164,9 @@ test('limitTrainData caps the batches per epoch and honours the start index', as
   for await (const _ of lim.epoch(0, 3)) n++;
   assert.equal(n, 0, 'a start at the cap: the epoch is done');
   assert.deepEqual(stat([1, 2, 3]), { mean: 2, std: 1, n: 3 });
-  assert.deepEqual(stat([0.5]), { mean: 0.5, std: 0, n: 1 });
+  // one seed has no spread to give: NaN, written as null in ablation.json, not a measured 0
+  assert.deepEqual(stat([0.5]), { mean: 0.5, std: NaN, n: 1 });
+  assert.equal(jsonText(stat([0.5, NaN])), '{\n  "mean": 0.5,\n  "std": null,\n  "n": 1\n}\n');
 });
 
 test('timeLoader measures a short epoch too: an epoch of 3 batches or fewer ended in its warm-up and cost nothing in the plan', async () => {
