@@ -5,7 +5,8 @@
 // pre-training continues from its checkpoint.
 import { existsSync, renameSync, rmSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
+import { isAbsolute, join, relative } from 'node:path';
+import { sha256File } from '../io/file-sha256';
 import * as torch from '../torch';
 import { PRETRAIN_OPTIONS, PretrainOptions, modelConfigFrom, trainDataRequest, validatePretrain } from '../train/pretrain-options';
 import { pretrain } from '../train/pretrain';
@@ -221,6 +222,26 @@ function readCachedRun(path: string, log: (line: string) => void): AblationRun |
     log(`warning: ${(e as Error).message}; moved to ${aside}, evaluating the run again`);
     return null;
   }
+}
+
+/** The checkpoint a stored evaluation scored, where it is now: in `runDir` if it was in the run's folder (moved or copied since). */
+function checkpointIn(stored: AblationRun, runDir: string): string {
+  const at = stored.pretrain.checkpoint!;
+  const inRun = relative(stored.runDir, at);
+  return inRun && !inRun.startsWith('..') && !isAbsolute(inRun) ? join(runDir, inRun) : at;
+}
+
+/** Why a stored evaluation's checkpoint no longer holds the weights it scored (its model file's SHA-256), or null when it does. */
+function scoredCheckpointChange(stored: AblationRun, runDir: string): string | null {
+  if (!stored.pretrain.checkpoint || typeof stored.pretrain.sha256 !== 'string') return null;
+  const weights = join(checkpointIn(stored, runDir), 'model.safetensors');
+  let sha256: string;
+  try {
+    sha256 = sha256File(weights); // (remembered by the file's inode and times: read once per process)
+  } catch {
+    return `its checkpoint ${weights} is gone`;
+  }
+  return sha256 === stored.pretrain.sha256 ? null : `its checkpoint ${weights} changed`;
 }
 
 /** Options that do not change results (where and how fast a run goes). */
@@ -925,8 +946,15 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
         if (ours) log(`[${i + 1}/${all.length}] ${p.row} seed ${p.seed}: was evaluated on the images of --seed ${stored.evalSeed}, evaluating it again`);
         stored = null;
       }
+      // its scores are of weights no checkpoint in the run folder holds now (damaged, replaced or removed since)
+      const changed = stored && p.row !== RANDOM_INIT ? scoredCheckpointChange(stored, p.runDir) : null;
+      if (stored && changed) {
+        if (ours) log(`[${i + 1}/${all.length}] ${p.row} seed ${p.seed}: ${changed} since it was evaluated, evaluating it again`);
+        stored = null;
+      }
       if (stored) {
         if (ours) log(`[${i + 1}/${all.length}] ${p.row} seed ${p.seed}: already done (${cached})`);
+        if (stored.pretrain.checkpoint) stored.pretrain.checkpoint = checkpointIn(stored, p.runDir);
         stored.runDir = p.runDir; // where it is now: the out-dir may have been moved or copied since
         // (the probe column added to a finished run: a piece of work of its own)
         const probes = seg && ours && !seg.scored(p.runDir, p.seed, fp.pretrain);

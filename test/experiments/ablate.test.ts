@@ -508,6 +508,39 @@ test('a finished pre-training whose last step checkpoint is corrupt is evaluated
   }
 });
 
+test('a finished run whose scored checkpoint was damaged since is evaluated again from the checkpoint pretrain goes on from, not reused', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-scored-'));
+  try {
+    const o = resolveOptions(ABLATE_OPTIONS, { ...TINY_ABLATION, baseline: false, outDir: dir });
+    const first = await ablate(o, toyData(), { log: () => {} });
+    const run = join(dir, 'runs', 'raster-seed0');
+    const step = first.runs[0].pretrain.checkpoint!;
+    assert.match(step, /step-/);
+    const weights = join(step, 'model.safetensors');
+    const bytes = readFileSync(weights);
+    bytes[bytes.length - 5] ^= 0xff;
+    writeFileSync(weights, bytes);
+    const lines: string[] = [];
+    const r = await ablate(o, toyData(), { log: (l) => lines.push(l) });
+    assert.ok(
+      lines.some((l) => /raster seed 0: its checkpoint .*step-.* changed since it was evaluated, evaluating it again/.test(l)),
+      lines.join('\n'),
+    );
+    assert.ok(!lines.some((l) => /already done/.test(l)), lines.join('\n'));
+    assert.equal(r.runs[0].pretrain.checkpoint, join(run, 'checkpoints', 'best'));
+    assert.equal(r.runs[0].pretrain.sha256, first.runs[0].pretrain.sha256, 'the same weights, from the copy pretrain went on from');
+    // the next call reuses the new evaluation, of a checkpoint that holds its weights
+    const again: string[] = [];
+    await ablate(o, toyData(), { log: (l) => again.push(l) });
+    assert.ok(
+      again.some((l) => /raster seed 0: already done/.test(l)),
+      again.join('\n'),
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("a finished run evaluated on the images of another --seed is evaluated again, not tabulated beside runs evaluated on this call's images", async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-evalseed-'));
   try {
