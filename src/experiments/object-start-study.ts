@@ -64,7 +64,8 @@ export const OBJECT_STUDY_OPTIONS = defineOptions({
   warmupFraction: { type: 'number', default: 0.25, min: 0, max: 0.9, help: 'linear warm-up as a fraction of the steps' },
   orderVariant: { type: 'string', default: 'paper', choices: ['paper', 'authors'], help: "semantic centre: 'paper' (3×3 filter) or 'authors' (argmax of S)" },
   decayClsToken: { type: 'boolean', default: true, help: 'weight decay on cls_token (as the authors)' },
-  threshold: { type: 'number', default: 0.5, min: 0, max: 1, help: 'a patch is on the object when at least this share of its pixels is' },
+  // (0 would put every patch on the object, the background too: the statistic and its baseline both 100 %)
+  threshold: { type: 'number', default: 0.5, above: 0, max: 1, help: 'a patch is on the object when at least this share (> 0) of its pixels is' },
   seed: { type: 'int', ...SEED_RANGE, default: 0, help: 'random seed (same initial weights for every run; the test images)' },
   seeds: { type: 'int', default: 1, min: 1, max: 1000, help: 'train each S with seeds seed..seed+N-1 and report mean ± std over them' },
   device: { mayChangeOnResume: true, type: 'string', default: 'cpu', help: "'cpu', 'cuda' or 'cuda:N'" },

@@ -17,6 +17,8 @@ export interface OptionSpec {
   max?: number;
   /** An exclusive upper bound (an AdamW beta of 1 never forgets: its bias correction divides by 0). */
   below?: number;
+  /** An exclusive lower bound (a share of 0 that every patch reaches). */
+  above?: number;
   /** What the maximum is, when the number alone does not say (e.g. 'the cores of this machine'). */
   maxIs?: string;
   /** Required unless it has a default. */
@@ -246,6 +248,7 @@ function coerce(key: string, spec: OptionSpec, raw: unknown): number | string | 
     if (spec.min !== undefined && v < spec.min) throw new OptionError(key, `must be >= ${spec.min}, got ${v}`);
     if (spec.max !== undefined && v > spec.max) throw new OptionError(key, `must be <= ${spec.max}${spec.maxIs ? ` (${spec.maxIs})` : ''}, got ${v}`);
     if (spec.below !== undefined && v >= spec.below) throw new OptionError(key, `must be < ${spec.below}, got ${v}`);
+    if (spec.above !== undefined && v <= spec.above) throw new OptionError(key, `must be > ${spec.above}, got ${v}`);
     return v;
   }
   if (typeof raw !== 'string' && typeof raw !== 'number') throw new OptionError(key, `expected a string, got ${JSON.stringify(raw)}`);

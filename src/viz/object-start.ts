@@ -63,7 +63,7 @@ export interface ObjectStartOptions {
 
 const OBJECT_START_FIELDS = defineOptions({
   order: { type: 'string', default: 'semantic', choices: ORDER_NAMES, help: 'order type to score' },
-  threshold: { type: 'number', default: 0.5, min: 0, max: 1, help: "share of a patch's pixels that must be object" },
+  threshold: { type: 'number', default: 0.5, above: 0, max: 1, help: "share (> 0) of a patch's pixels that must be object" },
   draws: { type: 'int', default: 100, min: 0, help: 'random first patches per image' },
   seed: { type: 'int', ...SEED_RANGE, default: 0, help: 'seed of the order and of the draws' },
   batchSize: { type: 'int', default: 64, min: 1, help: 'images per forward pass' },
@@ -83,13 +83,13 @@ function objectStartOptions(o: ObjectStartOptions): CheckedObjectStartOptions {
 }
 
 /**
- * Per patch (row-major): does ≥ threshold (0..1) of its pixels belong to the object? mask: H×W at `offset`;
+ * Per patch (row-major): does ≥ threshold (0 < threshold ≤ 1) of its pixels belong to the object? mask: H×W at `offset`;
  * a RangeError unless the mask holds those H×W bytes (bytes past its end were read as background).
  */
 export function patchesInside(mask: Uint8Array, imgSize: number, patchSize: number, threshold = 0.5, offset = 0): boolean[] {
   if (!(Number.isInteger(imgSize) && Number.isInteger(patchSize) && imgSize > 0 && patchSize > 0 && imgSize % patchSize === 0))
     throw new RangeError(`image size ${imgSize} is not divisible by patch size ${patchSize}`);
-  if (!(threshold >= 0 && threshold <= 1)) throw new RangeError(`threshold must be a share of a patch's pixels in [0, 1], got ${threshold}`);
+  if (!(threshold > 0 && threshold <= 1)) throw new RangeError(`threshold must be a share of a patch's pixels in (0, 1], got ${threshold}`);
   if (!(Number.isInteger(offset) && offset >= 0 && offset + imgSize * imgSize <= mask.length))
     throw new RangeError(`a ${imgSize}×${imgSize} mask at offset ${offset} does not fit in ${mask.length} mask bytes`);
   const g = imgSize / patchSize;

@@ -489,10 +489,11 @@ test("jobFields checks a job's option values, passes its other keys (callbacks, 
   assert.throws(() => job({ out: 'x.json', topK: 0 }), /option 'topK': must be >= 1/);
 });
 
-test('bounds are inclusive (min, max) or exclusive (below) as declared; an int refuses a fraction; choices, required and empty values are checked', () => {
+test('bounds are inclusive (min, max) or exclusive (below, above) as declared; an int refuses a fraction; choices, required and empty values are checked', () => {
   const table = defineOptions({
     count: { type: 'int', default: 1, min: 1, max: 8, help: 'count' },
     beta: { type: 'number', default: 0.9, min: 0, below: 1, help: 'beta' },
+    share: { type: 'number', default: 0.5, above: 0, max: 1, help: 'share' },
     mode: { type: 'string', default: 'a', choices: ['a', 'b'], help: 'mode' },
     path: { type: 'string', required: true, help: 'path' },
   } as const);
@@ -513,6 +514,8 @@ test('bounds are inclusive (min, max) or exclusive (below) as declared; an int r
   refused({ count: 2.5 }, 'count', /expected an integer, got 2.5/);
   refused({ count: '2.5' }, 'count', /expected an integer, got 2.5/);
   refused({ beta: 1 }, 'beta', /must be < 1, got 1/);
+  refused({ share: 0 }, 'share', /must be > 0, got 0/);
+  assert.equal(ok({ share: 1e-9 }).share, 1e-9);
   refused({ beta: -0.1 }, 'beta', /must be >= 0/);
   refused({ count: 'Infinity' }, 'count', /expected a number/);
   refused({ count: '0x10' }, 'count', /expected a number/);

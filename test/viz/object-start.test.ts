@@ -78,8 +78,10 @@ test('object start refuses bad arguments instead of scoring wrongly: options (Op
   const m = new Uint8Array(64).fill(1);
   const ranges: [() => unknown, RegExp][] = [
     // 50 meant as percent: no patch was ever inside
-    [() => patchesInside(m, 8, 4, 50), /^threshold must be a share of a patch's pixels in \[0, 1\], got 50$/],
-    [() => patchesInside(m, 8, 4, NaN), /^threshold must be a share of a patch's pixels in \[0, 1\], got NaN$/],
+    [() => patchesInside(m, 8, 4, 50), /^threshold must be a share of a patch's pixels in \(0, 1\], got 50$/],
+    [() => patchesInside(m, 8, 4, NaN), /^threshold must be a share of a patch's pixels in \(0, 1\], got NaN$/],
+    // every patch reaches a share of 0, the background's too: the statistic and its baseline were both 100 %
+    [() => patchesInside(m, 8, 4, 0), /^threshold must be a share of a patch's pixels in \(0, 1\], got 0$/],
     // the bytes past the mask's end were read as background
     [() => patchesInside(m, 8, 4, 0.5, 32), /^a 8×8 mask at offset 32 does not fit in 64 mask bytes$/],
     [() => patchesInside(m.subarray(0, 60), 8, 4), /^a 8×8 mask at offset 0 does not fit in 60 mask bytes$/],
@@ -97,6 +99,7 @@ test('object start refuses bad arguments instead of scoring wrongly: options (Op
     const options: [Record<string, unknown>, string, RegExp][] = [
       [{ treshold: 0.4 }, 'treshold', /unknown option; did you mean 'threshold'\?/],
       [{ threshold: 50 }, 'threshold', /must be <= 1, got 50/],
+      [{ threshold: 0 }, 'threshold', /must be > 0, got 0/],
       [{ order: 'spiral' }, 'order', /must be one of raster, snake, stochastic, similarity, semantic, multicenter, got 'spiral'/],
       [{ draws: 2.5 }, 'draws', /expected an integer, got 2\.5/],
       [{ tokens: 'mean' }, 'tokens', /must be one of cls, gap, self, got 'mean'/],
