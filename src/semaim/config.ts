@@ -264,6 +264,13 @@ function validateTarget(t: TargetConfig, c: EncoderConfig): void {
         `the teacher must use the same image and patch size: it has ${ti}² images in ${tp}² patches, the model ${c.imgSize}² in ${c.patchSize}²`,
       );
     }
+    // the teacher reads the model's images: other channels failed only at the first step, blaming the images
+    const [tc, mc] = [t.teacherConfig.inChans ?? 3, c.inChans ?? 3];
+    if (tc !== mc)
+      throw new ConfigError(
+        'target.teacherConfig',
+        `the teacher must take the model's image channels: it takes ${tc} channel(s), the model ${mc} (it reads the same images)`,
+      );
   }
 }
 

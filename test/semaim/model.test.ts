@@ -846,3 +846,23 @@ test("encoderSimilarity refuses mode 'minmax' with tokens 'self' (attention prob
   });
   model.dispose();
 });
+
+test('a feature-target config whose teacher takes another number of image channels is refused naming target.teacherConfig, not at the first step', () => {
+  // The teacher sees the model's images: a 1-channel teacher under a 3-channel model was accepted, and the
+  // first forward failed with "expected images [B, 1, 16, 16], got [2, 3, 16, 16]" (the images fit the model).
+  const teacherConfig = { imgSize: 16, patchSize: 4, inChans: 1, embedDim: 16, depth: 1, numHeads: 2 };
+  const sizes = { imgSize: 16, patchSize: 4, embedDim: 16, depth: 2, numHeads: 2, decoderDepth: 1, order: { type: 'raster' } } as const;
+  for (const inChans of [3, undefined]) {
+    assert.throws(
+      () => makeConfig('vit_tiny', { ...sizes, inChans, target: { type: 'features', teacher: 'x.safetensors', teacherConfig } }),
+      (e: unknown) => e instanceof ConfigError && e.key === 'target.teacherConfig' && /takes 1 channel\(s\), the model 3/.test(e.message),
+    );
+  }
+  // the same channels (given or by default) are fine, as is a teacher config that leaves its inChans at the default 3
+  makeConfig('vit_tiny', { ...sizes, inChans: 1, target: { type: 'features', teacher: 'x.safetensors', teacherConfig } });
+  makeConfig('vit_tiny', {
+    ...sizes,
+    inChans: 3,
+    target: { type: 'features', teacher: 'x.safetensors', teacherConfig: { ...teacherConfig, inChans: undefined } },
+  });
+});
