@@ -11,11 +11,14 @@ export function gaussianKernel(size: number, sigma: number, channels = 3, like?:
   if (!(Number.isInteger(size) && size > 0 && size % 2 === 1)) throw new RangeError(`gaussianKernel: size must be an odd positive integer, got ${size}`);
   if (!(Number.isFinite(sigma) && sigma > 0)) throw new RangeError(`gaussianKernel: sigma must be a finite number > 0, got ${sigma}`);
   const c = (size - 1) / 2;
+  const twoVar = 2 * sigma * sigma; // the addon's gaussianWeights computes the same, bit for bit
   const k = new Float64Array(size * size);
   let sum = 0;
   for (let i = 0; i < size; i++) {
     for (let j = 0; j < size; j++) {
-      const v = Math.exp(-((i - c) ** 2 + (j - c) ** 2) / (2 * sigma * sigma));
+      const d2 = (i - c) ** 2 + (j - c) ** 2;
+      // for σ below ~1.6e-162, 2σ² underflows to 0 and the centre tap was 0/0 (NaN): the limit, the centre alone
+      const v = twoVar > 0 ? Math.exp(-d2 / twoVar) : d2 === 0 ? 1 : 0;
       k[i * size + j] = v;
       sum += v;
     }

@@ -207,5 +207,8 @@ export interface PixelTargetSpec {
 
 /** Pixel targets [B, N, P²·C] of float32 images: blur (zero padding), patchify, per-patch normalisation. */
 export function pixelTargets(images: Tensor, s: PixelTargetSpec, o: { fused?: boolean } = {}): Tensor {
-  return wrap(native.fusedPixelTargets(images.h, s.patchSize, s.blurKernel, s.blurSigma, s.normPix, o.fused ?? useFused('targets', images)));
+  // A σ whose off-centre taps are all exp(−1/(2σ²)) = 0 in double precision blurs as the identity: the blur is
+  // skipped, the same result, where the addon's d²/(2σ²) made 0/0 (NaN) of it once 2σ² underflowed (σ < ~1.6e-162).
+  const blurKernel = s.blurKernel % 2 === 1 && s.blurSigma > 0 && Math.exp(-0.5 / (s.blurSigma * s.blurSigma)) === 0 ? 0 : s.blurKernel;
+  return wrap(native.fusedPixelTargets(images.h, s.patchSize, blurKernel, s.blurSigma, s.normPix, o.fused ?? useFused('targets', images)));
 }
