@@ -180,6 +180,8 @@ export class SemAIM extends VisionTransformer {
   /** Loss of predicting every patch in the given order (order values [B, N]; tied values go in patch-index order). */
   forward(images: Tensor, order: Tensor, opts: ForwardOptions = {}): SemAIMOutput {
     this.checkImages(images);
+    // the loss is a mean over the batch's patches: of none it was NaN, returned as a loss
+    if (images.shape[0] === 0) throw new RangeError('forward: a batch of 0 images has no loss (the mean over no patches is NaN)');
     checkOrder(order, images.shape[0], this.numPatches, 'forward');
     checkOptionKeys('forward', opts, ['path', 'outputs']); // { output: 'all' } returned no predictions
     const path = opts.path ?? 'fast';

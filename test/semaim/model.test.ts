@@ -866,3 +866,15 @@ test('a feature-target config whose teacher takes another number of image channe
     target: { type: 'features', teacher: 'x.safetensors', teacherConfig: { ...teacherConfig, inChans: undefined } },
   });
 });
+
+test('SemAIM.forward refuses a batch of no images, whose loss was the mean over no patches: NaN, with no error', () => {
+  const model = new SemAIM(makeConfig('vit_tiny', { ...SMALL_SEMAIM, order: { type: 'raster' } })).initWeights(0);
+  torch.scope(() => {
+    const images = torch.zeros([0, 3, 32, 32]);
+    const { order } = model.makeOrder(images); // no images, no orders: an empty [0, N] is fine
+    assert.deepEqual(order.shape, [0, model.numPatches]);
+    for (const path of ['fast', 'reference'] as const)
+      assert.throws(() => model.forward(images, order, { path }), { name: 'RangeError', message: /forward: a batch of 0 images has no loss/ });
+  });
+  model.dispose();
+});
