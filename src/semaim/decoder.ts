@@ -86,6 +86,9 @@ export class DecoderBlock extends PreNormBlock<CrossAttention> {
  * authors' `(i+1) % (L/L') == 0` rule when L' divides L.
  */
 export function decoderTaps(depth: number, decoderDepth: number): number[] {
-  if (decoderDepth < 1 || decoderDepth > depth) throw new RangeError(`decoder depth must be in 1..${depth}, got ${decoderDepth}`);
+  if (!(Number.isInteger(depth) && depth > 0)) throw new RangeError(`decoderTaps: the encoder depth must be a positive integer, got ${depth}`);
+  // (a fraction gave taps for a whole number of blocks, NaN none at all)
+  if (!(Number.isInteger(decoderDepth) && decoderDepth >= 1 && decoderDepth <= depth))
+    throw new RangeError(`decoder depth must be an integer in 1..${depth}, got ${decoderDepth}`);
   return Array.from({ length: decoderDepth }, (_, k) => Math.floor(((k + 1) * depth) / decoderDepth));
 }

@@ -221,6 +221,10 @@ test('decoder taps are uniform for any decoder depth', () => {
   assert.deepEqual(decoderTaps(4, 3), [1, 2, 4]);
   assert.deepEqual(decoderTaps(12, 1), [12]);
   assert.throws(() => decoderTaps(4, 5), /1\.\.4/);
+  // a fraction gave taps for a whole number of blocks ([1, 3] for 2.5), NaN none at all ([])
+  assert.throws(() => decoderTaps(4, 2.5), { name: 'RangeError', message: /decoder depth must be an integer in 1\.\.4, got 2\.5/ });
+  assert.throws(() => decoderTaps(4, NaN), /decoder depth must be an integer in 1\.\.4, got NaN/);
+  assert.throws(() => decoderTaps(2.5, 1), { name: 'RangeError', message: /encoder depth must be a positive integer, got 2\.5/ });
 });
 
 test("stochastic depth reaches the decoder as in the authors' query_blocks: block k gets the encoder's rate dpr[k]", () => {
