@@ -122,12 +122,26 @@ export class SemAIM extends VisionTransformer {
     }
     if (!this.teacher) throw new Error('feature targets need a teacher: set model.teacher (see loadTeacher)');
     const teacher = this.teacher;
+    this.checkTeacherFits(teacher);
     return torch.noGrad(() =>
       torch.scope(() => {
         teacher.eval();
         return atLeastFloat32(teacher.forwardFeatures(images).narrow(1, 1, this.numPatches)).contiguous();
       }),
     );
+  }
+
+  /**
+   * Throws unless the teacher gives one token of the head's width for each of this model's patches: the fast path
+   * gathered its targets to the model's patches and the head's width, so another teacher was sliced to fit, silently.
+   */
+  private checkTeacherFits(teacher: VisionTransformer): void {
+    const [n, d] = [teacher.numPatches, teacher.cfg.embedDim];
+    if (n !== this.numPatches || d !== this.outDim)
+      throw new Error(
+        `model.teacher gives ${n} patch tokens of width ${d}; the model predicts ${this.numPatches} patches of width ${this.outDim} ` +
+          `(the teacher its config names, target.teacherConfig, has ${this.numPatches} of width ${this.outDim}): set a teacher of those sizes (see loadTeacher)`,
+      );
   }
 
   /**
@@ -147,6 +161,7 @@ export class SemAIM extends VisionTransformer {
         throw new RangeError(
           `the teacher's similarity map is always its [CLS] (min-max); tokens '${t}' cannot be used with the model's similarity source 'teacher'`,
         );
+      this.checkTeacherFits(this.teacher);
       return encoderSimilarity(this.teacher, images, 'minmax');
     }
     if (source === 'ema') {

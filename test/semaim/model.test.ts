@@ -882,3 +882,38 @@ test('SemAIM.forward refuses a batch of no images, whose loss was the mean over 
   });
   model.dispose();
 });
+
+test("a teacher set on the model with other patches or another width than the config's is refused, not sliced to fit", () => {
+  // The fast path gathered the targets with the head's width and the model's patches: a teacher of 16
+  // patches under a model of 4 gave the first 4 patches' features, one of width 32 under a head of 16 its
+  // first 16 features, each trained on silently (the config's teacher, checked by validateConfig, differs).
+  const tcfg = { imgSize: 16, patchSize: 8, embedDim: 16, depth: 1, numHeads: 2 };
+  const cfg = makeConfig('vit_tiny', {
+    imgSize: 16,
+    patchSize: 8,
+    embedDim: 16,
+    depth: 2,
+    numHeads: 2,
+    decoderDepth: 1,
+    order: { type: 'raster' },
+    target: { type: 'features', teacher: 'x.safetensors', teacherConfig: tcfg },
+  });
+  const model = new SemAIM(cfg).initWeights(0);
+  torch.scope(() => {
+    const images = torch.randn([2, 3, 16, 16]);
+    const { order } = model.makeOrder(images);
+    for (const [other, what] of [
+      [{ ...tcfg, patchSize: 4 }, /model\.teacher gives 16 patch tokens of width 16; the model predicts 4 patches of width 16/],
+      [{ ...tcfg, embedDim: 32, numHeads: 2 }, /model\.teacher gives 4 patch tokens of width 32; the model predicts 4 patches of width 16/],
+    ] as const) {
+      model.teacher = new VisionTransformer(other).initWeights(1);
+      for (const path of ['fast', 'reference'] as const) assert.throws(() => model.forward(images, order, { path }), what);
+      model.teacher.dispose();
+    }
+    // a teacher of the config's sizes (another depth changes neither) is used as before
+    model.teacher = new VisionTransformer({ ...tcfg, depth: 2 }).initWeights(1);
+    assert.ok(Number.isFinite(model.forward(images, order).loss.item()));
+    model.teacher.dispose();
+  });
+  model.dispose();
+});
