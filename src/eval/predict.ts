@@ -259,9 +259,11 @@ async function predictJob(o: PredictOptions): Promise<PredictResult> {
     warn(
       `predict: ${quotedPath(src.dir)} does not record its class names; ${labelled ? `using those of ${quotedPath(ds.root)}` : 'classes are named by index'}`,
     );
-  const model = loadPredictor(src, device);
   const transforms = transformsFor('none', imgSize, ds);
+  // (made before the model, as embed's: the loader checks its options, and starts no worker until iterated,
+  // so a refusal of them leaves no model behind)
   const loader = imageSetLoader(ds, transforms, { ...o, batchSize }, warn);
+  const model = loadPredictor(src, device);
   const tally = labelled ? new AccuracyTally(numClasses) : null;
   const progress = o.progress === null ? null : new Progress(o.progress ?? 'predict', ds.length);
   const plan = loader.plan(0);

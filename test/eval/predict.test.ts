@@ -409,3 +409,37 @@ test('a fine-tuning checkpoint whose config has one class is refused when resolv
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+test('predict refused by its image loader (image-input options it cannot take) frees the classifier it had loaded', async () => {
+  // (the classifier was loaded before the loader checked its options, outside the job's try: each refused
+  // call left the model's tensors to the garbage collector; embed makes its loader first)
+  const root = mkdtempSync(join(tmpdir(), 'semaim-predict-refused-loader-'));
+  try {
+    const dir = join(root, 'run', 'checkpoints', 'step-00000001');
+    mkdirSync(dir, { recursive: true });
+    const cfg = { ...TINY, numClasses: 2, pool: 'avg' as const };
+    const model = new ViTClassifier(cfg);
+    saveTensors(join(dir, 'model.safetensors'), model.stateDict(), { format: 'semaim.finetune/1', config: JSON.stringify(cfg) });
+    model.dispose();
+    writeFileSync(join(dir, 'state.json'), '{}');
+    await writeColourFolders(root, ['a', 'b'], { train: 0, test: 2 }, 200);
+    const live = torch.memoryStats().liveTensors;
+    await assert.rejects(
+      predict({
+        checkpoint: dir,
+        verify: false,
+        images: join(root, 'data', 'test'),
+        out: join(root, 'pred', 'p.json'),
+        imageInput: { maxImagePixels: -1, exifOrientation: 'ignore' },
+        numWorkers: 0,
+        threads: 1,
+        progress: null,
+        onWarning: () => {},
+      }),
+      /maxImagePixels must be an integer >= 0/,
+    );
+    assert.equal(torch.memoryStats().liveTensors, live, 'the classifier is freed');
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
