@@ -104,6 +104,15 @@ function stateProblem(s: Record<string, unknown>, training: boolean): string | n
   for (const key of ['best', 'bestLoss', 'bestTop1']) {
     if (s[key] !== undefined && s[key] !== null && !Number.isFinite(s[key])) return bad(key, 'a finite number or null');
   }
+  // what a resume carries into its first metrics line: each process's sum of the losses not yet logged (one per
+  // process that wrote it), and their count; another shape made the resume throw a TypeError, or its first line
+  // NaN (no sums: the run then stopped as diverged), or a mean over a fractional count
+  const w = s.lossWindow as { sums?: unknown; count?: unknown } | undefined;
+  if (w !== undefined) {
+    const sums = isJsonObject(w) && Array.isArray(w.sums) && w.sums.every((v) => Number.isFinite(v)) ? w.sums : null;
+    if (!sums || !isCount(w.count) || (w.count > 0 && sums.length !== ((s.worldSize as number | undefined) ?? 1)))
+      return bad('lossWindow', 'the unlogged losses (sums, one number per process, and their count)');
+  }
   return null;
 }
 

@@ -211,6 +211,12 @@ const TAMPERED: { name: string; edit: (s: Record<string, unknown>, ckpt: string)
     },
     problem: /state\.json: files does not list model\.safetensors/,
   },
+  {
+    // (a resume read lossWindow.sums.length: a TypeError, not a quarantined checkpoint)
+    name: 'loss window of another shape',
+    edit: (s) => (s.lossWindow = { sum: 1.5, count: 2 }),
+    problem: /state\.json: lossWindow is \{"sum":1\.5,"count":2\}, not the unlogged losses \(sums, one number per process, and their count\)/,
+  },
 ];
 
 test('a checkpoint whose state.json has bad counters or lists no files is quarantined, naming the field, and the run resumes from the older good one', async () => {
@@ -276,6 +282,10 @@ test('state.json carries a digest of its content: a changed value is refused, ea
     [{ batch: undefined }, /state\.json: batch is missing, not a non-negative integer/],
     [{ worldSize: 0 }, /state\.json: worldSize is 0, not a positive integer/],
     [{ best: 'x' }, /state\.json: best is "x", not a finite number or null/],
+    // no sums for 2 losses: the resumed run's first line was NaN, and it stopped as diverged (exit 1)
+    [{ lossWindow: { sums: [], count: 2 } }, /state\.json: lossWindow is \{"sums":\[\],"count":2\}, not the unlogged losses/],
+    [{ lossWindow: { sums: [3], count: 2.5 } }, /state\.json: lossWindow is .*, not the unlogged losses/],
+    [{ lossWindow: { sums: ['x'], count: 1 } }, /state\.json: lossWindow is .*, not the unlogged losses/],
     [{ step: 5 }, /state\.json: step is 5, not 6 as the folder name says/],
     [{ files: { 'model.safetensors': 'x' } }, /state\.json: files does not list optimizer\.safetensors/],
   ];
