@@ -502,6 +502,23 @@ test('BMP: a cut file is refused as truncated, naming the part cut (header, mask
   reject(rgb.subarray(0, rgb.length - 2), /pixel data/, 'last row less a pixel byte');
 });
 
+test('BMP: a header claiming more pixels than the file holds is refused as truncated before the image is allocated', () => {
+  // a 54-byte 24-bit header claiming 65,535×65,535 with no pixel limit: the 12.9 GB allocation failed first
+  // ('corrupt', "Invalid typed array length"); under the default limit 65,535×2,730 took 537 MB first
+  const header = Buffer.alloc(54);
+  header.write('BM', 0, 'latin1');
+  header.writeUInt32LE(54, 10);
+  header.writeUInt32LE(40, 14);
+  header.writeInt32LE(65535, 18);
+  header.writeInt32LE(65535, 22);
+  header.writeUInt16LE(1, 26);
+  header.writeUInt16LE(24, 28);
+  assert.throws(
+    () => decodeBmp(header, 0, 0),
+    (e: unknown) => e instanceof DecodeError && e.reason === 'truncated' && /pixel data/.test(e.message),
+  );
+});
+
 test('GIF (first frame), WebP and TIFF decode through libvips', async () => {
   for (const fmt of ['gif', 'webp', 'tiff']) {
     const opts = fmt === 'webp' ? { lossless: true } : {};

@@ -73,6 +73,18 @@ test('a damaged PNM is refused with why: truncated data, a sample above maxval, 
   assert.equal(sniff(Buffer.from('P1x text')), 'unknown');
 });
 
+test('a header claiming more samples than the file holds is refused as truncated before the image is allocated', () => {
+  // without a pixel limit a few header bytes claimed up to 12.9 GB: the allocation failed first ('corrupt',
+  // "Invalid typed array length"); under the default limit 13,377² RGB took 537 MB before the data was looked at
+  for (const text of ['P6 65535 65535 255\n', 'P5 65535 65535 65535\n', 'P4 99999 99999\n', 'P3 65535 65535 255\n1 2 3', 'P1 99999 99999\n1 0']) {
+    assert.throws(
+      () => decodePnm(Buffer.from(text, 'latin1'), 0),
+      (e: unknown) => e instanceof DecodeError && e.reason === 'truncated' && /truncated PNM data/.test(e.message),
+      text,
+    );
+  }
+});
+
 test('PNM edges: a raw sample above maxval clips to 255, maxval 256 takes two bytes a sample, CR separates and ends a comment, P7 (PAM) is not a PNM', () => {
   const grey = (bytes: Buffer): number[] => [...decodePnm(bytes).planes[0].data];
   // raw samples are not checked against maxval (as PIL): 200 of 100 is 510, clipped; 50 of 100 is 127.5, to even

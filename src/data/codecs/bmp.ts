@@ -109,9 +109,9 @@ export function decodeBmp(d: Uint8Array, background = 0, maxPixels?: number): Im
     }
   }
   const outCh = hasAlpha ? 4 : 3;
-  const out = new Uint8Array(width * height * outCh);
   if (compression === 1 || compression === 2) {
     if (!palette) throw new DecodeError('corrupt', 'corrupt BMP: RLE without palette');
+    const out = new Uint8Array(width * height * outCh);
     // pixels no run sets (an end of line or a delta skips them) are palette entry 0, as PIL's decoder pads with index 0
     for (let o = 0; o < out.length; o += 3) out.set(palette.subarray(0, 3), o);
     decodeRle(d, dataOffset, width, height, compression === 2 ? 4 : 8, palette, topDown, out);
@@ -122,6 +122,8 @@ export function decodeBmp(d: Uint8Array, background = 0, maxPixels?: number): Im
   if (dataOffset + stride * (height - 1) + Math.ceil((bpp * width) / 8) > d.length) {
     throw new DecodeError('truncated', 'truncated BMP pixel data');
   }
+  // (allocated once the pixels are known to be there: a 54-byte header claiming 65,535×2,730 took 537 MB first)
+  const out = new Uint8Array(width * height * outCh);
   for (let y = 0; y < height; y++) {
     const row = dataOffset + (topDown ? y : height - 1 - y) * stride;
     let o = y * width * outCh;

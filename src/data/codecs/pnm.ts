@@ -70,8 +70,12 @@ export function decodePnm(d: Uint8Array, maxPixels?: number): Image {
   checkPixelLimit(width, height, maxPixels, 'PNM');
   const channels = kind === 3 || kind === 6 ? 3 : 1;
   const n = width * height * channels;
-  const out = new Uint8Array(n);
   const truncated = (): DecodeError => new DecodeError('truncated', `truncated PNM data (${width}×${height}, ${channels} channel(s))`);
+  // the fewest bytes the samples take (raw: their size; plain: a digit each, P2/P3 with a space between),
+  // checked before the image is allocated: a 20-byte header claiming 13,377² RGB pixels took 537 MB first
+  const least = kind === 4 ? Math.ceil(width / 8) * height : kind >= 5 ? n * (maxval > 255 ? 2 : 1) : kind === 1 ? n : 2 * n - 1;
+  if (d.length - tokens.pos < least) throw truncated();
+  const out = new Uint8Array(n);
 
   if (kind === 4) {
     const rowBytes = Math.ceil(width / 8);
