@@ -1402,6 +1402,33 @@ test("bytes after the end-of-archive block are not read as members (as Python's 
   );
 });
 
+test("members of a second tar after the end-of-archive blocks (tar files concatenated) are not read, as Python's tarfile and GNU tar stop there", async () => {
+  const img = await encode(picture(12, 10, 1), 12, 10, 3, 'png');
+  const first = join(root, 'concat-first.tar');
+  const second = join(root, 'concat-second.tar');
+  writeTar(first, [
+    ['a.png', img],
+    ['a.cls', '0'],
+  ]);
+  writeTar(second, [
+    ['b.png', img],
+    ['b.cls', '1'],
+  ]);
+  const both = Buffer.concat([readFileSync(first), readFileSync(second)]);
+  for (const [name, bytes] of [
+    ['concatenated.tar', both],
+    ['concatenated.tar.gz', gzipSync(both)],
+    // one zero block ends the archive as well (tarfile stops at the first)
+    ['concatenated-one-zero-block.tar', Buffer.concat([readFileSync(first).subarray(0, readFileSync(first).length - 512), readFileSync(second)])],
+  ] as const) {
+    const path = join(root, name);
+    write(path, bytes);
+    const got: [string, number | null][] = [];
+    for await (const s of readShard(path)) got.push([s.key, s.label]);
+    assert.deepEqual(got, [['a', 0]], name);
+  }
+});
+
 test('the packer leaves no temporary shard: Ctrl-C removes those staged and its lock, and one of a killed packer goes at the next start', async () => {
   const big = join(root, 'many');
   const jpg = await encode(picture(16, 16, 3), 16, 16, 3, 'jpeg', { quality: 85 });

@@ -45,6 +45,7 @@ export { imageMemberCap } from '../codecs/limits';
 
 /** Tar's block: a header is one, member data is padded to whole ones, the archive ends with (at least one) zero block. */
 const TAR_BLOCK = 512;
+const ZERO_BLOCK = Buffer.alloc(TAR_BLOCK);
 
 /** Class indices must be below this (2^20), so no per-class table can be made huge by one label. */
 export const MAX_CLASSES = 1 << 20;
@@ -181,7 +182,33 @@ export async function* readShard(path: string, opts: ReadShardOptions = {}): Asy
   // blocks after the last member tell a whole shard from a download cut at a member boundary
   let tarBytes = 0;
   let membersEnd = 0; // where the last member's (padded) data ends
-  tar.on('data', (c: Buffer) => (tarBytes += c.byteLength));
+  // tar-stream skips a block of zeros where a header should be and reads on: the members of a second tar
+  // after the end-of-archive blocks (tar files concatenated) were read as this shard's, where Python's
+  // tarfile (webdataset's reader) and GNU tar end the archive at that block. The runs of zero blocks at
+  // or after the last member's end are noted as the bytes pass, for the next header's place to be checked.
+  const zeroRuns: { start: number; end: number }[] = [];
+  let blockZero = true; // whether the bytes seen so far of the block being read are all zero
+  tar.on('data', (c: Buffer) => {
+    const first = tarBytes;
+    tarBytes += c.byteLength;
+    for (let at = first; at < tarBytes;) {
+      const blockStart = at - (at % TAR_BLOCK);
+      const upto = Math.min(tarBytes, blockStart + TAR_BLOCK);
+      if (at === blockStart) blockZero = blockStart >= membersEnd; // (a block inside a member's data is no header's place)
+      if (blockZero) blockZero = c.compare(ZERO_BLOCK, 0, upto - at, at - first, upto - first) === 0;
+      if (blockZero && upto === blockStart + TAR_BLOCK && blockStart >= membersEnd) {
+        const last = zeroRuns[zeroRuns.length - 1];
+        if (last && last.end === blockStart) last.end = upto;
+        else zeroRuns.push({ start: blockStart, end: upto });
+      }
+      at = upto;
+    }
+  });
+  /** Whether the block at `at` (where a header belongs) holds only zeros: the end of the archive. */
+  const endsAt = (at: number): boolean => {
+    while (zeroRuns.length && zeroRuns[0].end <= at) zeroRuns.shift();
+    return zeroRuns.length > 0 && zeroRuns[0].start <= at;
+  };
 
   let done = 0; // complete samples so far
   let group: Group | null = null;
@@ -201,6 +228,15 @@ export async function* readShard(path: string, opts: ReadShardOptions = {}): Asy
       // tar-stream reads a base-256 size field whose first byte is neither 0x80 nor 0xff as null, which
       // passes its own size check; it then never ends that member nor the stream, and the reader hung.
       if (!Number.isSafeInteger(h.size) || h.size! < 0) throw new Error(`member '${printable(h.name.slice(0, 100))}' has an invalid size field`);
+      // (a member whose header is not where the last one's data ends follows zero blocks or a pax/long-name header)
+      if (entry.offset > membersEnd && endsAt(membersEnd)) {
+        entry.resume();
+        if (group) {
+          const s = finish(group);
+          if (s) yield s;
+        }
+        return;
+      }
       membersEnd = entry.offset + TAR_BLOCK + Math.ceil(h.size / TAR_BLOCK) * TAR_BLOCK;
       if (h.type !== 'file' && h.type !== 'contiguous-file') {
         entry.resume();
