@@ -384,6 +384,29 @@ test('PNG: refused headers and data name why: a short IHDR, depth 3, a zero size
   refused(pngOf(1, 1, 8, 2, [garbage], { end: false }), 'truncated', /truncated PNG data/, 'undecodable IDAT, no IEND: the file was cut');
 });
 
+test("PNG: a file cut after its image data, in the zlib stream's checksum, decodes as PIL reads it; cut inside the rows it is truncated", () => {
+  // PIL stops inflating once every row is there: a file cut in the last 4 bytes of the stream (its Adler-32, as a
+  // download cut a few bytes before the end) opens and converts in PIL; it was refused as truncated here
+  const rows = Buffer.from([0, 10, 20, 30, 40, 50, 60, 0, 70, 80, 90, 100, 110, 120]); // 2×2 RGB, filter 0
+  const z = deflateSync(rows);
+  const whole = pngOf(2, 2, 8, 2, [z]);
+  const want = [...interleave(decodePng(whole))];
+  assert.deepEqual(want, [10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120]);
+  const cut = (n: number) => pngOf(2, 2, 8, 2, [z.subarray(0, z.length - n)], { end: false }).subarray(0, -4); // (its IDAT CRC gone too)
+  for (const n of [1, 4]) assert.deepEqual([...interleave(decodePng(cut(n)))], want, `${n} byte(s) of the Adler-32 cut`);
+  // rows missing: truncated, as PIL ('image file is truncated'); a wrong Adler-32 in a whole file stays corrupt, as PIL
+  assert.throws(
+    () => decodePng(cut(8)),
+    (e: unknown) => e instanceof DecodeError && e.reason === 'truncated',
+  );
+  const badSum = Buffer.from(z);
+  badSum[badSum.length - 1] ^= 0xff;
+  assert.throws(
+    () => decodePng(pngOf(2, 2, 8, 2, [badSum])),
+    (e: unknown) => e instanceof DecodeError && e.reason === 'corrupt' && /incorrect data check/.test(e.message),
+  );
+});
+
 test('PNG: a tRNS colour key shorter than its samples (6 bytes for RGB, 2 for grey) is corrupt, as PIL refuses it, not a key padded with zeros', () => {
   const corrupt = (file: Buffer, what: string) =>
     assert.throws(

@@ -3,7 +3,7 @@
 // composited onto the requested background grey level. The size in IHDR is checked against the
 // pixel limit before anything is inflated, and inflating stops at twice the size IHDR implies.
 
-import { crc32, inflateSync } from 'node:zlib';
+import { constants as zlib, crc32, inflateSync } from 'node:zlib';
 import { constants } from 'node:buffer';
 import { DecodeError } from './errors';
 import { checkPixelLimit } from './limits';
@@ -106,7 +106,12 @@ export function inflatePngData(c: PngChunks, bitsPP: number): Uint8Array {
   }
   let raw: Uint8Array;
   try {
-    raw = inflateSync(idat.length === 1 ? idat[0] : Buffer.concat(idat), { maxOutputLength: Math.min(2 * expected + (1 << 20), MAX_LENGTH) });
+    // (Z_SYNC_FLUSH: a stream cut short gives what it holds, as PIL reads a file cut after its rows, in the
+    // stream's Adler-32; one cut inside the rows is short of `expected` below)
+    raw = inflateSync(idat.length === 1 ? idat[0] : Buffer.concat(idat), {
+      maxOutputLength: Math.min(2 * expected + (1 << 20), MAX_LENGTH),
+      finishFlush: zlib.Z_SYNC_FLUSH,
+    });
   } catch (e) {
     const msg = (e as Error).message;
     if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
