@@ -241,15 +241,16 @@ function contiguousStrides(shape: number[]): number[] {
   return s;
 }
 
-/** The dict of tensors in a checkpoint: the object itself, or the one under 'model' / 'state_dict' / ... */
+/** The dict of tensors in a checkpoint: the one under 'model' / 'state_dict' / ..., else the object itself. */
 function stateDictOf(obj: unknown, label: string): Map<unknown, unknown> {
   if (obj instanceof Map) {
-    const tensors = [...obj.values()].filter(isTensorRef).length;
-    if (tensors > 0) return obj;
+    // an entry of tensors under 'model', 'state_dict', ... first: a checkpoint may keep a tensor of its own
+    // beside it (a saved RNG state), which made it read as the state dict and its weights left unread
     for (const k of STATE_DICT_KEYS) {
       const v = obj.get(k);
       if (v instanceof Map && [...v.values()].some(isTensorRef)) return v;
     }
+    if ([...obj.values()].some(isTensorRef)) return obj;
     const keys = [...obj.keys()].slice(0, 12).map(describe);
     const held = keys.length ? `its top-level keys are ${keys.join(', ')}` : 'it holds an empty dict';
     throw new Error(`${label}: a torch.save file without a state dict: ${held} (looked under ${STATE_DICT_KEYS.join(', ')})`);

@@ -107,6 +107,20 @@ test('refused with the file named: truncated, damaged, not contiguous, compresse
   assert.throws(() => readSafetensorsHeader(noWeights), /without a state dict: its top-level keys are "epoch", "args"/);
 });
 
+test("a checkpoint keeping a tensor of its own beside its 'model' entry (a saved RNG state) is read from 'model', not taken for the state dict", () => {
+  // the RNG state alone was the "state dict": the weights under 'model' were never looked at, and an encoder
+  // load then said the file has no 'cls_token'
+  const path = join(root, 'rng-state.pth');
+  execFileSync(PY, [
+    '-c',
+    "import sys, torch\ntorch.save({'model': {'w': torch.ones(2), 'b': torch.zeros(3)}, 'epoch': 3, 'rng_state': torch.get_rng_state()}, sys.argv[1])",
+    path,
+  ]);
+  assert.deepEqual([...readSafetensorsHeader(path).tensors.keys()].sort(), ['b', 'w']);
+  // a state dict itself is still the file's own tensors
+  assert.deepEqual([...readSafetensorsHeader(join(root, 'plain.pt')).tensors.keys()].sort(), Object.keys(expected).sort());
+});
+
 test("a tensor whose bytes do not match its storage's CRC-32 is refused when loaded, also when it is a view and the damage lies outside it", () => {
   const header = readSafetensorsHeader(join(root, 'checkpoint.pth'));
   const flipped = (name: string, at: (offset: number) => number): string => {
