@@ -542,6 +542,22 @@ test('BMP: a header claiming more pixels than the file holds is refused as trunc
   );
 });
 
+test('BMP: a pixel-data offset of 0 means the pixels follow the header and palette, as PIL reads it (not byte 0 of the file)', () => {
+  const pal: Array<[number, number, number]> = [
+    [0, 0, 0],
+    [9, 8, 7],
+  ];
+  for (const file of [
+    bmp(3, 2, (x, y) => [x * 40, y * 50, 90, 255], { bpp: 24 }),
+    bmp(3, 1, (x) => (x === 1 ? [9, 8, 7, 255] : [0, 0, 0, 255]), { bpp: 8, palette: pal }),
+  ]) {
+    const want = [...interleave(decodeBmp(file))];
+    const unset = Buffer.from(file);
+    unset.writeUInt32LE(0, 10);
+    assert.deepEqual([...interleave(decodeBmp(unset))], want);
+  }
+});
+
 test('GIF (first frame), WebP and TIFF decode through libvips', async () => {
   for (const fmt of ['gif', 'webp', 'tiff']) {
     const opts = fmt === 'webp' ? { lossless: true } : {};

@@ -46,7 +46,7 @@ function channel(px: number, m: Mask): number {
 export function decodeBmp(d: Uint8Array, background = 0, maxPixels?: number): Image {
   if (!isBmp(d)) throw new DecodeError('unsupported', 'not a BMP file');
   if (d.length < 26) throw new DecodeError('truncated', 'truncated BMP header');
-  const dataOffset = u32(d, 10);
+  let dataOffset = u32(d, 10);
   const hsize = u32(d, 14);
   let width: number;
   let height: number;
@@ -96,9 +96,12 @@ export function decodeBmp(d: Uint8Array, background = 0, maxPixels?: number): Im
     }
   }
   let palette: Uint8Array | null = null;
+  const po = 14 + hsize + (compression === 3 && hsize === 40 ? 12 : 0);
+  // a pixel-data offset of 0 (some writers leave it unset) means the pixels follow the palette, as PIL
+  // reads it; it was taken as byte 0, and the file's own header decoded as its first pixels
+  if (dataOffset === 0) dataOffset = po + (bpp <= 8 ? (colors || 1 << bpp) * palEntry : 0);
   if (bpp <= 8) {
     const n = colors || 1 << bpp;
-    const po = 14 + hsize + (compression === 3 && hsize === 40 ? 12 : 0);
     palette = new Uint8Array(256 * 3);
     for (let i = 0; i < n && i < 256; i++) {
       const o = po + i * palEntry;
