@@ -80,7 +80,9 @@ function locate(o = {}) {
   const systemRoot = o.systemRoot ?? '/';
   const pythons = o.pythons ?? ['python3', '/usr/bin/python3', 'python'];
   if (env.LIBTORCH) {
-    const root = env.LIBTORCH;
+    // absolute: binding.gyp hands -L and -rpath to the linker as written, which runs in build/, and a
+    // relative rpath would be looked up from the working folder of every process that loads the addon
+    const root = path.resolve(env.LIBTORCH);
     const plain = fromDir(root, '$LIBTORCH');
     const found = plain && has(plain.libdir, 'torch') ? plain : fromDebianTree(root, '$LIBTORCH');
     if (!found && plain) {

@@ -146,3 +146,18 @@ test("the include folders the gyp helper prints survive gyp's split at whitespac
   const words = execFileSync(process.execPath, ['native/find-libtorch.js', 'include'], { cwd: checkout, encoding: 'utf8' }).trim().split(/\s+/);
   for (const w of words) assert.ok(existsSync(resolve(checkout, w)), `"${w}" (of ${JSON.stringify(words)}) is not a folder seen from ${checkout}`);
 });
+
+test('a relative $LIBTORCH is made absolute: the addon is linked from build/ and loaded from anywhere', () => {
+  // binding.gyp passes -L and -rpath on to the linker as written (run in build/, not where LIBTORCH was
+  // set), and a relative rpath is looked up from the process's working folder at every start.
+  fakeLibtorch(join(empty, 'relative-libtorch'), true);
+  const env = { ...process.env, LIBTORCH: 'relative-libtorch' };
+  const ld = spawnSync(process.execPath, [join(ROOT, 'native', 'find-libtorch.js'), 'ldflags'], { cwd: empty, env, encoding: 'utf8' });
+  assert.equal(ld.status, 0, ld.stderr);
+  const lib = join(empty, 'relative-libtorch', 'lib');
+  assert.match(ld.stdout, new RegExp(`-L${lib} `));
+  assert.match(ld.stdout, new RegExp(`-Wl,-rpath,${lib}$`, 'm'));
+  const include = spawnSync(process.execPath, [join(ROOT, 'native', 'find-libtorch.js'), 'include'], { cwd: empty, env, encoding: 'utf8' });
+  assert.equal(include.status, 0, include.stderr);
+  assert.equal(include.stdout.trim().split(' ')[0], join(empty, 'relative-libtorch', 'include'));
+});
