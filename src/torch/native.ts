@@ -49,10 +49,28 @@ function loadAddon(path: string, named: string): NativeAddon {
   try {
     process.dlopen(module, resolve(path));
   } catch (e) {
-    throw new Error(`cannot load the semaim addon ${named}${path}: ${(e as Error).message}`, { cause: e });
+    const message = (e as Error).message;
+    throw new Error(`cannot load the semaim addon ${named}${path}: ${message}${rebuildHint(message)}`, { cause: e });
   }
   addonFile = path;
   return module.exports as NativeAddon;
+}
+
+// The addon is linked against one libtorch, found again at every start through its rpath: one removed
+// or replaced since (a pip upgrade, a deleted venv or $LIBTORCH folder) fails in the dynamic linker.
+const REBUILD =
+  'rebuild it against the libtorch this machine has: `npm run install` in a semaim checkout (`npm rebuild semaim` ' +
+  'where it is installed), with LIBTORCH=<dir> to pick one';
+
+/** What a dynamic linker's error says about the addon's libtorch, and the way out; '' for other errors. */
+function rebuildHint(message: string): string {
+  if (/\blib(torch|c10)[\w.-]*\.so[\w.]*: cannot open shared object file/.test(message)) {
+    return `\n(the addon was built against a libtorch that is not there any more: ${REBUILD})`;
+  }
+  if (/undefined symbol: (?!napi_|node_|uv_)/.test(message)) {
+    return `\n(the addon was built against another libtorch than the one it loaded now: ${REBUILD})`;
+  }
+  return '';
 }
 
 let addonFile = '';

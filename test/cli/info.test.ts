@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { availableParallelism, tmpdir } from 'node:os';
-import { existsSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { loadedLibtorchFile } from '../../src/torch/native';
 
@@ -63,3 +63,54 @@ test('SEMAIM_ADDON naming a missing file, or a file that is not an addon, is an 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test(
+  'an addon whose libtorch is gone, or is another build than the one it was linked with, is refused saying so and how to rebuild it',
+  { skip: spawnSync('cc', ['--version']).status !== 0 && 'no C compiler' },
+  () => {
+    // a stand-in for semaim.node: linked (with an rpath) against a libc10.so that is then replaced or removed
+    const dir = mkdtempSync(join(tmpdir(), 'semaim-addon-lib-'));
+    try {
+      const cc = (args: string[]) => {
+        const r = spawnSync('cc', args, { encoding: 'utf8' });
+        assert.equal(r.status, 0, r.stderr);
+      };
+      const lib = join(dir, 'lib');
+      const source = (name: string, text: string) => {
+        writeFileSync(join(dir, name), text);
+        return join(dir, name);
+      };
+      mkdirSync(lib);
+      // (a soname of no real libc10, which the linker would find in the system's folders once this one is gone)
+      const libc10 = (c: string) => cc(['-shared', '-fPIC', '-Wl,-soname,libc10.so.77', '-o', join(lib, 'libc10.so.77'), c]);
+      libc10(source('old.c', 'int c10_version_1 = 1;\n'));
+      symlinkSync('libc10.so.77', join(lib, 'libc10.so'));
+      const addon = join(dir, 'semaim.node');
+      cc([
+        '-shared',
+        '-fPIC',
+        '-o',
+        addon,
+        source('addon.c', 'extern int c10_version_1;\nint *use(void) { return &c10_version_1; }\n'),
+        `-L${lib}`,
+        '-lc10',
+        `-Wl,-rpath,${lib}`,
+      ]);
+      const run = () => spawnSync(process.execPath, [MAIN, 'info'], { encoding: 'utf8', env: { ...process.env, SEMAIM_ADDON: addon } });
+      libc10(source('new.c', 'int c10_version_2 = 2;\n'));
+      const other = run();
+      assert.equal(other.status, 1, other.stdout);
+      assert.match(other.stderr, /^semaim: cannot load the semaim addon SEMAIM_ADDON=.*semaim\.node: .*undefined symbol: c10_version_1/);
+      assert.match(other.stderr, /built against another libtorch than the one it loaded now/);
+      assert.match(other.stderr, /npm run install/);
+      rmSync(join(lib, 'libc10.so.77'));
+      const gone = run();
+      assert.equal(gone.status, 1, gone.stdout);
+      assert.match(gone.stderr, /libc10\.so\.77: cannot open shared object file/);
+      assert.match(gone.stderr, /built against a libtorch that is not there any more/);
+      assert.match(gone.stderr, /npm run install/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
