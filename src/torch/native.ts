@@ -1,7 +1,7 @@
 // Loads the libtorch addon. Every other module reaches libtorch through `native`.
 import { join, resolve } from 'node:path';
 import { existsSync, readFileSync } from 'node:fs';
-import type { NativeOps } from './generated/native-ops';
+import { nativeOpNames, type NativeOps } from './generated/native-ops';
 
 /**
  * An opaque handle to one libtorch tensor (a BigInt id into the addon's handle table), owned by
@@ -51,6 +51,17 @@ function loadAddon(path: string, named: string): NativeAddon {
   } catch (e) {
     const message = (e as Error).message;
     throw new Error(`cannot load the semaim addon ${named}${path}: ${message}${rebuildHint(message)}`, { cause: e });
+  }
+  // an addon built before native/ops.yaml gained an op (the TypeScript rebuilt, the addon not) would
+  // fail much later, in the middle of a run, with "native.x is not a function"
+  const exported = module.exports as Record<string, unknown>;
+  const missing = nativeOpNames.filter((name) => typeof exported[name] !== 'function');
+  if (missing.length) {
+    const listed = missing.length > 5 ? `${missing.slice(0, 5).join(', ')} and ${missing.length - 5} more` : missing.join(', ');
+    throw new Error(
+      `the semaim addon ${named}${path} is older than native/ops.yaml: it lacks ${listed}. ` +
+        'Rebuild it: `npm run install` in a semaim checkout (`npm rebuild semaim` where it is installed)',
+    );
   }
   addonFile = path;
   return module.exports as NativeAddon;

@@ -114,3 +114,29 @@ test(
     }
   },
 );
+
+test('an addon built before native/ops.yaml gained an op is refused when loaded, naming the missing ops, not in the middle of a run', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-addon-stale-'));
+  try {
+    // the built addon as an older build would be: without two of the table's functions
+    const preload = join(dir, 'older-addon.js');
+    writeFileSync(
+      preload,
+      'const dlopen = process.dlopen;\n' +
+        'process.dlopen = function (module, file, ...rest) {\n' +
+        '  const r = dlopen.call(this, module, file, ...rest);\n' +
+        '  delete module.exports.layerNorm;\n' +
+        '  delete module.exports.gelu;\n' +
+        '  return r;\n' +
+        '};\n',
+    );
+    const r = spawnSync(process.execPath, ['-r', preload, MAIN, 'info'], { encoding: 'utf8' });
+    assert.equal(r.status, 1, r.stdout);
+    assert.match(
+      r.stderr,
+      /^semaim: the semaim addon .*semaim\.node is older than native\/ops\.yaml: it lacks (gelu, layerNorm|layerNorm, gelu)\. Rebuild it: `npm run install`/,
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
