@@ -3,6 +3,7 @@
 # Idempotent: every step is skipped when already done, except the addon's build step, which is
 # incremental (seconds when nothing changed). Run as root (or with sudo available).
 #   - libtorch: $LIBTORCH, else Debian's libtorch-dev + OpenBLAS (OpenMP build), else a pip PyTorch
+#     (without apt-get, no Debian package is installed: the libtorch found, $LIBTORCH or a pip PyTorch)
 #   - python3-torch / python3-torchvision: reference implementations used by tests and benchmarks
 #   - chromium: the headless browser the test of the exported web page drives
 #   - libgloo-dev: gloo's headers, for the addon's Gloo process groups (libtorch-dev ships the library only)
@@ -20,8 +21,11 @@ for p in "${APT_PACKAGES[@]}"; do
   esac
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  if [ -n "${LIBTORCH:-}" ] && [ ! -e /usr/bin/apt-get ]; then
-    echo "setup: using \$LIBTORCH=$LIBTORCH; skipping Debian packages (${missing[*]})"
+  if ! command -v apt-get >/dev/null; then
+    # Not Debian/Ubuntu: the libtorch the addon's build finds ($LIBTORCH, else a pip PyTorch through
+    # python3), or find-libtorch's message saying how to get one.
+    libdir=$(node native/find-libtorch.js libdir) || exit 1
+    echo "setup: no apt-get here: skipping the Debian packages (${missing[*]}); the addon is built against $libdir"
   else
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"

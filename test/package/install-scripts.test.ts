@@ -148,3 +148,45 @@ test(
     assert.match(bad.stderr, /SEMAIM_TEST_FILE_TIMEOUT_S must be a number of seconds > 0, got 'soon'/);
   },
 );
+
+/**
+ * A copy of scripts/setup.sh in a checkout whose node_modules is installed, run with a PATH of only
+ * `tools` (links to the real ones) plus a logging npm and npx: no apt-get, no dpkg-query, as off Debian.
+ * `finder`: the native/find-libtorch.js the copy gets.
+ */
+function setupOffDebian(dir: string, finder: string, env: Record<string, string | undefined> = {}) {
+  const copy = join(dir, 'checkout');
+  const bin = join(dir, 'bin');
+  for (const d of [join(copy, 'scripts'), join(copy, 'native'), join(copy, 'node_modules', 'node-addon-api'), bin]) mkdirSync(d, { recursive: true });
+  copyFileSync(join(ROOT, 'scripts', 'setup.sh'), join(copy, 'scripts', 'setup.sh'));
+  writeFileSync(join(copy, 'native', 'find-libtorch.js'), finder);
+  writeFileSync(join(copy, 'native', 'gen-ops.js'), '');
+  writeFileSync(join(copy, 'package-lock.json'), '{}');
+  writeFileSync(join(copy, 'node_modules', '.package-lock.json'), '{}'); // not older than package-lock.json
+  const log = join(dir, 'calls.log');
+  for (const tool of ['npm', 'npx']) writeFileSync(join(bin, tool), `#!/bin/sh\necho "${tool} $*" >> '${log}'\n`, { mode: 0o755 });
+  for (const tool of ['bash', 'sh', 'dirname', 'id', 'cat']) {
+    const real = ['/usr/bin', '/bin'].map((d) => join(d, tool)).find((p) => existsSync(p));
+    if (real) symlinkSync(real, join(bin, tool));
+  }
+  symlinkSync(process.execPath, join(bin, 'node'));
+  const { LIBTORCH: _, ...base } = process.env;
+  const r = spawnSync(join(bin, 'bash'), [join(copy, 'scripts', 'setup.sh')], { encoding: 'utf8', env: { ...base, ...env, PATH: bin } });
+  return { ...r, calls: existsSync(log) ? readFileSync(log, 'utf8') : '' };
+}
+
+test('setup.sh off Debian (no apt-get) builds against the libtorch the addon build finds (a pip PyTorch), else stops with its message', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-setup-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // a pip PyTorch, as the real find-libtorch.js reports one
+  const found = setupOffDebian(join(dir, 'pip'), "console.log('/venv/torch/lib');\n");
+  assert.equal(found.status, 0, `${found.stdout}\n${found.stderr}`);
+  assert.match(found.stdout, /setup: no apt-get here: skipping the Debian packages \(libtorch-dev .*\); the addon is built against \/venv\/torch\/lib/);
+  assert.equal(found.calls, 'npm run --silent install\nnpx tsc -p tsconfig.json\n');
+  // none: find-libtorch's own message (how to get one), before npm runs
+  const none = setupOffDebian(join(dir, 'none'), "console.error('libtorch not found: ... Get one of: pip install torch');\nprocess.exit(1);\n");
+  assert.equal(none.status, 1, none.stdout);
+  assert.match(none.stderr, /libtorch not found: .*pip install torch/);
+  assert.doesNotMatch(none.stderr, /apt-get/);
+  assert.equal(none.calls, '');
+});
