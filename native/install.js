@@ -36,6 +36,17 @@ function copyPrebuilt(from) {
   console.log(`semaim: using the prebuilt addon ${from} (SEMAIM_PREBUILT_ADDON); nothing compiled`);
 }
 
+// node-gyp compiles against node's C headers: npm's nodedir config where it is set (npm passes it on as
+// npm_config_nodedir), else the headers installed with this node (Debian's and NodeSource's nodejs:
+// /usr/include/node), else node-gyp downloads them from nodejs.org, which a machine that reaches only
+// the npm and Debian registries cannot.
+function nodedir() {
+  if (process.env.npm_config_nodedir) return [];
+  const prefix = path.resolve(path.dirname(process.execPath), '..');
+  const headers = path.join(prefix, 'include', 'node');
+  return ['node_api.h', 'common.gypi'].every((f) => fs.existsSync(path.join(headers, f))) ? [`--nodedir=${prefix}`] : [];
+}
+
 function build() {
   let lib;
   try {
@@ -57,7 +68,10 @@ function build() {
   const glue = spawnSync(process.execPath, [path.join(__dirname, 'gen-ops.js')], { cwd: ROOT, stdio: 'inherit' });
   if (glue.status !== 0) fail('generating the op glue from native/ops.yaml failed (the output is above)');
   const gyp = require.resolve('node-gyp/bin/node-gyp.js');
-  for (const args of [['configure'], ['build', '-j', '2']]) {
+  for (const args of [
+    ['configure', ...nodedir()],
+    ['build', '-j', '2'],
+  ]) {
     const r = spawnSync(process.execPath, [gyp, ...args, '--loglevel=warn'], { cwd: ROOT, stdio: 'inherit' });
     if (r.status !== 0) {
       fail(

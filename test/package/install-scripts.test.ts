@@ -190,3 +190,42 @@ test('setup.sh off Debian (no apt-get) builds against the libtorch the addon bui
   assert.doesNotMatch(none.stderr, /apt-get/);
   assert.equal(none.calls, '');
 });
+
+test(
+  "the install step gives node-gyp the node headers installed beside node when npm's nodedir is not set (no download from nodejs.org)",
+  { skip: !existsSync(join(process.execPath, '..', '..', 'include', 'node', 'node_api.h')) && 'no node headers beside this node' },
+  (t) => {
+    // native/install.js with a stand-in libtorch finder, op generator and node-gyp that records its arguments
+    const dir = mkdtempSync(join(tmpdir(), 'semaim-install-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    mkdirSync(join(dir, 'native'));
+    mkdirSync(join(dir, 'node_modules', 'node-gyp', 'bin'), { recursive: true });
+    copyFileSync(join(ROOT, 'native', 'install.js'), join(dir, 'native', 'install.js'));
+    writeFileSync(
+      join(dir, 'native', 'find-libtorch.js'),
+      "module.exports = { locate: () => ({ libdir: '/fake/libtorch/lib', source: 'test' }), LibtorchNotFound: class extends Error {} };\n",
+    );
+    writeFileSync(join(dir, 'native', 'gen-ops.js'), '');
+    const log = join(dir, 'node-gyp.log');
+    writeFileSync(
+      join(dir, 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'),
+      `require('fs').appendFileSync(${JSON.stringify(log)}, JSON.stringify(process.argv.slice(2)) + '\\n');\n`,
+    );
+    const { npm_config_nodedir: _, SEMAIM_PREBUILT_ADDON: __, ...base } = process.env;
+    const install = (env: Record<string, string>) => {
+      rmSync(log, { force: true });
+      const r = spawnSync(process.execPath, [join(dir, 'native', 'install.js')], { cwd: dir, encoding: 'utf8', env: { ...base, ...env } });
+      assert.equal(r.status, 0, r.stderr);
+      return readFileSync(log, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as string[]);
+    };
+    const prefix = resolve(process.execPath, '..', '..');
+    const [configure, build] = install({});
+    assert.deepEqual(configure, ['configure', `--nodedir=${prefix}`, '--loglevel=warn']);
+    assert.deepEqual(build, ['build', '-j', '2', '--loglevel=warn']);
+    // npm's own nodedir (npm_config_nodedir, which node-gyp reads) is left to apply
+    assert.deepEqual(install({ npm_config_nodedir: '/opt/node' })[0], ['configure', '--loglevel=warn']);
+  },
+);
