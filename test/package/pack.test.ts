@@ -12,7 +12,7 @@
 // on 2 cores), which is what proves the tarball installs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { spawnSync, SpawnSyncOptions } from 'node:child_process';
@@ -23,6 +23,7 @@ const PKG = require(join(ROOT, 'package.json')) as {
   bin: Record<string, string>;
   exports: Record<string, string | { types: string; default: string }>;
   devDependencies: Record<string, string>;
+  engines: { node: string };
 };
 
 /** The environment of the npm calls: no npm_* variables of a surrounding `npm test`, no fetches beyond the registry. */
@@ -222,4 +223,15 @@ test('package.json exports every part, with types, from dist/src', () => {
     }
   }
   assert.ok(readdirSync(join(ROOT, 'native')).includes('install.js'));
+});
+
+test("package.json's engines admits no Node without Symbol.dispose, which the compiled `using` declarations need", () => {
+  // tsc (target ES2022) compiles `using x = ...` to a helper that throws "Symbol.dispose is not defined."
+  // where the runtime lacks it: Node added Symbol.dispose in 20.4.0 (and 18.18.0)
+  const m = /^>=\s*(\d+)(?:\.(\d+))?/.exec(PKG.engines.node);
+  assert.ok(m, `engines.node: ${PKG.engines.node}`);
+  const [major, minor] = [Number(m[1]), Number(m[2] ?? 0)];
+  assert.ok(major > 20 || (major === 20 && minor >= 4), `engines.node ${PKG.engines.node} admits Node 20.0-20.3, where loading a safetensors file throws`);
+  const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { engines?: { node: string } }> };
+  assert.equal(lock.packages[''].engines?.node, PKG.engines.node, 'package-lock.json repeats engines: npm install rewrites it');
 });
