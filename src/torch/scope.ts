@@ -91,6 +91,9 @@ export function scope<T>(fn: () => T): T {
   frames.pop();
   if (result instanceof Promise) {
     for (const t of frame) if (!t.kept) t.dispose();
+    // The rest of fn runs on without its tensors and fails on them: its promise is the caller's no more
+    // (they get the error below), so its rejection must not crash the process as an unhandled one.
+    result.catch(() => {});
     throw new Error('scope(fn): fn returned a Promise; scopes are synchronous (await outside, or use scope inside each step)');
   }
   const returned = new Set<Tensor>();

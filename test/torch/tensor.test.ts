@@ -666,6 +666,27 @@ test('scope: rejects async functions and frees what they created before the firs
   assert.equal(live(), before);
 });
 
+test('scope: an async function that goes on using its tensors after the refusal rejects quietly, not as an unhandled rejection that ends the process', async () => {
+  const unhandled: unknown[] = [];
+  const onUnhandled = (e: unknown): void => void unhandled.push(e);
+  process.on('unhandledRejection', onUnhandled);
+  try {
+    assert.throws(
+      () =>
+        torch.scope((async () => {
+          const made = torch.ones([1]);
+          await null;
+          return made.add(1); // disposed by the scope's refusal: "tensor was disposed"
+        }) as unknown as () => Tensor),
+      /Promise|synchronous/,
+    );
+    for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r));
+    assert.deepEqual(unhandled, []);
+  } finally {
+    process.off('unhandledRejection', onUnhandled);
+  }
+});
+
 test('noGrad / enableGrad: grad mode on and off, restored after exceptions', () => {
   noLeak(() => {
     const w = torch.ones([3], { requiresGrad: true });
