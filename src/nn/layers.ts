@@ -101,7 +101,7 @@ export class Conv2d extends Module {
   }
 }
 
-/** BatchNorm over [N, C] (or [N, C, L]); affine=false gives the linear probe's parameter-free norm. In training, one value per channel ([1, C], [1, C, 1]) is refused, as PyTorch refuses it. */
+/** BatchNorm over [N, C] (or [N, C, L]; other ranks are refused, as PyTorch refuses them); affine=false gives the linear probe's parameter-free norm. In training, one value per channel ([1, C], [1, C, 1]) is refused, as PyTorch refuses it. */
 export class BatchNorm1d extends Module {
   readonly weight: Tensor | null;
   readonly bias: Tensor | null;
@@ -121,6 +121,8 @@ export class BatchNorm1d extends Module {
     this.numBatchesTracked = this.buffer('num_batches_tracked', torch.zeros([], { dtype: 'int64', device: opts.device }));
   }
   forward(x: Tensor): Tensor {
+    // as PyTorch's _check_input_dim: [N, C, H, W] would be normalised per channel as BatchNorm2d
+    if (x.ndim !== 2 && x.ndim !== 3) throw new RangeError(`BatchNorm1d: expected 2D or 3D input (got ${x.ndim}D input)`);
     if (this.training) {
       // before the count: a refused batch is no batch tracked
       F.checkBatchNormSize(x, 'BatchNorm1d');

@@ -291,6 +291,18 @@ test('BatchNorm1d in training refuses one value per channel, as PyTorch, before 
   bn.dispose();
 });
 
+test('BatchNorm1d refuses input that is not [N, C] or [N, C, L], as PyTorch (a 4-D batch was normalised as BatchNorm2d and counted as tracked)', () => {
+  const bn = new BatchNorm1d(3, { affine: false });
+  for (const training of [true, false]) {
+    bn.train(training);
+    assert.throws(() => bn.forward(torch.ones([2, 3, 2, 2])), { name: 'RangeError', message: 'BatchNorm1d: expected 2D or 3D input (got 4D input)' });
+    assert.throws(() => bn.forward(torch.ones([3])), { name: 'RangeError', message: 'BatchNorm1d: expected 2D or 3D input (got 1D input)' });
+  }
+  assert.equal(bn.numBatchesTracked.item(), 0);
+  assert.deepEqual(Array.from(bn.runningMean.toFloat32Array()), [0, 0, 0]);
+  bn.dispose();
+});
+
 test("BatchNorm1d's defaults are PyTorch's: momentum 0.1, eps 1e-5", () => {
   const bn = new BatchNorm1d(2, { affine: false });
   const x = torch.tensor([
