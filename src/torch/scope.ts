@@ -63,7 +63,9 @@ function collect(value: unknown, out: Set<Tensor>, seen: Set<unknown>, TensorCla
     for (const v of value.values()) collect(v, out, seen, TensorClass);
     return;
   }
-  if (Object.getPrototypeOf(value) === Object.prototype) {
+  // a plain object: a literal, or a dictionary made without a prototype (Object.create(null))
+  const proto: unknown = Object.getPrototypeOf(value);
+  if (proto === Object.prototype || proto === null) {
     for (const v of Object.values(value as Record<string, unknown>)) collect(v, out, seen, TensorClass);
   }
 }
@@ -75,7 +77,7 @@ export function registerTensorClass(c: Constructor): void {
 
 /**
  * Runs fn and disposes every tensor created inside it, except tensors found in its return value
- * (arrays, Maps and plain objects are searched) and tensors passed to keep().
+ * (arrays, Maps and plain objects, Object.create(null) ones too, are searched) and tensors passed to keep().
  */
 export function scope<T>(fn: () => T): T {
   const frame: Tensor[] = [];

@@ -648,6 +648,24 @@ test('scope: frees inner tensors, keeps returned ones (tensor, array, object, Ma
   assert.equal(live(), before);
 });
 
+test('scope: a plain object without a prototype (Object.create(null), a dictionary of names) is searched as any plain object, its tensors kept', () => {
+  const before = live();
+  const r = torch.scope(() => {
+    const byName = Object.create(null) as Record<string, Tensor>;
+    byName.weight = torch.ones([2]);
+    byName['constructor'] = torch.zeros([1]); // a key that is no trouble in a dictionary without a prototype
+    return { byName };
+  });
+  assert.equal(r.byName.weight.isDisposed, false);
+  assert.equal(r.byName['constructor'].isDisposed, false);
+  assert.equal(
+    torch.scope(() => r.byName.weight.sum().item()),
+    2,
+  );
+  for (const t of Object.values(r.byName)) t.dispose();
+  assert.equal(live(), before);
+});
+
 test('scope: rejects async functions and frees what they created before the first await', async () => {
   const before = live();
   let made: Tensor | undefined;
