@@ -38,13 +38,19 @@ export abstract class Module {
   private readonly buffers = new Map<string, { tensor: Tensor; persistent: boolean }>();
   private readonly children_ = new Map<string, Module>();
 
-  /** Registers a trainable tensor (it is kept out of every scope and gets requiresGrad). */
+  /**
+   * Registers a trainable tensor (it is kept out of every scope and gets requiresGrad) and returns it. A
+   * tensor computed from others (`other.weight.clone()`) is registered detached, a leaf sharing its memory,
+   * as nn.Parameter makes it: use the tensor returned.
+   */
   protected param(name: string, t: Tensor, requiresGrad = true): Tensor {
     this.checkName(name);
-    torch.keep(t);
-    if (requiresGrad) t.requiresGrad = true;
-    this.params.set(name, t);
-    return t;
+    // a non-leaf never gets a .grad (an optimiser skipped it every step) and passed its gradient on to its source
+    const p = t.isLeaf ? t : t.detach();
+    torch.keep(p);
+    if (requiresGrad) p.requiresGrad = true;
+    this.params.set(name, p);
+    return p;
   }
 
   /** Registers a non-trainable tensor; persistent buffers appear in stateDict(). */

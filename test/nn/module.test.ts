@@ -573,6 +573,34 @@ test('members: a dotted or repeated name is refused, whatever kind registered it
   h.dispose();
 });
 
+test("a parameter registered from a computed tensor (a clone of another module's weight) is a leaf of its own, as nn.Parameter: it gets gradients and trains, and backward stops at it", () => {
+  const source = new Linear(3, 2);
+  class Copy extends Module {
+    readonly weight = this.param('weight', source.weight.clone()); // a non-leaf: clone() of a tensor that requires grad
+    forward(x: torch.Tensor): torch.Tensor {
+      return torch.F.linear(x, this.weight);
+    }
+  }
+  const m = new Copy();
+  assert.equal(m.weight.isLeaf, true);
+  assert.equal(m.weight.requiresGrad, true);
+  const before = m.weight.toFloat32Array();
+  assert.deepEqual(before, source.weight.toFloat32Array());
+  torch.scope(() =>
+    m
+      .forward(torch.ones([1, 3]))
+      .sum()
+      .backward(),
+  );
+  const grad = m.weight.grad;
+  assert.ok(grad, 'the parameter has a gradient (a non-leaf never had one: an optimiser skipped it every step)');
+  assert.deepEqual(Array.from(grad.toFloat32Array()), [1, 1, 1, 1, 1, 1]);
+  grad.dispose();
+  assert.equal(source.weight.grad, null, "the copy's gradient does not flow back into the module it was copied from");
+  m.dispose();
+  source.dispose();
+});
+
 test('loadStateDict refuses a tensor of another rank even when its sizes start alike ([4] for [4, 1])', () => {
   const lin = new Linear(1, 4);
   const sd = new Map([...lin.stateDict()].map(([k, v]) => [k, v.clone()]));
