@@ -74,8 +74,14 @@ export abstract class Module {
     }
   }
 
+  /** The direct sub-modules by name, in registration order; one registered under two names is listed once, under the first, as PyTorch's named_children. */
   *namedChildren(): IterableIterator<[string, Module]> {
-    yield* this.children_.entries();
+    const seen = new Set<Module>();
+    for (const [name, m] of this.children_) {
+      if (seen.has(m)) continue;
+      seen.add(m);
+      yield [name, m];
+    }
   }
 
   /**

@@ -667,7 +667,7 @@ test('stateDict lists module by module (own parameters, own buffers, then childr
   net.dispose();
 });
 
-test('a module used twice or a tied weight is one parameter under its first name, as PyTorch; stateDict keeps every name', () => {
+test('a module used twice or a tied weight is one parameter (and one child) under its first name, as PyTorch; stateDict keeps every name', () => {
   const lin = new Linear(2, 2);
   const s = new Sequential(lin, lin);
   // torch: l = nn.Linear(2, 2); s = nn.Sequential(l, l); sum(p.numel() for p in s.parameters()) == 6
@@ -679,6 +679,11 @@ test('a module used twice or a tied weight is one parameter under its first name
   assert.deepEqual(
     [...s.namedModules()].map(([n]) => n),
     ['', '0'],
+  );
+  // torch: [n for n, _ in s.named_children()] == ['0']
+  assert.deepEqual(
+    [...s.namedChildren()].map(([n]) => n),
+    ['0'],
   );
   // torch: list(s.state_dict()) == ['0.weight', '0.bias', '1.weight', '1.bias']
   assert.deepEqual([...s.stateDict().keys()], ['0.weight', '0.bias', '1.weight', '1.bias']);
