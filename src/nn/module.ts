@@ -200,11 +200,17 @@ export abstract class Module {
     return { missing, unexpected };
   }
 
+  /**
+   * Sets training mode on this module, then calls each child's train(mode), as PyTorch's Module.train: a
+   * sub-module that overrides train() (one kept in eval mode, say) decides for itself and its children.
+   */
   train(mode = true): this {
-    for (const [, m] of this.namedModules()) m.training = mode;
+    this.training = mode;
+    for (const [, m] of this.namedChildren()) m.train(mode);
     return this;
   }
 
+  /** train(false). */
   eval(): this {
     return this.train(false);
   }

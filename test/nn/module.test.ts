@@ -158,6 +158,30 @@ test('train/eval reach every sub-module; to() casts in place keeping identity', 
   net.dispose();
 });
 
+test("train()/eval() call each child's own train(), as PyTorch's Module.train: a sub-module that overrides it (a frozen backbone kept in eval mode) is obeyed", () => {
+  class FrozenBackbone extends Module {
+    readonly norm = this.module('norm', new BatchNorm1d(2));
+    readonly drop = this.module('drop', new Dropout(0.5));
+    override train(_mode = true): this {
+      return super.train(false); // always in eval mode: its BatchNorm statistics stay fixed
+    }
+  }
+  class Model extends Module {
+    readonly backbone = this.module('backbone', new FrozenBackbone());
+    readonly head = this.module('head', new Linear(2, 2));
+  }
+  const m = new Model();
+  m.train();
+  assert.equal(m.training, true);
+  assert.equal(m.head.training, true);
+  assert.equal(m.backbone.training, false);
+  assert.equal(m.backbone.norm.training, false, "the override's own children follow it");
+  assert.equal(m.backbone.drop.training, false);
+  m.eval();
+  assert.equal(m.head.training, false);
+  m.dispose();
+});
+
 test("to() casts the gradients a module holds with its parameters, as PyTorch's Module._apply: a float32 grad left on a float64 weight took the next backward's float64 gradient rounded to float32", () => {
   const lin = new Linear(3, 2);
   const x = torch.full([1, 3], 1 / 3);
