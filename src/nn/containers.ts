@@ -32,7 +32,7 @@ export interface TensorModule extends Module {
   forward(x: Tensor): Tensor;
 }
 
-/** Applies its modules in order; intermediate results are freed as soon as they are consumed. */
+/** Applies its modules in order; intermediate results are freed as soon as they are consumed (not a kept tensor, such as a module's parameter, that a module returns). */
 export class Sequential extends ModuleList<TensorModule> {
   constructor(...modules: TensorModule[]) {
     super(modules);
@@ -44,10 +44,11 @@ export class Sequential extends ModuleList<TensorModule> {
       try {
         next = m.forward(cur);
       } catch (e) {
-        if (cur !== x) cur.dispose(); // the result of the modules before, which no one else holds
+        if (cur !== x && !cur.kept) cur.dispose(); // the result of the modules before, which no one else holds
         throw e;
       }
-      if (cur !== x && next !== cur) cur.dispose();
+      // (a kept tensor, a module's own parameter or buffer returned as it is, is not the chain's to free)
+      if (cur !== x && next !== cur && !cur.kept) cur.dispose();
       cur = next;
     }
     return cur;

@@ -524,6 +524,24 @@ test('DropPath given a generator (useDropPathGenerator) draws its masks from it,
   net.dispose();
 });
 
+test('Sequential frees only the results it made: a module that returns a kept tensor (its own parameter or buffer) keeps it', () => {
+  class LearnedInput extends Module {
+    readonly value = this.param('value', torch.ones([2, 4]));
+    forward(): torch.Tensor {
+      return this.value; // the input is ignored: a learned constant
+    }
+  }
+  const first = new LearnedInput();
+  const s = new Sequential(first, new Linear(4, 3));
+  for (let i = 0; i < 2; i++) {
+    const y = s.forward(torch.zeros([2, 4]));
+    assert.deepEqual(y.shape, [2, 3]);
+    y.dispose();
+    assert.equal(first.value.isDisposed, false, `pass ${i}: the parameter is the module's, not the chain's to free`);
+  }
+  s.dispose();
+});
+
 test('Sequential frees the result it holds when a later module throws (as it frees each one consumed)', () => {
   class Refuses extends Module {
     forward(): torch.Tensor {
