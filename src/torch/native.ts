@@ -38,8 +38,10 @@ function load(): NativeAddon {
   const found = candidates.find((p) => existsSync(p));
   if (found) return loadAddon(found, '');
   throw new Error(
-    `semaim native addon not found (looked in ${candidates.join(', ')}). Build it with \`npm run build:native\` ` +
-      '(needs libtorch: `apt-get install libtorch-dev libopenblas0-openmp`, $LIBTORCH, or a pip PyTorch).',
+    // (the install step, not build:native's bare node-gyp rebuild: it finds libtorch first, says how to get one,
+    // and gives node-gyp the node headers installed beside node, which a machine without nodejs.org needs)
+    `semaim native addon not found (looked in ${candidates.join(', ')}). Build it with \`npm run install\` in a semaim checkout ` +
+      '(`npm rebuild semaim` where it is installed; needs libtorch: `apt-get install libtorch-dev libopenblas0-openmp`, $LIBTORCH, or a pip PyTorch).',
   );
 }
 
