@@ -63,17 +63,24 @@ export function full(shape: number[], value: number | boolean | bigint, o: Creat
   const dtype = o.dtype ?? (typeof value === 'boolean' ? 'bool' : null);
   return finish(wrap(native.full(shape, value, dtype, dev(o))), o);
 }
+/**
+ * The options of a *Like factory: t's dtype and device unless given. An option given as undefined counts as
+ * not given (PyTorch's dtype=None): spread over t's, it replaced them with the factory's defaults.
+ */
+function likeOptions(t: Tensor, o: CreateOptions): CreateOptions {
+  return { ...o, dtype: o.dtype ?? t.dtype, device: o.device ?? t.device };
+}
 /** Zeros with t's shape, and its dtype and device unless options override them. Like torch.zeros_like. */
 export function zerosLike(t: Tensor, o: CreateOptions = {}): Tensor {
-  return zeros(t.shape, { dtype: t.dtype, device: t.device, ...o });
+  return zeros(t.shape, likeOptions(t, o));
 }
 /** Ones with t's shape, and its dtype and device unless options override them. Like torch.ones_like. */
 export function onesLike(t: Tensor, o: CreateOptions = {}): Tensor {
-  return ones(t.shape, { dtype: t.dtype, device: t.device, ...o });
+  return ones(t.shape, likeOptions(t, o));
 }
 /** A tensor of `value` with t's shape, and its dtype and device unless options override them. Like torch.full_like. */
 export function fullLike(t: Tensor, value: number, o: CreateOptions = {}): Tensor {
-  return full(t.shape, value, { dtype: t.dtype, device: t.device, ...o });
+  return full(t.shape, value, likeOptions(t, o));
 }
 /** [start, end) with step; integer arguments give int64 unless dtype is set. */
 export function arange(start: number, end?: number, step = 1, o: CreateOptions = {}): Tensor {

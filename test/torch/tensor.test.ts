@@ -77,6 +77,21 @@ test('creation: zeros, ones, full, empty, eye, *Like', () => {
   });
 });
 
+test('creation: zerosLike/onesLike/fullLike with an option given as undefined keep the input dtype and device, as dtype=None', () => {
+  noLeak(() => {
+    // { dtype: undefined } (an option passed on as `{ dtype: o.dtype }`) overrode the input's dtype: float32 came back
+    const f = torch.tensor([1, 2], { dtype: 'float64' });
+    const i = torch.tensor([1, 2], { dtype: 'int64' });
+    assert.equal(torch.zerosLike(f, { dtype: undefined }).dtype, 'float64');
+    assert.equal(torch.onesLike(f, { dtype: undefined, device: undefined }).dtype, 'float64');
+    assert.equal(torch.onesLike(f, { device: undefined }).device, f.device);
+    const full = torch.fullLike(i, 3, { dtype: undefined });
+    assert.equal(full.dtype, 'int64');
+    assert.deepEqual(values(full), [3, 3]);
+    assert.equal(torch.zerosLike(f, { dtype: undefined, requiresGrad: true }).requiresGrad, true);
+  });
+});
+
 test('creation: arange and linspace', () => {
   noLeak(() => {
     const a = torch.arange(5);
