@@ -312,6 +312,69 @@ def deterministic_cases():
     case('sdpa_f32', [sin_in(2, 6, 16, 32, dtype='float32'), sin_in(2, 6, 16, 32, dtype='float32'), sin_in(2, 6, 16, 32, dtype='float32')],
          lambda q, k, v: attention_math(q, k, v, causal=True), atol=1e-5, rtol=1e-5)
 
+    # ------------------------------------------------------------ edge semantics (the outputs' dtypes are compared too)
+    # type promotion: int op float, int / int (true division), bool arithmetic, Python-int scalars, half types
+    case('promote_int_float', [int_in(3, 4), sin_in(3, 4, dtype='float32')], lambda a, b: (a + b, a * b, a - b))
+    case('promote_int_true_div', [int_in(3, 4), int_in(3, 4, a=3, b=1, m=4)], lambda a, b: (a / (b + 1), a / 2, a.remainder(-3)))
+    case('promote_int_scalars', [int_in(3, 4)], lambda a: (a * 2, a + 1.5, a - 7, 2 - a, a.pow(2), a.clamp(1, 3)))
+    case('promote_bool', [bool_in(3, 4), bool_in(3, 4, a=3, b=2, m=4), int_in(3, 4)], lambda a, b, c: (a + b, a * b, a * c, a * 2, a.sum()))
+    case('promote_half', [sin_in(3, 4, dtype='float16'), sin_in(3, 4, dtype='float32'), sin_in(3, 4, dtype='bfloat16')],
+         lambda h, f, bf: (h + f, h + bf, h * 2.5, bf - 1), atol=1e-2)
+    case('promote_where_int_scalar', [bool_in(3, 4), int_in(3, 4)], lambda c, a: (torch.where(c, a, 7), torch.where(c, a, 0.5)))
+    # reductions with negative dims, dim lists and keepdim; empty tensors (sum is 0, cumsum/amax of an empty dim)
+    case('reduce_negative_dims', [sin_in(3, 4, 5)],
+         lambda a: (a.sum([-1, 0]), a.mean(-2, keepdim=True), a.amax([-1, -3]), a.var(-1), a.logsumexp(-1), a.norm(2, [-2, -1], keepdim=True)))
+    case('reduce_empty', [sin_in(3, 0)], lambda a: (a.sum(), a.sum(1), a.sum(0), a.cumsum(1), a.amax(0), a.norm(), a.logsumexp(0)))
+    # ties: argmax/argmin and max(dim) give the first index, stable argsort keeps index order, topk on ties
+    case('ties_argmax_argmin', [int_in(4, 6, a=5, b=2, m=3)],
+         lambda a: (a.argmax(), a.argmax(1), a.argmin(1), torch.max(a, 1)[1], torch.min(a, 0)[1]))
+    case('ties_argsort_stable', [int_in(3, 8, a=5, b=2, m=3)],
+         lambda a: (torch.argsort(a, stable=True, dim=-1), torch.argsort(a, stable=True, dim=0, descending=True)))
+    case('ties_topk', [sin_in(2, 6, a=0.0, b=0.4), int_in(2, 6, a=5, b=2, m=3)],
+         lambda c, a: (tuple(torch.topk(a.double(), 3))[0], torch.topk(c, 2)[0]))
+    # indexing along negative dims
+    case('index_negative_dims', [sin_in(3, 5), int_in(3, 4, a=7, b=3, m=5), int_in(2, a=1, b=1, m=3)],
+         lambda a, i, j: (torch.gather(a, -1, i), torch.index_select(a, -2, j), a.select(-1, -2), a.narrow(-1, -3, 2)))
+    # cross entropy with label smoothing, ignore_index and class weights together
+    case('ce_ignore_smoothing_weight', [sin_in(6, 4, s=2.0), int_in(6, a=3, b=1, m=4), pos_in(4)],
+         lambda x, t, w: tuple(F.cross_entropy(x, t, weight=w, ignore_index=2, label_smoothing=0.15, reduction=r) for r in ('mean', 'sum', 'none')))
+    case('ce_kdim_ignore_smoothing_weight', [sin_in(2, 4, 3, s=2.0), int_in(2, 3, a=3, b=1, m=4), pos_in(4)],
+         lambda x, t, w: F.cross_entropy(x, t, weight=w, ignore_index=0, label_smoothing=0.25))
+    case('clamp_masked_fill_broadcast', [sin_in(3, 4), bool_in(4)], lambda a, m: (a.clamp(min=0.3, max=-0.2), a.masked_fill(m, -2.5)))
+
+    # ------------------------------------------------------------ gradients (PyTorch's, of sum(out * w) for a fixed w)
+    def grad_of(fn, n_wrt):
+        def g(*xs):
+            ins = [x.detach().requires_grad_(True) if k < n_wrt else x for k, x in enumerate(xs[:-1])]
+            (fn(*ins) * xs[-1]).sum().backward()
+            return tuple(ins[k].grad for k in range(n_wrt))
+        return g
+
+    case('grad_ce_ignore_smoothing_weight', [sin_in(6, 4, s=2.0), int_in(6, a=3, b=1, m=4), pos_in(4), sin_in()],
+         grad_of(lambda x, t, w: F.cross_entropy(x, t, weight=w, ignore_index=2, label_smoothing=0.15), 1))
+    case('grad_ce_probs_smoothing', [sin_in(5, 4, s=2.0), sin_in(5, 4), sin_in()],
+         grad_of(lambda x, p: F.cross_entropy(x, torch.softmax(p, -1), label_smoothing=0.1), 1))
+    case('grad_layer_norm', [sin_in(2, 3, 6), pos_in(6), sin_in(6), sin_in(2, 3, 6)],
+         grad_of(lambda x, w, b: F.layer_norm(x, [6], w, b, 1e-5), 3))
+    case('grad_gelu', [sin_in(3, 4, s=3.0), sin_in(3, 4, s=3.0), sin_in(3, 4)],
+         grad_of(lambda a, b: F.gelu(a) + F.gelu(b, approximate='tanh'), 2))
+    case('grad_softmax_log_softmax', [sin_in(3, 5, s=2.0), sin_in(3, 5)], grad_of(lambda a: torch.softmax(a, 0) + torch.log_softmax(a, -1), 1))
+    # ties: max() and amax split the gradient evenly among the tied maxima, max(dim) gives it to the first
+    case('grad_max_ties', [sin_in(2, 5, a=0.0, b=0.9), sin_in()], grad_of(lambda a: a.max(), 1))
+    case('grad_amax_ties', [sin_in(2, 5, a=0.0, b=0.9), sin_in(2)], grad_of(lambda a: a.amax(1), 1))
+    case('grad_max_dim_ties', [sin_in(2, 5, a=0.0, b=0.9), sin_in(2)], grad_of(lambda a: torch.max(a, 1)[0], 1))
+    case('grad_clamp_bounds_norm', [sin_in(3, 4), sin_in(3, 4)], grad_of(lambda a: a.clamp(-0.5, 0.5) + a.norm(), 1))
+    case('grad_where_masked_fill_broadcast', [sin_in(3, 4), sin_in(4), bool_in(3, 4), sin_in(3, 4)],
+         grad_of(lambda a, b, c: torch.where(c, a, b) + a.masked_fill(c, 1.5), 2))
+    case('grad_interpolate', [sin_in(1, 2, 3, 4), sin_in(1, 2, 5, 7)],
+         grad_of(lambda x: F.interpolate(x, size=(5, 7), mode='bilinear', align_corners=True)
+                 + F.interpolate(x, size=(5, 7), mode='bicubic', align_corners=False)
+                 + F.interpolate(x, size=(5, 7), mode='nearest'), 1))
+    case('grad_normalize_cosine', [sin_in(3, 4), sin_in(3, 4), sin_in(3, 4)],
+         grad_of(lambda a, b: F.normalize(a, dim=1) * F.cosine_similarity(a, b, dim=1).unsqueeze(1), 2))
+    case('grad_sdpa_mask', [sin_in(1, 2, 3, 4, s=2.0), sin_in(1, 2, 5, 4, s=2.0), sin_in(1, 2, 5, 4), bool_in(3, 5, a=5, b=1, m=3), sin_in(1, 2, 3, 4)],
+         grad_of(lambda q, k, v, m: attention_math(q, k, v, mask=m), 3))
+
 
 def rng_cases():
     """Seeded random streams: the engine and PyTorch share libtorch's CPU generator (mt19937)."""

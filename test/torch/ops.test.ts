@@ -80,6 +80,21 @@ function bnTrain(x: Tensor, w: Tensor, b: Tensor): Tensor[] {
   return [y, rm, rv];
 }
 
+/**
+ * The gradients of sum(fn(...inputs) * w) with respect to the first nWrt inputs, where w is the last input
+ * (as grad_of in scripts/golden_ops.py).
+ */
+function gradOf(fn: (...x: Tensor[]) => Tensor, nWrt: number): Impl {
+  return (...xs) => {
+    const ins = xs.slice(0, -1).map((x, k) => (k < nWrt ? x.detach().requiresGrad_(true) : x));
+    fn(...ins)
+      .mul(xs[xs.length - 1])
+      .sum()
+      .backward();
+    return ins.slice(0, nWrt).map((t) => t.grad!);
+  };
+}
+
 const IMPL: Record<string, Impl> = {
   // elementwise
   add_broadcast: (a, b) => a.add(b),
@@ -254,6 +269,43 @@ const IMPL: Record<string, Impl> = {
   sdpa_float_mask: (q, k, v, m) => attention(q, k, v, { mask: m }),
   sdpa_scale: (q, k, v) => attention(q, k, v, { scale: 0.3 }),
   sdpa_f32: (q, k, v) => attention(q, k, v, { causal: true }),
+  // edge semantics (the outputs' dtypes are compared too)
+  promote_int_float: (a, b) => [a.add(b), a.mul(b), a.sub(b)],
+  promote_int_true_div: (a, b) => [a.div(b.add(1)), a.div(2), a.remainder(-3)],
+  promote_int_scalars: (a) => [a.mul(2), a.add(1.5), a.sub(7), a.rsub(2), a.pow(2), a.clamp(1, 3)],
+  promote_bool: (a, b, c) => [a.add(b), a.mul(b), a.mul(c), a.mul(2), a.sum()],
+  promote_half: (h, f, bf) => [h.add(f), h.add(bf), h.mul(2.5), bf.sub(1)],
+  promote_where_int_scalar: (c, a) => [torch.where(c, a, 7), torch.where(c, a, 0.5)],
+  reduce_negative_dims: (a) => [a.sum([-1, 0]), a.mean(-2, true), a.amax([-1, -3]), a.var(-1), a.logsumexp(-1), a.norm(2, [-2, -1], true)],
+  reduce_empty: (a) => [a.sum(), a.sum(1), a.sum(0), a.cumsum(1), a.amax(0), a.norm(), a.logsumexp(0)],
+  ties_argmax_argmin: (a) => [a.argmax(), a.argmax(1), a.argmin(1), a.maxDim(1)[1], a.minDim(0)[1]],
+  ties_argsort_stable: (a) => [a.argsort(-1, false, true), a.argsort(0, true, true)],
+  ties_topk: (c, a) => [a.double().topk(3)[0], c.topk(2)[0]],
+  index_negative_dims: (a, i, j) => [a.gather(-1, i), a.indexSelect(-2, j), a.select(-1, -2), a.narrow(-1, -3, 2)],
+  ce_ignore_smoothing_weight: (x, t, w) =>
+    (['mean', 'sum', 'none'] as const).map((reduction) => F.crossEntropy(x, t, { weight: w, ignoreIndex: 2, labelSmoothing: 0.15, reduction })),
+  ce_kdim_ignore_smoothing_weight: (x, t, w) => F.crossEntropy(x, t, { weight: w, ignoreIndex: 0, labelSmoothing: 0.25 }),
+  clamp_masked_fill_broadcast: (a, m) => [a.clamp(0.3, -0.2), a.maskedFill(m, -2.5)],
+  // gradients of sum(out * w) for the last input w, against PyTorch's
+  grad_ce_ignore_smoothing_weight: gradOf((x, t, w) => F.crossEntropy(x, t, { weight: w, ignoreIndex: 2, labelSmoothing: 0.15 }), 1),
+  grad_ce_probs_smoothing: gradOf((x, p) => F.crossEntropy(x, F.softmax(p, -1), { labelSmoothing: 0.1 }), 1),
+  grad_layer_norm: gradOf((x, w, b) => F.layerNorm(x, [6], w, b, 1e-5), 3),
+  grad_gelu: gradOf((a, b) => F.gelu(a).add(F.gelu(b, 'tanh')), 2),
+  grad_softmax_log_softmax: gradOf((a) => F.softmax(a, 0).add(F.logSoftmax(a, -1)), 1),
+  grad_max_ties: gradOf((a) => a.max(), 1),
+  grad_amax_ties: gradOf((a) => a.amax(1), 1),
+  grad_max_dim_ties: gradOf((a) => a.maxDim(1)[0], 1),
+  grad_clamp_bounds_norm: gradOf((a) => a.clamp(-0.5, 0.5).add(a.norm()), 1),
+  grad_where_masked_fill_broadcast: gradOf((a, b, c) => torch.where(c, a, b).add(a.maskedFill(c, 1.5)), 2),
+  grad_interpolate: gradOf(
+    (x) =>
+      F.interpolate(x, [5, 7], 'bilinear', true)
+        .add(F.interpolate(x, [5, 7], 'bicubic', false))
+        .add(F.interpolate(x, [5, 7], 'nearest')),
+    1,
+  ),
+  grad_normalize_cosine: gradOf((a, b) => F.normalize(a, 2, 1).mul(F.cosineSimilarity(a, b, 1).unsqueeze(1)), 2),
+  grad_sdpa_mask: gradOf((q, k, v, m) => attention(q, k, v, { mask: m }), 3),
 };
 
 function compare(name: string, got: Tensor, want: Encoded, atol: number, rtol: number): void {
