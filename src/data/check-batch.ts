@@ -4,7 +4,7 @@
 // out of range, too few labels) a wrong accuracy.
 import { DataError } from '../util/errors';
 import type { LabelledBatch, TrainBatch } from './streams';
-import type { SegBatch } from './seg-streams';
+import { IGNORE_INDEX, type SegBatch } from './seg-streams';
 
 /** The model's input, [C, H, W], the batches must match. */
 export interface ImageInput {
@@ -50,12 +50,18 @@ export function checkTrainBatch(b: TrainBatch, input: ImageInput, uint8: boolean
 
 /**
  * Refuses (DataError) a segmentation batch that is not NCHW float32 of the data's image shape with one
- * H×W mask per image (values 0..numClasses-1 or the ignore index) and one index per image: a caller's
- * SegData. A mask value beyond the classes would otherwise fail deep in the probe's loss or be scored
+ * H×W mask per image (values 0..numClasses-1 or the ignore index, which must be 255) and one index per
+ * image: a caller's SegData. A mask value beyond the classes would otherwise fail deep in the probe's loss or be scored
  * as a class that is not there.
  */
 export function checkSegBatch(b: SegBatch, imageShape: number[], numClasses: number, ignoreIndex: number): number {
   const [C, H, W] = imageShape;
+  // the probe's loss, its mIoU and its baseline ignore 255 alone: a pixel marked with another index
+  // was trained on as a class that is not there (a libtorch error in the loss) or refused when scored
+  if (ignoreIndex !== IGNORE_INDEX)
+    throw new DataError(
+      `the data's ignore index ${ignoreIndex} is not ${IGNORE_INDEX}: the segmentation probe ignores mask value ${IGNORE_INDEX} (mark unlabelled pixels ${IGNORE_INDEX})`,
+    );
   if (H !== W) refuse(`the data's images are ${H}×${W}; square images expected`);
   const n = checkImages(b, { chans: C, size: H }, false);
   if (!(b.masks instanceof Uint8Array)) refuse(`its masks are ${typeName(b.masks)}, expected a Uint8Array`);

@@ -102,6 +102,7 @@ export interface SegData {
   size: number;
   numClasses: number;
   classNames: string[];
+  /** The mask value of unlabelled pixels: the probe takes IGNORE_INDEX (255) only, and refuses data with another (a DataError). */
   ignoreIndex: number;
   /** [C, H, W] of every batch image. */
   imageShape: number[];

@@ -348,6 +348,31 @@ test('a caller’s segmentation data with a mask value beyond its classes is ref
   }
 });
 
+test('a caller’s segmentation data whose ignore index is not 255 is refused by the extraction and by the online probe, not failed deep in the loss', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-sp-ignore-'));
+  const { encoder } = loadEncoder(writeEncoder(dir));
+  const te = await extractSegFeatures(encoder, squares(8, 2), { batchSize: 8, blocks: [1], label: null });
+  try {
+    // unlabelled pixels marked 254: the data says so, but the loss and the mIoU ignore 255 only
+    const other = (): MemorySegData => {
+      const d = squares(8, 1);
+      for (let i = 0; i < d.masks.length; i += 7) d.masks[i] = 254;
+      Object.defineProperty(d, 'ignoreIndex', { value: 254 });
+      return d;
+    };
+    const message = /ignore index 254.*255/;
+    await assert.rejects(extractSegFeatures(encoder, other(), { batchSize: 8, blocks: [1], label: null }), { name: 'DataError', message });
+    await assert.rejects(segprobeOnline(encoder, other(), te, 2, { epochs: 1, batchSize: 8, lr: 1e-2, label: null, blocks: [1], augment: 'crop-flip' }), {
+      name: 'DataError',
+      message,
+    });
+  } finally {
+    te.features.dispose();
+    encoder.dispose();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('data-parallel, a segmentation feature extraction that fails gathering the figure images frees its features', async () => {
   // (the features were kept before firstImages' all-reduce, and nothing disposed them when it threw)
   const dir = mkdtempSync(join(tmpdir(), 'semaim-sp-gather-fail-'));
