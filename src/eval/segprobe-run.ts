@@ -2,6 +2,7 @@
 // initialised), both splits of a dataset with masks, the probe, then `<out-dir>/segprobe.json`
 // (fractions 0–1), `segprobe.png` (predictions beside the ground truth), `seg-head.safetensors`,
 // and a Markdown table for the terminal.
+import { lstatSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import * as torch from '../torch';
 import { stageTensors } from '../io/tensors';
@@ -407,6 +408,9 @@ async function segprobeJob(
     );
     result.seconds = (Date.now() - t0) / 1000;
     const path = commitResult(cfg.outDir, result, stagers);
+    // an earlier run's figure (this one drew none: --figure-images 0) would sit beside this result as its own
+    const earlier = join(cfg.outDir, 'segprobe.png');
+    if (!figure && lstatSync(earlier, { throwIfNoEntry: false })?.isFile()) rmSync(earlier, { force: true });
     return { result, path, figure, table: formatSegprobe(result) };
   } finally {
     probe.head.dispose();

@@ -230,6 +230,27 @@ test('runSegprobe writes segprobe.json (fractions), the figure and the head; --i
   }
 });
 
+test('a segprobe that draws no figure into a folder holding an earlier run’s segprobe.png removes it: the figure never describes another result', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-sp-fig-'));
+  try {
+    const enc = writeEncoder(dir);
+    const factory = (r: { split: string }) => (r.split === 'train' ? squares(8, 1) : squares(4, 2));
+    const run = async (figureImages: number) => {
+      const o = resolveOptions(SEGPROBE_OPTIONS, {}, { checkpoint: enc, epochs: 1, batchSize: 4, outDir: join(dir, 'out'), figureImages, threads: 1 });
+      return runSegprobe(readSegprobeConfig(o), o, factory, { progress: null });
+    };
+    const first = await run(2);
+    assert.equal(first.figure, join(dir, 'out', 'segprobe.png'));
+    assert.ok(existsSync(join(dir, 'out', 'segprobe.png')));
+    const second = await run(0);
+    assert.equal(second.figure, null);
+    assert.equal(existsSync(join(dir, 'out', 'segprobe.png')), false, 'the first run’s figure beside the second run’s result');
+    assert.ok(existsSync(join(dir, 'out', 'seg-head.safetensors')));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('masks without a labelled pixel: a DataError, not an mIoU of null (test) or the scores of a head never trained (train)', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-sp-unlabelled-'));
   try {
