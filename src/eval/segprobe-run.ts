@@ -94,6 +94,7 @@ export async function segprobeEncoder(
     optimizer: s.optimizer,
     seed: o.seed,
     evalEvery: o.evalEvery,
+    evalBatchSize: o.evalBatchSize,
     keepPredictions: keep,
     label: show ? 'segprobe' : null,
     group,

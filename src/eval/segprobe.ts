@@ -35,6 +35,8 @@ export interface SegprobeOptions {
   seed?: number;
   /** Evaluate every N epochs (0: only at the end). */
   evalEvery?: number;
+  /** Test images the head predicts at once (their logits at the image size are C × H × W each); default 64. */
+  evalBatchSize?: number;
   /** Test images whose predictions are returned (for the figure). Default 0. */
   keepPredictions?: number;
   /** Progress bar label; null for none. */
@@ -109,6 +111,9 @@ export function evaluateSegHead(
   numClasses: number,
   o: { chunk?: number; keep?: number; group?: ProcessGroup | null } = {},
 ): { metrics: SegMetrics; predictions: Uint8Array } {
+  const chunk = o.chunk ?? 64;
+  // (a chunk of 0 never advanced past the first image: the call never returned)
+  if (!(Number.isInteger(chunk) && chunk > 0)) throw new RangeError(`evaluateSegHead: chunk must be a positive integer, got ${chunk}`);
   const group = severalRanks(o.group);
   const wasTraining = head.training;
   head.eval();
@@ -119,7 +124,6 @@ export function evaluateSegHead(
   const keep = Math.min(o.keep ?? 0, segSetSize(test));
   const rowOf = (r: number): number => (test.shard ? test.shard.rows[r] : r);
   const predictions = new Uint8Array(keep * hw);
-  const chunk = o.chunk ?? 64;
   const device = test.features.device;
   try {
     for (let s = 0; s < n; s += chunk) {
@@ -260,7 +264,7 @@ export async function segprobeOnFeatures(train: SegFeatureSet, test: SegFeatureS
     }
   }
   try {
-    const evaluate = (keep?: number) => evaluateSegHead(sameHead(head, group), test, numClasses, { keep, group });
+    const evaluate = (keep?: number) => evaluateSegHead(sameHead(head, group), test, numClasses, { chunk: o.evalBatchSize, keep, group });
     const r = await trainSegHead(head, { ...o, group }, perEpoch, train.grid, train.size, batches, () => evaluate().metrics);
     const { metrics, predictions } = evaluate(o.keepPredictions);
     if (r.history.length) r.history[r.history.length - 1].mIoU = metrics.mIoU;
@@ -391,7 +395,7 @@ export async function segprobeOnline(
     }
   }
   try {
-    const evaluate = (keep?: number) => evaluateSegHead(sameHead(head, group), test, numClasses, { keep, group });
+    const evaluate = (keep?: number) => evaluateSegHead(sameHead(head, group), test, numClasses, { chunk: o.evalBatchSize, keep, group });
     const r = await trainSegHead(head, { ...o, group }, perEpoch, test.grid, test.size, batches, () => evaluate().metrics);
     const { metrics, predictions } = evaluate(o.keepPredictions);
     if (r.history.length) r.history[r.history.length - 1].mIoU = metrics.mIoU;

@@ -10,6 +10,7 @@ import { loadTensors } from '../../src/io';
 import { loadEncoder } from '../../src/semaim';
 import { SegFeatureSet, extractSegFeatures, parseBlocks, patchTokens } from '../../src/eval/seg-features';
 import { evaluateSegHead, segprobeOnFeatures, segprobeOnline } from '../../src/eval/segprobe';
+import { SegLinearHead } from '../../src/eval/seg-head';
 import { SEGPROBE_OPTIONS, readSegprobeConfig } from '../../src/eval/segprobe-options';
 import { SegprobeFile, runSegprobe } from '../../src/eval/segprobe-run';
 import { OptionError, resolveOptions } from '../../src/util/options';
@@ -247,6 +248,33 @@ test('a segprobe that draws no figure into a folder holding an earlier run’s s
     assert.equal(existsSync(join(dir, 'out', 'segprobe.png')), false, 'the first run’s figure beside the second run’s result');
     assert.ok(existsSync(join(dir, 'out', 'seg-head.safetensors')));
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the head predicts the test images --eval-batch-size at a time (its logits at the image size are C × H × W per image), on both paths', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-sp-evalbatch-'));
+  const forward = SegLinearHead.prototype.forward;
+  const scored: number[] = [];
+  SegLinearHead.prototype.forward = function (this: SegLinearHead, ...args: Parameters<typeof forward>) {
+    if (!this.training) scored.push(args[0].shape[0]);
+    return forward.apply(this, args);
+  };
+  try {
+    const enc = writeEncoder(dir);
+    const factory = (r: { split: string }) => (r.split === 'train' ? squares(8, 1) : squares(12, 2));
+    for (const augment of ['none', 'crop-flip']) {
+      scored.length = 0;
+      const o = resolveOptions(
+        SEGPROBE_OPTIONS,
+        {},
+        { checkpoint: enc, epochs: 1, batchSize: 4, augment, evalBatchSize: 5, outDir: join(dir, augment), figureImages: 0, threads: 1 },
+      );
+      await runSegprobe(readSegprobeConfig(o), o, factory, { progress: null });
+      assert.deepEqual(scored, [5, 5, 2], `${augment}: the 12 test images scored 5 at a time`);
+    }
+  } finally {
+    SegLinearHead.prototype.forward = forward;
     rmSync(dir, { recursive: true, force: true });
   }
 });
