@@ -77,6 +77,8 @@ export async function segprobeEncoder(
   if (mismatch) throw new DataError(mismatch);
   checkShapes(encoder, train, 'train data');
   checkShapes(encoder, test, 'test data');
+  // before any batch is read, what the data left out while listing (an image without a mask): not among its `size`
+  const listingSkips = train.skipped().count;
   const blocks = parseBlocks(s.blocks, encoder.cfg.depth);
   const C = train.numClasses;
   const show = o.progress ?? true;
@@ -126,7 +128,7 @@ export async function segprobeEncoder(
       blocks,
       featureDim: testSet.features.shape[2],
       baseline: { classIndex, className: train.classNames[classIndex], metrics: constantPredictionMetrics(testSet.masks, C, classIndex, group) },
-      sizes: { train: trainSet ? segSetSize(trainSet) : train.size - skipped.train.count, test: segSetSize(testSet) },
+      sizes: { train: trainSet ? segSetSize(trainSet) : train.size - (skipped.train.count - listingSkips), test: segSetSize(testSet) },
       skipped,
       figure: { images: testSet.images, truth: testSet.keptMasks, count },
     };

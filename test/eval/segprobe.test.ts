@@ -20,6 +20,8 @@ import { countingLoopTurns, maxDiff, writeEncoder } from './helpers';
 import { squares } from './seg-helpers';
 import { MemorySegData } from '../../src/data/seg-streams';
 import { printed } from '../output';
+import { makeSegData } from '../../src/data/seg-loader';
+import { encode, picture, pngEncode, write } from '../data/helpers';
 import type { ProcessGroup } from '../../src/dist';
 
 torch.setNumThreads(1);
@@ -275,6 +277,46 @@ test('the head predicts the test images --eval-batch-size at a time (its logits 
     }
   } finally {
     SegLinearHead.prototype.forward = forward;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('segprobe.json counts the training images a folder could use on both paths: an image without a mask is left out once, not twice', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-sp-count-'));
+  try {
+    const enc = writeEncoder(dir);
+    const root = join(dir, 'seg');
+    for (const [split, n] of [
+      ['train', 4],
+      ['test', 2],
+    ] as const)
+      for (let i = 0; i < n; i++) {
+        write(join(root, split, 'images', `a${i}.png`), await encode(picture(8, 8, i), 8, 8, 3, 'png'));
+        write(
+          join(root, split, 'masks', `a${i}.png`),
+          pngEncode(
+            8,
+            8,
+            0,
+            8,
+            Array.from({ length: 64 }, (_, k) => (k % 8 < 4 ? 0 : 1)),
+          ),
+        );
+      }
+    write(join(root, 'train', 'images', 'nomask.png'), await encode(picture(8, 8, 9), 8, 8, 3, 'png'));
+    write(join(root, 'classes.txt'), 'left\nright\n');
+    for (const augment of ['none', 'crop-flip']) {
+      const o = resolveOptions(
+        SEGPROBE_OPTIONS,
+        {},
+        { checkpoint: enc, dataset: 'seg-folder', dataPath: root, epochs: 1, batchSize: 2, augment, outDir: join(dir, augment), figureImages: 0, threads: 1 },
+      );
+      const r = await runSegprobe(readSegprobeConfig(o), o, (req) => makeSegData({ ...req, warn: () => {} }), { progress: null });
+      assert.deepEqual(r.result.data.skipped.train.byReason, { 'no-mask': 1 });
+      assert.equal(r.result.data.train, 4, `${augment}: 4 of the 5 training images have a mask`);
+      assert.equal(r.result.data.test, 2);
+    }
+  } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });
