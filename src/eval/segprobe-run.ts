@@ -77,6 +77,15 @@ export async function segprobeEncoder(
   if (mismatch) throw new DataError(mismatch);
   checkShapes(encoder, train, 'train data');
   checkShapes(encoder, test, 'test data');
+  // the result names each class's IoU and counts the classes by its names: one per class, or they disagree
+  for (const [what, d] of [
+    ['train data', train],
+    ['test data', test],
+  ] as const)
+    if (!Array.isArray(d.classNames) || d.classNames.length !== d.numClasses)
+      throw new DataError(
+        `${what}: ${Array.isArray(d.classNames) ? d.classNames.length : 'no'} class names for its ${d.numClasses} classes (one name per class)`,
+      );
   // before any batch is read, what the data left out while listing (an image without a mask): not among its `size`
   const listingSkips = train.skipped().count;
   const blocks = parseBlocks(s.blocks, encoder.cfg.depth);

@@ -321,6 +321,26 @@ test('segprobe.json counts the training images a folder could use on both paths:
   }
 });
 
+test('a caller’s segmentation data whose class names are not one per class is refused, not written as another number of classes', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-sp-names-'));
+  try {
+    const enc = writeEncoder(dir);
+    // 3 classes, 2 names: segprobe.json said 2 classes beside 3 per-class IoUs
+    const factory = (r: { split: string }) => {
+      const d = squares(r.split === 'train' ? 8 : 4, 1);
+      return new MemorySegData(d.images, [d.size, 3, 8, 8], d.masks, 3, ['a', 'b']);
+    };
+    const o = resolveOptions(SEGPROBE_OPTIONS, {}, { checkpoint: enc, epochs: 1, batchSize: 4, outDir: join(dir, 'out'), figureImages: 0, threads: 1 });
+    await assert.rejects(runSegprobe(readSegprobeConfig(o), o, factory, { progress: null }), {
+      name: 'DataError',
+      message: /train data: 2 class names for its 3 classes/,
+    });
+    assert.equal(existsSync(join(dir, 'out', 'segprobe.json')), false);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('masks without a labelled pixel: a DataError, not an mIoU of null (test) or the scores of a head never trained (train)', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-sp-unlabelled-'));
   try {
