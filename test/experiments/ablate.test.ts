@@ -476,6 +476,14 @@ test('another evaluation recipe is refused before any work, also when a new run 
   }
 });
 
+/** Flips a byte near the end of a checkpoint's model.safetensors (its tensor data, not its header): corrupt, as its SHA-256 says. */
+function damageWeights(checkpoint: string): void {
+  const weights = join(checkpoint, 'model.safetensors');
+  const bytes = readFileSync(weights);
+  bytes[bytes.length - 5] ^= 0xff;
+  writeFileSync(weights, bytes);
+}
+
 test('a finished pre-training whose last step checkpoint is corrupt is evaluated from the checkpoint it resumed to (checkpoints/best), not refused as having none', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-corrupt-'));
   try {
@@ -489,10 +497,7 @@ test('a finished pre-training whose last step checkpoint is corrupt is evaluated
       'checkpoints',
       readdirSync(join(run, 'checkpoints')).find((n) => n.startsWith('step-'))!,
     );
-    const weights = join(step, 'model.safetensors');
-    const bytes = readFileSync(weights);
-    bytes[bytes.length - 5] ^= 0xff;
-    writeFileSync(weights, bytes);
+    damageWeights(step);
     const lines: string[] = [];
     const r = await ablate(o, toyData(), { log: (l) => lines.push(l) });
     assert.ok(
@@ -516,10 +521,7 @@ test('a finished run whose scored checkpoint was damaged since is evaluated agai
     const run = join(dir, 'runs', 'raster-seed0');
     const step = first.runs[0].pretrain.checkpoint!;
     assert.match(step, /step-/);
-    const weights = join(step, 'model.safetensors');
-    const bytes = readFileSync(weights);
-    bytes[bytes.length - 5] ^= 0xff;
-    writeFileSync(weights, bytes);
+    damageWeights(step);
     const lines: string[] = [];
     const r = await ablate(o, toyData(), { log: (l) => lines.push(l) });
     assert.ok(
