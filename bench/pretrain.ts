@@ -195,6 +195,14 @@ const CUDA_CONFIGS: Config[] = [
 const CONFIGS: Config[] = (cuda ? CUDA_CONFIGS : CPU_CONFIGS)
   .filter((c) => (process.argv.includes('--only') ? opt('only', '') === c.key : !(cuda && c.key === 'tiny')))
   .filter((c) => !flag('only-batch') || c.batch === Number(opt('only-batch', '0')));
+// A typo (or a config this device does not have) would otherwise measure nothing, exit 0 and, with
+// --write-docs, replace the recorded section by empty tables.
+if (!CONFIGS.length) {
+  const asked = ['only', 'only-batch'].filter(flag).map((k) => `--${k} ${opt(k, '')}`);
+  const have = (cuda ? CUDA_CONFIGS : CPU_CONFIGS).map((c) => `${c.key} (batch ${c.batch})`).join(', ');
+  process.stderr.write(`${asked.join(' ')}: no configuration on ${cuda ? 'CUDA' : 'the CPU'} matches (there: ${have}); nothing measured\n`);
+  process.exit(2);
+}
 
 interface Phases {
   order: number;
