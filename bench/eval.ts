@@ -183,6 +183,7 @@ class SemaimBench {
 // ---------------------------------------------------------------- alternating measurements
 
 type Name = 'features' | 'knn' | 'linprobe' | 'finetune';
+const BENCHMARKS: Name[] = ['features', 'knn', 'linprobe', 'finetune'];
 interface Row {
   name: Name;
   what: string;
@@ -300,6 +301,15 @@ async function main(): Promise<void> {
   torch.setNumThreads(threads);
   const onlyArg = arg('--only', '');
   const only = onlyArg ? new Set(onlyArg.split(',')) : null;
+  // An unknown name would otherwise be skipped in silence (all of them: empty tables, exit 0, and with
+  // --write-docs the recorded section replaced by them).
+  const unknown = [...(only ?? [])].filter((n) => !BENCHMARKS.includes(n as Name));
+  if (unknown.length || only?.size === 0) {
+    process.stderr.write(
+      `--only ${onlyArg}: ${unknown.map((n) => `'${n}'`).join(', ') || 'nothing'} is not one of ${BENCHMARKS.join(', ')}; nothing measured\n`,
+    );
+    process.exit(2);
+  }
   const py = new TorchServer();
   try {
     const info = await py.ask<{ torch: string; threads: number; python: string }>({ op: 'info' });
