@@ -39,6 +39,11 @@ const warmup = Number(opt('warmup', quick ? '1' : '2'));
 const threads = Number(opt('threads', '1'));
 const only = opt('only', '');
 const part = (p: string): boolean => !only || only === p;
+// An unknown part would otherwise run nothing, exit 0 and, with --write-docs, replace the recorded tables.
+if (process.argv.includes('--only') && !['step', 'threads', 'batch', 'eval'].includes(only)) {
+  process.stderr.write(`--only ${only}: not one of step, threads, batch, eval; nothing measured\n`);
+  process.exit(2);
+}
 
 const SMALL = ['--preset', 'vit_tiny', '--embed-dim', '96', '--depth', '4', '--heads', '3', '--decoder-depth', '4', '--no-blur'];
 const TINY = ['--preset', 'vit_tiny', '--decoder-depth', '12', '--no-blur'];
