@@ -1,4 +1,4 @@
-// What the benchmarks share when they write their results: the CPU's name, and the replacement of a
+// What the benchmarks share when they write their results: the CPU's name, the cause of a failed side, and the replacement of a
 // benchmark's generated section of docs/BENCHMARKS.md with hand-written notes below it kept.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -15,6 +15,17 @@ export function cpuModel(): string {
     /* not Linux */
   }
   return os.cpus()[0]?.model ?? 'unknown CPU';
+}
+
+/** The last non-empty line of an error's message (where a child process's stderr ends with the cause). */
+export function causeOf(e: unknown): string {
+  // A child's JavaScript stack trace ends with 'at ...' frames: the cause is the line before them. An
+  // exception nobody caught (one thrown while the worker loads) is followed by Node's 'Node.js v20...' line.
+  const lines = String((e as Error)?.message ?? e)
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('at ') && !/^Node\.js v\d/.test(l));
+  return (lines[lines.length - 1] ?? 'unknown error').slice(0, 300);
 }
 
 /**

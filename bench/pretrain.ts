@@ -35,7 +35,7 @@
 import * as os from 'node:os';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { cpuModel, writeBenchmarksSection } from './docs-section';
+import { causeOf, cpuModel, writeBenchmarksSection } from './docs-section';
 import { spawnSync } from 'node:child_process';
 import { PRESETS } from '../src/semaim/config';
 import { peakMatmulFlops, stepFlopsPerImage } from './flops';
@@ -345,16 +345,6 @@ const f1 = (x: number): string => x.toFixed(1);
 const f0 = (x: number): string => x.toFixed(0);
 
 type Row = { c: Config; r: Partial<Record<Side, Result>>; failed?: Partial<Record<Side, string>> };
-
-/** The last non-empty line of an error's message (where a child process's stderr ends with the cause). */
-function causeOf(e: unknown): string {
-  // A child's JavaScript stack trace ends with 'at ...' frames: the cause is the line before them.
-  const lines = String((e as Error)?.message ?? e)
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => l && !l.startsWith('at '));
-  return (lines[lines.length - 1] ?? 'unknown error').slice(0, 300);
-}
 
 /** Largest relative difference between two loss curves over their common prefix. */
 function curveDiff(a?: number[], b?: number[]): { n: number; max: number; meanAbs: number } | null {
