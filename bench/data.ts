@@ -60,6 +60,12 @@ const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const only = args.find((a) => a.startsWith('--only='))?.slice(7);
 const interp = (args.find((a) => a.startsWith('--interp='))?.slice(9) ?? 'bilinear') as Interpolation;
+// The two filters the torchvision reference is given the same (bench/data_torchvision.py): another would be
+// compared with torchvision's bilinear crops.
+if (interp !== 'bilinear' && interp !== 'bicubic') {
+  process.stderr.write(`--interp=${interp}: bilinear or bicubic (the filters both sides run); nothing measured\n`);
+  process.exit(2);
+}
 const workerCounts = parseCounts(args.find((a) => a.startsWith('--workers='))?.slice(10) ?? '1,2');
 const need = Number(args.find((a) => a.startsWith('--need='))?.slice(7) ?? NaN);
 const PY = process.env.SEMAIM_PYTHON || '/usr/bin/python3';

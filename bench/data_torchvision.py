@@ -21,7 +21,10 @@ def main() -> None:
     size, workers, batch, warm, max_batches = int(size), int(workers), int(batch), int(warm), int(max_batches)
     max_seconds = float(max_seconds)
     torch.set_num_threads(1)
-    mode = T.InterpolationMode.BICUBIC if interp == "bicubic" else T.InterpolationMode.BILINEAR
+    modes = {"bilinear": T.InterpolationMode.BILINEAR, "bicubic": T.InterpolationMode.BICUBIC}
+    if interp not in modes:
+        sys.exit(f"interpolation {interp!r}: bilinear or bicubic")
+    mode = modes[interp]
     tf = T.Compose(
         [
             T.RandomResizedCrop(size, interpolation=mode),
