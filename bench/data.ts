@@ -67,7 +67,17 @@ if (interp !== 'bilinear' && interp !== 'bicubic') {
   process.exit(2);
 }
 const workerCounts = parseCounts(args.find((a) => a.startsWith('--workers='))?.slice(10) ?? '1,2');
-const need = Number(args.find((a) => a.startsWith('--need='))?.slice(7) ?? NaN);
+const needArg = args.find((a) => a.startsWith('--need='))?.slice(7);
+const need = Number(needArg ?? NaN);
+// Either would otherwise be ignored in silence: no dataset measured, or no 'keeps up' verdict.
+if (only !== undefined && only !== 'cifar' && only !== 'large') {
+  process.stderr.write(`--only=${only}: cifar or large; nothing measured\n`);
+  process.exit(2);
+}
+if (needArg !== undefined && !(needArg.trim() !== '' && need > 0)) {
+  process.stderr.write(`--need=${needArg}: a number of images per second; nothing measured\n`);
+  process.exit(2);
+}
 const PY = process.env.SEMAIM_PYTHON || '/usr/bin/python3';
 
 function parseCounts(text: string): number[] {

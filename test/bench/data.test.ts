@@ -20,3 +20,17 @@ test('bench:data: an --interp torchvision is not given is refused (the reference
     assert.equal(r.stdout, '');
   }
 });
+
+test('bench:data: an --only naming no dataset, or an --need that is not a number, is refused', () => {
+  // Before: --only=cfar measured nothing and printed an empty table with exit 0; --need=1,470 parsed
+  // as NaN and the 'keeps up' verdict the GPU session asks for was left out in silence.
+  for (const [args, message] of [
+    [['--only=cfar'], /--only=cfar: cifar or large/],
+    [['--only=cifar', '--need=1,470'], /--need=1,470: a number of images per second/],
+  ] as const) {
+    const r = refused(['--quick', ...args]);
+    assert.equal(r.status, 2, `${args.join(' ')}: exit ${r.status}\n${r.stderr}`);
+    assert.match(r.stderr, message);
+    assert.equal(r.stdout, '');
+  }
+});
