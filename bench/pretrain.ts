@@ -63,6 +63,19 @@ const warmup = Number(opt('warmup', '2'));
 const reference = opt('reference', cuda ? 'both' : 'ours');
 if (!['ours', 'authors', 'both'].includes(reference)) throw new Error(`--reference must be ours, authors or both, not ${reference}`);
 const logLosses = Number(opt('log-losses', cuda ? '50' : '0'));
+/** Exits 2 naming the flag when a count is not a whole number ≥ min: --rounds 0 (or NaN) would measure
+ * nothing and, with --write-docs, replace the recorded section by empty tables; others would reach the
+ * children as NaN. */
+function checkCount(name: string, value: number, min: number): void {
+  if (Number.isInteger(value) && value >= min) return;
+  process.stderr.write(`--${name} ${opt(name, '')}: a whole number ≥ ${min}; nothing measured\n`);
+  process.exit(2);
+}
+checkCount('threads', threads, 1);
+checkCount('rounds', rounds, 1);
+checkCount('warmup', warmup, 0);
+checkCount('log-losses', logLosses, 0);
+for (const name of ['batch-tiny', 'batch-base', 'steps-tiny', 'steps-base', 'steps', 'only-batch']) if (flag(name)) checkCount(name, Number(opt(name, '')), 1);
 
 // tsOrderFp32: the TS step with its similarity pass outside autocast (before/after for that change).
 // tsFused, tsGraphs, tsFusedGraphs, tsSdpa, tsPhases: the TS step with one of issue 19's levers.

@@ -22,3 +22,20 @@ test('bench:pretrain: an --only or --only-batch that selects no configuration is
     assert.equal(r.stdout, '', args.join(' '));
   }
 });
+
+test('bench:pretrain: a count that is not a whole number in range is refused before anything is measured', () => {
+  // Before: --rounds 0 (or 'two', NaN) ran no side, printed empty tables with exit 0, and with --write-docs
+  // replaced the recorded section by them; --threads two reached the children as 'NaN'.
+  for (const args of [
+    ['--rounds', '0'],
+    ['--rounds', 'two'],
+    ['--threads', 'two'],
+    ['--warmup', '-1'],
+    ['--steps-tiny', '0'],
+  ]) {
+    const r = spawnSync(process.execPath, [SCRIPT, '--only', 'tiny', ...args], { encoding: 'utf8', timeout: 120_000 });
+    assert.equal(r.status, 2, `${args.join(' ')}: exit ${r.status}\n${r.stderr}`);
+    assert.match(r.stderr, new RegExp(`${args.join(' ')}: a whole number`), args.join(' '));
+    assert.doesNotMatch(r.stderr, /peak matmul rate/, `${args.join(' ')}: measured before refusing`);
+  }
+});
