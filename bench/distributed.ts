@@ -36,6 +36,20 @@ const nosyncSteps = Number(opt('nosync-steps', quick ? '2' : '8'));
 const warmup = Number(opt('warmup', quick ? '1' : '2'));
 const threads = Number(opt('threads', '1'));
 const rounds = Number(opt('rounds', '1'));
+// A count out of range would measure nothing (--rounds 0: an empty table, exit 0, and with --write-docs the
+// recorded section replaced by it) or leave the medians empty (--steps 0).
+for (const [name, value, min] of [
+  ['batch', batch, 1],
+  ['steps', steps, 1],
+  ['nosync-steps', nosyncSteps, 0],
+  ['warmup', warmup, 0],
+  ['threads', threads, 1],
+  ['rounds', rounds, 1],
+] as const) {
+  if (Number.isInteger(value) && value >= min) continue;
+  process.stderr.write(`--${name} ${opt(name, '')}: a whole number ≥ ${min}; nothing measured\n`);
+  process.exit(2);
+}
 const MODEL = { preset: 'vit_tiny', img: 32, patch: 4, decoderDepth: 12, label: 'ViT-Tiny/4, 32², 12 dec' };
 
 type RunKey = 'ts-1' | 'torch-1' | 'ts-2-overlap' | 'ts-2-after' | 'torch-2' | 'ts-2-fp16' | 'torch-2-fp16';
