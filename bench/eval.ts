@@ -298,6 +298,16 @@ function table(rows: Row[], info: { torch: string; threads: number; python: stri
 }
 
 async function main(): Promise<void> {
+  // --rounds 0 would keep no measurement (an empty table, exit 0, and with --write-docs the recorded one
+  // replaced by it); --threads two would reach both sides as NaN.
+  for (const [name, value] of [
+    ['--rounds', rounds],
+    ['--threads', threads],
+  ] as const) {
+    if (Number.isInteger(value) && value >= 1) continue;
+    process.stderr.write(`${name} ${arg(name, '')}: a whole number ≥ 1; nothing measured\n`);
+    process.exit(2);
+  }
   torch.setNumThreads(threads);
   const onlyArg = arg('--only', '');
   const only = onlyArg ? new Set(onlyArg.split(',')) : null;

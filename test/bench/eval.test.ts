@@ -16,3 +16,17 @@ test('bench:eval: an --only naming no benchmark of it is refused before anything
     assert.equal(r.stdout, '');
   }
 });
+
+test('bench:eval: --rounds or --threads that is not a whole number ≥ 1 is refused before anything is measured', () => {
+  // Before: --rounds 0 ran the warm-up only, kept no measurement, printed an empty table with exit 0 (and
+  // --write-docs replaced the recorded one by it).
+  for (const args of [
+    ['--rounds', '0'],
+    ['--threads', 'two'],
+  ]) {
+    const r = spawnSync(process.execPath, [SCRIPT, '--quick', '--only', 'knn', ...args], { encoding: 'utf8', timeout: 300_000 });
+    assert.equal(r.status, 2, `${args.join(' ')}: exit ${r.status}\n${r.stderr}`);
+    assert.match(r.stderr, new RegExp(`${args.join(' ')}: a whole number`));
+    assert.equal(r.stdout, '');
+  }
+});
