@@ -170,7 +170,7 @@ class ViT {
 
 // ---------------------------------------------------------------- alternating measurements
 
-interface Results {
+export interface Results {
   matmul: { n: number; ts: number[]; py: number[] }[];
   dispatch: { ts: number[]; py: number[] };
   vit: { ts: number[]; py: number[]; tsRss: number[]; pyRss: number[]; tsParams: number; pyParams: number };
@@ -220,10 +220,11 @@ async function measure(py: TorchServer): Promise<Results> {
 
 // ---------------------------------------------------------------- report
 
-function table(r: Results, pyInfo: { torch: string; threads: number; python: string }): string {
+export function table(r: Results, pyInfo: { torch: string; threads: number; python: string }): string {
   const cpu = os.cpus();
   const v = torch.version();
   const f = (x: number, d = 1): string => x.toFixed(d);
+  const args = process.argv.slice(2).filter((a) => a !== '--write-docs'); // the options that shaped the table
   const lines = [
     `- Machine: ${cpu[0]?.model ?? 'unknown CPU'}, ${cpu.length} logical cores, ${f(os.totalmem() / 2 ** 30, 0)} GiB RAM; ` +
       `${os.platform()} ${os.release()}`,
@@ -231,7 +232,7 @@ function table(r: Results, pyInfo: { torch: string; threads: number; python: str
     `- Threads: ${torch.getNumThreads()} (engine) / ${pyInfo.threads} (PyTorch). Measurements alternate between the two sides; ` +
       `1-min load average ${f(loadAtStart, 2)} at start, ${f(os.loadavg()[0], 2)} at the end.`,
     `- Date: ${new Date().toISOString().slice(0, 10)}`,
-    '- Command: `npm run bench:engine` (this table: `npm run bench:engine -- --write-docs`)',
+    `- Command: \`npm run bench:engine${args.length ? ` -- ${args.join(' ')}` : ''}\` (this table: the same with \`--write-docs\`)`,
     '',
     '| Benchmark | semaim (TS) | PyTorch (Python) | time ratio TS/PyTorch | target |',
     '|---|---:|---:|---:|---|',
@@ -313,7 +314,8 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
-});
+if (require.main === module)
+  main().catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
