@@ -83,7 +83,7 @@ async function main(): Promise<void> {
   const cpu = os.cpus()[0]?.model ?? '?';
   process.stdout.write(
     `\nMachine: ${cpu}, ${os.cpus().length} cores, ${threads} threads, load ${os.loadavg()[0].toFixed(1)}; ` +
-      `onnxruntime-node ${ort.env.versions.common}; libtorch ${torch.version().torch}. Command: npm run bench:onnx -- --threads ${threads} --runs ${runs}\n\n` +
+      `onnxruntime-node ${ort.env.versions.common}; libtorch ${torch.version().torch}. Command: npm run bench:onnx -- --threads ${threads} --runs ${runs} --models ${models.join(',')}\n\n` +
       '| encoder | dtype | .onnx | export | onnxruntime, 1 image | semaim forward | semaim / onnxruntime | rel. difference of last_hidden_state |\n' +
       '|---|---|---:|---:|---:|---:|---:|---:|\n' +
       rows.join('\n') +
