@@ -284,7 +284,17 @@ function workerArgs(c: Config): string[] {
 function spawnJSON(cmd: string, args: string[]): Record<string, unknown> {
   const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 1 << 24, env: { ...process.env } });
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (status ${r.status}, signal ${r.signal}):\n${r.stderr}`);
-  return JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, unknown>;
+  // Python's json.dumps writes a non-finite float as a bare NaN / Infinity, which JSON does not have: read as null
+  // (what JSON.stringify writes for them on the TypeScript side).
+  const line = r.stdout
+    .trim()
+    .split('\n')
+    .pop()!
+    .replace(/(?<=[:[,]\s*)(?:NaN|-?Infinity)(?=\s*[,\]}])/g, 'null');
+  const out = JSON.parse(line) as Record<string, unknown>;
+  // A side that trained into NaN/Inf measured no step worth reporting (the authors' script stops on one).
+  if (out.allFinite === false) throw new Error(`${path.basename(args[0])}: its losses were not all finite (NaN or ±Inf): no speed is reported for it`);
+  return out;
 }
 
 const WORKER: [string, string] = [process.execPath, path.join(__dirname, 'pretrain_worker.js')];

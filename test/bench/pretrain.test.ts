@@ -2,6 +2,8 @@
 // started as one: dist/bench/pretrain.js).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 
@@ -37,5 +39,30 @@ test('bench:pretrain: a count that is not a whole number in range is refused bef
     assert.equal(r.status, 2, `${args.join(' ')}: exit ${r.status}\n${r.stderr}`);
     assert.match(r.stderr, new RegExp(`${args.join(' ')}: a whole number`), args.join(' '));
     assert.doesNotMatch(r.stderr, /peak matmul rate/, `${args.join(' ')}: measured before refusing`);
+  }
+});
+
+test('bench:pretrain: a side whose losses were not all finite is reported as failed, not as a speed or a crash', () => {
+  // Before: the sides' allFinite was never read. The TS worker writes a NaN loss as null (JSON.stringify):
+  // the report then threw on null.toPrecision and every side's numbers were lost; Python's json.dumps
+  // writes a bare NaN, which JSON.parse refused ('Unexpected token N'). A stand-in for the PyTorch side
+  // answers both ways.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'semaim-bench-nan-'));
+  try {
+    const result = (loss: string): string =>
+      `{"side": "pytorch", "params": 1, "msPerStep": 1, "minMs": 1, "imgPerSec": 2000, "stepsMs": [1], "cpuMsPerStep": 1, ` +
+      `"minCpuMs": 1, "phasesMs": null, "firstLoss": ${loss}, "lastLoss": ${loss}, "allFinite": false, "peakRssBytes": 1, "torch": "x", "python": "y"}`;
+    for (const loss of ['null', 'NaN']) {
+      const fake = path.join(dir, `python-${loss}`);
+      fs.writeFileSync(fake, `#!/bin/sh\necho '${result(loss)}'\n`, { mode: 0o755 });
+      const args = ['--only', 'tiny', '--batch-tiny', '2', '--steps-tiny', '1', '--warmup', '0', '--threads', '1', '--reference', 'ours'];
+      const r = spawnSync(process.execPath, [SCRIPT, ...args], { encoding: 'utf8', timeout: 300_000, env: { ...process.env, SEMAIM_PYTHON: fake } });
+      assert.equal(r.status, 0, `${loss}: ${r.stderr}`);
+      assert.doesNotMatch(r.stdout, /\| ours in PyTorch \| fp32 \|/, loss);
+      assert.match(r.stdout, /ours in PyTorch: failed\*\* — .*not all finite/, loss);
+      assert.match(r.stdout, /\| TypeScript \| fp32 \| .* \| – \| – \|/, loss); // no ratio against the failed side
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 });
