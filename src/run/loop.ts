@@ -285,6 +285,29 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
     seconds: state.seconds,
     ...(state.stoppedBy === 'signal' ? { signal: agreedSignal ?? stop.signal } : {}),
   });
+  // The job's end (fine-tuning's final evaluation) runs before the last checkpoint, which it scores. When it fails
+  // (test data unreadable by now, a signal, memory), the steps since the last checkpoint are kept: written
+  // unscored, and the same command takes the run up there, does the end again and scores it. One process only:
+  // other ranks may still be in the evaluation's collectives, where the save's barrier would meet them.
+  const finishKeepingSteps = async (): Promise<void> => {
+    try {
+      await job.onFinish?.(epochsAt(state.step), state, false);
+    } catch (e) {
+      if (!group && state.savedStep !== state.step) {
+        state.endUnscored = true;
+        try {
+          await state.save(Math.floor(state.step / perEpoch), (state.step % perEpoch) * accum);
+          log(
+            `the run's end failed after its last step; its steps are kept in ${quotedPath(String(state.lastCheckpoint))}, unscored: ` +
+              'the same command does the end again from there',
+          );
+        } catch {
+          // (the end's own error is the one to report)
+        }
+      }
+      throw e;
+    }
+  };
   // Told to stop before any step (an AbortSignal aborted already, or a signal during the start, which reaches
   // its handler when the event loop turns): true, the stop recorded, when every rank agrees to.
   const stopsBeforeStart = async (agreement: StopAgreement, message: string): Promise<boolean> => {
@@ -303,8 +326,15 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
     state.stoppedBy = totalSteps < plannedSteps ? 'maxSteps' : 'finished';
     try {
       // as at the end of a run that got here (a --max-steps stop included): a result a killed process never wrote is written now
-      if (!(await stopsBeforeStart(new StopAgreement(group), `stopping on request: the job's end is not done again`)))
+      if (!(await stopsBeforeStart(new StopAgreement(group), `stopping on request: the job's end is not done again`))) {
         await job.onFinish?.(epochsAt(state.step), state, true);
+        // the end a failed final evaluation left unscored: written again, scored, as a run that never failed writes it
+        if (state.endUnscored) {
+          state.endUnscored = false;
+          await state.save(Math.floor(state.step / perEpoch), (state.step % perEpoch) * accum);
+          log(`the run's end is scored now: ${quotedPath(String(state.lastCheckpoint))}`);
+        }
+      }
     } finally {
       state.dispose();
       releaseSignals();
@@ -427,7 +457,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
         log(divergedMessage(diverged));
         state.stoppedBy = 'nonfinite';
       } else {
-        if (state.stoppedBy !== 'signal') await job.onFinish?.(epochsAt(state.step), state, false);
+        if (state.stoppedBy !== 'signal') await finishKeepingSteps();
         if (state.savedStep !== state.step) await state.save(Math.floor(state.step / perEpoch), (state.step % perEpoch) * accum);
         if (state.stoppedBy === 'signal' && group && group.rank !== 0) {
           stopLog(

@@ -145,6 +145,11 @@ interface SavedState {
    * batch place it in that layout, which a resumed run must share.
    */
   stepsPerEpoch?: number;
+  /**
+   * The run's end, written unscored because the job's end (fine-tuning's final evaluation) failed after its last
+   * step: the same command takes the run up there, does that end and writes the checkpoint again, scored.
+   */
+  endUnscored?: boolean;
 }
 
 /** Where rank 0 starts a resumed run: its checkpoint folder (relative to --out-dir) and step. */
@@ -171,6 +176,8 @@ export class TrainState {
   lastCheckpoint: string | null = null;
   /** The step of the newest checkpoint (written or resumed from); -1 before any. */
   savedStep = -1;
+  /** Set while the last checkpoint is (or is about to be written as) the run's end left unscored: see SavedState.endUnscored. */
+  endUnscored = false;
   /**
    * Seconds the run trained until its newest checkpoint, over every call that continued it (the steps
    * after a checkpoint that a killed process lost count once, when they are done again); NaN when it was
@@ -436,6 +443,7 @@ export class TrainState {
     this.best = s.best ?? s.bestLoss ?? (s.bestTop1 !== undefined && s.bestTop1 >= 0 ? s.bestTop1 : null);
     this.lastCheckpoint = latest.dir;
     this.savedStep = s.step;
+    this.endUnscored = s.endUnscored === true;
     this.seconds = this.secondsBefore = typeof s.seconds === 'number' ? s.seconds : NaN;
     // Metrics logged after the checkpoint are computed again: drop them, and take up the loss curve. A line
     // at the checkpoint's own step written off the --log-every cadence (a stop) is dropped too: its losses
@@ -487,7 +495,7 @@ export class TrainState {
    * (A score that evaluates the weights, fine-tuning's, is that checkpoint's whatever the step.)
    */
   private mayBeBest(): boolean {
-    if (this.stoppedBy === 'signal') return false;
+    if (this.stoppedBy === 'signal' || this.endUnscored) return false;
     if (this.stoppedBy !== 'maxSteps' || !this.job.best.loggedLoss) return true;
     const onCheckpointCadence = this.step % this.run.checkpointEvery === 0 || this.step % this.perEpoch === 0;
     return onCheckpointCadence && this.step % this.run.logEvery === 0;
@@ -551,6 +559,7 @@ export class TrainState {
         scaler: job.scaler?.stateDict(),
         config: job.config,
         lossWindow,
+        ...(this.endUnscored ? { endUnscored: true } : {}),
         seconds: this.seconds,
         stepsPerEpoch: this.perEpoch,
         options: job.options,

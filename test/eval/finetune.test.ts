@@ -292,6 +292,51 @@ test('fine-tuning learns the toy task and writes finetune.json', async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+test("a final evaluation that fails keeps the run's last steps: written unscored, then evaluated and scored by the same command", async () => {
+  // the final checkpoint is written after the final evaluation, which scores it: when that evaluation threw
+  // (test images unreadable by now), every step since the last checkpoint was lost and trained again
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ft-end-'));
+  try {
+    const enc = writeEncoder(dir);
+    const train = toyImages(24, 3, 8, 3);
+    const testData = toyImages(12, 3, 8, 4);
+    const opts = (out: string) => ftOptions(join(dir, out), enc, { batchSize: 8, evalEvery: 0, checkpointEvery: 100, keepLast: 5 });
+    const reference = await runFinetune(opts('reference'), memoryFactories(train, testData), { log: () => {} });
+    assert.ok(reference.result);
+    const broken = { on: true };
+    const flaky = Object.create(testData, {
+      batches: {
+        value: (...a: Parameters<MemoryLabelledData['batches']>) => {
+          if (broken.on) throw new Error('test images unreadable');
+          return testData.batches(...a);
+        },
+      },
+    }) as MemoryLabelledData;
+    await assert.rejects(runFinetune(opts('run'), memoryFactories(train, flaky), { log: () => {} }), /test images unreadable/);
+    const last = join(dir, 'run', 'checkpoints', 'step-00000009');
+    assert.ok(existsSync(last), 'the last steps are kept');
+    assert.equal(JSON.parse(readFileSync(join(last, 'state.json'), 'utf8')).endUnscored, true);
+    broken.on = false;
+    const lines: string[] = [];
+    const again = await runFinetune(opts('run'), memoryFactories(train, flaky), { log: (l) => lines.push(l) });
+    assert.match(lines.join('\n'), /nothing to do: .* already reached step 9 of 9/);
+    assert.match(lines.join('\n'), /the run's end is scored now/);
+    assert.ok(again.path && reference.path);
+    const [a, b] = [again.path, reference.path].map((p) => JSON.parse(readFileSync(p, 'utf8')));
+    for (const k of ['top1', 'top5', 'perClass']) assert.deepEqual(a[k], b[k], k);
+    // the end as a run that never failed wrote it: its step and best/ hold the same weights, scored
+    assert.equal(JSON.parse(readFileSync(join(last, 'state.json'), 'utf8')).endUnscored, undefined);
+    for (const ck of ['step-00000009', 'best'])
+      assert.equal(
+        sha256File(join(dir, 'run', 'checkpoints', ck, 'model.safetensors')),
+        sha256File(join(dir, 'reference', 'checkpoints', ck, 'model.safetensors')),
+        ck,
+      );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a resumed fine-tuning records the encoder it started from when --checkpoint now names another, and says so', async () => {
   // it recorded the newly resolved encoder (a pre-training continued since) in finetune.json and the later
   // checkpoints, though the weights it continued from came from the first
