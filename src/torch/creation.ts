@@ -58,9 +58,9 @@ export function zeros(shape: number[], o: CreateOptions = {}): Tensor {
 export function ones(shape: number[], o: CreateOptions = {}): Tensor {
   return finish(wrap(native.ones(shape, o.dtype ?? null, dev(o))), o);
 }
-/** Without a dtype: bool for a boolean value (as PyTorch), float32 for a number (JS cannot tell 1 from 1.0). */
+/** Without a dtype: bool for a boolean value (as PyTorch), int64 for a BigInt (an integer, as PyTorch's int), float32 for a number (JS cannot tell 1 from 1.0). */
 export function full(shape: number[], value: number | boolean | bigint, o: CreateOptions = {}): Tensor {
-  const dtype = o.dtype ?? (typeof value === 'boolean' ? 'bool' : null);
+  const dtype = o.dtype ?? (typeof value === 'boolean' ? 'bool' : typeof value === 'bigint' ? 'int64' : null);
   return finish(wrap(native.full(shape, value, dtype, dev(o))), o);
 }
 /**
@@ -122,7 +122,7 @@ export function bernoulli(like: Tensor, p: number, o: RandomOptions = {}): Tenso
 }
 
 /** Nested arrays of numbers or booleans (torch.tensor's data). */
-export type Nested = number | boolean | Nested[];
+export type Nested = number | boolean | bigint | Nested[];
 
 function isLeaf(v: unknown): boolean {
   return typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint';
@@ -157,8 +157,9 @@ function shapeOf(x: Nested): number[] {
 
 /**
  * A tensor from JS data (always copied): nested arrays, or a typed array with an explicit shape
- * (default: 1-D). The dtype of nested arrays, unless given: bool when every value is a boolean, else
- * float32 (JS cannot tell 1 from 1.0, so [true, 2] is float32 [1, 2] where PyTorch gives int64).
+ * (default: 1-D). The dtype of nested arrays, unless given: bool when every value is a boolean, int64 when
+ * every value is a BigInt (integers, as PyTorch's ints, kept exact), else float32 (JS cannot tell 1 from
+ * 1.0, so [true, 2] is float32 [1, 2] where PyTorch gives int64).
  * For an integer dtype, values are truncated toward zero (as PyTorch) and a value outside the
  * dtype's range (or NaN) throws a RangeError; for bool, every nonzero value (NaN too) is true.
  */
@@ -195,7 +196,9 @@ export function tensor(data: Nested | TypedArray, o: CreateOptions & { shape?: n
     const nested = shapeOf(data); // refuses ragged data, also where a shape is given
     shape = o.shape ?? nested;
     const flat = (Array.isArray(data) ? (data as unknown[]).flat(Infinity) : [data]) as (number | boolean | bigint)[];
-    dtype = o.dtype ?? (flat.length > 0 && flat.every((v) => typeof v === 'boolean') ? 'bool' : 'float32');
+    // (BigInts as float32 were rounded: 2n ** 60n + 1n lost its last bits without a word)
+    const all = (type: string) => flat.length > 0 && flat.every((v) => typeof v === type);
+    dtype = o.dtype ?? (all('boolean') ? 'bool' : all('bigint') ? 'int64' : 'float32');
     const count = shape.reduce((a, b) => a * b, 1);
     if (flat.length !== count) throw new RangeError(`tensor(): ragged or mismatched data: ${flat.length} values for shape [${shape}]`);
     buf = toTyped(flat, dtype);

@@ -1278,9 +1278,18 @@ test('tensor() from nested arrays: ragged data and out-of-range integers are ref
 
 test('tensor() from nested arrays keeps BigInt values exact as int64, up to 2^63 - 1, instead of rounding them through a number', () => {
   torch.scope(() => {
-    const values = [2n ** 60n + 1n, 2n ** 63n - 1n, -(2n ** 63n), 5n] as unknown as torch.Nested;
+    const values = [2n ** 60n + 1n, 2n ** 63n - 1n, -(2n ** 63n), 5n];
     assert.deepEqual(Array.from(torch.tensor(values, { dtype: 'int64' }).data() as BigInt64Array), [2n ** 60n + 1n, 2n ** 63n - 1n, -(2n ** 63n), 5n]);
-    assert.throws(() => torch.tensor([2n ** 63n] as unknown as torch.Nested, { dtype: 'int64' }), /cannot be converted to type int64 without overflow/);
+    assert.throws(() => torch.tensor([2n ** 63n], { dtype: 'int64' }), /cannot be converted to type int64 without overflow/);
+    // without a dtype, BigInts are integers, as PyTorch's ints: int64, exact (they were float32, rounded)
+    const inferred = torch.tensor([[2n ** 60n + 1n], [-3n]]);
+    assert.equal(inferred.dtype, 'int64');
+    assert.deepEqual(Array.from(inferred.data() as BigInt64Array), [2n ** 60n + 1n, -3n]);
+    const filled = torch.full([2], 5n);
+    assert.equal(filled.dtype, 'int64');
+    assert.deepEqual(Array.from(filled.data() as BigInt64Array), [5n, 5n]);
+    // mixed with numbers, as PyTorch's ints mixed with floats: float32
+    assert.equal(torch.tensor([1n, 2.5]).dtype, 'float32');
   });
 });
 
