@@ -3,6 +3,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { writeFileAtomic } from '../src/util/safe-write';
 
 export const END_MARK = '<!-- end of the generated table: notes below are kept by --write-docs -->';
 
@@ -49,6 +50,7 @@ export function writeBenchmarksSection(title: string, body: string, endMark = EN
     out = [...lines.slice(0, start), title, '', body, '', endMark, ...notes, ...lines.slice(end)].join('\n');
   }
   fs.mkdirSync(path.dirname(file), { recursive: true });
-  fs.writeFileSync(file, out);
+  // (a temp file and a rename: a benchmark killed at its time limit mid-write left the whole file cut short)
+  writeFileAtomic(file, out);
   console.log(`\nwrote the "${title}" section of ${path.relative(process.cwd(), file)}`);
 }
