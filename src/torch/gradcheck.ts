@@ -99,7 +99,8 @@ export function gradcheck(fn: (...xs: Tensor[]) => Tensor, inputs: Tensor[], opt
   const seed = opts.seed ?? 1234;
   const wrt = opts.wrt ?? inputs.map((t, i) => (isFloating(t.dtype) ? i : -1)).filter((i) => i >= 0);
   for (const i of wrt) {
-    if (i < 0 || i >= inputs.length) throw new RangeError(`gradcheck: wrt index ${i} out of range (${inputs.length} inputs)`);
+    if (!Number.isInteger(i) || i < 0 || i >= inputs.length)
+      throw new RangeError(`gradcheck: wrt index ${i} is not an input's index (${inputs.length} inputs: 0..${inputs.length - 1})`);
     if (inputs[i].dtype !== 'float64') {
       throw new TypeError(`gradcheck: input ${i} is ${inputs[i].dtype}; finite differences need float64 inputs`);
     }

@@ -76,8 +76,13 @@ test('gradcheck: refuses a bad wrt, no floating input or an output it cannot che
   noLeak(() => {
     const x = rnd([3], { seed: 3 });
     const idx = intTensor([0, 1, 2], [3]);
-    for (const i of [-1, 2])
-      assert.throws(() => gradcheck((a) => a.mul(2), [x, idx], { wrt: [i] }), /^RangeError: gradcheck: wrt index -?\d out of range \(2 inputs\)$/);
+    // (a fraction passed the range check and failed on inputs[0.5] with a bare TypeError)
+    for (const i of [-1, 2, 0.5, NaN])
+      assert.throws(
+        () => gradcheck((a) => a.mul(2), [x, idx], { wrt: [i] }),
+        new RegExp(`^RangeError: gradcheck: wrt index ${i} is not an input's index \\(2 inputs: 0\\.\\.1\\)$`),
+        String(i),
+      );
     assert.throws(() => gradcheck((a) => a.double(), [idx]), /^Error: gradcheck: no floating-point input to check$/);
     // fn's output: a floating-point tensor that depends on a checked input
     assert.throws(() => gradcheck((a) => a.gt(0), [x]), /^TypeError: gradcheck: fn returned a bool tensor; it must be floating-point$/);
