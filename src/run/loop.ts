@@ -285,6 +285,8 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
     seconds: state.seconds,
     ...(state.stoppedBy === 'signal' ? { signal: agreedSignal ?? stop.signal } : {}),
   });
+  /** A checkpoint of the current step, its epoch and batch derived from the step (where the run ends, or stopped). */
+  const saveAtStep = () => state.save(Math.floor(state.step / perEpoch), (state.step % perEpoch) * accum);
   // The job's end (fine-tuning's final evaluation) runs before the last checkpoint, which it scores. When it fails
   // (test data unreadable by now, a signal, memory), the steps since the last checkpoint are kept: written
   // unscored, and the same command takes the run up there, does the end again and scores it. One process only:
@@ -296,7 +298,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
       if (!group && state.savedStep !== state.step) {
         state.endUnscored = true;
         try {
-          await state.save(Math.floor(state.step / perEpoch), (state.step % perEpoch) * accum);
+          await saveAtStep();
           log(
             `the run's end failed after its last step; its steps are kept in ${quotedPath(String(state.lastCheckpoint))}, unscored: ` +
               'the same command does the end again from there',
@@ -331,7 +333,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
         // the end a failed final evaluation left unscored: written again, scored, as a run that never failed writes it
         if (state.endUnscored) {
           state.endUnscored = false;
-          await state.save(Math.floor(state.step / perEpoch), (state.step % perEpoch) * accum);
+          await saveAtStep();
           log(`the run's end is scored now: ${quotedPath(String(state.lastCheckpoint))}`);
         }
       }
@@ -458,7 +460,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
         state.stoppedBy = 'nonfinite';
       } else {
         if (state.stoppedBy !== 'signal') await finishKeepingSteps();
-        if (state.savedStep !== state.step) await state.save(Math.floor(state.step / perEpoch), (state.step % perEpoch) * accum);
+        if (state.savedStep !== state.step) await saveAtStep();
         if (state.stoppedBy === 'signal' && group && group.rank !== 0) {
           stopLog(
             `stopped at step ${state.step} on every rank: rank 0 (node 0) wrote the checkpoint, ${join('checkpoints', stepDirName(state.step))} in its --out-dir; the same command on every node resumes from it`,
