@@ -231,7 +231,7 @@ function checkpointIn(stored: AblationRun, runDir: string): string {
   return inRun && !inRun.startsWith('..') && !isAbsolute(inRun) ? join(runDir, inRun) : at;
 }
 
-/** Why a stored evaluation's checkpoint no longer holds the weights it scored (its model file's SHA-256), or null when it does. */
+/** Why a stored evaluation's checkpoint no longer holds the weights it scored (its model file's SHA-256; damaged, replaced or removed), or null when it does. */
 function scoredCheckpointChange(stored: AblationRun, runDir: string): string | null {
   if (!stored.pretrain.checkpoint || typeof stored.pretrain.sha256 !== 'string') return null;
   const weights = join(checkpointIn(stored, runDir), 'model.safetensors');
@@ -239,9 +239,9 @@ function scoredCheckpointChange(stored: AblationRun, runDir: string): string | n
   try {
     sha256 = sha256File(weights); // (remembered by the file's inode and times: read once per process)
   } catch {
-    return `its checkpoint ${weights} is gone`;
+    return `its checkpoint ${weights} is gone since it was evaluated`;
   }
-  return sha256 === stored.pretrain.sha256 ? null : `its checkpoint ${weights} changed`;
+  return sha256 === stored.pretrain.sha256 ? null : `its checkpoint ${weights} changed since it was evaluated`;
 }
 
 /** Options that do not change results (where and how fast a run goes). */
@@ -941,15 +941,13 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
       };
       let stored = existsSync(cached) ? readCachedRun(cached, log) : null;
       if (stored) refuseOtherRecipe(cached, stored.fingerprint, fp);
-      // scored on the evaluation images of another --seed (its pre-training is this call's): evaluated again
-      if (stored && stored.evalSeed !== undefined && stored.evalSeed !== o.seed) {
-        if (ours) log(`[${i + 1}/${all.length}] ${p.row} seed ${p.seed}: was evaluated on the images of --seed ${stored.evalSeed}, evaluating it again`);
-        stored = null;
-      }
-      // its scores are of weights no checkpoint in the run folder holds now (damaged, replaced or removed since)
-      const changed = stored && p.row !== RANDOM_INIT ? scoredCheckpointChange(stored, p.runDir) : null;
-      if (stored && changed) {
-        if (ours) log(`[${i + 1}/${all.length}] ${p.row} seed ${p.seed}: ${changed} since it was evaluated, evaluating it again`);
+      // evaluated again when its scores no longer describe this run: scored on the evaluation images of another
+      // --seed (its pre-training is this call's), or of weights no checkpoint in the run folder holds now
+      let stale: string | null = null;
+      if (stored && stored.evalSeed !== undefined && stored.evalSeed !== o.seed) stale = `was evaluated on the images of --seed ${stored.evalSeed}`;
+      else if (stored && p.row !== RANDOM_INIT) stale = scoredCheckpointChange(stored, p.runDir);
+      if (stale) {
+        if (ours) log(`[${i + 1}/${all.length}] ${p.row} seed ${p.seed}: ${stale}, evaluating it again`);
         stored = null;
       }
       if (stored) {
