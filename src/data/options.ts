@@ -42,6 +42,12 @@ export function imageInputOptions(o: ImageInputOptions): ImageInputOptions {
   return { maxImagePixels: o.maxImagePixels, exifOrientation: o.exifOrientation };
 }
 
+/** A --data-path with --dataset synthetic was ignored silently (the command used generated images): refused. */
+export function checkSyntheticDataPath(o: { dataset?: string; dataPath?: string }): void {
+  if (o.dataset === 'synthetic' && o.dataPath !== undefined)
+    throw new OptionError('dataPath', 'has no effect with --dataset synthetic (its images are generated)');
+}
+
 /**
  * A --data-path that was given must exist (else the command would quietly use something else, e.g. a
  * cache); for --dataset shards, its pattern must name existing shards for every split the command reads.

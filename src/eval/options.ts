@@ -5,7 +5,7 @@ import { FLOAT32_MAX, peakLr } from '../optim/peak-lr';
 import { parseKs } from './knn';
 import { precisionOption, checkPrecision } from '../run/precision';
 import { checkDevice } from '../run/device';
-import { IMAGE_INPUT_OPTIONS, ImageInputOptions, checkDataPath, imageInputOptions } from '../data/options';
+import { IMAGE_INPUT_OPTIONS, ImageInputOptions, checkDataPath, checkSyntheticDataPath, imageInputOptions } from '../data/options';
 import type { ImageSetJob } from './embed';
 import { DATASETS } from '../data/factories';
 import { statSync } from 'node:fs';
@@ -62,14 +62,13 @@ export function checkImageSource(o: ImageSource): void {
   if (o.images && o.dataPath) throw new OptionError('dataPath', '--data-path goes with --dataset; --images names the folder or file itself');
   // the default's value given explicitly cannot be told apart, and changes nothing
   if (o.images && o.split !== 'test') throw new OptionError('split', '--split goes with --dataset; --images reads every image of the folder (or the one file)');
-  if (o.dataset === 'folder' && !o.dataPath) throw new OptionError('dataPath', '--dataset folder needs --data-path');
-  checkSyntheticDataPath(o);
+  checkDatasetPath(o);
 }
 
-/** A --data-path with --dataset synthetic was ignored silently (the evaluation scored generated images), as pretrain refuses it. */
-function checkSyntheticDataPath(o: { dataset?: string; dataPath?: string }): void {
-  if (o.dataset === 'synthetic' && o.dataPath !== undefined)
-    throw new OptionError('dataPath', 'has no effect with --dataset synthetic (its images are generated)');
+/** --dataset folder needs a --data-path, and synthetic data (generated) takes none. */
+function checkDatasetPath(o: { dataset?: string; dataPath?: string }): void {
+  if (o.dataset === 'folder' && !o.dataPath) throw new OptionError('dataPath', '--dataset folder needs --data-path');
+  checkSyntheticDataPath(o);
 }
 
 /** The image source's files exist (the preflight: before any model is loaded). */
@@ -304,8 +303,7 @@ export interface EvalCommonOptions extends ImageInputOptions {
 /** Checks shared by every evaluation command. */
 export function validateEval(o: EvalCommonOptions): void {
   checkDevice(o.device);
-  if (o.dataset === 'folder' && !o.dataPath) throw new OptionError('dataPath', '--dataset folder needs --data-path');
-  checkSyntheticDataPath(o);
+  checkDatasetPath(o);
   if (o.k !== undefined) {
     try {
       parseKs(o.k);

@@ -20,7 +20,7 @@ import {
   validateConfig,
 } from '../semaim';
 import type { TrainDataRequest } from '../data';
-import { IMAGE_INPUT_OPTIONS, imageInputOptions } from '../data/options';
+import { IMAGE_INPUT_OPTIONS, checkSyntheticDataPath, imageInputOptions } from '../data/options';
 import { DATASETS } from '../data/factories';
 import { GRAD_SYNC_OPTIONS, LAUNCH_OPTIONS, checkGradSync } from '../dist/launch';
 import { machineMemory, type MachineMemory } from '../util/machine-memory';
@@ -386,8 +386,7 @@ export function validatePretrain(o: PretrainOptions): void {
   fusedKindsOf(o);
   checkGradSync(o);
   if (o.dataset === 'synthetic') checkSyntheticSizes(o);
-  if (o.dataset === 'synthetic' && o.dataPath !== undefined)
-    throw new OptionError('dataPath', 'has no effect with --dataset synthetic (its images are generated)');
+  checkSyntheticDataPath(o);
   if (o.target !== 'features' && o.teacher !== undefined)
     throw new OptionError('teacher', `has no effect with --target ${o.target}: a teacher gives feature targets (--target features)`);
 }
