@@ -40,8 +40,8 @@ function load(): NativeAddon {
   throw new Error(
     // (the install step, not build:native's bare node-gyp rebuild: it finds libtorch first, says how to get one,
     // and gives node-gyp the node headers installed beside node, which a machine without nodejs.org needs)
-    `semaim native addon not found (looked in ${candidates.join(', ')}). Build it with \`npm run install\` in a semaim checkout ` +
-      '(`npm rebuild semaim` where it is installed; needs libtorch: `apt-get install libtorch-dev libopenblas0-openmp`, $LIBTORCH, or a pip PyTorch).',
+    `semaim native addon not found (looked in ${candidates.join(', ')}). Build it with ${INSTALL_STEP}; it needs libtorch: ` +
+      '`apt-get install libtorch-dev libopenblas0-openmp`, $LIBTORCH, or a pip PyTorch.',
   );
 }
 
@@ -60,20 +60,18 @@ function loadAddon(path: string, named: string): NativeAddon {
   const missing = nativeOpNames.filter((name) => typeof exported[name] !== 'function');
   if (missing.length) {
     const listed = missing.length > 5 ? `${missing.slice(0, 5).join(', ')} and ${missing.length - 5} more` : missing.join(', ');
-    throw new Error(
-      `the semaim addon ${named}${path} is older than native/ops.yaml: it lacks ${listed}. ` +
-        'Rebuild it: `npm run install` in a semaim checkout (`npm rebuild semaim` where it is installed)',
-    );
+    throw new Error(`the semaim addon ${named}${path} is older than native/ops.yaml: it lacks ${listed}. Rebuild it: ${INSTALL_STEP}`);
   }
   addonFile = path;
   return module.exports as NativeAddon;
 }
 
+/** The addon's build step as a user runs it, which every message about a missing, stale or unloadable addon names. */
+const INSTALL_STEP = '`npm run install` in a semaim checkout (`npm rebuild semaim` where it is installed)';
+
 // The addon is linked against one libtorch, found again at every start through its rpath: one removed
 // or replaced since (a pip upgrade, a deleted venv or $LIBTORCH folder) fails in the dynamic linker.
-const REBUILD =
-  'rebuild it against the libtorch this machine has: `npm run install` in a semaim checkout (`npm rebuild semaim` ' +
-  'where it is installed), with LIBTORCH=<dir> to pick one';
+const REBUILD = `rebuild it against the libtorch this machine has: ${INSTALL_STEP}, with LIBTORCH=<dir> to pick one`;
 
 /** What a dynamic linker's error says about the addon's libtorch, and the way out; '' for other errors. */
 function rebuildHint(message: string): string {
