@@ -33,6 +33,12 @@ mkdir -p "$OUT" .tmp/node/bin
 : > "$OUT/exit-codes.log"
 # part_exit NAME STATUS: one line per part (a subshell of a pipeline cannot set this shell's variables)
 part_exit() { echo "$1 $2" >> "$OUT/exit-codes.log"; }
+# part_done NAME STATUS [LOG]: says how the part ended and when (appended to LOG too, where given), and records it
+part_done() {
+  local line="== $1: exit $2 after $(( $(date +%s) - start )) s"
+  if [ -n "${3:-}" ]; then echo "$line" | tee -a "$3"; else echo "$line"; fi
+  part_exit "$1" "$2"
+}
 if ! command -v node >/dev/null 2>&1; then
   # xz, or Python's lzma where xz-utils is missing
   { xz -dc .gpu/node.xz 2>/dev/null || python3 -c 'import lzma,shutil,sys;shutil.copyfileobj(lzma.open(".gpu/node.xz"),sys.stdout.buffer)'; } > .tmp/node/bin/node
@@ -71,9 +77,7 @@ left() { echo $(( CALL_LIMIT - ($(date +%s) - start) )); }
 if [ "${CHECK:-1}" != 0 ]; then
   {
     timeout "${CHECK_TIMEOUT:-$([ "$PERF" = 1 ] && echo 180 || echo 200)}" bash scripts/gpu-check.sh 2>&1 | grep -vE '^ *(duration_ms|\.\.\.|---|type:)'
-    rc=${PIPESTATUS[0]}
-    echo "== gpu-check: exit $rc after $(( $(date +%s) - start )) s"
-    part_exit gpu-check "$rc"
+    part_done gpu-check "${PIPESTATUS[0]}"
   } 2>&1 | tee "$OUT/gpu-check.log"
   # timeout stops gpu-check itself, not the test processes it started: stop those before the benchmark.
   pkill -f "$PWD/dist/test/" 2>/dev/null; pkill -f "scripts/run-tests.js" 2>/dev/null
@@ -123,9 +127,7 @@ if [ "${BENCH:-1}" != 0 ] && have_addon bench; then
   else
     timeout "${BENCH_TIMEOUT:-340}" node dist/bench/pretrain.js --device cuda --reference both --ablate-order --write-docs ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-cuda.log"
   fi
-  rc=${PIPESTATUS[0]}
-  echo "== bench: exit $rc after $(( $(date +%s) - start )) s" | tee -a "$OUT/bench-$DEVICE.log"
-  part_exit bench "$rc"
+  part_done bench "${PIPESTATUS[0]}" "$OUT/bench-$DEVICE.log"
   cp docs/BENCHMARKS.md "$OUT/"
 fi
 if [ "${LEVERS:-0}" = 1 ] && have_addon levers; then
@@ -165,18 +167,14 @@ if [ "${LEVERS:-0}" = 1 ] && have_addon levers; then
   if [ "$DEVICE" != cpu ] && [ "$(left)" -gt 40 ]; then
     timeout $(( $(left) - 5 )) "$SEMAIM_PYTHON" bench/pretrain_torch.py --preset vit_base --img 224 --patch 16 --decoder-depth 12 --batch 256 \
       --warmup 2 --steps 3 --threads 2 --device cuda --kernel-profile 3 --kernel-profile-out "$OUT/kernels.md" > /dev/null 2>>"$OUT/levers.err"
-    rc=$?
-    echo "== kernel profile: exit $rc after $(( $(date +%s) - start )) s" | tee -a "$OUT/levers.log"
-    part_exit kernel-profile "$rc"
+    part_done "kernel profile" $? "$OUT/levers.log"
   fi
   for l in "--phase-timer --upload-input --fused all" "--phase-timer --upload-input"; do lever "$l"; done
 fi
 if [ "${CLI:-0}" = 1 ] && have_addon cli; then
   export RUN_DIR=.tmp/gpu-cli
   timeout "${CLI_TIMEOUT:-150}" bash scripts/gpu-cli-check.sh 2>&1 | grep -vE '\[[#.]' | tee "$OUT/gpu-cli.log"
-  rc=${PIPESTATUS[0]}
-  echo "== cli: exit $rc after $(( $(date +%s) - start )) s" | tee -a "$OUT/gpu-cli.log"
-  part_exit cli "$rc"
+  part_done cli "${PIPESTATUS[0]}" "$OUT/gpu-cli.log"
   cp "$RUN_DIR/pretrain/viz/grid.png" "$OUT/cli-grid.png" 2>/dev/null
   cp "$RUN_DIR/pretrain/report.html" "$OUT/cli-report.html" 2>/dev/null
 fi
@@ -186,9 +184,7 @@ if [ "${DATA:-0}" = 1 ]; then
   [ "$data_limit" -lt 1 ] && data_limit=1
   timeout "$data_limit" node dist/bench/data.js --only=large --quick --workers="1,8,$(( $(nproc) - 1 ))" --need="${DATA_NEED:-1470}" 2>&1 \
     | tee "$OUT/bench-data.log"
-  rc=${PIPESTATUS[0]}
-  echo "== data: exit $rc after $(( $(date +%s) - start )) s" | tee -a "$OUT/bench-data.log"
-  part_exit data "$rc"
+  part_done data "${PIPESTATUS[0]}" "$OUT/bench-data.log"
 fi
 keep_kernels
 failed=$(awk '$NF != "0"' "$OUT/exit-codes.log")
