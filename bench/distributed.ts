@@ -20,6 +20,7 @@ import * as path from 'node:path';
 import { cpuModel, writeBenchmarksSection } from './docs-section';
 import { spawn } from 'node:child_process';
 import { freePort } from '../src/dist';
+import { exitUnlessCount } from './count-arg';
 
 const ROOT = path.join(__dirname, '..', '..');
 const PY = process.env.SEMAIM_PYTHON || '/usr/bin/python3';
@@ -45,11 +46,8 @@ for (const [name, value, min] of [
   ['warmup', warmup, 0],
   ['threads', threads, 1],
   ['rounds', rounds, 1],
-] as const) {
-  if (Number.isInteger(value) && value >= min) continue;
-  process.stderr.write(`--${name} ${opt(name, '')}: a whole number ≥ ${min}; nothing measured\n`);
-  process.exit(2);
-}
+] as const)
+  exitUnlessCount(`--${name}`, opt(name, ''), value, min);
 const MODEL = { preset: 'vit_tiny', img: 32, patch: 4, decoderDepth: 12, label: 'ViT-Tiny/4, 32², 12 dec' };
 
 type RunKey = 'ts-1' | 'torch-1' | 'ts-2-overlap' | 'ts-2-after' | 'torch-2' | 'ts-2-fp16' | 'torch-2-fp16';

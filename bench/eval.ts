@@ -24,6 +24,7 @@ import { LabelledBatch, LabelledData } from '../src/data';
 import { FINETUNE_OPTIONS, FeatureSet, ViTClassifier, extractFeatures, finetuneStep, knnClassify, linprobeOnFeatures } from '../src/eval';
 import { jobOptions } from '../src/util/options';
 import { cpuModel, writeBenchmarksSection } from './docs-section';
+import { exitUnlessCount } from './count-arg';
 
 const ROOT = path.join(__dirname, '..', '..');
 const PY = process.env.SEMAIM_PYTHON || '/usr/bin/python3';
@@ -303,11 +304,8 @@ async function main(): Promise<void> {
   for (const [name, value] of [
     ['--rounds', rounds],
     ['--threads', threads],
-  ] as const) {
-    if (Number.isInteger(value) && value >= 1) continue;
-    process.stderr.write(`${name} ${arg(name, '')}: a whole number ≥ 1; nothing measured\n`);
-    process.exit(2);
-  }
+  ] as const)
+    exitUnlessCount(name, arg(name, ''), value, 1);
   torch.setNumThreads(threads);
   const onlyArg = arg('--only', '');
   const only = onlyArg ? new Set(onlyArg.split(',')) : null;

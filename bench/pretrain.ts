@@ -43,6 +43,7 @@ import { ISSUE19, issue19Verdict } from './targets';
 import * as torch from '../src/torch';
 import { PHASES } from '../src/semaim/phases';
 import type { PhaseTimes } from '../src/run/phase-timer';
+import { exitUnlessCount } from './count-arg';
 
 const ROOT = path.join(__dirname, '..', '..');
 // Debian's python3-torch here; on a GPU host the Python with its CUDA torch (scripts/find-torch-python.sh).
@@ -63,14 +64,7 @@ const warmup = Number(opt('warmup', '2'));
 const reference = opt('reference', cuda ? 'both' : 'ours');
 if (!['ours', 'authors', 'both'].includes(reference)) throw new Error(`--reference must be ours, authors or both, not ${reference}`);
 const logLosses = Number(opt('log-losses', cuda ? '50' : '0'));
-/** Exits 2 naming the flag when a count is not a whole number ≥ min: --rounds 0 (or NaN) would measure
- * nothing and, with --write-docs, replace the recorded section by empty tables; others would reach the
- * children as NaN. */
-function checkCount(name: string, value: number, min: number): void {
-  if (Number.isInteger(value) && value >= min) return;
-  process.stderr.write(`--${name} ${opt(name, '')}: a whole number ≥ ${min}; nothing measured\n`);
-  process.exit(2);
-}
+const checkCount = (name: string, value: number, min: number) => exitUnlessCount(`--${name}`, opt(name, ''), value, min);
 checkCount('threads', threads, 1);
 checkCount('rounds', rounds, 1);
 checkCount('warmup', warmup, 0);
