@@ -158,7 +158,8 @@ export abstract class Module {
   /**
    * Copies values into this module's tensors. strict: every name must match both ways; every shape
    * must agree, and a floating-point tensor takes only floating-point values (other float dtypes are
-   * cast, as PyTorch does; integers would be cast silently into meaningless weights). A mismatch throws
+   * cast, as PyTorch does; integers would be cast silently into meaningless weights). As in PyTorch, a
+   * 0-d tensor also takes a one-element 1-d one (older checkpoints stored scalars so). A mismatch throws
    * a StateDictError listing all differences, before anything is copied.
    */
   loadStateDict(sd: StateDict | Record<string, Tensor>, opts: { strict?: boolean } = {}): { missing: string[]; unexpected: string[] } {
@@ -179,7 +180,7 @@ export abstract class Module {
     const dtypeMismatch: { name: string; expected: DType; got: DType }[] = [];
     for (const [k, t] of own) {
       const s = src.get(k) as Tensor | undefined;
-      if (s && !sameShape(s.shape, t.shape)) shapeMismatch.push({ name: k, expected: t.shape, got: s.shape });
+      if (s && !sameShape(s.shape, t.shape) && !oldScalar(s, t)) shapeMismatch.push({ name: k, expected: t.shape, got: s.shape });
       if (s && torch.isFloating(t.dtype) && !torch.isFloating(s.dtype)) dtypeMismatch.push({ name: k, expected: t.dtype, got: s.dtype });
     }
     if (shapeMismatch.length || dtypeMismatch.length || (strict && (missing.length || unexpected.length))) {
@@ -194,7 +195,13 @@ export abstract class Module {
     torch.noGrad(() => {
       for (const [k, t] of own) {
         const s = src.get(k) as Tensor | undefined;
-        if (s) t.copy_(s);
+        if (!s) continue;
+        if (!oldScalar(s, t)) t.copy_(s);
+        else {
+          const scalar = s.reshape([]);
+          t.copy_(scalar);
+          scalar.dispose();
+        }
       }
     });
     return { missing, unexpected };
@@ -271,6 +278,11 @@ export abstract class Module {
     }
     return lines.join('\n');
   }
+}
+
+/** PyTorch's _load_from_state_dict compatibility case: a 0-d target given a 1-d source of one element. */
+function oldScalar(source: Tensor, target: Tensor): boolean {
+  return target.shape.length === 0 && source.shape.length === 1 && source.shape[0] === 1;
 }
 
 function sameShape(a: number[], b: number[]): boolean {

@@ -109,6 +109,26 @@ test('strict loadStateDict refuses a dict with only unexpected keys, naming them
   b.dispose();
 });
 
+test('loadStateDict gives a 0-d tensor the value of a one-element 1-d one, as PyTorch; two elements are a shape mismatch', () => {
+  class Scaled extends Module {
+    readonly scale = this.param('logit_scale', torch.tensor(0));
+  }
+  const m = new Scaled();
+  const one = torch.tensor([2.5]);
+  m.loadStateDict({ logit_scale: one });
+  assert.deepEqual(m.scale.shape, []);
+  assert.equal(m.scale.item(), 2.5);
+  const two = torch.tensor([1, 2]);
+  assert.throws(
+    () => m.loadStateDict({ logit_scale: two }),
+    (e: unknown) => e instanceof StateDictError && /shape: +logit_scale: expected \[\], got \[2\]/.test(e.message),
+  );
+  assert.equal(m.scale.item(), 2.5);
+  one.dispose();
+  two.dispose();
+  m.dispose();
+});
+
 test('loadStateDict casts other float dtypes but refuses integer values for a floating-point tensor', () => {
   const a = new Net();
   const b = new Net();
