@@ -348,6 +348,23 @@ test('PNG: every filter type on 8- and 16-bit RGB rows, 16-bit samples rounded t
   );
 });
 
+test('PNG: a palette index past PLTE is grey (i, i, i), as PIL 9.4 gives it; opaque past tRNS', () => {
+  // PIL: [(10, 20, 30), (40, 50, 60), (2, 2, 2), (200, 200, 200)]; with tRNS [128]: alpha 128, 255, 255, 255
+  // (composited on the default black: the first pixel halves)
+  const plte = Buffer.from([10, 20, 30, 40, 50, 60]);
+  const png = pngOf(4, 1, 8, 3, [deflateSync(Buffer.from([0, 0, 1, 2, 200]))], { plte });
+  assert.deepEqual([...interleave(decodePng(png))], [10, 20, 30, 40, 50, 60, 2, 2, 2, 200, 200, 200]);
+  const withAlpha = Buffer.concat([
+    png.subarray(0, png.indexOf('IDAT', 8, 'latin1') - 4),
+    pngChunk('tRNS', Uint8Array.of(128)),
+    png.subarray(png.indexOf('IDAT', 8, 'latin1') - 4),
+  ]);
+  assert.deepEqual([...interleave(decodePng(withAlpha))], [5, 10, 15, 40, 50, 60, 2, 2, 2, 200, 200, 200]);
+  // 2-bit indices 0..3 over a 2-entry palette: PIL [(10, 20, 30), (40, 50, 60), (2, 2, 2), (3, 3, 3)]
+  const twoBit = pngOf(4, 1, 2, 3, [deflateSync(Buffer.from([0, 0b00011011]))], { plte });
+  assert.deepEqual([...interleave(decodePng(twoBit))], [10, 20, 30, 40, 50, 60, 2, 2, 2, 3, 3, 3]);
+});
+
 test('PNG: refused headers and data name why: a short IHDR, depth 3, a zero size, palette without PLTE, no IDAT, undecodable data (corrupt with IEND, truncated without)', () => {
   const row = deflateSync(Buffer.from([0, 1, 2, 3]));
   assert.deepEqual([...interleave(decodePng(pngOf(1, 1, 8, 2, [row])))], [1, 2, 3]);

@@ -236,9 +236,11 @@ function emitRow(
     const o = (base + x0 + i * dx) * outCh;
     if (ctype === 3) {
       const idx = sample(row, i, depth);
-      out[o] = palette![idx * 3] ?? 0;
-      out[o + 1] = palette![idx * 3 + 1] ?? 0;
-      out[o + 2] = palette![idx * 3 + 2] ?? 0;
+      // an index past PLTE's entries is grey (idx, idx, idx), as PIL (torchvision's reader) gives it
+      const inPalette = idx * 3 + 2 < palette!.length;
+      out[o] = inPalette ? palette![idx * 3] : idx;
+      out[o + 1] = inPalette ? palette![idx * 3 + 1] : idx;
+      out[o + 2] = inPalette ? palette![idx * 3 + 2] : idx;
       if (outCh === 4) out[o + 3] = idx < trns!.length ? trns![idx] : 255;
       continue;
     }
