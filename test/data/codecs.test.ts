@@ -215,6 +215,22 @@ test('PNG colour types, bit depths, palette, tRNS and interlacing', async () => 
   assert.deepEqual(Buffer.from(interleave(bwImg)), bwRef.data);
 });
 
+test('BMP: a palette index past the colours the file gives is grey (i, i, i), as PIL 9.4 gives it', () => {
+  // PIL: [(10, 20, 30), (40, 50, 60), (2, 2, 2), (200, 200, 200)]
+  const file = bmpFile({
+    w: 4,
+    h: 1,
+    bpp: 8,
+    compression: 0,
+    palette: [
+      [10, 20, 30],
+      [40, 50, 60],
+    ],
+    pixels: Uint8Array.of(0, 1, 2, 200),
+  });
+  assert.deepEqual([...interleave(decodeBmp(file))], [10, 20, 30, 40, 50, 60, 2, 2, 2, 200, 200, 200]);
+});
+
 test('BMP: palette (1/4/8-bit), 24-bit, 16/32-bit bitfields, RLE8, top-down', () => {
   const palette: Array<[number, number, number]> = [
     [0, 0, 0],

@@ -102,7 +102,8 @@ export function decodeBmp(d: Uint8Array, background = 0, maxPixels?: number): Im
   if (dataOffset === 0) dataOffset = po + (bpp <= 8 ? (colors || 1 << bpp) * palEntry : 0);
   if (bpp <= 8) {
     const n = colors || 1 << bpp;
-    palette = new Uint8Array(256 * 3);
+    // entries the file does not give are the grey ramp (i, i, i), as PIL's palette starts
+    palette = Uint8Array.from({ length: 256 * 3 }, (_, j) => Math.floor(j / 3));
     for (let i = 0; i < n && i < 256; i++) {
       const o = po + i * palEntry;
       if (o + 3 > d.length) throw new DecodeError('truncated', 'truncated BMP palette');
