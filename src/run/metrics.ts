@@ -22,33 +22,36 @@ function parseRecord(line: string): Record<string, unknown> | null {
   }
 }
 
-/** The non-blank lines of a file from its end backwards, each with the byte offset where it starts; reads only as far as iterated. */
+/**
+ * The non-blank lines of a file from its end backwards, each with the byte offset where it starts; reads only
+ * as far as iterated. Linear in the bytes read: a line longer than a chunk is kept as its chunks, searched
+ * and joined once (joining the pending bytes at each chunk made a multi-MB line quadratic).
+ */
 export function* linesFromEnd(path: string, chunk = CHUNK): Generator<{ line: string; start: number }> {
   const fd = openRegularFile(path);
   try {
-    let bufStart = fstatSync(fd).size;
-    let buf = Buffer.alloc(0); // bytes [bufStart, bufStart + buf.length) of the file, not yet yielded
-    for (;;) {
-      let end = buf.length;
-      while (end > 0) {
-        const nl = buf.lastIndexOf(0x0a, end - 1);
-        if (nl < 0) break;
-        const line = buf.toString('utf8', nl + 1, end);
-        if (line.trim()) yield { line, start: bufStart + nl + 1 };
+    let at = fstatSync(fd).size;
+    let pending: Buffer[] = []; // the bytes after `at` not yet yielded, last chunk first
+    const take = (first: Buffer) => {
+      const line = Buffer.concat([first, ...pending.reverse()]).toString('utf8');
+      pending = [];
+      return line;
+    };
+    while (at > 0) {
+      const n = Math.min(chunk, at);
+      const bytes = Buffer.alloc(n);
+      if (readSync(fd, bytes, 0, n, at - n) !== n) throw new Error(`${quotedPath(path)} changed while it was read`);
+      at -= n;
+      let end = n;
+      for (let nl = bytes.lastIndexOf(0x0a, end - 1); nl >= 0; nl = end > 0 ? bytes.lastIndexOf(0x0a, end - 1) : -1) {
+        const line = take(bytes.subarray(nl + 1, end));
+        if (line.trim()) yield { line, start: at + nl + 1 };
         end = nl;
       }
-      buf = buf.subarray(0, end);
-      if (bufStart === 0) {
-        const line = buf.toString('utf8');
-        if (line.trim()) yield { line, start: 0 };
-        return;
-      }
-      const n = Math.min(chunk, bufStart);
-      const more = Buffer.alloc(n);
-      if (readSync(fd, more, 0, n, bufStart - n) !== n) throw new Error(`${quotedPath(path)} changed while it was read`);
-      bufStart -= n;
-      buf = Buffer.concat([more, buf]);
+      pending.push(bytes.subarray(0, end));
     }
+    const line = take(Buffer.alloc(0));
+    if (line.trim()) yield { line, start: 0 };
   } finally {
     closeSync(fd);
   }

@@ -79,6 +79,27 @@ test('linesFromEnd gives the lines in reverse with their byte offsets, across ch
   });
 });
 
+test('linesFromEnd reads a line of many chunks whole, with the lines around it', () => {
+  withDir((dir) => {
+    const path = join(dir, 'm.jsonl');
+    const long = `{"step":2,"note":"${'x€'.repeat(300_000)}"}`;
+    writeFileSync(path, `{"step":1}\n${long}\n{"step":3}`);
+    for (const chunk of [7, 4096, 1 << 16]) {
+      const got = [...linesFromEnd(path, chunk)];
+      assert.deepEqual(
+        got.map((g) => [g.line.length, g.start]),
+        [
+          [10, 11 + Buffer.byteLength(long) + 1],
+          [long.length, 11],
+          [10, 0],
+        ],
+        `chunk ${chunk}`,
+      );
+      assert.equal(got[1].line, long);
+    }
+  });
+});
+
 test('linesFromStart numbers every line from 1 across chunk boundaries and multi-byte characters, and marks an unterminated last line', () => {
   withDir((dir) => {
     const path = join(dir, 'm.jsonl');
