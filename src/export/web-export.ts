@@ -23,6 +23,7 @@ import { formatBytes } from '../util/disk-space';
 import { readRegularFile } from '../util/regular-file';
 import { isJsonObject } from '../util/json-file';
 import { EXIF_ORIENTATION_POLICIES, type ExifOrientationPolicy } from '../data/codecs/orientation';
+import { describeValue } from '../torch/errors';
 
 const PAGE_FILES = ['index.html', 'app.js', 'maps.js', 'preprocess.js', 'orientation.js', 'style.css'];
 /** The WebAssembly build of onnxruntime-web: the ES module the page imports and what it loads. */
@@ -82,7 +83,7 @@ export function recordedExifOrientation(checkpointDir: string | undefined): WebE
     const policy = isJsonObject(options) ? options.exifOrientation : undefined;
     if (policy !== undefined) {
       if (!EXIF_ORIENTATION_POLICIES.includes(policy as ExifOrientationPolicy))
-        throw new Error(`${path}: options.exifOrientation is ${JSON.stringify(policy)}, expected one of ${EXIF_ORIENTATION_POLICIES.join(', ')}`);
+        throw new Error(`${path}: options.exifOrientation is ${describeValue(policy)}, expected one of ${EXIF_ORIENTATION_POLICIES.join(', ')}`);
       return { policy: policy as ExifOrientationPolicy, source: 'checkpoint' };
     }
   }

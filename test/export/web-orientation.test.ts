@@ -206,7 +206,16 @@ test("export --format web: model.json records the run's EXIF orientation policy 
   withOptions(undefined); // a run from before the option
   assert.deepEqual(await policyOf(ckpt), { policy: 'ignore', source: 'default' });
   withOptions({ exifOrientation: 'sideways' });
-  await assert.rejects(policyOf(ckpt), /options\.exifOrientation is "sideways", expected one of ignore, apply/);
+  await assert.rejects(policyOf(ckpt), /options\.exifOrientation is the string "sideways", expected one of ignore, apply/);
+  // a value too deep for JSON.stringify's stack is described, not echoed, and the file still named
+  writeFileSync(
+    join(ckpt, 'state.json'),
+    JSON.stringify({ ...JSON.parse(readFileSync(join(ckpt, 'state.json'), 'utf8')), options: {} }).replace(
+      '"options":{}',
+      `"options":{"exifOrientation":${'['.repeat(100_000)}${']'.repeat(100_000)}}`,
+    ),
+  );
+  await assert.rejects(policyOf(ckpt), /state\.json: options\.exifOrientation is an Array, expected one of ignore, apply/);
   // an encoder file records none
   assert.deepEqual(await policyOf(writeExportedEncoder(join(dir, 'enc'), smallEncoder(2))), { policy: 'ignore', source: 'default' });
 
