@@ -101,7 +101,11 @@ export class Conv2d extends Module {
   }
 }
 
-/** BatchNorm over [N, C] (or [N, C, L]; other ranks are refused, as PyTorch refuses them); affine=false gives the linear probe's parameter-free norm. In training, one value per channel ([1, C], [1, C, 1]) is refused, as PyTorch refuses it. */
+/**
+ * BatchNorm over [N, C] (or [N, C, L]; other ranks are refused, as PyTorch refuses them); affine=false gives the linear probe's parameter-free norm.
+ * In training, one value per channel ([1, C], [1, C, 1]) is refused, as PyTorch refuses it. momentum (default 0.1) null keeps a cumulative
+ * average of the batch statistics (factor 1/num_batches_tracked), as PyTorch's momentum=None.
+ */
 export class BatchNorm1d extends Module {
   readonly weight: Tensor | null;
   readonly bias: Tensor | null;
@@ -110,7 +114,7 @@ export class BatchNorm1d extends Module {
   readonly numBatchesTracked: Tensor;
   constructor(
     readonly numFeatures: number,
-    readonly opts: LayerOptions & { eps?: number; momentum?: number; affine?: boolean } = {},
+    readonly opts: LayerOptions & { eps?: number; momentum?: number | null; affine?: boolean } = {},
   ) {
     super();
     const affine = opts.affine ?? true;
@@ -123,16 +127,19 @@ export class BatchNorm1d extends Module {
   forward(x: Tensor): Tensor {
     // as PyTorch's _check_input_dim: [N, C, H, W] would be normalised per channel as BatchNorm2d
     if (x.ndim !== 2 && x.ndim !== 3) throw new RangeError(`BatchNorm1d: expected 2D or 3D input (got ${x.ndim}D input)`);
+    let momentum = this.opts.momentum ?? 0.1;
     if (this.training) {
       // before the count: a refused batch is no batch tracked
       F.checkBatchNormSize(x, 'BatchNorm1d');
       torch.noGrad(() => this.numBatchesTracked.add_(1));
+      // PyTorch's momentum=None: the cumulative average (null was taken as the default 0.1)
+      if (this.opts.momentum === null) momentum = 1 / Number(this.numBatchesTracked.item());
     }
     return F.batchNorm(x, this.runningMean, this.runningVar, {
       weight: this.weight,
       bias: this.bias,
       training: this.training,
-      momentum: this.opts.momentum ?? 0.1,
+      momentum,
       eps: this.opts.eps ?? 1e-5,
     });
   }

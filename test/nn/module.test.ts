@@ -367,6 +367,48 @@ test("BatchNorm1d's defaults are PyTorch's: momentum 0.1, eps 1e-5", () => {
   assert.ok(y[0] < 0 && y[1] > 0);
 });
 
+test("BatchNorm1d with momentum null keeps a cumulative average of the batch statistics, as PyTorch's momentum=None (it was taken as the default 0.1)", () => {
+  const bn = new BatchNorm1d(2, { affine: false, momentum: null });
+  // torch 1.13: nn.BatchNorm1d(2, affine=False, momentum=None) after each batch (factor 1/num_batches_tracked)
+  const want = [
+    [
+      [2, 20],
+      [2, 200],
+    ],
+    [
+      [4.5, 11],
+      [3, 102],
+    ],
+    [
+      [10 / 3, 23 / 3],
+      [8 / 3, 68],
+    ],
+  ];
+  const batches = [
+    [
+      [1, 10],
+      [3, 30],
+    ],
+    [
+      [5, 0],
+      [9, 4],
+      [7, 2],
+    ],
+    [
+      [0, 1],
+      [2, 1],
+    ],
+  ];
+  const near = (got: Float32Array, w: number[], what: string) =>
+    w.forEach((v, i) => assert.ok(Math.abs(got[i] - v) < 1e-5 * Math.max(1, v), `${what}: ${got}`));
+  batches.forEach((b, i) => {
+    bn.forward(torch.tensor(b));
+    near(bn.runningMean.toFloat32Array(), want[i][0], `running mean after batch ${i + 1}`);
+    near(bn.runningVar.toFloat32Array(), want[i][1], `running var after batch ${i + 1}`);
+  });
+  bn.dispose();
+});
+
 test('Dropout zeroes and rescales in training and is the identity in eval', () => {
   torch.manualSeed(0);
   const d = new Dropout(0.5);
