@@ -39,16 +39,18 @@ export abstract class Module {
   private readonly children_ = new Map<string, Module>();
 
   /**
-   * Registers a trainable tensor (it is kept out of every scope and gets requiresGrad) and returns it. A
-   * tensor computed from others (`other.weight.clone()`) is registered detached, a leaf sharing its memory,
-   * as nn.Parameter makes it: use the tensor returned.
+   * Registers a trainable tensor (it is kept out of every scope and gets requiresGrad, or with requiresGrad
+   * false loses it, as nn.Parameter(t, requires_grad=False)) and returns it. A tensor computed from others
+   * (`other.weight.clone()`) is registered detached, a leaf sharing its memory, as nn.Parameter makes it: use
+   * the tensor returned.
    */
   protected param(name: string, t: Tensor, requiresGrad = true): Tensor {
     this.checkName(name);
     // a non-leaf never gets a .grad (an optimiser skipped it every step) and passed its gradient on to its source
     const p = t.isLeaf ? t : t.detach();
     torch.keep(p);
-    if (requiresGrad) p.requiresGrad = true;
+    // (a leaf that required grad kept it when registered frozen, and was trained)
+    p.requiresGrad = requiresGrad;
     this.params.set(name, p);
     return p;
   }

@@ -705,6 +705,22 @@ test("a parameter registered from a computed tensor (a clone of another module's
   source.dispose();
 });
 
+test('a parameter registered with requiresGrad false does not require grad, even from a tensor that did, as nn.Parameter(t, requires_grad=False): it is frozen', () => {
+  class Frozen extends Module {
+    readonly scale: torch.Tensor;
+    constructor(t: torch.Tensor) {
+      super();
+      this.scale = this.param('scale', t, false);
+    }
+  }
+  const t = torch.ones([2]);
+  t.requiresGrad = true; // a leaf that requires grad (a user's tensor, a loaded weight)
+  const m = new Frozen(t);
+  assert.equal(m.scale.requiresGrad, false, 'registered frozen, it took gradients and an optimiser trained it');
+  assert.equal(new Frozen(torch.ones([2])).scale.requiresGrad, false);
+  m.dispose();
+});
+
 test('loadStateDict refuses a tensor of another rank even when its sizes start alike ([4] for [4, 1])', () => {
   const lin = new Linear(1, 4);
   const sd = new Map([...lin.stateDict()].map(([k, v]) => [k, v.clone()]));
