@@ -68,10 +68,13 @@ export function defaultBiasInit_(t: Tensor, fanIn: number, generator?: torch.Gen
 
 /**
  * Normal(mean, std) truncated to [a, b] (absolute bounds, as timm's trunc_normal_): values outside
- * are redrawn, up to 100 rounds, then clamped to [a, b]. Note the order: std comes before mean (most
- * callers give only a std), where timm's is trunc_normal_(tensor, mean, std, a, b).
+ * are redrawn, up to 100 rounds, then clamped to [a, b]; bounds with b < a (or NaN) are a RangeError.
+ * Note the order: std comes before mean (most callers give only a std), where timm's is
+ * trunc_normal_(tensor, mean, std, a, b).
  */
 export function truncNormal_(t: Tensor, std = 1, mean = 0, a = -2, b = 2, generator?: torch.Generator): Tensor {
+  // (as timm's, whose uniform_ fails on them: b < a filled t with one bound, a NaN bound truncated nothing)
+  if (!(a <= b)) throw new RangeError(`truncNormal_: the bounds [${a}, ${b}] are not an interval (a <= b)`);
   torch.noGrad(() =>
     torch.scope(() => {
       t.normal_(mean, std, generator);

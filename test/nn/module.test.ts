@@ -771,6 +771,25 @@ test('truncNormal_ redraws the values outside [a, b] (none piles up on a bound) 
   });
 });
 
+test("truncNormal_ refuses bounds that are no interval (a > b, NaN), as timm's trunc_normal_ fails on them, instead of filling a constant or not truncating", () => {
+  torch.scope(() => {
+    const t = torch.zeros([8]);
+    for (const [a, b] of [
+      [2, -2],
+      [NaN, 2],
+      [-2, NaN],
+    ])
+      assert.throws(
+        () => init.truncNormal_(t, 1, 0, a, b),
+        { name: 'RangeError', message: /truncNormal_: the bounds \[.*\] are not an interval/ },
+        `[${a}, ${b}]`,
+      );
+    assert.deepEqual(Array.from(t.toFloat32Array()), new Array(8).fill(0), 'nothing drawn');
+    // a = b is an interval of one point (timm fills it too)
+    assert.deepEqual(Array.from(init.truncNormal_(t, 1, 0, 1, 1).toFloat32Array()), new Array(8).fill(1));
+  });
+});
+
 test('stateDict lists module by module (own parameters, own buffers, then children), as PyTorch; parameters() order is unchanged', () => {
   const s = new Sequential(new BatchNorm1d(2), new Linear(2, 2));
   // torch: list(nn.Sequential(nn.BatchNorm1d(2), nn.Linear(2, 2)).state_dict())
