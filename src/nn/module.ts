@@ -136,7 +136,7 @@ export abstract class Module {
     }
   }
 
-  /** Number of trainable elements. */
+  /** Number of parameter elements, frozen ones (requiresGrad false) included: sum(p.numel() for p in model.parameters()). */
   numParameters(): number {
     return this.parameters().reduce((a, p) => a + p.numel, 0);
   }
