@@ -423,6 +423,9 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
         if (!logStep) state.showStep(epochsDone);
         const diverged = lossDiverged ? 'loss' : evaluates || saves ? await state.diverged() : null;
         if (diverged) {
+          // found at a checkpoint or epoch end between log steps: the window that diverged is written as a log step's
+          // is (a NaN loss as null), so that metrics.jsonl and the result's last loss do not end at the last finite window
+          if (!logStep) await state.flushMetrics(epochsDone);
           log(divergedMessage(diverged));
           state.stoppedBy = 'nonfinite';
           break outer;

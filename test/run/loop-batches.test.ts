@@ -542,6 +542,28 @@ test('a NaN loss between log steps stops the run at the next checkpoint, also wh
   }
 });
 
+test('a run that diverges between log steps writes the metrics line of the window that diverged, as one that diverges at a log step does', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-loop-nan-line-'));
+  try {
+    const lastLine = (out: string) => {
+      const lines = existsSync(join(out, 'metrics.jsonl')) ? readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').filter(Boolean) : [];
+      return lines.length ? (JSON.parse(lines[lines.length - 1]) as { step: number; loss: number | null }) : null;
+    };
+    // found at the log step 2, and found at the checkpoint of step 2 with the next log step at 10: the same line
+    for (const logEvery of [2, 10]) {
+      const out = join(dir, `log-every-${logEvery}`);
+      const stoppedBy: string[] = [];
+      const losses: number[] = [];
+      assert.equal(await run(out, 4, [], false, { nanFirstStep: true, logEvery, checkpointEvery: 2, stoppedBy, losses }), 2);
+      assert.deepEqual(stoppedBy, ['nonfinite']);
+      assert.deepEqual(lastLine(out), { ...lastLine(out), step: 2, loss: null }, `--log-every ${logEvery}: metrics.jsonl ends with the NaN window`);
+      assert.ok(Number.isNaN(losses[1]), `--log-every ${logEvery}: the result's last loss is ${losses[1]}, not the NaN window's`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('an optimiser state that became Inf while the losses and the weights stayed finite is not checkpointed', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-loop-inf-state-'));
   try {
