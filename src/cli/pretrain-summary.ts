@@ -15,7 +15,15 @@ const STOPPED: Record<StopReason, string> = {
 /** The summary; a run stopped before its first checkpoint says "none yet" (it printed "checkpoint: null"). */
 export function pretrainSummary(r: Pick<PretrainResult, 'stoppedBy' | 'steps' | 'firstLoss' | 'lastLoss' | 'checkpoint' | 'outDir'>): string {
   return (
-    `pretrain ${STOPPED[r.stoppedBy]} after ${r.steps} steps; ${lossChange(r.firstLoss, r.lastLoss)}\n` +
+    `pretrain ${STOPPED[r.stoppedBy]} after ${r.steps} steps; ${loss(r)}\n` +
     `  checkpoint: ${r.checkpoint === null ? 'none yet' : quotedPath(r.checkpoint)}\n  metrics:    ${quotedPath(`${r.outDir}/metrics.jsonl`)}\n`
   );
+}
+
+/**
+ * How the loss changed. A diverged run has logged the window that diverged (src/run/loop.ts), so a NaN first and last
+ * loss is that window's, not "no loss logged" as lossChange reads them.
+ */
+function loss(r: Pick<PretrainResult, 'stoppedBy' | 'firstLoss' | 'lastLoss'>): string {
+  return r.stoppedBy === 'nonfinite' && Number.isNaN(r.firstLoss) && Number.isNaN(r.lastLoss) ? 'loss NaN' : lossChange(r.firstLoss, r.lastLoss);
 }

@@ -9,6 +9,13 @@ test('pretrain\'s summary of a run stopped before its first checkpoint says "non
   assert.match(pretrainSummary({ ...r, checkpoint: 'runs/x/checkpoints/step-00000002' }), /checkpoint: runs\/x\/checkpoints\/step-00000002\n/);
 });
 
+test("pretrain's summary of a run whose first logged window diverged says its loss was NaN, not that no loss was logged", () => {
+  const text = pretrainSummary({ stoppedBy: 'nonfinite', steps: 2, firstLoss: NaN, lastLoss: NaN, outDir: 'runs/x', checkpoint: null });
+  assert.match(text, /^pretrain diverged \(NaN\/Inf\) after 2 steps; loss NaN\n/);
+  // a run that logged nothing (stopped before its first step) still says so
+  assert.match(pretrainSummary({ stoppedBy: 'signal', steps: 0, firstLoss: NaN, lastLoss: NaN, outDir: 'runs/x', checkpoint: null }), /; no loss logged\n/);
+});
+
 test("pretrain's summary prints a path holding a newline quoted and escaped, on its own line", () => {
   const r = { stoppedBy: 'finished' as const, steps: 3, firstLoss: 1, lastLoss: 0.5, outDir: 'runs/a\nb' };
   const text = pretrainSummary({ ...r, checkpoint: 'runs/a\nb/checkpoints/step-00000002' });
