@@ -30,7 +30,8 @@ import { Mixup, softTargetCrossEntropy } from './mix';
 import { FINETUNE_OPTIONS, FinetuneOptions, validateFinetune } from './options';
 import { makeFolder } from '../util/make-folder';
 import { besideProgress, stderrLine } from '../util/console-line';
-import { quotedPath } from '../util/printable';
+import { printable, quotedPath } from '../util/printable';
+import { FRESH_RUN_HINT } from '../run/recipe';
 
 /** The labelled splits {@link finetune} trains on (train) and evaluates on (test), e.g. data.makeEvalData(...) each; the caller closes them. */
 export interface FinetuneData {
@@ -301,7 +302,20 @@ async function finetuneJob(o: FinetuneOptions, data: FinetuneData, hooks: Finetu
   // The encoder this run records (finetune.json, state.json, config.json): a resumed run's weights come from
   // the encoder it started from, which its checkpoints name, even when --checkpoint now resolves to another.
   const extraState: { encoder: EncoderSource; classNames?: string[] } = { encoder: source, classNames: data.train.classNames }; // classNames: what `semaim predict` names the classes by
-  const onResume = (saved: Record<string, unknown>) => {
+  const onResume = (saved: Record<string, unknown>, checkpointDir: string) => {
+    // Labels are class indices: data whose classes are named otherwise (a class folder renamed or swapped for
+    // another, same count) numbers them otherwise, and the steps after the resume would learn another mapping.
+    const namesBefore = saved.classNames;
+    const namesNow = data.train.classNames;
+    if (Array.isArray(namesBefore) && namesNow && JSON.stringify(namesBefore) !== JSON.stringify(namesNow)) {
+      const i = namesNow.findIndex((name, c) => name !== namesBefore[c]);
+      throw new DataError(
+        `the run in ${quotedPath(o.outDir)} was trained on data whose classes are named otherwise (${quotedPath(checkpointDir)}): ` +
+          `class ${i} was ${printable(JSON.stringify(namesBefore[i] ?? null))}, the training data now names it ${printable(JSON.stringify(namesNow[i] ?? null))} ` +
+          `(classes then: ${printable(JSON.stringify(namesBefore))}; now: ${printable(JSON.stringify(namesNow))}); give it the same data to continue it, ` +
+          `or start afresh: ${hooks.freshRunHint ?? FRESH_RUN_HINT}`,
+      );
+    }
     const before = startedFrom(saved.encoder);
     if (!before || before.sha256 === source.sha256) return;
     extraState.encoder = before;

@@ -381,6 +381,40 @@ test('a resumed fine-tuning records the encoder it started from when --checkpoin
   rmSync(dir, { recursive: true, force: true });
 });
 
+test('a fine-tuning resumed on data whose classes are named otherwise (a class folder renamed: its labels renumbered) is refused before any step', async () => {
+  // it continued silently: the steps before the stop learnt class 0 as one name, those after as another, and
+  // finetune.json named the classes as the data now does
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ft-classes-'));
+  const enc = writeEncoder(dir);
+  const train = toyImages(16, 3, 8, 5);
+  const testData = toyImages(9, 3, 8, 6);
+  const renamed = (d: MemoryLabelledData, names: string[]) => new MemoryLabelledData(d.images, [d.size, ...d.imageShape], d.labels, d.numClasses, names);
+  const o = ftOptions(join(dir, 'run'), enc, { maxSteps: 6, ema: false, checkpointEvery: 2 });
+  try {
+    const stop = { requested: false };
+    const onStep = (s: number) => {
+      if (s === 3) stop.requested = true;
+    };
+    const first = await finetune(o, { train, test: testData }, { log: () => {}, stop, onStep });
+    assert.equal(first.stoppedBy, 'signal');
+    const moved = ['class1', 'class2', 'zebra'];
+    await assert.rejects(
+      finetune(o, { train: renamed(train, moved), test: renamed(testData, moved) }, { log: () => {} }),
+      (e: Error) => /classes/.test(e.message) && /class0/.test(e.message) && /zebra/.test(e.message),
+    );
+    assert.deepEqual(
+      new CheckpointManager(join(dir, 'run')).list().map((c) => c.step),
+      [3, 2],
+      'nothing trained',
+    );
+    // the same names (other objects) continue it
+    const again = await finetune(o, { train: renamed(train, ['class0', 'class1', 'class2']), test: testData }, { log: () => {} });
+    assert.equal(again.steps, 6);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a fine-tuning that diverges between log steps is not evaluated at the epoch end, and writes no result', async () => {
   // the old loop checked only at log steps: its epoch-end evaluations of NaN weights went into metrics.jsonl
   const dir = mkdtempSync(join(tmpdir(), 'semaim-ft-diverge-'));
