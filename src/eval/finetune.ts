@@ -312,7 +312,7 @@ async function finetuneJob(o: FinetuneOptions, data: FinetuneData, hooks: Finetu
       throw new DataError(
         `the run in ${quotedPath(o.outDir)} was trained on data whose classes are named otherwise (${quotedPath(checkpointDir)}): ` +
           `class ${i} was ${printable(JSON.stringify(namesBefore[i] ?? null))}, the training data now names it ${printable(JSON.stringify(namesNow[i] ?? null))} ` +
-          `(classes then: ${printable(JSON.stringify(namesBefore))}; now: ${printable(JSON.stringify(namesNow))}); give it the same data to continue it, ` +
+          `(of ${namesNow.length} classes); give it the same data to continue it, ` +
           `or start afresh: ${hooks.freshRunHint ?? FRESH_RUN_HINT}`,
       );
     }
