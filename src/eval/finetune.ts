@@ -308,7 +308,8 @@ async function finetuneJob(o: FinetuneOptions, data: FinetuneData, hooks: Finetu
     const namesBefore = saved.classNames;
     const namesNow = data.train.classNames;
     if (Array.isArray(namesBefore) && namesNow && JSON.stringify(namesBefore) !== JSON.stringify(namesNow)) {
-      const i = namesNow.findIndex((name, c) => name !== namesBefore[c]);
+      const differs = namesNow.findIndex((name, c) => name !== namesBefore[c]);
+      const i = differs < 0 ? namesNow.length : differs; // (the names now a prefix of those before: the first one gone)
       throw new DataError(
         `the run in ${quotedPath(o.outDir)} was trained on data whose classes are named otherwise (${quotedPath(checkpointDir)}): ` +
           `class ${i} was ${printable(JSON.stringify(namesBefore[i] ?? null))}, the training data now names it ${printable(JSON.stringify(namesNow[i] ?? null))} ` +

@@ -402,6 +402,10 @@ test('a fine-tuning resumed on data whose classes are named otherwise (a class f
       finetune(o, { train: renamed(train, moved), test: renamed(testData, moved) }, { log: () => {} }),
       (e: Error) => /classes are named otherwise/.test(e.message) && /class 0 was "class0", the training data now names it "class1"/.test(e.message),
     );
+    // names now a prefix of those before: the first one gone is named, not a class -1
+    await assert.rejects(finetune(o, { train: renamed(train, ['class0', 'class1']), test: testData }, { log: () => {} }), (e: Error) =>
+      /class 2 was "class2", the training data now names it null \(of 2 classes\)/.test(e.message),
+    );
     assert.deepEqual(
       new CheckpointManager(join(dir, 'run')).list().map((c) => c.step),
       [3, 2],
