@@ -417,6 +417,11 @@ export function refuseUnusedOptions(o: PretrainOptions): void {
     o.similaritySource !== d('similaritySource') && !usesS,
     `${order}: only the similarity, semantic and multicenter orders use a similarity map`,
   );
+  unused(
+    'orderPrecision',
+    o.orderPrecision !== d('orderPrecision') && !usesS,
+    `${order}: it is the precision of the similarity pass, which only the similarity, semantic and multicenter orders run`,
+  );
   const centred = o.order === 'semantic' || o.order === 'multicenter';
   unused('orderLambda', o.orderLambda !== undefined && !centred, `${order}: λ is the noise of the semantic and multicenter orders`);
   unused('orderVariant', o.orderVariant !== d('orderVariant') && !centred, `${order}: it picks the centre of the semantic and multicenter orders`);

@@ -216,6 +216,8 @@ test('options that would have no effect are refused, saying why (they were ignor
       'similaritySource',
       /has no effect with --order stochastic/,
     ],
+    [() => commands.pretrain.parse(['--order', 'stochastic', '--order-precision', 'fp32']), 'orderPrecision', /has no effect with --order stochastic/],
+    [() => commands.pretrain.parse(['--order', 'raster', '--order-precision', 'fp32']), 'orderPrecision', /has no effect with --order raster/],
     [() => commands.pretrain.parse(['--no-blur', '--blur-kernel', '33']), 'blurKernel', /has no effect with --no-blur/],
     [() => commands.pretrain.parse(['--ema-decay', '0.5']), 'emaDecay', /has no effect without --ema/],
     [() => commands.pretrain.parse(['--ema-schedule', 'authors']), 'emaSchedule', /has no effect without --ema/],
@@ -244,6 +246,8 @@ test('options that would have no effect are refused, saying why (they were ignor
     ['--order', 'raster', '--similarity-source', 'online', '--order-variant', 'paper'],
     ['--order', 'multicenter', '--centers', '7', '--order-lambda', '0.5', '--similarity-tokens', 'gap'],
     ['--order', 'similarity', '--similarity-tokens', 'self'],
+    ['--order', 'semantic', '--order-precision', 'fp32'],
+    ['--order', 'raster', '--order-precision', 'same'],
     ['--ema', '--ema-decay', '0.5', '--ema-schedule', 'constant'],
     ['--ema-schedule', 'constant', '--no-blur', '--blur-kernel', '9'],
   ])
