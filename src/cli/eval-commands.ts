@@ -94,6 +94,11 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
         validateFinetune(o);
         // ignored without --ema, as pretrain refuses it (a decay given as the default cannot be told apart, and changes nothing)
         if (!o.ema && o.emaDecay !== FINETUNE_OPTIONS.emaDecay.default) throw new OptionError('emaDecay', 'has no effect without --ema');
+        // the batch mixing (timm's Mixup) runs only with --mixup or --cutmix on, and picks between them only with both
+        if (o.mixup === 0 && o.cutmix === 0 && o.mixupProb !== FINETUNE_OPTIONS.mixupProb.default)
+          throw new OptionError('mixupProb', 'has no effect with --mixup 0 and --cutmix 0: no batch is mixed');
+        if (!(o.mixup > 0 && o.cutmix > 0) && o.mixupSwitchProb !== FINETUNE_OPTIONS.mixupSwitchProb.default)
+          throw new OptionError('mixupSwitchProb', 'has no effect unless both --mixup and --cutmix are above 0: it picks cutmix rather than mixup for a batch');
       },
       preflight: (o) => {
         checkDataPath(o, ['train', 'test']);

@@ -423,6 +423,27 @@ test('finetune --ema-decay without --ema is refused (it was ignored silently), a
   assert.ok(commands.finetune.parse(['--checkpoint', 'enc.safetensors', '--ema-decay', '0.9999']));
 });
 
+test('finetune --mixup-prob without mixing and --mixup-switch-prob without both kinds are refused (they were ignored silently)', () => {
+  const enc = ['--checkpoint', 'enc.safetensors'];
+  for (const [argv, key, message] of [
+    [['--mixup', '0', '--cutmix', '0', '--mixup-prob', '0.5'], 'mixupProb', /has no effect with --mixup 0 and --cutmix 0/],
+    [['--mixup', '0', '--mixup-switch-prob', '0.2'], 'mixupSwitchProb', /has no effect unless both --mixup and --cutmix are above 0/],
+    [['--cutmix', '0', '--mixup-switch-prob', '0.2'], 'mixupSwitchProb', /has no effect unless both --mixup and --cutmix are above 0/],
+  ] as const)
+    assert.throws(
+      () => commands.finetune.parse([...enc, ...argv]),
+      (e: unknown) => e instanceof OptionError && e.key === key && message.test(e.message),
+      argv.join(' '),
+    );
+  // where they apply, or at their defaults, they pass
+  for (const argv of [
+    ['--mixup-prob', '0.5', '--mixup-switch-prob', '0.2'],
+    ['--mixup', '0', '--mixup-prob', '0.5'],
+    ['--mixup', '0', '--cutmix', '0', '--mixup-prob', '1', '--mixup-switch-prob', '0.5'],
+  ])
+    assert.ok(commands.finetune.parse([...enc, ...argv]), argv.join(' '));
+});
+
 test("segprobe --momentum with --optimizer adamw (the default) is refused (it was ignored silently: AdamW's betas are fixed)", () => {
   for (const argv of [
     ['--checkpoint', 'enc.safetensors', '--momentum', '0.5'],
