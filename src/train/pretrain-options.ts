@@ -395,7 +395,7 @@ export function validatePretrain(o: PretrainOptions): void {
 const S_ORDERS = new Set(['similarity', 'semantic', 'multicenter']);
 
 /**
- * `semaim pretrain`'s refusal of order, target and EMA options that the chosen ones never read (they were
+ * `semaim pretrain`'s refusal of order, target, EMA and data options that the chosen ones never read (they were
  * ignored silently, where --teacher with pixel targets was refused). Options with a default count as
  * given when they differ from it (or from what their 'auto' gives). Not in validatePretrain: ablate and object-start share one set of
  * options among runs of several orders.
@@ -431,6 +431,9 @@ export function refuseUnusedOptions(o: PretrainOptions): void {
   const notBlurred = o.target === 'pixels' ? 'with --no-blur' : `with --target ${o.target}`;
   for (const key of ['blurKernel', 'blurSigma'] as const) unused(key, o[key] !== d(key) && !blurred, notBlurred);
   for (const key of ['emaDecay', 'emaSchedule'] as const) unused(key, o[key] !== d(key) && !o.ema, 'without --ema');
+  const data = `with --dataset ${o.dataset}`;
+  unused('syntheticSize', o.syntheticSize !== d('syntheticSize') && o.dataset !== 'synthetic', `${data}: it is the number of synthetic images`);
+  unused('shuffleBuffer', o.shuffleBuffer !== d('shuffleBuffer') && o.dataset !== 'shards', `${data}: it is the tar shards' shuffle buffer`);
 }
 
 /** The synthetic set's sizes are known before any work: refuse what its loader would refuse later. */

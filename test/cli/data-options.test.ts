@@ -218,6 +218,12 @@ test('options that would have no effect are refused, saying why (they were ignor
     ],
     [() => commands.pretrain.parse(['--order', 'stochastic', '--order-precision', 'fp32']), 'orderPrecision', /has no effect with --order stochastic/],
     [() => commands.pretrain.parse(['--order', 'raster', '--order-precision', 'fp32']), 'orderPrecision', /has no effect with --order raster/],
+    [
+      () => commands.pretrain.parse(['--dataset', 'folder', '--data-path', '/tmp', '--synthetic-size', '77']),
+      'syntheticSize',
+      /has no effect with --dataset folder/,
+    ],
+    [() => commands.pretrain.parse(['--shuffle-buffer', '10']), 'shuffleBuffer', /has no effect with --dataset synthetic: it is the tar shards'/],
     [() => commands.pretrain.parse(['--no-blur', '--blur-kernel', '33']), 'blurKernel', /has no effect with --no-blur/],
     [() => commands.pretrain.parse(['--ema-decay', '0.5']), 'emaDecay', /has no effect without --ema/],
     [() => commands.pretrain.parse(['--ema-schedule', 'authors']), 'emaSchedule', /has no effect without --ema/],
@@ -248,6 +254,8 @@ test('options that would have no effect are refused, saying why (they were ignor
     ['--order', 'similarity', '--similarity-tokens', 'self'],
     ['--order', 'semantic', '--order-precision', 'fp32'],
     ['--order', 'raster', '--order-precision', 'same'],
+    ['--synthetic-size', '77', '--shuffle-buffer', '1000'],
+    ['--dataset', 'folder', '--data-path', '/tmp', '--synthetic-size', '5000'],
     ['--ema', '--ema-decay', '0.5', '--ema-schedule', 'constant'],
     ['--ema-schedule', 'constant', '--no-blur', '--blur-kernel', '9'],
   ])
