@@ -273,7 +273,8 @@ export class VisionTransformer extends Module {
 
   /**
    * MAE / authors' initialisation; call once after construction. With a seed the weights come from a
-   * generator of their own seeded with it (the ones `torch.manualSeed(seed)` then `initWeights()` give)
+   * generator of their own seeded with it (the ones `torch.manualSeed(seed)` then `initWeights()` give a model
+   * already built; seeding before `new`, as pretrain does, gives others: the constructor draws first)
    * and the global generators are left as they were; without one they come from the global generator.
    */
   initWeights(generatorSeed?: number): this {
