@@ -258,7 +258,7 @@ async function main(): Promise<void> {
     for (const w of workerCounts) {
       const { ours, tv } = res[w];
       const scaleOurs = w > base ? ` (${(ours.rate / res[base].ours.rate).toFixed(2)}× ${per})` : '';
-      const scaleTv = w > base && Number.isFinite(tv.rate) ? ` (${(tv.rate / res[base].tv.rate).toFixed(2)}×)` : '';
+      const scaleTv = w > base && Number.isFinite(tv.rate / res[base].tv.rate) ? ` (${(tv.rate / res[base].tv.rate).toFixed(2)}×)` : ''; // (not when either torchvision run failed)
       rows.push(
         `| ${s.name} | ${w} | ${fmt(ours.rate)}${scaleOurs} | ${fmt(tv.rate)}${scaleTv} | ${times(ours.rate, tv.rate)} | ${ours.cores.toFixed(2)} / ${cores(tv.cores)} | ${fmt(ours.rate / ours.cores)} / ${fmt(tv.rate / tv.cores)} |`,
       );
