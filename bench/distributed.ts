@@ -17,8 +17,8 @@
 //          --write-docs (replace this benchmark's section of docs/BENCHMARKS.md).
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { cpuModel, writeBenchmarksSection } from './docs-section';
-import { spawn } from 'node:child_process';
+import { causeOf, cpuModel, writeBenchmarksSection } from './docs-section';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { freePort } from '../src/dist';
 import { exitUnlessCount } from './count-arg';
 
@@ -131,11 +131,17 @@ async function runOnce(r: Run): Promise<Result[]> {
   const [cmd, args] = commandOf(r);
   const port = await freePort();
   const env = { ...process.env, OMP_NUM_THREADS: String(threads) };
+  const children: ChildProcess[] = [];
   const outs = await Promise.all(
     Array.from(
       { length: r.procs },
       (_, rank) =>
         new Promise<Result>((resolve, reject) => {
+          // a rank that failed leaves the others waiting in a collective until Gloo's timeout: stop them
+          const fail = (e: Error) => {
+            for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+            reject(e);
+          };
           const child = spawn(cmd, args, {
             stdio: ['ignore', 'pipe', 'pipe'],
             env:
@@ -151,6 +157,8 @@ async function runOnce(r: Run): Promise<Result[]> {
                   }
                 : env,
           });
+          children.push(child);
+          child.on('error', (e) => fail(new Error(`${r.label}, rank ${rank}: ${cmd}: ${e.message}`)));
           let out = '';
           let err = '';
           child.stdout.setEncoding('utf8').on('data', (c: string) => {
@@ -160,7 +168,7 @@ async function runOnce(r: Run): Promise<Result[]> {
             err += c;
           });
           child.on('close', (code) => {
-            if (code !== 0) reject(new Error(`${r.label}, rank ${rank}: exit ${code}\n${err}`));
+            if (code !== 0) fail(new Error(`${r.label}, rank ${rank}: exit ${code}\n${err}`));
             else resolve(JSON.parse(out.trim().split('\n').pop() as string) as Result);
           });
         }),
@@ -197,7 +205,7 @@ function summarise(rs: Result[][]): Summary {
   };
 }
 
-function report(s: Partial<Record<RunKey, Summary>>, started: Date, loads: number[][]): string {
+function report(s: Partial<Record<RunKey, Summary>>, started: Date, loads: number[][], failed: Partial<Record<RunKey, string>>): string {
   const args = process.argv.slice(2).filter((a) => a !== '--write-docs');
   const ts = s['ts-1']?.res;
   const py = s['torch-1']?.res;
@@ -238,6 +246,7 @@ function report(s: Partial<Record<RunKey, Summary>>, started: Date, loads: numbe
   const rel = (k: RunKey, b: RunKey): number => overhead(k, b) / (s[b]?.ms ?? NaN);
   const torchOver = overhead('torch-2', 'torch-1');
   const notes: string[] = [''];
+  for (const r of RUNS) if (failed[r.key]) notes.push(`- **${r.label}, ${r.procs} process${r.procs > 1 ? 'es' : ''}: failed** — ${failed[r.key]}`);
   for (const k of ['ts-2-overlap', 'ts-2-after'] as const) {
     if (!s[k] || !s['torch-2']) continue;
     const o = overhead(k, 'ts-1');
@@ -283,23 +292,35 @@ async function main(): Promise<void> {
   const started = new Date();
   const loads = [os.loadavg()];
   const results: Partial<Record<RunKey, Result[][]>> = {};
+  const failed: Partial<Record<RunKey, string>> = {};
   for (let round = 0; round < rounds; round++) {
     const order = round % 2 === 0 ? RUNS : [...RUNS].reverse();
     for (const r of order) {
+      if (failed[r.key]) continue;
       const [cmd, args] = commandOf(r);
       process.stderr.write(
         `round ${round + 1}/${rounds}: ${r.label}, ${r.procs} process(es): ${path.basename(cmd)} ${args.map((a) => path.basename(a)).join(' ')}\n`,
       );
-      const res = await runOnce(r);
+      let res: Result[];
+      try {
+        res = await runOnce(r);
+      } catch (e) {
+        // one side failing (no PyTorch, a crash) must not cost the other sides' numbers: listed as failed
+        failed[r.key] = causeOf(e);
+        delete results[r.key];
+        process.stderr.write(`  FAILED: ${(e as Error).message.trim()}\n`);
+        continue;
+      }
       (results[r.key] ??= []).push(res);
       process.stderr.write(`  ${f0(res[0].msPerStep)} ms/step${r.procs > 1 ? `, no sync ${f0(res[0].nosyncMsPerStep)} ms/step` : ''}\n`);
     }
   }
   loads.push(os.loadavg());
   const summaries = Object.fromEntries(Object.entries(results).map(([k, v]) => [k, summarise(v as Result[][])])) as Partial<Record<RunKey, Summary>>;
-  const out = report(summaries, started, loads);
+  const out = report(summaries, started, loads, failed);
   console.log(`\n${out}`);
   if (flag('write-docs')) writeBenchmarksSection(TITLE, out);
+  if (Object.keys(failed).length) process.exitCode = 1; // (the table holds what the others measured)
 }
 
 main().catch((e) => {

@@ -22,3 +22,18 @@ test('bench:distributed: a count that is not a whole number in range is refused 
     assert.equal(r.stdout, '');
   }
 });
+
+test('bench:distributed: a side that fails is listed as failed, and the table keeps what the other sides measured (exit 1)', () => {
+  // Before: the first failing run (here: no Python for the PyTorch sides) ended the benchmark without a table.
+  const r = spawnSync(process.execPath, [SCRIPT, '--steps', '1', '--nosync-steps', '1', '--warmup', '0', '--batch', '2'], {
+    encoding: 'utf8',
+    timeout: 300_000,
+    killSignal: 'SIGKILL',
+    env: { ...process.env, SEMAIM_PYTHON: '/nonexistent/python3' },
+  });
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stdout, /^\| TypeScript \| 1 \| – \| \d+ \|/m);
+  assert.match(r.stdout, /^\| TypeScript, DDP overlap \(c10d Reducer, hooks\) \| 2 \| during backward/m);
+  assert.match(r.stdout, /^- \*\*PyTorch DistributedDataParallel, 2 processes: failed\*\* — .*ENOENT/m);
+  assert.doesNotMatch(r.stdout, /^\| PyTorch/m);
+});
