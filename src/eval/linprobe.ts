@@ -103,10 +103,20 @@ export function makeProbeOptimizer(probe: LinearProbe, o: LinprobeOptions, lr: n
   return (o.optimizer ?? 'sgd') === 'lars' ? new LARS(params, { lr, weightDecay: wd, momentum }) : new SGD(params, { lr, weightDecay: wd, momentum });
 }
 
+/**
+ * Refuses a feature set whose labels are more or fewer than its feature rows: extra labels were dropped
+ * silently (the probe trained and scored on the first rows' labels), too few failed deep in libtorch.
+ */
+function checkLabelCount(name: string, set: FeatureSet): void {
+  const rows = set.features.shape[0];
+  if (set.labels.length !== rows) throw new Error(`linprobe: the ${name} features have ${rows} rows, their labels ${set.labels.length}`);
+}
+
 /** Logits of the probe (eval mode) for every feature row, tallied against labels. */
 export function evaluateProbe(probe: LinearProbe, test: FeatureSet, numClasses: number, chunk = 1024): Accuracy {
   // (a chunk of 0 never advanced past the first row: the call never returned)
   if (!(Number.isInteger(chunk) && chunk > 0)) throw new RangeError(`evaluateProbe: chunk must be a positive integer, got ${chunk}`);
+  checkLabelCount('test', test);
   const wasTraining = probe.training;
   probe.eval();
   const tally = new AccuracyTally(numClasses);
@@ -172,6 +182,8 @@ async function probeOnFeatures(train: FeatureSet, test: FeatureSet, numClasses: 
   const n = setSize(train);
   const D = train.features.shape[1];
   if (test.features.shape[1] !== D) throw new Error(`linprobe: train features have width ${D}, test features ${test.features.shape[1]}`);
+  checkLabelCount('training', train);
+  checkLabelCount('test', test);
   // (a split with one readable image reaches here from runLinprobe: the data's fault, as an empty split's)
   if (n < 2) throw new DataError(`linprobe: need at least 2 training features (images), got ${n}`);
   checkLabels('linprobe', 'training', train.labels, numClasses);
@@ -288,6 +300,7 @@ async function probeOnline(
   // (the test set is scored only after the last epoch: refused now, as probeOnFeatures does)
   const D = encoder.cfg.embedDim;
   if (test.features.shape[1] !== D) throw new Error(`linprobe: the encoder's features have width ${D}, test features ${test.features.shape[1]}`);
+  checkLabelCount('test', test);
   checkLabels('linprobe', 'test', test.labels, numClasses);
   const device = encoder.cls_token.device;
   const seed = o.seed ?? 0;

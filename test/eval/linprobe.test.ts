@@ -179,6 +179,31 @@ test('labels outside the classes are refused before any step, naming the first (
   }
 });
 
+test('feature sets whose labels are more or fewer than their rows are refused before any step, naming the split (as knnClassify does)', async () => {
+  // (before: extra labels were dropped silently, the probe trained and scored on the first rows' labels;
+  // fewer training labels failed mid-training with libtorch's "index out of range in self")
+  const train = separable(16, 2, 4, 1);
+  const testSet = separable(8, 2, 4, 2);
+  const o = { epochs: 1, batchSize: 8, blr: 0.1, label: null };
+  const relabel = (s: FeatureSet, n: number): FeatureSet => ({ features: s.features, labels: Int32Array.from({ length: n }, (_, i) => i % 2) });
+  try {
+    const start = torch.memoryStats().liveTensors;
+    for (const n of [18, 12])
+      await assert.rejects(linprobeOnFeatures(relabel(train, n), testSet, 2, o), {
+        message: `linprobe: the training features have 16 rows, their labels ${n}`,
+      });
+    for (const n of [9, 5])
+      await assert.rejects(linprobeOnFeatures(train, relabel(testSet, n), 2, o), { message: `linprobe: the test features have 8 rows, their labels ${n}` });
+    const probe = new LinearProbe(4, 2);
+    assert.throws(() => evaluateProbe(probe, relabel(testSet, 9), 2), { message: 'linprobe: the test features have 8 rows, their labels 9' });
+    probe.dispose();
+    assert.equal(torch.memoryStats().liveTensors, start, 'nothing allocated');
+  } finally {
+    train.features.dispose();
+    testSet.features.dispose();
+  }
+});
+
 test('the online probe refuses test labels outside the classes and test features of another width before training, as the cached probe does', async () => {
   // (before: it trained every epoch, then tallied label 3 of 3 classes as a fourth class, perClassCount [.., NaN],
   // or failed in libtorch at the end on features of the wrong width)
