@@ -52,7 +52,9 @@ export class AccuracyTally {
       torch.scope(() => {
         const y = torch.tensor(labels, { dtype: 'int64', device: 'cpu' }).unsqueeze(1);
         const known = y.clamp(0, C - 1); // (a label outside the classes is no hit)
-        const rank = labelRanks(scores.detach().float().cpu(), known).squeeze(1);
+        // float64 stays float64 (rounded to float32, close scores tied and the lower class won); lower precisions are exact in float32
+        const s = scores.detach();
+        const rank = labelRanks((s.dtype === 'float64' ? s : s.float()).cpu(), known).squeeze(1);
         const valid = known.eq(y).squeeze(1);
         const hit = (r: Tensor): Uint8Array => r.logicalAnd(valid).to({ dtype: 'uint8' }).data() as Uint8Array;
         return [hit(rank.eq(0)), hit(rank.lt(k))];

@@ -89,3 +89,16 @@ test('tallies summed through counts() and fromCounts() give the accuracy of all 
   assert.ok(Number.isNaN(none.top1) && Number.isNaN(none.top5), 'no rows: no accuracy, not 0');
   assert.deepEqual([none.n, none.perClass], [0, [null, null, null]]);
 });
+
+test('float64 scores are ranked in float64: a class ahead by less than float32 resolves is still the top-1 (rounded to float32 it tied, and the lower class won)', () => {
+  // (a float64 classifier, as fine-tuning's float64 path builds, had its logits cast to float32 before the ranking)
+  const scores = () => torch.tensor(Float64Array.from([1, 1 + 1e-12, 0.5, 0.25, 0.5, 0.5 - 1e-12]), { shape: [2, 3], dtype: 'float64' });
+  const want = torch.scope(() => scores().argmax(1).to({ dtype: 'int32' }).data() as Int32Array);
+  assert.deepEqual([...want], [1, 1]);
+  const t = new AccuracyTally(3);
+  const hits = torch.scope(() => t.hits(scores(), Int32Array.from([1, 1])));
+  assert.deepEqual([...hits.top1], [1, 1]);
+  // lower precisions are ranked exactly as before (their float32 values are exact)
+  const half = torch.scope(() => t.hits(scores().to({ dtype: 'float16' }), Int32Array.from([1, 1])));
+  assert.deepEqual([...half.top1], [0, 1], 'float16: 1 and 1 + 1e-12 tie (class 0 first); 0.5 and 0.5 − 1e-12 tie (class 1 first)');
+});
