@@ -176,7 +176,11 @@ export class Mixup {
 
   /** Mixes images [B, C, H, W] and builds soft targets from int64 labels [B] (float64 for float64 images, float32 otherwise). */
   apply(images: Tensor, labels: Tensor): MixedBatch {
-    const [, , H, W] = images.shape;
+    const [B, , H, W] = images.shape;
+    // (before any draw) one label per image: one label was broadcast over the batch by the loss, and more
+    // labels than images gave targets whose flipped partners were not the images' partners
+    if (labels.ndim !== 1) throw new RangeError(`Mixup: labels must be [${B}], got [${labels.shape.join(', ')}]`);
+    if (labels.shape[0] !== B) throw new RangeError(`Mixup: ${labels.shape[0]} labels for a batch of ${B} images`);
     const p = this.params(H, W);
     return torch.scope(() => {
       let mixed = images;

@@ -158,3 +158,19 @@ test("Mixup's defaults are timm's (switch prob 0.5, label smoothing 0.1, prob 1,
   assert.throws(() => new Mixup({ numClasses: 1, mixupAlpha: 0.8, cutmixAlpha: 1.0 }, gen), /numClasses must be an integer > 1, got 1/);
   for (const prob of [1.5, -0.1]) assert.throws(() => new Mixup({ numClasses: 4, mixupAlpha: 0.8, cutmixAlpha: 1.0, prob }, gen), /prob must be in \[0, 1\]/);
 });
+
+test('Mixup.apply refuses labels that are not one per image, before drawing: the targets would pair other images than the mixing did', () => {
+  // (before: one label was broadcast over the batch by the loss, silently; six labels for four images gave six
+  // targets, each mixed with another flipped partner than its image)
+  const gen = new torch.Generator(5);
+  const mix = new Mixup({ numClasses: 3, mixupAlpha: 0.8, cutmixAlpha: 1.0 }, gen);
+  torch.scope(() => {
+    const x = torch.randn([4, 3, 4, 4]);
+    for (const n of [1, 6])
+      assert.throws(() => mix.apply(x, torch.zeros([n], { dtype: 'int64' })), { name: 'RangeError', message: `Mixup: ${n} labels for a batch of 4 images` });
+    assert.throws(() => mix.apply(x, torch.zeros([4, 1], { dtype: 'int64' })), { name: 'RangeError', message: 'Mixup: labels must be [4], got [4, 1]' });
+    // nothing was drawn: the next batch mixes as a fresh Mixup's first
+    const fresh = new Mixup({ numClasses: 3, mixupAlpha: 0.8, cutmixAlpha: 1.0 }, new torch.Generator(5));
+    assert.deepEqual(mix.params(4, 4), fresh.params(4, 4));
+  });
+});
