@@ -112,7 +112,7 @@ function checkLabelCount(name: string, set: FeatureSet): void {
   if (set.labels.length !== rows) throw new Error(`linprobe: the ${name} features have ${rows} rows, their labels ${set.labels.length}`);
 }
 
-/** Logits of the probe (eval mode) for every feature row, tallied against labels. */
+/** Logits of the probe (eval mode) for every feature row (any float dtype, taken as float32), tallied against labels. */
 export function evaluateProbe(probe: LinearProbe, test: FeatureSet, numClasses: number, chunk = 1024): Accuracy {
   // (a chunk of 0 never advanced past the first row: the call never returned)
   if (!(Number.isInteger(chunk) && chunk > 0)) throw new RangeError(`evaluateProbe: chunk must be a positive integer, got ${chunk}`);
@@ -124,7 +124,7 @@ export function evaluateProbe(probe: LinearProbe, test: FeatureSet, numClasses: 
   try {
     for (let s = 0; s < n; s += chunk) {
       const len = Math.min(chunk, n - s);
-      torch.noGrad(() => torch.scope(() => tally.add(probe.forward(test.features.narrow(0, s, len)), test.labels.subarray(s, s + len))));
+      torch.noGrad(() => torch.scope(() => tally.add(probe.forward(test.features.narrow(0, s, len).float()), test.labels.subarray(s, s + len))));
     }
   } finally {
     probe.train(wasTraining);
@@ -170,7 +170,7 @@ async function trainProbe(
   return { accuracy, lr, batchSize: batch, history, probe };
 }
 
-/** The fast path: trains on features extracted once (shuffled per epoch by a seeded permutation). */
+/** The fast path: trains on features extracted once (shuffled per epoch by a seeded permutation); features of another float dtype are taken as float32, batch by batch. */
 export async function linprobeOnFeatures(train: FeatureSet, test: FeatureSet, numClasses: number, o: LinprobeOptions): Promise<LinprobeResult> {
   // it seeds the global generator for the head's init: the caller's stream is given back after
   return keepCallerRng(() => probeOnFeatures(train, test, numClasses, o));
@@ -208,7 +208,7 @@ async function probeOnFeatures(train: FeatureSet, test: FeatureSet, numClasses: 
         yield torch.scope(() => {
           if (group) return assembleBatch(group, train.features, labelsAll, rowOf!, order!.subarray(i * B, (i + 1) * B));
           const idx = onDevice!.narrow(0, i * B, B);
-          return { features: train.features.indexSelect(0, idx), labels: labelsAll.indexSelect(0, idx) };
+          return { features: train.features.indexSelect(0, idx).float(), labels: labelsAll.indexSelect(0, idx) };
         });
       }
     } finally {
@@ -250,7 +250,7 @@ function assembleBatch(group: ProcessGroup, features: Tensor, labels: Tensor, ro
   const device = features.device;
   const at = torch.tensor(Int32Array.from(slots), { dtype: 'int64', device });
   const from = torch.tensor(Int32Array.from(rows), { dtype: 'int64', device });
-  const x = torch.zeros([batch.length, features.shape[1]], { device }).indexPut([at], features.indexSelect(0, from));
+  const x = torch.zeros([batch.length, features.shape[1]], { device }).indexPut([at], features.indexSelect(0, from).float());
   const y = torch.zeros([batch.length], { dtype: 'int64', device }).indexPut([at], labels.indexSelect(0, from));
   const works = [group.startAllReduce(x), group.startAllReduce(y)];
   for (const w of works) w.wait();

@@ -204,6 +204,34 @@ test('feature sets whose labels are more or fewer than their rows are refused be
   }
 });
 
+test('features of another dtype (float16, bfloat16, float64) train the probe that their float32 values train, as knnClassify takes them', async () => {
+  // (before: the first step failed in libtorch: "batch_norm" not implemented for 'Half', mat1 and mat2 must have the
+  // same dtype, mixed dtype (CPU): expect input to have scalar type of BFloat16)
+  const train = separable(32, 2, 4, 1);
+  const testSet = separable(16, 2, 4, 2);
+  const o = { epochs: 2, batchSize: 8, blr: 1, seed: 3, label: null };
+  try {
+    for (const dtype of ['float16', 'bfloat16', 'float64'] as const) {
+      // the set in `dtype`, or its values in float32
+      const as = (s: FeatureSet, f32: boolean): FeatureSet => {
+        const t = s.features.to({ dtype });
+        return { features: f32 ? t.float() : t, labels: s.labels };
+      };
+      const want = await linprobeOnFeatures(as(train, true), as(testSet, true), 2, o);
+      const got = await linprobeOnFeatures(as(train, false), as(testSet, false), 2, o);
+      assert.deepEqual(got.history, want.history, dtype);
+      assert.deepEqual(got.accuracy, want.accuracy, dtype);
+      assert.deepEqual(got.probe.linear.weight.toFloat64Array(), want.probe.linear.weight.toFloat64Array(), dtype);
+      assert.deepEqual(evaluateProbe(got.probe, as(testSet, false), 2), want.accuracy, `${dtype}: evaluateProbe`);
+      got.probe.dispose();
+      want.probe.dispose();
+    }
+  } finally {
+    train.features.dispose();
+    testSet.features.dispose();
+  }
+});
+
 test('the online probe refuses test labels outside the classes and test features of another width before training, as the cached probe does', async () => {
   // (before: it trained every epoch, then tallied label 3 of 3 classes as a fourth class, perClassCount [.., NaN],
   // or failed in libtorch at the end on features of the wrong width)
