@@ -97,7 +97,8 @@ export async function evaluateClassifier(
       checkLabelledBatch(b, { chans: model.cfg.inChans ?? 3, size: model.cfg.imgSize }, model.cfg.numClasses);
       const hits = torch.noGrad(() =>
         torch.scope(() => {
-          const images = torch.tensor(b.images, { shape: b.shape, device });
+          // in the model's dtype, as finetuneStep feeds them: float32, or float64 for a float64 model
+          const images = torch.tensor(b.images, { shape: b.shape, device, dtype: model.cls_token.dtype });
           const logits = withPrecision(o.precision ?? 'fp32', device, () => model.forward(images));
           return tally.hits(logits, b.labels);
         }),

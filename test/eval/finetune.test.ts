@@ -569,6 +569,27 @@ test('evaluateClassifier refuses data that gives fewer or more images than its s
   }
 });
 
+test("evaluateClassifier feeds the images in the model's dtype, as finetuneStep does: a float64 classifier is scored, as its float32 copy is", async () => {
+  // (before: a float64 model, which finetuneStep trains, failed in its patch embedding: "Input type (float) and bias type (double) should be the same")
+  const { evaluateClassifier } = await import('../../src/eval/finetune');
+  const data = toyImages(9, 3, 8, 2);
+  torch.manualSeed(4);
+  const model = new ViTClassifier({ ...TINY, numClasses: 3, pool: 'avg' }).initWeights();
+  torch.noGrad(() => model.head.weight.normal_(0, 1)); // (logits that differ between images)
+  const wide = new ViTClassifier({ ...TINY, numClasses: 3, pool: 'avg' });
+  try {
+    wide.loadStateDict(model.stateDict());
+    wide.to({ dtype: 'float64' });
+    const want = await evaluateClassifier(model, data, { batchSize: 4, label: null });
+    const got = await evaluateClassifier(wide, data, { batchSize: 4, label: null });
+    assert.equal(got.n, 9);
+    assert.deepEqual(got, want);
+  } finally {
+    model.dispose();
+    wide.dispose();
+  }
+});
+
 test('fine-tuning evaluates every --eval-every epochs and keeps the most accurate checkpoint as best/', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-ft-best-'));
   try {
