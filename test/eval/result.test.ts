@@ -169,6 +169,8 @@ test('Markdown tables keep their shape whatever the cells hold (class names with
   const { markdownTable } = await import('../../src/eval/result');
   const t = markdownTable(['class', 'cat|dog', 'line\nbreak'], [['top-1 %', '50.0', '25.0']]);
   assert.equal(t, '| class | cat\\|dog | line break |\n| --- | --- | --- |\n| top-1 % | 50.0 | 25.0 |\n');
+  // a backslash before the '|' escaped the escape: 'a\\|b' split into two columns; backslashes are escaped too
+  assert.equal(markdownTable(['x', 'a\\|b'], []), '| x | a\\\\\\|b |\n| --- | --- |\n');
 });
 
 test("knn and linprobe of a run folder whose checkpoint the run prunes between resolving and loading it read the run's newest checkpoint and record it", async () => {
