@@ -42,7 +42,7 @@ export interface ImageMaps {
   similarity: Float32Array;
   /** Per-patch loss under `lossOrder`, [N]. */
   patchLoss: Float32Array;
-  /** Reconstruction from the predictions (pixel targets only). */
+  /** Reconstruction from the predictions (pixel targets of an RGB model only; null otherwise). */
   recon: RgbImage | null;
 }
 
@@ -200,7 +200,9 @@ export function computeMaps(model: SemAIM, images: Float32Array, opts: MapOption
           const fwd = model.forward(x, orderTensors.get(lossOrder)!, { outputs: 'all' });
           const patchLoss = rows(fwd.patchLoss);
           let recon: RgbImage[] | null = null;
-          if (model.config.target.type === 'pixels') {
+          // an RGB picture: a 1-channel model's images were read 3 channels at a time (past the batch's end,
+          // a RangeError), a 4-channel one's first 3 channels shown as RGB
+          if (model.config.target.type === 'pixels' && C === 3) {
             const r = reconstruct(model, x, fwd.pred!).float().cpu().toFloat32Array();
             recon = Array.from({ length: B }, (_, b) => denormalizeImage(r, imgSize, b * per));
           }

@@ -301,6 +301,24 @@ test("computeMaps: the reconstruction is the prediction with each patch's normal
   }
 });
 
+test('computeMaps of a model that is not RGB: every map, and no reconstruction (a 1-channel one failed in denormalizeImage, a 4-channel one drew its first 3 channels as ImageNet RGB)', () => {
+  for (const inChans of [1, 4]) {
+    const model = new SemAIM(makeConfig('vit_tiny', { ...tinyConfig(), inChans })).initWeights(1);
+    try {
+      const images = new Float32Array(2 * inChans * 16 * 16).map((_, i) => Math.sin(i));
+      const maps = computeMaps(model, images, { orders: ['raster', 'semantic'], lossOrder: 'raster' });
+      assert.equal(maps.length, 2);
+      for (const m of maps) {
+        assert.equal(m.recon, null, `${inChans} channels: no RGB picture to reconstruct`);
+        assert.equal(m.attention.length, 16);
+        assert.equal(m.patchLoss.length, 16);
+      }
+    } finally {
+      model.dispose();
+    }
+  }
+});
+
 test('computeMaps and firstPatches: a model whose S comes from its EMA encoder needs that encoder; without it S is refused, not drawn from the online model', () => {
   const model = new SemAIM(makeConfig('vit_tiny', { ...tinyConfig(), order: { type: 'semantic', source: 'ema', filter: true, lambda: 0.01 } })).initWeights(1);
   const ema = new VisionTransformer(model.config).initWeights(2);
