@@ -126,6 +126,16 @@ test('brace patterns expand like the shell: zero-padded ranges, lists, nesting; 
   assert.throws(() => resolveShardPaths(join(shards, 'shard-{000000..000009}.tar')), /5 shard file\(s\) .* do not exist/);
 });
 
+test('a range bound with a leading zero pads to the longer bound, as bash and braceexpand do, whatever the widths', () => {
+  // (the bounds' widths had to be equal: {1..010} and {000000..12} gave unpadded names, so no shard of the set was found)
+  assert.deepEqual(expandBraces('s-{8..010}.tar'), ['s-008.tar', 's-009.tar', 's-010.tar']);
+  assert.deepEqual(expandBraces('s-{000000..2}.tar'), ['s-000000.tar', 's-000001.tar', 's-000002.tar']);
+  assert.deepEqual(expandBraces('{-01..1}'), ['-01', '000', '001']);
+  assert.deepEqual(expandBraces('{3..-002}'), ['0003', '0002', '0001', '0000', '-001', '-002']);
+  assert.deepEqual(expandBraces('{0..10}').slice(9), ['9', '10'], "'0' alone is no leading zero");
+  assert.deepEqual(expandBraces('{00..2}'), ['00', '01', '02']);
+});
+
 test('the packer round-trips: every image bytes-equal with its label, index.json with classes and counts', async () => {
   const ds = imageFolder(folder);
   const index = readIndexFile(join(shards, 'index.json'))!;

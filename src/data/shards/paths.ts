@@ -48,11 +48,15 @@ function braceAlternatives(body: string, whole: string): string[] {
     const [a, b] = [range[1], range[2]];
     const from = Number(a);
     const to = Number(b);
-    const width = a.length === b.length && (a.startsWith('0') || b.startsWith('0')) ? a.length : 0;
+    // as bash and webdataset's braceexpand: a bound written with a leading zero ('007', '-01'; not '0' alone) pads every
+    // name to the longer bound's width, sign included ({1..010}: 001 ... 010; {-01..1}: -01 000 001)
+    const leadingZero = (t: string) => /^-?0\d/.test(t);
+    const width = leadingZero(a) || leadingZero(b) ? Math.max(a.length, b.length) : 0;
+    const format = (v: number) => (v < 0 ? `-${String(-v).padStart(width - 1, '0')}` : String(v).padStart(width, '0'));
     if (Math.abs(to - from) >= MAX_EXPANSION) throw new Error(`shard pattern '${whole}': range {${body}} is too large`);
     const step = from <= to ? 1 : -1;
     const out: string[] = [];
-    for (let v = from; v !== to + step; v += step) out.push(width ? String(v).padStart(width, '0') : String(v));
+    for (let v = from; v !== to + step; v += step) out.push(format(v));
     return out;
   }
   // top-level commas split alternatives; nested groups stay inside their alternative
