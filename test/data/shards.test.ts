@@ -46,6 +46,7 @@ import {
   replay,
   streamSegments,
   readIndexFile,
+  scanShards,
   MAX_IMAGE_BYTES,
   MAX_META_BYTES,
   imageMemberCap,
@@ -629,7 +630,7 @@ async function readShardAll(path: string): Promise<number> {
 }
 
 /** A ustar header of a regular file of `size` bytes. */
-function tarHeader(name: string, size: number, type = '0'): Buffer {
+function tarHeader(name: string, size: number, type = '0', magic = 'ustar\x0000'): Buffer {
   const h = Buffer.alloc(512);
   h.write(name, 0);
   h.write('0000644\0', 100);
@@ -638,7 +639,7 @@ function tarHeader(name: string, size: number, type = '0'): Buffer {
   h.write(size.toString(8).padStart(11, '0') + '\0', 124);
   h.write('00000000000\0', 136);
   h.write(type, 156);
-  h.write('ustar\x0000', 257);
+  h.write(magic, 257);
   h.fill(' ', 148, 156);
   const sum = h.reduce((a, b) => a + b, 0);
   h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148);
@@ -649,14 +650,14 @@ function tarHeader(name: string, size: number, type = '0'): Buffer {
  * Writes a tar by hand: a member given as a number declares that many bytes and leaves them a hole
  * (a sparse file: a huge member costs no disk). Returns where each member's data starts.
  */
-function writeTar(path: string, members: [string, Buffer | string | number, string?][]): number[] {
+function writeTar(path: string, members: [string, Buffer | string | number, string?][], magic?: string): number[] {
   mkdirSync(join(path, '..'), { recursive: true });
   const fd = openSync(path, 'w');
   const starts: number[] = [];
   let at = 0;
   for (const [name, data, type] of members) {
     const size = typeof data === 'number' ? data : Buffer.byteLength(data);
-    writeSync(fd, tarHeader(name, size, type), 0, 512, at);
+    writeSync(fd, tarHeader(name, size, type, magic), 0, 512, at);
     starts.push(at + 512);
     if (typeof data !== 'number') writeSync(fd, Buffer.from(data), 0, size, at + 512);
     at += 512 + Math.ceil(size / 512) * 512;
@@ -665,6 +666,34 @@ function writeTar(path: string, members: [string, Buffer | string | number, stri
   closeSync(fd);
   return starts;
 }
+
+test("a pre-POSIX (v7) tar, whose headers have no 'ustar' magic, is read as Python's tarfile and GNU tar read it", async () => {
+  // (tar-stream refuses a header without the magic unless told otherwise: the whole shard was taken for one that is not a tar)
+  const path = join(root, 'v7', 'shard-000000.tar');
+  writeTar(
+    path,
+    [
+      ['d.v1/', 0, '\0'], // v7 marks a folder by its trailing slash
+      ['d.v1/a.jpg', 'a'],
+      ['d.v1/a.cls', '3'],
+      ['b.png', 'b', '\0'], // a v7 regular file's type is NUL
+      ['b.json', '{"label": 4}'],
+    ],
+    '',
+  );
+  const got = [];
+  for await (const s of readShard(path)) got.push([s.key, s.image!.toString(), s.label]);
+  assert.deepEqual(got, [
+    ['d.v1/a', 'a', 3],
+    ['b', 'b', 4],
+  ]);
+  const [entry] = await scanShards([path]);
+  assert.deepEqual([entry.samples, entry.labelled, entry.error], [2, 2, undefined]);
+  // a file that is not a tar still fails its header checksum
+  const junk = join(root, 'v7', 'junk.tar');
+  writeFileSync(junk, Buffer.alloc(2048, 'x'));
+  assert.match((await scanShards([junk]))[0].error ?? '', /corrupt after 0 sample/);
+});
 
 test('maxReplacements counts unusable samples in a row as the DataLoader does: 2 gives up on the second unusable one, 3 takes the third', async () => {
   const dir = join(root, 'replacements');

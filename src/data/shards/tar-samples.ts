@@ -168,7 +168,10 @@ export async function* readShard(path: string, opts: ReadShardOptions = {}): Asy
   if (from >= to) return;
   // a FIFO or a device (a link to /dev/zero) named as a shard would block or never end: refused at the open
   const source = createReadStream(path, { fd: openRegularFile(path), highWaterMark: 1 << 20 });
-  const ex = extract();
+  // a pre-POSIX (v7) header has no 'ustar' magic: tar-stream refuses it unless told, where Python's tarfile (webdataset's
+  // reader) and GNU tar read it; its checksum is still checked, so a file that is not a tar is still refused
+  // (tar-stream's types leave the option out)
+  const ex = extract({ allowUnknownFormat: true } as Parameters<typeof extract>[0]);
   const fail = (e: Error) => ex.destroy(e);
   source.on('error', fail);
   let tar: NodeJS.ReadableStream = source;
