@@ -725,6 +725,47 @@ test('maxReplacements counts unusable samples in a row as the DataLoader does: 2
   }
 });
 
+test("a worker whose whole piece is unusable (a shard without labels as its piece) takes stand-ins from the epoch's other shards, as the docs promise, instead of stopping the run", async () => {
+  // (with no good sample behind or ahead in its own piece the worker threw 'no usable sample to replace': one bad shard stopped the run)
+  const dir = join(root, 'unusable-piece');
+  const img = await encode(picture(12, 10, 1), 12, 10, 3, 'jpeg');
+  writeTar(join(dir, 'shard-000000.tar'), [
+    ['u0.jpg', img],
+    ['u1.jpg', img],
+    ['u1.txt', 'a label semaim does not read'],
+  ]);
+  writeTar(join(dir, 'shard-000001.tar'), [
+    ['g2.jpg', img],
+    ['g2.cls', '1'],
+    ['g3.jpg', img],
+    ['g3.cls', '2'],
+  ]);
+  const ds = shardDataset(dir, { onWarning: () => {} });
+  const opts = { batchSize: 1, transforms: tf, shuffle: false, dropLast: true, onWarning: () => {} };
+  // rank 0 of 2 reads stream positions [0, 2): shard-000000 alone; so does worker 0 of 2 of one rank
+  for (const o of [
+    { workers: 0, rank: 0, worldSize: 2 },
+    { workers: 2, rank: 0, worldSize: 1 },
+  ]) {
+    const loader = new ShardLoader(ds, { ...opts, ...o });
+    try {
+      const batches = await collect(loader.iterate(0));
+      const mine = o.workers === 0 ? batches : batches.filter((_, j) => j % 2 === 0);
+      assert.deepEqual(
+        mine.map((b) => [b.labels[0], b.indices[0], [...b.standIns]]),
+        [
+          [1, 2, [0]],
+          [1, 2, [0]],
+        ],
+        JSON.stringify(o),
+      );
+      assert.equal(loader.lastSummary!.skipped, 2);
+    } finally {
+      await loader.close();
+    }
+  }
+});
+
 test('labels: a class index of 2^20 or more is a label error of that sample; no per-class table is sized by it', async () => {
   const dir = join(root, 'labels');
   const shard = join(dir, 'shard-000000.tar');

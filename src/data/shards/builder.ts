@@ -5,7 +5,9 @@
 // A sample that cannot be used (corrupt image, missing label, not delivered by its shard) is
 // reported and replaced so the batch keeps its size: by one of the last 16 good samples of this
 // stream (seeded choice, new augmentation draw), or, before any sample has been good, by the next
-// good one ahead in the stream (which is still emitted in its own place later).
+// good one ahead in the stream (which is still emitted in its own place later), or, when this
+// worker's piece holds none (a whole unusable shard as its piece), by the first good sample of the
+// dataset's shards from the failed sample's shard on (read for that alone; it stands in, never counted).
 
 import { Rng } from '../rng';
 import { DecodeError } from '../codecs/errors';
@@ -13,7 +15,7 @@ import { openImage } from '../codecs/decode';
 import { Pipeline, SizeMismatchError } from '../pipeline';
 import { mixedTargets } from '../mix';
 import type { BuilderConfig, RawBatch, SkipRecord } from '../batch';
-import { PieceStream, type PieceTask, type StreamContext, type StreamItem } from './stream';
+import { PieceStream, spareItems, type PieceTask, type StreamContext, type StreamItem } from './stream';
 
 export interface ShardBuilderConfig extends Omit<BuilderConfig, 'spec' | 'masks' | 'replace'> {
   stream: StreamContext;
@@ -33,6 +35,8 @@ export class ShardBatchBuilder {
   private ring: StreamItem[] = [];
   private ahead: StreamItem[] = [];
   private bad = new Set<number>();
+  /** Samples from outside the piece, for a piece without a good one (opened at the first need). */
+  private spare: AsyncGenerator<StreamItem, void, undefined> | null = null;
 
   constructor(private readonly cfg: ShardBuilderConfig) {
     this.pipeline = new Pipeline(cfg.transforms, { uint8: cfg.uint8, dctScaling: cfg.dctScaling, exactDecode: cfg.exactDecode });
@@ -51,6 +55,9 @@ export class ShardBatchBuilder {
     this.ring = [];
     this.ahead = [];
     this.bad = new Set();
+    const spare = this.spare;
+    this.spare = null;
+    await spare?.return(undefined);
     if (s) await s.close();
   }
 
@@ -113,12 +120,28 @@ export class ShardBatchBuilder {
     for (let attempt = 1; attempt < cfg.maxReplacements; attempt++) {
       const cand = this.ring.length
         ? this.ring[new Rng(cfg.seed, 'replace', this.task!.epoch, failed.index, attempt).int(this.ring.length)]
-        : await this.goodAhead();
+        : ((await this.goodAhead()) ?? (await this.goodElsewhere(failed)));
       if (!cand) break;
       if (await this.run(cand, attempt, out, offset, skipped)) return cand;
     }
     const last = skipped[skipped.length - 1];
     throw new Error(`shards: no usable sample to replace ${failed.name} (last: ${last.name}: ${last.message}); are the shards readable?`);
+  }
+
+  /**
+   * When the piece holds no good sample behind or ahead: the next sample that may be usable from the dataset's
+   * shards, from the failed one's shard on (a stand-in only: the piece's own samples are still all emitted).
+   */
+  private async goodElsewhere(failed: StreamItem): Promise<StreamItem | undefined> {
+    const { bases } = this.cfg.stream;
+    let shard = 0;
+    while (shard + 1 < bases.length && bases[shard + 1] <= failed.index) shard++;
+    this.spare ??= spareItems(this.cfg.stream, shard);
+    for (;;) {
+      const r = await this.spare.next();
+      if (r.done) return undefined;
+      if (!this.bad.has(r.value.index)) return r.value;
+    }
   }
 
   /** The next item ahead in the stream that may be usable (read ahead and kept for later). */

@@ -13,7 +13,7 @@ import type { SkipReason } from '../codecs/errors';
 import { DataError } from '../../util/errors';
 import { formatBytes } from '../../util/disk-space';
 import { SHUFFLE_MEMORY_ENV } from './memory';
-import { readShard, ShardReadError } from './tar-samples';
+import { readShard, ShardReadError, type TarSample } from './tar-samples';
 import { replay } from './shuffle-buffer';
 import type { ShardSegment } from './plan';
 
@@ -56,6 +56,36 @@ export interface StreamContext {
   bufferMemory?: { share: number; buffers: number; budget: string; shuffleOption: boolean };
 }
 
+/** A sample of a shard as a stream item at position `pos`: its error when unusable, its image bytes when kept. */
+function streamItem(ctx: StreamContext, s: TarSample, pos: number, base: number, shardName: string, keep: boolean): StreamItem {
+  let error: StreamItem['error'];
+  const label = ctx.labelled ? (s.label ?? -1) : -1;
+  if (s.sampleError) error = { reason: 'corrupt', message: s.sampleError };
+  else if (s.imageError) error = { reason: 'too-large', message: s.imageError };
+  else if (ctx.labelled && s.label === null) error = { reason: 'corrupt', message: s.labelError ?? 'no class label (.cls or .json)' };
+  return { pos, index: base + s.ordinal, name: `${shardName}:${s.key}`, image: keep ? s.image : null, label, error };
+}
+
+/**
+ * The usable-looking samples (no error, image bytes) of every shard of the dataset, from shard `first` on, wrapping
+ * once around: where a worker whose piece holds no good sample takes its stand-ins (a shard that fails is passed over).
+ */
+export async function* spareItems(ctx: StreamContext, first: number): AsyncGenerator<StreamItem, void, undefined> {
+  const n = ctx.paths.length;
+  for (let i = 0; i < n; i++) {
+    const k = (first + i) % n;
+    const shardName = basename(ctx.paths[k]);
+    try {
+      for await (const s of readShard(ctx.paths[k], { maxImageBytes: ctx.maxImageBytes })) {
+        const item = streamItem(ctx, s, -1, ctx.bases[k], shardName, true);
+        if (!item.error && item.image) yield item;
+      }
+    } catch {
+      /* a broken shard: its samples before the damage were offered, the next shard goes on */
+    }
+  }
+}
+
 /** Items of positions [from, length) of a piece, in input order. */
 async function* pieceInputs(ctx: StreamContext, task: PieceTask, from: number, keepImage: (pos: number) => boolean): AsyncGenerator<StreamItem> {
   let pos = 0;
@@ -74,13 +104,7 @@ async function* pieceInputs(ctx: StreamContext, task: PieceTask, from: number, k
     let failure: { reason: SkipReason; message: string } | null = null;
     try {
       for await (const s of readShard(path, { from: start, to: seg.to, maxImageBytes: ctx.maxImageBytes })) {
-        const keep = keepImage(pos);
-        let error: StreamItem['error'];
-        const label = ctx.labelled ? (s.label ?? -1) : -1;
-        if (s.sampleError) error = { reason: 'corrupt', message: s.sampleError };
-        else if (s.imageError) error = { reason: 'too-large', message: s.imageError };
-        else if (ctx.labelled && s.label === null) error = { reason: 'corrupt', message: s.labelError ?? 'no class label (.cls or .json)' };
-        yield { pos: pos++, index: base + s.ordinal, name: `${shardName}:${s.key}`, image: keep ? s.image : null, label, error };
+        yield streamItem(ctx, s, pos++, base, shardName, keepImage(pos - 1));
         next = s.ordinal + 1;
       }
     } catch (e) {
