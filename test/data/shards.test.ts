@@ -766,6 +766,36 @@ test("a worker whose whole piece is unusable (a shard without labels as its piec
   }
 });
 
+test('runs of members with a label but no image member (an image lost, or of an extension not read) are not samples, and opening the dataset says how many', async () => {
+  // (they were dropped without a word: the dataset was silently smaller than the shards' labels say)
+  const dir = join(root, 'label-only');
+  writeTar(join(dir, 'shard-000000.tar'), [
+    ['a.jpg', 'a'],
+    ['a.cls', '0'],
+    ['b.heic', 'an image of an extension semaim does not read'],
+    ['b.cls', '1'],
+    ['c.json', '{"label": 1}'],
+    ['README.txt', 'no label: not counted'],
+    ['d.png', 'd'],
+    ['d.cls', '1'],
+  ]);
+  for (const pass of ['scanned', 'from index.json']) {
+    const warnings: string[] = [];
+    const ds = shardDataset(dir, { onWarning: (w) => warnings.push(w) });
+    assert.equal(ds.length, 2, pass);
+    const said = warnings.filter((w) => /label .* but no image member/.test(w));
+    assert.equal(said.length, 1, `${pass}: ${warnings.join('\n')}`);
+    assert.match(
+      said[0],
+      /^data: warning: 2 run\(s\) of members have a label \(\.cls or \.json\) but no image member, so are not samples \(first: shard-000000\.tar:b\); image members are read by the extensions \.jpg \.jpeg \.png/,
+    );
+  }
+  assert.deepEqual(
+    readIndexFile(join(dir, 'index.json'))!.shards.map((e) => [e.samples, e.labelOnly, e.labelOnlyKey]),
+    [[2, 2, 'b']],
+  );
+});
+
 test('labels: a class index of 2^20 or more is a label error of that sample; no per-class table is sized by it', async () => {
   const dir = join(root, 'labels');
   const shard = join(dir, 'shard-000000.tar');

@@ -13,7 +13,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { defaultDataCache } from '../sources/cifar';
-import { isGzipShard, MAX_CLASSES, readShard, ShardReadError } from './tar-samples';
+import { IMAGE_MEMBER_EXTENSIONS, isGzipShard, MAX_CLASSES, readShard, ShardReadError } from './tar-samples';
 import { writeFileAtomic } from '../../util/safe-write';
 import { isJsonObject } from '../../util/json-file';
 import { readRegularFile } from '../../util/regular-file';
@@ -36,6 +36,9 @@ export interface ShardEntry {
   maxLabel: number;
   /** Why reading stopped early (truncated or corrupt shard); its first `samples` samples are used. */
   error?: string;
+  /** Runs of members with a label (.cls / .json) but no image member (not samples), and the first one's key; absent when none. */
+  labelOnly?: number;
+  labelOnlyKey?: string;
 }
 
 export interface ShardIndexFile {
@@ -53,7 +56,11 @@ export async function scanShard(path: string): Promise<ShardEntry> {
   const e: ShardEntry = { file: basename(path), bytes: 0, samples: 0, labelled: 0, maxLabel: -1 };
   try {
     e.bytes = statSync(path).size;
-    for await (const s of readShard(path, { images: false })) {
+    const onLabelOnly = (key: string) => {
+      e.labelOnly = (e.labelOnly ?? 0) + 1;
+      e.labelOnlyKey ??= key;
+    };
+    for await (const s of readShard(path, { images: false, onLabelOnly })) {
       e.samples++;
       if (s.label !== null) {
         e.labelled++;
@@ -112,7 +119,9 @@ export function readIndexFile(path: string): ShardIndexFile | null {
     if (typeof e.file !== 'string') return [];
     const num = (x: unknown) => (typeof x === 'number' ? x : NaN); // NaN: not plausible, the shard is scanned again
     const error = typeof e.error === 'string' ? { error: e.error } : {};
-    return [{ file: e.file, bytes: num(e.bytes), samples: num(e.samples), labelled: num(e.labelled), maxLabel: num(e.maxLabel), ...error }];
+    const labelOnly =
+      e.labelOnly !== undefined ? { labelOnly: num(e.labelOnly), ...(typeof e.labelOnlyKey === 'string' ? { labelOnlyKey: e.labelOnlyKey } : {}) } : {};
+    return [{ file: e.file, bytes: num(e.bytes), samples: num(e.samples), labelled: num(e.labelled), maxLabel: num(e.maxLabel), ...error, ...labelOnly }];
   });
   const classes = Array.isArray(v.classes) && v.classes.every((c) => typeof c === 'string') ? { classes: v.classes as string[] } : {};
   const source = typeof v.source === 'string' ? { source: v.source } : {};
@@ -178,6 +187,7 @@ function plausible(e: ShardEntry): boolean {
     count(e.bytes) &&
     count(e.samples) &&
     e.samples * TAR_HEADER_BYTES <= tarBytes &&
+    (e.labelOnly === undefined || (count(e.labelOnly) && (e.samples + e.labelOnly) * TAR_HEADER_BYTES <= tarBytes)) &&
     count(e.labelled) &&
     e.labelled <= e.samples &&
     Number.isSafeInteger(e.maxLabel) &&
@@ -250,7 +260,13 @@ export function loadShardTable(paths: readonly string[], opts: TableOptions = {}
   let labelled = 0;
   let maxLabel = -1;
   const problems: string[] = [];
+  let labelOnly = 0;
+  let firstLabelOnly = '';
   list.forEach((e, i) => {
+    if (e.labelOnly) {
+      labelOnly += e.labelOnly;
+      firstLabelOnly ||= `${basename(paths[i])}:${(e.labelOnlyKey ?? '?').slice(0, 200)}`;
+    }
     bases.push(total);
     total += e.samples;
     labelled += e.labelled;
@@ -263,6 +279,11 @@ export function loadShardTable(paths: readonly string[], opts: TableOptions = {}
     else if (e.samples === 0) problems.push(`${quotedPath(name)}: holds no samples (no member with an image extension)${where}`);
   });
   for (const p of problems) warn(`data: skipping shard ${p}`);
+  // (a sample whose image member is missing or has an extension that is not read: not a sample, and said so)
+  if (labelOnly > 0)
+    warn(
+      `data: warning: ${labelOnly} run(s) of members have a label (.cls or .json) but no image member, so are not samples (first: ${printable(firstLabelOnly)}); image members are read by the extensions ${IMAGE_MEMBER_EXTENSIONS.map((x) => `.${x}`).join(' ')}`,
+    );
   if (total === 0) throw new Error(`shards: no usable samples in ${paths.length} shard(s) (first: ${quotedPath(paths[0])})`);
   if (labelled > 0 && labelled < total) {
     warn(`data: warning: ${total - labelled} of ${total} samples have no class label (.cls or .json); they will be skipped when read`);

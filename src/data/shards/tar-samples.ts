@@ -88,6 +88,8 @@ export interface ReadShardOptions {
   images?: boolean;
   /** Image members over this many bytes are skipped unread (imageError; default MAX_IMAGE_BYTES). */
   maxImageBytes?: number;
+  /** Called with the key of each run of members with a label (.cls / .json) but no image member: not a sample. */
+  onLabelOnly?: (key: string) => void;
 }
 
 /** Splits a member path into its key and (lower-case) extension after the first dot of its name. */
@@ -216,7 +218,10 @@ export async function* readShard(path: string, opts: ReadShardOptions = {}): Asy
   let done = 0; // complete samples so far
   let group: Group | null = null;
   const finish = (g: Group): TarSample | null => {
-    if (g.imageExts.size === 0) return null;
+    if (g.imageExts.size === 0) {
+      if (g.seen.has('cls') || g.seen.has('json')) opts.onLabelOnly?.(g.key);
+      return null;
+    }
     const ordinal = done++;
     if (ordinal < from) return null;
     const imageExt = IMAGE_MEMBER_EXTENSIONS.find((e) => g.imageExts.has(e))!;
