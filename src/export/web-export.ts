@@ -24,6 +24,7 @@ import { readRegularFile } from '../util/regular-file';
 import { isJsonObject } from '../util/json-file';
 import { EXIF_ORIENTATION_POLICIES, type ExifOrientationPolicy } from '../data/codecs/orientation';
 import { describeValue } from '../torch/errors';
+import { quotedPath } from '../util/printable';
 
 const PAGE_FILES = ['index.html', 'app.js', 'maps.js', 'preprocess.js', 'orientation.js', 'style.css'];
 /** The WebAssembly build of onnxruntime-web: the ES module the page imports and what it loads. */
@@ -134,6 +135,10 @@ export async function exportWeb(source: string, outDir: string, options: WebExpo
   const o = jobFields(options ?? {}, WEB_EXPORT_FIELDS, { signal: true });
   const ort = onnxruntimeWeb();
   const m = onnxModelOf(source, { dtype: o.dtype, attention: true, verify: o.verify });
+  // the page reads every image as RGB and feeds it as [1, 3, H, W]: another encoder failed in onnxruntime on each image
+  const chans = m.config.inChans ?? 3;
+  if (chans !== 3)
+    throw new Error(`the page feeds RGB images (3 channels); ${quotedPath(m.weights)} takes ${chans} channel(s): the web page needs an RGB encoder`);
   guardOutputs(webExportFiles(outDir), m.weights, o.overwrite);
   const exifOrientation: WebExifOrientation = o.exifOrientation ? { policy: o.exifOrientation, source: 'option' } : recordedExifOrientation(m.checkpointDir);
   const info = {
