@@ -14,6 +14,7 @@ import {
   checkpointConfig,
   encoderConfigOf,
   loadEncoderTensors,
+  missingEncoderWeights,
   readResolvedCheckpoint,
   resolveEncoder,
   timmArchitecture,
@@ -152,6 +153,17 @@ async function exportEncoderFile(source: string, out: string, o: ExportOptions):
   if (src.layout.fcNorm) {
     throw new CheckpointError(
       `${source} is a timm global_pool='avg' model (fc_norm, no final norm): not an encoder with a final norm, which the export writes; fine-tuning can start from it as it is`,
+    );
+  }
+  // the file it writes is a whole timm encoder (final norm, every bias): one lacking any (timm's final_norm=False,
+  // qkv_bias=False) was written as it was, and loaded neither in semaim nor in the timm model its JSON names
+  const missing = missingEncoderWeights(src.config, readSafetensorsHeader(src.weights).tensors.keys(), src.layout);
+  if (missing.length) {
+    const named = missing.slice(0, 3).map((k) => `'${k}'`);
+    throw new CheckpointError(
+      `${source} lacks ${missing.length} weight(s) of the encoder its config describes (${named.join(', ')}${missing.length > 3 ? ', ...' : ''}): ` +
+        "not a timm VisionTransformer with a final norm and biases, which the export writes (timm's final_norm=False or qkv_bias=False?)",
+      'ERR_CHECKPOINT_MISMATCH',
     );
   }
   const files = encoderExportFiles(out);

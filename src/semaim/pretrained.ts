@@ -273,6 +273,15 @@ export function checkEncoderShapes(c: EncoderConfig, fileShapes: Map<string, Ten
   return { prefix, noEmbedClass, fcNorm: !shapes.has('norm.weight') && shapes.has('fc_norm.weight') };
 }
 
+/**
+ * The parameters of the ViT `c` describes (timm's names) that a file whose tensors are `names` lacks, `prefix`
+ * (its layout's) removed: the header check reads the shapes of the tensors there, not whether every one is.
+ */
+export function missingEncoderWeights(c: EncoderConfig, names: Iterable<string>, layout: Pick<EncoderLayout, 'prefix' | 'noEmbedClass'>): string[] {
+  const have = new Set([...names].filter((k) => k.startsWith(layout.prefix)).map((k) => k.slice(layout.prefix.length)));
+  return [...vitParameterShapes(c, layout.noEmbedClass).keys()].filter((k) => !have.has(k));
+}
+
 /** The parameters of the ViT `c` describes, by timm's name (pos_embed without the [CLS] row when `noEmbedClass`). */
 function vitParameterShapes(c: EncoderConfig, noEmbedClass: boolean): Map<string, number[]> {
   const D = c.embedDim;

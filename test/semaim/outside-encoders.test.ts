@@ -319,6 +319,25 @@ test("a timm global_pool='avg' file (fc_norm, no norm): fine-tuning loads its fc
   model.dispose();
 });
 
+test('a file lacking weights of the encoder it describes (no final norm, no qkv bias) is refused by the export, not written as a timm encoder that loads nowhere', async () => {
+  // timm's final_norm=False (no norm, no fc_norm) and qkv_bias=False / proj_bias=False files: the header check
+  // reads the shapes of the tensors there; the export wrote the rest, and its file then failed to load in semaim and timm
+  for (const [name, gone] of [
+    ['no-final-norm', ['norm.weight', 'norm.bias']],
+    ['no-qkv-bias', ['blocks.1.attn.qkv.bias']],
+  ] as const) {
+    const path = variant(name, (t) => {
+      for (const k of gone) t.delete(k);
+      return t;
+    });
+    const out = join(root, `${name}-export`);
+    const lacks = `${name}.safetensors lacks ${gone.length} weight(s) of the encoder its config describes (${gone.map((k) => `'${k}'`).join(', ')})`;
+    await assert.rejects(exportEncoder(path, out), (e: Error) => e.message.includes(lacks));
+    assert.equal(existsSync(`${out}.safetensors`), false, `${name}: nothing written`);
+    assert.throws(() => loadEncoder(path), /missing: +(norm|blocks\.1\.attn\.qkv)\.(weight|bias)/, `${name}: semaim cannot load it either`);
+  }
+});
+
 test('a teacher is read as any outside encoder: a head, a decoder and a prefix do not stop it', () => {
   const path = variant('teacher-with-head', (t) => {
     const out = new Map([...t].map(([k, v]) => [`module.${k}`, v]));
