@@ -106,7 +106,12 @@ export function checkImageShape(encoder: VisionTransformer, data: LabelledData, 
   const want = [encoder.cfg.inChans ?? 3, encoder.cfg.imgSize, encoder.cfg.imgSize];
   const s = data.imageShape;
   if (s && (s.length !== 3 || s.some((v, i) => v !== want[i]))) {
-    throw new DataError(`${what}: images are [${s}], the encoder expects [${want}] (set the image size of the data to ${encoder.cfg.imgSize})`);
+    // (images of the right size in other channels were told to "set the image size of the data" to the size they had)
+    const remedy =
+      s.length === 3 && s[0] !== want[0]
+        ? `it takes ${want[0]} channel(s), the data gives ${s[0]}`
+        : `set the image size of the data to ${encoder.cfg.imgSize}`;
+    throw new DataError(`${what}: images are [${s}], the encoder expects [${want}] (${remedy})`);
   }
 }
 

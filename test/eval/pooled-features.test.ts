@@ -81,6 +81,19 @@ test('feature extraction refuses data that gives fewer or more images than its s
       code: 'ERR_DATA',
       message: /train data: images are \[3,16,16\], the encoder expects \[3,8,8\]/,
     });
+    // a one-channel encoder (timm in_chans=1) on RGB data of its size: the remedy was "set the image size of the data to 8"
+    const grey = new VisionTransformer({ ...TINY, inChans: 1 });
+    try {
+      const rgb: LabelledData = { size: 6, numClasses: 3, imageShape: [3, 8, 8], batches: (o) => images.batches(o), close() {} };
+      assert.throws(
+        () => checkImageShape(grey, rgb, 'test data'),
+        (e: Error) =>
+          /^test data: images are \[3,8,8\], the encoder expects \[1,8,8\] \(it takes 1 channel\(s\), the data gives 3\)$/.test(e.message) &&
+          !/image size/.test(e.message),
+      );
+    } finally {
+      grey.dispose();
+    }
     assert.equal(torch.memoryStats().liveTensors, start, 'the refused extractions freed their features');
   } finally {
     enc.dispose();
