@@ -75,6 +75,9 @@ export function encoderConfigFromJson(json: Record<string, unknown>): Record<str
   }
   const pretrainedCfg = isJsonObject(json.pretrained_cfg) ? json.pretrained_cfg : {};
   const inputSize = Array.isArray(pretrainedCfg.input_size) ? (pretrainedCfg.input_size as unknown[]) : null;
+  // timm takes img_size from input_size[-2:] (H, W): a non-square one is another model, not one of its width
+  if (pick('img_size') === undefined && inputSize && inputSize.length === 3 && inputSize[1] !== inputSize[2])
+    throw new Error(`pretrained_cfg.input_size ${JSON.stringify(inputSize)}: semaim's ViT takes square images`);
   let imgSize = pick('img_size') ?? inputSize?.[2] ?? (arch ? Number(arch[3]) : undefined);
   if (Array.isArray(imgSize)) {
     if (imgSize.length !== 2 || imgSize[0] !== imgSize[1]) throw new Error(`img_size ${JSON.stringify(imgSize)}: semaim's ViT takes square images`);

@@ -254,6 +254,16 @@ test("timm's config JSONs: model arguments, the hub's architecture + model_args,
   );
 });
 
+test('a hub config whose pretrained_cfg.input_size is not square is refused as not square, not read as its width', () => {
+  // timm builds img_size from input_size[-2:] (H, W): a 384×224 model was read as a 224² one, and its weights
+  // then refused as "the config does not describe these weights"
+  const hub = { architecture: 'vit_tiny_patch16_224', model_args: { patch_size: 4, embed_dim: 16, depth: 2, num_heads: 2, mlp_ratio: 2 } };
+  assert.throws(() => encoderConfigFromJson({ ...hub, pretrained_cfg: { input_size: [3, 12, 8] } }), /input_size \[3,12,8\]: semaim's ViT takes square images/);
+  assert.equal(encoderConfigFromJson({ ...hub, pretrained_cfg: { input_size: [3, 12, 12] } }).imgSize, 12);
+  // img_size, which timm takes over input_size, decides
+  assert.equal(encoderConfigFromJson({ ...hub, model_args: { ...hub.model_args, img_size: 8 }, pretrained_cfg: { input_size: [3, 12, 8] } }).imgSize, 8);
+});
+
 test("an exported encoder's JSON is timm's hub config too, and reads back to the same config", () => {
   const json = exportedConfigJson({ ...TINY });
   assert.equal(json.architecture, 'vit_base_patch16_224');
