@@ -18,7 +18,7 @@ import { EMA } from '../run/ema';
 import { Progress, perSecond } from '../run/progress';
 import { LoopHooks, StopReason, trainLoop } from '../run/loop';
 import type { TrainState } from '../run/train-state';
-import type { StopSignal } from '../run/signals';
+import { StoppedBySignal, type StopRequest, type StopSignal } from '../run/signals';
 import { withPrecision } from '../run/precision';
 import { processDevice } from '../run/device';
 import { inJobScope } from '../run/job-scope';
@@ -79,7 +79,7 @@ export interface FinetuneResult {
 export async function evaluateClassifier(
   model: ViTClassifier,
   data: LabelledData,
-  o: { batchSize: number; precision?: string; label?: string | null; group?: ProcessGroup | null },
+  o: { batchSize: number; precision?: string; label?: string | null; group?: ProcessGroup | null; stop?: StopRequest },
 ): Promise<Accuracy> {
   const wasTraining = model.training;
   model.eval();
@@ -94,6 +94,11 @@ export async function evaluateClassifier(
   const start = Date.now();
   try {
     for await (const b of data.batches({ batchSize: o.batchSize, shuffle: false, epoch: 0, augment: 'none' })) {
+      if (o.stop) {
+        // a loader that always has the next batch ready never lets a signal's handler run: the Ctrl-C waited for the end
+        await new Promise((resolve) => setImmediate(resolve));
+        if (o.stop.requested) throw new StoppedBySignal('stopped during the evaluation', o.stop.signal);
+      }
       checkLabelledBatch(b, { chans: model.cfg.inChans ?? 3, size: model.cfg.imgSize }, model.cfg.numClasses);
       const hits = torch.noGrad(() =>
         torch.scope(() => {
@@ -284,8 +289,8 @@ async function finetuneJob(o: FinetuneOptions, data: FinetuneData, hooks: Finetu
 
   // ---- evaluation on the test set (every --eval-every epochs and at the end)
   let lastTop1: number | null = null;
-  const evaluate = async (epoch: number, state: TrainState, again = false) => {
-    const eo = { batchSize: o.evalBatchSize, precision: o.precision, group };
+  const evaluate = async (epoch: number, state: TrainState, again = false, stop?: StopRequest) => {
+    const eo = { batchSize: o.evalBatchSize, precision: o.precision, group, stop };
     const label = (what: string) => (hooks.progress === false ? null : `${what} (epoch ${epoch})`);
     const acc = await evaluateClassifier(model, data.test, { ...eo, label: label('test') });
     const emaAcc = ema ? await evaluateClassifier(ema.shadow, data.test, { ...eo, label: label('test EMA') }) : null;
@@ -354,8 +359,8 @@ async function finetuneJob(o: FinetuneOptions, data: FinetuneData, hooks: Finetu
           if (o.evalEvery > 0 && done % o.evalEvery === 0) await evaluate(done, state);
         },
         // (again: a run killed after its last checkpoint, before finetune.json: evaluated again for it)
-        onFinish: async (epochs, state, again) => {
-          end.final = await evaluate(epochs, state, again);
+        onFinish: async (epochs, state, again, stop) => {
+          end.final = await evaluate(epochs, state, again, stop);
         },
       },
       { ...o, device, group },

@@ -16,7 +16,7 @@ import { Module, setBatchSlice } from '../nn';
 import { EMA } from './ema';
 import { optimizerStep } from './optimizer-step';
 import { cudnnAutotune } from './cudnn-autotune';
-import { StopRequest, StopSignal, catchStopSignals } from './signals';
+import { StopRequest, StopSignal, StoppedBySignal, catchStopSignals } from './signals';
 import type { OptionTable } from '../util/options';
 import { DistributedDataParallel, GradCompression, ProcessGroup, rankSlice } from '../dist';
 import { SAME_START_HINT, StopAgreement, checkRanksHoldSame, signalOfLevel, stopLevel } from '../dist/agree';
@@ -124,9 +124,11 @@ export interface TrainJob<B> {
   /**
    * After the last step unless the run stopped on a signal or a non-finite loss, before the final checkpoint;
    * `again` when the run had finished already (started again: a process killed after its last checkpoint
-   * but before the job's end, e.g. fine-tuning's result file, gets that end now).
+   * but before the job's end, e.g. fine-tuning's result file, gets that end now). `stop`, in one process:
+   * the run's stop request, which a long end checks (a StoppedBySignal thrown for it keeps the steps, unscored,
+   * and the run stops as on a signal; data-parallel ranks would have to agree first, so they get none).
    */
-  onFinish?(epochsDone: number, state: TrainState, again: boolean): Promise<void>;
+  onFinish?(epochsDone: number, state: TrainState, again: boolean, stop?: StopRequest): Promise<void>;
 }
 
 /**
@@ -293,8 +295,20 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
   // other ranks may still be in the evaluation's collectives, where the save's barrier would meet them.
   const finishKeepingSteps = async (): Promise<void> => {
     try {
-      await job.onFinish?.(epochsAt(state.step), state, false);
+      await job.onFinish?.(epochsAt(state.step), state, false, group ? undefined : stop);
     } catch (e) {
+      // Ctrl-C / SIGTERM during the end (a final evaluation of many images): the run stops as on a signal
+      if (e instanceof StoppedBySignal && !group) {
+        state.endUnscored = true;
+        if (state.savedStep !== state.step) await saveAtStep();
+        stopLog(
+          `stopping on request during the run's end: its steps are kept in ${quotedPath(String(state.lastCheckpoint))}, unscored: ` +
+            'the same command does the end again from there',
+        );
+        agreedSignal = e.signal;
+        state.stoppedBy = 'signal';
+        return;
+      }
       if (!group && state.savedStep !== state.step) {
         state.endUnscored = true;
         try {
@@ -329,7 +343,15 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
     try {
       // as at the end of a run that got here (a --max-steps stop included): a result a killed process never wrote is written now
       if (!(await stopsBeforeStart(new StopAgreement(group), `stopping on request: the job's end is not done again`))) {
-        await job.onFinish?.(epochsAt(state.step), state, true);
+        try {
+          await job.onFinish?.(epochsAt(state.step), state, true, group ? undefined : stop);
+        } catch (e) {
+          if (!(e instanceof StoppedBySignal)) throw e;
+          stopLog(`stopping on request during the run's end: it is done again by the same command`);
+          agreedSignal = e.signal;
+          state.stoppedBy = 'signal';
+          return result();
+        }
         // the end a failed final evaluation left unscored: written again, scored, as a run that never failed writes it
         if (state.endUnscored) {
           state.endUnscored = false;

@@ -656,3 +656,41 @@ test("a fresh fine-tuning (--no-resume) moves the earlier run's finetune.json to
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a stop requested during the final evaluation stops the run as a signal does, its steps kept unscored; the same call scores them', async () => {
+  // the evaluation never checked the request (nor, with a loader whose batches are always ready, let a signal's
+  // handler run): Ctrl-C during the last evaluation of a large test set waited for it, and the run exited 0
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ft-stop-end-'));
+  const enc = writeEncoder(dir);
+  const train = toyImages(16, 3, 8, 7);
+  const testData = toyImages(9, 3, 8, 8);
+  const o = ftOptions(join(dir, 'run'), enc, { maxSteps: 4, evalEvery: 0, evalBatchSize: 2, ema: false });
+  try {
+    const stop = { requested: false };
+    let batchesScored = 0;
+    const stopping = Object.create(testData, {
+      batches: {
+        value: async function* (p: Parameters<MemoryLabelledData['batches']>[0]) {
+          for await (const b of testData.batches(p)) {
+            yield b;
+            if (++batchesScored === 1) stop.requested = true;
+          }
+        },
+      },
+    }) as MemoryLabelledData;
+    const lines: string[] = [];
+    const first = await finetune(o, { train, test: stopping }, { log: (l) => lines.push(l), stop, progress: false });
+    assert.equal(first.stoppedBy, 'signal');
+    assert.equal(first.steps, 4);
+    assert.equal(first.accuracy, null);
+    assert.equal(batchesScored, 1, 'the evaluation stopped at its next batch');
+    assert.match(lines.join('\n'), /stopping on request during the run's end: its steps are kept in .*step-00000004.*unscored/);
+    assert.ok(!existsSync(join(dir, 'run', 'finetune.json')));
+    const again = await finetune(o, { train, test: testData }, { log: () => {}, progress: false });
+    assert.equal(again.stoppedBy, 'maxSteps');
+    assert.equal(again.steps, 4);
+    assert.ok(again.accuracy !== null && again.accuracy.n === 9);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
