@@ -305,7 +305,6 @@ async function probeOnline(
   const device = encoder.cls_token.device;
   const seed = o.seed ?? 0;
   torch.manualSeed(seed);
-  encoder.eval();
   const perEpoch = batchesPerEpoch(trainData.size, o.batchSize, true);
   if (perEpoch < 1) throw new Error(`linprobe: ${trainData.size} training images give no full batch of ${o.batchSize}`);
   const probe = new LinearProbe(D, numClasses).to({ device });
@@ -322,10 +321,15 @@ async function probeOnline(
       });
     }
   }
+  // the caller's encoder runs in eval mode (no dropout or drop-path) and is given back in the mode it was in
+  const wasTraining = encoder.training;
+  encoder.eval();
   try {
     return await trainProbe(probe, o, o.batchSize, perEpoch, batches, () => evaluateProbe(probe, test, numClasses));
   } catch (e) {
     probe.dispose();
     throw e;
+  } finally {
+    encoder.train(wasTraining);
   }
 }
