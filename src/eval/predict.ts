@@ -231,6 +231,7 @@ export async function predict(o: PredictOptions): Promise<PredictResult> {
 }
 
 async function predictJob(o: PredictOptions): Promise<PredictResult> {
+  throwIfAborted(o.signal); // before any work: the checkpoint, the images, the output folder, the first batch
   checkOutputName(o.out, '.json', 'the CSV goes beside it');
   checkImageSetSource(o);
   const t0 = Date.now();

@@ -79,6 +79,20 @@ test('every batch’s predictions are on the disk before the next batch is read;
   assert.deepEqual(readdirSync(dir).sort(), ['p.csv', 'p.json'], 'no temporary file and no lock left');
 });
 
+test('given a signal aborted already, predict rejects with an AbortError before any work: no output folder, no batch, not even a checkpoint read', async () => {
+  const dir = join(root, 'aborted-before');
+  const out = join(dir, 'p.json');
+  let batches = 0;
+  const reason = new Error('request cancelled');
+  const aborted = (e: NodeJS.ErrnoException) => e.code === 'ERR_ABORTED' && e.name === 'AbortError' && e.cause === reason;
+  await assert.rejects(predict(job(out, { signal: AbortSignal.abort(reason), onProgress: () => batches++ })), aborted);
+  assert.equal(batches, 0, 'no batch read');
+  assert.equal(existsSync(dir), false, 'no output folder made');
+  // as embed: the abort is the answer, not what the work would have found
+  await assert.rejects(predict(job(out, { checkpoint: join(root, 'no-such-probe'), signal: AbortSignal.abort(reason) })), aborted);
+  assert.equal(existsSync(dir), false);
+});
+
 test('stopped (AbortSignal) part-way, or on a disk that fills part-way: the earlier pair untouched, no temporary file', async () => {
   const dir = join(root, 'stop');
   const out = join(dir, 'p.json');
