@@ -204,7 +204,6 @@ export class StopAgreement {
   private calls = 0;
   private next = 1;
   private last = { calls: 0, time: Date.now() };
-  private turn = Date.now();
 
   constructor(
     private readonly group: ProcessGroup | null | undefined,
@@ -246,15 +245,14 @@ export class StopAgreement {
 
   /**
    * throwIfAborted for a loop several ranks run: every rank throws an AbortError at the same point once any
-   * rank's signal was aborted. Gives the event loop a turn first, about every 50 ms: a loop whose awaits all
-   * resolve at once (a loader on the main thread) would otherwise never let Node run the SIGINT handler
-   * that aborts the signal (`semaim embed --num-workers 0` ran to its end).
+   * rank's signal was aborted. Gives the event loop a turn first, at every call (every batch), with a signal
+   * or without: a loop whose awaits all resolve at once (a loader on the main thread, data in memory) would
+   * otherwise never let Node run the SIGINT handler that aborts the signal (`semaim embed --num-workers 0`
+   * ran to its end), nor a library caller's timers and requests (README: the jobs let the event loop turn
+   * after every batch of images; a turn every 50 ms, and only with a signal, left them none in a whole pass).
    */
   async throwIfAborted(signal: AbortSignal | undefined | null): Promise<void> {
-    if (signal && Date.now() - this.turn >= 50) {
-      await new Promise((resolve) => setImmediate(resolve));
-      this.turn = Date.now();
-    }
+    await new Promise((resolve) => setImmediate(resolve));
     const level = await this.agreeOn(signal?.aborted ? stopLevel(signalOf(signal.reason)) : 0);
     if (level === 0) return;
     throwIfAborted(signal);

@@ -15,7 +15,7 @@ import { embedCommand } from '../../src/cli/embed-command';
 import { KNN_OPTIONS, encoderFeatures, disposeFeatures, embed, type EmbedList } from '../../src/eval';
 import { EncoderConfig, VisionTransformer } from '../../src/semaim';
 import { tempDir, write, picture, encode } from '../data/helpers';
-import { runPrunedWhileDataIsMade, writeEncoder } from './helpers';
+import { countingLoopTurns, runPrunedWhileDataIsMade, writeEncoder } from './helpers';
 import { printed } from '../output';
 import { withProcessThreads } from '../../src/run/device';
 
@@ -281,6 +281,15 @@ test('an embed that fails after loading the encoder frees its tensors and leaves
     [],
   );
   assert.equal(live(), start);
+});
+
+test('embed lets the event loop turn after every batch of images, also with its loader on the main thread (--num-workers 0)', async () => {
+  const images = join(dir, 'turns');
+  for (let i = 0; i < 8; i++) write(join(images, `p${i}.png`), await encode(picture(32, 32, i), 32, 32, 3, 'png'));
+  const out = join(dir, 'turns-out', 'x.safetensors');
+  // 8 batches of one image, each decoded on this thread: a server's timers and requests waited for all of them
+  const { turns } = await countingLoopTurns(() => embed({ checkpoint: encoderPath, images, out, batchSize: 1, numWorkers: 0, threads: 1, progress: null }));
+  assert.ok(turns >= 7, `the event loop turned ${turns} times during 8 batches`);
 });
 
 test('an aborted embed stops before its next batch, rejects with an AbortError (the signal’s reason as its cause) and leaves no output files', async () => {

@@ -91,6 +91,17 @@ export function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return m;
 }
 
+/**
+ * Frees earlier tests' unreachable tensors (garbage collection, then a turn of the event loop for their
+ * finalizers): a live-tensor count taken after this does not drop when a job lets the event loop turn.
+ */
+export async function settleGarbage(): Promise<void> {
+  for (let i = 0; i < 3; i++) {
+    (globalThis as { gc?: () => void }).gc?.();
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
 /** Runs `job` and counts the event-loop turns it allowed meanwhile (a setImmediate chain that runs while the job yields). */
 export async function countingLoopTurns<T>(job: () => Promise<T>): Promise<{ result: T; turns: number }> {
   let turns = 0;

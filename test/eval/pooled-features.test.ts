@@ -7,7 +7,7 @@ import { native } from '../../src/torch/native';
 import { VisionTransformer } from '../../src/semaim';
 import { LabelledData, MemoryLabelledData } from '../../src/data';
 import { checkImageShape, extractFeatures, extractPooledFeatures, disposeFeatures } from '../../src/eval/features';
-import { TINY, toyImages } from './helpers';
+import { TINY, countingLoopTurns, toyImages } from './helpers';
 
 test('extractPooledFeatures: [CLS] and mean from one pass equal extractFeatures of each pooling', async () => {
   torch.manualSeed(4);
@@ -117,6 +117,19 @@ test("feature extraction refuses a pooling that is not one vector per image ('al
         extractFeatures(enc, data, { batchSize, pooling: 'cls', label: null }),
         (e) => e instanceof RangeError && e.message === `features: batchSize must be a positive integer, got ${batchSize}`,
       );
+  } finally {
+    enc.dispose();
+  }
+});
+
+test('extractFeatures lets the event loop turn after every batch of images, also of data at hand at once (in memory)', async () => {
+  torch.manualSeed(4);
+  const enc = new VisionTransformer(TINY).initWeights();
+  try {
+    // 10 batches whose images are all in memory: every await of the loop resolved at once, and timers waited for the whole pass
+    const { result: f, turns } = await countingLoopTurns(() => extractFeatures(enc, toyImages(40, 2, 8, 1), { batchSize: 4, pooling: 'cls', label: null }));
+    disposeFeatures(f);
+    assert.ok(turns >= 9, `the event loop turned ${turns} times during 10 batches`);
   } finally {
     enc.dispose();
   }

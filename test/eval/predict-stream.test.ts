@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { commands } from '../../src/cli/commands';
 import { predict, type PredictList, type PredictOptions } from '../../src/eval/predict';
-import { writeEncoder } from './helpers';
+import { countingLoopTurns, writeEncoder } from './helpers';
 import { quiet } from '../output';
 
 const DEAD_PID = 2 ** 22 + 1; // above Linux's pid_max: no such process
@@ -77,6 +77,12 @@ test('every batch’s predictions are on the disk before the next batch is read;
   assert.equal(list.predictions.length, N);
   assert.deepEqual(list.skipped, []);
   assert.deepEqual(readdirSync(dir).sort(), ['p.csv', 'p.json'], 'no temporary file and no lock left');
+});
+
+test('predict lets the event loop turn after every batch of images, also with its loader on the main thread (numWorkers 0)', async () => {
+  // 5 batches of synthetic images made on this thread: every await resolved at once, and timers waited for all of them
+  const { turns } = await countingLoopTurns(() => predict(job(join(root, 'turns', 'p.json'), { limit: 5 * BATCH })));
+  assert.ok(turns >= 4, `the event loop turned ${turns} times during 5 batches`);
 });
 
 test('given a signal aborted already, predict rejects with an AbortError before any work: no output folder, no batch, not even a checkpoint read', async () => {

@@ -16,7 +16,7 @@ import { SegprobeFile, runSegprobe } from '../../src/eval/segprobe-run';
 import { OptionError, resolveOptions } from '../../src/util/options';
 import { DataError } from '../../src/util/errors';
 import { makeSegprobeCommand } from '../../src/cli/segprobe-command';
-import { countingLoopTurns, maxDiff, writeEncoder } from './helpers';
+import { countingLoopTurns, maxDiff, settleGarbage, writeEncoder } from './helpers';
 import { squares } from './seg-helpers';
 import { MemorySegData } from '../../src/data/seg-streams';
 import { printed } from '../output';
@@ -407,6 +407,7 @@ test('a segmentation probe that fails frees its tensors: a mask label outside th
   const te = await extractSegFeatures(encoder, squares(8, 2), { batchSize: 8, blocks: [1], label: null });
   const few = squares(8, 1);
   try {
+    await settleGarbage(); // (the probes let the event loop turn, where earlier garbage's finalizers would run)
     const start = torch.memoryStats().liveTensors;
     for (let i = 0; i < 3; i++) {
       // 2 classes, mask labels 0..2: the first step's loss throws after its batch was made
@@ -502,6 +503,7 @@ test('data-parallel, a segmentation feature extraction that fails gathering the 
   } as unknown as ProcessGroup;
   try {
     const data = squares(8, 2);
+    await settleGarbage(); // (the extraction lets the event loop turn, where earlier garbage's finalizers would run)
     const start = torch.memoryStats().liveTensors;
     await assert.rejects(extractSegFeatures(encoder, data, { batchSize: 4, blocks: [1], label: null, keepImages: 2, group }), /the collective failed/);
     assert.equal(sums, 2, 'it failed at the figure images');
