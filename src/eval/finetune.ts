@@ -115,6 +115,8 @@ export async function evaluateClassifier(
       top1.push(...hits.top1);
       top5.push(...hits.top5);
       progress?.update(labels.length, { 'img/s': perSecond(labels.length, start) });
+      // a turn of the event loop after every batch (README): with data at hand at once none came in the whole pass
+      await new Promise((resolve) => setImmediate(resolve));
     }
   } finally {
     progress?.done();

@@ -14,7 +14,7 @@ import { readMetrics } from '../../src/run/metrics';
 import { CheckpointManager } from '../../src/run/checkpoints';
 import { loadTensors, disposeAll, saveTensors } from '../../src/io';
 import { MemoryLabelledData } from '../../src/data';
-import { TINY, memoryFactories, pretrainTinyRun, runPrunedWhileDataIsMade, toyImages, whileDrawingGlobally, writeEncoder } from './helpers';
+import { TINY, countingLoopTurns, memoryFactories, pretrainTinyRun, runPrunedWhileDataIsMade, toyImages, whileDrawingGlobally, writeEncoder } from './helpers';
 import { captureStderr } from '../output';
 
 test('layer-wise lr decay: lr = base × 0.65^(L+1−layer) with cls/patch_embed at 0, blocks.i at i+1, fc_norm/head at L+1', () => {
@@ -564,6 +564,19 @@ test('evaluateClassifier refuses data that gives fewer or more images than its s
       const wrong = { ...data, size, numClasses: 3, batches: (o: Parameters<typeof data.batches>[0]) => data.batches(o), close: () => {} };
       await assert.rejects(evaluateClassifier(model, wrong, { batchSize: 4, label: null }), { code: 'ERR_DATA', message: /gave 9 images/ });
     }
+  } finally {
+    model.dispose();
+  }
+});
+
+test('evaluateClassifier lets the event loop turn after every batch of images, also of data at hand at once (in memory)', async () => {
+  // (fine-tuning's test-set evaluation at an epoch's end: a whole pass without a turn, a program's timers and requests waiting for it)
+  const { evaluateClassifier } = await import('../../src/eval/finetune');
+  const model = new ViTClassifier({ ...TINY, numClasses: 3, pool: 'avg' });
+  try {
+    const { result: acc, turns } = await countingLoopTurns(() => evaluateClassifier(model, toyImages(40, 3, 8, 2), { batchSize: 4, label: null }));
+    assert.equal(acc.n, 40);
+    assert.ok(turns >= 9, `the event loop turned ${turns} times during 10 batches`);
   } finally {
     model.dispose();
   }
