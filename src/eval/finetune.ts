@@ -94,11 +94,8 @@ export async function evaluateClassifier(
   const start = Date.now();
   try {
     for await (const b of data.batches({ batchSize: o.batchSize, shuffle: false, epoch: 0, augment: 'none' })) {
-      if (o.stop) {
-        // a loader that always has the next batch ready never lets a signal's handler run: the Ctrl-C waited for the end
-        await new Promise((resolve) => setImmediate(resolve));
-        if (o.stop.requested) throw new StoppedBySignal('stopped during the evaluation', o.stop.signal);
-      }
+      // (the turn after each batch below is where a signal's handler sets the request)
+      if (o.stop?.requested) throw new StoppedBySignal('stopped during the evaluation', o.stop.signal);
       checkLabelledBatch(b, { chans: model.cfg.inChans ?? 3, size: model.cfg.imgSize }, model.cfg.numClasses);
       const hits = torch.noGrad(() =>
         torch.scope(() => {
