@@ -120,8 +120,12 @@ export const pct = (v: number | null | undefined, digits = 2): string =>
 export function markdownTable(header: string[], rows: string[][], align: ('l' | 'r')[] = []): string {
   const sep = header.map((_, i) => (align[i] === 'r' ? '---:' : '---'));
   // cells come from data too (class names): a line break or a '|' would split the table, and so would a
-  // '\|' whose backslash escaped the escape (GFM reads '\\' as one escaped backslash, then the '|' as a column)
-  const cell = (c: string) => printable(c.replace(/\r?\n/g, ' ')).replace(/[\\|]/g, '\\$&');
+  // '\|' whose backslash escaped the escape (GFM reads '\\' as one escaped backslash, then the '|' as a column);
+  // a backslash before punctuation is escaped (it would escape it), others are literal as they stand ('\x1b')
+  const cell = (c: string) =>
+    printable(c.replace(/\r?\n/g, ' '))
+      .replace(/\\(?=[!-/:-@[-`{-~])/g, '\\\\')
+      .replace(/\|/g, '\\|');
   return [header.map(cell), sep, ...rows.map((r) => r.map(cell))].map((r) => `| ${r.join(' | ')} |`).join('\n') + '\n';
 }
 

@@ -169,8 +169,9 @@ test('Markdown tables keep their shape whatever the cells hold (class names with
   const { markdownTable } = await import('../../src/eval/result');
   const t = markdownTable(['class', 'cat|dog', 'line\nbreak'], [['top-1 %', '50.0', '25.0']]);
   assert.equal(t, '| class | cat\\|dog | line break |\n| --- | --- | --- |\n| top-1 % | 50.0 | 25.0 |\n');
-  // a backslash before the '|' escaped the escape: 'a\\|b' split into two columns; backslashes are escaped too
-  assert.equal(markdownTable(['x', 'a\\|b'], []), '| x | a\\\\\\|b |\n| --- | --- |\n');
+  // a backslash before the '|' escaped the escape: 'a\\|b' split into two columns; one before other punctuation is
+  // escaped too (GFM would drop it: 'c\\*' showed 'c*'), one before a letter stands ('d\\x' shows as typed)
+  assert.equal(markdownTable(['x', 'a\\|b', 'c\\*', 'd\\x'], []), '| x | a\\\\\\|b | c\\\\* | d\\x |\n| --- | --- | --- | --- |\n');
 });
 
 test("knn and linprobe of a run folder whose checkpoint the run prunes between resolving and loading it read the run's newest checkpoint and record it", async () => {
