@@ -2,6 +2,7 @@
 // versions, the same data, the same checkpoint. Ranks that differ would not fail: they would average
 // gradients of different recipes (or of different data) silently, or call collectives in a different
 // order and wait for each other until the timeout. One all-gather, before any work.
+import { yieldToEventLoop } from '../util/event-loop';
 import * as torch from '../torch';
 import type { Tensor } from '../torch';
 import type { ProcessGroup } from './process-group';
@@ -252,7 +253,7 @@ export class StopAgreement {
    * after every batch of images; a turn every 50 ms, and only with a signal, left them none in a whole pass).
    */
   async throwIfAborted(signal: AbortSignal | undefined | null): Promise<void> {
-    await new Promise((resolve) => setImmediate(resolve));
+    await yieldToEventLoop();
     const level = await this.agreeOn(signal?.aborted ? stopLevel(signalOf(signal.reason)) : 0);
     if (level === 0) return;
     throwIfAborted(signal);

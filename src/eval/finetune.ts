@@ -29,6 +29,7 @@ import { ClassifierConfig, ViTClassifier } from './classifier';
 import { Mixup, softTargetCrossEntropy } from './mix';
 import { FINETUNE_OPTIONS, FinetuneOptions, validateFinetune } from './options';
 import { makeFolder } from '../util/make-folder';
+import { yieldToEventLoop } from '../util/event-loop';
 import { besideProgress, stderrLine } from '../util/console-line';
 import { printable, quotedPath } from '../util/printable';
 import { FRESH_RUN_HINT } from '../run/recipe';
@@ -113,7 +114,7 @@ export async function evaluateClassifier(
       top5.push(...hits.top5);
       progress?.update(labels.length, { 'img/s': perSecond(labels.length, start) });
       // a turn of the event loop after every batch (README): with data at hand at once none came in the whole pass
-      await new Promise((resolve) => setImmediate(resolve));
+      await yieldToEventLoop();
     }
   } finally {
     progress?.done();

@@ -96,6 +96,7 @@ export async function trainHead<B, M extends string>(t: HeadTraining<B, M>, o: H
         if (b === null) await stop.throwIfAborted(o.signal);
         else
           try {
+            // (the event loop turns in it: cached features are at hand at once, and the probe ran without a turn)
             await stop.throwIfAborted(o.signal);
             seen += t.inputs(b).shape[0]; // (data-parallel, the batch is already every rank's rows)
             torch.scope(() => {
@@ -115,8 +116,6 @@ export async function trainHead<B, M extends string>(t: HeadTraining<B, M>, o: H
         step++;
         if (step >= totalSteps) break;
         progress?.update(step, { ...last, epoch: epoch + 1, lr: t.optimizer.paramGroups[0].lr, 'img/s': rate() });
-        // cached features are at hand at once: without this the whole probe ran without the event loop turning
-        await new Promise((resolve) => setImmediate(resolve));
       }
       const rec = { epoch: epoch + 1, loss: lossSum.item() / Math.max(trained, 1), lr: t.optimizer.paramGroups[0].lr } as HeadEpoch<M>;
       // A head trained past a NaN/Inf loss evaluates at chance level: stop, on every rank at once, before any result exists.

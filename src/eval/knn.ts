@@ -80,8 +80,8 @@ export async function knnClassifyAsync(train: FeatureSet, test: FeatureSet, o: K
   const steps = knnSteps(train, test, o);
   for (let r = steps.next(); ; r = steps.next()) {
     if (r.done) return r.value;
-    await new Promise((resolve) => setImmediate(resolve));
     try {
+      // (the event loop turns in it, after every block)
       await stop.throwIfAborted(o.signal);
     } catch (e) {
       steps.return([]); // runs the generator's finally: its tensors are freed

@@ -3,6 +3,7 @@
 // k-NN and a linear probe on cached features; mean ± std over seeds; ablation.md + ablation.json.
 // Finished runs are not repeated: each run folder keeps its evaluation, and an interrupted
 // pre-training continues from its checkpoint.
+import { yieldToEventLoop } from '../util/event-loop';
 import { existsSync, renameSync, rmSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { isAbsolute, join, relative } from 'node:path';
@@ -909,7 +910,7 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
     // scores). The event loop turns first: a signal during the last piece's final writes then reaches its
     // handler, and a deadline's timer its stop (which is the time limit, not an interruption).
     const timeUpBefore = async (what: string): Promise<boolean> => {
-      await new Promise((resolve) => setImmediate(resolve));
+      await yieldToEventLoop();
       if (!timeUp()) return false;
       complete = false;
       log(`--stop-after-minutes ${o.stopAfterMinutes} reached before ${what}; run the same command again to continue`);

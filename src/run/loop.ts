@@ -28,6 +28,7 @@ import { join } from 'node:path';
 import { stepDirName } from '../io/checkpoint';
 import { besideProgress, stderrLine } from '../util/console-line';
 import { DataError } from '../util/errors';
+import { yieldToEventLoop } from '../util/event-loop';
 import { quotedPath } from '../util/printable';
 
 export type { StopReason, MetricsRecord };
@@ -230,9 +231,6 @@ async function checkStart(job: TrainJob<unknown>, group: ProcessGroup, train: Tr
     for (const t of streams.values()) t.dispose();
   }
 }
-
-/** Lets the event loop turn: Node runs the finalizers of collected handles there, and a loader that always has the next batch ready would otherwise never yield. */
-const yieldToEventLoop = () => new Promise((resolve) => setImmediate(resolve));
 
 export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: LoopHooks = {}): Promise<LoopResult> {
   const group = run.group ?? null;

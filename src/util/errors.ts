@@ -2,6 +2,8 @@
 // encoder file that cannot be used, data that cannot be opened, an optional package that is missing. The messages stay those the
 // command line prints; the code says what kind of problem it is.
 
+import { yieldToEventLoop } from './event-loop';
+
 /** A job stopped by its AbortSignal. `cause` is the signal's reason (what `controller.abort(reason)` was given). */
 export class AbortError extends Error {
   readonly code = 'ERR_ABORTED';
@@ -28,7 +30,7 @@ export function throwIfAborted(signal: AbortSignal | undefined | null): void {
  */
 export async function yieldThenThrowIfAborted(signal: AbortSignal | undefined | null): Promise<void> {
   if (!signal) return;
-  await new Promise((resolve) => setImmediate(resolve));
+  await yieldToEventLoop();
   throwIfAborted(signal);
 }
 
