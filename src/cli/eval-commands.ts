@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { Command, defineCommand } from './command';
 import { DATA_FACTORIES, DataFactories } from '../data';
 import { LABELLED_DATASETS } from '../data/factories';
-import { OptionError, parseArgv, readConfigFile, resolveOptions, type OptionSpec, type OptionTable } from '../util/options';
+import { parseArgv, readConfigFile, refuseNoEffectOptions, resolveOptions, type OptionSpec, type OptionTable, type OptionValues } from '../util/options';
 import { FINETUNE_OPTIONS, KNN_OPTIONS, LINPROBE_OPTIONS, validateEval, validateFinetune, validateLinprobe } from '../eval/options';
 import { ABLATE_OPTIONS, validateAblate } from '../experiments/ablate-options';
 import { runFinetune, runKnn, runLinprobe } from '../eval/run';
@@ -92,13 +92,8 @@ export function makeEvalCommands(factories: () => DataFactories = () => DATA_FAC
       options: FINETUNE_COMMAND_OPTIONS,
       validate: (o) => {
         validateFinetune(o);
-        // ignored without --ema, as pretrain refuses it (a decay given as the default cannot be told apart, and changes nothing)
-        if (!o.ema && o.emaDecay !== FINETUNE_OPTIONS.emaDecay.default) throw new OptionError('emaDecay', 'has no effect without --ema');
-        // the batch mixing (timm's Mixup) runs only with --mixup or --cutmix on, and picks between them only with both
-        if (o.mixup === 0 && o.cutmix === 0 && o.mixupProb !== FINETUNE_OPTIONS.mixupProb.default)
-          throw new OptionError('mixupProb', 'has no effect with --mixup 0 and --cutmix 0: no batch is mixed');
-        if (!(o.mixup > 0 && o.cutmix > 0) && o.mixupSwitchProb !== FINETUNE_OPTIONS.mixupSwitchProb.default)
-          throw new OptionError('mixupSwitchProb', 'has no effect unless both --mixup and --cutmix are above 0: it picks cutmix rather than mixup for a batch');
+        // --ema-decay without --ema, the mixing probabilities with the mixing off (a value given as the default cannot be told apart, and changes nothing)
+        refuseNoEffectOptions(FINETUNE_OPTIONS, o as unknown as OptionValues);
       },
       preflight: (o) => {
         checkDataPath(o, ['train', 'test']);

@@ -42,10 +42,14 @@ export function imageInputOptions(o: ImageInputOptions): ImageInputOptions {
   return { maxImagePixels: o.maxImagePixels, exifOrientation: o.exifOrientation };
 }
 
+/** Why a --data-path changes nothing (synthetic images are generated), or undefined (an OptionSpec's noEffect). */
+export const syntheticIgnoresDataPath = (o: { dataset?: unknown }): string | undefined =>
+  o.dataset === 'synthetic' ? 'with --dataset synthetic (its images are generated)' : undefined;
+
 /** A --data-path with --dataset synthetic was ignored silently (the command used generated images): refused. */
 export function checkSyntheticDataPath(o: { dataset?: string; dataPath?: string }): void {
-  if (o.dataset === 'synthetic' && o.dataPath !== undefined)
-    throw new OptionError('dataPath', 'has no effect with --dataset synthetic (its images are generated)');
+  const why = syntheticIgnoresDataPath(o);
+  if (why && o.dataPath !== undefined) throw new OptionError('dataPath', `has no effect ${why}`);
 }
 
 /**

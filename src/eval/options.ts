@@ -5,7 +5,7 @@ import { FLOAT32_MAX, peakLr } from '../optim/peak-lr';
 import { parseKs } from './knn';
 import { precisionOption, checkPrecision } from '../run/precision';
 import { checkDevice } from '../run/device';
-import { IMAGE_INPUT_OPTIONS, ImageInputOptions, checkDataPath, checkSyntheticDataPath, imageInputOptions } from '../data/options';
+import { IMAGE_INPUT_OPTIONS, ImageInputOptions, checkDataPath, checkSyntheticDataPath, imageInputOptions, syntheticIgnoresDataPath } from '../data/options';
 import type { ImageSetJob } from './embed';
 import { DATASETS } from '../data/factories';
 import { statSync } from 'node:fs';
@@ -91,6 +91,7 @@ export const DATA_OPTIONS = defineOptions({
   dataPath: {
     type: 'string',
     path: true,
+    noEffect: syntheticIgnoresDataPath,
     help: "dataset location (cifar10: folder or .tar.gz; folder: root with train/ and test/ (or val/) class folders; shards: tar shards with {split} for train and test, e.g. 'dir/{split}' or 'dir/{split}/shard-{000000..000127}.tar', or a folder holding train/ and test/)",
   },
   trainLimit: {
@@ -251,11 +252,29 @@ export const FINETUNE_OPTIONS = defineOptions({
   },
   mixup: { type: 'number', default: 0.8, min: 0, help: 'mixup Beta(α, α) (0 = off)' },
   cutmix: { type: 'number', default: 1.0, min: 0, help: 'cutmix Beta(α, α) (0 = off)' },
-  mixupProb: { type: 'number', default: 1, min: 0, max: 1, help: 'probability of mixing a batch' },
-  mixupSwitchProb: { type: 'number', default: 0.5, min: 0, max: 1, help: 'probability of cutmix rather than mixup when both are on' },
+  // the batch mixing (timm's Mixup) runs only with --mixup or --cutmix on, and picks between them only with both
+  mixupProb: {
+    type: 'number',
+    default: 1,
+    min: 0,
+    max: 1,
+    noEffect: (o) => (o.mixup === 0 && o.cutmix === 0 ? 'with --mixup 0 and --cutmix 0: no batch is mixed' : undefined),
+    help: 'probability of mixing a batch',
+  },
+  mixupSwitchProb: {
+    type: 'number',
+    default: 0.5,
+    min: 0,
+    max: 1,
+    noEffect: (o) =>
+      (o.mixup as number) > 0 && (o.cutmix as number) > 0
+        ? undefined
+        : 'unless both --mixup and --cutmix are above 0: it picks cutmix rather than mixup for a batch',
+    help: 'probability of cutmix rather than mixup when both are on',
+  },
   smoothing: { type: 'number', default: 0.1, min: 0, max: 0.99, help: 'label smoothing' },
   ema: { type: 'boolean', default: false, help: 'keep (and evaluate) an EMA copy of the model' },
-  emaDecay: { type: 'number', default: 0.9999, min: 0, max: 1, help: 'EMA decay per step' },
+  emaDecay: { type: 'number', default: 0.9999, min: 0, max: 1, noEffect: (o) => (o.ema ? undefined : 'without --ema'), help: 'EMA decay per step' },
   precision: precisionOption('mixed precision (fp16 with loss scaling, CUDA only); auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)'),
   evalBatchSize: { mayChangeOnResume: true, type: 'int', default: 256, min: 1, help: 'images per evaluation batch' },
   ...DATA_OPTIONS,

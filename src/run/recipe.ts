@@ -2,7 +2,7 @@
 // computes. Options flagged `mayChangeOnResume` in their table (where and how fast a run goes, how long
 // it runs, how often it logs or saves) may differ; any other difference refuses to resume.
 import { resolve } from 'node:path';
-import { OptionError, OptionTable, kebab } from '../util/options';
+import { OptionError, OptionTable, OptionValues, kebab } from '../util/options';
 import { quotedPath } from '../util/printable';
 
 export interface RecipeChange {
@@ -28,7 +28,9 @@ export function pathPlace(value: string, base: string): string {
 /**
  * The options that differ between the stored run and this one (a missing stored key counts as its
  * `absentMeans`, else its default). Path options are compared by where they point, so a run started
- * with a relative path may resume with the absolute one, or from another folder.
+ * with a relative path may resume with the absolute one, or from another folder. An option that changed
+ * nothing in either run (its `noEffect`: --order-precision with --order raster) is no change: a run
+ * started before such an option was refused resumes without it.
  */
 export function recipeChanges(
   table: OptionTable,
@@ -36,10 +38,13 @@ export function recipeChanges(
   now: Record<string, unknown>,
   bases: PathBases = { now: process.cwd() },
 ): RecipeChange[] {
+  const storedRun: Record<string, unknown> = {};
+  for (const [key, spec] of Object.entries(table)) storedRun[key] = key in stored ? stored[key] : 'absentMeans' in spec ? spec.absentMeans : spec.default;
   const changes: RecipeChange[] = [];
   for (const [key, spec] of Object.entries(table)) {
     if (spec.mayChangeOnResume) continue;
-    const before = key in stored ? stored[key] : 'absentMeans' in spec ? spec.absentMeans : spec.default;
+    if (spec.noEffect?.(storedRun as OptionValues) !== undefined && spec.noEffect(now as OptionValues) !== undefined) continue;
+    const before = storedRun[key];
     const after = now[key];
     const same =
       spec.path && typeof before === 'string' && typeof after === 'string'

@@ -671,10 +671,16 @@ export function checkpointsToWrite(from: number, total: number, every: number, p
 /**
  * A model config as two runs of the same model record it: the teacher's path placed from where the run
  * started, and its encoder config in the fields an encoder has (a run from before 2026-12-03 recorded the
- * teacher's whole .json, the exporter's timm block too; loadTeacher compares the same fields).
+ * teacher's whole .json, the exporter's timm block too; loadTeacher compares the same fields); pixel
+ * targets without the blur, without the blur's size (a run started with --no-blur --blur-kernel 5, before
+ * that was refused, resumes without it).
  */
 function comparableConfig(config: unknown, base: string): unknown {
-  const c = config as { target?: { teacher?: unknown; teacherConfig?: unknown } } | null;
+  const c = config as { target?: { type?: unknown; blur?: unknown; teacher?: unknown; teacherConfig?: unknown } } | null;
+  if (c?.target?.type === 'pixels' && c.target.blur === false) {
+    const { blurKernel: _kernel, blurSigma: _sigma, ...unblurred } = c.target as Record<string, unknown>;
+    return { ...c, target: unblurred };
+  }
   if (typeof c?.target?.teacher !== 'string') return config;
   const teacherConfig = isJsonObject(c.target.teacherConfig) ? encoderConfigOf(c.target.teacherConfig as unknown as EncoderConfig) : c.target.teacherConfig;
   return { ...c, target: { ...c.target, teacher: pathPlace(c.target.teacher, base), teacherConfig } };

@@ -1,6 +1,17 @@
 // `semaim pretrain` options (defaults: the authors' ViT-B/16 ImageNet recipe, docs/METHOD.md §6.1) and their
 // translation into a model config. Everything is validated before any work starts.
-import { OptionError, Options, OptionSpec, OptionValues, defineOptions, kebab, MAX_THREADS, MAX_THREADS_IS, MAX_WORKERS, SEED_RANGE } from '../util/options';
+import {
+  OptionError,
+  Options,
+  OptionValues,
+  defineOptions,
+  refuseNoEffectOptions,
+  kebab,
+  MAX_THREADS,
+  MAX_THREADS_IS,
+  MAX_WORKERS,
+  SEED_RANGE,
+} from '../util/options';
 import { FLOAT32_MAX, peakLr } from '../optim/peak-lr';
 import { precisionOption, checkPrecision } from '../run/precision';
 import { checkDevice } from '../run/device';
@@ -20,11 +31,29 @@ import {
   validateConfig,
 } from '../semaim';
 import type { TrainDataRequest } from '../data';
-import { IMAGE_INPUT_OPTIONS, checkSyntheticDataPath, imageInputOptions } from '../data/options';
+import { IMAGE_INPUT_OPTIONS, imageInputOptions, syntheticIgnoresDataPath } from '../data/options';
 import { DATASETS } from '../data/factories';
 import { GRAD_SYNC_OPTIONS, LAUNCH_OPTIONS, checkGradSync } from '../dist/launch';
 import { machineMemory, type MachineMemory } from '../util/machine-memory';
 import { quotedPath } from '../util/printable';
+
+/** The orders whose patches follow a similarity map S. */
+const S_ORDERS = ['similarity', 'semantic', 'multicenter'];
+
+// Why an option changes nothing under the others (OptionSpec.noEffect), or undefined where it is read.
+const unlessOrders =
+  (orders: readonly string[], why: string) =>
+  (o: OptionValues): string | undefined =>
+    orders.includes(String(o.order)) ? undefined : `with --order ${o.order}: ${why}`;
+const unlessSimilarityOrder = (why: string) => unlessOrders(S_ORDERS, why);
+const S_ONLY = 'only the similarity, semantic and multicenter orders use a similarity map';
+const unlessBlurred = (o: OptionValues): string | undefined =>
+  o.target === 'pixels' && o.blur ? undefined : o.target === 'pixels' ? 'with --no-blur' : `with --target ${o.target}`;
+const unlessEma = (o: OptionValues): string | undefined => (o.ema ? undefined : 'without --ema');
+const unlessDataset =
+  (dataset: string, why: string) =>
+  (o: OptionValues): string | undefined =>
+    o.dataset === dataset ? undefined : `with --dataset ${o.dataset}: ${why}`;
 
 /**
  * How a GPU executes the step, not what it computes: shared by pretrain and the studies that pre-train
@@ -67,9 +96,15 @@ export const PRETRAIN_OPTIONS = defineOptions({
     type: 'string',
     default: 'paper',
     choices: ['paper', 'authors'],
+    noEffect: unlessOrders(['semantic', 'multicenter'], 'it picks the centre of the semantic and multicenter orders'),
     help: "semantic centre: 'paper' = 3×3 mean filter, λ=0.01; 'authors' = no filter, λ=1e-3",
   },
-  orderLambda: { type: 'number', min: 0, help: 'override the noise scale λ of semantic/multicenter orders' },
+  orderLambda: {
+    type: 'number',
+    min: 0,
+    noEffect: unlessOrders(['semantic', 'multicenter'], 'λ is the noise of the semantic and multicenter orders'),
+    help: 'override the noise scale λ of semantic/multicenter orders',
+  },
   similaritySource: {
     type: 'string',
     default: 'auto',
@@ -77,37 +112,72 @@ export const PRETRAIN_OPTIONS = defineOptions({
     // the authors' engine orders by the teacher's map whenever the targets are its features
     // (engines/engine_pretrain.py:179-190), by the online model's otherwise (docs/METHOD.md §3.2)
     auto: (o) => (o.target === 'features' ? 'teacher' : 'online'),
+    noEffect: unlessSimilarityOrder(S_ONLY),
     help: "model that gives the similarity map; auto = 'teacher' with --target features (the authors' engine), else 'online' (the model being trained)",
   },
   similarityTokens: {
     type: 'string',
     choices: ['cls', 'gap', 'self'],
+    noEffect: unlessSimilarityOrder(S_ONLY),
     help: "tokens of S (authors' --attention_type; default cls): 'cls' = cos to [CLS] (paper); 'gap' = cos to the mean patch token; 'self' = last block's [CLS] attention",
   },
-  centers: { type: 'int', default: 3, min: 1, help: 'multicenter: at most this many centres' },
-  minRelHeight: { type: 'number', default: 0.5, min: 0, max: 1, help: 'multicenter: minimum peak height relative to the highest' },
-  minDistance: { type: 'number', default: 2, min: 0, help: 'multicenter: minimum distance between centres (patches)' },
+  centers: {
+    type: 'int',
+    default: 3,
+    min: 1,
+    noEffect: unlessOrders(['multicenter'], "it is the multicenter order's"),
+    help: 'multicenter: at most this many centres',
+  },
+  minRelHeight: {
+    type: 'number',
+    default: 0.5,
+    min: 0,
+    max: 1,
+    noEffect: unlessOrders(['multicenter'], "it is the multicenter order's"),
+    help: 'multicenter: minimum peak height relative to the highest',
+  },
+  minDistance: {
+    type: 'number',
+    default: 2,
+    min: 0,
+    noEffect: unlessOrders(['multicenter'], "it is the multicenter order's"),
+    help: 'multicenter: minimum distance between centres (patches)',
+  },
   // target
   target: { type: 'string', default: 'pixels', choices: ['pixels', 'features'], help: 'prediction target' },
   normPix: { type: 'boolean', default: true, help: 'per-patch normalised pixel targets' },
   blur: { type: 'boolean', default: true, help: 'Gaussian-blur pixel targets (authors’ headline run)' },
-  blurKernel: { type: 'int', default: 9, min: 1, help: 'blur kernel size (odd)' },
-  blurSigma: { type: 'number', default: 1, help: 'blur sigma' },
-  teacher: { type: 'string', path: true, help: 'feature targets: teacher encoder .safetensors or torch.save .pth (with a .json config beside it)' },
+  blurKernel: { type: 'int', default: 9, min: 1, noEffect: unlessBlurred, help: 'blur kernel size (odd)' },
+  blurSigma: { type: 'number', default: 1, noEffect: unlessBlurred, help: 'blur sigma' },
+  teacher: {
+    type: 'string',
+    path: true,
+    noEffect: (o) => (o.target === 'features' ? undefined : `with --target ${o.target}: a teacher gives feature targets (--target features)`),
+    help: 'feature targets: teacher encoder .safetensors or torch.save .pth (with a .json config beside it)',
+  },
   // data
   dataset: { type: 'string', default: 'synthetic', choices: DATASETS, help: 'training data' },
   dataPath: {
     type: 'string',
     path: true,
+    noEffect: syntheticIgnoresDataPath,
     help: "dataset folder (cifar10: extracted or the .tar.gz; folder: class sub-folders; flat: images; shards: 'dir/shard-{000000..000127}.tar', a list or a folder of tar shards)",
   },
   shuffleBuffer: {
     type: 'int',
     default: 1000,
     min: 1,
+    noEffect: unlessDataset('shards', "it is the tar shards' shuffle buffer"),
     help: 'shards: samples each loader worker shuffles among (memory: this many encoded images per worker, within a budget of half the memory or $SEMAIM_SHUFFLE_MEMORY)',
   },
-  syntheticSize: { type: 'int', default: 5000, min: 1, max: 100_000_000, help: 'synthetic dataset: number of images' },
+  syntheticSize: {
+    type: 'int',
+    default: 5000,
+    min: 1,
+    max: 100_000_000,
+    noEffect: unlessDataset('synthetic', 'it is the number of synthetic images'),
+    help: 'synthetic dataset: number of images',
+  },
   numWorkers: {
     mayChangeOnResume: true,
     type: 'int',
@@ -162,17 +232,19 @@ export const PRETRAIN_OPTIONS = defineOptions({
     type: 'string',
     default: 'same',
     choices: ['same', 'fp32'],
+    noEffect: unlessSimilarityOrder('it is the precision of the similarity pass, which only the similarity, semantic and multicenter orders run'),
     help: "the per-step similarity pass that orders the patches: 'same' as --precision (its encoder forward under bf16/fp16 autocast, the map in float32), or 'fp32' (the authors' engine)",
   },
   ...GPU_STEP_OPTIONS,
   ema: { type: 'boolean', default: false, help: 'keep an EMA copy of the encoder' },
-  emaDecay: { type: 'number', default: 0.999, min: 0, max: 1, help: "EMA decay per step (the start of --ema-schedule authors' ramp)" },
+  emaDecay: { type: 'number', default: 0.999, min: 0, max: 1, noEffect: unlessEma, help: "EMA decay per step (the start of --ema-schedule authors' ramp)" },
   emaSchedule: {
     type: 'string',
     default: 'auto',
     choices: ['auto', 'authors', 'constant'],
     // the authors' engine ramps timm ModelEma's decay per epoch (engines/engine_pretrain.py:129-134)
     auto: (o) => (o.ema ? 'authors' : 'constant'),
+    noEffect: unlessEma,
     absentMeans: 'constant',
     help: "EMA decay over the run: 'authors' = from --ema-decay linearly to 0.9999 over the first 100 epochs, set at each epoch's start (their engine); 'constant' = --ema-decay throughout; auto = authors with --ema",
   },
@@ -386,54 +458,16 @@ export function validatePretrain(o: PretrainOptions): void {
   fusedKindsOf(o);
   checkGradSync(o);
   if (o.dataset === 'synthetic') checkSyntheticSizes(o);
-  checkSyntheticDataPath(o);
-  if (o.target !== 'features' && o.teacher !== undefined)
-    throw new OptionError('teacher', `has no effect with --target ${o.target}: a teacher gives feature targets (--target features)`);
+  refuseNoEffectOptions(PRETRAIN_OPTIONS, o as unknown as OptionValues, ['dataPath', 'teacher']);
 }
-
-/** The orders whose patches follow a similarity map S. */
-const S_ORDERS = new Set(['similarity', 'semantic', 'multicenter']);
 
 /**
  * `semaim pretrain`'s refusal of order, target, EMA and data options that the chosen ones never read (they were
- * ignored silently, where --teacher with pixel targets was refused). Options with a default count as
- * given when they differ from it (or from what their 'auto' gives). Not in validatePretrain: ablate and object-start share one set of
- * options among runs of several orders.
+ * ignored silently, where --teacher with pixel targets was refused): each option's `noEffect` says when. Not in
+ * validatePretrain: ablate and object-start share one set of options among runs of several orders.
  */
 export function refuseUnusedOptions(o: PretrainOptions): void {
-  // what the option is when not given: its default, or what its 'auto' resolves to with these options
-  const d = (k: keyof typeof PRETRAIN_OPTIONS): unknown => {
-    const spec = PRETRAIN_OPTIONS[k] as OptionSpec;
-    return spec.auto ? spec.auto(o as unknown as OptionValues) : spec.default;
-  };
-  const unused = (key: keyof PretrainOptions, given: boolean, why: string) => {
-    if (given) throw new OptionError(key, `has no effect ${why}`);
-  };
-  const order = `with --order ${o.order}`;
-  const usesS = S_ORDERS.has(o.order);
-  unused('similarityTokens', o.similarityTokens !== undefined && !usesS, `${order}: only the similarity, semantic and multicenter orders use a similarity map`);
-  unused(
-    'similaritySource',
-    o.similaritySource !== d('similaritySource') && !usesS,
-    `${order}: only the similarity, semantic and multicenter orders use a similarity map`,
-  );
-  unused(
-    'orderPrecision',
-    o.orderPrecision !== d('orderPrecision') && !usesS,
-    `${order}: it is the precision of the similarity pass, which only the similarity, semantic and multicenter orders run`,
-  );
-  const centred = o.order === 'semantic' || o.order === 'multicenter';
-  unused('orderLambda', o.orderLambda !== undefined && !centred, `${order}: λ is the noise of the semantic and multicenter orders`);
-  unused('orderVariant', o.orderVariant !== d('orderVariant') && !centred, `${order}: it picks the centre of the semantic and multicenter orders`);
-  for (const key of ['centers', 'minRelHeight', 'minDistance'] as const)
-    unused(key, o[key] !== d(key) && o.order !== 'multicenter', `${order}: it is the multicenter order's`);
-  const blurred = o.target === 'pixels' && o.blur;
-  const notBlurred = o.target === 'pixels' ? 'with --no-blur' : `with --target ${o.target}`;
-  for (const key of ['blurKernel', 'blurSigma'] as const) unused(key, o[key] !== d(key) && !blurred, notBlurred);
-  for (const key of ['emaDecay', 'emaSchedule'] as const) unused(key, o[key] !== d(key) && !o.ema, 'without --ema');
-  const data = `with --dataset ${o.dataset}`;
-  unused('syntheticSize', o.syntheticSize !== d('syntheticSize') && o.dataset !== 'synthetic', `${data}: it is the number of synthetic images`);
-  unused('shuffleBuffer', o.shuffleBuffer !== d('shuffleBuffer') && o.dataset !== 'shards', `${data}: it is the tar shards' shuffle buffer`);
+  refuseNoEffectOptions(PRETRAIN_OPTIONS, o as unknown as OptionValues);
 }
 
 /** The synthetic set's sizes are known before any work: refuse what its loader would refuse later. */

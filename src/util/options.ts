@@ -31,6 +31,13 @@ export interface OptionSpec {
    */
   mayChangeOnResume?: boolean;
   /**
+   * Why the option changes nothing under these options ('with --order raster: …'), or undefined where it is
+   * read. Given there, a command refuses it (refuseNoEffectOptions); a resumed run passes over a difference in
+   * it when it changed nothing in the stored run either (src/run/recipe.ts), so a run started before an option
+   * was refused resumes without it.
+   */
+  noEffect?: (o: OptionValues) => string | undefined;
+  /**
    * What a run stored before this option existed did (when that differs from the default): a resumed
    * run whose stored options lack the key is compared against this value, not the default.
    */
@@ -515,6 +522,20 @@ export function jobFields<O extends object, T extends OptionTable>(o: O, fields:
   refuseUnknownKeys(given, [...Object.keys(fields), ...Object.keys(others)]);
   const values = Object.fromEntries(Object.keys(fields).flatMap((k) => (Object.hasOwn(given, k) ? [[k, given[k]]] : [])));
   return { ...o, ...resolveOptions(fields, values) };
+}
+
+/**
+ * Refuses an option given where it changes nothing (its `noEffect` says why), `keys` or every option of the
+ * table. Given: other than its default, or than what its 'auto' resolves to; an option without either, set.
+ */
+export function refuseNoEffectOptions(table: OptionTable, o: OptionValues, keys: readonly string[] = Object.keys(table)): void {
+  for (const key of keys) {
+    const spec = table[key];
+    const why = spec.noEffect?.(o);
+    if (why === undefined) continue;
+    const unset = spec.auto ? spec.auto(o) : spec.default;
+    if (o[key] !== unset) throw new OptionError(key, `has no effect ${why}`);
+  }
 }
 
 /**

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { recipeChanges, refuseRecipeChanges } from '../../src/run/recipe';
 import { PRETRAIN_OPTIONS } from '../../src/train/pretrain-options';
 import { FINETUNE_OPTIONS } from '../../src/eval/options';
-import { OptionError, OptionTable, defineOptions } from '../../src/util/options';
+import { OptionError, OptionTable, defineOptions, resolveOptions } from '../../src/util/options';
 import { errorText } from '../../src/util/error-text';
 
 const mayChange = (table: OptionTable) =>
@@ -105,5 +105,27 @@ test('the refusal reads as a table on the command line: its own line breaks kept
       assert.ok(![...errorText(e)].some((c) => c !== '\n' && c.charCodeAt(0) < 0x20), 'no control character but the line breaks');
       return true;
     },
+  );
+});
+
+test('recipeChanges passes over an option that changed nothing before and changes nothing now, and only that', () => {
+  const pretrainRun = (o: Record<string, unknown>) => resolveOptions(PRETRAIN_OPTIONS, o) as unknown as Record<string, unknown>;
+  const keys = (stored: Record<string, unknown>, now: Record<string, unknown>) =>
+    recipeChanges(PRETRAIN_OPTIONS, pretrainRun(stored), pretrainRun(now)).map((c) => c.key);
+  // started (before these were refused) with options the raster order, --no-blur and no EMA never read
+  const inert = { orderPrecision: 'fp32', similarityTokens: 'gap', orderLambda: 0.5, centers: 7, blurKernel: 5, emaDecay: 0.5, shuffleBuffer: 10 };
+  assert.deepEqual(keys({ order: 'raster', blur: false, ...inert }, { order: 'raster', blur: false }), []);
+  // read by either run: a change
+  assert.deepEqual(keys({ order: 'semantic', orderPrecision: 'fp32' }, { order: 'semantic' }), ['orderPrecision']);
+  assert.deepEqual(keys({ order: 'raster', orderPrecision: 'fp32' }, { order: 'semantic' }), ['order', 'orderPrecision']);
+  assert.deepEqual(keys({ blur: false, blurKernel: 5 }, { blur: true }), ['blur', 'blurKernel']);
+  assert.deepEqual(keys({ dataset: 'synthetic', dataPath: '/data' }, { dataset: 'synthetic' }), []);
+  // fine-tuning: --ema-decay without --ema, the mixing probabilities with the mixing off
+  const finetuneRun = (o: Record<string, unknown>) => resolveOptions(FINETUNE_OPTIONS, { checkpoint: 'run', ...o }) as unknown as Record<string, unknown>;
+  const off = { mixup: 0, cutmix: 0 };
+  assert.deepEqual(recipeChanges(FINETUNE_OPTIONS, finetuneRun({ ...off, emaDecay: 0.5, mixupProb: 0.3, mixupSwitchProb: 0.1 }), finetuneRun(off)), []);
+  assert.deepEqual(
+    recipeChanges(FINETUNE_OPTIONS, finetuneRun({ ema: true, emaDecay: 0.5 }), finetuneRun({ ema: true })).map((c) => c.key),
+    ['emaDecay'],
   );
 });

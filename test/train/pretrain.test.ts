@@ -253,6 +253,25 @@ test('a run whose data now gives another number of steps per epoch is refused be
   }
 });
 
+test('a run started with options that changed nothing resumes without them (options refused as inert since)', async () => {
+  // --order-precision with --order raster, the blur's size with --no-blur, --ema-decay without --ema: a run
+  // started with them (the library took them; the command did before it refused them) could not resume as
+  // typed (refused now) nor without them (a changed recipe, and the model config's blur size a changed model)
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-inert-resume-'));
+  try {
+    const inert = { order: 'raster', orderPrecision: 'fp32', blurKernel: 5, blurSigma: 2, emaDecay: 0.5, similarityTokens: 'gap', centers: 7 };
+    await pretrain(options(dir, { ...inert, maxSteps: 6 }), memoryData(16, 4, 1), quiet);
+    assert.equal((await pretrain(options(dir, { order: 'raster' }), memoryData(16, 4, 1), quiet)).steps, 12);
+    // an option read by one of the two runs is still a change: the blur's size with the blur on now
+    await assert.rejects(
+      pretrain(options(dir, { order: 'raster', blur: true, epochs: 4 }), memoryData(16, 4, 1), quiet),
+      /started with other settings[^]*--blur +false +true/,
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('an aborted AbortSignal stops the run at a step boundary after a checkpoint; the same job then resumes from it', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-abort-'));
   const controller = new AbortController();
