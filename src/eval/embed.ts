@@ -38,6 +38,7 @@ import { DataError } from '../util/errors';
 import { makeFolder } from '../util/make-folder';
 import { stderrLine } from '../util/console-line';
 import { printable, quotedPath } from '../util/printable';
+import { checkEncoderFitsOnCpu } from './encoder-memory';
 
 /**
  * The features {@link embed} can write (EmbedOptions.pooling; the --pooling choices of `semaim embed`):
@@ -381,6 +382,7 @@ async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
   const { rank, worldSize } = rankSlice(group);
   const device = processDevice(o.device ?? 'cpu', group);
   let source = resolveEncoder(o.checkpoint, { verify: o.verify });
+  checkEncoderFitsOnCpu(source.config, o.device ?? 'cpu', [{ key: 'batchSize', batch: batchSize }]);
   guardOutputs([o.out, embedListPath(o.out)], source.weights, o.overwrite);
   const ds = await prepareOnEveryRank(group, () => embedDataset(o, source.config.imgSize));
   // ranks with other weights or other images would write rows of different models or sets into one file

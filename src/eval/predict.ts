@@ -41,6 +41,7 @@ import {
   type ImageSetJob,
 } from './embed';
 import { stderrLine } from '../util/console-line';
+import { checkEncoderFitsOnCpu } from './encoder-memory';
 
 /**
  * Options of {@link predict}: the classifier (a fine-tuning run or a linear-probe folder), the output
@@ -243,7 +244,9 @@ async function predictJob(o: PredictOptions): Promise<PredictResult> {
   guardOutputs([out, predictCsvPath(out)], src.weights, o.overwrite);
   if (src.kind === 'linprobe') guardOutputs([out, predictCsvPath(out)], src.encoder.weights, o.overwrite);
   const numClasses = src.kind === 'finetune' ? src.config.numClasses : src.numClasses;
-  const imgSize = src.kind === 'finetune' ? src.config.imgSize : src.encoder.config.imgSize;
+  const encoderConfig = src.kind === 'finetune' ? src.config : src.encoder.config;
+  checkEncoderFitsOnCpu(encoderConfig, o.device ?? 'cpu', [{ key: 'batchSize', batch: batchSize }]);
+  const imgSize = encoderConfig.imgSize;
   const k = Math.min(o.topK ?? 5, numClasses);
   const ds = embedDataset(o, imgSize);
   const labelled = ds.classes.length > 0;

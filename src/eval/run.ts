@@ -36,6 +36,7 @@ import {
   validateLinprobe,
 } from './options';
 import { EvalResult, commitResult, formatResult, inResultFolder, makeResult, writeResult } from './result';
+import { checkEncoderFitsOnCpu } from './encoder-memory';
 
 /** What {@link runKnn} and {@link runLinprobe} return (on rank 0): the result written, its path, and the Markdown table the command prints. */
 export interface EvalRun {
@@ -235,6 +236,7 @@ async function runKnnJob(o: KnnCommandOptions, f: DataFactories, { group = null,
   await throwIfAbortedOnAnyRank(signal, group);
   validateEval(o);
   const source = resolveEncoder(o.checkpoint, o);
+  checkEncoderFitsOnCpu(source.config, o.device, [{ key: 'evalBatchSize', batch: o.evalBatchSize }]);
   const ks = parseKs(o.k);
   return inResultFolder(o.outDir, 'knn', !group || group.rank === 0, () => knnJob(o, f, { group, signal, progress }, source, ks));
 }
@@ -331,6 +333,9 @@ async function runLinprobeJob(o: LinprobeCommandOptions, f: DataFactories, { gro
   checkLinprobeProcesses(o, group?.worldSize ?? 1); // under torchrun the launch flags say nothing
   peakLr(o, o.batchSize); // before any feature is extracted
   const source = resolveEncoder(o.checkpoint, o);
+  // (without cached features, every step's batch passes through the encoder, without gradients)
+  const encoded = [{ key: 'evalBatchSize', batch: o.evalBatchSize }, ...(o.cacheFeatures ? [] : [{ key: 'batchSize', batch: o.batchSize }])];
+  checkEncoderFitsOnCpu(source.config, o.device, encoded);
   return inResultFolder(o.outDir, 'linprobe', !group || group.rank === 0, () => linprobeJob(o, f, { group, signal, progress }, source));
 }
 
@@ -452,6 +457,10 @@ export async function runFinetune(options: OptionsInput<typeof FINETUNE_OPTIONS>
 async function runFinetuneJob(o: FinetuneOptions, f: DataFactories, hooks: FinetuneHooks = {}): Promise<FinetuneRun> {
   validateFinetune(o);
   const source = resolveEncoder(o.checkpoint, o);
+  checkEncoderFitsOnCpu(source.config, o.device, [
+    { key: 'batchSize', batch: o.batchSize, training: true },
+    { key: 'evalBatchSize', batch: o.evalBatchSize },
+  ]);
   const t0 = Date.now();
   const group = hooks.group ?? null;
   // data-parallel: each rank trains on and evaluates its slices of the global batches; rank 0 reports

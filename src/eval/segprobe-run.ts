@@ -27,6 +27,7 @@ import { SegprobeResult, anyLabelled, constantPredictionMetrics, segprobeOnFeatu
 import type { Precision } from '../run/precision';
 import { DataError } from '../util/errors';
 import { evalJobOptions, type EvalJobOptions } from './run';
+import { checkEncoderFitsOnCpu } from './encoder-memory';
 
 /** Where segmentation data comes from (src/data/seg-loader.ts's makeSegData, or memory in tests). */
 export type SegDataFactory = (request: SegDataRequest) => SegData | Promise<SegData>;
@@ -299,6 +300,12 @@ async function runSegprobeJob(
     throw new OptionError('blocks', (e as Error).message);
   }
   checkSegprobeProcesses(cfg.probe, group?.worldSize ?? 1); // under torchrun the launch flags say nothing
+  // (with augmentation, every step's batch passes through the encoder, without gradients)
+  const encoded = [
+    { key: 'evalBatchSize', batch: cfg.evalBatchSize },
+    ...(cfg.probe.augment === 'none' ? [] : [{ key: 'batchSize', batch: cfg.probe.batchSize }]),
+  ];
+  checkEncoderFitsOnCpu(source.config, cfg.device, encoded);
   return inResultFolder(cfg.outDir, 'segprobe', !group || group.rank === 0, () => segprobeJob(cfg, options, f, { group, signal, progress }, source));
 }
 
