@@ -259,7 +259,21 @@ interface CommitJournal {
  * process's temporary file).
  */
 function isTempOf(tmp: string, final: string, pid: number): boolean {
-  return tmp === `${final}.partial` || (tmp.startsWith(`${final}.tmp-${pid}-`) && /^[0-9a-f]+$/.test(tmp.slice(`${final}.tmp-${pid}-`.length)));
+  return tmp === `${final}.partial` || isTmpName(tmp, final, pid);
+}
+
+/** Whether `tmp` is `<final>.tmp-<pid>-<hex id>`. */
+function isTmpName(tmp: string, final: string, pid: number): boolean {
+  return tmp.startsWith(`${final}.tmp-${pid}-`) && /^[0-9a-f]+$/.test(tmp.slice(`${final}.tmp-${pid}-`.length));
+}
+
+/**
+ * Whether a journal of process `pid` may make the rename [from, to]: a temporary file of `to` put in place,
+ * or a file of the earlier set moved off to its own temporary name `<from>.tmp-<pid>-<id>` (a shard set's
+ * extra shards that the new set does not replace, removed after the commit). Nothing else.
+ */
+function isJournalRename(from: string, to: string, pid: number): boolean {
+  return isTempOf(from, to, pid) || isTmpName(to, from, pid);
 }
 
 /** Whether the relative path `rel` stays in its folder by its text: not absolute, no NUL, no '..', '.' or empty part. */
@@ -299,7 +313,9 @@ function readJournal(dir: string, name: string): CommitJournal | null {
     typeof j.host === 'string' &&
     (j.process === undefined || typeof j.process === 'string') &&
     Array.isArray(j.renames) &&
-    j.renames.every((r) => Array.isArray(r) && r.length === 2 && r.every((p) => typeof p === 'string' && insideFolder(dir, p)) && isTempOf(r[0], r[1], j.pid));
+    j.renames.every(
+      (r) => Array.isArray(r) && r.length === 2 && r.every((p) => typeof p === 'string' && insideFolder(dir, p)) && isJournalRename(r[0], r[1], j.pid),
+    );
   return ok ? j : null;
 }
 

@@ -192,3 +192,30 @@ fs.rmSync = function (p, o) { if (/shard-000002\\.tar/.test(String(p))) process.
   await packImageFolder({ input: five, output: out, overwrite: true });
   assert.deepEqual(Object.keys(snapshot(out)), ['index.json', 'shard-000000.tar']);
 });
+
+test('a repacker of fewer shards killed between the renames of its set: the next reader completes the new set, no shard of the earlier one is read with it', async () => {
+  const [out, ref] = [join(root, 'killed-fewer'), join(root, 'reference-fewer')];
+  await packImageFolder({ input: twelve, output: out, shardSize: 4 }); // 3 shards
+  await packImageFolder({ input: five, output: ref, shardSize: 4 }); // 2 shards
+  const r = packKilledBy(
+    `const fs = require('node:fs'); const rename = fs.renameSync;
+fs.renameSync = function (a, b) { rename.call(fs, a, b); if (/shard-000000\\.tar$/.test(String(b))) process.kill(process.pid, 'SIGKILL'); };`,
+    { input: five, output: out, shardSize: 4, overwrite: true },
+  );
+  assert.equal(r.signal, 'SIGKILL', r.stderr);
+  assert.ok(fs.existsSync(join(out, 'index.json.commit')), 'killed mid-commit: its journal is left');
+  assert.deepEqual(
+    resolveShardPaths(out).map((p) => p.slice(out.length + 1)),
+    ['shard-000000.tar', 'shard-000001.tar'],
+  );
+  const { ['index.json.lock']: lock, ...set } = snapshot(out);
+  assert.ok(lock);
+  assert.deepEqual(
+    Object.fromEntries(Object.entries(set).filter(([f]) => !/\.tmp-/.test(f))),
+    snapshot(ref),
+    'the new set, whole: index.json and both shards as an uninterrupted pack wrote them',
+  );
+  assert.equal(shardDataset(out, { onWarning: () => {} }).length, 5);
+  await packImageFolder({ input: five, output: out, overwrite: true });
+  assert.deepEqual(Object.keys(snapshot(out)), ['index.json', 'shard-000000.tar']);
+});
