@@ -1,7 +1,7 @@
 // `semaim visualize`: one PNG row per image and a grid of all of them, plus visualize.json with
 // what was drawn (columns, the first patch of every order, the layout) for tools and tests.
 import { existsSync, rmSync } from 'node:fs';
-import { basename, dirname, join, parse, resolve } from 'node:path';
+import { basename, join, parse } from 'node:path';
 import type { SemAIM, VisionTransformer } from '../semaim';
 import type { LoadedImages } from './images';
 import { computeMaps, ImageMaps, OrderName } from './maps';
@@ -139,14 +139,16 @@ export async function visualizeModel(model: SemAIM, images: LoadedImages, outDir
   const release = claimOutputs([summary, ...pngs.map(([path]) => path)]);
   try {
     finishInterruptedCommits(outDir); // an earlier visualisation killed mid-commit: its list is the one in place
-    // rows an earlier visualisation here listed and this one does not write would pass for this one's
-    // (compared as absolute paths: a list written with the folder named another way, relative or absolute,
-    // names the same rows). This list names them too, as superseded: a kill before they are removed leaves
-    // them to the next visualisation here.
-    const written = new Set(rowFiles.map((f) => resolve(f)));
-    const superseded = rowsListedIn(summary).filter(
-      (f) => !written.has(resolve(f)) && resolve(dirname(f)) === resolve(outDir) && isRowFileName(basename(f)) && existsSync(f),
-    );
+    // rows an earlier visualisation here listed and this one does not write would pass for this one's.
+    // A visualisation writes its rows beside its list, so a listed row is its name in this folder (the path
+    // as listed was relative to that writer's working directory, or absolute before the folder was moved).
+    // This list names them too, as superseded: a kill before they are removed leaves them to the next
+    // visualisation here.
+    const written = new Set(rowFiles.map((f) => basename(f)));
+    const superseded = [...new Set(rowsListedIn(summary).map((f) => basename(f)))]
+      .filter((name) => !written.has(name) && isRowFileName(name))
+      .map((name) => join(outDir, name))
+      .filter((f) => existsSync(f));
     const list = JSON.stringify(superseded.length ? { ...listing, superseded } : listing, null, 2);
     await commitStagedUnlessAborted(fileStagers([[summary, list], ...pngs]), o.signal);
     for (const f of superseded) rmSync(f, { force: true });

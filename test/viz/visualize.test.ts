@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join, relative } from 'node:path';
 import * as torch from '../../src/torch';
@@ -212,6 +212,36 @@ test('visualize: rows a visualisation killed between its commit and their remova
       third.rows.map((f) => basename(f)),
     );
   } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('visualize: rows an earlier visualisation listed from another working directory, or before its folder was moved, are removed as the others are', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'semaim-viz-moved-'));
+  const cwd = process.cwd();
+  try {
+    const imgs = await loadImages(await writeTestImages(join(root, 'imgs'), 3), 16);
+    const one = await loadImages(await writeTestImages(join(root, 'one'), 1), 16);
+    const model = tinyModel(3);
+    const o = () => ({ orders: ['raster' as const], lossOrder: 'raster' as const });
+    const onlyRows = (dir: string, rows: string[]) =>
+      assert.deepEqual(
+        readdirSync(dir).filter((f) => f.startsWith('row-')),
+        rows.map((f) => basename(f)),
+      );
+    // the folder named relatively from one working directory, then visualised again from another
+    mkdirSync(join(root, 'a'));
+    process.chdir(join(root, 'a'));
+    await visualizeModel(model, imgs, 'out', o());
+    process.chdir(root);
+    onlyRows(join(root, 'a', 'out'), (await visualizeModel(model, one, join('a', 'out'), o())).rows);
+    // the folder moved with its list and rows (which the list names by their old absolute paths)
+    await visualizeModel(model, imgs, join(root, 'b'), o());
+    renameSync(join(root, 'b'), join(root, 'c'));
+    onlyRows(join(root, 'c'), (await visualizeModel(model, one, join(root, 'c'), o())).rows);
+    model.dispose();
+  } finally {
+    process.chdir(cwd);
     rmSync(root, { recursive: true, force: true });
   }
 });
