@@ -123,13 +123,14 @@ export class AblationSegprobe {
   }
 
   /**
-   * The run's score: reused from `<runDir>/ablation-segprobe.json` when made with the same recipe, else computed on the encoder `load` gives.
-   * Aborting `signal` stops the probe at its next batch (an AbortError; nothing written).
+   * The run's score: reused from `<runDir>/ablation-segprobe.json` when made with the same recipe of the same
+   * weights (`weights`: the SHA-256 of the encoder's model file, as ablation-eval.json records it), else
+   * computed on the encoder `load` gives. Aborting `signal` stops the probe at its next batch (an AbortError; nothing written).
    */
-  async score(runDir: string, seed: number, pretrain: unknown, load: () => VisionTransformer, signal?: AbortSignal): Promise<SegScore> {
-    const cached = this.scored(runDir, seed, pretrain);
+  async score(runDir: string, seed: number, pretrain: unknown, weights: string, load: () => VisionTransformer, signal?: AbortSignal): Promise<SegScore> {
+    const cached = this.scored(runDir, seed, pretrain, weights);
     if (cached) return cached;
-    const fingerprint = this.fingerprint(seed, pretrain);
+    const fingerprint = this.fingerprint(seed, pretrain, weights);
     const file = join(runDir, 'ablation-segprobe.json');
     const t0 = Date.now();
     const encoder = load();
@@ -153,8 +154,8 @@ export class AblationSegprobe {
     }
   }
 
-  /** The run's score kept in `<runDir>/ablation-segprobe.json` when made with this recipe; null when {@link score} has to compute it. */
-  scored(runDir: string, seed: number, pretrain: unknown): SegScore | null {
+  /** The run's score kept in `<runDir>/ablation-segprobe.json` when made with this recipe of these weights; null when {@link score} has to compute it. */
+  scored(runDir: string, seed: number, pretrain: unknown, weights: string): SegScore | null {
     const file = join(runDir, 'ablation-segprobe.json');
     if (!existsSync(file)) return null;
     let cached: unknown;
@@ -164,14 +165,19 @@ export class AblationSegprobe {
       return null; // unreadable (cut short, say): scored again and written over
     }
     if (!isJsonObject(cached) || !isJsonObject(cached.fingerprint)) return null;
-    // (a score stored before the images' seed was recorded: taken as this one's, as it was)
-    const stored = { dataSeed: this.dataSeed, ...cached.fingerprint };
-    return JSON.stringify(stored) === JSON.stringify(this.fingerprint(seed, pretrain)) ? (cached as unknown as SegScore) : null;
+    // (a score stored before the images' seed, or the weights, were recorded: taken as this one's, as it was)
+    const stored: Record<string, unknown> = { dataSeed: this.dataSeed, ...cached.fingerprint };
+    if (!('weights' in stored)) stored.weights = weights;
+    return JSON.stringify(stored) === JSON.stringify(this.fingerprint(seed, pretrain, weights)) ? (cached as unknown as SegScore) : null;
   }
 
-  /** What a kept score must match: the run (its pre-training and seed), the probe's recipe, and the images (their seed) it was scored on. */
-  private fingerprint(seed: number, pretrain: unknown): Record<string, unknown> {
-    return { dataSeed: this.dataSeed, pretrain, seed, settings: this.recipe.settings, data: this.recipe.data, evalBatchSize: this.o.evalBatchSize };
+  /**
+   * What a kept score must match: the run (its pre-training and seed), the probe's recipe, the images (their
+   * seed) it was scored on, and the weights it scored (a run evaluated again from a checkpoint that holds
+   * other weights now is probed again too).
+   */
+  private fingerprint(seed: number, pretrain: unknown, weights: string): Record<string, unknown> {
+    return { dataSeed: this.dataSeed, pretrain, seed, settings: this.recipe.settings, data: this.recipe.data, evalBatchSize: this.o.evalBatchSize, weights };
   }
 
   async close(): Promise<void> {

@@ -575,7 +575,7 @@ async function timeSegprobe(o: AblateOptions, options: PretrainOptions, f: DataF
   const seg = await AblationSegprobe.open(segRecipe, f.makeSegData, options.imgSize, o.seed, { evalBatchSize, precision: o.precision }, imageInputOptions(o));
   const scratch = planScratch(o.outDir); // score() keeps its result there
   try {
-    await seg.score(scratch, o.seed, null, () => randomInitEncoder(options, o.seed, checkDevice(o.device)));
+    await seg.score(scratch, o.seed, null, 'random-init', () => randomInitEncoder(options, o.seed, checkDevice(o.device)));
     return (Date.now() - t0) / 1000;
   } finally {
     await seg.close();
@@ -927,6 +927,7 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
             p.runDir,
             p.seed,
             fp.pretrain as Record<string, unknown>,
+            run.pretrain.sha256,
             () => (p.row === RANDOM_INIT ? randomInitEncoder(p.options, p.seed, device) : loadEncoder(p.runDir, { device }).encoder),
             evaluation.signal,
           );
@@ -956,7 +957,7 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
         if (stored.pretrain.checkpoint) stored.pretrain.checkpoint = checkpointIn(stored, p.runDir);
         stored.runDir = p.runDir; // where it is now: the out-dir may have been moved or copied since
         // (the probe column added to a finished run: a piece of work of its own)
-        const probes = seg && ours && !seg.scored(p.runDir, p.seed, fp.pretrain);
+        const probes = seg && ours && !seg.scored(p.runDir, p.seed, fp.pretrain, stored.pretrain.sha256);
         if (probes && (await timeUpBefore(`the segmentation probe of '${p.row}' seed ${p.seed}`))) break;
         runs.push(stored);
         // a shard scores its own runs only: the other shards score theirs at the same time

@@ -13,6 +13,8 @@ import { ablationSegRecipe } from '../../src/experiments/ablate-segprobe';
 import { memoryFactories, toyImages } from '../eval/helpers';
 import { squares } from '../eval/seg-helpers';
 import { TINY_ABLATION, TINY_PRETRAIN } from './helpers';
+import { readCheckpointState, stateDigest } from '../../src/io/checkpoint';
+import { sha256File } from '../../src/io/file-sha256';
 
 /** Toy labelled images and the toy squares as the masked data. */
 const segFactories = () => ({
@@ -267,6 +269,41 @@ test("a run's segmentation probe scored on the masked images of another --seed i
     delete stored.fingerprint.dataSeed;
     writeFileSync(file, JSON.stringify({ ...stored, mIoU: 0.123 }));
     assert.equal((await ablate(at(1), factories, { log: () => {} })).runs[0].segprobe!.mIoU, 0.123);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a run evaluated again because its checkpoint holds other weights now is probed again too: its segmentation score is not the earlier weights'", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-seg-weights-'));
+  try {
+    const o = resolveOptions(ABLATE_OPTIONS, { ...TINY_ABLATION, baseline: false, trainLimit: 30, outDir: dir, eval: 'segprobe' });
+    const first = await ablate(o, segFactories(), { log: () => {} });
+    const { runDir, pretrain } = first.runs[0];
+    const file = join(runDir, 'ablation-segprobe.json');
+    assert.equal(JSON.parse(readFileSync(file, 'utf8')).fingerprint.weights, pretrain.sha256, 'the score names the weights it scored');
+    // a marker: a score reused as it is keeps it
+    writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, 'utf8')), mIoU: 0.123 }));
+    assert.equal((await ablate(o, segFactories(), { log: () => {} })).runs[0].segprobe!.mIoU, 0.123, 'the same weights: reused');
+    // the scored checkpoint replaced by one of other weights (valid: its state.json records them)
+    const step = pretrain.checkpoint!;
+    const weights = join(step, 'model.safetensors');
+    const bytes = readFileSync(weights);
+    bytes[bytes.length - 4] ^= 1; // the lowest bits of the last float
+    writeFileSync(weights, bytes);
+    const state = readCheckpointState(step);
+    (state.files as Record<string, string>)['model.safetensors'] = sha256File(weights);
+    state.stateSha256 = stateDigest(state);
+    writeFileSync(join(step, 'state.json'), JSON.stringify(state));
+    const lines: string[] = [];
+    const r = await ablate(o, segFactories(), { log: (l) => lines.push(l) });
+    assert.ok(
+      lines.some((l) => /changed since it was evaluated, evaluating it again/.test(l)),
+      lines.join('\n'),
+    );
+    assert.notEqual(r.runs[0].pretrain.sha256, pretrain.sha256);
+    assert.notEqual(r.runs[0].segprobe!.mIoU, 0.123, "the earlier weights' score is not tabulated beside the new weights' k-NN and linear probe");
+    assert.equal(JSON.parse(readFileSync(file, 'utf8')).fingerprint.weights, r.runs[0].pretrain.sha256);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
