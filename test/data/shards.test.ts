@@ -1156,6 +1156,68 @@ test('an epoch plan is computed, not listed per batch: 10^12 samples in batches 
   assert.equal(p.emittedBefore(2, p.count), p.pieces[2].length);
 });
 
+test("an epoch plan reads each shard's count a bounded number of times, not once per shard before it (quadratic in the shards), with the same pieces", () => {
+  // the plan as it was computed (a scan from the first shard of the order for every segment)
+  const reference = (counts: readonly number[], order: Int32Array, start: number, length: number) => {
+    const total = counts.reduce((a, c) => a + c, 0);
+    const out: { shard: number; from: number; to: number }[] = [];
+    let pos = start % total;
+    let left = length;
+    while (left > 0) {
+      let acc = 0;
+      let k = 0;
+      while (acc + counts[order[k]] <= pos) acc += counts[order[k++]];
+      const shard = order[k];
+      const from = pos - acc;
+      const take = Math.min(left, counts[shard] - from);
+      const last = out[out.length - 1];
+      if (last && last.shard === shard && last.to === from) last.to += take;
+      else out.push({ shard, from, to: from + take });
+      left -= take;
+      pos = (pos + take) % total;
+    }
+    return out;
+  };
+  const rng = new Rng(7, 'plan-counts');
+  const counts = Array.from({ length: 97 }, (_, i) => (i % 11 === 3 ? 0 : 1 + rng.int(9)));
+  const total = counts.reduce((a, c) => a + c, 0);
+  const order = new Rng(7, 'plan-order').shuffle(Int32Array.from(counts.keys()));
+  for (const [start, length] of [
+    [0, total],
+    [5, 40],
+    [total - 3, 9],
+    [17, 3 * total + 5],
+    [2 * total + 1, total],
+  ])
+    assert.deepEqual(streamSegments(counts, order, start, length), reference(counts, order, start, length), `start ${start}, length ${length}`);
+  for (const o of [
+    { worldSize: 3, rank: 2, workers: 4, batchSize: 5, dropLast: false },
+    { worldSize: 2, rank: 0, workers: 3, batchSize: 7, dropLast: true },
+  ]) {
+    const plan = shardEpochPlan({ counts, epoch: 2, seed: 5, shuffle: true, ...o });
+    let at = plan.rankStart;
+    for (const piece of plan.pieces) {
+      assert.deepEqual(piece.segments, reference(counts, plan.shardOrder, at, piece.length));
+      at += piece.length;
+    }
+  }
+  // 2,000 shards of 3 samples, one worker: counting the reads of the counts (a scan per segment read 4·10^6)
+  const S = 2_000;
+  let reads = 0;
+  const counted = new Proxy(new Array<number>(S).fill(3), {
+    get(t, key, r) {
+      if (typeof key === 'string' && /^\d+$/.test(key)) reads++;
+      return Reflect.get(t, key, r) as unknown;
+    },
+  });
+  const big = shardEpochPlan({ counts: counted, epoch: 0, seed: 1, shuffle: true, rank: 0, worldSize: 1, workers: 1, batchSize: 4, dropLast: true });
+  assert.equal(
+    big.pieces[0].segments.reduce((a, s) => a + s.to - s.from, 0),
+    big.pieces[0].length,
+  );
+  assert.ok(reads < 20 * S, `${reads} reads of the counts of ${S} shards`);
+});
+
 test('the shuffle buffer resumes exactly from a replay over positions', () => {
   // size 1 (or less, or a fraction of 2) passes inputs straight through; the last items leave in a drawn order
   assert.deepEqual([ShuffleBuffer.create(0, new Rng(1)).size, ShuffleBuffer.create(2.5, new Rng(1)).size], [1, 2]);
