@@ -19,6 +19,7 @@ import {
   existsSync,
   writeFileSync,
   symlinkSync,
+  rmSync,
 } from 'node:fs';
 import {
   packImageFolder,
@@ -125,6 +126,31 @@ test('brace patterns expand like the shell: zero-padded ranges, lists, nesting; 
   assert.deepEqual(resolveShardPaths(join(root, '{split}'), 'shards'), all, '{split} is replaced by the split');
   assert.deepEqual(resolveShardPaths(root, 'shards'), all, 'a folder with one sub-folder per split');
   assert.throws(() => resolveShardPaths(join(shards, 'shard-{000000..000009}.tar')), /5 shard file\(s\) .* do not exist/);
+});
+
+test('a folder of 200,000 shards is listed whole, also as a split folder (a spread of its list overflowed the call stack)', () => {
+  const splits = join(root, 'many-splits');
+  const many = join(splits, 'train');
+  mkdirSync(many, { recursive: true });
+  writeFileSync(join(many, 'shard-000000.tar'), '');
+  // the listing of 200,000 files, without making them (a name whose file is not there is kept, as a dangling link is)
+  const fs = require('node:fs') as typeof import('node:fs');
+  const readdir = fs.readdirSync;
+  const extra = Array.from({ length: 200_000 }, (_, i) => `shard-${String(i + 1).padStart(6, '0')}.tar`);
+  fs.readdirSync = ((...args: unknown[]) => {
+    const names = (readdir as (...a: unknown[]) => unknown)(...args);
+    return args[0] === many && args.length === 1 ? [...(names as string[]), ...extra] : names;
+  }) as typeof fs.readdirSync;
+  try {
+    for (const listed of [resolveShardPaths(many), resolveShardPaths(splits, 'train')]) {
+      assert.equal(listed.length, 200_001);
+      assert.equal(listed[0], join(many, 'shard-000000.tar'));
+      assert.equal(listed[200_000], join(many, 'shard-200000.tar'));
+    }
+  } finally {
+    fs.readdirSync = readdir;
+    rmSync(splits, { recursive: true, force: true });
+  }
 });
 
 test('a range bound with a leading zero pads to the longer bound, as bash and braceexpand do, whatever the widths', () => {

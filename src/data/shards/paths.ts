@@ -134,7 +134,7 @@ export function resolveShardPaths(spec: string, split?: string): string[] {
           // a folder holding one sub-folder per split
           try {
             if (statSync(join(p, split)).isDirectory()) {
-              out.push(...resolveShardPaths(join(p, split)));
+              for (const f of resolveShardPaths(join(p, split))) out.push(f);
               continue;
             }
           } catch {
@@ -142,7 +142,8 @@ export function resolveShardPaths(spec: string, split?: string): string[] {
           }
         }
         if (inDir.length === 0) throw new Error(`shards: folder ${p} holds no ${SHARD_SUFFIXES.join('/')} files`);
-        out.push(...inDir);
+        // (not push(...inDir): a spread of more than ~125,000 names overflows the call stack)
+        for (const f of inDir) out.push(f);
       } else if (notRegular(st)) notFiles.push(`${p} (${notRegular(st)})`);
       else out.push(p);
     }
