@@ -60,7 +60,7 @@ export function listImageFiles(inputs: string[], limit = Infinity): string[] {
         .sort()
         .map((n) => join(p, n));
       if (inDir.length === 0) throw new Error(`no image files (${[...IMAGE_EXT].join(' ')}) in folder ${p}`);
-      files.push(...inDir);
+      for (const f of inDir) files.push(f); // (not push(...inDir): a spread of more than ~125,000 names overflows the call stack)
     } else {
       files.push(p);
     }

@@ -144,3 +144,28 @@ test('visualize lists the image types the datasets list: a folder of .ppm/.pgm/.
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('visualize takes its images from a folder of 200,000 files (a spread of its list overflowed the call stack)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-viz-many-'));
+  // the listing of 200,000 more images, without making them
+  const fs = require('node:fs') as typeof import('node:fs');
+  const readdir = fs.readdirSync;
+  const extra = Array.from({ length: 200_000 }, (_, i) => `x-${String(i).padStart(6, '0')}.png`);
+  fs.readdirSync = ((...args: unknown[]) => {
+    const names = (readdir as (...a: unknown[]) => unknown)(...args);
+    return args[0] === dir && args.length === 1 ? [...(names as string[]), ...extra] : names;
+  }) as typeof fs.readdirSync;
+  try {
+    writeFileSync(join(dir, 'a.ppm'), Buffer.concat([Buffer.from('P6\n4 4\n255\n'), Buffer.alloc(4 * 4 * 3, 200)]));
+    writeFileSync(join(dir, 'b.pgm'), Buffer.concat([Buffer.from('P5\n4 4\n255\n'), Buffer.alloc(4 * 4, 50)]));
+    const files = listImageFiles([dir]);
+    assert.equal(files.length, 200_002);
+    assert.deepEqual([files[0], files[200_001]], [join(dir, 'a.ppm'), join(dir, 'x-199999.png')]);
+    assert.deepEqual(listImageFiles([dir], 2), [join(dir, 'a.ppm'), join(dir, 'b.pgm')]);
+    const loaded = await loadImages([dir], 8, 2, {}, () => undefined);
+    assert.deepEqual(loaded.files, [join(dir, 'a.ppm'), join(dir, 'b.pgm')]);
+  } finally {
+    fs.readdirSync = readdir;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
