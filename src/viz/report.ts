@@ -74,25 +74,24 @@ function configSection(run: RunData): string {
     .join('');
 }
 
-/** The (x, y) of the records holding `key` as a finite number; with `gaps`, a record holding it as anything else gives [x, NaN] (a break in the line). */
-function numericSeries(metrics: Record<string, unknown>[], key: string, gaps = false): [number, number][] {
-  const pts: [number, number][] = [];
+/**
+ * For each of `keys`, the (x, y) of the records holding it: a finite number, or anything else as [x, NaN] (a break
+ * in the line); and the x of the records where it was not finite (metrics.jsonl: a null loss, a gradNorm
+ * "Infinity"/"NaN"). One pass over the records (a pass per metric was quadratic in a file whose lines each hold
+ * a metric of their own).
+ */
+function seriesOf(metrics: Record<string, unknown>[], keys: readonly string[]): Map<string, { pts: [number, number][]; marks: number[] }> {
+  const out = new Map(keys.map((k) => [k, { pts: [] as [number, number][], marks: [] as number[] }]));
   metrics.forEach((m, i) => {
-    const y = m[key];
     const x = typeof m.step === 'number' ? m.step : i;
-    if (typeof y === 'number' && Number.isFinite(y)) pts.push([x, y]);
-    else if (gaps && key in m) pts.push([x, NaN]);
+    for (const [k, y] of Object.entries(m)) {
+      const s = out.get(k);
+      if (!s) continue;
+      s.pts.push([x, typeof y === 'number' && Number.isFinite(y) ? y : NaN]);
+      if (isNonFinite(k, y)) s.marks.push(x);
+    }
   });
-  return pts;
-}
-
-/** The x of the records whose `key` was not finite (metrics.jsonl: a null loss, a gradNorm "Infinity"/"NaN"). */
-function nonFiniteXs(metrics: Record<string, unknown>[], key: string): number[] {
-  const xs: number[] = [];
-  metrics.forEach((m, i) => {
-    if (key in m && isNonFinite(key, m[key])) xs.push(typeof m.step === 'number' ? m.step : i);
-  });
-  return xs;
+  return out;
 }
 
 function summarySection(run: RunData): string {
@@ -126,16 +125,16 @@ function curvesSection(run: RunData): string {
   const known = (k: string) => Object.hasOwn(KNOWN, k); // not 'constructor' or 'toString', which a metric may be named
   const ordered = [...Object.keys(KNOWN).filter((k) => keys.has(k)), ...[...keys].filter((k) => !known(k)).sort()];
   const xLabel = run.metrics.some((m) => typeof m.step === 'number') ? 'step' : 'record';
+  const byKey = seriesOf(run.metrics, ordered);
   const charts = ordered.map((k) => {
     const info = known(k) ? KNOWN[k] : { title: k, y: k, colour: '#444' };
-    const pts = numericSeries(run.metrics, k, true);
+    const { pts, marks } = byKey.get(k)!;
     const finite = pts.filter((p) => Number.isFinite(p[1]));
     const series: Series[] = [{ name: k, points: pts, colour: info.colour, width: k === 'loss' && finite.length > 20 ? 1 : 1.5 }];
     if (k === 'loss' && finite.length > 20) {
       series[0].colour = '#9ecae1';
       series.push({ name: 'loss (EMA 0.9)', points: smooth(finite), colour: info.colour, width: 2 });
     }
-    const marks = nonFiniteXs(run.metrics, k);
     const empty = marks.length ? `no finite ${k}: NaN/Inf from ${xLabel} ${fmt(marks[0])}` : undefined;
     return `<figure>${lineChart(series, { title: info.title, xLabel, yLabel: info.y, logY: info.logY, marks, empty })}</figure>`;
   });

@@ -1005,3 +1005,46 @@ test('chart helpers refuse parameters that give no chart: smooth beta outside [0
   );
   assert.equal(reduceSeries(pts, 1).length, 2);
 });
+
+test('report of a metrics file whose lines each hold a metric of their own: each record is read once per metric it holds, not once per metric of the file', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-report-keys-'));
+  try {
+    const n = 1500;
+    const lines = Array.from({ length: n }, (_, i) =>
+      JSON.stringify({ step: i + 1, loss: 1 / (i + 1), [`m${i}`]: i, ...(i % 500 === 7 ? { gradNorm: 'Infinity', [`x${i}`]: 'NaN' } : { gradNorm: 1 }) }),
+    );
+    writeFileSync(join(dir, 'metrics.jsonl'), lines.join('\n') + '\n');
+    const run = readRun(dir);
+    assert.deepEqual(
+      run.problems.filter((p) => /not finite/.test(p)),
+      [
+        'the gradient norm was not finite at steps 8, 508, 1008 (metrics.jsonl: gradNorm "Infinity")',
+        'x1007 was not finite at step 1008 (metrics.jsonl: x1007 "NaN")',
+        'x507 was not finite at step 508 (metrics.jsonl: x507 "NaN")',
+        'x7 was not finite at step 8 (metrics.jsonl: x7 "NaN")',
+      ],
+    );
+    const undated = (html: string) => html.replace(/generated [^<]*/, '');
+    const plain = undated(renderReport(run));
+    // the same records, counting the reads of their fields
+    let reads = 0;
+    const counted = {
+      ...run,
+      metrics: run.metrics.map(
+        (m) =>
+          new Proxy(m, {
+            get(t, key, r) {
+              reads++;
+              return Reflect.get(t, key, r) as unknown;
+            },
+          }),
+      ),
+    };
+    const html = undated(renderReport(counted));
+    assert.equal(html, plain);
+    assert.equal((html.match(/<figure>/g) ?? []).length, 2 + n + 3, 'loss, gradNorm, a chart per m<i> and per x<i>');
+    assert.ok(reads < 50 * n, `${reads} reads of the fields of ${n} records`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
