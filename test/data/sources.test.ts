@@ -263,6 +263,22 @@ test('CIFAR-10 and CIFAR-100 binary batches', () => {
   assert.throws(() => cifarBinary(join(root, 'label100')), /image 0 has label 100, but CIFAR-100 \(fine\) has 100 classes/);
 });
 
+test("CIFAR binary refuses a labels value other than 'fine' or 'coarse', and 'coarse' on CIFAR-10 (both gave the fine labels)", () => {
+  const c10 = join(root, 'labels-option', 'c10');
+  for (const k of [1, 2, 3, 4, 5]) write(join(c10, `data_batch_${k}.bin`), Buffer.alloc(3073, 1));
+  const c100 = join(root, 'labels-option', 'c100');
+  const r = Buffer.alloc(3074, 2);
+  r[0] = 4; // coarse
+  r[1] = 77; // fine
+  write(join(c100, 'train.bin'), r);
+  assert.throws(() => cifarBinary(c10, { labels: 'coarse' }), /holds CIFAR-10, which has no coarse labels/);
+  for (const labels of ['Coarse', 'coarse ', 'superclass'])
+    assert.throws(() => cifarBinary(c100, { labels } as never), new RegExp(`labels must be 'fine' or 'coarse', got "${labels}"`));
+  assert.equal(cifarBinary(c10, { labels: 'fine' }).classes.length, 10);
+  assert.equal(cifarBinary(c100, { labels: 'fine' }).label(0), 77);
+  assert.equal(cifarBinary(c100, { labels: 'coarse' }).label(0), 4);
+});
+
 test('CIFAR-10 JPEG archive is extracted once into a cache folder keyed by the archive content', async () => {
   const jpg = await encode(picture(32, 32), 32, 32, 3, 'jpeg');
   const makeArchive = (name: string, perClass: number): string => {

@@ -26,7 +26,7 @@ export const CIFAR10_CLASSES = ['airplane', 'automobile', 'bird', 'cat', 'deer',
 export interface CifarBinaryOptions {
   /** Training split (default) or test split. */
   train?: boolean;
-  /** CIFAR-100: use the 100 fine labels (default) or the 20 coarse labels. */
+  /** CIFAR-100: use the 100 fine labels (default) or the 20 coarse labels (CIFAR-10, which has no coarse labels, refuses 'coarse'). */
   labels?: 'fine' | 'coarse';
 }
 
@@ -55,6 +55,9 @@ function readLines(path: string): string[] | null {
  */
 export function cifarBinary(root: string, opts: CifarBinaryOptions = {}): MemoryDataset {
   refuseUnknownKeys(opts, ['train', 'labels'] satisfies (keyof CifarBinaryOptions)[]);
+  // (a caller in plain JS: 'Coarse' or 'coarse ' was read as the fine labels)
+  if (opts.labels !== undefined && opts.labels !== 'fine' && opts.labels !== 'coarse')
+    throw new RangeError(`CIFAR binary: labels must be 'fine' or 'coarse', got ${JSON.stringify(opts.labels)}`);
   root = resolve(root);
   const train = opts.train ?? true;
   const candidates = [root, join(root, 'cifar-10-batches-bin'), join(root, 'cifar-100-binary')];
@@ -77,6 +80,9 @@ export function cifarBinary(root: string, opts: CifarBinaryOptions = {}): Memory
       `CIFAR binary: no ${train ? 'data_batch_1.bin (CIFAR-10) or train.bin (CIFAR-100)' : 'test_batch.bin (CIFAR-10) or test.bin (CIFAR-100)'} found in ${quotedPath(root)} (expected the extracted cifar-10-batches-bin or cifar-100-binary folder)`,
     );
   }
+  // CIFAR-10 has one label per image: 'coarse' gave its 10 classes, not the 20 superclasses asked for
+  if (variant === 10 && opts.labels === 'coarse')
+    throw new RangeError(`CIFAR binary: ${quotedPath(dir)} holds CIFAR-10, which has no coarse labels (labels: 'coarse' is CIFAR-100's 20 superclasses)`);
   let files: string[];
   if (variant === 10) {
     files = train ? [1, 2, 3, 4, 5].map((k) => join(dir!, `data_batch_${k}.bin`)) : [join(dir, 'test_batch.bin')];
