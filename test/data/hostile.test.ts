@@ -305,6 +305,38 @@ test('folder listing: a folder reached through several links is listed once, the
   }
 });
 
+test("ImageFolder: a link from one class into a sub-folder of another leaves that sub-folder's images in their own class, whichever class is walked first", async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const png = await encode(picture(8, 8), 8, 8, 3, 'png');
+    // 'all' sorts (and is walked) before 'cat', and links to cat's own sub-folder: torchvision lists the
+    // images in both classes; listed once, they are cat's, where they lie (they were labelled 'all')
+    write(join(dir, 'classes', 'all', 'a.png'), png);
+    write(join(dir, 'classes', 'cat', 'c.png'), png);
+    write(join(dir, 'classes', 'cat', 'kittens', 'k.png'), png);
+    write(join(dir, 'classes', 'cat', 'kittens', 'deep', 'd.png'), png);
+    symlinkSync('../cat/kittens', join(dir, 'classes', 'all', 'kittens'));
+    // and within one class the folder is listed where it lies, not through a link beside it that sorts first
+    symlinkSync('kittens', join(dir, 'classes', 'cat', 'a-link'));
+    const warnings: string[] = [];
+    const folder = imageFolder(join(dir, 'classes'), { onWarning: (l) => warnings.push(l) });
+    assert.deepEqual(folder.classes, ['all', 'cat']);
+    assert.deepEqual(
+      Array.from({ length: folder.length }, (_, i) => [folder.relativePath(i), folder.label(i)]),
+      [
+        ['all/a.png', 0],
+        ['cat/c.png', 1],
+        ['cat/kittens/k.png', 1],
+        ['cat/kittens/deep/d.png', 1],
+      ],
+    );
+    assert.deepEqual(folder.listing.aliases, ['all/kittens', 'cat/a-link']);
+    assert.match(warnings.join('\n'), /2 paths lead to a folder listed already through a symlink, not listed again: all\/kittens, cat\/a-link$/m);
+  } finally {
+    cleanup();
+  }
+});
+
 test('folder listing: file symlink loops and dangling links are reported and counted, not dropped silently', async () => {
   const { dir, cleanup } = tempDir();
   try {

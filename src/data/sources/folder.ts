@@ -74,6 +74,18 @@ interface Walk {
   ancestors: Set<string>;
   /** dev:ino of every folder listed (or, for ImageFolder, to be listed as a class): each is listed once. */
   visited: Set<string>;
+  /**
+   * ImageFolder's first pass: symlinks to folders are put here to be followed after every class's own folders
+   * are listed, so that a folder is listed where it lies, not through a link to it that is walked first.
+   */
+  deferred: DeferredLink[] | null;
+}
+
+/** A symlink to a folder met in ImageFolder's first pass, with the folders on its path then. */
+interface DeferredLink {
+  path: string;
+  rel: string;
+  ancestors: Set<string>;
 }
 
 /**
@@ -123,22 +135,28 @@ function listImages(dir: string, rel: string, walk: Walk): void {
       }
     }
     if (isDir) {
-      const id = folderId(path);
-      if (walk.ancestors.has(id)) {
-        walk.report.symlinkLoops.push(r);
-        continue;
-      }
-      // without this, links to one folder from each of n nested folders would list its images 2^n times
-      if (walk.visited.has(id)) {
-        walk.report.aliases.push(r);
-        continue;
-      }
-      walk.visited.add(id);
-      walk.ancestors.add(id);
-      listImages(path, r, walk);
-      walk.ancestors.delete(id);
+      if (walk.deferred && ent.isSymbolicLink()) walk.deferred.push({ path, rel: r, ancestors: new Set(walk.ancestors) });
+      else listFolder(path, r, walk);
     } else if (isFile && walk.exts.has(extname(name).toLowerCase())) images.push(r);
   }
+}
+
+/** Lists the folder at path (rel below the root) unless it is on the current path (a loop) or listed already. */
+function listFolder(path: string, rel: string, walk: Walk): void {
+  const id = folderId(path);
+  if (walk.ancestors.has(id)) {
+    walk.report.symlinkLoops.push(rel);
+    return;
+  }
+  // without this, links to one folder from each of n nested folders would list its images 2^n times
+  if (walk.visited.has(id)) {
+    walk.report.aliases.push(rel);
+    return;
+  }
+  walk.visited.add(id);
+  walk.ancestors.add(id);
+  listImages(path, rel, walk);
+  walk.ancestors.delete(id);
 }
 
 /**
@@ -154,7 +172,7 @@ function imagesInTorchvisionOrder(walk: Walk, out: string[]): void {
 
 function newWalk(root: string, exts: Set<string>, report: ListingReport): Walk {
   const id = folderId(root);
-  return { exts, folders: [], report, ancestors: new Set([id]), visited: new Set([id]) };
+  return { exts, folders: [], report, ancestors: new Set([id]), visited: new Set([id]), deferred: null };
 }
 
 const REASONS: Record<string, string> = { ELOOP: 'symlink loop', ENOENT: 'dangling link', EILSEQ: 'its name is not valid UTF-8: rename it' };
@@ -274,17 +292,33 @@ export function imageFolder(root: string, opts: FolderOptions = {}): ImageFolder
   const warn = opts.onWarning ?? stderrWarn;
   // a class folder's images are listed in their class, not in another class that links to the folder
   for (const id of classIds) walk.visited.add(id);
+  // and so are the images of its sub-folders: every class's own folders are listed first, the links to
+  // folders after (a link from a class walked earlier to one of them is another path to a folder listed)
   const listed = new Set<string>();
+  const classWalks = classes.map((cls, k) => {
+    const id = classIds[k];
+    if (listed.has(id)) return null;
+    listed.add(id);
+    walk.deferred = [];
+    walk.ancestors.add(id);
+    listImages(join(root, cls), cls, walk);
+    walk.ancestors.delete(id);
+    const own = { folders: walk.folders, links: walk.deferred };
+    walk.folders = [];
+    return own;
+  });
+  walk.deferred = null;
   classes.forEach((cls, k) => {
     const before = paths.length;
-    const id = classIds[k];
-    if (listed.has(id)) report.aliases.push(cls);
+    const own = classWalks[k];
+    if (!own) report.aliases.push(cls);
     else {
-      listed.add(id);
-      walk.ancestors.add(id);
-      listImages(join(root, cls), cls, walk);
+      walk.folders = own.folders;
+      for (const link of own.links) {
+        walk.ancestors = link.ancestors;
+        listFolder(link.path, link.rel, walk);
+      }
       imagesInTorchvisionOrder(walk, paths);
-      walk.ancestors.delete(id);
     }
     for (let i = before; i < paths.length; i++) labelList.push(k);
     if (paths.length === before) empty.push(cls);
