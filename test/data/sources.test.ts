@@ -130,6 +130,27 @@ test('the dataset factories refuse an unknown option key, naming the one likely 
   assert.deepEqual(subsetDataset(full, 5, 0).spec, { kind: 'synthetic', config: { ...full.spec.config, count: 5 } });
 });
 
+test("folder listing refuses an extension without its dot or with two ('jpg' left every .jpg out while the .png files were listed)", () => {
+  const dir = join(root, 'extension-option', 'c');
+  write(join(dir, 'a.png'), new Uint8Array([0x89]));
+  write(join(dir, 'b.JPG'), new Uint8Array([0xff, 0xd8]));
+  const names = (ds: { length: number; relativePath(i: number): string }) => Array.from({ length: ds.length }, (_, i) => ds.relativePath(i));
+  assert.deepEqual(names(imageFolder(join(root, 'extension-option'), { extensions: ['.png', '.Jpg'] })), ['c/a.png', 'c/b.JPG']);
+  for (const [extensions, shown] of [
+    [['.png', 'jpg'], '"jpg"'],
+    [['.tar.png'], '"\\.tar\\.png"'],
+    [['.'], '"\\."'],
+    [['.a/b'], '"\\.a/b"'],
+  ] as const) {
+    const refused = new RegExp(`extension ${shown} is not a file extension`);
+    assert.throws(() => imageFolder(join(root, 'extension-option'), { extensions }), refused);
+    assert.throws(() => imageFiles(dir, { extensions }), refused);
+    assert.throws(() => imageFiles(dir, { extensions, recursive: false }), refused);
+  }
+  assert.throws(() => imageFolder(join(root, 'extension-option'), { extensions: [] }), /extensions must be a non-empty list/);
+  assert.throws(() => imageFiles(dir, { extensions: '.png' as never }), /extensions must be a non-empty list such as \['\.jpg', '\.png'\], got "\.png"/);
+});
+
 test('every format decodes; bad files are skipped with one warning each and counted', async () => {
   const ds = imageFolder(join(root, 'folder'));
   const lines: string[] = [];

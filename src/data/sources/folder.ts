@@ -17,7 +17,7 @@ export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.jfif', '.png', '.bmp', '.gif
  * warnings go.
  */
 export interface FolderOptions {
-  /** Extensions to list (default IMAGE_EXTENSIONS). */
+  /** Extensions to list, each with its dot and case-insensitive (default IMAGE_EXTENSIONS); 'jpg' or '.tar.gz' is refused. */
   extensions?: readonly string[];
   /** Called with warnings found while listing (default: stderr). */
   onWarning?: (line: string) => void;
@@ -43,6 +43,25 @@ function codePointOrder(a: string, b: string): number {
     if (x !== y) return codePointRank(x) - codePointRank(y);
   }
   return a.length - b.length;
+}
+
+/**
+ * The extensions to list, lower-cased. Each is compared with a name's extension (its last '.' and what
+ * follows): 'jpg' (torchvision's suffix test takes it) or '.tar.gz' never equals one, and left out that
+ * kind of file without a word while the others were listed.
+ */
+function extensionSet(extensions: readonly string[] = IMAGE_EXTENSIONS): Set<string> {
+  if (!Array.isArray(extensions) || extensions.length === 0)
+    throw new RangeError(
+      `folder listing: extensions must be a non-empty list such as ['.jpg', '.png'], got ${printable(JSON.stringify(extensions) ?? String(extensions))}`,
+    );
+  for (const e of extensions) {
+    if (typeof e !== 'string' || !/^\.[^./\\]+$/.test(e))
+      throw new RangeError(
+        `folder listing: extension ${printable(JSON.stringify(e) ?? String(e))} is not a file extension: each is a '.' and the characters after a name's last '.', such as '.jpg'`,
+      );
+  }
+  return new Set(extensions.map((e) => e.toLowerCase()));
 }
 
 function checkRoot(root: string, what: string, expected: string): void {
@@ -253,7 +272,7 @@ export function imageFolder(root: string, opts: FolderOptions = {}): ImageFolder
   root = resolve(root);
   const expected = 'a folder with one sub-folder per class, e.g. <root>/cat/0001.jpg';
   checkRoot(root, 'ImageFolder', expected);
-  const exts = new Set((opts.extensions ?? IMAGE_EXTENSIONS).map((e) => e.toLowerCase()));
+  const exts = extensionSet(opts.extensions);
   const paths: string[] = [];
   const labelList: number[] = [];
   const empty: string[] = [];
@@ -343,7 +362,7 @@ export function imageFiles(root: string, opts: FolderOptions & { recursive?: boo
   root = resolve(root);
   const expected = 'a folder containing image files';
   checkRoot(root, 'image folder', expected);
-  const exts = new Set((opts.extensions ?? IMAGE_EXTENSIONS).map((e) => e.toLowerCase()));
+  const exts = extensionSet(opts.extensions);
   const paths: string[] = [];
   const report: ListingReport = { symlinkLoops: [], aliases: [], unreadable: [] };
   if (opts.recursive === false) {
