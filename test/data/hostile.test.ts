@@ -318,20 +318,34 @@ test("ImageFolder: a link from one class into a sub-folder of another leaves tha
     symlinkSync('../cat/kittens', join(dir, 'classes', 'all', 'kittens'));
     // and within one class the folder is listed where it lies, not through a link beside it that sorts first
     symlinkSync('kittens', join(dir, 'classes', 'cat', 'a-link'));
-    const warnings: string[] = [];
-    const folder = imageFolder(join(dir, 'classes'), { onWarning: (l) => warnings.push(l) });
-    assert.deepEqual(folder.classes, ['all', 'cat']);
-    assert.deepEqual(
-      Array.from({ length: folder.length }, (_, i) => [folder.relativePath(i), folder.label(i)]),
-      [
-        ['all/a.png', 0],
-        ['cat/c.png', 1],
-        ['cat/kittens/k.png', 1],
-        ['cat/kittens/deep/d.png', 1],
-      ],
-    );
-    assert.deepEqual(folder.listing.aliases, ['all/kittens', 'cat/a-link']);
-    assert.match(warnings.join('\n'), /2 paths lead to a folder listed already through a symlink, not listed again: all\/kittens, cat\/a-link$/m);
+    const check = () => {
+      const warnings: string[] = [];
+      const folder = imageFolder(join(dir, 'classes'), { onWarning: (l) => warnings.push(l) });
+      assert.deepEqual(folder.classes, ['all', 'cat']);
+      assert.deepEqual(
+        Array.from({ length: folder.length }, (_, i) => [folder.relativePath(i), folder.label(i)]),
+        [
+          ['all/a.png', 0],
+          ['cat/c.png', 1],
+          ['cat/kittens/k.png', 1],
+          ['cat/kittens/deep/d.png', 1],
+        ],
+      );
+      assert.deepEqual(folder.listing.aliases, ['all/kittens', 'cat/a-link']);
+      assert.match(warnings.join('\n'), /2 paths lead to a folder listed already through a symlink, not listed again: all\/kittens, cat\/a-link$/m);
+    };
+    check();
+    // the same on a file system that gives no entry types (DT_UNKNOWN: a link is known from lstat only)
+    const fs = require('node:fs') as typeof import('node:fs');
+    const readdirSync = fs.readdirSync;
+    const untyped = (e: unknown) =>
+      e instanceof fs.Dirent ? { name: (e as { name: unknown }).name, isDirectory: () => false, isFile: () => false, isSymbolicLink: () => false } : e;
+    (fs as { readdirSync: unknown }).readdirSync = (...a: unknown[]) => ((readdirSync as (...b: unknown[]) => unknown[])(...a) as unknown[]).map(untyped);
+    try {
+      check();
+    } finally {
+      (fs as { readdirSync: unknown }).readdirSync = readdirSync;
+    }
   } finally {
     cleanup();
   }

@@ -2,7 +2,7 @@
 // folder of images. Only the listing happens here; decoding happens in the loader's workers.
 
 import { refuseUnknownKeys } from '../../util/options';
-import { readdirSync, statSync, type Dirent } from 'node:fs';
+import { lstatSync, readdirSync, statSync, type Dirent } from 'node:fs';
 import { basename, dirname, join, resolve, extname } from 'node:path';
 import { packStrings, sharedInt32, unpackString, type Dataset, type FilesSpec } from '../dataset';
 import { printable, quotedPath } from '../../util/printable';
@@ -143,8 +143,11 @@ function listImages(dir: string, rel: string, walk: Walk): void {
     const path = join(dir, name);
     let isDir = ent.isDirectory();
     let isFile = ent.isFile();
-    if (ent.isSymbolicLink() || (!isDir && !isFile)) {
+    let isLink = ent.isSymbolicLink();
+    if (isLink || (!isDir && !isFile)) {
       try {
+        // a file system that gives no entry types (DT_UNKNOWN): whether it is a link, for ImageFolder's first pass
+        if (!isLink && walk.deferred) isLink = lstatSync(path).isSymbolicLink();
         const st = statSync(path);
         isDir = st.isDirectory();
         isFile = st.isFile();
@@ -154,7 +157,7 @@ function listImages(dir: string, rel: string, walk: Walk): void {
       }
     }
     if (isDir) {
-      if (walk.deferred && ent.isSymbolicLink()) walk.deferred.push({ path, rel: r, ancestors: new Set(walk.ancestors) });
+      if (walk.deferred && isLink) walk.deferred.push({ path, rel: r, ancestors: new Set(walk.ancestors) });
       else listFolder(path, r, walk);
     } else if (isFile && walk.exts.has(extname(name).toLowerCase())) images.push(r);
   }
