@@ -548,6 +548,15 @@ export function refuseUnknownKeys(given: object, known: readonly string[]): void
   if (unknown !== undefined) throw unknownOption(unknown, known, 'key');
 }
 
+/**
+ * Refuses a library caller's on/off option that is given but not true or false: from plain JS, the
+ * string 'false' is truthy, and `train: 'false'` read the training split as the test split.
+ */
+export function refuseNonBoolean(what: string, key: string, value: unknown): void {
+  if (value !== undefined && typeof value !== 'boolean')
+    throw new RangeError(`${what}: ${key} must be true or false, got ${JSON.stringify(value) ?? String(value)}`);
+}
+
 /** The --help text: one line per option with its type, default and meaning. */
 export function formatHelp(usage: string, description: string, table: OptionTable): string {
   const rows = Object.entries(table).map(([k, s]) => {

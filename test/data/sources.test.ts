@@ -300,6 +300,38 @@ test("CIFAR binary refuses a labels value other than 'fine' or 'coarse', and 'co
   assert.equal(cifarBinary(c100, { labels: 'coarse' }).label(0), 4);
 });
 
+test("the data sources refuse an on/off option that is not true or false (train: 'false' read the training split)", () => {
+  const c10 = join(root, 'boolean-option', 'c10');
+  for (const k of [1, 2, 3, 4, 5]) write(join(c10, `data_batch_${k}.bin`), Buffer.alloc(3073, 1));
+  write(join(c10, 'test_batch.bin'), Buffer.alloc(3073, 2));
+  const mn = join(root, 'boolean-option', 'mnist');
+  const idx = (dims: number[], data: number[]) => {
+    const h = Buffer.alloc(4 + 4 * dims.length);
+    h[2] = 8;
+    h[3] = dims.length;
+    dims.forEach((d, i) => h.writeUInt32BE(d, 4 + 4 * i));
+    return Buffer.concat([h, Buffer.from(data)]);
+  };
+  for (const p of ['train', 't10k']) {
+    write(join(mn, `${p}-images-idx3-ubyte`), idx([1, 2, 2], [0, 1, 2, 3]));
+    write(join(mn, `${p}-labels-idx1-ubyte`), idx([1], [p === 'train' ? 1 : 2]));
+  }
+  const flat = join(root, 'boolean-option', 'flat');
+  write(join(flat, 'a.png'), new Uint8Array([0x89]));
+  write(join(flat, 'sub', 'b.png'), new Uint8Array([0x89]));
+  for (const value of ['false', 0, 1, null]) {
+    const refused = (key: string) => new RegExp(`: ${key} must be true or false, got ${JSON.stringify(value)}$`);
+    assert.throws(() => cifarBinary(c10, { train: value } as never), refused('train'));
+    assert.throws(() => mnistLike(mn, { train: value } as never), refused('train'));
+    assert.throws(() => imageFiles(flat, { recursive: value } as never), refused('recursive'));
+  }
+  assert.equal(cifarBinary(c10, { train: false }).length, 1);
+  assert.equal(mnistLike(mn, { train: false }).label(0), 2);
+  assert.equal(mnistLike(mn).label(0), 1);
+  assert.equal(imageFiles(flat, { recursive: false }).length, 1);
+  assert.equal(imageFiles(flat).length, 2);
+});
+
 test('CIFAR-10 JPEG archive is extracted once into a cache folder keyed by the archive content', async () => {
   const jpg = await encode(picture(32, 32), 32, 32, 3, 'jpeg');
   const makeArchive = (name: string, perClass: number): string => {

@@ -2,7 +2,7 @@
 // archive (`cifar10/{train,test}/<class>/*.jpg`, e.g. ../shared/data/cifar10-jpeg.tar.gz) into a
 // cache directory keyed by the archive's content, with the system `tar` (never into the repository).
 
-import { refuseUnknownKeys } from '../../util/options';
+import { refuseNonBoolean, refuseUnknownKeys } from '../../util/options';
 import { closeSync, existsSync, openSync, readSync, readdirSync, statSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { basename, join, resolve, dirname } from 'node:path';
@@ -55,6 +55,7 @@ function readLines(path: string): string[] | null {
  */
 export function cifarBinary(root: string, opts: CifarBinaryOptions = {}): MemoryDataset {
   refuseUnknownKeys(opts, ['train', 'labels'] satisfies (keyof CifarBinaryOptions)[]);
+  refuseNonBoolean('CIFAR binary', 'train', opts.train);
   // (a caller in plain JS: 'Coarse' or 'coarse ' was read as the fine labels)
   if (opts.labels !== undefined && opts.labels !== 'fine' && opts.labels !== 'coarse')
     throw new RangeError(`CIFAR binary: labels must be 'fine' or 'coarse', got ${JSON.stringify(opts.labels)}`);

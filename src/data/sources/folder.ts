@@ -1,7 +1,7 @@
 // Image folders: `ImageFolder` (one sub-folder per class, like torchvision) and an unlabelled
 // folder of images. Only the listing happens here; decoding happens in the loader's workers.
 
-import { refuseUnknownKeys } from '../../util/options';
+import { refuseNonBoolean, refuseUnknownKeys } from '../../util/options';
 import { lstatSync, readdirSync, statSync, type Dirent } from 'node:fs';
 import { basename, dirname, join, resolve, extname } from 'node:path';
 import { packStrings, sharedInt32, unpackString, type Dataset, type FilesSpec } from '../dataset';
@@ -362,6 +362,7 @@ export function imageFolder(root: string, opts: FolderOptions = {}): ImageFolder
 /** An unlabelled folder of images (recursively listed, in {@link imageFolder}'s order); labels are -1. */
 export function imageFiles(root: string, opts: FolderOptions & { recursive?: boolean } = {}): ImageFolderDataset {
   refuseUnknownKeys(opts, [...Object.keys(FOLDER_OPTION_KEYS), 'recursive']);
+  refuseNonBoolean('image folder', 'recursive', opts.recursive);
   root = resolve(root);
   const expected = 'a folder containing image files';
   checkRoot(root, 'image folder', expected);

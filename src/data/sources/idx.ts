@@ -1,7 +1,7 @@
 // MNIST-style IDX files (raw or gzip): MNIST and Fashion-MNIST. Debian's `dataset-fashion-mnist`
 // installs Fashion-MNIST to /usr/share/datasets/fashion-mnist/.
 
-import { refuseUnknownKeys } from '../../util/options';
+import { refuseNonBoolean, refuseUnknownKeys } from '../../util/options';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { kMaxLength } from 'node:buffer';
@@ -134,6 +134,7 @@ function findFile(root: string, base: string): string | null {
 /** MNIST-layout folder: train-/t10k- images-idx3-ubyte and labels-idx1-ubyte (raw or .gz). */
 export function mnistLike(root: string, opts: { train?: boolean; classes?: readonly string[] } = {}): MemoryDataset {
   refuseUnknownKeys(opts, ['train', 'classes']);
+  refuseNonBoolean('MNIST', 'train', opts.train);
   root = resolve(root);
   const prefix = (opts.train ?? true) ? 'train' : 't10k';
   const images = findFile(root, `${prefix}-images-idx3-ubyte`);
