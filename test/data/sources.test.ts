@@ -494,6 +494,12 @@ test('a sample index outside the dataset is a RangeError from label, name and sa
   assert.equal(synthetic.sample(9).label, synthetic.label(9));
 });
 
+test("synthetic objects refuse a split other than 'train' or 'val' ('test' drew a third stream, neither split)", () => {
+  for (const split of ['test', 'Train', 'validation'])
+    assert.throws(() => syntheticObjects({ size: 16, count: 2, split } as never), new RegExp(`split must be 'train' or 'val', got "${split}"`));
+  assert.equal(syntheticObjects({ size: 16, count: 2, split: 'val' }).length, 2);
+});
+
 test('synthetic objects refuse a size, count, class count or seed that is not an integer (count 10.5 gave a dataset of length 10.5, classes 2.5 labels of 1.5, seed 0.5 the images of seed 0)', () => {
   const refused: Array<[Parameters<typeof syntheticConfig>[0], RegExp]> = [
     [{ count: 10.5 }, /^synthetic objects: count must be an integer >= 1, got 10\.5$/],

@@ -71,13 +71,15 @@ export interface SyntheticConfig {
 
 /**
  * Resolves {@link SyntheticOptions} with their defaults into a {@link SyntheticConfig}. Throws a RangeError for
- * a size under 8, classes outside 2–10, a count under 1 (each an integer, as the seed), or an invalid objectScale or backgroundContrast.
+ * a split other than 'train' or 'val', a size under 8, classes outside 2–10, a count under 1 (each an integer, as the seed), or an invalid objectScale or backgroundContrast.
  */
 export function syntheticConfig(opts: SyntheticOptions = {}): SyntheticConfig {
   refuseUnknownKeys(opts, Object.keys(SYNTHETIC_OPTION_KEYS));
   const size = opts.size ?? 32;
   const [height, width] = typeof size === 'number' ? [size, size] : [size[0], size[1]];
   const split = opts.split ?? 'train';
+  // (a caller in plain JS: 'test', as openDataset names it, or 'Train' drew a third stream, neither split)
+  if (split !== 'train' && split !== 'val') throw new RangeError(`synthetic objects: split must be 'train' or 'val', got ${JSON.stringify(split)}`);
   const classes = opts.classes ?? SHAPES.length;
   // fractions were taken: count 10.5 gave a dataset of length 10.5, classes 2.5 labels of 1.5, seed 0.5 the images of seed 0
   if (!(Number.isInteger(height) && Number.isInteger(width) && height >= 8 && width >= 8))
