@@ -350,6 +350,31 @@ test('seg-folder: clear errors for a wrong layout or a missing class list', () =
   }
 });
 
+test('seg-folder: a masks sub-folder that cannot be listed is an error naming it, not every image without a mask', async () => {
+  const { dir, cleanup } = tempDir('semaim-seg-');
+  const fs = require('node:fs') as typeof import('node:fs');
+  const readdirSync = fs.readdirSync;
+  try {
+    write(join(dir, 'classes.txt'), 'sky\nground\n');
+    for (const name of ['a', 'sub/b']) {
+      write(join(dir, 'train', 'images', `${name}.png`), await encode(picture(8, 8), 8, 8, 3, 'png'));
+      write(join(dir, 'train', 'masks', `${name}.png`), pngEncode(8, 8, 0, 8, new Array(64).fill(1)));
+    }
+    const unreadable = join(dir, 'train', 'masks', 'sub');
+    (fs as { readdirSync: unknown }).readdirSync = (p: unknown, ...a: unknown[]) => {
+      if (String(p) === unreadable) throw Object.assign(new Error(`EACCES: permission denied, scandir '${unreadable}'`), { code: 'EACCES' });
+      return (readdirSync as (...b: unknown[]) => unknown)(p, ...a);
+    };
+    assert.throws(
+      () => makeSegData({ split: 'train', dataset: 'seg-folder', dataPath: dir, imgSize: 8, seed: 0 }),
+      (e: Error) => /segmentation folder: cannot read .*masks.*cannot list .*masks\/sub.*EACCES/.test(e.message),
+    );
+  } finally {
+    (fs as { readdirSync: unknown }).readdirSync = readdirSync;
+    cleanup();
+  }
+});
+
 test('seg-folder: --max-image-pixels refuses large images and masks (skipped, counted as too-large)', async () => {
   const { dir, cleanup } = tempDir('semaim-seg-pixels-');
   try {

@@ -88,7 +88,9 @@ export function segFolder(rootIn: string, o: SegFolderOptions): SegSource {
     for (let i = 0; i < masks.length; i++) maskPaths.set(stem(masks.relativePath(i)), masks.relativePath(i));
   } catch (e) {
     // no mask at all: every image is left out below, and the loader says so; a folder that cannot be read is an error
-    if ((e as NodeJS.ErrnoException).code) throw new Error(`segmentation folder: cannot read ${quotedPath(masksDir)} (${(e as Error).message})`, { cause: e });
+    // (a sub-folder's too: the listing's error carries the code in its cause, and every mask, listed or not, read as missing)
+    const code = (e as NodeJS.ErrnoException).code ?? ((e as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+    if (code) throw new Error(`segmentation folder: cannot read ${quotedPath(masksDir)} (${(e as Error).message})`, { cause: e });
   }
   const pairs: { image: string; mask: string }[] = [];
   const listingSkips: { name: string; reason: string; message: string }[] = [];
