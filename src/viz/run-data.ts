@@ -74,7 +74,7 @@ function jsonFiles(dir: string, depth: number, links: string[], large: string[])
       if (entry.isSymbolicLink()) {
         if (json || (folder && statSync(p).isDirectory())) links.push(p);
       } else if (entry.isDirectory()) {
-        if (folder) out.push(...jsonFiles(p, depth - 1, links, large));
+        if (folder) for (const f of jsonFiles(p, depth - 1, links, large)) out.push(f); // (a spread of ~125,000 names overflows the stack)
       } else if (json) {
         // (a larger one, a predict.json of many images say, was left out of the table silently)
         if (lstatSync(p).size < MAX_EVAL_JSON) out.push(p);
