@@ -111,6 +111,13 @@ export interface ReportJob {
   signal?: AbortSignal;
 }
 
+const REPORT_FIELDS = defineOptions({
+  runDir: { type: 'string', required: true, help: 'run folder' },
+  out: { type: 'string', help: 'HTML file' },
+  overwrite: { type: 'boolean', help: 'replace a file that is no report' },
+  title: { type: 'string', help: "the page's title" },
+});
+
 /**
  * Refuses, before any work, an --out that would replace something other than an earlier report (a
  * checkpoint's state.json, any file) unless asked to; never a folder.
@@ -188,6 +195,12 @@ export function checkRunDir(runDir: string): void {
  * numbers of evaluation rows and metrics records. OptionError for a folder with nothing of a run, or an `out` it may not replace.
  */
 export async function writeRunReport(job: ReportJob): Promise<{ out: string; grid: string | null; evals: number; metrics: number }> {
+  // checked as `semaim report` checks its flags: an `overwrite: 'false'` replaced a file that is no report,
+  // a misspelt `output` wrote <runDir>/report.html, and a missing runDir was node's TypeError
+  job = jobFields(job, REPORT_FIELDS, { visualize: true, signal: true });
+  const v = job.visualize as unknown;
+  if (v !== undefined && (v === null || typeof v !== 'object' || !Array.isArray((v as { images?: unknown }).images)))
+    throw new OptionError('visualize', `expected the figure's job, { images: [...], orders: [...] }, or leave it out, got ${JSON.stringify(v) ?? String(v)}`);
   checkRunDir(job.runDir);
   const out = job.out ?? join(job.runDir, 'report.html');
   checkReportOut(out, !!job.overwrite);

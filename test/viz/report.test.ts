@@ -1048,3 +1048,32 @@ test('report of a metrics file whose lines each hold a metric of their own: each
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('writeRunReport checks its job as `semaim report` checks its flags: a wrong value or an unknown key is an OptionError naming it, before any file is written', async () => {
+  const run = mkdtempSync(join(tmpdir(), 'semaim-report-job-'));
+  try {
+    fakeRun(run);
+    const notes = join(run, 'notes.html');
+    writeFileSync(notes, 'my notes');
+    const refused = (key: string, detail: RegExp) => (e: unknown) => e instanceof OptionError && e.key === key && detail.test(e.detail);
+    // 'false' was truthy: the file that is no report was replaced
+    await assert.rejects(writeRunReport({ runDir: run, out: notes, overwrite: 'no!' as unknown as boolean }), refused('overwrite', /expected true or false/));
+    await assert.rejects(writeRunReport({ runDir: run, out: notes, overwrite: 'false' as unknown as boolean }), refused('out', /is not a semaim report/));
+    assert.equal(readFileSync(notes, 'utf8'), 'my notes');
+    // a misspelt key was ignored: the report went to <runDir>/report.html
+    await assert.rejects(
+      writeRunReport({ runDir: run, output: join(run, 'r.html') } as never),
+      refused('output', /unknown option .*known: runDir, out, overwrite/),
+    );
+    // a missing runDir was node's TypeError from statSync
+    await assert.rejects(writeRunReport({ run_dir: run } as never), refused('run_dir', /unknown option; did you mean 'runDir'\?/));
+    await assert.rejects(writeRunReport({} as never), refused('runDir', /is required/));
+    await assert.rejects(writeRunReport({ runDir: run, title: '' }), refused('title', /must not be empty/));
+    await assert.rejects(writeRunReport({ runDir: run, visualize: {} as never }), refused('visualize', /expected the figure's job/));
+    assert.deepEqual(readdirSync(run).sort(), ['config.json', 'metrics.jsonl', 'notes.html']);
+    const r = await writeRunReport({ runDir: run, overwrite: 'false' as unknown as boolean, visualize: undefined });
+    assert.equal(r.out, join(run, 'report.html'));
+  } finally {
+    rmSync(run, { recursive: true, force: true });
+  }
+});
