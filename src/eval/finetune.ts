@@ -12,11 +12,11 @@ import { disposeAll } from '../io';
 import { EncoderSource, loadEncoderTensors, loadResolvedEncoder, resolveEncoder } from '../semaim';
 import { LabelledBatch, LabelledData, PassOptions, batchesPerEpoch } from '../data';
 import { checkLabelledBatch } from '../data/check-batch';
-import { OptionError, jobOptions, type OptionsInput } from '../util/options';
+import { OptionError, checkJobHooks, jobOptions, type OptionsInput } from '../util/options';
 import { DataError } from '../util/errors';
 import { EMA } from '../run/ema';
 import { Progress, perSecond } from '../run/progress';
-import { LoopHooks, StopReason, trainLoop } from '../run/loop';
+import { FINETUNE_HOOK_KINDS, LoopHooks, StopReason, trainLoop } from '../run/loop';
 import type { TrainState } from '../run/train-state';
 import { StoppedBySignal, type StopRequest, type StopSignal } from '../run/signals';
 import { withPrecision } from '../run/precision';
@@ -228,6 +228,7 @@ export async function finetune(
   source?: EncoderSource,
 ): Promise<FinetuneResult> {
   const o = jobOptions(FINETUNE_OPTIONS, options);
+  checkJobHooks(hooks, FINETUNE_HOOK_KINDS);
   if (typeof data?.train !== 'object' || typeof data.test !== 'object' || !data.train || !data.test)
     throw new DataError(`finetune: expected its data as the second argument, { train, test } (data.makeEvalData(...) each), got ${String(data)}`);
   return inJobScope(o.threads, () => finetuneJob(o, data, hooks, source));

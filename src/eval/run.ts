@@ -4,7 +4,7 @@
 // reports and writes.
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { OptionError, jobOptions, type OptionsInput } from '../util/options';
+import { OptionError, checkJobHooks, jobOptions, type OptionsInput } from '../util/options';
 import { peakLr } from '../optim/peak-lr';
 import { serializeTensors } from '../io/tensors';
 import { stageFile } from '../util/safe-write';
@@ -16,7 +16,7 @@ import { EncoderSource, LoadedEncoder, loadEncoder, resolveEncoder, sha256File }
 import { processDevice } from '../run/device';
 import { inJobScope } from '../run/job-scope';
 import { imageInputOptions } from '../data/options';
-import type { StopReason } from '../run/loop';
+import { FINETUNE_HOOK_KINDS, type StopReason } from '../run/loop';
 import type { StopSignal } from '../run/signals';
 import { FeatureSet, checkImageShape, disposeFeatures, extractFeatures, setSize } from './features';
 import { FinetuneHooks, finetune, finetunePass } from './finetune';
@@ -450,6 +450,7 @@ export interface FinetuneRun {
  */
 export async function runFinetune(options: OptionsInput<typeof FINETUNE_OPTIONS>, f: DataFactories, hooks: FinetuneHooks = {}): Promise<FinetuneRun> {
   const o = jobOptions(FINETUNE_OPTIONS, options);
+  checkJobHooks(hooks, FINETUNE_HOOK_KINDS);
   checkFactories('runFinetune', f);
   return inJobScope(o.threads, () => runFinetuneJob(o, f, hooks));
 }

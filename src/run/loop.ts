@@ -17,7 +17,8 @@ import { EMA } from './ema';
 import { optimizerStep } from './optimizer-step';
 import { cudnnAutotune } from './cudnn-autotune';
 import { StopRequest, StopSignal, StoppedBySignal, catchStopSignals } from './signals';
-import type { OptionTable } from '../util/options';
+import type { HookKind, OptionTable } from '../util/options';
+import type { FinetuneHooks } from '../eval/finetune';
 import { DistributedDataParallel, GradCompression, ProcessGroup, rankSlice } from '../dist';
 import { SAME_START_HINT, StopAgreement, checkRanksHoldSame, signalOfLevel, stopLevel } from '../dist/agree';
 import { TrainState, StopReason, type MetricsRecord } from './train-state';
@@ -168,6 +169,25 @@ export interface LoopHooks {
    */
   divergedAdvice?: string;
 }
+
+/** The kind of each of the {@link LoopHooks}, as a job checks them before any work (checkJobHooks). */
+export const LOOP_HOOK_KINDS = {
+  onStep: 'function',
+  onMetrics: 'function',
+  progress: 'boolean',
+  catchSignals: 'boolean',
+  stop: 'object',
+  signal: 'signal',
+  log: 'function',
+  freshRunHint: 'string',
+  divergedAdvice: 'string',
+} as const satisfies Record<keyof LoopHooks, HookKind>;
+
+/** The kinds of finetune's and runFinetune's hooks (FinetuneHooks): the loop's and the data-parallel group. */
+export const FINETUNE_HOOK_KINDS = { ...LOOP_HOOK_KINDS, group: ['object', 'null'] } as const satisfies Record<
+  keyof FinetuneHooks,
+  HookKind | readonly HookKind[]
+>;
 
 export interface LoopResult {
   steps: number;

@@ -8,7 +8,7 @@ import { SemAIM, VisionTransformer, loadTeacher, orderUsesNoise } from '../semai
 import type { RankedTrainData, TrainBatch, TrainData } from '../data';
 import { checkTrainBatch } from '../data/check-batch';
 import { EMA, authorsEmaDecay } from '../run/ema';
-import { LoopHooks, StopReason, trainLoop } from '../run/loop';
+import { LOOP_HOOK_KINDS, LoopHooks, StopReason, trainLoop } from '../run/loop';
 import type { StopSignal } from '../run/signals';
 import { withPrecision } from '../run/precision';
 import { DeviceImages } from '../run/device-images';
@@ -18,7 +18,7 @@ import { JobSetting } from '../util/job-setting';
 import { rankSlice, type ProcessGroup } from '../dist';
 import { SAME_DATA_HINT, checkRanksAgree } from '../dist/agree';
 import { PRETRAIN_OPTIONS, PretrainOptions, modelConfigFrom, validatePretrain, fusedKindsOf } from './pretrain-options';
-import { OptionError, jobOptions, type OptionsInput } from '../util/options';
+import { OptionError, checkJobHooks, jobOptions, type HookKind, type OptionsInput } from '../util/options';
 import { DataError } from '../util/errors';
 import { StaticPretrainStep } from './pretrain-step';
 import { makeFolder } from '../util/make-folder';
@@ -59,6 +59,11 @@ export interface PretrainHooks extends LoopHooks {
   staticStepWithoutCapture?: boolean;
 }
 
+const PRETRAIN_HOOK_KINDS = { ...LOOP_HOOK_KINDS, group: ['object', 'null'], staticStepWithoutCapture: 'boolean' } as const satisfies Record<
+  keyof PretrainHooks,
+  HookKind | readonly HookKind[]
+>;
+
 /**
  * Parameters exempt from weight decay besides 1-D ones and biases: pos_embed (fixed, not trained);
  * cls_token unless --decay-cls-token (the authors' recipe decays it, docs/METHOD.md §6.1).
@@ -80,6 +85,7 @@ export async function pretrain(options: OptionsInput<typeof PRETRAIN_OPTIONS>, d
   let result: PretrainResult;
   try {
     const o = jobOptions(PRETRAIN_OPTIONS, options);
+    checkJobHooks(hooks, PRETRAIN_HOOK_KINDS);
     result = await inJobScope(o.threads, () => pretrainOn(o, data, hooks));
   } catch (e) {
     try {

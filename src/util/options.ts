@@ -571,3 +571,63 @@ export function formatHelp(usage: string, description: string, table: OptionTabl
     `\n  ${''.padEnd(width)}read options from a file; flags override it\n${lines.join('\n')}\n`
   );
 }
+
+/** What one key of a job's hooks or job options holds (see {@link checkJobHooks}). */
+export type HookKind = 'function' | 'boolean' | 'string' | 'object' | 'signal' | 'null';
+
+const HOOK_KIND_TEXT: Record<HookKind, string> = {
+  function: 'a function',
+  boolean: 'true or false',
+  string: 'a string',
+  object: 'an object',
+  signal: "an AbortSignal (an AbortController's .signal)",
+  null: 'null',
+};
+
+function isHookKind(v: unknown, kind: HookKind): boolean {
+  switch (kind) {
+    case 'function':
+      return typeof v === 'function';
+    case 'boolean':
+    case 'string':
+      return typeof v === kind;
+    case 'object':
+      return typeof v === 'object' && v !== null && !Array.isArray(v);
+    case 'signal':
+      // (by its shape: an AbortSignal of another realm, a worker's or a vm context's, is one too)
+      return (
+        typeof v === 'object' && v !== null && typeof (v as AbortSignal).aborted === 'boolean' && typeof (v as AbortSignal).addEventListener === 'function'
+      );
+    case 'null':
+      return v === null;
+  }
+}
+
+/** A value as a message names it: JSON where it has one, else its type (and class: `an object (AbortController)`). */
+function describeValue(v: unknown): string {
+  if (typeof v === 'function') return 'a function';
+  if (typeof v === 'object' && v !== null && !Array.isArray(v) && Object.getPrototypeOf(v) !== Object.prototype && Object.getPrototypeOf(v) !== null)
+    return `an object (${(v as object).constructor?.name ?? 'of a class'})`;
+  return JSON.stringify(v) ?? String(v);
+}
+
+/**
+ * Checks a library job's hooks or job options (callbacks, a signal, switches: no option values, which
+ * resolveOptions checks) before any work, as a job's options are checked: a key not in `table` is refused
+ * as an unknown option (`onstep`: did you mean 'onStep'?), and a value of another kind than the table's
+ * is an OptionError naming the key (an AbortController given as `signal` failed as a TypeError once the
+ * run had taken its folder's lock; `progress: false` where the job takes `null` kept its bars on).
+ * An undefined value is no value; `given` undefined or null is no hooks.
+ */
+export function checkJobHooks(given: unknown, table: Record<string, HookKind | readonly HookKind[]>): void {
+  if (given === undefined || given === null) return;
+  if (typeof given !== 'object' || Array.isArray(given))
+    throw new OptionError('hooks', `expected an object of hooks (${Object.keys(table).join(', ')}), got ${describeValue(given)}`);
+  refuseUnknownKeys(given, Object.keys(table));
+  for (const [k, v] of Object.entries(given)) {
+    if (v === undefined) continue;
+    const kinds = ([] as HookKind[]).concat(table[k]);
+    if (!kinds.some((kind) => isHookKind(v, kind)))
+      throw new OptionError(k, `expected ${kinds.map((kind) => HOOK_KIND_TEXT[kind]).join(' or ')}, got ${describeValue(v)}`);
+  }
+}

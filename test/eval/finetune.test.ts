@@ -183,6 +183,39 @@ test("finetune refuses a caller's data of another image size or class count as a
   }
 });
 
+test('finetune and runFinetune check their hooks before any work: an AbortController as signal, a misspelt hook, a value of another kind are OptionErrors naming it, no data opened, no folder made', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ft-hooks-'));
+  const enc = writeEncoder(dir);
+  try {
+    const out = join(dir, 'run');
+    const o = ftOptions(out, enc, { maxSteps: 2 });
+    const refused = (key: string, detail: RegExp) => (e: unknown) => e instanceof OptionError && e.key === key && detail.test(e.detail);
+    let opened = 0;
+    const factories = memoryFactories(toyImages(8, 3, 8, 1), toyImages(6, 3, 8, 2));
+    const counting = { ...factories, makeEvalData: (r: Parameters<typeof factories.makeEvalData>[0]) => (opened++, factories.makeEvalData(r)) };
+    for (const [hooks, key, detail] of [
+      // a TypeError once the run had taken run.lock, which it kept
+      [{ signal: new AbortController() }, 'signal', /expected an AbortSignal/],
+      [{ onstep: () => {} }, 'onstep', /unknown option; did you mean 'onStep'\?/],
+      [{ progress: null }, 'progress', /expected true or false, got null/],
+      [{ group: 1 }, 'group', /expected an object or null, got 1/],
+    ] as const) {
+      await assert.rejects(finetune(o, { train: toyImages(8, 3, 8, 1), test: toyImages(6, 3, 8, 2) }, hooks as never), refused(key, detail));
+      await assert.rejects(runFinetune(o, counting, hooks as never), refused(key, detail));
+      assert.equal(opened, 0, 'no data opened');
+      assert.equal(existsSync(out), false, `no run folder for ${key}`);
+    }
+    const r = await finetune(
+      o,
+      { train: toyImages(8, 3, 8, 1), test: toyImages(6, 3, 8, 2) },
+      { log: () => {}, progress: false, signal: new AbortController().signal },
+    );
+    assert.equal(r.steps, 2);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a fine-tuning with drop path gives the same losses and weights while the program draws from the global generator between its steps (jobs at once in one process)', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-ft-own-streams-'));
   try {

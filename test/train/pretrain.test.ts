@@ -307,6 +307,36 @@ test('pretrain closes the data it is given when it refuses an option', async () 
   assert.equal(closed, 1);
 });
 
+test('pretrain checks its hooks before any work: an AbortController as signal, an unknown or misspelt hook, a value of another kind are OptionErrors naming it, no folder made, no lock or listener left', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-hooks-'));
+  try {
+    const out = join(dir, 'run');
+    const listeners = process.listenerCount('SIGINT');
+    const refused = (key: string, detail: RegExp) => (e: unknown) => e instanceof OptionError && e.key === key && detail.test(e.detail);
+    for (const [hooks, key, detail] of [
+      // a TypeError once the run had written config.json and taken run.lock, which it kept (the same call: RunInUseError naming this process)
+      [{ signal: new AbortController() }, 'signal', /expected an AbortSignal \(an AbortController's \.signal\), got an object \(AbortController\)/],
+      [{ onstep: () => {} }, 'onstep', /unknown option; did you mean 'onStep'\?/],
+      // the evaluation jobs' spelling: the progress line stayed on
+      [{ progress: null }, 'progress', /expected true or false, got null/],
+      [{ catchSignals: 'false' }, 'catchSignals', /expected true or false, got "false"/],
+      [{ onStep: 'log' }, 'onStep', /expected a function, got "log"/],
+      [5, 'hooks', /expected an object of hooks/],
+    ] as const) {
+      let closed = 0;
+      const data = memoryData(16, 4, 1);
+      await assert.rejects(pretrain(options(out, { maxSteps: 2 }), { ...data, close: () => void closed++ }, hooks as never), refused(key, detail));
+      assert.equal(closed, 1, 'the data is closed');
+      assert.equal(existsSync(out), false, `no run folder for ${key}`);
+    }
+    assert.equal(process.listenerCount('SIGINT'), listeners);
+    const r = await pretrain(options(out, { maxSteps: 2 }), memoryData(16, 4, 1), { ...quiet, signal: new AbortController().signal, onStep: undefined });
+    assert.equal(r.steps, 2);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a teacher whose weights cannot be loaded fails the run with its model freed and no run folder made', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-bad-teacher-'));
   try {
