@@ -4,7 +4,7 @@
 // reports and writes.
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { OptionError, checkJobHooks, jobOptions, type OptionsInput } from '../util/options';
+import { OptionError, checkJobHooks, jobOptions, type HookKind, type OptionsInput } from '../util/options';
 import { peakLr } from '../optim/peak-lr';
 import { serializeTensors } from '../io/tensors';
 import { stageFile } from '../util/safe-write';
@@ -76,8 +76,16 @@ function checkFactories(job: string, f: DataFactories): void {
 /** The job options from the third argument of a run* job: a process group (as the commands pass it), the options, or nothing. */
 export function evalJobOptions(x: ProcessGroup | EvalJobOptions | null | undefined): EvalJobOptions {
   if (!x) return {};
-  return x instanceof ProcessGroup ? { group: x } : x;
+  if (x instanceof ProcessGroup) return { group: x };
+  // before any work: `progress: false` (pretrain's spelling) kept the bars on, a misspelt key was ignored
+  checkJobHooks(x, EVAL_JOB_KINDS);
+  return x;
 }
+
+const EVAL_JOB_KINDS = { group: ['object', 'null'], signal: 'signal', progress: 'null' } as const satisfies Record<
+  keyof EvalJobOptions,
+  HookKind | readonly HookKind[]
+>;
 
 /**
  * The request for one labelled split of an evaluation (dataset, data path, that split's limit, seed, workers,

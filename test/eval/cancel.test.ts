@@ -12,6 +12,7 @@ import {
   FINETUNE_OPTIONS,
   KNN_OPTIONS,
   LINPROBE_OPTIONS,
+  OptionError,
   SEGPROBE_OPTIONS,
   knnClassifyAsync,
   readSegprobeConfig,
@@ -210,6 +211,36 @@ test('runFinetune takes the signal in its hooks: aborted at a step it stops afte
     assert.equal(second.stoppedBy, 'maxSteps');
     assert.equal(second.result?.details?.steps, 6);
     assert.ok(existsSync(join(out, 'finetune.json')));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('runKnn, runLinprobe and runSegprobe check their job options before any work: progress: false, a misspelt key, an AbortController as signal are OptionErrors naming it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-job-options-'));
+  try {
+    const enc = writeEncoder(dir);
+    const knn = resolveOptions(KNN_OPTIONS, { checkpoint: enc, outDir: join(dir, 'knn'), k: '5', threads: 1, evalBatchSize: 8 });
+    const lp = resolveOptions(LINPROBE_OPTIONS, { checkpoint: enc, outDir: join(dir, 'lp'), epochs: 1, batchSize: 8, threads: 1, evalBatchSize: 8 });
+    const sp = resolveOptions(SEGPROBE_OPTIONS, {}, { checkpoint: enc, epochs: 1, batchSize: 8, evalBatchSize: 8, outDir: join(dir, 'sp'), threads: 1 });
+    const refused = (key: string, detail: RegExp) => (e: unknown) => e instanceof OptionError && e.key === key && detail.test(e.detail);
+    let segOpened = 0;
+    const seg = () => (segOpened++, squares(8, 1));
+    for (const [job, key, detail] of [
+      // pretrain's spelling: the bars stayed on
+      [{ progress: false }, 'progress', /expected null, got false/],
+      // ignored: the job could not be stopped
+      [{ sigal: new AbortController().signal }, 'sigal', /unknown option; did you mean 'signal'\?/],
+      // never aborted: the controller has no `aborted` of its own
+      [{ signal: new AbortController() }, 'signal', /expected an AbortSignal/],
+    ] as const) {
+      const { f, count } = factories(toyImages(16, 2, 8, 1), toyImages(8, 2, 8, 2), {});
+      await assert.rejects(runKnn(knn, f, job as never), refused(key, detail));
+      await assert.rejects(runLinprobe(lp, f, job as never), refused(key, detail));
+      await assert.rejects(runSegprobe(readSegprobeConfig(sp), sp, seg, job as never), refused(key, detail));
+      assert.deepEqual([count.train.n, count.test.n, segOpened], [0, 0, 0], 'no data read');
+    }
+    assert.deepEqual(readdirSync(dir).sort(), ['encoder.json', 'encoder.safetensors']);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
