@@ -112,7 +112,13 @@ export const IMAGE_SET_FIELDS = defineOptions({
 });
 
 /** The keys of an ImageSetJob that are no option values (an object, callbacks, a signal): they pass to the job as they are (see jobFields). */
-export const IMAGE_SET_JOB_OTHER_KEYS = { imageInput: true, progress: true, onProgress: true, onWarning: true, signal: true } as const;
+export const IMAGE_SET_JOB_OTHER_KEYS = {
+  imageInput: 'object',
+  progress: ['string', 'null'],
+  onProgress: 'function',
+  onWarning: 'function',
+  signal: 'signal',
+} as const;
 
 const EMBED_FIELDS = defineOptions({
   checkpoint: { type: 'string', required: true, help: 'encoder' },
@@ -366,7 +372,7 @@ function float16RangeError(o: { value: number; image: string }): OptionError {
 export async function embed(o: EmbedOptions & { group?: undefined }): Promise<EmbedResult>;
 export async function embed(o: EmbedOptions): Promise<EmbedResult | null>;
 export async function embed(o: EmbedOptions): Promise<EmbedResult | null> {
-  o = jobFields(o, EMBED_FIELDS, { ...IMAGE_SET_JOB_OTHER_KEYS, group: true });
+  o = jobFields(o, EMBED_FIELDS, { ...IMAGE_SET_JOB_OTHER_KEYS, group: ['object', 'null'] });
   return inJobScope(o.threads, () => embedJob(o));
 }
 

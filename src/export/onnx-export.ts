@@ -130,7 +130,7 @@ export const EXPORT_FIELDS = defineOptions({
 
 /** The options checked, with their defaults filled in. */
 function onnxFields(o: OnnxOptions) {
-  return jobFields(o ?? {}, EXPORT_FIELDS, { signal: true });
+  return jobFields(o ?? {}, EXPORT_FIELDS, { signal: 'signal' });
 }
 
 /**

@@ -114,7 +114,7 @@ const ENCODER_EXPORT_FIELDS = defineOptions({
 export async function exportEncoder(source: string, out: string, options: ExportOptions = {}): Promise<{ weights: string; config: string; tensors: number }> {
   checkExportPaths(source, out);
   checkEncoderOut(out);
-  const o = jobFields(options ?? {}, ENCODER_EXPORT_FIELDS, { signal: true, onWarning: true, unusableHint: true });
+  const o = jobFields(options ?? {}, ENCODER_EXPORT_FIELDS, { signal: 'signal', onWarning: 'function', unusableHint: true });
   if (existsSync(source) && statSync(source).isFile()) return exportEncoderFile(source, out, o);
   const files = encoderExportFiles(out);
   const { tensors, enc, sha256 } = readResolvedCheckpoint(source, o, (dir) => {

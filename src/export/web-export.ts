@@ -132,7 +132,7 @@ export interface WebExportOptions {
 /** The page, model and onnxruntime-web into `outDir` (see {@link WebExportOptions}). */
 export async function exportWeb(source: string, outDir: string, options: WebExportOptions = {}): Promise<WebExportResult> {
   checkExportPaths(source, outDir);
-  const o = jobFields(options ?? {}, WEB_EXPORT_FIELDS, { signal: true });
+  const o = jobFields(options ?? {}, WEB_EXPORT_FIELDS, { signal: 'signal' });
   const ort = onnxruntimeWeb();
   const m = onnxModelOf(source, { dtype: o.dtype, attention: true, verify: o.verify });
   // the page reads every image as RGB and feeds it as [1, 3, H, W]: another encoder failed in onnxruntime on each image

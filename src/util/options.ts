@@ -507,9 +507,10 @@ export function jobOptions<T extends OptionTable>(table: T, o: unknown): Options
 
 /**
  * The keys of a library job's options type `O` that its field table `T` does not check (callbacks, a
- * signal, a process group: no option values), each marked true; tsc wants every such key of `O` listed.
+ * signal, a process group: no option values), each marked with the kind of value it takes (checked as
+ * {@link checkJobHooks} checks it), or true where the job checks it itself; tsc wants every such key of `O` listed.
  */
-export type OtherKeys<O, T extends OptionTable> = Record<Exclude<keyof O, keyof T>, true>;
+export type OtherKeys<O, T extends OptionTable> = Record<Exclude<keyof O, keyof T>, true | HookKind | readonly HookKind[]>;
 
 /**
  * The options of a library job that are not a command's table (embed, predict, the exports, visualize):
@@ -520,6 +521,8 @@ export function jobFields<O extends object, T extends OptionTable>(o: O, fields:
   const given = o as Record<string, unknown>;
   if (given === null || typeof given !== 'object' || Array.isArray(given)) resolveOptions(fields, given); // (refuses it)
   refuseUnknownKeys(given, [...Object.keys(fields), ...Object.keys(others)]);
+  for (const [k, kinds] of Object.entries(others) as [string, true | HookKind | readonly HookKind[]][])
+    if (kinds !== true && Object.hasOwn(given, k)) checkHookValue(k, given[k], kinds);
   const values = Object.fromEntries(Object.keys(fields).flatMap((k) => (Object.hasOwn(given, k) ? [[k, given[k]]] : [])));
   return { ...o, ...resolveOptions(fields, values) };
 }
@@ -624,10 +627,12 @@ export function checkJobHooks(given: unknown, table: Record<string, HookKind | r
   if (typeof given !== 'object' || Array.isArray(given))
     throw new OptionError('hooks', `expected an object of hooks (${Object.keys(table).join(', ')}), got ${describeValue(given)}`);
   refuseUnknownKeys(given, Object.keys(table));
-  for (const [k, v] of Object.entries(given)) {
-    if (v === undefined) continue;
-    const kinds = ([] as HookKind[]).concat(table[k]);
-    if (!kinds.some((kind) => isHookKind(v, kind)))
-      throw new OptionError(k, `expected ${kinds.map((kind) => HOOK_KIND_TEXT[kind]).join(' or ')}, got ${describeValue(v)}`);
-  }
+  for (const [k, v] of Object.entries(given)) checkHookValue(k, v, table[k]);
+}
+
+/** Refuses a hook's value `v` (undefined: none) that is not of `kinds`, naming its key `k`. */
+function checkHookValue(k: string, v: unknown, kinds: HookKind | readonly HookKind[]): void {
+  const all = ([] as HookKind[]).concat(kinds);
+  if (v !== undefined && !all.some((kind) => isHookKind(v, kind)))
+    throw new OptionError(k, `expected ${all.map((kind) => HOOK_KIND_TEXT[kind]).join(' or ')}, got ${describeValue(v)}`);
 }

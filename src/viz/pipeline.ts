@@ -61,7 +61,7 @@ const VISUALIZE_FIELDS = defineOptions({
 
 /** A library caller's job, checked as `semaim visualize` checks its flags (before the model is loaded). */
 function checkVisualizeJob(job: VisualizeJob): VisualizeJob {
-  const j = jobFields(job, VISUALIZE_FIELDS, { imageInput: true, onWarning: true, images: true, orders: true, signal: true });
+  const j = jobFields(job, VISUALIZE_FIELDS, { imageInput: 'object', onWarning: 'function', images: true, orders: true, signal: 'signal' });
   const known = ORDER_NAMES.join(',');
   if (!Array.isArray(j.orders) || j.orders.length === 0) throw new OptionError('orders', `needs at least one order type, a list of ${known}`);
   checkOrderNames(j.orders);
@@ -197,7 +197,7 @@ export function checkRunDir(runDir: string): void {
 export async function writeRunReport(job: ReportJob): Promise<{ out: string; grid: string | null; evals: number; metrics: number }> {
   // checked as `semaim report` checks its flags: an `overwrite: 'false'` replaced a file that is no report,
   // a misspelt `output` wrote <runDir>/report.html, and a missing runDir was node's TypeError
-  job = jobFields(job, REPORT_FIELDS, { visualize: true, signal: true });
+  job = jobFields(job, REPORT_FIELDS, { visualize: true, signal: 'signal' });
   const v = job.visualize as unknown;
   if (v !== undefined && (v === null || typeof v !== 'object' || !Array.isArray((v as { images?: unknown }).images)))
     throw new OptionError('visualize', `expected the figure's job, { images: [...], orders: [...] }, or leave it out, got ${JSON.stringify(v) ?? String(v)}`);

@@ -96,7 +96,7 @@ export async function visualizeModel(model: SemAIM, images: LoadedImages, outDir
     seed: true,
     batchSize: true,
     ema: true,
-    signal: true,
+    signal: 'signal',
     checkpoint: true,
   });
   if ((model.config.inChans ?? 3) !== 3) throw new Error('visualisation needs RGB models (inChans 3)');

@@ -12,7 +12,8 @@ import { DATA_FACTORIES, Rng, defaultCifar10Archive, evalTransforms, openImage, 
 import { loadEncoder, resolveEncoder, sha256File } from '../../src/semaim';
 import { parseCommand } from '../../src/cli/command';
 import { embedCommand } from '../../src/cli/embed-command';
-import { KNN_OPTIONS, encoderFeatures, disposeFeatures, embed, type EmbedList } from '../../src/eval';
+import { KNN_OPTIONS, encoderFeatures, disposeFeatures, embed, predict, type EmbedList } from '../../src/eval';
+import { OptionError } from '../../src/util/options';
 import { EncoderConfig, VisionTransformer } from '../../src/semaim';
 import { tempDir, write, picture, encode } from '../data/helpers';
 import { countingLoopTurns, runPrunedWhileDataIsMade, writeEncoder } from './helpers';
@@ -227,6 +228,28 @@ test('embed refuses bad options before any work', async () => {
   await assert.rejects(embedCommand.run(['--checkpoint', encoderPath, '--out', join(dir, 'y.safetensors')]), /--images DIR\|FILE/);
   await assert.rejects(embedCommand.run(['--checkpoint', encoderPath, '--images', join(dir, 'nope'), '--out', join(dir, 'y.safetensors')]), /does not exist/);
   assert.equal(existsSync(join(dir, 'y.safetensors')), false);
+});
+
+test('embed and predict check their callbacks, signal, progress and imageInput before any work, naming the key', async () => {
+  const out = join(dir, 'kinds', 'x.safetensors');
+  const base = { checkpoint: encoderPath, dataset: 'synthetic' as const, limit: 4, out, batchSize: 2, numWorkers: 0 };
+  for (const [extra, key, detail] of [
+    // a bar labelled 'false' was drawn
+    [{ progress: false }, 'progress', /expected a string or null, got false/],
+    // the job could not be stopped: the controller has no `aborted` of its own
+    [{ signal: new AbortController() }, 'signal', /expected an AbortSignal \(an AbortController's \.signal\), got an object \(AbortController\)/],
+    // a TypeError after the first batch
+    [{ onProgress: 'log' }, 'onProgress', /expected a function, got "log"/],
+    [{ onWarning: 5 }, 'onWarning', /expected a function, got 5/],
+    // 'option '0': unknown option' (the string's characters read as keys)
+    [{ imageInput: 'none' }, 'imageInput', /expected an object, got "none"/],
+  ] as const) {
+    const refused = (e: unknown) => e instanceof OptionError && e.key === key && detail.test(e.detail);
+    await assert.rejects(embed({ ...base, ...(extra as object) }), refused);
+    await assert.rejects(predict({ ...base, checkpoint: join(dir, 'no-such-run'), out: join(dir, 'kinds', 'p.json'), ...(extra as object) }), refused);
+  }
+  await assert.rejects(embed({ ...base, group: 3 as never }), (e: unknown) => e instanceof OptionError && e.key === 'group');
+  assert.equal(existsSync(join(dir, 'kinds')), false, 'nothing written');
 });
 
 test('embed replaces an existing output only with --overwrite, and never the encoder it reads', async () => {

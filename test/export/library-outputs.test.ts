@@ -33,6 +33,13 @@ test('exportEncoder and exportOnnx refuse outputs in a checkpoint folder; the ch
     await assert.rejects(() => exportOnnx(run, ckpt, { dtype: 'float32', attention: true }), /it lies in the checkpoint folder/);
     assert.ok(readFileSync(join(ckpt, 'model.safetensors')).equals(before));
     assert.equal(verifyCheckpoint(ckpt, 'weights'), null);
+    // an AbortController as the signal made an export no signal could stop; a warning sink not a function failed at its first warning
+    const refused = (key: string) => (e: unknown) => e instanceof lib.OptionError && e.key === key && /expected /.test(e.detail);
+    const controller = new AbortController() as unknown as AbortSignal;
+    await assert.rejects(() => exportEncoder(run, join(run, 'export', 'encoder'), { signal: controller }), refused('signal'));
+    await assert.rejects(() => exportEncoder(run, join(run, 'export', 'encoder'), { onWarning: 'stderr' as never }), refused('onWarning'));
+    await assert.rejects(() => exportOnnx(run, join(run, 'export', 'onnx'), { signal: controller }), refused('signal'));
+    assert.equal(existsSync(join(run, 'export')), false);
     const ok = await exportEncoder(run, join(run, 'export', 'encoder'));
     assert.equal(ok.tensors > 0, true);
   } finally {
