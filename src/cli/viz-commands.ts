@@ -1,18 +1,15 @@
 // `semaim visualize` and `semaim report`: figures of orders, attention, similarity, loss and
 // reconstructions for a checkpoint, and a self-contained HTML report for a run folder.
-import { existsSync, readdirSync } from 'node:fs';
-import { readJsonObject } from '../util/json-file';
 import { availableParallelism } from 'node:os';
 import * as torch from '../torch';
 import { checkDevice } from '../run/device';
 import { OptionError, OptionSpec, Options, defineOptions, MAX_THREADS, MAX_THREADS_IS, SEED_RANGE } from '../util/options';
 import { ORDER_NAMES, OrderName, checkOrderNames } from '../viz/maps';
 import { checkRunDir, visualizeCheckpoint, writeRunReport } from '../viz/pipeline';
-import { isRowFileName } from '../viz/visualize';
-import { Command, checkFolderOption, defineCommand } from './command';
+import { Command, defineCommand } from './command';
+import { checkFigureOut } from '../viz/figure-out';
 import { VERIFY_OPTIONS } from '../eval/options';
 import { IMAGE_INPUT_OPTIONS, imageInputOptions } from '../data/options';
-import { checkOutputFolder } from '../io/outputs';
 import { join } from 'node:path';
 import { abortOnStopSignals } from '../run/signals';
 import { quotedPath } from '../util/printable';
@@ -84,36 +81,6 @@ function parseOrders(v: string): OrderName[] {
 
 type FigureOptions = Options<typeof FIGURE_OPTIONS>;
 
-/**
- * Refuses, before the model runs, images that are not there, and a figure folder that is a file (or has one, or
- * a dangling link, on the way), lies among the images, or in a checkpoint, or holds files of the names it writes
- * that no earlier visualisation wrote (a grid.png of the user's was replaced silently) unless `overwrite`.
- */
-function checkFigureOut(out: string, images: string[], option: string, overwrite: boolean): void {
-  const missing = images.find((p) => !existsSync(p));
-  if (missing !== undefined) throw new OptionError('images', `${quotedPath(missing)} does not exist`);
-  checkFolderOption(out, option);
-  checkOutputFolder(out, [join(out, 'grid.png'), join(out, 'visualize.json')], { inputs: images, option });
-  if (overwrite || !existsSync(out) || earlierVisualization(join(out, 'visualize.json'))) return;
-  const ours = readdirSync(out).filter((n) => n === 'grid.png' || n === 'visualize.json' || isRowFileName(n));
-  if (ours.length)
-    throw new OptionError(
-      option,
-      `${quotedPath(out)} holds ${ours.slice(0, 3).map(quotedPath).join(', ')}${ours.length > 3 ? ', …' : ''}, which no earlier semaim visualisation wrote (no visualize.json of one): ` +
-        'add --overwrite to replace them, or choose another folder',
-    );
-}
-
-/** Whether `summary` is the visualize.json of an earlier visualisation (its columns and images). */
-function earlierVisualization(summary: string): boolean {
-  try {
-    const v = readJsonObject(summary);
-    return Array.isArray(v.columns) && Array.isArray(v.images);
-  } catch {
-    return false;
-  }
-}
-
 function setup(o: FigureOptions): torch.Device {
   const device = checkDevice(o.device);
   torch.setNumThreads(o.threads ?? availableParallelism());
@@ -155,7 +122,7 @@ export const vizCommands: Record<string, Command> = {
       // (the maps are computed in one pass, with no count to show progress by)
       stderrLine(`visualize: drawing the maps of ${quotedPath(o.checkpoint)} (${o.orders}) for ${[o.images, ...positionals].map(quotedPath).join(', ')} …`);
       const r = await abortOnStopSignals(
-        (signal) => visualizeCheckpoint({ ...job, checkpoint: o.checkpoint, out: o.out, device, signal }),
+        (signal) => visualizeCheckpoint({ ...job, checkpoint: o.checkpoint, out: o.out, overwrite: o.overwrite, device, signal }),
         undefined,
         'stopping at the next image or file; no figures are written',
       );
@@ -202,7 +169,7 @@ export const vizCommands: Record<string, Command> = {
             out: o.out,
             overwrite: o.overwrite,
             title: o.title,
-            visualize: images.length ? { ...figureJob(o, images), device, checkpoint: o.checkpoint, out: o.vizOut } : undefined,
+            visualize: images.length ? { ...figureJob(o, images), device, checkpoint: o.checkpoint, out: o.vizOut, overwrite: o.overwrite } : undefined,
             signal,
           }),
         undefined,

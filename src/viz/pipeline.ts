@@ -13,6 +13,7 @@ import { yieldThenThrowIfAborted } from '../util/errors';
 import { protectedOutput } from '../io/outputs';
 import { occupied } from '../util/make-folder';
 import { drawnFrom, visualizeModel, VisualizeResult } from './visualize';
+import { checkFigureOut } from './figure-out';
 import { commitUnlessTaken, stageFile } from '../util/safe-write';
 import { openRegularFile } from '../util/regular-file';
 import { quotedPath, shellQuote } from '../util/printable';
@@ -31,6 +32,12 @@ export interface VisualizeJob {
   images: string[];
   /** The folder the PNGs and visualize.json are written to. */
   out: string;
+  /**
+   * Replace figure files in `out` that no earlier visualisation wrote (default false, as the command without
+   * --overwrite: they are refused with an OptionError before the model is loaded). A folder among the images
+   * or in a checkpoint is refused even so.
+   */
+  overwrite?: boolean;
   /** The order types drawn, one column each (at least one). */
   orders: OrderName[];
   /** The order of the loss map and the reconstruction (default 'semantic'). */
@@ -51,6 +58,7 @@ const VISUALIZE_FIELDS = defineOptions({
   checkpoint: { type: 'string', required: true, help: 'run or checkpoint folder' },
   out: { type: 'string', required: true, help: 'output folder' },
   verify: { type: 'boolean', help: "check a checkpoint folder's files" },
+  overwrite: { type: 'boolean', help: 'replace figure files no earlier visualisation wrote' },
   lossOrder: { type: 'string', choices: ORDER_NAMES, help: 'order of the loss map' },
   maxImages: { type: 'int', min: 1, help: 'at most this many images' },
   seed: { type: 'int', ...SEED_RANGE, help: 'seed of the orders' },
@@ -76,6 +84,8 @@ function checkVisualizeJob(job: VisualizeJob): VisualizeJob {
  */
 export async function visualizeCheckpoint(job: VisualizeJob): Promise<VisualizeResult & { checkpoint: string }> {
   job = checkVisualizeJob(job);
+  // as `semaim visualize` checks --out: a user's grid.png was replaced, figures went into a checkpoint folder or among the images read
+  checkFigureOut(job.out, job.images, 'out', !!job.overwrite, 'overwrite: true');
   const loaded = loadModel(job.checkpoint, job.device ?? 'cpu', { verify: job.verify });
   try {
     const images = await loadImages(job.images, loaded.config.imgSize, job.maxImages ?? Infinity, job.imageInput, job.onWarning, job.signal);

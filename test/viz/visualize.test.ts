@@ -23,6 +23,7 @@ import {
   imageSeed,
   visualizeModel,
   firstPatches,
+  visualizeCheckpoint,
 } from '../../src/viz';
 import { vizCommands } from '../../src/cli/viz-commands';
 import { OptionError } from '../../src/util/options';
@@ -513,6 +514,35 @@ test("visualize leaves figure files no visualisation wrote (a user's grid.png) u
     await run('--orders', 'raster,semantic,raster');
     const { columns } = JSON.parse(readFileSync(join(out, 'visualize.json'), 'utf8')) as { columns: string[] };
     assert.deepEqual([...new Set(columns)], columns, columns.join(' | '));
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test("viz.visualizeCheckpoint refuses the figure folders the command refuses, before the model is loaded: a user's grid.png (unless overwrite: true), a checkpoint folder, a folder among the images", async () => {
+  const root = mkdtempSync(join(tmpdir(), 'semaim-viz-lib-out-'));
+  try {
+    const model = tinyModel(3);
+    const ckpt = writeCheckpointFolder(join(root, 'ckpt'), model);
+    model.dispose();
+    const images = join(root, 'imgs');
+    await writeTestImages(images, 2);
+    const ckptFiles = readdirSync(ckpt).sort();
+    const job = { checkpoint: ckpt, images: [images], orders: ['raster' as const] };
+    const refused = (detail: RegExp) => (e: unknown) => e instanceof OptionError && e.key === 'out' && detail.test(e.detail);
+    const out = join(root, 'mine');
+    mkdirSync(out);
+    writeFileSync(join(out, 'grid.png'), 'my precious');
+    // each was written: the user's grid replaced, figures beside the weights, rows among the images (inputs next time)
+    await assert.rejects(visualizeCheckpoint({ ...job, out }), refused(/holds grid\.png, which no earlier semaim visualisation wrote .*add overwrite: true/));
+    assert.equal(readFileSync(join(out, 'grid.png'), 'utf8'), 'my precious');
+    await assert.rejects(visualizeCheckpoint({ ...job, out: ckpt, overwrite: true }), refused(/checkpoint folder/));
+    assert.deepEqual(readdirSync(ckpt).sort(), ckptFiles);
+    await assert.rejects(visualizeCheckpoint({ ...job, out: join(images, 'viz'), overwrite: true }), refused(/lies in .*imgs.*which this command reads/));
+    assert.deepEqual(readdirSync(images).length, 2);
+    await visualizeCheckpoint({ ...job, out, overwrite: true });
+    assert.notEqual(readFileSync(join(out, 'grid.png'), 'utf8'), 'my precious');
+    await visualizeCheckpoint({ ...job, out }); // its own earlier figures: replaced without overwrite
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
