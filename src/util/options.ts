@@ -576,12 +576,13 @@ export function formatHelp(usage: string, description: string, table: OptionTabl
 }
 
 /** What one key of a job's hooks or job options holds (see {@link checkJobHooks}). */
-export type HookKind = 'function' | 'boolean' | 'string' | 'object' | 'signal' | 'null';
+export type HookKind = 'function' | 'boolean' | 'string' | 'number' | 'object' | 'signal' | 'null';
 
 const HOOK_KIND_TEXT: Record<HookKind, string> = {
   function: 'a function',
   boolean: 'true or false',
   string: 'a string',
+  number: 'a number',
   object: 'an object',
   signal: "an AbortSignal (an AbortController's .signal)",
   null: 'null',
@@ -593,6 +594,7 @@ function isHookKind(v: unknown, kind: HookKind): boolean {
       return typeof v === 'function';
     case 'boolean':
     case 'string':
+    case 'number':
       return typeof v === kind;
     case 'object':
       return typeof v === 'object' && v !== null && !Array.isArray(v);

@@ -412,6 +412,36 @@ test('the packer refuses an output that is a file, a seed that is not an integer
   assert.ok(!existsSync(out), 'no output folder made');
 });
 
+test('the packer refuses a value of another kind, naming its key, before any work: overwrite: "false" left the earlier set replaced', async () => {
+  const before = readdirSync(shards).sort();
+  const index = readFileSync(join(shards, 'index.json'), 'utf8');
+  const refused = (key: string, detail: RegExp) => (e: unknown) => e instanceof lib.OptionError && e.key === key && detail.test(e.detail);
+  // a truthy string: the set in the output was replaced, as with overwrite: true
+  await assert.rejects(
+    packImageFolder({ input: folder, output: shards, shardSize: 7, overwrite: 'false' as never }),
+    refused('overwrite', /expected true or false, got "false"/),
+  );
+  await assert.rejects(
+    packImageFolder({ input: folder, output: shards, shuffle: 'no' as never, overwrite: true }),
+    refused('shuffle', /expected true or false/),
+  );
+  // never aborted: the controller has no `aborted` of its own
+  await assert.rejects(
+    packImageFolder({ input: folder, output: shards, signal: new AbortController() as never, overwrite: true }),
+    refused('signal', /expected an AbortSignal/),
+  );
+  await assert.rejects(
+    packImageFolder({ input: folder, output: shards, onProgress: 'log' as never, overwrite: true }),
+    refused('onProgress', /expected a function/),
+  );
+  await assert.rejects(
+    packImageFolder({ input: folder, output: shards, shardSize: '5' as never, overwrite: true }),
+    refused('shardSize', /expected a number, got "5"/),
+  );
+  assert.deepEqual(readdirSync(shards).sort(), before);
+  assert.equal(readFileSync(join(shards, 'index.json'), 'utf8'), index);
+});
+
 test('each loader refuses the other kind of dataset with a TypeError naming the right loader', () => {
   const sd = shardDataset(pattern, { onWarning: () => {} });
   assert.throws(() => new DataLoader(sd as never, { batchSize: 2, workers: 0 }), {

@@ -31,7 +31,7 @@ import {
   statSync,
 } from 'node:fs';
 import { AbortError, throwIfAborted } from '../../util/errors';
-import { OptionError, refuseUnknownKeys } from '../../util/options';
+import { OptionError, checkJobHooks, type HookKind } from '../../util/options';
 import { basename, dirname, extname, join, resolve, sep } from 'node:path';
 import { pack as tarPack, type Pack } from 'tar-stream';
 import { imageFolder, type ImageFolderDataset } from '../sources/folder';
@@ -216,26 +216,29 @@ function supersededShards(output: string, existing: readonly string[], entries: 
     });
 }
 
-/** Every option {@link packImageFolder} takes (the type has TypeScript list them all): a key not among them (`shard_size`) was ignored. */
-const PACK_OPTION_KEYS: Record<keyof PackOptions, true> = {
-  input: true,
-  output: true,
-  shardSize: true,
-  shuffle: true,
-  seed: true,
-  json: true,
-  overwrite: true,
-  maxImagePixels: true,
-  onStart: true,
-  onProgress: true,
-  onWarning: true,
-  signal: true,
+/**
+ * Every option {@link packImageFolder} takes (the type has TypeScript list them all) and the kind of its value: a key
+ * not among them (`shard_size`) was ignored, and `overwrite: 'false'` (a truthy string) replaced the set in the output.
+ */
+const PACK_OPTION_KEYS: Record<keyof PackOptions, HookKind> = {
+  input: 'string',
+  output: 'string',
+  shardSize: 'number',
+  shuffle: 'boolean',
+  seed: 'number',
+  json: 'boolean',
+  overwrite: 'boolean',
+  maxImagePixels: 'number',
+  onStart: 'function',
+  onProgress: 'function',
+  onWarning: 'function',
+  signal: 'signal',
 };
 
 /** Refuses options that are not an object, and unknown keys as the jobs refuse them (an OptionError naming the key, and the one it likely meant). */
 function checkPackKeys(o: PackOptions): void {
   if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new OptionError('options', `expected an object of options, got ${String(o)}`);
-  refuseUnknownKeys(o, Object.keys(PACK_OPTION_KEYS));
+  checkJobHooks(o, PACK_OPTION_KEYS);
 }
 
 /** `path` with the links of its nearest existing ancestor resolved (an output folder may not exist yet). */
