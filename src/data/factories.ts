@@ -8,7 +8,7 @@ import { Dataset, packStrings, sharedInt32, unpackString } from './dataset';
 import { DataLoader, Batch } from './loader';
 import { permutation } from './rng';
 import { checkSampleIndex } from './sample-index';
-import { OptionError, refuseUnknownKeys } from '../util/options';
+import { OptionError, checkJobHooks, type HookKind } from '../util/options';
 import { cifar10Jpeg } from './sources/cifar';
 import { imageFolder, imageFiles } from './sources/folder';
 import { syntheticObjects } from './sources/synthetic';
@@ -245,38 +245,41 @@ function epochFrom(loader: EpochLoader, epoch: number, start: number, end?: numb
   return loader.iterate(epoch, { batch: start, end });
 }
 
-/** The keys of a TrainDataRequest (tsc wants every one listed): any other is refused, never ignored. */
-const TRAIN_REQUEST_KEYS: Record<keyof TrainDataRequest, true> = {
-  dataset: true,
-  dataPath: true,
-  imgSize: true,
-  syntheticSize: true,
-  seed: true,
-  minScale: true,
-  hflip: true,
-  batchSize: true,
-  numWorkers: true,
-  uint8: true,
-  imageInput: true,
-  shuffleBuffer: true,
+/**
+ * The keys of a TrainDataRequest (tsc wants every one listed) and the kind of each value: any other key is
+ * refused, never ignored, and so is a value of another kind (`hflip: 'false'`, a truthy string, flipped the images).
+ */
+const TRAIN_REQUEST_KEYS: Record<keyof TrainDataRequest, HookKind> = {
+  dataset: 'string',
+  dataPath: 'string',
+  imgSize: 'number',
+  syntheticSize: 'number',
+  seed: 'number',
+  minScale: 'number',
+  hflip: 'boolean',
+  batchSize: 'number',
+  numWorkers: 'number',
+  uint8: 'boolean',
+  imageInput: 'object',
+  shuffleBuffer: 'number',
 };
 
-/** The keys of an EvalDataRequest (tsc wants every one listed): any other is refused, never ignored. */
-const EVAL_REQUEST_KEYS: Record<keyof EvalDataRequest, true> = {
-  split: true,
-  dataset: true,
-  dataPath: true,
-  imgSize: true,
-  limit: true,
-  seed: true,
-  numWorkers: true,
-  imageInput: true,
-  trainPass: true,
+/** The keys of an EvalDataRequest (tsc wants every one listed) and the kind of each value: any other key, or value of another kind, is refused. */
+const EVAL_REQUEST_KEYS: Record<keyof EvalDataRequest, HookKind> = {
+  split: 'string',
+  dataset: 'string',
+  dataPath: 'string',
+  imgSize: 'number',
+  limit: 'number',
+  seed: 'number',
+  numWorkers: 'number',
+  imageInput: 'object',
+  trainPass: 'object',
 };
 
 /** Pre-training data of rank `dist.rank` of `dist.worldSize` (see RankedTrainData). */
 export function makeTrainData(o: TrainDataRequest, dist: RankSlice = SINGLE_PROCESS): RankedTrainData & AsyncDisposable {
-  refuseUnknownKeys(o, Object.keys(TRAIN_REQUEST_KEYS));
+  checkJobHooks(o, TRAIN_REQUEST_KEYS);
   const size = o.imgSize;
   const ds = openData(o.dataset, { split: 'train', dataPath: o.dataPath, imgSize: size, syntheticSize: o.syntheticSize, seed: o.seed });
   let transforms = transformsFor('pretrain', size, ds, o.minScale).filter((t) => o.hflip || t.op !== 'horizontalFlip');
@@ -329,7 +332,7 @@ export function makeTrainData(o: TrainDataRequest, dist: RankSlice = SINGLE_PROC
  * worldSize × batchSize, dropLast).
  */
 export function makeEvalData(req: EvalDataRequest, dist: RankSlice = SINGLE_PROCESS): LabelledData & AsyncDisposable {
-  refuseUnknownKeys(req, Object.keys(EVAL_REQUEST_KEYS));
+  checkJobHooks(req, EVAL_REQUEST_KEYS);
   let ds = openData(req.dataset, { split: req.split, dataPath: req.dataPath, imgSize: req.imgSize, seed: req.seed, syntheticSize: req.limit });
   if (req.limit && isShardDataset(ds))
     throw new DataError(`a subset (--train-limit/--test-limit) of streamed shards is not supported: pack a smaller folder with \`semaim shards\``);

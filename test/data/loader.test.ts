@@ -26,6 +26,7 @@ import {
 } from '../../src/data';
 import { tempDir, write, picture, encode } from './helpers';
 import { LAYOUT_GRAY } from '../../src/data/dataset';
+import { OptionError } from '../../src/util/options';
 
 let root: string;
 let cleanup: () => void;
@@ -371,6 +372,18 @@ test('an unknown option of the DataLoader, of its mixup settings, or of a data r
   const trainReq = { dataset: 'synthetic', imgSize: 16, syntheticSize: 8, seed: 0, minScale: 0.2, hflip: true, batchSize: 4, uint8: false, numWorkers: 0 };
   assert.throws(() => makeTrainData({ ...trainReq, numWorker: 0 } as never), unknown('numWorker', 'numWorkers'));
   assert.throws(() => makeEvalData({ dataset: 'synthetic', split: 'test', imgSize: 16, seed: 0, limt: 8 } as never), unknown('limt', 'limit'));
+});
+
+test('a data request value of another kind is refused naming its key, never read as truthy: hflip "false" flipped the images, uint8 "false" gave uint8 batches', () => {
+  const trainReq = { dataset: 'synthetic', imgSize: 16, syntheticSize: 8, seed: 0, minScale: 0.2, hflip: false, batchSize: 4, uint8: false, numWorkers: 0 };
+  const refused = (key: string, detail: RegExp) => (e: unknown) => e instanceof OptionError && e.key === key && detail.test(e.detail);
+  assert.throws(() => makeTrainData({ ...trainReq, hflip: 'false' } as never), refused('hflip', /expected true or false, got "false"/));
+  assert.throws(() => makeTrainData({ ...trainReq, uint8: 'false' } as never), refused('uint8', /expected true or false, got "false"/));
+  assert.throws(() => makeTrainData({ ...trainReq, imageInput: 'none' } as never), refused('imageInput', /expected an object/));
+  assert.throws(
+    () => makeEvalData({ dataset: 'synthetic', split: 'test', imgSize: '16', seed: 0 } as never),
+    refused('imgSize', /expected a number, got "16"/),
+  );
 });
 
 test('soft targets over fewer classes than the dataset has are refused, naming the label that would have none', () => {
