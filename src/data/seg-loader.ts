@@ -8,7 +8,7 @@
 // (segBatchPlan), so several ranks reading their slices see the batches one process reads.
 import { Rng, permutation } from './rng';
 import { dataError, withErrorKind } from '../util/errors';
-import { refuseUnknownKeys } from '../util/options';
+import { checkJobHooks, type HookKind } from '../util/options';
 import { Pipeline, SizeMismatchError } from './pipeline';
 import { DecodeError } from './codecs/errors';
 import { centerCrop, evalTransforms, horizontalFlip, normalize, randomResizedCrop, resize, type TransformSpec } from './transforms';
@@ -161,24 +161,27 @@ export interface SegDataRequest {
 
 export const SEG_DATASETS = ['synthetic', 'seg-folder'] as const;
 
-/** The keys of a SegDataRequest (tsc wants every one listed): any other is refused, never ignored. */
-const SEG_REQUEST_KEYS: Record<keyof SegDataRequest, true> = {
-  split: true,
-  dataset: true,
-  dataPath: true,
-  imgSize: true,
-  limit: true,
-  seed: true,
-  segClasses: true,
-  numClasses: true,
-  reduceZeroLabel: true,
-  imageInput: true,
-  warn: true,
+/**
+ * The keys of a SegDataRequest (tsc wants every one listed) and the kind of each value: any other key is refused,
+ * never ignored, and so is a value of another kind (`reduceZeroLabel: 'false'`, a truthy string, made label 0 ignored).
+ */
+const SEG_REQUEST_KEYS: Record<keyof SegDataRequest, HookKind> = {
+  split: 'string',
+  dataset: 'string',
+  dataPath: 'string',
+  imgSize: 'number',
+  limit: 'number',
+  seed: 'number',
+  segClasses: 'string',
+  numClasses: 'number',
+  reduceZeroLabel: 'boolean',
+  imageInput: 'object',
+  warn: 'function',
 };
 
 /** Segmentation data by name. Synthetic splits are the generator's disjoint train and 'val' streams (5000 / 1000 images unless limited). */
 export function makeSegData(r: SegDataRequest): SegData {
-  refuseUnknownKeys(r, Object.keys(SEG_REQUEST_KEYS));
+  checkJobHooks(r, SEG_REQUEST_KEYS);
   return withErrorKind(() => new SegLoader(segSource(r), r.imgSize, r.warn), dataError); // DataError (ERR_DATA) unless already coded
 }
 

@@ -12,6 +12,7 @@ import { SegLoader, makeSegData } from '../../src/data/seg-loader';
 import { SkipTally, type SegBatch, type SegData } from '../../src/data/seg-streams';
 import { crc32, deflateSync } from 'node:zlib';
 import { chunk, encode, pngEncode, picture, sharp, tempDir, write } from './helpers';
+import { OptionError } from '../../src/util/options';
 
 async function all(data: SegData, augment: 'none' | 'crop-flip' = 'none', batchSize = 4): Promise<SegBatch[]> {
   const out: SegBatch[] = [];
@@ -294,6 +295,35 @@ test('seg-folder: a missing mask, a mask of the wrong size, a bad label, a trunc
   }
 });
 
+test('makeSegData refuses a request value of another kind, naming its key: reduceZeroLabel "false" (a truthy string) made label 0 ignored', async () => {
+  const { dir, cleanup } = tempDir('semaim-seg-kinds-');
+  try {
+    const root = join(dir, 'train');
+    const mask = (w: number, h: number, f: (x: number) => number) =>
+      pngEncode(
+        w,
+        h,
+        0,
+        8,
+        Array.from({ length: w * h }, (_, i) => f(i % w)),
+      );
+    write(join(dir, 'classes.txt'), 'sky\nground\n');
+    write(join(root, 'images', 'a.png'), await encode(picture(16, 16, 1), 16, 16, 3, 'png'));
+    write(
+      join(root, 'masks', 'a.png'),
+      mask(16, 16, (x) => (x < 8 ? 0 : 1)),
+    );
+    const req = { split: 'train' as const, dataset: 'seg-folder', dataPath: dir, imgSize: 16, seed: 0, warn: () => {} };
+    const refused = (key: string) => (e: unknown) => e instanceof OptionError && e.key === key && /^expected /.test(e.detail);
+    assert.throws(() => makeSegData({ ...req, reduceZeroLabel: 'false' as never }), refused('reduceZeroLabel'));
+    assert.throws(() => makeSegData({ ...req, warn: 'stderr' as never }), refused('warn'));
+    assert.throws(() => makeSegData({ ...req, numClasses: '2' as never }), refused('numClasses'));
+    const [b] = await all(makeSegData({ ...req, reduceZeroLabel: false }), 'none', 4);
+    assert.equal(b.masks[0], 0, 'label 0 kept');
+  } finally {
+    cleanup();
+  }
+});
 test('seg-folder: a mask label equal to the number of classes is out of range (skipped); a folder with no usable sample is an error', async () => {
   const { dir, cleanup } = tempDir('semaim-seg-');
   const warnings: string[] = [];
