@@ -1,6 +1,6 @@
 // Options of `semaim segprobe` and the one function that turns them into a typed configuration
 // (checked before any work).
-import { OptionError, Options, defineOptions, MAX_THREADS, MAX_THREADS_IS, SEED_RANGE } from '../util/options';
+import { OptionError, Options, defineOptions, jobOptions, MAX_THREADS, MAX_THREADS_IS, SEED_RANGE } from '../util/options';
 import { peakLr } from '../optim/peak-lr';
 import { precisionOption, checkPrecision, type Precision } from '../run/precision';
 import { checkDevice } from '../run/device';
@@ -216,10 +216,13 @@ export function checkSegprobeProcesses(o: { augment: string; batchSize: number }
 }
 
 /**
- * The checked configuration {@link runSegprobe} takes, from resolved SEGPROBE_OPTIONS (lr, when not given: 0.1 for AdamW, 1 for SGD). Throws
+ * The checked configuration {@link runSegprobe} takes, from SEGPROBE_OPTIONS' values (a plain object is resolved here, as the jobs resolve theirs; lr, when not given: 0.1 for AdamW, 1 for SGD). Throws
  * an OptionError naming the bad option (device, precision, blocks, warm-up, lr, data options, or a batch the processes cannot split).
  */
 export function readSegprobeConfig(o: SegprobeCommandOptions): SegprobeConfig {
+  // resolved again, as the jobs resolve their options: a plain object was read as if resolved (its misspelt
+  // `epoch` ignored, and a missing device refused as "must be cpu, cuda or cuda:N, got 'undefined'")
+  o = jobOptions(SEGPROBE_OPTIONS, o);
   const device = checkDevice(o.device);
   checkPrecision(o.precision, o.device);
   checkSegprobeProcesses(o, o.nprocPerNode * o.nnodes);

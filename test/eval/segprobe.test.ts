@@ -228,6 +228,15 @@ test('runSegprobe writes segprobe.json (fractions), the figure and the head; --i
     assert.notEqual(random.result.mIoU, r.result.mIoU);
     assert.throws(() => readSegprobeConfig(resolveOptions(SEGPROBE_OPTIONS, {}, { checkpoint: enc, epochs: 2, warmupEpochs: 2 })), /warmupEpochs/);
     assert.throws(() => readSegprobeConfig(resolveOptions(SEGPROBE_OPTIONS, {}, { checkpoint: enc, dataset: 'seg-folder' })), /needs --data-path/);
+    // a plain object is resolved as the jobs resolve theirs: 'epoch' was ignored, and the missing device refused as 'undefined'
+    assert.throws(
+      () => readSegprobeConfig({ checkpoint: enc, epoch: 2 } as never),
+      (e: unknown) => e instanceof OptionError && e.key === 'epoch' && /did you mean 'epochs'\?/.test(e.detail),
+    );
+    assert.deepEqual(
+      readSegprobeConfig({ checkpoint: enc, epochs: 2 } as never),
+      readSegprobeConfig(resolveOptions(SEGPROBE_OPTIONS, { checkpoint: enc, epochs: 2 })),
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
