@@ -5,7 +5,7 @@
 import { checkExportPaths } from './export-paths';
 import { dirname, join } from 'node:path';
 import type { EncoderConfig } from '../semaim/config';
-import { loadEncoder, resolveEncoder } from '../semaim';
+import { loadEncoder, resolveEncoder, type EncoderSource } from '../semaim';
 import { encodeModel, type ModelProto } from './onnx-proto';
 import { FloatType } from './onnx-graph';
 import { encoderWeights, vitToOnnx, OPSET } from './vit-onnx';
@@ -53,10 +53,10 @@ export interface OnnxModelBytes {
 
 const outputNames = (model: ModelProto): string[] => model.graph.output.map((v) => v.name);
 
-/** The encoder of `source` as .onnx bytes. */
-export function onnxModelOf(source: string, options: OnnxOptions = {}): OnnxModelBytes {
+/** The encoder of `source` (a path, or an encoder resolveEncoder found) as .onnx bytes. */
+export function onnxModelOf(source: string | EncoderSource, options: OnnxOptions = {}): OnnxModelBytes {
   const o = onnxFields(options);
-  const { encoder, source: src } = loadEncoder(resolveEncoder(source, { verify: o.verify }));
+  const { encoder, source: src } = loadEncoder(typeof source === 'string' ? resolveEncoder(source, { verify: o.verify }) : source);
   try {
     const cfg = src.config;
     const model = vitToOnnx(cfg, encoderWeights(encoder), {

@@ -11,13 +11,14 @@ import { dirname, join } from 'node:path';
 import { exportAsset, packageVersion } from './assets';
 import { FloatType } from './onnx-graph';
 import { EXPORT_FIELDS, onnxModelOf } from './onnx-export';
+import { resolveEncoder } from '../semaim';
 import { defineOptions, jobFields } from '../util/options';
 import { fileStagers } from '../util/safe-write';
 import { commitExport } from './commit-export';
 import { evalPreprocessing } from './preprocessing';
 import { OPSET } from './vit-onnx';
 import { guardOutputs } from '../io/outputs';
-import { MissingPackageError } from '../util/errors';
+import { CheckpointError, MissingPackageError } from '../util/errors';
 import { checkExportSpace, filesBytes } from './export-space';
 import { formatBytes } from '../util/disk-space';
 import { readRegularFile } from '../util/regular-file';
@@ -77,7 +78,15 @@ export function recordedExifOrientation(checkpointDir: string | undefined): WebE
     let state: unknown = null;
     try {
       state = JSON.parse(readRegularFile(path, 'utf8'));
-    } catch {
+    } catch (e) {
+      // gone with its folder since its weights were read: a run writing to the folder pruned it, and what it
+      // records is not known (taking it for a checkpoint without the option gave the page 'ignore' for an 'apply' run)
+      if (!existsSync(checkpointDir))
+        throw new CheckpointError(
+          `checkpoint ${checkpointDir} was removed while it was being read (a run writing to its folder prunes its checkpoints): run again, or name a checkpoint the run keeps`,
+          'ERR_CHECKPOINT_CHANGED',
+          { cause: e },
+        );
       /* unreadable (only with --no-verify): nothing recorded */
     }
     const options = isJsonObject(state) ? state.options : undefined;
@@ -134,13 +143,18 @@ export async function exportWeb(source: string, outDir: string, options: WebExpo
   checkExportPaths(source, outDir);
   const o = jobFields(options ?? {}, WEB_EXPORT_FIELDS, { signal: 'signal' });
   const ort = onnxruntimeWeb();
-  const m = onnxModelOf(source, { dtype: o.dtype, attention: true, verify: o.verify });
+  const src = resolveEncoder(source, { verify: o.verify });
+  // the policy of the checkpoint whose weights are read next (they are loaded against the SHA-256 found now): read
+  // before the conversion, which takes seconds, while a run writing to the folder may prune the checkpoint
+  const exifOrientation: WebExifOrientation = o.exifOrientation
+    ? { policy: o.exifOrientation, source: 'option' }
+    : recordedExifOrientation(src.kind === 'checkpoint' ? dirname(src.weights) : undefined);
+  const m = onnxModelOf(src, { dtype: o.dtype, attention: true, verify: o.verify });
   // the page reads every image as RGB and feeds it as [1, 3, H, W]: another encoder failed in onnxruntime on each image
   const chans = m.config.inChans ?? 3;
   if (chans !== 3)
     throw new Error(`the page feeds RGB images (3 channels); ${quotedPath(m.weights)} takes ${chans} channel(s): the web page needs an RGB encoder`);
   guardOutputs(webExportFiles(outDir), m.weights, o.overwrite);
-  const exifOrientation: WebExifOrientation = o.exifOrientation ? { policy: o.exifOrientation, source: 'option' } : recordedExifOrientation(m.checkpointDir);
   const info = {
     encoder: m.config,
     dtype: o.dtype,

@@ -5,7 +5,7 @@
 // and the export records the policy the page follows.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { crc32 } from 'node:zlib';
 import { join } from 'node:path';
@@ -19,9 +19,10 @@ import { identityPlan } from '../../src/data/geometry';
 import { resampleToOutput } from '../../src/data/resample';
 import type { Image } from '../../src/data/image';
 import { SemAIM, makeConfig } from '../../src/semaim';
-import { exportWeb } from '../../src/export/web-export';
+import { exportWeb, recordedExifOrientation } from '../../src/export/web-export';
 import { writeCheckpointFolder } from '../viz/helpers';
 import { smallEncoder, writeExportedEncoder } from './helpers';
+import { CheckpointManager } from '../../src/run/checkpoints';
 
 const CLI = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
 
@@ -228,4 +229,39 @@ test("export --format web: model.json records the run's EXIF orientation policy 
   const refused = cli('--out', join(dir, 'enc-cli'), '--exif-orientation', 'apply');
   assert.equal(refused.status, 2);
   assert.match(refused.stderr, /exif-orientation.*is for --format web/);
+});
+
+test('export --format web of a live run: the policy is that of the checkpoint converted, also when the run prunes it meanwhile (never taken for one that records none)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-web-exif-pruned-'));
+  const vitOnnx = require('../../src/export/vit-onnx') as typeof import('../../src/export/vit-onnx');
+  const convert = vitOnnx.vitToOnnx;
+  t.after(() => {
+    vitOnnx.vitToOnnx = convert;
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const model = new SemAIM(makeConfig('vit_tiny', { imgSize: 16, patchSize: 4, embedDim: 32, depth: 2, numHeads: 2, decoderDepth: 1 })).initWeights(4).eval();
+  const run = join(dir, 'run');
+  // a run read with --exif-orientation apply, saving with --keep-last 1
+  const ckpts = new CheckpointManager(run, 1, () => {});
+  const save = (step: number) =>
+    ckpts.save(step, {
+      model: model.stateDict(),
+      extra: new Map(),
+      state: { step, options: { exifOrientation: 'apply' } },
+      modelMetadata: { config: JSON.stringify(model.config), format: 'semaim.pretrain/1' },
+    });
+  const first = save(5);
+  // the run saves step 6, and prunes step 5, while the export converts step 5's encoder
+  vitOnnx.vitToOnnx = (...args) => {
+    if (existsSync(first)) save(6);
+    return convert(...args);
+  };
+  const out = join(dir, 'web');
+  await exportWeb(run, out, { dtype: 'float32' });
+  const info = JSON.parse(readFileSync(join(out, 'model.json'), 'utf8')) as { exifOrientation: unknown };
+  // (was: { policy: 'ignore', source: 'default' }, as for an encoder file: the page ignored the orientation the run applied)
+  assert.deepEqual(info.exifOrientation, { policy: 'apply', source: 'checkpoint' });
+  assert.ok(!existsSync(first), 'the run pruned the checkpoint the export converted');
+  // a checkpoint folder gone before its policy is read: not taken for one that records none
+  assert.throws(() => recordedExifOrientation(first), { code: 'ERR_CHECKPOINT_CHANGED', message: /was removed while it was being read.*run again/ });
 });
