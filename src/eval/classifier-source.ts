@@ -50,15 +50,22 @@ export interface ProbeSource {
 /** What predict runs: a fine-tuned classifier or an encoder with its linear probe. */
 export type PredictorSource = ({ kind: 'finetune' } & ClassifierSource) | ({ kind: 'linprobe' } & ProbeSource);
 
-/** Whether `path` is a fine-tuning run or checkpoint folder (by its newest checkpoint's format; resolveClassifier checks it). */
+/**
+ * Whether `path` is a fine-tuning run or checkpoint folder (by the format of its newest checkpoint whose header
+ * reads; resolveClassifier checks it). A newer one that does not read (damaged, or pruned by the run writing to
+ * the folder while it was looked at) is passed over, as resolveClassifier passes it over.
+ */
 export function isFinetuneFolder(path: string): boolean {
   if (!statSync(path, { throwIfNoEntry: false })?.isDirectory()) return false;
-  const dir = existsSync(join(path, 'state.json')) ? path : listCheckpoints(join(path, 'checkpoints'))[0]?.dir;
-  try {
-    return !!dir && readSafetensorsHeader(join(dir, 'model.safetensors')).metadata.format === 'semaim.finetune/1';
-  } catch {
-    return false;
+  const dirs = existsSync(join(path, 'state.json')) ? [path] : listCheckpoints(join(path, 'checkpoints')).map((c) => c.dir);
+  for (const dir of dirs) {
+    try {
+      return readSafetensorsHeader(join(dir, 'model.safetensors')).metadata.format === 'semaim.finetune/1';
+    } catch {
+      continue;
+    }
   }
+  return false;
 }
 
 /** The checkpoint of a fine-tuning run, checked (files, format, sizes) before any model is built. */

@@ -3,7 +3,7 @@
 // transformers.js opens the folder offline as image-classification, naming the classes the run recorded.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -132,6 +132,31 @@ test('transformers.js opens an exported classifier offline as image-classificati
     }
     // the web page shows an encoder's attention and order: a classifier is refused, naming the run kind
     await assert.rejects(commands.export.run(['--checkpoint', run, '--format', 'web', '--out', join(root, 'web')]), /finetune/);
+    model.dispose();
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('onnx: a fine-tuning run whose newest checkpoint is unreadable (damaged, or pruned by the live run while it was looked at) exports its newest usable classifier', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'semaim-clf-onnx-newest-'));
+  try {
+    const model = smallClassifier('cls', 8);
+    const run = writeFinetuneRun(join(root, 'ft'), model);
+    const newest = new CheckpointManager(run).save(5, {
+      model: model.stateDict(),
+      extra: new Map(),
+      state: { step: 5, classNames: CLASSES },
+      modelMetadata: { config: JSON.stringify(model.cfg), format: 'semaim.finetune/1' },
+    });
+    truncateSync(join(newest, 'model.safetensors'), 100); // its header cut short
+    const out = join(root, 'onnx');
+    // (was: "…/step-00000004 is a 'semaim.finetune/1' checkpoint; an encoder comes from a pre-training run": the
+    // run was taken for a pre-training one when its newest checkpoint's header could not be read)
+    await exportOnnx(run, out, { dtype: 'float32' });
+    const config = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
+    assert.deepEqual(config.architectures, ['ViTForImageClassification']);
+    assert.equal(config.id2label['3'], 'ship');
     model.dispose();
   } finally {
     rmSync(root, { recursive: true, force: true });
