@@ -4,6 +4,7 @@ import { checkThreadsPerProcess, tellOtherRanks } from './data-parallel';
 import { formatHelp, asWritten, OptionError, OptionTable, Options, parseArgv, readConfigFile, resolveOptions } from '../util/options';
 import { folderObstacle } from '../util/safe-write';
 import { quotedPath } from '../util/printable';
+import { protectedFolder } from '../io/outputs';
 import { checkGpuShare } from '../run/device';
 import { LAUNCH_OPTIONS, readDistEnv, type LaunchFlags } from '../dist';
 
@@ -92,9 +93,15 @@ export function checkFolderOption(dir: string, key: string): void {
   if (why) throw new OptionError(key, `${quotedPath(dir)} cannot be the output folder: ${why}`);
 }
 
-/** Every command with --out-dir: checkFolderOption. */
+/**
+ * Every command with --out-dir: checkFolderOption, and not in a checkpoint folder or a run's checkpoints/ (as the
+ * outputs of export, embed, predict, visualize and report): the run's rotation would delete what is written there.
+ */
 function checkOutDir(o: Record<string, unknown>): void {
-  if (typeof o.outDir === 'string') checkFolderOption(o.outDir, 'outDir');
+  if (typeof o.outDir !== 'string') return;
+  checkFolderOption(o.outDir, 'outDir');
+  const why = protectedFolder(o.outDir);
+  if (why) throw new OptionError('outDir', `${quotedPath(o.outDir)} cannot be the output folder: ${why}, which the run replaces and deletes`);
 }
 
 /**

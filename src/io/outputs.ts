@@ -38,15 +38,25 @@ const RESULT_FILES = [
  */
 export function protectedOutput(path: string): string | null {
   const file = canonicalPath(path);
-  for (let dir = dirname(file); ; dir = dirname(dir)) {
-    if (existsSync(join(dir, 'state.json'))) return `it lies in the checkpoint folder ${dir}`;
-    if (basename(dir) === 'checkpoints' && isRunDir(dirname(dir))) return `it lies in the checkpoints folder of the run ${dirname(dir)}`;
-    if (dirname(dir) === dir) break;
-  }
+  const folder = protectedFolder(dirname(file));
+  if (folder) return folder;
   if (RUN_FILES.includes(basename(file)) && isRunDir(dirname(file))) return `it is the ${basename(file)} of the run ${dirname(file)}`;
   if (RESULT_FILES.includes(basename(file)) && occupied(file))
     return `it is a result another command wrote (${basename(file)} in ${dirname(file)}), which other commands read`;
   return null;
+}
+
+/**
+ * Why no command may write into the folder `dir`, or null: it is (or lies in) a checkpoint folder (one holding
+ * state.json) or a run's checkpoints/, which the run writing there replaces (best/) and deletes (its pruned
+ * step folders), with whatever else was put there.
+ */
+export function protectedFolder(dir: string): string | null {
+  for (let d = dirname(canonicalPath(join(dir, 'x'))); ; d = dirname(d)) {
+    if (existsSync(join(d, 'state.json'))) return `it lies in the checkpoint folder ${d}`;
+    if (basename(d) === 'checkpoints' && isRunDir(dirname(d))) return `it lies in the checkpoints folder of the run ${dirname(d)}`;
+    if (dirname(d) === d) return null;
+  }
 }
 
 /**

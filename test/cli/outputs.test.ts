@@ -103,6 +103,28 @@ test('visualize refuses, before the model runs, an --out among its images, an ex
   assert.match(r.stderr, /option --viz-out: .*lies in .*pics, which this command reads/);
 });
 
+test("knn, linprobe, segprobe and finetune refuse an --out-dir in a checkpoint folder or a run's checkpoints/, which the run's rotation deletes, before any work", () => {
+  const checkpoints = join(run, 'checkpoints');
+  const step = join(checkpoints, readdirSync(checkpoints).filter((n) => n.startsWith('step-'))[0]);
+  const best = join(checkpoints, 'best');
+  const listing = () => [checkpoints, step, best].map((d) => readdirSync(d).sort().join());
+  const before = listing();
+  const data = ['--train-limit', '16', '--test-limit', '8', '--threads', '1'];
+  const labelled = ['--dataset', 'synthetic', '--num-workers', '0', ...data];
+  // (each was written there: knn.json in a step folder the run prunes, a probe in the best/ it replaces)
+  for (const [args, out, message] of [
+    [['knn', ...labelled], step, /it lies in the checkpoint folder .*step-/],
+    [['linprobe', ...labelled, '--epochs', '1'], best, /it lies in the checkpoint folder .*best/],
+    [['segprobe', ...data, '--epochs', '1'], join(step, 'seg'), /it lies in the checkpoint folder .*step-/],
+    [['finetune', ...labelled, '--epochs', '1', '--warmup-epochs', '0'], join(checkpoints, 'ft'), /it lies in the checkpoints folder of the run/],
+  ] as const) {
+    const r = cli(...args, '--checkpoint', run, '--out-dir', out);
+    assert.equal(r.status, 2, `${args[0]}: ${r.stderr}`);
+    assert.match(r.stderr, new RegExp(`option --out-dir: .*cannot be the output folder: ${message.source}`), args[0]);
+  }
+  assert.deepEqual(listing(), before, 'nothing written among the checkpoints');
+});
+
 test("pretrain's summary gives the logged loss's change, one number for one metrics line, and says when none was logged", () => {
   assert.equal(lossChange(0.91234, 0.5), 'loss 0.9123 → 0.5000');
   assert.equal(lossChange(0.91234, 0.91234), 'loss 0.9123');
