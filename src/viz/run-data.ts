@@ -257,15 +257,25 @@ export function readRun(dir: string): RunData {
   const usableCheckpoint = usable.dir === null ? null : relative(dir, usable.dir);
   if (evals.some((r) => r.evaluated)) {
     // the step of each checkpoint's weights, by the SHA-256 its state.json records (no file is hashed here)
-    const bySha = new Map<string, number>();
+    const bySha = new Map<string, RunWeights>();
     for (const { step, dir: ck } of stepFolders) {
       try {
         const st = readJson(join(ck, 'state.json'));
         const sha = isJsonObject(st) && isJsonObject(st.files) ? st.files['model.safetensors'] : undefined;
-        if (typeof sha === 'string') bySha.set(sha, step);
+        if (typeof sha === 'string') bySha.set(sha, { step, best: false });
       } catch {
         continue; // named under Problems by the check above when it is the newest
       }
+    }
+    // best/ keeps the weights of a step the run may have pruned since (an evaluation of best/, say)
+    try {
+      const st = ckFolder ? readJson(join(ckDir, 'best', 'state.json')) : null;
+      if (isJsonObject(st) && isJsonObject(st.files)) {
+        const sha = st.files['model.safetensors'];
+        if (typeof sha === 'string' && Number.isSafeInteger(st.step) && !bySha.has(sha)) bySha.set(sha, { step: st.step as number, best: true });
+      }
+    } catch {
+      /* no best/, or not readable: its weights are not named */
     }
     const newest = stepFolders.length ? stepFolders[stepFolders.length - 1].step : null;
     for (const r of evals) if (r.evaluated) r.checkpoint = evaluatedCheckpoint(r.evaluated, bySha, newest);
@@ -273,17 +283,26 @@ export function readRun(dir: string): RunData {
   return { dir, config, metrics, evals, problems, checkpoints, usableCheckpoint, nonFiniteLossStep, metricsTotals, metricsSampled };
 }
 
+/** The step whose weights a checkpoint of the run holds, and whether only best/ holds them now. */
+interface RunWeights {
+  step: number;
+  best: boolean;
+}
+
 /**
  * Which checkpoint of the run an evaluation used: found by the SHA-256 of its weights; "older" when the
  * run has a newer one since; when no checkpoint of the run has those weights now, the step its path names.
  */
-function evaluatedCheckpoint(e: EvaluatedWeights, bySha: Map<string, number>, newest: number | null): string {
-  const step = e.sha256 === undefined ? undefined : bySha.get(e.sha256);
-  if (step !== undefined) return newest !== null && step < newest ? `step ${step} (older than the newest, step ${newest})` : `step ${step}`;
+function evaluatedCheckpoint(e: EvaluatedWeights, bySha: Map<string, RunWeights>, newest: number | null): string {
+  const found = e.sha256 === undefined ? undefined : bySha.get(e.sha256);
+  if (found !== undefined) {
+    const notes = [...(found.best ? ['kept as best/'] : []), ...(newest !== null && found.step < newest ? [`older than the newest, step ${newest}`] : [])];
+    return notes.length ? `step ${found.step} (${notes.join('; ')})` : `step ${found.step}`;
+  }
   if (e.startedFrom) {
     // a fine-tuning kept elsewhere: its accuracy is of its own weights, started from one of this run's checkpoints or not
     const from = e.startedFrom.sha256 === undefined ? undefined : bySha.get(e.startedFrom.sha256);
-    return from === undefined ? 'fine-tuned (its own run folder)' : `fine-tuned from step ${from}`;
+    return from === undefined ? 'fine-tuned (its own run folder)' : `fine-tuned from step ${from.step}`;
   }
   const folder = basename(dirname(e.weights));
   const named = /^step-(\d+)$/.exec(folder);

@@ -216,6 +216,34 @@ test('report: checkpoints are ordered by step, not by name: step-100000000 (past
   }
 });
 
+test("report: a result of the run's best/ (its step since pruned) is said to be of that step, kept as best/, not of weights the run no longer has", () => {
+  const run = mkdtempSync(join(tmpdir(), 'semaim-report-evalbest-'));
+  try {
+    const write = (name: string, step: number, sha: string) => {
+      const d = join(run, 'checkpoints', name);
+      mkdirSync(d, { recursive: true });
+      writeFileSync(join(d, 'state.json'), JSON.stringify({ step, files: { 'model.safetensors': sha } }));
+    };
+    write(stepDirName(200), 200, 'b'.repeat(64));
+    write('best', 105, 'a'.repeat(64)); // step 105 scored best, then pruned (--keep-last)
+    const result = (weights: string, sha: string) => ({
+      format: 'semaim.eval/1',
+      rows: [{ name: 'k-NN k=20', accuracy: { top1: 0.09, top5: 0.49, n: 100 } }],
+      checkpoint: { path: join(run, 'checkpoints', 'best'), weights, sha256: sha, kind: 'checkpoint' },
+    });
+    mkdirSync(join(run, 'eval'));
+    writeFileSync(join(run, 'eval', 'best.json'), JSON.stringify(result(join(run, 'checkpoints', 'best', 'model.safetensors'), 'a'.repeat(64))));
+    // (was: 'model.safetensors (no checkpoint of this run has these weights now)', while best/ holds them)
+    assert.equal(readRun(run).evals[0].checkpoint, 'step 105 (kept as best/; older than the newest, step 200)');
+    // the weights of the newest step, also in best/: the step folder is named
+    write('best', 200, 'b'.repeat(64));
+    writeFileSync(join(run, 'eval', 'best.json'), JSON.stringify(result(join(run, 'checkpoints', 'best', 'model.safetensors'), 'b'.repeat(64))));
+    assert.equal(readRun(run).evals[0].checkpoint, 'step 200');
+  } finally {
+    rmSync(run, { recursive: true, force: true });
+  }
+});
+
 test('report: a run folder whose checkpoints is a file, not a folder, is reported with that problem, not a crash (ENOTDIR)', () => {
   const run = mkdtempSync(join(tmpdir(), 'semaim-report-ckfile-'));
   try {
