@@ -219,3 +219,18 @@ fs.renameSync = function (a, b) { rename.call(fs, a, b); if (/shard-000000\\.tar
   await packImageFolder({ input: five, output: out, overwrite: true });
   assert.deepEqual(Object.keys(snapshot(out)), ['index.json', 'shard-000000.tar']);
 });
+
+test('a symbolic link planted at the temporary name of a shard is replaced, not written through: the file it points to stays as it was', async () => {
+  const out = join(root, 'planted');
+  fs.mkdirSync(out);
+  const victim = join(root, 'victim.txt');
+  fs.writeFileSync(victim, 'not a shard');
+  // the name this process stages its first shard under (`<shard>.tmp-<pid>-0`), a link to a file elsewhere
+  fs.symlinkSync(victim, join(out, `shard-000000.tar.tmp-${process.pid}-0`));
+  const r = await packImageFolder({ input: five, output: out });
+  assert.equal(r.samples, 5);
+  assert.equal(fs.readFileSync(victim, 'utf8'), 'not a shard', 'the target of the planted link is untouched');
+  assert.deepEqual(fs.readdirSync(out).sort(), ['index.json', 'shard-000000.tar']);
+  assert.ok(fs.lstatSync(join(out, 'shard-000000.tar')).isFile(), 'the shard is a file of its own, not the link');
+  assert.equal(shardDataset(out, { onWarning: () => {} }).length, 5);
+});

@@ -169,7 +169,10 @@ type AddMember = (name: string, data: Buffer | { fd: number; size: number; path:
 async function stageShard(path: string, fill: (add: AddMember) => Promise<void>): Promise<StagedFile> {
   const tmp = tempShard(path, process.pid);
   const p = tarPack();
-  const out = createWriteStream(tmp);
+  // a new file: what is at the name (a link planted there, a file left by an earlier process with this
+  // pid) goes first, and O_EXCL never writes through a link created since
+  rmSync(tmp, { force: true });
+  const out = createWriteStream(tmp, { flags: 'wx' });
   const done = new Promise<void>((res, rej) => {
     out.on('finish', () => res());
     out.on('error', rej);
