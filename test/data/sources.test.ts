@@ -381,6 +381,24 @@ test('CIFAR-10 JPEG archive is extracted once into a cache folder keyed by the a
   );
 });
 
+test("an archive whose relative path has a ':' before any '/' is extracted from that file, not taken by tar for a remote host's", async () => {
+  const jpg = await encode(picture(32, 32), 32, 32, 3, 'jpeg');
+  const src = join(root, 'tarsrc-colon');
+  for (const split of ['train', 'test']) for (const cls of ['cat', 'dog']) write(join(src, 'cifar10', split, cls, '0000.jpg'), jpg);
+  const dir = join(root, 'colon');
+  mkdirSync(dir, { recursive: true });
+  assert.equal(spawnSync('tar', ['-czf', join(dir, 'cifar:v1.tar.gz'), '-C', src, 'cifar10']).status, 0);
+  const cwd = process.cwd();
+  process.chdir(dir);
+  try {
+    // GNU tar reads 'cifar:v1.tar.gz' as the file v1.tar.gz on the host 'cifar' (and failed: "Cannot connect to cifar")
+    const ds = cifar10Jpeg({ archive: 'cifar:v1.tar.gz', cacheDir: join(root, 'cache-colon') });
+    assert.equal(ds.length, 2);
+  } finally {
+    process.chdir(cwd);
+  }
+});
+
 test('processes extracting the same archive at once keep the first complete folder, which others read already', () => {
   const target = join(root, 'race', 'cifar10-0123');
   const ours = (name: string): string => {

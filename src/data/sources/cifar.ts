@@ -214,7 +214,8 @@ export function extractArchive(archive: string, cacheDir: string, top: string): 
     );
   }
   try {
-    const r = spawnSync('tar', ['-xzf', archive, '-C', tmp], { encoding: 'utf8' });
+    // an absolute path: GNU tar takes a name with a ':' before its first '/' ('cifar:v1.tar.gz') for a remote host's file
+    const r = spawnSync('tar', ['-xzf', resolve(archive), '-C', tmp], { encoding: 'utf8' });
     if (r.error) throw new Error(`cannot run tar to extract ${quotedPath(archive)}: ${r.error.message}`);
     if (r.status !== 0) throw new Error(`tar failed to extract ${quotedPath(archive)}: ${(r.stderr || '').trim().split('\n')[0]}`);
     const extracted = join(tmp, top);
