@@ -79,7 +79,8 @@ export function checkOutputs(outputs: string[], o: { overwrite: boolean; inputs?
   // a set of outputs an earlier writer was killed while renaming into place is completed first (never
   // rolled back): what exists is then what that writer wrote, whole
   for (const dir of new Set(outputs.map((p) => dirname(resolve(p))))) finishInterruptedCommits(dir);
-  const inputs = new Map((o.inputs ?? []).map((p) => [canonicalPath(p), p]));
+  // an input by its name and by the file it is (a link's target, which a rename onto that name replaces)
+  const inputs = new Map((o.inputs ?? []).flatMap((p) => [[realPlace(p), p] as const, [canonicalPath(p), p] as const]));
   for (const out of outputs) {
     const input = inputs.get(canonicalPath(out));
     if (input !== undefined) throw new OptionError(option, `${quotedPath(out)} is what this command reads (${quotedPath(input)}): choose another output`);
@@ -87,6 +88,15 @@ export function checkOutputs(outputs: string[], o: { overwrite: boolean; inputs?
     if (why) throw new OptionError(option, `${quotedPath(out)} cannot be written, not even with ${overwriteIs}: ${why}`);
     if (!o.overwrite && occupied(out))
       throw new OptionError(option, `${quotedPath(out)} exists: choose another output, or pass ${overwriteIs} to replace it`, undefined, 'ERR_OUTPUT_EXISTS');
+  }
+}
+
+/** Where `path` is, its own link resolved too (canonicalPath where nothing, or a dangling link, is there). */
+function realPlace(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return canonicalPath(path);
   }
 }
 

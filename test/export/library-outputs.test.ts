@@ -2,7 +2,7 @@
 // over the encoder they read (export --out RUN/checkpoints/best/model replaced its weights).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -42,6 +42,28 @@ test('exportEncoder and exportOnnx refuse outputs in a checkpoint folder; the ch
     assert.equal(existsSync(join(run, 'export')), false);
     const ok = await exportEncoder(run, join(run, 'export', 'encoder'));
     assert.equal(ok.tensors > 0, true);
+  } finally {
+    rmSync(run, { recursive: true, force: true });
+  }
+});
+
+test('an export never replaces the encoder it reads through a symbolic link, not even when asked (overwrite: true)', async () => {
+  const run = mkdtempSync(join(tmpdir(), 'semaim-lib-link-'));
+  try {
+    const model = tinyModel();
+    writeRunCheckpoint(run, model);
+    model.dispose();
+    const enc = join(run, 'out', 'enc');
+    await lib.exportEncoder(run, enc);
+    // the encoder read as link.safetensors (its config as link.json), the output named by its real path
+    symlinkSync('enc.safetensors', join(run, 'out', 'link.safetensors'));
+    symlinkSync('enc.json', join(run, 'out', 'link.json'));
+    const before = [readFileSync(`${enc}.safetensors`), readFileSync(`${enc}.json`)];
+    await assert.rejects(
+      () => lib.exportEncoder(join(run, 'out', 'link.safetensors'), enc, { overwrite: true }),
+      /enc\.safetensors is what this command reads/,
+    );
+    assert.ok(readFileSync(`${enc}.safetensors`).equals(before[0]) && readFileSync(`${enc}.json`).equals(before[1]), 'the encoder read is unchanged');
   } finally {
     rmSync(run, { recursive: true, force: true });
   }
