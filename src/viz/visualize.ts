@@ -66,16 +66,25 @@ export function isRowFileName(name: string): boolean {
   return /^row-\d{3,}-.*\.png$/.test(name);
 }
 
+/** Bytes of UTF-8 a row's image name may take: with `row-NNN-`, `.png` and the temporary name's `.tmp-<pid>-<n>` the file name stays within 255 bytes. */
+const SAFE_NAME_BYTES = 200;
+
 /**
  * An image's name as part of a row's file name: letters (any script), digits, '.', '_' and '-' kept,
  * every run of anything else (separators, spaces, controls, symbols) one '_'; at most 60 code points
- * (≤ 240 bytes of UTF-8, so the row's name stays under the 255-byte limit of file systems).
+ * and 200 bytes of UTF-8, so the row's name, and the temporary name it is written under, stay under the
+ * 255-byte limit of file systems.
  */
 export function safeName(name: string): string {
   const kept = parse(name)
     .name.normalize('NFC')
     .replace(/[^\p{L}\p{M}\p{N}._-]+/gu, '_');
-  return Array.from(kept).slice(0, 60).join('') || 'image';
+  let out = '';
+  for (const c of Array.from(kept).slice(0, 60)) {
+    if (Buffer.byteLength(out + c) > SAFE_NAME_BYTES) break;
+    out += c;
+  }
+  return out || 'image';
 }
 
 // The rest of the options are computeMaps' (checked there) or objects passed on as they are.

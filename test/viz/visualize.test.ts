@@ -171,6 +171,24 @@ test('visualize: grid and rows have the laid-out size; order maps start where th
   }
 });
 
+test('visualize: an image whose name is 60 letters of four UTF-8 bytes each gets its row written (the row and its temporary name fit the 255-byte limit)', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'semaim-viz-longname-'));
+  try {
+    const [file] = await writeTestImages(join(root, 'imgs'), 1);
+    const named = join(root, 'imgs', `${'\u{20000}'.repeat(60)}.png`); // 244 bytes: a name the file system takes
+    renameSync(file, named);
+    const imgs = await loadImages([named], 16);
+    const model = tinyModel(3);
+    const r = await visualizeModel(model, imgs, join(root, 'out'), { orders: ['raster'], lossOrder: 'raster' });
+    model.dispose();
+    assert.equal(r.rows.length, 1);
+    assert.ok(existsSync(r.rows[0]));
+    assert.ok(Buffer.byteLength(basename(r.rows[0])) + '.tmp-4194304-99999'.length <= 255, basename(r.rows[0]));
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
 test('visualize: rows an earlier visualisation of over 1000 images listed (row-1000-…, four digits) are removed as the others are', async () => {
   const root = mkdtempSync(join(tmpdir(), 'semaim-viz-rows1000-'));
   try {
