@@ -2,13 +2,14 @@
 // resolved configuration, the encoder's path and SHA-256), written atomically, plus a short
 // Markdown table for the terminal.
 import { join } from 'node:path';
-import { OptionValues } from '../util/options';
+import { OptionError, OptionValues } from '../util/options';
 import { Accuracy } from './accuracy';
 import { EncoderSource } from '../semaim';
-import { printable } from '../util/printable';
+import { printable, quotedPath } from '../util/printable';
 import { commitStaged, jsonText, stageFile, writeJsonAtomic, type StagedFile } from '../util/safe-write';
 import { makeFolder } from '../util/make-folder';
 import { inOutputFolder } from '../util/output-folder';
+import { protectedFolder } from '../io/outputs';
 
 /** One measurement of an evaluation's result (EvalResult.rows): what was measured and its accuracy. */
 export interface ResultRow {
@@ -105,6 +106,10 @@ export function commitResult(outDir: string, result: { command: string }, stager
  * fails. `writes` false (data-parallel ranks other than 0, which write nothing): the job alone.
  */
 export async function inResultFolder<T>(outDir: string, command: string, writes: boolean, job: () => Promise<T>): Promise<T> {
+  // (every rank: they stop together)
+  const why = protectedFolder(outDir);
+  if (why)
+    throw new OptionError('outDir', `${quotedPath(outDir)} cannot hold the ${command} results: ${why}, which a run prunes or moves; choose another folder`);
   if (!writes) return job();
   return inOutputFolder(outDir, () => {
     stageFile(join(outDir, `${command}.json`), '').abort();

@@ -55,6 +55,24 @@ async function refusedBeforeWork(enc: string, outDir: string, pattern: (command:
   }
 }
 
+test("knn, linprobe and segprobe refuse an --out-dir in a checkpoint folder or a run's checkpoints/ (pruning would delete their results) before opening any data", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-outdir-ckpt-'));
+  try {
+    const enc = writeEncoder(dir);
+    const run = join(dir, 'run');
+    const ckpt = join(run, 'checkpoints', 'step-00000004');
+    mkdirSync(ckpt, { recursive: true });
+    writeFileSync(join(ckpt, 'state.json'), '{}');
+    writeFileSync(join(run, 'metrics.jsonl'), '');
+    for (const outDir of [ckpt, join(ckpt, 'eval'), join(run, 'checkpoints')])
+      await refusedBeforeWork(enc, outDir, () => /cannot hold the (knn|linprobe|segprobe) results: it lies in the checkpoints? folder/);
+    assert.deepEqual(readdirSync(ckpt), ['state.json'], 'nothing written into the checkpoint');
+    assert.deepEqual(readdirSync(join(run, 'checkpoints')), ['step-00000004']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('knn, linprobe and segprobe refuse an --out-dir under a file before opening any data', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-outdir-'));
   try {
