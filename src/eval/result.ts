@@ -143,5 +143,5 @@ export function formatResult(r: EvalResult): string {
   );
   const names = r.classNames ?? r.perClass.map((_, i) => String(i));
   const perClass = markdownTable(['class', ...names.slice(0, r.perClass.length)], [[`top-1 % (${r.rows[0].name})`, ...r.perClass.map((v) => pct(v, 1))]]);
-  return `${main}\n${perClass}\nencoder ${r.checkpoint.weights} (sha256 ${r.checkpoint.sha256.slice(0, 16)}…)\n`;
+  return `${main}\n${perClass}\nencoder ${quotedPath(r.checkpoint.weights)} (sha256 ${r.checkpoint.sha256.slice(0, 16)}…)\n`;
 }

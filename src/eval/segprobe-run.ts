@@ -2,6 +2,7 @@
 // initialised), both splits of a dataset with masks, the probe, then `<out-dir>/segprobe.json`
 // (fractions 0–1), `segprobe.png` (predictions beside the ground truth), `seg-head.safetensors`,
 // and a Markdown table for the terminal.
+import { quotedPath } from '../util/printable';
 import { lstatSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import * as torch from '../torch';
@@ -242,8 +243,8 @@ export function formatSegprobe(r: SegprobeFile): string {
   const skips = `skipped samples: train ${describeSkips(r.data.skipped.train)}, test ${describeSkips(r.data.skipped.test)}`;
   const enc =
     r.checkpoint.init === 'random'
-      ? `encoder: the architecture of ${r.checkpoint.weights}, randomly initialised (seed ${r.config.seed})`
-      : `encoder ${r.checkpoint.weights} (sha256 ${r.checkpoint.sha256.slice(0, 16)}…)`;
+      ? `encoder: the architecture of ${quotedPath(r.checkpoint.weights)}, randomly initialised (seed ${r.config.seed})`
+      : `encoder ${quotedPath(r.checkpoint.weights)} (sha256 ${r.checkpoint.sha256.slice(0, 16)}…)`;
   return `${main}\n${perClass}\n${skips}\n${enc}\n`;
 }
 

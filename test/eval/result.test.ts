@@ -10,6 +10,7 @@ import { ABLATE_OPTIONS, validateAblate } from '../../src/experiments/ablate-opt
 import { runKnn, runLinprobe } from '../../src/eval/run';
 import { resolveEncoder } from '../../src/semaim';
 import { EvalDataRequest } from '../../src/data';
+import { quotedPath } from '../../src/util/printable';
 import { memoryFactories, runPrunedWhileDataIsMade, toyImages, writeEncoder } from './helpers';
 
 test('knn and linprobe write a result JSON with accuracies, config, checkpoint path and SHA-256', async () => {
@@ -224,6 +225,21 @@ test('runLinprobe refuses an augmentation with cached features before opening an
       (e: unknown) => e instanceof OptionError && e.key === 'augment' && /has no effect on cached features/.test(e.message),
     );
     assert.equal(requests.length, 0, 'no data opened');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the table names an encoder whose path holds a newline or an escape character quoted, as one line that sets no terminal mode', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-result-name-'));
+  try {
+    const enc = writeEncoder(dir, undefined, 1, 'enc\n\x1b[31mred');
+    const f = memoryFactories(toyImages(20, 3, 8, 1), toyImages(10, 3, 8, 2), []);
+    const r = await runKnn(resolveOptions(KNN_OPTIONS, { checkpoint: enc, outDir: join(dir, 'knn'), k: '5', threads: 1 }), f);
+    const line = r.table.split('\n').find((l) => l.startsWith('encoder '));
+    assert.ok(line, r.table);
+    assert.ok(!r.table.includes('\x1b'), 'no raw ESC');
+    assert.ok(line.startsWith(`encoder ${quotedPath(enc)} (sha256 `), line);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
