@@ -1,7 +1,7 @@
 // Files a command writes where the user points it: one that exists is replaced only when asked
 // (--overwrite), and never one the command reads from (an encoder and its config), nor a file of a
 // checkpoint or of a run folder, which other commands read and verify.
-import { existsSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, realpathSync, statSync } from 'node:fs';
 import { quotedPath } from '../util/printable';
 import { basename, dirname, join, relative, resolve, isAbsolute } from 'node:path';
 import { OptionError } from '../util/options';
@@ -86,6 +86,9 @@ export function checkOutputs(outputs: string[], o: { overwrite: boolean; inputs?
     if (input !== undefined) throw new OptionError(option, `${quotedPath(out)} is what this command reads (${quotedPath(input)}): choose another output`);
     const why = protectedOutput(out);
     if (why) throw new OptionError(option, `${quotedPath(out)} cannot be written, not even with ${overwriteIs}: ${why}`);
+    // no rename replaces a folder: refused now, not at the end of the work (a link to one is replaced, as a file is)
+    if (lstatSync(out, { throwIfNoEntry: false })?.isDirectory())
+      throw new OptionError(option, `${quotedPath(out)} is a folder, and a file goes there (not even ${overwriteIs} replaces a folder): choose another output`);
     if (!o.overwrite && occupied(out))
       throw new OptionError(option, `${quotedPath(out)} exists: choose another output, or pass ${overwriteIs} to replace it`, undefined, 'ERR_OUTPUT_EXISTS');
   }

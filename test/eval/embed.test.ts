@@ -293,17 +293,44 @@ test('an embed that fails after loading the encoder frees its tensors and leaves
   write(join(dir, 'a-file'), 'not a folder\n');
   for (let i = 0; i < 3; i++) await assert.rejects(embed({ ...base, out: join(dir, 'a-file', 'sub', 'x.safetensors') }), /ENOTDIR/);
   assert.equal(live(), start, 'the encoder of each failed embed is disposed, not left to the garbage collector');
-  // the last renames fail (a folder where the features or the list go): every row was written to a partial file
+  // the last renames fail (a folder made where the features or the list go once the checks passed, as
+  // the partial file is opened): every row was written to a partial file
   const out = join(dir, 'blocked');
-  mkdirSync(join(out, 'list.json'), { recursive: true });
-  mkdirSync(join(out, 'rows.safetensors'), { recursive: true });
-  await assert.rejects(embed({ ...base, out: join(out, 'list.safetensors'), overwrite: true }), /EISDIR|ENOTEMPTY|EEXIST/);
-  await assert.rejects(embed({ ...base, out: join(out, 'rows.safetensors'), overwrite: true }), /EISDIR|ENOTEMPTY|EEXIST/);
+  mkdirSync(out, { recursive: true });
+  const mfs = require('node:fs') as typeof import('node:fs');
+  const open0 = mfs.openSync;
+  mfs.openSync = ((path: string, ...rest: unknown[]) => {
+    if (String(path) === join(out, 'list.safetensors.partial')) mkdirSync(join(out, 'list.json'), { recursive: true });
+    if (String(path) === join(out, 'rows.safetensors.partial')) mkdirSync(join(out, 'rows.safetensors'), { recursive: true });
+    return (open0 as (...a: unknown[]) => number)(path, ...rest);
+  }) as typeof mfs.openSync;
+  try {
+    await assert.rejects(embed({ ...base, out: join(out, 'list.safetensors'), overwrite: true }), /EISDIR|ENOTEMPTY|EEXIST/);
+    await assert.rejects(embed({ ...base, out: join(out, 'rows.safetensors'), overwrite: true }), /EISDIR|ENOTEMPTY|EEXIST/);
+  } finally {
+    mfs.openSync = open0;
+  }
+  assert.ok(existsSync(join(out, 'list.json')) && existsSync(join(out, 'rows.safetensors')), 'the folders were in the way');
   assert.deepEqual(
     readdirSync(out).filter((f) => f.includes('.partial') || f.includes('.tmp')),
     [],
   );
   assert.equal(live(), start);
+});
+
+test('a folder standing at --out or at its list is refused before any image is read, even with overwrite: no rename can replace it', async () => {
+  const images = join(dir, 'folder-at-out');
+  for (let i = 0; i < 2; i++) write(join(images, `p${i}.png`), await encode(picture(32, 32, i), 32, 32, 3, 'png'));
+  const out = join(dir, 'folder-at-out-dest');
+  mkdirSync(join(out, 'a.safetensors'), { recursive: true });
+  mkdirSync(join(out, 'b.json'), { recursive: true });
+  // (an option error of the checks before the work: the renames at the end failed with EISDIR, after every image)
+  for (const name of ['a.safetensors', 'b.safetensors'])
+    await assert.rejects(
+      embed({ checkpoint: encoderPath, images, out: join(out, name), overwrite: true, numWorkers: 0, progress: null }),
+      (e: Error & { key?: string }) => e.key === 'out' && /\.(safetensors|json) is a folder/.test(e.message),
+    );
+  assert.deepEqual(readdirSync(out).sort(), ['a.safetensors', 'b.json']);
 });
 
 test('embed lets the event loop turn after every batch of images, also with its loader on the main thread (--num-workers 0)', async () => {
