@@ -36,12 +36,16 @@ const LOCK_MAX_BYTES = 64 << 10;
 
 /**
  * The text of lock `path`, or null when there is none. Something else at its name (a folder, a FIFO that
- * would block the read, a device that never ends, a file too large to be a lock) is refused, naming it.
+ * would block the read, a device that never ends, a file too large to be a lock, a symbolic link to nothing)
+ * is refused, naming it.
  */
 function readText(path: string): string | null {
   const read = readSmallFile(path, LOCK_MAX_BYTES);
-  if (read && 'other' in read) throw Object.assign(new Error(`${path} is ${read.other}, not a lock file of semaim: move it away`), { code: 'EEXIST' });
-  return read?.text ?? null;
+  let other = read && 'other' in read ? read.other : null;
+  // a link to nothing reads as no lock, yet no lock can be created at its name: every try failed with EEXIST
+  if (!read && lstatSync(path, { throwIfNoEntry: false })?.isSymbolicLink()) other = 'a symbolic link to nothing';
+  if (other) throw Object.assign(new Error(`${path} is ${other}, not a lock file of semaim: move it away`), { code: 'EEXIST' });
+  return read && 'text' in read ? read.text : null;
 }
 
 /** How long an empty lock may be in the middle of its writing (see readSettled); one empty longer is abandoned. */

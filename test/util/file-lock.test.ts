@@ -19,13 +19,15 @@ function scratch(t: { after: (fn: () => void) => void }): string {
   return dir;
 }
 
-test('a folder, a FIFO, a link to a device or a huge file at the lock name is refused naming it, without hanging', (t) => {
+test('a folder, a FIFO, a link to a device or to nothing, or a huge file at the lock name is refused naming it, without hanging', (t) => {
   const dir = scratch(t);
   mkdirSync(join(dir, 'folder.lock'));
   assert.equal(spawnSync('mkfifo', [join(dir, 'fifo.lock')]).status, 0);
   symlinkSync('/dev/zero', join(dir, 'zero.lock'));
   writeFileSync(join(dir, 'big.lock'), Buffer.alloc(1 << 20, 0x20));
+  symlinkSync(join(dir, 'nowhere'), join(dir, 'dangling.lock'));
   for (const [name, what] of [
+    ['dangling.lock', 'a symbolic link to nothing'],
     ['folder.lock', 'a folder'],
     ['fifo.lock', 'a FIFO'],
     ['zero.lock', 'a device or socket'],
