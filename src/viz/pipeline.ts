@@ -1,6 +1,6 @@
 // The two jobs behind the CLI: checkpoint + image files -> figures, and run folder -> HTML report.
 import { closeSync, existsSync, readFileSync, readSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import * as torch from '../torch';
 import { loadImages } from './images';
 import { loadModel } from '../semaim';
@@ -14,7 +14,7 @@ import { protectedOutput } from '../io/outputs';
 import { occupied } from '../util/make-folder';
 import { drawnFrom, visualizeModel, VisualizeResult } from './visualize';
 import { checkFigureOut } from './figure-out';
-import { commitUnlessTaken, stageFile } from '../util/safe-write';
+import { commitUnlessTaken, folderObstacle, stageFile } from '../util/safe-write';
 import { openRegularFile } from '../util/regular-file';
 import { quotedPath, shellQuote } from '../util/printable';
 
@@ -136,6 +136,9 @@ function checkReportOut(out: string, overwrite: boolean): void {
   const why = protectedOutput(out);
   if (why) throw new OptionError('out', `${out} cannot be written, not even with --overwrite: ${why}`);
   if (/[\\/]$/.test(out)) throw new OptionError('out', `${out} names a folder: give the HTML file to write (e.g. ${join(out, 'report.html')})`);
+  // (before the figures are drawn, not at the report's write after them)
+  const blocked = folderObstacle(dirname(out)).why;
+  if (blocked) throw new OptionError('out', `${quotedPath(out)} cannot be written: ${blocked}`);
   if (!existsSync(out)) return;
   if (statSync(out).isDirectory()) throw new OptionError('out', `${out} is a folder: give the HTML file to write`);
   if (!overwrite && !isEarlierReport(out))

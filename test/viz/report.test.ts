@@ -387,6 +387,23 @@ test("report --images: generates the grid from the run's newest checkpoint and e
   }
 });
 
+test('report --images: an --out whose folder cannot be made (a file on its path) is refused before any figure is drawn', async () => {
+  const run = mkdtempSync(join(tmpdir(), 'semaim-report-under-file-'));
+  try {
+    await fakeRunWithImages(run);
+    writeFileSync(join(run, 'notes.txt'), 'mine');
+    await quiet(() =>
+      assert.rejects(
+        vizCommands.report.run([run, '--images', join(run, 'imgs'), '--out', join(run, 'notes.txt', 'r.html'), '--orders', 'raster', '--threads', '1']),
+        /option 'out': .*notes\.txt exists and is not a folder/,
+      ),
+    );
+    assert.ok(!existsSync(join(run, 'viz')), 'no figure was drawn');
+  } finally {
+    rmSync(run, { recursive: true, force: true });
+  }
+});
+
 test('report: a file put at --out while the figures were drawn is kept (checked again at the rename), as is a non-report RUN_DIR/report.html', async () => {
   const run = mkdtempSync(join(tmpdir(), 'semaim-report-race-'));
   try {
