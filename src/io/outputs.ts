@@ -94,12 +94,16 @@ export function checkOutputs(outputs: string[], o: { overwrite: boolean; inputs?
   }
 }
 
-/** Where `path` is, its own link resolved too (canonicalPath where nothing, or a dangling link, is there). */
+/** Where `path` is, its own link resolved too; for a path that is not there, its nearest existing folder's links resolved. */
 function realPlace(path: string): string {
-  try {
-    return realpathSync(path);
-  } catch {
-    return canonicalPath(path);
+  const rest: string[] = [];
+  for (let p = resolve(path); ; p = dirname(p)) {
+    try {
+      return join(realpathSync(p), ...rest.reverse());
+    } catch {
+      if (dirname(p) === p) return resolve(path);
+      rest.push(basename(p));
+    }
   }
 }
 
@@ -110,7 +114,7 @@ function realPlace(path: string): string {
 export function checkOutputFolder(dir: string, files: string[], o: { inputs: string[]; option: string }): void {
   if (existsSync(dir) && !statSync(dir).isDirectory())
     throw new OptionError(o.option, `${quotedPath(dir)} exists and is not a folder: choose another output folder`);
-  const target = canonicalPath(dir);
+  const target = realPlace(dir); // (a link to the inputs' folder is that folder)
   for (const input of o.inputs) {
     if (!existsSync(input) || !statSync(input).isDirectory()) continue;
     const rel = relative(realpathSync(input), target);

@@ -83,9 +83,13 @@ test('visualize refuses, before the model runs, an --out among its images, an ex
   mkdirSync(images, { recursive: true });
   writeFileSync(join(dir, 'file.txt'), 'x');
   symlinkSync(join(dir, 'nowhere'), join(dir, 'gone'));
+  symlinkSync(images, join(dir, 'pics-link'));
   for (const [out, message] of [
     [join(images, 'viz'), /pics\/viz lies in .*pics, which this command reads/],
     [images, /pics lies in .*pics, which this command reads/],
+    // the images' folder through a link to it: its grid and rows were listed as images by the next visualisation
+    [join(dir, 'pics-link'), /pics-link lies in .*pics, which this command reads/],
+    [join(dir, 'pics-link', 'new', 'viz'), /pics-link\/new\/viz lies in .*pics, which this command reads/],
     [join(dir, 'file.txt'), /file\.txt exists and is not a folder/],
     // a file or a dangling link on the way: the model ran first, then mkdir failed (exit 1)
     [join(dir, 'file.txt', 'viz'), /file\.txt exists and is not a folder/],
