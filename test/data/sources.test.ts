@@ -399,6 +399,20 @@ test("an archive whose relative path has a ':' before any '/' is extracted from 
   }
 });
 
+test("an archive holding a link at the completion marker's name (cifar10/.complete) does not make the extraction write through it", async () => {
+  const jpg = await encode(picture(32, 32), 32, 32, 3, 'jpeg');
+  const src = join(root, 'tarsrc-marker-link');
+  for (const split of ['train', 'test']) for (const cls of ['cat', 'dog']) write(join(src, 'cifar10', split, cls, '0000.jpg'), jpg);
+  const victim = join(root, 'marker-victim.txt');
+  write(victim, 'precious');
+  symlinkSync(victim, join(src, 'cifar10', '.complete'));
+  const archive = join(root, 'marker-link.tar.gz');
+  assert.equal(spawnSync('tar', ['-czf', archive, '-C', src, 'cifar10']).status, 0);
+  const ds = cifar10Jpeg({ archive, cacheDir: join(root, 'cache-marker-link') });
+  assert.equal(ds.length, 2);
+  assert.equal(readFileSync(victim, 'utf8'), 'precious', 'the file the link points to is untouched');
+});
+
 test('processes extracting the same archive at once keep the first complete folder, which others read already', () => {
   const target = join(root, 'race', 'cifar10-0123');
   const ours = (name: string): string => {

@@ -223,7 +223,10 @@ export function extractArchive(archive: string, cacheDir: string, top: string): 
       const found = readdirSync(tmp).join(', ') || 'nothing';
       throw new Error(`archive ${quotedPath(archive)} does not contain ${top}/ (found: ${found})`);
     }
-    writeFileSync(join(extracted, '.complete'), JSON.stringify({ archive: resolve(archive), sha256, extracted: new Date().toISOString() }) + '\n');
+    // a new file: what the archive put at the name (a link to a file elsewhere) goes, never written through
+    const completeMark = join(extracted, '.complete');
+    rmSync(completeMark, { recursive: true, force: true });
+    writeFileSync(completeMark, JSON.stringify({ archive: resolve(archive), sha256, extracted: new Date().toISOString() }) + '\n', { flag: 'wx' });
     commitExtraction(extracted, target);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
