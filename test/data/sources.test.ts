@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { existsSync, statSync, mkdirSync, rmSync, readFileSync, symlinkSync } from 'node:fs';
+import { existsSync, statSync, mkdirSync, rmSync, readFileSync, readdirSync, symlinkSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { gzipSync } from 'node:zlib';
 import {
@@ -411,6 +411,18 @@ test("an archive holding a link at the completion marker's name (cifar10/.comple
   const ds = cifar10Jpeg({ archive, cacheDir: join(root, 'cache-marker-link') });
   assert.equal(ds.length, 2);
   assert.equal(readFileSync(victim, 'utf8'), 'precious', 'the file the link points to is untouched');
+});
+
+test('an archive whose top folder is a link to a folder elsewhere is refused: nothing is written there', () => {
+  const elsewhere = join(root, 'top-link-elsewhere');
+  mkdirSync(elsewhere, { recursive: true });
+  const src = join(root, 'tarsrc-top-link');
+  mkdirSync(src, { recursive: true });
+  symlinkSync(elsewhere, join(src, 'cifar10'));
+  const archive = join(root, 'top-link.tar.gz');
+  assert.equal(spawnSync('tar', ['-czf', archive, '-C', src, 'cifar10']).status, 0);
+  assert.throws(() => cifar10Jpeg({ archive, cacheDir: join(root, 'cache-top-link') }), /does not contain cifar10\/ \(found: cifar10, a symbolic link\)/);
+  assert.deepEqual(readdirSync(elsewhere), [], 'no marker written into the folder the link points to');
 });
 
 test('processes extracting the same archive at once keep the first complete folder, which others read already', () => {

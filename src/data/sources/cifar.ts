@@ -3,7 +3,7 @@
 // cache directory keyed by the archive's content, with the system `tar` (never into the repository).
 
 import { refuseNonBoolean, refuseUnknownKeys } from '../../util/options';
-import { closeSync, existsSync, openSync, readSync, readdirSync, statSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, lstatSync, openSync, readSync, readdirSync, statSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { basename, join, resolve, dirname } from 'node:path';
 import { homedir } from 'node:os';
@@ -219,8 +219,12 @@ export function extractArchive(archive: string, cacheDir: string, top: string): 
     if (r.error) throw new Error(`cannot run tar to extract ${quotedPath(archive)}: ${r.error.message}`);
     if (r.status !== 0) throw new Error(`tar failed to extract ${quotedPath(archive)}: ${(r.stderr || '').trim().split('\n')[0]}`);
     const extracted = join(tmp, top);
-    if (!existsSync(extracted) || !statSync(extracted).isDirectory()) {
-      const found = readdirSync(tmp).join(', ') || 'nothing';
+    // a folder of the archive's own, not a link it holds to a folder elsewhere (the marker goes into it)
+    if (!lstatSync(extracted, { throwIfNoEntry: false })?.isDirectory()) {
+      const found =
+        readdirSync(tmp)
+          .map((n) => (lstatSync(join(tmp, n)).isSymbolicLink() ? `${n}, a symbolic link` : n))
+          .join(', ') || 'nothing';
       throw new Error(`archive ${quotedPath(archive)} does not contain ${top}/ (found: ${found})`);
     }
     // a new file: what the archive put at the name (a link to a file elsewhere) goes, never written through
