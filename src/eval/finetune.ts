@@ -12,11 +12,11 @@ import { disposeAll } from '../io';
 import { EncoderSource, loadEncoderTensors, loadResolvedEncoder, resolveEncoder } from '../semaim';
 import { LabelledBatch, LabelledData, PassOptions, batchesPerEpoch } from '../data';
 import { checkLabelledBatch } from '../data/check-batch';
-import { OptionError, checkJobHooks, jobOptions, type OptionsInput } from '../util/options';
+import { OptionError, checkJobHooks, jobOptions, type HookKind, type OptionsInput } from '../util/options';
 import { DataError } from '../util/errors';
 import { EMA } from '../run/ema';
 import { Progress, perSecond } from '../run/progress';
-import { FINETUNE_HOOK_KINDS, LoopHooks, StopReason, trainLoop } from '../run/loop';
+import { LOOP_HOOK_KINDS, LoopHooks, StopReason, trainLoop } from '../run/loop';
 import type { TrainState } from '../run/train-state';
 import { StoppedBySignal, type StopRequest, type StopSignal } from '../run/signals';
 import { withPrecision } from '../run/precision';
@@ -45,6 +45,12 @@ export interface FinetuneHooks extends LoopHooks {
   /** The data-parallel group; data.train and data.test must then be this rank's slices. Rank 0 reports. */
   group?: ProcessGroup | null;
 }
+
+/** The kinds of finetune's and runFinetune's hooks (FinetuneHooks): the loop's and the data-parallel group. */
+export const FINETUNE_HOOK_KINDS = { ...LOOP_HOOK_KINDS, group: ['object', 'null'] } as const satisfies Record<
+  keyof FinetuneHooks,
+  HookKind | readonly HookKind[]
+>;
 
 /**
  * What {@link finetune} returns: the steps, why the run stopped, the final test accuracies, the best top-1, the last checkpoint and the classifier config.

@@ -16,10 +16,10 @@ import { EncoderSource, LoadedEncoder, loadEncoder, resolveEncoder, sha256File }
 import { processDevice } from '../run/device';
 import { inJobScope } from '../run/job-scope';
 import { imageInputOptions } from '../data/options';
-import { FINETUNE_HOOK_KINDS, type StopReason } from '../run/loop';
+import type { StopReason } from '../run/loop';
 import type { StopSignal } from '../run/signals';
 import { FeatureSet, checkImageShape, disposeFeatures, extractFeatures, setSize } from './features';
-import { FinetuneHooks, finetune, finetunePass } from './finetune';
+import { FINETUNE_HOOK_KINDS, FinetuneHooks, finetune, finetunePass } from './finetune';
 import { KnnResult, knnClassifyAsync, parseKs } from './knn';
 import { LinprobeOptions, linprobeOnFeatures, linprobeOnline, onlinePass } from './linprobe';
 import {

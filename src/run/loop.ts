@@ -18,7 +18,6 @@ import { optimizerStep } from './optimizer-step';
 import { cudnnAutotune } from './cudnn-autotune';
 import { StopRequest, StopSignal, StoppedBySignal, catchStopSignals } from './signals';
 import type { HookKind, OptionTable } from '../util/options';
-import type { FinetuneHooks } from '../eval/finetune';
 import { DistributedDataParallel, GradCompression, ProcessGroup, rankSlice } from '../dist';
 import { SAME_START_HINT, StopAgreement, checkRanksHoldSame, signalOfLevel, stopLevel } from '../dist/agree';
 import { TrainState, StopReason, type MetricsRecord } from './train-state';
@@ -182,12 +181,6 @@ export const LOOP_HOOK_KINDS = {
   freshRunHint: 'string',
   divergedAdvice: 'string',
 } as const satisfies Record<keyof LoopHooks, HookKind>;
-
-/** The kinds of finetune's and runFinetune's hooks (FinetuneHooks): the loop's and the data-parallel group. */
-export const FINETUNE_HOOK_KINDS = { ...LOOP_HOOK_KINDS, group: ['object', 'null'] } as const satisfies Record<
-  keyof FinetuneHooks,
-  HookKind | readonly HookKind[]
->;
 
 export interface LoopResult {
   steps: number;
