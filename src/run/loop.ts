@@ -398,7 +398,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
     // no step, so no new checkpoint
     if (await stopsBeforeStart(stopAgreement, `stopping on request before step ${state.step + 1}: nothing trained`)) return result();
     const startEpoch = state.epoch;
-    state.window.started = Date.now(); // the first line's images per second: its steps' time, not the start's (a resume's checks, loading)
+    state.window.started = performance.now(); // the first line's images per second: its steps' time, not the start's (a resume's checks, loading)
     model.train();
     outer: for (let epoch = startEpoch; state.step < totalSteps; epoch++) {
       let micro = 0;

@@ -68,7 +68,8 @@ export class LossWindow {
   readonly allFinite: Tensor;
   count = 0;
   images = 0;
-  started = Date.now();
+  /** When the window started, by the monotonic clock (performance.now(), ms): a wall clock stepped meanwhile (NTP) made the rate absurd. */
+  started = performance.now();
 
   constructor(device: torch.Device) {
     this.sum = torch.keep(torch.zeros([], { device }));
@@ -100,11 +101,11 @@ export class LossWindow {
   /** The mean loss and the images per second of the window, then starts a new window (the finiteness flag persists). */
   take(): { mean: number; rate: number } {
     const mean = this.count ? this.sum.item() / this.count : NaN;
-    const rate = this.images / Math.max((Date.now() - this.started) / 1000, 1e-9);
+    const rate = this.images / Math.max((performance.now() - this.started) / 1000, 1e-9);
     this.sum.zero_();
     this.count = 0;
     this.images = 0;
-    this.started = Date.now();
+    this.started = performance.now();
     return { mean, rate };
   }
 
@@ -184,8 +185,11 @@ export class TrainState {
    * resumed from a checkpoint that does not record them.
    */
   seconds = 0;
-  /** When this call took up the run, and the run's seconds then. */
-  private readonly began = Date.now();
+  /**
+   * When this call took up the run (by the monotonic clock, performance.now(), ms: a wall clock stepped back
+   * during the run made its seconds negative), and the run's seconds then.
+   */
+  private readonly began = performance.now();
   private secondsBefore = 0;
   stoppedBy: StopReason = 'finished';
   readonly window: LossWindow;
@@ -480,7 +484,7 @@ export class TrainState {
     // (`best` stays null), so that the first scored checkpoint of a continued run replaces it
     const standIn = !scored && this.stoppedBy === 'maxSteps' && this.best === null;
     const lossWindow = await this.unlogged();
-    this.seconds = this.secondsBefore + (Date.now() - this.began) / 1000;
+    this.seconds = this.secondsBefore + (performance.now() - this.began) / 1000;
     if (this.writes) this.write(epoch, batch, better || standIn, lossWindow);
     this.savedStep = this.step;
     await this.group?.barrier();

@@ -254,6 +254,35 @@ test('a resumed run counts the seconds its checkpoint records, and records them 
   }
 });
 
+test('a wall clock stepped back during a run (NTP) neither makes its seconds negative nor its images per second absurd: durations are read from the monotonic clock', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-loop-clock-'));
+  const realNow = Date.now;
+  try {
+    const seconds: number[] = [];
+    // after step 1 every Date.now() reads an hour earlier
+    const onStep = (step: number) => {
+      if (step !== 1) return;
+      const back = realNow() - 3_600_000;
+      Date.now = () => back;
+    };
+    assert.equal(await run(dir, 4, [], false, { seconds, onStep }), 4);
+    Date.now = realNow;
+    assert.ok(seconds[0] >= 0 && seconds[0] < 600, `seconds ${seconds[0]}`);
+    const state = JSON.parse(readFileSync(join(dir, 'checkpoints', 'step-00000004', 'state.json'), 'utf8')) as { seconds: number };
+    assert.equal(state.seconds, seconds[0]);
+    const rates = readFileSync(join(dir, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as { imgPerSec: number }).imgPerSec);
+    assert.equal(rates.length, 4);
+    // 8 images a step (2 micro-batches of 4) of a 3-weight model: far below 10^8 images per second, not 8 / 10^-9
+    for (const r of rates) assert.ok(r > 0 && r < 1e8, `imgPerSec ${rates.join(', ')}`);
+  } finally {
+    Date.now = realNow;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("the result reports the first and last logged loss; the job's onFinish runs once at the end, and again on a finished run started again (nothing left to do), which stops as the run did", async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-loop-finish-'));
   try {
@@ -408,12 +437,12 @@ test("data giving fewer of an epoch's batches than the loop asked is refused, no
 
 test("the first metrics line's images per second counts the time of its steps, not the start's (a resume's checks and loading)", async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-loop-rate-'));
-  const now = Date.now;
+  const now = performance.now;
   try {
     await run(dir, 2, [], false);
-    // the resume's start takes 1000 s (a clock moved on while the checkpoint is restored)
+    // the resume's start takes 1000 s (the monotonic clock moved on while the checkpoint is restored)
     let offset = 0;
-    Date.now = () => now() + offset;
+    performance.now = () => now.call(performance) + offset;
     await run(dir, 4, [], true, { onResume: () => void (offset += 1e6) });
     const lines = readFileSync(join(dir, 'metrics.jsonl'), 'utf8')
       .trim()
@@ -426,7 +455,7 @@ test("the first metrics line's images per second counts the time of its steps, n
     // 8 images in the step: over 1000 s, 0.008 img/s
     assert.ok(lines[2].imgPerSec > 1, `${lines[2].imgPerSec} img/s`);
   } finally {
-    Date.now = now;
+    performance.now = now;
     rmSync(dir, { recursive: true, force: true });
   }
 });
@@ -473,11 +502,11 @@ test("with --accum-iter a step's logged loss is the mean of its micro-batches' l
 
 test("a metrics line's images per second counts the images of every micro-batch of its steps", async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-loop-images-'));
-  const now = Date.now;
+  const now = performance.now;
   try {
-    // every step takes 100 s on this clock: 2 micro-batches of 4 images, 0.08 img/s
+    // every step takes 100 s on the monotonic clock: 2 micro-batches of 4 images, 0.08 img/s
     let offset = 0;
-    Date.now = () => now() + offset;
+    performance.now = () => now.call(performance) + offset;
     assert.equal(await run(dir, 2, [], false, { onStep: () => void (offset += 1e5) }), 2);
     const rates = readFileSync(join(dir, 'metrics.jsonl'), 'utf8')
       .trim()
@@ -486,7 +515,7 @@ test("a metrics line's images per second counts the images of every micro-batch 
     assert.equal(rates.length, 2);
     for (const rate of rates) assert.ok(Math.abs(rate - 0.08) < 0.008, `${rate} img/s`);
   } finally {
-    Date.now = now;
+    performance.now = now;
     rmSync(dir, { recursive: true, force: true });
   }
 });
