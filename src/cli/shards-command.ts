@@ -54,7 +54,7 @@ export const shardsCommand = defineCommand({
             // the line's clock starts with the packing, not after the first shard
             onStart: (total) => {
               progress = new Progress('shards', total);
-              start = Date.now();
+              start = performance.now();
             },
             onProgress: (done) => progress?.update(done, { 'img/s': perSecond(done, start) }),
           });

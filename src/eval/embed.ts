@@ -379,7 +379,7 @@ export async function embed(o: EmbedOptions): Promise<EmbedResult | null> {
 async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
   await throwIfAbortedOnAnyRank(o.signal, o.group ?? null); // before any work: the encoder, the images, the output folder
   checkEmbedOptions(o);
-  const t0 = Date.now();
+  const t0 = performance.now();
   const pooling = o.pooling ?? 'cls';
   const dtype = o.dtype ?? 'float32';
   const batchSize = o.batchSize ?? 256;
@@ -501,7 +501,7 @@ async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
     };
     const labels = Int32Array.from(indices, (i) => ds.label(i));
     if (labelled) tail.labels = { dtype: 'int32', shape: [n], data: new Uint8Array(labels.buffer) };
-    const seconds = (Date.now() - t0) / 1000;
+    const seconds = (performance.now() - t0) / 1000;
     const list: EmbedList = {
       format: 'semaim.embed/1',
       features: basename(out),

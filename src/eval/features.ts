@@ -153,7 +153,7 @@ export async function extractPooledFeatures(
   let n = 0;
   const label = rank !== 0 ? null : o.label === undefined ? 'features' : o.label;
   const progress = label === null ? null : new Progress(label, mine);
-  const start = Date.now();
+  const start = performance.now();
   const mineOf = worldSize > 1 ? ` (rank ${rank} of ${worldSize}: its share of ${data.size})` : '';
   const overflow = new FeatureOverflowCheck();
   try {

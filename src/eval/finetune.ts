@@ -98,7 +98,7 @@ export async function evaluateClassifier(
   const [labels, top1, top5]: number[][] = [[], [], []];
   let indices: number[] | null = []; // the rows' dataset indices, while every batch gives them
   const standIns: number[] = []; // rows in place of an unusable image: not counted
-  const start = Date.now();
+  const start = performance.now();
   try {
     for await (const b of data.batches({ batchSize: o.batchSize, shuffle: false, epoch: 0, augment: 'none' })) {
       // (the turn after each batch below is where a signal's handler sets the request)

@@ -82,7 +82,7 @@ export async function trainHead<B, M extends string>(t: HeadTraining<B, M>, o: H
   const overflow = new FeatureOverflowCheck();
   // the progress line moves at every batch (an epoch through the encoder takes long), with the last epoch's
   // loss and metric: an epoch's mean loss is known at its end
-  const start = Date.now();
+  const start = performance.now();
   let seen = 0;
   let last: Partial<HeadEpoch<M>> = {};
   const rate = () => perSecond(seen, start);

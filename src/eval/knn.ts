@@ -132,7 +132,7 @@ function* knnSteps(train: FeatureSet, test: FeatureSet, o: KnnOptions): Generato
       return [torch.keep(b), torch.keep(l)];
     }),
   );
-  const t0 = Date.now();
+  const t0 = performance.now();
   try {
     for (let start = 0; start < nTest; start += chunk) {
       const len = Math.min(chunk, nTest - start);

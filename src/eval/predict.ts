@@ -235,7 +235,7 @@ async function predictJob(o: PredictOptions): Promise<PredictResult> {
   throwIfAborted(o.signal); // before any work: the checkpoint, the images, the output folder, the first batch
   checkOutputName(o.out, '.json', 'the CSV goes beside it');
   checkImageSetSource(o);
-  const t0 = Date.now();
+  const t0 = performance.now();
   const batchSize = o.batchSize ?? 256;
   const warn = o.onWarning ?? stderrLine;
   const device = processDevice(o.device ?? 'cpu', null);
@@ -325,7 +325,7 @@ async function predictJob(o: PredictOptions): Promise<PredictResult> {
     if (seen !== ds.length) throw new Error(`predict: the loader gave ${seen} images, the dataset has ${ds.length}`);
     const { count, skipped } = writer;
     if (!count) throw new DataError(`predict: no readable image in ${quotedPath(ds.root)} (${skipped} skipped)`);
-    const seconds = (Date.now() - t0) / 1000;
+    const seconds = (performance.now() - t0) / 1000;
     const accuracy = tally ? tally.result() : null;
     // both or (a full disk) neither: an earlier run's list never sits beside this run's table
     writer.finish({

@@ -129,7 +129,7 @@ export async function extractSegFeatures(encoder: VisionTransformer, data: SegDa
   const progress = label === null ? null : new Progress(label, group ? Math.ceil(data.size / group.worldSize) : data.size);
   const slice = group ? { rank: group.rank, worldSize: group.worldSize } : undefined;
   const overflow = new FeatureOverflowCheck();
-  const start = Date.now();
+  const start = performance.now();
   try {
     const stop = new StopAgreement(group); // (every rank has the same number of batches)
     await stop.throwIfAborted(o.signal);

@@ -26,17 +26,20 @@ function redraws(out: NodeJS.WriteStream): boolean {
 
 /**
  * `count` items since `startMs` per second, for a rate field: undefined (the field left out) in the first
- * fifth of a second, when one batch over a near-zero time gave rates like 8000000000.0 img/s.
+ * fifth of a second, when one batch over a near-zero time gave rates like 8000000000.0 img/s. `startMs` is
+ * a reading of the monotonic clock, performance.now(): Date.now() steps with the wall clock (NTP), and an hour's
+ * step made the rate 0 or negative.
  */
 export function perSecond(count: number, startMs: number): string | undefined {
-  const seconds = (Date.now() - startMs) / 1000;
+  const seconds = (performance.now() - startMs) / 1000;
   return seconds < 0.2 ? undefined : (count / seconds).toFixed(1);
 }
 
 export class Progress {
   private readonly tty: boolean;
-  private lastPrint = 0;
-  private readonly start = Date.now();
+  private lastPrint = -Infinity; // (the first update prints: performance.now() counts from the process start)
+  /** Times are read from the monotonic clock (performance.now()): a wall clock stepped an hour read as an hour of work. */
+  private readonly start = performance.now();
   /**
    * What the ETA's rate is measured from: the first update (after the start or a resume), so that the
    * time before the first unit ends (start-up, warm-up, a first slow step) does not weigh on every estimate.
@@ -54,7 +57,7 @@ export class Progress {
 
   /** The loop continues from `done` (a resumed run): the ETA counts only what this process does. */
   resumeFrom(done: number): void {
-    this.from = { done, time: Date.now() };
+    this.from = { done, time: performance.now() };
     this.measuring = false;
   }
 
@@ -64,7 +67,7 @@ export class Progress {
    * and at the end.
    */
   update(done: number, fields: ProgressFields = {}): void {
-    const now = Date.now();
+    const now = performance.now();
     if (!this.measuring && done > this.from.done) [this.from, this.measuring] = [{ done, time: now }, true];
     if (!this.tty && now - this.lastPrint < this.plainEverySec * 1000 && done < this.total) return;
     this.lastPrint = now;

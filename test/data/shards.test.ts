@@ -1884,15 +1884,15 @@ test("`semaim shards`'s summary: the MiB of the shards written, the files skippe
 });
 
 test('`semaim shards` on a terminal: the rate counts from the start of the packing, and the progress line is ended before the summary', async () => {
-  // a clock that moves 0.1 s at every reading: the rate is shown (past its first 0.2 s) whatever this machine's speed
-  const now = Date.now;
-  let t = now();
-  Date.now = () => (t += 100);
+  // a monotonic clock that moves 0.1 s at every reading: the rate is shown (past its first 0.2 s) whatever this machine's speed
+  const now = performance.now;
+  let t = now.call(performance);
+  performance.now = () => (t += 100);
   let stderr: string;
   try {
     ({ stderr } = await captureTerminal(() => commands.shards.run(['--input', folder, '--output', join(root, 'progress-tty'), '--shard-size', '10'])));
   } finally {
-    Date.now = now;
+    performance.now = now;
   }
   const last = stderr.split('\r\u001b[K').at(-1)!;
   const rate = /^shards \[#{20}\] 23\/23 \| img\/s ([\d.]+) \| elapsed [\d:]+ ETA 0:00\n$/.exec(last);

@@ -169,8 +169,8 @@ test('stderrLine writes on a line of its own when a progress line is drawn on st
 });
 
 test('a rate field is left out in the first fifth of a second (one batch over ~0 ms showed 8000000000.0 img/s), then counts per second', () => {
-  assert.equal(perSecond(64, Date.now()), undefined);
-  const rate = Number(perSecond(100, Date.now() - 2000));
+  assert.equal(perSecond(64, performance.now()), undefined);
+  const rate = Number(perSecond(100, performance.now() - 2000));
   assert.ok(rate > 45 && rate <= 50, String(rate));
 });
 
@@ -183,4 +183,25 @@ test("a caller's own log (the jobs' hooks.log) clears a progress line drawn on s
   });
   assert.equal(written, '\r\u001b[K');
   assert.deepEqual(logged, ['stopping on request at step 3', 'again']);
+});
+
+test('a wall clock stepped an hour forward (NTP) between two updates changes neither the elapsed time, nor the rate and ETA, nor perSecond: durations are read from the monotonic clock', () => {
+  const log = stream(false);
+  const p = new Progress('pretrain', 100, log.out, 0);
+  const realNow = Date.now;
+  try {
+    p.update(1);
+    const start = performance.now();
+    const later = realNow() + 3_600_000;
+    Date.now = () => later;
+    p.update(2);
+    const rate = perSecond(10, start - 1000); // 10 images in a second
+    Date.now = realNow;
+    const last = log.text().trim().split('\n').at(-1)!;
+    assert.match(last, /elapsed 0:0\d ETA /, last);
+    assert.doesNotMatch(last, /ETA \d+:\d\d:\d\d$/, `an hour per step: ${last}`);
+    assert.ok(rate !== undefined && Number(rate) > 5 && Number(rate) <= 10, `perSecond ${rate}`);
+  } finally {
+    Date.now = realNow;
+  }
 });
