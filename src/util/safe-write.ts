@@ -339,7 +339,7 @@ const COMMIT_WAIT_MS = 30_000;
 function placeJournal(draft: StagedFile, waitMs: number): void {
   const { path } = draft;
   const [dir, name] = [dirname(path), basename(path)];
-  const deadline = Date.now() + waitMs;
+  const deadline = performance.now() + waitMs; // (the monotonic clock: a wall clock stepped forward ended the wait at once)
   try {
     for (;;) {
       try {
@@ -362,7 +362,7 @@ function placeJournal(draft: StagedFile, waitMs: number): void {
         finishInterruptedCommits(dir);
         if (!lstatSync(path, { throwIfNoEntry: false })) continue;
       }
-      if (Date.now() >= deadline) {
+      if (performance.now() >= deadline) {
         const who = j.host === hostname() ? `process ${j.pid}` : `process ${j.pid} on host ${j.host}`;
         throw new Error(
           `cannot commit ${path.replace(JOURNAL_NAME, '')} and the files written with it: ${who} has held their commit journal ${path} for ${Math.round(waitMs / 1000)} s: it is renaming them into place, or its commit stopped part-way; once that process has exited, a rerun completes the journal first (delete ${path} only if the process is gone and the rerun still waits)`,

@@ -691,6 +691,28 @@ test('a commit that waited its limit for another live process’s commit of the 
   assert.deepEqual(ls(dir), ['killer.js', 'x.bin', 'x.json']);
 });
 
+test('a commit waits its whole limit for another live process’s commit of the set, also when the wall clock is stepped forward meanwhile (NTP): it failed at once, saying it had waited', (t) => {
+  const dir = scratch(t);
+  const a = join(dir, 'x.bin');
+  plantJournal(commitJournalPath(a), [], 1);
+  const staged = [stageFile(a, 'new a'), stageFile(join(dir, 'x.json'), 'new b')];
+  const realNow = Date.now;
+  // 50 ms into the wait for the journal the wall clock reads an hour later (its first reading there starts the wait)
+  let t0 = -1;
+  Date.now = () => {
+    if (t0 < 0 && new Error().stack?.includes('placeJournal')) t0 = performance.now();
+    return realNow() + (t0 >= 0 && performance.now() - t0 > 50 ? 3_600_000 : 0);
+  };
+  try {
+    assert.throws(() => commitFiles(staged, { waitMs: 500 }), /process 1 has held their commit journal/);
+  } finally {
+    Date.now = realNow;
+  }
+  // (by the monotonic clock: performance.now() while the wait starts, not a Date.now() reading there)
+  const waited = t0 < 0 ? 500 : performance.now() - t0;
+  assert.ok(waited >= 450, `gave up after ${waited} ms of 500`);
+});
+
 test('commitFiles flushes the folder of every temporary file before its journal names them: a power cut after the journal never loses a name it lists (files below the first one’s folder: export web’s ort/)', (t) => {
   const dir = scratch(t);
   mkdirSync(join(dir, 'ort'));
