@@ -161,7 +161,7 @@ export async function runDemo(d: DemoOptions): Promise<Record<string, unknown>> 
   const o = demoPretrainOptions({ ...d, outDir });
   const cfg = modelConfigFrom(o);
   makeFolder(outDir);
-  const t0 = Date.now();
+  const t0 = performance.now();
 
   process.stderr.write(`demo: pre-training ${cfg.embedDim}-wide, ${cfg.depth}-block ViT on ${d.syntheticSize} synthetic images for ${d.epochs} epochs\n`);
   const run = await pretrain(o, makeTrainData(trainDataRequest(o)), { freshRunHint: 'another --out-dir' });
@@ -217,7 +217,7 @@ export async function runDemo(d: DemoOptions): Promise<Record<string, unknown>> 
   const tokens = similarityTokens(cfg.order);
 
   const summary = {
-    seconds: (Date.now() - t0) / 1000,
+    seconds: (performance.now() - t0) / 1000,
     steps: run.steps,
     loss: { first: run.firstLoss, last: run.lastLoss, drop: 1 - run.lastLoss / run.firstLoss },
     knnTop1: { init: knnInit, trained: knnTrained },

@@ -304,7 +304,7 @@ export class DataLoader implements AsyncIterable<Batch> {
     this.active = true;
     this.epoch = epoch + 1;
     const gen = ++this.gen;
-    const t0 = Date.now();
+    const t0 = performance.now();
     const tally = new Map<number, SkipRecord>();
     let batches = 0;
     let samples = 0;
@@ -349,7 +349,7 @@ export class DataLoader implements AsyncIterable<Batch> {
       this.active = false;
       if (!complete) this.gen++; // results still in flight belong to a finished generation
       this.pool?.forgetRequests();
-      this.lastSummary = this.summarise(epoch, batches, samples, tally, (Date.now() - t0) / 1000, complete);
+      this.lastSummary = this.summarise(epoch, batches, samples, tally, (performance.now() - t0) / 1000, complete);
       if (!this.persistent || this.pool?.failed) await this.terminate();
     }
   }

@@ -256,7 +256,7 @@ async function knnJob(
   source: EncoderSource,
   ks: number[],
 ): Promise<EvalRun | null> {
-  const t0 = Date.now();
+  const t0 = performance.now(); // (the monotonic clock: Date.now() steps with the wall clock, NTP)
   const kmax = ks[ks.length - 1];
   const ft = await encoderFeatures(
     o,
@@ -286,7 +286,7 @@ async function knnJob(
       config: o,
       data: { ...ft.sizes, numClasses: ft.numClasses },
       classNames: ft.classNames,
-      seconds: (Date.now() - t0) / 1000,
+      seconds: (performance.now() - t0) / 1000,
       details: { perK: results.map((r) => ({ k: r.k, ...r.accuracy })) },
     });
     const path = writeResult(o.outDir, result);
@@ -353,7 +353,7 @@ async function linprobeJob(
   { group = null, signal, progress }: EvalJobOptions,
   source: EncoderSource,
 ): Promise<EvalRun | null> {
-  const t0 = Date.now();
+  const t0 = performance.now(); // (the monotonic clock: Date.now() steps with the wall clock, NTP)
   const lo = { ...linprobeOptionsFrom(o), signal, label: progress === null ? null : undefined };
   let train: FeatureSet | null;
   let test: FeatureSet | null = null;
@@ -423,7 +423,7 @@ async function linprobeJob(
       config: o,
       data: { ...sizes, numClasses },
       classNames,
-      seconds: (Date.now() - t0) / 1000,
+      seconds: (performance.now() - t0) / 1000,
       details: {
         lr: r.lr,
         batchSize: r.batchSize,
@@ -470,7 +470,7 @@ async function runFinetuneJob(o: FinetuneOptions, f: DataFactories, hooks: Finet
     { key: 'batchSize', batch: o.batchSize, training: true },
     { key: 'evalBatchSize', batch: o.evalBatchSize },
   ]);
-  const t0 = Date.now();
+  const t0 = performance.now(); // (the monotonic clock: Date.now() steps with the wall clock, NTP)
   const group = hooks.group ?? null;
   // data-parallel: each rank trains on and evaluates its slices of the global batches; rank 0 reports
   const splits = await makeSplits(
@@ -500,7 +500,7 @@ async function runFinetuneJob(o: FinetuneOptions, f: DataFactories, hooks: Finet
       // another image in an unusable one's place, so every listed training image is a sample it trained on
       data: { train: splits.train.size, test: r.accuracy.n, numClasses: splits.train.numClasses },
       classNames: splits.train.classNames,
-      seconds: (Date.now() - t0) / 1000,
+      seconds: (performance.now() - t0) / 1000,
       details: {
         steps: r.steps,
         stoppedBy: r.stoppedBy,

@@ -317,7 +317,7 @@ async function segprobeJob(
   { group = null, signal, progress }: EvalJobOptions,
   source: EncoderSource,
 ): Promise<SegprobeRun | null> {
-  const t0 = Date.now();
+  const t0 = performance.now(); // (the monotonic clock: Date.now() steps with the wall clock, NTP)
   let encoder: VisionTransformer;
   ({ encoder, source } = frozenEncoder(source, cfg.init, cfg.seed, processDevice(cfg.device, group), cfg.verify));
   let outcome: SegprobeOutcome;
@@ -426,7 +426,7 @@ async function segprobeJob(
         classNames: JSON.stringify(names),
       }),
     );
-    result.seconds = (Date.now() - t0) / 1000;
+    result.seconds = (performance.now() - t0) / 1000;
     const path = commitResult(cfg.outDir, result, stagers);
     // an earlier run's figure (this one drew none: --figure-images 0) would sit beside this result as its own
     const earlier = join(cfg.outDir, 'segprobe.png');

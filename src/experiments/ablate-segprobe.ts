@@ -132,7 +132,7 @@ export class AblationSegprobe {
     if (cached) return cached;
     const fingerprint = this.fingerprint(seed, pretrain, weights);
     const file = join(runDir, 'ablation-segprobe.json');
-    const t0 = Date.now();
+    const t0 = performance.now();
     const encoder = load();
     try {
       const r = await segprobeEncoder(encoder, this.train, this.test, this.recipe.settings, { ...this.o, seed, progress: false, signal });
@@ -144,7 +144,7 @@ export class AblationSegprobe {
         meanAccuracy: m.meanAccuracy,
         perClassIoU: m.perClassIoU,
         baselineMIoU: r.baseline.metrics.mIoU,
-        seconds: (Date.now() - t0) / 1000,
+        seconds: (performance.now() - t0) / 1000,
         fingerprint,
       };
       writeJsonAtomic(file, score);

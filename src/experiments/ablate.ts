@@ -571,12 +571,12 @@ export async function measureAblation(o: AblateOptions, f: DataFactories, log: (
 async function timeSegprobe(o: AblateOptions, options: PretrainOptions, f: DataFactories, evalBatchSize: number): Promise<number | null> {
   const segRecipe = ablationSegRecipe(o, o.budget);
   if (!segRecipe) return null;
-  const t0 = Date.now();
+  const t0 = performance.now();
   const seg = await AblationSegprobe.open(segRecipe, f.makeSegData, options.imgSize, o.seed, { evalBatchSize, precision: o.precision }, imageInputOptions(o));
   const scratch = planScratch(o.outDir); // score() keeps its result there
   try {
     await seg.score(scratch, o.seed, null, 'random-init', () => randomInitEncoder(options, o.seed, checkDevice(o.device)));
-    return (Date.now() - t0) / 1000;
+    return (performance.now() - t0) / 1000;
   } finally {
     await seg.close();
     rmSync(scratch, { recursive: true, force: true });
@@ -867,7 +867,7 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
       return { train: tr, test: te };
     }
     // Decoded once for every run of this call.
-    const tc = Date.now();
+    const tc = performance.now();
     let train: MemoryLabelledData;
     let test: MemoryLabelledData;
     try {
@@ -878,7 +878,7 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
       await te.close();
     }
     [ev.train, ev.test] = [train, test];
-    log(`evaluation images decoded into memory: ${train.size} train, ${test.size} test (${((Date.now() - tc) / 1000).toFixed(1)} s)`);
+    log(`evaluation images decoded into memory: ${train.size} train, ${test.size} test (${((performance.now() - tc) / 1000).toFixed(1)} s)`);
     return { train, test };
   };
 
@@ -1040,7 +1040,7 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
         encoder = loaded.encoder;
         sha256 = loaded.source.sha256;
       }
-      const te = Date.now();
+      const te = performance.now();
       let scores: Record<string, PoolingScores>;
       let evalImages: { train: number; test: number };
       try {
@@ -1072,7 +1072,7 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
         eval: scores,
         evalImages,
         evalSeed: o.seed,
-        evalSeconds: (Date.now() - te) / 1000,
+        evalSeconds: (performance.now() - te) / 1000,
         fingerprint: fp,
       };
       writeJsonAtomic(cached, run);

@@ -80,6 +80,35 @@ test('knn and linprobe write a result JSON with accuracies, config, checkpoint p
   rmSync(dir, { recursive: true, force: true });
 });
 
+test("knn's and linprobe's result seconds are measured by the monotonic clock: a wall clock stepped back an hour (NTP) once the data opens does not make them negative", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-result-clock-'));
+  const realNow = Date.now;
+  try {
+    const enc = writeEncoder(dir);
+    const f = memoryFactories(toyImages(20, 2, 8, 1), toyImages(10, 2, 8, 2));
+    const makeEvalData = f.makeEvalData;
+    f.makeEvalData = (q, slice) => {
+      const back = realNow() - 3_600_000;
+      Date.now = () => back;
+      return makeEvalData(q, slice);
+    };
+    const r = await runKnn(resolveOptions(KNN_OPTIONS, { checkpoint: enc, outDir: join(dir, 'knn'), k: '5', pooling: 'mean', threads: 1 }), f);
+    Date.now = realNow;
+    const lr = await runLinprobe(
+      resolveOptions(LINPROBE_OPTIONS, { checkpoint: enc, outDir: join(dir, 'lp'), epochs: 1, batchSize: 8, pooling: 'mean', threads: 1 }),
+      f,
+    );
+    Date.now = realNow;
+    for (const { path } of [r, lr]) {
+      const { seconds } = JSON.parse(readFileSync(path, 'utf8')) as { seconds: number };
+      assert.ok(seconds >= 0 && seconds < 600, `${path}: seconds ${seconds}`);
+    }
+  } finally {
+    Date.now = realNow;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('bad evaluation options are refused before any work, naming the key', async (t) => {
   assert.throws(
     () => resolveOptions(KNN_OPTIONS, {}),

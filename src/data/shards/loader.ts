@@ -200,7 +200,7 @@ export class ShardLoader implements AsyncIterable<Batch> {
     this.active = true;
     this.epoch = epoch + 1;
     const gen = ++this.gen;
-    const t0 = Date.now();
+    const t0 = performance.now();
     const tally = new Map<number, SkipRecord>();
     let batches = 0;
     let samples = 0;
@@ -251,7 +251,7 @@ export class ShardLoader implements AsyncIterable<Batch> {
       if (!drained) this.gen++;
       this.pool?.forgetRequests();
       if (this.local && !drained) await this.local.close();
-      this.lastSummary = this.summarise(epoch, batches, samples, tally, (Date.now() - t0) / 1000, complete);
+      this.lastSummary = this.summarise(epoch, batches, samples, tally, (performance.now() - t0) / 1000, complete);
       if (this.opts.persistentWorkers === false || this.pool?.failed) await this.terminate();
     }
   }
