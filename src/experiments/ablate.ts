@@ -644,6 +644,7 @@ async function makePlan(
     rows: string[];
     ks: number[];
     seeds: number[];
+    /** The call's start, by the monotonic clock (performance.now(), ms). */
     t0: number;
     log: (l: string) => void;
   },
@@ -700,7 +701,7 @@ async function makePlan(
   }
   const workers = first.numWorkers ?? 1;
   const loaderWait = loaderWaitOf(loaderSecondsPerBatch, workers);
-  const spentSeconds = (Date.now() - ctx.t0) / 1000;
+  const spentSeconds = (performance.now() - ctx.t0) / 1000;
   const runs: PlannedRun[] = ctx.rows.flatMap((row) => ctx.seeds.map((seed) => ({ key: `${row}/${seed}`, row: row === RANDOM_INIT ? null : row })));
   const budgetSeconds = o.budgetMinutes! * 60;
   const r = planSteps({ budgetSeconds, spentSeconds, runs, measured, loaderWait, jobs: o.jobs });
@@ -736,7 +737,9 @@ async function makePlan(
 export async function ablate(o: AblateOptions, f: DataFactories, hooks: AblationHooks = {}): Promise<AblationResult> {
   const log = hooks.log ? besideProgress(hooks.log) : stderrLine;
   validateAblate(o);
-  const t0 = Date.now();
+  // Durations and the --stop-after-minutes limit by the monotonic clock: with Date.now(), a wall clock stepped
+  // forward an hour (NTP) ended a 60-minute limit at once, and the plan's spent seconds and the call's went wrong.
+  const t0 = performance.now();
   const device = checkDevice(o.device);
   const { recipe, rows: rowNames, ks } = resolveAblation(o);
   const headlineK = ks.includes(20) ? 20 : ks[0];
@@ -781,7 +784,7 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
       runs,
       diverged,
       summary: summarise(runs, rowNames, recipe.poolings, headlineK, diverged),
-      seconds: (Date.now() - t0) / 1000,
+      seconds: (performance.now() - t0) / 1000,
       complete,
       planned: all.length,
       ...(plan ? { plan } : {}),
@@ -807,7 +810,7 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
     if (!hooks.runShards) throw new Error('--jobs > 1 needs a way to start processes (the command line has one)');
     const shards = Array.from({ length: o.jobs }, (_, i) => `${i}/${o.jobs}`);
     log(`running ${all.length} runs in ${o.jobs} processes (logs: ${join(outDir, 'logs')})`);
-    const left = o.stopAfterMinutes !== undefined ? Math.max(0.1, o.stopAfterMinutes - (Date.now() - t0) / 60_000) : undefined;
+    const left = o.stopAfterMinutes !== undefined ? Math.max(0.1, o.stopAfterMinutes - (performance.now() - t0) / 60_000) : undefined;
     await hooks.runShards(shards, { stopAfterMinutes: left === undefined ? undefined : Number(left.toFixed(3)) });
   }
   const keys = all.map((p) => p.key);
@@ -823,8 +826,8 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
 
   const deadline = o.stopAfterMinutes !== undefined ? t0 + o.stopAfterMinutes * 60_000 : Infinity;
   const stop: StopRequest = hooks.stop ?? { requested: false };
-  // The timer runs by the monotonic clock, the deadline by the wall clock: once it has fired the time is
-  // up, whatever Date.now() says (stepped back, or behind as a timer may fire early), or its stop read as an interruption.
+  // The timer and the deadline run by monotonic clocks (libuv's, performance.now()): once the timer has fired the
+  // time is up, whatever performance.now() says (a timer may fire early by libuv's cached clock), or its stop read as an interruption.
   let timerFired = false;
   const timer = Number.isFinite(deadline)
     ? setTimeout(
@@ -832,11 +835,11 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
           timerFired = true;
           stop.requested = true;
         },
-        Math.max(0, deadline - Date.now()),
+        Math.max(0, deadline - performance.now()),
       )
     : null;
   timer?.unref();
-  const timeUp = () => timerFired || Date.now() >= deadline;
+  const timeUp = () => timerFired || performance.now() >= deadline;
 
   const imgSize = all[0].options.imgSize;
   const evalOptions = { ...o, trainLimit: recipe.trainLimit, testLimit: recipe.testLimit };

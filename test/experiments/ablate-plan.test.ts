@@ -442,25 +442,25 @@ test('the exit code: 75 while runs other than diverged ones remain (scripts re-r
 
 test('`semaim ablate --shard` exits 75 when --stop-after-minutes stopped it before its runs were done (the --jobs parent and scripts re-run on it), 0 once they are', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-shard-75-'));
-  const realNow = Date.now;
+  const realNow = performance.now;
   try {
     const { makeEvalCommands } = await import('../../src/cli/eval-commands');
     const ablateCommand = makeEvalCommands(() => memoryFactories(train, testData)).ablate;
     const argv = ['--orders', 'raster', '--no-baseline', '--seeds', '1', '--budget', 'small', '--img-size', '8', '--patch-size', '4', '--embed-dim', '16'];
     argv.push('--depth', '1', '--num-heads', '2', '--decoder-depth', '1', '--epochs', '2', '--batch-size', '8', '--pretrain-limit', '16');
     argv.push('--linprobe-epochs', '2', '--k', '5', '--train-limit', '30', '--out-dir', dir, '--threads', '1', '--shard', '0/1');
-    // every clock reading 10 minutes after the last: the 0.1 minutes are over before the first run
-    let clock = realNow();
-    Date.now = () => (clock += 600_000);
+    // every reading of the monotonic clock 10 minutes after the last: the 0.1 minutes are over before the first run
+    let clock = realNow.call(performance);
+    performance.now = () => (clock += 600_000);
     const stopped = await printed(() => ablateCommand.run([...argv, '--stop-after-minutes', '0.1']));
-    Date.now = realNow;
+    performance.now = realNow;
     assert.equal(stopped.result, 75);
     assert.match(stopped.stdout, /^shard 0\/1: stopped early$/m);
     const done = await printed(() => ablateCommand.run(argv));
     assert.equal(done.result, 0);
     assert.match(done.stdout, /^shard 0\/1: done$/m);
   } finally {
-    Date.now = realNow;
+    performance.now = realNow;
     rmSync(dir, { recursive: true, force: true });
   }
 });
@@ -596,7 +596,7 @@ test('--jobs runs shards (each its share, no table), then collects; --stop-after
 
 test('--stop-after-minutes reached during a pre-training: a partial table, exit 75, the run kept at its checkpoint; the same call continues it', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-time-up-'));
-  const realNow = Date.now;
+  const realNow = performance.now;
   try {
     const o = { ...options(dir, { orders: 'raster', baseline: false }), stopAfterMinutes: 60 };
     const stop = { requested: false };
@@ -607,12 +607,12 @@ test('--stop-after-minutes reached during a pre-training: a partial table, exit 
       // after step 1 the 60 minutes are over, and the timer has asked for the stop
       onStep: (s) => {
         if (s !== 1) return;
-        const now = realNow();
-        Date.now = () => now + 3_600_000;
+        const now = realNow.call(performance);
+        performance.now = () => now + 3_600_000;
         stop.requested = true;
       },
     });
-    Date.now = realNow;
+    performance.now = realNow;
     assert.equal(part.complete, false, 'not an interruption (a StoppedBySignal), a partial ablation');
     assert.deepEqual(part.runs, []);
     assert.equal(ablationExitCode(part), 75);
@@ -630,23 +630,47 @@ test('--stop-after-minutes reached during a pre-training: a partial table, exit 
       again.join('\n'),
     );
   } finally {
-    Date.now = realNow;
+    performance.now = realNow;
     rmSync(dir, { recursive: true, force: true });
   }
 });
 
-test("--stop-after-minutes: its timer's stop is the time limit even when the wall clock says otherwise (stepped back; a timer fires by another clock), not an interruption", async () => {
+test("--stop-after-minutes: its timer's stop is the time limit even when the clock says otherwise (a timer may fire early, by libuv's cached clock), not an interruption", async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-clock-'));
-  const realNow = Date.now;
+  const realNow = performance.now;
   try {
     const o = { ...options(dir, { orders: 'raster' }), stopAfterMinutes: 1e-6 };
-    // the wall clock stands still: the timer (0.06 ms) fires before or during the first run while Date.now() is before the deadline
-    const frozen = realNow();
-    Date.now = () => frozen;
+    // the clock stands still: the timer (0.06 ms) fires before or during the first run while performance.now() is before the deadline
+    const frozen = realNow.call(performance);
+    performance.now = () => frozen;
     const part = await ablate(o, memoryFactories(train, testData), { log: () => {} });
-    Date.now = realNow;
+    performance.now = realNow;
     assert.equal(part.complete, false, 'a partial ablation, not a StoppedBySignal');
     assert.equal(ablationExitCode(part), 75);
+  } finally {
+    performance.now = realNow;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('--stop-after-minutes counts the time that passed, by the monotonic clock: a wall clock stepped an hour forward (NTP) during the first run does not end a 60-minute limit before the next', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-wall-step-'));
+  const realNow = Date.now;
+  try {
+    const o = { ...options(dir, { orders: 'raster' }), stopAfterMinutes: 60 };
+    const lines: string[] = [];
+    const r = await ablate(o, memoryFactories(train, testData), {
+      log: (l) => lines.push(l),
+      onStep: (s) => {
+        if (s !== 1) return;
+        const later = realNow() + 3_600_000;
+        Date.now = () => later;
+      },
+    });
+    Date.now = realNow;
+    assert.equal(r.complete, true, lines.join('\n'));
+    assert.equal(ablationExitCode(r), 0);
+    assert.ok(r.seconds >= 0 && r.seconds < 3600, `the call's wall time ${r.seconds} s`);
   } finally {
     Date.now = realNow;
     rmSync(dir, { recursive: true, force: true });
@@ -655,7 +679,7 @@ test("--stop-after-minutes: its timer's stop is the time limit even when the wal
 
 test('--jobs with --budget-minutes plans from the slowest measuring process of each row; the shards get the minutes left of --stop-after-minutes', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-jobs-plan-'));
-  const realNow = Date.now;
+  const realNow = performance.now;
   try {
     const measured = (step: number, startup: number, evalSeconds: number): Measurement => ({
       steps: { raster: { step, startup }, semantic: { step: step / 2, startup } },
@@ -677,17 +701,17 @@ test('--jobs with --budget-minutes plans from the slowest measuring process of e
     await ablate({ ...o, stopAfterMinutes: 30 }, memoryFactories(train, testData), {
       log: (l) => {
         if (!/^running \d+ runs in 2 processes/.test(l)) return;
-        const shifted = realNow() + 5 * 60_000;
-        Date.now = () => shifted;
+        const shifted = realNow.call(performance) + 5 * 60_000;
+        performance.now = () => shifted;
       },
       runShards: async (_shards, so) => {
-        Date.now = realNow;
+        performance.now = realNow;
         left = so.stopAfterMinutes;
       },
     });
     assert.ok(left !== undefined && left > 24.9 && left <= 25, String(left));
   } finally {
-    Date.now = realNow;
+    performance.now = realNow;
     rmSync(dir, { recursive: true, force: true });
   }
 });

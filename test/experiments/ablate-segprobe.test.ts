@@ -179,15 +179,15 @@ test('--stop-after-minutes is honoured before the segmentation probe of a finish
 
 test('--stop-after-minutes reached while a run is evaluated stops before its segmentation probe, keeping its scores: the next call scores the probe only', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-seg-deadline-run-'));
-  const now = Date.now;
+  const now = performance.now;
   try {
     const factories = segFactories();
     const o = resolveOptions(ABLATE_OPTIONS, { ...TINY_ABLATION, trainLimit: 30, outDir: dir, eval: 'segprobe', stopAfterMinutes: 60 });
     const lines: string[] = [];
-    // the clock passes the limit during the first pre-training (its timer, never fired, plays no part)
-    const onStep = () => void (Date.now = () => now() + 61 * 60_000);
+    // the monotonic clock passes the limit during the first pre-training (its timer, never fired, plays no part)
+    const onStep = () => void (performance.now = () => now.call(performance) + 61 * 60_000);
     const stopped = await ablate(o, factories, { log: (l) => lines.push(l), onStep });
-    Date.now = now;
+    performance.now = now;
     assert.equal(ablationExitCode(stopped), 75);
     assert.ok(
       lines.includes("--stop-after-minutes 60 reached before the segmentation probe of 'raster' seed 0; run the same command again to continue"),
@@ -202,7 +202,7 @@ test('--stop-after-minutes reached while a run is evaluated stops before its seg
     assert.ok(again.some((l) => /raster seed 0: already done/.test(l)));
     assert.ok(r.runs.every((x) => x.segprobe !== undefined));
   } finally {
-    Date.now = now;
+    performance.now = now;
     rmSync(dir, { recursive: true, force: true });
   }
 });
