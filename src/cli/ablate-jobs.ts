@@ -136,14 +136,15 @@ function startChild(r: ChildRunner, name: string, extra: string[], capture: bool
   children.add(child);
   let stdout = '';
   let pending = '';
-  let progressEchoed = 0;
+  // by the monotonic clock: with Date.now(), a wall clock stepped back an hour (NTP) hid the progress for that hour
+  let progressEchoed = -Infinity;
   const echoes = (line: string): boolean => {
     const p = PROGRESS.exec(line);
     if (!p) return ECHO.test(line);
     // pre-training and evaluation inside a child show on the console too (its first line, then one per
     // PROGRESS_ECHO_MS, and the end of each phase), or a 60-minute budget ran without a sign of life
-    if (Date.now() - progressEchoed < PROGRESS_ECHO_MS && p[1] !== p[2]) return false;
-    progressEchoed = Date.now();
+    if (performance.now() - progressEchoed < PROGRESS_ECHO_MS && p[1] !== p[2]) return false;
+    progressEchoed = performance.now();
     return true;
   };
   child.stdout.on('data', (b: Buffer) => {

@@ -142,6 +142,37 @@ test("a shard's progress shows on the parent's console: its first line, then one
   }
 });
 
+test("a shard's progress shows again 30 s after its last line also when the wall clock was stepped back an hour meanwhile (NTP): it was hidden for that hour", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-progress-clock-'));
+  const [realNow, realPerf] = [Date.now, performance.now];
+  try {
+    const child = join(dir, 'child.js');
+    const lines = [
+      'pretrain [#...................] 1/60 | epoch 0.02 | elapsed 0:01 ETA --:--',
+      'pretrain [#######.............] 20/60 | loss 1.1 | img/s 20.0 | elapsed 0:41 ETA 0:20',
+    ];
+    writeFileSync(child, `for (const l of ${JSON.stringify(lines)}) process.stderr.write(l + '\\n');`);
+    const { runShardProcesses } = await import('../../src/cli/ablate-jobs');
+    const echoed: string[] = [];
+    // once the first line is echoed, 31 s pass (the monotonic clock) and the wall clock reads an hour earlier
+    const log = (l: string) => {
+      echoed.push(l);
+      const [wall, mono] = [realNow(), realPerf.call(performance)];
+      Date.now = () => wall - 3_600_000;
+      performance.now = () => mono + 31_000;
+    };
+    await runShardProcesses({ command: [process.execPath, child], argv: [], outDir: dir, jobs: 1, threads: 1, log }, ['0/1'], {});
+    [Date.now, performance.now] = [realNow, realPerf];
+    assert.deepEqual(
+      echoed,
+      lines.map((l) => `[shard-0-of-1] ${l}`),
+    );
+  } finally {
+    [Date.now, performance.now] = [realNow, realPerf];
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a shard that exits 75 (stopped early by --stop-after-minutes) is not a failure: the parent goes on to write the partial table', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-75-'));
   try {
