@@ -6,9 +6,9 @@ import { scanShards } from './shard-index';
 
 async function main(): Promise<void> {
   const paths = JSON.parse(readFileSync(0, 'utf8')) as string[];
-  let last = 0;
+  let last = -Infinity;
   const entries = await scanShards(paths, (done, total) => {
-    const now = Date.now();
+    const now = performance.now(); // (a wall clock stepped back, NTP, hid the lines for that long)
     if (now - last > 2000 || done === total) {
       last = now;
       process.stderr.write(`data: indexed ${done}/${total} shard(s)\n`);
