@@ -279,7 +279,7 @@ const EVAL_REQUEST_KEYS: Record<keyof EvalDataRequest, HookKind> = {
 
 /** Pre-training data of rank `dist.rank` of `dist.worldSize` (see RankedTrainData). */
 export function makeTrainData(o: TrainDataRequest, dist: RankSlice = SINGLE_PROCESS): RankedTrainData & AsyncDisposable {
-  checkJobHooks(o, TRAIN_REQUEST_KEYS);
+  checkJobHooks(o, TRAIN_REQUEST_KEYS, 'request');
   const size = o.imgSize;
   const ds = openData(o.dataset, { split: 'train', dataPath: o.dataPath, imgSize: size, syntheticSize: o.syntheticSize, seed: o.seed });
   let transforms = transformsFor('pretrain', size, ds, o.minScale).filter((t) => o.hflip || t.op !== 'horizontalFlip');
@@ -332,7 +332,7 @@ export function makeTrainData(o: TrainDataRequest, dist: RankSlice = SINGLE_PROC
  * worldSize × batchSize, dropLast).
  */
 export function makeEvalData(req: EvalDataRequest, dist: RankSlice = SINGLE_PROCESS): LabelledData & AsyncDisposable {
-  checkJobHooks(req, EVAL_REQUEST_KEYS);
+  checkJobHooks(req, EVAL_REQUEST_KEYS, 'request');
   let ds = openData(req.dataset, { split: req.split, dataPath: req.dataPath, imgSize: req.imgSize, seed: req.seed, syntheticSize: req.limit });
   if (req.limit && isShardDataset(ds))
     throw new DataError(`a subset (--train-limit/--test-limit) of streamed shards is not supported: pack a smaller folder with \`semaim shards\``);

@@ -181,7 +181,7 @@ const SEG_REQUEST_KEYS: Record<keyof SegDataRequest, HookKind> = {
 
 /** Segmentation data by name. Synthetic splits are the generator's disjoint train and 'val' streams (5000 / 1000 images unless limited). */
 export function makeSegData(r: SegDataRequest): SegData {
-  checkJobHooks(r, SEG_REQUEST_KEYS);
+  checkJobHooks(r, SEG_REQUEST_KEYS, 'request');
   return withErrorKind(() => new SegLoader(segSource(r), r.imgSize, r.warn), dataError); // DataError (ERR_DATA) unless already coded
 }
 

@@ -618,16 +618,17 @@ function describeValue(v: unknown): string {
 
 /**
  * Checks a library job's hooks or job options (callbacks, a signal, switches: no option values, which
- * resolveOptions checks) before any work, as a job's options are checked: a key not in `table` is refused
- * as an unknown option (`onstep`: did you mean 'onStep'?), and a value of another kind than the table's
- * is an OptionError naming the key (an AbortController given as `signal` failed as a TypeError once the
- * run had taken its folder's lock; `progress: false` where the job takes `null` kept its bars on).
- * An undefined value is no value; `given` undefined or null is no hooks.
+ * resolveOptions checks), or a data request, before any work, as a job's options are checked: a key not in
+ * `table` is refused as an unknown option (`onstep`: did you mean 'onStep'?), and a value of another kind than
+ * the table's is an OptionError naming the key (an AbortController given as `signal` failed as a TypeError once
+ * the run had taken its folder's lock; `progress: false` where the job takes `null` kept its bars on).
+ * An undefined value is no value. `what` names the object in messages: hooks (undefined or null: none), or a
+ * request or options, which must be an object.
  */
-export function checkJobHooks(given: unknown, table: Record<string, HookKind | readonly HookKind[]>): void {
-  if (given === undefined || given === null) return;
-  if (typeof given !== 'object' || Array.isArray(given))
-    throw new OptionError('hooks', `expected an object of hooks (${Object.keys(table).join(', ')}), got ${describeValue(given)}`);
+export function checkJobHooks(given: unknown, table: Record<string, HookKind | readonly HookKind[]>, what: 'hooks' | 'request' | 'options' = 'hooks'): void {
+  if (what === 'hooks' && (given === undefined || given === null)) return;
+  if (typeof given !== 'object' || given === null || Array.isArray(given))
+    throw new OptionError(what, `expected an object of ${what === 'hooks' ? 'hooks' : 'keys'} (${Object.keys(table).join(', ')}), got ${describeValue(given)}`);
   refuseUnknownKeys(given, Object.keys(table));
   for (const [k, v] of Object.entries(given)) checkHookValue(k, v, table[k]);
 }

@@ -384,6 +384,9 @@ test('a data request value of another kind is refused naming its key, never read
     () => makeEvalData({ dataset: 'synthetic', split: 'test', imgSize: '16', seed: 0 } as never),
     refused('imgSize', /expected a number, got "16"/),
   );
+  // no request at all: named as one (it was let through as 'no hooks', then a TypeError reading its imgSize)
+  assert.throws(() => makeTrainData(null as never), refused('request', /expected an object of keys \(dataset, .*\), got null/));
+  assert.throws(() => makeEvalData(undefined as never), refused('request', /got undefined/));
 });
 
 test('soft targets over fewer classes than the dataset has are refused, naming the label that would have none', () => {

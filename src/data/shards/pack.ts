@@ -241,7 +241,7 @@ const PACK_OPTION_KEYS: Record<keyof PackOptions, HookKind> = {
 /** Refuses options that are not an object, and unknown keys as the jobs refuse them (an OptionError naming the key, and the one it likely meant). */
 function checkPackKeys(o: PackOptions): void {
   if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new OptionError('options', `expected an object of options, got ${String(o)}`);
-  checkJobHooks(o, PACK_OPTION_KEYS);
+  checkJobHooks(o, PACK_OPTION_KEYS, 'options');
 }
 
 /** `path` with the links of its nearest existing ancestor resolved (an output folder may not exist yet). */
