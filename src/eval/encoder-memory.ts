@@ -6,7 +6,7 @@
 import { OptionError, kebab } from '../util/options';
 import { formatBytes } from '../util/disk-space';
 import { machineMemory, type MachineMemory } from '../util/machine-memory';
-import type { EncoderConfig } from '../semaim';
+import { encoderParameterCount, type EncoderConfig } from '../semaim';
 
 /** A batch the encoder runs: the option that sets it, its value, and whether it trains (keeps every block's map for the backward). */
 export interface EncoderBatch {
@@ -15,14 +15,9 @@ export interface EncoderBatch {
   training?: boolean;
 }
 
-/** Parameters of a ViT encoder (patch embedding, [CLS], position embedding, blocks, final norm), counted from its config. */
-export function encoderParameterCount(c: EncoderConfig): number {
-  const D = c.embedDim;
-  const H = Math.floor(D * (c.mlpRatio ?? 4));
-  const P = c.patchSize * c.patchSize * (c.inChans ?? 3);
-  const tokens = (c.imgSize / c.patchSize) ** 2 + 1;
-  const block = 2 * D + (3 * D * D + 3 * D) + (D * D + D) + 2 * D + (D * H + H + H * D + D);
-  return P * D + D + D + tokens * D + c.depth * block + 2 * D;
+/** The numbers a ViT encoder holds: its parameters and the position embedding (a buffer in pre-training). */
+export function encoderHeldCount(c: EncoderConfig): number {
+  return encoderParameterCount(c) + ((c.imgSize / c.patchSize) ** 2 + 1) * c.embedDim;
 }
 
 /** Refuses, on the CPU, the first batch whose attention maps with the weights (and, training, their gradients and AdamW state) exceed memory. */
@@ -33,7 +28,7 @@ export function checkEncoderFitsOnCpu(config: EncoderConfig, device: string, bat
   const perImage = config.numHeads * tokens * tokens * 4;
   for (const { key, batch, training } of batches) {
     const maps = training ? config.depth : 1;
-    const weights = encoderParameterCount(config) * (training ? 16 : 4);
+    const weights = encoderHeldCount(config) * (training ? 16 : 4);
     const need = batch * maps * perImage + weights;
     if (need <= memory.bytes) continue;
     const fits = Math.floor((memory.bytes - weights) / (maps * perImage));

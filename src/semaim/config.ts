@@ -185,6 +185,19 @@ function checkFinite(c: object, key: string, prefix: string): void {
 export const ENCODER_LIMITS = { imgSize: 8192, patchSize: 1024, embedDim: 16384, depth: 256, numHeads: 1024, inChans: 64, mlpRatio: 64, numPatches: 65536 };
 
 /**
+ * Trainable parameters of a ViT encoder, counted from its config: the patch embedding, [CLS], the blocks and
+ * the final norm (not the position embedding, a fixed sin-cos buffer in pre-training).
+ */
+export function encoderParameterCount(c: EncoderConfig): number {
+  const D = c.embedDim;
+  const H = Math.floor(D * (c.mlpRatio ?? 4));
+  const P = c.patchSize * c.patchSize * (c.inChans ?? 3);
+  const norm = 2 * D;
+  const block = norm + (3 * D * D + 3 * D) + (D * D + D) + norm + (D * H + H + H * D + D);
+  return P * D + D + D + c.depth * block + norm;
+}
+
+/**
  * Checks an encoder config: positive integer sizes within {@link ENCODER_LIMITS}, imgSize divisible by patchSize,
  * embedDim by numHeads and by 4, inChans, mlpRatio and dropPath in range. Throws a {@link ConfigError} whose key has `prefix` in front.
  */

@@ -27,6 +27,7 @@ import {
   PRESETS,
   SemAIMConfig,
   TargetConfig,
+  encoderParameterCount,
   resolveEncoder,
   validateConfig,
 } from '../semaim';
@@ -407,13 +408,10 @@ export function semaimParameterCount(c: SemAIMConfig): number {
   const D = c.embedDim;
   const H = Math.floor(D * (c.mlpRatio ?? 4)); // every MLP's hidden width, the head's too (as the model makes them)
   const P = c.patchSize * c.patchSize * (c.inChans ?? 3);
-  const norm = 2 * D;
-  const mlp = D * H + H + H * D + D;
-  const encoderBlock = norm + (3 * D * D + 3 * D) + (D * D + D) + norm + mlp;
-  const decoderBlock = norm + 4 * (D * D + D) + norm + mlp;
+  const decoderBlock = 2 * D + 4 * (D * D + D) + 2 * D + (D * H + H + H * D + D);
   const out = c.target.type === 'pixels' ? P : c.target.teacherConfig.embedDim;
   const head = D * H + H + H * out + out; // the final norm is the encoder's
-  return P * D + D + D + c.depth * encoderBlock + norm + c.decoderDepth * decoderBlock + head;
+  return encoderParameterCount(c) + c.decoderDepth * decoderBlock + head;
 }
 
 /** A teacher's encoder config, found and checked as any outside encoder's (resolveEncoder). */

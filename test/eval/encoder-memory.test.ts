@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { checkEncoderFitsOnCpu, encoderParameterCount } from '../../src/eval/encoder-memory';
+import { checkEncoderFitsOnCpu, encoderHeldCount } from '../../src/eval/encoder-memory';
 import { runKnn } from '../../src/eval/run';
 import { KNN_OPTIONS } from '../../src/eval/options';
 import { EncoderConfig, VisionTransformer } from '../../src/semaim';
@@ -17,11 +17,11 @@ const GiB = 2 ** 30;
 const memory = { bytes: 24 * GiB, describe: "this machine's 24.0 GiB of memory" };
 const VIT_L_448: EncoderConfig = { imgSize: 448, patchSize: 14, inChans: 3, embedDim: 1024, depth: 24, numHeads: 16, mlpRatio: 4 };
 
-test('encoderParameterCount counts what the encoder holds', () => {
+test('encoderHeldCount counts what the encoder holds', () => {
   const enc = new VisionTransformer({ imgSize: 32, patchSize: 8, inChans: 3, embedDim: 24, depth: 3, numHeads: 2, mlpRatio: 3 });
   try {
     const held = enc.parameters().reduce((n, p) => n + p.numel, 0) + [...enc.namedBuffers()].reduce((n, [, b]) => n + b.numel, 0);
-    assert.equal(encoderParameterCount(enc.cfg), held);
+    assert.equal(encoderHeldCount(enc.cfg), held);
   } finally {
     enc.dispose();
   }
@@ -30,7 +30,7 @@ test('encoderParameterCount counts what the encoder holds', () => {
 test('an imported ViT-L at 448² in 14² patches with the evaluations’ batch of 256 is refused on the CPU, naming the batch that fits', () => {
   // one map: 256 × 16 heads × 1025² tokens × 4 bytes = 16.0 GiB; with the weights, above 24 GiB at two maps' worth
   const perImage = 16 * 1025 * 1025 * 4;
-  const fits = Math.floor((memory.bytes - encoderParameterCount(VIT_L_448) * 4) / perImage);
+  const fits = Math.floor((memory.bytes - encoderHeldCount(VIT_L_448) * 4) / perImage);
   assert.throws(
     () => checkEncoderFitsOnCpu(VIT_L_448, 'cpu', [{ key: 'evalBatchSize', batch: 512 }], memory),
     (e: unknown) =>
