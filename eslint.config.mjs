@@ -16,4 +16,18 @@ export default tseslint.config(
       '@typescript-eslint/no-require-imports': 'off',
     },
   },
+  {
+    files: ['src/**/*.ts', 'bench/**/*.ts'],
+    ignores: ['src/util/signal-child.ts'],
+    rules: {
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: "CallExpression[callee.type='MemberExpression'][callee.property.name='kill']:not([callee.object.name='process'])",
+          message:
+            "signal a child with signalChild (src/util/signal-child.ts): child.kill() on a child whose spawn failed signals pid 0, this process's whole group",
+        },
+      ],
+    },
+  },
 );

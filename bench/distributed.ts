@@ -21,6 +21,7 @@ import { causeOf, cpuModel, writeBenchmarksSection } from './docs-section';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { freePort } from '../src/dist';
 import { exitUnlessCount } from './count-arg';
+import { signalChild } from '../src/util/signal-child';
 
 const ROOT = path.join(__dirname, '..', '..');
 const PY = process.env.SEMAIM_PYTHON || '/usr/bin/python3';
@@ -139,7 +140,7 @@ async function runOnce(r: Run): Promise<Result[]> {
         new Promise<Result>((resolve, reject) => {
           // a rank that failed leaves the others waiting in a collective until Gloo's timeout: stop them
           const fail = (e: Error) => {
-            for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+            for (const c of children) signalChild(c, 'SIGKILL');
             reject(e);
           };
           const child = spawn(cmd, args, {

@@ -1270,7 +1270,7 @@ function runTarget(target, seed, n, o) {
       let stderr = '';
       const arm = () => {
         clearTimeout(timer);
-        timer = setTimeout(() => c.kill('SIGKILL'), o.timeout * 1000 + (current === next ? 30000 : 0)); // the first case loads the addon
+        timer = setTimeout(() => c.pid !== undefined && c.exitCode === null && c.kill('SIGKILL'), o.timeout * 1000 + (current === next ? 30000 : 0)); // the first case loads the addon
       };
       c.stderr.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
       c.stdout.on('data', (d) => {

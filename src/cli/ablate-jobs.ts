@@ -10,6 +10,7 @@ import { openAppendNoFollow, writeError } from '../util/safe-write';
 import { StoppedBySignal } from '../run/signals';
 import { makeFolder } from '../util/make-folder';
 import { kebab } from '../util/options';
+import { signalChild } from '../util/signal-child';
 
 /**
  * Options the parent sets for its children (they are removed from the parent's command line). A --config
@@ -84,7 +85,7 @@ class SignalForwarder {
   signal: NodeJS.Signals | null = null;
   private readonly onSignal = (signal: NodeJS.Signals): void => {
     this.signal ??= signal;
-    for (const c of this.children) c.kill(signal);
+    for (const c of this.children) signalChild(c, signal);
   };
 
   constructor() {

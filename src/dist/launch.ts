@@ -7,6 +7,7 @@ import { spawn, ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { OptionError, defineOptions } from '../util/options';
+import { signalChild } from '../util/signal-child';
 import { compressionRefusal, GradCompression } from './ddp';
 import { backendFor } from './process-group';
 
@@ -200,12 +201,12 @@ export async function launchWorkers(argv: string[], o: LaunchOptions): Promise<L
   const stopAll = (signal: NodeJS.Signals): void => {
     for (const w of live()) {
       if (stopping === 'failure') w.stoppedByLauncher = true;
-      w.child.kill(signal);
+      signalChild(w.child, signal);
       // a stopped worker would take the signal only when continued: at once, not at the SIGKILL
-      if (w.stalled) w.child.kill('SIGCONT');
+      if (w.stalled) signalChild(w.child, 'SIGCONT');
     }
     if (!killTimer) {
-      killTimer = setTimeout(() => { for (const w of live()) w.child.kill('SIGKILL'); }, graceMs);
+      killTimer = setTimeout(() => { for (const w of live()) signalChild(w.child, 'SIGKILL'); }, graceMs);
       killTimer.unref();
     }
   };
