@@ -10,8 +10,7 @@
 import * as os from 'node:os';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as readline from 'node:readline';
-import { spawn, ChildProcessWithoutNullStreams } from 'node:child_process';
+import { TorchServer } from './torch-server';
 import * as torch from '../src/torch';
 import { Tensor, F } from '../src/torch';
 
@@ -38,31 +37,6 @@ const median = (xs: number[]): number => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 const min = (xs: number[]): number => Math.min(...xs);
-
-// ---------------------------------------------------------------- the PyTorch server
-
-class TorchServer {
-  private proc: ChildProcessWithoutNullStreams;
-  private lines: AsyncIterableIterator<string>;
-  private stderr = '';
-  constructor() {
-    const script = path.join(ROOT, 'bench', 'engine_torch.py');
-    this.proc = spawn(PY, [script, '--serve', '--threads', String(threads)]);
-    this.proc.stderr.on('data', (d: Buffer) => {
-      this.stderr += d.toString();
-    });
-    this.lines = readline.createInterface({ input: this.proc.stdout })[Symbol.asyncIterator]();
-  }
-  async ask<T>(cmd: Record<string, unknown>): Promise<T> {
-    this.proc.stdin.write(`${JSON.stringify(cmd)}\n`);
-    const r = await this.lines.next();
-    if (r.done) throw new Error(`${PY} bench/engine_torch.py exited:\n${this.stderr}`);
-    return JSON.parse(r.value) as T;
-  }
-  close(): void {
-    this.proc.stdin.end(`${JSON.stringify({ op: 'quit' })}\n`);
-  }
-}
 
 // ---------------------------------------------------------------- the engine side
 
@@ -301,7 +275,7 @@ function writeDocs(body: string): void {
 
 async function main(): Promise<void> {
   torch.setNumThreads(threads);
-  const py = new TorchServer();
+  const py = new TorchServer(PY, path.join(ROOT, 'bench', 'engine_torch.py'), ['--serve', '--threads', String(threads)]);
   try {
     const info = await py.ask<{ torch: string; threads: number; python: string }>({ op: 'info' });
     const r = await measure(py);

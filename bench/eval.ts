@@ -15,8 +15,7 @@
 // EVAL_BENCH_VERBOSE=1 prints every single measurement (wall and CPU seconds of both sides) on stderr.
 import * as os from 'node:os';
 import * as path from 'node:path';
-import * as readline from 'node:readline';
-import { spawn, ChildProcessWithoutNullStreams } from 'node:child_process';
+import { TorchServer } from './torch-server';
 import * as torch from '../src/torch';
 import { Tensor } from '../src/torch';
 import { PRESETS, VisionTransformer } from '../src/semaim';
@@ -71,28 +70,6 @@ const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
-
-// ---------------------------------------------------------------- the PyTorch server
-
-class TorchServer {
-  private proc: ChildProcessWithoutNullStreams;
-  private lines: AsyncIterableIterator<string>;
-  private stderr = '';
-  constructor() {
-    this.proc = spawn(PY, [path.join(ROOT, 'bench', 'eval_torch.py'), '--threads', String(threads)]);
-    this.proc.stderr.on('data', (d: Buffer) => (this.stderr += d.toString()));
-    this.lines = readline.createInterface({ input: this.proc.stdout })[Symbol.asyncIterator]();
-  }
-  async ask<T>(cmd: Record<string, unknown>): Promise<T> {
-    this.proc.stdin.write(`${JSON.stringify(cmd)}\n`);
-    const r = await this.lines.next();
-    if (r.done) throw new Error(`${PY} bench/eval_torch.py exited:\n${this.stderr}`);
-    return JSON.parse(r.value) as T;
-  }
-  close(): void {
-    this.proc.stdin.end(`${JSON.stringify({ op: 'quit' })}\n`);
-  }
-}
 
 // ---------------------------------------------------------------- the semaim side
 
@@ -318,7 +295,7 @@ async function main(): Promise<void> {
     );
     process.exit(2);
   }
-  const py = new TorchServer();
+  const py = new TorchServer(PY, path.join(ROOT, 'bench', 'eval_torch.py'), ['--threads', String(threads)]);
   try {
     const info = await py.ask<{ torch: string; threads: number; python: string }>({ op: 'info' });
     const sm = new SemaimBench();
