@@ -2,7 +2,7 @@
 // transforms, seeded subsets, and resumable epoch streams.
 import { createHash } from 'node:crypto';
 import { DataError, dataError, withErrorKind } from '../util/errors';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, statSync, type Dirent } from 'node:fs';
 import { join, sep } from 'node:path';
 import { Dataset, packStrings, sharedInt32, unpackString } from './dataset';
 import { DataLoader, Batch } from './loader';
@@ -154,18 +154,47 @@ function makeLoader(ds: Dataset | ShardDataset, opts: LoaderOptions & { shuffleB
 }
 
 /**
- * A split's folder: `root/<split>` where it exists (the test split also as `val/`, ImageNet's layout). A
- * root of class folders alone is training data: a test split taken from it would score the model on its
- * own training images.
+ * Whether `root/name` is a split of class folders ('labelled': it holds a sub-folder), a folder of images
+ * alone ('unlabelled': Kaggle's ImageNet test/), or no folder ('none'). A folder that cannot be listed counts
+ * as labelled: ImageFolder names why it cannot be read.
+ */
+function splitKind(root: string, name: string): 'labelled' | 'unlabelled' | 'none' {
+  const dir = join(root, name);
+  if (!statSync(dir, { throwIfNoEntry: false })?.isDirectory()) return 'none';
+  let entries: Dirent[];
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return 'labelled';
+  }
+  const isFolder = (e: Dirent): boolean => {
+    if (e.isDirectory()) return true;
+    if (e.isFile()) return false;
+    return !!statSync(join(dir, e.name), { throwIfNoEntry: false })?.isDirectory(); // a link, or no entry type
+  };
+  return entries.some((e) => !e.name.startsWith('.') && isFolder(e)) ? 'labelled' : 'unlabelled';
+}
+
+/**
+ * A split's folder: `root/<split>` where it holds class folders (the test split also `val/`, ImageNet's
+ * layout, which is taken where test/ holds unlabelled images only, as Kaggle's). A root of class folders
+ * alone is training data: a test split taken from it would score the model on its own training images.
  */
 function splitFolder(root: string, split: 'train' | 'test'): string {
-  if (existsSync(join(root, split))) return join(root, split);
+  const kind = (name: string) => splitKind(root, name);
   if (split === 'test') {
-    if (existsSync(join(root, 'val'))) return join(root, 'val');
+    if (kind('test') === 'labelled') return join(root, 'test');
+    if (kind('val') === 'labelled') return join(root, 'val');
+    const unlabelled = ['test', 'val'].filter((n) => kind(n) === 'unlabelled');
+    if (unlabelled.length)
+      throw new Error(
+        `${unlabelled.map((n) => quotedPath(join(root, n))).join(' and ')} hold${unlabelled.length === 1 ? 's' : ''} no class folders (unlabelled images): evaluation scores on labelled images, class folders in test/ or val/`,
+      );
     throw new Error(
       `${quotedPath(root)} has no test/ (or val/) folder: evaluation reads ${quotedPath(join(root, 'train'))} and ${quotedPath(join(root, 'test'))} (class folders in each); a folder of class folders alone is training data only`,
     );
   }
+  if (existsSync(join(root, 'train'))) return join(root, 'train');
   if (existsSync(join(root, 'test')) || existsSync(join(root, 'val'))) throw new Error(`${quotedPath(root)} has a test/ or val/ folder but no train/ folder`);
   return root;
 }

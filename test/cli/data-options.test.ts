@@ -183,6 +183,23 @@ test('an image folder without test/ is training data only: evaluation refuses it
     assert.deepEqual([imagenet('train').length, imagenet('test').length], [2, 1]);
   }));
 
+test("Kaggle's ImageNet layout (train/ and val/ with class folders, test/ of unlabelled images): evaluation reads val/", () =>
+  withTemp(async (root) => {
+    const png = await encode(picture(8, 8), 8, 8, 3, 'png');
+    for (const split of ['train', 'val']) for (const c of ['a', 'b']) write(join(root, 'kaggle', split, c, '0.png'), png);
+    write(join(root, 'kaggle', 'test', 'x1.png'), png);
+    write(join(root, 'kaggle', 'test', 'x2.png'), png);
+    const test = openDataset('folder', { split: 'test', dataPath: join(root, 'kaggle'), imgSize: 8 });
+    assert.equal(test.root, join(root, 'kaggle', 'val'));
+    assert.deepEqual(test.classes, ['a', 'b']);
+    // with no labelled val/, the unlabelled test/ is named as such
+    rmSync(join(root, 'kaggle', 'val'), { recursive: true });
+    assert.throws(
+      () => openDataset('folder', { split: 'test', dataPath: join(root, 'kaggle'), imgSize: 8 }),
+      /kaggle\/test holds no class folders \(unlabelled images\)/,
+    );
+  }));
+
 test('bare arguments are refused by commands that take none (a pasted "[--dtype float16]" was ignored), exit code 2', async () => {
   const cases: string[][] = [
     ['export', '--checkpoint', 'x', '--out', 'y', '[--dtype', 'float16]'],
