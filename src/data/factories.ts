@@ -194,9 +194,31 @@ function splitFolder(root: string, split: 'train' | 'test'): string {
       `${quotedPath(root)} has no test/ (or val/) folder: evaluation reads ${quotedPath(join(root, 'train'))} and ${quotedPath(join(root, 'test'))} (class folders in each); a folder of class folders alone is training data only`,
     );
   }
-  if (existsSync(join(root, 'train'))) return join(root, 'train');
-  if (existsSync(join(root, 'test')) || existsSync(join(root, 'val'))) throw new Error(`${quotedPath(root)} has a test/ or val/ folder but no train/ folder`);
-  return root;
+  if (kind('train') === 'labelled') return join(root, 'train');
+  if (kind('test') === 'labelled' || kind('val') === 'labelled') throw new Error(`${quotedPath(root)} has a test/ or val/ folder but no train/ folder`);
+  // a train/ (test/, val/) of images alone beside other folders is a class of a plain class-folder dataset
+  // (vehicles: bus/, car/, train/), as torchvision's ImageFolder reads it; with no other folder, it is a split
+  if (!SPLIT_NAMES.some((n) => existsSync(join(root, n))) || hasOtherFolder(root)) return root;
+  if (existsSync(join(root, 'train'))) return join(root, 'train'); // (ImageFolder says it holds no class folders)
+  throw new Error(`${quotedPath(root)} has a test/ or val/ folder but no train/ folder`);
+}
+
+const SPLIT_NAMES = ['train', 'test', 'val'];
+
+/** Whether root holds a (non-hidden) folder not named like a split. */
+function hasOtherFolder(root: string): boolean {
+  let entries: Dirent[];
+  try {
+    entries = readdirSync(root, { withFileTypes: true });
+  } catch {
+    return false;
+  }
+  return entries.some(
+    (e) =>
+      !e.name.startsWith('.') &&
+      !SPLIT_NAMES.includes(e.name) &&
+      (e.isDirectory() || (!e.isFile() && !!statSync(join(root, e.name), { throwIfNoEntry: false })?.isDirectory())),
+  );
 }
 
 /**

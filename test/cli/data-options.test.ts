@@ -200,6 +200,20 @@ test("Kaggle's ImageNet layout (train/ and val/ with class folders, test/ of unl
     );
   }));
 
+test('a class-folder dataset with a class named train, test or val (vehicles: bus/, car/, train/) is read as classes, not as a split', () =>
+  withTemp(async (root) => {
+    const png = await encode(picture(8, 8), 8, 8, 3, 'png');
+    for (const c of ['bus', 'car', 'train', 'val']) for (const i of [0, 1]) write(join(root, 'veh', c, `${i}.png`), png);
+    const train = openDataset('folder', { split: 'train', dataPath: join(root, 'veh'), imgSize: 8 });
+    // torchvision's ImageFolder(root): the same classes and indices
+    assert.equal(train.root, join(root, 'veh'));
+    assert.deepEqual(train.classes, ['bus', 'car', 'train', 'val']);
+    assert.equal(train.length, 8);
+    // a layout of split folders only is still a split layout: a train/ of images alone is refused, not read as one class
+    for (const s of ['train', 'test']) write(join(root, 'flat', s, '0.png'), png);
+    assert.throws(() => openDataset('folder', { split: 'train', dataPath: join(root, 'flat'), imgSize: 8 }), /flat\/train has no class sub-folders/);
+  }));
+
 test('bare arguments are refused by commands that take none (a pasted "[--dtype float16]" was ignored), exit code 2', async () => {
   const cases: string[][] = [
     ['export', '--checkpoint', 'x', '--out', 'y', '[--dtype', 'float16]'],
