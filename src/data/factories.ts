@@ -83,7 +83,7 @@ function openNamedDataset(name: string, o: OpenOptions): Dataset {
         split: o.split === 'train' ? 'train' : 'val',
       });
     case 'cifar10':
-      if (o.dataPath && !/\.tar\.gz$|\.tgz$/.test(o.dataPath)) return imageFolder(join(o.dataPath, o.split));
+      if (o.dataPath && !/\.tar\.gz$|\.tgz$/.test(o.dataPath)) return imageFolder(splitFolder(o.dataPath, o.split)); // as --dataset folder's: val/ too
       return cifar10Jpeg({ split: o.split, archive: o.dataPath });
     case 'folder':
       if (!o.dataPath) throw new Error("dataset 'folder' needs --data-path (a folder with train/ and test/, or class sub-folders)");

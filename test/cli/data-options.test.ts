@@ -181,6 +181,9 @@ test('an image folder without test/ is training data only: evaluation refuses it
       write(join(root, 'in', split, c, '0.png'), await encode(picture(8, 8), 8, 8, 3, 'png'));
     const imagenet = (split: 'train' | 'test') => openDataset('folder', { split, dataPath: join(root, 'in'), imgSize: 8 });
     assert.deepEqual([imagenet('train').length, imagenet('test').length], [2, 1]);
+    // CIFAR-10 from a folder reads its splits as --dataset folder does
+    const cifar = (split: 'train' | 'test') => openDataset('cifar10', { split, dataPath: join(root, 'in'), imgSize: 8 });
+    assert.deepEqual([cifar('train').length, cifar('test').length], [2, 1]);
   }));
 
 test("Kaggle's ImageNet layout (train/ and val/ with class folders, test/ of unlabelled images): evaluation reads val/", () =>
