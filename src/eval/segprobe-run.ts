@@ -3,14 +3,14 @@
 // (fractions 0–1), `segprobe.png` (predictions beside the ground truth), `seg-head.safetensors`,
 // and a Markdown table for the terminal.
 import { quotedPath } from '../util/printable';
-import { lstatSync, rmSync } from 'node:fs';
+import { lstatSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import * as torch from '../torch';
 import { stageTensors } from '../io/tensors';
 import { OptionError } from '../util/options';
 import { VisionTransformer } from '../semaim';
 import { encodePng } from '../viz/png';
-import { stageFile, type StagedFile } from '../util/safe-write';
+import { removeDeadTemps, stageFile, tempPath, type StagedFile } from '../util/safe-write';
 import { drawSegFigure } from '../viz/seg-figure';
 import type { SegDataRequest } from '../data/seg-loader';
 import { EncoderSource, LoadedEncoder, loadEncoder, resolveEncoder } from '../semaim';
@@ -426,11 +426,19 @@ async function segprobeJob(
         classNames: JSON.stringify(names),
       }),
     );
+    // an earlier run's figure (this one drew none: --figure-images 0) would sit beside this result as its own:
+    // the same commit moves it to a temporary name (a process killed after the commit, before removing it,
+    // left it beside the new result), removed once the new files are in place
+    const earlier = join(cfg.outDir, 'segprobe.png');
+    let moved: string | null = null;
+    if (!figure && lstatSync(earlier, { throwIfNoEntry: false })?.isFile()) {
+      removeDeadTemps(earlier); // one a killed run moved off
+      const to = (moved = tempPath(earlier));
+      stagers.push(() => ({ path: to, tmp: earlier, commit: () => renameSync(earlier, to), abort: () => {} }));
+    }
     result.seconds = (performance.now() - t0) / 1000;
     const path = commitResult(cfg.outDir, result, stagers);
-    // an earlier run's figure (this one drew none: --figure-images 0) would sit beside this result as its own
-    const earlier = join(cfg.outDir, 'segprobe.png');
-    if (!figure && lstatSync(earlier, { throwIfNoEntry: false })?.isFile()) rmSync(earlier, { force: true });
+    if (moved) rmSync(moved, { force: true });
     return { result, path, figure, table: formatSegprobe(result) };
   } finally {
     probe.head.dispose();

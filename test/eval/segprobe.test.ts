@@ -263,6 +263,42 @@ test('a segprobe that draws no figure into a folder holding an earlier run’s s
   }
 });
 
+test('a segprobe killed right after committing its result (no figure) leaves no earlier segprobe.png beside it: the figure goes in the same commit', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-sp-fig-kill-'));
+  const fs = require('node:fs') as typeof import('node:fs');
+  const [rename, rm] = [fs.renameSync, fs.rmSync];
+  try {
+    const enc = writeEncoder(dir);
+    const out = join(dir, 'out');
+    const factory = (r: { split: string }) => (r.split === 'train' ? squares(8, 1) : squares(4, 2));
+    const run = async (figureImages: number) => {
+      const o = resolveOptions(SEGPROBE_OPTIONS, {}, { checkpoint: enc, epochs: 1, batchSize: 4, outDir: out, figureImages, threads: 1 });
+      return runSegprobe(readSegprobeConfig(o), o, factory, { progress: null });
+    };
+    await run(2);
+    assert.ok(existsSync(join(out, 'segprobe.png')));
+    // the process "dies" at its first removal after segprobe.json is in place (the commit journal's, or the figure's)
+    let committed = false;
+    fs.renameSync = ((from: string, to: string) => {
+      rename(from, to);
+      if (to === join(out, 'segprobe.json')) committed = true;
+    }) as typeof fs.renameSync;
+    fs.rmSync = ((path: string, o?: import('node:fs').RmOptions) => {
+      if (committed) throw new Error('killed');
+      rm(path, o);
+    }) as typeof fs.rmSync;
+    await assert.rejects(run(0), /killed/);
+    fs.renameSync = rename;
+    fs.rmSync = rm;
+    const file = JSON.parse(readFileSync(join(out, 'segprobe.json'), 'utf8')) as SegprobeFile;
+    assert.equal(file.details.figure, undefined, 'the second run’s result is in place');
+    assert.equal(existsSync(join(out, 'segprobe.png')), false, 'the first run’s figure beside the second run’s result');
+  } finally {
+    fs.renameSync = rename;
+    fs.rmSync = rm;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
 test('the head predicts the test images --eval-batch-size at a time (its logits at the image size are C × H × W per image), on both paths', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-sp-evalbatch-'));
   const forward = SegLinearHead.prototype.forward;
