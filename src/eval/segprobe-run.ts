@@ -5,9 +5,10 @@
 import { quotedPath } from '../util/printable';
 import { lstatSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import * as torch from '../torch';
 import { stageTensors } from '../io/tensors';
-import { OptionError } from '../util/options';
+import { OptionError, jobOptions } from '../util/options';
 import { VisionTransformer } from '../semaim';
 import { encodePng } from '../viz/png';
 import { removeDeadTemps, stageFile, tempPath, type StagedFile } from '../util/safe-write';
@@ -21,7 +22,7 @@ import { splitClassMismatch } from '../data/streams';
 import { extractSegFeatures, parseBlocks, SegFeatureSet, segSetSize } from './seg-features';
 import { severalRanks, type ProcessGroup } from '../dist';
 import { SAME_ENCODER_AND_DATA_HINT, checkRanksAgree, prepareOnEveryRank, throwIfAbortedOnAnyRank } from '../dist/agree';
-import { SegDataSettings, SegprobeConfig, SegprobeSettings, checkSegprobeProcesses } from './segprobe-options';
+import { SEGPROBE_OPTIONS, SegDataSettings, SegprobeConfig, SegprobeSettings, checkSegprobeProcesses, readSegprobeConfig } from './segprobe-options';
 import { processDevice } from '../run/device';
 import { inJobScope } from '../run/job-scope';
 import { SegprobeResult, anyLabelled, constantPredictionMetrics, segprobeOnFeatures, segprobeOnline } from './segprobe';
@@ -258,7 +259,10 @@ export interface SegprobeRun {
   table: string;
 }
 
-/** The probe and its files; null on data-parallel ranks other than 0 (rank 0 writes). */
+/**
+ * The probe and its files; null on data-parallel ranks other than 0 (rank 0 writes). `options` are those `cfg`
+ * was read from (readSegprobeConfig), written as segprobe.json's config: others are refused (OptionError 'options').
+ */
 export async function runSegprobe(
   cfg: SegprobeConfig,
   options: Record<string, unknown>,
@@ -284,7 +288,26 @@ export async function runSegprobe(
     );
   if (typeof f !== 'function')
     throw new DataError(`runSegprobe: expected a data factory (a function of { split, ... }) as the third argument, got ${String(f)}`);
-  return inJobScope(cfg.threads, () => runSegprobeJob(cfg, options, f, evalJobOptions(job)));
+  return inJobScope(cfg.threads, () => runSegprobeJob(cfg, recordedOptions(cfg, options), f, evalJobOptions(job)));
+}
+
+/**
+ * The options written as segprobe.json's `config` (resolved, as the other evaluations record theirs): those
+ * `cfg` was read from. Other options (a caller's stale or edited copy) would describe a run that never
+ * happened: refused, naming the first setting on which they differ.
+ */
+function recordedOptions(cfg: SegprobeConfig, options: Record<string, unknown>): Record<string, unknown> {
+  const resolved = jobOptions(SEGPROBE_OPTIONS, options);
+  const plain = (v: unknown): Record<string, unknown> => JSON.parse(JSON.stringify(v)) as Record<string, unknown>;
+  const [given, read] = [plain(cfg), plain(readSegprobeConfig(resolved))];
+  if (!isDeepStrictEqual(given, read)) {
+    const key = [...new Set([...Object.keys(given), ...Object.keys(read)])].find((k) => !isDeepStrictEqual(given[k], read[k]));
+    throw new OptionError(
+      'options',
+      `runSegprobe: the options (the second argument, written as segprobe.json's config) are not those the config (the first) was read from: its ${key} is ${JSON.stringify(given[key!])}, theirs ${JSON.stringify(read[key!])}; pass the options given to readSegprobeConfig`,
+    );
+  }
+  return resolved;
 }
 
 async function runSegprobeJob(

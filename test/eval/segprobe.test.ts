@@ -263,6 +263,28 @@ test('a segprobe that draws no figure into a folder holding an earlier run’s s
   }
 });
 
+test('runSegprobe refuses options other than those its config was read from: segprobe.json records them as its config', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-sp-opts-'));
+  try {
+    const enc = writeEncoder(dir);
+    const factory = (r: { split: string }) => (r.split === 'train' ? squares(8, 1) : squares(4, 2));
+    const o = resolveOptions(SEGPROBE_OPTIONS, {}, { checkpoint: enc, epochs: 1, batchSize: 4, outDir: join(dir, 'out'), figureImages: 0, threads: 1 });
+    await assert.rejects(
+      runSegprobe(readSegprobeConfig(o), { ...o, epochs: 50 }, factory, { progress: null }),
+      (e: Error) => e instanceof OptionError && e.key === 'options' && /its probe is .*"epochs":1.*theirs .*"epochs":50/.test(e.message),
+    );
+    assert.equal(existsSync(join(dir, 'out', 'segprobe.json')), false);
+    // the options as given (a plain object: resolved, defaults filled in) are what the file records
+    const given = { checkpoint: enc, epochs: 1, batchSize: 4, outDir: join(dir, 'out'), figureImages: 0, threads: 1 };
+    const r = await runSegprobe(readSegprobeConfig(given as never), given, factory, { progress: null });
+    const file = JSON.parse(readFileSync(r.path, 'utf8')) as SegprobeFile;
+    assert.equal(file.config.epochs, 1);
+    assert.equal(file.config.seed, 0, 'the default, filled in');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a segprobe killed right after committing its result (no figure) leaves no earlier segprobe.png beside it: the figure goes in the same commit', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-sp-fig-kill-'));
   const fs = require('node:fs') as typeof import('node:fs');
