@@ -75,7 +75,7 @@ export function segBatchPlan(
 /** One sample that was left out, and why. */
 export interface SegSkip {
   name: string;
-  /** 'no-mask', 'mask-size', 'mask-labels', 'mask-unreadable', or an image decode reason ('corrupt', 'truncated', ...). */
+  /** 'no-mask', 'mask-ambiguous', 'mask-size', 'mask-labels', 'mask-unreadable', or an image decode reason ('corrupt', 'truncated', ...). */
   reason: string;
   message: string;
 }

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { decodeLabelPng } from '../../src/data/codecs/label-png';
 import { renderSynthetic, syntheticConfig } from '../../src/data/sources/synthetic';
 import { syntheticSegSource } from '../../src/data/sources/seg-synthetic';
+import { segFolder } from '../../src/data/sources/seg-folder';
 import { SegLoader, makeSegData } from '../../src/data/seg-loader';
 import { SkipTally, type SegBatch, type SegData } from '../../src/data/seg-streams';
 import { crc32, deflateSync } from 'node:zlib';
@@ -349,6 +350,40 @@ test('seg-folder: a mask label equal to the number of classes is out of range (s
       warnings.some((w) => /holds label 3, outside the 3 classes/.test(w)),
       warnings.join('\n'),
     );
+  } finally {
+    cleanup();
+  }
+});
+
+test('seg-folder: images a.jpg and a.png sharing the mask a.png, or masks a.png and a.PNG of one image, are left out as mask-ambiguous', async () => {
+  const { dir, cleanup } = tempDir('semaim-seg-');
+  try {
+    write(join(dir, 'classes.txt'), 'x\ny\n');
+    const mask = (v: number) => pngEncode(8, 8, 0, 8, new Array<number>(64).fill(v));
+    const root = join(dir, 'train');
+    write(join(root, 'images', 'a.jpg'), await encode(picture(8, 8, 1), 8, 8, 3, 'jpeg'));
+    write(join(root, 'images', 'a.png'), await encode(picture(8, 8, 2), 8, 8, 3, 'png'));
+    write(join(root, 'masks', 'a.png'), mask(1));
+    write(join(root, 'images', 'b.png'), await encode(picture(8, 8, 3), 8, 8, 3, 'png'));
+    write(join(root, 'masks', 'b.png'), mask(0));
+    write(join(root, 'masks', 'b.PNG'), mask(1));
+    write(join(root, 'images', 'c.png'), await encode(picture(8, 8, 4), 8, 8, 3, 'png'));
+    write(join(root, 'masks', 'c.png'), mask(0));
+    const source = segFolder(dir, { split: 'train' });
+    assert.deepEqual(
+      Array.from({ length: source.length }, (_, i) => source.name(i)),
+      [join(root, 'images', 'c.png')],
+    );
+    assert.deepEqual(
+      source.listingSkips.map((s) => [s.name, s.reason]),
+      [
+        [join(root, 'images', 'a.jpg'), 'mask-ambiguous'],
+        [join(root, 'images', 'a.png'), 'mask-ambiguous'],
+        [join(root, 'images', 'b.png'), 'mask-ambiguous'],
+      ],
+    );
+    assert.match(source.listingSkips[0].message, /images .*a\.jpg and .*a\.png share the mask .*masks\/a\.png: rename one/);
+    assert.match(source.listingSkips[2].message, /masks .*b\.PNG and .*b\.png have its name: keep one/);
   } finally {
     cleanup();
   }

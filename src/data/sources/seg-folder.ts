@@ -6,7 +6,8 @@
 //   <root>/<split>/masks/**/x.png   one class index per pixel (8-bit grey or palette PNG), 255 = ignore
 //
 // An image and its mask share their path under images/ and masks/ up to the extension. An image
-// without a mask is left out while listing; a mask whose size differs from its image, that does not
+// without a mask, or whose mask name is another image's too (a.jpg and a.png) or several masks' (a.png and
+// a.PNG), is left out while listing; a mask whose size differs from its image, that does not
 // decode, or that holds a label outside the classes is left out when read (SegSkipError), as is an
 // image that does not decode (DecodeError). Nothing is replaced: the loader counts what it leaves out.
 import { accessSync, constants, existsSync, statSync } from 'node:fs';
@@ -82,10 +83,15 @@ export function segFolder(rootIn: string, o: SegFolderOptions): SegSource {
   }
   const classes = readClasses(root, o.numClasses);
   const images = imageFiles(imagesDir, { recursive: true });
-  const maskPaths = new Map<string, string>();
+  const maskPaths = new Map<string, string[]>();
   try {
     const masks = imageFiles(masksDir, { recursive: true, extensions: ['.png'] });
-    for (let i = 0; i < masks.length; i++) maskPaths.set(stem(masks.relativePath(i)), masks.relativePath(i));
+    for (let i = 0; i < masks.length; i++) {
+      const rel = masks.relativePath(i);
+      const same = maskPaths.get(stem(rel));
+      if (same) same.push(rel);
+      else maskPaths.set(stem(rel), [rel]);
+    }
   } catch (e) {
     // no mask at all: every image is left out below, and the loader says so; a folder that cannot be read is an error
     // (a sub-folder's too: the listing's error carries the code in its cause, and every mask, listed or not, read as missing)
@@ -94,11 +100,28 @@ export function segFolder(rootIn: string, o: SegFolderOptions): SegSource {
   }
   const pairs: { image: string; mask: string }[] = [];
   const listingSkips: { name: string; reason: string; message: string }[] = [];
+  // an image pairs with the one mask of its name: images a.jpg and a.png both took the mask a.png (one of
+  // them, at least, scored against another image's labels), and masks a.png and a.PNG one at random
+  const imagesOf = new Map<string, string[]>();
+  for (let i = 0; i < images.length; i++) {
+    const rel = images.relativePath(i);
+    const same = imagesOf.get(stem(rel));
+    if (same) same.push(rel);
+    else imagesOf.set(stem(rel), [rel]);
+  }
   for (let i = 0; i < images.length; i++) {
     const rel = images.relativePath(i);
     const m = maskPaths.get(stem(rel));
-    if (m) pairs.push({ image: rel, mask: m });
-    else listingSkips.push({ name: join(imagesDir, rel), reason: 'no-mask', message: `no mask ${join(masksDir, stem(rel))}.png` });
+    const sharing = imagesOf.get(stem(rel))!;
+    const skip = (reason: string, message: string) => listingSkips.push({ name: join(imagesDir, rel), reason, message });
+    if (!m) skip('no-mask', `no mask ${join(masksDir, stem(rel))}.png`);
+    else if (m.length > 1) skip('mask-ambiguous', `masks ${m.map((x) => quotedPath(join(masksDir, x))).join(' and ')} have its name: keep one`);
+    else if (sharing.length > 1)
+      skip(
+        'mask-ambiguous',
+        `images ${sharing.map((x) => quotedPath(join(imagesDir, x))).join(' and ')} share the mask ${quotedPath(join(masksDir, m[0]))}: rename one`,
+      );
+    else pairs.push({ image: rel, mask: m[0] });
   }
   let chosen = pairs;
   if (o.limit !== undefined && o.limit < pairs.length) {
