@@ -3,6 +3,7 @@
 // factories.ts; training and evaluation never decode images themselves.
 
 import type { RankSlice } from './sharding';
+import { printable } from '../util/printable';
 import type { ImageInputOptions } from './options';
 import type { SegDataRequest } from './seg-loader';
 import type { SegData } from './seg-streams';
@@ -151,13 +152,31 @@ export interface LabelledData {
 }
 
 /**
+ * Which classes one list of class names has and the other lacks, for a message about their counts:
+ * "'eel' only in the train split; 'fox' only in the test split" (up to 5 of each named); '' when neither has any.
+ */
+export function classesOnlyIn(a: readonly string[], b: readonly string[], inA: string, inB: string): string {
+  const some = (names: string[]) =>
+    names
+      .slice(0, 5)
+      .map((n) => printable(`'${n}'`))
+      .join(', ') + (names.length > 5 ? `, ... (${names.length})` : '');
+  const [setA, setB] = [new Set(a), new Set(b)];
+  const [onlyA, onlyB] = [a.filter((n) => !setB.has(n)), b.filter((n) => !setA.has(n))];
+  return [onlyA.length ? `${some(onlyA)} only in ${inA}` : '', onlyB.length ? `${some(onlyB)} only in ${inB}` : ''].filter(Boolean).join('; ');
+}
+
+/**
  * Why a test split cannot be scored against a train split, or null: label k must mean the same class
  * in both (a folder dataset numbers its class folders per split, so a renamed or missing folder on one
  * side shifts every label after it).
  */
 export function splitClassMismatch(train: { numClasses: number; classNames?: string[] }, test: { numClasses: number; classNames?: string[] }): string | null {
-  if (train.numClasses !== test.numClasses) return `the train split has ${train.numClasses} classes, the test split ${test.numClasses}`;
   const [a, b] = [train.classNames, test.classNames];
+  if (train.numClasses !== test.numClasses) {
+    const which = a && b ? classesOnlyIn(a, b, 'the train split', 'the test split') : '';
+    return `the train split has ${train.numClasses} classes, the test split ${test.numClasses}${which ? `: ${which}` : ''}`;
+  }
   if (!a || !b) return null;
   const k = a.findIndex((name, i) => name !== b[i]);
   return k < 0 ? null : `class ${k} is '${a[k]}' in the train split but '${b[k]}' in the test split: both splits need the same class names`;

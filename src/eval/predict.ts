@@ -17,6 +17,7 @@ import { checkOutputName, claimOutputs, guardOutputs } from '../io/outputs';
 import { DataError, throwIfAborted } from '../util/errors';
 import { StopAgreement } from '../dist/agree';
 import { transformsFor } from '../data';
+import { classesOnlyIn } from '../data/streams';
 import type { EncoderConfig } from '../semaim';
 import { Progress, perSecond } from '../run/progress';
 import { processDevice } from '../run/device';
@@ -250,8 +251,10 @@ async function predictJob(o: PredictOptions): Promise<PredictResult> {
   const k = Math.min(o.topK ?? 5, numClasses);
   const ds = embedDataset(o, imgSize);
   const labelled = ds.classes.length > 0;
-  if (labelled && ds.classes.length !== numClasses)
-    throw new DataError(`predict: ${quotedPath(ds.root)} has ${ds.classes.length} classes, the classifier ${numClasses}`);
+  if (labelled && ds.classes.length !== numClasses) {
+    const which = src.classNames ? classesOnlyIn(ds.classes, src.classNames, 'the data', 'the classifier') : '';
+    throw new DataError(`predict: ${quotedPath(ds.root)} has ${ds.classes.length} classes, the classifier ${numClasses}${which ? `: ${which}` : ''}`);
+  }
   // label k of the data must be the classifier's class k, or every image is scored against another class
   const differs = labelled && src.classNames ? src.classNames.findIndex((name, c) => name !== ds.classes[c]) : -1;
   if (differs >= 0)

@@ -146,6 +146,13 @@ test('predict: accuracy equals finetune’s for its checkpoint; top-k per image;
         ['=blue', 'c'],
       ])
         renameSync(join(renamed, split, to), join(root, 'data', split, from));
+    // a class folder missing from the data: the message names it, not only the counts
+    renameSync(join(root, 'data', 'test', '=blue'), join(root, 'blue-away'));
+    await assert.rejects(
+      commands.predict.run(['--checkpoint', ft, ...data, '--out', join(root, 'pred', 'missing.json')]),
+      /predict: .*data.* has 2 classes, the classifier 3: '=blue' only in the classifier$/,
+    );
+    renameSync(join(root, 'blue-away'), join(root, 'data', 'test', '=blue'));
 
     // a folder of unlabelled images: no accuracy, no label column
     const unlabelled = join(root, 'pred', 'u.json');

@@ -195,6 +195,26 @@ test('train and test splits must name their classes alike: a renamed class folde
   }
 });
 
+test('train and test splits with other numbers of classes: the message names the classes one split lacks', async () => {
+  const { DATA_FACTORIES } = await import('../../src/data');
+  const { encode, picture, write } = await import('../data/helpers');
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-classes-'));
+  try {
+    const enc = writeEncoder(dir);
+    const root = join(dir, 'pets');
+    for (const [split, names] of [
+      ['train', ['cat', 'dog', 'eel']],
+      ['val', ['cat', 'dog']],
+    ] as const) {
+      for (const name of names) for (let i = 0; i < 3; i++) write(join(root, split, name, `${i}.png`), await encode(picture(8, 8, i), 8, 8, 3, 'png'));
+    }
+    const o = resolveOptions(KNN_OPTIONS, { checkpoint: enc, dataset: 'folder', dataPath: root, k: '1', numWorkers: 0, threads: 1, outDir: join(dir, 'knn') });
+    await assert.rejects(runKnn(o, DATA_FACTORIES), /the train split has 3 classes, the test split 2: 'eel' only in the train split$/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('Markdown tables keep their shape whatever the cells hold (class names with a line break or a |)', async () => {
   const { markdownTable } = await import('../../src/eval/result');
   const t = markdownTable(['class', 'cat|dog', 'line\nbreak'], [['top-1 %', '50.0', '25.0']]);
