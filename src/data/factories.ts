@@ -2,7 +2,7 @@
 // transforms, seeded subsets, and resumable epoch streams.
 import { createHash } from 'node:crypto';
 import { DataError, dataError, withErrorKind } from '../util/errors';
-import { existsSync, readdirSync, statSync, type Dirent } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join, sep } from 'node:path';
 import { Dataset, packStrings, sharedInt32, unpackString } from './dataset';
 import { DataLoader, Batch } from './loader';
@@ -10,7 +10,7 @@ import { permutation } from './rng';
 import { checkSampleIndex } from './sample-index';
 import { OptionError, checkJobHooks, type HookKind } from '../util/options';
 import { cifar10Jpeg } from './sources/cifar';
-import { imageFolder, imageFiles } from './sources/folder';
+import { imageFolder, imageFiles, hasOtherFolder, splitKind, SPLIT_NAMES } from './sources/folder';
 import { syntheticObjects } from './sources/synthetic';
 import {
   pretrainTransforms,
@@ -154,28 +154,6 @@ function makeLoader(ds: Dataset | ShardDataset, opts: LoaderOptions & { shuffleB
 }
 
 /**
- * Whether `root/name` is a split of class folders ('labelled': it holds a sub-folder), a folder of images
- * alone ('unlabelled': Kaggle's ImageNet test/), or no folder ('none'). A folder that cannot be listed counts
- * as labelled: ImageFolder names why it cannot be read.
- */
-function splitKind(root: string, name: string): 'labelled' | 'unlabelled' | 'none' {
-  const dir = join(root, name);
-  if (!statSync(dir, { throwIfNoEntry: false })?.isDirectory()) return 'none';
-  let entries: Dirent[];
-  try {
-    entries = readdirSync(dir, { withFileTypes: true });
-  } catch {
-    return 'labelled';
-  }
-  const isFolder = (e: Dirent): boolean => {
-    if (e.isDirectory()) return true;
-    if (e.isFile()) return false;
-    return !!statSync(join(dir, e.name), { throwIfNoEntry: false })?.isDirectory(); // a link, or no entry type
-  };
-  return entries.some((e) => !e.name.startsWith('.') && isFolder(e)) ? 'labelled' : 'unlabelled';
-}
-
-/**
  * A split's folder: `root/<split>` where it holds class folders (the test split also `val/`, ImageNet's
  * layout, which is taken where test/ holds unlabelled images only, as Kaggle's). A root of class folders
  * alone is training data: a test split taken from it would score the model on its own training images.
@@ -201,24 +179,6 @@ function splitFolder(root: string, split: 'train' | 'test'): string {
   if (!SPLIT_NAMES.some((n) => existsSync(join(root, n))) || hasOtherFolder(root)) return root;
   if (existsSync(join(root, 'train'))) return join(root, 'train'); // (ImageFolder says it holds no class folders)
   throw new Error(`${quotedPath(root)} has a test/ or val/ folder but no train/ folder`);
-}
-
-const SPLIT_NAMES = ['train', 'test', 'val'];
-
-/** Whether root holds a (non-hidden) folder not named like a split. */
-function hasOtherFolder(root: string): boolean {
-  let entries: Dirent[];
-  try {
-    entries = readdirSync(root, { withFileTypes: true });
-  } catch {
-    return false;
-  }
-  return entries.some(
-    (e) =>
-      !e.name.startsWith('.') &&
-      !SPLIT_NAMES.includes(e.name) &&
-      (e.isDirectory() || (!e.isFile() && !!statSync(join(root, e.name), { throwIfNoEntry: false })?.isDirectory())),
-  );
 }
 
 /**

@@ -1749,6 +1749,22 @@ test('`semaim shards` names --input when it is missing or not a folder (an optio
   assert.ok(!existsSync(out));
 });
 
+test('`semaim shards` refuses a dataset root of split folders (train/, val/ of class folders): its splits were packed as two classes', async () => {
+  const dir = join(root, 'split-root');
+  const jpg = await encode(picture(8, 8), 8, 8, 3, 'jpeg');
+  for (const split of ['train', 'val']) for (const c of ['a', 'b']) write(join(dir, split, c, '0.jpg'), jpg);
+  const out = join(root, 'split-root-out');
+  await assert.rejects(
+    commands.shards.run(['--input', dir, '--output', out]),
+    (e: unknown) => e instanceof lib.OptionError && e.key === 'input' && /holds the splits train\/, val\/, not class folders: pack each split/.test(e.detail),
+  );
+  assert.ok(!existsSync(out));
+  // a split folder itself packs; so does a class-folder set with a class named train beside others
+  write(join(dir, 'extra', '0.jpg'), jpg);
+  await quiet(() => commands.shards.run(['--input', dir, '--output', out]));
+  assert.deepEqual((JSON.parse(readFileSync(join(out, 'index.json'), 'utf8')) as { classes: string[] }).classes, ['extra', 'train', 'val']);
+});
+
 test('`semaim shards` refuses an --output with a file or a dangling link on the way as an option error naming --output (as --out-dir is), before any work', async () => {
   const file = join(folder, 'class0', '00.jpg');
   const dangling = join(root, 'dangling-output');

@@ -34,7 +34,7 @@ import { AbortError, throwIfAborted } from '../../util/errors';
 import { OptionError, checkJobHooks, type HookKind } from '../../util/options';
 import { basename, dirname, extname, join, resolve, sep } from 'node:path';
 import { pack as tarPack, type Pack } from 'tar-stream';
-import { imageFolder, type ImageFolderDataset } from '../sources/folder';
+import { imageFolder, splitKind, splitLayout, type ImageFolderDataset } from '../sources/folder';
 import { permutation } from '../rng';
 import { INDEX_FILE, INDEX_FORMAT, type ShardEntry, type ShardIndexFile } from './shard-index';
 import { commitFiles, finishInterruptedCommits, fsyncPath, stagedAt, stageFile, writeError, type StagedFile } from '../../util/safe-write';
@@ -269,6 +269,14 @@ export async function packImageFolder(o: PackOptions): Promise<PackResult> {
   const output = resolve(o.output);
   if (!existsSync(input)) throw new OptionError('input', `${o.input} does not exist (expected an ImageFolder: one sub-folder per class)`);
   if (!statSync(input).isDirectory()) throw new OptionError('input', `${o.input} is not a folder (expected an ImageFolder: one sub-folder per class)`);
+  // a dataset root of split folders packed as an ImageFolder made its splits the classes: the training and
+  // test images mixed in one set, labelled 'train' and 'val'
+  const splits = splitLayout(input);
+  if (splits)
+    throw new OptionError(
+      'input',
+      `${quotedPath(o.input)} holds the splits ${splits.map((n) => `${n}/`).join(', ')}, not class folders: pack each split into a folder of its own (--input ${quotedPath(join(o.input, 'train'))} --output OUT/train, and ${quotedPath(join(o.input, ['test', 'val'].find((n) => splitKind(input, n) === 'labelled') ?? 'test'))} into OUT/test) and read them with --data-path 'OUT/{split}'`,
+    );
   if (existsSync(output) && !statSync(output).isDirectory())
     throw new OptionError('output', `${quotedPath(o.output)} is not a folder (the shards are written into one)`);
   const shardSize = o.shardSize ?? DEFAULT_SHARD_SIZE;

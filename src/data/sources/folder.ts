@@ -266,6 +266,57 @@ class FilesDataset implements Dataset {
 export type ImageFolderDataset = FilesDataset;
 
 /**
+ * Whether `root/name` is a split of class folders ('labelled': it holds a sub-folder), a folder of images
+ * alone ('unlabelled': Kaggle's ImageNet test/), or no folder ('none'). A folder that cannot be listed counts
+ * as labelled: ImageFolder names why it cannot be read.
+ */
+export function splitKind(root: string, name: string): 'labelled' | 'unlabelled' | 'none' {
+  const dir = join(root, name);
+  if (!statSync(dir, { throwIfNoEntry: false })?.isDirectory()) return 'none';
+  let entries: Dirent[];
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return 'labelled';
+  }
+  const isFolder = (e: Dirent): boolean => {
+    if (e.isDirectory()) return true;
+    if (e.isFile()) return false;
+    return !!statSync(join(dir, e.name), { throwIfNoEntry: false })?.isDirectory(); // a link, or no entry type
+  };
+  return entries.some((e) => !e.name.startsWith('.') && isFolder(e)) ? 'labelled' : 'unlabelled';
+}
+
+/** The folder names of a dataset's splits: the test split is test/ or val/. */
+export const SPLIT_NAMES = ['train', 'test', 'val'];
+
+/** Whether root holds a (non-hidden) folder not named like a split. */
+export function hasOtherFolder(root: string): boolean {
+  let entries: Dirent[];
+  try {
+    entries = readdirSync(root, { withFileTypes: true });
+  } catch {
+    return false;
+  }
+  return entries.some(
+    (e) =>
+      !e.name.startsWith('.') &&
+      !SPLIT_NAMES.includes(e.name) &&
+      (e.isDirectory() || (!e.isFile() && !!statSync(join(root, e.name), { throwIfNoEntry: false })?.isDirectory())),
+  );
+}
+
+/**
+ * The split folders of `root` when it is a split layout rather than class folders: every (non-hidden)
+ * sub-folder is named train/, test/ or val/, and one of them holds class folders; otherwise null.
+ */
+export function splitLayout(root: string): string[] | null {
+  if (hasOtherFolder(root)) return null;
+  const present = SPLIT_NAMES.filter((n) => splitKind(root, n) !== 'none');
+  return present.some((n) => splitKind(root, n) === 'labelled') ? present : null;
+}
+
+/**
  * torchvision-style ImageFolder: `root/<class>/**\/<image>`; classes are the sorted sub-folder
  * names and labels their indices. Samples are in torchvision's order (sample i is the same image there): class by
  * class, each class's folders by their path, each folder's images by name, names by code point.
