@@ -29,7 +29,7 @@ export interface LaunchOptions {
   execArgv?: string[];
   /** The workers' environment before the distributed variables are added (default process.env). */
   env?: NodeJS.ProcessEnv;
-  /** How long stopped workers get between SIGTERM and SIGKILL (default 15 s). */
+  /** How long the workers stopped after another failed get between SIGTERM and SIGKILL (default 15 s; a signal forwarded to them is not followed by SIGKILL). */
   killGraceMs?: number;
   /** Lines of a failed worker's output quoted in the failure message (default 20). */
   tailLines?: number;
@@ -205,7 +205,9 @@ export async function launchWorkers(argv: string[], o: LaunchOptions): Promise<L
       // a stopped worker would take the signal only when continued: at once, not at the SIGKILL
       if (w.stalled) signalChild(w.child, 'SIGCONT');
     }
-    if (!killTimer) {
+    // SIGKILL after the grace period only after a failure: a signal forwarded to the workers asks each to stop
+    // after its step and checkpoint, which may take longer (a second signal, forwarded too, makes them exit at once)
+    if (stopping === 'failure' && !killTimer) {
       killTimer = setTimeout(() => { for (const w of live()) signalChild(w.child, 'SIGKILL'); }, graceMs);
       killTimer.unref();
     }

@@ -215,6 +215,12 @@ if (mode === 'held' && e.LOCAL_RANK === '1') {
   console.error('stand-in rank 1 fails'); process.exit(5);
 }
 if (mode === 'held' && e.LOCAL_RANK === '0') { process.on('SIGTERM', () => { require('fs').writeFileSync(who, ''); process.exit(143); }); setTimeout(() => process.exit(0), 20000); }
+// slow-stop: each rank marks that it is ready (its SIGTERM handler installed); on SIGTERM it takes 1.5 s (the step under
+// way and its checkpoint), marks that it stopped, and exits 143, as a training worker does
+if (mode === 'slow-stop') {
+  process.on('SIGTERM', () => setTimeout(() => { require('fs').writeFileSync(who + '-stopped-' + e.RANK, ''); process.exit(143); }, 1500));
+  require('fs').writeFileSync(who + '-ready-' + e.RANK, ''); setTimeout(() => process.exit(0), 20000);
+}
 `;
 
 test(
@@ -295,6 +301,33 @@ test(
     assert.deepEqual([r.exitCode, r.failedRank], [5, 1], out.text());
     // before its output closed (only after rank 0 ended by itself), rank 1's exit was not judged and rank 0 was not stopped
     assert.ok(existsSync(stopped), 'rank 0 was stopped by the launcher');
+  }),
+);
+
+test(
+  'launcher (stand-in workers): a SIGTERM to the launcher lets every worker finish its step and checkpoint, however long past the failure grace period, before it exits 143',
+  inTempDir('semaim-launch-', async (dir) => {
+    const script = join(dir, 'stand-in.js');
+    writeFileSync(script, STAND_IN);
+    const out = sink();
+    const mark = join(dir, 'mark');
+    let running = true;
+    const watcher = setInterval(() => {
+      if (!running || !existsSync(`${mark}-ready-0`) || !existsSync(`${mark}-ready-1`)) return;
+      clearInterval(watcher);
+      process.kill(process.pid, 'SIGTERM'); // a scheduler's SIGTERM to the launcher, once both workers handle it
+    }, 10);
+    try {
+      const r = await dist.launchWorkers(['slow-stop', mark], { nprocPerNode: 2, script, execArgv: [], stdout: out, stderr: out, killGraceMs: 300 });
+      running = false;
+      // before: both were killed with SIGKILL at the 300 ms grace, in the middle of their checkpoint, and the launcher
+      // still exited 143 without a word, as if every rank had stopped after its checkpoint
+      assert.deepEqual([r.exitCode, r.failedRank, r.message], [143, null, null], out.text());
+      for (const rank of [0, 1]) assert.ok(existsSync(`${mark}-stopped-${rank}`), `rank ${rank} finished its checkpoint`);
+    } finally {
+      running = false;
+      clearInterval(watcher);
+    }
   }),
 );
 
