@@ -134,7 +134,8 @@ export function freePort(addr = '127.0.0.1'): Promise<number> {
 interface Worker {
   rank: number;
   localRank: number;
-  child: ChildProcess;
+  /** Null when its spawn threw (no process was started). */
+  child: ChildProcess | null;
   tail: string[];
   exited: boolean;
   closed: boolean;
@@ -201,6 +202,7 @@ export async function launchWorkers(argv: string[], o: LaunchOptions): Promise<L
   const stopAll = (signal: NodeJS.Signals): void => {
     for (const w of live()) {
       if (stopping === 'failure') w.stoppedByLauncher = true;
+      if (!w.child) continue;
       signalChild(w.child, signal);
       // a stopped worker would take the signal only when continued: at once, not at the SIGKILL
       if (w.stalled) signalChild(w.child, 'SIGCONT');
@@ -208,7 +210,7 @@ export async function launchWorkers(argv: string[], o: LaunchOptions): Promise<L
     // SIGKILL after the grace period only after a failure: a signal forwarded to the workers asks each to stop
     // after its step and checkpoint, which may take longer (a second signal, forwarded too, makes them exit at once)
     if (stopping === 'failure' && !killTimer) {
-      killTimer = setTimeout(() => { for (const w of live()) signalChild(w.child, 'SIGKILL'); }, graceMs);
+      killTimer = setTimeout(() => { for (const w of live()) if (w.child) signalChild(w.child, 'SIGKILL'); }, graceMs);
       killTimer.unref();
     }
   };
@@ -220,7 +222,7 @@ export async function launchWorkers(argv: string[], o: LaunchOptions): Promise<L
     if (stopping !== null) return;
     stopping = 'failure';
     // a worker that stopped running leaves the others to time out in their collectives: name it
-    for (const x of live()) x.stalled = isStopped(x.child.pid);
+    for (const x of live()) x.stalled = isStopped(x.child?.pid);
     stopAll('SIGTERM');
   };
   const onFailure = (w: Worker): void => {
@@ -238,22 +240,37 @@ export async function launchWorkers(argv: string[], o: LaunchOptions): Promise<L
   process.on('SIGTERM', onSigterm);
 
   const done = new Promise<void>((resolve) => {
+    let allStarted = false;
+    const resolveWhenClosed = (): void => {
+      if (allStarted && workers.every((x) => x.closed)) resolve();
+    };
     for (let localRank = 0; localRank < nproc; localRank++) {
       const rank = nodeRank * nproc + localRank;
-      const child = spawn(process.execPath, [...execArgv, script, ...workerArgv], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-        // their own process group: a terminal's Ctrl-C (sent to the whole foreground group) reaches the
-        // launcher alone, which forwards it once; twice would be "exit at once, without a checkpoint"
-        detached: true,
-        env: {
-          ...(o.env ?? process.env),
-          RANK: String(rank), LOCAL_RANK: String(localRank), WORLD_SIZE: String(worldSize),
-          LOCAL_WORLD_SIZE: String(nproc), GROUP_RANK: String(nodeRank), GROUP_WORLD_SIZE: String(nnodes),
-          ROLE_RANK: String(rank), ROLE_WORLD_SIZE: String(worldSize),
-          MASTER_ADDR: masterAddr, MASTER_PORT: String(masterPort),
-          SEMAIM_LAUNCHER_PID: String(process.pid), // a worker stops when its launcher is gone (orphan-watch.ts)
-        },
-      });
+      let child: ChildProcess;
+      try {
+        child = spawn(process.execPath, [...execArgv, script, ...workerArgv], {
+          stdio: ['ignore', 'pipe', 'pipe'],
+          // their own process group: a terminal's Ctrl-C (sent to the whole foreground group) reaches the
+          // launcher alone, which forwards it once; twice would be "exit at once, without a checkpoint"
+          detached: true,
+          env: {
+            ...(o.env ?? process.env),
+            RANK: String(rank), LOCAL_RANK: String(localRank), WORLD_SIZE: String(worldSize),
+            LOCAL_WORLD_SIZE: String(nproc), GROUP_RANK: String(nodeRank), GROUP_WORLD_SIZE: String(nnodes),
+            ROLE_RANK: String(rank), ROLE_WORLD_SIZE: String(worldSize),
+            MASTER_ADDR: masterAddr, MASTER_PORT: String(masterPort),
+            SEMAIM_LAUNCHER_PID: String(process.pid), // a worker stops when its launcher is gone (orphan-watch.ts)
+          },
+        });
+      } catch (e) {
+        // spawn throws, with no process and no events, for errors other than EACCES, EAGAIN, EMFILE, ENFILE and ENOENT
+        // (ENOMEM from fork on a machine short of memory while the first workers load): a failure as of a worker whose
+        // spawn failed later, which stops the workers started before it; the ranks after it are not started
+        const w: Worker = { rank, localRank, child: null, tail: [`launch: cannot start the worker: ${(e as Error).message}`], exited: true, closed: true, code: null, signal: null, exitOrder: ++exits, stalled: false, stoppedByLauncher: false, repeatsAnother: false };
+        workers.push(w);
+        onFailure(w);
+        break;
+      }
       const w: Worker = { rank, localRank, child, tail: [], exited: false, closed: false, code: null, signal: null, exitOrder: 0, stalled: false, stoppedByLauncher: false, repeatsAnother: false };
       workers.push(w);
       // every line is looked at, not only those kept for the report (tailLines may be few, or none)
@@ -264,7 +281,7 @@ export async function launchWorkers(argv: string[], o: LaunchOptions): Promise<L
       forward(child.stderr, rank === 0 ? null : `[rank ${rank}] `, stderr, w.tail, tailLines, judge);
       child.on('error', (e) => {
         w.tail.push(`launch: cannot start the worker: ${e.message}`);
-        // a worker that never started (spawn failed: EAGAIN, ENOMEM) has no 'exit': it failed, judged at 'close'
+        // a worker that never started (spawn failed: EAGAIN, ENOENT) has no 'exit': it failed, judged at 'close'
         if (child.pid === undefined && !w.exited) {
           w.exited = true;
           w.exitOrder = ++exits;
@@ -281,9 +298,11 @@ export async function launchWorkers(argv: string[], o: LaunchOptions): Promise<L
       child.on('close', () => {
         w.closed = true;
         if (w.exited && failedWorker(w)) onFailure(w);
-        if (workers.length === nproc && workers.every((x) => x.closed)) resolve();
+        resolveWhenClosed();
       });
     }
+    allStarted = true;
+    resolveWhenClosed();
   });
   try {
     await done;
@@ -313,8 +332,8 @@ export async function launchWorkers(argv: string[], o: LaunchOptions): Promise<L
   const stalled = workers.find((w) => w.stalled);
   const culprit = stalled ?? first;
   const how = (w: Worker): string =>
-    w.child.pid === undefined ? 'could not be started' : w.signal ? `was killed by ${w.signal}` : `exited with code ${w.code}`;
-  const which = (w: Worker): string => `rank ${w.rank} (node ${nodeRank}, local rank ${w.localRank}${w.child.pid === undefined ? '' : `, pid ${w.child.pid}`})`;
+    w.child?.pid === undefined ? 'could not be started' : w.signal ? `was killed by ${w.signal}` : `exited with code ${w.code}`;
+  const which = (w: Worker): string => `rank ${w.rank} (node ${nodeRank}, local rank ${w.localRank}${w.child?.pid === undefined ? '' : `, pid ${w.child.pid}`})`;
   const others = workers.length - 1;
   const tail = (w: Worker): string =>
     `last ${Math.min(tailLines, w.tail.length)} lines of rank ${w.rank}:\n` + (w.tail.length ? w.tail.map((l) => `  | ${l}`).join('\n') : '  (no output)') + '\n';

@@ -400,6 +400,35 @@ test(
 );
 
 test(
+  'launcher (stand-in workers): a worker whose spawn throws (ENOMEM, E2BIG: no process, no events) is a failure that stops the others started before it, named with the reason',
+  inTempDir('semaim-launch-', async (dir) => {
+    const script = join(dir, 'stand-in.js');
+    writeFileSync(script, STAND_IN);
+    const out = sink();
+    const t0 = Date.now();
+    // the second spawn throws, as child_process.spawn does for an error other than EACCES, EAGAIN, EMFILE, ENFILE and
+    // ENOENT (ENOMEM from fork: a machine short of memory while the first workers load); a path with a NUL byte is
+    // refused the same way, by a throw before any process starts
+    const node = process.execPath;
+    let spawns = 0;
+    Object.defineProperty(process, 'execPath', { configurable: true, enumerable: true, get: () => (spawns++ === 1 ? `${node}\0` : node) });
+    let launched: Promise<dist.LaunchResult>;
+    try {
+      launched = dist.launchWorkers(['fail', 'none'], { nprocPerNode: 2, masterPort: 1, script, execArgv: [], stdout: out, stderr: out, killGraceMs: 5000 });
+    } finally {
+      Object.defineProperty(process, 'execPath', { configurable: true, enumerable: true, writable: true, value: node });
+    }
+    // before: launchWorkers rejected with the spawn's error and left rank 0 running unattended (a real worker waits
+    // for the missing rank until the timeout, 30 min by default), its output still copied, its signals no longer forwarded
+    const r = await launched;
+    assert.ok(Date.now() - t0 < 10_000, `the launcher took ${Date.now() - t0} ms: rank 0 was not stopped`);
+    assert.deepEqual([r.exitCode, r.failedRank], [1, 1], out.text());
+    assert.match(r.message ?? '', /^launch: rank 1 \(node 0, local rank 1\) could not be started; stopped the other 1 worker on this node\.\n/);
+    assert.match(r.message ?? '', /launch: cannot start the worker: .*null bytes/);
+  }),
+);
+
+test(
   'launcher (stand-in workers): which rank is named does not depend on how many lines the report quotes (tailLines)',
   inTempDir('semaim-launch-', async (dir) => {
     const script = join(dir, 'stand-in.js');
