@@ -3,6 +3,7 @@
 // shards will run). Each child's output goes to <out-dir>/logs/; run headers and results are echoed.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
+import type { Readable } from 'node:stream';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { Measurement } from '../experiments/ablate-plan';
@@ -133,7 +134,15 @@ function startChild(r: ChildRunner, name: string, extra: string[], capture: bool
   const threads = r.threads ?? Math.max(1, Math.floor(availableParallelism() / r.jobs));
   const args = [r.command[1], 'ablate', ...childArgs(r.argv), '--jobs', '1', '--threads', String(threads), ...extra];
   file.write(`== ${new Date().toISOString()} ${args.join(' ')}\n`);
-  const child = spawn(r.command[0], args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let child: ChildProcess & { stdout: Readable; stderr: Readable };
+  try {
+    child = spawn(r.command[0], args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (e) {
+    // spawn throws (no process, no events) for errors other than EACCES, EAGAIN, EMFILE, ENFILE and ENOENT (ENOMEM
+    // from fork): this child's failure, as an 'error' is, while the others started run on with signals forwarded
+    file.end();
+    return Promise.reject(new Error(`cannot start ${name}: ${(e as Error).message}`));
+  }
   children.add(child);
   let stdout = '';
   let pending = '';

@@ -220,3 +220,33 @@ test('without --threads each of the --jobs shard processes gets its share of the
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("a shard process whose spawn throws (ENOMEM, E2BIG) is that shard's failure: the others run to their end with signals forwarded, then the parent reports it", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-spawn-throws-'));
+  try {
+    // a stand-in for a shard process: marks its end after a moment
+    const child = join(dir, 'child.js');
+    writeFileSync(
+      child,
+      `setTimeout(() => require('node:fs').writeFileSync(${JSON.stringify(dir)} + '/ended-' + process.argv.pop().replace('/', '-of-'), ''), 500);`,
+    );
+    const { runShardProcesses } = await import('../../src/cli/ablate-jobs');
+    // the second spawn throws, as child_process.spawn does for an error other than EACCES, EAGAIN, EMFILE, ENFILE and
+    // ENOENT (ENOMEM from fork); a path with a NUL byte is refused the same way, by a throw before any process starts
+    const command = [process.execPath, child] as [string, string];
+    let reads = 0;
+    Object.defineProperty(command, 0, { get: () => (reads++ === 1 ? `${process.execPath}\0` : process.execPath) });
+    const runner = { command, argv: [], outDir: dir, jobs: 2, threads: 1, log: () => {} };
+    const signals = () => [process.listenerCount('SIGINT'), process.listenerCount('SIGTERM')];
+    const before = signals();
+    // before: the call rejected at once with the bare error, shard 0 left running with no one forwarding a signal to it
+    await assert.rejects(runShardProcesses(runner, ['0/2', '1/2'], {}), (e: Error) => {
+      assert.match(e.message, /^cannot start shard-1-of-2: .*null bytes/);
+      assert.ok(existsSync(join(dir, 'ended-0-of-2')), `shard 0 had ended: ${readdirSync(dir).join(', ')}`);
+      return true;
+    });
+    assert.deepEqual(signals(), before, 'the forwarding is released');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
