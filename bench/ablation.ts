@@ -76,6 +76,9 @@ function lastJson(out: string): StepResult {
 function runStep(side: 'ts' | 'pytorch', args: string[], env: NodeJS.ProcessEnv = {}): StepResult {
   const [cmd, script] = side === 'ts' ? [process.execPath, WORKER] : [PY, TORCH];
   const r = spawnSync(cmd, [script, ...args], { encoding: 'utf8', maxBuffer: 1 << 24, env: { ...process.env, ...env } });
+  // a side that could not run (no such Python: ENOENT; more output than maxBuffer: ENOBUFS) has no status and no stderr
+  if (r.error)
+    throw new Error(`${cmd} ${script} ${args.join(' ')} failed: ${r.error.message}${cmd === PY ? ' (SEMAIM_PYTHON names the Python with torch)' : ''}`);
   if (r.status !== 0) throw new Error(`${cmd} ${script} ${args.join(' ')} failed:\n${r.stderr}`);
   return lastJson(r.stdout);
 }

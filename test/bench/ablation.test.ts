@@ -14,3 +14,14 @@ test('bench:ablation: an --only naming no part of it is refused before anything 
   assert.match(r.stderr, /--only steps: not one of step, threads, batch, eval/);
   assert.equal(r.stdout, '');
 });
+
+test('bench:ablation: a PyTorch side whose Python cannot be started is reported with the reason, not as "failed: null"', () => {
+  // Before: spawnSync's error (ENOENT) was not read; the stderr it leaves is null, and the benchmark ended with "... failed:\nnull".
+  const r = spawnSync(process.execPath, [SCRIPT, '--quick', '--only', 'step'], {
+    encoding: 'utf8',
+    timeout: 300_000,
+    env: { ...process.env, SEMAIM_PYTHON: '/nonexistent/python3' },
+  });
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /failed: spawnSync \/nonexistent\/python3 ENOENT \(SEMAIM_PYTHON names the Python with torch\)/);
+});

@@ -66,3 +66,16 @@ test('bench:pretrain: a side whose losses were not all finite is reported as fai
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('bench:pretrain: a PyTorch side whose Python cannot be started is reported with the reason, not as "failed — null"', () => {
+  // Before: spawnSync's error (ENOENT) was not read; the status and stderr it leaves are null, and the report said
+  // "ours in PyTorch: failed** — null".
+  const args = ['--only', 'tiny', '--batch-tiny', '2', '--steps-tiny', '1', '--warmup', '0', '--threads', '1', '--reference', 'ours'];
+  const r = spawnSync(process.execPath, [SCRIPT, ...args], {
+    encoding: 'utf8',
+    timeout: 300_000,
+    env: { ...process.env, SEMAIM_PYTHON: '/nonexistent/python3' },
+  });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /ours in PyTorch: failed\*\* — .*\/nonexistent\/python3 ENOENT \(SEMAIM_PYTHON names the Python with torch\)/);
+});
