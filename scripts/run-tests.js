@@ -12,6 +12,7 @@
 const { existsSync, readdirSync, readFileSync, statSync } = require('node:fs');
 const { join, relative } = require('node:path');
 const { spawn } = require('node:child_process');
+const { constants } = require('node:os');
 
 function walk(dir) {
   let out = [];
@@ -154,8 +155,26 @@ function killFilesPastTheirTime(runnerPid) {
 
 const runner = spawn(process.execPath, args, { stdio: 'inherit', env });
 const watch = setInterval(() => killFilesPastTheirTime(runner.pid), Math.min(1000, (timeoutS * 1000) / 4));
+// A SIGINT / SIGTERM / SIGHUP sent to this script alone (CI cancelling the job, `timeout`, `kill`) reaches the
+// runner and every test process too, as a terminal's Ctrl-C does: they ran on without it, and without the
+// per-file limit. What has not ended 5 s later is killed; this script then exits with 128 + the signal's number.
+let stoppedBy = null;
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(signal, () => {
+    if (runner.pid === undefined) process.exit(128 + constants.signals[signal]); // (never started: no process to stop)
+    stoppedBy ??= signal;
+    for (const p of [runner.pid, ...descendants(runner.pid, processTable() ?? new Map())]) {
+      try {
+        process.kill(p, signal);
+      } catch {
+        /* exited meanwhile */
+      }
+    }
+    setTimeout(() => killTree(runner.pid), 5000).unref();
+  });
+}
 runner.on('exit', (code) => {
   clearInterval(watch);
   if (timedOut.length) console.error(`run-tests: failed, past SEMAIM_TEST_FILE_TIMEOUT_S=${timeoutS}: ${timedOut.join(', ')}`);
-  process.exit(timedOut.length ? 1 : (code ?? 1));
+  process.exit(stoppedBy ? 128 + constants.signals[stoppedBy] : timedOut.length ? 1 : (code ?? 1));
 });

@@ -4,7 +4,7 @@
 // and runs them under SEMAIM_TEST_DEVICE wherever the checkout is.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, sep } from 'node:path';
@@ -148,6 +148,56 @@ test(
     assert.match(bad.stderr, /SEMAIM_TEST_FILE_TIMEOUT_S must be a number of seconds > 0, got 'soon'/);
   },
 );
+
+test(
+  'run-tests.js stopped by SIGTERM (CI cancelling the job, `timeout`, `kill`) stops the test runner and the test files too, and exits 143',
+  { skip: !existsSync('/proc/self/stat') && 'no /proc (the check needs it)' },
+  async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'semaim-run-tests-'));
+    const pidFile = join(dir, 'file.pid');
+    let filePid = 0;
+    t.after(() => {
+      // (a pid read from a file is signalled only when it is a real one: 0 would be this whole process group)
+      if (Number.isSafeInteger(filePid) && filePid > 1 && state(filePid) !== 'gone') process.kill(filePid, 'SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    });
+    mkdirSync(join(dir, 'scripts'));
+    copyFileSync(join(ROOT, 'scripts', 'run-tests.js'), join(dir, 'scripts', 'run-tests.js'));
+    mkdirSync(join(dir, 'test'));
+    mkdirSync(join(dir, 'dist', 'test'), { recursive: true });
+    writeFileSync(join(dir, 'test', 'slow.test.ts'), '');
+    writeFileSync(
+      join(dir, 'dist', 'test', 'slow.test.js'),
+      `require('node:fs').writeFileSync(${JSON.stringify(pidFile)}, String(process.pid));\n` +
+        "require('node:test')('slow', () => new Promise((resolve) => setTimeout(resolve, 30000)));\n",
+    );
+    const { NODE_TEST_CONTEXT: _, ...env } = process.env;
+    const runTests = spawn(process.execPath, [join(dir, 'scripts', 'run-tests.js')], { stdio: 'ignore', env });
+    const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => runTests.on('exit', (code, signal) => resolve([code, signal])));
+    const t0 = Date.now();
+    while (!(existsSync(pidFile) && readFileSync(pidFile, 'utf8') !== '') && Date.now() - t0 < 30_000) await new Promise((r) => setTimeout(r, 50));
+    filePid = Number(readFileSync(pidFile, 'utf8'));
+    assert.ok(filePid > 1, 'the test file started');
+    runTests.kill('SIGTERM');
+    const [code, signal] = await exited;
+    assert.ok(code === 143 || signal === 'SIGTERM', `exit ${code}, signal ${signal}`);
+    const t1 = Date.now();
+    while (state(filePid) !== 'gone' && Date.now() - t1 < 10_000) await new Promise((r) => setTimeout(r, 50));
+    // before: run-tests.js died alone; node --test and the test file ran on (without the per-file limit either)
+    assert.equal(state(filePid), 'gone', 'the test file was stopped with run-tests.js');
+  },
+);
+
+/** A process's state letter, or 'gone' (no such process, or a zombie: it has ended). */
+function state(pid: number): string {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const s = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return s === 'Z' ? 'gone' : s;
+  } catch {
+    return 'gone';
+  }
+}
 
 /**
  * A copy of scripts/setup.sh in a checkout whose node_modules is installed, run with a PATH of only
