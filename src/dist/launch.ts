@@ -316,9 +316,10 @@ export async function launchWorkers(argv: string[], o: LaunchOptions): Promise<L
   const failed = workers.filter(failedWorker);
   const signalled = stopping !== null && stopping !== 'failure' ? stopping : null;
   // Stopped by the launcher's signal: a worker killed by it, or ending with 0, 130 or 143, stopped as asked. One that
-  // exited with another code of its own accord failed while it stopped (its checkpoint could not be written): that is
+  // exited with another code of its own accord failed while it stopped (its checkpoint could not be written), and so
+  // did one killed by another signal (the OOM killer's SIGKILL: the launcher sends none after a signal): that is
   // reported as any failure, not hidden behind 128 + signal, which says that every rank stopped cleanly.
-  const failedStopping = signalled ? failed.filter((w) => w.signal === null && !w.repeatsAnother).sort((a, b) => a.exitOrder - b.exitOrder) : [];
+  const failedStopping = signalled ? failed.filter((w) => w.signal !== signalled && !w.repeatsAnother).sort((a, b) => a.exitOrder - b.exitOrder) : [];
   if (signalled && failedStopping.length === 0) {
     return { exitCode: 128 + (SIGNAL_NUMBERS[signalled] ?? 1), failedRank: null, message: null };
   }

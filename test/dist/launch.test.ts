@@ -217,6 +217,11 @@ if (mode === 'held' && e.LOCAL_RANK === '1') {
 if (mode === 'held' && e.LOCAL_RANK === '0') { process.on('SIGTERM', () => { require('fs').writeFileSync(who, ''); process.exit(143); }); setTimeout(() => process.exit(0), 20000); }
 // slow-stop: each rank marks that it is ready (its SIGTERM handler installed); on SIGTERM it takes 1.5 s (the step under
 // way and its checkpoint), marks that it stopped, and exits 143, as a training worker does
+// killed-stopping: on SIGTERM rank 1 is killed by SIGKILL (the OOM killer, during its checkpoint); rank 0 stops as asked (143)
+if (mode === 'killed-stopping') {
+  process.on('SIGTERM', () => (e.LOCAL_RANK === '1' ? process.kill(process.pid, 'SIGKILL') : process.exit(143)));
+  require('fs').writeFileSync(who + '-ready-' + e.RANK, ''); setTimeout(() => process.exit(0), 20000);
+}
 if (mode === 'slow-stop') {
   process.on('SIGTERM', () => setTimeout(() => { require('fs').writeFileSync(who + '-stopped-' + e.RANK, ''); process.exit(143); }, 1500));
   require('fs').writeFileSync(who + '-ready-' + e.RANK, ''); setTimeout(() => process.exit(0), 20000);
@@ -324,6 +329,32 @@ test(
       // still exited 143 without a word, as if every rank had stopped after its checkpoint
       assert.deepEqual([r.exitCode, r.failedRank, r.message], [143, null, null], out.text());
       for (const rank of [0, 1]) assert.ok(existsSync(`${mark}-stopped-${rank}`), `rank ${rank} finished its checkpoint`);
+    } finally {
+      running = false;
+      clearInterval(watcher);
+    }
+  }),
+);
+
+test(
+  'launcher (stand-in workers): a worker killed by another signal (SIGKILL: the OOM killer) while it stops on the forwarded SIGTERM is a failure, named, not 143',
+  inTempDir('semaim-launch-', async (dir) => {
+    const script = join(dir, 'stand-in.js');
+    writeFileSync(script, STAND_IN);
+    const out = sink();
+    const mark = join(dir, 'mark');
+    let running = true;
+    const watcher = setInterval(() => {
+      if (!running || !existsSync(`${mark}-ready-0`) || !existsSync(`${mark}-ready-1`)) return;
+      clearInterval(watcher);
+      process.kill(process.pid, 'SIGTERM');
+    }, 10);
+    try {
+      const r = await dist.launchWorkers(['killed-stopping', mark], { nprocPerNode: 2, script, execArgv: [], stdout: out, stderr: out, killGraceMs: 5000 });
+      running = false;
+      // before: 143 without a report, the code that says every rank stopped after its checkpoint
+      assert.deepEqual([r.exitCode, r.failedRank], [1, 1], out.text());
+      assert.match(r.message ?? '', /^launch: rank 1 \(node 0, local rank 1, pid \d+\) was killed by SIGKILL while stopping on SIGTERM\./);
     } finally {
       running = false;
       clearInterval(watcher);
