@@ -204,8 +204,9 @@ export async function launchWorkers(argv: string[], o: LaunchOptions): Promise<L
       if (stopping === 'failure') w.stoppedByLauncher = true;
       if (!w.child) continue;
       signalChild(w.child, signal);
-      // a stopped worker would take the signal only when continued: at once, not at the SIGKILL
-      if (w.stalled) signalChild(w.child, 'SIGCONT');
+      // a stopped worker (SIGSTOP, a debugger) would take the signal only when continued: at once, not at the SIGKILL
+      // (after a failure), nor never (after a forwarded signal, which no SIGKILL follows)
+      if (w.stalled || isStopped(w.child.pid)) signalChild(w.child, 'SIGCONT');
     }
     // SIGKILL after the grace period only after a failure: a signal forwarded to the workers asks each to stop
     // after its step and checkpoint, which may take longer (a second signal, forwarded too, makes them exit at once)

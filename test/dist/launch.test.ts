@@ -224,7 +224,7 @@ if (mode === 'killed-stopping') {
 }
 if (mode === 'slow-stop') {
   process.on('SIGTERM', () => setTimeout(() => { require('fs').writeFileSync(who + '-stopped-' + e.RANK, ''); process.exit(143); }, 1500));
-  require('fs').writeFileSync(who + '-ready-' + e.RANK, ''); setTimeout(() => process.exit(0), 20000);
+  require('fs').writeFileSync(who + '-ready-' + e.RANK, String(process.pid)); setTimeout(() => process.exit(0), 20000);
 }
 `;
 
@@ -327,6 +327,35 @@ test(
       running = false;
       // before: both were killed with SIGKILL at the 300 ms grace, in the middle of their checkpoint, and the launcher
       // still exited 143 without a word, as if every rank had stopped after its checkpoint
+      assert.deepEqual([r.exitCode, r.failedRank, r.message], [143, null, null], out.text());
+      for (const rank of [0, 1]) assert.ok(existsSync(`${mark}-stopped-${rank}`), `rank ${rank} finished its checkpoint`);
+    } finally {
+      running = false;
+      clearInterval(watcher);
+    }
+  }),
+);
+
+test(
+  'launcher (stand-in workers): a worker found stopped (SIGSTOP, a debugger) when a signal is forwarded is continued, so that it stops after its checkpoint too',
+  { timeout: 30_000 },
+  inTempDir('semaim-launch-', async (dir) => {
+    const script = join(dir, 'stand-in.js');
+    writeFileSync(script, STAND_IN);
+    const out = sink();
+    const mark = join(dir, 'mark');
+    let running = true;
+    const watcher = setInterval(() => {
+      if (!running || !existsSync(`${mark}-ready-0`) || !existsSync(`${mark}-ready-1`)) return;
+      clearInterval(watcher);
+      const pid = Number(readFileSync(`${mark}-ready-1`, 'utf8'));
+      if (Number.isSafeInteger(pid) && pid > 1) process.kill(pid, 'SIGSTOP'); // (never 0: this whole process group)
+      process.kill(process.pid, 'SIGTERM');
+    }, 10);
+    try {
+      // (no SIGKILL follows a forwarded signal: a stopped worker left stopped would hold the launcher forever)
+      const r = await dist.launchWorkers(['slow-stop', mark], { nprocPerNode: 2, script, execArgv: [], stdout: out, stderr: out, killGraceMs: 300 });
+      running = false;
       assert.deepEqual([r.exitCode, r.failedRank, r.message], [143, null, null], out.text());
       for (const rank of [0, 1]) assert.ok(existsSync(`${mark}-stopped-${rank}`), `rank ${rank} finished its checkpoint`);
     } finally {
