@@ -127,11 +127,13 @@ test('an empty lock file just created is a holder still writing it: its holder i
   const path = join(dir, 'run.lock');
   writeFileSync(path, '');
   const holder = JSON.stringify({ pid: 1, host: hostname(), since: '2026-12-03T00:00:00.000Z' });
-  // another process writes its holder 0.3 s later (lockFile blocks this one's event loop while it waits)
-  const writer = spawn('sh', ['-c', `sleep 0.3; printf '%s' '${holder}' > '${path}'`]);
+  // another process writes its holder 0.3 s later (lockFile blocks this one's event loop while it waits);
+  // the path passed as an argument, not spliced into the script: a $TMPDIR with a quote in it broke the script
+  const writer = spawn('sh', ['-c', 'sleep 0.3; printf "%s" "$1" > "$2"', 'sh', holder, path]);
   const done = new Promise((resolve) => writer.on('exit', resolve));
   const taken = lockFile(path);
   await done;
+  if (typeof taken === 'function') t.after(taken); // (a lock left held keeps its exit listener, failing the listener count of a later test)
   assert.notEqual(typeof taken, 'function', 'taken over while its holder was writing it');
   assert.equal((taken as { pid: number }).pid, 1);
   assert.equal(readFileSync(path, 'utf8'), holder);
