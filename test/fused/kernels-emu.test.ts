@@ -2,7 +2,7 @@
 // (native/kernels/simt-emu.h, one thread per CUDA thread, with the addon's launch configurations from
 // launch.h) and are compared with libtorch's unfused ops: their indexing (strided rows, halos, patch
 // order), warp and block reductions, and 16-bit rounding, without a GPU. Needs g++ (C++20); the runner is
-// built once per source version into the temp folder.
+// built once per source version into build/emu-runner/ of this checkout.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -28,7 +28,11 @@ function emulator(): string {
   const files = ['emu-runner.cc', 'simt-emu.h', 'fused.cu', 'launch.h'];
   const hash = createHash('sha256');
   for (const f of files) hash.update(fs.readFileSync(path.join(KERNELS, f)));
-  const bin = path.join(os.tmpdir(), `semaim-emu-runner-${hash.digest('hex').slice(0, 16)}`);
+  // In this checkout's build/ (git ignores it), not in the temp folder: a runner found under a name every
+  // user can predict in a shared /tmp may be anyone's program, and was run as whoever ran the tests (root).
+  const dir = path.join(__dirname, '..', '..', '..', 'build', 'emu-runner');
+  fs.mkdirSync(dir, { recursive: true });
+  const bin = path.join(dir, `semaim-emu-runner-${hash.digest('hex').slice(0, 16)}`);
   if (!fs.existsSync(bin)) {
     const tmp = `${bin}.${process.pid}`;
     const r = spawnSync('g++', ['-std=c++20', '-O1', '-pthread', '-Wall', '-Wextra', '-Werror', '-o', tmp, path.join(KERNELS, 'emu-runner.cc')], {
