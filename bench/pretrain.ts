@@ -314,21 +314,29 @@ function run(side: Side, c: Config, extra: string[]): Result {
 
 /** Initial weights and images shared by every side (written by the authors' script, our parameter names). */
 function sharedInit(c: Config): string {
-  const file = path.join(os.tmpdir(), `semaim-bench-init-${process.pid}-${c.preset}-${c.img}-${c.batch}.safetensors`);
-  spawnJSON(PY, [
-    SCRIPTS.authors[1],
-    ...workerArgs(c).filter((_, i, a) => a[i] !== '--device' && a[i - 1] !== '--device'),
-    '--device',
-    'cpu',
-    '--steps',
-    '0',
-    '--data-seed',
-    '0',
-    '--save-init',
-    file,
-    '--noise-steps',
-    String(Math.max(warmup + c.steps, logLosses)),
-  ]);
+  // In a new private folder: at a name made of the pid in the shared /tmp, a link another user put there
+  // first had the Python side (root, on the GPU machines) write through it to wherever it pointed.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'semaim-bench-init-'));
+  const file = path.join(dir, `${c.preset}-${c.img}-${c.batch}.safetensors`);
+  try {
+    spawnJSON(PY, [
+      SCRIPTS.authors[1],
+      ...workerArgs(c).filter((_, i, a) => a[i] !== '--device' && a[i - 1] !== '--device'),
+      '--device',
+      'cpu',
+      '--steps',
+      '0',
+      '--data-seed',
+      '0',
+      '--save-init',
+      file,
+      '--noise-steps',
+      String(Math.max(warmup + c.steps, logLosses)),
+    ]);
+  } catch (e) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
   return file;
 }
 
@@ -628,7 +636,7 @@ function main(): void {
         }
       }
     } finally {
-      if (init) fs.rmSync(init, { force: true });
+      if (init) fs.rmSync(path.dirname(init), { recursive: true, force: true });
     }
     const r: Partial<Record<Side, Result>> = {};
     for (const side of sidesFor(c)) if (runs[side]?.length && !failed[side]) r[side] = pool(runs[side]!, c.batch);
