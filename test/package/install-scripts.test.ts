@@ -214,7 +214,8 @@ function setupOffDebian(dir: string, finder: string, env: Record<string, string 
   writeFileSync(join(copy, 'package-lock.json'), '{}');
   writeFileSync(join(copy, 'node_modules', '.package-lock.json'), '{}'); // not older than package-lock.json
   const log = join(dir, 'calls.log');
-  for (const tool of ['npm', 'npx']) writeFileSync(join(bin, tool), `#!/bin/sh\necho "${tool} $*" >> '${log}'\n`, { mode: 0o755 });
+  const quotedLog = `'${log.replace(/'/g, `'\\''`)}'`; // (a $TMPDIR with a quote in it ended the script's quoted word)
+  for (const tool of ['npm', 'npx']) writeFileSync(join(bin, tool), `#!/bin/sh\necho "${tool} $*" >> ${quotedLog}\n`, { mode: 0o755 });
   for (const tool of ['bash', 'sh', 'dirname', 'id', 'cat']) {
     const real = ['/usr/bin', '/bin'].map((d) => join(d, tool)).find((p) => existsSync(p));
     if (real) symlinkSync(real, join(bin, tool));
