@@ -6,6 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,6 +35,15 @@ const agentStoreMismatch = (): string | false => {
   const ours = torch.version().major;
   return agent === ours ? false : `torchrun's agent runs torch ${agent}.x, this addon libtorch ${ours}.x: their TCPStores do not talk to each other`;
 };
+
+/**
+ * What torchrun's --standalone sets (the c10d rendezvous on localhost, a new id), on a free port: 1.13's
+ * --standalone always takes port 29400, so a second run of these tests on the machine (another user's,
+ * a CI job beside) failed with 'Address already in use'.
+ */
+async function standalone(): Promise<string[]> {
+  return ['--rdzv_backend', 'c10d', '--rdzv_endpoint', `localhost:${await dist.freePort()}`, '--rdzv_id', randomUUID()];
+}
 
 /** A writable stream that keeps what was written. */
 function sink(): PassThrough & { text: () => string } {
@@ -530,11 +540,11 @@ test(
 );
 
 for (const [name, args] of [
-  ['--standalone', ['--standalone', '--nproc_per_node', '2']],
+  ["--standalone's c10d rendezvous (on a free port)", ['--nproc_per_node', '2']],
   ['static rendezvous (the agent hosts the store)', ['--nnodes', '1', '--nproc_per_node', '2', '--master_addr', '127.0.0.1']],
 ] as const) {
   test(`torchrun ${name} --no_python node <worker> works unchanged`, { skip: gloo || (name.startsWith('static') ? agentStoreMismatch() : noTorchrun) }, async () => {
-    const extra = name.startsWith('static') ? ['--master_port', String(await dist.freePort())] : [];
+    const extra = name.startsWith('static') ? ['--master_port', String(await dist.freePort())] : await standalone();
     const r = spawnSync(TORCHRUN, [...args, ...extra, '--redirects', '1', '--tee', '1', '--monitor_interval', '0.2', '--no_python', process.execPath, workerScript('launched'), 'ok'], { encoding: 'utf8', timeout: 120_000 });
     assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
     const lines = jsonLines(r.stdout).sort((a, b) => Number(a.rank) - Number(b.rank));
@@ -569,7 +579,7 @@ for (const launcher of ['torchrun', 'semaim --nproc-per-node'] as const) {
     // semaim's launcher holds its workers' stdout and stderr (pipes): once it is gone, their every write fails with EPIPE
     const agent =
       launcher === 'torchrun'
-        ? spawn(TORCHRUN, ['--standalone', '--nproc_per_node', '2', '--redirects', '1', '--tee', '1', '--monitor_interval', '0.2', '--no_python', process.execPath, ...command], { stdio: 'ignore' })
+        ? spawn(TORCHRUN, [...(await standalone()), '--nproc_per_node', '2', '--redirects', '1', '--tee', '1', '--monitor_interval', '0.2', '--no_python', process.execPath, ...command], { stdio: 'ignore' })
         : spawn(process.execPath, [...command, '--nproc-per-node', '2'], { stdio: 'ignore' });
     const metrics = join(out, 'metrics.jsonl');
     const deadline = Date.now() + 90_000;
