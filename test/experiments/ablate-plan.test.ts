@@ -724,6 +724,9 @@ test('--plan-only: the command it prints to run the ablation gives the shell the
       'small',
       '--orders',
       'raster',
+      // (synthetic data: the default, CIFAR-10, needs the archive, which a checkout without ../shared/data lacks)
+      '--dataset',
+      'synthetic',
       '--embed-dim',
       '16',
       '--depth',
