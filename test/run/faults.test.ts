@@ -541,7 +541,7 @@ test("an encoder read from a run folder whose chosen checkpoint the run prunes b
   }
 });
 
-test('model-config errors name the option, an oversized model is refused before allocation, a teacher error names its file', () => {
+test('model-config errors name the option, an oversized model is refused before allocation, a teacher error names its file', (t) => {
   assert.throws(
     () => modelConfigFrom(options('/x', { similaritySource: 'teacher' })),
     (e: unknown) => e instanceof OptionError && e.key === 'similaritySource',
@@ -561,9 +561,16 @@ test('model-config errors name the option, an oversized model is refused before 
   const model = new SemAIM(cfg);
   assert.equal(semaimParameterCount(cfg), model.numParameters());
   model.dispose();
-  const missing = join(tmpdir(), 'no-such-teacher.safetensors');
+  // in a new folder, not at a fixed name in the shared temp folder (any user can put a file there), and
+  // matched as text (a $TMPDIR with regex characters in it, '[x]+', did not match itself)
+  const teacherDir = tmp('teacher');
+  t.after(() => rmSync(teacherDir, { recursive: true, force: true }));
+  const missing = join(teacherDir, 'no-such-teacher.safetensors');
   const teacherCfg = { ...cfg, target: { type: 'features' as const, teacher: missing, teacherConfig: cfg } };
-  assert.throws(() => loadTeacher(teacherCfg, 'cpu'), new RegExp(`cannot load the teacher ${missing.replace(/[.]/g, '\\.')}`));
+  assert.throws(
+    () => loadTeacher(teacherCfg, 'cpu'),
+    (e: Error) => e.message.includes(`cannot load the teacher ${missing}`),
+  );
   const otherPatch = { ...teacherCfg, target: { ...teacherCfg.target, teacherConfig: { ...cfg, patchSize: cfg.patchSize * 2 } } };
   assert.throws(
     () => validateConfig(otherPatch),
